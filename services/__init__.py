@@ -1,0 +1,1 @@
+"""Business logic with no aiogram import: conversations, billing, the sealed inference client."""

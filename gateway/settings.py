@@ -1,0 +1,52 @@
+"""Gateway settings, read from ``VEIL_*`` environment variables (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class SettingsError(SystemExit):
+    """A bad or missing setting; carries the one line that names the variable."""
+
+
+class GatewaySettings(BaseSettings):
+    """Everything ``python -m gateway`` reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="VEIL_", env_file=".env", extra="ignore")
+
+    vllm_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    vllm_api_key: SecretStr | None = None
+    operator_key_file: Path
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8600, ge=0, le=65535)
+    gateway_suite: Literal["x25519", "mlkem768-x25519"] = "x25519"
+    gateway_models: str = ""
+    key_rotation_seconds: int = Field(default=3600, ge=10)
+    key_grace_seconds: int = Field(default=600, ge=0)
+    max_streams: int = Field(default=256, ge=1)
+    max_clock_skew: int = Field(default=120, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """Models named in ``VEIL_GATEWAY_MODELS``; empty means "ask vLLM"."""
+        return tuple(m.strip() for m in self.gateway_models.split(",") if m.strip())
+
+
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Build ``cls`` from the environment, or stop with one line naming the bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        name = f"VEIL_{field.upper()}"
+        if error["type"] == "missing":
+            raise SettingsError(f"veil: setting {name} is required but not set") from None
+        raise SettingsError(f"veil: setting {name} is invalid: {error['msg']}") from None

@@ -1,0 +1,189 @@
+"""Encryption at rest: the master key, per-user data keys and sealed history bodies.
+
+One master key lives in a file only its owner can read (base64 of 32 random bytes, mode 0600).
+It wraps each user's random 32-byte data key, which is stored only wrapped; the data key seals
+the text of each turn. Forgetting a user deletes the wrapped data key, so every copy of their
+sealed turns, backups included, stops being readable.
+
+Every ciphertext is ChaCha20-Poly1305 with a random 12-byte nonce in front. The associated data
+names where the bytes belong: a wrapped key its user; a turn its user, conversation, position and
+role. A row copied anywhere else fails to open instead of showing someone else's words.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from models.records import DataKeyCorrupted, HistoryCorrupted, StorageError, as_role
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+KEY_FILE_MODE = 0o600
+
+_DATAKEY_AAD = b"veil/datakey/v1|"
+_HISTORY_AAD = b"veil/history/v1|"
+# Python strings may hold lone surrogates; storing them must not fail, and they must come back.
+_TEXT_ERRORS = "surrogatepass"
+
+
+def new_data_key() -> bytes:
+    """Return a fresh random 32-byte data key for one user."""
+    return os.urandom(KEY_SIZE)
+
+
+class MasterKey:
+    """The key that wraps every user's data key; its bytes never appear in ``repr``."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_SIZE:
+            raise StorageError(f"a master key must be {KEY_SIZE} bytes")
+        self._aead = ChaCha20Poly1305(key)
+
+    def __repr__(self) -> str:
+        return "MasterKey(<hidden>)"
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        """Return a new random master key, kept only in memory."""
+        return cls(os.urandom(KEY_SIZE))
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> MasterKey:
+        """Load the master key from ``path``, or create the file (mode 0600) if it is absent.
+
+        A file that group or others may access, that is not a regular file, or that does not
+        hold base64 of exactly 32 bytes is refused with ``StorageError``: guessing would either
+        leak the key or silently start a new one that cannot open the old history.
+        """
+        try:
+            return cls._load(path)
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = os.urandom(KEY_SIZE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+        except FileExistsError:
+            return cls._load(path)  # another process created it between our two looks
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(base64.b64encode(key) + b"\n")
+                file.flush()
+                os.fsync(file.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return cls(key)
+
+    @classmethod
+    def _load(cls, path: Path) -> MasterKey:
+        try:
+            encoded = _read_key_file(path)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot read master key file {path}: {exc.strerror}") from exc
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except binascii.Error as exc:
+            raise StorageError(f"master key file {path} does not hold base64") from exc
+        if len(key) != KEY_SIZE:
+            raise StorageError(f"master key file {path} must hold base64 of {KEY_SIZE} bytes")
+        return cls(key)
+
+    def wrap(self, user_id: int, data_key: bytes) -> bytes:
+        """Encrypt ``data_key`` for storage in ``user_id``'s row."""
+        if len(data_key) != KEY_SIZE:
+            raise ValueError(f"a data key must be {KEY_SIZE} bytes")
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._aead.encrypt(nonce, data_key, _datakey_aad(user_id))
+
+    def unwrap(self, user_id: int, blob: bytes) -> bytes:
+        """Return the data key wrapped for ``user_id``, or raise ``DataKeyCorrupted``."""
+        if len(blob) != NONCE_SIZE + KEY_SIZE + TAG_SIZE:
+            raise DataKeyCorrupted("a wrapped data key has the wrong length")
+        try:
+            return self._aead.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _datakey_aad(user_id))
+        except InvalidTag as exc:
+            raise DataKeyCorrupted(
+                "a wrapped data key does not open: wrong master key, or the row was altered"
+            ) from exc
+
+
+def seal_body(  # noqa: PLR0913 -- every keyword is a field the ciphertext is bound to
+    data_key: bytes,
+    *,
+    user_id: int,
+    conversation_id: int,
+    seq: int,
+    role: str,
+    text: str,
+) -> bytes:
+    """Encrypt one turn's text, bound to its user, conversation, position and role."""
+    aad = _history_aad(user_id, conversation_id, seq, role)
+    nonce = os.urandom(NONCE_SIZE)
+    plaintext = text.encode("utf-8", _TEXT_ERRORS)
+    return nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, aad)
+
+
+def open_body(  # noqa: PLR0913 -- every keyword is a field the ciphertext is bound to
+    data_key: bytes,
+    *,
+    user_id: int,
+    conversation_id: int,
+    seq: int,
+    role: str,
+    blob: bytes,
+) -> str:
+    """Decrypt one turn's text; raise ``HistoryCorrupted`` if it does not belong where it sits."""
+    aad = _history_aad(user_id, conversation_id, seq, role)
+    if len(blob) < NONCE_SIZE + TAG_SIZE:
+        raise HistoryCorrupted(f"turn {seq} of conversation {conversation_id} is truncated")
+    try:
+        plaintext = ChaCha20Poly1305(data_key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], aad)
+    except InvalidTag as exc:
+        raise HistoryCorrupted(
+            f"turn {seq} of conversation {conversation_id} does not open where it is stored"
+        ) from exc
+    return plaintext.decode("utf-8", _TEXT_ERRORS)
+
+
+def _read_key_file(path: Path) -> bytes:
+    """Return the file's bytes after checking, on the open file, that only its owner can read it."""
+    with path.open("rb") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise StorageError(f"master key file {path} is not a regular file")
+        if mode & 0o077:
+            raise StorageError(
+                f"master key file {path} has mode {stat.S_IMODE(mode):04o}, so group or others "
+                "may read it; run chmod 600 on it"
+            )
+        return file.read()
+
+
+def _datakey_aad(user_id: int) -> bytes:
+    return _DATAKEY_AAD + b"%d" % user_id
+
+
+def _history_aad(user_id: int, conversation_id: int, seq: int, role: str) -> bytes:
+    # Decimal integers and a role from a fixed set contain no "|", so the encoding is unambiguous.
+    return _HISTORY_AAD + b"%d|%d|%d|%s" % (
+        user_id,
+        conversation_id,
+        seq,
+        as_role(role).encode("ascii"),
+    )

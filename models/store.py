@@ -1,0 +1,396 @@
+"""The bot's database: users, conversations and sealed history, behind one writer thread.
+
+One SQLite connection belongs to one worker thread (a single-thread executor): every call runs
+there in submission order, so writes never race and the event loop never blocks on disk. The
+file runs in WAL mode with ``secure_delete`` on, so rows that ``forget`` deletes are overwritten
+with zeros, and the WAL is checkpointed and truncated afterwards. Turn text is sealed with the
+user's data key before it reaches SQL (see ``models.atrest``); nothing readable is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlite_utils import Database
+
+from models import migrations
+from models.atrest import MasterKey, new_data_key, open_body, seal_body
+from models.records import (
+    ConversationNotFound,
+    DataKeyCorrupted,
+    HistoryCorrupted,
+    Role,
+    StorageError,
+    Turn,
+    UserNotFound,
+    UserRecord,
+    as_role,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 5.0
+DB_FILE_MODE = 0o600
+CACHE_SALT_BYTES = 24
+
+
+class Store:
+    """Async access to the bot's database; create it with ``Store.open``, end with ``close``."""
+
+    def __init__(
+        self, path: Path, executor: ThreadPoolExecutor, db: Database, master_key: MasterKey
+    ) -> None:
+        self._path = path
+        self._executor = executor
+        self._db = db
+        self._master_key = master_key
+        # Unwrapped data keys by user id; read and written only on the worker thread.
+        self._data_keys: dict[int, bytes] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Store({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @classmethod
+    async def open(cls, path: Path, master_key: MasterKey) -> Store:
+        """Open (or create) the database at ``path`` and bring its schema up to date.
+
+        Raises ``StorageError`` if the file is not a usable database, its migrations do not
+        match this code, or ``master_key`` does not open the data keys already stored in it.
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-store")
+        loop = asyncio.get_running_loop()
+        try:
+            db = await loop.run_in_executor(executor, _connect, path, master_key)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, executor, db, master_key)
+
+    async def close(self) -> None:
+        """Checkpoint and truncate the WAL, close the connection and stop the worker thread.
+
+        Calls already submitted finish first; calls made afterwards raise ``StorageError``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def run(self, fn: Callable[[Database], T]) -> Awaitable[T]:
+        """Run ``fn`` on the writer thread with the database and return its result.
+
+        This is the seam for other tables (the ledger): ``fn`` should wrap multi-statement
+        writes in ``db.atomic()`` and must not keep the ``Database`` beyond the call. SQLite's
+        own exceptions (an ``IntegrityError`` for a duplicate key) reach the caller unchanged.
+        """
+        if self._closed:
+            raise StorageError("the store is closed")
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db)
+
+    async def ensure_user(self, user_id: int, language: str | None) -> UserRecord:
+        """Return the user's record, creating it (data key, cache salt) on first sight.
+
+        A changed ``language`` is saved; ``None`` means "not known" and keeps the stored one.
+        """
+        return await self._call(lambda db: self._ensure_user(db, user_id, language))
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        """Return the user's record, or ``None`` if the user has never been seen (or forgot)."""
+        return await self._call(lambda db: _select_user(db, user_id))
+
+    async def set_model(self, user_id: int, model: str | None) -> None:
+        """Remember the user's chosen model; ``None`` returns them to the default."""
+        await self._call(lambda db: _set_model(db, user_id, model))
+
+    async def active_conversation(self, user_id: int) -> int:
+        """Return the id of the user's active conversation, starting one if there is none."""
+        return await self._call(lambda db: _active_conversation(db, user_id))
+
+    async def new_conversation(self, user_id: int) -> int:
+        """Start a new conversation, make it the active one and return its id."""
+        return await self._call(lambda db: _new_conversation(db, user_id))
+
+    async def add_turn(self, user_id: int, conversation_id: int, role: str, text: str) -> Turn:
+        """Seal ``text`` and store it as the next turn of the user's conversation."""
+        checked = as_role(role)
+        return await self._call(
+            lambda db: self._add_turn(db, user_id, conversation_id, checked, text)
+        )
+
+    async def history(
+        self, user_id: int, conversation_id: int, *, limit: int | None = None
+    ) -> list[Turn]:
+        """Return the conversation's turns, oldest first; with ``limit``, only the newest N.
+
+        Raises ``HistoryCorrupted`` if any stored turn does not open where it sits.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        return await self._call(lambda db: self._history(db, user_id, conversation_id, limit))
+
+    async def forget(self, user_id: int) -> int:
+        """Delete the user's turns, conversations and row (with the data key), in one go.
+
+        Returns how many turns were deleted (0 for an unknown user). Deleted rows are zeroed
+        in the file and the WAL is truncated, so their ciphertext is gone from disk too.
+        """
+        return await self._call(lambda db: self._forget(db, user_id))
+
+    async def user_count(self) -> int:
+        """Return how many users the database holds."""
+        return await self._call(_user_count)
+
+    async def _call(self, fn: Callable[[Database], T]) -> T:
+        try:
+            return await self.run(fn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"database error: {exc}") from exc
+
+    def _close(self) -> None:
+        self._data_keys.clear()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self._db.close()
+
+    def _data_key(self, db: Database, user_id: int) -> bytes:
+        key = self._data_keys.get(user_id)
+        if key is None:
+            row = db.execute("SELECT data_key FROM users WHERE user_id = ?", [user_id]).fetchone()
+            if row is None:
+                raise UserNotFound("no such user")
+            key = self._master_key.unwrap(user_id, bytes(row[0]))
+            self._data_keys[user_id] = key
+        return key
+
+    def _ensure_user(self, db: Database, user_id: int, language: str | None) -> UserRecord:
+        record = _select_user(db, user_id)
+        if record is None:
+            data_key = new_data_key()
+            record = UserRecord(
+                user_id=user_id,
+                language=language,
+                model=None,
+                cache_salt=secrets.token_urlsafe(CACHE_SALT_BYTES),
+                created_at=int(time.time()),
+            )
+            db.execute(
+                "INSERT INTO users (user_id, language, model, cache_salt, data_key, created_at)"
+                " VALUES (?, ?, NULL, ?, ?, ?)",
+                [
+                    user_id,
+                    language,
+                    record.cache_salt,
+                    self._master_key.wrap(user_id, data_key),
+                    record.created_at,
+                ],
+            )
+            self._data_keys[user_id] = data_key
+        elif language is not None and language != record.language:
+            db.execute("UPDATE users SET language = ? WHERE user_id = ?", [language, user_id])
+            record = dataclasses.replace(record, language=language)
+        return record
+
+    def _add_turn(
+        self, db: Database, user_id: int, conversation_id: int, role: Role, text: str
+    ) -> Turn:
+        data_key = self._data_key(db, user_id)
+        with db.atomic():
+            row = db.execute(
+                "SELECT user_id, (SELECT COALESCE(MAX(seq), 0) FROM turns"
+                " WHERE conversation_id = conversations.id) FROM conversations WHERE id = ?",
+                [conversation_id],
+            ).fetchone()
+            if row is None or int(row[0]) != user_id:
+                raise ConversationNotFound("no such conversation for this user")
+            seq = int(row[1]) + 1
+            body = seal_body(
+                data_key,
+                user_id=user_id,
+                conversation_id=conversation_id,
+                seq=seq,
+                role=role,
+                text=text,
+            )
+            created_at = int(time.time())
+            db.execute(
+                "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [user_id, conversation_id, seq, role, body, created_at],
+            )
+        return Turn(conversation_id, seq, role, text, created_at)
+
+    def _history(
+        self, db: Database, user_id: int, conversation_id: int, limit: int | None
+    ) -> list[Turn]:
+        data_key = self._data_key(db, user_id)
+        _check_owner(db, user_id, conversation_id)
+        rows = db.execute(
+            "SELECT seq, role, body, created_at FROM turns WHERE conversation_id = ?"
+            " ORDER BY seq DESC LIMIT ?",
+            [conversation_id, -1 if limit is None else limit],
+        ).fetchall()
+        turns: list[Turn] = []
+        for seq, stored_role, body, created_at in reversed(rows):
+            role = _stored_role(stored_role, conversation_id, int(seq))
+            text = open_body(
+                data_key,
+                user_id=user_id,
+                conversation_id=conversation_id,
+                seq=int(seq),
+                role=role,
+                blob=bytes(body),
+            )
+            turns.append(Turn(conversation_id, int(seq), role, text, int(created_at)))
+        return turns
+
+    def _forget(self, db: Database, user_id: int) -> int:
+        with db.atomic():
+            deleted = db.execute("DELETE FROM turns WHERE user_id = ?", [user_id]).rowcount
+            db.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
+            db.execute("DELETE FROM users WHERE user_id = ?", [user_id])
+        self._data_keys.pop(user_id, None)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return int(deleted)
+
+
+def _connect(path: Path, master_key: MasterKey) -> Database:
+    """Open the file on the calling (worker) thread, set it up and migrate it."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Create the file owner-only; SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open database {path}: {exc}") from exc
+    db = Database(conn, execute_plugins=False)
+    try:
+        _configure(db)
+        migrations.apply(db)
+        _check_master_key(db, path, master_key)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StorageError(f"cannot open database {path}: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _configure(db: Database) -> None:
+    """Set the connection's pragmas once; they hold for its lifetime, so calls pay nothing."""
+    db.enable_wal()
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    (secure_delete,) = db.execute("PRAGMA secure_delete = ON").fetchone()
+    if secure_delete != 1:
+        raise StorageError("this SQLite build cannot turn secure_delete on")
+
+
+def _check_master_key(db: Database, path: Path, master_key: MasterKey) -> None:
+    """Fail at startup, not on each user's next message, when the master key is the wrong one."""
+    row = db.execute("SELECT user_id, data_key FROM users LIMIT 1").fetchone()
+    if row is None:
+        return
+    try:
+        master_key.unwrap(int(row[0]), bytes(row[1]))
+    except DataKeyCorrupted as exc:
+        raise DataKeyCorrupted(
+            f"the master key does not open the data keys in {path}: "
+            "is it the key this database was created with?"
+        ) from exc
+
+
+def _user_record(row: Any) -> UserRecord:  # noqa: ANN401 -- a sqlite3 row is untyped
+    user_id, language, model, cache_salt, created_at = row
+    return UserRecord(
+        user_id=int(user_id),
+        language=None if language is None else str(language),
+        model=None if model is None else str(model),
+        cache_salt=str(cache_salt),
+        created_at=int(created_at),
+    )
+
+
+def _select_user(db: Database, user_id: int) -> UserRecord | None:
+    row = db.execute(
+        "SELECT user_id, language, model, cache_salt, created_at FROM users WHERE user_id = ?",
+        [user_id],
+    ).fetchone()
+    return None if row is None else _user_record(row)
+
+
+def _set_model(db: Database, user_id: int, model: str | None) -> None:
+    cursor = db.execute("UPDATE users SET model = ? WHERE user_id = ?", [model, user_id])
+    if cursor.rowcount == 0:
+        raise UserNotFound("no such user")
+
+
+def _active_conversation(db: Database, user_id: int) -> int:
+    row = db.execute(
+        "SELECT active_conversation FROM users WHERE user_id = ?", [user_id]
+    ).fetchone()
+    if row is None:
+        raise UserNotFound("no such user")
+    if row[0] is not None:
+        return int(row[0])
+    return _new_conversation(db, user_id)
+
+
+def _new_conversation(db: Database, user_id: int) -> int:
+    with db.atomic():
+        if db.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is None:
+            raise UserNotFound("no such user")
+        cursor = db.execute(
+            "INSERT INTO conversations (user_id, created_at) VALUES (?, ?)",
+            [user_id, int(time.time())],
+        )
+        conversation_id = cursor.lastrowid
+        if conversation_id is None:  # pragma: no cover -- an INSERT always sets it
+            raise StorageError("SQLite returned no id for a new conversation")
+        db.execute(
+            "UPDATE users SET active_conversation = ? WHERE user_id = ?",
+            [conversation_id, user_id],
+        )
+    return conversation_id
+
+
+def _check_owner(db: Database, user_id: int, conversation_id: int) -> None:
+    row = db.execute("SELECT user_id FROM conversations WHERE id = ?", [conversation_id]).fetchone()
+    if row is None or int(row[0]) != user_id:
+        raise ConversationNotFound("no such conversation for this user")
+
+
+def _stored_role(value: object, conversation_id: int, seq: int) -> Role:
+    try:
+        return as_role(str(value))
+    except ValueError as exc:
+        raise HistoryCorrupted(
+            f"turn {seq} of conversation {conversation_id} has an unknown role"
+        ) from exc
+
+
+def _user_count(db: Database) -> int:
+    (count,) = db.execute("SELECT COUNT(*) FROM users").fetchone()
+    return int(count)

@@ -1,0 +1,1 @@
+"""Developer scripts: protocol test vectors and the check command."""

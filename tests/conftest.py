@@ -1,0 +1,43 @@
+"""Shared fixtures: a fake vLLM, a real gateway in front of it, and a sealed client."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+
+from services.inference import InferenceClient
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import Clock, RunningGateway, run_gateway
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def vllm() -> AsyncIterator[FakeVLLM]:
+    async with FakeVLLM(answer="Sealed hello, world.") as fake:
+        yield fake
+
+
+@pytest.fixture
+async def gateway(vllm: FakeVLLM, clock: Clock) -> AsyncIterator[RunningGateway]:
+    async with run_gateway(vllm.url, clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def client(gateway: RunningGateway, http: aiohttp.ClientSession, clock: Clock) -> InferenceClient:
+    return InferenceClient([gateway.url], [gateway.verify_key], http, clock=clock)

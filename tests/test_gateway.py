@@ -1,0 +1,361 @@
+"""Client → gateway → fake vLLM over real HTTP: answers, errors, refusals, attacks."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from sealed.request import new_request_secrets, seal_request
+from sealed.stream import ChunkOpener
+from services.errors import (
+    BackendError,
+    ContextTooLong,
+    InferenceUnavailable,
+    StreamCorrupted,
+)
+from services.inference import Completion, InferenceClient, TextDelta
+from tests.fakes.relay import TamperingRelay
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import run_gateway
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from tests.harness import Clock, RunningGateway
+
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+
+async def collect(
+    client: InferenceClient,
+    *,
+    model: str = "veil-test",
+    salt: str = "salt-1",
+    max_tokens: int | None = None,
+) -> tuple[str, Completion]:
+    text = []
+    completion = None
+    async for item in client.stream(MESSAGES, model=model, cache_salt=salt, max_tokens=max_tokens):
+        if isinstance(item, TextDelta):
+            text.append(item.text)
+        else:
+            completion = item
+    assert completion is not None
+    return "".join(text), completion
+
+
+async def test_round_trip_streams_answer_and_verified_receipt(
+    client: InferenceClient, vllm: FakeVLLM
+) -> None:
+    text, completion = await collect(client)
+    assert text == "Sealed hello, world."
+    assert completion.receipt_valid
+    assert completion.receipt is not None
+    assert completion.receipt.completion_tokens == 3
+    assert completion.receipt.model == "veil-test"
+    assert completion.finish_reason == "stop"
+    (sent,) = vllm.requests
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True}
+    assert sent["cache_salt"] == "salt-1"
+    assert sent["messages"] == MESSAGES
+
+
+async def test_multi_kilobyte_unicode_answer(client: InferenceClient, vllm: FakeVLLM) -> None:
+    answer = " ".join(["Жили-были 🐉 драконы, 龍 и ドラゴン."] * 400)
+    vllm.answer = answer
+    text, completion = await collect(client, max_tokens=3000)
+    assert text == answer
+    assert len(text.encode()) > 20_000
+    assert completion.receipt is not None
+    assert completion.receipt.complete
+
+
+async def test_answer_streams_before_it_is_finished(
+    client: InferenceClient, vllm: FakeVLLM
+) -> None:
+    vllm.answer = "one two three four"
+    vllm.token_delay = 0.2
+    arrivals = []
+    async for item in client.stream(MESSAGES, model="veil-test", cache_salt="s"):
+        arrivals.append((time.monotonic(), item))
+    first_delta = next(t for t, item in arrivals if isinstance(item, TextDelta))
+    assert arrivals[-1][0] - first_delta >= 0.5  # deltas were relayed as they came, not buffered
+
+
+async def test_api_key_is_forwarded_to_vllm(http: aiohttp.ClientSession, clock: Clock) -> None:
+    async with (
+        FakeVLLM(api_key="vllm-secret") as fake,
+        run_gateway(fake.url, clock=clock, api_key="vllm-secret") as running,
+    ):
+        client = InferenceClient([running.url], [running.verify_key], http, clock=clock)
+        text, _ = await collect(client)
+        assert text == "Hello from the fake model."
+        assert fake.request_headers[-1]["authorization"] == "Bearer vllm-secret"
+
+
+async def test_error_before_stream_is_sealed_backend_error(
+    client: InferenceClient, vllm: FakeVLLM
+) -> None:
+    vllm.fail_before_stream = (500, "CUDA out of memory")
+    with pytest.raises(BackendError) as caught:
+        await collect(client)
+    assert caught.value.message == "CUDA out of memory"
+    assert caught.value.status == 500
+
+
+async def test_model_no_gateway_serves_is_unavailable(
+    client: InferenceClient, vllm: FakeVLLM
+) -> None:
+    with pytest.raises(InferenceUnavailable, match="no gateway serves this model"):
+        await collect(client, model="no-such-model")
+    assert vllm.requests == []
+
+
+async def test_context_length_error_is_typed(client: InferenceClient, vllm: FakeVLLM) -> None:
+    vllm.max_model_len = 260  # the default 256 completion tokens + the prompt do not fit
+    with pytest.raises(ContextTooLong) as caught:
+        await collect(client)
+    assert "maximum context length" in caught.value.message
+
+
+async def test_error_mid_stream_keeps_partial_usage(
+    client: InferenceClient, vllm: FakeVLLM
+) -> None:
+    vllm.answer = "a b c d e f"
+    vllm.error_mid_stream_after = 2
+    seen = []
+    with pytest.raises(BackendError) as caught:
+        async for item in client.stream(MESSAGES, model="veil-test", cache_salt="s"):
+            seen.append(item)
+    assert "".join(i.text for i in seen if isinstance(i, TextDelta)) == "a b"
+    receipt = caught.value.receipt
+    assert receipt is not None
+    assert receipt.completion_tokens == 2
+    assert not receipt.complete
+
+
+async def test_dropped_vllm_connection_is_backend_error(
+    client: InferenceClient, vllm: FakeVLLM
+) -> None:
+    vllm.answer = "a b c d e f"
+    vllm.drop_after = 3
+    with pytest.raises(BackendError, match="closed the stream"):
+        await collect(client)
+    assert len(vllm.requests) == 1  # never retried after text streamed
+
+
+async def test_health_reflects_vllm(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{gateway.url}/health") as response:
+        assert response.status == 200
+    vllm.healthy = False
+    async with http.get(f"{gateway.url}/health") as response:
+        assert response.status == 503
+
+
+async def test_metrics_count_requests_without_text(
+    client: InferenceClient, gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    await collect(client)
+    async with http.get(f"{gateway.url}/metrics") as response:
+        metrics = await response.text()
+    assert 'veil_gateway_requests_total{outcome="ok"} 1.0' in metrics
+    assert "veil_gateway_completion_tokens_total 3.0" in metrics
+    assert "hello" not in metrics.lower()
+
+
+# -- refusals before vLLM is called ------------------------------------------------------------
+
+
+async def sealed_body(client: InferenceClient) -> bytes:
+    """Capture one real sealed request by sending it through a relay."""
+    async with TamperingRelay(client._gateways[0].url) as relay:
+        spy = InferenceClient([relay.url], client._pinned, client._session, clock=client._clock)
+        await collect(spy)
+        assert relay.last_request is not None
+        return relay.last_request
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, str]:
+    async with http.post(f"{url}/v1/sealed/chat/completions", data=io.BytesIO(body)) as response:
+        payload = await response.json(content_type=None)
+        return response.status, payload["error"]["code"]
+
+
+async def test_flipped_request_byte_is_refused_and_vllm_never_called(
+    client: InferenceClient, gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    body = bytearray(await sealed_body(client))
+    calls = len(vllm.requests)
+    body[len(body) // 2] ^= 0x01
+    assert await post(http, gateway.url, bytes(body)) == (400, "cannot_open")
+    assert len(vllm.requests) == calls
+
+
+async def test_replayed_request_is_refused(
+    client: InferenceClient, gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    body = await sealed_body(client)
+    assert await post(http, gateway.url, body) == (409, "replayed")
+    assert len(vllm.requests) == 1
+
+
+async def test_stale_request_is_refused(
+    client: InferenceClient,
+    gateway: RunningGateway,
+    vllm: FakeVLLM,
+    http: aiohttp.ClientSession,
+    clock: Clock,
+) -> None:
+    body = await sealed_body(client)
+    clock.advance(3600)
+    status, code = await post(http, gateway.url, body)
+    assert (status, code) == (400, "stale_request")
+    assert len(vllm.requests) == 1
+
+
+async def test_oversize_request_is_refused(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    body = b"VEIL\x01\x01" + b"\0" * 8 + b"\0" * (2 << 20)
+    status, code = await post(http, gateway.url, body)
+    assert (status, code) == (413, "too_large")
+    assert vllm.requests == []
+
+
+async def test_unknown_key_id_is_refused(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    body = b"VEIL\x01\x01" + b"\xee" * 8 + b"\0" * 2000
+    assert await post(http, gateway.url, body) == (410, "unknown_key")
+    assert vllm.requests == []
+
+
+async def test_rotated_out_key_is_refused_after_grace(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with run_gateway(vllm.url, clock=clock, rotation_seconds=60, grace_seconds=30) as running:
+        client = InferenceClient([running.url], [running.verify_key], http, clock=clock)
+        ring = running.gateway.ring
+        old_key = ring.current.keypair.key_id
+        await client.refresh()
+        old_bundle = client._gateways[0].bundle
+        clock.advance(60)
+        ring.rotate(int(clock()))
+        assert ring.current.keypair.key_id != old_key
+        # Within the grace period a request sealed to the old key is still served.
+        async with http.post(
+            f"{running.url}/v1/sealed/chat/completions", data=await sealed_body_direct(client)
+        ) as response:
+            assert response.status == 200
+        # The client refreshes its bundle before expiry and moves to the new key.
+        text, _ = await collect(client)
+        assert text == "Sealed hello, world."
+        assert client._gateways[0].bundle is not None
+        assert client._gateways[0].bundle.bundle.key_id == ring.current.keypair.key_id
+        clock.advance(60)
+        ring.rotate(int(clock()))
+        client._gateways[0].bundle = old_bundle
+        old_body = await sealed_body_direct(client)
+        status, code = await post(http, running.url, old_body)
+        assert (status, code) == (410, "unknown_key")
+        # The client notices the rotation (410), fetches the new bundle and carries on.
+        text, _ = await collect(client)
+        assert text == "Sealed hello, world."
+
+
+async def test_concurrent_stream_cap_refuses_with_503(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    vllm.answer = "slow answer here"
+    vllm.token_delay = 0.3
+    async with run_gateway(vllm.url, clock=clock, max_streams=1) as running:
+        client = InferenceClient([running.url], [running.verify_key], http, clock=clock)
+        first = asyncio.create_task(collect(client))
+        await asyncio.sleep(0.2)
+        await client.refresh()
+        body = await sealed_body_direct(client)
+        status, code = await post(http, running.url, body)
+        assert (status, code) == (503, "busy")
+        text, _ = await first
+        assert text == "slow answer here"
+
+
+async def sealed_body_direct(client: InferenceClient) -> bytes:
+    bundle = client._gateways[0].bundle
+    assert bundle is not None
+    request_id, key = new_request_secrets()
+    chat = {"model": "veil-test", "messages": MESSAGES}
+    return seal_request(
+        bundle.bundle, chat, request_id=request_id, response_key=key, timestamp=int(client._clock())
+    )
+
+
+# -- attacks on the response -------------------------------------------------------------------
+
+
+def frames(body: bytes) -> list[bytes]:
+    out = []
+    while body:
+        length = int.from_bytes(body[:4], "big")
+        out.append(body[: 4 + length])
+        body = body[4 + length :]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "reason"),
+    [
+        (lambda b: b[:40] + bytes([b[40] ^ 0x01]) + b[41:], "tampered"),
+        (lambda b: b"".join(frames(b)[:-1]), "truncated"),
+        (lambda b: b"".join([frames(b)[1], frames(b)[0], *frames(b)[2:]]), "out_of_order"),
+        (lambda b: b + frames(b)[0], "trailing_data"),
+    ],
+    ids=["flipped-byte", "dropped-final", "reordered", "trailing"],
+)
+async def test_response_attacks_are_detected(
+    gateway: RunningGateway,
+    http: aiohttp.ClientSession,
+    clock: Clock,
+    rewrite: object,
+    reason: str,
+) -> None:
+    async with TamperingRelay(gateway.url) as relay:
+        relay.rewrite_response = rewrite  # type: ignore[assignment]
+        client = InferenceClient([relay.url], [gateway.verify_key], http, clock=clock)
+        with pytest.raises(StreamCorrupted) as caught:
+            await collect(client)
+    assert caught.value.reason == reason
+
+
+async def test_spliced_response_is_detected(
+    gateway: RunningGateway, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    captured: list[bytes] = []
+
+    def keep_then_splice(body: bytes) -> bytes:
+        captured.append(body)
+        if len(captured) == 1:
+            return body
+        mine, theirs = frames(body), frames(captured[0])
+        return b"".join([mine[0], theirs[1], *mine[2:]])
+
+    async with TamperingRelay(gateway.url) as relay:
+        relay.rewrite_response = keep_then_splice
+        client = InferenceClient([relay.url], [gateway.verify_key], http, clock=clock)
+        await collect(client)
+        with pytest.raises(StreamCorrupted) as caught:
+            await collect(client)
+    assert caught.value.reason == "spliced"
+
+
+def test_opener_rejects_frames_the_gateway_never_made() -> None:
+    opener = ChunkOpener(b"\x01" * 32)
+    with pytest.raises(Exception, match="length"):
+        opener.feed(b"\xff\xff\xff\xff")

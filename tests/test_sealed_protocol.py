@@ -1,0 +1,337 @@
+"""The sealed protocol over bytes: bundles, requests, chunk streams, receipts."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from sealed.bundle import KeyBundle, sign_bundle, verify_bundle
+from sealed.encoding import REQUEST_BUCKETS, b64d, b64e, pad, unpad
+from sealed.errors import (
+    BundleBadSignature,
+    BundleExpired,
+    BundleKeyMismatch,
+    BundleUnpinned,
+    BundleUnsigned,
+    ChunkOutOfOrder,
+    ChunkTampered,
+    MalformedMessage,
+    OpenFailed,
+    ReceiptInvalid,
+    StreamSpliced,
+    StreamTruncated,
+    TrailingData,
+)
+from sealed.receipt import UsageReceipt, sign_receipt, verify_receipt
+from sealed.request import HEADER_SIZE, open_request, seal_request
+from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final
+from sealed.suites import KeyPair, Suite, key_id_for
+
+NOW = 1_800_000_000
+CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": "Привет, мир 🌍"}]}
+
+
+def make_bundle(
+    keypair: KeyPair, *, not_before: int = NOW - 10, not_after: int = NOW + 3600
+) -> KeyBundle:
+    return KeyBundle(
+        suite=keypair.suite,
+        public_key=keypair.public_bytes,
+        key_id=keypair.key_id,
+        not_before=not_before,
+        not_after=not_after,
+        models=("veil-test",),
+        receipt_key=ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw(),
+    )
+
+
+@pytest.fixture
+def operator() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(params=list(Suite), ids=lambda s: s.name)
+def keypair(request: pytest.FixtureRequest) -> KeyPair:
+    suite: Suite = request.param
+    return KeyPair.generate(suite)
+
+
+def pinned(operator: ed25519.Ed25519PrivateKey) -> set[bytes]:
+    return {operator.public_key().public_bytes_raw()}
+
+
+# -- bundles -----------------------------------------------------------------------------------
+
+
+def test_bundle_verifies_byte_for_byte(
+    operator: ed25519.Ed25519PrivateKey, keypair: KeyPair
+) -> None:
+    signed = sign_bundle(make_bundle(keypair), operator)
+    verified = verify_bundle(signed.to_wire(), pinned(operator), now=NOW)
+    assert verified.bundle == signed.bundle
+    assert verified.body == signed.body
+    assert sign_bundle(make_bundle(keypair), operator).signature != b""
+
+
+def test_bundle_without_signature_is_refused(operator: ed25519.Ed25519PrivateKey) -> None:
+    wire = sign_bundle(make_bundle(KeyPair.generate(Suite.X25519)), operator).to_wire()
+    del wire["signature"]
+    with pytest.raises(BundleUnsigned):
+        verify_bundle(wire, pinned(operator), now=NOW)
+
+
+def test_bundle_signed_by_unknown_operator_is_refused(operator: ed25519.Ed25519PrivateKey) -> None:
+    stranger = ed25519.Ed25519PrivateKey.generate()
+    wire = sign_bundle(make_bundle(KeyPair.generate(Suite.X25519)), stranger).to_wire()
+    with pytest.raises(BundleUnpinned):
+        verify_bundle(wire, pinned(operator), now=NOW)
+
+
+def test_bundle_with_altered_body_is_refused(operator: ed25519.Ed25519PrivateKey) -> None:
+    wire = sign_bundle(make_bundle(KeyPair.generate(Suite.X25519)), operator).to_wire()
+    body = b64d(wire["bundle"]).replace(b'"veil-test"', b'"veil-evil"')
+    wire["bundle"] = b64e(body)
+    with pytest.raises(BundleBadSignature):
+        verify_bundle(wire, pinned(operator), now=NOW)
+
+
+def test_bundle_signature_from_pinned_key_over_other_key_is_refused(
+    operator: ed25519.Ed25519PrivateKey,
+) -> None:
+    wire = sign_bundle(make_bundle(KeyPair.generate(Suite.X25519)), operator).to_wire()
+    wire["operator_key"] = b64e(
+        ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    )
+    with pytest.raises(BundleUnpinned):
+        verify_bundle(wire, pinned(operator), now=NOW)
+
+
+def test_expired_and_future_bundles_are_refused(operator: ed25519.Ed25519PrivateKey) -> None:
+    keypair = KeyPair.generate(Suite.X25519)
+    expired = sign_bundle(make_bundle(keypair, not_after=NOW - 300), operator).to_wire()
+    future = sign_bundle(make_bundle(keypair, not_before=NOW + 300), operator).to_wire()
+    for wire in (expired, future):
+        with pytest.raises(BundleExpired):
+            verify_bundle(wire, pinned(operator), now=NOW)
+
+
+def test_bundle_for_another_key_is_refused(operator: ed25519.Ed25519PrivateKey) -> None:
+    keypair = KeyPair.generate(Suite.X25519)
+    other = KeyPair.generate(Suite.X25519)
+    bundle = make_bundle(keypair)
+    lying = KeyBundle(**{**bundle.__dict__, "key_id": other.key_id})
+    with pytest.raises(BundleKeyMismatch):
+        verify_bundle(sign_bundle(lying, operator).to_wire(), pinned(operator), now=NOW)
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+def test_request_round_trip(keypair: KeyPair) -> None:
+    request_id, response_key = b"\x01" * 16, b"\x02" * 32
+    sealed = seal_request(
+        make_bundle(keypair), CHAT, request_id=request_id, response_key=response_key, timestamp=NOW
+    )
+    assert sealed[:4] == b"VEIL"
+    assert sealed[5] == keypair.suite.value
+    assert sealed[6:HEADER_SIZE] == keypair.key_id
+    opened = open_request(sealed, keypair)
+    assert (opened.request_id, opened.response_key, opened.timestamp) == (
+        request_id,
+        response_key,
+        NOW,
+    )
+    assert opened.chat == CHAT
+    assert "Привет".encode() not in sealed
+
+
+def test_request_lengths_fall_in_buckets() -> None:
+    keypair = KeyPair.generate(Suite.X25519)
+    overhead = HEADER_SIZE + 32 + 16
+    sizes = set()
+    for length in (1, 10, 100, 500, 800):
+        chat = {"model": "m", "messages": [{"role": "user", "content": "x" * length}]}
+        sealed = seal_request(
+            make_bundle(keypair),
+            chat,
+            request_id=b"\0" * 16,
+            response_key=b"\0" * 32,
+            timestamp=NOW,
+        )
+        sizes.add(len(sealed) - overhead)
+    assert sizes == {REQUEST_BUCKETS[0]}
+
+
+@pytest.mark.parametrize("position", [0, 6, HEADER_SIZE + 3, -20, -1])
+def test_any_flipped_request_byte_is_refused(position: int) -> None:
+    keypair = KeyPair.generate(Suite.X25519)
+    sealed = bytearray(
+        seal_request(
+            make_bundle(keypair),
+            CHAT,
+            request_id=b"\0" * 16,
+            response_key=b"\0" * 32,
+            timestamp=NOW,
+        )
+    )
+    sealed[position] ^= 0x01
+    with pytest.raises((OpenFailed, MalformedMessage)):
+        open_request(bytes(sealed), keypair)
+
+
+def test_request_for_another_key_is_refused() -> None:
+    keypair, other = KeyPair.generate(Suite.X25519), KeyPair.generate(Suite.X25519)
+    sealed = seal_request(
+        make_bundle(keypair), CHAT, request_id=b"\0" * 16, response_key=b"\0" * 32, timestamp=NOW
+    )
+    with pytest.raises(OpenFailed):
+        open_request(sealed, other)
+
+
+def test_padding_round_trip_and_rejects_bad_padding() -> None:
+    padded = pad(b"hello", REQUEST_BUCKETS)
+    assert len(padded) == 1024
+    assert unpad(padded) == b"hello"
+    with pytest.raises(MalformedMessage):
+        unpad(padded[:-1] + b"\x01")
+    with pytest.raises(MalformedMessage):
+        unpad(struct.pack(">I", 5000) + b"x")
+
+
+# -- response stream ---------------------------------------------------------------------------
+
+
+def receipt_for(request_id: bytes) -> UsageReceipt:
+    return UsageReceipt(request_id, "veil-test", 12, 3, complete=True)
+
+
+def sealed_stream(key: bytes, texts: list[str]) -> list[bytes]:
+    sealer = ChunkSealer(key)
+    signer = ed25519.Ed25519PrivateKey.generate()
+    receipt = receipt_for(b"\x07" * 16)
+    chunks = [sealer.delta(t) for t in texts]
+    chunks.append(sealer.final(Final(receipt, sign_receipt(receipt, signer), finish_reason="stop")))
+    return chunks
+
+
+def open_all(key: bytes, data: bytes, *, step: int = 7) -> list[Delta | Final]:
+    opener = ChunkOpener(key)
+    records: list[Delta | Final] = []
+    for i in range(0, len(data), step):
+        records.extend(opener.feed(data[i : i + step]))
+    opener.close()
+    return records
+
+
+def test_stream_round_trip_fed_in_small_pieces() -> None:
+    key = b"\x11" * 32
+    texts = ["Hello", ", ", "мир", " 🌍", "!" * 5000]
+    records = open_all(key, b"".join(sealed_stream(key, texts)))
+    assert [r.text for r in records if isinstance(r, Delta)] == texts
+    final = records[-1]
+    assert isinstance(final, Final)
+    assert final.finish_reason == "stop"
+    assert final.receipt is not None
+    assert final.receipt.completion_tokens == 3
+
+
+def test_small_deltas_have_equal_length_on_the_wire() -> None:
+    sealer = ChunkSealer(b"\x11" * 32)
+    assert len({len(sealer.delta(t)) for t in ("a", "hello", "длинное слово")}) == 1
+
+
+def test_flipped_response_byte_is_tampering() -> None:
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, ["one", "two"])
+    damaged = bytearray(chunks[1])
+    damaged[-3] ^= 0x40
+    with pytest.raises(ChunkTampered):
+        open_all(key, chunks[0] + bytes(damaged) + chunks[2])
+
+
+def test_reordered_chunks_are_detected() -> None:
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, ["one", "two", "three"])
+    with pytest.raises(ChunkOutOfOrder):
+        open_all(key, chunks[1] + chunks[0] + b"".join(chunks[2:]))
+
+
+def test_chunk_with_rewritten_position_is_reordering_not_tampering() -> None:
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, ["one", "two"])
+    moved = bytearray(chunks[1])
+    moved[4 + 8 : 4 + 12] = (0).to_bytes(4, "big")  # claim position 0
+    with pytest.raises(ChunkOutOfOrder):
+        open_all(key, bytes(moved))
+
+
+def test_duplicated_chunk_is_detected() -> None:
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, ["one", "two"])
+    with pytest.raises(ChunkOutOfOrder):
+        open_all(key, chunks[0] + chunks[0])
+
+
+def test_dropped_final_chunk_is_truncation() -> None:
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, ["one", "two"])
+    with pytest.raises(StreamTruncated):
+        open_all(key, b"".join(chunks[:-1]))
+
+
+def test_chunk_from_another_stream_is_splicing() -> None:
+    key, other = b"\x11" * 32, b"\x22" * 32
+    mine, theirs = sealed_stream(key, ["one", "two"]), sealed_stream(other, ["uno", "dos"])
+    with pytest.raises(StreamSpliced):
+        open_all(key, mine[0] + theirs[1] + mine[2])
+
+
+def test_bytes_after_final_chunk_are_refused() -> None:
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, ["one"])
+    with pytest.raises(TrailingData):
+        open_all(key, b"".join(chunks) + chunks[0], step=10_000)
+
+
+def test_sealer_refuses_to_continue_after_final() -> None:
+    sealer = ChunkSealer(b"\x11" * 32)
+    sealer.final(Final(None, None, finish_reason="stop"))
+    with pytest.raises(MalformedMessage):
+        sealer.delta("late")
+
+
+def test_error_record_round_trip() -> None:
+    key = b"\x11" * 32
+    sealer = ChunkSealer(key)
+    final = Final(
+        None, None, error_kind="context_length", error_status=400, error_message="too long"
+    )
+    (record,) = open_all(key, sealer.final(final))
+    assert record == final
+    assert isinstance(record, Final)
+    assert record.is_error
+
+
+# -- receipts ----------------------------------------------------------------------------------
+
+
+def test_receipt_signature_binds_every_field() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    receipt = receipt_for(b"\x07" * 16)
+    signature = sign_receipt(receipt, key)
+    verify_receipt(receipt, signature, key.public_key())
+    for forged in (
+        UsageReceipt(receipt.request_id, receipt.model, 12, 2, complete=True),
+        UsageReceipt(b"\x08" * 16, receipt.model, 12, 3, complete=True),
+        UsageReceipt(receipt.request_id, "other", 12, 3, complete=True),
+    ):
+        with pytest.raises(ReceiptInvalid):
+            verify_receipt(forged, signature, key.public_key())
+
+
+def test_key_id_depends_on_suite_and_key() -> None:
+    keypair = KeyPair.generate(Suite.X25519)
+    assert key_id_for(Suite.X25519, keypair.public_bytes) == keypair.key_id
+    assert key_id_for(Suite.MLKEM768_X25519, keypair.public_bytes) != keypair.key_id
