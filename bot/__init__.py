@@ -1,0 +1,1 @@
+"""The Telegram bot: entry point, settings, wiring, answer sinks, texts."""

@@ -35,7 +35,7 @@ from models.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
 T = TypeVar("T")
@@ -133,10 +133,18 @@ class Store:
 
     async def add_turn(self, user_id: int, conversation_id: int, role: str, text: str) -> Turn:
         """Seal ``text`` and store it as the next turn of the user's conversation."""
-        checked = as_role(role)
-        return await self._call(
-            lambda db: self._add_turn(db, user_id, conversation_id, checked, text)
-        )
+        (turn,) = await self.add_turns(user_id, conversation_id, [(role, text)])
+        return turn
+
+    async def add_turns(
+        self, user_id: int, conversation_id: int, turns: Sequence[tuple[str, str]]
+    ) -> list[Turn]:
+        """Store several (role, text) turns as the next ones, in one transaction.
+
+        A question and its answer go in together, so a crash never leaves half an exchange.
+        """
+        checked = [(as_role(role), text) for role, text in turns]
+        return await self._call(lambda db: self._add_turns(db, user_id, conversation_id, checked))
 
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None
@@ -212,10 +220,15 @@ class Store:
             record = dataclasses.replace(record, language=language)
         return record
 
-    def _add_turn(
-        self, db: Database, user_id: int, conversation_id: int, role: Role, text: str
-    ) -> Turn:
+    def _add_turns(
+        self,
+        db: Database,
+        user_id: int,
+        conversation_id: int,
+        turns: Sequence[tuple[Role, str]],
+    ) -> list[Turn]:
         data_key = self._data_key(db, user_id)
+        stored: list[Turn] = []
         with db.atomic():
             row = db.execute(
                 "SELECT user_id, (SELECT COALESCE(MAX(seq), 0) FROM turns"
@@ -224,22 +237,24 @@ class Store:
             ).fetchone()
             if row is None or int(row[0]) != user_id:
                 raise ConversationNotFound("no such conversation for this user")
-            seq = int(row[1]) + 1
-            body = seal_body(
-                data_key,
-                user_id=user_id,
-                conversation_id=conversation_id,
-                seq=seq,
-                role=role,
-                text=text,
-            )
             created_at = int(time.time())
-            db.execute(
-                "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [user_id, conversation_id, seq, role, body, created_at],
-            )
-        return Turn(conversation_id, seq, role, text, created_at)
+            for offset, (role, text) in enumerate(turns, start=1):
+                seq = int(row[1]) + offset
+                body = seal_body(
+                    data_key,
+                    user_id=user_id,
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    role=role,
+                    text=text,
+                )
+                db.execute(
+                    "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [user_id, conversation_id, seq, role, body, created_at],
+                )
+                stored.append(Turn(conversation_id, seq, role, text, created_at))
+        return stored
 
     def _history(
         self, db: Database, user_id: int, conversation_id: int, limit: int | None

@@ -11,8 +11,9 @@ these ``from`` them, so callers above (handlers, the bot) deal with this tree al
     │   ├── BackendError            the model server refused or failed (``message`` is its own)
     │   │   └── ContextTooLong      the conversation does not fit the model's window
     │   └── StreamCorrupted         the sealed answer was tampered with, reordered, spliced or cut
-    └── ChatError                   the conversation service refused a request
-        └── AnswerInProgress        the user already has an answer streaming
+    ├── ChatError                   the conversation service refused a request
+    │   └── AnswerInProgress        the user already has an answer streaming
+    └── HistoryUnavailable          the encrypted history could not be read or written
 
 Messages never contain prompt or answer text, keys or tokens.
 """
@@ -73,3 +74,7 @@ class ChatError(VeilError):
 
 class AnswerInProgress(ChatError):
     """The user already has an answer streaming."""
+
+
+class HistoryUnavailable(VeilError):
+    """The encrypted history could not be read or written (database or key failure)."""

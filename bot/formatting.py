@@ -1,0 +1,525 @@
+"""Model Markdown to Telegram text and entities, cut into messages Telegram accepts.
+
+The model writes Markdown; Telegram wants plain text plus MessageEntity records whose offsets
+and lengths count UTF-16 code units. `render` converts with telegramify-markdown (entities
+never fail to parse, unlike a MarkdownV2 string) and tidies the result for chat; `split` cuts
+a long answer into pieces of at most `TELEGRAM_LIMIT` units at the cleanest boundary it finds,
+keeping code blocks whole and every entity valid in its piece; `preview` renders the tail of
+an answer that is still being written, for a live draft.
+
+Internally everything works on Python string indices and converts to UTF-16 units only at the
+edges, so a cut can never fall between the two halves of a surrogate pair.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_left, bisect_right
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from urllib.parse import urlsplit
+
+from telegramify_markdown import convert
+from telegramify_markdown.config import RenderConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from telegramify_markdown import MessageEntity
+
+TELEGRAM_LIMIT: Final = 4096
+_MIN_LIMIT: Final = 2  # one astral character must fit, or a cut could not make progress
+
+# Entity types we pass on. The converter marks H1/H2 with "underline" too and turns
+# tg://emoji links into custom emoji, which only some bots may send: both are dropped.
+_KEPT_TYPES: Final = frozenset(
+    {
+        "bold",
+        "italic",
+        "strikethrough",
+        "spoiler",
+        "code",
+        "pre",
+        "text_link",
+        "blockquote",
+        "expandable_blockquote",
+    }
+)
+_QUOTES: Final = frozenset({"blockquote", "expandable_blockquote"})
+# What Telegram accepts in a text_link (anything else fails the whole message).
+_WEB_SCHEMES: Final = frozenset({"http", "https", "ftp"})
+_TELEGRAM_SCHEMES: Final = frozenset({"tg", "ton", "tonsite"})
+
+_ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_JOINERS: Final = frozenset("\u200d\ufe0e\ufe0f")  # zero-width joiner, variation selectors
+_SKIN_TONES: Final = range(0x1F3FB, 0x1F400)
+_LOW_SURROGATES: Final = range(0xDC00, 0xE000)
+_FLAG_LETTERS: Final = range(0x1F1E6, 0x1F200)  # regional indicators: two make a flag
+_MARKS: Final = frozenset({"Mn", "Mc", "Me"})
+_GRAPHEME_STEPS: Final = 16  # how far a hard cut may move to keep an emoji sequence whole
+
+# Cut candidates: (pattern, where the cut falls from the match start, characters the
+# pattern reads). Telegram trims whitespace at both ends of a message, so a piece that starts
+# with an indented line loses that indentation: breaks before a flush line come first.
+_Pattern: TypeAlias = tuple[str | re.Pattern[str], int, int]
+_PARAGRAPH_FLUSH, _LINE_FLUSH, _PARAGRAPH, _LINE, _SENTENCE, _SPACE = range(6)
+_PATTERNS: Final[tuple[tuple[_Pattern, ...], ...]] = (
+    ((re.compile(r"\n\n(?=\S)"), 0, 3),),
+    ((re.compile(r"\n(?=\S)"), 0, 2),),
+    (("\n\n", 0, 2),),
+    (("\n", 0, 1),),
+    (
+        *((end + after, 1, 2) for end in ".!?" for after in " \n"),
+        *((end, 1, 1) for end in "\u3002\uff01\uff1f"),  # CJK full stop, exclamation, question
+    ),
+    ((" ", 0, 1),),
+)
+_CODE_SAFE: Final = _LINE  # levels up to this one may cut a code block too long to send whole
+# (level, only within the preferred half of the window): a paragraph or line break that
+# leaves the piece at least half full beats one that would leave it nearly empty; sentence
+# ends and spaces come only when there is no line break at all.
+_STEPS: Final = (
+    *((level, True) for level in range(_SENTENCE)),
+    *((level, False) for level in range(_SENTENCE)),
+    (_SENTENCE, True),
+    (_SPACE, True),
+    (_SENTENCE, False),
+    (_SPACE, False),
+)
+
+# Preview: a blank line followed by a line that starts at column 0 opens a top-level block,
+# where rendering may start afresh; fences decide which of those lie inside code.
+_BLOCK_AFTER_BLANK: Final = re.compile(r"\n[ \t\r]*\n(?=\S)")
+_FENCE: Final = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
+_PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One Bot API MessageEntity; `offset` and `length` count UTF-16 code units."""
+
+    type: str
+    offset: int
+    length: int
+    url: str | None = None
+    language: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """Return the MessageEntity dict for the Bot API, leaving out fields that are None."""
+        api: dict[str, Any] = {"type": self.type, "offset": self.offset, "length": self.length}
+        if self.url is not None:
+            api["url"] = self.url
+        if self.language is not None:
+            api["language"] = self.language
+        return api
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Plain text and the entities that format it, ready for sendMessage."""
+
+    text: str
+    entities: tuple[Entity, ...]
+
+
+def utf16_len(text: str) -> int:
+    """Return the length of `text` in UTF-16 code units, the unit Telegram counts in."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) >> 1
+
+
+def render(markdown: str) -> Rendered:
+    """Convert model Markdown to text and entities; never raises, bad Markdown stays text."""
+    source = _scrub(markdown)
+    try:
+        text, raw = convert(source, config=_CONFIG)
+    except Exception:  # noqa: BLE001 - third-party parser on model output: degrade to plain text
+        text, raw = source, []
+    entities = _tidy(raw)
+    if text == text.strip():
+        return Rendered(text, tuple(entities))
+    doc = _Doc(text, entities)
+    return doc.cut([doc.trim(0, len(text))])[0]
+
+
+def split(rendered: Rendered, limit: int = TELEGRAM_LIMIT) -> list[Rendered]:
+    """Cut `rendered` into pieces of at most `limit` UTF-16 units, each one sendable.
+
+    Cuts prefer a paragraph break, then a line break, a sentence end, a space, and only then
+    any character; a code block that fits in one piece is never cut. Whitespace at the cuts
+    is dropped, so an empty or blank text gives no pieces at all.
+    """
+    _check(limit)
+    text = rendered.text
+    if text and not text[0].isspace() and not text[-1].isspace() and utf16_len(text) <= limit:
+        return [rendered]
+    doc = _Doc(text, rendered.entities)
+    return doc.cut(doc.pieces(limit))
+
+
+def render_parts(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[Rendered]:
+    """Render model Markdown and split it into messages."""
+    return split(render(markdown), limit)
+
+
+def plain_parts(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Split raw text by the same rules as `split`, for when formatted sending fails."""
+    _check(limit)
+    doc = _Doc(_scrub(text), ())
+    return [doc.text[lo:hi] for lo, hi in doc.pieces(limit)]
+
+
+def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
+    """Render a partial answer for a live draft, keeping its last `limit` units.
+
+    An unclosed fence reads as an open code block, and a fence still being typed (one or two
+    backticks on the last line) is left out. Long answers are rendered from a top-level block
+    start near the tail, so the cost follows the draft's size rather than the answer's.
+    """
+    _check(limit)
+    source = _PARTIAL_FENCE.sub("", markdown)
+    budget = 2 * limit
+    while True:
+        begin = _block_start(source, len(source) - budget)
+        rendered = render(source[begin:])
+        if begin == 0 or utf16_len(rendered.text) >= limit:
+            break
+        budget *= 4
+    if utf16_len(rendered.text) <= limit:
+        return rendered
+    doc = _Doc(rendered.text, rendered.entities)
+    return doc.cut([doc.tail(limit)])[0]
+
+
+def _check(limit: int) -> None:
+    if limit < _MIN_LIMIT:
+        raise ValueError("limit must be at least 2 UTF-16 code units")
+
+
+def _make_config() -> RenderConfig:
+    """Telegramify's settings, tuned for chat: bold headings without emoji, plain bullets."""
+    config = RenderConfig.isolated()
+    symbols = config.markdown_symbol
+    for level in range(1, 7):
+        setattr(symbols, f"heading_level_{level}", "")
+    symbols.unordered_list_item = "•"
+    return config
+
+
+_CONFIG: Final = _make_config()
+
+
+def _scrub(text: str) -> str:
+    """Pair up surrogate code points and replace lone ones, which no encoder accepts."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _tidy(raw: Iterable[MessageEntity]) -> list[Entity]:
+    """Keep the entity types Telegram takes from any bot, outermost quotes only, sorted."""
+    kept: list[Entity] = []
+    for item in raw:
+        if item.type not in _KEPT_TYPES or item.length <= 0:
+            continue
+        url = item.url if item.type == "text_link" else None
+        if item.type == "text_link" and not _linkable(url):
+            continue  # the link text stays; Telegram rejects the message for a bad URL
+        language = (item.language or None) if item.type == "pre" else None
+        kept.append(Entity(item.type, item.offset, item.length, url, language))
+    kept.sort(key=lambda entity: (entity.offset, -entity.length))
+    tidy: list[Entity] = []
+    quote_end = -1
+    for entity in kept:
+        if entity.type in _QUOTES:
+            if entity.offset < quote_end:
+                continue  # Telegram does not nest quotes
+            quote_end = entity.offset + entity.length
+        tidy.append(entity)
+    return tidy
+
+
+def _linkable(url: str | None) -> bool:
+    """Whether Telegram takes `url` for a text_link: a web address with a host, or tg://."""
+    if not url or not url.isprintable() or any(char.isspace() for char in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    if scheme in _TELEGRAM_SCHEMES:
+        return len(url) > len(scheme) + 1
+    return scheme in _WEB_SCHEMES and bool(host)
+
+
+def _fenced_regions(source: str) -> list[tuple[int, int]]:
+    """Source ranges inside fenced code; an unclosed fence runs to the end."""
+    regions: list[tuple[int, int]] = []
+    opened: tuple[int, str, int] | None = None
+    for match in _FENCE.finditer(source):
+        marker, rest = match.group(1), match.group(2)
+        if opened is None:
+            if marker[0] != "`" or "`" not in rest:
+                opened = (match.start(), marker[0], len(marker))
+        elif marker[0] == opened[1] and len(marker) >= opened[2] and not rest.strip():
+            regions.append((opened[0], match.end()))
+            opened = None
+    if opened is not None:
+        regions.append((opened[0], len(source)))
+    return regions
+
+
+def _block_start(source: str, cutoff: int) -> int:
+    """The last top-level block start at or before `cutoff` outside code, else 0."""
+    if cutoff <= 0:
+        return 0
+    starts = [m.end() for m in _BLOCK_AFTER_BLANK.finditer(source, 0, cutoff + 1)]
+    if not starts:
+        return 0
+    fenced = _fenced_regions(source)
+    for start in reversed(starts):
+        if not any(lo < start < hi for lo, hi in fenced):
+            return start
+    return 0
+
+
+def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _joins(before: str, after: str) -> bool:
+    """Whether a cut between these two characters would break what the reader sees as one."""
+    code = ord(after)
+    return (
+        after in _JOINERS
+        or before == "\u200d"
+        or code in _SKIN_TONES
+        or code in _LOW_SURROGATES  # the low half of a pair held as two code points
+        or unicodedata.category(after) in _MARKS
+    )
+
+
+def _is_flag_half(char: str) -> bool:
+    return ord(char) in _FLAG_LETTERS
+
+
+class _Doc:
+    """A text and its entities held in string indices, to be trimmed and cut."""
+
+    __slots__ = ("_astral", "_astral_units", "pres", "spans", "text")
+
+    def __init__(self, text: str, entities: Iterable[Entity]) -> None:
+        self.text = text
+        self._astral = [] if text.isascii() else [m.start() for m in _ASTRAL.finditer(text)]
+        self._astral_units = [index + rank for rank, index in enumerate(self._astral)]
+        total = self.units(len(text))
+        # Each span: string indices, then UTF-16 offsets, of one entity clamped to the text.
+        self.spans: list[tuple[int, int, int, int, Entity]] = []
+        for entity in entities:
+            first = max(entity.offset, 0)
+            last = min(entity.offset + entity.length, total)
+            if last > first:
+                lo, hi = self.index(first), self.index(last)
+                if hi > lo:
+                    self.spans.append((lo, hi, self.units(lo), self.units(hi), entity))
+        self.pres = _merge([(lo, hi) for lo, hi, _, _, e in self.spans if e.type == "pre"])
+
+    def units(self, index: int) -> int:
+        """UTF-16 offset of a string index."""
+        return index + bisect_left(self._astral, index) if self._astral else index
+
+    def index(self, units: int) -> int:
+        """String index of a UTF-16 offset; an offset inside a pair rounds up."""
+        if not self._astral:
+            return units
+        return units - bisect_right(self._astral_units, units - 2)
+
+    def reach(self, lo: int, limit: int, hi: int) -> int:
+        """The furthest end, at most `hi`, of a piece starting at `lo` that fits in `limit`."""
+        target = self.units(lo) + limit
+        end = self.index(target)
+        if self.units(end) > target:
+            end -= 1
+        return min(end, hi)
+
+    def reach_back(self, lo: int, limit: int, hi: int) -> int:
+        """The earliest start, at least `lo`, of a piece ending at `hi` that fits in `limit`."""
+        return max(self.index(self.units(hi) - limit), lo)
+
+    def trim(self, lo: int, hi: int) -> tuple[int, int]:
+        """Narrow [lo, hi) past whitespace at both ends, as Telegram trims a message."""
+        text = self.text
+        while lo < hi and text[lo].isspace():
+            lo += 1
+        while hi > lo and text[hi - 1].isspace():
+            hi -= 1
+        return lo, hi
+
+    def cut(self, ranges: Sequence[tuple[int, int]]) -> list[Rendered]:
+        """The pieces at index `ranges` (in order, disjoint), entities clipped to each."""
+        starts = [lo for lo, _ in ranges]
+        bases = [self.units(lo) for lo in starts]
+        tops = [self.units(hi) for _, hi in ranges]
+        clipped: list[list[Entity]] = [[] for _ in ranges]
+        for lo, hi, lo_units, hi_units, entity in self.spans:
+            k = max(bisect_right(starts, lo) - 1, 0)
+            while k < len(ranges) and ranges[k][0] < hi:
+                if lo < ranges[k][1]:
+                    base = bases[k]
+                    first = max(base, lo_units)
+                    last = min(tops[k], hi_units)
+                    offset, length = first - base, last - first
+                    same = offset == entity.offset and length == entity.length
+                    clipped[k].append(
+                        entity
+                        if same
+                        else Entity(entity.type, offset, length, entity.url, entity.language)
+                    )
+                k += 1
+        return [
+            Rendered(self.text[lo:hi], tuple(entities))
+            for (lo, hi), entities in zip(ranges, clipped, strict=True)
+        ]
+
+    def pieces(self, limit: int) -> list[tuple[int, int]]:
+        """Index ranges of the pieces `split` returns, whitespace at the cuts left out."""
+        short = [(lo, hi) for lo, hi in self.pres if self.units(hi) - self.units(lo) <= limit]
+        lo, hi = self.trim(0, len(self.text))
+        ranges: list[tuple[int, int]] = []
+        while lo < hi:
+            if self.units(hi) - self.units(lo) <= limit:
+                cut = hi
+            else:
+                far = self.reach(lo, limit, hi)
+                half = max(self.reach(lo, limit // 2, hi), lo + 1)
+                found = self._search(lo + 1, far, (half, far), short, rightmost=True)
+                cut = found if found is not None else self._hard_after(lo, far, short)
+            first, last = self.trim(lo, cut)
+            if self.text[first:last].strip():
+                ranges.append((first, last))
+            lo = self.trim(cut, hi)[0]
+        return ranges
+
+    def tail(self, limit: int) -> tuple[int, int]:
+        """Index range of the last `limit` units' worth, starting at a clean boundary."""
+        short = [(lo, hi) for lo, hi in self.pres if self.units(hi) - self.units(lo) <= limit]
+        lo, hi = self.trim(0, len(self.text))
+        if self.units(hi) - self.units(lo) <= limit:
+            return lo, hi
+        near = self.reach_back(lo, limit, hi)
+        keep = max(self.reach_back(lo, limit // 2, hi), near)
+        found = self._search(near, hi - 1, (near, keep), short, rightmost=False)
+        start = found if found is not None else self._hard_before(near, hi, short)
+        return self.trim(start, hi)
+
+    def _search(
+        self,
+        lo: int,
+        hi: int,
+        preferred: tuple[int, int],
+        short: list[tuple[int, int]],
+        *,
+        rightmost: bool,
+    ) -> int | None:
+        """Best cut in [lo, hi] by `_STEPS`, never inside code that fits a piece whole."""
+        for level, prefer in _STEPS:
+            first, last = preferred if prefer else (lo, hi)
+            holes = short if level <= _CODE_SAFE else self.pres
+            segments = _segments(first, last, holes)
+            for seg_lo, seg_hi in segments if not rightmost else reversed(segments):
+                found = _find(self.text, _PATTERNS[level], seg_lo, seg_hi, rightmost=rightmost)
+                if found is not None:
+                    return found
+        return None
+
+    def _hard_after(self, lo: int, far: int, short: list[tuple[int, int]]) -> int:
+        """A cut at the limit, moved back to a code block's start or a grapheme boundary."""
+        cut = far
+        for start, end in short:
+            if start < cut < end:
+                return start if start > lo else cut
+        text = self.text
+        for _ in range(_GRAPHEME_STEPS):
+            if cut - 1 <= lo or not _joins(text[cut - 1], text[cut]):
+                break
+            cut -= 1
+        if _is_flag_half(text[cut]):
+            run = cut
+            while run > lo and _is_flag_half(text[run - 1]):
+                run -= 1
+            if (cut - run) % 2 and cut - 1 > lo:
+                cut -= 1
+        return cut
+
+    def _hard_before(self, near: int, hi: int, short: list[tuple[int, int]]) -> int:
+        """A start at the limit, moved on past a code block or to a grapheme boundary."""
+        start = near
+        for lo, end in short:
+            if lo < start < end:
+                return end if end < hi else start
+        text = self.text
+        for _ in range(_GRAPHEME_STEPS):
+            if start <= 0 or start + 1 >= hi or not _joins(text[start - 1], text[start]):
+                break
+            start += 1
+        if 0 < start < hi - 1 and _is_flag_half(text[start]):
+            run = start
+            while run > 0 and _is_flag_half(text[run - 1]):
+                run -= 1
+            if (start - run) % 2:
+                start += 1
+        return start
+
+
+def _segments(lo: int, hi: int, holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Parts of the cut range [lo, hi] outside the open intervals (start, end) of `holes`."""
+    segments: list[tuple[int, int]] = []
+    current = lo
+    for start, end in holes:
+        if end <= current:
+            continue
+        if start >= hi:
+            break
+        if start >= current:
+            segments.append((current, start))
+        current = max(current, end)
+    if current <= hi:
+        segments.append((current, hi))
+    return segments
+
+
+def _find(
+    text: str, patterns: tuple[_Pattern, ...], lo: int, hi: int, *, rightmost: bool
+) -> int | None:
+    """The last (or first) cut in [lo, hi] that one of `patterns` offers."""
+    best: int | None = None
+    for pattern, shift, width in patterns:
+        start, stop = max(lo - shift, 0), hi - shift + width
+        if isinstance(pattern, str):
+            found = (
+                text.rfind(pattern, start, stop) if rightmost else text.find(pattern, start, stop)
+            )
+        elif rightmost:
+            last = deque(pattern.finditer(text, start, stop), maxlen=1)
+            found = last[0].start() if last else -1
+        else:
+            first = pattern.search(text, start, stop)
+            found = first.start() if first else -1
+        if found < 0:
+            continue
+        cut = found + shift
+        if best is None or (cut > best if rightmost else cut < best):
+            best = cut
+    return best

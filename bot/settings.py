@@ -1,0 +1,108 @@
+"""Bot settings, read from ``VEIL_*`` environment variables (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sealed.encoding import b64d
+from sealed.errors import MalformedMessage
+
+_ED25519_KEY_BYTES = 32
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class BotSettings(BaseSettings):
+    """Everything ``python -m bot`` reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="VEIL_", env_file=".env", extra="ignore")
+
+    bot_token: SecretStr
+    telegram_api: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
+    gateways: str = "http://127.0.0.1:8600"
+    operator_keys: str
+    data_dir: Path = Path("data")
+    master_key_file: Path | None = None
+    admins: str = ""
+    default_model: str | None = None
+    system_prompt: str | None = None
+    context_tokens: int = Field(default=4096, ge=256)
+    max_answer_tokens: int = Field(default=1024, ge=16)
+    draft_interval: float = Field(default=1.0, ge=0.2)
+    webhook_url: AnyHttpUrl | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        bot_id, _, secret = value.get_secret_value().partition(":")
+        if not bot_id.isdigit() or not secret:
+            raise ValueError("expected the form <bot id>:<secret> that BotFather gives")
+        return value
+
+    @field_validator("gateways")
+    @classmethod
+    def _gateway_urls(cls, value: str) -> str:
+        urls = _split(value)
+        if not urls:
+            raise ValueError("at least one gateway URL is required")
+        for url in urls:
+            AnyHttpUrl(url)
+        return value
+
+    @field_validator("operator_keys")
+    @classmethod
+    def _verify_keys(cls, value: str) -> str:
+        keys = _split(value)
+        if not keys:
+            raise ValueError("at least one operator verify key is required")
+        for key in keys:
+            try:
+                raw = b64d(key)
+            except MalformedMessage as exc:
+                raise ValueError("not base64url") from exc
+            if len(raw) != _ED25519_KEY_BYTES:
+                raise ValueError("an operator verify key is 32 bytes in base64url")
+        return value
+
+    @field_validator("admins")
+    @classmethod
+    def _admin_ids(cls, value: str) -> str:
+        for part in _split(value):
+            if not part.lstrip("-").isdigit():
+                raise ValueError("Telegram user ids, comma-separated")
+        return value
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        """``VEIL_GATEWAYS`` as a list."""
+        return _split(self.gateways)
+
+    @property
+    def verify_keys(self) -> list[bytes]:
+        """``VEIL_OPERATOR_KEYS`` decoded."""
+        return [b64d(key) for key in _split(self.operator_keys)]
+
+    @property
+    def admin_ids(self) -> frozenset[int]:
+        """``VEIL_ADMINS`` as ids."""
+        return frozenset(int(part) for part in _split(self.admins))
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file."""
+        return self.data_dir / "veil.db"
+
+    @property
+    def master_key_path(self) -> Path:
+        """The master key file (generated on first start when not given)."""
+        return self.master_key_file or self.data_dir / "master.key"

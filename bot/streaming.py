@@ -1,0 +1,167 @@
+"""Answer sinks: how a streaming answer is shown in Telegram.
+
+``DraftSink`` (private chats) shows the answer growing in a ``sendMessageDraft`` preview with a
+stop button, at most once per ``interval`` seconds and never sooner than a ``retry_after``
+allows, then sends the final answer as real messages, rendered from Markdown and split at
+4096 UTF-16 units; if Telegram rejects the entities, the same text goes out plain.
+
+Draft updates happen in a background task, so a slow or rate-limited Bot API never slows the
+model's stream; only the newest text is ever sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.types import MessageEntity
+
+from bot.formatting import Rendered, plain_parts, preview, render_parts
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import InlineKeyboardMarkup
+
+log = structlog.get_logger("veil.streaming")
+
+_TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
+
+
+def entities_of(rendered: Rendered) -> list[MessageEntity]:
+    """The entities of a rendered text as aiogram objects."""
+    return [MessageEntity(**entity.to_api()) for entity in rendered.entities]
+
+
+class DraftSink:
+    """Streams one answer into a private chat with drafts, then sends it for real."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        chat_id: int,
+        *,
+        interval: float = 1.0,
+        final_markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+        self.interval = interval
+        self.final_markup = final_markup
+        self.draft_id = secrets.randbelow(2**31 - 2) + 1
+        self.sent_message_ids: list[int] = []
+        self.drafts_sent = 0
+        self._latest = ""
+        self._shown = ""
+        self._dirty = asyncio.Event()
+        self._next_allowed = 0.0
+        self._first_text = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def begin(self) -> None:
+        """Show "typing…" until the first text arrives, and start the draft updater."""
+        self._tasks = [
+            asyncio.create_task(self._keep_typing()),
+            asyncio.create_task(self._flush_drafts()),
+        ]
+
+    async def update(self, text: str) -> None:
+        """Remember the newest text; the updater sends it when Telegram allows."""
+        self._latest = text
+        self._first_text.set()
+        self._dirty.set()
+
+    async def complete(self, text: str) -> None:
+        """Stop the drafts and send the final answer as messages."""
+        await self._stop()
+        await self._send_final(text)
+
+    async def abort(self) -> None:
+        """Stop showing progress."""
+        await self._stop()
+
+    async def _stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _keep_typing(self) -> None:
+        while not self._first_text.is_set():
+            with contextlib.suppress(TelegramAPIError):
+                await self.bot.send_chat_action(chat_id=self.chat_id, action="typing")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_text.wait(), _TYPING_EVERY)
+
+    async def _flush_drafts(self) -> None:
+        while True:
+            await self._dirty.wait()
+            delay = self._next_allowed - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._dirty.clear()
+            text = self._latest
+            if text == self._shown:
+                continue
+            self._next_allowed = time.monotonic() + self.interval
+            await self._send_draft(text)
+
+    async def _send_draft(self, text: str) -> None:
+        rendered = preview(text)
+        if not rendered.text.strip():
+            return
+        try:
+            await self.bot.send_message_draft(
+                chat_id=self.chat_id,
+                draft_id=self.draft_id,
+                text=rendered.text,
+                entities=entities_of(rendered),
+                can_stop=True,
+            )
+        except TelegramRetryAfter as exc:
+            self._next_allowed = time.monotonic() + exc.retry_after
+            self._dirty.set()  # the newest text goes out once the wait is over
+            log.info("streaming.draft_rate_limited", seconds=exc.retry_after)
+            return
+        except TelegramBadRequest:
+            with contextlib.suppress(TelegramAPIError):
+                tail = plain_parts(text)[-1:] or [""]
+                await self.bot.send_message_draft(
+                    chat_id=self.chat_id, draft_id=self.draft_id, text=tail[0], can_stop=True
+                )
+        except TelegramAPIError as exc:
+            log.warning("streaming.draft_failed", error=type(exc).__name__)
+            return
+        self._shown = text
+        self.drafts_sent += 1
+
+    async def _send_final(self, text: str) -> None:
+        plain = False
+        parts = render_parts(text)
+        for index, part in enumerate(parts):
+            markup = self.final_markup if index == len(parts) - 1 else None
+            if not plain:
+                try:
+                    message = await self.bot.send_message(
+                        chat_id=self.chat_id,
+                        text=part.text,
+                        entities=entities_of(part),
+                        reply_markup=markup,
+                    )
+                except TelegramBadRequest:
+                    # Telegram refused the formatting: the same text goes out plain.
+                    log.warning("streaming.entities_rejected", part=index)
+                    plain = True
+                else:
+                    self.sent_message_ids.append(message.message_id)
+                    continue
+            message = await self.bot.send_message(
+                chat_id=self.chat_id, text=part.text, reply_markup=markup
+            )
+            self.sent_message_ids.append(message.message_id)

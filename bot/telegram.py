@@ -1,0 +1,76 @@
+"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API server, with retries.
+
+aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
+retries a few times, and retries once on a Telegram 5xx. Draft updates and chat actions are
+not retried here: a stale draft is worthless, so the answer sinks skip them and send the next
+one when Telegram allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
+from aiogram.methods import SendChatAction, SendMessageDraft
+
+if TYPE_CHECKING:
+    from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
+    from aiogram.methods import Response, TelegramMethod
+    from aiogram.methods.base import TelegramType
+
+log = structlog.get_logger("veil.telegram")
+
+_NOT_RETRIED = (SendMessageDraft, SendChatAction)
+
+
+class RetryMiddleware(BaseRequestMiddleware):
+    """Honour ``retry_after`` (up to ``attempts`` tries) and retry a 5xx once."""
+
+    def __init__(self, attempts: int = 4, max_wait: float = 60.0) -> None:
+        self.attempts = attempts
+        self.max_wait = max_wait
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the next handler, retrying as described on the class."""
+        retried = not isinstance(method, _NOT_RETRIED)
+        if not retried:
+            return await make_request(bot, method)
+        server_errors = 0
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt == self.attempts or exc.retry_after > self.max_wait:
+                    raise
+                log.warning(
+                    "telegram.retry_after",
+                    method=type(method).__name__,
+                    seconds=exc.retry_after,
+                    attempt=attempt,
+                )
+                await asyncio.sleep(exc.retry_after)
+            except TelegramServerError:
+                server_errors += 1
+                if server_errors > 1 or attempt == self.attempts:
+                    raise
+                log.warning("telegram.server_error", method=type(method).__name__)
+                await asyncio.sleep(1.0)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+
+def build_bot(token: str, api_base: str) -> Bot:
+    """A ``Bot`` that talks to ``api_base`` (Telegram, or a local emulator) with retries."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+    session.middleware(RetryMiddleware())
+    return Bot(token, session=session)

@@ -1,0 +1,61 @@
+"""The bot's texts in every supported language, from the catalog files in ``bot/locales/``.
+
+A language is one TOML file named by its code (``en.toml``, ``ru.toml``, ``kk.toml``); adding
+a language is adding a file. A key missing from a catalog falls back to English.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOCALES = Path(__file__).resolve().parent / "locales"
+FALLBACK = "en"
+
+
+class Catalogs:
+    """All loaded catalogs; ``for_language`` picks one for a user."""
+
+    def __init__(self, directory: Path = LOCALES) -> None:
+        self._catalogs: dict[str, dict[str, str]] = {}
+        for path in sorted(directory.glob("*.toml")):
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+            self._catalogs[path.stem] = {k: str(v) for k, v in data.items()}
+        if FALLBACK not in self._catalogs:
+            raise FileNotFoundError(f"{directory / (FALLBACK + '.toml')} is missing")
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The language codes with a catalog."""
+        return tuple(self._catalogs)
+
+    def keys(self, language: str = FALLBACK) -> frozenset[str]:
+        """The keys one catalog defines."""
+        return frozenset(self._catalogs[language])
+
+    def for_language(self, language_code: str | None) -> Texts:
+        """The texts for a Telegram ``language_code`` such as ``ru`` or ``kk-KZ``."""
+        code = (language_code or FALLBACK).split("-")[0].lower()
+        return Texts(code if code in self._catalogs else FALLBACK, self)
+
+    def lookup(self, language: str, key: str) -> str:
+        """One text, falling back to English."""
+        catalog = self._catalogs.get(language, {})
+        if key in catalog:
+            return catalog[key]
+        return self._catalogs[FALLBACK][key]
+
+
+@dataclass(frozen=True)
+class Texts:
+    """One user's view of the catalogs: ``texts("start", name="Ann")``."""
+
+    language: str
+    catalogs: Catalogs
+
+    def __call__(self, key: str, **values: Any) -> str:  # noqa: ANN401 -- any printable value
+        """The text for ``key`` in this language, with ``{placeholders}`` filled in."""
+        return self.catalogs.lookup(self.language, key).format(**values)

@@ -1,0 +1,52 @@
+"""/forget: after a confirm button, erase everything stored about the user."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+if TYPE_CHECKING:
+    from aiogram.types import CallbackQuery, Message
+
+    from bot.texts import Texts
+    from services.chat import ChatService
+
+YES, NO = "forget:yes", "forget:no"
+
+
+async def cmd_forget(message: Message, texts: Texts) -> None:
+    """Ask for confirmation first: erasing cannot be undone."""
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=texts("forget_yes"), callback_data=YES),
+                InlineKeyboardButton(text=texts("forget_no"), callback_data=NO),
+            ]
+        ]
+    )
+    await message.answer(texts("forget_confirm"), reply_markup=keyboard)
+
+
+async def on_forget_answer(query: CallbackQuery, texts: Texts, chat: ChatService) -> None:
+    """Erase (destroying the user's key first) or keep, and say which."""
+    if query.data == YES:
+        turns = await chat.forget(query.from_user.id)
+        reply = texts("forget_done", turns=turns)
+    else:
+        reply = texts("forget_kept")
+    await query.answer()
+    if query.message is not None and query.bot is not None:
+        await query.bot.edit_message_text(
+            chat_id=query.from_user.id, message_id=query.message.message_id, text=reply
+        )
+
+
+def build_router() -> Router:
+    """A fresh router with this feature's handlers (a router can join one dispatcher)."""
+    router = Router(name=__name__)
+    router.message.register(cmd_forget, Command("forget"), F.chat.type == "private")
+    router.callback_query.register(on_forget_answer, F.data.in_({YES, NO}))
+    return router

@@ -1,0 +1,119 @@
+"""The whole chain for bot tests: fake Telegram ← bot → gateway → fake vLLM, on 127.0.0.1.
+
+``running_stack`` runs the real bot in-process (``bot.app.running_veil`` + long polling) so
+tests see coverage and run fast; ``bot_env`` gives the same settings as environment variables
+for the tests that start ``python -m bot`` as a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.app import Veil, register_commands, running_veil
+from bot.settings import BotSettings
+from sealed.encoding import b64e
+from tests.fakes.telegram import Call, FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import Clock, RunningGateway, run_gateway
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+TOKEN = "123456:TEST-TOKEN"
+
+
+@dataclass
+class Stack:
+    """Everything a bot test talks to."""
+
+    telegram: FakeTelegram
+    vllm: FakeVLLM
+    gateway: RunningGateway
+    veil: Veil
+    data_dir: Path
+
+    async def final_messages(
+        self, chat_id: int, count: int = 1, within: float = 10
+    ) -> list[dict[str, Any]]:
+        """Wait until the bot has sent ``count`` messages to the chat; return them all."""
+        async with asyncio.timeout(within):
+            while len(self.telegram.sent_messages(chat_id)) < count:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        return self.telegram.sent_messages(chat_id)
+
+    async def reply_text(self, chat_id: int, index: int = 0, within: float = 10) -> str:
+        """The text of the bot's ``index``-th message to the chat (waiting for it)."""
+        messages = await self.final_messages(chat_id, index + 1, within)
+        return str(messages[index].get("text", ""))
+
+
+def bot_env(
+    telegram_url: str, gateway_url: str, verify_key: bytes, data_dir: Path
+) -> dict[str, str]:
+    """The environment ``python -m bot`` needs for the fake stack."""
+    return {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_TELEGRAM_API": telegram_url,
+        "VEIL_GATEWAYS": gateway_url,
+        "VEIL_OPERATOR_KEYS": b64e(verify_key),
+        "VEIL_DATA_DIR": str(data_dir),
+        "VEIL_DRAFT_INTERVAL": "0.25",
+    }
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    data_dir: Path,
+    *,
+    answer: str = "Hello from the fake model.",
+    models: tuple[str, ...] = ("veil-test",),
+    token_delay: float = 0.0,
+    gateway_url: str | None = None,
+    **settings: Any,  # noqa: ANN401 -- BotSettings overrides
+) -> AsyncIterator[Stack]:
+    """Start fake Telegram, fake vLLM, a gateway and the bot; stop them all afterwards."""
+    clock = Clock()
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=answer, models=models, token_delay=token_delay) as vllm,
+        run_gateway(vllm.url, clock=clock) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway_url or gateway.url, gateway.verify_key, data_dir)
+        config = BotSettings(
+            **{
+                "bot_token": env["VEIL_BOT_TOKEN"],
+                "telegram_api": env["VEIL_TELEGRAM_API"],
+                "gateways": env["VEIL_GATEWAYS"],
+                "operator_keys": env["VEIL_OPERATOR_KEYS"],
+                "data_dir": data_dir,
+                "draft_interval": 0.25,
+                **settings,
+            }
+        )
+        async with running_veil(config) as veil:
+            await register_commands(veil)
+            polling = asyncio.create_task(
+                veil.dispatcher.start_polling(
+                    veil.bot,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    polling_timeout=1,
+                    allowed_updates=veil.dispatcher.resolve_used_update_types(),
+                )
+            )
+            try:
+                await telegram.wait_for("getUpdates")
+                yield Stack(telegram, vllm, gateway, veil, data_dir)
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    await veil.dispatcher.stop_polling()
+                await asyncio.wait_for(polling, 10)
+
+
+def texts_of(calls: list[Call]) -> list[str]:
+    """The ``text`` parameter of each call."""
+    return [str(call.params.get("text", "")) for call in calls]

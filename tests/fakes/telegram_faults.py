@@ -1,0 +1,76 @@
+"""Failures a test asks the fake Telegram for: the next calls of a method, or every nth call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from tests.fakes.telegram_wire import ApiError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+__all__ = ["Faults"]
+
+
+@dataclass
+class _Next:
+    status: int
+    description: str
+    retry_after: int | None
+    remaining: int
+
+
+@dataclass
+class _EveryNth:
+    methods: frozenset[str]
+    nth: int
+    status: int
+    retry_after: int
+    seen: int = 0
+
+
+class Faults:
+    """The failures still to inject; ``check`` consumes them call by call."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, list[_Next]] = {}
+        self._every: list[_EveryNth] = []
+
+    def add_next(
+        self, method: str, status: int, description: str, retry_after: int | None, count: int
+    ) -> None:
+        """Fail the next ``count`` calls of ``method`` with this reply."""
+        self._next.setdefault(method, []).append(_Next(status, description, retry_after, count))
+
+    def add_every(self, methods: Collection[str], nth: int, status: int, retry_after: int) -> None:
+        """Fail every ``nth`` call among ``methods``, counted together."""
+        if nth < 1:
+            raise ValueError("nth must be at least 1")
+        self._every.append(_EveryNth(frozenset(methods), nth, status, retry_after))
+
+    def clear(self) -> None:
+        """Forget every failure still to come."""
+        self._next.clear()
+        self._every.clear()
+
+    def check(self, method: str) -> ApiError | None:
+        """The error this call of ``method`` must get, if any; counts the call."""
+        if queued := self._next.get(method):
+            fault = queued[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                queued.pop(0)
+            return ApiError(fault.status, fault.description, retry_after=fault.retry_after)
+        for rule in self._every:
+            if method not in rule.methods:
+                continue
+            rule.seen += 1
+            if rule.seen % rule.nth:
+                continue
+            if rule.status == HTTPStatus.TOO_MANY_REQUESTS:
+                description = f"Too Many Requests: retry after {rule.retry_after}"
+                return ApiError(rule.status, description, retry_after=rule.retry_after)
+            return ApiError(rule.status, HTTPStatus(rule.status).phrase)
+        return None

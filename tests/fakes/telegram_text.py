@@ -1,0 +1,198 @@
+"""Telegram's text formatting, as the Bot API server applies it to the text a bot sends.
+
+``format_text`` runs the parse mode (``telegram_html``, ``telegram_markdown``: ports of tdlib's
+parsers, same error wording) or checks explicit ``entities``, trims the text as Telegram does
+and returns Bot API ``MessageEntity`` dicts with offsets in UTF-16 code units.
+
+Stricter than Telegram, on purpose: explicit ``entities`` that fall outside the text or have
+no length are refused (Telegram silently drops or clips them, hiding a bug in the bot).
+Not modelled: automatic url/mention/hashtag entities in outgoing text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.fakes.telegram_html import parse_html
+from tests.fakes.telegram_markdown import parse_markdown, parse_markdown_v2
+from tests.fakes.telegram_markup import Entity, FormatError, checked_link
+
+__all__ = ["FormatError", "bot_command_entities", "format_text", "utf16_len"]
+
+_TRIM = " \t\r\n\v\f"
+# tdlib type name -> Bot API type; the tdlib names appear in MarkdownV2 error messages.
+_API_TYPE = {
+    "Bold": "bold",
+    "Italic": "italic",
+    "Underline": "underline",
+    "Strikethrough": "strikethrough",
+    "Spoiler": "spoiler",
+    "Code": "code",
+    "Pre": "pre",
+    "PreCode": "pre",
+    "TextUrl": "text_link",
+    "MentionName": "text_mention",
+    "CustomEmoji": "custom_emoji",
+    "BlockQuote": "blockquote",
+    "ExpandableBlockQuote": "expandable_blockquote",
+}
+# tdlib's get_type_priority, used to order entities that start and end together.
+_PRIORITY = {
+    "blockquote": 0,
+    "expandable_blockquote": 0,
+    "pre": 11,
+    "code": 20,
+    "text_link": 49,
+    "text_mention": 49,
+    "bold": 90,
+    "italic": 91,
+    "underline": 92,
+    "strikethrough": 93,
+    "spoiler": 94,
+    "custom_emoji": 99,
+}
+_KNOWN_TYPES = frozenset(_PRIORITY) | {
+    "mention",
+    "hashtag",
+    "cashtag",
+    "bot_command",
+    "url",
+    "email",
+    "phone_number",
+    "date_time",
+}
+_REQUIRED_FIELD = {
+    "text_link": ("url",),
+    "text_mention": ("user",),
+    "custom_emoji": ("custom_emoji_id",),
+    "date_time": ("unix_time",),
+}
+_ARGUMENT_FIELD = {
+    "text_link": "url",
+    "pre": "language",
+    "custom_emoji": "custom_emoji_id",
+    "date_time": "unix_time",
+}
+_BOT_COMMAND = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/<>])")
+
+
+def utf16_len(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units, the unit of Telegram's entity offsets."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _check_entity(item: object, size: int) -> Entity:
+    if not isinstance(item, dict):
+        raise FormatError("can't parse MessageEntity: expected an Object")
+    kind = item.get("type")
+    if kind is None:
+        raise FormatError("can't parse MessageEntity: Can't find field \"type\"")
+    if kind not in _KNOWN_TYPES:
+        raise FormatError("can't parse MessageEntity: Unsupported type specified")
+    for field in ("offset", "length", *_REQUIRED_FIELD.get(kind, ())):
+        if item.get(field) in (None, ""):
+            raise FormatError(f"can't parse MessageEntity: Can't find field \"{field}\"")
+    offset, length = item["offset"], item["length"]
+    if not isinstance(offset, int) or not isinstance(length, int):
+        raise FormatError('can\'t parse MessageEntity: Field "offset" must be a number')
+    if offset < 0 or length <= 0 or offset + length > size:
+        raise FormatError(
+            f"can't parse entities: entity {kind} at UTF-16 offset {offset} with length "
+            f"{length} is outside the text of {size} UTF-16 code units"
+        )
+    return Entity(kind, offset, length, _entity_argument(kind, item))
+
+
+def _entity_argument(kind: str, item: dict[str, Any]) -> str:
+    if kind == "text_mention":
+        user = item["user"]
+        return str(user.get("id", "")) if isinstance(user, dict) else ""
+    argument = str(item.get(_ARGUMENT_FIELD.get(kind, ""), "") or "")
+    if kind != "text_link":
+        return argument
+    checked_url = checked_link(argument)
+    if checked_url is None:
+        raise FormatError("can't parse entities: Entity URL is invalid")
+    return checked_url
+
+
+def _check_entities(text: str, raw: object) -> list[Entity]:
+    """Validate explicit ``entities``; offsets must lie inside ``text`` (UTF-16)."""
+    if not isinstance(raw, list):
+        raise FormatError("can't parse entities JSON object")
+    size = utf16_len(text)
+    return [_check_entity(item, size) for item in raw]
+
+
+def _api_entity(entity: Entity, users: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    kind = _API_TYPE.get(entity.kind, entity.kind)
+    result: dict[str, Any] = {"type": kind, "offset": entity.offset, "length": entity.length}
+    if kind == "text_link":
+        result["url"] = entity.argument
+    elif kind == "text_mention":
+        user_id = int(entity.argument or 0)
+        result["user"] = users.get(user_id, {"id": user_id, "is_bot": False, "first_name": "User"})
+    elif kind == "custom_emoji":
+        result["custom_emoji_id"] = entity.argument
+    elif kind == "pre" and entity.argument:
+        result["language"] = entity.argument
+    elif kind == "date_time":
+        result["unix_time"] = int(entity.argument or 0)
+    return result
+
+
+def _trim(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
+    """Strip leading and trailing whitespace as Telegram does, clipping entities to what is left."""
+    kept = text.strip(_TRIM)
+    if kept == text:
+        return text, entities
+    shift = utf16_len(text[: len(text) - len(text.lstrip(_TRIM))])
+    size = utf16_len(kept)
+    clipped: list[Entity] = []
+    for entity in entities:
+        start = max(entity.offset - shift, 0)
+        end = min(entity.offset + entity.length - shift, size)
+        if end > start:
+            clipped.append(Entity(entity.kind, start, end - start, entity.argument))
+    return kept, clipped
+
+
+def format_text(
+    text: str,
+    *,
+    parse_mode: str | None,
+    entities: object,
+    users: dict[int, dict[str, Any]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """Apply ``parse_mode`` (or explicit ``entities``) and trim, giving the text Telegram stores.
+
+    ``parse_mode`` wins over ``entities``, as in the Bot API. Raises FormatError.
+    """
+    if parse_mode:
+        parsers = {"html": parse_html, "markdownv2": parse_markdown_v2, "markdown": parse_markdown}
+        parser = parsers.get(parse_mode.lower())
+        if parser is None:
+            raise FormatError("unsupported parse_mode")
+        try:
+            plain, parsed = parser(text)
+        except FormatError as error:
+            raise FormatError(f"can't parse entities: {error}") from error
+    elif entities is not None:
+        plain, parsed = text, _check_entities(text, entities)
+    else:
+        plain, parsed = text, []
+    plain, parsed = _trim(plain, parsed)
+
+    def order(entity: dict[str, Any]) -> tuple[int, int, int]:
+        return entity["offset"], -entity["length"], _PRIORITY.get(entity["type"], 50)
+
+    return plain, sorted((_api_entity(entity, users) for entity in parsed), key=order)
+
+
+def bot_command_entities(text: str) -> list[dict[str, Any]]:
+    """The ``bot_command`` entities a Telegram client attaches to a user's text."""
+    return [
+        {"type": "bot_command", "offset": utf16_len(text[: m.start()]), "length": utf16_len(m[0])}
+        for m in _BOT_COMMAND.finditer(text)
+    ]

@@ -1,0 +1,194 @@
+"""The private chat, end to end: fake Telegram ← real bot → real gateway → fake vLLM."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from tests.botstack import running_stack, texts_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 5001
+LONG_ANSWER = "\n\n".join(
+    (f"Paragraph {i}. " + "The quick brown fox jumps over the lazy dog. " * 30).strip()
+    for i in range(8)
+)
+
+
+async def test_answer_streams_in_drafts_then_lands_as_a_message(tmp_path: Path) -> None:
+    answer = " ".join(f"word{i}" for i in range(16))
+    async with running_stack(tmp_path, answer=answer, token_delay=0.06) as stack:
+        stack.telegram.send_text(USER, "Tell me something")
+        assert await stack.reply_text(USER) == answer
+        typing = stack.telegram.calls_of("sendChatAction")
+        drafts = stack.telegram.drafts(USER)
+    assert typing
+    assert typing[0].params["action"] == "typing"
+    assert len(drafts) >= 2
+    assert len({d.params["draft_id"] for d in drafts}) == 1
+    assert drafts[0].params["draft_id"] != 0
+    texts = texts_of(drafts)
+    assert all(answer.startswith(t) for t in texts)
+    assert [len(t) for t in texts] == sorted(len(t) for t in texts)
+    assert all(d.params.get("can_stop") is True for d in drafts)
+    gaps = [b.at - a.at for a, b in zip(drafts, drafts[1:], strict=False)]
+    assert all(gap >= 0.2 for gap in gaps)  # never faster than the configured interval
+
+
+async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=LONG_ANSWER, max_answer_tokens=3500) as stack:
+        stack.telegram.send_text(USER, "Write a lot", language_code="en")
+        await stack.final_messages(USER, 3)
+        await asyncio.sleep(0.3)
+        messages = stack.telegram.sent_messages(USER)
+    texts = [m["text"] for m in messages]
+    assert len(texts) >= 3
+    assert all(len(t.encode("utf-16-le")) // 2 <= 4096 for t in texts)
+    assert "\n\n".join(texts) == LONG_ANSWER
+    assert all(t.startswith("Paragraph") for t in texts)
+
+
+async def test_markdown_is_rendered_as_entities(tmp_path: Path) -> None:
+    answer = "Here is **bold**, *italic* and `code`.\n\n```python\nprint('hi')\n```"
+    async with running_stack(tmp_path, answer=answer) as stack:
+        stack.telegram.send_text(USER, "Format something")
+        (message,) = await stack.final_messages(USER)
+    assert "**" not in message["text"]
+    kinds = {e["type"]: e for e in message["entities"]}
+    assert {"bold", "italic", "code", "pre"} <= set(kinds)
+    assert kinds["pre"]["language"] == "python"
+    bold = kinds["bold"]
+    utf16 = message["text"].encode("utf-16-le")
+    start, end = bold["offset"] * 2, (bold["offset"] + bold["length"]) * 2
+    assert utf16[start:end].decode("utf-16-le") == "bold"
+
+
+async def test_rejected_formatting_falls_back_to_plain_text(tmp_path: Path) -> None:
+    answer = "Some **bold** claim."
+    async with running_stack(tmp_path, answer=answer) as stack:
+        stack.telegram.fail_next(
+            "sendMessage",
+            status=400,
+            description="Bad Request: can't parse entities: Unsupported start tag",
+        )
+        stack.telegram.send_text(USER, "Go")
+        (message,) = await stack.final_messages(USER)
+        sends = stack.telegram.calls_of("sendMessage")
+    assert message["text"] == "Some bold claim."
+    assert "entities" not in message or not message["entities"]
+    assert sends[0].answered != "ok"
+    assert "can't parse" not in message["text"]
+
+
+async def test_second_message_while_streaming_gets_a_note(tmp_path: Path) -> None:
+    answer = " ".join(f"w{i}" for i in range(20))
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        stack.telegram.send_text(USER, "First question")
+        await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.send_text(USER, "Second question")
+        messages = await stack.final_messages(USER, 2)
+        assert len(stack.vllm.requests) == 1
+    texts = [m["text"] for m in messages]
+    assert texts[0].startswith("I'm still writing")
+    assert texts[1] == answer
+
+
+async def test_stop_button_keeps_what_was_written(tmp_path: Path) -> None:
+    answer = " ".join(f"w{i}" for i in range(60))
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        stack.telegram.send_text(USER, "Go on and on")
+        draft = await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        (message,) = await stack.final_messages(USER)
+        await asyncio.sleep(0.5)
+        history = await stack.veil.store.history(
+            USER, await stack.veil.store.active_conversation(USER)
+        )
+    assert answer.startswith(message["text"])
+    assert 0 < len(message["text"]) < len(answer)
+    assert [t.text for t in history] == ["Go on and on", message["text"]]
+    assert len(stack.telegram.sent_messages(USER)) == 1
+
+
+async def test_cancel_command_stops_the_answer(tmp_path: Path) -> None:
+    answer = " ".join(f"w{i}" for i in range(60))
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        stack.telegram.send_text(USER, "Go on")
+        await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.send_text(USER, "/cancel")
+        (message,) = await stack.final_messages(USER)
+        assert 0 < len(message["text"]) < len(answer)
+        stack.telegram.send_text(USER, "/cancel")
+        assert await stack.reply_text(USER, 1) == "Nothing is being written right now."
+
+
+async def test_history_is_context_and_new_starts_afresh(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer="Answer.") as stack:
+        stack.telegram.send_text(USER, "First")
+        await stack.final_messages(USER, 1)
+        stack.telegram.send_text(USER, "Second")
+        await stack.final_messages(USER, 2)
+        stack.telegram.send_text(USER, "/new")
+        assert (await stack.reply_text(USER, 2)).startswith("Started a new conversation")
+        stack.telegram.send_text(USER, "Third")
+        await stack.final_messages(USER, 4)
+        requests = stack.vllm.requests
+    assert [m["content"] for m in requests[1]["messages"]] == ["First", "Answer.", "Second"]
+    assert [m["content"] for m in requests[2]["messages"]] == ["Third"]
+    salts = {r["cache_salt"] for r in requests}
+    assert len(salts) == 1
+    assert len(next(iter(salts))) >= 24
+
+
+async def test_users_get_distinct_cache_salts(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(USER, "Hi")
+        await stack.final_messages(USER)
+        stack.telegram.send_text(USER + 1, "Hi")
+        await stack.final_messages(USER + 1)
+        salts = [r["cache_salt"] for r in stack.vllm.requests]
+    assert len(set(salts)) == 2
+
+
+async def test_model_command_switches_model(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, models=("veil-test", "veil-large")) as stack:
+        stack.telegram.send_text(USER, "/model")
+        (menu,) = await stack.final_messages(USER)
+        buttons = [row[0] for row in menu["reply_markup"]["inline_keyboard"]]
+        assert [b["text"] for b in buttons] == ["✅ veil-test", "veil-large"]
+        stack.telegram.press_button(
+            USER, buttons[1]["callback_data"], message_id=menu["message_id"]
+        )
+        await stack.telegram.wait_for("editMessageText")
+        edited = stack.telegram.sent_messages(USER)[0]
+        assert edited["text"] == "From now on I answer with veil-large."
+        stack.telegram.send_text(USER, "Which model?")
+        await stack.final_messages(USER, 2)
+    assert stack.vllm.requests[-1]["model"] == "veil-large"
+
+
+async def test_non_text_messages_get_a_note(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        for kind in ("photo", "voice", "sticker", "document"):
+            stack.telegram.send_message_of(USER, kind)
+        messages = await stack.final_messages(USER, 4)
+    assert all(m["text"].startswith("I can only read text") for m in messages)
+    assert stack.vllm.requests == []
+
+
+async def test_russian_and_kazakh_texts(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(USER, "/start", language_code="ru")
+        assert (await stack.reply_text(USER)).startswith("Привет, Ann!")
+        stack.telegram.send_text(USER + 1, "/start", language_code="kk")
+        assert (await stack.reply_text(USER + 1)).startswith("Сәлем, Ann!")
+        stack.telegram.send_text(USER + 2, "/help", language_code="de")
+        assert (await stack.reply_text(USER + 2)).startswith("Write any question")
+        commands = stack.telegram.commands
+    assert set(commands) == {"", "ru", "kk"}
+    assert {c["command"] for c in commands["ru"]} >= {"start", "new", "model", "forget"}
+    assert next(c for c in commands["kk"] if c["command"] == "new")["description"] == (
+        "Жаңа әңгіме бастау"
+    )

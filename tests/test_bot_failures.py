@@ -1,0 +1,93 @@
+"""The bot when things go wrong: rate limits, a failing model, an untrusted worker."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from sealed.encoding import b64e
+from tests.botstack import running_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 6001
+
+
+async def test_rate_limits_during_a_stream_still_deliver_the_whole_answer(tmp_path: Path) -> None:
+    answer = " ".join(f"token{i}" for i in range(30))
+    async with running_stack(tmp_path, answer=answer, token_delay=0.04) as stack:
+        stack.telegram.fail_every({"sendMessageDraft"}, nth=2, status=429, retry_after=1)
+        stack.telegram.fail_next(
+            "sendMessage", status=429, description="Too Many Requests: retry after 1", retry_after=1
+        )
+        stack.telegram.send_text(USER, "Stream under pressure")
+        (message,) = await stack.final_messages(USER, within=15)
+        drafts = stack.telegram.calls_of("sendMessageDraft")
+        sends = stack.telegram.calls_of("sendMessage")
+    assert message["text"] == answer
+    limited = [d for d in drafts if d.answered != "ok"]
+    assert limited
+    # After a 429 the next draft waits at least retry_after.
+    for call in limited:
+        later = [d for d in drafts if d.at > call.at]
+        if later:
+            assert later[0].at - call.at >= 0.9
+    assert sends[0].answered != "ok"
+    assert sends[1].at - sends[0].at >= 0.9
+
+
+async def test_backend_failure_is_polite_and_retry_works_once_it_is_back(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer="Back again.") as stack:
+        stack.vllm.fail_before_stream = (503, "engine is restarting")
+        stack.telegram.send_text(USER, "Are you there?")
+        (failure,) = await stack.final_messages(USER)
+        assert failure["text"] == "The model could not answer this time. Please try again."
+        assert "restarting" not in failure["text"]
+        (button,) = failure["reply_markup"]["inline_keyboard"][0]
+        conversation = await stack.veil.store.active_conversation(USER)
+        assert await stack.veil.store.history(USER, conversation) == []
+        stack.vllm.fail_before_stream = None
+        stack.telegram.press_button(USER, button["callback_data"], message_id=failure["message_id"])
+        assert await stack.reply_text(USER, 1) == "Back again."
+        history = await stack.veil.store.history(USER, conversation)
+        assert [t.text for t in history] == ["Are you there?", "Back again."]
+        assert [r["messages"][-1]["content"] for r in stack.vllm.requests] == [
+            "Are you there?",
+            "Are you there?",
+        ]
+        # A second press has nothing left to resend.
+        stack.telegram.press_button(USER, button["callback_data"], message_id=failure["message_id"])
+        assert await stack.reply_text(USER, 2) == (
+            "I no longer have that message. Please send it again."
+        )
+
+
+async def test_unreachable_model_server_is_reported_as_unavailable(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await stack.vllm.close()
+        stack.telegram.send_text(USER, "Hello?")
+        text = await stack.reply_text(USER)
+    assert text == "The model is not reachable right now. Please try again in a moment."
+
+
+async def test_untrusted_worker_gets_nothing(tmp_path: Path) -> None:
+    stranger = b64e(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    async with running_stack(tmp_path, operator_keys=stranger) as stack:
+        stack.telegram.send_text(USER, "Secret question")
+        text = await stack.reply_text(USER)
+        assert stack.vllm.requests == []
+        stack.telegram.send_text(USER, "/privacy")
+        privacy = await stack.reply_text(USER, 1)
+    assert text.startswith("I could not verify the inference worker's keys")
+    assert "not verified (BundleUnpinned)" in privacy
+
+
+async def test_user_who_blocked_the_bot_does_not_break_it(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer="Fine.") as stack:
+        stack.telegram.blocked_users.add(USER)
+        stack.telegram.send_text(USER, "Bye")
+        await stack.telegram.wait_for("sendMessage", lambda c: c.answered != "ok")
+        stack.telegram.send_text(USER + 1, "Still there?")
+        assert await stack.reply_text(USER + 1) == "Fine."

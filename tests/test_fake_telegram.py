@@ -1,0 +1,540 @@
+"""The fake Telegram server answers the real aiogram Bot as Telegram would, refusals included."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.methods import SendMessage, SendPhoto
+from aiogram.types import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InputTextMessageContent,
+    LabeledPrice,
+    Message,
+    MessageEntity,
+)
+from aiogram.types.transaction_partner_user import TransactionPartnerUser
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from tests.fakes.telegram import FakeTelegram
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+USER = 501
+GROUP = -100123
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+def make_bot(fake: FakeTelegram, token: str | None = None) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(fake.url))
+    return Bot(token or fake.token, session=session)
+
+
+async def close_bot(bot: Bot) -> None:
+    """Close the bot's aiohttp session.
+
+    Closing it directly skips ``AiohttpSession.close``'s 250 ms grace for TLS connections,
+    which plain-http tests do not need; ``bot.session.close()`` then has nothing left to do.
+    """
+    assert isinstance(bot.session, AiohttpSession)
+    client = await bot.session.create_session()
+    await client.close()
+    await bot.session.close()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
+    bot = make_bot(fake)
+    yield bot
+    await close_bot(bot)
+
+
+def spans(entities: list[MessageEntity] | None) -> list[tuple[str, int, int, str | None]]:
+    return [(e.type, e.offset, e.length, e.url) for e in entities or []]
+
+
+def keyboard(data: str = "again") -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Again", callback_data=data)]]
+    )
+
+
+async def test_get_me_describes_the_bot_and_wrong_tokens_are_refused(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    me = await bot.get_me()
+    assert (me.id, me.username, me.is_bot) == (123456, "veil_test_bot", True)
+
+    stranger = make_bot(fake, token="999:WRONG")
+    try:
+        with pytest.raises(TelegramUnauthorizedError, match="Unauthorized"):
+            await stranger.get_me()
+    finally:
+        await close_bot(stranger)
+    with pytest.raises(TelegramNotFound, match="Not Found"):
+        await bot(SendPhoto(chat_id=USER, photo="file-id"))
+    assert [(c.method, c.answered) for c in fake.calls] == [
+        ("getMe", "ok"),
+        ("getMe", "Unauthorized"),
+        ("sendPhoto", "Not Found"),
+    ]
+
+
+async def test_long_poll_returns_pushed_updates_and_an_offset_confirms_them(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    polling = asyncio.create_task(bot.get_updates(timeout=5))
+    await asyncio.sleep(0.05)
+    assert not polling.done()  # nothing queued: the poll waits
+    update_id = fake.send_text(USER, "/start hello", language_code="de")
+
+    updates = await asyncio.wait_for(polling, 2)
+    assert [u.update_id for u in updates] == [update_id]
+    message = updates[0].message
+    assert message is not None
+    assert message.from_user is not None
+    assert (message.text, message.chat.type, message.from_user.language_code) == (
+        "/start hello",
+        "private",
+        "de",
+    )
+    assert spans(message.entities) == [("bot_command", 0, 6, None)]
+
+    assert [u.update_id for u in await bot.get_updates(timeout=0)] == [update_id]
+    assert await bot.get_updates(offset=update_id + 1, timeout=0) == []
+    second = fake.send_text(USER, "more")
+    assert [u.update_id for u in await bot.get_updates(timeout=0)] == [second]
+
+
+async def test_allowed_updates_drop_other_update_types(fake: FakeTelegram, bot: Bot) -> None:
+    fake.press_button(USER, "x", message_id=1)
+    wanted = fake.send_text(USER, "hi")
+    updates = await bot.get_updates(allowed_updates=["message"], timeout=0)
+    assert [u.update_id for u in updates] == [wanted]
+
+
+async def test_media_and_stop_updates_parse_as_aiogram_types(fake: FakeTelegram, bot: Bot) -> None:
+    for kind in ("photo", "voice", "sticker", "document"):
+        fake.send_message_of(USER, kind, caption=f"a {kind}")
+    fake.stop_generation(USER, draft_id=7)
+    *media, stop = await bot.get_updates(timeout=0)
+    messages = [update.message for update in media]
+    assert all(message is not None for message in messages)
+    photo, voice, sticker, document = [m for m in messages if m is not None]
+    assert photo.photo is not None
+    assert len(photo.photo) == 2
+    assert voice.voice is not None
+    assert sticker.sticker is not None
+    assert document.document is not None
+    assert [m.caption for m in (photo, voice, sticker, document)] == [
+        "a photo",
+        "a voice",
+        "a sticker",
+        "a document",
+    ]
+    assert stop.stopped_message_generation is not None
+    assert (stop.stopped_message_generation.chat.id, stop.stopped_message_generation.draft_id) == (
+        USER,
+        7,
+    )
+
+
+async def test_send_message_stores_text_and_entities_as_telegram_would(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    plain = await bot.send_message(
+        USER, "🙂 bold", entities=[MessageEntity(type="bold", offset=3, length=4)]
+    )
+    html = await bot.send_message(
+        USER,
+        '  <b>Hi</b> &amp; <a href="https://example.com">🙂link</a> &lt;3 AT&T  ',
+        parse_mode="HTML",
+        reply_markup=keyboard(),
+    )
+    assert (plain.message_id, html.message_id) == (1, 2)
+    assert html.text == "Hi & 🙂link <3 AT&T"
+    assert spans(html.entities) == [
+        ("bold", 0, 2, None),
+        ("text_link", 5, 6, "https://example.com/"),
+    ]
+    assert html.reply_markup is not None
+    assert html.reply_markup.inline_keyboard[0][0].callback_data == "again"
+    assert html.from_user is not None
+    assert html.from_user.is_bot
+    stored = fake.sent_messages(USER)
+    assert [m["text"] for m in stored] == ["🙂 bold", "Hi & 🙂link <3 AT&T"]
+    assert stored[0]["entities"] == [{"type": "bold", "offset": 3, "length": 4}]
+
+
+@pytest.mark.parametrize(
+    ("text", "parse_mode", "description"),
+    [
+        ("<foo>x</foo>", "HTML", 'Unsupported start tag "foo" at byte offset 0'),
+        ("<b>x", "HTML", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("<b><i>x</b></i>", "HTML", 'Unmatched end tag at byte offset 7, expected "</i>"'),
+        ("a < b", "HTML", 'Unsupported start tag "" at byte offset 2'),
+        ("Version 1.0", "MarkdownV2", "Character '.' is reserved"),
+        ("*bold", "MarkdownV2", "Can't find end of Bold entity at byte offset 0"),
+    ],
+)
+async def test_unparsable_markup_is_refused_and_nothing_is_sent(
+    fake: FakeTelegram, bot: Bot, text: str, parse_mode: str, description: str
+) -> None:
+    with pytest.raises(TelegramBadRequest, match="can't parse entities") as refused:
+        await bot.send_message(USER, text, parse_mode=parse_mode)
+    assert description in refused.value.message
+    assert fake.sent_messages(USER) == []
+
+
+async def test_markdown_v2_escapes_and_entities(bot: Bot) -> None:
+    sent = await bot.send_message(USER, r"*Total:* 1\.5 _stars_", parse_mode="MarkdownV2")
+    assert sent.text == "Total: 1.5 stars"
+    assert spans(sent.entities) == [("bold", 0, 6, None), ("italic", 11, 5, None)]
+
+
+async def test_text_limits_count_utf16_units(fake: FakeTelegram, bot: Bot) -> None:
+    assert (await bot.send_message(USER, "🙂" * 2048)).text == "🙂" * 2048
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.send_message(USER, "🙂" * 2049)
+    with pytest.raises(TelegramBadRequest, match="message text is empty"):
+        await bot.send_message(USER, " \n ")
+    with pytest.raises(TelegramBadRequest, match="outside the text"):
+        await bot.send_message(
+            USER, "🙂", entities=[MessageEntity(type="bold", offset=1, length=2)]
+        )
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(USER, "hi", reply_markup=keyboard("x" * 65))
+    assert len(fake.sent_messages(USER)) == 1
+
+
+async def test_drafts_need_a_draft_id_and_a_private_chat(fake: FakeTelegram, bot: Bot) -> None:
+    fake.send_text(USER, "hi", chat_id=GROUP, chat_type="supergroup")
+    with pytest.raises(TelegramBadRequest, match="draft_id must be non-zero"):
+        await bot.send_message_draft(chat_id=USER, draft_id=0, text="…")
+    with pytest.raises(TelegramBadRequest, match="TEXTDRAFT_PEER_INVALID"):
+        await bot.send_message_draft(chat_id=GROUP, draft_id=7, text="…")
+    assert await bot.send_message_draft(chat_id=USER, draft_id=7, text="")
+    assert await bot.send_message_draft(chat_id=USER, draft_id=7, text="Hel", can_stop=True)
+    drafts = fake.drafts(USER)
+    assert [(c.params["draft_id"], c.params.get("text")) for c in drafts] == [(7, None), (7, "Hel")]
+    assert drafts[1].params["can_stop"] is True
+    assert fake.drafts(GROUP) == []
+
+
+async def test_edits_refuse_identical_content_and_drop_an_omitted_keyboard(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    sent = await bot.send_message(USER, "Thinking", reply_markup=keyboard())
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text(
+            "Thinking", chat_id=USER, message_id=sent.message_id, reply_markup=keyboard()
+        )
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text(  # trailing whitespace is trimmed away
+            "Thinking \n", chat_id=USER, message_id=sent.message_id, reply_markup=keyboard()
+        )
+    edited = await bot.edit_message_text("Done", chat_id=USER, message_id=sent.message_id)
+    assert isinstance(edited, Message)
+    assert (edited.text, edited.reply_markup) == ("Done", None)
+    assert fake.sent_messages(USER)[0]["text"] == "Done"
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_text("x", chat_id=USER, message_id=99)
+    assert await bot.delete_message(USER, sent.message_id)
+    assert fake.sent_messages(USER) == []
+
+
+async def test_fail_next_and_fail_every_inject_flood_waits(fake: FakeTelegram, bot: Bot) -> None:
+    fake.fail_next(
+        "sendMessage", status=429, description="Too Many Requests: retry after 7", retry_after=7
+    )
+    with pytest.raises(TelegramRetryAfter) as flood:
+        await bot.send_message(USER, "one")
+    assert flood.value.retry_after == 7
+    await bot.send_message(USER, "two")
+    assert [m["text"] for m in fake.sent_messages(USER)] == ["two"]
+
+    fake.fail_every({"sendMessage", "editMessageText"}, nth=2, retry_after=3)
+    sent = await bot.send_message(USER, "three")
+    with pytest.raises(TelegramRetryAfter, match="retry after 3"):
+        await bot.edit_message_text("four", chat_id=USER, message_id=sent.message_id)
+    assert [c.answered for c in fake.calls_of("editMessageText")] == [
+        "Too Many Requests: retry after 3"
+    ]
+
+
+async def test_a_blocked_user_cannot_be_sent_to(fake: FakeTelegram, bot: Bot) -> None:
+    fake.blocked_users.add(USER)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_message(USER, "hello?")
+    with pytest.raises(TelegramForbiddenError):
+        await bot.send_chat_action(USER, "typing")
+    assert fake.sent_messages(USER) == []
+
+
+async def test_invoices_are_checked_like_telegram(fake: FakeTelegram, bot: Bot) -> None:
+    one_price = [LabeledPrice(label="100 credits", amount=50)]
+    invoice = await bot.send_invoice(
+        USER,
+        title="Credits",
+        description="100 credits",
+        payload="order-1",
+        currency="XTR",
+        prices=one_price,
+    )
+    assert invoice.invoice is not None
+    assert (invoice.invoice.total_amount, invoice.invoice.currency) == (50, "XTR")
+    refusals: list[tuple[dict[str, Any], str]] = [
+        ({"title": "x" * 33}, "invoice title must be 1-32"),
+        ({"payload": "p" * 129}, "INVOICE_PAYLOAD_INVALID"),
+        ({"prices": [*one_price, LabeledPrice(label="tip", amount=1)]}, "STARS_INVOICE_INVALID"),
+        ({"provider_token": "provider"}, "STARS_INVOICE_INVALID"),
+    ]
+    for change, description in refusals:
+        fields: dict[str, Any] = {"title": "Credits", "description": "100 credits"}
+        fields |= {"payload": "order-2", "currency": "XTR", "prices": one_price} | change
+        with pytest.raises(TelegramBadRequest, match=description):
+            await bot.send_invoice(USER, **fields)
+    link = await bot.create_invoice_link(
+        title="Monthly",
+        description="Subscription",
+        payload="sub-1",
+        currency="XTR",
+        prices=one_price,
+        subscription_period=2592000,
+    )
+    assert fake.invoice_links[link]["subscription_period"] == 2592000
+    with pytest.raises(TelegramBadRequest, match="SUBSCRIPTION_PERIOD_INVALID"):
+        await bot.create_invoice_link(
+            title="Weekly",
+            description="Subscription",
+            payload="sub-2",
+            currency="XTR",
+            prices=one_price,
+            subscription_period=604800,
+        )
+    assert len(fake.sent_messages(USER)) == 1
+
+
+async def test_pre_checkout_refund_and_star_transactions(fake: FakeTelegram, bot: Bot) -> None:
+    fake.pre_checkout(USER, payload="order-1", total_amount=50)
+    (update,) = await bot.get_updates(timeout=0)
+    assert update.pre_checkout_query is not None
+    assert await bot.answer_pre_checkout_query(update.pre_checkout_query.id, ok=True)
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_pre_checkout_query(update.pre_checkout_query.id, ok=True)
+
+    charge = fake.pay(USER, payload="order-1", total_amount=50)
+    paid = (await bot.get_updates(offset=update.update_id + 1, timeout=0))[0].message
+    assert paid is not None
+    assert paid.successful_payment is not None
+    assert paid.successful_payment.telegram_payment_charge_id == charge
+
+    with pytest.raises(TelegramBadRequest, match="CHARGE_NOT_FOUND"):
+        await bot.refund_star_payment(USER + 1, charge)
+    assert await bot.refund_star_payment(USER, charge)
+    with pytest.raises(TelegramBadRequest, match="CHARGE_ALREADY_REFUNDED"):
+        await bot.refund_star_payment(USER, charge)
+
+    history = (await bot.get_star_transactions()).transactions
+    assert [(t.id, t.amount) for t in history] == [(charge, 50), (charge, 50)]
+    assert isinstance(history[0].source, TransactionPartnerUser)
+    assert (history[0].source.user.id, history[0].source.invoice_payload) == (USER, "order-1")
+    assert isinstance(history[1].receiver, TransactionPartnerUser)
+    assert (history[1].receiver.user.id, history[1].source) == (USER, None)
+
+    fake.refunded(USER, payload="order-1", total_amount=50, charge_id=charge)
+    notice = (await bot.get_updates(offset=-1, timeout=0))[0].message
+    assert notice is not None
+    assert notice.refunded_payment is not None
+    assert notice.refunded_payment.telegram_payment_charge_id == charge
+    assert len((await bot.get_star_transactions()).transactions) == 2  # refunded once
+
+
+async def test_callback_and_inline_queries_are_answered_once(fake: FakeTelegram, bot: Bot) -> None:
+    sent = await bot.send_message(USER, "Pick", reply_markup=keyboard("again"))
+    fake.press_button(USER, "again", message_id=sent.message_id)
+    fake.inline_query(USER, "what is veil")
+    callback, inline = await bot.get_updates(timeout=0)
+    assert callback.callback_query is not None
+    assert callback.callback_query.data == "again"
+    assert isinstance(callback.callback_query.message, Message)
+    assert callback.callback_query.message.text == "Pick"
+    assert await bot.answer_callback_query(callback.callback_query.id)
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(callback.callback_query.id)
+
+    assert inline.inline_query is not None
+    article = InlineQueryResultArticle(
+        id="answer",
+        title="Veil",
+        input_message_content=InputTextMessageContent(
+            message_text="<i>Thinking…</i>", parse_mode="HTML"
+        ),
+        reply_markup=keyboard("stop"),
+    )
+    assert await bot.answer_inline_query(inline.inline_query.id, [article])
+    fake.choose_inline_result(USER, "answer", "what is veil", inline_message_id="inl-1")
+    assert fake.inline_messages["inl-1"]["text"] == "Thinking…"
+    assert await bot.edit_message_text("Veil is private.", inline_message_id="inl-1") is True
+    assert fake.inline_messages["inl-1"] == {
+        "text": "Veil is private.",
+        "entities": [],
+        "reply_markup": None,
+    }
+
+    fake.inline_query_ttl = 0.0
+    fake.inline_query(USER, "late")
+    late = (await bot.get_updates(offset=inline.update_id + 1, timeout=0))[-1]
+    assert late.inline_query is not None
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_inline_query(late.inline_query.id, [article])
+
+
+async def test_commands_are_stored_per_language(fake: FakeTelegram, bot: Bot) -> None:
+    await bot.set_my_commands([BotCommand(command="start", description="Begin")])
+    await bot.set_my_commands([BotCommand(command="start", description="Los")], language_code="de")
+    assert fake.commands == {
+        "": [{"command": "start", "description": "Begin"}],
+        "de": [{"command": "start", "description": "Los"}],
+    }
+    commands = await bot.get_my_commands(language_code="de")
+    assert [(c.command, c.description) for c in commands] == [("start", "Los")]
+    with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
+        await bot.set_my_commands([BotCommand(command="Start!", description="x")])
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yield its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_webhook_delivery_carries_the_secret_and_redelivers(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    received: list[tuple[str | None, dict[str, Any]]] = []
+    redelivered = asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        secret = request.headers.get("X-Telegram-Bot-Api-Secret-Token")
+        received.append((secret, await request.json()))
+        if len(received) == 1:
+            return web.Response(status=500)
+        redelivered.set()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    async with serving(app) as url:
+        await bot.set_webhook(f"{url}/hook", secret_token="s3cret")
+        with pytest.raises(TelegramConflictError, match="webhook is active"):
+            await bot.get_updates(timeout=0)
+        update_id = fake.send_text(USER, "via webhook")
+        await asyncio.wait_for(redelivered.wait(), 5)
+    assert [(secret, body["update_id"]) for secret, body in received] == [
+        ("s3cret", update_id),
+        ("s3cret", update_id),
+    ]
+    assert received[1][1]["message"]["text"] == "via webhook"
+    info = await bot.get_webhook_info()
+    assert info.last_error_message == "Wrong response from the webhook: 500"
+
+
+async def test_a_method_in_the_webhook_reply_is_executed(fake: FakeTelegram, bot: Bot) -> None:
+    dispatcher = Dispatcher()
+
+    @dispatcher.message()
+    async def echo(message: Message) -> SendMessage:
+        return message.answer(f"echo: {message.text}")
+
+    app = web.Application()
+    handler = SimpleRequestHandler(
+        dispatcher, bot, secret_token="s3cret", handle_in_background=False
+    )
+    app.router.add_post("/hook", handler.handle)  # not register(): that closes the bot on exit
+    async with serving(app) as url:
+        await bot.set_webhook(f"{url}/hook", secret_token="s3cret")
+        fake.send_text(USER, "ping")
+        reply = await fake.wait_for("sendMessage", timeout=5)
+    assert (reply.params["chat_id"], reply.params["text"], reply.answered) == (
+        USER,
+        "echo: ping",
+        "ok",
+    )
+    assert [m["text"] for m in fake.sent_messages(USER)] == ["echo: ping"]
+
+
+async def test_dispatcher_polling_receives_a_text_and_replies(fake: FakeTelegram, bot: Bot) -> None:
+    dispatcher = Dispatcher()
+
+    @dispatcher.message()
+    async def echo(message: Message) -> None:
+        await message.answer(f"echo: {message.text}")
+
+    polling = asyncio.create_task(
+        dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
+    )
+    try:
+        fake.send_text(USER, "hello")
+        reply = await fake.wait_for("sendMessage", timeout=5)
+        assert reply.params == {"chat_id": USER, "text": "echo: hello"}
+        assert fake.calls_of("getUpdates")[0].params["allowed_updates"] == ["message"]
+    finally:
+        await dispatcher.stop_polling()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling
+    assert [m["text"] for m in fake.sent_messages(USER)] == ["echo: hello"]
+
+
+async def test_wait_for_names_the_calls_it_saw(fake: FakeTelegram, bot: Bot) -> None:
+    await bot.get_me()
+    with pytest.raises(TimeoutError, match=r"no matching sendMessage call .* getMe\(ok\)"):
+        await fake.wait_for("sendMessage", timeout=0.05)
+
+
+async def test_json_and_get_requests_are_accepted_like_forms(fake: FakeTelegram) -> None:
+    async with aiohttp.ClientSession() as http:
+        base = f"{fake.url}/bot{fake.token}"
+        async with http.get(f"{base}/getMe") as reply:
+            assert (await reply.json())["result"]["username"] == "veil_test_bot"
+        body = {"chat_id": USER, "text": "<b>hi</b>", "parse_mode": "HTML"}
+        async with http.post(f"{base}/sendMessage", json=body) as reply:
+            sent = await reply.json()
+        assert sent["result"]["entities"] == [{"type": "bold", "offset": 0, "length": 2}]
+        async with http.post(f"{fake.url}/elsewhere") as reply:
+            assert (reply.status, await reply.json()) == (
+                404,
+                {"ok": False, "error_code": 404, "description": "Not Found"},
+            )
+    assert fake.calls_of("sendMessage")[0].params == body
