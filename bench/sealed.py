@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import statistics
 import sys
 import tempfile
@@ -24,15 +23,15 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sealed.bundle import KeyBundle  # noqa: E402
-from sealed.receipt import UsageReceipt, sign_receipt  # noqa: E402
-from sealed.request import new_request_secrets, open_request, seal_request  # noqa: E402
-from sealed.stream import ChunkOpener, ChunkSealer, Final  # noqa: E402
-from sealed.suites import KeyPair, Suite  # noqa: E402
-from services.inference import InferenceClient, TextDelta  # noqa: E402
-from tests.harness import ManagedProcess  # noqa: E402
+from sealed.bundle import KeyBundle
+from sealed.receipt import UsageReceipt, sign_receipt
+from sealed.request import new_request_secrets, open_request, seal_request
+from sealed.stream import ChunkOpener, ChunkSealer, Final
+from sealed.suites import KeyPair, Suite
+from services.inference import InferenceClient, TextDelta
+from tests.harness import ManagedProcess
 
 MESSAGES = [{"role": "user", "content": "Tell me about the sea. " * 40}]
 
@@ -106,11 +105,13 @@ async def sealed_stream(client: InferenceClient) -> tuple[float, float]:
 
 
 async def measure(concurrency: int, fn: object) -> tuple[float, float]:
+    """Median time to first token and total time of ``concurrency`` streams at once."""
     results = await asyncio.gather(*(fn() for _ in range(concurrency)))  # type: ignore[operator]
     return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
 
 
 async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
+    """Run fake vLLM and a gateway as processes; compare sealed streams with direct ones."""
     answer = " ".join(f"w{i}" for i in range(tokens))
     with tempfile.TemporaryDirectory() as tmp:
         key_file = Path(tmp) / "operator.key"
@@ -142,7 +143,13 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
             try:
                 await gateway.wait_for_line("gateway.started")
             except TimeoutError:
-                print("gateway:", gateway.process.returncode, gateway.output, vllm.output, file=sys.stderr)
+                print(
+                    "gateway:",
+                    gateway.process.returncode,
+                    gateway.output,
+                    vllm.output,
+                    file=sys.stderr,
+                )
                 raise
             gateway_url = str(gateway.json_event("gateway.started")["url"])
             connector = aiohttp.TCPConnector(limit=0)
@@ -173,6 +180,7 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
 
 
 def main() -> None:
+    """Print the micro-benchmarks, then the end-to-end table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--token-delay", type=float, default=0.01)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bot.app import run_polling, run_webhook
 from bot.settings import BotSettings
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
@@ -20,6 +19,9 @@ def main() -> int:
         print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
     configure_logging(settings.log_level)
+    # Imported after the settings check, so a bad setting fails fast, before aiogram loads.
+    from bot.app import run_polling, run_webhook  # noqa: PLC0415
+
     serve = run_webhook if settings.webhook_url else run_polling
     try:
         asyncio.run(serve(settings))

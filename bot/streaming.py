@@ -109,8 +109,9 @@ class DraftSink:
             text = self._latest
             if text == self._shown:
                 continue
-            self._next_allowed = time.monotonic() + self.interval
             await self._send_draft(text)
+            # Counted from when Telegram answered, so arrivals are never closer than interval.
+            self._next_allowed = max(self._next_allowed, time.monotonic() + self.interval)
 
     async def _send_draft(self, text: str) -> None:
         rendered = preview(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack, texts_of
@@ -33,7 +34,7 @@ async def test_answer_streams_in_drafts_then_lands_as_a_message(tmp_path: Path) 
     assert all(answer.startswith(t) for t in texts)
     assert [len(t) for t in texts] == sorted(len(t) for t in texts)
     assert all(d.params.get("can_stop") is True for d in drafts)
-    gaps = [b.at - a.at for a, b in zip(drafts, drafts[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(drafts)]
     assert all(gap >= 0.2 for gap in gaps)  # never faster than the configured interval
 
 

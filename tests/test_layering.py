@@ -17,7 +17,7 @@ FORBIDDEN = {
 
 
 def imported_roots(source: str) -> set[str]:
-    roots = set()
+    roots: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)

@@ -103,6 +103,8 @@ class FakeVLLM:
         self.error_mid_stream_after: int | None = None
         self.drop_after: int | None = None
         self.requests: list[dict[str, Any]] = []
+        # (index into requests, monotonic time of the first and of the last content token sent)
+        self.token_times: list[tuple[int, float, float]] = []
         self.request_headers: list[dict[str, str]] = []
         self.url = ""
         self.created = int(time.time())
@@ -280,6 +282,7 @@ class FakeVLLM:
         *,
         include_usage: bool,
     ) -> web.StreamResponse:
+        request_index = len(self.requests) - 1  # read before any await: _chat just appended it
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -314,11 +317,15 @@ class FakeVLLM:
         failure = _planned_failure(drop_after, error_after)
         cut = len(tokens) if failure is None else min(len(tokens), failure[1])
         await send(chunk({"role": "assistant", "content": ""}))
+        first_at = last_at = 0.0
         for index, token in enumerate(tokens[:cut]):
             if self.token_delay > 0:
                 await asyncio.sleep(self.token_delay)
             last = failure is None and index == len(tokens) - 1 and not self.finish_on_extra_chunk
             await send(chunk({"content": token}, finish if last else None))
+            last_at = time.monotonic()
+            first_at = first_at or last_at
+        self.token_times.append((request_index, first_at, last_at))
         if failure is not None and failure[0] == "drop":
             return _drop(request, response)
         if failure is not None:

@@ -1,0 +1,247 @@
+"""Benchmark of the whole private-chat path: the bot process under 1 and 50 users at once.
+
+The bot runs as ``python -m bot`` against the fake Telegram server (in this process), a real
+gateway process and the fake vLLM (in this process, so its token times share our clock),
+answering 300-word answers at 20 ms a word. Printed per run: the bot's CPU seconds per answer,
+Bot API calls by method, first token → first visible draft, last token → final message, the
+most updates a second sent to one chat, the bot's peak RSS, and the share of answers that
+arrived complete; then the same with 1 in 5 draft calls answered 429 (retry_after 3).
+
+    uv run python bench/chat.py [--users 1,50] [--words 300] [--word-delay 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.botstack import TOKEN, bot_env
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import ManagedProcess
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set size (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Result:
+    """One run's figures."""
+
+    users: int
+    cpu_per_answer: float
+    calls: dict[str, int]
+    first_draft_ms: list[float]
+    final_ms: list[float]
+    max_updates_per_second: int
+    rss_mib: float
+    complete: float
+
+
+def answer_for(words: int) -> str:
+    """A 300-word answer in a few paragraphs, with some Markdown."""
+    body = [f"**Point {i // 50 + 1}.** " if i % 50 == 0 else "" for i in range(words)]
+    text = " ".join(f"{prefix}word{i}" for i, prefix in enumerate(body))
+    return text.replace(" **Point", "\n\n**Point")
+
+
+async def run(  # noqa: PLR0913 -- one run's knobs and fixtures
+    users: int,
+    words: int,
+    delay: float,
+    *,
+    flaky: bool,
+    gateway_url: str,
+    verify_key: bytes,
+    telegram: FakeTelegram,
+    vllm: FakeVLLM,
+) -> Result:
+    """Start a fresh bot process, let ``users`` ask at once, measure, stop it."""
+    with tempfile.TemporaryDirectory() as data:
+        env = bot_env(telegram.url, gateway_url, verify_key, Path(data))
+        env["VEIL_DRAFT_INTERVAL"] = "1.0"
+        env["VEIL_LOG_LEVEL"] = "WARNING"
+        telegram.calls.clear()
+        telegram.clear_failures()
+        profile = os.environ.get("VEIL_BENCH_PROFILE")
+        command = ("-m", "cProfile", "-o", profile, "-m", "bot") if profile else ("-m", "bot")
+        bot = await ManagedProcess.start(*command, env=env)
+        ready = await telegram.wait_for("setMyCommands", timeout=60)
+        await telegram.wait_for("getUpdates", lambda c: c.at > ready.at, timeout=60)
+        await asyncio.sleep(0.5)  # let start-up settle before the CPU clock starts
+        telegram.calls.clear()
+        vllm.requests.clear()
+        vllm.token_times.clear()
+        if flaky:
+            telegram.fail_every({"sendMessageDraft", "editMessageText"}, nth=5, retry_after=3)
+        cpu_before = cpu_seconds(bot.process.pid)
+        base = 10_000_000 * (2 if flaky else 1) + users * 1000
+        chats = [base + i for i in range(users)]
+        for chat in chats:
+            telegram.send_text(chat, f"user {chat}: tell me a long story")
+        expected = answer_for(words)
+        deadline = asyncio.get_running_loop().time() + words * delay + 60
+        while asyncio.get_running_loop().time() < deadline:
+            done = sum(1 for chat in chats if telegram.sent_messages(chat))
+            if done == users:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        cpu = cpu_seconds(bot.process.pid) - cpu_before
+        rss = peak_rss_mib(bot.process.pid)
+        await bot.stop()
+    calls = collections.Counter(c.method for c in telegram.calls if c.method != "getUpdates")
+    first_draft: list[float] = []
+    final: list[float] = []
+    complete = busiest = 0
+    for request_index, first_at, last_at in vllm.token_times:
+        prompt = vllm.requests[request_index]["messages"][-1]["content"]
+        chat = int(prompt.split()[1].rstrip(":"))
+        drafts = [c for c in telegram.drafts(chat) if c.at >= first_at]
+        if drafts:
+            first_draft.append((drafts[0].at - first_at) * 1000)
+        finals = [
+            c
+            for c in telegram.calls_of("sendMessage")
+            if c.params.get("chat_id") == chat and c.answered == "ok"
+        ]
+        if finals:
+            final.append((finals[-1].at - last_at) * 1000)
+        text = "\n\n".join(m.get("text", "") for m in telegram.sent_messages(chat))
+        complete += text.replace("**", "") == expected.replace("**", "")
+        updates = [
+            c.at
+            for c in telegram.calls
+            if c.method in {"sendMessageDraft", "editMessageText"}
+            and c.params.get("chat_id") == chat
+            and c.answered == "ok"
+        ]
+        for start in updates:
+            busiest = max(busiest, sum(1 for at in updates if start <= at < start + 1.0))
+    return Result(
+        users,
+        cpu / users,
+        dict(calls),
+        first_draft,
+        final,
+        busiest,
+        rss,
+        complete / users,
+    )
+
+
+def show(result: Result, label: str) -> None:
+    """Print one run."""
+
+    def med(values: list[float]) -> str:
+        return f"{statistics.median(values):.0f}" if values else "n/a"
+
+    def worst(values: list[float]) -> str:
+        return f"{max(values):.0f}" if values else "n/a"
+
+    print(f"\n{label}: {result.users} user(s)")
+    print(f"  bot CPU per answer        {result.cpu_per_answer:.3f} s")
+    print(f"  Bot API calls             {dict(sorted(result.calls.items()))}")
+    print(
+        f"  first token → first draft median {med(result.first_draft_ms)} ms, "
+        f"worst {worst(result.first_draft_ms)} ms"
+    )
+    print(
+        f"  last token → final message median {med(result.final_ms)} ms, "
+        f"worst {worst(result.final_ms)} ms"
+    )
+    print(f"  most draft updates in any 1 s to one chat {result.max_updates_per_second}")
+    print(f"  bot peak RSS              {result.rss_mib:.0f} MiB")
+    print(f"  answers complete          {result.complete:.0%}")
+
+
+async def main_async(levels: list[int], words: int, delay: float) -> None:
+    """Start the fakes and a gateway, then run every level with and without 429s."""
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "operator.key"
+        keygen = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "keygen",
+            "--out",
+            str(key_file),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        verify_text = (await keygen.communicate())[0].decode().strip()
+        import base64  # noqa: PLC0415 -- only here
+
+        verify_key = base64.urlsafe_b64decode(verify_text + "=")
+        async with (
+            FakeTelegram(token=TOKEN) as telegram,
+            FakeVLLM(answer=answer_for(words), token_delay=delay) as vllm,
+        ):
+            gateway = await ManagedProcess.start(
+                "-m",
+                "gateway",
+                env={
+                    "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                    "VEIL_VLLM_URL": vllm.url,
+                    "VEIL_GATEWAY_PORT": "0",
+                },
+            )
+            try:
+                await gateway.wait_for_line("gateway.started")
+                gateway_url = str(gateway.json_event("gateway.started")["url"])
+                for flaky in (False, True):
+                    for users in levels:
+                        result = await run(
+                            users,
+                            words,
+                            delay,
+                            flaky=flaky,
+                            gateway_url=gateway_url,
+                            verify_key=verify_key,
+                            telegram=telegram,
+                            vllm=vllm,
+                        )
+                        show(
+                            result,
+                            "with 1 in 5 drafts answered 429 (retry_after 3)"
+                            if flaky
+                            else "clean Bot API",
+                        )
+            finally:
+                await gateway.stop()
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", default="1,50")
+    parser.add_argument("--words", type=int, default=300)
+    parser.add_argument("--word-delay", type=float, default=0.02)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.users.split(",")]
+    asyncio.run(main_async(levels, args.words, args.word_delay))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""What the bot keeps: nothing readable on disk, in logs or on the wire; /forget erases it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING
+
+import structlog
+
+from tests.botstack import running_stack
+from tests.fakes.relay import RecordingProxy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 7001
+PROMPT = "My private worry: tangerine-hippogriff-93"
+ANSWER = "A private reply about **obsidian-kettledrum-58** for you."
+MARKERS = ("tangerine", "hippogriff", "obsidian", "kettledrum")
+
+
+def disk_bytes(data_dir: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(data_dir.glob("veil.db*")))
+
+
+def assert_absent(haystack: bytes) -> None:
+    for marker in MARKERS:
+        for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+            assert marker.encode(encoding) not in haystack, marker
+
+
+async def test_nothing_readable_on_disk_in_logs_or_on_the_wire(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER) as stack:
+        host, port = stack.gateway.url.removeprefix("http://").split(":")
+        async with RecordingProxy(host, int(port)) as proxy:
+            # Route the bot's inference through the recording proxy.
+            stack.veil.chat.inference._gateways[0].url = proxy.url
+            with structlog.testing.capture_logs() as logs:
+                stack.telegram.send_text(USER, PROMPT)
+                (message,) = await stack.final_messages(USER)
+                stack.telegram.send_text(USER, "And a follow-up question")
+                await stack.final_messages(USER, 2)
+        assert "obsidian-kettledrum-58" in message["text"]  # the user did get the answer
+        assert stack.vllm.requests[0]["messages"][-1]["content"] == PROMPT  # it reached vLLM
+        assert len(proxy.captured) > 2000
+        assert_absent(proxy.captured)
+        assert_absent(disk_bytes(tmp_path))  # while open: the WAL is live
+        rendered_logs = json.dumps(logs, default=str)
+        assert "chat.answered" in rendered_logs
+        assert_absent(rendered_logs.encode())
+    assert_absent(disk_bytes(tmp_path))  # after close and checkpoint
+    master_key = (tmp_path / "master.key").stat()
+    assert master_key.st_mode & 0o077 == 0
+
+
+async def test_forget_erases_history_so_it_cannot_be_found_or_decrypted(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER) as stack:
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.final_messages(USER)
+        with sqlite3.connect(tmp_path / "veil.db") as db:
+            sealed = [
+                row[0] for row in db.execute("SELECT body FROM turns WHERE user_id = ?", [USER])
+            ]
+        assert len(sealed) == 2
+        stack.telegram.send_text(USER, "/forget")
+        confirm = (await stack.final_messages(USER, 2))[1]
+        buttons = confirm["reply_markup"]["inline_keyboard"][0]
+        assert [b["text"] for b in buttons] == ["Erase everything", "Keep"]
+        stack.telegram.press_button(
+            USER, buttons[0]["callback_data"], message_id=confirm["message_id"]
+        )
+        await stack.telegram.wait_for("editMessageText")
+        assert stack.telegram.sent_messages(USER)[1]["text"] == (
+            "Done: your key and 2 stored messages are gone."
+        )
+        assert await stack.veil.store.get_user(USER) is None
+        with sqlite3.connect(tmp_path / "veil.db") as db:
+            left = db.execute("SELECT COUNT(*) FROM turns WHERE user_id = ?", [USER]).fetchone()
+        assert left == (0,)
+        # A new message starts from nothing: the old history is not sent as context.
+        stack.telegram.send_text(USER, "Do you remember me?")
+        await stack.final_messages(USER, 3)
+        assert [m["content"] for m in stack.vllm.requests[-1]["messages"]] == [
+            "Do you remember me?"
+        ]
+    disk = disk_bytes(tmp_path)
+    for blob in sealed:
+        assert blob not in disk
+
+
+async def test_forget_can_be_declined(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(USER, "Hello")
+        await stack.final_messages(USER)
+        stack.telegram.send_text(USER, "/forget")
+        confirm = (await stack.final_messages(USER, 2))[1]
+        keep = confirm["reply_markup"]["inline_keyboard"][0][1]
+        stack.telegram.press_button(USER, keep["callback_data"], message_id=confirm["message_id"])
+        await stack.telegram.wait_for("editMessageText")
+        assert stack.telegram.sent_messages(USER)[1]["text"] == "Nothing was erased."
+        conversation = await stack.veil.store.active_conversation(USER)
+        assert len(await stack.veil.store.history(USER, conversation)) == 2
+
+
+async def test_privacy_command_shows_verified_worker_key(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(USER, "/privacy", language_code="ru")
+        text = await stack.reply_text(USER)
+        await stack.veil.chat.inference.refresh()
+        (trust,) = stack.veil.chat.inference.trust()
+    assert text.startswith("Кто что видит:")
+    assert "Telegram: да" in text
+    assert trust.fingerprint is not None
+    assert f"✅ {trust.fingerprint}" in text
+    assert "подписан оператором" in text

@@ -1,0 +1,133 @@
+"""``python -m bot`` as a real process against the fake Telegram, a gateway and the fake vLLM."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import stat
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from tests.botstack import TOKEN, bot_env
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import REPO, Clock, ManagedProcess, run_gateway
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 8001
+PROMPT = "process secret: marzipan-octopus-11"
+ANSWER = "Here is the **answer** about velvet-sundial-27, streamed word by word to you."
+
+
+def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=30,
+        check=False,
+    )
+
+
+def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
+    missing = run_bot({"VEIL_OPERATOR_KEYS": "x" * 43, "VEIL_DATA_DIR": str(tmp_path)})
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "veil: setting VEIL_BOT_TOKEN is required but not set"
+    bad_key = run_bot({"VEIL_BOT_TOKEN": TOKEN, "VEIL_OPERATOR_KEYS": "short"})
+    assert bad_key.returncode == 2
+    (line,) = bad_key.stderr.strip().splitlines()
+    assert line.startswith("veil: setting VEIL_OPERATOR_KEYS is invalid")
+    bad_token = run_bot({"VEIL_BOT_TOKEN": "nonsense", "VEIL_OPERATOR_KEYS": "A" * 43})
+    (line,) = bad_token.stderr.strip().splitlines()
+    assert "VEIL_BOT_TOKEN" in line
+    assert "nonsense" not in line
+
+
+async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path: Path) -> None:
+    clock = Clock()
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=ANSWER, token_delay=0.05) as vllm,
+        run_gateway(vllm.url, clock=clock) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.send_text(USER, PROMPT)
+            final = await telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == USER)
+            drafts = telegram.drafts(USER)
+        finally:
+            code = await bot.stop()
+    assert code == 0
+    assert "answer about velvet-sundial-27" in final.params["text"]
+    assert "**" not in final.params["text"]
+    assert len(drafts) >= 2
+    assert len(drafts[-1].params["text"]) > len(drafts[0].params["text"])
+    assert "bot.stopped" in bot.output
+    for marker in ("marzipan", "octopus", "velvet", "sundial", TOKEN.split(":")[1]):
+        assert marker not in bot.output
+    data = tmp_path / "data"
+    assert stat.S_IMODE((data / "master.key").stat().st_mode) == 0o600
+    disk = b"".join(p.read_bytes() for p in data.glob("veil.db*"))
+    assert b"marzipan" not in disk
+    assert b"velvet" not in disk
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_webhook_mode_checks_the_secret_and_answers(tmp_path: Path) -> None:
+    clock = Clock()
+    port = free_port()
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer="Webhook answer.") as vllm,
+        run_gateway(vllm.url, clock=clock) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+        hook = f"http://127.0.0.1:{port}/telegram/hook"
+        env |= {
+            "VEIL_WEBHOOK_URL": hook,
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value",
+            "VEIL_WEBHOOK_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            set_hook = await telegram.wait_for("setWebhook")
+            assert set_hook.params["url"] == hook
+            assert set_hook.params["secret_token"] == "s3cret-header-value"
+            async with aiohttp.ClientSession() as http:
+                forged = {
+                    "update_id": 1,
+                    "message": {
+                        "message_id": 1,
+                        "date": 0,
+                        "text": "hi",
+                        "chat": {"id": USER, "type": "private"},
+                    },
+                }
+                async with http.post(
+                    hook, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+                ) as response:
+                    assert response.status == 401
+            telegram.send_text(USER, "Through the webhook")
+            final = await telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == USER)
+            await asyncio.sleep(0.2)
+        finally:
+            code = await bot.stop()
+    assert code == 0
+    assert final.params["text"] == "Webhook answer."
+    assert len(telegram.calls_of("sendMessage")) == 1
