@@ -62,7 +62,93 @@ def m0001_history(db: Database) -> None:
     db.execute("CREATE INDEX turns_user_id ON turns(user_id)")
 
 
-MIGRATIONS: list[Migration] = [m0001_history]
+def m0002_money(db: Database) -> None:
+    """The append-only ledger (µ★), request holds, Stars orders and payments.
+
+    No foreign keys to ``users``: money records outlive a user's ``/forget``.
+    """
+    db.execute(
+        """
+        CREATE TABLE ledger (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('purchase', 'usage', 'refund', 'grant', 'free',
+                                               'hold', 'release', 'subscription')),
+            amount INTEGER NOT NULL,
+            source TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            note TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX ledger_user_id ON ledger(user_id, id)")
+    for action in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER ledger_no_{action.lower()} BEFORE {action} ON ledger"
+            " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
+        )
+    db.execute(
+        """
+        CREATE TABLE holds (
+            request_id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            max_completion_tokens INTEGER NOT NULL,
+            free_tokens INTEGER NOT NULL,
+            units INTEGER NOT NULL CHECK (units >= 0),
+            price_in INTEGER NOT NULL,
+            price_out INTEGER NOT NULL,
+            day INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            outcome TEXT CHECK (outcome IN ('settled', 'unverified', 'released', 'recovered')),
+            closed_at INTEGER,
+            prompt_used INTEGER,
+            completion_used INTEGER,
+            free_used INTEGER,
+            cost INTEGER,
+            charged INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX holds_user_day ON holds(user_id, day)")
+    db.execute("CREATE INDEX holds_open ON holds(created_at) WHERE outcome IS NULL")
+    db.execute(
+        """
+        CREATE TABLE orders (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('pack', 'plan')),
+            pack_id TEXT,
+            stars INTEGER NOT NULL,
+            units INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'paid')),
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE payments (
+            charge_id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            order_id TEXT NOT NULL,
+            stars INTEGER NOT NULL,
+            units INTEGER NOT NULL,
+            is_recurring INTEGER NOT NULL,
+            flagged INTEGER NOT NULL,
+            flag_reason TEXT,
+            refunded INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            subscription_expires_at INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX payments_user_id ON payments(user_id)")
+
+
+MIGRATIONS: list[Migration] = [m0001_history, m0002_money]
 
 
 def _ensure_table(db: Database) -> None:

@@ -13,7 +13,11 @@ these ``from`` them, so callers above (handlers, the bot) deal with this tree al
     │   └── StreamCorrupted         the sealed answer was tampered with, reordered, spliced or cut
     ├── ChatError                   the conversation service refused a request
     │   └── AnswerInProgress        the user already has an answer streaming
-    └── HistoryUnavailable          the encrypted history could not be read or written
+    ├── HistoryUnavailable          the encrypted history could not be read or written
+    └── BillingError                the money layer refused or failed
+        ├── InsufficientCredit      the balance cannot cover a request's most possible cost
+        ├── OrderRejected           an order cannot be made (``reason``: unknown_pack, no_plan)
+        └── LedgerUnavailable       the ledger could not be read or written
 
 Messages never contain prompt or answer text, keys or tokens.
 """
@@ -78,3 +82,31 @@ class AnswerInProgress(ChatError):
 
 class HistoryUnavailable(VeilError):
     """The encrypted history could not be read or written (database or key failure)."""
+
+
+class BillingError(VeilError):
+    """The money layer refused or failed."""
+
+
+class InsufficientCredit(BillingError):
+    """The balance cannot cover a request's most possible cost; nothing was held.
+
+    ``needed`` and ``balance`` are in µ★ (1 Star = 1_000_000).
+    """
+
+    def __init__(self, needed: int, balance: int) -> None:
+        super().__init__(f"insufficient credit: needs {needed} units, balance {balance}")
+        self.needed = needed
+        self.balance = balance
+
+
+class OrderRejected(BillingError):
+    """An order cannot be made; ``reason`` is a code the bot turns into a text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"order rejected: {reason}")
+        self.reason = reason
+
+
+class LedgerUnavailable(BillingError):
+    """The ledger could not be read or written (a database failure)."""

@@ -63,7 +63,7 @@ async def stream(
 async def read_lines(response: aiohttp.ClientResponse, lines: list[bytes]) -> None:
     """Collect lines as they arrive, so a test still has them when the stream breaks."""
     async for line in response.content:
-        lines.append(line)  # noqa: PERF401 - keep what arrived before the connection breaks
+        lines.append(line)
 
 
 def contents(events: list[Any]) -> list[str]:

@@ -352,34 +352,36 @@ async def test_migrations_run_once_and_record_the_version(
     await reopened.close()
 
     assert first == _query(db_path, "SELECT name, applied_at FROM _migrations")
-    assert [name for name, _ in first] == ["m0001_history"]
-    assert _query(db_path, "PRAGMA user_version") == [(1,)]
+    assert [name for name, _ in first] == [m.__name__ for m in schema.MIGRATIONS]
+    assert _query(db_path, "PRAGMA user_version") == [(len(schema.MIGRATIONS),)]
 
 
 async def test_an_appended_migration_applies_once_and_a_failing_one_leaves_no_trace(
     store: Store, db_path: Path, master_key: MasterKey
 ) -> None:
-    def m0002_broken(db: Database) -> None:
-        db.execute("CREATE TABLE ledger (id INTEGER PRIMARY KEY)")
+    shipped = [m.__name__ for m in schema.MIGRATIONS]
+
+    def m9999_broken(db: Database) -> None:
+        db.execute("CREATE TABLE widgets (id INTEGER PRIMARY KEY)")
         db.execute("INSERT INTO no_such_table VALUES (1)")
 
-    def m0002_ledger(db: Database) -> None:
-        db.execute("CREATE TABLE ledger (id INTEGER PRIMARY KEY)")
+    def m9999_widgets(db: Database) -> None:
+        db.execute("CREATE TABLE widgets (id INTEGER PRIMARY KEY)")
 
     with pytest.raises(sqlite3.OperationalError):
-        await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m0002_broken]))
-    assert await store.run(schema.applied) == ["m0001_history"]
-    assert "ledger" not in await store.run(lambda db: db.table_names())
+        await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_broken]))
+    assert await store.run(schema.applied) == shipped
+    assert "widgets" not in await store.run(lambda db: db.table_names())
 
-    assert await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m0002_ledger])) == [
-        "m0002_ledger"
+    assert await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == [
+        "m9999_widgets"
     ]
-    assert await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m0002_ledger])) == []
-    assert await store.run(schema.schema_version) == 2
+    assert await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == []
+    assert await store.run(schema.schema_version) == len(shipped) + 1
     await store.close()
-    assert _query(db_path, "PRAGMA user_version") == [(2,)]
+    assert _query(db_path, "PRAGMA user_version") == [(len(shipped) + 1,)]
 
-    # Code that does not know m0002_ledger must not run against this database.
+    # Code that does not know m9999_widgets must not run against this database.
     with pytest.raises(StorageError, match="migrations do not match"):
         await Store.open(db_path, master_key)
 

@@ -1,0 +1,475 @@
+"""Billing on a real SQLite file: prices, holds, settling, the free allowance, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+from structlog.testing import capture_logs
+
+from models import MasterKey, Store
+from models.ledger import Balance
+from services.billing import Billing, ModelPrice, Prices, format_units
+from services.errors import BillingError, InsufficientCredit, LedgerUnavailable
+from tests.harness import Clock
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from models import Database
+
+ALICE, BOB = 1001, 2002
+DAY = 86_400
+NOON = 20_000 * DAY + 12 * 3600  # noon UTC on some day
+PRICES = Prices.parse("big=100/300,*=20/60")
+FREE = 2000
+STAR = 1_000_000
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "veil.db"
+
+
+@pytest.fixture
+def master_key() -> MasterKey:
+    return MasterKey.generate()
+
+
+@pytest.fixture(autouse=True)
+async def _books_balance(db_path: Path, master_key: MasterKey) -> AsyncIterator[None]:
+    """After every test: every hold, release, usage and payment row agrees with the others."""
+    yield
+    reopened = await Store.open(db_path, master_key)
+    try:
+        assert await Billing(reopened, PRICES, FREE).check_invariant() == []
+    finally:
+        await reopened.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOON)
+
+
+@pytest.fixture
+async def store(db_path: Path, master_key: MasterKey) -> AsyncIterator[Store]:
+    opened = await Store.open(db_path, master_key)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def billing(store: Store, clock: Clock) -> Billing:
+    return Billing(store, PRICES, FREE, clock=clock)
+
+
+@pytest.fixture
+def paid_only(store: Store, clock: Clock) -> Billing:
+    """Billing with no free allowance, so every token costs."""
+    return Billing(store, PRICES, 0, clock=clock)
+
+
+async def _ledger(store: Store, user_id: int) -> list[tuple[str, int, str]]:
+    rows = await store.run(
+        lambda db: db.execute(
+            "SELECT kind, amount, source FROM ledger WHERE user_id = ? ORDER BY id", [user_id]
+        ).fetchall()
+    )
+    return [(str(kind), int(amount), str(source)) for kind, amount, source in rows]
+
+
+# -- prices ----------------------------------------------------------------------------------
+
+
+def test_prices_parse_per_model_and_default() -> None:
+    prices = Prices.parse(" meta-llama/Llama-3.1-8B=5/15 , big=100/300,*=20/60 ")
+
+    assert prices.for_model("meta-llama/Llama-3.1-8B") == ModelPrice(5, 15)
+    assert prices.for_model("big") == ModelPrice(100, 300)
+    assert prices.for_model("anything-else") == ModelPrice(20, 60)
+    assert prices.cost("big", 10, 2) == 10 * 100 + 2 * 300
+    assert prices.cost("unknown", 1000, 500) == 1000 * 20 + 500 * 60
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "prices are empty"),
+        ("big", "is not model=in/out"),
+        ("=1/2,*=1/1", "is not model=in/out"),
+        ("big=12,*=1/1", "whole µ★ per token"),
+        ("big=a/b,*=1/1", "whole µ★ per token"),
+        ("big=1.5/2,*=1/1", "whole µ★ per token"),
+        ("big=-1/2,*=1/1", "cannot be negative"),
+        ("big=1/2", r"add \*=in/out"),
+        ("*=1/2,*=3/4", "given twice"),
+        ("big=1/2,big=3/4,*=1/1", "'big' is given twice"),
+    ],
+)
+def test_prices_refuse_bad_settings_with_a_clear_message(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Prices.parse(text)
+
+
+def test_units_are_shown_as_exact_stars() -> None:
+    assert format_units(1_500_000) == "1.5"
+    assert format_units(50 * STAR) == "50"
+    assert format_units(1) == "0.000001"
+    assert format_units(-2 * STAR) == "-2"
+    assert format_units(0) == "0"
+
+
+# -- holds and settling ----------------------------------------------------------------------
+
+
+async def test_a_request_is_charged_its_actual_cost_and_the_rest_is_given_back(
+    paid_only: Billing, store: Store
+) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "welcome:1")
+
+    hold = await paid_only.hold(ALICE, "r1", "model", 100, 1000)
+    assert hold.units == 100 * 20 + 1000 * 60
+    during = await paid_only.balance(ALICE)
+    assert (during.units, during.held) == (STAR - hold.units, hold.units)
+
+    charge = await paid_only.settle(hold, 100, 200, receipt_valid=True)
+
+    assert (charge.outcome, charge.cost, charge.units) == ("settled", 6000 + 8000, 14_000)
+    after = await paid_only.balance(ALICE)
+    assert (after.units, after.held) == (STAR - 14_000, 0)
+    assert await _ledger(store, ALICE) == [
+        ("grant", STAR, "welcome:1"),
+        ("hold", -62_000, "hold:r1"),
+        ("release", 62_000, "release:r1"),
+        ("usage", -14_000, "usage:r1"),
+    ]
+
+
+async def test_the_model_price_is_the_one_the_hold_was_made_at(store: Store, clock: Clock) -> None:
+    before = Billing(store, Prices.parse("*=10/10"), 0, clock=clock)
+    await before.credit(ALICE, STAR, "grant", "g")
+    hold = await before.hold(ALICE, "r1", "model", 10, 10)
+
+    after_restart = Billing(store, Prices.parse("*=1000/1000"), 0, clock=clock)
+    charge = await after_restart.settle(hold, 10, 10, receipt_valid=True)
+
+    assert charge.units == 200
+    assert (await after_restart.balance(ALICE)).units == STAR - 200
+
+
+async def test_the_free_allowance_is_spent_first_and_resets_at_midnight_utc(
+    billing: Billing, store: Store, clock: Clock
+) -> None:
+    # 1500 tokens fit the 2000 free: nothing is needed even with no credit at all.
+    first = await billing.hold(ALICE, "r1", "model", 500, 1000)
+    assert (first.units, first.free_tokens) == (0, 1500)
+    assert (await billing.balance(ALICE)).free_tokens_left == 500  # reserved while running
+
+    charge = await billing.settle(first, 500, 300, receipt_valid=True)
+    assert (charge.free_tokens, charge.cost, charge.units) == (800, 500 * 20 + 300 * 60, 0)
+    assert await billing.balance(ALICE) == _balance(0, 1200)
+    assert await _ledger(store, ALICE) == [
+        ("hold", 0, "hold:r1"),
+        ("release", 0, "release:r1"),
+        ("usage", -28_000, "usage:r1"),
+        ("free", 28_000, "free:r1"),
+    ]
+
+    # 1200 free left: prompt 500 and 700 completion tokens are free, 300 completion are not.
+    with pytest.raises(InsufficientCredit) as refused:
+        await billing.hold(ALICE, "r2", "model", 500, 1000)
+    assert (refused.value.needed, refused.value.balance) == (300 * 60, 0)
+
+    await billing.credit(ALICE, STAR, "purchase", "charge-1")
+    second = await billing.hold(ALICE, "r2", "model", 500, 1000)
+    assert (second.units, second.free_tokens) == (18_000, 1200)
+    charge = await billing.settle(second, 500, 1000, receipt_valid=True)
+    assert (charge.units, charge.free_tokens) == (18_000, 1200)
+    assert await billing.balance(ALICE) == _balance(STAR - 18_000, 0)
+
+    clock.advance(12 * 3600 - 1)  # 23:59:59 UTC
+    assert (await billing.balance(ALICE)).free_tokens_left == 0
+    clock.advance(1)  # 00:00:00 UTC: a new day
+    assert (await billing.balance(ALICE)).free_tokens_left == FREE
+    third = await billing.hold(ALICE, "r3", "model", 100, 100)
+    assert (third.units, third.free_tokens) == (0, 200)
+    await billing.release(third)
+    assert (await billing.balance(ALICE)).free_tokens_left == FREE
+
+
+async def test_a_hold_counts_against_the_day_it_was_made(billing: Billing, clock: Clock) -> None:
+    clock.advance(12 * 3600 - 10)  # ten seconds before midnight
+    hold = await billing.hold(ALICE, "r1", "model", 1000, 1000)
+    clock.advance(20)
+    assert (await billing.balance(ALICE)).free_tokens_left == FREE
+
+    await billing.settle(hold, 1000, 1000, receipt_valid=True)
+
+    assert (await billing.balance(ALICE)).free_tokens_left == FREE
+
+
+async def test_insufficient_credit_raises_and_writes_nothing(
+    paid_only: Billing, store: Store
+) -> None:
+    await paid_only.credit(ALICE, 1000, "grant", "g")
+    before = await _ledger(store, ALICE)
+
+    with pytest.raises(InsufficientCredit) as refused:
+        await paid_only.hold(ALICE, "r1", "model", 100, 1000)
+
+    assert (refused.value.needed, refused.value.balance) == (62_000, 1000)
+    assert await _ledger(store, ALICE) == before
+    assert await paid_only.balance(ALICE) == _balance(1000, 0)
+    # The refused request left no trace: the same id may be held once credit arrives.
+    await paid_only.credit(ALICE, STAR, "purchase", "c1")
+    assert (await paid_only.hold(ALICE, "r1", "model", 100, 1000)).units == 62_000
+
+
+async def test_a_negative_balance_stops_even_free_requests(billing: Billing) -> None:
+    await billing.credit(ALICE, -5, "refund", "refund:x")
+
+    with pytest.raises(InsufficientCredit) as refused:
+        await billing.hold(ALICE, "r1", "model", 10, 10)
+
+    assert (refused.value.needed, refused.value.balance) == (0, -5)
+
+
+async def test_fifty_concurrent_holds_never_overdraw(paid_only: Billing) -> None:
+    per_request = 10 * 20 + 100 * 60
+    await paid_only.credit(ALICE, 10 * per_request + per_request // 2, "purchase", "c1")
+
+    results = await asyncio.gather(
+        *(paid_only.hold(ALICE, f"r{n}", "model", 10, 100) for n in range(50)),
+        return_exceptions=True,
+    )
+
+    holds = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InsufficientCredit)]
+    assert (len(holds), len(refused)) == (10, 40)
+    assert await paid_only.balance(ALICE) == _balance(per_request // 2, 0, 10 * per_request)
+    await asyncio.gather(*(paid_only.release(hold) for hold in holds))
+    assert (await paid_only.balance(ALICE)).units == 10 * per_request + per_request // 2
+
+
+async def test_concurrent_holds_cannot_share_the_same_free_tokens(billing: Billing) -> None:
+    results = await asyncio.gather(
+        *(billing.hold(ALICE, f"r{n}", "model", 100, 200) for n in range(50)),
+        return_exceptions=True,
+    )
+
+    holds = [r for r in results if not isinstance(r, BaseException)]
+    assert len(holds) == FREE // 300
+    assert all(isinstance(r, InsufficientCredit) for r in results if r not in holds)
+    assert await billing.balance(ALICE) == _balance(0, FREE - 300 * len(holds))
+    for hold in holds:
+        await billing.release(hold)
+
+
+async def test_settling_or_releasing_twice_changes_nothing(
+    paid_only: Billing, store: Store
+) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    hold = await paid_only.hold(ALICE, "r1", "model", 10, 100)
+    charge = await paid_only.settle(hold, 10, 50, receipt_valid=True)
+    rows = await _ledger(store, ALICE)
+
+    assert await paid_only.settle(hold, 10, 100, receipt_valid=True) == charge
+    assert await paid_only.settle(hold, 10, 100, receipt_valid=False) == charge
+    assert await paid_only.release(hold) == charge
+    assert await _ledger(store, ALICE) == rows
+
+    other = await paid_only.hold(ALICE, "r2", "model", 10, 100)
+    released = await paid_only.release(other)
+    assert (released.outcome, released.units) == ("released", 0)
+    assert await paid_only.release(other) == released
+    assert await paid_only.settle(other, 10, 100, receipt_valid=True) == released
+    assert (await paid_only.balance(ALICE)).units == STAR - charge.units
+
+
+async def test_holding_a_request_id_again_returns_the_first_hold(paid_only: Billing) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    await paid_only.credit(BOB, STAR, "grant", "g2")
+    first = await paid_only.hold(ALICE, "r1", "model", 10, 100)
+
+    assert await paid_only.hold(ALICE, "r1", "model", 10, 100) == first
+    assert (await paid_only.balance(ALICE)).held == first.units
+    with pytest.raises(BillingError, match="another user"):
+        await paid_only.hold(BOB, "r1", "model", 10, 100)
+    await paid_only.release(first)
+
+
+async def test_settling_an_unknown_hold_is_refused(paid_only: Billing) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    hold = await paid_only.hold(ALICE, "r1", "model", 1, 1)
+    await paid_only.release(hold)
+    forged = dataclasses.replace(hold, request_id="never-held")
+
+    with pytest.raises(BillingError, match="no such hold"):
+        await paid_only.settle(forged, 1, 1, receipt_valid=True)
+
+
+async def test_an_invalid_receipt_is_charged_the_held_amount_and_logged(
+    billing: Billing,
+) -> None:
+    await billing.credit(ALICE, STAR, "purchase", "c1")
+    hold = await billing.hold(ALICE, "r1", "model", 1000, 2000)
+
+    with capture_logs() as logs:
+        charge = await billing.settle(hold, 1, 1, receipt_valid=False)
+
+    assert (charge.outcome, charge.units, charge.free_tokens) == ("unverified", hold.units, FREE)
+    assert (charge.prompt_tokens, charge.completion_tokens) == (1000, 2000)
+    assert await billing.balance(ALICE) == _balance(STAR - hold.units, 0)
+    events = [entry for entry in logs if entry["event"] == "billing.receipt_invalid"]
+    assert events == [
+        {
+            "event": "billing.receipt_invalid",
+            "log_level": "warning",
+            "request_id": "r1",
+            "user_id": ALICE,
+            "charged": hold.units,
+        }
+    ]
+
+
+async def test_a_receipt_counting_more_than_was_held_is_charged_the_hold(
+    paid_only: Billing,
+) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    hold = await paid_only.hold(ALICE, "r1", "model", 10, 100)
+
+    with capture_logs() as logs:
+        charge = await paid_only.settle(hold, 50, 500, receipt_valid=True)
+
+    assert charge.units == hold.units
+    assert (await paid_only.balance(ALICE)).units == STAR - hold.units
+    assert [entry["event"] for entry in logs] == ["billing.settle_capped"]
+
+
+async def test_recover_releases_holds_a_crash_left_open(
+    store: Store, db_path: Path, master_key: MasterKey, clock: Clock
+) -> None:
+    before = Billing(store, PRICES, 0, clock=clock)
+    await before.credit(ALICE, STAR, "purchase", "c1")
+    done = await before.hold(ALICE, "r1", "model", 10, 100)
+    await before.hold(ALICE, "r2", "model", 10, 100)  # in flight when the bot dies
+    charge = await before.settle(done, 10, 40, receipt_valid=True)
+    await store.close()
+
+    clock.advance(120)
+    reopened = await Store.open(db_path, master_key)
+    try:
+        after = Billing(reopened, PRICES, 0, clock=clock)
+        fresh = await after.hold(ALICE, "r3", "model", 1, 1)
+        assert (await after.balance(ALICE)).held == done.units + fresh.units
+
+        assert await after.recover(older_than_seconds=60) == 1
+        assert await after.recover(older_than_seconds=60) == 0
+
+        assert await after.balance(ALICE) == _balance(
+            STAR - charge.units - fresh.units, 0, fresh.units
+        )
+        released = await after.settle(done, 10, 100, receipt_valid=True)
+        assert released == charge
+        await after.release(fresh)
+        assert (await after.balance(ALICE)).units == STAR - charge.units
+    finally:
+        await reopened.close()
+
+
+# -- credits, history, figures ---------------------------------------------------------------
+
+
+async def test_a_credit_is_written_once_per_source(billing: Billing) -> None:
+    assert await billing.credit(ALICE, 5 * STAR, "grant", "admin:42", note="thanks")
+    assert not await billing.credit(ALICE, 5 * STAR, "grant", "admin:42")
+    assert not await billing.credit(BOB, 7 * STAR, "purchase", "admin:42")
+
+    assert (await billing.balance(ALICE)).units == 5 * STAR
+    assert (await billing.balance(BOB)).units == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "source"),
+    [("usage", "x"), ("hold", "x"), ("free", "x"), ("grant", ""), ("grant", "hold:r1")],
+)
+async def test_credit_refuses_request_kinds_and_keys(
+    billing: Billing, kind: str, source: str
+) -> None:
+    with pytest.raises(ValueError, match=r"kind must be one of|source must be"):
+        await billing.credit(ALICE, STAR, kind, source)  # type: ignore[arg-type]
+    assert (await billing.balance(ALICE)).units == 0
+
+
+async def test_history_lists_charges_and_purchases_newest_first(paid_only: Billing) -> None:
+    await paid_only.credit(ALICE, STAR, "purchase", "c1")
+    hold = await paid_only.hold(ALICE, "r1", "big", 10, 100)
+    await paid_only.settle(hold, 10, 20, receipt_valid=True)
+    await paid_only.credit(BOB, STAR, "purchase", "c2")
+
+    history = await paid_only.history(ALICE)
+
+    assert [(e.kind, e.amount, e.source) for e in history] == [
+        ("usage", -(10 * 100 + 20 * 300), "usage:r1"),
+        ("purchase", STAR, "c1"),
+    ]
+    assert history[0].note == "big: 10+20 tokens, 0 free"
+    assert len(await paid_only.history(ALICE, limit=1)) == 1
+
+
+async def test_ledger_rows_cannot_be_changed_or_deleted(billing: Billing, store: Store) -> None:
+    await billing.credit(ALICE, STAR, "purchase", "c1")
+
+    def change(db: Database) -> None:
+        db.execute("UPDATE ledger SET amount = 1")
+
+    def delete(db: Database) -> None:
+        db.execute("DELETE FROM ledger")
+
+    for statement in (change, delete):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await store.run(statement)
+
+    assert (await billing.balance(ALICE)).units == STAR
+
+
+async def test_check_invariant_names_users_whose_rows_disagree(
+    tmp_path: Path, clock: Clock
+) -> None:
+    other = await Store.open(tmp_path / "other.db", MasterKey.generate())
+    try:
+        billing = Billing(other, PRICES, 0, clock=clock)
+        await billing.credit(ALICE, STAR, "purchase", "c1")
+        hold = await billing.hold(ALICE, "r1", "model", 1, 1)
+        await billing.settle(hold, 1, 1, receipt_valid=True)
+        assert await billing.check_invariant() == []
+
+        def usage_without_a_hold(db: Database) -> None:
+            db.execute(
+                "INSERT INTO ledger (user_id, kind, amount, source, created_at)"
+                " VALUES (?, 'usage', -5, 'usage:ghost', 0)",
+                [BOB],
+            )
+
+        await other.run(usage_without_a_hold)
+        assert await billing.check_invariant() == [BOB]
+    finally:
+        await other.close()
+
+
+async def test_a_closed_store_is_reported_as_an_unavailable_ledger(
+    billing: Billing, store: Store
+) -> None:
+    await store.close()
+
+    with pytest.raises(LedgerUnavailable):
+        await billing.balance(ALICE)
+
+
+def _balance(units: int, free_left: int, held: int = 0) -> Balance:
+    return Balance(units=units, free_tokens_left=free_left, held=held)

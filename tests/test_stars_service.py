@@ -1,0 +1,402 @@
+"""The Stars shop on a real SQLite file: orders, pre-checkout, payments, refunds, reconcile."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import pytest
+from structlog.testing import capture_logs
+
+from models import MasterKey, Store
+from services.billing import Billing, Prices
+from services.errors import OrderRejected
+from services.stars import Pack, Plan, StarsShop, StarTx
+from tests.harness import Clock
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+ALICE, BOB = 1001, 2002
+STAR = 1_000_000
+PACKS = Pack.parse_list("250:275000000, 50:50000000,1000:1200000000")
+PLAN = Plan(stars=300, units=400 * STAR)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "veil.db"
+
+
+@pytest.fixture
+def master_key() -> MasterKey:
+    return MasterKey.generate()
+
+
+@pytest.fixture(autouse=True)
+async def _books_balance(db_path: Path, master_key: MasterKey) -> AsyncIterator[None]:
+    """After every test: every payment, refund and hold agrees with its ledger rows."""
+    yield
+    reopened = await Store.open(db_path, master_key)
+    try:
+        assert await Billing(reopened, Prices.parse("*=1/1"), 0).check_invariant() == []
+    finally:
+        await reopened.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(1_750_000_000)
+
+
+@pytest.fixture
+async def store(db_path: Path, master_key: MasterKey) -> AsyncIterator[Store]:
+    opened = await Store.open(db_path, master_key)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def shop(store: Store, clock: Clock) -> StarsShop:
+    return StarsShop(store, PACKS, PLAN, clock=clock)
+
+
+@pytest.fixture
+def billing(store: Store, clock: Clock) -> Billing:
+    return Billing(store, Prices.parse("*=1000/1000"), 0, clock=clock)
+
+
+async def _units(billing: Billing, user_id: int) -> int:
+    return (await billing.balance(user_id)).units
+
+
+# -- packs and plan settings -----------------------------------------------------------------
+
+
+def test_packs_parse_from_the_setting() -> None:
+    assert Pack.parse_list("50:50000000, 250:275000000,") == [
+        Pack("50", 50, 50_000_000),
+        Pack("250", 250, 275_000_000),
+    ]
+    assert Pack.parse_list("") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("50", "is not stars:units"),
+        ("50:lots", "is not stars:units"),
+        ("0:100", "must be positive"),
+        ("50:-1", "must be positive"),
+        ("50:1,50:2", "two packs cost 50 Stars"),
+    ],
+)
+def test_bad_packs_are_refused_with_a_clear_message(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Pack.parse_list(text)
+
+
+def test_a_plan_must_be_one_telegram_accepts() -> None:
+    assert Plan(300, 1).period == 2_592_000
+    with pytest.raises(ValueError, match="1 to 10000 Stars"):
+        Plan(10_001, 1)
+    with pytest.raises(ValueError, match="positive number of units"):
+        Plan(300, 0)
+
+
+def test_a_shop_needs_something_to_sell(store: Store) -> None:
+    with pytest.raises(ValueError, match="at least one pack or a plan"):
+        StarsShop(store, [])
+    assert [pack.stars for pack in StarsShop(store, PACKS).packs] == [50, 250, 1000]
+
+
+# -- orders and pre-checkout -----------------------------------------------------------------
+
+
+async def test_an_order_is_bought_once_and_credited_once(
+    shop: StarsShop, billing: Billing, clock: Clock
+) -> None:
+    order = await shop.create_order(ALICE, "250")
+
+    assert (order.status, order.stars, order.units) == ("pending", 250, 275 * STAR)
+    assert order.expires_at == int(clock()) + 3600
+    assert len(order.id.encode()) <= 64
+    assert order.id.replace("-", "").replace("_", "").isalnum()
+    assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 250) is None
+
+    result = await shop.record_payment(ALICE, order.id, "XTR", 250, "charge-1")
+
+    assert (result.new, result.units, result.flagged, result.plan) == (
+        True,
+        275 * STAR,
+        False,
+        False,
+    )
+    assert await _units(billing, ALICE) == 275 * STAR
+    paid = await shop.order(order.id)
+    assert paid is not None
+    assert paid.status == "paid"
+    assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 250) == "already_paid"
+    history = await billing.history(ALICE)
+    assert [(e.kind, e.amount, e.source) for e in history] == [("purchase", 275 * STAR, "charge-1")]
+
+
+class Case(NamedTuple):
+    """Who pays which order (None: the order just made), how, and how much later."""
+
+    who: int
+    payload: str | None
+    currency: str
+    amount: int
+    later: int
+    reason: str | None
+    units: int = 0
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Case(ALICE, "no-such-order", "XTR", 50, 0, "unknown_order"),
+        Case(BOB, None, "XTR", 50, 0, "foreign_order"),
+        Case(ALICE, None, "XTR", 50, 3601, "expired"),
+        Case(ALICE, None, "USD", 50, 0, "wrong_currency"),
+        Case(ALICE, None, "XTR", 49, 0, "wrong_amount"),
+        Case(ALICE, None, "XTR", 50, 3600, None),
+    ],
+    ids=lambda case: str(case.reason),
+)
+async def test_pre_checkout_accepts_only_the_owners_pending_order_at_its_price(
+    shop: StarsShop, clock: Clock, case: Case
+) -> None:
+    order = await shop.create_order(ALICE, "50")
+    clock.advance(case.later)
+
+    reason = await shop.check_pre_checkout(
+        case.who, case.payload or order.id, case.currency, case.amount
+    )
+
+    assert reason == case.reason
+    still = await shop.order(order.id)
+    assert still is not None
+    assert still.status == "pending"
+
+
+async def test_pre_checkout_refuses_a_paid_order(shop: StarsShop) -> None:
+    order = await shop.create_order(ALICE, "50")
+    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+
+    assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 50) == "already_paid"
+
+
+async def test_orders_for_things_not_sold_are_rejected(store: Store, clock: Clock) -> None:
+    packs_only = StarsShop(store, PACKS, clock=clock)
+
+    with pytest.raises(OrderRejected) as no_pack:
+        await packs_only.create_order(ALICE, "75")
+    with pytest.raises(OrderRejected) as no_plan:
+        await packs_only.create_plan_order(ALICE)
+
+    assert (no_pack.value.reason, no_plan.value.reason) == ("unknown_pack", "no_plan")
+
+
+# -- payments --------------------------------------------------------------------------------
+
+
+async def test_a_redelivered_payment_changes_nothing(
+    shop: StarsShop, billing: Billing, store: Store
+) -> None:
+    order = await shop.create_order(ALICE, "50")
+    first = await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+
+    again = await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+
+    assert (again.new, again.units, again.flagged) == (False, first.units, False)
+    assert await _units(billing, ALICE) == 50 * STAR
+    (count,) = await store.run(lambda db: db.execute("SELECT COUNT(*) FROM payments").fetchone())
+    assert count == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # Unknown order: the Stars at the cheapest pack's rate (50 Stars for 50 million µ★).
+        Case(ALICE, "forgotten", "XTR", 75, 0, "unknown_order", 75 * STAR),
+        Case(BOB, None, "XTR", 250, 0, "foreign_order", 250 * STAR),
+        Case(ALICE, None, "XTR", 250, 7200, "expired", 275 * STAR),
+        Case(ALICE, None, "XTR", 100, 0, "wrong_amount", 100 * STAR),
+        Case(ALICE, None, "EUR", 250, 0, "wrong_currency", 0),
+    ],
+    ids=lambda case: str(case.reason),
+)
+async def test_a_payment_for_a_bad_order_is_still_credited_and_flagged(
+    shop: StarsShop, billing: Billing, clock: Clock, case: Case
+) -> None:
+    order = await shop.create_order(ALICE, "250")
+    clock.advance(case.later)
+
+    with capture_logs() as logs:
+        result = await shop.record_payment(
+            case.who, case.payload or order.id, case.currency, case.amount, "charge-1"
+        )
+
+    assert (result.new, result.flagged, result.flag_reason, result.units) == (
+        True,
+        True,
+        case.reason,
+        case.units,
+    )
+    assert await _units(billing, case.who) == case.units
+    payment = await shop.payment("charge-1")
+    assert payment is not None
+    assert (payment.flagged, payment.flag_reason, payment.user_id) == (True, case.reason, case.who)
+    assert [entry["event"] for entry in logs] == ["stars.payment_flagged"]
+    assert (await billing.stats()).flagged == 1
+
+
+async def test_paying_a_paid_order_again_is_credited_and_flagged(
+    shop: StarsShop, billing: Billing
+) -> None:
+    order = await shop.create_order(ALICE, "50")
+    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+
+    second = await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-2")
+
+    assert (second.new, second.flagged, second.flag_reason) == (True, True, "already_paid")
+    assert await _units(billing, ALICE) == 100 * STAR
+
+
+async def test_a_plan_renewal_credits_once_per_charge(
+    shop: StarsShop, billing: Billing, clock: Clock
+) -> None:
+    order = await shop.create_plan_order(ALICE)
+    assert (order.kind, order.stars, order.units) == ("plan", 300, 400 * STAR)
+    assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 300) is None
+    month = int(clock()) + 2_592_000
+
+    first = await shop.record_payment(
+        ALICE, order.id, "XTR", 300, "sub-1", is_recurring=True, subscription_expiration=month
+    )
+    clock.advance(2_592_000)
+    renewal = await shop.record_payment(
+        ALICE, order.id, "XTR", 300, "sub-2", is_recurring=True, subscription_expiration=month * 2
+    )
+    redelivered = await shop.record_payment(
+        ALICE, order.id, "XTR", 300, "sub-2", is_recurring=True, subscription_expiration=month * 2
+    )
+
+    assert [(r.new, r.units, r.flagged, r.plan) for r in (first, renewal, redelivered)] == [
+        (True, 400 * STAR, False, True),
+        (True, 400 * STAR, False, True),
+        (False, 400 * STAR, False, True),
+    ]
+    assert await _units(billing, ALICE) == 800 * STAR
+    assert await shop.plan_until(ALICE) == month * 2
+    assert await shop.plan_until(BOB) is None
+    assert [e.kind for e in await billing.history(ALICE)] == ["subscription", "subscription"]
+
+
+async def test_a_renewal_of_someone_elses_plan_is_flagged(
+    shop: StarsShop, billing: Billing
+) -> None:
+    order = await shop.create_plan_order(ALICE)
+    await shop.record_payment(ALICE, order.id, "XTR", 300, "sub-1", is_recurring=True)
+
+    stray = await shop.record_payment(BOB, order.id, "XTR", 300, "sub-2", is_recurring=True)
+
+    assert (stray.flagged, stray.flag_reason) == (True, "foreign_order")
+    assert await _units(billing, BOB) == 300 * STAR  # the cheapest pack's rate
+
+
+# -- refunds ---------------------------------------------------------------------------------
+
+
+async def test_a_refund_takes_the_credit_back_once_even_into_the_negative(
+    shop: StarsShop, billing: Billing
+) -> None:
+    order = await shop.create_order(ALICE, "50")
+    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+    hold = await billing.hold(ALICE, "r1", "model", 1000, 1000)
+    spent = await billing.settle(hold, 1000, 500, receipt_valid=True)
+
+    assert await shop.record_refund(ALICE, "charge-1")
+
+    assert await _units(billing, ALICE) == -spent.units
+    assert not await shop.record_refund(ALICE, "charge-1")
+    assert not await shop.record_refund(ALICE, "no-such-charge")
+    assert await _units(billing, ALICE) == -spent.units
+    payment = await shop.payment("charge-1")
+    assert payment is not None
+    assert payment.refunded
+    assert next(e.kind for e in await billing.history(ALICE)) == "refund"
+
+
+async def test_a_refund_of_another_users_charge_changes_nothing(
+    shop: StarsShop, billing: Billing
+) -> None:
+    order = await shop.create_order(ALICE, "50")
+    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+
+    assert not await shop.record_refund(BOB, "charge-1")
+
+    assert (await _units(billing, ALICE), await _units(billing, BOB)) == (50 * STAR, 0)
+
+
+# -- reconcile and figures -------------------------------------------------------------------
+
+
+async def test_reconcile_agrees_with_matching_books_and_names_each_difference(
+    shop: StarsShop,
+) -> None:
+    for user, charge in ((ALICE, "c-1"), (BOB, "c-2"), (ALICE, "c-3")):
+        order = await shop.create_order(user, "50")
+        await shop.record_payment(user, order.id, "XTR", 50, charge)
+    await shop.record_refund(BOB, "c-2")
+    telegram = [
+        StarTx("c-1", 50, is_refund=False, user_id=ALICE),
+        StarTx("c-2", 50, is_refund=False, user_id=BOB),
+        StarTx("c-2", 50, is_refund=True, user_id=BOB),
+        StarTx("c-3", 50, is_refund=False, user_id=ALICE),
+    ]
+    assert await shop.reconcile(telegram) == []
+
+    mismatched = [
+        StarTx("c-1", 60, is_refund=False, user_id=BOB),  # amount and user differ
+        StarTx("c-2", 50, is_refund=False, user_id=BOB),  # our refund is missing there
+        StarTx("c-3", 50, is_refund=True, user_id=ALICE),  # a refund we never booked
+        StarTx("c-9", 250, is_refund=False, user_id=ALICE),  # a payment we never booked
+    ]
+    lines = await shop.reconcile(mismatched)
+
+    assert lines == [
+        f"payment c-9: 250 Stars from user {ALICE} is in Telegram's list but not in the ledger",
+        f"payment c-3: 50 Stars from user {ALICE} is in the ledger but not in Telegram's list",
+        "payment c-1: the ledger has 50 Stars, Telegram 60",
+        f"payment c-1: the ledger has user {ALICE}, Telegram user {BOB}",
+        "refund c-3: Telegram refunded it but the ledger did not take the credit back",
+        "refund c-2: the ledger took the credit back but Telegram lists no refund",
+    ]
+
+
+async def test_stats_count_users_activity_stars_and_refunds(
+    shop: StarsShop, billing: Billing, clock: Clock
+) -> None:
+    for user, charge, pack in ((ALICE, "c-1", "250"), (BOB, "c-2", "50")):
+        order = await shop.create_order(user, pack)
+        await shop.record_payment(user, order.id, "XTR", int(pack), charge)
+    await shop.record_refund(BOB, "c-2")
+    clock.advance(-86_400)
+    yesterday = await billing.hold(ALICE, "r0", "model", 100, 100)
+    await billing.settle(yesterday, 100, 100, receipt_valid=True)
+    clock.advance(86_400)
+    hold = await billing.hold(ALICE, "r1", "model", 100, 100)
+    await billing.settle(hold, 30, 20, receipt_valid=True)
+
+    stats = await billing.stats()
+
+    assert (stats.users, stats.active_today, stats.tokens_today) == (2, 1, 50)
+    assert (stats.stars_received, stats.refunds, stats.stars_refunded, stats.flagged) == (
+        300,
+        1,
+        50,
+        0,
+    )
