@@ -24,11 +24,14 @@ from aiohttp import web
 from bot.middleware import TextsMiddleware
 from bot.telegram import build_bot
 from bot.texts import FALLBACK, Catalogs
+from handlers import billing as billing_handlers
 from handlers import chat as chat_handlers
-from handlers import forget, model, start
+from handlers import forget, model, payments, start
 from models import MasterKey, Store
+from services.billing import Billing
 from services.chat import ChatService
 from services.inference import InferenceClient
+from services.stars import StarsShop
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -37,7 +40,19 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("veil.bot")
 
-COMMANDS = ("start", "help", "new", "model", "cancel", "privacy", "forget")
+COMMANDS = (
+    "start",
+    "help",
+    "new",
+    "model",
+    "balance",
+    "buy",
+    "cancel",
+    "privacy",
+    "forget",
+    "paysupport",
+    "terms",
+)
 
 
 @dataclass
@@ -49,15 +64,19 @@ class Veil:
     dispatcher: Dispatcher
     store: Store
     chat: ChatService
+    billing: Billing
+    shop: StarsShop
     catalogs: Catalogs
 
 
-def build_dispatcher(catalogs: Catalogs) -> Dispatcher:
+def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -> Dispatcher:
     """The dispatcher with every feature's router, in order (chat last: it takes any text)."""
     dispatcher = Dispatcher()
     dispatcher.update.middleware(TextsMiddleware(catalogs))
     dispatcher.include_routers(
         start.build_router(),
+        payments.build_router(admins),
+        billing_handlers.build_router(),
         model.build_router(),
         forget.build_router(),
         chat_handlers.build_router(),
@@ -74,20 +93,30 @@ async def running_veil(settings: BotSettings) -> AsyncIterator[Veil]:
     try:
         async with aiohttp.ClientSession() as http:
             inference = InferenceClient(settings.gateway_urls, settings.verify_keys, http)
+            billing = Billing(store, settings.price_table, settings.free_tokens_per_day)
+            shop = StarsShop(store, settings.packs, settings.plan)
+            recovered = await billing.recover(0)
+            if recovered:
+                log.warning("bot.holds_recovered", count=recovered)
             chat = ChatService(
                 store=store,
                 inference=inference,
+                billing=billing,
                 default_model=settings.default_model,
                 context_tokens=settings.context_tokens,
                 max_answer_tokens=settings.max_answer_tokens,
                 system_prompt=settings.system_prompt,
             )
             bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
-            dispatcher = build_dispatcher(catalogs)
+            dispatcher = build_dispatcher(catalogs, settings.admin_ids)
             dispatcher["chat"] = chat
+            dispatcher["billing"] = billing
+            dispatcher["shop"] = shop
+            dispatcher["store"] = store
+            dispatcher["catalogs"] = catalogs
             dispatcher["settings"] = settings
             try:
-                yield Veil(settings, bot, dispatcher, store, chat, catalogs)
+                yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs)
             finally:
                 await bot.session.close()
     finally:

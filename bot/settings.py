@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
+from services.billing import Prices
+from services.stars import Pack, Plan
 
 _ED25519_KEY_BYTES = 32
 
@@ -40,6 +42,41 @@ class BotSettings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8443, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    prices: str = "*=20/60"
+    free_tokens_per_day: int = Field(default=2000, ge=0)
+    star_packs: str = "50:50000000,250:275000000,1000:1200000000"
+    plan_stars: int = Field(default=300, ge=0, le=10000)
+    plan_units: int = Field(default=400_000_000, ge=1)
+    paysupport_text: str | None = None
+    terms_text: str | None = None
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        Prices.parse(value)
+        return value
+
+    @field_validator("star_packs")
+    @classmethod
+    def _packs(cls, value: str) -> str:
+        if not Pack.parse_list(value):
+            raise ValueError("at least one pack, as stars:units")
+        return value
+
+    @property
+    def price_table(self) -> Prices:
+        """``VEIL_PRICES`` parsed."""
+        return Prices.parse(self.prices)
+
+    @property
+    def packs(self) -> list[Pack]:
+        """``VEIL_STAR_PACKS`` parsed."""
+        return Pack.parse_list(self.star_packs)
+
+    @property
+    def plan(self) -> Plan | None:
+        """The monthly plan, or None when ``VEIL_PLAN_STARS`` is 0."""
+        return Plan(self.plan_stars, self.plan_units) if self.plan_stars else None
 
     @field_validator("bot_token")
     @classmethod

@@ -11,6 +11,8 @@ from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.streaming import DraftSink
+from handlers.billing import buy_keyboard
+from services.billing import format_units
 from services.errors import (
     AnswerInProgress,
     BackendError,
@@ -18,6 +20,7 @@ from services.errors import (
     HistoryUnavailable,
     InferenceError,
     InferenceUnavailable,
+    InsufficientCredit,
     StreamCorrupted,
     UntrustedGateway,
 )
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from bot.settings import BotSettings
     from bot.texts import Texts
     from services.chat import ChatService
+    from services.stars import StarsShop
 
 
 RETRY = "retry"
@@ -57,6 +61,7 @@ async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from t
     prompt: str,
     *,
     chat: ChatService,
+    shop: StarsShop,
     texts: Texts,
     settings: BotSettings,
 ) -> None:
@@ -71,6 +76,12 @@ async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from t
             inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=RETRY)]]
         )
         await bot.send_message(chat_id, texts(error_text_key(exc)), reply_markup=retry)
+    except InsufficientCredit as exc:
+        await bot.send_message(
+            chat_id,
+            texts("no_credit", needed=format_units(exc.needed), balance=format_units(exc.balance)),
+            reply_markup=buy_keyboard(shop, texts),
+        )
     except HistoryUnavailable:
         await bot.send_message(chat_id, texts("error_history"))
 
@@ -96,8 +107,14 @@ async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatServi
     chat.cancel(event.chat.id)
 
 
-async def on_retry(
-    query: CallbackQuery, bot: Bot, texts: Texts, chat: ChatService, settings: BotSettings
+async def on_retry(  # noqa: PLR0913 -- the handler's injected services
+    query: CallbackQuery,
+    *,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    shop: StarsShop,
+    settings: BotSettings,
 ) -> None:
     """Resend the prompt whose answer failed."""
     prompt = chat.take_retry(query.from_user.id)
@@ -117,13 +134,20 @@ async def on_retry(
         query.from_user.language_code,
         prompt,
         chat=chat,
+        shop=shop,
         texts=texts,
         settings=settings,
     )
 
 
-async def on_text(
-    message: Message, bot: Bot, texts: Texts, chat: ChatService, settings: BotSettings
+async def on_text(  # noqa: PLR0913 -- the handler's injected services
+    message: Message,
+    *,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    shop: StarsShop,
+    settings: BotSettings,
 ) -> None:
     """A question: answer it, streamed."""
     user = message.from_user
@@ -139,6 +163,7 @@ async def on_text(
         user.language_code,
         message.text,
         chat=chat,
+        shop=shop,
         texts=texts,
         settings=settings,
     )

@@ -9,9 +9,12 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from handlers.billing import prices_line
+
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message
 
+    from bot.settings import BotSettings
     from bot.texts import Texts
     from services.chat import ChatService
 
@@ -23,7 +26,9 @@ def model_token(name: str) -> str:
     return PREFIX + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
-async def cmd_model(message: Message, texts: Texts, chat: ChatService) -> None:
+async def cmd_model(
+    message: Message, texts: Texts, chat: ChatService, settings: BotSettings
+) -> None:
     """List the served models as buttons, the current one marked."""
     user_id = message.from_user.id if message.from_user else message.chat.id
     models = await chat.models()
@@ -41,7 +46,10 @@ async def cmd_model(message: Message, texts: Texts, chat: ChatService) -> None:
             for name in models
         ]
     )
-    await message.answer(texts("model_choose", model=current), reply_markup=keyboard)
+    await message.answer(
+        texts("model_choose", model=current) + "\n" + prices_line(texts, settings, current),
+        reply_markup=keyboard,
+    )
 
 
 async def on_model_chosen(query: CallbackQuery, texts: Texts, chat: ChatService) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +27,9 @@ from services.errors import (
     InferenceUnavailable,
 )
 from services.inference import Completion, GatewayTrust, InferenceClient, TextDelta
+
+if TYPE_CHECKING:
+    from services.billing import Billing, Hold
 
 if TYPE_CHECKING:
     from models import Store, Turn
@@ -62,6 +66,7 @@ class Answer:
     finish_reason: str | None
     receipt: UsageReceipt | None
     receipt_valid: bool
+    cost: int = 0
 
 
 @dataclass
@@ -82,6 +87,7 @@ class ChatService:
 
     store: Store
     inference: InferenceClient
+    billing: Billing
     default_model: str | None = None
     context_tokens: int = 4096
     max_answer_tokens: int = 1024
@@ -155,6 +161,11 @@ class ChatService:
         except StorageError as exc:
             raise HistoryUnavailable("cannot read the conversation") from exc
         model = await self.model_for(user.model)
+        context = self._context(history, prompt, self.context_tokens - self.max_answer_tokens)
+        prompt_tokens = sum(estimate_tokens(m["content"]) for m in context.messages)
+        hold = await self.billing.hold(
+            user_id, secrets.token_hex(16), model, prompt_tokens, self.max_answer_tokens
+        )
         await sink.begin()
         parts: list[str] = []
         completion: Completion | None = None
@@ -164,14 +175,21 @@ class ChatService:
             )
         except asyncio.CancelledError:
             if not generation.stop_requested:
+                await self._settle(hold, None)
                 raise
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-        except InferenceError:
+        except InferenceError as exc:
+            await self._settle(hold, exc.receipt, valid=exc.receipt is not None)
             self._remember_failed(user_id, prompt)
             await sink.abort()
             raise
+        cost = await self._settle(
+            hold,
+            completion.receipt if completion else None,
+            valid=completion.receipt_valid if completion else False,
+        )
         text = "".join(parts)
         if not text:
             await sink.abort()
@@ -202,7 +220,23 @@ class ChatService:
             finish_reason=completion.finish_reason if completion else None,
             receipt=completion.receipt if completion else None,
             receipt_valid=completion.receipt_valid if completion else False,
+            cost=cost,
         )
+
+    async def _settle(
+        self, hold: Hold, receipt: UsageReceipt | None, *, valid: bool = False
+    ) -> int:
+        """Settle the hold from the receipt (its held amount if the receipt did not verify).
+
+        No receipt (a cancelled or cut stream): nothing is charged.
+        """
+        if receipt is None:
+            await self.billing.release(hold)
+            return 0
+        charge = await self.billing.settle(
+            hold, receipt.prompt_tokens, receipt.completion_tokens, receipt_valid=valid
+        )
+        return charge.units
 
     async def _ask(  # noqa: PLR0913 -- one request's parts
         self,

@@ -91,6 +91,7 @@ async def running_stack(
                 "operator_keys": env["VEIL_OPERATOR_KEYS"],
                 "data_dir": data_dir,
                 "draft_interval": 0.25,
+                "free_tokens_per_day": 1_000_000,
                 **settings,
             }
         )

@@ -1,0 +1,178 @@
+"""Stars payments: pre-checkout, successful and refunded payments, and the admin's tools."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from aiogram import F, Router
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import Command, CommandObject
+
+from services.billing import format_units
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import Message, PreCheckoutQuery
+
+    from bot.settings import BotSettings
+    from bot.texts import Catalogs, Texts
+    from models import Store
+    from services.billing import Billing
+    from services.stars import StarsShop
+
+
+async def on_pre_checkout(query: PreCheckoutQuery, texts: Texts, shop: StarsShop) -> None:
+    """Answer within Telegram's 10 s: ok only for this user's unexpired, unpaid order."""
+    reason = await shop.check_pre_checkout(
+        query.from_user.id, query.invoice_payload, query.currency, query.total_amount
+    )
+    if reason is None:
+        await query.answer(ok=True)
+    else:
+        await query.answer(ok=False, error_message=texts(f"precheckout_{reason}"))
+
+
+async def on_successful_payment(  # noqa: PLR0913 -- the handler's injected services
+    message: Message,
+    *,
+    bot: Bot,
+    texts: Texts,
+    shop: StarsShop,
+    billing: Billing,
+    settings: BotSettings,
+    catalogs: Catalogs,
+) -> None:
+    """Credit exactly once; thank the user once; tell the admins about odd payments."""
+    payment = message.successful_payment
+    if payment is None or message.from_user is None:
+        return
+    result = await shop.record_payment(
+        message.from_user.id,
+        payment.invoice_payload,
+        payment.currency,
+        payment.total_amount,
+        payment.telegram_payment_charge_id,
+        is_recurring=bool(payment.is_recurring),
+        subscription_expiration=payment.subscription_expiration_date,
+    )
+    if not result.new:
+        return  # a redelivered update: already credited and thanked
+    balance = await billing.balance(message.from_user.id)
+    await message.answer(
+        texts(
+            "paid_thanks",
+            credit=format_units(result.units),
+            balance=format_units(balance.units),
+        )
+    )
+    if result.flagged:
+        admin_texts = catalogs.for_language(None)
+        for admin in settings.admin_ids:
+            with contextlib.suppress(TelegramAPIError):
+                await bot.send_message(
+                    admin,
+                    admin_texts(
+                        "admin_flagged",
+                        reason=result.flag_reason,
+                        user=message.from_user.id,
+                        charge=payment.telegram_payment_charge_id,
+                        stars=payment.total_amount,
+                        credit=format_units(result.units),
+                    ),
+                )
+
+
+async def on_refunded_payment(
+    message: Message, texts: Texts, shop: StarsShop, billing: Billing
+) -> None:
+    """Telegram refunded a payment: take its credit back (once)."""
+    refund = message.refunded_payment
+    if refund is None or message.from_user is None:
+        return
+    payment = await shop.payment(refund.telegram_payment_charge_id)
+    if not await shop.record_refund(message.from_user.id, refund.telegram_payment_charge_id):
+        return
+    balance = await billing.balance(message.from_user.id)
+    await message.answer(
+        texts(
+            "refunded_notice",
+            credit=format_units(payment.units if payment else 0),
+            balance=format_units(balance.units),
+        )
+    )
+
+
+async def cmd_refund(
+    message: Message, command: CommandObject, bot: Bot, texts: Texts, shop: StarsShop
+) -> None:
+    """Admins: refund a charge with refundStarPayment and take its credit back."""
+    charge_id = (command.args or "").strip()
+    if not charge_id:
+        await message.answer(texts("refund_usage"))
+        return
+    payment = await shop.payment(charge_id)
+    if payment is None:
+        await message.answer(texts("refund_not_found"))
+        return
+    try:
+        await bot.refund_star_payment(user_id=payment.user_id, telegram_payment_charge_id=charge_id)
+    except TelegramBadRequest as exc:
+        if "CHARGE_ALREADY_REFUNDED" in exc.message:
+            await shop.record_refund(payment.user_id, charge_id)
+            await message.answer(texts("refund_already"))
+        elif "CHARGE_NOT_FOUND" in exc.message:
+            await message.answer(texts("refund_not_found"))
+        else:
+            await message.answer(texts("refund_failed", reason=exc.message))
+        return
+    newly = await shop.record_refund(payment.user_id, charge_id)
+    await message.answer(
+        texts(
+            "refund_done",
+            stars=payment.stars,
+            user=payment.user_id,
+            credit=format_units(payment.units if newly else 0),
+        )
+    )
+
+
+async def cmd_stats(message: Message, texts: Texts, billing: Billing, store: Store) -> None:
+    """Admins: users, activity, tokens, Stars received and refunded."""
+    stats = await billing.stats()
+    await message.answer(
+        texts(
+            "stats",
+            users=max(stats.users, await store.user_count()),
+            active=stats.active_today,
+            tokens=stats.tokens_today,
+            stars=stats.stars_received,
+            refunds=stats.refunds,
+            stars_refunded=stats.stars_refunded,
+            flagged=stats.flagged,
+        )
+    )
+
+
+async def cmd_paysupport(message: Message, texts: Texts, settings: BotSettings) -> None:
+    """Required by Telegram for bots that sell in Stars."""
+    await message.answer(settings.paysupport_text or texts("paysupport"))
+
+
+async def cmd_terms(message: Message, texts: Texts, settings: BotSettings) -> None:
+    """The terms of service."""
+    await message.answer(settings.terms_text or texts("terms"))
+
+
+def build_router(admins: frozenset[int] = frozenset()) -> Router:
+    """A fresh router with this feature's handlers (a router can join one dispatcher)."""
+    router = Router(name=__name__)
+    router.pre_checkout_query.register(on_pre_checkout)
+    router.message.register(on_successful_payment, F.successful_payment)
+    router.message.register(on_refunded_payment, F.refunded_payment)
+    router.message.register(cmd_paysupport, Command("paysupport"))
+    router.message.register(cmd_terms, Command("terms"))
+    is_admin = F.from_user.id.in_(admins)
+    router.message.register(cmd_refund, Command("refund"), is_admin)
+    router.message.register(cmd_stats, Command("stats"), is_admin)
+    return router
