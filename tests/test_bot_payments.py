@@ -1,0 +1,281 @@
+"""Credits and Stars through the fake Telegram: buy, pre-checkout, pay, refund, subscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+from tests.botstack import Stack, bot_env, running_stack
+from tests.harness import REPO
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+import contextlib
+
+USER, OTHER, ADMIN = 9001, 9002, 9999
+STAR = 1_000_000
+
+
+@contextlib.asynccontextmanager
+async def paying_stack(tmp_path: Path, **settings: Any) -> AsyncIterator[Stack]:  # noqa: ANN401
+    """A stack with small packs, real prices and no free allowance unless asked."""
+    options: dict[str, Any] = {
+        "star_packs": "50:50000000,250:275000000",
+        "prices": "*=1000/2000",
+        "free_tokens_per_day": 0,
+        "admins": str(ADMIN),
+        "max_answer_tokens": 100,
+    }
+    async with running_stack(tmp_path, answer="Paid answer.", **(options | settings)) as stack:
+        yield stack
+        assert await stack.veil.billing.check_invariant() == []
+
+
+async def buy_pack(stack: Stack, user: int, index: int = 0) -> dict[str, Any]:
+    """/buy, press a pack button; return the invoice call's params."""
+    before = len(stack.telegram.calls_of("sendInvoice"))
+    stack.telegram.send_text(user, "/buy")
+    menu = await stack.telegram.wait_for(
+        "sendMessage", lambda c: c.params["chat_id"] == user and "reply_markup" in c.params
+    )
+    button = menu.params["reply_markup"]["inline_keyboard"][index][0]
+    message = stack.telegram.sent_messages(user)[-1]
+    stack.telegram.press_button(user, button["callback_data"], message_id=message["message_id"])
+    await stack.telegram.wait_for("sendInvoice", lambda c: c.params["chat_id"] == user)
+    return stack.telegram.calls_of("sendInvoice")[before].params
+
+
+async def pre_checkout(stack: Stack, user: int, payload: str, amount: int) -> dict[str, Any]:
+    before = len(stack.telegram.calls_of("answerPreCheckoutQuery"))
+    stack.telegram.pre_checkout(user, payload=payload, total_amount=amount)
+    async with asyncio.timeout(10):
+        while len(stack.telegram.calls_of("answerPreCheckoutQuery")) <= before:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    return stack.telegram.calls_of("answerPreCheckoutQuery")[before].params
+
+
+async def balance_units(stack: Stack, user: int) -> int:
+    return (await stack.veil.billing.balance(user)).units
+
+
+async def test_buy_precheckout_pay_credits_once(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        assert invoice["currency"] == "XTR"
+        assert invoice["prices"] == [{"label": "50 ★ credit", "amount": 50}]
+        assert "provider_token" not in invoice
+        answer = await pre_checkout(stack, USER, invoice["payload"], 50)
+        assert answer["ok"] is True
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        thanks = await stack.telegram.wait_for(
+            "sendMessage", lambda c: str(c.params.get("text", "")).startswith("Thank you")
+        )
+        assert thanks.params["text"] == "Thank you! 50 ★ added. Balance: 50 ★."
+        # Telegram delivers the same payment again: nothing changes, no second thank-you.
+        stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50, charge_id=charge)
+        await asyncio.sleep(0.5)
+        thanks_sent = [
+            c for c in stack.telegram.calls_of("sendMessage") if "Thank you" in c.params["text"]
+        ]
+        assert len(thanks_sent) == 1
+        assert await balance_units(stack, USER) == 50 * STAR
+        # The paid invoice cannot be paid again through pre-checkout.
+        again = await pre_checkout(stack, USER, invoice["payload"], 50)
+        assert again["ok"] is False
+        assert again["error_message"] == "This invoice is already paid."
+
+
+async def test_precheckout_refuses_wrong_amount_foreign_and_unknown_orders(
+    tmp_path: Path,
+) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        wrong = await pre_checkout(stack, USER, invoice["payload"], 49)
+        foreign = await pre_checkout(stack, OTHER, invoice["payload"], 50)
+        unknown = await pre_checkout(stack, USER, "no-such-order", 50)
+        assert (wrong["ok"], foreign["ok"], unknown["ok"]) == (False, False, False)
+        assert wrong["error_message"].startswith("The amount does not match")
+        assert foreign["error_message"].startswith("This invoice belongs to someone else")
+        assert unknown["error_message"].startswith("This invoice is not known")
+        assert await balance_units(stack, USER) == 0
+
+
+async def test_precheckout_refuses_an_expired_order(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        stack.veil.shop._clock = lambda: 10**10  # far past the order's expiry
+        expired = await pre_checkout(stack, USER, invoice["payload"], 50)
+        assert expired["ok"] is False
+        assert expired["error_message"] == "This invoice has expired. Please open /buy again."
+
+
+async def test_no_credit_gets_buy_buttons_and_no_model_call(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        stack.telegram.send_text(USER, "Answer me for free")
+        (note,) = await stack.final_messages(USER)
+        assert note["text"].startswith("Not enough credit for this answer")
+        buttons = [row[0]["text"] for row in note["reply_markup"]["inline_keyboard"]]
+        assert buttons[0] == "50 ⭐ → 50 ★ credit"
+        assert stack.vllm.requests == []
+        assert await balance_units(stack, USER) == 0
+
+
+async def test_paid_answer_is_charged_from_the_signed_receipt(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.send_text(USER, "Now answer")
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == "Paid answer.")
+        await asyncio.sleep(0.2)
+        usage = stack.vllm.requests[-1]
+        assert usage["max_completion_tokens"] == 100
+        prompt_tokens = len(usage["messages"][0]["content"]) // 4 + 4
+        expected = prompt_tokens * 1000 + 2 * 2000  # fake vLLM: 2 answer tokens
+        assert await balance_units(stack, USER) == 50 * STAR - expected
+        stack.telegram.send_text(USER, "/balance")
+        balance = await stack.telegram.wait_for(
+            "sendMessage", lambda c: str(c.params["text"]).startswith("Balance:")
+        )
+        assert "answer · -" in balance.params["text"]
+        assert "purchase · +50 ★" in balance.params["text"]
+
+
+async def test_admin_refund_and_refunded_payment_take_credit_back(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.send_text(USER, f"/refund {charge}")  # not an admin: ignored
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        done = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ADMIN)
+        assert done.params["text"] == f"Refunded 50 ⭐ to user {USER}; 50 ★ of credit taken back."
+        assert stack.telegram.calls_of("refundStarPayment")[0].params["user_id"] == USER
+        assert len(stack.telegram.calls_of("refundStarPayment")) == 1
+        assert await balance_units(stack, USER) == 0
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        again = await stack.final_messages(ADMIN, 2)
+        assert again[1]["text"] == "That payment was already refunded."
+        stack.telegram.send_text(ADMIN, "/refund nope")
+        assert (await stack.final_messages(ADMIN, 3))[2]["text"] == (
+            "No payment with that charge id."
+        )
+        # Telegram also reports the refund: nothing is taken twice.
+        stack.telegram.refunded(USER, payload=invoice["payload"], total_amount=50, charge_id=charge)
+        await asyncio.sleep(0.4)
+        assert await balance_units(stack, USER) == 0
+
+
+async def test_refunded_payment_after_spending_leaves_a_negative_balance(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.send_text(USER, "Spend some")
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == "Paid answer.")
+        stack.telegram.refunded(USER, payload=invoice["payload"], total_amount=50, charge_id=charge)
+        notice = await stack.telegram.wait_for(
+            "sendMessage", lambda c: "refunded" in str(c.params["text"])
+        )
+        assert await balance_units(stack, USER) < 0
+        assert "Balance: -" in notice.params["text"]
+        stack.telegram.send_text(USER, "One more?")
+        note = await stack.telegram.wait_for(
+            "sendMessage", lambda c: str(c.params["text"]).startswith("Not enough credit")
+        )
+        assert note.params["chat_id"] == USER
+        assert len(stack.vllm.requests) == 1
+
+
+async def test_monthly_plan_first_payment_and_renewal(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path, plan_stars=300, plan_units=400 * STAR) as stack:
+        stack.telegram.send_text(USER, "/buy")
+        menu = await stack.telegram.wait_for("sendMessage", lambda c: "reply_markup" in c.params)
+        plan_button = menu.params["reply_markup"]["inline_keyboard"][-1][0]
+        assert plan_button["text"] == "Monthly plan: 300 ⭐ / 30 days → 400 ★"
+        stack.telegram.press_button(
+            USER,
+            plan_button["callback_data"],
+            message_id=stack.telegram.sent_messages(USER)[0]["message_id"],
+        )
+        link = await stack.telegram.wait_for("createInvoiceLink")
+        assert link.params["subscription_period"] == 2592000
+        payload = link.params["payload"]
+        assert (await pre_checkout(stack, USER, payload, 300))["ok"] is True
+        stack.telegram.pay(USER, payload=payload, total_amount=300, is_recurring=True)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        assert await balance_units(stack, USER) == 400 * STAR
+        renewal = stack.telegram.pay(USER, payload=payload, total_amount=300, is_recurring=True)
+        stack.telegram.pay(
+            USER, payload=payload, total_amount=300, is_recurring=True, charge_id=renewal
+        )
+        await asyncio.sleep(0.5)
+        assert await balance_units(stack, USER) == 800 * STAR
+        stack.telegram.send_text(USER, "/balance")
+        balance = await stack.telegram.wait_for(
+            "sendMessage", lambda c: str(c.params["text"]).startswith("Balance:")
+        )
+        assert "Monthly plan active until" in balance.params["text"]
+
+
+async def test_paysupport_terms_and_admin_stats(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path, terms_text="Custom terms.") as stack:
+        stack.telegram.send_text(USER, "/paysupport")
+        assert (await stack.reply_text(USER)).startswith("Questions about a payment?")
+        stack.telegram.send_text(USER, "/terms")
+        assert await stack.reply_text(USER, 1) == "Custom terms."
+        invoice = await buy_pack(stack, USER)
+        stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.send_text(ADMIN, "/stats")
+        stats = await stack.reply_text(ADMIN)
+        assert "Stars received: 50 ⭐" in stats
+        assert "Users: 1" in stats
+
+
+async def test_odd_payment_is_credited_and_flagged_for_the_admin(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        stack.telegram.pay(USER, payload="order-we-never-made", total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        flagged = await stack.telegram.wait_for(
+            "sendMessage", lambda c: c.params["chat_id"] == ADMIN
+        )
+        assert flagged.params["text"].startswith("Payment flagged (unknown_order)")
+        assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, tmp_path)
+        env |= {"VEIL_STAR_PACKS": "50:50000000,250:275000000", "PATH": "/usr/bin:/bin"}
+
+        def reconcile() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "bot", "reconcile"],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+
+        agree = await asyncio.to_thread(reconcile)
+        assert agree.returncode == 0, agree.stderr
+        assert "agree on 1 transaction" in agree.stdout
+        # A payment Telegram knows about but the bot never recorded (say, a lost update).
+        stack.telegram._record_payment(
+            {"id": OTHER, "is_bot": False, "first_name": "Bo"},
+            "stxLOST",
+            {"invoice_payload": "x", "total_amount": 250, "currency": "XTR"},
+        )
+        differ = await asyncio.to_thread(reconcile)
+        assert differ.returncode == 1
+        assert "stxLOST" in differ.stdout
