@@ -98,6 +98,12 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
             await runner.cleanup()
 
 
+def child_environment() -> dict[str, str]:
+    """The little of our environment a child process needs (coverage's settings included)."""
+    keep = {"PATH", "HOME", "LANG", "TMPDIR"}
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("COVERAGE_")}
+
+
 class ManagedProcess:
     """A child process whose stderr is collected line by line while it runs."""
 
@@ -110,7 +116,7 @@ class ManagedProcess:
     @classmethod
     async def start(cls, *args: str, env: dict[str, str], cwd: str | None = None) -> ManagedProcess:
         """Start ``python args…`` with ``env`` (merged over a minimal base environment)."""
-        base = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
+        base = child_environment()
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *args,

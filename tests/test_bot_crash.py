@@ -14,9 +14,18 @@ from tests.fakes.vllm import FakeVLLM
 from tests.harness import Clock, ManagedProcess, run_gateway
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
+    from tests.fakes.telegram import Call
+
 USERS = [9101, 9102, 9103]
+
+
+def chat_is(user: int) -> Callable[[Call], bool]:
+    return lambda call: call.params["chat_id"] == user
+
+
 STAR = 1_000_000
 
 
@@ -40,9 +49,7 @@ async def test_kill_during_payments_and_answers_then_restart(tmp_path: Path) -> 
             user: telegram.pay(user, payload=f"crash-{user}", total_amount=50) for user in USERS
         }
         for user in USERS:
-            await telegram.wait_for(
-                "sendMessage", lambda c, u=user: c.params["chat_id"] == u, timeout=20
-            )
+            await telegram.wait_for("sendMessage", chat_is(user), timeout=20)
         # Questions in flight, and a second payment arriving, when the bot dies.
         for user in USERS:
             telegram.send_text(user, "a slow answer please")

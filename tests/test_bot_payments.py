@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tests.botstack import Stack, bot_env, running_stack
-from tests.harness import REPO
+from tests.harness import REPO, child_environment
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -254,7 +254,7 @@ async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
         stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
         await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
         env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, tmp_path)
-        env |= {"VEIL_STAR_PACKS": "50:50000000,250:275000000", "PATH": "/usr/bin:/bin"}
+        env |= {"VEIL_STAR_PACKS": "50:50000000,250:275000000", **child_environment()}
 
         def reconcile() -> subprocess.CompletedProcess[str]:
             return subprocess.run(

@@ -14,7 +14,7 @@ import aiohttp
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, Clock, ManagedProcess, run_gateway
+from tests.harness import REPO, Clock, ManagedProcess, child_environment, run_gateway
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,7 +30,7 @@ def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", **env},
+        env={**child_environment(), **env},
         timeout=30,
         check=False,
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from services.inference import InferenceClient, TextDelta
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, ManagedProcess
+from tests.harness import REPO, ManagedProcess, child_environment
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        env={**child_environment(), **(env or {})},
         timeout=30,
         check=False,
     )

@@ -1,0 +1,109 @@
+"""The README's promises: its two commands exist, and the first one really runs Veil."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+from typing import TYPE_CHECKING
+
+from tests.botstack import TOKEN
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import REPO
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+README = REPO / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """The commands of the README's first shell block (comments stripped)."""
+    match = re.search(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert match is not None, "README has no sh block"
+    return [line.split("#")[0].strip() for line in match.group(1).splitlines() if line.strip()]
+
+
+def test_readme_starts_with_the_two_commands_and_they_exist() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert text.index("## Two commands") < text.index("## Configuration")
+    run, check = readme_commands()[:2]
+    assert run.split()[-1] == "scripts/run"
+    assert check == "scripts/check"
+    for script in ("scripts/run", "scripts/check", ".ci/run"):
+        path = REPO / script
+        assert path.is_file()
+        assert os.access(path, os.X_OK)
+    assert "exec scripts/check" in (REPO / ".ci/run").read_text(encoding="utf-8")
+
+
+def test_readme_documents_every_setting() -> None:
+    from bot.settings import BotSettings  # noqa: PLC0415 -- keeps collection light
+    from gateway.settings import GatewaySettings  # noqa: PLC0415
+
+    text = README.read_text(encoding="utf-8")
+    for settings in (BotSettings, GatewaySettings):
+        for name in settings.model_fields:
+            assert f"VEIL_{name.upper()}" in text, f"VEIL_{name.upper()} is not in the README"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer="Hello from scripts/run.") as vllm,
+    ):
+        env = {
+            **os.environ,
+            "VEIL_BOT_TOKEN": TOKEN,
+            "VEIL_TELEGRAM_API": telegram.url,
+            "VEIL_VLLM_URL": vllm.url,
+            "VEIL_DATA_DIR": str(tmp_path / "data"),
+            "VEIL_GATEWAY_PORT": str(free_port()),
+        }
+        process = await asyncio.create_subprocess_exec(
+            str(REPO / "scripts/run"),
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        output: list[str] = []
+
+        async def read() -> None:
+            assert process.stdout is not None
+            async for line in process.stdout:
+                output.append(line.decode(errors="replace"))
+
+        reader = asyncio.create_task(read())
+        try:
+            await telegram.wait_for("getUpdates", timeout=90)
+            telegram.send_text(4242, "Is it running?")
+            reply = await telegram.wait_for(
+                "sendMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
+            )
+            assert reply.params["text"] == "Hello from scripts/run."
+        finally:
+            process.send_signal(signal.SIGINT)
+            async with asyncio.timeout(30):
+                code = await process.wait()
+                await reader
+    text = "".join(output)
+    assert "creating the operator key" in text
+    assert "starting the gateway" in text
+    assert "stopping" in text
+    assert code in (0, 130, 143)
+    assert (tmp_path / "data" / "operator.key").stat().st_mode & 0o077 == 0
+    with socket.socket() as probe:  # nothing listens on the gateway's port: it stopped
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", int(env["VEIL_GATEWAY_PORT"])))
