@@ -16,6 +16,7 @@ starts, every failure is a sealed error record. Nothing here logs text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -210,17 +211,18 @@ async def _relay(
     outcome = "ok"
     try:
         try:
-            async for event in gateway.vllm.stream_chat(chat):
-                if isinstance(event, ContentDelta):
-                    if deltas == 0:
-                        gateway.metrics.first_token.observe(time.monotonic() - received)
-                    deltas += 1
-                    await response.write(sealer.delta(event.text))
-                    gateway.metrics.chunks.inc()
-                elif isinstance(event, Finish):
-                    finish = event.reason
-                else:
-                    usage = event
+            async with contextlib.aclosing(gateway.vllm.stream_chat(chat)) as events:
+                async for event in events:
+                    if isinstance(event, ContentDelta):
+                        if deltas == 0:
+                            gateway.metrics.first_token.observe(time.monotonic() - received)
+                        deltas += 1
+                        await response.write(sealer.delta(event.text))
+                        gateway.metrics.chunks.inc()
+                    elif isinstance(event, Finish):
+                        finish = event.reason
+                    else:
+                        usage = event
         except BackendFailure as exc:
             outcome = exc.kind
             final = _final(gateway, opened, model, usage, deltas, complete=False, error=exc)
@@ -229,7 +231,9 @@ async def _relay(
         await response.write(sealer.final(final))
         gateway.metrics.chunks.inc()
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
+        outcome = "client_gone"  # the client hung up (a user's stop): vLLM's stream is closed
+    except asyncio.CancelledError:
         outcome = "client_gone"
         raise
     finally:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
 CONTEXT_LENGTH_MARKER = "maximum context length"
 
@@ -102,7 +102,7 @@ class VLLMClient:
             raise BackendFailure("unavailable", 503, "model server unreachable") from exc
         return tuple(str(m["id"]) for m in body.get("data", []) if isinstance(m, dict))
 
-    async def stream_chat(self, request: dict[str, Any]) -> AsyncIterator[Event]:
+    async def stream_chat(self, request: dict[str, Any]) -> AsyncGenerator[Event, None]:
         """POST a streaming chat completion and yield its events as they arrive."""
         body = {**request, "stream": True, "stream_options": {"include_usage": True}}
         try:

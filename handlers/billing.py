@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
-from services.billing import UNITS_PER_STAR, format_units
+from services.billing import format_units
 from services.errors import OrderRejected
 
 if TYPE_CHECKING:
@@ -159,11 +158,6 @@ async def on_buy_plan(query: CallbackQuery, bot: Bot, texts: Texts, shop: StarsS
         texts("plan_link"),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
     )
-
-
-def stars_of(units: int) -> Decimal:
-    """Units as (possibly fractional) Stars."""
-    return Decimal(units) / UNITS_PER_STAR
 
 
 def build_router() -> Router:

@@ -21,6 +21,7 @@ from services.errors import (
     InferenceError,
     InferenceUnavailable,
     InsufficientCredit,
+    LedgerUnavailable,
     StreamCorrupted,
     UntrustedGateway,
 )
@@ -82,7 +83,7 @@ async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from t
             texts("no_credit", needed=format_units(exc.needed), balance=format_units(exc.balance)),
             reply_markup=buy_keyboard(shop, texts),
         )
-    except HistoryUnavailable:
+    except (HistoryUnavailable, LedgerUnavailable):
         await bot.send_message(chat_id, texts("error_history"))
 
 

@@ -161,7 +161,7 @@ class ChatService:
         except StorageError as exc:
             raise HistoryUnavailable("cannot read the conversation") from exc
         model = await self.model_for(user.model)
-        context = self._context(history, prompt, self.context_tokens - self.max_answer_tokens)
+        context = self._context(history, prompt, self._budget())
         prompt_tokens = sum(estimate_tokens(m["content"]) for m in context.messages)
         hold = await self.billing.hold(
             user_id, secrets.token_hex(16), model, prompt_tokens, self.max_answer_tokens
@@ -171,7 +171,13 @@ class ChatService:
         completion: Completion | None = None
         try:
             completion = await self._ask(
-                history, prompt, model=model, cache_salt=user.cache_salt, sink=sink, parts=parts
+                history,
+                prompt,
+                context=context,
+                model=model,
+                cache_salt=user.cache_salt,
+                sink=sink,
+                parts=parts,
             )
         except asyncio.CancelledError:
             if not generation.stop_requested:
@@ -243,20 +249,19 @@ class ChatService:
         history: list[Turn],
         prompt: str,
         *,
+        context: _Context,
         model: str,
         cache_salt: str,
         sink: AnswerSink,
         parts: list[str],
     ) -> Completion | None:
         """Stream the answer; on a context-length error before any text, trim once and retry."""
-        budget = self.context_tokens - self.max_answer_tokens
-        context = self._context(history, prompt, budget)
         try:
             return await self._stream(context.messages, model, cache_salt, sink, parts)
         except ContextTooLong:
             if parts or len(context.messages) <= 1 + bool(self.system_prompt):
                 raise
-        trimmed = self._context(history, prompt, budget // 2)
+        trimmed = self._context(history, prompt, self._budget() // 2)
         log.info("chat.context_trimmed", dropped=trimmed.dropped)
         return await self._stream(trimmed.messages, model, cache_salt, sink, parts)
 
@@ -278,6 +283,10 @@ class ChatService:
             else:
                 completion = item
         return completion
+
+    def _budget(self) -> int:
+        """Tokens the context may take: the model's window less the answer's room."""
+        return self.context_tokens - self.max_answer_tokens
 
     def _context(self, history: list[Turn], prompt: str, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt."""

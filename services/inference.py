@@ -43,7 +43,7 @@ from services.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection, Sequence
+    from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 
 log = structlog.get_logger("veil.inference")
 
@@ -236,7 +236,7 @@ class InferenceClient:
         cache_salt: str,
         max_tokens: int | None = None,
         temperature: float | None = None,
-    ) -> AsyncIterator[TextDelta | Completion]:
+    ) -> AsyncGenerator[TextDelta | Completion, None]:
         """Yield the answer's text deltas, then one ``Completion``.
 
         Raises ``InferenceError`` subclasses; once a delta has been yielded, no other gateway
@@ -276,7 +276,7 @@ class InferenceClient:
 
     async def _stream_from(
         self, gateway: _Gateway, chat: dict[str, Any], *, retried: bool = False
-    ) -> AsyncIterator[TextDelta | Completion]:
+    ) -> AsyncGenerator[TextDelta | Completion, None]:
         signed = gateway.bundle
         if signed is None:
             raise _Failover("no verified bundle")

@@ -359,3 +359,23 @@ def test_opener_rejects_frames_the_gateway_never_made() -> None:
     opener = ChunkOpener(b"\x01" * 32)
     with pytest.raises(Exception, match="length"):
         opener.feed(b"\xff\xff\xff\xff")
+
+
+async def test_client_hanging_up_ends_the_relay_and_the_vllm_stream(
+    client: InferenceClient, gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    vllm.answer = " ".join(f"w{i}" for i in range(100))
+    vllm.token_delay = 0.02
+    stream = client.stream(MESSAGES, model="veil-test", cache_salt="s")
+    assert isinstance(await anext(stream), TextDelta)
+    await stream.aclose()  # the user pressed stop
+    async with asyncio.timeout(10):
+        while True:
+            async with http.get(f"{gateway.url}/metrics") as response:
+                metrics = await response.text()
+            if 'outcome="client_gone"' in metrics:
+                break
+            await asyncio.sleep(0.05)
+    assert "veil_gateway_active_streams 0.0" in metrics
+    await asyncio.sleep(2.5)  # longer than the whole answer would take (100 x 20 ms)
+    assert vllm.token_times == []  # vLLM's stream was cut, not generated to the end
