@@ -1,6 +1,6 @@
 """Telegram's text formatting, as the Bot API server applies it to the text a bot sends.
 
-``format_text`` runs the parse mode (``telegram_html``, ``telegram_markdown``: ports of tdlib's
+``format_text`` runs the parse mode (``html_mode``, ``markdown_mode``: ports of tdlib's
 parsers, same error wording) or checks explicit ``entities``, trims the text as Telegram does
 and returns Bot API ``MessageEntity`` dicts with offsets in UTF-16 code units.
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.fakes.telegram_html import parse_html
-from tests.fakes.telegram_markdown import parse_markdown, parse_markdown_v2
-from tests.fakes.telegram_markup import Entity, FormatError, checked_link
+from playground.html_mode import parse_html
+from playground.markdown_mode import parse_markdown, parse_markdown_v2
+from playground.markup import Entity, FormatError, checked_link
 
 __all__ = ["FormatError", "bot_command_entities", "format_text", "utf16_len"]
 

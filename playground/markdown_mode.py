@@ -7,7 +7,7 @@ and expandable blockquotes included.
 
 from __future__ import annotations
 
-from tests.fakes.telegram_markup import (
+from playground.markup import (
     SPACE,
     Entity,
     FormatError,

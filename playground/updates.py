@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.fakes.telegram_api import InlineQuery
-from tests.fakes.telegram_payments import SUBSCRIPTION_PERIOD, PreCheckout, TelegramPayments
-from tests.fakes.telegram_text import bot_command_entities
+from playground.payments import SUBSCRIPTION_PERIOD, PreCheckout, TelegramPayments
+from playground.state import InlineQuery
+from playground.text import bot_command_entities
 
 __all__ = ["UpdateBuilders"]
 
@@ -122,6 +122,15 @@ class UpdateBuilders(TelegramPayments):
         }
         return self.push_update({"callback_query": query})
 
+    def press_inline_button(self, user_id: int, data: str, inline_message_id: str) -> int:
+        """A callback_query from a button under the inline message ``inline_message_id``."""
+        user, _chat = self._sender(user_id)
+        query_id = self._next_id()
+        self._callback_queries[query_id] = False
+        query = {"id": query_id, "from": user, "chat_instance": f"ci{inline_message_id}"}
+        query |= {"inline_message_id": inline_message_id, "data": data}
+        return self.push_update({"callback_query": query})
+
     def stop_generation(self, user_id: int, draft_id: int) -> int:
         """The user pressed the stop button under the draft ``draft_id``."""
         _user, chat = self._sender(user_id)
@@ -129,12 +138,19 @@ class UpdateBuilders(TelegramPayments):
             {"stopped_message_generation": {"chat": chat, "draft_id": draft_id}}
         )
 
-    def inline_query(self, user_id: int, query: str, *, language_code: str = "en") -> int:
-        """An inline query; it can be answered for ``inline_query_ttl`` seconds."""
+    def inline_query(
+        self, user_id: int, query: str, *, language_code: str = "en", chat_type: str = "sender"
+    ) -> int:
+        """An inline query; it can be answered for ``inline_query_ttl`` seconds.
+
+        ``chat_type`` is where it was typed: "sender" (the bot's own chat), "private", "group",
+        "supergroup" or "channel".
+        """
         user, _chat = self._sender(user_id, language_code=language_code)
         query_id = self._next_id()
         self._inline_queries[query_id] = InlineQuery(user_id, query, time.monotonic())
-        update = {"id": query_id, "from": user, "query": query, "offset": "", "chat_type": "sender"}
+        update = {"id": query_id, "from": user, "query": query, "offset": ""}
+        update["chat_type"] = chat_type
         return self.push_update({"inline_query": update})
 
     def choose_inline_result(

@@ -6,7 +6,7 @@ Same tags and attributes, same error wording with byte offsets. Like Telegram, a
 
 from __future__ import annotations
 
-from tests.fakes.telegram_markup import (
+from playground.markup import (
     SPACE,
     Entity,
     FormatError,
@@ -26,6 +26,8 @@ _HTML_TAGS = frozenset(
 _HTML_NAMED = {b"lt": ord("<"), b"gt": ord(">"), b"amp": ord("&"), b"quot": ord('"')}
 _SURROGATES = range(0xD800, 0xE000)
 _MAX_CODE_POINT = 0x10FFFF
+_MAX_ENTITY_LENGTH = 10  # tdlib gives up on a numeric entity this long
+_BMP_LAST = 0xFFFF  # code points above it take two UTF-16 units
 
 
 def _char(code: int) -> bytes:
@@ -52,7 +54,7 @@ def _decode_html_entity(text: SourceText, pos: int) -> tuple[int, int] | None:
             while ord("0") <= text[end] <= ord("9"):
                 code = code * 10 + text[end] - ord("0")
                 end += 1
-        if code == 0 or code >= _MAX_CODE_POINT or end - pos >= 10:
+        if code == 0 or code >= _MAX_CODE_POINT or end - pos >= _MAX_ENTITY_LENGTH:
             return None
     else:
         while chr(text[end]).isascii() and chr(text[end]).isalpha():
@@ -200,7 +202,7 @@ class _Html:
             if c == ord(_AMP) and (decoded := _decode_html_entity(text, i)) is not None:
                 code, i = decoded
                 self.out += _char(code)
-                self.utf16 += 2 if code > 0xFFFF else 1
+                self.utf16 += 2 if code > _BMP_LAST else 1
             elif c != ord(_LT):
                 self.utf16 += utf8_units(c)
                 self.out.append(c)

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.telegram_api import QUERY_TOO_OLD, Method, TelegramState
-from tests.fakes.telegram_wire import bad_request, check_reply_markup
+from playground.state import QUERY_TOO_OLD, Method, TelegramState
+from playground.wire import bad_request, check_reply_markup
 
 __all__ = ["Charge", "TelegramPayments"]
 
@@ -76,6 +76,7 @@ class TelegramPayments(TelegramState):
     def __init__(self, *, token: str, bot_username: str, bot_id: int) -> None:
         super().__init__(token=token, bot_username=bot_username, bot_id=bot_id)
         self.invoice_links: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[tuple[int, int], dict[str, Any]] = {}
         self.pre_checkouts: dict[str, PreCheckout] = {}
         self.charges: dict[str, Charge] = {}
         self._transactions: list[dict[str, Any]] = []
@@ -174,7 +175,9 @@ class TelegramPayments(TelegramState):
         markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
         shown = {key: invoice[key] for key in ("title", "description", "currency", "total_amount")}
         shown["start_parameter"] = str(p.get("start_parameter", ""))
-        return self._send(chat, invoice=shown, reply_markup=markup)
+        message = self._send(chat, invoice=shown, reply_markup=markup)
+        self.invoices[chat["id"], message["message_id"]] = invoice
+        return message
 
     def _create_invoice_link(self, p: dict[str, Any]) -> str:
         invoice = self._invoice(p, link=True)

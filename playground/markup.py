@@ -1,9 +1,9 @@
 """Pieces Telegram's text parsers share: the UTF-8 source, entity records, link checks.
 
-``telegram_html`` and ``telegram_markdown`` port tdlib's parsers (td/telegram/MessageEntity.cpp)
+``html_mode`` and ``markdown_mode`` port tdlib's parsers (td/telegram/MessageEntity.cpp)
 on top of these: they walk the UTF-8 bytes (errors give byte offsets, as Telegram's do) and count
 UTF-16 code units for entity offsets. Entity kinds here are tdlib's type names (``Bold``,
-``PreCode``...), which MarkdownV2 errors quote; ``telegram_text`` maps them to Bot API types.
+``PreCode``...), which MarkdownV2 errors quote; ``text`` maps them to Bot API types.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ class FormatError(Exception):
     """Text Telegram refuses; the message is the description that follows "Bad Request: "."""
 
 
+_TOP_TWO_BITS = 0xC0
+_CONTINUATION = 0x80  # a UTF-8 continuation byte: 10xxxxxx
+_FOUR_BYTE_LEAD = 0xF0  # the lead byte of a 4-byte sequence: 11110xxx
+
+
 @dataclass
 class Entity:
     """An entity while parsing: a tdlib type name, UTF-16 offset and length, and its argument."""
@@ -56,9 +61,9 @@ class Open:
 
 def utf8_units(byte: int) -> int:
     """UTF-16 units a UTF-8 byte adds: one per lead byte, two for a 4-byte sequence."""
-    if byte & 0xC0 == 0x80:
+    if byte & _TOP_TWO_BITS == _CONTINUATION:
         return 0
-    return 2 if byte >= 0xF0 else 1
+    return 2 if byte >= _FOUR_BYTE_LEAD else 1
 
 
 class SourceText:
@@ -90,6 +95,7 @@ def checked_link(url: str) -> str | None:
 
 
 def emoji_id(url: str) -> str:
+    """The custom emoji id of a ``tg://emoji?id=`` link; FormatError for anything else."""
     match = _EMOJI_LINK.fullmatch(url)
     if match is None or int(match.group(1)) == 0:
         raise FormatError("Invalid custom emoji identifier specified")
@@ -97,6 +103,7 @@ def emoji_id(url: str) -> str:
 
 
 def link_entity(url: str, offset: int, length: int) -> Entity | None:
+    """A user mention for a ``tg://user?id=`` link, else a text link; None for a bad URL."""
     if match := _USER_LINK.fullmatch(url):
         return Entity("MentionName", offset, length, match.group(1))
     checked = checked_link(url)

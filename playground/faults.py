@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from tests.fakes.telegram_wire import ApiError
+from playground.wire import ApiError
 
 if TYPE_CHECKING:
     from collections.abc import Collection

@@ -2,8 +2,8 @@
 
 ``TelegramState`` holds what Telegram would know about one bot and answers each method from
 decoded parameters, raising ``ApiError`` with Telegram's status and description where Telegram
-refuses. Payments live in ``telegram_payments``; the HTTP side, updates and failure injection
-in ``telegram``.
+refuses. Payments live in ``payments``; the HTTP side, updates and failure injection
+in ``botapi``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from tests.fakes.telegram_text import FormatError, format_text, utf16_len
-from tests.fakes.telegram_wire import ApiError, bad_request, check_reply_markup
+from playground.text import FormatError, format_text, utf16_len
+from playground.wire import ApiError, bad_request, check_reply_markup
 
 __all__ = ["InlineQuery", "Method", "TelegramState"]
 
@@ -79,6 +79,7 @@ class TelegramState:
         self.inline_messages: dict[str, dict[str, Any]] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.inline_query_ttl = 10.0
+        self.group_title = "Test group"
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
         self._sent: dict[int, list[int]] = {}
@@ -127,7 +128,7 @@ class TelegramState:
         if chat_type == "private":
             chat["first_name"] = first_name
         else:
-            chat["title"] = "Test group" if chat_type != "channel" else "Test channel"
+            chat["title"] = self.group_title if chat_type != "channel" else "Test channel"
         self.chats[chat_id] = chat
         return chat
 
@@ -375,4 +376,6 @@ class TelegramState:
                 key: content[key] for key in ("parse_mode", "entities") if key in content
             }
             checked["text"], checked["entities"] = self._formatted(params)
+            checked["title"] = str(result["title"])
+            checked["description"] = str(result.get("description") or "")
         return checked

@@ -1,0 +1,55 @@
+"""``python -m playground``: serve the local Telegram until SIGINT or SIGTERM.
+
+One port serves both sides: the page for a person at ``/`` and the Bot API for the bot under
+``/bot<token>/<method>`` (point ``VEIL_TELEGRAM_API`` at the printed URL and ``VEIL_BOT_TOKEN``
+at ``--token``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from playground.web import Playground
+
+__all__ = ["main", "serve"]
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m playground", description="A local Telegram for one bot, in a browser."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="listen port (8080; 0: any)")
+    parser.add_argument(
+        "--token", default="123456:PLAYGROUND", help="the bot token the emulator accepts"
+    )
+    return parser.parse_args(argv)
+
+
+async def serve(host: str, port: int, token: str) -> None:
+    """Run the playground on ``host:port`` until the process gets SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    playground = Playground(token=token)
+    url = await playground.start(host, port)
+    sys.stdout.write(f"playground: open {url} (Bot API for the bot: {url})\n")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await playground.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve."""
+    args = _arguments(argv)
+    asyncio.run(serve(args.host, args.port, args.token))
+
+
+if __name__ == "__main__":
+    main()
