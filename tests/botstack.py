@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.app import Veil, register_commands, running_veil
 from bot.settings import BotSettings
+from models import UserNotFound
 from sealed.encoding import b64e
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.fakes.vllm import FakeVLLM
@@ -44,6 +45,21 @@ class Stack:
             while len(self.telegram.sent_messages(chat_id)) < count:  # noqa: ASYNC110 -- polls the fake's record
                 await asyncio.sleep(0.02)
         return self.telegram.sent_messages(chat_id)
+
+    async def stored_turns(self, user_id: int, count: int, within: float = 10) -> list[str]:
+        """Wait until the user's active conversation holds ``count`` turns; return their texts.
+
+        The final message goes out before the exchange is stored, so tests wait for both.
+        """
+        store = self.veil.store
+        async with asyncio.timeout(within):
+            while True:
+                with contextlib.suppress(UserNotFound):  # the first message is not in yet
+                    conversation = await store.active_conversation(user_id)
+                    turns = await store.history(user_id, conversation)
+                    if len(turns) >= count:
+                        return [turn.text for turn in turns]
+                await asyncio.sleep(0.02)
 
     async def reply_text(self, chat_id: int, index: int = 0, within: float = 10) -> str:
         """The text of the bot's ``index``-th message to the chat (waiting for it)."""

@@ -177,6 +177,7 @@ async def test_refunded_payment_after_spending_leaves_a_negative_balance(tmp_pat
         await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
         stack.telegram.send_text(USER, "Spend some")
         await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == "Paid answer.")
+        await stack.stored_turns(USER, 2)
         stack.telegram.refunded(USER, payload=invoice["payload"], total_amount=50, charge_id=charge)
         notice = await stack.telegram.wait_for(
             "sendMessage", lambda c: "refunded" in str(c.params["text"])

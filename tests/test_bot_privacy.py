@@ -39,6 +39,7 @@ async def test_nothing_readable_on_disk_in_logs_or_on_the_wire(tmp_path: Path) -
             with structlog.testing.capture_logs() as logs:
                 stack.telegram.send_text(USER, PROMPT)
                 (message,) = await stack.final_messages(USER)
+                await stack.stored_turns(USER, 2)
                 stack.telegram.send_text(USER, "And a follow-up question")
                 await stack.final_messages(USER, 2)
         assert "obsidian-kettledrum-58" in message["text"]  # the user did get the answer
@@ -58,6 +59,7 @@ async def test_forget_erases_history_so_it_cannot_be_found_or_decrypted(tmp_path
     async with running_stack(tmp_path, answer=ANSWER) as stack:
         stack.telegram.send_text(USER, PROMPT)
         await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
         with sqlite3.connect(tmp_path / "veil.db") as db:
             sealed = [
                 row[0] for row in db.execute("SELECT body FROM turns WHERE user_id = ?", [USER])
@@ -93,6 +95,7 @@ async def test_forget_can_be_declined(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
         stack.telegram.send_text(USER, "Hello")
         await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
         stack.telegram.send_text(USER, "/forget")
         confirm = (await stack.final_messages(USER, 2))[1]
         keep = confirm["reply_markup"]["inline_keyboard"][0][1]

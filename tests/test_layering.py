@@ -13,6 +13,19 @@ FORBIDDEN = {
     "models": {"aiogram", "bot", "handlers", "services", "sealed", "gateway"},
     "services": {"aiogram", "bot", "handlers", "gateway", "sqlite_utils"},
     "gateway": {"aiogram", "bot", "handlers", "services", "models", "sqlite_utils"},
+    # The playground emulates Telegram: it must not lean on the bot it serves.
+    "playground": {"aiogram", "bot", "handlers", "services", "models", "sealed", "gateway"},
+    # The launcher only starts processes: it imports none of what it starts.
+    "launcher": {
+        "aiogram",
+        "bot",
+        "handlers",
+        "services",
+        "models",
+        "sealed",
+        "gateway",
+        "playground",
+    },
 }
 
 
