@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import os
 import statistics
 import sys
 import tempfile
@@ -130,9 +131,12 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
         )
         line = await vllm.wait_for_line("listening on")
         vllm_url = line.split()[-1]
+        profile = os.environ.get("VEIL_BENCH_PROFILE")
+        command = (
+            ("-m", "cProfile", "-o", profile, "-m", "gateway") if profile else ("-m", "gateway")
+        )
         gateway = await ManagedProcess.start(
-            "-m",
-            "gateway",
+            *command,
             env={
                 "VEIL_OPERATOR_KEY_FILE": str(key_file),
                 "VEIL_VLLM_URL": vllm_url,
@@ -165,6 +169,10 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
                     f"{'total direct':>13} {'total sealed':>13} {'ratio':>6}"
                 )
                 for level in levels:
+                    # One untimed round at this concurrency first, for both paths, so the
+                    # connection pools are warm (as in steady production); then the timed one.
+                    await measure(level, lambda: direct_stream(session, vllm_url))
+                    await measure(level, lambda: sealed_stream(client))
                     d_first, d_total = await measure(
                         level, lambda: direct_stream(session, vllm_url)
                     )
