@@ -79,6 +79,9 @@ class Launch:
             env={**self.env, **env},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            # Its own session: a terminal's Ctrl-C reaches only the launcher, which then stops
+            # the parts in order (instead of all of them at once, racing the report).
+            start_new_session=True,
         )
         part = Part(name, process)
         part.reader = asyncio.create_task(part.read(echo))
