@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess
+from tests.harness import ManagedProcess, new_operator_key
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -180,20 +180,7 @@ def show(result: Result, label: str) -> None:
 async def main_async(levels: list[int], words: int, delay: float) -> None:
     """Start the fakes and a gateway, then run every level with and without 429s."""
     with tempfile.TemporaryDirectory() as tmp:
-        key_file = Path(tmp) / "operator.key"
-        keygen = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "keygen",
-            "--out",
-            str(key_file),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        verify_text = (await keygen.communicate())[0].decode().strip()
-        import base64  # noqa: PLC0415 -- only here
-
-        verify_key = base64.urlsafe_b64decode(verify_text + "=")
+        key_file, verify_key = await new_operator_key(Path(tmp))
         async with (
             FakeTelegram(token=TOKEN) as telegram,
             FakeVLLM(answer=answer_for(words), token_delay=delay) as vllm,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ from sealed.request import new_request_secrets, open_request, seal_request
 from sealed.stream import ChunkOpener, ChunkSealer, Final
 from sealed.suites import KeyPair, Suite
 from services.inference import InferenceClient, TextDelta
-from tests.harness import ManagedProcess
+from tests.harness import ManagedProcess, new_operator_key
 
 MESSAGES = [{"role": "user", "content": "Tell me about the sea. " * 40}]
 
@@ -115,17 +114,7 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
     """Run fake vLLM and a gateway as processes; compare sealed streams with direct ones."""
     answer = " ".join(f"w{i}" for i in range(tokens))
     with tempfile.TemporaryDirectory() as tmp:
-        key_file = Path(tmp) / "operator.key"
-        keygen = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "keygen",
-            "--out",
-            str(key_file),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        verify_key = (await keygen.communicate())[0].decode().strip()
+        key_file, verify_key = await new_operator_key(Path(tmp))
         vllm = await ManagedProcess.start(
             "-m", "tests.fakes.vllm", "--answer", answer, "--token-delay", str(delay), env={}
         )
@@ -158,9 +147,7 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
             gateway_url = str(gateway.json_event("gateway.started")["url"])
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
-                client = InferenceClient(
-                    [gateway_url], [base64.urlsafe_b64decode(verify_key + "=")], session
-                )
+                client = InferenceClient([gateway_url], [verify_key], session)
                 await sealed_stream(client)  # warm up: bundle fetch, connections
                 await direct_stream(session, vllm_url)
                 print(f"\nend to end: {tokens} tokens at {delay * 1000:.0f} ms/token, medians")

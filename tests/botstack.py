@@ -111,24 +111,31 @@ async def running_stack(
                 **settings,
             }
         )
-        async with running_veil(config) as veil:
-            await register_commands(veil)
-            polling = asyncio.create_task(
-                veil.dispatcher.start_polling(
-                    veil.bot,
-                    handle_signals=False,
-                    close_bot_session=False,
-                    polling_timeout=1,
-                    allowed_updates=veil.dispatcher.resolve_used_update_types(),
-                )
+        async with polling_bot(config, telegram) as veil:
+            yield Stack(telegram, vllm, gateway, veil, data_dir)
+
+
+@contextlib.asynccontextmanager
+async def polling_bot(config: BotSettings, telegram: FakeTelegram) -> AsyncIterator[Veil]:
+    """The real bot, in-process, long-polling ``telegram`` until the block ends."""
+    async with running_veil(config) as veil:
+        await register_commands(veil)
+        polling = asyncio.create_task(
+            veil.dispatcher.start_polling(
+                veil.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                polling_timeout=1,
+                allowed_updates=veil.dispatcher.resolve_used_update_types(),
             )
-            try:
-                await telegram.wait_for("getUpdates")
-                yield Stack(telegram, vllm, gateway, veil, data_dir)
-            finally:
-                with contextlib.suppress(RuntimeError):
-                    await veil.dispatcher.stop_polling()
-                await asyncio.wait_for(polling, 10)
+        )
+        try:
+            await telegram.wait_for("getUpdates")
+            yield veil
+        finally:
+            with contextlib.suppress(RuntimeError):
+                await veil.dispatcher.stop_polling()
+            await asyncio.wait_for(polling, 10)
 
 
 def texts_of(calls: list[Call]) -> list[str]:

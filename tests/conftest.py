@@ -7,12 +7,24 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from models import MasterKey
 from services.inference import InferenceClient
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import Clock, RunningGateway, run_gateway
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "veil.db"
+
+
+@pytest.fixture
+def master_key() -> MasterKey:
+    return MasterKey.generate()
 
 
 @pytest.fixture

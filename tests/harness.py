@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from gateway.keys import KeyRing
 from gateway.server import Gateway, build_app
 from gateway.vllm import VLLMClient
+from sealed.encoding import b64d
 from sealed.suites import Suite
 
 if TYPE_CHECKING:
@@ -179,3 +180,23 @@ class ManagedProcess:
             self.process.kill()
         await self.process.wait()
         await self._reader
+
+
+async def new_operator_key(directory: Path) -> tuple[Path, bytes]:
+    """Run ``python -m gateway keygen`` into ``directory``; return the file and the verify key."""
+    key_file = directory / "operator.key"
+    keygen = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "keygen",
+        "--out",
+        str(key_file),
+        stdout=asyncio.subprocess.PIPE,
+        env=child_environment(),
+        cwd=REPO,
+    )
+    printed = (await keygen.communicate())[0].decode().strip()
+    if keygen.returncode != 0:
+        raise RuntimeError(f"keygen failed with exit {keygen.returncode}")
+    return key_file, b64d(printed)

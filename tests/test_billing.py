@@ -30,16 +30,6 @@ FREE = 2000
 STAR = 1_000_000
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "veil.db"
-
-
-@pytest.fixture
-def master_key() -> MasterKey:
-    return MasterKey.generate()
-
-
 @pytest.fixture(autouse=True)
 async def _books_balance(db_path: Path, master_key: MasterKey) -> AsyncIterator[None]:
     """After every test: every hold, release, usage and payment row agrees with the others."""

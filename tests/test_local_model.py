@@ -6,17 +6,15 @@ Runs only with ``-m slow`` and the local extras installed (``scripts/run`` insta
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.app import register_commands, running_veil
 from bot.settings import BotSettings
 from launcher.chain import LOCAL_MODEL_NAME, local_model_path
 from sealed.encoding import b64e
-from tests.botstack import TOKEN
+from tests.botstack import TOKEN, polling_bot
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import Clock, ManagedProcess, run_gateway
 
@@ -66,25 +64,15 @@ async def test_a_real_question_gets_a_streamed_answer_from_the_tiny_model(tmp_pa
                 max_answer_tokens=48,
                 context_tokens=2048,
             )
-            async with running_veil(settings) as veil:
-                await register_commands(veil)
-                polling = asyncio.create_task(
-                    veil.dispatcher.start_polling(
-                        veil.bot, handle_signals=False, close_bot_session=False, polling_timeout=1
-                    )
+            async with polling_bot(settings, telegram) as veil:
+                telegram.send_text(4711, "What is the capital of France?")
+                final = await telegram.wait_for(
+                    "sendMessage", lambda c: c.params["chat_id"] == 4711, timeout=240
                 )
-                try:
-                    telegram.send_text(4711, "What is the capital of France?")
-                    final = await telegram.wait_for(
-                        "sendMessage", lambda c: c.params["chat_id"] == 4711, timeout=240
-                    )
-                    answer = await veil.chat.store.history(
-                        4711, await veil.chat.store.active_conversation(4711)
-                    )
-                    balance = await veil.billing.balance(4711)
-                finally:
-                    await veil.dispatcher.stop_polling()
-                    await polling
+                answer = await veil.chat.store.history(
+                    4711, await veil.chat.store.active_conversation(4711)
+                )
+                balance = await veil.billing.balance(4711)
     finally:
         await server.stop()
     assert final.params["text"].strip()

@@ -27,10 +27,10 @@ from aiogram.types import (
 )
 from playwright.async_api import Page, async_playwright
 
-from bot.app import register_commands, running_veil
 from bot.settings import BotSettings
 from playground.web import GROUP_CHAT_ID, PLAY_USER_ID, Playground
 from sealed.encoding import b64e
+from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, ManagedProcess, run_gateway
 
@@ -354,24 +354,8 @@ async def veil_against(playground: Playground, data_dir: Path) -> AsyncIterator[
             draft_interval=0.25,
             free_tokens_per_day=1_000_000,
         )
-        async with running_veil(config) as veil:
-            await register_commands(veil)
-            polling = asyncio.create_task(
-                veil.dispatcher.start_polling(
-                    veil.bot,
-                    handle_signals=False,
-                    close_bot_session=False,
-                    polling_timeout=1,
-                    allowed_updates=veil.dispatcher.resolve_used_update_types(),
-                )
-            )
-            try:
-                await playground.wait_for("getUpdates")
-                yield
-            finally:
-                with contextlib.suppress(RuntimeError):
-                    await veil.dispatcher.stop_polling()
-                await asyncio.wait_for(polling, 10)
+        async with polling_bot(config, playground):
+            yield
 
 
 async def send(page: Page, text: str) -> None:

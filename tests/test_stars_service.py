@@ -23,16 +23,6 @@ PACKS = Pack.parse_list("250:275000000, 50:50000000,1000:1200000000")
 PLAN = Plan(stars=300, units=400 * STAR)
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "veil.db"
-
-
-@pytest.fixture
-def master_key() -> MasterKey:
-    return MasterKey.generate()
-
-
 @pytest.fixture(autouse=True)
 async def _books_balance(db_path: Path, master_key: MasterKey) -> AsyncIterator[None]:
     """After every test: every payment, refund and hold agrees with its ledger rows."""

@@ -37,11 +37,6 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def master_key() -> MasterKey:
-    return MasterKey.generate()
-
-
-@pytest.fixture
 async def store(db_path: Path, master_key: MasterKey) -> AsyncIterator[Store]:
     opened = await Store.open(db_path, master_key)
     yield opened
