@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import stat
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import aiohttp
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, Clock, ManagedProcess, child_environment, run_gateway
+from tests.harness import REPO, Clock, ManagedProcess, child_environment, free_port, run_gateway
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,13 +78,6 @@ async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path
     disk = b"".join(p.read_bytes() for p in data.glob("veil.db*"))
     assert b"marzipan" not in disk
     assert b"velvet" not in disk
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_webhook_mode_checks_the_secret_and_answers(tmp_path: Path) -> None:

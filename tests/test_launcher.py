@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess
+from tests.harness import ManagedProcess, free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def playground_replies(base: str, http: aiohttp.ClientSession) -> list[str]:

@@ -6,7 +6,6 @@ Runs only with ``-m slow`` and the local extras installed (``scripts/run`` insta
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,19 +15,12 @@ from launcher.chain import LOCAL_MODEL_NAME, local_model_path
 from sealed.encoding import b64e
 from tests.botstack import TOKEN, polling_bot
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import Clock, ManagedProcess, run_gateway
+from tests.harness import Clock, ManagedProcess, free_port, run_gateway
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_a_real_question_gets_a_streamed_answer_from_the_tiny_model(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO
+from tests.harness import REPO, free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -48,13 +48,6 @@ def test_readme_documents_every_setting() -> None:
     for settings in (BotSettings, GatewaySettings):
         for name in settings.model_fields:
             assert f"VEIL_{name.upper()}" in text, f"VEIL_{name.upper()} is not in the README"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.served import Served
+
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
 
-class RecordingProxy:
+class RecordingProxy(Served):
     """Forwards TCP connections to ``target`` and records every byte in both directions."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -79,20 +80,8 @@ class RecordingProxy:
             with contextlib.suppress(OSError, RuntimeError):
                 writer.write_eof()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class TamperingRelay:
+class TamperingRelay(Served):
     """An HTTP relay to ``target`` that may rewrite sealed bodies.
 
     ``rewrite_request`` / ``rewrite_response`` take the whole body and return what to send on;
@@ -153,15 +142,3 @@ class TamperingRelay:
                 status=upstream.status,
                 content_type=upstream.content_type,
             )
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -23,13 +23,14 @@ import time
 import uuid
 from functools import partial
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.fakes.served import Served
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from types import TracebackType
 
 DEFAULT_MAX_COMPLETION_TOKENS = 256
 _TOKEN_RE = re.compile(r"\s*\S+|\s+$")
@@ -72,7 +73,7 @@ def _content_text(content: object) -> str:
     return ""
 
 
-class FakeVLLM:
+class FakeVLLM(Served):
     """A small aiohttp app that answers like vLLM's OpenAI server and records what it was sent.
 
     The behaviour switches (`healthy`, `fail_before_stream`, `flat_error`,
@@ -129,18 +130,6 @@ class FakeVLLM:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- handlers -----------------------------------------------------------------------------
 
