@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess, new_operator_key
+from tests.harness import ManagedProcess, client_keys_setting, new_operator_key
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -190,6 +190,7 @@ async def main_async(levels: list[int], words: int, delay: float) -> None:
                 "gateway",
                 env={
                     "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                    "VEIL_CLIENT_KEYS": client_keys_setting(),
                     "VEIL_VLLM_URL": vllm.url,
                     "VEIL_GATEWAY_PORT": "0",
                 },

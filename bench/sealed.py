@@ -1,6 +1,8 @@
 """Benchmark of the sealed channel: crypto cost, and what the gateway adds end to end.
 
-Prints seal/open time per request, per-chunk overhead, and, with 1, 50 and 200 concurrent
+Prints seal/open time per request, per-chunk overhead, the client authentication's cost (the
+bot's Ed25519 signature over the sealed bytes and the gateway's check), and, with 1, 50 and 200
+concurrent
 streams against the fake vLLM on loopback, time to first token and total time through the
 gateway divided by the same measured directly against the fake vLLM in the same run.
 The fake vLLM and the gateway run as separate processes, as in production.
@@ -25,13 +27,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from sealed.auth import (
+    CLIENT_KEY_HEADER,
+    CLIENT_SIGNATURE_HEADER,
+    check_client_signature,
+    client_auth_headers,
+    parse_verify_key,
+)
 from sealed.bundle import KeyBundle
-from sealed.receipt import UsageReceipt, sign_receipt
+from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
 from sealed.request import new_request_secrets, open_request, seal_request
 from sealed.stream import ChunkOpener, ChunkSealer, Final
 from sealed.suites import KeyPair, Suite
 from services.inference import InferenceClient, TextDelta
-from tests.harness import ManagedProcess, new_operator_key
+from tests.harness import CLIENT_KEY, ManagedProcess, client_keys_setting, new_operator_key
 
 MESSAGES = [{"role": "user", "content": "Tell me about the sea. " * 40}]
 
@@ -63,10 +72,32 @@ def micro(suite: Suite, rounds: int = 300) -> dict[str, float]:
     signer = ed25519.Ed25519PrivateKey.generate()
     start = time.perf_counter()
     for _ in range(rounds):
-        sign_receipt(UsageReceipt(b"\0" * 16, "m", 10, 10, complete=True), signer)
+        sign_receipt(UsageReceipt(b"\0" * 16, "m", 10, 10, ReceiptStatus.COMPLETE), signer)
     receipt_us = (time.perf_counter() - start) / rounds * 1e6
     _ = Final
-    return {"seal": seal_us, "open": open_us, "chunk": chunk_us, "receipt": receipt_us}
+    sign_us, verify_us = client_auth(sealed[0], rounds)
+    return {
+        "seal": seal_us,
+        "open": open_us,
+        "chunk": chunk_us,
+        "receipt": receipt_us,
+        "auth_sign": sign_us,
+        "auth_verify": verify_us,
+    }
+
+
+def client_auth(body: bytes, rounds: int) -> tuple[float, float]:
+    """Client authentication of one sealed body: the bot's signing and the gateway's check (µs)."""
+    start = time.perf_counter()
+    for _ in range(rounds):
+        headers = client_auth_headers(CLIENT_KEY, body)
+    sign_us = (time.perf_counter() - start) / rounds * 1e6
+    verify_key = parse_verify_key(headers[CLIENT_KEY_HEADER])
+    start = time.perf_counter()
+    for _ in range(rounds):
+        check_client_signature(verify_key, headers[CLIENT_SIGNATURE_HEADER], body)
+    verify_us = (time.perf_counter() - start) / rounds * 1e6
+    return sign_us, verify_us
 
 
 async def direct_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
@@ -128,6 +159,7 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
             *command,
             env={
                 "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
                 "VEIL_VLLM_URL": vllm_url,
                 "VEIL_GATEWAY_PORT": "0",
             },
@@ -147,7 +179,9 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
             gateway_url = str(gateway.json_event("gateway.started")["url"])
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
-                client = InferenceClient([gateway_url], [verify_key], session)
+                client = InferenceClient(
+                    [gateway_url], [verify_key], session, client_key=CLIENT_KEY
+                )
                 await sealed_stream(client)  # warm up: bundle fetch, connections
                 await direct_stream(session, vllm_url)
                 print(f"\nend to end: {tokens} tokens at {delay * 1000:.0f} ms/token, medians")
@@ -186,7 +220,8 @@ def main() -> None:
         print(
             f"{suite.name:>16}: seal {figures['seal']:.0f} µs, open {figures['open']:.0f} µs "
             f"per ~1 KB request; chunk seal+open {figures['chunk']:.1f} µs; "
-            f"receipt sign {figures['receipt']:.0f} µs"
+            f"receipt sign {figures['receipt']:.0f} µs; client auth sign "
+            f"{figures['auth_sign']:.0f} µs + verify {figures['auth_verify']:.0f} µs"
         )
     asyncio.run(end_to_end(args.tokens, args.token_delay, [int(x) for x in args.levels.split(",")]))
 

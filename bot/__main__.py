@@ -1,21 +1,41 @@
-"""``python -m bot``: run Veil's Telegram bot (long polling, or a webhook when configured)."""
+"""``python -m bot``: run Veil's Telegram bot (long polling, or a webhook when configured).
+
+``python -m bot reconcile`` compares the ledger with Telegram; ``python -m bot keygen --out FILE``
+makes the client key that signs every request to the gateways and prints its verify key.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import BotSettings
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
 from models import StorageError
+from sealed.keyfile import (
+    CLIENT_KEY_HEADER,
+    KeyFileError,
+    read_key_file,
+    verify_key_text,
+    write_key_file,
+)
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+USAGE = "usage: python -m bot [reconcile | keygen --out FILE]"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: serve the bot, or ``reconcile`` the ledger with Telegram."""
+    """Entry point: serve the bot, ``reconcile`` the ledger, or make a client key (``keygen``)."""
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
+        return run_keygen(Path(args[2]))
     if args not in ([], ["reconcile"]):
-        print("usage: python -m bot [reconcile]", file=sys.stderr)  # noqa: T201
+        print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
     try:
         settings = load_settings(BotSettings)
@@ -25,12 +45,34 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args == ["reconcile"]:
         return run_reconcile(settings)
+    client_key = load_client_key(settings)
+    if client_key is None:
+        return 2
+    return run_bot(settings, client_key)
+
+
+def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
+    """The client key, or None after one line saying how to make and pin one."""
+    try:
+        return read_key_file(settings.client_key_path, CLIENT_KEY_HEADER)
+    except KeyFileError as exc:
+        print(  # noqa: T201 -- one clear line for the operator
+            f"veil: setting VEIL_CLIENT_KEY_FILE: {exc}; make one with python -m bot keygen"
+            f" --out {settings.client_key_path} and pin the key it prints in each gateway's"
+            " VEIL_CLIENT_KEYS",
+            file=sys.stderr,
+        )
+        return None
+
+
+def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
+    """Serve until SIGINT/SIGTERM."""
     # Imported after the settings check, so a bad setting fails fast, before aiogram loads.
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, client_key))
     except StorageError as exc:
         print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
         return 2
@@ -40,9 +82,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_keygen(path: Path) -> int:
+    """Write a new client key file and print its verify key (what gateways pin)."""
+    try:
+        key = write_key_file(path, CLIENT_KEY_HEADER)
+    except KeyFileError as exc:
+        print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(verify_key_text(key))  # noqa: T201 -- the verify key is public; it is the output
+    return 0
+
+
 def run_reconcile(settings: BotSettings) -> int:
     """Print every difference between the ledger and Telegram; exit 1 if there is any."""
-    from bot.reconcile import reconcile  # noqa: PLC0415 -- see main
+    from bot.reconcile import reconcile  # noqa: PLC0415 -- see run_bot
 
     count, differences = asyncio.run(reconcile(settings))
     for line in differences:

@@ -36,6 +36,8 @@ from services.stars import StarsShop
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     from bot.settings import BotSettings
 
 log = structlog.get_logger("veil.bot")
@@ -84,15 +86,60 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     return dispatcher
 
 
+# Connections for control requests (bundles, cancels, receipts) to each gateway: few and short.
+KEEPALIVE_SECONDS = 5.0
+CONTROL_CONNECTIONS_PER_GATEWAY = 16
+
+
 @contextlib.asynccontextmanager
-async def running_veil(settings: BotSettings) -> AsyncIterator[Veil]:
+async def gateway_sessions(
+    settings: BotSettings,
+) -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.ClientSession]]:
+    """The HTTP sessions to the gateways: one for answer streams, one for control requests.
+
+    The stream pool holds ``VEIL_GATEWAY_STREAMS`` connections per gateway (the gateways'
+    stream capacity), so the bot never queues requests a gateway has room for; a request that
+    still has to wait longer than ``VEIL_GATEWAY_WAIT`` fails over. Control requests have their
+    own small pool, so a stop is never queued behind new answers.
+    """
+    streams = settings.gateway_streams
+    gateways = len(settings.gateway_urls)
+    # Idle connections are dropped before a gateway's header timeout (10 s by default) would
+    # close them, so a request never goes out on a connection the gateway is closing.
+    stream_pool = aiohttp.TCPConnector(
+        limit=streams * gateways, limit_per_host=streams, keepalive_timeout=KEEPALIVE_SECONDS
+    )
+    control_pool = aiohttp.TCPConnector(
+        limit=CONTROL_CONNECTIONS_PER_GATEWAY * gateways,
+        limit_per_host=CONTROL_CONNECTIONS_PER_GATEWAY,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+    )
+    async with (
+        aiohttp.ClientSession(connector=stream_pool) as stream_session,
+        aiohttp.ClientSession(connector=control_pool) as control_session,
+    ):
+        yield stream_session, control_session
+
+
+@contextlib.asynccontextmanager
+async def running_veil(
+    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey
+) -> AsyncIterator[Veil]:
     """Open every part of the bot; close them in reverse order on exit."""
     catalogs = Catalogs()
     master_key = MasterKey.load_or_create(settings.master_key_path)
     store = await Store.open(settings.database_path, master_key)
     try:
-        async with aiohttp.ClientSession() as http:
-            inference = InferenceClient(settings.gateway_urls, settings.verify_keys, http)
+        async with gateway_sessions(settings) as (streams, control):
+            inference = InferenceClient(
+                settings.gateway_urls,
+                settings.verify_keys,
+                streams,
+                client_key=client_key,
+                control_session=control,
+                pool_wait=settings.gateway_wait,
+                stop_grace=settings.stop_grace,
+            )
             billing = Billing(store, settings.price_table, settings.free_tokens_per_day)
             shop = StarsShop(store, settings.packs, settings.plan)
             recovered = await billing.recover(0)
@@ -133,9 +180,9 @@ async def register_commands(veil: Veil) -> None:
         )
 
 
-async def run_polling(settings: BotSettings) -> None:
+async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve with long polling until SIGINT/SIGTERM."""
-    async with running_veil(settings) as veil:
+    async with running_veil(settings, client_key) as veil:
         me = await veil.bot.get_me()
         await veil.bot.delete_webhook(drop_pending_updates=False)
         await register_commands(veil)
@@ -150,11 +197,11 @@ async def run_polling(settings: BotSettings) -> None:
         log.info("bot.stopped")
 
 
-async def run_webhook(settings: BotSettings) -> None:
+async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve a webhook (secret header checked) until SIGINT/SIGTERM."""
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
-    async with running_veil(settings) as veil:
+    async with running_veil(settings, client_key) as veil:
         secret = settings.webhook_secret.get_secret_value()
         app = web.Application()
         path = settings.webhook_url.path or "/"

@@ -31,6 +31,10 @@ class BotSettings(BaseSettings):
     operator_keys: str
     data_dir: Path = Path("data")
     master_key_file: Path | None = None
+    client_key_file: Path | None = None
+    gateway_streams: int = Field(default=256, ge=1, le=100_000)
+    gateway_wait: float = Field(default=10.0, gt=0, le=300)
+    stop_grace: float = Field(default=10.0, gt=0, le=300)
     admins: str = ""
     default_model: str | None = None
     system_prompt: str | None = None
@@ -138,6 +142,11 @@ class BotSettings(BaseSettings):
     def database_path(self) -> Path:
         """The SQLite file."""
         return self.data_dir / "veil.db"
+
+    @property
+    def client_key_path(self) -> Path:
+        """The client key file that signs every request to the gateways."""
+        return self.client_key_file or self.data_dir / "client.key"
 
     @property
     def master_key_path(self) -> Path:

@@ -1,1 +1,5 @@
-"""The worker-side server in front of vLLM: key bundles, sealed chat, health and metrics."""
+"""The worker-side server in front of vLLM.
+
+Key bundles, sealed chat, cancel and receipt fetches and health on the public listener;
+metrics on their own.
+"""

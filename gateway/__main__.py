@@ -11,8 +11,9 @@ from pathlib import Path
 
 import aiohttp
 import structlog
-from aiohttp import web
 
+from gateway.clients import parse_client_keys
+from gateway.descriptors import AcceptErrorFilter
 from gateway.keys import (
     KeyRing,
     OperatorKeyError,
@@ -21,7 +22,8 @@ from gateway.keys import (
     write_operator_key,
 )
 from gateway.logs import configure_logging
-from gateway.server import Gateway, build_app, rotate_forever
+from gateway.routes import Listeners, listen
+from gateway.server import UPSTREAM_SPARE, Gateway, rotate_forever
 from gateway.settings import GatewaySettings, SettingsError, load_settings
 from gateway.vllm import VLLMClient
 from sealed.suites import Suite
@@ -35,14 +37,24 @@ async def serve(settings: GatewaySettings) -> None:
         operator = read_operator_key(settings.operator_key_file)
     except OperatorKeyError as exc:
         raise SettingsError(f"veil: setting VEIL_OPERATOR_KEY_FILE: {exc}") from None
+    try:
+        clients = parse_client_keys(
+            settings.client_keys,
+            default_streams=settings.max_streams,
+            default_max_tokens=settings.max_completion_tokens,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"veil: setting VEIL_CLIENT_KEYS is invalid: {exc}") from None
     suite = Suite.X25519 if settings.gateway_suite == "x25519" else Suite.MLKEM768_X25519
     api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrorFilter())
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     # One upstream connection per stream: the pool must not be smaller than the stream cap.
-    connector = aiohttp.TCPConnector(limit=settings.max_streams + 8)
+    connector = aiohttp.TCPConnector(limit=settings.max_streams + UPSTREAM_SPARE)
+    limits = settings.limits
     async with aiohttp.ClientSession(connector=connector) as session:
         gateway = Gateway(
             ring=KeyRing(
@@ -52,22 +64,28 @@ async def serve(settings: GatewaySettings) -> None:
                 grace_seconds=settings.key_grace_seconds,
                 now=0,
             ),
-            vllm=VLLMClient(str(settings.vllm_url), api_key, session),
+            vllm=VLLMClient(
+                str(settings.vllm_url),
+                api_key,
+                session,
+                idle_timeout=limits.backend_idle_timeout,
+            ),
+            clients=clients,
             max_streams=settings.max_streams,
             max_skew=settings.max_clock_skew,
             fixed_models=settings.served_models,
+            limits=limits,
+            multimodal_models=settings.vision_models,
         )
         gateway.ring.rotate(gateway.now())
         await gateway.refresh_models()
-        runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
-        await site.start()
-        port = runner.addresses[0][1] if runner.addresses else settings.gateway_port
+        listeners = await _listen(gateway, settings)
         rotation = asyncio.create_task(rotate_forever(gateway, settings.key_rotation_seconds))
         log.info(
             "gateway.started",
-            url=f"http://{settings.gateway_host}:{port}",
+            url=listeners.url,
+            metrics_url=listeners.metrics_url,
+            max_connections=listeners.max_connections,
             suite=suite.label,
             key_id=gateway.ring.current.keypair.key_id.hex(),
             models=list(gateway.ring.models),
@@ -78,8 +96,26 @@ async def serve(settings: GatewaySettings) -> None:
             rotation.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rotation
-            await runner.cleanup()
+            await listeners.close()
             log.info("gateway.stopped")
+
+
+async def _listen(gateway: Gateway, settings: GatewaySettings) -> Listeners:
+    """Start both listeners, or stop with one line naming the address that is taken."""
+    try:
+        return await listen(
+            gateway,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            metrics_host=settings.metrics_host,
+            metrics_port=settings.metrics_port,
+        )
+    except OSError as exc:
+        raise SettingsError(
+            "veil: cannot listen on VEIL_GATEWAY_HOST:VEIL_GATEWAY_PORT "
+            f"({settings.gateway_host}:{settings.gateway_port}) or VEIL_METRICS_HOST:"
+            f"VEIL_METRICS_PORT ({settings.metrics_host}:{settings.metrics_port}): {exc.strerror}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,63 +8,53 @@ HPKE key is rotated on a schedule; a rotated-out key is still accepted until its
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealed.bundle import KeyBundle, SignedBundle, sign_bundle
-from sealed.encoding import b64d, b64e
-from sealed.errors import MalformedMessage, UnknownKey
+from sealed.errors import UnknownKey
+from sealed.keyfile import (
+    OPERATOR_KEY_HEADER,
+    KeyFileError,
+    read_key_file,
+    verify_key_text,
+    write_key_file,
+)
 from sealed.suites import KeyPair, Suite
+
+__all__ = [
+    "KeyRing",
+    "OperatorKeyError",
+    "RingKey",
+    "read_operator_key",
+    "verify_key_text",
+    "write_operator_key",
+]
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-OPERATOR_KEY_HEADER = "veil-operator-key-v1"
 
-
-class OperatorKeyError(Exception):
+class OperatorKeyError(KeyFileError):
     """The operator key file is missing, unreadable, malformed or too widely readable."""
 
 
 def write_operator_key(path: Path) -> ed25519.Ed25519PrivateKey:
     """Create a new operator key file (mode 0600, refusing to overwrite one)."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    seed = key.private_bytes_raw()
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise OperatorKeyError(f"{path} already exists; not overwriting an operator key") from exc
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(f"{OPERATOR_KEY_HEADER} {b64e(seed)}\n")
-    return key
+        return write_key_file(path, OPERATOR_KEY_HEADER)
+    except KeyFileError as exc:
+        raise OperatorKeyError(str(exc)) from exc
 
 
 def read_operator_key(path: Path) -> ed25519.Ed25519PrivateKey:
     """Load the operator key file; refuse it if group or others may read it."""
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OperatorKeyError(f"cannot read operator key file {path}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise OperatorKeyError(f"operator key file {path} must be mode 0600")
-    header, _, encoded = text.strip().partition(" ")
-    try:
-        if header != OPERATOR_KEY_HEADER:
-            raise OperatorKeyError(f"operator key file {path} is malformed")
-        return ed25519.Ed25519PrivateKey.from_private_bytes(b64d(encoded))
-    except (MalformedMessage, ValueError) as exc:
-        raise OperatorKeyError(f"operator key file {path} is malformed") from exc
-
-
-def verify_key_text(key: ed25519.Ed25519PrivateKey) -> str:
-    """The verify key the bot pins (``VEIL_OPERATOR_KEYS``), as base64url."""
-    return b64e(key.public_key().public_bytes_raw())
+        return read_key_file(path, OPERATOR_KEY_HEADER)
+    except KeyFileError as exc:
+        raise OperatorKeyError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -138,6 +128,11 @@ class KeyRing:
                 self._operator,
             )
         return self._bundle
+
+    def serving(self, now: int) -> bool:
+        """True while the current key is inside its validity window (clients can use it)."""
+        key = self.current
+        return key.not_before <= now < key.not_after
 
     def find(self, key_id: bytes, now: int) -> KeyPair:
         """The key pair named by ``key_id``, if this gateway still accepts it."""

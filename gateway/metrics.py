@@ -1,6 +1,8 @@
 """Prometheus metrics of one gateway (its own registry, so tests can run several).
 
-Labels carry outcomes and key ids only: never text, never tokens.
+They are served on their own listener (``VEIL_METRICS_HOST``/``VEIL_METRICS_PORT``), never on
+the public port. Labels carry outcomes, refusal codes and cancel results only: never text,
+keys, tokens or request ids.
 """
 
 from __future__ import annotations
@@ -9,18 +11,58 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 
 class GatewayMetrics:
-    """Counters, gauges and histograms served at ``GET /metrics``."""
+    """Counters, gauges and histograms served at ``GET /metrics`` on the metrics listener."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "veil_gateway_requests",
-            "Sealed chat requests by outcome.",
+            "Sealed chat requests by outcome (a refusal's code, or how the stream ended).",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "veil_gateway_refusals",
+            "Requests refused before any stream, by code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.cancels = Counter(
+            "veil_gateway_cancels",
+            "Cancel requests by result (stopping, finished, or a refusal's code).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.stalls = Counter(
+            "veil_gateway_stalls",
+            "Streams ended because the model server sent nothing for the backend idle timeout.",
+            registry=self.registry,
+        )
+        self.client_stalls = Counter(
+            "veil_gateway_client_stalls",
+            "Streams aborted because the client read nothing for the client idle timeout.",
             registry=self.registry,
         )
         self.active_streams = Gauge(
             "veil_gateway_active_streams", "Streams being relayed now.", registry=self.registry
+        )
+        self.connections = Gauge(
+            "veil_gateway_connections", "Client connections open now.", registry=self.registry
+        )
+        self.connections_refused = Counter(
+            "veil_gateway_connections_refused",
+            "Connections closed on accept because the connection cap was reached.",
+            registry=self.registry,
+        )
+        self.header_timeouts = Counter(
+            "veil_gateway_header_timeouts",
+            "Connections closed because a request head did not arrive in time.",
+            registry=self.registry,
+        )
+        self.receipts_kept = Gauge(
+            "veil_gateway_receipts_kept",
+            "Final records of finished streams held for receipt fetches.",
+            registry=self.registry,
         )
         self.chunks = Counter("veil_gateway_chunks", "Sealed chunks sent.", registry=self.registry)
         self.first_token = Histogram(
@@ -31,7 +73,12 @@ class GatewayMetrics:
         )
         self.completion_tokens = Counter(
             "veil_gateway_completion_tokens",
-            "Completion tokens relayed (from vLLM's usage).",
+            "Completion tokens stated by receipts.",
+            registry=self.registry,
+        )
+        self.prompt_tokens = Counter(
+            "veil_gateway_prompt_tokens",
+            "Prompt tokens stated by receipts.",
             registry=self.registry,
         )
 

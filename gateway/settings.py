@@ -8,6 +8,8 @@ from typing import Literal, TypeVar
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.limits import Limits
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
@@ -23,6 +25,8 @@ class GatewaySettings(BaseSettings):
     vllm_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
     vllm_api_key: SecretStr | None = None
     operator_key_file: Path
+    client_keys: str
+    max_completion_tokens: int = Field(default=4096, ge=1)
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8600, ge=0, le=65535)
     gateway_suite: Literal["x25519", "mlkem768-x25519"] = "x25519"
@@ -31,12 +35,44 @@ class GatewaySettings(BaseSettings):
     key_grace_seconds: int = Field(default=600, ge=0)
     max_streams: int = Field(default=256, ge=1)
     max_clock_skew: int = Field(default=120, ge=1)
+    multimodal_models: str = ""
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1024, ge=1)
+    client_idle_timeout: float = Field(default=30.0, gt=0)
+    max_stream_seconds: float = Field(default=600.0, gt=0)
+    backend_idle_timeout: float = Field(default=60.0, gt=0)
+    receipt_ttl: float = Field(default=900.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9600, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
     def served_models(self) -> tuple[str, ...]:
         """Models named in ``VEIL_GATEWAY_MODELS``; empty means "ask vLLM"."""
-        return tuple(m.strip() for m in self.gateway_models.split(",") if m.strip())
+        return _names(self.gateway_models)
+
+    @property
+    def vision_models(self) -> frozenset[str]:
+        """Models named in ``VEIL_MULTIMODAL_MODELS``: the only ones that may take images."""
+        return frozenset(_names(self.multimodal_models))
+
+    @property
+    def limits(self) -> Limits:
+        """The timeouts and caps, as the gateway takes them."""
+        return Limits(
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            max_connections=self.max_connections,
+            client_idle_timeout=self.client_idle_timeout,
+            max_stream_seconds=self.max_stream_seconds,
+            backend_idle_timeout=self.backend_idle_timeout,
+            receipt_ttl=self.receipt_ttl,
+        )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def load_settings(cls: type[SettingsT]) -> SettingsT:

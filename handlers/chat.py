@@ -18,10 +18,12 @@ from services.errors import (
     BackendError,
     ContextTooLong,
     HistoryUnavailable,
+    InferenceBusy,
     InferenceError,
     InferenceUnavailable,
     InsufficientCredit,
     LedgerUnavailable,
+    ModelStalled,
     StreamCorrupted,
     UntrustedGateway,
 )
@@ -37,9 +39,12 @@ if TYPE_CHECKING:
 
 
 RETRY = "retry"
+# First match wins: subclasses before their parents.
 _ERROR_TEXTS: list[tuple[type[InferenceError], str]] = [
     (UntrustedGateway, "error_untrusted"),
+    (InferenceBusy, "error_busy"),
     (InferenceUnavailable, "error_unavailable"),
+    (ModelStalled, "error_stalled"),
     (ContextTooLong, "error_context"),
     (BackendError, "error_backend"),
     (StreamCorrupted, "error_corrupted"),
@@ -88,7 +93,7 @@ async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from t
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
-    """Stop the answer being written; what was written so far is kept."""
+    """Stop the answer being written; what was written so far is kept (and charged)."""
     user_id = message.from_user.id if message.from_user else message.chat.id
     if not chat.cancel(user_id):
         await message.answer(texts("nothing_to_cancel"))
@@ -104,7 +109,7 @@ async def cmd_new(message: Message, texts: Texts, chat: ChatService) -> None:
 
 
 async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatService) -> None:
-    """The draft's stop button: in a private chat the chat id is the user's id."""
+    """The draft's stop button (like /cancel): in a private chat the chat id is the user's id."""
     chat.cancel(event.chat.id)
 
 

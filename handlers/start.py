@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
 
+from services.gateways import UNREACHABLE
+
 if TYPE_CHECKING:
     from aiogram.types import Message
 
@@ -27,7 +29,7 @@ async def cmd_help(message: Message, texts: Texts) -> None:
 
 
 async def cmd_privacy(message: Message, texts: Texts, chat: ChatService) -> None:
-    """Who can see what, and the worker keys with their verification state."""
+    """Who can see what, and each worker's key by fingerprint (never its address)."""
     lines = []
     for gateway in await chat.trust():
         if gateway.verified and gateway.not_after is not None:
@@ -35,14 +37,17 @@ async def cmd_privacy(message: Message, texts: Texts, chat: ChatService) -> None
             lines.append(
                 texts(
                     "privacy_gateway_ok",
+                    index=gateway.index,
                     fingerprint=gateway.fingerprint,
                     suite=gateway.suite,
                     until=until.strftime("%Y-%m-%d %H:%M UTC"),
                 )
             )
+        elif gateway.problem == UNREACHABLE:
+            lines.append(texts("privacy_gateway_down", index=gateway.index))
         else:
             lines.append(
-                texts("privacy_gateway_bad", url=gateway.url, problem=gateway.problem or "?")
+                texts("privacy_gateway_bad", index=gateway.index, problem=gateway.problem or "?")
             )
     await message.answer(texts("privacy", gateways="\n".join(lines)))
 

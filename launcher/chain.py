@@ -4,7 +4,8 @@ It starts, in order, and each only when needed:
 
 1. a local OpenAI-compatible model server (llama.cpp through ``llama-cpp-python[server]``) for a
    small GGUF model on the CPU, unless ``VEIL_VLLM_URL`` points at a model server already;
-2. the gateway, with the operator key in ``VEIL_DATA_DIR`` (created on the first run);
+2. the gateway, with the operator key in ``VEIL_DATA_DIR`` (created on the first run) and the
+   bot's client key (likewise) pinned as its one client;
 3. the Telegram playground (a local Bot API and a web page), unless ``VEIL_BOT_TOKEN`` is set;
 4. the bot, pointed at Telegram or at the playground.
 
@@ -185,16 +186,18 @@ async def start_model(launch: Launch, port: int) -> str:
     return url
 
 
-async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
-    """The operator key file and its verify key (created on the first run)."""
-    key_file = Path(launch.env.get("VEIL_OPERATOR_KEY_FILE") or data / "operator.key")
-    public = data / "operator.pub"
+async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) -> str:
+    """Create the ``kind`` key file unless it exists (``python -m gateway|bot keygen``).
+
+    The verify key is kept beside it in ``public`` (the key file holds only the private seed).
+    """
+    module = "gateway" if kind == "operator" else "bot"
     if not key_file.exists():
-        say(f"creating the operator key {key_file}")
+        say(f"creating the {kind} key {key_file}")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gateway",
+            module,
             "keygen",
             "--out",
             str(key_file),
@@ -203,14 +206,34 @@ async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
         )
         out, _ = await process.communicate()
         if process.returncode != 0:
-            raise LaunchError(f"could not create the operator key {key_file}")
+            raise LaunchError(f"could not create the {kind} key {key_file}")
         public.write_text(out.decode().strip() + "\n", encoding="ascii")
-    verify = launch.env.get("VEIL_OPERATOR_KEYS") or (
-        public.read_text(encoding="ascii").strip() if public.exists() else ""
+    return public.read_text(encoding="ascii").strip() if public.exists() else ""
+
+
+async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
+    """The operator key file and its verify key (created on the first run)."""
+    key_file = Path(launch.env.get("VEIL_OPERATOR_KEY_FILE") or data / "operator.key")
+    public = data / "operator.pub"
+    verify = launch.env.get("VEIL_OPERATOR_KEYS") or await ensure_key(
+        launch, "operator", key_file, public
     )
     if not verify:
         raise LaunchError(f"{key_file} exists but {public} does not: set VEIL_OPERATOR_KEYS")
     return key_file, verify
+
+
+async def ensure_client_key(launch: Launch, data: Path) -> tuple[Path, str]:
+    """The bot's client key file and the ``VEIL_CLIENT_KEYS`` entry that pins it."""
+    key_file = Path(launch.env.get("VEIL_CLIENT_KEY_FILE") or data / "client.key")
+    public = data / "client.pub"
+    pinned = launch.env.get("VEIL_CLIENT_KEYS")
+    if pinned:
+        return key_file, pinned
+    verify = await ensure_key(launch, "client", key_file, public)
+    if not verify:
+        raise LaunchError(f"{key_file} exists but {public} does not: set VEIL_CLIENT_KEYS")
+    return key_file, f"bot:{verify}"
 
 
 async def run(launch: Launch) -> None:
@@ -219,6 +242,7 @@ async def run(launch: Launch) -> None:
     data = Path(env.get("VEIL_DATA_DIR", "data"))
     data.mkdir(parents=True, exist_ok=True)
     key_file, verify_key = await ensure_operator_key(launch, data)
+    client_key_file, client_keys = await ensure_client_key(launch, data)
     model_url = env.get("VEIL_VLLM_URL")
     if not model_url:
         model_url = await start_model(launch, int(env.get("VEIL_LOCAL_MODEL_PORT", "8000")))
@@ -230,6 +254,7 @@ async def run(launch: Launch) -> None:
         "gateway",
         env={
             "VEIL_OPERATOR_KEY_FILE": str(key_file),
+            "VEIL_CLIENT_KEYS": client_keys,
             "VEIL_VLLM_URL": model_url,
             "VEIL_GATEWAY_PORT": gateway_port,
         },
@@ -238,6 +263,7 @@ async def run(launch: Launch) -> None:
     bot_env = {
         "VEIL_GATEWAYS": env.get("VEIL_GATEWAYS", f"http://127.0.0.1:{gateway_port}"),
         "VEIL_OPERATOR_KEYS": verify_key,
+        "VEIL_CLIENT_KEY_FILE": str(client_key_file),
         "VEIL_DATA_DIR": str(data),
     }
     playground_url = None

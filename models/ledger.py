@@ -36,7 +36,11 @@ KINDS: tuple[Kind, ...] = (
     "release",
     "subscription",
 )
-Outcome = Literal["settled", "unverified", "released", "recovered"]
+Outcome = Literal["settled", "unverified", "estimated", "released", "recovered"]
+OUTCOMES: tuple[Outcome, ...] = ("settled", "unverified", "estimated", "released", "recovered")
+# Outcomes that charge: each has a usage row (and a free row when the allowance covered some).
+CHARGED: frozenset[Outcome] = frozenset({"settled", "unverified", "estimated"})
+ReceiptStatusValue = Literal["complete", "stopped", "error"]
 OrderKind = Literal["pack", "plan"]
 
 
@@ -85,8 +89,11 @@ class Charge:
 
     ``cost`` is the gross price of the tokens (the usage row), ``units`` what the user paid
     after the free allowance covered ``free_tokens`` of them. ``outcome`` is ``settled`` (from
-    a valid receipt), ``unverified`` (invalid receipt: charged the held amount), ``released``
-    (no receipt: nothing charged) or ``recovered`` (released at start-up after a crash).
+    a valid receipt), ``unverified`` (invalid receipt: charged the held amount), ``estimated``
+    (no receipt could be had for text the user received: charged the bot's own count),
+    ``released`` (nothing delivered and no receipt: nothing charged) or ``recovered`` (released
+    at start-up after a crash). ``receipt_status`` is the settling receipt's status
+    (``complete``, ``stopped``, ``error``), None without one.
     """
 
     request_id: str
@@ -98,6 +105,7 @@ class Charge:
     free_tokens: int
     cost: int
     units: int
+    receipt_status: ReceiptStatusValue | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +296,7 @@ def get_hold(db: Database, request_id: str) -> HoldState | None:
     """The hold for ``request_id`` with its outcome, or None if there is none."""
     row = db.execute(
         f"SELECT {_HOLD_COLUMNS}, price_in, price_out, outcome, prompt_used, completion_used,"  # noqa: S608 -- a constant column list
-        " free_used, cost, charged FROM holds WHERE request_id = ?",
+        " free_used, cost, charged, receipt_status FROM holds WHERE request_id = ?",
         [request_id],
     ).fetchone()
     return None if row is None else _hold_state(row)
@@ -320,11 +328,15 @@ def close_hold(db: Database, charge: Charge, held_units: int, closed_at: int) ->
     """
     request_id, user_id = charge.request_id, charge.user_id
     _append(db, user_id, "release", held_units, f"release:{request_id}", closed_at)
-    if charge.outcome in {"settled", "unverified"}:
+    if charge.outcome in CHARGED:
         note = (
             f"{charge.model}: {charge.prompt_tokens}+{charge.completion_tokens} tokens,"
             f" {charge.free_tokens} free"
         )
+        if charge.outcome == "estimated":
+            note += ", estimated"
+        elif charge.receipt_status not in {None, "complete"}:
+            note += f", {charge.receipt_status}"
         _append(db, user_id, "usage", -charge.cost, f"usage:{request_id}", closed_at, note)
         if charge.cost > charge.units:
             _append(
@@ -332,7 +344,7 @@ def close_hold(db: Database, charge: Charge, held_units: int, closed_at: int) ->
             )
     db.execute(
         "UPDATE holds SET outcome = ?, closed_at = ?, prompt_used = ?, completion_used = ?,"
-        " free_used = ?, cost = ?, charged = ? WHERE request_id = ?",
+        " free_used = ?, cost = ?, charged = ?, receipt_status = ? WHERE request_id = ?",
         [
             charge.outcome,
             closed_at,
@@ -341,6 +353,7 @@ def close_hold(db: Database, charge: Charge, held_units: int, closed_at: int) ->
             charge.free_tokens,
             charge.cost,
             charge.units,
+            charge.receipt_status,
             request_id,
         ],
     )
@@ -384,15 +397,25 @@ def _hold_state(row: Any) -> HoldState:  # noqa: ANN401 -- a sqlite3 row is unty
             free_tokens=int(row[13]),
             cost=int(row[14]),
             units=int(row[15]),
+            receipt_status=_receipt_status(row[16]),
         )
     return HoldState(hold, price_in=int(row[8]), price_out=int(row[9]), charge=charge)
 
 
 def _outcome(value: str) -> Outcome:
-    for outcome in ("settled", "unverified", "released", "recovered"):
+    for outcome in OUTCOMES:
         if value == outcome:
             return outcome
     raise ValueError("unknown hold outcome")
+
+
+def _receipt_status(value: object) -> ReceiptStatusValue | None:
+    for status in ("complete", "stopped", "error"):
+        if value == status:
+            return status
+    if value is None:
+        return None
+    raise ValueError("unknown receipt status")
 
 
 # -- orders and payments ---------------------------------------------------------------------
@@ -532,10 +555,10 @@ _INVARIANT_QUERIES = (
     """SELECT h.user_id FROM holds h
        LEFT JOIN ledger u ON u.source = 'usage:' || h.request_id
        LEFT JOIN ledger f ON f.source = 'free:' || h.request_id
-       WHERE (h.outcome IN ('settled', 'unverified')
+       WHERE (h.outcome IN ('settled', 'unverified', 'estimated')
               AND (u.id IS NULL OR u.kind != 'usage' OR u.amount != -h.cost
                    OR COALESCE(f.amount, 0) != h.cost - h.charged OR h.charged > h.units))
-          OR (COALESCE(h.outcome, 'open') NOT IN ('settled', 'unverified')
+          OR (COALESCE(h.outcome, 'open') NOT IN ('settled', 'unverified', 'estimated')
               AND (u.id IS NOT NULL OR f.id IS NOT NULL))""",
     # Hold, release, usage and free rows all belong to a hold of the same user.
     """SELECT l.user_id FROM ledger l LEFT JOIN holds h

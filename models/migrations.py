@@ -148,7 +148,50 @@ def m0002_money(db: Database) -> None:
     db.execute("CREATE INDEX payments_user_id ON payments(user_id)")
 
 
-MIGRATIONS: list[Migration] = [m0001_history, m0002_money]
+def m0003_estimated_charges(db: Database) -> None:
+    """Holds may end ``estimated`` (billed by the bot's own count) and keep the receipt's status.
+
+    SQLite cannot change a CHECK constraint in place, so ``holds`` is rebuilt with its rows.
+    """
+    db.execute(
+        """
+        CREATE TABLE holds_v3 (
+            request_id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            max_completion_tokens INTEGER NOT NULL,
+            free_tokens INTEGER NOT NULL,
+            units INTEGER NOT NULL CHECK (units >= 0),
+            price_in INTEGER NOT NULL,
+            price_out INTEGER NOT NULL,
+            day INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            outcome TEXT CHECK (outcome IN ('settled', 'unverified', 'estimated', 'released',
+                                            'recovered')),
+            closed_at INTEGER,
+            prompt_used INTEGER,
+            completion_used INTEGER,
+            free_used INTEGER,
+            cost INTEGER,
+            charged INTEGER,
+            receipt_status TEXT CHECK (receipt_status IN ('complete', 'stopped', 'error'))
+        )
+        """
+    )
+    columns = (
+        "request_id, user_id, model, prompt_tokens, max_completion_tokens, free_tokens, units,"
+        " price_in, price_out, day, created_at, outcome, closed_at, prompt_used,"
+        " completion_used, free_used, cost, charged"
+    )
+    db.execute(f"INSERT INTO holds_v3 ({columns}) SELECT {columns} FROM holds")  # noqa: S608 -- a constant column list
+    db.execute("DROP TABLE holds")
+    db.execute("ALTER TABLE holds_v3 RENAME TO holds")
+    db.execute("CREATE INDEX holds_user_day ON holds(user_id, day)")
+    db.execute("CREATE INDEX holds_open ON holds(created_at) WHERE outcome IS NULL")
+
+
+MIGRATIONS: list[Migration] = [m0001_history, m0002_money, m0003_estimated_charges]
 
 
 def _ensure_table(db: Database) -> None:

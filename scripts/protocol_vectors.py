@@ -1,9 +1,11 @@
 """Print the test vectors of docs/protocol.md (fixed keys and randomness → exact bytes).
 
-Run ``python scripts/protocol_vectors.py`` and paste its output into the doc's ``vectors``
+Run ``python -m scripts.protocol_vectors`` and paste its output into the doc's ``vectors``
 block when the protocol changes; ``tests/test_protocol_vectors.py`` checks the doc against the
-code. HPKE encryption draws its own ephemeral key, so the request vector is a ciphertext to
-open rather than one to reproduce; the script makes a fresh one only with ``--new-request``.
+code. HPKE encryption draws its own ephemeral key, so the two request vectors (one per suite)
+are ciphertexts to open rather than ones to reproduce; the script makes fresh ones only with
+``--new-request``. Every length is in bytes and counts the whole thing named (a chunk's length
+includes its 4-byte length prefix).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
+from sealed.auth import (
+    cancel_proof,
+    client_auth_headers,
+    client_auth_message,
+    client_id,
+    receipt_proof,
+)
 from sealed.bundle import KeyBundle, sign_bundle
 from sealed.encoding import canonical_json
-from sealed.receipt import UsageReceipt, sign_receipt
+from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
 from sealed.request import encode_inner, seal_request
 from sealed.stream import ChunkSealer, Final, stream_id_for
 from sealed.suites import KeyPair
@@ -27,27 +36,89 @@ GATEWAY_X25519 = bytes(range(32, 64))
 RECEIPT_SEED = bytes(range(64, 96))
 REQUEST_ID = bytes(range(96, 112))
 RESPONSE_KEY = bytes(range(112, 144))
+CLIENT_SEED = bytes(range(144, 176))
+GATEWAY_MLKEM_SEED = bytes(range(176, 240))
+GATEWAY_HYBRID_X25519 = bytes(range(240, 256)) + bytes(range(16))
 TIMESTAMP = 1_800_000_000
+WINDOW = 4200
+MODELS = ("veil-test",)
+DELTAS = ("Hi", " there")
+USAGE = (9, 2)  # prompt, completion tokens of the complete receipt
+STOPPED_USAGE = (9, 1)
 CHAT: dict[str, Any] = {
     "model": "veil-test",
     "messages": [{"role": "user", "content": "Hello, Veil"}],
     "cache_salt": "salt-1",
+    "max_completion_tokens": 64,
+    "temperature": 0.7,
 }
 
 
-def fixed_bundle() -> KeyBundle:
-    """The bundle of the vectors: fixed keys, fixed window."""
-    keypair = KeyPair.from_x25519(x25519.X25519PrivateKey.from_private_bytes(GATEWAY_X25519))
+def fixed_bundle(keypair: KeyPair | None = None) -> KeyBundle:
+    """The bundle of the vectors: fixed keys, fixed window (suite 1 unless told)."""
+    keypair = keypair or KeyPair.from_x25519(
+        x25519.X25519PrivateKey.from_private_bytes(GATEWAY_X25519)
+    )
     receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(RECEIPT_SEED)
     return KeyBundle(
         suite=keypair.suite,
         public_key=keypair.public_bytes,
         key_id=keypair.key_id,
         not_before=TIMESTAMP,
-        not_after=TIMESTAMP + 4200,
-        models=("veil-test",),
+        not_after=TIMESTAMP + WINDOW,
+        models=MODELS,
         receipt_key=receipt_key.public_key().public_bytes_raw(),
     )
+
+
+def hybrid_keypair() -> KeyPair:
+    """The suite-2 key pair of the vectors."""
+    return KeyPair.from_hybrid_seed(GATEWAY_MLKEM_SEED, GATEWAY_HYBRID_X25519)
+
+
+def _receipt(status: ReceiptStatus, usage: tuple[int, int]) -> UsageReceipt:
+    client = ed25519.Ed25519PrivateKey.from_private_bytes(CLIENT_SEED)
+    return UsageReceipt(
+        REQUEST_ID,
+        "veil-test",
+        usage[0],
+        usage[1],
+        status,
+        client=client_id(client.public_key().public_bytes_raw()),
+    )
+
+
+def stream_vectors() -> dict[str, Any]:
+    """The response stream: two deltas and a DONE record; an ERROR and a stopped final."""
+    receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(RECEIPT_SEED)
+    signed = sign_receipt(_receipt(ReceiptStatus.COMPLETE, USAGE), receipt_key)
+    sealer = ChunkSealer(RESPONSE_KEY)
+    deltas = [sealer.delta(text) for text in DELTAS]
+    done = Final(signed, finish_reason="stop")
+    final = sealer.final(done)
+    stopped = sign_receipt(_receipt(ReceiptStatus.STOPPED, STOPPED_USAGE), receipt_key)
+    stopper = ChunkSealer(RESPONSE_KEY)
+    stopper.delta(DELTAS[0])
+    stopped_chunk = stopper.final(Final(stopped, finish_reason="stopped"))
+    failed = sign_receipt(_receipt(ReceiptStatus.ERROR, (9, 0)), receipt_key)
+    error = Final(failed, error_kind="backend", error_status=500, error_message="model crashed")
+    error_chunk = ChunkSealer(RESPONSE_KEY).final(error)
+    return {
+        "stream_id": stream_id_for(RESPONSE_KEY).hex(),
+        "chunk0_delta": deltas[0].hex(),
+        "chunk1_delta": deltas[1].hex(),
+        "chunk2_final_length": len(final),
+        "chunk2_final_sha256": hashlib.sha256(final).hexdigest(),
+        "receipt_body": signed.body.decode("ascii"),
+        "receipt_signature": signed.signature.hex(),
+        "final_payload": json.loads(canonical_json(done.payload())),
+        "stopped_receipt_body": stopped.body.decode("ascii"),
+        "stopped_chunk1_final_length": len(stopped_chunk),
+        "stopped_chunk1_final_sha256": hashlib.sha256(stopped_chunk).hexdigest(),
+        "error_chunk0_final_length": len(error_chunk),
+        "error_chunk0_final_sha256": hashlib.sha256(error_chunk).hexdigest(),
+        "error_payload": json.loads(canonical_json(error.payload())),
+    }
 
 
 def deterministic_vectors() -> dict[str, Any]:
@@ -58,40 +129,54 @@ def deterministic_vectors() -> dict[str, Any]:
     inner = encode_inner(
         CHAT, request_id=REQUEST_ID, response_key=RESPONSE_KEY, timestamp=TIMESTAMP
     )
-    receipt = UsageReceipt(REQUEST_ID, "veil-test", 9, 2, complete=True)
-    receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(RECEIPT_SEED)
-    receipt_signature = sign_receipt(receipt, receipt_key)
-    sealer = ChunkSealer(RESPONSE_KEY)
-    delta0 = sealer.delta("Hi")
-    delta1 = sealer.delta(" there")
-    final = sealer.final(Final(receipt, receipt_signature, finish_reason="stop"))
+    hybrid = hybrid_keypair()
+    client = ed25519.Ed25519PrivateKey.from_private_bytes(CLIENT_SEED)
     return {
         "inputs": {
             "operator_seed": OPERATOR_SEED.hex(),
             "gateway_x25519_private": GATEWAY_X25519.hex(),
+            "gateway_mlkem768_seed": GATEWAY_MLKEM_SEED.hex(),
+            "gateway_hybrid_x25519_private": GATEWAY_HYBRID_X25519.hex(),
             "receipt_seed": RECEIPT_SEED.hex(),
+            "client_seed": CLIENT_SEED.hex(),
             "request_id": REQUEST_ID.hex(),
             "response_key": RESPONSE_KEY.hex(),
             "timestamp": TIMESTAMP,
+            "not_before": TIMESTAMP,
+            "not_after": TIMESTAMP + WINDOW,
+            "models": list(MODELS),
             "chat": CHAT,
+            "deltas": list(DELTAS),
+            "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1]},
+            "stopped_usage": {
+                "prompt_tokens": STOPPED_USAGE[0],
+                "completion_tokens": STOPPED_USAGE[1],
+            },
         },
         "bundle_body": signed.body.decode("ascii"),
         "bundle_signature": signed.signature.hex(),
         "operator_verify_key": signed.operator_key.hex(),
         "key_id": bundle.key_id.hex(),
+        "hybrid_key_id": hybrid.key_id.hex(),
+        "hybrid_public_key_sha256": hashlib.sha256(hybrid.public_bytes).hexdigest(),
         "request_inner_json": inner[4 : 4 + int.from_bytes(inner[:4], "big")].decode("ascii"),
         "request_plaintext_length": len(inner),
         "request_plaintext_sha256": hashlib.sha256(inner).hexdigest(),
-        "stream_id": stream_id_for(RESPONSE_KEY).hex(),
-        "chunk0_delta_hi": delta0.hex(),
-        "chunk1_delta_there_sha256": hashlib.sha256(delta1).hexdigest(),
-        "chunk2_final_length": len(final),
-        "chunk2_final_sha256": hashlib.sha256(final).hexdigest(),
-        "receipt_signed_bytes": receipt.signed_bytes().decode("latin-1"),
-        "receipt_signature": receipt_signature.hex(),
-        "final_payload": json.loads(
-            canonical_json(Final(receipt, receipt_signature, "stop").payload())
-        ),
+        "client_verify_key": client.public_key().public_bytes_raw().hex(),
+        "client_id": client_id(client.public_key().public_bytes_raw()),
+        "cancel_proof": cancel_proof(RESPONSE_KEY, REQUEST_ID).hex(),
+        "receipt_proof": receipt_proof(RESPONSE_KEY, REQUEST_ID).hex(),
+        **stream_vectors(),
+    }
+
+
+def client_auth_vectors(sealed_request: bytes) -> dict[str, str]:
+    """The client signature over a recorded request (Ed25519 is deterministic)."""
+    client = ed25519.Ed25519PrivateKey.from_private_bytes(CLIENT_SEED)
+    headers = client_auth_headers(client, sealed_request)
+    return {
+        "client_auth_message": client_auth_message(sealed_request).hex(),
+        "client_signature_header": headers["Veil-Client-Signature"],
     }
 
 
@@ -99,14 +184,15 @@ def main() -> None:
     """Print the vectors as one JSON object."""
     vectors = deterministic_vectors()
     if "--new-request" in sys.argv:
-        sealed = seal_request(
-            fixed_bundle(),
-            CHAT,
-            request_id=REQUEST_ID,
-            response_key=RESPONSE_KEY,
-            timestamp=TIMESTAMP,
-        )
-        vectors["sealed_request"] = sealed.hex()
+        for name, bundle in (
+            ("sealed_request", fixed_bundle()),
+            ("sealed_request_hybrid", fixed_bundle(hybrid_keypair())),
+        ):
+            sealed = seal_request(
+                bundle, CHAT, request_id=REQUEST_ID, response_key=RESPONSE_KEY, timestamp=TIMESTAMP
+            )
+            vectors[name] = sealed.hex()
+        vectors.update(client_auth_vectors(bytes.fromhex(vectors["sealed_request"])))
     print(json.dumps(vectors, indent=2, ensure_ascii=False))
 
 

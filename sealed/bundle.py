@@ -1,7 +1,7 @@
 r"""Key bundles: the gateway's signed statement of which keys and models it serves.
 
 A bundle is canonical JSON (see ``sealed.encoding``) signed with the operator's Ed25519 key over
-``b"veil/bundle/v1\\x00" + body``. On the wire it is a JSON object holding the exact signed
+``b"veil/bundle/v2\\x00" + body``. On the wire it is a JSON object holding the exact signed
 bytes, so verification never depends on re-encoding::
 
     {"bundle": b64url(body), "signature": b64url(sig), "operator_key": b64url(verify key)}
@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sealed.encoding import b64d, b64e, canonical_json, parse_json_object
+from sealed.encoding import (
+    b64d,
+    b64e,
+    canonical_json,
+    hex_bytes,
+    json_int,
+    json_str,
+    parse_json_object,
+)
 from sealed.errors import (
     BundleBadSignature,
     BundleExpired,
@@ -24,13 +32,14 @@ from sealed.errors import (
     BundleUnsigned,
     MalformedMessage,
 )
-from sealed.suites import PublicKey, Suite, key_id_for, load_public_key
+from sealed.receipt import MAX_MODEL_NAME
+from sealed.suites import KEY_ID_SIZE, PublicKey, Suite, key_id_for, load_public_key
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-BUNDLE_CONTEXT = b"veil/bundle/v1\x00"
-PROTOCOL_VERSION = 1
+BUNDLE_CONTEXT = b"veil/bundle/v2\x00"
+PROTOCOL_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ class KeyBundle:
     attestation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The bundle body as a JSON object."""
+        """The bundle body as a JSON object (canonical JSON of it is what the operator signs)."""
         body: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
             "suite": self.suite.label,
@@ -64,26 +73,27 @@ class KeyBundle:
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> KeyBundle:
-        """Parse a bundle body; raise ``MalformedMessage`` on a missing or mistyped field."""
-        try:
-            if body["v"] != PROTOCOL_VERSION:
-                raise MalformedMessage("unsupported bundle version")
-            models = body["models"]
-            if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-                raise MalformedMessage("bad models list")
-            bundle = cls(
-                suite=Suite.from_label(str(body["suite"])),
-                public_key=b64d(str(body["public_key"])),
-                key_id=bytes.fromhex(str(body["key_id"])),
-                not_before=_int(body["not_before"]),
-                not_after=_int(body["not_after"]),
-                models=tuple(models),
-                receipt_key=b64d(str(body["receipt_key"])),
-                attestation=body.get("attestation"),
-            )
-        except (KeyError, ValueError) as exc:
-            raise MalformedMessage("bad bundle body") from exc
-        return bundle
+        """Parse a bundle body strictly: unknown fields and wrong types are ``MalformedMessage``."""
+        if not _REQUIRED <= set(body) <= _REQUIRED | {"attestation"}:
+            raise MalformedMessage("bundle fields missing or unknown")
+        if json_int(body["v"]) != PROTOCOL_VERSION:
+            raise MalformedMessage("unsupported bundle version")
+        models = body["models"]
+        if not isinstance(models, list) or not all(
+            isinstance(m, str) and 0 < len(m) <= MAX_MODEL_NAME for m in models
+        ):
+            raise MalformedMessage("bad models list")
+        attestation = body.get("attestation")
+        return cls(
+            suite=Suite.from_label(json_str(body["suite"], max_length=128)),
+            public_key=b64d(json_str(body["public_key"])),
+            key_id=hex_bytes(body["key_id"], KEY_ID_SIZE),
+            not_before=json_int(body["not_before"]),
+            not_after=json_int(body["not_after"]),
+            models=tuple(models),
+            receipt_key=b64d(json_str(body["receipt_key"], max_length=64)),
+            attestation=None if attestation is None else json_str(attestation, max_length=65536),
+        )
 
     def encryption_key(self) -> PublicKey:
         """The HPKE public key to seal requests to."""
@@ -95,6 +105,11 @@ class KeyBundle:
             return ed25519.Ed25519PublicKey.from_public_bytes(self.receipt_key)
         except ValueError as exc:
             raise MalformedMessage("bad receipt key") from exc
+
+
+_REQUIRED = frozenset(
+    {"v", "suite", "public_key", "key_id", "not_before", "not_after", "models", "receipt_key"}
+)
 
 
 @dataclass(frozen=True)
@@ -113,12 +128,6 @@ class SignedBundle:
             "signature": b64e(self.signature),
             "operator_key": b64e(self.operator_key),
         }
-
-
-def _int(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise MalformedMessage("expected an integer")
-    return value
 
 
 def sign_bundle(bundle: KeyBundle, operator: ed25519.Ed25519PrivateKey) -> SignedBundle:

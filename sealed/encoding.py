@@ -2,7 +2,12 @@
 
 Canonical JSON here is ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=True)``
 over objects of strings, integers, booleans, null and lists: a third party reproduces it
-exactly, which is what lets a signature verify byte for byte.
+exactly. Signatures never depend on re-encoding, though: bundles and receipts travel as the
+exact bytes that were signed.
+
+Every parser here turns any failure of untrusted input (bad UTF-8, bad JSON, nesting deep
+enough to exhaust the recursion limit, integers out of range, wrong types) into
+``MalformedMessage``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from sealed.errors import MalformedMessage
 REQUEST_BUCKETS: tuple[int, ...] = tuple(1024 << i for i in range(11))  # 1 KiB … 1 MiB
 # Padded sizes of one response record (type byte + length + payload).
 RECORD_BUCKETS: tuple[int, ...] = (64, 256, 1024, 4096, 16384, 65536)
+# The most payload one record can carry: the last bucket less the length prefix and type byte.
+MAX_RECORD_PAYLOAD = RECORD_BUCKETS[-1] - 4 - 1
+# Integers in protocol JSON must fit in an IEEE double exactly (what JavaScript can read).
+MAX_JSON_INT = 2**53 - 1
 
 _LEN = struct.Struct(">I")
 
@@ -33,11 +42,36 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     """Parse bytes that must hold one JSON object."""
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedMessage("not valid JSON") from exc
     if not isinstance(value, dict):
         raise MalformedMessage("JSON value is not an object")
     return value
+
+
+def json_int(value: object, *, low: int = 0, high: int = MAX_JSON_INT) -> int:
+    """``value`` if it is a JSON integer (not a boolean) in ``[low, high]``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise MalformedMessage("expected an integer in range")
+    return value
+
+
+def json_str(value: object, *, max_length: int = 4096) -> str:
+    """``value`` if it is a JSON string of at most ``max_length`` characters."""
+    if not isinstance(value, str) or len(value) > max_length:
+        raise MalformedMessage("expected a string")
+    return value
+
+
+def hex_bytes(value: object, size: int) -> bytes:
+    """Decode a lower-case hex string of exactly ``size`` bytes."""
+    text = json_str(value, max_length=2 * size)
+    if len(text) != 2 * size or text != text.lower():
+        raise MalformedMessage("expected lower-case hex")
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise MalformedMessage("expected lower-case hex") from exc
 
 
 def b64e(data: bytes) -> str:
@@ -47,9 +81,13 @@ def b64e(data: bytes) -> str:
 
 def b64d(text: str) -> bytes:
     """Decode base64url with or without padding; raise ``MalformedMessage`` on bad input."""
+    if not isinstance(text, str) or "=" in text.rstrip("="):
+        raise MalformedMessage("bad base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as exc:
+        return base64.b64decode(
+            (text + "=" * (-len(text) % 4)).encode("ascii"), altchars=b"-_", validate=True
+        )
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise MalformedMessage("bad base64url") from exc
 
 

@@ -12,6 +12,7 @@ these into ``VeilError`` subclasses at their boundary. Messages never hold plain
     │   ├── BundleExpired       outside its not-before / not-after window
     │   └── BundleKeyMismatch   the key id does not belong to the bundle's public key
     ├── RequestError            a sealed request the gateway refuses
+    │   ├── Unauthenticated     no valid client signature, or a cancel/receipt proof that fails
     │   ├── UnknownKey          sealed to a key id this gateway does not hold (or no longer)
     │   ├── OpenFailed          HPKE authentication failed: tampered or wrong key
     │   ├── RequestTooLarge
@@ -23,7 +24,8 @@ these into ``VeilError`` subclasses at their boundary. Messages never hold plain
         ├── StreamSpliced       a chunk belongs to another response stream
         ├── StreamTruncated     the stream ended before its final chunk
         ├── TrailingData        bytes after the final chunk
-        └── ReceiptInvalid      the usage receipt's signature does not verify
+        └── ReceiptInvalid      the usage receipt does not verify, or names another request
+                                or model
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class BundleKeyMismatch(BundleError):
 
 class RequestError(SealedError):
     """A sealed request the gateway refuses."""
+
+
+class Unauthenticated(RequestError):
+    """The request carries no valid signature of a pinned client, or a proof that fails."""
 
 
 class UnknownKey(RequestError):
@@ -110,4 +116,4 @@ class TrailingData(StreamError):
 
 
 class ReceiptInvalid(StreamError):
-    """The usage receipt's signature does not verify."""
+    """The usage receipt's signature does not verify, or it names another request or model."""

@@ -4,7 +4,7 @@ Wire layout (all of it is the HTTP body of ``POST /v1/sealed/chat/completions``)
 
     "VEIL" | version (1 byte) | suite id (1 byte) | key id (8 bytes) | HPKE enc | HPKE ciphertext
 
-HPKE ``info`` is ``b"veil/request/v1\\x00"`` followed by the 14 header bytes, so the version, suite
+HPKE ``info`` is ``b"veil/request/v2\\x00"`` followed by the 14 header bytes, so the version, suite
 and key id are bound to the ciphertext. The plaintext is ``pad(canonical_json(inner))`` with
 ``REQUEST_BUCKETS``; ``inner`` holds the request id, timestamp, a fresh response key and the
 OpenAI-style chat request.
@@ -23,6 +23,9 @@ from sealed.encoding import (
     b64d,
     b64e,
     canonical_json,
+    hex_bytes,
+    json_int,
+    json_str,
     pad,
     parse_json_object,
     unpad,
@@ -31,12 +34,13 @@ from sealed.errors import MalformedMessage, OpenFailed, RequestTooLarge
 from sealed.suites import KeyPair, Suite
 
 MAGIC = b"VEIL"
-REQUEST_INFO = b"veil/request/v1\x00"
+REQUEST_INFO = b"veil/request/v2\x00"
 _HEADER = struct.Struct(">4sBB8s")
 HEADER_SIZE = _HEADER.size
 _AEAD_TAG = 16
 RESPONSE_KEY_SIZE = 32
 REQUEST_ID_SIZE = 16
+_INNER_FIELDS = frozenset({"v", "request_id", "ts", "response_key", "chat"})
 
 
 @dataclass(frozen=True)
@@ -133,19 +137,23 @@ def open_request(data: bytes, keypair: KeyPair) -> OpenedRequest:
         )
     except Exception as exc:  # cryptography raises InvalidTag or ValueError; both mean "not ours"
         raise OpenFailed("request does not authenticate") from exc
-    inner = parse_json_object(unpad(plaintext))
-    try:
-        request_id = bytes.fromhex(str(inner["request_id"]))
-        response_key = b64d(str(inner["response_key"]))
-        timestamp = inner["ts"]
-        chat = inner["chat"]
-    except (KeyError, ValueError) as exc:
-        raise MalformedMessage("request fields missing") from exc
-    if (
-        len(request_id) != REQUEST_ID_SIZE
-        or len(response_key) != RESPONSE_KEY_SIZE
-        or not isinstance(timestamp, int)
-        or not isinstance(chat, dict)
-    ):
+    return parse_inner(unpad(plaintext))
+
+
+def parse_inner(payload: bytes) -> OpenedRequest:
+    """Parse an opened request's JSON strictly; raise ``MalformedMessage`` on any deviation."""
+    inner = parse_json_object(payload)
+    if set(inner) != _INNER_FIELDS:
+        raise MalformedMessage("request fields missing or unknown")
+    if json_int(inner["v"]) != PROTOCOL_VERSION:
+        raise MalformedMessage("unsupported request version")
+    response_key = b64d(json_str(inner["response_key"], max_length=64))
+    chat = inner["chat"]
+    if len(response_key) != RESPONSE_KEY_SIZE or not isinstance(chat, dict):
         raise MalformedMessage("request fields malformed")
-    return OpenedRequest(request_id, timestamp, response_key, chat)
+    return OpenedRequest(
+        request_id=hex_bytes(inner["request_id"], REQUEST_ID_SIZE),
+        timestamp=json_int(inner["ts"]),
+        response_key=response_key,
+        chat=chat,
+    )

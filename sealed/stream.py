@@ -4,14 +4,15 @@ One chunk on the wire::
 
     length (uint32, bytes that follow) | stream id (8) | seq (uint32) | flags (1) | ciphertext
 
-- ``stream id`` = SHA-256(b"veil/stream-id/v1" || response key)[:8]; the client knows it in
+- ``stream id`` = SHA-256(b"veil/stream-id/v2" || response key)[:8]; the client knows it in
   advance, so a chunk from another response is recognised (splicing).
 - ChaCha20-Poly1305 under the response key; nonce = 4 zero bytes || seq as uint64 big-endian;
-  AAD = b"veil/response/v1\\x00" || stream id || seq || flags. Flags bit 0 marks the final chunk.
+  AAD = b"veil/response/v2\\x00" || stream id || seq || flags. Flags bit 0 marks the final chunk.
 - The plaintext is a record, ``pad(type byte || payload, RECORD_BUCKETS)``: type 1 is a text
   delta (UTF-8), type 2 the final "done" record and type 3 a final "error" record (JSON, with
   the signed usage receipt). A final record must come in a chunk flagged final, and nothing may
-  follow it.
+  follow it. A delta too long for one record is split on UTF-8 character boundaries, so no
+  record ever exceeds the last bucket.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from sealed.encoding import (
+    MAX_RECORD_PAYLOAD,
     RECORD_BUCKETS,
-    b64d,
-    b64e,
     canonical_json,
+    json_int,
+    json_str,
     pad,
     parse_json_object,
     unpad,
@@ -42,17 +44,23 @@ from sealed.errors import (
     StreamTruncated,
     TrailingData,
 )
-from sealed.receipt import UsageReceipt
+from sealed.receipt import SignedReceipt
 
-RESPONSE_AAD = b"veil/response/v1\x00"
-STREAM_ID_CONTEXT = b"veil/stream-id/v1"
+RESPONSE_AAD = b"veil/response/v2\x00"
+STREAM_ID_CONTEXT = b"veil/stream-id/v2"
 FLAG_FINAL = 0x01
 _LEN = struct.Struct(">I")
 _HEAD = struct.Struct(">8sIB")
 _TAG = 16
+MIN_CHUNK = _HEAD.size + RECORD_BUCKETS[0] + _TAG
 MAX_CHUNK = _HEAD.size + RECORD_BUCKETS[-1] + _TAG
+# Bounds of the fields of a final record (the gateway truncates error messages to fit).
+MAX_ERROR_MESSAGE = 1024
+MAX_FINISH_REASON = 64
+ERROR_KINDS = frozenset({"unavailable", "context_length", "stalled", "backend"})
 # How far from the expected position a failing chunk is tried, to tell reordering from tampering.
 _REORDER_WINDOW = 16
+_CONTINUATION = 0x80  # the top two bits of a UTF-8 continuation byte
 
 
 class RecordType(enum.IntEnum):
@@ -72,10 +80,15 @@ class Delta:
 
 @dataclass(frozen=True)
 class Final:
-    """The last record: how the stream ended and the signed usage receipt."""
+    """The last record: how the stream ended and the signed usage receipt.
 
-    receipt: UsageReceipt | None
-    signature: bytes | None
+    ``finish_reason`` is the model server's (``stop``, ``length``, …), ``stopped`` after a cancel
+    or ``time_limit`` when the gateway's longest stream duration was reached. An error record
+    has ``error_kind`` (one of ``ERROR_KINDS``), the model server's HTTP status if any, and a
+    message of at most ``MAX_ERROR_MESSAGE`` characters.
+    """
+
+    receipt: SignedReceipt | None
     finish_reason: str | None = None
     error_kind: str | None = None
     error_status: int | None = None
@@ -88,48 +101,51 @@ class Final:
 
     def payload(self) -> dict[str, Any]:
         """The JSON payload of the final record."""
-        body: dict[str, Any] = {}
-        if self.receipt is not None and self.signature is not None:
-            body["receipt"] = self.receipt.to_json()
-            body["signature"] = b64e(self.signature)
+        body: dict[str, Any] = self.receipt.to_wire() if self.receipt is not None else {}
         if self.is_error:
             body["error"] = {
                 "kind": self.error_kind,
                 "status": self.error_status,
-                "message": self.error_message,
+                "message": (self.error_message or "")[:MAX_ERROR_MESSAGE],
             }
         else:
-            body["finish_reason"] = self.finish_reason
+            body["finish_reason"] = self.finish_reason or "stop"
         return body
 
     @classmethod
     def from_payload(cls, body: dict[str, Any]) -> Final:
-        """Parse a final record's JSON payload."""
-        receipt = None
-        signature = None
-        if "receipt" in body:
-            receipt = UsageReceipt.from_json(body["receipt"])
-            signature = b64d(str(body.get("signature", "")))
+        """Parse a final record's (or a receipt reply's) JSON payload strictly."""
+        receipt = SignedReceipt.from_wire(body) if "receipt" in body else None
         error = body.get("error")
         if error is None:
-            return cls(receipt, signature, finish_reason=_opt_str(body.get("finish_reason")))
-        if not isinstance(error, dict):
+            reason = json_str(body.get("finish_reason"), max_length=MAX_FINISH_REASON)
+            return cls(receipt, finish_reason=reason)
+        if not isinstance(error, dict) or "finish_reason" in body:
             raise MalformedMessage("bad error record")
+        kind = json_str(error.get("kind"), max_length=32)
         status = error.get("status")
         return cls(
             receipt,
-            signature,
-            error_kind=str(error.get("kind") or "backend"),
-            error_status=status if isinstance(status, int) else None,
-            error_message=_opt_str(error.get("message")),
+            error_kind=kind if kind in ERROR_KINDS else "backend",
+            error_status=None if status is None else json_int(status, low=100, high=599),
+            error_message=json_str(error.get("message"), max_length=MAX_ERROR_MESSAGE),
         )
 
 
 Record = Delta | Final
 
 
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
+def split_utf8(data: bytes, limit: int = MAX_RECORD_PAYLOAD) -> list[bytes]:
+    """Cut UTF-8 ``data`` into pieces of at most ``limit`` bytes, never inside a character."""
+    pieces = []
+    while len(data) > limit:
+        cut = limit
+        while data[cut] & 0xC0 == _CONTINUATION:  # back up to a character's first byte
+            cut -= 1
+        pieces.append(data[:cut])
+        data = data[cut:]
+    pieces.append(data)
+    return pieces
 
 
 def stream_id_for(response_key: bytes) -> bytes:
@@ -151,8 +167,11 @@ class ChunkSealer:
         self.finished = False
 
     def delta(self, text: str) -> bytes:
-        """A chunk holding a text delta."""
-        return self._chunk(RecordType.DELTA, text.encode("utf-8"), final=False)
+        """The chunks holding a text delta: one, or several if it is too long for one record."""
+        data = text.encode("utf-8")
+        return b"".join(
+            self._chunk(RecordType.DELTA, piece, final=False) for piece in split_utf8(data)
+        )
 
     def final(self, record: Final) -> bytes:
         """The final chunk (done or error); nothing may be sealed after it."""
@@ -190,7 +209,7 @@ class ChunkOpener:
         records: list[Record] = []
         while len(self._buffer) >= _LEN.size:
             (length,) = _LEN.unpack_from(self._buffer)
-            if length < _HEAD.size + _TAG or length > MAX_CHUNK:
+            if length < MIN_CHUNK or length > MAX_CHUNK:
                 raise MalformedMessage("chunk length out of range")
             if len(self._buffer) < _LEN.size + length:
                 break

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 from sealed.errors import MalformedMessage
 
+KEY_ID_SIZE = 8
 _MLKEM768_PUBLIC = 1184
 _X25519_PUBLIC = 32
 
@@ -111,7 +112,7 @@ class KeyPair:
 
 def key_id_for(suite: Suite, public_bytes: bytes) -> bytes:
     """Key id: the first 8 bytes of SHA-256(suite id byte || public key bytes)."""
-    return hashlib.sha256(bytes([suite.value]) + public_bytes).digest()[:8]
+    return hashlib.sha256(bytes([suite.value]) + public_bytes).digest()[:KEY_ID_SIZE]
 
 
 def load_public_key(suite: Suite, public_bytes: bytes) -> PublicKey:

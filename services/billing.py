@@ -7,9 +7,12 @@ A balance is the sum of the user's ledger rows (``models.ledger``), never a cach
 A request's life: ``hold`` reserves its most possible cost (the prompt plus
 ``max_completion_tokens``, after the free tokens left today, which the hold reserves too) in
 one transaction that first checks the balance covers it; ``settle`` gives the hold back
-(``release:<id>``) and writes the actual cost from the signed receipt (``usage:<id>``);
-``release`` gives it back and charges nothing (no receipt). The hold is the most a request can
-cost: a receipt counting more tokens than were held for is charged the held amount.
+(``release:<id>``) and writes the actual cost from the signed receipt (``usage:<id>``), a
+stopped or failed answer's receipt too (its status is kept with the charge); ``estimate``
+does the same from the bot's own count when text reached the user but no receipt could be had
+(outcome ``estimated``: never zero for delivered text); ``release`` gives it back and charges
+nothing (nothing delivered, no receipt). The hold is the most a request can cost: a receipt
+counting more tokens than were held for is charged the held amount.
 
 Free allowance: ``free_tokens_per_day`` tokens a user's requests of one UTC day (00:00 UTC to
 00:00 UTC, by the hold's time) use before paid credit, prompt tokens first, then completion
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from models import Database, Store
+    from models.ledger import Outcome
+    from sealed.receipt import ReceiptStatus
 
 __all__ = [
     "CREDIT_KINDS",
@@ -242,47 +247,30 @@ class Billing:
         return await self._run(write)
 
     async def settle(
-        self, hold: Hold, prompt_tokens: int, completion_tokens: int, *, receipt_valid: bool
+        self,
+        hold: Hold,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        receipt_valid: bool,
+        status: ReceiptStatus | None = None,
     ) -> Charge:
         """Charge the receipt's tokens and give back the rest of the hold, in one transaction.
 
-        An invalid receipt is charged the held amount (as if every held token was used) and
-        logged. Settling (or releasing) a closed hold changes nothing and returns how it ended.
+        ``status`` is the receipt's (a stopped or failed answer's receipt is charged from its
+        counts like any other) and is kept with the charge. An invalid receipt is charged the
+        held amount (as if every held token was used) and logged. Settling (or releasing) a
+        closed hold changes nothing and returns how it ended.
         """
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError("token counts must not be negative")
-        now = int(self._clock())
-
-        def write(db: Database) -> tuple[Charge, bool, int]:
-            with db.atomic():
-                state = _open_state(db, hold)
-                if state.charge is not None:
-                    return state.charge, False, state.charge.units
-                held = state.hold
-                price = ModelPrice(state.price_in, state.price_out)
-                if receipt_valid:
-                    prompt, completion = prompt_tokens, completion_tokens
-                else:
-                    prompt, completion = held.prompt_tokens, held.max_completion_tokens
-                free = min(prompt + completion, held.free_tokens)
-                cost = price.cost(prompt, completion)
-                wanted = cost - price.free_cover(prompt, completion, free)
-                units = min(wanted, held.units)  # the hold is the most a request can cost
-                charge = Charge(
-                    request_id=held.request_id,
-                    user_id=held.user_id,
-                    model=held.model,
-                    outcome="settled" if receipt_valid else "unverified",
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    free_tokens=free,
-                    cost=cost - wanted + units,
-                    units=units,
-                )
-                storage.close_hold(db, charge, held.units, now)
-                return charge, True, wanted
-
-        charge, new, wanted = await self._run(write)
+        outcome: Outcome = "settled" if receipt_valid else "unverified"
+        charge, new, wanted = await self._charge(
+            hold,
+            outcome,
+            (prompt_tokens, completion_tokens),
+            status.value if status is not None and receipt_valid else None,
+        )
         if new and not receipt_valid:
             log.warning(
                 "billing.receipt_invalid",
@@ -300,8 +288,71 @@ class Billing:
             )
         return charge
 
+    async def estimate(self, hold: Hold, completion_tokens: int) -> Charge:
+        """Charge the bot's own count when text reached the user but no receipt could be had.
+
+        The prompt is the hold's estimate, the completion ``completion_tokens`` (the caller's
+        estimate of the delivered text); outcome ``estimated``, capped at the hold like any
+        charge. Settling (or releasing) a closed hold changes nothing and returns how it ended.
+        """
+        if completion_tokens < 0:
+            raise ValueError("token counts must not be negative")
+        charge, new, _ = await self._charge(
+            hold, "estimated", (hold.prompt_tokens, completion_tokens), None
+        )
+        if new:
+            log.warning(
+                "billing.estimated",
+                request_id=charge.request_id,
+                user_id=charge.user_id,
+                charged=charge.units,
+            )
+        return charge
+
+    async def _charge(
+        self,
+        hold: Hold,
+        outcome: Outcome,
+        tokens: tuple[int, int],
+        receipt_status: storage.ReceiptStatusValue | None,
+    ) -> tuple[Charge, bool, int]:
+        """Close the hold with a charge; (the charge, whether it is new, the uncapped units)."""
+        now = int(self._clock())
+
+        def write(db: Database) -> tuple[Charge, bool, int]:
+            with db.atomic():
+                state = _open_state(db, hold)
+                if state.charge is not None:
+                    return state.charge, False, state.charge.units
+                held = state.hold
+                price = ModelPrice(state.price_in, state.price_out)
+                if outcome == "unverified":
+                    prompt, completion = held.prompt_tokens, held.max_completion_tokens
+                else:
+                    prompt, completion = tokens
+                free = min(prompt + completion, held.free_tokens)
+                cost = price.cost(prompt, completion)
+                wanted = cost - price.free_cover(prompt, completion, free)
+                units = min(wanted, held.units)  # the hold is the most a request can cost
+                charge = Charge(
+                    request_id=held.request_id,
+                    user_id=held.user_id,
+                    model=held.model,
+                    outcome=outcome,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    free_tokens=free,
+                    cost=cost - wanted + units,
+                    units=units,
+                    receipt_status=receipt_status,
+                )
+                storage.close_hold(db, charge, held.units, now)
+                return charge, True, wanted
+
+        return await self._run(write)
+
     async def release(self, hold: Hold) -> Charge:
-        """Give the whole hold back and charge nothing (the request has no receipt).
+        """Give the whole hold back and charge nothing (no receipt, and nothing delivered).
 
         Releasing (or settling) a closed hold changes nothing and returns how it ended.
         """

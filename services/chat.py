@@ -5,6 +5,12 @@ model's window), streams the answer from the sealed inference client into an ``A
 (the bot's Telegram-facing side), and stores the exchange encrypted once it is finished or the
 user stopped it. A failed answer stores nothing, and the prompt is kept in memory only, so
 the user's Retry button can resend it.
+
+``ChatService.cancel`` (the draft's stop button, ``/cancel``) does not kill the answer: it
+signals the inference stream, which cancels at the gateway and reads on to the signed
+``stopped`` receipt, showing the text that still arrives. Every answer is then settled by the
+same rule: from its signed receipt if there is one (stopped and failed ones too); else, if text
+reached the user, from the bot's own count of that text plus the prompt estimate; else nothing.
 """
 
 from __future__ import annotations
@@ -29,11 +35,10 @@ from services.errors import (
 from services.inference import Completion, GatewayTrust, InferenceClient, TextDelta
 
 if TYPE_CHECKING:
-    from services.billing import Billing, Hold
-
-if TYPE_CHECKING:
     from models import Store, Turn
-    from sealed.receipt import UsageReceipt
+    from models.ledger import Charge, Outcome
+    from sealed.receipt import SignedReceipt, UsageReceipt
+    from services.billing import Billing, Hold
 
 log = structlog.get_logger("veil.chat")
 
@@ -58,7 +63,11 @@ class AnswerSink(Protocol):
 
 @dataclass(frozen=True)
 class Answer:
-    """What ``ChatService.answer`` produced."""
+    """What ``ChatService.answer`` produced.
+
+    ``outcome`` is how its hold was closed (``settled`` from the receipt, ``estimated`` from
+    the bot's count, ``released``…); ``cost`` what the user paid, in µ★.
+    """
 
     text: str
     model: str
@@ -67,12 +76,13 @@ class Answer:
     receipt: UsageReceipt | None
     receipt_valid: bool
     cost: int = 0
+    outcome: Outcome | None = None
 
 
 @dataclass
 class _Generation:
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[Answer] | None = None
-    stop_requested: bool = False
 
 
 @dataclass
@@ -128,12 +138,15 @@ class ChatService:
             self._active.pop(user_id, None)
 
     def cancel(self, user_id: int) -> bool:
-        """Stop the user's streaming answer at once; what was generated is kept."""
+        """Ask the user's streaming answer to stop; False if none is streaming.
+
+        The answer ends at the gateway's ``stopped`` receipt (within the client's stop grace):
+        what was delivered is kept, shown and charged.
+        """
         generation = self._active.get(user_id)
         if generation is None or generation.task is None or generation.task.done():
             return False
-        generation.stop_requested = True
-        generation.task.cancel()
+        generation.stop.set()
         return True
 
     def take_retry(self, user_id: int) -> str | None:
@@ -168,7 +181,6 @@ class ChatService:
         )
         await sink.begin()
         parts: list[str] = []
-        completion: Completion | None = None
         try:
             completion = await self._ask(
                 history,
@@ -178,28 +190,27 @@ class ChatService:
                 cache_salt=user.cache_salt,
                 sink=sink,
                 parts=parts,
+                stop=generation.stop,
             )
-        except asyncio.CancelledError:
-            if not generation.stop_requested:
-                await self._settle(hold, None)
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
+        except asyncio.CancelledError:  # shutdown, not a user's stop
+            await self._settle(hold, None, "".join(parts))
+            raise
         except InferenceError as exc:
-            await self._settle(hold, exc.receipt, valid=exc.receipt is not None)
+            await self._settle(hold, exc.signed_receipt, "".join(parts), valid=True)
             self._remember_failed(user_id, prompt)
             await sink.abort()
             raise
-        cost = await self._settle(
+        text = "".join(parts)
+        charge = await self._settle(
             hold,
-            completion.receipt if completion else None,
+            completion.signed_receipt if completion else None,
+            text,
             valid=completion.receipt_valid if completion else False,
         )
-        text = "".join(parts)
+        stopped = generation.stop.is_set()
         if not text:
             await sink.abort()
-            if completion is None and not generation.stop_requested:
+            if completion is None and not stopped:
                 self._remember_failed(user_id, prompt)
                 raise InferenceUnavailable("the model returned an empty answer")
         else:
@@ -214,35 +225,47 @@ class ChatService:
             "chat.answered",
             user_id=user_id,
             model=model,
-            stopped=generation.stop_requested,
-            completion_tokens=completion.receipt.completion_tokens
-            if completion and completion.receipt
-            else None,
+            stopped=stopped,
+            finish_reason=completion.finish_reason if completion else None,
+            outcome=charge.outcome,
+            completion_tokens=charge.completion_tokens,
         )
         return Answer(
             text=text,
             model=model,
-            stopped=generation.stop_requested,
+            stopped=stopped,
             finish_reason=completion.finish_reason if completion else None,
             receipt=completion.receipt if completion else None,
             receipt_valid=completion.receipt_valid if completion else False,
-            cost=cost,
+            cost=charge.units,
+            outcome=charge.outcome,
         )
 
     async def _settle(
-        self, hold: Hold, receipt: UsageReceipt | None, *, valid: bool = False
-    ) -> int:
-        """Settle the hold from the receipt (its held amount if the receipt did not verify).
+        self,
+        hold: Hold,
+        receipt: SignedReceipt | None,
+        delivered: str,
+        *,
+        valid: bool = False,
+    ) -> Charge:
+        """Close the hold by the one rule every answer is billed by.
 
-        No receipt (a cancelled or cut stream): nothing is charged.
+        From the receipt (the held amount if it did not verify); without one, from the bot's
+        count of the text the user received; with neither, nothing is charged.
         """
-        if receipt is None:
-            await self.billing.release(hold)
-            return 0
-        charge = await self.billing.settle(
-            hold, receipt.prompt_tokens, receipt.completion_tokens, receipt_valid=valid
-        )
-        return charge.units
+        if receipt is not None:
+            usage = receipt.receipt
+            return await self.billing.settle(
+                hold,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                receipt_valid=valid,
+                status=usage.status,
+            )
+        if delivered:
+            return await self.billing.estimate(hold, estimate_tokens(delivered))
+        return await self.billing.release(hold)
 
     async def _ask(  # noqa: PLR0913 -- one request's parts
         self,
@@ -254,34 +277,45 @@ class ChatService:
         cache_salt: str,
         sink: AnswerSink,
         parts: list[str],
+        stop: asyncio.Event,
     ) -> Completion | None:
         """Stream the answer; on a context-length error before any text, trim once and retry."""
         try:
-            return await self._stream(context.messages, model, cache_salt, sink, parts)
+            return await self._stream(
+                context.messages, model, cache_salt, sink, parts=parts, stop=stop
+            )
         except ContextTooLong:
             if parts or len(context.messages) <= 1 + bool(self.system_prompt):
                 raise
         trimmed = self._context(history, prompt, self._budget() // 2)
         log.info("chat.context_trimmed", dropped=trimmed.dropped)
-        return await self._stream(trimmed.messages, model, cache_salt, sink, parts)
+        return await self._stream(trimmed.messages, model, cache_salt, sink, parts=parts, stop=stop)
 
-    async def _stream(
+    async def _stream(  # noqa: PLR0913 -- one request's parts
         self,
         messages: list[dict[str, str]],
         model: str,
         cache_salt: str,
         sink: AnswerSink,
+        *,
         parts: list[str],
+        stop: asyncio.Event,
     ) -> Completion | None:
         completion = None
-        async for item in self.inference.stream(
-            messages, model=model, cache_salt=cache_salt, max_tokens=self.max_answer_tokens
-        ):
-            if isinstance(item, TextDelta):
-                parts.append(item.text)
-                await sink.update("".join(parts))
-            else:
-                completion = item
+        stream = self.inference.stream(
+            messages,
+            model=model,
+            cache_salt=cache_salt,
+            max_tokens=self.max_answer_tokens,
+            stop=stop,
+        )
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, TextDelta):
+                    parts.append(item.text)
+                    await sink.update("".join(parts))
+                else:
+                    completion = item
         return completion
 
     def _budget(self) -> int:
@@ -343,8 +377,14 @@ class ChatService:
         await self.store.new_conversation(user_id)
 
     async def forget(self, user_id: int) -> int:
-        """Erase everything stored about the user (their data key first); returns turns erased."""
-        self.cancel(user_id)
+        """Erase everything stored about the user (their data key first); returns turns erased.
+
+        A streaming answer is stopped first and waited for (it is billed and would store its
+        turn), so nothing is written after the erasure.
+        """
+        generation = self._active.get(user_id)
+        if self.cancel(user_id) and generation is not None and generation.task is not None:
+            await asyncio.wait([generation.task])
         self._retry.pop(user_id, None)
         try:
             return await self.store.forget(user_id)

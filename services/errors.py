@@ -5,11 +5,13 @@
 these ``from`` them, so callers above (handlers, the bot) deal with this tree alone::
 
     VeilError
-    ├── InferenceError              asking a model failed
+    ├── InferenceError              asking a model failed (``receipt``: the signed usage, if any)
     │   ├── InferenceUnavailable    no gateway could take the request
+    │   │   └── InferenceBusy       every gateway that serves the model is at capacity
     │   ├── UntrustedGateway        no gateway served a bundle that verifies
     │   ├── BackendError            the model server refused or failed (``message`` is its own)
     │   │   └── ContextTooLong      the conversation does not fit the model's window
+    │   ├── ModelStalled            the model stopped sending tokens mid-answer
     │   └── StreamCorrupted         the sealed answer was tampered with, reordered, spliced or cut
     ├── ChatError                   the conversation service refused a request
     │   └── AnswerInProgress        the user already has an answer streaming
@@ -27,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sealed.receipt import UsageReceipt
+    from sealed.receipt import SignedReceipt, UsageReceipt
 
 
 class VeilError(Exception):
@@ -35,13 +37,30 @@ class VeilError(Exception):
 
 
 class InferenceError(VeilError):
-    """Asking a model failed; ``receipt`` holds the signed usage when the gateway sent one."""
+    """Asking a model failed.
 
-    receipt: UsageReceipt | None = None
+    ``signed_receipt`` is the gateway's signed usage receipt when one was had and verified for
+    this request (billing charges from it); ``receipt`` is its content.
+    """
+
+    signed_receipt: SignedReceipt | None = None
+
+    def __init__(self, message: str, *, receipt: SignedReceipt | None = None) -> None:
+        super().__init__(message)
+        self.signed_receipt = receipt
+
+    @property
+    def receipt(self) -> UsageReceipt | None:
+        """The verified receipt's content, or None."""
+        return self.signed_receipt.receipt if self.signed_receipt is not None else None
 
 
 class InferenceUnavailable(InferenceError):
     """No gateway could take the request (down, busy, or not serving the model)."""
+
+
+class InferenceBusy(InferenceUnavailable):
+    """Every gateway that serves the model is at capacity (or our pool to it is full)."""
 
 
 class UntrustedGateway(InferenceError):
@@ -52,23 +71,34 @@ class BackendError(InferenceError):
     """The model server refused or failed; ``message`` is its own wording."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, receipt: UsageReceipt | None = None
+        self, message: str, *, status: int | None = None, receipt: SignedReceipt | None = None
     ) -> None:
-        super().__init__(f"model server error ({status}): {message}")
+        super().__init__(f"model server error ({status}): {message}", receipt=receipt)
         self.message = message
         self.status = status
-        self.receipt = receipt
 
 
 class ContextTooLong(BackendError):
     """The conversation does not fit the model's context window."""
 
 
+class ModelStalled(InferenceError):
+    """The model stopped sending tokens: the gateway said so, or the bot waited too long.
+
+    ``detected_by`` is ``gateway`` (a sealed ``stalled`` error record) or ``client`` (no
+    byte within the bot's read timeout). Not a sign of tampering.
+    """
+
+    def __init__(self, detected_by: str, *, receipt: SignedReceipt | None = None) -> None:
+        super().__init__(f"the model stopped responding ({detected_by})", receipt=receipt)
+        self.detected_by = detected_by
+
+
 class StreamCorrupted(InferenceError):
     """The sealed answer failed a check; ``reason`` names which (tampered, truncated, …)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"sealed stream rejected: {reason}")
+    def __init__(self, reason: str, *, receipt: SignedReceipt | None = None) -> None:
+        super().__init__(f"sealed stream rejected: {reason}", receipt=receipt)
         self.reason = reason
 
 

@@ -1,24 +1,35 @@
 """The sealed inference client: the only way the bot reaches a model.
 
-It fetches and verifies each gateway's key bundle against the pinned operator keys, seals every
-request to a verified key, spreads requests over the gateways that serve the model, fails over
-when a gateway fails before the first byte of the answer, and opens the sealed stream, checking
-every chunk and the signed usage receipt. It never retries once text has been yielded.
+It seals every request to a gateway's verified key (``services.gateways``), signs the sealed
+bytes with the bot's client key, spreads requests over the gateways that serve the model, fails
+over when a gateway fails or is busy before the first byte of the answer, and opens the sealed
+stream, checking every chunk and the signed usage receipt. It never retries once text has been
+yielded.
+
+Stopping is billed, not free: when the caller sets the ``stop`` event, the client sends an
+authenticated cancel (``services.control``) and keeps reading, still yielding text, until the
+stream's final record, which carries a ``stopped`` receipt counting what was delivered. If the
+stream breaks, or ``stop_grace`` seconds pass, it hangs up and fetches the receipt from the
+gateway; if none can be had, the ``Completion`` carries no receipt and the caller bills its own
+count of the delivered text. A stream cut or stalled after text was delivered likewise fetches
+the receipt before it reports the error, so the error carries what billing needs.
+
+Waiting for a connection to a gateway is bounded (``pool_wait``): a gateway whose pool stays
+full counts as busy, and the next one is tried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import itertools
+import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
 
-from sealed.bundle import SignedBundle, verify_bundle
+from sealed.auth import client_auth_headers
 from sealed.errors import (
     ChunkOutOfOrder,
     ChunkTampered,
@@ -30,20 +41,28 @@ from sealed.errors import (
     StreamTruncated,
     TrailingData,
 )
-from sealed.receipt import UsageReceipt, verify_receipt
 from sealed.request import new_request_secrets, seal_request
-from sealed.stream import ChunkOpener, Delta, Final
+from sealed.stream import ChunkOpener, Final
+from services.control import ControlClient
 from services.errors import (
     BackendError,
     ContextTooLong,
+    InferenceBusy,
     InferenceError,
     InferenceUnavailable,
+    ModelStalled,
     StreamCorrupted,
     UntrustedGateway,
 )
+from services.gateways import UNREACHABLE, Gateway, GatewayPool, GatewayTrust, fingerprint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Collection, Sequence
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from sealed.bundle import SignedBundle
+    from sealed.receipt import ReceiptStatus, SignedReceipt, UsageReceipt
 
 log = structlog.get_logger("veil.inference")
 
@@ -54,7 +73,13 @@ _STREAM_REASONS: dict[type[SealedError], str] = {
     StreamTruncated: "truncated",
     TrailingData: "trailing_data",
 }
-_FAILOVER_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_FAILOVER_STATUSES = frozenset({408, 410, 429, 500, 502, 503, 504})
+_BUSY_CODES = frozenset({"busy", "client_busy", "rate_limited"})
+_HTTP_OK = 200
+_HTTP_UNAUTHENTICATED = 401
+_HTTP_GONE = 410  # the key id was rotated out: refresh the bundle and try once more
+_HTTP_TOO_MANY = 429
+STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -66,54 +91,66 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class Completion:
-    """The end of an answer: the usage receipt and whether its signature verified."""
+    """The end of an answer: the usage receipt and whether its signature verified.
+
+    ``signed_receipt`` keeps the exact signed bytes (for an audit); ``request_id`` is the sealed
+    request's id, which the receipt names. ``fetched`` is True when the receipt came from the
+    gateway's receipt store after the stream was cut or given up. A stopped answer whose receipt
+    could not be had at all has ``receipt`` None and ``finish_reason`` ``stopped``: the caller
+    bills its own count of the delivered text.
+    """
 
     receipt: UsageReceipt | None
     receipt_valid: bool
     finish_reason: str
     gateway: str
+    signed_receipt: SignedReceipt | None = None
+    request_id: bytes = b""
+    fetched: bool = False
 
-
-@dataclass(frozen=True)
-class GatewayTrust:
-    """What ``/privacy`` shows about one gateway."""
-
-    url: str
-    verified: bool
-    fingerprint: str | None
-    suite: str | None
-    not_after: int | None
-    problem: str | None
+    @property
+    def status(self) -> ReceiptStatus | None:
+        """How the gateway says the stream ended (complete, stopped, error), if it said."""
+        return self.receipt.status if self.receipt is not None else None
 
 
 @dataclass
-class _Gateway:
-    url: str
-    bundle: SignedBundle | None = None
-    fetched_at: float = 0.0
-    problem: str | None = None
-    failures: int = 0
-    retry_at: float = 0.0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+class _Attempt:
+    """One sealed request to one gateway, and how far it got."""
 
+    gateway: Gateway
+    signed: SignedBundle
+    request_id: bytes
+    response_key: bytes
+    model: str
+    stop: asyncio.Event
+    streamed: bool = False  # text was yielded
 
-@dataclass
-class _Progress:
-    streamed: bool = False
+    @property
+    def stopping(self) -> bool:
+        """True once the caller asked to stop."""
+        return self.stop.is_set()
 
 
 class _Failover(Exception):
     """This gateway failed before the first byte: try the next one."""
 
-
-def fingerprint(bundle: SignedBundle) -> str:
-    """A short, human-comparable fingerprint of a bundle's HPKE public key."""
-    digest = hashlib.sha256(bundle.bundle.public_key).hexdigest()[:24]
-    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+    def __init__(
+        self, reason: str, *, busy: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.busy = busy
+        self.retry_after = retry_after
 
 
 class InferenceClient:
-    """Streams answers from a pool of sealed gateways."""
+    """Streams answers from a pool of sealed gateways.
+
+    ``session`` carries the answer streams; size its connector to the gateways' stream
+    capacity. ``control_session`` (default: the same) carries bundle fetches, cancels and
+    receipt fetches, so they never queue behind streams waiting for a connection.
+    """
 
     def __init__(  # noqa: PLR0913 -- settings of one client
         self,
@@ -121,114 +158,46 @@ class InferenceClient:
         operator_keys: Collection[bytes],
         session: aiohttp.ClientSession,
         *,
+        client_key: ed25519.Ed25519PrivateKey,
+        control_session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
         skew: int = 120,
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
+        pool_wait: float = 10.0,
+        stop_grace: float = 10.0,
+        receipt_retry_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
     ) -> None:
-        if not gateways:
-            raise ValueError("at least one gateway is required")
-        self._gateways = [_Gateway(url.rstrip("/")) for url in gateways]
+        control = control_session or session
+        self._pool = GatewayPool(gateways, operator_keys, control, clock=clock, skew=skew)
+        self._gateways = self._pool.gateways
         self._pinned = frozenset(operator_keys)
+        self._control = ControlClient(control, retry_delays=receipt_retry_delays)
         self._session = session
+        self._client_key = client_key
         self._clock = clock
-        self._skew = skew
+        self._stop_grace = stop_grace
         self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+            total=None, connect=pool_wait, sock_connect=connect_timeout, sock_read=read_timeout
         )
-        self._turn = itertools.count()
 
     # -- bundles -----------------------------------------------------------------------------
 
-    def _stale(self, gateway: _Gateway) -> bool:
-        if gateway.bundle is None:
-            return True
-        now = self._clock()
-        bundle = gateway.bundle.bundle
-        lifetime = max(1, bundle.not_after - bundle.not_before)
-        refresh_every = max(5.0, min(300.0, lifetime / 8))
-        return now - gateway.fetched_at >= refresh_every or now >= bundle.not_after - 30
-
-    async def _refresh(self, gateway: _Gateway, *, force: bool = False) -> None:
-        async with gateway.lock:
-            if not force and not self._stale(gateway):
-                return
-            try:
-                async with self._session.get(
-                    f"{gateway.url}/v1/keys", timeout=aiohttp.ClientTimeout(total=10)
-                ) as response:
-                    if response.status != 200:  # noqa: PLR2004 -- HTTP OK
-                        raise _Failover(f"key bundle HTTP {response.status}")
-                    wire = await response.json()
-                if not isinstance(wire, dict):
-                    raise MalformedMessage("bundle reply is not an object")
-                gateway.bundle = verify_bundle(
-                    wire, self._pinned, now=int(self._clock()), skew=self._skew
-                )
-                gateway.fetched_at = self._clock()
-                gateway.problem = None
-            except SealedError as exc:
-                gateway.bundle = None
-                gateway.problem = type(exc).__name__
-                log.warning(
-                    "inference.bundle_rejected", gateway=gateway.url, problem=gateway.problem
-                )
-            except (aiohttp.ClientError, TimeoutError, ValueError, _Failover) as exc:
-                if gateway.bundle is not None and self._clock() < gateway.bundle.bundle.not_after:
-                    return  # keep the still-valid bundle; the gateway may come back
-                gateway.bundle = None
-                gateway.problem = "unreachable"
-                log.warning(
-                    "inference.bundle_unavailable", gateway=gateway.url, error=type(exc).__name__
-                )
-
     async def refresh(self, *, force: bool = False) -> None:
         """Fetch and verify the bundles of all gateways that need it (concurrently)."""
-        await asyncio.gather(*(self._refresh(g, force=force) for g in self._gateways))
+        await self._pool.refresh(force=force)
 
     def models(self) -> tuple[str, ...]:
         """The models served by gateways with a verified bundle, in first-seen order."""
-        seen: dict[str, None] = {}
-        for gateway in self._gateways:
-            if gateway.bundle is not None:
-                seen.update(dict.fromkeys(gateway.bundle.bundle.models))
-        return tuple(seen)
+        return self._pool.models()
 
     def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, for the user to see."""
-        result = []
-        for gateway in self._gateways:
-            signed = gateway.bundle
-            result.append(
-                GatewayTrust(
-                    url=gateway.url,
-                    verified=signed is not None,
-                    fingerprint=fingerprint(signed) if signed else None,
-                    suite=signed.bundle.suite.label if signed else None,
-                    not_after=signed.bundle.not_after if signed else None,
-                    problem=gateway.problem,
-                )
-            )
-        return result
+        return self._pool.trust()
 
     # -- streaming ---------------------------------------------------------------------------
 
-    def _candidates(self, model: str) -> list[_Gateway]:
-        now = self._clock()
-        serving = [
-            g
-            for g in self._gateways
-            if g.bundle is not None
-            and (not g.bundle.bundle.models or model in g.bundle.bundle.models)
-        ]
-        if not serving:
-            return []
-        start = next(self._turn) % len(serving)
-        rotated = serving[start:] + serving[:start]
-        # Healthy gateways first; those in back-off are still tried as a last resort.
-        return sorted(rotated, key=lambda g: g.retry_at > now)
-
-    async def stream(
+    async def stream(  # noqa: PLR0913 -- one request's parts
         self,
         messages: list[dict[str, str]],
         *,
@@ -236,46 +205,65 @@ class InferenceClient:
         cache_salt: str,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: asyncio.Event | None = None,
     ) -> AsyncGenerator[TextDelta | Completion, None]:
         """Yield the answer's text deltas, then one ``Completion``.
 
+        Setting ``stop`` ends the answer early but billed: text keeps coming until the
+        gateway's ``stopped`` final record (at most ``stop_grace`` seconds). If ``stop`` is set
+        before any gateway answered, the stream ends with nothing (nothing was generated).
         Raises ``InferenceError`` subclasses; once a delta has been yielded, no other gateway
         is tried.
         """
-        await self.refresh()
-        candidates = self._candidates(model)
-        if not candidates:
-            if not any(g.bundle for g in self._gateways):
-                problems = sorted({g.problem or "unknown" for g in self._gateways})
-                if "unreachable" in problems and len(problems) == 1:
-                    raise InferenceUnavailable("no gateway is reachable")
-                raise UntrustedGateway(
-                    "no gateway served a bundle that verifies: " + ", ".join(problems)
-                )
-            raise InferenceUnavailable("no gateway serves this model")
+        stop = stop or asyncio.Event()
+        candidates = await self._candidates(model)
         chat: dict[str, Any] = {"model": model, "messages": messages, "cache_salt": cache_salt}
         if max_tokens is not None:
             chat["max_completion_tokens"] = max_tokens
         if temperature is not None:
             chat["temperature"] = temperature
-        last_problem = "no gateway answered"
+        failures: list[_Failover] = []
         for gateway in candidates:
+            if stop.is_set():
+                return  # stopped before any gateway answered: nothing was generated
             try:
-                async for item in self._stream_from(gateway, chat):
+                async for item in self._stream_from(gateway, chat, stop):
                     yield item
             except _Failover as exc:
-                last_problem = str(exc)
-                gateway.failures += 1
-                gateway.retry_at = self._clock() + min(30, 2**gateway.failures)
-                log.warning("inference.failover", gateway=gateway.url, reason=last_problem)
+                failures.append(exc)
+                self._pool.failed(gateway, exc.retry_after)
+                log.warning("inference.failover", gateway=gateway.index, reason=exc.reason)
                 continue
-            gateway.failures = 0
-            gateway.retry_at = 0.0
+            self._pool.succeeded(gateway)
             return
-        raise InferenceUnavailable(last_problem)
+        if stop.is_set():
+            return
+        if any(failure.busy for failure in failures):
+            raise InferenceBusy("every gateway is busy")
+        raise InferenceUnavailable(failures[-1].reason if failures else "no gateway answered")
+
+    async def _candidates(self, model: str) -> list[Gateway]:
+        """The gateways to try for ``model``; raise when there are none."""
+        await self.refresh()
+        candidates = self._pool.candidates(model)
+        if candidates:
+            return candidates
+        if not self._pool.any_verified():
+            problems = self._pool.problems()
+            if problems == [UNREACHABLE]:
+                raise InferenceUnavailable("no gateway is reachable")
+            raise UntrustedGateway(
+                "no gateway served a bundle that verifies: " + ", ".join(problems)
+            )
+        raise InferenceUnavailable("no gateway serves this model")
 
     async def _stream_from(
-        self, gateway: _Gateway, chat: dict[str, Any], *, retried: bool = False
+        self,
+        gateway: Gateway,
+        chat: dict[str, Any],
+        stop: asyncio.Event,
+        *,
+        retried: bool = False,
     ) -> AsyncGenerator[TextDelta | Completion, None]:
         signed = gateway.bundle
         if signed is None:
@@ -288,73 +276,206 @@ class InferenceClient:
             response_key=response_key,
             timestamp=int(self._clock()),
         )
-        progress = _Progress()
+        attempt = _Attempt(gateway, signed, request_id, response_key, str(chat["model"]), stop)
+        rotated = False
+        gateway.in_flight += 1
         try:
-            async with self._session.post(
+            response = await self._post(attempt, body)
+            async with response:
+                if response.status == _HTTP_GONE and not retried:
+                    rotated = True  # the key was rotated out: refresh, then try once more
+                else:
+                    await _raise_for_refusal(response, gateway)
+                    stopper = asyncio.create_task(self._stop_when_asked(attempt, response))
+                    try:
+                        async for item in self._read(response, attempt):
+                            yield item
+                    finally:
+                        stopper.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await stopper
+        finally:
+            gateway.in_flight -= 1
+        if rotated:
+            await self._pool.refresh_one(gateway, force=True)
+            async for item in self._stream_from(gateway, chat, stop, retried=True):
+                yield item
+
+    async def _post(self, attempt: _Attempt, body: bytes) -> aiohttp.ClientResponse:
+        """Send the sealed request; a gateway we cannot get a connection to is a failover."""
+        gateway = attempt.gateway
+        try:
+            return await self._session.post(
                 f"{gateway.url}/v1/sealed/chat/completions",
                 data=body,
-                headers={"Content-Type": "application/vnd.veil.sealed-request"},
+                headers={
+                    "Content-Type": "application/vnd.veil.sealed-request",
+                    **client_auth_headers(self._client_key, body),
+                },
                 timeout=self._timeout,
-            ) as response:
-                if response.status == 410 and not retried:  # noqa: PLR2004 -- key rotated out
-                    await self._refresh(gateway, force=True)
-                    async for item in self._stream_from(gateway, chat, retried=True):
-                        yield item
-                    return
-                await _raise_for_refusal(response)
-                opener = ChunkOpener(response_key)
-                async for data in response.content.iter_any():
-                    for record in opener.feed(data):
-                        if isinstance(record, Delta):
-                            progress.streamed = True
-                            yield TextDelta(record.text)
-                        else:
-                            yield self._finish(record, signed, request_id, progress, gateway)
-                opener.close()
-        except (StreamError, MalformedMessage) as exc:
-            raise StreamCorrupted(_STREAM_REASONS.get(type(exc), "malformed")) from exc
+            )
+        except aiohttp.ConnectionTimeoutError as exc:
+            busy = self._pool_full(gateway)
+            raise _Failover("busy" if busy else "connect_timeout", busy=busy) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            if progress.streamed or isinstance(exc, aiohttp.ClientPayloadError):
-                raise StreamCorrupted("truncated") from exc
             raise _Failover(type(exc).__name__) from exc
 
-    def _finish(
-        self,
-        record: Final,
-        signed: SignedBundle,
-        request_id: bytes,
-        progress: _Progress,
-        gateway: _Gateway,
-    ) -> Completion:
-        receipt, valid = self._check_receipt(record, signed, request_id)
-        if not record.is_error:
-            return Completion(receipt, valid, record.finish_reason or "stop", gateway.url)
-        message = record.error_message or "unknown error"
-        if record.error_kind == "unavailable" and not progress.streamed:
-            raise _Failover("model server unavailable")
-        error_class = ContextTooLong if record.error_kind == "context_length" else BackendError
-        raise error_class(message, status=record.error_status, receipt=receipt if valid else None)
+    def _pool_full(self, gateway: Gateway) -> bool:
+        """True when more streams want this gateway (or all) than the pool allows."""
+        connector = self._session.connector
+        if connector is None:
+            return False
+        per_host = connector.limit_per_host
+        total = connector.limit
+        everywhere = sum(g.in_flight for g in self._pool.gateways)
+        return bool(per_host and gateway.in_flight > per_host) or bool(total and everywhere > total)
 
-    def _check_receipt(
-        self, record: Final, signed: SignedBundle, request_id: bytes
-    ) -> tuple[UsageReceipt | None, bool]:
-        receipt = record.receipt
-        if receipt is None or record.signature is None:
-            log.warning("inference.receipt_missing")
-            return None, False
+    async def _stop_when_asked(self, attempt: _Attempt, response: aiohttp.ClientResponse) -> None:
+        """Once stop is asked: cancel at the gateway, then hang up when the grace is over."""
+        await attempt.stop.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._stop_grace
+        state = await self._control.cancel(
+            attempt.gateway, attempt.request_id, attempt.response_key
+        )
+        if state is not None:
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            log.warning("inference.stop_grace_passed", gateway=attempt.gateway.index)
+        response.close()  # the gateway sees us gone: it stops the model and keeps the receipt
+
+    async def _read(
+        self, response: aiohttp.ClientResponse, attempt: _Attempt
+    ) -> AsyncGenerator[TextDelta | Completion, None]:
+        """Open the sealed stream; on a break, recover the receipt (see ``_recover``)."""
+        opener = ChunkOpener(attempt.response_key)
+        broken: str
         try:
-            if receipt.request_id != request_id:
-                raise ReceiptInvalid("receipt names another request")
-            verify_receipt(receipt, record.signature, signed.bundle.receipt_verify_key())
+            async for data in response.content.iter_any():
+                for item in _open(opener, data, attempt):
+                    yield self._finish(item, attempt) if isinstance(item, Final) else item
+            opener.close()
+        except StreamTruncated:
+            broken = "cut"
+        except (StreamError, MalformedMessage) as exc:
+            raise StreamCorrupted(_STREAM_REASONS.get(type(exc), "malformed")) from exc
+        except aiohttp.ClientPayloadError:
+            broken = "cut"
+        except TimeoutError:  # no byte within the read timeout (aiohttp's sock_read)
+            broken = "stalled"
+        except aiohttp.ClientError:
+            broken = "lost"
+        else:
+            return
+        if opener.finished:
+            return  # the final record was already yielded; only the goodbye was lost
+        response.close()  # so the gateway sees us gone and settles the stream's receipt
+        yield await self._recover(attempt, broken)
+
+    async def _recover(self, attempt: _Attempt, broken: str) -> Completion:
+        """The end of a stream that broke (``cut``, ``lost``, ``stalled``) before its final.
+
+        Before any text and without a stop, the gateway simply failed (failover, or a
+        truncated stream). Otherwise the receipt is fetched: a stopped answer completes with
+        it (or without one, to be billed by the caller's count); any other break becomes the
+        error it is, carrying the receipt.
+        """
+        if not attempt.streamed and not attempt.stopping:
+            if broken == "cut":
+                raise StreamCorrupted("truncated")
+            raise _Failover("read_timeout" if broken == "stalled" else "connection_lost")
+        final = await self._control.fetch_receipt(
+            attempt.gateway, attempt.request_id, attempt.response_key
+        )
+        receipt = self._verified(final.receipt, attempt) if final is not None else None
+        if attempt.stopping:
+            reason = final.finish_reason if final is not None and final.finish_reason else STOPPED
+            log.info(
+                "inference.stopped",
+                gateway=attempt.gateway.index,
+                broken=broken,
+                receipt=receipt is not None,
+            )
+            return self._completion(attempt, receipt, reason, valid=receipt is not None)
+        if final is not None and final.is_error:
+            raise self._error(final, attempt, receipt)
+        if broken == "stalled":
+            raise ModelStalled("client", receipt=receipt)
+        raise StreamCorrupted("truncated", receipt=receipt)
+
+    def _finish(self, record: Final, attempt: _Attempt) -> Completion:
+        """The stream's own final record: a ``Completion``, or the error it reports."""
+        receipt = self._verified(record.receipt, attempt)
+        if record.is_error:
+            raise self._error(record, attempt, receipt)
+        if record.receipt is None:
+            log.warning("inference.receipt_missing", gateway=attempt.gateway.index)
+        return Completion(
+            receipt=record.receipt.receipt if record.receipt is not None else None,
+            receipt_valid=receipt is not None,
+            finish_reason=record.finish_reason or "stop",
+            gateway=attempt.gateway.url,
+            signed_receipt=record.receipt,
+            request_id=attempt.request_id,
+        )
+
+    def _completion(
+        self, attempt: _Attempt, receipt: SignedReceipt | None, reason: str, *, valid: bool
+    ) -> Completion:
+        return Completion(
+            receipt=receipt.receipt if receipt is not None else None,
+            receipt_valid=valid,
+            finish_reason=reason,
+            gateway=attempt.gateway.url,
+            signed_receipt=receipt,
+            request_id=attempt.request_id,
+            fetched=True,
+        )
+
+    @staticmethod
+    def _error(
+        record: Final, attempt: _Attempt, receipt: SignedReceipt | None
+    ) -> InferenceError | _Failover:
+        """The error an error record reports (a failover if the model server was down)."""
+        message = record.error_message or "unknown error"
+        if record.error_kind == "unavailable" and not attempt.streamed:
+            return _Failover("model server unavailable")
+        if record.error_kind == "stalled":
+            log.warning("inference.model_stalled", gateway=attempt.gateway.index)
+            return ModelStalled("gateway", receipt=receipt)
+        error_class = ContextTooLong if record.error_kind == "context_length" else BackendError
+        return error_class(message, status=record.error_status, receipt=receipt)
+
+    def _verified(self, receipt: SignedReceipt | None, attempt: _Attempt) -> SignedReceipt | None:
+        """The receipt if it verifies for this request id and model, else None (logged)."""
+        if receipt is None:
+            return None
+        try:
+            receipt.verify(
+                attempt.signed.bundle.receipt_verify_key(),
+                request_id=attempt.request_id,
+                model=attempt.model,
+            )
         except (ReceiptInvalid, MalformedMessage):
-            log.warning("inference.receipt_invalid", request_id=request_id.hex())
-            return receipt, False
-        return receipt, True
+            log.warning("inference.receipt_invalid", request_id=attempt.request_id.hex())
+            return None
+        return receipt
 
 
-async def _raise_for_refusal(response: aiohttp.ClientResponse) -> None:
-    """Turn a gateway's refusal into a failover (its fault) or an error (ours)."""
-    if response.status == 200:  # noqa: PLR2004 -- HTTP OK
+def _open(opener: ChunkOpener, data: bytes, attempt: _Attempt) -> list[TextDelta | Final]:
+    """The text deltas and final record the bytes complete (empty deltas are dropped)."""
+    items: list[TextDelta | Final] = []
+    for record in opener.feed(data):
+        if isinstance(record, Final):
+            items.append(record)
+        elif record.text:
+            attempt.streamed = True
+            items.append(TextDelta(record.text))
+    return items
+
+
+async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway) -> None:
+    """Turn a gateway's refusal into a failover (its fault or its load) or an error (ours)."""
+    if response.status == _HTTP_OK:
         return
     try:
         body = await response.json(content_type=None)
@@ -363,9 +484,24 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse) -> None:
     error = body.get("error") if isinstance(body, dict) else None
     code = str(error.get("code")) if isinstance(error, dict) else "unknown"
     problem = f"HTTP {response.status} {code}"
-    if response.status in _FAILOVER_STATUSES or response.status == 410:  # noqa: PLR2004
+    if response.status == _HTTP_UNAUTHENTICATED:
+        # This gateway has not pinned our client key: only the operator can fix that.
+        log.error("inference.unauthenticated", gateway=gateway.index, url=gateway.url, code=code)
         raise _Failover(problem)
+    if response.status in _FAILOVER_STATUSES:
+        busy = response.status == _HTTP_TOO_MANY or code in _BUSY_CODES
+        raise _Failover(problem, busy=busy, retry_after=_retry_after(response))
     raise InferenceError(f"gateway refused the request: {problem}")
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    """The ``Retry-After`` seconds of a refusal, if given as a number."""
+    value = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 __all__ = [

@@ -18,11 +18,13 @@ from models import UserNotFound
 from sealed.encoding import b64e
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, RunningGateway, run_gateway
+from tests.harness import CLIENT_KEY, Clock, RunningGateway, install_client_key, run_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
+
+    from gateway.limits import Limits
 
 TOKEN = "123456:TEST-TOKEN"
 
@@ -70,7 +72,8 @@ class Stack:
 def bot_env(
     telegram_url: str, gateway_url: str, verify_key: bytes, data_dir: Path
 ) -> dict[str, str]:
-    """The environment ``python -m bot`` needs for the fake stack."""
+    """The environment ``python -m bot`` needs for the fake stack (the client key installed)."""
+    install_client_key(data_dir)
     return {
         "VEIL_BOT_TOKEN": TOKEN,
         "VEIL_TELEGRAM_API": telegram_url,
@@ -82,23 +85,30 @@ def bot_env(
 
 
 @contextlib.asynccontextmanager
-async def running_stack(
+async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
     data_dir: Path,
     *,
     answer: str = "Hello from the fake model.",
     models: tuple[str, ...] = ("veil-test",),
     token_delay: float = 0.0,
     gateway_url: str | None = None,
+    extra_gateways: Sequence[str] = (),
+    gateway_limits: Limits | None = None,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[Stack]:
-    """Start fake Telegram, fake vLLM, a gateway and the bot; stop them all afterwards."""
+    """Start fake Telegram, fake vLLM, a gateway and the bot; stop them all afterwards.
+
+    ``extra_gateways`` are more gateway URLs the bot is given after the real one (dead ones,
+    say); ``gateway_limits`` the gateway's timeouts and caps.
+    """
     clock = Clock()
     async with (
         FakeTelegram(token=TOKEN) as telegram,
         FakeVLLM(answer=answer, models=models, token_delay=token_delay) as vllm,
-        run_gateway(vllm.url, clock=clock) as gateway,
+        run_gateway(vllm.url, clock=clock, limits=gateway_limits) as gateway,
     ):
-        env = bot_env(telegram.url, gateway_url or gateway.url, gateway.verify_key, data_dir)
+        urls = ",".join([gateway_url or gateway.url, *extra_gateways])
+        env = bot_env(telegram.url, urls, gateway.verify_key, data_dir)
         config = BotSettings(
             **{
                 "bot_token": env["VEIL_BOT_TOKEN"],
@@ -118,7 +128,7 @@ async def running_stack(
 @contextlib.asynccontextmanager
 async def polling_bot(config: BotSettings, telegram: FakeTelegram) -> AsyncIterator[Veil]:
     """The real bot, in-process, long-polling ``telegram`` until the block ends."""
-    async with running_veil(config) as veil:
+    async with running_veil(config, CLIENT_KEY) as veil:
         await register_commands(veil)
         polling = asyncio.create_task(
             veil.dispatcher.start_polling(

@@ -10,7 +10,7 @@ import pytest
 from models import MasterKey
 from services.inference import InferenceClient
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, RunningGateway, run_gateway
+from tests.harness import CLIENT_KEY, Clock, RunningGateway, run_gateway
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -52,4 +52,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def client(gateway: RunningGateway, http: aiohttp.ClientSession, clock: Clock) -> InferenceClient:
-    return InferenceClient([gateway.url], [gateway.verify_key], http, clock=clock)
+    return InferenceClient(
+        [gateway.url], [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
+    )

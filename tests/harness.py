@@ -1,33 +1,81 @@
-"""Building blocks the tests and benchmarks share: a settable clock and an in-process gateway."""
+"""Building blocks the tests and benchmarks share.
+
+A settable clock, an in-process gateway, and sealed requests made and read by hand for tests
+that speak the wire protocol directly.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from gateway.clients import ClientPolicy
 from gateway.keys import KeyRing
-from gateway.server import Gateway, build_app
+from gateway.limits import Limits
+from gateway.routes import listen
+from gateway.server import Gateway
 from gateway.vllm import VLLMClient
-from sealed.encoding import b64d
+from sealed.auth import PROOF_HEADER, cancel_proof, client_auth_headers, receipt_proof
+from sealed.encoding import b64d, b64e
+from sealed.keyfile import CLIENT_KEY_HEADER
+from sealed.request import new_request_secrets, seal_request
+from sealed.stream import ChunkOpener, Delta, Final
 from sealed.suites import Suite
+from tests.fakes.relay import RecordingProxy
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Collection, Mapping
+    from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The client key the tests' bots sign with; ``run_gateway`` pins it unless told otherwise.
+CLIENT_KEY = ed25519.Ed25519PrivateKey.generate()
+CLIENT_VERIFY_KEY = CLIENT_KEY.public_key().public_bytes_raw()
+
+
+def client_policy(
+    key: bytes = CLIENT_VERIFY_KEY,
+    *,
+    name: str = "test",
+    streams: int = 64,
+    tokens_per_minute: int = 0,
+    max_tokens: int = 2048,
+) -> ClientPolicy:
+    """A pinned client with the given limits (the test key and generous limits by default).
+
+    The ceiling is also what a request without ``max_completion_tokens`` gets; 2048 leaves
+    room for a prompt in the fake model server's 4096-token context.
+    """
+    return ClientPolicy(name, key, streams, tokens_per_minute, max_tokens)
+
+
+def client_keys_setting(key: bytes = CLIENT_VERIFY_KEY, name: str = "test") -> str:
+    """``VEIL_CLIENT_KEYS`` pinning ``key``, for a gateway process."""
+    return f"{name}:{b64e(key)}"
+
+
+def install_client_key(directory: Path) -> Path:
+    """Write the tests' client key as ``directory/client.key`` (the bot's default path)."""
+    path = directory / "client.key"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{CLIENT_KEY_HEADER} {b64e(CLIENT_KEY.private_bytes_raw())}\n")
+        path.chmod(0o600)
+    return path
 
 
 def free_port() -> int:
@@ -36,6 +84,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Return once ``condition()`` holds; fail with ``TimeoutError`` after ``within`` seconds.
+
+    For state a fake records without an event to wait on (calls seen, connections closed).
+    """
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 -- recorded state has no event
+            await asyncio.sleep(0.005)
 
 
 class Clock:
@@ -55,16 +113,22 @@ class Clock:
 
 @dataclass
 class RunningGateway:
-    """A gateway serving on 127.0.0.1."""
+    """A gateway serving on 127.0.0.1, with its metrics listener."""
 
     url: str
     gateway: Gateway
     operator: ed25519.Ed25519PrivateKey
+    metrics_url: str = ""
 
     @property
     def verify_key(self) -> bytes:
         """The operator's raw verify key, as the bot pins it."""
         return self.operator.public_key().public_bytes_raw()
+
+    async def metrics(self, http: aiohttp.ClientSession) -> str:
+        """The metrics text, from the metrics listener."""
+        async with http.get(self.metrics_url) as response:
+            return await response.text()
 
 
 @contextlib.asynccontextmanager
@@ -78,10 +142,20 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
     rotation_seconds: int = 3600,
     grace_seconds: int = 600,
     api_key: str | None = None,
+    clients: Mapping[bytes, ClientPolicy] | None = None,
+    limits: Limits | None = None,
+    models: tuple[str, ...] = (),
+    multimodal_models: Collection[str] = (),
+    max_skew: int = 120,
 ) -> AsyncIterator[RunningGateway]:
-    """Run a real gateway app in front of ``vllm_url`` on a free port."""
+    """Run a real gateway (both listeners, as ``python -m gateway`` does) on free ports.
+
+    ``models`` fixes the served models (else the model server is asked), ``limits`` the
+    timeouts and caps (short ones make a timeout test fast).
+    """
     operator = operator or ed25519.Ed25519PrivateKey.generate()
     clock = clock or Clock()
+    limits = limits or Limits()
     async with aiohttp.ClientSession() as session:
         gateway = Gateway(
             ring=KeyRing(
@@ -91,21 +165,167 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
                 grace_seconds=grace_seconds,
                 now=int(clock()),
             ),
-            vllm=VLLMClient(vllm_url, api_key, session),
+            vllm=VLLMClient(vllm_url, api_key, session, idle_timeout=limits.backend_idle_timeout),
+            clients=clients if clients is not None else {CLIENT_VERIFY_KEY: client_policy()},
             max_streams=max_streams,
-            max_skew=120,
+            max_skew=max_skew,
             clock=clock,
+            fixed_models=models,
+            limits=limits,
+            multimodal_models=frozenset(multimodal_models),
         )
         await gateway.refresh_models()
-        runner = web.AppRunner(build_app(gateway), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
+        listeners = await listen(
+            gateway,
+            host="127.0.0.1",
+            port=0,
+            metrics_host="127.0.0.1",
+            metrics_port=0,
+            shutdown_timeout=5,
+        )
         try:
-            yield RunningGateway(f"http://127.0.0.1:{port}", gateway, operator)
+            yield RunningGateway(listeners.url, gateway, operator, listeners.metrics_url)
         finally:
-            await runner.cleanup()
+            await listeners.close()
+
+
+class CountingProxy(RecordingProxy):
+    """A recording TCP proxy that also counts the connections that have ended.
+
+    Put between the gateway and the fake model server, ``closed`` going up shows that the
+    gateway hung up on the model server (pooled keep-alive connections stay open).
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self.closed = 0
+
+    @classmethod
+    def to(cls, url: str) -> CountingProxy:
+        """A proxy to the server at ``http://host:port``."""
+        host, port = url.removeprefix("http://").split(":")
+        return cls(host, int(port))
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await super()._handle(reader, writer)
+        finally:
+            self.closed += 1
+
+
+SEALED_REQUEST_TYPE = "application/vnd.veil.sealed-request"
+MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Say hello"}]
+
+
+@dataclass(frozen=True)
+class SealedCall:
+    """One sealed request made by hand, with the secrets only its asker holds."""
+
+    body: bytes
+    request_id: bytes
+    response_key: bytes
+
+    def headers(self, key: ed25519.Ed25519PrivateKey = CLIENT_KEY) -> dict[str, str]:
+        """Content type and the client signature of ``key`` over the body."""
+        return {"Content-Type": SEALED_REQUEST_TYPE, **client_auth_headers(key, self.body)}
+
+    def cancel(self) -> dict[str, str]:
+        """The JSON body of ``POST /v1/sealed/cancel`` for this request."""
+        proof = cancel_proof(self.response_key, self.request_id)
+        return {"request_id": self.request_id.hex(), "proof": b64e(proof)}
+
+    def receipt_headers(self) -> dict[str, str]:
+        """The proof header of ``GET /v1/sealed/receipts/{id}`` for this request."""
+        return {PROOF_HEADER: b64e(receipt_proof(self.response_key, self.request_id))}
+
+
+def seal_call(
+    running: RunningGateway,
+    chat: dict[str, Any] | None = None,
+    *,
+    timestamp: int | None = None,
+) -> SealedCall:
+    """Seal ``chat`` (a one-message chat to ``veil-test`` by default) to the gateway's key."""
+    chat = chat if chat is not None else {"model": "veil-test", "messages": MESSAGES}
+    request_id, response_key = new_request_secrets()
+    body = seal_request(
+        running.gateway.ring.bundle().bundle,
+        chat,
+        request_id=request_id,
+        response_key=response_key,
+        timestamp=running.gateway.now() if timestamp is None else timestamp,
+    )
+    return SealedCall(body, request_id, response_key)
+
+
+@dataclass
+class SealedReply:
+    """What a sealed call got back: a refusal, or the opened records of a stream."""
+
+    status: int
+    code: str | None = None
+    texts: list[str] = field(default_factory=list)
+    final: Final | None = None
+    chunk_lengths: list[int] = field(default_factory=list)
+    retry_after: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The answer's text."""
+        return "".join(self.texts)
+
+
+async def post_sealed(
+    http: aiohttp.ClientSession,
+    url: str,
+    call: SealedCall,
+    *,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> SealedReply:
+    """POST ``call`` (or other ``body`` bytes with its headers) and read the reply to its end."""
+    async with http.post(
+        f"{url}/v1/sealed/chat/completions",
+        data=io.BytesIO(call.body if body is None else body),
+        headers=dict(call.headers() if headers is None else headers),
+    ) as response:
+        if response.status != 200:
+            payload = await response.json(content_type=None)
+            code = payload["error"]["code"]
+            return SealedReply(
+                response.status, code, retry_after=response.headers.get("Retry-After")
+            )
+        return await read_sealed(response, call.response_key)
+
+
+async def read_sealed(
+    response: aiohttp.ClientResponse, response_key: bytes, *, already: bytes = b""
+) -> SealedReply:
+    """Open a sealed stream to its end, checking every chunk (``already``: bytes read before)."""
+    reply = SealedReply(response.status)
+    opener = ChunkOpener(response_key)
+    raw = bytearray()
+    pieces = [already] if already else []
+
+    async def data_in() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+        async for data in response.content.iter_any():
+            yield data
+
+    async for data in data_in():
+        raw += data
+        for record in opener.feed(data):
+            if isinstance(record, Delta):
+                reply.texts.append(record.text)
+            else:
+                reply.final = record
+    opener.close()
+    while raw:
+        length = int.from_bytes(raw[:4], "big")
+        reply.chunk_lengths.append(length)
+        del raw[: 4 + length]
+    return reply
 
 
 def child_environment() -> dict[str, str]:

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 import pytest
 from structlog.testing import capture_logs
 
-from models import MasterKey, Store
+from models import Database, MasterKey, Store
+from models import migrations as schema
 from models.ledger import Balance
+from sealed.receipt import ReceiptStatus
 from services.billing import Billing, ModelPrice, Prices, format_units
 from services.errors import BillingError, InsufficientCredit, LedgerUnavailable
 from tests.harness import Clock
@@ -20,7 +22,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from models import Database
 
 ALICE, BOB = 1001, 2002
 DAY = 86_400
@@ -339,6 +340,93 @@ async def test_a_receipt_counting_more_than_was_held_is_charged_the_hold(
     assert charge.units == hold.units
     assert (await paid_only.balance(ALICE)).units == STAR - hold.units
     assert [entry["event"] for entry in logs] == ["billing.settle_capped"]
+
+
+async def test_a_stopped_receipt_is_charged_its_counts_and_its_status_kept(
+    paid_only: Billing,
+) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    hold = await paid_only.hold(ALICE, "r1", "model", 100, 1000)
+
+    charge = await paid_only.settle(hold, 90, 12, receipt_valid=True, status=ReceiptStatus.STOPPED)
+
+    assert (charge.outcome, charge.receipt_status) == ("settled", "stopped")
+    assert (charge.prompt_tokens, charge.completion_tokens) == (90, 12)
+    assert charge.units == 90 * 20 + 12 * 60
+    assert (await paid_only.balance(ALICE)).units == STAR - charge.units
+    # Read back from the row, the status is the same.
+    assert await paid_only.settle(hold, 1, 1, receipt_valid=True) == charge
+    (usage,) = await paid_only.history(ALICE, kinds=("usage",))
+    assert usage.note == "model: 90+12 tokens, 0 free, stopped"
+
+
+async def test_text_delivered_without_a_receipt_is_charged_the_bots_estimate(
+    paid_only: Billing,
+) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    hold = await paid_only.hold(ALICE, "r1", "model", 100, 1000)
+
+    with capture_logs() as logs:
+        charge = await paid_only.estimate(hold, 30)
+
+    assert (charge.outcome, charge.receipt_status) == ("estimated", None)
+    assert (charge.prompt_tokens, charge.completion_tokens) == (100, 30)  # the hold's prompt
+    assert charge.units == charge.cost == 100 * 20 + 30 * 60
+    assert (await paid_only.balance(ALICE)).units == STAR - charge.units
+    assert await paid_only.estimate(hold, 500) == charge
+    assert await paid_only.settle(hold, 1, 1, receipt_valid=True) == charge
+    (usage,) = await paid_only.history(ALICE, kinds=("usage",))
+    assert usage.note == "model: 100+30 tokens, 0 free, estimated"
+    assert [entry["event"] for entry in logs] == ["billing.estimated"]
+
+
+async def test_an_estimate_uses_the_free_allowance_and_never_exceeds_the_hold(
+    billing: Billing, paid_only: Billing
+) -> None:
+    free_hold = await billing.hold(ALICE, "r1", "model", 100, 1000)
+    free = await billing.estimate(free_hold, 30)
+    assert (free.units, free.free_tokens, free.cost) == (0, 130, 100 * 20 + 30 * 60)
+
+    await paid_only.credit(BOB, STAR, "grant", "g")
+    small = await paid_only.hold(BOB, "r2", "model", 10, 20)
+    capped = await paid_only.estimate(small, 5000)
+    assert capped.units == small.units
+    assert capped.outcome == "estimated"
+    assert (await paid_only.balance(BOB)).units == STAR - small.units
+
+
+async def test_the_estimated_outcome_migration_keeps_every_hold(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    schema.apply(db, schema.MIGRATIONS[:2])
+    columns = (
+        "request_id, user_id, model, prompt_tokens, max_completion_tokens, free_tokens, units,"
+        " price_in, price_out, day, created_at, outcome, closed_at, prompt_used,"
+        " completion_used, free_used, cost, charged"
+    )
+    rows = [
+        ("closed", ALICE, "m", 10, 100, 0, 6100, 10, 60, 1, 86_400, "settled", 86_401, 10, 5, 0,
+         400, 400),
+        ("open", ALICE, "m", 10, 100, 0, 6100, 10, 60, 1, 86_400, None, None, None, None, None,
+         None, None),
+    ]  # fmt: skip
+    with db.atomic():
+        for row in rows:
+            db.execute(f"INSERT INTO holds ({columns}) VALUES ({', '.join('?' * 18)})", row)  # noqa: S608 -- test data
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("UPDATE holds SET outcome = 'estimated' WHERE request_id = 'open'")
+
+    assert schema.apply(db) == ["m0003_estimated_charges"]
+
+    assert [
+        tuple(r)
+        for r in db.execute(f"SELECT {columns}, receipt_status FROM holds ORDER BY request_id")  # noqa: S608 -- test data
+    ] == [(*row, None) for row in rows]
+    with db.atomic():
+        db.execute("UPDATE holds SET outcome = 'estimated' WHERE request_id = 'open'")
+    indexes = {index.name for index in db.table("holds").indexes}
+    assert {"holds_user_day", "holds_open"} <= indexes
+    db.close()
 
 
 async def test_recover_releases_holds_a_crash_left_open(

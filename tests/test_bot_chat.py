@@ -12,8 +12,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 USER = 5001
+# About 1200 of the fake model's tokens (within the gateway's ceiling) and 16,000 characters.
 LONG_ANSWER = "\n\n".join(
-    (f"Paragraph {i}. " + "The quick brown fox jumps over the lazy dog. " * 30).strip()
+    (
+        f"Paragraph {i}. "
+        + "Extraordinarily comprehensive documentation accompanies everything. " * 30
+    ).strip()
     for i in range(8)
 )
 
@@ -39,7 +43,7 @@ async def test_answer_streams_in_drafts_then_lands_as_a_message(tmp_path: Path) 
 
 
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, answer=LONG_ANSWER, max_answer_tokens=3500) as stack:
+    async with running_stack(tmp_path, answer=LONG_ANSWER, max_answer_tokens=2000) as stack:
         stack.telegram.send_text(USER, "Write a lot", language_code="en")
         await stack.final_messages(USER, 3)
         await asyncio.sleep(0.3)

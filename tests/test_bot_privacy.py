@@ -115,5 +115,25 @@ async def test_privacy_command_shows_verified_worker_key(tmp_path: Path) -> None
     assert text.startswith("Кто что видит:")
     assert "Telegram: да" in text
     assert trust.fingerprint is not None
-    assert f"✅ {trust.fingerprint}" in text
+    assert f"✅ Сервер 1: {trust.fingerprint}" in text
     assert "подписан оператором" in text
+
+
+async def test_privacy_names_workers_by_position_and_fingerprint_never_by_address(
+    tmp_path: Path,
+) -> None:
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    async with running_stack(tmp_path, extra_gateways=(dead,)) as stack:
+        stack.telegram.send_text(USER, "/privacy")
+        text = await stack.reply_text(USER)
+        live, down = stack.veil.chat.inference.trust()
+        stack.telegram.send_text(USER + 1, "/privacy", language_code="kk")
+        kazakh = await stack.reply_text(USER + 1)
+    assert live.fingerprint is not None
+    assert f"✅ Worker 1: {live.fingerprint}" in text
+    assert "⚠️ Worker 2: unreachable" in text
+    assert (down.index, down.verified, down.problem) == (2, False, "unreachable")
+    assert "⚠️ 2-сервер: қолжетімсіз" in kazakh
+    for reply in (text, kazakh):
+        for address in (stack.gateway.url, dead, "127.0.0.1", "http", "localhost"):
+            assert address not in reply

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -381,17 +380,17 @@ async def test_token_delay_streams_deltas_as_they_are_made(
     fake: FakeVLLM, session: aiohttp.ClientSession
 ) -> None:
     fake.answer = "a b c d"
-    fake.token_delay = 0.05
+    fake.token_delay = 0.1
     url = f"{fake.url}/v1/chat/completions"
+    finished_streams_at_each_delta = []
     async with session.post(url, json=chat_body(stream=True)) as response:
-        arrivals = [
-            time.monotonic()
-            async for line in response.content
-            if b'"content":"' in line and b'"role"' not in line
-        ]
+        async for line in response.content:
+            if b'"content":"' in line and b'"role"' not in line:
+                finished_streams_at_each_delta.append(len(fake.token_times))
 
-    assert len(arrivals) == 5  # four tokens and the finish chunk
-    assert arrivals[3] - arrivals[0] >= 0.14
+    assert len(finished_streams_at_each_delta) == 5  # four tokens and the finish chunk
+    assert finished_streams_at_each_delta[0] == 0  # the first arrived while the rest was made
+    assert len(fake.token_times) == 1
 
 
 async def test_entry_point_runs_as_a_process_until_sigterm(
@@ -424,3 +423,246 @@ async def test_entry_point_runs_as_a_process_until_sigterm(
         returncode = await asyncio.wait_for(process.wait(), timeout=10)
 
     assert returncode == 0
+
+
+async def read_deltas(response: aiohttp.ClientResponse, count: int) -> list[str]:
+    """Read whole SSE events until `count` content deltas are in; return them."""
+    events: list[Any] = []
+    while len(contents(events)) < count:
+        event = await response.content.readuntil(b"\n\n")
+        assert event.endswith(b"\n\n"), "the stream ended early"
+        events.append(json.loads(event.removeprefix(b"data: ")))
+    return contents(events)
+
+
+async def test_stall_holds_the_stream_open_until_the_client_hangs_up(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    fake.stall_after = 2
+    url = f"{fake.url}/v1/chat/completions"
+    async with session.post(url, json=chat_body(stream=True)) as response:
+        assert await read_deltas(response, 2) == split_tokens(ANSWER)[:2]
+        await asyncio.wait_for(fake.stall_started.wait(), timeout=5)
+        with pytest.raises(TimeoutError):  # nothing more comes: no delta, no finish, no [DONE]
+            await asyncio.wait_for(response.content.readline(), timeout=0.2)
+        assert not response.content.at_eof()
+        assert (fake.stalled_streams, fake.stalled_closed) == (1, 0)
+        assert not fake.stall_released.is_set()
+        response.close()  # the client gives up, as a gateway's read timeout would
+
+        await asyncio.wait_for(fake.stall_released.wait(), timeout=5)
+
+    assert (fake.stalled_streams, fake.stalled_closed) == (1, 1)
+    assert len(fake.requests) == 1
+
+
+async def test_stall_on_a_non_streamed_call_sends_no_reply(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    fake.stall_after = 0
+    call = asyncio.create_task(session.post(f"{fake.url}/v1/chat/completions", json=chat_body()))
+    await asyncio.wait_for(fake.stall_started.wait(), timeout=5)
+    assert not call.done()
+    call.cancel()  # the client gives up before any reply
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+    await asyncio.wait_for(fake.stall_released.wait(), timeout=5)
+    assert (fake.stalled_streams, fake.stalled_closed) == (1, 1)
+
+
+async def test_close_cuts_a_stalled_stream_instead_of_hanging(
+    session: aiohttp.ClientSession,
+) -> None:
+    fake = FakeVLLM(answer=ANSWER)
+    await fake.start()
+    fake.stall_after = 1
+    lines: list[bytes] = []
+    url = f"{fake.url}/v1/chat/completions"
+    async with session.post(url, json=chat_body(stream=True)) as response:
+        await read_deltas(response, 1)
+        await asyncio.wait_for(fake.stall_started.wait(), timeout=5)
+
+        await asyncio.wait_for(fake.close(), timeout=5)
+
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await read_lines(response, lines)
+
+    assert b"data: [DONE]\n" not in lines
+    assert (fake.stalled_streams, fake.stalled_closed) == (1, 0)  # closed by the fake, not us
+
+
+async def test_without_usage_the_stream_and_reply_omit_it(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    fake.send_usage = False
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    _, events = await stream(session, fake.url, body)
+    async with session.post(f"{fake.url}/v1/chat/completions", json=chat_body()) as response:
+        reply = await response.json()
+
+    *chunks, done = events
+    assert done == "[DONE]"
+    assert all("usage" not in chunk and chunk["choices"] for chunk in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert "".join(contents(events)) == ANSWER
+    assert "usage" not in reply
+    assert reply["choices"][0]["message"]["content"] == ANSWER
+
+
+@pytest.mark.parametrize(
+    ("body", "count"),
+    [
+        (chat_body("x" * 40), estimate_prompt_tokens([{"role": "user", "content": "x" * 40}])),
+        ({"model": "veil-test", "prompt": "y" * 41}, 41 // 4 + 1),
+        ({"prompt": ""}, 1),
+    ],
+)
+async def test_tokenize_counts_like_vllm(
+    fake: FakeVLLM, session: aiohttp.ClientSession, body: dict[str, Any], count: int
+) -> None:
+    async with session.post(f"{fake.url}/tokenize", json=body) as response:
+        reply = await response.json()
+
+    assert response.status == 200
+    assert reply == {
+        "count": count,
+        "max_model_len": 4096,
+        "tokens": [0] * count,
+        "token_strs": None,
+    }
+    assert fake.tokenize_requests == [body]
+    assert fake.requests == []  # counting is not a chat call
+
+
+async def test_tokenize_chat_count_matches_the_chat_prompt_tokens(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    body = chat_body("How long is this prompt, really?")
+    async with session.post(f"{fake.url}/tokenize", json=body) as response:
+        counted = (await response.json())["count"]
+    async with session.post(f"{fake.url}/v1/chat/completions", json=body) as response:
+        used = (await response.json())["usage"]["prompt_tokens"]
+
+    assert counted == used
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "veil-test"}, 400, "prompt"),
+        ({"model": "veil-test", "prompt": 7}, 400, "prompt"),
+        ({"model": "veil-test", "messages": []}, 400, "messages"),
+        ({"model": "gpt-5", "prompt": "hi"}, 404, "model"),
+    ],
+)
+async def test_tokenize_rejects_bad_bodies(
+    fake: FakeVLLM,
+    session: aiohttp.ClientSession,
+    body: dict[str, Any],
+    status: int,
+    param: str,
+) -> None:
+    async with session.post(f"{fake.url}/tokenize", json=body) as response:
+        error = (await response.json())["error"]
+
+    assert response.status == status
+    assert (error["code"], error["param"]) == (status, param)
+    assert fake.tokenize_requests == [body]
+
+
+async def test_tokenize_unavailable_is_fastapis_404_and_still_recorded(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    fake.tokenize_available = False
+    body = {"model": "veil-test", "prompt": "count me"}
+    async with session.post(f"{fake.url}/tokenize", json=body) as response:
+        raw = await response.read()
+
+    assert response.status == 404
+    assert response.content_type == "application/json"
+    assert raw == b'{"detail":"Not Found"}'
+    assert fake.tokenize_requests == [body]
+
+
+async def test_without_health_route_health_is_404(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    fake.has_health = False
+    async with session.get(f"{fake.url}/health") as response:
+        raw = await response.read()
+
+    assert response.status == 404
+    assert raw == b'{"detail":"Not Found"}'
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [{"data": None}, [], {"data": [{"no_id": 1}]}, {"object": "list"}, "models", 0],
+)
+async def test_models_reply_serves_garbage_exactly(
+    fake: FakeVLLM, session: aiohttp.ClientSession, garbage: object
+) -> None:
+    fake.models_reply = garbage
+    async with session.get(f"{fake.url}/v1/models") as response:
+        raw = await response.read()
+
+    assert response.status == 200
+    assert json.loads(raw) == garbage
+
+
+async def test_models_status_answers_an_error(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    fake.models_status = 503
+    async with session.get(f"{fake.url}/v1/models") as response:
+        error = (await response.json())["error"]
+    fake.models_reply = {"detail": "warming up"}
+    async with session.get(f"{fake.url}/v1/models") as response:
+        custom = await response.json()
+        custom_status = response.status
+    fake.models_reply, fake.models_status = None, 200
+    async with session.get(f"{fake.url}/v1/models") as response:
+        listing = await response.json()
+
+    assert response.status == 200
+    assert (error["code"], error["type"]) == (503, "ServiceUnavailableError")
+    assert (custom_status, custom) == (503, {"detail": "warming up"})
+    assert [m["id"] for m in listing["data"]] == ["veil-test"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "kept"),
+    [
+        ({"max_tokens": 3}, 3),
+        ({"max_completion_tokens": 2, "max_tokens": 5}, 2),
+        ({"max_completion_tokens": None, "max_tokens": 4}, 4),
+        ({"max_tokens": None}, 8),
+    ],
+)
+async def test_max_tokens_is_honoured_unless_max_completion_tokens_is_set(
+    fake: FakeVLLM, session: aiohttp.ClientSession, limits: dict[str, Any], kept: int
+) -> None:
+    fake.answer = "a b c d e f g h"
+    body = chat_body(stream=True, stream_options={"include_usage": True}, **limits)
+    _, events = await stream(session, fake.url, body)
+    async with session.post(f"{fake.url}/v1/chat/completions", json=chat_body(**limits)) as r:
+        reply = await r.json()
+
+    assert "".join(contents(events)) == "".join(split_tokens(fake.answer)[:kept])
+    assert events[-3]["choices"][0]["finish_reason"] == ("length" if kept < 8 else "stop")
+    assert events[-2]["usage"]["completion_tokens"] == kept
+    assert reply["usage"]["completion_tokens"] == kept
+    assert reply["choices"][0]["finish_reason"] == ("length" if kept < 8 else "stop")
+
+
+async def test_max_tokens_above_window_is_400_naming_max_tokens(
+    fake: FakeVLLM, session: aiohttp.ClientSession
+) -> None:
+    body = chat_body(stream=True, max_tokens=5000)
+    async with session.post(f"{fake.url}/v1/chat/completions", json=body) as response:
+        error = (await response.json())["error"]
+
+    assert response.status == 400
+    assert error["param"] == "max_tokens"
+    assert error["message"] == "max_tokens must be at most 4096, got 5000."

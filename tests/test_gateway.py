@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from sealed.auth import client_auth_headers
+from sealed.receipt import ReceiptStatus
 from sealed.request import new_request_secrets, seal_request
 from sealed.stream import ChunkOpener
 from services.errors import (
@@ -20,7 +22,15 @@ from services.errors import (
 from services.inference import Completion, InferenceClient, TextDelta
 from tests.fakes.relay import TamperingRelay
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import run_gateway
+from tests.harness import (
+    CLIENT_KEY,
+    CountingProxy,
+    post_sealed,
+    read_sealed,
+    run_gateway,
+    seal_call,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -63,12 +73,14 @@ async def test_round_trip_streams_answer_and_verified_receipt(
     assert sent["stream_options"] == {"include_usage": True}
     assert sent["cache_salt"] == "salt-1"
     assert sent["messages"] == MESSAGES
+    # No max given: the client's ceiling, under both names (llama-cpp-python reads max_tokens).
+    assert sent["max_completion_tokens"] == sent["max_tokens"] == 2048
 
 
 async def test_multi_kilobyte_unicode_answer(client: InferenceClient, vllm: FakeVLLM) -> None:
-    answer = " ".join(["Жили-были 🐉 драконы, 龍 и ドラゴン."] * 400)
+    answer = " ".join(["Жили-были 🐉 драконы, 龍 и ドラゴン."] * 340)  # 2040 tokens
     vllm.answer = answer
-    text, completion = await collect(client, max_tokens=3000)
+    text, completion = await collect(client, max_tokens=2048)
     assert text == answer
     assert len(text.encode()) > 20_000
     assert completion.receipt is not None
@@ -92,7 +104,9 @@ async def test_api_key_is_forwarded_to_vllm(http: aiohttp.ClientSession, clock: 
         FakeVLLM(api_key="vllm-secret") as fake,
         run_gateway(fake.url, clock=clock, api_key="vllm-secret") as running,
     ):
-        client = InferenceClient([running.url], [running.verify_key], http, clock=clock)
+        client = InferenceClient(
+            [running.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
         text, _ = await collect(client)
         assert text == "Hello from the fake model."
         assert fake.request_headers[-1]["authorization"] == "Bearer vllm-secret"
@@ -117,9 +131,9 @@ async def test_model_no_gateway_serves_is_unavailable(
 
 
 async def test_context_length_error_is_typed(client: InferenceClient, vllm: FakeVLLM) -> None:
-    vllm.max_model_len = 260  # the default 256 completion tokens + the prompt do not fit
+    vllm.max_model_len = 260  # 256 completion tokens + the prompt do not fit
     with pytest.raises(ContextTooLong) as caught:
-        await collect(client)
+        await collect(client, max_tokens=256)
     assert "maximum context length" in caught.value.message
 
 
@@ -163,67 +177,75 @@ async def test_metrics_count_requests_without_text(
     client: InferenceClient, gateway: RunningGateway, http: aiohttp.ClientSession
 ) -> None:
     await collect(client)
-    async with http.get(f"{gateway.url}/metrics") as response:
-        metrics = await response.text()
+    metrics = await gateway.metrics(http)
     assert 'veil_gateway_requests_total{outcome="ok"} 1.0' in metrics
     assert "veil_gateway_completion_tokens_total 3.0" in metrics
     assert "hello" not in metrics.lower()
+    async with http.get(f"{gateway.url}/metrics") as response:
+        assert response.status == 404  # metrics are not served on the public port
 
 
 # -- refusals before vLLM is called ------------------------------------------------------------
 
 
-async def sealed_body(client: InferenceClient) -> bytes:
-    """Capture one real sealed request by sending it through a relay."""
-    async with TamperingRelay(client._gateways[0].url) as relay:
-        spy = InferenceClient([relay.url], client._pinned, client._session, clock=client._clock)
-        await collect(spy)
-        assert relay.last_request is not None
-        return relay.last_request
-
-
-async def post(http: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, str]:
-    async with http.post(f"{url}/v1/sealed/chat/completions", data=io.BytesIO(body)) as response:
-        payload = await response.json(content_type=None)
-        return response.status, payload["error"]["code"]
-
-
-async def test_flipped_request_byte_is_refused_and_vllm_never_called(
-    client: InferenceClient, gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+async def test_relay_flipping_a_byte_gets_401_and_vllm_is_never_called(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
 ) -> None:
-    body = bytearray(await sealed_body(client))
-    calls = len(vllm.requests)
+    call = seal_call(gateway)
+    body = bytearray(call.body)
     body[len(body) // 2] ^= 0x01
-    assert await post(http, gateway.url, bytes(body)) == (400, "cannot_open")
-    assert len(vllm.requests) == calls
+    reply = await post_sealed(http, gateway.url, call, body=bytes(body))  # the original signature
+    assert (reply.status, reply.code) == (401, "unauthenticated")
+    assert vllm.requests == []
+
+
+async def test_pinned_client_flipping_a_byte_gets_cannot_open(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    call = seal_call(gateway)
+    body = bytearray(call.body)
+    body[len(body) // 2] ^= 0x01
+    headers = client_auth_headers(CLIENT_KEY, bytes(body))  # signed as sent: only HPKE fails
+    reply = await post_sealed(http, gateway.url, call, body=bytes(body), headers=headers)
+    assert (reply.status, reply.code) == (400, "cannot_open")
+    assert vllm.requests == []
 
 
 async def test_replayed_request_is_refused(
-    client: InferenceClient, gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
 ) -> None:
-    body = await sealed_body(client)
-    assert await post(http, gateway.url, body) == (409, "replayed")
+    call = seal_call(gateway)
+    assert (await post_sealed(http, gateway.url, call)).text == "Sealed hello, world."
+    reply = await post_sealed(http, gateway.url, call)
+    assert (reply.status, reply.code) == (409, "replayed")
     assert len(vllm.requests) == 1
 
 
 async def test_stale_request_is_refused(
-    client: InferenceClient,
-    gateway: RunningGateway,
-    vllm: FakeVLLM,
-    http: aiohttp.ClientSession,
-    clock: Clock,
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    body = await sealed_body(client)
+    call = seal_call(gateway)
     clock.advance(3600)
-    status, code = await post(http, gateway.url, body)
-    assert (status, code) == (400, "stale_request")
-    assert len(vllm.requests) == 1
+    reply = await post_sealed(http, gateway.url, call)
+    assert (reply.status, reply.code) == (400, "stale_request")
+    assert vllm.requests == []
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, str]:
+    """POST raw bytes, signed by the pinned test client; the refusal's (status, code)."""
+    async with http.post(
+        f"{url}/v1/sealed/chat/completions",
+        data=io.BytesIO(body),
+        headers=client_auth_headers(CLIENT_KEY, body),
+    ) as response:
+        payload = await response.json(content_type=None)
+        return response.status, payload["error"]["code"]
 
 
 async def test_oversize_request_is_refused(
     gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
 ) -> None:
-    body = b"VEIL\x01\x01" + b"\0" * 8 + b"\0" * (2 << 20)
+    body = b"VEIL\x02\x01" + b"\0" * 8 + b"\0" * (2 << 20)
     status, code = await post(http, gateway.url, body)
     assert (status, code) == (413, "too_large")
     assert vllm.requests == []
@@ -232,7 +254,7 @@ async def test_oversize_request_is_refused(
 async def test_unknown_key_id_is_refused(
     gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
 ) -> None:
-    body = b"VEIL\x01\x01" + b"\xee" * 8 + b"\0" * 2000
+    body = b"VEIL\x02\x01" + b"\xee" * 8 + b"\0" * 2000
     assert await post(http, gateway.url, body) == (410, "unknown_key")
     assert vllm.requests == []
 
@@ -241,7 +263,9 @@ async def test_rotated_out_key_is_refused_after_grace(
     vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     async with run_gateway(vllm.url, clock=clock, rotation_seconds=60, grace_seconds=30) as running:
-        client = InferenceClient([running.url], [running.verify_key], http, clock=clock)
+        client = InferenceClient(
+            [running.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
         ring = running.gateway.ring
         old_key = ring.current.keypair.key_id
         await client.refresh()
@@ -250,8 +274,11 @@ async def test_rotated_out_key_is_refused_after_grace(
         ring.rotate(int(clock()))
         assert ring.current.keypair.key_id != old_key
         # Within the grace period a request sealed to the old key is still served.
+        body = await sealed_body_direct(client)
         async with http.post(
-            f"{running.url}/v1/sealed/chat/completions", data=await sealed_body_direct(client)
+            f"{running.url}/v1/sealed/chat/completions",
+            data=body,
+            headers=client_auth_headers(CLIENT_KEY, body),
         ) as response:
             assert response.status == 200
         # The client refreshes its bundle before expiry and moves to the new key.
@@ -276,7 +303,9 @@ async def test_concurrent_stream_cap_refuses_with_503(
     vllm.answer = "slow answer here"
     vllm.token_delay = 0.3
     async with run_gateway(vllm.url, clock=clock, max_streams=1) as running:
-        client = InferenceClient([running.url], [running.verify_key], http, clock=clock)
+        client = InferenceClient(
+            [running.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
         first = asyncio.create_task(collect(client))
         await asyncio.sleep(0.2)
         await client.refresh()
@@ -328,7 +357,9 @@ async def test_response_attacks_are_detected(
 ) -> None:
     async with TamperingRelay(gateway.url) as relay:
         relay.rewrite_response = rewrite  # type: ignore[assignment]
-        client = InferenceClient([relay.url], [gateway.verify_key], http, clock=clock)
+        client = InferenceClient(
+            [relay.url], [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
         with pytest.raises(StreamCorrupted) as caught:
             await collect(client)
     assert caught.value.reason == reason
@@ -348,7 +379,9 @@ async def test_spliced_response_is_detected(
 
     async with TamperingRelay(gateway.url) as relay:
         relay.rewrite_response = keep_then_splice
-        client = InferenceClient([relay.url], [gateway.verify_key], http, clock=clock)
+        client = InferenceClient(
+            [relay.url], [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
         await collect(client)
         with pytest.raises(StreamCorrupted) as caught:
             await collect(client)
@@ -362,20 +395,44 @@ def test_opener_rejects_frames_the_gateway_never_made() -> None:
 
 
 async def test_client_hanging_up_ends_the_relay_and_the_vllm_stream(
-    client: InferenceClient, gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+    http: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    vllm.answer = " ".join(f"w{i}" for i in range(100))
-    vllm.token_delay = 0.02
-    stream = client.stream(MESSAGES, model="veil-test", cache_salt="s")
-    assert isinstance(await anext(stream), TextDelta)
-    await stream.aclose()  # the user pressed stop
-    async with asyncio.timeout(10):
-        while True:
-            async with http.get(f"{gateway.url}/metrics") as response:
-                metrics = await response.text()
-            if 'outcome="client_gone"' in metrics:
-                break
-            await asyncio.sleep(0.05)
-    assert "veil_gateway_active_streams 0.0" in metrics
-    await asyncio.sleep(2.5)  # longer than the whole answer would take (100 x 20 ms)
-    assert vllm.token_times == []  # vLLM's stream was cut, not generated to the end
+    answer = " ".join(f"w{i}" for i in range(100))
+    async with (
+        FakeVLLM(answer=answer, token_delay=0.02) as fake,
+        CountingProxy.to(fake.url) as proxy,
+        run_gateway(proxy.url, clock=clock, models=("veil-test",)) as running,
+    ):
+        client = InferenceClient(
+            [running.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        stream = client.stream(MESSAGES, model="veil-test", cache_salt="s")
+        assert isinstance(await anext(stream), TextDelta)
+        await stream.aclose()  # the user pressed stop
+        await wait_until(lambda: running.gateway.active == 0)
+        assert running.gateway.receipts.kept == 1  # a stopped receipt is kept for the asker
+        await wait_until(lambda: proxy.closed >= 1)  # vLLM's stream was cut ...
+        assert fake.token_times == []  # ... before the end of the answer
+        assert "veil_gateway_active_streams 0.0" in await running.metrics(http)
+
+
+async def test_stopping_the_gateway_ends_streams_in_flight_with_a_stopped_receipt(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    answer = " ".join(f"w{i}" for i in range(100))
+    async with FakeVLLM(answer=answer, token_delay=0.02) as fake:
+        async with run_gateway(fake.url, clock=clock) as running:
+            call = seal_call(running)
+            response = await http.post(
+                f"{running.url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
+            )
+            first = await response.content.readany()
+        try:
+            reply = await read_sealed(response, call.response_key, already=first)
+        finally:
+            response.release()
+    assert reply.final is not None
+    assert reply.final.finish_reason == "stopped"
+    assert reply.final.receipt is not None
+    assert reply.final.receipt.receipt.status is ReceiptStatus.STOPPED
+    assert len(reply.texts) < 100

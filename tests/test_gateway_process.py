@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import socket
 import stat
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
+from gateway.limits import Limits
+from gateway.settings import GatewaySettings, SettingsError, load_settings
 from services.inference import InferenceClient, TextDelta
+from tests.fakes.relay import HalfOpenClients
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, ManagedProcess, child_environment
+from tests.harness import (
+    CLIENT_KEY,
+    REPO,
+    ManagedProcess,
+    child_environment,
+    client_keys_setting,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,20 +65,93 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
     assert missing.stderr.strip().splitlines() == [
         "veil: setting VEIL_OPERATOR_KEY_FILE is required but not set"
     ]
-    bad_port = run(env={"VEIL_OPERATOR_KEY_FILE": str(tmp_path / "k"), "VEIL_GATEWAY_PORT": "x"})
+    clients = {"VEIL_CLIENT_KEYS": client_keys_setting()}
+    no_clients = run(env={"VEIL_OPERATOR_KEY_FILE": str(tmp_path / "k")})
+    assert no_clients.stderr.strip().splitlines() == [
+        "veil: setting VEIL_CLIENT_KEYS is required but not set"
+    ]
+    bad_port = run(
+        env={"VEIL_OPERATOR_KEY_FILE": str(tmp_path / "k"), **clients, "VEIL_GATEWAY_PORT": "x"}
+    )
     assert bad_port.returncode == 2
     (line,) = bad_port.stderr.strip().splitlines()
     assert "VEIL_GATEWAY_PORT" in line
-    no_file = run(env={"VEIL_OPERATOR_KEY_FILE": str(tmp_path / "absent.key")})
+    no_file = run(env={"VEIL_OPERATOR_KEY_FILE": str(tmp_path / "absent.key"), **clients})
     assert no_file.returncode == 2
     (line,) = no_file.stderr.strip().splitlines()
     assert "VEIL_OPERATOR_KEY_FILE" in line
     key_file = tmp_path / "open.key"
     assert run("keygen", "--out", str(key_file)).returncode == 0
     key_file.chmod(0o644)
-    too_open = run(env={"VEIL_OPERATOR_KEY_FILE": str(key_file)})
+    too_open = run(env={"VEIL_OPERATOR_KEY_FILE": str(key_file), **clients})
     assert too_open.returncode == 2
     assert "0600" in too_open.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VEIL_HEADER_TIMEOUT", "0"),
+        ("VEIL_BODY_TIMEOUT", "-1"),
+        ("VEIL_MAX_CONNECTIONS", "0"),
+        ("VEIL_CLIENT_IDLE_TIMEOUT", "0"),
+        ("VEIL_MAX_STREAM_SECONDS", "soon"),
+        ("VEIL_BACKEND_IDLE_TIMEOUT", "0"),
+        ("VEIL_METRICS_PORT", "70000"),
+        ("VEIL_RECEIPT_TTL", "never"),
+    ],
+)
+def test_bad_hardening_settings_stop_with_a_line_naming_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str
+) -> None:
+    monkeypatch.setenv("VEIL_OPERATOR_KEY_FILE", str(tmp_path / "k"))
+    monkeypatch.setenv("VEIL_CLIENT_KEYS", client_keys_setting())
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as stopped:
+        load_settings(GatewaySettings)
+    assert str(stopped.value.code).startswith(f"veil: setting {name} is invalid")
+
+
+def test_hardening_settings_have_their_documented_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VEIL_OPERATOR_KEY_FILE", str(tmp_path / "k"))
+    monkeypatch.setenv("VEIL_CLIENT_KEYS", client_keys_setting())
+    monkeypatch.setenv("VEIL_MULTIMODAL_MODELS", " vision , other-vision ,")
+    settings = load_settings(GatewaySettings)
+    assert settings.limits == Limits(
+        header_timeout=10,
+        body_timeout=30,
+        max_connections=1024,
+        client_idle_timeout=30,
+        max_stream_seconds=600,
+        backend_idle_timeout=60,
+        receipt_ttl=900,
+    )
+    assert (settings.metrics_host, settings.metrics_port) == ("127.0.0.1", 9600)
+    assert settings.vision_models == {"vision", "other-vision"}
+
+
+def test_a_taken_metrics_port_stops_with_one_line(tmp_path: Path) -> None:
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            env={
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": "http://127.0.0.1:9",  # nothing there: models stay unknown
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": str(port),
+            }
+        )
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("veil:")]
+    assert "VEIL_METRICS_PORT" in line
+    assert str(port) in line
 
 
 async def test_gateway_process_serves_sealed_answers_and_stops(
@@ -79,19 +165,28 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
             "gateway",
             env={
                 "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
                 "VEIL_VLLM_URL": fake.url,
                 "VEIL_VLLM_API_KEY": "k-123",
                 "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",  # the ceiling must fit the model's context
             },
         )
         try:
             await gateway.wait_for_line("gateway.started")
             started = gateway.json_event("gateway.started")
             assert started["models"] == ["veil-test"]
+            async with http.get(str(started["metrics_url"])) as response:
+                assert response.status == 200
+                assert "veil_gateway_connections" in await response.text()
+            async with http.get(f"{started['url']}/metrics") as response:
+                assert response.status == 404
             client = InferenceClient(
                 [str(started["url"])],
                 [base64.urlsafe_b64decode(verify_key + "=")],
                 http,
+                client_key=CLIENT_KEY,
             )
             parts = [
                 item.text
@@ -108,3 +203,81 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
     assert "gateway.stopped" in gateway.output
     for secret in ("periwinkle", "saffron", "k-123"):
         assert secret not in gateway.output
+
+
+def metric_value(metrics: str, name: str) -> float:
+    """The value of an unlabelled sample in a Prometheus text exposition."""
+    for line in metrics.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in the metrics")
+
+
+# Run the gateway with only 128 descriptors, as on the host where half-open connections stopped
+# real requests and asyncio flooded stderr with accept errors.
+LOW_FD_GATEWAY = (
+    "import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)); "
+    "runpy.run_module('gateway', run_name='__main__')"
+)
+
+
+async def test_half_open_flood_under_a_low_descriptor_limit_is_capped_and_quiet(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    key_file = tmp_path / "operator.key"
+    verify_key = run("keygen", "--out", str(key_file)).stdout.strip()
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            LOW_FD_GATEWAY,
+            env={
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_HEADER_TIMEOUT": "1",
+            },
+        )
+        try:
+            await gateway.wait_for_line("gateway.started")
+            started = gateway.json_event("gateway.started")
+            # 128 descriptors less the margin, shared with as many model-server connections.
+            assert started["max_connections"] == 48
+            host, port = str(started["url"]).removeprefix("http://").split(":")
+            async with HalfOpenClients(host, int(port), 150) as flood:
+                async with asyncio.timeout(10):
+                    await flood.wait_closed_by_server(150 - 48)  # past the cap: closed at once
+                async with asyncio.timeout(10):
+                    await flood.wait_closed_by_server()  # the rest: by the header timeout
+            client = InferenceClient(
+                [str(started["url"])],
+                [base64.urlsafe_b64decode(verify_key + "=")],
+                http,
+                client_key=CLIENT_KEY,
+            )
+            parts = [
+                item.text
+                async for item in client.stream(
+                    [{"role": "user", "content": PROMPT}], model="veil-test", cache_salt="s"
+                )
+                if isinstance(item, TextDelta)
+            ]
+            assert "".join(parts) == ANSWER
+            async with http.get(str(started["metrics_url"])) as response:
+                metrics = await response.text()
+            refused = metric_value(metrics, "veil_gateway_connections_refused_total")
+            timed_out = metric_value(metrics, "veil_gateway_header_timeouts_total")
+            # Each half-open connection was either turned away at the cap or closed by the
+            # header timeout; how many of each depends on how fast the flood was accepted (a
+            # slow machine frees slots by timeout while the flood still arrives).
+            assert refused + timed_out == 150
+            assert refused >= 1
+            assert timed_out >= 48
+        finally:
+            code = await gateway.stop()
+    assert code == 0
+    # No flood: should the descriptors run out for a moment anyway, one warning a 10 s at most.
+    assert gateway.output.count("accept") <= 1
+    assert len(gateway.lines) < 20

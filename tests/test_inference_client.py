@@ -11,11 +11,12 @@ import pytest
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from sealed.auth import client_auth_headers
 from services.errors import InferenceUnavailable, StreamCorrupted, UntrustedGateway
 from services.inference import InferenceClient, TextDelta
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import run_gateway
+from tests.harness import CLIENT_KEY, run_gateway
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,7 +41,7 @@ async def test_bundle_from_unpinned_operator_is_refused(
     gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     stranger = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
-    client = InferenceClient([gateway.url], [stranger], http, clock=clock)
+    client = InferenceClient([gateway.url], [stranger], http, clock=clock, client_key=CLIENT_KEY)
     with pytest.raises(UntrustedGateway, match="BundleUnpinned"):
         await answer_text(client)
     assert vllm.requests == []
@@ -53,7 +54,9 @@ async def test_expired_bundle_is_refused(
     gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     late = type(clock)(clock() + 10 * 3600)  # the client's clock is far past not_after
-    client = InferenceClient([gateway.url], [gateway.verify_key], http, clock=late)
+    client = InferenceClient(
+        [gateway.url], [gateway.verify_key], http, clock=late, client_key=CLIENT_KEY
+    )
     with pytest.raises(UntrustedGateway, match="BundleExpired"):
         await answer_text(client)
     assert vllm.requests == []
@@ -72,7 +75,9 @@ async def test_failover_when_first_gateway_is_down(
     gateway: RunningGateway, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     dead = "http://127.0.0.1:9"  # discard port: nothing listens
-    client = InferenceClient([dead, gateway.url], [gateway.verify_key], http, clock=clock)
+    client = InferenceClient(
+        [dead, gateway.url], [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
+    )
     for _ in range(3):
         assert await answer_text(client) == "Sealed hello, world."
 
@@ -87,7 +92,9 @@ async def test_failover_when_vllm_behind_a_gateway_is_down(
         run_gateway(one.url, operator=operator, clock=clock) as first,
         run_gateway(two.url, operator=operator, clock=clock) as second,
     ):
-        client = InferenceClient([first.url, second.url], [first.verify_key], http, clock=clock)
+        client = InferenceClient(
+            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
         await client.refresh()
         await one.close()  # the first gateway's vLLM goes away after bundles were fetched
         answers = {await answer_text(client) for _ in range(4)}
@@ -102,14 +109,18 @@ async def test_spreads_requests_over_gateways(http: aiohttp.ClientSession, clock
         run_gateway(one.url, operator=operator, clock=clock) as first,
         run_gateway(two.url, operator=operator, clock=clock) as second,
     ):
-        client = InferenceClient([first.url, second.url], [first.verify_key], http, clock=clock)
+        client = InferenceClient(
+            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
         answers = [await answer_text(client) for _ in range(4)]
         assert sorted(answers) == ["one", "one", "two", "two"]
 
 
 async def test_all_gateways_down_is_unavailable(http: aiohttp.ClientSession, clock: Clock) -> None:
     key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
-    client = InferenceClient(["http://127.0.0.1:9"], [key], http, clock=clock)
+    client = InferenceClient(
+        ["http://127.0.0.1:9"], [key], http, clock=clock, client_key=CLIENT_KEY
+    )
     with pytest.raises(InferenceUnavailable):
         await answer_text(client)
 
@@ -123,8 +134,10 @@ async def test_no_retry_after_text_has_streamed(http: aiohttp.ClientSession, clo
         run_gateway(two.url, operator=operator, clock=clock) as second,
     ):
         one.drop_after = 2
-        client = InferenceClient([first.url, second.url], [first.verify_key], http, clock=clock)
-        client._turn = itertools.count(0, 2)  # always start with the first gateway
+        client = InferenceClient(
+            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        client._pool.turn = itertools.count(0, 2)  # always start with the first gateway
         seen = []
         with pytest.raises(Exception, match="closed the stream"):
             async for item in client.stream(
@@ -143,7 +156,9 @@ async def test_connection_cut_mid_stream_is_truncation(
             host, port = running.url.removeprefix("http://").split(":")
             proxy = RecordingProxy(host, int(port))
             await proxy.start()
-            client = InferenceClient([proxy.url], [running.verify_key], http, clock=clock)
+            client = InferenceClient(
+                [proxy.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
+            )
             stream = client.stream(
                 [{"role": "user", "content": "x"}], model="veil-test", cache_salt="s"
             )
@@ -162,7 +177,9 @@ async def test_network_sees_neither_prompt_nor_answer(
     async with FakeVLLM(answer=ANSWER) as fake, run_gateway(fake.url, clock=clock) as running:
         host, port = running.url.removeprefix("http://").split(":")
         async with RecordingProxy(host, int(port)) as proxy:
-            client = InferenceClient([proxy.url], [running.verify_key], http, clock=clock)
+            client = InferenceClient(
+                [proxy.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
+            )
             with structlog.testing.capture_logs() as logs:
                 assert await answer_text(client, content=PROMPT) == ANSWER
         assert fake.requests[0]["messages"][0]["content"] == PROMPT  # it did reach the model
@@ -182,7 +199,9 @@ async def test_gateway_refuses_requests_it_cannot_parse(
 ) -> None:
     for body in (b"", b"GET / HTTP/1.1", b"VEIL\x09\x01" + b"\0" * 40):
         async with http.post(
-            f"{gateway.url}/v1/sealed/chat/completions", data=io.BytesIO(body)
+            f"{gateway.url}/v1/sealed/chat/completions",
+            data=io.BytesIO(body),
+            headers=client_auth_headers(CLIENT_KEY, body),
         ) as response:
             assert response.status == 400
             assert (await response.json())["error"]["code"] == "malformed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from scripts.protocol_vectors import deterministic_vectors
+from scripts.protocol_vectors import client_auth_vectors, deterministic_vectors, hybrid_keypair
+from sealed.auth import check_client_signature, check_proof, receipt_proof
 from sealed.bundle import verify_bundle
 from sealed.encoding import b64e
+from sealed.receipt import ReceiptStatus, UsageReceipt
 from sealed.request import open_request
-from sealed.stream import ChunkOpener, Delta, Final
+from sealed.stream import MIN_CHUNK, ChunkOpener, Delta, Final
 from sealed.suites import KeyPair
 from tests.harness import REPO
 
@@ -49,25 +52,75 @@ def test_bundle_vector_verifies_under_the_operator_key(vectors: dict[str, Any]) 
     assert signed.bundle.key_id.hex() == vectors["key_id"]
 
 
-def test_recorded_sealed_request_opens_to_the_vector(vectors: dict[str, Any]) -> None:
-    private = x25519.X25519PrivateKey.from_private_bytes(
-        bytes.fromhex(vectors["inputs"]["gateway_x25519_private"])
+@pytest.mark.parametrize("name", ["sealed_request", "sealed_request_hybrid"])
+def test_recorded_sealed_requests_open_to_the_vector(vectors: dict[str, Any], name: str) -> None:
+    inputs = vectors["inputs"]
+    if name == "sealed_request":
+        private = x25519.X25519PrivateKey.from_private_bytes(
+            bytes.fromhex(inputs["gateway_x25519_private"])
+        )
+        keypair = KeyPair.from_x25519(private)
+    else:
+        keypair = hybrid_keypair()
+        assert keypair.key_id.hex() == vectors["hybrid_key_id"]
+    sealed = bytes.fromhex(vectors[name])
+    assert sealed[6:14] == keypair.key_id
+    opened = open_request(sealed, keypair)
+    assert opened.chat == inputs["chat"]
+    assert opened.request_id.hex() == inputs["request_id"]
+    assert opened.response_key.hex() == inputs["response_key"]
+    assert opened.timestamp == inputs["timestamp"]
+
+
+def test_client_signature_vector_signs_the_recorded_request(vectors: dict[str, Any]) -> None:
+    sealed = bytes.fromhex(vectors["sealed_request"])
+    assert client_auth_vectors(sealed) == {
+        "client_auth_message": vectors["client_auth_message"],
+        "client_signature_header": vectors["client_signature_header"],
+    }
+    verify_key = bytes.fromhex(vectors["client_verify_key"])
+    check_client_signature(verify_key, vectors["client_signature_header"], sealed)
+    response_key = bytes.fromhex(vectors["inputs"]["response_key"])
+    request_id = bytes.fromhex(vectors["inputs"]["request_id"])
+    check_proof(
+        receipt_proof(response_key, request_id), b64e(bytes.fromhex(vectors["receipt_proof"]))
     )
-    opened = open_request(bytes.fromhex(vectors["sealed_request"]), KeyPair.from_x25519(private))
-    assert opened.chat == vectors["inputs"]["chat"]
-    assert opened.request_id.hex() == vectors["inputs"]["request_id"]
-    assert opened.response_key.hex() == vectors["inputs"]["response_key"]
-    assert opened.timestamp == vectors["inputs"]["timestamp"]
 
 
-def test_delta_chunk_vector_opens(vectors: dict[str, Any]) -> None:
+def test_stream_vectors_open_to_the_deltas_and_receipt(vectors: dict[str, Any]) -> None:
     opener = ChunkOpener(bytes.fromhex(vectors["inputs"]["response_key"]))
-    assert opener.feed(bytes.fromhex(vectors["chunk0_delta_hi"])) == [Delta("Hi")]
-    chunk = bytes.fromhex(vectors["chunk0_delta_hi"])
-    assert chunk[4:12].hex() == vectors["stream_id"]
+    records = opener.feed(bytes.fromhex(vectors["chunk0_delta"]))
+    records += opener.feed(bytes.fromhex(vectors["chunk1_delta"]))
+    assert records == [Delta(text) for text in vectors["inputs"]["deltas"]]
+    assert bytes.fromhex(vectors["chunk0_delta"])[4:12].hex() == vectors["stream_id"]
     final = Final.from_payload(vectors["final_payload"])
     assert final.receipt is not None
+    assert final.receipt.body.decode("ascii") == vectors["receipt_body"]
+    assert final.receipt.signature.hex() == vectors["receipt_signature"]
     receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(
         bytes.fromhex(vectors["inputs"]["receipt_seed"])
     )
-    assert receipt_key.sign(final.receipt.signed_bytes()).hex() == vectors["receipt_signature"]
+    final.receipt.verify(
+        receipt_key.public_key(),
+        request_id=bytes.fromhex(vectors["inputs"]["request_id"]),
+        model=vectors["inputs"]["chat"]["model"],
+    )
+    assert final.receipt.receipt.prompt_tokens == vectors["inputs"]["usage"]["prompt_tokens"]
+    stopped = UsageReceipt.from_bytes(vectors["stopped_receipt_body"].encode("ascii"))
+    assert stopped.status is ReceiptStatus.STOPPED
+    error = Final.from_payload(vectors["error_payload"])
+    assert error.is_error
+    assert error.receipt is not None
+    assert error.receipt.receipt.status is ReceiptStatus.ERROR
+
+
+def test_chunk_lengths_count_the_length_prefix(vectors: dict[str, Any]) -> None:
+    chunk = bytes.fromhex(vectors["chunk0_delta"])
+    # A short delta is the smallest chunk there is: prefix + header + 64-byte record + tag.
+    assert int.from_bytes(chunk[:4], "big") == MIN_CHUNK
+    assert len(chunk) == 4 + MIN_CHUNK == 97
+    final = b"".join(bytes.fromhex(vectors[name]) for name in ("chunk0_delta", "chunk1_delta"))
+    assert (
+        hashlib.sha256(final[97:]).hexdigest()
+        == hashlib.sha256(bytes.fromhex(vectors["chunk1_delta"])).hexdigest()
+    )

@@ -62,6 +62,7 @@ async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: 
             "VEIL_VLLM_URL": vllm.url,
             "VEIL_DATA_DIR": str(tmp_path / "data"),
             "VEIL_GATEWAY_PORT": str(free_port()),
+            "VEIL_METRICS_PORT": str(free_port()),
         }
         process = await asyncio.create_subprocess_exec(
             str(REPO / "scripts/run"),
@@ -93,10 +94,12 @@ async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: 
                 await reader
     text = "".join(output)
     assert "creating the operator key" in text
+    assert "creating the client key" in text  # made on the first run and pinned in the gateway
     assert "starting the gateway" in text
     assert "stopping" in text
     assert code in (0, 130, 143)
-    assert (tmp_path / "data" / "operator.key").stat().st_mode & 0o077 == 0
+    for key in ("operator.key", "client.key"):
+        assert (tmp_path / "data" / key).stat().st_mode & 0o077 == 0
     with socket.socket() as probe:  # nothing listens on the gateway's port: it stopped
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", int(env["VEIL_GATEWAY_PORT"])))

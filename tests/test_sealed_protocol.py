@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealed.bundle import KeyBundle, sign_bundle, verify_bundle
-from sealed.encoding import REQUEST_BUCKETS, b64d, b64e, pad, unpad
+from sealed.encoding import REQUEST_BUCKETS, b64d, b64e, canonical_json, pad, unpad
 from sealed.errors import (
     BundleBadSignature,
     BundleExpired,
@@ -24,7 +24,7 @@ from sealed.errors import (
     StreamTruncated,
     TrailingData,
 )
-from sealed.receipt import UsageReceipt, sign_receipt, verify_receipt
+from sealed.receipt import ReceiptStatus, SignedReceipt, UsageReceipt, sign_receipt
 from sealed.request import HEADER_SIZE, open_request, seal_request
 from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final
 from sealed.suites import KeyPair, Suite, key_id_for
@@ -204,7 +204,7 @@ def test_padding_round_trip_and_rejects_bad_padding() -> None:
 
 
 def receipt_for(request_id: bytes) -> UsageReceipt:
-    return UsageReceipt(request_id, "veil-test", 12, 3, complete=True)
+    return UsageReceipt(request_id, "veil-test", 12, 3, ReceiptStatus.COMPLETE)
 
 
 def sealed_stream(key: bytes, texts: list[str]) -> list[bytes]:
@@ -212,7 +212,7 @@ def sealed_stream(key: bytes, texts: list[str]) -> list[bytes]:
     signer = ed25519.Ed25519PrivateKey.generate()
     receipt = receipt_for(b"\x07" * 16)
     chunks = [sealer.delta(t) for t in texts]
-    chunks.append(sealer.final(Final(receipt, sign_receipt(receipt, signer), finish_reason="stop")))
+    chunks.append(sealer.final(Final(sign_receipt(receipt, signer), finish_reason="stop")))
     return chunks
 
 
@@ -234,7 +234,7 @@ def test_stream_round_trip_fed_in_small_pieces() -> None:
     assert isinstance(final, Final)
     assert final.finish_reason == "stop"
     assert final.receipt is not None
-    assert final.receipt.completion_tokens == 3
+    assert final.receipt.receipt.completion_tokens == 3
 
 
 def test_small_deltas_have_equal_length_on_the_wire() -> None:
@@ -297,7 +297,7 @@ def test_bytes_after_final_chunk_are_refused() -> None:
 
 def test_sealer_refuses_to_continue_after_final() -> None:
     sealer = ChunkSealer(b"\x11" * 32)
-    sealer.final(Final(None, None, finish_reason="stop"))
+    sealer.final(Final(None, finish_reason="stop"))
     with pytest.raises(MalformedMessage):
         sealer.delta("late")
 
@@ -305,9 +305,7 @@ def test_sealer_refuses_to_continue_after_final() -> None:
 def test_error_record_round_trip() -> None:
     key = b"\x11" * 32
     sealer = ChunkSealer(key)
-    final = Final(
-        None, None, error_kind="context_length", error_status=400, error_message="too long"
-    )
+    final = Final(None, error_kind="context_length", error_status=400, error_message="too long")
     (record,) = open_all(key, sealer.final(final))
     assert record == final
     assert isinstance(record, Final)
@@ -317,18 +315,45 @@ def test_error_record_round_trip() -> None:
 # -- receipts ----------------------------------------------------------------------------------
 
 
-def test_receipt_signature_binds_every_field() -> None:
+def test_receipt_signature_binds_every_byte_request_and_model() -> None:
     key = ed25519.Ed25519PrivateKey.generate()
-    receipt = receipt_for(b"\x07" * 16)
-    signature = sign_receipt(receipt, key)
-    verify_receipt(receipt, signature, key.public_key())
-    for forged in (
-        UsageReceipt(receipt.request_id, receipt.model, 12, 2, complete=True),
-        UsageReceipt(b"\x08" * 16, receipt.model, 12, 3, complete=True),
-        UsageReceipt(receipt.request_id, "other", 12, 3, complete=True),
-    ):
+    request_id = b"\x07" * 16
+    signed = sign_receipt(receipt_for(request_id), key)
+    signed.verify(key.public_key(), request_id=request_id, model="veil-test")
+    assert SignedReceipt.from_wire(signed.to_wire()) == signed
+    for position in range(len(signed.body)):
+        body = bytearray(signed.body)
+        body[position] ^= 0x01
         with pytest.raises(ReceiptInvalid):
-            verify_receipt(forged, signature, key.public_key())
+            SignedReceipt(signed.receipt, bytes(body), signed.signature).verify(
+                key.public_key(), request_id=request_id
+            )
+    with pytest.raises(ReceiptInvalid, match="another request"):
+        signed.verify(key.public_key(), request_id=b"\x08" * 16)
+    with pytest.raises(ReceiptInvalid, match="another model"):
+        signed.verify(key.public_key(), request_id=request_id, model="other")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"v": 1},
+        {"prompt_tokens": -1},
+        {"prompt_tokens": 2**64},
+        {"prompt_tokens": True},
+        {"completion_tokens": "3"},
+        {"status": "done"},
+        {"estimated": 0},
+        {"request_id": "07" * 15},
+        {"request_id": "0G" * 16},
+        {"client": None},
+        {"extra": 1},
+    ],
+)
+def test_receipt_bodies_out_of_spec_are_malformed(change: dict[str, object]) -> None:
+    body = {**receipt_for(b"\x07" * 16).to_json(), **change}
+    with pytest.raises(MalformedMessage):
+        UsageReceipt.from_bytes(canonical_json(body))
 
 
 def test_key_id_depends_on_suite_and_key() -> None:

@@ -1,16 +1,26 @@
-"""Untrusted middlemen between the bot and the gateway, as real servers on 127.0.0.1.
+"""Untrusted middlemen and rude clients between the bot and the gateway, on 127.0.0.1.
 
 - ``RecordingProxy``: a TCP proxy that forwards bytes both ways and keeps a copy, to prove what
   the network sees.
+- ``SegmentingRelay``: a TCP proxy that hands the client's bytes on in small delayed segments,
+  the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
   the sealed body on the way (in either direction), to prove that every change is caught.
+- ``HalfOpenClients``: raw connections that send part of a request head and then nothing, to
+  prove a server times them out and caps how many it holds.
+- ``SlowReader``: a raw connection that sends a whole request and then stops reading the
+  reply, to prove a server does not wait on it forever.
+
+The two clients tell whether the server closed a connection from the kernel's TCP state
+(Linux ``TCP_INFO``), so asking never reads and never unblocks the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Self
 
 import aiohttp
 from aiohttp import web
@@ -19,66 +29,139 @@ from tests.fakes.served import Served
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
+
+_TCP_ESTABLISHED = 1  # tcpi_state, the first byte of Linux's struct tcp_info
+_TCP_INFO_SIZE = 104
+_HALF_REQUEST = b"POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: x\r\n"
 
 
-class RecordingProxy(Served):
-    """Forwards TCP connections to ``target`` and records every byte in both directions."""
+class _TcpRelay(Served):
+    """Forwards each TCP connection it accepts to ``target``; subclasses shape the bytes.
+
+    ``connections`` counts the connections accepted so far.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
-        self.upstream = bytearray()  # client → server
-        self.downstream = bytearray()  # server → client
+        self.connections = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Future[None]] = set()  # one a connection, ended by close()
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.url = ""
 
     async def start(self) -> str:
         """Listen on a free port; return ``http://127.0.0.1:PORT``."""
+        self._closing = False
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 
     async def close(self) -> None:
-        """Stop listening and cut open connections."""
+        """Stop listening, cut open connections and wait until each is closed."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
-        for task in list(self._tasks):
+        for task in list(self._pipes):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The connection handlers are left to finish, not cancelled: asyncio logs an error for
+        # a cancelled client_connected_cb task.
+        await asyncio.gather(*self._pipes, *self._handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        done = asyncio.get_running_loop().create_future()
+        self._handlers.add(done)
+        up_writer: asyncio.StreamWriter | None = None
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            if self._closing:
+                return
+            pipes = (
+                asyncio.create_task(self._pipe(reader, up_writer, upstream=True)),
+                asyncio.create_task(self._pipe(up_reader, writer, upstream=False)),
+            )
+            self._pipes.update(pipes)
+            await asyncio.gather(*pipes, return_exceptions=True)
+            self._pipes.difference_update(pipes)
+        except OSError:
+            pass  # the target is down: the client just sees its connection closed
+        finally:
+            for w in (writer, up_writer):
+                if w is not None:
+                    w.close()
+                    with contextlib.suppress(OSError):
+                        await w.wait_closed()
+            self._handlers.discard(done)
+            done.set_result(None)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self._forward(data, writer, upstream=upstream)
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.write_eof()
+
+    async def _forward(self, data: bytes, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        """Send one read on; ``upstream`` is True for client → server bytes."""
+        del upstream  # the plain relay treats both directions alike
+        writer.write(data)
+        await writer.drain()
+
+
+class RecordingProxy(_TcpRelay):
+    """Forwards TCP connections to ``target`` and records every byte in both directions."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self.upstream = bytearray()  # client → server
+        self.downstream = bytearray()  # server → client
 
     @property
     def captured(self) -> bytes:
         """Everything that crossed the proxy."""
         return bytes(self.upstream) + bytes(self.downstream)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        one = asyncio.create_task(self._pipe(reader, up_writer, self.upstream))
-        two = asyncio.create_task(self._pipe(up_reader, writer, self.downstream))
-        self._tasks.update((one, two))
-        try:
-            await asyncio.gather(one, two, return_exceptions=True)
-        finally:
-            self._tasks.difference_update((one, two))
-            for w in (writer, up_writer):
-                w.close()
-                with contextlib.suppress(OSError):
-                    await w.wait_closed()
+    async def _forward(self, data: bytes, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        (self.upstream if upstream else self.downstream).extend(data)
+        await super()._forward(data, writer, upstream=upstream)
 
-    @staticmethod
-    async def _pipe(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bytearray
+
+class SegmentingRelay(_TcpRelay):
+    """Forwards TCP connections to ``target``, client → server bytes in delayed segments.
+
+    Each read from the client goes on in segments of at most ``segment`` bytes (one Ethernet
+    TCP segment by default) with ``delay`` seconds between them, so the server sees a large
+    body arrive over many reads; server → client bytes pass unchanged. ``segments`` counts the
+    client → server segments sent.
+    """
+
+    def __init__(
+        self, target_host: str, target_port: int, *, segment: int = 1448, delay: float = 0.005
     ) -> None:
-        try:
-            while data := await reader.read(65536):
-                record += data
-                writer.write(data)
-                await writer.drain()
-        finally:
-            with contextlib.suppress(OSError, RuntimeError):
-                writer.write_eof()
+        if segment < 1:
+            raise ValueError("segment must be at least one byte")
+        super().__init__(target_host, target_port)
+        self.segment = segment
+        self.delay = delay
+        self.segments = 0
+
+    async def _forward(self, data: bytes, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        if not upstream:
+            await super()._forward(data, writer, upstream=upstream)
+            return
+        for start in range(0, len(data), self.segment):
+            if self.segments:
+                await asyncio.sleep(self.delay)
+            self.segments += 1
+            await super()._forward(data[start : start + self.segment], writer, upstream=upstream)
 
 
 class TamperingRelay(Served):
@@ -94,6 +177,7 @@ class TamperingRelay(Served):
         self.rewrite_response: Callable[[bytes], bytes] | None = None
         self.replay_last = False
         self.last_request: bytes | None = None
+        self.last_headers: dict[str, str] = {}
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -121,18 +205,21 @@ class TamperingRelay(Served):
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         body = await request.read()
+        # What a relay forwards: the content type and Veil's own headers (client signature).
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() == "content-type" or name.lower().startswith("veil-")
+        }
         sealed = request.path.startswith("/v1/sealed/")
         if sealed:
             if self.replay_last and self.last_request is not None:
-                body = self.last_request
-            self.last_request = body
+                body, headers = self.last_request, self.last_headers
+            self.last_request, self.last_headers = body, headers
             if self.rewrite_request is not None:
                 body = self.rewrite_request(body)
         async with self._session.request(
-            request.method,
-            self.target + request.path_qs,
-            data=body or None,
-            headers={"Content-Type": request.headers.get("Content-Type", "")},
+            request.method, self.target + request.path_qs, data=body or None, headers=headers
         ) as upstream:
             payload = await upstream.read()
             if sealed and upstream.status == 200 and self.rewrite_response is not None:
@@ -142,3 +229,133 @@ class TamperingRelay(Served):
                 status=upstream.status,
                 content_type=upstream.content_type,
             )
+
+
+class _RawClients:
+    """Raw TCP connections (``async with`` opens and closes them) that see a server hang up."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._socks: list[socket.socket] = []
+
+    def closed_by_server(self) -> int:
+        """How many of the connections the server has closed or reset, judged without reading.
+
+        Valid inside the ``async with`` block.
+        """
+        return sum(not _established(sock) for sock in self._socks)
+
+    async def wait_closed_by_server(self, count: int | None = None) -> None:
+        """Return once at least ``count`` (default: all) connections are closed by the server.
+
+        Wrap it in ``asyncio.timeout`` to bound the wait.
+        """
+        wanted = len(self._socks) if count is None else count
+        while self.closed_by_server() < wanted:  # noqa: ASYNC110 - TCP state has no event
+            await asyncio.sleep(0.01)
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._open()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _connect(self, *, rcvbuf: int | None = None) -> socket.socket:
+        """Connect one more socket; ``rcvbuf`` is set before connecting, so it sets the window."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socks.append(sock)
+        sock.setblocking(False)  # noqa: FBT003 - socket's own positional-only API
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+        return sock
+
+    def _close(self) -> None:
+        for sock in self._socks:
+            sock.close()
+
+
+class HalfOpenClients(_RawClients):
+    """``count`` connections that each send the start of a request head, then nothing.
+
+    ``partial`` is sent whole on every connection; the blank line that would end the head never
+    comes. Connections the server closes at once (a connection cap) count as closed too.
+    """
+
+    def __init__(self, host: str, port: int, count: int, *, partial: bytes = _HALF_REQUEST) -> None:
+        super().__init__(host, port)
+        self.count = count
+        self.partial = partial
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.count):
+            sock = await self._connect()
+            with contextlib.suppress(ConnectionError):  # already turned away: closed_by_server
+                await loop.sock_sendall(sock, self.partial)
+
+
+class SlowReader(_RawClients):
+    """One connection that sends ``request`` whole, reads the reply's status line, then stops.
+
+    Its receive buffer is the smallest the kernel allows, set before connecting so the server
+    sees a tiny window: once that and the server's send buffer are full, the server's writes
+    block. ``status_line`` is the reply's first line (b"" when the server hung up first) and
+    ``received`` everything read so far. A server that closes with unsent bytes still queued
+    sends its FIN behind them, so ``closed_by_server()`` sees that close only after
+    ``read_rest()``; a reset shows at once.
+    """
+
+    def __init__(self, host: str, port: int, request: bytes) -> None:
+        super().__init__(host, port)
+        self.request = request
+        self.status_line = b""
+        self.received = bytearray()
+
+    @property
+    def status(self) -> int:
+        """The reply's status code, or 0 without a well-formed status line."""
+        parts = self.status_line.split(b" ", 2)
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+    async def read_rest(self) -> bytes:
+        """Read again, to the end of the connection; return every byte the server sent."""
+        await self._read(until_line=False)
+        return bytes(self.received)
+
+    async def _open(self) -> None:
+        sock = await self._connect(rcvbuf=1)
+        with contextlib.suppress(ConnectionError):
+            await asyncio.get_running_loop().sock_sendall(sock, self.request)
+        await self._read(until_line=True)
+        self.status_line = bytes(self.received).split(b"\r\n", 1)[0]
+
+    async def _read(self, *, until_line: bool) -> None:
+        """Read until the end of the connection, or only until the first line is in."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionError):
+            while not (until_line and b"\r\n" in self.received):
+                data = await loop.sock_recv(self._socks[0], 64 if until_line else 65536)
+                if not data:
+                    return
+                self.received += data
+
+
+def _established(sock: socket.socket) -> bool:
+    """Whether the kernel still has the connection established: no FIN or reset from the peer."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    return info[0] == _TCP_ESTABLISHED

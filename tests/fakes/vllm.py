@@ -1,10 +1,13 @@
 """A fake vLLM OpenAI-compatible server that speaks vLLM 0.32's wire format over real HTTP.
 
-It serves `GET /health`, `GET /v1/models` and `POST /v1/chat/completions` (streamed as SSE or
-as one JSON reply), records every chat call, and can be told to fail the ways a real server
-does: unhealthy, a JSON error before the stream (nested or the old flat form), an SSE `error`
-event mid-stream, or a connection dropped without `[DONE]`. Run it in-process with
-`async with FakeVLLM() as fake:` or as a process with `python -m tests.fakes.vllm --port 0`.
+It serves `GET /health`, `GET /v1/models`, `POST /tokenize` and `POST /v1/chat/completions`
+(streamed as SSE or as one JSON reply), records every chat and tokenize call, and can be told to
+fail the ways a real server does: unhealthy, a JSON error before the stream (nested or the old
+flat form), an SSE `error` event mid-stream, a connection dropped without `[DONE]`, or a stream
+that stalls and holds the connection open until the client gives up. It can also play a
+different OpenAI-compatible server (llama-cpp-python's: no `/health`, no `/tokenize`, no usage)
+or answer `/v1/models` with garbage. Run it in-process with `async with FakeVLLM() as fake:` or
+as a process with `python -m tests.fakes.vllm --port 0`.
 
 Copyright 2026 the Veil authors. Licensed under the Apache License 2.0.
 """
@@ -42,6 +45,8 @@ _ERROR_TYPES = {
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }
+# How often a stalled reply looks whether its client hung up; aiohttp has no event for that.
+_HANGUP_POLL_S = 0.005
 _dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -76,10 +81,28 @@ def _content_text(content: object) -> str:
 class FakeVLLM(Served):
     """A small aiohttp app that answers like vLLM's OpenAI server and records what it was sent.
 
-    The behaviour switches (`healthy`, `fail_before_stream`, `flat_error`,
-    `error_mid_stream_after`, `drop_after`, `token_delay`) are plain attributes a test may
-    flip at any time; they take effect on the next request. `request_headers` holds each
-    chat call's headers with lower-cased names.
+    The behaviour switches are plain attributes a test may flip at any time; they take effect
+    on the next request:
+
+    - `healthy`: False makes `/health` answer 503; `has_health` False makes it a 404, as on a
+      server without the route.
+    - `fail_before_stream` `(status, message)`: a JSON error instead of any reply;
+      `flat_error` uses the old flat error form.
+    - `error_mid_stream_after` / `drop_after` / `stall_after` (content deltas sent first):
+      an SSE `error` event then `[DONE]`; a cut connection; or silence with the connection
+      held open until the client hangs up or the fake closes. The earliest one wins (on a
+      tie: drop, stall, error). A non-streamed call with one of them set fails the same way
+      before its reply.
+    - `send_usage`: False never sends usage, even when `stream_options.include_usage` asks.
+    - `tokenize_available`: False makes `/tokenize` a 404, as on a server without the route.
+    - `models_reply` / `models_status`: the exact JSON and status `/v1/models` answers.
+    - `token_delay`: seconds before each content delta.
+
+    What it saw: `requests` holds each chat call's JSON body (only chat calls, so
+    `len(fake.requests) == 0` proves the model was never asked), `request_headers` their
+    headers with lower-cased names, `tokenize_requests` each `/tokenize` body (recorded in
+    404 mode too). A stall counts in `stalled_streams` and sets `stall_started`; a client
+    hanging up on one counts in `stalled_closed` and sets `stall_released`.
     """
 
     def __init__(  # noqa: PLR0913 - the constructor's keyword options are the fake's public API
@@ -103,7 +126,18 @@ class FakeVLLM(Served):
         self.flat_error = False
         self.error_mid_stream_after: int | None = None
         self.drop_after: int | None = None
+        self.stall_after: int | None = None
+        self.send_usage = True
+        self.has_health = True
+        self.tokenize_available = True
+        self.models_reply: object | None = None
+        self.models_status = 200
         self.requests: list[dict[str, Any]] = []
+        self.tokenize_requests: list[dict[str, Any]] = []
+        self.stalled_streams = 0
+        self.stalled_closed = 0
+        self.stall_started = asyncio.Event()
+        self.stall_released = asyncio.Event()
         # (index into requests, monotonic time of the first and of the last content token sent)
         self.token_times: list[tuple[int, float, float]] = []
         self.request_headers: list[dict[str, str]] = []
@@ -113,10 +147,13 @@ class FakeVLLM(Served):
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_post("/v1/chat/completions", self._chat)
+        self.app.router.add_post("/tokenize", self._tokenize)
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on host:port (0 picks a free port) and return the base url."""
+        self._closing = asyncio.Event()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -126,7 +163,8 @@ class FakeVLLM(Served):
         return self.url
 
     async def close(self) -> None:
-        """Stop listening and close open connections."""
+        """Stop listening and close open connections, stalled ones included."""
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -134,6 +172,8 @@ class FakeVLLM(Served):
     # -- handlers -----------------------------------------------------------------------------
 
     async def _health(self, _request: web.Request) -> web.Response:
+        if not self.has_health:
+            return _not_found()
         return web.Response(status=200 if self.healthy else 503)
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -141,6 +181,10 @@ class FakeVLLM(Served):
             self._check_key(request)
         except _ApiError as exc:
             return self._error_response(exc)
+        if self.models_reply is not None:
+            return web.json_response(self.models_reply, status=self.models_status, dumps=_dumps)
+        if self.models_status != HTTPStatus.OK:
+            return self._error_response(_ApiError(self.models_status, "Models unavailable."))
         data: list[dict[str, Any]] = [
             {
                 "id": name,
@@ -156,22 +200,37 @@ class FakeVLLM(Served):
         ]
         return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        self.tokenize_requests.append(body if isinstance(body, dict) else {})
+        if not self.tokenize_available:
+            return _not_found()
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = None
+            count = self._count_tokens(body)
+        except _ApiError as exc:
+            return self._error_response(exc)
+        reply = {
+            "count": count,
+            "max_model_len": self.max_model_len,
+            "tokens": [0] * count,
+            "token_strs": None,
+        }
+        return web.json_response(reply, dumps=_dumps)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
         self.requests.append(body if isinstance(body, dict) else {})
         self.request_headers.append({k.lower(): v for k, v in request.headers.items()})
         try:
-            model, prompt_tokens, max_tokens = self._admit(request, body)
+            body, model, prompt_tokens, max_tokens = self._admit(request, body)
             tokens = split_tokens(self._answer_text(body))
         except _ApiError as exc:
             return self._error_response(exc)
         finish = "length" if len(tokens) > max_tokens else "stop"
         tokens = tokens[:max_tokens]
         if body.get("stream") is True:
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            options = body.get("stream_options") or {}
+            include_usage = self.send_usage and bool(options.get("include_usage"))
             return await self._stream(
                 request, model, tokens, finish, prompt_tokens, include_usage=include_usage
             )
@@ -186,33 +245,23 @@ class FakeVLLM(Served):
         if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
             raise _ApiError(401, "Unauthorized")
 
-    def _admit(self, request: web.Request, body: object) -> tuple[str, int, int]:
-        """Apply the key check, a planned failure and validation, in vLLM's order."""
+    def _admit(self, request: web.Request, body: object) -> tuple[dict[str, Any], str, int, int]:
+        """Apply the key check, a planned failure and validation, in vLLM's order.
+
+        Returns the body as a JSON object with (model, prompt tokens, max tokens).
+        """
         self._check_key(request)
         if self.fail_before_stream is not None:
             status, message = self.fail_before_stream
             raise _ApiError(status, message)
         if not isinstance(body, dict):
             raise _ApiError(400, "The request body must be a JSON object.")
-        return self._validate(body)
+        return (body, *self._validate(body))
 
     def _validate(self, body: dict[str, Any]) -> tuple[str, int, int]:
         """Check the request like vLLM does; return (model, prompt tokens, max tokens)."""
-        model = body.get("model") or self.models[0]
-        if model not in self.models:
-            raise _ApiError(404, f"The model `{model}` does not exist.", "model")
-        messages = body.get("messages")
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m
-                for m in messages
-            )
-        ):
-            raise _ApiError(
-                400, "messages must be a non-empty list of {role, content}.", "messages"
-            )
+        model = self._model(body)
+        messages = _messages(body)
         stream_options = body.get("stream_options")
         if stream_options is not None and not isinstance(stream_options, dict):
             raise _ApiError(400, "stream_options must be an object.", "stream_options")
@@ -220,18 +269,18 @@ class FakeVLLM(Served):
             raise _ApiError(
                 400, "Stream options can only be defined when `stream=True`.", "stream_options"
             )
-        requested = body.get("max_completion_tokens", body.get("max_tokens"))
+        # vLLM takes max_completion_tokens when it is set, else the older max_tokens.
+        field = "max_completion_tokens"
+        if body.get(field) is None:
+            field = "max_tokens"
+        requested = body.get(field)
         if requested is None:
             requested = DEFAULT_MAX_COMPLETION_TOKENS
         if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
-            raise _ApiError(
-                400, "max_completion_tokens must be a positive integer.", "max_completion_tokens"
-            )
+            raise _ApiError(400, f"{field} must be a positive integer.", field)
         if requested > self.max_model_len:
             raise _ApiError(
-                400,
-                f"max_completion_tokens must be at most {self.max_model_len}, got {requested}.",
-                "max_completion_tokens",
+                400, f"{field} must be at most {self.max_model_len}, got {requested}.", field
             )
         prompt_tokens = estimate_prompt_tokens(messages)
         total = prompt_tokens + requested
@@ -243,6 +292,25 @@ class FakeVLLM(Served):
                 "the completion). Please reduce the length of the messages or completion.",
             )
         return model, prompt_tokens, requested
+
+    def _model(self, body: dict[str, Any]) -> str:
+        """The requested model (the first served one when none is named), or vLLM's 404."""
+        model = body.get("model") or self.models[0]
+        if model not in self.models:
+            raise _ApiError(404, f"The model `{model}` does not exist.", "model")
+        return str(model)
+
+    def _count_tokens(self, body: object) -> int:
+        """Count a `/tokenize` body's tokens: the chat form like a chat call's prompt."""
+        if not isinstance(body, dict):
+            raise _ApiError(400, "The request body must be a JSON object.")
+        self._model(body)
+        if "messages" in body:
+            return estimate_prompt_tokens(_messages(body))
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise _ApiError(400, "Either messages or a prompt string is required.", "prompt")
+        return len(prompt) // 4 + 1
 
     def _answer_text(self, body: dict[str, Any]) -> str:
         return self.answer(body) if callable(self.answer) else self.answer
@@ -288,7 +356,7 @@ class FakeVLLM(Served):
         }
 
         async def send(payload: object) -> None:
-            await response.write(f"data: {_dumps(payload)}\n\n".encode())
+            await response.write(_sse(payload))
 
         def chunk(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
             choice: dict[str, Any] = {
@@ -302,8 +370,7 @@ class FakeVLLM(Served):
                 choice["stop_reason"] = None
             return {**head, "choices": [choice]}
 
-        drop_after, error_after = self.drop_after, self.error_mid_stream_after
-        failure = _planned_failure(drop_after, error_after)
+        failure = _planned_failure(self.drop_after, self.stall_after, self.error_mid_stream_after)
         cut = len(tokens) if failure is None else min(len(tokens), failure[1])
         await send(chunk({"role": "assistant", "content": ""}))
         first_at = last_at = 0.0
@@ -315,13 +382,8 @@ class FakeVLLM(Served):
             last_at = time.monotonic()
             first_at = first_at or last_at
         self.token_times.append((request_index, first_at, last_at))
-        if failure is not None and failure[0] == "drop":
-            return _drop(request, response)
         if failure is not None:
-            error = {"message": "Internal server error", "type": "InternalServerError"}
-            await send({"error": {**error, "param": None, "code": 500}})
-            await response.write(b"data: [DONE]\n\n")
-            return response
+            return await self._fail_stream(request, response, failure[0])
         if self.finish_on_extra_chunk or not tokens:
             await send(chunk({"content": ""}, finish))
         if include_usage:
@@ -331,10 +393,26 @@ class FakeVLLM(Served):
         await response.write_eof()
         return response
 
+    async def _fail_stream(
+        self, request: web.Request, response: web.StreamResponse, kind: str
+    ) -> web.StreamResponse:
+        """End a started stream the planned way: cut, stalled then cut, or an SSE error."""
+        if kind == "stall":
+            await self._stall(request)
+        if kind in {"drop", "stall"}:
+            return _drop(request, response)
+        error = {"message": "Internal server error", "type": "InternalServerError"}
+        await response.write(_sse({"error": {**error, "param": None, "code": 500}}))
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
     async def _complete(
         self, request: web.Request, model: str, tokens: list[str], finish: str, prompt_tokens: int
     ) -> web.StreamResponse:
         if self.drop_after is not None:
+            return _drop(request, web.Response())
+        if self.stall_after is not None:
+            await self._stall(request)
             return _drop(request, web.Response())
         if self.error_mid_stream_after is not None:
             return self._error_response(_ApiError(500, "Internal server error"))
@@ -348,7 +426,7 @@ class FakeVLLM(Served):
             "finish_reason": finish,
             "stop_reason": None,
         }
-        reply = {
+        reply: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -357,16 +435,73 @@ class FakeVLLM(Served):
             "usage": _usage(prompt_tokens, len(tokens)),
             "system_fingerprint": None,
         }
+        if not self.send_usage:
+            del reply["usage"]
         return web.json_response(reply, dumps=_dumps)
 
+    async def _stall(self, request: web.Request) -> None:
+        """Send nothing; return once the client hangs up or the fake starts closing."""
+        self.stalled_streams += 1
+        self.stall_started.set()
+        while not self._closing.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                self.stalled_closed += 1
+                self.stall_released.set()
+                return
+            await asyncio.sleep(_HANGUP_POLL_S)
 
-def _planned_failure(drop_after: int | None, error_after: int | None) -> tuple[str, int] | None:
-    """Which failure comes first, and after how many tokens: ("drop" | "error", n) or None."""
-    if drop_after is not None and (error_after is None or drop_after <= error_after):
-        return ("drop", drop_after)
-    if error_after is not None:
-        return ("error", error_after)
-    return None
+
+def _planned_failure(
+    drop_after: int | None, stall_after: int | None, error_after: int | None
+) -> tuple[str, int] | None:
+    """Which failure comes first, and after how many tokens: ("drop" | "stall" | "error", n).
+
+    None when no failure is planned; on a tie the earlier argument wins.
+    """
+    planned = [
+        (after, kind)
+        for kind, after in (("drop", drop_after), ("stall", stall_after), ("error", error_after))
+        if after is not None
+    ]
+    if not planned:
+        return None
+    after, kind = min(planned, key=lambda plan: plan[0])
+    return (kind, after)
+
+
+def _sse(payload: object) -> bytes:
+    """One SSE `data:` event carrying `payload` as compact JSON."""
+    return f"data: {_dumps(payload)}\n\n".encode()
+
+
+async def _json_body(request: web.Request) -> object:
+    """The request's JSON body, or None when it is not JSON."""
+    try:
+        body: object = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The body's chat messages, or vLLM's 400 when they are not a list of {role, content}."""
+    messages = body.get("messages")
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m
+            for m in messages
+        )
+    ):
+        raise _ApiError(400, "messages must be a non-empty list of {role, content}.", "messages")
+    return messages
+
+
+def _not_found() -> web.Response:
+    """FastAPI's answer for a route the server does not have."""
+    return web.json_response({"detail": "Not Found"}, status=404, dumps=_dumps)
 
 
 def _drop(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:

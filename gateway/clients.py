@@ -1,0 +1,76 @@
+"""The clients a gateway serves: pinned Ed25519 verify keys, each with a name and limits.
+
+``VEIL_CLIENT_KEYS`` lists them, comma-separated, each as ``name:key`` followed by optional
+``:limit=value`` parts::
+
+    bot:3q2-7w…:streams=128:tpm=200000:max_tokens=2048,miniapp:Zm9v…:streams=16
+
+- ``streams``: concurrent streams (default: ``VEIL_MAX_STREAMS``);
+- ``tpm``: prompt + completion tokens per rolling minute (default 0: no limit);
+- ``max_tokens``: the ceiling on a request's ``max_completion_tokens`` (default
+  ``VEIL_MAX_COMPLETION_TOKENS``); a request asking for more is clamped to it.
+
+Keys are base64url (what ``python -m bot keygen`` prints). A request signed by anything else
+is refused with 401 before any HPKE work.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sealed.auth import client_id, parse_verify_key
+from sealed.errors import MalformedMessage
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_LIMITS = ("streams", "tpm", "max_tokens")
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    """One pinned client and its limits."""
+
+    name: str
+    verify_key: bytes
+    max_streams: int
+    tokens_per_minute: int
+    max_completion_tokens: int
+
+    @property
+    def client_id(self) -> str:
+        """The key's id as receipts and logs name it."""
+        return client_id(self.verify_key)
+
+
+def parse_client_keys(
+    text: str, *, default_streams: int, default_max_tokens: int
+) -> dict[bytes, ClientPolicy]:
+    """Parse ``VEIL_CLIENT_KEYS``; raise ``ValueError`` naming the first bad entry."""
+    clients: dict[bytes, ClientPolicy] = {}
+    names: set[str] = set()
+    for number, entry in enumerate((e.strip() for e in text.split(",") if e.strip()), 1):
+        name, _, rest = entry.partition(":")
+        key_text, _, options = rest.partition(":")
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"client {number}: a name of letters, digits, '_', '.', '-'")
+        try:
+            key = parse_verify_key(key_text)
+        except MalformedMessage as exc:
+            raise ValueError(f"client {name}: not a base64url Ed25519 verify key") from exc
+        limits = {"streams": default_streams, "tpm": 0, "max_tokens": default_max_tokens}
+        for option in filter(None, options.split(":")):
+            limit, _, value = option.partition("=")
+            if limit not in _LIMITS or not value.isdigit():
+                raise ValueError(f"client {name}: unknown limit {limit!r} (use streams, tpm, …)")
+            limits[limit] = int(value)
+        if limits["streams"] < 1 or limits["max_tokens"] < 1:
+            raise ValueError(f"client {name}: streams and max_tokens must be at least 1")
+        if name in names or key in clients:
+            raise ValueError(f"client {name}: listed twice")
+        names.add(name)
+        clients[key] = ClientPolicy(
+            name, key, limits["streams"], limits["tpm"], limits["max_tokens"]
+        )
+    if not clients:
+        raise ValueError("at least one client key is required (python -m bot keygen prints one)")
+    return clients

@@ -1,0 +1,239 @@
+"""The gateway's HTTP routes: thin handlers over ``Gateway`` and ``relay``.
+
+Public listener (``VEIL_GATEWAY_HOST``/``VEIL_GATEWAY_PORT``, guarded by
+``gateway.connections``):
+
+- ``GET /v1/keys``: the signed key bundle of the current HPKE key
+- ``POST /v1/sealed/chat/completions``: sealed request in, sealed chunk stream out
+- ``POST /v1/sealed/cancel``: ``{"request_id": hex, "proof": b64url}`` stops a stream;
+  202 ``{"state": "stopping"}`` while it runs, 200 ``{"state": "finished"}`` once it has ended
+- ``GET /v1/sealed/receipts/{request_id}`` with ``Veil-Proof``: the final record's payload
+  (``Final.payload()`` as canonical JSON, the exact bytes the stream carried), 409 while the
+  stream runs
+- ``GET /health``: 200 when the current key is valid and the model server is up, else 503
+
+Metrics listener (``VEIL_METRICS_HOST``/``VEIL_METRICS_PORT``): ``GET /metrics``.
+
+Refusals are JSON with the codes of ``gateway.refusals``; nothing here logs text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from yarl import URL
+
+from gateway.connections import (
+    ConnectionGuard,
+    GuardedSite,
+    read_body,
+    send_and_close,
+)
+from gateway.descriptors import connection_cap
+from gateway.refusals import Refusal, refusal_for
+from gateway.relay import relay
+from gateway.server import UPSTREAM_SPARE, Gateway
+from sealed.auth import PROOF_HEADER
+from sealed.encoding import hex_bytes, json_str, parse_json_object
+from sealed.errors import MalformedMessage
+from sealed.request import REQUEST_ID_SIZE
+
+log = structlog.get_logger("veil.gateway")
+
+GATEWAY = web.AppKey("gateway", Gateway)
+# The most bytes of a cancel body: two short fields.
+CONTROL_BODY_LIMIT = 1024
+_BODY_TIMEOUT = 408
+_TOO_LARGE = 413
+
+
+async def _reply(request: web.Request, refusal: Refusal) -> web.Response:
+    response = web.json_response(refusal.body(), status=refusal.status, headers=refusal.headers())
+    if refusal.status == _BODY_TIMEOUT:
+        await send_and_close(request, response)  # the rest of the body is not worth waiting for
+    elif refusal.status == _TOO_LARGE:
+        response.force_close()  # aiohttp drains what is still sent (bounded), then closes
+    return response
+
+
+async def _refuse(request: web.Request, gateway: Gateway, refusal: Refusal) -> web.Response:
+    gateway.metrics.requests.labels(refusal.code).inc()
+    gateway.metrics.refusals.labels(refusal.code).inc()
+    log.info("gateway.refused", status=refusal.status, code=refusal.code)
+    return await _reply(request, refusal)
+
+
+async def handle_keys(request: web.Request) -> web.Response:
+    """Serve the current signed key bundle."""
+    gateway = request.app[GATEWAY]
+    if not gateway.ring.models:
+        await gateway.refresh_models()
+    return web.json_response(gateway.ring.bundle().to_wire())
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    """503 unless the current key is valid and the model server answers."""
+    gateway = request.app[GATEWAY]
+    if not gateway.ring.serving(gateway.now()):
+        return web.json_response({"status": "no valid key"}, status=503)
+    if not await gateway.vllm.healthy():
+        return web.json_response({"status": "model server unavailable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def handle_sealed_chat(request: web.Request) -> web.StreamResponse:
+    """Admit a sealed request, relay it to the model server and stream the sealed answer."""
+    gateway = request.app[GATEWAY]
+    received = time.monotonic()
+    try:
+        body = await read_body(request, limit=gateway.max_body, within=gateway.limits.body_timeout)
+        admitted = gateway.admit(request.headers, body, received)
+    except Refusal as refusal:
+        return await _refuse(request, gateway, refusal)
+    try:
+        return await relay(gateway, request, admitted)
+    finally:
+        gateway.release(admitted)
+
+
+async def handle_cancel(request: web.Request) -> web.Response:
+    """Stop a stream for its asker; idempotent."""
+    gateway = request.app[GATEWAY]
+    try:
+        body = await read_body(
+            request, limit=CONTROL_BODY_LIMIT, within=gateway.limits.body_timeout
+        )
+        try:
+            value = parse_json_object(body)
+            if set(value) != {"request_id", "proof"}:
+                raise MalformedMessage("a cancel is {request_id, proof}")
+            request_id = hex_bytes(value["request_id"], REQUEST_ID_SIZE)
+            proof = json_str(value["proof"], max_length=64)
+        except MalformedMessage as exc:
+            raise refusal_for(exc) from exc
+        control = gateway.find_stream(request_id, proof, receipt=False)
+    except Refusal as refusal:
+        gateway.metrics.cancels.labels(refusal.code).inc()
+        log.info("gateway.cancel_refused", status=refusal.status, code=refusal.code)
+        return await _reply(request, refusal)
+    if control.finished:
+        gateway.metrics.cancels.labels("finished").inc()
+        return web.json_response({"state": "finished"})
+    control.stop("stopped")
+    gateway.metrics.cancels.labels("stopping").inc()
+    log.info("gateway.cancelled", request_id=request_id.hex())
+    return web.json_response({"state": "stopping"}, status=202)
+
+
+async def handle_receipt(request: web.Request) -> web.Response:
+    """The final record of a finished stream, for its asker."""
+    gateway = request.app[GATEWAY]
+    try:
+        try:
+            request_id = hex_bytes(request.match_info["request_id"], REQUEST_ID_SIZE)
+        except MalformedMessage as exc:
+            raise refusal_for(exc) from exc
+        control = gateway.find_stream(request_id, request.headers.get(PROOF_HEADER), receipt=True)
+        if control.final is None:
+            raise Refusal(409, "in_progress", "the stream is still running", retry_after=1)
+    except Refusal as refusal:
+        return await _reply(request, refusal)
+    return web.Response(body=control.final, content_type="application/json")
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """Serve Prometheus metrics."""
+    gateway = request.app[GATEWAY]
+    gateway.metrics.receipts_kept.set(gateway.receipts.kept)
+    return web.Response(body=gateway.metrics.render(), content_type="text/plain")
+
+
+def build_app(gateway: Gateway, guard: ConnectionGuard | None = None) -> web.Application:
+    """The public aiohttp application serving ``gateway`` (with ``guard``'s middleware)."""
+    app = web.Application(
+        client_max_size=gateway.max_body,
+        middlewares=[guard.middleware] if guard is not None else [],
+    )
+    app[GATEWAY] = gateway
+    app.router.add_get("/v1/keys", handle_keys)
+    app.router.add_post("/v1/sealed/chat/completions", handle_sealed_chat)
+    app.router.add_post("/v1/sealed/cancel", handle_cancel)
+    app.router.add_get("/v1/sealed/receipts/{request_id}", handle_receipt)
+    app.router.add_get("/health", handle_health)
+    return app
+
+
+def build_metrics_app(gateway: Gateway) -> web.Application:
+    """The operator's application: ``GET /metrics`` only."""
+    app = web.Application()
+    app[GATEWAY] = gateway
+    app.router.add_get("/metrics", handle_metrics)
+    return app
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The public and the metrics listener of a running gateway."""
+
+    gateway: Gateway
+    public: web.AppRunner
+    metrics: web.AppRunner
+    url: str
+    metrics_url: str
+    max_connections: int
+
+    async def close(self) -> None:
+        """Stop listening, end every stream with a stopped receipt, then close the rest."""
+        try:
+            for site in list(self.public.sites):
+                await site.stop()
+            for control in self.gateway.receipts.running():
+                control.stop("shutdown")
+            await self.public.cleanup()
+        finally:
+            await self.metrics.cleanup()
+
+
+async def listen(  # noqa: PLR0913 -- two listeners' addresses
+    gateway: Gateway,
+    *,
+    host: str,
+    port: int,
+    metrics_host: str,
+    metrics_port: int,
+    shutdown_timeout: float = 60.0,
+) -> Listeners:
+    """Serve ``gateway`` on the public and the metrics listener; port 0 picks a free one."""
+    cap = connection_cap(
+        gateway.limits.max_connections, upstream=gateway.max_streams + UPSTREAM_SPARE
+    )
+    guard = ConnectionGuard(
+        max_connections=cap, header_timeout=gateway.limits.header_timeout, metrics=gateway.metrics
+    )
+    public = web.AppRunner(
+        build_app(gateway, guard), access_log=None, shutdown_timeout=shutdown_timeout
+    )
+    metrics = web.AppRunner(build_metrics_app(gateway), access_log=None)
+    await public.setup()
+    await metrics.setup()
+    try:
+        site = GuardedSite(public, host, port, guard=guard)
+        await site.start()
+        metrics_site = web.TCPSite(metrics, metrics_host, metrics_port)
+        await metrics_site.start()
+    except BaseException:
+        await public.cleanup()
+        await metrics.cleanup()
+        raise
+    return Listeners(
+        gateway,
+        public,
+        metrics,
+        url=str(URL.build(scheme="http", host=host, port=site.port)),
+        metrics_url=str(URL.build(scheme="http", host=metrics_host, port=metrics_site.port))
+        + "/metrics",
+        max_connections=cap,
+    )

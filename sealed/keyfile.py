@@ -1,0 +1,65 @@
+"""Ed25519 signing keys kept in files: the gateway's operator key and the bot's client key.
+
+A key file is one line, ``<header> <b64url(32-byte seed)>``, mode 0600. The header names what
+the key is for, so an operator key is never loaded as a client key by mistake. The verify key
+(what the other side pins) is printed as base64url.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from sealed.encoding import b64d, b64e
+from sealed.errors import MalformedMessage
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+OPERATOR_KEY_HEADER = "veil-operator-key-v1"
+CLIENT_KEY_HEADER = "veil-client-key-v1"
+
+
+class KeyFileError(Exception):
+    """A key file is missing, unreadable, malformed, of another kind, or too widely readable."""
+
+
+def write_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
+    """Create a new key file (mode 0600), refusing to overwrite one."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{path} already exists; not overwriting a key") from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(f"{header} {b64e(key.private_bytes_raw())}\n")
+    return key
+
+
+def read_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
+    """Load a key file of the kind ``header`` names; refuse it if group or others may read it."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"cannot read key file {path}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"key file {path} must be mode 0600")
+    found, _, encoded = text.strip().partition(" ")
+    if found != header:
+        raise KeyFileError(f"{path} is not a {header} file")
+    try:
+        return ed25519.Ed25519PrivateKey.from_private_bytes(b64d(encoded))
+    except (MalformedMessage, ValueError) as exc:
+        raise KeyFileError(f"key file {path} is malformed") from exc
+
+
+def verify_key_text(key: ed25519.Ed25519PrivateKey) -> str:
+    """The verify key the other side pins, as base64url."""
+    return b64e(key.public_key().public_bytes_raw())

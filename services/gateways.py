@@ -1,0 +1,204 @@
+"""The gateways the bot may ask: their verified key bundles, their health, and what users see.
+
+``GatewayPool`` fetches each gateway's key bundle, verifies it against the pinned operator keys,
+refreshes it before it expires, and orders the gateways for a request (round robin, those in
+back-off last). Gateways are named by their 1-based position in ``VEIL_GATEWAYS`` in what users
+see (``GatewayTrust``): their URLs are the operator's business, never the user's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiohttp
+import structlog
+
+from sealed.bundle import SignedBundle, verify_bundle
+from sealed.errors import MalformedMessage, SealedError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Sequence
+
+log = structlog.get_logger("veil.inference")
+
+UNREACHABLE = "unreachable"
+_MAX_BACKOFF = 30.0
+_BUNDLE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class GatewayTrust:
+    """What ``/privacy`` shows about one gateway: its position, never its URL."""
+
+    index: int
+    verified: bool
+    fingerprint: str | None
+    suite: str | None
+    not_after: int | None
+    problem: str | None
+
+
+@dataclass
+class Gateway:
+    """One gateway's state: its verified bundle, failures, and streams the bot has open to it.
+
+    ``index`` is its 1-based position in the configured list (how logs and users name it).
+    """
+
+    index: int
+    url: str
+    bundle: SignedBundle | None = None
+    fetched_at: float = 0.0
+    problem: str | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+    in_flight: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class _BundleUnavailable(Exception):
+    """The gateway did not serve a bundle (HTTP status other than 200)."""
+
+
+def fingerprint(bundle: SignedBundle) -> str:
+    """A short, human-comparable fingerprint of a bundle's HPKE public key."""
+    digest = hashlib.sha256(bundle.bundle.public_key).hexdigest()[:24]
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
+class GatewayPool:
+    """The configured gateways with their verified bundles."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        operator_keys: Collection[bytes],
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float],
+        skew: int,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one gateway is required")
+        self.gateways = [Gateway(i, url.rstrip("/")) for i, url in enumerate(urls, start=1)]
+        self._pinned = frozenset(operator_keys)
+        self._session = session
+        self._clock = clock
+        self._skew = skew
+        self.turn = itertools.count()
+
+    def _stale(self, gateway: Gateway) -> bool:
+        if gateway.bundle is None:
+            return True
+        now = self._clock()
+        bundle = gateway.bundle.bundle
+        lifetime = max(1, bundle.not_after - bundle.not_before)
+        refresh_every = max(5.0, min(300.0, lifetime / 8))
+        return now - gateway.fetched_at >= refresh_every or now >= bundle.not_after - 30
+
+    async def refresh_one(self, gateway: Gateway, *, force: bool = False) -> None:
+        """Fetch and verify one gateway's bundle if it is stale (or ``force``)."""
+        async with gateway.lock:
+            if not force and not self._stale(gateway):
+                return
+            try:
+                async with self._session.get(
+                    f"{gateway.url}/v1/keys", timeout=aiohttp.ClientTimeout(total=_BUNDLE_TIMEOUT)
+                ) as response:
+                    if response.status != 200:  # noqa: PLR2004 -- HTTP OK
+                        raise _BundleUnavailable(f"key bundle HTTP {response.status}")
+                    wire = await response.json()
+                if not isinstance(wire, dict):
+                    raise MalformedMessage("bundle reply is not an object")
+                gateway.bundle = verify_bundle(
+                    wire, self._pinned, now=int(self._clock()), skew=self._skew
+                )
+                gateway.fetched_at = self._clock()
+                gateway.problem = None
+            except SealedError as exc:
+                gateway.bundle = None
+                gateway.problem = type(exc).__name__
+                log.warning(
+                    "inference.bundle_rejected", gateway=gateway.index, problem=gateway.problem
+                )
+            except (aiohttp.ClientError, TimeoutError, ValueError, _BundleUnavailable) as exc:
+                if gateway.bundle is not None and self._clock() < gateway.bundle.bundle.not_after:
+                    return  # keep the still-valid bundle; the gateway may come back
+                gateway.bundle = None
+                gateway.problem = UNREACHABLE
+                log.warning(
+                    "inference.bundle_unavailable",
+                    gateway=gateway.index,
+                    url=gateway.url,
+                    error=type(exc).__name__,
+                )
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Fetch and verify the bundles of all gateways that need it (concurrently)."""
+        await asyncio.gather(*(self.refresh_one(g, force=force) for g in self.gateways))
+
+    def models(self) -> tuple[str, ...]:
+        """The models served by gateways with a verified bundle, in first-seen order."""
+        seen: dict[str, None] = {}
+        for gateway in self.gateways:
+            if gateway.bundle is not None:
+                seen.update(dict.fromkeys(gateway.bundle.bundle.models))
+        return tuple(seen)
+
+    def trust(self) -> list[GatewayTrust]:
+        """The verification state of every gateway, for the user to see."""
+        result = []
+        for gateway in self.gateways:
+            signed = gateway.bundle
+            result.append(
+                GatewayTrust(
+                    index=gateway.index,
+                    verified=signed is not None,
+                    fingerprint=fingerprint(signed) if signed else None,
+                    suite=signed.bundle.suite.label if signed else None,
+                    not_after=signed.bundle.not_after if signed else None,
+                    problem=gateway.problem,
+                )
+            )
+        return result
+
+    def candidates(self, model: str) -> list[Gateway]:
+        """The gateways serving ``model``, rotated, those in back-off last."""
+        now = self._clock()
+        serving = [
+            g
+            for g in self.gateways
+            if g.bundle is not None
+            and (not g.bundle.bundle.models or model in g.bundle.bundle.models)
+        ]
+        if not serving:
+            return []
+        start = next(self.turn) % len(serving)
+        rotated = serving[start:] + serving[:start]
+        # Healthy gateways first; those in back-off are still tried as a last resort.
+        return sorted(rotated, key=lambda g: g.retry_at > now)
+
+    def problems(self) -> list[str]:
+        """Why each gateway has no verified bundle (sorted, distinct)."""
+        return sorted({g.problem or "unknown" for g in self.gateways if g.bundle is None})
+
+    def any_verified(self) -> bool:
+        """True if at least one gateway has a verified bundle."""
+        return any(g.bundle is not None for g in self.gateways)
+
+    def failed(self, gateway: Gateway, retry_after: float | None = None) -> None:
+        """Put a gateway in back-off: doubling per failure, at least ``retry_after`` seconds."""
+        gateway.failures += 1
+        backoff = min(_MAX_BACKOFF, 2.0**gateway.failures)
+        if retry_after is not None:
+            backoff = max(backoff, min(_MAX_BACKOFF, retry_after))
+        gateway.retry_at = self._clock() + backoff
+
+    def succeeded(self, gateway: Gateway) -> None:
+        """The gateway answered: out of back-off."""
+        gateway.failures = 0
+        gateway.retry_at = 0.0

@@ -1,0 +1,77 @@
+"""The bot's client key: ``python -m bot keygen`` makes it; the bot will not start without it."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from sealed.encoding import b64d, b64e
+from sealed.keyfile import CLIENT_KEY_HEADER, read_key_file, verify_key_text
+from tests.botstack import TOKEN
+from tests.harness import REPO, child_environment, install_client_key
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+OPERATOR_KEYS = b64e(b"\x01" * 32)
+
+
+def run_bot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 -- our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**child_environment(), **(env or {})},
+        timeout=30,
+        check=False,
+    )
+
+
+def test_keygen_writes_a_private_key_file_and_prints_its_verify_key(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys" / "client.key"
+    made = run_bot("keygen", "--out", str(key_file))
+    assert made.returncode == 0, made.stderr
+    (printed,) = made.stdout.strip().splitlines()
+    assert len(b64d(printed)) == 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().startswith(f"{CLIENT_KEY_HEADER} ")
+    key = read_key_file(key_file, CLIENT_KEY_HEADER)
+    assert verify_key_text(key) == printed
+    assert printed not in key_file.read_text()  # the file holds the private key, not this
+
+
+def test_keygen_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
+    key_file = tmp_path / "client.key"
+    assert run_bot("keygen", "--out", str(key_file)).returncode == 0
+    before = key_file.read_bytes()
+    again = run_bot("keygen", "--out", str(key_file))
+    assert again.returncode == 1
+    assert again.stdout == ""
+    (line,) = again.stderr.strip().splitlines()
+    assert "already exists" in line
+    assert key_file.read_bytes() == before
+
+
+def test_the_bot_refuses_to_start_without_a_client_key(tmp_path: Path) -> None:
+    env = {"VEIL_BOT_TOKEN": TOKEN, "VEIL_OPERATOR_KEYS": OPERATOR_KEYS}
+    missing = run_bot(env={**env, "VEIL_DATA_DIR": str(tmp_path)})
+    assert missing.returncode == 2
+    (line,) = missing.stderr.strip().splitlines()
+    assert line.startswith("veil: setting VEIL_CLIENT_KEY_FILE:")
+    assert str(tmp_path / "client.key") in line  # the default path, under VEIL_DATA_DIR
+    assert "python -m bot keygen" in line
+    assert not (tmp_path / "veil.db").exists()  # nothing was started
+
+
+def test_the_bot_refuses_a_client_key_others_may_read(tmp_path: Path) -> None:
+    key_file = install_client_key(tmp_path)
+    key_file.chmod(0o644)
+    env = {"VEIL_BOT_TOKEN": TOKEN, "VEIL_OPERATOR_KEYS": OPERATOR_KEYS}
+    refused = run_bot(env={**env, "VEIL_CLIENT_KEY_FILE": str(key_file)})
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "VEIL_CLIENT_KEY_FILE" in line
+    assert "0600" in line

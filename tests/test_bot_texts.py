@@ -1,0 +1,33 @@
+"""The bot's catalogs: every language has every English text, with the same placeholders."""
+
+from __future__ import annotations
+
+import string
+
+from bot.texts import FALLBACK, Catalogs
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_every_catalog_has_the_english_keys_and_placeholders() -> None:
+    catalogs = Catalogs()
+    english = catalogs.keys(FALLBACK)
+    assert {"error_stalled", "error_busy", "privacy_gateway_down"} <= english
+    assert set(catalogs.languages) >= {"en", "ru", "kk"}
+    for language in catalogs.languages:
+        assert catalogs.keys(language) == english, language
+        for key in english:
+            assert placeholders(catalogs.lookup(language, key)) == placeholders(
+                catalogs.lookup(FALLBACK, key)
+            ), (language, key)
+
+
+def test_gateway_lines_take_a_position_never_an_address() -> None:
+    catalogs = Catalogs()
+    for language in catalogs.languages:
+        for key in ("privacy_gateway_ok", "privacy_gateway_bad", "privacy_gateway_down"):
+            names = placeholders(catalogs.lookup(language, key))
+            assert "index" in names
+            assert "url" not in names

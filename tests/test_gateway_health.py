@@ -1,0 +1,219 @@
+"""Health, key rotation under a failing model server, and model-server replies of any shape.
+
+Whatever the model server sends, the gateway sees a ``BackendFailure`` (a sealed error record
+for the client), never an exception of its own; the rotation task lives through garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Self
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp import web
+
+from gateway.server import rotate_forever
+from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
+from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import post_sealed, run_gateway, seal_call, wait_until
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from tests.harness import Clock, RunningGateway
+
+
+async def health(http: aiohttp.ClientSession, running: RunningGateway) -> tuple[int, str]:
+    async with http.get(f"{running.url}/health") as response:
+        return response.status, (await response.json())["status"]
+
+
+async def test_health_uses_v1_models_where_the_server_has_no_health_route(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    vllm.has_health = False
+    assert await health(http, gateway) == (200, "ok")
+    vllm.models_reply = {"data": None}
+    assert await health(http, gateway) == (503, "model server unavailable")
+    vllm.models_reply = None
+    vllm.models_status = 500
+    assert await health(http, gateway) == (503, "model server unavailable")
+
+
+async def test_health_is_503_once_no_valid_key_is_served(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with run_gateway(vllm.url, clock=clock, rotation_seconds=60, grace_seconds=30) as gw:
+        assert await health(http, gw) == (200, "ok")
+        clock.advance(89)
+        assert await health(http, gw) == (200, "ok")
+        clock.advance(1)  # the key's not_after: nothing valid is served any more
+        assert await health(http, gw) == (503, "no valid key")
+        gw.gateway.ring.rotate(gw.gateway.now())
+        assert await health(http, gw) == (200, "ok")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"data": None},
+        {"data": "veil-test"},
+        {"data": [{"id": 5}]},
+        {"data": [{"name": "veil-test"}]},
+        [],
+        "veil-test",
+        None,
+    ],
+    ids=["null", "string", "int-id", "no-id", "array", "string-body", "default"],
+)
+async def test_a_model_list_of_any_other_shape_is_a_backend_failure(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, reply: object
+) -> None:
+    client = VLLMClient(vllm.url, None, http)
+    vllm.models_reply = reply
+    if reply is None:
+        assert await client.models() == ("veil-test",)
+        return
+    with pytest.raises(BackendFailure):
+        await client.models()
+
+
+async def test_the_rotation_task_lives_through_garbage_and_picks_the_models_up_later(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with FakeVLLM() as fake:
+        fake.models_reply = {"data": None}
+        async with run_gateway(fake.url, clock=clock) as gw:
+            ring = gw.gateway.ring
+            assert ring.models == ()
+            refused = await post_sealed(http, gw.url, seal_call(gw))
+            assert (refused.status, refused.code) == (503, "no_models")
+            first_key = ring.current.keypair.key_id
+            with structlog.testing.capture_logs() as logs:
+                task = asyncio.create_task(rotate_forever(gw.gateway, 0.05, retry=0.05))
+                try:
+                    await wait_until(
+                        lambda: sum(e["event"] == "gateway.models_unavailable" for e in logs) >= 3
+                    )
+                    assert not task.done()
+                    assert ring.current.keypair.key_id != first_key  # rotation went on
+                    fake.models_reply = None  # the model server recovers
+                    await wait_until(lambda: ring.models == ("veil-test",))
+                    reply = await post_sealed(http, gw.url, seal_call(gw))
+                    assert reply.text == "Hello from the fake model."
+                    assert not task.done()
+                finally:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            assert "gateway.key_rotated" in {e["event"] for e in logs}
+
+
+# -- streams of any shape --------------------------------------------------------------------------
+
+
+class RawModelServer:
+    """A model server that answers every chat with fixed bytes (for replies FakeVLLM won't send)."""
+
+    def __init__(self, body: bytes, status: int = 200) -> None:
+        self.body = body
+        self.status = status
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> Self:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site.port}"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=self.body, status=self.status, content_type="text/event-stream")
+
+
+def sse(*events: str) -> bytes:
+    return b"".join(f"data: {event}\n\n".encode() for event in events)
+
+
+HELLO = '{"choices":[{"delta":{"content":"hi"},"finish_reason":null}]}'
+
+
+async def events_from(body: bytes, status: int = 200) -> list[object]:
+    async with RawModelServer(body, status) as server, aiohttp.ClientSession() as session:
+        client = VLLMClient(server.url, None, session)
+        return [event async for event in client.stream_chat({"model": "m", "messages": []})]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (sse(HELLO), 200, "closed the stream"),
+        (sse('{"choices":"x"}'), 200, "malformed event"),
+        (sse('{"choices":[7]}'), 200, "malformed event"),
+        (sse(HELLO, '{"choices":[],"usage":{"prompt_tokens":-1}}'), 200, "usage count"),
+        (sse('{"choices":[],"usage":{"prompt_tokens":1e400}}'), 200, "usage count"),
+        (sse("[" * 100_000 + "]" * 100_000), 200, "malformed event"),
+        (sse("{not json"), 200, "malformed event"),
+        (b"data: " + b"x" * (5 << 20) + b"\n\n", 200, "oversized event"),
+        (b"<html>502 Bad Gateway</html>", 502, "unknown error"),
+        (b'{"error": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 500, "unknown error"),
+        (b'{"error": {"message": "' + b"e" * (3 << 20) + b'"}}', 500, "unknown error"),
+        (b'{"error": {"message": 7}}', 400, "unknown error"),
+    ],
+    ids=[
+        "no-done",
+        "choices-string",
+        "choice-int",
+        "negative-usage",
+        "float-usage",
+        "deep",
+        "not-json",
+        "huge-line",
+        "html-error",
+        "deep-error",
+        "huge-error",
+        "error-not-text",
+    ],
+)
+async def test_replies_of_any_shape_are_backend_failures(
+    body: bytes, status: int, message: str
+) -> None:
+    with pytest.raises(BackendFailure) as failed:
+        await events_from(body, status)
+    assert message in failed.value.message
+    assert len(failed.value.message) <= MAX_ERROR_MESSAGE
+
+
+async def test_well_formed_events_pass_and_long_fields_are_cut() -> None:
+    long_reason = "r" * 500
+    body = sse(
+        HELLO,
+        '{"choices":[{"delta":{},"finish_reason":"' + long_reason + '"}]}',
+        '{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1}}',
+        "[DONE]",
+    )
+    assert await events_from(body) == [
+        ContentDelta("hi"),
+        Finish("r" * MAX_FINISH_REASON),
+        Usage(4, 1),
+    ]
+    error = sse('{"error":{"message":"' + "m" * 5000 + '","code":503}}')
+    with pytest.raises(BackendFailure) as failed:
+        await events_from(error)
+    assert (failed.value.status, len(failed.value.message)) == (503, MAX_ERROR_MESSAGE)

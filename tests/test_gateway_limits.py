@@ -1,0 +1,472 @@
+"""Per-client limits, chat validation and the replay window: every refusal before vLLM is asked.
+
+Each limit is tried at the limit and just past it; every refusal shows the fake vLLM was not
+called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from gateway.chat import MAX_MESSAGES, MAX_PARTS, estimate_prompt_tokens, upstream_chat
+from gateway.limits import ReplayCache, TokenWindow
+from gateway.refusals import Refusal
+from sealed.bundle import PROTOCOL_VERSION
+from sealed.encoding import REQUEST_BUCKETS, b64e, pad
+from sealed.errors import ReplayedRequest
+from sealed.receipt import ReceiptStatus
+from sealed.request import REQUEST_INFO, RequestHeader, max_request_size, new_request_secrets
+from sealed.stream import MAX_CHUNK, MAX_ERROR_MESSAGE
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import (
+    CLIENT_VERIFY_KEY,
+    MESSAGES,
+    SealedCall,
+    client_policy,
+    post_sealed,
+    run_gateway,
+    seal_call,
+    wait_until,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from tests.harness import Clock, RunningGateway
+
+
+def chat(**fields: Any) -> dict[str, Any]:  # noqa: ANN401 -- any JSON field
+    return {"model": "veil-test", "messages": MESSAGES, **fields}
+
+
+def seal_inner_json(running: RunningGateway, chat_json: str) -> SealedCall:
+    """Seal a chat given as raw JSON text (which ``seal_request`` could not encode)."""
+    bundle = running.gateway.ring.bundle().bundle
+    request_id, response_key = new_request_secrets()
+    inner = (
+        f'{{"chat":{chat_json},"request_id":"{request_id.hex()}",'
+        f'"response_key":"{b64e(response_key)}","ts":{running.gateway.now()},'
+        f'"v":{PROTOCOL_VERSION}}}'
+    ).encode()
+    header = RequestHeader(PROTOCOL_VERSION, bundle.suite, bundle.key_id).to_bytes()
+    sealed = bundle.suite.hpke().encrypt(
+        pad(inner, REQUEST_BUCKETS), bundle.encryption_key(), info=REQUEST_INFO + header
+    )
+    return SealedCall(header + sealed, request_id, response_key)
+
+
+# -- per-client streams and the gateway's ----------------------------------------------------
+
+
+async def test_client_streams_at_the_limit_pass_and_one_more_is_client_busy(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with FakeVLLM(answer="slow answer here", token_delay=0.1) as fake:
+        clients = {CLIENT_VERIFY_KEY: client_policy(streams=2)}
+        async with run_gateway(fake.url, clock=clock, clients=clients) as running:
+            first = asyncio.create_task(post_sealed(http, running.url, seal_call(running)))
+            second = asyncio.create_task(post_sealed(http, running.url, seal_call(running)))
+            await wait_until(lambda: len(fake.requests) == 2)  # both streams are open
+            refused = await post_sealed(http, running.url, seal_call(running))
+            assert (refused.status, refused.code, refused.retry_after) == (429, "client_busy", "1")
+            assert len(fake.requests) == 2
+            assert (await first).text == (await second).text == "slow answer here"
+            again = await post_sealed(http, running.url, seal_call(running))
+            assert again.text == "slow answer here"
+            metrics = await running.metrics(http)
+            assert 'veil_gateway_refusals_total{code="client_busy"} 1.0' in metrics
+
+
+async def test_gateway_streams_at_the_limit_pass_and_one_more_is_busy(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with (
+        FakeVLLM(answer="slow answer here", token_delay=0.1) as fake,
+        run_gateway(fake.url, clock=clock, max_streams=2) as running,
+    ):
+        streams = [
+            asyncio.create_task(post_sealed(http, running.url, seal_call(running)))
+            for _ in range(2)
+        ]
+        await wait_until(lambda: len(fake.requests) == 2)
+        refused = await post_sealed(http, running.url, seal_call(running))
+        assert (refused.status, refused.code, refused.retry_after) == (503, "busy", "1")
+        assert len(fake.requests) == 2
+        assert [(await s).text for s in streams] == ["slow answer here"] * 2
+
+
+async def test_tokens_per_minute_at_the_limit_is_rate_limited_until_the_window_moves(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # One request costs 6 prompt tokens ("Say hello": 9 chars // 4 + 4) + 3 completion tokens.
+    clients = {CLIENT_VERIFY_KEY: client_policy(tokens_per_minute=18)}
+    async with run_gateway(vllm.url, clock=clock, clients=clients) as running:
+        first = await post_sealed(http, running.url, seal_call(running))
+        assert first.final is not None
+        assert first.final.receipt is not None
+        receipt = first.final.receipt.receipt
+        assert receipt.prompt_tokens + receipt.completion_tokens == 9
+        second = await post_sealed(http, running.url, seal_call(running))  # 9 used < 18
+        assert second.text == "Sealed hello, world."
+        refused = await post_sealed(http, running.url, seal_call(running))  # 18 used: at it
+        assert (refused.status, refused.code, refused.retry_after) == (429, "rate_limited", "60")
+        clock.advance(59)
+        refused = await post_sealed(http, running.url, seal_call(running))
+        assert (refused.status, refused.code, refused.retry_after) == (429, "rate_limited", "1")
+        assert len(vllm.requests) == 2
+        clock.advance(1)  # both charges are a minute old now
+        assert (await post_sealed(http, running.url, seal_call(running))).status == 200
+        assert len(vllm.requests) == 3
+
+
+def test_token_window_drops_old_charges_from_its_old_end() -> None:
+    window = TokenWindow()
+    window.charge(100.0, 5)
+    window.charge(130.0, 7)
+    assert window.used(159.9) == 12
+    assert window.seconds_until_below(159.9, 12) == 1  # the first charge leaves at 160
+    assert window.seconds_until_below(159.9, 6) == 31  # the second at 190
+    assert window.used(160.0) == 7
+    window.charge(120.0, 1)  # a clock that went back counts at the newest time
+    assert window.used(189.9) == 8
+    assert window.used(190.0) == 0
+
+
+# -- max tokens, models, content ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("asked", "sent"),
+    [(100, 100), (101, 100), (None, 100), (1, 1), (10**30, 100)],
+    ids=["at-ceiling", "past-ceiling", "absent", "one", "huge"],
+)
+async def test_max_completion_tokens_is_clamped_and_sent_under_both_names(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock, asked: int | None, sent: int
+) -> None:
+    clients = {CLIENT_VERIFY_KEY: client_policy(max_tokens=100)}
+    async with run_gateway(vllm.url, clock=clock, clients=clients) as running:
+        fields = {} if asked is None else {"max_completion_tokens": asked}
+        reply = await post_sealed(http, running.url, seal_call(running, chat(**fields)))
+        assert reply.status == 200
+        (request,) = vllm.requests
+        assert request["max_completion_tokens"] == request["max_tokens"] == sent
+
+
+@pytest.mark.parametrize("asked", [0, -1, True, 1.5, "10"])
+async def test_bad_max_completion_tokens_is_malformed(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, asked: object
+) -> None:
+    reply = await post_sealed(
+        http, gateway.url, seal_call(gateway, chat(max_completion_tokens=asked))
+    )
+    assert (reply.status, reply.code) == (400, "malformed")
+    assert vllm.requests == []
+
+
+async def test_only_models_the_bundle_lists_are_served(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with (
+        FakeVLLM(models=("veil-test", "hidden")) as fake,
+        run_gateway(fake.url, clock=clock, models=("veil-test",)) as running,
+    ):
+        assert running.gateway.ring.bundle().bundle.models == ("veil-test",)
+        reply = await post_sealed(http, running.url, seal_call(running, chat(model="hidden")))
+        assert (reply.status, reply.code) == (400, "unknown_model")
+        assert fake.requests == []
+        assert (await post_sealed(http, running.url, seal_call(running))).status == 200
+
+
+async def test_a_gateway_that_knows_no_models_refuses_with_503(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with FakeVLLM() as fake:
+        fake.models_status = 500
+        async with run_gateway(fake.url, clock=clock) as running:
+            assert running.gateway.ring.models == ()
+            reply = await post_sealed(http, running.url, seal_call(running))
+            assert (reply.status, reply.code, reply.retry_after) == (503, "no_models", "5")
+            assert fake.requests == []
+
+
+IMAGE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+
+
+def image_part(url: str = IMAGE) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def text_part(text: str = "What is this?") -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+@pytest.mark.parametrize(
+    ("model", "messages"),
+    [
+        ("veil-test", [{"role": "user", "content": [text_part(), image_part()]}]),
+        ("vision", [{"role": "user", "content": [image_part("https://example.com/a.png")]}]),
+        ("vision", [{"role": "user", "content": [image_part("http://127.0.0.1/a.png")]}]),
+        ("vision", [{"role": "user", "content": [image_part("data:text/html;base64,PGI+")]}]),
+        ("vision", [{"role": "system", "content": [image_part()]}]),
+        ("vision", [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]),
+        ("vision", [{"role": "user", "content": [{"type": "file", "file": {"file_id": "x"}}]}]),
+    ],
+    ids=["text-model", "https", "http", "not-image", "system-image", "audio", "file"],
+)
+async def test_content_parts_beyond_what_the_model_takes_are_bad_content(
+    http: aiohttp.ClientSession, clock: Clock, model: str, messages: list[dict[str, Any]]
+) -> None:
+    async with (
+        FakeVLLM(models=("veil-test", "vision")) as fake,
+        run_gateway(fake.url, clock=clock, multimodal_models=("vision",)) as running,
+    ):
+        call = seal_call(running, {"model": model, "messages": messages})
+        reply = await post_sealed(http, running.url, call)
+        assert (reply.status, reply.code) == (400, "bad_content")
+        assert fake.requests == []
+
+
+async def test_a_multimodal_model_takes_data_url_images_and_text_parts(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with (
+        FakeVLLM(models=("veil-test", "vision")) as fake,
+        run_gateway(fake.url, clock=clock, multimodal_models=("vision",)) as running,
+    ):
+        image = {"type": "image_url", "image_url": {"url": IMAGE, "detail": "low"}}
+        messages = [{"role": "user", "content": [text_part(), image]}]
+        call = seal_call(running, {"model": "vision", "messages": messages})
+        assert (await post_sealed(http, running.url, call)).status == 200
+        assert fake.requests[0]["messages"] == messages
+        text_only = [{"role": "user", "content": [text_part("a"), text_part("b")]}]
+        call = seal_call(running, {"model": "veil-test", "messages": text_only})
+        assert (await post_sealed(http, running.url, call)).status == 200
+        assert fake.requests[1]["messages"] == text_only
+
+
+# -- the chat validator, bound by bound ------------------------------------------------------
+
+
+def message(content: object = "hi", role: str = "user") -> dict[str, Any]:
+    return {"role": role, "content": content}
+
+
+def check(body: dict[str, Any]) -> dict[str, Any]:
+    return upstream_chat(body, models=("veil-test",), multimodal=(), ceiling=50)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        chat(stream=True),
+        chat(tools=[]),
+        {"messages": MESSAGES},
+        chat(model=7),
+        chat(model=""),
+        chat(messages=[]),
+        chat(messages="hi"),
+        chat(messages=[message()] * (MAX_MESSAGES + 1)),
+        chat(messages=[message(role="tool")]),
+        chat(messages=[{"role": "user", "content": "hi", "name": "x"}]),
+        chat(messages=[{"role": "user"}]),
+        chat(messages=[message(None)]),
+        chat(messages=[message(7)]),
+        chat(messages=[message([])]),
+        chat(messages=[message([text_part()] * (MAX_PARTS + 1))]),
+        chat(messages=[message(["hi"])]),
+        chat(messages=[message([{"type": "text", "text": ["nested"]}])]),
+        chat(messages=[message([{"type": "text", "text": "a", "extra": 1}])]),
+        chat(temperature=float("nan")),
+        chat(temperature=float("inf")),
+        chat(temperature=-0.1),
+        chat(temperature=2.000001),
+        chat(temperature=10**400),
+        chat(temperature=True),
+        chat(temperature="1"),
+        chat(top_p=0),
+        chat(top_p=1.0000001),
+        chat(top_p=float("-inf")),
+        chat(stop=["a"] * 5),
+        chat(stop="x" * 257),
+        chat(stop=[""]),
+        chat(stop=[["nested"]]),
+        chat(stop=7),
+        chat(cache_salt=""),
+        chat(cache_salt="s" * 257),
+        chat(cache_salt=7),
+    ],
+)
+def test_chat_fields_past_their_bounds_are_malformed(body: dict[str, Any]) -> None:
+    with pytest.raises(Refusal) as refused:
+        check(body)
+    assert (refused.value.status, refused.value.code) == (400, "malformed")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        chat(messages=[message()] * MAX_MESSAGES),
+        chat(messages=[message([text_part()] * MAX_PARTS)]),
+        chat(temperature=0),
+        chat(temperature=2),
+        chat(temperature=2.0),
+        chat(top_p=1),
+        chat(top_p=1e-9),
+        chat(stop=["a"] * 4),
+        chat(stop="x" * 256),
+        chat(cache_salt="s" * 256),
+        chat(messages=[message(role="system"), message(role="assistant"), message()]),
+    ],
+)
+def test_chat_fields_at_their_bounds_pass(body: dict[str, Any]) -> None:
+    sent = check(body)
+    for key in ("temperature", "top_p", "stop", "cache_salt"):
+        if key in body:
+            assert sent[key] == body[key]
+    assert sent["messages"] == body["messages"]
+    assert sent["max_completion_tokens"] == sent["max_tokens"] == 50
+
+
+def test_the_conservative_estimate_counts_every_byte_eight_a_message_and_images_whole() -> None:
+    messages = [
+        message("Привет"),
+        message([text_part("ab"), image_part("data:image/png;base64,QQ")]),
+    ]
+    image = 4096  # a small image still costs a vision encoder its fixed share
+    assert estimate_prompt_tokens(messages) == len("Привет".encode()) + 8 + 2 + image + 8
+    big = "data:image/png;base64," + "A" * 10_000
+    assert estimate_prompt_tokens([message([image_part(big)])]) == len(big) + 8
+
+
+# -- JSON the parser cannot take, sizes --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "chat_json",
+    [
+        '{"model":"veil-test","messages":[{"role":"user","content":'
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}]}",
+        '{"model":"veil-test","messages":[{"role":"user","content":'
+        + "[" * 500
+        + "]" * 500
+        + "}]}",
+        '{"model":"veil-test","messages":[{"role":"user","content":"hi"}],"temperature":NaN}',
+        '{"model":"veil-test","messages":[{"role":"user","content":"hi"}],"top_p":Infinity}',
+        '{"model":"veil-test","messages":[{"role":"user","content":"hi"}],"temperature":1e999}',
+        '{"model":"veil-test","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":'
+        + "9" * 5000
+        + "}",
+        '"just a string"',
+    ],
+    ids=["deep-100k", "deep-500", "nan", "infinity", "overflow", "huge-int", "not-object"],
+)
+async def test_json_the_parser_or_the_bounds_refuse_is_400_malformed_never_500(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, chat_json: str
+) -> None:
+    reply = await post_sealed(http, gateway.url, seal_inner_json(gateway, chat_json))
+    assert (reply.status, reply.code) == (400, "malformed")
+    assert vllm.requests == []
+    again = await post_sealed(http, gateway.url, seal_call(gateway))  # the gateway lives on
+    assert again.text == "Sealed hello, world."
+
+
+async def test_a_body_one_byte_past_the_largest_bucket_is_too_large(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    limit = max_request_size(gateway.gateway.ring.current.keypair.suite)
+    call = seal_call(gateway)
+    for size, expected in ((limit + 1, (413, "too_large")), (limit, (400, "cannot_open"))):
+        body = call.body + bytes(size - len(call.body))  # the right header, junk after it
+        reply = await post_sealed(
+            http, gateway.url, call, body=body, headers=SealedCall(body, b"", b"").headers()
+        )
+        assert (reply.status, reply.code) == expected
+    assert vllm.requests == []
+
+
+# -- the replay window -------------------------------------------------------------------------
+
+
+async def test_a_replay_is_refused_up_to_ts_plus_skew_and_stale_after(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    call = seal_call(gateway)
+    assert (await post_sealed(http, gateway.url, call)).status == 200
+    clock.advance(120)  # now == ts + skew: still fresh, so the id must still be known
+    reply = await post_sealed(http, gateway.url, call)
+    assert (reply.status, reply.code) == (409, "replayed")
+    clock.advance(1)
+    reply = await post_sealed(http, gateway.url, call)
+    assert (reply.status, reply.code) == (400, "stale_request")
+    assert len(vllm.requests) == 1
+
+
+async def test_a_refused_request_id_is_not_remembered(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    vllm.answer = "slow answer here"
+    vllm.token_delay = 0.1
+    clients = {CLIENT_VERIFY_KEY: client_policy(streams=1)}
+    async with run_gateway(vllm.url, clock=clock, clients=clients) as running:
+        busy = asyncio.create_task(post_sealed(http, running.url, seal_call(running)))
+        await wait_until(lambda: len(vllm.requests) == 1)
+        call = seal_call(running)
+        refused = await post_sealed(http, running.url, call)
+        assert (refused.status, refused.code) == (429, "client_busy")
+        await busy
+        assert len(running.gateway.replays) == 1
+        again = await post_sealed(http, running.url, call)  # the very same bytes
+        assert again.text == "slow answer here"
+        unknown = seal_call(running, chat(model="nope"))
+        assert (await post_sealed(http, running.url, unknown)).code == "unknown_model"
+        assert len(running.gateway.replays) == 2
+
+
+def test_replay_cache_forgets_each_id_once_its_last_second_has_passed() -> None:
+    cache = ReplayCache()
+    cache.add(b"a", 1000, now=900)
+    cache.add(b"b", 1001, now=900)
+    cache.check(b"c", now=1000)
+    with pytest.raises(ReplayedRequest):
+        cache.check(b"a", now=1000)
+    cache.check(b"a", now=1001)
+    assert len(cache) == 1
+    with pytest.raises(ReplayedRequest):
+        cache.check(b"b", now=1001)
+    for i in range(5000):
+        cache.add(i.to_bytes(4, "big"), 2000 + i % 240, now=1900)
+    cache.check(b"z", now=10**9)  # a jump far ahead sweeps by bucket, not by second
+    assert len(cache) == 0
+
+
+# -- what vLLM sends back, bounded ---------------------------------------------------------------
+
+
+async def test_a_70_kb_delta_is_split_into_records_within_the_spec(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    vllm.answer = "ж" * 35_000  # one token of 70 000 bytes
+    reply = await post_sealed(http, gateway.url, seal_call(gateway))
+    assert reply.text == vllm.answer
+    assert len(reply.texts) == 2
+    assert max(reply.chunk_lengths) <= MAX_CHUNK
+
+
+async def test_a_100_kb_model_server_error_arrives_cut_in_an_error_record(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    vllm.fail_before_stream = (500, "\u2603" * 100_000)
+    reply = await post_sealed(http, gateway.url, seal_call(gateway))
+    assert reply.status == 200
+    assert reply.final is not None
+    assert reply.final.error_kind == "backend"
+    assert reply.final.error_status == 500
+    assert reply.final.error_message == "\u2603" * MAX_ERROR_MESSAGE
+    assert max(reply.chunk_lengths) <= MAX_CHUNK
+    assert reply.final.receipt is not None
+    assert reply.final.receipt.receipt.status is ReceiptStatus.ERROR
