@@ -3,31 +3,46 @@
 It starts, in order, and each only when needed:
 
 1. a local OpenAI-compatible model server (llama.cpp through ``llama-cpp-python[server]``) for a
-   small GGUF model on the CPU, unless ``VEIL_VLLM_URL`` points at a model server already;
+   small GGUF model on the CPU, unless ``VEIL_VLLM_URL`` points at a model server on this
+   machine already, or ``VEIL_GATEWAYS`` names gateways elsewhere;
 2. the gateway, with the operator key in ``VEIL_DATA_DIR`` (created on the first run) and the
-   bot's client key (likewise) pinned as its one client;
+   bot's client key (likewise) pinned as its one client; not with ``VEIL_GATEWAYS``;
 3. the Telegram playground (a local Bot API and a web page), unless ``VEIL_BOT_TOKEN`` is set;
 4. the bot, pointed at Telegram or at the playground.
 
-Each step says what it does; Ctrl-C (or SIGTERM) stops everything in reverse order, and a part
-that dies on its own is reported with its last lines and stops the rest.
+A model server on another machine is refused: prompts to it would cross the network unsealed.
+Such a server gets a gateway of its own next to it, and ``VEIL_GATEWAYS`` (with the operator's
+``VEIL_OPERATOR_KEYS``) points the bot at that gateway.
+
+Each part's output goes to ``VEIL_DATA_DIR/logs/<part>.log`` (the last runs kept as ``.1`` …
+``.3``, and a file that grows past 10 MiB is rotated the same way); ``--verbose`` also streams it
+here. The launcher itself says what it does when it does it. Ctrl-C (or SIGTERM) stops
+everything in reverse order, and a part that dies on its own is reported with its last lines
+and stops the rest.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib.util
+import ipaddress
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
 
 import aiohttp
 
-PLAYGROUND_TOKEN = "123456:PLAYGROUND"  # noqa: S105 -- the local emulator's token, not a secret
+from launcher.container import PLAYGROUND_TOKEN
+
+KEEP_LOGS = 3  # earlier runs' logs kept beside the current one, as <part>.log.1 … .3
+MAX_LOG_BYTES = 10 * 1024 * 1024  # a log this long is rotated like a new run's
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 
@@ -41,39 +56,94 @@ class LaunchError(Exception):
     """A part could not be started; the message says which and why."""
 
 
+def rotate(path: Path, keep: int = KEEP_LOGS) -> None:
+    """Shift ``path`` to ``path.1`` (``.1`` to ``.2`` …), dropping what falls past ``keep``."""
+    for number in range(keep, 0, -1):
+        newer = path if number == 1 else path.with_name(f"{path.name}.{number - 1}")
+        if newer.exists():
+            newer.replace(path.with_name(f"{path.name}.{number}"))
+
+
+class LogFile:
+    """One part's log: a new file each run, rotated again when it passes ``limit`` bytes.
+
+    Lines are written and flushed as they come (a local file, a line at a time), so the file
+    shows what a part said up to the moment it hung or died.
+    """
+
+    def __init__(self, path: Path, limit: int = MAX_LOG_BYTES) -> None:
+        self.path = path
+        self.limit = limit
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rotate(path)
+        self._handle: IO[bytes] = path.open("wb")
+        self._size = 0
+
+    def write(self, raw: bytes) -> None:
+        """Append one line of the part's output."""
+        if self._size and self._size + len(raw) > self.limit:
+            self._handle.close()
+            rotate(self.path)
+            self._handle = self.path.open("wb")
+            self._size = 0
+        self._handle.write(raw)
+        self._handle.flush()
+        self._size += len(raw)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._handle.close()
+
+
 @dataclass
 class Part:
-    """One child process and the lines it printed."""
+    """One child process, its log file and the last lines it printed."""
 
     name: str
     process: asyncio.subprocess.Process
+    log: LogFile
     lines: list[str] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
 
-    async def read(self, echo: bool) -> None:  # noqa: FBT001 -- internal
-        """Collect (and optionally echo) the part's output."""
+    async def read(self, verbose: bool) -> None:  # noqa: FBT001 -- internal
+        """Log (and with ``verbose`` echo) the part's output, keeping the last lines."""
         assert self.process.stdout is not None  # noqa: S101 -- started with a pipe
-        async for raw in self.process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.lines.append(line)
-            del self.lines[:-200]
-            if echo:
-                print(f"[{self.name}] {line}", file=sys.stderr, flush=True)  # noqa: T201
+        try:
+            async for raw in self.process.stdout:
+                self.log.write(raw)
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.lines.append(line)
+                del self.lines[:-200]
+                if verbose:
+                    print(f"[{self.name}] {line}", file=sys.stderr, flush=True)  # noqa: T201
+        finally:
+            self.log.close()
 
     def tail(self, count: int = 15) -> str:
-        """The last lines, for a crash report."""
-        return "\n".join(self.lines[-count:])
+        """The last lines and where the rest is, for a crash report."""
+        return "\n".join([*self.lines[-count:], f"(all of it: {self.log.path})"])
 
 
 @dataclass
 class Launch:
-    """The parts started so far, in order."""
+    """The parts started so far, in order, and where their logs go."""
 
     env: dict[str, str]
+    verbose: bool = False
     parts: list[Part] = field(default_factory=list)
 
-    async def start(self, name: str, *args: str, env: dict[str, str], echo: bool = False) -> Part:
-        """Start ``python args…`` as a part."""
+    @property
+    def logs(self) -> Path:
+        """The folder of the parts' logs: ``VEIL_DATA_DIR/logs``."""
+        return Path(self.env.get("VEIL_DATA_DIR", "data")) / "logs"
+
+    async def start(self, name: str, *args: str, log: str, env: dict[str, str]) -> Part:
+        """Start ``python args…`` as a part that logs to ``logs/<log>.log``."""
+        if not self.parts:
+            where = f"{self.logs}/<part>.log"
+            shown = "shown here too" if self.verbose else "--verbose shows them here too"
+            say(f"logs: {where} ({shown})")
+        log_file = LogFile(self.logs / f"{log}.log")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *args,
@@ -84,8 +154,8 @@ class Launch:
             # the parts in order (instead of all of them at once, racing the report).
             start_new_session=True,
         )
-        part = Part(name, process)
-        part.reader = asyncio.create_task(part.read(echo))
+        part = Part(name, process, log_file)
+        part.reader = asyncio.create_task(part.read(self.verbose))
         self.parts.append(part)
         return part
 
@@ -178,6 +248,7 @@ async def start_model(launch: Launch, port: int) -> str:
         os.environ.get("VEIL_LOCAL_MODEL_CONTEXT", "2048"),
         "--interrupt_requests",
         "False",
+        log="model",
         env={},
     )
     url = f"http://127.0.0.1:{port}"
@@ -224,26 +295,53 @@ async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
 
 
 async def ensure_client_key(launch: Launch, data: Path) -> tuple[Path, str]:
-    """The bot's client key file and the ``VEIL_CLIENT_KEYS`` entry that pins it."""
+    """The bot's client key file and its verify key (created on the first run)."""
     key_file = Path(launch.env.get("VEIL_CLIENT_KEY_FILE") or data / "client.key")
     public = data / "client.pub"
-    pinned = launch.env.get("VEIL_CLIENT_KEYS")
-    if pinned:
-        return key_file, pinned
     verify = await ensure_key(launch, "client", key_file, public)
     if not verify:
-        raise LaunchError(f"{key_file} exists but {public} does not: set VEIL_CLIENT_KEYS")
-    return key_file, f"bot:{verify}"
+        raise LaunchError(f"{key_file} exists but {public} does not: remove it or restore both")
+    return key_file, verify
 
 
-async def run(launch: Launch) -> None:
-    """Start every part, print what runs where, and wait."""
+def on_this_machine(url: str) -> bool:
+    """Whether ``url`` names a loopback address (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_remote_model(url: str) -> None:
+    """Stop before anything starts when the model server is on another machine."""
+    if not on_this_machine(url):
+        raise LaunchError(
+            f"VEIL_VLLM_URL={url} is not on this machine, and prompts would cross the network"
+            " to it unsealed: run a gateway next to that model server (python -m gateway, see"
+            " docs/deployment.md) and set VEIL_GATEWAYS to its URL and VEIL_OPERATOR_KEYS to its"
+            " operator verify key instead"
+        )
+
+
+@dataclass
+class Gateways:
+    """Where the bot sends its sealed requests, and what to tell the person about them."""
+
+    urls: str
+    operator_keys: str
+    summary: list[str]
+
+
+async def start_local_gateway(launch: Launch, data: Path, client_verify: str) -> Gateways:
+    """The model server (unless given) and a gateway in front of it, on this machine."""
     env = launch.env
-    data = Path(env.get("VEIL_DATA_DIR", "data"))
-    data.mkdir(parents=True, exist_ok=True)
-    key_file, verify_key = await ensure_operator_key(launch, data)
-    client_key_file, client_keys = await ensure_client_key(launch, data)
     model_url = env.get("VEIL_VLLM_URL")
+    if model_url:
+        refuse_remote_model(model_url)
+    key_file, verify_key = await ensure_operator_key(launch, data)
     if not model_url:
         model_url = await start_model(launch, int(env.get("VEIL_LOCAL_MODEL_PORT", "8000")))
     gateway_port = env.get("VEIL_GATEWAY_PORT", "8600")
@@ -252,40 +350,90 @@ async def run(launch: Launch) -> None:
         "gateway",
         "-m",
         "gateway",
+        log="gateway",
         env={
             "VEIL_OPERATOR_KEY_FILE": str(key_file),
-            "VEIL_CLIENT_KEYS": client_keys,
+            "VEIL_CLIENT_KEYS": env.get("VEIL_CLIENT_KEYS") or f"bot:{client_verify}",
             "VEIL_VLLM_URL": model_url,
             "VEIL_GATEWAY_PORT": gateway_port,
         },
     )
     await wait_for_line(gateway, "gateway.started", within=60)
+    url = f"http://127.0.0.1:{gateway_port}"
+    return Gateways(url, verify_key, [f"model server  {model_url}", f"gateway       {url}"])
+
+
+def remote_gateways(launch: Launch, client_verify: str) -> Gateways:
+    """The gateways ``VEIL_GATEWAYS`` names: nothing to start here but the bot."""
+    urls = launch.env["VEIL_GATEWAYS"]
+    operator_keys = launch.env.get("VEIL_OPERATOR_KEYS")
+    if not operator_keys:
+        raise LaunchError(
+            "VEIL_GATEWAYS is set: also set VEIL_OPERATOR_KEYS to the verify key of the operator"
+            " key those gateways sign with (what python -m gateway keygen printed)"
+        )
+    say(f"using the gateways at {urls}: no model server or gateway starts here")
+    return Gateways(
+        urls,
+        operator_keys,
+        [
+            f"gateways      {urls}",
+            f"client key    bot:{client_verify} (pin it in each gateway's VEIL_CLIENT_KEYS)",
+        ],
+    )
+
+
+async def run(launch: Launch) -> None:
+    """Start every part, print what runs where, and wait."""
+    env = launch.env
+    data = Path(env.get("VEIL_DATA_DIR", "data"))
+    data.mkdir(parents=True, exist_ok=True)
+    if env.get("VEIL_GATEWAYS"):
+        client_key_file, client_verify = await ensure_client_key(launch, data)
+        gateways = remote_gateways(launch, client_verify)
+    else:
+        if env.get("VEIL_VLLM_URL"):
+            refuse_remote_model(env["VEIL_VLLM_URL"])
+        client_key_file, client_verify = await ensure_client_key(launch, data)
+        gateways = await start_local_gateway(launch, data, client_verify)
     bot_env = {
-        "VEIL_GATEWAYS": env.get("VEIL_GATEWAYS", f"http://127.0.0.1:{gateway_port}"),
-        "VEIL_OPERATOR_KEYS": verify_key,
+        "VEIL_GATEWAYS": gateways.urls,
+        "VEIL_OPERATOR_KEYS": gateways.operator_keys,
         "VEIL_CLIENT_KEY_FILE": str(client_key_file),
         "VEIL_DATA_DIR": str(data),
     }
+    if "VEIL_MAX_STREAMS" in env and "VEIL_GATEWAY_STREAMS" not in env:
+        # The bot's pool to the gateway holds as many streams as the gateway allows.
+        bot_env["VEIL_GATEWAY_STREAMS"] = env["VEIL_MAX_STREAMS"]
     playground_url = None
     if not env.get("VEIL_BOT_TOKEN"):
         port = env.get("VEIL_PLAYGROUND_PORT", "8080")
         say(f"no VEIL_BOT_TOKEN: starting the Telegram playground on 127.0.0.1:{port}")
         playground = await launch.start(
-            "playground", "-m", "playground", "--port", port, "--token", PLAYGROUND_TOKEN, env={}
+            "playground",
+            "-m",
+            "playground",
+            "--port",
+            port,
+            "--token",
+            PLAYGROUND_TOKEN,
+            log="playground",
+            env={},
         )
         await wait_for_line(playground, "playground: open", within=60)
         playground_url = f"http://127.0.0.1:{port}"
         bot_env |= {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": playground_url}
     say("starting the bot")
-    bot = await launch.start("bot", "-m", "bot", env=bot_env, echo=False)
+    bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env)
     await wait_for_line(bot, "bot.started", within=120)
     say("ready:")
-    say(f"  model server  {model_url}")
-    say(f"  gateway       http://127.0.0.1:{gateway_port}")
+    for line in gateways.summary:
+        say(f"  {line}")
     if playground_url:
         say(f"  playground    open {playground_url} in a browser and write to the bot")
     else:
         say("  bot           talking to Telegram: write to your bot there")
+    say(f"  logs          {launch.logs}")
     say("press Ctrl-C to stop")
     await watch(launch)
 
@@ -310,20 +458,29 @@ async def watch(launch: Launch) -> None:
             )
 
 
-async def main_async() -> int:
+async def main_async(verbose: bool) -> int:  # noqa: FBT001 -- the one flag
     """Run until stopped; 0 on Ctrl-C, 1 when a part failed."""
-    launch = Launch(dict(os.environ))
+    launch = Launch(dict(os.environ), verbose=verbose)
     try:
         await run(launch)
     except LaunchError as exc:
         say(str(exc))
         return 1
     finally:
-        say("stopping")
+        if launch.parts:
+            say("stopping")
         await launch.stop()
     return 0
 
 
-def main() -> int:
-    """Entry point."""
-    return asyncio.run(main_async())
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m launcher [--verbose]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m launcher",
+        description="Run Veil on this machine: model server, gateway, playground or Telegram, bot.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="stream every part's log here as well"
+    )
+    args = parser.parse_args(argv)
+    return asyncio.run(main_async(args.verbose))

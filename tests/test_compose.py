@@ -1,0 +1,510 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+The compose file is read as compose reads it (YAML, ``${VAR:-default}`` with no variables set),
+and every service of a profile that runs the Dockerfile's ``runtime`` image is started as a local
+process: the image's ENTRYPOINT and the service's command, with the service's environment. Named
+volumes and secrets become folders under ``tmp_path``, a service's own files a folder of its own,
+service names ``127.0.0.1`` with free ports, and the fake vLLM stands in for the model server.
+Services start in ``depends_on`` order, each waiting for its conditions (a one-shot's exit 0, a
+health check's exit 0), and then a question goes through the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no type information
+
+from launcher.container import (
+    ContainerError,
+    make_keys,
+    settings_from_files,
+)
+from tests.botstack import TOKEN
+from tests.fakes.telegram import FakeTelegram
+from tests.harness import REPO, ManagedProcess, child_environment, free_port
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+MODEL_ALIAS = "model"
+# Services of a profile that the local chain leaves out, and why.
+LEFT_OUT = {"demo-model": "it only fills the demo-model volume that llama.cpp's server reads"}
+_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::-([^}]*))?\}")
+
+Service = dict[str, Any]
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:  # noqa: ANN401 -- any YAML value
+    """``${NAME:-default}`` and ``$$`` replaced as compose does, all through ``value``."""
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            return env.get(match.group(1)) or (match.group(2) or "")
+
+        return _VARIABLE.sub(replace, value)
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    return value
+
+
+def compose_config() -> dict[str, Any]:
+    """The compose file as compose sees it when no variable is set."""
+    config: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), {})
+    return config
+
+
+def services_of(config: dict[str, Any], profiles: set[str]) -> dict[str, Service]:
+    """The services that ``docker compose --profile …`` starts for ``profiles``."""
+    services: dict[str, Service] = config["services"]
+    return {
+        name: service
+        for name, service in services.items()
+        if not service.get("profiles") or profiles & set(service["profiles"])
+    }
+
+
+def dockerfile_stage(target: str) -> list[tuple[str, str]]:
+    """The instructions of the Dockerfile stage ``target``, as (keyword, arguments)."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    )
+    instructions = [line.split(None, 1) for line in joined.splitlines() if line.strip()]
+    stage: list[tuple[str, str]] | None = None
+    for keyword, *rest in instructions:
+        arguments = rest[0].strip() if rest else ""
+        if keyword.upper() == "FROM":
+            if stage is not None:
+                break
+            if arguments.split()[-1] == target:
+                stage = []
+            continue
+        if stage is not None:
+            stage.append((keyword.upper(), arguments))
+    assert stage is not None, f"no stage {target} in the Dockerfile"
+    return stage
+
+
+def runtime_instruction(keyword: str) -> str:
+    """The arguments of the runtime stage's last ``keyword`` instruction."""
+    found = [arguments for word, arguments in dockerfile_stage("runtime") if word == keyword]
+    assert found, f"the runtime stage has no {keyword}"
+    return found[-1]
+
+
+def image_entrypoint() -> list[str]:
+    """The runtime image's ENTRYPOINT (exec form)."""
+    entrypoint: list[str] = json.loads(runtime_instruction("ENTRYPOINT"))
+    return entrypoint
+
+
+def image_healthcheck() -> list[str]:
+    """The runtime image's HEALTHCHECK command (exec form)."""
+    _, _, command = runtime_instruction("HEALTHCHECK").partition(" CMD ")
+    healthcheck: list[str] = json.loads(command)
+    return healthcheck
+
+
+def image_env() -> dict[str, str]:
+    """The runtime image's ENV settings, but PATH (the local interpreter stands in for it)."""
+    env: dict[str, str] = {}
+    for keyword, arguments in dockerfile_stage("runtime"):
+        if keyword == "ENV":
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                if name != "PATH":
+                    env[name] = value
+    return env
+
+
+def is_ours(service: Service) -> bool:
+    """Whether the service runs the runtime image this repository builds."""
+    build = service.get("build")
+    return isinstance(build, dict) and build.get("target") == "runtime"
+
+
+def aliases(name: str, service: Service) -> set[str]:
+    """The names the service answers to: its own and its network aliases."""
+    names = {name}
+    networks = service.get("networks") or {}
+    if isinstance(networks, dict):
+        for network in networks.values():
+            names.update((network or {}).get("aliases", []))
+    return names
+
+
+def listening_ports(service: Service) -> set[int]:
+    """The ports a service listens on: its ``*_PORT`` settings and ``--port`` arguments."""
+    ports = {int(v) for k, v in (service.get("environment") or {}).items() if k.endswith("_PORT")}
+    command = service.get("command") or []
+    ports.update(int(command[i + 1]) for i, arg in enumerate(command[:-1]) if arg == "--port")
+    return ports
+
+
+@dataclass
+class LocalCompose:
+    """A compose profile's services as local processes (see the module docstring)."""
+
+    root: Path
+    config: dict[str, Any]
+    services: dict[str, Service]
+    secrets: Mapping[str, Path]
+    extra_env: Mapping[str, Mapping[str, str]]
+    answer: str
+    ports: dict[tuple[str, int], int] = field(default_factory=dict)
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name, service in self.services.items():
+            if not is_ours(service) and not self.is_model_server(service):
+                assert name in LEFT_OUT, f"compose service {name} has no local stand-in"
+            for port in listening_ports(service):
+                local = free_port()
+                for host in aliases(name, service):
+                    self.ports[(host, port)] = local
+
+    @staticmethod
+    def is_model_server(service: Service) -> bool:
+        """Whether the service is the one the gateway reaches as ``model``."""
+        return MODEL_ALIAS in aliases("", service)
+
+    def mounts(self, name: str) -> dict[str, Path]:
+        """The service's mount points and the local folders that stand in for them."""
+        service = self.services[name]
+        mounts: dict[str, Path] = {}
+        for volume in service.get("volumes") or []:
+            source, target = volume.split(":")[:2]
+            local = (
+                REPO / source if source.startswith((".", "/")) else self.root / "volumes" / source
+            )
+            local.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mounts[target] = local
+        if service.get("secrets"):
+            folder = self.root / "secrets" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for secret in service["secrets"]:
+                source = secret if isinstance(secret, str) else secret["source"]
+                target = source if isinstance(secret, str) else secret.get("target", source)
+                given = self.secrets.get(source) or REPO / self.config["secrets"][source]["file"]
+                (folder / target).write_bytes(given.read_bytes())
+            mounts["/run/secrets"] = folder
+        return mounts
+
+    def path(self, name: str, path: str) -> str:
+        """A path inside the container, as a local path."""
+        for target, local in sorted(self.mounts(name).items(), key=lambda m: -len(m[0])):
+            if path == target or path.startswith(target + "/"):
+                return str(local / path[len(target) :].lstrip("/"))
+        own = self.root / "rootfs" / name / path.lstrip("/")
+        own.parent.mkdir(parents=True, exist_ok=True)
+        return str(own)
+
+    def url(self, name: str, url: str) -> str:
+        """A URL naming a service (or, in ``name``'s container, loopback) at its local port."""
+        parts = urlsplit(url)
+        host = name if parts.hostname in ("127.0.0.1", "localhost") else parts.hostname or ""
+        key = (host, parts.port or 80)
+        if key in self.ports:
+            return parts._replace(netloc=f"127.0.0.1:{self.ports[key]}").geturl()
+        assert parts.hostname in self.config["services"], f"{url} names no compose service"
+        return url  # a service of another profile: unreachable here, as in compose
+
+    def value(self, name: str, key: str, value: str) -> str:
+        """A setting's value, mapped to this machine."""
+        if key.endswith("_PORT"):
+            return str(self.ports[(name, int(value))])
+        if key.endswith("_HOST") and value == "0.0.0.0":
+            return "127.0.0.1"
+        if value.startswith("/"):
+            return ":".join(self.path(name, part) for part in value.split(":"))
+        if "://" in value:
+            return self.url(name, value)
+        return value
+
+    def arguments(self, name: str, args: list[str]) -> list[str]:
+        """Command-line arguments, mapped to this machine."""
+        mapped: list[str] = []
+        for index, arg in enumerate(args):
+            before = args[index - 1] if index else ""
+            if before == "--port":
+                mapped.append(str(self.ports[(name, int(arg))]))
+            elif before == "--host":
+                mapped.append("127.0.0.1")
+            else:
+                mapped.append(self.value(name, "", arg))
+        return mapped
+
+    def environment(self, name: str) -> dict[str, str]:
+        """The service's environment (the image's, then compose's), mapped to this machine."""
+        settings = {**image_env(), **(self.services[name].get("environment") or {})}
+        env = {key: self.value(name, key, str(value)) for key, value in settings.items()}
+        return {**env, **self.extra_env.get(name, {})}
+
+    async def up(self) -> None:
+        """Start every service once its ``depends_on`` conditions hold, as compose does."""
+        launched = {name: asyncio.Event() for name in self.services}
+
+        async def bring_up(name: str) -> None:
+            for dependency, rule in (self.services[name].get("depends_on") or {}).items():
+                if dependency in self.services:
+                    await launched[dependency].wait()
+                    await self.wait(dependency, rule["condition"])
+            await self.start(name)
+            launched[name].set()
+
+        async with asyncio.timeout(90), asyncio.TaskGroup() as group:
+            for name in self.services:
+                group.create_task(bring_up(name))
+
+    async def start(self, name: str) -> None:
+        """Start the service (or its stand-in; nothing for one left out)."""
+        service = self.services[name]
+        if self.is_model_server(service):
+            await self.start_fake_model(name, service)
+        elif is_ours(service):
+            entrypoint = image_entrypoint()
+            assert entrypoint[:2] == ["python", "-m"], entrypoint
+            args = [*entrypoint[1:], *self.arguments(name, service["command"])]
+            self.processes[name] = await ManagedProcess.start(*args, env=self.environment(name))
+        else:
+            return
+        self.started.append(name)
+
+    async def start_fake_model(self, name: str, service: Service) -> None:
+        """The fake vLLM on the model server's port, serving its model with its API key."""
+        command: list[str] = service["command"]
+        model = command[command.index("--alias") + 1]
+        port = self.ports[(name, int(command[command.index("--port") + 1]))]
+        key_file = Path(self.path(name, command[command.index("--api-key-file") + 1]))
+        api_key = (await asyncio.to_thread(key_file.read_text, encoding="ascii")).strip()
+        fake = await ManagedProcess.start(
+            "-m",
+            "tests.fakes.vllm",
+            "--port",
+            str(port),
+            "--model",
+            model,
+            "--api-key",
+            api_key,
+            "--answer",
+            self.answer,
+            env={},
+        )
+        await fake.wait_for_line("listening on")
+        self.processes[name] = fake
+
+    async def wait(self, name: str, condition: str) -> None:
+        """Wait until ``name`` meets a ``depends_on`` condition (one left out meets all)."""
+        process = self.processes.get(name)
+        if process is None:
+            return
+        if condition == "service_completed_successfully":
+            async with asyncio.timeout(60):
+                code = await process.process.wait()
+            assert code == 0, f"{name} exited {code}:\n{process.output}"
+        elif condition == "service_healthy":
+            await self.healthy(name)
+
+    async def healthy(self, name: str) -> None:
+        """Run the service's health check until it passes."""
+        if self.is_model_server(self.services[name]):
+            return  # the fake said "listening on": its /health answers
+        test: list[str] = self.services[name]["healthcheck"]["test"]
+        assert test[0] == "CMD", test
+        args = test[1:]
+        assert args[0] == "python", args
+        async with asyncio.timeout(60):
+            while True:
+                check = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    *args[1:],
+                    env={**child_environment(), **self.environment(name)},
+                    cwd=REPO,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                if await check.wait() == 0:
+                    return
+                process = self.processes[name]
+                assert process.process.returncode is None, f"{name} died:\n{process.output}"
+                await asyncio.sleep(0.3)
+
+    async def stop(self) -> None:
+        """Stop every service, newest first."""
+        for name in reversed(self.started):
+            await self.processes[name].stop()
+
+
+@contextlib.asynccontextmanager
+async def local_compose(
+    root: Path,
+    profiles: set[str],
+    *,
+    secrets: Mapping[str, Path] | None = None,
+    extra_env: Mapping[str, Mapping[str, str]] | None = None,
+    answer: str = "Hello from compose.",
+) -> AsyncIterator[LocalCompose]:
+    """Start a profile's services locally in compose's order; stop them afterwards."""
+    config = compose_config()
+    services = services_of(config, profiles)
+    chain = LocalCompose(root, config, services, secrets or {}, extra_env or {}, answer)
+    try:
+        await chain.up()
+        yield chain
+    finally:
+        await chain.stop()
+
+
+async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -> None:
+    token = tmp_path / "bot_token"
+    token.write_text(f"{TOKEN}\n", encoding="ascii")
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        local_compose(
+            tmp_path,
+            {"cpu"},
+            secrets={"bot_token": token},
+            # api.telegram.org, as the bot's default VEIL_TELEGRAM_API names it, is the fake.
+            extra_env={"bot": {"VEIL_TELEGRAM_API": telegram.url}},
+            answer="The compose chain answers.",
+        ) as chain,
+    ):
+        await telegram.wait_for("getUpdates", timeout=60)
+        telegram.send_text(4242, "Is the compose chain up?")
+        reply = await telegram.wait_for(
+            "sendMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
+        )
+        keys_output = chain.processes["keys"].output
+    assert reply.params["text"] == "The compose chain answers."
+    assert sorted(chain.started) == ["bot", "gateway", "keys", "llama-cpp"]
+    assert chain.started[0] == "keys"  # everything waits for the keys
+    assert chain.started[-1] == "bot"  # the bot waits for a healthy gateway
+    assert "creating the operator key" in keys_output
+    assert "creating the client key" in keys_output
+    for key in ("gateway-keys/operator.key", "bot-keys/client.key", "model-keys/api-key"):
+        assert (tmp_path / "volumes" / key).stat().st_mode & 0o077 == 0
+    assert (tmp_path / "volumes" / "bot-data" / "veil.db").is_file()
+
+
+async def test_without_a_token_the_bot_uses_the_playground_profile(tmp_path: Path) -> None:
+    async with local_compose(
+        tmp_path, {"cpu", "playground"}, answer="Hello from the compose playground."
+    ) as chain:
+        base = chain.url("bot", "http://playground:8080")
+        await chain.processes["bot"].wait_for_line("bot.started", within=60)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/ui/send", json={"text": "hi"}) as sent:
+                assert sent.status == 200
+            async with asyncio.timeout(30):
+                while True:
+                    async with http.get(f"{base}/ui/state") as reply:
+                        state = await reply.json()
+                    texts = [m["html"] for m in state["messages"] if not m["outgoing"]]
+                    if texts:
+                        break
+                    await asyncio.sleep(0.1)
+    assert texts == ["Hello from the compose playground."]
+    assert "no bot token: using the Telegram playground" in chain.processes["bot"].output
+
+
+def network_members(services: dict[str, Service]) -> dict[str, set[str]]:
+    """Each network and the services on it."""
+    members: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for network in service.get("networks") or []:
+            members.setdefault(network, set()).add(name)
+    return members
+
+
+def test_only_the_bot_reaches_the_gateway_and_only_the_gateway_the_model_server() -> None:
+    config = compose_config()
+    for profile, model_server in (("cpu", "llama-cpp"), ("gpu", "vllm")):
+        services = services_of(config, {profile, "playground"})
+        assert [n for n, s in services.items() if LocalCompose.is_model_server(s)] == [model_server]
+        members = network_members(services)
+        neighbours = set().union(*(m for m in members.values() if "gateway" in m))
+        assert neighbours == {"gateway", "bot", model_server}
+        for network, names in members.items():
+            if model_server in names:
+                assert names <= {model_server, "gateway"}, (network, names)
+        for network in ("gateway", "model"):
+            assert config["networks"][network]["internal"] is True
+        published = {n for n, s in services.items() if s.get("ports")}
+        assert published == {"playground"}
+        assert all(p.startswith("127.0.0.1:") for p in services["playground"]["ports"])
+
+
+def test_the_image_health_check_is_the_one_compose_runs_for_the_gateway() -> None:
+    gateway = compose_config()["services"]["gateway"]
+    assert gateway["healthcheck"]["test"] == ["CMD", *image_healthcheck()]
+    assert runtime_instruction("USER").split(":")[0] not in ("0", "root")
+    assert json.loads(runtime_instruction("CMD")) == ["gateway"]
+
+
+def test_settings_files_fill_only_unset_veil_variables(tmp_path: Path) -> None:
+    first, second = tmp_path / "secrets", tmp_path / "keys"
+    first.mkdir()
+    second.mkdir()
+    (first / "VEIL_BOT_TOKEN").write_text("123:abc\n")
+    (first / "VEIL_ADMINS").write_text("")  # empty: sets nothing
+    (first / "PATH").write_text("/evil")  # not a VEIL_ name: never read
+    (first / "VEIL_LOG_LEVEL").write_text("DEBUG")
+    (second / "VEIL_BOT_TOKEN").write_text("456:def")  # the first folder wins
+    (second / "VEIL_OPERATOR_KEYS").write_text("key-a,key-b\n")
+    found = settings_from_files({"VEIL_LOG_LEVEL": "INFO"}, [first, second, tmp_path / "missing"])
+    assert found == {"VEIL_BOT_TOKEN": "123:abc", "VEIL_OPERATOR_KEYS": "key-a,key-b"}
+
+
+async def test_keys_are_made_once_and_the_pins_rewritten(tmp_path: Path) -> None:
+    gateway, bot, model = folders = [tmp_path / name for name in ("gateway", "bot", "model")]
+    for folder in folders:
+        folder.mkdir()
+    env = child_environment()
+    await asyncio.to_thread(make_keys, gateway, bot, model, env)
+    pins = {p.name: p.read_text() for f in folders for p in f.iterdir()}
+    (folders[0] / "VEIL_CLIENT_KEYS").unlink()
+    await asyncio.to_thread(
+        make_keys, gateway, bot, model, env
+    )  # keygen would refuse to overwrite a key
+    assert {p.name: p.read_text() for f in folders for p in f.iterdir()} == pins
+    operator_pub = pins["operator.pub"].strip()
+    assert pins["VEIL_OPERATOR_KEYS"].strip() == operator_pub
+    assert pins["VEIL_CLIENT_KEYS"].strip() == "bot:" + pins["client.pub"].strip()
+    assert pins["VEIL_VLLM_API_KEY"] == pins["api-key"]
+
+
+def test_keys_refuse_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ContainerError, match="is not a folder"):
+        make_keys(tmp_path / "gateway", tmp_path, tmp_path, child_environment())
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_health_check_fails_when_nothing_answers() -> None:
+    port = free_port()
+    check = await ManagedProcess.start(
+        "-m", "launcher.container", "health", env={"VEIL_GATEWAY_PORT": str(port)}
+    )
+    async with asyncio.timeout(30):
+        code = await check.process.wait()
+    await check.stop()
+    assert code == 1
+    assert f"unhealthy: http://127.0.0.1:{port}/health did not answer 200" in check.output
