@@ -183,11 +183,25 @@ def format_text(
     else:
         plain, parsed = text, []
     plain, parsed = _trim(plain, parsed)
+    parsed += _detected_commands(plain, parsed)
 
     def order(entity: dict[str, Any]) -> tuple[int, int, int]:
         return entity["offset"], -entity["length"], _PRIORITY.get(entity["type"], 50)
 
     return plain, sorted((_api_entity(entity, users) for entity in parsed), key=order)
+
+
+def _detected_commands(text: str, entities: list[Entity]) -> list[Entity]:
+    """``/commands`` Telegram detects in a message by itself, where no other entity lies."""
+    taken = [(e.offset, e.offset + e.length) for e in entities]
+    found = (Entity("bot_command", e["offset"], e["length"]) for e in bot_command_entities(text))
+    return [
+        command
+        for command in found
+        if not any(
+            start < command.offset + command.length and command.offset < end for start, end in taken
+        )
+    ]
 
 
 def bot_command_entities(text: str) -> list[dict[str, Any]]:

@@ -190,6 +190,19 @@ async def test_send_message_stores_text_and_entities_as_telegram_would(
     assert stored[0]["entities"] == [{"type": "bold", "offset": 3, "length": 4}]
 
 
+async def test_commands_in_a_bot_message_are_detected_like_telegram_does(bot: Bot) -> None:
+    sent = await bot.send_message(
+        USER,
+        "Try /balance or /buy@veil_bot, not a/path. /code",
+        entities=[MessageEntity(type="code", offset=42, length=5)],
+    )
+    assert spans(sent.entities) == [
+        ("bot_command", 4, 8, None),
+        ("bot_command", 16, 13, None),
+        ("code", 42, 5, None),
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "parse_mode", "description"),
     [
