@@ -1,7 +1,9 @@
 """``python -m bot``: run Veil's Telegram bot (long polling, or a webhook when configured).
 
-``python -m bot reconcile`` compares the ledger with Telegram; ``python -m bot keygen --out FILE``
-makes the client key that signs every request to the gateways and prints its verify key.
+``python -m bot reconcile [--fix]`` compares the ledger with Telegram (and books what it lacks);
+``python -m bot audit`` checks every charge's signed receipt and price again, offline;
+``python -m bot keygen --out FILE`` makes the client key that signs every request to the
+gateways and prints its verify key.
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ from sealed.keyfile import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-USAGE = "usage: python -m bot [reconcile | keygen --out FILE]"
+USAGE = "usage: python -m bot [reconcile [--fix] | audit | keygen --out FILE]"
+COMMANDS: tuple[list[str], ...] = ([], ["reconcile"], ["reconcile", "--fix"], ["audit"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: serve the bot, ``reconcile`` the ledger, or make a client key (``keygen``)."""
+    """Entry point: serve the bot, ``reconcile`` or ``audit`` the ledger, or ``keygen``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
         return run_keygen(Path(args[2]))
-    if args not in ([], ["reconcile"]):
+    if args not in COMMANDS:
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
     try:
@@ -43,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
     configure_logging(settings.log_level)
-    if args == ["reconcile"]:
-        return run_reconcile(settings)
+    if args[:1] == ["reconcile"]:
+        return run_reconcile(settings, fix=args[1:] == ["--fix"])
+    if args == ["audit"]:
+        return run_audit(settings)
     client_key = load_client_key(settings)
-    if client_key is None:
-        return 2
-    return run_bot(settings, client_key)
+    return 2 if client_key is None else run_bot(settings, client_key)
 
 
 def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
@@ -93,18 +96,35 @@ def run_keygen(path: Path) -> int:
     return 0
 
 
-def run_reconcile(settings: BotSettings) -> int:
-    """Print every difference between the ledger and Telegram; exit 1 if there is any."""
+def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
+    """Print every difference between the ledger and Telegram; exit 1 if there is any.
+
+    With ``fix``, first book what Telegram lists but the ledger lacks, one line each.
+    """
     from bot.reconcile import reconcile  # noqa: PLC0415 -- see run_bot
 
-    count, differences = asyncio.run(reconcile(settings))
-    for line in differences:
+    count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
+    for line in [*fixed, *differences]:
         print(line)  # noqa: T201 -- the command's report
     if differences:
         print(f"{len(differences)} difference(s) in {count} transaction(s)")  # noqa: T201
         return 1
     print(f"ledger and Telegram agree on {count} transaction(s)")  # noqa: T201
     return 0
+
+
+def run_audit(settings: BotSettings) -> int:
+    """Check every charge; print problems and totals; exit 1 if any charge does not prove."""
+    from bot.audit import audit, report_lines  # noqa: PLC0415 -- see run_bot
+
+    try:
+        report = asyncio.run(audit(settings))
+    except StorageError as exc:
+        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    for line in report_lines(report):
+        print(line)  # noqa: T201 -- the command's report
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Wiring: the one place that builds Veil's parts and connects them.
 
-``running_veil`` opens the store, the HTTP session, the sealed inference client and the chat
-service, builds the aiogram ``Bot`` and ``Dispatcher``, and hands the services to the handlers
-through the dispatcher's workflow data (``dp["chat"]``). ``run_polling`` and ``run_webhook``
-serve it.
+``running_veil`` opens the store, the payment journal, the HTTP session, the sealed inference
+client and the chat service, builds the aiogram ``Bot`` and ``Dispatcher``, and hands the
+services to the handlers through the dispatcher's workflow data (``dp["chat"]``). It also runs
+two background loops: the payment desk's (books journaled payments until they stick) and
+upkeep (every ``SWEEP_EVERY_S``: releases holds older than the longest an answer can take,
+purges expired unpaid orders and old journal entries). On the way out it stops every answer
+in progress and waits for it to be settled, delivered and stored before anything closes.
+``run_polling`` and ``run_webhook`` serve it.
 """
 
 from __future__ import annotations
@@ -18,19 +22,24 @@ import aiohttp
 import structlog
 from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.middleware import TextsMiddleware
+from bot.payments import JournalMiddleware, PaymentDesk
 from bot.telegram import build_bot
 from bot.texts import FALLBACK, Catalogs
+from bot.webhook import VeilWebhook
 from handlers import billing as billing_handlers
 from handlers import chat as chat_handlers
 from handlers import forget, model, payments, start
-from models import MasterKey, Store
+from models import MasterKey, StorageError, Store
+from models.journal import Journal
 from services.billing import Billing
 from services.chat import ChatService
+from services.errors import BillingError
 from services.inference import InferenceClient
+from services.journal import PaymentJournal
 from services.stars import StarsShop
 
 if TYPE_CHECKING:
@@ -69,6 +78,10 @@ class Veil:
     billing: Billing
     shop: StarsShop
     catalogs: Catalogs
+    desk: PaymentDesk
+
+
+SWEEP_EVERY_S = 60.0
 
 
 def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -> Dispatcher:
@@ -123,51 +136,128 @@ async def gateway_sessions(
 
 @contextlib.asynccontextmanager
 async def running_veil(
-    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey
+    settings: BotSettings,
+    client_key: ed25519.Ed25519PrivateKey,
+    *,
+    recover_all: bool = True,
+    sweep_every: float = SWEEP_EVERY_S,
 ) -> AsyncIterator[Veil]:
-    """Open every part of the bot; close them in reverse order on exit."""
-    catalogs = Catalogs()
+    """Open every part of the bot; close them in reverse order on exit.
+
+    ``recover_all`` releases every hold left open at start (right when this is the only bot
+    process, as long polling guarantees); otherwise holds are only released once older than
+    the longest an answer can take, by the upkeep loop every ``sweep_every`` seconds.
+    """
     master_key = MasterKey.load_or_create(settings.master_key_path)
-    store = await Store.open(settings.database_path, master_key)
+    store = await Store.open(
+        settings.database_path, master_key, busy_timeout=settings.db_busy_timeout
+    )
     try:
-        async with gateway_sessions(settings) as (streams, control):
-            inference = InferenceClient(
-                settings.gateway_urls,
-                settings.verify_keys,
-                streams,
-                client_key=client_key,
-                control_session=control,
-                pool_wait=settings.gateway_wait,
-                stop_grace=settings.stop_grace,
-            )
-            billing = Billing(store, settings.price_table, settings.free_tokens_per_day)
-            shop = StarsShop(store, settings.packs, settings.plan)
-            recovered = await billing.recover(0)
-            if recovered:
-                log.warning("bot.holds_recovered", count=recovered)
-            chat = ChatService(
-                store=store,
-                inference=inference,
-                billing=billing,
-                default_model=settings.default_model,
-                context_tokens=settings.context_tokens,
-                max_answer_tokens=settings.max_answer_tokens,
-                system_prompt=settings.system_prompt,
-            )
-            bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
-            dispatcher = build_dispatcher(catalogs, settings.admin_ids)
-            dispatcher["chat"] = chat
-            dispatcher["billing"] = billing
-            dispatcher["shop"] = shop
-            dispatcher["store"] = store
-            dispatcher["catalogs"] = catalogs
-            dispatcher["settings"] = settings
-            try:
-                yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs)
-            finally:
-                await bot.session.close()
+        journal = await Journal.open(settings.journal_path, busy_timeout=settings.db_busy_timeout)
+        try:
+            async with (
+                gateway_sessions(settings) as (streams, control),
+                _running_bot(
+                    settings,
+                    store=store,
+                    journal=journal,
+                    streams=streams,
+                    control=control,
+                    client_key=client_key,
+                ) as veil,
+            ):
+                if recover_all:
+                    recovered = await veil.billing.recover(0)
+                    if recovered:
+                        log.warning("bot.holds_recovered", count=recovered)
+                async with _background(veil, sweep_every):
+                    yield veil
+        finally:
+            await journal.close()
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _running_bot(  # noqa: PLR0913 -- the parts it connects
+    settings: BotSettings,
+    *,
+    store: Store,
+    journal: Journal,
+    streams: aiohttp.ClientSession,
+    control: aiohttp.ClientSession,
+    client_key: ed25519.Ed25519PrivateKey,
+) -> AsyncIterator[Veil]:
+    """Build the services, the Bot and the Dispatcher; close the Bot's session at the end."""
+    catalogs = Catalogs()
+    inference = InferenceClient(
+        settings.gateway_urls,
+        settings.verify_keys,
+        streams,
+        client_key=client_key,
+        control_session=control,
+        pool_wait=settings.gateway_wait,
+        stop_grace=settings.stop_grace,
+    )
+    billing = Billing(store, settings.price_table, settings.free_tokens_per_day)
+    shop = StarsShop(store, settings.packs, settings.plan)
+    chat = ChatService(
+        store=store,
+        inference=inference,
+        billing=billing,
+        default_model=settings.default_model,
+        context_tokens=settings.context_tokens,
+        max_answer_tokens=settings.max_answer_tokens,
+        min_answer_tokens=settings.min_answer_tokens,
+        max_answer_seconds=settings.max_answer_seconds,
+        stop_grace=settings.stop_grace,
+        system_prompt=settings.system_prompt,
+    )
+    bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
+    desk = PaymentDesk(PaymentJournal(journal, shop, billing), bot, catalogs, settings.admin_ids)
+    bot.session.middleware(JournalMiddleware(desk))
+    dispatcher = build_dispatcher(catalogs, settings.admin_ids)
+    dispatcher["chat"] = chat
+    dispatcher["billing"] = billing
+    dispatcher["shop"] = shop
+    dispatcher["store"] = store
+    dispatcher["catalogs"] = catalogs
+    dispatcher["settings"] = settings
+    dispatcher["desk"] = desk
+    try:
+        yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk)
+    finally:
+        await bot.session.close()
+
+
+@contextlib.asynccontextmanager
+async def _background(veil: Veil, sweep_every: float) -> AsyncIterator[None]:
+    """Run the payment desk and upkeep; on exit, let answers finish, then stop both loops."""
+    loops = [
+        asyncio.create_task(veil.desk.run(), name="veil-payments"),
+        asyncio.create_task(upkeep(veil, sweep_every), name="veil-upkeep"),
+    ]
+    try:
+        yield
+    finally:
+        await veil.chat.close()
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def upkeep(veil: Veil, every: float) -> None:
+    """Every ``every`` seconds: release stale holds, purge expired orders and old entries."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await veil.chat.sweep()
+            await veil.shop.purge_expired_orders()
+            await veil.desk.journal.purge()
+        except (BillingError, StorageError):
+            log.exception("bot.upkeep_failed")
 
 
 async def register_commands(veil: Veil) -> None:
@@ -197,33 +287,48 @@ async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
         log.info("bot.stopped")
 
 
+@contextlib.asynccontextmanager
+async def running_webhook(veil: Veil) -> AsyncIterator[int]:
+    """Serve the webhook on ``VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT``; yields the bound port.
+
+    The caller tells Telegram the public URL (``set_webhook``) once it listens.
+    """
+    settings = veil.settings
+    if settings.webhook_url is None or settings.webhook_secret is None:
+        raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
+    secret = settings.webhook_secret.get_secret_value()
+    app = web.Application()
+    path = settings.webhook_url.path or "/"
+    VeilWebhook(veil.dispatcher, veil.bot, secret=secret, desk=veil.desk).register(app, path)
+    setup_application(app, veil.dispatcher, bot=veil.bot)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+        await site.start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
 async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve a webhook (secret header checked) until SIGINT/SIGTERM."""
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
-    async with running_veil(settings, client_key) as veil:
-        secret = settings.webhook_secret.get_secret_value()
-        app = web.Application()
-        path = settings.webhook_url.path or "/"
-        SimpleRequestHandler(veil.dispatcher, veil.bot, secret_token=secret).register(app, path)
-        setup_application(app, veil.dispatcher, bot=veil.bot)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
-        await site.start()
+    async with (
+        running_veil(settings, client_key, recover_all=False) as veil,
+        running_webhook(veil) as port,
+    ):
         await register_commands(veil)
         await veil.bot.set_webhook(
             str(settings.webhook_url),
-            secret_token=secret,
+            secret_token=settings.webhook_secret.get_secret_value(),
             allowed_updates=veil.dispatcher.resolve_used_update_types(),
         )
-        log.info("bot.started", mode="webhook", port=runner.addresses[0][1])
+        log.info("bot.started", mode="webhook", port=port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-            log.info("bot.stopped")
+        await stop.wait()
+        log.info("bot.stopped")

@@ -1,4 +1,8 @@
-"""``python -m bot reconcile``: compare our payments with Telegram's Star transactions."""
+"""``python -m bot reconcile [--fix]``: compare our payments with Telegram's Star transactions.
+
+With ``--fix`` it also books what Telegram lists but the ledger lacks: a payment (by its charge
+id, so running it again credits nothing twice) and a refund the ledger did not take back.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ async def star_transactions(bot: Bot) -> list[StarTx]:
                     amount=tx.amount,
                     is_refund=tx.receiver is not None,
                     user_id=partner.user.id,
+                    payload=partner.invoice_payload,
+                    subscription=partner.subscription_period is not None,
                 )
             )
         if len(page.transactions) < PAGE:
@@ -42,16 +48,24 @@ async def star_transactions(bot: Bot) -> list[StarTx]:
         offset += PAGE
 
 
-async def reconcile(settings: BotSettings) -> tuple[int, list[str]]:
-    """(transactions Telegram listed, the differences from our ledger as lines)."""
+async def reconcile(
+    settings: BotSettings, *, fix: bool = False
+) -> tuple[int, list[str], list[str]]:
+    """(transactions Telegram listed, the differences, the fixes made) as lines.
+
+    With ``fix`` the differences are those left after fixing.
+    """
     store = await Store.open(
-        settings.database_path, MasterKey.load_or_create(settings.master_key_path)
+        settings.database_path,
+        MasterKey.load_or_create(settings.master_key_path),
+        busy_timeout=settings.db_busy_timeout,
     )
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
     try:
         transactions = await star_transactions(bot)
         shop = StarsShop(store, settings.packs, settings.plan)
-        return len(transactions), await shop.reconcile(transactions)
+        fixed = await shop.fix(transactions) if fix else []
+        return len(transactions), await shop.reconcile(transactions), fixed
     finally:
         await bot.session.close()
         await store.close()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sealed.encoding import b64d
@@ -14,6 +15,9 @@ from services.billing import Prices
 from services.stars import Pack, Plan
 
 _ED25519_KEY_BYTES = 32
+# What Telegram accepts in X-Telegram-Bot-Api-Secret-Token (1-256 of these), at least 32 long.
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{32,256}", re.ASCII)
+MAKE_A_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 -- a command
 
 
 def _split(value: str) -> list[str]:
@@ -40,9 +44,12 @@ class BotSettings(BaseSettings):
     system_prompt: str | None = None
     context_tokens: int = Field(default=4096, ge=256)
     max_answer_tokens: int = Field(default=1024, ge=16)
+    min_answer_tokens: int = Field(default=64, ge=1)
+    max_answer_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    db_busy_timeout: float = Field(default=5.0, gt=0, le=600)
     draft_interval: float = Field(default=1.0, ge=0.2)
     webhook_url: AnyHttpUrl | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8443, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -53,6 +60,20 @@ class BotSettings(BaseSettings):
     plan_units: int = Field(default=400_000_000, ge=1)
     paysupport_text: str | None = None
     terms_text: str | None = None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Refuse a webhook without a strong secret: aiogram skips the check for an empty one."""
+        secret = value.get_secret_value() if value is not None else ""
+        if not secret and info.data.get("webhook_url") is None:
+            return None
+        if not WEBHOOK_SECRET.fullmatch(secret):
+            raise ValueError(
+                "a webhook needs a secret of 32 to 256 characters of A-Z, a-z, 0-9, _ and -;"
+                f" make one with {MAKE_A_SECRET}"
+            )
+        return value
 
     @field_validator("prices")
     @classmethod
@@ -142,6 +163,11 @@ class BotSettings(BaseSettings):
     def database_path(self) -> Path:
         """The SQLite file."""
         return self.data_dir / "veil.db"
+
+    @property
+    def journal_path(self) -> Path:
+        """The payment journal (a file of its own, written before updates are acknowledged)."""
+        return self.data_dir / "journal.db"
 
     @property
     def client_key_path(self) -> Path:

@@ -74,7 +74,7 @@ async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from t
     """Stream the answer to ``prompt`` into the chat; on failure, reply politely with Retry."""
     sink = DraftSink(bot, chat_id, interval=settings.draft_interval)
     try:
-        await chat.answer(user_id, language, prompt, sink)
+        answer = await chat.answer(user_id, language, prompt, sink, draft_id=sink.draft_id)
     except AnswerInProgress:
         await bot.send_message(chat_id, texts("busy"))
     except InferenceError as exc:
@@ -85,11 +85,20 @@ async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from t
     except InsufficientCredit as exc:
         await bot.send_message(
             chat_id,
-            texts("no_credit", needed=format_units(exc.needed), balance=format_units(exc.balance)),
+            texts(
+                "no_credit",
+                needed=format_units(exc.needed),
+                balance=format_units(exc.balance),
+                free=exc.free_tokens_left,
+                tokens=settings.min_answer_tokens,
+            ),
             reply_markup=buy_keyboard(shop, texts),
         )
     except (HistoryUnavailable, LedgerUnavailable):
         await bot.send_message(chat_id, texts("error_history"))
+    else:
+        if answer.stopped and not answer.text:
+            await bot.send_message(chat_id, texts("cancelled"))
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
@@ -109,8 +118,11 @@ async def cmd_new(message: Message, texts: Texts, chat: ChatService) -> None:
 
 
 async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatService) -> None:
-    """The draft's stop button (like /cancel): in a private chat the chat id is the user's id."""
-    chat.cancel(event.chat.id)
+    """The draft's stop button: stops the answer in that draft only (a late press, nothing).
+
+    In a private chat the chat id is the user's id.
+    """
+    chat.cancel(event.chat.id, draft_id=event.draft_id)
 
 
 async def on_retry(  # noqa: PLR0913 -- the handler's injected services

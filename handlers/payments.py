@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 
+from bot.payments import entry_from_message
 from services.billing import format_units
 
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import Message, PreCheckoutQuery
 
+    from bot.payments import PaymentDesk
     from bot.settings import BotSettings
-    from bot.texts import Catalogs, Texts
+    from bot.texts import Texts
     from models import Store
     from services.billing import Billing
     from services.stars import StarsShop
@@ -33,74 +34,18 @@ async def on_pre_checkout(query: PreCheckoutQuery, texts: Texts, shop: StarsShop
         await query.answer(ok=False, error_message=texts(f"precheckout_{reason}"))
 
 
-async def on_successful_payment(  # noqa: PLR0913 -- the handler's injected services
-    message: Message,
-    *,
-    bot: Bot,
-    texts: Texts,
-    shop: StarsShop,
-    billing: Billing,
-    settings: BotSettings,
-    catalogs: Catalogs,
-) -> None:
-    """Credit exactly once; thank the user once; tell the admins about odd payments."""
-    payment = message.successful_payment
-    if payment is None or message.from_user is None:
-        return
-    result = await shop.record_payment(
-        message.from_user.id,
-        payment.invoice_payload,
-        payment.currency,
-        payment.total_amount,
-        payment.telegram_payment_charge_id,
-        is_recurring=bool(payment.is_recurring),
-        subscription_expiration=payment.subscription_expiration_date,
-    )
-    if not result.new:
-        return  # a redelivered update: already credited and thanked
-    balance = await billing.balance(message.from_user.id)
-    await message.answer(
-        texts(
-            "paid_thanks",
-            credit=format_units(result.units),
-            balance=format_units(balance.units),
-        )
-    )
-    if result.flagged:
-        admin_texts = catalogs.for_language(None)
-        for admin in settings.admin_ids:
-            with contextlib.suppress(TelegramAPIError):
-                await bot.send_message(
-                    admin,
-                    admin_texts(
-                        "admin_flagged",
-                        reason=result.flag_reason,
-                        user=message.from_user.id,
-                        charge=payment.telegram_payment_charge_id,
-                        stars=payment.total_amount,
-                        credit=format_units(result.units),
-                    ),
-                )
+async def on_successful_payment(message: Message, desk: PaymentDesk) -> None:
+    """Credit exactly once (the desk journals, books, retries); thank the user once."""
+    entry = entry_from_message(message)
+    if entry is not None:
+        await desk.take(entry)
 
 
-async def on_refunded_payment(
-    message: Message, texts: Texts, shop: StarsShop, billing: Billing
-) -> None:
-    """Telegram refunded a payment: take its credit back (once)."""
-    refund = message.refunded_payment
-    if refund is None or message.from_user is None:
-        return
-    payment = await shop.payment(refund.telegram_payment_charge_id)
-    if not await shop.record_refund(message.from_user.id, refund.telegram_payment_charge_id):
-        return
-    balance = await billing.balance(message.from_user.id)
-    await message.answer(
-        texts(
-            "refunded_notice",
-            credit=format_units(payment.units if payment else 0),
-            balance=format_units(balance.units),
-        )
-    )
+async def on_refunded_payment(message: Message, desk: PaymentDesk) -> None:
+    """Telegram refunded a payment: take its credit back (once) and say so."""
+    entry = entry_from_message(message)
+    if entry is not None:
+        await desk.take(entry)
 
 
 async def cmd_refund(

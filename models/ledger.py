@@ -13,12 +13,13 @@ together. They return frozen records, never row dicts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from sqlite_utils import Database
 
@@ -42,6 +43,33 @@ OUTCOMES: tuple[Outcome, ...] = ("settled", "unverified", "estimated", "released
 CHARGED: frozenset[Outcome] = frozenset({"settled", "unverified", "estimated"})
 ReceiptStatusValue = Literal["complete", "stopped", "error"]
 OrderKind = Literal["pack", "plan"]
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """One transaction that takes the write lock first (``BEGIN IMMEDIATE``).
+
+    A deferred transaction that reads and then writes fails at once when another process
+    (``reconcile --fix``, a backup) holds the write lock: SQLite does not wait for a lock it
+    would have to upgrade to. Taking it first makes the write wait the busy timeout instead.
+    Inside an open transaction this is a savepoint.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+    else:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if _in_transaction(db):  # a failed COMMIT-time check may have ended it already
+                db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
+
+
+def _in_transaction(db: Database) -> bool:
+    return bool(db.conn.in_transaction)
 
 
 def utc_day(timestamp: float) -> int:
@@ -174,13 +202,17 @@ class Payment:
 class StarTx:
     """One Stars transaction as Telegram's ``getStarTransactions`` lists it.
 
-    ``id`` is the charge id (a refund carries its payment's id), ``amount`` whole Stars.
+    ``id`` is the charge id (a refund carries its payment's id), ``amount`` whole Stars,
+    ``payload`` the invoice payload Telegram reports with it (our order id), if any;
+    ``subscription`` whether it paid a subscription period.
     """
 
     id: str
     amount: int
     is_refund: bool
     user_id: int | None = None
+    payload: str | None = None
+    subscription: bool = False
 
 
 # -- the ledger ------------------------------------------------------------------------------
@@ -466,6 +498,17 @@ def get_order(db: Database, order_id: str) -> Order | None:
     )
 
 
+def purge_orders(db: Database, expired_before: int) -> int:
+    """Delete unpaid orders that expired before ``expired_before``; returns how many.
+
+    Paid orders stay: their payments name them.
+    """
+    cursor = db.execute(
+        "DELETE FROM orders WHERE status = 'pending' AND expires_at < ?", [expired_before]
+    )
+    return int(cursor.rowcount)
+
+
 def mark_order_paid(db: Database, order_id: str) -> None:
     """Mark an order paid (a no-op for an unknown one)."""
     db.execute("UPDATE orders SET status = 'paid' WHERE id = ?", [order_id])
@@ -550,14 +593,15 @@ _INVARIANT_QUERIES = (
        WHERE (h.outcome IS NULL) != (l.id IS NULL)
           OR (l.id IS NOT NULL AND (l.kind != 'release' OR l.user_id != h.user_id
                                     OR l.amount != h.units))""",
-    # A charged hold's usage row is its gross cost and its free row covers cost - charged,
-    # and the charge never exceeds what was held.
+    # A charged hold's usage row is its gross cost and its free row covers cost - charged.
+    # (A settled charge may exceed the hold: the signed receipt is charged in full.)
     """SELECT h.user_id FROM holds h
        LEFT JOIN ledger u ON u.source = 'usage:' || h.request_id
        LEFT JOIN ledger f ON f.source = 'free:' || h.request_id
        WHERE (h.outcome IN ('settled', 'unverified', 'estimated')
               AND (u.id IS NULL OR u.kind != 'usage' OR u.amount != -h.cost
-                   OR COALESCE(f.amount, 0) != h.cost - h.charged OR h.charged > h.units))
+                   OR COALESCE(f.amount, 0) != h.cost - h.charged
+                   OR (h.outcome != 'settled' AND h.charged > h.units)))
           OR (COALESCE(h.outcome, 'open') NOT IN ('settled', 'unverified', 'estimated')
               AND (u.id IS NOT NULL OR f.id IS NOT NULL))""",
     # Hold, release, usage and free rows all belong to a hold of the same user.
@@ -566,6 +610,12 @@ _INVARIANT_QUERIES = (
        WHERE l.kind IN ('hold', 'release', 'usage', 'free')
          AND (h.request_id IS NULL OR h.user_id != l.user_id
               OR l.source != l.kind || ':' || h.request_id)""",
+    # A proof row belongs to a charged hold of the same user and agrees with it.
+    """SELECT r.user_id FROM usage_receipts r LEFT JOIN holds h ON h.request_id = r.request_id
+       WHERE h.request_id IS NULL OR h.user_id != r.user_id OR h.outcome != r.outcome
+          OR h.prompt_used != r.prompt_tokens OR h.completion_used != r.completion_tokens
+          OR h.free_used != r.free_tokens OR h.cost != r.cost OR h.charged != r.charged
+          OR h.price_in != r.price_in OR h.price_out != r.price_out""",
     # Every payment has its credit row, for its user, of exactly its units.
     """SELECT p.user_id FROM payments p LEFT JOIN ledger l ON l.source = p.charge_id
        WHERE l.id IS NULL OR l.user_id != p.user_id OR l.amount != p.units

@@ -15,7 +15,15 @@ from sqlite_utils import Database
 
 from models.records import StorageError
 
-__all__ = ["MIGRATIONS", "Database", "Migration", "applied", "apply", "schema_version"]
+__all__ = [
+    "MIGRATIONS",
+    "Database",
+    "Migration",
+    "applied",
+    "applied_at",
+    "apply",
+    "schema_version",
+]
 
 Migration = Callable[[Database], None]
 
@@ -191,7 +199,64 @@ def m0003_estimated_charges(db: Database) -> None:
     db.execute("CREATE INDEX holds_open ON holds(created_at) WHERE outcome IS NULL")
 
 
-MIGRATIONS: list[Migration] = [m0001_history, m0002_money, m0003_estimated_charges]
+def m0004_usage_proofs(db: Database) -> None:
+    """Proof for every charge, kept where nothing can change it.
+
+    ``bundles`` keeps each operator-signed key bundle (exact bytes) that published a receipt
+    key; ``usage_receipts`` keeps, per charged request (its id is the sealed request id), the
+    receipt's exact signed bytes, signature and verify key, the prices used and what was
+    charged. Both refuse UPDATE and DELETE, like the ledger. Charges closed before this
+    migration have no row (``python -m bot audit`` lists them as from before receipts were
+    kept).
+    """
+    db.execute(
+        """
+        CREATE TABLE bundles (
+            id TEXT PRIMARY KEY,
+            body BLOB NOT NULL,
+            signature BLOB NOT NULL,
+            operator_key BLOB NOT NULL,
+            first_seen INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE usage_receipts (
+            request_id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('settled', 'unverified', 'estimated')),
+            receipt BLOB,
+            signature BLOB,
+            receipt_key BLOB,
+            bundle_id TEXT REFERENCES bundles(id),
+            price_in INTEGER NOT NULL,
+            price_out INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            free_tokens INTEGER NOT NULL,
+            cost INTEGER NOT NULL,
+            charged INTEGER NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX usage_receipts_user_id ON usage_receipts(user_id)")
+    for table in ("bundles", "usage_receipts"):
+        for action in ("UPDATE", "DELETE"):
+            db.execute(
+                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}"
+                f" BEGIN SELECT RAISE(ABORT, 'the {table} table is append-only'); END"
+            )
+
+
+MIGRATIONS: list[Migration] = [
+    m0001_history,
+    m0002_money,
+    m0003_estimated_charges,
+    m0004_usage_proofs,
+]
 
 
 def _ensure_table(db: Database) -> None:
@@ -207,6 +272,14 @@ def applied(db: Database) -> list[str]:
         return []
     rows = db.execute("SELECT name FROM _migrations ORDER BY rowid").fetchall()
     return [str(name) for (name,) in rows]
+
+
+def applied_at(db: Database, name: str) -> int | None:
+    """When the migration ``name`` was applied to ``db`` (Unix seconds), or None if it was not."""
+    if "_migrations" not in db.table_names():
+        return None
+    row = db.execute("SELECT applied_at FROM _migrations WHERE name = ?", [name]).fetchone()
+    return None if row is None else int(row[0])
 
 
 def schema_version(db: Database) -> int:

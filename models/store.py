@@ -68,16 +68,19 @@ class Store:
         return self._path
 
     @classmethod
-    async def open(cls, path: Path, master_key: MasterKey) -> Store:
+    async def open(
+        cls, path: Path, master_key: MasterKey, *, busy_timeout: float = BUSY_TIMEOUT_S
+    ) -> Store:
         """Open (or create) the database at ``path`` and bring its schema up to date.
 
-        Raises ``StorageError`` if the file is not a usable database, its migrations do not
-        match this code, or ``master_key`` does not open the data keys already stored in it.
+        ``busy_timeout`` is how long a call waits for another connection's lock before it
+        fails. Raises ``StorageError`` if the file is not a usable database, its migrations do
+        not match this code, or ``master_key`` does not open the data keys already stored in it.
         """
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-store")
         loop = asyncio.get_running_loop()
         try:
-            db = await loop.run_in_executor(executor, _connect, path, master_key)
+            db = await loop.run_in_executor(executor, _connect, path, master_key, busy_timeout)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -290,13 +293,13 @@ class Store:
         return int(deleted)
 
 
-def _connect(path: Path, master_key: MasterKey) -> Database:
+def _connect(path: Path, master_key: MasterKey, busy_timeout: float) -> Database:
     """Open the file on the calling (worker) thread, set it up and migrate it."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file owner-only; SQLite gives its -wal and -shm files the same mode.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+        conn = sqlite3.connect(path, timeout=busy_timeout)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from exc
     db = Database(conn, execute_plugins=False)

@@ -4,15 +4,20 @@ Money is one integer unit, the micro-Star (µ★): 1 Star = 1_000_000 units, so 
 is a whole number (``VEIL_PRICES="*=20/60"``: 20 µ★ a prompt token, 60 a completion token).
 A balance is the sum of the user's ledger rows (``models.ledger``), never a cached number.
 
-A request's life: ``hold`` reserves its most possible cost (the prompt plus
-``max_completion_tokens``, after the free tokens left today, which the hold reserves too) in
-one transaction that first checks the balance covers it; ``settle`` gives the hold back
-(``release:<id>``) and writes the actual cost from the signed receipt (``usage:<id>``), a
-stopped or failed answer's receipt too (its status is kept with the charge); ``estimate``
-does the same from the bot's own count when text reached the user but no receipt could be had
-(outcome ``estimated``: never zero for delivered text); ``release`` gives it back and charges
-nothing (nothing delivered, no receipt). The hold is the most a request can cost: a receipt
-counting more tokens than were held for is charged the held amount.
+A request's life: ``hold`` reserves its most possible cost: the prompt's token ceiling
+(``services.tokens``: it cannot be low) plus as many answer tokens as the user can pay for,
+at most ``max_completion_tokens``, after the free tokens left today (which the hold reserves
+too). Only when not even ``min_completion_tokens`` (64) fit is the request refused, so the
+free allowance and the balance are usable to the last useful answer. ``settle`` gives the
+hold back (``release:<id>``) and charges the signed receipt in full (``usage:<id>``), a
+stopped or failed answer's receipt too, even above the hold: the excess comes from the free
+tokens left and the balance, and past them the balance goes negative (the overdraft, logged
+as ``billing.overdraft``); answers are then refused until a top-up covers it. Nothing is
+capped silently. ``estimate`` charges the bot's own count when text reached the user but no
+receipt could be had (outcome ``estimated``; never more than the hold); ``release`` charges
+nothing (nothing delivered, no receipt). Each charge also writes its proof row
+(``models.usage``): the receipt's exact signed bytes, the key it verified under and the prices
+used, so ``python -m bot audit`` can check it again.
 
 Free allowance: ``free_tokens_per_day`` tokens a user's requests of one UTC day (00:00 UTC to
 00:00 UTC, by the hold's time) use before paid credit, prompt tokens first, then completion
@@ -25,18 +30,15 @@ check and the hold row cannot be split by another request, so concurrent holds n
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import time
-from dataclasses import dataclass
-from decimal import Decimal
-from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
 from models import StorageError
 from models import ledger as storage
+from models import usage as proofs
 from models.ledger import (
     UNITS_PER_STAR,
     Balance,
@@ -48,17 +50,20 @@ from models.ledger import (
     utc_day,
 )
 from services.errors import BillingError, InsufficientCredit, LedgerUnavailable
+from services.prices import ModelPrice, Prices, format_units
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Collection
 
     from models import Database, Store
     from models.ledger import Outcome
+    from models.usage import ReceiptProof
     from sealed.receipt import ReceiptStatus
 
 __all__ = [
     "CREDIT_KINDS",
     "HISTORY_KINDS",
+    "MIN_ANSWER_TOKENS",
     "UNITS_PER_STAR",
     "Balance",
     "Billing",
@@ -75,100 +80,13 @@ T = TypeVar("T")
 
 log = structlog.get_logger("veil.billing")
 
-DEFAULT_MODEL = "*"
 # Kinds ``credit`` may write; hold, release, usage and free rows belong to requests.
 CREDIT_KINDS: frozenset[Kind] = frozenset({"purchase", "grant", "refund", "subscription"})
 # Kinds ``history`` shows by default: what the user paid for and what they bought.
 HISTORY_KINDS: tuple[Kind, ...] = ("purchase", "subscription", "grant", "refund", "usage", "free")
 _REQUEST_SOURCE_PREFIXES = ("hold:", "release:", "usage:", "free:")
 MAX_REQUEST_ID = 128
-
-
-def format_units(units: int) -> str:
-    """µ★ as Stars for people: ``1_500_000`` → ``"1.5"``, exact, no trailing zeros."""
-    stars = Decimal(units).scaleb(-6)
-    text = f"{stars:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """µ★ per prompt (``input``) and per completion (``output``) token."""
-
-    input: int
-    output: int
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """The gross price of these tokens."""
-        return self.input * prompt_tokens + self.output * completion_tokens
-
-    def free_cover(self, prompt_tokens: int, completion_tokens: int, free_tokens: int) -> int:
-        """The price of the first ``free_tokens`` of these tokens, prompt tokens first."""
-        free_prompt = min(prompt_tokens, free_tokens)
-        free_completion = min(completion_tokens, free_tokens - free_prompt)
-        return self.cost(free_prompt, free_completion)
-
-
-@dataclass(frozen=True)
-class Prices:
-    """Prices per model, with ``default`` for models not listed."""
-
-    default: ModelPrice
-    models: Mapping[str, ModelPrice] = dataclasses.field(
-        default_factory=lambda: MappingProxyType({})
-    )
-
-    @classmethod
-    def parse(cls, text: str) -> Prices:
-        """Parse ``model=in/out,model2=in/out,*=in/out`` (µ★ per token; ``*`` is required).
-
-        Raises ``ValueError`` naming the entry that is wrong.
-        """
-        models: dict[str, ModelPrice] = {}
-        default: ModelPrice | None = None
-        entries = [part.strip() for part in text.split(",") if part.strip()]
-        if not entries:
-            raise ValueError("prices are empty; expected model=in/out,...,*=in/out")
-        for entry in entries:
-            model, sep, price = entry.rpartition("=")
-            model = model.strip()
-            if not sep or not model:
-                raise ValueError(f"price entry {entry!r} is not model=in/out")
-            parsed = _parse_price(entry, price)
-            if model == DEFAULT_MODEL:
-                if default is not None:
-                    raise ValueError("the default price '*' is given twice")
-                default = parsed
-            elif model in models:
-                raise ValueError(f"the price of {model!r} is given twice")
-            else:
-                models[model] = parsed
-        if default is None:
-            raise ValueError("prices need a default for other models: add *=in/out")
-        return cls(default=default, models=MappingProxyType(models))
-
-    def for_model(self, model: str) -> ModelPrice:
-        """The model's price, or the default."""
-        return self.models.get(model, self.default)
-
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> int:
-        """The gross price in µ★ of one request's tokens."""
-        return self.for_model(model).cost(prompt_tokens, completion_tokens)
-
-
-def _parse_price(entry: str, price: str) -> ModelPrice:
-    prompt, sep, completion = price.partition("/")
-    try:
-        if not sep:
-            raise ValueError
-        parsed = ModelPrice(int(prompt.strip()), int(completion.strip()))
-    except ValueError:
-        raise ValueError(
-            f"price entry {entry!r}: expected whole µ★ per token as in/out, like 20/60"
-        ) from None
-    if parsed.input < 0 or parsed.output < 0:
-        raise ValueError(f"price entry {entry!r}: a price cannot be negative")
-    return parsed
+MIN_ANSWER_TOKENS = 64  # below this an answer is not worth asking for: refuse instead
 
 
 class Billing:
@@ -193,52 +111,58 @@ class Billing:
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def hold(
+    async def hold(  # noqa: PLR0913 -- one request's figures
         self,
         user_id: int,
         request_id: str,
         model: str,
         prompt_tokens: int,
         max_completion_tokens: int,
+        *,
+        min_completion_tokens: int = MIN_ANSWER_TOKENS,
     ) -> Hold:
         """Hold the request's most possible cost before the model is asked.
 
-        ``prompt_tokens`` must not undercount (the hold is the most the request can cost).
-        Raises ``InsufficientCredit`` (and holds nothing) if the balance cannot cover it.
-        Holding an existing ``request_id`` again returns the first hold.
+        ``prompt_tokens`` must not undercount (use ``services.tokens``). The answer may have as
+        many tokens as the balance and the free tokens left today pay for, at most
+        ``max_completion_tokens``: the hold's ``max_completion_tokens`` is that cap, to send to
+        the model. Raises ``InsufficientCredit`` (and holds nothing) when not even
+        ``min_completion_tokens`` fit. Holding an existing ``request_id`` again returns the
+        first hold.
         """
         if not request_id or len(request_id) > MAX_REQUEST_ID:
             raise ValueError(f"request_id must be 1 to {MAX_REQUEST_ID} characters")
-        if prompt_tokens < 0 or max_completion_tokens < 0:
+        if prompt_tokens < 0 or max_completion_tokens < 0 or min_completion_tokens < 0:
             raise ValueError("token counts must not be negative")
         price = self.prices.for_model(model)
+        shortest = min(min_completion_tokens, max_completion_tokens)
         now = int(self._clock())
 
         def write(db: Database) -> Hold:
-            with db.atomic():
+            with storage.write_transaction(db):
                 existing = storage.get_hold(db, request_id)
                 if existing is not None:
                     if existing.hold.user_id != user_id:
                         raise BillingError("request id already used for another user")
                     return existing.hold
                 taken = storage.free_tokens_taken(db, user_id, utc_day(now))
-                free = min(
-                    max(0, self.free_tokens_per_day - taken), prompt_tokens + max_completion_tokens
-                )
-                needed = price.cost(prompt_tokens, max_completion_tokens) - price.free_cover(
-                    prompt_tokens, max_completion_tokens, free
-                )
+                free_left = max(0, self.free_tokens_per_day - taken)
                 balance = storage.balance(db, user_id)
-                if balance < needed:
-                    raise InsufficientCredit(needed, balance)
+                completion = price.affordable(
+                    prompt_tokens, free_left, balance, max_completion_tokens
+                )
+                if completion < shortest:
+                    needed = price.payable(prompt_tokens, shortest, free_left)
+                    raise InsufficientCredit(needed, balance, free_left)
+                free = min(free_left, prompt_tokens + completion)
                 hold = Hold(
                     request_id=request_id,
                     user_id=user_id,
                     model=model,
                     prompt_tokens=prompt_tokens,
-                    max_completion_tokens=max_completion_tokens,
+                    max_completion_tokens=completion,
                     free_tokens=free,
-                    units=needed,
+                    units=price.payable(prompt_tokens, completion, free),
                     created_at=now,
                 )
                 storage.insert_hold(db, hold, price_in=price.input, price_out=price.output)
@@ -246,7 +170,7 @@ class Billing:
 
         return await self._run(write)
 
-    async def settle(
+    async def settle(  # noqa: PLR0913 -- a receipt's figures and its proof
         self,
         hold: Hold,
         prompt_tokens: int,
@@ -254,51 +178,66 @@ class Billing:
         *,
         receipt_valid: bool,
         status: ReceiptStatus | None = None,
+        proof: ReceiptProof | None = None,
     ) -> Charge:
-        """Charge the receipt's tokens and give back the rest of the hold, in one transaction.
+        """Charge the receipt's tokens in full and give the hold back, in one transaction.
 
         ``status`` is the receipt's (a stopped or failed answer's receipt is charged from its
-        counts like any other) and is kept with the charge. An invalid receipt is charged the
-        held amount (as if every held token was used) and logged. Settling (or releasing) a
-        closed hold changes nothing and returns how it ended.
+        counts like any other) and is kept with the charge; ``proof`` (the receipt's signed
+        bytes and the key they verified under) is stored with it for the audit. A charge above
+        the hold is taken all the same (logged ``billing.over_hold``, and ``billing.overdraft``
+        if it leaves the balance negative). An invalid receipt is charged the held amount (as
+        if every held token was used) and logged. Settling (or releasing) a closed hold changes
+        nothing and returns how it ended.
         """
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError("token counts must not be negative")
         outcome: Outcome = "settled" if receipt_valid else "unverified"
-        charge, new, wanted = await self._charge(
+        charge, new, balance = await self._charge(
             hold,
             outcome,
             (prompt_tokens, completion_tokens),
             status.value if status is not None and receipt_valid else None,
+            proof,
         )
-        if new and not receipt_valid:
+        if not new:
+            return charge
+        if not receipt_valid:
             log.warning(
                 "billing.receipt_invalid",
                 request_id=charge.request_id,
                 user_id=charge.user_id,
                 charged=charge.units,
             )
-        elif new and wanted > charge.units:
+        elif charge.units > hold.units:
             log.warning(
-                "billing.settle_capped",
+                "billing.over_hold",
                 request_id=charge.request_id,
                 user_id=charge.user_id,
-                held=charge.units,
-                wanted=wanted,
+                held=hold.units,
+                charged=charge.units,
+            )
+        if balance < 0:
+            log.warning(
+                "billing.overdraft",
+                request_id=charge.request_id,
+                user_id=charge.user_id,
+                balance=balance,
             )
         return charge
 
     async def estimate(self, hold: Hold, completion_tokens: int) -> Charge:
         """Charge the bot's own count when text reached the user but no receipt could be had.
 
-        The prompt is the hold's estimate, the completion ``completion_tokens`` (the caller's
-        estimate of the delivered text); outcome ``estimated``, capped at the hold like any
-        charge. Settling (or releasing) a closed hold changes nothing and returns how it ended.
+        The prompt is the hold's ceiling, the completion ``completion_tokens`` (the ceiling of
+        the delivered text) but at most the answer tokens held, which the gateway enforces:
+        outcome ``estimated``, never more than the hold. Settling (or releasing) a closed hold
+        changes nothing and returns how it ended.
         """
         if completion_tokens < 0:
             raise ValueError("token counts must not be negative")
         charge, new, _ = await self._charge(
-            hold, "estimated", (hold.prompt_tokens, completion_tokens), None
+            hold, "estimated", (hold.prompt_tokens, completion_tokens), None, None
         )
         if new:
             log.warning(
@@ -315,25 +254,31 @@ class Billing:
         outcome: Outcome,
         tokens: tuple[int, int],
         receipt_status: storage.ReceiptStatusValue | None,
+        proof: ReceiptProof | None,
     ) -> tuple[Charge, bool, int]:
-        """Close the hold with a charge; (the charge, whether it is new, the uncapped units)."""
+        """Close the hold with a charge; (the charge, whether it is new, the balance after)."""
         now = int(self._clock())
 
         def write(db: Database) -> tuple[Charge, bool, int]:
-            with db.atomic():
+            with storage.write_transaction(db):
                 state = _open_state(db, hold)
                 if state.charge is not None:
-                    return state.charge, False, state.charge.units
+                    return state.charge, False, storage.balance(db, hold.user_id)
                 held = state.hold
                 price = ModelPrice(state.price_in, state.price_out)
                 if outcome == "unverified":
                     prompt, completion = held.prompt_tokens, held.max_completion_tokens
+                elif outcome == "estimated":
+                    prompt, completion = (
+                        held.prompt_tokens,
+                        min(tokens[1], held.max_completion_tokens),
+                    )
                 else:
                     prompt, completion = tokens
-                free = min(prompt + completion, held.free_tokens)
-                cost = price.cost(prompt, completion)
-                wanted = cost - price.free_cover(prompt, completion, free)
-                units = min(wanted, held.units)  # the hold is the most a request can cost
+                # The hold's free tokens, and any of the day's allowance no other hold took.
+                taken = storage.free_tokens_taken(db, held.user_id, utc_day(held.created_at))
+                usable = held.free_tokens + max(0, self.free_tokens_per_day - taken)
+                free = min(prompt + completion, usable)
                 charge = Charge(
                     request_id=held.request_id,
                     user_id=held.user_id,
@@ -342,12 +287,19 @@ class Billing:
                     prompt_tokens=prompt,
                     completion_tokens=completion,
                     free_tokens=free,
-                    cost=cost - wanted + units,
-                    units=units,
+                    cost=price.cost(prompt, completion),
+                    units=price.payable(prompt, completion, free),
                     receipt_status=receipt_status,
                 )
                 storage.close_hold(db, charge, held.units, now)
-                return charge, True, wanted
+                proofs.insert_usage(
+                    db,
+                    charge,
+                    prices=(state.price_in, state.price_out),
+                    proof=None if outcome == "estimated" else proof,
+                    created_at=now,
+                )
+                return charge, True, storage.balance(db, held.user_id)
 
         return await self._run(write)
 
@@ -359,7 +311,7 @@ class Billing:
         now = int(self._clock())
 
         def write(db: Database) -> Charge:
-            with db.atomic():
+            with storage.write_transaction(db):
                 state = _open_state(db, hold)
                 if state.charge is not None:
                     return state.charge
@@ -369,17 +321,21 @@ class Billing:
 
         return await self._run(write)
 
-    async def recover(self, older_than_seconds: float) -> int:
+    async def recover(
+        self, older_than_seconds: float, *, keep: Collection[str] = frozenset()
+    ) -> int:
         """Release every hold still open after ``older_than_seconds`` (left by a crash).
 
-        Run at start-up, before requests are served. Returns how many were released.
+        At start-up with 0 (nothing runs yet), and periodically with the longest an answer can
+        take, sparing the request ids in ``keep`` (answers still running here). Returns how
+        many were released.
         """
         now = int(self._clock())
         cutoff = int(now - older_than_seconds)
 
         def write(db: Database) -> int:
-            with db.atomic():
-                holds = storage.open_holds(db, cutoff)
+            with storage.write_transaction(db):
+                holds = [h for h in storage.open_holds(db, cutoff) if h.request_id not in keep]
                 for hold in holds:
                     storage.close_hold(db, _nothing_charged(hold, "recovered"), hold.units, now)
                 return len(holds)
@@ -430,7 +386,7 @@ class Billing:
         now = int(self._clock())
 
         def write(db: Database) -> bool:
-            with db.atomic():
+            with storage.write_transaction(db):
                 return storage.add_entry(
                     db, user_id, kind, units, source=source, created_at=now, note=note
                 )

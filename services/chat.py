@@ -1,16 +1,23 @@
 """Conversations: one question in, one streamed answer out, history kept sealed.
 
 ``ChatService.answer`` builds the context from the user's decrypted history (trimmed to the
-model's window), streams the answer from the sealed inference client into an ``AnswerSink``
-(the bot's Telegram-facing side), and stores the exchange encrypted once it is finished or the
-user stopped it. A failed answer stores nothing, and the prompt is kept in memory only, so
-the user's Retry button can resend it.
+model's window by token ceilings, ``services.tokens``), holds credit for it under the sealed
+request's own id, streams the answer from the sealed inference client into an ``AnswerSink``
+(the bot's Telegram-facing side), settles, and stores the exchange encrypted once it is
+finished or the user stopped it. A failed answer stores nothing, and the prompt is kept in
+memory only, so the user's Retry button can resend it.
 
-``ChatService.cancel`` (the draft's stop button, ``/cancel``) does not kill the answer: it
-signals the inference stream, which cancels at the gateway and reads on to the signed
-``stopped`` receipt, showing the text that still arrives. Every answer is then settled by the
-same rule: from its signed receipt if there is one (stopped and failed ones too); else, if text
-reached the user, from the bot's own count of that text plus the prompt estimate; else nothing.
+Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop button, for the
+draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
+reads on to the signed ``stopped`` receipt; the hold, the settlement, the delivery of the
+text and its storage always run to the end. So does shutdown: ``close`` stops every answer
+and waits for each to be settled, delivered and stored. An answer streams for at most
+``max_answer_seconds``; ``sweep`` releases holds older than the longest an answer can take
+(left by a crash), sparing the answers still running.
+
+Every answer is settled by one rule: from its signed receipt if there is one (stopped and
+failed ones too), kept with its proof for the audit; else, if text reached the user, from the
+bot's own ceiling of that text plus the prompt's; else nothing.
 """
 
 from __future__ import annotations
@@ -20,29 +27,38 @@ import contextlib
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from models import StorageError
+from sealed.request import REQUEST_ID_SIZE
+from services.audit import proof_for
+from services.billing import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
     ContextTooLong,
     HistoryUnavailable,
     InferenceError,
     InferenceUnavailable,
+    LedgerUnavailable,
 )
 from services.inference import Completion, GatewayTrust, InferenceClient, TextDelta
+from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
     from models import Store, Turn
     from models.ledger import Charge, Outcome
+    from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
     from services.billing import Billing, Hold
 
 log = structlog.get_logger("veil.chat")
 
 _RETRY_MEMORY = 10_000  # users whose last failed prompt is kept for the Retry button
+# Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
+SWEEP_SLACK_S = 120.0
+CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
 
 
 class AnswerSink(Protocol):
@@ -66,7 +82,8 @@ class Answer:
     """What ``ChatService.answer`` produced.
 
     ``outcome`` is how its hold was closed (``settled`` from the receipt, ``estimated`` from
-    the bot's count, ``released``…); ``cost`` what the user paid, in µ★.
+    the bot's count, ``released``…); ``cost`` what the user paid, in µ★; ``request_id`` the
+    sealed request's id (hex), which is also its hold's and its receipt's.
     """
 
     text: str
@@ -77,12 +94,18 @@ class Answer:
     receipt_valid: bool
     cost: int = 0
     outcome: Outcome | None = None
+    request_id: str = ""
 
 
 @dataclass
 class _Generation:
+    """One answer in progress: what can stop it, and the holds it has open."""
+
+    draft_id: int | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[Answer] | None = None
+    stoppable: bool = True  # until the stream has ended
+    holds: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -101,6 +124,9 @@ class ChatService:
     default_model: str | None = None
     context_tokens: int = 4096
     max_answer_tokens: int = 1024
+    min_answer_tokens: int = MIN_ANSWER_TOKENS
+    max_answer_seconds: float = 600.0
+    stop_grace: float = 10.0
     system_prompt: str | None = None
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
     _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
@@ -108,21 +134,31 @@ class ChatService:
     # -- answering ---------------------------------------------------------------------------
 
     def is_busy(self, user_id: int) -> bool:
-        """True while the user has an answer streaming."""
+        """True while the user has an answer in progress."""
         return user_id in self._active
 
     async def answer(
-        self, user_id: int, language: str | None, prompt: str, sink: AnswerSink
+        self,
+        user_id: int,
+        language: str | None,
+        prompt: str,
+        sink: AnswerSink,
+        *,
+        draft_id: int | None = None,
     ) -> Answer:
         """Answer ``prompt`` in the user's active conversation, streaming into ``sink``.
 
-        Raises ``AnswerInProgress`` if the user already has one streaming, ``InferenceError``
-        subclasses when the model cannot answer (the prompt is then kept for ``take_retry``),
-        and ``HistoryUnavailable`` when the history cannot be read or written.
+        ``draft_id`` names the draft whose stop button may stop this answer. Raises
+        ``AnswerInProgress`` if the user already has one in progress, ``InsufficientCredit``
+        when not even a short answer can be paid for, ``InferenceError`` subclasses when the
+        model cannot answer (the prompt is then kept for ``take_retry``), and
+        ``HistoryUnavailable`` when the history cannot be read or written. Cancelling the
+        caller stops the stream only: the answer is still settled, delivered and stored
+        before the cancellation goes on.
         """
         if user_id in self._active:
-            raise AnswerInProgress("an answer is already streaming")
-        generation = _Generation()
+            raise AnswerInProgress("an answer is already in progress")
+        generation = _Generation(draft_id=draft_id)
         self._active[user_id] = generation
         try:
             inner = asyncio.create_task(self._answer(user_id, language, prompt, sink, generation))
@@ -130,24 +166,58 @@ class ChatService:
             try:
                 return await asyncio.shield(inner)
             except asyncio.CancelledError:
-                inner.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await inner
+                generation.stop.set()  # end the stream; the rest of the answer runs on
+                await _finished(inner)
                 raise
         finally:
             self._active.pop(user_id, None)
 
-    def cancel(self, user_id: int) -> bool:
+    def cancel(self, user_id: int, draft_id: int | None = None) -> bool:
         """Ask the user's streaming answer to stop; False if none is streaming.
 
-        The answer ends at the gateway's ``stopped`` receipt (within the client's stop grace):
-        what was delivered is kept, shown and charged.
+        With ``draft_id`` (the stop button's), only the answer shown in that draft stops: a
+        late press never stops the next answer. The answer ends at the gateway's ``stopped``
+        receipt (within the client's stop grace): what was delivered is kept, shown and
+        charged. Once the stream has ended, nothing is left to stop.
         """
         generation = self._active.get(user_id)
-        if generation is None or generation.task is None or generation.task.done():
+        if generation is None or not generation.stoppable:
+            return False
+        if draft_id is not None and generation.draft_id != draft_id:
             return False
         generation.stop.set()
         return True
+
+    async def close(self) -> None:
+        """Stop every answer in progress and wait until each is settled, delivered, stored.
+
+        Waits at most the stop grace plus ``CLOSE_SLACK_S``; an answer still running then is
+        left to the loop's teardown (its hold is released at the next start).
+        """
+        generations = list(self._active.values())
+        for generation in generations:
+            generation.stop.set()
+        tasks = [g.task for g in generations if g.task is not None and not g.task.done()]
+        if tasks:
+            done, running = await asyncio.wait(tasks, timeout=self.stop_grace + CLOSE_SLACK_S)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: the answer's caller reports it
+            if running:
+                log.warning("chat.close_timed_out", answers=len(running))
+
+    @property
+    def hold_lifetime(self) -> float:
+        """The longest a hold can stay open for a running answer (seconds)."""
+        return self.max_answer_seconds + self.stop_grace + SWEEP_SLACK_S
+
+    async def sweep(self) -> int:
+        """Release holds older than ``hold_lifetime`` that no answer here is using."""
+        keep = {request_id for g in self._active.values() for request_id in g.holds}
+        released = await self.billing.recover(self.hold_lifetime, keep=keep)
+        if released:
+            log.warning("chat.holds_swept", count=released)
+        return released
 
     def take_retry(self, user_id: int) -> str | None:
         """The prompt of the user's last failed answer, once (memory only)."""
@@ -175,38 +245,99 @@ class ChatService:
             raise HistoryUnavailable("cannot read the conversation") from exc
         model = await self.model_for(user.model)
         context = self._context(history, prompt, self._budget())
-        prompt_tokens = sum(estimate_tokens(m["content"]) for m in context.messages)
-        hold = await self.billing.hold(
-            user_id, secrets.token_hex(16), model, prompt_tokens, self.max_answer_tokens
-        )
-        await sink.begin()
         parts: list[str] = []
-        try:
-            completion = await self._ask(
-                history,
-                prompt,
-                context=context,
-                model=model,
-                cache_salt=user.cache_salt,
-                sink=sink,
-                parts=parts,
-                stop=generation.stop,
-            )
-        except asyncio.CancelledError:  # shutdown, not a user's stop
-            await self._settle(hold, None, "".join(parts))
-            raise
-        except InferenceError as exc:
-            await self._settle(hold, exc.signed_receipt, "".join(parts), valid=True)
-            self._remember_failed(user_id, prompt)
-            await sink.abort()
-            raise
-        text = "".join(parts)
-        charge = await self._settle(
-            hold,
-            completion.signed_receipt if completion else None,
-            text,
-            valid=completion.receipt_valid if completion else False,
+        bundles: list[SignedBundle] = []
+        begun = retried = False
+        while True:
+            request_id = secrets.token_bytes(REQUEST_ID_SIZE)
+            try:
+                hold = await self._hold(user_id, request_id, model, context, generation)
+            except BaseException:
+                if begun:  # a retry could not be held: stop showing progress
+                    await sink.abort()
+                raise
+            bundles.extend(self.inference.bundles())
+            if not begun:
+                await sink.begin()
+                begun = True
+            try:
+                completion = await self._stream(
+                    context.messages,
+                    model,
+                    user.cache_salt,
+                    sink,
+                    parts=parts,
+                    generation=generation,
+                    request_id=request_id,
+                    max_tokens=hold.max_completion_tokens,
+                )
+            except ContextTooLong as exc:
+                await self._settle(hold, exc.signed_receipt, "", valid=True, bundles=bundles)
+                generation.holds.discard(hold.request_id)
+                if parts or retried or len(context.messages) <= 1 + bool(self.system_prompt):
+                    self._remember_failed(user_id, prompt)
+                    await sink.abort()
+                    raise
+                # Trim once more and ask again: a new sealed request, so a new hold.
+                context = self._context(history, prompt, self._budget() // 2)
+                retried = True
+                log.info("chat.context_trimmed", dropped=context.dropped)
+                continue
+            except InferenceError as exc:
+                generation.stoppable = False
+                await self._settle(
+                    hold, exc.signed_receipt, "".join(parts), valid=True, bundles=bundles
+                )
+                self._remember_failed(user_id, prompt)
+                await sink.abort()
+                raise
+            except asyncio.CancelledError:  # the loop is tearing down: settle, then go
+                await self._settle(hold, None, "".join(parts), bundles=bundles)
+                raise
+            break
+        generation.stoppable = False
+        return await self._finish(
+            user_id=user_id,
+            prompt=prompt,
+            conversation=conversation,
+            model=model,
+            sink=sink,
+            generation=generation,
+            hold=hold,
+            completion=completion,
+            parts=parts,
+            bundles=bundles,
         )
+
+    async def _finish(  # noqa: PLR0913 -- the parts of one finished stream
+        self,
+        *,
+        user_id: int,
+        prompt: str,
+        conversation: int,
+        model: str,
+        sink: AnswerSink,
+        generation: _Generation,
+        hold: Hold,
+        completion: Completion | None,
+        parts: list[str],
+        bundles: list[SignedBundle],
+    ) -> Answer:
+        """Settle, deliver and store a stream that ended (stopped or not)."""
+        text = "".join(parts)
+        charge: Charge | None = None
+        try:
+            charge = await self._settle(
+                hold,
+                completion.signed_receipt if completion else None,
+                text,
+                valid=completion.receipt_valid if completion else False,
+                bundles=bundles,
+            )
+        except LedgerUnavailable:
+            # The user watched the text arrive: deliver it all the same. The hold stays open
+            # until the sweep releases it (the answer then goes unbilled, and it is logged).
+            log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
         stopped = generation.stop.is_set()
         if not text:
             await sink.abort()
@@ -227,8 +358,8 @@ class ChatService:
             model=model,
             stopped=stopped,
             finish_reason=completion.finish_reason if completion else None,
-            outcome=charge.outcome,
-            completion_tokens=charge.completion_tokens,
+            outcome=charge.outcome if charge else None,
+            completion_tokens=charge.completion_tokens if charge else None,
         )
         return Answer(
             text=text,
@@ -237,9 +368,45 @@ class ChatService:
             finish_reason=completion.finish_reason if completion else None,
             receipt=completion.receipt if completion else None,
             receipt_valid=completion.receipt_valid if completion else False,
-            cost=charge.units,
-            outcome=charge.outcome,
+            cost=charge.units if charge else 0,
+            outcome=charge.outcome if charge else None,
+            request_id=hold.request_id,
         )
+
+    async def _hold(
+        self,
+        user_id: int,
+        request_id: bytes,
+        model: str,
+        context: _Context,
+        generation: _Generation,
+    ) -> Hold:
+        """Hold credit for one sealed request; its id is the request's, hex.
+
+        The write runs to its end even if this task is cancelled meanwhile; the hold is then
+        released at once, so no stop or shutdown leaves credit or free tokens reserved.
+        """
+        generation.holds.add(request_id.hex())
+        write = asyncio.ensure_future(
+            self.billing.hold(
+                user_id,
+                request_id.hex(),
+                model,
+                prompt_tokens(context.messages),
+                self.max_answer_tokens,
+                min_completion_tokens=self.min_answer_tokens,
+            )
+        )
+        try:
+            return await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await _finished(write)
+            if not write.cancelled() and write.exception() is None:
+                await self.billing.release(write.result())
+            raise
+        except BaseException:
+            generation.holds.discard(request_id.hex())
+            raise
 
     async def _settle(
         self,
@@ -248,48 +415,40 @@ class ChatService:
         delivered: str,
         *,
         valid: bool = False,
+        bundles: list[SignedBundle],
     ) -> Charge:
-        """Close the hold by the one rule every answer is billed by.
+        """Close the hold by the one rule every answer is billed by (shielded from cancel).
 
-        From the receipt (the held amount if it did not verify); without one, from the bot's
-        count of the text the user received; with neither, nothing is charged.
+        From the receipt (the held amount if it did not verify), kept with its proof; without
+        one, from the bot's ceiling of the text the user received; with neither, nothing.
         """
         if receipt is not None:
             usage = receipt.receipt
-            return await self.billing.settle(
+            proof = proof_for(
+                receipt,
+                request_id=bytes.fromhex(hold.request_id),
+                model=hold.model,
+                valid=valid,
+                bundles=[*self.inference.bundles(), *bundles],
+            )
+            settling = self.billing.settle(
                 hold,
                 usage.prompt_tokens,
                 usage.completion_tokens,
                 receipt_valid=valid,
                 status=usage.status,
+                proof=proof,
             )
-        if delivered:
-            return await self.billing.estimate(hold, estimate_tokens(delivered))
-        return await self.billing.release(hold)
-
-    async def _ask(  # noqa: PLR0913 -- one request's parts
-        self,
-        history: list[Turn],
-        prompt: str,
-        *,
-        context: _Context,
-        model: str,
-        cache_salt: str,
-        sink: AnswerSink,
-        parts: list[str],
-        stop: asyncio.Event,
-    ) -> Completion | None:
-        """Stream the answer; on a context-length error before any text, trim once and retry."""
+        elif delivered:
+            settling = self.billing.estimate(hold, text_tokens(delivered))
+        else:
+            settling = self.billing.release(hold)
+        task = asyncio.ensure_future(settling)
         try:
-            return await self._stream(
-                context.messages, model, cache_salt, sink, parts=parts, stop=stop
-            )
-        except ContextTooLong:
-            if parts or len(context.messages) <= 1 + bool(self.system_prompt):
-                raise
-        trimmed = self._context(history, prompt, self._budget() // 2)
-        log.info("chat.context_trimmed", dropped=trimmed.dropped)
-        return await self._stream(trimmed.messages, model, cache_salt, sink, parts=parts, stop=stop)
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await _finished(task)
+            raise
 
     async def _stream(  # noqa: PLR0913 -- one request's parts
         self,
@@ -299,23 +458,32 @@ class ChatService:
         sink: AnswerSink,
         *,
         parts: list[str],
-        stop: asyncio.Event,
+        generation: _Generation,
+        request_id: bytes,
+        max_tokens: int,
     ) -> Completion | None:
+        """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``."""
         completion = None
+        loop = asyncio.get_running_loop()
+        time_limit = loop.call_later(self.max_answer_seconds, generation.stop.set)
         stream = self.inference.stream(
             messages,
             model=model,
             cache_salt=cache_salt,
-            max_tokens=self.max_answer_tokens,
-            stop=stop,
+            max_tokens=max_tokens,
+            stop=generation.stop,
+            request_id=request_id,
         )
-        async with contextlib.aclosing(stream):
-            async for item in stream:
-                if isinstance(item, TextDelta):
-                    parts.append(item.text)
-                    await sink.update("".join(parts))
-                else:
-                    completion = item
+        try:
+            async with contextlib.aclosing(stream):
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        parts.append(item.text)
+                        await sink.update("".join(parts))
+                    else:
+                        completion = item
+        finally:
+            time_limit.cancel()
         return completion
 
     def _budget(self) -> int:
@@ -323,13 +491,16 @@ class ChatService:
         return self.context_tokens - self.max_answer_tokens
 
     def _context(self, history: list[Turn], prompt: str, budget: int) -> _Context:
-        """System prompt, the newest turns that fit ``budget`` tokens, then the prompt."""
+        """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
+
+        Counted by the same ceilings the hold uses, so no language is sent over the window.
+        """
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         tail = [{"role": "user", "content": prompt}]
-        used = sum(estimate_tokens(m["content"]) for m in head + tail)
+        used = prompt_tokens(head + tail)
         kept: list[dict[str, str]] = []
         for turn in reversed(history):
-            cost = estimate_tokens(turn.text)
+            cost = message_tokens(turn.text)
             if used + cost > budget:
                 break
             used += cost
@@ -383,8 +554,10 @@ class ChatService:
         turn), so nothing is written after the erasure.
         """
         generation = self._active.get(user_id)
-        if self.cancel(user_id) and generation is not None and generation.task is not None:
-            await asyncio.wait([generation.task])
+        if generation is not None:
+            generation.stop.set()
+            if generation.task is not None:
+                await _finished(generation.task)
         self._retry.pop(user_id, None)
         try:
             return await self.store.forget(user_id)
@@ -397,6 +570,8 @@ class ChatService:
         return self.inference.trust()
 
 
-def estimate_tokens(text: str) -> int:
-    """A cautious token count: about three characters a token, plus per-message overhead."""
-    return len(text) // 3 + 4
+async def _finished(task: asyncio.Future[Any]) -> None:
+    """Wait until ``task`` is done, whatever cancels the waiter meanwhile (its error is left)."""
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task])

@@ -17,9 +17,10 @@ these ``from`` them, so callers above (handlers, the bot) deal with this tree al
     │   └── AnswerInProgress        the user already has an answer streaming
     ├── HistoryUnavailable          the encrypted history could not be read or written
     └── BillingError                the money layer refused or failed
-        ├── InsufficientCredit      the balance cannot cover a request's most possible cost
+        ├── InsufficientCredit      balance and free tokens cannot pay for even a short answer
         ├── OrderRejected           an order cannot be made (``reason``: unknown_pack, no_plan)
-        └── LedgerUnavailable       the ledger could not be read or written
+        ├── LedgerUnavailable       the ledger could not be read or written
+        └── JournalUnavailable      the payment journal could not be written (do not ack)
 
 Messages never contain prompt or answer text, keys or tokens.
 """
@@ -119,15 +120,21 @@ class BillingError(VeilError):
 
 
 class InsufficientCredit(BillingError):
-    """The balance cannot cover a request's most possible cost; nothing was held.
+    """The balance and free tokens cannot pay for even a short answer; nothing was held.
 
-    ``needed`` and ``balance`` are in µ★ (1 Star = 1_000_000).
+    ``needed`` is what the prompt and the shortest useful answer cost after the free tokens
+    left today (``free_tokens_left``), ``balance`` the ledger sum; both in µ★ (1 Star =
+    1_000_000), the same figures ``/balance`` shows.
     """
 
-    def __init__(self, needed: int, balance: int) -> None:
-        super().__init__(f"insufficient credit: needs {needed} units, balance {balance}")
+    def __init__(self, needed: int, balance: int, free_tokens_left: int = 0) -> None:
+        super().__init__(
+            f"insufficient credit: needs {needed} units, balance {balance},"
+            f" {free_tokens_left} free tokens left"
+        )
         self.needed = needed
         self.balance = balance
+        self.free_tokens_left = free_tokens_left
 
 
 class OrderRejected(BillingError):
@@ -140,3 +147,7 @@ class OrderRejected(BillingError):
 
 class LedgerUnavailable(BillingError):
     """The ledger could not be read or written (a database failure)."""
+
+
+class JournalUnavailable(BillingError):
+    """The payment journal could not be written: the update must not be acknowledged."""

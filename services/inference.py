@@ -41,7 +41,7 @@ from sealed.errors import (
     StreamTruncated,
     TrailingData,
 )
-from sealed.request import new_request_secrets, seal_request
+from sealed.request import REQUEST_ID_SIZE, new_request_secrets, seal_request
 from sealed.stream import ChunkOpener, Final
 from services.control import ControlClient
 from services.errors import (
@@ -195,6 +195,10 @@ class InferenceClient:
         """The verification state of every gateway, for the user to see."""
         return self._pool.trust()
 
+    def bundles(self) -> list[SignedBundle]:
+        """The verified bundles now held (their receipt keys sign usage receipts)."""
+        return [g.bundle for g in self._pool.gateways if g.bundle is not None]
+
     # -- streaming ---------------------------------------------------------------------------
 
     async def stream(  # noqa: PLR0913 -- one request's parts
@@ -206,15 +210,19 @@ class InferenceClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: asyncio.Event | None = None,
+        request_id: bytes | None = None,
     ) -> AsyncGenerator[TextDelta | Completion, None]:
         """Yield the answer's text deltas, then one ``Completion``.
 
         Setting ``stop`` ends the answer early but billed: text keeps coming until the
         gateway's ``stopped`` final record (at most ``stop_grace`` seconds). If ``stop`` is set
         before any gateway answered, the stream ends with nothing (nothing was generated).
-        Raises ``InferenceError`` subclasses; once a delta has been yielded, no other gateway
-        is tried.
+        ``request_id`` (16 bytes; a fresh random one when None) is the sealed request's id,
+        which the receipt will name: the caller's hold id. Raises ``InferenceError``
+        subclasses; once a delta has been yielded, no other gateway is tried.
         """
+        if request_id is not None and len(request_id) != REQUEST_ID_SIZE:
+            raise ValueError(f"request_id must be {REQUEST_ID_SIZE} bytes")
         stop = stop or asyncio.Event()
         candidates = await self._candidates(model)
         chat: dict[str, Any] = {"model": model, "messages": messages, "cache_salt": cache_salt}
@@ -227,7 +235,7 @@ class InferenceClient:
             if stop.is_set():
                 return  # stopped before any gateway answered: nothing was generated
             try:
-                async for item in self._stream_from(gateway, chat, stop):
+                async for item in self._stream_from(gateway, chat, stop, request_id=request_id):
                     yield item
             except _Failover as exc:
                 failures.append(exc)
@@ -263,12 +271,14 @@ class InferenceClient:
         chat: dict[str, Any],
         stop: asyncio.Event,
         *,
+        request_id: bytes | None = None,
         retried: bool = False,
     ) -> AsyncGenerator[TextDelta | Completion, None]:
         signed = gateway.bundle
         if signed is None:
             raise _Failover("no verified bundle")
-        request_id, response_key = new_request_secrets()
+        fresh_id, response_key = new_request_secrets()
+        request_id = request_id or fresh_id
         body = seal_request(
             signed.bundle,
             chat,
@@ -298,7 +308,9 @@ class InferenceClient:
             gateway.in_flight -= 1
         if rotated:
             await self._pool.refresh_one(gateway, force=True)
-            async for item in self._stream_from(gateway, chat, stop, retried=True):
+            async for item in self._stream_from(
+                gateway, chat, stop, request_id=request_id, retried=True
+            ):
                 yield item
 
     async def _post(self, attempt: _Attempt, body: bytes) -> aiohttp.ClientResponse:

@@ -48,6 +48,8 @@ CURRENCY: Final = "XTR"
 SUBSCRIPTION_PERIOD: Final = 2_592_000  # 30 days, the only period Telegram accepts
 MAX_SUBSCRIPTION_STARS: Final = 10_000
 ORDER_TTL_S: Final = 3600
+# Unpaid orders are deleted this long after they expired (pre-checkout refuses them already).
+ORDER_PURGE_AFTER_S: Final = 86_400
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
 PRE_CHECKOUT_REASONS: Final = (
     "unknown_order",
@@ -190,6 +192,18 @@ class StarsShop:
         await self._run(lambda db: storage.insert_order(db, order))
         return order
 
+    async def purge_expired_orders(self, grace: int = ORDER_PURGE_AFTER_S) -> int:
+        """Delete unpaid orders that expired more than ``grace`` seconds ago; how many went.
+
+        Pre-checkout refuses an expired order, so it can no longer be paid; a payment that
+        raced it is still credited (and flagged) without its order.
+        """
+        cutoff = int(self._clock()) - grace
+        purged = await self._run(lambda db: storage.purge_orders(db, cutoff))
+        if purged:
+            log.info("stars.orders_purged", count=purged)
+        return purged
+
     async def check_pre_checkout(
         self, user_id: int, payload: str, currency: str, total_amount: int
     ) -> str | None:
@@ -234,7 +248,7 @@ class StarsShop:
         now = int(self._clock())
 
         def write(db: Database) -> PaymentResult:
-            with db.atomic():
+            with storage.write_transaction(db):
                 existing = storage.get_payment(db, charge_id)
                 if existing is not None:
                     order = storage.get_order(db, existing.order_id)
@@ -333,7 +347,7 @@ class StarsShop:
         now = int(self._clock())
 
         def write(db: Database) -> bool:
-            with db.atomic():
+            with storage.write_transaction(db):
                 payment = storage.get_payment(db, charge_id)
                 if payment is None or payment.user_id != user_id or payment.refunded:
                     return False
@@ -406,6 +420,44 @@ class StarsShop:
             f"refund {charge_id}: the ledger took the credit back but Telegram lists no refund"
             for charge_id in sorted(ours_refunded - refunded)
         )
+        return lines
+
+    async def fix(self, transactions: Sequence[StarTx]) -> list[str]:
+        """Book what Telegram lists but the ledger lacks; one line per change made.
+
+        A payment missing from the ledger is credited (by its charge id, so running this twice
+        credits it once; a payment that does not match a good order is flagged as usual); a
+        refund Telegram made but the ledger did not is taken back. Other differences are for
+        a person to look at (``reconcile``).
+        """
+        payments = {p.charge_id: p for p in await self._run(storage.all_payments)}
+        lines: list[str] = []
+        refunds = [tx for tx in transactions if tx.is_refund]
+        for tx in transactions:
+            if tx.is_refund or tx.id in payments or tx.user_id is None:
+                continue
+            result = await self.record_payment(
+                tx.user_id,
+                tx.payload or "",
+                CURRENCY,
+                tx.amount,
+                tx.id,
+                is_recurring=tx.subscription,
+            )
+            if result.new:
+                flag = f" (flagged: {result.flag_reason})" if result.flagged else ""
+                lines.append(
+                    f"credited payment {tx.id}: {tx.amount} Stars from user {tx.user_id},"
+                    f" {result.units} µ★{flag}"
+                )
+        for tx in refunds:
+            payment = await self.payment(tx.id)
+            if payment is None or payment.refunded:
+                continue
+            if await self.record_refund(payment.user_id, tx.id):
+                lines.append(
+                    f"took back refund {tx.id}: {payment.units} µ★ from user {payment.user_id}"
+                )
         return lines
 
     async def _run(self, fn: Callable[[Database], T]) -> T:

@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.app import Veil, register_commands, running_veil
+from bot.app import SWEEP_EVERY_S, Veil, register_commands, running_veil, running_webhook
 from bot.settings import BotSettings
 from models import UserNotFound
 from sealed.encoding import b64e
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.limits import Limits
 
 TOKEN = "123456:TEST-TOKEN"
+WEBHOOK_SECRET = "test-webhook-secret-0123456789-abcdef"
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Stack:
     gateway: RunningGateway
     veil: Veil
     data_dir: Path
+    webhook_url: str = ""  # where the bot listens, in webhook mode
 
     async def final_messages(
         self, chat_id: int, count: int = 1, within: float = 10
@@ -94,17 +96,23 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
     gateway_url: str | None = None,
     extra_gateways: Sequence[str] = (),
     gateway_limits: Limits | None = None,
+    model_server: FakeVLLM | None = None,
+    webhook: bool = False,
+    sweep_every: float = SWEEP_EVERY_S,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[Stack]:
     """Start fake Telegram, fake vLLM, a gateway and the bot; stop them all afterwards.
 
     ``extra_gateways`` are more gateway URLs the bot is given after the real one (dead ones,
-    say); ``gateway_limits`` the gateway's timeouts and caps.
+    say); ``gateway_limits`` the gateway's timeouts and caps; ``model_server`` a fake vLLM of
+    the test's own (not yet started); ``webhook`` serves a webhook instead of long polling;
+    ``sweep_every`` how often the upkeep loop runs.
     """
     clock = Clock()
+    fake_vllm = model_server or FakeVLLM(answer=answer, models=models, token_delay=token_delay)
     async with (
         FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=answer, models=models, token_delay=token_delay) as vllm,
+        fake_vllm as vllm,
         run_gateway(vllm.url, clock=clock, limits=gateway_limits) as gateway,
     ):
         urls = ",".join([gateway_url or gateway.url, *extra_gateways])
@@ -118,17 +126,32 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
                 "data_dir": data_dir,
                 "draft_interval": 0.25,
                 "free_tokens_per_day": 1_000_000,
+                **(
+                    {
+                        "webhook_url": "https://bot.example.com/telegram/hook",
+                        "webhook_secret": WEBHOOK_SECRET,
+                        "webhook_port": 0,
+                    }
+                    if webhook
+                    else {}
+                ),
                 **settings,
             }
         )
-        async with polling_bot(config, telegram) as veil:
-            yield Stack(telegram, vllm, gateway, veil, data_dir)
+        if webhook:
+            async with webhook_bot(config, sweep_every) as (veil, url):
+                yield Stack(telegram, vllm, gateway, veil, data_dir, webhook_url=url)
+        else:
+            async with polling_bot(config, telegram, sweep_every) as veil:
+                yield Stack(telegram, vllm, gateway, veil, data_dir)
 
 
 @contextlib.asynccontextmanager
-async def polling_bot(config: BotSettings, telegram: FakeTelegram) -> AsyncIterator[Veil]:
+async def polling_bot(
+    config: BotSettings, telegram: FakeTelegram, sweep_every: float = SWEEP_EVERY_S
+) -> AsyncIterator[Veil]:
     """The real bot, in-process, long-polling ``telegram`` until the block ends."""
-    async with running_veil(config, CLIENT_KEY) as veil:
+    async with running_veil(config, CLIENT_KEY, sweep_every=sweep_every) as veil:
         await register_commands(veil)
         polling = asyncio.create_task(
             veil.dispatcher.start_polling(
@@ -146,6 +169,25 @@ async def polling_bot(config: BotSettings, telegram: FakeTelegram) -> AsyncItera
             with contextlib.suppress(RuntimeError):
                 await veil.dispatcher.stop_polling()
             await asyncio.wait_for(polling, 10)
+
+
+@contextlib.asynccontextmanager
+async def webhook_bot(
+    config: BotSettings, sweep_every: float = SWEEP_EVERY_S
+) -> AsyncIterator[tuple[Veil, str]]:
+    """The real bot, in-process, serving its webhook; Telegram is told to call it."""
+    async with (
+        running_veil(config, CLIENT_KEY, recover_all=False, sweep_every=sweep_every) as veil,
+        running_webhook(veil) as port,
+    ):
+        assert config.webhook_url is not None
+        url = f"http://127.0.0.1:{port}{config.webhook_url.path}"
+        await veil.bot.set_webhook(
+            url,
+            secret_token=WEBHOOK_SECRET,
+            allowed_updates=veil.dispatcher.resolve_used_update_types(),
+        )
+        yield veil, url
 
 
 def texts_of(calls: list[Call]) -> list[str]:

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from models import Database, MasterKey, Store
 from models import migrations as schema
 from models.ledger import Balance
+from models.usage import ReceiptProof, StoredBundle
 from sealed.receipt import ReceiptStatus
 from services.billing import Billing, ModelPrice, Prices, format_units
 from services.errors import BillingError, InsufficientCredit, LedgerUnavailable
@@ -171,25 +172,32 @@ async def test_the_free_allowance_is_spent_first_and_resets_at_midnight_utc(
         ("free", 28_000, "free:r1"),
     ]
 
-    # 1200 free left: prompt 500 and 700 completion tokens are free, 300 completion are not.
+    # 1200 free left and no credit: the answer is capped to the 700 tokens they still pay for.
+    second = await billing.hold(ALICE, "r2", "model", 500, 1000)
+    assert (second.units, second.free_tokens, second.max_completion_tokens) == (0, 1200, 700)
+    charge = await billing.settle(second, 500, 700, receipt_valid=True)
+    assert (charge.units, charge.free_tokens) == (0, 1200)
+    assert await billing.balance(ALICE) == _balance(0, 0)
+
+    # Not even a short answer fits now: refused, naming what a 64-token answer would cost.
     with pytest.raises(InsufficientCredit) as refused:
-        await billing.hold(ALICE, "r2", "model", 500, 1000)
-    assert (refused.value.needed, refused.value.balance) == (300 * 60, 0)
+        await billing.hold(ALICE, "r3", "model", 500, 1000)
+    assert (refused.value.needed, refused.value.balance) == (500 * 20 + 64 * 60, 0)
+    assert refused.value.free_tokens_left == 0
 
     await billing.credit(ALICE, STAR, "purchase", "charge-1")
-    second = await billing.hold(ALICE, "r2", "model", 500, 1000)
-    assert (second.units, second.free_tokens) == (18_000, 1200)
-    charge = await billing.settle(second, 500, 1000, receipt_valid=True)
-    assert (charge.units, charge.free_tokens) == (18_000, 1200)
-    assert await billing.balance(ALICE) == _balance(STAR - 18_000, 0)
+    third = await billing.hold(ALICE, "r3", "model", 500, 1000)
+    assert (third.units, third.free_tokens) == (500 * 20 + 1000 * 60, 0)
+    charge = await billing.settle(third, 500, 1000, receipt_valid=True)
+    assert await billing.balance(ALICE) == _balance(STAR - charge.units, 0)
 
     clock.advance(12 * 3600 - 1)  # 23:59:59 UTC
     assert (await billing.balance(ALICE)).free_tokens_left == 0
     clock.advance(1)  # 00:00:00 UTC: a new day
     assert (await billing.balance(ALICE)).free_tokens_left == FREE
-    third = await billing.hold(ALICE, "r3", "model", 100, 100)
-    assert (third.units, third.free_tokens) == (0, 200)
-    await billing.release(third)
+    fourth = await billing.hold(ALICE, "r4", "model", 100, 100)
+    assert (fourth.units, fourth.free_tokens) == (0, 200)
+    await billing.release(fourth)
     assert (await billing.balance(ALICE)).free_tokens_left == FREE
 
 
@@ -213,7 +221,8 @@ async def test_insufficient_credit_raises_and_writes_nothing(
     with pytest.raises(InsufficientCredit) as refused:
         await paid_only.hold(ALICE, "r1", "model", 100, 1000)
 
-    assert (refused.value.needed, refused.value.balance) == (62_000, 1000)
+    # What the prompt and the shortest useful answer (64 tokens) cost.
+    assert (refused.value.needed, refused.value.balance) == (100 * 20 + 64 * 60, 1000)
     assert await _ledger(store, ALICE) == before
     assert await paid_only.balance(ALICE) == _balance(1000, 0)
     # The refused request left no trace: the same id may be held once credit arrives.
@@ -254,9 +263,10 @@ async def test_concurrent_holds_cannot_share_the_same_free_tokens(billing: Billi
     )
 
     holds = [r for r in results if not isinstance(r, BaseException)]
-    assert len(holds) == FREE // 300
+    # Six full holds take 1800 free tokens; the seventh gets the 100 answer tokens left.
+    assert sorted(h.max_completion_tokens for h in holds) == [100] + [200] * (FREE // 300)
     assert all(isinstance(r, InsufficientCredit) for r in results if r not in holds)
-    assert await billing.balance(ALICE) == _balance(0, FREE - 300 * len(holds))
+    assert await billing.balance(ALICE) == _balance(0, 0)
     for hold in holds:
         await billing.release(hold)
 
@@ -328,7 +338,7 @@ async def test_an_invalid_receipt_is_charged_the_held_amount_and_logged(
     ]
 
 
-async def test_a_receipt_counting_more_than_was_held_is_charged_the_hold(
+async def test_a_receipt_counting_more_than_was_held_is_charged_in_full(
     paid_only: Billing,
 ) -> None:
     await paid_only.credit(ALICE, STAR, "grant", "g")
@@ -337,9 +347,45 @@ async def test_a_receipt_counting_more_than_was_held_is_charged_the_hold(
     with capture_logs() as logs:
         charge = await paid_only.settle(hold, 50, 500, receipt_valid=True)
 
-    assert charge.units == hold.units
-    assert (await paid_only.balance(ALICE)).units == STAR - hold.units
-    assert [entry["event"] for entry in logs] == ["billing.settle_capped"]
+    assert charge.units == charge.cost == 50 * 20 + 500 * 60 > hold.units
+    assert (await paid_only.balance(ALICE)).units == STAR - charge.units
+    assert [entry["event"] for entry in logs] == ["billing.over_hold"]
+
+
+async def test_past_the_balance_a_receipt_overdraws_and_answers_stop_until_a_top_up(
+    billing: Billing, clock: Clock
+) -> None:
+    await billing.credit(ALICE, 10_000, "grant", "g")
+    hold = await billing.hold(ALICE, "r1", "model", 1000, 1000)
+    assert hold.free_tokens == FREE
+
+    # The model server counted far more than the ceilings (a tokenizer nobody foresaw).
+    with capture_logs() as logs:
+        charge = await billing.settle(hold, 3000, 1000, receipt_valid=True)
+
+    # Free tokens first, then the balance, then the overdraft: nothing is capped.
+    assert (charge.free_tokens, charge.cost) == (FREE, 3000 * 20 + 1000 * 60)
+    assert charge.units == 1000 * 20 + 1000 * 60
+    assert await billing.balance(ALICE) == _balance(10_000 - charge.units, 0)
+    events = [entry["event"] for entry in logs]
+    assert events == ["billing.over_hold", "billing.overdraft"]
+    with pytest.raises(InsufficientCredit) as refused:
+        await billing.hold(ALICE, "r2", "model", 10, 10)
+    assert refused.value.balance == 10_000 - charge.units < 0
+    await billing.credit(ALICE, STAR, "purchase", "c1")
+    clock.advance(DAY)
+    assert (await billing.hold(ALICE, "r2", "model", 10, 10)).units == 0
+
+
+async def test_an_answer_may_use_free_tokens_another_hold_gave_back(billing: Billing) -> None:
+    first = await billing.hold(ALICE, "r1", "model", 100, 100)
+    other = await billing.hold(ALICE, "r2", "model", 100, 100)
+    await billing.release(other)  # 200 free tokens back in the pool
+
+    charge = await billing.settle(first, 100, 300, receipt_valid=True)
+
+    assert (charge.free_tokens, charge.units) == (400, 0)
+    assert (await billing.balance(ALICE)).free_tokens_left == FREE - 400
 
 
 async def test_a_stopped_receipt_is_charged_its_counts_and_its_status_kept(
@@ -416,7 +462,7 @@ async def test_the_estimated_outcome_migration_keeps_every_hold(tmp_path: Path) 
         with pytest.raises(sqlite3.IntegrityError):
             db.execute("UPDATE holds SET outcome = 'estimated' WHERE request_id = 'open'")
 
-    assert schema.apply(db) == ["m0003_estimated_charges"]
+    assert schema.apply(db, schema.MIGRATIONS[:3]) == ["m0003_estimated_charges"]
 
     assert [
         tuple(r)
@@ -551,3 +597,59 @@ async def test_a_closed_store_is_reported_as_an_unavailable_ledger(
 
 def _balance(units: int, free_left: int, held: int = 0) -> Balance:
     return Balance(units=units, free_tokens_left=free_left, held=held)
+
+
+async def test_the_sweep_releases_old_holds_but_spares_answers_still_running(
+    paid_only: Billing, clock: Clock
+) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    orphan = await paid_only.hold(ALICE, "orphan", "model", 10, 100)
+    running = await paid_only.hold(ALICE, "running", "model", 10, 100)
+    clock.advance(100)
+    young = await paid_only.hold(ALICE, "young", "model", 10, 100)
+
+    assert await paid_only.recover(60, keep={"running"}) == 1
+
+    assert (await paid_only.settle(orphan, 10, 10, receipt_valid=True)).outcome == "recovered"
+    assert (await paid_only.balance(ALICE)).held == running.units + young.units
+    await paid_only.release(running)
+    await paid_only.release(young)
+
+
+async def test_each_charge_keeps_its_proof_where_nothing_can_change_it(
+    paid_only: Billing, store: Store
+) -> None:
+    await paid_only.credit(ALICE, STAR, "grant", "g")
+    bundle = StoredBundle(b'{"bundle": 1}', b"s" * 64, b"o" * 32)
+    for request_id in ("r1", "r2"):
+        hold = await paid_only.hold(ALICE, request_id, "model", 10, 100)
+        proof = ReceiptProof(
+            b'{"receipt": "' + request_id.encode() + b'"}', b"x" * 64, b"k" * 32, bundle
+        )
+        await paid_only.settle(hold, 10, 20, receipt_valid=True, proof=proof)
+    estimated = await paid_only.hold(ALICE, "r3", "model", 10, 100)
+    await paid_only.estimate(estimated, 500)
+
+    rows = await store.run(
+        lambda db: db.execute(
+            "SELECT request_id, outcome, receipt, signature, receipt_key, bundle_id, price_in,"
+            " price_out, prompt_tokens, completion_tokens, cost, charged FROM usage_receipts"
+            " ORDER BY request_id"
+        ).fetchall()
+    )
+    assert [tuple(row) for row in rows] == [
+        ("r1", "settled", b'{"receipt": "r1"}', b"x" * 64, b"k" * 32, bundle.id, 20, 60, 10, 20,
+         1400, 1400),
+        ("r2", "settled", b'{"receipt": "r2"}', b"x" * 64, b"k" * 32, bundle.id, 20, 60, 10, 20,
+         1400, 1400),
+        # No receipt could be had: the bot's count, at most the answer tokens held.
+        ("r3", "estimated", None, None, None, None, 20, 60, 10, 100, 6200, 6200),
+    ]  # fmt: skip
+    (bundles,) = await store.run(lambda db: db.execute("SELECT COUNT(*) FROM bundles").fetchone())
+    assert bundles == 1
+
+    def tamper(db: Database) -> None:
+        db.execute("UPDATE usage_receipts SET charged = 0")
+
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await store.run(tamper)

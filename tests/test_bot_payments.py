@@ -117,7 +117,7 @@ async def test_no_credit_gets_buy_buttons_and_no_model_call(tmp_path: Path) -> N
     async with paying_stack(tmp_path) as stack:
         stack.telegram.send_text(USER, "Answer me for free")
         (note,) = await stack.final_messages(USER)
-        assert note["text"].startswith("Not enough credit for this answer")
+        assert note["text"].startswith("Not enough credit for an answer")
         buttons = [row[0]["text"] for row in note["reply_markup"]["inline_keyboard"]]
         assert buttons[0] == "50 ⭐ → 50 ★ credit"
         assert stack.vllm.requests == []
@@ -257,9 +257,9 @@ async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
         env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, tmp_path)
         env |= {"VEIL_STAR_PACKS": "50:50000000,250:275000000", **child_environment()}
 
-        def reconcile() -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "bot", "reconcile"],
+        def reconcile(*options: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(  # noqa: S603 -- our own command with fixed options
+                [sys.executable, "-m", "bot", "reconcile", *options],
                 capture_output=True,
                 text=True,
                 cwd=REPO,
@@ -280,3 +280,17 @@ async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
         differ = await asyncio.to_thread(reconcile)
         assert differ.returncode == 1
         assert "stxLOST" in differ.stdout
+        assert await balance_units(stack, OTHER) == 0
+        # --fix credits it (flagged: its order is unknown), says so, and only once.
+        fixed = await asyncio.to_thread(reconcile, "--fix")
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert fixed.stdout.splitlines() == [
+            (
+                f"credited payment stxLOST: 250 Stars from user {OTHER}, 250000000 µ★"
+                " (flagged: unknown_order)"
+            ),
+            "ledger and Telegram agree on 2 transaction(s)",
+        ]
+        again = await asyncio.to_thread(reconcile, "--fix")
+        assert again.stdout.splitlines() == ["ledger and Telegram agree on 2 transaction(s)"]
+        assert await balance_units(stack, OTHER) == 250 * STAR

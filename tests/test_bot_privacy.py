@@ -69,12 +69,16 @@ async def test_forget_erases_history_so_it_cannot_be_found_or_decrypted(tmp_path
         confirm = (await stack.final_messages(USER, 2))[1]
         buttons = confirm["reply_markup"]["inline_keyboard"][0]
         assert [b["text"] for b in buttons] == ["Erase everything", "Keep"]
+        # What is kept, and why: money records, never text.
+        assert "Kept: your money records" in confirm["text"]
+        assert "(never any text)" in confirm["text"]
         stack.telegram.press_button(
             USER, buttons[0]["callback_data"], message_id=confirm["message_id"]
         )
         await stack.telegram.wait_for("editMessageText")
         assert stack.telegram.sent_messages(USER)[1]["text"] == (
-            "Done: your key and 2 stored messages are gone."
+            "Done: your key and 2 stored messages are gone. Your money records (amounts and"
+            " times, no text) are kept for refunds and audits."
         )
         assert await stack.veil.store.get_user(USER) is None
         with sqlite3.connect(tmp_path / "veil.db") as db:

@@ -92,7 +92,7 @@ async def test_webhook_mode_checks_the_secret_and_answers(tmp_path: Path) -> Non
         hook = f"http://127.0.0.1:{port}/telegram/hook"
         env |= {
             "VEIL_WEBHOOK_URL": hook,
-            "VEIL_WEBHOOK_SECRET": "s3cret-header-value",
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
             "VEIL_WEBHOOK_PORT": str(port),
         }
         bot = await ManagedProcess.start("-m", "bot", env=env)
@@ -100,7 +100,7 @@ async def test_webhook_mode_checks_the_secret_and_answers(tmp_path: Path) -> Non
             await bot.wait_for_line("bot.started")
             set_hook = await telegram.wait_for("setWebhook")
             assert set_hook.params["url"] == hook
-            assert set_hook.params["secret_token"] == "s3cret-header-value"
+            assert set_hook.params["secret_token"] == "s3cret-header-value-0123456789-abcdef"
             async with aiohttp.ClientSession() as http:
                 forged = {
                     "update_id": 1,

@@ -8,16 +8,22 @@ responding", charged what its receipt says.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from structlog.testing import capture_logs
 
 from gateway.limits import Limits
-from services.chat import estimate_tokens
+from models import Store
+from services.billing import Billing, Prices
+from services.stars import StarsShop
+from services.tokens import prompt_tokens, text_tokens
 from tests.botstack import Stack, running_stack
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import split_tokens
+from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
@@ -141,9 +147,9 @@ async def test_stop_with_no_receipt_to_be_had_charges_the_bots_own_count(tmp_pat
     assert ANSWER.startswith(delivered)
     assert history == [PROMPT, delivered]
     assert (hold["outcome"], hold["receipt_status"]) == ("estimated", None)
-    # Never zero for text the user received: the delivered text plus the prompt estimate.
-    assert hold["completion"] == estimate_tokens(delivered)
-    assert hold["prompt"] == estimate_tokens(PROMPT)
+    # Never zero for text the user received: the ceilings of the delivered text and prompt.
+    assert hold["completion"] == text_tokens(delivered)
+    assert hold["prompt"] == prompt_tokens([{"role": "user", "content": PROMPT}])
     assert hold["charged"] == PRICE_IN * hold["prompt"] + PRICE_OUT * hold["completion"] > 0
 
 
@@ -190,3 +196,165 @@ async def test_a_full_gateway_pool_tells_the_user_the_service_is_busy(tmp_path: 
     assert busy == "All model servers are busy right now. Please try again in a minute."
     assert first == ANSWER
     assert requests == 1  # the second request never reached a gateway
+
+
+async def test_stop_at_95_percent_charges_exactly_what_was_delivered(tmp_path: Path) -> None:
+    answer = " ".join(f"zebra{i}" for i in range(100))
+    async with running_stack(tmp_path, answer=answer, free_tokens_per_day=0) as stack:
+        await fund(stack)
+        stack.vllm.stall_after = 96  # the model pauses after 96 of its 100 tokens
+        stack.telegram.send_text(USER, PROMPT)
+        draft = await stack.telegram.wait_for(
+            "sendMessageDraft", lambda c: "zebra95" in str(c.params.get("text", ""))
+        )
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        (message,) = await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        (hold,) = await closed_holds(stack)
+        await assert_books_balance(stack, hold)
+    assert message["text"] == " ".join(f"zebra{i}" for i in range(96))
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "stopped")
+    assert hold["completion"] == 96
+    assert hold["charged"] == PRICE_IN * hold["prompt"] + PRICE_OUT * 96
+
+
+async def test_a_late_stop_press_never_stops_the_next_answer(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer=ANSWER, token_delay=0.02, free_tokens_per_day=0
+    ) as stack:
+        await fund(stack)
+        stack.telegram.send_text(USER, PROMPT)
+        first = await stack.telegram.wait_for("sendMessageDraft")
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        stack.telegram.send_text(USER, "And again")
+        second = await stack.telegram.wait_for(
+            "sendMessageDraft",
+            lambda c: c.params["draft_id"] != first.params["draft_id"],
+        )
+        stack.telegram.stop_generation(USER, int(first.params["draft_id"]))  # the old draft's
+        messages = await stack.final_messages(USER, 2, within=20)
+        holds = await closed_holds(stack)
+        assert await stack.veil.billing.check_invariant() == []
+    assert messages[1]["text"] == ANSWER  # not stopped
+    assert [h["receipt_status"] for h in holds] == ["complete", "complete"]
+    assert second.params["draft_id"] != first.params["draft_id"]
+
+
+async def test_a_stop_while_the_hold_is_written_leaves_nothing_reserved(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer="Short.", free_tokens_per_day=5000, db_busy_timeout=10
+    ) as stack:
+        stack.telegram.send_text(USER, "first, so the user and conversation exist")
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        free_before = (await stack.veil.billing.balance(USER)).free_tokens_left
+        with ledger_locked(tmp_path / "veil.db"):
+            stack.telegram.send_text(USER, PROMPT)
+            # The hold's write is waiting for the lock; the user presses stop meanwhile.
+            async with asyncio.timeout(10):
+                while not (g := stack.veil.chat._active.get(USER)) or not g.holds:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            stack.telegram.send_text(USER, "/cancel")
+            await asyncio.sleep(0.5)
+        stopped = await stack.reply_text(USER, 1)
+        await asyncio.sleep(0.2)
+        balance = await stack.veil.billing.balance(USER)
+        holds = await closed_holds(stack)
+        assert await stack.veil.billing.check_invariant() == []
+        requests = len(stack.vllm.requests)
+    assert stopped == "Stopped."
+    assert (balance.held, balance.free_tokens_left) == (0, free_before)
+    assert [h["outcome"] for h in holds] == ["settled", "released"]
+    assert requests == 1  # the stopped question never reached the model
+
+
+async def test_a_stop_while_the_final_message_is_sent_changes_nothing(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, free_tokens_per_day=0) as stack:
+        await fund(stack)
+        # The final message meets flood control: aiogram's retry waits a second.
+        stack.telegram.fail_next("sendMessage", status=429, description="Too Many", retry_after=1)
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.telegram.wait_for("sendMessage", lambda c: c.answered != "ok")
+        draft = stack.telegram.calls_of("sendMessageDraft")[-1]
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        stack.telegram.send_text(USER, "/cancel")
+        messages = await stack.final_messages(USER, 2)
+        history = await stack.stored_turns(USER, 2)
+        (hold,) = await closed_holds(stack)
+        await assert_books_balance(stack, hold)
+    # Delivered whole (while it waited, /cancel had nothing left to stop).
+    assert sorted(m["text"] for m in messages) == sorted(
+        [ANSWER, "Nothing is being written right now."]
+    )
+    assert history == [PROMPT, ANSWER]
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "complete")
+
+
+async def test_shutdown_mid_answer_still_settles_delivers_and_stores(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer=ANSWER, token_delay=0.05, free_tokens_per_day=0
+    ) as stack:
+        await fund(stack)
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.telegram.wait_for("sendMessageDraft")
+    # The stack stopped (polling, then the bot): the answer was stopped, not dropped.
+    (message,) = stack.telegram.sent_messages(USER)
+    assert ANSWER.startswith(message["text"])
+    assert 0 < len(message["text"]) < len(ANSWER)
+    store = await Store.open(tmp_path / "veil.db", stack.veil.store._master_key)
+    try:
+        conversation = await store.active_conversation(USER)
+        turns = [t.text for t in await store.history(USER, conversation)]
+        rows = await store.run(
+            lambda db: db.execute("SELECT outcome, receipt_status FROM holds").fetchall()
+        )
+        assert await Billing(store, Prices.parse("*=20/60"), 0).check_invariant() == []
+    finally:
+        await store.close()
+    assert turns == [PROMPT, message["text"]]
+    assert [tuple(r) for r in rows] == [("settled", "stopped")]
+
+
+async def test_the_upkeep_loop_sweeps_stale_holds_and_expired_orders_while_running(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0, sweep_every=0.05) as stack:
+        await fund(stack)
+        veil = stack.veil
+        past = time.time() - veil.chat.hold_lifetime - 60
+        ago = Billing(veil.store, Prices.parse("*=20/60"), 0, clock=lambda: past)
+        orphan = await ago.hold(USER, "a" * 32, "veil-test", 10, 100)  # a crash's leftover
+        days_ago = time.time() - 2 * 86_400  # expired more than a day ago
+        stale = await StarsShop(veil.store, veil.shop.packs, clock=lambda: days_ago).create_order(
+            USER, veil.shop.packs[0].id
+        )
+        async with asyncio.timeout(10):
+            while (await veil.billing.balance(USER)).held:  # noqa: ASYNC110 -- polls the ledger
+                await asyncio.sleep(0.02)
+            while await veil.shop.order(stale.id) is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert (await veil.billing.release(orphan)).outcome == "recovered"
+        assert await veil.billing.check_invariant() == []
+
+
+async def test_text_already_shown_is_delivered_even_when_the_ledger_cannot_settle(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(
+        tmp_path, answer=ANSWER, token_delay=0.02, free_tokens_per_day=0, db_busy_timeout=0.2
+    ) as stack:
+        await fund(stack)
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, PROMPT)
+            await stack.telegram.wait_for("sendMessageDraft")
+            with ledger_locked(tmp_path / "veil.db"):
+                messages = await stack.final_messages(USER, 2, within=20)
+        balance = await stack.veil.billing.balance(USER)
+        # Left to the sweep, which releases it (unbilled) once it is older than any answer.
+        assert await stack.veil.billing.recover(0) == 1
+        assert await stack.veil.billing.check_invariant() == []
+    assert messages[0]["text"] == ANSWER
+    assert messages[1]["text"].startswith("Your history could not be read or saved.")
+    assert balance.held > 0
+    assert "chat.settle_failed" in [entry["event"] for entry in logs]

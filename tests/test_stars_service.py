@@ -390,3 +390,47 @@ async def test_stats_count_users_activity_stars_and_refunds(
         50,
         0,
     )
+
+
+async def test_expired_unpaid_orders_are_purged_and_paid_ones_kept(
+    shop: StarsShop, store: Store, clock: Clock
+) -> None:
+    paid = await shop.create_order(ALICE, "50")
+    await shop.record_payment(ALICE, paid.id, "XTR", 50, "charge-1")
+    stale = await shop.create_order(BOB, "50")
+    clock.advance(3600 + 86_400 + 1)
+    fresh = await shop.create_order(BOB, "250")
+
+    assert await shop.purge_expired_orders() == 1
+    assert await shop.purge_expired_orders() == 0
+
+    assert await shop.order(stale.id) is None
+    assert await shop.order(paid.id) is not None
+    assert await shop.order(fresh.id) is not None
+    (count,) = await store.run(lambda db: db.execute("SELECT COUNT(*) FROM orders").fetchone())
+    assert count == 2
+
+
+async def test_fix_credits_what_telegram_lists_once_and_says_so(
+    shop: StarsShop, billing: Billing
+) -> None:
+    order = await shop.create_order(ALICE, "250")
+    await shop.record_payment(BOB, "x", "XTR", 50, "c-booked")
+    telegram = [
+        StarTx("c-booked", 50, is_refund=False, user_id=BOB, payload="x"),
+        StarTx("c-lost", 250, is_refund=False, user_id=ALICE, payload=order.id),
+        StarTx("c-stray", 75, is_refund=False, user_id=BOB, payload="never-made"),
+        StarTx("c-booked", 50, is_refund=True, user_id=BOB),
+    ]
+
+    lines = await shop.fix(telegram)
+
+    assert lines == [
+        f"credited payment c-lost: 250 Stars from user {ALICE}, 275000000 µ★",
+        f"credited payment c-stray: 75 Stars from user {BOB}, 75000000 µ★ (flagged: unknown_order)",
+        f"took back refund c-booked: 50000000 µ★ from user {BOB}",
+    ]
+    assert await shop.fix(telegram) == []  # idempotent: by charge id
+    assert await shop.reconcile(telegram) == []
+    assert await _units(billing, ALICE) == 275 * STAR
+    assert await _units(billing, BOB) == 75 * STAR

@@ -1,0 +1,52 @@
+"""``python -m bot audit``: check every charge again, offline, and print the totals.
+
+Reads the database only (nothing is sent anywhere) and verifies each charge's stored receipt
+against the pinned operator keys (``VEIL_OPERATOR_KEYS``): see ``services.audit``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from models import MasterKey, Store
+from services.audit import Auditor, AuditReport
+from services.billing import format_units
+
+if TYPE_CHECKING:
+    from bot.settings import BotSettings
+
+
+async def audit(settings: BotSettings) -> AuditReport:
+    """Audit the database the settings name."""
+    store = await Store.open(
+        settings.database_path,
+        MasterKey.load_or_create(settings.master_key_path),
+        busy_timeout=settings.db_busy_timeout,
+    )
+    try:
+        return await Auditor(store, settings.verify_keys).run()
+    finally:
+        await store.close()
+
+
+def report_lines(report: AuditReport) -> list[str]:
+    """The report as the command prints it: problems first, then the totals."""
+    outcomes = ", ".join(f"{count} {name}" for name, count in sorted(report.by_outcome.items()))
+    lines = list(report.problems)
+    lines.append(
+        f"charges: {report.charges} ({outcomes or 'none'}); tokens:"
+        f" {report.prompt_tokens} prompt + {report.completion_tokens} answer;"
+        f" gross {format_units(report.gross)} ★, charged {format_units(report.charged)} ★"
+        f" after free tokens"
+    )
+    if report.legacy:
+        lines.append(
+            f"before receipts were kept: {report.legacy} charge(s),"
+            f" {format_units(report.legacy_charged)} ★ (not provable)"
+        )
+    lines.append(f"payments: {report.payments}, {report.stars_received} Stars")
+    if report.ok:
+        lines.append("every charge proves: its receipt verifies and its amount matches its price")
+    else:
+        lines.append(f"{len(report.problems)} problem(s) found")
+    return lines

@@ -1,0 +1,276 @@
+"""The payment desk: journals payment updates before Telegram hears of them, books, tells users.
+
+How an update is journaled before it is acknowledged depends on how it arrives:
+
+- Long polling acknowledges an update when the next ``getUpdates`` carries an offset past it,
+  and aiogram's dispatcher asks for the next batch as soon as it has handed this one to
+  handler tasks, before any handler ran. So ``JournalMiddleware`` sits on the Bot session and
+  journals the payment updates of a ``getUpdates`` reply before the dispatcher even sees them.
+  If the journal cannot be written it raises: aiogram then backs off and fetches the same
+  batch again (same offset), so nothing is acknowledged unwritten.
+- The webhook answers Telegram only after the journal write (``bot.webhook``).
+
+Then the payment handler asks the desk to book the entry at once; if the ledger cannot take it
+within its busy timeout (the handler's budget), the user is told the credit is delayed and the
+desk's loop books it with backoff (0.5 s doubling to a minute) until it sticks, then tells the
+user it is credited. At start the loop books whatever a crash left open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, cast
+
+import structlog
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.methods import GetUpdates
+
+from services.billing import format_units
+from services.errors import JournalUnavailable, LedgerUnavailable
+from services.journal import JournalEntry
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from aiogram import Bot
+    from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
+    from aiogram.methods import Response, TelegramMethod
+    from aiogram.methods.base import TelegramType
+    from aiogram.types import Message, Update
+
+    from bot.texts import Catalogs, Texts
+    from services.journal import Booking, PaymentJournal
+
+log = structlog.get_logger("veil.payments")
+
+RETRY_FIRST_S = 0.5
+RETRY_MOST_S = 60.0
+IDLE_CHECK_S = 60.0  # the loop looks for open entries at least this often
+
+
+def entry_from_message(
+    message: Message, *, update_id: int | None = None, now: float | None = None
+) -> JournalEntry | None:
+    """The journal entry for a payment or refund message; None for any other message."""
+    user = message.from_user
+    if user is None:
+        return None
+    received = int(time.time() if now is None else now)
+    if (paid := message.successful_payment) is not None:
+        return JournalEntry(
+            kind="payment",
+            user_id=user.id,
+            language=user.language_code,
+            payload=paid.invoice_payload,
+            currency=paid.currency,
+            total_amount=paid.total_amount,
+            charge_id=paid.telegram_payment_charge_id,
+            is_recurring=bool(paid.is_recurring),
+            subscription_expires_at=paid.subscription_expiration_date,
+            received_at=received,
+            update_id=update_id,
+        )
+    if (refund := message.refunded_payment) is not None:
+        return JournalEntry(
+            kind="refund",
+            user_id=user.id,
+            language=user.language_code,
+            payload=refund.invoice_payload,
+            currency=refund.currency,
+            total_amount=refund.total_amount,
+            charge_id=refund.telegram_payment_charge_id,
+            received_at=received,
+            update_id=update_id,
+        )
+    return None
+
+
+def entry_from_update(update: Update) -> JournalEntry | None:
+    """The journal entry for a payment or refund update; None for any other update."""
+    if update.message is None:
+        return None
+    return entry_from_message(update.message, update_id=update.update_id)
+
+
+class PaymentDesk:
+    """Books journaled payments and refunds and tells the users; retries until each sticks."""
+
+    def __init__(  # noqa: PLR0913 -- its parts and two retry settings
+        self,
+        journal: PaymentJournal,
+        bot: Bot,
+        catalogs: Catalogs,
+        admins: frozenset[int] = frozenset(),
+        *,
+        retry_first: float = RETRY_FIRST_S,
+        retry_most: float = RETRY_MOST_S,
+    ) -> None:
+        self.journal = journal
+        self._bot = bot
+        self._catalogs = catalogs
+        self._admins = admins
+        self._retry_first = retry_first
+        self._retry_most = retry_most
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._wake = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return "PaymentDesk()"
+
+    async def record(self, entries: Sequence[JournalEntry]) -> None:
+        """Journal entries durably; raises ``JournalUnavailable`` (do not acknowledge then)."""
+        await self.journal.record(entries)
+
+    async def take(self, entry: JournalEntry) -> None:
+        """A payment or refund arrived (the handler): journal it if not yet, then book it now.
+
+        If even the journal cannot be written, the entry is booked straight away; if the
+        ledger cannot take it either, the error goes up (the update was not journaled, so it
+        was not acknowledged by the middleware or the webhook either).
+        """
+        try:
+            await self.journal.record([entry])
+        except JournalUnavailable:
+            log.exception("payments.journal_unavailable", charge_id=entry.charge_id)
+            booking = await self.journal.book(entry)
+            await self._tell(booking, late=False)
+            return
+        await self.process(entry.key)
+
+    async def process(self, key: str) -> bool:
+        """Book one entry and tell its user; True when it is finished, False to retry later."""
+        async with self._locks[key]:
+            try:
+                return await self._process(key)
+            finally:
+                if not self._locks[key].locked():
+                    self._locks.pop(key, None)
+
+    async def _process(self, key: str) -> bool:
+        entry = await self.journal.get(key)
+        if entry is None or entry.notified_at is not None:
+            return True
+        try:
+            booking = await self.journal.book(entry)
+        except LedgerUnavailable:
+            await self.journal.failed(entry)
+            log.warning(
+                "payments.booking_deferred", charge_id=entry.charge_id, attempts=entry.attempts + 1
+            )
+            if not entry.told and entry.kind == "payment":
+                await self._send(entry.user_id, self._texts(entry)("payment_pending"))
+                await self.journal.told(entry)
+            self._wake.set()
+            return False
+        late = entry.attempts > 0
+        if not await self._tell(booking, late=late):
+            return False
+        await self.journal.finished(entry)
+        return True
+
+    async def process_pending(self) -> bool:
+        """Book every open entry in arrival order; True when none is left open."""
+        finished = True
+        for entry in await self.journal.pending():
+            finished = await self.process(entry.key) and finished
+        return finished
+
+    async def run(self) -> None:
+        """Book open entries until cancelled: at once, after each failure with backoff."""
+        delay = self._retry_first
+        while True:
+            self._wake.clear()
+            try:
+                done = await self.process_pending()
+            except (JournalUnavailable, LedgerUnavailable):
+                log.exception("payments.retry_failed")
+                done = False
+            if done:
+                delay, wait = self._retry_first, IDLE_CHECK_S
+            else:
+                wait, delay = delay, min(delay * 2, self._retry_most)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _tell(self, booking: Booking, *, late: bool) -> bool:
+        """Tell the user (and the admins, for a flagged payment); False to try again later."""
+        entry = booking.entry
+        texts = self._texts(entry)
+        if entry.kind == "payment":
+            text = texts(
+                "paid_thanks_late" if late else "paid_thanks",
+                stars=entry.total_amount,
+                credit=format_units(booking.units),
+                balance=format_units(booking.balance),
+            )
+        elif booking.applies:
+            text = texts(
+                "refunded_notice",
+                credit=format_units(booking.units),
+                balance=format_units(booking.balance),
+            )
+        else:
+            return True  # a refund of a payment we never had: nothing to take back or say
+        if not await self._send(entry.user_id, text):
+            return False
+        if entry.kind == "payment" and booking.flagged:
+            admin_texts = self._catalogs.for_language(None)
+            for admin in self._admins:
+                await self._send(
+                    admin,
+                    admin_texts(
+                        "admin_flagged",
+                        reason=booking.flag_reason,
+                        user=entry.user_id,
+                        charge=entry.charge_id,
+                        stars=entry.total_amount,
+                        credit=format_units(booking.units),
+                    ),
+                )
+        return True
+
+    async def _send(self, chat_id: int, text: str) -> bool:
+        """Send a message; False only when Telegram could not be reached (worth a retry)."""
+        try:
+            await self._bot.send_message(chat_id, text)
+        except TelegramNetworkError:
+            log.warning("payments.notify_unreachable")
+            return False
+        except TelegramAPIError as exc:  # blocked, deleted: telling again would not help
+            log.warning("payments.notify_refused", error=type(exc).__name__)
+        return True
+
+    def _texts(self, entry: JournalEntry) -> Texts:
+        return self._catalogs.for_language(entry.language)
+
+
+class JournalMiddleware(BaseRequestMiddleware):
+    """Journals the payment updates of each ``getUpdates`` reply before aiogram sees them.
+
+    The next ``getUpdates`` (whose offset acknowledges this batch) cannot be sent before this
+    returns. A journal failure raises, so aiogram backs off and fetches the same batch again.
+    """
+
+    def __init__(self, desk: PaymentDesk) -> None:
+        self.desk = desk
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the method; journal the payment updates of a ``getUpdates`` reply."""
+        response = await make_request(bot, method)
+        # aiogram's chain hands back the method's result (here the updates), not a Response.
+        result: object = response
+        if isinstance(method, GetUpdates) and isinstance(result, list):
+            updates = cast("list[Update]", result)
+            entries = [e for u in updates if (e := entry_from_update(u)) is not None]
+            if entries:
+                await self.desk.record(entries)
+        return response

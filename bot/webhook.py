@@ -1,0 +1,88 @@
+"""The webhook: Telegram's POSTs, checked, with payments journaled before the answer.
+
+aiogram's ``SimpleRequestHandler`` skips the secret check when the secret is empty and answers
+HTTP 500 when the header holds non-ASCII characters (``secrets.compare_digest`` refuses them).
+``VeilWebhook`` checks the header itself: a missing or malformed one (wrong characters, wrong
+length, non-ASCII) or a wrong one gets 401 and changes nothing. A body that is not an update
+gets 400. A payment or refund update is written to the payment journal before the answer, and
+a journal that cannot be written gets 503, so Telegram delivers the update again later. Every
+update is then handled in the background, as aiogram does, so Telegram is answered at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+from typing import TYPE_CHECKING
+
+import structlog
+from aiogram.methods import TelegramMethod
+from aiogram.types import Update
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.payments import entry_from_update
+from services.errors import JournalUnavailable
+
+if TYPE_CHECKING:
+    from aiogram import Bot, Dispatcher
+
+    from bot.payments import PaymentDesk
+
+log = structlog.get_logger("veil.webhook")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
+_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
+
+
+class VeilWebhook(SimpleRequestHandler):
+    """Checks the secret header, journals payment updates, then feeds the dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret: str, desk: PaymentDesk) -> None:
+        if not secret:
+            raise ValueError("a webhook needs a secret")
+        super().__init__(dispatcher, bot, handle_in_background=True, secret_token=secret)
+        self._secret = secret.encode("ascii")
+        self._desk = desk
+
+    async def close(self) -> None:
+        """Leave the Bot's session open: answers still finishing need it; the app closes it."""
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:  # noqa: ARG002 -- aiogram's signature
+        """True only for a well-formed header equal to the secret (compared in constant time)."""
+        if not _SECRET_SHAPE.fullmatch(telegram_secret_token):
+            return False
+        return hmac.compare_digest(telegram_secret_token.encode("ascii"), self._secret)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Refuse, journal, then answer and handle the update in the background."""
+        if not self.verify_secret(request.headers.get(SECRET_HEADER, ""), self.bot):
+            log.warning("webhook.refused", reason="secret")
+            return web.Response(status=401, text="Unauthorized")
+        try:
+            raw = await request.json(loads=self.bot.session.json_loads)
+            update = Update.model_validate(raw, context={"bot": self.bot})
+        except (ValueError, ValidationError):
+            log.warning("webhook.refused", reason="not an update")
+            return web.Response(status=400, text="Bad Request")
+        entry = entry_from_update(update)
+        if entry is not None:
+            try:
+                await self._desk.record([entry])
+            except JournalUnavailable:
+                log.exception("webhook.journal_unavailable", update_id=update.update_id)
+                return web.Response(status=503, text="Service Unavailable")
+        task = asyncio.create_task(self._feed(update))
+        self._background_feed_update_tasks.add(task)
+        task.add_done_callback(self._background_feed_update_tasks.discard)
+        return web.json_response({})
+
+    async def _feed(self, update: Update) -> None:
+        try:
+            result = await self.dispatcher.feed_update(self.bot, update, **self.data)
+            if isinstance(result, TelegramMethod):
+                await self.dispatcher.silent_call_request(bot=self.bot, result=result)
+        except Exception:  # the edge: a handler's failure becomes a log line
+            log.exception("webhook.update_failed", update_id=update.update_id)

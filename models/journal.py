@@ -1,0 +1,278 @@
+"""The payment journal: every payment update, written durably before Telegram hears it arrived.
+
+A separate SQLite file (``journal.db`` beside the bot's database) with ``synchronous=FULL``, so
+an entry survives a crash or power cut the moment ``record`` returns, and so a locked, full or
+failing main database cannot stop a payment from being written down. Each entry keeps only
+what booking needs (user, payload, amount, charge id: no names, no message text) and how far
+it got: ``booked_at`` once the ledger has it, ``notified_at`` once the user was told.
+
+One connection on one worker thread, like the main store; every call runs there in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from sqlite_utils import Database
+
+from models import migrations
+from models.records import StorageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+T = TypeVar("T")
+
+EntryKind = Literal["payment", "refund"]
+_FILE_MODE = 0o600
+_COLUMNS = (
+    "key, kind, update_id, user_id, language, payload, currency, total_amount, charge_id,"
+    " is_recurring, subscription_expires_at, received_at, booked_at, notified_at, attempts, told"
+)
+
+
+def j0001_payment_journal(db: Database) -> None:
+    """Payment and refund updates, by ``kind:charge id``, in the order they arrived."""
+    db.execute(
+        """
+        CREATE TABLE payment_journal (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('payment', 'refund')),
+            update_id INTEGER,
+            user_id INTEGER NOT NULL,
+            language TEXT,
+            payload TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            total_amount INTEGER NOT NULL,
+            charge_id TEXT NOT NULL,
+            is_recurring INTEGER NOT NULL DEFAULT 0,
+            subscription_expires_at INTEGER,
+            received_at INTEGER NOT NULL,
+            booked_at INTEGER,
+            notified_at INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            told INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX payment_journal_open ON payment_journal(seq) WHERE notified_at IS NULL"
+    )
+
+
+JOURNAL_MIGRATIONS: list[migrations.Migration] = [j0001_payment_journal]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One payment update: what booking needs, and how far it got.
+
+    ``key`` is ``payment:<charge id>`` or ``refund:<charge id>``, so a redelivered update is the
+    same entry. ``attempts`` counts failed bookings; ``told`` is whether the user was told the
+    credit is delayed.
+    """
+
+    kind: EntryKind
+    user_id: int
+    payload: str
+    currency: str
+    total_amount: int
+    charge_id: str
+    received_at: int
+    update_id: int | None = None
+    language: str | None = None
+    is_recurring: bool = False
+    subscription_expires_at: int | None = None
+    booked_at: int | None = None
+    notified_at: int | None = None
+    attempts: int = 0
+    told: bool = False
+
+    @property
+    def key(self) -> str:
+        """``kind:charge id``: one entry per money event, however often Telegram sends it."""
+        return f"{self.kind}:{self.charge_id}"
+
+
+class Journal:
+    """Async access to the journal file; ``Journal.open`` it, ``close`` it at the end."""
+
+    def __init__(self, path: Path, executor: ThreadPoolExecutor, db: Database) -> None:
+        self._path = path
+        self._executor = executor
+        self._db = db
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self._path)!r})"
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout: float = 5.0) -> Journal:
+        """Open (or create) the journal at ``path``; raise ``StorageError`` if it is unusable."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-journal")
+        loop = asyncio.get_running_loop()
+        try:
+            db = await loop.run_in_executor(executor, _connect, path, busy_timeout)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, executor, db)
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread (calls already made finish first)."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._db.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    async def record(self, entries: Sequence[JournalEntry]) -> int:
+        """Write entries durably (known keys are left as they are); how many were new."""
+        return await self._call(lambda db: _record(db, entries))
+
+    async def get(self, key: str) -> JournalEntry | None:
+        """The entry with this key, or None."""
+        return await self._call(lambda db: _get(db, key))
+
+    async def pending(self) -> list[JournalEntry]:
+        """Entries whose user has not been told yet (booked or not), in arrival order."""
+        return await self._call(_pending)
+
+    async def mark_booked(self, key: str, at: int) -> None:
+        """The ledger has the entry's money event."""
+        await self._update(key, "booked_at = COALESCE(booked_at, ?)", at)
+
+    async def mark_failed(self, key: str) -> None:
+        """Booking the entry failed once more."""
+        await self._update(key, "attempts = attempts + ?", 1)
+
+    async def mark_told(self, key: str) -> None:
+        """The user was told the credit is delayed."""
+        await self._update(key, "told = ?", 1)
+
+    async def mark_notified(self, key: str, at: int) -> None:
+        """The user was told the money event is done; the entry is finished."""
+        await self._update(key, "notified_at = COALESCE(notified_at, ?)", at)
+
+    async def purge(self, notified_before: int) -> int:
+        """Delete finished entries told before ``notified_before``; how many went."""
+
+        def purge(db: Database) -> int:
+            cursor = db.execute(
+                "DELETE FROM payment_journal WHERE notified_at IS NOT NULL AND notified_at < ?",
+                [notified_before],
+            )
+            return int(cursor.rowcount)
+
+        return await self._call(purge)
+
+    async def _update(self, key: str, assignment: str, value: int) -> None:
+        sql = f"UPDATE payment_journal SET {assignment} WHERE key = ?"  # noqa: S608 -- constants
+        await self._call(lambda db: db.execute(sql, [value, key]))
+
+    async def _call(self, fn: Callable[[Database], T]) -> T:
+        if self._closed:
+            raise StorageError("the journal is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, self._db)
+        except sqlite3.Error as exc:
+            raise StorageError(f"journal error: {exc}") from exc
+
+
+def _connect(path: Path, busy_timeout: float) -> Database:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, _FILE_MODE))
+        conn = sqlite3.connect(path, timeout=busy_timeout)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open the payment journal {path}: {exc}") from exc
+    db = Database(conn, execute_plugins=False)
+    try:
+        db.enable_wal()
+        db.execute("PRAGMA synchronous = FULL")  # an entry is on disk when record returns
+        migrations.apply(db, JOURNAL_MIGRATIONS)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StorageError(f"cannot open the payment journal {path}: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
+    new = 0
+    with db.atomic():
+        for entry in entries:
+            cursor = db.execute(
+                f"INSERT INTO payment_journal ({_COLUMNS})"  # noqa: S608 -- a constant column list
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                [
+                    entry.key,
+                    entry.kind,
+                    entry.update_id,
+                    entry.user_id,
+                    entry.language,
+                    entry.payload,
+                    entry.currency,
+                    entry.total_amount,
+                    entry.charge_id,
+                    int(entry.is_recurring),
+                    entry.subscription_expires_at,
+                    entry.received_at,
+                    entry.booked_at,
+                    entry.notified_at,
+                    entry.attempts,
+                    int(entry.told),
+                ],
+            )
+            new += cursor.rowcount
+    return new
+
+
+def _get(db: Database, key: str) -> JournalEntry | None:
+    row = db.execute(
+        f"SELECT {_COLUMNS} FROM payment_journal WHERE key = ?",  # noqa: S608 -- a constant column list
+        [key],
+    ).fetchone()
+    return None if row is None else _entry(row)
+
+
+def _pending(db: Database) -> list[JournalEntry]:
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM payment_journal WHERE notified_at IS NULL ORDER BY seq"  # noqa: S608 -- a constant column list
+    ).fetchall()
+    return [_entry(row) for row in rows]
+
+
+def _entry(row: Any) -> JournalEntry:  # noqa: ANN401 -- a sqlite3 row is untyped
+    kind: EntryKind = "refund" if row[1] == "refund" else "payment"
+    return JournalEntry(
+        kind=kind,
+        update_id=None if row[2] is None else int(row[2]),
+        user_id=int(row[3]),
+        language=None if row[4] is None else str(row[4]),
+        payload=str(row[5]),
+        currency=str(row[6]),
+        total_amount=int(row[7]),
+        charge_id=str(row[8]),
+        is_recurring=bool(row[9]),
+        subscription_expires_at=None if row[10] is None else int(row[10]),
+        received_at=int(row[11]),
+        booked_at=None if row[12] is None else int(row[12]),
+        notified_at=None if row[13] is None else int(row[13]),
+        attempts=int(row[14]),
+        told=bool(row[15]),
+    )

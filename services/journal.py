@@ -1,0 +1,171 @@
+"""No payment lost: payment updates journaled before Telegram is told, booked until they stick.
+
+The bot writes every ``successful_payment`` and ``refunded_payment`` update to the journal
+(``models.journal``, a file of its own with ``synchronous=FULL``) before the update is
+acknowledged: in polling mode before ``getUpdates`` can move its offset past it, in webhook
+mode before the HTTP answer. Booking then goes through the Stars shop, which credits each
+charge id once, so an entry can be booked again and again until it sticks: after a locked or
+full ledger, an I/O error, or a crash between the journal write and the booking (the entries
+still open are booked at the next start). An entry is finished once its user was told.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from models import StorageError
+from models.journal import JournalEntry
+from services.errors import JournalUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from models.journal import Journal
+    from services.billing import Billing
+    from services.stars import StarsShop
+
+__all__ = ["Booking", "JournalEntry", "PaymentJournal"]
+
+log = structlog.get_logger("veil.journal")
+
+KEEP_FINISHED_S = 30 * 86_400  # finished entries are kept a month, then purged
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """What booking one entry did.
+
+    ``applies`` is False for a refund of a payment the ledger does not know (nothing to take
+    back, nothing to tell). ``units`` is what the payment credited or the refund took back;
+    ``new`` whether the ledger changed just now; ``balance`` the user's balance afterwards.
+    """
+
+    entry: JournalEntry
+    applies: bool
+    new: bool
+    units: int
+    balance: int
+    flagged: bool = False
+    flag_reason: str | None = None
+
+
+class PaymentJournal:
+    """Records payment updates durably and books them into the ledger, idempotently."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        shop: StarsShop,
+        billing: Billing,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._journal = journal
+        self._shop = shop
+        self._billing = billing
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "PaymentJournal()"
+
+    async def record(self, entries: Sequence[JournalEntry]) -> int:
+        """Write entries durably before their update is acknowledged; how many were new.
+
+        Raises ``JournalUnavailable``: then the update must not be acknowledged.
+        """
+        try:
+            new = await self._journal.record(entries)
+        except StorageError as exc:
+            raise JournalUnavailable("the payment journal cannot be written") from exc
+        if new:
+            log.info("journal.recorded", entries=new, charges=[e.charge_id for e in entries])
+        return new
+
+    async def get(self, key: str) -> JournalEntry | None:
+        """The entry with this key, or None."""
+        try:
+            return await self._journal.get(key)
+        except StorageError as exc:
+            raise JournalUnavailable("the payment journal cannot be read") from exc
+
+    async def pending(self) -> list[JournalEntry]:
+        """Entries whose user has not been told yet, oldest first."""
+        try:
+            return await self._journal.pending()
+        except StorageError as exc:
+            raise JournalUnavailable("the payment journal cannot be read") from exc
+
+    async def book(self, entry: JournalEntry) -> Booking:
+        """Put the entry's money event in the ledger (once, however often this is called).
+
+        Raises ``LedgerUnavailable`` when the ledger cannot be written: try again later.
+        """
+        if entry.kind == "payment":
+            result = await self._shop.record_payment(
+                entry.user_id,
+                entry.payload,
+                entry.currency,
+                entry.total_amount,
+                entry.charge_id,
+                is_recurring=entry.is_recurring,
+                subscription_expiration=entry.subscription_expires_at,
+            )
+            booking = Booking(
+                entry,
+                applies=True,
+                new=result.new,
+                units=result.units,
+                balance=(await self._billing.balance(entry.user_id)).units,
+                flagged=result.flagged,
+                flag_reason=result.flag_reason,
+            )
+        else:
+            new = await self._shop.record_refund(entry.user_id, entry.charge_id)
+            payment = await self._shop.payment(entry.charge_id)
+            applies = payment is not None and payment.user_id == entry.user_id
+            booking = Booking(
+                entry,
+                applies=applies and payment is not None and payment.refunded,
+                new=new,
+                units=payment.units if payment is not None else 0,
+                balance=(await self._billing.balance(entry.user_id)).units,
+            )
+        await self._mark(self._journal.mark_booked(entry.key, int(self._clock())))
+        if booking.new:
+            log.info(
+                "journal.booked",
+                kind=entry.kind,
+                charge_id=entry.charge_id,
+                user_id=entry.user_id,
+                attempts=entry.attempts + 1,
+            )
+        return booking
+
+    async def failed(self, entry: JournalEntry) -> None:
+        """Booking the entry failed once more (counted; the entry stays open)."""
+        await self._mark(self._journal.mark_failed(entry.key))
+
+    async def told(self, entry: JournalEntry) -> None:
+        """The user was told the credit is delayed."""
+        await self._mark(self._journal.mark_told(entry.key))
+
+    async def finished(self, entry: JournalEntry) -> None:
+        """The user was told the money event is done: the entry is finished."""
+        await self._mark(self._journal.mark_notified(entry.key, int(self._clock())))
+
+    async def purge(self) -> int:
+        """Delete entries finished more than ``KEEP_FINISHED_S`` ago; how many went."""
+        try:
+            return await self._journal.purge(int(self._clock()) - KEEP_FINISHED_S)
+        except StorageError as exc:
+            raise JournalUnavailable("the payment journal cannot be written") from exc
+
+    @staticmethod
+    async def _mark(marking: Awaitable[None]) -> None:
+        try:
+            await marking
+        except StorageError as exc:
+            raise JournalUnavailable("the payment journal cannot be written") from exc

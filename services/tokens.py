@@ -1,0 +1,43 @@
+"""Token counts the bot can trust without the model's tokenizer: ceilings, never guesses.
+
+The bot has no tokenizer, and the gateway offers none to clients. What it can count is bytes:
+the models Veil serves use byte-level BPE (Llama 3, Qwen 2, GPT-style) or SentencePiece with
+byte fallback (Llama 2, Mistral), and in both every token of text covers at least one UTF-8
+byte. So a text's UTF-8 length is a ceiling on its tokens, in every language: the old guess
+(three characters a token) was 2.1-2.2x low for Kazakh, 1.8-2.7x for Chinese and 4.7-8x for
+emoji, while the byte count is never low. The price is caution in English (about four bytes
+a token), which only reserves more for the moment a request runs, and trims history sooner.
+
+The chat template adds tokens of its own: each message's role and separators
+(``MESSAGE_OVERHEAD``, the gateway's own per-message allowance) and, once a request, a
+beginning-of-text token, the generation prompt and a default system prompt some templates add
+(Llama 3.1's dated one is about 25 tokens): ``REQUEST_OVERHEAD``.
+
+Hold sizes, the context's trimming and the charge for text delivered without a receipt all
+use these same ceilings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+MESSAGE_OVERHEAD = 8
+REQUEST_OVERHEAD = 32
+
+
+def text_tokens(text: str) -> int:
+    """The most tokens ``text`` can be: its UTF-8 bytes."""
+    return len(text.encode("utf-8"))
+
+
+def message_tokens(content: str) -> int:
+    """The most tokens one chat message can take: its text plus the template's share."""
+    return text_tokens(content) + MESSAGE_OVERHEAD
+
+
+def prompt_tokens(messages: Iterable[Mapping[str, str]]) -> int:
+    """The most prompt tokens a request with these messages can be counted."""
+    return REQUEST_OVERHEAD + sum(message_tokens(message["content"]) for message in messages)

@@ -1,0 +1,140 @@
+"""``python -m bot audit``: every charge proves on a normal run; an edited copy does not."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from services.audit import Auditor
+from tests.botstack import bot_env, running_stack
+from tests.harness import REPO, child_environment
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 9501
+STAR = 1_000_000
+ANSWER = " ".join(f"word{i}" for i in range(40))
+PRICE_OUT = 60
+
+
+def run_audit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "audit"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env | child_environment(),
+        timeout=60,
+        check=False,
+    )
+
+
+def edited_copy(data: Path, copy: Path, *statements: str) -> None:
+    """Copy the data folder and edit its database by hand (the triggers dropped first)."""
+    shutil.copytree(data, copy)
+    with sqlite3.connect(copy / "veil.db") as db:
+        for table in ("ledger", "usage_receipts"):
+            db.execute(f"DROP TRIGGER {table}_no_update")
+        for statement in statements:
+            db.execute(statement)
+
+
+@pytest.fixture
+async def audited(tmp_path: Path) -> tuple[dict[str, str], str]:
+    """A data folder after three charged answers (one stopped); its env and a request id."""
+    data = tmp_path / "data"
+    async with running_stack(data, answer=ANSWER, free_tokens_per_day=0) as stack:
+        assert await stack.veil.billing.credit(USER, STAR, "grant", "test:welcome")
+        for number in range(2):
+            stack.telegram.send_text(USER, f"question {number}")
+            await stack.final_messages(USER, number + 1)
+            await stack.stored_turns(USER, 2 * number + 2)
+        stack.vllm.stall_after = 5
+        earlier = {c.params["draft_id"] for c in stack.telegram.calls_of("sendMessageDraft")}
+        stack.telegram.send_text(USER, "a stopped one")
+        draft = await stack.telegram.wait_for(
+            "sendMessageDraft",
+            lambda c: (
+                c.params["draft_id"] not in earlier and "word4" in str(c.params.get("text", ""))
+            ),
+        )
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        await stack.stored_turns(USER, 6)
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+        assert report.problems == []
+        assert (report.charges, report.by_outcome) == (3, {"settled": 3})
+        unpinned = await Auditor(stack.veil.store, []).run()
+        assert len(unpinned.problems) == 3
+        assert all("not pinned" in line for line in unpinned.problems)
+        (request_id,) = await stack.veil.store.run(
+            lambda db: db.execute("SELECT request_id FROM usage_receipts LIMIT 1").fetchone()
+        )
+        env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, data)
+    return env, str(request_id)
+
+
+async def test_audit_passes_on_a_normal_run(audited: tuple[dict[str, str], str]) -> None:
+    env, _ = audited
+
+    result = await asyncio.to_thread(run_audit, env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("charges: 3 (3 settled); tokens: ")
+    assert lines[-1] == (
+        "every charge proves: its receipt verifies and its amount matches its price"
+    )
+    assert "payments: 0, 0 Stars" in lines
+
+
+async def test_audit_fails_on_a_charge_edited_by_hand_even_when_the_sums_agree(
+    audited: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, request_id = audited
+    copy = tmp_path / "edited"
+    # One answer token less, edited everywhere so every sum and the invariant still agree.
+    edited_copy(
+        tmp_path / "data",
+        copy,
+        "UPDATE usage_receipts SET completion_tokens = completion_tokens - 1,"  # noqa: S608 -- test data
+        f" cost = cost - {PRICE_OUT}, charged = charged - {PRICE_OUT}"
+        f" WHERE request_id = '{request_id}'",
+        "UPDATE holds SET completion_used = completion_used - 1,"  # noqa: S608 -- test data
+        f" cost = cost - {PRICE_OUT}, charged = charged - {PRICE_OUT}"
+        f" WHERE request_id = '{request_id}'",
+        f"UPDATE ledger SET amount = amount + {PRICE_OUT} WHERE source = 'usage:{request_id}'",  # noqa: S608 -- test data
+    )
+
+    result = await asyncio.to_thread(run_audit, env | {"VEIL_DATA_DIR": str(copy)})
+
+    assert result.returncode == 1
+    (problem,) = [line for line in result.stdout.splitlines() if line.startswith("charge ")]
+    assert problem.startswith(f"charge {request_id} (user {USER}): the receipt counts ")
+    assert result.stdout.splitlines()[-1] == "1 problem(s) found"
+    # The original is untouched and still proves.
+    assert (await asyncio.to_thread(run_audit, env)).returncode == 0
+
+
+async def test_audit_fails_on_an_amount_edited_by_hand(
+    audited: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, request_id = audited
+    copy = tmp_path / "edited"
+    edited_copy(
+        tmp_path / "data",
+        copy,
+        f"UPDATE ledger SET amount = -1 WHERE source = 'usage:{request_id}'",  # noqa: S608 -- test data
+    )
+
+    result = await asyncio.to_thread(run_audit, env | {"VEIL_DATA_DIR": str(copy)})
+
+    assert result.returncode == 1
+    assert f"charge {request_id} (user {USER}): the usage row is -1, not -" in result.stdout
+    assert f"user {USER}: holds, payments and ledger rows disagree" in result.stdout

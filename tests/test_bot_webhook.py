@@ -1,0 +1,162 @@
+"""Webhook mode: the secret is required and checked; payments are journaled before the 200."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+from pydantic import ValidationError
+
+from bot.__main__ import main
+from bot.settings import BotSettings
+from sealed.encoding import b64e
+from tests.botstack import TOKEN, WEBHOOK_SECRET, Stack, running_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 9301
+STAR = 1_000_000
+HEADER = "X-Telegram-Bot-Api-Secret-Token"
+BASE: dict[str, Any] = {
+    "bot_token": TOKEN,
+    "operator_keys": b64e(bytes(32)),
+    "webhook_url": "https://bot.example.com/hook",
+}
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "",  # aiogram would skip the check entirely
+        "short-but-valid-chars",  # under 32
+        "x" * 257,  # over Telegram's 256
+        "has spaces in it but is long enough to pass",
+        "ünïcödé-secret-that-is-long-enough-1234567",
+        "semi;colons;are;not;allowed;in;the;secret;x",
+    ],
+)
+def test_a_webhook_without_a_strong_secret_is_refused(secret: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        BotSettings(**BASE, webhook_secret=secret)
+    message = str(refused.value)
+    assert "32 to 256 characters of A-Z, a-z, 0-9, _ and -" in message
+    assert "secrets.token_urlsafe(32)" in message  # how to make one
+
+
+def test_a_webhook_url_without_any_secret_is_refused_and_polling_needs_none() -> None:
+    with pytest.raises(ValidationError, match="a webhook needs a secret"):
+        BotSettings(**BASE)
+    polling = {k: v for k, v in BASE.items() if k != "webhook_url"}
+    assert BotSettings(**polling).webhook_secret is None
+    assert BotSettings(**polling, webhook_secret="").webhook_secret is None
+    good = BotSettings(**BASE, webhook_secret="A" * 31 + "_-9")
+    assert good.webhook_secret is not None
+
+
+def test_the_bot_refuses_to_start_with_a_short_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("VEIL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("VEIL_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("VEIL_OPERATOR_KEYS", b64e(bytes(32)))
+    monkeypatch.setenv("VEIL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VEIL_WEBHOOK_URL", "https://bot.example.com/hook")
+    monkeypatch.setenv("VEIL_WEBHOOK_SECRET", "tooshort")
+
+    assert main([]) == 2
+
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("veil: setting VEIL_WEBHOOK_SECRET is invalid:")
+    assert "secrets.token_urlsafe(32)" in line
+    assert "tooshort" not in line
+    assert not (tmp_path / "veil.db").exists()  # refused before anything was opened
+
+
+def forged_payment(charge_id: str) -> dict[str, Any]:
+    user = {"id": USER, "is_bot": False, "first_name": "Eve"}
+    return {
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": 1_750_000_000,
+            "chat": {"id": USER, "type": "private", "first_name": "Eve"},
+            "from": user,
+            "successful_payment": {
+                "currency": "XTR",
+                "total_amount": 1000,
+                "invoice_payload": "forged",
+                "telegram_payment_charge_id": charge_id,
+                "provider_payment_charge_id": "",
+            },
+        },
+    }
+
+
+async def post(stack: Stack, body: object, headers: dict[str, str]) -> int:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(stack.webhook_url, json=body, headers=headers) as reply,
+    ):
+        return reply.status
+
+
+async def nothing_booked(stack: Stack) -> None:
+    assert (await stack.veil.billing.balance(USER)).units == 0
+    assert await stack.veil.desk.journal.pending() == []
+    assert await stack.veil.shop.payment("stxFORGED") is None
+
+
+async def test_forged_and_malformed_posts_get_401_and_change_nothing(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, webhook=True, free_tokens_per_day=0) as stack:
+        body = forged_payment("stxFORGED")
+        assert await post(stack, body, {}) == 401
+        assert await post(stack, body, {HEADER: ""}) == 401
+        assert await post(stack, body, {HEADER: "wrong-secret-" + "x" * 30}) == 401
+        assert await post(stack, body, {HEADER: WEBHOOK_SECRET + "x"}) == 401
+        assert await post(stack, body, {HEADER: "nöt-äscii-" + WEBHOOK_SECRET}) == 401
+        assert await post(stack, body, {HEADER: "a b"}) == 401
+        # The right secret with a body that is not an update: 400, not 500.
+        assert await post(stack, {"hello": "world"}, {HEADER: WEBHOOK_SECRET}) == 400
+        assert await post(stack, ["not", "an", "object"], {HEADER: WEBHOOK_SECRET}) == 400
+        await asyncio.sleep(0.3)
+        await nothing_booked(stack)
+        assert stack.telegram.sent_messages(USER) == []
+        assert await stack.veil.billing.check_invariant() == []
+
+
+async def test_a_real_payment_through_the_webhook_is_credited_once(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, webhook=True, free_tokens_per_day=0) as stack:
+        charge = stack.telegram.pay(USER, payload="order-web", total_amount=50)
+        thanks = await stack.telegram.wait_for(
+            "sendMessage", lambda c: str(c.params["text"]).startswith("Thank you")
+        )
+        assert thanks.params["text"] == "Thank you! 50 ★ added. Balance: 50 ★."
+        stack.telegram.pay(USER, payload="order-web", total_amount=50, charge_id=charge)
+        await asyncio.sleep(0.5)
+        assert (await stack.veil.billing.balance(USER)).units == 50 * STAR
+        entry = await stack.veil.desk.journal.get(f"payment:{charge}")
+        assert entry is not None
+        assert entry.notified_at is not None
+        assert len(stack.telegram.sent_messages(USER)) == 1
+        assert await stack.veil.billing.check_invariant() == []
+
+
+async def test_the_webhook_answers_503_while_the_journal_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, webhook=True, free_tokens_per_day=0) as stack:
+        await stack.veil.desk.journal._journal.close()
+        stack.telegram.pay(USER, payload="order-web", total_amount=50)
+        await asyncio.sleep(1.0)
+        hook = await stack.veil.bot.get_webhook_info()
+        assert hook.last_error_message == "Wrong response from the webhook: 503"
+        assert (await stack.veil.billing.balance(USER)).units == 0
+        assert stack.telegram.sent_messages(USER) == []
+        assert await stack.veil.billing.check_invariant() == []

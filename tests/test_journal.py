@@ -1,0 +1,202 @@
+"""No payment lost: the journal, a ledger locked past the handler's budget, a SIGKILL mid-way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from models import MasterKey, StorageError, Store
+from models.journal import Journal, JournalEntry
+from services.billing import Billing, Prices
+from tests.botstack import TOKEN, Stack, bot_env, running_stack
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import Clock, ManagedProcess, run_gateway, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+USER = 9201
+STAR = 1_000_000
+THANKS = "Thank you! 50 ★ added. Balance: 50 ★."
+LATE = "Your payment of 50 ⭐ is now credited: 50 ★ added. Balance: 50 ★. Sorry for the wait."
+PENDING = "Payment received, thank you. Crediting it is taking longer than usual"
+
+
+def payment(charge_id: str, **fields: object) -> JournalEntry:
+    values: dict[str, Any] = {
+        "kind": "payment",
+        "user_id": USER,
+        "payload": "order-1",
+        "currency": "XTR",
+        "total_amount": 50,
+        "charge_id": charge_id,
+        "received_at": 1_750_000_000,
+    } | fields
+    return JournalEntry(**values)
+
+
+@contextlib.contextmanager
+def ledger_locked(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection holds the database's write lock until the block ends."""
+    lock = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        yield lock
+        lock.execute("ROLLBACK")
+    finally:
+        lock.close()
+
+
+def messages_to(stack_or_telegram: Stack | FakeTelegram, user: int) -> list[str]:
+    telegram = (
+        stack_or_telegram.telegram if isinstance(stack_or_telegram, Stack) else stack_or_telegram
+    )
+    return [str(m.get("text", "")) for m in telegram.sent_messages(user)]
+
+
+async def payments_in(path: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT charge_id, units FROM payments").fetchall()
+    return [(str(charge_id), int(units)) for charge_id, units in rows]
+
+
+# -- the journal file ------------------------------------------------------------------------
+
+
+async def test_the_journal_keeps_one_entry_per_money_event_until_its_user_is_told(
+    tmp_path: Path,
+) -> None:
+    journal = await Journal.open(tmp_path / "journal.db")
+    try:
+        first, refund = payment("stx1"), payment("stx1", kind="refund")
+        assert await journal.record([first, refund]) == 2
+        assert await journal.record([payment("stx1", total_amount=999)]) == 0  # redelivered
+        assert [e.key for e in await journal.pending()] == ["payment:stx1", "refund:stx1"]
+
+        await journal.mark_failed(first.key)
+        await journal.mark_told(first.key)
+        await journal.mark_booked(first.key, 10)
+        await journal.mark_booked(first.key, 20)  # the first booking time stays
+        await journal.mark_notified(first.key, 30)
+
+        stored = await journal.get(first.key)
+        assert stored is not None
+        assert (stored.total_amount, stored.attempts, stored.told) == (50, 1, True)
+        assert (stored.booked_at, stored.notified_at) == (10, 30)
+        assert [e.key for e in await journal.pending()] == ["refund:stx1"]
+        assert await journal.purge(notified_before=31) == 1
+        assert await journal.get(first.key) is None
+    finally:
+        await journal.close()
+    reopened = await Journal.open(tmp_path / "journal.db")
+    try:
+        assert [e.key for e in await reopened.pending()] == ["refund:stx1"]
+    finally:
+        await reopened.close()
+    assert (tmp_path / "journal.db").stat().st_mode & 0o077 == 0
+
+
+async def test_a_journal_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
+    (tmp_path / "journal.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StorageError, match="payment journal"):
+        await Journal.open(tmp_path / "journal.db")
+
+
+# -- through the bot -------------------------------------------------------------------------
+
+
+async def test_a_payment_while_the_ledger_is_locked_is_credited_once_after_the_lock_lifts(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0, db_busy_timeout=0.2) as stack:
+        with ledger_locked(tmp_path / "veil.db"):
+            charge = stack.telegram.pay(USER, payload="order-gone", total_amount=50)
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: str(c.params["text"]).startswith(PENDING)
+            )
+            # Retried with backoff while the lock lasts, longer than the handler's budget.
+            desk = stack.veil.desk
+            async with asyncio.timeout(20):
+                while (entry := await desk.journal.get(f"payment:{charge}")) is None or (  # noqa: ASYNC110 -- polls the journal
+                    entry.attempts < 3
+                ):
+                    await asyncio.sleep(0.05)
+            assert await payments_in(tmp_path / "veil.db") == []
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == LATE, timeout=20)
+        # Telegram delivers the update again: still one credit, no second message.
+        stack.telegram.pay(USER, payload="order-gone", total_amount=50, charge_id=charge)
+        await asyncio.sleep(0.5)
+        assert (await stack.veil.billing.balance(USER)).units == 50 * STAR
+        assert await stack.veil.billing.check_invariant() == []
+        texts = messages_to(stack, USER)
+    assert [t for t in texts if t.startswith(PENDING)] == texts[:1]
+    assert texts[1:] == [LATE]
+    assert await payments_in(tmp_path / "veil.db") == [(charge, 50 * STAR)]
+
+
+async def test_a_payment_update_is_journaled_before_its_offset_is_acknowledged(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        await stack.veil.desk.journal._journal.close()  # the journal file cannot be written
+        charge = stack.telegram.pay(USER, payload="order-x", total_amount=50)
+        # Not acknowledged: aiogram backs off and asks for the same update again and again.
+        await stack.telegram.wait_for(
+            "getUpdates", lambda c: c.params.get("offset") is None and c.answered == "ok"
+        )
+        await asyncio.sleep(1.5)
+        assert [u for u in stack.telegram._pending if "message" in u]
+        assert await payments_in(tmp_path / "veil.db") == []
+        assert messages_to(stack, USER) == []
+        assert await stack.veil.billing.check_invariant() == []
+    assert charge.startswith("stx")
+
+
+async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_after_restart(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM() as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data) | {
+            "VEIL_FREE_TOKENS_PER_DAY": "0",
+            "VEIL_DB_BUSY_TIMEOUT": "0.2",
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        await bot.wait_for_line("bot.started")
+        with ledger_locked(data / "veil.db"):
+            charge = telegram.pay(USER, payload="order-kill", total_amount=50)
+            await bot.wait_for_line("journal.recorded")
+            await bot.wait_for_line("payments.booking_deferred")
+            # The update is acknowledged (the next getUpdates moved past it): Telegram will
+            # not send it again, so only the journal can still credit it.
+            await wait_until(lambda: not [u for u in telegram._pending if "message" in u])
+            await bot.kill()
+        assert await payments_in(data / "veil.db") == []
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            await telegram.wait_for("sendMessage", lambda c: c.params["text"] == LATE, timeout=20)
+            await asyncio.sleep(0.3)
+        finally:
+            assert await bot.stop() == 0
+        texts = messages_to(telegram, USER)
+    assert await payments_in(data / "veil.db") == [(charge, 50 * STAR)]
+    assert texts.count(LATE) == 1
+    assert THANKS not in texts
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    try:
+        billing = Billing(store, Prices.parse("*=20/60"), 0)
+        assert (await billing.balance(USER)).units == 50 * STAR
+        assert await billing.check_invariant() == []
+    finally:
+        await store.close()
