@@ -2,6 +2,7 @@
 
 ``python -m bot reconcile [--fix]`` compares the ledger with Telegram (and books what it lacks);
 ``python -m bot audit`` checks every charge's signed receipt and price again, offline;
+``python -m bot backup FILE`` copies the database with SQLite's online backup API;
 ``python -m bot keygen --out FILE`` makes the client key that signs every request to the
 gateways and prints its verify key.
 """
@@ -17,6 +18,7 @@ from bot.settings import BotSettings
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
 from models import StorageError
+from models.backup import BackupError, backup_database
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
     KeyFileError,
@@ -28,16 +30,17 @@ from sealed.keyfile import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-USAGE = "usage: python -m bot [reconcile [--fix] | audit | keygen --out FILE]"
+USAGE = "usage: python -m bot [reconcile [--fix] | audit | backup FILE | keygen --out FILE]"
 COMMANDS: tuple[list[str], ...] = ([], ["reconcile"], ["reconcile", "--fix"], ["audit"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: serve the bot, ``reconcile`` or ``audit`` the ledger, or ``keygen``."""
+    """Entry point: serve the bot, ``reconcile``, ``audit`` or ``backup`` it, or ``keygen``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
         return run_keygen(Path(args[2]))
-    if args not in COMMANDS:
+    backup = args[:1] == ["backup"] and len(args) == 2  # noqa: PLR2004 -- backup FILE
+    if args not in COMMANDS and not backup:
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
     try:
@@ -46,10 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
     configure_logging(settings.log_level)
+    return run_command(settings, args)
+
+
+def run_command(settings: BotSettings, args: list[str]) -> int:
+    """Run the command ``args`` names (serving the bot when it names none)."""
     if args[:1] == ["reconcile"]:
         return run_reconcile(settings, fix=args[1:] == ["--fix"])
     if args == ["audit"]:
         return run_audit(settings)
+    if args[:1] == ["backup"]:
+        return run_backup(settings, Path(args[1]))
     client_key = load_client_key(settings)
     return 2 if client_key is None else run_bot(settings, client_key)
 
@@ -82,6 +92,25 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
     except ValueError as exc:
         print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    return 0
+
+
+def run_backup(settings: BotSettings, target: Path) -> int:
+    """Copy the database (and the payment journal beside it) while the bot may be running."""
+    copies = [(settings.database_path, target)]
+    if settings.journal_path.is_file():
+        copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
+    try:
+        for source, copy in copies:
+            pages = backup_database(source, copy)
+            print(f"backed up {source} to {copy} ({pages} pages)")  # noqa: T201 -- the report
+    except BackupError as exc:
+        print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(  # noqa: T201 -- the report
+        f"the history in it opens only with the master key {settings.master_key_path}:"
+        " keep a copy of that key apart from the backup"
+    )
     return 0
 
 

@@ -1,0 +1,93 @@
+"""``python -m bot backup FILE``: a consistent, still-sealed copy taken while the bot writes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from typing import TYPE_CHECKING
+
+from models import MasterKey, Store
+from sealed.encoding import b64e
+from tests.botstack import TOKEN
+from tests.harness import REPO, child_environment
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 4242
+
+
+async def backup(data: Path, target: Path) -> tuple[int, str, str]:
+    """Run the command the operator runs; return its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "backup",
+        str(target),
+        env={
+            **child_environment(),
+            "VEIL_BOT_TOKEN": TOKEN,
+            "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
+            "VEIL_DATA_DIR": str(data),
+        },
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_backup_while_the_bot_writes_is_consistent_and_still_sealed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    master_key = MasterKey.load_or_create(data / "master.key")
+    store = await Store.open(data / "veil.db", master_key)
+    try:
+        await store.ensure_user(USER, "en")
+        conversation = await store.active_conversation(USER)
+        writing = True
+
+        async def write() -> int:
+            written = 0
+            while writing or written < 50:
+                secret = f"periwinkle secret number {written}"
+                await store.add_turns(USER, conversation, [("user", secret), ("assistant", "ok")])
+                written += 1
+            return written
+
+        writer = asyncio.create_task(write())
+        target = tmp_path / "backup.db"
+        code, out, err = await backup(data, target)
+        writing = False
+        written = await writer
+    finally:
+        await store.close()
+    assert code == 0, err
+    assert f"backed up {data / 'veil.db'} to {target}" in out
+    assert "master key" in out  # the operator is reminded that the key is needed apart
+    assert target.stat().st_mode & 0o077 == 0
+    with sqlite3.connect(target) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert b"periwinkle" not in target.read_bytes()  # history stays sealed in the copy
+    copy = await Store.open(target, master_key)
+    try:
+        turns = await copy.history(USER, conversation)
+    finally:
+        await copy.close()
+    assert 0 < len(turns) <= 2 * written
+    assert len(turns) % 2 == 0  # whole exchanges only: one snapshot, never half a write
+    assert turns[0].text == "periwinkle secret number 0"
+    again = await backup(data, target)
+    assert again[0] == 1
+    assert "already exists" in again[2]
+
+
+async def test_backup_without_a_database_says_so(tmp_path: Path) -> None:
+    code, _, err = await backup(tmp_path, tmp_path / "copy.db")
+    assert code == 1
+    assert "no database at" in err
+    assert not (tmp_path / "copy.db").exists()
