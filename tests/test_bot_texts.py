@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+from bot.app import COMMANDS
 from bot.texts import FALLBACK, Catalogs
 
 
@@ -31,3 +32,13 @@ def test_gateway_lines_take_a_position_never_an_address() -> None:
             names = placeholders(catalogs.lookup(language, key))
             assert "index" in names
             assert "url" not in names
+
+
+def test_help_names_every_everyday_command_in_every_language() -> None:
+    catalogs = Catalogs()
+    everyday = set(COMMANDS) - {"start", "help", "paysupport", "terms"}
+    assert {"balance", "buy"} <= everyday
+    for language in catalogs.languages:
+        help_text = catalogs.lookup(language, "help")
+        missing = {c for c in everyday if f"/{c} " not in help_text}
+        assert not missing, (language, missing)
