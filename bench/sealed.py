@@ -1,25 +1,32 @@
 """Benchmark of the sealed channel: crypto cost, and what the gateway adds end to end.
 
 Prints seal/open time per request, per-chunk overhead, the client authentication's cost (the
-bot's Ed25519 signature over the sealed bytes and the gateway's check), and, with 1, 50 and 200
-concurrent
-streams against the fake vLLM on loopback, time to first token and total time through the
-gateway divided by the same measured directly against the fake vLLM in the same run.
-The fake vLLM and the gateway run as separate processes, as in production.
+bot's Ed25519 signature over the sealed bytes and the gateway's check), and then, with 1, 50
+and 200 concurrent streams against the fake vLLM on loopback, for each path in the same run
+(direct to the fake vLLM; a per-token gateway, ``VEIL_STREAM_SHAPE=off``; a shaped gateway per
+tick in ``--ticks``; with ``--uvloop`` each gateway again on uvloop): median time to first
+text and total time (and their difference and ratio to direct), records and sealed bytes per
+answer, and the gateway process's CPU time per relayed token (from /proc, all its threads).
+The fake vLLM and every gateway run as separate processes, as in production; the client here
+seals, signs and opens as the bot does.
 
-    uv run python bench/sealed.py [--tokens 64] [--token-delay 0.01]
+    uv run python bench/sealed.py [--tokens 64] [--token-delay 0.01] [--ticks 0.1,0.15,0.25]
+        [--rounds 3] [--uvloop]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -27,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from gateway.shaping import DEFAULT_TICK
 from sealed.auth import (
     CLIENT_KEY_HEADER,
     CLIENT_SIGNATURE_HEADER,
@@ -34,13 +42,21 @@ from sealed.auth import (
     client_auth_headers,
     parse_verify_key,
 )
-from sealed.bundle import KeyBundle
+from sealed.bundle import KeyBundle, verify_bundle
 from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
 from sealed.request import new_request_secrets, open_request, seal_request
-from sealed.stream import ChunkOpener, ChunkSealer, Final
+from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final
 from sealed.suites import KeyPair, Suite
-from services.inference import InferenceClient, TextDelta
-from tests.harness import CLIENT_KEY, ManagedProcess, client_keys_setting, new_operator_key
+from tests.harness import (
+    CLIENT_KEY,
+    SEALED_REQUEST_TYPE,
+    ManagedProcess,
+    client_keys_setting,
+    new_operator_key,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 MESSAGES = [{"role": "user", "content": "Tell me about the sea. " * 40}]
 
@@ -69,6 +85,12 @@ def micro(suite: Suite, rounds: int = 300) -> dict[str, float]:
     for _ in range(chunks):
         opener.feed(sealer.delta(" token"))
     chunk_us = (time.perf_counter() - start) / chunks * 1e6
+    # A shaped stream seals once a tick: 15 tokens' text in one 256-byte record.
+    sealer, opener = ChunkSealer(key), ChunkOpener(key)
+    start = time.perf_counter()
+    for _ in range(chunks // 15):
+        opener.feed(sealer.delta(" token" * 15, pad_to=256))
+    tick_us = (time.perf_counter() - start) / (chunks // 15 * 15) * 1e6
     signer = ed25519.Ed25519PrivateKey.generate()
     start = time.perf_counter()
     for _ in range(rounds):
@@ -80,6 +102,7 @@ def micro(suite: Suite, rounds: int = 300) -> dict[str, float]:
         "seal": seal_us,
         "open": open_us,
         "chunk": chunk_us,
+        "tick": tick_us,
         "receipt": receipt_us,
         "auth_sign": sign_us,
         "auth_verify": verify_us,
@@ -100,10 +123,31 @@ def client_auth(body: bytes, rounds: int) -> tuple[float, float]:
     return sign_us, verify_us
 
 
-async def direct_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Gateway:
+    """One gateway process under test: how it shapes its streams, and where it listens."""
+
+    label: str
+    process: ManagedProcess
+    url: str
+    bundle: KeyBundle
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One answer as the client saw it."""
+
+    first: float  # seconds to the first text
+    total: float  # seconds to the final record
+    records: int  # sealed records (chunks) on the wire
+    size: int  # bytes of the sealed stream on the wire (HTTP framing aside)
+
+
+async def direct_stream(session: aiohttp.ClientSession, url: str) -> Sample:
     """Time to first content delta and total time, straight from the fake vLLM."""
     start = time.perf_counter()
     first = 0.0
+    size = events = 0
     body = {
         "model": "veil-test",
         "messages": MESSAGES,
@@ -113,6 +157,8 @@ async def direct_stream(session: aiohttp.ClientSession, url: str) -> tuple[float
     }
     async with session.post(f"{url}/v1/chat/completions", json=body) as response:
         async for line in response.content:
+            size += len(line)
+            events += line.startswith(b"data: ")
             if (
                 not first
                 and line.startswith(b"data: {")
@@ -120,30 +166,124 @@ async def direct_stream(session: aiohttp.ClientSession, url: str) -> tuple[float
                 and b'"content":""' not in line
             ):
                 first = time.perf_counter() - start
-    return first, time.perf_counter() - start
+    return Sample(first, time.perf_counter() - start, events, size)
 
 
-async def sealed_stream(client: InferenceClient) -> tuple[float, float]:
-    """Time to first text delta and total time through the gateway."""
+async def sealed_stream(session: aiohttp.ClientSession, gateway: Gateway) -> Sample:
+    """Seal, sign and send one request as the bot does; read and check the answer."""
     start = time.perf_counter()
+    request_id, key = new_request_secrets()
+    chat = {"model": "veil-test", "messages": MESSAGES, "max_completion_tokens": 2000}
+    body = seal_request(
+        gateway.bundle, chat, request_id=request_id, response_key=key, timestamp=int(time.time())
+    )
+    headers = {"Content-Type": SEALED_REQUEST_TYPE, **client_auth_headers(CLIENT_KEY, body)}
+    opener = ChunkOpener(key)
     first = 0.0
-    async for item in client.stream(
-        MESSAGES, model="veil-test", cache_salt="bench", max_tokens=2000
-    ):
-        if not first and isinstance(item, TextDelta):
-            first = time.perf_counter() - start
-    return first, time.perf_counter() - start
+    records = size = 0
+    async with session.post(
+        f"{gateway.url}/v1/sealed/chat/completions", data=body, headers=headers
+    ) as response:
+        async for data in response.content.iter_any():
+            size += len(data)
+            for record in opener.feed(data):
+                records += 1
+                if not first and isinstance(record, Delta) and record.text:
+                    first = time.perf_counter() - start
+    opener.close()
+    return Sample(first, time.perf_counter() - start, records, size)
 
 
-async def measure(concurrency: int, fn: object) -> tuple[float, float]:
-    """Median time to first token and total time of ``concurrency`` streams at once."""
-    results = await asyncio.gather(*(fn() for _ in range(concurrency)))  # type: ignore[operator]
-    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid``, all its threads, from /proc (Linux).
+
+    ``sched`` gives nanoseconds where the kernel has it; ``stat`` (clock ticks) otherwise.
+    """
+    total = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "sched").read_text().splitlines():
+                if line.startswith("se.sum_exec_runtime"):
+                    total += float(line.split(":")[1]) / 1000  # milliseconds
+    except FileNotFoundError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
-    """Run fake vLLM and a gateway as processes; compare sealed streams with direct ones."""
+async def measure(concurrency: int, fn: Callable[[], Awaitable[Sample]]) -> list[Sample]:
+    """``concurrency`` streams at once."""
+    return list(await asyncio.gather(*(fn() for _ in range(concurrency))))
+
+
+def median(samples: list[Sample], field: str) -> float:
+    """The median of one field over the samples."""
+    return float(statistics.median(getattr(sample, field) for sample in samples))
+
+
+async def start_gateway(
+    label: str, env: dict[str, str], key_file: Path, verify_key: bytes, vllm_url: str
+) -> Gateway:
+    """A gateway process with ``env`` over the common settings; its verified bundle."""
+    profile = os.environ.get("VEIL_BENCH_PROFILE")
+    loop = env.pop("BENCH_LOOP", "asyncio")
+    if loop == "uvloop":
+        command: tuple[str, ...] = ("-c", UVLOOP_GATEWAY)
+    elif profile:
+        command = ("-m", "cProfile", "-o", f"{profile}.{label}", "-m", "gateway")
+    else:
+        command = ("-m", "gateway")
+    process = await ManagedProcess.start(
+        *command,
+        env={
+            "VEIL_OPERATOR_KEY_FILE": str(key_file),
+            "VEIL_CLIENT_KEYS": client_keys_setting(),
+            "VEIL_VLLM_URL": vllm_url,
+            "VEIL_GATEWAY_PORT": "0",
+            "VEIL_METRICS_PORT": "0",
+            # where uvloop was put for this run, if it was (it is not a dependency)
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
+            **env,
+        },
+    )
+    try:
+        await process.wait_for_line("gateway.started")
+    except (TimeoutError, AssertionError):
+        print(f"gateway {label}:", process.output, file=sys.stderr)
+        raise
+    url = str(process.json_event("gateway.started")["url"])
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/keys") as response:
+        wire = await response.json()
+    bundle = verify_bundle(wire, [verify_key], now=int(time.time())).bundle
+    return Gateway(label, process, url, bundle)
+
+
+# The gateway on uvloop's event loop, where uvloop is importable (it is not a dependency).
+UVLOOP_GATEWAY = (
+    "import runpy, uvloop; uvloop.install(); runpy.run_module('gateway', run_name='__main__')"
+)
+
+
+async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
+    tokens: int,
+    delay: float,
+    levels: list[int],
+    ticks: list[float],
+    *,
+    uvloop: bool,
+    rounds: int,
+) -> None:
+    """Run fake vLLM and gateways as processes; compare per-token and shaped streams."""
     answer = " ".join(f"w{i}" for i in range(tokens))
+    variants: list[tuple[str, dict[str, str]]] = [("per-token", {"VEIL_STREAM_SHAPE": "off"})]
+    variants += [
+        (f"tick {tick * 1000:.0f} ms", {"VEIL_STREAM_SHAPE": "tick", "VEIL_STREAM_TICK": str(tick)})
+        for tick in ticks
+    ]
+    if uvloop:
+        variants += [
+            (f"{label} uvloop", {**env, "BENCH_LOOP": "uvloop"}) for label, env in list(variants)
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         key_file, verify_key = await new_operator_key(Path(tmp))
         vllm = await ManagedProcess.start(
@@ -151,61 +291,75 @@ async def end_to_end(tokens: int, delay: float, levels: list[int]) -> None:
         )
         line = await vllm.wait_for_line("listening on")
         vllm_url = line.split()[-1]
-        profile = os.environ.get("VEIL_BENCH_PROFILE")
-        command = (
-            ("-m", "cProfile", "-o", profile, "-m", "gateway") if profile else ("-m", "gateway")
-        )
-        gateway = await ManagedProcess.start(
-            *command,
-            env={
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": vllm_url,
-                "VEIL_GATEWAY_PORT": "0",
-            },
-        )
+        gateways = [
+            await start_gateway(label, dict(env), key_file, verify_key, vllm_url)
+            for label, env in variants
+        ]
         try:
-            try:
-                await gateway.wait_for_line("gateway.started")
-            except TimeoutError:
-                print(
-                    "gateway:",
-                    gateway.process.returncode,
-                    gateway.output,
-                    vllm.output,
-                    file=sys.stderr,
-                )
-                raise
-            gateway_url = str(gateway.json_event("gateway.started")["url"])
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
-                client = InferenceClient(
-                    [gateway_url], [verify_key], session, client_key=CLIENT_KEY
-                )
-                await sealed_stream(client)  # warm up: bundle fetch, connections
+                for gateway in gateways:  # warm up: connections, first requests
+                    await sealed_stream(session, gateway)
                 await direct_stream(session, vllm_url)
-                print(f"\nend to end: {tokens} tokens at {delay * 1000:.0f} ms/token, medians")
                 print(
-                    f"{'streams':>8} {'TTFT direct':>12} {'TTFT sealed':>12} {'+TTFT ms':>9} "
-                    f"{'total direct':>13} {'total sealed':>13} {'ratio':>6}"
+                    f"\nend to end: {tokens} tokens at {delay * 1000:.0f} ms/token, medians "
+                    f"of {rounds} round(s); CPU is the gateway process's, per relayed token"
+                )
+                print(
+                    f"{'streams':>7} {'path':<22} {'TTFT':>9} {'+TTFT':>8} {'total':>8} "
+                    f"{'ratio':>6} {'records':>8} {'KB/answer':>9} {'CPU/token':>10}"
                 )
                 for level in levels:
-                    # One untimed round at this concurrency first, for both paths, so the
-                    # connection pools are warm (as in steady production); then the timed one.
-                    await measure(level, lambda: direct_stream(session, vllm_url))
-                    await measure(level, lambda: sealed_stream(client))
-                    d_first, d_total = await measure(
-                        level, lambda: direct_stream(session, vllm_url)
-                    )
-                    s_first, s_total = await measure(level, lambda: sealed_stream(client))
-                    print(
-                        f"{level:>8} {d_first * 1000:>10.2f}ms {s_first * 1000:>10.2f}ms "
-                        f"{(s_first - d_first) * 1000:>9.2f} {d_total:>12.3f}s {s_total:>12.3f}s "
-                        f"{s_total / d_total:>6.3f}"
+                    await end_to_end_level(
+                        session, vllm_url, gateways, level=level, tokens=tokens, rounds=rounds
                     )
         finally:
-            await gateway.stop()
+            for gateway in gateways:
+                await gateway.process.stop()
             await vllm.stop()
+
+
+async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
+    session: aiohttp.ClientSession,
+    vllm_url: str,
+    gateways: list[Gateway],
+    *,
+    level: int,
+    tokens: int,
+    rounds: int,
+) -> None:
+    """One concurrency level: a warm round, then ``rounds`` timed rounds on every path."""
+    # One untimed round at this concurrency first, on every path, so the connection pools
+    # are warm (as in steady production); then the timed rounds, the paths taking turns.
+    await measure(level, lambda: direct_stream(session, vllm_url))
+    for gateway in gateways:
+        await measure(level, functools.partial(sealed_stream, session, gateway))
+    direct: list[Sample] = []
+    sealed: dict[str, list[Sample]] = {gateway.label: [] for gateway in gateways}
+    cpu: dict[str, float] = dict.fromkeys(sealed, 0.0)
+    for _ in range(rounds):
+        direct += await measure(level, lambda: direct_stream(session, vllm_url))
+        for gateway in gateways:
+            pid = gateway.process.process.pid
+            before = cpu_seconds(pid)
+            sealed[gateway.label] += await measure(
+                level, functools.partial(sealed_stream, session, gateway)
+            )
+            cpu[gateway.label] += cpu_seconds(pid) - before
+    d_first, d_total = median(direct, "first"), median(direct, "total")
+    print(
+        f"{level:>7} {'direct (fake vLLM)':<22} {d_first * 1000:>7.1f}ms {'':>8} "
+        f"{d_total:>7.3f}s {'':>6} {median(direct, 'records'):>8.0f} "
+        f"{median(direct, 'size') / 1024:>9.1f}"
+    )
+    for label, samples in sealed.items():
+        first, total = median(samples, "first"), median(samples, "total")
+        per_token = cpu[label] / (level * tokens * rounds) * 1e6
+        print(
+            f"{level:>7} {label:<22} {first * 1000:>7.1f}ms {(first - d_first) * 1000:>6.1f}ms "
+            f"{total:>7.3f}s {total / d_total:>6.3f} {median(samples, 'records'):>8.0f} "
+            f"{median(samples, 'size') / 1024:>9.1f} {per_token:>8.1f}µs"
+        )
 
 
 def main() -> None:
@@ -214,16 +368,37 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--token-delay", type=float, default=0.01)
     parser.add_argument("--levels", default="1,50,200")
+    parser.add_argument(
+        "--ticks",
+        default=str(DEFAULT_TICK),
+        help="shaped gateways to run, one per tick in seconds (comma-separated)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="timed rounds per level")
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="also run every gateway on uvloop (must be importable: not a dependency)",
+    )
     args = parser.parse_args()
     for suite in Suite:
         figures = micro(suite)
         print(
             f"{suite.name:>16}: seal {figures['seal']:.0f} µs, open {figures['open']:.0f} µs "
-            f"per ~1 KB request; chunk seal+open {figures['chunk']:.1f} µs; "
+            f"per ~1 KB request; chunk seal+open {figures['chunk']:.1f} µs a token per-token, "
+            f"{figures['tick']:.2f} µs a token shaped (15 a record); "
             f"receipt sign {figures['receipt']:.0f} µs; client auth sign "
             f"{figures['auth_sign']:.0f} µs + verify {figures['auth_verify']:.0f} µs"
         )
-    asyncio.run(end_to_end(args.tokens, args.token_delay, [int(x) for x in args.levels.split(",")]))
+    asyncio.run(
+        end_to_end(
+            args.tokens,
+            args.token_delay,
+            [int(x) for x in args.levels.split(",")],
+            [float(x) for x in args.ticks.split(",")],
+            uvloop=args.uvloop,
+            rounds=args.rounds,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ async def serve(settings: GatewaySettings) -> None:
             fixed_models=settings.served_models,
             limits=limits,
             multimodal_models=settings.vision_models,
+            shaping=settings.shaping,
         )
         gateway.ring.rotate(gateway.now())
         await gateway.refresh_models()
@@ -89,6 +90,8 @@ async def serve(settings: GatewaySettings) -> None:
             suite=suite.label,
             key_id=gateway.ring.current.keypair.key_id.hex(),
             models=list(gateway.ring.models),
+            stream_shape=settings.stream_shape.value,
+            stream_tick=settings.stream_tick,
         )
         try:
             await stop.wait()

@@ -14,43 +14,47 @@ record for later fetches, however the stream ends:
     stalled, backend, unavailable, context_length
                      ERROR with the kind            error
 
-Stopping closes the upstream response, so the model server stops generating. Counts are the
-model server's usage when it sent one; otherwise the prompt is counted by its ``/tokenize`` or,
-failing that, by ``estimate_prompt_tokens``, the completion is the deltas relayed, and the
-receipt is marked estimated. A failure before any delta bills nothing.
+How the records are timed and sized is ``gateway.shaping``'s: unshaped, a record for each
+piece of text as it comes; shaped, the first piece at once, then one record a tick at the
+stream's record size, and at the end the text still waiting and the final record together. In
+``tick+duration`` the end waits for its tick bucket; a client that vanishes while it waits
+leaves the complete receipt of the finished answer.
+
+Stopping closes the upstream response, so the model server stops generating. What the receipt
+counts, and the metrics and log line of each stream, are ``gateway.settlement``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from aiohttp import web
 
-from gateway.chat import estimate_prompt_tokens
 from gateway.connections import reset_connection, watch_connection
-from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage
-from sealed.encoding import canonical_json
-from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
-from sealed.stream import ChunkSealer, Final
+from gateway.events import BackendFailure, ContentDelta, Finish
+from gateway.settlement import Tally, record_outcome, settle
+from gateway.shaping import RecordSize, held_until
+from sealed.encoding import MAX_RECORD_PAYLOAD
+from sealed.stream import ChunkSealer, split_utf8
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from gateway.clients import ClientPolicy
+    from gateway.events import Event
     from gateway.receipts import StreamControl
     from gateway.server import Gateway
+    from gateway.upstream import ChatStream
     from sealed.request import OpenedRequest
-
-log = structlog.get_logger("veil.gateway")
+    from sealed.stream import Final
 
 SEALED_STREAM_TYPE = "application/vnd.veil.sealed-stream"
 _GONE = frozenset({"client_gone", "client_stalled"})
-_FINISH_REASONS = {"stopped": "stopped", "time_limit": "time_limit"}
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,6 @@ class Admitted:
     chat: dict[str, Any]
     control: StreamControl
     received: float  # time.monotonic() when the request arrived
-
-
-@dataclass
-class _Tally:
-    """What one stream relayed so far."""
-
-    asked: bool = False  # the model server was sent the request
-    deltas: int = 0
-    finish: str | None = None
-    usage: Usage | None = None
 
 
 class _ClientGone(Exception):
@@ -90,78 +84,207 @@ async def relay(gateway: Gateway, request: web.Request, admitted: Admitted) -> w
         await stream.run()
     finally:
         unwatch()
+        stream.unsubscribe()
     return stream.response
 
 
 class _Stream:
-    """One stream's parts while it runs."""
+    """One stream's parts while it runs.
+
+    Unshaped, each batch of text the model server sends goes out at once, a record for each
+    piece. Shaped (``gateway.shaping``), the first piece goes out at once; after it the model
+    server's bytes wait in the kernel (``ChatStream.gather``) and are taken in only at ticks and
+    at its end, and each tick sends one record: the gateway wakes once a tick, not a token.
+    """
 
     def __init__(self, gateway: Gateway, request: web.Request, admitted: Admitted) -> None:
         self.gateway = gateway
         self.request = request
         self.admitted = admitted
+        self.shaping = gateway.shaping
         self.sealer = ChunkSealer(admitted.opened.response_key)
         self.response = web.StreamResponse(headers={"Content-Type": SEALED_STREAM_TYPE})
-        self.tally = _Tally()
+        self.tally = Tally()
         self.idle = gateway.limits.client_idle_timeout
+        self.size = RecordSize()
+        self.pending: list[str] = []  # text received and not yet sent (shaped streams)
+        self.failure: BackendFailure | None = None
+        self.model_ended = False  # the model finished or failed (not stopped)
+        self.wake = asyncio.Event()  # a tick came or the model server's reply ended
+        self.due = False  # a tick came and its record is not sent yet
+        self.ticks = 0  # ticks since the first record
+        self.unsubscribe: Callable[[], None] = _nothing
+        self.written = 0  # chunks handed to the connection
 
     async def run(self) -> None:
         """Relay, then sign, keep and send the final record."""
-        failure: BackendFailure | None = None
         try:
             await _client_io(self.request, self.response.prepare(self.request), self.idle)
-            outcome, failure = await self.pump()
+            outcome = await self.pump()
         except _ClientGone as gone:
             outcome = gone.outcome
-        final = await _final(self.gateway, self.admitted, self.tally, outcome, failure)
+        ended_well = self.model_ended and self.failure is None
+        final = await settle(
+            self.gateway, self.admitted, self.tally, "ok" if ended_well else outcome, self.failure
+        )
         if outcome not in _GONE:
             try:
-                await self.send(self.response.write(self.sealer.final(final)))
+                await self.send(self.closing(final))
                 await _client_io(self.request, self.response.write_eof(), self.idle)
             except _ClientGone as gone:
                 outcome = gone.outcome
-        _count(self.gateway, self.admitted, self.tally, outcome)
+        record_outcome(self.gateway, self.admitted, self.tally, outcome, self.sealer.sealed)
 
-    async def send(self, operation: Awaitable[object]) -> None:
-        """Write one sealed chunk to the client."""
-        await _client_io(self.request, operation, self.idle)
-        self.gateway.metrics.chunks.inc()
-
-    async def pump(self) -> tuple[str, BackendFailure | None]:
-        """Relay deltas until the model finishes or fails, or the stream is stopped."""
-        control, tally = self.admitted.control, self.tally
+    async def pump(self) -> str:
+        """Relay until the model ends (or the held end), or the stream is stopped: the outcome."""
+        control = self.admitted.control
         loop = asyncio.get_running_loop()
         scope = asyncio.timeout_at(loop.time() + self.gateway.limits.max_stream_seconds)
         try:
             async with scope:
                 control.bind(scope)
-                tally.asked = True
-                chat = self.gateway.vllm.stream_chat(self.admitted.chat)
-                async with contextlib.aclosing(chat) as events:
-                    async for event in events:
-                        if isinstance(event, ContentDelta):
-                            await self.delta(event.text)
-                        elif isinstance(event, Finish):
-                            tally.finish = event.reason
-                        else:
-                            tally.usage = event
+                self.tally.asked = True
+                try:
+                    await self.relay_model()
+                except BackendFailure as exc:
+                    self.failure = exc
+                self.model_ended = True
+                if self.shaping.holds_duration and self.ticks_started:
+                    await self.hold()
         except TimeoutError:
             if not scope.expired():
                 raise
-            return control.stop_reason or "time_limit", None
-        except BackendFailure as exc:
-            return exc.kind, exc
+            reason = control.stop_reason
+            if not self.model_ended or reason in _GONE:
+                return reason or "time_limit"
         finally:
             control.bind(None)
-        return "ok", None
+        return self.failure.kind if self.failure is not None else "ok"
 
-    async def delta(self, text: str) -> None:
-        """Seal and send one delta (counted when handed to the connection)."""
-        if self.tally.deltas == 0:
+    async def relay_model(self) -> None:
+        """Ask the model server and relay its answer until it has finished."""
+        chat = self.admitted.chat
+        async with self.gateway.vllm.open_chat(chat, gather=self.shaping.shaped) as upstream:
+            if not self.shaping.shaped:
+                while not upstream.finished:
+                    texts = self.absorb(await upstream.read())
+                    if texts:
+                        self.first_sent()
+                        await self.send(b"".join(self.sealer.delta(text) for text in texts))
+                return
+            while not upstream.finished and not self.pending:
+                self.absorb(await upstream.read())
+            if self.pending:
+                self.first_sent()
+                await self.send(
+                    self.sealer.delta_utf8(self.take(first=True), pad_to=self.size.size)
+                )
+                await self.by_ticks(upstream)
+
+    async def by_ticks(self, upstream: ChatStream) -> None:
+        """After the first record: read the model server at ticks and its end; a record a tick."""
+        self.unsubscribe = self.shaping.ticker.subscribe(self.on_tick)
+        unwatch = upstream.watch(self.wake.set)
+        upstream.gather()  # no wakeup a token: the kernel holds the bytes until a tick
+        try:
+            while not upstream.finished:
+                if not upstream.ended:
+                    await self.wake.wait()
+                    self.wake.clear()
+                self.absorb(await upstream.collect())
+                if self.due and (self.shaping.holds_duration or not upstream.finished):
+                    await self.tick_record()  # (unless the closing records go out now)
+        except asyncio.CancelledError:
+            # Stopped (a cancel, the time limit, shutdown): the text that came still goes out,
+            # then the stop goes on. The read is bounded: the bytes are already here.
+            with contextlib.suppress(BackendFailure):
+                self.absorb(await upstream.collect())
+            raise
+        finally:
+            unwatch()
+
+    async def hold(self) -> None:
+        """``tick+duration``: go on ticking until the end's bucket (``held_until``)."""
+        until = held_until(self.ticks)
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if self.ticks >= until:
+                return
+            if self.due:
+                await self.tick_record()
+
+    @property
+    def ticks_started(self) -> bool:
+        """True once the first record went out and the stream follows the ticks."""
+        return self.unsubscribe is not _nothing
+
+    def on_tick(self) -> None:
+        """The ticker's call: a record is due."""
+        self.ticks += 1
+        self.due = True
+        self.wake.set()
+
+    def absorb(self, events: list[Event]) -> list[str]:
+        """Take in a batch of the model server's events; the texts among them."""
+        tally = self.tally
+        texts = []
+        for event in events:
+            if isinstance(event, ContentDelta):
+                texts.append(event.text)
+            elif isinstance(event, Finish):
+                tally.finish = event.reason
+            else:
+                tally.usage = event
+        tally.deltas += len(texts)
+        if self.shaping.shaped:
+            self.pending += texts
+        return texts
+
+    def take(self, *, first: bool = False, limit: int = MAX_RECORD_PAYLOAD) -> bytes:
+        """Text waiting to be sent, as UTF-8: the first piece only, or all; at most ``limit``."""
+        if first:
+            text = self.pending.pop(0)
+        else:
+            text = "".join(self.pending)
+            self.pending.clear()
+        data = text.encode("utf-8")
+        if len(data) > limit:
+            head = split_utf8(data, limit)[0]
+            self.pending.insert(0, data[len(head) :].decode("utf-8"))
+            data = head
+        self.size.fit(len(data))
+        return data
+
+    async def tick_record(self) -> None:
+        """The tick's record: the text since the last one (or none), at the stream's size."""
+        self.due = False
+        data = self.take()
+        await self.send(self.sealer.delta_utf8(data, pad_to=self.size.size))
+
+    def closing(self, final: Final) -> bytes:
+        """The last chunks: for a shaped stream the text still waiting (always), then the final."""
+        if not self.shaping.shaped:
+            return self.sealer.final(final)
+        rest = self.sealer.delta_utf8(self.take(limit=sys.maxsize), pad_to=self.size.size)
+        return rest + self.sealer.final(final, pad_to=self.size.final_size)
+
+    def first_sent(self) -> None:
+        """Count the time to the first text (as it is handed to the connection)."""
+        if not self.sealer.sealed:
             elapsed = time.monotonic() - self.admitted.received
             self.gateway.metrics.first_token.observe(elapsed)
-        self.tally.deltas += 1
-        await self.send(self.response.write(self.sealer.delta(text)))
+
+    async def send(self, data: bytes) -> None:
+        """Write sealed chunks to the client (counted when handed to the connection)."""
+        before = self.written
+        self.written = self.sealer.sealed
+        await _client_io(self.request, self.response.write(data), self.idle)
+        self.gateway.metrics.chunks.inc(self.written - before)
+
+
+def _nothing() -> None:
+    """What there is to undo before the stream follows any ticks."""
 
 
 async def _client_io(request: web.Request, operation: Awaitable[object], idle: float) -> None:
@@ -174,78 +297,3 @@ async def _client_io(request: web.Request, operation: Awaitable[object], idle: f
         raise _ClientGone("client_stalled") from exc
     except ConnectionResetError as exc:
         raise _ClientGone("client_gone") from exc
-
-
-async def _final(
-    gateway: Gateway,
-    admitted: Admitted,
-    tally: _Tally,
-    outcome: str,
-    failure: BackendFailure | None,
-) -> Final:
-    """Sign the receipt, build the final record and keep its payload for receipt fetches."""
-    prompt, completion, estimated = await _usage(gateway, admitted, tally, failure)
-    if failure is not None:
-        status = ReceiptStatus.ERROR
-    elif outcome == "ok":
-        status = ReceiptStatus.COMPLETE
-    else:
-        status = ReceiptStatus.STOPPED
-    receipt = UsageReceipt(
-        request_id=admitted.opened.request_id,
-        model=str(admitted.chat["model"]),
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        status=status,
-        estimated=estimated,
-        client=admitted.client.client_id,
-    )
-    signed = sign_receipt(receipt, gateway.ring.receipt_key)
-    if failure is not None:
-        final = Final(
-            signed,
-            error_kind=failure.kind,
-            error_status=failure.status,
-            error_message=failure.message,
-        )
-    else:
-        reason = (tally.finish or "stop") if outcome == "ok" else _FINISH_REASONS.get(outcome)
-        final = Final(signed, finish_reason=reason or "stopped")
-    now = gateway.clock()
-    gateway.receipts.finish(admitted.opened.request_id, canonical_json(final.payload()), now)
-    gateway.limiter.charge(admitted.client, now, prompt + completion)
-    gateway.metrics.prompt_tokens.inc(prompt)
-    gateway.metrics.completion_tokens.inc(completion)
-    return final
-
-
-async def _usage(
-    gateway: Gateway, admitted: Admitted, tally: _Tally, failure: BackendFailure | None
-) -> tuple[int, int, bool]:
-    """(prompt tokens, completion tokens, estimated) for the receipt."""
-    if tally.usage is not None:
-        return tally.usage.prompt_tokens, tally.usage.completion_tokens, False
-    if not tally.asked or (failure is not None and tally.deltas == 0):
-        return 0, 0, tally.asked
-    model = str(admitted.chat["model"])
-    messages = admitted.chat["messages"]
-    counted = await gateway.vllm.count_prompt_tokens(model, messages)
-    prompt = counted if counted is not None else estimate_prompt_tokens(messages)
-    return prompt, tally.deltas, True
-
-
-def _count(gateway: Gateway, admitted: Admitted, tally: _Tally, outcome: str) -> None:
-    """Metrics and one log line for a finished stream (ids and counts only, never text)."""
-    gateway.metrics.requests.labels(outcome).inc()
-    if outcome == "stalled":
-        gateway.metrics.stalls.inc()
-    elif outcome == "client_stalled":
-        gateway.metrics.client_stalls.inc()
-    log.info(
-        "gateway.relayed",
-        outcome=outcome,
-        client=admitted.client.name,
-        chunks=tally.deltas,
-        usage_reported=tally.usage is not None,
-        seconds=round(time.monotonic() - admitted.received, 4),
-    )

@@ -22,6 +22,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.receipts import ReceiptStore, StreamControl
 from gateway.refusals import Refusal, refusal_for
 from gateway.relay import Admitted
+from gateway.shaping import Shaping
 from gateway.vllm import BackendFailure, VLLMClient
 from sealed.auth import (
     CLIENT_KEY_HEADER,
@@ -65,6 +66,7 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     limits: Limits = field(default_factory=Limits)
     multimodal_models: Collection[str] = frozenset()
+    shaping: Shaping = field(default_factory=Shaping)
     replays: ReplayCache = field(init=False, default_factory=ReplayCache)
     limiter: ClientLimiter = field(init=False, default_factory=ClientLimiter)
     receipts: ReceiptStore = field(init=False)

@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.limits import Limits
+from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -46,6 +47,8 @@ class GatewaySettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9600, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stream_shape: StreamShape = StreamShape.TICK
+    stream_tick: float = Field(default=DEFAULT_TICK, ge=0.01, le=5.0)
 
     @property
     def served_models(self) -> tuple[str, ...]:
@@ -69,6 +72,11 @@ class GatewaySettings(BaseSettings):
             backend_idle_timeout=self.backend_idle_timeout,
             receipt_ttl=self.receipt_ttl,
         )
+
+    @property
+    def shaping(self) -> Shaping:
+        """How sealed streams are shaped, with a tick timer of ``VEIL_STREAM_TICK`` seconds."""
+        return Shaping(self.stream_shape, LoopTicker(self.stream_tick))
 
 
 def _names(text: str) -> tuple[str, ...]:

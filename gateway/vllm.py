@@ -1,88 +1,54 @@
 """A client for vLLM's OpenAI-compatible server, written against the wire format.
 
-``stream_chat`` turns vLLM's server-sent events into ``ContentDelta``, ``Finish`` and ``Usage``
-events and its errors, before or inside the stream, into ``BackendFailure``. It works the same
-against any OpenAI-compatible server (llama.cpp's server included): ``/health`` and
-``/tokenize`` are used where the server has them. Whatever the model server sends, nothing
-here raises anything but ``BackendFailure``: a garbled reply is the model server's failure.
+``open_chat`` starts a streaming chat completion and hands back a ``ChatStream``
+(``gateway.upstream``), which reads vLLM's server-sent events into ``ContentDelta``,
+``Finish`` and ``Usage`` events in batches; ``stream_chat`` yields the same events one by one.
+Errors before or inside the stream become ``BackendFailure``. It works the same against any
+OpenAI-compatible server (llama.cpp's server included): ``/health`` and ``/tokenize`` are used
+where the server has them. Whatever the model server sends, nothing here raises anything but
+``BackendFailure``: a garbled reply is the model server's failure.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp.http_exceptions import LineTooLong
 
+from gateway.events import (
+    BackendFailure,
+    ContentDelta,
+    Event,
+    Finish,
+    Usage,
+    error_message,
+    failure_for,
+    stalled,
+    translated,
+)
+from gateway.upstream import ChatStream
 from sealed.encoding import MAX_JSON_INT
-from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
 
-CONTEXT_LENGTH_MARKER = "maximum context length"
-# The longest SSE line read (one event): far above any one token's delta.
-MAX_EVENT_BYTES = 4 << 20
+__all__ = [
+    "BackendFailure",
+    "ChatStream",
+    "ContentDelta",
+    "Event",
+    "Finish",
+    "Usage",
+    "VLLMClient",
+]
+
 # The most of an error reply read: enough for any real message, which is then cut.
 MAX_ERROR_BODY = 1 << 20
 _HTTP_OK = 200
 _HTTP_NOT_FOUND = 404
-
-
-@dataclass(frozen=True)
-class ContentDelta:
-    """A piece of generated text."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Finish:
-    """Why generation stopped (``stop``, ``length``, …)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts from the stream's usage chunk."""
-
-    prompt_tokens: int
-    completion_tokens: int
-
-
-Event = ContentDelta | Finish | Usage
-
-
-class BackendFailure(Exception):
-    """vLLM failed; ``kind`` is one of unavailable, context_length, stalled, backend.
-
-    ``message`` is cut to the sealed error record's limit.
-    """
-
-    def __init__(self, kind: str, status: int, message: str) -> None:
-        super().__init__(f"{kind} ({status})")
-        self.kind = kind
-        self.status = status
-        self.message = message[:MAX_ERROR_MESSAGE]
-
-
-def _error_message(body: Any) -> str:  # noqa: ANN401 -- parsed JSON of unknown shape
-    """VLLM's error message from ``{"error": {...}}``, ``{"error": "..."}`` or a flat object."""
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("detail") or "unknown error"
-            return message if isinstance(message, str) else "unknown error"
-        return error if isinstance(error, str) else "unknown error"
-    return "unknown error"
-
-
-def _failure(status: int, message: str) -> BackendFailure:
-    kind = "context_length" if CONTEXT_LENGTH_MARKER in message else "backend"
-    return BackendFailure(kind, status, message)
 
 
 async def _error_reply(response: aiohttp.ClientResponse) -> BackendFailure:
@@ -94,7 +60,7 @@ async def _error_reply(response: aiohttp.ClientResponse) -> BackendFailure:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         payload = None
-    return _failure(response.status, _error_message(payload))
+    return failure_for(response.status, error_message(payload))
 
 
 class VLLMClient:
@@ -174,90 +140,50 @@ class VLLMClient:
             return count
         return None
 
+    @contextlib.asynccontextmanager
+    async def open_chat(
+        self, request: dict[str, Any], *, gather: bool = False
+    ) -> AsyncIterator[ChatStream]:
+        """POST a streaming chat completion; the reply is read through the ``ChatStream``.
+
+        Leaving the block before the stream's end closes the connection, so the model server
+        stops generating. No byte for ``idle_timeout`` (before the reply's head, or in it) is
+        ``stalled``; the ``ChatStream`` keeps that watch itself, so that bytes which arrived
+        before the silence are still read. ``gather`` asks for a connection of its own, closed
+        by the model server at the reply's end, so that ``ChatStream.gather`` can leave the
+        bytes in the kernel between reads and still see the end at once.
+        """
+        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        headers = {**self._headers, "Connection": "close"} if gather else self._headers
+        try:
+            async with asyncio.timeout(self._idle_timeout):
+                with translated():
+                    response = await self._session.post(
+                        f"{self._base}/v1/chat/completions",
+                        json=body,
+                        headers=headers,
+                        timeout=timeout,
+                    )
+                    if response.status != _HTTP_OK:
+                        try:
+                            raise await _error_reply(response)
+                        finally:
+                            response.release()
+        except TimeoutError as exc:
+            raise stalled() from exc
+        connection = response.connection
+        transport = connection.transport if gather and connection is not None else None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        try:
+            yield ChatStream(response.content, idle_timeout=self._idle_timeout, sock=sock)
+        finally:
+            response.release()  # an unfinished reply's connection is closed, not reused
+            await response.wait_for_close()
+
     async def stream_chat(self, request: dict[str, Any]) -> AsyncGenerator[Event, None]:
         """POST a streaming chat completion and yield its events as they arrive."""
-        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._idle_timeout)
-        try:
-            async with self._session.post(
-                f"{self._base}/v1/chat/completions",
-                json=body,
-                headers=self._headers,
-                timeout=timeout,
-            ) as response:
-                if response.status != _HTTP_OK:
-                    raise await _error_reply(response)
-                async for event in _parse_sse(response):
+        async with self.open_chat(request) as chat:
+            while not chat.finished:
+                for event in await chat.read():
                     yield event
-        except aiohttp.SocketTimeoutError as exc:
-            raise BackendFailure("stalled", 504, "the model server stopped responding") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise BackendFailure("backend", 502, "model server closed the stream") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendFailure("unavailable", 503, "model server unreachable") from exc
-
-
-async def _parse_sse(response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
-    """Read ``data:`` lines until ``[DONE]``; a stream that ends without it is a failure."""
-    while True:
-        try:
-            raw = await response.content.readuntil(b"\n", max_size=MAX_EVENT_BYTES)
-        except LineTooLong as exc:
-            raise BackendFailure("backend", 502, "model server sent an oversized event") from exc
-        if not raw:
-            break
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return
-        try:
-            chunk = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise BackendFailure("backend", 502, "model server sent a malformed event") from exc
-        if not isinstance(chunk, dict):
-            continue
-        if "error" in chunk:
-            raise _failure(_status_of(chunk["error"]), _error_message(chunk))
-        for event in _events_of(chunk):
-            yield event
-    raise BackendFailure("backend", 502, "model server closed the stream")
-
-
-def _status_of(error: Any) -> int:  # noqa: ANN401 -- parsed JSON of unknown shape
-    code = error.get("code") if isinstance(error, dict) else None
-    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:  # noqa: PLR2004
-        return code
-    return 500
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_JSON_INT:
-        return value
-    raise BackendFailure("backend", 502, "model server sent a malformed usage count")
-
-
-def _events_of(chunk: dict[str, Any]) -> list[Event]:
-    events: list[Event] = []
-    choices = chunk.get("choices") or []
-    if not isinstance(choices, list):
-        raise BackendFailure("backend", 502, "model server sent a malformed event")
-    for choice in choices:
-        if not isinstance(choice, dict):
-            raise BackendFailure("backend", 502, "model server sent a malformed event")
-        delta = choice.get("delta") or {}
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if isinstance(content, str) and content:
-            events.append(ContentDelta(content))
-        reason = choice.get("finish_reason")
-        if isinstance(reason, str) and reason:
-            events.append(Finish(reason[:MAX_FINISH_REASON]))
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        events.append(
-            Usage(
-                _count(usage.get("prompt_tokens") or 0), _count(usage.get("completion_tokens") or 0)
-            )
-        )
-    return events

@@ -99,16 +99,22 @@ def bucket_for(size: int, buckets: tuple[int, ...]) -> int | None:
     return None
 
 
-def pad(payload: bytes, buckets: tuple[int, ...]) -> bytes:
+def pad(payload: bytes, buckets: tuple[int, ...], *, target: int | None = None) -> bytes:
     """Prefix ``payload`` with its 4-byte length and pad with zeros to a bucket size.
 
-    Payloads larger than the last bucket are padded to a multiple of it.
+    Payloads larger than the last bucket are padded to a multiple of it. ``target`` pads to
+    exactly that many bytes instead (a shaped stream's record size); ``ValueError`` if the
+    payload and its prefix do not fit in it.
     """
     size = _LEN.size + len(payload)
-    target = bucket_for(size, buckets)
-    if target is None:
-        last = buckets[-1]
-        target = -(-size // last) * last
+    if target is not None:
+        if size > target:
+            raise ValueError("payload does not fit in the padding target")
+    else:
+        target = bucket_for(size, buckets)
+        if target is None:
+            last = buckets[-1]
+            target = -(-size // last) * last
     return _LEN.pack(len(payload)) + payload + bytes(target - size)
 
 

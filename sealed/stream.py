@@ -13,6 +13,8 @@ One chunk on the wire::
   the signed usage receipt). A final record must come in a chunk flagged final, and nothing may
   follow it. A delta too long for one record is split on UTF-8 character boundaries, so no
   record ever exceeds the last bucket.
+- A shaped stream (docs/protocol.md, "Shaped streams") pads every record to one size chosen
+  by the gateway (``pad_to``) instead of the smallest bucket; the client accepts any size.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from sealed.encoding import (
     MAX_RECORD_PAYLOAD,
     RECORD_BUCKETS,
+    bucket_for,
     canonical_json,
     json_int,
     json_str,
@@ -61,6 +64,8 @@ ERROR_KINDS = frozenset({"unavailable", "context_length", "stalled", "backend"})
 # How far from the expected position a failing chunk is tried, to tell reordering from tampering.
 _REORDER_WINDOW = 16
 _CONTINUATION = 0x80  # the top two bits of a UTF-8 continuation byte
+# The bytes of a record that are not its payload: the 4-byte length prefix and the type byte.
+RECORD_OVERHEAD = 5
 
 
 class RecordType(enum.IntEnum):
@@ -148,6 +153,19 @@ def split_utf8(data: bytes, limit: int = MAX_RECORD_PAYLOAD) -> list[bytes]:
     return pieces
 
 
+def record_size_for(payload_bytes: int) -> int:
+    """The smallest record bucket for a payload (a delta's text, a final's JSON) of that size.
+
+    The last bucket when none holds it (a delta that long is split over several records).
+    """
+    return bucket_for(RECORD_OVERHEAD + payload_bytes, RECORD_BUCKETS) or RECORD_BUCKETS[-1]
+
+
+def _check_record_size(size: int) -> None:
+    if not RECORD_BUCKETS[0] <= size <= RECORD_BUCKETS[-1]:
+        raise ValueError("a record size must lie between the first and the last bucket")
+
+
 def stream_id_for(response_key: bytes) -> bytes:
     """The 8-byte stream id a response under ``response_key`` carries."""
     return hashlib.sha256(STREAM_ID_CONTEXT + response_key).digest()[:8]
@@ -166,24 +184,53 @@ class ChunkSealer:
         self._seq = 0
         self.finished = False
 
-    def delta(self, text: str) -> bytes:
-        """The chunks holding a text delta: one, or several if it is too long for one record."""
-        data = text.encode("utf-8")
+    @property
+    def sealed(self) -> int:
+        """How many chunks were sealed so far."""
+        return self._seq
+
+    def delta(self, text: str, *, pad_to: int | None = None) -> bytes:
+        """The chunks holding a text delta: one, or several if it is too long for one record.
+
+        Each record is padded to the smallest bucket that holds it, or, with ``pad_to`` (a
+        shaped stream's record size, between the first and the last bucket), to exactly
+        ``pad_to`` bytes; text too long for one such record is split over several of that
+        size. An empty ``text`` makes one empty record (a shaped stream's tick without text).
+        """
+        return self.delta_utf8(text.encode("utf-8"), pad_to=pad_to)
+
+    def delta_utf8(self, data: bytes, *, pad_to: int | None = None) -> bytes:
+        """``delta`` for text the caller already holds as UTF-8 (whole characters)."""
+        if pad_to is None:
+            pieces = split_utf8(data)
+        else:
+            _check_record_size(pad_to)
+            pieces = split_utf8(data, pad_to - RECORD_OVERHEAD)
         return b"".join(
-            self._chunk(RecordType.DELTA, piece, final=False) for piece in split_utf8(data)
+            self._chunk(RecordType.DELTA, piece, final=False, pad_to=pad_to) for piece in pieces
         )
 
-    def final(self, record: Final) -> bytes:
-        """The final chunk (done or error); nothing may be sealed after it."""
-        kind = RecordType.ERROR if record.is_error else RecordType.DONE
-        return self._chunk(kind, canonical_json(record.payload()), final=True)
+    def final(self, record: Final, *, pad_to: int | None = None) -> bytes:
+        """The final chunk (done or error); nothing may be sealed after it.
 
-    def _chunk(self, kind: RecordType, payload: bytes, *, final: bool) -> bytes:
+        ``pad_to`` pads the record to at least that size (to the bucket its payload needs,
+        if that is larger).
+        """
+        kind = RecordType.ERROR if record.is_error else RecordType.DONE
+        payload = canonical_json(record.payload())
+        if pad_to is not None:
+            _check_record_size(pad_to)
+            pad_to = max(pad_to, record_size_for(len(payload)))
+        return self._chunk(kind, payload, final=True, pad_to=pad_to)
+
+    def _chunk(
+        self, kind: RecordType, payload: bytes, *, final: bool, pad_to: int | None = None
+    ) -> bytes:
         if self.finished:
             raise MalformedMessage("stream already finished")
         flags = FLAG_FINAL if final else 0
         head = _HEAD.pack(self._stream_id, self._seq, flags)
-        plaintext = pad(bytes([kind]) + payload, RECORD_BUCKETS)
+        plaintext = pad(bytes([kind]) + payload, RECORD_BUCKETS, target=pad_to)
         sealed = self._aead.encrypt(_nonce(self._seq), plaintext, RESPONSE_AAD + head)
         self._seq += 1
         self.finished = final

@@ -1,7 +1,7 @@
 """Building blocks the tests and benchmarks share.
 
-A settable clock, an in-process gateway, and sealed requests made and read by hand for tests
-that speak the wire protocol directly.
+A settable clock, a tick source driven by hand (for shaped streams), an in-process gateway,
+and sealed requests made and read by hand for tests that speak the wire protocol directly.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from gateway.keys import KeyRing
 from gateway.limits import Limits
 from gateway.routes import listen
 from gateway.server import Gateway
+from gateway.shaping import Shaping
 from gateway.vllm import VLLMClient
 from sealed.auth import PROOF_HEADER, cancel_proof, client_auth_headers, receipt_proof
 from sealed.encoding import b64d, b64e
@@ -96,6 +97,40 @@ async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> Non
             await asyncio.sleep(0.005)
 
 
+class ManualTicker:
+    """A tick source a test drives by hand: ``tick()`` is one tick for every stream following.
+
+    ``issued`` counts the ticks given; ``following`` is how many streams wait for ticks now.
+    """
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self._subscribers: dict[int, Callable[[], None]] = {}
+        self._next_key = 0
+
+    @property
+    def following(self) -> int:
+        """Streams subscribed now."""
+        return len(self._subscribers)
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` at every tick from now on; returns the function that stops it."""
+        key = self._next_key
+        self._next_key += 1
+        self._subscribers[key] = callback
+
+        def stop() -> None:
+            self._subscribers.pop(key, None)
+
+        return stop
+
+    def tick(self) -> None:
+        """One tick, now."""
+        self.issued += 1
+        for callback in list(self._subscribers.values()):
+            callback()
+
+
 class Clock:
     """A clock tests move by hand; callable like ``time.time``."""
 
@@ -147,11 +182,14 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
     models: tuple[str, ...] = (),
     multimodal_models: Collection[str] = (),
     max_skew: int = 120,
+    shaping: Shaping | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Run a real gateway (both listeners, as ``python -m gateway`` does) on free ports.
 
     ``models`` fixes the served models (else the model server is asked), ``limits`` the
-    timeouts and caps (short ones make a timeout test fast).
+    timeouts and caps (short ones make a timeout test fast). Streams are unshaped (a record a
+    piece of text, as tests that count pieces expect) unless ``shaping`` says otherwise; the
+    product's default is shaped (``gateway.shaping``).
     """
     operator = operator or ed25519.Ed25519PrivateKey.generate()
     clock = clock or Clock()
@@ -173,6 +211,7 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
             fixed_models=models,
             limits=limits,
             multimodal_models=frozenset(multimodal_models),
+            shaping=shaping or Shaping.off(),
         )
         await gateway.refresh_models()
         listeners = await listen(

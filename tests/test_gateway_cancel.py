@@ -20,14 +20,16 @@ import pytest
 import structlog
 
 from gateway.limits import Limits
+from gateway.shaping import Shaping, StreamShape
 from sealed.auth import PROOF_HEADER
 from sealed.encoding import b64e, canonical_json
 from sealed.receipt import ReceiptStatus
 from sealed.stream import ChunkOpener, Delta, Final
-from tests.fakes.vllm import FakeVLLM
+from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import (
     MESSAGES,
     CountingProxy,
+    ManualTicker,
     SealedCall,
     post_sealed,
     run_gateway,
@@ -135,6 +137,48 @@ async def test_cancel_stops_the_model_and_ends_with_a_stopped_receipt(
         assert 'veil_gateway_cancels_total{result="stopping"} 1.0' in metrics
         assert 'veil_gateway_cancels_total{result="finished"} 1.0' in metrics
         assert 'veil_gateway_requests_total{outcome="stopped"} 1.0' in metrics
+
+
+async def test_cancel_ends_a_shaped_stream_with_the_text_that_came_and_a_stopped_receipt(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=ANSWER, token_delay=0.03) as fake,
+        CountingProxy.to(fake.url) as proxy,
+        run_gateway(
+            proxy.url,
+            clock=clock,
+            models=("veil-test",),
+            shaping=Shaping(StreamShape.TICK, ticker),
+        ) as gw,
+    ):
+        call = seal_call(gw)
+        async with http.post(
+            f"{gw.url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
+        ) as response:
+            stream = OpenStream(response, call)
+            await stream.until_delta()
+            assert stream.texts == ["word0"]  # the first piece of text, at once, alone
+            await wait_until(lambda: ticker.following == 1)
+            ticker.tick()
+            ticker.tick()
+            status, reply = await cancel(http, gw.url, call.cancel())
+            assert (status, reply) == (202, {"state": "stopping"})
+            final = await stream.to_end()
+        assert final.finish_reason == "stopped"
+        assert final.receipt is not None
+        receipt = final.receipt.receipt
+        assert receipt.status is ReceiptStatus.STOPPED
+        delivered = "".join(stream.texts)
+        assert ANSWER.startswith(delivered)
+        # Every piece the gateway took in went out (the last ones with the final record):
+        # the receipt counts exactly what was delivered.
+        assert receipt.completion_tokens == len(split_tokens(delivered)) < 60
+        assert len(stream.texts) <= 1 + 2 + 1  # the first record, a record a tick, the last
+        await wait_until(lambda: proxy.closed >= 1)
+        assert fake.token_times == []
+        assert 'veil_gateway_requests_total{outcome="stopped"} 1.0' in await gw.metrics(http)
 
 
 async def test_cancel_before_any_token_still_bills_the_prompt(
@@ -397,6 +441,72 @@ async def test_a_stalled_model_server_ends_in_a_stalled_error_record(
             await fake.stall_released.wait()  # the gateway hung up on the stalled stream
         assert fake.stalled_closed == 1
         assert "veil_gateway_stalls_total 1.0" in await gw.metrics(http)
+
+
+async def test_a_stalled_model_server_ends_a_shaped_stream_with_the_text_that_came(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    limits = Limits(backend_idle_timeout=0.2)
+    ticker = ManualTicker()
+    shaping = Shaping(StreamShape.TICK, ticker)
+    async with (
+        FakeVLLM(answer="a b c d e f") as fake,
+        run_gateway(fake.url, clock=clock, limits=limits, shaping=shaping) as gw,
+    ):
+        fake.stall_after = 2
+        reply = await post_sealed(http, gw.url, seal_call(gw))
+        # No tick came: the silence alone ended the stream, and the text that arrived before
+        # it still went out, before the error record.
+        assert ticker.issued == 0
+        assert reply.text == "a b"
+        assert reply.final is not None
+        assert (reply.final.error_kind, reply.final.error_status) == ("stalled", 504)
+        assert reply.final.receipt is not None
+        receipt = reply.final.receipt.receipt
+        assert (receipt.status, receipt.completion_tokens, receipt.prompt_tokens) == (
+            ReceiptStatus.ERROR,
+            2,
+            6,
+        )
+        async with asyncio.timeout(10):
+            await fake.stall_released.wait()
+        assert "veil_gateway_stalls_total 1.0" in await gw.metrics(http)
+
+
+async def test_a_vanished_client_of_a_shaped_stream_leaves_a_stopped_receipt(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=ANSWER, token_delay=0.03) as fake,
+        CountingProxy.to(fake.url) as proxy,
+        run_gateway(
+            proxy.url,
+            clock=clock,
+            models=("veil-test",),
+            shaping=Shaping(StreamShape.TICK, ticker),
+        ) as gw,
+    ):
+        call = seal_call(gw)
+        async with http.post(
+            f"{gw.url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
+        ) as response:
+            stream = OpenStream(response, call)
+            await stream.until_delta()
+            response.close()  # the client hangs up mid-answer
+        await wait_until(lambda: gw.gateway.active == 0)
+        await wait_until(lambda: proxy.closed >= 1)
+        assert fake.token_times == []
+        assert ticker.following == 0  # the stream stopped following the ticks
+        status, body = await fetch_receipt(
+            http, gw.url, call.request_id.hex(), call.receipt_headers()
+        )
+        assert status == 200
+        final = Final.from_payload(json.loads(body))
+        assert final.finish_reason == "stopped"
+        assert final.receipt is not None
+        assert final.receipt.receipt.status is ReceiptStatus.STOPPED
+        assert 'outcome="client_gone"' in await gw.metrics(http)
 
 
 # -- nothing secret in logs or metrics --------------------------------------------------------

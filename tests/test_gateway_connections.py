@@ -15,13 +15,14 @@ import structlog
 
 from gateway.descriptors import ACCEPT_ERROR, AcceptErrorFilter, connection_cap
 from gateway.limits import Limits
+from gateway.shaping import LoopTicker, Shaping, StreamShape
 from sealed.encoding import REQUEST_BUCKETS
 from sealed.receipt import ReceiptStatus
 from sealed.request import HEADER_SIZE, max_request_size
 from sealed.stream import Final
 from sealed.suites import Suite
 from tests.fakes.relay import HalfOpenClients, SegmentingRelay, SlowReader
-from tests.fakes.vllm import FakeVLLM
+from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import (
     CountingProxy,
     RunningGateway,
@@ -172,15 +173,19 @@ async def test_a_body_that_stops_arriving_gets_408_and_a_closed_connection(
 # -- clients that stop reading, streams that run too long ---------------------------------------
 
 
+@pytest.mark.parametrize("shaped", [False, True], ids=["per-token", "shaped"])
 async def test_a_client_that_stops_reading_is_cut_and_the_model_request_stopped(
-    http: aiohttp.ClientSession, clock: Clock
+    http: aiohttp.ClientSession, clock: Clock, *, shaped: bool
 ) -> None:
     answer = " ".join(["x" * 60_000] * 100)  # 100 deltas of 60 KB: far more than the buffers
     limits = Limits(client_idle_timeout=0.3)
+    shaping = Shaping(StreamShape.TICK, LoopTicker(0.01)) if shaped else None
     async with (
         FakeVLLM(answer=answer, token_delay=0.02) as fake,  # the whole answer: 2 s
         CountingProxy.to(fake.url) as proxy,
-        run_gateway(proxy.url, clock=clock, limits=limits, models=("veil-test",)) as gw,
+        run_gateway(
+            proxy.url, clock=clock, limits=limits, models=("veil-test",), shaping=shaping
+        ) as gw,
     ):
         call = seal_call(gw)
         async with SlowReader(*address(gw), raw_request(call)) as reader:
@@ -222,6 +227,33 @@ async def test_a_stream_past_the_longest_duration_ends_with_a_time_limit_receipt
         assert 0 < receipt.completion_tokens == len(reply.texts) < 200
         assert receipt.estimated
         assert receipt.prompt_tokens == 6  # counted by the model server's /tokenize
+        await wait_until(lambda: proxy.closed >= 1)
+        assert fake.token_times == []
+
+
+async def test_a_shaped_stream_past_the_longest_duration_ends_with_a_time_limit_receipt(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    answer = " ".join(f"w{i}" for i in range(200))
+    limits = Limits(max_stream_seconds=0.3)
+    shaping = Shaping(StreamShape.TICK, LoopTicker(0.02))
+    async with (
+        FakeVLLM(answer=answer, token_delay=0.02) as fake,
+        CountingProxy.to(fake.url) as proxy,
+        run_gateway(
+            proxy.url, clock=clock, limits=limits, models=("veil-test",), shaping=shaping
+        ) as gw,
+    ):
+        reply = await post_sealed(http, gw.url, seal_call(gw))
+        assert reply.final is not None
+        assert reply.final.finish_reason == "time_limit"
+        assert reply.final.receipt is not None
+        receipt = reply.final.receipt.receipt
+        assert receipt.status is ReceiptStatus.STOPPED
+        assert answer.startswith(reply.text)
+        assert 0 < receipt.completion_tokens == len(split_tokens(reply.text)) < 200
+        deltas = reply.chunk_lengths[:-1]
+        assert deltas == sorted(deltas)  # one record size, grown at most, never shrunk
         await wait_until(lambda: proxy.closed >= 1)
         assert fake.token_times == []
 

@@ -1,0 +1,180 @@
+"""What the model server said, as the gateway takes it: events, and failures.
+
+``ContentDelta``, ``Finish`` and ``Usage`` are the events of a streamed chat completion;
+``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``.
+``BackendFailure`` is every way the model server can fail (``translated`` maps the HTTP
+client's errors onto it); nothing that parses its replies raises anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from sealed.encoding import MAX_JSON_INT
+from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+CONTEXT_LENGTH_MARKER = "maximum context length"
+
+
+@dataclass(frozen=True)
+class ContentDelta:
+    """A piece of generated text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Why generation stopped (``stop``, ``length``, …)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts from the stream's usage chunk."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Event = ContentDelta | Finish | Usage
+
+
+class BackendFailure(Exception):
+    """vLLM failed; ``kind`` is one of unavailable, context_length, stalled, backend.
+
+    ``message`` is cut to the sealed error record's limit.
+    """
+
+    def __init__(self, kind: str, status: int, message: str) -> None:
+        super().__init__(f"{kind} ({status})")
+        self.kind = kind
+        self.status = status
+        self.message = message[:MAX_ERROR_MESSAGE]
+
+
+def error_message(body: Any) -> str:  # noqa: ANN401 -- parsed JSON of unknown shape
+    """VLLM's error message from ``{"error": {...}}``, ``{"error": "..."}`` or a flat object."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or "unknown error"
+            return message if isinstance(message, str) else "unknown error"
+        return error if isinstance(error, str) else "unknown error"
+    return "unknown error"
+
+
+def failure_for(status: int, message: str) -> BackendFailure:
+    """The failure a model server's error ``message`` states (``context_length`` or ``backend``)."""
+    kind = "context_length" if CONTEXT_LENGTH_MARKER in message else "backend"
+    return BackendFailure(kind, status, message)
+
+
+def stalled() -> BackendFailure:
+    """The failure of a model server that sent nothing for the backend idle timeout."""
+    return BackendFailure("stalled", 504, "the model server stopped responding")
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn the HTTP client's errors while talking to the model server into ``BackendFailure``."""
+    try:
+        yield
+    except aiohttp.SocketTimeoutError as exc:
+        raise stalled() from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise BackendFailure("backend", 502, "model server closed the stream") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BackendFailure("unavailable", 503, "model server unreachable") from exc
+
+
+def decode_events(payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
+    """The events in a batch of ``data:`` payloads, and the failure that cut it short, if any.
+
+    Well-formed payloads (the usual case) are decoded in one ``json.loads`` over all of them;
+    otherwise one by one, up to the first that is not JSON. An ``error`` chunk is a failure
+    too. The events before a failure are returned with it.
+    """
+    chunks, failure = _decode(payloads)
+    events: list[Event] = []
+    for chunk in chunks:
+        try:
+            events.extend(_events_of(chunk))
+        except BackendFailure as exc:
+            return events, exc
+    return events, failure
+
+
+def _decode(payloads: list[bytes]) -> tuple[list[Any], BackendFailure | None]:
+    """The JSON values of events' payloads, and the failure of the first malformed one.
+
+    Well-formed payloads (the usual case) are decoded in one ``json.loads`` over all of them;
+    otherwise one by one, up to the first that is not JSON.
+    """
+    if not payloads:
+        return [], None
+    try:
+        values = json.loads(b"[" + b",".join(payloads) + b"]")
+    except (ValueError, RecursionError):
+        values = None
+    if isinstance(values, list) and len(values) == len(payloads):
+        return values, None  # a payload holding more than one value would change the count
+    values = []
+    for payload in payloads:
+        try:
+            values.append(json.loads(payload))
+        except (ValueError, RecursionError):
+            return values, BackendFailure("backend", 502, "model server sent a malformed event")
+    return values, None
+
+
+def _status_of(error: Any) -> int:  # noqa: ANN401 -- parsed JSON of unknown shape
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:  # noqa: PLR2004
+        return code
+    return 500
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_JSON_INT:
+        return value
+    raise BackendFailure("backend", 502, "model server sent a malformed usage count")
+
+
+def _events_of(chunk: Any) -> list[Event]:  # noqa: ANN401 -- parsed JSON of unknown shape
+    """The events in one decoded chunk; an ``error`` chunk raises its ``BackendFailure``."""
+    if not isinstance(chunk, dict):
+        return []
+    if "error" in chunk:
+        raise failure_for(_status_of(chunk["error"]), error_message(chunk))
+    events: list[Event] = []
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise BackendFailure("backend", 502, "model server sent a malformed event")
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise BackendFailure("backend", 502, "model server sent a malformed event")
+        delta = choice.get("delta") or {}
+        content = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(content, str) and content:
+            events.append(ContentDelta(content))
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            events.append(Finish(reason[:MAX_FINISH_REASON]))
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        events.append(
+            Usage(
+                _count(usage.get("prompt_tokens") or 0), _count(usage.get("completion_tokens") or 0)
+            )
+        )
+    return events
