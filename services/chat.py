@@ -4,8 +4,9 @@
 model's window by token ceilings, ``services.tokens``), holds credit for it under the sealed
 request's own id, streams the answer from the sealed inference client into an ``AnswerSink``
 (the bot's Telegram-facing side), settles, and stores the exchange encrypted once it is
-finished or the user stopped it. A failed answer stores nothing, and the prompt is kept in
-memory only, so the user's Retry button can resend it.
+finished or the user stopped it. A failed answer stores nothing (the text that arrived intact
+before the failure is still delivered, since it is paid for), and the prompt is kept in memory
+only, so the user's Retry button can resend it.
 
 Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop button, for the
 draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
@@ -285,11 +286,10 @@ class ChatService:
                 continue
             except InferenceError as exc:
                 generation.stoppable = False
-                await self._settle(
-                    hold, exc.signed_receipt, "".join(parts), valid=True, bundles=bundles
-                )
+                delivered = "".join(parts)
+                await self._settle(hold, exc.signed_receipt, delivered, valid=True, bundles=bundles)
                 self._remember_failed(user_id, prompt)
-                await sink.abort()
+                await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
                 await self._settle(hold, None, "".join(parts), bundles=bundles)
@@ -575,3 +575,11 @@ async def _finished(task: asyncio.Future[Any]) -> None:
     while not task.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([task])
+
+
+async def _show_failure(sink: AnswerSink, delivered: str) -> None:
+    """After a failure, keep what arrived intact (it is paid for); else stop showing progress."""
+    if delivered:
+        await sink.complete(delivered)
+    else:
+        await sink.abort()

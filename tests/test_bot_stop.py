@@ -166,11 +166,13 @@ async def test_a_stalled_model_stopped_responding_and_is_charged_its_receipt(
         stack.vllm.stall_after = 3
         with capture_logs() as logs:
             stack.telegram.send_text(USER, PROMPT)
-            (reply,) = await stack.final_messages(USER, within=20)
+            partial, reply = await stack.final_messages(USER, 2, within=20)
         (hold,) = await closed_holds(stack)
         await assert_books_balance(stack, hold)
         conversation = await stack.veil.store.active_conversation(USER)
         assert await stack.veil.store.history(USER, conversation) == []
+    # What arrived before the stall is paid for, so it stays in the chat; the error follows.
+    assert partial["text"] == "".join(split_tokens(ANSWER)[:3])
     assert reply["text"] == "The model stopped responding. Please try again in a moment."
     assert "tamper" not in reply["text"]
     assert reply["reply_markup"]["inline_keyboard"][0][0]["text"] == "Retry"
