@@ -12,25 +12,24 @@ One connection on one worker thread, like the main store; every call runs there 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sqlite_utils import Database
-
 from models import migrations
 from models.records import StorageError
+from models.store import open_private_database
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    from sqlite_utils import Database
+
 T = TypeVar("T")
 
 EntryKind = Literal["payment", "refund"]
-_FILE_MODE = 0o600
 _COLUMNS = (
     "key, kind, update_id, user_id, language, payload, currency, total_amount, charge_id,"
     " is_recurring, subscription_expires_at, received_at, booked_at, notified_at, attempts, told"
@@ -191,24 +190,12 @@ class Journal:
 
 
 def _connect(path: Path, busy_timeout: float) -> Database:
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, _FILE_MODE))
-        conn = sqlite3.connect(path, timeout=busy_timeout)
-    except (OSError, sqlite3.Error) as exc:
-        raise StorageError(f"cannot open the payment journal {path}: {exc}") from exc
-    db = Database(conn, execute_plugins=False)
-    try:
+    def setup(db: Database) -> None:
         db.enable_wal()
         db.execute("PRAGMA synchronous = FULL")  # an entry is on disk when record returns
         migrations.apply(db, JOURNAL_MIGRATIONS)
-    except sqlite3.Error as exc:
-        db.close()
-        raise StorageError(f"cannot open the payment journal {path}: {exc}") from exc
-    except BaseException:
-        db.close()
-        raise
-    return db
+
+    return open_private_database(path, busy_timeout, setup, what="the payment journal")
 
 
 def _record(db: Database, entries: Sequence[JournalEntry]) -> int:

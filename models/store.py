@@ -295,21 +295,36 @@ class Store:
 
 def _connect(path: Path, master_key: MasterKey, busy_timeout: float) -> Database:
     """Open the file on the calling (worker) thread, set it up and migrate it."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Create the file owner-only; SQLite gives its -wal and -shm files the same mode.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
-        conn = sqlite3.connect(path, timeout=busy_timeout)
-    except (OSError, sqlite3.Error) as exc:
-        raise StorageError(f"cannot open database {path}: {exc}") from exc
-    db = Database(conn, execute_plugins=False)
-    try:
+
+    def setup(db: Database) -> None:
         _configure(db)
         migrations.apply(db)
         _check_master_key(db, path, master_key)
+
+    return open_private_database(path, busy_timeout, setup, what="database")
+
+
+def open_private_database(
+    path: Path, busy_timeout: float, setup: Callable[[Database], None], *, what: str
+) -> Database:
+    """Open (creating owner-only) the SQLite file at ``path`` and run ``setup`` on it.
+
+    The file is made mode 0600 before SQLite opens it, and SQLite gives its -wal and -shm files
+    the same mode. Any failure closes the connection and becomes ``StorageError`` naming
+    ``what`` and the path (never the data).
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
+        conn = sqlite3.connect(path, timeout=busy_timeout)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open {what} {path}: {exc}") from exc
+    db = Database(conn, execute_plugins=False)
+    try:
+        setup(db)
     except sqlite3.Error as exc:
         db.close()
-        raise StorageError(f"cannot open database {path}: {exc}") from exc
+        raise StorageError(f"cannot open {what} {path}: {exc}") from exc
     except BaseException:
         db.close()
         raise
