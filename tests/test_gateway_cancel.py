@@ -12,6 +12,7 @@ The wire, exactly (the bot is written against it):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ from tests.harness import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import aiohttp
 
     from tests.harness import Clock, RunningGateway
@@ -92,14 +95,23 @@ async def fetch_receipt(
         return response.status, await response.read()
 
 
-async def test_cancel_stops_the_model_and_ends_with_a_stopped_receipt(
-    http: aiohttp.ClientSession, clock: Clock
-) -> None:
+@contextlib.asynccontextmanager
+async def slow_answer_gateway(
+    clock: Clock, shaping: Shaping | None = None
+) -> AsyncIterator[tuple[FakeVLLM, CountingProxy, RunningGateway]]:
+    """A gateway before a slow fake model, through a proxy that shows when its stream is cut."""
     async with (
         FakeVLLM(answer=ANSWER, token_delay=0.03) as fake,
         CountingProxy.to(fake.url) as proxy,
-        run_gateway(proxy.url, clock=clock, models=("veil-test",)) as gw,
+        run_gateway(proxy.url, clock=clock, models=("veil-test",), shaping=shaping) as gw,
     ):
+        yield fake, proxy, gw
+
+
+async def test_cancel_stops_the_model_and_ends_with_a_stopped_receipt(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with slow_answer_gateway(clock) as (fake, proxy, gw):
         call = seal_call(gw)
         async with http.post(
             f"{gw.url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
@@ -143,16 +155,7 @@ async def test_cancel_ends_a_shaped_stream_with_the_text_that_came_and_a_stopped
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=ANSWER, token_delay=0.03) as fake,
-        CountingProxy.to(fake.url) as proxy,
-        run_gateway(
-            proxy.url,
-            clock=clock,
-            models=("veil-test",),
-            shaping=Shaping(StreamShape.TICK, ticker),
-        ) as gw,
-    ):
+    async with slow_answer_gateway(clock, Shaping(StreamShape.TICK, ticker)) as (fake, proxy, gw):
         call = seal_call(gw)
         async with http.post(
             f"{gw.url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
@@ -354,11 +357,7 @@ async def test_a_receipt_is_kept_for_exactly_its_time_to_live(
 async def test_a_vanished_client_leaves_a_stopped_receipt_to_fetch(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    async with (
-        FakeVLLM(answer=ANSWER, token_delay=0.03) as fake,
-        CountingProxy.to(fake.url) as proxy,
-        run_gateway(proxy.url, clock=clock, models=("veil-test",)) as gw,
-    ):
+    async with slow_answer_gateway(clock) as (fake, proxy, gw):
         call = seal_call(gw)
         async with http.post(
             f"{gw.url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
@@ -477,16 +476,7 @@ async def test_a_vanished_client_of_a_shaped_stream_leaves_a_stopped_receipt(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=ANSWER, token_delay=0.03) as fake,
-        CountingProxy.to(fake.url) as proxy,
-        run_gateway(
-            proxy.url,
-            clock=clock,
-            models=("veil-test",),
-            shaping=Shaping(StreamShape.TICK, ticker),
-        ) as gw,
-    ):
+    async with slow_answer_gateway(clock, Shaping(StreamShape.TICK, ticker)) as (fake, proxy, gw):
         call = seal_call(gw)
         async with http.post(
             f"{gw.url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
