@@ -182,20 +182,7 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
                 assert "veil_gateway_connections" in await response.text()
             async with http.get(f"{started['url']}/metrics") as response:
                 assert response.status == 404
-            client = InferenceClient(
-                [str(started["url"])],
-                [base64.urlsafe_b64decode(verify_key + "=")],
-                http,
-                client_key=CLIENT_KEY,
-            )
-            parts = [
-                item.text
-                async for item in client.stream(
-                    [{"role": "user", "content": PROMPT}], model="veil-test", cache_salt="s"
-                )
-                if isinstance(item, TextDelta)
-            ]
-            assert "".join(parts) == ANSWER
+            assert await ask(http, str(started["url"]), verify_key) == ANSWER
             await gateway.wait_for_line("gateway.relayed")
         finally:
             code = await gateway.stop()
@@ -203,6 +190,21 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
     assert "gateway.stopped" in gateway.output
     for secret in ("periwinkle", "saffron", "k-123"):
         assert secret not in gateway.output
+
+
+async def ask(http: aiohttp.ClientSession, url: str, verify_key: str) -> str:
+    """Ask the gateway process at ``url`` the test prompt as the pinned client; the answer."""
+    client = InferenceClient(
+        [url], [base64.urlsafe_b64decode(verify_key + "=")], http, client_key=CLIENT_KEY
+    )
+    parts = [
+        item.text
+        async for item in client.stream(
+            [{"role": "user", "content": PROMPT}], model="veil-test", cache_salt="s"
+        )
+        if isinstance(item, TextDelta)
+    ]
+    return "".join(parts)
 
 
 def metric_value(metrics: str, name: str) -> float:
@@ -251,20 +253,7 @@ async def test_half_open_flood_under_a_low_descriptor_limit_is_capped_and_quiet(
                     await flood.wait_closed_by_server(150 - 48)  # past the cap: closed at once
                 async with asyncio.timeout(10):
                     await flood.wait_closed_by_server()  # the rest: by the header timeout
-            client = InferenceClient(
-                [str(started["url"])],
-                [base64.urlsafe_b64decode(verify_key + "=")],
-                http,
-                client_key=CLIENT_KEY,
-            )
-            parts = [
-                item.text
-                async for item in client.stream(
-                    [{"role": "user", "content": PROMPT}], model="veil-test", cache_salt="s"
-                )
-                if isinstance(item, TextDelta)
-            ]
-            assert "".join(parts) == ANSWER
+            assert await ask(http, str(started["url"]), verify_key) == ANSWER
             async with http.get(str(started["metrics_url"])) as response:
                 metrics = await response.text()
             refused = metric_value(metrics, "veil_gateway_connections_refused_total")
