@@ -166,7 +166,9 @@ def make_keys(gateway: Path, bot: Path, model: Path, env: Mapping[str, str]) -> 
     api_key_file = model / "api-key"
     if not api_key_file.exists():
         say(f"creating the model server's API key {api_key_file}")
-        write_private(api_key_file, secrets.token_urlsafe(32) + "\n")
+        # Hex, not base64url: a key that starts with "-" would be read as an option by any
+        # command line it is passed on (vLLM's --api-key, for one).
+        write_private(api_key_file, secrets.token_hex(32) + "\n")
     api_key = api_key_file.read_text(encoding="ascii").strip()
     write_private(gateway / "VEIL_CLIENT_KEYS", f"bot:{client}\n")
     write_private(gateway / "VEIL_VLLM_API_KEY", api_key + "\n")

@@ -490,6 +490,8 @@ async def test_keys_are_made_once_and_the_pins_rewritten(tmp_path: Path) -> None
     assert pins["VEIL_OPERATOR_KEYS"].strip() == operator_pub
     assert pins["VEIL_CLIENT_KEYS"].strip() == "bot:" + pins["client.pub"].strip()
     assert pins["VEIL_VLLM_API_KEY"] == pins["api-key"]
+    # Safe on any command line: a random key starting with "-" would be taken for an option.
+    assert re.fullmatch(r"[0-9a-f]{64}\n", pins["api-key"])
 
 
 def test_keys_refuse_a_missing_folder(tmp_path: Path) -> None:
