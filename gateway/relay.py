@@ -20,6 +20,10 @@ stream's record size, and at the end the text still waiting and the final record
 ``tick+duration`` the end waits for its tick bucket; a client that vanishes while it waits
 leaves the complete receipt of the finished answer.
 
+A relay that sent a ``Veil-Relay-Key`` (a bot relaying a Mini App's sealed bytes) gets the
+same signed receipt once more right after the final chunk, sealed to its key
+(``sealed.relay``), so it can bill without reading the answer.
+
 Stopping closes the upstream response, so the model server stops generating. What the receipt
 counts, and the metrics and log line of each stream, are ``gateway.settlement``'s.
 """
@@ -40,6 +44,7 @@ from gateway.events import BackendFailure, ContentDelta, Finish
 from gateway.settlement import Tally, record_outcome, settle
 from gateway.shaping import RecordSize, held_until
 from sealed.encoding import MAX_RECORD_PAYLOAD
+from sealed.relay import seal_relay_receipt
 from sealed.stream import ChunkSealer, split_utf8
 
 if TYPE_CHECKING:
@@ -58,14 +63,27 @@ _GONE = frozenset({"client_gone", "client_stalled"})
 
 
 @dataclass(frozen=True)
+class RelayBinding:
+    """A relay's key for the receipt sent after the final chunk, and the body it is bound to."""
+
+    key: bytes
+    body_hash: bytes
+
+
+@dataclass(frozen=True)
 class Admitted:
-    """A request that passed every check: who asked, what goes upstream, its control."""
+    """A request that passed every check: who asked, what goes upstream, its control.
+
+    ``relay`` is set when a relay asked for the receipt after the final chunk
+    (``sealed.relay``).
+    """
 
     client: ClientPolicy
     opened: OpenedRequest
     chat: dict[str, Any]
     control: StreamControl
     received: float  # time.monotonic() when the request arrived
+    relay: RelayBinding | None = None
 
 
 class _ClientGone(Exception):
@@ -263,11 +281,19 @@ class _Stream:
         await self.send(self.sealer.delta_utf8(data, pad_to=self.size.size))
 
     def closing(self, final: Final) -> bytes:
-        """The last chunks: for a shaped stream the text still waiting (always), then the final."""
+        """The last chunks: for a shaped stream the text still waiting (always), then the final.
+
+        A relay that asked for it gets the relay receipt right behind the final chunk.
+        """
         if not self.shaping.shaped:
-            return self.sealer.final(final)
-        rest = self.sealer.delta_utf8(self.take(limit=sys.maxsize), pad_to=self.size.size)
-        return rest + self.sealer.final(final, pad_to=self.size.final_size)
+            chunks = self.sealer.final(final)
+        else:
+            rest = self.sealer.delta_utf8(self.take(limit=sys.maxsize), pad_to=self.size.size)
+            chunks = rest + self.sealer.final(final, pad_to=self.size.final_size)
+        relay = self.admitted.relay
+        if relay is None or final.receipt is None:
+            return chunks
+        return chunks + seal_relay_receipt(relay.key, relay.body_hash, final.receipt)
 
     def first_sent(self) -> None:
         """Count the time to the first text (as it is handed to the connection)."""

@@ -2,8 +2,9 @@
 
 A sealed request is admitted only after every check, in this order: the body read whole
 (bounded in size and time), the client's signature, the envelope (key, HPKE, timestamp, request
-id not seen), the chat request (``gateway.chat``), the model, the client's limits and the
-gateway's. Its request id is remembered only then, so a refused request can be sent again.
+id not seen, and a relay's ``Veil-Relay-Key`` when sent), the chat request
+(``gateway.chat``), the model, the client's limits and the gateway's. Its request id is
+remembered only then, so a refused request can be sent again.
 Routes live in ``gateway.routes``, the stream in ``gateway.relay``.
 """
 
@@ -21,7 +22,7 @@ from gateway.limits import ClientLimiter, Limits, ReplayCache
 from gateway.metrics import GatewayMetrics
 from gateway.receipts import ReceiptStore, StreamControl
 from gateway.refusals import Refusal, refusal_for
-from gateway.relay import Admitted
+from gateway.relay import Admitted, RelayBinding
 from gateway.shaping import Shaping
 from gateway.vllm import BackendFailure, VLLMClient
 from sealed.auth import (
@@ -38,6 +39,7 @@ from sealed.errors import (
     StaleRequest,
     Unauthenticated,
 )
+from sealed.relay import RELAY_KEY_HEADER, body_hash, open_relay_key
 from sealed.request import OpenedRequest, RequestHeader, max_request_size, open_request
 
 if TYPE_CHECKING:
@@ -125,6 +127,7 @@ class Gateway:
         try:
             client = self.authenticate(headers, body)
             opened = self.open(body)
+            relay = self.relay_binding(headers, body)
         except SealedError as exc:
             raise refusal_for(exc) from exc
         if not self.ring.models:
@@ -148,7 +151,7 @@ class Gateway:
         self.limiter.open(client)
         self.active += 1
         self.metrics.active_streams.set(self.active)
-        return Admitted(client, opened, chat, control, received)
+        return Admitted(client, opened, chat, control, received, relay)
 
     def release(self, admitted: Admitted) -> None:
         """Free the slots of a stream that has ended."""
@@ -156,6 +159,15 @@ class Gateway:
         self.metrics.active_streams.set(self.active)
         self.limiter.close(admitted.client)
         self.receipts.discard(admitted.opened.request_id)  # a no-op once its final is kept
+
+    def relay_binding(self, headers: Mapping[str, str], body: bytes) -> RelayBinding | None:
+        """The relay key a ``Veil-Relay-Key`` header carries for ``body``, if one was sent."""
+        text = headers.get(RELAY_KEY_HEADER)
+        if text is None:
+            return None
+        now = self.now()
+        key = open_relay_key(text, body, lambda _suite, key_id: self.ring.find(key_id, now))
+        return RelayBinding(key, body_hash(body))
 
     def find_stream(
         self, request_id: bytes, given_proof: str | None, *, receipt: bool

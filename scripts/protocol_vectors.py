@@ -3,9 +3,9 @@
 Run ``python -m scripts.protocol_vectors`` and paste its output into the doc's ``vectors``
 block when the protocol changes; ``tests/test_protocol_vectors.py`` checks the doc against the
 code. HPKE encryption draws its own ephemeral key, so the two request vectors (one per suite)
-are ciphertexts to open rather than ones to reproduce; the script makes fresh ones only with
-``--new-request``. Every length is in bytes and counts the whole thing named (a chunk's length
-includes its 4-byte length prefix).
+are ciphertexts to open rather than ones to reproduce, and so is the relay key header; the
+script makes fresh ones only with ``--new-request``. Every length is in bytes and counts the
+whole thing named (a chunk's length includes its 4-byte length prefix).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sealed.auth import (
 from sealed.bundle import KeyBundle, sign_bundle
 from sealed.encoding import canonical_json
 from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
+from sealed.relay import body_hash, seal_relay_key, seal_relay_receipt
 from sealed.request import encode_inner, seal_request
 from sealed.stream import ChunkSealer, Final, stream_id_for
 from sealed.suites import KeyPair
@@ -39,6 +40,7 @@ RESPONSE_KEY = bytes(range(112, 144))
 CLIENT_SEED = bytes(range(144, 176))
 GATEWAY_MLKEM_SEED = bytes(range(176, 240))
 GATEWAY_HYBRID_X25519 = bytes(range(240, 256)) + bytes(range(16))
+RELAY_KEY = bytes(range(16, 48))
 TIMESTAMP = 1_800_000_000
 WINDOW = 4200
 MODELS = ("veil-test",)
@@ -139,6 +141,7 @@ def deterministic_vectors() -> dict[str, Any]:
             "gateway_hybrid_x25519_private": GATEWAY_HYBRID_X25519.hex(),
             "receipt_seed": RECEIPT_SEED.hex(),
             "client_seed": CLIENT_SEED.hex(),
+            "relay_key": RELAY_KEY.hex(),
             "request_id": REQUEST_ID.hex(),
             "response_key": RESPONSE_KEY.hex(),
             "timestamp": TIMESTAMP,
@@ -180,6 +183,14 @@ def client_auth_vectors(sealed_request: bytes) -> dict[str, str]:
     }
 
 
+def relay_vectors(sealed_request: bytes) -> dict[str, str]:
+    """The relay receipt of the complete stream, bound to a recorded request (deterministic)."""
+    receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(RECEIPT_SEED)
+    signed = sign_receipt(_receipt(ReceiptStatus.COMPLETE, USAGE), receipt_key)
+    sealed = seal_relay_receipt(RELAY_KEY, body_hash(sealed_request), signed)
+    return {"relay_receipt": sealed.hex()}
+
+
 def main() -> None:
     """Print the vectors as one JSON object."""
     vectors = deterministic_vectors()
@@ -192,7 +203,10 @@ def main() -> None:
                 bundle, CHAT, request_id=REQUEST_ID, response_key=RESPONSE_KEY, timestamp=TIMESTAMP
             )
             vectors[name] = sealed.hex()
-        vectors.update(client_auth_vectors(bytes.fromhex(vectors["sealed_request"])))
+        request = bytes.fromhex(vectors["sealed_request"])
+        vectors.update(client_auth_vectors(request))
+        vectors["relay_key_header"] = seal_relay_key(fixed_bundle(), request, RELAY_KEY)
+        vectors.update(relay_vectors(request))
     print(json.dumps(vectors, indent=2, ensure_ascii=False))
 
 

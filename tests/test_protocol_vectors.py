@@ -10,11 +10,18 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from scripts.protocol_vectors import client_auth_vectors, deterministic_vectors, hybrid_keypair
+from scripts.protocol_vectors import (
+    client_auth_vectors,
+    deterministic_vectors,
+    hybrid_keypair,
+    relay_vectors,
+)
 from sealed.auth import check_client_signature, check_proof, receipt_proof
 from sealed.bundle import verify_bundle
 from sealed.encoding import b64e
+from sealed.errors import OpenFailed, UnknownKey
 from sealed.receipt import ReceiptStatus, UsageReceipt
+from sealed.relay import body_hash, open_relay_key, open_relay_receipt
 from sealed.request import open_request
 from sealed.stream import MIN_CHUNK, ChunkOpener, Delta, Final
 from sealed.suites import KeyPair
@@ -124,3 +131,29 @@ def test_chunk_lengths_count_the_length_prefix(vectors: dict[str, Any]) -> None:
         hashlib.sha256(final[97:]).hexdigest()
         == hashlib.sha256(bytes.fromhex(vectors["chunk1_delta"])).hexdigest()
     )
+
+
+def test_relay_vectors_open_to_the_relay_key_and_the_complete_receipt(
+    vectors: dict[str, Any],
+) -> None:
+    inputs = vectors["inputs"]
+    sealed = bytes.fromhex(vectors["sealed_request"])
+    assert relay_vectors(sealed) == {"relay_receipt": vectors["relay_receipt"]}
+    keypair = KeyPair.from_x25519(
+        x25519.X25519PrivateKey.from_private_bytes(bytes.fromhex(inputs["gateway_x25519_private"]))
+    )
+
+    def find(_suite: object, key_id: bytes) -> KeyPair:
+        if key_id != keypair.key_id:
+            raise UnknownKey("not this key")
+        return keypair
+
+    relay_key = open_relay_key(vectors["relay_key_header"], sealed, find)
+    assert relay_key.hex() == inputs["relay_key"]
+    with pytest.raises(OpenFailed):  # bound to the exact body
+        open_relay_key(vectors["relay_key_header"], sealed + b"\x00", find)
+    frame = bytes.fromhex(vectors["relay_receipt"])
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4 == 1024 + 16
+    receipt = open_relay_receipt(relay_key, body_hash(sealed), frame[4:])
+    assert receipt.body.decode("ascii") == vectors["receipt_body"]
+    assert receipt.signature.hex() == vectors["receipt_signature"]
