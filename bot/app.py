@@ -5,8 +5,10 @@ client and the chat service, builds the aiogram ``Bot`` and ``Dispatcher``, and 
 services to the handlers through the dispatcher's workflow data (``dp["chat"]``). It also runs
 two background loops: the payment desk's (books journaled payments until they stick) and
 upkeep (every ``SWEEP_EVERY_S``: releases holds older than the longest an answer can take,
-purges expired unpaid orders and old journal entries). On the way out it stops every answer
-in progress and waits for it to be settled, delivered and stored before anything closes.
+purges expired unpaid orders and old journal entries). With ``VEIL_WEBAPP_URL`` it also
+serves the Mini App (``bot.webapp``: the page and the relay of its sealed requests). On the way
+out it stops every answer in progress and waits for it to be settled, delivered and stored
+before anything closes.
 ``run_polling`` and ``run_webhook`` serve it.
 """
 
@@ -29,17 +31,20 @@ from bot.middleware import TextsMiddleware
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.telegram import build_bot
 from bot.texts import FALLBACK, Catalogs
+from bot.webapp import bundle_sha256, serving_webapp, set_menu_button
 from bot.webhook import VeilWebhook
 from handlers import billing as billing_handlers
 from handlers import chat as chat_handlers
-from handlers import forget, model, payments, start
+from handlers import forget, model, payments, private, start
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
 from services.billing import Billing
 from services.chat import ChatService
+from services.control import ControlClient
 from services.errors import BillingError
 from services.inference import InferenceClient
 from services.journal import PaymentJournal
+from services.relay import RelayService
 from services.stars import StarsShop
 
 if TYPE_CHECKING:
@@ -59,6 +64,7 @@ COMMANDS = (
     "balance",
     "buy",
     "cancel",
+    "private",
     "privacy",
     "forget",
     "paysupport",
@@ -79,6 +85,8 @@ class Veil:
     shop: StarsShop
     catalogs: Catalogs
     desk: PaymentDesk
+    relay: RelayService | None = None
+    webapp: str | None = None  # where the Mini App listens, once it does
 
 
 SWEEP_EVERY_S = 60.0
@@ -93,6 +101,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
         payments.build_router(admins),
         billing_handlers.build_router(),
         model.build_router(),
+        private.build_router(),
         forget.build_router(),
         chat_handlers.build_router(),
     )
@@ -170,7 +179,7 @@ async def running_veil(
                     recovered = await veil.billing.recover(0)
                     if recovered:
                         log.warning("bot.holds_recovered", count=recovered)
-                async with _background(veil, sweep_every):
+                async with _background(veil, sweep_every), _webapp(veil):
                     yield veil
         finally:
             await journal.close()
@@ -224,8 +233,24 @@ async def _running_bot(  # noqa: PLR0913 -- the parts it connects
     dispatcher["catalogs"] = catalogs
     dispatcher["settings"] = settings
     dispatcher["desk"] = desk
+    relay = RelayService(
+        inference.pool,
+        billing,
+        streams,
+        ControlClient(control),
+        client_key=client_key,
+        default_model=settings.default_model,
+        max_answer_tokens=settings.max_answer_tokens,
+        min_answer_tokens=settings.min_answer_tokens,
+        max_answer_seconds=settings.max_answer_seconds,
+        stop_grace=settings.stop_grace,
+        pool_wait=settings.gateway_wait,
+    )
+    served = settings.webapp_url is not None
+    dispatcher["webapp_url"] = str(settings.webapp_url) if served else None
+    dispatcher["webapp_sha256"] = bundle_sha256() if served else None
     try:
-        yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk)
+        yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk, relay)
     finally:
         await bot.session.close()
 
@@ -248,6 +273,17 @@ async def _background(veil: Veil, sweep_every: float) -> AsyncIterator[None]:
                 await task
 
 
+@contextlib.asynccontextmanager
+async def _webapp(veil: Veil) -> AsyncIterator[None]:
+    """Serve the Mini App when ``VEIL_WEBAPP_URL`` is set; its answers settle on the way out."""
+    if veil.settings.webapp_url is None or veil.relay is None:
+        yield
+        return
+    async with serving_webapp(veil.settings, veil.relay) as url:
+        veil.webapp = url
+        yield
+
+
 async def upkeep(veil: Veil, every: float) -> None:
     """Every ``every`` seconds: release stale holds, purge expired orders and old entries."""
     while True:
@@ -261,13 +297,14 @@ async def upkeep(veil: Veil, every: float) -> None:
 
 
 async def register_commands(veil: Veil) -> None:
-    """Tell Telegram the command list, in every language with a catalog."""
+    """Tell Telegram the command list, in every language, and the Mini App's menu button."""
     for language in veil.catalogs.languages:
         texts = veil.catalogs.for_language(language)
         commands = [BotCommand(command=c, description=texts(f"cmd_{c}")) for c in COMMANDS]
         await veil.bot.set_my_commands(
             commands, language_code=None if language == FALLBACK else language
         )
+    await set_menu_button(veil.bot, veil.settings, veil.catalogs.for_language(FALLBACK))
 
 
 async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:

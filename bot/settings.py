@@ -20,6 +20,9 @@ WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{32,256}", re.ASCII)
 MAKE_A_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 -- a command
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -52,6 +55,10 @@ class BotSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8443, ge=0, le=65535)
+    webapp_url: AnyHttpUrl | None = None
+    webapp_host: str = "127.0.0.1"
+    webapp_port: int = Field(default=8480, ge=0, le=65535)
+    webapp_max_age: int = Field(default=3600, ge=60, le=7 * 86_400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     prices: str = "*=20/60"
     free_tokens_per_day: int = Field(default=2000, ge=0)
@@ -73,6 +80,14 @@ class BotSettings(BaseSettings):
                 "a webhook needs a secret of 32 to 256 characters of A-Z, a-z, 0-9, _ and -;"
                 f" make one with {MAKE_A_SECRET}"
             )
+        return value
+
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        """Telegram opens Mini Apps over HTTPS only; plain HTTP is for this machine's tests."""
+        if value is not None and value.scheme != "https" and value.host not in _LOOPBACK:
+            raise ValueError("the Mini App must be served over https:// (Telegram requires it)")
         return value
 
     @field_validator("prices")

@@ -28,8 +28,10 @@ async def cmd_help(message: Message, texts: Texts) -> None:
     await message.answer(texts("help"))
 
 
-async def cmd_privacy(message: Message, texts: Texts, chat: ChatService) -> None:
-    """Who can see what, and each worker's key by fingerprint (never its address)."""
+async def cmd_privacy(
+    message: Message, texts: Texts, chat: ChatService, webapp_sha256: str | None = None
+) -> None:
+    """Who can see what, each worker's key by fingerprint (never its address), the Mini App."""
     lines = []
     for gateway in await chat.trust():
         if gateway.verified and gateway.not_after is not None:
@@ -49,7 +51,10 @@ async def cmd_privacy(message: Message, texts: Texts, chat: ChatService) -> None
             lines.append(
                 texts("privacy_gateway_bad", index=gateway.index, problem=gateway.problem or "?")
             )
-    await message.answer(texts("privacy", gateways="\n".join(lines)))
+    text = texts("privacy", gateways="\n".join(lines))
+    if webapp_sha256 is not None:
+        text += "\n\n" + texts("privacy_webapp", sha256=webapp_sha256)
+    await message.answer(text)
 
 
 def build_router() -> Router:

@@ -90,6 +90,15 @@ def _receipt(status: ReceiptStatus, usage: tuple[int, int]) -> UsageReceipt:
     )
 
 
+def vector_stream() -> bytes:
+    """The whole complete stream of the vectors: the two delta chunks and the DONE chunk."""
+    receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(RECEIPT_SEED)
+    signed = sign_receipt(_receipt(ReceiptStatus.COMPLETE, USAGE), receipt_key)
+    sealer = ChunkSealer(RESPONSE_KEY)
+    deltas = b"".join(sealer.delta(text) for text in DELTAS)
+    return deltas + sealer.final(Final(signed, finish_reason="stop"))
+
+
 def stream_vectors() -> dict[str, Any]:
     """The response stream: two deltas and a DONE record; an ERROR and a stopped final."""
     receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(RECEIPT_SEED)

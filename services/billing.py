@@ -49,7 +49,12 @@ from models.ledger import (
     LedgerEntry,
     utc_day,
 )
-from services.errors import BillingError, InsufficientCredit, LedgerUnavailable
+from services.errors import (
+    BillingError,
+    InsufficientCredit,
+    LedgerUnavailable,
+    RequestIdTaken,
+)
 from services.prices import ModelPrice, Prices, format_units
 
 if TYPE_CHECKING:
@@ -120,6 +125,7 @@ class Billing:
         max_completion_tokens: int,
         *,
         min_completion_tokens: int = MIN_ANSWER_TOKENS,
+        fresh: bool = False,
     ) -> Hold:
         """Hold the request's most possible cost before the model is asked.
 
@@ -128,7 +134,7 @@ class Billing:
         ``max_completion_tokens``: the hold's ``max_completion_tokens`` is that cap, to send to
         the model. Raises ``InsufficientCredit`` (and holds nothing) when not even
         ``min_completion_tokens`` fit. Holding an existing ``request_id`` again returns the
-        first hold.
+        first hold, or, with ``fresh`` (an id the bot did not make), raises ``RequestIdTaken``.
         """
         if not request_id or len(request_id) > MAX_REQUEST_ID:
             raise ValueError(f"request_id must be 1 to {MAX_REQUEST_ID} characters")
@@ -142,6 +148,8 @@ class Billing:
             with storage.write_transaction(db):
                 existing = storage.get_hold(db, request_id)
                 if existing is not None:
+                    if fresh:
+                        raise RequestIdTaken("request id already held")
                     if existing.hold.user_id != user_id:
                         raise BillingError("request id already used for another user")
                     return existing.hold

@@ -10,6 +10,9 @@ only the asker knows, so nobody else can stop an answer or read its usage:
   record (as JSON), 409 while the stream is still running, 404, 403. A gateway whose client
   hung up stops the model and keeps the receipt for a while.
 
+A relay that holds no response key (the bot relaying a Mini App's request) sends the proofs
+the asker made: ``cancel_proven`` and ``fetch_receipt_proven``.
+
 These requests use their own small connection pool, so a stop is never queued behind new
 answers waiting for a stream slot.
 """
@@ -56,10 +59,13 @@ class ControlClient:
         None means the cancel was not accepted (refused, unknown, or the gateway unreachable):
         the caller should hang up, which stops the model too.
         """
-        body = {
-            "request_id": request_id.hex(),
-            "proof": b64e(cancel_proof(response_key, request_id)),
-        }
+        return await self.cancel_proven(
+            gateway, request_id, b64e(cancel_proof(response_key, request_id))
+        )
+
+    async def cancel_proven(self, gateway: Gateway, request_id: bytes, proof: str) -> str | None:
+        """``cancel`` with a proof made elsewhere (a Mini App's, which holds the response key)."""
+        body = {"request_id": request_id.hex(), "proof": proof}
         try:
             async with self.session.post(
                 f"{gateway.url}/v1/sealed/cancel",
@@ -87,7 +93,14 @@ class ControlClient:
         running, fails, or cannot be reached; not after a 404 or 403. The receipt inside is not
         verified here.
         """
-        proof = b64e(receipt_proof(response_key, request_id))
+        return await self.fetch_receipt_proven(
+            gateway, request_id, b64e(receipt_proof(response_key, request_id))
+        )
+
+    async def fetch_receipt_proven(
+        self, gateway: Gateway, request_id: bytes, proof: str
+    ) -> Final | None:
+        """``fetch_receipt`` with a proof made elsewhere (a Mini App's)."""
         url = f"{gateway.url}/v1/sealed/receipts/{request_id.hex()}"
         problem = "no_attempt"
         for attempt, delay in enumerate((0.0, *self.retry_delays)):

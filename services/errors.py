@@ -7,18 +7,21 @@ these ``from`` them, so callers above (handlers, the bot) deal with this tree al
     VeilError
     ├── InferenceError              asking a model failed (``receipt``: the signed usage, if any)
     │   ├── InferenceUnavailable    no gateway could take the request
-    │   │   └── InferenceBusy       every gateway that serves the model is at capacity
+    │   │   ├── InferenceBusy       every gateway that serves the model is at capacity
+    │   │   └── GatewayRefused      a gateway refused a relayed request (``status``, ``code``)
     │   ├── UntrustedGateway        no gateway served a bundle that verifies
     │   ├── BackendError            the model server refused or failed (``message`` is its own)
     │   │   └── ContextTooLong      the conversation does not fit the model's window
     │   ├── ModelStalled            the model stopped sending tokens mid-answer
     │   └── StreamCorrupted         the sealed answer was tampered with, reordered, spliced or cut
     ├── ChatError                   the conversation service refused a request
-    │   └── AnswerInProgress        the user already has an answer streaming
+    │   ├── AnswerInProgress        the user already has an answer streaming
+    │   └── BadRelayRequest         a Mini App's sealed request or its declarations are malformed
     ├── HistoryUnavailable          the encrypted history could not be read or written
     └── BillingError                the money layer refused or failed
         ├── InsufficientCredit      balance and free tokens cannot pay for even a short answer
         ├── OrderRejected           an order cannot be made (``reason``: unknown_pack, no_plan)
+        ├── RequestIdTaken          a request id from outside (a Mini App's) was held before
         ├── LedgerUnavailable       the ledger could not be read or written
         └── JournalUnavailable      the payment journal could not be written (do not ack)
 
@@ -62,6 +65,20 @@ class InferenceUnavailable(InferenceError):
 
 class InferenceBusy(InferenceUnavailable):
     """Every gateway that serves the model is at capacity (or our pool to it is full)."""
+
+
+class GatewayRefused(InferenceUnavailable):
+    """A gateway refused a request the bot relayed: its HTTP ``status`` and ``error.code``.
+
+    ``retry_after`` is its ``Retry-After`` seconds, if any. Status 502 with code
+    ``unreachable`` means no answer came at all.
+    """
+
+    def __init__(self, status: int, code: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"gateway refused the request: HTTP {status} {code}")
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
 
 
 class UntrustedGateway(InferenceError):
@@ -111,6 +128,17 @@ class AnswerInProgress(ChatError):
     """The user already has an answer streaming."""
 
 
+class BadRelayRequest(ChatError):
+    """A Mini App's request cannot be relayed: its sealed bytes or what it declares are malformed.
+
+    ``reason`` says which, for the page (never any content: the bot cannot read it).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"bad relay request: {reason}")
+        self.reason = reason
+
+
 class HistoryUnavailable(VeilError):
     """The encrypted history could not be read or written (database or key failure)."""
 
@@ -143,6 +171,10 @@ class OrderRejected(BillingError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"order rejected: {reason}")
         self.reason = reason
+
+
+class RequestIdTaken(BillingError):
+    """A request id made outside the bot (a Mini App's) already has a hold: it is not fresh."""
 
 
 class LedgerUnavailable(BillingError):

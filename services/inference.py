@@ -195,6 +195,11 @@ class InferenceClient:
         """The verification state of every gateway, for the user to see."""
         return self._pool.trust()
 
+    @property
+    def pool(self) -> GatewayPool:
+        """The gateways and their verified bundles (shared with the Mini App's relay)."""
+        return self._pool
+
     def bundles(self) -> list[SignedBundle]:
         """The verified bundles now held (their receipt keys sign usage receipts)."""
         return [g.bundle for g in self._pool.gateways if g.bundle is not None]

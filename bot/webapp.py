@@ -1,0 +1,112 @@
+"""The Mini App's web server: the page from ``webapp/static`` and the relay's routes.
+
+Serves ``handlers.webapp`` on ``VEIL_WEBAPP_HOST:VEIL_WEBAPP_PORT`` under the path of
+``VEIL_WEBAPP_URL`` (behind the operator's HTTPS proxy in production). The page is the
+template ``index.html`` with the operator keys it pins and its script's Subresource Integrity
+hash filled in, and the committed bundle ``veil.js`` byte for byte: whoever fetches the page
+can check both against the published SHA-256 of the bundle (docs/miniapp.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import MenuButtonWebApp, WebAppInfo
+from aiohttp import web
+
+from handlers.webapp import InitDataCheck, Page, build_webapp
+from sealed.encoding import b64e
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from aiogram import Bot
+
+    from bot.settings import BotSettings
+    from bot.texts import Texts
+    from services.relay import RelayService
+
+log = structlog.get_logger("veil.webapp")
+
+WEBAPP_DIR = Path(__file__).resolve().parent.parent / "webapp" / "static"
+TEMPLATE = "index.html"
+SCRIPT = "veil.js"
+CONFIG_MARK = "__VEIL_CONFIG__"
+INTEGRITY_MARK = "__VEIL_SCRIPT_INTEGRITY__"
+
+
+def bundle_sha256(directory: Path = WEBAPP_DIR) -> str:
+    """The SHA-256 (hex) of the page's script: what README and /privacy publish."""
+    return hashlib.sha256((directory / SCRIPT).read_bytes()).hexdigest()
+
+
+def render_page(template: str, script: bytes, operator_keys: Sequence[bytes]) -> Page:
+    """The page with its pins: the operator keys and the script's integrity hash."""
+    if template.count(CONFIG_MARK) != 1 or template.count(INTEGRITY_MARK) != 1:
+        raise ValueError(f"{TEMPLATE} must hold {CONFIG_MARK} and {INTEGRITY_MARK} once each")
+    config = {
+        "operator_keys": [b64e(key) for key in operator_keys],
+        "script_sha256": hashlib.sha256(script).hexdigest(),
+    }
+    # Inside <script type="application/json">: no "<" may close the element early.
+    text = json.dumps(config, sort_keys=True).replace("<", "\\u003c")
+    integrity = "sha384-" + base64.b64encode(hashlib.sha384(script).digest()).decode("ascii")
+    html = template.replace(CONFIG_MARK, text).replace(INTEGRITY_MARK, integrity)
+    return Page(html.encode("utf-8"), script)
+
+
+def load_page(operator_keys: Sequence[bytes], directory: Path = WEBAPP_DIR) -> Page:
+    """Read the template and the bundle and render the page."""
+    template = (directory / TEMPLATE).read_text(encoding="utf-8")
+    return render_page(template, (directory / SCRIPT).read_bytes(), operator_keys)
+
+
+@contextlib.asynccontextmanager
+async def serving_webapp(settings: BotSettings, relay: RelayService) -> AsyncIterator[str]:
+    """Serve the Mini App; yields the URL it listens on (its path included).
+
+    On the way out it stops listening, then hangs up on every answer still relayed and waits
+    until each is settled.
+    """
+    if settings.webapp_url is None:
+        raise ValueError("the Mini App needs VEIL_WEBAPP_URL")
+    prefix = settings.webapp_url.path or "/"
+    check = InitDataCheck(settings.bot_token.get_secret_value(), settings.webapp_max_age)
+    app = build_webapp(relay, check, load_page(settings.verify_keys), prefix)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.webapp_host, settings.webapp_port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}{prefix}"
+        log.info("webapp.serving", url=url, script_sha256=bundle_sha256())
+        try:
+            yield url
+        finally:
+            await site.stop()
+            await relay.close()
+    finally:
+        await runner.cleanup()
+
+
+async def set_menu_button(bot: Bot, settings: BotSettings, texts: Texts) -> bool:
+    """Make the chat menu button open the Mini App; False (logged) if Telegram refused."""
+    if settings.webapp_url is None:
+        return False
+    button = MenuButtonWebApp(
+        text=texts("webapp_menu"), web_app=WebAppInfo(url=str(settings.webapp_url))
+    )
+    try:
+        await bot.set_chat_menu_button(menu_button=button)
+    except TelegramAPIError as exc:
+        log.warning("webapp.menu_button_refused", error=type(exc).__name__)
+        return False
+    return True

@@ -1,0 +1,325 @@
+"""The Mini App's HTTP routes: the page, and the relay's API behind Telegram's ``initData``.
+
+Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
+
+- ``GET PREFIX``: the page (its script pinned by hash, the operator keys it pins inside it)
+- ``GET PREFIX veil.js``: the page's one script, the committed bundle (``webapp/``)
+- ``GET PREFIX api/account``: balance, free tokens, models
+- ``POST PREFIX api/prepare`` ``{"model", "size"}``: the gateways' bundles (as served, for the
+  page to verify against its own pinned keys) and the answer tokens the user can pay for
+- ``POST PREFIX api/relay``: the sealed bytes in, the sealed chunks out; the page declares the
+  gateway, request id, model, answer tokens and its receipt proof in ``Veil-*`` headers
+- ``POST PREFIX api/stop`` ``{"request_id", "proof"}``: the page's cancel, forwarded
+
+Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SHA256 keyed with
+the bot token, aiogram's ``safe_parse_webapp_init_data``) and its age (``VEIL_WEBAPP_MAX_AGE``)
+are checked first: forged or stale is 401 with a polite message. Errors are JSON
+``{"error": {"code", "message"}}`` from one table; nothing here logs initData or any bytes of
+a request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiogram.utils.web_app import safe_parse_webapp_init_data
+from aiohttp import web
+
+from sealed.encoding import MAX_JSON_INT, b64d, hex_bytes
+from sealed.errors import MalformedMessage
+from sealed.request import REQUEST_ID_SIZE, max_request_size
+from sealed.suites import Suite
+from services.billing import format_units
+from services.errors import (
+    AnswerInProgress,
+    BadRelayRequest,
+    GatewayRefused,
+    InferenceUnavailable,
+    InsufficientCredit,
+    LedgerUnavailable,
+    RequestIdTaken,
+    UntrustedGateway,
+    VeilError,
+)
+from services.relay import RelayService, Ticket
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+log = structlog.get_logger("veil.webapp")
+
+SEALED_STREAM_TYPE = "application/vnd.veil.sealed-stream"
+GATEWAY_HEADER = "Veil-Gateway"
+REQUEST_ID_HEADER = "Veil-Request-Id"
+MODEL_HEADER = "Veil-Model"
+MAX_TOKENS_HEADER = "Veil-Max-Tokens"
+PROOF_HEADER = "Veil-Proof"
+_SMALL_BODY = 4096  # the JSON of prepare and stop
+# Where the page may load from and talk to: itself only; no inline script, no frames of others.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors *"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Cache-Control": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+# One table from an error to (HTTP status, code, message for the page).
+_ERRORS: list[tuple[type[VeilError], int, str, str]] = [
+    (BadRelayRequest, 400, "bad_request", "The request could not be read."),
+    (AnswerInProgress, 409, "busy", "An answer is still being written."),
+    (RequestIdTaken, 409, "request_id_taken", "This request was sent before."),
+    (InsufficientCredit, 402, "insufficient_credit", "Not enough credit for an answer."),
+    (GatewayRefused, 502, "gateway_refused", "The model server refused the request."),
+    (UntrustedGateway, 503, "untrusted", "No model server could be verified."),
+    (InferenceUnavailable, 503, "unavailable", "No model server is available now."),
+    (LedgerUnavailable, 503, "ledger", "Balances cannot be read right now."),
+]
+
+
+@dataclass(frozen=True)
+class Page:
+    """The page as served: its HTML (pins inside) and its one script."""
+
+    html: bytes
+    script: bytes
+
+
+@dataclass(frozen=True)
+class WebUser:
+    """Who a checked ``initData`` names."""
+
+    id: int
+    language: str | None
+
+
+class Unauthorized(Exception):
+    """``initData`` missing, forged or stale; ``code`` says which."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class InitDataCheck:
+    """Checks Telegram's ``initData``: the bot token's HMAC and an ``auth_date`` not too old."""
+
+    token: str
+    max_age: float
+    clock: Callable[[], float] = time.time
+    skew: float = 60.0  # a client clock slightly ahead of ours
+
+    def user(self, authorization: str | None) -> WebUser:
+        """The user an ``Authorization: tma <initData>`` header proves; ``Unauthorized``."""
+        scheme, _, init_data = (authorization or "").partition(" ")
+        if scheme.lower() != "tma" or not init_data:
+            raise Unauthorized("unauthorized")
+        try:
+            data = safe_parse_webapp_init_data(self.token, init_data)
+        except ValueError as exc:
+            raise Unauthorized("unauthorized") from exc
+        age = self.clock() - data.auth_date.timestamp()
+        if age > self.max_age or age < -self.skew:
+            raise Unauthorized("stale")
+        if data.user is None:
+            raise Unauthorized("unauthorized")
+        return WebUser(data.user.id, data.user.language_code)
+
+
+_UNAUTHORIZED = {
+    "unauthorized": "Open this page from the Veil bot in Telegram.",
+    "stale": "This page was opened too long ago: close it and open it again from the bot.",
+}
+
+RELAY = web.AppKey("relay", RelayService)
+CHECK = web.AppKey("check", InitDataCheck)
+PAGE = web.AppKey("page", Page)
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:  # noqa: ANN401 -- JSON fields
+    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+def error_response(exc: VeilError) -> web.Response:
+    """The reply for a service error (one table for every route)."""
+    for kind, status, code, message in _ERRORS:
+        if isinstance(exc, kind):
+            extra: dict[str, Any] = {}
+            if isinstance(exc, InsufficientCredit):
+                extra = {"needed": format_units(exc.needed), "balance": format_units(exc.balance)}
+            elif isinstance(exc, GatewayRefused):
+                extra = {"gateway_status": exc.status, "gateway_code": exc.code}
+            return _error(status, code, message, **extra)
+    return _error(500, "error", "Something went wrong.")
+
+
+def _authorized(
+    handler: Callable[[web.Request, RelayService, WebUser], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Check ``initData`` first; map service errors to replies."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        try:
+            user = request.app[CHECK].user(request.headers.get("Authorization"))
+        except Unauthorized as refused:
+            log.info("webapp.refused", reason=refused.code, path=request.path)
+            return _error(401, refused.code, _UNAUTHORIZED[refused.code])
+        try:
+            return await handler(request, request.app[RELAY], user)
+        except VeilError as exc:
+            log.info("webapp.error", error=type(exc).__name__, user_id=user.id)
+            return error_response(exc)
+
+    return route
+
+
+async def _small_json(request: web.Request) -> dict[str, Any]:
+    """A small JSON object body; ``BadRelayRequest`` otherwise."""
+    if request.content_length is not None and request.content_length > _SMALL_BODY:
+        raise BadRelayRequest("body too large")
+    raw = await request.content.read(_SMALL_BODY + 1)
+    if len(raw) > _SMALL_BODY:
+        raise BadRelayRequest("body too large")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRelayRequest("not JSON") from exc
+    if not isinstance(value, dict):
+        raise BadRelayRequest("not a JSON object")
+    return value
+
+
+async def handle_page(request: web.Request) -> web.Response:
+    """The page: HTML whose script is pinned by its hash and which pins the operator keys."""
+    return web.Response(
+        body=request.app[PAGE].html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+    )
+
+
+async def handle_script(request: web.Request) -> web.Response:
+    """The page's one script: the committed bundle, byte for byte."""
+    return web.Response(
+        body=request.app[PAGE].script,
+        content_type="text/javascript",
+        charset="utf-8",
+        headers=PAGE_HEADERS,
+    )
+
+
+async def handle_account(_request: web.Request, relay: RelayService, user: WebUser) -> web.Response:
+    """Balance, free tokens left today, what is held, and the models."""
+    account = await relay.account(user.id)
+    return web.json_response(
+        {
+            "balance": format_units(account.balance.units),
+            "free_tokens_left": account.balance.free_tokens_left,
+            "held": format_units(account.balance.held),
+            "models": list(account.models),
+            "default_model": account.default_model,
+            "max_answer_tokens": relay.max_answer_tokens,
+            "busy": relay.busy(user.id),
+        }
+    )
+
+
+async def handle_prepare(request: web.Request, relay: RelayService, user: WebUser) -> web.Response:
+    """Where to seal a question of ``size`` bytes for ``model``, and how long an answer."""
+    body = await _small_json(request)
+    model, size = body.get("model"), body.get("size")
+    if not isinstance(model, str) or not isinstance(size, int) or isinstance(size, bool):
+        raise BadRelayRequest("expected {model, size}")
+    offer = await relay.prepare(user.id, model, size)
+    return web.json_response(
+        {
+            "gateways": [{"gateway": g.index, "bundle": g.bundle} for g in offer.gateways],
+            "max_completion_tokens": offer.max_completion_tokens,
+        }
+    )
+
+
+def _ticket(request: web.Request) -> Ticket:
+    """What the page declares about the sealed bytes, from its ``Veil-*`` headers."""
+    headers = request.headers
+    try:
+        gateway = int(headers.get(GATEWAY_HEADER, ""))
+        max_tokens = int(headers.get(MAX_TOKENS_HEADER, ""))
+        request_id = hex_bytes(headers.get(REQUEST_ID_HEADER, ""), REQUEST_ID_SIZE)
+        proof = headers.get(PROOF_HEADER, "")
+        if len(b64d(proof)) != 32:  # noqa: PLR2004 -- an HMAC-SHA256 proof
+            raise MalformedMessage("a proof is 32 bytes")
+    except (ValueError, MalformedMessage) as exc:
+        raise BadRelayRequest("bad Veil-* headers") from exc
+    model = headers.get(MODEL_HEADER, "")
+    if not model or not 0 < gateway <= MAX_JSON_INT or not 0 < max_tokens <= MAX_JSON_INT:
+        raise BadRelayRequest("bad Veil-* headers")
+    return Ticket(gateway, request_id, model, max_tokens, proof)
+
+
+async def handle_relay(
+    request: web.Request, relay: RelayService, user: WebUser
+) -> web.StreamResponse:
+    """Relay the sealed bytes; stream the gateway's chunks back as they come."""
+    ticket = _ticket(request)
+    limit = max_request_size(Suite.MLKEM768_X25519)
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRelayRequest("body too large")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise BadRelayRequest("body too large")
+    answer = await relay.relay(user.id, ticket, body)
+    response = web.StreamResponse(
+        headers={"Content-Type": SEALED_STREAM_TYPE, "Cache-Control": "no-store"}
+    )
+    try:
+        await response.prepare(request)
+        async for data in answer:
+            await response.write(data)
+        await response.write_eof()
+    except (ConnectionResetError, RuntimeError):
+        answer.abandon()  # the page went away: hang up, settle from the late receipt
+    except BaseException:
+        answer.abandon()
+        raise
+    return response
+
+
+async def handle_stop(request: web.Request, relay: RelayService, user: WebUser) -> web.Response:
+    """Forward the page's cancel proof for its running answer."""
+    body = await _small_json(request)
+    try:
+        request_id = hex_bytes(body.get("request_id"), REQUEST_ID_SIZE)
+        proof = body.get("proof")
+        if not isinstance(proof, str) or len(b64d(proof)) != 32:  # noqa: PLR2004 -- HMAC size
+            raise MalformedMessage("a proof is 32 bytes")
+    except MalformedMessage as exc:
+        raise BadRelayRequest("expected {request_id, proof}") from exc
+    state = await relay.stop(user.id, request_id, proof)
+    if state is None:
+        return _error(404, "not_running", "That answer is not being written.")
+    return web.json_response({"state": state})
+
+
+def build_webapp(
+    relay: RelayService, check: InitDataCheck, page: Page, prefix: str
+) -> web.Application:
+    """The Mini App's aiohttp application, its routes under ``prefix`` (``/`` or ``/app/``)."""
+    prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+    app = web.Application(client_max_size=max_request_size(Suite.MLKEM768_X25519) + 1)
+    app[RELAY] = relay
+    app[CHECK] = check
+    app[PAGE] = page
+    app.router.add_get(prefix, handle_page)
+    app.router.add_get(prefix + "veil.js", handle_script)
+    app.router.add_get(prefix + "api/account", _authorized(handle_account))
+    app.router.add_post(prefix + "api/prepare", _authorized(handle_prepare))
+    app.router.add_post(prefix + "api/relay", _authorized(handle_relay))
+    app.router.add_post(prefix + "api/stop", _authorized(handle_stop))
+    return app

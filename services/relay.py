@@ -1,0 +1,514 @@
+"""The Mini App's relay: bill and pass on questions sealed in the user's browser, unread.
+
+The Mini App (docs/miniapp.md) seals each question to a gateway's key in the browser, so the
+bot holds ciphertext only. For one request the relay:
+
+1. holds credit before anything is sent: the prompt's ceiling is the sealed plaintext's size
+   (every token of the prompt is at least one byte of it: ``services.tokens``), the answer as
+   many tokens as the page says it sealed as ``max_completion_tokens``, all of them or nothing
+   (``prepare`` tells the page how many the user can pay for);
+2. countersigns the sealed bytes with the bot's client key and sends them to the gateway the
+   page sealed to, with a relay key (``sealed.relay``) so the gateway also returns the receipt
+   sealed to the bot after the final chunk;
+3. hands the gateway's chunks on to the page whole, as they come, and never the relay receipt;
+4. settles from the relay receipt, verified like any receipt (the gateway's receipt key, the
+   request id and model the page declared); if the stream broke first, from the late receipt
+   fetched with the receipt proof the page sent (only it can make one); with neither, it charges
+   the hold when anything was handed on (logged) and nothing otherwise.
+
+Stopping is metered: only the page can make the cancel proof, so it sends it here and the relay
+forwards it; the stream then ends with a ``stopped`` receipt within ``stop_grace`` seconds, or
+the relay hangs up and fetches it. A page that goes away, an answer past ``max_answer_seconds``
+and shutdown hang up too (the gateway stops the model and keeps the receipt). One answer at a
+time per user. Nothing here sees or logs text: ids, counts and outcomes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiohttp
+import structlog
+
+from sealed.auth import client_auth_headers
+from sealed.encoding import REQUEST_BUCKETS
+from sealed.errors import MalformedMessage, ReceiptInvalid, SealedError
+from sealed.relay import (
+    RELAY_KEY_HEADER,
+    StreamFramer,
+    body_hash,
+    new_relay_key,
+    open_relay_receipt,
+    seal_relay_key,
+)
+from sealed.request import HEADER_SIZE, REQUEST_ID_SIZE, RequestHeader, max_request_size
+from services.audit import proof_for
+from services.errors import (
+    AnswerInProgress,
+    BadRelayRequest,
+    BillingError,
+    GatewayRefused,
+    InferenceUnavailable,
+    InsufficientCredit,
+    UntrustedGateway,
+)
+from services.gateways import UNREACHABLE
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from models.ledger import Charge
+    from sealed.bundle import SignedBundle
+    from sealed.receipt import SignedReceipt
+    from services.billing import Balance, Billing, Hold
+    from services.control import ControlClient
+    from services.gateways import Gateway, GatewayPool
+
+log = structlog.get_logger("veil.relay")
+
+SEALED_REQUEST_TYPE = "application/vnd.veil.sealed-request"
+_AEAD_TAG = 16
+_HTTP_OK = 200
+_FAILOVER_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# After the page (or shutdown) gives up: how long the late receipt may take to be had.
+CLOSE_SLACK_S = 30.0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What the page declares about a request it sealed; the receipt must agree.
+
+    ``gateway`` is the gateway's 1-based position (as ``prepare`` named it), ``receipt_proof``
+    the page's proof (base64url) for fetching the late receipt.
+    """
+
+    gateway: int
+    request_id: bytes
+    model: str
+    max_completion_tokens: int
+    receipt_proof: str
+
+
+@dataclass(frozen=True)
+class GatewayOffer:
+    """A gateway the page may seal to: its position and its bundle as the gateway served it."""
+
+    index: int
+    bundle: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Where to seal one question and how many answer tokens the user can pay for."""
+
+    gateways: list[GatewayOffer]
+    max_completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the page shows: the balance, and the models it may ask."""
+
+    balance: Balance
+    models: tuple[str, ...]
+    default_model: str | None
+
+
+def prompt_ceiling(body: bytes) -> int:
+    """The most prompt tokens a sealed request can hold: its padded plaintext's size.
+
+    Raises ``BadRelayRequest`` for bytes that are not a sealed request of a known suite, or
+    whose size is not a padding bucket.
+    """
+    try:
+        header = RequestHeader.parse(body)
+    except MalformedMessage as exc:
+        raise BadRelayRequest("not a sealed request") from exc
+    plaintext = len(body) - HEADER_SIZE - header.suite.hpke_enc_length - _AEAD_TAG
+    if len(body) > max_request_size(header.suite) or plaintext not in REQUEST_BUCKETS:
+        raise BadRelayRequest("the sealed request is not padded to a bucket")
+    return plaintext
+
+
+@dataclass
+class RelayedAnswer:
+    """One answer being relayed: iterate it for the chunks to hand on, as they come.
+
+    The iteration ends once the answer is settled (``charge``); ``abandon`` says the page has
+    gone (the relay hangs up on the gateway and settles from the late receipt).
+    """
+
+    user_id: int
+    ticket: Ticket
+    gateway: Gateway
+    signed: SignedBundle
+    digest: bytes
+    relay_key: bytes
+    charge: Charge | None = None
+    forwarded: int = 0  # chunks handed on
+    reason: str = ""  # why the gateway's stream was cut short, if it was
+    _queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    _response: aiohttp.ClientResponse | None = None
+    _scope: asyncio.Timeout | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while (data := await self._queue.get()) is not None:
+            yield data
+
+    def abandon(self, reason: str = "page_gone") -> None:
+        """Stop relaying: hang up on the gateway (it stops the model and keeps the receipt)."""
+        if not self.reason:
+            self.reason = reason
+        if self._response is not None:
+            self._response.close()
+
+    def _hand_on(self, data: bytes, chunks: int) -> None:
+        self.forwarded += chunks
+        self._queue.put_nowait(data)
+
+    def _limit(self, seconds: float) -> None:
+        """End the stream no later than ``seconds`` from now (a stop's grace)."""
+        if self._scope is not None:
+            loop = asyncio.get_running_loop()
+            deadline = self._scope.when()
+            self._scope.reschedule(min(deadline or float("inf"), loop.time() + seconds))
+
+
+class RelayService:
+    """Relays Mini App requests: ``prepare``, ``relay``, ``stop``; ``account`` for the page."""
+
+    def __init__(  # noqa: PLR0913 -- the relay's parts and its limits
+        self,
+        pool: GatewayPool,
+        billing: Billing,
+        session: aiohttp.ClientSession,
+        control: ControlClient,
+        *,
+        client_key: ed25519.Ed25519PrivateKey,
+        default_model: str | None = None,
+        max_answer_tokens: int = 1024,
+        min_answer_tokens: int = 64,
+        max_answer_seconds: float = 600.0,
+        stop_grace: float = 10.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+        pool_wait: float = 10.0,
+    ) -> None:
+        self._pool = pool
+        self._billing = billing
+        self._session = session
+        self._control = control
+        self._client_key = client_key
+        self.default_model = default_model
+        self.max_answer_tokens = max_answer_tokens
+        self.min_answer_tokens = min_answer_tokens
+        self._max_seconds = max_answer_seconds
+        self._stop_grace = stop_grace
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=pool_wait, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._running: dict[int, RelayedAnswer] = {}
+
+    # -- what the page asks before sealing ---------------------------------------------------
+
+    async def account(self, user_id: int) -> Account:
+        """The user's balance and the models the verified gateways serve."""
+        await self._pool.refresh()
+        models = self._pool.models()
+        default = self.default_model if self.default_model in models else None
+        return Account(
+            await self._billing.balance(user_id), models, default or next(iter(models), None)
+        )
+
+    async def prepare(self, user_id: int, model: str, size: int) -> Offer:
+        """The gateways to seal to for ``model`` and the answer tokens the user can pay for.
+
+        ``size`` is the padded plaintext the page will seal (a request bucket): the prompt's
+        ceiling. Raises ``InsufficientCredit`` when not even ``min_answer_tokens`` fit, and
+        ``InferenceUnavailable``/``UntrustedGateway`` when no verified gateway serves the model.
+        """
+        if size not in REQUEST_BUCKETS:
+            raise BadRelayRequest("the size is not a request bucket")
+        gateways = await self._candidates(model)
+        balance = await self._billing.balance(user_id)
+        price = self._billing.prices.for_model(model)
+        free = balance.free_tokens_left
+        affordable = price.affordable(size, free, balance.units, self.max_answer_tokens)
+        shortest = min(self.min_answer_tokens, self.max_answer_tokens)
+        if affordable < shortest:
+            raise InsufficientCredit(price.payable(size, shortest, free), balance.units, free)
+        offers = [GatewayOffer(g.index, g.bundle.to_wire()) for g in gateways if g.bundle]
+        return Offer(offers, affordable)
+
+    async def _candidates(self, model: str) -> list[Gateway]:
+        await self._pool.refresh()
+        candidates = self._pool.candidates(model)
+        if candidates:
+            return candidates
+        if not self._pool.any_verified():
+            if self._pool.problems() == [UNREACHABLE]:
+                raise InferenceUnavailable("no gateway is reachable")
+            raise UntrustedGateway("no gateway served a bundle that verifies")
+        raise InferenceUnavailable("no gateway serves this model")
+
+    # -- relaying ----------------------------------------------------------------------------
+
+    def busy(self, user_id: int) -> bool:
+        """True while the user has an answer being relayed."""
+        return user_id in self._running
+
+    async def relay(self, user_id: int, ticket: Ticket, body: bytes) -> RelayedAnswer:
+        """Hold, countersign and send ``body``; the answer to iterate once the gateway took it.
+
+        Raises ``AnswerInProgress``, ``BadRelayRequest``, ``RequestIdTaken``,
+        ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released) or
+        ``InferenceUnavailable``; nothing is charged for any of them.
+        """
+        if user_id in self._running:
+            raise AnswerInProgress("an answer is already being relayed")
+        prompt = prompt_ceiling(body)
+        gateway = self._gateway(ticket)
+        signed = gateway.bundle
+        if signed is None:
+            raise InferenceUnavailable("the gateway has no verified bundle now")
+        answer = RelayedAnswer(user_id, ticket, gateway, signed, body_hash(body), new_relay_key())
+        self._running[user_id] = answer
+        try:
+            hold = await self._billing.hold(
+                user_id,
+                ticket.request_id.hex(),
+                ticket.model,
+                prompt,
+                ticket.max_completion_tokens,
+                min_completion_tokens=ticket.max_completion_tokens,
+                fresh=True,
+            )
+            try:
+                response = await self._post(answer, body)
+            except BaseException:
+                await self._billing.release(hold)
+                raise
+        except BaseException:
+            self._running.pop(user_id, None)
+            raise
+        answer._response = response  # noqa: SLF001 -- the service owns the answer's parts
+        answer._task = asyncio.create_task(  # noqa: SLF001
+            self._pump(answer, response, hold), name="veil-relay"
+        )
+        log.info(
+            "relay.started",
+            user_id=user_id,
+            request_id=ticket.request_id.hex(),
+            gateway=gateway.index,
+            model=ticket.model,
+            prompt_ceiling=prompt,
+            max_completion_tokens=ticket.max_completion_tokens,
+        )
+        return answer
+
+    def _gateway(self, ticket: Ticket) -> Gateway:
+        """The gateway the page sealed to, after checking what the page declared."""
+        if len(ticket.request_id) != REQUEST_ID_SIZE:
+            raise BadRelayRequest("bad request id")
+        if not 1 <= ticket.max_completion_tokens <= self.max_answer_tokens:
+            raise BadRelayRequest("max_completion_tokens out of range")
+        if not 1 <= ticket.gateway <= len(self._pool.gateways):
+            raise BadRelayRequest("no such gateway")
+        gateway = self._pool.gateways[ticket.gateway - 1]
+        if gateway.bundle is not None and ticket.model not in gateway.bundle.bundle.models:
+            raise BadRelayRequest("the gateway does not serve this model")
+        return gateway
+
+    async def _post(self, answer: RelayedAnswer, body: bytes) -> aiohttp.ClientResponse:
+        """Countersign and send; a refusal raises ``GatewayRefused`` (the gateway backs off)."""
+        gateway = answer.gateway
+        headers = {
+            "Content-Type": SEALED_REQUEST_TYPE,
+            **client_auth_headers(self._client_key, body),
+            RELAY_KEY_HEADER: seal_relay_key(answer.signed.bundle, body, answer.relay_key),
+        }
+        try:
+            response = await self._session.post(
+                f"{gateway.url}/v1/sealed/chat/completions",
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._pool.failed(gateway)
+            log.warning(
+                "relay.gateway_unreachable", gateway=gateway.index, error=type(exc).__name__
+            )
+            raise GatewayRefused(502, "unreachable") from exc
+        if response.status == _HTTP_OK:
+            return response
+        async with response:
+            try:
+                reply = await response.json(content_type=None)
+            except (ValueError, aiohttp.ClientError):
+                reply = None
+        error = reply.get("error") if isinstance(reply, dict) else None
+        code = str(error.get("code")) if isinstance(error, dict) else "unknown"
+        retry_after = _seconds(response.headers.get("Retry-After", ""))
+        if response.status in _FAILOVER_STATUSES:
+            self._pool.failed(gateway, retry_after)
+        elif response.status == 410:  # noqa: PLR2004 -- the page sealed to a key rotated out
+            await self._pool.refresh_one(gateway, force=True)
+        log.warning("relay.refused", gateway=gateway.index, status=response.status, code=code)
+        raise GatewayRefused(response.status, code, retry_after=retry_after)
+
+    async def _pump(
+        self, answer: RelayedAnswer, response: aiohttp.ClientResponse, hold: Hold
+    ) -> None:
+        """Hand the chunks on, then settle; always ends the answer's iteration."""
+        framer = StreamFramer(expect_receipt=True)
+        gateway = answer.gateway
+        gateway.in_flight += 1
+        try:
+            try:
+                async with asyncio.timeout(self._max_seconds) as scope:
+                    answer._scope = scope  # noqa: SLF001
+                    async for data in response.content.iter_any():
+                        before = framer.chunks
+                        ready = framer.feed(data)
+                        if ready:
+                            answer._hand_on(ready, framer.chunks - before)  # noqa: SLF001
+                    framer.close()
+                self._pool.succeeded(gateway)
+            except TimeoutError:
+                answer.reason = answer.reason or "time_limit"
+            except SealedError as exc:
+                answer.reason = answer.reason or type(exc).__name__
+            except aiohttp.ClientError as exc:
+                answer.reason = answer.reason or type(exc).__name__
+            finally:
+                response.close()
+                gateway.in_flight -= 1
+            receipt = await self._receipt(answer, framer)
+            answer.charge = await self._settle(answer, hold, receipt)
+        except BillingError:
+            log.exception("relay.settle_failed", request_id=answer.ticket.request_id.hex())
+        finally:
+            self._running.pop(answer.user_id, None)
+            answer._queue.put_nowait(None)  # noqa: SLF001
+
+    async def _receipt(self, answer: RelayedAnswer, framer: StreamFramer) -> SignedReceipt | None:
+        """The verified receipt: the relay receipt, else the late one; None if neither."""
+        ticket = answer.ticket
+        if framer.relay_receipt is not None:
+            try:
+                receipt = open_relay_receipt(answer.relay_key, answer.digest, framer.relay_receipt)
+                return self._verified(answer, receipt)
+            except (ReceiptInvalid, MalformedMessage):
+                log.warning("relay.relay_receipt_invalid", request_id=ticket.request_id.hex())
+        final = await self._control.fetch_receipt_proven(
+            answer.gateway, ticket.request_id, ticket.receipt_proof
+        )
+        if final is None or final.receipt is None:
+            return None
+        try:
+            return self._verified(answer, final.receipt)
+        except (ReceiptInvalid, MalformedMessage):
+            log.warning("relay.late_receipt_invalid", request_id=ticket.request_id.hex())
+            return None
+
+    @staticmethod
+    def _verified(answer: RelayedAnswer, receipt: SignedReceipt) -> SignedReceipt:
+        receipt.verify(
+            answer.signed.bundle.receipt_verify_key(),
+            request_id=answer.ticket.request_id,
+            model=answer.ticket.model,
+        )
+        return receipt
+
+    async def _settle(
+        self, answer: RelayedAnswer, hold: Hold, receipt: SignedReceipt | None
+    ) -> Charge:
+        """Charge the receipt; without one, the hold if anything was handed on, else nothing."""
+        ticket = answer.ticket
+        if receipt is not None:
+            proof = proof_for(
+                receipt,
+                request_id=ticket.request_id,
+                model=ticket.model,
+                valid=True,
+                bundles=[answer.signed],
+            )
+            usage = receipt.receipt
+            charge = await self._billing.settle(
+                hold,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                receipt_valid=True,
+                status=usage.status,
+                proof=proof,
+            )
+        elif answer.forwarded:
+            log.warning("relay.no_receipt", request_id=ticket.request_id.hex())
+            charge = await self._billing.settle(hold, 0, 0, receipt_valid=False)
+        else:
+            charge = await self._billing.release(hold)
+        log.info(
+            "relay.settled",
+            user_id=answer.user_id,
+            request_id=ticket.request_id.hex(),
+            gateway=answer.gateway.index,
+            outcome=charge.outcome,
+            status=charge.receipt_status,
+            prompt_tokens=charge.prompt_tokens,
+            completion_tokens=charge.completion_tokens,
+            units=charge.units,
+            chunks=answer.forwarded,
+            cut=answer.reason or None,
+        )
+        return charge
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    async def stop(self, user_id: int, request_id: bytes, proof: str) -> str | None:
+        """Forward the page's cancel proof for its running answer; the gateway's state or None.
+
+        None when the user has no such answer running or the gateway did not accept the cancel
+        (a wrong proof, or the stream is not there yet).
+        """
+        answer = self._running.get(user_id)
+        if answer is None or answer.ticket.request_id != request_id:
+            return None
+        state = await self._control.cancel_proven(answer.gateway, request_id, proof)
+        if state is not None:
+            answer._limit(self._stop_grace)  # noqa: SLF001
+            log.info("relay.stop_sent", user_id=user_id, request_id=request_id.hex(), state=state)
+        return state
+
+    async def close(self) -> None:
+        """Hang up on every answer still relayed and wait until each is settled."""
+        answers = list(self._running.values())
+        for answer in answers:
+            answer.abandon("shutdown")
+        tasks = [a._task for a in answers if a._task is not None]  # noqa: SLF001
+        if tasks:
+            _, running = await asyncio.wait(tasks, timeout=CLOSE_SLACK_S)
+            if running:
+                log.warning("relay.close_timed_out", answers=len(running))
+            for task in running:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def _seconds(value: str) -> float | None:
+    """A ``Retry-After`` given in seconds, if it is one."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

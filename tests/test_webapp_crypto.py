@@ -1,0 +1,177 @@
+"""The Mini App's crypto against the Python implementation: the shipped bundle, run in Node.
+
+``tests/js/protocol_check.mjs`` loads ``webapp/static/veil.js`` (the very file the bot serves)
+and exposes its protocol functions; these tests feed it docs/protocol.md's vectors, a request
+sealed by it that the Python side must open, and a stream sealed by a real gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import shutil
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from scripts.protocol_vectors import vector_stream
+from sealed.auth import client_auth_headers
+from sealed.encoding import b64e
+from sealed.request import open_request
+from sealed.stream import ChunkOpener, Delta
+from tests.harness import CLIENT_KEY, REPO, SEALED_REQUEST_TYPE
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from tests.harness import RunningGateway
+
+NODE = shutil.which("node")
+BUNDLE = REPO / "webapp" / "static" / "veil.js"
+CHECK = REPO / "tests" / "js" / "protocol_check.mjs"
+DOC = REPO / "docs" / "protocol.md"
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+
+
+async def node(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job in Node against the shipped bundle; its JSON result."""
+    assert NODE is not None
+    process = await asyncio.create_subprocess_exec(
+        NODE,
+        str(CHECK),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate(json.dumps({"bundle": str(BUNDLE), **job}).encode())
+    assert process.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+@pytest.fixture(scope="module")
+def vectors() -> dict[str, Any]:
+    match = re.search(r"```json vectors\n(.*?)\n```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    assert match is not None
+    value: dict[str, Any] = json.loads(match.group(1))
+    return value
+
+
+async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any]) -> None:
+    from scripts.protocol_vectors import hybrid_keypair  # noqa: PLC0415 -- the suite-2 key
+
+    result = await node(
+        {
+            "job": "vectors",
+            "vectors": vectors,
+            "stream": vector_stream().hex(),
+            "hybrid_public_key": hybrid_keypair().public_bytes.hex(),
+        }
+    )
+    for name in (
+        "key_id",
+        "hybrid_key_id",
+        "request_inner_json",
+        "request_plaintext_length",
+        "request_plaintext_sha256",
+        "stream_id",
+        "cancel_proof",
+        "receipt_proof",
+        "client_id",
+        "receipt_body",
+        "receipt_signature",
+    ):
+        assert result[name] == vectors[name], name
+    assert result["bundle_models"] == vectors["inputs"]["models"]
+    # The recorded Python-sealed request opens in the page's HPKE to the same plaintext.
+    assert result["opened_request_json"] == vectors["request_inner_json"]
+    assert result["deltas"] == result["split_deltas"] == vectors["inputs"]["deltas"]
+    assert result["finish_reason"] == "stop"
+    usage = vectors["inputs"]["usage"]
+    assert result["receipt_tokens"] == [usage["prompt_tokens"], usage["completion_tokens"]]
+    assert result["checks"] == {
+        "unpinned": "BundleUnpinned",
+        "unsigned": "BundleUnsigned",
+        "bad_signature": "BundleBadSignature",
+        "expired": "BundleExpired",
+        "not_yet": "BundleExpired",
+        "in_skew": "ok",
+        "tampered": "ChunkTampered",
+        "reordered": "ChunkOutOfOrder",
+        "spliced": "StreamSpliced",
+        "truncated": "StreamTruncated",
+        "final_missing": "StreamTruncated",
+        "trailing": "TrailingData",
+        "receipt_other_request": "ReceiptInvalid",
+        "receipt_other_model": "ReceiptInvalid",
+        "receipt_other_key": "ReceiptInvalid",
+        "b64_padding_inside": "MalformedMessage",
+        # Python's json.dumps(ensure_ascii=True, sort_keys=True) of the same value.
+        "canonical_non_ascii": json.dumps(
+            {"b": "é\x7f😀", "a": [1, "\n"]}, sort_keys=True, separators=(",", ":")
+        ),
+    }
+
+
+async def test_a_request_sealed_by_the_page_opens_in_python_and_is_answered(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    signed = gateway.gateway.ring.bundle()
+    chat = {
+        "model": "veil-test",
+        "messages": [{"role": "user", "content": "Привет из браузера 🔒"}],
+        "cache_salt": "device-salt",
+        "max_completion_tokens": 64,
+    }
+    sealed = await node(
+        {
+            "job": "seal",
+            "wire": signed.to_wire(),
+            "pinned": [b64e(gateway.verify_key)],
+            "now": gateway.gateway.now(),
+            "chat": chat,
+        }
+    )
+    body = bytes.fromhex(sealed["body"])
+    opened = open_request(body, gateway.gateway.ring.current.keypair)
+    assert opened.chat == chat
+    assert opened.request_id.hex() == sealed["request_id"]
+    assert opened.response_key.hex() == sealed["response_key"]
+    assert "браузера".encode() not in body
+    # The Python gateway answers it (the bot's countersignature is the test client's here) and
+    # the page opens the real stream, with the receipt checked under the bundle's key.
+    headers = {"Content-Type": SEALED_REQUEST_TYPE, **client_auth_headers(CLIENT_KEY, body)}
+    async with http.post(
+        f"{gateway.url}/v1/sealed/chat/completions", data=io.BytesIO(body), headers=headers
+    ) as response:
+        assert response.status == 200
+        stream = await response.read()
+    opener = ChunkOpener(opened.response_key)
+    expected = "".join(r.text for r in opener.feed(stream) if isinstance(r, Delta))
+    result = await node(
+        {
+            "job": "open",
+            "response_key": sealed["response_key"],
+            "request_id": sealed["request_id"],
+            "stream": stream.hex(),
+            "receipt_key": sealed["receipt_key"],
+            "model": "veil-test",
+        }
+    )
+    assert result["text"] == expected == "Sealed hello, world."
+    assert result["finish_reason"] == "stop"
+    assert result["status"] == "complete"
+    assert result["completion_tokens"] > 0
+
+
+async def test_device_history_is_sealed_and_opens_only_with_its_key() -> None:
+    result = await node({"job": "history"})
+    assert result["back"] == [
+        {"role": "user", "content": "Ключ? 🔑"},
+        {"role": "assistant", "content": "Yes."},
+    ]
+    assert result["wrong"] != "ok"
+    assert not result["plaintext_visible"]

@@ -1,0 +1,322 @@
+"""The bot's side of the Mini App: initData, the page, holds, relaying unread, receipts, stop.
+
+The page is played in Python (``tests.miniapp.PythonPage``) over real HTTP to the bot's own
+web server, which relays through a recording proxy to a real gateway and the fake vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import time
+from typing import TYPE_CHECKING
+
+from structlog.testing import capture_logs
+
+from bot.webapp import WEBAPP_DIR, bundle_sha256
+from models.ledger import balance as ledger_balance
+from sealed.auth import receipt_proof
+from sealed.encoding import b64e
+from sealed.receipt import ReceiptStatus
+from services.audit import Auditor
+from tests.miniapp import USER_ID, PythonPage, hold_of, init_data, read_stream, webapp_stack
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+    from pathlib import Path
+
+    import aiohttp
+
+    from tests.miniapp import MiniStack
+
+QUESTION = "What is my secret plan for the weekend?"
+ANSWER = "Your plan involves purple giraffes and a quiet lake."
+CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
+
+
+def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> PythonPage:
+    return PythonPage(http, stack.base, stack.gateway.verify_key, **kwargs)
+
+
+def assert_unread(stack: MiniStack, *texts: str, logs: list[MutableMapping[str, object]]) -> None:
+    """Neither the wire on both sides of the bot, nor its logs or files hold any of ``texts``."""
+    dumped = json.dumps(logs, default=str)
+    stored = stack.stored_bytes()
+    for text in texts:
+        for piece in (text, text[:12], text[-12:]):
+            raw = piece.encode()
+            assert raw not in stack.to_bot.captured, piece
+            assert raw not in stack.to_gateway.captured, piece
+            assert raw not in stored, piece
+            assert piece not in dumped, piece
+
+
+async def test_a_sealed_question_is_relayed_unread_and_settled_from_the_relay_receipt(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+            mini = page(stack, http)
+            status, account = await mini.get("api/account")
+            assert status == 200
+            assert account["models"] == ["veil-test"]
+            assert account["free_tokens_left"] == 1_000_000
+            asked = await mini.ask(QUESTION)
+            assert asked.status == 200
+            assert asked.text == ANSWER
+            assert asked.final is not None
+            assert asked.final.receipt is not None
+            # The hold was settled from the signed receipt the bot could not read in-stream.
+            state = await hold_of(stack.store, asked.request_id)
+            assert state is not None
+            assert state.charge is not None
+            assert state.charge.outcome == "settled"
+            assert state.charge.receipt_status == "complete"
+            usage = asked.final.receipt.receipt
+            assert (state.charge.prompt_tokens, state.charge.completion_tokens) == (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
+            # Its prompt ceiling was the sealed plaintext's size, 1 KiB for a short question.
+            assert state.hold.prompt_tokens == 1024
+            report = await Auditor(stack.store, [stack.gateway.verify_key]).run()
+            assert report.ok, report.problems
+            assert report.charges == 1
+            # The model got the question, and the cache salt the page chose, not the bot's.
+            assert stack.vllm.requests[0]["messages"][-1]["content"] == QUESTION
+            assert stack.veil.relay is not None
+            assert not stack.veil.relay.busy(USER_ID)
+    assert_unread(stack, QUESTION, ANSWER, logs=logs)
+    events = [entry["event"] for entry in logs]
+    assert "relay.settled" in events
+    assert "relay.no_receipt" not in events
+    assert "webapp.serving" in events
+
+
+async def test_forged_stale_and_missing_init_data_are_refused_politely(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path) as stack:
+        cases = {
+            init_data(token="123456:ANOTHER-BOTS-TOKEN"): "unauthorized",
+            init_data().replace("first_name%22%3A%22Ann", "first_name%22%3A%22Eve"): "unauthorized",
+            init_data(auth_date=time.time() - 3601): "stale",
+            init_data(auth_date=time.time() + 3600): "stale",
+            "": "unauthorized",
+        }
+        for data, code in cases.items():
+            mini = page(stack, http, data=data)
+            for path in ("api/account",):
+                status, body = await mini.get(path)
+                assert (status, body["error"]["code"]) == (401, code), data
+                assert "Telegram" in body["error"]["message"] or "again" in body["error"]["message"]
+            status, body = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
+            assert status == 401
+        async with http.post(stack.base + "api/relay", data=b"VEIL") as response:
+            assert response.status == 401
+        assert not stack.vllm.requests
+
+
+async def test_the_page_is_served_with_its_pins_and_the_committed_script(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path) as stack:
+        async with http.get(stack.base) as response:
+            assert response.status == 200
+            html = await response.text()
+            csp = response.headers["Content-Security-Policy"]
+        async with http.get(stack.base + "veil.js") as response:
+            script = await response.read()
+    bundle = (WEBAPP_DIR / "veil.js").read_bytes()
+    assert script == bundle
+    assert b64e(stack.gateway.verify_key) in html  # the operator key the page pins
+    assert bundle_sha256() == hashlib.sha256(bundle).hexdigest() in html
+    assert 'integrity="sha384-' in html
+    assert "__VEIL" not in html
+    assert "script-src 'self'" in csp
+    assert "connect-src 'self'" in csp
+
+
+async def test_stop_is_forwarded_with_the_pages_proof_and_metered(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(60))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        mini = page(stack, http)
+        async with mini.relay(CHAT) as (response, asked):
+            assert response.status == 200
+            first = await response.content.read(100)  # some text is on its way
+            # A proof the page did not make is not forwarded as a stop.
+            status, body = await mini.stop(asked, proof=b"\x00" * 32)
+            assert (status, body["error"]["code"]) == (404, "not_running")
+            status, body = await mini.stop(asked)
+            assert (status, body) == (200, {"state": "stopping"})
+            asked.raw = first + await response.read()
+        # The page's stream ends once the bot has settled: the charge is there already.
+        state = await hold_of(stack.store, asked.request_id)
+    read_stream(asked)
+    assert asked.final is not None
+    assert asked.final.finish_reason == "stopped"
+    assert asked.final.receipt is not None
+    receipt = asked.final.receipt.receipt
+    assert receipt.status is ReceiptStatus.STOPPED
+    assert 0 < receipt.completion_tokens < 60
+    assert state is not None
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert state.charge.completion_tokens == receipt.completion_tokens
+
+
+async def test_a_page_that_hangs_up_is_settled_from_the_late_receipt(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(80))
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+            mini = page(stack, http)
+            async with mini.relay(CHAT) as (response, asked):
+                assert response.status == 200
+                await response.content.read(100)
+                response.close()  # the user closed the page mid-answer
+            async with asyncio.timeout(20):
+                while (state := await hold_of(stack.store, asked.request_id)) is None or (  # noqa: ASYNC110 -- the ledger has no event
+                    state.charge is None
+                ):
+                    await asyncio.sleep(0.05)
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 80
+    settled = next(e for e in logs if e["event"] == "relay.settled")
+    assert settled["cut"] == "page_gone"
+    assert any(e["event"] == "inference.receipt_fetched" for e in logs)
+
+
+async def test_a_tampered_relay_receipt_falls_back_to_the_late_receipt(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER, tamper=True) as stack:
+
+        def flip_last_byte(body: bytes) -> bytes:
+            if body.startswith(b"{"):  # a receipt fetch: left alone
+                return body
+            return body[:-1] + bytes([body[-1] ^ 1])  # the stream: the relay receipt's tag
+
+        stack.tampering.rewrite_response = flip_last_byte
+        with capture_logs() as logs:
+            asked = await page(stack, http).ask(QUESTION)
+        assert asked.text == ANSWER  # the page's own stream is intact
+        state = await hold_of(stack.store, asked.request_id)
+    assert state is not None
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+    events = [e["event"] for e in logs]
+    assert "relay.relay_receipt_invalid" in events
+    assert "inference.receipt_fetched" in events
+
+
+async def test_credit_is_checked_before_sealing_and_nothing_is_held_when_short(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, free_tokens_per_day=0) as stack:
+        mini = page(stack, http)
+        status, body = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
+        assert (status, body["error"]["code"]) == (402, "insufficient_credit")
+        assert body["error"]["balance"] == "0"
+        await stack.veil.billing.credit(USER_ID, 200_000, "grant", "test-grant")
+        status, offer = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
+        assert status == 200
+        # 200 000 µ★ pays the 1 KiB prompt ceiling (1024 x 20) and 2 992 answer tokens at 60,
+        # of which VEIL_MAX_ANSWER_TOKENS (1024) are offered.
+        assert offer["max_completion_tokens"] == 1024
+        await stack.veil.billing.credit(USER_ID, -160_000, "grant", "test-take")
+        status, offer = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
+        assert (status, offer["max_completion_tokens"]) == (200, (40_000 - 1024 * 20) // 60)
+        # Declaring more answer tokens than the balance pays for: refused, nothing held.
+        asked = await mini.ask(QUESTION, max_tokens=1024)
+        assert (asked.status, asked.error["code"]) == (402, "insufficient_credit")
+        assert await hold_of(stack.store, asked.request_id) is None
+        assert not stack.vllm.requests
+        balance = await stack.store.run(lambda db: ledger_balance(db, USER_ID))
+        assert balance == 40_000
+        # What was offered goes through, and is paid for from the receipt.
+        answered = await mini.ask(QUESTION)
+        assert answered.status == 200
+        balance = await stack.store.run(lambda db: ledger_balance(db, USER_ID))
+        assert balance < 40_000
+
+
+async def test_bad_declarations_and_reused_request_ids_are_refused_before_the_gateway(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        mini = page(stack, http)
+        first = await mini.ask(QUESTION)
+        assert first.status == 200
+        asked_before = len(stack.vllm.requests)
+        base_headers = {
+            **mini.auth,
+            "Veil-Gateway": "1",
+            "Veil-Request-Id": first.request_id.hex(),
+            "Veil-Model": "veil-test",
+            "Veil-Max-Tokens": "64",
+            "Veil-Proof": b64e(receipt_proof(first.response_key, first.request_id)),
+        }
+        body = b"VEIL\x02\x01" + bytes(8) + bytes(32 + 1024 + 16)
+        cases = [
+            ({"Veil-Gateway": "9"}, body, 400, "bad_request"),
+            ({"Veil-Max-Tokens": "99999"}, body, 400, "bad_request"),
+            ({"Veil-Model": "another-model"}, body, 400, "bad_request"),
+            ({"Veil-Proof": "short"}, body, 400, "bad_request"),
+            ({"Veil-Request-Id": "zz"}, body, 400, "bad_request"),
+            ({"Veil-Request-Id": "ab" * 16}, body[:-1], 400, "bad_request"),  # not a bucket
+            ({"Veil-Request-Id": "ab" * 16}, b"HTTP" + body[4:], 400, "bad_request"),
+            ({}, body, 409, "request_id_taken"),  # the first answer's id: held before
+        ]
+        for change, data, status, code in cases:
+            async with http.post(
+                mini.base + "api/relay", data=io.BytesIO(data), headers={**base_headers, **change}
+            ) as response:
+                reply = await response.json()
+                assert (response.status, reply["error"]["code"]) == (status, code), change
+        assert len(stack.vllm.requests) == asked_before
+        status, body_json = await mini.post("api/prepare", {"model": "veil-test", "size": 1000})
+        assert (status, body_json["error"]["code"]) == (400, "bad_request")
+
+
+async def test_a_gateway_refusal_releases_the_hold_and_tells_the_page(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        mini = page(stack, http)
+        assert (await mini.ask(QUESTION)).status == 200  # the bot has the bundle now
+        # Sealed to a key the gateway no longer holds: 410 from the gateway, 502 to the page.
+        stack.gateway.gateway.ring.rotate(stack.gateway.gateway.now())
+        ring = stack.gateway.gateway.ring
+        ring._keys = ring._keys[:1]  # the old key's window closes at once
+        async with mini.relay(CHAT) as (response, asked):
+            reply = await response.json()
+        assert response.status == 502
+        assert reply["error"]["gateway_status"] == 410
+        assert reply["error"]["gateway_code"] == "unknown_key"
+        state = await hold_of(stack.store, asked.request_id)
+        assert state is not None
+        assert state.charge is not None
+        assert state.charge.outcome == "released"
+        assert state.charge.units == 0
+        # Re-preparing gives the new bundle, and the question goes through.
+        again = await mini.ask(QUESTION)
+        assert again.text == ANSWER
+
+
+async def test_one_answer_at_a_time_per_user(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER, token_delay=0.05) as stack:
+        mini = page(stack, http)
+        async with mini.relay(CHAT) as (response, _):
+            assert response.status == 200
+            second = await mini.ask(QUESTION)
+            assert (second.status, second.error["code"]) == (409, "busy")
+            await response.read()
+        third = await mini.ask(QUESTION)
+        assert third.status == 200

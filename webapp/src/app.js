@@ -1,0 +1,375 @@
+// The page: ask in private mode. The question is sealed here and only ciphertext leaves.
+//
+// One question's way: build the chat (the device history and the question), learn from the
+// bot where to seal it and how long an answer the balance pays for (api/prepare), verify the
+// gateway's bundle against the operator keys pinned in this page, seal, send the sealed bytes
+// with what the bot needs to bill (api/relay), open the chunks as they stream in, check the
+// signed receipt, keep the exchange in the device history. Stop sends the cancel proof, which
+// only this page can make, for the bot to forward. Every text is set with textContent: no
+// answer is ever parsed as HTML.
+
+import {
+  ChunkOpener,
+  SealedError,
+  b64d,
+  b64e,
+  cancelProof,
+  encodeInner,
+  newRequestSecrets,
+  receiptProof,
+  sealRequest,
+  toHex,
+  verifyBundle,
+  verifyReceipt,
+} from "./protocol.js";
+import {
+  ClientStorage,
+  applyTheme,
+  installBridge,
+  launchParams,
+  onEvent,
+  postEvent,
+} from "./telegram.js";
+import { History } from "./history.js";
+import { textsFor } from "./texts.js";
+
+const HISTORY_BUDGET = 16 * 1024; // bytes of earlier turns sent as context
+const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+
+const $ = (id) => document.getElementById(id);
+
+function config() {
+  const value = JSON.parse($("veil-config").textContent);
+  return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.code || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error?.code || "error";
+    this.body = body || {};
+  }
+}
+
+class App {
+  constructor() {
+    this.launch = launchParams();
+    this.t = textsFor(this.launch.user?.language_code);
+    this.config = config();
+    this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
+    this.running = null; // {requestId, responseKey, controller}
+    this.account = null;
+  }
+
+  url(path) {
+    return new URL(path, window.location.href).toString();
+  }
+
+  async api(path, { method = "GET", body, headers = {} } = {}) {
+    const response = await fetch(this.url(path), {
+      method,
+      body,
+      headers: { Authorization: `tma ${this.launch.initData}`, ...headers },
+      cache: "no-store",
+    });
+    if (!response.ok) {
+      let payload = null;
+      try {
+        payload = await response.json();
+      } catch {
+        payload = null;
+      }
+      throw new ApiError(response.status, payload);
+    }
+    return response;
+  }
+
+  // -- the page ------------------------------------------------------------------------------
+
+  async start() {
+    installBridge();
+    applyTheme(this.launch.theme);
+    onEvent("theme_changed", (data) => applyTheme(data?.theme_params));
+    postEvent("web_app_ready");
+    postEvent("web_app_expand");
+    document.documentElement.lang = this.t.language;
+    this.renderStatic();
+    $("send").addEventListener("click", () => (this.running ? this.stop() : this.ask()));
+    $("forget").addEventListener("click", () => this.forget());
+    $("question").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) this.ask();
+    });
+    const kept = await this.history.open();
+    this.note(kept ? this.t("history_kept") : this.t("history_not_kept"), "history");
+    for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
+      this.bubble("user", this.history.turns[i].content);
+      this.bubble("assistant", this.history.turns[i + 1].content);
+    }
+    await this.refreshAccount();
+    document.body.dataset.ready = "true";
+  }
+
+  renderStatic() {
+    const t = this.t;
+    document.title = t("title");
+    $("title").textContent = t("title");
+    $("model-label").textContent = t("model");
+    $("question").placeholder = t("placeholder");
+    $("send").textContent = t("send");
+    $("forget").textContent = t("forget");
+    $("about-title").textContent = t("about");
+    $("protects").textContent = t("protects");
+    $("not-protects").textContent = t("not_protects");
+    $("page-hash").textContent = t("page_hash", { hash: this.config.scriptSha256 });
+    $("pinned").textContent = t("pinned", { keys: this.config.operatorKeys.map(b64e).join(", ") });
+  }
+
+  async refreshAccount() {
+    try {
+      const account = await (await this.api("api/account")).json();
+      this.account = account;
+      $("balance").textContent = this.t("balance", {
+        balance: account.balance,
+        free: account.free_tokens_left,
+      });
+      const select = $("model");
+      const chosen = select.value || localStorage.getItem("veil:model") || account.default_model;
+      select.replaceChildren(
+        ...account.models.map((name) => {
+          const option = document.createElement("option");
+          option.value = name;
+          option.textContent = name;
+          return option;
+        }),
+      );
+      if (account.models.includes(chosen)) select.value = chosen;
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  note(text, kind = "info") {
+    const notice = $("notice");
+    notice.textContent = text;
+    notice.dataset.kind = kind;
+  }
+
+  bubble(role, text) {
+    const item = document.createElement("div");
+    item.className = `bubble ${role}`;
+    item.textContent = text;
+    $("messages").append(item);
+    item.scrollIntoView({ block: "end" });
+    return item;
+  }
+
+  fail(error) {
+    let key = "network";
+    let values = {};
+    if (error instanceof SealedError) key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
+    else if (error instanceof ApiError) {
+      key =
+        {
+          unauthorized: "unauthorized",
+          stale: "stale",
+          insufficient_credit: "insufficient",
+          busy: "busy",
+          untrusted: "untrusted",
+          unavailable: "unavailable",
+        }[error.code] || "refused";
+      values = { code: error.body?.error?.gateway_code || error.code };
+    }
+    this.note(this.t(key, values), "error");
+    $("notice").dataset.error = error instanceof SealedError ? error.kind : error.code || "network";
+  }
+
+  // -- asking --------------------------------------------------------------------------------
+
+  messages(question) {
+    const earlier = [];
+    let budget = HISTORY_BUDGET;
+    const turns = this.history.turns;
+    for (let i = turns.length - 2; i >= 0; i -= 2) {
+      const pair = [turns[i], turns[i + 1]];
+      const size = pair.reduce((n, t) => n + t.content.length * 3, 0);
+      if (size > budget) break;
+      budget -= size;
+      earlier.unshift(...pair);
+    }
+    return [...earlier, { role: "user", content: question }];
+  }
+
+  async ask() {
+    const question = $("question").value.trim();
+    if (!question || this.running) {
+      if (!question) this.note(this.t("empty"));
+      return;
+    }
+    const model = $("model").value;
+    localStorage.setItem("veil:model", model);
+    const chat = {
+      model,
+      messages: this.messages(question),
+      cache_salt: this.history.cacheSalt,
+      max_completion_tokens: this.account?.max_answer_tokens || 1024,
+    };
+    $("question").value = "";
+    this.bubble("user", question);
+    const answer = this.bubble("assistant", "");
+    answer.id = "answer";
+    for (const old of document.querySelectorAll("#answer")) if (old !== answer) old.removeAttribute("id");
+    this.note(this.t("sealing"), "progress");
+    delete $("notice").dataset.error;
+    this.setRunning({ requestId: null, responseKey: null });
+    let text = "";
+    let ended = false;
+    try {
+      const result = await this.send(chat, (delta) => {
+        text += delta;
+        answer.textContent = text;
+      });
+      ended = true;
+      const receipt = result.receipt?.receipt;
+      if (result.error) this.note(this.t(result.error.kind), "error");
+      else if (receipt) {
+        const counts = {
+          prompt: receipt.promptTokens,
+          completion: receipt.completionTokens,
+          status: receipt.status,
+        };
+        const stopped = receipt.status === "stopped" ? `${this.t("stopped")} ` : "";
+        this.note(stopped + this.t("receipt", counts), "done");
+        $("notice").dataset.status = receipt.status;
+      }
+      if (!result.error && text) await this.history.add(question, text);
+    } catch (error) {
+      if (!ended && error instanceof SealedError) answer.textContent = ""; // not to be believed
+      this.fail(error);
+    } finally {
+      this.setRunning(null);
+      await this.refreshAccount();
+    }
+  }
+
+  setRunning(running) {
+    this.running = running;
+    $("send").textContent = running ? this.t("stop") : this.t("send");
+    $("send").dataset.state = running ? "stop" : "send";
+  }
+
+  /** Prepare, seal to the first gateway that takes it, relay and open the stream. */
+  async send(chat, onDelta) {
+    const size = encodeInner(chat, {
+      requestId: new Uint8Array(16),
+      responseKey: new Uint8Array(32),
+      timestamp: Math.floor(Date.now() / 1000),
+    }).length;
+    const offer = await (
+      await this.api("api/prepare", {
+        method: "POST",
+        body: JSON.stringify({ model: chat.model, size }),
+        headers: { "Content-Type": "application/json" },
+      })
+    ).json();
+    chat.max_completion_tokens = offer.max_completion_tokens;
+    let lastError = new SealedError("BundleUnpinned", "no gateway");
+    let verifiedAny = false;
+    for (const { gateway, bundle: wire } of offer.gateways) {
+      let verified;
+      try {
+        verified = verifyBundle(wire, this.config.operatorKeys, Math.floor(Date.now() / 1000));
+        if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(chat.model)) continue;
+      } catch (error) {
+        lastError = error;
+        continue;
+      }
+      verifiedAny = true;
+      try {
+        return await this.relay(gateway, verified.bundle, chat, onDelta);
+      } catch (error) {
+        const retry =
+          error instanceof ApiError &&
+          error.code === "gateway_refused" &&
+          (RETRY_STATUSES.has(error.body.error.gateway_status) || error.body.error.gateway_code === "unreachable");
+        if (!retry) throw error;
+        lastError = error;
+      }
+    }
+    if (!verifiedAny) throw new ApiError(503, { error: { code: "untrusted" } });
+    throw lastError;
+  }
+
+  async relay(gateway, bundle, chat, onDelta) {
+    const { requestId, responseKey } = newRequestSecrets();
+    const body = await sealRequest(bundle, chat, {
+      requestId,
+      responseKey,
+      timestamp: Math.floor(Date.now() / 1000),
+    });
+    this.running = { requestId, responseKey };
+    const response = await this.api("api/relay", {
+      method: "POST",
+      body,
+      headers: {
+        "Content-Type": "application/vnd.veil.sealed-request",
+        "Veil-Gateway": String(gateway),
+        "Veil-Request-Id": toHex(requestId),
+        "Veil-Model": chat.model,
+        "Veil-Max-Tokens": String(chat.max_completion_tokens),
+        "Veil-Proof": b64e(receiptProof(responseKey, requestId)),
+      },
+    });
+    this.note(this.t("writing"), "progress");
+    const opener = new ChunkOpener(responseKey);
+    const reader = response.body.getReader();
+    let final = null;
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch {
+        throw new SealedError("StreamTruncated", "the connection broke");
+      }
+      if (chunk.done) break;
+      for (const record of await opener.feed(chunk.value)) {
+        if (record.type === "delta") {
+          if (record.text) onDelta(record.text);
+        } else final = record;
+      }
+    }
+    opener.close();
+    if (final.receipt === null) throw new SealedError("ReceiptInvalid", "no receipt");
+    verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);
+    return final;
+  }
+
+  async stop() {
+    const running = this.running;
+    if (!running || !running.requestId) return;
+    try {
+      await this.api("api/stop", {
+        method: "POST",
+        body: JSON.stringify({
+          request_id: toHex(running.requestId),
+          proof: b64e(cancelProof(running.responseKey, running.requestId)),
+        }),
+        headers: { "Content-Type": "application/json" },
+      });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
+    }
+  }
+
+  async forget() {
+    await this.history.forget();
+    $("messages").replaceChildren();
+    this.note(this.t("forgotten"), "forgotten");
+  }
+}
+
+export function startApp() {
+  const app = new App();
+  globalThis.veilApp = app;
+  app.start().catch((error) => app.fail(error));
+}

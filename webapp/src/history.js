@@ -1,0 +1,99 @@
+// Private-mode history: on the device only, encrypted.
+//
+// The key (32 random bytes) lives in Telegram's SecureStorage, the device keychain; the
+// ciphertext (ChaCha20-Poly1305, a fresh random nonce each save) in the browser's localStorage.
+// The bot never sees either. Where the Telegram app has no SecureStorage (older apps, desktop
+// and web clients), nothing is written anywhere: the history lasts as long as the page is open,
+// and the page says so. /forget (the page's Forget button) clears the key and the ciphertext.
+// The same secret also makes the conversation's cache salt, so the model server's prefix cache
+// cannot be probed across users.
+
+import { Chacha20Poly1305 } from "@hpke/chacha20poly1305";
+import { b64d, b64e, concat, fromUtf8, randomBytes, sha256Hex, utf8 } from "./protocol.js";
+
+const KEY_NAME = "veil_history_key";
+const AAD = utf8("veil/history/v1");
+const MAX_TURNS = 200;
+
+function context(key) {
+  return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
+}
+
+export async function sealHistory(key, turns) {
+  const nonce = randomBytes(12);
+  const sealed = await context(key).seal(nonce, utf8(JSON.stringify({ v: 1, turns })), AAD);
+  return b64e(concat(nonce, new Uint8Array(sealed)));
+}
+
+export async function openHistory(key, text) {
+  const raw = b64d(text);
+  const plain = await context(key).open(raw.slice(0, 12), raw.slice(12), AAD);
+  const value = JSON.parse(fromUtf8(new Uint8Array(plain)));
+  if (!value || value.v !== 1 || !Array.isArray(value.turns)) throw new Error("bad history");
+  return value.turns.filter(
+    (t) => t && (t.role === "user" || t.role === "assistant") && typeof t.content === "string",
+  );
+}
+
+/** The device history of one Telegram user. */
+export class History {
+  constructor(secureStorage, userId, local = globalThis.localStorage) {
+    this.secure = secureStorage;
+    this.slot = `veil:history:${userId}`;
+    this.local = local;
+    this.key = null;
+    this.persistent = false;
+    this.turns = [];
+  }
+
+  /** Load the key (made on first use) and the turns; false when nothing can be kept. */
+  async open() {
+    if (this.secure && this.secure.available) {
+      try {
+        let text = await this.secure.get(KEY_NAME);
+        if (!text) {
+          text = b64e(randomBytes(32));
+          await this.secure.set(KEY_NAME, text);
+        }
+        this.key = b64d(text);
+        this.persistent = true;
+      } catch {
+        this.persistent = false;
+      }
+    }
+    if (!this.key) this.key = randomBytes(32); // this page's life only
+    const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
+    if (stored) {
+      try {
+        this.turns = await openHistory(this.key, stored);
+      } catch {
+        this.turns = []; // another key (the keychain was reset): unreadable, start afresh
+      }
+    }
+    return this.persistent;
+  }
+
+  get cacheSalt() {
+    return sha256Hex(concat(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
+  }
+
+  async add(question, answer) {
+    this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
+    this.turns = this.turns.slice(-MAX_TURNS);
+    await this.save();
+  }
+
+  async save() {
+    if (this.persistent && this.local) this.local.setItem(this.slot, await sealHistory(this.key, this.turns));
+  }
+
+  /** Destroy the key and the ciphertext: nothing kept can be read again. */
+  async forget() {
+    this.turns = [];
+    if (this.local) this.local.removeItem(this.slot);
+    if (this.persistent) await this.secure.remove(KEY_NAME);
+    this.key = null;
+    this.persistent = false;
+    return this.open(); // a new key from now on
+  }
+}
