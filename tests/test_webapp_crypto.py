@@ -175,3 +175,14 @@ async def test_device_history_is_sealed_and_opens_only_with_its_key() -> None:
     ]
     assert result["wrong"] != "ok"
     assert not result["plaintext_visible"]
+
+
+async def test_the_pages_texts_exist_in_every_language_with_the_same_placeholders() -> None:
+    catalogs = await node({"job": "texts"})
+    assert set(catalogs) == {"en", "ru", "kk"}
+    english = catalogs["en"]
+    for language, catalog in catalogs.items():
+        assert set(catalog) == set(english), language
+        for key, text in catalog.items():
+            assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}", english[key]))
+            assert text.strip(), (language, key)

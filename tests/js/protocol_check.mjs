@@ -143,5 +143,9 @@ async function history() {
   return { sealed, back, wrong, plaintext_visible: sealed.includes("Yes") };
 }
 
-const jobs = { vectors, seal, open, history };
+async function texts() {
+  return P.catalogs;
+}
+
+const jobs = { vectors, seal, open, history, texts };
 process.stdout.write(JSON.stringify(await jobs[job.job]()));

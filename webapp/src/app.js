@@ -35,6 +35,13 @@ import { textsFor } from "./texts.js";
 
 const HISTORY_BUDGET = 16 * 1024; // bytes of earlier turns sent as context
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+const DISCARD = new Set([
+  "ChunkTampered",
+  "ChunkOutOfOrder",
+  "StreamSpliced",
+  "TrailingData",
+  "MalformedMessage",
+]);
 
 const $ = (id) => document.getElementById(id);
 
@@ -93,6 +100,7 @@ class App {
     onEvent("theme_changed", (data) => applyTheme(data?.theme_params));
     postEvent("web_app_ready");
     postEvent("web_app_expand");
+    postEvent("web_app_set_header_color", { color_key: "bg_color" });
     document.documentElement.lang = this.t.language;
     this.renderStatic();
     $("send").addEventListener("click", () => (this.running ? this.stop() : this.ask()));
@@ -167,7 +175,11 @@ class App {
   fail(error) {
     let key = "network";
     let values = {};
-    if (error instanceof SealedError) key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
+    if (error instanceof SealedError) {
+      if (error.kind.startsWith("Bundle") || error.kind === "UnsupportedSuite") key = "untrusted";
+      else if (error.kind === "RequestTooLarge") key = "too_large";
+      else key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
+    }
     else if (error instanceof ApiError) {
       key =
         {
@@ -221,18 +233,28 @@ class App {
     for (const old of document.querySelectorAll("#answer")) if (old !== answer) old.removeAttribute("id");
     this.note(this.t("sealing"), "progress");
     delete $("notice").dataset.error;
+    delete $("notice").dataset.status;
     this.setRunning({ requestId: null, responseKey: null });
     let text = "";
-    let ended = false;
     try {
-      const result = await this.send(chat, (delta) => {
+      const onDelta = (delta) => {
         text += delta;
         answer.textContent = text;
-      });
-      ended = true;
+      };
+      let result;
+      try {
+        result = await this.send(chat, onDelta);
+      } catch (error) {
+        // The gateway rotated its key since the bot last fetched it: the bot has the new
+        // bundle now, so prepare and seal once more.
+        if (!(error instanceof ApiError && error.body?.error?.gateway_status === 410)) throw error;
+        result = await this.send(chat, onDelta);
+      }
       const receipt = result.receipt?.receipt;
-      if (result.error) this.note(this.t(result.error.kind), "error");
-      else if (receipt) {
+      if (result.error) {
+        this.note(this.t(result.error.kind), "error");
+        $("notice").dataset.error = result.error.kind;
+      } else if (receipt) {
         const counts = {
           prompt: receipt.promptTokens,
           completion: receipt.completionTokens,
@@ -244,7 +266,9 @@ class App {
       }
       if (!result.error && text) await this.history.add(question, text);
     } catch (error) {
-      if (!ended && error instanceof SealedError) answer.textContent = ""; // not to be believed
+      // What did not authenticate is not shown; text that did (before a cut, or with a receipt
+      // that failed) is genuine and stays.
+      if (error instanceof SealedError && DISCARD.has(error.kind)) answer.textContent = "";
       this.fail(error);
     } finally {
       this.setRunning(null);

@@ -7,8 +7,14 @@
 import * as protocol from "./protocol.js";
 import * as history from "./history.js";
 import { startApp } from "./app.js";
+import { CATALOGS } from "./texts.js";
 
-globalThis.VeilProtocol = { ...protocol, sealHistory: history.sealHistory, openHistory: history.openHistory };
+globalThis.VeilProtocol = {
+  ...protocol,
+  sealHistory: history.sealHistory,
+  openHistory: history.openHistory,
+  catalogs: CATALOGS,
+};
 
 if (typeof document !== "undefined" && document.getElementById("veil-config")) {
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startApp);

@@ -42,6 +42,7 @@ const en = {
   context_length: "This conversation is too long for the model. Forget the history to start afresh.",
   stalled: "The model stopped responding. Please try again.",
   network: "The connection to the bot failed. Please try again.",
+  too_large: "This conversation is too long to send. Forget the history to start afresh.",
   empty: "Write a question first.",
 };
 
@@ -86,6 +87,7 @@ const ru = {
   context_length: "Разговор слишком длинный для модели. Сотрите историю, чтобы начать заново.",
   stalled: "Модель перестала отвечать. Попробуйте ещё раз.",
   network: "Связь с ботом прервалась. Попробуйте ещё раз.",
+  too_large: "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново.",
   empty: "Сначала напишите вопрос.",
 };
 
@@ -130,6 +132,7 @@ const kk = {
   context_length: "Бұл әңгіме модель үшін тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
   stalled: "Модель жауап беруді тоқтатты. Қайталап көріңіз.",
   network: "Ботпен байланыс үзілді. Қайталап көріңіз.",
+  too_large: "Бұл әңгіме жіберуге тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
   empty: "Алдымен сұрақ жазыңыз.",
 };
 

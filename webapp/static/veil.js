@@ -6133,6 +6133,7 @@
     context_length: "This conversation is too long for the model. Forget the history to start afresh.",
     stalled: "The model stopped responding. Please try again.",
     network: "The connection to the bot failed. Please try again.",
+    too_large: "This conversation is too long to send. Forget the history to start afresh.",
     empty: "Write a question first."
   };
   var ru = {
@@ -6173,6 +6174,7 @@
     context_length: "Разговор слишком длинный для модели. Сотрите историю, чтобы начать заново.",
     stalled: "Модель перестала отвечать. Попробуйте ещё раз.",
     network: "Связь с ботом прервалась. Попробуйте ещё раз.",
+    too_large: "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново.",
     empty: "Сначала напишите вопрос."
   };
   var kk = {
@@ -6213,6 +6215,7 @@
     context_length: "Бұл әңгіме модель үшін тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
     stalled: "Модель жауап беруді тоқтатты. Қайталап көріңіз.",
     network: "Ботпен байланыс үзілді. Қайталап көріңіз.",
+    too_large: "Бұл әңгіме жіберуге тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
     empty: "Алдымен сұрақ жазыңыз."
   };
   var CATALOGS = { en, ru, kk };
@@ -6228,6 +6231,13 @@
   // src/app.js
   var HISTORY_BUDGET = 16 * 1024;
   var RETRY_STATUSES = /* @__PURE__ */ new Set([408, 429, 500, 502, 503, 504]);
+  var DISCARD = /* @__PURE__ */ new Set([
+    "ChunkTampered",
+    "ChunkOutOfOrder",
+    "StreamSpliced",
+    "TrailingData",
+    "MalformedMessage"
+  ]);
   var $ = (id) => document.getElementById(id);
   function config() {
     const value = JSON.parse($("veil-config").textContent);
@@ -6278,6 +6288,7 @@
       onEvent("theme_changed", (data) => applyTheme(data?.theme_params));
       postEvent("web_app_ready");
       postEvent("web_app_expand");
+      postEvent("web_app_set_header_color", { color_key: "bg_color" });
       document.documentElement.lang = this.t.language;
       this.renderStatic();
       $("send").addEventListener("click", () => this.running ? this.stop() : this.ask());
@@ -6347,8 +6358,11 @@
     fail(error) {
       let key = "network";
       let values = {};
-      if (error instanceof SealedError) key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
-      else if (error instanceof ApiError) {
+      if (error instanceof SealedError) {
+        if (error.kind.startsWith("Bundle") || error.kind === "UnsupportedSuite") key = "untrusted";
+        else if (error.kind === "RequestTooLarge") key = "too_large";
+        else key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
+      } else if (error instanceof ApiError) {
         key = {
           unauthorized: "unauthorized",
           stale: "stale",
@@ -6397,18 +6411,26 @@
       for (const old of document.querySelectorAll("#answer")) if (old !== answer) old.removeAttribute("id");
       this.note(this.t("sealing"), "progress");
       delete $("notice").dataset.error;
+      delete $("notice").dataset.status;
       this.setRunning({ requestId: null, responseKey: null });
       let text = "";
-      let ended = false;
       try {
-        const result = await this.send(chat, (delta) => {
+        const onDelta = (delta) => {
           text += delta;
           answer.textContent = text;
-        });
-        ended = true;
+        };
+        let result;
+        try {
+          result = await this.send(chat, onDelta);
+        } catch (error) {
+          if (!(error instanceof ApiError && error.body?.error?.gateway_status === 410)) throw error;
+          result = await this.send(chat, onDelta);
+        }
         const receipt = result.receipt?.receipt;
-        if (result.error) this.note(this.t(result.error.kind), "error");
-        else if (receipt) {
+        if (result.error) {
+          this.note(this.t(result.error.kind), "error");
+          $("notice").dataset.error = result.error.kind;
+        } else if (receipt) {
           const counts = {
             prompt: receipt.promptTokens,
             completion: receipt.completionTokens,
@@ -6420,7 +6442,7 @@
         }
         if (!result.error && text) await this.history.add(question, text);
       } catch (error) {
-        if (!ended && error instanceof SealedError) answer.textContent = "";
+        if (error instanceof SealedError && DISCARD.has(error.kind)) answer.textContent = "";
         this.fail(error);
       } finally {
         this.setRunning(null);
@@ -6540,7 +6562,12 @@
   }
 
   // src/main.js
-  globalThis.VeilProtocol = { ...protocol_exports, sealHistory, openHistory };
+  globalThis.VeilProtocol = {
+    ...protocol_exports,
+    sealHistory,
+    openHistory,
+    catalogs: CATALOGS
+  };
   if (typeof document !== "undefined" && document.getElementById("veil-config")) {
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startApp);
     else startApp();

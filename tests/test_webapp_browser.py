@@ -1,0 +1,257 @@
+"""The Mini App end to end in a real browser: Debian's Chromium, driven by Playwright.
+
+The page is served by the bot's own web server (through a recording proxy) and opened the way
+Telegram opens it: launch parameters with a signed ``initData`` in the URL fragment. A fake
+Telegram app answers the page's bridge events (``TelegramWebviewProxy`` in, ``receiveEvent``
+out) with a keychain held here in the test, as the device's would be. The question is typed,
+sealed in the page, answered by the fake vLLM through a real gateway, and neither the wire on
+either side of the bot nor its logs or files ever hold the question or the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from playwright.async_api import Page, async_playwright
+from structlog.testing import capture_logs
+
+from services.audit import Auditor
+from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from playwright.async_api import Browser
+
+    from tests.miniapp import MiniStack
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+QUESTION = "Where did I hide the spare key to the blue shed?"
+ANSWER = "Under the third flowerpot, next to the lavender."
+SLOW_ANSWER = " ".join(f"piece{i}" for i in range(80))
+HISTORY_SLOT = f"veil:history:{USER_ID}"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+
+# The Telegram app's side of the bridge, as the Android app does it: the page posts events to
+# TelegramWebviewProxy; the app answers through window.Telegram.WebView.receiveEvent.
+FAKE_TELEGRAM_APP = """
+window.tgEvents = [];
+window.TelegramWebviewProxy = {
+  postEvent(type, data) {
+    const payload = data ? JSON.parse(data) : null;
+    window.tgEvents.push([type, payload]);
+    if (type.startsWith("web_app_secure_storage_")) {
+      window.fakeKeychain(type, payload).then(([event, reply]) =>
+        window.Telegram.WebView.receiveEvent(event, reply));
+    }
+  },
+};
+"""
+
+
+class Keychain:
+    """The device keychain SecureStorage keeps its values in: outside the page, as on a phone."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
+        """Answer one SecureStorage request event."""
+        req_id = payload["req_id"]
+        if method == "web_app_secure_storage_save_key":
+            if payload["value"] is None:
+                self.values.pop(payload["key"], None)
+            else:
+                self.values[payload["key"]] = payload["value"]
+            return ["secure_storage_key_saved", {"req_id": req_id}]
+        if method == "web_app_secure_storage_get_key":
+            value = self.values.get(payload["key"])
+            return ["secure_storage_key_received", {"req_id": req_id, "value": value}]
+        return ["secure_storage_failed", {"req_id": req_id, "error": "UNSUPPORTED"}]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as driver:
+        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def open_page(browser: Browser, url: str, keychain: Keychain | None = None) -> Page:
+    """A new tab in the fake Telegram app, opened at ``url``."""
+    context = await browser.new_context(viewport={"width": 420, "height": 800})
+    page = await context.new_page()
+    await page.expose_function("fakeKeychain", (keychain or Keychain()).answer)
+    await page.add_init_script(FAKE_TELEGRAM_APP)
+    await page.goto(url)
+    return page
+
+
+async def ready(page: Page) -> None:
+    await page.wait_for_selector("body[data-ready=true]", timeout=15000)
+
+
+async def ask(page: Page, question: str) -> None:
+    await page.fill("#question", question)
+    await page.click("#send")
+
+
+def assert_unread(stack: MiniStack, logs: list[Any], *texts: str) -> None:
+    dumped = json.dumps(logs, default=str)
+    stored = stack.stored_bytes()
+    for text in texts:
+        for piece in (text, text[:12], text[-12:]):
+            assert piece.encode() not in stack.to_bot.captured, piece
+            assert piece.encode() not in stack.to_gateway.captured, piece
+            assert piece.encode() not in stored, piece
+            assert piece not in dumped, piece
+
+
+async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
+    browser: Browser, tmp_path: Path
+) -> None:
+    keychain = Keychain()
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+            page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+            await ready(page)
+            # Telegram's look and the bridge: theme colours, ready and expand, the balance.
+            assert (
+                await page.evaluate(
+                    "getComputedStyle(document.documentElement).getPropertyValue('--tg-theme-bg-color')"
+                )
+                == "#17212b"
+            )
+            events = [event for event, _ in await page.evaluate("window.tgEvents")]
+            assert events[:2] == ["web_app_ready", "web_app_expand"]
+            assert "1000000" in await page.inner_text("#balance")
+            assert await page.input_value("#model") == "veil-test"
+            assert await page.get_attribute("#notice", "data-kind") == "history"
+
+            await ask(page, QUESTION)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            assert await page.inner_text("#answer") == ANSWER
+            assert "verified" in await page.inner_text("#notice")
+            # The receipt settled the hold the bot made for the sealed request.
+            charges = await stack.store.run(
+                lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+            )
+            assert len(charges) == 1
+            state = await hold_of(stack.store, bytes.fromhex(charges[0][0]))
+            assert state is not None
+            assert state.charge is not None
+            assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+            assert (await Auditor(stack.store, [stack.gateway.verify_key]).run()).ok
+
+            # History stays on the device: its key in the keychain, ciphertext in the page's
+            # storage, readable again after a reload, and never the text in clear.
+            assert "veil_history_key" in keychain.values
+            stored = await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})")
+            assert stored
+            assert QUESTION not in stored
+            assert ANSWER not in stored
+            await page.reload()
+            await ready(page)
+            bubbles = await page.locator(".bubble.assistant").all_inner_texts()
+            assert bubbles == [ANSWER]
+
+            # Forget destroys the key and the ciphertext.
+            old_key = keychain.values["veil_history_key"]
+            await page.click("#about-title")
+            await page.click("#forget")
+            await page.wait_for_selector("#notice[data-kind=forgotten]")
+            assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+            assert keychain.values.get("veil_history_key") != old_key
+            assert await page.locator(".bubble").count() == 0
+            assert stack.vllm.requests[0]["messages"][-1]["content"] == QUESTION
+            await page.context.close()
+    assert_unread(stack, logs, QUESTION, ANSWER)
+
+
+async def test_stop_in_the_page_ends_the_answer_and_is_metered(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):  # (wait_for_function evaluates a string: the CSP says no)
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        assert await page.get_attribute("#send", "data-state") == "stop"
+        await page.click("#send")
+        await page.wait_for_selector("#notice[data-status=stopped]", timeout=15000)
+        shown = await page.inner_text("#answer")
+        assert SLOW_ANSWER.startswith(shown)
+        assert len(shown) < len(SLOW_ANSWER)
+        rows = await stack.store.run(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+        assert 0 < state.charge.completion_tokens < 80
+        await page.context.close()
+
+
+async def test_forged_or_stale_init_data_is_refused_in_the_page(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        forged = init_data(token="654321:SOMEONE-ELSES-BOT", language="ru")
+        page = await open_page(browser, page_url(stack.base, forged))
+        await page.wait_for_selector("#notice[data-error=unauthorized]", timeout=15000)
+        assert "Откройте эту страницу из бота Veil" in await page.inner_text("#notice")
+        assert await page.inner_text("#title") == "Veil · приватный режим"
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=unauthorized]")
+        await page.context.close()
+
+        stale = init_data(auth_date=1_700_000_000, language="kk")
+        page = await open_page(browser, page_url(stack.base, stale))
+        await page.wait_for_selector("#notice[data-error=stale]", timeout=15000)
+        assert "боттан қайта ашыңыз" in await page.inner_text("#notice")
+        await page.context.close()
+        assert not stack.vllm.requests
+        rows = await stack.store.run(lambda db: db.execute("SELECT * FROM holds").fetchall())
+        assert rows == []
+
+
+async def test_a_tampered_chunk_is_reported_in_the_page_and_its_text_discarded(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER, tamper=True) as stack:
+
+        def flip_in_first_chunk(body: bytes) -> bytes:
+            if body.startswith(b"{"):
+                return body
+            at = 4 + 13 + 5  # inside the first chunk's ciphertext
+            return body[:at] + bytes([body[at] ^ 0x40]) + body[at + 1 :]
+
+        stack.tampering.rewrite_response = flip_in_first_chunk
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=ChunkTampered]", timeout=15000)
+        assert "altered on the way" in await page.inner_text("#notice")
+        assert await page.inner_text("#answer") == ""
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        await page.context.close()
