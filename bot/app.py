@@ -31,11 +31,12 @@ from bot.middleware import TextsMiddleware
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.telegram import build_bot
 from bot.texts import FALLBACK, Catalogs
-from bot.webapp import bundle_sha256, serving_webapp, set_menu_button
+from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
 from handlers import billing as billing_handlers
 from handlers import chat as chat_handlers
 from handlers import forget, model, payments, private, start
+from handlers.webapp import InitDataCheck, Page, build_webapp
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
 from services.billing import Billing
@@ -276,10 +277,14 @@ async def _background(veil: Veil, sweep_every: float) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def _webapp(veil: Veil) -> AsyncIterator[None]:
     """Serve the Mini App when ``VEIL_WEBAPP_URL`` is set; its answers settle on the way out."""
-    if veil.settings.webapp_url is None or veil.relay is None:
+    settings = veil.settings
+    if settings.webapp_url is None or veil.relay is None:
         yield
         return
-    async with serving_webapp(veil.settings, veil.relay) as url:
+    check = InitDataCheck(settings.bot_token.get_secret_value(), settings.webapp_max_age)
+    page = Page(*load_page(settings.verify_keys))
+    app = build_webapp(veil.relay, check, page, webapp_prefix(settings))
+    async with serving_webapp(app, settings, veil.relay) as url:
         veil.webapp = url
         yield
 

@@ -1,7 +1,8 @@
-"""The Mini App's web server: the page from ``webapp/static`` and the relay's routes.
+"""The Mini App's web server: the page from ``webapp/static``, served with the relay's routes.
 
-Serves ``handlers.webapp`` on ``VEIL_WEBAPP_HOST:VEIL_WEBAPP_PORT`` under the path of
-``VEIL_WEBAPP_URL`` (behind the operator's HTTPS proxy in production). The page is the
+``bot.app`` builds the routes (``handlers.webapp``) and this module serves them on
+``VEIL_WEBAPP_HOST:VEIL_WEBAPP_PORT`` under the path of ``VEIL_WEBAPP_URL`` (behind the
+operator's HTTPS proxy in production). The page is the
 template ``index.html`` with the operator keys it pins and its script's Subresource Integrity
 hash filled in, and the committed bundle ``veil.js`` byte for byte: whoever fetches the page
 can check both against the published SHA-256 of the bundle (docs/miniapp.md).
@@ -21,7 +22,6 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import MenuButtonWebApp, WebAppInfo
 from aiohttp import web
 
-from handlers.webapp import InitDataCheck, Page, build_webapp
 from sealed.encoding import b64e
 
 if TYPE_CHECKING:
@@ -47,8 +47,13 @@ def bundle_sha256(directory: Path = WEBAPP_DIR) -> str:
     return hashlib.sha256((directory / SCRIPT).read_bytes()).hexdigest()
 
 
-def render_page(template: str, script: bytes, operator_keys: Sequence[bytes]) -> Page:
-    """The page with its pins: the operator keys and the script's integrity hash."""
+def render_page(
+    template: str, script: bytes, operator_keys: Sequence[bytes]
+) -> tuple[bytes, bytes]:
+    """The page's HTML with its pins filled in, and the script.
+
+    The pins are the operator keys the page trusts and the script's integrity hash.
+    """
     if template.count(CONFIG_MARK) != 1 or template.count(INTEGRITY_MARK) != 1:
         raise ValueError(f"{TEMPLATE} must hold {CONFIG_MARK} and {INTEGRITY_MARK} once each")
     config = {
@@ -59,27 +64,32 @@ def render_page(template: str, script: bytes, operator_keys: Sequence[bytes]) ->
     text = json.dumps(config, sort_keys=True).replace("<", "\\u003c")
     integrity = "sha384-" + base64.b64encode(hashlib.sha384(script).digest()).decode("ascii")
     html = template.replace(CONFIG_MARK, text).replace(INTEGRITY_MARK, integrity)
-    return Page(html.encode("utf-8"), script)
+    return html.encode("utf-8"), script
 
 
-def load_page(operator_keys: Sequence[bytes], directory: Path = WEBAPP_DIR) -> Page:
-    """Read the template and the bundle and render the page."""
+def load_page(operator_keys: Sequence[bytes], directory: Path = WEBAPP_DIR) -> tuple[bytes, bytes]:
+    """Read the template and the bundle; the rendered HTML and the script."""
     template = (directory / TEMPLATE).read_text(encoding="utf-8")
     return render_page(template, (directory / SCRIPT).read_bytes(), operator_keys)
 
 
+def webapp_prefix(settings: BotSettings) -> str:
+    """The path the Mini App is served under (``VEIL_WEBAPP_URL``'s)."""
+    if settings.webapp_url is None:
+        raise ValueError("the Mini App needs VEIL_WEBAPP_URL")
+    return settings.webapp_url.path or "/"
+
+
 @contextlib.asynccontextmanager
-async def serving_webapp(settings: BotSettings, relay: RelayService) -> AsyncIterator[str]:
-    """Serve the Mini App; yields the URL it listens on (its path included).
+async def serving_webapp(
+    app: web.Application, settings: BotSettings, relay: RelayService
+) -> AsyncIterator[str]:
+    """Serve the Mini App's ``app``; yields the URL it listens on (its path included).
 
     On the way out it stops listening, then hangs up on every answer still relayed and waits
     until each is settled.
     """
-    if settings.webapp_url is None:
-        raise ValueError("the Mini App needs VEIL_WEBAPP_URL")
-    prefix = settings.webapp_url.path or "/"
-    check = InitDataCheck(settings.bot_token.get_secret_value(), settings.webapp_max_age)
-    app = build_webapp(relay, check, load_page(settings.verify_keys), prefix)
+    prefix = webapp_prefix(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     try:

@@ -45,7 +45,8 @@ from services.errors import (
     UntrustedGateway,
     VeilError,
 )
-from services.relay import RelayService, Ticket
+from services.relay import RelayService
+from services.relayed import Ticket
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

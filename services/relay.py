@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -44,7 +43,7 @@ from sealed.relay import (
     open_relay_receipt,
     seal_relay_key,
 )
-from sealed.request import HEADER_SIZE, REQUEST_ID_SIZE, RequestHeader, max_request_size
+from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
 from services.errors import (
     AnswerInProgress,
@@ -56,131 +55,31 @@ from services.errors import (
     UntrustedGateway,
 )
 from services.gateways import UNREACHABLE
+from services.relayed import (
+    Account,
+    GatewayOffer,
+    Offer,
+    RelayedAnswer,
+    Ticket,
+    prompt_ceiling,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from models.ledger import Charge
-    from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt
-    from services.billing import Balance, Billing, Hold
+    from services.billing import Billing, Hold
     from services.control import ControlClient
     from services.gateways import Gateway, GatewayPool
 
 log = structlog.get_logger("veil.relay")
 
 SEALED_REQUEST_TYPE = "application/vnd.veil.sealed-request"
-_AEAD_TAG = 16
 _HTTP_OK = 200
 _FAILOVER_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # After the page (or shutdown) gives up: how long the late receipt may take to be had.
 CLOSE_SLACK_S = 30.0
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """What the page declares about a request it sealed; the receipt must agree.
-
-    ``gateway`` is the gateway's 1-based position (as ``prepare`` named it), ``receipt_proof``
-    the page's proof (base64url) for fetching the late receipt.
-    """
-
-    gateway: int
-    request_id: bytes
-    model: str
-    max_completion_tokens: int
-    receipt_proof: str
-
-
-@dataclass(frozen=True)
-class GatewayOffer:
-    """A gateway the page may seal to: its position and its bundle as the gateway served it."""
-
-    index: int
-    bundle: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Offer:
-    """Where to seal one question and how many answer tokens the user can pay for."""
-
-    gateways: list[GatewayOffer]
-    max_completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Account:
-    """What the page shows: the balance, and the models it may ask."""
-
-    balance: Balance
-    models: tuple[str, ...]
-    default_model: str | None
-
-
-def prompt_ceiling(body: bytes) -> int:
-    """The most prompt tokens a sealed request can hold: its padded plaintext's size.
-
-    Raises ``BadRelayRequest`` for bytes that are not a sealed request of a known suite, or
-    whose size is not a padding bucket.
-    """
-    try:
-        header = RequestHeader.parse(body)
-    except MalformedMessage as exc:
-        raise BadRelayRequest("not a sealed request") from exc
-    plaintext = len(body) - HEADER_SIZE - header.suite.hpke_enc_length - _AEAD_TAG
-    if len(body) > max_request_size(header.suite) or plaintext not in REQUEST_BUCKETS:
-        raise BadRelayRequest("the sealed request is not padded to a bucket")
-    return plaintext
-
-
-@dataclass
-class RelayedAnswer:
-    """One answer being relayed: iterate it for the chunks to hand on, as they come.
-
-    The iteration ends once the answer is settled (``charge``); ``abandon`` says the page has
-    gone (the relay hangs up on the gateway and settles from the late receipt).
-    """
-
-    user_id: int
-    ticket: Ticket
-    gateway: Gateway
-    signed: SignedBundle
-    digest: bytes
-    relay_key: bytes
-    charge: Charge | None = None
-    forwarded: int = 0  # chunks handed on
-    reason: str = ""  # why the gateway's stream was cut short, if it was
-    _queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
-    _response: aiohttp.ClientResponse | None = None
-    _scope: asyncio.Timeout | None = None
-    _task: asyncio.Task[None] | None = None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while (data := await self._queue.get()) is not None:
-            yield data
-
-    def abandon(self, reason: str = "page_gone") -> None:
-        """Stop relaying: hang up on the gateway (it stops the model and keeps the receipt)."""
-        if not self.reason:
-            self.reason = reason
-        if self._response is not None:
-            self._response.close()
-
-    def _hand_on(self, data: bytes, chunks: int) -> None:
-        self.forwarded += chunks
-        self._queue.put_nowait(data)
-
-    def _limit(self, seconds: float) -> None:
-        """End the stream no later than ``seconds`` from now (a stop's grace)."""
-        if self._scope is not None:
-            loop = asyncio.get_running_loop()
-            deadline = self._scope.when()
-            self._scope.reschedule(min(deadline or float("inf"), loop.time() + seconds))
 
 
 class RelayService:

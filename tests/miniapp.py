@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import io
 import json
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,20 @@ if TYPE_CHECKING:
     from tests.harness import RunningGateway
 
 USER_ID = 777001
+# The bundle's libraries need Node.js 20 or later (@noble/curves' "engines").
+NODE_MAJOR = 20
+
+
+def node_ready() -> str | None:
+    """The ``node`` to run the bundle with, or None when it is missing or older than 20."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    version = subprocess.run(  # noqa: S603 -- the node found on PATH, no shell
+        [node, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    major = version.removeprefix("v").split(".")[0]
+    return node if major.isdigit() and int(major) >= NODE_MAJOR else None
 
 
 def init_data(

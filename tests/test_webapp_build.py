@@ -19,16 +19,19 @@ import pytest
 
 from bot.webapp import bundle_sha256
 from tests.harness import REPO
+from tests.miniapp import node_ready
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-NODE = shutil.which("node")
+NODE = node_ready()
 NPM = shutil.which("npm")
 WEBAPP = REPO / "webapp"
 SOURCES = ("package.json", "package-lock.json", "build.mjs", "src")
 
-pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="needs Node.js and npm")
+pytestmark = pytest.mark.skipif(
+    NODE is None or NPM is None, reason="needs Node.js 20 or later and npm"
+)
 
 
 async def run(*args: str, cwd: Path, within: float) -> str:

@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import re
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,18 +21,19 @@ from sealed.encoding import b64e
 from sealed.request import open_request
 from sealed.stream import ChunkOpener, Delta
 from tests.harness import CLIENT_KEY, REPO, SEALED_REQUEST_TYPE
+from tests.miniapp import node_ready
 
 if TYPE_CHECKING:
     import aiohttp
 
     from tests.harness import RunningGateway
 
-NODE = shutil.which("node")
+NODE = node_ready()
 BUNDLE = REPO / "webapp" / "static" / "veil.js"
 CHECK = REPO / "tests" / "js" / "protocol_check.mjs"
 DOC = REPO / "docs" / "protocol.md"
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js 20 or later")
 
 
 async def node(job: dict[str, Any]) -> dict[str, Any]:
