@@ -20,6 +20,7 @@ a request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ MODEL_HEADER = "Veil-Model"
 MAX_TOKENS_HEADER = "Veil-Max-Tokens"
 PROOF_HEADER = "Veil-Proof"
 _SMALL_BODY = 4096  # the JSON of prepare and stop
+BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive
 # Where the page may load from and talk to: itself only; no inline script, no frames of others.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
@@ -182,13 +184,28 @@ def _authorized(
     return route
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, however it is split on the way, within ``BODY_TIMEOUT`` seconds.
+
+    ``BadRelayRequest`` when it is larger than ``limit`` or does not arrive in time.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRelayRequest("body too large")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            while piece := await request.content.read(limit + 1 - len(body)):
+                body += piece
+                if len(body) > limit:
+                    raise BadRelayRequest("body too large")
+    except TimeoutError as exc:
+        raise BadRelayRequest("the body did not arrive in time") from exc
+    return bytes(body)
+
+
 async def _small_json(request: web.Request) -> dict[str, Any]:
     """A small JSON object body; ``BadRelayRequest`` otherwise."""
-    if request.content_length is not None and request.content_length > _SMALL_BODY:
-        raise BadRelayRequest("body too large")
-    raw = await request.content.read(_SMALL_BODY + 1)
-    if len(raw) > _SMALL_BODY:
-        raise BadRelayRequest("body too large")
+    raw = await _read_body(request, _SMALL_BODY)
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -269,12 +286,7 @@ async def handle_relay(
 ) -> web.StreamResponse:
     """Relay the sealed bytes; stream the gateway's chunks back as they come."""
     ticket = _ticket(request)
-    limit = max_request_size(Suite.MLKEM768_X25519)
-    if request.content_length is not None and request.content_length > limit:
-        raise BadRelayRequest("body too large")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise BadRelayRequest("body too large")
+    body = await _read_body(request, max_request_size(Suite.MLKEM768_X25519))
     answer = await relay.relay(user.id, ticket, body)
     response = web.StreamResponse(
         headers={"Content-Type": SEALED_STREAM_TYPE, "Cache-Control": "no-store"}

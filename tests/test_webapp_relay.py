@@ -21,6 +21,7 @@ from sealed.auth import receipt_proof
 from sealed.encoding import b64e
 from sealed.receipt import ReceiptStatus
 from services.audit import Auditor
+from tests.fakes.relay import SegmentingRelay
 from tests.miniapp import USER_ID, PythonPage, hold_of, init_data, read_stream, webapp_stack
 
 if TYPE_CHECKING:
@@ -320,3 +321,16 @@ async def test_one_answer_at_a_time_per_user(tmp_path: Path, http: aiohttp.Clien
             await response.read()
         third = await mini.ask(QUESTION)
         assert third.status == 200
+
+
+async def test_a_sealed_body_split_into_delayed_segments_is_read_whole(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        host, port = stack.base.removeprefix("http://").split("/")[0].split(":")
+        async with SegmentingRelay(host, int(port), segment=100, delay=0.01) as slow:
+            mini = PythonPage(http, slow.url + "/app/", stack.gateway.verify_key)
+            asked = await mini.ask(QUESTION)
+            assert slow.segments > 10  # the 1 KiB sealed body came in many pieces
+        assert asked.status == 200
+        assert asked.text == ANSWER
