@@ -84,7 +84,15 @@ def init_data(
 
 def page_url(base: str, data: str) -> str:
     """The URL Telegram opens: the page with its launch parameters in the fragment."""
-    theme = {"bg_color": "#17212b", "text_color": "#f5f5f5", "button_color": "#5288c1"}
+    theme = {  # Telegram's dark theme, as the Android app passes it
+        "bg_color": "#17212b",
+        "secondary_bg_color": "#232e3c",
+        "text_color": "#f5f5f5",
+        "hint_color": "#708499",
+        "link_color": "#6ab3f3",
+        "button_color": "#5288c1",
+        "button_text_color": "#ffffff",
+    }
     params = {
         "tgWebAppData": data,
         "tgWebAppVersion": "9.1",

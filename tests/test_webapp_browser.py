@@ -20,6 +20,7 @@ from playwright.async_api import Page, async_playwright
 from structlog.testing import capture_logs
 
 from services.audit import Auditor
+from tests.harness import REPO
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
 
 if TYPE_CHECKING:
@@ -149,6 +150,11 @@ async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
             await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
             assert await page.inner_text("#answer") == ANSWER
             assert "verified" in await page.inner_text("#notice")
+            artifacts = REPO / "test-artifacts"
+            artifacts.mkdir(exist_ok=True)
+            await page.click("#about-title")
+            await page.screenshot(path=str(artifacts / "miniapp.png"))
+            await page.click("#about-title")
             # The receipt settled the hold the bot made for the sealed request.
             charges = await stack.store.run(
                 lambda db: db.execute("SELECT request_id FROM holds").fetchall()
