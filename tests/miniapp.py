@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from bot.settings import BotSettings
-from sealed.auth import cancel_proof, receipt_proof
+from sealed.auth import cancel_proof
+from sealed.auth import receipt_proof as make_receipt_proof
 from sealed.bundle import verify_bundle
 from sealed.encoding import b64e
 from sealed.request import encode_inner, new_request_secrets, seal_request
@@ -146,9 +147,16 @@ class PythonPage:
 
     @contextlib.asynccontextmanager
     async def relay(
-        self, chat: dict[str, Any], *, max_tokens: int | None = None
+        self,
+        chat: dict[str, Any],
+        *,
+        max_tokens: int | None = None,
+        receipt_proof: bytes | None = None,
     ) -> AsyncIterator[tuple[aiohttp.ClientResponse, Asked]]:
-        """Prepare, verify the bundle, seal and POST; yields the open response and its secrets."""
+        """Prepare, verify the bundle, seal and POST; yields the open response and its secrets.
+
+        ``max_tokens`` and ``receipt_proof`` replace what an honest page declares.
+        """
         size = len(encode_inner(chat, request_id=bytes(16), response_key=bytes(32), timestamp=0))
         status, offer = await self.post("api/prepare", {"model": chat["model"], "size": size})
         assert status == 200, offer
@@ -170,7 +178,7 @@ class PythonPage:
             "Veil-Request-Id": request_id.hex(),
             "Veil-Model": chat["model"],
             "Veil-Max-Tokens": str(chat["max_completion_tokens"]),
-            "Veil-Proof": b64e(receipt_proof(response_key, request_id)),
+            "Veil-Proof": b64e(receipt_proof or make_receipt_proof(response_key, request_id)),
         }
         async with self.http.post(
             self.base + "api/relay", data=io.BytesIO(body), headers=headers

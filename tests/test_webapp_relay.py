@@ -13,12 +13,14 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+import pytest
 from structlog.testing import capture_logs
 
 from bot.webapp import WEBAPP_DIR, bundle_sha256
 from models.ledger import balance as ledger_balance
 from sealed.auth import receipt_proof
 from sealed.encoding import b64e
+from sealed.errors import StreamTruncated
 from sealed.receipt import ReceiptStatus
 from services.audit import Auditor
 from tests.fakes.relay import SegmentingRelay
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from models.ledger import HoldState
+    from tests.fakes.relay import RecordingProxy
     from tests.miniapp import MiniStack
 
 QUESTION = "What is my secret plan for the weekend?"
@@ -334,3 +338,96 @@ async def test_a_sealed_body_split_into_delayed_segments_is_read_whole(
             assert slow.segments > 10  # the 1 KiB sealed body came in many pieces
         assert asked.status == 200
         assert asked.text == ANSWER
+
+
+def cut_connections(proxy: RecordingProxy) -> None:
+    """Cut the connections the proxy carries now (it keeps accepting new ones)."""
+    for pipe in list(proxy._pipes):
+        pipe.cancel()
+
+
+async def settled(stack: MiniStack, request_id: bytes) -> HoldState:
+    """The hold once it is closed."""
+    async with asyncio.timeout(20):
+        while (state := await hold_of(stack.store, request_id)) is None or state.charge is None:  # noqa: ASYNC110 -- the ledger has no event
+            await asyncio.sleep(0.05)
+    return state
+
+
+async def test_a_gateway_cut_mid_stream_is_settled_from_the_late_receipt(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(80))
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+            mini = page(stack, http)
+            async with mini.relay(CHAT) as (response, asked):
+                first = await response.content.read(100)
+                cut_connections(stack.to_gateway)  # the network between bot and gateway fails
+                asked.raw = first + await response.read()
+            state = await settled(stack, asked.request_id)
+    with pytest.raises(StreamTruncated):  # the page sees the cut: no final record came
+        read_stream(asked)
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 80
+    assert any(e["event"] == "inference.receipt_fetched" for e in logs)
+
+
+async def test_with_no_receipt_at_all_the_hold_is_charged_once_chunks_were_handed_on(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(80))
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+            # A page that sends a wrong receipt proof leaves the bot no way to the late receipt.
+            mini = page(stack, http)
+            async with mini.relay(CHAT, receipt_proof=bytes(32)) as (response, asked):
+                await response.content.read(100)
+                cut_connections(stack.to_gateway)
+                await response.read()
+            state = await settled(stack, asked.request_id)
+    assert state.charge is not None
+    assert state.charge.outcome == "unverified"  # the most it could have cost: the hold
+    assert state.charge.prompt_tokens == state.hold.prompt_tokens
+    assert state.charge.completion_tokens == state.hold.max_completion_tokens
+    events = [e["event"] for e in logs]
+    assert "relay.no_receipt" in events
+    assert "inference.receipt_unavailable" in events
+
+
+async def test_an_unreachable_gateway_releases_the_hold(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        mini = page(stack, http)
+        assert (await mini.ask(QUESTION)).status == 200  # the bundle is known
+        await stack.to_gateway.close()  # nothing listens between the bot and the gateway now
+        asked = await mini.ask(QUESTION)
+        assert (asked.status, asked.error["code"]) == (502, "gateway_refused")
+        assert (asked.error["gateway_status"], asked.error["gateway_code"]) == (502, "unreachable")
+        state = await hold_of(stack.store, asked.request_id)
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+
+
+async def test_shutdown_settles_the_answers_still_relayed(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(200))
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+            mini = page(stack, http)
+            async with mini.relay(CHAT) as (response, asked):
+                await response.content.read(100)
+                relay = stack.veil.relay
+                assert relay is not None
+                await relay.close()  # what the bot does on its way out
+                assert not relay.busy(USER_ID)
+                state = await hold_of(stack.store, asked.request_id)
+    assert state is not None
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    settled_event = next(e for e in logs if e["event"] == "relay.settled")
+    assert settled_event["cut"] == "shutdown"
