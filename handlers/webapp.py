@@ -62,10 +62,12 @@ MAX_TOKENS_HEADER = "Veil-Max-Tokens"
 PROOF_HEADER = "Veil-Proof"
 _SMALL_BODY = 4096  # the JSON of prepare and stop
 BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive
-# Where the page may load from and talk to: itself only; no inline script, no frames of others.
+# Where the page may load from and talk to: itself only, no inline script; framed only by
+# Telegram's web apps (the mobile and desktop apps open it in a webview of their own).
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors *"
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
 )
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,

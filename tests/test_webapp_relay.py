@@ -142,6 +142,7 @@ async def test_the_page_is_served_with_its_pins_and_the_committed_script(
     assert "__VEIL" not in html
     assert "script-src 'self'" in csp
     assert "connect-src 'self'" in csp
+    assert "frame-ancestors 'self' https://web.telegram.org" in csp
 
 
 async def test_stop_is_forwarded_with_the_pages_proof_and_metered(
