@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,14 +26,15 @@ from aiogram.types import BotCommand
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
-from bot.middleware import TextsMiddleware
 from bot.payments import JournalMiddleware, PaymentDesk
+from bot.streaming import DraftSink
 from bot.telegram import build_bot
-from bot.texts import FALLBACK, Catalogs
 from bot.webhook import VeilWebhook
+from common.texts import FALLBACK, Catalogs
 from handlers import billing as billing_handlers
 from handlers import chat as chat_handlers
-from handlers import forget, model, payments, start
+from handlers import errors, forget, model, payments, start
+from handlers.middleware import TextsMiddleware
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
 from services.billing import Billing
@@ -87,8 +89,10 @@ SWEEP_EVERY_S = 60.0
 def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -> Dispatcher:
     """The dispatcher with every feature's router, in order (chat last: it takes any text)."""
     dispatcher = Dispatcher()
-    dispatcher.update.middleware(TextsMiddleware(catalogs))
+    # Outer, so that the errors router (which runs outside inner middlewares) has ``texts`` too.
+    dispatcher.update.outer_middleware(TextsMiddleware(catalogs))
     dispatcher.include_routers(
+        errors.build_router(),
         start.build_router(),
         payments.build_router(admins),
         billing_handlers.build_router(),
@@ -222,8 +226,12 @@ async def _running_bot(  # noqa: PLR0913 -- the parts it connects
     dispatcher["shop"] = shop
     dispatcher["store"] = store
     dispatcher["catalogs"] = catalogs
-    dispatcher["settings"] = settings
     dispatcher["desk"] = desk
+    dispatcher["drafts"] = functools.partial(DraftSink, bot, interval=settings.draft_interval)
+    dispatcher["prices"] = settings.price_table
+    dispatcher["min_answer_tokens"] = settings.min_answer_tokens
+    dispatcher["paysupport_text"] = settings.paysupport_text
+    dispatcher["terms_text"] = settings.terms_text
     try:
         yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk)
     finally:

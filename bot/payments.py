@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from aiogram.methods.base import TelegramType
     from aiogram.types import Message, Update
 
-    from bot.texts import Catalogs, Texts
+    from common.texts import Catalogs, Texts
     from services.journal import Booking, PaymentJournal
 
 log = structlog.get_logger("veil.payments")
@@ -124,6 +124,12 @@ class PaymentDesk:
     async def record(self, entries: Sequence[JournalEntry]) -> None:
         """Journal entries durably; raises ``JournalUnavailable`` (do not acknowledge then)."""
         await self.journal.record(entries)
+
+    async def take_message(self, message: Message) -> None:
+        """A payment or refund message reached its handler: ``take`` its entry (others: none)."""
+        entry = entry_from_message(message)
+        if entry is not None:
+            await self.take(entry)
 
     async def take(self, entry: JournalEntry) -> None:
         """A payment or refund arrived (the handler): journal it if not yet, then book it now.

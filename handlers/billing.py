@@ -9,6 +9,8 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
+from handlers.callbacks import BuyPack, BuyPlan
+from handlers.replies import buy_keyboard, per_thousand
 from services.billing import format_units
 from services.errors import OrderRejected
 
@@ -16,54 +18,14 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import CallbackQuery, Message
 
-    from bot.settings import BotSettings
-    from bot.texts import Texts
+    from common.texts import Texts
     from services.billing import Billing
     from services.chat import ChatService
+    from services.prices import Prices
     from services.stars import StarsShop
 
-BUY_PREFIX = "buy:"
-PLAN = "buy-plan"
 CURRENCY = "XTR"
 SUBSCRIPTION_PERIOD = 2_592_000  # 30 days: the only period Telegram allows
-
-
-def per_thousand(units_per_token: int) -> str:
-    """A per-token price in µ★ as Stars per 1000 tokens."""
-    return format_units(units_per_token * 1000)
-
-
-def prices_line(texts: Texts, settings: BotSettings, model: str) -> str:
-    """The ``model_prices`` text for one model."""
-    price = settings.price_table.for_model(model)
-    return texts(
-        "model_prices", price_in=per_thousand(price.input), price_out=per_thousand(price.output)
-    )
-
-
-def buy_keyboard(shop: StarsShop, texts: Texts) -> InlineKeyboardMarkup:
-    """One button a pack, then the plan's."""
-    rows = [
-        [
-            InlineKeyboardButton(
-                text=texts("buy_pack", stars=pack.stars, credit=format_units(pack.units)),
-                callback_data=BUY_PREFIX + pack.id,
-            )
-        ]
-        for pack in shop.packs
-    ]
-    if shop.plan is not None:
-        rows.append(
-            [
-                InlineKeyboardButton(
-                    text=texts(
-                        "buy_plan", stars=shop.plan.stars, credit=format_units(shop.plan.units)
-                    ),
-                    callback_data=PLAN,
-                )
-            ]
-        )
-    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def _date(timestamp: int) -> str:
@@ -77,7 +39,7 @@ async def cmd_balance(  # noqa: PLR0913 -- the handler's injected services
     billing: Billing,
     shop: StarsShop,
     chat: ChatService,
-    settings: BotSettings,
+    prices: Prices,
 ) -> None:
     """Balance, free tokens left today, the plan, prices, and the latest entries."""
     user_id = message.from_user.id if message.from_user else message.chat.id
@@ -94,7 +56,7 @@ async def cmd_balance(  # noqa: PLR0913 -- the handler's injected services
     until = await shop.plan_until(user_id)
     plan = texts("balance_plan", until=_date(until)) if until else texts("balance_no_plan")
     model = await chat.current_model(user_id)
-    price = settings.price_table.for_model(model)
+    price = prices.for_model(model)
     await message.answer(
         texts(
             "balance",
@@ -115,11 +77,12 @@ async def cmd_buy(message: Message, texts: Texts, shop: StarsShop) -> None:
     await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts))
 
 
-async def on_buy_pack(query: CallbackQuery, bot: Bot, texts: Texts, shop: StarsShop) -> None:
+async def on_buy_pack(
+    query: CallbackQuery, callback_data: BuyPack, bot: Bot, texts: Texts, shop: StarsShop
+) -> None:
     """Send an invoice for the chosen pack; its payload is a single-use order id."""
-    pack_id = (query.data or "").removeprefix(BUY_PREFIX)
     try:
-        order = await shop.create_order(query.from_user.id, pack_id)
+        order = await shop.create_order(query.from_user.id, callback_data.pack_id)
     except OrderRejected:
         await query.answer(texts("precheckout_unknown_order"), show_alert=True)
         return
@@ -166,6 +129,6 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     router.message.register(cmd_balance, Command("balance"))
     router.message.register(cmd_buy, Command("buy"))
-    router.callback_query.register(on_buy_pack, F.data.startswith(BUY_PREFIX))
-    router.callback_query.register(on_buy_plan, F.data == PLAN)
+    router.callback_query.register(on_buy_pack, BuyPack.filter())
+    router.callback_query.register(on_buy_plan, BuyPlan.filter())
     return router

@@ -3,102 +3,61 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.streaming import DraftSink
-from handlers.billing import buy_keyboard
-from services.billing import format_units
-from services.errors import (
-    AnswerInProgress,
-    BackendError,
-    ContextTooLong,
-    HistoryUnavailable,
-    InferenceBusy,
-    InferenceError,
-    InferenceUnavailable,
-    InsufficientCredit,
-    LedgerUnavailable,
-    ModelStalled,
-    StreamCorrupted,
-    UntrustedGateway,
-)
+from handlers.callbacks import Retry
+from services.chat import AnswerSink
 
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
 
-    from bot.settings import BotSettings
-    from bot.texts import Texts
+    from common.texts import Texts
     from services.chat import ChatService
-    from services.stars import StarsShop
 
 
-RETRY = "retry"
-# First match wins: subclasses before their parents.
-_ERROR_TEXTS: list[tuple[type[InferenceError], str]] = [
-    (UntrustedGateway, "error_untrusted"),
-    (InferenceBusy, "error_busy"),
-    (InferenceUnavailable, "error_unavailable"),
-    (ModelStalled, "error_stalled"),
-    (ContextTooLong, "error_context"),
-    (BackendError, "error_backend"),
-    (StreamCorrupted, "error_corrupted"),
-]
+class DraftTarget(AnswerSink, Protocol):
+    """A sink that streams into a private chat's draft; its stop button names ``draft_id``."""
+
+    draft_id: int
 
 
-def error_text_key(error: InferenceError) -> str:
-    """The catalog key of the polite message for an inference error."""
-    for kind, key in _ERROR_TEXTS:
-        if isinstance(error, kind):
-            return key
-    return "error_backend"
+class Drafts(Protocol):
+    """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""
+
+    def __call__(self, chat_id: int) -> DraftTarget:
+        """A fresh sink streaming into ``chat_id``."""
+        ...
 
 
-async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from the update
-    bot: Bot,
-    chat_id: int,
-    user_id: int,
-    language: str | None,
-    prompt: str,
-    *,
-    chat: ChatService,
-    shop: StarsShop,
-    texts: Texts,
-    settings: BotSettings,
+@dataclass(frozen=True)
+class Question:
+    """One question from a private chat: where to answer, who asks, in which language."""
+
+    chat_id: int
+    user_id: int
+    language: str | None
+    prompt: str
+
+
+async def answer_prompt(
+    bot: Bot, chat: ChatService, drafts: Drafts, texts: Texts, question: Question
 ) -> None:
-    """Stream the answer to ``prompt`` into the chat; on failure, reply politely with Retry."""
-    sink = DraftSink(bot, chat_id, interval=settings.draft_interval)
-    try:
-        answer = await chat.answer(user_id, language, prompt, sink, draft_id=sink.draft_id)
-    except AnswerInProgress:
-        await bot.send_message(chat_id, texts("busy"))
-    except InferenceError as exc:
-        retry = InlineKeyboardMarkup(
-            inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=RETRY)]]
-        )
-        await bot.send_message(chat_id, texts(error_text_key(exc)), reply_markup=retry)
-    except InsufficientCredit as exc:
-        await bot.send_message(
-            chat_id,
-            texts(
-                "no_credit",
-                needed=format_units(exc.needed),
-                balance=format_units(exc.balance),
-                free=exc.free_tokens_left,
-                tokens=settings.min_answer_tokens,
-            ),
-            reply_markup=buy_keyboard(shop, texts),
-        )
-    except (HistoryUnavailable, LedgerUnavailable):
-        await bot.send_message(chat_id, texts("error_history"))
-    else:
-        if answer.stopped and not answer.text:
-            await bot.send_message(chat_id, texts("cancelled"))
+    """Stream the answer to ``question`` into its chat; say so when it was stopped unwritten.
+
+    Failures propagate to the errors router, which replies (with Retry where it helps).
+    """
+    sink = drafts(question.chat_id)
+    answer = await chat.answer(
+        question.user_id, question.language, question.prompt, sink, draft_id=sink.draft_id
+    )
+    if answer.stopped and not answer.text:
+        await bot.send_message(question.chat_id, texts("cancelled"))
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
@@ -125,47 +84,27 @@ async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatServi
     chat.cancel(event.chat.id, draft_id=event.draft_id)
 
 
-async def on_retry(  # noqa: PLR0913 -- the handler's injected services
-    query: CallbackQuery,
-    *,
-    bot: Bot,
-    texts: Texts,
-    chat: ChatService,
-    shop: StarsShop,
-    settings: BotSettings,
+async def on_retry(
+    query: CallbackQuery, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
 ) -> None:
     """Resend the prompt whose answer failed."""
-    prompt = chat.take_retry(query.from_user.id)
+    user = query.from_user
+    prompt = chat.take_retry(user.id)
     await query.answer()
     if query.message is not None:
         with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
             await bot.edit_message_reply_markup(
-                chat_id=query.from_user.id, message_id=query.message.message_id, reply_markup=None
+                chat_id=user.id, message_id=query.message.message_id, reply_markup=None
             )
     if prompt is None:
-        await bot.send_message(query.from_user.id, texts("retry_expired"))
+        await bot.send_message(user.id, texts("retry_expired"))
         return
-    await answer_prompt(
-        bot,
-        query.from_user.id,
-        query.from_user.id,
-        query.from_user.language_code,
-        prompt,
-        chat=chat,
-        shop=shop,
-        texts=texts,
-        settings=settings,
-    )
+    question = Question(user.id, user.id, user.language_code, prompt)
+    await answer_prompt(bot, chat, drafts, texts, question)
 
 
-async def on_text(  # noqa: PLR0913 -- the handler's injected services
-    message: Message,
-    *,
-    bot: Bot,
-    texts: Texts,
-    chat: ChatService,
-    shop: StarsShop,
-    settings: BotSettings,
+async def on_text(
+    message: Message, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
 ) -> None:
     """A question: answer it, streamed."""
     user = message.from_user
@@ -174,17 +113,8 @@ async def on_text(  # noqa: PLR0913 -- the handler's injected services
     if chat.is_busy(user.id):
         await message.answer(texts("busy"))
         return
-    await answer_prompt(
-        bot,
-        message.chat.id,
-        user.id,
-        user.language_code,
-        message.text,
-        chat=chat,
-        shop=shop,
-        texts=texts,
-        settings=settings,
-    )
+    question = Question(message.chat.id, user.id, user.language_code, message.text)
+    await answer_prompt(bot, chat, drafts, texts, question)
 
 
 async def on_unsupported(message: Message, texts: Texts) -> None:
@@ -199,7 +129,7 @@ def build_router() -> Router:
     router.message.register(cmd_cancel, Command("cancel"))
     router.message.register(cmd_new, Command("new"))
     router.stopped_message_generation.register(on_stopped_generation)
-    router.callback_query.register(on_retry, F.data == RETRY)
+    router.callback_query.register(on_retry, Retry.filter())
     router.message.register(on_text, F.text & ~F.text.startswith("/"))
     router.message.register(on_unsupported, ~F.text)
     return router

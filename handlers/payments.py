@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 
-from bot.payments import entry_from_message
 from services.billing import format_units
 
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import Message, PreCheckoutQuery
 
-    from bot.payments import PaymentDesk
-    from bot.settings import BotSettings
-    from bot.texts import Texts
+    from common.texts import Texts
     from models import Store
     from services.billing import Billing
     from services.stars import StarsShop
@@ -34,18 +31,21 @@ async def on_pre_checkout(query: PreCheckoutQuery, texts: Texts, shop: StarsShop
         await query.answer(ok=False, error_message=texts(f"precheckout_{reason}"))
 
 
-async def on_successful_payment(message: Message, desk: PaymentDesk) -> None:
+class Desk(Protocol):
+    """The payment desk (the bot provides it as ``desk``): journals, books, retries, tells."""
+
+    async def take_message(self, message: Message) -> None:
+        """Journal and book the payment or refund ``message`` carries."""
+
+
+async def on_successful_payment(message: Message, desk: Desk) -> None:
     """Credit exactly once (the desk journals, books, retries); thank the user once."""
-    entry = entry_from_message(message)
-    if entry is not None:
-        await desk.take(entry)
+    await desk.take_message(message)
 
 
-async def on_refunded_payment(message: Message, desk: PaymentDesk) -> None:
+async def on_refunded_payment(message: Message, desk: Desk) -> None:
     """Telegram refunded a payment: take its credit back (once) and say so."""
-    entry = entry_from_message(message)
-    if entry is not None:
-        await desk.take(entry)
+    await desk.take_message(message)
 
 
 async def cmd_refund(
@@ -99,14 +99,14 @@ async def cmd_stats(message: Message, texts: Texts, billing: Billing, store: Sto
     )
 
 
-async def cmd_paysupport(message: Message, texts: Texts, settings: BotSettings) -> None:
-    """Required by Telegram for bots that sell in Stars."""
-    await message.answer(settings.paysupport_text or texts("paysupport"))
+async def cmd_paysupport(message: Message, texts: Texts, paysupport_text: str | None) -> None:
+    """Required by Telegram for bots that sell in Stars (the operator's text, if set)."""
+    await message.answer(paysupport_text or texts("paysupport"))
 
 
-async def cmd_terms(message: Message, texts: Texts, settings: BotSettings) -> None:
-    """The terms of service."""
-    await message.answer(settings.terms_text or texts("terms"))
+async def cmd_terms(message: Message, texts: Texts, terms_text: str | None) -> None:
+    """The terms of service (the operator's text, if set)."""
+    await message.answer(terms_text or texts("terms"))
 
 
 def build_router(admins: frozenset[int] = frozenset()) -> Router:

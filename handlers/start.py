@@ -13,7 +13,7 @@ from services.gateways import UNREACHABLE
 if TYPE_CHECKING:
     from aiogram.types import Message
 
-    from bot.texts import Texts
+    from common.texts import Texts
     from services.chat import ChatService
 
 

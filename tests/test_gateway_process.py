@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from common.settings import SettingsError, load_settings
 from gateway.limits import Limits
-from gateway.settings import GatewaySettings, SettingsError, load_settings
+from gateway.settings import GatewaySettings
 from services.inference import InferenceClient, TextDelta
 from tests.fakes.relay import HalfOpenClients
 from tests.fakes.vllm import FakeVLLM

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from gateway.settings import GatewaySettings, SettingsError, load_settings
+from common.settings import SettingsError, load_settings
+from gateway.settings import GatewaySettings
 from gateway.shaping import (
     DEFAULT_TICK,
     FINAL_RECORD_SIZE,
