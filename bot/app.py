@@ -86,6 +86,16 @@ class Veil:
 SWEEP_EVERY_S = 60.0
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """What ``running_veil`` opened for the services: the two databases and HTTP sessions."""
+
+    store: Store
+    journal: Journal
+    streams: aiohttp.ClientSession
+    control: aiohttp.ClientSession
+
+
 def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -> Dispatcher:
     """The dispatcher with every feature's router, in order (chat last: it takes any text)."""
     dispatcher = Dispatcher()
@@ -162,12 +172,7 @@ async def running_veil(
             async with (
                 gateway_sessions(settings) as (streams, control),
                 _running_bot(
-                    settings,
-                    store=store,
-                    journal=journal,
-                    streams=streams,
-                    control=control,
-                    client_key=client_key,
+                    settings, _Opened(store, journal, streams, control), client_key
                 ) as veil,
             ):
                 if recover_all:
@@ -183,16 +188,11 @@ async def running_veil(
 
 
 @contextlib.asynccontextmanager
-async def _running_bot(  # noqa: PLR0913 -- the parts it connects
-    settings: BotSettings,
-    *,
-    store: Store,
-    journal: Journal,
-    streams: aiohttp.ClientSession,
-    control: aiohttp.ClientSession,
-    client_key: ed25519.Ed25519PrivateKey,
+async def _running_bot(
+    settings: BotSettings, opened: _Opened, client_key: ed25519.Ed25519PrivateKey
 ) -> AsyncIterator[Veil]:
     """Build the services, the Bot and the Dispatcher; close the Bot's session at the end."""
+    store, journal, streams, control = opened.store, opened.journal, opened.streams, opened.control
     catalogs = Catalogs()
     inference = InferenceClient(
         settings.gateway_urls,

@@ -110,9 +110,6 @@ async def on_text(
     user = message.from_user
     if user is None or message.text is None:
         return
-    if chat.is_busy(user.id):
-        await message.answer(texts("busy"))
-        return
     question = Question(message.chat.id, user.id, user.language_code, message.text)
     await answer_prompt(bot, chat, drafts, texts, question)
 

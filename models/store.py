@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlite_utils import Database
@@ -43,6 +44,15 @@ T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
 DB_FILE_MODE = 0o600
 CACHE_SALT_BYTES = 24
+
+
+@dataclass(frozen=True)
+class OpenConversation:
+    """What answering a question needs from the store: who asks, where, and what came before."""
+
+    user: UserRecord
+    conversation_id: int
+    turns: list[Turn]
 
 
 class Store:
@@ -117,6 +127,17 @@ class Store:
         A changed ``language`` is saved; ``None`` means "not known" and keeps the stored one.
         """
         return await self._call(lambda db: self._ensure_user(db, user_id, language))
+
+    async def open_conversation(self, user_id: int, language: str | None) -> OpenConversation:
+        """The user (as ``ensure_user``), their active conversation and its turns: one trip."""
+
+        def read(db: Database) -> OpenConversation:
+            user = self._ensure_user(db, user_id, language)
+            conversation = _active_conversation(db, user_id)
+            turns = self._history(db, user_id, conversation, None)
+            return OpenConversation(user, conversation, turns)
+
+        return await self._call(read)
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         """Return the user's record, or ``None`` if the user has never been seen (or forgot)."""

@@ -44,10 +44,12 @@ from services.errors import (
     InferenceUnavailable,
     LedgerUnavailable,
 )
-from services.inference import Completion, GatewayTrust, InferenceClient, TextDelta
+from services.inference import ChatRequest, Completion, GatewayTrust, InferenceClient, TextDelta
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from models import Store, Turn
     from models.ledger import Charge, Outcome
     from sealed.bundle import SignedBundle
@@ -68,8 +70,8 @@ class AnswerSink(Protocol):
     async def begin(self) -> None:
         """The model was asked; show that something is happening."""
 
-    async def update(self, text: str) -> None:
-        """The answer so far (the whole text, not a delta). Must return quickly."""
+    async def append(self, delta: str) -> None:
+        """The next piece of the answer (only the new text). Must return quickly."""
 
     async def complete(self, text: str) -> None:
         """Deliver the final answer (also a stopped one's partial text)."""
@@ -109,9 +111,30 @@ class _Generation:
     holds: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """Who asked what, where, of which model."""
+
+    user_id: int
+    prompt: str
+    conversation: int
+    model: str
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A stream that ended: its hold, the final record (if any), the text, the bundles seen."""
+
+    hold: Hold
+    completion: Completion | None
+    text: str
+    bundles: list[SignedBundle]
+
+
 @dataclass
 class _Context:
     messages: list[dict[str, str]]
+    tokens: int  # the ceiling ``prompt_tokens(messages)`` gives, counted once while building
     dropped: int = 0
 
 
@@ -133,10 +156,6 @@ class ChatService:
     _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
-
-    def is_busy(self, user_id: int) -> bool:
-        """True while the user has an answer in progress."""
-        return user_id in self._active
 
     async def answer(
         self,
@@ -238,12 +257,9 @@ class ChatService:
         sink: AnswerSink,
         generation: _Generation,
     ) -> Answer:
-        try:
-            user = await self.store.ensure_user(user_id, language)
-            conversation = await self.store.active_conversation(user_id)
-            history = await self.store.history(user_id, conversation)
-        except StorageError as exc:
-            raise HistoryUnavailable("cannot read the conversation") from exc
+        with history_errors("cannot read the conversation"):
+            opened = await self.store.open_conversation(user_id, language)
+        user, conversation, history = opened.user, opened.conversation_id, opened.turns
         model = await self.model_for(user.model)
         context = self._context(history, prompt, self._budget())
         parts: list[str] = []
@@ -262,16 +278,14 @@ class ChatService:
                 await sink.begin()
                 begun = True
             try:
-                completion = await self._stream(
+                request = ChatRequest(
                     context.messages,
                     model,
                     user.cache_salt,
-                    sink,
-                    parts=parts,
-                    generation=generation,
-                    request_id=request_id,
                     max_tokens=hold.max_completion_tokens,
+                    request_id=request_id,
                 )
+                completion = await self._stream(request, sink, parts, generation)
             except ContextTooLong as exc:
                 await self._settle(hold, exc.signed_receipt, "", valid=True, bundles=bundles)
                 generation.holds.discard(hold.request_id)
@@ -296,35 +310,21 @@ class ChatService:
                 raise
             break
         generation.stoppable = False
-        return await self._finish(
-            user_id=user_id,
-            prompt=prompt,
-            conversation=conversation,
-            model=model,
-            sink=sink,
-            generation=generation,
-            hold=hold,
-            completion=completion,
-            parts=parts,
-            bundles=bundles,
-        )
+        asked = _Asked(user_id, prompt, conversation, model)
+        ended = _Ended(hold, completion, "".join(parts), bundles)
+        return await self._finish(asked, ended, sink, generation)
 
-    async def _finish(  # noqa: PLR0913 -- the parts of one finished stream
-        self,
-        *,
-        user_id: int,
-        prompt: str,
-        conversation: int,
-        model: str,
-        sink: AnswerSink,
-        generation: _Generation,
-        hold: Hold,
-        completion: Completion | None,
-        parts: list[str],
-        bundles: list[SignedBundle],
+    async def _finish(
+        self, asked: _Asked, ended: _Ended, sink: AnswerSink, generation: _Generation
     ) -> Answer:
         """Settle, deliver and store a stream that ended (stopped or not)."""
-        text = "".join(parts)
+        user_id, prompt, conversation, model = (
+            asked.user_id,
+            asked.prompt,
+            asked.conversation,
+            asked.model,
+        )
+        hold, completion, text, bundles = ended.hold, ended.completion, ended.text, ended.bundles
         charge: Charge | None = None
         try:
             charge = await self._settle(
@@ -346,12 +346,10 @@ class ChatService:
                 raise InferenceUnavailable("the model returned an empty answer")
         else:
             await sink.complete(text)
-            try:
+            with history_errors("cannot store the conversation"):
                 await self.store.add_turns(
                     user_id, conversation, [("user", prompt), ("assistant", text)]
                 )
-            except StorageError as exc:
-                raise HistoryUnavailable("cannot store the conversation") from exc
         log.info(
             "chat.answered",
             user_id=user_id,
@@ -392,7 +390,7 @@ class ChatService:
                 user_id,
                 request_id.hex(),
                 model,
-                prompt_tokens(context.messages),
+                context.tokens,
                 self.max_answer_tokens,
                 min_completion_tokens=self.min_answer_tokens,
             )
@@ -450,36 +448,20 @@ class ChatService:
             await _finished(task)
             raise
 
-    async def _stream(  # noqa: PLR0913 -- one request's parts
-        self,
-        messages: list[dict[str, str]],
-        model: str,
-        cache_salt: str,
-        sink: AnswerSink,
-        *,
-        parts: list[str],
-        generation: _Generation,
-        request_id: bytes,
-        max_tokens: int,
+    async def _stream(
+        self, request: ChatRequest, sink: AnswerSink, parts: list[str], generation: _Generation
     ) -> Completion | None:
         """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``."""
         completion = None
         loop = asyncio.get_running_loop()
         time_limit = loop.call_later(self.max_answer_seconds, generation.stop.set)
-        stream = self.inference.stream(
-            messages,
-            model=model,
-            cache_salt=cache_salt,
-            max_tokens=max_tokens,
-            stop=generation.stop,
-            request_id=request_id,
-        )
+        stream = self.inference.stream(request, stop=generation.stop)
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     if isinstance(item, TextDelta):
                         parts.append(item.text)
-                        await sink.update("".join(parts))
+                        await sink.append(item.text)
                     else:
                         completion = item
         finally:
@@ -508,8 +490,9 @@ class ChatService:
         kept.reverse()
         # A conversation must not open with an orphaned answer.
         while kept and kept[0]["role"] == "assistant":
-            kept.pop(0)
-        return _Context(head + kept + tail, dropped=len(history) - len(kept))
+            used -= message_tokens(kept.pop(0)["content"])
+        messages = head + kept + tail
+        return _Context(messages, tokens=used, dropped=len(history) - len(kept))
 
     # -- settings and conversations ----------------------------------------------------------
 
@@ -531,21 +514,24 @@ class ChatService:
 
     async def current_model(self, user_id: int) -> str:
         """The model the user's next answer will use."""
-        user = await self.store.get_user(user_id)
+        with history_errors("cannot read the user's settings"):
+            user = await self.store.get_user(user_id)
         return await self.model_for(user.model if user else None)
 
     async def set_model(self, user_id: int, language: str | None, model: str) -> bool:
         """Choose a model for the user; False if no gateway serves it."""
         if model not in await self.models():
             return False
-        await self.store.ensure_user(user_id, language)
-        await self.store.set_model(user_id, model)
+        with history_errors("cannot save the user's model"):
+            await self.store.ensure_user(user_id, language)
+            await self.store.set_model(user_id, model)
         return True
 
     async def new_conversation(self, user_id: int, language: str | None) -> None:
         """Start a fresh conversation; the old one stays sealed in history."""
-        await self.store.ensure_user(user_id, language)
-        await self.store.new_conversation(user_id)
+        with history_errors("cannot start a conversation"):
+            await self.store.ensure_user(user_id, language)
+            await self.store.new_conversation(user_id)
 
     async def forget(self, user_id: int) -> int:
         """Erase everything stored about the user (their data key first); returns turns erased.
@@ -559,15 +545,22 @@ class ChatService:
             if generation.task is not None:
                 await _finished(generation.task)
         self._retry.pop(user_id, None)
-        try:
+        with history_errors("cannot erase the conversation"):
             return await self.store.forget(user_id)
-        except StorageError as exc:
-            raise HistoryUnavailable("cannot erase the conversation") from exc
 
     async def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, refreshed."""
         await self.inference.refresh()
         return self.inference.trust()
+
+
+@contextlib.contextmanager
+def history_errors(doing: str) -> Iterator[None]:
+    """Raise ``HistoryUnavailable`` for a storage failure: the one place this layer maps it."""
+    try:
+        yield
+    except StorageError as exc:
+        raise HistoryUnavailable(doing) from exc
 
 
 async def _finished(task: asyncio.Future[Any]) -> None:

@@ -1,9 +1,9 @@
 """Imports go one way: handlers → services → models, sealed; gateway → sealed; bot on top.
 
 ``bot`` is the composition root: nothing imports it, and only ``bot/app.py`` imports
-``handlers``. Inside ``handlers`` a router imports only the shared leaf modules (texts, callback
-data, reply pieces, the texts middleware), never another router. ``common`` (settings, logging, the container entry
-point) sits below everything and imports none of Veil.
+``handlers``. Inside ``handlers`` a router imports only the shared leaf modules (callback data,
+reply pieces, the texts middleware), never another router. ``common`` (settings, logging,
+texts, the container entry point) sits below everything and imports none of Veil.
 """
 
 from __future__ import annotations
