@@ -85,6 +85,10 @@ class DraftSink:
         """Stop showing progress."""
         await self._stop()
 
+    async def say(self, text: str) -> None:
+        """Send ``text`` as a plain message in the chat (a notice, not the answer)."""
+        await self.bot.send_message(chat_id=self.chat_id, text=text)
+
     async def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from aiogram import F, Router
@@ -11,11 +10,11 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 
 from handlers.callbacks import Retry
-from services.chat import AnswerSink
+from services.chat import AnswerSink, Question
 
 if TYPE_CHECKING:
     from aiogram import Bot
-    from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
+    from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 
     from common.texts import Texts
     from services.chat import ChatService
@@ -26,6 +25,9 @@ class DraftTarget(AnswerSink, Protocol):
 
     draft_id: int
 
+    async def say(self, text: str) -> None:
+        """Send ``text`` as a plain message in the chat."""
+
 
 class Drafts(Protocol):
     """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""
@@ -35,29 +37,19 @@ class Drafts(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Question:
-    """One question from a private chat: where to answer, who asks, in which language."""
-
-    chat_id: int
-    user_id: int
-    language: str | None
-    prompt: str
-
-
 async def answer_prompt(
-    bot: Bot, chat: ChatService, drafts: Drafts, texts: Texts, question: Question
+    chat: ChatService, drafts: Drafts, texts: Texts, user: User, prompt: str
 ) -> None:
-    """Stream the answer to ``question`` into its chat; say so when it was stopped unwritten.
+    """Stream the answer to ``prompt`` into the user's private chat (its id is the user's).
 
-    Failures propagate to the errors router, which replies (with Retry where it helps).
+    Say so when it was stopped before a word; failures propagate to the errors router, which
+    replies (with Retry where it helps).
     """
-    sink = drafts(question.chat_id)
-    answer = await chat.answer(
-        question.user_id, question.language, question.prompt, sink, draft_id=sink.draft_id
-    )
+    sink = drafts(user.id)
+    question = Question(user.id, user.language_code, prompt, stop_tag=sink.draft_id)
+    answer = await chat.answer(question, sink)
     if answer.stopped and not answer.text:
-        await bot.send_message(question.chat_id, texts("cancelled"))
+        await sink.say(texts("cancelled"))
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
@@ -81,7 +73,7 @@ async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatServi
 
     In a private chat the chat id is the user's id.
     """
-    chat.cancel(event.chat.id, draft_id=event.draft_id)
+    chat.cancel(event.chat.id, stop_tag=event.draft_id)
 
 
 async def on_retry(
@@ -99,19 +91,15 @@ async def on_retry(
     if prompt is None:
         await bot.send_message(user.id, texts("retry_expired"))
         return
-    question = Question(user.id, user.id, user.language_code, prompt)
-    await answer_prompt(bot, chat, drafts, texts, question)
+    await answer_prompt(chat, drafts, texts, user, prompt)
 
 
-async def on_text(
-    message: Message, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
-) -> None:
+async def on_text(message: Message, texts: Texts, chat: ChatService, drafts: Drafts) -> None:
     """A question: answer it, streamed."""
     user = message.from_user
     if user is None or message.text is None:
         return
-    question = Question(message.chat.id, user.id, user.language_code, message.text)
-    await answer_prompt(bot, chat, drafts, texts, question)
+    await answer_prompt(chat, drafts, texts, user, message.text)
 
 
 async def on_unsupported(message: Message, texts: Texts) -> None:

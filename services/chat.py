@@ -48,9 +48,9 @@ from services.inference import ChatRequest, Completion, GatewayTrust, InferenceC
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
-    from models import Store, Turn
+    from models import Store, UserRecord
     from models.ledger import Charge, Outcome
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
@@ -100,11 +100,35 @@ class Answer:
     request_id: str = ""
 
 
+Said = tuple[str, str]
+"""One earlier turn given to the model: (role, text)."""
+
+StopTag = int | str
+"""What a stop button names: a draft id (private chats) or an answer message's key."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question to answer.
+
+    ``stop_tag`` names the stop button that may stop it. ``keep_history``: asked in the user's
+    conversation (read before, stored after); else a one-off, where ``context`` (earlier turns
+    as (role, text), oldest first: a reply chain in a group) is all the model sees before it.
+    """
+
+    user_id: int
+    language: str | None
+    prompt: str
+    stop_tag: StopTag | None = None
+    context: tuple[Said, ...] = ()
+    keep_history: bool = True
+
+
 @dataclass
 class _Generation:
     """One answer in progress: what can stop it, and the holds it has open."""
 
-    draft_id: int | None = None
+    stop_tag: StopTag | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[Answer] | None = None
     stoppable: bool = True  # until the stream has ended
@@ -117,7 +141,7 @@ class _Asked:
 
     user_id: int
     prompt: str
-    conversation: int
+    conversation: int | None  # None: a one-off question, nothing stored
     model: str
 
 
@@ -157,18 +181,11 @@ class ChatService:
 
     # -- answering ---------------------------------------------------------------------------
 
-    async def answer(
-        self,
-        user_id: int,
-        language: str | None,
-        prompt: str,
-        sink: AnswerSink,
-        *,
-        draft_id: int | None = None,
-    ) -> Answer:
-        """Answer ``prompt`` in the user's active conversation, streaming into ``sink``.
+    async def answer(self, question: Question, sink: AnswerSink) -> Answer:
+        """Answer ``question``, streaming into ``sink``.
 
-        ``draft_id`` names the draft whose stop button may stop this answer. Raises
+        In the user's active conversation when ``question.keep_history``; else as a one-off
+        with only ``question.context`` before it, nothing read or stored. Raises
         ``AnswerInProgress`` if the user already has one in progress, ``InsufficientCredit``
         when not even a short answer can be paid for, ``InferenceError`` subclasses when the
         model cannot answer (the prompt is then kept for ``take_retry``), and
@@ -176,12 +193,13 @@ class ChatService:
         caller stops the stream only: the answer is still settled, delivered and stored
         before the cancellation goes on.
         """
+        user_id = question.user_id
         if user_id in self._active:
             raise AnswerInProgress("an answer is already in progress")
-        generation = _Generation(draft_id=draft_id)
+        generation = _Generation(stop_tag=question.stop_tag)
         self._active[user_id] = generation
         try:
-            inner = asyncio.create_task(self._answer(user_id, language, prompt, sink, generation))
+            inner = asyncio.create_task(self._answer(question, sink, generation))
             generation.task = inner
             try:
                 return await asyncio.shield(inner)
@@ -192,18 +210,19 @@ class ChatService:
         finally:
             self._active.pop(user_id, None)
 
-    def cancel(self, user_id: int, draft_id: int | None = None) -> bool:
+    def cancel(self, user_id: int, stop_tag: StopTag | None = None) -> bool:
         """Ask the user's streaming answer to stop; False if none is streaming.
 
-        With ``draft_id`` (the stop button's), only the answer shown in that draft stops: a
-        late press never stops the next answer. The answer ends at the gateway's ``stopped``
-        receipt (within the client's stop grace): what was delivered is kept, shown and
-        charged. Once the stream has ended, nothing is left to stop.
+        With ``stop_tag`` (a stop button's), only the answer shown where that button sits
+        stops: a late press never stops the next answer, and nobody but the asker stops one.
+        The answer ends at the gateway's ``stopped`` receipt (within the client's stop grace):
+        what was delivered is kept, shown and charged. Once the stream has ended, nothing is
+        left to stop.
         """
         generation = self._active.get(user_id)
         if generation is None or not generation.stoppable:
             return False
-        if draft_id is not None and generation.draft_id != draft_id:
+        if stop_tag is not None and generation.stop_tag != stop_tag:
             return False
         generation.stop.set()
         return True
@@ -250,16 +269,10 @@ class ChatService:
             self._retry.popitem(last=False)
 
     async def _answer(
-        self,
-        user_id: int,
-        language: str | None,
-        prompt: str,
-        sink: AnswerSink,
-        generation: _Generation,
+        self, question: Question, sink: AnswerSink, generation: _Generation
     ) -> Answer:
-        with history_errors("cannot read the conversation"):
-            opened = await self.store.open_conversation(user_id, language)
-        user, conversation, history = opened.user, opened.conversation_id, opened.turns
+        user_id, prompt = question.user_id, question.prompt
+        user, conversation, history = await self._open(question)
         model = await self.model_for(user.model)
         context = self._context(history, prompt, self._budget())
         parts: list[str] = []
@@ -314,6 +327,17 @@ class ChatService:
         ended = _Ended(hold, completion, "".join(parts), bundles)
         return await self._finish(asked, ended, sink, generation)
 
+    async def _open(self, question: Question) -> tuple[UserRecord, int | None, list[Said]]:
+        """The asker's record, the conversation to store into (None: one-off), turns before."""
+        history = list(question.context)
+        with history_errors("cannot read the conversation"):
+            if not question.keep_history:
+                user = await self.store.ensure_user(question.user_id, question.language)
+                return user, None, history
+            opened = await self.store.open_conversation(question.user_id, question.language)
+        history += [(turn.role, turn.text) for turn in opened.turns]
+        return opened.user, opened.conversation_id, history
+
     async def _finish(
         self, asked: _Asked, ended: _Ended, sink: AnswerSink, generation: _Generation
     ) -> Answer:
@@ -346,10 +370,11 @@ class ChatService:
                 raise InferenceUnavailable("the model returned an empty answer")
         else:
             await sink.complete(text)
-            with history_errors("cannot store the conversation"):
-                await self.store.add_turns(
-                    user_id, conversation, [("user", prompt), ("assistant", text)]
-                )
+            if conversation is not None:
+                with history_errors("cannot store the conversation"):
+                    await self.store.add_turns(
+                        user_id, conversation, [("user", prompt), ("assistant", text)]
+                    )
         log.info(
             "chat.answered",
             user_id=user_id,
@@ -472,7 +497,7 @@ class ChatService:
         """Tokens the context may take: the model's window less the answer's room."""
         return self.context_tokens - self.max_answer_tokens
 
-    def _context(self, history: list[Turn], prompt: str, budget: int) -> _Context:
+    def _context(self, history: Sequence[Said], prompt: str, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
 
         Counted by the same ceilings the hold uses, so no language is sent over the window.
@@ -481,12 +506,12 @@ class ChatService:
         tail = [{"role": "user", "content": prompt}]
         used = prompt_tokens(head + tail)
         kept: list[dict[str, str]] = []
-        for turn in reversed(history):
-            cost = message_tokens(turn.text)
+        for role, text in reversed(history):
+            cost = message_tokens(text)
             if used + cost > budget:
                 break
             used += cost
-            kept.append({"role": turn.role, "content": turn.text})
+            kept.append({"role": role, "content": text})
         kept.reverse()
         # A conversation must not open with an orphaned answer.
         while kept and kept[0]["role"] == "assistant":
