@@ -272,7 +272,7 @@ async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
         assert agree.returncode == 0, agree.stderr
         assert "agree on 1 transaction" in agree.stdout
         # A payment Telegram knows about but the bot never recorded (say, a lost update).
-        stack.telegram._record_payment(
+        stack.telegram.payments.record_payment(
             {"id": OTHER, "is_bot": False, "first_name": "Bo"},
             "stxLOST",
             {"invoice_payload": "x", "total_amount": 250, "currency": "XTR"},

@@ -151,7 +151,7 @@ async def test_a_payment_update_is_journaled_before_its_offset_is_acknowledged(
             "getUpdates", lambda c: c.params.get("offset") is None and c.answered == "ok"
         )
         await asyncio.sleep(1.5)
-        assert [u for u in stack.telegram._pending if "message" in u]
+        assert [u for u in stack.telegram.updates.pending if "message" in u]
         assert await payments_in(tmp_path / "veil.db") == []
         assert messages_to(stack, USER) == []
         assert await stack.veil.billing.check_invariant() == []
@@ -179,7 +179,7 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
             await bot.wait_for_line("payments.booking_deferred")
             # The update is acknowledged (the next getUpdates moved past it): Telegram will
             # not send it again, so only the journal can still credit it.
-            await wait_until(lambda: not [u for u in telegram._pending if "message" in u])
+            await wait_until(lambda: not [u for u in telegram.updates.pending if "message" in u])
             await bot.kill()
         assert await payments_in(data / "veil.db") == []
         bot = await ManagedProcess.start("-m", "bot", env=env)

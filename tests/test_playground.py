@@ -307,7 +307,7 @@ async def test_group_inline_query_results_and_a_live_inline_message(
 
         await bot.edit_message_text("Because **privacy**", inline_message_id=inline_id)
         assert (await stream.next("inline_edit"))["item"]["html"] == "Because **privacy**"
-    assert GROUP_CHAT_ID in playground.chats
+    assert GROUP_CHAT_ID in playground.telegram.state.chats
 
 
 async def test_inline_query_to_a_bot_without_inline_mode_has_no_results(
@@ -354,7 +354,7 @@ async def veil_against(playground: Playground, data_dir: Path) -> AsyncIterator[
             draft_interval=0.25,
             free_tokens_per_day=1_000_000,
         )
-        async with polling_bot(config, playground):
+        async with polling_bot(config, playground.telegram):
             yield
 
 
