@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tests.books import inconsistent_users
 from tests.botstack import Stack, bot_env, running_stack
 from tests.harness import REPO, child_environment
 
@@ -32,7 +33,7 @@ async def paying_stack(tmp_path: Path, **settings: Any) -> AsyncIterator[Stack]:
     }
     async with running_stack(tmp_path, answer="Paid answer.", **(options | settings)) as stack:
         yield stack
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
 
 
 async def buy_pack(stack: Stack, user: int, index: int = 0) -> dict[str, Any]:
@@ -59,7 +60,7 @@ async def pre_checkout(stack: Stack, user: int, payload: str, amount: int) -> di
 
 
 async def balance_units(stack: Stack, user: int) -> int:
-    return (await stack.veil.billing.balance(user)).units
+    return (await stack.veil.credit.balance(user)).units
 
 
 async def test_buy_precheckout_pay_credits_once(tmp_path: Path) -> None:
