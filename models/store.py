@@ -1,9 +1,11 @@
 """The bot's database: users, conversations and sealed history, and the seam to the money tables.
 
 One SQLite connection on one worker thread (``models.database``): every call runs there in
-submission order, inside a transaction the connection opens and ends, so writes never race and
-the event loop never blocks on disk. Other tables (the ledger, holds, orders, proofs) are
-reached through ``Store.read`` and ``Store.write`` with the functions of their modules. The
+submission order, so writes never race and the event loop never blocks on disk. Other tables
+(the ledger, holds, orders, proofs) are reached through ``Store.read`` and ``Store.write``, which
+own the transaction, with the functions of their modules. The history's own calls mostly read,
+so they take SQLite's write lock only when they write (a question's turns go in together, in one
+deferred transaction): a lock held elsewhere never holds up reading a user's history. The
 file runs in WAL mode with ``secure_delete`` on, so rows that ``forget`` deletes are overwritten
 with zeros, and the WAL is checkpointed and truncated afterwards. Turn text is sealed with the
 user's data key before it reaches SQL (see ``models.atrest``); nothing readable is stored.
@@ -106,7 +108,7 @@ class Store:
 
         A changed ``language`` is saved; ``None`` means "not known" and keeps the stored one.
         """
-        return await self.write(lambda db: self._ensure_user(db, user_id, language))
+        return await self._connection.call(lambda db: self._ensure_user(db, user_id, language))
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         """Return the user's record, or ``None`` if the user has never been seen (or forgot)."""
@@ -114,15 +116,15 @@ class Store:
 
     async def set_model(self, user_id: int, model: str | None) -> None:
         """Remember the user's chosen model; ``None`` returns them to the default."""
-        await self.write(lambda db: _set_model(db, user_id, model))
+        await self._connection.call(lambda db: _set_model(db, user_id, model))
 
     async def active_conversation(self, user_id: int) -> int:
         """Return the id of the user's active conversation, starting one if there is none."""
-        return await self.write(lambda db: _active_conversation(db, user_id))
+        return await self._connection.call(lambda db: _active_conversation(db, user_id))
 
     async def new_conversation(self, user_id: int) -> int:
         """Start a new conversation, make it the active one and return its id."""
-        return await self.write(lambda db: _new_conversation(db, user_id))
+        return await self._connection.call(lambda db: _new_conversation(db, user_id))
 
     async def add_turns(
         self, user_id: int, conversation_id: int, turns: Sequence[tuple[str, str]]
@@ -132,7 +134,9 @@ class Store:
         A question and its answer go in together, so a crash never leaves half an exchange.
         """
         checked = [(as_role(role), text) for role, text in turns]
-        return await self.write(lambda db: self._add_turns(db, user_id, conversation_id, checked))
+        return await self._connection.call(
+            lambda db: self._add_turns(db, user_id, conversation_id, checked)
+        )
 
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None
@@ -208,23 +212,24 @@ class Store:
     ) -> list[Turn]:
         data_key = self._data_key(db, user_id)
         stored: list[Turn] = []
-        row = db.execute(
-            "SELECT user_id, (SELECT COALESCE(MAX(seq), 0) FROM turns"
-            " WHERE conversation_id = conversations.id) FROM conversations WHERE id = ?",
-            [conversation_id],
-        ).fetchone()
-        if row is None or int(row[0]) != user_id:
-            raise ConversationNotFound("no such conversation for this user")
-        created_at = int(time.time())
-        for offset, (role, text) in enumerate(turns, start=1):
-            seq = int(row[1]) + offset
-            body = seal_body(data_key, TurnPlace(user_id, conversation_id, seq, role), text)
-            db.execute(
-                "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [user_id, conversation_id, seq, role, body, created_at],
-            )
-            stored.append(Turn(conversation_id, seq, role, text, created_at))
+        with db.atomic():
+            row = db.execute(
+                "SELECT user_id, (SELECT COALESCE(MAX(seq), 0) FROM turns"
+                " WHERE conversation_id = conversations.id) FROM conversations WHERE id = ?",
+                [conversation_id],
+            ).fetchone()
+            if row is None or int(row[0]) != user_id:
+                raise ConversationNotFound("no such conversation for this user")
+            created_at = int(time.time())
+            for offset, (role, text) in enumerate(turns, start=1):
+                seq = int(row[1]) + offset
+                body = seal_body(data_key, TurnPlace(user_id, conversation_id, seq, role), text)
+                db.execute(
+                    "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [user_id, conversation_id, seq, role, body, created_at],
+                )
+                stored.append(Turn(conversation_id, seq, role, text, created_at))
         return stored
 
     def _history(
@@ -316,19 +321,20 @@ def _active_conversation(db: Database, user_id: int) -> int:
 
 
 def _new_conversation(db: Database, user_id: int) -> int:
-    if db.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is None:
-        raise UserNotFound("no such user")
-    cursor = db.execute(
-        "INSERT INTO conversations (user_id, created_at) VALUES (?, ?)",
-        [user_id, int(time.time())],
-    )
-    conversation_id = cursor.lastrowid
-    if conversation_id is None:  # pragma: no cover -- an INSERT always sets it
-        raise StorageError("SQLite returned no id for a new conversation")
-    db.execute(
-        "UPDATE users SET active_conversation = ? WHERE user_id = ?",
-        [conversation_id, user_id],
-    )
+    with db.atomic():
+        if db.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is None:
+            raise UserNotFound("no such user")
+        cursor = db.execute(
+            "INSERT INTO conversations (user_id, created_at) VALUES (?, ?)",
+            [user_id, int(time.time())],
+        )
+        conversation_id = cursor.lastrowid
+        if conversation_id is None:  # pragma: no cover -- an INSERT always sets it
+            raise StorageError("SQLite returned no id for a new conversation")
+        db.execute(
+            "UPDATE users SET active_conversation = ? WHERE user_id = ?",
+            [conversation_id, user_id],
+        )
     return conversation_id
 
 
