@@ -309,7 +309,7 @@ def apply(
     for position, migration in enumerate(migrations, start=1):
         registered(name=migration.__name__)(_counted(migration, position))
     legacy = _legacy_record(db)
-    done = [name for name, _ in legacy] if legacy is not None else applied(db, migration_set)
+    done = [name for name, _ in legacy] if legacy else applied(db, migration_set)
     if done != names[: len(done)]:
         raise StorageError(
             "the database's applied migrations do not match this code's list "

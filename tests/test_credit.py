@@ -64,7 +64,7 @@ def credit(store: Store, clock: Clock) -> Credit:
 
 @pytest.fixture
 def paid_only(store: Store, clock: Clock) -> Credit:
-    """Billing with no free allowance, so every token costs."""
+    """Credit with no free allowance, so every token costs."""
     return Credit(store, PRICES, 0, clock=clock)
 
 
@@ -571,7 +571,7 @@ async def test_ledger_rows_cannot_be_changed_or_deleted(credit: Credit, store: S
     assert (await credit.balance(ALICE)).units == STAR
 
 
-async def test_check_invariant_names_users_whose_rows_disagree(
+async def test_the_invariant_check_names_users_whose_rows_disagree(
     tmp_path: Path, clock: Clock
 ) -> None:
     other = await Store.open(tmp_path / "other.db", MasterKey.generate())

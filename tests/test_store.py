@@ -391,6 +391,34 @@ async def test_an_appended_migration_applies_once_and_a_failing_one_leaves_no_tr
         await Store.open(db_path, master_key)
 
 
+async def test_the_write_path_commits_all_or_nothing_and_a_read_cannot_write(
+    store: Store,
+) -> None:
+    await store.ensure_user(ALICE, None)
+
+    class Refused(Exception):
+        pass
+
+    def half_done(db: Database) -> None:
+        db.execute("UPDATE users SET model = 'half' WHERE user_id = ?", [ALICE])
+        raise Refused
+
+    def sneaky(db: Database) -> None:
+        db.execute("UPDATE users SET model = 'sneaky' WHERE user_id = ?", [ALICE])
+
+    with pytest.raises(Refused):
+        await store.write(half_done)
+    with pytest.raises(StorageError, match="readonly") as refused:
+        await store.read(sneaky)
+    assert isinstance(refused.value.__cause__, sqlite3.OperationalError)
+    user = await store.get_user(ALICE)
+    assert user is not None
+    assert user.model is None
+    # Neither failure left a transaction open: the next write commits.
+    await store.write(lambda db: db.execute("UPDATE users SET model = 'm' WHERE user_id = 1001"))
+    assert await store.read(lambda db: db.execute("SELECT model FROM users").fetchall()) == [("m",)]
+
+
 async def test_concurrent_turns_get_unique_sequential_positions(store: Store) -> None:
     await store.ensure_user(ALICE, None)
     conversation = await store.active_conversation(ALICE)
