@@ -3,7 +3,7 @@
 Money is one integer unit, the micro-Star (µ★): 1 Star = 1_000_000 units, so a price per token
 is a whole number (``VEIL_PRICES="*=20/60"``: 20 µ★ a prompt token, 60 a completion token).
 A balance is the sum of the user's ledger rows (``models.ledger``), never a cached number;
-prices are ``services.prices``'.
+prices live in ``services.prices``.
 
 A request's life: ``hold`` reserves its most possible cost: the prompt's token ceiling
 (``services.tokens``: it cannot be low) plus as many answer tokens as the user can pay for,
