@@ -31,18 +31,18 @@ from bot.streaming import DraftSink
 from bot.telegram import build_bot
 from bot.webhook import VeilWebhook
 from common.texts import FALLBACK, Catalogs
-from handlers import billing as billing_handlers
 from handlers import chat as chat_handlers
-from handlers import errors, forget, model, payments, start
+from handlers import errors, forget, model, start
+from handlers import shop as shop_handlers
 from handlers.middleware import TextsMiddleware
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
-from services.billing import Billing
 from services.chat import ChatService
+from services.credit import Credit
 from services.errors import BillingError
 from services.inference import InferenceClient
 from services.journal import PaymentJournal
-from services.stars import StarsShop
+from services.shop import Shop
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -77,8 +77,8 @@ class Veil:
     dispatcher: Dispatcher
     store: Store
     chat: ChatService
-    billing: Billing
-    shop: StarsShop
+    credit: Credit
+    shop: Shop
     catalogs: Catalogs
     desk: PaymentDesk
 
@@ -104,8 +104,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     dispatcher.include_routers(
         errors.build_router(),
         start.build_router(),
-        payments.build_router(admins),
-        billing_handlers.build_router(),
+        shop_handlers.build_router(admins),
         model.build_router(),
         forget.build_router(),
         chat_handlers.build_router(),
@@ -176,7 +175,7 @@ async def running_veil(
                 ) as veil,
             ):
                 if recover_all:
-                    recovered = await veil.billing.recover(0)
+                    recovered = await veil.credit.recover(0)
                     if recovered:
                         log.warning("bot.holds_recovered", count=recovered)
                 async with _background(veil, sweep_every):
@@ -203,12 +202,12 @@ async def _running_bot(
         pool_wait=settings.gateway_wait,
         stop_grace=settings.stop_grace,
     )
-    billing = Billing(store, settings.price_table, settings.free_tokens_per_day)
-    shop = StarsShop(store, settings.packs, settings.plan)
+    credit = Credit(store, settings.price_table, settings.free_tokens_per_day)
+    shop = Shop(store, settings.packs, settings.plan)
     chat = ChatService(
         store=store,
         inference=inference,
-        billing=billing,
+        billing=credit,
         default_model=settings.default_model,
         context_tokens=settings.context_tokens,
         max_answer_tokens=settings.max_answer_tokens,
@@ -218,11 +217,11 @@ async def _running_bot(
         system_prompt=settings.system_prompt,
     )
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
-    desk = PaymentDesk(PaymentJournal(journal, shop, billing), bot, catalogs, settings.admin_ids)
+    desk = PaymentDesk(PaymentJournal(journal, shop, credit), bot, catalogs, settings.admin_ids)
     bot.session.middleware(JournalMiddleware(desk))
     dispatcher = build_dispatcher(catalogs, settings.admin_ids)
     dispatcher["chat"] = chat
-    dispatcher["billing"] = billing
+    dispatcher["credit"] = credit
     dispatcher["shop"] = shop
     dispatcher["store"] = store
     dispatcher["catalogs"] = catalogs
@@ -233,7 +232,7 @@ async def _running_bot(
     dispatcher["paysupport_text"] = settings.paysupport_text
     dispatcher["terms_text"] = settings.terms_text
     try:
-        yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk)
+        yield Veil(settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk)
     finally:
         await bot.session.close()
 

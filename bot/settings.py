@@ -11,8 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
-from services.billing import Prices
-from services.stars import Pack, Plan
+from services.prices import Prices
+from services.shop import Pack, Plan
 
 _ED25519_KEY_BYTES = 32
 # What Telegram accepts in X-Telegram-Bot-Api-Secret-Token (1-256 of these), at least 32 long.

@@ -33,6 +33,7 @@ from services.errors import (
     JournalUnavailable,
     LedgerUnavailable,
     ModelStalled,
+    NoPlan,
     OrderRejected,
     StreamCorrupted,
     UntrustedGateway,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from aiogram.types import ErrorEvent, InlineKeyboardMarkup, Update
 
     from common.texts import Texts
-    from services.stars import StarsShop
+    from services.shop import Shop
 
 log = structlog.get_logger("veil.errors")
 
@@ -63,6 +64,7 @@ TEXTS: list[tuple[type[VeilError], str]] = [
     (ChatError, "error_internal"),
     (HistoryUnavailable, "error_history"),
     (InsufficientCredit, "no_credit"),
+    (NoPlan, "order_no_plan"),
     (OrderRejected, "order_rejected"),
     (LedgerUnavailable, "error_ledger"),
     (BillingError, "error_internal"),
@@ -95,7 +97,7 @@ def _fields(error: VeilError, min_answer_tokens: int) -> dict[str, object]:
     return {}
 
 
-def _markup(error: VeilError, texts: Texts, shop: StarsShop) -> InlineKeyboardMarkup | None:
+def _markup(error: VeilError, texts: Texts, shop: Shop) -> InlineKeyboardMarkup | None:
     if isinstance(error, InferenceError):
         return retry_keyboard(texts)
     if isinstance(error, InsufficientCredit):
@@ -104,7 +106,7 @@ def _markup(error: VeilError, texts: Texts, shop: StarsShop) -> InlineKeyboardMa
 
 
 async def on_veil_error(
-    event: ErrorEvent, bot: Bot, texts: Texts, shop: StarsShop, min_answer_tokens: int
+    event: ErrorEvent, bot: Bot, texts: Texts, shop: Shop, min_answer_tokens: int
 ) -> None:
     """Reply with the error's text (and button); pass a journal failure through."""
     error = event.exception

@@ -12,7 +12,7 @@ from services.prices import format_units
 if TYPE_CHECKING:
     from common.texts import Texts
     from services.prices import Prices
-    from services.stars import StarsShop
+    from services.shop import Shop
 
 
 def per_thousand(units_per_token: int) -> str:
@@ -28,7 +28,7 @@ def prices_line(texts: Texts, prices: Prices, model: str) -> str:
     )
 
 
-def buy_keyboard(shop: StarsShop, texts: Texts) -> InlineKeyboardMarkup:
+def buy_keyboard(shop: Shop, texts: Texts) -> InlineKeyboardMarkup:
     """One button a pack, then the plan's."""
     rows = [
         [

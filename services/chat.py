@@ -35,7 +35,7 @@ import structlog
 from models import StorageError
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
-from services.billing import MIN_ANSWER_TOKENS
+from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
     ContextTooLong,
@@ -51,10 +51,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from models import Store, UserRecord
-    from models.ledger import Charge, Outcome
+    from models.holds import Charge, Outcome
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
-    from services.billing import Billing, Hold
+    from services.credit import Credit, Hold
 
 log = structlog.get_logger("veil.chat")
 
@@ -168,7 +168,7 @@ class ChatService:
 
     store: Store
     inference: InferenceClient
-    billing: Billing
+    billing: Credit
     default_model: str | None = None
     context_tokens: int = 4096
     max_answer_tokens: int = 1024

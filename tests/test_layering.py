@@ -28,7 +28,7 @@ FORBIDDEN = {
     "sealed": {"aiogram", "bot", "handlers", "services", "models", "gateway", "sqlite_utils"}
     | DEV_ONLY,
     "models": {"aiogram", "bot", "handlers", "services", "sealed", "gateway"} | DEV_ONLY,
-    "services": {"aiogram", "bot", "handlers", "gateway", "sqlite_utils"} | DEV_ONLY,
+    "services": {"aiogram", "bot", "handlers", "gateway", "sqlite_utils", "sqlite3"} | DEV_ONLY,
     "gateway": {"aiogram", "bot", "handlers", "services", "models", "sqlite_utils"} | DEV_ONLY,
     # The playground emulates Telegram: it must not lean on the bot it serves.
     "playground": {"aiogram", "bot", "handlers", "services", "models", "sealed", "gateway"},
