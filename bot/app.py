@@ -22,24 +22,28 @@ from typing import TYPE_CHECKING
 import aiohttp
 import structlog
 from aiogram import Bot, Dispatcher
-from aiogram.types import BotCommand
+from aiogram.types import BotCommand, BotCommandScopeAllGroupChats
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
+from bot.editing import Editors, Pace
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.streaming import DraftSink
 from bot.telegram import build_bot
 from bot.webhook import VeilWebhook
 from common.texts import FALLBACK, Catalogs
 from handlers import chat as chat_handlers
-from handlers import errors, forget, model, start
+from handlers import errors, forget, groups, inline, model, start
+from handlers import settings as settings_handlers
 from handlers import shop as shop_handlers
+from handlers.groups import GroupKit
 from handlers.middleware import TextsMiddleware
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
 from services.chat import ChatService
 from services.credit import Credit
 from services.errors import BillingError
+from services.groups import Groups
 from services.inference import InferenceClient
 from services.journal import PaymentJournal
 from services.shop import Shop
@@ -63,9 +67,12 @@ COMMANDS = (
     "cancel",
     "privacy",
     "forget",
+    "settings",
     "paysupport",
     "terms",
 )
+
+GROUP_COMMANDS = ("ask", "groupsettings")
 
 
 @dataclass
@@ -107,6 +114,9 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
         shop_handlers.build_router(admins),
         model.build_router(),
         forget.build_router(),
+        inline.build_router(),
+        groups.build_router(),
+        settings_handlers.build_router(),
         chat_handlers.build_router(),
     )
     return dispatcher
@@ -227,6 +237,17 @@ async def _running_bot(
     dispatcher["catalogs"] = catalogs
     dispatcher["desk"] = desk
     dispatcher["drafts"] = functools.partial(DraftSink, bot, interval=settings.draft_interval)
+    editors = Editors(
+        bot,
+        Pace(
+            interval=settings.edit_interval,
+            group_per_minute=settings.group_messages_per_minute,
+            inline_per_minute=settings.group_messages_per_minute,
+            notice_seconds=settings.notice_seconds,
+        ),
+    )
+    dispatcher["editors"] = editors
+    dispatcher["kit"] = GroupKit(chat, editors, Groups(store))
     dispatcher["prices"] = settings.price_table
     dispatcher["min_answer_tokens"] = settings.min_answer_tokens
     dispatcher["paysupport_text"] = settings.paysupport_text
@@ -234,6 +255,7 @@ async def _running_bot(
     try:
         yield Veil(settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk)
     finally:
+        await editors.close()
         await bot.session.close()
 
 
@@ -272,8 +294,11 @@ async def register_commands(veil: Veil) -> None:
     for language in veil.catalogs.languages:
         texts = veil.catalogs.for_language(language)
         commands = [BotCommand(command=c, description=texts(f"cmd_{c}")) for c in COMMANDS]
+        code = None if language == FALLBACK else language
+        await veil.bot.set_my_commands(commands, language_code=code)
+        in_groups = [BotCommand(command=c, description=texts(f"cmd_{c}")) for c in GROUP_COMMANDS]
         await veil.bot.set_my_commands(
-            commands, language_code=None if language == FALLBACK else language
+            in_groups, scope=BotCommandScopeAllGroupChats(), language_code=code
         )
 
 

@@ -43,3 +43,21 @@ class ForgetAnswer(CallbackData, prefix="forget"):
     """The answer to /forget's question: ``yes`` erases the history, ``no`` keeps it."""
 
     choice: Literal["yes", "no"]
+
+
+class StopAnswer(CallbackData, prefix="stop"):
+    """Stop the inline, guest or group answer whose stop tag is ``tag`` (only its asker can)."""
+
+    tag: str
+
+
+class GroupToggle(CallbackData, prefix="group"):
+    """A group admin flips one group setting: ``answers`` or ``reply_context``."""
+
+    setting: Literal["answers", "reply_context"]
+
+
+class InlineHistory(CallbackData, prefix="inline-history"):
+    """The user's /settings choice: keep inline answers in their history (``on``) or not."""
+
+    on: Literal["yes", "no"]

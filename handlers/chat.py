@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 
 from handlers.callbacks import Retry
-from services.chat import AnswerSink, Question
+from services.chat import Question
 
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 
     from common.texts import Texts
+    from handlers.sinks import Drafts
     from services.chat import ChatService
-
-
-class DraftTarget(AnswerSink, Protocol):
-    """A sink that streams into a private chat's draft; its stop button names ``draft_id``."""
-
-    draft_id: int
-
-    async def say(self, text: str) -> None:
-        """Send ``text`` as a plain message in the chat."""
-
-
-class Drafts(Protocol):
-    """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""
-
-    def __call__(self, chat_id: int) -> DraftTarget:
-        """A fresh sink streaming into ``chat_id``."""
-        ...
 
 
 async def answer_prompt(

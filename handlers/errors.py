@@ -18,7 +18,7 @@ from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
 
-from handlers.replies import buy_keyboard, retry_keyboard
+from handlers.replies import buy_keyboard, link_keyboard, retry_keyboard
 from services.errors import (
     AnswerInProgress,
     BackendError,
@@ -46,9 +46,13 @@ if TYPE_CHECKING:
     from aiogram.types import ErrorEvent, InlineKeyboardMarkup, Update
 
     from common.texts import Texts
+    from handlers.sinks import Editors
+    from services.answers import Shown
     from services.shop import Shop
 
 log = structlog.get_logger("veil.errors")
+
+GROUPS = frozenset({"group", "supergroup"})
 
 # First match wins: subclasses before their parents; VeilError last.
 TEXTS: list[tuple[type[VeilError], str]] = [
@@ -106,17 +110,56 @@ def _markup(error: VeilError, texts: Texts, shop: Shop) -> InlineKeyboardMarkup 
 
 
 async def on_veil_error(
-    event: ErrorEvent, bot: Bot, texts: Texts, shop: Shop, min_answer_tokens: int
+    event: ErrorEvent, texts: Texts, shop: Shop, min_answer_tokens: int, editors: Editors
 ) -> None:
-    """Reply with the error's text (and button); pass a journal failure through."""
+    """Reply with the error's text (and button); pass a journal failure through.
+
+    Where the answer was being shown outside the private chat (an inline message, a group),
+    the failure is told there briefly: in the inline message itself, or to the asker alone.
+    """
     error = event.exception
     if isinstance(error, JournalUnavailable):
         raise error
     assert isinstance(error, VeilError)  # noqa: S101 -- the filter lets only these through
+    update = event.update
+    shown = editors.showing.pop(update.update_id)
+    if shown is not None or in_group(update):
+        await _tell_outside(update, shown, error, texts, editors)
+        return
     key = text_key(error)
     log.info("error_replied", error=type(error).__name__, text=key)
     text = texts(key, **_fields(error, min_answer_tokens))
-    await _tell(event.update, bot, text, _markup(error, texts, shop))
+    await _tell(update, editors.bot, text, _markup(error, texts, shop))
+
+
+def in_group(update: Update) -> bool:
+    """Whether ``update`` is a message in a group (where a notice is for its sender only)."""
+    return update.message is not None and update.message.chat.type in GROUPS
+
+
+async def _tell_outside(
+    update: Update, shown: Shown | None, error: VeilError, texts: Texts, editors: Editors
+) -> None:
+    key = "short_no_credit" if isinstance(error, InsufficientCredit) else text_key(error)
+    log.info("error_replied", error=type(error).__name__, text=key, outside=True)
+    markup = None
+    if isinstance(error, InsufficientCredit):
+        markup = link_keyboard(texts("top_up"), await editors.deep_link("buy"))
+    if shown is not None and shown.inline_message_id is not None:
+        await editors.replace_inline(shown.inline_message_id, texts(key), markup)
+        return
+    message = update.message
+    if message is None or message.from_user is None:
+        return
+    if shown is not None and shown.message_id is not None:
+        await editors.retract(message.chat.id, shown.message_id)
+    await editors.tell_one(
+        message.chat.id,
+        message.from_user.id,
+        texts(key),
+        reply_to=message.message_id,
+        markup=markup,
+    )
 
 
 async def on_unexpected(event: ErrorEvent, bot: Bot, texts: Texts) -> None:

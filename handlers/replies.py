@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from handlers.callbacks import BuyPack, BuyPlan, Retry
+from handlers.callbacks import BuyPack, BuyPlan, Retry, StopAnswer
 from services.prices import format_units
 
 if TYPE_CHECKING:
@@ -58,3 +58,17 @@ def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=Retry().pack())]]
     )
+
+
+def stop_keyboard(texts: Texts, tag: str) -> InlineKeyboardMarkup:
+    """The stop button under an answer that streams by editing (inline, guest, group)."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=texts("stop"), callback_data=StopAnswer(tag=tag).pack())]
+        ]
+    )
+
+
+def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
+    """One URL button (open the private chat, top up, read the whole answer)."""
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=text, url=url)]])

@@ -264,11 +264,32 @@ def m0004_usage_proofs(db: Database) -> None:
             )
 
 
+def m0005_chat_settings(db: Database) -> None:
+    """Settings for answers outside the private chat.
+
+    ``users.inline_history``: the user opted in to inline answers joining their conversation
+    (off by default). ``group_settings``: a group admin's choices (a group with no row uses the
+    defaults: answers on, reply chains as context on). No text is kept in either.
+    """
+    db.execute("ALTER TABLE users ADD COLUMN inline_history INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """
+        CREATE TABLE group_settings (
+            chat_id INTEGER PRIMARY KEY,
+            answers INTEGER NOT NULL,
+            reply_context INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
     m0003_estimated_charges,
     m0004_usage_proofs,
+    m0005_chat_settings,
 ]
 
 

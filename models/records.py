@@ -27,6 +27,7 @@ class UserRecord:
 
     ``cache_salt`` is sent with each inference request so the worker's prefix cache cannot be
     probed across users. ``created_at`` is Unix seconds. The salt stays out of ``repr``.
+    ``inline_history``: the user opted in to inline answers joining their conversation.
     """
 
     user_id: int
@@ -34,6 +35,7 @@ class UserRecord:
     model: str | None
     cache_salt: str = field(repr=False)
     created_at: int
+    inline_history: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,41 @@ class Store:
         """Remember the user's chosen model; ``None`` returns them to the default."""
         await self._connection.call(lambda db: _set_model(db, user_id, model))
 
+    async def set_inline_history(self, user_id: int, *, keep: bool) -> None:
+        """Whether the user's inline answers join their conversation."""
+
+        def save(db: Database) -> None:
+            cursor = db.execute(
+                "UPDATE users SET inline_history = ? WHERE user_id = ?", [int(keep), user_id]
+            )
+            if cursor.rowcount == 0:
+                raise UserNotFound("no such user")
+
+        await self._connection.call(save)
+
+    async def group_settings(self, chat_id: int) -> tuple[bool, bool] | None:
+        """A group's (answers, reply_context) choices, or None if it never chose."""
+
+        def load(db: Database) -> tuple[bool, bool] | None:
+            row = db.execute(
+                "SELECT answers, reply_context FROM group_settings WHERE chat_id = ?", [chat_id]
+            ).fetchone()
+            return None if row is None else (bool(row[0]), bool(row[1]))
+
+        return await self.read(load)
+
+    async def set_group_settings(self, chat_id: int, *, answers: bool, reply_context: bool) -> None:
+        """Save a group's choices."""
+        await self._connection.call(
+            lambda db: db.execute(
+                "INSERT INTO group_settings (chat_id, answers, reply_context, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (chat_id) DO UPDATE SET"
+                " answers = excluded.answers, reply_context = excluded.reply_context,"
+                " updated_at = excluded.updated_at",
+                [chat_id, int(answers), int(reply_context), int(time.time())],
+            )
+        )
+
     async def active_conversation(self, user_id: int) -> int:
         """Return the id of the user's active conversation, starting one if there is none."""
         return await self._connection.call(lambda db: _active_conversation(db, user_id))
@@ -306,19 +341,21 @@ def _check_master_key(db: Database, path: Path, master_key: MasterKey) -> None:
 
 
 def _user_record(row: Any) -> UserRecord:  # noqa: ANN401 -- a sqlite3 row is untyped
-    user_id, language, model, cache_salt, created_at = row
+    user_id, language, model, cache_salt, created_at, inline_history = row
     return UserRecord(
         user_id=int(user_id),
         language=None if language is None else str(language),
         model=None if model is None else str(model),
         cache_salt=str(cache_salt),
         created_at=int(created_at),
+        inline_history=bool(inline_history),
     )
 
 
 def _select_user(db: Database, user_id: int) -> UserRecord | None:
     row = db.execute(
-        "SELECT user_id, language, model, cache_salt, created_at FROM users WHERE user_id = ?",
+        "SELECT user_id, language, model, cache_salt, created_at, inline_history FROM users"
+        " WHERE user_id = ?",
         [user_id],
     ).fetchone()
     return None if row is None else _user_record(row)

@@ -53,6 +53,15 @@ class InlineQuery:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _scope_type(scope: object) -> str:
+    """A BotCommandScope's ``type`` (absent: ``default``); anything else is refused."""
+    if scope is None:
+        return "default"
+    if not isinstance(scope, dict) or not isinstance(scope.get("type"), str):
+        raise bad_request("can't parse BotCommandScope JSON object")
+    return str(scope["type"])
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -78,6 +87,7 @@ class TelegramState:
         self.blocked_users: set[int] = set()
         self.inline_messages: dict[str, dict[str, Any]] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.scoped_commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.inline_queries: dict[str, InlineQuery] = {}
         self.inline_query_ttl = 10.0  # seconds an inline query can be answered
         self.group_title = "Test group"
@@ -264,13 +274,21 @@ class TelegramState:
                 or not 1 <= len(description) <= MAX_COMMAND_DESCRIPTION
             ):
                 raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
-        self.commands[str(p.get("language_code", ""))] = [
-            {"command": c["command"], "description": c["description"]} for c in commands
-        ]
+        listed = [{"command": c["command"], "description": c["description"]} for c in commands]
+        language = str(p.get("language_code", ""))
+        scope = _scope_type(p.get("scope"))
+        if scope == "default":
+            self.commands[language] = listed
+        else:
+            self.scoped_commands[(scope, language)] = listed
         return True
 
     def _get_my_commands(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.commands.get(str(p.get("language_code", "")), []))
+        language = str(p.get("language_code", ""))
+        scope = _scope_type(p.get("scope"))
+        if scope == "default":
+            return copy.deepcopy(self.commands.get(language, []))
+        return copy.deepcopy(self.scoped_commands.get((scope, language), []))
 
     def _send_message(self, p: dict[str, Any]) -> dict[str, Any]:
         text, entities = self._formatted(p)

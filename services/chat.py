@@ -552,6 +552,18 @@ class ChatService:
             await self.store.set_model(user_id, model)
         return True
 
+    async def keeps_inline_history(self, user_id: int) -> bool:
+        """Whether the user's inline answers join their conversation (off until they opt in)."""
+        with history_errors("cannot read the user's settings"):
+            user = await self.store.get_user(user_id)
+        return user is not None and user.inline_history
+
+    async def keep_inline_history(self, user_id: int, language: str | None, *, keep: bool) -> None:
+        """Opt in (or out again) to inline answers joining the user's conversation."""
+        with history_errors("cannot save the user's settings"):
+            await self.store.ensure_user(user_id, language)
+            await self.store.set_inline_history(user_id, keep=keep)
+
     async def new_conversation(self, user_id: int, language: str | None) -> None:
         """Start a fresh conversation; the old one stays sealed in history."""
         with history_errors("cannot start a conversation"):

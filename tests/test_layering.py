@@ -2,8 +2,9 @@
 
 ``bot`` is the composition root: nothing imports it, and only ``bot/app.py`` imports
 ``handlers``. Inside ``handlers`` a router imports only the shared leaf modules (callback data,
-reply pieces, the texts middleware), never another router. ``common`` (settings, logging,
-texts, the container entry point) sits below everything and imports none of Veil.
+reply pieces, the texts middleware, the sinks' protocols), never another router. ``common``
+(settings, logging, texts, the container entry point) sits below everything and imports none
+of Veil.
 """
 
 from __future__ import annotations
@@ -61,7 +62,12 @@ def imported_roots(source: str) -> set[str]:
     return {name.split(".")[0] for name in imported_modules(source)}
 
 
-HANDLER_LEAVES = {"handlers.middleware", "handlers.callbacks", "handlers.replies"}
+HANDLER_LEAVES = {
+    "handlers.middleware",
+    "handlers.callbacks",
+    "handlers.replies",
+    "handlers.sinks",
+}
 
 
 def product_modules() -> list[Path]:
