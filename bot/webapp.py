@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from aiogram import Bot
 
     from bot.settings import BotSettings
-    from bot.texts import Texts
+    from common.texts import Texts
     from services.relay import RelayService
 
 log = structlog.get_logger("veil.webapp")

@@ -11,7 +11,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 if TYPE_CHECKING:
     from aiogram.types import Message
 
-    from bot.texts import Texts
+    from common.texts import Texts
 
 
 async def cmd_private(

@@ -34,7 +34,6 @@ from sealed.encoding import MAX_JSON_INT, b64d, hex_bytes
 from sealed.errors import MalformedMessage
 from sealed.request import REQUEST_ID_SIZE, max_request_size
 from sealed.suites import Suite
-from services.billing import format_units
 from services.errors import (
     AnswerInProgress,
     BadRelayRequest,
@@ -46,6 +45,7 @@ from services.errors import (
     UntrustedGateway,
     VeilError,
 )
+from services.prices import format_units
 from services.relay import RelayService
 from services.relayed import Ticket
 

@@ -25,22 +25,21 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from models import StorageError
-from models import ledger as storage
-from models import usage as proofs
+from models import orders, stats, usage
 from models.usage import ReceiptProof, StoredBundle
 from sealed.bundle import BUNDLE_CONTEXT, KeyBundle
 from sealed.encoding import parse_json_object
 from sealed.errors import MalformedMessage, ReceiptInvalid
 from sealed.receipt import SignedReceipt, UsageReceipt
-from services.billing import ModelPrice
-from services.errors import LedgerUnavailable
+from services.errors import ledger_failures
+from services.prices import ModelPrice
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
     from models import Database, Store
-    from models.usage import UsageRecord
+    from models.orders import Payment
+    from models.usage import UnprovenCharge, UsageRecord
     from sealed.bundle import SignedBundle
 
 __all__ = ["AuditReport", "Auditor", "proof_for"]
@@ -106,10 +105,8 @@ class Auditor:
 
     async def run(self) -> AuditReport:
         """Check every charge; the report lists totals and problems."""
-        try:
-            records, unproven, inconsistent, payments = await self._store.run(_read)
-        except StorageError as exc:
-            raise LedgerUnavailable("the ledger cannot be read") from exc
+        with ledger_failures():
+            records, unproven, inconsistent, payments = await self._store.read(_read)
         report = AuditReport()
         for record in records:
             report.charges += 1
@@ -220,11 +217,10 @@ def _arithmetic_problems(record: UsageRecord) -> list[str]:
 
 def _read(
     db: Database,
-) -> tuple[list[UsageRecord], list[proofs.UnprovenCharge], list[int], list[storage.Payment]]:
-    with db.atomic():
-        return (
-            proofs.usage_records(db),
-            proofs.unproven_charges(db),
-            storage.inconsistent_users(db),
-            storage.all_payments(db),
-        )
+) -> tuple[list[UsageRecord], list[UnprovenCharge], list[int], list[Payment]]:
+    return (
+        usage.usage_records(db),
+        usage.unproven_charges(db),
+        stats.inconsistent_users(db),
+        orders.all_payments(db),
+    )

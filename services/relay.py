@@ -67,10 +67,10 @@ from services.relayed import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from models.ledger import Charge
+    from models.holds import Charge
     from sealed.receipt import SignedReceipt
-    from services.billing import Billing, Hold
     from services.control import ControlClient
+    from services.credit import Credit, Hold
     from services.gateways import Gateway, GatewayPool
 
 log = structlog.get_logger("veil.relay")
@@ -88,7 +88,7 @@ class RelayService:
     def __init__(  # noqa: PLR0913 -- the relay's parts and its limits
         self,
         pool: GatewayPool,
-        billing: Billing,
+        credit: Credit,
         session: aiohttp.ClientSession,
         control: ControlClient,
         *,
@@ -103,7 +103,7 @@ class RelayService:
         pool_wait: float = 10.0,
     ) -> None:
         self._pool = pool
-        self._billing = billing
+        self._credit = credit
         self._session = session
         self._control = control
         self._client_key = client_key
@@ -125,7 +125,7 @@ class RelayService:
         models = self._pool.models()
         default = self.default_model if self.default_model in models else None
         return Account(
-            await self._billing.balance(user_id), models, default or next(iter(models), None)
+            await self._credit.balance(user_id), models, default or next(iter(models), None)
         )
 
     async def prepare(self, user_id: int, model: str, size: int) -> Offer:
@@ -138,8 +138,8 @@ class RelayService:
         if size not in REQUEST_BUCKETS:
             raise BadRelayRequest("the size is not a request bucket")
         gateways = await self._candidates(model)
-        balance = await self._billing.balance(user_id)
-        price = self._billing.prices.for_model(model)
+        balance = await self._credit.balance(user_id)
+        price = self._credit.prices.for_model(model)
         free = balance.free_tokens_left
         affordable = price.affordable(size, free, balance.units, self.max_answer_tokens)
         shortest = min(self.min_answer_tokens, self.max_answer_tokens)
@@ -182,7 +182,7 @@ class RelayService:
         answer = RelayedAnswer(user_id, ticket, gateway, signed, body_hash(body), new_relay_key())
         self._running[user_id] = answer
         try:
-            hold = await self._billing.hold(
+            hold = await self._credit.hold(
                 user_id,
                 ticket.request_id.hex(),
                 ticket.model,
@@ -194,7 +194,7 @@ class RelayService:
             try:
                 response = await self._post(answer, body)
             except BaseException:
-                await self._billing.release(hold)
+                await self._credit.release(hold)
                 raise
         except BaseException:
             self._running.pop(user_id, None)
@@ -343,7 +343,7 @@ class RelayService:
                 bundles=[answer.signed],
             )
             usage = receipt.receipt
-            charge = await self._billing.settle(
+            charge = await self._credit.settle(
                 hold,
                 usage.prompt_tokens,
                 usage.completion_tokens,
@@ -353,9 +353,9 @@ class RelayService:
             )
         elif answer.forwarded:
             log.warning("relay.no_receipt", request_id=ticket.request_id.hex())
-            charge = await self._billing.settle(hold, 0, 0, receipt_valid=False)
+            charge = await self._credit.settle(hold, 0, 0, receipt_valid=False)
         else:
-            charge = await self._billing.release(hold)
+            charge = await self._credit.release(hold)
         log.info(
             "relay.settled",
             user_id=answer.user_id,

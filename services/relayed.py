@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from models.ledger import Charge
+    from models.holds import Charge
     from sealed.bundle import SignedBundle
-    from services.billing import Balance
+    from services.credit import Balance
     from services.gateways import Gateway
 
 _AEAD_TAG = 16

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from bot.app import Veil
     from gateway.shaping import Shaping
     from models import Store
-    from models.ledger import HoldState
+    from models.holds import HoldState
     from tests.harness import RunningGateway
 
 USER_ID = 777001
@@ -217,9 +217,9 @@ def read_stream(asked: Asked) -> None:
 
 async def hold_of(store: Store, request_id: bytes) -> HoldState | None:
     """The ledger's hold (and how it ended) for a request id."""
-    from models import ledger  # noqa: PLC0415 -- only the tests that look at the ledger
+    from models import holds  # noqa: PLC0415 -- only the tests that look at the ledger
 
-    return await store.run(lambda db: ledger.get_hold(db, request_id.hex()))
+    return await store.read(lambda db: holds.get_hold(db, request_id.hex()))
 
 
 @dataclass

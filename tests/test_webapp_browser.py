@@ -156,7 +156,7 @@ async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
             await page.screenshot(path=str(artifacts / "miniapp.png"))
             await page.click("#about-title")
             # The receipt settled the hold the bot made for the sealed request.
-            charges = await stack.store.run(
+            charges = await stack.store.read(
                 lambda db: db.execute("SELECT request_id FROM holds").fetchall()
             )
             assert len(charges) == 1
@@ -207,7 +207,7 @@ async def test_stop_in_the_page_ends_the_answer_and_is_metered(
         shown = await page.inner_text("#answer")
         assert SLOW_ANSWER.startswith(shown)
         assert len(shown) < len(SLOW_ANSWER)
-        rows = await stack.store.run(
+        rows = await stack.store.read(
             lambda db: db.execute("SELECT request_id FROM holds").fetchall()
         )
         state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
@@ -237,7 +237,7 @@ async def test_forged_or_stale_init_data_is_refused_in_the_page(
         assert "боттан қайта ашыңыз" in await page.inner_text("#notice")
         await page.context.close()
         assert not stack.vllm.requests
-        rows = await stack.store.run(lambda db: db.execute("SELECT * FROM holds").fetchall())
+        rows = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
         assert rows == []
 
 

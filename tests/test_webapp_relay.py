@@ -23,6 +23,7 @@ from sealed.encoding import b64e
 from sealed.errors import StreamTruncated
 from sealed.receipt import ReceiptStatus
 from services.audit import Auditor
+from tests.books import grant
 from tests.fakes.relay import SegmentingRelay
 from tests.miniapp import USER_ID, PythonPage, hold_of, init_data, read_stream, webapp_stack
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from models.ledger import HoldState
+    from models.holds import HoldState
     from tests.fakes.relay import RecordingProxy
     from tests.miniapp import MiniStack
 
@@ -230,13 +231,13 @@ async def test_credit_is_checked_before_sealing_and_nothing_is_held_when_short(
         status, body = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
         assert (status, body["error"]["code"]) == (402, "insufficient_credit")
         assert body["error"]["balance"] == "0"
-        await stack.veil.billing.credit(USER_ID, 200_000, "grant", "test-grant")
+        await grant(stack.store, USER_ID, 200_000, "grant", "test-grant")
         status, offer = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
         assert status == 200
         # 200 000 µ★ pays the 1 KiB prompt ceiling (1024 x 20) and 2 992 answer tokens at 60,
         # of which VEIL_MAX_ANSWER_TOKENS (1024) are offered.
         assert offer["max_completion_tokens"] == 1024
-        await stack.veil.billing.credit(USER_ID, -160_000, "grant", "test-take")
+        await grant(stack.store, USER_ID, -160_000, "grant", "test-take")
         status, offer = await mini.post("api/prepare", {"model": "veil-test", "size": 1024})
         assert (status, offer["max_completion_tokens"]) == (200, (40_000 - 1024 * 20) // 60)
         # Declaring more answer tokens than the balance pays for: refused, nothing held.
@@ -244,12 +245,12 @@ async def test_credit_is_checked_before_sealing_and_nothing_is_held_when_short(
         assert (asked.status, asked.error["code"]) == (402, "insufficient_credit")
         assert await hold_of(stack.store, asked.request_id) is None
         assert not stack.vllm.requests
-        balance = await stack.store.run(lambda db: ledger_balance(db, USER_ID))
+        balance = await stack.store.read(lambda db: ledger_balance(db, USER_ID))
         assert balance == 40_000
         # What was offered goes through, and is paid for from the receipt.
         answered = await mini.ask(QUESTION)
         assert answered.status == 200
-        balance = await stack.store.run(lambda db: ledger_balance(db, USER_ID))
+        balance = await stack.store.read(lambda db: ledger_balance(db, USER_ID))
         assert balance < 40_000
 
 
