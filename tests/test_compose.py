@@ -556,9 +556,11 @@ def test_the_product_image_holds_no_emulator_and_the_playground_image_adds_it() 
     product_images = {services[name]["image"] for name in ("keys", "gateway", "bot")}
     assert len(product_images) == 1
     assert services["playground"]["image"] not in product_images
-    # The build context: what the wheel packs, and the playground for its own target.
+    # The build context: what the wheel packs (its packages and, beside them, the Mini App's
+    # page), and the playground for its own target.
     wheel = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"]
     packages = wheel["build"]["targets"]["wheel"]["packages"]
+    packages += list(wheel["build"]["targets"]["wheel"].get("force-include", {}))
     let_in = [
         line.removeprefix("!").rstrip("/")
         for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
