@@ -18,21 +18,31 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import (
+    BufferedInputFile,
+    EphemeralMessageParameters,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
     InputTextMessageContent,
     LabeledPrice,
     MessageEntity,
+    ReplyParameters,
 )
 from playwright.async_api import Page, async_playwright
 
 from bot.settings import BotSettings
-from playground.web import GROUP_CHAT_ID, PLAY_USER_ID, Playground
+from playground.web import (
+    GROUP_CHAT_ID,
+    GUEST_CHAT_ID,
+    PLAY_USER_ID,
+    SECOND_USER_ID,
+    Playground,
+)
 from sealed.encoding import b64e
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, ManagedProcess, run_gateway
+from tests.pictures import make_png
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -293,21 +303,239 @@ async def test_group_inline_query_results_and_a_live_inline_message(
         ]
 
         status, chosen = await ui(
-            playground.url, "choose", {"query": "why veil", "result_id": "a1"}
+            playground.url, "choose", {"query": "why veil", "result_id": "a1", "chat": "group"}
         )
         inline_id = chosen["inline_message_id"]
-        shown = await stream.next("inline_message")
-        assert (shown["item"]["inline_message_id"], shown["item"]["html"]) == (
+        shown = (await stream.next("message"))["message"]
+        assert (shown["inline_message_id"], shown["html"], shown["via_bot"]) == (
             inline_id,
             "Thinking…",
+            "veil_bot",
         )
+        assert (shown["chat_id"], shown["from_id"]) == (GROUP_CHAT_ID, PLAY_USER_ID)
         picked = await one_update(bot, update.update_id + 1)
         assert picked.chosen_inline_result is not None
         assert picked.chosen_inline_result.inline_message_id == inline_id
 
         await bot.edit_message_text("Because **privacy**", inline_message_id=inline_id)
-        assert (await stream.next("inline_edit"))["item"]["html"] == "Because **privacy**"
-    assert GROUP_CHAT_ID in playground.telegram.state.chats
+        edited = (await stream.next("edit"))["message"]
+        assert (edited["key"], edited["html"], edited["edited"]) == (
+            shown["key"],
+            "Because **privacy**",
+            True,
+        )
+    assert await ui(playground.url, "choose", {"query": "q", "result_id": "a1"}) == (
+        400,
+        {"error": 'chat: "group" or "guest" expected'},
+    )
+
+
+def stop_keyboard(data: str = "stop") -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="■ Stop", callback_data=data)]]
+    )
+
+
+async def test_group_messages_replies_and_ephemeral_notices_reach_the_page(
+    playground: Playground,
+) -> None:
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        snapshot = await stream.next("snapshot")
+        assert snapshot["chats"]["group"] == {"id": GROUP_CHAT_ID, "title": "Playground group"}
+        assert snapshot["chats"]["guest"] == {"id": GUEST_CHAT_ID, "title": "Friends"}
+        assert [u["name"] for u in snapshot["users"]] == ["Ann", "Bob"]
+        assert playground.telegram.state.group_limit.per_minute == 20
+        assert (await bot.get_chat_member(GROUP_CHAT_ID, PLAY_USER_ID)).status == "creator"
+        assert (await bot.get_chat_member(GROUP_CHAT_ID, SECOND_USER_ID)).status == "member"
+
+        # Privacy mode: chatter stays on the page; a mention reaches the bot.
+        status, chatter = await ui(
+            playground.url, "send", {"text": "lunch?", "chat": "group", "as": SECOND_USER_ID}
+        )
+        assert (status, chatter["update_id"]) == (200, 0)
+        shown = (await stream.next("message"))["message"]
+        assert (shown["chat_id"], shown["from_name"], shown["html"]) == (
+            GROUP_CHAT_ID,
+            "Bob",
+            "lunch?",
+        )
+        _, asked = await ui(
+            playground.url, "send", {"text": "@veil_bot what is a seal?", "chat": "group"}
+        )
+        update = await one_update(bot)
+        assert update.update_id == asked["update_id"]
+        await stream.next("message")  # the question itself
+        assert update.message is not None
+        assert update.message.chat.id == GROUP_CHAT_ID
+        assert update.message.entities is not None
+        assert update.message.entities[0].type == "mention"
+
+        reply = await bot.send_message(
+            GROUP_CHAT_ID,
+            "Thinking…",
+            reply_parameters=ReplyParameters(message_id=update.message.message_id),
+            reply_markup=stop_keyboard(),
+        )
+        shown = (await stream.next("message"))["message"]
+        assert shown["reply_to"] == {
+            "message_id": update.message.message_id,
+            "from_name": "Ann",
+            "text": "@veil_bot what is a seal?",
+        }
+        await bot.edit_message_text(
+            "A seal is…", chat_id=GROUP_CHAT_ID, message_id=reply.message_id
+        )
+        assert (await stream.next("edit"))["message"]["html"] == "A seal is…"
+
+        await ui(
+            playground.url,
+            "press",
+            {"message_id": reply.message_id, "chat": "group", "data": "stop", "as": SECOND_USER_ID},
+        )
+        press = await one_update(bot, update.update_id + 1)
+        assert press.callback_query is not None
+        assert (press.callback_query.from_user.id, press.callback_query.data) == (
+            SECOND_USER_ID,
+            "stop",
+        )
+        assert press.callback_query.message is not None
+        assert press.callback_query.message.chat.id == GROUP_CHAT_ID
+        await bot.answer_callback_query(press.callback_query.id, text="Not yours")
+        answer = await stream.next("callback_answer")
+        assert (answer["text"], answer["user_id"]) == ("Not yours", SECOND_USER_ID)
+
+        _, follow = await ui(
+            playground.url,
+            "send",
+            {"text": "and then?", "chat": "group", "reply_to": reply.message_id},
+        )
+        followed = await one_update(bot, press.update_id + 1)
+        assert followed.update_id == follow["update_id"] != 0  # a reply to the bot gets through
+        assert followed.message is not None
+        assert followed.message.reply_to_message is not None
+        assert followed.message.reply_to_message.text == "A seal is…"
+
+        await bot.delete_message(GROUP_CHAT_ID, reply.message_id)
+        assert (await stream.next("delete"))["key"] == f"m{reply.message_id}"
+
+    async with events(playground.url) as reopened:
+        again = await reopened.next("snapshot")
+        group = [m["html"] for m in again["messages"] if m["chat_id"] == GROUP_CHAT_ID]
+        assert group == [
+            "lunch?",
+            '<span class="mention">@veil_bot</span> what is a seal?',
+            "and then?",
+        ]
+
+    refusals = [
+        ({"text": "x", "chat": "nowhere"}, 'chat: "private", "group" or "guest" expected'),
+        ({"text": "x", "chat": "group", "as": 42}, "as: a play user's id expected"),
+        ({"text": "x", "chat": "group", "reply_to": 999}, "reply_to: no such message in that chat"),
+    ]
+    for body, error in refusals:
+        assert await ui(playground.url, "send", body) == (400, {"error": error})
+
+
+async def test_an_ephemeral_notice_reaches_the_page_with_its_receiver(
+    playground: Playground,
+) -> None:
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        await stream.next("snapshot")
+        notice = await bot.send_message(
+            GROUP_CHAT_ID,
+            "Top up to ask",
+            ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=PLAY_USER_ID),
+        )
+        shown = (await stream.next("message"))["message"]
+        assert (shown["key"], shown["ephemeral"]) == ("e1", {"receiver_id": PLAY_USER_ID})
+        await bot.delete_ephemeral_message(
+            chat_id=GROUP_CHAT_ID,
+            receiver_user_id=PLAY_USER_ID,
+            ephemeral_message_id=notice.ephemeral_message_id or 0,
+        )
+        assert await stream.next("delete") == {
+            "type": "delete",
+            "chat_id": GROUP_CHAT_ID,
+            "key": "e1",
+        }
+        await bot.send_message(
+            GROUP_CHAT_ID,
+            "Busy",
+            ephemeral_message_parameters=EphemeralMessageParameters(
+                receiver_user_id=SECOND_USER_ID
+            ),
+        )
+        shown = (await stream.next("message"))["message"]
+        assert (shown["key"], shown["ephemeral"]) == ("e2", {"receiver_id": SECOND_USER_ID})
+    async with events(playground.url) as reopened:
+        again = await reopened.next("snapshot")
+        assert [(m["key"], m["html"]) for m in again["messages"]] == [("e2", "Busy")]
+
+
+async def test_a_guest_summons_and_a_photo_reach_the_page(playground: Playground) -> None:
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        await stream.next("snapshot")
+        _, chatter = await ui(playground.url, "send", {"text": "where to eat?", "chat": "guest"})
+        assert chatter["update_id"] == 0  # the bot is not a member: it sees nothing
+        where = (await stream.next("message"))["message"]
+        _, summoned = await ui(
+            playground.url,
+            "send",
+            {"text": "@veil_bot pick one", "chat": "guest", "reply_to": where["message_id"]},
+        )
+        update = await one_update(bot)
+        assert update.update_id == summoned["update_id"]
+        guest = update.guest_message
+        assert guest is not None
+        assert guest.guest_query_id is not None
+        assert guest.reply_to_message is not None
+        assert guest.reply_to_message.text == "where to eat?"
+        await stream.next("message")  # the summons itself
+
+        article = InlineQueryResultArticle(
+            id="g1",
+            title="Veil",
+            input_message_content=InputTextMessageContent(message_text="Thinking…"),
+            reply_markup=stop_keyboard(),
+        )
+        sent = await bot.answer_guest_query(guest.guest_query_id, article)
+        shown = (await stream.next("message"))["message"]
+        assert (shown["chat_id"], shown["is_bot"], shown["inline_message_id"]) == (
+            GUEST_CHAT_ID,
+            True,
+            sent.inline_message_id,
+        )
+        assert shown["reply_to"]["text"] == "@veil_bot pick one"
+        await bot.edit_message_text("The noodle bar.", inline_message_id=sent.inline_message_id)
+        edited = (await stream.next("edit"))["message"]
+        assert (edited["key"], edited["html"]) == (shown["key"], "The noodle bar.")
+        await ui(
+            playground.url,
+            "press",
+            {"inline_message_id": sent.inline_message_id, "data": "stop"},
+        )
+        press = await one_update(bot, update.update_id + 1)
+        assert press.callback_query is not None
+        assert press.callback_query.inline_message_id == sent.inline_message_id
+
+        picture = make_png(40, 30)
+        photo = await bot.send_photo(
+            PLAY_USER_ID, BufferedInputFile(picture, "qr.png"), caption="Scan to pay"
+        )
+        shown = (await stream.next("message"))["message"]
+        assert photo.photo is not None
+        assert shown["photo"] == {
+            "url": f"/ui/photo/{photo.photo[-1].file_id}",
+            "width": 40,
+            "height": 30,
+        }
+        assert shown["html"] == "Scan to pay"
+        async with aiohttp.ClientSession() as client:
+            async with client.get(playground.url + shown["photo"]["url"]) as reply:
+                assert (reply.status, reply.content_type) == (200, "image/png")
+                assert await reply.read() == picture
+            async with client.get(f"{playground.url}/ui/photo/nope") as reply:
+                assert reply.status == 404
 
 
 async def test_inline_query_to_a_bot_without_inline_mode_has_no_results(
