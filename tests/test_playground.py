@@ -662,10 +662,216 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
             await page.wait_for_selector(".service >> text=(play money)")
             await page.screenshot(path=str(artifacts / "playground.png"))
 
-            # The group: an inline query to a bot without inline mode shows "No results".
+            # The group: typing an inline query to a bot without inline mode shows "No results".
             await page.click("#tab-group")
-            await send(page, "@veil_bot what is privacy?")
+            await page.fill("#input", "@veil_bot what is privacy?")
             await page.wait_for_selector("#inline-results >> text=No results")
-            await page.screenshot(path=str(artifacts / "playground-group.png"))
+        finally:
+            await browser.close()
+
+
+class BotSide:
+    """The bot's side of a browser test: a real aiogram Bot whose updates the test reads."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.offset = 0
+
+    async def next(self, kind: str, within: float = 15.0) -> Update:
+        """The next update of type ``kind``; inline queries typed on the way are left unanswered."""
+        async with asyncio.timeout(within):
+            while True:
+                updates = await self.bot.get_updates(offset=self.offset, timeout=5, limit=1)
+                if not updates:
+                    continue
+                update = updates[0]
+                self.offset = update.update_id + 1
+                if update.event_type == kind:
+                    return update
+                assert update.event_type == "inline_query", update
+
+
+def ask_article(question: str) -> InlineQueryResultArticle:
+    return InlineQueryResultArticle(
+        id="ask-1",
+        title=f"Ask Veil: {question}",
+        description="Veil answers in the chat",
+        input_message_content=InputTextMessageContent(message_text=f"{question}\nThinking…"),
+        reply_markup=stop_keyboard(),
+    )
+
+
+async def mention_reply_and_stop(page: Page, side: BotSide) -> None:
+    """A mention, the reply streaming by edits, its stop button, and a reply to it."""
+    bot, group = side.bot, "#messages-group"
+    # A mention reaches the bot; its reply quotes the question and follows its edits.
+    await send(page, "@veil_bot what is a seal?")
+    await page.wait_for_selector(f"{group} .msg.out >> text=what is a seal?")
+    asked = (await side.next("message")).message
+    assert asked is not None
+    assert asked.chat.id == GROUP_CHAT_ID
+    reply = await bot.send_message(
+        GROUP_CHAT_ID,
+        "Thinking…",
+        reply_parameters=ReplyParameters(message_id=asked.message_id),
+        reply_markup=stop_keyboard(),
+    )
+    answer = page.locator(f'{group} [data-key="m{reply.message_id}"]')
+    await answer.locator(".quote", has_text="what is a seal?").wait_for()
+    assert await answer.locator(".sender").inner_text() == "Veil"
+    for text in ("A seal is", "A seal is a box only one key opens."):
+        await bot.edit_message_text(
+            text,
+            chat_id=GROUP_CHAT_ID,
+            message_id=reply.message_id,
+            reply_markup=stop_keyboard(),
+        )
+        await answer.locator(".content", has_text=text).wait_for()
+    assert (await answer.locator(".meta").inner_text()).startswith("edited")
+
+    # The stop button presses like a real one.
+    await answer.locator(".keyboard button", has_text="Stop").click()
+    press = (await side.next("callback_query")).callback_query
+    assert press is not None
+    assert press.message is not None
+    assert (press.data, press.from_user.id, press.message.message_id) == (
+        "stop",
+        PLAY_USER_ID,
+        reply.message_id,
+    )
+    await bot.answer_callback_query(press.id, text="Stopping")
+    await page.wait_for_selector("#toast >> text=Stopping")
+
+    # A reply to the bot's answer reaches it (privacy mode lets replies through).
+    await answer.hover()
+    await answer.locator(".reply-button").click()
+    await page.wait_for_selector("#reply-bar >> text=Reply to Veil")
+    await send(page, "and who holds the key?")
+    followed = (await side.next("message")).message
+    assert followed is not None
+    assert followed.reply_to_message is not None
+    assert followed.reply_to_message.message_id == reply.message_id
+    await page.wait_for_selector("#reply-bar", state="hidden")
+    await page.wait_for_selector(f"{group} .msg.out >> text=and who holds the key?")
+    thinking = await bot.send_message(
+        GROUP_CHAT_ID, "Thinking…", reply_to_message_id=followed.message_id
+    )
+    placeholder = page.locator(f'{group} [data-key="m{thinking.message_id}"]')
+    await placeholder.wait_for()
+    await bot.delete_message(GROUP_CHAT_ID, thinking.message_id)
+    await placeholder.wait_for(state="detached")
+
+
+async def ephemeral_for_each_member(page: Page, side: BotSide) -> None:
+    """Ephemeral notices show to their receiver only, whichever member the page plays."""
+    bot, group = side.bot, "#messages-group"
+    # Ephemeral notices show only to their receiver; the page plays Ann or Bob.
+    for user_id, name in ((PLAY_USER_ID, "Ann"), (SECOND_USER_ID, "Bob")):
+        await bot.send_message(
+            GROUP_CHAT_ID,
+            f"Only {name} sees this",
+            ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=user_id),
+        )
+    for_ann = page.locator(f"{group} .ephemeral", has_text="Only Ann sees this")
+    for_bob = page.locator(f"{group} .ephemeral", has_text="Only Bob sees this")
+    await for_ann.wait_for()
+    assert "only you can see this" in await for_ann.inner_text()
+    await for_bob.wait_for(state="attached")
+    assert await for_bob.is_hidden()
+    await page.select_option("#viewer", str(SECOND_USER_ID))
+    await for_bob.wait_for()
+    assert await for_ann.is_hidden()
+    await send(page, "hi from Bob")  # chatter: the bot in privacy mode is not told
+    await page.wait_for_selector(f"{group} .msg.out >> text=hi from Bob")
+    await page.select_option("#viewer", str(PLAY_USER_ID))
+    await page.wait_for_selector(f"{group} .msg.in >> text=hi from Bob")
+    await for_ann.wait_for()
+
+
+async def inline_article_in_the_group(page: Page, side: BotSide, artifacts: Path) -> None:
+    """Typing @veil_bot asks inline; the chosen article is posted and follows the edits."""
+    bot, group = side.bot, "#messages-group"
+    # Inline: typing @veil_bot asks the bot; the chosen article is posted and edited.
+    await page.fill("#input", "@veil_bot why privacy")
+    inline = (await side.next("inline_query")).inline_query
+    assert inline is not None
+    assert (inline.query, inline.chat_type) == ("why privacy", "supergroup")
+    await bot.answer_inline_query(
+        inline.id, [ask_article(inline.query)], cache_time=0, is_personal=True
+    )
+    await page.click("#inline-results .item >> text=Ask Veil: why privacy")
+    posted = page.locator(f"{group} .msg.out", has_text="via @veil_bot")
+    await posted.wait_for()
+    chosen = (await side.next("chosen_inline_result")).chosen_inline_result
+    assert chosen is not None
+    assert chosen.inline_message_id is not None
+    await bot.edit_message_text(
+        "why privacy\nBecause what you ask is yours.",
+        inline_message_id=chosen.inline_message_id,
+        reply_markup=stop_keyboard(),
+    )
+    await posted.locator(".content", has_text="Because what you ask").wait_for()
+    await posted.locator(".keyboard button").click()
+    stop = (await side.next("callback_query")).callback_query
+    assert stop is not None
+    assert stop.inline_message_id == chosen.inline_message_id
+
+    await page.screenshot(path=str(artifacts / "playground-group.png"))
+
+
+async def guest_answer_and_photo(page: Page, side: BotSide, artifacts: Path) -> None:
+    """A guest summons in Friends, then a photo (the TON QR code) in the private chat."""
+    bot = side.bot
+    # A guest: the bot is summoned in Friends, where it is not a member.
+    await page.click("#tab-guest")
+    await send(page, "@veil_bot settle it: tabs or spaces?")
+    summons = (await side.next("guest_message")).guest_message
+    assert summons is not None
+    assert summons.guest_query_id is not None
+    assert summons.chat.id == GUEST_CHAT_ID
+    sent = await bot.answer_guest_query(summons.guest_query_id, ask_article("tabs or spaces?"))
+    guest = page.locator("#messages-guest .msg.in", has_text="Thinking…")
+    await guest.locator(".quote", has_text="settle it").wait_for()
+    await bot.edit_message_text(
+        "tabs or spaces?\nSpaces.", inline_message_id=sent.inline_message_id
+    )
+    await page.locator("#messages-guest .msg.in", has_text="Spaces.").wait_for()
+    await page.screenshot(path=str(artifacts / "playground-guest.png"))
+
+    # A photo (the TON invoice's QR code) in the private chat.
+    picture = make_png(40, 30)
+    await bot.send_photo(PLAY_USER_ID, BufferedInputFile(picture, "qr.png"), caption="Scan to pay")
+    await page.click("#tab-private")
+    photo = page.locator("#messages-private .msg.in img.photo")
+    await photo.wait_for()
+    await page.wait_for_function(
+        "() => document.querySelector('#messages-private img.photo').naturalWidth === 40"
+    )
+    assert "Scan to pay" in await page.locator("#messages-private .msg.in").last.inner_text()
+
+
+async def test_the_group_and_guest_chats_in_the_browser(playground: Playground) -> None:
+    """Posting, replies, live edits, stop buttons, ephemeral notices, inline and guest answers.
+
+    The bot's side is played by the test through a real aiogram Bot (the Veil bot's group
+    handlers are tested end to end elsewhere).
+    """
+    playground.inline_wait = 10.0
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    async with aiogram_bot(playground.url) as bot, async_playwright() as driver:
+        side = BotSide(bot)
+        browser = await driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            await page.goto(playground.url)
+            await page.wait_for_selector("#conn.live")
+            await page.click("#tab-group")
+            await mention_reply_and_stop(page, side)
+            await ephemeral_for_each_member(page, side)
+            await inline_article_in_the_group(page, side, artifacts)
+            await guest_answer_and_photo(page, side, artifacts)
         finally:
             await browser.close()

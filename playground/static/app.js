@@ -252,7 +252,7 @@ function showMessage(m, replace) {
     if (m.is_bot) setTyping(m.chat_id, false);
   }
   if (!visible(m, pane) || m.payment) return;
-  const preview = m.invoice ? m.invoice.title : node.querySelector(".content").textContent;
+  const preview = m.invoice ? m.invoice.title : plainText(m);
   if (pane === "private" && m.is_bot) $("private-preview").textContent = preview.slice(0, 60);
   if (pane !== "private") $(`${pane}-preview`).textContent = `${m.from_name}: ${preview}`.slice(0, 60);
 }
@@ -281,8 +281,13 @@ function renderPane(pane) {
 
 // Replies.
 
+function plainText(m) {
+  const text = new DOMParser().parseFromString(m.html, "text/html").body.textContent || "";
+  return m.photo ? `Photo ${text}`.trim() : text;
+}
+
 function startReply(pane, m) {
-  const text = (m.photo ? "Photo " : "") + (new DOMParser().parseFromString(m.html, "text/html").body.textContent || "");
+  const text = plainText(m);
   state.replyTo = { pane, message_id: m.message_id, name: m.from_name };
   $("reply-name").textContent = `Reply to ${m.from_name}`;
   $("reply-text").textContent = text.slice(0, 80);
