@@ -103,9 +103,9 @@ class UserActions:
         user: dict[str, Any],
         chat: dict[str, Any],
         reply_to: int | None,
+        content: dict[str, object],
         *,
         inline_message_id: str | None = None,
-        **content: object,
     ) -> dict[str, Any]:
         """Store a user's message (a reply to ``reply_to`` in that chat) and show it.
 
@@ -131,7 +131,7 @@ class UserActions:
         reply_to: int | None = None,
     ) -> int:
         user, chat = self._sender(user_id, **routing)
-        message = self._store(user, chat, reply_to, **content)
+        message = self._store(user, chat, reply_to, content)
         return self._tell_bot(user, chat, message)
 
     def _tell_bot(self, user: dict[str, Any], chat: dict[str, Any], message: dict[str, Any]) -> int:
@@ -223,7 +223,7 @@ class UserActions:
         user, chat = self._sender(
             user_id, chat_id=chat_id, first_name=first_name, language_code=language_code
         )
-        message = self._store(user, chat, reply_to, text=text, entities=user_entities(text))
+        message = self._store(user, chat, reply_to, {"text": text, "entities": user_entities(text)})
         query_id = self._state.new_guest_query(user_id, chat_id, message["message_id"])
         return self._push({"guest_message": message | {"guest_query_id": query_id}})
 
@@ -246,7 +246,7 @@ class UserActions:
         if chat_id not in self._state.chats_without_bot:
             raise ValueError(f"the bot is a member of chat {chat_id}")
         user, chat = self._sender(user_id, chat_id=chat_id, first_name=first_name)
-        message = self._store(user, chat, reply_to, text=text, entities=user_entities(text))
+        message = self._store(user, chat, reply_to, {"text": text, "entities": user_entities(text)})
         return int(message["message_id"])
 
     def send_message_of(self, user_id: int, kind: str, **fields: object) -> int:
@@ -344,14 +344,8 @@ class UserActions:
         self._state.inline_messages[inline_message_id] = content
         if chat_id is not None:
             _user, chat = self._sender(user_id, chat_id=chat_id)
-            self._store(
-                user,
-                chat,
-                None,
-                inline_message_id=inline_message_id,
-                via_bot=self._state.bot_user,
-                **copy.deepcopy(content),
-            )
+            posted = copy.deepcopy(content) | {"via_bot": self._state.bot_user}
+            self._store(user, chat, None, posted, inline_message_id=inline_message_id)
         update = {"result_id": result_id, "from": user, "query": query}
         update["inline_message_id"] = inline_message_id
         return self._push({"chosen_inline_result": update})

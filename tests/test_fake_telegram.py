@@ -25,6 +25,7 @@ from aiogram.types import (
     BotCommand,
     BufferedInputFile,
     ChatMemberAdministrator,
+    ChatMemberBanned,
     ChatMemberLeft,
     ChatMemberMember,
     ChatMemberOwner,
@@ -706,6 +707,8 @@ async def test_get_chat_member_answers_the_status_a_test_set(fake: FakeTelegram,
     assert isinstance(stranger, ChatMemberLeft)
     me = await bot.get_chat_member(GROUP, fake.state.bot_user["id"])
     assert (me.status, me.user.is_bot) == ("member", True)
+    fake.set_member(GROUP, OTHER, "kicked")
+    assert isinstance(await bot.get_chat_member(GROUP, OTHER), ChatMemberBanned)
     fake.set_member(GROUP, OTHER, "left")
     assert (await bot.get_chat_member(GROUP, OTHER)).status == "left"
     with pytest.raises(TelegramBadRequest, match="user not found"):

@@ -427,7 +427,7 @@ async def test_group_messages_replies_and_ephemeral_notices_reach_the_page(
             "and then?",
         ]
 
-    refusals = [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"text": "x", "chat": "nowhere"}, 'chat: "private", "group" or "guest" expected'),
         ({"text": "x", "chat": "group", "as": 42}, "as: a play user's id expected"),
         ({"text": "x", "chat": "group", "reply_to": 999}, "reply_to: no such message in that chat"),

@@ -110,7 +110,9 @@ function keyboard(rows, press) {
 
 function pressOf(m, pane) {
   return (button) => {
-    if (button.callback_data !== undefined) {
+    if (button.callback_data !== undefined && m.ephemeral) {
+      toast("Buttons on ephemeral messages are not emulated.");
+    } else if (button.callback_data !== undefined) {
       const target = m.inline_message_id
         ? { inline_message_id: m.inline_message_id }
         : { message_id: m.message_id, chat: pane };
