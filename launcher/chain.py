@@ -50,6 +50,10 @@ DEFAULT_CONTEXT = 2048  # the local model server's window unless VEIL_LOCAL_MODE
 DEFAULT_ANSWER_TOKENS = 1024  # the bot's VEIL_MAX_ANSWER_TOKENS default
 MIN_CONTEXT = 512
 MIN_ANSWER_CAP = 16  # the bot's smallest VEIL_MAX_ANSWER_TOKENS
+STOP_WITHIN_S = 15.0  # how long a part may take to stop after SIGTERM
+BOT_SHUTDOWN_GRACE_S = 30.0  # the bot's VEIL_SHUTDOWN_GRACE default
+BOT_STOP_GRACE_S = 10.0  # the bot's VEIL_STOP_GRACE default
+BOT_STOP_SLACK_S = 45.0  # settling, storing and closing after the stops
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Part:
     log: LogFile
     lines: list[str] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
+    stop_within: float = STOP_WITHIN_S  # seconds from SIGTERM to SIGKILL
 
     async def read(self, verbose: bool) -> None:  # noqa: FBT001 -- internal
         """Log (and with ``verbose`` echo) the part's output, keeping the last lines."""
@@ -124,18 +129,32 @@ class Launch:
         return part
 
     async def stop(self) -> None:
-        """Stop every part, newest first."""
+        """Stop every part, newest first.
+
+        Each gets SIGTERM and its ``stop_within`` seconds (the bot lets answers finish), then
+        SIGKILL. Another Ctrl-C meanwhile passes a second SIGTERM on, which the bot takes as
+        "stop the answers now".
+        """
+        loop = asyncio.get_running_loop()
         for part in reversed(self.parts):
             if part.process.returncode is None:
                 part.process.send_signal(signal.SIGTERM)
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, _signal_again, part.process)
                 try:
-                    await asyncio.wait_for(part.process.wait(), 15)
+                    await asyncio.wait_for(part.process.wait(), part.stop_within)
                 except TimeoutError:
                     part.process.kill()
                     await part.process.wait()
             if part.reader is not None:
                 with contextlib.suppress(Exception):
                     await part.reader
+
+
+def _signal_again(process: asyncio.subprocess.Process) -> None:
+    """Pass another SIGTERM on to a part that is still stopping."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
 
 
 async def wait_for_line(part: Part, needle: str, within: float) -> str:
@@ -170,6 +189,16 @@ async def wait_for_http(part: Part, url: str, within: float) -> None:
                 say(f"  … still loading the {part.name} ({shown - started:.0f} s)")
             await asyncio.sleep(0.25)
     raise LaunchError(f"the {part.name} did not answer at {url} within {within:.0f} s")
+
+
+def bot_stop_within(env: dict[str, str]) -> float:
+    """How long the bot may take to stop: its shutdown grace, its stop grace, and slack."""
+    try:
+        grace = float(env.get("VEIL_SHUTDOWN_GRACE") or BOT_SHUTDOWN_GRACE_S)
+        stop_grace = float(env.get("VEIL_STOP_GRACE") or BOT_STOP_GRACE_S)
+    except ValueError:
+        return STOP_WITHIN_S  # the bot refuses the setting and stops at once
+    return grace + stop_grace + BOT_STOP_SLACK_S
 
 
 def local_model_path() -> Path:
@@ -446,6 +475,7 @@ async def run(launch: Launch) -> None:
         bot_env |= {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": playground_url}
     say("starting the bot")
     bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env)
+    bot.stop_within = bot_stop_within(env)
     await wait_for_line(bot, "bot.started", within=120)
     say("ready:")
     for line in gateways.summary:

@@ -112,16 +112,18 @@ async def test_an_answer_is_counted_timed_and_nothing_private_is_shown(tmp_path:
 
 
 async def test_telegram_429s_and_errors_are_counted_by_method(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, answer=ANSWER, token_delay=0.02) as stack:
-        async with scraping(stack) as scraper:
-            stack.telegram.fail_next(
-                "sendMessageDraft", status=429, description="Too Many Requests", retry_after=1
-            )
-            stack.telegram.fail_next("sendChatAction", status=400, description="Bad Request: x")
-            stack.telegram.send_text(USER, PROMPT)
-            await stack.final_messages(USER)
-            await stack.stored_turns(USER, 2)
-            samples = await scraper.samples()
+    async with (
+        running_stack(tmp_path, answer=ANSWER, token_delay=0.02) as stack,
+        scraping(stack) as scraper,
+    ):
+        stack.telegram.fail_next(
+            "sendMessageDraft", status=429, description="Too Many Requests", retry_after=1
+        )
+        stack.telegram.fail_next("sendChatAction", status=400, description="Bad Request: x")
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        samples = await scraper.samples()
     assert value(samples, "veil_bot_telegram_rate_limited_total", method="sendMessageDraft") == 1
     bad_request = {"method": "sendChatAction", "error": "telegram_bad_request"}
     assert value(samples, "veil_bot_telegram_errors_total", **bad_request) == 1
@@ -132,18 +134,20 @@ async def test_telegram_429s_and_errors_are_counted_by_method(tmp_path: Path) ->
 
 
 async def test_stopped_and_failed_answers_are_counted_by_outcome(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, answer=ANSWER, token_delay=0.05) as stack:
-        async with scraping(stack) as scraper:
-            stack.telegram.send_text(USER, PROMPT)
-            await stack.telegram.wait_for("sendMessageDraft")
-            stack.telegram.send_text(USER, "/cancel")
-            await stack.final_messages(USER)
-            await stack.stored_turns(USER, 2)
-            stack.vllm.fail_before_stream = (500, "the model server broke")
-            stack.telegram.send_text(USER, "And again?")
-            await stack.final_messages(USER, 2)
-            await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
-            samples = await scraper.samples()
+    async with (
+        running_stack(tmp_path, answer=ANSWER, token_delay=0.05) as stack,
+        scraping(stack) as scraper,
+    ):
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.send_text(USER, "/cancel")
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        stack.vllm.fail_before_stream = (500, "the model server broke")
+        stack.telegram.send_text(USER, "And again?")
+        await stack.final_messages(USER, 2)
+        await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
+        samples = await scraper.samples()
     assert value(samples, "veil_bot_answers_total", outcome="stopped") == 1
     assert value(samples, "veil_bot_answers_total", outcome="backend_error") == 1
     assert value(samples, "veil_bot_answers_total", outcome="complete") == 0
@@ -160,17 +164,19 @@ def test_error_labels_are_class_names_in_snake_case() -> None:
 async def test_health_is_503_when_updates_stop_or_the_database_does_not_answer(
     tmp_path: Path,
 ) -> None:
-    async with running_stack(tmp_path) as stack:
-        async with scraping(stack) as scraper:
-            assert await scraper.health() == (200, "ok\n")
-            await stack.veil.dispatcher.stop_polling()
-            assert await scraper.health() == (503, "the dispatcher is not taking updates\n")
-            stack.veil.operations.taking_updates = True  # as if polling went on
-            # The database's one writer thread busy for longer than the health check waits.
-            busy = asyncio.ensure_future(stack.veil.store.run(lambda _db: _sleep(3.0)))
-            assert await scraper.health() == (503, "the database does not answer\n")
-            await busy
-            assert await scraper.health() == (200, "ok\n")
+    async with (
+        running_stack(tmp_path) as stack,
+        scraping(stack) as scraper,
+    ):
+        assert await scraper.health() == (200, "ok\n")
+        await stack.veil.dispatcher.stop_polling()
+        assert await scraper.health() == (503, "the dispatcher is not taking updates\n")
+        stack.veil.operations.taking_updates = True  # as if polling went on
+        # The database's one writer thread busy for longer than the health check waits.
+        busy = asyncio.ensure_future(stack.veil.store.run(lambda _db: _sleep(3.0)))
+        assert await scraper.health() == (503, "the database does not answer\n")
+        await busy
+        assert await scraper.health() == (200, "ok\n")
 
 
 def _sleep(seconds: float) -> None:
