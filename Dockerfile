@@ -12,7 +12,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
 # Build: the locked runtime dependencies first (a layer that changes only with uv.lock), then
-# Veil itself, installed as a wheel (no dev, test, lint or local-model groups).
+# Veil itself, installed as a wheel (no dev, test or lint groups).
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 \

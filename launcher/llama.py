@@ -3,10 +3,11 @@
 The source is the llama.cpp tree (MIT) that PyPI's ``llama-cpp-python`` sdist vendors, pinned
 here by version and SHA-256: the file is fetched from PyPI's file host, checked, and only its
 ``vendor/llama.cpp`` folder is unpacked. CMake builds the one target ``llama-server`` (static
-libraries, the CPU backend tuned for this machine, no web UI, no TLS, nothing downloaded at build
-time) into ``VEIL_LLAMA_CPP_DIR`` (default ``VEIL_DATA_DIR/llama.cpp``) as
-``<version>/llama-server``. A build cut short (Ctrl-C, a full disk) keeps its work folder, so the
-next run goes on where it stopped; a finished one keeps only the binary.
+libraries, the CPU backend tuned for this machine but without Intel AMX, no web UI, no TLS,
+nothing downloaded at build time) into ``VEIL_LLAMA_CPP_DIR`` (default
+``VEIL_DATA_DIR/llama.cpp``) as ``<version>/llama-server``. A build cut short (Ctrl-C, a full
+disk) keeps its work folder, so the next run goes on where it stopped; a finished one keeps only
+the binary.
 
 Why this server: it survives bytes that are not UTF-8 in the middle of a stream, caps every
 answer at ``max_tokens`` (which the gateway sends) and at ``--n-predict``, and answers
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import platform
 import re
 import shutil
 import tarfile
@@ -56,6 +58,10 @@ CMAKE_OPTIONS = (
     "-DLLAMA_USE_PREBUILT_UI=OFF",  # else the build downloads the web UI from a hub
     "-DLLAMA_OPENSSL=OFF",  # it serves loopback only; no TLS library needed
 )
+# Intel AMX is left out of the CPU backend: where a virtual machine or sandbox reports AMX but
+# does not let a process use it, llama.cpp's AMX kernels die of SIGILL on the first question
+# (seen here on a Xeon behind a sandbox). For small models on a CPU it gains nothing.
+NO_AMX = ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16")
 _PERCENT = re.compile(r"^\[\s*(\d{1,3})%\]")
 PROGRESS_EVERY_S = 60.0
 
@@ -156,6 +162,31 @@ def unpack_vendored(archive: Path, into: Path) -> Path:
     return into / prefix
 
 
+async def compiler_flags(tools: Toolchain) -> list[str]:
+    """CMake options that leave Intel AMX out, where the compilers know the flags (x86-64)."""
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        return []
+    for compiler, language in ((tools.c_compiler, "c"), (tools.cxx_compiler, "c++")):
+        probe = await asyncio.create_subprocess_exec(
+            compiler,
+            *NO_AMX,
+            "-x",
+            language,
+            "-c",
+            "-o",
+            os.devnull,
+            "-",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await probe.communicate(b"int veil_probe;\n")
+        if probe.returncode != 0:
+            return []  # a compiler that does not know AMX never uses it
+    flags = " ".join(NO_AMX)
+    return [f"-DCMAKE_C_FLAGS={flags}", f"-DCMAKE_CXX_FLAGS={flags}"]
+
+
 async def run_logged(command: Sequence[str], log: LogFile, *, progress: str | None = None) -> None:
     """Run ``command`` with its output in ``log``; a failure shows its last lines.
 
@@ -214,6 +245,7 @@ async def build(  # noqa: PLR0913 -- the build's inputs, each named
         f"-DCMAKE_C_COMPILER={tools.c_compiler}",
         f"-DCMAKE_CXX_COMPILER={tools.cxx_compiler}",
         *CMAKE_OPTIONS,
+        *await compiler_flags(tools),
     ]
     await run_logged(configure, log)
     compile_ = [tools.cmake, "--build", str(build_dir), "--target", BINARY, "--parallel", str(jobs)]

@@ -44,6 +44,9 @@ set(CMAKE_RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
 if (LLAMA_USE_PREBUILT_UI OR NOT LLAMA_BUILD_SERVER)
     message(FATAL_ERROR "built with the options the launcher must not use")
 endif()
+if (CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64" AND NOT CMAKE_CXX_FLAGS MATCHES "-mno-amx-tile")
+    message(FATAL_ERROR "built with Intel AMX, which dies of SIGILL where it is not enabled")
+endif()
 add_executable(llama-server main.cpp)
 """
 MAIN = '#include <cstdio>\nint main() { std::puts("fake llama-server"); return 0; }\n'
