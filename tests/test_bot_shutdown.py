@@ -15,12 +15,13 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import pytest
 
 from models import MasterKey, Store
-from tests.botstack import TOKEN, bot_env
+from tests.botstack import TOKEN, WEBHOOK_SECRET, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, run_gateway
+from tests.harness import Clock, ManagedProcess, free_port, run_gateway
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -35,20 +36,26 @@ ANSWER = " ".join(f"heron{i}" for i in range(60))  # 60 tokens, 50 ms apart: thr
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    tmp_path: Path, grace: str
+    tmp_path: Path, grace: str, mode: str = "polling"
 ) -> AsyncIterator[tuple[ManagedProcess, FakeTelegram, RunningGateway]]:
-    """The bot as a process with ``VEIL_SHUTDOWN_GRACE=grace``, started and polling."""
+    """The bot as a process with ``VEIL_SHUTDOWN_GRACE=grace``, polling or on a webhook."""
     async with (
         FakeTelegram(token=TOKEN) as telegram,
         FakeVLLM(answer=ANSWER, token_delay=0.05) as vllm,
         run_gateway(vllm.url, clock=Clock()) as gateway,
     ):
         env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
-        bot = await ManagedProcess.start(
-            "-m", "bot", env=env | {"VEIL_SHUTDOWN_GRACE": grace, "VEIL_FREE_TOKENS_PER_DAY": "0"}
-        )
+        env |= {"VEIL_SHUTDOWN_GRACE": grace, "VEIL_FREE_TOKENS_PER_DAY": "0"}
+        if mode == "webhook":
+            port = free_port()
+            env |= {
+                "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+                "VEIL_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "VEIL_WEBHOOK_PORT": str(port),
+            }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
         try:
-            await bot.wait_for_line("bot.started")
+            await bot.wait_for_line("bot.started", within=60)
             yield bot, telegram, gateway
         finally:
             await bot.stop(within=60)
@@ -60,7 +67,7 @@ async def sigterm_during_an_answer(bot: ManagedProcess, telegram: FakeTelegram) 
     telegram.send_text(USER, PROMPT)
     await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
     bot.process.send_signal(signal.SIGTERM)
-    await bot.wait_for_line("Polling stopped")
+    await bot.wait_for_line("bot.draining")  # no longer polling, or listening
     telegram.send_text(LATE_USER, "Anyone home?")  # after the stop: left for the next start
     async with aiohttp.ClientSession() as http, http.get(f"{url}/health") as response:
         health = response.status
@@ -100,11 +107,14 @@ async def grant_credit(data: Path) -> None:
         await store.close()
 
 
-async def test_sigterm_lets_the_answer_in_progress_finish_and_settle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_sigterm_lets_the_answer_in_progress_finish_and_settle(
+    tmp_path: Path, mode: str
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     await grant_credit(data)
-    async with bot_process(tmp_path, grace="30") as (bot, telegram, _):
+    async with bot_process(tmp_path, grace="30", mode=mode) as (bot, telegram, _):
         code, health = await sigterm_during_an_answer(bot, telegram)
     assert code == 0
     assert health == 503  # draining: not taking updates
