@@ -126,7 +126,10 @@ async def fetch_source(url: str, sha256: str, target: Path) -> None:
     digest = hashlib.sha256()
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as http,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
+                trust_env=True,  # HTTPS_PROXY and the like, as pip and uv take them
+            ) as http,
             http.get(url) as response,
         ):
             if response.status != 200:  # noqa: PLR2004 -- HTTP OK
@@ -145,6 +148,17 @@ async def fetch_source(url: str, sha256: str, target: Path) -> None:
             f" expected {sha256}); nothing was built"
         )
     partial.replace(target)
+
+
+def has_sha256(path: Path, sha256: str) -> bool:
+    """Whether the file at ``path`` exists and its SHA-256 is ``sha256``."""
+    if not path.is_file():
+        return False
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == sha256
 
 
 def unpack_vendored(archive: Path, into: Path) -> Path:
@@ -264,6 +278,8 @@ async def ensure_llama_server(env: Mapping[str, str], logs: Path) -> Path:
     """``llama-server``, compiled first when this version is not in the cache yet.
 
     Checks the toolchain before anything is fetched, and says "compiling" only when it does.
+    The sdist is fetched unless ``<version>/work`` holds it already, checked either way (a
+    machine that cannot reach PyPI's file host may put it there by hand).
     """
     target = binary_path(env)
     if target.is_file() and os.access(target, os.X_OK):
@@ -282,7 +298,8 @@ async def ensure_llama_server(env: Mapping[str, str], logs: Path) -> Path:
     )
     started = time.monotonic()
     try:
-        if not (work / "source.ok").exists() and not archive.exists():
+        unpacked = (work / "source.ok").exists()
+        if not unpacked and not await asyncio.to_thread(has_sha256, archive, SOURCE_SHA256):
             say(f"  fetching its source from PyPI (llama-cpp-python {SOURCE_VERSION} sdist)")
             await fetch_source(SOURCE_URL, SOURCE_SHA256, archive)
         await build(archive, work, target, tools=tools, jobs=jobs, log=log)

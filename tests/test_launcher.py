@@ -9,8 +9,10 @@ import sys
 from typing import TYPE_CHECKING
 
 import aiohttp
+import pytest
 
-from launcher.console import LogFile
+from launcher.chain import window_settings
+from launcher.console import LaunchError, LogFile
 from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
 from tests.botstack import TOKEN
@@ -308,3 +310,14 @@ async def test_a_missing_build_tool_is_named_before_anything_starts(tmp_path: Pa
     )
     assert not (data / "operator.key").exists()
     assert not (data / "logs").exists()
+
+
+def test_the_answer_cap_leaves_half_the_window_for_the_question() -> None:
+    assert window_settings({}) == (2048, 1024)
+    assert window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "4096"}) == (4096, 1024)
+    assert window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "1024"}) == (1024, 512)
+    assert window_settings({"VEIL_MAX_ANSWER_TOKENS": "200"}) == (2048, 200)
+    with pytest.raises(LaunchError, match="at least 512 tokens"):
+        window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "100"})
+    with pytest.raises(LaunchError, match="whole numbers of tokens"):
+        window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "2k"})

@@ -30,6 +30,7 @@ from launcher.llama import (
     estimate_minutes,
     fetch_source,
     find_toolchain,
+    has_sha256,
     server_arguments,
     unpack_vendored,
 )
@@ -116,6 +117,14 @@ async def test_the_source_is_kept_only_when_its_sha256_matches(
     with pytest.raises(LaunchError, match="HTTP 404"):
         await fetch_source(f"{url}/missing.tar.gz", "0" * 64, target)
     assert names_in(tmp_path) == []  # neither the file nor a partial one is left
+
+
+def test_a_source_file_put_by_hand_counts_only_when_its_sha256_matches(tmp_path: Path) -> None:
+    archive = tmp_path / "sdist.tar.gz"
+    assert not has_sha256(archive, "0" * 64)
+    archive.write_bytes(fake_sdist())
+    assert has_sha256(archive, hashlib.sha256(archive.read_bytes()).hexdigest())
+    assert not has_sha256(archive, SOURCE_SHA256)
 
 
 def test_the_pinned_source_is_llama_cpp_pythons_sdist() -> None:
