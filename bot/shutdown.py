@@ -5,8 +5,9 @@ listening, so Telegram keeps new updates and delivers them again later), and ``d
 every update being handled, an answer streaming included, up to ``VEIL_SHUTDOWN_GRACE`` seconds.
 An answer still streaming then is stopped the metered way (``ChatService.close``: the gateway
 ends it with a signed ``stopped`` receipt, the text so far is delivered, charged and stored), and
-``drain`` waits for those handlers to end too. A second signal during the grace cuts it short.
-Only then do the store, the journal and the sessions close, and the process exits 0.
+``drain`` waits for those handlers to end too. A second signal during the grace cuts it short;
+one after it changes nothing. Only then do the store, the journal and the sessions close, and
+the process exits 0.
 
 ``InFlight`` is the dispatcher's outer update middleware that counts the updates being handled.
 """
@@ -69,6 +70,10 @@ class InFlight(BaseMiddleware):
         return not self.count
 
 
+def _already_stopping(signum: signal.Signals) -> None:
+    log.info("bot.already_stopping", signal=signum.name)
+
+
 async def drain(in_flight: InFlight, chat: ChatService, grace: float) -> None:
     """Let the updates being handled finish within ``grace``; then stop answers, metered.
 
@@ -91,8 +96,9 @@ async def drain(in_flight: InFlight, chat: ChatService, grace: float) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
     finally:
+        # From here on the bot is closing anyway: another signal must not kill it mid-write.
         for signum in signals:
-            loop.remove_signal_handler(signum)
+            loop.add_signal_handler(signum, _already_stopping, signum)
     if not in_flight.count:
         if time.monotonic() - started > 0.1:  # noqa: PLR2004 -- something was waited for
             log.info("bot.drained", seconds=round(time.monotonic() - started, 1))

@@ -9,9 +9,11 @@ nothing downloaded at build time) into ``VEIL_LLAMA_CPP_DIR`` (default
 disk) keeps its work folder, so the next run goes on where it stopped; a finished one keeps only
 the binary.
 
-Why this server: it survives bytes that are not UTF-8 in the middle of a stream, caps every
-answer at ``max_tokens`` (which the gateway sends) and at ``--n-predict``, and answers
-``/health``, which the launcher waits on and the gateway's own ``/health`` asks.
+Why this server: it kept answering through 20 Russian and Kazakh questions in a row (the slow
+test; llama-cpp-python's server froze on a stray byte), it stops every answer at the request's
+``max_tokens``, which the gateway always sends, clamped to its cap (``--n-predict`` is only the
+default for a request that names none), and it answers ``/health``, which the launcher waits on
+and the gateway's own ``/health`` asks.
 """
 
 from __future__ import annotations
