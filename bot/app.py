@@ -8,8 +8,9 @@ upkeep (every ``SWEEP_EVERY_S``: releases holds older than the longest an answer
 purges expired unpaid orders and old journal entries). With ``VEIL_WEBAPP_URL`` it also
 serves the Mini App (``bot.webapp``: the page and the relay of its sealed requests). On the way
 out it stops every answer in progress and waits for it to be settled, delivered and stored
-before anything closes.
-``run_polling`` and ``run_webhook`` serve it.
+before anything closes (the Mini App's relayed answers too: hung up, then settled from their
+receipts). ``run_polling`` and ``run_webhook`` serve it, with ``/metrics`` and ``/health``
+beside it (``bot.metrics``), and on SIGTERM let answers finish first (``bot.shutdown``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.editing import Editors, Pace
+from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.payments import JournalMiddleware, PaymentDesk
+from bot.shutdown import drain
 from bot.streaming import DraftSink
 from bot.telegram import build_bot
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from bot.settings import BotSettings
+    from services.chat import ChatService
 
 log = structlog.get_logger("veil.bot")
 
@@ -95,6 +99,7 @@ class Veil:
     shop: Shop
     catalogs: Catalogs
     desk: PaymentDesk
+    operations: Operations
     relay: RelayService | None = None
     webapp: str | None = None  # where the Mini App listens, once it does
 
@@ -224,7 +229,9 @@ async def _running_bot(
     )
     credit = Credit(store, settings.price_table, settings.free_tokens_per_day)
     shop = Shop(store, settings.packs, settings.plan)
-    chat = ChatService(
+    metrics = BotMetrics()
+    chat = MeteredChatService(
+        metrics=metrics,
         store=store,
         inference=inference,
         credit=credit,
@@ -278,8 +285,12 @@ async def _running_bot(
     served = settings.webapp_url is not None
     dispatcher["webapp_url"] = str(settings.webapp_url) if served else None
     dispatcher["webapp_sha256"] = bundle_sha256() if served else None
+    operations = Operations(metrics, store, credit)
+    operations.watch(bot, dispatcher)
     try:
-        yield Veil(settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk, relay)
+        yield Veil(
+            settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk, operations, relay
+        )
     finally:
         await editors.close()
         await bot.session.close()
@@ -345,8 +356,11 @@ async def register_commands(veil: Veil) -> None:
 
 
 async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
-    """Serve with long polling until SIGINT/SIGTERM."""
-    async with running_veil(settings, client_key) as veil:
+    """Serve with long polling until SIGINT/SIGTERM, then shut down gracefully."""
+    async with (
+        running_veil(settings, client_key) as veil,
+        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
+    ):
         me = await veil.bot.get_me()
         await veil.bot.delete_webhook(drop_pending_updates=False)
         await register_commands(veil)
@@ -358,6 +372,7 @@ async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
             handle_signals=True,
             close_bot_session=False,
         )
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
         log.info("bot.stopped")
 
 
@@ -386,23 +401,26 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
 
 
 async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
-    """Serve a webhook (secret header checked) until SIGINT/SIGTERM."""
+    """Serve a webhook (secret header checked) until SIGINT/SIGTERM, then shut down gracefully."""
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
     async with (
         running_veil(settings, client_key, recover_all=False) as veil,
-        running_webhook(veil) as port,
+        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
     ):
-        await register_commands(veil)
-        await veil.bot.set_webhook(
-            str(settings.webhook_url),
-            secret_token=settings.webhook_secret.get_secret_value(),
-            allowed_updates=veil.dispatcher.resolve_used_update_types(),
-        )
-        log.info("bot.started", mode="webhook", port=port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        async with running_webhook(veil) as port:
+            await register_commands(veil)
+            await veil.bot.set_webhook(
+                str(settings.webhook_url),
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=veil.dispatcher.resolve_used_update_types(),
+            )
+            log.info("bot.started", mode="webhook", port=port)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+        # No longer listening: Telegram keeps new updates for later.
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
         log.info("bot.stopped")
