@@ -19,6 +19,9 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
 bot's own ceiling of that text plus the prompt's; else nothing.
+
+A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
+nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import contextlib
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -44,7 +47,14 @@ from services.errors import (
     InferenceUnavailable,
     LedgerUnavailable,
 )
-from services.inference import ChatRequest, Completion, GatewayTrust, InferenceClient, TextDelta
+from services.inference import (
+    ChatRequest,
+    Completion,
+    GatewayTrust,
+    InferenceClient,
+    ReasoningDelta,
+    TextDelta,
+)
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
@@ -78,6 +88,14 @@ class AnswerSink(Protocol):
 
     async def abort(self) -> None:
         """The answer failed or produced nothing; stop showing progress."""
+
+
+@runtime_checkable
+class ReasoningSink(Protocol):
+    """A sink that also shows a reasoning model's thinking (the optional part of a sink)."""
+
+    async def reason(self, delta: str) -> None:
+        """The next piece of the model's thinking (only the new text). Must return quickly."""
 
 
 @dataclass(frozen=True)
@@ -481,12 +499,16 @@ class ChatService:
         loop = asyncio.get_running_loop()
         time_limit = loop.call_later(self.max_answer_seconds, generation.stop.set)
         stream = self.inference.stream(request, stop=generation.stop)
+        thinker = sink if isinstance(sink, ReasoningSink) else None
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     if isinstance(item, TextDelta):
                         parts.append(item.text)
                         await sink.append(item.text)
+                    elif isinstance(item, ReasoningDelta):
+                        if thinker is not None:
+                            await thinker.reason(item.text)
                     else:
                         completion = item
         finally:
