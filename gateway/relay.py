@@ -300,12 +300,16 @@ class _Stream:
         """
         if not self.shaping.shaped:
             return self.sealer.final(final)
+        # Both records at one size: what the larger of them needs (``take`` grows the size).
+        thinking = (
+            self.take(limit=sys.maxsize, kind=RecordType.REASONING) if self.thinking else None
+        )
+        data = self.take(limit=sys.maxsize)
         size = self.size.size
         thought = b""
-        if self.thinking:
-            data = self.take(limit=sys.maxsize, kind=RecordType.REASONING)
-            thought = self.sealer.delta_utf8(data, pad_to=size, kind=RecordType.REASONING)
-        rest = self.sealer.delta_utf8(self.take(limit=sys.maxsize), pad_to=size)
+        if thinking is not None:
+            thought = self.sealer.delta_utf8(thinking, pad_to=size, kind=RecordType.REASONING)
+        rest = self.sealer.delta_utf8(data, pad_to=size)
         return thought + rest + self.sealer.final(final, pad_to=self.size.final_size)
 
     def first_sent(self) -> None:
