@@ -110,6 +110,10 @@ class DraftSink:
         """Send ``text`` as a plain message in the chat (a notice, not the answer)."""
         await self.bot.send_message(chat_id=self.chat_id, text=text)
 
+    async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
+        """Send ``text`` as a plain message with ``markup`` (a notice after the answer)."""
+        await self.bot.send_message(chat_id=self.chat_id, text=text, reply_markup=markup)
+
     async def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()

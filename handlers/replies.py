@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from handlers.callbacks import BuyPack, BuyPlan, Retry, StopAnswer
+from handlers.callbacks import BuyPack, BuyPlan, Continue, Retry, StopAnswer
 from services.prices import format_units
 
 if TYPE_CHECKING:
@@ -57,6 +57,14 @@ def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
     """The Retry button under a failed answer."""
     return InlineKeyboardMarkup(
         inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=Retry().pack())]]
+    )
+
+
+def continue_keyboard(texts: Texts, request_id: str) -> InlineKeyboardMarkup:
+    """The Continue button under the note of an answer cut at its length limit."""
+    data = Continue(request=request_id).pack()
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=texts("continue"), callback_data=data)]]
     )
 
 

@@ -20,6 +20,11 @@ Every answer is settled by one rule: from its signed receipt if there is one (st
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
 bot's own ceiling of that text plus the prompt's; else nothing.
 
+An answer the model cut at its length limit (``finish_reason`` ``length``) in the user's
+conversation can be continued: ``take_continuation`` says whether the answer a Continue button
+names is still the user's latest cut answer (kept in memory only, like the Retry prompt), and
+``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any.
+
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
 """
@@ -72,6 +77,13 @@ _RETRY_MEMORY = 10_000  # users whose last failed prompt is kept for the Retry b
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
+CUT = "length"  # the finish reason of an answer cut at its length limit
+# The question a Continue button asks, in the model's own language of instructions; it is
+# stored as the user's turn like any question, so the history reads as what happened.
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off by the length limit. Continue it exactly from where it "
+    "stopped, without repeating anything or starting over."
+)
 
 
 class AnswerSink(Protocol):
@@ -196,6 +208,7 @@ class ChatService:
     system_prompt: str | None = None
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
     _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
+    _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -279,6 +292,27 @@ class ChatService:
     def take_retry(self, user_id: int) -> str | None:
         """The prompt of the user's last failed answer, once (memory only)."""
         return self._retry.pop(user_id, None)
+
+    def take_continuation(self, user_id: int, request_id: str) -> bool:
+        """Whether ``request_id`` names the user's latest answer, stored and cut (once).
+
+        Any later answer of the user, a restart, or ``/new`` makes an older Continue button
+        stale: it then asks nothing.
+        """
+        if self._cut.get(user_id) != request_id:
+            return False
+        del self._cut[user_id]
+        return True
+
+    def _remember_cut(self, user_id: int, request_id: str | None) -> None:
+        """Keep the user's latest answer's id if it was cut and stored; else forget it."""
+        if request_id is None:
+            self._cut.pop(user_id, None)
+            return
+        self._cut[user_id] = request_id
+        self._cut.move_to_end(user_id)
+        while len(self._cut) > _RETRY_MEMORY:
+            self._cut.popitem(last=False)
 
     def _remember_failed(self, user_id: int, prompt: str) -> None:
         self._retry[user_id] = prompt
@@ -381,6 +415,9 @@ class ChatService:
             # until the sweep releases it (the answer then goes unbilled, and it is logged).
             log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
         stopped = generation.stop.is_set()
+        finish_reason = completion.finish_reason if completion else None
+        if conversation is not None:
+            self._remember_cut(user_id, None)  # any newer answer makes Continue stale
         if not text:
             await sink.abort()
             if completion is None and not stopped:
@@ -393,12 +430,14 @@ class ChatService:
                     await self.store.add_turns(
                         user_id, conversation, [("user", prompt), ("assistant", text)]
                     )
+                if finish_reason == CUT:
+                    self._remember_cut(user_id, hold.request_id)
         log.info(
             "chat.answered",
             user_id=user_id,
             model=model,
             stopped=stopped,
-            finish_reason=completion.finish_reason if completion else None,
+            finish_reason=finish_reason,
             outcome=charge.outcome if charge else None,
             completion_tokens=charge.completion_tokens if charge else None,
         )
@@ -406,7 +445,7 @@ class ChatService:
             text=text,
             model=model,
             stopped=stopped,
-            finish_reason=completion.finish_reason if completion else None,
+            finish_reason=finish_reason,
             receipt=completion.receipt if completion else None,
             receipt_valid=completion.receipt_valid if completion else False,
             cost=charge.units if charge else 0,
@@ -588,6 +627,7 @@ class ChatService:
 
     async def new_conversation(self, user_id: int, language: str | None) -> None:
         """Start a fresh conversation; the old one stays sealed in history."""
+        self._cut.pop(user_id, None)
         with history_errors("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
             await self.store.new_conversation(user_id)
@@ -604,6 +644,7 @@ class ChatService:
             if generation.task is not None:
                 await _finished(generation.task)
         self._retry.pop(user_id, None)
+        self._cut.pop(user_id, None)
         with history_errors("cannot erase the conversation"):
             return await self.store.forget(user_id)
 
