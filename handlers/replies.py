@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from handlers.callbacks import BuyPack, BuyPlan, Retry, StopAnswer
+from handlers.callbacks import BuyPack, BuyPlan, Continue, Retry, StopAnswer
 from services.prices import format_units
 
 if TYPE_CHECKING:
@@ -64,6 +64,14 @@ def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
 def new_tag() -> str:
     """A stop tag (and inline result id): random, 16 URL-safe characters, no ``:``."""
     return secrets.token_urlsafe(12)
+
+
+def continue_keyboard(texts: Texts, request_id: str) -> InlineKeyboardMarkup:
+    """The Continue button under the note of an answer cut at its length limit."""
+    data = Continue(request=request_id).pack()
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=texts("continue"), callback_data=data)]]
+    )
 
 
 def stop_keyboard(texts: Texts, tag: str) -> InlineKeyboardMarkup:

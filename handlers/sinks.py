@@ -34,6 +34,9 @@ class DraftTarget(NoticeSink, Protocol):
 
     draft_id: int
 
+    async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
+        """Send ``text`` (a plain notice after the answer) with buttons under it."""
+
 
 class Drafts(Protocol):
     """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""
