@@ -5,7 +5,8 @@ client and the chat service, builds the aiogram ``Bot`` and ``Dispatcher``, and 
 services to the handlers through the dispatcher's workflow data (``dp["chat"]``). It also runs
 two background loops: the payment desk's (books journaled payments until they stick) and
 upkeep (every ``SWEEP_EVERY_S``: releases holds older than the longest an answer can take,
-purges expired unpaid orders and old journal entries). On the way out it stops every answer
+purges expired unpaid orders and old journal entries), and, when Gram payments are on
+(``VEIL_TON_ADDRESS``), the TON chain watcher (``bot.ton``). On the way out it stops every answer
 in progress and waits for it to be settled, delivered and stored before anything closes.
 ``run_polling`` and ``run_webhook`` serve it.
 """
@@ -29,10 +30,12 @@ from bot.middleware import TextsMiddleware
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.telegram import build_bot
 from bot.texts import FALLBACK, Catalogs
+from bot.ton import ton_parts
 from bot.webhook import VeilWebhook
 from handlers import billing as billing_handlers
 from handlers import chat as chat_handlers
 from handlers import forget, model, payments, start
+from handlers import ton as ton_handlers
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
 from services.billing import Billing
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from bot.settings import BotSettings
+    from services.ton.books import TonBooks
+    from services.ton.watcher import TonWatcher
 
 log = structlog.get_logger("veil.bot")
 
@@ -79,6 +84,8 @@ class Veil:
     shop: StarsShop
     catalogs: Catalogs
     desk: PaymentDesk
+    ton_books: TonBooks | None = None
+    ton_watcher: TonWatcher | None = None
 
 
 SWEEP_EVERY_S = 60.0
@@ -92,6 +99,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
         start.build_router(),
         payments.build_router(admins),
         billing_handlers.build_router(),
+        ton_handlers.build_router(admins),
         model.build_router(),
         forget.build_router(),
         chat_handlers.build_router(),
@@ -225,7 +233,13 @@ async def _running_bot(  # noqa: PLR0913 -- the parts it connects
     dispatcher["settings"] = settings
     dispatcher["desk"] = desk
     try:
-        yield Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk)
+        async with ton_parts(settings, store) as ton:
+            veil = Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk)
+            if ton is not None:
+                dispatcher["ton"] = ton.shop
+                dispatcher["ton_books"] = veil.ton_books = ton.books
+                veil.ton_watcher = ton.watcher(ton_handlers.TonNotifier(bot, catalogs), settings)
+            yield veil
     finally:
         await bot.session.close()
 
@@ -237,6 +251,8 @@ async def _background(veil: Veil, sweep_every: float) -> AsyncIterator[None]:
         asyncio.create_task(veil.desk.run(), name="veil-payments"),
         asyncio.create_task(upkeep(veil, sweep_every), name="veil-upkeep"),
     ]
+    if veil.ton_watcher is not None:
+        loops.append(asyncio.create_task(veil.ton_watcher.run(), name="veil-ton-watcher"))
     try:
         yield
     finally:

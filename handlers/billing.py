@@ -9,6 +9,7 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
+from handlers.ton import ton_rows
 from services.billing import format_units
 from services.errors import OrderRejected
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from services.billing import Billing
     from services.chat import ChatService
     from services.stars import StarsShop
+    from services.ton.shop import TonShop
 
 BUY_PREFIX = "buy:"
 PLAN = "buy-plan"
@@ -41,8 +43,8 @@ def prices_line(texts: Texts, settings: BotSettings, model: str) -> str:
     )
 
 
-def buy_keyboard(shop: StarsShop, texts: Texts) -> InlineKeyboardMarkup:
-    """One button a pack, then the plan's."""
+def buy_keyboard(shop: StarsShop, texts: Texts, ton: TonShop | None = None) -> InlineKeyboardMarkup:
+    """One button a pack, then the plan's, then the Gram and USDT packs (``handlers.ton``)."""
     rows = [
         [
             InlineKeyboardButton(
@@ -63,6 +65,7 @@ def buy_keyboard(shop: StarsShop, texts: Texts) -> InlineKeyboardMarkup:
                 )
             ]
         )
+    rows.extend(ton_rows(ton, texts))
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
@@ -78,6 +81,7 @@ async def cmd_balance(  # noqa: PLR0913 -- the handler's injected services
     shop: StarsShop,
     chat: ChatService,
     settings: BotSettings,
+    ton: TonShop | None = None,
 ) -> None:
     """Balance, free tokens left today, the plan, prices, and the latest entries."""
     user_id = message.from_user.id if message.from_user else message.chat.id
@@ -106,13 +110,15 @@ async def cmd_balance(  # noqa: PLR0913 -- the handler's injected services
             price_out=per_thousand(price.output),
             entries="\n".join(entries) or texts("balance_empty"),
         ),
-        reply_markup=buy_keyboard(shop, texts),
+        reply_markup=buy_keyboard(shop, texts, ton),
     )
 
 
-async def cmd_buy(message: Message, texts: Texts, shop: StarsShop) -> None:
-    """The packs and the plan as buttons."""
-    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts))
+async def cmd_buy(
+    message: Message, texts: Texts, shop: StarsShop, ton: TonShop | None = None
+) -> None:
+    """The packs and the plan as buttons (and Gram and USDT packs when sold)."""
+    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts, ton))
 
 
 async def on_buy_pack(query: CallbackQuery, bot: Bot, texts: Texts, shop: StarsShop) -> None:

@@ -9,6 +9,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 
 from bot.payments import entry_from_message
+from handlers.ton import stats_text
 from services.billing import format_units
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from models import Store
     from services.billing import Billing
     from services.stars import StarsShop
+    from services.ton.books import TonBooks
 
 
 async def on_pre_checkout(query: PreCheckoutQuery, texts: Texts, shop: StarsShop) -> None:
@@ -82,9 +84,16 @@ async def cmd_refund(
     )
 
 
-async def cmd_stats(message: Message, texts: Texts, billing: Billing, store: Store) -> None:
-    """Admins: users, activity, tokens, Stars received and refunded."""
+async def cmd_stats(
+    message: Message,
+    texts: Texts,
+    billing: Billing,
+    store: Store,
+    ton_books: TonBooks | None = None,
+) -> None:
+    """Admins: users, activity, tokens, Stars received and refunded (and Gram and USDT)."""
     stats = await billing.stats()
+    ton = "" if ton_books is None else "\n" + await stats_text(ton_books, texts)
     await message.answer(
         texts(
             "stats",
@@ -96,6 +105,7 @@ async def cmd_stats(message: Message, texts: Texts, billing: Billing, store: Sto
             stars_refunded=stats.stars_refunded,
             flagged=stats.flagged,
         )
+        + ton
     )
 
 

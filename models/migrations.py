@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from sqlite_utils import Database
 
 from models.records import StorageError
+from models.ton import create_ton_tables
 
 __all__ = [
     "MIGRATIONS",
@@ -251,11 +252,17 @@ def m0004_usage_proofs(db: Database) -> None:
             )
 
 
+def m0005_ton_payments(db: Database) -> None:
+    """Gram and USDT-on-TON payments: orders, the chain watcher's cursors, payments seen."""
+    create_ton_tables(db)
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
     m0003_estimated_charges,
     m0004_usage_proofs,
+    m0005_ton_payments,
 ]
 
 

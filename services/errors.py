@@ -20,7 +20,12 @@ these ``from`` them, so callers above (handlers, the bot) deal with this tree al
         ├── InsufficientCredit      balance and free tokens cannot pay for even a short answer
         ├── OrderRejected           an order cannot be made (``reason``: unknown_pack, no_plan)
         ├── LedgerUnavailable       the ledger could not be read or written
-        └── JournalUnavailable      the payment journal could not be written (do not ack)
+        ├── JournalUnavailable      the payment journal could not be written (do not ack)
+        └── TonError                paying in Gram/USDT on TON failed (``services.ton.errors``)
+            ├── ToncenterUnavailable    toncenter unreachable, an HTTP error, an unusable answer
+            │   ├── ToncenterRateLimited    toncenter answered 429
+            │   └── MalformedTransfer       a record in its answer has the wrong shape
+            └── PaymentNotAssignable    an admin's assignment names no unmatched payment
 
 Messages never contain prompt or answer text, keys or tokens.
 """
