@@ -11,7 +11,8 @@
   that is not Veil's).
 - ``ton_payments``: every incoming transfer the watcher recorded, keyed by its transaction hash
   (hex; the PRIMARY KEY is the UNIQUE guard), whether it was ``credited``, kept ``unmatched``
-  for the admins, or ``dust``. A credited one has its ledger row ``ton:<hash>``.
+  for the admins, or ``dust``. A credited one has its ledger row ``ton:<hash>`` and keeps the
+  rate it was credited at (``rate_units`` µ★ for ``rate_amount``), for the audit.
 
 The functions run on the store's writer thread; services compose them inside
 ``models.ledger.write_transaction``. ``guarded`` wraps such a function so that SQLite's errors
@@ -86,6 +87,8 @@ def create_ton_tables(db: Database) -> None:
             late INTEGER NOT NULL DEFAULT 0,
             user_id INTEGER,
             units INTEGER NOT NULL DEFAULT 0 CHECK (units >= 0),
+            rate_amount INTEGER CHECK (rate_amount > 0),
+            rate_units INTEGER CHECK (rate_units > 0),
             created_at INTEGER NOT NULL,
             credited_at INTEGER,
             assigned_by INTEGER,
@@ -145,6 +148,7 @@ class TonPayment:
     ``reason`` says more: ``underpaid``/``overpaid`` for a credited one, ``no_comment``,
     ``unknown_comment``, ``wrong_asset`` or ``already_paid`` for an unmatched one, ``dust``.
     ``late`` marks a payment that arrived after its order expired (credited all the same).
+    ``rate_amount``/``rate_units`` is the rate a credited payment was credited at.
     """
 
     hash: str
@@ -161,6 +165,8 @@ class TonPayment:
     user_id: int | None
     units: int
     created_at: int
+    rate_amount: int | None = None
+    rate_units: int | None = None
     credited_at: int | None = None
     assigned_by: int | None = None
     notified: bool = False
@@ -287,7 +293,7 @@ def save_cursor(db: Database, stream: Asset, lt: int, tx_hash: str, now: int) ->
 
 _PAYMENT_COLUMNS = (
     "hash, asset, lt, utime, sender, amount, comment, order_id, status, reason, late, user_id,"
-    " units, created_at, credited_at, assigned_by, notified"
+    " units, rate_amount, rate_units, created_at, credited_at, assigned_by, notified"
 )
 
 
@@ -295,7 +301,8 @@ def insert_payment(db: Database, payment: TonPayment) -> bool:
     """Record a payment; False (nothing written) if its hash is already recorded."""
     cursor = db.execute(
         f"INSERT INTO ton_payments ({_PAYMENT_COLUMNS})"  # noqa: S608 -- a constant column list
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (hash) DO NOTHING",
         [
             payment.hash,
             payment.asset,
@@ -310,6 +317,8 @@ def insert_payment(db: Database, payment: TonPayment) -> bool:
             int(payment.late),
             payment.user_id,
             payment.units,
+            payment.rate_amount,
+            payment.rate_units,
             payment.created_at,
             payment.credited_at,
             payment.assigned_by,
@@ -339,13 +348,21 @@ def find_payments(db: Database, hash_prefix: str, limit: int = 2) -> list[TonPay
 
 
 def assign_payment(  # noqa: PLR0913 -- the columns an assignment sets
-    db: Database, tx_hash: str, user_id: int, units: int, *, admin: int, now: int
+    db: Database,
+    tx_hash: str,
+    *,
+    user_id: int,
+    units: int,
+    rate: tuple[int, int],
+    admin: int,
+    now: int,
 ) -> None:
-    """Turn an unmatched payment into one credited to ``user_id`` by ``admin``."""
+    """Credit an unmatched payment to ``user_id``: ``units`` µ★ at ``rate`` (amount, µ★)."""
     db.execute(
-        "UPDATE ton_payments SET status = 'credited', user_id = ?, units = ?, credited_at = ?,"
-        " assigned_by = ?, notified = 0 WHERE hash = ? AND status = 'unmatched'",
-        [user_id, units, now, admin, tx_hash],
+        "UPDATE ton_payments SET status = 'credited', user_id = ?, units = ?, rate_amount = ?,"
+        " rate_units = ?, credited_at = ?, assigned_by = ?, notified = 0"
+        " WHERE hash = ? AND status = 'unmatched'",
+        [user_id, units, rate[0], rate[1], now, admin, tx_hash],
     )
 
 
@@ -387,6 +404,15 @@ def totals(db: Database) -> TonTotals:
     return TonTotals(*(int(value) for value in row))
 
 
+def credited_with_orders(db: Database) -> list[tuple[TonPayment, TonOrder | None]]:
+    """Every credited payment with the order it names (None if none), oldest first."""
+    found = []
+    for payment in reversed(payments(db, "credited")):
+        order = None if payment.order_id is None else get_order(db, payment.order_id)
+        found.append((payment, order))
+    return found
+
+
 def _payment(row: Any) -> TonPayment:  # noqa: ANN401 -- a sqlite3 row is untyped
     return TonPayment(
         hash=str(row[0]),
@@ -402,10 +428,12 @@ def _payment(row: Any) -> TonPayment:  # noqa: ANN401 -- a sqlite3 row is untype
         late=bool(row[10]),
         user_id=None if row[11] is None else int(row[11]),
         units=int(row[12]),
-        created_at=int(row[13]),
-        credited_at=None if row[14] is None else int(row[14]),
-        assigned_by=None if row[15] is None else int(row[15]),
-        notified=bool(row[16]),
+        rate_amount=None if row[13] is None else int(row[13]),
+        rate_units=None if row[14] is None else int(row[14]),
+        created_at=int(row[15]),
+        credited_at=None if row[16] is None else int(row[16]),
+        assigned_by=None if row[17] is None else int(row[17]),
+        notified=bool(row[18]),
     )
 
 

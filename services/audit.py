@@ -15,6 +15,10 @@ receipt key they verified under and the operator-signed bundle that published th
 A charge that fails any check, an ``unverified`` one (charged without a valid receipt) and a
 charge with no proof row at all are problems; charges closed before proofs were kept are
 counted apart as legacy.
+
+Gram and USDT payments are checked too: each credited one is its amount at its stored rate
+(its order's, unless an admin assigned it) and has exactly its ledger row
+(``services.ton.books.payment_problems``, ``models.ton.inconsistent_users``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from models import StorageError
 from models import ledger as storage
+from models import ton as ton_storage
 from models import usage as proofs
 from models.usage import ReceiptProof, StoredBundle
 from sealed.bundle import BUNDLE_CONTEXT, KeyBundle
@@ -35,11 +40,13 @@ from sealed.errors import MalformedMessage, ReceiptInvalid
 from sealed.receipt import SignedReceipt, UsageReceipt
 from services.billing import ModelPrice
 from services.errors import LedgerUnavailable
+from services.ton.books import payment_problems
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
     from models import Database, Store
+    from models.ton import TonOrder, TonPayment, TonTotals
     from models.usage import UsageRecord
     from sealed.bundle import SignedBundle
 
@@ -89,6 +96,7 @@ class AuditReport:
     legacy_charged: int = 0
     payments: int = 0
     stars_received: int = 0
+    ton: TonTotals | None = None  # Gram and USDT payments
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -108,6 +116,9 @@ class Auditor:
         """Check every charge; the report lists totals and problems."""
         try:
             records, unproven, inconsistent, payments = await self._store.run(_read)
+            ton_payments, ton_inconsistent, ton_totals = await self._store.run(
+                ton_storage.guarded(_read_ton)
+            )
         except StorageError as exc:
             raise LedgerUnavailable("the ledger cannot be read") from exc
         report = AuditReport()
@@ -135,6 +146,15 @@ class Auditor:
         )
         report.payments = len(payments)
         report.stars_received = sum(payment.stars for payment in payments)
+        for payment, order in ton_payments:
+            report.problems.extend(
+                f"ton payment {payment.hash} (user {payment.user_id}): {problem}"
+                for problem in payment_problems(payment, order)
+            )
+        report.problems.extend(
+            f"user {user}: TON payments and ledger rows disagree" for user in ton_inconsistent
+        )
+        report.ton = ton_totals
         return report
 
     def problems(self, record: UsageRecord) -> list[str]:
@@ -227,4 +247,15 @@ def _read(
             proofs.unproven_charges(db),
             storage.inconsistent_users(db),
             storage.all_payments(db),
+        )
+
+
+def _read_ton(
+    db: Database,
+) -> tuple[list[tuple[TonPayment, TonOrder | None]], list[int], TonTotals]:
+    with db.atomic():
+        return (
+            ton_storage.credited_with_orders(db),
+            ton_storage.inconsistent_users(db),
+            ton_storage.totals(db),
         )

@@ -38,6 +38,7 @@ import structlog
 
 from models import StorageError
 from models import ledger as storage
+from models import ton as ton_storage
 from models import usage as proofs
 from models.ledger import (
     UNITS_PER_STAR,
@@ -400,10 +401,14 @@ class Billing:
 
         Checks that every hold has one hold row and, once closed, exactly one release row;
         that usage and free rows exist only for settled holds and match their outcome; that
-        every payment has its credit row and every refund its refund row. Balances need no
-        check: they are always the ledger sum.
+        every payment has its credit row and every refund its refund row, and Gram and USDT
+        payments theirs (``models.ton``). Balances need no check: they are always the ledger sum.
         """
-        return await self._run(storage.inconsistent_users)
+        return await self._run(
+            lambda db: sorted(
+                {*storage.inconsistent_users(db), *ton_storage.inconsistent_users(db)}
+            )
+        )
 
     async def stats(self) -> BillingStats:
         """Users with ledger rows, active today, tokens used today, Stars received, refunds."""

@@ -172,6 +172,8 @@ class TonBooks:
             reason=reason,
             late=transfer.utime > order.expires_at,
             units=transfer.amount * order.units // order.amount,
+            rate_amount=order.amount,
+            rate_units=order.units,
             credited_at=now,
         )
 
@@ -219,11 +221,18 @@ class TonBooks:
                     None if payment.order_id is None else storage.get_order(db, payment.order_id)
                 )
                 if order is not None and order.asset == payment.asset:
-                    amount, units = order.amount, order.units
+                    rate = (order.amount, order.units)
                 else:
-                    amount, units = self.shop.fallback_rate(payment.asset)
-                credited = payment.amount * units // amount
-                storage.assign_payment(db, payment.hash, user_id, credited, admin=admin, now=now)
+                    rate = self.shop.fallback_rate(payment.asset)
+                storage.assign_payment(
+                    db,
+                    payment.hash,
+                    user_id=user_id,
+                    units=payment.amount * rate[1] // rate[0],
+                    rate=rate,
+                    admin=admin,
+                    now=now,
+                )
                 assigned = storage.get_payment(db, payment.hash)
                 if assigned is None:  # pragma: no cover -- updated in this transaction
                     raise PaymentNotAssignable("not_found")
@@ -339,3 +348,28 @@ def _credit(db: Database, payment: TonPayment, now: int) -> None:
         note=note,
     ):
         raise BillingError("the transaction hash is already a ledger source")
+
+
+def payment_problems(payment: TonPayment, order: TonOrder | None) -> list[str]:
+    """What the audit finds wrong with one credited payment (empty when it adds up).
+
+    Its µ★ must be its amount at its stored rate, and a payment matched by its comment must
+    have been credited at its order's rate, to that order's user.
+    """
+    found: list[str] = []
+    if payment.rate_amount is None or payment.rate_units is None:
+        return ["credited without a stored rate"]
+    expected = payment.amount * payment.rate_units // payment.rate_amount
+    if payment.units != expected:
+        found.append(f"credited {payment.units} µ★, its amount at its rate is {expected}")
+    if payment.assigned_by is None:
+        if order is None:
+            found.append("credited by comment, but its order is missing")
+        elif (order.amount, order.units, order.user_id, order.asset) != (
+            payment.rate_amount,
+            payment.rate_units,
+            payment.user_id,
+            payment.asset,
+        ):
+            found.append("its rate, user or asset is not its order's")
+    return found
