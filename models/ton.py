@@ -262,12 +262,12 @@ def latest_language(db: Database, user_id: int) -> str | None:
 # -- cursors ---------------------------------------------------------------------------------
 
 
-def get_cursor(db: Database, stream: Asset, now: int) -> TonCursor:
-    """The stream's cursor; the first call records ``now`` as the time the watcher began."""
+def get_cursor(db: Database, stream: Asset, since: int) -> TonCursor:
+    """The stream's cursor; the first call starts it at ``since`` (earlier history is not ours)."""
     db.execute(
         "INSERT INTO ton_cursors (stream, since, updated_at) VALUES (?, ?, ?)"
         " ON CONFLICT (stream) DO NOTHING",
-        [stream, now, now],
+        [stream, since, since],
     )
     since, lt, tx_hash = db.execute(
         "SELECT since, lt, hash FROM ton_cursors WHERE stream = ?", [stream]

@@ -30,7 +30,7 @@ from models import ton as storage
 from models.ton import LEDGER_PREFIX, Asset, TonCursor, TonOrder, TonPayment, TonTotals
 from services.errors import BillingError, LedgerUnavailable
 from services.ton.errors import PaymentNotAssignable
-from services.ton.shop import format_amount, normalise_comment
+from services.ton.shop import CURSOR_MARGIN_S, format_amount, normalise_comment
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -86,9 +86,9 @@ class TonBooks:
     # -- the watcher's cursors ---------------------------------------------------------------
 
     async def cursor(self, asset: Asset) -> TonCursor:
-        """Where the watcher of ``asset`` is (the first call starts it at the current time)."""
-        now = int(self._clock())
-        return await self._run(lambda db: storage.get_cursor(db, asset, now))
+        """Where the watcher of ``asset`` is (an order or this call starts it, a little back)."""
+        since = int(self._clock()) - CURSOR_MARGIN_S
+        return await self._run(lambda db: storage.get_cursor(db, asset, since))
 
     async def save_cursor(self, asset: Asset, lt: int, tx_hash: str) -> None:
         """The watcher processed everything up to this transaction."""

@@ -41,6 +41,9 @@ ORDER_TTL_S: Final = 3600
 COMMENT_ALPHABET: Final = "23456789ABCDEFGHJKMNPQRSTWXYZ"
 COMMENT_LENGTH: Final = 8  # 29^8 ≈ 5e11 comments
 _NEW_ID_TRIES = 5
+# A stream's cursor starts this long before the first order or watcher pass, whichever is first
+# (clocks differ; a payment is never older than its order).
+CURSOR_MARGIN_S: Final = 600
 TONKEEPER_TRANSFER: Final = "https://app.tonkeeper.com/transfer/"
 
 
@@ -203,4 +206,6 @@ class TonShop:
 
 
 def _insert_order(db: Database, *, order: TonOrder) -> bool:
+    """Store the order; first make sure the watcher will read from before it."""
+    storage.get_cursor(db, order.asset, order.created_at - CURSOR_MARGIN_S)
     return storage.insert_order(db, order)

@@ -11,7 +11,8 @@ twice. Messages a crash or a Telegram outage swallowed are sent on the next pass
 Reading from the cursor asks for ``start_lt`` = the cursor's own lt, so the first record
 returned is normally the cursor's own transaction (its hash is checked: a different one is
 logged as ``ton.cursor_mismatch`` and booked like any new one). Before its first transaction a
-stream reads from the time the watcher first ran (``since``): history before it is not Veil's.
+stream reads from ``since``: ten minutes before the first order or the watcher's first pass,
+whichever came first (clocks differ; older history is not Veil's).
 
 Failures never reach the bot: a 429 or any toncenter or ledger error logs one status line
 (``ton.watcher_backoff``) and the next pass waits twice as long, up to ``max_backoff``; the

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from playground.state import Method
 
 MAX_CAPTION = 1024
-_UPLOAD: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("upload", default=None)
+# The files uploaded with the request being answered, by form field name.
+_UPLOADS: contextvars.ContextVar[dict[str, bytes]] = contextvars.ContextVar("uploads")
 
 
 class PhotoTelegram(FakeTelegram):
@@ -54,18 +55,18 @@ class PhotoTelegram(FakeTelegram):
         self._gate.set()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        token = None
+        uploads: dict[str, bytes] = {}
         if request.method == "POST" and request.content_type == "multipart/form-data":
             form = await request.post()  # aiohttp keeps it: the emulator reads it again
-            upload = form.get("photo")
-            if isinstance(upload, web.FileField):
-                token = _UPLOAD.set(upload.file.read())
-                upload.file.seek(0)
+            for name, value in form.items():
+                if isinstance(value, web.FileField):
+                    uploads[name] = value.file.read()
+                    value.file.seek(0)
+        token = _UPLOADS.set(uploads)
         try:
             return await super()._handle(request)
         finally:
-            if token is not None:
-                _UPLOAD.reset(token)
+            _UPLOADS.reset(token)
 
     async def _gated_send_message(self, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("chat_id") in self.held_chats:
@@ -75,7 +76,12 @@ class PhotoTelegram(FakeTelegram):
 
     def _send_photo(self, p: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(p)
-        data = _UPLOAD.get()
+        photo = p.get("photo")
+        uploads = _UPLOADS.get({})
+        # A file goes up as a form field named in the parameter ("attach://<field>") or as the
+        # parameter itself.
+        name = photo.removeprefix("attach://") if isinstance(photo, str) else "photo"
+        data = uploads.get(name)
         if data is None:
             raise bad_request("there is no photo in the request")
         caption = str(p.get("caption") or "")
