@@ -41,6 +41,7 @@ __all__ = [
 USDT_MAINNET_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 _HASH_BYTES = 32
 _TEXT_COMMENT_OP = 0
+_WORKCHAINS = (0, -1)  # the basechain and the masterchain
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,13 @@ def parse_address(text: object) -> Address | None:
     if not isinstance(text, str) or not text.strip():
         return None
     try:
-        return Address(text.strip())
+        address = Address(text.strip())
     except (AddressError, ValueError, IndexError, TypeError, binascii.Error):
         return None
+    # The library takes a raw address with a short hash or any workchain number as given.
+    if len(address.hash_part) != _HASH_BYTES or address.wc not in _WORKCHAINS:
+        return None
+    return address
 
 
 def raw_address(text: object) -> str | None:
