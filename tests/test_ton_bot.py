@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import io
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import zxingcpp
@@ -236,3 +237,102 @@ async def test_a_slow_or_failing_toncenter_never_slows_the_bot(tmp_path: Path) -
             assert (await told(stack, ALICE, 1)).startswith("Balance: 0 ★ of credit")
             invoice = await buy(stack, telegram, ALICE, "1 GRAM")
             assert comment_of(invoice)
+
+
+async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path) -> None:
+    """Each case of the issue's list on one chain page, behind two 429s; users see the outcome."""
+    users = {
+        name: 7100 + n
+        for n, name in enumerate(
+            (
+                "exact",
+                "over",
+                "twice",
+                "nocomment",
+                "aborted",
+                "bounced",
+                "unknown",
+                "late",
+                "dust",
+                "forms",
+                "usdt",
+                "fakejetton",
+            )
+        )
+    }
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        comments = {}
+        for name, user in users.items():
+            label = "1 USDT" if name in {"usdt", "fakejetton"} else "1 GRAM"
+            comments[name] = comment_of(await buy(stack, telegram, user, label))
+        chain.rate_limit_next(2)
+        add = chain.add_transaction
+        add(WALLET_RAW, value=GRAM, comment=comments["exact"])
+        add(WALLET_RAW, value=GRAM * 3 // 2, comment=comments["over"])
+        add(WALLET_RAW, value=GRAM, comment=comments["twice"])
+        twice = add(WALLET_RAW, value=GRAM, comment=comments["twice"])
+        nocomment = add(WALLET_RAW, value=GRAM)
+        add(WALLET_RAW, value=GRAM, comment=comments["aborted"], aborted=True)
+        add(WALLET_RAW, value=GRAM, comment=comments["bounced"], bounced=True)
+        unknown = add(WALLET_RAW, value=GRAM, comment="NOTANORDER")
+        add(WALLET_RAW, value=GRAM, comment=comments["late"], now=int(time.time()) + 7200)
+        dust = add(WALLET_RAW, value=1_000, comment=comments["dust"])
+        for value, destination in (
+            (GRAM // 4, WALLET.raw.upper()),
+            (GRAM // 4, WALLET.friendly),
+            (GRAM // 2, WALLET.bounceable),
+        ):
+            add(WALLET_RAW, value=value, comment=comments["forms"], destination=destination)
+        chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=comments["usdt"])
+        chain.add_jetton_transfer(
+            WALLET_RAW,
+            amount=1_000_000,
+            comment=comments["fakejetton"],
+            master="0:" + "99" * 32,
+        )
+        # After /buy's menu, the invoice and the QR code, each user's 4th message on is news.
+        assert await told(stack, users["exact"], 4) == (
+            "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
+        )
+        assert await told(stack, users["over"], 4) == (
+            "Received 1.5 GRAM, more than the 1 GRAM asked: all of it is credited, 375 ★ added."
+            " Balance: 375 ★."
+        )
+        assert await told(stack, users["twice"], 4) == (
+            "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
+        )
+        assert await told(stack, users["late"], 4) == (
+            "Received 1 GRAM. 250 ★ added. Balance: 250 ★.\nIt arrived after the invoice"
+            " expired; it is credited at the invoice's rate all the same."
+        )
+        forms = [await told(stack, users["forms"], n) for n in (4, 5, 6)]
+        under = (
+            f"Received 0.25 GRAM of the 1 GRAM for order {comments['forms']}: 62.5 ★ added for"
+            " what arrived. To get the rest, send {rest} GRAM with the same comment."
+            " Balance: {balance} ★."
+        )
+        assert forms == [
+            under.format(rest="0.75", balance="62.5"),
+            under.format(rest="0.5", balance="125"),
+            "Received 0.5 GRAM. 125 ★ added. Balance: 250 ★.",
+        ]
+        assert await told(stack, users["usdt"], 4) == (
+            "Received 1 USDT. 70 ★ added. Balance: 70 ★."
+        )
+        await asyncio.sleep(0.5)  # nothing else is coming
+        expected = {"exact": 250, "over": 375, "twice": 250, "late": 250, "forms": 250, "usdt": 70}
+        for name, user in users.items():
+            balance = await stack.veil.billing.balance(user)
+            assert balance.units == expected.get(name, 0) * 1_000_000, name
+            news = telegram.sent_messages(user)[3:]
+            assert len(news) == {"forms": 3}.get(name, 1 if name in expected else 0), name
+        telegram.send_text(ADMIN, "/stats")
+        stats = await told(stack, ADMIN, 1)
+        assert "Gram and USDT: 8 credited (5.5 GRAM, 1 USDT = 1445 ★), 1 below the dust" in stats
+        assert "Unmatched: 3 " in stats
+        for tx, reason in ((twice, "already_paid"), (nocomment, "no_comment")):
+            assert f"{hex_hash(tx['hash'])[:16]} · 1 GRAM · " in stats
+            assert reason in stats
+        assert f"{hex_hash(unknown['hash'])[:16]} · 1 GRAM · comment NOTANORDER" in stats
+        assert hex_hash(dust["hash"])[:16] not in stats
+        assert [r.status for r in chain.requests].count(429) == 2
