@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
@@ -178,14 +183,18 @@ class TonNotifier:
         return text
 
     async def __call__(self, booking: TonBooking) -> bool:
-        """Send the message; False only when Telegram could not be reached (try again)."""
+        """Send the message; False when Telegram cannot take it now (the watcher tries again).
+
+        Unreachable, a flood wait longer than the retries, a 5xx: False. True once sent, or
+        refused for good (blocked, deleted: telling again would not help).
+        """
         user_id = booking.payment.user_id
         if user_id is None:
             return True
         try:
             await self._bot.send_message(user_id, self.text(booking))
-        except TelegramNetworkError:
-            log.warning("ton.notify_unreachable", tx=booking.payment.hash)
+        except (TelegramNetworkError, TelegramRetryAfter, TelegramServerError) as exc:
+            log.warning("ton.notify_later", tx=booking.payment.hash, error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help
             log.warning("ton.notify_refused", tx=booking.payment.hash, error=type(exc).__name__)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from models.ton import TonOrder
+    from services.ton.books import TonBooking
 
 GRAM = 1_000_000_000
 PACK = str(GRAM)  # the 1-Gram pack: 250 ★ (250_000_000 µ★)
@@ -415,3 +416,36 @@ async def test_reconcile_finds_and_fix_books_what_the_watcher_missed(tmp_path: P
 async def test_watcher_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="interval"):
         TonWatcher(None, None, None, interval=0)  # type: ignore[arg-type]
+
+
+async def test_a_failing_notifier_never_stops_the_watcher_and_is_tried_again(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        calls: list[str] = []
+
+        async def flaky(booking: TonBooking) -> bool:
+            calls.append(booking.payment.hash)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the notifier")
+            return len(calls) > 2  # then Telegram is unreachable once, then it works
+
+        watcher = TonWatcher(stack.books, stack.reader, flaky, interval=0.05)
+        with capture_logs() as logs:
+            task = asyncio.create_task(watcher.run())
+            try:
+                async with asyncio.timeout(10):
+                    while len(calls) < 3:  # noqa: ASYNC110 -- polls the record
+                        await asyncio.sleep(0.02)
+                await asyncio.sleep(0.2)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        assert len(calls) == 3
+        assert len(set(calls)) == 1
+        assert [e["status"] for e in logs if e["event"] == "ton.watcher_backoff"] == ["unexpected"]
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)

@@ -151,15 +151,18 @@ class TonWatcher:
                 if isinstance(exc, LedgerUnavailable):
                     status = "ledger_unavailable"
                 log.warning("ton.watcher_backoff", status=status, error=str(exc), retry_in=delay)
-                failing = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-                continue
-            if failing:
-                log.info("ton.watcher_resumed", booked=booked)
+            except Exception:  # the loop's edge: a bug must not stop payments for good
+                log.exception("ton.watcher_backoff", status="unexpected", retry_in=delay)
+            else:
+                if failing:
+                    log.info("ton.watcher_resumed", booked=booked)
                 failing = False
-            delay = self._interval
-            await asyncio.sleep(self._interval)
+                delay = self._interval
+                await asyncio.sleep(self._interval)
+                continue
+            failing = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
 
     async def poll(self) -> int:
         """One pass: every stream to its end, then the messages still owed; transfers booked."""
