@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import BotSettings
-from gateway.logs import configure_logging
-from gateway.settings import SettingsError, load_settings
+from common.logs import configure_logging
+from common.settings import SettingsError, load_settings
 from models import StorageError
 from models.backup import BackupError, backup_database
 from sealed.keyfile import (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,28 +23,33 @@ from typing import TYPE_CHECKING
 import aiohttp
 import structlog
 from aiogram import Bot, Dispatcher
-from aiogram.types import BotCommand
+from aiogram.types import BotCommand, BotCommandScopeAllGroupChats
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
-from bot.middleware import TextsMiddleware
+from bot.editing import Editors, Pace
 from bot.payments import JournalMiddleware, PaymentDesk
+from bot.streaming import DraftSink
 from bot.telegram import build_bot
-from bot.texts import FALLBACK, Catalogs
 from bot.ton import ton_parts
 from bot.webhook import VeilWebhook
-from handlers import billing as billing_handlers
+from common.texts import FALLBACK, Catalogs
 from handlers import chat as chat_handlers
-from handlers import forget, model, payments, start
+from handlers import errors, forget, groups, inline, model, start
+from handlers import settings as settings_handlers
+from handlers import shop as shop_handlers
 from handlers import ton as ton_handlers
+from handlers.groups import GroupKit
+from handlers.middleware import TextsMiddleware
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
-from services.billing import Billing
 from services.chat import ChatService
+from services.credit import Credit
 from services.errors import BillingError
+from services.groups import Groups
 from services.inference import InferenceClient
 from services.journal import PaymentJournal
-from services.stars import StarsShop
+from services.shop import Shop
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -66,9 +72,12 @@ COMMANDS = (
     "cancel",
     "privacy",
     "forget",
+    "settings",
     "paysupport",
     "terms",
 )
+
+GROUP_COMMANDS = ("ask", "groupsettings")
 
 
 @dataclass
@@ -80,8 +89,8 @@ class Veil:
     dispatcher: Dispatcher
     store: Store
     chat: ChatService
-    billing: Billing
-    shop: StarsShop
+    credit: Credit
+    shop: Shop
     catalogs: Catalogs
     desk: PaymentDesk
     ton_books: TonBooks | None = None
@@ -91,17 +100,31 @@ class Veil:
 SWEEP_EVERY_S = 60.0
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """What ``running_veil`` opened for the services: the two databases and HTTP sessions."""
+
+    store: Store
+    journal: Journal
+    streams: aiohttp.ClientSession
+    control: aiohttp.ClientSession
+
+
 def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -> Dispatcher:
     """The dispatcher with every feature's router, in order (chat last: it takes any text)."""
     dispatcher = Dispatcher()
-    dispatcher.update.middleware(TextsMiddleware(catalogs))
+    # Outer, so that the errors router (which runs outside inner middlewares) has ``texts`` too.
+    dispatcher.update.outer_middleware(TextsMiddleware(catalogs))
     dispatcher.include_routers(
+        errors.build_router(),
         start.build_router(),
-        payments.build_router(admins),
-        billing_handlers.build_router(),
+        shop_handlers.build_router(admins),
         ton_handlers.build_router(admins),
         model.build_router(),
         forget.build_router(),
+        inline.build_router(),
+        groups.build_router(),
+        settings_handlers.build_router(),
         chat_handlers.build_router(),
     )
     return dispatcher
@@ -166,16 +189,11 @@ async def running_veil(
             async with (
                 gateway_sessions(settings) as (streams, control),
                 _running_bot(
-                    settings,
-                    store=store,
-                    journal=journal,
-                    streams=streams,
-                    control=control,
-                    client_key=client_key,
+                    settings, _Opened(store, journal, streams, control), client_key
                 ) as veil,
             ):
                 if recover_all:
-                    recovered = await veil.billing.recover(0)
+                    recovered = await veil.credit.recover(0)
                     if recovered:
                         log.warning("bot.holds_recovered", count=recovered)
                 async with _background(veil, sweep_every):
@@ -187,16 +205,11 @@ async def running_veil(
 
 
 @contextlib.asynccontextmanager
-async def _running_bot(  # noqa: PLR0913 -- the parts it connects
-    settings: BotSettings,
-    *,
-    store: Store,
-    journal: Journal,
-    streams: aiohttp.ClientSession,
-    control: aiohttp.ClientSession,
-    client_key: ed25519.Ed25519PrivateKey,
+async def _running_bot(
+    settings: BotSettings, opened: _Opened, client_key: ed25519.Ed25519PrivateKey
 ) -> AsyncIterator[Veil]:
     """Build the services, the Bot and the Dispatcher; close the Bot's session at the end."""
+    store, journal, streams, control = opened.store, opened.journal, opened.streams, opened.control
     catalogs = Catalogs()
     inference = InferenceClient(
         settings.gateway_urls,
@@ -207,12 +220,12 @@ async def _running_bot(  # noqa: PLR0913 -- the parts it connects
         pool_wait=settings.gateway_wait,
         stop_grace=settings.stop_grace,
     )
-    billing = Billing(store, settings.price_table, settings.free_tokens_per_day)
-    shop = StarsShop(store, settings.packs, settings.plan)
+    credit = Credit(store, settings.price_table, settings.free_tokens_per_day)
+    shop = Shop(store, settings.packs, settings.plan)
     chat = ChatService(
         store=store,
         inference=inference,
-        billing=billing,
+        billing=credit,
         default_model=settings.default_model,
         context_tokens=settings.context_tokens,
         max_answer_tokens=settings.max_answer_tokens,
@@ -222,25 +235,42 @@ async def _running_bot(  # noqa: PLR0913 -- the parts it connects
         system_prompt=settings.system_prompt,
     )
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
-    desk = PaymentDesk(PaymentJournal(journal, shop, billing), bot, catalogs, settings.admin_ids)
+    desk = PaymentDesk(PaymentJournal(journal, shop, credit), bot, catalogs, settings.admin_ids)
     bot.session.middleware(JournalMiddleware(desk))
     dispatcher = build_dispatcher(catalogs, settings.admin_ids)
     dispatcher["chat"] = chat
-    dispatcher["billing"] = billing
+    dispatcher["credit"] = credit
     dispatcher["shop"] = shop
     dispatcher["store"] = store
     dispatcher["catalogs"] = catalogs
-    dispatcher["settings"] = settings
     dispatcher["desk"] = desk
+    dispatcher["drafts"] = functools.partial(DraftSink, bot, interval=settings.draft_interval)
+    editors = Editors(
+        bot,
+        Pace(
+            interval=settings.edit_interval,
+            group_per_minute=settings.group_messages_per_minute,
+            inline_per_minute=settings.group_messages_per_minute,
+            notice_seconds=settings.notice_seconds,
+        ),
+    )
+    dispatcher["editors"] = editors
+    dispatcher["kit"] = GroupKit(chat, editors, Groups(store))
+    dispatcher["prices"] = settings.price_table
+    dispatcher["min_answer_tokens"] = settings.min_answer_tokens
+    dispatcher["paysupport_text"] = settings.paysupport_text
+    dispatcher["terms_text"] = settings.terms_text
     try:
         async with ton_parts(settings, store) as ton:
-            veil = Veil(settings, bot, dispatcher, store, chat, billing, shop, catalogs, desk)
+            veil = Veil(settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk)
+            dispatcher["ton"] = None if ton is None else ton.shop
+            dispatcher["ton_books"] = None if ton is None else ton.books
             if ton is not None:
-                dispatcher["ton"] = ton.shop
-                dispatcher["ton_books"] = veil.ton_books = ton.books
+                veil.ton_books = ton.books
                 veil.ton_watcher = ton.watcher(ton_handlers.TonNotifier(bot, catalogs), settings)
             yield veil
     finally:
+        await editors.close()
         await bot.session.close()
 
 
@@ -281,8 +311,11 @@ async def register_commands(veil: Veil) -> None:
     for language in veil.catalogs.languages:
         texts = veil.catalogs.for_language(language)
         commands = [BotCommand(command=c, description=texts(f"cmd_{c}")) for c in COMMANDS]
+        code = None if language == FALLBACK else language
+        await veil.bot.set_my_commands(commands, language_code=code)
+        in_groups = [BotCommand(command=c, description=texts(f"cmd_{c}")) for c in GROUP_COMMANDS]
         await veil.bot.set_my_commands(
-            commands, language_code=None if language == FALLBACK else language
+            in_groups, scope=BotCommandScopeAllGroupChats(), language_code=code
         )
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from models import MasterKey, Store
 from services.audit import Auditor, AuditReport
-from services.billing import format_units
+from services.prices import format_units
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:

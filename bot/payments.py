@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import structlog
@@ -29,9 +30,9 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.methods import GetUpdates
 
-from services.billing import format_units
 from services.errors import JournalUnavailable, LedgerUnavailable
 from services.journal import JournalEntry
+from services.prices import format_units
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from aiogram.methods.base import TelegramType
     from aiogram.types import Message, Update
 
-    from bot.texts import Catalogs, Texts
+    from common.texts import Catalogs, Texts
     from services.journal import Booking, PaymentJournal
 
 log = structlog.get_logger("veil.payments")
@@ -50,6 +51,14 @@ log = structlog.get_logger("veil.payments")
 RETRY_FIRST_S = 0.5
 RETRY_MOST_S = 60.0
 IDLE_CHECK_S = 60.0  # the loop looks for open entries at least this often
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How the desk's loop waits between failed bookings: ``first``, doubling to ``most``."""
+
+    first: float = RETRY_FIRST_S
+    most: float = RETRY_MOST_S
 
 
 def entry_from_message(
@@ -99,22 +108,19 @@ def entry_from_update(update: Update) -> JournalEntry | None:
 class PaymentDesk:
     """Books journaled payments and refunds and tells the users; retries until each sticks."""
 
-    def __init__(  # noqa: PLR0913 -- its parts and two retry settings
+    def __init__(
         self,
         journal: PaymentJournal,
         bot: Bot,
         catalogs: Catalogs,
         admins: frozenset[int] = frozenset(),
-        *,
-        retry_first: float = RETRY_FIRST_S,
-        retry_most: float = RETRY_MOST_S,
+        backoff: Backoff = Backoff(),
     ) -> None:
         self.journal = journal
         self._bot = bot
         self._catalogs = catalogs
         self._admins = admins
-        self._retry_first = retry_first
-        self._retry_most = retry_most
+        self._backoff = backoff
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._wake = asyncio.Event()
 
@@ -124,6 +130,12 @@ class PaymentDesk:
     async def record(self, entries: Sequence[JournalEntry]) -> None:
         """Journal entries durably; raises ``JournalUnavailable`` (do not acknowledge then)."""
         await self.journal.record(entries)
+
+    async def take_message(self, message: Message) -> None:
+        """A payment or refund message reached its handler: ``take`` its entry (others: none)."""
+        entry = entry_from_message(message)
+        if entry is not None:
+            await self.take(entry)
 
     async def take(self, entry: JournalEntry) -> None:
         """A payment or refund arrived (the handler): journal it if not yet, then book it now.
@@ -181,7 +193,7 @@ class PaymentDesk:
 
     async def run(self) -> None:
         """Book open entries until cancelled: at once, after each failure with backoff."""
-        delay = self._retry_first
+        delay = self._backoff.first
         while True:
             self._wake.clear()
             try:
@@ -190,9 +202,9 @@ class PaymentDesk:
                 log.exception("payments.retry_failed")
                 done = False
             if done:
-                delay, wait = self._retry_first, IDLE_CHECK_S
+                delay, wait = self._backoff.first, IDLE_CHECK_S
             else:
-                wait, delay = delay, min(delay * 2, self._retry_most)
+                wait, delay = delay, min(delay * 2, self._backoff.most)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 

@@ -15,8 +15,7 @@ from aiogram.types import TransactionPartnerUser
 from bot.telegram import build_bot
 from bot.ton import reconcile_ton, ton_parts
 from models import MasterKey, Store
-from models.ledger import StarTx
-from services.stars import StarsShop
+from services.shop import Shop, StarTransaction
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -26,9 +25,9 @@ if TYPE_CHECKING:
 PAGE = 100
 
 
-async def star_transactions(bot: Bot) -> list[StarTx]:
+async def star_transactions(bot: Bot) -> list[StarTransaction]:
     """Every user payment and refund Telegram lists for the bot, all pages."""
-    found: list[StarTx] = []
+    found: list[StarTransaction] = []
     offset = 0
     while True:
         page = await bot.get_star_transactions(offset=offset, limit=PAGE)
@@ -37,7 +36,7 @@ async def star_transactions(bot: Bot) -> list[StarTx]:
             if not isinstance(partner, TransactionPartnerUser):
                 continue  # withdrawals, ads, Fragment: not ours to reconcile
             found.append(
-                StarTx(
+                StarTransaction(
                     id=tx.id,
                     amount=tx.amount,
                     is_refund=tx.receiver is not None,
@@ -66,7 +65,7 @@ async def reconcile(
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
     try:
         transactions = await star_transactions(bot)
-        shop = StarsShop(store, settings.packs, settings.plan)
+        shop = Shop(store, settings.packs, settings.plan)
         fixed = await shop.fix(transactions) if fix else []
         count, differences = len(transactions), await shop.reconcile(transactions)
         async with ton_parts(settings, store) as ton:

@@ -11,8 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
-from services.billing import Prices
-from services.stars import Pack, Plan
+from services.prices import Prices
+from services.shop import Pack, Plan
 from services.ton.chain import USDT_MAINNET_MASTER, WalletAddress
 from services.ton.shop import TonPack
 from services.ton.toncenter import MAINNET_URL, TESTNET_URL
@@ -51,6 +51,9 @@ class BotSettings(BaseSettings):
     max_answer_seconds: float = Field(default=600.0, gt=0, le=86_400)
     db_busy_timeout: float = Field(default=5.0, gt=0, le=600)
     draft_interval: float = Field(default=1.0, ge=0.2)
+    edit_interval: float = Field(default=3.0, ge=0.2, le=60)
+    group_messages_per_minute: float = Field(default=20.0, gt=0, le=6000)
+    notice_seconds: float = Field(default=30.0, gt=0, le=86_400)
     webhook_url: AnyHttpUrl | None = None
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
     webhook_host: str = "127.0.0.1"

@@ -6,7 +6,8 @@ allows, then sends the final answer as real messages, rendered from Markdown and
 4096 UTF-16 units; if Telegram rejects the entities, the same text goes out plain.
 
 Draft updates happen in a background task, so a slow or rate-limited Bot API never slows the
-model's stream; only the newest text is ever sent.
+model's stream; only the newest text is ever sent. Deltas are appended, and joined only when a
+draft goes out (at most once per ``interval``), so a long answer costs no work per token.
 """
 
 from __future__ import annotations
@@ -53,10 +54,9 @@ class DraftSink:
         self.interval = interval
         self.final_markup = final_markup
         self.draft_id = secrets.randbelow(2**31 - 2) + 1
-        self.sent_message_ids: list[int] = []
-        self.drafts_sent = 0
-        self._latest = ""
-        self._shown = ""
+        self._parts: list[str] = []  # the answer so far, joined only when a draft goes out
+        self._received = 0  # characters appended so far
+        self._shown = 0  # characters the last draft showed
         self._dirty = asyncio.Event()
         self._next_allowed = 0.0
         self._first_text = asyncio.Event()
@@ -69,9 +69,10 @@ class DraftSink:
             asyncio.create_task(self._flush_drafts()),
         ]
 
-    async def update(self, text: str) -> None:
-        """Remember the newest text; the updater sends it when Telegram allows."""
-        self._latest = text
+    async def append(self, delta: str) -> None:
+        """Add a piece of the answer; the updater shows the whole when Telegram allows."""
+        self._parts.append(delta)
+        self._received += len(delta)
         self._first_text.set()
         self._dirty.set()
 
@@ -83,6 +84,10 @@ class DraftSink:
     async def abort(self) -> None:
         """Stop showing progress."""
         await self._stop()
+
+    async def say(self, text: str) -> None:
+        """Send ``text`` as a plain message in the chat (a notice, not the answer)."""
+        await self.bot.send_message(chat_id=self.chat_id, text=text)
 
     async def _stop(self) -> None:
         for task in self._tasks:
@@ -106,12 +111,17 @@ class DraftSink:
             if delay > 0:
                 await asyncio.sleep(delay)
             self._dirty.clear()
-            text = self._latest
-            if text == self._shown:
+            if self._received == self._shown:
                 continue
-            await self._send_draft(text)
+            await self._send_draft(self._text_so_far())
             # Counted from when Telegram answered, so arrivals are never closer than interval.
             self._next_allowed = max(self._next_allowed, time.monotonic() + self.interval)
+
+    def _text_so_far(self) -> str:
+        """The answer so far; the parts collapse into one, so each is joined once per draft."""
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
     async def _send_draft(self, text: str) -> None:
         rendered = preview(text)
@@ -139,8 +149,7 @@ class DraftSink:
         except TelegramAPIError as exc:
             log.warning("streaming.draft_failed", error=type(exc).__name__)
             return
-        self._shown = text
-        self.drafts_sent += 1
+        self._shown = len(text)
 
     async def _send_final(self, text: str) -> None:
         plain = False
@@ -149,7 +158,7 @@ class DraftSink:
             markup = self.final_markup if index == len(parts) - 1 else None
             if not plain:
                 try:
-                    message = await self.bot.send_message(
+                    await self.bot.send_message(
                         chat_id=self.chat_id,
                         text=part.text,
                         entities=entities_of(part),
@@ -160,9 +169,5 @@ class DraftSink:
                     log.warning("streaming.entities_rejected", part=index)
                     plain = True
                 else:
-                    self.sent_message_ids.append(message.message_id)
                     continue
-            message = await self.bot.send_message(
-                chat_id=self.chat_id, text=part.text, reply_markup=markup
-            )
-            self.sent_message_ids.append(message.message_id)
+            await self.bot.send_message(chat_id=self.chat_id, text=part.text, reply_markup=markup)

@@ -12,6 +12,8 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from common.logs import configure_logging
+from common.settings import SettingsError, load_settings
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
 from gateway.keys import (
@@ -21,10 +23,9 @@ from gateway.keys import (
     verify_key_text,
     write_operator_key,
 )
-from gateway.logs import configure_logging
 from gateway.routes import Listeners, listen
 from gateway.server import UPSTREAM_SPARE, Gateway, rotate_forever
-from gateway.settings import GatewaySettings, SettingsError, load_settings
+from gateway.settings import GatewaySettings
 from gateway.vllm import VLLMClient
 from sealed.suites import Suite
 

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.limits import Limits
 from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
-
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
-
-
-class SettingsError(SystemExit):
-    """A bad or missing setting; carries the one line that names the variable."""
 
 
 class GatewaySettings(BaseSettings):
@@ -81,16 +75,3 @@ class GatewaySettings(BaseSettings):
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def load_settings(cls: type[SettingsT]) -> SettingsT:
-    """Build ``cls`` from the environment, or stop with one line naming the bad variable."""
-    try:
-        return cls()
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        name = f"VEIL_{field.upper()}"
-        if error["type"] == "missing":
-            raise SettingsError(f"veil: setting {name} is required but not set") from None
-        raise SettingsError(f"veil: setting {name} is invalid: {error['msg']}") from None

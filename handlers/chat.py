@@ -8,97 +8,32 @@ from typing import TYPE_CHECKING
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.streaming import DraftSink
-from handlers.billing import buy_keyboard
-from services.billing import format_units
-from services.errors import (
-    AnswerInProgress,
-    BackendError,
-    ContextTooLong,
-    HistoryUnavailable,
-    InferenceBusy,
-    InferenceError,
-    InferenceUnavailable,
-    InsufficientCredit,
-    LedgerUnavailable,
-    ModelStalled,
-    StreamCorrupted,
-    UntrustedGateway,
-)
+from handlers.callbacks import Retry
+from services.chat import Question
 
 if TYPE_CHECKING:
     from aiogram import Bot
-    from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
+    from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 
-    from bot.settings import BotSettings
-    from bot.texts import Texts
+    from common.texts import Texts
+    from handlers.sinks import Drafts
     from services.chat import ChatService
-    from services.stars import StarsShop
 
 
-RETRY = "retry"
-# First match wins: subclasses before their parents.
-_ERROR_TEXTS: list[tuple[type[InferenceError], str]] = [
-    (UntrustedGateway, "error_untrusted"),
-    (InferenceBusy, "error_busy"),
-    (InferenceUnavailable, "error_unavailable"),
-    (ModelStalled, "error_stalled"),
-    (ContextTooLong, "error_context"),
-    (BackendError, "error_backend"),
-    (StreamCorrupted, "error_corrupted"),
-]
-
-
-def error_text_key(error: InferenceError) -> str:
-    """The catalog key of the polite message for an inference error."""
-    for kind, key in _ERROR_TEXTS:
-        if isinstance(error, kind):
-            return key
-    return "error_backend"
-
-
-async def answer_prompt(  # noqa: PLR0913 -- the parts of one answer, all from the update
-    bot: Bot,
-    chat_id: int,
-    user_id: int,
-    language: str | None,
-    prompt: str,
-    *,
-    chat: ChatService,
-    shop: StarsShop,
-    texts: Texts,
-    settings: BotSettings,
+async def answer_prompt(
+    chat: ChatService, drafts: Drafts, texts: Texts, user: User, prompt: str
 ) -> None:
-    """Stream the answer to ``prompt`` into the chat; on failure, reply politely with Retry."""
-    sink = DraftSink(bot, chat_id, interval=settings.draft_interval)
-    try:
-        answer = await chat.answer(user_id, language, prompt, sink, draft_id=sink.draft_id)
-    except AnswerInProgress:
-        await bot.send_message(chat_id, texts("busy"))
-    except InferenceError as exc:
-        retry = InlineKeyboardMarkup(
-            inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=RETRY)]]
-        )
-        await bot.send_message(chat_id, texts(error_text_key(exc)), reply_markup=retry)
-    except InsufficientCredit as exc:
-        await bot.send_message(
-            chat_id,
-            texts(
-                "no_credit",
-                needed=format_units(exc.needed),
-                balance=format_units(exc.balance),
-                free=exc.free_tokens_left,
-                tokens=settings.min_answer_tokens,
-            ),
-            reply_markup=buy_keyboard(shop, texts),
-        )
-    except (HistoryUnavailable, LedgerUnavailable):
-        await bot.send_message(chat_id, texts("error_history"))
-    else:
-        if answer.stopped and not answer.text:
-            await bot.send_message(chat_id, texts("cancelled"))
+    """Stream the answer to ``prompt`` into the user's private chat (its id is the user's).
+
+    Say so when it was stopped before a word; failures propagate to the errors router, which
+    replies (with Retry where it helps).
+    """
+    sink = drafts(user.id)
+    question = Question(user.id, user.language_code, prompt, stop_tag=sink.draft_id)
+    answer = await chat.answer(question, sink)
+    if answer.stopped and not answer.text:
+        await sink.say(texts("cancelled"))
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
@@ -122,69 +57,33 @@ async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatServi
 
     In a private chat the chat id is the user's id.
     """
-    chat.cancel(event.chat.id, draft_id=event.draft_id)
+    chat.cancel(event.chat.id, stop_tag=event.draft_id)
 
 
-async def on_retry(  # noqa: PLR0913 -- the handler's injected services
-    query: CallbackQuery,
-    *,
-    bot: Bot,
-    texts: Texts,
-    chat: ChatService,
-    shop: StarsShop,
-    settings: BotSettings,
+async def on_retry(
+    query: CallbackQuery, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
 ) -> None:
     """Resend the prompt whose answer failed."""
-    prompt = chat.take_retry(query.from_user.id)
+    user = query.from_user
+    prompt = chat.take_retry(user.id)
     await query.answer()
     if query.message is not None:
         with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
             await bot.edit_message_reply_markup(
-                chat_id=query.from_user.id, message_id=query.message.message_id, reply_markup=None
+                chat_id=user.id, message_id=query.message.message_id, reply_markup=None
             )
     if prompt is None:
-        await bot.send_message(query.from_user.id, texts("retry_expired"))
+        await bot.send_message(user.id, texts("retry_expired"))
         return
-    await answer_prompt(
-        bot,
-        query.from_user.id,
-        query.from_user.id,
-        query.from_user.language_code,
-        prompt,
-        chat=chat,
-        shop=shop,
-        texts=texts,
-        settings=settings,
-    )
+    await answer_prompt(chat, drafts, texts, user, prompt)
 
 
-async def on_text(  # noqa: PLR0913 -- the handler's injected services
-    message: Message,
-    *,
-    bot: Bot,
-    texts: Texts,
-    chat: ChatService,
-    shop: StarsShop,
-    settings: BotSettings,
-) -> None:
+async def on_text(message: Message, texts: Texts, chat: ChatService, drafts: Drafts) -> None:
     """A question: answer it, streamed."""
     user = message.from_user
     if user is None or message.text is None:
         return
-    if chat.is_busy(user.id):
-        await message.answer(texts("busy"))
-        return
-    await answer_prompt(
-        bot,
-        message.chat.id,
-        user.id,
-        user.language_code,
-        message.text,
-        chat=chat,
-        shop=shop,
-        texts=texts,
-        settings=settings,
-    )
+    await answer_prompt(chat, drafts, texts, user, message.text)
 
 
 async def on_unsupported(message: Message, texts: Texts) -> None:
@@ -199,7 +98,7 @@ def build_router() -> Router:
     router.message.register(cmd_cancel, Command("cancel"))
     router.message.register(cmd_new, Command("new"))
     router.stopped_message_generation.register(on_stopped_generation)
-    router.callback_query.register(on_retry, F.data == RETRY)
+    router.callback_query.register(on_retry, Retry.filter())
     router.message.register(on_text, F.text & ~F.text.startswith("/"))
     router.message.register(on_unsupported, ~F.text)
     return router

@@ -8,13 +8,13 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from handlers.callbacks import ForgetAnswer
+
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message
 
-    from bot.texts import Texts
+    from common.texts import Texts
     from services.chat import ChatService
-
-YES, NO = "forget:yes", "forget:no"
 
 
 async def cmd_forget(message: Message, texts: Texts) -> None:
@@ -22,17 +22,23 @@ async def cmd_forget(message: Message, texts: Texts) -> None:
     keyboard = InlineKeyboardMarkup(
         inline_keyboard=[
             [
-                InlineKeyboardButton(text=texts("forget_yes"), callback_data=YES),
-                InlineKeyboardButton(text=texts("forget_no"), callback_data=NO),
+                InlineKeyboardButton(
+                    text=texts("forget_yes"), callback_data=ForgetAnswer(choice="yes").pack()
+                ),
+                InlineKeyboardButton(
+                    text=texts("forget_no"), callback_data=ForgetAnswer(choice="no").pack()
+                ),
             ]
         ]
     )
     await message.answer(texts("forget_confirm"), reply_markup=keyboard)
 
 
-async def on_forget_answer(query: CallbackQuery, texts: Texts, chat: ChatService) -> None:
+async def on_forget_answer(
+    query: CallbackQuery, callback_data: ForgetAnswer, texts: Texts, chat: ChatService
+) -> None:
     """Erase (destroying the user's key first) or keep, and say which."""
-    if query.data == YES:
+    if callback_data.choice == "yes":
         turns = await chat.forget(query.from_user.id)
         reply = texts("forget_done", turns=turns)
     else:
@@ -48,5 +54,5 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.register(cmd_forget, Command("forget"), F.chat.type == "private")
-    router.callback_query.register(on_forget_answer, F.data.in_({YES, NO}))
+    router.callback_query.register(on_forget_answer, ForgetAnswer.filter())
     return router

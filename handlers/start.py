@@ -1,4 +1,4 @@
-"""/start, /help and /privacy."""
+"""/start (and its deep links: a long answer, top up), /help and /privacy."""
 
 from __future__ import annotations
 
@@ -6,21 +6,44 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart
 
+from handlers.replies import buy_keyboard
 from services.gateways import UNREACHABLE
 
 if TYPE_CHECKING:
     from aiogram.types import Message
 
-    from bot.texts import Texts
+    from common.texts import Texts
+    from handlers.sinks import Drafts, Editors
     from services.chat import ChatService
+    from services.shop import Shop
+
+LONG_ANSWER = "a_"  # the deep link's payload prefix: the token of a long answer kept in memory
 
 
 async def cmd_start(message: Message, texts: Texts) -> None:
     """Welcome: what Veil protects and what it does not."""
     name = message.from_user.first_name if message.from_user else ""
     await message.answer(texts("start", name=name))
+
+
+async def cmd_start_answer(
+    message: Message, command: CommandObject, texts: Texts, drafts: Drafts, editors: Editors
+) -> None:
+    """``/start a_<token>`` (the button under a long answer elsewhere): the whole answer."""
+    token = (command.args or "").removeprefix(LONG_ANSWER)
+    text = editors.answers.get(token)
+    if text is None:
+        await message.answer(texts("long_answer_gone"))
+        return
+    await message.answer(texts("long_answer"))
+    await drafts(message.chat.id).complete(text)
+
+
+async def cmd_start_buy(message: Message, texts: Texts, shop: Shop) -> None:
+    """``/start buy`` (the top-up button under an inline or group notice): the packs."""
+    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts))
 
 
 async def cmd_help(message: Message, texts: Texts) -> None:
@@ -56,6 +79,9 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
+    long_answer = F.args.startswith(LONG_ANSWER)
+    router.message.register(cmd_start_answer, CommandStart(deep_link=True, magic=long_answer))
+    router.message.register(cmd_start_buy, CommandStart(deep_link=True, magic=F.args == "buy"))
     router.message.register(cmd_start, CommandStart())
     router.message.register(cmd_help, Command("help"))
     router.message.register(cmd_privacy, Command("privacy"))

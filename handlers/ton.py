@@ -1,16 +1,18 @@
-"""Paying in Gram and USDT on TON: pack buttons, the invoice with its QR code, admin tools.
+"""Paying in Gram and USDT on TON: the invoice with its QR code, the credit notice, /tonassign.
 
-The invoice is one message with the address, amount, comment and expiry to copy, the
+The pack buttons are on the /buy keyboard (``handlers.replies.buy_keyboard``). The invoice is
+one message with the address, amount, comment and expiry to copy, the
 ``ton://`` link in the text (Telegram refuses ``ton://`` on a URL button, and Telegram Desktop
 does not open it) and a Tonkeeper ``https://`` link as its button; then the QR code of the
 ``ton://`` link as a photo. The watcher (``services.ton.watcher``) credits the payment and
-tells the user through ``TonNotifier``.
+tells the user through ``TonNotifier``. A pack no longer sold, a ledger that cannot be written or
+an assignment that names no unmatched payment is let through to ``handlers.errors``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
+import string
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,79 +24,63 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.filters import Command, CommandObject
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.formatting import Bold, Code, Text
 
-from services.billing import format_units
-from services.errors import LedgerUnavailable, OrderRejected
-from services.ton.errors import PaymentNotAssignable
+from handlers.callbacks import BuyGram, BuyUsdt
+from services.errors import UnknownPack
+from services.prices import format_units
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import CallbackQuery, Message
 
-    from bot.texts import Catalogs, Texts
+    from common.texts import Catalogs, Texts
     from models.ton import Asset
     from services.ton.books import TonBooking, TonBooks
     from services.ton.shop import Invoice, TonShop
 
 log = structlog.get_logger("veil.ton")
 
-UNMATCHED_SHOWN = 10
-
-
-class BuyGram(CallbackData, prefix="gram"):
-    """The button of a Gram pack; ``pack_id`` is its id (the price in nanotons)."""
-
-    pack_id: str
-
-
-class BuyUsdt(CallbackData, prefix="usdt"):
-    """The button of a USDT pack; ``pack_id`` is its id (the price in µUSDT)."""
-
-    pack_id: str
-
-
-def ton_rows(ton: TonShop | None, texts: Texts) -> list[list[InlineKeyboardButton]]:
-    """The /buy keyboard's Gram and USDT rows (none when TON payments are off)."""
-    if ton is None:
-        return []
-    rows: list[list[InlineKeyboardButton]] = []
-    for asset in ton.assets:
-        for pack in ton.packs(asset):
-            data = BuyGram(pack_id=pack.id) if asset == "gram" else BuyUsdt(pack_id=pack.id)
-            text = texts(
-                f"ton_buy_{asset}",
-                amount=format_amount(asset, pack.amount),
-                credit=format_units(pack.units),
-            )
-            rows.append([InlineKeyboardButton(text=text, callback_data=data.pack())])
-    return rows
+# The invoice's values shown as code (a tap copies them) and in bold; the rest is plain.
+_CODE = frozenset({"address", "number", "comment", "link"})
+_BOLD = frozenset({"amount"})
 
 
 def _utc(timestamp: int) -> str:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def invoice_text(invoice: Invoice, texts: Texts) -> str:
-    """The invoice as HTML: every value in ``<code>``, so a tap copies it."""
+def invoice_text(invoice: Invoice, texts: Texts) -> Text:
+    """The invoice as text with entities: each value to copy is a code entity (a tap copies it).
+
+    The catalog's ``ton_invoice`` is filled field by field, so the entities fall exactly on
+    the values whatever the language's word order; no parse mode is used.
+    """
     order = invoice.order
     number, _, symbol = invoice.amount_text.partition(" ")
-    text = texts(
-        "ton_invoice",
-        amount=html.escape(invoice.amount_text),
-        credit=format_units(order.units),
-        address=html.escape(invoice.address),
-        number=html.escape(number),
-        symbol=html.escape(symbol),
-        comment=html.escape(order.id),
-        expires=_utc(order.expires_at),
-        link=html.escape(invoice.ton_link),
-    )
+    values = {
+        "amount": invoice.amount_text,
+        "credit": format_units(order.units),
+        "address": invoice.address,
+        "number": number,
+        "symbol": symbol,
+        "comment": order.id,
+        "expires": _utc(order.expires_at),
+        "link": invoice.ton_link,
+    }
+    template = texts.catalogs.lookup(texts.language, "ton_invoice")
+    parts: list[str | Text] = []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        parts.append(literal)
+        if field is None:
+            continue
+        value = values[field]
+        parts.append(Code(value) if field in _CODE else Bold(value) if field in _BOLD else value)
     if order.asset == "usdt":
-        text += "\n\n" + texts("ton_invoice_usdt")
-    return text
+        parts.append("\n\n" + texts("ton_invoice_usdt"))
+    return Text(*parts)
 
 
 async def on_buy_gram(
@@ -120,25 +106,15 @@ async def _send_invoice(  # noqa: PLR0913 -- the handler's injected parts and th
     asset: Asset,
     pack_id: str,
 ) -> None:
-    if ton is None:
-        await query.answer(texts("ton_unknown_pack"), show_alert=True)
-        return
+    if ton is None:  # a button from before TON payments were turned off
+        raise UnknownPack
     user = query.from_user
-    try:
-        invoice = await ton.create_order(user.id, asset, pack_id, user.language_code)
-    except OrderRejected:
-        await query.answer(texts("ton_unknown_pack"), show_alert=True)
-        return
-    except LedgerUnavailable:
-        log.warning("ton.order_failed", user_id=user.id)
-        await query.answer(texts("ton_unavailable"), show_alert=True)
-        return
+    invoice = await ton.create_order(user.id, asset, pack_id, user.language_code)
     await query.answer()
     button = InlineKeyboardButton(text=texts("ton_open_tonkeeper"), url=invoice.tonkeeper_link)
     await bot.send_message(
         user.id,
-        invoice_text(invoice, texts),
-        parse_mode="HTML",
+        **invoice_text(invoice, texts).as_kwargs(),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
     )
     photo = BufferedInputFile(invoice.qr_png(), filename=f"veil-{invoice.order.id}.png")
@@ -201,34 +177,6 @@ class TonNotifier:
         return True
 
 
-async def stats_text(books: TonBooks, texts: Texts) -> str:
-    """The /stats lines for Gram and USDT: totals and the newest unmatched payments."""
-    totals = await books.totals()
-    lines = [
-        texts(
-            "ton_stats",
-            credited=totals.credited,
-            gram=format_amount("gram", totals.nanotons),
-            usdt=format_amount("usdt", totals.usdt),
-            credit=format_units(totals.units),
-            dust=totals.dust,
-            unmatched=totals.unmatched,
-        )
-    ]
-    lines.extend(
-        texts(
-            "ton_stats_entry",
-            hash=payment.hash[:16],
-            amount=format_amount(payment.asset, payment.amount),
-            comment=payment.comment or "—",
-            reason=payment.reason or "—",
-            user=payment.user_id if payment.user_id is not None else "—",
-        )
-        for payment in await books.unmatched(UNMATCHED_SHOWN)
-    )
-    return "\n".join(lines)
-
-
 async def cmd_tonassign(
     message: Message, command: CommandObject, texts: Texts, ton_books: TonBooks | None = None
 ) -> None:
@@ -238,11 +186,7 @@ async def cmd_tonassign(
         await message.answer(texts("ton_assign_usage"))
         return
     admin = message.from_user.id if message.from_user else message.chat.id
-    try:
-        booking = await ton_books.assign(parts[0], int(parts[1]), admin=admin)
-    except PaymentNotAssignable as exc:
-        await message.answer(texts(f"ton_assign_{exc.reason}"))
-        return
+    booking = await ton_books.assign(parts[0], int(parts[1]), admin=admin)
     payment = booking.payment
     await message.answer(
         texts(

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from launcher.container import PLAYGROUND_TOKEN
+from common.container import PLAYGROUND_TOKEN
 
 KEEP_LOGS = 3  # earlier runs' logs kept beside the current one, as <part>.log.1 … .3
 MAX_LOG_BYTES = 10 * 1024 * 1024  # a log this long is rotated like a new run's

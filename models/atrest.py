@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from models.records import DataKeyCorrupted, HistoryCorrupted, StorageError, as_role
+from models.errors import DataKeyCorrupted, HistoryCorrupted, StorageError
+from models.records import as_role
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from models.records import TurnPlace
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -123,41 +126,24 @@ class MasterKey:
             ) from exc
 
 
-def seal_body(  # noqa: PLR0913 -- every keyword is a field the ciphertext is bound to
-    data_key: bytes,
-    *,
-    user_id: int,
-    conversation_id: int,
-    seq: int,
-    role: str,
-    text: str,
-) -> bytes:
+def seal_body(data_key: bytes, place: TurnPlace, text: str) -> bytes:
     """Encrypt one turn's text, bound to its user, conversation, position and role."""
-    aad = _history_aad(user_id, conversation_id, seq, role)
+    aad = _history_aad(place)
     nonce = os.urandom(NONCE_SIZE)
     plaintext = text.encode("utf-8", _TEXT_ERRORS)
     return nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, aad)
 
 
-def open_body(  # noqa: PLR0913 -- every keyword is a field the ciphertext is bound to
-    data_key: bytes,
-    *,
-    user_id: int,
-    conversation_id: int,
-    seq: int,
-    role: str,
-    blob: bytes,
-) -> str:
+def open_body(data_key: bytes, place: TurnPlace, blob: bytes) -> str:
     """Decrypt one turn's text; raise ``HistoryCorrupted`` if it does not belong where it sits."""
-    aad = _history_aad(user_id, conversation_id, seq, role)
+    aad = _history_aad(place)
+    where = f"turn {place.seq} of conversation {place.conversation_id}"
     if len(blob) < NONCE_SIZE + TAG_SIZE:
-        raise HistoryCorrupted(f"turn {seq} of conversation {conversation_id} is truncated")
+        raise HistoryCorrupted(f"{where} is truncated")
     try:
         plaintext = ChaCha20Poly1305(data_key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], aad)
     except InvalidTag as exc:
-        raise HistoryCorrupted(
-            f"turn {seq} of conversation {conversation_id} does not open where it is stored"
-        ) from exc
+        raise HistoryCorrupted(f"{where} does not open where it is stored") from exc
     return plaintext.decode("utf-8", _TEXT_ERRORS)
 
 
@@ -179,11 +165,11 @@ def _datakey_aad(user_id: int) -> bytes:
     return _DATAKEY_AAD + b"%d" % user_id
 
 
-def _history_aad(user_id: int, conversation_id: int, seq: int, role: str) -> bytes:
+def _history_aad(place: TurnPlace) -> bytes:
     # Decimal integers and a role from a fixed set contain no "|", so the encoding is unambiguous.
     return _HISTORY_AAD + b"%d|%d|%d|%s" % (
-        user_id,
-        conversation_id,
-        seq,
-        as_role(role).encode("ascii"),
+        place.user_id,
+        place.conversation_id,
+        place.seq,
+        as_role(place.role).encode("ascii"),
     )

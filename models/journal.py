@@ -6,28 +6,23 @@ failing main database cannot stop a payment from being written down. Each entry 
 what booking needs (user, payload, amount, charge id: no names, no message text) and how far
 it got: ``booked_at`` once the ledger has it, ``notified_at`` once the user was told.
 
-One connection on one worker thread, like the main store; every call runs there in order.
+One connection on one worker thread, like the main store (``models.database``): every call runs
+there in order, in a transaction of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from models import migrations
-from models.records import StorageError
-from models.store import open_private_database
+from models.database import Connection
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
     from sqlite_utils import Database
-
-T = TypeVar("T")
 
 EntryKind = Literal["payment", "refund"]
 _COLUMNS = (
@@ -67,6 +62,7 @@ def j0001_payment_journal(db: Database) -> None:
 
 
 JOURNAL_MIGRATIONS: list[migrations.Migration] = [j0001_payment_journal]
+JOURNAL_MIGRATION_SET = "journal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +99,9 @@ class JournalEntry:
 class Journal:
     """Async access to the journal file; ``Journal.open`` it, ``close`` it at the end."""
 
-    def __init__(self, path: Path, executor: ThreadPoolExecutor, db: Database) -> None:
+    def __init__(self, path: Path, connection: Connection) -> None:
         self._path = path
-        self._executor = executor
-        self._db = db
-        self._closed = False
+        self._connection = connection
 
     def __repr__(self) -> str:
         return f"Journal({str(self._path)!r})"
@@ -115,37 +109,32 @@ class Journal:
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float = 5.0) -> Journal:
         """Open (or create) the journal at ``path``; raise ``StorageError`` if it is unusable."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-journal")
-        loop = asyncio.get_running_loop()
-        try:
-            db = await loop.run_in_executor(executor, _connect, path, busy_timeout)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(path, executor, db)
+
+        def setup(db: Database) -> None:
+            db.enable_wal()
+            db.execute("PRAGMA synchronous = FULL")  # an entry is on disk when record returns
+            migrations.apply(db, JOURNAL_MIGRATIONS, JOURNAL_MIGRATION_SET)
+
+        connection = await Connection.open(
+            path, setup, busy_timeout=busy_timeout, name="payment journal"
+        )
+        return cls(path, connection)
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread (calls already made finish first)."""
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._db.close)
-        finally:
-            self._executor.shutdown(wait=True)
+        await self._connection.close()
 
     async def record(self, entries: Sequence[JournalEntry]) -> int:
         """Write entries durably (known keys are left as they are); how many were new."""
-        return await self._call(lambda db: _record(db, entries))
+        return await self._connection.write(lambda db: _record(db, entries))
 
     async def get(self, key: str) -> JournalEntry | None:
         """The entry with this key, or None."""
-        return await self._call(lambda db: _get(db, key))
+        return await self._connection.read(lambda db: _get(db, key))
 
     async def pending(self) -> list[JournalEntry]:
         """Entries whose user has not been told yet (booked or not), in arrival order."""
-        return await self._call(_pending)
+        return await self._connection.read(_pending)
 
     async def mark_booked(self, key: str, at: int) -> None:
         """The ledger has the entry's money event."""
@@ -173,59 +162,40 @@ class Journal:
             )
             return int(cursor.rowcount)
 
-        return await self._call(purge)
+        return await self._connection.write(purge)
 
     async def _update(self, key: str, assignment: str, value: int) -> None:
         sql = f"UPDATE payment_journal SET {assignment} WHERE key = ?"  # noqa: S608 -- constants
-        await self._call(lambda db: db.execute(sql, [value, key]))
-
-    async def _call(self, fn: Callable[[Database], T]) -> T:
-        if self._closed:
-            raise StorageError("the journal is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, self._db)
-        except sqlite3.Error as exc:
-            raise StorageError(f"journal error: {exc}") from exc
-
-
-def _connect(path: Path, busy_timeout: float) -> Database:
-    def setup(db: Database) -> None:
-        db.enable_wal()
-        db.execute("PRAGMA synchronous = FULL")  # an entry is on disk when record returns
-        migrations.apply(db, JOURNAL_MIGRATIONS)
-
-    return open_private_database(path, busy_timeout, setup, what="the payment journal")
+        await self._connection.write(lambda db: db.execute(sql, [value, key]))
 
 
 def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
     new = 0
-    with db.atomic():
-        for entry in entries:
-            cursor = db.execute(
-                f"INSERT INTO payment_journal ({_COLUMNS})"  # noqa: S608 -- a constant column list
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO NOTHING",
-                [
-                    entry.key,
-                    entry.kind,
-                    entry.update_id,
-                    entry.user_id,
-                    entry.language,
-                    entry.payload,
-                    entry.currency,
-                    entry.total_amount,
-                    entry.charge_id,
-                    int(entry.is_recurring),
-                    entry.subscription_expires_at,
-                    entry.received_at,
-                    entry.booked_at,
-                    entry.notified_at,
-                    entry.attempts,
-                    int(entry.told),
-                ],
-            )
-            new += cursor.rowcount
+    for entry in entries:
+        cursor = db.execute(
+            f"INSERT INTO payment_journal ({_COLUMNS})"  # noqa: S608 -- a constant column list
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO NOTHING",
+            [
+                entry.key,
+                entry.kind,
+                entry.update_id,
+                entry.user_id,
+                entry.language,
+                entry.payload,
+                entry.currency,
+                entry.total_amount,
+                entry.charge_id,
+                int(entry.is_recurring),
+                entry.subscription_expires_at,
+                entry.received_at,
+                entry.booked_at,
+                entry.notified_at,
+                entry.attempts,
+                int(entry.told),
+            ],
+        )
+        new += cursor.rowcount
     return new
 
 

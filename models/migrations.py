@@ -1,23 +1,32 @@
 """Schema changes, applied in order, each once, each in its own transaction.
 
 A migration is a function that takes the ``Database`` and changes the schema; its name is the
-function's name, recorded in ``_migrations`` when it commits. To change the schema, write a new
-function and append it to ``MIGRATIONS``; never edit or reorder one that has shipped. ``PRAGMA
-user_version`` mirrors the number applied, for tools that only look there.
+function's name. To change the schema, write a new function and append it to ``MIGRATIONS``;
+never edit or reorder one that has shipped. ``apply`` hands the list to sqlite-utils'
+``Migrations``, which runs each pending one in a transaction together with its row in
+``_sqlite_migrations`` (set ``veil``; the payment journal's file has its own set). Around it,
+this module adds three things sqlite-utils leaves to its user:
+
+- a database whose applied migrations are not a prefix of the list (written by newer code, or
+  a list that was reordered) is refused with ``StorageError`` before anything changes;
+- ``PRAGMA user_version`` mirrors the number applied, for tools that only look there;
+- a database made before sqlite-utils kept the record (a ``_migrations`` table of names and
+  Unix times) has its record moved into ``_sqlite_migrations`` first, in one transaction, so it
+  upgrades like any other.
 """
 
 from __future__ import annotations
 
-import time
+import datetime as dt
 from collections.abc import Callable, Sequence
 
-from sqlite_utils import Database
+from sqlite_utils import Database, Migrations
 
-from models.records import StorageError
-from models.ton import create_ton_tables
+from models.errors import StorageError
 
 __all__ = [
     "MIGRATIONS",
+    "MIGRATION_SET",
     "Database",
     "Migration",
     "applied",
@@ -27,6 +36,9 @@ __all__ = [
 ]
 
 Migration = Callable[[Database], None]
+MIGRATION_SET = "veil"
+RECORD_TABLE = Migrations.migrations_table
+_LEGACY_TABLE = "_migrations"  # the record kept before sqlite-utils' Migrations took over
 
 
 def m0001_history(db: Database) -> None:
@@ -252,9 +264,85 @@ def m0004_usage_proofs(db: Database) -> None:
             )
 
 
-def m0005_ton_payments(db: Database) -> None:
-    """Gram and USDT-on-TON payments: orders, the chain watcher's cursors, payments seen."""
-    create_ton_tables(db)
+def m0005_chat_settings(db: Database) -> None:
+    """Settings for answers outside the private chat.
+
+    ``users.inline_history``: the user opted in to inline answers joining their conversation
+    (off by default). ``group_settings``: a group admin's choices (a group with no row uses the
+    defaults: answers on, reply chains as context on). No text is kept in either.
+    """
+    db.execute("ALTER TABLE users ADD COLUMN inline_history INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """
+        CREATE TABLE group_settings (
+            chat_id INTEGER PRIMARY KEY,
+            answers INTEGER NOT NULL,
+            reply_context INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
+def m0006_ton_payments(db: Database) -> None:
+    """Gram and USDT-on-TON payments: orders, the chain watcher's cursors, payments seen.
+
+    The tables are described in ``models.ton``, which reads and writes them.
+    """
+    db.execute(
+        """
+        CREATE TABLE ton_orders (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            language TEXT,
+            asset TEXT NOT NULL CHECK (asset IN ('gram', 'usdt')),
+            pack_id TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            units INTEGER NOT NULL CHECK (units > 0),
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX ton_orders_user_id ON ton_orders(user_id)")
+    db.execute(
+        """
+        CREATE TABLE ton_cursors (
+            stream TEXT PRIMARY KEY CHECK (stream IN ('gram', 'usdt')),
+            since INTEGER NOT NULL,
+            lt INTEGER,
+            hash TEXT,
+            updated_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE ton_payments (
+            hash TEXT PRIMARY KEY,
+            asset TEXT NOT NULL CHECK (asset IN ('gram', 'usdt')),
+            lt INTEGER NOT NULL,
+            utime INTEGER NOT NULL,
+            sender TEXT,
+            amount INTEGER NOT NULL CHECK (amount >= 0),
+            comment TEXT,
+            order_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('credited', 'unmatched', 'dust')),
+            reason TEXT,
+            late INTEGER NOT NULL DEFAULT 0,
+            user_id INTEGER,
+            units INTEGER NOT NULL DEFAULT 0 CHECK (units >= 0),
+            rate_amount INTEGER CHECK (rate_amount > 0),
+            rate_units INTEGER CHECK (rate_units > 0),
+            created_at INTEGER NOT NULL,
+            credited_at INTEGER,
+            assigned_by INTEGER,
+            notified INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX ton_payments_order_id ON ton_payments(order_id)")
+    db.execute("CREATE INDEX ton_payments_status ON ton_payments(status, created_at)")
 
 
 MIGRATIONS: list[Migration] = [
@@ -262,64 +350,89 @@ MIGRATIONS: list[Migration] = [
     m0002_money,
     m0003_estimated_charges,
     m0004_usage_proofs,
-    m0005_ton_payments,
+    m0005_chat_settings,
+    m0006_ton_payments,
 ]
 
 
-def _ensure_table(db: Database) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations ("
-        "name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
-    )
+def applied(db: Database, migration_set: str = MIGRATION_SET) -> list[str]:
+    """Return the names of the set's migrations applied to ``db``, oldest first."""
+    return [migration.name for migration in Migrations(migration_set).applied(db)]
 
 
-def applied(db: Database) -> list[str]:
-    """Return the names of the migrations applied to ``db``, oldest first."""
-    if "_migrations" not in db.table_names():
-        return []
-    rows = db.execute("SELECT name FROM _migrations ORDER BY rowid").fetchall()
-    return [str(name) for (name,) in rows]
-
-
-def applied_at(db: Database, name: str) -> int | None:
+def applied_at(db: Database, name: str, migration_set: str = MIGRATION_SET) -> int | None:
     """When the migration ``name`` was applied to ``db`` (Unix seconds), or None if it was not."""
-    if "_migrations" not in db.table_names():
-        return None
-    row = db.execute("SELECT applied_at FROM _migrations WHERE name = ?", [name]).fetchone()
-    return None if row is None else int(row[0])
+    for migration in Migrations(migration_set).applied(db):
+        if migration.name == name:
+            return int(dt.datetime.fromisoformat(migration.applied_at).timestamp())
+    return None
 
 
-def schema_version(db: Database) -> int:
-    """Return how many migrations ``db`` has had applied."""
-    return len(applied(db))
+def schema_version(db: Database, migration_set: str = MIGRATION_SET) -> int:
+    """Return how many of the set's migrations ``db`` has had applied."""
+    return len(applied(db, migration_set))
 
 
-def apply(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+def apply(
+    db: Database,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    migration_set: str = MIGRATION_SET,
+) -> list[str]:
     """Apply the pending ``migrations`` in order and return the names newly applied.
 
-    Each runs in a transaction with the record of it, so a migration that raises leaves no
-    trace and stays pending. A database whose applied migrations are not a prefix of
-    ``migrations`` (written by newer code, or a list that was reordered) is refused with
-    ``StorageError`` before anything changes.
+    Each runs in a transaction with the record of it (sqlite-utils' ``Migrations``), so a
+    migration that raises leaves no trace and stays pending. A database whose applied
+    migrations are not a prefix of ``migrations`` is refused with ``StorageError`` before
+    anything changes.
     """
     names = [migration.__name__ for migration in migrations]
     if len(set(names)) != len(names):
         raise ValueError("migration names must be unique")
-    _ensure_table(db)
-    done = applied(db)
+    registered = Migrations(migration_set)
+    for position, migration in enumerate(migrations, start=1):
+        registered(name=migration.__name__)(_counted(migration, position))
+    legacy = _legacy_record(db)
+    done = [name for name, _ in legacy] if legacy else applied(db, migration_set)
     if done != names[: len(done)]:
         raise StorageError(
             "the database's applied migrations do not match this code's list "
             f"({len(done)} applied); refusing to guess"
         )
-    newly: list[str] = []
-    for position, migration in enumerate(migrations[len(done) :], start=len(done) + 1):
-        with db.atomic():
-            migration(db)
-            db.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                [migration.__name__, int(time.time())],
-            )
-            db.execute(f"PRAGMA user_version = {position:d}")
-        newly.append(migration.__name__)
-    return newly
+    if legacy is not None:
+        _adopt(db, registered, legacy)
+    registered.apply(db)
+    return names[len(done) : len(applied(db, migration_set))]
+
+
+def _counted(migration: Migration, position: int) -> Migration:
+    """``migration``, then ``user_version`` set to its position, in the same transaction."""
+
+    def counted(db: Database) -> None:
+        migration(db)
+        db.execute(f"PRAGMA user_version = {position:d}")
+
+    counted.__name__ = migration.__name__
+    return counted
+
+
+def _legacy_record(db: Database) -> list[tuple[str, int]] | None:
+    """The ``_migrations`` record (name, Unix time) of a database made before, if it has one."""
+    if _LEGACY_TABLE not in db.table_names():
+        return None
+    rows = db.execute(f"SELECT name, applied_at FROM {_LEGACY_TABLE} ORDER BY rowid")  # noqa: S608 -- a constant table name
+    return [(str(name), int(applied_time)) for name, applied_time in rows.fetchall()]
+
+
+def _adopt(db: Database, migrations: Migrations, legacy: list[tuple[str, int]]) -> None:
+    """Move the legacy record into ``_sqlite_migrations``, times kept, in one transaction."""
+    with db.atomic():
+        migrations.ensure_migrations_table(db)
+        db.table(RECORD_TABLE).insert_all(
+            {
+                "migration_set": migrations.name,
+                "name": name,
+                "applied_at": str(dt.datetime.fromtimestamp(applied_time, tz=dt.UTC)),
+            }
+            for name, applied_time in legacy
+        )
+        db.execute(f"DROP TABLE {_LEGACY_TABLE}")

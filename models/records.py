@@ -1,14 +1,7 @@
-"""Records the storage layer returns, and the errors it raises.
+"""The history's records: a user's settings and one decrypted turn.
 
-Storage hands out frozen dataclasses, never row dicts. Messages never hold message text or keys.
-
-    StorageError                 the database or a key file cannot be used as it is
-    ├── HistoryCorrupted         a sealed turn does not open under its user, conversation,
-    │                            position and role: tampered, moved, or its key is gone
-    ├── DataKeyCorrupted         a user's wrapped data key does not open under the master key:
-    │                            the wrong master key, or a row moved to another user
-    ├── UserNotFound             no user row for that id (call ``Store.ensure_user`` first)
-    └── ConversationNotFound     no such conversation for that user
+Storage hands out frozen dataclasses, never row dicts. A record never shows message text or a
+key in its ``repr``.
 """
 
 from __future__ import annotations
@@ -17,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["user", "assistant"]
-ROLES: tuple[Role, ...] = ("user", "assistant")
 
 
 def as_role(value: str) -> Role:
@@ -29,32 +21,13 @@ def as_role(value: str) -> Role:
     raise ValueError("role must be 'user' or 'assistant'")
 
 
-class StorageError(Exception):
-    """Root of the storage layer's errors."""
-
-
-class HistoryCorrupted(StorageError):
-    """A stored turn fails to authenticate where it stands, so its text cannot be trusted."""
-
-
-class DataKeyCorrupted(StorageError):
-    """A wrapped data key fails to open under the master key in use."""
-
-
-class UserNotFound(StorageError):
-    """The user has no row; ``Store.ensure_user`` creates one."""
-
-
-class ConversationNotFound(StorageError):
-    """The conversation does not exist or belongs to another user."""
-
-
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     """A user's settings; the data key never leaves the storage layer.
 
     ``cache_salt`` is sent with each inference request so the worker's prefix cache cannot be
     probed across users. ``created_at`` is Unix seconds. The salt stays out of ``repr``.
+    ``inline_history``: the user opted in to inline answers joining their conversation.
     """
 
     user_id: int
@@ -62,6 +35,7 @@ class UserRecord:
     model: str | None
     cache_salt: str = field(repr=False)
     created_at: int
+    inline_history: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +50,13 @@ class Turn:
     role: Role
     text: str = field(repr=False)
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlace:
+    """Where a turn is stored: what its sealed body is bound to, so it opens nowhere else."""
+
+    user_id: int
+    conversation_id: int
+    seq: int
+    role: Role

@@ -1,7 +1,11 @@
-"""The bot's database: users, conversations and sealed history, behind one writer thread.
+"""The bot's database: users, conversations and sealed history, and the seam to the money tables.
 
-One SQLite connection belongs to one worker thread (a single-thread executor): every call runs
-there in submission order, so writes never race and the event loop never blocks on disk. The
+One SQLite connection on one worker thread (``models.database``): every call runs there in
+submission order, so writes never race and the event loop never blocks on disk. Other tables
+(the ledger, holds, orders, proofs) are reached through ``Store.read`` and ``Store.write``, which
+own the transaction, with the functions of their modules. The history's own calls mostly read,
+so they take SQLite's write lock only when they write (a question's turns go in together, in one
+deferred transaction): a lock held elsewhere never holds up reading a user's history. The
 file runs in WAL mode with ``secure_delete`` on, so rows that ``forget`` deletes are overwritten
 with zeros, and the WAL is checkpointed and truncated afterwards. Turn text is sealed with the
 user's data key before it reaches SQL (see ``models.atrest``); nothing readable is stored.
@@ -9,55 +13,54 @@ user's data key before it reaches SQL (see ``models.atrest``); nothing readable 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import os
 import secrets
-import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from sqlite_utils import Database
 
 from models import migrations
 from models.atrest import MasterKey, new_data_key, open_body, seal_body
-from models.records import (
+from models.database import Connection
+from models.errors import (
     ConversationNotFound,
     DataKeyCorrupted,
     HistoryCorrupted,
-    Role,
     StorageError,
-    Turn,
     UserNotFound,
-    UserRecord,
-    as_role,
 )
+from models.records import Role, Turn, TurnPlace, UserRecord, as_role
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
+
+    from sqlite_utils import Database
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 5.0
-DB_FILE_MODE = 0o600
 CACHE_SALT_BYTES = 24
+
+
+@dataclass(frozen=True)
+class OpenConversation:
+    """What answering a question needs from the store: who asks, where, and what came before."""
+
+    user: UserRecord
+    conversation_id: int
+    turns: list[Turn]
 
 
 class Store:
     """Async access to the bot's database; create it with ``Store.open``, end with ``close``."""
 
-    def __init__(
-        self, path: Path, executor: ThreadPoolExecutor, db: Database, master_key: MasterKey
-    ) -> None:
+    def __init__(self, path: Path, connection: Connection, master_key: MasterKey) -> None:
         self._path = path
-        self._executor = executor
-        self._db = db
+        self._connection = connection
         self._master_key = master_key
-        # Unwrapped data keys by user id; read and written only on the worker thread.
+        # Unwrapped data keys by user id; read and written only on the connection's thread.
         self._data_keys: dict[int, bytes] = {}
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"Store({str(self._path)!r})"
@@ -77,67 +80,107 @@ class Store:
         fails. Raises ``StorageError`` if the file is not a usable database, its migrations do
         not match this code, or ``master_key`` does not open the data keys already stored in it.
         """
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-store")
-        loop = asyncio.get_running_loop()
-        try:
-            db = await loop.run_in_executor(executor, _connect, path, master_key, busy_timeout)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(path, executor, db, master_key)
+
+        def setup(db: Database) -> None:
+            _configure(db)
+            migrations.apply(db)
+            _check_master_key(db, path, master_key)
+
+        connection = await Connection.open(path, setup, busy_timeout=busy_timeout, name="database")
+        return cls(path, connection, master_key)
 
     async def close(self) -> None:
         """Checkpoint and truncate the WAL, close the connection and stop the worker thread.
 
         Calls already submitted finish first; calls made afterwards raise ``StorageError``.
         """
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._close)
-        finally:
-            self._executor.shutdown(wait=True)
+        await self._connection.close(self._last)
 
-    def run(self, fn: Callable[[Database], T]) -> Awaitable[T]:
-        """Run ``fn`` on the writer thread with the database and return its result.
+    async def read(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` in one read-only transaction (one snapshot) and return its result.
 
-        This is the seam for other tables (the ledger): ``fn`` should wrap multi-statement
-        writes in ``db.atomic()`` and must not keep the ``Database`` beyond the call. SQLite's
-        own exceptions (an ``IntegrityError`` for a duplicate key) reach the caller unchanged.
+        The seam for other tables (the ledger's, with ``models.ledger`` and its siblings): ``fn``
+        must not keep the ``Database`` beyond the call. A database failure is ``StorageError``.
         """
-        if self._closed:
-            raise StorageError("the store is closed")
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db)
+        return await self._connection.read(fn)
+
+    async def write(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` in one write transaction and return its result; commit or roll back all.
+
+        The write lock is taken first, so the reads ``fn`` makes to decide cannot be overtaken
+        by another writer. Whatever ``fn`` raises rolls everything back; a database failure is
+        ``StorageError``, anything else reaches the caller unchanged.
+        """
+        return await self._connection.write(fn)
 
     async def ensure_user(self, user_id: int, language: str | None) -> UserRecord:
         """Return the user's record, creating it (data key, cache salt) on first sight.
 
         A changed ``language`` is saved; ``None`` means "not known" and keeps the stored one.
         """
-        return await self._call(lambda db: self._ensure_user(db, user_id, language))
+        return await self._connection.call(lambda db: self._ensure_user(db, user_id, language))
+
+    async def open_conversation(self, user_id: int, language: str | None) -> OpenConversation:
+        """The user (as ``ensure_user``), their active conversation and its turns: one trip."""
+
+        def read(db: Database) -> OpenConversation:
+            user = self._ensure_user(db, user_id, language)
+            conversation = _active_conversation(db, user_id)
+            turns = self._history(db, user_id, conversation, None)
+            return OpenConversation(user, conversation, turns)
+
+        return await self._connection.call(read)
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         """Return the user's record, or ``None`` if the user has never been seen (or forgot)."""
-        return await self._call(lambda db: _select_user(db, user_id))
+        return await self.read(lambda db: _select_user(db, user_id))
 
     async def set_model(self, user_id: int, model: str | None) -> None:
         """Remember the user's chosen model; ``None`` returns them to the default."""
-        await self._call(lambda db: _set_model(db, user_id, model))
+        await self._connection.call(lambda db: _set_model(db, user_id, model))
+
+    async def set_inline_history(self, user_id: int, *, keep: bool) -> None:
+        """Whether the user's inline answers join their conversation."""
+
+        def save(db: Database) -> None:
+            cursor = db.execute(
+                "UPDATE users SET inline_history = ? WHERE user_id = ?", [int(keep), user_id]
+            )
+            if cursor.rowcount == 0:
+                raise UserNotFound("no such user")
+
+        await self._connection.call(save)
+
+    async def group_settings(self, chat_id: int) -> tuple[bool, bool] | None:
+        """A group's (answers, reply_context) choices, or None if it never chose."""
+
+        def load(db: Database) -> tuple[bool, bool] | None:
+            row = db.execute(
+                "SELECT answers, reply_context FROM group_settings WHERE chat_id = ?", [chat_id]
+            ).fetchone()
+            return None if row is None else (bool(row[0]), bool(row[1]))
+
+        return await self.read(load)
+
+    async def set_group_settings(self, chat_id: int, *, answers: bool, reply_context: bool) -> None:
+        """Save a group's choices."""
+        await self._connection.call(
+            lambda db: db.execute(
+                "INSERT INTO group_settings (chat_id, answers, reply_context, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (chat_id) DO UPDATE SET"
+                " answers = excluded.answers, reply_context = excluded.reply_context,"
+                " updated_at = excluded.updated_at",
+                [chat_id, int(answers), int(reply_context), int(time.time())],
+            )
+        )
 
     async def active_conversation(self, user_id: int) -> int:
         """Return the id of the user's active conversation, starting one if there is none."""
-        return await self._call(lambda db: _active_conversation(db, user_id))
+        return await self._connection.call(lambda db: _active_conversation(db, user_id))
 
     async def new_conversation(self, user_id: int) -> int:
         """Start a new conversation, make it the active one and return its id."""
-        return await self._call(lambda db: _new_conversation(db, user_id))
-
-    async def add_turn(self, user_id: int, conversation_id: int, role: str, text: str) -> Turn:
-        """Seal ``text`` and store it as the next turn of the user's conversation."""
-        (turn,) = await self.add_turns(user_id, conversation_id, [(role, text)])
-        return turn
+        return await self._connection.call(lambda db: _new_conversation(db, user_id))
 
     async def add_turns(
         self, user_id: int, conversation_id: int, turns: Sequence[tuple[str, str]]
@@ -147,7 +190,9 @@ class Store:
         A question and its answer go in together, so a crash never leaves half an exchange.
         """
         checked = [(as_role(role), text) for role, text in turns]
-        return await self._call(lambda db: self._add_turns(db, user_id, conversation_id, checked))
+        return await self._connection.call(
+            lambda db: self._add_turns(db, user_id, conversation_id, checked)
+        )
 
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None
@@ -158,7 +203,7 @@ class Store:
         """
         if limit is not None and limit < 0:
             raise ValueError("limit must not be negative")
-        return await self._call(lambda db: self._history(db, user_id, conversation_id, limit))
+        return await self.read(lambda db: self._history(db, user_id, conversation_id, limit))
 
     async def forget(self, user_id: int) -> int:
         """Delete the user's turns, conversations and row (with the data key), in one go.
@@ -166,24 +211,15 @@ class Store:
         Returns how many turns were deleted (0 for an unknown user). Deleted rows are zeroed
         in the file and the WAL is truncated, so their ciphertext is gone from disk too.
         """
-        return await self._call(lambda db: self._forget(db, user_id))
+        return await self._connection.call(lambda db: self._forget(db, user_id))
 
     async def user_count(self) -> int:
         """Return how many users the database holds."""
-        return await self._call(_user_count)
+        return await self.read(_user_count)
 
-    async def _call(self, fn: Callable[[Database], T]) -> T:
-        try:
-            return await self.run(fn)
-        except sqlite3.Error as exc:
-            raise StorageError(f"database error: {exc}") from exc
-
-    def _close(self) -> None:
+    def _last(self, db: Database) -> None:
         self._data_keys.clear()
-        try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        finally:
-            self._db.close()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _data_key(self, db: Database, user_id: int) -> bytes:
         key = self._data_keys.get(user_id)
@@ -243,14 +279,7 @@ class Store:
             created_at = int(time.time())
             for offset, (role, text) in enumerate(turns, start=1):
                 seq = int(row[1]) + offset
-                body = seal_body(
-                    data_key,
-                    user_id=user_id,
-                    conversation_id=conversation_id,
-                    seq=seq,
-                    role=role,
-                    text=text,
-                )
+                body = seal_body(data_key, TurnPlace(user_id, conversation_id, seq, role), text)
                 db.execute(
                     "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
@@ -272,14 +301,8 @@ class Store:
         turns: list[Turn] = []
         for seq, stored_role, body, created_at in reversed(rows):
             role = _stored_role(stored_role, conversation_id, int(seq))
-            text = open_body(
-                data_key,
-                user_id=user_id,
-                conversation_id=conversation_id,
-                seq=int(seq),
-                role=role,
-                blob=bytes(body),
-            )
+            place = TurnPlace(user_id, conversation_id, int(seq), role)
+            text = open_body(data_key, place, bytes(body))
             turns.append(Turn(conversation_id, int(seq), role, text, int(created_at)))
         return turns
 
@@ -291,44 +314,6 @@ class Store:
         self._data_keys.pop(user_id, None)
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return int(deleted)
-
-
-def _connect(path: Path, master_key: MasterKey, busy_timeout: float) -> Database:
-    """Open the file on the calling (worker) thread, set it up and migrate it."""
-
-    def setup(db: Database) -> None:
-        _configure(db)
-        migrations.apply(db)
-        _check_master_key(db, path, master_key)
-
-    return open_private_database(path, busy_timeout, setup, what="database")
-
-
-def open_private_database(
-    path: Path, busy_timeout: float, setup: Callable[[Database], None], *, what: str
-) -> Database:
-    """Open (creating owner-only) the SQLite file at ``path`` and run ``setup`` on it.
-
-    The file is made mode 0600 before SQLite opens it, and SQLite gives its -wal and -shm files
-    the same mode. Any failure closes the connection and becomes ``StorageError`` naming
-    ``what`` and the path (never the data).
-    """
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
-        conn = sqlite3.connect(path, timeout=busy_timeout)
-    except (OSError, sqlite3.Error) as exc:
-        raise StorageError(f"cannot open {what} {path}: {exc}") from exc
-    db = Database(conn, execute_plugins=False)
-    try:
-        setup(db)
-    except sqlite3.Error as exc:
-        db.close()
-        raise StorageError(f"cannot open {what} {path}: {exc}") from exc
-    except BaseException:
-        db.close()
-        raise
-    return db
 
 
 def _configure(db: Database) -> None:
@@ -356,19 +341,21 @@ def _check_master_key(db: Database, path: Path, master_key: MasterKey) -> None:
 
 
 def _user_record(row: Any) -> UserRecord:  # noqa: ANN401 -- a sqlite3 row is untyped
-    user_id, language, model, cache_salt, created_at = row
+    user_id, language, model, cache_salt, created_at, inline_history = row
     return UserRecord(
         user_id=int(user_id),
         language=None if language is None else str(language),
         model=None if model is None else str(model),
         cache_salt=str(cache_salt),
         created_at=int(created_at),
+        inline_history=bool(inline_history),
     )
 
 
 def _select_user(db: Database, user_id: int) -> UserRecord | None:
     row = db.execute(
-        "SELECT user_id, language, model, cache_salt, created_at FROM users WHERE user_id = ?",
+        "SELECT user_id, language, model, cache_salt, created_at, inline_history FROM users"
+        " WHERE user_id = ?",
         [user_id],
     ).fetchone()
     return None if row is None else _user_record(row)

@@ -1,6 +1,6 @@
 """Gram (TON) and USDT-on-TON payments: orders, the chain cursors, and the payments seen.
 
-``create_ton_tables`` is the schema (a migration calls it). Three tables:
+The tables (made by the migration ``m0006_ton_payments``):
 
 - ``ton_orders``: one per invoice. Its id is the short comment the payer sends with the
   transfer; ``amount`` is what was asked (nanotons for Gram, µUSDT for USDT: 6 decimals),
@@ -14,103 +14,26 @@
   for the admins, or ``dust``. A credited one has its ledger row ``ton:<hash>`` and keeps the
   rate it was credited at (``rate_units`` µ★ for ``rate_amount``), for the audit.
 
-The functions run on the store's writer thread; services compose them inside
-``models.ledger.write_transaction``. ``guarded`` wraps such a function so that SQLite's errors
-reach the caller as ``StorageError``.
+The functions here take the ``Database`` of a store call and run inside its transaction
+(``Store.write`` and ``Store.read`` own it; see ``models.database``), so a payment and its
+ledger row commit together.
 """
 
 from __future__ import annotations
 
-import functools
-import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from models.records import StorageError
+from models.errors import StorageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from sqlite_utils import Database
-
-T = TypeVar("T")
 
 Asset = Literal["gram", "usdt"]
 ASSETS: tuple[Asset, ...] = ("gram", "usdt")
 PaymentStatus = Literal["credited", "unmatched", "dust"]
 LEDGER_PREFIX = "ton:"  # a credited payment's ledger source is ton:<transaction hash>
 COMMENT_MAX = 120  # characters of a payer's comment kept (it is public on the chain anyway)
-
-
-def create_ton_tables(db: Database) -> None:
-    """Create the TON tables (orders, cursors, payments); called by one migration."""
-    db.execute(
-        """
-        CREATE TABLE ton_orders (
-            id TEXT PRIMARY KEY,
-            user_id INTEGER NOT NULL,
-            language TEXT,
-            asset TEXT NOT NULL CHECK (asset IN ('gram', 'usdt')),
-            pack_id TEXT NOT NULL,
-            amount INTEGER NOT NULL CHECK (amount > 0),
-            units INTEGER NOT NULL CHECK (units > 0),
-            created_at INTEGER NOT NULL,
-            expires_at INTEGER NOT NULL
-        )
-        """
-    )
-    db.execute("CREATE INDEX ton_orders_user_id ON ton_orders(user_id)")
-    db.execute(
-        """
-        CREATE TABLE ton_cursors (
-            stream TEXT PRIMARY KEY CHECK (stream IN ('gram', 'usdt')),
-            since INTEGER NOT NULL,
-            lt INTEGER,
-            hash TEXT,
-            updated_at INTEGER NOT NULL
-        )
-        """
-    )
-    db.execute(
-        """
-        CREATE TABLE ton_payments (
-            hash TEXT PRIMARY KEY,
-            asset TEXT NOT NULL CHECK (asset IN ('gram', 'usdt')),
-            lt INTEGER NOT NULL,
-            utime INTEGER NOT NULL,
-            sender TEXT,
-            amount INTEGER NOT NULL CHECK (amount >= 0),
-            comment TEXT,
-            order_id TEXT,
-            status TEXT NOT NULL CHECK (status IN ('credited', 'unmatched', 'dust')),
-            reason TEXT,
-            late INTEGER NOT NULL DEFAULT 0,
-            user_id INTEGER,
-            units INTEGER NOT NULL DEFAULT 0 CHECK (units >= 0),
-            rate_amount INTEGER CHECK (rate_amount > 0),
-            rate_units INTEGER CHECK (rate_units > 0),
-            created_at INTEGER NOT NULL,
-            credited_at INTEGER,
-            assigned_by INTEGER,
-            notified INTEGER NOT NULL DEFAULT 0
-        )
-        """
-    )
-    db.execute("CREATE INDEX ton_payments_order_id ON ton_payments(order_id)")
-    db.execute("CREATE INDEX ton_payments_status ON ton_payments(status, created_at)")
-
-
-def guarded(fn: Callable[[Database], T]) -> Callable[[Database], T]:
-    """``fn`` with SQLite's errors turned into ``StorageError`` (for ``Store.run``)."""
-
-    @functools.wraps(fn)
-    def call(db: Database) -> T:
-        try:
-            return fn(db)
-        except sqlite3.Error as exc:
-            raise StorageError(f"database error: {exc}") from exc
-
-    return call
 
 
 # -- records ---------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ published that key (stored once in ``bundles``), the prices used and what was ch
 tables refuse UPDATE and DELETE (triggers), like the ledger, so ``python -m bot audit`` can
 check every charge again, offline, years later.
 
-The functions run on the store's writer thread and take its ``Database``; they return frozen
-records, never row dicts.
+The functions take the ``Database`` of a store call and run inside its transaction; they
+return frozen records, never row dicts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from models.migrations import applied_at
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-    from models.ledger import Charge
+    from models.holds import Charge
 
 PROOFS_MIGRATION = "m0004_usage_proofs"
 
@@ -114,7 +114,7 @@ def insert_usage(
     proof: ReceiptProof | None,
     created_at: int,
 ) -> None:
-    """Record a charge's proof row (and its bundle, once). Call inside ``db.atomic()``."""
+    """Record a charge's proof row (and its bundle, once), in the write that closes its hold."""
     bundle_id = None
     if proof is not None and proof.bundle is not None:
         bundle_id = proof.bundle.id

@@ -4,21 +4,29 @@ Point a bot at it with
 ``Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))``. It records
 every call (``calls``, ``wait_for``), answers with complete Bot API objects, refuses what
 Telegram refuses with Telegram's status and description, and can be told to fail
-(``fail_next``, ``fail_every``, ``blocked_users``). Updates come from the builders
-(``send_text``, ``press_button``, ``pay``...) through ``getUpdates`` long polling or, once
-``setWebhook`` is called, by POST to the webhook with ``X-Telegram-Bot-Api-Secret-Token``
-(a non-2xx answer is retried ``webhook_attempts`` times; a method in the reply is executed).
+(``fail_next``, ``fail_every``, ``state.blocked_users``).
+
+``FakeTelegram`` is the server and builds the parts it serves, each owning its own data:
+
+- ``state`` (``TelegramState``): users, chats, messages, commands, callback and inline queries,
+  and the Bot API methods on them;
+- ``payments`` (``StarsPayments``): invoices, charges, refunds, Star transactions;
+- ``updates`` (``UpdateDelivery``): the pending updates, ``getUpdates`` long polling, the webhook;
+- ``user`` (``UserActions``): what a user does (``send_text``, ``press_button``, ``pay``...),
+  queued as updates.
+
+The server itself owns the HTTP side, the call record, the injected failures and the table
+from method name to the part that answers it. For tests, the user's actions and
+``sent_messages`` are also reachable on the server (``fake.send_text(...)``). An ``Observer``
+(the playground's page) hears every successful call and every queued update.
 
 Requests may be GET or POST, urlencoded, multipart or JSON, as the Bot API allows. ``calls``
 holds every request in the order it was answered (a long poll is recorded when it returns),
-failed ones included. ``inline_query_ttl`` (10 s) is how long an inline query can be answered.
-Unlike Telegram, a webhook may use plain http.
+failed ones included. ``state.inline_query_ttl`` (10 s) is how long an inline query can be
+answered.
 
-The pieces: ``text`` with ``html_mode``, ``markdown_mode`` and
-``markup`` (parse modes, entities), ``wire`` (parameter decoding, error replies,
-reply markup), ``state`` (messages, drafts, queries), ``payments`` (Stars),
-``updates`` (update builders), ``faults`` (failure injection) and this module
-(HTTP, the updates queue, long polling, the webhook).
+The other modules: ``text`` (entities), ``wire`` (parameter decoding, error replies, reply
+markup), ``faults`` (failure injection).
 """
 
 from __future__ import annotations
@@ -26,44 +34,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-import aiohttp
 from aiohttp import web
 
+from playground.delivery import Changes, UpdateDelivery
 from playground.faults import Faults
-from playground.updates import UpdateBuilders
-from playground.wire import ApiError, bad_request, decode_params
+from playground.payments import StarsPayments
+from playground.state import TelegramState
+from playground.updates import UserActions
+from playground.wire import ApiError, decode_params
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Sequence
     from types import TracebackType
 
-__all__ = ["Call", "FakeTelegram"]
+    from playground.state import Method
 
-DEFAULT_ALLOWED = frozenset(
-    {"message", "edited_message", "channel_post", "edited_channel_post", "inline_query"}
-    | {"chosen_inline_result", "callback_query", "shipping_query", "pre_checkout_query"}
-    | {"poll", "poll_answer", "my_chat_member", "chat_join_request", "chat_boost"}
-    | {"removed_chat_boost", "business_connection", "business_message"}
-    | {"edited_business_message", "deleted_business_messages", "purchased_paid_media"}
-    | {"stopped_message_generation", "subscription", "managed_bot", "guest_message"}
-)
-CONFLICT_WEBHOOK = (
-    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to "
-    "delete the webhook first"
-)
-CONFLICT_POLLER = (
-    "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
-    "is running"
-)
-_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_MAX_UPDATES = 100
+__all__ = ["Call", "FakeTelegram", "Observer"]
 
 
 @dataclass(frozen=True)
@@ -76,14 +67,14 @@ class Call:
     answered: str  # "ok", or the error description the fake replied with
 
 
-@dataclass
-class _Webhook:
-    url: str
-    secret_token: str | None
-    max_connections: int
-    allowed_updates: list[str] | None
-    last_error_date: int | None = None
-    last_error_message: str | None = None
+class Observer(Protocol):
+    """Hears what the bot did and what a user did; the playground's page is one."""
+
+    def answered(self, method: str, params: dict[str, Any], result: object) -> None:
+        """A Bot API call succeeded with ``result``."""
+
+    def queued(self, update: dict[str, Any]) -> None:
+        """An update was queued for the bot."""
 
 
 def _json_params(body: object) -> dict[str, str]:
@@ -97,11 +88,7 @@ def _json_params(body: object) -> dict[str, str]:
     }
 
 
-def _update_type(update: dict[str, Any]) -> str:
-    return next((key for key in update if key != "update_id"), "")
-
-
-class FakeTelegram(UpdateBuilders):
+class FakeTelegram:
     """A small aiohttp app speaking the Bot API for one bot; see the module docstring."""
 
     def __init__(
@@ -110,29 +97,38 @@ class FakeTelegram(UpdateBuilders):
         token: str = "123456:TEST-TOKEN",  # noqa: S107 - a fake token, part of the API
         bot_username: str = "veil_test_bot",
         bot_id: int = 123456,
+        observer: Observer | None = None,
+        routes: Sequence[web.AbstractRouteDef] = (),
     ) -> None:
-        super().__init__(token=token, bot_username=bot_username, bot_id=bot_id)
+        """``routes`` are served beside the Bot API (the playground's page)."""
+        self.token = token
+        self.state = TelegramState(bot_username=bot_username, bot_id=bot_id)
+        self.payments = StarsPayments(self.state)
+        self.updates = UpdateDelivery(self._run_from_webhook)
+        self.user = UserActions(self.state, self.payments, self._queue)
         self.calls: list[Call] = []
         self.url = ""
-        self.webhook_attempts = 3
-        self.webhook_retry_delay = 0.05
-        self._methods = self.methods() | {
-            "getUpdates": self._get_updates,
-            "setWebhook": self._set_webhook,
-            "deleteWebhook": self._delete_webhook,
-            "getWebhookInfo": self._get_webhook_info,
-        }
+        self._observer = observer
+        self._routes = list(routes)
+        self._methods: dict[str, Method] = (
+            self.state.methods() | self.payments.methods() | self.updates.methods()
+        )
         self._canonical = {name.lower(): name for name in self._methods}
-        self._pending: list[dict[str, Any]] = []
-        self._next_update_id = 100_000_001
-        self._allowed = DEFAULT_ALLOWED
-        self._poller = 0
-        self._changed = asyncio.Event()
-        self._closing = False
+        self._changes = Changes()
         self._faults = Faults()
-        self._webhook: _Webhook | None = None
-        self._webhook_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        # A test's shortcuts: what a user does, and what the bot sent a chat.
+        self.send_text = self.user.send_text
+        self.send_message_of = self.user.send_message_of
+        self.press_button = self.user.press_button
+        self.press_inline_button = self.user.press_inline_button
+        self.stop_generation = self.user.stop_generation
+        self.inline_query = self.user.inline_query
+        self.choose_inline_result = self.user.choose_inline_result
+        self.pre_checkout = self.user.pre_checkout
+        self.pay = self.user.pay
+        self.refunded = self.user.refunded
+        self.sent_messages = self.state.sent_messages
 
     # Lifecycle.
 
@@ -140,7 +136,7 @@ class FakeTelegram(UpdateBuilders):
         """Serve on ``host:port`` (0: a free port); return the base URL for TelegramAPIServer."""
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._add_routes(app)
+        app.router.add_routes(self._routes)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -150,20 +146,10 @@ class FakeTelegram(UpdateBuilders):
         self.url = f"http://{bound_host}:{bound_port}"
         return self.url
 
-    def _add_routes(self, app: web.Application) -> None:
-        """Routes a subclass serves beside the Bot API (the playground's page); none here."""
-
-    def _observe(self, method: str, params: dict[str, Any], result: object) -> None:
-        """Called after each successful Bot API call; the playground pushes it to its page."""
-
     async def close(self) -> None:
         """Answer waiting long polls, stop webhook delivery and the server."""
-        self._closing = True
-        self._notify()
-        if self._webhook_task is not None:
-            self._webhook_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._webhook_task
+        await self.updates.close()
+        self._changes.notify()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -203,7 +189,7 @@ class FakeTelegram(UpdateBuilders):
         deadline = time.monotonic() + timeout
         checked = 0
         while True:
-            changed = self._changed
+            changed = self._changes.next()
             for call in self.calls[checked:]:
                 if call.method == method and (predicate is None or predicate(call)):
                     return call
@@ -288,155 +274,21 @@ class FakeTelegram(UpdateBuilders):
             self._record(Call(method, params, received, refusal.description))
             return refusal.response()
         self._record(Call(method, params, received, "ok"))
-        self._observe(method, params, result)
+        if self._observer is not None:
+            self._observer.answered(method, params, result)
         return web.json_response({"ok": True, "result": result})
+
+    async def _run_from_webhook(self, name: str, params: dict[str, Any], received: float) -> None:
+        """A method the bot put in its webhook reply, run as if it had been requested."""
+        await self._process(self.token, name, params, received)
 
     def _record(self, call: Call) -> None:
         self.calls.append(call)
-        self._notify()
+        self._changes.notify()
 
-    def _notify(self) -> None:
-        """Wake everything waiting for a call or an update."""
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    # Updates.
-
-    def push_update(self, update: dict[str, Any]) -> int:
-        """Queue ``update`` (its update_id assigned here) for getUpdates or the webhook."""
-        update_id = self._next_update_id
-        self._next_update_id += 1
-        self._pending.append({"update_id": update_id} | update)
-        self._notify()
-        return update_id
-
-    def _drop_disallowed(self) -> None:
-        self._pending = [u for u in self._pending if _update_type(u) in self._allowed]
-
-    async def _get_updates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        if self._webhook is not None:
-            raise ApiError(HTTPStatus.CONFLICT, CONFLICT_WEBHOOK)
-        self._poller += 1
-        poller = self._poller
-        offset, limit, timeout = p.get("offset"), p.get("limit", _MAX_UPDATES), p.get("timeout", 0)
-        if isinstance(allowed := p.get("allowed_updates"), list):
-            self._allowed = frozenset(allowed) or DEFAULT_ALLOWED
-        if isinstance(offset, int) and offset < 0:
-            self._pending = self._pending[offset:]
-        elif isinstance(offset, int):
-            self._pending = [u for u in self._pending if u["update_id"] >= offset]
-        limit = min(max(limit, 1), _MAX_UPDATES) if isinstance(limit, int) else _MAX_UPDATES
-        deadline = time.monotonic() + (timeout if isinstance(timeout, int) else 0)
-        while True:
-            if poller != self._poller:
-                raise ApiError(HTTPStatus.CONFLICT, CONFLICT_POLLER)
-            self._drop_disallowed()
-            remaining = deadline - time.monotonic()
-            if self._pending or self._closing or remaining <= 0:
-                return self._pending[:limit]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-
-    # Webhook.
-
-    def _set_webhook(self, p: dict[str, Any]) -> bool:
-        url = str(p.get("url", ""))
-        if not url:
-            return self._delete_webhook(p)
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise bad_request("bad webhook: invalid webhook URL specified")
-        secret = p.get("secret_token")
-        if secret is not None and not _SECRET.fullmatch(str(secret)):
-            raise bad_request("secret token contains unallowed characters")
-        allowed = p.get("allowed_updates")
-        if p.get("drop_pending_updates"):
-            self._pending.clear()
-        max_connections = p.get("max_connections", 40)
-        self._webhook = _Webhook(
-            url,
-            None if secret is None else str(secret),
-            max_connections if isinstance(max_connections, int) else 40,
-            allowed if isinstance(allowed, list) else None,
-        )
-        if isinstance(allowed, list):
-            self._allowed = frozenset(allowed) or DEFAULT_ALLOWED
-        if self._webhook_task is None:
-            self._webhook_task = asyncio.create_task(self._deliver_to_webhook())
-        self._poller += 1  # a webhook ends long polling
-        self._notify()
-        return True
-
-    def _delete_webhook(self, p: dict[str, Any]) -> bool:
-        self._webhook = None
-        if p.get("drop_pending_updates"):
-            self._pending.clear()
-        return True
-
-    def _get_webhook_info(self, _p: dict[str, Any]) -> dict[str, Any]:
-        info: dict[str, Any] = {"url": "", "has_custom_certificate": False}
-        info["pending_update_count"] = len(self._pending)
-        if (hook := self._webhook) is None:
-            return info
-        info |= {
-            "url": hook.url,
-            "ip_address": "127.0.0.1",
-            "max_connections": hook.max_connections,
-        }
-        if hook.allowed_updates is not None:
-            info["allowed_updates"] = hook.allowed_updates
-        if hook.last_error_date is not None:
-            info["last_error_date"] = hook.last_error_date
-            info["last_error_message"] = hook.last_error_message
-        return info
-
-    async def _deliver_to_webhook(self) -> None:
-        """Deliver pending updates in order; retry an update a few times, then drop it."""
-        async with aiohttp.ClientSession() as client:
-            while not self._closing:
-                self._drop_disallowed()
-                hook = self._webhook
-                if hook is None or not self._pending:
-                    await self._changed.wait()
-                    continue
-                update = self._pending[0]
-                for attempt in range(self.webhook_attempts):
-                    if attempt:
-                        await asyncio.sleep(self.webhook_retry_delay)
-                    if self._webhook is not hook or await self._post(client, hook, update):
-                        break
-                if self._webhook is hook and self._pending and self._pending[0] is update:
-                    self._pending.pop(0)
-
-    async def _post(
-        self, client: aiohttp.ClientSession, hook: _Webhook, update: dict[str, Any]
-    ) -> bool:
-        """POST one update; run a method the bot returned in the reply, as Telegram does."""
-        headers = {}
-        if hook.secret_token is not None:
-            headers["X-Telegram-Bot-Api-Secret-Token"] = hook.secret_token
-        timeout = aiohttp.ClientTimeout(total=10)
-        try:
-            async with client.post(
-                hook.url, json=update, headers=headers, timeout=timeout
-            ) as reply:
-                if not HTTPStatus.OK <= reply.status < HTTPStatus.MULTIPLE_CHOICES:
-                    hook.last_error_date = int(time.time())
-                    hook.last_error_message = f"Wrong response from the webhook: {reply.status}"
-                    return False
-                if reply.content_type == "multipart/form-data":
-                    await self._run_reply(aiohttp.MultipartReader(reply.headers, reply.content))
-        except (aiohttp.ClientError, TimeoutError) as error:
-            hook.last_error_date = int(time.time())
-            hook.last_error_message = f"Connection failed: {type(error).__name__}"
-            return False
-        return True
-
-    async def _run_reply(self, reader: aiohttp.MultipartReader) -> None:
-        received = time.monotonic()
-        raw: dict[str, str] = {}
-        while (part := await reader.next()) is not None:
-            if isinstance(part, aiohttp.BodyPartReader) and part.name:
-                raw[part.name] = await part.text()
-        if name := raw.pop("method", ""):
-            await self._process(self.token, name, decode_params(raw), received)
+    def _queue(self, update: dict[str, Any]) -> int:
+        """Queue a user's update for the bot and tell the observer; return its update_id."""
+        queued = self.updates.push(update)
+        if self._observer is not None:
+            self._observer.queued(queued)
+        return int(queued["update_id"])

@@ -4,7 +4,8 @@ Checks follow the Bot API's documented limits (title 1-32 characters, descriptio
 1-128 bytes, one price and no provider token for XTR, subscriptions of exactly 30 days and at
 most 10000 Stars on invoice links only). Where Telegram's exact description is known it is used
 (``CHARGE_ALREADY_REFUNDED``, ``CHARGE_NOT_FOUND``, ``STARS_INVOICE_INVALID``...); the wording of
-the length errors is the fake's own.
+the length errors is the fake's own. ``StarsPayments`` owns the invoices, charges and the Star
+transaction list; it reaches chats and messages through the ``TelegramState`` it is given.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from playground.state import QUERY_TOO_OLD, Method, TelegramState
+from playground.state import QUERY_TOO_OLD, Method
 from playground.wire import bad_request, check_reply_markup
 
-__all__ = ["Charge", "TelegramPayments"]
+if TYPE_CHECKING:
+    from playground.state import TelegramState
+
+__all__ = ["Charge", "PreCheckout", "StarsPayments"]
 
 SUBSCRIPTION_PERIOD = 2592000
 MAX_SUBSCRIPTION_STARS = 10000
@@ -70,11 +74,11 @@ def _subscription(p: dict[str, Any], currency: str, total: int, *, link: bool) -
     return SUBSCRIPTION_PERIOD
 
 
-class TelegramPayments(TelegramState):
-    """Adds invoices and Telegram Stars to the fake's state."""
+class StarsPayments:
+    """Invoices and Telegram Stars: what was offered, paid and refunded, and the methods on it."""
 
-    def __init__(self, *, token: str, bot_username: str, bot_id: int) -> None:
-        super().__init__(token=token, bot_username=bot_username, bot_id=bot_id)
+    def __init__(self, state: TelegramState) -> None:
+        self._state = state
         self.invoice_links: dict[str, dict[str, Any]] = {}
         self.invoices: dict[tuple[int, int], dict[str, Any]] = {}
         self.pre_checkouts: dict[str, PreCheckout] = {}
@@ -82,8 +86,8 @@ class TelegramPayments(TelegramState):
         self._transactions: list[dict[str, Any]] = []
 
     def methods(self) -> dict[str, Method]:
-        """The state's methods plus the payment ones."""
-        return super().methods() | {
+        """The payment methods, by their canonical names."""
+        return {
             "sendInvoice": self._send_invoice,
             "createInvoiceLink": self._create_invoice_link,
             "answerPreCheckoutQuery": self._answer_pre_checkout_query,
@@ -91,11 +95,15 @@ class TelegramPayments(TelegramState):
             "getStarTransactions": self._get_star_transactions,
         }
 
-    # Records, shared with the update builders.
+    # Records the update builders write.
 
-    def _record_payment(
-        self, user: dict[str, Any], charge_id: str, invoice: dict[str, Any]
-    ) -> None:
+    def new_pre_checkout(self, user_id: int, payload: str, amount: int) -> str:
+        """Open a pre-checkout query the bot must answer once; return its id."""
+        query_id = self._state.next_id()
+        self.pre_checkouts[query_id] = PreCheckout(user_id, payload, amount)
+        return query_id
+
+    def record_payment(self, user: dict[str, Any], charge_id: str, invoice: dict[str, Any]) -> None:
         """Remember a charge and its incoming transaction, once per charge id."""
         if charge_id in self.charges:
             return
@@ -119,13 +127,13 @@ class TelegramPayments(TelegramState):
             }
         )
 
-    def _record_refund(self, charge_id: str) -> None:
+    def record_refund(self, charge_id: str) -> None:
         """Mark a charge refunded and add the outgoing transaction, once."""
         charge = self.charges.get(charge_id)
         if charge is None or charge.refunded:
             return
         charge.refunded = True
-        user = self.users.get(charge.user_id, {"id": charge.user_id, "is_bot": False})
+        user = self._state.users.get(charge.user_id, {"id": charge.user_id, "is_bot": False})
         receiver = {
             "type": "user",
             "transaction_type": "invoice_payment",
@@ -171,17 +179,17 @@ class TelegramPayments(TelegramState):
 
     def _send_invoice(self, p: dict[str, Any]) -> dict[str, Any]:
         invoice = self._invoice(p, link=False)
-        chat = self._chat(p)
+        chat = self._state.chat(p)
         markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
         shown = {key: invoice[key] for key in ("title", "description", "currency", "total_amount")}
         shown["start_parameter"] = str(p.get("start_parameter", ""))
-        message = self._send(chat, invoice=shown, reply_markup=markup)
+        message = self._state.send(chat, invoice=shown, reply_markup=markup)
         self.invoices[chat["id"], message["message_id"]] = invoice
         return message
 
     def _create_invoice_link(self, p: dict[str, Any]) -> str:
         invoice = self._invoice(p, link=True)
-        url = f"https://t.me/$FakeInvoice{self._next_id()}"
+        url = f"https://t.me/$FakeInvoice{self._state.next_id()}"
         self.invoice_links[url] = invoice
         return url
 
@@ -206,7 +214,7 @@ class TelegramPayments(TelegramState):
             raise bad_request("CHARGE_NOT_FOUND")
         if charge.refunded:
             raise bad_request("CHARGE_ALREADY_REFUNDED")
-        self._record_refund(charge_id)
+        self.record_refund(charge_id)
         return True
 
     def _get_star_transactions(self, p: dict[str, Any]) -> dict[str, Any]:

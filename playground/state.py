@@ -1,9 +1,10 @@
-"""The Bot API methods the fake serves, over the state they act on: chats, messages, queries.
+"""What Telegram knows about one bot, and the Bot API methods on chats, messages and queries.
 
-``TelegramState`` holds what Telegram would know about one bot and answers each method from
-decoded parameters, raising ``ApiError`` with Telegram's status and description where Telegram
-refuses. Payments live in ``payments``; the HTTP side, updates and failure injection
-in ``botapi``.
+``TelegramState`` owns the users, chats, messages, commands and open queries, and answers each of
+its methods from decoded parameters, raising ``ApiError`` with Telegram's status and description
+where Telegram refuses. The other parts of the emulator use it, never the other way round:
+``payments`` (Stars) sends invoices through it, ``updates`` (what a user does) registers users,
+chats, messages and queries in it, and ``botapi`` (the HTTP server) routes requests to it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ class InlineQuery:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _scope_type(scope: object) -> str:
+    """A BotCommandScope's ``type`` (absent: ``default``); anything else is refused."""
+    if scope is None:
+        return "default"
+    if not isinstance(scope, dict) or not isinstance(scope.get("type"), str):
+        raise bad_request("can't parse BotCommandScope JSON object")
+    return str(scope["type"])
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -65,8 +75,7 @@ def _content(
 class TelegramState:
     """What Telegram knows about one bot, and the Bot API methods that read and change it."""
 
-    def __init__(self, *, token: str, bot_username: str, bot_id: int) -> None:
-        self.token = token
+    def __init__(self, *, bot_username: str, bot_id: int) -> None:
         self.bot_user: dict[str, Any] = {
             "id": bot_id,
             "is_bot": True,
@@ -78,13 +87,14 @@ class TelegramState:
         self.blocked_users: set[int] = set()
         self.inline_messages: dict[str, dict[str, Any]] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
-        self.inline_query_ttl = 10.0
+        self.scoped_commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.inline_queries: dict[str, InlineQuery] = {}
+        self.inline_query_ttl = 10.0  # seconds an inline query can be answered
         self.group_title = "Test group"
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
         self._sent: dict[int, list[int]] = {}
-        self._callback_queries: dict[str, bool] = {}
-        self._inline_queries: dict[str, InlineQuery] = {}
+        self._callback_queries: dict[str, bool] = {}  # id -> answered
         self._ids = itertools.count(1)
 
     def methods(self) -> dict[str, Method]:
@@ -111,19 +121,31 @@ class TelegramState:
             if (chat_id, message_id) in self._messages
         ]
 
-    # Registry, shared with the update builders.
+    def chat_messages(self, chat_id: int) -> list[dict[str, Any]]:
+        """Every message in ``chat_id`` not deleted, both ways, oldest first, as they are now."""
+        found = [message for (chat, _id), message in self._messages.items() if chat == chat_id]
+        return copy.deepcopy(sorted(found, key=lambda message: int(message["message_id"])))
 
-    def _next_id(self) -> str:
+    def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
+        """The stored message itself (not a copy), or None if there is none or it was deleted."""
+        return self._messages.get((chat_id, message_id))
+
+    # The registry the other parts write to.
+
+    def next_id(self) -> str:
+        """A fresh id for a query, a charge or a file, unique within this emulator."""
         return str(4_000_000_000 + next(self._ids))
 
-    def _register_user(self, user_id: int, first_name: str, language_code: str) -> dict[str, Any]:
+    def register_user(self, user_id: int, first_name: str, language_code: str) -> dict[str, Any]:
+        """Record (or update) a user as an update would show them."""
         user = {"id": user_id, "is_bot": False, "first_name": first_name}
         if language_code:
             user["language_code"] = language_code
         self.users[user_id] = user
         return user
 
-    def _register_chat(self, chat_id: int, chat_type: str, first_name: str) -> dict[str, Any]:
+    def register_chat(self, chat_id: int, chat_type: str, first_name: str) -> dict[str, Any]:
+        """Record (or replace) a chat: a private chat is named for its user, a group titled."""
         chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
         if chat_type == "private":
             chat["first_name"] = first_name
@@ -132,9 +154,10 @@ class TelegramState:
         self.chats[chat_id] = chat
         return chat
 
-    def _store_message(
+    def store_message(
         self, chat: dict[str, Any], sender: dict[str, Any], **content: object
     ) -> dict[str, Any]:
+        """Store a new message from ``sender`` in ``chat`` with the next id of that chat."""
         message_id = self._last_message_id.get(chat["id"], 0) + 1
         self._last_message_id[chat["id"]] = message_id
         message = {"message_id": message_id, "from": sender, "chat": chat, "date": _now()}
@@ -142,14 +165,27 @@ class TelegramState:
         self._messages[chat["id"], message_id] = message
         return message
 
-    def _send(self, chat: dict[str, Any], **content: object) -> dict[str, Any]:
-        message = self._store_message(chat, self.bot_user, **content)
+    def send(self, chat: dict[str, Any], **content: object) -> dict[str, Any]:
+        """Store a message from the bot; return a copy, as the Bot API answers with it."""
+        message = self.store_message(chat, self.bot_user, **content)
         self._sent.setdefault(chat["id"], []).append(message["message_id"])
         return copy.deepcopy(message)
 
+    def new_callback_query(self) -> str:
+        """Open a callback query the bot may answer once; return its id."""
+        query_id = self.next_id()
+        self._callback_queries[query_id] = False
+        return query_id
+
+    def new_inline_query(self, user_id: int, query: str) -> str:
+        """Open an inline query the bot may answer once, within ``inline_query_ttl``; its id."""
+        query_id = self.next_id()
+        self.inline_queries[query_id] = InlineQuery(user_id, query, time.monotonic())
+        return query_id
+
     # Parameter helpers.
 
-    def _chat(self, p: dict[str, Any], *, sending: bool = True) -> dict[str, Any]:
+    def chat(self, p: dict[str, Any], *, sending: bool = True) -> dict[str, Any]:
         """The chat ``chat_id`` names; a user's private chat is created on first use."""
         chat_id = p.get("chat_id")
         if chat_id is None or chat_id == "":
@@ -162,7 +198,7 @@ class TelegramState:
         elif chat_id in self.chats:
             chat = self.chats[chat_id]
         elif chat_id > 0:
-            chat = self._register_chat(chat_id, "private", "User")
+            chat = self.register_chat(chat_id, "private", "User")
         else:
             raise bad_request("chat not found")
         if sending and chat["type"] == "private" and chat["id"] in self.blocked_users:
@@ -172,7 +208,7 @@ class TelegramState:
     def _formatted(
         self, p: dict[str, Any], *, allow_empty: bool = False
     ) -> tuple[str, list[dict[str, Any]]]:
-        """Text after ``parse_mode`` or ``entities``, checked for Telegram's limits."""
+        """The ``text`` with its ``entities``, checked for Telegram's limits (no parse_mode)."""
         raw = p.get("text")
         raw = "" if raw is None else str(raw)
         try:
@@ -194,7 +230,7 @@ class TelegramState:
         message_id = p.get("message_id")
         if "chat_id" not in p or not isinstance(message_id, int):
             raise bad_request("message identifier is not specified")
-        chat = self._chat(p, sending=action == "edit")
+        chat = self.chat(p, sending=action == "edit")
         message = self._messages.get((chat["id"], message_id))
         if message is None:
             raise bad_request(f"message to {action} not found")
@@ -238,17 +274,25 @@ class TelegramState:
                 or not 1 <= len(description) <= MAX_COMMAND_DESCRIPTION
             ):
                 raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
-        self.commands[str(p.get("language_code", ""))] = [
-            {"command": c["command"], "description": c["description"]} for c in commands
-        ]
+        listed = [{"command": c["command"], "description": c["description"]} for c in commands]
+        language = str(p.get("language_code", ""))
+        scope = _scope_type(p.get("scope"))
+        if scope == "default":
+            self.commands[language] = listed
+        else:
+            self.scoped_commands[(scope, language)] = listed
         return True
 
     def _get_my_commands(self, p: dict[str, Any]) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.commands.get(str(p.get("language_code", "")), []))
+        language = str(p.get("language_code", ""))
+        scope = _scope_type(p.get("scope"))
+        if scope == "default":
+            return copy.deepcopy(self.commands.get(language, []))
+        return copy.deepcopy(self.scoped_commands.get((scope, language), []))
 
     def _send_message(self, p: dict[str, Any]) -> dict[str, Any]:
         text, entities = self._formatted(p)
-        chat = self._chat(p)
+        chat = self.chat(p)
         markup = check_reply_markup(p.get("reply_markup"), inline_only=False)
         reply_to = None
         reply = p.get("reply_parameters")
@@ -256,7 +300,7 @@ class TelegramState:
             reply_to = self._messages.get((chat["id"], reply["message_id"]))
             if reply_to is None and not reply.get("allow_sending_without_reply"):
                 raise bad_request("message to be replied not found")
-        return self._send(
+        return self.send(
             chat,
             text=text,
             entities=entities,
@@ -309,7 +353,7 @@ class TelegramState:
         return True
 
     def _send_message_draft(self, p: dict[str, Any]) -> bool:
-        chat = self._chat(p)
+        chat = self.chat(p)
         draft_id = p.get("draft_id")
         if not isinstance(draft_id, int):
             raise bad_request('parameter "draft_id" is required')
@@ -321,7 +365,7 @@ class TelegramState:
         return True
 
     def _send_chat_action(self, p: dict[str, Any]) -> bool:
-        self._chat(p)
+        self.chat(p)
         if p.get("action") not in CHAT_ACTIONS:
             raise bad_request("wrong parameter action in request")
         return True
@@ -334,7 +378,7 @@ class TelegramState:
         return True
 
     def _answer_inline_query(self, p: dict[str, Any]) -> bool:
-        query = self._inline_queries.get(str(p.get("inline_query_id", "")))
+        query = self.inline_queries.get(str(p.get("inline_query_id", "")))
         if (
             query is None
             or query.answered

@@ -1,9 +1,12 @@
 """Telegram's text formatting, as the Bot API server applies it to the text a bot sends.
 
-``format_text`` runs the parse mode (``html_mode``, ``markdown_mode``: ports of tdlib's
-parsers, same error wording) or checks explicit ``entities``, trims the text as Telegram does
-and returns Bot API ``MessageEntity`` dicts with offsets in UTF-16 code units.
+``format_text`` checks explicit ``entities``, trims the text as Telegram does and returns Bot
+API ``MessageEntity`` dicts with offsets in UTF-16 code units, with the ``/commands`` Telegram
+detects by itself added.
 
+No parse mode is implemented: the bot sends entities, never HTML or MarkdownV2 (``bot.formatting``
+turns Markdown into entities), so a request with a ``parse_mode`` is refused the way Telegram
+refuses one it does not know (400 ``Bad Request: unsupported parse_mode``) and nothing is sent.
 Stricter than Telegram, on purpose: explicit ``entities`` that fall outside the text or have
 no length are refused (Telegram silently drops or clips them, hiding a bug in the bot).
 Not modelled: automatic url/mention/hashtag entities in outgoing text.
@@ -12,31 +15,28 @@ Not modelled: automatic url/mention/hashtag entities in outgoing text.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
-
-from playground.html_mode import parse_html
-from playground.markdown_mode import parse_markdown, parse_markdown_v2
-from playground.markup import Entity, FormatError, checked_link
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["FormatError", "bot_command_entities", "format_text", "utf16_len"]
 
+
+class FormatError(Exception):
+    """Text Telegram refuses; the message is the description that follows "Bad Request: "."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity while checking: its Bot API type, UTF-16 offset and length, and its argument."""
+
+    kind: str
+    offset: int
+    length: int
+    argument: str = ""
+
+
 _TRIM = " \t\r\n\v\f"
-# tdlib type name -> Bot API type; the tdlib names appear in MarkdownV2 error messages.
-_API_TYPE = {
-    "Bold": "bold",
-    "Italic": "italic",
-    "Underline": "underline",
-    "Strikethrough": "strikethrough",
-    "Spoiler": "spoiler",
-    "Code": "code",
-    "Pre": "pre",
-    "PreCode": "pre",
-    "TextUrl": "text_link",
-    "MentionName": "text_mention",
-    "CustomEmoji": "custom_emoji",
-    "BlockQuote": "blockquote",
-    "ExpandableBlockQuote": "expandable_blockquote",
-}
 # tdlib's get_type_priority, used to order entities that start and end together.
 _PRIORITY = {
     "blockquote": 0,
@@ -80,6 +80,23 @@ _BOT_COMMAND = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32
 def utf16_len(text: str) -> int:
     """Length of ``text`` in UTF-16 code units, the unit of Telegram's entity offsets."""
     return len(text.encode("utf-16-le")) // 2
+
+
+def checked_link(url: str) -> str | None:
+    """Telegram's link normalisation: a scheme and a path are added; None for a bad link."""
+    url = url.strip()
+    if not url or any(c.isspace() for c in url):
+        return None
+    try:
+        parts = urlsplit(url if "://" in url or url.lower().startswith("tg:") else f"http://{url}")
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme in {"tg", "ton", "tonsite"}:
+        return url
+    if scheme not in {"http", "https", "ftp"} or not parts.hostname:
+        return None
+    return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, parts.fragment))
 
 
 def _check_entity(item: object, size: int) -> Entity:
@@ -126,7 +143,7 @@ def _check_entities(text: str, raw: object) -> list[Entity]:
 
 
 def _api_entity(entity: Entity, users: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    kind = _API_TYPE.get(entity.kind, entity.kind)
+    kind = entity.kind
     result: dict[str, Any] = {"type": kind, "offset": entity.offset, "length": entity.length}
     if kind == "text_link":
         result["url"] = entity.argument
@@ -165,24 +182,14 @@ def format_text(
     entities: object,
     users: dict[int, dict[str, Any]],
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Apply ``parse_mode`` (or explicit ``entities``) and trim, giving the text Telegram stores.
+    """Check ``entities`` and trim, giving the text and entities Telegram stores.
 
-    ``parse_mode`` wins over ``entities``, as in the Bot API. Raises FormatError.
+    Raises FormatError for bad entities and for any ``parse_mode`` (none is implemented).
     """
     if parse_mode:
-        parsers = {"html": parse_html, "markdownv2": parse_markdown_v2, "markdown": parse_markdown}
-        parser = parsers.get(parse_mode.lower())
-        if parser is None:
-            raise FormatError("unsupported parse_mode")
-        try:
-            plain, parsed = parser(text)
-        except FormatError as error:
-            raise FormatError(f"can't parse entities: {error}") from error
-    elif entities is not None:
-        plain, parsed = text, _check_entities(text, entities)
-    else:
-        plain, parsed = text, []
-    plain, parsed = _trim(plain, parsed)
+        raise FormatError("unsupported parse_mode")
+    parsed = [] if entities is None else _check_entities(text, entities)
+    plain, parsed = _trim(text, parsed)
     parsed += _detected_commands(plain, parsed)
 
     def order(entity: dict[str, Any]) -> tuple[int, int, int]:

@@ -1,20 +1,26 @@
 """Updates a user would cause: messages, button presses, inline queries, payments.
 
-Each builder registers the user and chat it involves, builds a complete update that aiogram's
-types accept, queues it with ``push_update`` and returns its ``update_id`` (``pay`` returns the
-charge id instead).
+``UserActions`` plays the user's side. Each action registers the user and chat it involves in
+the ``TelegramState``, builds a complete update that aiogram's types accept, hands it to the
+``push`` it was given (the server's update queue) and returns its ``update_id`` (``pay`` returns
+the charge id instead). Payments are recorded in ``StarsPayments``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from playground.payments import SUBSCRIPTION_PERIOD, PreCheckout, TelegramPayments
-from playground.state import InlineQuery
+from playground.payments import SUBSCRIPTION_PERIOD
 from playground.text import bot_command_entities
 
-__all__ = ["UpdateBuilders"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from playground.payments import StarsPayments
+    from playground.state import TelegramState
+
+__all__ = ["UserActions"]
 
 _ROUTING = frozenset({"chat_id", "chat_type", "language_code", "first_name"})
 
@@ -37,12 +43,18 @@ def _media(kind: str, serial: str) -> list[dict[str, Any]] | dict[str, Any]:
     return file | extra[kind]
 
 
-class UpdateBuilders(TelegramPayments):
-    """Builders of user-caused updates; the subclass supplies ``push_update``."""
+class UserActions:
+    """What a user does in Telegram, as updates for the bot."""
 
-    def push_update(self, update: dict[str, Any]) -> int:
-        """Queue ``update`` for the bot; return its update_id."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        state: TelegramState,
+        payments: StarsPayments,
+        push: Callable[[dict[str, Any]], int],
+    ) -> None:
+        self._state = state
+        self._payments = payments
+        self._push = push
 
     def _sender(
         self,
@@ -54,22 +66,22 @@ class UpdateBuilders(TelegramPayments):
         language_code: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The user and chat of an update; what is not given stays as registered before."""
-        known = self.users.get(user_id, {})
-        user = self._register_user(
+        known = self._state.users.get(user_id, {})
+        user = self._state.register_user(
             user_id,
             first_name or known.get("first_name", "Ann"),
             known.get("language_code", "en") if language_code is None else language_code,
         )
         target = user_id if chat_id is None else chat_id
-        chat = self.chats.get(target)
+        chat = self._state.chats.get(target)
         if chat is None or (chat_type is not None and chat["type"] != chat_type):
             default_type = "private" if target > 0 else "supergroup"
-            chat = self._register_chat(target, chat_type or default_type, user["first_name"])
+            chat = self._state.register_chat(target, chat_type or default_type, user["first_name"])
         return user, chat
 
     def _user_message(self, user_id: int, routing: dict[str, Any], **content: object) -> int:
         user, chat = self._sender(user_id, **routing)
-        return self.push_update({"message": self._store_message(chat, user, **content)})
+        return self._push({"message": self._state.store_message(chat, user, **content)})
 
     def send_text(  # noqa: PLR0913 - the fake's API mirrors a message's fields
         self,
@@ -96,7 +108,7 @@ class UpdateBuilders(TelegramPayments):
         routing = {key: value for key, value in fields.items() if key in _ROUTING}
         content = {key: value for key, value in fields.items() if key not in _ROUTING}
         return self._user_message(
-            user_id, routing, **({kind: _media(kind, self._next_id())} | content)
+            user_id, routing, **({kind: _media(kind, self._state.next_id())} | content)
         )
 
     def press_button(
@@ -110,9 +122,8 @@ class UpdateBuilders(TelegramPayments):
     ) -> int:
         """A callback_query from pressing an inline button with ``data`` under ``message_id``."""
         user, chat = self._sender(user_id, chat_id=chat_id, language_code=language_code)
-        message = self._messages.get((chat["id"], message_id))
-        query_id = self._next_id()
-        self._callback_queries[query_id] = False
+        message = self._state.message(chat["id"], message_id)
+        query_id = self._state.new_callback_query()
         query = {
             "id": query_id,
             "from": user,
@@ -120,38 +131,34 @@ class UpdateBuilders(TelegramPayments):
             "message": message or {"chat": chat, "message_id": message_id, "date": 0},
             "data": data,
         }
-        return self.push_update({"callback_query": query})
+        return self._push({"callback_query": query})
 
     def press_inline_button(self, user_id: int, data: str, inline_message_id: str) -> int:
         """A callback_query from a button under the inline message ``inline_message_id``."""
         user, _chat = self._sender(user_id)
-        query_id = self._next_id()
-        self._callback_queries[query_id] = False
+        query_id = self._state.new_callback_query()
         query = {"id": query_id, "from": user, "chat_instance": f"ci{inline_message_id}"}
         query |= {"inline_message_id": inline_message_id, "data": data}
-        return self.push_update({"callback_query": query})
+        return self._push({"callback_query": query})
 
     def stop_generation(self, user_id: int, draft_id: int) -> int:
         """The user pressed the stop button under the draft ``draft_id``."""
         _user, chat = self._sender(user_id)
-        return self.push_update(
-            {"stopped_message_generation": {"chat": chat, "draft_id": draft_id}}
-        )
+        return self._push({"stopped_message_generation": {"chat": chat, "draft_id": draft_id}})
 
     def inline_query(
         self, user_id: int, query: str, *, language_code: str = "en", chat_type: str = "sender"
     ) -> int:
-        """An inline query; it can be answered for ``inline_query_ttl`` seconds.
+        """An inline query; it can be answered for the state's ``inline_query_ttl`` seconds.
 
         ``chat_type`` is where it was typed: "sender" (the bot's own chat), "private", "group",
         "supergroup" or "channel".
         """
         user, _chat = self._sender(user_id, language_code=language_code)
-        query_id = self._next_id()
-        self._inline_queries[query_id] = InlineQuery(user_id, query, time.monotonic())
+        query_id = self._state.new_inline_query(user_id, query)
         update = {"id": query_id, "from": user, "query": query, "offset": ""}
         update["chat_type"] = chat_type
-        return self.push_update({"inline_query": update})
+        return self._push({"inline_query": update})
 
     def choose_inline_result(
         self, user_id: int, result_id: str, query: str, *, inline_message_id: str
@@ -160,31 +167,30 @@ class UpdateBuilders(TelegramPayments):
         user, _chat = self._sender(user_id)
         answered = [
             result
-            for asked in self._inline_queries.values()
+            for asked in self._state.inline_queries.values()
             if asked.user_id == user_id and asked.query == query
             for result in asked.results
             if result["id"] == result_id
         ]
         chosen = answered[-1] if answered else {}
-        self.inline_messages[inline_message_id] = {
+        self._state.inline_messages[inline_message_id] = {
             "text": chosen.get("text", ""),
             "entities": chosen.get("entities", []),
             "reply_markup": chosen.get("reply_markup"),
         }
         update = {"result_id": result_id, "from": user, "query": query}
         update["inline_message_id"] = inline_message_id
-        return self.push_update({"chosen_inline_result": update})
+        return self._push({"chosen_inline_result": update})
 
     def pre_checkout(
         self, user_id: int, *, payload: str, total_amount: int, currency: str = "XTR"
     ) -> int:
         """A pre_checkout_query the bot must answer with answerPreCheckoutQuery."""
         user, _chat = self._sender(user_id)
-        query_id = self._next_id()
-        self.pre_checkouts[query_id] = PreCheckout(user_id, payload, total_amount)
+        query_id = self._payments.new_pre_checkout(user_id, payload, total_amount)
         query = {"id": query_id, "from": user, "currency": currency, "total_amount": total_amount}
         query["invoice_payload"] = payload
-        return self.push_update({"pre_checkout_query": query})
+        return self._push({"pre_checkout_query": query})
 
     def pay(  # noqa: PLR0913 - the fake's API mirrors successful_payment's fields
         self,
@@ -201,7 +207,7 @@ class UpdateBuilders(TelegramPayments):
 
         Passing an existing ``charge_id`` delivers the same payment again, as Telegram may.
         """
-        charge_id = charge_id or f"stxFAKE{self._next_id()}"
+        charge_id = charge_id or f"stxFAKE{self._state.next_id()}"
         payment: dict[str, Any] = {"currency": currency, "total_amount": total_amount}
         payment |= {"invoice_payload": payload, "telegram_payment_charge_id": charge_id}
         payment["provider_payment_charge_id"] = ""
@@ -211,13 +217,13 @@ class UpdateBuilders(TelegramPayments):
                 time.time() + SUBSCRIPTION_PERIOD
             )
         user, _chat = self._sender(user_id)
-        self._record_payment(user, charge_id, payment)
+        self._payments.record_payment(user, charge_id, payment)
         self._user_message(user_id, {}, successful_payment=payment)
         return charge_id
 
     def refunded(self, user_id: int, *, payload: str, total_amount: int, charge_id: str) -> int:
         """A refunded_payment message; marks the charge refunded if the bot had not."""
-        self._record_refund(charge_id)
+        self._payments.record_refund(charge_id)
         refund = {"currency": "XTR", "total_amount": total_amount, "invoice_payload": payload}
         refund["telegram_payment_charge_id"] = charge_id
         return self._user_message(user_id, {}, refunded_payment=refund)

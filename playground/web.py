@@ -1,7 +1,9 @@
 """The playground: the Bot API emulator plus a page at ``/`` that plays the user's side.
 
-``Playground`` is a ``FakeTelegram`` that also serves the page (``static/``), a server-sent
-event stream (``GET /events``) and small JSON actions the page posts:
+``Playground`` holds a ``FakeTelegram`` (``telegram``), serves the page (``static/``), a
+server-sent event stream (``GET /events``) and small JSON actions the page posts on the same
+port, and is the emulator's ``Observer``: it hears every call and update and shows them.
+The actions are:
 
 - ``/ui/send`` ``{"text", "lang"}``: a message from the play user in the private chat;
 - ``/ui/press`` ``{"message_id" or "inline_message_id", "data", "lang"}``: a callback_query;
@@ -93,8 +95,8 @@ def shown_message(message: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-class Playground(FakeTelegram):
-    """The emulator with the page, the event stream and the page's actions on top."""
+class Playground:
+    """The page, its event stream and its actions, over the Bot API emulator it holds."""
 
     def __init__(
         self,
@@ -104,13 +106,38 @@ class Playground(FakeTelegram):
         bot_id: int = 123456,
         inline_wait: float = 3.0,
     ) -> None:
-        super().__init__(token=token, bot_username=bot_username, bot_id=bot_id)
-        self.bot_user["first_name"] = "Veil"
-        self.group_title = "Playground group"
+        self.telegram = FakeTelegram(
+            token=token,
+            bot_username=bot_username,
+            bot_id=bot_id,
+            observer=self,
+            routes=self._routes(),
+        )
+        self.telegram.state.bot_user["first_name"] = "Veil"
+        self.telegram.state.group_title = "Playground group"
         self.inline_wait = inline_wait
+        self._state = self.telegram.state
+        self._payments = self.telegram.payments
+        self._user = self.telegram.user
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._group: list[dict[str, Any]] = []  # what the play user saw in the group, in order
         self._link_serial = 0
+
+    @property
+    def url(self) -> str:
+        """The base URL of the page and of the Bot API ("" before ``start``)."""
+        return self.telegram.url
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve the page and the Bot API on ``host:port`` (0: a free port); return the URL."""
+        return await self.telegram.start(host, port)
+
+    async def close(self) -> None:
+        """End every page's event stream, then stop the emulator."""
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+        await asyncio.sleep(0)
+        await self.telegram.close()
 
     # The event stream.
 
@@ -121,27 +148,20 @@ class Playground(FakeTelegram):
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a freshly opened page shows."""
-        private = sorted(
-            (
-                message
-                for (chat_id, _id), message in self._messages.items()
-                if chat_id == PLAY_USER_ID
-            ),
-            key=lambda message: int(message["message_id"]),
-        )
+        state = self._state
         return {
             "type": "snapshot",
-            "bot": {"name": self.bot_user["first_name"], "username": self.bot_user["username"]},
+            "bot": {"name": state.bot_user["first_name"], "username": state.bot_user["username"]},
             "user_id": PLAY_USER_ID,
-            "group": {"id": GROUP_CHAT_ID, "title": self.group_title},
-            "commands": self.commands,
-            "messages": [shown_message(message) for message in private],
+            "group": {"id": GROUP_CHAT_ID, "title": state.group_title},
+            "commands": state.commands,
+            "messages": [shown_message(message) for message in state.chat_messages(PLAY_USER_ID)],
             "group_items": self._group,
-            "invoice_links": {url: self._link(url) for url in self.invoice_links},
+            "invoice_links": {url: self._link(url) for url in self._payments.invoice_links},
         }
 
     def _link(self, url: str) -> dict[str, Any]:
-        invoice = self.invoice_links[url]
+        invoice = self._payments.invoice_links[url]
         shown = {key: invoice[key] for key in ("title", "description", "total_amount")}
         return shown | {"subscription": "subscription_period" in invoice}
 
@@ -161,18 +181,18 @@ class Playground(FakeTelegram):
             self._subscribers.discard(queue)
         return response
 
-    async def close(self) -> None:
-        """End every page's event stream, then stop the emulator."""
-        for queue in self._subscribers:
-            queue.put_nowait(None)
-        await asyncio.sleep(0)
-        await super().close()
+    # What the bot and the user did, as events (the emulator's Observer).
 
-    # What the bot did, as events.
-
-    def _observe(self, method: str, params: dict[str, Any], result: object) -> None:
+    def answered(self, method: str, params: dict[str, Any], result: object) -> None:
+        """Show what a successful Bot API call changed, if the user would see it."""
         if (event := self._event_of(method, params, result)) is not None:
             self.publish(event)
+
+    def queued(self, update: dict[str, Any]) -> None:
+        """Show a message the play user sent (text or payment)."""
+        message = update.get("message")
+        if isinstance(message, dict) and message["chat"]["id"] == PLAY_USER_ID:
+            self.publish({"type": "message", "message": shown_message(message)})
 
     def _event_of(  # noqa: PLR0911 - one return per Bot API method the page shows
         self, method: str, params: dict[str, Any], result: object
@@ -184,7 +204,7 @@ class Playground(FakeTelegram):
             return {"type": "message", "message": shown_message(result)}
         if method in {"editMessageText", "editMessageReplyMarkup"} and isinstance(result, dict):
             return {"type": "edit", "message": shown_message(result)}
-        if method.startswith("editMessage") and inline_id in self.inline_messages:
+        if method.startswith("editMessage") and inline_id in self._state.inline_messages:
             return {"type": "inline_edit", "item": self._inline_item(inline_id)}
         if method == "deleteMessage":
             return {"type": "delete", "chat_id": chat_id, "message_id": params.get("message_id")}
@@ -198,19 +218,11 @@ class Playground(FakeTelegram):
         if method == "createInvoiceLink" and isinstance(result, str):
             return {"type": "invoice_link", "url": result, "invoice": self._link(result)}
         if method == "setMyCommands":
-            return {"type": "commands", "commands": self.commands}
+            return {"type": "commands", "commands": self._state.commands}
         return None
 
-    def push_update(self, update: dict[str, Any]) -> int:
-        """Queue the update, and show a message the play user sent (text or payment)."""
-        update_id = super().push_update(update)
-        message = update.get("message")
-        if isinstance(message, dict) and message["chat"]["id"] == PLAY_USER_ID:
-            self.publish({"type": "message", "message": shown_message(message)})
-        return update_id
-
     def _inline_item(self, inline_message_id: str) -> dict[str, Any]:
-        inline = self.inline_messages[inline_message_id]
+        inline = self._state.inline_messages[inline_message_id]
         return {
             "kind": "inline",
             "inline_message_id": inline_message_id,
@@ -220,11 +232,7 @@ class Playground(FakeTelegram):
 
     # The page and its actions.
 
-    def _add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/", self._index)
-        app.router.add_get("/events", self._events)
-        app.router.add_get("/ui/state", self._state)
-        app.router.add_static("/static/", STATIC)
+    def _routes(self) -> list[web.AbstractRouteDef]:
         actions = {
             "send": self._ui_send,
             "press": self._ui_press,
@@ -233,50 +241,55 @@ class Playground(FakeTelegram):
             "inline": self._ui_inline,
             "choose": self._ui_choose,
         }
-        for name, action in actions.items():
-            app.router.add_post(f"/ui/{name}", _json_action(action))
+        return [
+            web.get("/", self._index),
+            web.get("/events", self._events),
+            web.get("/ui/state", self._ui_state),
+            web.static("/static/", STATIC),
+            *(web.post(f"/ui/{name}", _json_action(action)) for name, action in actions.items()),
+        ]
 
     async def _index(self, _request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
-    async def _state(self, _request: web.Request) -> web.Response:
+    async def _ui_state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
 
     async def _ui_send(self, body: dict[str, Any]) -> dict[str, Any]:
         text = _str(body, "text").strip()
         if not text or len(text) > _MAX_TEXT:
             raise _BadAction(f"text: 1-{_MAX_TEXT} characters expected")
-        update_id = self.send_text(PLAY_USER_ID, text, language_code=_language(body))
+        update_id = self._user.send_text(PLAY_USER_ID, text, language_code=_language(body))
         return {"update_id": update_id}
 
     async def _ui_press(self, body: dict[str, Any]) -> dict[str, Any]:
         data = _str(body, "data")
         if "inline_message_id" in body:
             inline_id = _str(body, "inline_message_id")
-            if inline_id not in self.inline_messages:
+            if inline_id not in self._state.inline_messages:
                 raise _BadAction("inline_message_id: no such message")
-            return {"update_id": self.press_inline_button(PLAY_USER_ID, data, inline_id)}
+            return {"update_id": self._user.press_inline_button(PLAY_USER_ID, data, inline_id)}
         message_id = _int(body, "message_id")
-        update_id = self.press_button(
+        update_id = self._user.press_button(
             PLAY_USER_ID, data, message_id=message_id, language_code=_language(body)
         )
         return {"update_id": update_id}
 
     async def _ui_stop(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"update_id": self.stop_generation(PLAY_USER_ID, _int(body, "draft_id"))}
+        return {"update_id": self._user.stop_generation(PLAY_USER_ID, _int(body, "draft_id"))}
 
     async def _ui_pay(self, body: dict[str, Any]) -> dict[str, Any]:
         if "link" in body:
-            invoice = self.invoice_links.get(_str(body, "link"))
+            invoice = self._payments.invoice_links.get(_str(body, "link"))
         else:
-            invoice = self.invoices.get((PLAY_USER_ID, _int(body, "message_id")))
+            invoice = self._payments.invoices.get((PLAY_USER_ID, _int(body, "message_id")))
         if invoice is None:
             raise _BadAction("no such invoice")
         payload, amount = invoice["payload"], invoice["total_amount"]
-        self.pre_checkout(PLAY_USER_ID, payload=payload, total_amount=amount)
-        query_id = next(reversed(self.pre_checkouts))
+        self._user.pre_checkout(PLAY_USER_ID, payload=payload, total_amount=amount)
+        query_id = next(reversed(self._payments.pre_checkouts))
         try:
-            answer = await self.wait_for(
+            answer = await self.telegram.wait_for(
                 "answerPreCheckoutQuery",
                 lambda call: (
                     str(call.params.get("pre_checkout_query_id")) == query_id
@@ -288,7 +301,7 @@ class Playground(FakeTelegram):
             return {"paid": False, "error": "The bot did not answer the payment in time."}
         if answer.params.get("ok") is not True:
             return {"paid": False, "error": str(answer.params.get("error_message") or "")}
-        charge_id = self.pay(
+        charge_id = self._user.pay(
             PLAY_USER_ID,
             payload=payload,
             total_amount=amount,
@@ -300,13 +313,13 @@ class Playground(FakeTelegram):
     async def _ui_inline(self, body: dict[str, Any]) -> dict[str, Any]:
         query = _str(body, "query")
         self._group_chat()
-        self.inline_query(
+        self._user.inline_query(
             PLAY_USER_ID, query, language_code=_language(body), chat_type="supergroup"
         )
-        query_id = next(reversed(self._inline_queries))
-        if "inline_query" in self._allowed:  # a bot without inline mode never answers
-            with contextlib.suppress(TimeoutError):
-                await self.wait_for(
+        query_id = next(reversed(self._state.inline_queries))
+        if "inline_query" in self.telegram.updates.allowed:  # a bot without inline mode
+            with contextlib.suppress(TimeoutError):  # never answers
+                await self.telegram.wait_for(
                     "answerInlineQuery",
                     lambda call: str(call.params.get("inline_query_id")) == query_id,
                     timeout=self.inline_wait,
@@ -318,7 +331,7 @@ class Playground(FakeTelegram):
                 "description": str(result.get("description", "")),
                 "html": render_entities(str(result.get("text", "")), result.get("entities")),
             }
-            for result in self._inline_queries[query_id].results
+            for result in self._state.inline_queries[query_id].results
         ]
         return {"query": query, "results": results}
 
@@ -326,7 +339,7 @@ class Playground(FakeTelegram):
         query, result_id = _str(body, "query"), _str(body, "result_id")
         self._link_serial += 1
         inline_id = f"play-inline-{self._link_serial}-{secrets.token_hex(4)}"
-        self.choose_inline_result(PLAY_USER_ID, result_id, query, inline_message_id=inline_id)
+        self._user.choose_inline_result(PLAY_USER_ID, result_id, query, inline_message_id=inline_id)
         item = self._inline_item(inline_id)
         self._group.append(item)
         self.publish({"type": "inline_message", "item": item})
@@ -334,8 +347,8 @@ class Playground(FakeTelegram):
 
     def _group_chat(self) -> None:
         """Register the group chat where the play user types inline queries."""
-        if GROUP_CHAT_ID not in self.chats:
-            self._register_chat(GROUP_CHAT_ID, "supergroup", "")
+        if GROUP_CHAT_ID not in self._state.chats:
+            self._state.register_chat(GROUP_CHAT_ID, "supergroup", "")
 
 
 def _draft_event(params: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ counted apart as legacy.
 
 Gram and USDT payments are checked too: each credited one is its amount at its stored rate
 (its order's, unless an admin assigned it) and has exactly its ledger row
-(``services.ton.books.payment_problems``, ``models.ton.inconsistent_users``).
+(``services.ton.books.payment_problems``; ``models.ton.inconsistent_users``, part of
+``models.stats.inconsistent_users``).
 """
 
 from __future__ import annotations
@@ -29,25 +30,23 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from models import StorageError
-from models import ledger as storage
-from models import ton as ton_storage
-from models import usage as proofs
+from models import orders, stats, ton, usage
 from models.usage import ReceiptProof, StoredBundle
 from sealed.bundle import BUNDLE_CONTEXT, KeyBundle
 from sealed.encoding import parse_json_object
 from sealed.errors import MalformedMessage, ReceiptInvalid
 from sealed.receipt import SignedReceipt, UsageReceipt
-from services.billing import ModelPrice
-from services.errors import LedgerUnavailable
+from services.errors import ledger_failures
+from services.prices import ModelPrice
 from services.ton.books import payment_problems
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
     from models import Database, Store
+    from models.orders import Payment
     from models.ton import TonOrder, TonPayment, TonTotals
-    from models.usage import UsageRecord
+    from models.usage import UnprovenCharge, UsageRecord
     from sealed.bundle import SignedBundle
 
 __all__ = ["AuditReport", "Auditor", "proof_for"]
@@ -114,15 +113,10 @@ class Auditor:
 
     async def run(self) -> AuditReport:
         """Check every charge; the report lists totals and problems."""
-        try:
-            records, unproven, inconsistent, payments = await self._store.run(_read)
-            ton_payments, ton_inconsistent, ton_totals = await self._store.run(
-                ton_storage.guarded(_read_ton)
-            )
-        except StorageError as exc:
-            raise LedgerUnavailable("the ledger cannot be read") from exc
+        with ledger_failures():
+            books = await self._store.read(_read)
         report = AuditReport()
-        for record in records:
+        for record in books.records:
             report.charges += 1
             report.by_outcome[record.outcome] = report.by_outcome.get(record.outcome, 0) + 1
             report.prompt_tokens += record.prompt_tokens
@@ -133,7 +127,7 @@ class Auditor:
                 f"charge {record.request_id} (user {record.user_id}): {problem}"
                 for problem in self.problems(record)
             )
-        for charge in unproven:
+        for charge in books.unproven:
             if charge.legacy:
                 report.legacy += 1
                 report.legacy_charged += charge.charged
@@ -142,19 +136,16 @@ class Auditor:
                     f"charge {charge.request_id} (user {charge.user_id}): no proof row"
                 )
         report.problems.extend(
-            f"user {user}: holds, payments and ledger rows disagree" for user in inconsistent
+            f"user {user}: holds, payments and ledger rows disagree" for user in books.inconsistent
         )
-        report.payments = len(payments)
-        report.stars_received = sum(payment.stars for payment in payments)
-        for payment, order in ton_payments:
+        report.payments = len(books.payments)
+        report.stars_received = sum(payment.stars for payment in books.payments)
+        for payment, order in books.ton_payments:
             report.problems.extend(
                 f"ton payment {payment.hash} (user {payment.user_id}): {problem}"
                 for problem in payment_problems(payment, order)
             )
-        report.problems.extend(
-            f"user {user}: TON payments and ledger rows disagree" for user in ton_inconsistent
-        )
-        report.ton = ton_totals
+        report.ton = books.ton_totals
         return report
 
     def problems(self, record: UsageRecord) -> list[str]:
@@ -238,24 +229,24 @@ def _arithmetic_problems(record: UsageRecord) -> list[str]:
     return found
 
 
-def _read(
-    db: Database,
-) -> tuple[list[UsageRecord], list[proofs.UnprovenCharge], list[int], list[storage.Payment]]:
-    with db.atomic():
-        return (
-            proofs.usage_records(db),
-            proofs.unproven_charges(db),
-            storage.inconsistent_users(db),
-            storage.all_payments(db),
-        )
+@dataclass(frozen=True)
+class _Books:
+    """Everything the audit reads, in one snapshot."""
+
+    records: list[UsageRecord]
+    unproven: list[UnprovenCharge]
+    inconsistent: list[int]  # holds, payments (Stars, Gram, USDT) and ledger rows disagree
+    payments: list[Payment]
+    ton_payments: list[tuple[TonPayment, TonOrder | None]]
+    ton_totals: TonTotals
 
 
-def _read_ton(
-    db: Database,
-) -> tuple[list[tuple[TonPayment, TonOrder | None]], list[int], TonTotals]:
-    with db.atomic():
-        return (
-            ton_storage.credited_with_orders(db),
-            ton_storage.inconsistent_users(db),
-            ton_storage.totals(db),
-        )
+def _read(db: Database) -> _Books:
+    return _Books(
+        records=usage.usage_records(db),
+        unproven=usage.unproven_charges(db),
+        inconsistent=stats.inconsistent_users(db),
+        payments=orders.all_payments(db),
+        ton_payments=ton.credited_with_orders(db),
+        ton_totals=ton.totals(db),
+    )

@@ -35,7 +35,7 @@ import structlog
 from models import StorageError
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
-from services.billing import MIN_ANSWER_TOKENS
+from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
     ContextTooLong,
@@ -44,15 +44,17 @@ from services.errors import (
     InferenceUnavailable,
     LedgerUnavailable,
 )
-from services.inference import Completion, GatewayTrust, InferenceClient, TextDelta
+from services.inference import ChatRequest, Completion, GatewayTrust, InferenceClient, TextDelta
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from models import Store, Turn
-    from models.ledger import Charge, Outcome
+    from collections.abc import Iterator, Sequence
+
+    from models import Store, UserRecord
+    from models.holds import Charge, Outcome
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
-    from services.billing import Billing, Hold
+    from services.credit import Credit, Hold
 
 log = structlog.get_logger("veil.chat")
 
@@ -68,8 +70,8 @@ class AnswerSink(Protocol):
     async def begin(self) -> None:
         """The model was asked; show that something is happening."""
 
-    async def update(self, text: str) -> None:
-        """The answer so far (the whole text, not a delta). Must return quickly."""
+    async def append(self, delta: str) -> None:
+        """The next piece of the answer (only the new text). Must return quickly."""
 
     async def complete(self, text: str) -> None:
         """Deliver the final answer (also a stopped one's partial text)."""
@@ -98,20 +100,65 @@ class Answer:
     request_id: str = ""
 
 
+Said = tuple[str, str]
+"""One earlier turn given to the model: (role, text)."""
+
+StopTag = int | str
+"""What a stop button names: a draft id (private chats) or an answer message's key."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question to answer.
+
+    ``stop_tag`` names the stop button that may stop it. ``keep_history``: asked in the user's
+    conversation (read before, stored after); else a one-off, where ``context`` (earlier turns
+    as (role, text), oldest first: a reply chain in a group) is all the model sees before it.
+    """
+
+    user_id: int
+    language: str | None
+    prompt: str
+    stop_tag: StopTag | None = None
+    context: tuple[Said, ...] = ()
+    keep_history: bool = True
+
+
 @dataclass
 class _Generation:
     """One answer in progress: what can stop it, and the holds it has open."""
 
-    draft_id: int | None = None
+    stop_tag: StopTag | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[Answer] | None = None
     stoppable: bool = True  # until the stream has ended
     holds: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """Who asked what, where, of which model."""
+
+    user_id: int
+    prompt: str
+    conversation: int | None  # None: a one-off question, nothing stored
+    model: str
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A stream that ended: its hold, the final record (if any), the text, the bundles seen."""
+
+    hold: Hold
+    completion: Completion | None
+    text: str
+    bundles: list[SignedBundle]
+
+
 @dataclass
 class _Context:
     messages: list[dict[str, str]]
+    tokens: int  # the ceiling ``prompt_tokens(messages)`` gives, counted once while building
     dropped: int = 0
 
 
@@ -121,7 +168,7 @@ class ChatService:
 
     store: Store
     inference: InferenceClient
-    billing: Billing
+    billing: Credit
     default_model: str | None = None
     context_tokens: int = 4096
     max_answer_tokens: int = 1024
@@ -134,22 +181,11 @@ class ChatService:
 
     # -- answering ---------------------------------------------------------------------------
 
-    def is_busy(self, user_id: int) -> bool:
-        """True while the user has an answer in progress."""
-        return user_id in self._active
+    async def answer(self, question: Question, sink: AnswerSink) -> Answer:
+        """Answer ``question``, streaming into ``sink``.
 
-    async def answer(
-        self,
-        user_id: int,
-        language: str | None,
-        prompt: str,
-        sink: AnswerSink,
-        *,
-        draft_id: int | None = None,
-    ) -> Answer:
-        """Answer ``prompt`` in the user's active conversation, streaming into ``sink``.
-
-        ``draft_id`` names the draft whose stop button may stop this answer. Raises
+        In the user's active conversation when ``question.keep_history``; else as a one-off
+        with only ``question.context`` before it, nothing read or stored. Raises
         ``AnswerInProgress`` if the user already has one in progress, ``InsufficientCredit``
         when not even a short answer can be paid for, ``InferenceError`` subclasses when the
         model cannot answer (the prompt is then kept for ``take_retry``), and
@@ -157,12 +193,13 @@ class ChatService:
         caller stops the stream only: the answer is still settled, delivered and stored
         before the cancellation goes on.
         """
+        user_id = question.user_id
         if user_id in self._active:
             raise AnswerInProgress("an answer is already in progress")
-        generation = _Generation(draft_id=draft_id)
+        generation = _Generation(stop_tag=question.stop_tag)
         self._active[user_id] = generation
         try:
-            inner = asyncio.create_task(self._answer(user_id, language, prompt, sink, generation))
+            inner = asyncio.create_task(self._answer(question, sink, generation))
             generation.task = inner
             try:
                 return await asyncio.shield(inner)
@@ -173,18 +210,19 @@ class ChatService:
         finally:
             self._active.pop(user_id, None)
 
-    def cancel(self, user_id: int, draft_id: int | None = None) -> bool:
+    def cancel(self, user_id: int, stop_tag: StopTag | None = None) -> bool:
         """Ask the user's streaming answer to stop; False if none is streaming.
 
-        With ``draft_id`` (the stop button's), only the answer shown in that draft stops: a
-        late press never stops the next answer. The answer ends at the gateway's ``stopped``
-        receipt (within the client's stop grace): what was delivered is kept, shown and
-        charged. Once the stream has ended, nothing is left to stop.
+        With ``stop_tag`` (a stop button's), only the answer shown where that button sits
+        stops: a late press never stops the next answer, and nobody but the asker stops one.
+        The answer ends at the gateway's ``stopped`` receipt (within the client's stop grace):
+        what was delivered is kept, shown and charged. Once the stream has ended, nothing is
+        left to stop.
         """
         generation = self._active.get(user_id)
         if generation is None or not generation.stoppable:
             return False
-        if draft_id is not None and generation.draft_id != draft_id:
+        if stop_tag is not None and generation.stop_tag != stop_tag:
             return False
         generation.stop.set()
         return True
@@ -231,19 +269,10 @@ class ChatService:
             self._retry.popitem(last=False)
 
     async def _answer(
-        self,
-        user_id: int,
-        language: str | None,
-        prompt: str,
-        sink: AnswerSink,
-        generation: _Generation,
+        self, question: Question, sink: AnswerSink, generation: _Generation
     ) -> Answer:
-        try:
-            user = await self.store.ensure_user(user_id, language)
-            conversation = await self.store.active_conversation(user_id)
-            history = await self.store.history(user_id, conversation)
-        except StorageError as exc:
-            raise HistoryUnavailable("cannot read the conversation") from exc
+        user_id, prompt = question.user_id, question.prompt
+        user, conversation, history = await self._open(question)
         model = await self.model_for(user.model)
         context = self._context(history, prompt, self._budget())
         parts: list[str] = []
@@ -262,16 +291,14 @@ class ChatService:
                 await sink.begin()
                 begun = True
             try:
-                completion = await self._stream(
+                request = ChatRequest(
                     context.messages,
                     model,
                     user.cache_salt,
-                    sink,
-                    parts=parts,
-                    generation=generation,
-                    request_id=request_id,
                     max_tokens=hold.max_completion_tokens,
+                    request_id=request_id,
                 )
+                completion = await self._stream(request, sink, parts, generation)
             except ContextTooLong as exc:
                 await self._settle(hold, exc.signed_receipt, "", valid=True, bundles=bundles)
                 generation.holds.discard(hold.request_id)
@@ -296,35 +323,32 @@ class ChatService:
                 raise
             break
         generation.stoppable = False
-        return await self._finish(
-            user_id=user_id,
-            prompt=prompt,
-            conversation=conversation,
-            model=model,
-            sink=sink,
-            generation=generation,
-            hold=hold,
-            completion=completion,
-            parts=parts,
-            bundles=bundles,
-        )
+        asked = _Asked(user_id, prompt, conversation, model)
+        ended = _Ended(hold, completion, "".join(parts), bundles)
+        return await self._finish(asked, ended, sink, generation)
 
-    async def _finish(  # noqa: PLR0913 -- the parts of one finished stream
-        self,
-        *,
-        user_id: int,
-        prompt: str,
-        conversation: int,
-        model: str,
-        sink: AnswerSink,
-        generation: _Generation,
-        hold: Hold,
-        completion: Completion | None,
-        parts: list[str],
-        bundles: list[SignedBundle],
+    async def _open(self, question: Question) -> tuple[UserRecord, int | None, list[Said]]:
+        """The asker's record, the conversation to store into (None: one-off), turns before."""
+        history = list(question.context)
+        with history_errors("cannot read the conversation"):
+            if not question.keep_history:
+                user = await self.store.ensure_user(question.user_id, question.language)
+                return user, None, history
+            opened = await self.store.open_conversation(question.user_id, question.language)
+        history += [(turn.role, turn.text) for turn in opened.turns]
+        return opened.user, opened.conversation_id, history
+
+    async def _finish(
+        self, asked: _Asked, ended: _Ended, sink: AnswerSink, generation: _Generation
     ) -> Answer:
         """Settle, deliver and store a stream that ended (stopped or not)."""
-        text = "".join(parts)
+        user_id, prompt, conversation, model = (
+            asked.user_id,
+            asked.prompt,
+            asked.conversation,
+            asked.model,
+        )
+        hold, completion, text, bundles = ended.hold, ended.completion, ended.text, ended.bundles
         charge: Charge | None = None
         try:
             charge = await self._settle(
@@ -346,12 +370,11 @@ class ChatService:
                 raise InferenceUnavailable("the model returned an empty answer")
         else:
             await sink.complete(text)
-            try:
-                await self.store.add_turns(
-                    user_id, conversation, [("user", prompt), ("assistant", text)]
-                )
-            except StorageError as exc:
-                raise HistoryUnavailable("cannot store the conversation") from exc
+            if conversation is not None:
+                with history_errors("cannot store the conversation"):
+                    await self.store.add_turns(
+                        user_id, conversation, [("user", prompt), ("assistant", text)]
+                    )
         log.info(
             "chat.answered",
             user_id=user_id,
@@ -392,7 +415,7 @@ class ChatService:
                 user_id,
                 request_id.hex(),
                 model,
-                prompt_tokens(context.messages),
+                context.tokens,
                 self.max_answer_tokens,
                 min_completion_tokens=self.min_answer_tokens,
             )
@@ -450,36 +473,20 @@ class ChatService:
             await _finished(task)
             raise
 
-    async def _stream(  # noqa: PLR0913 -- one request's parts
-        self,
-        messages: list[dict[str, str]],
-        model: str,
-        cache_salt: str,
-        sink: AnswerSink,
-        *,
-        parts: list[str],
-        generation: _Generation,
-        request_id: bytes,
-        max_tokens: int,
+    async def _stream(
+        self, request: ChatRequest, sink: AnswerSink, parts: list[str], generation: _Generation
     ) -> Completion | None:
         """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``."""
         completion = None
         loop = asyncio.get_running_loop()
         time_limit = loop.call_later(self.max_answer_seconds, generation.stop.set)
-        stream = self.inference.stream(
-            messages,
-            model=model,
-            cache_salt=cache_salt,
-            max_tokens=max_tokens,
-            stop=generation.stop,
-            request_id=request_id,
-        )
+        stream = self.inference.stream(request, stop=generation.stop)
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     if isinstance(item, TextDelta):
                         parts.append(item.text)
-                        await sink.update("".join(parts))
+                        await sink.append(item.text)
                     else:
                         completion = item
         finally:
@@ -490,7 +497,7 @@ class ChatService:
         """Tokens the context may take: the model's window less the answer's room."""
         return self.context_tokens - self.max_answer_tokens
 
-    def _context(self, history: list[Turn], prompt: str, budget: int) -> _Context:
+    def _context(self, history: Sequence[Said], prompt: str, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
 
         Counted by the same ceilings the hold uses, so no language is sent over the window.
@@ -499,17 +506,18 @@ class ChatService:
         tail = [{"role": "user", "content": prompt}]
         used = prompt_tokens(head + tail)
         kept: list[dict[str, str]] = []
-        for turn in reversed(history):
-            cost = message_tokens(turn.text)
+        for role, text in reversed(history):
+            cost = message_tokens(text)
             if used + cost > budget:
                 break
             used += cost
-            kept.append({"role": turn.role, "content": turn.text})
+            kept.append({"role": role, "content": text})
         kept.reverse()
         # A conversation must not open with an orphaned answer.
         while kept and kept[0]["role"] == "assistant":
-            kept.pop(0)
-        return _Context(head + kept + tail, dropped=len(history) - len(kept))
+            used -= message_tokens(kept.pop(0)["content"])
+        messages = head + kept + tail
+        return _Context(messages, tokens=used, dropped=len(history) - len(kept))
 
     # -- settings and conversations ----------------------------------------------------------
 
@@ -531,21 +539,36 @@ class ChatService:
 
     async def current_model(self, user_id: int) -> str:
         """The model the user's next answer will use."""
-        user = await self.store.get_user(user_id)
+        with history_errors("cannot read the user's settings"):
+            user = await self.store.get_user(user_id)
         return await self.model_for(user.model if user else None)
 
     async def set_model(self, user_id: int, language: str | None, model: str) -> bool:
         """Choose a model for the user; False if no gateway serves it."""
         if model not in await self.models():
             return False
-        await self.store.ensure_user(user_id, language)
-        await self.store.set_model(user_id, model)
+        with history_errors("cannot save the user's model"):
+            await self.store.ensure_user(user_id, language)
+            await self.store.set_model(user_id, model)
         return True
+
+    async def keeps_inline_history(self, user_id: int) -> bool:
+        """Whether the user's inline answers join their conversation (off until they opt in)."""
+        with history_errors("cannot read the user's settings"):
+            user = await self.store.get_user(user_id)
+        return user is not None and user.inline_history
+
+    async def keep_inline_history(self, user_id: int, language: str | None, *, keep: bool) -> None:
+        """Opt in (or out again) to inline answers joining the user's conversation."""
+        with history_errors("cannot save the user's settings"):
+            await self.store.ensure_user(user_id, language)
+            await self.store.set_inline_history(user_id, keep=keep)
 
     async def new_conversation(self, user_id: int, language: str | None) -> None:
         """Start a fresh conversation; the old one stays sealed in history."""
-        await self.store.ensure_user(user_id, language)
-        await self.store.new_conversation(user_id)
+        with history_errors("cannot start a conversation"):
+            await self.store.ensure_user(user_id, language)
+            await self.store.new_conversation(user_id)
 
     async def forget(self, user_id: int) -> int:
         """Erase everything stored about the user (their data key first); returns turns erased.
@@ -559,15 +582,22 @@ class ChatService:
             if generation.task is not None:
                 await _finished(generation.task)
         self._retry.pop(user_id, None)
-        try:
+        with history_errors("cannot erase the conversation"):
             return await self.store.forget(user_id)
-        except StorageError as exc:
-            raise HistoryUnavailable("cannot erase the conversation") from exc
 
     async def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, refreshed."""
         await self.inference.refresh()
         return self.inference.trust()
+
+
+@contextlib.contextmanager
+def history_errors(doing: str) -> Iterator[None]:
+    """Raise ``HistoryUnavailable`` for a storage failure: the one place this layer maps it."""
+    try:
+        yield
+    except StorageError as exc:
+        raise HistoryUnavailable(doing) from exc
 
 
 async def _finished(task: asyncio.Future[Any]) -> None:

@@ -2,7 +2,9 @@
 
 ``sealed`` and ``models`` are libraries below this layer with roots of their own
 (``SealedError``, ``StorageError``); the services catch those at their boundary and raise one of
-these ``from`` them, so callers above (handlers, the bot) deal with this tree alone::
+these ``from`` them, so callers above (handlers, the bot) deal with this tree alone. A storage
+failure is translated in one place, ``storage_failures`` (used as ``ledger_failures()``,
+``journal_failures()``), as httpx maps httpcore's errors::
 
     VeilError
     ├── InferenceError              asking a model failed (``receipt``: the signed usage, if any)
@@ -18,7 +20,9 @@ these ``from`` them, so callers above (handlers, the bot) deal with this tree al
     ├── HistoryUnavailable          the encrypted history could not be read or written
     └── BillingError                the money layer refused or failed
         ├── InsufficientCredit      balance and free tokens cannot pay for even a short answer
-        ├── OrderRejected           an order cannot be made (``reason``: unknown_pack, no_plan)
+        ├── OrderRejected           an order cannot be made (``reason`` names why)
+        │   ├── UnknownPack         the pack is not (or no longer) sold
+        │   └── NoPlan              no monthly plan is offered
         ├── LedgerUnavailable       the ledger could not be read or written
         ├── JournalUnavailable      the payment journal could not be written (do not ack)
         └── TonError                paying in Gram/USDT on TON failed (``services.ton.errors``)
@@ -26,15 +30,23 @@ these ``from`` them, so callers above (handlers, the bot) deal with this tree al
             │   ├── ToncenterRateLimited    toncenter answered 429
             │   └── MalformedTransfer       a record in its answer has the wrong shape
             └── PaymentNotAssignable    an admin's assignment names no unmatched payment
+                ├── PaymentNotFound         no payment's hash starts so
+                ├── PaymentAmbiguous        more than one does
+                └── PaymentNotUnmatched     it is credited already, or dust
 
 Messages never contain prompt or answer text, keys or tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
+from models import StorageError
+
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sealed.receipt import SignedReceipt, UsageReceipt
 
 
@@ -143,11 +155,24 @@ class InsufficientCredit(BillingError):
 
 
 class OrderRejected(BillingError):
-    """An order cannot be made; ``reason`` is a code the bot turns into a text."""
+    """An order cannot be made; ``reason`` is its code (each subclass has its own text)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"order rejected: {reason}")
-        self.reason = reason
+    reason = "rejected"
+
+    def __init__(self) -> None:
+        super().__init__(f"order rejected: {self.reason}")
+
+
+class UnknownPack(OrderRejected):
+    """The pack asked for is not (or no longer) sold: an old button, or edited data."""
+
+    reason = "unknown_pack"
+
+
+class NoPlan(OrderRejected):
+    """The monthly plan was asked for, but none is offered."""
+
+    reason = "no_plan"
 
 
 class LedgerUnavailable(BillingError):
@@ -156,3 +181,25 @@ class LedgerUnavailable(BillingError):
 
 class JournalUnavailable(BillingError):
     """The payment journal could not be written: the update must not be acknowledged."""
+
+
+@contextlib.contextmanager
+def storage_failures(error: type[VeilError], message: str) -> Iterator[None]:
+    """Raise ``error(message)`` from a ``StorageError`` the block raises; let all else through.
+
+    The one place the services turn the storage layer's failures into this tree.
+    """
+    try:
+        yield
+    except StorageError as exc:
+        raise error(message) from exc
+
+
+def ledger_failures() -> contextlib.AbstractContextManager[None]:
+    """A storage failure inside the block is ``LedgerUnavailable``."""
+    return storage_failures(LedgerUnavailable, "the ledger cannot be used right now")
+
+
+def journal_failures() -> contextlib.AbstractContextManager[None]:
+    """A storage failure inside the block is ``JournalUnavailable`` (do not acknowledge)."""
+    return storage_failures(JournalUnavailable, "the payment journal cannot be used right now")

@@ -144,6 +144,22 @@ class _Failover(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """One question for the model: the OpenAI-style fields the sealed request carries.
+
+    ``request_id`` (16 bytes; a fresh random one when None) is the sealed request's id, which
+    the receipt will name: the caller's hold id.
+    """
+
+    messages: list[dict[str, str]]
+    model: str
+    cache_salt: str
+    max_tokens: int | None = None
+    temperature: float | None = None
+    request_id: bytes | None = None
+
+
 class InferenceClient:
     """Streams answers from a pool of sealed gateways.
 
@@ -201,35 +217,31 @@ class InferenceClient:
 
     # -- streaming ---------------------------------------------------------------------------
 
-    async def stream(  # noqa: PLR0913 -- one request's parts
-        self,
-        messages: list[dict[str, str]],
-        *,
-        model: str,
-        cache_salt: str,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: asyncio.Event | None = None,
-        request_id: bytes | None = None,
+    async def stream(
+        self, request: ChatRequest, *, stop: asyncio.Event | None = None
     ) -> AsyncGenerator[TextDelta | Completion, None]:
         """Yield the answer's text deltas, then one ``Completion``.
 
         Setting ``stop`` ends the answer early but billed: text keeps coming until the
         gateway's ``stopped`` final record (at most ``stop_grace`` seconds). If ``stop`` is set
         before any gateway answered, the stream ends with nothing (nothing was generated).
-        ``request_id`` (16 bytes; a fresh random one when None) is the sealed request's id,
-        which the receipt will name: the caller's hold id. Raises ``InferenceError``
+        Raises ``InferenceError``
         subclasses; once a delta has been yielded, no other gateway is tried.
         """
+        request_id = request.request_id
         if request_id is not None and len(request_id) != REQUEST_ID_SIZE:
             raise ValueError(f"request_id must be {REQUEST_ID_SIZE} bytes")
         stop = stop or asyncio.Event()
-        candidates = await self._candidates(model)
-        chat: dict[str, Any] = {"model": model, "messages": messages, "cache_salt": cache_salt}
-        if max_tokens is not None:
-            chat["max_completion_tokens"] = max_tokens
-        if temperature is not None:
-            chat["temperature"] = temperature
+        candidates = await self._candidates(request.model)
+        chat: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "cache_salt": request.cache_salt,
+        }
+        if request.max_tokens is not None:
+            chat["max_completion_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            chat["temperature"] = request.temperature
         failures: list[_Failover] = []
         for gateway in candidates:
             if stop.is_set():

@@ -3,7 +3,7 @@
 The bot writes every ``successful_payment`` and ``refunded_payment`` update to the journal
 (``models.journal``, a file of its own with ``synchronous=FULL``) before the update is
 acknowledged: in polling mode before ``getUpdates`` can move its offset past it, in webhook
-mode before the HTTP answer. Booking then goes through the Stars shop, which credits each
+mode before the HTTP answer. Booking then goes through the shop, which credits each
 charge id once, so an entry can be booked again and again until it sticks: after a locked or
 full ledger, an I/O error, or a crash between the journal write and the booking (the entries
 still open are booked at the next start). An entry is finished once its user was told.
@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from models import StorageError
 from models.journal import JournalEntry
-from services.errors import JournalUnavailable
+from services.errors import journal_failures
+from services.shop import IncomingPayment
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Callable, Sequence
 
     from models.journal import Journal
-    from services.billing import Billing
-    from services.stars import StarsShop
+    from services.credit import Credit
+    from services.shop import Shop
 
 __all__ = ["Booking", "JournalEntry", "PaymentJournal"]
 
@@ -59,13 +59,13 @@ class PaymentJournal:
     def __init__(
         self,
         journal: Journal,
-        shop: StarsShop,
-        billing: Billing,
+        shop: Shop,
+        credit: Credit,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._journal = journal
         self._shop = shop
-        self._billing = billing
+        self._credit = credit
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -76,27 +76,21 @@ class PaymentJournal:
 
         Raises ``JournalUnavailable``: then the update must not be acknowledged.
         """
-        try:
+        with journal_failures():
             new = await self._journal.record(entries)
-        except StorageError as exc:
-            raise JournalUnavailable("the payment journal cannot be written") from exc
         if new:
             log.info("journal.recorded", entries=new, charges=[e.charge_id for e in entries])
         return new
 
     async def get(self, key: str) -> JournalEntry | None:
         """The entry with this key, or None."""
-        try:
+        with journal_failures():
             return await self._journal.get(key)
-        except StorageError as exc:
-            raise JournalUnavailable("the payment journal cannot be read") from exc
 
     async def pending(self) -> list[JournalEntry]:
         """Entries whose user has not been told yet, oldest first."""
-        try:
+        with journal_failures():
             return await self._journal.pending()
-        except StorageError as exc:
-            raise JournalUnavailable("the payment journal cannot be read") from exc
 
     async def book(self, entry: JournalEntry) -> Booking:
         """Put the entry's money event in the ledger (once, however often this is called).
@@ -105,20 +99,22 @@ class PaymentJournal:
         """
         if entry.kind == "payment":
             result = await self._shop.record_payment(
-                entry.user_id,
-                entry.payload,
-                entry.currency,
-                entry.total_amount,
-                entry.charge_id,
-                is_recurring=entry.is_recurring,
-                subscription_expiration=entry.subscription_expires_at,
+                IncomingPayment(
+                    entry.user_id,
+                    entry.payload,
+                    entry.currency,
+                    entry.total_amount,
+                    entry.charge_id,
+                    is_recurring=entry.is_recurring,
+                    subscription_expires_at=entry.subscription_expires_at,
+                )
             )
             booking = Booking(
                 entry,
                 applies=True,
                 new=result.new,
                 units=result.units,
-                balance=(await self._billing.balance(entry.user_id)).units,
+                balance=(await self._credit.balance(entry.user_id)).units,
                 flagged=result.flagged,
                 flag_reason=result.flag_reason,
             )
@@ -131,9 +127,10 @@ class PaymentJournal:
                 applies=applies and payment is not None and payment.refunded,
                 new=new,
                 units=payment.units if payment is not None else 0,
-                balance=(await self._billing.balance(entry.user_id)).units,
+                balance=(await self._credit.balance(entry.user_id)).units,
             )
-        await self._mark(self._journal.mark_booked(entry.key, int(self._clock())))
+        with journal_failures():
+            await self._journal.mark_booked(entry.key, int(self._clock()))
         if booking.new:
             log.info(
                 "journal.booked",
@@ -146,26 +143,20 @@ class PaymentJournal:
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""
-        await self._mark(self._journal.mark_failed(entry.key))
+        with journal_failures():
+            await self._journal.mark_failed(entry.key)
 
     async def told(self, entry: JournalEntry) -> None:
         """The user was told the credit is delayed."""
-        await self._mark(self._journal.mark_told(entry.key))
+        with journal_failures():
+            await self._journal.mark_told(entry.key)
 
     async def finished(self, entry: JournalEntry) -> None:
         """The user was told the money event is done: the entry is finished."""
-        await self._mark(self._journal.mark_notified(entry.key, int(self._clock())))
+        with journal_failures():
+            await self._journal.mark_notified(entry.key, int(self._clock()))
 
     async def purge(self) -> int:
         """Delete entries finished more than ``KEEP_FINISHED_S`` ago; how many went."""
-        try:
+        with journal_failures():
             return await self._journal.purge(int(self._clock()) - KEEP_FINISHED_S)
-        except StorageError as exc:
-            raise JournalUnavailable("the payment journal cannot be written") from exc
-
-    @staticmethod
-    async def _mark(marking: Awaitable[None]) -> None:
-        try:
-            await marking
-        except StorageError as exc:
-            raise JournalUnavailable("the payment journal cannot be written") from exc

@@ -3,34 +3,28 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from models import DataKeyCorrupted, HistoryCorrupted, MasterKey, StorageError
 from models.atrest import new_data_key, open_body, seal_body
+from models.records import TurnPlace
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-PLACE: dict[str, int | str] = {"user_id": 7, "conversation_id": 3, "seq": 2, "role": "user"}
+PLACE = TurnPlace(user_id=7, conversation_id=3, seq=2, role="user")
 
 
-def _open(data_key: bytes, blob: bytes, **changes: int | str) -> str:
-    place = {**PLACE, **changes}
-    return open_body(
-        data_key,
-        user_id=int(place["user_id"]),
-        conversation_id=int(place["conversation_id"]),
-        seq=int(place["seq"]),
-        role=str(place["role"]),
-        blob=blob,
-    )
+def _open(data_key: bytes, blob: bytes, **changes: Any) -> str:  # noqa: ANN401 -- a field each
+    return open_body(data_key, dataclasses.replace(PLACE, **changes), blob)
 
 
 def _seal(data_key: bytes, text: str) -> bytes:
-    return seal_body(data_key, user_id=7, conversation_id=3, seq=2, role="user", text=text)
+    return seal_body(data_key, PLACE, text)
 
 
 def test_key_file_is_created_owner_only_and_loads_back(tmp_path: Path) -> None:
@@ -142,4 +136,4 @@ def test_sealing_hides_the_text_and_never_repeats() -> None:
 
 def test_an_unknown_role_is_refused() -> None:
     with pytest.raises(ValueError, match="role"):
-        seal_body(new_data_key(), user_id=1, conversation_id=1, seq=1, role="system", text="x")
+        seal_body(new_data_key(), TurnPlace(1, 1, 1, "system"), "x")  # type: ignore[arg-type]

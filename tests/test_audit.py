@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from services.audit import Auditor
+from tests.books import grant
 from tests.botstack import bot_env, running_stack
 from tests.harness import REPO, child_environment
 
@@ -51,7 +52,7 @@ async def audited(tmp_path: Path) -> tuple[dict[str, str], str]:
     """A data folder after three charged answers (one stopped); its env and a request id."""
     data = tmp_path / "data"
     async with running_stack(data, answer=ANSWER, free_tokens_per_day=0) as stack:
-        assert await stack.veil.billing.credit(USER, STAR, "grant", "test:welcome")
+        assert await grant(stack.veil.store, USER, STAR, "grant", "test:welcome")
         for number in range(2):
             stack.telegram.send_text(USER, f"question {number}")
             await stack.final_messages(USER, number + 1)
@@ -73,7 +74,7 @@ async def audited(tmp_path: Path) -> tuple[dict[str, str], str]:
         unpinned = await Auditor(stack.veil.store, []).run()
         assert len(unpinned.problems) == 3
         assert all("not pinned" in line for line in unpinned.problems)
-        (request_id,) = await stack.veil.store.run(
+        (request_id,) = await stack.veil.store.read(
             lambda db: db.execute("SELECT request_id FROM usage_receipts LIMIT 1").fetchone()
         )
         env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, data)

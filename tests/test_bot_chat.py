@@ -189,7 +189,7 @@ async def test_russian_and_kazakh_texts(tmp_path: Path) -> None:
         assert (await stack.reply_text(USER + 1)).startswith("Сәлем, Ann!")
         stack.telegram.send_text(USER + 2, "/help", language_code="de")
         assert (await stack.reply_text(USER + 2)).startswith("Write any question")
-        commands = stack.telegram.commands
+        commands = stack.telegram.state.commands
     assert set(commands) == {"", "ru", "kk"}
     assert {c["command"] for c in commands["ru"]} >= {"start", "new", "model", "forget"}
     assert next(c for c in commands["kk"] if c["command"] == "new")["description"] == (

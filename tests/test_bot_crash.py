@@ -7,7 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from models import MasterKey, Store
-from services.billing import Billing, Prices
+from tests.books import inconsistent_users
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
@@ -94,6 +94,6 @@ async def test_kill_during_payments_and_answers_then_restart(tmp_path: Path) -> 
     assert charged < 0
     store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
     try:
-        assert await Billing(store, Prices.parse("*=1000/2000"), 0).check_invariant() == []
+        assert await inconsistent_users(store) == []
     finally:
         await store.close()

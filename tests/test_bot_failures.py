@@ -85,7 +85,7 @@ async def test_untrusted_worker_gets_nothing(tmp_path: Path) -> None:
 
 async def test_user_who_blocked_the_bot_does_not_break_it(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer="Fine.") as stack:
-        stack.telegram.blocked_users.add(USER)
+        stack.telegram.state.blocked_users.add(USER)
         stack.telegram.send_text(USER, "Bye")
         await stack.telegram.wait_for("sendMessage", lambda c: c.answered != "ok")
         stack.telegram.send_text(USER + 1, "Still there?")

@@ -7,6 +7,13 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+import pytest
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.methods import RefundStarPayment
+
+from handlers.callbacks import BuyPack, BuyPlan
+from handlers.shop import ALREADY_REFUNDED, NOT_FOUND, telegram_error
+from tests.books import inconsistent_users
 from tests.botstack import Stack, bot_env, running_stack
 from tests.harness import REPO, child_environment
 
@@ -32,7 +39,7 @@ async def paying_stack(tmp_path: Path, **settings: Any) -> AsyncIterator[Stack]:
     }
     async with running_stack(tmp_path, answer="Paid answer.", **(options | settings)) as stack:
         yield stack
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
 
 
 async def buy_pack(stack: Stack, user: int, index: int = 0) -> dict[str, Any]:
@@ -59,7 +66,7 @@ async def pre_checkout(stack: Stack, user: int, payload: str, amount: int) -> di
 
 
 async def balance_units(stack: Stack, user: int) -> int:
-    return (await stack.veil.billing.balance(user)).units
+    return (await stack.veil.credit.balance(user)).units
 
 
 async def test_buy_precheckout_pay_credits_once(tmp_path: Path) -> None:
@@ -272,7 +279,7 @@ async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
         assert agree.returncode == 0, agree.stderr
         assert "agree on 1 transaction" in agree.stdout
         # A payment Telegram knows about but the bot never recorded (say, a lost update).
-        stack.telegram._record_payment(
+        stack.telegram.payments.record_payment(
             {"id": OTHER, "is_bot": False, "first_name": "Bo"},
             "stxLOST",
             {"invoice_payload": "x", "total_amount": 250, "currency": "XTR"},
@@ -294,3 +301,35 @@ async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
         again = await asyncio.to_thread(reconcile, "--fix")
         assert again.stdout.splitlines() == ["ledger and Telegram agree on 2 transaction(s)"]
         assert await balance_units(stack, OTHER) == 250 * STAR
+
+
+async def test_buttons_for_what_is_not_sold_get_their_own_reply_and_no_invoice(
+    tmp_path: Path,
+) -> None:
+    # An old chat still shows a 1000-Star pack and the plan; neither is sold any more.
+    async with paying_stack(tmp_path, plan_stars=0) as stack:
+        stack.telegram.press_button(USER, BuyPack(pack_id="1000").pack(), message_id=1)
+        stack.telegram.press_button(USER, BuyPlan().pack(), message_id=1)
+        replies = [m["text"] for m in await stack.final_messages(USER, 2)]
+        answered = len(stack.telegram.calls_of("answerCallbackQuery"))  # before each reply
+    texts = stack.veil.catalogs.for_language("en")
+    assert sorted(replies) == sorted([texts("order_rejected"), texts("order_no_plan")])
+    assert texts("order_no_plan") != texts("precheckout_unknown_order")
+    assert stack.telegram.calls_of("sendInvoice") == []
+    assert stack.telegram.calls_of("createInvoiceLink") == []
+    assert answered == 2
+
+
+@pytest.mark.parametrize(
+    ("description", "name"),
+    [
+        ("Bad Request: CHARGE_ALREADY_REFUNDED", ALREADY_REFUNDED),
+        ("Bad Request: CHARGE_NOT_FOUND", NOT_FOUND),
+        ("Bad Request: CHARGE_NOT_FOUND_OR_SOMETHING", "CHARGE_NOT_FOUND_OR_SOMETHING"),
+    ],
+)
+def test_telegrams_refund_refusals_are_told_apart_by_their_whole_name(
+    description: str, name: str
+) -> None:
+    method = RefundStarPayment(user_id=USER, telegram_payment_charge_id="c")
+    assert telegram_error(TelegramBadRequest(method=method, message=description)) == name

@@ -17,9 +17,11 @@ from structlog.testing import capture_logs
 
 from gateway.limits import Limits
 from models import Store
-from services.billing import Billing, Prices
-from services.stars import StarsShop
+from services.credit import Credit
+from services.prices import Prices
+from services.shop import Shop
 from services.tokens import prompt_tokens, text_tokens
+from tests.books import grant, inconsistent_users
 from tests.botstack import Stack, running_stack
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import split_tokens
@@ -39,7 +41,7 @@ SECRETS = ("quokka", "zebra")
 
 async def closed_holds(stack: Stack) -> list[dict[str, Any]]:
     """The user's closed holds, oldest first, as the ledger keeps them."""
-    rows = await stack.veil.store.run(
+    rows = await stack.veil.store.read(
         lambda db: db.execute(
             "SELECT outcome, receipt_status, prompt_used, completion_used, cost, charged"
             " FROM holds WHERE user_id = ? AND outcome IS NOT NULL ORDER BY created_at",
@@ -52,13 +54,13 @@ async def closed_holds(stack: Stack) -> list[dict[str, Any]]:
 
 async def fund(stack: Stack) -> None:
     """Give the user one Star of credit (the stack's free allowance is turned off)."""
-    assert await stack.veil.billing.credit(USER, STAR, "grant", "test:welcome")
+    assert await grant(stack.veil.store, USER, STAR, "grant", "test:welcome")
 
 
 async def assert_books_balance(stack: Stack, hold: dict[str, Any]) -> None:
-    balance = await stack.veil.billing.balance(USER)
+    balance = await stack.veil.credit.balance(USER)
     assert (balance.units, balance.held) == (STAR - hold["charged"], 0)
-    assert await stack.veil.billing.check_invariant() == []
+    assert await inconsistent_users(stack.veil.store) == []
 
 
 def assert_no_text_in(logs: list[MutableMapping[str, Any]]) -> None:
@@ -237,7 +239,7 @@ async def test_a_late_stop_press_never_stops_the_next_answer(tmp_path: Path) -> 
         stack.telegram.stop_generation(USER, int(first.params["draft_id"]))  # the old draft's
         messages = await stack.final_messages(USER, 2, within=20)
         holds = await closed_holds(stack)
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
     assert messages[1]["text"] == ANSWER  # not stopped
     assert [h["receipt_status"] for h in holds] == ["complete", "complete"]
     assert second.params["draft_id"] != first.params["draft_id"]
@@ -250,7 +252,7 @@ async def test_a_stop_while_the_hold_is_written_leaves_nothing_reserved(tmp_path
         stack.telegram.send_text(USER, "first, so the user and conversation exist")
         await stack.final_messages(USER)
         await stack.stored_turns(USER, 2)
-        free_before = (await stack.veil.billing.balance(USER)).free_tokens_left
+        free_before = (await stack.veil.credit.balance(USER)).free_tokens_left
         with ledger_locked(tmp_path / "veil.db"):
             stack.telegram.send_text(USER, PROMPT)
             # The hold's write is waiting for the lock; the user presses stop meanwhile.
@@ -261,9 +263,9 @@ async def test_a_stop_while_the_hold_is_written_leaves_nothing_reserved(tmp_path
             await asyncio.sleep(0.5)
         stopped = await stack.reply_text(USER, 1)
         await asyncio.sleep(0.2)
-        balance = await stack.veil.billing.balance(USER)
+        balance = await stack.veil.credit.balance(USER)
         holds = await closed_holds(stack)
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
         requests = len(stack.vllm.requests)
     assert stopped == "Stopped."
     assert (balance.held, balance.free_tokens_left) == (0, free_before)
@@ -308,10 +310,10 @@ async def test_shutdown_mid_answer_still_settles_delivers_and_stores(tmp_path: P
     try:
         conversation = await store.active_conversation(USER)
         turns = [t.text for t in await store.history(USER, conversation)]
-        rows = await store.run(
+        rows = await store.read(
             lambda db: db.execute("SELECT outcome, receipt_status FROM holds").fetchall()
         )
-        assert await Billing(store, Prices.parse("*=20/60"), 0).check_invariant() == []
+        assert await inconsistent_users(store) == []
     finally:
         await store.close()
     assert turns == [PROMPT, message["text"]]
@@ -325,19 +327,19 @@ async def test_the_upkeep_loop_sweeps_stale_holds_and_expired_orders_while_runni
         await fund(stack)
         veil = stack.veil
         past = time.time() - veil.chat.hold_lifetime - 60
-        ago = Billing(veil.store, Prices.parse("*=20/60"), 0, clock=lambda: past)
+        ago = Credit(veil.store, Prices.parse("*=20/60"), 0, clock=lambda: past)
         orphan = await ago.hold(USER, "a" * 32, "veil-test", 10, 100)  # a crash's leftover
         days_ago = time.time() - 2 * 86_400  # expired more than a day ago
-        stale = await StarsShop(veil.store, veil.shop.packs, clock=lambda: days_ago).create_order(
+        stale = await Shop(veil.store, veil.shop.packs, clock=lambda: days_ago).create_order(
             USER, veil.shop.packs[0].id
         )
         async with asyncio.timeout(10):
-            while (await veil.billing.balance(USER)).held:  # noqa: ASYNC110 -- polls the ledger
+            while (await veil.credit.balance(USER)).held:  # noqa: ASYNC110 -- polls the ledger
                 await asyncio.sleep(0.02)
             while await veil.shop.order(stale.id) is not None:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-        assert (await veil.billing.release(orphan)).outcome == "recovered"
-        assert await veil.billing.check_invariant() == []
+        assert (await veil.credit.release(orphan)).outcome == "recovered"
+        assert await inconsistent_users(veil.store) == []
 
 
 async def test_text_already_shown_is_delivered_even_when_the_ledger_cannot_settle(
@@ -352,10 +354,10 @@ async def test_text_already_shown_is_delivered_even_when_the_ledger_cannot_settl
             await stack.telegram.wait_for("sendMessageDraft")
             with ledger_locked(tmp_path / "veil.db"):
                 messages = await stack.final_messages(USER, 2, within=20)
-        balance = await stack.veil.billing.balance(USER)
+        balance = await stack.veil.credit.balance(USER)
         # Left to the sweep, which releases it (unbilled) once it is older than any answer.
-        assert await stack.veil.billing.recover(0) == 1
-        assert await stack.veil.billing.check_invariant() == []
+        assert await stack.veil.credit.recover(0) == 1
+        assert await inconsistent_users(stack.veil.store) == []
     assert messages[0]["text"] == ANSWER
     assert messages[1]["text"].startswith("Your history could not be read or saved.")
     assert balance.held > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 from bot.app import COMMANDS
-from bot.texts import FALLBACK, Catalogs
+from common.texts import FALLBACK, Catalogs
 
 
 def placeholders(text: str) -> set[str]:

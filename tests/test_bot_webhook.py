@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from bot.__main__ import main
 from bot.settings import BotSettings
 from sealed.encoding import b64e
+from tests.books import inconsistent_users
 from tests.botstack import TOKEN, WEBHOOK_SECRET, Stack, running_stack
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ async def post(stack: Stack, body: object, headers: dict[str, str]) -> int:
 
 
 async def nothing_booked(stack: Stack) -> None:
-    assert (await stack.veil.billing.balance(USER)).units == 0
+    assert (await stack.veil.credit.balance(USER)).units == 0
     assert await stack.veil.desk.journal.pending() == []
     assert await stack.veil.shop.payment("stxFORGED") is None
 
@@ -128,7 +129,7 @@ async def test_forged_and_malformed_posts_get_401_and_change_nothing(tmp_path: P
         await asyncio.sleep(0.3)
         await nothing_booked(stack)
         assert stack.telegram.sent_messages(USER) == []
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
 
 
 async def test_a_real_payment_through_the_webhook_is_credited_once(tmp_path: Path) -> None:
@@ -140,12 +141,12 @@ async def test_a_real_payment_through_the_webhook_is_credited_once(tmp_path: Pat
         assert thanks.params["text"] == "Thank you! 50 ★ added. Balance: 50 ★."
         stack.telegram.pay(USER, payload="order-web", total_amount=50, charge_id=charge)
         await asyncio.sleep(0.5)
-        assert (await stack.veil.billing.balance(USER)).units == 50 * STAR
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
         entry = await stack.veil.desk.journal.get(f"payment:{charge}")
         assert entry is not None
         assert entry.notified_at is not None
         assert len(stack.telegram.sent_messages(USER)) == 1
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
 
 
 async def test_the_webhook_answers_503_while_the_journal_cannot_be_written(
@@ -157,6 +158,6 @@ async def test_the_webhook_answers_503_while_the_journal_cannot_be_written(
         await asyncio.sleep(1.0)
         hook = await stack.veil.bot.get_webhook_info()
         assert hook.last_error_message == "Wrong response from the webhook: 503"
-        assert (await stack.veil.billing.balance(USER)).units == 0
+        assert (await stack.veil.credit.balance(USER)).units == 0
         assert stack.telegram.sent_messages(USER) == []
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from structlog.testing import capture_logs
 
 from services.errors import InferenceBusy, InferenceError, InferenceUnavailable
-from services.inference import InferenceClient, TextDelta
+from services.inference import ChatRequest, InferenceClient, TextDelta
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, CLIENT_VERIFY_KEY, client_policy, run_gateway
 
@@ -29,7 +29,9 @@ SLOW_ANSWER = " ".join(f"w{i}" for i in range(40))
 async def answer_text(client: InferenceClient, messages: list[Any] | None = None) -> str:
     parts = []
     async for item in client.stream(
-        messages or [{"role": "user", "content": "hi"}], model="veil-test", cache_salt="salt"
+        ChatRequest(
+            messages or [{"role": "user", "content": "hi"}], model="veil-test", cache_salt="salt"
+        )
     ):
         if isinstance(item, TextDelta):
             parts.append(item.text)

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from gateway.limits import Limits
 from sealed.receipt import ReceiptStatus
 from services.errors import ModelStalled, StreamCorrupted
-from services.inference import Completion, InferenceClient, TextDelta
+from services.inference import ChatRequest, Completion, InferenceClient, TextDelta
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import CLIENT_KEY, run_gateway
@@ -58,7 +58,9 @@ async def read(
     deltas: list[str] = []
     completion = None
     async with asyncio.timeout(30):
-        async for item in client.stream(MESSAGES, model="veil-test", cache_salt="s", stop=stop):
+        async for item in client.stream(
+            ChatRequest(MESSAGES, model="veil-test", cache_salt="s"), stop=stop
+        ):
             if isinstance(item, TextDelta):
                 deltas.append(item.text)
                 if stop is not None and len(deltas) == stop_after:
@@ -127,7 +129,7 @@ async def test_stop_when_no_receipt_can_be_had_completes_without_one(
         await proxy.start()
         client = client_for(proxy.url, running, http, clock)
         stop = asyncio.Event()
-        stream = client.stream(MESSAGES, model="veil-test", cache_salt="s", stop=stop)
+        stream = client.stream(ChatRequest(MESSAGES, model="veil-test", cache_salt="s"), stop=stop)
         first = await anext(stream)
         assert isinstance(first, TextDelta)
         await proxy.close()  # the network is gone: no cancel, no stream, no receipt fetch
@@ -153,7 +155,7 @@ async def test_a_stream_cut_after_text_fetches_its_receipt_for_the_error(
         host, port = running.url.removeprefix("http://").split(":")
         async with RecordingProxy(host, int(port)) as proxy:
             client = client_for(proxy.url, running, http, clock)
-            stream = client.stream(MESSAGES, model="veil-test", cache_salt="s")
+            stream = client.stream(ChatRequest(MESSAGES, model="veil-test", cache_salt="s"))
             seen = [await anext(stream), await anext(stream)]
             cut_connections(proxy)  # the stream is cut; the proxy still takes new connections
             with pytest.raises(StreamCorrupted) as caught:
@@ -179,7 +181,9 @@ async def test_no_byte_within_the_read_timeout_is_a_stall_not_tampering(
         deltas: list[str] = []
         with pytest.raises(ModelStalled) as caught:
             async with asyncio.timeout(30):
-                async for item in client.stream(MESSAGES, model="veil-test", cache_salt="s"):
+                async for item in client.stream(
+                    ChatRequest(MESSAGES, model="veil-test", cache_salt="s")
+                ):
                     if isinstance(item, TextDelta):
                         deltas.append(item.text)
         async with asyncio.timeout(10):

@@ -1,8 +1,9 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine.
 
 The compose file is read as compose reads it (YAML, ``${VAR:-default}`` with no variables set),
-and every service of a profile that runs the Dockerfile's ``runtime`` image is started as a local
-process: the image's ENTRYPOINT and the service's command, with the service's environment. Named
+and every service of a profile that runs an image of this Dockerfile (``runtime``, or
+``playground`` for the playground) is started as a local process: the image's ENTRYPOINT and the
+service's command, with the image's and the service's environment. Named
 volumes and secrets become folders under ``tmp_path``, a service's own files a folder of its own,
 service names ``127.0.0.1`` with free ports, and the fake vLLM stands in for the model server.
 Services start in ``depends_on`` order, each waiting for its conditions (a one-shot's exit 0, a
@@ -17,6 +18,7 @@ import json
 import re
 import shlex
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ import aiohttp
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type information
 
-from launcher.container import (
+from common.container import (
     ContainerError,
     make_keys,
     settings_from_files,
@@ -81,64 +83,76 @@ def services_of(config: dict[str, Any], profiles: set[str]) -> dict[str, Service
     }
 
 
-def dockerfile_stage(target: str) -> list[tuple[str, str]]:
-    """The instructions of the Dockerfile stage ``target``, as (keyword, arguments)."""
+def dockerfile_stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Each named stage of the Dockerfile: its base (``FROM``) and its (keyword, arguments)."""
     text = DOCKERFILE.read_text(encoding="utf-8")
     joined = re.sub(
         r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     )
     instructions = [line.split(None, 1) for line in joined.splitlines() if line.strip()]
-    stage: list[tuple[str, str]] | None = None
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] = []  # before the first FROM: the global ARGs, unused here
     for keyword, *rest in instructions:
         arguments = rest[0].strip() if rest else ""
         if keyword.upper() == "FROM":
-            if stage is not None:
-                break
-            if arguments.split()[-1] == target:
-                stage = []
-            continue
-        if stage is not None:
-            stage.append((keyword.upper(), arguments))
-    assert stage is not None, f"no stage {target} in the Dockerfile"
-    return stage
+            words = arguments.split()
+            named = len(words) >= 3 and words[-2].upper() == "AS"
+            current = []
+            stages[words[-1] if named else ""] = (words[-3] if named else words[-1], current)
+        else:
+            current.append((keyword.upper(), arguments))
+    return stages
 
 
-def runtime_instruction(keyword: str) -> str:
-    """The arguments of the runtime stage's last ``keyword`` instruction."""
-    found = [arguments for word, arguments in dockerfile_stage("runtime") if word == keyword]
-    assert found, f"the runtime stage has no {keyword}"
+def dockerfile_stage(target: str) -> list[tuple[str, str]]:
+    """The instructions that make the image ``target``: its base stages' first, then its own."""
+    stages = dockerfile_stages()
+    assert target in stages, f"no stage {target} in the Dockerfile"
+    base, own = stages[target]
+    return [*(dockerfile_stage(base) if base in stages else []), *own]
+
+
+def image_instruction(keyword: str, target: str = "runtime") -> str:
+    """The arguments of the image's last ``keyword`` instruction."""
+    found = [arguments for word, arguments in dockerfile_stage(target) if word == keyword]
+    assert found, f"the {target} image has no {keyword}"
     return found[-1]
 
 
-def image_entrypoint() -> list[str]:
-    """The runtime image's ENTRYPOINT (exec form)."""
-    entrypoint: list[str] = json.loads(runtime_instruction("ENTRYPOINT"))
+def image_entrypoint(target: str = "runtime") -> list[str]:
+    """The image's ENTRYPOINT (exec form)."""
+    entrypoint: list[str] = json.loads(image_instruction("ENTRYPOINT", target))
     return entrypoint
 
 
-def image_healthcheck() -> list[str]:
-    """The runtime image's HEALTHCHECK command (exec form)."""
-    _, _, command = runtime_instruction("HEALTHCHECK").partition(" CMD ")
+def image_healthcheck(target: str = "runtime") -> list[str]:
+    """The image's HEALTHCHECK command (exec form)."""
+    _, _, command = image_instruction("HEALTHCHECK", target).partition(" CMD ")
     healthcheck: list[str] = json.loads(command)
     return healthcheck
 
 
-def image_env() -> dict[str, str]:
-    """The runtime image's ENV settings, but PATH (the local interpreter stands in for it)."""
+def image_env(target: str = "runtime") -> dict[str, str]:
+    """The image's ENV settings, but PATH and PYTHONPATH: the local interpreter stands in."""
     env: dict[str, str] = {}
-    for keyword, arguments in dockerfile_stage("runtime"):
+    for keyword, arguments in dockerfile_stage(target):
         if keyword == "ENV":
             for pair in shlex.split(arguments):
                 name, _, value = pair.partition("=")
-                if name != "PATH":
+                if name not in {"PATH", "PYTHONPATH"}:
                     env[name] = value
     return env
 
 
-def is_ours(service: Service) -> bool:
-    """Whether the service runs the runtime image this repository builds."""
+def image_target(service: Service) -> str | None:
+    """The Dockerfile target the service builds, if it builds one."""
     build = service.get("build")
-    return isinstance(build, dict) and build.get("target") == "runtime"
+    return str(build["target"]) if isinstance(build, dict) and "target" in build else None
+
+
+def is_ours(service: Service) -> bool:
+    """Whether the service runs Veil: the runtime image, or the playground image built on it."""
+    return image_target(service) in {"runtime", "playground"}
 
 
 def aliases(name: str, service: Service) -> set[str]:
@@ -255,7 +269,8 @@ class LocalCompose:
 
     def environment(self, name: str) -> dict[str, str]:
         """The service's environment (the image's, then compose's), mapped to this machine."""
-        settings = {**image_env(), **(self.services[name].get("environment") or {})}
+        service = self.services[name]
+        settings = {**image_env(str(image_target(service))), **(service.get("environment") or {})}
         env = {key: self.value(name, key, str(value)) for key, value in settings.items()}
         return {**env, **self.extra_env.get(name, {})}
 
@@ -281,7 +296,7 @@ class LocalCompose:
         if self.is_model_server(service):
             await self.start_fake_model(name, service)
         elif is_ours(service):
-            entrypoint = image_entrypoint()
+            entrypoint = image_entrypoint(str(image_target(service)))
             assert entrypoint[:2] == ["python", "-m"], entrypoint
             args = [*entrypoint[1:], *self.arguments(name, service["command"])]
             self.processes[name] = await ManagedProcess.start(*args, env=self.environment(name))
@@ -456,8 +471,8 @@ def test_only_the_bot_reaches_the_gateway_and_only_the_gateway_the_model_server(
 def test_the_image_health_check_is_the_one_compose_runs_for_the_gateway() -> None:
     gateway = compose_config()["services"]["gateway"]
     assert gateway["healthcheck"]["test"] == ["CMD", *image_healthcheck()]
-    assert runtime_instruction("USER").split(":")[0] not in ("0", "root")
-    assert json.loads(runtime_instruction("CMD")) == ["gateway"]
+    assert image_instruction("USER").split(":")[0] not in ("0", "root")
+    assert json.loads(image_instruction("CMD")) == ["gateway"]
 
 
 def test_settings_files_fill_only_unset_veil_variables(tmp_path: Path) -> None:
@@ -503,10 +518,52 @@ def test_keys_refuse_a_missing_folder(tmp_path: Path) -> None:
 async def test_the_health_check_fails_when_nothing_answers() -> None:
     port = free_port()
     check = await ManagedProcess.start(
-        "-m", "launcher.container", "health", env={"VEIL_GATEWAY_PORT": str(port)}
+        "-m", "common.container", "health", env={"VEIL_GATEWAY_PORT": str(port)}
     )
     async with asyncio.timeout(30):
         code = await check.process.wait()
     await check.stop()
     assert code == 1
     assert f"unhealthy: http://127.0.0.1:{port}/health did not answer 200" in check.output
+
+
+def test_the_product_image_holds_no_emulator_and_the_playground_image_adds_it() -> None:
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "runtime"  # a plain `docker build` makes the product image
+    # The product image's only files of ours: the build stage's virtual environment, with Veil
+    # installed from its wheel (tests/test_wheel.py: product packages only), not linked to /src.
+    copied = [args for word, args in dockerfile_stage("runtime") if word in {"COPY", "ADD"}]
+    assert copied == ["--from=build /app/.venv /app/.venv"]
+    installs = [args for word, args in stages["build"][1] if word == "RUN" and "uv sync" in args]
+    assert "--no-editable" in installs[-1]
+    # The playground image: the same product image, plus the emulator package and its settings.
+    base, own = stages["playground"]
+    assert base == stages["runtime"][0]
+    assert dockerfile_stage("playground") == [*dockerfile_stage("runtime"), *own]
+    assert [args for word, args in own if word in {"COPY", "ADD"}] == [
+        "playground/ /opt/veil-dev/playground/"
+    ]
+    assert image_env("playground") == image_env() | {"VEIL_HEALTH_URL": "http://127.0.0.1:8080/"}
+    # compose runs the playground image for the playground alone, under a name of its own.
+    services = compose_config()["services"]
+    ours = {name: image_target(service) for name, service in services.items() if is_ours(service)}
+    assert ours == {
+        "keys": "runtime",
+        "gateway": "runtime",
+        "bot": "runtime",
+        "playground": "playground",
+    }
+    product_images = {services[name]["image"] for name in ("keys", "gateway", "bot")}
+    assert len(product_images) == 1
+    assert services["playground"]["image"] not in product_images
+    # The build context: what the wheel packs, and the playground for its own target.
+    wheel = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"]
+    packages = wheel["build"]["targets"]["wheel"]["packages"]
+    let_in = [
+        line.removeprefix("!").rstrip("/")
+        for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.startswith("!")
+    ]
+    assert sorted(let_in) == sorted(
+        ["pyproject.toml", "uv.lock", "README.md", *packages, "playground"]
+    )

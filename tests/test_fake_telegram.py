@@ -169,22 +169,25 @@ async def test_send_message_stores_text_and_entities_as_telegram_would(
     plain = await bot.send_message(
         USER, "🙂 bold", entities=[MessageEntity(type="bold", offset=3, length=4)]
     )
-    html = await bot.send_message(
+    trimmed = await bot.send_message(  # offsets in UTF-16 units, before the trim
         USER,
-        '  <b>Hi</b> &amp; <a href="https://example.com">🙂link</a> &lt;3 AT&T  ',
-        parse_mode="HTML",
+        "  Hi & 🙂link <3 AT&T  ",
+        entities=[
+            MessageEntity(type="bold", offset=2, length=2),
+            MessageEntity(type="text_link", offset=7, length=6, url="https://example.com"),
+        ],
         reply_markup=keyboard(),
     )
-    assert (plain.message_id, html.message_id) == (1, 2)
-    assert html.text == "Hi & 🙂link <3 AT&T"
-    assert spans(html.entities) == [
+    assert (plain.message_id, trimmed.message_id) == (1, 2)
+    assert trimmed.text == "Hi & 🙂link <3 AT&T"
+    assert spans(trimmed.entities) == [
         ("bold", 0, 2, None),
         ("text_link", 5, 6, "https://example.com/"),
     ]
-    assert html.reply_markup is not None
-    assert html.reply_markup.inline_keyboard[0][0].callback_data == "again"
-    assert html.from_user is not None
-    assert html.from_user.is_bot
+    assert trimmed.reply_markup is not None
+    assert trimmed.reply_markup.inline_keyboard[0][0].callback_data == "again"
+    assert trimmed.from_user is not None
+    assert trimmed.from_user.is_bot
     stored = fake.sent_messages(USER)
     assert [m["text"] for m in stored] == ["🙂 bold", "Hi & 🙂link <3 AT&T"]
     assert stored[0]["entities"] == [{"type": "bold", "offset": 3, "length": 4}]
@@ -203,30 +206,44 @@ async def test_commands_in_a_bot_message_are_detected_like_telegram_does(bot: Bo
     ]
 
 
-@pytest.mark.parametrize(
-    ("text", "parse_mode", "description"),
-    [
-        ("<foo>x</foo>", "HTML", 'Unsupported start tag "foo" at byte offset 0'),
-        ("<b>x", "HTML", 'Can\'t find end tag corresponding to start tag "b"'),
-        ("<b><i>x</b></i>", "HTML", 'Unmatched end tag at byte offset 7, expected "</i>"'),
-        ("a < b", "HTML", 'Unsupported start tag "" at byte offset 2'),
-        ("Version 1.0", "MarkdownV2", "Character '.' is reserved"),
-        ("*bold", "MarkdownV2", "Can't find end of Bold entity at byte offset 0"),
-    ],
-)
-async def test_unparsable_markup_is_refused_and_nothing_is_sent(
-    fake: FakeTelegram, bot: Bot, text: str, parse_mode: str, description: str
+@pytest.mark.parametrize("parse_mode", ["HTML", "MarkdownV2", "Markdown"])
+async def test_a_parse_mode_is_refused_as_telegram_refuses_one_and_nothing_is_sent(
+    fake: FakeTelegram, bot: Bot, parse_mode: str
 ) -> None:
-    with pytest.raises(TelegramBadRequest, match="can't parse entities") as refused:
-        await bot.send_message(USER, text, parse_mode=parse_mode)
-    assert description in refused.value.message
-    assert fake.sent_messages(USER) == []
-
-
-async def test_markdown_v2_escapes_and_entities(bot: Bot) -> None:
-    sent = await bot.send_message(USER, r"*Total:* 1\.5 _stars_", parse_mode="MarkdownV2")
-    assert sent.text == "Total: 1.5 stars"
-    assert spans(sent.entities) == [("bold", 0, 6, None), ("italic", 11, 5, None)]
+    # The bot sends entities; the emulator implements no parse mode and says so as Telegram does.
+    with pytest.raises(TelegramBadRequest, match="unsupported parse_mode"):
+        await bot.send_message(USER, "<b>hi</b>", parse_mode=parse_mode)
+    sent = await bot.send_message(USER, "hi")
+    with pytest.raises(TelegramBadRequest, match="unsupported parse_mode"):
+        await bot.edit_message_text(
+            "*hi*", chat_id=USER, message_id=sent.message_id, parse_mode=parse_mode
+        )
+    with pytest.raises(TelegramBadRequest, match="unsupported parse_mode"):
+        await bot.send_message_draft(USER, draft_id=7, text="<i>…</i>", parse_mode=parse_mode)
+    fake.inline_query(USER, "q")
+    (asked,) = await bot.get_updates(timeout=0)
+    assert asked.inline_query is not None
+    article = InlineQueryResultArticle(
+        id="a",
+        title="Veil",
+        input_message_content=InputTextMessageContent(message_text="*hi*", parse_mode=parse_mode),
+    )
+    with pytest.raises(TelegramBadRequest, match="unsupported parse_mode"):
+        await bot.answer_inline_query(asked.inline_query.id, [article])
+    assert [m["text"] for m in fake.sent_messages(USER)] == ["hi"]
+    assert fake.drafts(USER) == []
+    async with aiohttp.ClientSession() as http:
+        body = {"chat_id": USER, "text": "<b>hi</b>", "parse_mode": parse_mode}
+        async with http.post(f"{fake.url}/bot{fake.token}/sendMessage", json=body) as reply:
+            assert (reply.status, await reply.json()) == (
+                400,
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: unsupported parse_mode",
+                },
+            )
+    assert len(fake.sent_messages(USER)) == 1
 
 
 async def test_text_limits_count_utf16_units(fake: FakeTelegram, bot: Bot) -> None:
@@ -300,7 +317,7 @@ async def test_fail_next_and_fail_every_inject_flood_waits(fake: FakeTelegram, b
 
 
 async def test_a_blocked_user_cannot_be_sent_to(fake: FakeTelegram, bot: Bot) -> None:
-    fake.blocked_users.add(USER)
+    fake.state.blocked_users.add(USER)
     with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
         await bot.send_message(USER, "hello?")
     with pytest.raises(TelegramForbiddenError):
@@ -339,7 +356,7 @@ async def test_invoices_are_checked_like_telegram(fake: FakeTelegram, bot: Bot) 
         prices=one_price,
         subscription_period=2592000,
     )
-    assert fake.invoice_links[link]["subscription_period"] == 2592000
+    assert fake.payments.invoice_links[link]["subscription_period"] == 2592000
     with pytest.raises(TelegramBadRequest, match="SUBSCRIPTION_PERIOD_INVALID"):
         await bot.create_invoice_link(
             title="Weekly",
@@ -405,21 +422,21 @@ async def test_callback_and_inline_queries_are_answered_once(fake: FakeTelegram,
         id="answer",
         title="Veil",
         input_message_content=InputTextMessageContent(
-            message_text="<i>Thinking…</i>", parse_mode="HTML"
+            message_text="Thinking…", entities=[MessageEntity(type="italic", offset=0, length=9)]
         ),
         reply_markup=keyboard("stop"),
     )
     assert await bot.answer_inline_query(inline.inline_query.id, [article])
     fake.choose_inline_result(USER, "answer", "what is veil", inline_message_id="inl-1")
-    assert fake.inline_messages["inl-1"]["text"] == "Thinking…"
+    assert fake.state.inline_messages["inl-1"]["text"] == "Thinking…"
     assert await bot.edit_message_text("Veil is private.", inline_message_id="inl-1") is True
-    assert fake.inline_messages["inl-1"] == {
+    assert fake.state.inline_messages["inl-1"] == {
         "text": "Veil is private.",
         "entities": [],
         "reply_markup": None,
     }
 
-    fake.inline_query_ttl = 0.0
+    fake.state.inline_query_ttl = 0.0
     fake.inline_query(USER, "late")
     late = (await bot.get_updates(offset=inline.update_id + 1, timeout=0))[-1]
     assert late.inline_query is not None
@@ -430,7 +447,7 @@ async def test_callback_and_inline_queries_are_answered_once(fake: FakeTelegram,
 async def test_commands_are_stored_per_language(fake: FakeTelegram, bot: Bot) -> None:
     await bot.set_my_commands([BotCommand(command="start", description="Begin")])
     await bot.set_my_commands([BotCommand(command="start", description="Los")], language_code="de")
-    assert fake.commands == {
+    assert fake.state.commands == {
         "": [{"command": "start", "description": "Begin"}],
         "de": [{"command": "start", "description": "Los"}],
     }
@@ -541,7 +558,8 @@ async def test_json_and_get_requests_are_accepted_like_forms(fake: FakeTelegram)
         base = f"{fake.url}/bot{fake.token}"
         async with http.get(f"{base}/getMe") as reply:
             assert (await reply.json())["result"]["username"] == "veil_test_bot"
-        body = {"chat_id": USER, "text": "<b>hi</b>", "parse_mode": "HTML"}
+        bold = [{"type": "bold", "offset": 0, "length": 2}]
+        body = {"chat_id": USER, "text": "hi", "entities": bold}
         async with http.post(f"{base}/sendMessage", json=body) as reply:
             sent = await reply.json()
         assert sent["result"]["entities"] == [{"type": "bold", "offset": 0, "length": 2}]

@@ -19,7 +19,7 @@ from services.errors import (
     InferenceUnavailable,
     StreamCorrupted,
 )
-from services.inference import Completion, InferenceClient, TextDelta
+from services.inference import ChatRequest, Completion, InferenceClient, TextDelta
 from tests.fakes.relay import TamperingRelay
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
@@ -49,7 +49,9 @@ async def collect(
 ) -> tuple[str, Completion]:
     text = []
     completion = None
-    async for item in client.stream(MESSAGES, model=model, cache_salt=salt, max_tokens=max_tokens):
+    async for item in client.stream(
+        ChatRequest(MESSAGES, model=model, cache_salt=salt, max_tokens=max_tokens)
+    ):
         if isinstance(item, TextDelta):
             text.append(item.text)
         else:
@@ -93,7 +95,7 @@ async def test_answer_streams_before_it_is_finished(
     vllm.answer = "one two three four"
     vllm.token_delay = 0.2
     arrivals = []
-    async for item in client.stream(MESSAGES, model="veil-test", cache_salt="s"):
+    async for item in client.stream(ChatRequest(MESSAGES, model="veil-test", cache_salt="s")):
         arrivals.append((time.monotonic(), item))
     first_delta = next(t for t, item in arrivals if isinstance(item, TextDelta))
     assert arrivals[-1][0] - first_delta >= 0.5  # deltas were relayed as they came, not buffered
@@ -144,7 +146,7 @@ async def test_error_mid_stream_keeps_partial_usage(
     vllm.error_mid_stream_after = 2
     seen = []
     with pytest.raises(BackendError) as caught:
-        async for item in client.stream(MESSAGES, model="veil-test", cache_salt="s"):
+        async for item in client.stream(ChatRequest(MESSAGES, model="veil-test", cache_salt="s")):
             seen.append(item)
     assert "".join(i.text for i in seen if isinstance(i, TextDelta)) == "a b"
     receipt = caught.value.receipt
@@ -406,7 +408,7 @@ async def test_client_hanging_up_ends_the_relay_and_the_vllm_stream(
         client = InferenceClient(
             [running.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
         )
-        stream = client.stream(MESSAGES, model="veil-test", cache_salt="s")
+        stream = client.stream(ChatRequest(MESSAGES, model="veil-test", cache_salt="s"))
         assert isinstance(await anext(stream), TextDelta)
         await stream.aclose()  # the user pressed stop
         await wait_until(lambda: running.gateway.active == 0)

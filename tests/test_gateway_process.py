@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from common.settings import SettingsError, load_settings
 from gateway.limits import Limits
-from gateway.settings import GatewaySettings, SettingsError, load_settings
-from services.inference import InferenceClient, TextDelta
+from gateway.settings import GatewaySettings
+from services.inference import ChatRequest, InferenceClient, TextDelta
 from tests.fakes.relay import HalfOpenClients
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
@@ -200,7 +201,7 @@ async def ask(http: aiohttp.ClientSession, url: str, verify_key: str) -> str:
     parts = [
         item.text
         async for item in client.stream(
-            [{"role": "user", "content": PROMPT}], model="veil-test", cache_salt="s"
+            ChatRequest([{"role": "user", "content": PROMPT}], model="veil-test", cache_salt="s")
         )
         if isinstance(item, TextDelta)
     ]

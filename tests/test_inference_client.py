@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealed.auth import client_auth_headers
 from services.errors import InferenceUnavailable, StreamCorrupted, UntrustedGateway
-from services.inference import InferenceClient, TextDelta
+from services.inference import ChatRequest, InferenceClient, TextDelta
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, run_gateway
@@ -30,7 +30,7 @@ ANSWER = "Your secret answer is zephyr-marmalade-17 and nothing else."
 async def answer_text(client: InferenceClient, *, content: str = "hi") -> str:
     parts = []
     async for item in client.stream(
-        [{"role": "user", "content": content}], model="veil-test", cache_salt="salt"
+        ChatRequest([{"role": "user", "content": content}], model="veil-test", cache_salt="salt")
     ):
         if isinstance(item, TextDelta):
             parts.append(item.text)
@@ -141,7 +141,7 @@ async def test_no_retry_after_text_has_streamed(http: aiohttp.ClientSession, clo
         seen = []
         with pytest.raises(Exception, match="closed the stream"):
             async for item in client.stream(
-                [{"role": "user", "content": "x"}], model="veil-test", cache_salt="s"
+                ChatRequest([{"role": "user", "content": "x"}], model="veil-test", cache_salt="s")
             ):
                 seen.append(item)
         assert "".join(i.text for i in seen if isinstance(i, TextDelta)) == "a b"
@@ -160,7 +160,7 @@ async def test_connection_cut_mid_stream_is_truncation(
                 [proxy.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
             )
             stream = client.stream(
-                [{"role": "user", "content": "x"}], model="veil-test", cache_salt="s"
+                ChatRequest([{"role": "user", "content": "x"}], model="veil-test", cache_salt="s")
             )
             first = await anext(stream)
             assert isinstance(first, TextDelta)

@@ -11,7 +11,9 @@ import pytest
 
 from models import MasterKey, StorageError, Store
 from models.journal import Journal, JournalEntry
-from services.billing import Billing, Prices
+from services.credit import Credit
+from services.prices import Prices
+from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, bot_env, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
@@ -132,8 +134,8 @@ async def test_a_payment_while_the_ledger_is_locked_is_credited_once_after_the_l
         # Telegram delivers the update again: still one credit, no second message.
         stack.telegram.pay(USER, payload="order-gone", total_amount=50, charge_id=charge)
         await asyncio.sleep(0.5)
-        assert (await stack.veil.billing.balance(USER)).units == 50 * STAR
-        assert await stack.veil.billing.check_invariant() == []
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
+        assert await inconsistent_users(stack.veil.store) == []
         texts = messages_to(stack, USER)
     assert [t for t in texts if t.startswith(PENDING)] == texts[:1]
     assert texts[1:] == [LATE]
@@ -151,10 +153,10 @@ async def test_a_payment_update_is_journaled_before_its_offset_is_acknowledged(
             "getUpdates", lambda c: c.params.get("offset") is None and c.answered == "ok"
         )
         await asyncio.sleep(1.5)
-        assert [u for u in stack.telegram._pending if "message" in u]
+        assert [u for u in stack.telegram.updates.pending if "message" in u]
         assert await payments_in(tmp_path / "veil.db") == []
         assert messages_to(stack, USER) == []
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
     assert charge.startswith("stx")
 
 
@@ -179,7 +181,7 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
             await bot.wait_for_line("payments.booking_deferred")
             # The update is acknowledged (the next getUpdates moved past it): Telegram will
             # not send it again, so only the journal can still credit it.
-            await wait_until(lambda: not [u for u in telegram._pending if "message" in u])
+            await wait_until(lambda: not [u for u in telegram.updates.pending if "message" in u])
             await bot.kill()
         assert await payments_in(data / "veil.db") == []
         bot = await ManagedProcess.start("-m", "bot", env=env)
@@ -195,8 +197,8 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
     assert THANKS not in texts
     store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
     try:
-        billing = Billing(store, Prices.parse("*=20/60"), 0)
-        assert (await billing.balance(USER)).units == 50 * STAR
-        assert await billing.check_invariant() == []
+        credit = Credit(store, Prices.parse("*=20/60"), 0)
+        assert (await credit.balance(USER)).units == 50 * STAR
+        assert await inconsistent_users(store) == []
     finally:
         await store.close()

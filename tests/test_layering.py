@@ -1,18 +1,36 @@
-"""Imports go one way: the lower layers never import aiogram (or the layers above them)."""
+"""Imports go one way: handlers → services → models, sealed; gateway → sealed; bot on top.
+
+``bot`` is the composition root: nothing imports it, and only ``bot/app.py`` imports
+``handlers``. Inside ``handlers`` a router imports only the shared leaf modules (callback data,
+reply pieces, the texts middleware, the sinks' protocols), never another router. ``common``
+(settings, logging, texts, the container entry point) sits below everything and imports none
+of Veil.
+"""
 
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 from tests.harness import REPO
 
+DEV_ONLY = {"playground", "launcher", "tests", "bench", "scripts"}
+PRODUCT = {"bot", "handlers", "services", "models", "sealed", "gateway", "common"}
+
 FORBIDDEN = {
-    "sealed": {"aiogram", "bot", "handlers", "services", "models", "gateway", "sqlite_utils"},
-    "models": {"aiogram", "bot", "handlers", "services", "sealed", "gateway"},
-    "services": {"aiogram", "bot", "handlers", "gateway", "sqlite_utils"},
-    "gateway": {"aiogram", "bot", "handlers", "services", "models", "sqlite_utils"},
+    "common": {"aiogram", "sqlite_utils"} | PRODUCT - {"common"} | DEV_ONLY,
+    "bot": {"gateway"} | DEV_ONLY,
+    "handlers": {"bot", "gateway", "sqlite_utils", "sqlite3"} | DEV_ONLY,
+    "sealed": {"aiogram", "bot", "handlers", "services", "models", "gateway", "sqlite_utils"}
+    | DEV_ONLY,
+    "models": {"aiogram", "bot", "handlers", "services", "sealed", "gateway"} | DEV_ONLY,
+    "services": {"aiogram", "bot", "handlers", "gateway", "sqlite_utils", "sqlite3"} | DEV_ONLY,
+    "gateway": {"aiogram", "bot", "handlers", "services", "models", "sqlite_utils"} | DEV_ONLY,
     # The playground emulates Telegram: it must not lean on the bot it serves.
     "playground": {"aiogram", "bot", "handlers", "services", "models", "sealed", "gateway"},
     # The launcher only starts processes: it imports none of what it starts.
@@ -29,14 +47,49 @@ FORBIDDEN = {
 }
 
 
-def imported_roots(source: str) -> set[str]:
-    roots: set[str] = set()
+def imported_modules(source: str) -> set[str]:
+    modules: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
+            modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    return roots
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+def imported_roots(source: str) -> set[str]:
+    return {name.split(".")[0] for name in imported_modules(source)}
+
+
+HANDLER_LEAVES = {
+    "handlers.middleware",
+    "handlers.callbacks",
+    "handlers.replies",
+    "handlers.sinks",
+}
+
+
+def product_modules() -> list[Path]:
+    return sorted(path for package in PRODUCT for path in (REPO / package).rglob("*.py"))
+
+
+def test_nothing_imports_the_composition_root_and_only_its_wiring_imports_handlers() -> None:
+    for path in product_modules():
+        where = path.relative_to(REPO)
+        roots = imported_roots(path.read_text(encoding="utf-8"))
+        if where.parts[0] != "bot":
+            assert "bot" not in roots, f"{where} imports bot"
+        if where.parts[0] == "bot" and where.name != "app.py":
+            assert "handlers" not in roots, f"{where} imports handlers"
+
+
+def test_a_router_imports_only_the_shared_leaf_modules_of_handlers() -> None:
+    for path in sorted((REPO / "handlers").rglob("*.py")):
+        names = imported_modules(path.read_text(encoding="utf-8"))
+        inside = {name for name in names if name.startswith("handlers.")}
+        allowed = {name for name in inside if any(name.startswith(leaf) for leaf in HANDLER_LEAVES)}
+        assert inside <= allowed, f"{path.relative_to(REPO)} imports {sorted(inside - allowed)}"
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))

@@ -64,7 +64,7 @@ async def test_a_real_question_gets_a_streamed_answer_from_the_tiny_model(tmp_pa
                 answer = await veil.chat.store.history(
                     4711, await veil.chat.store.active_conversation(4711)
                 )
-                balance = await veil.billing.balance(4711)
+                balance = await veil.credit.balance(4711)
     finally:
         await server.stop()
     assert final.params["text"].strip()

@@ -1,42 +1,85 @@
-"""A ledger written by the code before issue 10 opens, upgrades and keeps every figure."""
+"""Databases written by older code open, upgrade and keep every row and every figure.
+
+Two generations are kept as SQL dumps in ``tests/fixtures/``: a ledger from before issue 10
+(migrations m0001-m0003), and a database plus payment journal from just before issue 9 split
+the money storage and moved the record of migrations to sqlite-utils' ``Migrations`` (every
+money table filled, sealed history under a known master key, real signed receipts).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import sqlite3
 from typing import TYPE_CHECKING
 
-from models import MasterKey, Store
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from models import MasterKey, StorageError, Store
+from models import migrations as schema
+from models.journal import JOURNAL_MIGRATION_SET, Journal
 from services.audit import Auditor
-from services.billing import Billing, Prices
+from services.credit import Credit
+from services.prices import Prices
+from services.shop import Pack, Shop
+from tests.books import inconsistent_users
 from tests.harness import REPO
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-DUMP = REPO / "tests" / "fixtures" / "ledger_m0003.sql"
-ALICE = 1001
+FIXTURES = REPO / "tests" / "fixtures"
+DUMP = FIXTURES / "ledger_m0003.sql"
+ALICE, BOB = 1001, 2002
+
+# What tests/fixtures/veil_m0004.sql and journal_j0001.sql were made with.
+FIXTURE_KEY = MasterKey(bytes(range(32)))
+OPERATOR_KEY = ed25519.Ed25519PrivateKey.from_private_bytes(b"\x11" * 32).public_key()
+FIXTURE_PRICES = Prices.parse("big=100/300,*=20/60")
+SHIPPED = ["m0001_history", "m0002_money", "m0003_estimated_charges", "m0004_usage_proofs"]
 
 
-def _old_database(tmp_path: Path) -> Path:
-    path = tmp_path / "veil.db"
-    with sqlite3.connect(path) as db:
-        db.executescript(DUMP.read_text(encoding="utf-8"))
+def _load(dump: Path, path: Path) -> Path:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(dump.read_text(encoding="utf-8"))
     return path
 
 
+def _old_database(tmp_path: Path) -> Path:
+    return _load(DUMP, tmp_path / "veil.db")
+
+
+def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [tuple(row) for row in db.execute(sql).fetchall()]
+
+
 def _figures(path: Path) -> tuple[list[tuple[object, ...]], ...]:
-    with sqlite3.connect(path) as db:
-        return tuple(
-            [tuple(row) for row in db.execute(query).fetchall()]
-            for query in (
-                "SELECT * FROM ledger ORDER BY id",
-                "SELECT * FROM payments ORDER BY charge_id",
-                (
-                    "SELECT request_id, outcome, prompt_used, completion_used, cost, charged"
-                    " FROM holds ORDER BY request_id"
-                ),
-            )
+    return tuple(
+        _query(path, query)
+        for query in (
+            "SELECT * FROM ledger ORDER BY id",
+            "SELECT * FROM payments ORDER BY charge_id",
+            (
+                "SELECT request_id, outcome, prompt_used, completion_used, cost, charged"
+                " FROM holds ORDER BY request_id"
+            ),
         )
+    )
+
+
+def _tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table but the record of migrations, in rowid order."""
+    names = [
+        str(name)
+        for (name,) in _query(
+            path,
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%migrations'",
+        )
+    ]
+    return {name: _query(path, f'SELECT * FROM "{name}" ORDER BY rowid') for name in names}  # noqa: S608 -- names from sqlite_master
 
 
 async def test_a_database_made_before_receipts_were_kept_upgrades_and_audits(
@@ -47,24 +90,22 @@ async def test_a_database_made_before_receipts_were_kept_upgrades_and_audits(
 
     store = await Store.open(path, MasterKey.generate())
     try:
-        billing = Billing(store, Prices.parse("*=20/60"), 500)
-        assert await billing.check_invariant() == []
+        credit = Credit(store, Prices.parse("*=20/60"), 500)
+        assert await inconsistent_users(store) == []
         report = await Auditor(store, []).run()
         # Its four old charges cannot be proven and are said to be from before proofs.
         assert (report.legacy, report.charges, report.problems) == (4, 0, [])
         assert (report.payments, report.stars_received) == (2, 100)
         # The upgraded ledger takes new requests; the hold the old bot left open is still open.
-        assert await billing.recover(0) == 1
-        hold = await billing.hold(ALICE, "9" * 32, "veil-test", 100, 100)
-        await billing.settle(hold, 50, 50, receipt_valid=False)
-        assert await billing.check_invariant() == []
-        applied = await store.run(
-            lambda db: [name for (name,) in db.execute("SELECT name FROM _migrations")]
-        )
+        assert await credit.recover(0) == 1
+        hold = await credit.hold(ALICE, "9" * 32, "veil-test", 100, 100)
+        await credit.settle(hold, 50, 50, receipt_valid=False)
+        assert await inconsistent_users(store) == []
+        applied = await store.read(schema.applied)
     finally:
         await store.close()
 
-    assert "m0004_usage_proofs" in applied
+    assert applied == [migration.__name__ for migration in schema.MIGRATIONS]
     after = _figures(path)
     assert after[0][: len(before[0])] == before[0]  # every old ledger row, unchanged
     assert after[1] == before[1]
@@ -72,3 +113,153 @@ async def test_a_database_made_before_receipts_were_kept_upgrades_and_audits(
     for row in after[2]:
         if row[0] in old_holds and row[1] != "recovered":
             assert row == old_holds[row[0]]
+
+
+async def _check_old_figures(store: Store, plan_until: tuple[object, ...]) -> None:
+    """Every money figure is what the old code computed from the fixture's rows."""
+    credit = Credit(store, FIXTURE_PRICES, 500)
+    alice, bob_balance = await credit.balance(ALICE), await credit.balance(BOB)
+    assert (alice.units, alice.held) == (54_993_560, 6440)
+    assert (bob_balance.units, bob_balance.held) == (399_981_000, 0)
+    assert [(e.kind, e.amount) for e in await credit.history(ALICE, limit=3)] == [
+        ("free", 2520),
+        ("usage", -2520),
+        ("free", 12_200),
+    ]
+    assert await inconsistent_users(store) == []
+    report = await Auditor(store, [OPERATOR_KEY.public_bytes_raw()]).run()
+    assert (report.charges, report.by_outcome, report.legacy) == (
+        4,
+        {"settled": 2, "unverified": 1, "estimated": 1},
+        0,
+    )
+    assert (report.prompt_tokens, report.completion_tokens) == (540, 562)
+    assert (report.gross, report.charged) == (163_720, 19_000)
+    assert (report.payments, report.stars_received) == (3, 400)
+    assert report.problems == [
+        "charge b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1 (user 2002): charged without a valid receipt"
+    ]
+    shop = Shop(store, Pack.parse_list("50:50000000,250:275000000"))
+    assert (await shop.plan_until(BOB),) == plan_until
+    odd = await shop.payment("charge-bob-odd")
+    assert odd is not None
+    assert (odd.flagged, odd.flag_reason, odd.refunded) == (True, "unknown_order", True)
+
+
+async def test_a_database_made_before_the_money_split_opens_with_every_row_and_figure(
+    tmp_path: Path,
+) -> None:
+    path = _load(FIXTURES / "veil_m0004.sql", tmp_path / "veil.db")
+    before = _tables(path)
+    legacy_times = {
+        str(name): int(str(when))
+        for name, when in _query(path, "SELECT name, applied_at FROM _migrations")
+    }
+    (plan_until,) = _query(
+        path, "SELECT subscription_expires_at FROM payments WHERE charge_id = 'sub-bob-1'"
+    )
+    assert list(legacy_times) == SHIPPED
+
+    store = await Store.open(path, FIXTURE_KEY)
+    try:
+        # The record of migrations moved to sqlite-utils' table, times kept, nothing re-run.
+        applied = await store.read(schema.applied)
+        assert applied[: len(SHIPPED)] == SHIPPED  # the shipped ones, then only newer ones
+        assert applied == [migration.__name__ for migration in schema.MIGRATIONS]
+        times = await store.read(lambda db: {name: schema.applied_at(db, name) for name in SHIPPED})
+        assert times == legacy_times
+        # Sealed history opens under the same master key, settings kept.
+        history = {
+            (user, conversation): [(t.seq, t.role, t.text) for t in turns]
+            for user, conversation in ((ALICE, 1), (BOB, 2), (ALICE, 3))
+            if (turns := await store.history(user, conversation))
+        }
+        assert history == {
+            (ALICE, 1): [(1, "user", "question of 1001"), (2, "assistant", "answer to 1001")],
+            (BOB, 2): [(1, "user", "question of 2002"), (2, "assistant", "answer to 2002")],
+            (ALICE, 3): [(1, "user", "second topic, ünïcødé ✓")],
+        }
+        bob = await store.get_user(BOB)
+        assert bob is not None
+        assert (bob.language, bob.model) == ("ru", "big")
+        assert await store.active_conversation(ALICE) == 3
+        await _check_old_figures(store, plan_until)
+        credit = Credit(store, FIXTURE_PRICES, 500)
+        # And it takes new money: the hold a crash left open is released, a new one settles.
+        assert await credit.recover(0) == 1
+        hold = await credit.hold(ALICE, "c0" * 16, "veil-test", 100, 100)
+        await credit.settle(hold, 40, 10, receipt_valid=False)
+        assert await inconsistent_users(store) == []
+    finally:
+        await store.close()
+
+    after = _tables(path)
+    assert set(after) >= set(before)  # later migrations may add tables (and columns at the end)
+    for table, rows in before.items():
+        if table == "holds":
+            continue
+        kept = [row[: len(old)] for row, old in zip(after[table], rows, strict=False)]
+        assert kept == rows, table  # old rows unchanged, new ones after
+    old_holds = {row[0]: row for row in before["holds"]}
+    new_holds = {row[0]: row for row in after["holds"]}
+    changed = {request_id for request_id, row in old_holds.items() if new_holds[request_id] != row}
+    assert changed == {"a3" * 16}  # only the hold the crash left open: now released
+    assert new_holds["a3" * 16][11] == "recovered"
+    assert _query(path, "PRAGMA user_version") == [(len(schema.MIGRATIONS),)]
+    assert "_migrations" not in {name for (name,) in _query(path, "SELECT name FROM sqlite_master")}
+
+
+async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entries(
+    tmp_path: Path,
+) -> None:
+    path = _load(FIXTURES / "journal_j0001.sql", tmp_path / "journal.db")
+    before = _tables(path)
+
+    journal = await Journal.open(path)
+    try:
+        pending = await journal.pending()
+        done = await journal.get("payment:charge-alice-1")
+    finally:
+        await journal.close()
+
+    assert [(e.key, e.booked_at is not None, e.attempts, e.told) for e in pending] == [
+        ("refund:charge-bob-odd", True, 0, False),
+        ("payment:charge-bob-late", False, 1, True),
+    ]
+    assert pending[1].language == "ru"
+    assert done is not None
+    assert done.notified_at is not None
+    assert _tables(path) == before
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        record = db.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [JOURNAL_MIGRATION_SET]
+        ).fetchall()
+    assert record == [("j0001_payment_journal",)]
+
+
+async def test_an_old_database_from_code_that_knew_more_migrations_is_refused_untouched(
+    tmp_path: Path,
+) -> None:
+    path = _load(FIXTURES / "veil_m0004.sql", tmp_path / "veil.db")
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("INSERT INTO _migrations VALUES ('m0005_from_the_future', 1800000000)")
+    before = _query(path, "SELECT name, sql FROM sqlite_master ORDER BY name")
+
+    with pytest.raises(StorageError, match="migrations do not match"):
+        await Store.open(path, FIXTURE_KEY)
+
+    assert _query(path, "SELECT name, sql FROM sqlite_master ORDER BY name") == before
+    assert len(_query(path, "SELECT * FROM _migrations")) == len(SHIPPED) + 1
+
+
+def test_applied_at_reads_the_time_sqlite_utils_writes() -> None:
+    when = dt.datetime(2026, 7, 4, 12, 0, 0, 999_999, tzinfo=dt.UTC)
+    db = schema.Database(memory=True)
+    schema.apply(db, schema.MIGRATIONS[:1])
+    db.execute(
+        f"UPDATE {schema.RECORD_TABLE} SET applied_at = ? WHERE name = 'm0001_history'",  # noqa: S608 -- a constant table name
+        [str(when)],
+    )
+    assert schema.applied_at(db, "m0001_history") == int(when.timestamp())
+    assert schema.applied_at(db, "m0002_money") is None
+    db.close()

@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from services.tokens import prompt_tokens
+from tests.books import grant, inconsistent_users
 from tests.botstack import Stack, running_stack
 from tests.fakes.vllm import FakeVLLM, _ApiError
 
@@ -60,7 +61,7 @@ class ByteLevelVLLM(FakeVLLM):
 
 
 async def holds(stack: Stack) -> list[dict[str, Any]]:
-    rows = await stack.veil.store.run(
+    rows = await stack.veil.store.read(
         lambda db: db.execute(
             "SELECT prompt_tokens, max_completion_tokens, units, outcome, prompt_used,"
             " completion_used, cost, charged FROM holds WHERE user_id = ? ORDER BY created_at",
@@ -79,12 +80,12 @@ async def test_a_prompt_in_any_language_holds_at_least_its_true_count(
     async with running_stack(
         tmp_path, model_server=ByteLevelVLLM(answer="Жауап."), free_tokens_per_day=0
     ) as stack:
-        assert await stack.veil.billing.credit(USER, STAR, "grant", "test:welcome")
+        assert await grant(stack.veil.store, USER, STAR, "grant", "test:welcome")
         stack.telegram.send_text(USER, prompt)
         assert await stack.reply_text(USER) == "Жауап."
         await stack.stored_turns(USER, 2)
         (hold,) = await holds(stack)
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
     true_count = hold["prompt_used"]
     # The old estimate (three characters a token) was far below the true count.
     assert len(prompt) // 3 + 4 < true_count / 1.7
@@ -101,16 +102,16 @@ async def test_a_count_above_every_ceiling_is_charged_in_full_into_an_overdraft(
     ) as stack:
         # Enough for the hold (prompt ceiling and 64 answer tokens), not for 3 tokens a byte.
         room = prompt_tokens([{"role": "user", "content": KAZAKH}]) * PRICE_IN + 70 * PRICE_OUT
-        assert await stack.veil.billing.credit(USER, room, "grant", "test:welcome")
+        assert await grant(stack.veil.store, USER, room, "grant", "test:welcome")
         with capture_logs() as logs:
             stack.telegram.send_text(USER, KAZAKH)
             assert await stack.reply_text(USER) == "Ok."
             await stack.stored_turns(USER, 2)
         (hold,) = await holds(stack)
-        balance = await stack.veil.billing.balance(USER)
+        balance = await stack.veil.credit.balance(USER)
         stack.telegram.send_text(USER, "Again?")
         refusal = await stack.reply_text(USER, 1)
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
     assert hold["charged"] == PRICE_IN * hold["prompt_used"] + PRICE_OUT > hold["units"]
     assert balance.units == room - hold["charged"] < 0
     events = [entry["event"] for entry in logs]
@@ -136,12 +137,12 @@ async def test_the_free_allowance_is_usable_to_the_last_useful_answer(tmp_path: 
             answers += 1
             await stack.stored_turns(USER, 2 * answers)
         refusal = reply
-        free_left = (await stack.veil.billing.balance(USER)).free_tokens_left
+        free_left = (await stack.veil.credit.balance(USER)).free_tokens_left
         stack.telegram.send_text(USER, "/balance")
         balance = await stack.reply_text(USER, answers + 1)
         closed = await holds(stack)
         sent = [request["max_completion_tokens"] for request in stack.vllm.requests]
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
     # Holding prompt + 1024 answer tokens would have allowed one answer; now they run on
     # until not even 64 answer tokens fit, each capped to what the free tokens still pay for.
     assert answers >= 5
@@ -169,7 +170,7 @@ async def test_a_kazakh_conversation_is_trimmed_to_the_window_before_it_is_sent(
                 stack.telegram.send_text(USER, f"{turn}. {KAZAKH}")
                 assert (await stack.reply_text(USER, turn)).startswith("Иә")
                 await stack.stored_turns(USER, 2 * turn + 2)
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
     # Every request fit the window by the worst count, the first time: no 400, no retry.
     assert len(server.requests) == 6
     assert all(

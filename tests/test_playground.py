@@ -307,7 +307,7 @@ async def test_group_inline_query_results_and_a_live_inline_message(
 
         await bot.edit_message_text("Because **privacy**", inline_message_id=inline_id)
         assert (await stream.next("inline_edit"))["item"]["html"] == "Because **privacy**"
-    assert GROUP_CHAT_ID in playground.chats
+    assert GROUP_CHAT_ID in playground.telegram.state.chats
 
 
 async def test_inline_query_to_a_bot_without_inline_mode_has_no_results(
@@ -354,7 +354,7 @@ async def veil_against(playground: Playground, data_dir: Path) -> AsyncIterator[
             draft_interval=0.25,
             free_tokens_per_day=1_000_000,
         )
-        async with polling_bot(config, playground):
+        async with polling_bot(config, playground.telegram):
             yield
 
 
@@ -375,6 +375,17 @@ WATCH_DRAFTS = """() => {
     childList: true, subtree: true, characterData: true,
   });
 }"""
+
+
+async def ask_inline_in_the_group(page: Page) -> None:
+    """Inline in the group tab: one article; choosing it posts it, then the answer fills it."""
+    await page.click("#tab-group")
+    await send(page, "@veil_bot what is privacy?")
+    article = page.locator("#inline-results .item", has_text="what is privacy?")
+    await article.wait_for(timeout=10000)
+    await article.click()
+    await page.locator("[data-inline]", has_text="what is privacy?").wait_for(timeout=10000)
+    await page.locator("[data-inline]", has_text="thirteen.").wait_for(timeout=20000)
 
 
 async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
@@ -434,10 +445,7 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
             await page.wait_for_selector(".service >> text=(play money)")
             await page.screenshot(path=str(artifacts / "playground.png"))
 
-            # The group: an inline query to a bot without inline mode shows "No results".
-            await page.click("#tab-group")
-            await send(page, "@veil_bot what is privacy?")
-            await page.wait_for_selector("#inline-results >> text=No results")
+            await ask_inline_in_the_group(page)
             await page.screenshot(path=str(artifacts / "playground-group.png"))
         finally:
             await browser.close()

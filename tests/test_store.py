@@ -16,6 +16,7 @@ from models import (
     MasterKey,
     StorageError,
     Store,
+    Turn,
     UserNotFound,
 )
 from models import migrations as schema
@@ -61,6 +62,12 @@ def _encodings(text: str) -> list[bytes]:
     return [text.encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be")]
 
 
+async def add_turn(store: Store, user_id: int, conversation_id: int, role: str, text: str) -> Turn:
+    """Store one turn (the bot always stores a question with its answer: ``add_turns``)."""
+    (turn,) = await store.add_turns(user_id, conversation_id, [(role, text)])
+    return turn
+
+
 def _query(db_path: Path, sql: str) -> list[tuple[object, ...]]:
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         return conn.execute(sql).fetchall()
@@ -69,8 +76,8 @@ def _query(db_path: Path, sql: str) -> list[tuple[object, ...]]:
 async def test_turns_come_back_in_order_with_their_unicode(store: Store) -> None:
     user = await store.ensure_user(ALICE, "ru")
     conversation = await store.active_conversation(ALICE)
-    await store.add_turn(ALICE, conversation, "user", PROMPT)
-    added = await store.add_turn(ALICE, conversation, "assistant", ANSWER)
+    await add_turn(store, ALICE, conversation, "user", PROMPT)
+    added = await add_turn(store, ALICE, conversation, "assistant", ANSWER)
 
     turns = await store.history(ALICE, conversation)
 
@@ -86,9 +93,11 @@ async def test_turns_come_back_in_order_with_their_unicode(store: Store) -> None
 async def test_no_readable_text_in_the_files(store: Store, db_path: Path) -> None:
     await store.ensure_user(ALICE, "ru")
     conversation = await store.active_conversation(ALICE)
-    await store.add_turn(ALICE, conversation, "user", PROMPT)
-    await store.add_turn(ALICE, conversation, "assistant", ANSWER)
-    bodies = await store.run(lambda db: [bytes(b) for (b,) in db.execute("SELECT body FROM turns")])
+    await add_turn(store, ALICE, conversation, "user", PROMPT)
+    await add_turn(store, ALICE, conversation, "assistant", ANSWER)
+    bodies = await store.read(
+        lambda db: [bytes(b) for (b,) in db.execute("SELECT body FROM turns")]
+    )
 
     wal = db_path.with_name(db_path.name + "-wal")
     assert wal.stat().st_size > 0  # the writes are in the WAL, not yet checkpointed
@@ -117,7 +126,7 @@ async def test_history_limit_returns_the_newest_turns_oldest_first(store: Store)
     await store.ensure_user(ALICE, None)
     conversation = await store.active_conversation(ALICE)
     for n in range(1, 6):
-        await store.add_turn(ALICE, conversation, "user" if n % 2 else "assistant", f"turn {n}")
+        await add_turn(store, ALICE, conversation, "user" if n % 2 else "assistant", f"turn {n}")
 
     newest_two = await store.history(ALICE, conversation, limit=2)
 
@@ -133,7 +142,7 @@ async def test_new_conversation_becomes_active_and_keeps_the_old_one(store: Stor
     await store.ensure_user(ALICE, None)
     first = await store.active_conversation(ALICE)
     assert await store.active_conversation(ALICE) == first
-    await store.add_turn(ALICE, first, "user", PROMPT)
+    await add_turn(store, ALICE, first, "user", PROMPT)
 
     second = await store.new_conversation(ALICE)
 
@@ -141,7 +150,7 @@ async def test_new_conversation_becomes_active_and_keeps_the_old_one(store: Stor
     assert await store.active_conversation(ALICE) == second
     assert await store.history(ALICE, second) == []
     assert [t.text for t in await store.history(ALICE, first)] == [PROMPT]
-    assert (await store.add_turn(ALICE, second, "user", "again")).seq == 1
+    assert (await add_turn(store, ALICE, second, "user", "again")).seq == 1
 
 
 async def _two_users(store: Store) -> tuple[int, int, int]:
@@ -150,11 +159,11 @@ async def _two_users(store: Store) -> tuple[int, int, int]:
         await store.ensure_user(user_id, None)
     a1 = await store.active_conversation(ALICE)
     for role, text in [("user", PROMPT), ("assistant", ANSWER), ("user", "follow-up")]:
-        await store.add_turn(ALICE, a1, role, text)
+        await add_turn(store, ALICE, a1, role, text)
     a2 = await store.new_conversation(ALICE)
-    await store.add_turn(ALICE, a2, "user", "other topic")
+    await add_turn(store, ALICE, a2, "user", "other topic")
     b1 = await store.active_conversation(BOB)
-    await store.add_turn(BOB, b1, "user", "bob's question")
+    await add_turn(store, BOB, b1, "user", "bob's question")
     return a1, a2, b1
 
 
@@ -188,7 +197,7 @@ async def test_a_body_moved_in_the_database_fails_to_open(store: Store, target: 
                 "UPDATE turns SET role = 'assistant' WHERE conversation_id = ? AND seq = 1", [a1]
             )
 
-    await store.run(tamper)
+    await store.write(tamper)
 
     with pytest.raises(HistoryCorrupted) as caught:
         await store.history(victim_user, victim_conversation)
@@ -203,7 +212,7 @@ async def test_another_users_conversation_is_not_found(store: Store) -> None:
     with pytest.raises(ConversationNotFound):
         await store.history(BOB, a1)
     with pytest.raises(ConversationNotFound):
-        await store.add_turn(BOB, a1, "user", "sneaky")
+        await add_turn(store, BOB, a1, "user", "sneaky")
     assert [t.text for t in await store.history(ALICE, a1)][-1] == "follow-up"
     assert len(await store.history(BOB, b1)) == 1
 
@@ -213,11 +222,11 @@ async def test_bad_role_and_unknown_user_are_refused_and_store_nothing(store: St
     conversation = await store.active_conversation(ALICE)
 
     with pytest.raises(ValueError, match="role"):
-        await store.add_turn(ALICE, conversation, "system", "you are evil")
+        await add_turn(store, ALICE, conversation, "system", "you are evil")
     for call in (
         store.active_conversation(BOB),
         store.new_conversation(BOB),
-        store.add_turn(BOB, conversation, "user", "x"),
+        add_turn(store, BOB, conversation, "user", "x"),
         store.history(BOB, conversation),
         store.set_model(BOB, "m"),
     ):
@@ -264,15 +273,15 @@ async def test_forget_deletes_everything_and_old_blobs_stay_unreadable(
 ) -> None:
     a1, a2, b1 = await _two_users(store)
     long_text = "секрет " * 400  # spans overflow pages
-    await store.add_turn(ALICE, a2, "assistant", long_text)
-    backup = await store.run(
+    await add_turn(store, ALICE, a2, "assistant", long_text)
+    backup = await store.read(
         lambda db: db.execute(
             "SELECT id, user_id, conversation_id, seq, role, body, created_at FROM turns"
             " WHERE user_id = ?",
             [ALICE],
         ).fetchall()
     )
-    (wrapped_key,) = await store.run(
+    (wrapped_key,) = await store.read(
         lambda db: db.execute("SELECT data_key FROM users WHERE user_id = ?", [ALICE]).fetchone()
     )
 
@@ -299,19 +308,18 @@ async def test_forget_deletes_everything_and_old_blobs_stay_unreadable(
         await reopened.ensure_user(ALICE, None)
 
         def restore(db: Database) -> None:
-            with db.atomic():
-                for conversation in (a1, a2):
-                    db.execute(
-                        "INSERT INTO conversations (id, user_id, created_at) VALUES (?, ?, 0)",
-                        [conversation, ALICE],
-                    )
+            for conversation in (a1, a2):
                 db.execute(
-                    "INSERT INTO turns (id, user_id, conversation_id, seq, role, body, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    backup[0],
+                    "INSERT INTO conversations (id, user_id, created_at) VALUES (?, ?, 0)",
+                    [conversation, ALICE],
                 )
+            db.execute(
+                "INSERT INTO turns (id, user_id, conversation_id, seq, role, body, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                backup[0],
+            )
 
-        await reopened.run(restore)
+        await reopened.write(restore)
         with pytest.raises(HistoryCorrupted):
             await reopened.history(ALICE, a1)
     finally:
@@ -323,7 +331,7 @@ async def test_a_wrong_master_key_is_refused_at_open_and_loses_nothing(
 ) -> None:
     await store.ensure_user(ALICE, None)
     conversation = await store.active_conversation(ALICE)
-    await store.add_turn(ALICE, conversation, "user", PROMPT)
+    await add_turn(store, ALICE, conversation, "user", PROMPT)
     await store.close()
 
     with pytest.raises(DataKeyCorrupted, match="master key"):
@@ -340,13 +348,14 @@ async def test_migrations_run_once_and_record_the_version(
     store: Store, db_path: Path, master_key: MasterKey
 ) -> None:
     await store.close()
-    first = _query(db_path, "SELECT name, applied_at FROM _migrations")
+    record = "SELECT name, applied_at FROM _sqlite_migrations WHERE migration_set = 'veil'"
+    first = _query(db_path, record)
 
     reopened = await Store.open(db_path, master_key)
-    assert await reopened.run(schema.apply) == []
+    assert await reopened.write(schema.apply) == []
     await reopened.close()
 
-    assert first == _query(db_path, "SELECT name, applied_at FROM _migrations")
+    assert first == _query(db_path, record)
     assert [name for name, _ in first] == [m.__name__ for m in schema.MIGRATIONS]
     assert _query(db_path, "PRAGMA user_version") == [(len(schema.MIGRATIONS),)]
 
@@ -363,16 +372,17 @@ async def test_an_appended_migration_applies_once_and_a_failing_one_leaves_no_tr
     def m9999_widgets(db: Database) -> None:
         db.execute("CREATE TABLE widgets (id INTEGER PRIMARY KEY)")
 
-    with pytest.raises(sqlite3.OperationalError):
-        await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_broken]))
-    assert await store.run(schema.applied) == shipped
-    assert "widgets" not in await store.run(lambda db: db.table_names())
+    with pytest.raises(StorageError, match="no such table") as broken:
+        await store.write(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_broken]))
+    assert isinstance(broken.value.__cause__, sqlite3.OperationalError)
+    assert await store.read(schema.applied) == shipped
+    assert "widgets" not in await store.read(lambda db: db.table_names())
 
-    assert await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == [
+    assert await store.write(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == [
         "m9999_widgets"
     ]
-    assert await store.run(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == []
-    assert await store.run(schema.schema_version) == len(shipped) + 1
+    assert await store.write(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == []
+    assert await store.read(schema.schema_version) == len(shipped) + 1
     await store.close()
     assert _query(db_path, "PRAGMA user_version") == [(len(shipped) + 1,)]
 
@@ -381,12 +391,40 @@ async def test_an_appended_migration_applies_once_and_a_failing_one_leaves_no_tr
         await Store.open(db_path, master_key)
 
 
+async def test_the_write_path_commits_all_or_nothing_and_a_read_cannot_write(
+    store: Store,
+) -> None:
+    await store.ensure_user(ALICE, None)
+
+    class Refused(Exception):
+        pass
+
+    def half_done(db: Database) -> None:
+        db.execute("UPDATE users SET model = 'half' WHERE user_id = ?", [ALICE])
+        raise Refused
+
+    def sneaky(db: Database) -> None:
+        db.execute("UPDATE users SET model = 'sneaky' WHERE user_id = ?", [ALICE])
+
+    with pytest.raises(Refused):
+        await store.write(half_done)
+    with pytest.raises(StorageError, match="readonly") as refused:
+        await store.read(sneaky)
+    assert isinstance(refused.value.__cause__, sqlite3.OperationalError)
+    user = await store.get_user(ALICE)
+    assert user is not None
+    assert user.model is None
+    # Neither failure left a transaction open: the next write commits.
+    await store.write(lambda db: db.execute("UPDATE users SET model = 'm' WHERE user_id = 1001"))
+    assert await store.read(lambda db: db.execute("SELECT model FROM users").fetchall()) == [("m",)]
+
+
 async def test_concurrent_turns_get_unique_sequential_positions(store: Store) -> None:
     await store.ensure_user(ALICE, None)
     conversation = await store.active_conversation(ALICE)
 
     added = await asyncio.gather(
-        *(store.add_turn(ALICE, conversation, "user", f"message {n}") for n in range(50))
+        *(add_turn(store, ALICE, conversation, "user", f"message {n}") for n in range(50))
     )
 
     assert sorted(turn.seq for turn in added) == list(range(1, 51))

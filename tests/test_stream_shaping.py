@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from gateway.settings import GatewaySettings, SettingsError, load_settings
+from common.settings import SettingsError, load_settings
+from gateway.settings import GatewaySettings
 from gateway.shaping import (
     DEFAULT_TICK,
     FINAL_RECORD_SIZE,
@@ -28,7 +29,7 @@ from gateway.shaping import (
 from sealed.encoding import RECORD_BUCKETS, pad, unpad
 from sealed.receipt import ReceiptStatus
 from sealed.stream import MAX_CHUNK, ChunkOpener, ChunkSealer, Delta, Final, record_size_for
-from services.inference import Completion, InferenceClient, TextDelta
+from services.inference import ChatRequest, Completion, InferenceClient, TextDelta
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import (
@@ -310,7 +311,7 @@ async def test_the_client_reads_a_shaped_answer_whole_and_sees_fewer_records(
         parts: list[str] = []
         completion = None
         async for item in client.stream(
-            [{"role": "user", "content": "hi"}], model="veil-test", cache_salt="s"
+            ChatRequest([{"role": "user", "content": "hi"}], model="veil-test", cache_salt="s")
         ):
             if isinstance(item, TextDelta):
                 parts.append(item.text)
@@ -351,7 +352,8 @@ async def test_the_client_drops_empty_records_and_stops_with_a_receipt(
         stop = asyncio.Event()
         items: list[TextDelta | Completion] = []
         async for item in client.stream(
-            [{"role": "user", "content": "hi"}], model="veil-test", cache_salt="s", stop=stop
+            ChatRequest([{"role": "user", "content": "hi"}], model="veil-test", cache_salt="s"),
+            stop=stop,
         ):
             items.append(item)
             if isinstance(item, TextDelta):

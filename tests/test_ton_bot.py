@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import zxingcpp
 from PIL import Image
 
+from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, running_stack
 from tests.fakes.photos import PhotoTelegram
 from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, hex_hash
@@ -54,7 +55,7 @@ async def ton_bot(
     }
     async with running_stack(data_dir, telegram_server=telegram, **(options | settings)) as stack:
         yield stack, telegram
-        assert await stack.veil.billing.check_invariant() == []
+        assert await inconsistent_users(stack.veil.store) == []
 
 
 async def buy(
@@ -134,17 +135,68 @@ async def test_buy_shows_gram_and_usdt_packs_and_the_invoice_scans_and_pays(
         assert await told(stack, ALICE, 5) == ("Received 1 GRAM. 250 ★ added. Balance: 250 ★.")
         telegram.send_text(ALICE, "/balance")
         assert (await told(stack, ALICE, 6)).startswith("Balance: 250 ★ of credit")
-        balance = await stack.veil.billing.balance(ALICE)
+        balance = await stack.veil.credit.balance(ALICE)
         assert balance.units == 250_000_000
         assert chain.calls("/api/v3/transactions")
         assert {r.api_key for r in chain.requests} == {"test-toncenter-key"}
         # Redelivered pages change nothing.
         await asyncio.sleep(0.3)
-        assert (await stack.veil.billing.balance(ALICE)).units == 250_000_000
+        assert (await stack.veil.credit.balance(ALICE)).units == 250_000_000
         assert len(telegram.sent_messages(ALICE)) == 6
         assert stack.veil.ton_books is not None
         (payment,) = await stack.veil.ton_books.recorded()
         assert payment.hash == hex_hash(tx["hash"])
+
+
+async def test_not_enough_credit_offers_the_gram_and_usdt_packs_and_they_sell(
+    tmp_path: Path,
+) -> None:
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        telegram.send_text(ALICE, "Answer me for free")
+        (note,) = await stack.final_messages(ALICE, 1)
+        assert note["text"].startswith("Not enough credit for an answer")
+        buttons = [row[0] for row in note["reply_markup"]["inline_keyboard"]]
+        labels = [button["text"] for button in buttons]
+        assert labels[0] == "50 ⭐ → 50 ★ credit"
+        assert labels[-3:] == [
+            "1 GRAM → 250 ★ credit",
+            "5 GRAM → 1300 ★ credit",
+            "1 USDT (USDT on TON) → 70 ★ credit",
+        ]
+        assert stack.vllm.requests == []
+        # The USDT button under the notice sells like the one under /buy.
+        telegram.press_button(ALICE, buttons[-1]["callback_data"], message_id=note["message_id"])
+        async with asyncio.timeout(10):
+            while not telegram.photos.get(ALICE):  # noqa: ASYNC110 -- the fake's record
+                await asyncio.sleep(0.02)
+        invoice = telegram.sent_messages(ALICE)[1]
+        assert "1 USDT" in invoice["text"]
+        assert comment_of(invoice)
+        # A Gram pack no longer sold (an old button): the errors router's text, no order.
+        telegram.press_button(ALICE, "gram:3000000000", message_id=note["message_id"])
+        assert await told(stack, ALICE, 4) == (
+            "That offer is no longer available. Please open /buy again."
+        )
+        assert len(telegram.photos[ALICE]) == 1
+
+
+async def test_without_a_ton_address_no_gram_packs_and_their_old_buttons_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        stack.telegram.send_text(ALICE, "/buy")
+        (menu,) = await stack.final_messages(ALICE, 1)
+        labels = [row[0]["text"] for row in menu["reply_markup"]["inline_keyboard"]]
+        assert not [label for label in labels if "GRAM" in label or "USDT" in label]
+        stack.telegram.send_text(ALICE, "Answer me for free")
+        note = (await stack.final_messages(ALICE, 2))[1]
+        assert note["text"].startswith("Not enough credit for an answer")
+        assert [row[0]["text"] for row in note["reply_markup"]["inline_keyboard"]] == labels
+        stack.telegram.press_button(ALICE, "gram:1000000000", message_id=menu["message_id"])
+        assert await told(stack, ALICE, 3) == (
+            "That offer is no longer available. Please open /buy again."
+        )
+        assert stack.veil.ton_books is None
 
 
 async def test_underpaid_usdt_in_russian_says_what_arrived_and_what_is_left(
@@ -183,7 +235,7 @@ async def test_a_restart_in_the_middle_of_a_page_credits_each_payment_once(
                 chain.add_transaction(WALLET_RAW, value=GRAM, comment=comments[user])
             async with asyncio.timeout(10):
                 await telegram.holding.wait()
-            ledger = stack.veil.billing
+            ledger = stack.veil.credit
             assert (await ledger.balance(ALICE)).units == 250_000_000
             assert (await ledger.balance(BOB)).units == 250_000_000
             assert (await ledger.balance(CAROL)).units == 0
@@ -196,7 +248,7 @@ async def test_a_restart_in_the_middle_of_a_page_credits_each_payment_once(
             assert telegram.sent_messages(ALICE) == []
             assert len(telegram.sent_messages(BOB)) == len(telegram.sent_messages(CAROL)) == 1
             for user in (ALICE, BOB, CAROL):
-                assert (await stack.veil.billing.balance(user)).units == 250_000_000
+                assert (await stack.veil.credit.balance(user)).units == 250_000_000
 
 
 async def test_admins_see_unmatched_payments_in_stats_and_assign_them(tmp_path: Path) -> None:
@@ -226,7 +278,7 @@ async def test_admins_see_unmatched_payments_in_stats_and_assign_them(tmp_path: 
         )
         telegram.send_text(ADMIN, "/tonassign nonsense")
         assert (await told(stack, ADMIN, 4)).startswith("Usage: /tonassign")
-        assert (await stack.veil.billing.balance(CAROL)).units == 500_000_000
+        assert (await stack.veil.credit.balance(CAROL)).units == 500_000_000
 
 
 async def test_a_slow_or_failing_toncenter_never_slows_the_bot(tmp_path: Path) -> None:
@@ -322,7 +374,7 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
         await asyncio.sleep(0.5)  # nothing else is coming
         expected = {"exact": 250, "over": 375, "twice": 250, "late": 250, "forms": 250, "usdt": 70}
         for name, user in users.items():
-            balance = await stack.veil.billing.balance(user)
+            balance = await stack.veil.credit.balance(user)
             assert balance.units == expected.get(name, 0) * 1_000_000, name
             news = telegram.sent_messages(user)[3:]
             assert len(news) == {"forms": 3}.get(name, 1 if name in expected else 0), name

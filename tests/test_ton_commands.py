@@ -85,4 +85,4 @@ async def test_reconcile_books_a_missed_payment_and_audit_checks_ton_rows(
                 f"ton payment {hex_hash(seen['hash'])} (user {ALICE}): credited 125000001 µ★,"
                 " its amount at its rate is 125000000"
             ) in tampered.stdout
-            assert f"user {ALICE}: TON payments and ledger rows disagree" in tampered.stdout
+            assert f"user {ALICE}: holds, payments and ledger rows disagree" in tampered.stdout

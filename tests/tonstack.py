@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from models import MasterKey, Store
-from services.billing import Billing, Prices
+from services.credit import Credit
+from services.prices import Prices
 from services.ton.books import TonBooking, TonBooks
 from services.ton.chain import WalletAddress
 from services.ton.shop import TonPack, TonShop
@@ -41,7 +42,7 @@ class TonStack:
     shop: TonShop
     books: TonBooks
     reader: ChainReader
-    billing: Billing
+    credit: Credit
     told: list[TonBooking] = field(default_factory=list)
 
     async def notify(self, booking: TonBooking) -> bool:
@@ -57,7 +58,7 @@ class TonStack:
 
     async def balance(self, user_id: int) -> int:
         """The user's ledger balance in µ★."""
-        return (await self.billing.balance(user_id)).units
+        return (await self.credit.balance(user_id)).units
 
 
 @contextlib.asynccontextmanager
@@ -84,5 +85,5 @@ async def ton_stack(
         shop = TonShop(store, WALLET, packs, usdt_master=master, order_ttl=order_ttl)
         books = TonBooks(store, shop, DUST)
         reader = ChainReader(ToncenterClient(fake.url, session), WALLET, master)
-        billing = Billing(store, Prices.parse("*=20/60"), 0)
-        yield TonStack(store, fake, shop, books, reader, billing)
+        credit = Credit(store, Prices.parse("*=20/60"), 0)
+        yield TonStack(store, fake, shop, books, reader, credit)

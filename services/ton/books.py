@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
 
-from models import StorageError, ledger
+from models import ledger
 from models import ton as storage
+from models.ledger import LedgerEntry
 from models.ton import LEDGER_PREFIX, Asset, TonCursor, TonOrder, TonPayment, TonTotals
-from services.errors import BillingError, LedgerUnavailable
-from services.ton.errors import PaymentNotAssignable
+from services.errors import BillingError, ledger_failures
+from services.ton.errors import PaymentAmbiguous, PaymentNotFound, PaymentNotUnmatched
 from services.ton.shop import CURSOR_MARGIN_S, format_amount, normalise_comment
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from services.ton.shop import TonShop
 
 __all__ = ["ORDER_PURGE_AFTER_S", "TonBooking", "TonBooks"]
-
-T = TypeVar("T")
 
 log = structlog.get_logger("veil.ton")
 
@@ -88,12 +87,14 @@ class TonBooks:
     async def cursor(self, asset: Asset) -> TonCursor:
         """Where the watcher of ``asset`` is (an order or this call starts it, a little back)."""
         since = int(self._clock()) - CURSOR_MARGIN_S
-        return await self._run(lambda db: storage.get_cursor(db, asset, since))
+        with ledger_failures():
+            return await self._store.write(lambda db: storage.get_cursor(db, asset, since))
 
     async def save_cursor(self, asset: Asset, lt: int, tx_hash: str) -> None:
         """The watcher processed everything up to this transaction."""
         now = int(self._clock())
-        await self._run(lambda db: storage.save_cursor(db, asset, lt, tx_hash, now))
+        with ledger_failures():
+            await self._store.write(lambda db: storage.save_cursor(db, asset, lt, tx_hash, now))
 
     # -- booking -----------------------------------------------------------------------------
 
@@ -104,17 +105,17 @@ class TonBooks:
         now = int(self._clock())
 
         def write(db: Database) -> TonBooking:
-            with ledger.write_transaction(db):
-                known = storage.get_payment(db, transfer.hash)
-                if known is not None:
-                    return self._booking(db, known, new=False)
-                payment = self._judge(db, transfer, now)
-                storage.insert_payment(db, payment)
-                if payment.status == "credited" and payment.user_id is not None:
-                    _credit(db, payment, now)
-                return self._booking(db, payment, new=True)
+            known = storage.get_payment(db, transfer.hash)
+            if known is not None:
+                return self._booking(db, known, new=False)
+            payment = self._judge(db, transfer, now)
+            storage.insert_payment(db, payment)
+            if payment.status == "credited" and payment.user_id is not None:
+                _credit(db, payment, now)
+            return self._booking(db, payment, new=True)
 
-        booking = await self._run(write)
+        with ledger_failures():
+            booking = await self._store.write(write)
         if booking.new:
             payment = booking.payment
             log.info(
@@ -200,46 +201,45 @@ class TonBooks:
 
         ``hash_prefix`` is at least 8 hex digits of the transaction hash. The rate is its
         order's when the payment named one of the same asset, else the cheapest pack's.
-        Raises ``PaymentNotAssignable`` (``not_found``, ``ambiguous``, ``not_unmatched``).
+        Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous`` or
+        ``PaymentNotUnmatched``.
         """
         prefix = hash_prefix.strip().lower()
         if len(prefix) < MIN_HASH_PREFIX or any(ch not in "0123456789abcdef" for ch in prefix):
-            raise PaymentNotAssignable("not_found")
+            raise PaymentNotFound
         now = int(self._clock())
 
         def write(db: Database) -> TonBooking:
-            with ledger.write_transaction(db):
-                found = storage.find_payments(db, prefix)
-                if not found:
-                    raise PaymentNotAssignable("not_found")
-                if len(found) > 1:
-                    raise PaymentNotAssignable("ambiguous")
-                (payment,) = found
-                if payment.status != "unmatched":
-                    raise PaymentNotAssignable("not_unmatched")
-                order = (
-                    None if payment.order_id is None else storage.get_order(db, payment.order_id)
-                )
-                if order is not None and order.asset == payment.asset:
-                    rate = (order.amount, order.units)
-                else:
-                    rate = self.shop.fallback_rate(payment.asset)
-                storage.assign_payment(
-                    db,
-                    payment.hash,
-                    user_id=user_id,
-                    units=payment.amount * rate[1] // rate[0],
-                    rate=rate,
-                    admin=admin,
-                    now=now,
-                )
-                assigned = storage.get_payment(db, payment.hash)
-                if assigned is None:  # pragma: no cover -- updated in this transaction
-                    raise PaymentNotAssignable("not_found")
-                _credit(db, assigned, now)
-                return self._booking(db, assigned, new=True)
+            found = storage.find_payments(db, prefix)
+            if not found:
+                raise PaymentNotFound
+            if len(found) > 1:
+                raise PaymentAmbiguous
+            (payment,) = found
+            if payment.status != "unmatched":
+                raise PaymentNotUnmatched
+            order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
+            if order is not None and order.asset == payment.asset:
+                rate = (order.amount, order.units)
+            else:
+                rate = self.shop.fallback_rate(payment.asset)
+            storage.assign_payment(
+                db,
+                payment.hash,
+                user_id=user_id,
+                units=payment.amount * rate[1] // rate[0],
+                rate=rate,
+                admin=admin,
+                now=now,
+            )
+            assigned = storage.get_payment(db, payment.hash)
+            if assigned is None:  # pragma: no cover -- updated in this transaction
+                raise PaymentNotFound
+            _credit(db, assigned, now)
+            return self._booking(db, assigned, new=True)
 
-        booking = await self._run(write)
+        with ledger_failures():
+            booking = await self._store.write(write)
         log.info(
             "ton.payment_assigned",
             tx=booking.payment.hash,
@@ -251,19 +251,18 @@ class TonBooks:
 
     async def unmatched(self, limit: int = 10) -> list[TonPayment]:
         """The newest payments kept for the admins."""
-        return await self._run(lambda db: storage.payments(db, "unmatched", limit=limit))
+        with ledger_failures():
+            return await self._store.read(lambda db: storage.payments(db, "unmatched", limit=limit))
 
     async def recorded(self) -> list[TonPayment]:
         """Every recorded payment (for ``reconcile``), newest first."""
-        return await self._run(storage.payments)
+        with ledger_failures():
+            return await self._store.read(storage.payments)
 
     async def totals(self) -> TonTotals:
         """Counts and amounts for ``/stats`` and the audit."""
-        return await self._run(storage.totals)
-
-    async def check_invariant(self) -> list[int]:
-        """Users whose TON payments and ledger rows disagree (empty when all is well)."""
-        return await self._run(storage.inconsistent_users)
+        with ledger_failures():
+            return await self._store.read(storage.totals)
 
     # -- telling users -----------------------------------------------------------------------
 
@@ -271,19 +270,21 @@ class TonBooks:
         """Credited payments whose user has not been told yet, with their balances now."""
 
         def read(db: Database) -> list[TonBooking]:
-            with db.atomic():
-                return [self._booking(db, p, new=True) for p in storage.unnotified(db)]
+            return [self._booking(db, p, new=True) for p in storage.unnotified(db)]
 
-        return await self._run(read)
+        with ledger_failures():
+            return await self._store.read(read)
 
     async def notified(self, tx_hash: str) -> None:
         """The user was told about this payment."""
-        await self._run(lambda db: storage.mark_notified(db, tx_hash))
+        with ledger_failures():
+            await self._store.write(lambda db: storage.mark_notified(db, tx_hash))
 
     async def purge_orders(self, grace: int = ORDER_PURGE_AFTER_S) -> int:
         """Delete unpaid orders that expired more than ``grace`` seconds ago; how many went."""
         cutoff = int(self._clock()) - grace
-        purged = await self._run(lambda db: storage.purge_orders(db, cutoff))
+        with ledger_failures():
+            purged = await self._store.write(lambda db: storage.purge_orders(db, cutoff))
         if purged:
             log.info("ton.orders_purged", count=purged)
         return purged
@@ -326,27 +327,20 @@ class TonBooks:
         bookings = [await self.book(t) for t in transfers if t.skip is None]
         return [booking for booking in bookings if booking.new]
 
-    async def _run(self, fn: Callable[[Database], T]) -> T:
-        try:
-            return await self._store.run(storage.guarded(fn))
-        except StorageError as exc:
-            raise LedgerUnavailable("the TON books cannot be used right now") from exc
-
 
 def _credit(db: Database, payment: TonPayment, now: int) -> None:
     """The one place a TON payment reaches the ledger: a purchase row, ``ton:<hash>``."""
     if payment.user_id is None:  # pragma: no cover -- callers credit only named users
         raise BillingError("a credit needs a user")
-    note = format_amount(payment.asset, payment.amount)
-    if not ledger.add_entry(
-        db,
+    entry = LedgerEntry(
         payment.user_id,
         "purchase",
         payment.units,
-        source=LEDGER_PREFIX + payment.hash,
-        created_at=now,
-        note=note,
-    ):
+        LEDGER_PREFIX + payment.hash,
+        now,
+        note=format_amount(payment.asset, payment.amount),
+    )
+    if not ledger.record(db, entry):
         raise BillingError("the transaction hash is already a ledger source")
 
 

@@ -6,7 +6,10 @@ from services.errors import BillingError
 
 __all__ = [
     "MalformedTransfer",
+    "PaymentAmbiguous",
     "PaymentNotAssignable",
+    "PaymentNotFound",
+    "PaymentNotUnmatched",
     "TonError",
     "ToncenterRateLimited",
     "ToncenterUnavailable",
@@ -30,8 +33,27 @@ class MalformedTransfer(ToncenterUnavailable):
 
 
 class PaymentNotAssignable(TonError):
-    """An admin's assignment names no unmatched payment (``reason``: not_found, ambiguous...)."""
+    """An admin's assignment names no unmatched payment; ``reason`` is its code."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"payment not assignable: {reason}")
-        self.reason = reason
+    reason = "not_assignable"
+
+    def __init__(self) -> None:
+        super().__init__(f"payment not assignable: {self.reason}")
+
+
+class PaymentNotFound(PaymentNotAssignable):
+    """No recorded payment's hash starts with the digits given (or they are not 8 hex digits)."""
+
+    reason = "not_found"
+
+
+class PaymentAmbiguous(PaymentNotAssignable):
+    """More than one recorded payment's hash starts with the digits given."""
+
+    reason = "ambiguous"
+
+
+class PaymentNotUnmatched(PaymentNotAssignable):
+    """The payment is credited already, or dust: only an unmatched one can be assigned."""
+
+    reason = "not_unmatched"

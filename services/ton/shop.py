@@ -14,23 +14,20 @@ import io
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 import segno
 
-from models import StorageError
 from models import ton as storage
 from models.ton import Asset, TonOrder
-from services.errors import LedgerUnavailable, OrderRejected
+from services.errors import LedgerUnavailable, UnknownPack, ledger_failures
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from models import Database, Store
     from services.ton.chain import WalletAddress
-
-T = TypeVar("T")
 
 __all__ = ["DECIMALS", "SYMBOLS", "Invoice", "TonPack", "TonShop", "format_amount"]
 
@@ -159,11 +156,12 @@ class TonShop:
     ) -> Invoice:
         """Store a pending order for a pack and return its invoice.
 
-        Raises ``OrderRejected("unknown_pack")`` for a pack not (or no longer) sold.
+        Raises ``UnknownPack`` for a pack not (or no longer) sold, ``LedgerUnavailable`` when
+        the order cannot be stored.
         """
         pack = next((p for p in self._packs.get(asset, ()) if p.id == pack_id), None)
         if pack is None:
-            raise OrderRejected("unknown_pack")
+            raise UnknownPack
         now = int(self._clock())
         for _ in range(_NEW_ID_TRIES):
             order = TonOrder(
@@ -177,7 +175,9 @@ class TonShop:
                 created_at=now,
                 expires_at=now + self._order_ttl,
             )
-            if await self._run(functools.partial(_insert_order, order=order)):
+            with ledger_failures():
+                stored = await self._store.write(functools.partial(_insert_order, order=order))
+            if stored:
                 return self.invoice(order)
         raise LedgerUnavailable("no free order id")  # pragma: no cover -- 5 collisions in 5e11
 
@@ -186,7 +186,7 @@ class TonShop:
         query: dict[str, str | int] = {}
         if order.asset == "usdt":
             if self.usdt_master is None:
-                raise OrderRejected("unknown_pack")
+                raise UnknownPack
             query["jetton"] = self.usdt_master.bounceable
         query |= {"amount": order.amount, "text": order.id}
         path = f"{self.wallet.friendly}?{urlencode(query)}"
@@ -197,12 +197,6 @@ class TonShop:
             ton_link="ton://transfer/" + path,
             tonkeeper_link=TONKEEPER_TRANSFER + path,
         )
-
-    async def _run(self, fn: Callable[[Database], T]) -> T:
-        try:
-            return await self._store.run(storage.guarded(fn))
-        except StorageError as exc:
-            raise LedgerUnavailable("the TON orders cannot be used right now") from exc
 
 
 def _insert_order(db: Database, *, order: TonOrder) -> bool:

@@ -1,10 +1,13 @@
 """The fake Telegram plus ``sendPhoto`` (keeping the uploaded bytes) and a gate on sendMessage.
 
 The emulator (``playground.botapi``) has no ``sendPhoto`` yet; the TON invoice sends its QR
-code with it. ``PhotoTelegram`` answers it as Telegram does (a Message with ``photo`` sizes and
-the caption; 400 without a photo or with a caption over 1024 characters) and keeps each
-upload's bytes in ``photos`` so a test can read the picture. ``hold_messages_to`` makes
-sendMessage to one chat wait until ``release_messages`` (to stop the bot mid-notification).
+code with it. The emulator's parts have no hook for another method, so ``PhotoTelegram`` adds
+its two to the server's method table after it is built; its sendPhoto stores the message in
+the emulator's ``state`` like any other the bot sends. It answers as Telegram does (a Message
+with ``photo`` sizes and the caption; 400 without a photo or with a caption over 1024
+characters) and keeps each upload's bytes in ``photos`` so a test can read the picture.
+``hold_messages_to`` makes sendMessage to one chat wait until ``release_messages`` (to stop the
+bot mid-notification).
 """
 
 from __future__ import annotations
@@ -36,13 +39,12 @@ class PhotoTelegram(FakeTelegram):
         self.holding = asyncio.Event()  # set while a held sendMessage waits
         self._gate = asyncio.Event()
         super().__init__(**kwargs)
-
-    def methods(self) -> dict[str, Method]:
-        """The emulator's methods, sendPhoto, and sendMessage behind the gate."""
-        return super().methods() | {
+        added: dict[str, Method] = {
             "sendPhoto": self._send_photo,
             "sendMessage": self._gated_send_message,
         }
+        self._methods |= added
+        self._canonical |= {name.lower(): name for name in added}
 
     def hold_messages_to(self, chat_id: int) -> None:
         """Make sendMessage to ``chat_id`` wait (unanswered) until ``release_messages``."""
@@ -72,10 +74,10 @@ class PhotoTelegram(FakeTelegram):
         if p.get("chat_id") in self.held_chats:
             self.holding.set()
             await self._gate.wait()
-        return self._send_message(p)
+        return self.state._send_message(p)
 
     def _send_photo(self, p: dict[str, Any]) -> dict[str, Any]:
-        chat = self._chat(p)
+        chat = self.state.chat(p)
         photo = p.get("photo")
         uploads = _UPLOADS.get({})
         # A file goes up as a form field named in the parameter ("attach://<field>") or as the
@@ -91,7 +93,7 @@ class PhotoTelegram(FakeTelegram):
         self.photos.setdefault(chat["id"], []).append(data)
         unique = hashlib.sha256(data).hexdigest()[:16]
         size = {"file_id": f"photo-{unique}", "file_unique_id": unique, "file_size": len(data)}
-        return self._send(
+        return self.state.send(
             chat,
             photo=[size | {"width": 320, "height": 320}],
             caption=caption or None,

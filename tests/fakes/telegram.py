@@ -1,7 +1,8 @@
 """The fake Telegram Bot API server the tests use: the playground's emulator, re-exported.
 
-The emulator is product code in ``playground.botapi`` (the local playground serves it to a
-browser); tests keep importing it from here. Its docstring describes the API.
+The emulator lives in the dev-only package ``playground`` (never in the product wheel), which the
+local playground serves to a browser and the benchmarks use too; tests import it from here. The
+docstring of ``playground.botapi`` describes its API and its parts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Billing on a real SQLite file: prices, holds, settling, the free allowance, crash recovery."""
+"""Credit on a real SQLite file: prices, holds, settling, the free allowance, crash recovery."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING
 import pytest
 from structlog.testing import capture_logs
 
-from models import Database, MasterKey, Store
+from models import Database, MasterKey, StorageError, Store
 from models import migrations as schema
 from models.ledger import Balance
 from models.usage import ReceiptProof, StoredBundle
 from sealed.receipt import ReceiptStatus
-from services.billing import Billing, ModelPrice, Prices, format_units
+from services.credit import Credit
 from services.errors import BillingError, InsufficientCredit, LedgerUnavailable
+from services.prices import ModelPrice, Prices, format_units
+from tests.books import grant, inconsistent_users
 from tests.harness import Clock
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ async def _books_balance(db_path: Path, master_key: MasterKey) -> AsyncIterator[
     yield
     reopened = await Store.open(db_path, master_key)
     try:
-        assert await Billing(reopened, PRICES, FREE).check_invariant() == []
+        assert await inconsistent_users(reopened) == []
     finally:
         await reopened.close()
 
@@ -56,18 +58,18 @@ async def store(db_path: Path, master_key: MasterKey) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def billing(store: Store, clock: Clock) -> Billing:
-    return Billing(store, PRICES, FREE, clock=clock)
+def credit(store: Store, clock: Clock) -> Credit:
+    return Credit(store, PRICES, FREE, clock=clock)
 
 
 @pytest.fixture
-def paid_only(store: Store, clock: Clock) -> Billing:
-    """Billing with no free allowance, so every token costs."""
-    return Billing(store, PRICES, 0, clock=clock)
+def paid_only(store: Store, clock: Clock) -> Credit:
+    """Credit with no free allowance, so every token costs."""
+    return Credit(store, PRICES, 0, clock=clock)
 
 
 async def _ledger(store: Store, user_id: int) -> list[tuple[str, int, str]]:
-    rows = await store.run(
+    rows = await store.read(
         lambda db: db.execute(
             "SELECT kind, amount, source FROM ledger WHERE user_id = ? ORDER BY id", [user_id]
         ).fetchall()
@@ -120,9 +122,9 @@ def test_units_are_shown_as_exact_stars() -> None:
 
 
 async def test_a_request_is_charged_its_actual_cost_and_the_rest_is_given_back(
-    paid_only: Billing, store: Store
+    paid_only: Credit, store: Store
 ) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "welcome:1")
+    await grant(store, ALICE, STAR, "grant", "welcome:1")
 
     hold = await paid_only.hold(ALICE, "r1", "model", 100, 1000)
     assert hold.units == 100 * 20 + 1000 * 60
@@ -143,11 +145,11 @@ async def test_a_request_is_charged_its_actual_cost_and_the_rest_is_given_back(
 
 
 async def test_the_model_price_is_the_one_the_hold_was_made_at(store: Store, clock: Clock) -> None:
-    before = Billing(store, Prices.parse("*=10/10"), 0, clock=clock)
-    await before.credit(ALICE, STAR, "grant", "g")
+    before = Credit(store, Prices.parse("*=10/10"), 0, clock=clock)
+    await grant(store, ALICE, STAR, "grant", "g")
     hold = await before.hold(ALICE, "r1", "model", 10, 10)
 
-    after_restart = Billing(store, Prices.parse("*=1000/1000"), 0, clock=clock)
+    after_restart = Credit(store, Prices.parse("*=1000/1000"), 0, clock=clock)
     charge = await after_restart.settle(hold, 10, 10, receipt_valid=True)
 
     assert charge.units == 200
@@ -155,16 +157,16 @@ async def test_the_model_price_is_the_one_the_hold_was_made_at(store: Store, clo
 
 
 async def test_the_free_allowance_is_spent_first_and_resets_at_midnight_utc(
-    billing: Billing, store: Store, clock: Clock
+    credit: Credit, store: Store, clock: Clock
 ) -> None:
     # 1500 tokens fit the 2000 free: nothing is needed even with no credit at all.
-    first = await billing.hold(ALICE, "r1", "model", 500, 1000)
+    first = await credit.hold(ALICE, "r1", "model", 500, 1000)
     assert (first.units, first.free_tokens) == (0, 1500)
-    assert (await billing.balance(ALICE)).free_tokens_left == 500  # reserved while running
+    assert (await credit.balance(ALICE)).free_tokens_left == 500  # reserved while running
 
-    charge = await billing.settle(first, 500, 300, receipt_valid=True)
+    charge = await credit.settle(first, 500, 300, receipt_valid=True)
     assert (charge.free_tokens, charge.cost, charge.units) == (800, 500 * 20 + 300 * 60, 0)
-    assert await billing.balance(ALICE) == _balance(0, 1200)
+    assert await credit.balance(ALICE) == _balance(0, 1200)
     assert await _ledger(store, ALICE) == [
         ("hold", 0, "hold:r1"),
         ("release", 0, "release:r1"),
@@ -173,49 +175,49 @@ async def test_the_free_allowance_is_spent_first_and_resets_at_midnight_utc(
     ]
 
     # 1200 free left and no credit: the answer is capped to the 700 tokens they still pay for.
-    second = await billing.hold(ALICE, "r2", "model", 500, 1000)
+    second = await credit.hold(ALICE, "r2", "model", 500, 1000)
     assert (second.units, second.free_tokens, second.max_completion_tokens) == (0, 1200, 700)
-    charge = await billing.settle(second, 500, 700, receipt_valid=True)
+    charge = await credit.settle(second, 500, 700, receipt_valid=True)
     assert (charge.units, charge.free_tokens) == (0, 1200)
-    assert await billing.balance(ALICE) == _balance(0, 0)
+    assert await credit.balance(ALICE) == _balance(0, 0)
 
     # Not even a short answer fits now: refused, naming what a 64-token answer would cost.
     with pytest.raises(InsufficientCredit) as refused:
-        await billing.hold(ALICE, "r3", "model", 500, 1000)
+        await credit.hold(ALICE, "r3", "model", 500, 1000)
     assert (refused.value.needed, refused.value.balance) == (500 * 20 + 64 * 60, 0)
     assert refused.value.free_tokens_left == 0
 
-    await billing.credit(ALICE, STAR, "purchase", "charge-1")
-    third = await billing.hold(ALICE, "r3", "model", 500, 1000)
+    await grant(store, ALICE, STAR, "purchase", "charge-1")
+    third = await credit.hold(ALICE, "r3", "model", 500, 1000)
     assert (third.units, third.free_tokens) == (500 * 20 + 1000 * 60, 0)
-    charge = await billing.settle(third, 500, 1000, receipt_valid=True)
-    assert await billing.balance(ALICE) == _balance(STAR - charge.units, 0)
+    charge = await credit.settle(third, 500, 1000, receipt_valid=True)
+    assert await credit.balance(ALICE) == _balance(STAR - charge.units, 0)
 
     clock.advance(12 * 3600 - 1)  # 23:59:59 UTC
-    assert (await billing.balance(ALICE)).free_tokens_left == 0
+    assert (await credit.balance(ALICE)).free_tokens_left == 0
     clock.advance(1)  # 00:00:00 UTC: a new day
-    assert (await billing.balance(ALICE)).free_tokens_left == FREE
-    fourth = await billing.hold(ALICE, "r4", "model", 100, 100)
+    assert (await credit.balance(ALICE)).free_tokens_left == FREE
+    fourth = await credit.hold(ALICE, "r4", "model", 100, 100)
     assert (fourth.units, fourth.free_tokens) == (0, 200)
-    await billing.release(fourth)
-    assert (await billing.balance(ALICE)).free_tokens_left == FREE
+    await credit.release(fourth)
+    assert (await credit.balance(ALICE)).free_tokens_left == FREE
 
 
-async def test_a_hold_counts_against_the_day_it_was_made(billing: Billing, clock: Clock) -> None:
+async def test_a_hold_counts_against_the_day_it_was_made(credit: Credit, clock: Clock) -> None:
     clock.advance(12 * 3600 - 10)  # ten seconds before midnight
-    hold = await billing.hold(ALICE, "r1", "model", 1000, 1000)
+    hold = await credit.hold(ALICE, "r1", "model", 1000, 1000)
     clock.advance(20)
-    assert (await billing.balance(ALICE)).free_tokens_left == FREE
+    assert (await credit.balance(ALICE)).free_tokens_left == FREE
 
-    await billing.settle(hold, 1000, 1000, receipt_valid=True)
+    await credit.settle(hold, 1000, 1000, receipt_valid=True)
 
-    assert (await billing.balance(ALICE)).free_tokens_left == FREE
+    assert (await credit.balance(ALICE)).free_tokens_left == FREE
 
 
 async def test_insufficient_credit_raises_and_writes_nothing(
-    paid_only: Billing, store: Store
+    paid_only: Credit, store: Store
 ) -> None:
-    await paid_only.credit(ALICE, 1000, "grant", "g")
+    await grant(store, ALICE, 1000, "grant", "g")
     before = await _ledger(store, ALICE)
 
     with pytest.raises(InsufficientCredit) as refused:
@@ -226,22 +228,22 @@ async def test_insufficient_credit_raises_and_writes_nothing(
     assert await _ledger(store, ALICE) == before
     assert await paid_only.balance(ALICE) == _balance(1000, 0)
     # The refused request left no trace: the same id may be held once credit arrives.
-    await paid_only.credit(ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "purchase", "c1")
     assert (await paid_only.hold(ALICE, "r1", "model", 100, 1000)).units == 62_000
 
 
-async def test_a_negative_balance_stops_even_free_requests(billing: Billing) -> None:
-    await billing.credit(ALICE, -5, "refund", "refund:x")
+async def test_a_negative_balance_stops_even_free_requests(credit: Credit, store: Store) -> None:
+    await grant(store, ALICE, -5, "refund", "refund:x")
 
     with pytest.raises(InsufficientCredit) as refused:
-        await billing.hold(ALICE, "r1", "model", 10, 10)
+        await credit.hold(ALICE, "r1", "model", 10, 10)
 
     assert (refused.value.needed, refused.value.balance) == (0, -5)
 
 
-async def test_fifty_concurrent_holds_never_overdraw(paid_only: Billing) -> None:
+async def test_fifty_concurrent_holds_never_overdraw(paid_only: Credit, store: Store) -> None:
     per_request = 10 * 20 + 100 * 60
-    await paid_only.credit(ALICE, 10 * per_request + per_request // 2, "purchase", "c1")
+    await grant(store, ALICE, 10 * per_request + per_request // 2, "purchase", "c1")
 
     results = await asyncio.gather(
         *(paid_only.hold(ALICE, f"r{n}", "model", 10, 100) for n in range(50)),
@@ -256,9 +258,9 @@ async def test_fifty_concurrent_holds_never_overdraw(paid_only: Billing) -> None
     assert (await paid_only.balance(ALICE)).units == 10 * per_request + per_request // 2
 
 
-async def test_concurrent_holds_cannot_share_the_same_free_tokens(billing: Billing) -> None:
+async def test_concurrent_holds_cannot_share_the_same_free_tokens(credit: Credit) -> None:
     results = await asyncio.gather(
-        *(billing.hold(ALICE, f"r{n}", "model", 100, 200) for n in range(50)),
+        *(credit.hold(ALICE, f"r{n}", "model", 100, 200) for n in range(50)),
         return_exceptions=True,
     )
 
@@ -266,15 +268,13 @@ async def test_concurrent_holds_cannot_share_the_same_free_tokens(billing: Billi
     # Six full holds take 1800 free tokens; the seventh gets the 100 answer tokens left.
     assert sorted(h.max_completion_tokens for h in holds) == [100] + [200] * (FREE // 300)
     assert all(isinstance(r, InsufficientCredit) for r in results if r not in holds)
-    assert await billing.balance(ALICE) == _balance(0, 0)
+    assert await credit.balance(ALICE) == _balance(0, 0)
     for hold in holds:
-        await billing.release(hold)
+        await credit.release(hold)
 
 
-async def test_settling_or_releasing_twice_changes_nothing(
-    paid_only: Billing, store: Store
-) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
+async def test_settling_or_releasing_twice_changes_nothing(paid_only: Credit, store: Store) -> None:
+    await grant(store, ALICE, STAR, "grant", "g")
     hold = await paid_only.hold(ALICE, "r1", "model", 10, 100)
     charge = await paid_only.settle(hold, 10, 50, receipt_valid=True)
     rows = await _ledger(store, ALICE)
@@ -292,9 +292,11 @@ async def test_settling_or_releasing_twice_changes_nothing(
     assert (await paid_only.balance(ALICE)).units == STAR - charge.units
 
 
-async def test_holding_a_request_id_again_returns_the_first_hold(paid_only: Billing) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
-    await paid_only.credit(BOB, STAR, "grant", "g2")
+async def test_holding_a_request_id_again_returns_the_first_hold(
+    paid_only: Credit, store: Store
+) -> None:
+    await grant(store, ALICE, STAR, "grant", "g")
+    await grant(store, BOB, STAR, "grant", "g2")
     first = await paid_only.hold(ALICE, "r1", "model", 10, 100)
 
     assert await paid_only.hold(ALICE, "r1", "model", 10, 100) == first
@@ -304,8 +306,8 @@ async def test_holding_a_request_id_again_returns_the_first_hold(paid_only: Bill
     await paid_only.release(first)
 
 
-async def test_settling_an_unknown_hold_is_refused(paid_only: Billing) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
+async def test_settling_an_unknown_hold_is_refused(paid_only: Credit, store: Store) -> None:
+    await grant(store, ALICE, STAR, "grant", "g")
     hold = await paid_only.hold(ALICE, "r1", "model", 1, 1)
     await paid_only.release(hold)
     forged = dataclasses.replace(hold, request_id="never-held")
@@ -315,17 +317,18 @@ async def test_settling_an_unknown_hold_is_refused(paid_only: Billing) -> None:
 
 
 async def test_an_invalid_receipt_is_charged_the_held_amount_and_logged(
-    billing: Billing,
+    credit: Credit,
+    store: Store,
 ) -> None:
-    await billing.credit(ALICE, STAR, "purchase", "c1")
-    hold = await billing.hold(ALICE, "r1", "model", 1000, 2000)
+    await grant(store, ALICE, STAR, "purchase", "c1")
+    hold = await credit.hold(ALICE, "r1", "model", 1000, 2000)
 
     with capture_logs() as logs:
-        charge = await billing.settle(hold, 1, 1, receipt_valid=False)
+        charge = await credit.settle(hold, 1, 1, receipt_valid=False)
 
     assert (charge.outcome, charge.units, charge.free_tokens) == ("unverified", hold.units, FREE)
     assert (charge.prompt_tokens, charge.completion_tokens) == (1000, 2000)
-    assert await billing.balance(ALICE) == _balance(STAR - hold.units, 0)
+    assert await credit.balance(ALICE) == _balance(STAR - hold.units, 0)
     events = [entry for entry in logs if entry["event"] == "billing.receipt_invalid"]
     assert events == [
         {
@@ -339,9 +342,10 @@ async def test_an_invalid_receipt_is_charged_the_held_amount_and_logged(
 
 
 async def test_a_receipt_counting_more_than_was_held_is_charged_in_full(
-    paid_only: Billing,
+    paid_only: Credit,
+    store: Store,
 ) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
+    await grant(store, ALICE, STAR, "grant", "g")
     hold = await paid_only.hold(ALICE, "r1", "model", 10, 100)
 
     with capture_logs() as logs:
@@ -353,45 +357,46 @@ async def test_a_receipt_counting_more_than_was_held_is_charged_in_full(
 
 
 async def test_past_the_balance_a_receipt_overdraws_and_answers_stop_until_a_top_up(
-    billing: Billing, clock: Clock
+    credit: Credit, clock: Clock, store: Store
 ) -> None:
-    await billing.credit(ALICE, 10_000, "grant", "g")
-    hold = await billing.hold(ALICE, "r1", "model", 1000, 1000)
+    await grant(store, ALICE, 10_000, "grant", "g")
+    hold = await credit.hold(ALICE, "r1", "model", 1000, 1000)
     assert hold.free_tokens == FREE
 
     # The model server counted far more than the ceilings (a tokenizer nobody foresaw).
     with capture_logs() as logs:
-        charge = await billing.settle(hold, 3000, 1000, receipt_valid=True)
+        charge = await credit.settle(hold, 3000, 1000, receipt_valid=True)
 
     # Free tokens first, then the balance, then the overdraft: nothing is capped.
     assert (charge.free_tokens, charge.cost) == (FREE, 3000 * 20 + 1000 * 60)
     assert charge.units == 1000 * 20 + 1000 * 60
-    assert await billing.balance(ALICE) == _balance(10_000 - charge.units, 0)
+    assert await credit.balance(ALICE) == _balance(10_000 - charge.units, 0)
     events = [entry["event"] for entry in logs]
     assert events == ["billing.over_hold", "billing.overdraft"]
     with pytest.raises(InsufficientCredit) as refused:
-        await billing.hold(ALICE, "r2", "model", 10, 10)
+        await credit.hold(ALICE, "r2", "model", 10, 10)
     assert refused.value.balance == 10_000 - charge.units < 0
-    await billing.credit(ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "purchase", "c1")
     clock.advance(DAY)
-    assert (await billing.hold(ALICE, "r2", "model", 10, 10)).units == 0
+    assert (await credit.hold(ALICE, "r2", "model", 10, 10)).units == 0
 
 
-async def test_an_answer_may_use_free_tokens_another_hold_gave_back(billing: Billing) -> None:
-    first = await billing.hold(ALICE, "r1", "model", 100, 100)
-    other = await billing.hold(ALICE, "r2", "model", 100, 100)
-    await billing.release(other)  # 200 free tokens back in the pool
+async def test_an_answer_may_use_free_tokens_another_hold_gave_back(credit: Credit) -> None:
+    first = await credit.hold(ALICE, "r1", "model", 100, 100)
+    other = await credit.hold(ALICE, "r2", "model", 100, 100)
+    await credit.release(other)  # 200 free tokens back in the pool
 
-    charge = await billing.settle(first, 100, 300, receipt_valid=True)
+    charge = await credit.settle(first, 100, 300, receipt_valid=True)
 
     assert (charge.free_tokens, charge.units) == (400, 0)
-    assert (await billing.balance(ALICE)).free_tokens_left == FREE - 400
+    assert (await credit.balance(ALICE)).free_tokens_left == FREE - 400
 
 
 async def test_a_stopped_receipt_is_charged_its_counts_and_its_status_kept(
-    paid_only: Billing,
+    paid_only: Credit,
+    store: Store,
 ) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
+    await grant(store, ALICE, STAR, "grant", "g")
     hold = await paid_only.hold(ALICE, "r1", "model", 100, 1000)
 
     charge = await paid_only.settle(hold, 90, 12, receipt_valid=True, status=ReceiptStatus.STOPPED)
@@ -407,9 +412,10 @@ async def test_a_stopped_receipt_is_charged_its_counts_and_its_status_kept(
 
 
 async def test_text_delivered_without_a_receipt_is_charged_the_bots_estimate(
-    paid_only: Billing,
+    paid_only: Credit,
+    store: Store,
 ) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
+    await grant(store, ALICE, STAR, "grant", "g")
     hold = await paid_only.hold(ALICE, "r1", "model", 100, 1000)
 
     with capture_logs() as logs:
@@ -427,13 +433,13 @@ async def test_text_delivered_without_a_receipt_is_charged_the_bots_estimate(
 
 
 async def test_an_estimate_uses_the_free_allowance_and_never_exceeds_the_hold(
-    billing: Billing, paid_only: Billing
+    credit: Credit, paid_only: Credit, store: Store
 ) -> None:
-    free_hold = await billing.hold(ALICE, "r1", "model", 100, 1000)
-    free = await billing.estimate(free_hold, 30)
+    free_hold = await credit.hold(ALICE, "r1", "model", 100, 1000)
+    free = await credit.estimate(free_hold, 30)
     assert (free.units, free.free_tokens, free.cost) == (0, 130, 100 * 20 + 30 * 60)
 
-    await paid_only.credit(BOB, STAR, "grant", "g")
+    await grant(store, BOB, STAR, "grant", "g")
     small = await paid_only.hold(BOB, "r2", "model", 10, 20)
     capped = await paid_only.estimate(small, 5000)
     assert capped.units == small.units
@@ -478,8 +484,8 @@ async def test_the_estimated_outcome_migration_keeps_every_hold(tmp_path: Path) 
 async def test_recover_releases_holds_a_crash_left_open(
     store: Store, db_path: Path, master_key: MasterKey, clock: Clock
 ) -> None:
-    before = Billing(store, PRICES, 0, clock=clock)
-    await before.credit(ALICE, STAR, "purchase", "c1")
+    before = Credit(store, PRICES, 0, clock=clock)
+    await grant(store, ALICE, STAR, "purchase", "c1")
     done = await before.hold(ALICE, "r1", "model", 10, 100)
     await before.hold(ALICE, "r2", "model", 10, 100)  # in flight when the bot dies
     charge = await before.settle(done, 10, 40, receipt_valid=True)
@@ -488,7 +494,7 @@ async def test_recover_releases_holds_a_crash_left_open(
     clock.advance(120)
     reopened = await Store.open(db_path, master_key)
     try:
-        after = Billing(reopened, PRICES, 0, clock=clock)
+        after = Credit(reopened, PRICES, 0, clock=clock)
         fresh = await after.hold(ALICE, "r3", "model", 1, 1)
         assert (await after.balance(ALICE)).held == done.units + fresh.units
 
@@ -509,13 +515,13 @@ async def test_recover_releases_holds_a_crash_left_open(
 # -- credits, history, figures ---------------------------------------------------------------
 
 
-async def test_a_credit_is_written_once_per_source(billing: Billing) -> None:
-    assert await billing.credit(ALICE, 5 * STAR, "grant", "admin:42", note="thanks")
-    assert not await billing.credit(ALICE, 5 * STAR, "grant", "admin:42")
-    assert not await billing.credit(BOB, 7 * STAR, "purchase", "admin:42")
+async def test_a_credit_is_written_once_per_source(credit: Credit, store: Store) -> None:
+    assert await grant(store, ALICE, 5 * STAR, "grant", "admin:42")
+    assert not await grant(store, ALICE, 5 * STAR, "grant", "admin:42")
+    assert not await grant(store, BOB, 7 * STAR, "purchase", "admin:42")
 
-    assert (await billing.balance(ALICE)).units == 5 * STAR
-    assert (await billing.balance(BOB)).units == 0
+    assert (await credit.balance(ALICE)).units == 5 * STAR
+    assert (await credit.balance(BOB)).units == 0
 
 
 @pytest.mark.parametrize(
@@ -523,18 +529,20 @@ async def test_a_credit_is_written_once_per_source(billing: Billing) -> None:
     [("usage", "x"), ("hold", "x"), ("free", "x"), ("grant", ""), ("grant", "hold:r1")],
 )
 async def test_credit_refuses_request_kinds_and_keys(
-    billing: Billing, kind: str, source: str
+    credit: Credit, kind: str, source: str, store: Store
 ) -> None:
     with pytest.raises(ValueError, match=r"kind must be one of|source must be"):
-        await billing.credit(ALICE, STAR, kind, source)  # type: ignore[arg-type]
-    assert (await billing.balance(ALICE)).units == 0
+        await grant(store, ALICE, STAR, kind, source)  # type: ignore[arg-type]
+    assert (await credit.balance(ALICE)).units == 0
 
 
-async def test_history_lists_charges_and_purchases_newest_first(paid_only: Billing) -> None:
-    await paid_only.credit(ALICE, STAR, "purchase", "c1")
+async def test_history_lists_charges_and_purchases_newest_first(
+    paid_only: Credit, store: Store
+) -> None:
+    await grant(store, ALICE, STAR, "purchase", "c1")
     hold = await paid_only.hold(ALICE, "r1", "big", 10, 100)
     await paid_only.settle(hold, 10, 20, receipt_valid=True)
-    await paid_only.credit(BOB, STAR, "purchase", "c2")
+    await grant(store, BOB, STAR, "purchase", "c2")
 
     history = await paid_only.history(ALICE)
 
@@ -546,8 +554,8 @@ async def test_history_lists_charges_and_purchases_newest_first(paid_only: Billi
     assert len(await paid_only.history(ALICE, limit=1)) == 1
 
 
-async def test_ledger_rows_cannot_be_changed_or_deleted(billing: Billing, store: Store) -> None:
-    await billing.credit(ALICE, STAR, "purchase", "c1")
+async def test_ledger_rows_cannot_be_changed_or_deleted(credit: Credit, store: Store) -> None:
+    await grant(store, ALICE, STAR, "purchase", "c1")
 
     def change(db: Database) -> None:
         db.execute("UPDATE ledger SET amount = 1")
@@ -556,22 +564,23 @@ async def test_ledger_rows_cannot_be_changed_or_deleted(billing: Billing, store:
         db.execute("DELETE FROM ledger")
 
     for statement in (change, delete):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            await store.run(statement)
+        with pytest.raises(StorageError, match="append-only") as refused:
+            await store.write(statement)
+        assert isinstance(refused.value.__cause__, sqlite3.IntegrityError)
 
-    assert (await billing.balance(ALICE)).units == STAR
+    assert (await credit.balance(ALICE)).units == STAR
 
 
-async def test_check_invariant_names_users_whose_rows_disagree(
+async def test_the_invariant_check_names_users_whose_rows_disagree(
     tmp_path: Path, clock: Clock
 ) -> None:
     other = await Store.open(tmp_path / "other.db", MasterKey.generate())
     try:
-        billing = Billing(other, PRICES, 0, clock=clock)
-        await billing.credit(ALICE, STAR, "purchase", "c1")
-        hold = await billing.hold(ALICE, "r1", "model", 1, 1)
-        await billing.settle(hold, 1, 1, receipt_valid=True)
-        assert await billing.check_invariant() == []
+        credit = Credit(other, PRICES, 0, clock=clock)
+        await grant(other, ALICE, STAR, "purchase", "c1")
+        hold = await credit.hold(ALICE, "r1", "model", 1, 1)
+        await credit.settle(hold, 1, 1, receipt_valid=True)
+        assert await inconsistent_users(other) == []
 
         def usage_without_a_hold(db: Database) -> None:
             db.execute(
@@ -580,19 +589,19 @@ async def test_check_invariant_names_users_whose_rows_disagree(
                 [BOB],
             )
 
-        await other.run(usage_without_a_hold)
-        assert await billing.check_invariant() == [BOB]
+        await other.write(usage_without_a_hold)
+        assert await inconsistent_users(other) == [BOB]
     finally:
         await other.close()
 
 
 async def test_a_closed_store_is_reported_as_an_unavailable_ledger(
-    billing: Billing, store: Store
+    credit: Credit, store: Store
 ) -> None:
     await store.close()
 
     with pytest.raises(LedgerUnavailable):
-        await billing.balance(ALICE)
+        await credit.balance(ALICE)
 
 
 def _balance(units: int, free_left: int, held: int = 0) -> Balance:
@@ -600,9 +609,9 @@ def _balance(units: int, free_left: int, held: int = 0) -> Balance:
 
 
 async def test_the_sweep_releases_old_holds_but_spares_answers_still_running(
-    paid_only: Billing, clock: Clock
+    paid_only: Credit, clock: Clock, store: Store
 ) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
+    await grant(store, ALICE, STAR, "grant", "g")
     orphan = await paid_only.hold(ALICE, "orphan", "model", 10, 100)
     running = await paid_only.hold(ALICE, "running", "model", 10, 100)
     clock.advance(100)
@@ -617,9 +626,9 @@ async def test_the_sweep_releases_old_holds_but_spares_answers_still_running(
 
 
 async def test_each_charge_keeps_its_proof_where_nothing_can_change_it(
-    paid_only: Billing, store: Store
+    paid_only: Credit, store: Store
 ) -> None:
-    await paid_only.credit(ALICE, STAR, "grant", "g")
+    await grant(store, ALICE, STAR, "grant", "g")
     bundle = StoredBundle(b'{"bundle": 1}', b"s" * 64, b"o" * 32)
     for request_id in ("r1", "r2"):
         hold = await paid_only.hold(ALICE, request_id, "model", 10, 100)
@@ -630,7 +639,7 @@ async def test_each_charge_keeps_its_proof_where_nothing_can_change_it(
     estimated = await paid_only.hold(ALICE, "r3", "model", 10, 100)
     await paid_only.estimate(estimated, 500)
 
-    rows = await store.run(
+    rows = await store.read(
         lambda db: db.execute(
             "SELECT request_id, outcome, receipt, signature, receipt_key, bundle_id, price_in,"
             " price_out, prompt_tokens, completion_tokens, cost, charged FROM usage_receipts"
@@ -645,11 +654,12 @@ async def test_each_charge_keeps_its_proof_where_nothing_can_change_it(
         # No receipt could be had: the bot's count, at most the answer tokens held.
         ("r3", "estimated", None, None, None, None, 20, 60, 10, 100, 6200, 6200),
     ]  # fmt: skip
-    (bundles,) = await store.run(lambda db: db.execute("SELECT COUNT(*) FROM bundles").fetchone())
+    (bundles,) = await store.read(lambda db: db.execute("SELECT COUNT(*) FROM bundles").fetchone())
     assert bundles == 1
 
     def tamper(db: Database) -> None:
         db.execute("UPDATE usage_receipts SET charged = 0")
 
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        await store.run(tamper)
+    with pytest.raises(StorageError, match="append-only") as refused:
+        await store.write(tamper)
+    assert isinstance(refused.value.__cause__, sqlite3.IntegrityError)

@@ -1,46 +1,48 @@
-"""Telegram Stars (currency XTR): packs, the monthly plan, orders, payments, refunds.
+"""The shop: packs of credit and the monthly plan, sold for Telegram Stars (currency XTR).
 
-An invoice's payload is a single-use order id stored as a pending order. Pre-checkout accepts
-only the owner's pending, unexpired order at its exact amount. A successful payment is credited
-exactly once, in one transaction with its payment row (UNIQUE charge id) and the order marked
-paid; a redelivered update changes nothing. A payment that does not match a good order is still
-credited (the user paid) and flagged for the admin. Credits are in µ★ (1 Star = 1_000_000).
+It makes orders, answers pre-checkout, books payments and refunds into the ledger, and
+reconciles its books with Telegram's list of Star transactions. An invoice's payload is a
+single-use order id stored as a pending order. Pre-checkout accepts only the owner's pending,
+unexpired order at its exact amount. A successful payment is credited exactly once, in one
+transaction with its payment row (UNIQUE charge id) and the order marked paid; a redelivered
+update changes nothing. A payment that does not match a good order is still credited (the user
+paid) and flagged for the admin. Credits are in µ★ (1 Star = 1_000_000). Every change is one
+``Store.write``; a storage failure is ``LedgerUnavailable``.
 """
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from models import StorageError
-from models import ledger as storage
-from models.ledger import Order, Payment, StarTx
-from services.errors import BillingError, LedgerUnavailable, OrderRejected
+from models import ledger, orders
+from models.ledger import LedgerEntry
+from models.orders import Order, Payment
+from services.errors import BillingError, NoPlan, UnknownPack, ledger_failures
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from models import Database, Store
+    from models.ledger import Kind
+    from models.orders import OrderKind
 
 __all__ = [
     "CURRENCY",
-    "PRE_CHECKOUT_REASONS",
     "SUBSCRIPTION_PERIOD",
+    "IncomingPayment",
     "Order",
     "Pack",
     "Payment",
     "PaymentResult",
     "Plan",
-    "StarTx",
-    "StarsShop",
+    "Shop",
+    "StarTransaction",
 ]
-
-T = TypeVar("T")
 
 log = structlog.get_logger("veil.stars")
 
@@ -51,14 +53,6 @@ ORDER_TTL_S: Final = 3600
 # Unpaid orders are deleted this long after they expired (pre-checkout refuses them already).
 ORDER_PURGE_AFTER_S: Final = 86_400
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
-PRE_CHECKOUT_REASONS: Final = (
-    "unknown_order",
-    "foreign_order",
-    "already_paid",
-    "expired",
-    "wrong_currency",
-    "wrong_amount",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +118,42 @@ class PaymentResult:
     plan: bool = False
 
 
-class StarsShop:
+@dataclass(frozen=True, slots=True)
+class IncomingPayment:
+    """A successful payment as Telegram reports it (``successful_payment``), to be booked.
+
+    ``payload`` is the invoice payload (our order id), ``amount`` in the currency's whole units
+    (Stars), ``charge_id`` Telegram's charge id; ``is_recurring`` marks a plan's payment and
+    ``subscription_expires_at`` (Unix time) when its period ends.
+    """
+
+    user_id: int
+    payload: str
+    currency: str
+    amount: int
+    charge_id: str
+    is_recurring: bool = False
+    subscription_expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StarTransaction:
+    """One Stars transaction with a user, as Telegram's ``getStarTransactions`` lists it.
+
+    ``id`` is the charge id (a refund carries its payment's id), ``amount`` whole Stars,
+    ``payload`` the invoice payload Telegram reports with it (our order id), if any;
+    ``subscription`` whether it paid a subscription period.
+    """
+
+    id: str
+    amount: int
+    is_refund: bool
+    user_id: int | None = None
+    payload: str | None = None
+    subscription: bool = False
+
+
+class Shop:
     """Sells packs and the plan for Stars, and books payments and refunds in the ledger."""
 
     def __init__(
@@ -147,35 +176,36 @@ class StarsShop:
         self._clock = clock
 
     def __repr__(self) -> str:
-        return f"StarsShop(packs={len(self.packs)}, plan={self.plan is not None})"
+        return f"Shop(packs={len(self.packs)}, plan={self.plan is not None})"
 
     # -- orders ------------------------------------------------------------------------------
 
     async def create_order(self, user_id: int, pack_id: str) -> Order:
         """Store a pending order for a pack; its id is the invoice payload.
 
-        Raises ``OrderRejected("unknown_pack")`` for a pack that is not (or no longer) sold.
+        Raises ``UnknownPack`` for a pack that is not (or no longer) sold.
         """
         pack = next((pack for pack in self.packs if pack.id == pack_id), None)
         if pack is None:
-            raise OrderRejected("unknown_pack")
+            raise UnknownPack
         return await self._new_order(user_id, "pack", pack.id, pack.stars, pack.units)
 
     async def create_plan_order(self, user_id: int) -> Order:
         """Store a pending order for the monthly plan (for ``createInvoiceLink``).
 
-        Raises ``OrderRejected("no_plan")`` when no plan is configured.
+        Raises ``NoPlan`` when no plan is configured.
         """
         if self.plan is None:
-            raise OrderRejected("no_plan")
+            raise NoPlan
         return await self._new_order(user_id, "plan", None, self.plan.stars, self.plan.units)
 
     async def order(self, order_id: str) -> Order | None:
         """The order with this payload, or None."""
-        return await self._run(lambda db: storage.get_order(db, order_id))
+        with ledger_failures():
+            return await self._store.read(lambda db: orders.get_order(db, order_id))
 
     async def _new_order(
-        self, user_id: int, kind: storage.OrderKind, pack_id: str | None, stars: int, units: int
+        self, user_id: int, kind: OrderKind, pack_id: str | None, stars: int, units: int
     ) -> Order:
         now = int(self._clock())
         order = Order(
@@ -189,7 +219,8 @@ class StarsShop:
             created_at=now,
             expires_at=now + self._order_ttl,
         )
-        await self._run(lambda db: storage.insert_order(db, order))
+        with ledger_failures():
+            await self._store.write(lambda db: orders.insert_order(db, order))
         return order
 
     async def purge_expired_orders(self, grace: int = ORDER_PURGE_AFTER_S) -> int:
@@ -199,7 +230,8 @@ class StarsShop:
         raced it is still credited (and flagged) without its order.
         """
         cutoff = int(self._clock()) - grace
-        purged = await self._run(lambda db: storage.purge_orders(db, cutoff))
+        with ledger_failures():
+            purged = await self._store.write(lambda db: orders.purge_orders(db, cutoff))
         if purged:
             log.info("stars.orders_purged", count=purged)
         return purged
@@ -207,7 +239,7 @@ class StarsShop:
     async def check_pre_checkout(
         self, user_id: int, payload: str, currency: str, total_amount: int
     ) -> str | None:
-        """None if the checkout may go ahead, else a reason code from ``PRE_CHECKOUT_REASONS``.
+        """None if the checkout may go ahead, else why not: a reason code (``unknown_order``…).
 
         Fast (one indexed read), for answering within Telegram's 10 seconds.
         """
@@ -225,17 +257,7 @@ class StarsShop:
 
     # -- payments ----------------------------------------------------------------------------
 
-    async def record_payment(  # noqa: PLR0913 -- the fields of Telegram's successful_payment
-        self,
-        user_id: int,
-        payload: str,
-        currency: str,
-        total_amount: int,
-        charge_id: str,
-        *,
-        is_recurring: bool = False,
-        subscription_expiration: int | None = None,
-    ) -> PaymentResult:
+    async def record_payment(self, paid: IncomingPayment) -> PaymentResult:
         """Book a successful payment: payment row, order paid and ledger credit, atomically.
 
         A charge id already booked returns ``new=False`` and changes nothing. A payment that
@@ -243,87 +265,76 @@ class StarsShop:
         amount matches, else the Stars at the cheapest pack's rate) and flagged. A plan renewal
         (``is_recurring`` on a paid plan order) credits the plan's units once per charge id.
         """
-        if not charge_id:
+        if not paid.charge_id:
             raise ValueError("charge_id must not be empty")
         now = int(self._clock())
 
         def write(db: Database) -> PaymentResult:
-            with storage.write_transaction(db):
-                existing = storage.get_payment(db, charge_id)
-                if existing is not None:
-                    order = storage.get_order(db, existing.order_id)
-                    return PaymentResult(
-                        new=False,
-                        units=existing.units,
-                        flagged=existing.flagged,
-                        flag_reason=existing.flag_reason,
-                        plan=order is not None and order.kind == "plan",
-                    )
-                order = storage.get_order(db, payload)
-                reason, units = self._judge(
-                    order, user_id, currency, total_amount, is_recurring=is_recurring, now=now
-                )
-                plan = order is not None and order.kind == "plan"
-                storage.insert_payment(
-                    db,
-                    Payment(
-                        charge_id=charge_id,
-                        user_id=user_id,
-                        order_id=payload,
-                        stars=total_amount,
-                        units=units,
-                        is_recurring=is_recurring,
-                        flagged=reason is not None,
-                        flag_reason=reason,
-                        refunded=False,
-                        created_at=now,
-                        subscription_expires_at=subscription_expiration,
-                    ),
-                )
-                if order is not None and order.user_id == user_id:
-                    storage.mark_order_paid(db, order.id)
-                kind: storage.Kind = "subscription" if plan else "purchase"
-                if not storage.add_entry(
-                    db, user_id, kind, units, source=charge_id, created_at=now
-                ):
-                    raise BillingError("the charge id is already a ledger source")
+            existing = orders.get_payment(db, paid.charge_id)
+            if existing is not None:
+                order = orders.get_order(db, existing.order_id)
                 return PaymentResult(
-                    new=True, units=units, flagged=reason is not None, flag_reason=reason, plan=plan
+                    new=False,
+                    units=existing.units,
+                    flagged=existing.flagged,
+                    flag_reason=existing.flag_reason,
+                    plan=order is not None and order.kind == "plan",
                 )
+            order = orders.get_order(db, paid.payload)
+            reason, units = self._judge(order, paid, now)
+            plan = order is not None and order.kind == "plan"
+            orders.insert_payment(
+                db,
+                Payment(
+                    charge_id=paid.charge_id,
+                    user_id=paid.user_id,
+                    order_id=paid.payload,
+                    stars=paid.amount,
+                    units=units,
+                    is_recurring=paid.is_recurring,
+                    flagged=reason is not None,
+                    flag_reason=reason,
+                    refunded=False,
+                    created_at=now,
+                    subscription_expires_at=paid.subscription_expires_at,
+                ),
+            )
+            if order is not None and order.user_id == paid.user_id:
+                orders.mark_order_paid(db, order.id)
+            kind: Kind = "subscription" if plan else "purchase"
+            if not ledger.record(db, LedgerEntry(paid.user_id, kind, units, paid.charge_id, now)):
+                raise BillingError("the charge id is already a ledger source")
+            return PaymentResult(
+                new=True, units=units, flagged=reason is not None, flag_reason=reason, plan=plan
+            )
 
-        result = await self._run(write)
+        with ledger_failures():
+            result = await self._store.write(write)
         if result.new and result.flagged:
             log.warning(
                 "stars.payment_flagged",
-                user_id=user_id,
-                charge_id=charge_id,
+                user_id=paid.user_id,
+                charge_id=paid.charge_id,
                 reason=result.flag_reason,
-                stars=total_amount,
+                stars=paid.amount,
                 units=result.units,
             )
         return result
 
-    def _judge(  # noqa: PLR0911, PLR0913 -- one return per verdict; the payment's fields
-        self,
-        order: Order | None,
-        user_id: int,
-        currency: str,
-        total_amount: int,
-        *,
-        is_recurring: bool,
-        now: int,
+    def _judge(  # noqa: PLR0911 -- one return per verdict
+        self, order: Order | None, paid: IncomingPayment, now: int
     ) -> tuple[str | None, int]:
         """The flag reason (None if in order) and the units a payment credits."""
-        if currency != CURRENCY:
+        if paid.currency != CURRENCY:
             return "wrong_currency", 0
         if order is None:
-            return "unknown_order", self._at_pack_rate(total_amount)
-        if order.user_id != user_id:
-            return "foreign_order", self._at_pack_rate(total_amount)
-        if total_amount != order.stars:
-            return "wrong_amount", self._at_pack_rate(total_amount)
+            return "unknown_order", self._at_pack_rate(paid.amount)
+        if order.user_id != paid.user_id:
+            return "foreign_order", self._at_pack_rate(paid.amount)
+        if paid.amount != order.stars:
+            return "wrong_amount", self._at_pack_rate(paid.amount)
         if order.status == "paid":
-            renewal = is_recurring and order.kind == "plan"
+            renewal = paid.is_recurring and order.kind == "plan"
             return (None if renewal else "already_paid"), order.units
         if now > order.expires_at:
             return "expired", order.units
@@ -347,40 +358,36 @@ class StarsShop:
         now = int(self._clock())
 
         def write(db: Database) -> bool:
-            with storage.write_transaction(db):
-                payment = storage.get_payment(db, charge_id)
-                if payment is None or payment.user_id != user_id or payment.refunded:
-                    return False
-                if not storage.add_entry(
-                    db,
-                    user_id,
-                    "refund",
-                    -payment.units,
-                    source=f"refund:{charge_id}",
-                    created_at=now,
-                ):
-                    raise BillingError("the refund is already a ledger source")
-                storage.mark_refunded(db, charge_id)
-                return True
+            payment = orders.get_payment(db, charge_id)
+            if payment is None or payment.user_id != user_id or payment.refunded:
+                return False
+            refund = LedgerEntry(user_id, "refund", -payment.units, f"refund:{charge_id}", now)
+            if not ledger.record(db, refund):
+                raise BillingError("the refund is already a ledger source")
+            orders.mark_refunded(db, charge_id)
+            return True
 
-        return await self._run(write)
+        with ledger_failures():
+            return await self._store.write(write)
 
     async def payment(self, charge_id: str) -> Payment | None:
         """The payment with this charge id (for the admin's ``/refund``), or None."""
-        return await self._run(lambda db: storage.get_payment(db, charge_id))
+        with ledger_failures():
+            return await self._store.read(lambda db: orders.get_payment(db, charge_id))
 
     async def plan_until(self, user_id: int) -> int | None:
         """When the user's paid plan period ends (Unix time), or None if never subscribed."""
-        return await self._run(lambda db: storage.plan_until(db, user_id))
+        with ledger_failures():
+            return await self._store.read(lambda db: orders.plan_until(db, user_id))
 
-    async def reconcile(self, transactions: Sequence[StarTx]) -> list[str]:
+    async def reconcile(self, transactions: Sequence[StarTransaction]) -> list[str]:
         """Compare our payments and refunds with Telegram's; one line per difference.
 
         ``transactions`` must be every Stars transaction with users (all pages of
         ``getStarTransactions``). An empty list means the books agree.
         """
-        payments = {p.charge_id: p for p in await self._run(storage.all_payments)}
-        paid: dict[str, StarTx] = {}
+        payments = {p.charge_id: p for p in await self._payments()}
+        paid: dict[str, StarTransaction] = {}
         refunded: set[str] = set()
         for tx in transactions:
             if tx.is_refund:
@@ -422,7 +429,7 @@ class StarsShop:
         )
         return lines
 
-    async def fix(self, transactions: Sequence[StarTx]) -> list[str]:
+    async def fix(self, transactions: Sequence[StarTransaction]) -> list[str]:
         """Book what Telegram lists but the ledger lacks; one line per change made.
 
         A payment missing from the ledger is credited (by its charge id, so running this twice
@@ -430,19 +437,21 @@ class StarsShop:
         refund Telegram made but the ledger did not is taken back. Other differences are for
         a person to look at (``reconcile``).
         """
-        payments = {p.charge_id: p for p in await self._run(storage.all_payments)}
+        payments = {p.charge_id: p for p in await self._payments()}
         lines: list[str] = []
         refunds = [tx for tx in transactions if tx.is_refund]
         for tx in transactions:
             if tx.is_refund or tx.id in payments or tx.user_id is None:
                 continue
             result = await self.record_payment(
-                tx.user_id,
-                tx.payload or "",
-                CURRENCY,
-                tx.amount,
-                tx.id,
-                is_recurring=tx.subscription,
+                IncomingPayment(
+                    tx.user_id,
+                    tx.payload or "",
+                    CURRENCY,
+                    tx.amount,
+                    tx.id,
+                    is_recurring=tx.subscription,
+                )
             )
             if result.new:
                 flag = f" (flagged: {result.flag_reason})" if result.flagged else ""
@@ -460,8 +469,6 @@ class StarsShop:
                 )
         return lines
 
-    async def _run(self, fn: Callable[[Database], T]) -> T:
-        try:
-            return await self._store.run(fn)
-        except (sqlite3.Error, StorageError) as exc:
-            raise LedgerUnavailable("the ledger cannot be used right now") from exc
+    async def _payments(self) -> list[Payment]:
+        with ledger_failures():
+            return await self._store.read(orders.all_payments)

@@ -1,10 +1,11 @@
-"""The container image's entry point: ``python -m launcher.container PART [ARGS…]``.
+"""The container image's entry point: ``python -m common.container PART [ARGS…]``.
 
 The image (``Dockerfile``) runs one part of Veil per container:
 
 - ``gateway``, ``bot``, ``playground``: ``python -m PART ARGS…``, after reading settings from
   files (below). The part replaces this process (``exec``), so signals reach it directly and its
-  exit code is the container's.
+  exit code is the container's. The playground (the local Telegram) is dev-only: only the
+  Dockerfile's ``playground`` target holds it, and the product image refuses it in one line.
 - ``keys --gateway DIR --bot DIR --model DIR``: make the keys on the first run (the operator key
   in the gateway's folder, the bot's client key in the bot's, an API key for the model server in
   the model server's) and write beside each the settings that pin the other side; compose's
@@ -26,6 +27,7 @@ Standard library only: the health check runs this module every few seconds.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import secrets
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
 PLAYGROUND_TOKEN = "123456:PLAYGROUND"  # noqa: S105 -- the local emulator's token, not a secret
 PARTS = ("gateway", "bot", "playground")
-USAGE = "usage: python -m launcher.container {gateway|bot|playground|keys|health} [ARGS…]"
+USAGE = "usage: python -m common.container {gateway|bot|playground|keys|health} [ARGS…]"
 PLAYGROUND_WAIT_SECONDS = 120.0
 _SETTING_NAME = re.compile(r"VEIL_[A-Z0-9_]+")
 _HTTP_OK = 200
@@ -179,13 +181,25 @@ def make_keys(gateway: Path, bot: Path, model: Path, env: Mapping[str, str]) -> 
 
 def run_keys(args: Sequence[str], env: Mapping[str, str]) -> int:
     """``keys --gateway DIR --bot DIR --model DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m launcher.container keys")
+    parser = argparse.ArgumentParser(prog="python -m common.container keys")
     parser.add_argument("--gateway", type=Path, required=True, help="the gateway's key folder")
     parser.add_argument("--bot", type=Path, required=True, help="the bot's key folder")
     parser.add_argument("--model", type=Path, required=True, help="the model server's key folder")
     options = parser.parse_args(args)
     make_keys(options.gateway, options.bot, options.model, env)
     return 0
+
+
+def check_installed(part: str) -> None:
+    """Refuse a part this image does not hold (the playground outside its dev-only target)."""
+    if importlib.util.find_spec(part) is not None:
+        return
+    if part == "playground":
+        raise ContainerError(
+            "the playground is dev-only and not in this image: build the Dockerfile's"
+            " `playground` target (docker compose --profile playground does)"
+        )
+    raise ContainerError(f"{part} is not installed in this image")
 
 
 def start(part: str, args: Sequence[str], env: Mapping[str, str]) -> NoReturn:
@@ -211,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env |= settings_from_files(env, env_folders(env))
         if part == "keys":
             return run_keys(rest, env)
+        check_installed(part)
         if part == "bot":
             env |= playground_settings(env, PLAYGROUND_WAIT_SECONDS)
     except ContainerError as exc:

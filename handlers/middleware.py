@@ -11,11 +11,11 @@ if TYPE_CHECKING:
 
     from aiogram.types import TelegramObject, User
 
-    from bot.texts import Catalogs
+    from common.texts import Catalogs
 
 
 class TextsMiddleware(BaseMiddleware):
-    """Put ``texts`` (a ``bot.texts.Texts``) into the handler data."""
+    """Put ``texts`` (a ``Texts``) into the handler data."""
 
     def __init__(self, catalogs: Catalogs) -> None:
         self.catalogs = catalogs

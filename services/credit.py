@@ -1,8 +1,9 @@
-"""Billing: per-token prices, the daily free allowance, and holds settled from usage receipts.
+"""Credit: balances, the daily free allowance, and holds settled from usage receipts.
 
 Money is one integer unit, the micro-Star (µ★): 1 Star = 1_000_000 units, so a price per token
 is a whole number (``VEIL_PRICES="*=20/60"``: 20 µ★ a prompt token, 60 a completion token).
-A balance is the sum of the user's ledger rows (``models.ledger``), never a cached number.
+A balance is the sum of the user's ledger rows (``models.ledger``), never a cached number;
+prices live in ``services.prices``.
 
 A request's life: ``hold`` reserves its most possible cost: the prompt's token ceiling
 (``services.tokens``: it cannot be low) plus as many answer tokens as the user can pay for,
@@ -24,73 +25,55 @@ Free allowance: ``free_tokens_per_day`` tokens a user's requests of one UTC day 
 tokens. The usage row is always the gross price of every token; a ``free:<id>`` row credits the
 price of the free tokens back. So ``balance = SUM(ledger)`` holds and usage rows stay honest.
 
-All writes run on the store's single writer thread, each inside one transaction: the balance
-check and the hold row cannot be split by another request, so concurrent holds never overdraw.
+Every change is one ``Store.write`` (one transaction on the store's single writer thread, the
+write lock taken first): the balance check and the hold row cannot be split by another request,
+so concurrent holds never overdraw. A storage failure is ``LedgerUnavailable``.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
 
-from models import StorageError
-from models import ledger as storage
-from models import ton as ton_storage
-from models import usage as proofs
-from models.ledger import (
-    UNITS_PER_STAR,
-    Balance,
-    BillingStats,
-    Charge,
-    Hold,
-    Kind,
-    LedgerEntry,
-    utc_day,
-)
-from services.errors import BillingError, InsufficientCredit, LedgerUnavailable
-from services.prices import ModelPrice, Prices, format_units
+from models import holds, ledger, usage
+from models.holds import Charge, Hold
+from models.ledger import Balance, LedgerEntry, utc_day
+from models.stats import Stats, figures
+from services.errors import BillingError, InsufficientCredit, ledger_failures
+from services.prices import ModelPrice
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
     from models import Database, Store
-    from models.ledger import Outcome
+    from models.holds import Outcome, ReceiptStatusValue
+    from models.ledger import Kind
     from models.usage import ReceiptProof
     from sealed.receipt import ReceiptStatus
+    from services.prices import Prices
 
 __all__ = [
-    "CREDIT_KINDS",
     "HISTORY_KINDS",
     "MIN_ANSWER_TOKENS",
-    "UNITS_PER_STAR",
     "Balance",
-    "Billing",
-    "BillingStats",
     "Charge",
+    "Credit",
     "Hold",
     "LedgerEntry",
-    "ModelPrice",
-    "Prices",
-    "format_units",
+    "Stats",
 ]
-
-T = TypeVar("T")
 
 log = structlog.get_logger("veil.billing")
 
-# Kinds ``credit`` may write; hold, release, usage and free rows belong to requests.
-CREDIT_KINDS: frozenset[Kind] = frozenset({"purchase", "grant", "refund", "subscription"})
 # Kinds ``history`` shows by default: what the user paid for and what they bought.
 HISTORY_KINDS: tuple[Kind, ...] = ("purchase", "subscription", "grant", "refund", "usage", "free")
-_REQUEST_SOURCE_PREFIXES = ("hold:", "release:", "usage:", "free:")
 MAX_REQUEST_ID = 128
 MIN_ANSWER_TOKENS = 64  # below this an answer is not worth asking for: refuse instead
 
 
-class Billing:
+class Credit:
     """Holds, settles and releases request costs against the ledger; balances and figures."""
 
     def __init__(
@@ -108,7 +91,7 @@ class Billing:
         self._clock = clock
 
     def __repr__(self) -> str:
-        return f"Billing(free_tokens_per_day={self.free_tokens_per_day})"
+        return f"Credit(free_tokens_per_day={self.free_tokens_per_day})"
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -140,36 +123,34 @@ class Billing:
         now = int(self._clock())
 
         def write(db: Database) -> Hold:
-            with storage.write_transaction(db):
-                existing = storage.get_hold(db, request_id)
-                if existing is not None:
-                    if existing.hold.user_id != user_id:
-                        raise BillingError("request id already used for another user")
-                    return existing.hold
-                taken = storage.free_tokens_taken(db, user_id, utc_day(now))
-                free_left = max(0, self.free_tokens_per_day - taken)
-                balance = storage.balance(db, user_id)
-                completion = price.affordable(
-                    prompt_tokens, free_left, balance, max_completion_tokens
-                )
-                if completion < shortest:
-                    needed = price.payable(prompt_tokens, shortest, free_left)
-                    raise InsufficientCredit(needed, balance, free_left)
-                free = min(free_left, prompt_tokens + completion)
-                hold = Hold(
-                    request_id=request_id,
-                    user_id=user_id,
-                    model=model,
-                    prompt_tokens=prompt_tokens,
-                    max_completion_tokens=completion,
-                    free_tokens=free,
-                    units=price.payable(prompt_tokens, completion, free),
-                    created_at=now,
-                )
-                storage.insert_hold(db, hold, price_in=price.input, price_out=price.output)
-                return hold
+            existing = holds.get_hold(db, request_id)
+            if existing is not None:
+                if existing.hold.user_id != user_id:
+                    raise BillingError("request id already used for another user")
+                return existing.hold
+            taken = holds.free_tokens_taken(db, user_id, utc_day(now))
+            free_left = max(0, self.free_tokens_per_day - taken)
+            balance = ledger.balance(db, user_id)
+            completion = price.affordable(prompt_tokens, free_left, balance, max_completion_tokens)
+            if completion < shortest:
+                needed = price.payable(prompt_tokens, shortest, free_left)
+                raise InsufficientCredit(needed, balance, free_left)
+            free = min(free_left, prompt_tokens + completion)
+            hold = Hold(
+                request_id=request_id,
+                user_id=user_id,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                max_completion_tokens=completion,
+                free_tokens=free,
+                units=price.payable(prompt_tokens, completion, free),
+                created_at=now,
+            )
+            holds.insert_hold(db, hold, price_in=price.input, price_out=price.output)
+            return hold
 
-        return await self._run(write)
+        with ledger_failures():
+            return await self._store.write(write)
 
     async def settle(  # noqa: PLR0913 -- a receipt's figures and its proof
         self,
@@ -254,55 +235,52 @@ class Billing:
         hold: Hold,
         outcome: Outcome,
         tokens: tuple[int, int],
-        receipt_status: storage.ReceiptStatusValue | None,
+        receipt_status: ReceiptStatusValue | None,
         proof: ReceiptProof | None,
     ) -> tuple[Charge, bool, int]:
         """Close the hold with a charge; (the charge, whether it is new, the balance after)."""
         now = int(self._clock())
 
         def write(db: Database) -> tuple[Charge, bool, int]:
-            with storage.write_transaction(db):
-                state = _open_state(db, hold)
-                if state.charge is not None:
-                    return state.charge, False, storage.balance(db, hold.user_id)
-                held = state.hold
-                price = ModelPrice(state.price_in, state.price_out)
-                if outcome == "unverified":
-                    prompt, completion = held.prompt_tokens, held.max_completion_tokens
-                elif outcome == "estimated":
-                    prompt, completion = (
-                        held.prompt_tokens,
-                        min(tokens[1], held.max_completion_tokens),
-                    )
-                else:
-                    prompt, completion = tokens
-                # The hold's free tokens, and any of the day's allowance no other hold took.
-                taken = storage.free_tokens_taken(db, held.user_id, utc_day(held.created_at))
-                usable = held.free_tokens + max(0, self.free_tokens_per_day - taken)
-                free = min(prompt + completion, usable)
-                charge = Charge(
-                    request_id=held.request_id,
-                    user_id=held.user_id,
-                    model=held.model,
-                    outcome=outcome,
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    free_tokens=free,
-                    cost=price.cost(prompt, completion),
-                    units=price.payable(prompt, completion, free),
-                    receipt_status=receipt_status,
-                )
-                storage.close_hold(db, charge, held.units, now)
-                proofs.insert_usage(
-                    db,
-                    charge,
-                    prices=(state.price_in, state.price_out),
-                    proof=None if outcome == "estimated" else proof,
-                    created_at=now,
-                )
-                return charge, True, storage.balance(db, held.user_id)
+            state = _open_state(db, hold)
+            if state.charge is not None:
+                return state.charge, False, ledger.balance(db, hold.user_id)
+            held = state.hold
+            price = ModelPrice(state.price_in, state.price_out)
+            if outcome == "unverified":
+                prompt, completion = held.prompt_tokens, held.max_completion_tokens
+            elif outcome == "estimated":
+                prompt, completion = held.prompt_tokens, min(tokens[1], held.max_completion_tokens)
+            else:
+                prompt, completion = tokens
+            # The hold's free tokens, and any of the day's allowance no other hold took.
+            taken = holds.free_tokens_taken(db, held.user_id, utc_day(held.created_at))
+            usable = held.free_tokens + max(0, self.free_tokens_per_day - taken)
+            free = min(prompt + completion, usable)
+            charge = Charge(
+                request_id=held.request_id,
+                user_id=held.user_id,
+                model=held.model,
+                outcome=outcome,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                free_tokens=free,
+                cost=price.cost(prompt, completion),
+                units=price.payable(prompt, completion, free),
+                receipt_status=receipt_status,
+            )
+            holds.close_hold(db, charge, held.units, now)
+            usage.insert_usage(
+                db,
+                charge,
+                prices=(state.price_in, state.price_out),
+                proof=None if outcome == "estimated" else proof,
+                created_at=now,
+            )
+            return charge, True, ledger.balance(db, held.user_id)
 
-        return await self._run(write)
+        with ledger_failures():
+            return await self._store.write(write)
 
     async def release(self, hold: Hold) -> Charge:
         """Give the whole hold back and charge nothing (no receipt, and nothing delivered).
@@ -312,15 +290,15 @@ class Billing:
         now = int(self._clock())
 
         def write(db: Database) -> Charge:
-            with storage.write_transaction(db):
-                state = _open_state(db, hold)
-                if state.charge is not None:
-                    return state.charge
-                charge = _nothing_charged(state.hold, "released")
-                storage.close_hold(db, charge, state.hold.units, now)
-                return charge
+            state = _open_state(db, hold)
+            if state.charge is not None:
+                return state.charge
+            charge = _nothing_charged(state.hold, "released")
+            holds.close_hold(db, charge, state.hold.units, now)
+            return charge
 
-        return await self._run(write)
+        with ledger_failures():
+            return await self._store.write(write)
 
     async def recover(
         self, older_than_seconds: float, *, keep: Collection[str] = frozenset()
@@ -335,33 +313,33 @@ class Billing:
         cutoff = int(now - older_than_seconds)
 
         def write(db: Database) -> int:
-            with storage.write_transaction(db):
-                holds = [h for h in storage.open_holds(db, cutoff) if h.request_id not in keep]
-                for hold in holds:
-                    storage.close_hold(db, _nothing_charged(hold, "recovered"), hold.units, now)
-                return len(holds)
+            stale = [h for h in holds.open_holds(db, cutoff) if h.request_id not in keep]
+            for hold in stale:
+                holds.close_hold(db, _nothing_charged(hold, "recovered"), hold.units, now)
+            return len(stale)
 
-        count = await self._run(write)
+        with ledger_failures():
+            count = await self._store.write(write)
         if count:
             log.warning("billing.holds_recovered", count=count)
         return count
 
-    # -- balances and credits ----------------------------------------------------------------
+    # -- balances and figures ----------------------------------------------------------------
 
     async def balance(self, user_id: int) -> Balance:
         """The user's balance (µ★, the ledger sum), free tokens left today, and units held."""
         day = utc_day(self._clock())
 
         def read(db: Database) -> Balance:
-            with db.atomic():
-                taken = storage.free_tokens_taken(db, user_id, day)
-                return Balance(
-                    units=storage.balance(db, user_id),
-                    free_tokens_left=max(0, self.free_tokens_per_day - taken),
-                    held=storage.held(db, user_id),
-                )
+            taken = holds.free_tokens_taken(db, user_id, day)
+            return Balance(
+                units=ledger.balance(db, user_id),
+                free_tokens_left=max(0, self.free_tokens_per_day - taken),
+                held=holds.held(db, user_id),
+            )
 
-        return await self._run(read)
+        with ledger_failures():
+            return await self._store.read(read)
 
     async def history(
         self, user_id: int, limit: int = 10, kinds: tuple[Kind, ...] = HISTORY_KINDS
@@ -369,67 +347,24 @@ class Billing:
         """The user's newest ledger rows (charges and purchases by default), newest first."""
         if limit < 0:
             raise ValueError("limit must not be negative")
-        return await self._run(lambda db: storage.entries(db, user_id, kinds, limit))
+        with ledger_failures():
+            return await self._store.read(lambda db: ledger.entries(db, user_id, kinds, limit))
 
-    async def credit(
-        self, user_id: int, units: int, kind: Kind, source: str, note: str | None = None
-    ) -> bool:
-        """Write one credit (or, negative, a debit) with a unique ``source`` key.
-
-        Returns False, writing nothing, if ``source`` was already recorded. ``kind`` is one of
-        ``CREDIT_KINDS``; request rows (hold, release, usage, free) are written by the
-        request methods only.
-        """
-        if kind not in CREDIT_KINDS:
-            raise ValueError(f"credit kind must be one of {sorted(CREDIT_KINDS)}")
-        if not source or source.startswith(_REQUEST_SOURCE_PREFIXES):
-            raise ValueError("source must be non-empty and not a request's key")
-        now = int(self._clock())
-
-        def write(db: Database) -> bool:
-            with storage.write_transaction(db):
-                return storage.add_entry(
-                    db, user_id, kind, units, source=source, created_at=now, note=note
-                )
-
-        return await self._run(write)
-
-    # -- checks and figures ------------------------------------------------------------------
-
-    async def check_invariant(self) -> list[int]:
-        """Users whose holds, payments and ledger rows disagree (empty when all is well).
-
-        Checks that every hold has one hold row and, once closed, exactly one release row;
-        that usage and free rows exist only for settled holds and match their outcome; that
-        every payment has its credit row and every refund its refund row, and Gram and USDT
-        payments theirs (``models.ton``). Balances need no check: they are always the ledger sum.
-        """
-        return await self._run(
-            lambda db: sorted(
-                {*storage.inconsistent_users(db), *ton_storage.inconsistent_users(db)}
-            )
-        )
-
-    async def stats(self) -> BillingStats:
+    async def stats(self) -> Stats:
         """Users with ledger rows, active today, tokens used today, Stars received, refunds."""
         day = utc_day(self._clock())
-        return await self._run(lambda db: storage.stats(db, day))
-
-    async def _run(self, fn: Callable[[Database], T]) -> T:
-        try:
-            return await self._store.run(fn)
-        except (sqlite3.Error, StorageError) as exc:
-            raise LedgerUnavailable("the ledger cannot be used right now") from exc
+        with ledger_failures():
+            return await self._store.read(lambda db: figures(db, day))
 
 
-def _open_state(db: Database, hold: Hold) -> storage.HoldState:
-    state = storage.get_hold(db, hold.request_id)
+def _open_state(db: Database, hold: Hold) -> holds.HoldState:
+    state = holds.get_hold(db, hold.request_id)
     if state is None or state.hold.user_id != hold.user_id:
         raise BillingError("no such hold")
     return state
 
 
-def _nothing_charged(hold: Hold, outcome: storage.Outcome) -> Charge:
+def _nothing_charged(hold: Hold, outcome: Outcome) -> Charge:
     return Charge(
         request_id=hold.request_id,
         user_id=hold.user_id,

@@ -1,4 +1,4 @@
-"""The Stars shop on a real SQLite file: orders, pre-checkout, payments, refunds, reconcile."""
+"""The shop on a real SQLite file: orders, pre-checkout, payments, refunds, reconcile."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey, Store
-from services.billing import Billing, Prices
+from services.credit import Credit
 from services.errors import OrderRejected
-from services.stars import Pack, Plan, StarsShop, StarTx
+from services.prices import Prices
+from services.shop import IncomingPayment, Pack, Plan, Shop, StarTransaction
+from tests.books import inconsistent_users
 from tests.harness import Clock
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ async def _books_balance(db_path: Path, master_key: MasterKey) -> AsyncIterator[
     yield
     reopened = await Store.open(db_path, master_key)
     try:
-        assert await Billing(reopened, Prices.parse("*=1/1"), 0).check_invariant() == []
+        assert await inconsistent_users(reopened) == []
     finally:
         await reopened.close()
 
@@ -47,17 +49,17 @@ async def store(db_path: Path, master_key: MasterKey) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def shop(store: Store, clock: Clock) -> StarsShop:
-    return StarsShop(store, PACKS, PLAN, clock=clock)
+def shop(store: Store, clock: Clock) -> Shop:
+    return Shop(store, PACKS, PLAN, clock=clock)
 
 
 @pytest.fixture
-def billing(store: Store, clock: Clock) -> Billing:
-    return Billing(store, Prices.parse("*=1000/1000"), 0, clock=clock)
+def credit(store: Store, clock: Clock) -> Credit:
+    return Credit(store, Prices.parse("*=1000/1000"), 0, clock=clock)
 
 
-async def _units(billing: Billing, user_id: int) -> int:
-    return (await billing.balance(user_id)).units
+async def _units(credit: Credit, user_id: int) -> int:
+    return (await credit.balance(user_id)).units
 
 
 # -- packs and plan settings -----------------------------------------------------------------
@@ -96,15 +98,15 @@ def test_a_plan_must_be_one_telegram_accepts() -> None:
 
 def test_a_shop_needs_something_to_sell(store: Store) -> None:
     with pytest.raises(ValueError, match="at least one pack or a plan"):
-        StarsShop(store, [])
-    assert [pack.stars for pack in StarsShop(store, PACKS).packs] == [50, 250, 1000]
+        Shop(store, [])
+    assert [pack.stars for pack in Shop(store, PACKS).packs] == [50, 250, 1000]
 
 
 # -- orders and pre-checkout -----------------------------------------------------------------
 
 
 async def test_an_order_is_bought_once_and_credited_once(
-    shop: StarsShop, billing: Billing, clock: Clock
+    shop: Shop, credit: Credit, clock: Clock
 ) -> None:
     order = await shop.create_order(ALICE, "250")
 
@@ -114,7 +116,7 @@ async def test_an_order_is_bought_once_and_credited_once(
     assert order.id.replace("-", "").replace("_", "").isalnum()
     assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 250) is None
 
-    result = await shop.record_payment(ALICE, order.id, "XTR", 250, "charge-1")
+    result = await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 250, "charge-1"))
 
     assert (result.new, result.units, result.flagged, result.plan) == (
         True,
@@ -122,12 +124,12 @@ async def test_an_order_is_bought_once_and_credited_once(
         False,
         False,
     )
-    assert await _units(billing, ALICE) == 275 * STAR
+    assert await _units(credit, ALICE) == 275 * STAR
     paid = await shop.order(order.id)
     assert paid is not None
     assert paid.status == "paid"
     assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 250) == "already_paid"
-    history = await billing.history(ALICE)
+    history = await credit.history(ALICE)
     assert [(e.kind, e.amount, e.source) for e in history] == [("purchase", 275 * STAR, "charge-1")]
 
 
@@ -156,7 +158,7 @@ class Case(NamedTuple):
     ids=lambda case: str(case.reason),
 )
 async def test_pre_checkout_accepts_only_the_owners_pending_order_at_its_price(
-    shop: StarsShop, clock: Clock, case: Case
+    shop: Shop, clock: Clock, case: Case
 ) -> None:
     order = await shop.create_order(ALICE, "50")
     clock.advance(case.later)
@@ -171,15 +173,15 @@ async def test_pre_checkout_accepts_only_the_owners_pending_order_at_its_price(
     assert still.status == "pending"
 
 
-async def test_pre_checkout_refuses_a_paid_order(shop: StarsShop) -> None:
+async def test_pre_checkout_refuses_a_paid_order(shop: Shop) -> None:
     order = await shop.create_order(ALICE, "50")
-    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+    await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 50, "charge-1"))
 
     assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 50) == "already_paid"
 
 
 async def test_orders_for_things_not_sold_are_rejected(store: Store, clock: Clock) -> None:
-    packs_only = StarsShop(store, PACKS, clock=clock)
+    packs_only = Shop(store, PACKS, clock=clock)
 
     with pytest.raises(OrderRejected) as no_pack:
         await packs_only.create_order(ALICE, "75")
@@ -193,16 +195,16 @@ async def test_orders_for_things_not_sold_are_rejected(store: Store, clock: Cloc
 
 
 async def test_a_redelivered_payment_changes_nothing(
-    shop: StarsShop, billing: Billing, store: Store
+    shop: Shop, credit: Credit, store: Store
 ) -> None:
     order = await shop.create_order(ALICE, "50")
-    first = await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+    first = await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 50, "charge-1"))
 
-    again = await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+    again = await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 50, "charge-1"))
 
     assert (again.new, again.units, again.flagged) == (False, first.units, False)
-    assert await _units(billing, ALICE) == 50 * STAR
-    (count,) = await store.run(lambda db: db.execute("SELECT COUNT(*) FROM payments").fetchone())
+    assert await _units(credit, ALICE) == 50 * STAR
+    (count,) = await store.read(lambda db: db.execute("SELECT COUNT(*) FROM payments").fetchone())
     assert count == 1
 
 
@@ -219,14 +221,16 @@ async def test_a_redelivered_payment_changes_nothing(
     ids=lambda case: str(case.reason),
 )
 async def test_a_payment_for_a_bad_order_is_still_credited_and_flagged(
-    shop: StarsShop, billing: Billing, clock: Clock, case: Case
+    shop: Shop, credit: Credit, clock: Clock, case: Case
 ) -> None:
     order = await shop.create_order(ALICE, "250")
     clock.advance(case.later)
 
     with capture_logs() as logs:
         result = await shop.record_payment(
-            case.who, case.payload or order.id, case.currency, case.amount, "charge-1"
+            IncomingPayment(
+                case.who, case.payload or order.id, case.currency, case.amount, "charge-1"
+            )
         )
 
     assert (result.new, result.flagged, result.flag_reason, result.units) == (
@@ -235,28 +239,28 @@ async def test_a_payment_for_a_bad_order_is_still_credited_and_flagged(
         case.reason,
         case.units,
     )
-    assert await _units(billing, case.who) == case.units
+    assert await _units(credit, case.who) == case.units
     payment = await shop.payment("charge-1")
     assert payment is not None
     assert (payment.flagged, payment.flag_reason, payment.user_id) == (True, case.reason, case.who)
     assert [entry["event"] for entry in logs] == ["stars.payment_flagged"]
-    assert (await billing.stats()).flagged == 1
+    assert (await credit.stats()).flagged == 1
 
 
 async def test_paying_a_paid_order_again_is_credited_and_flagged(
-    shop: StarsShop, billing: Billing
+    shop: Shop, credit: Credit
 ) -> None:
     order = await shop.create_order(ALICE, "50")
-    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+    await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 50, "charge-1"))
 
-    second = await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-2")
+    second = await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 50, "charge-2"))
 
     assert (second.new, second.flagged, second.flag_reason) == (True, True, "already_paid")
-    assert await _units(billing, ALICE) == 100 * STAR
+    assert await _units(credit, ALICE) == 100 * STAR
 
 
 async def test_a_plan_renewal_credits_once_per_charge(
-    shop: StarsShop, billing: Billing, clock: Clock
+    shop: Shop, credit: Credit, clock: Clock
 ) -> None:
     order = await shop.create_plan_order(ALICE)
     assert (order.kind, order.stars, order.units) == ("plan", 300, 400 * STAR)
@@ -264,14 +268,32 @@ async def test_a_plan_renewal_credits_once_per_charge(
     month = int(clock()) + 2_592_000
 
     first = await shop.record_payment(
-        ALICE, order.id, "XTR", 300, "sub-1", is_recurring=True, subscription_expiration=month
+        IncomingPayment(
+            ALICE, order.id, "XTR", 300, "sub-1", is_recurring=True, subscription_expires_at=month
+        )
     )
     clock.advance(2_592_000)
     renewal = await shop.record_payment(
-        ALICE, order.id, "XTR", 300, "sub-2", is_recurring=True, subscription_expiration=month * 2
+        IncomingPayment(
+            ALICE,
+            order.id,
+            "XTR",
+            300,
+            "sub-2",
+            is_recurring=True,
+            subscription_expires_at=month * 2,
+        )
     )
     redelivered = await shop.record_payment(
-        ALICE, order.id, "XTR", 300, "sub-2", is_recurring=True, subscription_expiration=month * 2
+        IncomingPayment(
+            ALICE,
+            order.id,
+            "XTR",
+            300,
+            "sub-2",
+            is_recurring=True,
+            subscription_expires_at=month * 2,
+        )
     )
 
     assert [(r.new, r.units, r.flagged, r.plan) for r in (first, renewal, redelivered)] == [
@@ -279,81 +301,81 @@ async def test_a_plan_renewal_credits_once_per_charge(
         (True, 400 * STAR, False, True),
         (False, 400 * STAR, False, True),
     ]
-    assert await _units(billing, ALICE) == 800 * STAR
+    assert await _units(credit, ALICE) == 800 * STAR
     assert await shop.plan_until(ALICE) == month * 2
     assert await shop.plan_until(BOB) is None
-    assert [e.kind for e in await billing.history(ALICE)] == ["subscription", "subscription"]
+    assert [e.kind for e in await credit.history(ALICE)] == ["subscription", "subscription"]
 
 
-async def test_a_renewal_of_someone_elses_plan_is_flagged(
-    shop: StarsShop, billing: Billing
-) -> None:
+async def test_a_renewal_of_someone_elses_plan_is_flagged(shop: Shop, credit: Credit) -> None:
     order = await shop.create_plan_order(ALICE)
-    await shop.record_payment(ALICE, order.id, "XTR", 300, "sub-1", is_recurring=True)
+    await shop.record_payment(
+        IncomingPayment(ALICE, order.id, "XTR", 300, "sub-1", is_recurring=True)
+    )
 
-    stray = await shop.record_payment(BOB, order.id, "XTR", 300, "sub-2", is_recurring=True)
+    stray = await shop.record_payment(
+        IncomingPayment(BOB, order.id, "XTR", 300, "sub-2", is_recurring=True)
+    )
 
     assert (stray.flagged, stray.flag_reason) == (True, "foreign_order")
-    assert await _units(billing, BOB) == 300 * STAR  # the cheapest pack's rate
+    assert await _units(credit, BOB) == 300 * STAR  # the cheapest pack's rate
 
 
 # -- refunds ---------------------------------------------------------------------------------
 
 
 async def test_a_refund_takes_the_credit_back_once_even_into_the_negative(
-    shop: StarsShop, billing: Billing
+    shop: Shop, credit: Credit
 ) -> None:
     order = await shop.create_order(ALICE, "50")
-    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
-    hold = await billing.hold(ALICE, "r1", "model", 1000, 1000)
-    spent = await billing.settle(hold, 1000, 500, receipt_valid=True)
+    await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 50, "charge-1"))
+    hold = await credit.hold(ALICE, "r1", "model", 1000, 1000)
+    spent = await credit.settle(hold, 1000, 500, receipt_valid=True)
 
     assert await shop.record_refund(ALICE, "charge-1")
 
-    assert await _units(billing, ALICE) == -spent.units
+    assert await _units(credit, ALICE) == -spent.units
     assert not await shop.record_refund(ALICE, "charge-1")
     assert not await shop.record_refund(ALICE, "no-such-charge")
-    assert await _units(billing, ALICE) == -spent.units
+    assert await _units(credit, ALICE) == -spent.units
     payment = await shop.payment("charge-1")
     assert payment is not None
     assert payment.refunded
-    assert next(e.kind for e in await billing.history(ALICE)) == "refund"
+    assert next(e.kind for e in await credit.history(ALICE)) == "refund"
 
 
-async def test_a_refund_of_another_users_charge_changes_nothing(
-    shop: StarsShop, billing: Billing
-) -> None:
+async def test_a_refund_of_another_users_charge_changes_nothing(shop: Shop, credit: Credit) -> None:
     order = await shop.create_order(ALICE, "50")
-    await shop.record_payment(ALICE, order.id, "XTR", 50, "charge-1")
+    await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 50, "charge-1"))
 
     assert not await shop.record_refund(BOB, "charge-1")
 
-    assert (await _units(billing, ALICE), await _units(billing, BOB)) == (50 * STAR, 0)
+    assert (await _units(credit, ALICE), await _units(credit, BOB)) == (50 * STAR, 0)
 
 
 # -- reconcile and figures -------------------------------------------------------------------
 
 
 async def test_reconcile_agrees_with_matching_books_and_names_each_difference(
-    shop: StarsShop,
+    shop: Shop,
 ) -> None:
     for user, charge in ((ALICE, "c-1"), (BOB, "c-2"), (ALICE, "c-3")):
         order = await shop.create_order(user, "50")
-        await shop.record_payment(user, order.id, "XTR", 50, charge)
+        await shop.record_payment(IncomingPayment(user, order.id, "XTR", 50, charge))
     await shop.record_refund(BOB, "c-2")
     telegram = [
-        StarTx("c-1", 50, is_refund=False, user_id=ALICE),
-        StarTx("c-2", 50, is_refund=False, user_id=BOB),
-        StarTx("c-2", 50, is_refund=True, user_id=BOB),
-        StarTx("c-3", 50, is_refund=False, user_id=ALICE),
+        StarTransaction("c-1", 50, is_refund=False, user_id=ALICE),
+        StarTransaction("c-2", 50, is_refund=False, user_id=BOB),
+        StarTransaction("c-2", 50, is_refund=True, user_id=BOB),
+        StarTransaction("c-3", 50, is_refund=False, user_id=ALICE),
     ]
     assert await shop.reconcile(telegram) == []
 
     mismatched = [
-        StarTx("c-1", 60, is_refund=False, user_id=BOB),  # amount and user differ
-        StarTx("c-2", 50, is_refund=False, user_id=BOB),  # our refund is missing there
-        StarTx("c-3", 50, is_refund=True, user_id=ALICE),  # a refund we never booked
-        StarTx("c-9", 250, is_refund=False, user_id=ALICE),  # a payment we never booked
+        StarTransaction("c-1", 60, is_refund=False, user_id=BOB),  # amount and user differ
+        StarTransaction("c-2", 50, is_refund=False, user_id=BOB),  # our refund is missing there
+        StarTransaction("c-3", 50, is_refund=True, user_id=ALICE),  # a refund we never booked
+        StarTransaction("c-9", 250, is_refund=False, user_id=ALICE),  # a payment we never booked
     ]
     lines = await shop.reconcile(mismatched)
 
@@ -368,20 +390,20 @@ async def test_reconcile_agrees_with_matching_books_and_names_each_difference(
 
 
 async def test_stats_count_users_activity_stars_and_refunds(
-    shop: StarsShop, billing: Billing, clock: Clock
+    shop: Shop, credit: Credit, clock: Clock
 ) -> None:
     for user, charge, pack in ((ALICE, "c-1", "250"), (BOB, "c-2", "50")):
         order = await shop.create_order(user, pack)
-        await shop.record_payment(user, order.id, "XTR", int(pack), charge)
+        await shop.record_payment(IncomingPayment(user, order.id, "XTR", int(pack), charge))
     await shop.record_refund(BOB, "c-2")
     clock.advance(-86_400)
-    yesterday = await billing.hold(ALICE, "r0", "model", 100, 100)
-    await billing.settle(yesterday, 100, 100, receipt_valid=True)
+    yesterday = await credit.hold(ALICE, "r0", "model", 100, 100)
+    await credit.settle(yesterday, 100, 100, receipt_valid=True)
     clock.advance(86_400)
-    hold = await billing.hold(ALICE, "r1", "model", 100, 100)
-    await billing.settle(hold, 30, 20, receipt_valid=True)
+    hold = await credit.hold(ALICE, "r1", "model", 100, 100)
+    await credit.settle(hold, 30, 20, receipt_valid=True)
 
-    stats = await billing.stats()
+    stats = await credit.stats()
 
     assert (stats.users, stats.active_today, stats.tokens_today) == (2, 1, 50)
     assert (stats.stars_received, stats.refunds, stats.stars_refunded, stats.flagged) == (
@@ -393,10 +415,10 @@ async def test_stats_count_users_activity_stars_and_refunds(
 
 
 async def test_expired_unpaid_orders_are_purged_and_paid_ones_kept(
-    shop: StarsShop, store: Store, clock: Clock
+    shop: Shop, store: Store, clock: Clock
 ) -> None:
     paid = await shop.create_order(ALICE, "50")
-    await shop.record_payment(ALICE, paid.id, "XTR", 50, "charge-1")
+    await shop.record_payment(IncomingPayment(ALICE, paid.id, "XTR", 50, "charge-1"))
     stale = await shop.create_order(BOB, "50")
     clock.advance(3600 + 86_400 + 1)
     fresh = await shop.create_order(BOB, "250")
@@ -407,20 +429,18 @@ async def test_expired_unpaid_orders_are_purged_and_paid_ones_kept(
     assert await shop.order(stale.id) is None
     assert await shop.order(paid.id) is not None
     assert await shop.order(fresh.id) is not None
-    (count,) = await store.run(lambda db: db.execute("SELECT COUNT(*) FROM orders").fetchone())
+    (count,) = await store.read(lambda db: db.execute("SELECT COUNT(*) FROM orders").fetchone())
     assert count == 2
 
 
-async def test_fix_credits_what_telegram_lists_once_and_says_so(
-    shop: StarsShop, billing: Billing
-) -> None:
+async def test_fix_credits_what_telegram_lists_once_and_says_so(shop: Shop, credit: Credit) -> None:
     order = await shop.create_order(ALICE, "250")
-    await shop.record_payment(BOB, "x", "XTR", 50, "c-booked")
+    await shop.record_payment(IncomingPayment(BOB, "x", "XTR", 50, "c-booked"))
     telegram = [
-        StarTx("c-booked", 50, is_refund=False, user_id=BOB, payload="x"),
-        StarTx("c-lost", 250, is_refund=False, user_id=ALICE, payload=order.id),
-        StarTx("c-stray", 75, is_refund=False, user_id=BOB, payload="never-made"),
-        StarTx("c-booked", 50, is_refund=True, user_id=BOB),
+        StarTransaction("c-booked", 50, is_refund=False, user_id=BOB, payload="x"),
+        StarTransaction("c-lost", 250, is_refund=False, user_id=ALICE, payload=order.id),
+        StarTransaction("c-stray", 75, is_refund=False, user_id=BOB, payload="never-made"),
+        StarTransaction("c-booked", 50, is_refund=True, user_id=BOB),
     ]
 
     lines = await shop.fix(telegram)
@@ -432,5 +452,5 @@ async def test_fix_credits_what_telegram_lists_once_and_says_so(
     ]
     assert await shop.fix(telegram) == []  # idempotent: by charge id
     assert await shop.reconcile(telegram) == []
-    assert await _units(billing, ALICE) == 275 * STAR
-    assert await _units(billing, BOB) == 75 * STAR
+    assert await _units(credit, ALICE) == 275 * STAR
+    assert await _units(credit, BOB) == 75 * STAR

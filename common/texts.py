@@ -1,4 +1,4 @@
-"""The bot's texts in every supported language, from the catalog files in ``bot/locales/``.
+"""The bot's texts in every supported language, from the catalog files in ``common/locales/``.
 
 A language is one TOML file named by its code (``en.toml``, ``ru.toml``, ``kk.toml``); adding
 a language is adding a file. A key missing from a catalog falls back to English.

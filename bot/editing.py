@@ -1,0 +1,443 @@
+"""Answers that stream by editing one message: inline, guest and group answers.
+
+Telegram allows about 20 messages a minute in a group, edits included, and answers a bot that
+edits faster with ``retry_after`` of minutes. A ``Pacer`` spaces every call into one chat (or
+one inline message, whose chat the bot does not know) at least ``60 / per_minute`` seconds
+apart, first come first served. An ``EditSink`` edits its message only when its pacer has a
+slot free right now, the last edit is at least ``interval`` old and the text grew by at least
+``min_growth`` characters (so a slow stream edits less), never with unchanged text; it always
+ends with one final, complete edit, which waits for its slot and honours ``retry_after``. An
+answer longer than one message ends with what fits and a button that opens the whole answer in
+the private chat (kept in memory by ``services.answers.LongAnswers``, never on disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.types import EphemeralMessageParameters, InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.formatting import Rendered, preview, render_parts, utf16_len
+from bot.streaming import entities_of
+from services.answers import LongAnswers, ReplyChains, Showing
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from aiogram import Bot
+    from aiogram.types import Message
+
+
+log = structlog.get_logger("veil.editing")
+
+FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
+_MORE = "…"
+
+
+class Pacer:
+    """Spaces the bot's calls into one chat at least ``60 / per_minute`` seconds apart."""
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.gap = 60.0 / per_minute
+        self._clock = clock
+        self._next = 0.0
+        self._queue = asyncio.Lock()  # FIFO: waiters are served in arrival order
+
+    def free(self) -> bool:
+        """True when a call may go out right now without making anyone wait."""
+        return not self._queue.locked() and self._clock() >= self._next
+
+    def take(self) -> None:
+        """Spend the free slot (check ``free`` first)."""
+        self._next = self._clock() + self.gap
+
+    async def wait(self) -> None:
+        """Wait for the next slot, after everyone already waiting, and spend it."""
+        async with self._queue:
+            delay = self._next - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = self._clock() + self.gap
+
+    def back_off(self, seconds: float) -> None:
+        """Telegram said ``retry_after``: nothing goes to this chat before it has passed."""
+        self._next = max(self._next, self._clock() + seconds)
+
+
+class Pacers:
+    """One ``Pacer`` a chat or inline message, the idle ones forgotten beyond ``keep``."""
+
+    def __init__(self, per_minute: float, keep: int = 10_000) -> None:
+        self.per_minute = per_minute
+        self._keep = keep
+        self._pacers: OrderedDict[int | str, Pacer] = OrderedDict()
+
+    def __call__(self, key: int | str) -> Pacer:
+        """The pacer of chat id or inline message id ``key``."""
+        pacer = self._pacers.pop(key, None) or Pacer(self.per_minute)
+        self._pacers[key] = pacer
+        while len(self._pacers) > self._keep:
+            self._pacers.popitem(last=False)
+        return pacer
+
+
+@dataclass(frozen=True)
+class Place:
+    """The message an answer streams into: an inline message, or one in a chat."""
+
+    inline_message_id: str | None = None
+    chat_id: int | None = None
+    message_id: int | None = None
+
+    @property
+    def key(self) -> int | str:
+        """What its pacer is found by: the chat (all its messages share one budget)."""
+        if self.inline_message_id is not None:
+            return self.inline_message_id
+        assert self.chat_id is not None  # noqa: S101 -- one of the two is always set
+        return self.chat_id
+
+    def address(self) -> dict[str, Any]:
+        """The editMessageText fields that name the message."""
+        if self.inline_message_id is not None:
+            return {"inline_message_id": self.inline_message_id}
+        return {"chat_id": self.chat_id, "message_id": self.message_id}
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How edited answers stream.
+
+    ``interval``: seconds between one answer's edits; ``min_growth``: characters it must grow
+    by between edits; ``group_per_minute``: calls into one group (Telegram's limit is 20);
+    ``inline_per_minute``: edits of one inline message; ``notice_seconds``: how long a notice
+    that could not be ephemeral stays before it is deleted.
+    """
+
+    interval: float = 3.0
+    min_growth: int = 40
+    group_per_minute: float = 20.0
+    inline_per_minute: float = 20.0
+    notice_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Look:
+    """What goes around the answer.
+
+    ``header``: a first line (the question); ``stop_markup``: the stop button while it streams;
+    ``more``: makes the button under a cut answer from the answer's whole text.
+    """
+
+    header: str = ""
+    stop_markup: InlineKeyboardMarkup | None = None
+    more: Callable[[str], InlineKeyboardMarkup | None] | None = None
+
+
+class EditSink:
+    """Streams one answer into one message by editing it at a group-safe pace."""
+
+    def __init__(self, bot: Bot, place: Place, pacer: Pacer, pace: Pace, look: Look) -> None:
+        self.bot = bot
+        self.place = place
+        self.pacer = pacer
+        self.pace = pace
+        self.header = look.header
+        self.stop_markup = look.stop_markup
+        self.more = look.more
+        self.edits = 0
+        self._parts: list[str] = []
+        self._received = 0
+        self._shown = 0
+        self._last_edit = 0.0
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def begin(self) -> None:
+        """Start the updater (the placeholder is already on screen)."""
+        self._task = asyncio.create_task(self._update())
+
+    async def append(self, delta: str) -> None:
+        """Add a piece of the answer; the updater shows it when the pace allows."""
+        self._parts.append(delta)
+        self._received += len(delta)
+        self._dirty.set()
+
+    async def complete(self, text: str) -> None:
+        """The final, complete edit: what fits, and a button to the rest when it does not."""
+        await self._stop()
+        room = 4096 - utf16_len(self.header) - len(_MORE)
+        parts = render_parts(text, limit=room)
+        markup = self.more(text) if len(parts) > 1 and self.more is not None else None
+        await self._final(parts[0], cut=len(parts) > 1, markup=markup)
+
+    async def abort(self) -> None:
+        """Stop the updater; whoever reports the failure edits the message."""
+        await self._stop()
+
+    async def say(self, text: str) -> None:
+        """Replace the message with a short notice (no stop button)."""
+        await self._stop()
+        await self._final(Rendered(text, ()), cut=False, markup=None, header=False)
+
+    async def _stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _update(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            wait = self._last_edit + self.pace.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self._received - self._shown < self.pace.min_growth or not self.pacer.free():
+                await asyncio.sleep(self.pacer.gap / 4)
+                self._dirty.set()  # look again shortly: text may keep growing, a slot may free
+                continue
+            self.pacer.take()
+            await self._send_progress()
+
+    async def _send_progress(self) -> None:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        text = self._parts[0] if self._parts else ""
+        rendered = preview(text, limit=4096 - utf16_len(self.header))
+        if not rendered.text.strip():
+            return
+        try:
+            await self._edit(rendered, self.stop_markup, header=True)
+        except TelegramRetryAfter as exc:
+            self.pacer.back_off(exc.retry_after)
+            log.info("editing.rate_limited", seconds=exc.retry_after)
+            return
+        except TelegramAPIError as exc:
+            log.warning("editing.progress_failed", error=type(exc).__name__)
+            return
+        self._shown = len(text)
+
+    async def _final(
+        self,
+        rendered: Rendered,
+        *,
+        cut: bool,
+        markup: InlineKeyboardMarkup | None,
+        header: bool = True,
+    ) -> None:
+        if cut:
+            rendered = Rendered(rendered.text + _MORE, rendered.entities)
+        for _ in range(FINAL_TRIES):
+            await self.pacer.wait()
+            try:
+                await self._edit(rendered, markup, header=header)
+            except TelegramRetryAfter as exc:
+                self.pacer.back_off(exc.retry_after)
+                log.info("editing.rate_limited", seconds=exc.retry_after, final=True)
+                continue
+            except TelegramAPIError as exc:
+                log.warning("editing.final_failed", error=type(exc).__name__)
+            return
+        log.warning("editing.final_gave_up", tries=FINAL_TRIES)
+
+    async def _edit(
+        self, rendered: Rendered, markup: InlineKeyboardMarkup | None, *, header: bool
+    ) -> None:
+        prefix = self.header if header else ""
+        shift = utf16_len(prefix)
+        entities = [
+            entity.model_copy(update={"offset": entity.offset + shift})
+            for entity in entities_of(rendered)
+        ]
+        fields = {**self.place.address(), "reply_markup": markup}
+        try:
+            await self.bot.edit_message_text(
+                text=prefix + rendered.text, entities=entities, **fields
+            )
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return  # the same text again: nothing to do
+            if not entities:
+                raise
+            # Telegram refused the formatting: the same text goes out plain.
+            log.warning("editing.entities_rejected")
+            await self.bot.edit_message_text(text=prefix + rendered.text, **fields)
+        self.edits += 1
+        self._last_edit = time.monotonic()
+
+
+class Editors:
+    """Makes ``EditSink``s and posts placeholders, every call paced by its chat's ``Pacer``.
+
+    Also keeps answers in one group in order: ``turn(chat_id)`` lets one answer at a time
+    stream in a chat, first come first served. ``answers``, ``chains`` and ``showing`` are the
+    memory ``services.answers`` describes.
+    """
+
+    def __init__(self, bot: Bot, pace: Pace) -> None:
+        self.bot = bot
+        self.pace = pace
+        self.group_pacers = Pacers(pace.group_per_minute)
+        self.inline_pacers = Pacers(pace.inline_per_minute)
+        self._notices: set[asyncio.Task[None]] = set()
+        self.answers = LongAnswers()
+        self.chains = ReplyChains()
+        self.showing = Showing()
+        self._turns: dict[int, asyncio.Lock] = {}
+        self._username: str | None = None
+
+    @contextlib.asynccontextmanager
+    async def turn(self, chat_id: int) -> AsyncIterator[None]:
+        """Hold the chat's turn while one answer streams there."""
+        lock = self._turns.setdefault(chat_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._turns.get(chat_id) is lock:
+                del self._turns[chat_id]
+
+    async def post(
+        self, chat_id: int, text: str, *, reply_to: int, markup: InlineKeyboardMarkup | None
+    ) -> Message:
+        """Send a placeholder reply in a group, in its pacer's order."""
+        pacer = self.group_pacers(chat_id)
+        for _ in range(FINAL_TRIES):
+            await pacer.wait()
+            try:
+                return await self.bot.send_message(
+                    chat_id, text, reply_to_message_id=reply_to, reply_markup=markup
+                )
+            except TelegramRetryAfter as exc:
+                pacer.back_off(exc.retry_after)
+        return await self.bot.send_message(
+            chat_id, text, reply_to_message_id=reply_to, reply_markup=markup
+        )
+
+    async def inline(
+        self,
+        inline_message_id: str,
+        *,
+        header: str,
+        stop_markup: InlineKeyboardMarkup | None,
+        more_label: str,
+    ) -> EditSink:
+        """A sink editing an inline (or guest) message, the question as its ``header``."""
+        place = Place(inline_message_id=inline_message_id)
+        more = await self._more(more_label)
+        look = Look(header, stop_markup, more)
+        return EditSink(self.bot, place, self.inline_pacers(place.key), self.pace, look)
+
+    async def in_chat(
+        self,
+        chat_id: int,
+        message_id: int,
+        *,
+        stop_markup: InlineKeyboardMarkup | None,
+        more_label: str,
+    ) -> EditSink:
+        """A sink editing the bot's message ``message_id`` in group ``chat_id``."""
+        place = Place(chat_id=chat_id, message_id=message_id)
+        look = Look("", stop_markup, await self._more(more_label))
+        return EditSink(self.bot, place, self.group_pacers(place.key), self.pace, look)
+
+    async def _more(self, label: str) -> Callable[[str], InlineKeyboardMarkup]:
+        """Makes the button under a cut answer: ``label``, opening the whole in private."""
+        link = await self.deep_link("a_")
+
+        def button(text: str) -> InlineKeyboardMarkup:
+            token = self.answers.keep(text)
+            more = InlineKeyboardButton(text=label, url=link + token)
+            return InlineKeyboardMarkup(inline_keyboard=[[more]])
+
+        return button
+
+    async def replace_inline(
+        self, inline_message_id: str, text: str, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        """Put a short notice in an inline message, paced (Telegram failing: logged)."""
+        await self.inline_pacers(inline_message_id).wait()
+        try:
+            await self.bot.edit_message_text(
+                text=text, inline_message_id=inline_message_id, reply_markup=markup
+            )
+        except TelegramAPIError as exc:
+            log.warning("editing.notice_failed", error=type(exc).__name__)
+
+    async def retract(self, chat_id: int, message_id: int) -> None:
+        """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
+        try:
+            await self.bot.delete_message(chat_id, message_id)
+        except TelegramAPIError as exc:
+            log.info("editing.retract_failed", error=type(exc).__name__)
+
+    async def tell_one(
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None,
+    ) -> None:
+        """Tell one member of a group: an ephemeral message, else a reply deleted soon.
+
+        Ephemeral messages (Bot API 10.2) show to ``user_id`` only; a server without them
+        refuses the field, and the notice is a reply to their message, deleted after
+        ``notice_seconds``.
+        """
+        pacer = self.group_pacers(chat_id)
+        await pacer.wait()
+        try:
+            await self.bot.send_message(
+                chat_id,
+                text,
+                reply_markup=markup,
+                ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=user_id),
+            )
+        except TelegramBadRequest:
+            log.info("editing.ephemeral_refused")
+        except TelegramAPIError as exc:
+            log.warning("editing.notice_failed", error=type(exc).__name__)
+            return
+        else:
+            return
+        await pacer.wait()
+        try:
+            sent = await self.bot.send_message(
+                chat_id, text, reply_to_message_id=reply_to, reply_markup=markup
+            )
+        except TelegramAPIError as exc:
+            log.warning("editing.notice_failed", error=type(exc).__name__)
+            return
+        task = asyncio.create_task(self._delete_later(chat_id, sent.message_id))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _delete_later(self, chat_id: int, message_id: int) -> None:
+        await asyncio.sleep(self.pace.notice_seconds)
+        await self.retract(chat_id, message_id)
+
+    async def close(self) -> None:
+        """Delete the notices still waiting for their time (the bot is stopping)."""
+        for task in list(self._notices):
+            task.cancel()
+        for task in list(self._notices):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def deep_link(self, start: str) -> str:
+        """``https://t.me/<bot>?start=<start>``: opens the private chat with that payload."""
+        if self._username is None:
+            me = await self.bot.me()
+            self._username = me.username or ""
+        return f"https://t.me/{self._username}?start={start}"

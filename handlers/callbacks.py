@@ -1,0 +1,75 @@
+"""Every inline button's callback data, one typed class a kind (aiogram's ``CallbackData``).
+
+A class packs to ``prefix:field:…`` and parses back; routers filter with ``Kind.filter()`` and
+receive the parsed object as ``callback_data``. The packed forms are those the bot has always
+sent (``retry``, ``buy:<pack>``, ``model:<digest>``), so buttons already in users' chats keep
+working. Telegram caps callback data at 64 bytes: fields are short ids, never names or text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class Retry(CallbackData, prefix="retry"):
+    """Ask the failed question again."""
+
+
+class ModelChoice(CallbackData, prefix="model"):
+    """Switch to the model whose name hashes to ``digest`` (names may exceed 64 bytes)."""
+
+    digest: str
+
+    @classmethod
+    def of(cls, name: str) -> ModelChoice:
+        """The button data for model ``name``."""
+        return cls(digest=hashlib.sha256(name.encode()).hexdigest()[:16])
+
+
+class BuyPack(CallbackData, prefix="buy"):
+    """Buy the Stars pack ``pack_id``."""
+
+    pack_id: str
+
+
+class BuyPlan(CallbackData, prefix="buy-plan"):
+    """Subscribe to the monthly plan."""
+
+
+class BuyGram(CallbackData, prefix="gram"):
+    """Buy the Gram pack ``pack_id`` (its price in nanotons) from a TON wallet."""
+
+    pack_id: str
+
+
+class BuyUsdt(CallbackData, prefix="usdt"):
+    """Buy the USDT-on-TON pack ``pack_id`` (its price in µUSDT) from a TON wallet."""
+
+    pack_id: str
+
+
+class ForgetAnswer(CallbackData, prefix="forget"):
+    """The answer to /forget's question: ``yes`` erases the history, ``no`` keeps it."""
+
+    choice: Literal["yes", "no"]
+
+
+class StopAnswer(CallbackData, prefix="stop"):
+    """Stop the inline, guest or group answer whose stop tag is ``tag`` (only its asker can)."""
+
+    tag: str
+
+
+class GroupToggle(CallbackData, prefix="group"):
+    """A group admin flips one group setting: ``answers`` or ``reply_context``."""
+
+    setting: Literal["answers", "reply_context"]
+
+
+class InlineHistory(CallbackData, prefix="inline-history"):
+    """The user's /settings choice: keep inline answers in their history (``on``) or not."""
+
+    on: Literal["yes", "no"]

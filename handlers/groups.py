@@ -1,0 +1,204 @@
+"""Groups Veil is a member of: it answers when mentioned, when replied to, or to ``/ask``.
+
+Anything else in a group is not for Veil, and it stays silent (with privacy mode on, Telegram
+only sends it those messages anyway). An answer is a reply to the question that streams by
+editing at the group's pace; answers in one group go one at a time, in the order asked, so a
+burst of mentions stays within Telegram's 20 messages a minute per group. It is charged to the
+asker, a one-off (nothing from or to their private history); a reply to one of Veil's answers
+carries that thread as context when the group allows it. Notices for one person (no credit,
+busy) go to that person only (the errors router). Admins flip the group's settings with
+``/groupsettings`` (checked with getChatMember).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from handlers.callbacks import GroupToggle
+from handlers.replies import stop_keyboard
+from services.answers import Shown
+from services.chat import Question
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import CallbackQuery, Message, Update
+
+    from common.texts import Texts
+    from handlers.sinks import Editors
+    from services.answers import Said
+    from services.chat import ChatService
+    from services.groups import Groups, GroupSettings
+
+ADMINS = frozenset({"creator", "administrator"})
+GROUPS = frozenset({"group", "supergroup"})
+
+
+async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
+    """A filter: the message mentions Veil or replies to one of its messages.
+
+    Passes the question (the text without the mention) to the handler as ``question``.
+    """
+    text = message.text or message.caption
+    if not text or text.startswith("/"):
+        return False
+    me = await bot.me()
+    mention = f"@{me.username}".lower() if me.username else None
+    mentioned = mention is not None and any(
+        entity.type == "mention" and entity.extract_from(text).lower() == mention
+        for entity in (message.entities or message.caption_entities or [])
+    )
+    replied = message.reply_to_message
+    to_us = replied is not None and replied.from_user is not None and replied.from_user.id == me.id
+    if not mentioned and not to_us:
+        return False
+    question = " ".join(
+        word for word in text.split() if mention is None or word.lower().rstrip(",.:;!?") != mention
+    ).strip()
+    return {"question": question} if question else False
+
+
+async def on_addressed(
+    message: Message, event_update: Update, question: str, texts: Texts, kit: GroupKit
+) -> None:
+    """Veil was mentioned or replied to: answer, in the group's turn."""
+    await answer_in_group(message, event_update, question, texts, kit)
+
+
+async def cmd_ask(
+    message: Message, event_update: Update, command: CommandObject, texts: Texts, kit: GroupKit
+) -> None:
+    """``/ask question``: answer it (an empty /ask says how)."""
+    question = (command.args or "").strip()
+    if not question:
+        await message.reply(texts("ask_usage"))
+        return
+    await answer_in_group(message, event_update, question, texts, kit)
+
+
+class GroupKit:
+    """What a group answer needs from the bot: the chat service, the editors, the settings."""
+
+    def __init__(self, chat: ChatService, editors: Editors, groups: Groups) -> None:
+        self.chat = chat
+        self.editors = editors
+        self.groups = groups
+
+
+async def answer_in_group(
+    message: Message, update: Update, question: str, texts: Texts, kit: GroupKit
+) -> None:
+    """Reply to ``message`` with the answer to ``question``, streamed by paced edits."""
+    user = message.from_user
+    if user is None:
+        return
+    settings = await kit.groups.settings(message.chat.id)
+    if not settings.answers:
+        return
+    context = thread_of(message, kit.editors, settings)
+    editors, chat_id = kit.editors, message.chat.id
+    async with editors.turn(chat_id):
+        tag = f"{chat_id}:{message.message_id}"
+        stop = stop_keyboard(texts, tag)
+        placeholder = await editors.post(
+            chat_id, texts("group_placeholder"), reply_to=message.message_id, markup=stop
+        )
+        shown = Shown(user.id, chat_id=chat_id, message_id=placeholder.message_id)
+        editors.showing.remember(update.update_id, shown)
+        sink = await editors.in_chat(
+            chat_id, placeholder.message_id, stop_markup=stop, more_label=texts("read_whole")
+        )
+        asked = Question(
+            user.id,
+            user.language_code,
+            question,
+            stop_tag=tag,
+            context=context,
+            keep_history=False,
+        )
+        answer = await kit.chat.answer(asked, sink)
+        editors.showing.pop(update.update_id)
+        if answer.stopped and not answer.text:
+            await sink.say(texts("cancelled"))
+            return
+    said: tuple[Said, ...] = (*context, ("user", question), ("assistant", answer.text))
+    editors.chains.remember(chat_id, placeholder.message_id, said)
+
+
+def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tuple[Said, ...]:
+    """The turns a reply carries: the thread behind the answer it replies to, if allowed."""
+    replied = message.reply_to_message
+    if replied is None or not settings.reply_context:
+        return ()
+    known = editors.chains.get(message.chat.id, replied.message_id)
+    if known is not None:
+        return known
+    text = replied.text or replied.caption
+    if not text:
+        return ()
+    own = replied.from_user is not None and replied.from_user.is_bot
+    return (("assistant" if own else "user", text),)
+
+
+def settings_keyboard(texts: Texts, settings: GroupSettings) -> InlineKeyboardMarkup:
+    """Two toggles, each showing its state."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=texts(f"group_{setting}_{'on' if getattr(settings, setting) else 'off'}"),
+                callback_data=GroupToggle(setting=setting).pack(),
+            )
+        ]
+        for setting in ("answers", "reply_context")
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def is_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
+    """Whether ``user_id`` administers ``chat_id``, as Telegram says now."""
+    member = await bot.get_chat_member(chat_id, user_id)
+    return member.status in ADMINS
+
+
+async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
+    """Admins: the group's settings as toggles; anyone else: a short refusal."""
+    user = message.from_user
+    if user is None or not await is_admin(bot, message.chat.id, user.id):
+        await message.reply(texts("group_admins_only"))
+        return
+    settings = await kit.groups.settings(message.chat.id)
+    await message.reply(texts("group_settings"), reply_markup=settings_keyboard(texts, settings))
+
+
+async def on_group_toggle(
+    query: CallbackQuery, callback_data: GroupToggle, bot: Bot, texts: Texts, kit: GroupKit
+) -> None:
+    """An admin pressed a toggle: flip it and show the new state."""
+    message = query.message
+    if message is None:
+        await query.answer()
+        return
+    if not await is_admin(bot, message.chat.id, query.from_user.id):
+        await query.answer(texts("group_admins_only"), show_alert=True)
+        return
+    settings = await kit.groups.flip(message.chat.id, callback_data.setting)
+    await query.answer()
+    await bot.edit_message_reply_markup(
+        chat_id=message.chat.id,
+        message_id=message.message_id,
+        reply_markup=settings_keyboard(texts, settings),
+    )
+
+
+def build_router() -> Router:
+    """A fresh router with this feature's handlers (a router can join one dispatcher)."""
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type.in_(GROUPS))
+    router.message.register(cmd_ask, Command("ask"))
+    router.message.register(cmd_groupsettings, Command("groupsettings"))
+    router.message.register(on_addressed, addressed)
+    router.callback_query.register(on_group_toggle, GroupToggle.filter())
+    return router

@@ -1,0 +1,191 @@
+"""Veil in any chat: inline queries (``@veilbot question``) and guest mode.
+
+An inline query is answered at once, without the model: one personal, uncached article whose
+message is a placeholder with a stop button (the keyboard is what makes Telegram send
+``chosen_inline_result`` with an ``inline_message_id``). Only the chosen result is answered,
+and charged: the answer streams into that inline message by editing it at a group-safe pace.
+A guest message (the bot summoned where it is not a member) is answered the same way through
+``answerGuestQuery``; the message it replies to is the question's context. Both are one-off
+questions: nothing is read from or stored in the asker's history unless they opted in
+(/settings). Failures go to the errors router, which edits the inline message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from aiogram import F, Router
+from aiogram.types import (
+    InlineQueryResultArticle,
+    InlineQueryResultsButton,
+    InputTextMessageContent,
+)
+
+from handlers.callbacks import StopAnswer
+from handlers.replies import link_keyboard, stop_keyboard
+from services.answers import Shown
+from services.chat import Question
+
+if TYPE_CHECKING:
+    from aiogram.types import CallbackQuery, ChosenInlineResult, InlineQuery, Message, Update
+
+    from common.texts import Texts
+    from handlers.sinks import Editors
+    from services.chat import ChatService
+
+HELP_RESULT = "help"
+TITLE_CHARS = 60  # of the question, in the result's title
+
+
+def new_tag() -> str:
+    """A stop tag and result id: random, 16 URL-safe characters (callback data stays short)."""
+    return secrets.token_urlsafe(12)
+
+
+def article(texts: Texts, tag: str, question: str) -> InlineQueryResultArticle:
+    """The one result for a question: its message is the placeholder, with the stop button."""
+    title = question if len(question) <= TITLE_CHARS else question[: TITLE_CHARS - 1] + "…"
+    return InlineQueryResultArticle(
+        id=tag,
+        title=texts("inline_title", question=title),
+        description=texts("inline_description"),
+        input_message_content=InputTextMessageContent(
+            message_text=texts("inline_placeholder", question=question)
+        ),
+        reply_markup=stop_keyboard(texts, tag),
+    )
+
+
+async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) -> None:
+    """Answer at once: one personal article (or, for an empty query, how to use it)."""
+    question = query.query.strip()
+    link = await editors.deep_link("inline")
+    if question:
+        result = article(texts, new_tag(), question)
+    else:
+        result = InlineQueryResultArticle(
+            id=HELP_RESULT,
+            title=texts("inline_help_title"),
+            description=texts("inline_help_description"),
+            input_message_content=InputTextMessageContent(message_text=texts("inline_help")),
+            reply_markup=link_keyboard(texts("open_bot"), link),
+        )
+    await query.answer(
+        [result],
+        cache_time=0,
+        is_personal=True,
+        button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
+    )
+
+
+async def on_chosen_result(
+    result: ChosenInlineResult,
+    event_update: Update,
+    texts: Texts,
+    chat: ChatService,
+    editors: Editors,
+) -> None:
+    """The user sent the article: stream the answer into it."""
+    question = result.query.strip()
+    if result.result_id == HELP_RESULT or result.inline_message_id is None or not question:
+        return
+    user = result.from_user
+    asked = Question(
+        user.id,
+        user.language_code,
+        question,
+        stop_tag=result.result_id,
+        keep_history=await chat.keeps_inline_history(user.id),
+    )
+    shown = Shown(user.id, inline_message_id=result.inline_message_id)
+    editors.showing.remember(event_update.update_id, shown)
+    await answer_inline(result.inline_message_id, asked, texts, chat, editors)
+    editors.showing.pop(event_update.update_id)
+
+
+async def on_guest_message(
+    message: Message, event_update: Update, texts: Texts, chat: ChatService, editors: Editors
+) -> None:
+    """Summoned where the bot is not a member: answer through answerGuestQuery."""
+    bot = message.bot
+    if message.guest_query_id is None or message.from_user is None or bot is None:
+        return
+    me = await bot.me()
+    question = without_mention(message.text or message.caption or "", me.username)
+    context = replied_context(message, me.id)
+    if not question and not context:
+        question = texts("guest_empty_question")
+    user = message.from_user
+    tag = new_tag()
+    sent = await bot.answer_guest_query(
+        message.guest_query_id, result=article(texts, tag, question or "…")
+    )
+    asked = Question(
+        user.id,
+        user.language_code,
+        question or texts("guest_reply_question"),
+        stop_tag=tag,
+        context=context,
+        keep_history=False,
+    )
+    shown = Shown(user.id, inline_message_id=sent.inline_message_id)
+    editors.showing.remember(event_update.update_id, shown)
+    await answer_inline(sent.inline_message_id, asked, texts, chat, editors)
+    editors.showing.pop(event_update.update_id)
+
+
+async def answer_inline(
+    inline_message_id: str, asked: Question, texts: Texts, chat: ChatService, editors: Editors
+) -> None:
+    """Stream the answer to ``asked`` into an inline message (failures: the errors router)."""
+    sink = await editors.inline(
+        inline_message_id,
+        header=texts("inline_header", question=asked.prompt),
+        stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
+        more_label=texts("read_whole"),
+    )
+    answer = await chat.answer(asked, sink)
+    if answer.stopped and not answer.text:
+        await sink.say(texts("cancelled"))
+
+
+async def on_stop(
+    query: CallbackQuery, callback_data: StopAnswer, texts: Texts, chat: ChatService
+) -> None:
+    """The stop button: stops the answer for its asker; anyone else gets a short notice."""
+    if chat.cancel(query.from_user.id, stop_tag=callback_data.tag):
+        await query.answer(texts("stopping"))
+    else:
+        await query.answer(texts("stop_not_yours"))
+
+
+def without_mention(text: str, username: str | None) -> str:
+    """``text`` without the bot's @mention (anywhere, any case), trimmed."""
+    if not username:
+        return text.strip()
+    mention = "@" + username.lower()
+    words = [word for word in text.split() if word.lower().rstrip(",.:;!?") != mention]
+    return " ".join(words).strip()
+
+
+def replied_context(message: Message, bot_id: int) -> tuple[tuple[str, str], ...]:
+    """The message ``message`` replies to, as one turn of context (the bot's own: assistant)."""
+    replied = message.reply_to_message
+    if replied is None:
+        return ()
+    text = replied.text or replied.caption
+    if not text:
+        return ()
+    own = replied.from_user is not None and replied.from_user.id == bot_id
+    return (("assistant" if own else "user", text),)
+
+
+def build_router() -> Router:
+    """A fresh router with this feature's handlers (a router can join one dispatcher)."""
+    router = Router(name=__name__)
+    router.inline_query.register(on_inline_query)
+    router.chosen_inline_result.register(on_chosen_result)
+    router.guest_message.register(on_guest_message, F.guest_query_id)
+    router.callback_query.register(on_stop, StopAnswer.filter())
+    return router

@@ -1,0 +1,92 @@
+"""Pieces of replies that more than one router shows: prices, the buy and retry keyboards."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Retry, StopAnswer
+from services.prices import format_units
+from services.ton.shop import format_amount
+
+if TYPE_CHECKING:
+    from common.texts import Texts
+    from services.prices import Prices
+    from services.shop import Shop
+    from services.ton.shop import TonShop
+
+
+def per_thousand(units_per_token: int) -> str:
+    """A per-token price in µ★ as Stars per 1000 tokens."""
+    return format_units(units_per_token * 1000)
+
+
+def prices_line(texts: Texts, prices: Prices, model: str) -> str:
+    """The ``model_prices`` text for one model."""
+    price = prices.for_model(model)
+    return texts(
+        "model_prices", price_in=per_thousand(price.input), price_out=per_thousand(price.output)
+    )
+
+
+def buy_keyboard(shop: Shop, texts: Texts, ton: TonShop | None = None) -> InlineKeyboardMarkup:
+    """One button a pack, then the plan's, then the Gram and USDT packs when ``ton`` sells them."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=texts("buy_pack", stars=pack.stars, credit=format_units(pack.units)),
+                callback_data=BuyPack(pack_id=pack.id).pack(),
+            )
+        ]
+        for pack in shop.packs
+    ]
+    if shop.plan is not None:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=texts(
+                        "buy_plan", stars=shop.plan.stars, credit=format_units(shop.plan.units)
+                    ),
+                    callback_data=BuyPlan().pack(),
+                )
+            ]
+        )
+    if ton is not None:
+        rows.extend(_ton_rows(ton, texts))
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _ton_rows(ton: TonShop, texts: Texts) -> list[list[InlineKeyboardButton]]:
+    rows: list[list[InlineKeyboardButton]] = []
+    for asset in ton.assets:
+        for pack in ton.packs(asset):
+            data = BuyGram(pack_id=pack.id) if asset == "gram" else BuyUsdt(pack_id=pack.id)
+            text = texts(
+                f"ton_buy_{asset}",
+                amount=format_amount(asset, pack.amount),
+                credit=format_units(pack.units),
+            )
+            rows.append([InlineKeyboardButton(text=text, callback_data=data.pack())])
+    return rows
+
+
+def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
+    """The Retry button under a failed answer."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=Retry().pack())]]
+    )
+
+
+def stop_keyboard(texts: Texts, tag: str) -> InlineKeyboardMarkup:
+    """The stop button under an answer that streams by editing (inline, guest, group)."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=texts("stop"), callback_data=StopAnswer(tag=tag).pack())]
+        ]
+    )
+
+
+def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
+    """One URL button (open the private chat, top up, read the whole answer)."""
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=text, url=url)]])

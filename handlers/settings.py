@@ -1,0 +1,57 @@
+"""/settings: the user's own choices (today: whether inline answers join their history)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from handlers.callbacks import InlineHistory
+
+if TYPE_CHECKING:
+    from aiogram.types import CallbackQuery, Message
+
+    from common.texts import Texts
+    from services.chat import ChatService
+
+
+def settings_keyboard(texts: Texts, *, keeps: bool) -> InlineKeyboardMarkup:
+    """The inline-history toggle, showing its state; pressing it flips it."""
+    button = InlineKeyboardButton(
+        text=texts("settings_inline_on" if keeps else "settings_inline_off"),
+        callback_data=InlineHistory(on="no" if keeps else "yes").pack(),
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+async def cmd_settings(message: Message, texts: Texts, chat: ChatService) -> None:
+    """Show the user's settings as toggles."""
+    user_id = message.from_user.id if message.from_user else message.chat.id
+    keeps = await chat.keeps_inline_history(user_id)
+    await message.answer(texts("settings"), reply_markup=settings_keyboard(texts, keeps=keeps))
+
+
+async def on_inline_history(
+    query: CallbackQuery, callback_data: InlineHistory, texts: Texts, chat: ChatService
+) -> None:
+    """Save the choice and show the toggle's new state."""
+    user = query.from_user
+    keeps = callback_data.on == "yes"
+    await chat.keep_inline_history(user.id, user.language_code, keep=keeps)
+    await query.answer(texts("settings_saved"))
+    if query.message is not None and query.bot is not None:
+        await query.bot.edit_message_reply_markup(
+            chat_id=user.id,
+            message_id=query.message.message_id,
+            reply_markup=settings_keyboard(texts, keeps=keeps),
+        )
+
+
+def build_router() -> Router:
+    """A fresh router with this feature's handlers (a router can join one dispatcher)."""
+    router = Router(name=__name__)
+    router.message.register(cmd_settings, Command("settings"), F.chat.type == "private")
+    router.callback_query.register(on_inline_history, InlineHistory.filter())
+    return router

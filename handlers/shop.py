@@ -1,0 +1,299 @@
+"""The money commands: /balance, /buy and its buttons, pre-checkout, payments, refunds, /stats.
+
+Also /paysupport and /terms, which Telegram requires of bots that sell in Stars. When Gram and
+USDT on TON are sold (``ton``), /balance and /buy show their packs too (``handlers.ton`` answers
+those buttons) and /stats adds their figures. Handlers read
+the update, call the credit or the shop service, and reply; a ``VeilError`` they let through
+(an order that cannot be made, a ledger that cannot be read) is answered by ``handlers.errors``.
+Payments and refunds go to the payment desk (``desk``), which journals, books and tells.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Protocol
+
+from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, CommandObject
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
+
+from handlers.callbacks import BuyPack, BuyPlan
+from handlers.replies import buy_keyboard, per_thousand
+from services.prices import format_units
+from services.shop import CURRENCY, SUBSCRIPTION_PERIOD
+from services.ton.shop import format_amount
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import CallbackQuery, Message, PreCheckoutQuery
+
+    from common.texts import Texts
+    from models import Store
+    from services.chat import ChatService
+    from services.credit import Credit
+    from services.shop import Shop
+    from services.ton.books import TonBooks
+    from services.ton.shop import TonShop
+
+# Telegram's refusals of refundStarPayment, as its description names them.
+ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
+NOT_FOUND = "CHARGE_NOT_FOUND"
+UNMATCHED_SHOWN = 10  # the newest unmatched Gram and USDT payments /stats lists
+
+
+def _date(timestamp: int) -> str:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def _user_id(message: Message) -> int:
+    return message.from_user.id if message.from_user else message.chat.id
+
+
+# -- credit --------------------------------------------------------------------------------------
+
+
+async def cmd_balance(  # noqa: PLR0913 -- the handler's injected services
+    message: Message,
+    texts: Texts,
+    credit: Credit,
+    shop: Shop,
+    chat: ChatService,
+    *,
+    ton: TonShop | None = None,
+) -> None:
+    """Balance, free tokens left today, the plan, prices, and the latest entries."""
+    user_id = _user_id(message)
+    balance = await credit.balance(user_id)
+    entries = [
+        texts(
+            "entry",
+            date=_date(entry.created_at),
+            kind=texts(f"kind_{entry.kind}"),
+            amount=("+" if entry.amount > 0 else "") + format_units(entry.amount),
+        )
+        for entry in await credit.history(user_id, limit=8)
+    ]
+    until = await shop.plan_until(user_id)
+    plan = texts("balance_plan", until=_date(until)) if until else texts("balance_no_plan")
+    model = await chat.current_model(user_id)
+    price = credit.prices.for_model(model)
+    await message.answer(
+        texts(
+            "balance",
+            balance=format_units(balance.units),
+            free=balance.free_tokens_left,
+            plan=plan,
+            model=model,
+            price_in=per_thousand(price.input),
+            price_out=per_thousand(price.output),
+            entries="\n".join(entries) or texts("balance_empty"),
+        ),
+        reply_markup=buy_keyboard(shop, texts, ton),
+    )
+
+
+# -- buying --------------------------------------------------------------------------------------
+
+
+async def cmd_buy(message: Message, texts: Texts, shop: Shop, ton: TonShop | None = None) -> None:
+    """The packs and the plan as buttons (and the Gram and USDT packs when sold)."""
+    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts, ton))
+
+
+async def on_buy_pack(
+    query: CallbackQuery, callback_data: BuyPack, bot: Bot, texts: Texts, shop: Shop
+) -> None:
+    """Send an invoice for the chosen pack; its payload is a single-use order id."""
+    order = await shop.create_order(query.from_user.id, callback_data.pack_id)
+    await query.answer()
+    credit = format_units(order.units)
+    await bot.send_invoice(
+        chat_id=query.from_user.id,
+        title=texts("invoice_title"),
+        description=texts("invoice_description", credit=credit),
+        payload=order.id,
+        currency=CURRENCY,
+        prices=[LabeledPrice(label=texts("invoice_label", credit=credit), amount=order.stars)],
+    )
+
+
+async def on_buy_plan(query: CallbackQuery, bot: Bot, texts: Texts, shop: Shop) -> None:
+    """Send a subscription link for the monthly plan."""
+    order = await shop.create_plan_order(query.from_user.id)
+    await query.answer()
+    credit = format_units(order.units)
+    link = await bot.create_invoice_link(
+        title=texts("plan_title"),
+        description=texts("plan_description", credit=credit),
+        payload=order.id,
+        currency=CURRENCY,
+        prices=[LabeledPrice(label=texts("plan_title"), amount=order.stars)],
+        subscription_period=SUBSCRIPTION_PERIOD,
+    )
+    button = InlineKeyboardButton(text=texts("plan_button", stars=order.stars), url=link)
+    await bot.send_message(
+        query.from_user.id,
+        texts("plan_link"),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+    )
+
+
+async def on_pre_checkout(query: PreCheckoutQuery, texts: Texts, shop: Shop) -> None:
+    """Answer within Telegram's 10 s: ok only for this user's unexpired, unpaid order."""
+    reason = await shop.check_pre_checkout(
+        query.from_user.id, query.invoice_payload, query.currency, query.total_amount
+    )
+    if reason is None:
+        await query.answer(ok=True)
+    else:
+        await query.answer(ok=False, error_message=texts(f"precheckout_{reason}"))
+
+
+# -- payments and refunds ------------------------------------------------------------------------
+
+
+class Desk(Protocol):
+    """The payment desk (the bot provides it as ``desk``): journals, books, retries, tells."""
+
+    async def take_message(self, message: Message) -> None:
+        """Journal and book the payment or refund ``message`` carries."""
+
+
+async def on_successful_payment(message: Message, desk: Desk) -> None:
+    """Credit exactly once (the desk journals, books, retries); thank the user once."""
+    await desk.take_message(message)
+
+
+async def on_refunded_payment(message: Message, desk: Desk) -> None:
+    """Telegram refunded a payment: take its credit back (once) and say so."""
+    await desk.take_message(message)
+
+
+def telegram_error(error: TelegramBadRequest) -> str:
+    """The error Telegram names (``CHARGE_NOT_FOUND``) in ``Bad Request: CHARGE_NOT_FOUND``.
+
+    aiogram gives no type or field finer than ``TelegramBadRequest`` and its description, so
+    the name is compared whole, never searched for in the text.
+    """
+    return error.message.rpartition(": ")[2].strip()
+
+
+async def cmd_refund(
+    message: Message, command: CommandObject, bot: Bot, texts: Texts, shop: Shop
+) -> None:
+    """Admins: refund a charge with refundStarPayment and take its credit back."""
+    charge_id = (command.args or "").strip()
+    if not charge_id:
+        await message.answer(texts("refund_usage"))
+        return
+    payment = await shop.payment(charge_id)
+    if payment is None:
+        await message.answer(texts("refund_not_found"))
+        return
+    try:
+        await bot.refund_star_payment(user_id=payment.user_id, telegram_payment_charge_id=charge_id)
+    except TelegramBadRequest as exc:  # Telegram's answer to the admin, not a failure of ours
+        refused = telegram_error(exc)
+        if refused == ALREADY_REFUNDED:
+            await shop.record_refund(payment.user_id, charge_id)
+            await message.answer(texts("refund_already"))
+        elif refused == NOT_FOUND:
+            await message.answer(texts("refund_not_found"))
+        else:
+            await message.answer(texts("refund_failed", reason=exc.message))
+        return
+    newly = await shop.record_refund(payment.user_id, charge_id)
+    await message.answer(
+        texts(
+            "refund_done",
+            stars=payment.stars,
+            user=payment.user_id,
+            credit=format_units(payment.units if newly else 0),
+        )
+    )
+
+
+# -- the admin's figures and the texts Telegram requires -----------------------------------------
+
+
+async def cmd_stats(
+    message: Message,
+    texts: Texts,
+    credit: Credit,
+    store: Store,
+    ton_books: TonBooks | None = None,
+) -> None:
+    """Admins: users, activity, tokens, Stars received and refunded (and Gram and USDT)."""
+    stats = await credit.stats()
+    ton = "" if ton_books is None else "\n" + await _ton_stats(ton_books, texts)
+    await message.answer(
+        texts(
+            "stats",
+            users=max(stats.users, await store.user_count()),
+            active=stats.active_today,
+            tokens=stats.tokens_today,
+            stars=stats.stars_received,
+            refunds=stats.refunds,
+            stars_refunded=stats.stars_refunded,
+            flagged=stats.flagged,
+        )
+        + ton
+    )
+
+
+async def _ton_stats(books: TonBooks, texts: Texts) -> str:
+    """The /stats lines for Gram and USDT: totals and the newest unmatched payments."""
+    totals = await books.totals()
+    lines = [
+        texts(
+            "ton_stats",
+            credited=totals.credited,
+            gram=format_amount("gram", totals.nanotons),
+            usdt=format_amount("usdt", totals.usdt),
+            credit=format_units(totals.units),
+            dust=totals.dust,
+            unmatched=totals.unmatched,
+        )
+    ]
+    lines.extend(
+        texts(
+            "ton_stats_entry",
+            hash=payment.hash[:16],
+            amount=format_amount(payment.asset, payment.amount),
+            comment=payment.comment or "—",
+            reason=payment.reason or "—",
+            user=payment.user_id if payment.user_id is not None else "—",
+        )
+        for payment in await books.unmatched(UNMATCHED_SHOWN)
+    )
+    return "\n".join(lines)
+
+
+async def cmd_paysupport(message: Message, texts: Texts, paysupport_text: str | None) -> None:
+    """Required by Telegram for bots that sell in Stars (the operator's text, if set)."""
+    await message.answer(paysupport_text or texts("paysupport"))
+
+
+async def cmd_terms(message: Message, texts: Texts, terms_text: str | None) -> None:
+    """The terms of service (the operator's text, if set)."""
+    await message.answer(terms_text or texts("terms"))
+
+
+def build_router(admins: frozenset[int] = frozenset()) -> Router:
+    """A fresh router with this feature's handlers (a router can join one dispatcher)."""
+    router = Router(name=__name__)
+    private = F.chat.type == "private"
+    router.message.register(cmd_balance, Command("balance"), private)
+    router.message.register(cmd_buy, Command("buy"), private)
+    router.callback_query.register(on_buy_pack, BuyPack.filter())
+    router.callback_query.register(on_buy_plan, BuyPlan.filter())
+    router.pre_checkout_query.register(on_pre_checkout)
+    router.message.register(on_successful_payment, F.successful_payment)
+    router.message.register(on_refunded_payment, F.refunded_payment)
+    router.message.register(cmd_paysupport, Command("paysupport"))
+    router.message.register(cmd_terms, Command("terms"))
+    is_admin = F.from_user.id.in_(admins)
+    router.message.register(cmd_refund, Command("refund"), is_admin)
+    router.message.register(cmd_stats, Command("stats"), is_admin)
+    return router

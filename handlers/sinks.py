@@ -1,0 +1,110 @@
+"""What the bot gives handlers to show answers with, and where each update's answer is shown.
+
+The bot (the composition root) provides the implementations as workflow data: ``drafts``
+(private chats stream into a draft) and ``editors`` (inline, guest and group answers stream by
+editing one message at a group-safe pace; ``editors.showing`` remembers, per update, the
+message an answer is shown in, so that the errors router can put a failure there, or in a
+group tell only the asker, without the handler catching anything).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from services.chat import AnswerSink
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from aiogram import Bot
+    from aiogram.types import InlineKeyboardMarkup, Message
+
+    from services.answers import LongAnswers, ReplyChains, Showing
+
+
+class NoticeSink(AnswerSink, Protocol):
+    """A sink that can also show a short notice where the answer would have been."""
+
+    async def say(self, text: str) -> None:
+        """Show ``text`` (a plain notice) in the answer's place."""
+
+
+class DraftTarget(NoticeSink, Protocol):
+    """A sink that streams into a private chat's draft; its stop button names ``draft_id``."""
+
+    draft_id: int
+
+
+class Drafts(Protocol):
+    """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""
+
+    def __call__(self, chat_id: int) -> DraftTarget:
+        """A fresh sink streaming into ``chat_id``."""
+        ...
+
+
+class Editors(Protocol):
+    """Streams answers by editing one message, paced per chat (the bot's ``editors``)."""
+
+    bot: Bot
+    answers: LongAnswers
+    showing: Showing
+    chains: ReplyChains
+
+    def turn(self, chat_id: int) -> AbstractAsyncContextManager[None]:
+        """Hold the group's turn: one answer at a time streams there, in arrival order."""
+        ...
+
+    async def post(
+        self, chat_id: int, text: str, *, reply_to: int, markup: InlineKeyboardMarkup | None
+    ) -> Message:
+        """Send a placeholder reply in a group, paced."""
+        ...
+
+    async def inline(
+        self,
+        inline_message_id: str,
+        *,
+        header: str,
+        stop_markup: InlineKeyboardMarkup | None,
+        more_label: str,
+    ) -> NoticeSink:
+        """A sink editing an inline (or guest) message, the question as its ``header``."""
+        ...
+
+    async def in_chat(
+        self,
+        chat_id: int,
+        message_id: int,
+        *,
+        stop_markup: InlineKeyboardMarkup | None,
+        more_label: str,
+    ) -> NoticeSink:
+        """A sink editing the bot's message ``message_id`` in a group."""
+        ...
+
+    async def deep_link(self, start: str) -> str:
+        """The link that opens the private chat with ``/start <start>``."""
+        ...
+
+    async def replace_inline(
+        self, inline_message_id: str, text: str, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        """Put a short notice in an inline message, paced (Telegram failing: logged)."""
+        ...
+
+    async def retract(self, chat_id: int, message_id: int) -> None:
+        """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
+        ...
+
+    async def tell_one(
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None,
+    ) -> None:
+        """Tell one member of a group: an ephemeral message, else a reply deleted soon."""
+        ...

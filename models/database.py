@@ -1,0 +1,186 @@
+"""One SQLite connection on one worker thread: the write path, which owns every transaction.
+
+Like datasette's ``execute_write_fn``, callers hand over a function of the ``Database``; it
+runs on the connection's own thread (a single-thread executor), in submission order, so writes
+never race and the event loop never blocks on disk. The transaction is this module's business,
+never the caller's:
+
+- ``write(fn)`` runs ``fn`` in one transaction that takes SQLite's write lock first
+  (``BEGIN IMMEDIATE``), commits when ``fn`` returns and rolls back when it raises. A deferred
+  transaction that reads and then writes fails at once when another process (``reconcile
+  --fix``, a backup) holds the lock: SQLite does not wait for a lock it would have to upgrade
+  to. Taking it first makes the write wait the busy timeout instead.
+- ``read(fn)`` runs ``fn`` in a read-only transaction, so several reads see one snapshot; a
+  write inside it fails.
+- ``call(fn)`` runs ``fn`` outside any transaction, for what may not run inside one (a WAL
+  checkpoint) or opens its own (migrations).
+
+Every SQLite error becomes ``StorageError`` (``models.errors.storage_errors``); anything else
+``fn`` raises (a service's ``InsufficientCredit``) rolls back and reaches the caller unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlite_utils import Database
+
+from models.errors import StorageError, storage_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+__all__ = ["DB_FILE_MODE", "Connection", "Database", "open_private_database"]
+
+T = TypeVar("T")
+
+DB_FILE_MODE = 0o600
+
+
+class Connection:
+    """A database file's one connection and the thread it lives on; ``open`` it, then ``close``.
+
+    ``name`` says which file it is in errors ("the database is closed", "journal error: …").
+    """
+
+    def __init__(self, name: str, executor: ThreadPoolExecutor, db: Database) -> None:
+        self._name = name
+        self._executor = executor
+        self._db = db
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Connection({self._name!r})"
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        setup: Callable[[Database], None],
+        *,
+        busy_timeout: float,
+        name: str,
+    ) -> Connection:
+        """Open (creating owner-only) the file at ``path`` on a new thread and run ``setup``.
+
+        Raises ``StorageError`` if the file cannot be opened or ``setup`` fails in SQLite.
+        """
+        thread = "veil-" + name.replace(" ", "-")
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread)
+        loop = asyncio.get_running_loop()
+        try:
+            db = await loop.run_in_executor(
+                executor, open_private_database, path, busy_timeout, setup, name
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(name, executor, db)
+
+    async def read(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` in a read-only transaction (one snapshot) and return its result."""
+        return await self._submit(_reading, fn)
+
+    async def write(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` in one write transaction (lock taken first) and return its result."""
+        return await self._submit(_writing, fn)
+
+    async def call(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` outside any transaction (``fn`` may open its own)."""
+        return await self._submit(_calling, fn)
+
+    async def close(self, last: Callable[[Database], None] | None = None) -> None:
+        """Run ``last`` (if given), close the connection and stop the thread.
+
+        Calls already submitted finish first; calls made afterwards raise ``StorageError``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._close, last)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    async def _submit(
+        self,
+        how: Callable[[Database, Callable[[Database], T]], T],
+        fn: Callable[[Database], T],
+    ) -> T:
+        if self._closed:
+            raise StorageError(f"the {self._name} is closed")
+
+        def run() -> T:
+            with storage_errors(f"{self._name} error"):
+                return how(self._db, fn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def _close(self, last: Callable[[Database], None] | None) -> None:
+        try:
+            if last is not None:
+                with storage_errors(f"{self._name} error"):
+                    last(self._db)
+        finally:
+            self._db.close()
+
+
+def _writing(db: Database, fn: Callable[[Database], T]) -> T:
+    db.conn.execute("BEGIN IMMEDIATE")
+    return _ending(db, fn)
+
+
+def _reading(db: Database, fn: Callable[[Database], T]) -> T:
+    db.conn.execute("PRAGMA query_only = ON")
+    try:
+        db.conn.execute("BEGIN")
+        return _ending(db, fn)
+    finally:
+        db.conn.execute("PRAGMA query_only = OFF")
+
+
+def _ending(db: Database, fn: Callable[[Database], T]) -> T:
+    """Run ``fn`` in the open transaction; commit, or roll back if anything failed."""
+    try:
+        result = fn(db)
+        db.conn.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:  # a failed check may have ended it already
+            db.conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _calling(db: Database, fn: Callable[[Database], T]) -> T:
+    return fn(db)
+
+
+def open_private_database(
+    path: Path, busy_timeout: float, setup: Callable[[Database], None], name: str
+) -> Database:
+    """Open (creating owner-only) the SQLite file at ``path`` and run ``setup`` on it.
+
+    The file is made mode 0600 before SQLite opens it, and SQLite gives its -wal and -shm files
+    the same mode. Any failure closes the connection and becomes ``StorageError`` naming
+    ``name`` and the path (never the data).
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
+        conn = sqlite3.connect(path, timeout=busy_timeout)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open {name} {path}: {exc}") from exc
+    try:
+        with storage_errors(f"cannot open {name} {path}"):
+            db = Database(conn, execute_plugins=False)
+            setup(db)
+    except BaseException:
+        conn.close()
+        raise
+    return db

@@ -1,0 +1,67 @@
+"""The storage layer's errors, and the one place SQLite's own become them.
+
+Messages never hold message text or keys::
+
+    StorageError                 the database or a key file cannot be used as it is
+    ├── HistoryCorrupted         a sealed turn does not open under its user, conversation,
+    │                            position and role: tampered, moved, or its key is gone
+    ├── DataKeyCorrupted         a user's wrapped data key does not open under the master key:
+    │                            the wrong master key, or a row moved to another user
+    ├── UserNotFound             no user row for that id (call ``Store.ensure_user`` first)
+    └── ConversationNotFound     no such conversation for that user
+
+``storage_errors`` is the translation point, as httpx's ``map_httpcore_exceptions`` is for
+httpcore: every call that reaches SQLite runs inside it (``models.database``), so no layer
+above ever sees ``sqlite3``'s exceptions. The original stays attached as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = [
+    "ConversationNotFound",
+    "DataKeyCorrupted",
+    "HistoryCorrupted",
+    "StorageError",
+    "UserNotFound",
+    "storage_errors",
+]
+
+
+class StorageError(Exception):
+    """Root of the storage layer's errors."""
+
+
+class HistoryCorrupted(StorageError):
+    """A stored turn fails to authenticate where it stands, so its text cannot be trusted."""
+
+
+class DataKeyCorrupted(StorageError):
+    """A wrapped data key fails to open under the master key in use."""
+
+
+class UserNotFound(StorageError):
+    """The user has no row; ``Store.ensure_user`` creates one."""
+
+
+class ConversationNotFound(StorageError):
+    """The conversation does not exist or belongs to another user."""
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn an ``sqlite3.Error`` raised inside the block into ``StorageError`` naming ``what``.
+
+    SQLite's message is kept (``UNIQUE constraint failed: …``, a trigger's ``the ledger is
+    append-only``); it names tables and columns, never the data.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"{what}: {exc}") from exc

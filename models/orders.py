@@ -1,0 +1,181 @@
+"""Orders and payments: what the shop sold, and the payments Telegram reported for it.
+
+An order is an invoice's single-use payload, stored while it waits to be paid. A payment row is
+keyed by Telegram's charge id (UNIQUE), so a redelivered update cannot be booked twice; its
+ledger credit has the charge id as its source, and a refund's has ``refund:<charge id>``. Paid
+orders stay, since their payments name them; unpaid ones are purged after they expire.
+
+The functions here take the ``Database`` of a store call and run inside its transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+OrderKind = Literal["pack", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An invoice; ``id`` is its payload (random, url-safe, single use)."""
+
+    id: str
+    user_id: int
+    kind: OrderKind
+    pack_id: str | None
+    stars: int
+    units: int
+    status: Literal["pending", "paid"]
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A successful payment, keyed by Telegram's charge id.
+
+    ``flag_reason`` says why a credited payment needs the admin's eye (an unknown, foreign,
+    expired or already-paid order, a wrong amount or currency); ``None`` when all was in order.
+    """
+
+    charge_id: str
+    user_id: int
+    order_id: str
+    stars: int
+    units: int
+    is_recurring: bool
+    flagged: bool
+    flag_reason: str | None
+    refunded: bool
+    created_at: int
+    subscription_expires_at: int | None
+
+
+_ORDER_COLUMNS = "id, user_id, kind, pack_id, stars, units, status, created_at, expires_at"
+_PAYMENT_COLUMNS = (
+    "charge_id, user_id, order_id, stars, units, is_recurring, flagged, flag_reason, refunded,"
+    " created_at, subscription_expires_at"
+)
+
+
+def insert_order(db: Database, order: Order) -> None:
+    """Store a new order."""
+    db.execute(
+        f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 -- a constant column list
+        [
+            order.id,
+            order.user_id,
+            order.kind,
+            order.pack_id,
+            order.stars,
+            order.units,
+            order.status,
+            order.created_at,
+            order.expires_at,
+        ],
+    )
+
+
+def get_order(db: Database, order_id: str) -> Order | None:
+    """The order with this payload, or None."""
+    row = db.execute(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?",  # noqa: S608 -- a constant column list
+        [order_id],
+    ).fetchone()
+    if row is None:
+        return None
+    return Order(
+        id=str(row[0]),
+        user_id=int(row[1]),
+        kind="plan" if row[2] == "plan" else "pack",
+        pack_id=None if row[3] is None else str(row[3]),
+        stars=int(row[4]),
+        units=int(row[5]),
+        status="paid" if row[6] == "paid" else "pending",
+        created_at=int(row[7]),
+        expires_at=int(row[8]),
+    )
+
+
+def purge_orders(db: Database, expired_before: int) -> int:
+    """Delete unpaid orders that expired before ``expired_before``; returns how many."""
+    cursor = db.execute(
+        "DELETE FROM orders WHERE status = 'pending' AND expires_at < ?", [expired_before]
+    )
+    return int(cursor.rowcount)
+
+
+def mark_order_paid(db: Database, order_id: str) -> None:
+    """Mark an order paid (a no-op for an unknown one)."""
+    db.execute("UPDATE orders SET status = 'paid' WHERE id = ?", [order_id])
+
+
+def insert_payment(db: Database, payment: Payment) -> None:
+    """Store a payment; a charge id stored already fails the whole write."""
+    db.execute(
+        f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 -- a constant column list
+        [
+            payment.charge_id,
+            payment.user_id,
+            payment.order_id,
+            payment.stars,
+            payment.units,
+            int(payment.is_recurring),
+            int(payment.flagged),
+            payment.flag_reason,
+            int(payment.refunded),
+            payment.created_at,
+            payment.subscription_expires_at,
+        ],
+    )
+
+
+def get_payment(db: Database, charge_id: str) -> Payment | None:
+    """The payment with this charge id, or None."""
+    row = db.execute(
+        f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE charge_id = ?",  # noqa: S608 -- a constant column list
+        [charge_id],
+    ).fetchone()
+    return None if row is None else _payment(row)
+
+
+def all_payments(db: Database) -> list[Payment]:
+    """Every payment, oldest first."""
+    rows = db.execute(
+        f"SELECT {_PAYMENT_COLUMNS} FROM payments ORDER BY created_at, charge_id"  # noqa: S608 -- a constant column list
+    ).fetchall()
+    return [_payment(row) for row in rows]
+
+
+def mark_refunded(db: Database, charge_id: str) -> None:
+    """Mark a payment refunded."""
+    db.execute("UPDATE payments SET refunded = 1 WHERE charge_id = ?", [charge_id])
+
+
+def plan_until(db: Database, user_id: int) -> int | None:
+    """The latest subscription expiry among the user's unrefunded payments, or None."""
+    (until,) = db.execute(
+        "SELECT MAX(subscription_expires_at) FROM payments WHERE user_id = ? AND refunded = 0",
+        [user_id],
+    ).fetchone()
+    return None if until is None else int(until)
+
+
+def _payment(row: Any) -> Payment:  # noqa: ANN401 -- a sqlite3 row is untyped
+    return Payment(
+        charge_id=str(row[0]),
+        user_id=int(row[1]),
+        order_id=str(row[2]),
+        stars=int(row[3]),
+        units=int(row[4]),
+        is_recurring=bool(row[5]),
+        flagged=bool(row[6]),
+        flag_reason=None if row[7] is None else str(row[7]),
+        refunded=bool(row[8]),
+        created_at=int(row[9]),
+        subscription_expires_at=None if row[10] is None else int(row[10]),
+    )

@@ -1,0 +1,55 @@
+"""Group settings: whether Veil answers in a group, and whether reply chains are context.
+
+A group's admins choose (``/groupsettings``; the handler checks they are admins with Telegram).
+Both default to on; a group never configured has no row. Nothing here holds message text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+from services.chat import history_errors
+
+if TYPE_CHECKING:
+    from models import Store
+
+GroupSetting = Literal["answers", "reply_context"]
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """One group's choices.
+
+    ``answers``: Veil replies at all; ``reply_context``: a reply to Veil's answer carries the
+    thread before it to the model.
+    """
+
+    answers: bool = True
+    reply_context: bool = True
+
+
+@dataclass
+class Groups:
+    """Reads and flips group settings (a storage failure: ``HistoryUnavailable``)."""
+
+    store: Store
+
+    async def settings(self, chat_id: int) -> GroupSettings:
+        """The group's settings (the defaults when it never chose)."""
+        with history_errors("cannot read the group's settings"):
+            stored = await self.store.group_settings(chat_id)
+        if stored is None:
+            return GroupSettings()
+        answers, reply_context = stored
+        return GroupSettings(answers=answers, reply_context=reply_context)
+
+    async def flip(self, chat_id: int, setting: GroupSetting) -> GroupSettings:
+        """Turn ``setting`` the other way; return the group's settings after."""
+        now = await self.settings(chat_id)
+        after = replace(now, **{setting: not getattr(now, setting)})
+        with history_errors("cannot save the group's settings"):
+            await self.store.set_group_settings(
+                chat_id, answers=after.answers, reply_context=after.reply_context
+            )
+        return after

@@ -1,0 +1,71 @@
+"""The errors router: a failure in any handler ends in one polite reply, never in silence."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiogram import Router
+from aiogram.filters import Command
+from structlog.testing import capture_logs
+
+from handlers.callbacks import BuyPack
+from handlers.errors import TEXTS, text_key
+from services import errors as veil_errors
+from tests.botstack import running_stack
+from tests.test_journal import ledger_locked
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aiogram.types import Message
+
+USER = 8101
+SECRET = "the launch codes are 0000"
+
+
+def test_every_veil_error_has_a_text_and_subclasses_come_before_their_parents() -> None:
+    kinds = [
+        kind
+        for kind in vars(veil_errors).values()
+        if isinstance(kind, type) and issubclass(kind, veil_errors.VeilError)
+    ]
+    order = [kind for kind, _ in TEXTS]
+    for kind in kinds:
+        assert any(issubclass(kind, listed) for listed in order), kind
+    for index, kind in enumerate(order):
+        assert not any(issubclass(kind, earlier) for earlier in order[:index]), kind
+    assert text_key(veil_errors.InsufficientCredit(1, 0)) == "no_credit"
+    assert text_key(veil_errors.LedgerUnavailable("locked")) == "error_ledger"
+
+
+async def test_a_ledger_failure_on_a_button_is_answered_not_silent(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, db_busy_timeout=0.2) as stack:
+        pack = stack.veil.shop.packs[0]
+        with capture_logs() as logs, ledger_locked(tmp_path / "veil.db"):
+            stack.telegram.press_button(USER, BuyPack(pack_id=pack.id).pack(), message_id=1)
+            messages = await stack.final_messages(USER, 1)
+        await stack.telegram.wait_for("answerCallbackQuery")
+    assert messages[0]["text"] == stack.veil.catalogs.for_language("en")("error_ledger")
+    assert {"event": "error_replied", "error": "LedgerUnavailable", "text": "error_ledger"} in [
+        {key: entry.get(key) for key in ("event", "error", "text")} for entry in logs
+    ]
+
+
+async def test_a_bug_in_a_handler_is_logged_without_text_and_apologised_for(
+    tmp_path: Path,
+) -> None:
+    async def explode(message: Message) -> None:  # noqa: ARG001 -- aiogram passes it
+        raise RuntimeError("a bug")
+
+    buggy = Router(name="buggy")
+    buggy.message.register(explode, Command("explode"))
+    async with running_stack(tmp_path) as stack:
+        stack.veil.dispatcher.include_router(buggy)
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, f"/explode {SECRET}")
+            messages = await stack.final_messages(USER, 1)
+    assert messages[0]["text"] == stack.veil.catalogs.for_language("en")("error_internal")
+    failed = [entry for entry in logs if entry["event"] == "handler_failed"]
+    assert len(failed) == 1
+    assert failed[0]["error"] == "RuntimeError"
+    assert SECRET not in repr(logs)
