@@ -7,7 +7,9 @@ Bot API calls by method, first token → first visible draft, last token → fin
 most updates a second sent to one chat, the bot's peak RSS, and the share of answers that
 arrived complete; then the same with 1 in 5 draft calls answered 429 (retry_after 3).
 
-    uv run python bench/chat.py [--users 1,50] [--words 300] [--word-delay 0.02]
+    uv run python bench/chat.py [--users 1,50] [--words 300] [--word-delay 0.02] [--clean-only]
+
+With several levels it also prints the RSS growth per concurrent answer above the smallest.
 """
 
 from __future__ import annotations
@@ -177,7 +179,20 @@ def show(result: Result, label: str) -> None:
     print(f"  answers complete          {result.complete:.0%}")
 
 
-async def main_async(levels: list[int], words: int, delay: float) -> None:
+def show_memory(results: list[Result]) -> None:
+    """RSS growth per concurrent answer above the smallest run (the import floor and one answer)."""
+    floor = min(results, key=lambda result: result.users)
+    for result in results:
+        if result.users == floor.users:
+            continue
+        growth = (result.rss_mib - floor.rss_mib) * 1024 / (result.users - floor.users)
+        print(
+            f"  RSS growth at {result.users} answers: {growth:.0f} KiB per answer above"
+            f" {floor.users} ({floor.rss_mib:.0f} → {result.rss_mib:.0f} MiB; aim ≤ 50 KB)"
+        )
+
+
+async def main_async(levels: list[int], words: int, delay: float, *, flaky_too: bool) -> None:
     """Start the fakes and a gateway, then run every level with and without 429s."""
     with tempfile.TemporaryDirectory() as tmp:
         key_file, verify_key = await new_operator_key(Path(tmp))
@@ -198,7 +213,8 @@ async def main_async(levels: list[int], words: int, delay: float) -> None:
             try:
                 await gateway.wait_for_line("gateway.started")
                 gateway_url = str(gateway.json_event("gateway.started")["url"])
-                for flaky in (False, True):
+                for flaky in (False, True) if flaky_too else (False,):
+                    results = []
                     for users in levels:
                         result = await run(
                             users,
@@ -216,6 +232,8 @@ async def main_async(levels: list[int], words: int, delay: float) -> None:
                             if flaky
                             else "clean Bot API",
                         )
+                        results.append(result)
+                    show_memory(results)
             finally:
                 await gateway.stop()
 
@@ -226,9 +244,10 @@ def main() -> None:
     parser.add_argument("--users", default="1,50")
     parser.add_argument("--words", type=int, default=300)
     parser.add_argument("--word-delay", type=float, default=0.02)
+    parser.add_argument("--clean-only", action="store_true", help="skip the runs with 429s")
     args = parser.parse_args()
     levels = [int(x) for x in args.users.split(",")]
-    asyncio.run(main_async(levels, args.words, args.word_delay))
+    asyncio.run(main_async(levels, args.words, args.word_delay, flaky_too=not args.clean_only))
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ async def _running_bot(
     chat = ChatService(
         store=store,
         inference=inference,
-        billing=credit,
+        credit=credit,
         default_model=settings.default_model,
         context_tokens=settings.context_tokens,
         max_answer_tokens=settings.max_answer_tokens,

@@ -19,7 +19,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import GroupToggle
-from handlers.replies import stop_keyboard
+from handlers.replies import new_tag, stop_keyboard
 from services.answers import Shown
 from services.chat import Question
 
@@ -101,7 +101,7 @@ async def answer_in_group(
     context = thread_of(message, kit.editors, settings)
     editors, chat_id = kit.editors, message.chat.id
     async with editors.turn(chat_id):
-        tag = f"{chat_id}:{message.message_id}"
+        tag = new_tag()
         stop = stop_keyboard(texts, tag)
         placeholder = await editors.post(
             chat_id, texts("group_placeholder"), reply_to=message.message_id, markup=stop

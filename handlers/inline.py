@@ -12,7 +12,6 @@ questions: nothing is read from or stored in the asker's history unless they opt
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
@@ -23,7 +22,7 @@ from aiogram.types import (
 )
 
 from handlers.callbacks import StopAnswer
-from handlers.replies import link_keyboard, stop_keyboard
+from handlers.replies import link_keyboard, new_tag, stop_keyboard
 from services.answers import Shown
 from services.chat import Question
 
@@ -36,11 +35,6 @@ if TYPE_CHECKING:
 
 HELP_RESULT = "help"
 TITLE_CHARS = 60  # of the question, in the result's title
-
-
-def new_tag() -> str:
-    """A stop tag and result id: random, 16 URL-safe characters (callback data stays short)."""
-    return secrets.token_urlsafe(12)
 
 
 def article(texts: Texts, tag: str, question: str) -> InlineQueryResultArticle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -76,6 +77,11 @@ def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=Retry().pack())]]
     )
+
+
+def new_tag() -> str:
+    """A stop tag (and inline result id): random, 16 URL-safe characters, no ``:``."""
+    return secrets.token_urlsafe(12)
 
 
 def stop_keyboard(texts: Texts, tag: str) -> InlineKeyboardMarkup:

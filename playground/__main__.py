@@ -2,7 +2,9 @@
 
 One port serves both sides: the page for a person at ``/`` and the Bot API for the bot under
 ``/bot<token>/<method>`` (point ``VEIL_TELEGRAM_API`` at the printed URL and ``VEIL_BOT_TOKEN``
-at ``--token``).
+at ``--token``). ``--group-limit`` sets Telegram's per-group flood limit (20 sends and edits a
+minute; 0 turns it off) and ``--ephemeral refused`` or ``ignored`` plays an older Bot API server
+without ephemeral messages.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import signal
 import sys
 
+from playground.limits import DEFAULT_PER_MINUTE
 from playground.web import Playground
 
 __all__ = ["main", "serve"]
@@ -26,16 +29,36 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--token", default="123456:PLAYGROUND", help="the bot token the emulator accepts"
     )
+    parser.add_argument(
+        "--group-limit",
+        type=int,
+        default=DEFAULT_PER_MINUTE,
+        help="sends and edits a minute the bot may make into one group (20; 0: no limit)",
+    )
+    parser.add_argument(
+        "--ephemeral",
+        choices=("yes", "refused", "ignored"),
+        default="yes",
+        help="ephemeral messages: supported (yes), or an older server that refuses or ignores them",
+    )
     return parser.parse_args(argv)
 
 
-async def serve(host: str, port: int, token: str) -> None:
+async def serve(
+    host: str,
+    port: int,
+    token: str,
+    *,
+    group_limit: int = DEFAULT_PER_MINUTE,
+    ephemeral: str = "yes",
+) -> None:
     """Run the playground on ``host:port`` until the process gets SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    playground = Playground(token=token)
+    playground = Playground(token=token, group_limit=group_limit or None)
+    playground.telegram.state.ephemeral_support = ephemeral
     url = await playground.start(host, port)
     sys.stdout.write(f"playground: open {url} (Bot API for the bot: {url})\n")
     sys.stdout.flush()
@@ -48,7 +71,11 @@ async def serve(host: str, port: int, token: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve."""
     args = _arguments(argv)
-    asyncio.run(serve(args.host, args.port, args.token))
+    asyncio.run(
+        serve(
+            args.host, args.port, args.token, group_limit=args.group_limit, ephemeral=args.ephemeral
+        )
+    )
 
 
 if __name__ == "__main__":

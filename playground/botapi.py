@@ -11,14 +11,19 @@ Telegram refuses with Telegram's status and description, and can be told to fail
 - ``state`` (``TelegramState``): users, chats, messages, commands, callback and inline queries,
   and the Bot API methods on them;
 - ``payments`` (``StarsPayments``): invoices, charges, refunds, Star transactions;
+- ``media`` (``Media``): uploaded files, ``sendPhoto`` (``photos`` keeps each picture's bytes),
+  ``getFile`` and the file download path ``/file/bot<token>/<file_path>``;
 - ``updates`` (``UpdateDelivery``): the pending updates, ``getUpdates`` long polling, the webhook;
-- ``user`` (``UserActions``): what a user does (``send_text``, ``press_button``, ``pay``...),
-  queued as updates.
+- ``user`` (``UserActions``): what a user does (``send_text``, ``guest_message``,
+  ``press_button``, ``pay``...), queued as updates.
 
 The server itself owns the HTTP side, the call record, the injected failures and the table
 from method name to the part that answers it. For tests, the user's actions and
-``sent_messages`` are also reachable on the server (``fake.send_text(...)``). An ``Observer``
-(the playground's page) hears every successful call and every queued update.
+``sent_messages`` are also reachable on the server (``fake.send_text(...)``), and so are the
+group switches: ``limit_groups`` (Telegram's per-group flood limit; ``floods`` lists its 429s),
+``set_member`` (who administers a group), ``state.privacy_mode``, ``state.ephemeral_support``
+and ``state.supports_guest_queries``. An ``Observer`` (the playground's page) hears every
+successful call and every message a user writes.
 
 Requests may be GET or POST, urlencoded, multipart or JSON, as the Bot API allows. ``calls``
 holds every request in the order it was answered (a long poll is recorded when it returns),
@@ -43,6 +48,8 @@ from aiohttp import web
 
 from playground.delivery import Changes, UpdateDelivery
 from playground.faults import Faults
+from playground.limits import DEFAULT_PER_MINUTE
+from playground.media import Media
 from playground.payments import StarsPayments
 from playground.state import TelegramState
 from playground.updates import UserActions
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
     from types import TracebackType
 
+    from playground.limits import Flood
     from playground.state import Method
 
 __all__ = ["Call", "FakeTelegram", "Observer"]
@@ -73,8 +81,8 @@ class Observer(Protocol):
     def answered(self, method: str, params: dict[str, Any], result: object) -> None:
         """A Bot API call succeeded with ``result``."""
 
-    def queued(self, update: dict[str, Any]) -> None:
-        """An update was queued for the bot."""
+    def posted(self, message: dict[str, Any]) -> None:
+        """A user wrote ``message`` (whether or not the bot is told)."""
 
 
 def _json_params(body: object) -> dict[str, str]:
@@ -104,14 +112,18 @@ class FakeTelegram:
         self.token = token
         self.state = TelegramState(bot_username=bot_username, bot_id=bot_id)
         self.payments = StarsPayments(self.state)
+        self.media = Media(self.state)
         self.updates = UpdateDelivery(self._run_from_webhook)
-        self.user = UserActions(self.state, self.payments, self._queue)
+        self.user = UserActions(self.state, self.payments, self._queue, self._posted)
         self.calls: list[Call] = []
         self.url = ""
         self._observer = observer
         self._routes = list(routes)
         self._methods: dict[str, Method] = (
-            self.state.methods() | self.payments.methods() | self.updates.methods()
+            self.state.methods()
+            | self.payments.methods()
+            | self.media.methods()
+            | self.updates.methods()
         )
         self._canonical = {name.lower(): name for name in self._methods}
         self._changes = Changes()
@@ -119,6 +131,7 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         # A test's shortcuts: what a user does, and what the bot sent a chat.
         self.send_text = self.user.send_text
+        self.guest_message = self.user.guest_message
         self.send_message_of = self.user.send_message_of
         self.press_button = self.user.press_button
         self.press_inline_button = self.user.press_inline_button
@@ -129,6 +142,9 @@ class FakeTelegram:
         self.pay = self.user.pay
         self.refunded = self.user.refunded
         self.sent_messages = self.state.sent_messages
+        self.ephemeral_messages = self.state.ephemeral_messages
+        self.set_member = self.state.set_member
+        self.photos = self.media.photos
 
     # Lifecycle.
 
@@ -136,6 +152,7 @@ class FakeTelegram:
         """Serve on ``host:port`` (0: a free port); return the base URL for TelegramAPIServer."""
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         app.router.add_routes(self._routes)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -206,6 +223,20 @@ class FakeTelegram:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
 
+    @property
+    def floods(self) -> list[Flood]:
+        """Every 429 the per-group limit answered, in order (``limit_groups``)."""
+        return self.state.group_limit.floods
+
+    def limit_groups(
+        self, per_minute: int | None = DEFAULT_PER_MINUTE, *, window: float = 60.0
+    ) -> None:
+        """Refuse sends and edits into a group past ``per_minute`` per ``window`` s (None: off).
+
+        Telegram's limit is about 20 a minute per group, edits included; it is off by default.
+        """
+        self.state.group_limit.set(per_minute, window=window)
+
     # Failure injection.
 
     def fail_next(
@@ -238,6 +269,13 @@ class FakeTelegram:
 
     async def _not_found(self, _request: web.Request) -> web.Response:
         return ApiError(HTTPStatus.NOT_FOUND, "Not Found").response()
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """A file download, as ``https://api.telegram.org/file/bot<token>/<file_path>``."""
+        stored = self.media.by_path(request.match_info["path"])
+        if request.match_info["token"] != self.token or stored is None:
+            return ApiError(HTTPStatus.NOT_FOUND, "Not Found").response()
+        return web.Response(body=stored.data, content_type=stored.content_type)
 
     async def _handle(self, request: web.Request) -> web.Response:
         received = time.monotonic()
@@ -287,8 +325,10 @@ class FakeTelegram:
         self._changes.notify()
 
     def _queue(self, update: dict[str, Any]) -> int:
-        """Queue a user's update for the bot and tell the observer; return its update_id."""
-        queued = self.updates.push(update)
+        """Queue a user's update for the bot; return its update_id."""
+        return int(self.updates.push(update)["update_id"])
+
+    def _posted(self, message: dict[str, Any]) -> None:
+        """A user wrote a message: tell the observer."""
         if self._observer is not None:
-            self._observer.queued(queued)
-        return int(queued["update_id"])
+            self._observer.posted(message)

@@ -183,6 +183,7 @@ class StarsPayments:
         markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
         shown = {key: invoice[key] for key in ("title", "description", "currency", "total_amount")}
         shown["start_parameter"] = str(p.get("start_parameter", ""))
+        self._state.spend(chat, "sendInvoice")
         message = self._state.send(chat, invoice=shown, reply_markup=markup)
         self.invoices[chat["id"], message["message_id"]] = invoice
         return message

@@ -1,10 +1,27 @@
 """What Telegram knows about one bot, and the Bot API methods on chats, messages and queries.
 
-``TelegramState`` owns the users, chats, messages, commands and open queries, and answers each of
-its methods from decoded parameters, raising ``ApiError`` with Telegram's status and description
-where Telegram refuses. The other parts of the emulator use it, never the other way round:
-``payments`` (Stars) sends invoices through it, ``updates`` (what a user does) registers users,
-chats, messages and queries in it, and ``botapi`` (the HTTP server) routes requests to it.
+``TelegramState`` owns the users, chats and their members, messages (ephemeral ones apart),
+inline messages, commands and open queries, and answers each of its methods from decoded
+parameters, raising ``ApiError`` with Telegram's status and description where Telegram refuses.
+The other parts of the emulator use it, never the other way round: ``payments`` (Stars) sends
+invoices through it, ``media`` sends photos through it, ``updates`` (what a user does) registers
+users, chats, messages and queries in it, and ``botapi`` (the HTTP server) routes requests to it.
+
+Groups: a chat with a negative id, type ``group`` or ``supergroup``, with members and their
+status (``set_member``; ``getChatMember`` answers ChatMemberOwner/Administrator/Member/Left).
+Sends and edits into a group spend ``group_limit`` (off until turned on). A chat in
+``chats_without_bot`` is one the bot was never added to: the bot can only answer a guest query
+there (``answerGuestQuery``, Bot API 10.0); anything else addressed to it is refused with 403.
+
+Ephemeral messages (Bot API 10.2): ``sendMessage``/``sendPhoto`` with
+``ephemeral_message_parameters`` (or the deprecated ``receiver_user_id``) in a group post a
+message only its receiver sees, ``message_id`` 0 and its own ``ephemeral_message_id``, kept
+apart from the chat's messages (``ephemeral_messages``). ``ephemeral_support`` plays older
+servers: "refused" answers such a send with 400 and the ephemeral methods with 404, "ignored"
+posts the message for everyone, as a server that does not know the field would.
+
+An inline message (chosen inline result or guest answer) that was posted into a known chat is
+"placed" (``inline_places``): edits by ``inline_message_id`` change that chat's message too.
 """
 
 from __future__ import annotations
@@ -17,14 +34,21 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from playground.limits import GroupRateLimit
 from playground.text import FormatError, format_text, utf16_len
 from playground.wire import ApiError, bad_request, check_reply_markup
 
-__all__ = ["InlineQuery", "Method", "TelegramState"]
+__all__ = ["GROUP_TYPES", "GuestQuery", "InlineQuery", "Method", "TelegramState", "one_level"]
 
 Method = Callable[[dict[str, Any]], Any]
 
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
+GROUP_TYPES = frozenset({"group", "supergroup"})
+MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "left", "kicked"})
+PRESENT = frozenset({"creator", "administrator", "member"})
+EPHEMERAL_MODES = frozenset({"yes", "refused", "ignored"})
+EPHEMERAL_REFUSED = "ephemeral messages are not supported"
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup are exactly the "
     "same as a current content and reply markup of the message"
@@ -62,8 +86,46 @@ def _scope_type(scope: object) -> str:
     return str(scope["type"])
 
 
+@dataclass
+class GuestQuery:
+    """A guest query the fake sent: who summoned the bot, from which message in which chat."""
+
+    user_id: int
+    chat_id: int
+    message_id: int
+    received: float
+    answered: bool = False
+    inline_message_id: str | None = None
+
+
 def _now() -> int:
     return int(time.time())
+
+
+def one_level(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of ``message`` for a ``reply_to_message`` field: without its own reply."""
+    if message is None:
+        return None
+    shown = copy.deepcopy(message)
+    shown.pop("reply_to_message", None)
+    return shown
+
+
+def _chat_member(user: dict[str, Any], status: str) -> dict[str, Any]:
+    """A ChatMember object of ``status`` with the fields its type requires."""
+    member: dict[str, Any] = {"status": status, "user": user}
+    if status == "creator":
+        member["is_anonymous"] = False
+    elif status == "administrator":
+        member |= {"can_be_edited": False, "is_anonymous": False, "can_manage_chat": True}
+        member |= {"can_delete_messages": True, "can_manage_video_chats": True}
+        member |= {"can_restrict_members": True, "can_promote_members": False}
+        member |= {"can_change_info": True, "can_invite_users": True, "can_pin_messages": True}
+        member |= {"can_post_stories": False, "can_edit_stories": False}
+        member |= {"can_delete_stories": False, "can_send_welcome_messages": False}
+    elif status == "kicked":
+        member["until_date"] = 0
+    return member
 
 
 def _content(
@@ -84,17 +146,29 @@ class TelegramState:
         }
         self.users: dict[int, dict[str, Any]] = {}
         self.chats: dict[int, dict[str, Any]] = {}
+        self.chats_without_bot: set[int] = set()
+        self.members: dict[int, dict[int, str]] = {}  # chat id -> user id -> status
         self.blocked_users: set[int] = set()
         self.inline_messages: dict[str, dict[str, Any]] = {}
+        self.inline_places: dict[str, tuple[int, int]] = {}  # inline id -> chat id, message id
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.scoped_commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.inline_queries: dict[str, InlineQuery] = {}
         self.inline_query_ttl = 10.0  # seconds an inline query can be answered
+        self.guest_queries: dict[str, GuestQuery] = {}
+        self.guest_query_ttl = 10.0  # seconds a guest query can be answered
         self.group_title = "Test group"
+        self.group_limit = GroupRateLimit()
+        self.privacy_mode = False  # True: the bot sees only group messages meant for it
+        self.supports_guest_queries = True  # getMe's supports_guest_queries
+        self.ephemeral_support = "yes"  # "yes", "refused" or "ignored"; see the module docstring
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
         self._sent: dict[int, list[int]] = {}
+        self._ephemeral: dict[tuple[int, int], dict[str, Any]] = {}
+        self._last_ephemeral_id: dict[int, int] = {}
         self._callback_queries: dict[str, bool] = {}  # id -> answered
+        self.callback_users: dict[str, int] = {}  # callback query id -> who pressed
         self._ids = itertools.count(1)
 
     def methods(self) -> dict[str, Method]:
@@ -103,14 +177,18 @@ class TelegramState:
             "getMe": self._get_me,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
+            "getChatMember": self._get_chat_member,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "deleteMessage": self._delete_message,
+            "editEphemeralMessageText": self._edit_ephemeral_message_text,
+            "deleteEphemeralMessage": self._delete_ephemeral_message,
             "sendMessageDraft": self._send_message_draft,
             "sendChatAction": self._send_chat_action,
             "answerCallbackQuery": self._answer_callback_query,
             "answerInlineQuery": self._answer_inline_query,
+            "answerGuestQuery": self._answer_guest_query,
         }
 
     def sent_messages(self, chat_id: int) -> list[dict[str, Any]]:
@@ -122,13 +200,36 @@ class TelegramState:
         ]
 
     def chat_messages(self, chat_id: int) -> list[dict[str, Any]]:
-        """Every message in ``chat_id`` not deleted, both ways, oldest first, as they are now."""
+        """Every message in ``chat_id`` not deleted, both ways, oldest first, as they are now.
+
+        Ephemeral messages are not among them (``ephemeral_messages``).
+        """
         found = [message for (chat, _id), message in self._messages.items() if chat == chat_id]
         return copy.deepcopy(sorted(found, key=lambda message: int(message["message_id"])))
+
+    def ephemeral_messages(
+        self, chat_id: int, receiver_user_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The ephemeral messages in ``chat_id`` not deleted (only ``receiver_user_id``'s)."""
+        return [
+            copy.deepcopy(message)
+            for (chat, _id), message in sorted(self._ephemeral.items())
+            if chat == chat_id
+            and (receiver_user_id is None or message["receiver_user"]["id"] == receiver_user_id)
+        ]
 
     def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
         """The stored message itself (not a copy), or None if there is none or it was deleted."""
         return self._messages.get((chat_id, message_id))
+
+    def ephemeral_message(self, chat_id: int, ephemeral_message_id: int) -> dict[str, Any] | None:
+        """The stored ephemeral message itself, or None if there is none or it was deleted."""
+        return self._ephemeral.get((chat_id, ephemeral_message_id))
+
+    def placed_message(self, inline_message_id: str) -> dict[str, Any] | None:
+        """The chat message an inline message was posted as, if it was posted into a known chat."""
+        place = self.inline_places.get(inline_message_id)
+        return None if place is None else self._messages.get(place)
 
     # The registry the other parts write to.
 
@@ -144,15 +245,45 @@ class TelegramState:
         self.users[user_id] = user
         return user
 
-    def register_chat(self, chat_id: int, chat_type: str, first_name: str) -> dict[str, Any]:
-        """Record (or replace) a chat: a private chat is named for its user, a group titled."""
+    def register_chat(
+        self,
+        chat_id: int,
+        chat_type: str,
+        first_name: str,
+        *,
+        title: str | None = None,
+        with_bot: bool = True,
+    ) -> dict[str, Any]:
+        """Record (or replace) a chat: a private chat is named for its user, a group titled.
+
+        A group is titled ``title`` (``group_title`` by default); ``with_bot=False`` makes it a
+        chat the bot is not a member of (where only guest queries reach it).
+        """
         chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
         if chat_type == "private":
             chat["first_name"] = first_name
         else:
-            chat["title"] = self.group_title if chat_type != "channel" else "Test channel"
+            default = self.group_title if chat_type != "channel" else "Test channel"
+            chat["title"] = title or default
         self.chats[chat_id] = chat
+        if with_bot:
+            self.chats_without_bot.discard(chat_id)
+            if chat_type in GROUP_TYPES:
+                self.members.setdefault(chat_id, {}).setdefault(self.bot_user["id"], "member")
+        else:
+            self.chats_without_bot.add(chat_id)
+            self.members.setdefault(chat_id, {}).pop(self.bot_user["id"], None)
         return chat
+
+    def set_member(self, chat_id: int, user_id: int, status: str) -> None:
+        """Give ``user_id`` a status in a group: creator, administrator, member, left, kicked."""
+        if status not in MEMBER_STATUSES:
+            raise ValueError(f"unknown member status: {status}")
+        self.members.setdefault(chat_id, {})[user_id] = status
+
+    def member_status(self, chat_id: int, user_id: int) -> str | None:
+        """The status ``user_id`` has in ``chat_id``, or None if never recorded."""
+        return self.members.get(chat_id, {}).get(user_id)
 
     def store_message(
         self, chat: dict[str, Any], sender: dict[str, Any], **content: object
@@ -171,16 +302,47 @@ class TelegramState:
         self._sent.setdefault(chat["id"], []).append(message["message_id"])
         return copy.deepcopy(message)
 
-    def new_callback_query(self) -> str:
-        """Open a callback query the bot may answer once; return its id."""
+    def spend(self, chat: dict[str, Any], method: str) -> None:
+        """Count a send or edit into a group against ``group_limit`` (429 past it)."""
+        if chat["type"] in GROUP_TYPES:
+            self.group_limit.spend(chat["id"], method)
+
+    def deliver(
+        self, chat: dict[str, Any], p: dict[str, Any], method: str, **content: object
+    ) -> dict[str, Any]:
+        """Post the bot's message for a send method: ephemeral or a reply as ``p`` asks.
+
+        Checks the reply target and the ephemeral receiver, spends the group's budget, stores
+        the message and returns the Message the Bot API answers with.
+        """
+        receiver = self._ephemeral_receiver(chat, p)
+        reply_to = None if receiver is not None else self._reply_target(chat, p)
+        self.spend(chat, method)
+        if receiver is not None:
+            return self._post_ephemeral(chat, receiver, **content)
+        return self.send(chat, reply_to_message=reply_to, **content)
+
+    def place_inline(self, inline_message_id: str, chat_id: int, message_id: int) -> None:
+        """Record that inline message ``inline_message_id`` is message ``message_id`` there."""
+        self.inline_places[inline_message_id] = (chat_id, message_id)
+
+    def new_callback_query(self, user_id: int) -> str:
+        """Open a callback query from ``user_id`` the bot may answer once; return its id."""
         query_id = self.next_id()
         self._callback_queries[query_id] = False
+        self.callback_users[query_id] = user_id
         return query_id
 
     def new_inline_query(self, user_id: int, query: str) -> str:
         """Open an inline query the bot may answer once, within ``inline_query_ttl``; its id."""
         query_id = self.next_id()
         self.inline_queries[query_id] = InlineQuery(user_id, query, time.monotonic())
+        return query_id
+
+    def new_guest_query(self, user_id: int, chat_id: int, message_id: int) -> str:
+        """Open a guest query for a summoning message; answerable once, within the ttl."""
+        query_id = self.next_id()
+        self.guest_queries[query_id] = GuestQuery(user_id, chat_id, message_id, time.monotonic())
         return query_id
 
     # Parameter helpers.
@@ -201,30 +363,96 @@ class TelegramState:
             chat = self.register_chat(chat_id, "private", "User")
         else:
             raise bad_request("chat not found")
+        if chat["id"] in self.chats_without_bot:
+            kind = "supergroup chat" if chat["type"] == "supergroup" else "group chat"
+            raise ApiError(HTTPStatus.FORBIDDEN, f"Forbidden: bot is not a member of the {kind}")
         if sending and chat["type"] == "private" and chat["id"] in self.blocked_users:
             raise ApiError(HTTPStatus.FORBIDDEN, "Forbidden: bot was blocked by the user")
         return chat
 
-    def _formatted(
-        self, p: dict[str, Any], *, allow_empty: bool = False
+    def formatted(
+        self,
+        p: dict[str, Any],
+        *,
+        allow_empty: bool = False,
+        field: str = "text",
+        limit: int = MAX_TEXT,
     ) -> tuple[str, list[dict[str, Any]]]:
-        """The ``text`` with its ``entities``, checked for Telegram's limits (no parse_mode)."""
-        raw = p.get("text")
+        """The ``text`` (or caption) with its entities, checked for Telegram's limits.
+
+        ``field`` "caption" reads ``caption``, ``caption_entities`` and ``parse_mode`` (refused,
+        as for text: no parse mode is implemented).
+        """
+        raw = p.get(field)
         raw = "" if raw is None else str(raw)
+        entities = p.get("entities" if field == "text" else f"{field}_entities")
         try:
-            text, entities = format_text(
-                raw,
-                parse_mode=p.get("parse_mode") or None,
-                entities=p.get("entities"),
-                users=self.users,
+            text, parsed = format_text(
+                raw, parse_mode=p.get("parse_mode") or None, entities=entities, users=self.users
             )
         except FormatError as error:
             raise bad_request(str(error)) from error
         if not text and not allow_empty:
             raise bad_request("message text is empty")
-        if utf16_len(text) > MAX_TEXT:
-            raise bad_request("message is too long")
-        return text, entities
+        if utf16_len(text) > limit:
+            raise bad_request(
+                "message is too long" if field == "text" else "message caption is too long"
+            )
+        return text, parsed
+
+    def _reply_target(self, chat: dict[str, Any], p: dict[str, Any]) -> dict[str, Any] | None:
+        """What a send replies to: ``reply_parameters`` or the older ``reply_to_message_id``."""
+        reply = p.get("reply_parameters")
+        allow = bool(p.get("allow_sending_without_reply"))
+        if isinstance(reply, dict):
+            message_id = reply.get("message_id")
+            allow = bool(reply.get("allow_sending_without_reply", allow))
+        else:
+            message_id = p.get("reply_to_message_id")
+        if message_id is None:
+            return None
+        found = (
+            self._messages.get((chat["id"], message_id)) if isinstance(message_id, int) else None
+        )
+        if found is None and not allow:
+            raise bad_request("message to be replied not found")
+        return one_level(found)
+
+    def _ephemeral_receiver(self, chat: dict[str, Any], p: dict[str, Any]) -> dict[str, Any] | None:
+        """The user an ephemeral send is for; None for an ordinary send."""
+        params = p.get("ephemeral_message_parameters")
+        if params is None and p.get("receiver_user_id") is not None:  # the 10.2 form
+            params = {"receiver_user_id": p["receiver_user_id"]}
+            params |= (
+                {"callback_query_id": p["callback_query_id"]} if "callback_query_id" in p else {}
+            )
+        if params is None or self.ephemeral_support == "ignored":
+            return None
+        if self.ephemeral_support == "refused":
+            raise bad_request(EPHEMERAL_REFUSED)
+        if not isinstance(params, dict) or not isinstance(params.get("receiver_user_id"), int):
+            raise bad_request("can't parse ephemeral message parameters JSON object")
+        if chat["type"] not in GROUP_TYPES:
+            raise bad_request("ephemeral messages can be sent only to groups and supergroups")
+        receiver_id = params["receiver_user_id"]
+        receiver = self.users.get(receiver_id)
+        if receiver is None or self.member_status(chat["id"], receiver_id) not in PRESENT:
+            raise bad_request("the receiver of an ephemeral message must be a member of the chat")
+        query_id = params.get("callback_query_id")
+        if query_id is not None and str(query_id) not in self._callback_queries:
+            raise bad_request(QUERY_TOO_OLD)
+        return receiver
+
+    def _post_ephemeral(
+        self, chat: dict[str, Any], receiver: dict[str, Any], **content: object
+    ) -> dict[str, Any]:
+        ephemeral_id = self._last_ephemeral_id.get(chat["id"], 0) + 1
+        self._last_ephemeral_id[chat["id"]] = ephemeral_id
+        message = {"message_id": 0, "from": self.bot_user, "chat": chat, "date": _now()}
+        message |= {key: value for key, value in content.items() if value not in (None, [])}
+        message |= {"receiver_user": receiver, "ephemeral_message_id": ephemeral_id}
+        self._ephemeral[chat["id"], ephemeral_id] = message
+        return copy.deepcopy(message)
 
     def _own_message(self, p: dict[str, Any], action: str) -> dict[str, Any]:
         message_id = p.get("message_id")
@@ -238,6 +466,18 @@ class TelegramState:
             raise bad_request("message can't be edited")
         return message
 
+    def _ephemeral_target(self, p: dict[str, Any], action: str) -> dict[str, Any]:
+        if self.ephemeral_support == "refused":
+            raise ApiError(HTTPStatus.NOT_FOUND, "Not Found")
+        chat = self.chat(p, sending=action == "edit")
+        ephemeral_id, receiver_id = p.get("ephemeral_message_id"), p.get("receiver_user_id")
+        if not isinstance(ephemeral_id, int) or not isinstance(receiver_id, int):
+            raise bad_request("message identifier is not specified")
+        message = self._ephemeral.get((chat["id"], ephemeral_id))
+        if message is None or message["receiver_user"]["id"] != receiver_id:
+            raise bad_request(f"message to {action} not found")
+        return message
+
     def _inline_message(self, p: dict[str, Any]) -> dict[str, Any] | None:
         inline_message_id = p.get("inline_message_id")
         if inline_message_id is None:
@@ -247,13 +487,27 @@ class TelegramState:
             raise bad_request("MESSAGE_ID_INVALID")
         return current
 
+    def _edit_inline(self, p: dict[str, Any], method: str, new: dict[str, Any]) -> bool:
+        """Change an inline message (and the chat message it was posted as) to ``new``."""
+        inline_id = str(p["inline_message_id"])
+        inline = self.inline_messages[inline_id]
+        if all(inline.get(key) == value for key, value in new.items()):
+            raise bad_request(NOT_MODIFIED)
+        placed = self.placed_message(inline_id)
+        if placed is not None:
+            self.spend(placed["chat"], method)
+            _apply(placed, new)
+        inline.update(new)
+        return True
+
     # Methods.
 
     def _get_me(self, _p: dict[str, Any]) -> dict[str, Any]:
         return self.bot_user | {
             "can_join_groups": True,
-            "can_read_all_group_messages": False,
+            "can_read_all_group_messages": not self.privacy_mode,
             "supports_inline_queries": True,
+            "supports_guest_queries": self.supports_guest_queries,
             "can_connect_to_business": False,
             "has_main_web_app": False,
         }
@@ -290,66 +544,79 @@ class TelegramState:
             return copy.deepcopy(self.commands.get(language, []))
         return copy.deepcopy(self.scoped_commands.get((scope, language), []))
 
+    def _get_chat_member(self, p: dict[str, Any]) -> dict[str, Any]:
+        chat = self.chat(p, sending=False)
+        user_id = p.get("user_id")
+        if not isinstance(user_id, int):
+            raise bad_request("invalid user_id specified")
+        user = self.bot_user if user_id == self.bot_user["id"] else self.users.get(user_id)
+        if user is None:
+            raise bad_request("user not found")
+        if chat["type"] == "private":
+            if user_id not in {chat["id"], self.bot_user["id"]}:
+                raise bad_request("user not found")
+            return _chat_member(user, "member")
+        return _chat_member(user, self.member_status(chat["id"], user_id) or "left")
+
     def _send_message(self, p: dict[str, Any]) -> dict[str, Any]:
-        text, entities = self._formatted(p)
+        text, entities = self.formatted(p)
         chat = self.chat(p)
         markup = check_reply_markup(p.get("reply_markup"), inline_only=False)
-        reply_to = None
-        reply = p.get("reply_parameters")
-        if isinstance(reply, dict) and "message_id" in reply:
-            reply_to = self._messages.get((chat["id"], reply["message_id"]))
-            if reply_to is None and not reply.get("allow_sending_without_reply"):
-                raise bad_request("message to be replied not found")
-        return self.send(
-            chat,
-            text=text,
-            entities=entities,
-            reply_markup=markup,
-            reply_to_message=copy.deepcopy(reply_to),
+        return self.deliver(
+            chat, p, "sendMessage", text=text, entities=entities, reply_markup=markup
         )
 
     def _edit_message_text(self, p: dict[str, Any]) -> dict[str, Any] | bool:
-        text, entities = self._formatted(p)
+        text, entities = self.formatted(p)
         markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
         new = _content(text, entities, markup)
-        if (inline := self._inline_message(p)) is not None:
-            if inline == new:
-                raise bad_request(NOT_MODIFIED)
-            inline.update(new)
-            return True
+        if self._inline_message(p) is not None:
+            return self._edit_inline(p, "editMessageText", new)
         message = self._own_message(p, "edit")
         if "text" not in message:
             raise bad_request("there is no text in the message to edit")
         old = _content(message["text"], message.get("entities", []), message.get("reply_markup"))
         if old == new:
             raise bad_request(NOT_MODIFIED)
-        message["text"] = text
-        message["edit_date"] = _now()
-        for key in ("entities", "reply_markup"):
-            message.pop(key, None)
-            if new[key]:
-                message[key] = new[key]
+        self.spend(message["chat"], "editMessageText")
+        _apply(message, new)
         return copy.deepcopy(message)
 
     def _edit_message_reply_markup(self, p: dict[str, Any]) -> dict[str, Any] | bool:
         markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
-        if (inline := self._inline_message(p)) is not None:
-            if inline["reply_markup"] == markup:
-                raise bad_request(NOT_MODIFIED)
-            inline["reply_markup"] = markup
-            return True
+        if self._inline_message(p) is not None:
+            return self._edit_inline(p, "editMessageReplyMarkup", {"reply_markup": markup})
         message = self._own_message(p, "edit")
         if message.get("reply_markup") == markup:
             raise bad_request(NOT_MODIFIED)
-        message.pop("reply_markup", None)
-        if markup:
-            message["reply_markup"] = markup
-        message["edit_date"] = _now()
+        self.spend(message["chat"], "editMessageReplyMarkup")
+        _apply(message, {"reply_markup": markup})
         return copy.deepcopy(message)
 
     def _delete_message(self, p: dict[str, Any]) -> bool:
         message = self._own_message(p, "delete")
         del self._messages[message["chat"]["id"], message["message_id"]]
+        return True
+
+    def _edit_ephemeral_message_text(self, p: dict[str, Any]) -> bool:
+        text, entities = self.formatted(p)
+        markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
+        message = self._ephemeral_target(p, "edit")
+        if "text" not in message:
+            raise bad_request("there is no text in the message to edit")
+        new = _content(text, entities, markup)
+        if (
+            _content(message["text"], message.get("entities", []), message.get("reply_markup"))
+            == new
+        ):
+            raise bad_request(NOT_MODIFIED)
+        self.spend(message["chat"], "editEphemeralMessageText")
+        _apply(message, new)
+        return True
+
+    def _delete_ephemeral_message(self, p: dict[str, Any]) -> bool:
+        message = self._ephemeral_target(p, "delete")
+        del self._ephemeral[message["chat"]["id"], message["ephemeral_message_id"]]
         return True
 
     def _send_message_draft(self, p: dict[str, Any]) -> bool:
@@ -361,7 +628,7 @@ class TelegramState:
             raise bad_request("draft_id must be non-zero")
         if chat["type"] != "private":
             raise bad_request("TEXTDRAFT_PEER_INVALID")
-        self._formatted(p, allow_empty=True)
+        self.formatted(p, allow_empty=True)
         return True
 
     def _send_chat_action(self, p: dict[str, Any]) -> bool:
@@ -395,6 +662,35 @@ class TelegramState:
         query.answered, query.results = True, checked
         return True
 
+    def _answer_guest_query(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Post the bot's answer into the chat it was summoned to, as an inline message."""
+        query = self.guest_queries.get(str(p.get("guest_query_id", "")))
+        if (
+            query is None
+            or query.answered
+            or time.monotonic() - query.received > self.guest_query_ttl
+        ):
+            raise bad_request(QUERY_TOO_OLD)
+        result = p.get("result")
+        if not isinstance(result, dict):
+            raise bad_request("can't parse inline query result JSON object")
+        checked = self._inline_result(result, set())
+        if checked["type"] != "article":  # the emulator posts text; other kinds are not modelled
+            raise bad_request("RESULT_TYPE_INVALID")
+        chat = self.chats[query.chat_id]
+        self.spend(chat, "answerGuestQuery")
+        content = _content(checked["text"], checked["entities"], checked["reply_markup"])
+        summon = self._messages.get((query.chat_id, query.message_id))
+        caller = self.users.get(query.user_id)
+        posted = self.send(
+            chat, **content, reply_to_message=one_level(summon), guest_bot_caller_user=caller
+        )
+        inline_id = f"guest-{self.next_id()}"
+        self.inline_messages[inline_id] = content
+        self.place_inline(inline_id, query.chat_id, posted["message_id"])
+        query.answered, query.inline_message_id = True, inline_id
+        return {"inline_message_id": inline_id}
+
     def _inline_result(self, result: object, seen: set[str]) -> dict[str, Any]:
         if not isinstance(result, dict) or not isinstance(result.get("type"), str):
             raise bad_request("can't parse inline query result: Can't find field \"type\"")
@@ -419,7 +715,19 @@ class TelegramState:
             params = {"text": content["message_text"]} | {
                 key: content[key] for key in ("parse_mode", "entities") if key in content
             }
-            checked["text"], checked["entities"] = self._formatted(params)
+            checked["text"], checked["entities"] = self.formatted(params)
             checked["title"] = str(result["title"])
             checked["description"] = str(result.get("description") or "")
         return checked
+
+
+def _apply(message: dict[str, Any], new: dict[str, Any]) -> None:
+    """Edit a stored message in place: ``new`` text, entities and keyboard (empty: removed)."""
+    for key, value in new.items():
+        if key == "text":
+            message["text"] = value
+            continue
+        message.pop(key, None)
+        if value:
+            message[key] = value
+    message["edit_date"] = _now()

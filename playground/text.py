@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["FormatError", "bot_command_entities", "format_text", "utf16_len"]
+__all__ = [
+    "FormatError",
+    "bot_command_entities",
+    "entity_text",
+    "format_text",
+    "mention_entities",
+    "user_entities",
+    "utf16_len",
+]
 
 
 class FormatError(Exception):
@@ -75,6 +83,7 @@ _ARGUMENT_FIELD = {
     "date_time": "unix_time",
 }
 _BOT_COMMAND = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/<>])")
+_MENTION = re.compile(r"(?<![\w@/])@[A-Za-z][A-Za-z0-9_]{4,31}(?![\w@])")
 
 
 def utf16_len(text: str) -> int:
@@ -217,3 +226,24 @@ def bot_command_entities(text: str) -> list[dict[str, Any]]:
         {"type": "bot_command", "offset": utf16_len(text[: m.start()]), "length": utf16_len(m[0])}
         for m in _BOT_COMMAND.finditer(text)
     ]
+
+
+def mention_entities(text: str) -> list[dict[str, Any]]:
+    """The ``mention`` entities a Telegram client attaches to ``@username``s in a user's text."""
+    return [
+        {"type": "mention", "offset": utf16_len(text[: m.start()]), "length": utf16_len(m[0])}
+        for m in _MENTION.finditer(text)
+    ]
+
+
+def user_entities(text: str) -> list[dict[str, Any]]:
+    """What a client attaches to a user's text: ``/commands`` and ``@mentions``, in order."""
+    found = bot_command_entities(text) + mention_entities(text)
+    return sorted(found, key=lambda entity: int(entity["offset"]))
+
+
+def entity_text(text: str, entity: dict[str, Any]) -> str:
+    """The part of ``text`` an entity covers (its offset and length count UTF-16 units)."""
+    units = text.encode("utf-16-le")
+    start, end = 2 * int(entity["offset"]), 2 * (int(entity["offset"]) + int(entity["length"]))
+    return units[start:end].decode("utf-16-le", errors="replace")

@@ -1,18 +1,28 @@
-"""Updates a user would cause: messages, button presses, inline queries, payments.
+"""Updates a user would cause: messages, button presses, inline and guest queries, payments.
 
 ``UserActions`` plays the user's side. Each action registers the user and chat it involves in
 the ``TelegramState``, builds a complete update that aiogram's types accept, hands it to the
 ``push`` it was given (the server's update queue) and returns its ``update_id`` (``pay`` returns
-the charge id instead). Payments are recorded in ``StarsPayments``.
+the charge id instead). Payments are recorded in ``StarsPayments``. Every message a user writes
+is stored in its chat and handed to ``posted`` (the playground's page shows it).
+
+In groups the bot is told what Telegram tells it: everything, or with ``state.privacy_mode``
+only commands, messages that mention it, replies to its messages and messages sent via it
+(the action then returns 0: no update). In a chat the bot is not a member of
+(``state.chats_without_bot``) a message that mentions the bot summons it as a guest
+(a ``guest_message`` update with a ``guest_query_id``); other messages there reach no one.
+A message's ``reply_to_message`` is the replied message one level deep, as Telegram sends it.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import TYPE_CHECKING, Any
 
 from playground.payments import SUBSCRIPTION_PERIOD
-from playground.text import bot_command_entities
+from playground.state import GROUP_TYPES, one_level
+from playground.text import entity_text, user_entities
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,10 +61,12 @@ class UserActions:
         state: TelegramState,
         payments: StarsPayments,
         push: Callable[[dict[str, Any]], int],
+        posted: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._state = state
         self._payments = payments
         self._push = push
+        self._posted = posted
 
     def _sender(
         self,
@@ -76,12 +88,91 @@ class UserActions:
         chat = self._state.chats.get(target)
         if chat is None or (chat_type is not None and chat["type"] != chat_type):
             default_type = "private" if target > 0 else "supergroup"
-            chat = self._state.register_chat(target, chat_type or default_type, user["first_name"])
+            chat = self._state.register_chat(
+                target,
+                chat_type or default_type,
+                user["first_name"],
+                with_bot=target not in self._state.chats_without_bot,
+            )
+        if chat["type"] in GROUP_TYPES and self._state.member_status(target, user_id) is None:
+            self._state.set_member(target, user_id, "member")
         return user, chat
 
-    def _user_message(self, user_id: int, routing: dict[str, Any], **content: object) -> int:
+    def _store(
+        self,
+        user: dict[str, Any],
+        chat: dict[str, Any],
+        reply_to: int | None,
+        content: dict[str, object],
+        *,
+        inline_message_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a user's message (a reply to ``reply_to`` in that chat) and show it.
+
+        With ``inline_message_id`` it is that inline message, posted into the chat.
+        """
+        replied = None
+        if reply_to is not None:
+            replied = one_level(self._state.message(chat["id"], reply_to))
+            if replied is None:
+                raise ValueError(f"no message {reply_to} in chat {chat['id']} to reply to")
+        message = self._state.store_message(chat, user, reply_to_message=replied, **content)
+        if inline_message_id is not None:
+            self._state.place_inline(inline_message_id, chat["id"], message["message_id"])
+        if self._posted is not None:
+            self._posted(message)
+        return message
+
+    def _user_message(
+        self,
+        user_id: int,
+        routing: dict[str, Any],
+        content: dict[str, object],
+        reply_to: int | None = None,
+    ) -> int:
         user, chat = self._sender(user_id, **routing)
-        return self._push({"message": self._state.store_message(chat, user, **content)})
+        message = self._store(user, chat, reply_to, content)
+        return self._tell_bot(user, chat, message)
+
+    def _tell_bot(self, user: dict[str, Any], chat: dict[str, Any], message: dict[str, Any]) -> int:
+        """Queue the update Telegram sends the bot for ``message``; 0 when it sends none."""
+        if chat["id"] in self._state.chats_without_bot:
+            if not self._mentions_bot(message):
+                return 0
+            query_id = self._state.new_guest_query(user["id"], chat["id"], message["message_id"])
+            return self._push({"guest_message": message | {"guest_query_id": query_id}})
+        if chat["type"] in GROUP_TYPES and self._state.privacy_mode and not self._for_bot(message):
+            return 0
+        return self._push({"message": message})
+
+    def _mentions_bot(self, message: dict[str, Any]) -> bool:
+        text = str(message.get("text") or message.get("caption") or "")
+        wanted = f"@{self._state.bot_user['username']}".lower()
+        return any(
+            entity_text(text, e).lower() == wanted
+            for e in message.get("entities") or message.get("caption_entities") or []
+            if e["type"] == "mention"
+        )
+
+    def _for_bot(self, message: dict[str, Any]) -> bool:
+        """Whether a bot in privacy mode gets this group message."""
+        bot = self._state.bot_user
+        replied = message.get("reply_to_message") or {}
+        text = str(message.get("text") or "")
+        commands = [
+            entity_text(text, e)
+            for e in message.get("entities") or []
+            if e["type"] == "bot_command"
+        ]
+        return (
+            any(
+                "@" not in c or c.split("@")[1].lower() == bot["username"].lower() for c in commands
+            )
+            or self._mentions_bot(message)
+            or replied.get("from", {}).get("id") == bot["id"]
+            or replied.get("via_bot", {}).get("id") == bot["id"]
+            or message.get("via_bot", {}).get("id") == bot["id"]
+        )
 
     def send_text(  # noqa: PLR0913 - the fake's API mirrors a message's fields
         self,
@@ -90,13 +181,73 @@ class UserActions:
         *,
         language_code: str = "en",
         chat_id: int | None = None,
-        chat_type: str = "private",
+        chat_type: str | None = None,
         first_name: str = "Ann",
+        reply_to: int | None = None,
+        entities: list[dict[str, Any]] | None = None,
     ) -> int:
-        """A text message from ``user_id``; commands get their ``bot_command`` entities."""
+        """A text message from ``user_id``: an update_id, or 0 if the bot is told nothing.
+
+        In its private chat by default; ``chat_id`` (negative: a supergroup unless
+        ``chat_type`` says "group") puts it in a group, ``reply_to`` makes it a reply to that
+        message of the chat. Commands and @mentions get their entities as a client sends them,
+        unless ``entities`` are given. See the module docstring for who is told.
+        """
         routing = {"chat_id": chat_id, "chat_type": chat_type}
         routing |= {"first_name": first_name, "language_code": language_code}
-        return self._user_message(user_id, routing, text=text, entities=bot_command_entities(text))
+        found = user_entities(text) if entities is None else entities
+        return self._user_message(user_id, routing, {"text": text, "entities": found}, reply_to)
+
+    def guest_message(  # noqa: PLR0913 - the fake's API mirrors a message's fields
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int,
+        chat_type: str = "supergroup",
+        title: str = "Friends",
+        reply_to: int | None = None,
+        language_code: str = "en",
+        first_name: str = "Ann",
+    ) -> int:
+        """A ``guest_message``: ``user_id`` summons the bot in ``chat_id``, a chat without it.
+
+        The chat is made (titled ``title``) if it is new; it must not be one the bot is in.
+        ``reply_to`` names an earlier message of that chat (``post_text`` writes some). The
+        update's message carries ``guest_query_id``, for ``answerGuestQuery``.
+        """
+        if chat_id in self._state.chats and chat_id not in self._state.chats_without_bot:
+            raise ValueError(f"the bot is a member of chat {chat_id}: no guest query there")
+        if chat_id not in self._state.chats:
+            self._state.register_chat(chat_id, chat_type, "", title=title, with_bot=False)
+        user, chat = self._sender(
+            user_id, chat_id=chat_id, first_name=first_name, language_code=language_code
+        )
+        message = self._store(user, chat, reply_to, {"text": text, "entities": user_entities(text)})
+        query_id = self._state.new_guest_query(user_id, chat_id, message["message_id"])
+        return self._push({"guest_message": message | {"guest_query_id": query_id}})
+
+    def post_text(  # noqa: PLR0913 - the fake's API mirrors a message's fields
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int,
+        reply_to: int | None = None,
+        first_name: str = "Ann",
+        title: str = "Friends",
+    ) -> int:
+        """A message in a chat without the bot, which it never sees; returns its message_id.
+
+        The chat (a supergroup titled ``title``) is made if it is new.
+        """
+        if chat_id not in self._state.chats:
+            self._state.register_chat(chat_id, "supergroup", "", title=title, with_bot=False)
+        if chat_id not in self._state.chats_without_bot:
+            raise ValueError(f"the bot is a member of chat {chat_id}")
+        user, chat = self._sender(user_id, chat_id=chat_id, first_name=first_name)
+        message = self._store(user, chat, reply_to, {"text": text, "entities": user_entities(text)})
+        return int(message["message_id"])
 
     def send_message_of(self, user_id: int, kind: str, **fields: object) -> int:
         """A photo, voice, sticker or document message from ``user_id``.
@@ -108,7 +259,7 @@ class UserActions:
         routing = {key: value for key, value in fields.items() if key in _ROUTING}
         content = {key: value for key, value in fields.items() if key not in _ROUTING}
         return self._user_message(
-            user_id, routing, **({kind: _media(kind, self._state.next_id())} | content)
+            user_id, routing, {kind: _media(kind, self._state.next_id())} | content
         )
 
     def press_button(
@@ -123,7 +274,7 @@ class UserActions:
         """A callback_query from pressing an inline button with ``data`` under ``message_id``."""
         user, chat = self._sender(user_id, chat_id=chat_id, language_code=language_code)
         message = self._state.message(chat["id"], message_id)
-        query_id = self._state.new_callback_query()
+        query_id = self._state.new_callback_query(user_id)
         query = {
             "id": query_id,
             "from": user,
@@ -133,10 +284,12 @@ class UserActions:
         }
         return self._push({"callback_query": query})
 
-    def press_inline_button(self, user_id: int, data: str, inline_message_id: str) -> int:
+    def press_inline_button(
+        self, user_id: int, data: str, inline_message_id: str, *, language_code: str | None = None
+    ) -> int:
         """A callback_query from a button under the inline message ``inline_message_id``."""
-        user, _chat = self._sender(user_id)
-        query_id = self._state.new_callback_query()
+        user, _chat = self._sender(user_id, language_code=language_code)
+        query_id = self._state.new_callback_query(user_id)
         query = {"id": query_id, "from": user, "chat_instance": f"ci{inline_message_id}"}
         query |= {"inline_message_id": inline_message_id, "data": data}
         return self._push({"callback_query": query})
@@ -161,9 +314,19 @@ class UserActions:
         return self._push({"inline_query": update})
 
     def choose_inline_result(
-        self, user_id: int, result_id: str, query: str, *, inline_message_id: str
+        self,
+        user_id: int,
+        result_id: str,
+        query: str,
+        *,
+        inline_message_id: str,
+        chat_id: int | None = None,
     ) -> int:
-        """The user picked a result; the message it posts becomes ``inline_message_id``."""
+        """The user picked a result; the message it posts becomes ``inline_message_id``.
+
+        With ``chat_id`` the message is also posted there, from the user ``via_bot`` the bot,
+        and the bot's edits of the inline message change it.
+        """
         user, _chat = self._sender(user_id)
         answered = [
             result
@@ -173,11 +336,16 @@ class UserActions:
             if result["id"] == result_id
         ]
         chosen = answered[-1] if answered else {}
-        self._state.inline_messages[inline_message_id] = {
+        content = {
             "text": chosen.get("text", ""),
             "entities": chosen.get("entities", []),
             "reply_markup": chosen.get("reply_markup"),
         }
+        self._state.inline_messages[inline_message_id] = content
+        if chat_id is not None:
+            _user, chat = self._sender(user_id, chat_id=chat_id)
+            posted = copy.deepcopy(content) | {"via_bot": self._state.bot_user}
+            self._store(user, chat, None, posted, inline_message_id=inline_message_id)
         update = {"result_id": result_id, "from": user, "query": query}
         update["inline_message_id"] = inline_message_id
         return self._push({"chosen_inline_result": update})
@@ -218,7 +386,7 @@ class UserActions:
             )
         user, _chat = self._sender(user_id)
         self._payments.record_payment(user, charge_id, payment)
-        self._user_message(user_id, {}, successful_payment=payment)
+        self._user_message(user_id, {}, {"successful_payment": payment})
         return charge_id
 
     def refunded(self, user_id: int, *, payload: str, total_amount: int, charge_id: str) -> int:
@@ -226,4 +394,4 @@ class UserActions:
         self._payments.record_refund(charge_id)
         refund = {"currency": "XTR", "total_amount": total_amount, "invoice_payload": payload}
         refund["telegram_payment_charge_id"] = charge_id
-        return self._user_message(user_id, {}, refunded_payment=refund)
+        return self._user_message(user_id, {}, {"refunded_payment": refund})

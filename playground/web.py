@@ -1,23 +1,36 @@
-"""The playground: the Bot API emulator plus a page at ``/`` that plays the user's side.
+"""The playground: the Bot API emulator plus a page at ``/`` that plays the users' side.
 
 ``Playground`` holds a ``FakeTelegram`` (``telegram``), serves the page (``static/``), a
 server-sent event stream (``GET /events``) and small JSON actions the page posts on the same
-port, and is the emulator's ``Observer``: it hears every call and update and shows them.
-The actions are:
+port, and is the emulator's ``Observer``: it hears every call and every message a user writes,
+and shows them.
 
-- ``/ui/send`` ``{"text", "lang"}``: a message from the play user in the private chat;
-- ``/ui/press`` ``{"message_id" or "inline_message_id", "data", "lang"}``: a callback_query;
+The page has three chats: the play user's private chat with the bot; the Playground group
+(a supergroup the bot is a member of, in privacy mode, with Telegram's limit of 20 sends and
+edits a minute; the play user created it, Bob is a member); and Friends, a supergroup without
+the bot, where a message that mentions the bot summons it as a guest. In the two groups the
+page acts as the play user or as Bob (``as``).
+
+The actions are (``chat``: "private", "group" or "guest"; ``as``: a play user's id, for groups):
+
+- ``/ui/send`` ``{"text", "lang", "chat", "as", "reply_to"}``: a message; in the group the bot
+  is told only what privacy mode lets through, in Friends only a summons (a guest_message);
+- ``/ui/press`` ``{"message_id" and "chat", or "inline_message_id"; "data", "lang", "as"}``:
+  a callback_query;
 - ``/ui/stop`` ``{"draft_id"}``: stopped_message_generation;
 - ``/ui/pay`` ``{"message_id"}`` (an invoice) or ``{"link"}`` (an invoice link): a
   pre_checkout_query, then, if the bot answered ok, a successful_payment with a play charge id;
-- ``/ui/inline`` ``{"query", "lang"}``: an inline_query typed in the group; the reply holds the
-  bot's results (none if it does not answer within ``inline_wait`` seconds);
-- ``/ui/choose`` ``{"query", "result_id"}``: chosen_inline_result with a new inline_message_id.
+- ``/ui/inline`` ``{"query", "lang", "chat", "as"}``: an inline_query typed in a group; the
+  reply holds the bot's results (none if it does not answer within ``inline_wait`` seconds);
+- ``/ui/choose`` ``{"query", "result_id", "chat", "as"}``: chosen_inline_result with a new
+  inline_message_id; the article is posted into that chat, via the bot, and follows its edits.
 
-Every Bot API call that changes what the user sees becomes an event on the stream (a JSON
-object with a ``type``); the first event is a ``snapshot`` of everything shown so far, so a
-reloaded page is complete. Texts are rendered to HTML here (``render.render_entities``,
-escaped); the page inserts only those as HTML and everything else as text.
+``GET /ui/photo/<file_id>`` serves a photo the bot sent. Every Bot API call that changes what a
+user sees becomes an event on the stream (a JSON object with a ``type``); the first event is a
+``snapshot`` of everything shown so far, so a reloaded page is complete. Texts are rendered to
+HTML here (``render.render_entities``, escaped); the page inserts only those as HTML and
+everything else as text. An ephemeral message carries its receiver: the page shows it only
+while it acts as that user.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from playground.botapi import FakeTelegram
+from playground.limits import DEFAULT_PER_MINUTE
 from playground.render import render_entities
 
 if TYPE_CHECKING:
@@ -41,14 +55,29 @@ if TYPE_CHECKING:
     _Action = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
     _Handler = Callable[[web.Request], Awaitable[web.Response]]
 
-__all__ = ["GROUP_CHAT_ID", "PLAY_USER_ID", "Playground"]
+__all__ = [
+    "GROUP_CHAT_ID",
+    "GUEST_CHAT_ID",
+    "PLAY_USER_ID",
+    "SECOND_USER_ID",
+    "Playground",
+    "shown_message",
+]
 
 PLAY_USER_ID = 1000001
+SECOND_USER_ID = 1000002
 GROUP_CHAT_ID = -1001000001
+GUEST_CHAT_ID = -1001000002
+PLAY_USERS = {PLAY_USER_ID: "Ann", SECOND_USER_ID: "Bob"}
 LANGUAGES = ("en", "ru", "kk")
 STATIC = Path(__file__).parent / "static"
 _HEARTBEAT = 15.0
 _MAX_TEXT = 4096
+_QUOTE = 80  # characters of a replied-to message shown above a reply
+_MESSAGE_METHODS = frozenset(
+    {"sendMessage", "sendInvoice", "sendPhoto", "answerGuestQuery"}
+    | {"editEphemeralMessageText", "deleteMessage", "deleteEphemeralMessage"}
+)
 
 
 class _BadAction(Exception):
@@ -74,18 +103,62 @@ def _language(body: dict[str, Any]) -> str:
     return lang if lang in LANGUAGES else "en"
 
 
-def shown_message(message: dict[str, Any]) -> dict[str, Any]:
-    """What the page needs of a message: ids, who sent it, its HTML, buttons, invoice."""
+def _as(body: dict[str, Any]) -> int:
+    """The play user a group action is done as (the play user unless ``as`` names Bob)."""
+    user_id = body.get("as", PLAY_USER_ID)
+    if user_id not in PLAY_USERS:
+        raise _BadAction("as: a play user's id expected")
+    return int(user_id)
+
+
+def _text_of(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    if "text" in message:
+        return str(message["text"]), list(message.get("entities") or [])
+    return str(message.get("caption") or ""), list(message.get("caption_entities") or [])
+
+
+def shown_message(message: dict[str, Any], inline_message_id: str | None = None) -> dict[str, Any]:
+    """What the page needs of a message: ids, sender, its HTML, buttons, reply, photo, invoice.
+
+    ``key`` tells messages apart on the page: ``m<message_id>``, or ``e<ephemeral id>`` for an
+    ephemeral message (whose message_id is 0).
+    """
     sender = message.get("from", {})
+    text, entities = _text_of(message)
+    ephemeral_id = message.get("ephemeral_message_id")
     shown: dict[str, Any] = {
         "chat_id": message["chat"]["id"],
         "message_id": message["message_id"],
+        "key": f"e{ephemeral_id}" if ephemeral_id else f"m{message['message_id']}",
+        "from_id": sender.get("id", 0),
+        "from_name": sender.get("first_name", ""),
+        "is_bot": sender.get("is_bot", False),
         "outgoing": not sender.get("is_bot", False),
         "date": message.get("date", 0),
         "edited": "edit_date" in message,
-        "html": render_entities(str(message.get("text", "")), message.get("entities")),
+        "html": render_entities(text, entities),
         "buttons": (message.get("reply_markup") or {}).get("inline_keyboard", []),
     }
+    if ephemeral_id:
+        shown["ephemeral"] = {"receiver_id": message["receiver_user"]["id"]}
+    if inline_message_id is not None:
+        shown["inline_message_id"] = inline_message_id
+    if (via := message.get("via_bot")) is not None:
+        shown["via_bot"] = via.get("username", "")
+    if (replied := message.get("reply_to_message")) is not None:
+        quote = _text_of(replied)[0] or ("Photo" if "photo" in replied else "Message")
+        shown["reply_to"] = {
+            "message_id": replied["message_id"],
+            "from_name": replied.get("from", {}).get("first_name", ""),
+            "text": quote if len(quote) <= _QUOTE else quote[: _QUOTE - 1] + "…",
+        }
+    if photo := message.get("photo"):
+        largest = photo[-1]
+        shown["photo"] = {
+            "url": f"/ui/photo/{largest['file_id']}",
+            "width": largest["width"],
+            "height": largest["height"],
+        }
     if (invoice := message.get("invoice")) is not None:
         shown["invoice"] = {
             key: invoice[key] for key in ("title", "description", "currency", "total_amount")
@@ -105,7 +178,9 @@ class Playground:
         bot_username: str = "veil_bot",
         bot_id: int = 123456,
         inline_wait: float = 3.0,
+        group_limit: int | None = DEFAULT_PER_MINUTE,
     ) -> None:
+        """``group_limit``: sends and edits a minute into one group (None: no limit)."""
         self.telegram = FakeTelegram(
             token=token,
             bot_username=bot_username,
@@ -113,15 +188,27 @@ class Playground:
             observer=self,
             routes=self._routes(),
         )
-        self.telegram.state.bot_user["first_name"] = "Veil"
-        self.telegram.state.group_title = "Playground group"
         self.inline_wait = inline_wait
         self._state = self.telegram.state
         self._payments = self.telegram.payments
         self._user = self.telegram.user
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
-        self._group: list[dict[str, Any]] = []  # what the play user saw in the group, in order
-        self._link_serial = 0
+        self._inline_serial = 0
+        self._set_up_chats(group_limit)
+
+    def _set_up_chats(self, group_limit: int | None) -> None:
+        state = self._state
+        state.bot_user["first_name"] = "Veil"
+        state.privacy_mode = True  # BotFather's default for a new bot
+        self.telegram.limit_groups(group_limit)
+        for user_id, name in PLAY_USERS.items():
+            state.register_user(user_id, name, "en")
+        state.register_chat(PLAY_USER_ID, "private", PLAY_USERS[PLAY_USER_ID])
+        state.register_chat(GROUP_CHAT_ID, "supergroup", "", title="Playground group")
+        state.register_chat(GUEST_CHAT_ID, "supergroup", "", title="Friends", with_bot=False)
+        for chat_id in (GROUP_CHAT_ID, GUEST_CHAT_ID):
+            state.set_member(chat_id, PLAY_USER_ID, "creator")
+            state.set_member(chat_id, SECOND_USER_ID, "member")
 
     @property
     def url(self) -> str:
@@ -146,17 +233,38 @@ class Playground:
         for queue in self._subscribers:
             queue.put_nowait(event)
 
+    def _chat_ids(self) -> dict[str, int]:
+        return {"private": PLAY_USER_ID, "group": GROUP_CHAT_ID, "guest": GUEST_CHAT_ID}
+
+    def _shown(self, message: dict[str, Any]) -> dict[str, Any]:
+        """``shown_message`` with the inline message id of an article posted into a chat."""
+        place = (message["chat"]["id"], message["message_id"])
+        inline_id = next(
+            (key for key, at in self._state.inline_places.items() if at == place), None
+        )
+        return shown_message(message, inline_id)
+
     def snapshot(self) -> dict[str, Any]:
         """Everything a freshly opened page shows."""
         state = self._state
+        messages = [
+            self._shown(message)
+            for chat_id in self._chat_ids().values()
+            for message in state.chat_messages(chat_id)
+        ]
+        messages += [shown_message(m) for m in state.ephemeral_messages(GROUP_CHAT_ID)]
         return {
             "type": "snapshot",
             "bot": {"name": state.bot_user["first_name"], "username": state.bot_user["username"]},
             "user_id": PLAY_USER_ID,
-            "group": {"id": GROUP_CHAT_ID, "title": state.group_title},
+            "users": [{"id": user_id, "name": name} for user_id, name in PLAY_USERS.items()],
+            "chats": {
+                name: {"id": chat_id, "title": state.chats[chat_id].get("title", "")}
+                for name, chat_id in self._chat_ids().items()
+            },
+            "group": {"id": GROUP_CHAT_ID, "title": state.chats[GROUP_CHAT_ID]["title"]},
             "commands": state.commands,
-            "messages": [shown_message(message) for message in state.chat_messages(PLAY_USER_ID)],
-            "group_items": self._group,
+            "messages": messages,
             "invoice_links": {url: self._link(url) for url in self._payments.invoice_links},
         }
 
@@ -181,54 +289,67 @@ class Playground:
             self._subscribers.discard(queue)
         return response
 
-    # What the bot and the user did, as events (the emulator's Observer).
+    # What the bot and the users did, as events (the emulator's Observer).
 
     def answered(self, method: str, params: dict[str, Any], result: object) -> None:
-        """Show what a successful Bot API call changed, if the user would see it."""
+        """Show what a successful Bot API call changed, if a user would see it."""
         if (event := self._event_of(method, params, result)) is not None:
             self.publish(event)
 
-    def queued(self, update: dict[str, Any]) -> None:
-        """Show a message the play user sent (text or payment)."""
-        message = update.get("message")
-        if isinstance(message, dict) and message["chat"]["id"] == PLAY_USER_ID:
-            self.publish({"type": "message", "message": shown_message(message)})
+    def posted(self, message: dict[str, Any]) -> None:
+        """Show a message a play user wrote (text, an inline article or a payment)."""
+        if message["chat"]["id"] in self._chat_ids().values():
+            self.publish({"type": "message", "message": self._shown(message)})
 
     def _event_of(  # noqa: PLR0911 - one return per Bot API method the page shows
         self, method: str, params: dict[str, Any], result: object
     ) -> dict[str, Any] | None:
-        """The page event a successful Bot API call makes, if it changes what the user sees."""
-        chat_id = params.get("chat_id")
-        inline_id = str(params.get("inline_message_id", ""))
-        if method in {"sendMessage", "sendInvoice"} and isinstance(result, dict):
-            return {"type": "message", "message": shown_message(result)}
-        if method in {"editMessageText", "editMessageReplyMarkup"} and isinstance(result, dict):
-            return {"type": "edit", "message": shown_message(result)}
-        if method.startswith("editMessage") and inline_id in self._state.inline_messages:
-            return {"type": "inline_edit", "item": self._inline_item(inline_id)}
-        if method == "deleteMessage":
-            return {"type": "delete", "chat_id": chat_id, "message_id": params.get("message_id")}
+        """The page event a successful Bot API call makes, if it changes what a user sees."""
+        if method in _MESSAGE_METHODS or method.startswith("editMessage"):
+            return self._message_event(method, params, result)
         if method == "sendMessageDraft":
             return _draft_event(params)
         if method == "sendChatAction":
-            return {"type": "action", "chat_id": chat_id, "action": params.get("action")}
+            chat_id, action = params.get("chat_id"), params.get("action")
+            return {"type": "action", "chat_id": chat_id, "action": action}
         if method == "answerCallbackQuery":
+            query_id = str(params.get("callback_query_id"))
             text, alert = str(params.get("text") or ""), bool(params.get("show_alert"))
-            return {"type": "callback_answer", "text": text, "show_alert": alert}
+            user_id = self._state.callback_users.get(query_id, PLAY_USER_ID)
+            return {"type": "callback_answer", "text": text, "show_alert": alert} | {
+                "user_id": user_id
+            }
         if method == "createInvoiceLink" and isinstance(result, str):
             return {"type": "invoice_link", "url": result, "invoice": self._link(result)}
         if method == "setMyCommands":
             return {"type": "commands", "commands": self._state.commands}
         return None
 
-    def _inline_item(self, inline_message_id: str) -> dict[str, Any]:
-        inline = self._state.inline_messages[inline_message_id]
-        return {
-            "kind": "inline",
-            "inline_message_id": inline_message_id,
-            "html": render_entities(str(inline.get("text", "")), inline.get("entities")),
-            "buttons": (inline.get("reply_markup") or {}).get("inline_keyboard", []),
-        }
+    def _message_event(
+        self, method: str, params: dict[str, Any], result: object
+    ) -> dict[str, Any] | None:
+        """A message posted, edited or deleted, as the page shows it."""
+        chat_id = params.get("chat_id")
+        if method in {"sendMessage", "sendInvoice", "sendPhoto"} and isinstance(result, dict):
+            return {"type": "message", "message": shown_message(result)}
+        if isinstance(result, dict) and method != "answerGuestQuery":  # an edit in a chat
+            return {"type": "edit", "message": self._shown(result)}
+        if method == "editEphemeralMessageText" and isinstance(chat_id, int):
+            ephemeral = self._state.ephemeral_message(chat_id, params["ephemeral_message_id"])
+            return (
+                None if ephemeral is None else {"type": "edit", "message": shown_message(ephemeral)}
+            )
+        if method in {"deleteMessage", "deleteEphemeralMessage"}:
+            key = f"m{params.get('message_id')}"
+            if method == "deleteEphemeralMessage":
+                key = f"e{params.get('ephemeral_message_id')}"
+            return {"type": "delete", "chat_id": chat_id, "key": key}
+        inline_id = str(params.get("inline_message_id", ""))  # an inline message edited...
+        kind = "edit"
+        if method == "answerGuestQuery" and isinstance(result, dict):  # ...or a guest answer
+            inline_id, kind = str(result["inline_message_id"]), "message"
+        placed = self._state.placed_message(inline_id)
+        return None if placed is None else {"type": kind, "message": self._shown(placed)}
 
     # The page and its actions.
 
@@ -245,6 +366,7 @@ class Playground:
             web.get("/", self._index),
             web.get("/events", self._events),
             web.get("/ui/state", self._ui_state),
+            web.get("/ui/photo/{file_id}", self._ui_photo),
             web.static("/static/", STATIC),
             *(web.post(f"/ui/{name}", _json_action(action)) for name, action in actions.items()),
         ]
@@ -255,23 +377,58 @@ class Playground:
     async def _ui_state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
 
+    async def _ui_photo(self, request: web.Request) -> web.Response:
+        stored = self.telegram.media.files.get(request.match_info["file_id"])
+        if stored is None:
+            raise web.HTTPNotFound
+        return web.Response(body=stored.data, content_type=stored.content_type)
+
+    def _chat(self, body: dict[str, Any]) -> int:
+        name = body.get("chat", "private")
+        chat_id = self._chat_ids().get(name) if isinstance(name, str) else None
+        if chat_id is None:
+            raise _BadAction('chat: "private", "group" or "guest" expected')
+        return chat_id
+
     async def _ui_send(self, body: dict[str, Any]) -> dict[str, Any]:
         text = _str(body, "text").strip()
         if not text or len(text) > _MAX_TEXT:
             raise _BadAction(f"text: 1-{_MAX_TEXT} characters expected")
-        update_id = self._user.send_text(PLAY_USER_ID, text, language_code=_language(body))
+        chat_id = self._chat(body)
+        user_id = PLAY_USER_ID if chat_id == PLAY_USER_ID else _as(body)
+        reply_to = body.get("reply_to")
+        if reply_to is not None and (
+            not isinstance(reply_to, int) or self._state.message(chat_id, reply_to) is None
+        ):
+            raise _BadAction("reply_to: no such message in that chat")
+        update_id = self._user.send_text(
+            user_id,
+            text,
+            language_code=_language(body),
+            chat_id=None if chat_id == PLAY_USER_ID else chat_id,
+            first_name=PLAY_USERS[user_id],
+            reply_to=reply_to,
+        )
         return {"update_id": update_id}
 
     async def _ui_press(self, body: dict[str, Any]) -> dict[str, Any]:
         data = _str(body, "data")
+        user_id = _as(body)
         if "inline_message_id" in body:
             inline_id = _str(body, "inline_message_id")
             if inline_id not in self._state.inline_messages:
                 raise _BadAction("inline_message_id: no such message")
-            return {"update_id": self._user.press_inline_button(PLAY_USER_ID, data, inline_id)}
-        message_id = _int(body, "message_id")
+            update_id = self._user.press_inline_button(
+                user_id, data, inline_id, language_code=_language(body)
+            )
+            return {"update_id": update_id}
+        message_id, chat_id = _int(body, "message_id"), self._chat(body)
         update_id = self._user.press_button(
-            PLAY_USER_ID, data, message_id=message_id, language_code=_language(body)
+            user_id,
+            data,
+            message_id=message_id,
+            chat_id=None if chat_id == PLAY_USER_ID else chat_id,
+            language_code=_language(body),
         )
         return {"update_id": update_id}
 
@@ -312,9 +469,8 @@ class Playground:
 
     async def _ui_inline(self, body: dict[str, Any]) -> dict[str, Any]:
         query = _str(body, "query")
-        self._group_chat()
         self._user.inline_query(
-            PLAY_USER_ID, query, language_code=_language(body), chat_type="supergroup"
+            _as(body), query, language_code=_language(body), chat_type="supergroup"
         )
         query_id = next(reversed(self._state.inline_queries))
         if "inline_query" in self.telegram.updates.allowed:  # a bot without inline mode
@@ -337,18 +493,15 @@ class Playground:
 
     async def _ui_choose(self, body: dict[str, Any]) -> dict[str, Any]:
         query, result_id = _str(body, "query"), _str(body, "result_id")
-        self._link_serial += 1
-        inline_id = f"play-inline-{self._link_serial}-{secrets.token_hex(4)}"
-        self._user.choose_inline_result(PLAY_USER_ID, result_id, query, inline_message_id=inline_id)
-        item = self._inline_item(inline_id)
-        self._group.append(item)
-        self.publish({"type": "inline_message", "item": item})
+        chat_id = self._chat(body)
+        if chat_id == PLAY_USER_ID:
+            raise _BadAction('chat: "group" or "guest" expected')
+        self._inline_serial += 1
+        inline_id = f"play-inline-{self._inline_serial}-{secrets.token_hex(4)}"
+        self._user.choose_inline_result(
+            _as(body), result_id, query, inline_message_id=inline_id, chat_id=chat_id
+        )
         return {"inline_message_id": inline_id}
-
-    def _group_chat(self) -> None:
-        """Register the group chat where the play user types inline queries."""
-        if GROUP_CHAT_ID not in self._state.chats:
-            self._state.register_chat(GROUP_CHAT_ID, "supergroup", "")
 
 
 def _draft_event(params: dict[str, Any]) -> dict[str, Any]:

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["ApiError", "bad_request", "check_reply_markup", "decode_params"]
+__all__ = ["ApiError", "Upload", "bad_request", "check_reply_markup", "decode_params"]
 
 _JSON_FIELDS = frozenset(
     {"reply_markup", "entities", "caption_entities", "prices", "results", "commands"}
     | {"allowed_updates", "scope", "link_preview_options", "reply_parameters", "button"}
     | {"suggested_tip_amounts", "media", "rich_message", "suggested_post_parameters"}
-    | {"ephemeral_message_parameters", "reaction", "menu_button"}
+    | {"ephemeral_message_parameters", "reaction", "menu_button", "result"}
 )
 _INT_FIELDS = frozenset(
     {"chat_id", "message_id", "draft_id", "user_id", "offset", "limit", "timeout"}
     | {"message_thread_id", "direct_messages_topic_id", "max_connections", "cache_time"}
     | {"photo_size", "photo_width", "photo_height", "max_tip_amount", "subscription_period"}
     | {"reply_to_message_id", "receiver_user_id", "from_chat_id", "duration", "width", "height"}
+    | {"ephemeral_message_id"}
 )
 _BOOL_FIELDS = frozenset(
     {"disable_notification", "protect_content", "allow_paid_broadcast", "can_stop"}
@@ -50,6 +52,15 @@ _INLINE_ACTIONS = (
     "pay",
 )
 _MAX_CALLBACK_DATA = 64
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file sent in a multipart request: its form field's file name, type and bytes."""
+
+    file_name: str
+    content_type: str
+    data: bytes = field(repr=False)
 
 
 class ApiError(Exception):
@@ -92,11 +103,11 @@ def _decode(key: str, value: str) -> object:
 
 
 def decode_params(raw: dict[str, Any]) -> dict[str, Any]:
-    """Decode a request's string parameters by field name; uploaded files become their names."""
+    """Decode a request's string parameters by field name; uploaded files become ``Upload``s."""
     params: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, web.FileField):
-            params[key] = {"file_name": value.filename}
+            params[key] = Upload(value.filename, value.content_type, value.file.read())
         else:
             params[key] = _decode(key, str(value))
     return params

@@ -32,23 +32,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from models import StorageError
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
 from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
     ContextTooLong,
-    HistoryUnavailable,
     InferenceError,
     InferenceUnavailable,
     LedgerUnavailable,
+    history_failures,
 )
 from services.inference import ChatRequest, Completion, GatewayTrust, InferenceClient, TextDelta
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
     from models import Store, UserRecord
     from models.holds import Charge, Outcome
@@ -168,7 +167,7 @@ class ChatService:
 
     store: Store
     inference: InferenceClient
-    billing: Credit
+    credit: Credit
     default_model: str | None = None
     context_tokens: int = 4096
     max_answer_tokens: int = 1024
@@ -253,7 +252,7 @@ class ChatService:
     async def sweep(self) -> int:
         """Release holds older than ``hold_lifetime`` that no answer here is using."""
         keep = {request_id for g in self._active.values() for request_id in g.holds}
-        released = await self.billing.recover(self.hold_lifetime, keep=keep)
+        released = await self.credit.recover(self.hold_lifetime, keep=keep)
         if released:
             log.warning("chat.holds_swept", count=released)
         return released
@@ -330,7 +329,7 @@ class ChatService:
     async def _open(self, question: Question) -> tuple[UserRecord, int | None, list[Said]]:
         """The asker's record, the conversation to store into (None: one-off), turns before."""
         history = list(question.context)
-        with history_errors("cannot read the conversation"):
+        with history_failures("cannot read the conversation"):
             if not question.keep_history:
                 user = await self.store.ensure_user(question.user_id, question.language)
                 return user, None, history
@@ -371,7 +370,7 @@ class ChatService:
         else:
             await sink.complete(text)
             if conversation is not None:
-                with history_errors("cannot store the conversation"):
+                with history_failures("cannot store the conversation"):
                     await self.store.add_turns(
                         user_id, conversation, [("user", prompt), ("assistant", text)]
                     )
@@ -411,7 +410,7 @@ class ChatService:
         """
         generation.holds.add(request_id.hex())
         write = asyncio.ensure_future(
-            self.billing.hold(
+            self.credit.hold(
                 user_id,
                 request_id.hex(),
                 model,
@@ -425,7 +424,7 @@ class ChatService:
         except asyncio.CancelledError:
             await _finished(write)
             if not write.cancelled() and write.exception() is None:
-                await self.billing.release(write.result())
+                await self.credit.release(write.result())
             raise
         except BaseException:
             generation.holds.discard(request_id.hex())
@@ -454,7 +453,7 @@ class ChatService:
                 valid=valid,
                 bundles=[*self.inference.bundles(), *bundles],
             )
-            settling = self.billing.settle(
+            settling = self.credit.settle(
                 hold,
                 usage.prompt_tokens,
                 usage.completion_tokens,
@@ -463,9 +462,9 @@ class ChatService:
                 proof=proof,
             )
         elif delivered:
-            settling = self.billing.estimate(hold, text_tokens(delivered))
+            settling = self.credit.estimate(hold, text_tokens(delivered))
         else:
-            settling = self.billing.release(hold)
+            settling = self.credit.release(hold)
         task = asyncio.ensure_future(settling)
         try:
             return await asyncio.shield(task)
@@ -539,7 +538,7 @@ class ChatService:
 
     async def current_model(self, user_id: int) -> str:
         """The model the user's next answer will use."""
-        with history_errors("cannot read the user's settings"):
+        with history_failures("cannot read the user's settings"):
             user = await self.store.get_user(user_id)
         return await self.model_for(user.model if user else None)
 
@@ -547,26 +546,26 @@ class ChatService:
         """Choose a model for the user; False if no gateway serves it."""
         if model not in await self.models():
             return False
-        with history_errors("cannot save the user's model"):
+        with history_failures("cannot save the user's model"):
             await self.store.ensure_user(user_id, language)
             await self.store.set_model(user_id, model)
         return True
 
     async def keeps_inline_history(self, user_id: int) -> bool:
         """Whether the user's inline answers join their conversation (off until they opt in)."""
-        with history_errors("cannot read the user's settings"):
+        with history_failures("cannot read the user's settings"):
             user = await self.store.get_user(user_id)
         return user is not None and user.inline_history
 
     async def keep_inline_history(self, user_id: int, language: str | None, *, keep: bool) -> None:
         """Opt in (or out again) to inline answers joining the user's conversation."""
-        with history_errors("cannot save the user's settings"):
+        with history_failures("cannot save the user's settings"):
             await self.store.ensure_user(user_id, language)
             await self.store.set_inline_history(user_id, keep=keep)
 
     async def new_conversation(self, user_id: int, language: str | None) -> None:
         """Start a fresh conversation; the old one stays sealed in history."""
-        with history_errors("cannot start a conversation"):
+        with history_failures("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
             await self.store.new_conversation(user_id)
 
@@ -582,22 +581,13 @@ class ChatService:
             if generation.task is not None:
                 await _finished(generation.task)
         self._retry.pop(user_id, None)
-        with history_errors("cannot erase the conversation"):
+        with history_failures("cannot erase the conversation"):
             return await self.store.forget(user_id)
 
     async def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, refreshed."""
         await self.inference.refresh()
         return self.inference.trust()
-
-
-@contextlib.contextmanager
-def history_errors(doing: str) -> Iterator[None]:
-    """Raise ``HistoryUnavailable`` for a storage failure: the one place this layer maps it."""
-    try:
-        yield
-    except StorageError as exc:
-        raise HistoryUnavailable(doing) from exc
 
 
 async def _finished(task: asyncio.Future[Any]) -> None:

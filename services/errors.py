@@ -200,6 +200,11 @@ def ledger_failures() -> contextlib.AbstractContextManager[None]:
     return storage_failures(LedgerUnavailable, "the ledger cannot be used right now")
 
 
+def history_failures(doing: str) -> contextlib.AbstractContextManager[None]:
+    """A storage failure inside the block is ``HistoryUnavailable`` (``doing`` says what)."""
+    return storage_failures(HistoryUnavailable, doing)
+
+
 def journal_failures() -> contextlib.AbstractContextManager[None]:
     """A storage failure inside the block is ``JournalUnavailable`` (do not acknowledge)."""
     return storage_failures(JournalUnavailable, "the payment journal cannot be used right now")

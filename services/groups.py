@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
-from services.chat import history_errors
+from services.errors import history_failures
 
 if TYPE_CHECKING:
     from models import Store
@@ -37,7 +37,7 @@ class Groups:
 
     async def settings(self, chat_id: int) -> GroupSettings:
         """The group's settings (the defaults when it never chose)."""
-        with history_errors("cannot read the group's settings"):
+        with history_failures("cannot read the group's settings"):
             stored = await self.store.group_settings(chat_id)
         if stored is None:
             return GroupSettings()
@@ -48,7 +48,7 @@ class Groups:
         """Turn ``setting`` the other way; return the group's settings after."""
         now = await self.settings(chat_id)
         after = replace(now, **{setting: not getattr(now, setting)})
-        with history_errors("cannot save the group's settings"):
+        with history_failures("cannot save the group's settings"):
             await self.store.set_group_settings(
                 chat_id, answers=after.answers, reply_context=after.reply_context
             )

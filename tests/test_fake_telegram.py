@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -19,9 +20,16 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import SendMessage, SendPhoto
+from aiogram.methods import SendDice, SendMessage
 from aiogram.types import (
     BotCommand,
+    BufferedInputFile,
+    ChatMemberAdministrator,
+    ChatMemberBanned,
+    ChatMemberLeft,
+    ChatMemberMember,
+    ChatMemberOwner,
+    EphemeralMessageParameters,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
@@ -29,18 +37,23 @@ from aiogram.types import (
     LabeledPrice,
     Message,
     MessageEntity,
+    ReplyParameters,
 )
 from aiogram.types.transaction_partner_user import TransactionPartnerUser
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
+from playground.media import image_size
 from tests.fakes.telegram import FakeTelegram
+from tests.pictures import make_png, png_pixels
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 USER = 501
+OTHER = 502
 GROUP = -100123
+FRIENDS = -100777  # a chat the bot is not a member of
 
 
 @pytest.fixture
@@ -96,11 +109,11 @@ async def test_get_me_describes_the_bot_and_wrong_tokens_are_refused(
     finally:
         await close_bot(stranger)
     with pytest.raises(TelegramNotFound, match="Not Found"):
-        await bot(SendPhoto(chat_id=USER, photo="file-id"))
+        await bot(SendDice(chat_id=USER))
     assert [(c.method, c.answered) for c in fake.calls] == [
         ("getMe", "ok"),
         ("getMe", "Unauthorized"),
-        ("sendPhoto", "Not Found"),
+        ("sendDice", "Not Found"),
     ]
 
 
@@ -569,3 +582,412 @@ async def test_json_and_get_requests_are_accepted_like_forms(fake: FakeTelegram)
                 {"ok": False, "error_code": 404, "description": "Not Found"},
             )
     assert fake.calls_of("sendMessage")[0].params == body
+
+
+# Groups, members and the per-group flood limit.
+
+
+def article(text: str = "Thinking…") -> InlineQueryResultArticle:
+    return InlineQueryResultArticle(
+        id="a1",
+        title="Ask Veil",
+        input_message_content=InputTextMessageContent(message_text=text),
+        reply_markup=keyboard("stop"),
+    )
+
+
+async def test_group_messages_carry_mentions_commands_and_replies_one_level_deep(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    asked = fake.send_text(USER, "@veil_test_bot what is HPKE?", chat_id=GROUP)
+    (update,) = await bot.get_updates(timeout=0)
+    assert update.update_id == asked
+    question = update.message
+    assert question is not None
+    assert (question.chat.id, question.chat.type, question.chat.title) == (
+        GROUP,
+        "supergroup",
+        "Test group",
+    )
+    assert spans(question.entities) == [("mention", 0, 14, None)]
+
+    placeholder = await bot.send_message(
+        GROUP, "Thinking…", reply_parameters=ReplyParameters(message_id=question.message_id)
+    )
+    assert placeholder.reply_to_message is not None
+    assert placeholder.reply_to_message.message_id == question.message_id
+    assert placeholder.message_id == question.message_id + 1  # one counter per chat
+    older = await bot.send_message(GROUP, "Also", reply_to_message_id=question.message_id)
+    assert older.reply_to_message is not None
+    assert older.reply_to_message.text == "@veil_test_bot what is HPKE?"
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+        await bot.send_message(GROUP, "x", reply_parameters=ReplyParameters(message_id=99))
+
+    edited = await bot.edit_message_text(
+        "HPKE seals a message to a public key.",
+        chat_id=GROUP,
+        message_id=placeholder.message_id,
+    )
+    assert isinstance(edited, Message)
+    assert edited.edit_date is not None
+
+    fake.send_text(OTHER, "and then?", chat_id=GROUP, first_name="Bob", reply_to=edited.message_id)
+    fake.send_text(OTHER, "/ask why /groupsettings@veil_test_bot", chat_id=GROUP)
+    follow_up, command = await bot.get_updates(offset=update.update_id + 1, timeout=0)
+    assert follow_up.message is not None
+    replied = follow_up.message.reply_to_message
+    assert replied is not None
+    assert (replied.message_id, replied.text) == (
+        placeholder.message_id,
+        "HPKE seals a message to a public key.",
+    )
+    assert replied.from_user is not None
+    assert replied.from_user.is_bot
+    assert replied.reply_to_message is None  # one level, as Telegram sends it
+    assert command.message is not None
+    assert spans(command.message.entities) == [
+        ("bot_command", 0, 4, None),
+        ("bot_command", 9, 28, None),
+    ]
+
+    assert await bot.delete_message(GROUP, older.message_id)
+    assert [m["message_id"] for m in fake.sent_messages(GROUP)] == [placeholder.message_id]
+    assert fake.state.member_status(GROUP, OTHER) == "member"
+
+
+async def test_privacy_mode_tells_the_bot_only_what_is_meant_for_it(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    assert (await bot.get_me()).can_read_all_group_messages is True
+    fake.send_text(USER, "anyone here?", chat_id=GROUP)
+    (everything,) = await bot.get_updates(timeout=0)  # without privacy mode: everything
+
+    fake.state.privacy_mode = True
+    assert (await bot.get_me()).can_read_all_group_messages is False
+    mine = await bot.send_message(GROUP, "I am Veil")
+    told = {
+        "lunch?": fake.send_text(USER, "lunch?", chat_id=GROUP),
+        "mention": fake.send_text(USER, "hey @Veil_Test_Bot, a question", chat_id=GROUP),
+        "other bot": fake.send_text(USER, "@some_other_bot hi", chat_id=GROUP),
+        "/ask": fake.send_text(USER, "/ask what", chat_id=GROUP),
+        "/ask@other": fake.send_text(USER, "/ask@other_bot what", chat_id=GROUP),
+        "reply to Veil": fake.send_text(USER, "more", chat_id=GROUP, reply_to=mine.message_id),
+    }
+    (lunch,) = [m for m in fake.state.chat_messages(GROUP) if m["text"] == "lunch?"]
+    told["reply to a user"] = fake.send_text(
+        OTHER, "yes", chat_id=GROUP, reply_to=lunch["message_id"]
+    )
+    told["private"] = fake.send_text(USER, "hello")
+    assert [name for name, update_id in told.items() if update_id == 0] == [
+        "lunch?",
+        "other bot",
+        "/ask@other",
+        "reply to a user",
+    ]
+    updates = await bot.get_updates(offset=everything.update_id + 1, timeout=0)
+    delivered = [u.update_id for u in updates]
+    assert delivered == [update_id for update_id in told.values() if update_id]
+    assert len(fake.state.chat_messages(GROUP)) == 9  # the page sees them all
+
+
+async def test_get_chat_member_answers_the_status_a_test_set(fake: FakeTelegram, bot: Bot) -> None:
+    fake.send_text(USER, "hi", chat_id=GROUP)
+    fake.send_text(OTHER, "hi", chat_id=GROUP, first_name="Bob")
+    fake.send_text(503, "hi", first_name="Cy")  # known to Telegram, not in the group
+    assert isinstance(await bot.get_chat_member(GROUP, USER), ChatMemberMember)
+    fake.set_member(GROUP, USER, "creator")
+    fake.set_member(GROUP, OTHER, "administrator")
+    owner = await bot.get_chat_member(GROUP, USER)
+    admin = await bot.get_chat_member(GROUP, OTHER)
+    assert isinstance(owner, ChatMemberOwner)
+    assert (owner.status, owner.user.id) == ("creator", USER)
+    assert isinstance(admin, ChatMemberAdministrator)
+    assert (admin.status, admin.user.first_name) == ("administrator", "Bob")
+    stranger = await bot.get_chat_member(GROUP, 503)
+    assert isinstance(stranger, ChatMemberLeft)
+    me = await bot.get_chat_member(GROUP, fake.state.bot_user["id"])
+    assert (me.status, me.user.is_bot) == ("member", True)
+    fake.set_member(GROUP, OTHER, "kicked")
+    assert isinstance(await bot.get_chat_member(GROUP, OTHER), ChatMemberBanned)
+    fake.set_member(GROUP, OTHER, "left")
+    assert (await bot.get_chat_member(GROUP, OTHER)).status == "left"
+    with pytest.raises(TelegramBadRequest, match="user not found"):
+        await bot.get_chat_member(GROUP, 999)
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.get_chat_member(-100999, USER)
+    with pytest.raises(ValueError, match="unknown member status"):
+        fake.set_member(GROUP, USER, "owner")
+
+
+async def test_the_group_limit_answers_429_past_n_a_minute_and_records_each(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    fake.send_text(USER, "hi", chat_id=GROUP)
+    fake.send_text(USER, "hi", chat_id=GROUP - 1)
+    for n in range(25):  # off by default
+        await bot.send_message(GROUP, f"burst {n}")
+    fake.limit_groups(3)
+    first = await bot.send_message(GROUP, "one")
+    await bot.edit_message_text("one, edited", chat_id=GROUP, message_id=first.message_id)
+    fake.inline_query(USER, "q", chat_type="supergroup")
+    (asked,) = [u for u in await bot.get_updates(timeout=0) if u.inline_query is not None]
+    assert asked.inline_query is not None
+    await bot.answer_inline_query(asked.inline_query.id, [article()])
+    fake.choose_inline_result(USER, "a1", "q", inline_message_id="inl-g", chat_id=GROUP)
+    assert await bot.edit_message_text("Because.", inline_message_id="inl-g")  # the 3rd
+    with pytest.raises(TelegramRetryAfter) as flood:
+        await bot.send_message(GROUP, "four")
+    assert 58 <= flood.value.retry_after <= 60
+    with pytest.raises(TelegramRetryAfter):
+        await bot.edit_message_text("Because!", inline_message_id="inl-g")
+    assert fake.state.inline_messages["inl-g"]["text"] == "Because."  # refused: unchanged
+    for n in range(5):  # private chats are not limited here
+        await bot.send_message(USER, f"private {n}")
+    for n in range(3):  # another group has a budget of its own
+        await bot.send_message(GROUP - 1, f"other {n}")
+    assert [(f.chat_id, f.method) for f in fake.floods] == [
+        (GROUP, "sendMessage"),
+        (GROUP, "editMessageText"),
+    ]
+    refused = [c.answered for c in fake.calls if c.answered.startswith("Too Many Requests")]
+    assert len(refused) == 2
+    assert refused[0] == f"Too Many Requests: retry after {flood.value.retry_after}"
+
+    fake.limit_groups(2, window=0.3)  # a short window: the budget comes back
+    await bot.send_message(GROUP, "a")
+    await bot.send_message(GROUP, "b")
+    with pytest.raises(TelegramRetryAfter, match="retry after 1"):
+        await bot.send_message(GROUP, "c")
+    await asyncio.sleep(0.35)
+    await bot.send_message(GROUP, "c")
+    fake.limit_groups(None)
+    for n in range(5):
+        await bot.send_message(GROUP, f"free {n}")
+    assert len(fake.floods) == 3
+
+
+async def test_an_inline_result_chosen_in_a_group_is_posted_there_and_edits_follow(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    fake.inline_query(USER, "why", chat_type="supergroup")
+    fake.send_text(USER, "hi", chat_id=GROUP)
+    asked, _hi = await bot.get_updates(timeout=0)
+    assert asked.inline_query is not None
+    await bot.answer_inline_query(asked.inline_query.id, [article()])
+    fake.choose_inline_result(USER, "a1", "why", inline_message_id="inl-1", chat_id=GROUP)
+    posted = fake.state.chat_messages(GROUP)[-1]
+    assert (posted["text"], posted["from"]["id"], posted["via_bot"]["username"]) == (
+        "Thinking…",
+        USER,
+        "veil_test_bot",
+    )
+    assert posted["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "stop"
+    assert await bot.edit_message_text("Because.", inline_message_id="inl-1")
+    assert fake.state.chat_messages(GROUP)[-1]["text"] == "Because."
+    assert "reply_markup" not in fake.state.chat_messages(GROUP)[-1]
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text("Because.", inline_message_id="inl-1")
+
+
+# Ephemeral messages (Bot API 10.2).
+
+
+async def test_ephemeral_messages_are_seen_by_their_receiver_only(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    fake.send_text(USER, "@veil_test_bot hi", chat_id=GROUP)
+    fake.send_text(OTHER, "hello", chat_id=GROUP, first_name="Bob")
+    only_ann = EphemeralMessageParameters(receiver_user_id=USER)
+    notice = await bot.send_message(
+        GROUP, "Top up to ask", reply_markup=keyboard("buy"), ephemeral_message_parameters=only_ann
+    )
+    assert (notice.message_id, notice.ephemeral_message_id) == (0, 1)
+    assert notice.receiver_user is not None
+    assert notice.receiver_user.id == USER
+    assert [m["text"] for m in fake.ephemeral_messages(GROUP, USER)] == ["Top up to ask"]
+    assert fake.ephemeral_messages(GROUP, OTHER) == []
+    assert "Top up to ask" not in [m["text"] for m in fake.state.chat_messages(GROUP)]
+    assert fake.sent_messages(GROUP) == []
+
+    second = await bot(  # the 10.2 form, deprecated in 10.3
+        SendMessage(chat_id=GROUP, text="Busy", receiver_user_id=OTHER)
+    )
+    assert second.ephemeral_message_id == 2
+    assert [(m["receiver_user"]["id"], m["text"]) for m in fake.ephemeral_messages(GROUP)] == [
+        (USER, "Top up to ask"),
+        (OTHER, "Busy"),
+    ]
+    assert await bot.edit_ephemeral_message_text(
+        chat_id=GROUP, receiver_user_id=USER, ephemeral_message_id=1, text="Topped up"
+    )
+    assert fake.ephemeral_messages(GROUP, USER)[0]["text"] == "Topped up"
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_ephemeral_message(
+            chat_id=GROUP, receiver_user_id=OTHER, ephemeral_message_id=1
+        )
+    assert await bot.delete_ephemeral_message(
+        chat_id=GROUP, receiver_user_id=USER, ephemeral_message_id=1
+    )
+    assert fake.ephemeral_messages(GROUP, USER) == []
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_ephemeral_message(
+            chat_id=GROUP, receiver_user_id=USER, ephemeral_message_id=1
+        )
+
+    with pytest.raises(TelegramBadRequest, match="only to groups"):
+        await bot.send_message(USER, "x", ephemeral_message_parameters=only_ann)
+    with pytest.raises(TelegramBadRequest, match="must be a member"):
+        await bot.send_message(
+            GROUP, "x", ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=9)
+        )
+
+
+async def test_an_older_server_refuses_or_ignores_ephemeral_messages(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    fake.send_text(USER, "hi", chat_id=GROUP)
+    only_ann = EphemeralMessageParameters(receiver_user_id=USER)
+    fake.state.ephemeral_support = "refused"
+    with pytest.raises(TelegramBadRequest, match="ephemeral messages are not supported"):
+        await bot.send_message(GROUP, "No credit", ephemeral_message_parameters=only_ann)
+    with pytest.raises(TelegramNotFound):
+        await bot.delete_ephemeral_message(
+            chat_id=GROUP, receiver_user_id=USER, ephemeral_message_id=1
+        )
+    assert fake.ephemeral_messages(GROUP) == []
+    assert fake.sent_messages(GROUP) == []
+
+    fake.state.ephemeral_support = "ignored"  # a server that does not know the field
+    public = await bot.send_message(GROUP, "No credit", ephemeral_message_parameters=only_ann)
+    assert (public.ephemeral_message_id, public.receiver_user) == (None, None)
+    assert [m["text"] for m in fake.sent_messages(GROUP)] == ["No credit"]
+
+
+# Guest mode (Bot API 10.0).
+
+
+async def test_a_guest_query_is_answered_once_and_edited_as_an_inline_message(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    assert (await bot.get_me()).supports_guest_queries is True
+    where = fake.user.post_text(OTHER, "Where do we eat tonight?", chat_id=FRIENDS)
+    summoned = fake.guest_message(
+        USER, "@veil_test_bot pick one for us", chat_id=FRIENDS, reply_to=where
+    )
+    (update,) = await bot.get_updates(timeout=0)
+    assert update.update_id == summoned
+    guest = update.guest_message
+    assert guest is not None
+    assert guest.guest_query_id
+    assert (guest.chat.id, guest.chat.title, guest.text) == (
+        FRIENDS,
+        "Friends",
+        "@veil_test_bot pick one for us",
+    )
+    assert guest.reply_to_message is not None
+    assert guest.reply_to_message.text == "Where do we eat tonight?"
+
+    with pytest.raises(TelegramForbiddenError, match="bot is not a member of the supergroup"):
+        await bot.send_message(FRIENDS, "hello?")
+    sent = await bot.answer_guest_query(guest.guest_query_id, article())
+    assert sent.inline_message_id
+    answer = fake.state.chat_messages(FRIENDS)[-1]
+    assert (answer["text"], answer["from"]["is_bot"]) == ("Thinking…", True)
+    assert answer["guest_bot_caller_user"]["id"] == USER
+    assert answer["reply_to_message"]["message_id"] == guest.message_id
+    assert await bot.edit_message_text(
+        "Try the noodle bar.", inline_message_id=sent.inline_message_id
+    )
+    assert fake.state.chat_messages(FRIENDS)[-1]["text"] == "Try the noodle bar."
+    assert fake.state.inline_messages[sent.inline_message_id]["text"] == "Try the noodle bar."
+    with pytest.raises(TelegramBadRequest, match="query ID is invalid"):
+        await bot.answer_guest_query(guest.guest_query_id, article())
+    with pytest.raises(TelegramBadRequest, match="query ID is invalid"):
+        await bot.answer_guest_query("12345", article())
+
+    # In a chat without the bot a mention summons it; anything else reaches no one.
+    assert fake.send_text(USER, "thanks all", chat_id=FRIENDS) == 0
+    again = fake.send_text(
+        USER, "@veil_test_bot and dessert?", chat_id=FRIENDS, reply_to=answer["message_id"]
+    )
+    (follow_up,) = await bot.get_updates(offset=update.update_id + 1, timeout=0)
+    assert follow_up.update_id == again
+    assert follow_up.guest_message is not None
+    replied = follow_up.guest_message.reply_to_message
+    assert replied is not None
+    assert replied.from_user is not None
+    assert (replied.from_user.is_bot, replied.text) == (True, "Try the noodle bar.")
+    assert replied.guest_bot_caller_user is not None
+
+    fake.state.supports_guest_queries = False
+    assert (await bot.get_me()).supports_guest_queries is False
+    fake.send_text(USER, "hi", chat_id=GROUP)
+    with pytest.raises(ValueError, match="the bot is a member of chat"):
+        fake.guest_message(USER, "@veil_test_bot hi", chat_id=GROUP)
+
+
+# Photos.
+
+
+async def test_send_photo_keeps_the_upload_for_the_test_and_for_get_file(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    picture = make_png(40, 30)
+    pay = InlineKeyboardButton(text="Open Tonkeeper", url="https://app.tonkeeper.com/transfer/x")
+    sent = await bot.send_photo(
+        USER,
+        BufferedInputFile(picture, filename="invoice.png"),
+        caption="Scan to pay 1.5 GRAM",
+        caption_entities=[MessageEntity(type="bold", offset=12, length=3)],
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[[pay]]),
+    )
+    assert sent.photo is not None
+    (size,) = sent.photo
+    assert (size.width, size.height, size.file_size) == (40, 30, len(picture))
+    assert (sent.caption, spans(sent.caption_entities)) == (
+        "Scan to pay 1.5 GRAM",
+        [("bold", 12, 3, None)],
+    )
+    assert sent.reply_markup is not None
+    assert fake.photos[USER] == [picture]
+    pixels = png_pixels(fake.photos[USER][0])
+    assert (len(pixels), len(pixels[0]), pixels[29][39]) == (30, 40, (39, 29, 200))
+
+    file = await bot.get_file(size.file_id)
+    assert file.file_path is not None
+    downloaded = await bot.download_file(file.file_path)
+    assert downloaded is not None
+    assert downloaded.read() == picture
+
+    fake.send_text(USER, "hi", chat_id=GROUP)
+    again = await bot.send_photo(GROUP, size.file_id, caption="once more", reply_to_message_id=1)
+    assert again.photo is not None
+    assert again.photo[0].file_unique_id == size.file_unique_id
+    assert again.reply_to_message is not None
+    assert fake.photos[GROUP] == [picture]
+
+    refusals: list[tuple[Any, str]] = [
+        (BufferedInputFile(b"GIF89a not a png", filename="x.gif"), "IMAGE_PROCESS_FAILED"),
+        (BufferedInputFile(make_png(4, 100), filename="x.png"), "PHOTO_INVALID_DIMENSIONS"),
+        ("no-such-file-id", "wrong file identifier"),
+    ]
+    for photo, description in refusals:
+        with pytest.raises(TelegramBadRequest, match=description):
+            await bot.send_photo(USER, photo)
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.send_photo(USER, size.file_id, caption="x" * 1025)
+    with pytest.raises(TelegramBadRequest, match="invalid file_id"):
+        await bot.get_file("nope")
+    assert len(fake.photos[USER]) == 1
+
+
+def test_image_size_reads_png_and_jpeg_headers() -> None:
+    assert image_size(make_png(3, 2)) == (3, 2)
+    broken = bytearray(make_png(3, 2))
+    broken[20] ^= 1  # the IHDR no longer matches its CRC
+    assert image_size(bytes(broken)) is None
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9)
+    sof0 = b"\xff\xc0" + struct.pack(">HBHH", 11, 8, 480, 640) + bytes(4)
+    assert image_size(b"\xff\xd8" + app0 + sof0) == (640, 480)
+    assert image_size(b"\xff\xd8\xff\xd9") is None
+    assert image_size(b"plain text") is None

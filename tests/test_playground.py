@@ -18,21 +18,31 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import (
+    BufferedInputFile,
+    EphemeralMessageParameters,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
     InputTextMessageContent,
     LabeledPrice,
     MessageEntity,
+    ReplyParameters,
 )
 from playwright.async_api import Page, async_playwright
 
 from bot.settings import BotSettings
-from playground.web import GROUP_CHAT_ID, PLAY_USER_ID, Playground
+from playground.web import (
+    GROUP_CHAT_ID,
+    GUEST_CHAT_ID,
+    PLAY_USER_ID,
+    SECOND_USER_ID,
+    Playground,
+)
 from sealed.encoding import b64e
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, ManagedProcess, run_gateway
+from tests.pictures import make_png
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -293,21 +303,239 @@ async def test_group_inline_query_results_and_a_live_inline_message(
         ]
 
         status, chosen = await ui(
-            playground.url, "choose", {"query": "why veil", "result_id": "a1"}
+            playground.url, "choose", {"query": "why veil", "result_id": "a1", "chat": "group"}
         )
         inline_id = chosen["inline_message_id"]
-        shown = await stream.next("inline_message")
-        assert (shown["item"]["inline_message_id"], shown["item"]["html"]) == (
+        shown = (await stream.next("message"))["message"]
+        assert (shown["inline_message_id"], shown["html"], shown["via_bot"]) == (
             inline_id,
             "Thinking…",
+            "veil_bot",
         )
+        assert (shown["chat_id"], shown["from_id"]) == (GROUP_CHAT_ID, PLAY_USER_ID)
         picked = await one_update(bot, update.update_id + 1)
         assert picked.chosen_inline_result is not None
         assert picked.chosen_inline_result.inline_message_id == inline_id
 
         await bot.edit_message_text("Because **privacy**", inline_message_id=inline_id)
-        assert (await stream.next("inline_edit"))["item"]["html"] == "Because **privacy**"
-    assert GROUP_CHAT_ID in playground.telegram.state.chats
+        edited = (await stream.next("edit"))["message"]
+        assert (edited["key"], edited["html"], edited["edited"]) == (
+            shown["key"],
+            "Because **privacy**",
+            True,
+        )
+    assert await ui(playground.url, "choose", {"query": "q", "result_id": "a1"}) == (
+        400,
+        {"error": 'chat: "group" or "guest" expected'},
+    )
+
+
+def stop_keyboard(data: str = "stop") -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="■ Stop", callback_data=data)]]
+    )
+
+
+async def test_group_messages_replies_and_ephemeral_notices_reach_the_page(
+    playground: Playground,
+) -> None:
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        snapshot = await stream.next("snapshot")
+        assert snapshot["chats"]["group"] == {"id": GROUP_CHAT_ID, "title": "Playground group"}
+        assert snapshot["chats"]["guest"] == {"id": GUEST_CHAT_ID, "title": "Friends"}
+        assert [u["name"] for u in snapshot["users"]] == ["Ann", "Bob"]
+        assert playground.telegram.state.group_limit.per_minute == 20
+        assert (await bot.get_chat_member(GROUP_CHAT_ID, PLAY_USER_ID)).status == "creator"
+        assert (await bot.get_chat_member(GROUP_CHAT_ID, SECOND_USER_ID)).status == "member"
+
+        # Privacy mode: chatter stays on the page; a mention reaches the bot.
+        status, chatter = await ui(
+            playground.url, "send", {"text": "lunch?", "chat": "group", "as": SECOND_USER_ID}
+        )
+        assert (status, chatter["update_id"]) == (200, 0)
+        shown = (await stream.next("message"))["message"]
+        assert (shown["chat_id"], shown["from_name"], shown["html"]) == (
+            GROUP_CHAT_ID,
+            "Bob",
+            "lunch?",
+        )
+        _, asked = await ui(
+            playground.url, "send", {"text": "@veil_bot what is a seal?", "chat": "group"}
+        )
+        update = await one_update(bot)
+        assert update.update_id == asked["update_id"]
+        await stream.next("message")  # the question itself
+        assert update.message is not None
+        assert update.message.chat.id == GROUP_CHAT_ID
+        assert update.message.entities is not None
+        assert update.message.entities[0].type == "mention"
+
+        reply = await bot.send_message(
+            GROUP_CHAT_ID,
+            "Thinking…",
+            reply_parameters=ReplyParameters(message_id=update.message.message_id),
+            reply_markup=stop_keyboard(),
+        )
+        shown = (await stream.next("message"))["message"]
+        assert shown["reply_to"] == {
+            "message_id": update.message.message_id,
+            "from_name": "Ann",
+            "text": "@veil_bot what is a seal?",
+        }
+        await bot.edit_message_text(
+            "A seal is…", chat_id=GROUP_CHAT_ID, message_id=reply.message_id
+        )
+        assert (await stream.next("edit"))["message"]["html"] == "A seal is…"
+
+        await ui(
+            playground.url,
+            "press",
+            {"message_id": reply.message_id, "chat": "group", "data": "stop", "as": SECOND_USER_ID},
+        )
+        press = await one_update(bot, update.update_id + 1)
+        assert press.callback_query is not None
+        assert (press.callback_query.from_user.id, press.callback_query.data) == (
+            SECOND_USER_ID,
+            "stop",
+        )
+        assert press.callback_query.message is not None
+        assert press.callback_query.message.chat.id == GROUP_CHAT_ID
+        await bot.answer_callback_query(press.callback_query.id, text="Not yours")
+        answer = await stream.next("callback_answer")
+        assert (answer["text"], answer["user_id"]) == ("Not yours", SECOND_USER_ID)
+
+        _, follow = await ui(
+            playground.url,
+            "send",
+            {"text": "and then?", "chat": "group", "reply_to": reply.message_id},
+        )
+        followed = await one_update(bot, press.update_id + 1)
+        assert followed.update_id == follow["update_id"] != 0  # a reply to the bot gets through
+        assert followed.message is not None
+        assert followed.message.reply_to_message is not None
+        assert followed.message.reply_to_message.text == "A seal is…"
+
+        await bot.delete_message(GROUP_CHAT_ID, reply.message_id)
+        assert (await stream.next("delete"))["key"] == f"m{reply.message_id}"
+
+    async with events(playground.url) as reopened:
+        again = await reopened.next("snapshot")
+        group = [m["html"] for m in again["messages"] if m["chat_id"] == GROUP_CHAT_ID]
+        assert group == [
+            "lunch?",
+            '<span class="mention">@veil_bot</span> what is a seal?',
+            "and then?",
+        ]
+
+    refusals: list[tuple[dict[str, Any], str]] = [
+        ({"text": "x", "chat": "nowhere"}, 'chat: "private", "group" or "guest" expected'),
+        ({"text": "x", "chat": "group", "as": 42}, "as: a play user's id expected"),
+        ({"text": "x", "chat": "group", "reply_to": 999}, "reply_to: no such message in that chat"),
+    ]
+    for body, error in refusals:
+        assert await ui(playground.url, "send", body) == (400, {"error": error})
+
+
+async def test_an_ephemeral_notice_reaches_the_page_with_its_receiver(
+    playground: Playground,
+) -> None:
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        await stream.next("snapshot")
+        notice = await bot.send_message(
+            GROUP_CHAT_ID,
+            "Top up to ask",
+            ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=PLAY_USER_ID),
+        )
+        shown = (await stream.next("message"))["message"]
+        assert (shown["key"], shown["ephemeral"]) == ("e1", {"receiver_id": PLAY_USER_ID})
+        await bot.delete_ephemeral_message(
+            chat_id=GROUP_CHAT_ID,
+            receiver_user_id=PLAY_USER_ID,
+            ephemeral_message_id=notice.ephemeral_message_id or 0,
+        )
+        assert await stream.next("delete") == {
+            "type": "delete",
+            "chat_id": GROUP_CHAT_ID,
+            "key": "e1",
+        }
+        await bot.send_message(
+            GROUP_CHAT_ID,
+            "Busy",
+            ephemeral_message_parameters=EphemeralMessageParameters(
+                receiver_user_id=SECOND_USER_ID
+            ),
+        )
+        shown = (await stream.next("message"))["message"]
+        assert (shown["key"], shown["ephemeral"]) == ("e2", {"receiver_id": SECOND_USER_ID})
+    async with events(playground.url) as reopened:
+        again = await reopened.next("snapshot")
+        assert [(m["key"], m["html"]) for m in again["messages"]] == [("e2", "Busy")]
+
+
+async def test_a_guest_summons_and_a_photo_reach_the_page(playground: Playground) -> None:
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        await stream.next("snapshot")
+        _, chatter = await ui(playground.url, "send", {"text": "where to eat?", "chat": "guest"})
+        assert chatter["update_id"] == 0  # the bot is not a member: it sees nothing
+        where = (await stream.next("message"))["message"]
+        _, summoned = await ui(
+            playground.url,
+            "send",
+            {"text": "@veil_bot pick one", "chat": "guest", "reply_to": where["message_id"]},
+        )
+        update = await one_update(bot)
+        assert update.update_id == summoned["update_id"]
+        guest = update.guest_message
+        assert guest is not None
+        assert guest.guest_query_id is not None
+        assert guest.reply_to_message is not None
+        assert guest.reply_to_message.text == "where to eat?"
+        await stream.next("message")  # the summons itself
+
+        article = InlineQueryResultArticle(
+            id="g1",
+            title="Veil",
+            input_message_content=InputTextMessageContent(message_text="Thinking…"),
+            reply_markup=stop_keyboard(),
+        )
+        sent = await bot.answer_guest_query(guest.guest_query_id, article)
+        shown = (await stream.next("message"))["message"]
+        assert (shown["chat_id"], shown["is_bot"], shown["inline_message_id"]) == (
+            GUEST_CHAT_ID,
+            True,
+            sent.inline_message_id,
+        )
+        assert shown["reply_to"]["text"] == "@veil_bot pick one"
+        await bot.edit_message_text("The noodle bar.", inline_message_id=sent.inline_message_id)
+        edited = (await stream.next("edit"))["message"]
+        assert (edited["key"], edited["html"]) == (shown["key"], "The noodle bar.")
+        await ui(
+            playground.url,
+            "press",
+            {"inline_message_id": sent.inline_message_id, "data": "stop"},
+        )
+        press = await one_update(bot, update.update_id + 1)
+        assert press.callback_query is not None
+        assert press.callback_query.inline_message_id == sent.inline_message_id
+
+        picture = make_png(40, 30)
+        photo = await bot.send_photo(
+            PLAY_USER_ID, BufferedInputFile(picture, "qr.png"), caption="Scan to pay"
+        )
+        shown = (await stream.next("message"))["message"]
+        assert photo.photo is not None
+        assert shown["photo"] == {
+            "url": f"/ui/photo/{photo.photo[-1].file_id}",
+            "width": 40,
+            "height": 30,
+        }
+        assert shown["html"] == "Scan to pay"
+        async with aiohttp.ClientSession() as client:
+            async with client.get(playground.url + shown["photo"]["url"]) as reply:
+                assert (reply.status, reply.content_type) == (200, "image/png")
+                assert await reply.read() == picture
+            async with client.get(f"{playground.url}/ui/photo/nope") as reply:
+                assert reply.status == 404
 
 
 async def test_inline_query_to_a_bot_without_inline_mode_has_no_results(
@@ -378,14 +606,18 @@ WATCH_DRAFTS = """() => {
 
 
 async def ask_inline_in_the_group(page: Page) -> None:
-    """Inline in the group tab: one article; choosing it posts it, then the answer fills it."""
+    """Inline in the group, then a mention: each answer fills its message, edit by edit."""
     await page.click("#tab-group")
-    await send(page, "@veil_bot what is privacy?")
+    await page.fill("#input", "@veil_bot what is privacy?")
     article = page.locator("#inline-results .item", has_text="what is privacy?")
     await article.wait_for(timeout=10000)
     await article.click()
-    await page.locator("[data-inline]", has_text="what is privacy?").wait_for(timeout=10000)
-    await page.locator("[data-inline]", has_text="thirteen.").wait_for(timeout=20000)
+    group = page.locator("#messages-group")
+    await group.locator(".msg", has_text="what is privacy?").first.wait_for(timeout=10000)
+    await group.locator(".msg", has_text="thirteen.").first.wait_for(timeout=20000)
+    await send(page, "@veil_bot and why seal it?")
+    await group.locator(".msg.out", has_text="and why seal it?").wait_for(timeout=10000)
+    await group.locator(".msg.in", has_text="thirteen.").first.wait_for(timeout=20000)
 
 
 async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
@@ -447,5 +679,212 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
 
             await ask_inline_in_the_group(page)
             await page.screenshot(path=str(artifacts / "playground-group.png"))
+        finally:
+            await browser.close()
+
+
+class BotSide:
+    """The bot's side of a browser test: a real aiogram Bot whose updates the test reads."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.offset = 0
+
+    async def next(self, kind: str, within: float = 15.0) -> Update:
+        """The next update of type ``kind``; inline queries typed on the way are left unanswered."""
+        async with asyncio.timeout(within):
+            while True:
+                updates = await self.bot.get_updates(offset=self.offset, timeout=5, limit=1)
+                if not updates:
+                    continue
+                update = updates[0]
+                self.offset = update.update_id + 1
+                if update.event_type == kind:
+                    return update
+                assert update.event_type == "inline_query", update
+
+
+def ask_article(question: str) -> InlineQueryResultArticle:
+    return InlineQueryResultArticle(
+        id="ask-1",
+        title=f"Ask Veil: {question}",
+        description="Veil answers in the chat",
+        input_message_content=InputTextMessageContent(message_text=f"{question}\nThinking…"),
+        reply_markup=stop_keyboard(),
+    )
+
+
+async def mention_reply_and_stop(page: Page, side: BotSide) -> None:
+    """A mention, the reply streaming by edits, its stop button, and a reply to it."""
+    bot, group = side.bot, "#messages-group"
+    # A mention reaches the bot; its reply quotes the question and follows its edits.
+    await send(page, "@veil_bot what is a seal?")
+    await page.wait_for_selector(f"{group} .msg.out >> text=what is a seal?")
+    asked = (await side.next("message")).message
+    assert asked is not None
+    assert asked.chat.id == GROUP_CHAT_ID
+    reply = await bot.send_message(
+        GROUP_CHAT_ID,
+        "Thinking…",
+        reply_parameters=ReplyParameters(message_id=asked.message_id),
+        reply_markup=stop_keyboard(),
+    )
+    answer = page.locator(f'{group} [data-key="m{reply.message_id}"]')
+    await answer.locator(".quote", has_text="what is a seal?").wait_for()
+    assert await answer.locator(".sender").inner_text() == "Veil"
+    for text in ("A seal is", "A seal is a box only one key opens."):
+        await bot.edit_message_text(
+            text,
+            chat_id=GROUP_CHAT_ID,
+            message_id=reply.message_id,
+            reply_markup=stop_keyboard(),
+        )
+        await answer.locator(".content", has_text=text).wait_for()
+    assert (await answer.locator(".meta").inner_text()).startswith("edited")
+
+    # The stop button presses like a real one.
+    await answer.locator(".keyboard button", has_text="Stop").click()
+    press = (await side.next("callback_query")).callback_query
+    assert press is not None
+    assert press.message is not None
+    assert (press.data, press.from_user.id, press.message.message_id) == (
+        "stop",
+        PLAY_USER_ID,
+        reply.message_id,
+    )
+    await bot.answer_callback_query(press.id, text="Stopping")
+    await page.wait_for_selector("#toast >> text=Stopping")
+
+    # A reply to the bot's answer reaches it (privacy mode lets replies through).
+    await answer.hover()
+    await answer.locator(".reply-button").click()
+    await page.wait_for_selector("#reply-bar >> text=Reply to Veil")
+    await send(page, "and who holds the key?")
+    followed = (await side.next("message")).message
+    assert followed is not None
+    assert followed.reply_to_message is not None
+    assert followed.reply_to_message.message_id == reply.message_id
+    await page.wait_for_selector("#reply-bar", state="hidden")
+    await page.wait_for_selector(f"{group} .msg.out >> text=and who holds the key?")
+    thinking = await bot.send_message(
+        GROUP_CHAT_ID, "Thinking…", reply_to_message_id=followed.message_id
+    )
+    placeholder = page.locator(f'{group} [data-key="m{thinking.message_id}"]')
+    await placeholder.wait_for()
+    await bot.delete_message(GROUP_CHAT_ID, thinking.message_id)
+    await placeholder.wait_for(state="detached")
+
+
+async def ephemeral_for_each_member(page: Page, side: BotSide) -> None:
+    """Ephemeral notices show to their receiver only, whichever member the page plays."""
+    bot, group = side.bot, "#messages-group"
+    # Ephemeral notices show only to their receiver; the page plays Ann or Bob.
+    for user_id, name in ((PLAY_USER_ID, "Ann"), (SECOND_USER_ID, "Bob")):
+        await bot.send_message(
+            GROUP_CHAT_ID,
+            f"Only {name} sees this",
+            ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=user_id),
+        )
+    for_ann = page.locator(f"{group} .ephemeral", has_text="Only Ann sees this")
+    for_bob = page.locator(f"{group} .ephemeral", has_text="Only Bob sees this")
+    await for_ann.wait_for()
+    assert "only you can see this" in await for_ann.inner_text()
+    await for_bob.wait_for(state="attached")
+    assert await for_bob.is_hidden()
+    await page.select_option("#viewer", str(SECOND_USER_ID))
+    await for_bob.wait_for()
+    assert await for_ann.is_hidden()
+    await send(page, "hi from Bob")  # chatter: the bot in privacy mode is not told
+    await page.wait_for_selector(f"{group} .msg.out >> text=hi from Bob")
+    await page.select_option("#viewer", str(PLAY_USER_ID))
+    await page.wait_for_selector(f"{group} .msg.in >> text=hi from Bob")
+    await for_ann.wait_for()
+
+
+async def inline_article_in_the_group(page: Page, side: BotSide, artifacts: Path) -> None:
+    """Typing @veil_bot asks inline; the chosen article is posted and follows the edits."""
+    bot, group = side.bot, "#messages-group"
+    # Inline: typing @veil_bot asks the bot; the chosen article is posted and edited.
+    await page.fill("#input", "@veil_bot why privacy")
+    inline = (await side.next("inline_query")).inline_query
+    assert inline is not None
+    assert (inline.query, inline.chat_type) == ("why privacy", "supergroup")
+    await bot.answer_inline_query(
+        inline.id, [ask_article(inline.query)], cache_time=0, is_personal=True
+    )
+    await page.click("#inline-results .item >> text=Ask Veil: why privacy")
+    posted = page.locator(f"{group} .msg.out", has_text="via @veil_bot")
+    await posted.wait_for()
+    chosen = (await side.next("chosen_inline_result")).chosen_inline_result
+    assert chosen is not None
+    assert chosen.inline_message_id is not None
+    await bot.edit_message_text(
+        "why privacy\nBecause what you ask is yours.",
+        inline_message_id=chosen.inline_message_id,
+        reply_markup=stop_keyboard(),
+    )
+    await posted.locator(".content", has_text="Because what you ask").wait_for()
+    await posted.locator(".keyboard button").click()
+    stop = (await side.next("callback_query")).callback_query
+    assert stop is not None
+    assert stop.inline_message_id == chosen.inline_message_id
+
+    await page.screenshot(path=str(artifacts / "playground-group.png"))
+
+
+async def guest_answer_and_photo(page: Page, side: BotSide, artifacts: Path) -> None:
+    """A guest summons in Friends, then a photo (the TON QR code) in the private chat."""
+    bot = side.bot
+    # A guest: the bot is summoned in Friends, where it is not a member.
+    await page.click("#tab-guest")
+    await send(page, "@veil_bot settle it: tabs or spaces?")
+    summons = (await side.next("guest_message")).guest_message
+    assert summons is not None
+    assert summons.guest_query_id is not None
+    assert summons.chat.id == GUEST_CHAT_ID
+    sent = await bot.answer_guest_query(summons.guest_query_id, ask_article("tabs or spaces?"))
+    guest = page.locator("#messages-guest .msg.in", has_text="Thinking…")
+    await guest.locator(".quote", has_text="settle it").wait_for()
+    await bot.edit_message_text(
+        "tabs or spaces?\nSpaces.", inline_message_id=sent.inline_message_id
+    )
+    await page.locator("#messages-guest .msg.in", has_text="Spaces.").wait_for()
+    await page.screenshot(path=str(artifacts / "playground-guest.png"))
+
+    # A photo (the TON invoice's QR code) in the private chat.
+    picture = make_png(40, 30)
+    await bot.send_photo(PLAY_USER_ID, BufferedInputFile(picture, "qr.png"), caption="Scan to pay")
+    await page.click("#tab-private")
+    photo = page.locator("#messages-private .msg.in img.photo")
+    await photo.wait_for()
+    await page.wait_for_function(
+        "() => document.querySelector('#messages-private img.photo').naturalWidth === 40"
+    )
+    assert "Scan to pay" in await page.locator("#messages-private .msg.in").last.inner_text()
+
+
+async def test_the_group_and_guest_chats_in_the_browser(playground: Playground) -> None:
+    """Posting, replies, live edits, stop buttons, ephemeral notices, inline and guest answers.
+
+    The bot's side is played by the test through a real aiogram Bot (the Veil bot's group
+    handlers are tested end to end elsewhere).
+    """
+    playground.inline_wait = 10.0
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    async with aiogram_bot(playground.url) as bot, async_playwright() as driver:
+        side = BotSide(bot)
+        browser = await driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            await page.goto(playground.url)
+            await page.wait_for_selector("#conn.live")
+            await page.click("#tab-group")
+            await mention_reply_and_stop(page, side)
+            await ephemeral_for_each_member(page, side)
+            await inline_article_in_the_group(page, side, artifacts)
+            await guest_answer_and_photo(page, side, artifacts)
         finally:
             await browser.close()

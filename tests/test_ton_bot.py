@@ -21,7 +21,7 @@ from PIL import Image
 
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, running_stack
-from tests.fakes.photos import PhotoTelegram
+from tests.fakes.gated import GatedTelegram
 from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, hex_hash
 from tests.tonstack import WALLET, WALLET_RAW
 
@@ -39,9 +39,9 @@ async def ton_bot(
     data_dir: Path,
     chain: FakeToncenter,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
-) -> AsyncIterator[tuple[Stack, PhotoTelegram]]:
+) -> AsyncIterator[tuple[Stack, GatedTelegram]]:
     """The whole bot with Gram and USDT payments on, watching ``chain`` every 50 ms."""
-    telegram = PhotoTelegram(token=TOKEN)
+    telegram = GatedTelegram(token=TOKEN)
     options: dict[str, Any] = {
         "ton_address": WALLET.bounceable,
         "ton_usdt": True,
@@ -59,7 +59,7 @@ async def ton_bot(
 
 
 async def buy(
-    stack: Stack, telegram: PhotoTelegram, user: int, label: str, language: str = "en"
+    stack: Stack, telegram: GatedTelegram, user: int, label: str, language: str = "en"
 ) -> dict[str, Any]:
     """/buy, press the button whose text starts with ``label``; the invoice message."""
     before = len(telegram.sent_messages(user))

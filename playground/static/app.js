@@ -1,6 +1,6 @@
-// The playground page: a Telegram-like chat fed by the emulator's server-sent events.
+// The playground page: Telegram-like chats fed by the emulator's server-sent events.
 // Message bodies arrive as HTML the server rendered and escaped ("html" fields); every other
-// string (button labels, titles, commands) is inserted as text, never as HTML.
+// string (names, button labels, titles, commands, quotes) is inserted as text, never as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -11,17 +11,24 @@ const el = (tag, cls, text) => {
   return node;
 };
 
+const PANES = ["private", "group", "guest"];
+
 const state = {
-  chat: "private",
+  chat: "private", // the open chat: private, group (the bot is a member) or guest (it is not)
   lang: localStorage.getItem("playground.lang") || "en",
-  userId: 0,
+  userId: 0, // the play user: the private chat is always theirs
+  viewer: 0, // who the page plays in the two groups
+  users: [],
   bot: { name: "Veil", username: "bot" },
+  chats: {},
+  messages: new Map(), // chat id -> Map(key -> message), in the order they came
   commands: {},
   invoiceLinks: {},
   drafts: new Map(), // draft_id -> element
-  typingUntil: 0,
+  typingUntil: new Map(), // chat id -> time
   inlineSeq: 0,
   lastQuery: "",
+  replyTo: null, // {pane, message_id, name, text}
 };
 
 async function post(action, body) {
@@ -52,10 +59,34 @@ function scrollDown(list) {
   list.scrollTop = list.scrollHeight;
 }
 
+function paneOf(chatId) {
+  return PANES.find((pane) => state.chats[pane] && state.chats[pane].id === chatId) || null;
+}
+
+function listOf(pane) {
+  return $(`messages-${pane}`);
+}
+
+function viewerOf(pane) {
+  return pane === "private" ? state.userId : state.viewer;
+}
+
+function userName(id) {
+  const user = state.users.find((u) => u.id === id);
+  return user ? user.name : String(id);
+}
+
 // Message bodies.
 
-function body(html) {
-  const bubble = el("div", "bubble");
+function body(html, photo) {
+  const bubble = el("div", photo ? "bubble with-photo" : "bubble");
+  if (photo) {
+    const img = el("img", "photo");
+    img.src = photo.url;
+    img.alt = "photo";
+    img.width = Math.min(photo.width, 320);
+    bubble.append(img);
+  }
   const content = el("div", "content");
   content.innerHTML = html; // rendered and escaped by the server (playground/render.py)
   bubble.append(content);
@@ -77,10 +108,15 @@ function keyboard(rows, press) {
   return box;
 }
 
-function pressPrivate(messageId) {
+function pressOf(m, pane) {
   return (button) => {
-    if (button.callback_data !== undefined) {
-      post("press", { message_id: messageId, data: button.callback_data, lang: state.lang })
+    if (button.callback_data !== undefined && m.ephemeral) {
+      toast("Buttons on ephemeral messages are not emulated.");
+    } else if (button.callback_data !== undefined) {
+      const target = m.inline_message_id
+        ? { inline_message_id: m.inline_message_id }
+        : { message_id: m.message_id, chat: pane };
+      post("press", { ...target, data: button.callback_data, lang: state.lang, as: viewerOf(pane) })
         .catch((e) => toast(e.message));
     } else if (button.url) {
       openUrl(button.url);
@@ -147,44 +183,130 @@ function paySheet(invoice, target) {
   $("sheet").classList.remove("hidden");
 }
 
-function messageNode(m) {
-  const node = el("div", m.outgoing ? "msg out" : "msg in");
-  node.dataset.id = m.message_id;
+function messageNode(m, pane) {
   if (m.payment) {
     const service = el("div", "service", `You paid ${stars(m.payment.total_amount)} (play money)`);
-    service.dataset.id = m.message_id;
+    service.dataset.key = m.key;
     return service;
   }
-  const bubble = m.invoice ? invoiceCard(m) : body(m.html);
-  const meta = el("span", "meta", (m.edited ? "edited " : "") + time(m.date) + (m.outgoing ? " ✓✓" : ""));
-  (bubble.querySelector(".content") || bubble.querySelector(".inv-body")).append(meta);
-  node.append(bubble);
-  if (m.buttons && m.buttons.length) node.append(keyboard(m.buttons, pressPrivate(m.message_id)));
+  const outgoing = !m.is_bot && m.from_id === viewerOf(pane);
+  const node = el("div", outgoing ? "msg out" : "msg in");
+  node.dataset.key = m.key;
+  node.dataset.id = m.message_id;
+  if (m.inline_message_id) node.dataset.inline = m.inline_message_id;
+  const bubble = m.invoice ? invoiceCard(m) : body(m.html, m.photo);
+  const content = bubble.querySelector(".content") || bubble.querySelector(".inv-body");
+  const head = [];
+  if (pane !== "private" && !outgoing) head.push(el("div", "sender", m.from_name));
+  if (m.via_bot) head.push(el("div", "via", `via @${m.via_bot}`));
+  if (m.reply_to) {
+    const quote = el("div", "quote");
+    quote.append(el("div", "quote-name", m.reply_to.from_name), el("div", "quote-text", m.reply_to.text));
+    head.push(quote);
+  }
+  content.prepend(...head);
+  if (m.ephemeral) {
+    node.classList.add("ephemeral");
+    node.dataset.receiver = m.ephemeral.receiver_id;
+    content.append(el("div", "only-you", "only you can see this"));
+  }
+  const meta = el("span", "meta", (m.edited ? "edited " : "") + time(m.date) + (outgoing ? " ✓✓" : ""));
+  content.append(meta);
+  const row = el("div", "msg-row");
+  row.append(bubble);
+  if (pane !== "private" && !m.ephemeral) {
+    const reply = el("button", "reply-button", "↩");
+    reply.type = "button";
+    reply.title = "Reply";
+    reply.addEventListener("click", () => startReply(pane, m));
+    row.append(reply);
+  }
+  node.append(row);
+  if (m.buttons && m.buttons.length) node.append(keyboard(m.buttons, pressOf(m, pane)));
   return node;
 }
 
-function showMessage(m, replace) {
-  if (m.chat_id !== state.userId) return;
-  const list = $("messages-private");
-  const node = messageNode(m);
-  const old = list.querySelector(`[data-id="${m.message_id}"]`);
-  if (old) {
-    old.replaceWith(node);
-  } else if (!replace) {
-    if (!m.outgoing) clearDrafts();
-    const firstDraft = list.querySelector(".draft");
-    list.insertBefore(node, firstDraft); // drafts stay below what is final
-    scrollDown(list);
-    if (!m.outgoing) setTyping(false);
-  }
-  if (!m.outgoing && !m.payment) $("private-preview").textContent = m.invoice ? m.invoice.title : node.textContent.slice(0, 60);
+function visible(m, pane) {
+  return !m.ephemeral || m.ephemeral.receiver_id === viewerOf(pane);
 }
 
-// Drafts, typing and the stop button.
+function remember(m) {
+  if (!state.messages.has(m.chat_id)) state.messages.set(m.chat_id, new Map());
+  state.messages.get(m.chat_id).set(m.key, m);
+}
+
+function showMessage(m, replace) {
+  const pane = paneOf(m.chat_id);
+  if (!pane) return;
+  const known = state.messages.get(m.chat_id);
+  if (replace && !(known && known.has(m.key))) return;
+  remember(m);
+  const list = listOf(pane);
+  const node = messageNode(m, pane);
+  node.classList.toggle("hidden", !visible(m, pane));
+  const old = list.querySelector(`[data-key="${m.key}"]`);
+  if (old) {
+    old.replaceWith(node);
+  } else {
+    if (pane === "private" && m.is_bot) clearDrafts();
+    list.insertBefore(node, pane === "private" ? list.querySelector(".draft") : null);
+    scrollDown(list);
+    if (m.is_bot) setTyping(m.chat_id, false);
+  }
+  if (!visible(m, pane) || m.payment) return;
+  const preview = m.invoice ? m.invoice.title : plainText(m);
+  if (pane === "private" && m.is_bot) $("private-preview").textContent = preview.slice(0, 60);
+  if (pane !== "private") $(`${pane}-preview`).textContent = `${m.from_name}: ${preview}`.slice(0, 60);
+}
+
+function removeMessage(chatId, key) {
+  const pane = paneOf(chatId);
+  if (!pane) return;
+  const known = state.messages.get(chatId);
+  if (known) known.delete(key);
+  const node = listOf(pane).querySelector(`[data-key="${key}"]`);
+  if (node) node.remove();
+  if (state.replyTo && state.replyTo.pane === pane && `m${state.replyTo.message_id}` === key) cancelReply();
+}
+
+function renderPane(pane) {
+  const list = listOf(pane);
+  for (const node of list.querySelectorAll("[data-key]")) node.remove();
+  const known = state.messages.get(state.chats[pane].id) || new Map();
+  for (const m of known.values()) {
+    const node = messageNode(m, pane);
+    node.classList.toggle("hidden", !visible(m, pane));
+    list.insertBefore(node, pane === "private" ? list.querySelector(".draft") : null);
+  }
+  scrollDown(list);
+}
+
+// Replies.
+
+function plainText(m) {
+  const text = new DOMParser().parseFromString(m.html, "text/html").body.textContent || "";
+  return m.photo ? `Photo ${text}`.trim() : text;
+}
+
+function startReply(pane, m) {
+  const text = plainText(m);
+  state.replyTo = { pane, message_id: m.message_id, name: m.from_name };
+  $("reply-name").textContent = `Reply to ${m.from_name}`;
+  $("reply-text").textContent = text.slice(0, 80);
+  $("reply-bar").classList.remove("hidden");
+  $("input").focus();
+}
+
+function cancelReply() {
+  state.replyTo = null;
+  $("reply-bar").classList.add("hidden");
+}
+
+// Drafts, typing and the stop button (drafts are for the private chat only).
 
 function showDraft(event) {
   if (event.chat_id !== state.userId) return;
-  const list = $("messages-private");
+  const list = listOf("private");
   let node = state.drafts.get(event.draft_id);
   if (!node) {
     node = el("div", "msg in draft");
@@ -201,7 +323,7 @@ function showDraft(event) {
     bubble.replaceChildren(content);
   }
   node.dataset.canStop = event.can_stop ? "1" : "";
-  setTyping(false);
+  setTyping(event.chat_id, false);
   updateStop();
   scrollDown(list);
 }
@@ -218,21 +340,20 @@ function updateStop() {
   $("send").classList.toggle("hidden", live);
 }
 
-function setTyping(on) {
-  state.typingUntil = on ? Date.now() + 5000 : 0;
+function setTyping(chatId, on) {
+  state.typingUntil.set(chatId, on ? Date.now() + 5000 : 0);
   renderStatus();
 }
 
 function renderStatus() {
   const status = $("status");
-  if (state.chat === "group") {
-    status.textContent = `2 members: you and @${state.bot.username}`;
-    status.classList.remove("typing");
-    return;
-  }
-  const typing = Date.now() < state.typingUntil;
-  status.textContent = typing ? "typing…" : "bot";
-  status.classList.toggle("typing", typing);
+  const chat = state.chats[state.chat];
+  const typing = chat && Date.now() < (state.typingUntil.get(chat.id) || 0);
+  let text = "bot";
+  if (state.chat === "group") text = `${state.users.length + 1} members: ${state.users.map((u) => u.name).join(", ")} and @${state.bot.username}`;
+  if (state.chat === "guest") text = `${state.users.length} members: ${state.users.map((u) => u.name).join(", ")}`;
+  status.textContent = typing ? `${state.chat === "private" ? "" : `${state.bot.name} is `}typing…` : text;
+  status.classList.toggle("typing", Boolean(typing));
 }
 setInterval(renderStatus, 1000);
 
@@ -258,19 +379,17 @@ function renderCommands() {
   }
 }
 
-// Sending.
+// Sending, inline queries and choosing a result.
 
 async function sendText(text) {
-  if (state.chat === "group") return sendGroup(text);
+  const body = { text, lang: state.lang, chat: state.chat, as: viewerOf(state.chat) };
+  if (state.replyTo && state.replyTo.pane === state.chat) body.reply_to = state.replyTo.message_id;
+  cancelReply();
   try {
-    await post("send", { text, lang: state.lang });
+    await post("send", body);
   } catch (e) {
     toast(e.message);
   }
-}
-
-function groupList() {
-  return $("messages-group");
 }
 
 function mentionQuery(text) {
@@ -281,26 +400,15 @@ function mentionQuery(text) {
   return rest.trim();
 }
 
-function sendGroup(text) {
-  const query = mentionQuery(text);
-  if (query !== null) return inlineQuery(query);
-  const node = el("div", "msg out");
-  const bubble = el("div", "bubble");
-  bubble.append(el("span", "meta", time()), document.createTextNode(text));
-  node.append(bubble);
-  groupList().append(node);
-  groupList().append(el("div", "service", `@${state.bot.username} reads only inline queries here.`));
-  scrollDown(groupList());
-}
-
 async function inlineQuery(query) {
   const seq = ++state.inlineSeq;
+  const pane = state.chat;
   const box = $("inline-results");
   box.replaceChildren(el("div", "empty", "Asking the bot…"));
   box.classList.remove("hidden");
   let reply;
   try {
-    reply = await post("inline", { query, lang: state.lang });
+    reply = await post("inline", { query, lang: state.lang, chat: pane, as: viewerOf(pane) });
   } catch (e) {
     box.replaceChildren(el("div", "empty", e.message));
     return;
@@ -316,109 +424,105 @@ async function inlineQuery(query) {
     const item = el("div", "item");
     item.append(el("span", "title", r.title));
     if (r.description) item.append(el("span", "desc", r.description));
-    item.addEventListener("click", () => choose(query, r.id));
+    item.addEventListener("click", () => choose(pane, query, r.id));
     box.append(item);
   }
 }
 
-async function choose(query, resultId) {
+function closeInline() {
+  clearTimeout(inlineTimer);
+  state.inlineSeq += 1; // an answer still on its way is not shown
+  state.lastQuery = "";
   $("inline-results").classList.add("hidden");
+}
+
+async function choose(pane, query, resultId) {
+  closeInline();
   $("input").value = "";
   try {
-    await post("choose", { query, result_id: resultId });
+    await post("choose", { query, result_id: resultId, chat: pane, as: viewerOf(pane) });
   } catch (e) {
     toast(e.message);
   }
 }
 
-function inlineNode(item) {
-  const node = el("div", "msg out");
-  node.dataset.inline = item.inline_message_id;
-  const bubble = body(item.html);
-  const content = bubble.querySelector(".content");
-  content.prepend(el("div", "via", `via @${state.bot.username}`));
-  content.append(el("span", "meta", time()));
-  node.append(bubble);
-  if (item.buttons && item.buttons.length) {
-    node.append(keyboard(item.buttons, (button) => {
-      if (button.callback_data !== undefined) {
-        post("press", { inline_message_id: item.inline_message_id, data: button.callback_data, lang: state.lang })
-          .catch((e) => toast(e.message));
-      } else if (button.url) {
-        openUrl(button.url);
-      }
-    }));
-  }
-  return node;
-}
-
-function showInline(item) {
-  const list = groupList();
-  const node = inlineNode(item);
-  const old = list.querySelector(`[data-inline="${CSS.escape(item.inline_message_id)}"]`);
-  if (old) old.replaceWith(node);
-  else list.append(node);
-  scrollDown(list);
-}
-
-// Tabs.
+// Tabs and who the page plays.
 
 function selectChat(chat) {
   state.chat = chat;
-  $("tab-private").classList.toggle("active", chat === "private");
-  $("tab-group").classList.toggle("active", chat === "group");
-  $("messages-private").classList.toggle("hidden", chat !== "private");
-  $("messages-group").classList.toggle("hidden", chat !== "group");
+  for (const pane of PANES) {
+    $(`tab-${pane}`).classList.toggle("active", pane === chat);
+    listOf(pane).classList.toggle("hidden", pane !== chat);
+  }
   $("menu").classList.toggle("hidden", chat !== "private");
+  $("viewer-box").classList.toggle("hidden", chat === "private");
   $("commands").classList.add("hidden");
-  $("inline-results").classList.add("hidden");
-  const group = chat === "group";
-  $("head-title").textContent = group ? $("group-title").textContent : state.bot.name;
-  $("head-avatar").textContent = group ? "P" : state.bot.name.slice(0, 1);
-  $("head-avatar").className = group ? "avatar group-avatar" : "avatar";
-  $("input").placeholder = group ? `Message, or @${state.bot.username} question` : "Message";
+  closeInline();
+  if (state.replyTo && state.replyTo.pane !== chat) cancelReply();
+  const title = chat === "private" ? state.bot.name : (state.chats[chat] || {}).title || "";
+  $("head-title").textContent = title;
+  $("head-avatar").textContent = title.slice(0, 1);
+  $("head-avatar").className = { private: "avatar", group: "avatar group-avatar", guest: "avatar guest-avatar" }[chat];
+  $("input").placeholder = chat === "private" ? "Message" : `Message, or @${state.bot.username} question`;
   renderStatus();
   updateStop();
+  scrollDown(listOf(chat));
   $("input").focus();
+}
+
+function selectViewer(userId) {
+  state.viewer = userId;
+  $("viewer").value = String(userId);
+  renderPane("group");
+  renderPane("guest");
+  renderStatus();
 }
 
 // The event stream.
 
 function applySnapshot(s) {
   state.userId = s.user_id;
+  state.viewer = state.viewer || s.user_id;
+  state.users = s.users;
   state.bot = s.bot;
+  state.chats = s.chats;
   state.commands = s.commands;
   state.invoiceLinks = s.invoice_links || {};
   $("bot-name").textContent = s.bot.name;
-  $("group-title").textContent = s.group.title;
+  $("group-title").textContent = s.chats.group.title;
+  $("guest-title").textContent = s.chats.guest.title;
   $("user-id").textContent = String(s.user_id);
   for (const span of document.querySelectorAll(".bot-username")) span.textContent = s.bot.username;
-  const list = $("messages-private");
-  list.replaceChildren();
+  const viewer = $("viewer");
+  viewer.replaceChildren(...s.users.map((u) => {
+    const option = el("option", "", u.id === s.user_id ? `${u.name} (you)` : u.name);
+    option.value = String(u.id);
+    return option;
+  }));
+  viewer.value = String(state.viewer);
+  state.messages.clear();
+  for (const m of s.messages) remember(m);
   state.drafts.clear();
-  for (const m of s.messages) showMessage(m);
-  for (const item of groupList().querySelectorAll("[data-inline]")) item.remove();
-  for (const item of s.group_items) showInline(item);
+  for (const node of listOf("private").querySelectorAll(".draft")) node.remove();
+  for (const pane of PANES) renderPane(pane);
   renderCommands();
   selectChat(state.chat);
 }
 
 const handlers = {
   snapshot: applySnapshot,
-  message: (e) => showMessage(e.message),
+  message: (e) => showMessage(e.message, false),
   edit: (e) => showMessage(e.message, true),
-  delete: (e) => {
-    if (e.chat_id !== state.userId) return;
-    const node = $("messages-private").querySelector(`[data-id="${e.message_id}"]`);
-    if (node) node.remove();
-  },
+  delete: (e) => removeMessage(e.chat_id, e.key),
   draft: showDraft,
-  action: (e) => { if (e.chat_id === state.userId && e.action === "typing") setTyping(true); },
-  callback_answer: (e) => { if (e.text) toast(e.text, e.show_alert); },
+  action: (e) => { if (e.action === "typing") setTyping(e.chat_id, true); },
+  callback_answer: (e) => {
+    if (!e.text) return;
+    const to = e.user_id === state.userId ? "" : `(to ${userName(e.user_id)}) `;
+    toast(to + e.text, e.show_alert);
+  },
   commands: (e) => { state.commands = e.commands; renderCommands(); },
   invoice_link: (e) => { state.invoiceLinks[e.url] = e.invoice; },
-  inline_message: (e) => showInline(e.item),
-  inline_edit: (e) => showInline(e.item),
 };
 
 function connect() {
@@ -438,21 +542,18 @@ function submit() {
   const input = $("input");
   const text = input.value.trim();
   if (!text) return;
-  if (state.chat === "group" && mentionQuery(text) !== null) {
-    inlineQuery(mentionQuery(text));
-    return;
-  }
+  closeInline(); // Enter sends the text as a message, as in Telegram
   input.value = "";
   sendText(text);
 }
 
 let inlineTimer = 0;
 $("input").addEventListener("input", () => {
-  if (state.chat !== "group") return;
+  if (state.chat === "private") return;
   clearTimeout(inlineTimer);
   const query = mentionQuery($("input").value);
   if (query === null) {
-    $("inline-results").classList.add("hidden");
+    closeInline();
     return;
   }
   inlineTimer = setTimeout(() => { if (query !== state.lastQuery) inlineQuery(query); }, 500);
@@ -472,8 +573,9 @@ $("stop").addEventListener("click", () => {
   updateStop();
 });
 $("menu").addEventListener("click", () => { renderCommands(); $("commands").classList.toggle("hidden"); });
-$("tab-private").addEventListener("click", () => selectChat("private"));
-$("tab-group").addEventListener("click", () => selectChat("group"));
+for (const pane of PANES) $(`tab-${pane}`).addEventListener("click", () => selectChat(pane));
+$("viewer").addEventListener("change", () => selectViewer(Number($("viewer").value)));
+$("reply-cancel").addEventListener("click", cancelReply);
 $("sheet-cancel").addEventListener("click", () => $("sheet").classList.add("hidden"));
 $("lang").value = state.lang;
 $("lang").addEventListener("change", () => {
