@@ -14,8 +14,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
 # Build: the locked runtime dependencies first (a layer that changes only with uv.lock), then
-# Veil itself, installed as a wheel (no dev, test, lint or local-model groups); the wheel holds
-# the product packages only (pyproject.toml's [tool.hatch.build.targets.wheel]).
+# Veil itself, installed as a wheel (no dev, test or lint groups); the wheel holds the product
+# packages only (pyproject.toml's [tool.hatch.build.targets.wheel]).
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 \

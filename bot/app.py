@@ -8,7 +8,8 @@ upkeep (every ``SWEEP_EVERY_S``: releases holds older than the longest an answer
 purges expired unpaid orders and old journal entries), and, when Gram payments are on
 (``VEIL_TON_ADDRESS``), the TON chain watcher (``bot.ton``). On the way out it stops every answer
 in progress and waits for it to be settled, delivered and stored before anything closes.
-``run_polling`` and ``run_webhook`` serve it.
+``run_polling`` and ``run_webhook`` serve it, with ``/metrics`` and ``/health`` beside it
+(``bot.metrics``), and on SIGTERM let answers finish first (``bot.shutdown``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.editing import Editors, Pace
+from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.payments import JournalMiddleware, PaymentDesk
+from bot.shutdown import drain
 from bot.streaming import DraftSink
 from bot.telegram import build_bot
 from bot.ton import ton_parts
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from bot.settings import BotSettings
+    from services.chat import ChatService
     from services.ton.books import TonBooks
     from services.ton.watcher import TonWatcher
 
@@ -93,6 +97,7 @@ class Veil:
     shop: Shop
     catalogs: Catalogs
     desk: PaymentDesk
+    operations: Operations
     ton_books: TonBooks | None = None
     ton_watcher: TonWatcher | None = None
 
@@ -222,7 +227,9 @@ async def _running_bot(
     )
     credit = Credit(store, settings.price_table, settings.free_tokens_per_day)
     shop = Shop(store, settings.packs, settings.plan)
-    chat = ChatService(
+    metrics = BotMetrics()
+    chat = MeteredChatService(
+        metrics=metrics,
         store=store,
         inference=inference,
         credit=credit,
@@ -260,9 +267,13 @@ async def _running_bot(
     dispatcher["min_answer_tokens"] = settings.min_answer_tokens
     dispatcher["paysupport_text"] = settings.paysupport_text
     dispatcher["terms_text"] = settings.terms_text
+    operations = Operations(metrics, store, credit)
+    operations.watch(bot, dispatcher)
     try:
         async with ton_parts(settings, store) as ton:
-            veil = Veil(settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk)
+            veil = Veil(
+                settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk, operations
+            )
             dispatcher["ton"] = None if ton is None else ton.shop
             dispatcher["ton_books"] = None if ton is None else ton.books
             if ton is not None:
@@ -320,8 +331,11 @@ async def register_commands(veil: Veil) -> None:
 
 
 async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
-    """Serve with long polling until SIGINT/SIGTERM."""
-    async with running_veil(settings, client_key) as veil:
+    """Serve with long polling until SIGINT/SIGTERM, then shut down gracefully."""
+    async with (
+        running_veil(settings, client_key) as veil,
+        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
+    ):
         me = await veil.bot.get_me()
         await veil.bot.delete_webhook(drop_pending_updates=False)
         await register_commands(veil)
@@ -333,6 +347,7 @@ async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
             handle_signals=True,
             close_bot_session=False,
         )
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
         log.info("bot.stopped")
 
 
@@ -361,23 +376,26 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
 
 
 async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
-    """Serve a webhook (secret header checked) until SIGINT/SIGTERM."""
+    """Serve a webhook (secret header checked) until SIGINT/SIGTERM, then shut down gracefully."""
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
     async with (
         running_veil(settings, client_key, recover_all=False) as veil,
-        running_webhook(veil) as port,
+        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
     ):
-        await register_commands(veil)
-        await veil.bot.set_webhook(
-            str(settings.webhook_url),
-            secret_token=settings.webhook_secret.get_secret_value(),
-            allowed_updates=veil.dispatcher.resolve_used_update_types(),
-        )
-        log.info("bot.started", mode="webhook", port=port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        async with running_webhook(veil) as port:
+            await register_commands(veil)
+            await veil.bot.set_webhook(
+                str(settings.webhook_url),
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=veil.dispatcher.resolve_used_update_types(),
+            )
+            log.info("bot.started", mode="webhook", port=port)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+        # No longer listening: Telegram keeps new updates for later.
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
         log.info("bot.stopped")

@@ -59,6 +59,9 @@ class BotSettings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8443, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    bot_metrics_host: str = "127.0.0.1"
+    bot_metrics_port: int = Field(default=9601, ge=0, le=65535)
+    shutdown_grace: float = Field(default=30.0, ge=0, le=3600)
     prices: str = "*=20/60"
     free_tokens_per_day: int = Field(default=2000, ge=0)
     star_packs: str = "50:50000000,250:275000000,1000:1200000000"

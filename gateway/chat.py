@@ -9,8 +9,8 @@ base64,…"}}``: never a URL the model server would fetch. The structure has a f
 nesting reaches vLLM's JSON encoder; sizes are bounded below and by the request's bucket.
 
 ``max_completion_tokens`` is clamped to the client's ceiling (the ceiling when absent) and
-forwarded as both ``max_completion_tokens`` and ``max_tokens``: llama-cpp-python reads only
-the latter.
+forwarded as both ``max_completion_tokens`` and ``max_tokens``: vLLM takes the former, and
+llama.cpp's ``llama-server`` (the run command's local model server) honours only the latter.
 """
 
 from __future__ import annotations

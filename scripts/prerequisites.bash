@@ -21,13 +21,13 @@ need_python() {
         || fail "Python's venv module is missing (Debian/Ubuntu: sudo apt-get install python3-venv)"
 }
 
-# A C and a C++ compiler and CMake: what building llama.cpp from source takes.
+# A C and a C++ compiler and CMake: what building llama.cpp once takes (the launcher checks
+# again, in the same words, before it fetches anything).
 need_build_tools() {
-    have cc || have gcc || have clang \
-        || fail "a C compiler is needed to build llama.cpp (Debian/Ubuntu: sudo apt-get install build-essential)"
-    have c++ || have g++ || have clang++ \
-        || fail "a C++ compiler is needed to build llama.cpp (Debian/Ubuntu: sudo apt-get install build-essential)"
-    have cmake || fail "CMake is needed to build llama.cpp (Debian/Ubuntu: sudo apt-get install cmake)"
+    local how="(Debian/Ubuntu: sudo apt-get install build-essential cmake)"
+    have cc || have gcc || have clang || fail "a C compiler is needed to build llama.cpp once $how"
+    have c++ || have g++ || have clang++ || fail "a C++ compiler is needed to build llama.cpp once $how"
+    have cmake || fail "CMake is needed to build llama.cpp once $how"
 }
 
 # Whether uv is at hand already (on PATH or in ./.venv-tools).

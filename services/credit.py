@@ -356,6 +356,14 @@ class Credit:
         with ledger_failures():
             return await self._store.read(lambda db: figures(db, day))
 
+    async def open_holds(self) -> list[Hold]:
+        """Every hold not yet closed (what the bot's metrics show as held)."""
+        with ledger_failures():
+            return await self._store.read(lambda db: holds.open_holds(db, _ALL_OF_TIME))
+
+
+_ALL_OF_TIME = 2**53  # a created_at later than any hold's
+
 
 def _open_state(db: Database, hold: Hold) -> holds.HoldState:
     state = holds.get_hold(db, hold.request_id)

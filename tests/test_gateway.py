@@ -75,7 +75,7 @@ async def test_round_trip_streams_answer_and_verified_receipt(
     assert sent["stream_options"] == {"include_usage": True}
     assert sent["cache_salt"] == "salt-1"
     assert sent["messages"] == MESSAGES
-    # No max given: the client's ceiling, under both names (llama-cpp-python reads max_tokens).
+    # No max given: the client's ceiling, under both names (llama-server reads max_tokens).
     assert sent["max_completion_tokens"] == sent["max_tokens"] == 2048
 
 

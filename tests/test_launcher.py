@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import sys
 from typing import TYPE_CHECKING
 
 import aiohttp
+import pytest
 
-from launcher.chain import LogFile
+from launcher.chain import window_settings
+from launcher.console import LaunchError, LogFile
+from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
 from tests.botstack import TOKEN
+from tests.fakes.llama_server import ANSWER as LOCAL_ANSWER
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
@@ -47,6 +54,7 @@ async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None
                 "VEIL_DATA_DIR": str(tmp_path),
                 "VEIL_GATEWAY_PORT": str(free_port()),
                 "VEIL_METRICS_PORT": str(free_port()),
+                "VEIL_BOT_METRICS_PORT": "0",
                 "VEIL_PLAYGROUND_PORT": str(playground),
             },
         )
@@ -108,8 +116,9 @@ async def test_missing_local_model_file_is_a_clear_error(tmp_path: Path) -> None
         env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_LOCAL_MODEL": str(tmp_path / "nope.gguf")},
     )
     assert await wait_exit(launcher) == 1
-    assert "VEIL_LOCAL_MODEL: no such file" in launcher.output
-    assert "creating the operator key" in launcher.output
+    [line] = launcher.lines  # checked before anything is made or started
+    assert line == f"veil: VEIL_LOCAL_MODEL: no such file {tmp_path / 'nope.gguf'}"
+    assert names_in(tmp_path) == []
 
 
 async def test_a_model_server_on_another_machine_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -158,6 +167,7 @@ async def test_gateways_elsewhere_run_only_the_bot_and_verbose_streams_its_log(
                 "VEIL_BOT_TOKEN": TOKEN,
                 "VEIL_TELEGRAM_API": telegram.url,
                 "VEIL_DATA_DIR": str(tmp_path),
+                "VEIL_BOT_METRICS_PORT": "0",
             },
         )
         try:
@@ -211,3 +221,103 @@ def test_logs_keep_the_last_runs_and_rotate_when_they_grow(tmp_path: Path) -> No
     assert path.read_text() == "abcde\n"
     assert (path.parent / "gateway.log.1").read_text() == "67890\n"
     assert (path.parent / "gateway.log.2").read_text() == "12345\n"
+
+
+def install_fake_llama_server(cache: Path) -> None:
+    """Put the stand-in ``llama-server`` where the launcher keeps the one it builds."""
+    binary = cache / SOURCE_VERSION / "llama-server"
+    binary.parent.mkdir(parents=True)
+    binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.fakes.llama_server "$@"\n')
+    binary.chmod(0o755)
+
+
+async def test_the_local_model_server_gets_its_window_and_the_bot_keeps_to_it(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "llama.cpp"
+    install_fake_llama_server(cache)
+    model = tmp_path / "tiny-chat.gguf"
+    model.write_bytes(b"GGUF")
+    data = tmp_path / "data"
+    # 400-byte questions: without the window the bot would send the whole history, which
+    # outgrows the server's 1024 tokens by the seventh question.
+    questions = [f"Question {n}: " + "tell me more " * 30 for n in range(7)]
+    async with FakeTelegram(token=TOKEN) as telegram:
+        launcher = await ManagedProcess.start(
+            "-m",
+            "launcher",
+            env={
+                "VEIL_LLAMA_CPP_DIR": str(cache),
+                "VEIL_LOCAL_MODEL": str(model),
+                "VEIL_LOCAL_MODEL_CONTEXT": "1024",
+                "VEIL_LOCAL_MODEL_PORT": str(free_port()),
+                "VEIL_GATEWAY_PORT": str(free_port()),
+                "VEIL_METRICS_PORT": str(free_port()),
+                "VEIL_BOT_METRICS_PORT": "0",
+                "VEIL_BOT_TOKEN": TOKEN,
+                "VEIL_TELEGRAM_API": telegram.url,
+                "VEIL_DATA_DIR": str(data),
+            },
+        )
+        try:
+            await launcher.wait_for_line("press Ctrl-C to stop", within=90)
+            for count, question in enumerate(questions, start=1):
+                telegram.send_text(77, question)
+                async with asyncio.timeout(30):
+                    while len(telegram.sent_messages(77)) < count:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+        finally:
+            code = await launcher.stop()
+    assert code == 0
+    assert [m["text"] for m in telegram.sent_messages(77)] == [LOCAL_ANSWER] * len(questions)
+    assert "compiling" not in launcher.output  # the binary was there already
+    assert "(window 1024 tokens, answers up to 512)" in launcher.output
+    model_log = (data / "logs" / "model.log").read_text().splitlines()
+    (args,) = [line for line in model_log if line.startswith("args: ")]
+    assert "--host 127.0.0.1" in args
+    assert "--alias tiny-chat" in args
+    assert "--ctx-size 1024 --n-predict 512" in args
+    caps = [int(line.split()[1]) for line in model_log if line.startswith("max_tokens: ")]
+    assert len(caps) == len(questions)
+    assert all(0 < cap <= 512 for cap in caps)
+
+
+async def test_a_missing_build_tool_is_named_before_anything_starts(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("cc", "c++"):  # compilers, but no CMake
+        found = shutil.which(name)
+        assert found is not None
+        (tools / name).symlink_to(found)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    data = tmp_path / "data"
+    launcher = await ManagedProcess.start(
+        "-m",
+        "launcher",
+        env={
+            "PATH": str(tools),
+            "VEIL_DATA_DIR": str(data),
+            "VEIL_LOCAL_MODEL": str(model),
+            "HOME": os.environ.get("HOME", "/"),
+        },
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line == (
+        "veil: CMake is needed to build llama.cpp once"
+        " (Debian/Ubuntu: sudo apt-get install build-essential cmake)"
+    )
+    assert not (data / "operator.key").exists()
+    assert not (data / "logs").exists()
+
+
+def test_the_answer_cap_leaves_half_the_window_for_the_question() -> None:
+    assert window_settings({}) == (2048, 1024)
+    assert window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "4096"}) == (4096, 1024)
+    assert window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "1024"}) == (1024, 512)
+    assert window_settings({"VEIL_MAX_ANSWER_TOKENS": "200"}) == (2048, 200)
+    with pytest.raises(LaunchError, match="at least 512 tokens"):
+        window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "100"})
+    with pytest.raises(LaunchError, match="whole numbers of tokens"):
+        window_settings({"VEIL_LOCAL_MODEL_CONTEXT": "2k"})

@@ -1,0 +1,356 @@
+"""The bot's operations endpoints: Prometheus ``/metrics`` and ``/health`` on a port of their own.
+
+They listen on ``VEIL_BOT_METRICS_HOST``:``VEIL_BOT_METRICS_PORT`` (loopback by default), never
+on the webhook's port. What they show, from the bot's own registry:
+
+- answers by outcome (``complete``, ``length``, ``time_limit``, ``stopped``, or the error that
+  ended them, ``model_stalled``, ``insufficient_credit``…) and charges by ledger outcome;
+- two stream latencies: from the question to the first text the user sees (the first draft,
+  or the final message when no draft went out), and from the answer's last token to its final
+  message sent (receipt, settlement and delivery);
+- Telegram's 429s and errors by Bot API method (a session middleware sees every call);
+- answers and updates in progress, holds open (count and µ★), and the ledger's totals (users, Stars
+  received and refunded, refunds, flagged payments, tokens used today), read at each scrape.
+
+Labels carry outcomes, method names and error class names only: never text, user ids,
+tokens or request ids. ``/health`` is 200 while the dispatcher takes updates and the database
+answers within ``HEALTH_TIMEOUT_S``, else 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.methods import SendMessageDraft
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bot.shutdown import InFlight
+from models import StorageError
+from services.chat import Answer, AnswerSink, ChatService, Question
+from services.errors import LedgerUnavailable, VeilError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from aiogram import Bot, Dispatcher
+    from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
+    from aiogram.methods import Response, TelegramMethod
+    from aiogram.methods.base import TelegramType
+
+    from models import Store
+    from services.credit import Credit, Hold
+
+log = structlog.get_logger("veil.metrics")
+
+HEALTH_TIMEOUT_S = 2.0
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
+_FINISH_OUTCOMES = {"stop": "complete", "length": "length", "time_limit": "time_limit"}
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def error_label(error: BaseException) -> str:
+    """An error's class name in snake case (``ModelStalled`` → ``model_stalled``)."""
+    return _CAMEL.sub("_", type(error).__name__).lower()
+
+
+class BotMetrics:
+    """The bot's counters, gauges and histograms, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.answers = Counter(
+            "veil_bot_answers",
+            "Answers by outcome: how the stream ended, or the error that ended it.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.charges = Counter(
+            "veil_bot_charges",
+            "Answers' holds closed, by ledger outcome (settled from a receipt, estimated…).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "veil_bot_answers_in_progress", "Answers being written now.", registry=self.registry
+        )
+        self.updates_in_progress = Gauge(
+            "veil_bot_updates_in_progress",
+            "Updates being handled now (read at each scrape).",
+            registry=self.registry,
+        )
+        self.first_text = Histogram(
+            "veil_bot_first_text_seconds",
+            "From the question to the first text the user sees (a draft or the final message).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.final_message = Histogram(
+            "veil_bot_final_message_seconds",
+            "From an answer's last token to its final message sent.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.telegram_rate_limited = Counter(
+            "veil_bot_telegram_rate_limited",
+            "Bot API calls answered 429 (retry after), by method.",
+            ["method"],
+            registry=self.registry,
+        )
+        self.telegram_errors = Counter(
+            "veil_bot_telegram_errors",
+            "Bot API calls that failed otherwise, by method and error.",
+            ["method", "error"],
+            registry=self.registry,
+        )
+        self.holds_open = Gauge(
+            "veil_bot_holds_open", "Credit holds not yet closed.", registry=self.registry
+        )
+        self.held_units = Gauge(
+            "veil_bot_held_units", "µ★ held by the open holds.", registry=self.registry
+        )
+        self.ledger = Gauge(
+            "veil_bot_ledger",
+            "Ledger totals: users, active_today, tokens_today, stars_received, refunds,"
+            " stars_refunded, flagged.",
+            ["figure"],
+            registry=self.registry,
+        )
+        self.ledger_unavailable = Counter(
+            "veil_bot_ledger_unavailable",
+            "Scrapes whose ledger figures could not be read (the previous ones are shown).",
+            registry=self.registry,
+        )
+        self._first_text_waits: dict[int, _Timing] = {}
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)
+
+    def await_first_text(self, draft_id: int, timing: _Timing) -> None:
+        """Time the answer shown in draft ``draft_id`` until its first draft reaches Telegram."""
+        self._first_text_waits[draft_id] = timing
+
+    def forget_draft(self, draft_id: int) -> None:
+        """The answer in draft ``draft_id`` is over: a late draft of it is not its first text."""
+        self._first_text_waits.pop(draft_id, None)
+
+    def draft_shown(self, draft_id: int) -> None:
+        """A draft reached Telegram: the first one of an answer is its first visible text."""
+        timing = self._first_text_waits.pop(draft_id, None)
+        if timing is not None:
+            timing.text_shown(self)
+
+
+@dataclass
+class _Timing:
+    """When one answer was asked for, showed text, and got its last token (monotonic)."""
+
+    asked: float = field(default_factory=time.monotonic)
+    shown: bool = False
+    last_token: float | None = None
+
+    def text_shown(self, metrics: BotMetrics) -> None:
+        if not self.shown:
+            self.shown = True
+            metrics.first_text.observe(time.monotonic() - self.asked)
+
+
+class TimedSink:
+    """An ``AnswerSink`` that notes when tokens arrive and when the final message went out."""
+
+    def __init__(self, sink: AnswerSink, timing: _Timing, metrics: BotMetrics) -> None:
+        self._sink = sink
+        self._timing = timing
+        self._metrics = metrics
+
+    async def begin(self) -> None:
+        """As the wrapped sink."""
+        await self._sink.begin()
+
+    async def append(self, delta: str) -> None:
+        """As the wrapped sink; the time is the latest token's."""
+        self._timing.last_token = time.monotonic()
+        await self._sink.append(delta)
+
+    async def complete(self, text: str) -> None:
+        """Send the final message, then observe how long it took after the last token."""
+        await self._sink.complete(text)
+        if text:
+            self._timing.text_shown(self._metrics)
+        if self._timing.last_token is not None:
+            self._metrics.final_message.observe(time.monotonic() - self._timing.last_token)
+
+    async def abort(self) -> None:
+        """As the wrapped sink."""
+        await self._sink.abort()
+
+
+@dataclass
+class MeteredChatService(ChatService):
+    """The chat service, counting each answer's outcome and timing its stream."""
+
+    metrics: BotMetrics = field(default_factory=BotMetrics)
+
+    async def answer(self, question: Question, sink: AnswerSink) -> Answer:
+        """``ChatService.answer``, observed (a private chat's draft by its id)."""
+        draft_id = question.stop_tag if isinstance(question.stop_tag, int) else None
+        timing = _Timing()
+        if draft_id is not None:
+            self.metrics.await_first_text(draft_id, timing)
+        self.metrics.in_progress.inc()
+        try:
+            answer = await super().answer(question, TimedSink(sink, timing, self.metrics))
+        except VeilError as exc:
+            self.metrics.answers.labels(outcome=error_label(exc)).inc()
+            raise
+        finally:
+            self.metrics.in_progress.dec()
+            if draft_id is not None:
+                self.metrics.forget_draft(draft_id)
+        if answer.stopped:
+            outcome = "stopped"
+        else:
+            outcome = _FINISH_OUTCOMES.get(answer.finish_reason or "", "other")
+        self.metrics.answers.labels(outcome=outcome).inc()
+        if answer.outcome is not None:
+            self.metrics.charges.labels(outcome=answer.outcome).inc()
+        return answer
+
+
+class TelegramMetrics(BaseRequestMiddleware):
+    """Counts the Bot API's 429s and errors by method; notes each answer's first draft shown."""
+
+    def __init__(self, metrics: BotMetrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the method and count how it failed, if it did."""
+        name = method.__api_method__
+        try:
+            response = await make_request(bot, method)
+        except TelegramRetryAfter:
+            self.metrics.telegram_rate_limited.labels(method=name).inc()
+            raise
+        except TelegramAPIError as exc:
+            self.metrics.telegram_errors.labels(method=name, error=error_label(exc)).inc()
+            raise
+        if isinstance(method, SendMessageDraft):
+            self.metrics.draft_shown(method.draft_id)
+        return response
+
+
+@dataclass
+class Operations:
+    """What ``/metrics`` and ``/health`` read: the metrics, the store, and whether updates flow."""
+
+    metrics: BotMetrics
+    store: Store
+    credit: Credit
+    in_flight: InFlight = field(default_factory=InFlight)
+    taking_updates: bool = False
+
+    def watch(self, bot: Bot, dispatcher: Dispatcher) -> None:
+        """Count ``bot``'s API calls and the updates being handled; follow the dispatcher."""
+        bot.session.middleware(TelegramMetrics(self.metrics))
+        dispatcher.update.outer_middleware(self.in_flight)
+        dispatcher.startup.register(self._started)
+        dispatcher.shutdown.register(self._stopped)
+
+    async def _started(self) -> None:
+        self.taking_updates = True
+
+    async def _stopped(self) -> None:
+        self.taking_updates = False
+
+    async def health(self) -> str | None:
+        """None when healthy, else what is wrong (in words, for the operator)."""
+        if not self.taking_updates:
+            return "the dispatcher is not taking updates"
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.store.user_count()
+        except (StorageError, OSError, TimeoutError):
+            return "the database does not answer"
+        return None
+
+    async def refresh(self) -> None:
+        """Read the ledger's figures into the gauges (the previous ones stay on failure)."""
+        self.metrics.updates_in_progress.set(self.in_flight.count)
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                stats = await self.credit.stats()
+                holds: list[Hold] = await self.credit.open_holds()
+        except (LedgerUnavailable, StorageError, OSError, TimeoutError):
+            self.metrics.ledger_unavailable.inc()
+            log.warning("metrics.ledger_unavailable")
+            return
+        self.metrics.holds_open.set(len(holds))
+        self.metrics.held_units.set(sum(hold.units for hold in holds))
+        figures: dict[str, Any] = {
+            "users": stats.users,
+            "active_today": stats.active_today,
+            "tokens_today": stats.tokens_today,
+            "stars_received": stats.stars_received,
+            "refunds": stats.refunds,
+            "stars_refunded": stats.stars_refunded,
+            "flagged": stats.flagged,
+        }
+        for figure, value in figures.items():
+            self.metrics.ledger.labels(figure=figure).set(value)
+
+
+_OPERATIONS: web.AppKey[Operations] = web.AppKey("operations", Operations)
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text, with the ledger's figures read just now."""
+    operations = request.app[_OPERATIONS]
+    await operations.refresh()
+    return web.Response(body=operations.metrics.render(), content_type="text/plain")
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    """``GET /health``: 200 ``ok``, or 503 and the reason."""
+    problem = await request.app[_OPERATIONS].health()
+    if problem is None:
+        return web.Response(text="ok\n")
+    return web.Response(status=503, text=problem + "\n")
+
+
+def build_operations_app(operations: Operations) -> web.Application:
+    """The operator's application: ``GET /metrics`` and ``GET /health``."""
+    app = web.Application()
+    app[_OPERATIONS] = operations
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/health", handle_health)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving_operations(operations: Operations, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ``/metrics`` and ``/health`` on ``host:port`` (0: a free port); yields the base URL."""
+    runner = web.AppRunner(build_operations_app(operations), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        url = f"http://{host}:{bound}"
+        log.info("bot.operations_listening", url=url)
+        yield url
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,109 @@
+"""Graceful shutdown: no new updates, answers in progress finish, then everything closes.
+
+On SIGTERM (or SIGINT) the bot stops taking updates (long polling ends; a webhook stops
+listening, so Telegram keeps new updates and delivers them again later), and ``drain`` waits for
+every update being handled, an answer streaming included, up to ``VEIL_SHUTDOWN_GRACE`` seconds.
+An answer still streaming then is stopped the metered way (``ChatService.close``: the gateway
+ends it with a signed ``stopped`` receipt, the text so far is delivered, charged and stored), and
+``drain`` waits for those handlers to end too. A second signal during the grace cuts it short;
+one after it changes nothing. Only then do the store, the journal and the sessions close, and
+the process exits 0.
+
+``InFlight`` is the dispatcher's outer update middleware that counts the updates being handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiogram import BaseMiddleware
+
+from services.chat import CLOSE_SLACK_S
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from aiogram.types import TelegramObject
+
+    from services.chat import ChatService
+
+log = structlog.get_logger("veil.shutdown")
+
+
+class InFlight(BaseMiddleware):
+    """Counts the updates being handled; ``idle`` is set while there are none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:  # noqa: ANN401 -- whatever the handler returns
+        """Handle the update, counted."""
+        self.count += 1
+        self.idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self.count -= 1
+            if not self.count:
+                self.idle.set()
+
+    async def wait_idle(self, within: float) -> bool:
+        """Wait until no update is being handled, at most ``within`` seconds; True if none is."""
+        # Updates fetched just before the stop start on the next turns of the loop: let them.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self.idle.wait()
+        return not self.count
+
+
+def _already_stopping(signum: signal.Signals) -> None:
+    log.info("bot.already_stopping", signal=signum.name)
+
+
+async def drain(in_flight: InFlight, chat: ChatService, grace: float) -> None:
+    """Let the updates being handled finish within ``grace``; then stop answers, metered.
+
+    Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace.
+    """
+    if in_flight.count:
+        log.info("bot.draining", updates=in_flight.count, grace=grace)
+    started = time.monotonic()
+    cut_short = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, cut_short.set)
+    try:
+        waiting = asyncio.create_task(in_flight.wait_idle(grace))
+        cutting = asyncio.create_task(cut_short.wait())
+        await asyncio.wait([waiting, cutting], return_when=asyncio.FIRST_COMPLETED)
+        cutting.cancel()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+    finally:
+        # From here on the bot is closing anyway: another signal must not kill it mid-write.
+        for signum in signals:
+            loop.add_signal_handler(signum, _already_stopping, signum)
+    if not in_flight.count:
+        if time.monotonic() - started > 0.1:  # noqa: PLR2004 -- something was waited for
+            log.info("bot.drained", seconds=round(time.monotonic() - started, 1))
+        return
+    log.warning("bot.grace_over", updates=in_flight.count, cut_short=cut_short.is_set())
+    await chat.close()
+    if not await in_flight.wait_idle(chat.stop_grace + CLOSE_SLACK_S):
+        log.warning("bot.drain_timed_out", updates=in_flight.count)

@@ -1,0 +1,70 @@
+"""A stand-in for llama.cpp's ``llama-server`` binary: its command line, the fake vLLM's wire.
+
+``python -m tests.fakes.llama_server --model F --alias NAME --port N --ctx-size C --n-predict P``
+takes the options the launcher passes to ``llama-server``, prints them (``args: …``), and serves
+the fake model server (``tests.fakes.vllm``: ``/health``, ``/v1/models``, chat completions)
+with the alias as its one model and the context size as its window, so a prompt and answer
+that do not fit get the 400 a real server gives. For each chat it prints the answer cap the
+request carried (``max_tokens: N``), never the messages. A test installs it where the launcher
+looks for the built binary, as a two-line shell script that runs this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shlex
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from tests.fakes.vllm import FakeVLLM
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+ANSWER = "Hello from the local model."
+
+
+def answer(body: dict[str, Any]) -> str:
+    """The fixed answer, noting the cap the request carried."""
+    print(f"max_tokens: {body.get('max_tokens')}", flush=True)  # noqa: T201 -- the fake's log
+    return ANSWER
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    fake = FakeVLLM(answer=answer, models=(args.alias,), max_model_len=args.ctx_size)
+    url = await fake.start(args.host, args.port)
+    print(f"listening on {url}", flush=True)  # noqa: T201
+    try:
+        await stop.wait()
+    finally:
+        await fake.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse ``llama-server``'s options (the ones the launcher passes) and serve."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    print(f"args: {shlex.join(given)}", flush=True)  # noqa: T201
+    parser = argparse.ArgumentParser(prog="llama-server")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--alias", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--ctx-size", type=int, default=4096)
+    parser.add_argument("--n-predict", type=int, default=-1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-webui", action="store_true")
+    args = parser.parse_args(given)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

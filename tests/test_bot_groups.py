@@ -1,0 +1,245 @@
+"""Groups and guest mode end to end: who Veil answers, at what pace, and who hears a notice.
+
+The real bot long-polls the fake Telegram (the playground's emulator, speaking groups,
+ephemeral messages and guest queries), through a real gateway to the fake vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from tests.botstack import Stack, running_stack
+from tests.test_bot_privacy import assert_absent, disk_bytes
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+GROUP = -1_001_234_567
+ANN, BOB = 9201, 9202
+ANSWER = "A private reply about obsidian-kettledrum-58 for the group."
+QUESTION = "what about the tangerine-hippogriff-93?"
+FAST: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 900}
+
+
+def replies(stack: Stack) -> list[dict[str, Any]]:
+    """The bot's messages in the group, as they are now."""
+    return stack.telegram.sent_messages(GROUP)
+
+
+async def final_reply(stack: Stack, count: int = 1, within: float = 20) -> list[dict[str, Any]]:
+    """Wait until ``count`` replies have no stop button (final); return the bot's messages."""
+    async with asyncio.timeout(within):
+        while True:
+            done = [m for m in replies(stack) if not _has_stop(m)]
+            if len(done) >= count:
+                return done
+            await asyncio.sleep(0.02)
+
+
+def _has_stop(message: dict[str, Any]) -> bool:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+    return any(str(b.get("callback_data", "")).startswith("stop:") for row in rows for b in row)
+
+
+def message_id_of(stack: Stack, text: str) -> int:
+    """The id of the newest message in the group with exactly ``text``."""
+    return next(
+        int(m["message_id"])
+        for m in reversed(stack.telegram.state.chat_messages(GROUP))
+        if m.get("text") == text
+    )
+
+
+async def test_silent_unless_addressed_then_answers_a_mention_in_a_reply(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.send_text(ANN, "hello everyone, nice weather", chat_id=GROUP)
+            await asyncio.sleep(0.5)
+            assert replies(stack) == []
+            assert stack.vllm.requests == []
+            stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+            (final,) = await final_reply(stack)
+        assert final["text"] == ANSWER
+        asked = message_id_of(stack, f"@veil_test_bot {QUESTION}")
+        assert final["reply_to_message"]["message_id"] == asked
+        # The mention is not part of the question; one-off: nothing else went to the model.
+        assert [m["content"] for m in stack.vllm.requests[0]["messages"]] == [QUESTION]
+        conversation = await stack.veil.store.active_conversation(ANN)
+        assert await stack.veil.store.history(ANN, conversation) == []
+        assert_absent(json.dumps(logs, default=str).encode())
+        assert_absent(disk_bytes(tmp_path))
+
+
+async def test_ask_and_a_reply_to_an_answer_carry_the_thread(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_text(ANN, "/ask", chat_id=GROUP)
+        await asyncio.sleep(0.3)
+        (usage,) = replies(stack)
+        assert usage["text"].startswith("Usage: /ask")
+        stack.telegram.send_text(ANN, f"/ask {QUESTION}", chat_id=GROUP)
+        first = (await final_reply(stack, 2))[-1]
+        stack.telegram.send_text(BOB, "and why so?", chat_id=GROUP, reply_to=first["message_id"])
+        await final_reply(stack, 3)
+        asked = stack.vllm.requests[-1]["messages"]
+        assert [(m["role"], m["content"]) for m in asked] == [
+            ("user", QUESTION),
+            ("assistant", ANSWER),
+            ("user", "and why so?"),
+        ]
+
+
+async def test_admins_alone_change_the_group_settings_and_they_hold(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, ANN, "administrator")
+        stack.telegram.set_member(GROUP, BOB, "member")
+        stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
+        await asyncio.sleep(0.3)
+        assert (
+            replies(stack)[-1]["text"] == "Only the group's admins can change Veil's settings here."
+        )
+        stack.telegram.send_text(ANN, "/groupsettings", chat_id=GROUP)
+        async with asyncio.timeout(5):
+            while len(replies(stack)) < 2:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        panel = replies(stack)[-1]
+        rows = panel["reply_markup"]["inline_keyboard"]
+        assert [row[0]["text"] for row in rows] == [
+            "✅ Answers: on",
+            "✅ Replies to my answers carry the thread: on",
+        ]
+        context_toggle = rows[1][0]["callback_data"]
+        stack.telegram.press_button(
+            BOB, context_toggle, message_id=panel["message_id"], chat_id=GROUP
+        )
+        refused = await stack.telegram.wait_for("answerCallbackQuery")
+        assert "Only the group's admins" in str(refused.params.get("text"))
+        stack.telegram.press_button(
+            ANN, context_toggle, message_id=panel["message_id"], chat_id=GROUP
+        )
+        await stack.telegram.wait_for("editMessageReplyMarkup")
+        assert await stack.veil.store.group_settings(GROUP) == (True, False)
+        # Replies no longer carry the thread.
+        stack.telegram.send_text(ANN, f"/ask {QUESTION}", chat_id=GROUP)
+        answer = (await final_reply(stack, 3))[-1]
+        stack.telegram.send_text(BOB, "and why?", chat_id=GROUP, reply_to=answer["message_id"])
+        await final_reply(stack, 4)
+        assert [m["content"] for m in stack.vllm.requests[-1]["messages"]] == ["and why?"]
+        # Answers off: silent.
+        stack.telegram.press_button(
+            ANN, rows[0][0]["callback_data"], message_id=panel["message_id"], chat_id=GROUP
+        )
+        await stack.telegram.wait_for(
+            "editMessageReplyMarkup", lambda c: "Answers: off" in json.dumps(c.params)
+        )
+        asked = len(stack.vllm.requests)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await asyncio.sleep(0.5)
+        assert len(stack.vllm.requests) == asked
+
+
+async def test_no_credit_is_told_to_the_asker_alone(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0, **FAST) as stack:
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        async with asyncio.timeout(10):
+            while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        (notice,) = stack.telegram.ephemeral_messages(GROUP, ANN)
+        assert (
+            notice["text"]
+            == "Not enough credit for an answer. Top up in the private chat with Veil."
+        )
+        assert notice["reply_markup"]["inline_keyboard"][0][0]["url"].endswith("?start=buy")
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
+        await asyncio.sleep(0.2)
+        assert replies(stack) == []  # the placeholder is gone; nothing public remains
+        assert stack.vllm.requests == []
+
+
+async def test_without_ephemeral_messages_the_notice_is_a_reply_deleted_soon(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0, notice_seconds=0.5, **FAST) as stack:
+        stack.telegram.state.ephemeral_support = "refused"
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        notice = await stack.telegram.wait_for(
+            "sendMessage",
+            lambda c: c.answered == "ok" and "Not enough credit" in str(c.params.get("text")),
+        )
+        assert notice.params.get("reply_to_message_id") is not None
+        await stack.telegram.wait_for("deleteMessage", timeout=5)
+        async with asyncio.timeout(5):
+            while replies(stack):  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+
+
+async def test_a_burst_of_mentions_completes_in_order_without_a_429_storm(
+    tmp_path: Path,
+) -> None:
+    users = range(9300, 9330)
+    async with running_stack(
+        tmp_path, answer="Short and sweet.", edit_interval=0.2, group_messages_per_minute=600
+    ) as stack:
+        stack.telegram.limit_groups(12, window=1.0)  # Telegram's 20 a minute, 60 times faster
+        for n, user in enumerate(users):
+            stack.telegram.send_text(user, f"@veil_test_bot question {n}", chat_id=GROUP)
+        finals = await final_reply(stack, len(users), within=60)
+        assert [m["text"] for m in finals] == ["Short and sweet."] * len(users)
+        asked = [m["reply_to_message"]["text"] for m in finals]
+        assert asked == [f"@veil_test_bot question {n}" for n in range(len(users))]
+        assert len(stack.telegram.floods) <= 1  # at most a stray one, never a storm
+
+
+async def test_stop_in_a_group_is_the_askers_alone(tmp_path: Path) -> None:
+    long_answer = " ".join(f"word{n}" for n in range(200))
+    async with running_stack(tmp_path, answer=long_answer, token_delay=0.05, **FAST) as stack:
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        async with asyncio.timeout(10):
+            while not replies(stack):  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        placeholder = replies(stack)[0]
+        stop = placeholder["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        stack.telegram.press_button(BOB, stop, message_id=placeholder["message_id"], chat_id=GROUP)
+        refused = await stack.telegram.wait_for("answerCallbackQuery")
+        assert "Only the person who asked" in str(refused.params.get("text"))
+        await stack.telegram.wait_for(
+            "editMessageText", lambda c: str(c.params.get("text", "")).startswith("word0")
+        )
+        stack.telegram.press_button(ANN, stop, message_id=placeholder["message_id"], chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        assert final["text"].startswith("word0")
+        assert final["text"] != long_answer
+        await asyncio.sleep(0.2)
+        assert (await stack.veil.credit.balance(ANN)).held == 0
+
+
+async def test_a_guest_summons_are_answered_with_the_replied_message_as_context(
+    tmp_path: Path,
+) -> None:
+    friends = -1_009_876_543
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        said = stack.telegram.user.post_text(
+            BOB, "The tangerine-hippogriff-93 is loose", chat_id=friends
+        )
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot is that true?", chat_id=friends, reply_to=said
+        )
+        answered = await stack.telegram.wait_for("answerGuestQuery")
+        assert answered.answered == "ok"
+        async with asyncio.timeout(10):
+            while True:
+                inline = [
+                    m
+                    for m in stack.telegram.state.inline_messages.values()
+                    if m.get("text", "").endswith(ANSWER)
+                ]
+                if inline and not _has_stop(inline[0]):
+                    break
+                await asyncio.sleep(0.02)
+        assert [(m["role"], m["content"]) for m in stack.vllm.requests[0]["messages"]] == [
+            ("user", "The tangerine-hippogriff-93 is loose"),
+            ("user", "is that true?"),
+        ]

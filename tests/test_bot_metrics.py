@@ -1,0 +1,185 @@
+"""The bot's ``/metrics`` and ``/health``: what an operator scrapes, through the real bot.
+
+Fake Telegram ← real bot → real gateway → fake vLLM, SQLite in ``tmp_path``; the operations
+listener on a free port, scraped over HTTP like Prometheus would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.metrics import error_label, serving_operations
+from services.errors import InsufficientCredit, ModelStalled
+from tests.books import grant
+from tests.botstack import running_stack
+from tests.harness import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from tests.botstack import Stack
+
+USER = 8001
+PROMPT = "metrics secret: tangerine-lighthouse-42"
+ANSWER = " ".join(f"walrus{i}" for i in range(40))
+
+
+@contextlib.asynccontextmanager
+async def scraping(stack: Stack) -> AsyncIterator[Scraper]:
+    """The stack's operations listener on a free port, and a client for it."""
+    async with (
+        serving_operations(stack.veil.operations, "127.0.0.1", 0) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Scraper(url, http)
+
+
+class Scraper:
+    """Reads ``/metrics`` and ``/health`` as an operator's tools would."""
+
+    def __init__(self, url: str, http: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.http = http
+        self.text = ""
+
+    async def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of ``/metrics``, keyed by name and sorted labels."""
+        async with self.http.get(f"{self.url}/metrics") as response:
+            assert response.status == 200
+            self.text = await response.text()
+        found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(self.text):
+            for sample in family.samples:
+                found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+        return found
+
+    async def health(self) -> tuple[int, str]:
+        """``/health``'s status and text."""
+        async with self.http.get(f"{self.url}/health") as response:
+            return response.status, await response.text()
+
+
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    """One sample's value (0 when the series does not exist yet)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_an_answer_is_counted_timed_and_nothing_private_is_shown(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer=ANSWER, token_delay=0.02, free_tokens_per_day=0
+    ) as stack:
+        assert await grant(stack.veil.store, USER, 1_000_000, "grant", "test:welcome")
+        async with scraping(stack) as scraper:
+            asked = time.monotonic()
+            stack.telegram.send_text(USER, PROMPT)
+            await stack.telegram.wait_for("sendMessageDraft")
+            during = await scraper.samples()
+            await stack.final_messages(USER)
+            took = time.monotonic() - asked
+            await stack.stored_turns(USER, 2)
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
+            after = await scraper.samples()
+            status, text = await scraper.health()
+    assert status == 200
+    assert text == "ok\n"
+    assert value(during, "veil_bot_answers_in_progress") == 1
+    assert value(during, "veil_bot_updates_in_progress") == 1
+    assert value(during, "veil_bot_holds_open") == 1
+    assert value(during, "veil_bot_held_units") > 0
+    assert value(after, "veil_bot_answers_in_progress") == 0
+    assert value(after, "veil_bot_holds_open") == 0
+    assert value(after, "veil_bot_held_units") == 0
+    assert value(after, "veil_bot_answers_total", outcome="complete") == 1
+    assert value(after, "veil_bot_charges_total", outcome="settled") == 1
+    assert value(after, "veil_bot_first_text_seconds_count") == 1
+    assert value(after, "veil_bot_final_message_seconds_count") == 1
+    # The first draft showed text long before the answer ended (40 tokens, 20 ms apart).
+    assert 0 < value(after, "veil_bot_first_text_seconds_sum") < took / 2
+    assert value(after, "veil_bot_ledger", figure="users") == 1
+    assert value(after, "veil_bot_ledger", figure="active_today") == 1
+    assert value(after, "veil_bot_ledger", figure="tokens_today") > 40
+    assert value(after, "veil_bot_ledger", figure="stars_received") == 0
+    for secret in ("tangerine", "lighthouse", "walrus", str(USER)):
+        assert secret not in scraper.text
+
+
+async def test_telegram_429s_and_errors_are_counted_by_method(tmp_path: Path) -> None:
+    async with (
+        running_stack(tmp_path, answer=ANSWER, token_delay=0.02) as stack,
+        scraping(stack) as scraper,
+    ):
+        stack.telegram.fail_next(
+            "sendMessageDraft", status=429, description="Too Many Requests", retry_after=1
+        )
+        stack.telegram.fail_next("sendChatAction", status=400, description="Bad Request: x")
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        samples = await scraper.samples()
+    assert value(samples, "veil_bot_telegram_rate_limited_total", method="sendMessageDraft") == 1
+    bad_request = {"method": "sendChatAction", "error": "telegram_bad_request"}
+    assert value(samples, "veil_bot_telegram_errors_total", **bad_request) == 1
+    assert value(samples, "veil_bot_telegram_rate_limited_total", method="sendMessage") == 0
+    # The answer still got through, and its first visible text was still timed once.
+    assert value(samples, "veil_bot_answers_total", outcome="complete") == 1
+    assert value(samples, "veil_bot_first_text_seconds_count") == 1
+
+
+async def test_stopped_and_failed_answers_are_counted_by_outcome(tmp_path: Path) -> None:
+    async with (
+        running_stack(tmp_path, answer=ANSWER, token_delay=0.05) as stack,
+        scraping(stack) as scraper,
+    ):
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.send_text(USER, "/cancel")
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        stack.vllm.fail_before_stream = (500, "the model server broke")
+        stack.telegram.send_text(USER, "And again?")
+        await stack.final_messages(USER, 2)
+        await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
+        samples = await scraper.samples()
+    assert value(samples, "veil_bot_answers_total", outcome="stopped") == 1
+    assert value(samples, "veil_bot_answers_total", outcome="backend_error") == 1
+    assert value(samples, "veil_bot_answers_total", outcome="complete") == 0
+    assert value(samples, "veil_bot_charges_total", outcome="settled") == 1
+
+
+def test_error_labels_are_class_names_in_snake_case() -> None:
+    assert error_label(ModelStalled("x")) == "model_stalled"
+    assert error_label(InsufficientCredit(needed=1, balance=0, free_tokens_left=0)) == (
+        "insufficient_credit"
+    )
+
+
+async def test_health_is_503_when_updates_stop_or_the_database_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_stack(tmp_path) as stack,
+        scraping(stack) as scraper,
+    ):
+        assert await scraper.health() == (200, "ok\n")
+        await stack.veil.dispatcher.stop_polling()
+        assert await scraper.health() == (503, "the dispatcher is not taking updates\n")
+        stack.veil.operations.taking_updates = True  # as if polling went on
+        # The database's one writer thread busy for longer than the health check waits.
+        busy = asyncio.ensure_future(stack.veil.store.write(lambda _db: _sleep(3.0)))
+        assert await scraper.health() == (503, "the database does not answer\n")
+        await busy
+        assert await scraper.health() == (200, "ok\n")
+
+
+def _sleep(seconds: float) -> None:
+    """Hold the store's writer thread."""
+    time.sleep(seconds)

@@ -1,0 +1,174 @@
+"""SIGTERM to ``python -m bot``: no new updates, the answer in progress ends well, exit 0.
+
+The bot runs as a real process against the fake Telegram, a gateway and a slow fake vLLM. With
+a long enough ``VEIL_SHUTDOWN_GRACE`` the answer streaming when the signal came finishes and is
+settled from its ``complete`` receipt; with a short one it is stopped, delivered and charged
+from its ``stopped`` receipt. Either way the exchange is stored and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+
+from models import MasterKey, Store
+from tests.books import grant
+from tests.botstack import TOKEN, WEBHOOK_SECRET, bot_env
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import Clock, ManagedProcess, free_port, run_gateway
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from tests.harness import RunningGateway
+
+USER, LATE_USER = 8001, 8002
+PROMPT = "shutdown secret: juniper-kettle-19"
+ANSWER = " ".join(f"heron{i}" for i in range(60))  # 60 tokens, 50 ms apart: three seconds
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    tmp_path: Path, grace: str, mode: str = "polling"
+) -> AsyncIterator[tuple[ManagedProcess, FakeTelegram, RunningGateway]]:
+    """The bot as a process with ``VEIL_SHUTDOWN_GRACE=grace``, polling or on a webhook."""
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=ANSWER, token_delay=0.05) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+        env |= {"VEIL_SHUTDOWN_GRACE": grace, "VEIL_FREE_TOKENS_PER_DAY": "0"}
+        if mode == "webhook":
+            port = free_port()
+            env |= {
+                "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+                "VEIL_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "VEIL_WEBHOOK_PORT": str(port),
+            }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            yield bot, telegram, gateway
+        finally:
+            await bot.stop(within=60)
+
+
+async def sigterm_during_an_answer(bot: ManagedProcess, telegram: FakeTelegram) -> tuple[int, int]:
+    """Ask, SIGTERM once the answer shows, then write again; the exit code and the health."""
+    url = str(bot.json_event("bot.operations_listening")["url"])
+    telegram.send_text(USER, PROMPT)
+    await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+    bot.process.send_signal(signal.SIGTERM)
+    await bot.wait_for_line("bot.draining")  # no longer polling, or listening
+    telegram.send_text(LATE_USER, "Anyone home?")  # after the stop: left for the next start
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/health") as response:
+        health = response.status
+    async with asyncio.timeout(60):  # one signal only: a second one would cut the grace short
+        code = await bot.process.wait()
+    return code, health
+
+
+def closed_holds(data: Path) -> list[dict[str, Any]]:
+    """Every hold in the database, as the ledger closed it."""
+    with contextlib.closing(sqlite3.connect(f"file:{data / 'veil.db'}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT user_id, outcome, receipt_status, completion_used, charged FROM holds"
+        ).fetchall()
+    keys = ("user", "outcome", "receipt_status", "completion", "charged")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+async def stored_texts(data: Path) -> list[str]:
+    """The user's stored exchange, decrypted with the master key."""
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    try:
+        return [t.text for t in await store.history(USER, await store.active_conversation(USER))]
+    finally:
+        await store.close()
+
+
+async def grant_credit(data: Path) -> None:
+    """One Star of credit for the user, booked before the bot starts (free tokens are off)."""
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    try:
+        assert await grant(store, USER, 1_000_000, "grant", "test:welcome")
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_sigterm_lets_the_answer_in_progress_finish_and_settle(
+    tmp_path: Path, mode: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    await grant_credit(data)
+    async with bot_process(tmp_path, grace="30", mode=mode) as (bot, telegram, _):
+        code, health = await sigterm_during_an_answer(bot, telegram)
+    assert code == 0
+    assert health == 503  # draining: not taking updates
+    (final,) = telegram.sent_messages(USER)
+    assert final["text"] == ANSWER
+    assert telegram.sent_messages(LATE_USER) == []
+    (hold,) = closed_holds(data)
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "complete")
+    assert hold["completion"] == 60
+    assert hold["charged"] > 0
+    assert await stored_texts(data) == [PROMPT, ANSWER]
+    assert "bot.draining" in bot.output
+    assert "bot.grace_over" not in bot.output
+    assert "bot.stopped" in bot.output
+    for secret in ("juniper", "kettle", "heron"):
+        assert secret not in bot.output
+
+
+async def test_after_a_short_grace_the_answer_is_stopped_and_charged_as_a_stop(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    await grant_credit(data)
+    async with bot_process(tmp_path, grace="0.5") as (bot, telegram, _):
+        code, _health = await sigterm_during_an_answer(bot, telegram)
+    assert code == 0
+    (final,) = telegram.sent_messages(USER)
+    delivered = final["text"]
+    assert ANSWER.startswith(delivered)
+    assert 0 < len(delivered) < len(ANSWER)
+    assert telegram.sent_messages(LATE_USER) == []
+    (hold,) = closed_holds(data)
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "stopped")
+    assert 0 < hold["completion"] < 60
+    assert hold["charged"] > 0
+    assert await stored_texts(data) == [PROMPT, delivered]
+    assert "bot.grace_over" in bot.output
+    assert "bot.stopped" in bot.output
+
+
+async def test_a_second_signal_cuts_the_grace_short(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    await grant_credit(data)
+    async with bot_process(tmp_path, grace="30") as (bot, telegram, _):
+        telegram.send_text(USER, PROMPT)
+        await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+        bot.process.send_signal(signal.SIGTERM)
+        await bot.wait_for_line("bot.draining")
+        bot.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await bot.process.wait()
+    assert code == 0
+    (final,) = telegram.sent_messages(USER)
+    assert 0 < len(final["text"]) < len(ANSWER)
+    (hold,) = closed_holds(data)
+    assert hold["receipt_status"] == "stopped"
+    assert bot.json_event("bot.grace_over")["cut_short"] is True
