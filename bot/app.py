@@ -251,7 +251,12 @@ async def _running_bot(
     dispatcher["store"] = store
     dispatcher["catalogs"] = catalogs
     dispatcher["desk"] = desk
-    dispatcher["drafts"] = functools.partial(DraftSink, bot, interval=settings.draft_interval)
+    dispatcher["drafts"] = functools.partial(
+        DraftSink,
+        bot,
+        interval=settings.draft_interval,
+        show_reasoning=settings.show_reasoning,
+    )
     editors = Editors(
         bot,
         Pace(

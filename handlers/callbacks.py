@@ -18,6 +18,12 @@ class Retry(CallbackData, prefix="retry"):
     """Ask the failed question again."""
 
 
+class Continue(CallbackData, prefix="continue"):
+    """Go on with the cut answer of request ``request`` (32 hex), if it is still the latest."""
+
+    request: str
+
+
 class ModelChoice(CallbackData, prefix="model"):
     """Switch to the model whose name hashes to ``digest`` (names may exceed 64 bytes)."""
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Retry, StopAnswer
+from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
 from services.prices import format_units
 from services.ton.shop import format_amount
 
@@ -82,6 +82,14 @@ def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
 def new_tag() -> str:
     """A stop tag (and inline result id): random, 16 URL-safe characters, no ``:``."""
     return secrets.token_urlsafe(12)
+
+
+def continue_keyboard(texts: Texts, request_id: str) -> InlineKeyboardMarkup:
+    """The Continue button under the note of an answer cut at its length limit."""
+    data = Continue(request=request_id).pack()
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=texts("continue"), callback_data=data)]]
+    )
 
 
 def stop_keyboard(texts: Texts, tag: str) -> InlineKeyboardMarkup:
