@@ -45,6 +45,18 @@ class BuyPlan(CallbackData, prefix="buy-plan"):
     """Subscribe to the monthly plan."""
 
 
+class BuyGram(CallbackData, prefix="gram"):
+    """Buy the Gram pack ``pack_id`` (its price in nanotons) from a TON wallet."""
+
+    pack_id: str
+
+
+class BuyUsdt(CallbackData, prefix="usdt"):
+    """Buy the USDT-on-TON pack ``pack_id`` (its price in µUSDT) from a TON wallet."""
+
+    pack_id: str
+
+
 class ForgetAnswer(CallbackData, prefix="forget"):
     """The answer to /forget's question: ``yes`` erases the history, ``no`` keeps it."""
 

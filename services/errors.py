@@ -24,7 +24,15 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
         │   ├── UnknownPack         the pack is not (or no longer) sold
         │   └── NoPlan              no monthly plan is offered
         ├── LedgerUnavailable       the ledger could not be read or written
-        └── JournalUnavailable      the payment journal could not be written (do not ack)
+        ├── JournalUnavailable      the payment journal could not be written (do not ack)
+        └── TonError                paying in Gram/USDT on TON failed (``services.ton.errors``)
+            ├── ToncenterUnavailable    toncenter unreachable, an HTTP error, an unusable answer
+            │   ├── ToncenterRateLimited    toncenter answered 429
+            │   └── MalformedTransfer       a record in its answer has the wrong shape
+            └── PaymentNotAssignable    an admin's assignment names no unmatched payment
+                ├── PaymentNotFound         no payment's hash starts so
+                ├── PaymentAmbiguous        more than one does
+                └── PaymentNotUnmatched     it is credited already, or dust
 
 Messages never contain prompt or answer text, keys or tokens.
 """
