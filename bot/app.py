@@ -5,7 +5,8 @@ client and the chat service, builds the aiogram ``Bot`` and ``Dispatcher``, and 
 services to the handlers through the dispatcher's workflow data (``dp["chat"]``). It also runs
 two background loops: the payment desk's (books journaled payments until they stick) and
 upkeep (every ``SWEEP_EVERY_S``: releases holds older than the longest an answer can take,
-purges expired unpaid orders and old journal entries). With ``VEIL_WEBAPP_URL`` it also
+purges expired unpaid orders and old journal entries), and, when Gram payments are on
+(``VEIL_TON_ADDRESS``), the TON chain watcher (``bot.ton``). With ``VEIL_WEBAPP_URL`` it also
 serves the Mini App (``bot.webapp``: the page and the relay of its sealed requests). On the way
 out it stops every answer in progress and waits for it to be settled, delivered and stored
 before anything closes (the Mini App's relayed answers too: hung up, then settled from their
@@ -35,6 +36,7 @@ from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import drain
 from bot.streaming import DraftSink
 from bot.telegram import build_bot
+from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
 from common.texts import FALLBACK, Catalogs
@@ -42,6 +44,7 @@ from handlers import chat as chat_handlers
 from handlers import errors, forget, groups, inline, model, private, start
 from handlers import settings as settings_handlers
 from handlers import shop as shop_handlers
+from handlers import ton as ton_handlers
 from handlers.groups import GroupKit
 from handlers.middleware import TextsMiddleware
 from handlers.webapp import InitDataCheck, Page, build_webapp
@@ -64,6 +67,8 @@ if TYPE_CHECKING:
 
     from bot.settings import BotSettings
     from services.chat import ChatService
+    from services.ton.books import TonBooks
+    from services.ton.watcher import TonWatcher
 
 log = structlog.get_logger("veil.bot")
 
@@ -100,6 +105,8 @@ class Veil:
     catalogs: Catalogs
     desk: PaymentDesk
     operations: Operations
+    ton_books: TonBooks | None = None
+    ton_watcher: TonWatcher | None = None
     relay: RelayService | None = None
     webapp: str | None = None  # where the Mini App listens, once it does
 
@@ -126,6 +133,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
         errors.build_router(),
         start.build_router(),
         shop_handlers.build_router(admins),
+        ton_handlers.build_router(admins),
         model.build_router(),
         private.build_router(),
         forget.build_router(),
@@ -253,7 +261,12 @@ async def _running_bot(
     dispatcher["store"] = store
     dispatcher["catalogs"] = catalogs
     dispatcher["desk"] = desk
-    dispatcher["drafts"] = functools.partial(DraftSink, bot, interval=settings.draft_interval)
+    dispatcher["drafts"] = functools.partial(
+        DraftSink,
+        bot,
+        interval=settings.draft_interval,
+        show_reasoning=settings.show_reasoning,
+    )
     editors = Editors(
         bot,
         Pace(
@@ -288,9 +301,17 @@ async def _running_bot(
     operations = Operations(metrics, store, credit)
     operations.watch(bot, dispatcher)
     try:
-        yield Veil(
-            settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk, operations, relay
-        )
+        async with ton_parts(settings, store) as ton:
+            veil = Veil(
+                settings, bot, dispatcher, store, chat, credit, shop, catalogs, desk, operations
+            )
+            veil.relay = relay
+            dispatcher["ton"] = None if ton is None else ton.shop
+            dispatcher["ton_books"] = None if ton is None else ton.books
+            if ton is not None:
+                veil.ton_books = ton.books
+                veil.ton_watcher = ton.watcher(ton_handlers.TonNotifier(bot, catalogs), settings)
+            yield veil
     finally:
         await editors.close()
         await bot.session.close()
@@ -303,6 +324,8 @@ async def _background(veil: Veil, sweep_every: float) -> AsyncIterator[None]:
         asyncio.create_task(veil.desk.run(), name="veil-payments"),
         asyncio.create_task(upkeep(veil, sweep_every), name="veil-upkeep"),
     ]
+    if veil.ton_watcher is not None:
+        loops.append(asyncio.create_task(veil.ton_watcher.run(), name="veil-ton-watcher"))
     try:
         yield
     finally:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from models import MasterKey, Store
 from services.audit import Auditor, AuditReport
 from services.prices import format_units
+from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from bot.settings import BotSettings
@@ -45,6 +46,13 @@ def report_lines(report: AuditReport) -> list[str]:
             f" {format_units(report.legacy_charged)} ★ (not provable)"
         )
     lines.append(f"payments: {report.payments}, {report.stars_received} Stars")
+    if report.ton is not None and (report.ton.credited or report.ton.unmatched or report.ton.dust):
+        ton = report.ton
+        lines.append(
+            f"TON payments: {ton.credited} credited ({format_amount('gram', ton.nanotons)},"
+            f" {format_amount('usdt', ton.usdt)}, {format_units(ton.units)} ★),"
+            f" {ton.unmatched} unmatched, {ton.dust} dust"
+        )
     if report.ok:
         lines.append("every charge proves: its receipt verifies and its amount matches its price")
     else:

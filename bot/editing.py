@@ -24,7 +24,7 @@ import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import EphemeralMessageParameters, InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.formatting import Rendered, preview, render_parts, utf16_len
+from bot.formatting import TELEGRAM_LIMIT, Rendered, preview, render_parts, utf16_len
 from bot.streaming import entities_of
 from services.answers import LongAnswers, ReplyChains, Showing
 
@@ -159,6 +159,7 @@ class EditSink:
         self._last_edit = 0.0
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._shown_final: tuple[Rendered, InlineKeyboardMarkup | None] | None = None
 
     async def begin(self) -> None:
         """Start the updater (the placeholder is already on screen)."""
@@ -173,10 +174,23 @@ class EditSink:
     async def complete(self, text: str) -> None:
         """The final, complete edit: what fits, and a button to the rest when it does not."""
         await self._stop()
-        room = 4096 - utf16_len(self.header) - len(_MORE)
+        room = TELEGRAM_LIMIT - utf16_len(self.header) - len(_MORE)
         parts = render_parts(text, limit=room)
         markup = self.more(text) if len(parts) > 1 and self.more is not None else None
-        await self._final(parts[0], cut=len(parts) > 1, markup=markup)
+        shown = Rendered(parts[0].text + (_MORE if len(parts) > 1 else ""), parts[0].entities)
+        self._shown_final = (shown, markup)
+        await self._final(shown, cut=False, markup=markup)
+
+    async def note(self, text: str) -> None:
+        """Add a short line under the final answer (one more edit, paced): "cut at its limit"."""
+        if self._shown_final is None:
+            return
+        shown, markup = self._shown_final
+        noted = Rendered(f"{shown.text}\n\n{text}", shown.entities)
+        if utf16_len(self.header) + utf16_len(noted.text) > TELEGRAM_LIMIT:
+            log.info("editing.note_skipped")  # no room left under the answer
+            return
+        await self._final(noted, cut=False, markup=markup)
 
     async def abort(self) -> None:
         """Stop the updater; whoever reports the failure edits the message."""
@@ -212,7 +226,7 @@ class EditSink:
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         text = self._parts[0] if self._parts else ""
-        rendered = preview(text, limit=4096 - utf16_len(self.header))
+        rendered = preview(text, limit=TELEGRAM_LIMIT - utf16_len(self.header))
         if not rendered.text.strip():
             return
         try:

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from bot.shutdown import InFlight
 from models import StorageError
-from services.chat import Answer, AnswerSink, ChatService, Question
+from services.chat import Answer, AnswerSink, ChatService, Question, ReasoningSink
 from services.errors import LedgerUnavailable, VeilError
 
 if TYPE_CHECKING:
@@ -192,6 +192,11 @@ class TimedSink:
     async def abort(self) -> None:
         """As the wrapped sink."""
         await self._sink.abort()
+
+    async def reason(self, delta: str) -> None:
+        """As the wrapped sink, when it shows a model's thinking (else the thinking is dropped)."""
+        if isinstance(self._sink, ReasoningSink):
+            await self._sink.reason(delta)
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""``python -m bot reconcile [--fix]``: compare our payments with Telegram's Star transactions.
+"""``python -m bot reconcile [--fix]``: compare our payments with Telegram's and the TON chain's.
 
 With ``--fix`` it also books what Telegram lists but the ledger lacks: a payment (by its charge
-id, so running it again credits nothing twice) and a refund the ledger did not take back.
+id, so running it again credits nothing twice) and a refund the ledger did not take back. With
+Gram payments on, the incoming transfers toncenter lists since the watcher began are compared
+with the recorded ones too, and ``--fix`` books the missing ones (by transaction hash, once).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiogram.types import TransactionPartnerUser
 
 from bot.telegram import build_bot
+from bot.ton import reconcile_ton, ton_parts
 from models import MasterKey, Store
 from services.shop import Shop, StarTransaction
 
@@ -64,7 +67,14 @@ async def reconcile(
         transactions = await star_transactions(bot)
         shop = Shop(store, settings.packs, settings.plan)
         fixed = await shop.fix(transactions) if fix else []
-        return len(transactions), await shop.reconcile(transactions), fixed
+        count, differences = len(transactions), await shop.reconcile(transactions)
+        async with ton_parts(settings, store) as ton:
+            if ton is not None:
+                on_chain, ton_differences, ton_fixed = await reconcile_ton(ton, fix=fix)
+                count += on_chain
+                differences += ton_differences
+                fixed += ton_fixed
+        return count, differences, fixed
     finally:
         await bot.session.close()
         await store.close()

@@ -13,6 +13,9 @@ from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
 from services.prices import Prices
 from services.shop import Pack, Plan
+from services.ton.chain import USDT_MAINNET_MASTER, WalletAddress
+from services.ton.shop import TonPack
+from services.ton.toncenter import MAINNET_URL, TESTNET_URL
 
 _ED25519_KEY_BYTES = 32
 # What Telegram accepts in X-Telegram-Bot-Api-Secret-Token (1-256 of these), at least 32 long.
@@ -51,6 +54,7 @@ class BotSettings(BaseSettings):
     max_answer_seconds: float = Field(default=600.0, gt=0, le=86_400)
     db_busy_timeout: float = Field(default=5.0, gt=0, le=600)
     draft_interval: float = Field(default=1.0, ge=0.2)
+    show_reasoning: bool = True
     edit_interval: float = Field(default=3.0, ge=0.2, le=60)
     group_messages_per_minute: float = Field(default=20.0, gt=0, le=6000)
     notice_seconds: float = Field(default=30.0, gt=0, le=86_400)
@@ -73,6 +77,20 @@ class BotSettings(BaseSettings):
     plan_units: int = Field(default=400_000_000, ge=1)
     paysupport_text: str | None = None
     terms_text: str | None = None
+    # Gram and USDT on TON (off while VEIL_TON_ADDRESS is empty); testnet first: the address
+    # is checked against it.
+    ton_testnet: bool = False
+    ton_address: str = ""
+    ton_usdt: bool = False
+    ton_usdt_master: str = USDT_MAINNET_MASTER
+    toncenter_url: AnyHttpUrl | None = None
+    toncenter_key: SecretStr | None = None
+    ton_packs: str = "1000000000:250000000,5000000000:1300000000,20000000000:5500000000"
+    ton_usdt_packs: str = "1000000:70000000,5000000:375000000,20000000:1600000000"
+    ton_dust: int = Field(default=10_000_000, ge=1)
+    ton_usdt_dust: int = Field(default=10_000, ge=1)
+    ton_order_ttl: int = Field(default=3600, ge=60, le=30 * 86_400)
+    ton_poll_interval: float = Field(default=10.0, gt=0, le=3600)
 
     @field_validator("webhook_secret")
     @classmethod
@@ -108,6 +126,54 @@ class BotSettings(BaseSettings):
         if not Pack.parse_list(value):
             raise ValueError("at least one pack, as stars:units")
         return value
+
+    @field_validator("ton_address", "ton_usdt_master")
+    @classmethod
+    def _ton_address(cls, value: str, info: ValidationInfo) -> str:
+        """A bad address stops start-up here, before anything is sold or watched."""
+        if info.field_name == "ton_usdt_master" and not info.data.get("ton_usdt"):
+            return value.strip()  # checked only when USDT is sold
+        if value.strip():
+            WalletAddress.parse(value, testnet=bool(info.data.get("ton_testnet")))
+        elif info.field_name == "ton_usdt_master":
+            raise ValueError("the USDT master address is required when VEIL_TON_USDT is on")
+        return value.strip()
+
+    @field_validator("ton_packs", "ton_usdt_packs")
+    @classmethod
+    def _ton_packs(cls, value: str, info: ValidationInfo) -> str:
+        if not TonPack.parse_list(value, "gram"):
+            raise ValueError(f"at least one pack, as amount:units ({info.field_name})")
+        return value
+
+    @property
+    def ton_wallet(self) -> WalletAddress | None:
+        """``VEIL_TON_ADDRESS`` parsed, or None when Gram payments are off."""
+        if not self.ton_address:
+            return None
+        return WalletAddress.parse(self.ton_address, testnet=self.ton_testnet)
+
+    @property
+    def usdt_master(self) -> WalletAddress | None:
+        """The real USDT master when ``VEIL_TON_USDT`` is on, else None."""
+        if not self.ton_usdt:
+            return None
+        return WalletAddress.parse(self.ton_usdt_master, testnet=self.ton_testnet)
+
+    @property
+    def ton_pack_list(self) -> list[TonPack]:
+        """The Gram packs, and the USDT packs when USDT is on."""
+        packs = TonPack.parse_list(self.ton_packs, "gram")
+        if self.ton_usdt:
+            packs += TonPack.parse_list(self.ton_usdt_packs, "usdt")
+        return packs
+
+    @property
+    def toncenter(self) -> str:
+        """The toncenter base URL: ``VEIL_TONCENTER_URL``, else mainnet's or testnet's."""
+        if self.toncenter_url is not None:
+            return str(self.toncenter_url)
+        return TESTNET_URL if self.ton_testnet else MAINNET_URL
 
     @property
     def price_table(self) -> Prices:

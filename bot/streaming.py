@@ -5,6 +5,11 @@ stop button, at most once per ``interval`` seconds and never sooner than a ``ret
 allows, then sends the final answer as real messages, rendered from Markdown and split at
 4096 UTF-16 units; if Telegram rejects the entities, the same text goes out plain.
 
+A reasoning model's thinking (``reason``) is kept in memory for this answer only. With
+``show_reasoning``, the draft shows its tail in a quote while no answer text has come, and the
+final answer opens with it folded in an expandable quote (``bot.thinking``); without, it is
+dropped as it arrives.
+
 Draft updates happen in a background task, so a slow or rate-limited Bot API never slows the
 model's stream; only the newest text is ever sent. Deltas are appended, and joined only when a
 draft goes out (at most once per ``interval``), so a long answer costs no work per token.
@@ -23,6 +28,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRet
 from aiogram.types import MessageEntity
 
 from bot.formatting import Rendered, plain_parts, preview, render_parts
+from bot.thinking import draft_thought, with_thought
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -48,11 +54,16 @@ class DraftSink:
         *,
         interval: float = 1.0,
         final_markup: InlineKeyboardMarkup | None = None,
+        show_reasoning: bool = True,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.interval = interval
         self.final_markup = final_markup
+        self.show_reasoning = show_reasoning
+        self._thinking: list[str] = []  # the model's thinking so far (shown only, never kept)
+        self._thought = 0  # characters of thinking received
+        self._thought_shown = 0  # characters of thinking the last draft showed
         self.draft_id = secrets.randbelow(2**31 - 2) + 1
         self._parts: list[str] = []  # the answer so far, joined only when a draft goes out
         self._received = 0  # characters appended so far
@@ -76,6 +87,16 @@ class DraftSink:
         self._first_text.set()
         self._dirty.set()
 
+    async def reason(self, delta: str) -> None:
+        """Add a piece of the model's thinking; shown while no answer text has come."""
+        if not self.show_reasoning:
+            return
+        self._thinking.append(delta)
+        self._thought += len(delta)
+        if not self._received:
+            self._first_text.set()  # the thinking shows: no more "typing…"
+            self._dirty.set()
+
     async def complete(self, text: str) -> None:
         """Stop the drafts and send the final answer as messages."""
         await self._stop()
@@ -88,6 +109,10 @@ class DraftSink:
     async def say(self, text: str) -> None:
         """Send ``text`` as a plain message in the chat (a notice, not the answer)."""
         await self.bot.send_message(chat_id=self.chat_id, text=text)
+
+    async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
+        """Send ``text`` as a plain message with ``markup`` (a notice after the answer)."""
+        await self.bot.send_message(chat_id=self.chat_id, text=text, reply_markup=markup)
 
     async def _stop(self) -> None:
         for task in self._tasks:
@@ -111,6 +136,10 @@ class DraftSink:
             if delay > 0:
                 await asyncio.sleep(delay)
             self._dirty.clear()
+            if not self._received:
+                if self._thought != self._thought_shown:
+                    await self._send_thought()
+                continue
             if self._received == self._shown:
                 continue
             await self._send_draft(self._text_so_far())
@@ -122,6 +151,28 @@ class DraftSink:
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
+
+    async def _send_thought(self) -> None:
+        """Show the thinking's tail while the model has not started its answer."""
+        rendered = draft_thought("".join(self._thinking))
+        self._thought_shown = self._thought
+        if not rendered.text.strip():
+            return
+        try:
+            await self.bot.send_message_draft(
+                chat_id=self.chat_id,
+                draft_id=self.draft_id,
+                text=rendered.text,
+                entities=entities_of(rendered),
+                can_stop=True,
+            )
+        except TelegramRetryAfter as exc:
+            self._next_allowed = time.monotonic() + exc.retry_after
+            self._thought_shown = 0
+            self._dirty.set()
+            log.info("streaming.draft_rate_limited", seconds=exc.retry_after)
+        except TelegramAPIError as exc:
+            log.warning("streaming.thought_draft_failed", error=type(exc).__name__)
 
     async def _send_draft(self, text: str) -> None:
         rendered = preview(text)
@@ -154,6 +205,8 @@ class DraftSink:
     async def _send_final(self, text: str) -> None:
         plain = False
         parts = render_parts(text)
+        if self._thinking:
+            parts = with_thought("".join(self._thinking), parts)
         for index, part in enumerate(parts):
             markup = self.final_markup if index == len(parts) - 1 else None
             if not plain:

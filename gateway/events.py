@@ -1,6 +1,8 @@
 """What the model server said, as the gateway takes it: events, and failures.
 
-``ContentDelta``, ``Finish`` and ``Usage`` are the events of a streamed chat completion;
+``ContentDelta``, ``ReasoningDelta``, ``Finish`` and ``Usage`` are the events of a streamed
+chat completion (a reasoning model's thinking arrives in the delta's ``reasoning_content``, or
+``reasoning`` in newer vLLM, beside ``content``);
 ``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``.
 ``BackendFailure`` is every way the model server can fail (``translated`` maps the HTTP
 client's errors onto it); nothing that parses its replies raises anything else.
@@ -32,6 +34,13 @@ class ContentDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of a reasoning model's thinking (vLLM's ``reasoning_content`` / ``reasoning``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Finish:
     """Why generation stopped (``stop``, ``length``, …)."""
 
@@ -46,7 +55,9 @@ class Usage:
     completion_tokens: int
 
 
-Event = ContentDelta | Finish | Usage
+Event = ContentDelta | ReasoningDelta | Finish | Usage
+# The delta fields vLLM streams reasoning in: ``reasoning_content`` (older), ``reasoning``.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 class BackendFailure(Exception):
@@ -150,6 +161,22 @@ def _count(value: object) -> int:
     raise BackendFailure("backend", 502, "model server sent a malformed usage count")
 
 
+def _deltas_of(delta: object) -> list[Event]:
+    """The reasoning and content pieces of one choice's ``delta``, in that order."""
+    if not isinstance(delta, dict):
+        return []
+    events: list[Event] = []
+    for name in REASONING_FIELDS:
+        thought = delta.get(name)
+        if isinstance(thought, str) and thought:
+            events.append(ReasoningDelta(thought))
+            break  # a server that fills both sends the same text twice
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        events.append(ContentDelta(content))
+    return events
+
+
 def _events_of(chunk: Any) -> list[Event]:  # noqa: ANN401 -- parsed JSON of unknown shape
     """The events in one decoded chunk; an ``error`` chunk raises its ``BackendFailure``."""
     if not isinstance(chunk, dict):
@@ -163,10 +190,7 @@ def _events_of(chunk: Any) -> list[Event]:  # noqa: ANN401 -- parsed JSON of unk
     for choice in choices:
         if not isinstance(choice, dict):
             raise BackendFailure("backend", 502, "model server sent a malformed event")
-        delta = choice.get("delta") or {}
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if isinstance(content, str) and content:
-            events.append(ContentDelta(content))
+        events.extend(_deltas_of(choice.get("delta")))
         reason = choice.get("finish_reason")
         if isinstance(reason, str) and reason:
             events.append(Finish(reason[:MAX_FINISH_REASON]))

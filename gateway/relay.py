@@ -20,6 +20,11 @@ stream's record size, and at the end the text still waiting and the final record
 ``tick+duration`` the end waits for its tick bucket; a client that vanishes while it waits
 leaves the complete receipt of the finished answer.
 
+A reasoning model's thinking (``ReasoningDelta``) goes out in ``REASONING`` records, the answer
+in ``DELTA`` records, each in the order it came. Shaped, a tick's one record holds the thinking
+waiting, if any, else the answer's text (which waits a tick more); the closing records carry
+the thinking still waiting, if any, before the closing ``DELTA``.
+
 A relay that sent a ``Veil-Relay-Key`` (a bot relaying a Mini App's sealed bytes) gets the
 same signed receipt once more right after the final chunk, sealed to its key
 (``sealed.relay``), so it can bill without reading the answer.
@@ -40,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.connections import reset_connection, watch_connection
-from gateway.events import BackendFailure, ContentDelta, Finish
+from gateway.events import BackendFailure, ContentDelta, Finish, ReasoningDelta
 from gateway.settlement import Tally, record_outcome, settle
 from gateway.shaping import RecordSize, held_until
 from sealed.encoding import MAX_RECORD_PAYLOAD
 from sealed.relay import seal_relay_receipt
-from sealed.stream import ChunkSealer, split_utf8
+from sealed.stream import ChunkSealer, RecordType, split_utf8
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -126,6 +131,7 @@ class _Stream:
         self.idle = gateway.limits.client_idle_timeout
         self.size = RecordSize()
         self.pending: list[str] = []  # text received and not yet sent (shaped streams)
+        self.thinking: list[str] = []  # reasoning received and not yet sent (shaped streams)
         self.failure: BackendFailure | None = None
         self.model_ended = False  # the model finished or failed (not stopped)
         self.wake = asyncio.Event()  # a tick came or the model server's reply ended
@@ -188,15 +194,20 @@ class _Stream:
                     texts = self.absorb(await upstream.read())
                     if texts:
                         self.first_sent()
-                        await self.send(b"".join(self.sealer.delta(text) for text in texts))
+                        await self.send(
+                            b"".join(
+                                self.sealer.delta_utf8(text.encode("utf-8"), kind=kind)
+                                for kind, text in texts
+                            )
+                        )
                 return
-            while not upstream.finished and not self.pending:
+            while not upstream.finished and not (self.pending or self.thinking):
                 self.absorb(await upstream.read())
-            if self.pending:
+            if self.pending or self.thinking:
                 self.first_sent()
-                await self.send(
-                    self.sealer.delta_utf8(self.take(first=True), pad_to=self.size.size)
-                )
+                kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+                data = self.take(first=True, kind=kind)
+                await self.send(self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind))
                 await self.by_ticks(upstream)
 
     async def by_ticks(self, upstream: ChatStream) -> None:
@@ -243,53 +254,83 @@ class _Stream:
         self.due = True
         self.wake.set()
 
-    def absorb(self, events: list[Event]) -> list[str]:
-        """Take in a batch of the model server's events; the texts among them."""
+    def absorb(self, events: list[Event]) -> list[tuple[RecordType, str]]:
+        """Take in a batch of the model server's events; the texts among them, with their kind.
+
+        Shaped, they wait in ``pending`` (the answer) and ``thinking`` (reasoning) for a tick.
+        """
         tally = self.tally
-        texts = []
+        texts: list[tuple[RecordType, str]] = []
         for event in events:
             if isinstance(event, ContentDelta):
-                texts.append(event.text)
+                texts.append((RecordType.DELTA, event.text))
+            elif isinstance(event, ReasoningDelta):
+                texts.append((RecordType.REASONING, event.text))
             elif isinstance(event, Finish):
                 tally.finish = event.reason
             else:
                 tally.usage = event
         tally.deltas += len(texts)
         if self.shaping.shaped:
-            self.pending += texts
+            for kind, text in texts:
+                (self.thinking if kind is RecordType.REASONING else self.pending).append(text)
         return texts
 
-    def take(self, *, first: bool = False, limit: int = MAX_RECORD_PAYLOAD) -> bytes:
-        """Text waiting to be sent, as UTF-8: the first piece only, or all; at most ``limit``."""
+    def take(
+        self,
+        *,
+        first: bool = False,
+        limit: int = MAX_RECORD_PAYLOAD,
+        kind: RecordType = RecordType.DELTA,
+    ) -> bytes:
+        """Text waiting to be sent, as UTF-8: the first piece only, or all; at most ``limit``.
+
+        ``kind`` says which text: the answer's (``DELTA``) or the thinking (``REASONING``).
+        """
+        queue = self.thinking if kind is RecordType.REASONING else self.pending
         if first:
-            text = self.pending.pop(0)
+            text = queue.pop(0)
         else:
-            text = "".join(self.pending)
-            self.pending.clear()
+            text = "".join(queue)
+            queue.clear()
         data = text.encode("utf-8")
         if len(data) > limit:
             head = split_utf8(data, limit)[0]
-            self.pending.insert(0, data[len(head) :].decode("utf-8"))
+            queue.insert(0, data[len(head) :].decode("utf-8"))
             data = head
         self.size.fit(len(data))
         return data
 
     async def tick_record(self) -> None:
-        """The tick's record: the text since the last one (or none), at the stream's size."""
+        """The tick's record: the text since the last one (or none), at the stream's size.
+
+        Thinking that waits goes first; the answer's text then waits for the next tick.
+        """
         self.due = False
-        data = self.take()
-        await self.send(self.sealer.delta_utf8(data, pad_to=self.size.size))
+        kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+        data = self.take(kind=kind)
+        await self.send(self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind))
 
     def closing(self, final: Final) -> bytes:
         """The last chunks: for a shaped stream the text still waiting (always), then the final.
 
+        Thinking still waiting (rare: a model cut while it thought) goes in a record before.
         A relay that asked for it gets the relay receipt right behind the final chunk.
         """
         if not self.shaping.shaped:
             chunks = self.sealer.final(final)
         else:
-            rest = self.sealer.delta_utf8(self.take(limit=sys.maxsize), pad_to=self.size.size)
-            chunks = rest + self.sealer.final(final, pad_to=self.size.final_size)
+            # Both records at one size: what the larger of them needs (``take`` grows the size).
+            thinking = (
+                self.take(limit=sys.maxsize, kind=RecordType.REASONING) if self.thinking else None
+            )
+            data = self.take(limit=sys.maxsize)
+            size = self.size.size
+            thought = b""
+            if thinking is not None:
+                thought = self.sealer.delta_utf8(thinking, pad_to=size, kind=RecordType.REASONING)
+            rest = self.sealer.delta_utf8(data, pad_to=size)
+            chunks = thought + rest + self.sealer.final(final, pad_to=self.size.final_size)
         relay = self.admitted.relay
         if relay is None or final.receipt is None:
             return chunks

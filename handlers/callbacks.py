@@ -18,6 +18,12 @@ class Retry(CallbackData, prefix="retry"):
     """Ask the failed question again."""
 
 
+class Continue(CallbackData, prefix="continue"):
+    """Go on with the cut answer of request ``request`` (32 hex), if it is still the latest."""
+
+    request: str
+
+
 class ModelChoice(CallbackData, prefix="model"):
     """Switch to the model whose name hashes to ``digest`` (names may exceed 64 bytes)."""
 
@@ -37,6 +43,18 @@ class BuyPack(CallbackData, prefix="buy"):
 
 class BuyPlan(CallbackData, prefix="buy-plan"):
     """Subscribe to the monthly plan."""
+
+
+class BuyGram(CallbackData, prefix="gram"):
+    """Buy the Gram pack ``pack_id`` (its price in nanotons) from a TON wallet."""
+
+    pack_id: str
+
+
+class BuyUsdt(CallbackData, prefix="usdt"):
+    """Buy the USDT-on-TON pack ``pack_id`` (its price in µUSDT) from a TON wallet."""
+
+    pack_id: str
 
 
 class ForgetAnswer(CallbackData, prefix="forget"):

@@ -1,4 +1,8 @@
-"""Private chat: a text in, a streamed answer out; /cancel, /new, Retry, the stop button."""
+"""Private chat: a text in, a streamed answer out; /cancel, /new, Retry, Continue, the stop button.
+
+An answer the model cut at its length limit is followed by a short note with a Continue button,
+which asks the model to go on in the same conversation (a new answer, billed as any).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 
-from handlers.callbacks import Retry
-from services.chat import Question
+from handlers.callbacks import Continue, Retry
+from handlers.replies import continue_keyboard
+from services.chat import CONTINUE_PROMPT, CUT, Question
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -26,14 +31,17 @@ async def answer_prompt(
 ) -> None:
     """Stream the answer to ``prompt`` into the user's private chat (its id is the user's).
 
-    Say so when it was stopped before a word; failures propagate to the errors router, which
-    replies (with Retry where it helps).
+    Say so when it was stopped before a word, and when the model cut it at its length limit
+    (with Continue); failures propagate to the errors router, which replies (with Retry where
+    it helps).
     """
     sink = drafts(user.id)
     question = Question(user.id, user.language_code, prompt, stop_tag=sink.draft_id)
     answer = await chat.answer(question, sink)
     if answer.stopped and not answer.text:
         await sink.say(texts("cancelled"))
+    elif answer.finish_reason == CUT and answer.text and not answer.stopped:
+        await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
@@ -78,6 +86,28 @@ async def on_retry(
     await answer_prompt(chat, drafts, texts, user, prompt)
 
 
+async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+    query: CallbackQuery,
+    callback_data: Continue,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    drafts: Drafts,
+) -> None:
+    """Ask the model to go on with a cut answer, if it is still the user's latest."""
+    user = query.from_user
+    await query.answer()
+    if query.message is not None:
+        with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
+            await bot.edit_message_reply_markup(
+                chat_id=user.id, message_id=query.message.message_id, reply_markup=None
+            )
+    if not chat.take_continuation(user.id, callback_data.request):
+        await bot.send_message(user.id, texts("continue_expired"))
+        return
+    await answer_prompt(chat, drafts, texts, user, CONTINUE_PROMPT)
+
+
 async def on_text(message: Message, texts: Texts, chat: ChatService, drafts: Drafts) -> None:
     """A question: answer it, streamed."""
     user = message.from_user
@@ -99,6 +129,7 @@ def build_router() -> Router:
     router.message.register(cmd_new, Command("new"))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
+    router.callback_query.register(on_continue, Continue.filter())
     router.message.register(on_text, F.text & ~F.text.startswith("/"))
     router.message.register(on_unsupported, ~F.text)
     return router

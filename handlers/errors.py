@@ -2,7 +2,8 @@
 
 Handlers do not catch to reply. They let ``services.errors`` propagate, and ``TEXTS`` below maps
 each class to the user's text, first match wins (subclasses before their parents); a button is
-added where it helps (Retry after a failed answer, the packs when credit is short). Anything
+added where it helps (Retry after a failed answer, the packs when credit is short: Stars, and
+Gram and USDT when TON payments are on). Anything
 else is a bug: logged with its type and traceback (never message text) and answered with a
 short apology, so no failure ends in silence. ``JournalUnavailable`` is the one exception that
 passes through: the payment update must not be acknowledged, so Telegram delivers it again.
@@ -40,6 +41,7 @@ from services.errors import (
     VeilError,
 )
 from services.prices import format_units
+from services.ton.errors import PaymentAmbiguous, PaymentNotFound, PaymentNotUnmatched
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from handlers.sinks import Editors
     from services.answers import Shown
     from services.shop import Shop
+    from services.ton.shop import TonShop
 
 log = structlog.get_logger("veil.errors")
 
@@ -71,6 +74,9 @@ TEXTS: list[tuple[type[VeilError], str]] = [
     (NoPlan, "order_no_plan"),
     (OrderRejected, "order_rejected"),
     (LedgerUnavailable, "error_ledger"),
+    (PaymentNotFound, "ton_assign_not_found"),
+    (PaymentAmbiguous, "ton_assign_ambiguous"),
+    (PaymentNotUnmatched, "ton_assign_not_unmatched"),
     (BillingError, "error_internal"),
     (VeilError, "error_internal"),
 ]
@@ -101,16 +107,24 @@ def _fields(error: VeilError, min_answer_tokens: int) -> dict[str, object]:
     return {}
 
 
-def _markup(error: VeilError, texts: Texts, shop: Shop) -> InlineKeyboardMarkup | None:
+def _markup(
+    error: VeilError, texts: Texts, shop: Shop, ton: TonShop | None
+) -> InlineKeyboardMarkup | None:
     if isinstance(error, InferenceError):
         return retry_keyboard(texts)
     if isinstance(error, InsufficientCredit):
-        return buy_keyboard(shop, texts)
+        return buy_keyboard(shop, texts, ton)
     return None
 
 
-async def on_veil_error(
-    event: ErrorEvent, texts: Texts, shop: Shop, min_answer_tokens: int, editors: Editors
+async def on_veil_error(  # noqa: PLR0913 -- the router's injected parts
+    event: ErrorEvent,
+    texts: Texts,
+    shop: Shop,
+    min_answer_tokens: int,
+    editors: Editors,
+    *,
+    ton: TonShop | None = None,
 ) -> None:
     """Reply with the error's text (and button); pass a journal failure through.
 
@@ -129,7 +143,7 @@ async def on_veil_error(
     key = text_key(error)
     log.info("error_replied", error=type(error).__name__, text=key)
     text = texts(key, **_fields(error, min_answer_tokens))
-    await _tell(update, editors.bot, text, _markup(error, texts, shop))
+    await _tell(update, editors.bot, text, _markup(error, texts, shop, ton))
 
 
 def in_group(update: Update) -> bool:

@@ -124,6 +124,8 @@ async def answer_in_group(
         if answer.stopped and not answer.text:
             await sink.say(texts("cancelled"))
             return
+        if answer.finish_reason == "length" and answer.text and not answer.stopped:
+            await sink.note(texts("answer_cut_here"))
     said: tuple[Said, ...] = (*context, ("user", question), ("assistant", answer.text))
     editors.chains.remember(chat_id, placeholder.message_id, said)
 

@@ -142,6 +142,8 @@ async def answer_inline(
     answer = await chat.answer(asked, sink)
     if answer.stopped and not answer.text:
         await sink.say(texts("cancelled"))
+    elif answer.finish_reason == "length" and answer.text and not answer.stopped:
+        await sink.note(texts("answer_cut_here"))
 
 
 async def on_stop(

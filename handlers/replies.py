@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from handlers.callbacks import BuyPack, BuyPlan, Retry, StopAnswer
+from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
 from services.prices import format_units
+from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from common.texts import Texts
     from services.prices import Prices
     from services.shop import Shop
+    from services.ton.shop import TonShop
 
 
 def per_thousand(units_per_token: int) -> str:
@@ -29,8 +31,8 @@ def prices_line(texts: Texts, prices: Prices, model: str) -> str:
     )
 
 
-def buy_keyboard(shop: Shop, texts: Texts) -> InlineKeyboardMarkup:
-    """One button a pack, then the plan's."""
+def buy_keyboard(shop: Shop, texts: Texts, ton: TonShop | None = None) -> InlineKeyboardMarkup:
+    """One button a pack, then the plan's, then the Gram and USDT packs when ``ton`` sells them."""
     rows = [
         [
             InlineKeyboardButton(
@@ -51,7 +53,23 @@ def buy_keyboard(shop: Shop, texts: Texts) -> InlineKeyboardMarkup:
                 )
             ]
         )
+    if ton is not None:
+        rows.extend(_ton_rows(ton, texts))
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _ton_rows(ton: TonShop, texts: Texts) -> list[list[InlineKeyboardButton]]:
+    rows: list[list[InlineKeyboardButton]] = []
+    for asset in ton.assets:
+        for pack in ton.packs(asset):
+            data = BuyGram(pack_id=pack.id) if asset == "gram" else BuyUsdt(pack_id=pack.id)
+            text = texts(
+                f"ton_buy_{asset}",
+                amount=format_amount(asset, pack.amount),
+                credit=format_units(pack.units),
+            )
+            rows.append([InlineKeyboardButton(text=text, callback_data=data.pack())])
+    return rows
 
 
 def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
@@ -64,6 +82,14 @@ def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
 def new_tag() -> str:
     """A stop tag (and inline result id): random, 16 URL-safe characters, no ``:``."""
     return secrets.token_urlsafe(12)
+
+
+def continue_keyboard(texts: Texts, request_id: str) -> InlineKeyboardMarkup:
+    """The Continue button under the note of an answer cut at its length limit."""
+    data = Continue(request=request_id).pack()
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=texts("continue"), callback_data=data)]]
+    )
 
 
 def stop_keyboard(texts: Texts, tag: str) -> InlineKeyboardMarkup:

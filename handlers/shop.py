@@ -1,6 +1,8 @@
 """The money commands: /balance, /buy and its buttons, pre-checkout, payments, refunds, /stats.
 
-Also /paysupport and /terms, which Telegram requires of bots that sell in Stars. Handlers read
+Also /paysupport and /terms, which Telegram requires of bots that sell in Stars. When Gram and
+USDT on TON are sold (``ton``), /balance and /buy show their packs too (``handlers.ton`` answers
+those buttons) and /stats adds their figures. Handlers read
 the update, call the credit or the shop service, and reply; a ``VeilError`` they let through
 (an order that cannot be made, a ledger that cannot be read) is answered by ``handlers.errors``.
 Payments and refunds go to the payment desk (``desk``), which journals, books and tells.
@@ -20,6 +22,7 @@ from handlers.callbacks import BuyPack, BuyPlan
 from handlers.replies import buy_keyboard, per_thousand
 from services.prices import format_units
 from services.shop import CURRENCY, SUBSCRIPTION_PERIOD
+from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -30,10 +33,13 @@ if TYPE_CHECKING:
     from services.chat import ChatService
     from services.credit import Credit
     from services.shop import Shop
+    from services.ton.books import TonBooks
+    from services.ton.shop import TonShop
 
 # Telegram's refusals of refundStarPayment, as its description names them.
 ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
 NOT_FOUND = "CHARGE_NOT_FOUND"
+UNMATCHED_SHOWN = 10  # the newest unmatched Gram and USDT payments /stats lists
 
 
 def _date(timestamp: int) -> str:
@@ -47,8 +53,14 @@ def _user_id(message: Message) -> int:
 # -- credit --------------------------------------------------------------------------------------
 
 
-async def cmd_balance(
-    message: Message, texts: Texts, credit: Credit, shop: Shop, chat: ChatService
+async def cmd_balance(  # noqa: PLR0913 -- the handler's injected services
+    message: Message,
+    texts: Texts,
+    credit: Credit,
+    shop: Shop,
+    chat: ChatService,
+    *,
+    ton: TonShop | None = None,
 ) -> None:
     """Balance, free tokens left today, the plan, prices, and the latest entries."""
     user_id = _user_id(message)
@@ -77,16 +89,16 @@ async def cmd_balance(
             price_out=per_thousand(price.output),
             entries="\n".join(entries) or texts("balance_empty"),
         ),
-        reply_markup=buy_keyboard(shop, texts),
+        reply_markup=buy_keyboard(shop, texts, ton),
     )
 
 
 # -- buying --------------------------------------------------------------------------------------
 
 
-async def cmd_buy(message: Message, texts: Texts, shop: Shop) -> None:
-    """The packs and the plan as buttons."""
-    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts))
+async def cmd_buy(message: Message, texts: Texts, shop: Shop, ton: TonShop | None = None) -> None:
+    """The packs and the plan as buttons (and the Gram and USDT packs when sold)."""
+    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts, ton))
 
 
 async def on_buy_pack(
@@ -205,9 +217,16 @@ async def cmd_refund(
 # -- the admin's figures and the texts Telegram requires -----------------------------------------
 
 
-async def cmd_stats(message: Message, texts: Texts, credit: Credit, store: Store) -> None:
-    """Admins: users, activity, tokens, Stars received and refunded."""
+async def cmd_stats(
+    message: Message,
+    texts: Texts,
+    credit: Credit,
+    store: Store,
+    ton_books: TonBooks | None = None,
+) -> None:
+    """Admins: users, activity, tokens, Stars received and refunded (and Gram and USDT)."""
     stats = await credit.stats()
+    ton = "" if ton_books is None else "\n" + await _ton_stats(ton_books, texts)
     await message.answer(
         texts(
             "stats",
@@ -219,7 +238,36 @@ async def cmd_stats(message: Message, texts: Texts, credit: Credit, store: Store
             stars_refunded=stats.stars_refunded,
             flagged=stats.flagged,
         )
+        + ton
     )
+
+
+async def _ton_stats(books: TonBooks, texts: Texts) -> str:
+    """The /stats lines for Gram and USDT: totals and the newest unmatched payments."""
+    totals = await books.totals()
+    lines = [
+        texts(
+            "ton_stats",
+            credited=totals.credited,
+            gram=format_amount("gram", totals.nanotons),
+            usdt=format_amount("usdt", totals.usdt),
+            credit=format_units(totals.units),
+            dust=totals.dust,
+            unmatched=totals.unmatched,
+        )
+    ]
+    lines.extend(
+        texts(
+            "ton_stats_entry",
+            hash=payment.hash[:16],
+            amount=format_amount(payment.asset, payment.amount),
+            comment=payment.comment or "—",
+            reason=payment.reason or "—",
+            user=payment.user_id if payment.user_id is not None else "—",
+        )
+        for payment in await books.unmatched(UNMATCHED_SHOWN)
+    )
+    return "\n".join(lines)
 
 
 async def cmd_paysupport(message: Message, texts: Texts, paysupport_text: str | None) -> None:

@@ -29,10 +29,20 @@ class NoticeSink(AnswerSink, Protocol):
         """Show ``text`` (a plain notice) in the answer's place."""
 
 
+class EditedAnswer(NoticeSink, Protocol):
+    """An answer streamed into one message by edits (inline, guest, group)."""
+
+    async def note(self, text: str) -> None:
+        """Add a short line under the final answer (one more edit)."""
+
+
 class DraftTarget(NoticeSink, Protocol):
     """A sink that streams into a private chat's draft; its stop button names ``draft_id``."""
 
     draft_id: int
+
+    async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
+        """Send ``text`` (a plain notice after the answer) with buttons under it."""
 
 
 class Drafts(Protocol):
@@ -68,7 +78,7 @@ class Editors(Protocol):
         header: str,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
-    ) -> NoticeSink:
+    ) -> EditedAnswer:
         """A sink editing an inline (or guest) message, the question as its ``header``."""
         ...
 
@@ -79,7 +89,7 @@ class Editors(Protocol):
         *,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
-    ) -> NoticeSink:
+    ) -> EditedAnswer:
         """A sink editing the bot's message ``message_id`` in a group."""
         ...
 

@@ -284,12 +284,74 @@ def m0005_chat_settings(db: Database) -> None:
     )
 
 
+def m0006_ton_payments(db: Database) -> None:
+    """Gram and USDT-on-TON payments: orders, the chain watcher's cursors, payments seen.
+
+    The tables are described in ``models.ton``, which reads and writes them.
+    """
+    db.execute(
+        """
+        CREATE TABLE ton_orders (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            language TEXT,
+            asset TEXT NOT NULL CHECK (asset IN ('gram', 'usdt')),
+            pack_id TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            units INTEGER NOT NULL CHECK (units > 0),
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX ton_orders_user_id ON ton_orders(user_id)")
+    db.execute(
+        """
+        CREATE TABLE ton_cursors (
+            stream TEXT PRIMARY KEY CHECK (stream IN ('gram', 'usdt')),
+            since INTEGER NOT NULL,
+            lt INTEGER,
+            hash TEXT,
+            updated_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE ton_payments (
+            hash TEXT PRIMARY KEY,
+            asset TEXT NOT NULL CHECK (asset IN ('gram', 'usdt')),
+            lt INTEGER NOT NULL,
+            utime INTEGER NOT NULL,
+            sender TEXT,
+            amount INTEGER NOT NULL CHECK (amount >= 0),
+            comment TEXT,
+            order_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('credited', 'unmatched', 'dust')),
+            reason TEXT,
+            late INTEGER NOT NULL DEFAULT 0,
+            user_id INTEGER,
+            units INTEGER NOT NULL DEFAULT 0 CHECK (units >= 0),
+            rate_amount INTEGER CHECK (rate_amount > 0),
+            rate_units INTEGER CHECK (rate_units > 0),
+            created_at INTEGER NOT NULL,
+            credited_at INTEGER,
+            assigned_by INTEGER,
+            notified INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX ton_payments_order_id ON ton_payments(order_id)")
+    db.execute("CREATE INDEX ton_payments_status ON ton_payments(status, created_at)")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
     m0003_estimated_charges,
     m0004_usage_proofs,
     m0005_chat_settings,
+    m0006_ton_payments,
 ]
 
 

@@ -2,7 +2,8 @@
 
 ``inconsistent_users`` is the invariant the tests and ``python -m bot audit`` check: every hold,
 payment, refund and proof row has exactly the ledger rows it implies, and no ledger row of a
-request stands without its hold. Balances need no check: they are always the ledger sum.
+request stands without its hold; Gram and USDT payments too (``models.ton.inconsistent_users``).
+Balances need no check: they are always the ledger sum.
 
 The functions here take the ``Database`` of a store call (a read: one snapshot).
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from models import ton
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -76,7 +79,7 @@ _INVARIANT_QUERIES = (
 
 def inconsistent_users(db: Database) -> list[int]:
     """Users whose holds, payments and ledger rows disagree; empty when all is well."""
-    users: set[int] = set()
+    users: set[int] = set(ton.inconsistent_users(db))
     for query in _INVARIANT_QUERIES:
         users.update(int(user_id) for (user_id,) in db.execute(query).fetchall())
     return sorted(users)

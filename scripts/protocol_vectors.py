@@ -45,6 +45,7 @@ TIMESTAMP = 1_800_000_000
 WINDOW = 4200
 MODELS = ("veil-test",)
 DELTAS = ("Hi", " there")
+REASONING = "The user greets me; greet back."
 USAGE = (9, 2)  # prompt, completion tokens of the complete receipt
 STOPPED_USAGE = (9, 1)
 CHAT: dict[str, Any] = {
@@ -100,7 +101,10 @@ def vector_stream() -> bytes:
 
 
 def stream_vectors() -> dict[str, Any]:
-    """The response stream: two deltas and a DONE record; an ERROR and a stopped final."""
+    """The response stream: two deltas and a DONE record; an ERROR and a stopped final.
+
+    Also a reasoning model's stream: a REASONING record, then the first delta.
+    """
     receipt_key = ed25519.Ed25519PrivateKey.from_private_bytes(RECEIPT_SEED)
     signed = sign_receipt(_receipt(ReceiptStatus.COMPLETE, USAGE), receipt_key)
     sealer = ChunkSealer(RESPONSE_KEY)
@@ -114,6 +118,9 @@ def stream_vectors() -> dict[str, Any]:
     failed = sign_receipt(_receipt(ReceiptStatus.ERROR, (9, 0)), receipt_key)
     error = Final(failed, error_kind="backend", error_status=500, error_message="model crashed")
     error_chunk = ChunkSealer(RESPONSE_KEY).final(error)
+    thinker = ChunkSealer(RESPONSE_KEY)
+    thought = thinker.reasoning(REASONING)
+    after_thought = thinker.delta(DELTAS[0])
     return {
         "stream_id": stream_id_for(RESPONSE_KEY).hex(),
         "chunk0_delta": deltas[0].hex(),
@@ -129,6 +136,8 @@ def stream_vectors() -> dict[str, Any]:
         "error_chunk0_final_length": len(error_chunk),
         "error_chunk0_final_sha256": hashlib.sha256(error_chunk).hexdigest(),
         "error_payload": json.loads(canonical_json(error.payload())),
+        "reasoning_chunk0": thought.hex(),
+        "reasoning_chunk1_delta": after_thought.hex(),
     }
 
 
@@ -159,6 +168,7 @@ def deterministic_vectors() -> dict[str, Any]:
             "models": list(MODELS),
             "chat": CHAT,
             "deltas": list(DELTAS),
+            "reasoning": REASONING,
             "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1]},
             "stopped_usage": {
                 "prompt_tokens": STOPPED_USAGE[0],

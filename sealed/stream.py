@@ -9,10 +9,11 @@ One chunk on the wire::
 - ChaCha20-Poly1305 under the response key; nonce = 4 zero bytes || seq as uint64 big-endian;
   AAD = b"veil/response/v2\\x00" || stream id || seq || flags. Flags bit 0 marks the final chunk.
 - The plaintext is a record, ``pad(type byte || payload, RECORD_BUCKETS)``: type 1 is a text
-  delta (UTF-8), type 2 the final "done" record and type 3 a final "error" record (JSON, with
-  the signed usage receipt). A final record must come in a chunk flagged final, and nothing may
-  follow it. A delta too long for one record is split on UTF-8 character boundaries, so no
-  record ever exceeds the last bucket.
+  delta (UTF-8), type 2 the final "done" record, type 3 a final "error" record (JSON, with
+  the signed usage receipt) and type 4 a reasoning delta (UTF-8: a reasoning model's thinking,
+  streamed beside the answer, never part of it). A final record must come in a chunk flagged
+  final, and nothing may follow it. A delta too long for one record is split on UTF-8
+  character boundaries, so no record ever exceeds the last bucket.
 - A shaped stream (docs/protocol.md, "Shaped streams") pads every record to one size chosen
   by the gateway (``pad_to``) instead of the smallest bucket; the client accepts any size.
 """
@@ -74,6 +75,7 @@ class RecordType(enum.IntEnum):
     DELTA = 1
     DONE = 2
     ERROR = 3
+    REASONING = 4
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,15 @@ class Final:
         )
 
 
-Record = Delta | Final
+@dataclass(frozen=True)
+class Reasoning:
+    """A piece of a reasoning model's thinking, streamed apart from the answer's text."""
+
+    text: str
+
+
+Record = Delta | Reasoning | Final
+_TEXT_KINDS = frozenset({RecordType.DELTA, RecordType.REASONING})
 
 
 def split_utf8(data: bytes, limit: int = MAX_RECORD_PAYLOAD) -> list[bytes]:
@@ -199,16 +209,25 @@ class ChunkSealer:
         """
         return self.delta_utf8(text.encode("utf-8"), pad_to=pad_to)
 
-    def delta_utf8(self, data: bytes, *, pad_to: int | None = None) -> bytes:
-        """``delta`` for text the caller already holds as UTF-8 (whole characters)."""
+    def reasoning(self, text: str, *, pad_to: int | None = None) -> bytes:
+        """The chunks holding a reasoning delta: as ``delta``, in ``REASONING`` records."""
+        return self.delta_utf8(text.encode("utf-8"), pad_to=pad_to, kind=RecordType.REASONING)
+
+    def delta_utf8(
+        self, data: bytes, *, pad_to: int | None = None, kind: RecordType = RecordType.DELTA
+    ) -> bytes:
+        """``delta`` for text the caller already holds as UTF-8 (whole characters).
+
+        ``kind`` is ``DELTA`` (the answer) or ``REASONING`` (the model's thinking).
+        """
+        if kind not in _TEXT_KINDS:
+            raise ValueError("text goes in DELTA or REASONING records")
         if pad_to is None:
             pieces = split_utf8(data)
         else:
             _check_record_size(pad_to)
             pieces = split_utf8(data, pad_to - RECORD_OVERHEAD)
-        return b"".join(
-            self._chunk(RecordType.DELTA, piece, final=False, pad_to=pad_to) for piece in pieces
-        )
+        return b"".join(self._chunk(kind, piece, final=False, pad_to=pad_to) for piece in pieces)
 
     def final(self, record: Final, *, pad_to: int | None = None) -> bytes:
         """The final chunk (done or error); nothing may be sealed after it.
@@ -293,11 +312,12 @@ class ChunkOpener:
             raise MalformedMessage("empty record")
         kind = record[0]
         final = bool(flags & FLAG_FINAL)
-        if kind == RecordType.DELTA and not final:
+        if kind in _TEXT_KINDS and not final:
             try:
-                return Delta(record[1:].decode("utf-8"))
+                text = record[1:].decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise MalformedMessage("delta is not UTF-8") from exc
+            return Delta(text) if kind == RecordType.DELTA else Reasoning(text)
         if kind in (RecordType.DONE, RecordType.ERROR) and final:
             self.finished = True
             result = Final.from_payload(parse_json_object(record[1:]))

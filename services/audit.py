@@ -15,6 +15,11 @@ receipt key they verified under and the operator-signed bundle that published th
 A charge that fails any check, an ``unverified`` one (charged without a valid receipt) and a
 charge with no proof row at all are problems; charges closed before proofs were kept are
 counted apart as legacy.
+
+Gram and USDT payments are checked too: each credited one is its amount at its stored rate
+(its order's, unless an admin assigned it) and has exactly its ledger row
+(``services.ton.books.payment_problems``; ``models.ton.inconsistent_users``, part of
+``models.stats.inconsistent_users``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from models import orders, stats, usage
+from models import orders, stats, ton, usage
 from models.usage import ReceiptProof, StoredBundle
 from sealed.bundle import BUNDLE_CONTEXT, KeyBundle
 from sealed.encoding import parse_json_object
@@ -33,12 +38,14 @@ from sealed.errors import MalformedMessage, ReceiptInvalid
 from sealed.receipt import SignedReceipt, UsageReceipt
 from services.errors import ledger_failures
 from services.prices import ModelPrice
+from services.ton.books import payment_problems
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
     from models import Database, Store
     from models.orders import Payment
+    from models.ton import TonOrder, TonPayment, TonTotals
     from models.usage import UnprovenCharge, UsageRecord
     from sealed.bundle import SignedBundle
 
@@ -88,6 +95,7 @@ class AuditReport:
     legacy_charged: int = 0
     payments: int = 0
     stars_received: int = 0
+    ton: TonTotals | None = None  # Gram and USDT payments
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -106,9 +114,9 @@ class Auditor:
     async def run(self) -> AuditReport:
         """Check every charge; the report lists totals and problems."""
         with ledger_failures():
-            records, unproven, inconsistent, payments = await self._store.read(_read)
+            books = await self._store.read(_read)
         report = AuditReport()
-        for record in records:
+        for record in books.records:
             report.charges += 1
             report.by_outcome[record.outcome] = report.by_outcome.get(record.outcome, 0) + 1
             report.prompt_tokens += record.prompt_tokens
@@ -119,7 +127,7 @@ class Auditor:
                 f"charge {record.request_id} (user {record.user_id}): {problem}"
                 for problem in self.problems(record)
             )
-        for charge in unproven:
+        for charge in books.unproven:
             if charge.legacy:
                 report.legacy += 1
                 report.legacy_charged += charge.charged
@@ -128,10 +136,16 @@ class Auditor:
                     f"charge {charge.request_id} (user {charge.user_id}): no proof row"
                 )
         report.problems.extend(
-            f"user {user}: holds, payments and ledger rows disagree" for user in inconsistent
+            f"user {user}: holds, payments and ledger rows disagree" for user in books.inconsistent
         )
-        report.payments = len(payments)
-        report.stars_received = sum(payment.stars for payment in payments)
+        report.payments = len(books.payments)
+        report.stars_received = sum(payment.stars for payment in books.payments)
+        for payment, order in books.ton_payments:
+            report.problems.extend(
+                f"ton payment {payment.hash} (user {payment.user_id}): {problem}"
+                for problem in payment_problems(payment, order)
+            )
+        report.ton = books.ton_totals
         return report
 
     def problems(self, record: UsageRecord) -> list[str]:
@@ -215,12 +229,24 @@ def _arithmetic_problems(record: UsageRecord) -> list[str]:
     return found
 
 
-def _read(
-    db: Database,
-) -> tuple[list[UsageRecord], list[UnprovenCharge], list[int], list[Payment]]:
-    return (
-        usage.usage_records(db),
-        usage.unproven_charges(db),
-        stats.inconsistent_users(db),
-        orders.all_payments(db),
+@dataclass(frozen=True)
+class _Books:
+    """Everything the audit reads, in one snapshot."""
+
+    records: list[UsageRecord]
+    unproven: list[UnprovenCharge]
+    inconsistent: list[int]  # holds, payments (Stars, Gram, USDT) and ledger rows disagree
+    payments: list[Payment]
+    ton_payments: list[tuple[TonPayment, TonOrder | None]]
+    ton_totals: TonTotals
+
+
+def _read(db: Database) -> _Books:
+    return _Books(
+        records=usage.usage_records(db),
+        unproven=usage.unproven_charges(db),
+        inconsistent=stats.inconsistent_users(db),
+        payments=orders.all_payments(db),
+        ton_payments=ton.credited_with_orders(db),
+        ton_totals=ton.totals(db),
     )

@@ -19,6 +19,14 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
 bot's own ceiling of that text plus the prompt's; else nothing.
+
+An answer the model cut at its length limit (``finish_reason`` ``length``) in the user's
+conversation can be continued: ``take_continuation`` says whether the answer a Continue button
+names is still the user's latest cut answer (kept in memory only, like the Retry prompt), and
+``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any.
+
+A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
+nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import contextlib
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -43,7 +51,14 @@ from services.errors import (
     LedgerUnavailable,
     history_failures,
 )
-from services.inference import ChatRequest, Completion, GatewayTrust, InferenceClient, TextDelta
+from services.inference import (
+    ChatRequest,
+    Completion,
+    GatewayTrust,
+    InferenceClient,
+    ReasoningDelta,
+    TextDelta,
+)
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
@@ -61,6 +76,13 @@ _RETRY_MEMORY = 10_000  # users whose last failed prompt is kept for the Retry b
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
+CUT = "length"  # the finish reason of an answer cut at its length limit
+# The question a Continue button asks, in the model's own language of instructions; it is
+# stored as the user's turn like any question, so the history reads as what happened.
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off by the length limit. Continue it exactly from where it "
+    "stopped, without repeating anything or starting over."
+)
 
 
 class AnswerSink(Protocol):
@@ -77,6 +99,14 @@ class AnswerSink(Protocol):
 
     async def abort(self) -> None:
         """The answer failed or produced nothing; stop showing progress."""
+
+
+@runtime_checkable
+class ReasoningSink(Protocol):
+    """A sink that also shows a reasoning model's thinking (the optional part of a sink)."""
+
+    async def reason(self, delta: str) -> None:
+        """The next piece of the model's thinking (only the new text). Must return quickly."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +207,7 @@ class ChatService:
     system_prompt: str | None = None
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
     _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
+    _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -260,6 +291,27 @@ class ChatService:
     def take_retry(self, user_id: int) -> str | None:
         """The prompt of the user's last failed answer, once (memory only)."""
         return self._retry.pop(user_id, None)
+
+    def take_continuation(self, user_id: int, request_id: str) -> bool:
+        """Whether ``request_id`` names the user's latest answer, stored and cut (once).
+
+        Any later answer of the user, a restart, or ``/new`` makes an older Continue button
+        stale: it then asks nothing.
+        """
+        if self._cut.get(user_id) != request_id:
+            return False
+        del self._cut[user_id]
+        return True
+
+    def _remember_cut(self, user_id: int, request_id: str | None) -> None:
+        """Keep the user's latest answer's id if it was cut and stored; else forget it."""
+        if request_id is None:
+            self._cut.pop(user_id, None)
+            return
+        self._cut[user_id] = request_id
+        self._cut.move_to_end(user_id)
+        while len(self._cut) > _RETRY_MEMORY:
+            self._cut.popitem(last=False)
 
     def _remember_failed(self, user_id: int, prompt: str) -> None:
         self._retry[user_id] = prompt
@@ -362,6 +414,9 @@ class ChatService:
             # until the sweep releases it (the answer then goes unbilled, and it is logged).
             log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
         stopped = generation.stop.is_set()
+        finish_reason = completion.finish_reason if completion else None
+        if conversation is not None:
+            self._remember_cut(user_id, None)  # any newer answer makes Continue stale
         if not text:
             await sink.abort()
             if completion is None and not stopped:
@@ -374,12 +429,14 @@ class ChatService:
                     await self.store.add_turns(
                         user_id, conversation, [("user", prompt), ("assistant", text)]
                     )
+                if finish_reason == CUT:
+                    self._remember_cut(user_id, hold.request_id)
         log.info(
             "chat.answered",
             user_id=user_id,
             model=model,
             stopped=stopped,
-            finish_reason=completion.finish_reason if completion else None,
+            finish_reason=finish_reason,
             outcome=charge.outcome if charge else None,
             completion_tokens=charge.completion_tokens if charge else None,
         )
@@ -387,7 +444,7 @@ class ChatService:
             text=text,
             model=model,
             stopped=stopped,
-            finish_reason=completion.finish_reason if completion else None,
+            finish_reason=finish_reason,
             receipt=completion.receipt if completion else None,
             receipt_valid=completion.receipt_valid if completion else False,
             cost=charge.units if charge else 0,
@@ -480,12 +537,16 @@ class ChatService:
         loop = asyncio.get_running_loop()
         time_limit = loop.call_later(self.max_answer_seconds, generation.stop.set)
         stream = self.inference.stream(request, stop=generation.stop)
+        thinker = sink if isinstance(sink, ReasoningSink) else None
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     if isinstance(item, TextDelta):
                         parts.append(item.text)
                         await sink.append(item.text)
+                    elif isinstance(item, ReasoningDelta):
+                        if thinker is not None:
+                            await thinker.reason(item.text)
                     else:
                         completion = item
         finally:
@@ -565,6 +626,7 @@ class ChatService:
 
     async def new_conversation(self, user_id: int, language: str | None) -> None:
         """Start a fresh conversation; the old one stays sealed in history."""
+        self._cut.pop(user_id, None)
         with history_failures("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
             await self.store.new_conversation(user_id)
@@ -581,6 +643,7 @@ class ChatService:
             if generation.task is not None:
                 await _finished(generation.task)
         self._retry.pop(user_id, None)
+        self._cut.pop(user_id, None)
         with history_failures("cannot erase the conversation"):
             return await self.store.forget(user_id)
 

@@ -27,7 +27,15 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
         │   └── NoPlan              no monthly plan is offered
         ├── RequestIdTaken          a request id from outside (a Mini App's) was held before
         ├── LedgerUnavailable       the ledger could not be read or written
-        └── JournalUnavailable      the payment journal could not be written (do not ack)
+        ├── JournalUnavailable      the payment journal could not be written (do not ack)
+        └── TonError                paying in Gram/USDT on TON failed (``services.ton.errors``)
+            ├── ToncenterUnavailable    toncenter unreachable, an HTTP error, an unusable answer
+            │   ├── ToncenterRateLimited    toncenter answered 429
+            │   └── MalformedTransfer       a record in its answer has the wrong shape
+            └── PaymentNotAssignable    an admin's assignment names no unmatched payment
+                ├── PaymentNotFound         no payment's hash starts so
+                ├── PaymentAmbiguous        more than one does
+                └── PaymentNotUnmatched     it is credited already, or dust
 
 Messages never contain prompt or answer text, keys or tokens.
 """

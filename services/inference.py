@@ -42,7 +42,7 @@ from sealed.errors import (
     TrailingData,
 )
 from sealed.request import REQUEST_ID_SIZE, new_request_secrets, seal_request
-from sealed.stream import ChunkOpener, Final
+from sealed.stream import ChunkOpener, Final, Reasoning
 from services.control import ControlClient
 from services.errors import (
     BackendError,
@@ -87,6 +87,16 @@ class TextDelta:
     """A piece of the answer."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of a reasoning model's thinking: shown apart, never part of the answer."""
+
+    text: str
+
+
+StreamItem = TextDelta | ReasoningDelta
 
 
 @dataclass(frozen=True)
@@ -224,7 +234,7 @@ class InferenceClient:
 
     async def stream(
         self, request: ChatRequest, *, stop: asyncio.Event | None = None
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
+    ) -> AsyncGenerator[StreamItem | Completion, None]:
         """Yield the answer's text deltas, then one ``Completion``.
 
         Setting ``stop`` ends the answer early but billed: text keeps coming until the
@@ -290,7 +300,7 @@ class InferenceClient:
         *,
         request_id: bytes | None = None,
         retried: bool = False,
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
+    ) -> AsyncGenerator[StreamItem | Completion, None]:
         signed = gateway.bundle
         if signed is None:
             raise _Failover("no verified bundle")
@@ -374,7 +384,7 @@ class InferenceClient:
 
     async def _read(
         self, response: aiohttp.ClientResponse, attempt: _Attempt
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
+    ) -> AsyncGenerator[StreamItem | Completion, None]:
         """Open the sealed stream; on a break, recover the receipt (see ``_recover``)."""
         opener = ChunkOpener(attempt.response_key)
         broken: str
@@ -490,15 +500,19 @@ class InferenceClient:
         return receipt
 
 
-def _open(opener: ChunkOpener, data: bytes, attempt: _Attempt) -> list[TextDelta | Final]:
-    """The text deltas and final record the bytes complete (empty deltas are dropped)."""
-    items: list[TextDelta | Final] = []
+def _open(opener: ChunkOpener, data: bytes, attempt: _Attempt) -> list[StreamItem | Final]:
+    """The text and reasoning deltas and final record the bytes complete (empty ones dropped).
+
+    Reasoning counts as streamed: once the user may have seen any, no other gateway is tried.
+    """
+    items: list[StreamItem | Final] = []
     for record in opener.feed(data):
         if isinstance(record, Final):
             items.append(record)
         elif record.text:
             attempt.streamed = True
-            items.append(TextDelta(record.text))
+            kind = ReasoningDelta if isinstance(record, Reasoning) else TextDelta
+            items.append(kind(record.text))
     return items
 
 
@@ -538,6 +552,8 @@ __all__ = [
     "GatewayTrust",
     "InferenceClient",
     "InferenceError",
+    "ReasoningDelta",
+    "StreamItem",
     "TextDelta",
     "fingerprint",
 ]

@@ -100,6 +100,7 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
     model_server: FakeVLLM | None = None,
     webhook: bool = False,
     sweep_every: float = SWEEP_EVERY_S,
+    telegram_server: FakeTelegram | None = None,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[Stack]:
     """Start fake Telegram, fake vLLM, a gateway and the bot; stop them all afterwards.
@@ -107,12 +108,13 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
     ``extra_gateways`` are more gateway URLs the bot is given after the real one (dead ones,
     say); ``gateway_limits`` the gateway's timeouts and caps; ``model_server`` a fake vLLM of
     the test's own (not yet started); ``webhook`` serves a webhook instead of long polling;
-    ``sweep_every`` how often the upkeep loop runs.
+    ``sweep_every`` how often the upkeep loop runs; ``telegram_server`` a fake Telegram of the
+    test's own (not yet started).
     """
     clock = Clock()
     fake_vllm = model_server or FakeVLLM(answer=answer, models=models, token_delay=token_delay)
     async with (
-        FakeTelegram(token=TOKEN) as telegram,
+        telegram_server or FakeTelegram(token=TOKEN) as telegram,
         fake_vllm as vllm,
         run_gateway(vllm.url, clock=clock, limits=gateway_limits) as gateway,
     ):

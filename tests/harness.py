@@ -33,7 +33,7 @@ from sealed.auth import PROOF_HEADER, cancel_proof, client_auth_headers, receipt
 from sealed.encoding import b64d, b64e
 from sealed.keyfile import CLIENT_KEY_HEADER
 from sealed.request import new_request_secrets, seal_request
-from sealed.stream import ChunkOpener, Delta, Final
+from sealed.stream import ChunkOpener, Delta, Final, Reasoning
 from sealed.suites import Suite
 from tests.fakes.relay import RecordingProxy
 
@@ -304,6 +304,7 @@ class SealedReply:
     status: int
     code: str | None = None
     texts: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)  # REASONING records' texts
     final: Final | None = None
     chunk_lengths: list[int] = field(default_factory=list)
     retry_after: str | None = None
@@ -357,6 +358,8 @@ async def read_sealed(
         for record in opener.feed(data):
             if isinstance(record, Delta):
                 reply.texts.append(record.text)
+            elif isinstance(record, Reasoning):
+                reply.reasoning.append(record.text)
             else:
                 reply.final = record
     opener.close()

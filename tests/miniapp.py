@@ -26,7 +26,7 @@ from sealed.auth import receipt_proof as make_receipt_proof
 from sealed.bundle import verify_bundle
 from sealed.encoding import b64e
 from sealed.request import encode_inner, new_request_secrets, seal_request
-from sealed.stream import ChunkOpener, Delta, Final
+from sealed.stream import ChunkOpener, Delta, Final, Reasoning
 from tests.botstack import TOKEN, bot_env, polling_bot
 from tests.fakes.relay import RecordingProxy, TamperingRelay
 from tests.fakes.telegram import FakeTelegram
@@ -112,6 +112,7 @@ class Asked:
     response_key: bytes = b""
     error: dict[str, Any] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)  # a reasoning model's, apart
     final: Final | None = None
     raw: bytes = b""
 
@@ -210,6 +211,8 @@ def read_stream(asked: Asked) -> None:
     for record in opener.feed(asked.raw):
         if isinstance(record, Delta):
             asked.texts.append(record.text)
+        elif isinstance(record, Reasoning):
+            asked.thinking.append(record.text)
         else:
             asked.final = record
     opener.close()

@@ -206,3 +206,18 @@ async def test_without_credit_the_inline_message_says_so_with_a_top_up_link(
     (button,) = [b for row in final["reply_markup"]["inline_keyboard"] for b in row]
     assert button["url"].endswith("?start=buy")
     assert stack.vllm.requests == []
+
+
+async def test_an_answer_cut_at_its_length_limit_says_so(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer=ANSWER, max_answer_tokens=16, min_answer_tokens=8, **FAST_EDITS
+    ) as stack:
+        _, inline_id = await ask_inline(stack, USER, QUESTION)
+        await final_edit(stack, inline_id)
+        note = "✂️ The answer reached its length limit; ask for more in the private chat with Veil."
+        async with asyncio.timeout(10):
+            while not stack.telegram.state.inline_messages[inline_id]["text"].endswith(note):  # noqa: ASYNC110 -- polls the fake
+                await asyncio.sleep(0.02)
+        text = stack.telegram.state.inline_messages[inline_id]["text"]
+    assert text.startswith(f"❓ {QUESTION}\n\nobsidian-kettledrum-0")
+    assert ANSWER not in text  # cut

@@ -65,7 +65,7 @@ async def read(
                 deltas.append(item.text)
                 if stop is not None and len(deltas) == stop_after:
                     stop.set()
-            else:
+            elif isinstance(item, Completion):
                 completion = item
     return deltas, completion
 

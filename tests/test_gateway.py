@@ -54,7 +54,7 @@ async def collect(
     ):
         if isinstance(item, TextDelta):
             text.append(item.text)
-        else:
+        elif isinstance(item, Completion):
             completion = item
     assert completion is not None
     return "".join(text), completion

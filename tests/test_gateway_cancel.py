@@ -77,7 +77,7 @@ class OpenStream:
         for record in self.opener.feed(data):
             if isinstance(record, Delta):
                 self.texts.append(record.text)
-            else:
+            elif isinstance(record, Final):
                 self.final = record
                 self.final_bytes = canonical_json(record.payload())
 

@@ -23,7 +23,7 @@ from sealed.errors import OpenFailed, UnknownKey
 from sealed.receipt import ReceiptStatus, UsageReceipt
 from sealed.relay import body_hash, open_relay_key, open_relay_receipt
 from sealed.request import open_request
-from sealed.stream import MIN_CHUNK, ChunkOpener, Delta, Final
+from sealed.stream import MIN_CHUNK, ChunkOpener, Delta, Final, Reasoning
 from sealed.suites import KeyPair
 from tests.harness import REPO
 
@@ -119,6 +119,22 @@ def test_stream_vectors_open_to_the_deltas_and_receipt(vectors: dict[str, Any]) 
     assert error.is_error
     assert error.receipt is not None
     assert error.receipt.receipt.status is ReceiptStatus.ERROR
+
+
+def test_reasoning_vector_opens_to_a_reasoning_record_then_the_answer(
+    vectors: dict[str, Any],
+) -> None:
+    opener = ChunkOpener(bytes.fromhex(vectors["inputs"]["response_key"]))
+    chunk0 = bytes.fromhex(vectors["reasoning_chunk0"])
+    records = opener.feed(chunk0)
+    records += opener.feed(bytes.fromhex(vectors["reasoning_chunk1_delta"]))
+    assert records == [
+        Reasoning(vectors["inputs"]["reasoning"]),
+        Delta(vectors["inputs"]["deltas"][0]),
+    ]
+    # Type 4 inside the sealed record: from the wire, a reasoning chunk looks like any delta.
+    assert chunk0[4:12].hex() == vectors["stream_id"]
+    assert len(chunk0) == len(bytes.fromhex(vectors["chunk0_delta"]))
 
 
 def test_chunk_lengths_count_the_length_prefix(vectors: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from sealed.errors import (
 )
 from sealed.receipt import ReceiptStatus, SignedReceipt, UsageReceipt, sign_receipt
 from sealed.request import HEADER_SIZE, open_request, seal_request
-from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final
+from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final, Record
 from sealed.suites import KeyPair, Suite, key_id_for
 
 NOW = 1_800_000_000
@@ -216,9 +216,9 @@ def sealed_stream(key: bytes, texts: list[str]) -> list[bytes]:
     return chunks
 
 
-def open_all(key: bytes, data: bytes, *, step: int = 7) -> list[Delta | Final]:
+def open_all(key: bytes, data: bytes, *, step: int = 7) -> list[Record]:
     opener = ChunkOpener(key)
-    records: list[Delta | Final] = []
+    records: list[Record] = []
     for i in range(0, len(data), step):
         records.extend(opener.feed(data[i : i + step]))
     opener.close()

@@ -46,6 +46,7 @@ from sealed.stream import (
     ChunkSealer,
     Delta,
     Final,
+    Reasoning,
     RecordType,
     split_utf8,
 )
@@ -197,6 +198,29 @@ def test_a_70_kb_delta_is_split_into_records_within_the_spec() -> None:
         length = int.from_bytes(wire[offset : offset + 4], "big")
         assert length <= MAX_CHUNK
         offset += 4 + length
+
+
+def test_reasoning_records_open_apart_from_deltas_and_split_like_them() -> None:
+    key = b"\x11" * 32
+    thought = "ж" * 40_000  # 80 kB: more than one record
+    sealer = ChunkSealer(key)
+    wire = sealer.reasoning(thought) + sealer.delta("answer")
+    records = ChunkOpener(key).feed(wire)
+    assert len(records) == 3
+    assert "".join(r.text for r in records if isinstance(r, Reasoning)) == thought
+    assert [r for r in records if isinstance(r, Delta)] == [Delta("answer")]
+
+
+def test_a_reasoning_record_flagged_final_is_malformed() -> None:
+    sealer = ChunkSealer(b"\x11" * 32)
+    chunk = sealer._chunk(RecordType.REASONING, b"thinking", final=True)
+    with pytest.raises(MalformedMessage):
+        ChunkOpener(b"\x11" * 32).feed(chunk)
+
+
+def test_text_is_sealed_only_as_delta_or_reasoning() -> None:
+    with pytest.raises(ValueError, match="DELTA or REASONING"):
+        ChunkSealer(b"\x11" * 32).delta_utf8(b"x", kind=RecordType.DONE)
 
 
 def test_split_utf8_never_cuts_a_character() -> None:

@@ -191,6 +191,39 @@ async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
     assert_unread(stack, logs, QUESTION, ANSWER)
 
 
+async def test_a_reasoning_models_thinking_is_shown_folded_apart_and_never_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    thinking = "They ask about the shed key; the flowerpot is the answer."
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        stack.vllm.reasoning = thinking
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        # The thinking sits folded just before the answer's bubble, never inside the answer.
+        assert await page.inner_text("#answer") == ANSWER
+        folded = page.locator("details.thinking")
+        assert await folded.count() == 1
+        assert await folded.get_attribute("open") is None
+        assert (
+            await page.evaluate("document.querySelector('details.thinking').nextElementSibling.id")
+            == "answer"
+        )
+        assert await page.inner_text("details.thinking summary") == "💭 Thinking"
+        assert (
+            await page.evaluate("document.querySelector('details.thinking > div').textContent")
+            == thinking
+        )
+        # The device history keeps the answer only: after a reload the thinking is gone.
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.assistant").all_inner_texts() == [ANSWER]
+        assert await page.locator("details.thinking").count() == 0
+        await page.context.close()
+
+
 async def test_stop_in_the_page_ends_the_answer_and_is_metered(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -19,13 +19,14 @@ from scripts.protocol_vectors import vector_stream
 from sealed.auth import client_auth_headers
 from sealed.encoding import b64e
 from sealed.request import open_request
-from sealed.stream import ChunkOpener, Delta
+from sealed.stream import ChunkOpener, Delta, Reasoning
 from tests.harness import CLIENT_KEY, REPO, SEALED_REQUEST_TYPE
 from tests.miniapp import node_ready
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from tests.fakes.vllm import FakeVLLM
     from tests.harness import RunningGateway
 
 NODE = node_ready()
@@ -89,6 +90,11 @@ async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any
     # The recorded Python-sealed request opens in the page's HPKE to the same plaintext.
     assert result["opened_request_json"] == vectors["request_inner_json"]
     assert result["deltas"] == result["split_deltas"] == vectors["inputs"]["deltas"]
+    # A reasoning model's thinking opens as its own records, never as the answer.
+    assert result["reasoning_records"] == [
+        ["reasoning", vectors["inputs"]["reasoning"]],
+        ["delta", vectors["inputs"]["deltas"][0]],
+    ]
     assert result["finish_reason"] == "stop"
     usage = vectors["inputs"]["usage"]
     assert result["receipt_tokens"] == [usage["prompt_tokens"], usage["completion_tokens"]]
@@ -116,9 +122,13 @@ async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any
     }
 
 
-async def test_a_request_sealed_by_the_page_opens_in_python_and_is_answered(
+async def page_asks(
     gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
+) -> tuple[dict[str, Any], bytes, bytes]:
+    """The page seals a question, the Python gateway answers it, the page opens the stream.
+
+    Returns the page's ``open`` result, the stream and the response key.
+    """
     signed = gateway.gateway.ring.bundle()
     chat = {
         "model": "veil-test",
@@ -149,8 +159,6 @@ async def test_a_request_sealed_by_the_page_opens_in_python_and_is_answered(
     ) as response:
         assert response.status == 200
         stream = await response.read()
-    opener = ChunkOpener(opened.response_key)
-    expected = "".join(r.text for r in opener.feed(stream) if isinstance(r, Delta))
     result = await node(
         {
             "job": "open",
@@ -161,10 +169,33 @@ async def test_a_request_sealed_by_the_page_opens_in_python_and_is_answered(
             "model": "veil-test",
         }
     )
+    return result, stream, opened.response_key
+
+
+async def test_a_request_sealed_by_the_page_opens_in_python_and_is_answered(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    result, stream, response_key = await page_asks(gateway, http)
+    expected = "".join(
+        r.text for r in ChunkOpener(response_key).feed(stream) if isinstance(r, Delta)
+    )
     assert result["text"] == expected == "Sealed hello, world."
+    assert result["reasoning"] == ""
     assert result["finish_reason"] == "stop"
     assert result["status"] == "complete"
     assert result["completion_tokens"] > 0
+
+
+async def test_a_reasoning_models_thinking_opens_in_the_page_apart_from_the_answer(
+    vllm: FakeVLLM, gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    vllm.reasoning = "Привет — a greeting; answer in kind 🤔."
+    result, stream, response_key = await page_asks(gateway, http)
+    records = ChunkOpener(response_key).feed(stream)
+    thought = "".join(r.text for r in records if isinstance(r, Reasoning))
+    assert result["reasoning"] == thought == vllm.reasoning
+    assert result["text"] == "Sealed hello, world."
+    assert result["status"] == "complete"
 
 
 async def test_device_history_is_sealed_and_opens_only_with_its_key() -> None:

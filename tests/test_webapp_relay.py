@@ -25,6 +25,7 @@ from sealed.receipt import ReceiptStatus
 from services.audit import Auditor
 from tests.books import grant
 from tests.fakes.relay import SegmentingRelay
+from tests.fakes.vllm import split_tokens
 from tests.miniapp import USER_ID, PythonPage, hold_of, init_data, read_stream, webapp_stack
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 QUESTION = "What is my secret plan for the weekend?"
 ANSWER = "Your plan involves purple giraffes and a quiet lake."
+THINKING = "The user asks about their weekend; recall the giraffe plan."
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
 
 
@@ -99,6 +101,31 @@ async def test_a_sealed_question_is_relayed_unread_and_settled_from_the_relay_re
     assert "relay.settled" in events
     assert "relay.no_receipt" not in events
     assert "webapp.serving" in events
+
+
+async def test_a_reasoning_models_thinking_is_relayed_apart_unread_and_billed(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+            stack.vllm.reasoning = THINKING
+            asked = await page(stack, http).ask(QUESTION)
+            assert asked.status == 200
+            # The REASONING records reach the page whole, apart from the answer.
+            assert "".join(asked.thinking) == THINKING
+            assert asked.text == ANSWER
+            assert asked.final is not None
+            assert asked.final.receipt is not None
+            state = await settled(stack, asked.request_id)
+            assert state.charge is not None
+            assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+            # The receipt counts the thinking's tokens too, and the bill is the receipt's.
+            usage = asked.final.receipt.receipt
+            assert state.charge.completion_tokens == usage.completion_tokens
+            assert usage.completion_tokens == len(split_tokens(THINKING)) + len(
+                split_tokens(ANSWER)
+            )
+    assert_unread(stack, QUESTION, ANSWER, THINKING, logs=logs)
 
 
 async def test_forged_stale_and_missing_init_data_are_refused_politely(

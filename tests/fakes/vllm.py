@@ -33,7 +33,7 @@ from aiohttp import web
 from tests.fakes.served import Served
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
 DEFAULT_MAX_COMPLETION_TOKENS = 256
 _TOKEN_RE = re.compile(r"\s*\S+|\s+$")
@@ -97,6 +97,10 @@ class FakeVLLM(Served):
     - `tokenize_available`: False makes `/tokenize` a 404, as on a server without the route.
     - `models_reply` / `models_status`: the exact JSON and status `/v1/models` answers.
     - `token_delay`: seconds before each content delta.
+    - `reasoning`: text a reasoning model thinks before its answer (None: no reasoning), streamed
+      as vLLM's reasoning parser does, in deltas of their own before the content, in the field
+      `reasoning_field` names: `reasoning_content` (older vLLM), `reasoning` (newer), or `both`
+      (vLLM versions that send both, the same text). Its tokens count as completion tokens.
 
     What it saw: `requests` holds each chat call's JSON body (only chat calls, so
     `len(fake.requests) == 0` proves the model was never asked), `request_headers` their
@@ -128,6 +132,8 @@ class FakeVLLM(Served):
         self.drop_after: int | None = None
         self.stall_after: int | None = None
         self.send_usage = True
+        self.reasoning: str | None = None
+        self.reasoning_field = "reasoning_content"
         self.has_health = True
         self.tokenize_available = True
         self.models_reply: object | None = None
@@ -373,6 +379,7 @@ class FakeVLLM(Served):
         failure = _planned_failure(self.drop_after, self.stall_after, self.error_mid_stream_after)
         cut = len(tokens) if failure is None else min(len(tokens), failure[1])
         await send(chunk({"role": "assistant", "content": ""}))
+        thoughts = await self._think(send, chunk)
         first_at = last_at = 0.0
         for index, token in enumerate(tokens[:cut]):
             if self.token_delay > 0:
@@ -387,11 +394,30 @@ class FakeVLLM(Served):
         if self.finish_on_extra_chunk or not tokens:
             await send(chunk({"content": ""}, finish))
         if include_usage:
-            usage = _usage(prompt_tokens, len(tokens))
+            usage = _usage(prompt_tokens, len(thoughts) + len(tokens))
             await send({**head, "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    async def _think(
+        self,
+        send: Callable[[object], Awaitable[None]],
+        chunk: Callable[[dict[str, str]], dict[str, Any]],
+    ) -> list[str]:
+        """Stream the reasoning, if any, before the answer; the reasoning's tokens."""
+        thoughts = split_tokens(self.reasoning) if self.reasoning else []
+        for thought in thoughts:
+            if self.token_delay > 0:
+                await asyncio.sleep(self.token_delay)
+            await send(chunk(self._reasoning_delta(thought)))
+        return thoughts
+
+    def _reasoning_delta(self, text: str) -> dict[str, str]:
+        """A reasoning delta as vLLM's reasoning parser streams it (no ``content`` key)."""
+        if self.reasoning_field == "both":
+            return {"reasoning_content": text, "reasoning": text}
+        return {self.reasoning_field: text}
 
     async def _fail_stream(
         self, request: web.Request, response: web.StreamResponse, kind: str

@@ -60,6 +60,9 @@ async function vectors() {
     return other.feed(chunk0);
   });
   const wrongRequest = new Uint8Array(16);
+  // A reasoning model's stream: a REASONING record, then the answer's first DELTA.
+  const thinker = new P.ChunkOpener(responseKey);
+  const thought = await thinker.feed(P.concat(hex(v.reasoning_chunk0), hex(v.reasoning_chunk1_delta)));
   return {
     key_id: P.toHex(verified.bundle.keyId),
     bundle_models: verified.bundle.models,
@@ -74,6 +77,7 @@ async function vectors() {
     client_id: P.clientId(hex(v.client_verify_key)),
     deltas: records.filter((r) => r.type === "delta").map((r) => r.text),
     split_deltas: split.filter((r) => r.type === "delta").map((r) => r.text),
+    reasoning_records: thought.map((r) => [r.type, r.text]),
     finish_reason: final.finishReason,
     receipt_body: P.fromUtf8(final.receipt.body),
     receipt_signature: P.toHex(final.receipt.signature),
@@ -127,6 +131,7 @@ async function open() {
   P.verifyReceipt(final.receipt, P.b64d(job.receipt_key), hex(job.request_id), job.model);
   return {
     text: records.filter((r) => r.type === "delta").map((r) => r.text).join(""),
+    reasoning: records.filter((r) => r.type === "reasoning").map((r) => r.text).join(""),
     records: records.length,
     finish_reason: final.finishReason,
     status: final.receipt.receipt.status,

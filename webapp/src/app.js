@@ -4,9 +4,10 @@
 // bot where to seal it and how long an answer the balance pays for (api/prepare), verify the
 // gateway's bundle against the operator keys pinned in this page, seal, send the sealed bytes
 // with what the bot needs to bill (api/relay), open the chunks as they stream in, check the
-// signed receipt, keep the exchange in the device history. Stop sends the cancel proof, which
-// only this page can make, for the bot to forward. Every text is set with textContent: no
-// answer is ever parsed as HTML.
+// signed receipt, keep the exchange in the device history. A reasoning model's thinking is shown
+// apart, folded above the answer, and never kept. Stop sends the cancel proof, which only this
+// page can make, for the bot to forward. Every text is set with textContent: no answer is ever
+// parsed as HTML.
 
 import {
   ChunkOpener,
@@ -172,6 +173,18 @@ class App {
     return item;
   }
 
+  /** A folded place for a reasoning model's thinking, just before the answer's bubble. */
+  thought(answer) {
+    const item = document.createElement("details");
+    item.className = "bubble assistant thinking";
+    const summary = document.createElement("summary");
+    summary.textContent = `💭 ${this.t("thinking")}`;
+    const body = document.createElement("div");
+    item.append(summary, body);
+    answer.before(item);
+    return body;
+  }
+
   fail(error) {
     let key = "network";
     let values = {};
@@ -236,19 +249,26 @@ class App {
     delete $("notice").dataset.status;
     this.setRunning({ requestId: null, responseKey: null });
     let text = "";
+    let thinking = null;
     try {
-      const onDelta = (delta) => {
-        text += delta;
-        answer.textContent = text;
+      const on = {
+        delta: (delta) => {
+          text += delta;
+          answer.textContent = text;
+        },
+        reasoning: (piece) => {
+          thinking ??= this.thought(answer);
+          thinking.textContent += piece;
+        },
       };
       let result;
       try {
-        result = await this.send(chat, onDelta);
+        result = await this.send(chat, on);
       } catch (error) {
         // The gateway rotated its key since the bot last fetched it: the bot has the new
         // bundle now, so prepare and seal once more.
         if (!(error instanceof ApiError && error.body?.error?.gateway_status === 410)) throw error;
-        result = await this.send(chat, onDelta);
+        result = await this.send(chat, on);
       }
       const receipt = result.receipt?.receipt;
       if (result.error) {
@@ -268,7 +288,10 @@ class App {
     } catch (error) {
       // What did not authenticate is not shown; text that did (before a cut, or with a receipt
       // that failed) is genuine and stays.
-      if (error instanceof SealedError && DISCARD.has(error.kind)) answer.textContent = "";
+      if (error instanceof SealedError && DISCARD.has(error.kind)) {
+        answer.textContent = "";
+        thinking?.parentElement.remove();
+      }
       this.fail(error);
     } finally {
       this.setRunning(null);
@@ -283,7 +306,7 @@ class App {
   }
 
   /** Prepare, seal to the first gateway that takes it, relay and open the stream. */
-  async send(chat, onDelta) {
+  async send(chat, on) {
     const size = encodeInner(chat, {
       requestId: new Uint8Array(16),
       responseKey: new Uint8Array(32),
@@ -310,7 +333,7 @@ class App {
       }
       verifiedAny = true;
       try {
-        return await this.relay(gateway, verified.bundle, chat, onDelta);
+        return await this.relay(gateway, verified.bundle, chat, on);
       } catch (error) {
         const retry =
           error instanceof ApiError &&
@@ -324,7 +347,8 @@ class App {
     throw lastError;
   }
 
-  async relay(gateway, bundle, chat, onDelta) {
+  /** Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. */
+  async relay(gateway, bundle, chat, on) {
     const { requestId, responseKey } = newRequestSecrets();
     const body = await sealRequest(bundle, chat, {
       requestId,
@@ -357,9 +381,8 @@ class App {
       }
       if (chunk.done) break;
       for (const record of await opener.feed(chunk.value)) {
-        if (record.type === "delta") {
-          if (record.text) onDelta(record.text);
-        } else final = record;
+        if (record.type === "final") final = record;
+        else if (record.text) on[record.type](record.text);
       }
     }
     opener.close();

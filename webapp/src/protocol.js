@@ -29,6 +29,7 @@ export const SUITE_LABELS = {
 export const RECORD_DELTA = 1;
 export const RECORD_DONE = 2;
 export const RECORD_ERROR = 3;
+export const RECORD_REASONING = 4;
 export const ERROR_KINDS = ["unavailable", "context_length", "stalled", "backend"];
 export const RECEIPT_STATUSES = ["complete", "stopped", "error"];
 
@@ -441,7 +442,8 @@ export function verifyReceipt(signed, receiptKey, requestId, model) {
 
 /**
  * The client's side of a sealed stream: feed it the bytes as they come (in order, awaiting
- * each call); it returns the records they complete, {type: "delta", text} or
+ * each call); it returns the records they complete, {type: "delta", text} (the answer),
+ * {type: "reasoning", text} (a reasoning model's thinking, never part of the answer) or
  * {type: "final", ...parseFinal}, and throws a SealedError for any chunk that must not be
  * believed. Call close() at the end of the bytes.
  */
@@ -507,6 +509,9 @@ export class ChunkOpener {
     const kind = record[0];
     const final = Boolean(flags & FLAG_FINAL);
     if (kind === RECORD_DELTA && !final) return { type: "delta", text: fromUtf8(record.subarray(1)) };
+    if (kind === RECORD_REASONING && !final) {
+      return { type: "reasoning", text: fromUtf8(record.subarray(1)) };
+    }
     if ((kind === RECORD_DONE || kind === RECORD_ERROR) && final) {
       this.finished = true;
       const result = parseFinal(parseJsonObject(record.subarray(1)));

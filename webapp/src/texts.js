@@ -44,6 +44,7 @@ const en = {
   network: "The connection to the bot failed. Please try again.",
   too_large: "This conversation is too long to send. Forget the history to start afresh.",
   empty: "Write a question first.",
+  thinking: "Thinking",
 };
 
 const ru = {
@@ -89,6 +90,7 @@ const ru = {
   network: "Связь с ботом прервалась. Попробуйте ещё раз.",
   too_large: "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново.",
   empty: "Сначала напишите вопрос.",
+  thinking: "Размышления",
 };
 
 const kk = {
@@ -134,6 +136,7 @@ const kk = {
   network: "Ботпен байланыс үзілді. Қайталап көріңіз.",
   too_large: "Бұл әңгіме жіберуге тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
   empty: "Алдымен сұрақ жазыңыз.",
+  thinking: "Ой-толғау",
 };
 
 export const CATALOGS = { en, ru, kk };

@@ -47,6 +47,7 @@
     RECORD_DELTA: () => RECORD_DELTA,
     RECORD_DONE: () => RECORD_DONE,
     RECORD_ERROR: () => RECORD_ERROR,
+    RECORD_REASONING: () => RECORD_REASONING,
     REQUEST_BUCKETS: () => REQUEST_BUCKETS,
     SUITE_LABELS: () => SUITE_LABELS,
     SealedError: () => SealedError,
@@ -5445,6 +5446,7 @@
   var RECORD_DELTA = 1;
   var RECORD_DONE = 2;
   var RECORD_ERROR = 3;
+  var RECORD_REASONING = 4;
   var ERROR_KINDS = ["unavailable", "context_length", "stalled", "backend"];
   var RECEIPT_STATUSES = ["complete", "stopped", "error"];
   var HEADER_SIZE = 14;
@@ -5836,6 +5838,9 @@
       const kind = record[0];
       const final = Boolean(flags & FLAG_FINAL);
       if (kind === RECORD_DELTA && !final) return { type: "delta", text: fromUtf8(record.subarray(1)) };
+      if (kind === RECORD_REASONING && !final) {
+        return { type: "reasoning", text: fromUtf8(record.subarray(1)) };
+      }
       if ((kind === RECORD_DONE || kind === RECORD_ERROR) && final) {
         this.finished = true;
         const result = parseFinal(parseJsonObject(record.subarray(1)));
@@ -6134,7 +6139,8 @@
     stalled: "The model stopped responding. Please try again.",
     network: "The connection to the bot failed. Please try again.",
     too_large: "This conversation is too long to send. Forget the history to start afresh.",
-    empty: "Write a question first."
+    empty: "Write a question first.",
+    thinking: "Thinking"
   };
   var ru = {
     title: "Veil · приватный режим",
@@ -6175,7 +6181,8 @@
     stalled: "Модель перестала отвечать. Попробуйте ещё раз.",
     network: "Связь с ботом прервалась. Попробуйте ещё раз.",
     too_large: "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново.",
-    empty: "Сначала напишите вопрос."
+    empty: "Сначала напишите вопрос.",
+    thinking: "Размышления"
   };
   var kk = {
     title: "Veil · жеке режим",
@@ -6216,7 +6223,8 @@
     stalled: "Модель жауап беруді тоқтатты. Қайталап көріңіз.",
     network: "Ботпен байланыс үзілді. Қайталап көріңіз.",
     too_large: "Бұл әңгіме жіберуге тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
-    empty: "Алдымен сұрақ жазыңыз."
+    empty: "Алдымен сұрақ жазыңыз.",
+    thinking: "Ой-толғау"
   };
   var CATALOGS = { en, ru, kk };
   function textsFor(languageCode) {
@@ -6355,6 +6363,17 @@
       item.scrollIntoView({ block: "end" });
       return item;
     }
+    /** A folded place for a reasoning model's thinking, just before the answer's bubble. */
+    thought(answer) {
+      const item = document.createElement("details");
+      item.className = "bubble assistant thinking";
+      const summary = document.createElement("summary");
+      summary.textContent = `💭 ${this.t("thinking")}`;
+      const body = document.createElement("div");
+      item.append(summary, body);
+      answer.before(item);
+      return body;
+    }
     fail(error) {
       let key = "network";
       let values = {};
@@ -6414,17 +6433,24 @@
       delete $("notice").dataset.status;
       this.setRunning({ requestId: null, responseKey: null });
       let text = "";
+      let thinking = null;
       try {
-        const onDelta = (delta) => {
-          text += delta;
-          answer.textContent = text;
+        const on = {
+          delta: (delta) => {
+            text += delta;
+            answer.textContent = text;
+          },
+          reasoning: (piece) => {
+            thinking ?? (thinking = this.thought(answer));
+            thinking.textContent += piece;
+          }
         };
         let result;
         try {
-          result = await this.send(chat, onDelta);
+          result = await this.send(chat, on);
         } catch (error) {
           if (!(error instanceof ApiError && error.body?.error?.gateway_status === 410)) throw error;
-          result = await this.send(chat, onDelta);
+          result = await this.send(chat, on);
         }
         const receipt = result.receipt?.receipt;
         if (result.error) {
@@ -6442,7 +6468,10 @@
         }
         if (!result.error && text) await this.history.add(question, text);
       } catch (error) {
-        if (error instanceof SealedError && DISCARD.has(error.kind)) answer.textContent = "";
+        if (error instanceof SealedError && DISCARD.has(error.kind)) {
+          answer.textContent = "";
+          thinking?.parentElement.remove();
+        }
         this.fail(error);
       } finally {
         this.setRunning(null);
@@ -6455,7 +6484,7 @@
       $("send").dataset.state = running ? "stop" : "send";
     }
     /** Prepare, seal to the first gateway that takes it, relay and open the stream. */
-    async send(chat, onDelta) {
+    async send(chat, on) {
       const size = encodeInner(chat, {
         requestId: new Uint8Array(16),
         responseKey: new Uint8Array(32),
@@ -6480,7 +6509,7 @@
         }
         verifiedAny = true;
         try {
-          return await this.relay(gateway, verified.bundle, chat, onDelta);
+          return await this.relay(gateway, verified.bundle, chat, on);
         } catch (error) {
           const retry = error instanceof ApiError && error.code === "gateway_refused" && (RETRY_STATUSES.has(error.body.error.gateway_status) || error.body.error.gateway_code === "unreachable");
           if (!retry) throw error;
@@ -6490,7 +6519,8 @@
       if (!verifiedAny) throw new ApiError(503, { error: { code: "untrusted" } });
       throw lastError;
     }
-    async relay(gateway, bundle, chat, onDelta) {
+    /** Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. */
+    async relay(gateway, bundle, chat, on) {
       const { requestId, responseKey } = newRequestSecrets();
       const body = await sealRequest(bundle, chat, {
         requestId,
@@ -6523,9 +6553,8 @@
         }
         if (chunk.done) break;
         for (const record of await opener.feed(chunk.value)) {
-          if (record.type === "delta") {
-            if (record.text) onDelta(record.text);
-          } else final = record;
+          if (record.type === "final") final = record;
+          else if (record.text) on[record.type](record.text);
         }
       }
       opener.close();

@@ -1,0 +1,404 @@
+"""Gram (TON) and USDT-on-TON payments: orders, the chain cursors, and the payments seen.
+
+The tables (made by the migration ``m0006_ton_payments``):
+
+- ``ton_orders``: one per invoice. Its id is the short comment the payer sends with the
+  transfer; ``amount`` is what was asked (nanotons for Gram, µUSDT for USDT: 6 decimals),
+  ``units`` the µ★ the whole amount buys, so any amount received is credited at that rate.
+  Whether an order is paid is not stored: it is the sum of the payments credited to it.
+- ``ton_cursors``: per stream (``gram``, ``usdt``) the logical time and hash of the last
+  transaction the watcher processed, and ``since``, when the watcher first ran (history before
+  that is not Veil's).
+- ``ton_payments``: every incoming transfer the watcher recorded, keyed by its transaction hash
+  (hex; the PRIMARY KEY is the UNIQUE guard), whether it was ``credited``, kept ``unmatched``
+  for the admins, or ``dust``. A credited one has its ledger row ``ton:<hash>`` and keeps the
+  rate it was credited at (``rate_units`` µ★ for ``rate_amount``), for the audit.
+
+The functions here take the ``Database`` of a store call and run inside its transaction
+(``Store.write`` and ``Store.read`` own it; see ``models.database``), so a payment and its
+ledger row commit together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from models.errors import StorageError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+Asset = Literal["gram", "usdt"]
+ASSETS: tuple[Asset, ...] = ("gram", "usdt")
+PaymentStatus = Literal["credited", "unmatched", "dust"]
+LEDGER_PREFIX = "ton:"  # a credited payment's ledger source is ton:<transaction hash>
+COMMENT_MAX = 120  # characters of a payer's comment kept (it is public on the chain anyway)
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TonOrder:
+    """An invoice in Gram or USDT; ``id`` is the comment the payer sends."""
+
+    id: str
+    user_id: int
+    language: str | None
+    asset: Asset
+    pack_id: str
+    amount: int
+    units: int
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TonCursor:
+    """Where a stream's watcher is: the last transaction processed (None before the first)."""
+
+    stream: Asset
+    since: int
+    lt: int | None
+    hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TonPayment:
+    """An incoming transfer as recorded.
+
+    ``reason`` says more: ``underpaid``/``overpaid`` for a credited one, ``no_comment``,
+    ``unknown_comment``, ``wrong_asset`` or ``already_paid`` for an unmatched one, ``dust``.
+    ``late`` marks a payment that arrived after its order expired (credited all the same).
+    ``rate_amount``/``rate_units`` is the rate a credited payment was credited at.
+    """
+
+    hash: str
+    asset: Asset
+    lt: int
+    utime: int
+    sender: str | None
+    amount: int
+    comment: str | None
+    order_id: str | None
+    status: PaymentStatus
+    reason: str | None
+    late: bool
+    user_id: int | None
+    units: int
+    created_at: int
+    rate_amount: int | None = None
+    rate_units: int | None = None
+    credited_at: int | None = None
+    assigned_by: int | None = None
+    notified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TonTotals:
+    """Figures for ``/stats`` and the audit: per asset, amounts received and µ★ credited."""
+
+    credited: int
+    unmatched: int
+    dust: int
+    nanotons: int
+    usdt: int
+    units: int
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+_ORDER_COLUMNS = "id, user_id, language, asset, pack_id, amount, units, created_at, expires_at"
+
+
+def insert_order(db: Database, order: TonOrder) -> bool:
+    """Store a new order; False (nothing written) if its id is taken."""
+    cursor = db.execute(
+        f"INSERT INTO ton_orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 -- a constant column list
+        " ON CONFLICT (id) DO NOTHING",
+        [
+            order.id,
+            order.user_id,
+            order.language,
+            order.asset,
+            order.pack_id,
+            order.amount,
+            order.units,
+            order.created_at,
+            order.expires_at,
+        ],
+    )
+    return bool(cursor.rowcount)
+
+
+def get_order(db: Database, order_id: str) -> TonOrder | None:
+    """The order with this id (comment), or None."""
+    row = db.execute(
+        f"SELECT {_ORDER_COLUMNS} FROM ton_orders WHERE id = ?",  # noqa: S608 -- a constant column list
+        [order_id],
+    ).fetchone()
+    if row is None:
+        return None
+    return TonOrder(
+        id=str(row[0]),
+        user_id=int(row[1]),
+        language=None if row[2] is None else str(row[2]),
+        asset=_asset(row[3]),
+        pack_id=str(row[4]),
+        amount=int(row[5]),
+        units=int(row[6]),
+        created_at=int(row[7]),
+        expires_at=int(row[8]),
+    )
+
+
+def received(db: Database, order_id: str) -> int:
+    """What the payments credited to the order brought (admins' assignments not counted)."""
+    (total,) = db.execute(
+        "SELECT COALESCE(SUM(amount), 0) FROM ton_payments"
+        " WHERE order_id = ? AND status = 'credited' AND assigned_by IS NULL",
+        [order_id],
+    ).fetchone()
+    return int(total)
+
+
+def purge_orders(db: Database, expired_before: int) -> int:
+    """Delete orders that expired before ``expired_before`` and no payment names; how many."""
+    cursor = db.execute(
+        "DELETE FROM ton_orders WHERE expires_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM ton_payments p WHERE p.order_id = ton_orders.id)",
+        [expired_before],
+    )
+    return int(cursor.rowcount)
+
+
+def latest_language(db: Database, user_id: int) -> str | None:
+    """The language of the user's newest order (to speak to them later), or None."""
+    row = db.execute(
+        "SELECT language FROM ton_orders WHERE user_id = ? ORDER BY created_at DESC LIMIT 1",
+        [user_id],
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+# -- cursors ---------------------------------------------------------------------------------
+
+
+def get_cursor(db: Database, stream: Asset, since: int) -> TonCursor:
+    """The stream's cursor; the first call starts it at ``since`` (earlier history is not ours)."""
+    db.execute(
+        "INSERT INTO ton_cursors (stream, since, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (stream) DO NOTHING",
+        [stream, since, since],
+    )
+    since, lt, tx_hash = db.execute(
+        "SELECT since, lt, hash FROM ton_cursors WHERE stream = ?", [stream]
+    ).fetchone()
+    return TonCursor(
+        stream=stream,
+        since=int(since),
+        lt=None if lt is None else int(lt),
+        hash=None if tx_hash is None else str(tx_hash),
+    )
+
+
+def save_cursor(db: Database, stream: Asset, lt: int, tx_hash: str, now: int) -> None:
+    """Move the stream's cursor to the transaction ``lt``/``tx_hash`` (never backwards)."""
+    db.execute(
+        "UPDATE ton_cursors SET lt = ?, hash = ?, updated_at = ?"
+        " WHERE stream = ? AND (lt IS NULL OR lt <= ?)",
+        [lt, tx_hash, now, stream, lt],
+    )
+
+
+# -- payments --------------------------------------------------------------------------------
+
+_PAYMENT_COLUMNS = (
+    "hash, asset, lt, utime, sender, amount, comment, order_id, status, reason, late, user_id,"
+    " units, rate_amount, rate_units, created_at, credited_at, assigned_by, notified"
+)
+
+
+def insert_payment(db: Database, payment: TonPayment) -> bool:
+    """Record a payment; False (nothing written) if its hash is already recorded."""
+    cursor = db.execute(
+        f"INSERT INTO ton_payments ({_PAYMENT_COLUMNS})"  # noqa: S608 -- a constant column list
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (hash) DO NOTHING",
+        [
+            payment.hash,
+            payment.asset,
+            payment.lt,
+            payment.utime,
+            payment.sender,
+            payment.amount,
+            None if payment.comment is None else payment.comment[:COMMENT_MAX],
+            payment.order_id,
+            payment.status,
+            payment.reason,
+            int(payment.late),
+            payment.user_id,
+            payment.units,
+            payment.rate_amount,
+            payment.rate_units,
+            payment.created_at,
+            payment.credited_at,
+            payment.assigned_by,
+            int(payment.notified),
+        ],
+    )
+    return bool(cursor.rowcount)
+
+
+def get_payment(db: Database, tx_hash: str) -> TonPayment | None:
+    """The payment recorded for this transaction hash, or None."""
+    row = db.execute(
+        f"SELECT {_PAYMENT_COLUMNS} FROM ton_payments WHERE hash = ?",  # noqa: S608 -- a constant column list
+        [tx_hash],
+    ).fetchone()
+    return None if row is None else _payment(row)
+
+
+def find_payments(db: Database, hash_prefix: str, limit: int = 2) -> list[TonPayment]:
+    """Payments whose hash starts with ``hash_prefix`` (lowercase hex), at most ``limit``."""
+    rows = db.execute(
+        f"SELECT {_PAYMENT_COLUMNS} FROM ton_payments"  # noqa: S608 -- a constant column list
+        " WHERE substr(hash, 1, ?) = ? ORDER BY hash LIMIT ?",
+        [len(hash_prefix), hash_prefix, limit],
+    ).fetchall()
+    return [_payment(row) for row in rows]
+
+
+def assign_payment(  # noqa: PLR0913 -- the columns an assignment sets
+    db: Database,
+    tx_hash: str,
+    *,
+    user_id: int,
+    units: int,
+    rate: tuple[int, int],
+    admin: int,
+    now: int,
+) -> None:
+    """Credit an unmatched payment to ``user_id``: ``units`` µ★ at ``rate`` (amount, µ★)."""
+    db.execute(
+        "UPDATE ton_payments SET status = 'credited', user_id = ?, units = ?, rate_amount = ?,"
+        " rate_units = ?, credited_at = ?, assigned_by = ?, notified = 0"
+        " WHERE hash = ? AND status = 'unmatched'",
+        [user_id, units, rate[0], rate[1], now, admin, tx_hash],
+    )
+
+
+def mark_notified(db: Database, tx_hash: str) -> None:
+    """The payment's user was told it is credited."""
+    db.execute("UPDATE ton_payments SET notified = 1 WHERE hash = ?", [tx_hash])
+
+
+def payments(
+    db: Database, status: PaymentStatus | None = None, *, limit: int = -1
+) -> list[TonPayment]:
+    """Recorded payments (of one status, if given), newest first; ``limit`` -1 for all."""
+    rows = db.execute(
+        f"SELECT {_PAYMENT_COLUMNS} FROM ton_payments"  # noqa: S608 -- a constant column list
+        " WHERE ? IS NULL OR status = ? ORDER BY created_at DESC, lt DESC LIMIT ?",
+        [status, status, limit],
+    ).fetchall()
+    return [_payment(row) for row in rows]
+
+
+def unnotified(db: Database) -> list[TonPayment]:
+    """Credited payments whose user has not been told yet, oldest first."""
+    rows = db.execute(
+        f"SELECT {_PAYMENT_COLUMNS} FROM ton_payments"  # noqa: S608 -- a constant column list
+        " WHERE status = 'credited' AND notified = 0 ORDER BY credited_at, lt"
+    ).fetchall()
+    return [_payment(row) for row in rows]
+
+
+def totals(db: Database) -> TonTotals:
+    """Counts by status, amounts credited per asset, and the µ★ they bought."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(status = 'credited'), 0), COALESCE(SUM(status = 'unmatched'), 0),"
+        " COALESCE(SUM(status = 'dust'), 0),"
+        " COALESCE(SUM(CASE WHEN status = 'credited' AND asset = 'gram' THEN amount END), 0),"
+        " COALESCE(SUM(CASE WHEN status = 'credited' AND asset = 'usdt' THEN amount END), 0),"
+        " COALESCE(SUM(CASE WHEN status = 'credited' THEN units END), 0) FROM ton_payments"
+    ).fetchone()
+    return TonTotals(*(int(value) for value in row))
+
+
+def credited_with_orders(db: Database) -> list[tuple[TonPayment, TonOrder | None]]:
+    """Every credited payment with the order it names (None if none), oldest first."""
+    found = []
+    for payment in reversed(payments(db, "credited")):
+        order = None if payment.order_id is None else get_order(db, payment.order_id)
+        found.append((payment, order))
+    return found
+
+
+def _payment(row: Any) -> TonPayment:  # noqa: ANN401 -- a sqlite3 row is untyped
+    return TonPayment(
+        hash=str(row[0]),
+        asset=_asset(row[1]),
+        lt=int(row[2]),
+        utime=int(row[3]),
+        sender=None if row[4] is None else str(row[4]),
+        amount=int(row[5]),
+        comment=None if row[6] is None else str(row[6]),
+        order_id=None if row[7] is None else str(row[7]),
+        status=_status(row[8]),
+        reason=None if row[9] is None else str(row[9]),
+        late=bool(row[10]),
+        user_id=None if row[11] is None else int(row[11]),
+        units=int(row[12]),
+        rate_amount=None if row[13] is None else int(row[13]),
+        rate_units=None if row[14] is None else int(row[14]),
+        created_at=int(row[15]),
+        credited_at=None if row[16] is None else int(row[16]),
+        assigned_by=None if row[17] is None else int(row[17]),
+        notified=bool(row[18]),
+    )
+
+
+def _asset(value: object) -> Asset:
+    for asset in ASSETS:
+        if value == asset:
+            return asset
+    raise StorageError("unknown asset in the TON tables")
+
+
+def _status(value: object) -> PaymentStatus:
+    for status in ("credited", "unmatched", "dust"):
+        if value == status:
+            return status
+    raise StorageError("unknown TON payment status")
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+# Each query names users whose TON rows and ledger rows disagree.
+_INVARIANT_QUERIES = (
+    # A credited payment has its ledger row: a purchase, for its user, of exactly its units.
+    """SELECT COALESCE(p.user_id, 0) FROM ton_payments p
+       LEFT JOIN ledger l ON l.source = 'ton:' || p.hash
+       WHERE p.status = 'credited'
+         AND (p.user_id IS NULL OR l.id IS NULL OR l.kind != 'purchase'
+              OR l.user_id != p.user_id OR l.amount != p.units)""",
+    # An unmatched or dust payment has no ledger row and credits nothing.
+    """SELECT COALESCE(p.user_id, 0) FROM ton_payments p
+       JOIN ledger l ON l.source = 'ton:' || p.hash
+       WHERE p.status != 'credited'""",
+    """SELECT COALESCE(user_id, 0) FROM ton_payments WHERE status != 'credited' AND units != 0""",
+    # Every ton: ledger row belongs to a credited payment.
+    """SELECT l.user_id FROM ledger l
+       LEFT JOIN ton_payments p ON 'ton:' || p.hash = l.source AND p.status = 'credited'
+       WHERE l.source LIKE 'ton:%' AND p.hash IS NULL""",
+)
+
+
+def inconsistent_users(db: Database) -> list[int]:
+    """Users (0: none named) whose TON payments and ledger rows disagree; empty when all is well."""
+    users: set[int] = set()
+    for query in _INVARIANT_QUERIES:
+        users.update(int(user_id) for (user_id,) in db.execute(query).fetchall())
+    return sorted(users)

@@ -1,0 +1,369 @@
+"""The TON books: each incoming transfer recorded once, credited at its order's rate or kept.
+
+``book`` records a transfer under its transaction hash (UNIQUE) and, in the same transaction,
+credits the ledger (``ton:<hash>``, also UNIQUE): a transfer seen twice (a restart, a page
+read again) changes nothing. What happens to a transfer:
+
+- below the asset's dust minimum: recorded ``dust``, never credited;
+- its comment names an order of the same asset that is not paid in full yet: ``credited``
+  with what actually arrived at the order's rate (``underpaid`` or ``overpaid`` when it is not
+  the exact rest; ``late`` after the order expired — credited all the same);
+- no comment, a comment that names no order (or one for the other asset), or an order already
+  paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it to a user (at
+  the order's rate, else at the cheapest pack's).
+
+Every credit is one ledger row written by ``_credit``; the balance after it is read in the same
+transaction, for the message to the user. Whether the user was told is kept with the payment,
+so a message lost to a crash or a Telegram outage is sent later (``unnotified``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from models import ledger
+from models import ton as storage
+from models.ledger import LedgerEntry
+from models.ton import LEDGER_PREFIX, Asset, TonCursor, TonOrder, TonPayment, TonTotals
+from services.errors import BillingError, ledger_failures
+from services.ton.errors import PaymentAmbiguous, PaymentNotFound, PaymentNotUnmatched
+from services.ton.shop import CURSOR_MARGIN_S, format_amount, normalise_comment
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from models import Database, Store
+    from services.ton.chain import Transfer
+    from services.ton.shop import TonShop
+
+__all__ = ["ORDER_PURGE_AFTER_S", "TonBooking", "TonBooks"]
+
+log = structlog.get_logger("veil.ton")
+
+ORDER_PURGE_AFTER_S = 30 * 86_400  # unpaid orders are kept a month past expiry, then deleted
+MIN_HASH_PREFIX = 8
+
+
+@dataclass(frozen=True, slots=True)
+class TonBooking:
+    """What booking (or assigning) one payment did; ``new`` is False when it was known already.
+
+    ``balance`` is the user's balance right after (0 when no user is named), ``received`` what
+    the order has had in all, ``language`` the one to speak to the user in.
+    """
+
+    payment: TonPayment
+    new: bool
+    balance: int = 0
+    order: TonOrder | None = None
+    received: int = 0
+    language: str | None = None
+
+
+class TonBooks:
+    """Records TON transfers, credits them once, and keeps the rest for the admins."""
+
+    def __init__(
+        self,
+        store: Store,
+        shop: TonShop,
+        dust: Mapping[Asset, int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self.shop = shop
+        self._dust = dict(dust)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "TonBooks()"
+
+    # -- the watcher's cursors ---------------------------------------------------------------
+
+    async def cursor(self, asset: Asset) -> TonCursor:
+        """Where the watcher of ``asset`` is (an order or this call starts it, a little back)."""
+        since = int(self._clock()) - CURSOR_MARGIN_S
+        with ledger_failures():
+            return await self._store.write(lambda db: storage.get_cursor(db, asset, since))
+
+    async def save_cursor(self, asset: Asset, lt: int, tx_hash: str) -> None:
+        """The watcher processed everything up to this transaction."""
+        now = int(self._clock())
+        with ledger_failures():
+            await self._store.write(lambda db: storage.save_cursor(db, asset, lt, tx_hash, now))
+
+    # -- booking -----------------------------------------------------------------------------
+
+    async def book(self, transfer: Transfer) -> TonBooking:
+        """Record an incoming transfer and credit it if it pays an order (once per hash)."""
+        if transfer.skip is not None:
+            raise ValueError("a skipped transfer brings no money to book")
+        now = int(self._clock())
+
+        def write(db: Database) -> TonBooking:
+            known = storage.get_payment(db, transfer.hash)
+            if known is not None:
+                return self._booking(db, known, new=False)
+            payment = self._judge(db, transfer, now)
+            storage.insert_payment(db, payment)
+            if payment.status == "credited" and payment.user_id is not None:
+                _credit(db, payment, now)
+            return self._booking(db, payment, new=True)
+
+        with ledger_failures():
+            booking = await self._store.write(write)
+        if booking.new:
+            payment = booking.payment
+            log.info(
+                "ton.payment_recorded",
+                asset=payment.asset,
+                tx=payment.hash,
+                status=payment.status,
+                reason=payment.reason,
+                amount=payment.amount,
+                units=payment.units,
+                user_id=payment.user_id,
+            )
+        return booking
+
+    def _judge(self, db: Database, transfer: Transfer, now: int) -> TonPayment:
+        payment = TonPayment(
+            hash=transfer.hash,
+            asset=transfer.asset,
+            lt=transfer.lt,
+            utime=transfer.utime,
+            sender=transfer.sender,
+            amount=transfer.amount,
+            comment=transfer.comment,
+            order_id=None,
+            status="unmatched",
+            reason=None,
+            late=False,
+            user_id=None,
+            units=0,
+            created_at=now,
+        )
+        if transfer.amount < self._dust.get(transfer.asset, 0):
+            return replace(payment, status="dust", reason="dust")
+        comment = normalise_comment(transfer.comment or "")
+        if not comment:
+            return replace(payment, reason="no_comment")
+        order = storage.get_order(db, comment)
+        if order is None:
+            return replace(payment, reason="unknown_comment")
+        payment = replace(payment, order_id=order.id, user_id=order.user_id)
+        if order.asset != transfer.asset:
+            return replace(payment, reason="wrong_asset")
+        before = storage.received(db, order.id)
+        if before >= order.amount:
+            return replace(payment, reason="already_paid")
+        total = before + transfer.amount
+        reason = None
+        if total < order.amount:
+            reason = "underpaid"
+        elif total > order.amount:
+            reason = "overpaid"
+        return replace(
+            payment,
+            status="credited",
+            reason=reason,
+            late=transfer.utime > order.expires_at,
+            units=transfer.amount * order.units // order.amount,
+            rate_amount=order.amount,
+            rate_units=order.units,
+            credited_at=now,
+        )
+
+    def _booking(self, db: Database, payment: TonPayment, *, new: bool) -> TonBooking:
+        order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
+        user = payment.user_id
+        return TonBooking(
+            payment=payment,
+            new=new,
+            balance=0 if user is None else ledger.balance(db, user),
+            order=order,
+            received=0 if order is None else storage.received(db, order.id),
+            language=(
+                order.language
+                if order is not None and order.user_id == user
+                else (None if user is None else storage.latest_language(db, user))
+            ),
+        )
+
+    # -- the admins' tools -------------------------------------------------------------------
+
+    async def assign(self, hash_prefix: str, user_id: int, *, admin: int) -> TonBooking:
+        """Credit an unmatched payment to ``user_id`` (the admin looked into it).
+
+        ``hash_prefix`` is at least 8 hex digits of the transaction hash. The rate is its
+        order's when the payment named one of the same asset, else the cheapest pack's.
+        Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous`` or
+        ``PaymentNotUnmatched``.
+        """
+        prefix = hash_prefix.strip().lower()
+        if len(prefix) < MIN_HASH_PREFIX or any(ch not in "0123456789abcdef" for ch in prefix):
+            raise PaymentNotFound
+        now = int(self._clock())
+
+        def write(db: Database) -> TonBooking:
+            found = storage.find_payments(db, prefix)
+            if not found:
+                raise PaymentNotFound
+            if len(found) > 1:
+                raise PaymentAmbiguous
+            (payment,) = found
+            if payment.status != "unmatched":
+                raise PaymentNotUnmatched
+            order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
+            if order is not None and order.asset == payment.asset:
+                rate = (order.amount, order.units)
+            else:
+                rate = self.shop.fallback_rate(payment.asset)
+            storage.assign_payment(
+                db,
+                payment.hash,
+                user_id=user_id,
+                units=payment.amount * rate[1] // rate[0],
+                rate=rate,
+                admin=admin,
+                now=now,
+            )
+            assigned = storage.get_payment(db, payment.hash)
+            if assigned is None:  # pragma: no cover -- updated in this transaction
+                raise PaymentNotFound
+            _credit(db, assigned, now)
+            return self._booking(db, assigned, new=True)
+
+        with ledger_failures():
+            booking = await self._store.write(write)
+        log.info(
+            "ton.payment_assigned",
+            tx=booking.payment.hash,
+            user_id=user_id,
+            admin=admin,
+            units=booking.payment.units,
+        )
+        return booking
+
+    async def unmatched(self, limit: int = 10) -> list[TonPayment]:
+        """The newest payments kept for the admins."""
+        with ledger_failures():
+            return await self._store.read(lambda db: storage.payments(db, "unmatched", limit=limit))
+
+    async def recorded(self) -> list[TonPayment]:
+        """Every recorded payment (for ``reconcile``), newest first."""
+        with ledger_failures():
+            return await self._store.read(storage.payments)
+
+    async def totals(self) -> TonTotals:
+        """Counts and amounts for ``/stats`` and the audit."""
+        with ledger_failures():
+            return await self._store.read(storage.totals)
+
+    # -- telling users -----------------------------------------------------------------------
+
+    async def unnotified(self) -> list[TonBooking]:
+        """Credited payments whose user has not been told yet, with their balances now."""
+
+        def read(db: Database) -> list[TonBooking]:
+            return [self._booking(db, p, new=True) for p in storage.unnotified(db)]
+
+        with ledger_failures():
+            return await self._store.read(read)
+
+    async def notified(self, tx_hash: str) -> None:
+        """The user was told about this payment."""
+        with ledger_failures():
+            await self._store.write(lambda db: storage.mark_notified(db, tx_hash))
+
+    async def purge_orders(self, grace: int = ORDER_PURGE_AFTER_S) -> int:
+        """Delete unpaid orders that expired more than ``grace`` seconds ago; how many went."""
+        cutoff = int(self._clock()) - grace
+        with ledger_failures():
+            purged = await self._store.write(lambda db: storage.purge_orders(db, cutoff))
+        if purged:
+            log.info("ton.orders_purged", count=purged)
+        return purged
+
+    # -- reconciling with the chain ----------------------------------------------------------
+
+    async def reconcile(self, transfers: Sequence[Transfer]) -> list[str]:
+        """Compare the chain's incoming transfers with the recorded ones; a line a difference.
+
+        ``transfers`` must be every transfer since each watcher began (all pages).
+        """
+        recorded = {payment.hash: payment for payment in await self.recorded()}
+        lines: list[str] = []
+        on_chain: set[str] = set()
+        for transfer in transfers:
+            if transfer.skip is not None:
+                continue
+            on_chain.add(transfer.hash)
+            ours = recorded.get(transfer.hash)
+            if ours is None:
+                lines.append(
+                    f"ton {transfer.hash}: {format_amount(transfer.asset, transfer.amount)}"
+                    f" (lt {transfer.lt}) is on the chain but not recorded"
+                )
+            elif (ours.amount, ours.asset) != (transfer.amount, transfer.asset):
+                lines.append(
+                    f"ton {transfer.hash}: recorded {format_amount(ours.asset, ours.amount)},"
+                    f" the chain says {format_amount(transfer.asset, transfer.amount)}"
+                )
+        lines.extend(
+            f"ton {tx_hash}: recorded ({format_amount(payment.asset, payment.amount)},"
+            f" {payment.status}) but not on the chain"
+            for tx_hash, payment in sorted(recorded.items())
+            if tx_hash not in on_chain
+        )
+        return lines
+
+    async def fix(self, transfers: Sequence[Transfer]) -> list[TonBooking]:
+        """Book the chain's transfers that are not recorded yet (each once); the new bookings."""
+        bookings = [await self.book(t) for t in transfers if t.skip is None]
+        return [booking for booking in bookings if booking.new]
+
+
+def _credit(db: Database, payment: TonPayment, now: int) -> None:
+    """The one place a TON payment reaches the ledger: a purchase row, ``ton:<hash>``."""
+    if payment.user_id is None:  # pragma: no cover -- callers credit only named users
+        raise BillingError("a credit needs a user")
+    entry = LedgerEntry(
+        payment.user_id,
+        "purchase",
+        payment.units,
+        LEDGER_PREFIX + payment.hash,
+        now,
+        note=format_amount(payment.asset, payment.amount),
+    )
+    if not ledger.record(db, entry):
+        raise BillingError("the transaction hash is already a ledger source")
+
+
+def payment_problems(payment: TonPayment, order: TonOrder | None) -> list[str]:
+    """What the audit finds wrong with one credited payment (empty when it adds up).
+
+    Its µ★ must be its amount at its stored rate, and a payment matched by its comment must
+    have been credited at its order's rate, to that order's user.
+    """
+    found: list[str] = []
+    if payment.rate_amount is None or payment.rate_units is None:
+        return ["credited without a stored rate"]
+    expected = payment.amount * payment.rate_units // payment.rate_amount
+    if payment.units != expected:
+        found.append(f"credited {payment.units} µ★, its amount at its rate is {expected}")
+    if payment.assigned_by is None:
+        if order is None:
+            found.append("credited by comment, but its order is missing")
+        elif (order.amount, order.units, order.user_id, order.asset) != (
+            payment.rate_amount,
+            payment.rate_units,
+            payment.user_id,
+            payment.asset,
+        ):
+            found.append("its rate, user or asset is not its order's")
+    return found

@@ -1,0 +1,217 @@
+"""What Veil reads from the TON chain: addresses, transaction hashes, comments, transfers.
+
+Addresses are parsed with ``pytoniq-core`` (raw ``0:<hex>`` and user-friendly ``EQ…``/``UQ…``
+forms, their checksum and flags) and compared in raw form; comments are read from the message
+body's BoC with the same library (a text comment is a cell starting with 32 zero bits, then a
+snake string). Nothing here parses addresses or BoCs by hand.
+
+``gram_transfer`` and ``jetton_transfer`` turn one toncenter v3 record (a transaction, or a
+jetton transfer) into a ``Transfer``: the facts the books need, or a ``skip`` reason for records
+that bring no money (aborted, bounced, outgoing, to another account, a jetton that is not the
+real USDT). A record whose shape is wrong raises ``MalformedTransfer``: the watcher stops there
+rather than step over a payment it could not read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytoniq_core.boc.address import Address, AddressError
+from pytoniq_core.boc.cell import Cell
+
+from services.ton.errors import MalformedTransfer
+
+if TYPE_CHECKING:
+    from models.ton import Asset
+
+__all__ = [
+    "USDT_MAINNET_MASTER",
+    "Transfer",
+    "WalletAddress",
+    "comment_from_boc",
+    "gram_transfer",
+    "jetton_transfer",
+    "normalise_hash",
+]
+
+# The USDT jetton's master contract on mainnet (6 decimals); fake jettons are common.
+USDT_MAINNET_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
+_HASH_BYTES = 32
+_TEXT_COMMENT_OP = 0
+_WORKCHAINS = (0, -1)  # the basechain and the masterchain
+
+
+@dataclass(frozen=True, slots=True)
+class WalletAddress:
+    """A TON address, parsed and checked once: its raw form and the forms shown to people.
+
+    ``friendly`` is the non-bounceable url-safe form (``UQ…``, ``0Q…`` on testnet) that wallets
+    expect for a wallet; ``bounceable`` the ``EQ…``/``kQ…`` form.
+    """
+
+    raw: str
+    friendly: str
+    bounceable: str
+    testnet: bool
+
+    @classmethod
+    def parse(cls, text: str, *, testnet: bool = False) -> WalletAddress:
+        """Parse any form; ``ValueError`` for a bad address or a network flag that disagrees."""
+        address = parse_address(text)
+        if address is None:
+            raise ValueError(f"{text.strip()!r} is not a TON address (raw 0:<hex> or EQ…/UQ…)")
+        if ":" not in text and address.is_test_only != testnet:
+            network = "testnet" if address.is_test_only else "mainnet"
+            raise ValueError(
+                f"{text.strip()!r} is a {network} address but VEIL_TON_TESTNET is"
+                f" {'on' if testnet else 'off'}"
+            )
+        return cls(
+            raw=address.to_str(is_user_friendly=False),
+            friendly=address.to_str(is_bounceable=False, is_test_only=testnet),
+            bounceable=address.to_str(is_bounceable=True, is_test_only=testnet),
+            testnet=testnet,
+        )
+
+
+def parse_address(text: object) -> Address | None:
+    """The address ``text`` names in any form, or None if it names none."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        address = Address(text.strip())
+    except (AddressError, ValueError, IndexError, TypeError, binascii.Error):
+        return None
+    # The library takes a raw address with a short hash or any workchain number as given.
+    if len(address.hash_part) != _HASH_BYTES or address.wc not in _WORKCHAINS:
+        return None
+    return address
+
+
+def raw_address(text: object) -> str | None:
+    """``text`` in raw form (``0:<hex>``, lowercase), or None if it is no address."""
+    address = parse_address(text)
+    return None if address is None else str(address.to_str(is_user_friendly=False))
+
+
+def normalise_hash(value: object) -> str:
+    """A transaction hash as toncenter gives it (base64, url-safe base64 or hex) in hex.
+
+    Raises ``MalformedTransfer`` for anything that is not 32 bytes.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 2 * _HASH_BYTES:
+                raw = bytes.fromhex(text)
+            else:
+                raw = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) == _HASH_BYTES:
+            return raw.hex()
+    raise MalformedTransfer("a transaction hash is not 32 bytes")
+
+
+def comment_from_boc(body: object) -> str | None:
+    """The text comment in a message body or forward payload (a base64 BoC), or None.
+
+    None for no body, a body that is not a text comment (another op, an encrypted comment),
+    or bytes the library cannot read: such a payment has no comment.
+    """
+    if not isinstance(body, str) or not body:
+        return None
+    try:
+        cell_slice = Cell.one_from_boc(base64.b64decode(body)).begin_parse()
+        if cell_slice.remaining_bits < 32 or cell_slice.load_uint(32) != _TEXT_COMMENT_OP:  # noqa: PLR2004 -- the op's width
+            return None
+        text = cell_slice.load_snake_string()
+    except Exception:  # noqa: BLE001 -- untrusted bytes from the chain: any failure means "no comment"
+        return None
+    return text if isinstance(text, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One incoming transfer as the books need it; ``skip`` says why it brings no money."""
+
+    asset: Asset
+    hash: str
+    lt: int
+    utime: int
+    sender: str | None
+    amount: int
+    comment: str | None
+    skip: str | None = None
+
+
+def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- parsed JSON
+    """A toncenter v3 transaction of ``account`` (raw form) as a Gram transfer."""
+    if not isinstance(record, dict):
+        raise MalformedTransfer("a transaction is not an object")
+    tx_hash = normalise_hash(record.get("hash"))
+    lt, utime = _integer(record.get("lt")), _integer(record.get("now"))
+    description = record.get("description")
+    aborted = isinstance(description, dict) and description.get("aborted") is True
+    message = record.get("in_msg")
+    if not isinstance(message, dict) or message.get("source") in {None, ""}:
+        return Transfer("gram", tx_hash, lt, utime, None, 0, None, skip="not_incoming")
+    sender = raw_address(message.get("source"))
+    amount = _integer(message.get("value"))
+    content = message.get("message_content")
+    comment = None
+    if isinstance(content, dict):
+        comment = comment_from_boc(content.get("body"))
+        decoded = content.get("decoded")
+        if comment is None and isinstance(decoded, dict) and decoded.get("type") == "text_comment":
+            text = decoded.get("comment")
+            comment = text if isinstance(text, str) else None
+    skip = None
+    if aborted:
+        skip = "aborted"
+    elif message.get("bounced") is True:
+        skip = "bounced"
+    elif raw_address(message.get("destination")) != account:
+        skip = "not_ours"
+    return Transfer("gram", tx_hash, lt, utime, sender, amount, comment, skip)
+
+
+def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: ANN401 -- parsed JSON
+    """A toncenter v3 jetton transfer to ``owner`` (raw) as a USDT transfer of ``master`` (raw).
+
+    A transfer of any other jetton is skipped as ``foreign_jetton``: a fake USDT costs nothing
+    to make, and only the real master's wallets carry the real one.
+    """
+    if not isinstance(record, dict):
+        raise MalformedTransfer("a jetton transfer is not an object")
+    tx_hash = normalise_hash(record.get("transaction_hash"))
+    lt, utime = _integer(record.get("transaction_lt")), _integer(record.get("transaction_now"))
+    amount = _integer(record.get("amount"))
+    sender = raw_address(record.get("source"))
+    comment = comment_from_boc(record.get("forward_payload"))
+    skip = None
+    if record.get("transaction_aborted") is True:
+        skip = "aborted"
+    elif raw_address(record.get("destination")) != owner:
+        skip = "not_ours"
+    elif raw_address(record.get("jetton_master")) != master:
+        skip = "foreign_jetton"
+    return Transfer("usdt", tx_hash, lt, utime, sender, amount, comment, skip)
+
+
+def _integer(value: object) -> int:
+    """A non-negative integer toncenter sends as a string (``lt``, ``value``) or a number."""
+    if isinstance(value, bool):
+        raise MalformedTransfer("a number field is a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        number = int(value)
+    else:
+        raise MalformedTransfer("a number field is missing or not a whole number")
+    if number < 0:
+        raise MalformedTransfer("a number field is negative")
+    return number

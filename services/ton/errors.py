@@ -1,0 +1,59 @@
+"""Errors of the TON payments, part of Veil's tree (drawn in ``services.errors``)."""
+
+from __future__ import annotations
+
+from services.errors import BillingError
+
+__all__ = [
+    "MalformedTransfer",
+    "PaymentAmbiguous",
+    "PaymentNotAssignable",
+    "PaymentNotFound",
+    "PaymentNotUnmatched",
+    "TonError",
+    "ToncenterRateLimited",
+    "ToncenterUnavailable",
+]
+
+
+class TonError(BillingError):
+    """Paying in Gram or USDT on TON failed or was refused."""
+
+
+class ToncenterUnavailable(TonError):
+    """toncenter could not be asked or gave no usable answer (network, HTTP error, bad JSON)."""
+
+
+class ToncenterRateLimited(ToncenterUnavailable):
+    """toncenter answered 429: ask again later, more slowly."""
+
+
+class MalformedTransfer(ToncenterUnavailable):
+    """A transaction or jetton transfer in toncenter's answer does not have the expected shape."""
+
+
+class PaymentNotAssignable(TonError):
+    """An admin's assignment names no unmatched payment; ``reason`` is its code."""
+
+    reason = "not_assignable"
+
+    def __init__(self) -> None:
+        super().__init__(f"payment not assignable: {self.reason}")
+
+
+class PaymentNotFound(PaymentNotAssignable):
+    """No recorded payment's hash starts with the digits given (or they are not 8 hex digits)."""
+
+    reason = "not_found"
+
+
+class PaymentAmbiguous(PaymentNotAssignable):
+    """More than one recorded payment's hash starts with the digits given."""
+
+    reason = "ambiguous"
+
+
+class PaymentNotUnmatched(PaymentNotAssignable):
+    """The payment is credited already, or dust: only an unmatched one can be assigned."""
+
+    reason = "not_unmatched"

@@ -1,0 +1,114 @@
+"""A small client for toncenter's v3 indexer API: an account's transactions, jetton transfers.
+
+``GET /api/v3/transactions?account=…&start_lt=…&sort=asc&limit=…&offset=…`` and
+``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…``; the
+API key (if any) goes in ``X-API-Key``. toncenter lists only finalized transactions. A 429
+(``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``; any
+other failure (network, timeout, HTTP error, a body that is not the expected JSON)
+``ToncenterUnavailable``. The key never appears in a log line or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
+
+if TYPE_CHECKING:
+    from models.ton import TonCursor
+
+__all__ = ["MAINNET_URL", "TESTNET_URL", "ToncenterClient"]
+
+MAINNET_URL = "https://toncenter.com"
+TESTNET_URL = "https://testnet.toncenter.com"
+REQUEST_TIMEOUT_S = 20.0
+MAX_BODY = 8 * 1024 * 1024  # a page of 100 transactions is far smaller
+
+
+class ToncenterClient:
+    """Reads pages of toncenter v3 records; one method a kind of record."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str | None = None,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._session = session
+        self._headers = {"X-API-Key": api_key} if api_key else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def __repr__(self) -> str:
+        return f"ToncenterClient({self._base!r})"
+
+    async def transactions(
+        self, account: str, cursor: TonCursor, *, limit: int, offset: int = 0
+    ) -> list[Any]:
+        """The account's transactions from the cursor on (its own included), oldest first.
+
+        Before the cursor has a transaction, from the time the watcher began (``since``).
+        """
+        params = {"account": account, "sort": "asc", "limit": str(limit), "offset": str(offset)}
+        params |= _start(cursor)
+        return await self._list("/api/v3/transactions", params, "transactions")
+
+    async def jetton_transfers(
+        self, owner: str, cursor: TonCursor, *, limit: int, offset: int = 0
+    ) -> list[Any]:
+        """Jetton transfers to ``owner`` from the cursor on, oldest first (every jetton)."""
+        params = {
+            "owner_address": owner,
+            "direction": "in",
+            "sort": "asc",
+            "limit": str(limit),
+            "offset": str(offset),
+        }
+        params |= _start(cursor)
+        return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
+
+    async def _list(self, path: str, params: dict[str, str], key: str) -> list[Any]:
+        body = await self._get(path, params)
+        records = body.get(key)
+        if not isinstance(records, list):
+            raise ToncenterUnavailable(f"toncenter's {path} answer has no {key} list")
+        return records
+
+    async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            async with self._session.get(
+                self._base + path, params=params, headers=self._headers, timeout=self._timeout
+            ) as response:
+                if response.status == HTTPStatus.TOO_MANY_REQUESTS:
+                    raise ToncenterRateLimited("toncenter: rate limited (429)")
+                if response.status != HTTPStatus.OK:
+                    raise ToncenterUnavailable(f"toncenter: HTTP {response.status} for {path}")
+                raw = await response.content.read(MAX_BODY + 1)
+        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            raise ToncenterUnavailable(f"toncenter: {type(exc).__name__} for {path}") from exc
+        if len(raw) > MAX_BODY:
+            raise ToncenterUnavailable(f"toncenter: the answer for {path} is too large")
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ToncenterUnavailable(f"toncenter: the answer for {path} is not JSON") from exc
+        if not isinstance(body, dict):
+            raise ToncenterUnavailable(f"toncenter: the answer for {path} is not an object")
+        if body.get("ok") is False:
+            if body.get("code") == HTTPStatus.TOO_MANY_REQUESTS:
+                raise ToncenterRateLimited("toncenter: rate limited (429)")
+            raise ToncenterUnavailable(f"toncenter: an error answer for {path}")
+        return body
+
+
+def _start(cursor: TonCursor) -> dict[str, str]:
+    if cursor.lt is None:
+        return {"start_utime": str(cursor.since)}
+    return {"start_lt": str(cursor.lt)}

@@ -1,0 +1,233 @@
+"""The chain watcher: polls toncenter from the persisted cursor and books what arrives.
+
+One background task (``TonWatcher.run``) for the Gram stream (the receiving account's
+transactions) and, when USDT is sold, the USDT stream (jetton transfers to the account). Each
+pass reads every stream page by page from its cursor, books each transfer (``TonBooks.book``:
+once per transaction hash), tells the user, and saves the cursor after each page. A crash
+anywhere in a page leaves the cursor before it: the page is read again and every transfer
+already booked is a no-op (its hash is recorded), so nothing is missed and nothing is counted
+twice. Messages a crash or a Telegram outage swallowed are sent on the next pass.
+
+Reading from the cursor asks for ``start_lt`` = the cursor's own lt, so the first record
+returned is normally the cursor's own transaction (its hash is checked: a different one is
+logged as ``ton.cursor_mismatch`` and booked like any new one). Before its first transaction a
+stream reads from ``since``: ten minutes before the first order or the watcher's first pass,
+whichever came first (clocks differ; older history is not Veil's).
+
+Failures never reach the bot: a 429 or any toncenter or ledger error logs one status line
+(``ton.watcher_backoff``) and the next pass waits twice as long, up to ``max_backoff``; the
+first good pass after that logs ``ton.watcher_resumed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from services.errors import LedgerUnavailable
+from services.ton.chain import gram_transfer, jetton_transfer
+from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from models.ton import Asset, TonCursor
+    from services.ton.books import TonBooking, TonBooks
+    from services.ton.chain import Transfer, WalletAddress
+    from services.ton.toncenter import ToncenterClient
+
+__all__ = ["ChainReader", "Page", "TonWatcher"]
+
+log = structlog.get_logger("veil.ton")
+
+PAGE = 100
+POLL_EVERY_S = 10.0
+MAX_BACKOFF_S = 300.0
+PURGE_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page read from toncenter: how many records it had, and them as transfers."""
+
+    size: int
+    transfers: list[Transfer]
+
+
+class ChainReader:
+    """Reads pages of incoming transfers for each asset, from a cursor, via toncenter."""
+
+    def __init__(
+        self,
+        client: ToncenterClient,
+        wallet: WalletAddress,
+        usdt_master: WalletAddress | None = None,
+    ) -> None:
+        self._client = client
+        self._wallet = wallet
+        self._usdt_master = usdt_master
+
+    def __repr__(self) -> str:
+        return f"ChainReader({self._client!r})"
+
+    @property
+    def assets(self) -> tuple[Asset, ...]:
+        """The streams read: Gram, and USDT when its master is known."""
+        return ("gram", "usdt") if self._usdt_master is not None else ("gram",)
+
+    async def page(self, asset: Asset, cursor: TonCursor, *, limit: int, offset: int) -> Page:
+        """The records from the cursor on (from its own transaction), oldest first."""
+        account = self._wallet.raw
+        if asset == "gram":
+            records = await self._client.transactions(account, cursor, limit=limit, offset=offset)
+            return Page(len(records), [gram_transfer(record, account) for record in records])
+        if self._usdt_master is None:
+            raise ValueError("USDT is not watched")
+        master = self._usdt_master.raw
+        records = await self._client.jetton_transfers(account, cursor, limit=limit, offset=offset)
+        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
+
+    async def everything(
+        self, asset: Asset, cursor: TonCursor, *, limit: int = PAGE
+    ) -> list[Transfer]:
+        """Every transfer from the cursor on, all pages (for ``reconcile``)."""
+        found: list[Transfer] = []
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = await self.page(asset, cursor, limit=limit, offset=offset)
+            found.extend(t for t in page.transfers if t.hash not in seen)
+            seen.update(t.hash for t in page.transfers)
+            if page.size < limit:
+                return found
+            offset += page.size
+
+
+class TonWatcher:
+    """Polls the chain and books incoming payments; see the module docstring.
+
+    ``notify`` tells a user that a payment was credited; it returns False when Telegram could
+    not be reached, and the message is sent again on the next pass.
+    """
+
+    def __init__(  # noqa: PLR0913 -- its parts and its timing
+        self,
+        books: TonBooks,
+        reader: ChainReader,
+        notify: Callable[[TonBooking], Awaitable[bool]],
+        *,
+        interval: float = POLL_EVERY_S,
+        max_backoff: float = MAX_BACKOFF_S,
+        page_size: int = PAGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if interval <= 0 or page_size < 2:  # noqa: PLR2004 -- a page holds the cursor and more
+            raise ValueError("the interval must be positive and a page at least 2 records")
+        self._books = books
+        self._reader = reader
+        self._notify = notify
+        self._interval = interval
+        self._max_backoff = max(max_backoff, interval)
+        self._page_size = page_size
+        self._clock = clock
+        self._next_purge = 0.0
+
+    def __repr__(self) -> str:
+        return f"TonWatcher(interval={self._interval})"
+
+    async def run(self) -> None:
+        """Poll until cancelled; back off on 429 and errors (never raises them)."""
+        delay = self._interval
+        failing = False
+        while True:
+            try:
+                booked = await self.poll()
+            except (ToncenterUnavailable, LedgerUnavailable) as exc:
+                status = "rate_limited" if isinstance(exc, ToncenterRateLimited) else "error"
+                if isinstance(exc, LedgerUnavailable):
+                    status = "ledger_unavailable"
+                log.warning("ton.watcher_backoff", status=status, error=str(exc), retry_in=delay)
+            except Exception:  # the loop's edge: a bug must not stop payments for good
+                log.exception("ton.watcher_backoff", status="unexpected", retry_in=delay)
+            else:
+                if failing:
+                    log.info("ton.watcher_resumed", booked=booked)
+                failing = False
+                delay = self._interval
+                await asyncio.sleep(self._interval)
+                continue
+            failing = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+
+    async def poll(self) -> int:
+        """One pass: every stream to its end, then the messages still owed; transfers booked."""
+        booked = 0
+        for asset in self._reader.assets:
+            booked += await self._poll_stream(asset)
+        for booking in await self._books.unnotified():
+            await self._tell(booking)
+        if self._clock() >= self._next_purge:
+            self._next_purge = self._clock() + PURGE_EVERY_S
+            await self._books.purge_orders()
+        return booked
+
+    async def _poll_stream(self, asset: Asset) -> int:
+        cursor = await self._books.cursor(asset)
+        booked = 0
+        offset = 0
+        while True:
+            asked = cursor.lt
+            page = await self._reader.page(asset, cursor, limit=self._page_size, offset=offset)
+            for transfer in page.transfers:
+                if _after(transfer, cursor, check_hash=asset == "gram"):
+                    booked += await self._take(transfer)
+            if page.transfers:
+                last = page.transfers[-1]
+                await self._books.save_cursor(asset, last.lt, last.hash)
+                cursor = await self._books.cursor(asset)
+            if page.size < self._page_size:
+                return booked
+            # A full page: read on from its end; when it did not move past one lt (records of
+            # many accounts can share one), step over the records already read instead.
+            offset = offset + page.size if cursor.lt == asked else 0
+
+    async def _take(self, transfer: Transfer) -> int:
+        """Book one new record (tell its user when it credits); 1 if it was booked just now."""
+        if transfer.skip is not None:
+            if transfer.skip == "foreign_jetton":
+                log.warning("ton.foreign_jetton", tx=transfer.hash, amount=transfer.amount)
+            else:
+                log.debug("ton.transfer_skipped", tx=transfer.hash, reason=transfer.skip)
+            return 0
+        booking = await self._books.book(transfer)
+        if not booking.new:
+            return 0
+        if booking.payment.status == "credited":
+            await self._tell(booking)
+        return 1
+
+    async def _tell(self, booking: TonBooking) -> None:
+        if await self._notify(booking):
+            await self._books.notified(booking.payment.hash)
+
+
+def _after(transfer: Transfer, cursor: TonCursor, *, check_hash: bool) -> bool:
+    """Whether a record read from the cursor on is new: past the cursor's own transaction.
+
+    One account's transactions never share an lt, so for the Gram stream another hash at the
+    cursor's lt means the history changed under it (``check_hash``): logged, and booked.
+    """
+    if cursor.lt is None:
+        return True
+    if transfer.lt != cursor.lt:
+        return transfer.lt > cursor.lt
+    if transfer.hash == cursor.hash:
+        return False
+    if check_hash:
+        log.warning("ton.cursor_mismatch", lt=transfer.lt, tx=transfer.hash)
+    return True

@@ -1,0 +1,61 @@
+"""A cut answer says so: the note, the Continue button, and what a press asks and bills."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from services.chat import CONTINUE_PROMPT
+from tests.botstack import running_stack
+from tests.fakes.vllm import split_tokens
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 7401
+# 40 of the fake model's tokens; the bot allows 16 an answer, so the model stops at the limit.
+ESSAY = " ".join(f"word{i}" for i in range(40))
+CUT_AT = 16
+
+
+async def test_a_cut_answer_gets_a_note_and_continue_goes_on_as_a_billed_turn(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(
+        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8
+    ) as stack:
+        stack.telegram.send_text(USER, "Write an essay")
+        answer, note = await stack.final_messages(USER, 2)
+        first = "".join(split_tokens(ESSAY)[:CUT_AT])
+        assert answer["text"] == first
+        assert "reply_markup" not in answer or not answer["reply_markup"]
+        assert note["text"] == "✂️ The answer reached its length limit."
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        assert button["text"] == "Continue"
+        assert await stack.stored_turns(USER, 2) == ["Write an essay", first]
+        before = await stack.veil.credit.balance(USER)
+
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        await stack.final_messages(USER, 4)  # the continuation, cut again, and its own note
+        turns = await stack.stored_turns(USER, 4)
+        asked = stack.vllm.requests[1]["messages"]
+        # The model sees the conversation with its cut answer, then the request to go on.
+        assert [m["content"] for m in asked[-3:]] == ["Write an essay", first, CONTINUE_PROMPT]
+        assert turns[2:] == [CONTINUE_PROMPT, first]  # the fake repeats itself; stored as said
+        after = await stack.veil.credit.balance(USER)
+        assert after.free_tokens_left < before.free_tokens_left  # a new, metered turn
+
+        # The first note's button is stale now: a press asks nothing.
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        expired = await stack.reply_text(USER, 4)
+        assert expired == "That answer can no longer be continued. Ask me to go on in a message."
+        assert len(stack.vllm.requests) == 2
+
+
+async def test_an_answer_that_ends_by_itself_has_no_note(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer="Short and done.") as stack:
+        stack.telegram.send_text(USER, "Hi")
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        stack.telegram.send_text(USER, "Again")
+        messages = await stack.final_messages(USER, 2)
+    assert [m["text"] for m in messages] == ["Short and done.", "Short and done."]

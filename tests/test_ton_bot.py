@@ -1,0 +1,390 @@
+"""Paying in Gram and USDT end to end: fake Telegram ← bot → fake toncenter, real SQLite.
+
+/buy shows the Gram and USDT packs; a pack button sends the invoice (address, amount, comment,
+expiry, the ton:// link, a Tonkeeper button) and a QR code that a real decoder reads back as
+the ton:// link; the payment on the (fake) chain is credited once and the user told; a restart
+in the middle of a page neither misses nor repeats a credit; admins see and assign unmatched
+payments; a slow toncenter never slows the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import zxingcpp
+from PIL import Image
+
+from tests.books import inconsistent_users
+from tests.botstack import TOKEN, Stack, running_stack
+from tests.fakes.gated import GatedTelegram
+from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, hex_hash
+from tests.tonstack import WALLET, WALLET_RAW
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+ALICE, BOB, CAROL, ADMIN = 7001, 7002, 7003, 7999
+GRAM = 1_000_000_000
+COMMENT = re.compile(r"Comment: ([A-Z0-9]{8})")
+
+
+@contextlib.asynccontextmanager
+async def ton_bot(
+    data_dir: Path,
+    chain: FakeToncenter,
+    **settings: Any,  # noqa: ANN401 -- BotSettings overrides
+) -> AsyncIterator[tuple[Stack, GatedTelegram]]:
+    """The whole bot with Gram and USDT payments on, watching ``chain`` every 50 ms."""
+    telegram = GatedTelegram(token=TOKEN)
+    options: dict[str, Any] = {
+        "ton_address": WALLET.bounceable,
+        "ton_usdt": True,
+        "toncenter_url": chain.url,
+        "toncenter_key": "test-toncenter-key",
+        "ton_poll_interval": 0.05,
+        "ton_packs": "1000000000:250000000,5000000000:1300000000",
+        "ton_usdt_packs": "1000000:70000000",
+        "free_tokens_per_day": 0,
+        "admins": str(ADMIN),
+    }
+    async with running_stack(data_dir, telegram_server=telegram, **(options | settings)) as stack:
+        yield stack, telegram
+        assert await inconsistent_users(stack.veil.store) == []
+
+
+async def buy(
+    stack: Stack, telegram: GatedTelegram, user: int, label: str, language: str = "en"
+) -> dict[str, Any]:
+    """/buy, press the button whose text starts with ``label``; the invoice message."""
+    before = len(telegram.sent_messages(user))
+    telegram.send_text(user, "/buy", language_code=language)
+    messages = await stack.final_messages(user, before + 1)
+    menu = messages[before]
+    buttons = [row[0] for row in menu["reply_markup"]["inline_keyboard"]]
+    (button,) = [b for b in buttons if b["text"].startswith(label)]
+    photos = len(telegram.photos.get(user, []))
+    telegram.press_button(
+        user, button["callback_data"], message_id=menu["message_id"], language_code=language
+    )
+    async with asyncio.timeout(10):
+        while len(telegram.photos.get(user, [])) <= photos:  # noqa: ASYNC110 -- the fake's record
+            await asyncio.sleep(0.02)
+    invoice, photo = telegram.sent_messages(user)[before + 1 : before + 3]
+    assert "photo" in photo
+    return invoice
+
+
+def comment_of(invoice: dict[str, Any]) -> str:
+    match = COMMENT.search(invoice["text"])
+    assert match is not None, invoice["text"]
+    return match.group(1)
+
+
+async def told(stack: Stack, user: int, count: int) -> str:
+    """Wait for the user's ``count``-th message; its text."""
+    messages = await stack.final_messages(user, count)
+    return str(messages[count - 1].get("text", ""))
+
+
+async def test_buy_shows_gram_and_usdt_packs_and_the_invoice_scans_and_pays(
+    tmp_path: Path,
+) -> None:
+    async with (
+        FakeToncenter(api_key="test-toncenter-key") as chain,
+        ton_bot(tmp_path, chain) as (stack, telegram),
+    ):
+        telegram.send_text(ALICE, "/buy")
+        (menu,) = await stack.final_messages(ALICE, 1)
+        labels = [row[0]["text"] for row in menu["reply_markup"]["inline_keyboard"]]
+        assert labels[-3:] == [
+            "1 GRAM → 250 ★ credit",
+            "5 GRAM → 1300 ★ credit",
+            "1 USDT (USDT on TON) → 70 ★ credit",
+        ]
+        invoice = await buy(stack, telegram, ALICE, "1 GRAM")
+        text = invoice["text"]
+        comment = comment_of(invoice)
+        link = f"ton://transfer/{WALLET.friendly}?amount={GRAM}&text={comment}"
+        assert WALLET.friendly in text
+        assert "Amount: 1 GRAM" in text
+        assert link in text
+        # Address, amount, comment and link are each a tap-to-copy code entity.
+        codes = {
+            text[e["offset"] : e["offset"] + e["length"]]
+            for e in invoice["entities"]
+            if e["type"] == "code"
+        }
+        assert {WALLET.friendly, "1", comment, link} <= codes
+        (button,) = invoice["reply_markup"]["inline_keyboard"][0]
+        assert button["url"] == (
+            f"https://app.tonkeeper.com/transfer/{WALLET.friendly}?amount={GRAM}&text={comment}"
+        )
+        # The QR code, read by a real decoder, is the ton:// link.
+        (png,) = telegram.photos[ALICE]
+        (code,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+        assert (code.format, code.text) == (zxingcpp.BarcodeFormat.QRCode, link)
+
+        tx = chain.add_transaction(WALLET_RAW, value=GRAM, comment=comment)
+        # (menu, menu again, invoice, QR code, then:)
+        assert await told(stack, ALICE, 5) == ("Received 1 GRAM. 250 ★ added. Balance: 250 ★.")
+        telegram.send_text(ALICE, "/balance")
+        assert (await told(stack, ALICE, 6)).startswith("Balance: 250 ★ of credit")
+        balance = await stack.veil.credit.balance(ALICE)
+        assert balance.units == 250_000_000
+        assert chain.calls("/api/v3/transactions")
+        assert {r.api_key for r in chain.requests} == {"test-toncenter-key"}
+        # Redelivered pages change nothing.
+        await asyncio.sleep(0.3)
+        assert (await stack.veil.credit.balance(ALICE)).units == 250_000_000
+        assert len(telegram.sent_messages(ALICE)) == 6
+        assert stack.veil.ton_books is not None
+        (payment,) = await stack.veil.ton_books.recorded()
+        assert payment.hash == hex_hash(tx["hash"])
+
+
+async def test_not_enough_credit_offers_the_gram_and_usdt_packs_and_they_sell(
+    tmp_path: Path,
+) -> None:
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        telegram.send_text(ALICE, "Answer me for free")
+        (note,) = await stack.final_messages(ALICE, 1)
+        assert note["text"].startswith("Not enough credit for an answer")
+        buttons = [row[0] for row in note["reply_markup"]["inline_keyboard"]]
+        labels = [button["text"] for button in buttons]
+        assert labels[0] == "50 ⭐ → 50 ★ credit"
+        assert labels[-3:] == [
+            "1 GRAM → 250 ★ credit",
+            "5 GRAM → 1300 ★ credit",
+            "1 USDT (USDT on TON) → 70 ★ credit",
+        ]
+        assert stack.vllm.requests == []
+        # The USDT button under the notice sells like the one under /buy.
+        telegram.press_button(ALICE, buttons[-1]["callback_data"], message_id=note["message_id"])
+        async with asyncio.timeout(10):
+            while not telegram.photos.get(ALICE):  # noqa: ASYNC110 -- the fake's record
+                await asyncio.sleep(0.02)
+        invoice = telegram.sent_messages(ALICE)[1]
+        assert "1 USDT" in invoice["text"]
+        assert comment_of(invoice)
+        # A Gram pack no longer sold (an old button): the errors router's text, no order.
+        telegram.press_button(ALICE, "gram:3000000000", message_id=note["message_id"])
+        assert await told(stack, ALICE, 4) == (
+            "That offer is no longer available. Please open /buy again."
+        )
+        assert len(telegram.photos[ALICE]) == 1
+
+
+async def test_without_a_ton_address_no_gram_packs_and_their_old_buttons_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        stack.telegram.send_text(ALICE, "/buy")
+        (menu,) = await stack.final_messages(ALICE, 1)
+        labels = [row[0]["text"] for row in menu["reply_markup"]["inline_keyboard"]]
+        assert not [label for label in labels if "GRAM" in label or "USDT" in label]
+        stack.telegram.send_text(ALICE, "Answer me for free")
+        note = (await stack.final_messages(ALICE, 2))[1]
+        assert note["text"].startswith("Not enough credit for an answer")
+        assert [row[0]["text"] for row in note["reply_markup"]["inline_keyboard"]] == labels
+        stack.telegram.press_button(ALICE, "gram:1000000000", message_id=menu["message_id"])
+        assert await told(stack, ALICE, 3) == (
+            "That offer is no longer available. Please open /buy again."
+        )
+        assert stack.veil.ton_books is None
+
+
+async def test_underpaid_usdt_in_russian_says_what_arrived_and_what_is_left(
+    tmp_path: Path,
+) -> None:
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        telegram.send_text(BOB, "/start", language_code="ru")
+        await stack.final_messages(BOB, 1)
+        invoice = await buy(stack, telegram, BOB, "1 USDT", language="ru")
+        assert "Комментарий:" in invoice["text"]
+        comment = re.search(r"Комментарий: ([A-Z0-9]{8})", invoice["text"])
+        assert comment is not None
+        (button,) = invoice["reply_markup"]["inline_keyboard"][0]
+        assert f"jetton={USDT_MASTER}" in button["url"]
+        chain.add_jetton_transfer(WALLET_RAW, amount=400_000, comment=comment.group(1))
+        text = await told(stack, BOB, 5)
+        assert text == (
+            f"Получено 0.4 USDT из 1 USDT по заказу {comment.group(1)}: начислено 28 ★ за то,"
+            " что пришло. Чтобы получить остальное, отправьте 0.6 USDT"
+            " с тем же комментарием. Баланс: 28 ★."  # noqa: RUF001 -- Russian
+        )
+
+
+async def test_a_restart_in_the_middle_of_a_page_credits_each_payment_once(
+    tmp_path: Path,
+) -> None:
+    async with FakeToncenter() as chain:
+        comments = {}
+        async with ton_bot(tmp_path, chain) as (stack, telegram):
+            for user in (ALICE, BOB, CAROL):
+                comments[user] = comment_of(await buy(stack, telegram, user, "1 GRAM"))
+            # Bob's message will hang: the bot stops while telling him, after crediting him,
+            # with Carol's payment on the same page still to do and the cursor not saved.
+            telegram.hold_messages_to(BOB)
+            for user in (ALICE, BOB, CAROL):
+                chain.add_transaction(WALLET_RAW, value=GRAM, comment=comments[user])
+            async with asyncio.timeout(10):
+                await telegram.holding.wait()
+            ledger = stack.veil.credit
+            assert (await ledger.balance(ALICE)).units == 250_000_000
+            assert (await ledger.balance(BOB)).units == 250_000_000
+            assert (await ledger.balance(CAROL)).units == 0
+            assert await told(stack, ALICE, 4) == "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
+        async with ton_bot(tmp_path, chain) as (stack, telegram):
+            # Bob and Carol are told (once), Alice is not told again; each credited once.
+            assert await told(stack, CAROL, 1) == "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
+            assert await told(stack, BOB, 1) == "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
+            await asyncio.sleep(0.3)
+            assert telegram.sent_messages(ALICE) == []
+            assert len(telegram.sent_messages(BOB)) == len(telegram.sent_messages(CAROL)) == 1
+            for user in (ALICE, BOB, CAROL):
+                assert (await stack.veil.credit.balance(user)).units == 250_000_000
+
+
+async def test_admins_see_unmatched_payments_in_stats_and_assign_them(tmp_path: Path) -> None:
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        tx = chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment="for Carol, sorry")
+        assert stack.veil.ton_books is not None
+        async with asyncio.timeout(10):
+            while not await stack.veil.ton_books.unmatched():  # noqa: ASYNC110 -- the watcher
+                await asyncio.sleep(0.02)
+        tx_hash = hex_hash(tx["hash"])
+        telegram.send_text(ADMIN, "/stats")
+        stats = await told(stack, ADMIN, 1)
+        assert "Unmatched: 1" in stats
+        assert f"{tx_hash[:16]} · 2 GRAM · comment for Carol, sorry · unknown_comment" in stats
+        telegram.send_text(CAROL, f"/tonassign {tx_hash[:12]} {CAROL}")  # not an admin
+        telegram.send_text(ADMIN, f"/tonassign {tx_hash[:12]} {CAROL}")
+        assert await told(stack, ADMIN, 2) == (
+            f"Payment {tx_hash[:16]} (2 GRAM) credited to user {CAROL}: 500 ★. They will be told."
+        )
+        assert await told(stack, CAROL, 1) == (
+            "Your payment of 2 GRAM has been matched to you by support: 500 ★ added."
+            " Balance: 500 ★."
+        )
+        telegram.send_text(ADMIN, f"/tonassign {tx_hash[:12]} {CAROL}")
+        assert await told(stack, ADMIN, 3) == (
+            "That payment is not unmatched: it is credited already, or below the dust minimum."
+        )
+        telegram.send_text(ADMIN, "/tonassign nonsense")
+        assert (await told(stack, ADMIN, 4)).startswith("Usage: /tonassign")
+        assert (await stack.veil.credit.balance(CAROL)).units == 500_000_000
+
+
+async def test_a_slow_or_failing_toncenter_never_slows_the_bot(tmp_path: Path) -> None:
+    async with FakeToncenter(delay=30) as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        await asyncio.sleep(0.2)  # the watcher is waiting on toncenter now
+        async with asyncio.timeout(3):
+            telegram.send_text(ALICE, "/balance")
+            assert (await told(stack, ALICE, 1)).startswith("Balance: 0 ★ of credit")
+            invoice = await buy(stack, telegram, ALICE, "1 GRAM")
+            assert comment_of(invoice)
+
+
+async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path) -> None:
+    """Each case of the issue's list on one chain page, behind two 429s; users see the outcome."""
+    users = {
+        name: 7100 + n
+        for n, name in enumerate(
+            (
+                "exact",
+                "over",
+                "twice",
+                "nocomment",
+                "aborted",
+                "bounced",
+                "unknown",
+                "late",
+                "dust",
+                "forms",
+                "usdt",
+                "fakejetton",
+            )
+        )
+    }
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        comments = {}
+        for name, user in users.items():
+            label = "1 USDT" if name in {"usdt", "fakejetton"} else "1 GRAM"
+            comments[name] = comment_of(await buy(stack, telegram, user, label))
+        chain.rate_limit_next(2)
+        add = chain.add_transaction
+        add(WALLET_RAW, value=GRAM, comment=comments["exact"])
+        add(WALLET_RAW, value=GRAM * 3 // 2, comment=comments["over"])
+        add(WALLET_RAW, value=GRAM, comment=comments["twice"])
+        twice = add(WALLET_RAW, value=GRAM, comment=comments["twice"])
+        nocomment = add(WALLET_RAW, value=GRAM)
+        add(WALLET_RAW, value=GRAM, comment=comments["aborted"], aborted=True)
+        add(WALLET_RAW, value=GRAM, comment=comments["bounced"], bounced=True)
+        unknown = add(WALLET_RAW, value=GRAM, comment="NOTANORDER")
+        add(WALLET_RAW, value=GRAM, comment=comments["late"], now=int(time.time()) + 7200)
+        dust = add(WALLET_RAW, value=1_000, comment=comments["dust"])
+        for value, destination in (
+            (GRAM // 4, WALLET.raw.upper()),
+            (GRAM // 4, WALLET.friendly),
+            (GRAM // 2, WALLET.bounceable),
+        ):
+            add(WALLET_RAW, value=value, comment=comments["forms"], destination=destination)
+        chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=comments["usdt"])
+        chain.add_jetton_transfer(
+            WALLET_RAW,
+            amount=1_000_000,
+            comment=comments["fakejetton"],
+            master="0:" + "99" * 32,
+        )
+        # After /buy's menu, the invoice and the QR code, each user's 4th message on is news.
+        assert await told(stack, users["exact"], 4) == (
+            "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
+        )
+        assert await told(stack, users["over"], 4) == (
+            "Received 1.5 GRAM, more than the 1 GRAM asked: all of it is credited, 375 ★ added."
+            " Balance: 375 ★."
+        )
+        assert await told(stack, users["twice"], 4) == (
+            "Received 1 GRAM. 250 ★ added. Balance: 250 ★."
+        )
+        assert await told(stack, users["late"], 4) == (
+            "Received 1 GRAM. 250 ★ added. Balance: 250 ★.\nIt arrived after the invoice"
+            " expired; it is credited at the invoice's rate all the same."
+        )
+        forms = [await told(stack, users["forms"], n) for n in (4, 5, 6)]
+        under = (
+            f"Received 0.25 GRAM of the 1 GRAM for order {comments['forms']}: 62.5 ★ added for"
+            " what arrived. To get the rest, send {rest} GRAM with the same comment."
+            " Balance: {balance} ★."
+        )
+        assert forms == [
+            under.format(rest="0.75", balance="62.5"),
+            under.format(rest="0.5", balance="125"),
+            "Received 0.5 GRAM. 125 ★ added. Balance: 250 ★.",
+        ]
+        assert await told(stack, users["usdt"], 4) == (
+            "Received 1 USDT. 70 ★ added. Balance: 70 ★."
+        )
+        await asyncio.sleep(0.5)  # nothing else is coming
+        expected = {"exact": 250, "over": 375, "twice": 250, "late": 250, "forms": 250, "usdt": 70}
+        for name, user in users.items():
+            balance = await stack.veil.credit.balance(user)
+            assert balance.units == expected.get(name, 0) * 1_000_000, name
+            news = telegram.sent_messages(user)[3:]
+            assert len(news) == {"forms": 3}.get(name, 1 if name in expected else 0), name
+        telegram.send_text(ADMIN, "/stats")
+        stats = await told(stack, ADMIN, 1)
+        assert "Gram and USDT: 8 credited (5.5 GRAM, 1 USDT = 1445 ★), 1 below the dust" in stats
+        assert "Unmatched: 3 " in stats
+        for tx, reason in ((twice, "already_paid"), (nocomment, "no_comment")):
+            assert f"{hex_hash(tx['hash'])[:16]} · 1 GRAM · " in stats
+            assert reason in stats
+        assert f"{hex_hash(unknown['hash'])[:16]} · 1 GRAM · comment NOTANORDER" in stats
+        assert hex_hash(dust["hash"])[:16] not in stats
+        assert [r.status for r in chain.requests].count(429) == 2

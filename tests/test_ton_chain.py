@@ -1,0 +1,228 @@
+"""What Veil reads from TON: addresses, hashes, comments, toncenter's answers; the settings."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pytoniq_core.boc.builder import Builder
+
+from bot.__main__ import main
+from models.ton import TonCursor
+from services.ton.chain import (
+    WalletAddress,
+    comment_from_boc,
+    gram_transfer,
+    jetton_transfer,
+    normalise_hash,
+)
+from services.ton.errors import MalformedTransfer, ToncenterRateLimited, ToncenterUnavailable
+from services.ton.shop import TonPack, format_amount
+from services.ton.toncenter import ToncenterClient
+from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, comment_boc, op_boc
+from tests.harness import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+RAW = "0:b113a994b5024a16719f69139328eb759596c38a25f59028b146fecdc3621dfe"
+FORMS = {
+    "raw": RAW,
+    "raw upper case": RAW.upper(),
+    "bounceable": "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs",
+    "non-bounceable": "UQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_p0p",
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_every_address_form_parses_to_one_raw_address(form: str) -> None:
+    address = WalletAddress.parse(FORMS[form])
+    assert address.raw == RAW
+    assert address.friendly == FORMS["non-bounceable"]
+    assert address.bounceable == FORMS["bounceable"]
+
+
+def test_testnet_flags_are_checked_both_ways() -> None:
+    testnet = WalletAddress.parse(RAW, testnet=True)
+    assert testnet.friendly.startswith("0Q")
+    assert testnet.bounceable.startswith("kQ")
+    assert WalletAddress.parse(testnet.friendly, testnet=True).raw == RAW
+    with pytest.raises(ValueError, match="testnet address but VEIL_TON_TESTNET is off"):
+        WalletAddress.parse(testnet.friendly)
+    with pytest.raises(ValueError, match="mainnet address but VEIL_TON_TESTNET is on"):
+        WalletAddress.parse(FORMS["bounceable"], testnet=True)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDt",  # one character off: checksum
+        "0:b113",
+        "0:" + "zz" * 32,
+        "not an address",
+        "",
+        " ",
+    ],
+)
+def test_a_bad_address_is_refused_with_a_clear_reason(bad: str) -> None:
+    with pytest.raises(ValueError, match="is not a TON address"):
+        WalletAddress.parse(bad)
+
+
+def test_a_bad_address_stops_start_up_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VEIL_BOT_TOKEN", "123456:TEST-TOKEN")
+    monkeypatch.setenv("VEIL_OPERATOR_KEYS", base64.urlsafe_b64encode(b"k" * 32).decode()[:43])
+    monkeypatch.setenv("VEIL_TON_ADDRESS", "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDt")
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        (
+            "veil: setting VEIL_TON_ADDRESS is invalid: Value error,"
+            " 'EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDt' is not a TON address"
+            " (raw 0:<hex> or EQ…/UQ…)"
+        )
+    ]
+
+
+def test_hashes_are_read_in_every_form_toncenter_uses() -> None:
+    raw = bytes(range(32))
+    for text in (
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        raw.hex(),
+        raw.hex().upper(),
+    ):
+        assert normalise_hash(text) == raw.hex()
+    for bad in ("", "abc", base64.b64encode(raw[:31]).decode(), None, 7):
+        with pytest.raises(MalformedTransfer):
+            normalise_hash(bad)
+
+
+def test_comments_are_read_from_the_boc_and_nothing_else_counts_as_one() -> None:
+    assert comment_from_boc(comment_boc("VEIL-ABC ünïcode")) == "VEIL-ABC ünïcode"
+    long = "x" * 400  # spans several cells (a snake string)
+    assert comment_from_boc(comment_boc(long)) == long
+    assert comment_from_boc(comment_boc(None)) is None  # an empty body
+    assert comment_from_boc(op_boc(0x2167DA4B, b"secret")) is None  # an encrypted comment
+    bad_utf8 = Builder().store_uint(0, 32).store_bytes(b"\xff\xfe").end_cell()
+    assert comment_from_boc(base64.b64encode(bad_utf8.to_boc()).decode()) is None
+    for junk in ("", "bm90IGEgYm9j", "!!!", None, 12):
+        assert comment_from_boc(junk) is None
+
+
+def test_records_of_the_wrong_shape_are_refused_not_skipped() -> None:
+    fake = FakeToncenter()
+    record = fake.add_transaction(RAW, value=5, comment="x")
+    assert gram_transfer(record, RAW).amount == 5
+    for field, value in (("lt", "12a"), ("lt", None), ("now", True), ("lt", "-1")):
+        broken = record | {field: value}
+        with pytest.raises(MalformedTransfer):
+            gram_transfer(broken, RAW)
+    broken_value = record | {"in_msg": record["in_msg"] | {"value": "1.5"}}
+    with pytest.raises(MalformedTransfer):
+        gram_transfer(broken_value, RAW)
+    with pytest.raises(MalformedTransfer):
+        gram_transfer([], RAW)
+    transfer = fake.add_jetton_transfer(RAW, amount=3, comment="y")
+    master = WalletAddress.parse(USDT_MASTER).raw
+    assert jetton_transfer(transfer, RAW, master).comment == "y"
+    with pytest.raises(MalformedTransfer):
+        jetton_transfer(transfer | {"amount": ""}, RAW, master)
+
+
+def test_amounts_and_packs() -> None:
+    assert format_amount("gram", 1_500_000_000) == "1.5 GRAM"
+    assert format_amount("gram", 1) == "0.000000001 GRAM"
+    assert format_amount("usdt", 20_000_000) == "20 USDT"
+    assert format_amount("usdt", -250_000) == "-0.25 USDT"
+    packs = TonPack.parse_list("5000000000:1300000000, 1000000000:250000000", "gram")
+    assert [p.amount for p in packs] == [1_000_000_000, 5_000_000_000]
+    for bad, reason in (
+        ("1000:", "amount:units"),
+        ("1000", "amount:units"),
+        ("0:5", "positive"),
+        ("5:5,5:6", "two packs"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            TonPack.parse_list(bad, "gram")
+
+
+async def _serve(body: bytes, status: int) -> tuple[web.AppRunner, str]:
+    """A server answering every transactions request with ``body``; (runner, base URL)."""
+
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/v3/transactions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b'{"ok":false,"result":"Ratelimit exceed","code":429}', 429, ToncenterRateLimited),
+        (b'{"ok":false,"result":"Ratelimit exceed","code":429}', 200, ToncenterRateLimited),
+        (b'{"error":"boom"}', 500, ToncenterUnavailable),
+        (b"<html>gateway timeout</html>", 200, ToncenterUnavailable),
+        (b"[1, 2]", 200, ToncenterUnavailable),
+        (b'{"transactions": {}}', 200, ToncenterUnavailable),
+        (b'{"ok": false, "error": "bad account"}', 200, ToncenterUnavailable),
+    ],
+)
+async def test_toncenter_failures_become_our_errors(
+    session: aiohttp.ClientSession, body: bytes, status: int, error: type[Exception]
+) -> None:
+    runner, url = await _serve(body, status)
+    try:
+        client = ToncenterClient(url, session, api_key="secret-key")
+        with pytest.raises(error) as raised:
+            await client.transactions(RAW, TonCursor("gram", 0, None, None), limit=10)
+        assert "secret-key" not in str(raised.value)
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_unreachable_toncenter_is_unavailable(session: aiohttp.ClientSession) -> None:
+    client = ToncenterClient(f"http://127.0.0.1:{free_port()}", session)
+    with pytest.raises(ToncenterUnavailable):
+        await client.transactions(RAW, TonCursor("gram", 0, 5, "ab"), limit=10)
+
+
+async def test_the_client_asks_from_the_cursor(session: aiohttp.ClientSession) -> None:
+    async with FakeToncenter(api_key="k") as chain:
+        client = ToncenterClient(chain.url, session, api_key="k")
+        await client.transactions(RAW, TonCursor("gram", 1_700_000_000, None, None), limit=5)
+        await client.jetton_transfers(RAW, TonCursor("usdt", 0, 77, "ab"), limit=5, offset=5)
+        first, second = chain.requests
+        assert first.params == {
+            "account": RAW,
+            "sort": "asc",
+            "limit": "5",
+            "offset": "0",
+            "start_utime": "1700000000",
+        }
+        assert second.params == {
+            "owner_address": RAW,
+            "direction": "in",
+            "sort": "asc",
+            "limit": "5",
+            "offset": "5",
+            "start_lt": "77",
+        }
+        assert {first.api_key, second.api_key} == {"k"}

@@ -1,0 +1,448 @@
+"""The chain watcher and the TON books over the fake toncenter and a real SQLite file.
+
+Every case ends with the invariant: each credited payment has exactly its ledger row, and
+nothing else does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import pytest
+from structlog.testing import capture_logs
+
+from models import MasterKey
+from services.ton.errors import PaymentNotFound, PaymentNotUnmatched
+from services.ton.watcher import TonWatcher
+from tests.books import inconsistent_users
+from tests.fakes.toncenter import comment_boc, hex_hash, op_boc
+from tests.tonstack import ALICE, BOB, CAROL, WALLET, WALLET_RAW, TonStack, ton_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from models.ton import TonOrder
+    from services.ton.books import TonBooking
+
+GRAM = 1_000_000_000
+PACK = str(GRAM)  # the 1-Gram pack: 250 ★ (250_000_000 µ★)
+PACK_UNITS = 250_000_000
+
+
+async def order(stack: TonStack, user: int, asset: str = "gram", pack: str = PACK) -> TonOrder:
+    invoice = await stack.shop.create_order(user, asset, pack)  # type: ignore[arg-type]
+    return invoice.order
+
+
+async def sound(stack: TonStack) -> None:
+    assert await inconsistent_users(stack.store) == []
+
+
+async def recorded(stack: TonStack) -> dict[str, tuple[str, str | None, int]]:
+    return {p.hash: (p.status, p.reason, p.units) for p in await stack.books.recorded()}
+
+
+async def test_an_exact_payment_is_credited_once_and_the_user_told(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        tx = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        watcher = stack.watcher()
+        assert await watcher.poll() == 1
+        assert await stack.balance(ALICE) == PACK_UNITS
+        (told,) = stack.told
+        assert (told.payment.status, told.payment.reason, told.balance) == (
+            "credited",
+            None,
+            PACK_UNITS,
+        )
+        assert told.payment.hash == hex_hash(tx["hash"])
+        # Read again (a restart, a page read twice): nothing changes, nobody is told twice.
+        assert await watcher.poll() == 0
+        assert await stack.balance(ALICE) == PACK_UNITS
+        assert len(stack.told) == 1
+        await sound(stack)
+
+
+async def test_underpayment_credits_what_arrived_and_the_rest_completes_it(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM * 4 // 10, comment=paid.id)
+        watcher = stack.watcher()
+        await watcher.poll()
+        assert await stack.balance(ALICE) == PACK_UNITS * 4 // 10
+        assert stack.told[-1].payment.reason == "underpaid"
+        assert stack.told[-1].received == GRAM * 4 // 10
+        # The rest, with the same comment, completes the order; a third payment does not fit.
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM * 6 // 10, comment=paid.id)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        await watcher.poll()
+        assert await stack.balance(ALICE) == PACK_UNITS
+        assert [b.payment.reason for b in stack.told] == ["underpaid", None]
+        assert [(p.status, p.reason) for p in await stack.books.unmatched()] == [
+            ("unmatched", "already_paid")
+        ]
+        await sound(stack)
+
+
+async def test_overpayment_is_credited_in_full(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM * 3 // 2, comment=paid.id)
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == PACK_UNITS * 3 // 2
+        assert stack.told[0].payment.reason == "overpaid"
+        await sound(stack)
+
+
+async def test_two_payments_with_one_comment_credit_the_order_once_and_keep_the_other(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        first = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        second = stack.chain.add_transaction(
+            WALLET_RAW, value=GRAM, comment=paid.id, source="0:" + "77" * 32
+        )
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == PACK_UNITS
+        assert await recorded(stack) == {
+            hex_hash(first["hash"]): ("credited", None, PACK_UNITS),
+            hex_hash(second["hash"]): ("unmatched", "already_paid", 0),
+        }
+        await sound(stack)
+
+
+async def test_what_cannot_be_matched_is_kept_never_dropped(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        await order(stack, ALICE)
+        usdt = await order(stack, BOB, "usdt", "1000000")
+        none = stack.chain.add_transaction(WALLET_RAW, value=GRAM)
+        unknown = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="NOSUCHORDER")
+        other_asset = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=usdt.id)
+        encrypted = stack.chain.add_transaction(WALLET_RAW, value=GRAM, body=op_boc(0x2167DA4B))
+        assert await stack.watcher().poll() == 4
+        assert await recorded(stack) == {
+            hex_hash(none["hash"]): ("unmatched", "no_comment", 0),
+            hex_hash(unknown["hash"]): ("unmatched", "unknown_comment", 0),
+            hex_hash(other_asset["hash"]): ("unmatched", "wrong_asset", 0),
+            hex_hash(encrypted["hash"]): ("unmatched", "no_comment", 0),
+        }
+        assert stack.told == []
+        assert await stack.balance(ALICE) == await stack.balance(BOB) == 0
+        await sound(stack)
+
+
+async def test_aborted_bounced_outgoing_and_foreign_transactions_bring_nothing(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, aborted=True)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, bounced=True)
+        stack.chain.add_outgoing(WALLET_RAW)
+        # Listed for our account but addressed elsewhere (never credited on our side).
+        stack.chain.add_transaction(
+            WALLET_RAW, value=GRAM, comment=paid.id, destination="0:" + "66" * 32
+        )
+        watcher = stack.watcher()
+        assert await watcher.poll() == 0
+        assert await stack.books.recorded() == []
+        assert await stack.balance(ALICE) == 0
+        # The cursor moved past them: a real payment after them is the only one booked.
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        assert await watcher.poll() == 1
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)
+
+
+async def test_a_payment_after_expiry_is_credited_and_marked_late(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db", order_ttl=60) as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(
+            WALLET_RAW, value=GRAM, comment=paid.id, now=paid.expires_at + 3600
+        )
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == PACK_UNITS
+        assert stack.told[0].payment.late
+        await sound(stack)
+
+
+async def test_dust_is_recorded_never_credited(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        dust = stack.chain.add_transaction(WALLET_RAW, value=9_999_999, comment=paid.id)
+        at_minimum = stack.chain.add_transaction(WALLET_RAW, value=10_000_000, comment=paid.id)
+        await stack.watcher().poll()
+        assert await recorded(stack) == {
+            hex_hash(dust["hash"]): ("dust", "dust", 0),
+            hex_hash(at_minimum["hash"]): ("credited", "underpaid", 2_500_000),
+        }
+        assert await stack.balance(ALICE) == 2_500_000
+        await sound(stack)
+
+
+@pytest.mark.parametrize("form", ["raw", "upper_raw", "bounceable", "non_bounceable"])
+async def test_every_address_form_matches_the_same_order(tmp_path: Path, form: str) -> None:
+    destination = {
+        "raw": WALLET.raw,
+        "upper_raw": WALLET.raw.upper().replace("0X", "0x"),
+        "bounceable": WALLET.bounceable,
+        "non_bounceable": WALLET.friendly,
+    }[form]
+    assert WALLET.bounceable.startswith("EQ")
+    assert WALLET.friendly.startswith("UQ")
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(
+            WALLET_RAW, value=GRAM, comment=paid.id, destination=destination
+        )
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)
+
+
+@pytest.mark.parametrize("comment_in", ["body", "decoded"])
+async def test_the_comment_is_read_from_the_body_boc_or_the_decoded_field(
+    tmp_path: Path, comment_in: str
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        # Wallets differ in case and spacing; the comment still names the order.
+        typed = f"  {paid.id.lower()[:4]} {paid.id.lower()[4:]} "
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed, comment_in=comment_in)
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)
+
+
+async def test_the_body_boc_wins_over_a_decoded_comment_that_disagrees(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        record = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="WRONG")
+        record["in_msg"]["message_content"]["body"] = comment_boc(paid.id)
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == PACK_UNITS
+
+
+async def test_a_real_usdt_transfer_is_credited_and_a_fake_jetton_refused(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE, "usdt", "1000000")
+        fake_master = "0:" + "99" * 32
+        with capture_logs() as logs:
+            fake = stack.chain.add_jetton_transfer(
+                WALLET_RAW, amount=1_000_000, comment=paid.id, master=fake_master
+            )
+            stack.chain.add_jetton_transfer(
+                WALLET_RAW, amount=1_000_000, comment=paid.id, aborted=True
+            )
+            await stack.watcher().poll()
+        assert await stack.balance(ALICE) == 0
+        assert await stack.books.recorded() == []
+        refused = [e for e in logs if e["event"] == "ton.foreign_jetton"]
+        assert [e["tx"] for e in refused] == [hex_hash(fake["transaction_hash"])]
+
+        real = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == 70_000_000
+        assert stack.told[-1].payment.hash == hex_hash(real["transaction_hash"])
+        assert stack.told[-1].payment.asset == "usdt"
+        await sound(stack)
+
+
+async def test_pages_are_followed_and_records_sharing_one_lt_are_not_skipped(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        orders = [await order(stack, 2000 + n, "usdt", "1000000") for n in range(5)]
+        # Jetton transfers come from many accounts: several can share one lt.
+        for paid in orders:
+            stack.chain.add_jetton_transfer(
+                WALLET_RAW, amount=1_000_000, comment=paid.id, lt=48_000_000_000_000
+            )
+        grams = [await order(stack, 3000 + n) for n in range(5)]
+        for paid in grams:
+            stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        assert await stack.watcher(page_size=2).poll() == 10
+        for n in range(5):
+            assert await stack.balance(2000 + n) == 70_000_000
+            assert await stack.balance(3000 + n) == PACK_UNITS
+        await sound(stack)
+
+
+async def test_a_crash_between_credit_and_cursor_credits_nothing_twice(tmp_path: Path) -> None:
+    key = MasterKey.generate()
+    path = tmp_path / "veil.db"
+    async with ton_stack(path, master_key=key) as stack:
+        chain = stack.chain
+        paid = [await order(stack, user) for user in (ALICE, BOB, CAROL)]
+        for each in paid:
+            chain.add_transaction(WALLET_RAW, value=GRAM, comment=each.id)
+        # The first two of the page are booked, then the process dies before the cursor is
+        # saved: exactly the writes a crash there leaves behind.
+        cursor = await stack.books.cursor("gram")
+        page = await stack.reader.page("gram", cursor, limit=100, offset=0)
+        for transfer in page.transfers[:2]:
+            assert (await stack.books.book(transfer)).new
+        assert await stack.books.cursor("gram") == cursor
+        async with ton_stack(path, chain=chain, master_key=key) as restarted:
+            # (a second process on the same file, as after the restart)
+            assert await restarted.watcher().poll() == 1
+            assert [await restarted.balance(u) for u in (ALICE, BOB, CAROL)] == [PACK_UNITS] * 3
+            # The two booked before the crash were never told: they are told now, once.
+            assert sorted(b.payment.user_id or 0 for b in restarted.told) == [ALICE, BOB, CAROL]
+            assert await restarted.watcher().poll() == 0
+            assert len(restarted.told) == 3
+            await sound(restarted)
+
+
+async def test_429_backs_off_with_a_status_line_and_then_credits(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        stack.chain.rate_limit_next(3)
+        watcher = stack.watcher(interval=0.05)
+        with capture_logs() as logs:
+            task = asyncio.create_task(watcher.run())
+            try:
+                async with asyncio.timeout(10):
+                    while not any(e["event"] == "ton.watcher_resumed" for e in logs):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        backoffs = [e for e in logs if e["event"] == "ton.watcher_backoff"]
+        assert [e["status"] for e in backoffs] == ["rate_limited"] * 3
+        assert [e["retry_in"] for e in backoffs] == [0.05, 0.1, 0.2]
+        assert any(e["event"] == "ton.watcher_resumed" for e in logs)
+        statuses = [r.status for r in stack.chain.requests]
+        assert statuses[:3] == [429, 429, 429]
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)
+
+
+async def test_errors_and_a_malformed_record_stall_the_watcher_never_skip(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        broken = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        broken["lt"] = "not a number"
+        watcher = stack.watcher()
+        with capture_logs() as logs:
+            task = asyncio.create_task(watcher.run())
+            try:
+                async with asyncio.timeout(10):
+                    while len([e for e in logs if e["event"] == "ton.watcher_backoff"]) < 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                assert await stack.balance(ALICE) == 0
+                assert (await stack.books.cursor("gram")).lt is None
+                broken["lt"] = "47000000000001"  # toncenter answers properly again
+                stack.chain.fail_next(2)
+                async with asyncio.timeout(10):
+                    while await stack.balance(ALICE) == 0:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        statuses = {e["status"] for e in logs if e["event"] == "ton.watcher_backoff"}
+        assert statuses == {"error"}
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)
+
+
+async def test_unmatched_payments_are_assigned_by_an_admin_once(tmp_path: Path) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        tx = stack.chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment="forgot it")
+        await stack.watcher().poll()
+        (kept,) = await stack.books.unmatched()
+        booking = await stack.books.assign(kept.hash[:10].upper(), BOB, admin=1)
+        # The cheapest pack's rate: 2 Gram buy twice its 250 ★.
+        assert (booking.payment.status, booking.payment.units) == ("credited", 2 * PACK_UNITS)
+        assert booking.payment.hash == hex_hash(tx["hash"])
+        assert await stack.balance(BOB) == 2 * PACK_UNITS
+        with pytest.raises(PaymentNotUnmatched):
+            await stack.books.assign(kept.hash, CAROL, admin=1)
+        with pytest.raises(PaymentNotFound):
+            await stack.books.assign(kept.hash[:7], CAROL, admin=1)
+        assert await stack.balance(CAROL) == 0
+        # The watcher tells Bob on its next pass (the assignment left him untold).
+        await stack.watcher().poll()
+        assert [b.payment.user_id for b in stack.told] == [BOB]
+        await sound(stack)
+
+
+async def test_reconcile_finds_and_fix_books_what_the_watcher_missed(tmp_path: Path) -> None:
+    from bot.ton import TonParts, reconcile_ton  # noqa: PLC0415
+
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        seen = stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=paid.id)
+        await stack.watcher().poll()
+        # A payment the books lack (as if lost before the cursor passed it).
+        missed = stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=paid.id)
+        await stack.books.save_cursor("gram", int(missed["lt"]), hex_hash(missed["hash"]))
+        parts = TonParts(stack.shop, stack.books, stack.reader)
+        count, differences, fixed = await reconcile_ton(parts)
+        assert count == 2
+        assert fixed == []
+        assert differences == [
+            (
+                f"ton {hex_hash(missed['hash'])}: 0.5 GRAM (lt {missed['lt']}) is on the chain"
+                " but not recorded"
+            )
+        ]
+        count, differences, fixed = await reconcile_ton(parts, fix=True)
+        assert differences == []
+        assert fixed == [
+            f"booked ton {hex_hash(missed['hash'])}: credited, 125000000 µ★ to user {ALICE}"
+        ]
+        assert await stack.balance(ALICE) == PACK_UNITS
+        assert (await reconcile_ton(parts, fix=True))[1:] == ([], [])
+        assert hex_hash(seen["hash"]) in await recorded(stack)
+        await sound(stack)
+
+
+async def test_watcher_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        TonWatcher(None, None, None, interval=0)  # type: ignore[arg-type]
+
+
+async def test_a_failing_notifier_never_stops_the_watcher_and_is_tried_again(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        calls: list[str] = []
+
+        async def flaky(booking: TonBooking) -> bool:
+            calls.append(booking.payment.hash)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the notifier")
+            return len(calls) > 2  # then Telegram is unreachable once, then it works
+
+        watcher = TonWatcher(stack.books, stack.reader, flaky, interval=0.05)
+        with capture_logs() as logs:
+            task = asyncio.create_task(watcher.run())
+            try:
+                async with asyncio.timeout(10):
+                    while len(calls) < 3:  # noqa: ASYNC110 -- polls the record
+                        await asyncio.sleep(0.02)
+                await asyncio.sleep(0.2)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        assert len(calls) == 3
+        assert len(set(calls)) == 1
+        assert [e["status"] for e in logs if e["event"] == "ton.watcher_backoff"] == ["unexpected"]
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)
