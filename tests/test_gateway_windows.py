@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.vllm import VLLMClient
 from sealed.bundle import MAX_WINDOW
@@ -119,3 +120,21 @@ async def test_fixed_models_carry_the_windows_the_server_states_for_them(clock: 
         fake.models_status = 500
         assert await gw.gateway.refresh_models()
         assert gw.gateway.ring.bundle().bundle.windows == {"veil-test": 2048}
+
+
+async def test_the_bot_takes_the_smallest_window_its_gateways_state(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        FakeVLLM(max_model_len=4096) as wide,
+        FakeVLLM(max_model_len=2048) as narrow,
+        run_gateway(wide.url, clock=clock, operator=operator) as first,
+        run_gateway(narrow.url, clock=clock, operator=operator) as second,
+    ):
+        client = InferenceClient(
+            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        await client.refresh()
+        assert len(client.bundles()) == 2
+        assert client.window("veil-test") == 2048  # a request may go to either
