@@ -91,6 +91,7 @@ async def serve(settings: GatewaySettings) -> None:
             suite=suite.label,
             key_id=gateway.ring.current.keypair.key_id.hex(),
             models=list(gateway.ring.models),
+            windows=dict(gateway.ring.windows),
             stream_shape=settings.stream_shape.value,
             stream_tick=settings.stream_tick,
         )

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 
@@ -85,6 +86,7 @@ class KeyRing:
         self.receipt_key = ed25519.Ed25519PrivateKey.generate()
         self._keys: list[RingKey] = []
         self._models: tuple[str, ...] = ()
+        self._windows: dict[str, int] = {}
         self._bundle: SignedBundle | None = None
         self.rotate(now)
 
@@ -100,16 +102,26 @@ class KeyRing:
         self._bundle = None
         return key
 
-    def set_models(self, models: tuple[str, ...]) -> None:
-        """Record the served models; the bundle is re-signed if they changed."""
-        if models != self._models:
+    def set_models(self, models: tuple[str, ...], windows: Mapping[str, int] | None = None) -> None:
+        """Record the served models and the windows known of them; re-sign if they changed.
+
+        A window for a model not in ``models`` is left out.
+        """
+        known = {m: size for m, size in (windows or {}).items() if m in models}
+        if models != self._models or known != self._windows:
             self._models = models
+            self._windows = known
             self._bundle = None
 
     @property
     def models(self) -> tuple[str, ...]:
         """The models the current bundle lists."""
         return self._models
+
+    @property
+    def windows(self) -> Mapping[str, int]:
+        """The context windows the current bundle lists, by model."""
+        return self._windows
 
     def bundle(self) -> SignedBundle:
         """The signed bundle of the current key (cached until rotation or a model change)."""
@@ -124,6 +136,7 @@ class KeyRing:
                     not_after=key.not_after,
                     models=self._models,
                     receipt_key=self.receipt_key.public_key().public_bytes_raw(),
+                    windows=dict(self._windows),
                 ),
                 self._operator,
             )

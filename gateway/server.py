@@ -87,15 +87,21 @@ class Gateway:
         return max_request_size(self.ring.current.keypair.suite)
 
     async def refresh_models(self) -> bool:
-        """Ask the model server which models it serves (unless fixed); False if it cannot say."""
-        if self.fixed_models:
-            self.ring.set_models(self.fixed_models)
-            return True
+        """Ask the model server which models it serves and their windows; False if it cannot say.
+
+        Fixed models are served whatever it says, with the windows it states for them (none
+        while it cannot be asked).
+        """
         try:
-            self.ring.set_models(await self.vllm.models())
+            served = await self.vllm.served()
         except BackendFailure as exc:
+            if self.fixed_models:
+                self.ring.set_models(self.fixed_models, self.ring.windows)
+                return True
             log.warning("gateway.models_unavailable", kind=exc.kind, status=exc.status)
             return False
+        windows = {model: size for model, size in served.items() if size is not None}
+        self.ring.set_models(self.fixed_models or tuple(served), windows)
         return True
 
     def authenticate(self, headers: Mapping[str, str], body: bytes) -> ClientPolicy:

@@ -5,8 +5,12 @@
 ``Finish`` and ``Usage`` events in batches; ``stream_chat`` yields the same events one by one.
 Errors before or inside the stream become ``BackendFailure``. It works the same against any
 OpenAI-compatible server (llama.cpp's server included): ``/health`` and ``/tokenize`` are used
-where the server has them. Whatever the model server sends, nothing here raises anything but
-``BackendFailure``: a garbled reply is the model server's failure.
+where the server has them. ``served`` learns each model's context window: vLLM's ``/v1/models``
+states ``max_model_len`` per model; llama.cpp's ``llama-server`` serves one model and states its
+window (a slot's context, ``--ctx-size``) as ``/props``' ``default_generation_settings.n_ctx``
+(its ``/v1/models`` has only ``n_ctx_train``, the window the model was trained with). Whatever
+the model server sends, nothing here raises anything but ``BackendFailure``: a garbled reply is
+the model server's failure.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from gateway.events import (
     translated,
 )
 from gateway.upstream import ChatStream
+from sealed.bundle import MAX_WINDOW
 from sealed.encoding import MAX_JSON_INT
 
 if TYPE_CHECKING:
@@ -61,6 +66,13 @@ async def _error_reply(response: aiohttp.ClientResponse) -> BackendFailure:
     except (ValueError, RecursionError):
         payload = None
     return failure_for(response.status, error_message(payload))
+
+
+def _window(value: object) -> int | None:
+    """``value`` if it is a context window a bundle can state, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WINDOW:
+        return value
+    return None
 
 
 class VLLMClient:
@@ -100,6 +112,24 @@ class VLLMClient:
 
     async def models(self) -> tuple[str, ...]:
         """The model ids the server lists; ``BackendFailure`` for anything but a model list."""
+        return tuple(entry["id"] for entry in await self._listing())
+
+    async def served(self) -> dict[str, int | None]:
+        """The model ids the server lists, each with its context window where the server says.
+
+        ``max_model_len`` of the model's entry (vLLM); else, for a server listing one model,
+        ``/props``' ``n_ctx`` (llama.cpp). A window that is not an integer in
+        ``[1, MAX_WINDOW]`` is not known. ``BackendFailure`` as ``models``.
+        """
+        windows = {
+            entry["id"]: _window(entry.get("max_model_len")) for entry in await self._listing()
+        }
+        if len(windows) == 1 and None in windows.values():
+            windows = dict.fromkeys(windows, await self._props_window())
+        return windows
+
+    async def _listing(self) -> list[dict[str, Any]]:
+        """``/v1/models``' entries, each an object with a string ``id``."""
         try:
             async with self._session.get(
                 f"{self._base}/v1/models",
@@ -116,10 +146,26 @@ class VLLMClient:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise BackendFailure("backend", 502, "model list has no data array")
-        ids = tuple(m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str))
-        if len(ids) != len(data):
+        entries = [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        if len(entries) != len(data):
             raise BackendFailure("backend", 502, "model list has entries without an id")
-        return ids
+        return entries
+
+    async def _props_window(self) -> int | None:
+        """llama.cpp's ``/props`` context size; None where the server has no such answer."""
+        try:
+            async with self._session.get(
+                f"{self._base}/props",
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response:
+                if response.status != _HTTP_OK:
+                    return None
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
+            return None
+        settings = body.get("default_generation_settings") if isinstance(body, dict) else None
+        return _window(settings.get("n_ctx")) if isinstance(settings, dict) else None
 
     async def count_prompt_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:
         """The prompt's tokens by the server's ``POST /tokenize``; None where it cannot say."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
@@ -44,6 +45,7 @@ RELAY_KEY = bytes(range(16, 48))
 TIMESTAMP = 1_800_000_000
 WINDOW = 4200
 MODELS = ("veil-test",)
+WINDOWS = {"veil-test": 2048}  # the bundle vector with windows: the model's context, in tokens
 DELTAS = ("Hi", " there")
 REASONING = "The user greets me; greet back."
 USAGE = (9, 2)  # prompt, completion tokens of the complete receipt
@@ -72,6 +74,11 @@ def fixed_bundle(keypair: KeyPair | None = None) -> KeyBundle:
         models=MODELS,
         receipt_key=receipt_key.public_key().public_bytes_raw(),
     )
+
+
+def windows_bundle() -> KeyBundle:
+    """The bundle of the vectors stating its model's window (the optional ``windows``)."""
+    return replace(fixed_bundle(), windows=WINDOWS)
 
 
 def hybrid_keypair() -> KeyPair:
@@ -146,6 +153,7 @@ def deterministic_vectors() -> dict[str, Any]:
     operator = ed25519.Ed25519PrivateKey.from_private_bytes(OPERATOR_SEED)
     bundle = fixed_bundle()
     signed = sign_bundle(bundle, operator)
+    with_windows = sign_bundle(windows_bundle(), operator)
     inner = encode_inner(
         CHAT, request_id=REQUEST_ID, response_key=RESPONSE_KEY, timestamp=TIMESTAMP
     )
@@ -166,6 +174,7 @@ def deterministic_vectors() -> dict[str, Any]:
             "not_before": TIMESTAMP,
             "not_after": TIMESTAMP + WINDOW,
             "models": list(MODELS),
+            "windows": WINDOWS,
             "chat": CHAT,
             "deltas": list(DELTAS),
             "reasoning": REASONING,
@@ -177,6 +186,8 @@ def deterministic_vectors() -> dict[str, Any]:
         },
         "bundle_body": signed.body.decode("ascii"),
         "bundle_signature": signed.signature.hex(),
+        "bundle_windows_body": with_windows.body.decode("ascii"),
+        "bundle_windows_signature": with_windows.signature.hex(),
         "operator_verify_key": signed.operator_key.hex(),
         "key_id": bundle.key_id.hex(),
         "hybrid_key_id": hybrid.key_id.hex(),

@@ -5,11 +5,15 @@ A bundle is canonical JSON (see ``sealed.encoding``) signed with the operator's 
 bytes, so verification never depends on re-encoding::
 
     {"bundle": b64url(body), "signature": b64url(sig), "operator_key": b64url(verify key)}
+
+The optional ``windows`` field gives served models' context windows in tokens, as the model
+server reports them; a bundle without it (or without a model in it) says nothing of that
+model's window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
@@ -36,10 +40,11 @@ from sealed.receipt import MAX_MODEL_NAME
 from sealed.suites import KEY_ID_SIZE, PublicKey, Suite, key_id_for, load_public_key
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
 
 BUNDLE_CONTEXT = b"veil/bundle/v2\x00"
 PROTOCOL_VERSION = 2
+MAX_WINDOW = 1 << 30  # the largest context window a bundle may state, in tokens
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,11 @@ class KeyBundle:
     models: tuple[str, ...]
     receipt_key: bytes
     attestation: str | None = None
+    windows: Mapping[str, int] = field(default_factory=dict, hash=False)
+
+    def window(self, model: str) -> int | None:
+        """``model``'s context window in tokens, None where the bundle does not say."""
+        return self.windows.get(model)
 
     def to_json(self) -> dict[str, Any]:
         """The bundle body as a JSON object (canonical JSON of it is what the operator signs)."""
@@ -69,12 +79,14 @@ class KeyBundle:
         }
         if self.attestation is not None:
             body["attestation"] = self.attestation
+        if self.windows:
+            body["windows"] = dict(sorted(self.windows.items()))
         return body
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> KeyBundle:
         """Parse a bundle body strictly: unknown fields and wrong types are ``MalformedMessage``."""
-        if not _REQUIRED <= set(body) <= _REQUIRED | {"attestation"}:
+        if not _REQUIRED <= set(body) <= _REQUIRED | _OPTIONAL:
             raise MalformedMessage("bundle fields missing or unknown")
         if json_int(body["v"]) != PROTOCOL_VERSION:
             raise MalformedMessage("unsupported bundle version")
@@ -84,6 +96,7 @@ class KeyBundle:
         ):
             raise MalformedMessage("bad models list")
         attestation = body.get("attestation")
+        windows = _windows(body.get("windows", {}), models)
         return cls(
             suite=Suite.from_label(json_str(body["suite"], max_length=128)),
             public_key=b64d(json_str(body["public_key"])),
@@ -93,6 +106,7 @@ class KeyBundle:
             models=tuple(models),
             receipt_key=b64d(json_str(body["receipt_key"], max_length=64)),
             attestation=None if attestation is None else json_str(attestation, max_length=65536),
+            windows=windows,
         )
 
     def encryption_key(self) -> PublicKey:
@@ -110,6 +124,14 @@ class KeyBundle:
 _REQUIRED = frozenset(
     {"v", "suite", "public_key", "key_id", "not_before", "not_after", "models", "receipt_key"}
 )
+_OPTIONAL = frozenset({"attestation", "windows"})
+
+
+def _windows(value: object, models: list[str]) -> dict[str, int]:
+    """The ``windows`` object: each key one of ``models``, each value in ``[1, MAX_WINDOW]``."""
+    if not isinstance(value, dict) or not set(value) <= set(models):
+        raise MalformedMessage("bad windows: not an object of listed models")
+    return {model: json_int(size, low=1, high=MAX_WINDOW) for model, size in value.items()}
 
 
 @dataclass(frozen=True)

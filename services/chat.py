@@ -4,9 +4,12 @@
 model's window by token ceilings, ``services.tokens``), holds credit for it under the sealed
 request's own id, streams the answer from the sealed inference client into an ``AnswerSink``
 (the bot's Telegram-facing side), settles, and stores the exchange encrypted once it is
-finished or the user stopped it. A failed answer stores nothing (the text that arrived intact
-before the failure is still delivered, since it is paid for), and the prompt is kept in memory
-only, so the user's Retry button can resend it.
+finished or the user stopped it. The model's window is the one the gateways' signed bundles
+state for it, at most ``context_tokens`` (also the window of a model they state none for);
+the answer may have what the context leaves of it, at most ``max_answer_tokens``. A failed
+answer stores nothing (the text that arrived intact before the failure is still delivered,
+since it is paid for), and the prompt is kept in memory only, so the user's Retry button can
+resend it.
 
 Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop button, for the
 draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
@@ -188,6 +191,7 @@ class _Ended:
 class _Context:
     messages: list[dict[str, str]]
     tokens: int  # the ceiling ``prompt_tokens(messages)`` gives, counted once while building
+    max_answer: int  # the most answer tokens to ask for (``ChatService._answer_cap``)
     dropped: int = 0
 
 
@@ -325,7 +329,8 @@ class ChatService:
         user_id, prompt = question.user_id, question.prompt
         user, conversation, history = await self._open(question)
         model = await self.model_for(user.model)
-        context = self._context(history, prompt, self._budget())
+        window = self._window(model)
+        context = self._context(history, prompt, window, self._budget(window))
         parts: list[str] = []
         bundles: list[SignedBundle] = []
         begun = retried = False
@@ -358,7 +363,7 @@ class ChatService:
                     await sink.abort()
                     raise
                 # Trim once more and ask again: a new sealed request, so a new hold.
-                context = self._context(history, prompt, self._budget() // 2)
+                context = self._context(history, prompt, window, self._budget(window) // 2)
                 retried = True
                 log.info("chat.context_trimmed", dropped=context.dropped)
                 continue
@@ -472,7 +477,7 @@ class ChatService:
                 request_id.hex(),
                 model,
                 context.tokens,
-                self.max_answer_tokens,
+                context.max_answer,
                 min_completion_tokens=self.min_answer_tokens,
             )
         )
@@ -553,12 +558,35 @@ class ChatService:
             time_limit.cancel()
         return completion
 
-    def _budget(self) -> int:
-        """Tokens the context may take: the model's window less the answer's room."""
-        return self.context_tokens - self.max_answer_tokens
+    def _window(self, model: str) -> int:
+        """``model``'s window: the bundles' for it, at most ``context_tokens`` (their default)."""
+        stated = self.inference.window(model)
+        return self.context_tokens if stated is None else min(stated, self.context_tokens)
 
-    def _context(self, history: Sequence[Said], prompt: str, budget: int) -> _Context:
+    def _room(self, window: int) -> int:
+        """Tokens kept for the answer: ``max_answer_tokens``, at most half the window."""
+        return min(self.max_answer_tokens, window // 2)
+
+    def _budget(self, window: int) -> int:
+        """Tokens the context may take: the model's window less the answer's room."""
+        return window - self._room(window)
+
+    def _answer_cap(self, window: int, context_tokens: int) -> int:
+        """The most answer tokens to ask for: what the context leaves of the window.
+
+        At most ``max_answer_tokens``; at least the room the budget kept, since a context
+        within the budget leaves that much. Only a prompt too long on its own for the budget
+        leaves less: it is then asked with the shortest answer worth having
+        (``min_answer_tokens``), and the model server, counting exactly, decides.
+        """
+        fits = window - context_tokens
+        floor = min(self.min_answer_tokens, self.max_answer_tokens)
+        return max(floor, min(self.max_answer_tokens, fits))
+
+    def _context(self, history: Sequence[Said], prompt: str, window: int, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
+
+        The answer may then have what the context leaves of ``window``.
 
         Counted by the same ceilings the hold uses, so no language is sent over the window.
         """
@@ -577,7 +605,12 @@ class ChatService:
         while kept and kept[0]["role"] == "assistant":
             used -= message_tokens(kept.pop(0)["content"])
         messages = head + kept + tail
-        return _Context(messages, tokens=used, dropped=len(history) - len(kept))
+        return _Context(
+            messages,
+            tokens=used,
+            max_answer=self._answer_cap(window, used),
+            dropped=len(history) - len(kept),
+        )
 
     # -- settings and conversations ----------------------------------------------------------
 

@@ -149,6 +149,19 @@ class GatewayPool:
                 seen.update(dict.fromkeys(gateway.bundle.bundle.models))
         return tuple(seen)
 
+    def window(self, model: str) -> int | None:
+        """``model``'s context window: the smallest a verified bundle states; None if none does.
+
+        The smallest, as a request for the model may go to any gateway serving it.
+        """
+        sizes = [
+            size
+            for gateway in self.gateways
+            if gateway.bundle is not None
+            and (size := gateway.bundle.bundle.window(model)) is not None
+        ]
+        return min(sizes, default=None)
+
     def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, for the user to see."""
         result = []

@@ -217,6 +217,10 @@ class InferenceClient:
         """The models served by gateways with a verified bundle, in first-seen order."""
         return self._pool.models()
 
+    def window(self, model: str) -> int | None:
+        """``model``'s context window as the verified bundles state it; None if they do not."""
+        return self._pool.window(model)
+
     def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, for the user to see."""
         return self._pool.trust()

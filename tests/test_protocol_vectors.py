@@ -59,6 +59,27 @@ def test_bundle_vector_verifies_under_the_operator_key(vectors: dict[str, Any]) 
     assert signed.bundle.key_id.hex() == vectors["key_id"]
 
 
+@pytest.mark.parametrize(
+    ("body", "signature"),
+    [("bundle_body", "bundle_signature"), ("bundle_windows_body", "bundle_windows_signature")],
+)
+def test_bundle_vectors_state_windows_only_where_given(
+    vectors: dict[str, Any], body: str, signature: str
+) -> None:
+    operator = ed25519.Ed25519PrivateKey.from_private_bytes(
+        bytes.fromhex(vectors["inputs"]["operator_seed"])
+    )
+    verify_key = operator.public_key().public_bytes_raw()
+    wire = {
+        "bundle": b64e(vectors[body].encode("ascii")),
+        "signature": b64e(bytes.fromhex(vectors[signature])),
+        "operator_key": b64e(verify_key),
+    }
+    bundle = verify_bundle(wire, {verify_key}, now=vectors["inputs"]["timestamp"]).bundle
+    assert bundle.windows == (vectors["inputs"]["windows"] if "windows" in body else {})
+    assert bundle.models == tuple(vectors["inputs"]["models"])
+
+
 @pytest.mark.parametrize("name", ["sealed_request", "sealed_request_hybrid"])
 def test_recorded_sealed_requests_open_to_the_vector(vectors: dict[str, Any], name: str) -> None:
     inputs = vectors["inputs"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sealed.bundle import KeyBundle, sign_bundle, verify_bundle
+from sealed.bundle import BUNDLE_CONTEXT, MAX_WINDOW, KeyBundle, sign_bundle, verify_bundle
 from sealed.encoding import REQUEST_BUCKETS, b64d, b64e, canonical_json, pad, unpad
 from sealed.errors import (
     BundleBadSignature,
@@ -127,6 +128,70 @@ def test_bundle_for_another_key_is_refused(operator: ed25519.Ed25519PrivateKey) 
 
 
 # -- requests ----------------------------------------------------------------------------------
+
+
+def _signed_body(body: dict[str, object], operator: ed25519.Ed25519PrivateKey) -> dict[str, str]:
+    """The wire form of ``body`` exactly as given, signed by ``operator``."""
+    raw = canonical_json(body)
+    return {
+        "bundle": b64e(raw),
+        "signature": b64e(operator.sign(BUNDLE_CONTEXT + raw)),
+        "operator_key": b64e(operator.public_key().public_bytes_raw()),
+    }
+
+
+def test_bundle_windows_are_signed_and_read_back(operator: ed25519.Ed25519PrivateKey) -> None:
+    keypair = KeyPair.generate(Suite.X25519)
+    bundle = replace(
+        make_bundle(keypair), models=("veil-test", "other"), windows={"veil-test": 2048}
+    )
+    signed = sign_bundle(bundle, operator)
+    assert b'"windows":{"veil-test":2048}' in signed.body
+    verified = verify_bundle(signed.to_wire(), pinned(operator), now=NOW).bundle
+    assert verified.window("veil-test") == 2048
+    assert verified.window("other") is None
+    # A bundle stating no windows has no such field at all: its bytes are the old ones.
+    plain = sign_bundle(make_bundle(keypair), operator)
+    assert b"windows" not in plain.body
+
+
+def test_an_old_bundle_without_windows_still_verifies(operator: ed25519.Ed25519PrivateKey) -> None:
+    keypair = KeyPair.generate(Suite.X25519)
+    body = make_bundle(keypair).to_json()
+    assert "windows" not in body
+    old = verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW).bundle
+    assert old.windows == {}
+    assert old.window("veil-test") is None
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [
+        {"veil-test": 0},
+        {"veil-test": -1},
+        {"veil-test": MAX_WINDOW + 1},
+        {"veil-test": True},
+        {"veil-test": 2048.0},
+        {"veil-test": "2048"},
+        {"unlisted": 2048},
+        [["veil-test", 2048]],
+        2048,
+    ],
+)
+def test_bundle_windows_out_of_spec_are_malformed(
+    operator: ed25519.Ed25519PrivateKey, windows: object
+) -> None:
+    body = {**make_bundle(KeyPair.generate(Suite.X25519)).to_json(), "windows": windows}
+    with pytest.raises(MalformedMessage):
+        verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW)
+
+
+def test_the_largest_window_is_accepted(operator: ed25519.Ed25519PrivateKey) -> None:
+    body = {**make_bundle(KeyPair.generate(Suite.X25519)).to_json(), "windows": {"veil-test": 1}}
+    assert verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW).bundle.windows
+    body["windows"] = {"veil-test": MAX_WINDOW}
+    bundle = verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW).bundle
+    assert bundle.window("veil-test") == MAX_WINDOW
 
 
 def test_request_round_trip(keypair: KeyPair) -> None:

@@ -87,6 +87,8 @@ async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any
     ):
         assert result[name] == vectors[name], name
     assert result["bundle_models"] == vectors["inputs"]["models"]
+    # A bundle stating its models' context windows verifies; one without states none.
+    assert result["bundle_windows"] == [{}, vectors["inputs"]["windows"]]
     # The recorded Python-sealed request opens in the page's HPKE to the same plaintext.
     assert result["opened_request_json"] == vectors["request_inner_json"]
     assert result["deltas"] == result["split_deltas"] == vectors["inputs"]["deltas"]
@@ -114,6 +116,12 @@ async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any
         "receipt_other_request": "ReceiptInvalid",
         "receipt_other_model": "ReceiptInvalid",
         "receipt_other_key": "ReceiptInvalid",
+        "windows_ok": "ok",
+        "windows_unlisted_model": "MalformedMessage",
+        "windows_zero": "MalformedMessage",
+        "windows_too_large": "MalformedMessage",
+        "windows_not_integer": "MalformedMessage",
+        "windows_not_object": "MalformedMessage",
         "b64_padding_inside": "MalformedMessage",
         # Python's json.dumps(ensure_ascii=True, sort_keys=True) of the same value.
         "canonical_non_ascii": json.dumps(

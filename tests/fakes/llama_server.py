@@ -2,9 +2,12 @@
 
 ``python -m tests.fakes.llama_server --model F --alias NAME --port N --ctx-size C --n-predict P``
 takes the options the launcher passes to ``llama-server``, prints them (``args: …``), and serves
-the fake model server (``tests.fakes.vllm``: ``/health``, ``/v1/models``, chat completions)
-with the alias as its one model and the context size as its window, so a prompt and answer
-that do not fit get the 400 a real server gives. For each chat it prints the answer cap the
+the fake model server (``tests.fakes.vllm``: ``/health``, chat completions) with the alias as
+its one model and the context size as its window, so a prompt and answer that do not fit get
+the 400 a real server gives. Its ``/v1/models`` and ``/props`` are llama-server's
+(``FakeLlamaServer``): the model list states no ``max_model_len``, only the trained window in
+``meta.n_ctx_train``, and ``/props`` states the served window as
+``default_generation_settings.n_ctx``. For each chat it prints the answer cap the
 request carried (``max_tokens: N``), never the messages. A test installs it where the launcher
 looks for the built binary, as a two-line shell script that runs this module.
 """
@@ -19,12 +22,54 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from tests.fakes.vllm import FakeVLLM
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 ANSWER = "Hello from the local model."
+TRAINED_CONTEXT = 131072  # the window the model was trained with: never the one it serves
+
+
+class FakeLlamaServer(FakeVLLM):
+    """The fake model server with llama-server's ``/v1/models`` and ``/props`` replies."""
+
+    def __init__(self, **options: Any) -> None:  # noqa: ANN401 -- FakeVLLM's options
+        super().__init__(**options)
+        self.app.router.add_get("/props", self._props)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if self.models_reply is not None or self.models_status != web.HTTPOk.status_code:
+            return await super()._models(request)
+        meta = {"vocab_type": 2, "n_vocab": 49152, "n_ctx_train": TRAINED_CONTEXT, "n_embd": 576}
+        entries = [
+            {"id": name, "object": "model", "created": self.created, "owned_by": "llamacpp"}
+            for name in self.models
+        ]
+        return web.json_response(
+            {
+                "models": [{"name": name, "model": name, "type": "model"} for name in self.models],
+                "object": "list",
+                "data": [{**entry, "meta": meta} for entry in entries],
+            }
+        )
+
+    async def _props(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "default_generation_settings": {
+                    "id": 0,
+                    "id_task": -1,
+                    "n_ctx": self.max_model_len,
+                    "params": {"n_predict": -1, "temperature": 0.8},
+                },
+                "total_slots": 1,
+                "model_path": f"/models/{self.models[0]}.gguf",
+                "build_info": "b0-fake",
+            }
+        )
 
 
 def answer(body: dict[str, Any]) -> str:
@@ -39,7 +84,7 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    fake = FakeVLLM(answer=answer, models=(args.alias,), max_model_len=args.ctx_size)
+    fake = FakeLlamaServer(answer=answer, models=(args.alias,), max_model_len=args.ctx_size)
     url = await fake.start(args.host, args.port)
     print(f"listening on {url}", flush=True)  # noqa: T201
     try:

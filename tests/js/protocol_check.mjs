@@ -41,6 +41,18 @@ async function vectors() {
     operator_key: P.b64e(operatorKey),
   };
   const verified = P.verifyBundle(wire, [operatorKey], inputs.timestamp);
+  // The same bundle stating its model's context window: verified, the window read.
+  const withWindows = P.verifyBundle(
+    {
+      bundle: P.b64e(P.utf8(v.bundle_windows_body)),
+      signature: P.b64e(hex(v.bundle_windows_signature)),
+      operator_key: P.b64e(operatorKey),
+    },
+    [operatorKey],
+    inputs.timestamp,
+  );
+  const windowsAs = (windows) =>
+    kindOf(() => P.parseBundle(P.utf8(v.bundle_windows_body.replace(/"windows":\{[^}]*\}/, `"windows":${windows}`))));
   const responseKey = hex(inputs.response_key);
   const requestId = hex(inputs.request_id);
   const inner = P.encodeInner(inputs.chat, { requestId, responseKey, timestamp: inputs.timestamp });
@@ -66,6 +78,7 @@ async function vectors() {
   return {
     key_id: P.toHex(verified.bundle.keyId),
     bundle_models: verified.bundle.models,
+    bundle_windows: [verified.bundle.windows, withWindows.bundle.windows],
     hybrid_key_id: P.toHex(P.keyIdFor(2, hex(job.hybrid_public_key))),
     request_inner_json: P.fromUtf8(P.unpad(inner)),
     request_plaintext_length: inner.length,
@@ -106,6 +119,12 @@ async function vectors() {
       receipt_other_key: await kindOf(() =>
         P.verifyReceipt(final.receipt, operatorKey, requestId, inputs.chat.model),
       ),
+      windows_ok: await windowsAs('{"veil-test":1073741824}'),
+      windows_unlisted_model: await windowsAs('{"other":2048}'),
+      windows_zero: await windowsAs('{"veil-test":0}'),
+      windows_too_large: await windowsAs('{"veil-test":1073741825}'),
+      windows_not_integer: await windowsAs('{"veil-test":"2048"}'),
+      windows_not_object: await windowsAs("[2048]"),
       b64_padding_inside: await kindOf(() => P.b64d("ab=c")),
       canonical_non_ascii: P.canonicalJson({ b: "é\u007f😀", a: [1, "\n"] }),
     },

@@ -44,6 +44,7 @@ const MAX_CHUNK = CHUNK_HEAD + RECORD_BUCKETS[RECORD_BUCKETS.length - 1] + TAG;
 const FLAG_FINAL = 0x01;
 const REORDER_WINDOW = 16;
 const MAX_MODEL_NAME = 256;
+const MAX_WINDOW = 2 ** 30; // the largest context window a bundle may state, in tokens
 const MAX_ERROR_MESSAGE = 1024;
 const MAX_FINISH_REASON = 64;
 
@@ -228,10 +229,27 @@ function suiteFromLabel(label) {
 
 const BUNDLE_FIELDS = ["v", "suite", "public_key", "key_id", "not_before", "not_after", "models", "receipt_key"];
 
-/** A bundle body parsed strictly (unknown fields and wrong types are MalformedMessage). */
+/** The optional ``windows`` object: each key a listed model, each value in [1, MAX_WINDOW]. */
+function parseWindows(value, models) {
+  if (value === undefined) return {};
+  if (
+    value === null ||
+    typeof value !== "object" ||
+    Array.isArray(value) ||
+    !Object.keys(value).every((model) => models.includes(model))
+  ) {
+    throw malformed("bad windows: not an object of listed models");
+  }
+  return Object.fromEntries(Object.entries(value).map(([model, size]) => [model, jsonInt(size, 1, MAX_WINDOW)]));
+}
+
+/**
+ * A bundle body parsed strictly (unknown fields and wrong types are MalformedMessage).
+ * ``windows`` holds the served models' context windows the bundle states (tokens), if any.
+ */
 export function parseBundle(body) {
   const value = parseJsonObject(body);
-  exactFields(value, BUNDLE_FIELDS, ["attestation"]);
+  exactFields(value, BUNDLE_FIELDS, ["attestation", "windows"]);
   if (jsonInt(value.v) !== PROTOCOL_VERSION) throw malformed("unsupported bundle version");
   const models = value.models;
   if (
@@ -249,6 +267,7 @@ export function parseBundle(body) {
     models: [...models],
     receiptKey: b64d(jsonStr(value.receipt_key, 64)),
     attestation: value.attestation === undefined ? null : jsonStr(value.attestation, 65536),
+    windows: parseWindows(value.windows, models),
   };
   const publicLength = bundle.suite === 1 ? 32 : 1216;
   if (bundle.publicKey.length !== publicLength) throw malformed("bad public key length");

@@ -5460,6 +5460,7 @@
   var FLAG_FINAL = 1;
   var REORDER_WINDOW = 16;
   var MAX_MODEL_NAME = 256;
+  var MAX_WINDOW = 2 ** 30;
   var MAX_ERROR_MESSAGE = 1024;
   var MAX_FINISH_REASON = 64;
   var encoder = new TextEncoder();
@@ -5607,9 +5608,16 @@
     throw malformed("unknown suite");
   }
   var BUNDLE_FIELDS = ["v", "suite", "public_key", "key_id", "not_before", "not_after", "models", "receipt_key"];
+  function parseWindows(value, models) {
+    if (value === void 0) return {};
+    if (value === null || typeof value !== "object" || Array.isArray(value) || !Object.keys(value).every((model) => models.includes(model))) {
+      throw malformed("bad windows: not an object of listed models");
+    }
+    return Object.fromEntries(Object.entries(value).map(([model, size]) => [model, jsonInt(size, 1, MAX_WINDOW)]));
+  }
   function parseBundle(body) {
     const value = parseJsonObject(body);
-    exactFields(value, BUNDLE_FIELDS, ["attestation"]);
+    exactFields(value, BUNDLE_FIELDS, ["attestation", "windows"]);
     if (jsonInt(value.v) !== PROTOCOL_VERSION) throw malformed("unsupported bundle version");
     const models = value.models;
     if (!Array.isArray(models) || !models.every((m) => typeof m === "string" && m.length > 0 && [...m].length <= MAX_MODEL_NAME)) {
@@ -5623,7 +5631,8 @@
       notAfter: jsonInt(value.not_after),
       models: [...models],
       receiptKey: b64d(jsonStr(value.receipt_key, 64)),
-      attestation: value.attestation === void 0 ? null : jsonStr(value.attestation, 65536)
+      attestation: value.attestation === void 0 ? null : jsonStr(value.attestation, 65536),
+      windows: parseWindows(value.windows, models)
     };
     const publicLength = bundle.suite === 1 ? 32 : 1216;
     if (bundle.publicKey.length !== publicLength) throw malformed("bad public key length");
