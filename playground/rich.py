@@ -6,7 +6,10 @@ emulator checks Telegram's limits (``MAX_CHARS`` of source, ``MAX_BLOCKS`` block
 400 what Telegram refuses; a thinking block is allowed in drafts only. A sent rich message is
 stored as a Message with ``rich_message {blocks}``: each block of the Markdown (blank lines
 outside code fences part them) becomes a paragraph holding its source, a fenced block a ``pre``
-block with its language. The page shows it as text (``text_of``), code blocks preformatted.
+block with its language, a heading a ``heading``, a ``$$…$$`` block a mathematical expression;
+other blocks (lists, tables, quotes) stay paragraphs of their source, their inline marks (bold,
+italic, code, strikethrough, ``$…$`` math) parsed into RichText. The page shows it as text with
+entities (``text_of``): marks as their entities, code and math preformatted, headings bold.
 
 ``TelegramState.rich_messages = False`` plays a Bot API server without rich messages: both
 methods answer 400, so a bot's fallback can be tested.
@@ -35,10 +38,28 @@ _LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])\s")
 _QUOTE = re.compile(r"^\s{0,3}((?:>\s?)+)")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
 _KNOWN_BLOCKS: Final = frozenset(
-    {"paragraph", "pre", "section_heading", "list", "table", "block_quotation", "details"}
-    | {"divider", "mathematical_expression", "expandable_block_quotation", "pull_quotation"}
-    | {"footer", "anchor", "thinking"}
+    {"anchor", "animation", "audio", "blockquote", "buttons", "collage", "details", "divider"}
+    | {"document", "expandable_blockquote", "footer", "heading", "list", "map", "paragraph"}
+    | {"mathematical_expression", "photo", "pre", "pullquote", "slideshow", "table", "thinking"}
+    | {"video", "voice_note"}
 )
+_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
+_MATH_BLOCK = re.compile(r"^\$\$(.+)\$\$$", re.DOTALL)
+_INLINE = re.compile(
+    r"`(?P<code>[^`\n]+)`|\*\*(?P<bold>[^*\n]+)\*\*|~~(?P<strikethrough>[^~\n]+)~~"
+    r"|(?<![\w*])\*(?P<italic>[^*\n]+)\*(?![\w*])|(?<![\w_])_(?P<italic2>[^_\n]+)_(?![\w_])"
+    r"|(?<![\w$])\$(?P<math>[^$\n]+)\$(?![\w$])"
+)
+# How the page shows RichText kinds: as the Bot API entity of the same look.
+_ENTITY_OF: Final = {
+    "bold": "bold",
+    "italic": "italic",
+    "underline": "underline",
+    "strikethrough": "strikethrough",
+    "spoiler": "spoiler",
+    "code": "code",
+    "mathematical_expression": "code",
+}
 
 
 def split_blocks(markdown: str) -> list[str]:
@@ -111,12 +132,40 @@ def _markdown_blocks(markdown: str) -> list[dict[str, Any]]:
                 pre["language"] = fence.group(2)
             stored.append(pre)
             continue
+        if (math := _MATH_BLOCK.match(block.strip())) is not None:
+            stored.append({"type": "mathematical_expression", "expression": math.group(1).strip()})
+            continue
+        if (heading := _HEADING.match(block)) is not None:
+            size = len(heading.group(1))
+            stored.append({"type": "heading", "text": inline(heading.group(2)), "size": size})
+            continue
         if _nesting(block) > MAX_NESTING:
             raise bad_request("RICH_MESSAGE_NESTING_TOO_DEEP")
         if _columns(block) > MAX_TABLE_COLUMNS:
             raise bad_request("RICH_MESSAGE_TABLE_TOO_WIDE")
-        stored.append({"type": "paragraph", "text": block})
+        stored.append({"type": "paragraph", "text": inline(block)})
     return stored
+
+
+def inline(text: str) -> object:
+    """Markdown's inline marks as RichText: a plain string, or a list of strings and marks."""
+    parts: list[object] = []
+    at = 0
+    for match in _INLINE.finditer(text):
+        if match.start() > at:
+            parts.append(text[at : match.start()])
+        kind = str(match.lastgroup)
+        inner = match.group(kind)
+        if kind == "math":
+            parts.append({"type": "mathematical_expression", "expression": inner})
+        else:
+            parts.append({"type": kind.removesuffix("2"), "text": inner})
+        at = match.end()
+    if not parts:
+        return text
+    if at < len(text):
+        parts.append(text[at:])
+    return parts
 
 
 def _plain(rich_text: object) -> str:
@@ -126,8 +175,31 @@ def _plain(rich_text: object) -> str:
     if isinstance(rich_text, list):
         return "".join(_plain(part) for part in rich_text)
     if isinstance(rich_text, dict):
+        if "expression" in rich_text:
+            return str(rich_text["expression"])
         return _plain(rich_text.get("text", ""))
     return ""
+
+
+def _marked(rich_text: object, start: int, entities: list[dict[str, Any]]) -> tuple[str, int]:
+    """A RichText's characters from UTF-16 offset ``start``; its marks added to ``entities``."""
+    if isinstance(rich_text, list):
+        text = ""
+        for part in rich_text:
+            piece, start = _marked(part, start, entities)
+            text += piece
+        return text, start
+    if not isinstance(rich_text, dict):
+        text = _plain(rich_text)
+        return text, start + utf16_len(text)
+    inner = rich_text.get("text", "")
+    if "expression" in rich_text:
+        inner = str(rich_text["expression"])
+    text, end = _marked(inner, start, entities)
+    kind = _ENTITY_OF.get(str(rich_text.get("type")))
+    if kind is not None and end > start:
+        entities.append({"type": kind, "offset": start, "length": end - start})
+    return text, end
 
 
 def _given_blocks(blocks: object, *, draft: bool) -> list[dict[str, Any]]:
@@ -171,16 +243,23 @@ def text_of(rich_message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     text = ""
     entities: list[dict[str, Any]] = []
     for block in rich_message.get("blocks") or []:
-        body = _plain(block.get("text", ""))
-        if not body:
+        kind = block.get("type")
+        if not _plain(block):
             continue
         if text:
             text += "\n\n"
-        if block.get("type") == "pre":
-            entity = {"type": "pre", "offset": utf16_len(text), "length": utf16_len(body)}
-            if block.get("language"):
-                entity["language"] = block["language"]
+        start = utf16_len(text)
+        if kind in {"pre", "mathematical_expression"}:
+            body = _plain(block)
+            entity = {"type": "pre", "offset": start, "length": utf16_len(body)}
+            language = "latex" if kind == "mathematical_expression" else block.get("language")
+            if language:
+                entity["language"] = language
             entities.append(entity)
+        else:
+            body, end = _marked(block.get("text", ""), start, entities)
+            if kind == "heading":
+                entities.append({"type": "bold", "offset": start, "length": end - start})
         text += body
     return text, entities
 

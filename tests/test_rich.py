@@ -125,7 +125,7 @@ async def test_a_rich_message_is_stored_with_its_blocks(fake: FakeTelegram, bot:
         "language": "python",
     }
     shown = shown_message(stored)
-    assert "Intro **bold**." in shown["html"]
+    assert "Intro <b>bold</b>." in shown["html"]
     assert '<code class="language-python">x = 1\n\ny = 2</code></pre>' in shown["html"]
     assert "| 1 | 2 |" in shown["html"]
 
@@ -193,3 +193,29 @@ async def test_a_server_without_rich_messages_refuses_both(fake: FakeTelegram, b
     with pytest.raises(TelegramBadRequest, match="rich messages are not supported"):
         await bot.send_rich_message_draft(USER, 3, InputRichMessage(markdown="a"))
     assert not [m for m in fake.sent_messages(USER) if "rich_message" in m]
+
+
+async def test_the_page_shows_headings_marks_math_and_tables_readably(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    markdown = (
+        "## Results\n\n"
+        "Use `pip`, *not* ~~easy_install~~; area is $\\pi r^2$.\n\n"
+        "$$\nE = mc^2\n$$\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |"
+    )
+    sent = await bot.send_rich_message(USER, InputRichMessage(markdown=markdown))
+    assert sent.rich_message is not None
+    kinds = [block.type for block in sent.rich_message.blocks]
+    assert kinds == ["heading", "paragraph", "mathematical_expression", "paragraph"]
+    (stored,) = [m for m in fake.sent_messages(USER) if "rich_message" in m]
+    assert stored["rich_message"]["blocks"][0] == {"type": "heading", "text": "Results", "size": 2}
+    assert stored["rich_message"]["blocks"][2] == {
+        "type": "mathematical_expression",
+        "expression": "E = mc^2",
+    }
+    html = shown_message(stored)["html"]
+    assert html.startswith("<b>Results</b>\n\nUse <code>pip</code>, <i>not</i> <s>easy_install</s>")
+    assert "area is <code>\\pi r^2</code>." in html
+    assert '<code class="language-latex">E = mc^2</code>' in html
+    assert "| a | b |\n|---|---|\n| 1 | 2 |" in html
