@@ -127,7 +127,7 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
                 "operator_keys": env["VEIL_OPERATOR_KEYS"],
                 "data_dir": data_dir,
                 "draft_interval": 0.25,
-                "rich_messages": False,  # entity messages, as most tests read; rich tests turn it on
+                "rich_messages": False,  # entity messages, as most tests read them; rich tests: on
                 "free_tokens_per_day": 1_000_000,
                 "bot_metrics_port": 0,
                 **(
