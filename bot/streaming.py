@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
@@ -171,7 +171,7 @@ class DraftSink:
             if not thought:
                 return
             block = InputRichBlockThinking(text=thought)
-            if await self._rich_draft(InputRichMessage(blocks=[block])):
+            if await self._rich_draft(InputRichMessage(blocks=[block])) != "refused":
                 return
         rendered = draft_thought("".join(self._thinking))
         if not rendered.text.strip():
@@ -192,8 +192,8 @@ class DraftSink:
         except TelegramAPIError as exc:
             log.warning("streaming.thought_draft_failed", error=type(exc).__name__)
 
-    async def _rich_draft(self, message: InputRichMessage) -> bool:
-        """Send a rich draft; False when Telegram refused it (plain drafts from now on)."""
+    async def _rich_draft(self, message: InputRichMessage) -> Literal["sent", "later", "refused"]:
+        """Send a rich draft: sent, to be sent again later, or refused (plain drafts from now)."""
         try:
             await self.bot.send_rich_message_draft(
                 chat_id=self.chat_id, draft_id=self.draft_id, rich_message=message, can_stop=True
@@ -203,22 +203,25 @@ class DraftSink:
             self._thought_shown = 0
             self._dirty.set()  # the newest text goes out once the wait is over
             log.info("streaming.draft_rate_limited", seconds=exc.retry_after)
+            return "later"
         except TelegramBadRequest:
             log.warning("streaming.rich_draft_rejected")
             self.rich_drafts = False
-            return False
+            return "refused"
         except TelegramAPIError as exc:
             log.warning("streaming.draft_failed", error=type(exc).__name__)
-        return True
+            return "later"
+        return "sent"
 
     async def _send_draft(self, text: str) -> None:
         if self.rich_drafts:
             markdown = draft_markdown(text)
             if not markdown.strip():
                 return
-            if await self._rich_draft(InputRichMessage(markdown=markdown)):
-                if not self._dirty.is_set():
-                    self._shown = len(text)
+            outcome = await self._rich_draft(InputRichMessage(markdown=markdown))
+            if outcome == "sent":
+                self._shown = len(text)
+            if outcome != "refused":
                 return
         rendered = preview(text)
         if not rendered.text.strip():

@@ -189,3 +189,48 @@ async def test_thinking_shows_in_a_rich_draft_and_folded_before_the_answer(
     assert answer["rich_message"]["blocks"]
     assert history[-1] == RICH
     assert all(thought not in turn for turn in history)
+
+
+async def test_a_part_refused_mid_answer_sends_the_rest_as_entities_once(tmp_path: Path) -> None:
+    wide = "|" + "c|" * 21 + "\n|" + "-|" * 21 + "\n|" + "1|" * 21  # past 20 columns
+    first = [f"Block {i}. " + " ".join([WORD] * 9) for i in range(50)]
+    answer = "\n\n".join([*first, wide, "Last words after the table."])
+    async with running_stack(
+        tmp_path, answer=answer, max_answer_tokens=2000, rich_messages=True
+    ) as stack:
+        stack.telegram.send_text(USER, "Write a lot")
+        history = await stack.stored_turns(USER, 2)
+        messages = stack.telegram.sent_messages(USER)
+        sends = stack.telegram.calls_of("sendRichMessage")
+    assert history[-1] == answer
+    assert [call.answered for call in sends] == ["ok", "Bad Request: RICH_MESSAGE_TABLE_TOO_WIDE"]
+    first_part = sends[0].params["rich_message"]["markdown"]
+    rest = sends[1].params["rich_message"]["markdown"]
+    assert f"{first_part}\n\n{rest}" == answer
+    assert rest.startswith("Block ")  # parted at a block boundary, before the table
+    rich_message, *entity_messages = messages
+    assert "rich_message" in rich_message
+    assert entity_messages
+    assert all("text" in m for m in entity_messages)
+    shown = "\n\n".join(m["text"] for m in entity_messages)
+    assert shown.endswith("Last words after the table.")
+    assert shown.count("Block ") == rest.count("Block ")  # nothing sent twice, nothing lost
+
+
+async def test_a_rate_limited_rich_draft_waits_and_goes_on(tmp_path: Path) -> None:
+    answer = " ".join(f"w{i}" for i in range(60))
+    async with running_stack(
+        tmp_path, answer=answer, token_delay=0.05, rich_messages=True
+    ) as stack:
+        stack.telegram.fail_next(
+            "sendRichMessageDraft", status=429, description="Too Many Requests", retry_after=1
+        )
+        stack.telegram.send_text(USER, "Go")
+        (message,) = await stack.final_messages(USER)
+        drafts = stack.telegram.calls_of("sendRichMessageDraft")
+    assert message["rich_message"]["blocks"] == [{"type": "paragraph", "text": answer}]
+    assert drafts[0].answered != "ok"
+    later = [d for d in drafts[1:] if d.answered == "ok"]
+    assert later
+    assert later[0].at - drafts[0].at >= 0.9  # the wait Telegram asked for
+    assert not stack.telegram.calls_of("sendMessageDraft")  # a 429 is no refusal
