@@ -27,6 +27,8 @@ MAX_TABLE_COLUMNS: Final = 20
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([^`\s]*)")
 _GAP: Final = "\n\n"
+_PARTIAL_FENCE = re.compile(r"\n\s{0,3}`{1,2}$")
+_FENCE_ROOM: Final = 32  # a draft keeps room to close the fence of a code block being written
 
 
 def split_blocks(markdown: str) -> list[str]:
@@ -90,6 +92,19 @@ def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOC
 
 
 def draft_markdown(markdown: str, limit: int = MAX_CHARS) -> str:
-    """What a rich draft shows of a partial answer: the last part it would be sent in."""
-    parts = rich_parts(markdown, limit)
-    return parts[-1] if parts else ""
+    """What a rich draft shows of a partial answer: the last part it would be sent in.
+
+    A code block still being written is closed with its fence, and a fence still being typed
+    (one or two backticks on the last line) is left out, so the draft is whole Markdown.
+    """
+    parts = rich_parts(_PARTIAL_FENCE.sub("", markdown), limit - _FENCE_ROOM)
+    if not parts:
+        return ""
+    last = parts[-1]
+    blocks = split_blocks(last)
+    fence = _FENCE.match(blocks[-1]) if blocks else None
+    if fence is not None:
+        lines = blocks[-1].split("\n")
+        if len(lines) == 1 or _FENCE.match(lines[-1]) is None:
+            last += "\n" + fence.group(1)
+    return last

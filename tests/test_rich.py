@@ -94,6 +94,16 @@ def test_the_draft_shows_the_last_part() -> None:
     assert rich.draft_markdown("") == ""
 
 
+def test_the_draft_closes_a_code_block_being_written() -> None:
+    assert rich.draft_markdown("Look:\n\n```python\nx = 1") == "Look:\n\n```python\nx = 1\n```"
+    assert rich.draft_markdown("Look:\n\n```python\nx = 1\n``") == (
+        "Look:\n\n```python\nx = 1\n```"
+    )
+    assert rich.draft_markdown("Look:\n\n~~~~\n\nx = 1") == "Look:\n\n~~~~\n\nx = 1\n~~~~"
+    done = "Look:\n\n```python\nx = 1\n```\n\nDone."
+    assert rich.draft_markdown(done) == done
+
+
 # -- the emulator's side: what Telegram accepts and refuses ----------------------------------
 
 
