@@ -86,8 +86,8 @@ async def test_rich_answer_arrives_as_one_rich_message(tmp_path: Path) -> None:
     assert not plain_drafts
     assert len({d.params["draft_id"] for d in drafts}) == 1
     assert all(d.params["draft_id"] != 0 and d.params.get("can_stop") is True for d in drafts)
-    shown = [d.params["rich_message"]["markdown"] for d in drafts]
-    assert all(RICH.startswith(md.removesuffix("\n```")) for md in shown)  # a block closed
+    previews = [d.params["rich_message"]["markdown"] for d in drafts]
+    assert all(RICH.startswith(md.removesuffix("\n```")) for md in previews)  # a block closed
 
 
 async def test_refused_rich_messages_fall_back_to_entities(tmp_path: Path) -> None:
