@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from playground import rich
 from playground.botapi import FakeTelegram
 from playground.limits import DEFAULT_PER_MINUTE
 from playground.render import render_entities
@@ -75,7 +76,7 @@ _HEARTBEAT = 15.0
 _MAX_TEXT = 4096
 _QUOTE = 80  # characters of a replied-to message shown above a reply
 _MESSAGE_METHODS = frozenset(
-    {"sendMessage", "sendInvoice", "sendPhoto", "answerGuestQuery"}
+    {"sendMessage", "sendRichMessage", "sendInvoice", "sendPhoto", "answerGuestQuery"}
     | {"editEphemeralMessageText", "deleteMessage", "deleteEphemeralMessage"}
 )
 
@@ -112,6 +113,8 @@ def _as(body: dict[str, Any]) -> int:
 
 
 def _text_of(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    if isinstance(message.get("rich_message"), dict):
+        return rich.text_of(message["rich_message"])
     if "text" in message:
         return str(message["text"]), list(message.get("entities") or [])
     return str(message.get("caption") or ""), list(message.get("caption_entities") or [])
@@ -309,6 +312,8 @@ class Playground:
             return self._message_event(method, params, result)
         if method == "sendMessageDraft":
             return _draft_event(params)
+        if method == "sendRichMessageDraft":
+            return _draft_event(_rich_draft_params(params))
         if method == "sendChatAction":
             chat_id, action = params.get("chat_id"), params.get("action")
             return {"type": "action", "chat_id": chat_id, "action": action}
@@ -330,7 +335,9 @@ class Playground:
     ) -> dict[str, Any] | None:
         """A message posted, edited or deleted, as the page shows it."""
         chat_id = params.get("chat_id")
-        if method in {"sendMessage", "sendInvoice", "sendPhoto"} and isinstance(result, dict):
+        if method in {"sendMessage", "sendRichMessage", "sendInvoice", "sendPhoto"} and isinstance(
+            result, dict
+        ):
             return {"type": "message", "message": shown_message(result)}
         if isinstance(result, dict) and method != "answerGuestQuery":  # an edit in a chat
             return {"type": "edit", "message": self._shown(result)}
@@ -502,6 +509,14 @@ class Playground:
             _as(body), result_id, query, inline_message_id=inline_id, chat_id=chat_id
         )
         return {"inline_message_id": inline_id}
+
+
+def _rich_draft_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A rich draft's parameters as a plain draft's: its text as the page shows it."""
+    raw = params.get("rich_message")
+    blocks = rich.parse_rich(raw, draft=True) if isinstance(raw, dict) else []
+    text, entities = rich.text_of({"blocks": blocks})
+    return params | {"text": text, "entities": entities}
 
 
 def _draft_event(params: dict[str, Any]) -> dict[str, Any]:

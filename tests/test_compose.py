@@ -405,11 +405,11 @@ async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -
     ):
         await telegram.wait_for("getUpdates", timeout=60)
         telegram.send_text(4242, "Is the compose chain up?")
-        reply = await telegram.wait_for(
-            "sendMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
+        reply = await telegram.wait_for(  # rich messages are on by default
+            "sendRichMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
         )
         keys_output = chain.processes["keys"].output
-    assert reply.params["text"] == "The compose chain answers."
+    assert reply.params["rich_message"] == {"markdown": "The compose chain answers."}
     assert sorted(chain.started) == ["bot", "gateway", "keys", "llama-cpp"]
     assert chain.started[0] == "keys"  # everything waits for the keys
     assert chain.started[-1] == "bot"  # the bot waits for a healthy gateway

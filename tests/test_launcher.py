@@ -173,12 +173,12 @@ async def test_gateways_elsewhere_run_only_the_bot_and_verbose_streams_its_log(
         try:
             await launcher.wait_for_line("press Ctrl-C to stop", within=90)
             telegram.send_text(77, "Are you there?")
-            reply = await telegram.wait_for(
-                "sendMessage", lambda c: c.params["chat_id"] == 77, timeout=30
+            reply = await telegram.wait_for(  # rich messages are on by default
+                "sendRichMessage", lambda c: c.params["chat_id"] == 77, timeout=30
             )
         finally:
             code = await launcher.stop()
-    assert reply.params["text"] == "Hello from the gateway over there."
+    assert reply.params["rich_message"] == {"markdown": "Hello from the gateway over there."}
     assert code == 0
     output = launcher.output
     assert f"using the gateways at {gateway.url}: no model server or gateway starts" in output
@@ -250,6 +250,7 @@ async def test_the_local_model_server_gets_its_window_and_the_bot_keeps_to_it(
                 "VEIL_LLAMA_CPP_DIR": str(cache),
                 "VEIL_LOCAL_MODEL": str(model),
                 "VEIL_LOCAL_MODEL_CONTEXT": "1024",
+                "VEIL_RICH_MESSAGES": "off",  # the answers are read as text
                 "VEIL_LOCAL_MODEL_PORT": str(free_port()),
                 "VEIL_GATEWAY_PORT": str(free_port()),
                 "VEIL_METRICS_PORT": str(free_port()),

@@ -23,6 +23,7 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
+    InputRichMessage,
     InputTextMessageContent,
     LabeledPrice,
     MessageEntity,
@@ -142,6 +143,13 @@ async def test_event_stream_shows_what_the_bot_sends_drafts_and_escaped_text(
         await bot.send_message_draft(PLAY_USER_ID, draft_id=7, text="Half an ans", can_stop=True)
         draft = await stream.next("draft")
         assert (draft["draft_id"], draft["html"], draft["can_stop"]) == (7, "Half an ans", True)
+        half = InputRichMessage(markdown="Half **a** rich")
+        await bot.send_rich_message_draft(PLAY_USER_ID, draft_id=7, rich_message=half)
+        draft = await stream.next("draft")
+        assert (draft["draft_id"], draft["html"]) == (7, "Half <b>a</b> rich")
+        await bot.send_rich_message(PLAY_USER_ID, InputRichMessage(markdown="# Rich\n\n`x`"))
+        shown = (await stream.next("message"))["message"]
+        assert shown["html"] == "<b>Rich</b>\n\n<code>x</code>"
 
         bold = MessageEntity(type="bold", offset=0, length=4)
         button = InlineKeyboardButton(text="Again", callback_data="again")
@@ -166,7 +174,7 @@ async def test_event_stream_shows_what_the_bot_sends_drafts_and_escaped_text(
 
     async with events(playground.url) as reopened:  # a reloaded page sees it all again
         again = await reopened.next("snapshot")
-        assert [m["html"] for m in again["messages"]] == ["Edited"]
+        assert [m["html"] for m in again["messages"]] == ["<b>Rich</b>\n\n<code>x</code>", "Edited"]
 
 
 async def test_page_actions_reach_the_bot_as_updates(playground: Playground) -> None:
@@ -567,10 +575,12 @@ async def test_python_m_playground_prints_its_url_and_stops_on_sigterm() -> None
 
 
 @contextlib.asynccontextmanager
-async def veil_against(playground: Playground, data_dir: Path) -> AsyncIterator[None]:
+async def veil_against(
+    playground: Playground, data_dir: Path, answer: str = ANSWER
+) -> AsyncIterator[None]:
     """The real bot, gateway and fake vLLM, the bot polling the playground."""
     async with (
-        FakeVLLM(answer=ANSWER, models=("veil-small", "veil-large"), token_delay=0.04) as vllm,
+        FakeVLLM(answer=answer, models=("veil-small", "veil-large"), token_delay=0.04) as vllm,
         run_gateway(vllm.url) as gateway,
     ):
         config = BotSettings(
@@ -653,6 +663,7 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
             assert await page.evaluate("window.stopSeen")  # a stop button while it was live
             assert await page.locator("#stop").is_hidden()
             assert await page.locator(".msg.in code", has_text="inline code").count() == 1
+            assert playground.telegram.calls_of("sendRichMessage")  # a rich answer (the default)
 
             # Escaped, never markup: the user's own text with HTML in it.
             await send(page, XSS)
@@ -679,6 +690,47 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
 
             await ask_inline_in_the_group(page)
             await page.screenshot(path=str(artifacts / "playground-group.png"))
+        finally:
+            await browser.close()
+
+
+RICH_ANSWER = (
+    "## Tangerine facts\n\n| Fruit | Colour |\n|---|---|\n| tangerine | orange |\n\n"
+    "The area is $A = \\pi r^2$, in **bold** words.\n\n$$\n\\frac{1}{3}\n$$\n\n"
+    "- fruits\n  - citrus\n    - tangerine\n\n"
+    "```python\ndef area(r: float) -> float:\n    return 3.14159 * r * r\n```"
+)
+
+
+async def test_a_rich_answer_reads_well_in_the_browser(
+    playground: Playground, tmp_path: Path
+) -> None:
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    async with veil_against(playground, tmp_path, RICH_ANSWER), async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            await page.goto(playground.url)
+            await page.wait_for_selector("#conn.live")
+            await send(page, "Tell me about tangerines")
+            code = page.locator(".msg.in pre", has_text="def area(r: float)")
+            await code.wait_for(timeout=15000)
+            await playground.telegram.wait_for("sendRichMessage")
+            await page.wait_for_selector(".draft", state="detached")
+            message = page.locator(".msg.in", has_text="Tangerine facts")
+            assert await message.locator("b", has_text="Tangerine facts").count() == 1
+            assert await message.locator("b", has_text="bold").count() == 1
+            assert await message.locator("code", has_text="A = \\pi r^2").count() == 1
+            assert await message.locator("pre", has_text="\\frac{1}{3}").count() == 1
+            text = await message.inner_text()
+            assert "| tangerine | orange |" in text
+            assert "    - tangerine" in text
+            (call,) = playground.telegram.calls_of("sendRichMessage")
+            assert call.params["rich_message"] == {"markdown": RICH_ANSWER}
+            await page.screenshot(path=str(artifacts / "playground-rich.png"))
         finally:
             await browser.close()
 
