@@ -852,6 +852,9 @@ async def test_a_person_pays_a_gram_invoice_with_simulate_payment_in_the_browser
 
             # Simulate payment: the exact transfer lands on the emulated toncenter; the
             # bot's watcher credits it and says so.
+            # No wallet in the playground: the Tonkeeper button says where to pay instead.
+            await invoice.locator("button", has_text="Open in Tonkeeper").click()
+            await page.locator("#toast", has_text="Simulate payment").wait_for()
             simulate = invoice.locator("button.simulate-pay")
             assert await simulate.inner_text() == "Simulate payment (play Gram)"
             await simulate.click()
