@@ -27,7 +27,7 @@ The actions are (``chat``: "private", "group" or "guest"; ``as``: a play user's 
 - ``/ui/ton_pay`` ``{"message_id"}``: "simulate payment" of a Gram (or USDT) invoice in the
   private chat: the transfer its Tonkeeper button (or ``ton://`` link) asks for, exact amount
   and comment, lands on the emulated toncenter (``toncenter``, served under ``/toncenter``),
-  where the bot's watcher finds it.
+  where the bot's watcher finds it; once per invoice (a reloaded page shows it paid).
 
 ``GET /ui/photo/<file_id>`` serves a photo the bot sent. Every Bot API call that changes what a
 user sees becomes an event on the stream (a JSON object with a ``type``); the first event is a
@@ -239,6 +239,7 @@ class Playground:
         self._user = self.telegram.user
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._inline_serial = 0
+        self._ton_paid: set[tuple[int, int]] = set()  # (chat, message) of invoices paid
         self._set_up_chats(group_limit)
 
     def _set_up_chats(self, group_limit: int | None) -> None:
@@ -287,7 +288,10 @@ class Playground:
         inline_id = next(
             (key for key, at in self._state.inline_places.items() if at == place), None
         )
-        return shown_message(message, inline_id)
+        shown = shown_message(message, inline_id)
+        if "ton_invoice" in shown and place in self._ton_paid:
+            shown["ton_invoice"]["paid"] = True
+        return shown
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a freshly opened page shows."""
@@ -555,6 +559,10 @@ class Playground:
         link = None if message is None else transfer_link(message)
         if link is None:
             raise _BadAction("message_id: no TON invoice in the private chat")
+        place = (PLAY_USER_ID, _int(body, "message_id"))
+        if place in self._ton_paid:
+            raise _BadAction("this invoice was paid already")
+        self._ton_paid.add(place)
         record = self.toncenter.pay_link(link)
         assert record is not None  # noqa: S101 -- transfer_link found a transfer link
         tx_hash = record.get("hash") or record["transaction_hash"]

@@ -32,7 +32,7 @@ from aiogram.types import (
     ReplyParameters,
 )
 from PIL import Image
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Locator, Page, async_playwright
 
 from bot.settings import BotSettings
 from common.container import PLAYGROUND_TON_ADDRESS
@@ -345,6 +345,13 @@ async def test_simulate_payment_puts_the_invoice_transfer_on_the_emulated_toncen
 
         status, reply = await ui(playground.url, "ton_pay", {"message_id": invoice.message_id})
         assert (status, reply["paid"]) == (200, True)
+        # Once per invoice: a second press (a reloaded page) pays nothing more.
+        again = await ui(playground.url, "ton_pay", {"message_id": invoice.message_id})
+        assert again == (400, {"error": "this invoice was paid already"})
+        (paid,) = [
+            m for m in playground.snapshot()["messages"] if m["message_id"] == invoice.message_id
+        ]
+        assert paid["ton_invoice"]["paid"] is True
         # The watcher's query, with the address in another form: the exact amount and comment.
         found = await toncenter_get(
             playground.url, "transactions", account=raw(WALLET), start_lt="0", sort="asc"
@@ -802,6 +809,24 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
 PHOTO_SHOWN = "(img) => img.complete && img.naturalWidth > 0 && img.clientWidth > 0"
 
 
+async def shown_qr_code(page: Page, message: Locator, base: str) -> str:
+    """What the QR code photo of ``message`` says, once the page shows it loaded."""
+    photo = message.locator("img")
+    await photo.wait_for(timeout=10000)
+    await page.wait_for_function(
+        f"() => ({PHOTO_SHOWN})(document.querySelector('#messages-private .msg.in img'))",
+        timeout=10000,
+    )
+    assert await photo.evaluate(PHOTO_SHOWN)
+    source = await photo.get_attribute("src")
+    assert source is not None
+    async with aiohttp.ClientSession() as http, http.get(base + source) as reply:
+        png = await reply.read()
+    (code,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert code.format == zxingcpp.BarcodeFormat.QRCode
+    return str(code.text)
+
+
 async def test_a_person_pays_a_gram_invoice_with_simulate_payment_in_the_browser(
     playground: Playground, tmp_path: Path
 ) -> None:
@@ -835,26 +860,14 @@ async def test_a_person_pays_a_gram_invoice_with_simulate_payment_in_the_browser
             comment = match.group(1)
             link = f"ton://transfer/{WALLET}?amount=1000000000&text={comment}"
             pictured = page.locator("#messages-private .msg.in", has=page.locator("img")).last
-            photo = pictured.locator("img")
-            await photo.wait_for(timeout=10000)
-            await page.wait_for_function(
-                f"() => ({PHOTO_SHOWN})(document.querySelector('#messages-private .msg.in img'))",
-                timeout=10000,
-            )
-            assert await photo.evaluate(PHOTO_SHOWN)
             assert f"comment {comment}" in await pictured.inner_text()  # its caption
-            source = await photo.get_attribute("src")
-            assert source is not None
-            async with aiohttp.ClientSession() as http, http.get(playground.url + source) as r:
-                png = await r.read()
-            (code,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-            assert code.text == link  # the QR on the page is the invoice's own link
+            assert await shown_qr_code(page, pictured, playground.url) == link
 
-            # Simulate payment: the exact transfer lands on the emulated toncenter; the
-            # bot's watcher credits it and says so.
             # No wallet in the playground: the Tonkeeper button says where to pay instead.
             await invoice.locator("button", has_text="Open in Tonkeeper").click()
             await page.locator("#toast", has_text="Simulate payment").wait_for()
+            # Simulate payment: the exact transfer lands on the emulated toncenter; the
+            # bot's watcher credits it and says so.
             simulate = invoice.locator("button.simulate-pay")
             assert await simulate.inner_text() == "Simulate payment (play Gram)"
             await simulate.click()
@@ -862,6 +875,10 @@ async def test_a_person_pays_a_gram_invoice_with_simulate_payment_in_the_browser
             await credited.wait_for(timeout=20000)
             assert "Balance: 250 ★." in await credited.inner_text()
             assert await simulate.is_disabled()
+            await page.reload()  # the snapshot shows the invoice paid: no second payment
+            await page.wait_for_selector("#conn.live")
+            assert await invoice.locator("button.simulate-pay").inner_text() == "Payment sent ✓"
+            assert await invoice.locator("button.simulate-pay").is_disabled()
             (tx,) = playground.toncenter.transactions
             assert tx["in_msg"]["value"] == "1000000000"
             assert tx["in_msg"]["message_content"]["decoded"]["comment"] == comment

@@ -236,6 +236,10 @@ function simulatePayment(m) {
   const what = m.ton_invoice.asset === "gram" ? "play Gram" : "play jettons";
   const button = el("button", "simulate-pay", `Simulate payment (${what})`);
   button.type = "button";
+  if (m.ton_invoice.paid) {
+    button.textContent = "Payment sent ✓";
+    button.disabled = true;
+  }
   button.title = `Sends the exact amount with the comment ${m.ton_invoice.comment} to the emulated toncenter`;
   button.addEventListener("click", async () => {
     button.disabled = true;
