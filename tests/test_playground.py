@@ -875,6 +875,8 @@ async def test_a_person_pays_a_gram_invoice_with_simulate_payment_in_the_browser
             await credited.wait_for(timeout=20000)
             assert "Balance: 250 ★." in await credited.inner_text()
             assert await simulate.is_disabled()
+            await page.locator("#toast").wait_for(state="hidden")
+            await page.screenshot(path=str(artifacts / "playground-ton.png"))
             await page.reload()  # the snapshot shows the invoice paid: no second payment
             await page.wait_for_selector("#conn.live")
             assert await invoice.locator("button.simulate-pay").inner_text() == "Payment sent ✓"
@@ -882,7 +884,6 @@ async def test_a_person_pays_a_gram_invoice_with_simulate_payment_in_the_browser
             (tx,) = playground.toncenter.transactions
             assert tx["in_msg"]["value"] == "1000000000"
             assert tx["in_msg"]["message_content"]["decoded"]["comment"] == comment
-            await page.screenshot(path=str(artifacts / "playground-ton.png"))
         finally:
             await browser.close()
 
