@@ -68,6 +68,7 @@ __all__ = [
     "TONCENTER_PREFIX",
     "Playground",
     "shown_message",
+    "transfer_link",
 ]
 
 PLAY_USER_ID = 1000001

@@ -43,6 +43,7 @@ from playground.web import (
     PLAY_USER_ID,
     SECOND_USER_ID,
     Playground,
+    transfer_link,
 )
 from sealed.encoding import b64e
 from tests.botstack import polling_bot
@@ -316,6 +317,21 @@ def test_transfer_links_are_read_exactly_and_anything_else_refused() -> None:
         f"ton://transfer/{WALLET[:-1]}A?amount=1&text=A",  # a broken checksum
     ):
         assert transfer_of_link(link) is None, link
+
+
+def test_a_transfer_link_is_found_in_a_button_a_link_or_a_url_in_the_text() -> None:
+    link = f"ton://transfer/{WALLET}?amount=5&text=C"
+    text = f"💎 pay: {link} now"  # the gem is two UTF-16 units: offsets count units
+    url = {"type": "url", "offset": text.index("ton:") + 1, "length": len(link)}
+    assert transfer_link({"text": text, "entities": [url]}) == link
+    named = {"type": "text_link", "offset": 0, "length": 1, "url": link}
+    assert transfer_link({"caption": "pay", "caption_entities": [named]}) == link
+    button = {"text": "Pay", "url": TONKEEPER + link.removeprefix("ton://transfer/")}
+    with_button = {"text": "pay", "reply_markup": {"inline_keyboard": [[button]]}}
+    assert transfer_link(with_button) == button["url"]
+    elsewhere = {"type": "text_link", "offset": 0, "length": 1, "url": "https://example.com/"}
+    assert transfer_link({"text": text, "entities": [elsewhere]}) is None
+    assert transfer_link({"text": text}) is None  # a link Telegram did not mark is not one
 
 
 async def test_simulate_payment_puts_the_invoice_transfer_on_the_emulated_toncenter(
