@@ -36,6 +36,7 @@ from common.container import (
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import REPO, ManagedProcess, child_environment, free_port
+from tests.playpage import pay_gram_in_the_playground
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -437,7 +438,9 @@ async def test_without_a_token_the_bot_uses_the_playground_profile(tmp_path: Pat
                     if texts:
                         break
                     await asyncio.sleep(0.1)
+            credited = await pay_gram_in_the_playground(base, http)
     assert texts == ["Hello from the compose playground."]
+    assert credited.startswith("Received 1 GRAM. 250 ★ added.")
     assert "no bot token: using the Telegram playground" in chain.processes["bot"].output
 
 
