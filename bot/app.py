@@ -266,6 +266,7 @@ async def _running_bot(
         bot,
         interval=settings.draft_interval,
         show_reasoning=settings.show_reasoning,
+        rich=settings.rich_messages,
     )
     editors = Editors(
         bot,

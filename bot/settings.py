@@ -55,6 +55,7 @@ class BotSettings(BaseSettings):
     db_busy_timeout: float = Field(default=5.0, gt=0, le=600)
     draft_interval: float = Field(default=1.0, ge=0.2)
     show_reasoning: bool = True
+    rich_messages: bool = True
     edit_interval: float = Field(default=3.0, ge=0.2, le=60)
     group_messages_per_minute: float = Field(default=20.0, gt=0, le=6000)
     notice_seconds: float = Field(default=30.0, gt=0, le=86_400)

@@ -5,10 +5,17 @@ stop button, at most once per ``interval`` seconds and never sooner than a ``ret
 allows, then sends the final answer as real messages, rendered from Markdown and split at
 4096 UTF-16 units; if Telegram rejects the entities, the same text goes out plain.
 
+With ``rich`` (``VEIL_RICH_MESSAGES``), drafts are ``sendRichMessageDraft`` and the final answer
+``sendRichMessage``: the model's Markdown as the rich message's Markdown, split at block
+boundaries (``bot.rich``). Whatever Telegram refuses there (400) falls back, in order, to the
+entity rendering and then to plain text, from the first part not yet sent: never a lost answer,
+never a part twice. Once a rich draft is refused, this answer's drafts stay plain drafts.
+
 A reasoning model's thinking (``reason``) is kept in memory for this answer only. With
 ``show_reasoning``, the draft shows its tail in a quote while no answer text has come, and the
 final answer opens with it folded in an expandable quote (``bot.thinking``); without, it is
-dropped as it arrives.
+dropped as it arrives. Rich drafts show it in a thinking block; before a rich answer it is a
+message of its own, folded the same way.
 
 Draft updates happen in a background task, so a slow or rate-limited Bot API never slows the
 model's stream; only the newest text is ever sent. Deltas are appended, and joined only when a
@@ -21,14 +28,15 @@ import asyncio
 import contextlib
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
-from aiogram.types import MessageEntity
+from aiogram.types import InputRichBlockThinking, InputRichMessage, MessageEntity
 
 from bot.formatting import Rendered, plain_parts, preview, render_parts
-from bot.thinking import draft_thought, with_thought
+from bot.rich import draft_markdown, rich_parts
+from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -47,7 +55,7 @@ def entities_of(rendered: Rendered) -> list[MessageEntity]:
 class DraftSink:
     """Streams one answer into a private chat with drafts, then sends it for real."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- each a setting of the sink
         self,
         bot: Bot,
         chat_id: int,
@@ -55,12 +63,15 @@ class DraftSink:
         interval: float = 1.0,
         final_markup: InlineKeyboardMarkup | None = None,
         show_reasoning: bool = True,
+        rich: bool = False,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.interval = interval
         self.final_markup = final_markup
         self.show_reasoning = show_reasoning
+        self.rich_drafts = rich  # off for the rest of this answer once Telegram refuses one
+        self.rich = rich
         self._thinking: list[str] = []  # the model's thinking so far (shown only, never kept)
         self._thought = 0  # characters of thinking received
         self._thought_shown = 0  # characters of thinking the last draft showed
@@ -154,8 +165,15 @@ class DraftSink:
 
     async def _send_thought(self) -> None:
         """Show the thinking's tail while the model has not started its answer."""
-        rendered = draft_thought("".join(self._thinking))
         self._thought_shown = self._thought
+        if self.rich_drafts:
+            thought = tail("".join(self._thinking), DRAFT_THOUGHT)
+            if not thought:
+                return
+            block = InputRichBlockThinking(text=thought)
+            if await self._rich_draft(InputRichMessage(blocks=[block])) != "refused":
+                return
+        rendered = draft_thought("".join(self._thinking))
         if not rendered.text.strip():
             return
         try:
@@ -174,7 +192,37 @@ class DraftSink:
         except TelegramAPIError as exc:
             log.warning("streaming.thought_draft_failed", error=type(exc).__name__)
 
+    async def _rich_draft(self, message: InputRichMessage) -> Literal["sent", "later", "refused"]:
+        """Send a rich draft: sent, to be sent again later, or refused (plain drafts from now)."""
+        try:
+            await self.bot.send_rich_message_draft(
+                chat_id=self.chat_id, draft_id=self.draft_id, rich_message=message, can_stop=True
+            )
+        except TelegramRetryAfter as exc:
+            self._next_allowed = time.monotonic() + exc.retry_after
+            self._thought_shown = 0
+            self._dirty.set()  # the newest text goes out once the wait is over
+            log.info("streaming.draft_rate_limited", seconds=exc.retry_after)
+            return "later"
+        except TelegramBadRequest:
+            log.warning("streaming.rich_draft_rejected")
+            self.rich_drafts = False
+            return "refused"
+        except TelegramAPIError as exc:
+            log.warning("streaming.draft_failed", error=type(exc).__name__)
+            return "later"
+        return "sent"
+
     async def _send_draft(self, text: str) -> None:
+        if self.rich_drafts:
+            markdown = draft_markdown(text)
+            if not markdown.strip():
+                return
+            outcome = await self._rich_draft(InputRichMessage(markdown=markdown))
+            if outcome == "sent":
+                self._shown = len(text)
+            if outcome != "refused":
+                return
         rendered = preview(text)
         if not rendered.text.strip():
             return
@@ -203,6 +251,10 @@ class DraftSink:
         self._shown = len(text)
 
     async def _send_final(self, text: str) -> None:
+        if self.rich:
+            text = await self._send_rich(text)
+            if not text:
+                return
         plain = False
         parts = render_parts(text)
         if self._thinking:
@@ -224,3 +276,36 @@ class DraftSink:
                 else:
                     continue
             await self.bot.send_message(chat_id=self.chat_id, text=part.text, reply_markup=markup)
+
+    async def _send_rich(self, text: str) -> str:
+        """Send the answer as rich messages; what Telegram refused, left for the fallback.
+
+        The thinking, when shown, goes first as a folded quote of its own (then the fallback
+        does not repeat it). Parts go out in order; at the first one refused (400) the rest of
+        the answer, from that part on, is returned for the entity rendering.
+        """
+        parts = rich_parts(text)
+        if not parts:
+            return text
+        thought = "".join(self._thinking)
+        if thought.strip():
+            folded = quote(thought, MAX_FOLDED, expandable=True)
+            try:
+                await self.bot.send_message(
+                    chat_id=self.chat_id, text=folded.text, entities=entities_of(folded)
+                )
+            except TelegramBadRequest:
+                log.warning("streaming.thought_rejected")  # only shown: the answer goes on
+        self._thinking = []
+        for index, part in enumerate(parts):
+            markup = self.final_markup if index == len(parts) - 1 else None
+            try:
+                await self.bot.send_rich_message(
+                    chat_id=self.chat_id,
+                    rich_message=InputRichMessage(markdown=part),
+                    reply_markup=markup,
+                )
+            except TelegramBadRequest:
+                log.warning("streaming.rich_rejected", part=index, parts=len(parts))
+                return "\n\n".join(parts[index:])
+        return ""

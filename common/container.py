@@ -19,7 +19,8 @@ to its content, unless the environment sets it already. Only ``VEIL_*`` names ar
 file can never set ``PATH`` or ``LD_PRELOAD``; an empty file sets nothing.
 
 A bot without a token: when ``VEIL_BOT_TOKEN`` is still unset and ``VEIL_PLAYGROUND_URL`` names
-a playground, the bot waits for that playground and talks to it, as ``scripts/run`` does.
+a playground, the bot waits for that playground and talks to it, as ``scripts/run`` does, and
+takes Gram payments on the playground's emulated toncenter (``playground_ton_settings``).
 
 Standard library only: the health check runs this module every few seconds.
 """
@@ -46,6 +47,10 @@ PLAYGROUND_TOKEN = "123456:PLAYGROUND"  # noqa: S105 -- the local emulator's tok
 PARTS = ("gateway", "bot", "playground")
 USAGE = "usage: python -m common.container {gateway|bot|playground|keys|health} [ARGS…]"
 PLAYGROUND_WAIT_SECONDS = 120.0
+# The playground's receiving wallet: a testnet address nobody holds the key of (the raw form is
+# 0:sha256("veil playground wallet")); payments to it exist only on the emulated toncenter.
+PLAYGROUND_TON_ADDRESS = "0QBwuwPJeQqtP5Sr2if0jluS9BNopNkOvKUlWLMcxaaWfWDi"
+PLAYGROUND_TON_POLL_SECONDS = "1"
 _SETTING_NAME = re.compile(r"VEIL_[A-Z0-9_]+")
 _HTTP_OK = 200
 
@@ -105,7 +110,26 @@ def playground_settings(env: Mapping[str, str], within: float) -> dict[str, str]
                 " file VEIL_BOT_TOKEN_FILE names, or start the playground (--profile playground)"
             )
         time.sleep(0.5)
-    return {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": url}
+    return {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": url} | (
+        playground_ton_settings(env, url)
+    )
+
+
+def playground_ton_settings(env: Mapping[str, str], url: str) -> dict[str, str]:
+    """Gram payments on the playground at ``url``: its testnet wallet and emulated toncenter.
+
+    Nothing when ``VEIL_TON_ADDRESS`` is set, even empty: the person's own TON settings win (an
+    empty address keeps Gram payments off). The watcher looks every second unless
+    ``VEIL_TON_POLL_INTERVAL`` says otherwise.
+    """
+    if "VEIL_TON_ADDRESS" in env:
+        return {}
+    return {
+        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
+        "VEIL_TON_TESTNET": "1",
+        "VEIL_TONCENTER_URL": url.rstrip("/") + "/toncenter",
+        "VEIL_TON_POLL_INTERVAL": env.get("VEIL_TON_POLL_INTERVAL") or PLAYGROUND_TON_POLL_SECONDS,
+    }
 
 
 def answers(url: str, timeout: float = 4.0) -> bool:

@@ -8,7 +8,9 @@ It starts, in order, and each only when needed:
    elsewhere. The gateway is told its answer cap and the bot its window;
 2. the gateway, with the operator key in ``VEIL_DATA_DIR`` (created on the first run) and the
    bot's client key (likewise) pinned as its one client; not with ``VEIL_GATEWAYS``;
-3. the Telegram playground (a local Bot API and a web page), unless ``VEIL_BOT_TOKEN`` is set;
+3. the Telegram playground (a local Bot API, a web page and an emulated toncenter), unless
+   ``VEIL_BOT_TOKEN`` is set; the bot then takes Gram payments on the emulated chain (a testnet
+   wallet of the playground's) unless ``VEIL_TON_ADDRESS`` is set, even empty;
 4. the bot, pointed at Telegram or at the playground.
 
 A model server on another machine is refused: prompts to it would cross the network unsealed.
@@ -40,7 +42,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from common.container import PLAYGROUND_TOKEN
+from common.container import PLAYGROUND_TOKEN, playground_ton_settings
 from launcher.console import LaunchError, LogFile, say
 from launcher.llama import ensure_llama_server, server_arguments
 
@@ -473,6 +475,7 @@ async def run(launch: Launch) -> None:
         await wait_for_line(playground, "playground: open", within=60)
         playground_url = f"http://127.0.0.1:{port}"
         bot_env |= {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": playground_url}
+        bot_env |= playground_ton_settings(env, playground_url)
     say("starting the bot")
     bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env)
     bot.stop_within = bot_stop_within(env)

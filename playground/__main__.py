@@ -2,7 +2,9 @@
 
 One port serves both sides: the page for a person at ``/`` and the Bot API for the bot under
 ``/bot<token>/<method>`` (point ``VEIL_TELEGRAM_API`` at the printed URL and ``VEIL_BOT_TOKEN``
-at ``--token``). ``--group-limit`` sets Telegram's per-group flood limit (20 sends and edits a
+at ``--token``), and an emulated toncenter v3 API under ``/toncenter`` (point
+``VEIL_TONCENTER_URL`` at ``<url>/toncenter`` for Gram payments the page can simulate).
+``--group-limit`` sets Telegram's per-group flood limit (20 sends and edits a
 minute; 0 turns it off) and ``--ephemeral refused`` or ``ignored`` plays an older Bot API server
 without ephemeral messages.
 """
@@ -15,7 +17,7 @@ import signal
 import sys
 
 from playground.limits import DEFAULT_PER_MINUTE
-from playground.web import Playground
+from playground.web import TONCENTER_PREFIX, Playground
 
 __all__ = ["main", "serve"]
 
@@ -60,7 +62,9 @@ async def serve(
     playground = Playground(token=token, group_limit=group_limit or None)
     playground.telegram.state.ephemeral_support = ephemeral
     url = await playground.start(host, port)
-    sys.stdout.write(f"playground: open {url} (Bot API for the bot: {url})\n")
+    toncenter = url + TONCENTER_PREFIX
+    line = f"playground: open {url} (Bot API for the bot: {url}; toncenter: {toncenter})"
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
     try:
         await stop.wait()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from playground import rich
 from playground.limits import GroupRateLimit
 from playground.text import FormatError, format_text, utf16_len
 from playground.wire import ApiError, bad_request, check_reply_markup
@@ -161,6 +162,7 @@ class TelegramState:
         self.group_limit = GroupRateLimit()
         self.privacy_mode = False  # True: the bot sees only group messages meant for it
         self.supports_guest_queries = True  # getMe's supports_guest_queries
+        self.rich_messages = True  # False: a server without rich messages (400)
         self.ephemeral_support = "yes"  # "yes", "refused" or "ignored"; see the module docstring
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
@@ -189,7 +191,7 @@ class TelegramState:
             "answerCallbackQuery": self._answer_callback_query,
             "answerInlineQuery": self._answer_inline_query,
             "answerGuestQuery": self._answer_guest_query,
-        }
+        } | rich.methods(self)
 
     def sent_messages(self, chat_id: int) -> list[dict[str, Any]]:
         """The messages the bot sent to ``chat_id`` and has not deleted, as they are now."""

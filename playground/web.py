@@ -23,7 +23,11 @@ The actions are (``chat``: "private", "group" or "guest"; ``as``: a play user's 
 - ``/ui/inline`` ``{"query", "lang", "chat", "as"}``: an inline_query typed in a group; the
   reply holds the bot's results (none if it does not answer within ``inline_wait`` seconds);
 - ``/ui/choose`` ``{"query", "result_id", "chat", "as"}``: chosen_inline_result with a new
-  inline_message_id; the article is posted into that chat, via the bot, and follows its edits.
+  inline_message_id; the article is posted into that chat, via the bot, and follows its edits;
+- ``/ui/ton_pay`` ``{"message_id"}``: "simulate payment" of a Gram (or USDT) invoice in the
+  private chat: the transfer its Tonkeeper button (or ``ton://`` link) asks for, exact amount
+  and comment, lands on the emulated toncenter (``toncenter``, served under ``/toncenter``),
+  where the bot's watcher finds it; once per invoice (a reloaded page shows it paid).
 
 ``GET /ui/photo/<file_id>`` serves a photo the bot sent. Every Bot API call that changes what a
 user sees becomes an event on the stream (a JSON object with a ``type``); the first event is a
@@ -45,9 +49,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from playground import rich
 from playground.botapi import FakeTelegram
 from playground.limits import DEFAULT_PER_MINUTE
 from playground.render import render_entities
+from playground.toncenter import FakeToncenter, transfer_of_link
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -60,8 +66,10 @@ __all__ = [
     "GUEST_CHAT_ID",
     "PLAY_USER_ID",
     "SECOND_USER_ID",
+    "TONCENTER_PREFIX",
     "Playground",
     "shown_message",
+    "transfer_link",
 ]
 
 PLAY_USER_ID = 1000001
@@ -74,8 +82,10 @@ STATIC = Path(__file__).parent / "static"
 _HEARTBEAT = 15.0
 _MAX_TEXT = 4096
 _QUOTE = 80  # characters of a replied-to message shown above a reply
+_KEEP_TONCENTER_REQUESTS = 1000  # the bot polls the emulated toncenter all day
+TONCENTER_PREFIX = "/toncenter"
 _MESSAGE_METHODS = frozenset(
-    {"sendMessage", "sendInvoice", "sendPhoto", "answerGuestQuery"}
+    {"sendMessage", "sendRichMessage", "sendInvoice", "sendPhoto", "answerGuestQuery"}
     | {"editEphemeralMessageText", "deleteMessage", "deleteEphemeralMessage"}
 )
 
@@ -112,9 +122,36 @@ def _as(body: dict[str, Any]) -> int:
 
 
 def _text_of(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    if isinstance(message.get("rich_message"), dict):
+        return rich.text_of(message["rich_message"])
     if "text" in message:
         return str(message["text"]), list(message.get("entities") or [])
     return str(message.get("caption") or ""), list(message.get("caption_entities") or [])
+
+
+def transfer_link(message: dict[str, Any]) -> str | None:
+    """The TON transfer a message asks for: a Tonkeeper button's URL or a ``ton://`` link."""
+    for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+        for button in row:
+            url = str(button.get("url") or "")
+            if transfer_of_link(url) is not None:
+                return url
+    text, entities = _text_of(message)
+    for entity in entities:
+        if entity.get("type") == "text_link":
+            url = str(entity.get("url") or "")
+        elif entity.get("type") == "url":
+            url = _utf16_slice(text, entity["offset"], entity["length"])
+        else:
+            continue
+        if transfer_of_link(url) is not None:
+            return url
+    return None
+
+
+def _utf16_slice(text: str, offset: int, length: int) -> str:
+    units = text.encode("utf-16-le")
+    return units[offset * 2 : (offset + length) * 2].decode("utf-16-le", "replace")
 
 
 def shown_message(message: dict[str, Any], inline_message_id: str | None = None) -> dict[str, Any]:
@@ -165,13 +202,19 @@ def shown_message(message: dict[str, Any], inline_message_id: str | None = None)
         }
     if (payment := message.get("successful_payment")) is not None:
         shown["payment"] = {"total_amount": payment["total_amount"]}
+    if (link := transfer_link(message)) is not None and (asked := transfer_of_link(link)):
+        shown["ton_invoice"] = {
+            "asset": "gram" if asked.jetton is None else "jetton",
+            "amount": asked.amount,
+            "comment": asked.comment or "",
+        }
     return shown
 
 
 class Playground:
     """The page, its event stream and its actions, over the Bot API emulator it holds."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- keyword-only options of the emulated world
         self,
         *,
         token: str = "123456:PLAYGROUND",  # noqa: S107 - the emulator's own token, not a secret
@@ -179,8 +222,14 @@ class Playground:
         bot_id: int = 123456,
         inline_wait: float = 3.0,
         group_limit: int | None = DEFAULT_PER_MINUTE,
+        toncenter: FakeToncenter | None = None,
     ) -> None:
-        """``group_limit``: sends and edits a minute into one group (None: no limit)."""
+        """``group_limit``: sends and edits a minute into one group (None: no limit).
+
+        ``toncenter``: the emulated chain served under ``/toncenter`` (a new one by default).
+        """
+        toncenter = toncenter or FakeToncenter(keep_requests=_KEEP_TONCENTER_REQUESTS)
+        self.toncenter = toncenter
         self.telegram = FakeTelegram(
             token=token,
             bot_username=bot_username,
@@ -194,6 +243,7 @@ class Playground:
         self._user = self.telegram.user
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._inline_serial = 0
+        self._ton_paid: set[tuple[int, int]] = set()  # (chat, message) of invoices paid
         self._set_up_chats(group_limit)
 
     def _set_up_chats(self, group_limit: int | None) -> None:
@@ -242,7 +292,10 @@ class Playground:
         inline_id = next(
             (key for key, at in self._state.inline_places.items() if at == place), None
         )
-        return shown_message(message, inline_id)
+        shown = shown_message(message, inline_id)
+        if "ton_invoice" in shown and place in self._ton_paid:
+            shown["ton_invoice"]["paid"] = True
+        return shown
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a freshly opened page shows."""
@@ -309,6 +362,8 @@ class Playground:
             return self._message_event(method, params, result)
         if method == "sendMessageDraft":
             return _draft_event(params)
+        if method == "sendRichMessageDraft":
+            return _draft_event(_rich_draft_params(params))
         if method == "sendChatAction":
             chat_id, action = params.get("chat_id"), params.get("action")
             return {"type": "action", "chat_id": chat_id, "action": action}
@@ -330,7 +385,9 @@ class Playground:
     ) -> dict[str, Any] | None:
         """A message posted, edited or deleted, as the page shows it."""
         chat_id = params.get("chat_id")
-        if method in {"sendMessage", "sendInvoice", "sendPhoto"} and isinstance(result, dict):
+        if method in {"sendMessage", "sendRichMessage", "sendInvoice", "sendPhoto"} and isinstance(
+            result, dict
+        ):
             return {"type": "message", "message": shown_message(result)}
         if isinstance(result, dict) and method != "answerGuestQuery":  # an edit in a chat
             return {"type": "edit", "message": self._shown(result)}
@@ -361,6 +418,7 @@ class Playground:
             "pay": self._ui_pay,
             "inline": self._ui_inline,
             "choose": self._ui_choose,
+            "ton_pay": self._ui_ton_pay,
         }
         return [
             web.get("/", self._index),
@@ -369,6 +427,7 @@ class Playground:
             web.get("/ui/photo/{file_id}", self._ui_photo),
             web.static("/static/", STATIC),
             *(web.post(f"/ui/{name}", _json_action(action)) for name, action in actions.items()),
+            *self.toncenter.routes(TONCENTER_PREFIX),
         ]
 
     async def _index(self, _request: web.Request) -> web.FileResponse:
@@ -502,6 +561,28 @@ class Playground:
             _as(body), result_id, query, inline_message_id=inline_id, chat_id=chat_id
         )
         return {"inline_message_id": inline_id}
+
+    async def _ui_ton_pay(self, body: dict[str, Any]) -> dict[str, Any]:
+        message = self._state.message(PLAY_USER_ID, _int(body, "message_id"))
+        link = None if message is None else transfer_link(message)
+        if link is None:
+            raise _BadAction("message_id: no TON invoice in the private chat")
+        place = (PLAY_USER_ID, _int(body, "message_id"))
+        if place in self._ton_paid:
+            raise _BadAction("this invoice was paid already")
+        self._ton_paid.add(place)
+        record = self.toncenter.pay_link(link)
+        assert record is not None  # noqa: S101 -- transfer_link found a transfer link
+        tx_hash = record.get("hash") or record["transaction_hash"]
+        return {"paid": True, "hash": tx_hash}
+
+
+def _rich_draft_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A rich draft's parameters as a plain draft's: its text as the page shows it."""
+    raw = params.get("rich_message")
+    blocks = rich.parse_rich(raw, draft=True) if isinstance(raw, dict) else []
+    text, entities = rich.text_of({"blocks": blocks})
+    return params | {"text": text, "entities": entities}
 
 
 def _draft_event(params: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def bot_env(
         "VEIL_OPERATOR_KEYS": b64e(verify_key),
         "VEIL_DATA_DIR": str(data_dir),
         "VEIL_DRAFT_INTERVAL": "0.25",
+        "VEIL_RICH_MESSAGES": "off",
         "VEIL_BOT_METRICS_PORT": "0",
     }
 
@@ -128,6 +129,7 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
                 "operator_keys": env["VEIL_OPERATOR_KEYS"],
                 "data_dir": data_dir,
                 "draft_interval": 0.25,
+                "rich_messages": False,  # entity messages, as most tests read them; rich tests: on
                 "free_tokens_per_day": 1_000_000,
                 "bot_metrics_port": 0,
                 **(

@@ -36,6 +36,7 @@ from common.container import (
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import REPO, ManagedProcess, child_environment, free_port
+from tests.playpage import pay_gram_in_the_playground
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -405,11 +406,11 @@ async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -
     ):
         await telegram.wait_for("getUpdates", timeout=60)
         telegram.send_text(4242, "Is the compose chain up?")
-        reply = await telegram.wait_for(
-            "sendMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
+        reply = await telegram.wait_for(  # rich messages are on by default
+            "sendRichMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
         )
         keys_output = chain.processes["keys"].output
-    assert reply.params["text"] == "The compose chain answers."
+    assert reply.params["rich_message"] == {"markdown": "The compose chain answers."}
     assert sorted(chain.started) == ["bot", "gateway", "keys", "llama-cpp"]
     assert chain.started[0] == "keys"  # everything waits for the keys
     assert chain.started[-1] == "bot"  # the bot waits for a healthy gateway
@@ -437,7 +438,9 @@ async def test_without_a_token_the_bot_uses_the_playground_profile(tmp_path: Pat
                     if texts:
                         break
                     await asyncio.sleep(0.1)
+            credited = await pay_gram_in_the_playground(base, http)
     assert texts == ["Hello from the compose playground."]
+    assert credited.startswith("Received 1 GRAM. 250 ★ added.")
     assert "no bot token: using the Telegram playground" in chain.processes["bot"].output
 
 

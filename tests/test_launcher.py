@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from common.container import PLAYGROUND_TON_ADDRESS, playground_ton_settings
 from launcher.chain import window_settings
 from launcher.console import LaunchError, LogFile
 from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
+from services.ton.chain import WalletAddress
 from tests.botstack import TOKEN
 from tests.fakes.llama_server import ANSWER as LOCAL_ANSWER
 from tests.fakes.telegram import FakeTelegram
@@ -26,21 +28,26 @@ from tests.harness import (
     install_client_key,
     run_gateway,
 )
+from tests.playpage import pay_gram_in_the_playground, playground_replies
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
-async def playground_replies(base: str, http: aiohttp.ClientSession) -> list[str]:
-    """Wait for the bot's first message in the playground's private chat."""
-    async with asyncio.timeout(30):
-        while True:
-            async with http.get(f"{base}/ui/state") as reply:
-                state = await reply.json()
-            texts = [str(m["html"]) for m in state["messages"] if not m["outgoing"]]
-            if texts:
-                return texts
-            await asyncio.sleep(0.1)
+def test_the_playground_gets_gram_payments_unless_the_ton_address_is_set() -> None:
+    url = "http://127.0.0.1:8080"
+    assert playground_ton_settings({}, url + "/") == {
+        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
+        "VEIL_TON_TESTNET": "1",
+        "VEIL_TONCENTER_URL": url + "/toncenter",
+        "VEIL_TON_POLL_INTERVAL": "1",
+    }
+    wallet = WalletAddress.parse(PLAYGROUND_TON_ADDRESS, testnet=True)
+    assert wallet.friendly == PLAYGROUND_TON_ADDRESS  # testnet, non-bounceable: a wallet's form
+    slower = playground_ton_settings({"VEIL_TON_POLL_INTERVAL": "5"}, url)
+    assert slower["VEIL_TON_POLL_INTERVAL"] == "5"
+    assert playground_ton_settings({"VEIL_TON_ADDRESS": ""}, url) == {}  # Gram off
+    assert playground_ton_settings({"VEIL_TON_ADDRESS": wallet.bounceable}, url) == {}
 
 
 async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None:
@@ -66,9 +73,11 @@ async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None
                 async with http.post(f"{base}/ui/send", json={"text": "hi there"}) as reply:
                     assert reply.status == 200
                 texts = await playground_replies(base, http)
+                credited = await pay_gram_in_the_playground(base, http)
         finally:
             code = await launcher.stop()
     assert texts == ["Hello from the playground chain."]
+    assert credited.startswith("Received 1 GRAM. 250 ★ added. Balance: ")
     assert code == 0
     assert launcher.lines[-1] == "veil: stopping"
     logs = tmp_path / "logs"
@@ -173,12 +182,12 @@ async def test_gateways_elsewhere_run_only_the_bot_and_verbose_streams_its_log(
         try:
             await launcher.wait_for_line("press Ctrl-C to stop", within=90)
             telegram.send_text(77, "Are you there?")
-            reply = await telegram.wait_for(
-                "sendMessage", lambda c: c.params["chat_id"] == 77, timeout=30
+            reply = await telegram.wait_for(  # rich messages are on by default
+                "sendRichMessage", lambda c: c.params["chat_id"] == 77, timeout=30
             )
         finally:
             code = await launcher.stop()
-    assert reply.params["text"] == "Hello from the gateway over there."
+    assert reply.params["rich_message"] == {"markdown": "Hello from the gateway over there."}
     assert code == 0
     output = launcher.output
     assert f"using the gateways at {gateway.url}: no model server or gateway starts" in output
@@ -250,6 +259,7 @@ async def test_the_local_model_server_gets_its_window_and_the_bot_keeps_to_it(
                 "VEIL_LLAMA_CPP_DIR": str(cache),
                 "VEIL_LOCAL_MODEL": str(model),
                 "VEIL_LOCAL_MODEL_CONTEXT": "1024",
+                "VEIL_RICH_MESSAGES": "off",  # the answers are read as text
                 "VEIL_LOCAL_MODEL_PORT": str(free_port()),
                 "VEIL_GATEWAY_PORT": str(free_port()),
                 "VEIL_METRICS_PORT": str(free_port()),

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import zxingcpp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -23,20 +26,25 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
+    InputRichMessage,
     InputTextMessageContent,
     LabeledPrice,
     MessageEntity,
     ReplyParameters,
 )
-from playwright.async_api import Page, async_playwright
+from PIL import Image
+from playwright.async_api import Locator, Page, async_playwright
 
 from bot.settings import BotSettings
+from common.container import PLAYGROUND_TON_ADDRESS
+from playground.toncenter import PLAY_PAYER, USDT_MASTER, raw, transfer_of_link
 from playground.web import (
     GROUP_CHAT_ID,
     GUEST_CHAT_ID,
     PLAY_USER_ID,
     SECOND_USER_ID,
     Playground,
+    transfer_link,
 )
 from sealed.encoding import b64e
 from tests.botstack import polling_bot
@@ -51,6 +59,8 @@ if TYPE_CHECKING:
     from aiogram.types import Update
 
 TOKEN = "123456:PLAY-TEST"
+WALLET = PLAYGROUND_TON_ADDRESS
+TONKEEPER = "https://app.tonkeeper.com/transfer/"
 XSS = "<img src=x onerror=alert(1)>"
 CHROMIUM_ARGS = [
     "--headless",
@@ -142,6 +152,13 @@ async def test_event_stream_shows_what_the_bot_sends_drafts_and_escaped_text(
         await bot.send_message_draft(PLAY_USER_ID, draft_id=7, text="Half an ans", can_stop=True)
         draft = await stream.next("draft")
         assert (draft["draft_id"], draft["html"], draft["can_stop"]) == (7, "Half an ans", True)
+        half = InputRichMessage(markdown="Half **a** rich")
+        await bot.send_rich_message_draft(PLAY_USER_ID, draft_id=7, rich_message=half)
+        draft = await stream.next("draft")
+        assert (draft["draft_id"], draft["html"]) == (7, "Half <b>a</b> rich")
+        await bot.send_rich_message(PLAY_USER_ID, InputRichMessage(markdown="# Rich\n\n`x`"))
+        shown = (await stream.next("message"))["message"]
+        assert shown["html"] == "<b>Rich</b>\n\n<code>x</code>"
 
         bold = MessageEntity(type="bold", offset=0, length=4)
         button = InlineKeyboardButton(text="Again", callback_data="again")
@@ -166,7 +183,7 @@ async def test_event_stream_shows_what_the_bot_sends_drafts_and_escaped_text(
 
     async with events(playground.url) as reopened:  # a reloaded page sees it all again
         again = await reopened.next("snapshot")
-        assert [m["html"] for m in again["messages"]] == ["Edited"]
+        assert [m["html"] for m in again["messages"]] == ["<b>Rich</b>\n\n<code>x</code>", "Edited"]
 
 
 async def test_page_actions_reach_the_bot_as_updates(playground: Playground) -> None:
@@ -275,6 +292,124 @@ async def test_invoice_paid_with_play_money_only_when_the_bot_says_ok(
         shown = await stream.next("invoice_link")
         assert shown["url"] == link
         assert shown["invoice"]["subscription"] is True
+
+
+async def toncenter_get(url: str, path: str, **params: str) -> dict[str, Any]:
+    """GET the playground's emulated toncenter as the bot's watcher does."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/toncenter/api/v3/{path}", params=params) as reply,
+    ):
+        assert reply.status == 200
+        body: dict[str, Any] = await reply.json()
+        return body
+
+
+def test_transfer_links_are_read_exactly_and_anything_else_refused() -> None:
+    gram = transfer_of_link(f"ton://transfer/{WALLET}?amount=1500000000&text=AB12CD34")
+    assert gram is not None
+    assert (gram.address, gram.amount, gram.comment, gram.jetton) == (
+        WALLET,
+        1_500_000_000,
+        "AB12CD34",
+        None,
+    )
+    usdt = transfer_of_link(f"{TONKEEPER}{WALLET}?jetton={USDT_MASTER}&amount=1000000&text=X")
+    assert usdt is not None
+    assert (usdt.amount, usdt.comment, usdt.jetton) == (1_000_000, "X", USDT_MASTER)
+    for link in (
+        f"https://example.com/transfer/{WALLET}?amount=1",  # not a wallet link
+        f"ton://transfer/{WALLET}",  # no amount
+        f"ton://transfer/{WALLET}?amount=0&text=A",
+        f"ton://transfer/{WALLET}?amount=ten&text=A",
+        f"ton://transfer/{WALLET[:-1]}A?amount=1&text=A",  # a broken checksum
+    ):
+        assert transfer_of_link(link) is None, link
+
+
+def test_a_transfer_link_is_found_in_a_button_a_link_or_a_url_in_the_text() -> None:
+    link = f"ton://transfer/{WALLET}?amount=5&text=C"
+    text = f"💎 pay: {link} now"  # the gem is two UTF-16 units: offsets count units
+    url = {"type": "url", "offset": text.index("ton:") + 1, "length": len(link)}
+    assert transfer_link({"text": text, "entities": [url]}) == link
+    named = {"type": "text_link", "offset": 0, "length": 1, "url": link}
+    assert transfer_link({"caption": "pay", "caption_entities": [named]}) == link
+    button = {"text": "Pay", "url": TONKEEPER + link.removeprefix("ton://transfer/")}
+    with_button = {"text": "pay", "reply_markup": {"inline_keyboard": [[button]]}}
+    assert transfer_link(with_button) == button["url"]
+    elsewhere = {"type": "text_link", "offset": 0, "length": 1, "url": "https://example.com/"}
+    assert transfer_link({"text": text, "entities": [elsewhere]}) is None
+    assert transfer_link({"text": text}) is None  # a link Telegram did not mark is not one
+
+
+async def test_simulate_payment_puts_the_invoice_transfer_on_the_emulated_toncenter(
+    playground: Playground,
+) -> None:
+    link = f"{TONKEEPER}{WALLET}?amount=1000000000&text=PLAY1234"
+    button = InlineKeyboardButton(text="Open in Tonkeeper", url=link)
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        await stream.next("snapshot")
+        plain = await bot.send_message(PLAY_USER_ID, "no invoice here")
+        assert "ton_invoice" not in (await stream.next("message"))["message"]
+        invoice = await bot.send_message(
+            PLAY_USER_ID,
+            "Pay 1 GRAM",
+            reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+        )
+        shown = (await stream.next("message"))["message"]
+        assert shown["ton_invoice"] == {"asset": "gram", "amount": 10**9, "comment": "PLAY1234"}
+
+        before = await toncenter_get(playground.url, "transactions", account=WALLET)
+        assert before["transactions"] == []
+        for bad in ({"message_id": plain.message_id}, {"message_id": 999}, {}):
+            status, reply = await ui(playground.url, "ton_pay", bad)
+            assert status == 400, bad
+            assert "error" in reply
+        assert playground.toncenter.transactions == []  # refused: nothing on the chain
+
+        status, reply = await ui(playground.url, "ton_pay", {"message_id": invoice.message_id})
+        assert (status, reply["paid"]) == (200, True)
+        # Once per invoice: a second press (a reloaded page) pays nothing more.
+        again = await ui(playground.url, "ton_pay", {"message_id": invoice.message_id})
+        assert again == (400, {"error": "this invoice was paid already"})
+        (paid,) = [
+            m for m in playground.snapshot()["messages"] if m["message_id"] == invoice.message_id
+        ]
+        assert paid["ton_invoice"]["paid"] is True
+        # The watcher's query, with the address in another form: the exact amount and comment.
+        found = await toncenter_get(
+            playground.url, "transactions", account=raw(WALLET), start_lt="0", sort="asc"
+        )
+        (tx,) = found["transactions"]
+        assert tx["hash"] == reply["hash"]
+        assert tx["in_msg"]["value"] == "1000000000"
+        assert tx["in_msg"]["source"] == PLAY_PAYER
+        assert tx["in_msg"]["message_content"]["decoded"] == {
+            "type": "text_comment",
+            "comment": "PLAY1234",
+        }
+        assert tx["description"]["aborted"] is False
+        requests = playground.toncenter.calls("/toncenter/api/v3/transactions")
+        assert requests[-1].params["account"] == raw(WALLET)
+
+        # A USDT invoice: a jetton transfer of the master its link names.
+        usdt = f"{TONKEEPER}{WALLET}?jetton={USDT_MASTER}&amount=1000000&text=USDT5678"
+        jetton_invoice = await bot.send_message(
+            PLAY_USER_ID,
+            "Pay 1 USDT",
+            reply_markup=InlineKeyboardMarkup(
+                inline_keyboard=[[InlineKeyboardButton(text="Open", url=usdt)]]
+            ),
+        )
+        status, _ = await ui(playground.url, "ton_pay", {"message_id": jetton_invoice.message_id})
+        assert status == 200
+        transfers = await toncenter_get(
+            playground.url, "jetton/transfers", owner_address=WALLET, direction="in"
+        )
+        (transfer,) = transfers["jetton_transfers"]
+        assert (transfer["amount"], transfer["jetton_master"]) == ("1000000", raw(USDT_MASTER))
+        assert transfer["forward_payload"] is not None
+        assert len(playground.toncenter.transactions) == 1  # the Gram one only
 
 
 async def test_group_inline_query_results_and_a_live_inline_message(
@@ -554,10 +689,18 @@ async def test_python_m_playground_prints_its_url_and_stops_on_sigterm() -> None
     try:
         line = await process.wait_for_line("playground: open ")
         url = line.split()[2]
-        assert line == f"playground: open {url} (Bot API for the bot: {url})"
+        assert line == (
+            f"playground: open {url} (Bot API for the bot: {url}; toncenter: {url}/toncenter)"
+        )
         async with aiogram_bot(url) as bot:
             me = await bot.get_me()
         assert me.username == "veil_bot"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{url}/toncenter/api/v3/transactions", params={"account": WALLET}) as reply,
+        ):
+            assert reply.status == 200
+            assert (await reply.json())["transactions"] == []
     finally:
         code = await process.stop()
     assert code == 0
@@ -567,20 +710,25 @@ async def test_python_m_playground_prints_its_url_and_stops_on_sigterm() -> None
 
 
 @contextlib.asynccontextmanager
-async def veil_against(playground: Playground, data_dir: Path) -> AsyncIterator[None]:
+async def veil_against(
+    playground: Playground,
+    data_dir: Path,
+    answer: str = ANSWER,
+    **settings: Any,  # noqa: ANN401 -- BotSettings overrides
+) -> AsyncIterator[None]:
     """The real bot, gateway and fake vLLM, the bot polling the playground."""
     async with (
-        FakeVLLM(answer=ANSWER, models=("veil-small", "veil-large"), token_delay=0.04) as vllm,
+        FakeVLLM(answer=answer, models=("veil-small", "veil-large"), token_delay=0.04) as vllm,
         run_gateway(vllm.url) as gateway,
     ):
+        options: dict[str, Any] = {"draft_interval": 0.25, "free_tokens_per_day": 1_000_000}
         config = BotSettings(
             bot_token=TOKEN,
             telegram_api=playground.url,
             gateways=gateway.url,
             operator_keys=b64e(gateway.verify_key),
             data_dir=data_dir,
-            draft_interval=0.25,
-            free_tokens_per_day=1_000_000,
+            **(options | settings),
         )
         async with polling_bot(config, playground.telegram):
             yield
@@ -653,6 +801,7 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
             assert await page.evaluate("window.stopSeen")  # a stop button while it was live
             assert await page.locator("#stop").is_hidden()
             assert await page.locator(".msg.in code", has_text="inline code").count() == 1
+            assert playground.telegram.calls_of("sendRichMessage")  # a rich answer (the default)
 
             # Escaped, never markup: the user's own text with HTML in it.
             await send(page, XSS)
@@ -679,6 +828,129 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
 
             await ask_inline_in_the_group(page)
             await page.screenshot(path=str(artifacts / "playground-group.png"))
+        finally:
+            await browser.close()
+
+
+RICH_ANSWER = (
+    "## Tangerine facts\n\n| Fruit | Colour |\n|---|---|\n| tangerine | orange |\n\n"
+    "The area is $A = \\pi r^2$, in **bold** words.\n\n$$\n\\frac{1}{3}\n$$\n\n"
+    "- fruits\n  - citrus\n    - tangerine\n\n"
+    "```python\ndef area(r: float) -> float:\n    return 3.14159 * r * r\n```"
+)
+
+
+async def test_a_rich_answer_reads_well_in_the_browser(
+    playground: Playground, tmp_path: Path
+) -> None:
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    async with veil_against(playground, tmp_path, RICH_ANSWER), async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            await page.goto(playground.url)
+            await page.wait_for_selector("#conn.live")
+            await send(page, "Tell me about tangerines")
+            code = page.locator(".msg.in pre", has_text="def area(r: float)")
+            await code.wait_for(timeout=15000)
+            await playground.telegram.wait_for("sendRichMessage")
+            await page.wait_for_selector(".draft", state="detached")
+            message = page.locator(".msg.in", has_text="Tangerine facts")
+            assert await message.locator("b", has_text="Tangerine facts").count() == 1
+            assert await message.locator("b", has_text="bold").count() == 1
+            assert await message.locator("code", has_text="A = \\pi r^2").count() == 1
+            assert await message.locator("pre", has_text="\\frac{1}{3}").count() == 1
+            text = await message.inner_text()
+            assert "| tangerine | orange |" in text
+            assert "    - tangerine" in text
+            (call,) = playground.telegram.calls_of("sendRichMessage")
+            assert call.params["rich_message"] == {"markdown": RICH_ANSWER}
+            await page.screenshot(path=str(artifacts / "playground-rich.png"))
+        finally:
+            await browser.close()
+
+
+PHOTO_SHOWN = "(img) => img.complete && img.naturalWidth > 0 && img.clientWidth > 0"
+
+
+async def shown_qr_code(page: Page, message: Locator, base: str) -> str:
+    """What the QR code photo of ``message`` says, once the page shows it loaded."""
+    photo = message.locator("img")
+    await photo.wait_for(timeout=10000)
+    await page.wait_for_function(
+        f"() => ({PHOTO_SHOWN})(document.querySelector('#messages-private .msg.in img'))",
+        timeout=10000,
+    )
+    assert await photo.evaluate(PHOTO_SHOWN)
+    source = await photo.get_attribute("src")
+    assert source is not None
+    async with aiohttp.ClientSession() as http, http.get(base + source) as reply:
+        png = await reply.read()
+    (code,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert code.format == zxingcpp.BarcodeFormat.QRCode
+    return str(code.text)
+
+
+async def test_a_person_pays_a_gram_invoice_with_simulate_payment_in_the_browser(
+    playground: Playground, tmp_path: Path
+) -> None:
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    ton: dict[str, Any] = {
+        "ton_address": WALLET,
+        "ton_testnet": True,
+        "toncenter_url": playground.url + "/toncenter",
+        "ton_poll_interval": 0.2,
+        "free_tokens_per_day": 0,
+    }
+    async with veil_against(playground, tmp_path, **ton), async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 900})
+            await page.goto(playground.url)
+            await page.wait_for_selector("#conn.live")
+            await send(page, "/buy")
+            menu = page.locator(".msg.in", has_text="Choose a pack")
+            await menu.wait_for(timeout=10000)
+            await menu.locator("button", has_text="1 GRAM → 250 ★ credit").click()
+
+            # The invoice: its text with the comment, the Tonkeeper button, the QR photo.
+            invoice = page.locator(".msg.in", has_text="Pay 1 GRAM for 250 ★ of credit.")
+            await invoice.wait_for(timeout=10000)
+            match = re.search(r"Comment: ([A-Z0-9]{8})", await invoice.inner_text())
+            assert match is not None
+            comment = match.group(1)
+            link = f"ton://transfer/{WALLET}?amount=1000000000&text={comment}"
+            pictured = page.locator("#messages-private .msg.in", has=page.locator("img")).last
+            assert f"comment {comment}" in await pictured.inner_text()  # its caption
+            assert await shown_qr_code(page, pictured, playground.url) == link
+
+            # No wallet in the playground: the Tonkeeper button says where to pay instead.
+            await invoice.locator("button", has_text="Open in Tonkeeper").click()
+            await page.locator("#toast", has_text="Simulate payment").wait_for()
+            # Simulate payment: the exact transfer lands on the emulated toncenter; the
+            # bot's watcher credits it and says so.
+            simulate = invoice.locator("button.simulate-pay")
+            assert await simulate.inner_text() == "Simulate payment (play Gram)"
+            await simulate.click()
+            credited = page.locator(".msg.in", has_text="Received 1 GRAM. 250 ★ added.")
+            await credited.wait_for(timeout=20000)
+            assert "Balance: 250 ★." in await credited.inner_text()
+            assert await simulate.is_disabled()
+            await page.locator("#toast").wait_for(state="hidden")
+            await page.screenshot(path=str(artifacts / "playground-ton.png"))
+            await page.reload()  # the snapshot shows the invoice paid: no second payment
+            await page.wait_for_selector("#conn.live")
+            assert await invoice.locator("button.simulate-pay").inner_text() == "Payment sent ✓"
+            assert await invoice.locator("button.simulate-pay").is_disabled()
+            (tx,) = playground.toncenter.transactions
+            assert tx["in_msg"]["value"] == "1000000000"
+            assert tx["in_msg"]["message_content"]["decoded"]["comment"] == comment
         finally:
             await browser.close()
 

@@ -83,10 +83,10 @@ async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: 
         try:
             await telegram.wait_for("getUpdates", timeout=90)
             telegram.send_text(4242, "Is it running?")
-            reply = await telegram.wait_for(
-                "sendMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
+            reply = await telegram.wait_for(  # rich messages are on by default
+                "sendRichMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
             )
-            assert reply.params["text"] == "Hello from scripts/run."
+            assert reply.params["rich_message"] == {"markdown": "Hello from scripts/run."}
         finally:
             process.send_signal(signal.SIGINT)
             async with asyncio.timeout(30):

@@ -1,0 +1,110 @@
+"""Rich messages (Bot API 10.1): the model's Markdown as Telegram's rich Markdown, in parts.
+
+An answer goes out with ``sendRichMessage`` as ``InputRichMessage(markdown=...)``: Telegram
+parses the Markdown itself (headings, lists, tables, code with language, block quotes, math),
+so the model's text is sent as it came. One rich message holds at most ``MAX_CHARS`` characters
+and ``MAX_BLOCKS`` blocks; a longer answer is split at block boundaries (blank lines outside
+code fences, ``split_blocks``). A single block longer than a message is cut at line, sentence
+or word boundaries, a code block reopened with its fence in each part. Nesting deeper than
+``MAX_NESTING`` or tables wider than ``MAX_TABLE_COLUMNS`` are Telegram's to refuse: the sink
+then falls back to entities (``bot.formatting``), then to plain text.
+
+The numbers are the limits reported for Bot API 10.1 (the installed aiogram's docstrings do
+not state them); they live here and nowhere else in the bot.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from bot.formatting import plain_parts, utf16_len
+
+MAX_CHARS: Final = 32_768  # UTF-16 units of one rich message's Markdown
+MAX_BLOCKS: Final = 500
+MAX_NESTING: Final = 16  # levels of lists and quotes
+MAX_TABLE_COLUMNS: Final = 20
+
+_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([^`\s]*)")
+_GAP: Final = "\n\n"
+_PARTIAL_FENCE = re.compile(r"\n\s{0,3}`{1,2}$")
+_FENCE_ROOM: Final = 32  # a draft keeps room to close the fence of a code block being written
+
+
+def split_blocks(markdown: str) -> list[str]:
+    """The Markdown's top-level blocks: parted by blank lines outside code fences."""
+    blocks: list[str] = []
+    current: list[str] = []
+    fence = ""
+    for line in markdown.split("\n"):
+        match = _FENCE.match(line)
+        if fence:
+            current.append(line)
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if match:
+            fence = match.group(1)
+            current.append(line)
+        elif line.strip():
+            current.append(line)
+        elif current:
+            blocks.append("\n".join(current))
+            current = []
+    if current:
+        blocks.append("\n".join(current))
+    return blocks
+
+
+def _cut_block(block: str, limit: int) -> list[str]:
+    """A block longer than ``limit`` as pieces that fit; a code block keeps its fence."""
+    fence = _FENCE.match(block)
+    if not fence:
+        return plain_parts(block, limit)
+    lines = block.split("\n")
+    opening = lines[0]
+    closed = len(lines) > 1 and _FENCE.match(lines[-1]) is not None
+    closing = fence.group(1)
+    code = "\n".join(lines[1:-1] if closed else lines[1:])
+    room = limit - utf16_len(opening) - utf16_len(closing) - 2
+    return [f"{opening}\n{piece}\n{closing}" for piece in plain_parts(code, room)]
+
+
+def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOCKS) -> list[str]:
+    """The answer as rich messages' Markdown: whole blocks packed up to the limits."""
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for whole in split_blocks(markdown.strip()):
+        pieces = [whole] if utf16_len(whole) <= limit else _cut_block(whole, limit)
+        for block in pieces:
+            units = utf16_len(block)
+            grown = size + (utf16_len(_GAP) if current else 0) + units
+            if current and (grown > limit or len(current) >= max_blocks):
+                parts.append(_GAP.join(current))
+                current, size = [], 0
+                grown = units
+            current.append(block)
+            size = grown
+    if current:
+        parts.append(_GAP.join(current))
+    return parts
+
+
+def draft_markdown(markdown: str, limit: int = MAX_CHARS) -> str:
+    """What a rich draft shows of a partial answer: the last part it would be sent in.
+
+    A code block still being written is closed with its fence, and a fence still being typed
+    (one or two backticks on the last line) is left out, so the draft is whole Markdown.
+    """
+    parts = rich_parts(_PARTIAL_FENCE.sub("", markdown), limit - _FENCE_ROOM)
+    if not parts:
+        return ""
+    last = parts[-1]
+    blocks = split_blocks(last)
+    fence = _FENCE.match(blocks[-1]) if blocks else None
+    if fence is not None:
+        lines = blocks[-1].split("\n")
+        if len(lines) == 1 or _FENCE.match(lines[-1]) is None:
+            last += "\n" + fence.group(1)
+    return last

@@ -1,0 +1,402 @@
+"""An emulated toncenter v3 indexer: an account's transactions and jetton transfers over HTTP.
+
+The test suite's fake toncenter (``tests/fakes/toncenter.py`` re-exports it) and the
+playground's chain: ``python -m playground`` serves it under ``/toncenter`` on its own port,
+and the page's "simulate payment" pays a Gram (or USDT) invoice on it (``pay_link``).
+
+It serves ``GET /api/v3/transactions`` (``account``, ``start_lt``, ``end_lt``, ``start_utime``,
+``sort``, ``limit``, ``offset``) and ``GET /api/v3/jetton/transfers`` (``owner_address``,
+``direction``, ``jetton_master``, the same paging), with toncenter's JSON shapes: hashes in
+base64, ``lt`` and amounts as strings, ``description.aborted``, ``in_msg`` with ``source``,
+``destination``, ``value``, ``bounced`` and ``message_content`` whose ``body`` is a real BoC
+built with ``pytoniq-core`` (and ``decoded.comment`` for a text comment), and jetton transfers
+with a ``forward_payload`` BoC. Addresses are given back in whatever form the test put them in.
+
+Tests add records with ``add_transaction`` / ``add_jetton_transfer`` (lt numbers grow by
+themselves, or are given), or pay a ``ton://transfer/…`` or Tonkeeper transfer link as a wallet
+would (``pay_link``: its address, exact amount and comment; a ``jetton`` link as a jetton
+transfer), and can make it answer 429 (``rate_limit_next``), fail with another
+status (``fail_next``) or answer slowly (``delay``). ``requests`` records every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import secrets
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import web
+from pytoniq_core.boc.address import Address, AddressError
+from pytoniq_core.boc.builder import Builder
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "PLAY_PAYER",
+    "USDT_MASTER",
+    "FakeToncenter",
+    "Request",
+    "Transfer",
+    "comment_boc",
+    "hex_hash",
+    "new_hash",
+    "op_boc",
+    "raw",
+    "transfer_of_link",
+]
+
+USDT_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
+MAX_LIMIT = 1000
+RATE_LIMITED = {"ok": False, "result": "Ratelimit exceed", "code": 429}
+PLAY_PAYER = "0:" + "ab" * 32  # the wallet a simulated payment comes from
+_TRANSFER_PREFIXES = ("ton://transfer/", "https://app.tonkeeper.com/transfer/")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What a transfer link asks for: pay ``amount`` to ``address`` with ``comment``."""
+
+    address: str
+    amount: int
+    comment: str | None
+    jetton: str | None
+
+
+def transfer_of_link(link: str) -> Transfer | None:
+    """The transfer a ``ton://transfer/…`` or Tonkeeper link asks for; None if it is not one."""
+    prefix = next((p for p in _TRANSFER_PREFIXES if link.startswith(p)), None)
+    if prefix is None:
+        return None
+    parts = urlsplit(link)
+    address = link[len(prefix) :].split("?", 1)[0]
+    query = parse_qs(parts.query)
+    try:
+        Address(address)
+        amount = int(query["amount"][0])
+    except (KeyError, ValueError, AddressError):
+        return None
+    if amount <= 0:
+        return None
+    comment = query.get("text", [None])[0]
+    jetton = query.get("jetton", [None])[0]
+    return Transfer(address, amount, comment, jetton)
+
+
+def comment_boc(comment: str | None) -> str:
+    """A message body as toncenter shows it: base64 BoC, a text comment cell or an empty one."""
+    builder = Builder()
+    if comment is not None:
+        builder = builder.store_uint(0, 32).store_snake_string(comment)
+    return base64.b64encode(builder.end_cell().to_boc()).decode()
+
+
+def op_boc(op: int, payload: bytes = b"") -> str:
+    """A body with another op (not a text comment): an encrypted comment, a jetton notice..."""
+    cell = Builder().store_uint(op, 32).store_bytes(payload).end_cell()
+    return base64.b64encode(cell.to_boc()).decode()
+
+
+def raw(address: str) -> str:
+    """An address in toncenter's raw form (upper-case hex), for comparing."""
+    return str(Address(address).to_str(is_user_friendly=False)).upper()
+
+
+def new_hash() -> str:
+    """A random transaction hash in toncenter's base64."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def hex_hash(b64: str) -> str:
+    """A base64 hash as the bot stores it (hex)."""
+    return base64.b64decode(b64).hex()
+
+
+@dataclass
+class Request:
+    """One request the fake answered: path, query parameters, the API key it carried."""
+
+    path: str
+    params: dict[str, str]
+    api_key: str | None
+    status: int
+
+
+@dataclass
+class _Fault:
+    status: int
+    remaining: int
+
+
+@dataclass
+class FakeToncenter:
+    """The fake indexer; see the module docstring."""
+
+    api_key: str | None = None
+    delay: float = 0.0
+    url: str = ""
+    requests: list[Request] = field(default_factory=list)
+    keep_requests: int | None = None  # the last N requests kept in ``requests`` (None: all)
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    jetton_transfers: list[dict[str, Any]] = field(default_factory=list)
+    _faults: list[_Fault] = field(default_factory=list)
+    _lts: itertools.count[int] = field(
+        default_factory=lambda: itertools.count(47_000_000_000_001, 7)
+    )
+    _runner: web.AppRunner | None = None
+
+    # -- what tests put on the chain ---------------------------------------------------------
+
+    def add_transaction(  # noqa: PLR0913 -- the fields of a transaction a test may set
+        self,
+        account: str,
+        *,
+        value: int,
+        comment: str | None = None,
+        source: str = PLAY_PAYER,
+        destination: str | None = None,
+        comment_in: str = "both",
+        body: str | None = None,
+        bounced: bool = False,
+        aborted: bool = False,
+        now: int | None = None,
+        lt: int | None = None,
+    ) -> dict[str, Any]:
+        """An incoming transaction of ``account``; returns the record as served.
+
+        ``comment_in`` is where the comment shows: ``both`` (body BoC and decoded), ``body``
+        (BoC only) or ``decoded`` (decoded only, the body being some other BoC). ``body``
+        replaces the body BoC outright.
+        """
+        boc = (
+            body if body is not None else comment_boc(comment if comment_in != "decoded" else None)
+        )
+        decoded = None
+        if comment is not None and comment_in in {"both", "decoded"}:
+            decoded = {"type": "text_comment", "comment": comment}
+        lt = next(self._lts) if lt is None else lt
+        record: dict[str, Any] = {
+            "account": raw(account),
+            "hash": new_hash(),
+            "lt": str(lt),
+            "now": int(time.time()) if now is None else now,
+            "mc_block_seqno": 40_000_000 + len(self.transactions),
+            "trace_id": new_hash(),
+            "prev_trans_hash": self.transactions[-1]["hash"] if self.transactions else None,
+            "prev_trans_lt": self.transactions[-1]["lt"] if self.transactions else None,
+            "orig_status": "active",
+            "end_status": "active",
+            "total_fees": "2329",
+            "description": {
+                "type": "ord",
+                "aborted": aborted,
+                "destroyed": False,
+                "credit_first": not bounced,
+                "storage_ph": {"storage_fees_collected": "1", "status_change": "unchanged"},
+                "credit_ph": {"credit": str(value)},
+                "compute_ph": {"skipped": False, "success": not aborted, "exit_code": 0},
+            },
+            "block_ref": {"workchain": 0, "shard": "8000000000000000", "seqno": 50_000_000},
+            "in_msg": {
+                "hash": new_hash(),
+                "source": source,
+                "destination": destination or account,
+                "value": str(value),
+                "fwd_fee": "266669",
+                "ihr_fee": "0",
+                "created_lt": str(lt - 1),
+                "created_at": str(int(time.time())),
+                "opcode": "0x00000000" if comment is not None else None,
+                "ihr_disabled": True,
+                "bounce": False,
+                "bounced": bounced,
+                "import_fee": None,
+                "message_content": {"hash": new_hash(), "body": boc, "decoded": decoded},
+                "init_state": None,
+            },
+            "out_msgs": [],
+        }
+        self.transactions.append(record)
+        return record
+
+    def add_outgoing(self, account: str) -> dict[str, Any]:
+        """A transaction the account's owner started (an external message: no source)."""
+        record = self.add_transaction(account, value=0)
+        record["in_msg"] |= {"source": None, "value": None, "opcode": None}
+        return record
+
+    def add_jetton_transfer(  # noqa: PLR0913 -- the fields of a transfer a test may set
+        self,
+        owner: str,
+        *,
+        amount: int,
+        comment: str | None = None,
+        master: str = USDT_MASTER,
+        source: str = "0:" + "cd" * 32,
+        aborted: bool = False,
+        lt: int | None = None,
+        now: int | None = None,
+    ) -> dict[str, Any]:
+        """A jetton transfer to ``owner`` (the receiving wallet's owner); returns the record."""
+        record = {
+            "query_id": "0",
+            "source": raw(source),
+            "destination": raw(owner),
+            "amount": str(amount),
+            "source_wallet": "0:" + secrets.token_hex(32).upper(),
+            "jetton_master": raw(master),
+            "transaction_hash": new_hash(),
+            "transaction_lt": str(next(self._lts) if lt is None else lt),
+            "transaction_now": int(time.time()) if now is None else now,
+            "transaction_aborted": aborted,
+            "response_destination": raw(source),
+            "custom_payload": None,
+            "forward_ton_amount": "1",
+            "forward_payload": comment_boc(comment) if comment is not None else None,
+            "trace_id": new_hash(),
+        }
+        self.jetton_transfers.append(record)
+        return record
+
+    def pay_link(self, link: str, *, source: str = PLAY_PAYER) -> dict[str, Any] | None:
+        """Pay a transfer link as a wallet would: its exact amount and comment, now.
+
+        A ``jetton`` link becomes a jetton transfer of that master; any other a transaction of
+        the address. Returns the record as served, or None when ``link`` is no transfer link.
+        """
+        transfer = transfer_of_link(link)
+        if transfer is None:
+            return None
+        if transfer.jetton is not None:
+            return self.add_jetton_transfer(
+                transfer.address,
+                amount=transfer.amount,
+                comment=transfer.comment,
+                master=transfer.jetton,
+                source=source,
+            )
+        return self.add_transaction(
+            transfer.address, value=transfer.amount, comment=transfer.comment, source=source
+        )
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def rate_limit_next(self, count: int = 1) -> None:
+        """Answer the next ``count`` requests 429 with toncenter's body."""
+        self._faults.append(_Fault(HTTPStatus.TOO_MANY_REQUESTS, count))
+
+    def fail_next(self, count: int = 1, status: int = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:
+        """Answer the next ``count`` requests with ``status``."""
+        self._faults.append(_Fault(status, count))
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def routes(self, prefix: str = "") -> list[web.AbstractRouteDef]:
+        """Its two endpoints under ``prefix`` (``/toncenter`` in the playground)."""
+        return [
+            web.get(f"{prefix}/api/v3/transactions", self._transactions),
+            web.get(f"{prefix}/api/v3/jetton/transfers", self._jetton_transfers),
+        ]
+
+    async def start(self) -> str:
+        """Listen on a free port of 127.0.0.1; return the base URL."""
+        app = web.Application()
+        app.router.add_routes(self.routes())
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def calls(self, path: str) -> list[Request]:
+        """The requests to ``path`` that were answered 200."""
+        return [r for r in self.requests if r.path == path and r.status == HTTPStatus.OK]
+
+    async def _answer(self, request: web.Request) -> web.Response | None:
+        """The refusal this request gets (key, injected fault), or None to serve it."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        key = request.headers.get("X-API-Key")
+        status: int = HTTPStatus.OK
+        reply: web.Response | None = None
+        if self.api_key is not None and key != self.api_key:
+            status = HTTPStatus.UNAUTHORIZED
+            reply = web.json_response({"error": "API key does not exist"}, status=status)
+        elif self._faults:
+            fault = self._faults[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.pop(0)
+            status = fault.status
+            body = RATE_LIMITED if status == HTTPStatus.TOO_MANY_REQUESTS else {"error": "fault"}
+            reply = web.json_response(body, status=status)
+        self.requests.append(Request(request.path, dict(request.query), key, status))
+        if self.keep_requests is not None:
+            del self.requests[: -self.keep_requests or None]
+        return reply
+
+    async def _transactions(self, request: web.Request) -> web.Response:
+        if (refusal := await self._answer(request)) is not None:
+            return refusal
+        query = request.query
+        try:
+            account = raw(query["account"])
+        except (KeyError, AddressError, ValueError):
+            return web.json_response({"error": "invalid account"}, status=422)
+        found = [tx for tx in self.transactions if tx["account"] == account]
+        page = _page(found, query, "lt", "now")
+        book = {tx["account"]: {"user_friendly": account, "domain": None} for tx in page}
+        return web.json_response({"transactions": page, "address_book": book})
+
+    async def _jetton_transfers(self, request: web.Request) -> web.Response:
+        if (refusal := await self._answer(request)) is not None:
+            return refusal
+        query = request.query
+        found = self.jetton_transfers
+        if "owner_address" in query:
+            owner = raw(query["owner_address"])
+            side = "source" if query.get("direction") == "out" else "destination"
+            found = [t for t in found if t[side] == owner]
+        if "jetton_master" in query:
+            found = [t for t in found if t["jetton_master"] == raw(query["jetton_master"])]
+        page = _page(found, query, "transaction_lt", "transaction_now")
+        return web.json_response({"jetton_transfers": page, "address_book": {}, "metadata": {}})
+
+
+def _page(records: list[dict[str, Any]], query: Any, lt_key: str, time_key: str) -> list[Any]:  # noqa: ANN401 -- a query mapping
+    """Filter by lt and time, sort, then ``offset`` and ``limit`` as toncenter does."""
+    if "start_lt" in query:
+        records = [r for r in records if int(r[lt_key]) >= int(query["start_lt"])]
+    if "end_lt" in query:
+        records = [r for r in records if int(r[lt_key]) <= int(query["end_lt"])]
+    if "start_utime" in query:
+        records = [r for r in records if int(r[time_key]) >= int(query["start_utime"])]
+    records = sorted(records, key=lambda r: int(r[lt_key]), reverse=query.get("sort") == "desc")
+    limit = min(int(query.get("limit", "10")), MAX_LIMIT)
+    offset = int(query.get("offset", "0"))
+    return records[offset : offset + limit]
