@@ -19,7 +19,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import GroupToggle
-from handlers.replies import new_tag, stop_keyboard
+from handlers.replies import new_tag, replied_context, stop_keyboard, without_mention
 from services.answers import Shown
 from services.chat import Question
 
@@ -55,9 +55,7 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     to_us = replied is not None and replied.from_user is not None and replied.from_user.id == me.id
     if not mentioned and not to_us:
         return False
-    question = " ".join(
-        word for word in text.split() if mention is None or word.lower().rstrip(",.:;!?") != mention
-    ).strip()
+    question = without_mention(text, me.username)
     return {"question": question} if question else False
 
 
@@ -138,11 +136,7 @@ def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tu
     known = editors.chains.get(message.chat.id, replied.message_id)
     if known is not None:
         return known
-    text = replied.text or replied.caption
-    if not text:
-        return ()
-    own = replied.from_user is not None and replied.from_user.is_bot
-    return (("assistant" if own else "user", text),)
+    return replied_context(message, editors.bot.id)
 
 
 def settings_keyboard(texts: Texts, settings: GroupSettings) -> InlineKeyboardMarkup:

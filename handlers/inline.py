@@ -22,7 +22,13 @@ from aiogram.types import (
 )
 
 from handlers.callbacks import StopAnswer
-from handlers.replies import link_keyboard, new_tag, stop_keyboard
+from handlers.replies import (
+    link_keyboard,
+    new_tag,
+    replied_context,
+    stop_keyboard,
+    without_mention,
+)
 from services.answers import Shown
 from services.chat import Question
 
@@ -154,27 +160,6 @@ async def on_stop(
         await query.answer(texts("stopping"))
     else:
         await query.answer(texts("stop_not_yours"))
-
-
-def without_mention(text: str, username: str | None) -> str:
-    """``text`` without the bot's @mention (anywhere, any case), trimmed."""
-    if not username:
-        return text.strip()
-    mention = "@" + username.lower()
-    words = [word for word in text.split() if word.lower().rstrip(",.:;!?") != mention]
-    return " ".join(words).strip()
-
-
-def replied_context(message: Message, bot_id: int) -> tuple[tuple[str, str], ...]:
-    """The message ``message`` replies to, as one turn of context (the bot's own: assistant)."""
-    replied = message.reply_to_message
-    if replied is None:
-        return ()
-    text = replied.text or replied.caption
-    if not text:
-        return ()
-    own = replied.from_user is not None and replied.from_user.id == bot_id
-    return (("assistant" if own else "user", text),)
 
 
 def build_router() -> Router:

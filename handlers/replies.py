@@ -1,4 +1,4 @@
-"""Pieces of replies that more than one router shows: prices, the buy and retry keyboards."""
+"""Pieces more than one router uses: prices, keyboards, and reading what a message asks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from services.prices import format_units
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
+    from aiogram.types import Message
+
     from common.texts import Texts
+    from services.answers import Said
     from services.prices import Prices
     from services.shop import Shop
     from services.ton.shop import TonShop
@@ -104,3 +107,24 @@ def stop_keyboard(texts: Texts, tag: str) -> InlineKeyboardMarkup:
 def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
     """One URL button (open the private chat, top up, read the whole answer)."""
     return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=text, url=url)]])
+
+
+def without_mention(text: str, username: str | None) -> str:
+    """``text`` without the bot's @mention (anywhere, any case), trimmed."""
+    if not username:
+        return text.strip()
+    mention = "@" + username.lower()
+    words = [word for word in text.split() if word.lower().rstrip(",.:;!?") != mention]
+    return " ".join(words).strip()
+
+
+def replied_context(message: Message, bot_id: int) -> tuple[Said, ...]:
+    """The message ``message`` replies to, as one turn of context (the bot's own: assistant)."""
+    replied = message.reply_to_message
+    if replied is None:
+        return ()
+    text = replied.text or replied.caption
+    if not text:
+        return ()
+    own = replied.from_user is not None and replied.from_user.id == bot_id
+    return (("assistant" if own else "user", text),)
