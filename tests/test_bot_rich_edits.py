@@ -9,6 +9,7 @@ expandable quote in entities), or nothing with ``VEIL_SHOW_REASONING`` off, and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import ANN, GROUP, final_reply
 from tests.test_bot_inline import ask_inline, edits_of, final_edit
 from tests.test_bot_privacy import assert_absent, disk_bytes
-from tests.test_bot_rich import RICH
+from tests.test_bot_rich import LONG, RICH
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -187,3 +188,35 @@ async def test_hidden_thinking_is_not_shown_in_a_group(tmp_path: Path) -> None:
     assert [block["type"] for block in final["rich_message"]["blocks"]] == ["paragraph"]
     assert "obsidian" not in sent
     assert_absent(disk_bytes(tmp_path))
+
+
+async def test_past_one_rich_message_the_first_part_is_rich_with_a_link_to_the_whole(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer=LONG, max_answer_tokens=2000, **FAST) as stack:
+        final = await ask_in_group(stack)
+        last = group_edits(stack)[-1]
+    first = rich.rich_parts(LONG, limit=rich.MAX_CHARS - 3)[0]
+    assert last.params["rich_message"] == {"markdown": first + "\n\n…"}
+    assert len(first) > 4 * 4096  # far more than one text message holds
+    assert shown(final["rich_message"]["blocks"][-1:]) == "…"
+    (button,) = [b for row in final["reply_markup"]["inline_keyboard"] for b in row]
+    assert button["text"] == "📖 Read the whole answer"
+    assert "?start=a_" in button["url"]
+
+
+async def test_a_rich_answer_cut_at_its_length_limit_says_so_under_it(tmp_path: Path) -> None:
+    note = "✂️ The answer reached its length limit; ask for more in the private chat with Veil."
+    answer = " ".join(f"tangerine-{n}" for n in range(60))
+    async with running_stack(
+        tmp_path, answer=answer, max_answer_tokens=16, min_answer_tokens=8, **FAST
+    ) as stack:
+        await ask_in_group(stack)
+        async with asyncio.timeout(10):
+            while "length limit" not in json.dumps(group_edits(stack)[-1].params):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        (message,) = stack.telegram.sent_messages(GROUP)
+    *said, noted = message["rich_message"]["blocks"]
+    assert noted == {"type": "paragraph", "text": note}
+    assert shown(said).startswith("tangerine-0 tangerine-1")
+    assert answer not in shown(said)  # cut
