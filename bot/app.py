@@ -276,6 +276,8 @@ async def _running_bot(
             inline_per_minute=settings.group_messages_per_minute,
             notice_seconds=settings.notice_seconds,
         ),
+        rich=settings.rich_messages,
+        show_reasoning=settings.show_reasoning,
     )
     dispatcher["editors"] = editors
     dispatcher["kit"] = GroupKit(chat, editors, Groups(store))

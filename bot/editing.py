@@ -9,6 +9,18 @@ slot free right now, the last edit is at least ``interval`` old and the text gre
 ends with one final, complete edit, which waits for its slot and honours ``retry_after``. An
 answer longer than one message ends with what fits and a button that opens the whole answer in
 the private chat (kept in memory by ``services.answers.LongAnswers``, never on disk).
+
+With ``rich`` (``VEIL_RICH_MESSAGES``) the edits carry a rich message (Bot API 10.1:
+``editMessageText`` takes ``rich_message``, for inline messages too): the model's Markdown as
+the rich message's Markdown, the question above it escaped. One rich message holds far more
+than 4096 characters, so the cut (and its button) comes only past ``bot.rich.MAX_CHARS``. At
+the first rich edit Telegram refuses (400) this answer goes on in entities, then plain text,
+as before: never a lost answer.
+
+A reasoning model's thinking (``reason``) is kept in memory for this answer only and shown
+once, in the final edit, collapsed before the answer (``VEIL_SHOW_REASONING``; off: dropped as
+it arrives): a details block in a rich message, an expandable quote in entities. There is no
+live thinking here: drafts, which have a thinking block, are for private chats only.
 """
 
 from __future__ import annotations
@@ -22,10 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
-from aiogram.types import EphemeralMessageParameters, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import (
+    EphemeralMessageParameters,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputRichMessage,
+)
 
+from bot import rich as rich_markdown
 from bot.formatting import TELEGRAM_LIMIT, Rendered, preview, render_parts, utf16_len
 from bot.streaming import entities_of
+from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from services.answers import LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
@@ -39,6 +58,7 @@ log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
 _MORE = "…"
+_GAP = "\n\n"
 
 
 class Pacer:
@@ -141,10 +161,34 @@ class Look:
     more: Callable[[str], InlineKeyboardMarkup | None] | None = None
 
 
+@dataclass(frozen=True)
+class Final:
+    """A final edit in both forms: entities (``rendered``) and rich Markdown (``markdown``).
+
+    ``markdown`` None: no rich form (a notice, or rich messages off). ``*_cut``: that form
+    holds only the start of the answer, and the button to the whole goes under it.
+    """
+
+    rendered: Rendered
+    rendered_cut: bool = False
+    markdown: str | None = None
+    markdown_cut: bool = False
+
+
 class EditSink:
     """Streams one answer into one message by editing it at a group-safe pace."""
 
-    def __init__(self, bot: Bot, place: Place, pacer: Pacer, pace: Pace, look: Look) -> None:
+    def __init__(  # noqa: PLR0913 -- each a part of the sink
+        self,
+        bot: Bot,
+        place: Place,
+        pacer: Pacer,
+        pace: Pace,
+        look: Look,
+        *,
+        rich: bool = False,
+        show_reasoning: bool = True,
+    ) -> None:
         self.bot = bot
         self.place = place
         self.pacer = pacer
@@ -152,14 +196,22 @@ class EditSink:
         self.header = look.header
         self.stop_markup = look.stop_markup
         self.more = look.more
+        self.rich = rich  # off for the rest of this answer once Telegram refuses a rich edit
+        self.show_reasoning = show_reasoning
         self.edits = 0
+        self._header_markdown = (
+            rich_markdown.escape(look.header) + "\n\n" if look.header.strip() else ""
+        )
         self._parts: list[str] = []
+        self._thinking: list[str] = []  # the model's thinking (shown once, never kept)
         self._received = 0
         self._shown = 0
         self._last_edit = 0.0
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._shown_final: tuple[Rendered, InlineKeyboardMarkup | None] | None = None
+        self._shown_final: Final | None = None
+        self._text = ""  # the whole answer, for the button under a cut one
+        self._more_markup: InlineKeyboardMarkup | None = None
 
     async def begin(self) -> None:
         """Start the updater (the placeholder is already on screen)."""
@@ -171,26 +223,73 @@ class EditSink:
         self._received += len(delta)
         self._dirty.set()
 
+    async def reason(self, delta: str) -> None:
+        """Add a piece of the model's thinking; the final edit shows it collapsed."""
+        if self.show_reasoning:
+            self._thinking.append(delta)
+
     async def complete(self, text: str) -> None:
         """The final, complete edit: what fits, and a button to the rest when it does not."""
         await self._stop()
+        thought = "".join(self._thinking).strip()
+        self._thinking = []
+        self._text = text
+        final = self._entity_final(text, thought)
+        if self.rich:
+            final = self._rich_final(final, text, thought)
+        self._shown_final = final
+        await self._final(final)
+
+    def _entity_final(self, text: str, thought: str) -> Final:
+        """The answer as entities: what fits one message, the thinking folded first."""
         room = TELEGRAM_LIMIT - utf16_len(self.header) - len(_MORE)
+        folded = None
+        fold = min(MAX_FOLDED, room // 2)
+        if thought and fold >= MIN_FOLDED:
+            folded = quote(thought, fold, expandable=True)
+            room -= utf16_len(folded.text) + 1
         parts = render_parts(text, limit=room)
-        markup = self.more(text) if len(parts) > 1 and self.more is not None else None
-        shown = Rendered(parts[0].text + (_MORE if len(parts) > 1 else ""), parts[0].entities)
-        self._shown_final = (shown, markup)
-        await self._final(shown, cut=False, markup=markup)
+        cut = len(parts) > 1
+        shown = Rendered(parts[0].text + (_MORE if cut else ""), parts[0].entities)
+        if folded is not None:
+            shown = prepend(folded, shown)
+        return Final(shown, rendered_cut=cut)
+
+    def _rich_final(self, final: Final, text: str, thought: str) -> Final:
+        """``final`` with the rich form: the thinking as details, then what fits of the answer."""
+        details = ""
+        if thought:
+            details = rich_markdown.thought_details(tail(thought, MAX_FOLDED), MARK) + "\n\n"
+        room = (
+            rich_markdown.MAX_CHARS
+            - utf16_len(self._header_markdown)
+            - utf16_len(details)
+            - utf16_len(_GAP + _MORE)
+        )
+        parts = rich_markdown.rich_parts(text, limit=room)
+        if not parts:
+            return final
+        cut = len(parts) > 1
+        markdown = details + parts[0] + (_GAP + _MORE if cut else "")
+        return Final(final.rendered, final.rendered_cut, markdown, markdown_cut=cut)
 
     async def note(self, text: str) -> None:
         """Add a short line under the final answer (one more edit, paced): "cut at its limit"."""
-        if self._shown_final is None:
+        final = self._shown_final
+        if final is None:
             return
-        shown, markup = self._shown_final
-        noted = Rendered(f"{shown.text}\n\n{text}", shown.entities)
-        if utf16_len(self.header) + utf16_len(noted.text) > TELEGRAM_LIMIT:
+        rendered = Rendered(f"{final.rendered.text}\n\n{text}", final.rendered.entities)
+        if utf16_len(self.header) + utf16_len(rendered.text) > TELEGRAM_LIMIT:
+            rendered = final.rendered  # no room left under the entity answer
+        markdown = final.markdown
+        if markdown is not None and self.rich:
+            noted = f"{markdown}{_GAP}{rich_markdown.escape(text)}"
+            if utf16_len(self._header_markdown + noted) <= rich_markdown.MAX_CHARS:
+                markdown = noted
+        if rendered is final.rendered and markdown == final.markdown:
             log.info("editing.note_skipped")  # no room left under the answer
             return
-        await self._final(noted, cut=False, markup=markup)
+        await self._final(Final(rendered, final.rendered_cut, markdown, final.markdown_cut))
 
     async def abort(self) -> None:
         """Stop the updater; whoever reports the failure edits the message."""
@@ -199,7 +298,7 @@ class EditSink:
     async def say(self, text: str) -> None:
         """Replace the message with a short notice (no stop button)."""
         await self._stop()
-        await self._final(Rendered(text, ()), cut=False, markup=None, header=False)
+        await self._final(Final(Rendered(text, ())), header=False)
 
     async def _stop(self) -> None:
         if self._task is not None:
@@ -226,10 +325,18 @@ class EditSink:
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         text = self._parts[0] if self._parts else ""
-        rendered = preview(text, limit=TELEGRAM_LIMIT - utf16_len(self.header))
-        if not rendered.text.strip():
-            return
         try:
+            if self.rich:
+                room = rich_markdown.MAX_CHARS - utf16_len(self._header_markdown)
+                markdown = rich_markdown.draft_markdown(text, room)
+                if not markdown.strip():
+                    return
+                if await self._edit_rich(markdown, self.stop_markup, header=True):
+                    self._shown = len(text)
+                    return
+            rendered = preview(text, limit=TELEGRAM_LIMIT - utf16_len(self.header))
+            if not rendered.text.strip():
+                return
             await self._edit(rendered, self.stop_markup, header=True)
         except TelegramRetryAfter as exc:
             self.pacer.back_off(exc.retry_after)
@@ -240,20 +347,11 @@ class EditSink:
             return
         self._shown = len(text)
 
-    async def _final(
-        self,
-        rendered: Rendered,
-        *,
-        cut: bool,
-        markup: InlineKeyboardMarkup | None,
-        header: bool = True,
-    ) -> None:
-        if cut:
-            rendered = Rendered(rendered.text + _MORE, rendered.entities)
+    async def _final(self, final: Final, *, header: bool = True) -> None:
         for _ in range(FINAL_TRIES):
             await self.pacer.wait()
             try:
-                await self._edit(rendered, markup, header=header)
+                await self._show(final, header=header)
             except TelegramRetryAfter as exc:
                 self.pacer.back_off(exc.retry_after)
                 log.info("editing.rate_limited", seconds=exc.retry_after, final=True)
@@ -262,6 +360,43 @@ class EditSink:
                 log.warning("editing.final_failed", error=type(exc).__name__)
             return
         log.warning("editing.final_gave_up", tries=FINAL_TRIES)
+
+    async def _show(self, final: Final, *, header: bool) -> None:
+        """One final edit: rich while Telegram takes it, else entities, else plain text."""
+        if final.markdown is not None and self.rich:
+            markup = self._markup(cut=final.markdown_cut)
+            if await self._edit_rich(final.markdown, markup, header=header):
+                return
+        await self._edit(final.rendered, self._markup(cut=final.rendered_cut), header=header)
+
+    def _markup(self, *, cut: bool) -> InlineKeyboardMarkup | None:
+        """The button under a cut answer (made once: one kept copy of the whole answer)."""
+        if not cut or self.more is None:
+            return None
+        if self._more_markup is None:
+            self._more_markup = self.more(self._text)
+        return self._more_markup
+
+    async def _edit_rich(
+        self, markdown: str, markup: InlineKeyboardMarkup | None, *, header: bool
+    ) -> bool:
+        """Edit in a rich message; False when Telegram refused it (rich is off from now on)."""
+        prefix = self._header_markdown if header else ""
+        try:
+            await self.bot.edit_message_text(
+                rich_message=InputRichMessage(markdown=prefix + markdown),
+                reply_markup=markup,
+                **self.place.address(),
+            )
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return True  # the same content again: nothing to do
+            log.warning("editing.rich_rejected")
+            self.rich = False
+            return False
+        self.edits += 1
+        self._last_edit = time.monotonic()
+        return True
 
     async def _edit(
         self, rendered: Rendered, markup: InlineKeyboardMarkup | None, *, header: bool
@@ -297,9 +432,13 @@ class Editors:
     memory ``services.answers`` describes.
     """
 
-    def __init__(self, bot: Bot, pace: Pace) -> None:
+    def __init__(
+        self, bot: Bot, pace: Pace, *, rich: bool = False, show_reasoning: bool = True
+    ) -> None:
         self.bot = bot
         self.pace = pace
+        self.rich = rich
+        self.show_reasoning = show_reasoning
         self.group_pacers = Pacers(pace.group_per_minute)
         self.inline_pacers = Pacers(pace.inline_per_minute)
         self._notices: set[asyncio.Task[None]] = set()
@@ -349,7 +488,7 @@ class Editors:
         place = Place(inline_message_id=inline_message_id)
         more = await self._more(more_label)
         look = Look(header, stop_markup, more)
-        return EditSink(self.bot, place, self.inline_pacers(place.key), self.pace, look)
+        return self._sink(place, self.inline_pacers(place.key), look)
 
     async def in_chat(
         self,
@@ -362,7 +501,18 @@ class Editors:
         """A sink editing the bot's message ``message_id`` in group ``chat_id``."""
         place = Place(chat_id=chat_id, message_id=message_id)
         look = Look("", stop_markup, await self._more(more_label))
-        return EditSink(self.bot, place, self.group_pacers(place.key), self.pace, look)
+        return self._sink(place, self.group_pacers(place.key), look)
+
+    def _sink(self, place: Place, pacer: Pacer, look: Look) -> EditSink:
+        return EditSink(
+            self.bot,
+            place,
+            pacer,
+            self.pace,
+            look,
+            rich=self.rich,
+            show_reasoning=self.show_reasoning,
+        )
 
     async def _more(self, label: str) -> Callable[[str], InlineKeyboardMarkup]:
         """Makes the button under a cut answer: ``label``, opening the whole in private."""

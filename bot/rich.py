@@ -9,6 +9,12 @@ or word boundaries, a code block reopened with its fence in each part. Nesting d
 ``MAX_NESTING`` or tables wider than ``MAX_TABLE_COLUMNS`` are Telegram's to refuse: the sink
 then falls back to entities (``bot.formatting``), then to plain text.
 
+Text that is not the model's Markdown (a question above an inline answer, a note under it, a
+reasoning model's thinking) goes in escaped (``escape``), so it reads as typed. The thinking
+goes into a rich message as a collapsed details block (``thought_details``: GitHub's
+``<details>``/``<summary>``, which rich Markdown takes as Telegram's details block), the start
+of the thinking as its summary.
+
 The numbers are the limits reported for Bot API 10.1 (the installed aiogram's docstrings do
 not state them); they live here and nowhere else in the bot.
 """
@@ -29,6 +35,8 @@ _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([^`\s]*)")
 _GAP: Final = "\n\n"
 _PARTIAL_FENCE = re.compile(r"\n\s{0,3}`{1,2}$")
 _FENCE_ROOM: Final = 32  # a draft keeps room to close the fence of a code block being written
+_ESCAPED = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
+SUMMARY_CHARS: Final = 48  # of the thinking, in its details block's summary
 
 
 def split_blocks(markdown: str) -> list[str]:
@@ -108,3 +116,20 @@ def draft_markdown(markdown: str, limit: int = MAX_CHARS) -> str:
         if len(lines) == 1 or _FENCE.match(lines[-1]) is None:
             last += "\n" + fence.group(1)
     return last
+
+
+def escape(text: str) -> str:
+    """``text`` as rich Markdown that shows it as typed: every ASCII punctuation escaped.
+
+    Lines are stripped (an indent would make a code block); blank lines still part paragraphs.
+    """
+    return "\n".join(_ESCAPED.sub(r"\\\1", line.strip()) for line in text.strip().split("\n"))
+
+
+def thought_details(thought: str, mark: str) -> str:
+    """The thinking as a collapsed details block: ``mark`` and its first words as the summary."""
+    words = " ".join(thought.split())
+    if len(words) > SUMMARY_CHARS:
+        words = words[: SUMMARY_CHARS - 1].rstrip() + "…"
+    summary = escape(mark + words).replace("\n", " ")
+    return f"<details>\n<summary>{summary}</summary>\n\n{escape(thought)}\n\n</details>"

@@ -68,9 +68,13 @@ def with_thought(reasoning: str, parts: list[Rendered]) -> list[Rendered]:
     if room < MIN_FOLDED:
         return [quote(reasoning, MAX_FOLDED, expandable=True), *parts]
     folded = quote(reasoning, min(room, MAX_FOLDED), expandable=True)
+    return [prepend(folded, first), *parts[1:]]
+
+
+def prepend(folded: Rendered, first: Rendered) -> Rendered:
+    """The folded thinking and, on the next line, ``first`` (its entities moved along)."""
     shift = utf16_len(folded.text) + 1
     moved = tuple(
         Entity(e.type, e.offset + shift, e.length, e.url, e.language) for e in first.entities
     )
-    joined = Rendered(folded.text + "\n" + first.text, folded.entities + moved)
-    return [joined, *parts[1:]]
+    return Rendered(folded.text + "\n" + first.text, folded.entities + moved)

@@ -2,8 +2,9 @@
 
 Anything else in a group is not for Veil, and it stays silent (with privacy mode on, Telegram
 only sends it those messages anyway). An answer is a reply to the question that streams by
-editing at the group's pace; answers in one group go one at a time, in the order asked, so a
-burst of mentions stays within Telegram's 20 messages a minute per group. It is charged to the
+editing at the group's pace (into a rich message where Telegram takes one, ``bot.editing``);
+answers in one group go one at a time, in the order asked, so a burst of mentions stays within
+Telegram's 20 messages a minute per group. It is charged to the
 asker, a one-off (nothing from or to their private history); a reply to one of Veil's answers
 carries that thread as context when the group allows it. Notices for one person (no credit,
 busy) go to that person only (the errors router). Admins flip the group's settings with

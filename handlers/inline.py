@@ -3,7 +3,8 @@
 An inline query is answered at once, without the model: one personal, uncached article whose
 message is a placeholder with a stop button (the keyboard is what makes Telegram send
 ``chosen_inline_result`` with an ``inline_message_id``). Only the chosen result is answered,
-and charged: the answer streams into that inline message by editing it at a group-safe pace.
+and charged: the answer streams into that inline message by editing it at a group-safe pace
+(into a rich message where Telegram takes one, ``bot.editing``).
 A guest message (the bot summoned where it is not a member) is answered the same way through
 ``answerGuestQuery``; the message it replies to is the question's context. Both are one-off
 questions: nothing is read from or stored in the asker's history unless they opted in

@@ -34,7 +34,12 @@ MAX_NESTING: Final = 16
 MAX_TABLE_COLUMNS: Final = 20
 UNSUPPORTED: Final = "rich messages are not supported"
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([^`\s]*)")
-_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])\s")
+_LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d{1,9}[.)])(?:\s+(.*))?$")
+_TASK = re.compile(r"^\[([ xX])\]\s+")
+_DIVIDER = re.compile(r"^\s{0,3}([-*_])(?:\s*\1){2,}\s*$")
+_DETAILS_OPEN = re.compile(r"^\s*<details( open)?>\s*$", re.IGNORECASE)
+_DETAILS_CLOSE = re.compile(r"^\s*</details>\s*$", re.IGNORECASE)
+_SUMMARY = re.compile(r"^\s*<summary>(.*)</summary>\s*$", re.IGNORECASE)
 _QUOTE = re.compile(r"^\s{0,3}((?:>\s?)+)")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
 _KNOWN_BLOCKS: Final = frozenset(
@@ -44,9 +49,10 @@ _KNOWN_BLOCKS: Final = frozenset(
     | {"video", "voice_note"}
 )
 _HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
-_MATH_BLOCK = re.compile(r"^\$\$(.+)\$\$$", re.DOTALL)
 _INLINE = re.compile(
-    r"`(?P<code>[^`\n]+)`|\*\*(?P<bold>[^*\n]+)\*\*|~~(?P<strikethrough>[^~\n]+)~~"
+    r"\\(?P<escaped>[!-/:-@\[-`{-~])"
+    r"|(?<![\w/\\])(?P<command>/[A-Za-z0-9_]{1,32}(?:@\w+)?)(?![\w/])"
+    r"|`(?P<code>[^`\n]+)`|\*\*(?P<bold>[^*\n]+)\*\*|~~(?P<strikethrough>[^~\n]+)~~"
     r"|(?<![\w*])\*(?P<italic>[^*\n]+)\*(?![\w*])|(?<![\w_])_(?P<italic2>[^_\n]+)_(?![\w_])"
     r"|(?<![\w$])\$(?P<math>[^$\n]+)\$(?![\w$])"
 )
@@ -59,6 +65,7 @@ _ENTITY_OF: Final = {
     "spoiler": "spoiler",
     "code": "code",
     "mathematical_expression": "code",
+    "bot_command": "bot_command",
 }
 
 
@@ -87,68 +94,253 @@ def split_blocks(markdown: str) -> list[str]:
     return blocks
 
 
-def _nesting(block: str) -> int:
-    """How deep lists and quotes nest in a block (two spaces of indent make a level)."""
-    deepest = 0
-    for line in block.split("\n"):
-        quotes = _QUOTE.match(line)
-        depth = quotes.group(1).count(">") if quotes else 0
-        rest = line[quotes.end() :] if quotes else line
-        item = _LIST_ITEM.match(rest)
-        if item:
-            depth += len(item.group(1).expandtabs(4)) // 2 + 1
-        deepest = max(deepest, depth)
-    return deepest
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
 
-def _columns(block: str) -> int:
-    """The widest row of a pipe table in the block (0 when it is not a table)."""
-    lines = block.split("\n")
-    if len(lines) < 2 or "|" not in lines[0] or not _TABLE_RULE.match(lines[1]):  # noqa: PLR2004
-        return 0
-    widest = 0
-    for line in lines:
-        row = line.strip().removeprefix("|").removesuffix("|")
-        widest = max(widest, len(row.split("|")))
-    return widest
+def _cells(line: str) -> list[str]:
+    row = line.strip().removeprefix("|").removesuffix("|")
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row)]
+
+
+def _align(rule: str) -> str:
+    rule = rule.strip()
+    if rule.startswith(":") and rule.endswith(":"):
+        return "center"
+    return "right" if rule.endswith(":") else "left"
+
+
+def _starts_block(lines: list[str], at: int) -> bool:
+    """Whether the line at ``at`` opens a block other than a paragraph (so ends one)."""
+    line = lines[at]
+    return bool(
+        _FENCE.match(line)
+        or _HEADING.match(line)
+        or _QUOTE.match(line)
+        or _LIST_ITEM.match(line)
+        or _DETAILS_OPEN.match(line)
+        or line.strip().startswith("$$")
+        or _DIVIDER.match(line)
+        or _table_at(lines, at)
+    )
+
+
+def _table_at(lines: list[str], at: int) -> bool:
+    return "|" in lines[at] and at + 1 < len(lines) and bool(_TABLE_RULE.match(lines[at + 1]))
+
+
+class _Parser:
+    """Rich Markdown as the blocks a Message carries (a small CommonMark/GFM subset)."""
+
+    def __init__(self, lines: list[str], depth: int) -> None:
+        if depth > MAX_NESTING:
+            raise bad_request("RICH_MESSAGE_NESTING_TOO_DEEP")
+        self.lines = lines
+        self.depth = depth
+        self.at = 0
+        self.blocks: list[dict[str, Any]] = []
+
+    def parse(self) -> list[dict[str, Any]]:  # noqa: C901 -- one branch per kind of block
+        lines = self.lines
+        while self.at < len(lines):
+            line = lines[self.at]
+            if not line.strip():
+                self.at += 1
+            elif fence := _FENCE.match(line):
+                self._pre(fence)
+            elif line.strip().startswith("$$"):
+                self._math()
+            elif heading := _HEADING.match(line):
+                size = len(heading.group(1))
+                self.blocks.append(
+                    {"type": "heading", "text": inline(heading.group(2)), "size": size}
+                )
+                self.at += 1
+            elif _DETAILS_OPEN.match(line):
+                self._details()
+            elif _DIVIDER.match(line):
+                self.blocks.append({"type": "divider"})
+                self.at += 1
+            elif _table_at(lines, self.at):
+                self._table()
+            elif _QUOTE.match(line):
+                self._quote()
+            elif _LIST_ITEM.match(line):
+                self._list()
+            else:
+                self._paragraph()
+        return self.blocks
+
+    def _inner(self, lines: list[str]) -> list[dict[str, Any]]:
+        return _Parser(lines, self.depth + 1).parse()
+
+    def _pre(self, fence: re.Match[str]) -> None:
+        mark = fence.group(1)
+        end = self.at + 1
+        while end < len(self.lines):
+            closing = _FENCE.match(self.lines[end])
+            if closing and closing.group(1)[0] == mark[0] and len(closing.group(1)) >= len(mark):
+                break
+            end += 1
+        pre: dict[str, Any] = {"type": "pre", "text": "\n".join(self.lines[self.at + 1 : end])}
+        if fence.group(2):
+            pre["language"] = fence.group(2)
+        self.blocks.append(pre)
+        self.at = end + 1
+
+    def _math(self) -> None:
+        first = self.lines[self.at].strip()[2:]
+        if first.rstrip().endswith("$$"):
+            expression = first.rstrip()[:-2]
+            self.at += 1
+        else:
+            end = self.at + 1
+            while end < len(self.lines) and not self.lines[end].rstrip().endswith("$$"):
+                end += 1
+            body = [first, *self.lines[self.at + 1 : end]]
+            if end < len(self.lines):
+                body.append(self.lines[end].rstrip()[:-2])
+            expression = "\n".join(body)
+            self.at = end + 1
+        self.blocks.append({"type": "mathematical_expression", "expression": expression.strip()})
+
+    def _details(self) -> None:
+        opening = _DETAILS_OPEN.match(self.lines[self.at])
+        end, level = self.at + 1, 1
+        while end < len(self.lines):
+            if _DETAILS_OPEN.match(self.lines[end]):
+                level += 1
+            elif _DETAILS_CLOSE.match(self.lines[end]):
+                level -= 1
+                if level == 0:
+                    break
+            end += 1
+        body = self.lines[self.at + 1 : end]
+        summary = ""
+        for index, line in enumerate(body):
+            if line.strip():
+                if (found := _SUMMARY.match(line)) is not None:
+                    summary = found.group(1).strip()
+                    body = body[index + 1 :]
+                break
+        details: dict[str, Any] = {
+            "type": "details",
+            "summary": inline(summary or "Details"),
+            "blocks": self._inner(body),
+        }
+        if opening is not None and opening.group(1):
+            details["is_open"] = True
+        self.blocks.append(details)
+        self.at = end + 1
+
+    def _table(self) -> None:
+        rows = [_cells(self.lines[self.at])]
+        aligns = [_align(rule) for rule in _cells(self.lines[self.at + 1])]
+        end = self.at + 2
+        while end < len(self.lines) and self.lines[end].strip() and "|" in self.lines[end]:
+            rows.append(_cells(self.lines[end]))
+            end += 1
+        if max(len(row) for row in rows) > MAX_TABLE_COLUMNS:
+            raise bad_request("RICH_MESSAGE_TABLE_TOO_WIDE")
+        cells = [
+            [
+                {
+                    "text": inline(cell),
+                    "align": aligns[column] if column < len(aligns) else "left",
+                    "valign": "top",
+                }
+                | ({"is_header": True} if number == 0 else {})
+                for column, cell in enumerate(row)
+            ]
+            for number, row in enumerate(rows)
+        ]
+        self.blocks.append({"type": "table", "cells": cells, "is_bordered": True})
+        self.at = end
+
+    def _quote(self) -> None:
+        body: list[str] = []
+        while self.at < len(self.lines) and (found := _QUOTE.match(self.lines[self.at])):
+            line = self.lines[self.at]
+            rest = line[found.start(1) + 1 :]
+            body.append(rest.removeprefix(" "))
+            self.at += 1
+        self.blocks.append({"type": "blockquote", "blocks": self._inner(body)})
+
+    def _list(self) -> None:
+        first = _LIST_ITEM.match(self.lines[self.at])
+        assert first is not None  # noqa: S101 -- parse() saw the item
+        indent = _indent(first.group(1))
+        ordered = first.group(2)[0].isdigit()
+        items: list[dict[str, Any]] = []
+        while self.at < len(self.lines):
+            item = _LIST_ITEM.match(self.lines[self.at])
+            if item is None or _indent(item.group(1)) != indent:
+                break
+            if item.group(2)[0].isdigit() != ordered:
+                break
+            items.append(self._item(item, indent))
+        self.blocks.append({"type": "list", "items": items})
+
+    def _item(self, item: re.Match[str], indent: int) -> dict[str, Any]:
+        content = item.start(3) if item.group(3) else item.end(2) + 1
+        body = [item.group(3) or ""]
+        self.at += 1
+        while self.at < len(self.lines):
+            line = self.lines[self.at]
+            if not line.strip():
+                ahead = self.at
+                while ahead < len(self.lines) and not self.lines[ahead].strip():
+                    ahead += 1
+                if ahead < len(self.lines) and _indent(self.lines[ahead]) > indent:
+                    body.extend([""] * (ahead - self.at))
+                    self.at = ahead
+                    continue
+                break
+            if _indent(line) > indent:
+                body.append(line[min(content, _indent(line)) :])
+            elif _starts_block(self.lines, self.at):
+                break
+            else:
+                body.append(line.strip())  # a lazy continuation of the item's paragraph
+            self.at += 1
+        marker = item.group(2)
+        shown: dict[str, Any] = {"label": marker if marker[0].isdigit() else "•"}
+        if (task := _TASK.match(body[0])) is not None:
+            shown |= {"has_checkbox": True, "is_checked": task.group(1) != " "}
+            body[0] = body[0][task.end() :]
+        if marker[0].isdigit():
+            shown["value"] = int(marker[:-1])
+        shown["blocks"] = self._inner(body)
+        return shown
+
+    def _paragraph(self) -> None:
+        lines = [self.lines[self.at].strip()]
+        self.at += 1
+        while (
+            self.at < len(self.lines)
+            and self.lines[self.at].strip()
+            and not _starts_block(self.lines, self.at)
+        ):
+            lines.append(self.lines[self.at].strip())
+            self.at += 1
+        self.blocks.append({"type": "paragraph", "text": inline("\n".join(lines))})
 
 
 def _markdown_blocks(markdown: str) -> list[dict[str, Any]]:
     """Check Markdown against the limits; its blocks as the stored message keeps them."""
     if utf16_len(markdown) > MAX_CHARS:
         raise bad_request("RICH_MESSAGE_TOO_LONG")
-    blocks = split_blocks(markdown)
-    if len(blocks) > MAX_BLOCKS:
+    if len(split_blocks(markdown)) > MAX_BLOCKS:
         raise bad_request("RICH_MESSAGE_TOO_MANY_BLOCKS")
-    stored: list[dict[str, Any]] = []
-    for block in blocks:
-        fence = _FENCE.match(block)
-        if fence:
-            lines = block.split("\n")
-            closed = len(lines) > 1 and _FENCE.match(lines[-1]) is not None
-            code = "\n".join(lines[1:-1] if closed else lines[1:])
-            pre: dict[str, Any] = {"type": "pre", "text": code}
-            if fence.group(2):
-                pre["language"] = fence.group(2)
-            stored.append(pre)
-            continue
-        if (math := _MATH_BLOCK.match(block.strip())) is not None:
-            stored.append({"type": "mathematical_expression", "expression": math.group(1).strip()})
-            continue
-        if (heading := _HEADING.match(block)) is not None:
-            size = len(heading.group(1))
-            stored.append({"type": "heading", "text": inline(heading.group(2)), "size": size})
-            continue
-        if _nesting(block) > MAX_NESTING:
-            raise bad_request("RICH_MESSAGE_NESTING_TOO_DEEP")
-        if _columns(block) > MAX_TABLE_COLUMNS:
-            raise bad_request("RICH_MESSAGE_TABLE_TOO_WIDE")
-        stored.append({"type": "paragraph", "text": inline(block)})
-    return stored
+    return _Parser(markdown.split("\n"), 0).parse()
 
 
 def inline(text: str) -> object:
-    """Markdown's inline marks as RichText: a plain string, or a list of strings and marks."""
+    """Markdown's inline marks as RichText: a plain string, or a list of strings and marks.
+
+    A backslash before a punctuation mark keeps the mark as text; ``/commands`` are detected
+    as Telegram detects them (bot_command).
+    """
     parts: list[object] = []
     at = 0
     for match in _INLINE.finditer(text):
@@ -156,8 +348,12 @@ def inline(text: str) -> object:
             parts.append(text[at : match.start()])
         kind = str(match.lastgroup)
         inner = match.group(kind)
-        if kind == "math":
+        if kind == "escaped":
+            parts.append(inner)
+        elif kind == "math":
             parts.append({"type": "mathematical_expression", "expression": inner})
+        elif kind == "command":
+            parts.append({"type": "bot_command", "text": inner, "bot_command": inner})
         else:
             parts.append({"type": kind.removesuffix("2"), "text": inner})
         at = match.end()
@@ -165,7 +361,13 @@ def inline(text: str) -> object:
         return text
     if at < len(text):
         parts.append(text[at:])
-    return parts
+    merged: list[object] = []
+    for part in parts:  # the text around an escape is one string again
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    return merged[0] if len(merged) == 1 and isinstance(merged[0], str) else merged
 
 
 def _plain(rich_text: object) -> str:
@@ -238,30 +440,101 @@ def parse_rich(raw: object, *, draft: bool) -> list[dict[str, Any]]:
     return _markdown_blocks(source)
 
 
-def text_of(rich_message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """A stored rich message as text with entities: blocks parted by blank lines, code as pre."""
-    text = ""
-    entities: list[dict[str, Any]] = []
-    for block in rich_message.get("blocks") or []:
+class _Writer:
+    """Text with Bot API entities, written block by block (UTF-16 offsets)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.entities: list[dict[str, Any]] = []
+
+    @property
+    def units(self) -> int:
+        return utf16_len(self.text)
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def rich(self, rich_text: object) -> None:
+        self.text += _marked(rich_text, self.units, self.entities)[0]
+
+    def mark(self, kind: str, start: int, **extra: object) -> None:
+        if self.units > start:
+            self.entities.append({"type": kind, "offset": start, "length": self.units - start})
+            self.entities[-1].update(extra)
+
+    def blocks(self, blocks: list[dict[str, Any]], indent: str = "", gap: str = "\n\n") -> None:
+        """Blocks parted by ``gap`` (a list item's blocks by line breaks)."""
+        first = True
+        for block in blocks:
+            if not _plain_block(block):
+                continue
+            if not first:
+                self.write(gap + indent)
+            first = False
+            self.block(block, indent)
+
+    def block(self, block: dict[str, Any], indent: str) -> None:  # noqa: C901, PLR0912 -- one per kind
         kind = block.get("type")
-        if not _plain(block):
-            continue
-        if text:
-            text += "\n\n"
-        start = utf16_len(text)
+        start = self.units
         if kind in {"pre", "mathematical_expression"}:
-            body = _plain(block)
-            entity = {"type": "pre", "offset": start, "length": utf16_len(body)}
+            self.write(_plain(block).replace("\n", "\n" + indent))
             language = "latex" if kind == "mathematical_expression" else block.get("language")
-            if language:
-                entity["language"] = language
-            entities.append(entity)
+            self.mark("pre", start, **({"language": language} if language else {}))
+        elif kind == "heading":
+            self.rich(block.get("text", ""))
+            self.mark("bold", start)
+        elif kind == "list":
+            for number, item in enumerate(block.get("items") or []):
+                if number:
+                    self.write("\n" + indent)
+                label = "-" if item.get("label") == "•" else str(item.get("label", "-"))
+                if item.get("has_checkbox"):
+                    label += " [x]" if item.get("is_checked") else " [ ]"
+                self.write(label + " ")
+                self.blocks(item.get("blocks") or [], indent + "  ", "\n")
+        elif kind == "table":
+            for number, row in enumerate(block.get("cells") or []):
+                if number:
+                    self.write("\n" + indent)
+                self.write("| ")
+                for column, cell in enumerate(row):
+                    if column:
+                        self.write(" | ")
+                    self.rich(cell.get("text") or "")
+                self.write(" |")
+                if number == 0:
+                    self.write("\n" + indent + "|" + "---|" * len(row))
+        elif kind == "blockquote":
+            self.blocks(block.get("blocks") or [], indent)
+            self.mark("blockquote", start)
+        elif kind == "details":
+            self.rich(block.get("summary") or "")
+            self.mark("bold", start)
+            self.write("\n" + indent)
+            self.blocks(block.get("blocks") or [], indent)
+        elif kind == "divider":
+            self.write("———")
         else:
-            body, end = _marked(block.get("text", ""), start, entities)
-            if kind == "heading":
-                entities.append({"type": "bold", "offset": start, "length": end - start})
-        text += body
-    return text, entities
+            self.rich(block.get("text", ""))
+
+
+def _plain_block(block: dict[str, Any]) -> bool:
+    """Whether a block shows anything as text."""
+    if block.get("type") in {"list", "table", "details", "blockquote", "divider"}:
+        return True
+    return bool(_plain(block))
+
+
+def text_of(rich_message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A stored rich message as text with entities, for where the page shows text only.
+
+    Blocks are parted by blank lines; code and math are ``pre``, headings and a details
+    block's summary bold; list items and table rows are lines (``- item``, ``| a | b |``),
+    nested items indented by two spaces.
+    """
+    writer = _Writer()
+    writer.blocks(list(rich_message.get("blocks") or []))
+    return writer.text, writer.entities
 
 
 def methods(state: TelegramState) -> dict[str, Method]:

@@ -493,13 +493,16 @@ class TelegramState:
         """Change an inline message (and the chat message it was posted as) to ``new``."""
         inline_id = str(p["inline_message_id"])
         inline = self.inline_messages[inline_id]
-        if all(inline.get(key) == value for key, value in new.items()):
+        if _holds(inline, new):
             raise bad_request(NOT_MODIFIED)
         placed = self.placed_message(inline_id)
         if placed is not None:
             self.spend(placed["chat"], method)
             _apply(placed, new)
         inline.update(new)
+        for key in ("text", "rich_message"):  # a text, or rich content: the other goes
+            if inline.get(key) is None:
+                inline.pop(key, None)
         return True
 
     # Methods.
@@ -569,20 +572,36 @@ class TelegramState:
         )
 
     def _edit_message_text(self, p: dict[str, Any]) -> dict[str, Any] | bool:
-        text, entities = self.formatted(p)
         markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
-        new = _content(text, entities, markup)
+        new = self._edited_content(p, markup)
         if self._inline_message(p) is not None:
             return self._edit_inline(p, "editMessageText", new)
         message = self._own_message(p, "edit")
-        if "text" not in message:
+        if "text" not in message and "rich_message" not in message:
             raise bad_request("there is no text in the message to edit")
-        old = _content(message["text"], message.get("entities", []), message.get("reply_markup"))
-        if old == new:
+        if _holds(message, new):
             raise bad_request(NOT_MODIFIED)
         self.spend(message["chat"], "editMessageText")
         _apply(message, new)
         return copy.deepcopy(message)
+
+    def _edited_content(self, p: dict[str, Any], markup: dict[str, Any] | None) -> dict[str, Any]:
+        """What editMessageText puts in the message: a text with entities, or rich content.
+
+        A text message may become a rich one and back (Bot API 10.1); a server without rich
+        messages refuses ``rich_message`` as ``sendRichMessage`` does.
+        """
+        raw = p.get("rich_message")
+        if raw is None:
+            text, entities = self.formatted(p)
+            return _content(text, entities, markup) | {"rich_message": None}
+        if not self.rich_messages:
+            raise bad_request(rich.UNSUPPORTED)
+        if p.get("text") not in (None, ""):
+            raise bad_request("exactly one of text and rich_message must be specified")
+        blocks = rich.parse_rich(raw, draft=False)
+        rich_message = {"blocks": blocks}
+        return {"text": None, "entities": [], "rich_message": rich_message, "reply_markup": markup}
 
     def _edit_message_reply_markup(self, p: dict[str, Any]) -> dict[str, Any] | bool:
         markup = check_reply_markup(p.get("reply_markup"), inline_only=True)
@@ -723,12 +742,14 @@ class TelegramState:
         return checked
 
 
+def _holds(message: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``message`` already shows ``new`` (an empty or missing field: the same)."""
+    return all((message.get(key) or None) == (value or None) for key, value in new.items())
+
+
 def _apply(message: dict[str, Any], new: dict[str, Any]) -> None:
-    """Edit a stored message in place: ``new`` text, entities and keyboard (empty: removed)."""
+    """Edit a stored message in place: text or rich content, entities, keyboard (empty: gone)."""
     for key, value in new.items():
-        if key == "text":
-            message["text"] = value
-            continue
         message.pop(key, None)
         if value:
             message[key] = value

@@ -33,8 +33,10 @@ The actions are (``chat``: "private", "group" or "guest"; ``as``: a play user's 
 user sees becomes an event on the stream (a JSON object with a ``type``); the first event is a
 ``snapshot`` of everything shown so far, so a reloaded page is complete. Texts are rendered to
 HTML here (``render.render_entities``, escaped); the page inserts only those as HTML and
-everything else as text. An ephemeral message carries its receiver: the page shows it only
-while it acts as that user.
+everything else as text. A rich message (and a rich draft) also carries its blocks as
+``rich``, which the page builds into headings, lists, tables, code, math, details and thinking
+blocks with text nodes only (``static/rich.js``). An ephemeral message carries its receiver:
+the page shows it only while it acts as that user.
 """
 
 from __future__ import annotations
@@ -176,6 +178,8 @@ def shown_message(message: dict[str, Any], inline_message_id: str | None = None)
         "html": render_entities(text, entities),
         "buttons": (message.get("reply_markup") or {}).get("inline_keyboard", []),
     }
+    if isinstance(message.get("rich_message"), dict):
+        shown["rich"] = message["rich_message"].get("blocks") or []
     if ephemeral_id:
         shown["ephemeral"] = {"receiver_id": message["receiver_user"]["id"]}
     if inline_message_id is not None:
@@ -582,13 +586,13 @@ def _rich_draft_params(params: dict[str, Any]) -> dict[str, Any]:
     raw = params.get("rich_message")
     blocks = rich.parse_rich(raw, draft=True) if isinstance(raw, dict) else []
     text, entities = rich.text_of({"blocks": blocks})
-    return params | {"text": text, "entities": entities}
+    return params | {"text": text, "entities": entities, "rich_blocks": blocks}
 
 
 def _draft_event(params: dict[str, Any]) -> dict[str, Any]:
     text = str(params.get("text") or "")
     entities = params.get("entities")
-    return {
+    event = {
         "type": "draft",
         "chat_id": params.get("chat_id"),
         "draft_id": params.get("draft_id"),
@@ -596,6 +600,9 @@ def _draft_event(params: dict[str, Any]) -> dict[str, Any]:
         "empty": not text.strip(),
         "can_stop": bool(params.get("can_stop")),
     }
+    if "rich_blocks" in params:  # a rich draft: the page builds its blocks (rich.js)
+        event["rich"] = params["rich_blocks"]
+    return event
 
 
 async def _next_or_ping(

@@ -714,13 +714,13 @@ async def veil_against(
     playground: Playground,
     data_dir: Path,
     answer: str = ANSWER,
+    reasoning: str | None = None,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[None]:
-    """The real bot, gateway and fake vLLM, the bot polling the playground."""
-    async with (
-        FakeVLLM(answer=answer, models=("veil-small", "veil-large"), token_delay=0.04) as vllm,
-        run_gateway(vllm.url) as gateway,
-    ):
+    """The real bot, gateway and fake vLLM (thinking ``reasoning`` first), polling the page."""
+    server = FakeVLLM(answer=answer, models=("veil-small", "veil-large"), token_delay=0.04)
+    server.reasoning = reasoning
+    async with server as vllm, run_gateway(vllm.url) as gateway:
         options: dict[str, Any] = {"draft_interval": 0.25, "free_tokens_per_day": 1_000_000}
         config = BotSettings(
             bot_token=TOKEN,
@@ -834,10 +834,17 @@ async def test_a_person_chats_pays_and_asks_inline_in_the_browser(
 
 RICH_ANSWER = (
     "## Tangerine facts\n\n| Fruit | Colour |\n|---|---|\n| tangerine | orange |\n\n"
-    "The area is $A = \\pi r^2$, in **bold** words.\n\n$$\n\\frac{1}{3}\n$$\n\n"
+    "The area is $A = \\pi r^2$, in **bold** words; see /help.\n\n$$\n\\frac{1}{3}\n$$\n\n"
     "- fruits\n  - citrus\n    - tangerine\n\n"
     "```python\ndef area(r: float) -> float:\n    return 3.14159 * r * r\n```"
 )
+THOUGHT = "The user wants tangerine facts; a table, then the circle formula."
+WATCH_THINKING = """() => {
+  window.thinkingSeen = false;
+  new MutationObserver(() => {
+    window.thinkingSeen ||= Boolean(document.querySelector(".draft .rich-thinking"));
+  }).observe(document.body, { childList: true, subtree: true });
+}"""
 
 
 async def test_a_rich_answer_reads_well_in_the_browser(
@@ -845,30 +852,60 @@ async def test_a_rich_answer_reads_well_in_the_browser(
 ) -> None:
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    async with veil_against(playground, tmp_path, RICH_ANSWER), async_playwright() as driver:
+    async with (
+        veil_against(playground, tmp_path, RICH_ANSWER, reasoning=THOUGHT),
+        async_playwright() as driver,
+    ):
         browser = await driver.chromium.launch(
             executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
         )
         try:
-            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            page = await browser.new_page(viewport={"width": 1100, "height": 900})
             await page.goto(playground.url)
             await page.wait_for_selector("#conn.live")
+            await page.evaluate(WATCH_THINKING)
             await send(page, "Tell me about tangerines")
-            code = page.locator(".msg.in pre", has_text="def area(r: float)")
-            await code.wait_for(timeout=15000)
-            await playground.telegram.wait_for("sendRichMessage")
+            message = page.locator(".msg.in", has=page.locator("h2", has_text="Tangerine facts"))
+            await message.wait_for(timeout=15000)
             await page.wait_for_selector(".draft", state="detached")
-            message = page.locator(".msg.in", has_text="Tangerine facts")
-            assert await message.locator("b", has_text="Tangerine facts").count() == 1
+            assert await page.evaluate("window.thinkingSeen")  # a thinking block in the draft
+            # The thinking stays, folded, above the answer; a click opens it.
+            folded = page.locator(".msg.in blockquote.expandable", has_text="a table, then")
+            assert await folded.evaluate("(q) => q.classList.contains('folded')")
+            # A table as a table, code with its language, math readable, nested lists.
+            header = message.locator("table th")
+            assert await header.all_inner_texts() == ["Fruit", "Colour"]
+            assert await message.locator("table td").all_inner_texts() == ["tangerine", "orange"]
+            code = message.locator("pre[data-language='python'] code")
+            assert "def area(r: float)" in await code.inner_text()
+            assert await message.locator(".math-block").inner_text() == "1/3"
+            assert await message.locator(".math", has_text="A = πr²").count() == 1
+            assert await message.locator("ul ul ul li", has_text="tangerine").count() == 1
             assert await message.locator("b", has_text="bold").count() == 1
-            assert await message.locator("code", has_text="A = \\pi r^2").count() == 1
-            assert await message.locator("pre", has_text="\\frac{1}{3}").count() == 1
-            text = await message.inner_text()
-            assert "| tangerine | orange |" in text
-            assert "    - tangerine" in text
             (call,) = playground.telegram.calls_of("sendRichMessage")
             assert call.params["rich_message"] == {"markdown": RICH_ANSWER}
             await page.screenshot(path=str(artifacts / "playground-rich.png"))
+            await folded.click()
+            assert not await folded.evaluate("(q) => q.classList.contains('folded')")
+
+            # A /command in the answer is a link that sends it.
+            await message.locator("a.command", has_text="/help").click()
+            await page.wait_for_selector(".msg.out >> text=/help")
+            await page.locator(".msg.in", has_text="/model").first.wait_for(timeout=10000)
+
+            # In the group: one rich message, the thinking a collapsed details block.
+            await page.click("#tab-group")
+            await send(page, "@veil_bot tell me about tangerines")
+            group = page.locator("#messages-group")
+            answer = group.locator(".msg.in", has=page.locator("table"))
+            await answer.wait_for(timeout=20000)
+            await answer.locator("pre[data-language='python']").wait_for(timeout=20000)
+            details = answer.locator("details.rich-details")
+            assert await details.evaluate("(d) => !d.open")
+            assert (await details.locator("summary").inner_text()).startswith("💭 The user")
+            await page.screenshot(path=str(artifacts / "playground-rich-group.png"))
+            await details.locator("summary").click()
+            assert await details.evaluate("(d) => d.open")
         finally:
             await browser.close()
 

@@ -104,6 +104,27 @@ def test_the_draft_closes_a_code_block_being_written() -> None:
     assert rich.draft_markdown(done) == done
 
 
+def test_escaped_text_reads_as_typed_in_the_emulator() -> None:
+    typed = "Is **this** a `tag` <b>, 2*3 = 6? | # not a heading"
+    markdown = rich.escape(typed)
+    assert "\\*\\*this\\*\\*" in markdown
+    blocks = telegram_rich.parse_rich({"markdown": markdown}, draft=False)
+    assert blocks == [{"type": "paragraph", "text": typed}]
+
+
+def test_the_thinking_is_a_collapsed_details_block_with_its_start_as_summary() -> None:
+    thought = "First **recall** the table.\n\nThen </details> answer " + "at length " * 10
+    markdown = rich.thought_details(thought, "💭 ")
+    (details,) = telegram_rich.parse_rich({"markdown": markdown}, draft=False)
+    assert details["type"] == "details"
+    assert "is_open" not in details
+    summary = telegram_rich.text_of({"blocks": [{"type": "paragraph", "text": details["summary"]}]})
+    assert summary[0].startswith("💭 First **recall** the table. Then")
+    assert summary[0].endswith("…")
+    inner, _ = telegram_rich.text_of({"blocks": details["blocks"]})
+    assert inner == thought.strip()
+
+
 # -- the emulator's side: what Telegram accepts and refuses ----------------------------------
 
 
@@ -127,7 +148,7 @@ async def test_a_rich_message_is_stored_with_its_blocks(fake: FakeTelegram, bot:
     )
     sent = await bot.send_rich_message(USER, InputRichMessage(markdown=markdown))
     assert sent.rich_message is not None
-    assert [block.type for block in sent.rich_message.blocks] == ["paragraph", "pre", "paragraph"]
+    assert [block.type for block in sent.rich_message.blocks] == ["paragraph", "pre", "table"]
     (stored,) = [m for m in fake.sent_messages(USER) if "rich_message" in m]
     assert stored["rich_message"]["blocks"][1] == {
         "type": "pre",
@@ -217,7 +238,7 @@ async def test_the_page_shows_headings_marks_math_and_tables_readably(
     sent = await bot.send_rich_message(USER, InputRichMessage(markdown=markdown))
     assert sent.rich_message is not None
     kinds = [block.type for block in sent.rich_message.blocks]
-    assert kinds == ["heading", "paragraph", "mathematical_expression", "paragraph"]
+    assert kinds == ["heading", "paragraph", "mathematical_expression", "table"]
     (stored,) = [m for m in fake.sent_messages(USER) if "rich_message" in m]
     assert stored["rich_message"]["blocks"][0] == {"type": "heading", "text": "Results", "size": 2}
     assert stored["rich_message"]["blocks"][2] == {
@@ -229,3 +250,86 @@ async def test_the_page_shows_headings_marks_math_and_tables_readably(
     assert "area is <code>\\pi r^2</code>." in html
     assert '<code class="language-latex">E = mc^2</code>' in html
     assert "| a | b |\n|---|---|\n| 1 | 2 |" in html
+
+
+NESTED = """## Plan
+
+1. first
+2. second
+   - a *nested* point
+     - deeper, see /help
+   - [x] done
+
+| Name | Score |
+|:-----|------:|
+| Ann | 3 |
+
+> a quote with `code`
+
+---
+
+<details>
+<summary>More</summary>
+
+Hidden **words**.
+
+</details>"""
+
+
+async def test_structure_is_kept_lists_tables_quotes_details_commands(bot: Bot) -> None:
+    sent = await bot.send_rich_message(USER, InputRichMessage(markdown=NESTED))
+    assert sent.rich_message is not None  # aiogram reads every block as Telegram's shapes
+    blocks = telegram_rich.parse_rich({"markdown": NESTED}, draft=False)
+    assert [b["type"] for b in blocks] == [
+        "heading", "list", "table", "blockquote", "divider", "details",
+    ]  # fmt: skip
+    ordered = blocks[1]["items"]
+    assert [(i["label"], i["value"]) for i in ordered] == [("1.", 1), ("2.", 2)]
+    nested = ordered[1]["blocks"][1]["items"]
+    assert nested[0]["blocks"][0]["text"] == ["a ", {"type": "italic", "text": "nested"}, " point"]
+    deeper = nested[0]["blocks"][1]["items"][0]["blocks"][0]["text"]
+    assert deeper[1] == {"type": "bot_command", "text": "/help", "bot_command": "/help"}
+    assert nested[1]["has_checkbox"] is True
+    assert nested[1]["is_checked"] is True
+    header, row = blocks[2]["cells"]
+    assert [c["text"] for c in header] == ["Name", "Score"]
+    assert all(c["is_header"] for c in header)
+    assert [(c["text"], c["align"]) for c in row] == [("Ann", "left"), ("3", "right")]
+    assert blocks[3]["blocks"][0]["text"] == ["a quote with ", {"type": "code", "text": "code"}]
+    assert blocks[5]["summary"] == "More"
+    assert blocks[5]["blocks"] == [
+        {"type": "paragraph", "text": ["Hidden ", {"type": "bold", "text": "words"}, "."]}
+    ]
+    text, entities = telegram_rich.text_of({"blocks": blocks})
+    assert "1. first\n2. second\n  - a nested point\n    - deeper, see /help" in text
+    assert "| Ann | 3 |" in text
+    assert {"type": "bot_command", "offset": text.index("/help"), "length": 5} in entities
+
+
+async def test_edit_message_text_turns_a_message_rich_and_back(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    fake.user.send_text(USER, "hi", chat_id=GROUP)
+    placeholder = await bot.send_message(GROUP, "⏳ …")
+    rich_table = InputRichMessage(markdown="| a | b |\n|---|---|\n| 1 | 2 |")
+    edited = await bot.edit_message_text(
+        chat_id=GROUP, message_id=placeholder.message_id, rich_message=rich_table
+    )
+    assert not isinstance(edited, bool)
+    assert edited.rich_message is not None
+    assert edited.text is None
+    with pytest.raises(TelegramBadRequest, match="not modified"):
+        await bot.edit_message_text(
+            chat_id=GROUP, message_id=placeholder.message_id, rich_message=rich_table
+        )
+    back = await bot.edit_message_text("plain", chat_id=GROUP, message_id=placeholder.message_id)
+    assert not isinstance(back, bool)
+    assert back.text == "plain"
+    assert back.rich_message is None
+    fake.state.rich_messages = False
+    with pytest.raises(TelegramBadRequest, match="rich messages are not supported"):
+        await bot.edit_message_text(
+            chat_id=GROUP, message_id=placeholder.message_id, rich_message=rich_table
+        )
+    (stored,) = fake.sent_messages(GROUP)
+    assert stored["text"] == "plain"

@@ -198,6 +198,8 @@ function messageNode(m, pane) {
   if (m.inline_message_id) node.dataset.inline = m.inline_message_id;
   const bubble = m.invoice ? invoiceCard(m) : body(m.html, m.photo);
   const content = bubble.querySelector(".content") || bubble.querySelector(".inv-body");
+  if (m.rich) content.replaceChildren(VeilRich.render(m.rich, sendText)); // rich.js
+  VeilRich.enhance(content, sendText);
   const head = [];
   if (pane !== "private" && !outgoing) head.push(el("div", "sender", m.from_name));
   if (m.via_bot) head.push(el("div", "via", `via @${m.via_bot}`));
@@ -349,6 +351,8 @@ function showDraft(event) {
   } else {
     const content = el("div", "content");
     content.innerHTML = event.html; // rendered and escaped by the server
+    if (event.rich) content.replaceChildren(VeilRich.render(event.rich, sendText)); // rich.js
+    VeilRich.enhance(content, sendText);
     bubble.replaceChildren(content);
   }
   node.dataset.canStop = event.can_stop ? "1" : "";
