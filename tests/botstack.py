@@ -84,6 +84,7 @@ def bot_env(
         "VEIL_DATA_DIR": str(data_dir),
         "VEIL_DRAFT_INTERVAL": "0.25",
         "VEIL_RICH_MESSAGES": "off",
+        "VEIL_CONVERSATION_TITLES": "off",
         "VEIL_BOT_METRICS_PORT": "0",
     }
 
@@ -130,6 +131,8 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
                 "data_dir": data_dir,
                 "draft_interval": 0.25,
                 "rich_messages": False,  # entity messages, as most tests read them; rich tests: on
+                # No title requests, so the fake model's requests are only answers; title tests: on
+                "conversation_titles": False,
                 "free_tokens_per_day": 1_000_000,
                 "bot_metrics_port": 0,
                 **(
