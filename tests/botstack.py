@@ -65,6 +65,24 @@ class Stack:
                         return [turn.text for turn in turns]
                 await asyncio.sleep(0.02)
 
+    async def stored_turns_in(
+        self, user_id: int, thread_id: int, count: int, within: float = 10
+    ) -> list[str]:
+        """Wait until the conversation of the user's topic holds ``count`` turns; their texts."""
+        store = self.veil.store
+        async with asyncio.timeout(within):
+            while True:
+                found = [
+                    c.conversation_id
+                    for c in await store.conversations(user_id, limit=1000)
+                    if c.thread_id == thread_id
+                ]
+                if found:
+                    turns = await store.history(user_id, found[0])
+                    if len(turns) >= count:
+                        return [turn.text for turn in turns]
+                await asyncio.sleep(0.02)
+
     async def reply_text(self, chat_id: int, index: int = 0, within: float = 10) -> str:
         """The text of the bot's ``index``-th message to the chat (waiting for it)."""
         messages = await self.final_messages(chat_id, index + 1, within)
