@@ -21,7 +21,7 @@ from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, Clock, RunningGateway, install_client_key, run_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
 
     from gateway.limits import Limits
@@ -111,7 +111,7 @@ def bot_env(
 async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
     data_dir: Path,
     *,
-    answer: str = "Hello from the fake model.",
+    answer: str | Callable[[dict[str, Any]], str] = "Hello from the fake model.",
     models: tuple[str, ...] = ("veil-test",),
     token_delay: float = 0.0,
     gateway_url: str | None = None,
