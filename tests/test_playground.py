@@ -20,6 +20,7 @@ import zxingcpp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import (
     BufferedInputFile,
     EphemeralMessageParameters,
@@ -53,7 +54,7 @@ from tests.harness import REPO, ManagedProcess, run_gateway
 from tests.pictures import make_png
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from aiogram.types import Update
@@ -221,6 +222,93 @@ async def test_page_actions_reach_the_bot_as_updates(playground: Playground) -> 
         assert stop.stopped_message_generation is not None
         assert stop.stopped_message_generation.draft_id == 42
         assert stop.stopped_message_generation.chat.id == PLAY_USER_ID
+
+
+@pytest.fixture
+async def topic_playground() -> AsyncIterator[Playground]:
+    """A playground whose bot has topics in private chats."""
+    server = Playground(token=TOKEN, topics=True)
+    await server.start()
+    yield server
+    await server.close()
+
+
+async def test_topics_in_the_private_chat_reach_the_bot_and_the_page(
+    topic_playground: Playground,
+) -> None:
+    playground = topic_playground
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        assert (await stream.next("snapshot"))["topics"] == {"enabled": True, "list": []}
+        me = await bot.get_me()
+        assert (me.has_topics_enabled, me.allows_users_to_create_topics) == (True, True)
+
+        topic = await bot.create_forum_topic(PLAY_USER_ID, "New conversation")
+        thread = topic.message_thread_id
+        listed = (await stream.next("topics"))["topics"]["list"]
+        assert [(t["thread_id"], t["name"]) for t in listed] == [(thread, "New conversation")]
+        created = (await stream.next("message"))["message"]
+        assert (created["thread_id"], created["topic_event"]["kind"]) == (thread, "created")
+
+        status, reply = await ui(playground.url, "send", {"text": "hi", "thread_id": thread})
+        assert status == 200
+        update = await one_update(bot)
+        assert update.update_id == reply["update_id"]
+        assert update.message is not None
+        assert (update.message.message_thread_id, update.message.is_topic_message) == (
+            thread,
+            True,
+        )
+        sent = await bot.send_message(PLAY_USER_ID, "in the topic", message_thread_id=thread)
+        assert (sent.message_thread_id, sent.is_topic_message) == (thread, True)
+        shown = await stream.next("message")
+        while shown["message"]["outgoing"]:  # the user's own "hi" comes first
+            shown = await stream.next("message")
+        assert shown["message"]["thread_id"] == thread
+        await bot.send_message_draft(
+            PLAY_USER_ID, draft_id=7, text="drafting", message_thread_id=thread
+        )
+        assert (await stream.next("draft"))["thread_id"] == thread
+
+        assert await bot.edit_forum_topic(PLAY_USER_ID, thread, name="Trip to Almaty")
+        renamed = (await stream.next("topics"))["topics"]["list"]
+        assert [t["name"] for t in renamed] == ["Trip to Almaty"]
+
+        await ui(playground.url, "stop", {"draft_id": 7, "thread_id": thread})
+        stop = await one_update(bot, update.update_id + 1)
+        assert stop.stopped_message_generation is not None
+        assert stop.stopped_message_generation.message_thread_id == thread
+
+        status, reply = await ui(playground.url, "topic", {"name": "Mine"})
+        assert status == 200
+        made = await one_update(bot, stop.update_id + 1)
+        assert made.message is not None
+        assert made.message.forum_topic_created is not None
+        assert made.message.forum_topic_created.name == "Mine"
+        assert made.message.message_thread_id == reply["thread_id"]
+
+
+async def test_topics_refuse_what_telegram_refuses(topic_playground: Playground) -> None:
+    playground = topic_playground
+    async with aiogram_bot(playground.url) as bot:
+        thread = (await bot.create_forum_topic(PLAY_USER_ID, "Plans")).message_thread_id
+        with pytest.raises(TelegramBadRequest, match="TOPIC_NOT_MODIFIED"):
+            await bot.edit_forum_topic(PLAY_USER_ID, thread, name="Plans")
+        with pytest.raises(TelegramBadRequest, match="TOPIC_ID_INVALID"):
+            await bot.edit_forum_topic(PLAY_USER_ID, thread + 100, name="Other")
+        with pytest.raises(TelegramBadRequest, match="message thread not found"):
+            await bot.send_message(PLAY_USER_ID, "nowhere", message_thread_id=thread + 100)
+        with pytest.raises(TelegramBadRequest, match="message thread not found"):
+            await bot.send_message_draft(
+                PLAY_USER_ID, draft_id=3, text="x", message_thread_id=thread + 100
+            )
+        refused = await ui(playground.url, "send", {"text": "x", "thread_id": 999})
+        assert refused == (400, {"error": "thread_id: no such topic in the private chat"})
+        playground.telegram.state.topics.enabled = False
+        assert (await bot.get_me()).has_topics_enabled is False
+        with pytest.raises(TelegramBadRequest, match="the chat is not a forum"):
+            await bot.create_forum_topic(PLAY_USER_ID, "No")
+        assert (await ui(playground.url, "topic", {"name": "No"}))[0] == 400
+        assert await bot.get_updates(timeout=0) == []
 
 
 async def test_bad_actions_are_refused_and_queue_nothing(playground: Playground) -> None:
@@ -713,7 +801,7 @@ async def test_python_m_playground_prints_its_url_and_stops_on_sigterm() -> None
 async def veil_against(
     playground: Playground,
     data_dir: Path,
-    answer: str = ANSWER,
+    answer: str | Callable[[dict[str, Any]], str] = ANSWER,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[None]:
     """The real bot, gateway and fake vLLM, the bot polling the playground."""
