@@ -48,6 +48,7 @@ from playground.web import (
     transfer_link,
 )
 from sealed.encoding import b64e
+from services.titles import TITLE_PROMPT
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, ManagedProcess, run_gateway
@@ -957,6 +958,69 @@ async def test_a_rich_answer_reads_well_in_the_browser(
             (call,) = playground.telegram.calls_of("sendRichMessage")
             assert call.params["rich_message"] == {"markdown": RICH_ANSWER}
             await page.screenshot(path=str(artifacts / "playground-rich.png"))
+        finally:
+            await browser.close()
+
+
+def topics_model(body: dict[str, Any]) -> str:
+    """The fake model: a title for a title request, else the question echoed."""
+    question = str(body["messages"][-1]["content"])
+    if question.startswith(TITLE_PROMPT):
+        return "Trip to Almaty"
+    return f"About {question}: eleven twelve thirteen fourteen fifteen sixteen."
+
+
+async def test_topics_are_conversations_in_the_browser(
+    topic_playground: Playground, tmp_path: Path
+) -> None:
+    playground = topic_playground
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    async with (
+        veil_against(playground, tmp_path, topics_model, conversation_titles=True),
+        async_playwright() as driver,
+    ):
+        browser = await driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            await page.goto(playground.url)
+            await page.wait_for_selector("#conn.live")
+            bar = page.locator("#topics-bar")
+            await bar.locator(".topic-chip.active", has_text="General").wait_for()
+            private = page.locator("#messages-private")
+
+            # /new opens a topic: it joins the bar; the chat itself says so.
+            await send(page, "/new")
+            await private.locator(".msg.in", has_text="Opened a new topic").wait_for(timeout=10000)
+            chip = bar.locator(".topic-chip", has_text="New conversation")
+            await chip.wait_for(timeout=10000)
+            await chip.click()
+            await private.locator(".msg.in", has_text="ask me anything in this topic").wait_for()
+            assert not await private.locator(".msg", has_text="Opened a new topic").is_visible()
+
+            # A question in the topic: answered there; the first answer names the topic.
+            await send(page, "Plan a trip to Almaty")
+            await private.locator(".msg.out", has_text="Plan a trip to Almaty").wait_for()
+            answer = private.locator(".msg.in", has_text="About Plan a trip to Almaty")
+            await answer.wait_for(timeout=15000)
+            renamed = bar.locator(".topic-chip.active", has_text="Trip to Almaty")
+            await renamed.wait_for(timeout=10000)
+            await private.locator(".topic-service", has_text="Trip to Almaty").wait_for()
+            await page.wait_for_selector(".draft", state="detached")
+            calls = playground.telegram.calls_of("sendMessage")
+            thread = int(await renamed.get_attribute("data-thread") or 0)
+            assert any(c.params.get("message_thread_id") == thread for c in calls)
+            await page.screenshot(path=str(artifacts / "playground-topics.png"))
+
+            # The chat itself does not show the topic's messages, and back again.
+            await bar.locator(".topic-chip", has_text="General").click()
+            await private.locator(".msg", has_text="Opened a new topic").wait_for()
+            assert not await answer.is_visible()
+            await bar.locator(".topic-chip", has_text="Trip to Almaty").click()
+            await answer.wait_for()
+            assert thread == playground.telegram.state.topics.of(PLAY_USER_ID)[0].thread_id
         finally:
             await browser.close()
 
