@@ -266,3 +266,28 @@ async def _titled(stack: Stack, title: str) -> None:
     async with asyncio.timeout(10):
         while title not in [c.title for c in await stack.veil.store.conversations(USER)]:  # noqa: ASYNC110 -- polls the store
             await asyncio.sleep(0.02)
+
+
+async def test_rich_answers_their_notes_and_continue_stay_in_the_topic(tmp_path: Path) -> None:
+    essay = " ".join(f"word{i}" for i in range(40))
+    async with running_stack(
+        tmp_path,
+        answer=essay,
+        telegram_server=topic_telegram(),
+        rich_messages=True,
+        max_answer_tokens=16,
+        min_answer_tokens=8,
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        stack.telegram.send_text(USER, "Write an essay", thread_id=thread)
+        answer, note = (await stack.final_messages(USER, 4))[-2:]
+        assert (thread_of(answer), thread_of(note)) == (thread, thread)
+        (rich,) = stack.telegram.calls_of("sendRichMessage")
+        assert rich.params["message_thread_id"] == thread
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        continued = (await stack.final_messages(USER, 6))[-2]
+        asked_again = [m["content"] for m in stack.vllm.requests[1]["messages"]]
+    assert thread_of(continued) == thread
+    assert asked_again[0] == "Write an essay"
+    assert len(asked_again) == 3  # the topic's question, its cut answer, the request to go on
