@@ -178,7 +178,7 @@ async def on_text(
 async def on_topic_created(message: Message, chat: ChatService) -> None:
     """The user made a topic in their app: it is a new conversation (nothing to say yet)."""
     user, thread_id = message.from_user, topic_of(message)
-    if user is not None and thread_id is not None:
+    if user is not None and not user.is_bot and thread_id is not None:
         await chat.open_topic(user.id, user.language_code, thread_id)
 
 
