@@ -41,7 +41,7 @@ from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button
 from bot.webhook import VeilWebhook
 from common.texts import FALLBACK, Catalogs
 from handlers import chat as chat_handlers
-from handlers import errors, forget, groups, inline, model, private, start
+from handlers import errors, forget, groups, history, inline, model, private, start
 from handlers import settings as settings_handlers
 from handlers import shop as shop_handlers
 from handlers import ton as ton_handlers
@@ -76,6 +76,7 @@ COMMANDS = (
     "start",
     "help",
     "new",
+    "history",
     "model",
     "balance",
     "buy",
@@ -137,6 +138,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
         model.build_router(),
         private.build_router(),
         forget.build_router(),
+        history.build_router(),
         inline.build_router(),
         groups.build_router(),
         settings_handlers.build_router(),
@@ -250,6 +252,7 @@ async def _running_bot(
         max_answer_seconds=settings.max_answer_seconds,
         stop_grace=settings.stop_grace,
         system_prompt=settings.system_prompt,
+        titles=settings.conversation_titles,
     )
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))
     desk = PaymentDesk(PaymentJournal(journal, shop, credit), bot, catalogs, settings.admin_ids)

@@ -56,6 +56,7 @@ class BotSettings(BaseSettings):
     draft_interval: float = Field(default=1.0, ge=0.2)
     show_reasoning: bool = True
     rich_messages: bool = True
+    conversation_titles: bool = True
     edit_interval: float = Field(default=3.0, ge=0.2, le=60)
     group_messages_per_minute: float = Field(default=20.0, gt=0, le=6000)
     notice_seconds: float = Field(default=30.0, gt=0, le=86_400)

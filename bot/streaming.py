@@ -11,6 +11,9 @@ boundaries (``bot.rich``). Whatever Telegram refuses there (400) falls back, in 
 entity rendering and then to plain text, from the first part not yet sent: never a lost answer,
 never a part twice. Once a rich draft is refused, this answer's drafts stay plain drafts.
 
+In a private chat's topic (``thread_id``), every draft, message and notice carries its
+``message_thread_id``, so the whole answer stays in that topic.
+
 A reasoning model's thinking (``reason``) is kept in memory for this answer only. With
 ``show_reasoning``, the draft shows its tail in a quote while no answer text has come, and the
 final answer opens with it folded in an expandable quote (``bot.thinking``); without, it is
@@ -64,9 +67,11 @@ class DraftSink:
         final_markup: InlineKeyboardMarkup | None = None,
         show_reasoning: bool = True,
         rich: bool = False,
+        thread_id: int | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
+        self.thread_id = thread_id  # the private chat's topic the answer is in (None: the chat)
         self.interval = interval
         self.final_markup = final_markup
         self.show_reasoning = show_reasoning
@@ -119,11 +124,15 @@ class DraftSink:
 
     async def say(self, text: str) -> None:
         """Send ``text`` as a plain message in the chat (a notice, not the answer)."""
-        await self.bot.send_message(chat_id=self.chat_id, text=text)
+        await self.bot.send_message(
+            chat_id=self.chat_id, message_thread_id=self.thread_id, text=text
+        )
 
     async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
         """Send ``text`` as a plain message with ``markup`` (a notice after the answer)."""
-        await self.bot.send_message(chat_id=self.chat_id, text=text, reply_markup=markup)
+        await self.bot.send_message(
+            chat_id=self.chat_id, message_thread_id=self.thread_id, text=text, reply_markup=markup
+        )
 
     async def _stop(self) -> None:
         for task in self._tasks:
@@ -136,7 +145,9 @@ class DraftSink:
     async def _keep_typing(self) -> None:
         while not self._first_text.is_set():
             with contextlib.suppress(TelegramAPIError):
-                await self.bot.send_chat_action(chat_id=self.chat_id, action="typing")
+                await self.bot.send_chat_action(
+                    chat_id=self.chat_id, message_thread_id=self.thread_id, action="typing"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._first_text.wait(), _TYPING_EVERY)
 
@@ -179,6 +190,7 @@ class DraftSink:
         try:
             await self.bot.send_message_draft(
                 chat_id=self.chat_id,
+                message_thread_id=self.thread_id,
                 draft_id=self.draft_id,
                 text=rendered.text,
                 entities=entities_of(rendered),
@@ -196,7 +208,11 @@ class DraftSink:
         """Send a rich draft: sent, to be sent again later, or refused (plain drafts from now)."""
         try:
             await self.bot.send_rich_message_draft(
-                chat_id=self.chat_id, draft_id=self.draft_id, rich_message=message, can_stop=True
+                chat_id=self.chat_id,
+                message_thread_id=self.thread_id,
+                draft_id=self.draft_id,
+                rich_message=message,
+                can_stop=True,
             )
         except TelegramRetryAfter as exc:
             self._next_allowed = time.monotonic() + exc.retry_after
@@ -229,6 +245,7 @@ class DraftSink:
         try:
             await self.bot.send_message_draft(
                 chat_id=self.chat_id,
+                message_thread_id=self.thread_id,
                 draft_id=self.draft_id,
                 text=rendered.text,
                 entities=entities_of(rendered),
@@ -243,7 +260,11 @@ class DraftSink:
             with contextlib.suppress(TelegramAPIError):
                 tail = plain_parts(text)[-1:] or [""]
                 await self.bot.send_message_draft(
-                    chat_id=self.chat_id, draft_id=self.draft_id, text=tail[0], can_stop=True
+                    chat_id=self.chat_id,
+                    message_thread_id=self.thread_id,
+                    draft_id=self.draft_id,
+                    text=tail[0],
+                    can_stop=True,
                 )
         except TelegramAPIError as exc:
             log.warning("streaming.draft_failed", error=type(exc).__name__)
@@ -265,6 +286,7 @@ class DraftSink:
                 try:
                     await self.bot.send_message(
                         chat_id=self.chat_id,
+                        message_thread_id=self.thread_id,
                         text=part.text,
                         entities=entities_of(part),
                         reply_markup=markup,
@@ -275,7 +297,12 @@ class DraftSink:
                     plain = True
                 else:
                     continue
-            await self.bot.send_message(chat_id=self.chat_id, text=part.text, reply_markup=markup)
+            await self.bot.send_message(
+                chat_id=self.chat_id,
+                message_thread_id=self.thread_id,
+                text=part.text,
+                reply_markup=markup,
+            )
 
     async def _send_rich(self, text: str) -> str:
         """Send the answer as rich messages; what Telegram refused, left for the fallback.
@@ -292,7 +319,10 @@ class DraftSink:
             folded = quote(thought, MAX_FOLDED, expandable=True)
             try:
                 await self.bot.send_message(
-                    chat_id=self.chat_id, text=folded.text, entities=entities_of(folded)
+                    chat_id=self.chat_id,
+                    message_thread_id=self.thread_id,
+                    text=folded.text,
+                    entities=entities_of(folded),
                 )
             except TelegramBadRequest:
                 log.warning("streaming.thought_rejected")  # only shown: the answer goes on
@@ -302,6 +332,7 @@ class DraftSink:
             try:
                 await self.bot.send_rich_message(
                     chat_id=self.chat_id,
+                    message_thread_id=self.thread_id,
                     rich_message=InputRichMessage(markdown=part),
                     reply_markup=markup,
                 )

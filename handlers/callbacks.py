@@ -79,3 +79,9 @@ class InlineHistory(CallbackData, prefix="inline-history"):
     """The user's /settings choice: keep inline answers in their history (``on``) or not."""
 
     on: Literal["yes", "no"]
+
+
+class SwitchConversation(CallbackData, prefix="conv"):
+    """/history's choice: continue the user's conversation ``conversation`` (its id)."""
+
+    conversation: int

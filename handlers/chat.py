@@ -2,6 +2,13 @@
 
 An answer the model cut at its length limit is followed by a short note with a Continue button,
 which asks the model to go on in the same conversation (a new answer, billed as any).
+
+Where the bot has topics in private chats (getMe's ``has_topics_enabled``, Bot API 9.3+), each
+topic is a conversation of its own: a message in a topic is answered there (drafts, the answer,
+its notes and buttons) from that topic's history, and ``/new`` opens a new topic. A message in
+the chat itself continues the user's active conversation, as without topics. A topic the bot
+does not know (made by the user, or its conversation erased) starts afresh, and says so once.
+After the first answer of a conversation the model names it; in a topic the topic is renamed.
 """
 
 from __future__ import annotations
@@ -9,12 +16,13 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command
 
 from handlers.callbacks import Continue, Retry
-from handlers.replies import continue_keyboard
+from handlers.replies import continue_keyboard, topic_of
 from services.chat import CONTINUE_PROMPT, CUT, Question
 
 if TYPE_CHECKING:
@@ -25,23 +33,52 @@ if TYPE_CHECKING:
     from handlers.sinks import Drafts
     from services.chat import ChatService
 
+log = structlog.get_logger("veil.chat")
 
-async def answer_prompt(
-    chat: ChatService, drafts: Drafts, texts: Texts, user: User, prompt: str
+
+async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with what
+    bot: Bot,
+    chat: ChatService,
+    drafts: Drafts,
+    texts: Texts,
+    user: User,
+    prompt: str,
+    *,
+    thread_id: int | None = None,
 ) -> None:
     """Stream the answer to ``prompt`` into the user's private chat (its id is the user's).
 
-    Say so when it was stopped before a word, and when the model cut it at its length limit
-    (with Continue); failures propagate to the errors router, which replies (with Retry where
-    it helps).
+    In topic ``thread_id`` when given, from that topic's conversation. Say so when it was
+    stopped before a word, and when the model cut it at its length limit (with Continue);
+    failures propagate to the errors router, which replies (with Retry where it helps). The
+    first answer of a conversation is then followed by naming it (see ``name_conversation``).
     """
-    sink = drafts(user.id)
-    question = Question(user.id, user.language_code, prompt, stop_tag=sink.draft_id)
+    sink = drafts(user.id, thread_id=thread_id)
+    question = Question(
+        user.id, user.language_code, prompt, stop_tag=sink.draft_id, thread_id=thread_id
+    )
     answer = await chat.answer(question, sink)
     if answer.stopped and not answer.text:
         await sink.say(texts("cancelled"))
     elif answer.finish_reason == CUT and answer.text and not answer.stopped:
         await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
+    if answer.naming is not None:
+        title = await chat.name_conversation(answer.naming)
+        if title is not None and thread_id is not None:
+            await rename_topic(bot, user.id, thread_id, title)
+
+
+async def rename_topic(bot: Bot, chat_id: int, thread_id: int, title: str) -> None:
+    """Give the topic its conversation's title; Telegram refusing is logged, nothing more."""
+    try:
+        await bot.edit_forum_topic(chat_id=chat_id, message_thread_id=thread_id, name=title)
+    except TelegramAPIError as exc:
+        log.warning("chat.topic_rename_failed", error=type(exc).__name__)
+
+
+async def topics_enabled(bot: Bot) -> bool:
+    """Whether the bot has topics in private chats (getMe, asked once and remembered)."""
+    return bool((await bot.me()).has_topics_enabled)
 
 
 async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
@@ -51,11 +88,26 @@ async def cmd_cancel(message: Message, texts: Texts, chat: ChatService) -> None:
         await message.answer(texts("nothing_to_cancel"))
 
 
-async def cmd_new(message: Message, texts: Texts, chat: ChatService) -> None:
-    """Start a fresh conversation."""
+async def cmd_new(message: Message, bot: Bot, texts: Texts, chat: ChatService) -> None:
+    """Start a fresh conversation: in a new topic where the bot has topics, else in the chat.
+
+    A topic Telegram will not create (topics turned off since the bot started, say) falls
+    back to a fresh conversation in the chat itself.
+    """
     user = message.from_user
     if user is None:
         return
+    if await topics_enabled(bot):
+        try:
+            topic = await bot.create_forum_topic(chat_id=user.id, name=texts("topic_name"))
+        except TelegramAPIError as exc:
+            log.warning("chat.topic_create_failed", error=type(exc).__name__)
+        else:
+            thread_id = topic.message_thread_id
+            await chat.new_conversation(user.id, user.language_code, thread_id=thread_id)
+            await bot.send_message(user.id, texts("topic_new"), message_thread_id=thread_id)
+            await message.answer(texts("topic_opened"))
+            return
     await chat.new_conversation(user.id, user.language_code)
     await message.answer(texts("new_conversation"))
 
@@ -71,8 +123,9 @@ async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatServi
 async def on_retry(
     query: CallbackQuery, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
 ) -> None:
-    """Resend the prompt whose answer failed."""
+    """Resend the prompt whose answer failed (in the topic its button is in)."""
     user = query.from_user
+    thread_id = topic_of(query.message)
     prompt = chat.take_retry(user.id)
     await query.answer()
     if query.message is not None:
@@ -81,9 +134,9 @@ async def on_retry(
                 chat_id=user.id, message_id=query.message.message_id, reply_markup=None
             )
     if prompt is None:
-        await bot.send_message(user.id, texts("retry_expired"))
+        await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
         return
-    await answer_prompt(chat, drafts, texts, user, prompt)
+    await answer_prompt(bot, chat, drafts, texts, user, prompt, thread_id=thread_id)
 
 
 async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
@@ -96,6 +149,7 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
 ) -> None:
     """Ask the model to go on with a cut answer, if it is still the user's latest."""
     user = query.from_user
+    thread_id = topic_of(query.message)
     await query.answer()
     if query.message is not None:
         with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
@@ -103,17 +157,33 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
                 chat_id=user.id, message_id=query.message.message_id, reply_markup=None
             )
     if not chat.take_continuation(user.id, callback_data.request):
-        await bot.send_message(user.id, texts("continue_expired"))
+        await bot.send_message(user.id, texts("continue_expired"), message_thread_id=thread_id)
         return
-    await answer_prompt(chat, drafts, texts, user, CONTINUE_PROMPT)
+    await answer_prompt(bot, chat, drafts, texts, user, CONTINUE_PROMPT, thread_id=thread_id)
 
 
-async def on_text(message: Message, texts: Texts, chat: ChatService, drafts: Drafts) -> None:
-    """A question: answer it, streamed."""
+async def on_text(
+    message: Message, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
+) -> None:
+    """A question: answer it, streamed (in its topic, from the topic's conversation)."""
     user = message.from_user
     if user is None or message.text is None:
         return
-    await answer_prompt(chat, drafts, texts, user, message.text)
+    thread_id = topic_of(message)
+    if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
+        await message.answer(texts("topic_fresh"))
+    await answer_prompt(bot, chat, drafts, texts, user, message.text, thread_id=thread_id)
+
+
+async def on_topic_created(message: Message, chat: ChatService) -> None:
+    """The user made a topic in their app: it is a new conversation (nothing to say yet)."""
+    user, thread_id = message.from_user, topic_of(message)
+    if user is not None and not user.is_bot and thread_id is not None:
+        await chat.open_topic(user.id, user.language_code, thread_id)
+
+
+async def on_topic_changed(message: Message) -> None:
+    """A topic renamed, closed or reopened: a service message that needs no reply."""
 
 
 async def on_unsupported(message: Message, texts: Texts) -> None:
@@ -131,5 +201,9 @@ def build_router() -> Router:
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_continue, Continue.filter())
     router.message.register(on_text, F.text & ~F.text.startswith("/"))
+    router.message.register(on_topic_created, F.forum_topic_created)
+    router.message.register(
+        on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
+    )
     router.message.register(on_unsupported, ~F.text)
     return router

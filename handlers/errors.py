@@ -19,7 +19,7 @@ from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
 
-from handlers.replies import buy_keyboard, link_keyboard, retry_keyboard
+from handlers.replies import buy_keyboard, link_keyboard, retry_keyboard, topic_of
 from services.errors import (
     AnswerInProgress,
     BackendError,
@@ -93,6 +93,15 @@ def recipient(update: Update) -> int | None:
         return update.message.chat.id
     if update.callback_query is not None:
         return update.callback_query.from_user.id
+    return None
+
+
+def recipient_topic(update: Update) -> int | None:
+    """The private chat's topic the failed update came from (a reply goes there too)."""
+    if update.message is not None:
+        return topic_of(update.message)
+    if update.callback_query is not None:
+        return topic_of(update.callback_query.message)
     return None
 
 
@@ -183,7 +192,9 @@ async def on_unexpected(event: ErrorEvent, bot: Bot, texts: Texts) -> None:
     target = recipient(event.update)
     if target is not None:
         with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
-            await bot.send_message(target, texts("error_internal"))
+            await bot.send_message(
+                target, texts("error_internal"), message_thread_id=recipient_topic(event.update)
+            )
 
 
 async def _tell(update: Update, bot: Bot, text: str, markup: InlineKeyboardMarkup | None) -> None:
@@ -193,7 +204,9 @@ async def _tell(update: Update, bot: Bot, text: str, markup: InlineKeyboardMarku
     target = recipient(update)
     if target is None:
         return
-    await bot.send_message(target, text, reply_markup=markup)
+    await bot.send_message(
+        target, text, reply_markup=markup, message_thread_id=recipient_topic(update)
+    )
 
 
 def build_router() -> Router:

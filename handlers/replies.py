@@ -5,14 +5,14 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
 from services.prices import format_units
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
-    from aiogram.types import Message
+    from aiogram.types import InaccessibleMessage
 
     from common.texts import Texts
     from services.answers import Said
@@ -128,3 +128,13 @@ def replied_context(message: Message, bot_id: int) -> tuple[Said, ...]:
         return ()
     own = replied.from_user is not None and replied.from_user.id == bot_id
     return (("assistant" if own else "user", text),)
+
+
+def topic_of(message: Message | InaccessibleMessage | None) -> int | None:
+    """The private chat's topic ``message`` is in (its ``message_thread_id``), None outside one.
+
+    Only a topic message's thread id names a topic (a reply elsewhere may carry one too).
+    """
+    if not isinstance(message, Message) or message.chat.type != "private":
+        return None
+    return message.message_thread_id if message.is_topic_message else None

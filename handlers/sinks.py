@@ -48,8 +48,8 @@ class DraftTarget(NoticeSink, Protocol):
 class Drafts(Protocol):
     """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""
 
-    def __call__(self, chat_id: int) -> DraftTarget:
-        """A fresh sink streaming into ``chat_id``."""
+    def __call__(self, chat_id: int, *, thread_id: int | None = None) -> DraftTarget:
+        """A fresh sink streaming into ``chat_id`` (into its topic ``thread_id``, if given)."""
         ...
 
 

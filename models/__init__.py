@@ -26,10 +26,11 @@ from models.errors import (
     StorageError,
     UserNotFound,
 )
-from models.records import Role, Turn, UserRecord
+from models.records import Conversation, Role, Turn, UserRecord
 from models.store import Store
 
 __all__ = [
+    "Conversation",
     "ConversationNotFound",
     "DataKeyCorrupted",
     "Database",

@@ -7,7 +7,8 @@ sealed turns, backups included, stops being readable.
 
 Every ciphertext is ChaCha20-Poly1305 with a random 12-byte nonce in front. The associated data
 names where the bytes belong: a wrapped key its user; a turn its user, conversation, position and
-role. A row copied anywhere else fails to open instead of showing someone else's words.
+role; a conversation's title its user and conversation. A row copied anywhere else fails to open
+instead of showing someone else's words.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ KEY_FILE_MODE = 0o600
 
 _DATAKEY_AAD = b"veil/datakey/v1|"
 _HISTORY_AAD = b"veil/history/v1|"
+_TITLE_AAD = b"veil/title/v1|"
 # Python strings may hold lone surrogates; storing them must not fail, and they must come back.
 _TEXT_ERRORS = "surrogatepass"
 
@@ -145,6 +147,31 @@ def open_body(data_key: bytes, place: TurnPlace, blob: bytes) -> str:
     except InvalidTag as exc:
         raise HistoryCorrupted(f"{where} does not open where it is stored") from exc
     return plaintext.decode("utf-8", _TEXT_ERRORS)
+
+
+def seal_title(data_key: bytes, user_id: int, conversation_id: int, title: str) -> bytes:
+    """Encrypt a conversation's title, bound to its user and conversation."""
+    nonce = os.urandom(NONCE_SIZE)
+    plaintext = title.encode("utf-8", _TEXT_ERRORS)
+    aad = _title_aad(user_id, conversation_id)
+    return nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, aad)
+
+
+def open_title(data_key: bytes, user_id: int, conversation_id: int, blob: bytes) -> str:
+    """Decrypt a conversation's title; raise ``HistoryCorrupted`` if it belongs elsewhere."""
+    where = f"the title of conversation {conversation_id}"
+    if len(blob) < NONCE_SIZE + TAG_SIZE:
+        raise HistoryCorrupted(f"{where} is truncated")
+    aad = _title_aad(user_id, conversation_id)
+    try:
+        plaintext = ChaCha20Poly1305(data_key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], aad)
+    except InvalidTag as exc:
+        raise HistoryCorrupted(f"{where} does not open where it is stored") from exc
+    return plaintext.decode("utf-8", _TEXT_ERRORS)
+
+
+def _title_aad(user_id: int, conversation_id: int) -> bytes:
+    return _TITLE_AAD + b"%d|%d" % (user_id, conversation_id)
 
 
 def _read_key_file(path: Path) -> bytes:

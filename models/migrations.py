@@ -345,6 +345,30 @@ def m0006_ton_payments(db: Database) -> None:
     db.execute("CREATE INDEX ton_payments_status ON ton_payments(status, created_at)")
 
 
+def m0007_conversation_topics(db: Database) -> None:
+    """Conversations gain where they live and what they are called.
+
+    ``thread_id``: the private chat's topic (Bot API 9.3+) the conversation is, or NULL for one
+    in the chat itself (one topic, one conversation of its user). ``title``: its short name
+    from the model, sealed under the user's data key like a turn (``models.atrest``), NULL
+    until named. ``updated_at``: when a turn last joined it, for /history's order (an older
+    conversation counts from its newest turn, or from its start).
+    """
+    db.execute("ALTER TABLE conversations ADD COLUMN thread_id INTEGER")
+    db.execute("ALTER TABLE conversations ADD COLUMN title BLOB")
+    db.execute("ALTER TABLE conversations ADD COLUMN updated_at INTEGER")
+    db.execute(
+        "UPDATE conversations SET updated_at = COALESCE("
+        "(SELECT MAX(created_at) FROM turns WHERE conversation_id = conversations.id),"
+        " created_at)"
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX conversations_thread ON conversations(user_id, thread_id)"
+        " WHERE thread_id IS NOT NULL"
+    )
+    db.execute("CREATE INDEX conversations_recent ON conversations(user_id, updated_at)")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -352,6 +376,7 @@ MIGRATIONS: list[Migration] = [
     m0004_usage_proofs,
     m0005_chat_settings,
     m0006_ton_payments,
+    m0007_conversation_topics,
 ]
 
 

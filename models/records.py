@@ -1,4 +1,4 @@
-"""The history's records: a user's settings and one decrypted turn.
+"""The history's records: a user's settings, a conversation and one decrypted turn.
 
 Storage hands out frozen dataclasses, never row dicts. A record never shows message text or a
 key in its ``repr``.
@@ -60,3 +60,20 @@ class TurnPlace:
     conversation_id: int
     seq: int
     role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One of a user's conversations, its title decrypted (None until the model named it).
+
+    ``thread_id``: the private chat's topic it lives in (None: the chat itself). ``active``:
+    the one a message in the chat itself continues. ``updated_at``: Unix seconds of its newest
+    turn (or its start). The title stays out of ``repr``.
+    """
+
+    conversation_id: int
+    thread_id: int | None
+    title: str | None = field(repr=False)
+    created_at: int
+    updated_at: int
+    active: bool = False

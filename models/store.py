@@ -7,8 +7,14 @@ own the transaction, with the functions of their modules. The history's own call
 so they take SQLite's write lock only when they write (a question's turns go in together, in one
 deferred transaction): a lock held elsewhere never holds up reading a user's history. The
 file runs in WAL mode with ``secure_delete`` on, so rows that ``forget`` deletes are overwritten
-with zeros, and the WAL is checkpointed and truncated afterwards. Turn text is sealed with the
-user's data key before it reaches SQL (see ``models.atrest``); nothing readable is stored.
+with zeros, and the WAL is checkpointed and truncated afterwards. Turn text and conversation
+titles are sealed with the user's data key before they reach SQL (see ``models.atrest``); nothing
+readable is stored.
+
+A user has one active conversation, which a message in the private chat itself continues, and
+any number of others: older ones (``conversations`` lists them, ``switch_conversation`` makes one
+active again) and, where the bot has topics in private chats, one a topic (``thread_id``), which
+only messages in that topic continue.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from models import migrations
-from models.atrest import MasterKey, new_data_key, open_body, seal_body
+from models.atrest import MasterKey, new_data_key, open_body, open_title, seal_body, seal_title
 from models.database import Connection
 from models.errors import (
     ConversationNotFound,
@@ -29,7 +35,7 @@ from models.errors import (
     StorageError,
     UserNotFound,
 )
-from models.records import Role, Turn, TurnPlace, UserRecord, as_role
+from models.records import Conversation, Role, Turn, TurnPlace, UserRecord, as_role
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -45,11 +51,17 @@ CACHE_SALT_BYTES = 24
 
 @dataclass(frozen=True)
 class OpenConversation:
-    """What answering a question needs from the store: who asks, where, and what came before."""
+    """What answering a question needs from the store: who asks, where, and what came before.
+
+    ``titled``: the conversation has a title already. ``fresh``: it was started just now, for a
+    topic the store did not know.
+    """
 
     user: UserRecord
     conversation_id: int
     turns: list[Turn]
+    titled: bool = False
+    fresh: bool = False
 
 
 class Store:
@@ -120,16 +132,37 @@ class Store:
         """
         return await self._connection.call(lambda db: self._ensure_user(db, user_id, language))
 
-    async def open_conversation(self, user_id: int, language: str | None) -> OpenConversation:
-        """The user (as ``ensure_user``), their active conversation and its turns: one trip."""
+    async def open_conversation(
+        self, user_id: int, language: str | None, thread_id: int | None = None
+    ) -> OpenConversation:
+        """The user (as ``ensure_user``), the conversation and its turns: one trip.
+
+        The active conversation, or with ``thread_id`` the topic's, started there and then
+        for a topic the store does not know (``fresh``).
+        """
 
         def read(db: Database) -> OpenConversation:
             user = self._ensure_user(db, user_id, language)
-            conversation = _active_conversation(db, user_id)
+            fresh = False
+            if thread_id is None:
+                conversation = _active_conversation(db, user_id)
+            else:
+                conversation, fresh = _topic_conversation(db, user_id, thread_id)
             turns = self._history(db, user_id, conversation, None)
-            return OpenConversation(user, conversation, turns)
+            return OpenConversation(user, conversation, turns, _titled(db, conversation), fresh)
 
         return await self._connection.call(read)
+
+    async def topic_conversation(
+        self, user_id: int, language: str | None, thread_id: int
+    ) -> tuple[int, bool]:
+        """The conversation of the user's topic ``thread_id``, and whether it was started now."""
+
+        def find(db: Database) -> tuple[int, bool]:
+            self._ensure_user(db, user_id, language)
+            return _topic_conversation(db, user_id, thread_id)
+
+        return await self._connection.call(find)
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         """Return the user's record, or ``None`` if the user has never been seen (or forgot)."""
@@ -178,9 +211,55 @@ class Store:
         """Return the id of the user's active conversation, starting one if there is none."""
         return await self._connection.call(lambda db: _active_conversation(db, user_id))
 
-    async def new_conversation(self, user_id: int) -> int:
-        """Start a new conversation, make it the active one and return its id."""
-        return await self._connection.call(lambda db: _new_conversation(db, user_id))
+    async def new_conversation(self, user_id: int, thread_id: int | None = None) -> int:
+        """Start a new conversation and return its id.
+
+        Without ``thread_id`` it becomes the active one; with one, it is that topic's (a
+        conversation the topic had before keeps its turns but leaves the topic).
+        """
+        return await self._connection.call(lambda db: _new_conversation(db, user_id, thread_id))
+
+    async def conversations(
+        self, user_id: int, *, limit: int = 10, chat_only: bool = False
+    ) -> list[Conversation]:
+        """The user's conversations, most recently continued first, titles decrypted.
+
+        ``chat_only``: only those in the chat itself, not in a topic. Raises
+        ``HistoryCorrupted`` if a stored title does not open where it sits.
+        """
+        return await self.read(
+            lambda db: self._conversations(db, user_id, limit, chat_only=chat_only)
+        )
+
+    async def switch_conversation(self, user_id: int, conversation_id: int) -> None:
+        """Make the user's conversation (one not in a topic) the active one again.
+
+        Raises ``ConversationNotFound`` if it is not the user's, or lives in a topic.
+        """
+
+        def switch(db: Database) -> None:
+            row = db.execute(
+                "SELECT user_id, thread_id FROM conversations WHERE id = ?", [conversation_id]
+            ).fetchone()
+            if row is None or int(row[0]) != user_id or row[1] is not None:
+                raise ConversationNotFound("no such conversation for this user")
+            db.execute(
+                "UPDATE users SET active_conversation = ? WHERE user_id = ?",
+                [conversation_id, user_id],
+            )
+
+        await self._connection.call(switch)
+
+    async def set_title(self, user_id: int, conversation_id: int, title: str) -> None:
+        """Name the user's conversation; the title is sealed like a turn."""
+
+        def save(db: Database) -> None:
+            data_key = self._data_key(db, user_id)
+            _check_owner(db, user_id, conversation_id)
+            sealed = seal_title(data_key, user_id, conversation_id, title)
+            db.execute("UPDATE conversations SET title = ? WHERE id = ?", [sealed, conversation_id])
+
+        await self._connection.call(save)
 
     async def add_turns(
         self, user_id: int, conversation_id: int, turns: Sequence[tuple[str, str]]
@@ -286,7 +365,44 @@ class Store:
                     [user_id, conversation_id, seq, role, body, created_at],
                 )
                 stored.append(Turn(conversation_id, seq, role, text, created_at))
+            db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                [created_at, conversation_id],
+            )
         return stored
+
+    def _conversations(
+        self, db: Database, user_id: int, limit: int, *, chat_only: bool
+    ) -> list[Conversation]:
+        row = db.execute(
+            "SELECT active_conversation FROM users WHERE user_id = ?", [user_id]
+        ).fetchone()
+        if row is None:
+            return []
+        active = row[0]
+        rows = db.execute(
+            "SELECT id, thread_id, title, created_at, COALESCE(updated_at, created_at)"
+            " FROM conversations WHERE user_id = ? AND (thread_id IS NULL OR NOT ?)"
+            " ORDER BY COALESCE(updated_at, created_at) DESC, id DESC LIMIT ?",
+            [user_id, int(chat_only), limit],
+        ).fetchall()
+        found: list[Conversation] = []
+        for conversation_id, thread_id, sealed, created_at, updated_at in rows:
+            title = None
+            if sealed is not None:
+                data_key = self._data_key(db, user_id)
+                title = open_title(data_key, user_id, int(conversation_id), bytes(sealed))
+            found.append(
+                Conversation(
+                    conversation_id=int(conversation_id),
+                    thread_id=None if thread_id is None else int(thread_id),
+                    title=title,
+                    created_at=int(created_at),
+                    updated_at=int(updated_at),
+                    active=active is not None and int(active) == int(conversation_id),
+                )
+            )
+        return found
 
     def _history(
         self, db: Database, user_id: int, conversation_id: int, limit: int | None
@@ -378,21 +494,46 @@ def _active_conversation(db: Database, user_id: int) -> int:
     return _new_conversation(db, user_id)
 
 
-def _new_conversation(db: Database, user_id: int) -> int:
+def _topic_conversation(db: Database, user_id: int, thread_id: int) -> tuple[int, bool]:
+    """The conversation of the user's topic, and whether it had to be started now."""
+    row = db.execute(
+        "SELECT id FROM conversations WHERE user_id = ? AND thread_id = ?", [user_id, thread_id]
+    ).fetchone()
+    if row is not None:
+        return int(row[0]), False
+    return _new_conversation(db, user_id, thread_id), True
+
+
+def _titled(db: Database, conversation_id: int) -> bool:
+    row = db.execute(
+        "SELECT title IS NOT NULL FROM conversations WHERE id = ?", [conversation_id]
+    ).fetchone()
+    return row is not None and bool(row[0])
+
+
+def _new_conversation(db: Database, user_id: int, thread_id: int | None = None) -> int:
     with db.atomic():
         if db.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is None:
             raise UserNotFound("no such user")
+        if thread_id is not None:
+            db.execute(
+                "UPDATE conversations SET thread_id = NULL WHERE user_id = ? AND thread_id = ?",
+                [user_id, thread_id],
+            )
+        now = int(time.time())
         cursor = db.execute(
-            "INSERT INTO conversations (user_id, created_at) VALUES (?, ?)",
-            [user_id, int(time.time())],
+            "INSERT INTO conversations (user_id, created_at, updated_at, thread_id)"
+            " VALUES (?, ?, ?, ?)",
+            [user_id, now, now, thread_id],
         )
         conversation_id = cursor.lastrowid
         if conversation_id is None:  # pragma: no cover -- an INSERT always sets it
             raise StorageError("SQLite returned no id for a new conversation")
-        db.execute(
-            "UPDATE users SET active_conversation = ? WHERE user_id = ?",
-            [conversation_id, user_id],
-        )
+        if thread_id is None:
+            db.execute(
+                "UPDATE users SET active_conversation = ? WHERE user_id = ?",
+                [conversation_id, user_id],
+            )
     return conversation_id
 
 

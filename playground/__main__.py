@@ -5,8 +5,9 @@ One port serves both sides: the page for a person at ``/`` and the Bot API for t
 at ``--token``), and an emulated toncenter v3 API under ``/toncenter`` (point
 ``VEIL_TONCENTER_URL`` at ``<url>/toncenter`` for Gram payments the page can simulate).
 ``--group-limit`` sets Telegram's per-group flood limit (20 sends and edits a
-minute; 0 turns it off) and ``--ephemeral refused`` or ``ignored`` plays an older Bot API server
-without ephemeral messages.
+minute; 0 turns it off), ``--ephemeral refused`` or ``ignored`` plays an older Bot API server
+without ephemeral messages, and ``--topics`` gives the bot topics in the private chat (Bot API
+9.3+: each topic a conversation).
 """
 
 from __future__ import annotations
@@ -43,23 +44,29 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         default="yes",
         help="ephemeral messages: supported (yes), or an older server that refuses or ignores them",
     )
+    parser.add_argument(
+        "--topics",
+        action="store_true",
+        help="the bot has topics in private chats (getMe's has_topics_enabled)",
+    )
     return parser.parse_args(argv)
 
 
-async def serve(
+async def serve(  # noqa: PLR0913 -- the command line's options
     host: str,
     port: int,
     token: str,
     *,
     group_limit: int = DEFAULT_PER_MINUTE,
     ephemeral: str = "yes",
+    topics: bool = False,
 ) -> None:
     """Run the playground on ``host:port`` until the process gets SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    playground = Playground(token=token, group_limit=group_limit or None)
+    playground = Playground(token=token, group_limit=group_limit or None, topics=topics)
     playground.telegram.state.ephemeral_support = ephemeral
     url = await playground.start(host, port)
     toncenter = url + TONCENTER_PREFIX
@@ -77,7 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     asyncio.run(
         serve(
-            args.host, args.port, args.token, group_limit=args.group_limit, ephemeral=args.ephemeral
+            args.host,
+            args.port,
+            args.token,
+            group_limit=args.group_limit,
+            ephemeral=args.ephemeral,
+            topics=args.topics,
         )
     )
 

@@ -21,8 +21,9 @@ The server itself owns the HTTP side, the call record, the injected failures and
 from method name to the part that answers it. For tests, the user's actions and
 ``sent_messages`` are also reachable on the server (``fake.send_text(...)``), and so are the
 group switches: ``limit_groups`` (Telegram's per-group flood limit; ``floods`` lists its 429s),
-``set_member`` (who administers a group), ``state.privacy_mode``, ``state.ephemeral_support``
-and ``state.supports_guest_queries``. An ``Observer`` (the playground's page) hears every
+``set_member`` (who administers a group), ``state.privacy_mode``, ``state.ephemeral_support``,
+``state.supports_guest_queries`` and ``state.topics`` (topics in private chats, Bot API
+9.3+). An ``Observer`` (the playground's page) hears every
 successful call and every message a user writes.
 
 Requests may be GET or POST, urlencoded, multipart or JSON, as the Bot API allows. ``calls``
@@ -136,6 +137,7 @@ class FakeTelegram:
         self.press_button = self.user.press_button
         self.press_inline_button = self.user.press_inline_button
         self.stop_generation = self.user.stop_generation
+        self.create_topic = self.user.create_topic
         self.inline_query = self.user.inline_query
         self.choose_inline_result = self.user.choose_inline_result
         self.pre_checkout = self.user.pre_checkout

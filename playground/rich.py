@@ -560,6 +560,7 @@ def methods(state: TelegramState) -> dict[str, Method]:
             raise bad_request("draft_id must be non-zero")
         if chat["type"] != "private":
             raise bad_request("TEXTDRAFT_PEER_INVALID")
+        state.topics.thread(chat, p)
         parse_rich(p.get("rich_message"), draft=True)
         return True
 

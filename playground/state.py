@@ -20,6 +20,10 @@ apart from the chat's messages (``ephemeral_messages``). ``ephemeral_support`` p
 servers: "refused" answers such a send with 400 and the ephemeral methods with 404, "ignored"
 posts the message for everyone, as a server that does not know the field would.
 
+Topics in private chats (Bot API 9.3+) are ``topics`` (``playground.topics``): off until a test
+or the playground turns ``topics.enabled`` on; sends, drafts and chat actions into a private
+chat check their ``message_thread_id`` there, and a message sent into a topic carries it.
+
 An inline message (chosen inline result or guest answer) that was posted into a known chat is
 "placed" (``inline_places``): edits by ``inline_message_id`` change that chat's message too.
 """
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from playground import rich
+from playground import rich, topics
 from playground.limits import GroupRateLimit
 from playground.text import FormatError, format_text, utf16_len
 from playground.wire import ApiError, bad_request, check_reply_markup
@@ -164,6 +168,7 @@ class TelegramState:
         self.supports_guest_queries = True  # getMe's supports_guest_queries
         self.rich_messages = True  # False: a server without rich messages (400)
         self.ephemeral_support = "yes"  # "yes", "refused" or "ignored"; see the module docstring
+        self.topics = topics.PrivateTopics()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
         self._sent: dict[int, list[int]] = {}
@@ -175,23 +180,27 @@ class TelegramState:
 
     def methods(self) -> dict[str, Method]:
         """The Bot API methods this state answers, by their canonical names."""
-        return {
-            "getMe": self._get_me,
-            "setMyCommands": self._set_my_commands,
-            "getMyCommands": self._get_my_commands,
-            "getChatMember": self._get_chat_member,
-            "sendMessage": self._send_message,
-            "editMessageText": self._edit_message_text,
-            "editMessageReplyMarkup": self._edit_message_reply_markup,
-            "deleteMessage": self._delete_message,
-            "editEphemeralMessageText": self._edit_ephemeral_message_text,
-            "deleteEphemeralMessage": self._delete_ephemeral_message,
-            "sendMessageDraft": self._send_message_draft,
-            "sendChatAction": self._send_chat_action,
-            "answerCallbackQuery": self._answer_callback_query,
-            "answerInlineQuery": self._answer_inline_query,
-            "answerGuestQuery": self._answer_guest_query,
-        } | rich.methods(self)
+        return (
+            {
+                "getMe": self._get_me,
+                "setMyCommands": self._set_my_commands,
+                "getMyCommands": self._get_my_commands,
+                "getChatMember": self._get_chat_member,
+                "sendMessage": self._send_message,
+                "editMessageText": self._edit_message_text,
+                "editMessageReplyMarkup": self._edit_message_reply_markup,
+                "deleteMessage": self._delete_message,
+                "editEphemeralMessageText": self._edit_ephemeral_message_text,
+                "deleteEphemeralMessage": self._delete_ephemeral_message,
+                "sendMessageDraft": self._send_message_draft,
+                "sendChatAction": self._send_chat_action,
+                "answerCallbackQuery": self._answer_callback_query,
+                "answerInlineQuery": self._answer_inline_query,
+                "answerGuestQuery": self._answer_guest_query,
+            }
+            | rich.methods(self)
+            | topics.methods(self)
+        )
 
     def sent_messages(self, chat_id: int) -> list[dict[str, Any]]:
         """The messages the bot sent to ``chat_id`` and has not deleted, as they are now."""
@@ -319,6 +328,9 @@ class TelegramState:
         """
         receiver = self._ephemeral_receiver(chat, p)
         reply_to = None if receiver is not None else self._reply_target(chat, p)
+        thread_id = self.topics.thread(chat, p)
+        if thread_id is not None:
+            content |= {"message_thread_id": thread_id, "is_topic_message": True}
         self.spend(chat, method)
         if receiver is not None:
             return self._post_ephemeral(chat, receiver, **content)
@@ -513,6 +525,8 @@ class TelegramState:
             "can_read_all_group_messages": not self.privacy_mode,
             "supports_inline_queries": True,
             "supports_guest_queries": self.supports_guest_queries,
+            "has_topics_enabled": self.topics.enabled,
+            "allows_users_to_create_topics": self.topics.enabled and self.topics.users_create,
             "can_connect_to_business": False,
             "has_main_web_app": False,
         }
@@ -649,11 +663,12 @@ class TelegramState:
             raise bad_request("draft_id must be non-zero")
         if chat["type"] != "private":
             raise bad_request("TEXTDRAFT_PEER_INVALID")
+        self.topics.thread(chat, p)
         self.formatted(p, allow_empty=True)
         return True
 
     def _send_chat_action(self, p: dict[str, Any]) -> bool:
-        self.chat(p)
+        self.topics.thread(self.chat(p), p)
         if p.get("action") not in CHAT_ACTIONS:
             raise bad_request("wrong parameter action in request")
         return True

@@ -12,6 +12,10 @@ only commands, messages that mention it, replies to its messages and messages se
 (``state.chats_without_bot``) a message that mentions the bot summons it as a guest
 (a ``guest_message`` update with a ``guest_query_id``); other messages there reach no one.
 A message's ``reply_to_message`` is the replied message one level deep, as Telegram sends it.
+
+Topics in private chats (``state.topics``): ``create_topic`` is the user making one in their
+app (the bot is told of its ``forum_topic_created`` service message); ``send_text`` with
+``thread_id`` writes in a topic, and ``stop_generation`` names the draft's topic.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from playground.payments import SUBSCRIPTION_PERIOD
 from playground.state import GROUP_TYPES, one_level
 from playground.text import entity_text, user_entities
+from playground.topics import open_topic
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -185,18 +190,44 @@ class UserActions:
         first_name: str = "Ann",
         reply_to: int | None = None,
         entities: list[dict[str, Any]] | None = None,
+        thread_id: int | None = None,
     ) -> int:
         """A text message from ``user_id``: an update_id, or 0 if the bot is told nothing.
 
-        In its private chat by default; ``chat_id`` (negative: a supergroup unless
-        ``chat_type`` says "group") puts it in a group, ``reply_to`` makes it a reply to that
-        message of the chat. Commands and @mentions get their entities as a client sends them,
-        unless ``entities`` are given. See the module docstring for who is told.
+        In its private chat by default, in its topic ``thread_id`` if given; ``chat_id``
+        (negative: a supergroup unless ``chat_type`` says "group") puts it in a group,
+        ``reply_to`` makes it a reply to that message of the chat. Commands and @mentions get
+        their entities as a client sends them, unless ``entities`` are given. See the module
+        docstring for who is told.
         """
         routing = {"chat_id": chat_id, "chat_type": chat_type}
         routing |= {"first_name": first_name, "language_code": language_code}
         found = user_entities(text) if entities is None else entities
-        return self._user_message(user_id, routing, {"text": text, "entities": found}, reply_to)
+        content: dict[str, object] = {"text": text, "entities": found}
+        if thread_id is not None:
+            target = user_id if chat_id is None else chat_id
+            if self._state.topics.get(target, thread_id) is None:
+                raise ValueError(f"no topic {thread_id} in chat {target}")
+            content |= {"message_thread_id": thread_id, "is_topic_message": True}
+        return self._user_message(user_id, routing, content, reply_to)
+
+    def create_topic(self, user_id: int, name: str, *, language_code: str = "en") -> int:
+        """The user makes a topic in their private chat with the bot; returns its thread id.
+
+        Only where the bot has topics and lets users make them (``state.topics``). The bot is
+        told of the ``forum_topic_created`` service message, as Telegram tells it.
+        """
+        topics = self._state.topics
+        if not (topics.enabled and topics.users_create):
+            raise ValueError("this bot has no topics users may create in private chats")
+        user, chat = self._sender(user_id, language_code=language_code)
+        topic = open_topic(self._state, chat, user, name)
+        message = self._state.message(chat["id"], topic.thread_id)
+        assert message is not None  # noqa: S101 -- open_topic stored it
+        if self._posted is not None:
+            self._posted(message)
+        self._tell_bot(user, chat, message)
+        return topic.thread_id
 
     def guest_message(  # noqa: PLR0913 - the fake's API mirrors a message's fields
         self,
@@ -294,10 +325,13 @@ class UserActions:
         query |= {"inline_message_id": inline_message_id, "data": data}
         return self._push({"callback_query": query})
 
-    def stop_generation(self, user_id: int, draft_id: int) -> int:
-        """The user pressed the stop button under the draft ``draft_id``."""
+    def stop_generation(self, user_id: int, draft_id: int, thread_id: int | None = None) -> int:
+        """The user pressed the stop button under the draft ``draft_id`` (in its topic, if any)."""
         _user, chat = self._sender(user_id)
-        return self._push({"stopped_message_generation": {"chat": chat, "draft_id": draft_id}})
+        stopped: dict[str, Any] = {"chat": chat, "draft_id": draft_id}
+        if thread_id is not None:
+            stopped["message_thread_id"] = thread_id
+        return self._push({"stopped_message_generation": stopped})
 
     def inline_query(
         self, user_id: int, query: str, *, language_code: str = "en", chat_type: str = "sender"

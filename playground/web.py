@@ -11,13 +11,20 @@ edits a minute; the play user created it, Bob is a member); and Friends, a super
 the bot, where a message that mentions the bot summons it as a guest. In the two groups the
 page acts as the play user or as Bob (``as``).
 
+With ``topics`` the bot has topics in the private chat (Bot API 9.3+): the page lists them
+(``snapshot``'s ``topics``, and a ``topics`` event whenever the bot or the user makes or renames
+one), shows each message in its topic (``thread_id``) and writes into the topic picked.
+
 The actions are (``chat``: "private", "group" or "guest"; ``as``: a play user's id, for groups):
 
-- ``/ui/send`` ``{"text", "lang", "chat", "as", "reply_to"}``: a message; in the group the bot
-  is told only what privacy mode lets through, in Friends only a summons (a guest_message);
+- ``/ui/send`` ``{"text", "lang", "chat", "as", "reply_to", "thread_id"}``: a message (in the
+  private chat's topic ``thread_id``, if given); in the group the bot is told only what privacy
+  mode lets through, in Friends only a summons (a guest_message);
+- ``/ui/topic`` ``{"name", "lang"}``: the play user makes a topic in the private chat (the bot
+  is told); the reply holds its ``thread_id``;
 - ``/ui/press`` ``{"message_id" and "chat", or "inline_message_id"; "data", "lang", "as"}``:
   a callback_query;
-- ``/ui/stop`` ``{"draft_id"}``: stopped_message_generation;
+- ``/ui/stop`` ``{"draft_id", "thread_id"}``: stopped_message_generation;
 - ``/ui/pay`` ``{"message_id"}`` (an invoice) or ``{"link"}`` (an invoice link): a
   pre_checkout_query, then, if the bot answered ok, a successful_payment with a play charge id;
 - ``/ui/inline`` ``{"query", "lang", "chat", "as"}``: an inline_query typed in a group; the
@@ -56,6 +63,7 @@ from playground.botapi import FakeTelegram
 from playground.limits import DEFAULT_PER_MINUTE
 from playground.render import render_entities
 from playground.toncenter import FakeToncenter, transfer_of_link
+from playground.topics import MAX_TOPIC_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -86,6 +94,7 @@ _MAX_TEXT = 4096
 _QUOTE = 80  # characters of a replied-to message shown above a reply
 _KEEP_TONCENTER_REQUESTS = 1000  # the bot polls the emulated toncenter all day
 TONCENTER_PREFIX = "/toncenter"
+_TOPIC_METHODS = frozenset({"createForumTopic", "editForumTopic"})
 _MESSAGE_METHODS = frozenset(
     {"sendMessage", "sendRichMessage", "sendInvoice", "sendPhoto", "answerGuestQuery"}
     | {"editEphemeralMessageText", "deleteMessage", "deleteEphemeralMessage"}
@@ -182,6 +191,7 @@ def shown_message(message: dict[str, Any], inline_message_id: str | None = None)
         shown["rich"] = message["rich_message"].get("blocks") or []
     if ephemeral_id:
         shown["ephemeral"] = {"receiver_id": message["receiver_user"]["id"]}
+    shown |= _topic_fields(message)
     if inline_message_id is not None:
         shown["inline_message_id"] = inline_message_id
     if (via := message.get("via_bot")) is not None:
@@ -215,6 +225,17 @@ def shown_message(message: dict[str, Any], inline_message_id: str | None = None)
     return shown
 
 
+def _topic_fields(message: dict[str, Any]) -> dict[str, Any]:
+    """A message's topic (``thread_id``) and, for a topic's service message, what happened."""
+    fields: dict[str, Any] = {}
+    if message.get("is_topic_message"):
+        fields["thread_id"] = message["message_thread_id"]
+    for kind in ("created", "edited"):
+        if (event := message.get(f"forum_topic_{kind}")) is not None:
+            fields["topic_event"] = {"kind": kind, "name": str(event.get("name", ""))}
+    return fields
+
+
 class Playground:
     """The page, its event stream and its actions, over the Bot API emulator it holds."""
 
@@ -227,10 +248,12 @@ class Playground:
         inline_wait: float = 3.0,
         group_limit: int | None = DEFAULT_PER_MINUTE,
         toncenter: FakeToncenter | None = None,
+        topics: bool = False,
     ) -> None:
         """``group_limit``: sends and edits a minute into one group (None: no limit).
 
         ``toncenter``: the emulated chain served under ``/toncenter`` (a new one by default).
+        ``topics``: the bot has topics in private chats (getMe's ``has_topics_enabled``).
         """
         toncenter = toncenter or FakeToncenter(keep_requests=_KEEP_TONCENTER_REQUESTS)
         self.toncenter = toncenter
@@ -249,6 +272,7 @@ class Playground:
         self._inline_serial = 0
         self._ton_paid: set[tuple[int, int]] = set()  # (chat, message) of invoices paid
         self._set_up_chats(group_limit)
+        self._state.topics.enabled = topics
 
     def _set_up_chats(self, group_limit: int | None) -> None:
         state = self._state
@@ -321,8 +345,20 @@ class Playground:
             },
             "group": {"id": GROUP_CHAT_ID, "title": state.chats[GROUP_CHAT_ID]["title"]},
             "commands": state.commands,
+            "topics": self._topics(),
             "messages": messages,
             "invoice_links": {url: self._link(url) for url in self._payments.invoice_links},
+        }
+
+    def _topics(self) -> dict[str, Any]:
+        """Whether the private chat has topics, and its topics, oldest first."""
+        topics = self._state.topics
+        return {
+            "enabled": topics.enabled,
+            "list": [
+                {"thread_id": t.thread_id, "name": t.name, "icon_color": t.icon_color}
+                for t in topics.of(PLAY_USER_ID)
+            ],
         }
 
     def _link(self, url: str) -> dict[str, Any]:
@@ -350,12 +386,23 @@ class Playground:
 
     def answered(self, method: str, params: dict[str, Any], result: object) -> None:
         """Show what a successful Bot API call changed, if a user would see it."""
-        if (event := self._event_of(method, params, result)) is not None:
+        if method in _TOPIC_METHODS and params.get("chat_id") == PLAY_USER_ID:
+            self._topic_changed()
+        elif (event := self._event_of(method, params, result)) is not None:
             self.publish(event)
 
     def posted(self, message: dict[str, Any]) -> None:
-        """Show a message a play user wrote (text, an inline article or a payment)."""
+        """Show a message a play user wrote (text, an inline article or a payment, a topic)."""
         if message["chat"]["id"] in self._chat_ids().values():
+            self.publish({"type": "message", "message": self._shown(message)})
+        if "forum_topic_created" in message:
+            self.publish({"type": "topics", "topics": self._topics()})
+
+    def _topic_changed(self) -> None:
+        """A topic made or renamed: the new list, and the service message it posted."""
+        self.publish({"type": "topics", "topics": self._topics()})
+        newest = self._state.chat_messages(PLAY_USER_ID)[-1:]
+        for message in newest:
             self.publish({"type": "message", "message": self._shown(message)})
 
     def _event_of(  # noqa: PLR0911 - one return per Bot API method the page shows
@@ -423,6 +470,7 @@ class Playground:
             "inline": self._ui_inline,
             "choose": self._ui_choose,
             "ton_pay": self._ui_ton_pay,
+            "topic": self._ui_topic,
         }
         return [
             web.get("/", self._index),
@@ -471,8 +519,27 @@ class Playground:
             chat_id=None if chat_id == PLAY_USER_ID else chat_id,
             first_name=PLAY_USERS[user_id],
             reply_to=reply_to,
+            thread_id=self._thread(body, chat_id),
         )
         return {"update_id": update_id}
+
+    def _thread(self, body: dict[str, Any], chat_id: int) -> int | None:
+        """The private chat's topic an action names (``thread_id``), checked; None: none."""
+        if body.get("thread_id") is None:
+            return None
+        thread_id = _int(body, "thread_id")
+        if chat_id != PLAY_USER_ID or self._state.topics.get(chat_id, thread_id) is None:
+            raise _BadAction("thread_id: no such topic in the private chat")
+        return thread_id
+
+    async def _ui_topic(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = _str(body, "name").strip()
+        if not 1 <= len(name) <= MAX_TOPIC_NAME:
+            raise _BadAction(f"name: 1-{MAX_TOPIC_NAME} characters expected")
+        if not self._state.topics.enabled:
+            raise _BadAction("this bot has no topics in private chats")
+        thread_id = self._user.create_topic(PLAY_USER_ID, name, language_code=_language(body))
+        return {"thread_id": thread_id}
 
     async def _ui_press(self, body: dict[str, Any]) -> dict[str, Any]:
         data = _str(body, "data")
@@ -496,7 +563,9 @@ class Playground:
         return {"update_id": update_id}
 
     async def _ui_stop(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"update_id": self._user.stop_generation(PLAY_USER_ID, _int(body, "draft_id"))}
+        thread_id = self._thread(body, PLAY_USER_ID)
+        draft_id = _int(body, "draft_id")
+        return {"update_id": self._user.stop_generation(PLAY_USER_ID, draft_id, thread_id)}
 
     async def _ui_pay(self, body: dict[str, Any]) -> dict[str, Any]:
         if "link" in body:
@@ -596,6 +665,7 @@ def _draft_event(params: dict[str, Any]) -> dict[str, Any]:
         "type": "draft",
         "chat_id": params.get("chat_id"),
         "draft_id": params.get("draft_id"),
+        "thread_id": params.get("message_thread_id"),
         "html": render_entities(text, entities if isinstance(entities, list) else []),
         "empty": not text.strip(),
         "can_stop": bool(params.get("can_stop")),

@@ -30,12 +30,21 @@ names is still the user's latest cut answer (kept in memory only, like the Retry
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
+
+Conversations: a question in the private chat itself continues the user's active conversation;
+one asked in a topic (``Question.thread_id``, where the bot has topics in private chats)
+continues that topic's own, started there and then for a topic the store does not know. The
+first answer stored in a conversation comes back with ``Answer.naming``, and
+``name_conversation`` then asks the model for a short title in a second, small sealed request
+(``services.titles``), billed from its own receipt like any answer, and keeps it sealed. It runs
+after the answer was delivered and never raises: a title that fails is only logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -43,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
+from models import ConversationNotFound
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
 from services.credit import MIN_ANSWER_TOKENS
@@ -52,6 +62,7 @@ from services.errors import (
     InferenceError,
     InferenceUnavailable,
     LedgerUnavailable,
+    VeilError,
     history_failures,
 )
 from services.inference import (
@@ -62,12 +73,13 @@ from services.inference import (
     ReasoningDelta,
     TextDelta,
 )
+from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from models import Store, UserRecord
+    from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
@@ -130,6 +142,19 @@ class Answer:
     cost: int = 0
     outcome: Outcome | None = None
     request_id: str = ""
+    naming: Naming | None = None
+
+
+@dataclass(frozen=True)
+class Naming:
+    """What naming a conversation after its first exchange needs (``name_conversation``)."""
+
+    user_id: int
+    conversation_id: int
+    model: str
+    cache_salt: str = field(repr=False)
+    prompt: str = field(repr=False)
+    answer: str = field(repr=False)
 
 
 Said = tuple[str, str]
@@ -144,8 +169,9 @@ class Question:
     """One question to answer.
 
     ``stop_tag`` names the stop button that may stop it. ``keep_history``: asked in the user's
-    conversation (read before, stored after); else a one-off, where ``context`` (earlier turns
-    as (role, text), oldest first: a reply chain in a group) is all the model sees before it.
+    conversation (read before, stored after): the active one, or with ``thread_id`` that topic's;
+    else a one-off, where ``context`` (earlier turns as (role, text), oldest first: a reply
+    chain in a group) is all the model sees before it.
     """
 
     user_id: int
@@ -154,6 +180,7 @@ class Question:
     stop_tag: StopTag | None = None
     context: tuple[Said, ...] = ()
     keep_history: bool = True
+    thread_id: int | None = None
 
 
 @dataclass
@@ -175,6 +202,17 @@ class _Asked:
     prompt: str
     conversation: int | None  # None: a one-off question, nothing stored
     model: str
+    naming: Naming | None = None  # set when the exchange would be the conversation's first
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """The asker, the conversation to store into (None: one-off), the turns before it."""
+
+    user: UserRecord
+    conversation: int | None
+    history: list[Said]
+    unnamed: bool = False  # a conversation with no turns and no title yet
 
 
 @dataclass(frozen=True)
@@ -209,6 +247,7 @@ class ChatService:
     max_answer_seconds: float = 600.0
     stop_grace: float = 10.0
     system_prompt: str | None = None
+    titles: bool = True
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
     _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
@@ -327,7 +366,8 @@ class ChatService:
         self, question: Question, sink: AnswerSink, generation: _Generation
     ) -> Answer:
         user_id, prompt = question.user_id, question.prompt
-        user, conversation, history = await self._open(question)
+        opened = await self._open(question)
+        user, conversation, history = opened.user, opened.conversation, opened.history
         model = await self.model_for(user.model)
         window = self._window(model)
         context = self._context(history, prompt, window, self._budget(window))
@@ -379,20 +419,30 @@ class ChatService:
                 raise
             break
         generation.stoppable = False
-        asked = _Asked(user_id, prompt, conversation, model)
+        asked = _Asked(user_id, prompt, conversation, model, self._naming(opened, prompt, model))
         ended = _Ended(hold, completion, "".join(parts), bundles)
         return await self._finish(asked, ended, sink, generation)
 
-    async def _open(self, question: Question) -> tuple[UserRecord, int | None, list[Said]]:
+    def _naming(self, opened: _Opened, prompt: str, model: str) -> Naming | None:
+        """What naming the conversation will need, if this exchange is its first (and untitled)."""
+        if not (opened.unnamed and opened.conversation is not None and self.titles):
+            return None
+        user = opened.user
+        return Naming(user.user_id, opened.conversation, model, user.cache_salt, prompt, "")
+
+    async def _open(self, question: Question) -> _Opened:
         """The asker's record, the conversation to store into (None: one-off), turns before."""
         history = list(question.context)
         with history_failures("cannot read the conversation"):
             if not question.keep_history:
                 user = await self.store.ensure_user(question.user_id, question.language)
-                return user, None, history
-            opened = await self.store.open_conversation(question.user_id, question.language)
+                return _Opened(user, None, history)
+            opened = await self.store.open_conversation(
+                question.user_id, question.language, question.thread_id
+            )
         history += [(turn.role, turn.text) for turn in opened.turns]
-        return opened.user, opened.conversation_id, history
+        unnamed = not opened.turns and not opened.titled
+        return _Opened(opened.user, opened.conversation_id, history, unnamed=unnamed)
 
     async def _finish(
         self, asked: _Asked, ended: _Ended, sink: AnswerSink, generation: _Generation
@@ -420,6 +470,7 @@ class ChatService:
             log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
         stopped = generation.stop.is_set()
         finish_reason = completion.finish_reason if completion else None
+        naming = None
         if conversation is not None:
             self._remember_cut(user_id, None)  # any newer answer makes Continue stale
         if not text:
@@ -436,6 +487,8 @@ class ChatService:
                     )
                 if finish_reason == CUT:
                     self._remember_cut(user_id, hold.request_id)
+                if asked.naming is not None:
+                    naming = dataclasses.replace(asked.naming, answer=text)
         log.info(
             "chat.answered",
             user_id=user_id,
@@ -455,6 +508,7 @@ class ChatService:
             cost=charge.units if charge else 0,
             outcome=charge.outcome if charge else None,
             request_id=hold.request_id,
+            naming=naming,
         )
 
     async def _hold(
@@ -657,12 +711,94 @@ class ChatService:
             await self.store.ensure_user(user_id, language)
             await self.store.set_inline_history(user_id, keep=keep)
 
-    async def new_conversation(self, user_id: int, language: str | None) -> None:
-        """Start a fresh conversation; the old one stays sealed in history."""
+    async def new_conversation(
+        self, user_id: int, language: str | None, thread_id: int | None = None
+    ) -> None:
+        """Start a fresh conversation; the old one stays sealed in history.
+
+        With ``thread_id`` it is the new topic's conversation; the active one stays as it was.
+        """
         self._cut.pop(user_id, None)
         with history_failures("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
-            await self.store.new_conversation(user_id)
+            await self.store.new_conversation(user_id, thread_id)
+
+    async def open_topic(self, user_id: int, language: str | None, thread_id: int) -> bool:
+        """Make sure topic ``thread_id`` has a conversation; True if it had to be started now.
+
+        A topic the bot does not know (the user made it in their app, or its conversation was
+        erased) starts afresh; the caller may say so.
+        """
+        with history_failures("cannot open the topic's conversation"):
+            _conversation, fresh = await self.store.topic_conversation(user_id, language, thread_id)
+        return fresh
+
+    async def conversations(self, user_id: int, *, limit: int = 10) -> list[Conversation]:
+        """The user's recent conversations in the chat itself (not topics), newest first."""
+        with history_failures("cannot list the conversations"):
+            return await self.store.conversations(user_id, limit=limit, chat_only=True)
+
+    async def switch_conversation(self, user_id: int, conversation_id: int) -> bool:
+        """Continue an earlier conversation of the user's; False if it is not theirs (or gone)."""
+        with history_failures("cannot switch the conversation"):
+            try:
+                await self.store.switch_conversation(user_id, conversation_id)
+            except ConversationNotFound:
+                return False
+        self._cut.pop(user_id, None)
+        return True
+
+    async def name_conversation(self, naming: Naming) -> str | None:
+        """Ask the model for the conversation's title, keep it sealed and return it.
+
+        A second, small sealed request (``services.titles``), held and settled from its own
+        receipt like any answer. Never raises for a failure (no credit, the model failing, the
+        history unwritable): it is logged and the conversation stays unnamed (None).
+        """
+        try:
+            text = await self._ask_title(naming)
+            title = clean_title(text)
+            if title is None:
+                log.info("chat.title_empty", user_id=naming.user_id)
+                return None
+            with history_failures("cannot store the title"):
+                await self.store.set_title(naming.user_id, naming.conversation_id, title)
+        except VeilError as exc:
+            log.info("chat.title_failed", user_id=naming.user_id, error=type(exc).__name__)
+            return None
+        return title
+
+    async def _ask_title(self, naming: Naming) -> str:
+        """One title request: held, streamed without a sink, settled; its text."""
+        messages = title_messages(naming.prompt, naming.answer)
+        request_id = secrets.token_bytes(REQUEST_ID_SIZE)
+        generation = _Generation()
+        context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
+        hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
+        parts: list[str] = []
+        bundles = list(self.inference.bundles())
+        completion: Completion | None = None
+        request = ChatRequest(
+            messages,
+            naming.model,
+            naming.cache_salt,
+            max_tokens=hold.max_completion_tokens,
+            request_id=request_id,
+        )
+        try:
+            completion = await self._stream(request, _Quiet(), parts, generation)
+        except InferenceError as exc:
+            await self._settle(
+                hold, exc.signed_receipt, "".join(parts), valid=True, bundles=bundles
+            )
+            raise
+        except asyncio.CancelledError:
+            await self._settle(hold, None, "".join(parts), bundles=bundles)
+            raise
+        receipt = completion.signed_receipt if completion else None
+        valid = completion.receipt_valid if completion else False
+        await self._settle(hold, receipt, "".join(parts), valid=valid, bundles=bundles)
+        return "".join(parts)
 
     async def forget(self, user_id: int) -> int:
         """Erase everything stored about the user (their data key first); returns turns erased.
@@ -691,6 +827,22 @@ async def _finished(task: asyncio.Future[Any]) -> None:
     while not task.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([task])
+
+
+class _Quiet:
+    """The sink of a request whose text nobody watches stream (a title)."""
+
+    async def begin(self) -> None:
+        """Nothing to show."""
+
+    async def append(self, delta: str) -> None:
+        """Nothing to show."""
+
+    async def complete(self, text: str) -> None:
+        """Nothing to show."""
+
+    async def abort(self) -> None:
+        """Nothing to show."""
 
 
 async def _show_failure(sink: AnswerSink, delivered: str) -> None:

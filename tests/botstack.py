@@ -21,7 +21,7 @@ from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, Clock, RunningGateway, install_client_key, run_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
 
     from gateway.limits import Limits
@@ -65,6 +65,24 @@ class Stack:
                         return [turn.text for turn in turns]
                 await asyncio.sleep(0.02)
 
+    async def stored_turns_in(
+        self, user_id: int, thread_id: int, count: int, within: float = 10
+    ) -> list[str]:
+        """Wait until the conversation of the user's topic holds ``count`` turns; their texts."""
+        store = self.veil.store
+        async with asyncio.timeout(within):
+            while True:
+                found = [
+                    c.conversation_id
+                    for c in await store.conversations(user_id, limit=1000)
+                    if c.thread_id == thread_id
+                ]
+                if found:
+                    turns = await store.history(user_id, found[0])
+                    if len(turns) >= count:
+                        return [turn.text for turn in turns]
+                await asyncio.sleep(0.02)
+
     async def reply_text(self, chat_id: int, index: int = 0, within: float = 10) -> str:
         """The text of the bot's ``index``-th message to the chat (waiting for it)."""
         messages = await self.final_messages(chat_id, index + 1, within)
@@ -84,6 +102,7 @@ def bot_env(
         "VEIL_DATA_DIR": str(data_dir),
         "VEIL_DRAFT_INTERVAL": "0.25",
         "VEIL_RICH_MESSAGES": "off",
+        "VEIL_CONVERSATION_TITLES": "off",
         "VEIL_BOT_METRICS_PORT": "0",
     }
 
@@ -92,7 +111,7 @@ def bot_env(
 async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
     data_dir: Path,
     *,
-    answer: str = "Hello from the fake model.",
+    answer: str | Callable[[dict[str, Any]], str] = "Hello from the fake model.",
     models: tuple[str, ...] = ("veil-test",),
     token_delay: float = 0.0,
     gateway_url: str | None = None,
@@ -130,6 +149,8 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
                 "data_dir": data_dir,
                 "draft_interval": 0.25,
                 "rich_messages": False,  # entity messages, as most tests read them; rich tests: on
+                # No title requests, so the fake model's requests are only answers; title tests: on
+                "conversation_titles": False,
                 "free_tokens_per_day": 1_000_000,
                 "bot_metrics_port": 0,
                 **(

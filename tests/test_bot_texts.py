@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from bot.app import COMMANDS
+from bot.app import COMMANDS, GROUP_COMMANDS
 from common.texts import FALLBACK, Catalogs
 
 
@@ -34,11 +34,11 @@ def test_gateway_lines_take_a_position_never_an_address() -> None:
             assert "url" not in names
 
 
-def test_help_names_every_everyday_command_in_every_language() -> None:
+def test_help_names_every_command_of_the_menu_in_every_language() -> None:
     catalogs = Catalogs()
-    everyday = set(COMMANDS) - {"start", "help", "paysupport", "terms"}
-    assert {"balance", "buy"} <= everyday
+    assert {"start", "help", "history", "balance", "paysupport", "terms"} <= set(COMMANDS)
     for language in catalogs.languages:
         help_text = catalogs.lookup(language, "help")
-        missing = {c for c in everyday if f"/{c} " not in help_text}
+        missing = {c for c in [*COMMANDS, *GROUP_COMMANDS] if f"/{c}" not in help_text}
         assert not missing, (language, missing)
+        assert all(catalogs.lookup(language, f"cmd_{c}") for c in COMMANDS)

@@ -260,6 +260,7 @@ async def test_the_local_model_server_gets_its_window_and_the_bot_keeps_to_it(
                 "VEIL_LOCAL_MODEL": str(model),
                 "VEIL_LOCAL_MODEL_CONTEXT": "1024",
                 "VEIL_RICH_MESSAGES": "off",  # the answers are read as text
+                "VEIL_CONVERSATION_TITLES": "off",  # one model request (and hold) a question
                 "VEIL_LOCAL_MODEL_PORT": str(free_port()),
                 "VEIL_GATEWAY_PORT": str(free_port()),
                 "VEIL_METRICS_PORT": str(free_port()),

@@ -20,6 +20,7 @@ import zxingcpp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import (
     BufferedInputFile,
     EphemeralMessageParameters,
@@ -47,13 +48,14 @@ from playground.web import (
     transfer_link,
 )
 from sealed.encoding import b64e
+from services.titles import TITLE_PROMPT
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, ManagedProcess, run_gateway
 from tests.pictures import make_png
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from aiogram.types import Update
@@ -221,6 +223,93 @@ async def test_page_actions_reach_the_bot_as_updates(playground: Playground) -> 
         assert stop.stopped_message_generation is not None
         assert stop.stopped_message_generation.draft_id == 42
         assert stop.stopped_message_generation.chat.id == PLAY_USER_ID
+
+
+@pytest.fixture
+async def topic_playground() -> AsyncIterator[Playground]:
+    """A playground whose bot has topics in private chats."""
+    server = Playground(token=TOKEN, topics=True)
+    await server.start()
+    yield server
+    await server.close()
+
+
+async def test_topics_in_the_private_chat_reach_the_bot_and_the_page(
+    topic_playground: Playground,
+) -> None:
+    playground = topic_playground
+    async with aiogram_bot(playground.url) as bot, events(playground.url) as stream:
+        assert (await stream.next("snapshot"))["topics"] == {"enabled": True, "list": []}
+        me = await bot.get_me()
+        assert (me.has_topics_enabled, me.allows_users_to_create_topics) == (True, True)
+
+        topic = await bot.create_forum_topic(PLAY_USER_ID, "New conversation")
+        thread = topic.message_thread_id
+        listed = (await stream.next("topics"))["topics"]["list"]
+        assert [(t["thread_id"], t["name"]) for t in listed] == [(thread, "New conversation")]
+        created = (await stream.next("message"))["message"]
+        assert (created["thread_id"], created["topic_event"]["kind"]) == (thread, "created")
+
+        status, reply = await ui(playground.url, "send", {"text": "hi", "thread_id": thread})
+        assert status == 200
+        update = await one_update(bot)
+        assert update.update_id == reply["update_id"]
+        assert update.message is not None
+        assert (update.message.message_thread_id, update.message.is_topic_message) == (
+            thread,
+            True,
+        )
+        sent = await bot.send_message(PLAY_USER_ID, "in the topic", message_thread_id=thread)
+        assert (sent.message_thread_id, sent.is_topic_message) == (thread, True)
+        shown = await stream.next("message")
+        while shown["message"]["outgoing"]:  # the user's own "hi" comes first
+            shown = await stream.next("message")
+        assert shown["message"]["thread_id"] == thread
+        await bot.send_message_draft(
+            PLAY_USER_ID, draft_id=7, text="drafting", message_thread_id=thread
+        )
+        assert (await stream.next("draft"))["thread_id"] == thread
+
+        assert await bot.edit_forum_topic(PLAY_USER_ID, thread, name="Trip to Almaty")
+        renamed = (await stream.next("topics"))["topics"]["list"]
+        assert [t["name"] for t in renamed] == ["Trip to Almaty"]
+
+        await ui(playground.url, "stop", {"draft_id": 7, "thread_id": thread})
+        stop = await one_update(bot, update.update_id + 1)
+        assert stop.stopped_message_generation is not None
+        assert stop.stopped_message_generation.message_thread_id == thread
+
+        status, reply = await ui(playground.url, "topic", {"name": "Mine"})
+        assert status == 200
+        made = await one_update(bot, stop.update_id + 1)
+        assert made.message is not None
+        assert made.message.forum_topic_created is not None
+        assert made.message.forum_topic_created.name == "Mine"
+        assert made.message.message_thread_id == reply["thread_id"]
+
+
+async def test_topics_refuse_what_telegram_refuses(topic_playground: Playground) -> None:
+    playground = topic_playground
+    async with aiogram_bot(playground.url) as bot:
+        thread = (await bot.create_forum_topic(PLAY_USER_ID, "Plans")).message_thread_id
+        with pytest.raises(TelegramBadRequest, match="TOPIC_NOT_MODIFIED"):
+            await bot.edit_forum_topic(PLAY_USER_ID, thread, name="Plans")
+        with pytest.raises(TelegramBadRequest, match="TOPIC_ID_INVALID"):
+            await bot.edit_forum_topic(PLAY_USER_ID, thread + 100, name="Other")
+        with pytest.raises(TelegramBadRequest, match="message thread not found"):
+            await bot.send_message(PLAY_USER_ID, "nowhere", message_thread_id=thread + 100)
+        with pytest.raises(TelegramBadRequest, match="message thread not found"):
+            await bot.send_message_draft(
+                PLAY_USER_ID, draft_id=3, text="x", message_thread_id=thread + 100
+            )
+        refused = await ui(playground.url, "send", {"text": "x", "thread_id": 999})
+        assert refused == (400, {"error": "thread_id: no such topic in the private chat"})
+        playground.telegram.state.topics.enabled = False
+        assert (await bot.get_me()).has_topics_enabled is False
+        with pytest.raises(TelegramBadRequest, match="the chat is not a forum"):
+            await bot.create_forum_topic(PLAY_USER_ID, "No")
+        assert (await ui(playground.url, "topic", {"name": "No"}))[0] == 400
+        assert await bot.get_updates(timeout=0) == []
 
 
 async def test_bad_actions_are_refused_and_queue_nothing(playground: Playground) -> None:
@@ -713,7 +802,7 @@ async def test_python_m_playground_prints_its_url_and_stops_on_sigterm() -> None
 async def veil_against(
     playground: Playground,
     data_dir: Path,
-    answer: str = ANSWER,
+    answer: str | Callable[[dict[str, Any]], str] = ANSWER,
     reasoning: str | None = None,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[None]:
@@ -906,6 +995,69 @@ async def test_a_rich_answer_reads_well_in_the_browser(
             await page.screenshot(path=str(artifacts / "playground-rich-group.png"))
             await details.locator("summary").click()
             assert await details.evaluate("(d) => d.open")
+        finally:
+            await browser.close()
+
+
+def topics_model(body: dict[str, Any]) -> str:
+    """The fake model: a title for a title request, else the question echoed."""
+    question = str(body["messages"][-1]["content"])
+    if question.startswith(TITLE_PROMPT):
+        return "Trip to Almaty"
+    return f"About {question}: eleven twelve thirteen fourteen fifteen sixteen."
+
+
+async def test_topics_are_conversations_in_the_browser(
+    topic_playground: Playground, tmp_path: Path
+) -> None:
+    playground = topic_playground
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    async with (
+        veil_against(playground, tmp_path, topics_model, conversation_titles=True),
+        async_playwright() as driver,
+    ):
+        browser = await driver.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            await page.goto(playground.url)
+            await page.wait_for_selector("#conn.live")
+            bar = page.locator("#topics-bar")
+            await bar.locator(".topic-chip.active", has_text="General").wait_for()
+            private = page.locator("#messages-private")
+
+            # /new opens a topic: it joins the bar; the chat itself says so.
+            await send(page, "/new")
+            await private.locator(".msg.in", has_text="Opened a new topic").wait_for(timeout=10000)
+            chip = bar.locator(".topic-chip", has_text="New conversation")
+            await chip.wait_for(timeout=10000)
+            await chip.click()
+            await private.locator(".msg.in", has_text="ask me anything in this topic").wait_for()
+            assert not await private.locator(".msg", has_text="Opened a new topic").is_visible()
+
+            # A question in the topic: answered there; the first answer names the topic.
+            await send(page, "Plan a trip to Almaty")
+            await private.locator(".msg.out", has_text="Plan a trip to Almaty").wait_for()
+            answer = private.locator(".msg.in", has_text="About Plan a trip to Almaty")
+            await answer.wait_for(timeout=15000)
+            renamed = bar.locator(".topic-chip.active", has_text="Trip to Almaty")
+            await renamed.wait_for(timeout=10000)
+            await private.locator(".topic-service", has_text="Trip to Almaty").wait_for()
+            await page.wait_for_selector(".draft", state="detached")
+            calls = playground.telegram.calls_of("sendMessage")
+            thread = int(await renamed.get_attribute("data-thread") or 0)
+            assert any(c.params.get("message_thread_id") == thread for c in calls)
+            await page.screenshot(path=str(artifacts / "playground-topics.png"))
+
+            # The chat itself does not show the topic's messages, and back again.
+            await bar.locator(".topic-chip", has_text="General").click()
+            await private.locator(".msg", has_text="Opened a new topic").wait_for()
+            assert not await answer.is_visible()
+            await bar.locator(".topic-chip", has_text="Trip to Almaty").click()
+            await answer.wait_for()
+            assert thread == playground.telegram.state.topics.of(PLAY_USER_ID)[0].thread_id
         finally:
             await browser.close()
 

@@ -186,6 +186,7 @@ function paySheet(invoice, target) {
 }
 
 function messageNode(m, pane) {
+  if (m.topic_event) return Topics.serviceNode(m);
   if (m.payment) {
     const service = el("div", "service", `You paid ${stars(m.payment.total_amount)} (play money)`);
     service.dataset.key = m.key;
@@ -258,7 +259,7 @@ function simulatePayment(m) {
 }
 
 function visible(m, pane) {
-  return !m.ephemeral || m.ephemeral.receiver_id === viewerOf(pane);
+  return (!m.ephemeral || m.ephemeral.receiver_id === viewerOf(pane)) && (pane !== "private" || Topics.shows(m));
 }
 
 function remember(m) {
@@ -356,6 +357,8 @@ function showDraft(event) {
     bubble.replaceChildren(content);
   }
   node.dataset.canStop = event.can_stop ? "1" : "";
+  node.dataset.thread = event.thread_id ?? "";
+  node.classList.toggle("hidden", !Topics.shows(event));
   setTyping(event.chat_id, false);
   updateStop();
   scrollDown(list);
@@ -415,7 +418,7 @@ function renderCommands() {
 // Sending, inline queries and choosing a result.
 
 async function sendText(text) {
-  const body = { text, lang: state.lang, chat: state.chat, as: viewerOf(state.chat) };
+  const body = Topics.into({ text, lang: state.lang, chat: state.chat, as: viewerOf(state.chat) });
   if (state.replyTo && state.replyTo.pane === state.chat) body.reply_to = state.replyTo.message_id;
   cancelReply();
   try {
@@ -497,6 +500,7 @@ function selectChat(chat) {
   $("head-avatar").textContent = title.slice(0, 1);
   $("head-avatar").className = { private: "avatar", group: "avatar group-avatar", guest: "avatar guest-avatar" }[chat];
   $("input").placeholder = chat === "private" ? "Message" : `Message, or @${state.bot.username} question`;
+  Topics.render();
   renderStatus();
   updateStop();
   scrollDown(listOf(chat));
@@ -521,6 +525,7 @@ function applySnapshot(s) {
   state.chats = s.chats;
   state.commands = s.commands;
   state.invoiceLinks = s.invoice_links || {};
+  Topics.load(s.topics);
   $("bot-name").textContent = s.bot.name;
   $("group-title").textContent = s.chats.group.title;
   $("guest-title").textContent = s.chats.guest.title;
@@ -556,6 +561,7 @@ const handlers = {
   },
   commands: (e) => { state.commands = e.commands; renderCommands(); },
   invoice_link: (e) => { state.invoiceLinks[e.url] = e.invoice; },
+  topics: (e) => Topics.load(e.topics),
 };
 
 function connect() {
@@ -600,7 +606,7 @@ $("input").addEventListener("keydown", (e) => {
 $("send").addEventListener("click", submit);
 $("stop").addEventListener("click", () => {
   for (const [draftId, node] of state.drafts) {
-    if (node.dataset.canStop) post("stop", { draft_id: draftId }).catch((e) => toast(e.message));
+    if (node.dataset.canStop) post("stop", Topics.into({ draft_id: draftId })).catch((e) => toast(e.message));
     node.dataset.canStop = "";
   }
   updateStop();

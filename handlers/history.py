@@ -1,0 +1,98 @@
+"""/history: the user's recent conversations, to switch back to one.
+
+Without topics in private chats, a conversation lives in the chat itself and only one is active
+at a time: /history lists the newest (by their sealed titles, decrypted for the list; one not
+named yet by its date), the active one marked, each a button that makes it the active one, so
+the next message continues it. Where the bot has topics, each topic is a conversation already
+and /history says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from handlers.callbacks import SwitchConversation
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import CallbackQuery, Message
+
+    from common.texts import Texts
+    from models import Conversation
+    from services.chat import ChatService
+
+HISTORY_SIZE = 10  # conversations listed
+ACTIVE_MARK = "✅ "
+
+
+def label(texts: Texts, conversation: Conversation) -> str:
+    """A conversation's name in the list: its title, or its date while it has none."""
+    if conversation.title is not None:
+        return conversation.title
+    day = dt.datetime.fromtimestamp(conversation.created_at, tz=dt.UTC).strftime("%Y-%m-%d")
+    return texts("history_untitled", date=day)
+
+
+def history_keyboard(texts: Texts, conversations: list[Conversation]) -> InlineKeyboardMarkup:
+    """One button a conversation, newest first; the active one marked."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=(ACTIVE_MARK if c.active else "") + label(texts, c),
+                    callback_data=SwitchConversation(conversation=c.conversation_id).pack(),
+                )
+            ]
+            for c in conversations
+        ]
+    )
+
+
+async def cmd_history(message: Message, bot: Bot, texts: Texts, chat: ChatService) -> None:
+    """List the recent conversations with a button each (with topics: topics are the list)."""
+    user = message.from_user
+    if user is None:
+        return
+    if (await bot.me()).has_topics_enabled:
+        await message.answer(texts("history_topics"))
+        return
+    conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
+    if not conversations:
+        await message.answer(texts("history_empty"))
+        return
+    await message.answer(texts("history"), reply_markup=history_keyboard(texts, conversations))
+
+
+async def on_switch(
+    query: CallbackQuery, callback_data: SwitchConversation, texts: Texts, chat: ChatService
+) -> None:
+    """Continue the chosen conversation; the list then marks it (gone: say so)."""
+    user = query.from_user
+    switched = await chat.switch_conversation(user.id, callback_data.conversation)
+    await query.answer()
+    conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
+    chosen = next((c for c in conversations if c.active), None)
+    if switched and chosen is not None:
+        text = texts("history_switched", title=label(texts, chosen))
+    else:
+        text = texts("history_gone")
+    if query.message is not None and query.bot is not None:
+        await query.bot.edit_message_text(
+            chat_id=user.id,
+            message_id=query.message.message_id,
+            text=text,
+            reply_markup=history_keyboard(texts, conversations) if conversations else None,
+        )
+
+
+def build_router() -> Router:
+    """A fresh router with this feature's handlers (a router can join one dispatcher)."""
+    router = Router(name=__name__)
+    router.message.register(cmd_history, Command("history"), F.chat.type == "private")
+    router.callback_query.register(on_switch, SwitchConversation.filter())
+    return router

@@ -1,0 +1,49 @@
+"""A conversation's title: what the model is asked, and how its reply becomes a short name.
+
+The title is asked for in a request of its own after the first answer was delivered, rather
+than in the answer's request: the answer's text stays exactly what the model meant to say (no
+title line to strip from a stream the user already watched), a title that fails cannot harm
+the answer, and the extra request is tiny (``TITLE_TOKENS`` at most, the exchange cut to
+``EXCERPT_CHARS`` a side) and billed from its own signed receipt like any other.
+"""
+
+from __future__ import annotations
+
+import re
+
+TITLE_TOKENS = 24  # the most answer tokens a title request asks for
+TITLE_CHARS = 40  # the longest title kept (a Telegram topic's name may have 128)
+EXCERPT_CHARS = 600  # how much of the question and of the answer the model is shown
+
+TITLE_PROMPT = (
+    "Name the conversation below in at most five words, in the language of its question. "
+    "Reply with the name alone: no quotes, no full stop, nothing else."
+)
+
+_SPACES = re.compile(r"\s+")
+_LABEL = re.compile(r"^(title|name|название|тақырып)\s*:\s*", re.IGNORECASE)
+_TRIM = " \t\"'`«»“”„*#_.:;-\u2013\u2014"  # spaces, quotes, marks, hyphen, en and em dash
+
+
+def title_messages(question: str, answer: str) -> list[dict[str, str]]:
+    """The title request's messages: one user turn with the instruction and the exchange."""
+    asked, answered = question[:EXCERPT_CHARS], answer[:EXCERPT_CHARS]
+    excerpt = f"{TITLE_PROMPT}\n\nQuestion: {asked}\n\nAnswer: {answered}"
+    return [{"role": "user", "content": excerpt}]
+
+
+def clean_title(reply: str) -> str | None:
+    """The model's reply as a title: its first line, unquoted, at most ``TITLE_CHARS``.
+
+    A longer one is cut at a word boundary with an ellipsis; nothing usable gives None.
+    """
+    line = next((line for line in reply.splitlines() if line.strip(_TRIM)), "")
+    title = _SPACES.sub(" ", _LABEL.sub("", line.strip(_TRIM))).strip(_TRIM)
+    if not title:
+        return None
+    if len(title) <= TITLE_CHARS:
+        return title
+    cut = title[: TITLE_CHARS - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(_TRIM) + "…"

@@ -1,0 +1,88 @@
+"""/history without topics: recent conversations by their sealed titles, switched by a button."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from tests.botstack import Stack, running_stack
+from tests.test_bot_topics import echo, topic_telegram
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 7351
+
+
+async def ask(stack: Stack, text: str, count: int) -> None:
+    stack.telegram.send_text(USER, text)
+    await stack.final_messages(USER, count)
+
+
+async def titled(stack: Stack, count: int) -> None:
+    """Wait until ``count`` of the user's conversations are named."""
+    async with asyncio.timeout(10):
+        while True:
+            conversations = await stack.veil.store.conversations(USER)
+            if sum(c.title is not None for c in conversations) >= count:
+                return
+            await asyncio.sleep(0.02)
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, str]]:
+    return [row[0] for row in message["reply_markup"]["inline_keyboard"]]
+
+
+async def test_history_lists_conversations_by_title_and_switches_back(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=echo, conversation_titles=True) as stack:
+        stack.telegram.send_text(USER, "/history")
+        empty = await stack.reply_text(USER)
+        assert empty == "You have no conversations yet. Just write a question."
+        await ask(stack, "alpha", 2)
+        await titled(stack, 1)
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 3)
+        await ask(stack, "beta", 4)
+        await titled(stack, 2)
+        stack.telegram.send_text(USER, "/new")  # a third, not named yet
+        await stack.final_messages(USER, 5)
+
+        stack.telegram.send_text(USER, "/history")
+        listing = (await stack.final_messages(USER, 6))[-1]
+        assert listing["text"].startswith("Your recent conversations")
+        labels = [b["text"] for b in buttons(listing)]
+        assert labels[0].startswith("✅ Conversation of 20")  # the active one, still unnamed
+        assert labels[1:] == ["Title of beta", "Title of alpha"]
+
+        alpha = buttons(listing)[2]["callback_data"]
+        stack.telegram.press_button(USER, alpha, message_id=listing["message_id"])
+        await stack.telegram.wait_for("editMessageText")
+        switched = stack.telegram.sent_messages(USER)[-1]
+        assert switched["text"] == (
+            "Continuing “Title of alpha”. Your next message goes on from where it stopped."
+        )
+        marked = [b["text"] for b in buttons(switched) if b["text"].startswith("✅")]
+        assert marked == ["✅ Title of alpha"]
+
+        await ask(stack, "gamma", 7)
+        request = [m["content"] for m in stack.vllm.requests[-1]["messages"]]
+        assert request[0] == "alpha"
+        assert request[-1] == "gamma"
+        assert "beta" not in request
+
+        # A button naming someone else's conversation (or one erased) switches nothing.
+        stack.telegram.press_button(USER, "conv:999999", message_id=listing["message_id"])
+        await stack.telegram.wait_for(
+            "editMessageText", lambda call: "no longer there" in str(call.params.get("text"))
+        )
+        await ask(stack, "delta", 8)
+        request = [m["content"] for m in stack.vllm.requests[-1]["messages"]]
+    assert request[0] == "alpha"
+    assert request[-1] == "delta"
+
+
+async def test_with_topics_history_points_at_the_topics(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, telegram_server=topic_telegram()) as stack:
+        stack.telegram.send_text(USER, "/history")
+        reply = await stack.reply_text(USER)
+    assert reply.startswith("Each topic in this chat is its own conversation")
