@@ -396,7 +396,7 @@ async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
             handle_signals=True,
             close_bot_session=False,
         )
-        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
 
 
@@ -446,5 +446,5 @@ async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
                 loop.add_signal_handler(signum, stop.set)
             await stop.wait()
         # No longer listening: Telegram keeps new updates for later.
-        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
