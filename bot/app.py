@@ -290,6 +290,7 @@ async def _running_bot(
         ControlClient(control),
         client_key=client_key,
         default_model=settings.default_model,
+        context_tokens=settings.context_tokens,
         max_answer_tokens=settings.max_answer_tokens,
         min_answer_tokens=settings.min_answer_tokens,
         max_answer_seconds=settings.max_answer_seconds,

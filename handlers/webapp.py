@@ -4,7 +4,8 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 
 - ``GET PREFIX``: the page (its script pinned by hash, the operator keys it pins inside it)
 - ``GET PREFIX veil.js``: the page's one script, the committed bundle (``webapp/``)
-- ``GET PREFIX api/account``: balance, free tokens, models
+- ``GET PREFIX api/account``: balance, free tokens, models, and the limits the page fits the
+  history to (the bot's window limit, the answer's most and fewest tokens)
 - ``POST PREFIX api/prepare`` ``{"model", "size"}``: the gateways' bundles (as served, for the
   page to verify against its own pinned keys) and the answer tokens the user can pay for
 - ``POST PREFIX api/relay``: the sealed bytes in, the sealed chunks out; the page declares the
@@ -244,7 +245,9 @@ async def handle_account(_request: web.Request, relay: RelayService, user: WebUs
             "held": format_units(account.balance.held),
             "models": list(account.models),
             "default_model": account.default_model,
+            "context_tokens": relay.context_tokens,
             "max_answer_tokens": relay.max_answer_tokens,
+            "min_answer_tokens": relay.min_answer_tokens,
             "busy": relay.busy(user.id),
         }
     )

@@ -96,6 +96,7 @@ class RelayService:
         *,
         client_key: ed25519.Ed25519PrivateKey,
         default_model: str | None = None,
+        context_tokens: int = 4096,
         max_answer_tokens: int = 1024,
         min_answer_tokens: int = 64,
         max_answer_seconds: float = 600.0,
@@ -110,6 +111,7 @@ class RelayService:
         self._control = control
         self._client_key = client_key
         self.default_model = default_model
+        self.context_tokens = context_tokens  # the bot's window limit, for the page to fit
         self.max_answer_tokens = max_answer_tokens
         self.min_answer_tokens = min_answer_tokens
         self._max_seconds = max_answer_seconds
