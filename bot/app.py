@@ -348,7 +348,8 @@ async def _webapp(veil: Veil) -> AsyncIterator[None]:
         return
     check = InitDataCheck(settings.bot_token.get_secret_value(), settings.webapp_max_age)
     page = Page(*load_page(settings.verify_keys))
-    app = build_webapp(veil.relay, check, page, webapp_prefix(settings))
+    framers = settings.webapp_frame_ancestors.split()
+    app = build_webapp(veil.relay, check, page, webapp_prefix(settings), framers)
     async with serving_webapp(app, settings, veil.relay) as url:
         veil.webapp = url
         yield

@@ -53,6 +53,7 @@ from playground.media import Media
 from playground.payments import StarsPayments
 from playground.state import TelegramState
 from playground.updates import UserActions
+from playground.webapps import MiniApps
 from playground.wire import ApiError, decode_params
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ class FakeTelegram:
         self.media = Media(self.state)
         self.updates = UpdateDelivery(self._run_from_webhook)
         self.user = UserActions(self.state, self.payments, self._queue, self._posted)
+        self.webapps = MiniApps(self.state, token)
         self.calls: list[Call] = []
         self.url = ""
         self._observer = observer
@@ -124,6 +126,7 @@ class FakeTelegram:
             | self.payments.methods()
             | self.media.methods()
             | self.updates.methods()
+            | self.webapps.methods()
         )
         self._canonical = {name.lower(): name for name in self._methods}
         self._changes = Changes()
