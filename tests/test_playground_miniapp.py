@@ -11,6 +11,7 @@ frame reloads; a forged ``initData`` is refused.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -36,6 +37,7 @@ from aiogram.types import (
     WebAppInfo,
 )
 from aiogram.utils.web_app import safe_parse_webapp_init_data
+from aiohttp import web
 from playwright.async_api import async_playwright
 
 from bot.settings import BotSettings
@@ -380,5 +382,94 @@ async def test_the_menu_button_opens_the_mini_app_which_answers_and_keeps_its_ke
             # Closing the Mini App from its header.
             await page.click("#miniapp-close")
             assert await page.locator("#miniapp").is_hidden()
+        finally:
+            await browser.close()
+
+
+# A small Mini App of the test's own that uses the rest of the bridge: the theme, the viewport,
+# the main and back buttons, DeviceStorage, and closing itself when Back is pressed.
+BRIDGE_APP = """<!doctype html><meta charset="utf-8"><body>bridge test<script>
+window.got = [];
+const post = (type, data) =>
+  window.parent.postMessage(JSON.stringify({ eventType: type, eventData: data }), "*");
+window.addEventListener("message", (event) => {
+  if (event.source !== window.parent) return;
+  const message = JSON.parse(event.data);
+  window.got.push([message.eventType, message.eventData ?? null]);
+  if (message.eventType === "back_button_pressed") post("web_app_close");
+});
+post("web_app_ready");
+post("web_app_request_theme");
+post("web_app_request_viewport");
+post("web_app_setup_main_button", { is_visible: true, is_active: true, text: "Pay 5" });
+post("web_app_setup_back_button", { is_visible: true });
+post("web_app_device_storage_save_key", { req_id: "d1", key: "n", value: "1" });
+</script>"""
+
+
+@contextlib.asynccontextmanager
+async def serving_bridge_app() -> AsyncIterator[str]:
+    """The test's Mini App on this machine; yields its URL."""
+
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text=BRIDGE_APP, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+async def got(frame: Frame, event: str) -> list[Any]:
+    """What the Mini App received of ``event``, once it has."""
+    async with asyncio.timeout(10):
+        while True:
+            received = [data for name, data in await frame.evaluate("window.got") if name == event]
+            if received:
+                return received
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+async def test_the_host_answers_the_bridge_theme_viewport_buttons_storage_and_close(
+    playground: Playground,
+) -> None:
+    async with (
+        serving_bridge_app() as url,
+        aiogram_bot(playground.url) as bot,
+        async_playwright() as driver,
+    ):
+        menu = MenuButtonWebApp(text="Bridge", web_app=WebAppInfo(url=url))
+        await bot.set_chat_menu_button(menu_button=menu)
+        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 820})
+            await page.goto(playground.url)
+            await page.click("#webapp-menu")
+            await page.wait_for_selector("#miniapp[data-ready=true]", timeout=10000)
+            handle = await page.query_selector("#miniapp-frame")
+            assert handle is not None
+            frame = await handle.content_frame()
+            assert frame is not None
+            assert await got(frame, "theme_changed") == [{"theme_params": THEME}]
+            (viewport,) = await got(frame, "viewport_changed")
+            assert viewport["height"] > 0
+            assert viewport["is_expanded"] is True
+            assert await got(frame, "device_storage_key_saved") == [{"req_id": "d1"}]
+            assert playground.telegram.webapps.stores[PLAY_USER_ID].device == {"n": "1"}
+            main = page.locator("#miniapp-main")
+            await main.wait_for()
+            assert await main.inner_text() == "Pay 5"
+            await main.click()
+            assert await got(frame, "main_button_pressed") == [None]
+            await page.click("#miniapp-back")  # the app closes itself on Back
+            await page.locator("#miniapp").wait_for(state="hidden", timeout=10000)
         finally:
             await browser.close()
