@@ -466,10 +466,12 @@ async def test_shutdown_settles_the_answers_still_relayed(
 
 
 def test_only_the_origins_the_operator_lists_may_frame_the_page_besides_telegram() -> None:
-    base = {"bot_token": "1:x", "operator_keys": b64e(bytes(32))}
-    listed = BotSettings(
-        **base, webapp_frame_ancestors="https://play.example:8443 http://127.0.0.1:8080/"
-    )
+    def settings(framers: str) -> BotSettings:
+        return BotSettings(
+            bot_token="1:x", operator_keys=b64e(bytes(32)), webapp_frame_ancestors=framers
+        )
+
+    listed = settings("https://play.example:8443 http://127.0.0.1:8080/")
     assert listed.webapp_frame_ancestors == "https://play.example:8443 http://127.0.0.1:8080"
     for bad in (
         "http://play.example",  # plain HTTP elsewhere than this machine
@@ -480,7 +482,7 @@ def test_only_the_origins_the_operator_lists_may_frame_the_page_besides_telegram
         "'self'",
     ):
         with pytest.raises(ValidationError, match="not an origin"):
-            BotSettings(**base, webapp_frame_ancestors=bad)
+            settings(bad)
     policy = page_headers(listed.webapp_frame_ancestors.split())["Content-Security-Policy"]
     assert policy.endswith(
         "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
