@@ -502,15 +502,18 @@ def playground_webapp_settings(env: dict[str, str], playground_url: str) -> dict
     """The bot's Mini App for the playground: local HTTP, framed by the playground's page.
 
     Telegram opens Mini Apps over HTTPS only; the playground, on this machine, takes plain HTTP
-    to 127.0.0.1. ``VEIL_WEBAPP_URL`` set, even empty, is left as it is.
+    to 127.0.0.1. The playground's page may frame it as 127.0.0.1 or as localhost.
+    ``VEIL_WEBAPP_URL`` set, even empty, is left as it is.
     """
     if "VEIL_WEBAPP_URL" in env:
         return {}
     port = env.get("VEIL_WEBAPP_PORT") or str(DEFAULT_WEBAPP_PORT)
+    framers = [playground_url.rstrip("/")]
+    framers.append(framers[0].replace("//127.0.0.1:", "//localhost:"))
     return {
         "VEIL_WEBAPP_URL": f"http://127.0.0.1:{port}/app/",
         "VEIL_WEBAPP_PORT": port,
-        "VEIL_WEBAPP_FRAME_ANCESTORS": playground_url,
+        "VEIL_WEBAPP_FRAME_ANCESTORS": " ".join(dict.fromkeys(framers)),
     }
 
 

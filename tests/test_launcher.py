@@ -55,7 +55,7 @@ def test_the_playground_gets_the_mini_app_unless_its_url_is_set() -> None:
     assert playground_webapp_settings({}, url) == {
         "VEIL_WEBAPP_URL": "http://127.0.0.1:8480/app/",
         "VEIL_WEBAPP_PORT": "8480",
-        "VEIL_WEBAPP_FRAME_ANCESTORS": url,
+        "VEIL_WEBAPP_FRAME_ANCESTORS": f"{url} http://localhost:8080",
     }
     moved = playground_webapp_settings({"VEIL_WEBAPP_PORT": "9000"}, url)
     assert moved["VEIL_WEBAPP_URL"] == "http://127.0.0.1:9000/app/"
@@ -82,7 +82,8 @@ async def check_the_mini_app(base: str, webapp_port: int, http: aiohttp.ClientSe
     assert opened.startswith(app_url + "#tgWebAppData=")
     async with http.get(app_url) as page:
         assert page.status == 200
-        assert page.headers["Content-Security-Policy"].endswith(f" {base}")
+        policy = page.headers["Content-Security-Policy"]
+        assert policy.endswith(f" {base} {base.replace('127.0.0.1', 'localhost')}")
 
 
 async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None:
