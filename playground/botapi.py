@@ -14,6 +14,8 @@ Telegram refuses with Telegram's status and description, and can be told to fail
 - ``media`` (``Media``): uploaded files, ``sendPhoto`` (``photos`` keeps each picture's bytes),
   ``getFile`` and the file download path ``/file/bot<token>/<file_path>``;
 - ``updates`` (``UpdateDelivery``): the pending updates, ``getUpdates`` long polling, the webhook;
+- ``webapps`` (``MiniApps``): menu buttons, Mini App launches with signed ``initData``, and each
+  user's SecureStorage and DeviceStorage;
 - ``user`` (``UserActions``): what a user does (``send_text``, ``guest_message``,
   ``press_button``, ``pay``...), queued as updates.
 
