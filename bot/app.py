@@ -295,6 +295,7 @@ async def _running_bot(
         ControlClient(control),
         client_key=client_key,
         default_model=settings.default_model,
+        context_tokens=settings.context_tokens,
         max_answer_tokens=settings.max_answer_tokens,
         min_answer_tokens=settings.min_answer_tokens,
         max_answer_seconds=settings.max_answer_seconds,
@@ -352,7 +353,8 @@ async def _webapp(veil: Veil) -> AsyncIterator[None]:
         return
     check = InitDataCheck(settings.bot_token.get_secret_value(), settings.webapp_max_age)
     page = Page(*load_page(settings.verify_keys))
-    app = build_webapp(veil.relay, check, page, webapp_prefix(settings))
+    framers = settings.webapp_frame_ancestors.split()
+    app = build_webapp(veil.relay, check, page, webapp_prefix(settings), framers)
     async with serving_webapp(app, settings, veil.relay) as url:
         veil.webapp = url
         yield
@@ -401,7 +403,7 @@ async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
             handle_signals=True,
             close_bot_session=False,
         )
-        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
 
 
@@ -451,5 +453,5 @@ async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
                 loop.add_signal_handler(signum, stop.set)
             await stop.wait()
         # No longer listening: Telegram keeps new updates for later.
-        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace)
+        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,8 @@ MAKE_A_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  
 
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+# An origin a page may be framed by: scheme, host and an optional port, nothing else.
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?", re.ASCII)
 
 
 def _split(value: str) -> list[str]:
@@ -68,6 +71,7 @@ class BotSettings(BaseSettings):
     webapp_host: str = "127.0.0.1"
     webapp_port: int = Field(default=8480, ge=0, le=65535)
     webapp_max_age: int = Field(default=3600, ge=60, le=7 * 86_400)
+    webapp_frame_ancestors: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bot_metrics_host: str = "127.0.0.1"
     bot_metrics_port: int = Field(default=9601, ge=0, le=65535)
@@ -115,6 +119,26 @@ class BotSettings(BaseSettings):
         if value is not None and value.scheme != "https" and value.host not in _LOOPBACK:
             raise ValueError("the Mini App must be served over https:// (Telegram requires it)")
         return value
+
+    @field_validator("webapp_frame_ancestors")
+    @classmethod
+    def _frame_ancestors(cls, value: str) -> str:
+        """Origins besides Telegram's that may frame the page: HTTPS, or HTTP to this machine."""
+        for origin in value.split():
+            parsed = urlsplit(origin)
+            if (
+                parsed.scheme not in {"https", "http"}
+                or not parsed.hostname
+                or parsed.path not in {"", "/"}
+                or parsed.query
+                or parsed.fragment
+                or not ORIGIN.fullmatch(origin)
+                or (parsed.scheme == "http" and parsed.hostname not in _LOOPBACK)
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin like https://host[:port] (http: 127.0.0.1 only)"
+                )
+        return " ".join(o.rstrip("/") for o in value.split())
 
     @field_validator("prices")
     @classmethod

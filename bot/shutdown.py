@@ -3,11 +3,14 @@
 On SIGTERM (or SIGINT) the bot stops taking updates (long polling ends; a webhook stops
 listening, so Telegram keeps new updates and delivers them again later), and ``drain`` waits for
 every update being handled, an answer streaming included, up to ``VEIL_SHUTDOWN_GRACE`` seconds.
-An answer still streaming then is stopped the metered way (``ChatService.close``: the gateway
-ends it with a signed ``stopped`` receipt, the text so far is delivered, charged and stored), and
-``drain`` waits for those handlers to end too. A second signal during the grace cuts it short;
-one after it changes nothing. Only then do the store, the journal and the sessions close, and
-the process exits 0.
+The Mini App's relay takes no new questions from then on (the page is told no model server is
+available), and the answers it is relaying get the same grace. An answer still streaming then
+is stopped the metered way (``ChatService.close``: the gateway ends it with a signed
+``stopped`` receipt, the text so far is delivered, charged and stored; ``RelayService.close``:
+the relay hangs up, the gateway stops the model and keeps its ``stopped`` receipt, and the
+relay settles from it), and ``drain`` waits for those to end too. A second signal during the
+grace cuts it short; one after it changes nothing. Only then do the store, the journal and the
+sessions close, and the process exits 0.
 
 ``InFlight`` is the dispatcher's outer update middleware that counts the updates being handled.
 """
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from aiogram.types import TelegramObject
 
     from services.chat import ChatService
+    from services.relay import RelayService
 
 log = structlog.get_logger("veil.shutdown")
 
@@ -74,13 +78,18 @@ def _already_stopping(signum: signal.Signals) -> None:
     log.info("bot.already_stopping", signal=signum.name)
 
 
-async def drain(in_flight: InFlight, chat: ChatService, grace: float) -> None:
-    """Let the updates being handled finish within ``grace``; then stop answers, metered.
+async def drain(
+    in_flight: InFlight, chat: ChatService, grace: float, relay: RelayService | None = None
+) -> None:
+    """Let updates being handled and relayed answers finish within ``grace``; then stop them.
 
     Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace.
     """
-    if in_flight.count:
-        log.info("bot.draining", updates=in_flight.count, grace=grace)
+    if relay is not None:
+        relay.stop_taking()
+    relayed = relay.running if relay is not None else 0
+    if in_flight.count or relayed:
+        log.info("bot.draining", updates=in_flight.count, relayed=relayed, grace=grace)
     started = time.monotonic()
     cut_short = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,7 +97,7 @@ async def drain(in_flight: InFlight, chat: ChatService, grace: float) -> None:
     for signum in signals:
         loop.add_signal_handler(signum, cut_short.set)
     try:
-        waiting = asyncio.create_task(in_flight.wait_idle(grace))
+        waiting = asyncio.create_task(_wait_idle(in_flight, relay, grace))
         cutting = asyncio.create_task(cut_short.wait())
         await asyncio.wait([waiting, cutting], return_when=asyncio.FIRST_COMPLETED)
         cutting.cancel()
@@ -99,11 +108,26 @@ async def drain(in_flight: InFlight, chat: ChatService, grace: float) -> None:
         # From here on the bot is closing anyway: another signal must not kill it mid-write.
         for signum in signals:
             loop.add_signal_handler(signum, _already_stopping, signum)
-    if not in_flight.count:
+    relayed = relay.running if relay is not None else 0
+    if not in_flight.count and not relayed:
         if time.monotonic() - started > 0.1:  # noqa: PLR2004 -- something was waited for
             log.info("bot.drained", seconds=round(time.monotonic() - started, 1))
         return
-    log.warning("bot.grace_over", updates=in_flight.count, cut_short=cut_short.is_set())
-    await chat.close()
+    log.warning(
+        "bot.grace_over",
+        updates=in_flight.count,
+        relayed=relayed,
+        cut_short=cut_short.is_set(),
+    )
+    closing = [chat.close()] + ([relay.close()] if relay is not None else [])
+    await asyncio.gather(*closing)
     if not await in_flight.wait_idle(chat.stop_grace + CLOSE_SLACK_S):
         log.warning("bot.drain_timed_out", updates=in_flight.count)
+
+
+async def _wait_idle(in_flight: InFlight, relay: RelayService | None, within: float) -> None:
+    """Wait until no update is handled and no answer relayed, at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    await in_flight.wait_idle(within)
+    if relay is not None:
+        await relay.wait_idle(max(0.0, deadline - time.monotonic()))

@@ -4,7 +4,8 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 
 - ``GET PREFIX``: the page (its script pinned by hash, the operator keys it pins inside it)
 - ``GET PREFIX veil.js``: the page's one script, the committed bundle (``webapp/``)
-- ``GET PREFIX api/account``: balance, free tokens, models
+- ``GET PREFIX api/account``: balance, free tokens, models, and the limits the page fits the
+  history to (the bot's window limit, the answer's most and fewest tokens)
 - ``POST PREFIX api/prepare`` ``{"model", "size"}``: the gateways' bundles (as served, for the
   page to verify against its own pinned keys) and the answer tokens the user can pay for
 - ``POST PREFIX api/relay``: the sealed bytes in, the sealed chunks out; the page declares the
@@ -50,7 +51,7 @@ from services.relay import RelayService
 from services.relayed import Ticket
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
 log = structlog.get_logger("veil.webapp")
 
@@ -63,7 +64,9 @@ PROOF_HEADER = "Veil-Proof"
 _SMALL_BODY = 4096  # the JSON of prepare and stop
 BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive
 # Where the page may load from and talk to: itself only, no inline script; framed only by
-# Telegram's web apps (the mobile and desktop apps open it in a webview of their own).
+# Telegram's web apps (the mobile and desktop apps open it in a webview of their own), and by
+# the origins VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's
+# web client).
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; "
@@ -144,9 +147,17 @@ _UNAUTHORIZED = {
     "stale": "This page was opened too long ago: close it and open it again from the bot.",
 }
 
+
+def page_headers(frame_ancestors: Sequence[str] = ()) -> dict[str, str]:
+    """The page's headers, its policy letting ``frame_ancestors`` frame it besides Telegram."""
+    policy = " ".join([CONTENT_SECURITY_POLICY, *frame_ancestors])
+    return PAGE_HEADERS | {"Content-Security-Policy": policy}
+
+
 RELAY = web.AppKey("relay", RelayService)
 CHECK = web.AppKey("check", InitDataCheck)
 PAGE = web.AppKey("page", Page)
+HEADERS = web.AppKey("headers", dict[str, str])
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:  # noqa: ANN401 -- JSON fields
@@ -220,7 +231,10 @@ async def _small_json(request: web.Request) -> dict[str, Any]:
 async def handle_page(request: web.Request) -> web.Response:
     """The page: HTML whose script is pinned by its hash and which pins the operator keys."""
     return web.Response(
-        body=request.app[PAGE].html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+        body=request.app[PAGE].html,
+        content_type="text/html",
+        charset="utf-8",
+        headers=request.app[HEADERS],
     )
 
 
@@ -230,7 +244,7 @@ async def handle_script(request: web.Request) -> web.Response:
         body=request.app[PAGE].script,
         content_type="text/javascript",
         charset="utf-8",
-        headers=PAGE_HEADERS,
+        headers=request.app[HEADERS],
     )
 
 
@@ -244,7 +258,9 @@ async def handle_account(_request: web.Request, relay: RelayService, user: WebUs
             "held": format_units(account.balance.held),
             "models": list(account.models),
             "default_model": account.default_model,
+            "context_tokens": relay.context_tokens,
             "max_answer_tokens": relay.max_answer_tokens,
+            "min_answer_tokens": relay.min_answer_tokens,
             "busy": relay.busy(user.id),
         }
     )
@@ -323,14 +339,22 @@ async def handle_stop(request: web.Request, relay: RelayService, user: WebUser) 
 
 
 def build_webapp(
-    relay: RelayService, check: InitDataCheck, page: Page, prefix: str
+    relay: RelayService,
+    check: InitDataCheck,
+    page: Page,
+    prefix: str,
+    frame_ancestors: Sequence[str] = (),
 ) -> web.Application:
-    """The Mini App's aiohttp application, its routes under ``prefix`` (``/`` or ``/app/``)."""
+    """The Mini App's aiohttp application, its routes under ``prefix`` (``/`` or ``/app/``).
+
+    ``frame_ancestors``: origins besides Telegram's web apps that may show the page in a frame.
+    """
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     app = web.Application(client_max_size=max_request_size(Suite.MLKEM768_X25519) + 1)
     app[RELAY] = relay
     app[CHECK] = check
     app[PAGE] = page
+    app[HEADERS] = page_headers(frame_ancestors)
     app.router.add_get(prefix, handle_page)
     app.router.add_get(prefix + "veil.js", handle_script)
     app.router.add_get(prefix + "api/account", _authorized(handle_account))

@@ -10,7 +10,9 @@ It starts, in order, and each only when needed:
    bot's client key (likewise) pinned as its one client; not with ``VEIL_GATEWAYS``;
 3. the Telegram playground (a local Bot API, a web page and an emulated toncenter), unless
    ``VEIL_BOT_TOKEN`` is set; the bot then takes Gram payments on the emulated chain (a testnet
-   wallet of the playground's) unless ``VEIL_TON_ADDRESS`` is set, even empty;
+   wallet of the playground's) unless ``VEIL_TON_ADDRESS`` is set, even empty, and serves its
+   Mini App (private mode) on http://127.0.0.1:``VEIL_WEBAPP_PORT``/app/ for the playground to
+   open, unless ``VEIL_WEBAPP_URL`` is set (even empty: no Mini App);
 4. the bot, pointed at Telegram or at the playground.
 
 A model server on another machine is refused: prompts to it would cross the network unsealed.
@@ -56,6 +58,7 @@ STOP_WITHIN_S = 15.0  # how long a part may take to stop after SIGTERM
 BOT_SHUTDOWN_GRACE_S = 30.0  # the bot's VEIL_SHUTDOWN_GRACE default
 BOT_STOP_GRACE_S = 10.0  # the bot's VEIL_STOP_GRACE default
 BOT_STOP_SLACK_S = 45.0  # settling, storing and closing after the stops
+DEFAULT_WEBAPP_PORT = 8480  # the bot's VEIL_WEBAPP_PORT default
 
 
 @dataclass
@@ -476,6 +479,7 @@ async def run(launch: Launch) -> None:
         playground_url = f"http://127.0.0.1:{port}"
         bot_env |= {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": playground_url}
         bot_env |= playground_ton_settings(env, playground_url)
+        bot_env |= playground_webapp_settings(env, playground_url)
     say("starting the bot")
     bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env)
     bot.stop_within = bot_stop_within(env)
@@ -485,11 +489,32 @@ async def run(launch: Launch) -> None:
         say(f"  {line}")
     if playground_url:
         say(f"  playground    open {playground_url} in a browser and write to the bot")
+        if bot_env.get("VEIL_WEBAPP_URL"):
+            say(f"  mini app      {bot_env['VEIL_WEBAPP_URL']} (the bot's menu button opens it)")
     else:
         say("  bot           talking to Telegram: write to your bot there")
     say(f"  logs          {launch.logs}")
     say("press Ctrl-C to stop")
     await watch(launch)
+
+
+def playground_webapp_settings(env: dict[str, str], playground_url: str) -> dict[str, str]:
+    """The bot's Mini App for the playground: local HTTP, framed by the playground's page.
+
+    Telegram opens Mini Apps over HTTPS only; the playground, on this machine, takes plain HTTP
+    to 127.0.0.1. The playground's page may frame it as 127.0.0.1 or as localhost.
+    ``VEIL_WEBAPP_URL`` set, even empty, is left as it is.
+    """
+    if "VEIL_WEBAPP_URL" in env:
+        return {}
+    port = env.get("VEIL_WEBAPP_PORT") or str(DEFAULT_WEBAPP_PORT)
+    framers = [playground_url.rstrip("/")]
+    framers.append(framers[0].replace("//127.0.0.1:", "//localhost:"))
+    return {
+        "VEIL_WEBAPP_URL": f"http://127.0.0.1:{port}/app/",
+        "VEIL_WEBAPP_PORT": port,
+        "VEIL_WEBAPP_FRAME_ANCESTORS": " ".join(dict.fromkeys(framers)),
+    }
 
 
 async def watch(launch: Launch) -> None:

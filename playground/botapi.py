@@ -14,6 +14,8 @@ Telegram refuses with Telegram's status and description, and can be told to fail
 - ``media`` (``Media``): uploaded files, ``sendPhoto`` (``photos`` keeps each picture's bytes),
   ``getFile`` and the file download path ``/file/bot<token>/<file_path>``;
 - ``updates`` (``UpdateDelivery``): the pending updates, ``getUpdates`` long polling, the webhook;
+- ``webapps`` (``MiniApps``): menu buttons, Mini App launches with signed ``initData``, and each
+  user's SecureStorage and DeviceStorage;
 - ``user`` (``UserActions``): what a user does (``send_text``, ``guest_message``,
   ``press_button``, ``pay``...), queued as updates.
 
@@ -54,6 +56,7 @@ from playground.media import Media
 from playground.payments import StarsPayments
 from playground.state import TelegramState
 from playground.updates import UserActions
+from playground.webapps import MiniApps
 from playground.wire import ApiError, decode_params
 
 if TYPE_CHECKING:
@@ -116,6 +119,7 @@ class FakeTelegram:
         self.media = Media(self.state)
         self.updates = UpdateDelivery(self._run_from_webhook)
         self.user = UserActions(self.state, self.payments, self._queue, self._posted)
+        self.webapps = MiniApps(self.state, token)
         self.calls: list[Call] = []
         self.url = ""
         self._observer = observer
@@ -125,6 +129,7 @@ class FakeTelegram:
             | self.payments.methods()
             | self.media.methods()
             | self.updates.methods()
+            | self.webapps.methods()
         )
         self._canonical = {name.lower(): name for name in self._methods}
         self._changes = Changes()

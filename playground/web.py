@@ -34,7 +34,17 @@ The actions are (``chat``: "private", "group" or "guest"; ``as``: a play user's 
 - ``/ui/ton_pay`` ``{"message_id"}``: "simulate payment" of a Gram (or USDT) invoice in the
   private chat: the transfer its Tonkeeper button (or ``ton://`` link) asks for, exact amount
   and comment, lands on the emulated toncenter (``toncenter``, served under ``/toncenter``),
-  where the bot's watcher finds it; once per invoice (a reloaded page shows it paid).
+  where the bot's watcher finds it; once per invoice (a reloaded page shows it paid);
+- ``/ui/webapp`` ``{"source", "url", "message_id", "lang"}``: open a Mini App the bot offers in
+  the private chat (``source``: ``menu``, its menu button; ``inline``, a ``web_app`` button of
+  message ``message_id``; ``keyboard``, a button of the reply keyboard it shows): the URL to
+  open, with launch parameters and ``initData`` signed with the bot token
+  (``playground.webapps``);
+- ``/ui/webapp_event`` ``{"method", "data"}``: a SecureStorage or DeviceStorage request event
+  of the open Mini App; the reply holds the event the client answers with (``event``, ``data``).
+
+The page shows the bot's menu button and the reply keyboard it sends; ``static/miniapp.js``
+opens a Mini App in an iframe, as Telegram's web client does, and answers its bridge events.
 
 ``GET /ui/photo/<file_id>`` serves a photo the bot sent. Every Bot API call that changes what a
 user sees becomes an event on the stream (a JSON object with a ``type``); the first event is a
@@ -64,6 +74,7 @@ from playground.limits import DEFAULT_PER_MINUTE
 from playground.render import render_entities
 from playground.toncenter import FakeToncenter, transfer_of_link
 from playground.topics import MAX_TOPIC_NAME
+from playground.wire import web_app_url_ok
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -271,6 +282,8 @@ class Playground:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._inline_serial = 0
         self._ton_paid: set[tuple[int, int]] = set()  # (chat, message) of invoices paid
+        self._webapps = self.telegram.webapps
+        self._reply_keyboards: dict[int, list[list[dict[str, Any]]]] = {}  # chat id -> rows
         self._set_up_chats(group_limit)
         self._state.topics.enabled = topics
 
@@ -348,6 +361,8 @@ class Playground:
             "topics": self._topics(),
             "messages": messages,
             "invoice_links": {url: self._link(url) for url in self._payments.invoice_links},
+            "menu_button": self._webapps.menu_button(PLAY_USER_ID),
+            "reply_keyboard": self._reply_keyboards.get(PLAY_USER_ID),
         }
 
     def _topics(self) -> dict[str, Any]:
@@ -390,6 +405,32 @@ class Playground:
             self._topic_changed()
         elif (event := self._event_of(method, params, result)) is not None:
             self.publish(event)
+        if method in _MESSAGE_METHODS and (keyboard := self._reply_keyboard(params)) is not None:
+            self.publish(keyboard)
+
+    def _reply_keyboard(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """A reply keyboard a message shows or removes in a play chat, as a page event."""
+        markup, chat_id = params.get("reply_markup"), params.get("chat_id")
+        if not isinstance(markup, dict) or not isinstance(chat_id, int):
+            return None
+        if chat_id not in self._chat_ids().values():
+            return None
+        if isinstance(markup.get("keyboard"), list):
+            rows = [
+                [
+                    {"text": b} if isinstance(b, str) else {"text": b["text"]} | _web_app(b)
+                    for b in row
+                ]
+                for row in markup["keyboard"]
+                if isinstance(row, list)
+            ]
+            self._reply_keyboards[chat_id] = rows
+        elif markup.get("remove_keyboard") is True:
+            self._reply_keyboards.pop(chat_id, None)
+        else:
+            return None
+        keyboard = self._reply_keyboards.get(chat_id)
+        return {"type": "reply_keyboard", "chat_id": chat_id, "keyboard": keyboard}
 
     def posted(self, message: dict[str, Any]) -> None:
         """Show a message a play user wrote (text, an inline article or a payment, a topic)."""
@@ -429,6 +470,8 @@ class Playground:
             return {"type": "invoice_link", "url": result, "invoice": self._link(result)}
         if method == "setMyCommands":
             return {"type": "commands", "commands": self._state.commands}
+        if method == "setChatMenuButton":
+            return {"type": "menu_button", "button": self._webapps.menu_button(PLAY_USER_ID)}
         return None
 
     def _message_event(
@@ -471,6 +514,8 @@ class Playground:
             "choose": self._ui_choose,
             "ton_pay": self._ui_ton_pay,
             "topic": self._ui_topic,
+            "webapp": self._ui_webapp,
+            "webapp_event": self._ui_webapp_event,
         }
         return [
             web.get("/", self._index),
@@ -648,6 +693,48 @@ class Playground:
         assert record is not None  # noqa: S101 -- transfer_link found a transfer link
         tx_hash = record.get("hash") or record["transaction_hash"]
         return {"paid": True, "hash": tx_hash}
+
+    async def _ui_webapp(self, body: dict[str, Any]) -> dict[str, Any]:
+        source, url = _str(body, "source"), _str(body, "url")
+        if url not in self._offered(source, body):
+            raise _BadAction("url: the bot offers no such Mini App there")
+        launch = self._webapps.launch_url(
+            url, PLAY_USER_ID, source=source, language=_language(body)
+        )
+        return {"url": launch, "title": self._state.bot_user["first_name"]}
+
+    def _offered(self, source: str, body: dict[str, Any]) -> list[str]:
+        """The Mini App URLs the bot offers the play user in the private chat, by ``source``."""
+        if source == "menu":
+            menu = self._webapps.menu_button(PLAY_USER_ID)
+            return [menu["web_app"]["url"]] if menu["type"] == "web_app" else []
+        if source == "inline":
+            message = self._state.message(PLAY_USER_ID, _int(body, "message_id"))
+            markup = (message or {}).get("reply_markup") or {}
+            rows = markup.get("inline_keyboard", [])
+        elif source == "keyboard":
+            rows = self._reply_keyboards.get(PLAY_USER_ID, [])
+        else:
+            raise _BadAction('source: "menu", "inline" or "keyboard" expected')
+        return [b["web_app"]["url"] for row in rows for b in row if "web_app" in b]
+
+    async def _ui_webapp_event(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise _BadAction("data: an object expected")
+        answer = self._webapps.storage(PLAY_USER_ID, _str(body, "method"), data)
+        if answer is None:
+            return {"event": None}
+        event, reply = answer
+        return {"event": event, "data": reply}
+
+
+def _web_app(button: dict[str, Any]) -> dict[str, Any]:
+    """A keyboard button's ``web_app`` field, if it has a Mini App's URL."""
+    app = button.get("web_app")
+    if isinstance(app, dict) and web_app_url_ok(app.get("url")):
+        return {"web_app": {"url": app["url"]}}
+    return {}
 
 
 def _rich_draft_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -8,15 +8,24 @@ string, and the method that reads it answers 400 as Telegram would.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-__all__ = ["ApiError", "Upload", "bad_request", "check_reply_markup", "decode_params"]
+__all__ = [
+    "ApiError",
+    "Upload",
+    "bad_request",
+    "check_reply_markup",
+    "decode_params",
+    "web_app_url_ok",
+]
 
 _JSON_FIELDS = frozenset(
     {"reply_markup", "entities", "caption_entities", "prices", "results", "commands"}
@@ -52,6 +61,8 @@ _INLINE_ACTIONS = (
     "pay",
 )
 _MAX_CALLBACK_DATA = 64
+_MAX_URL = 2048
+_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,33 @@ def decode_params(raw: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def web_app_url_ok(url: object) -> bool:
+    """A Mini App's URL: HTTPS, as Telegram requires (or plain HTTP to this machine)."""
+    if not isinstance(url, str) or len(url) > _MAX_URL:
+        return False
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return bool(host) and (parts.scheme == "https" or (parts.scheme == "http" and _loopback(host)))
+
+
+def _check_web_app(button: dict[str, Any]) -> None:
+    """A button's ``web_app`` field, if it has one: a WebAppInfo with a Mini App's URL."""
+    if "web_app" not in button:
+        return
+    app = button["web_app"]
+    if not isinstance(app, dict) or not web_app_url_ok(app.get("url")):
+        raise bad_request("BUTTON_URL_INVALID")
+
+
 def _check_inline_button(button: object) -> None:
     if not isinstance(button, dict) or not isinstance(button.get("text"), str):
         raise bad_request(
@@ -128,6 +166,7 @@ def _check_inline_button(button: object) -> None:
         not isinstance(data, str) or not 1 <= len(data.encode()) <= _MAX_CALLBACK_DATA
     ):
         raise bad_request("BUTTON_DATA_INVALID")
+    _check_web_app(button)
     url = button.get("url")
     if "url" in button and (not isinstance(url, str) or not re.match(r"(?i)(https?|tg)://\S", url)):
         raise bad_request("BUTTON_URL_INVALID")
@@ -144,6 +183,7 @@ def _check_keyboard(markup: dict[str, Any]) -> None:
     for row in _rows(markup, "keyboard"):
         for button in row:
             if isinstance(button, dict) and isinstance(button.get("text"), str):
+                _check_web_app(button)
                 continue
             if not isinstance(button, str):
                 raise bad_request("can't parse keyboard button")

@@ -19,8 +19,10 @@ bot holds ciphertext only. For one request the relay:
 Stopping is metered: only the page can make the cancel proof, so it sends it here and the relay
 forwards it; the stream then ends with a ``stopped`` receipt within ``stop_grace`` seconds, or
 the relay hangs up and fetches it. A page that goes away, an answer past ``max_answer_seconds``
-and shutdown hang up too (the gateway stops the model and keeps the receipt). One answer at a
-time per user. Nothing here sees or logs text: ids, counts and outcomes only.
+and shutdown hang up too (the gateway stops the model and keeps the receipt). On shutdown the
+relay first takes no new answers (``stop_taking``) and the bot waits for the running ones
+within its grace (``wait_idle``, ``bot.shutdown``) before ``close`` hangs up on the rest. One
+answer at a time per user. Nothing here sees or logs text: ids, counts and outcomes only.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class RelayService:
         *,
         client_key: ed25519.Ed25519PrivateKey,
         default_model: str | None = None,
+        context_tokens: int = 4096,
         max_answer_tokens: int = 1024,
         min_answer_tokens: int = 64,
         max_answer_seconds: float = 600.0,
@@ -108,6 +111,7 @@ class RelayService:
         self._control = control
         self._client_key = client_key
         self.default_model = default_model
+        self.context_tokens = context_tokens  # the bot's window limit, for the page to fit
         self.max_answer_tokens = max_answer_tokens
         self.min_answer_tokens = min_answer_tokens
         self._max_seconds = max_answer_seconds
@@ -116,6 +120,9 @@ class RelayService:
             total=None, connect=pool_wait, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._running: dict[int, RelayedAnswer] = {}
+        self._idle = asyncio.Event()  # set while no answer is being relayed
+        self._idle.set()
+        self._taking = True  # False once shutdown began: no new answers
 
     # -- what the page asks before sealing ---------------------------------------------------
 
@@ -165,6 +172,16 @@ class RelayService:
         """True while the user has an answer being relayed."""
         return user_id in self._running
 
+    @property
+    def running(self) -> int:
+        """How many answers are being relayed now."""
+        return len(self._running)
+
+    def _ended(self, user_id: int) -> None:
+        self._running.pop(user_id, None)
+        if not self._running:
+            self._idle.set()
+
     async def relay(self, user_id: int, ticket: Ticket, body: bytes) -> RelayedAnswer:
         """Hold, countersign and send ``body``; the answer to iterate once the gateway took it.
 
@@ -172,6 +189,8 @@ class RelayService:
         ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released) or
         ``InferenceUnavailable``; nothing is charged for any of them.
         """
+        if not self._taking:
+            raise InferenceUnavailable("the bot is shutting down")
         if user_id in self._running:
             raise AnswerInProgress("an answer is already being relayed")
         prompt = prompt_ceiling(body)
@@ -181,6 +200,7 @@ class RelayService:
             raise InferenceUnavailable("the gateway has no verified bundle now")
         answer = RelayedAnswer(user_id, ticket, gateway, signed, body_hash(body), new_relay_key())
         self._running[user_id] = answer
+        self._idle.clear()
         try:
             hold = await self._credit.hold(
                 user_id,
@@ -197,7 +217,7 @@ class RelayService:
                 await self._credit.release(hold)
                 raise
         except BaseException:
-            self._running.pop(user_id, None)
+            self._ended(user_id)
             raise
         answer._response = response  # noqa: SLF001 -- the service owns the answer's parts
         answer._task = asyncio.create_task(  # noqa: SLF001
@@ -297,7 +317,7 @@ class RelayService:
         except BillingError:
             log.exception("relay.settle_failed", request_id=answer.ticket.request_id.hex())
         finally:
-            self._running.pop(answer.user_id, None)
+            self._ended(answer.user_id)
             answer._queue.put_nowait(None)  # noqa: SLF001
 
     async def _receipt(self, answer: RelayedAnswer, framer: StreamFramer) -> SignedReceipt | None:
@@ -388,8 +408,24 @@ class RelayService:
             log.info("relay.stop_sent", user_id=user_id, request_id=request_id.hex(), state=state)
         return state
 
+    def stop_taking(self) -> None:
+        """Refuse new answers from now on (shutdown); the ones being relayed go on."""
+        self._taking = False
+
+    async def wait_idle(self, within: float) -> bool:
+        """Wait until no answer is being relayed, at most ``within`` seconds; True if none is."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+        return not self._running
+
     async def close(self) -> None:
-        """Hang up on every answer still relayed and wait until each is settled."""
+        """Take no new answers; hang up on every one still relayed; wait until each is settled.
+
+        The gateway stops each model and keeps a ``stopped`` receipt, which the relay fetches
+        with the page's receipt proof and settles from: a stop, metered.
+        """
+        self._taking = False
         answers = list(self._running.values())
         for answer in answers:
             answer.abandon("shutdown")

@@ -34,7 +34,7 @@ from tests.fakes.vllm import FakeVLLM
 from tests.harness import run_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     import aiohttp
@@ -261,23 +261,25 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 @contextlib.asynccontextmanager
-async def webapp_stack(
+async def webapp_stack(  # noqa: PLR0913 -- every knob a test may turn
     data_dir: Path,
     *,
-    answer: str = "Hello from the fake model.",
+    answer: str | Callable[[dict[str, Any]], str] = "Hello from the fake model.",
     token_delay: float = 0.0,
     shaping: Shaping | None = None,
     tamper: bool = False,
+    max_model_len: int = 4096,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[MiniStack]:
     """Run the whole chain with the Mini App served.
 
-    ``tamper`` sends the bot's gateway traffic through ``stack.tampering`` (then the recording
-    proxy); ``settings`` override the bot's.
+    ``max_model_len`` is the model's window (the gateway's bundle states it); ``tamper`` sends
+    the bot's gateway traffic through ``stack.tampering`` (then the recording proxy);
+    ``settings`` override the bot's.
     """
     async with (
         FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=answer, token_delay=token_delay) as vllm,
+        FakeVLLM(answer=answer, token_delay=token_delay, max_model_len=max_model_len) as vllm,
         run_gateway(vllm.url, shaping=shaping) as gateway,
         RecordingProxy(*_host_port(gateway.url)) as to_gateway,
         TamperingRelay(to_gateway.url) as tampering,

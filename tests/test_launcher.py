@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from common.container import PLAYGROUND_TON_ADDRESS, playground_ton_settings
-from launcher.chain import window_settings
+from launcher.chain import playground_webapp_settings, window_settings
 from launcher.console import LaunchError, LogFile
 from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
@@ -28,7 +28,7 @@ from tests.harness import (
     install_client_key,
     run_gateway,
 )
-from tests.playpage import pay_gram_in_the_playground, playground_replies
+from tests.playpage import pay_gram_in_the_playground, playground_message, playground_replies
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,8 +50,44 @@ def test_the_playground_gets_gram_payments_unless_the_ton_address_is_set() -> No
     assert playground_ton_settings({"VEIL_TON_ADDRESS": wallet.bounceable}, url) == {}
 
 
+def test_the_playground_gets_the_mini_app_unless_its_url_is_set() -> None:
+    url = "http://127.0.0.1:8080"
+    assert playground_webapp_settings({}, url) == {
+        "VEIL_WEBAPP_URL": "http://127.0.0.1:8480/app/",
+        "VEIL_WEBAPP_PORT": "8480",
+        "VEIL_WEBAPP_FRAME_ANCESTORS": f"{url} http://localhost:8080",
+    }
+    moved = playground_webapp_settings({"VEIL_WEBAPP_PORT": "9000"}, url)
+    assert moved["VEIL_WEBAPP_URL"] == "http://127.0.0.1:9000/app/"
+    assert playground_webapp_settings({"VEIL_WEBAPP_URL": ""}, url) == {}  # no Mini App
+    assert playground_webapp_settings({"VEIL_WEBAPP_URL": "https://a.example/"}, url) == {}
+
+
+async def check_the_mini_app(base: str, webapp_port: int, http: aiohttp.ClientSession) -> None:
+    """The bot's menu button and /private open its Mini App, which the playground may frame."""
+    app_url = f"http://127.0.0.1:{webapp_port}/app/"
+    async with http.get(f"{base}/ui/state") as reply:
+        menu = (await reply.json())["menu_button"]
+    assert menu["type"] == "web_app"
+    assert menu["web_app"]["url"] == app_url
+    async with http.post(f"{base}/ui/send", json={"text": "/private"}) as reply:
+        assert reply.status == 200
+    offer = await playground_message(
+        base, http, lambda m: any("web_app" in b for row in m["buttons"] for b in row)
+    )
+    assert offer["buttons"][0][0]["web_app"]["url"] == app_url
+    launch = {"source": "menu", "url": app_url}
+    async with http.post(f"{base}/ui/webapp", json=launch) as reply:
+        opened = (await reply.json())["url"]
+    assert opened.startswith(app_url + "#tgWebAppData=")
+    async with http.get(app_url) as page:
+        assert page.status == 200
+        policy = page.headers["Content-Security-Policy"]
+        assert policy.endswith(f" {base} {base.replace('127.0.0.1', 'localhost')}")
+
+
 async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None:
-    playground = free_port()
+    playground, webapp = free_port(), free_port()
     async with FakeVLLM(answer="Hello from the playground chain.") as vllm:
         launcher = await ManagedProcess.start(
             "-m",
@@ -63,6 +99,7 @@ async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None
                 "VEIL_METRICS_PORT": str(free_port()),
                 "VEIL_BOT_METRICS_PORT": "0",
                 "VEIL_PLAYGROUND_PORT": str(playground),
+                "VEIL_WEBAPP_PORT": str(webapp),
             },
         )
         try:
@@ -74,6 +111,7 @@ async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None
                     assert reply.status == 200
                 texts = await playground_replies(base, http)
                 credited = await pay_gram_in_the_playground(base, http)
+                await check_the_mini_app(base, webapp, http)
         finally:
             code = await launcher.stop()
     assert texts == ["Hello from the playground chain."]

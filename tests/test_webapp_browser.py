@@ -20,6 +20,7 @@ from playwright.async_api import Page, async_playwright
 from structlog.testing import capture_logs
 
 from services.audit import Auditor
+from services.tokens import prompt_tokens
 from tests.harness import REPO
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
 
@@ -222,6 +223,38 @@ async def test_a_reasoning_models_thinking_is_shown_folded_apart_and_never_kept(
         assert await page.locator(".bubble.assistant").all_inner_texts() == [ANSWER]
         assert await page.locator("details.thinking").count() == 0
         await page.context.close()
+
+
+async def test_the_page_sends_only_the_history_that_fits_the_window_the_bundle_states(
+    browser: Browser, tmp_path: Path
+) -> None:
+    long_answer = " ".join(f"wave{i}" for i in range(80))  # 480 bytes: over half the window
+
+    def answer(request: dict[str, Any]) -> str:
+        return (
+            long_answer
+            if request["messages"][-1]["content"] == "Tell me about the sea."
+            else "Yes."
+        )
+
+    async with webapp_stack(tmp_path, answer=answer, max_model_len=768) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        for question in ("Tell me about the sea.", "Short?", "And?"):
+            await ask(page, question)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await page.context.close()
+    first, second, third = (
+        [m["content"] for m in request["messages"]] for request in stack.vllm.requests
+    )
+    # A 768-token window, half of it kept for the answer: beside a question, the long first
+    # exchange (570 tokens by the byte ceilings) no longer fits and is left out; the short
+    # second one fits and goes along.
+    assert first == ["Tell me about the sea."]
+    assert second == ["Short?"]
+    assert third == ["Short?", "Yes.", "And?"]
+    for request in stack.vllm.requests:
+        assert prompt_tokens(request["messages"]) + request["max_completion_tokens"] <= 768
 
 
 async def test_stop_in_the_page_ends_the_answer_and_is_metered(

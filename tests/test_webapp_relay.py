@@ -14,9 +14,12 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from bot.settings import BotSettings
 from bot.webapp import WEBAPP_DIR, bundle_sha256
+from handlers.webapp import CONTENT_SECURITY_POLICY, page_headers
 from models.ledger import balance as ledger_balance
 from sealed.auth import receipt_proof
 from sealed.encoding import b64e
@@ -460,3 +463,29 @@ async def test_shutdown_settles_the_answers_still_relayed(
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     settled_event = next(e for e in logs if e["event"] == "relay.settled")
     assert settled_event["cut"] == "shutdown"
+
+
+def test_only_the_origins_the_operator_lists_may_frame_the_page_besides_telegram() -> None:
+    def settings(framers: str) -> BotSettings:
+        return BotSettings(
+            bot_token="1:x", operator_keys=b64e(bytes(32)), webapp_frame_ancestors=framers
+        )
+
+    listed = settings("https://play.example:8443 http://127.0.0.1:8080/")
+    assert listed.webapp_frame_ancestors == "https://play.example:8443 http://127.0.0.1:8080"
+    for bad in (
+        "http://play.example",  # plain HTTP elsewhere than this machine
+        "https://play.example/path",
+        "https://play.example?x=1",
+        "javascript:alert(1)",
+        "https://*.example",
+        "'self'",
+    ):
+        with pytest.raises(ValidationError, match="not an origin"):
+            settings(bad)
+    policy = page_headers(listed.webapp_frame_ancestors.split())["Content-Security-Policy"]
+    assert policy.endswith(
+        "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
+        " https://play.example:8443 http://127.0.0.1:8080"
+    )
+    assert page_headers()["Content-Security-Policy"] == CONTENT_SECURITY_POLICY

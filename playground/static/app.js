@@ -98,7 +98,7 @@ function keyboard(rows, press) {
   for (const row of rows || []) {
     const line = el("div", "keyboard-row");
     for (const button of row) {
-      const b = el("button", button.url ? "url" : "", button.text);
+      const b = el("button", button.url ? "url" : button.web_app ? "web-app" : "", button.text);
       b.type = "button";
       b.addEventListener("click", () => press(button));
       line.append(b);
@@ -120,6 +120,8 @@ function pressOf(m, pane) {
         .catch((e) => toast(e.message));
     } else if (button.url) {
       openUrl(button.url);
+    } else if (button.web_app && pane === "private") {
+      miniApp.open("inline", button.web_app.url, { message_id: m.message_id }); // miniapp.js
     }
   };
 }
@@ -503,6 +505,7 @@ function selectChat(chat) {
   Topics.render();
   renderStatus();
   updateStop();
+  miniApp.onChat(chat);
   scrollDown(listOf(chat));
   $("input").focus();
 }
@@ -544,6 +547,7 @@ function applySnapshot(s) {
   for (const node of listOf("private").querySelectorAll(".draft")) node.remove();
   for (const pane of PANES) renderPane(pane);
   renderCommands();
+  miniApp.snapshot(s); // the menu button and the reply keyboard (miniapp.js)
   selectChat(state.chat);
 }
 
@@ -562,6 +566,8 @@ const handlers = {
   commands: (e) => { state.commands = e.commands; renderCommands(); },
   invoice_link: (e) => { state.invoiceLinks[e.url] = e.invoice; },
   topics: (e) => Topics.load(e.topics),
+  menu_button: (e) => miniApp.setMenu(e.button),
+  reply_keyboard: (e) => miniApp.setKeyboard(e),
 };
 
 function connect() {

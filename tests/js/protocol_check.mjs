@@ -5,6 +5,8 @@
 //   {"bundle": PATH, "job": "seal", "wire": {...}, "pinned": [b64], "now": N, "chat": {...}}
 //   {"bundle": PATH, "job": "open", "response_key": HEX, "stream": HEX, "request_id": HEX,
 //    "receipt_key": b64, "model": NAME}
+//   {"bundle": PATH, "job": "fit", "cases": [{"turns", "question", "stated", "bot_limit",
+//    "max_answer", "min_answer"}, ...]}: the history the page sends (webapp/src/context.js)
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -171,5 +173,17 @@ async function texts() {
   return P.catalogs;
 }
 
-const jobs = { vectors, seal, open, history, texts };
+function fit() {
+  return job.cases.map((c) => {
+    const window = P.modelWindow(c.stated, c.bot_limit);
+    const fitted = P.fitContext(c.turns, c.question, {
+      window,
+      maxAnswer: c.max_answer,
+      minAnswer: c.min_answer,
+    });
+    return { window, ...fitted };
+  });
+}
+
+const jobs = { vectors, seal, open, history, texts, fit };
 process.stdout.write(JSON.stringify(await jobs[job.job]()));

@@ -1,13 +1,14 @@
 // The page: ask in private mode. The question is sealed here and only ciphertext leaves.
 //
-// One question's way: build the chat (the device history and the question), learn from the
-// bot where to seal it and how long an answer the balance pays for (api/prepare), verify the
-// gateway's bundle against the operator keys pinned in this page, seal, send the sealed bytes
-// with what the bot needs to bill (api/relay), open the chunks as they stream in, check the
-// signed receipt, keep the exchange in the device history. A reasoning model's thinking is shown
-// apart, folded above the answer, and never kept. Stop sends the cancel proof, which only this
-// page can make, for the bot to forward. Every text is set with textContent: no answer is ever
-// parsed as HTML.
+// One question's way: learn from the bot where to seal it and how long an answer the balance
+// pays for (api/prepare), verify the gateway's bundle against the operator keys pinned in this
+// page, build the chat (the question after the newest turns of the device history that fit
+// the model's window as the bundle states it, at most the bot's limit: context.js), seal, send
+// the sealed bytes with what the bot needs to bill (api/relay), open the chunks as they stream
+// in, check the signed receipt, keep the exchange in the device history. A reasoning model's
+// thinking is shown apart, folded above the answer, and never kept. Stop sends the cancel
+// proof, which only this page can make, for the bot to forward. Every text is set with
+// textContent: no answer is ever parsed as HTML.
 
 import {
   ChunkOpener,
@@ -32,9 +33,9 @@ import {
   postEvent,
 } from "./telegram.js";
 import { History } from "./history.js";
+import { DEFAULT_MIN_ANSWER, fitContext, modelWindow } from "./context.js";
 import { textsFor } from "./texts.js";
 
-const HISTORY_BUDGET = 16 * 1024; // bytes of earlier turns sent as context
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 const DISCARD = new Set([
   "ChunkTampered",
@@ -211,18 +212,21 @@ class App {
 
   // -- asking --------------------------------------------------------------------------------
 
-  messages(question) {
-    const earlier = [];
-    let budget = HISTORY_BUDGET;
-    const turns = this.history.turns;
-    for (let i = turns.length - 2; i >= 0; i -= 2) {
-      const pair = [turns[i], turns[i + 1]];
-      const size = pair.reduce((n, t) => n + t.content.length * 3, 0);
-      if (size > budget) break;
-      budget -= size;
-      earlier.unshift(...pair);
-    }
-    return [...earlier, { role: "user", content: question }];
+  /** The chat to seal for ``question``: the history that fits ``stated`` (the bundle's window). */
+  chat(request, stated, answerTokens) {
+    const account = this.account || {};
+    const maxAnswer = account.max_answer_tokens || 1024;
+    const fit = fitContext(this.history.turns, request.question, {
+      window: modelWindow(stated, account.context_tokens),
+      maxAnswer,
+      minAnswer: account.min_answer_tokens || DEFAULT_MIN_ANSWER,
+    });
+    return {
+      model: request.model,
+      messages: fit.messages,
+      cache_salt: this.history.cacheSalt,
+      max_completion_tokens: Math.min(answerTokens ?? maxAnswer, fit.maxAnswer),
+    };
   }
 
   async ask() {
@@ -233,12 +237,7 @@ class App {
     }
     const model = $("model").value;
     localStorage.setItem("veil:model", model);
-    const chat = {
-      model,
-      messages: this.messages(question),
-      cache_salt: this.history.cacheSalt,
-      max_completion_tokens: this.account?.max_answer_tokens || 1024,
-    };
+    const request = { model, question };
     $("question").value = "";
     this.bubble("user", question);
     const answer = this.bubble("assistant", "");
@@ -263,12 +262,12 @@ class App {
       };
       let result;
       try {
-        result = await this.send(chat, on);
+        result = await this.send(request, on);
       } catch (error) {
         // The gateway rotated its key since the bot last fetched it: the bot has the new
         // bundle now, so prepare and seal once more.
         if (!(error instanceof ApiError && error.body?.error?.gateway_status === 410)) throw error;
-        result = await this.send(chat, on);
+        result = await this.send(request, on);
       }
       const receipt = result.receipt?.receipt;
       if (result.error) {
@@ -306,8 +305,10 @@ class App {
   }
 
   /** Prepare, seal to the first gateway that takes it, relay and open the stream. */
-  async send(chat, on) {
-    const size = encodeInner(chat, {
+  async send(request, on) {
+    // The size to prepare for: the history as the bot's limit allows; a bundle stating a
+    // smaller window for the model makes the sealed chat smaller still.
+    const size = encodeInner(this.chat(request, null), {
       requestId: new Uint8Array(16),
       responseKey: new Uint8Array(32),
       timestamp: Math.floor(Date.now() / 1000),
@@ -315,23 +316,24 @@ class App {
     const offer = await (
       await this.api("api/prepare", {
         method: "POST",
-        body: JSON.stringify({ model: chat.model, size }),
+        body: JSON.stringify({ model: request.model, size }),
         headers: { "Content-Type": "application/json" },
       })
     ).json();
-    chat.max_completion_tokens = offer.max_completion_tokens;
     let lastError = new SealedError("BundleUnpinned", "no gateway");
     let verifiedAny = false;
     for (const { gateway, bundle: wire } of offer.gateways) {
       let verified;
       try {
         verified = verifyBundle(wire, this.config.operatorKeys, Math.floor(Date.now() / 1000));
-        if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(chat.model)) continue;
+        if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request.model)) continue;
       } catch (error) {
         lastError = error;
         continue;
       }
       verifiedAny = true;
+      const stated = verified.bundle.windows[request.model] ?? null;
+      const chat = this.chat(request, stated, offer.max_completion_tokens);
       try {
         return await this.relay(gateway, verified.bundle, chat, on);
       } catch (error) {

@@ -6,6 +6,7 @@
 
 import * as protocol from "./protocol.js";
 import * as history from "./history.js";
+import * as context from "./context.js";
 import { startApp } from "./app.js";
 import { CATALOGS } from "./texts.js";
 
@@ -13,6 +14,8 @@ globalThis.VeilProtocol = {
   ...protocol,
   sealHistory: history.sealHistory,
   openHistory: history.openHistory,
+  fitContext: context.fitContext,
+  modelWindow: context.modelWindow,
   catalogs: CATALOGS,
 };
 

@@ -5966,6 +5966,49 @@
     }
   };
 
+  // src/context.js
+  var MESSAGE_OVERHEAD = 8;
+  var REQUEST_OVERHEAD = 32;
+  var DEFAULT_WINDOW = 4096;
+  var DEFAULT_MIN_ANSWER = 64;
+  var encoder2 = new TextEncoder();
+  function textTokens(text) {
+    return encoder2.encode(text).length;
+  }
+  function messageTokens(content) {
+    return textTokens(content) + MESSAGE_OVERHEAD;
+  }
+  function positive(value) {
+    return Number.isSafeInteger(value) && value > 0 ? value : null;
+  }
+  function modelWindow(stated, botLimit) {
+    const window2 = positive(stated);
+    const limit = positive(botLimit);
+    if (window2 !== null && limit !== null) return Math.min(window2, limit);
+    return window2 ?? limit ?? DEFAULT_WINDOW;
+  }
+  function fitContext(turns, question, { window: window2, maxAnswer, minAnswer = DEFAULT_MIN_ANSWER }) {
+    const room = Math.min(maxAnswer, Math.floor(window2 / 2));
+    const budget = window2 - room;
+    let used = REQUEST_OVERHEAD + messageTokens(question);
+    const kept = [];
+    for (let i = turns.length - 1; i >= 0; i--) {
+      const cost = messageTokens(turns[i].content);
+      if (used + cost > budget) break;
+      used += cost;
+      kept.push({ role: turns[i].role, content: turns[i].content });
+    }
+    kept.reverse();
+    while (kept.length && kept[0].role === "assistant") used -= messageTokens(kept.shift().content);
+    const floor = Math.min(minAnswer, maxAnswer);
+    return {
+      messages: [...kept, { role: "user", content: question }],
+      tokens: used,
+      maxAnswer: Math.max(floor, Math.min(maxAnswer, window2 - used)),
+      dropped: turns.length - kept.length
+    };
+  }
+
   // src/telegram.js
   var listeners = /* @__PURE__ */ new Map();
   var requestCounter = 0;
@@ -6246,7 +6289,6 @@
   }
 
   // src/app.js
-  var HISTORY_BUDGET = 16 * 1024;
   var RETRY_STATUSES = /* @__PURE__ */ new Set([408, 429, 500, 502, 503, 504]);
   var DISCARD = /* @__PURE__ */ new Set([
     "ChunkTampered",
@@ -6405,18 +6447,21 @@
       $("notice").dataset.error = error instanceof SealedError ? error.kind : error.code || "network";
     }
     // -- asking --------------------------------------------------------------------------------
-    messages(question) {
-      const earlier = [];
-      let budget = HISTORY_BUDGET;
-      const turns = this.history.turns;
-      for (let i = turns.length - 2; i >= 0; i -= 2) {
-        const pair = [turns[i], turns[i + 1]];
-        const size = pair.reduce((n, t) => n + t.content.length * 3, 0);
-        if (size > budget) break;
-        budget -= size;
-        earlier.unshift(...pair);
-      }
-      return [...earlier, { role: "user", content: question }];
+    /** The chat to seal for ``question``: the history that fits ``stated`` (the bundle's window). */
+    chat(request2, stated, answerTokens) {
+      const account = this.account || {};
+      const maxAnswer = account.max_answer_tokens || 1024;
+      const fit = fitContext(this.history.turns, request2.question, {
+        window: modelWindow(stated, account.context_tokens),
+        maxAnswer,
+        minAnswer: account.min_answer_tokens || DEFAULT_MIN_ANSWER
+      });
+      return {
+        model: request2.model,
+        messages: fit.messages,
+        cache_salt: this.history.cacheSalt,
+        max_completion_tokens: Math.min(answerTokens ?? maxAnswer, fit.maxAnswer)
+      };
     }
     async ask() {
       const question = $("question").value.trim();
@@ -6426,12 +6471,7 @@
       }
       const model = $("model").value;
       localStorage.setItem("veil:model", model);
-      const chat = {
-        model,
-        messages: this.messages(question),
-        cache_salt: this.history.cacheSalt,
-        max_completion_tokens: this.account?.max_answer_tokens || 1024
-      };
+      const request2 = { model, question };
       $("question").value = "";
       this.bubble("user", question);
       const answer = this.bubble("assistant", "");
@@ -6456,10 +6496,10 @@
         };
         let result;
         try {
-          result = await this.send(chat, on);
+          result = await this.send(request2, on);
         } catch (error) {
           if (!(error instanceof ApiError && error.body?.error?.gateway_status === 410)) throw error;
-          result = await this.send(chat, on);
+          result = await this.send(request2, on);
         }
         const receipt = result.receipt?.receipt;
         if (result.error) {
@@ -6493,30 +6533,31 @@
       $("send").dataset.state = running ? "stop" : "send";
     }
     /** Prepare, seal to the first gateway that takes it, relay and open the stream. */
-    async send(chat, on) {
-      const size = encodeInner(chat, {
+    async send(request2, on) {
+      const size = encodeInner(this.chat(request2, null), {
         requestId: new Uint8Array(16),
         responseKey: new Uint8Array(32),
         timestamp: Math.floor(Date.now() / 1e3)
       }).length;
       const offer = await (await this.api("api/prepare", {
         method: "POST",
-        body: JSON.stringify({ model: chat.model, size }),
+        body: JSON.stringify({ model: request2.model, size }),
         headers: { "Content-Type": "application/json" }
       })).json();
-      chat.max_completion_tokens = offer.max_completion_tokens;
       let lastError = new SealedError("BundleUnpinned", "no gateway");
       let verifiedAny = false;
       for (const { gateway, bundle: wire } of offer.gateways) {
         let verified;
         try {
           verified = verifyBundle(wire, this.config.operatorKeys, Math.floor(Date.now() / 1e3));
-          if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(chat.model)) continue;
+          if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request2.model)) continue;
         } catch (error) {
           lastError = error;
           continue;
         }
         verifiedAny = true;
+        const stated = verified.bundle.windows[request2.model] ?? null;
+        const chat = this.chat(request2, stated, offer.max_completion_tokens);
         try {
           return await this.relay(gateway, verified.bundle, chat, on);
         } catch (error) {
@@ -6604,6 +6645,8 @@
     ...protocol_exports,
     sealHistory,
     openHistory,
+    fitContext,
+    modelWindow,
     catalogs: CATALOGS
   };
   if (typeof document !== "undefined" && document.getElementById("veil-config")) {
