@@ -63,6 +63,7 @@ async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: 
             "VEIL_DATA_DIR": str(tmp_path / "data"),
             "VEIL_GATEWAY_PORT": str(free_port()),
             "VEIL_METRICS_PORT": str(free_port()),
+            "VEIL_BOT_METRICS_PORT": "0",  # not the default 9601, which another run may hold
         }
         process = await asyncio.create_subprocess_exec(
             str(REPO / "scripts/run"),
