@@ -411,17 +411,26 @@ class ManagedProcess:
         """Everything the process printed so far."""
         return "\n".join(self.lines)
 
-    async def wait_for_line(self, needle: str, within: float = 20.0) -> str:
-        """The first output line containing ``needle``; fails if the process exits first."""
-        async with asyncio.timeout(within):
-            while True:
-                for line in self.lines:
-                    if needle in line:
-                        return line
-                if self._reader.done():
-                    raise AssertionError(f"process exited without {needle!r}:\n{self.output}")
-                self._new_line.clear()
-                await self._new_line.wait()
+    async def wait_for_line(self, needle: str, within: float = 60.0) -> str:
+        """The first output line containing ``needle``; fails if the process exits first.
+
+        ``within`` only bounds a failure: a loaded machine may take many seconds to start a
+        process, and the failure then shows what the process printed.
+        """
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    for line in self.lines:
+                        if needle in line:
+                            return line
+                    if self._reader.done():
+                        message = f"process exited without {needle!r}:\n{self.output}"
+                        raise AssertionError(message)
+                    self._new_line.clear()
+                    await self._new_line.wait()
+        except TimeoutError:
+            message = f"no {needle!r} within {within} s; the process printed:\n{self.output}"
+            raise AssertionError(message) from None
 
     def json_event(self, event: str) -> dict[str, object]:
         """The first JSON log line whose ``event`` is ``event``."""
