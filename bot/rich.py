@@ -3,8 +3,9 @@
 An answer goes out with ``sendRichMessage`` as ``InputRichMessage(markdown=...)``: Telegram
 parses the Markdown itself (headings, lists, tables, code with language, block quotes, math),
 so the model's text is sent as it came. One rich message holds at most ``MAX_CHARS`` characters
-and ``MAX_BLOCKS`` blocks; a longer answer is split at block boundaries (blank lines outside
-code fences, ``split_blocks``). A single block longer than a message is cut at line, sentence
+and ``MAX_BLOCKS`` blocks, nested ones counted (``block_weight``: a line of a list or a table
+counts as one); a longer answer is split at block boundaries (blank lines outside code fences,
+``split_blocks``). A single block longer than a message is cut at line, sentence
 or word boundaries, a code block reopened with its fence in each part. Nesting deeper than
 ``MAX_NESTING`` or tables wider than ``MAX_TABLE_COLUMNS`` are Telegram's to refuse: the sink
 then falls back to entities (``bot.formatting``), then to plain text.
@@ -78,22 +79,33 @@ def _cut_block(block: str, limit: int) -> list[str]:
     return [f"{opening}\n{piece}\n{closing}" for piece in plain_parts(code, room)]
 
 
+def block_weight(block: str) -> int:
+    """How many of Telegram's blocks one Markdown block may count as, at most.
+
+    Telegram's block limit is said to count nested blocks too (each list item, each table row),
+    so a block weighs one per line, and a code block one: an over-count only splits earlier.
+    """
+    if _FENCE.match(block):
+        return 1
+    return max(1, sum(1 for line in block.split("\n") if line.strip()))
+
+
 def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOCKS) -> list[str]:
     """The answer as rich messages' Markdown: whole blocks packed up to the limits."""
     parts: list[str] = []
     current: list[str] = []
-    size = 0
+    size = weight = 0
     for whole in split_blocks(markdown.strip()):
         pieces = [whole] if utf16_len(whole) <= limit else _cut_block(whole, limit)
         for block in pieces:
-            units = utf16_len(block)
+            units, blocks = utf16_len(block), block_weight(block)
             grown = size + (utf16_len(_GAP) if current else 0) + units
-            if current and (grown > limit or len(current) >= max_blocks):
+            if current and (grown > limit or weight + blocks > max_blocks):
                 parts.append(_GAP.join(current))
-                current, size = [], 0
+                current, size, weight = [], 0, 0
                 grown = units
             current.append(block)
-            size = grown
+            size, weight = grown, weight + blocks
     if current:
         parts.append(_GAP.join(current))
     return parts

@@ -74,6 +74,16 @@ def test_parts_hold_at_most_max_blocks() -> None:
     assert [len(rich.split_blocks(part)) for part in parts] == [500, 500, 1]
 
 
+def test_list_items_and_table_rows_count_towards_the_block_limit() -> None:
+    listing = "\n".join(f"- item {i}" for i in range(300))
+    table = "| n | square |\n| --- | --- |\n" + "\n".join(f"| {i} | {i * i} |" for i in range(298))
+    code = "```\n" + "\n".join(f"line {i}" for i in range(600)) + "\n```"
+    parts = rich.rich_parts(f"{listing}\n\n{table}\n\n{code}", max_blocks=500)
+    # 300 items + 300 table lines do not fit one message's 500; a code block counts once.
+    assert parts == [listing, f"{table}\n\n{code}"]
+    assert [rich.block_weight(block) for block in (listing, table, code)] == [300, 300, 1]
+
+
 def test_a_code_block_longer_than_a_message_is_cut_and_refenced() -> None:
     code = "\n".join(f"print({i})  # 🙂" for i in range(200))
     block = f"```python\n{code}\n```"
