@@ -4,24 +4,18 @@
 chat completion (a reasoning model's thinking arrives in the delta's ``reasoning_content``, or
 ``reasoning`` in newer vLLM, beside ``content``);
 ``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``.
-``BackendFailure`` is every way the model server can fail (``translated`` maps the HTTP
-client's errors onto it); nothing that parses its replies raises anything else.
+``BackendFailure`` is every way the model server can fail; nothing that parses its replies
+raises anything else.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import aiohttp
+from typing import Any
 
 from sealed.encoding import MAX_JSON_INT
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 CONTEXT_LENGTH_MARKER = "maximum context length"
 
@@ -93,19 +87,6 @@ def failure_for(status: int, message: str) -> BackendFailure:
 def stalled() -> BackendFailure:
     """The failure of a model server that sent nothing for the backend idle timeout."""
     return BackendFailure("stalled", 504, "the model server stopped responding")
-
-
-@contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Turn the HTTP client's errors while talking to the model server into ``BackendFailure``."""
-    try:
-        yield
-    except aiohttp.SocketTimeoutError as exc:
-        raise stalled() from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise BackendFailure("backend", 502, "model server closed the stream") from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BackendFailure("unavailable", 503, "model server unreachable") from exc
 
 
 def decode_events(payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:

@@ -188,7 +188,7 @@ class _Stream:
     async def relay_model(self) -> None:
         """Ask the model server and relay its answer until it has finished."""
         chat = self.admitted.chat
-        async with self.gateway.vllm.open_chat(chat, gather=self.shaping.shaped) as upstream:
+        async with self.gateway.vllm.open_chat(chat) as upstream:
             if not self.shaping.shaped:
                 while not upstream.finished:
                     texts = self.absorb(await upstream.read())
