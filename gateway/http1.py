@@ -18,14 +18,15 @@ the stream"), never a short body. Nothing here raises anything but ``BackendFail
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import math
 import re
-from dataclasses import dataclass
+import socket
 from typing import TYPE_CHECKING
 
 from gateway.events import BackendFailure, stalled
 
 if TYPE_CHECKING:
-    import socket
     import ssl
     from collections.abc import Callable
 
@@ -38,6 +39,8 @@ MAX_TRAILER_BYTES = 64 << 10
 HIGH_WATER = 1 << 20
 # The longest wait for the TCP (and TLS) connection to the model server.
 CONNECT_TIMEOUT = 10.0
+# How long a looked-up address of the model server's host is used (as aiohttp's default).
+DNS_TTL = 10.0
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
 _FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 _HEX = b"0123456789abcdefABCDEF"
@@ -220,7 +223,12 @@ class BodyDecoder:
                     raise malformed("chunk-size line too long")
                 self._rest = data[pos:]
                 return
-            size = _chunk_size(data[pos:line_end])
+            line = data[pos:line_end]
+            if b";" in line:
+                line = line.split(b";", 1)[0].rstrip(b" \t")
+            if not line or len(line) > _MAX_SIZE_DIGITS or line.translate(None, _HEX):
+                raise malformed("chunk size")
+            size = int(line, 16)
             pos = line_end + 2
             if size == 0:
                 self._trailers = 0
@@ -253,24 +261,29 @@ class BodyDecoder:
         return line_end + 2
 
 
-def _chunk_size(line: bytes) -> int:
-    """A chunk-size line's size: hexadecimal digits, then optional ``;`` extensions."""
-    if b";" in line:
-        line = line.split(b";", 1)[0].rstrip(b" \t")
-    if not line or len(line) > _MAX_SIZE_DIGITS or line.translate(None, _HEX):
-        raise malformed("chunk size")
-    return int(line, 16)
-
-
-@dataclass(frozen=True)
 class Target:
-    """Where requests go: the model server's address and the head's fixed part."""
+    """Where requests go: the model server's address, and the head's fixed part.
 
-    host: str
-    port: int
-    ssl: ssl.SSLContext | None
-    path_prefix: str
-    authority: str  # the Host field's value
+    A host name is looked up at most every ``DNS_TTL`` seconds (and again after a connection
+    to every address it gave failed), not once a request; an IP address is used as it is.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ssl: ssl.SSLContext | None,
+        path_prefix: str,
+        authority: str,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.path_prefix = path_prefix
+        self.authority = authority  # the Host field's value
+        self._numeric = _is_address(host)
+        self._addresses = [host] if self._numeric else []
+        self._looked_up = -math.inf
 
     def head(self, path: str, length: int, extra: dict[str, str]) -> bytes:
         """A POST's head for a JSON body of ``length`` bytes."""
@@ -280,6 +293,38 @@ class Target:
             f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
             f"Accept: text/event-stream\r\nConnection: close\r\n{fields}\r\n"
         ).encode("latin-1")
+
+    async def connect(self) -> _Connection:
+        """A new connection to the model server (``OSError`` when none can be made)."""
+        loop = asyncio.get_running_loop()
+        if not self._numeric and loop.time() - self._looked_up > DNS_TTL:
+            found = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            self._addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+            self._looked_up = loop.time()
+        failure: OSError = OSError(f"no address for {self.host}")
+        for address in self._addresses:
+            try:
+                _, connection = await loop.create_connection(
+                    _Connection,
+                    address,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl is not None else None,
+                )
+            except OSError as exc:
+                failure = exc
+            else:
+                return connection
+        self._looked_up = -math.inf  # look the name up again next time
+        raise failure
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Reply:
@@ -340,8 +385,10 @@ class Reply:
         self._connection.on_close = callback
 
     def close(self) -> None:
-        """Close the connection, so the model server stops generating (no wait: the event
-        loop lets it go on its next turn, and nothing then can delay or cancel a stop)."""
+        """Close the connection, so the model server stops generating.
+
+        No wait: the event loop lets it go on its next turn, so nothing can delay a stop.
+        """
         transport = self._connection.transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -417,19 +464,12 @@ async def post(
 
     The caller closes the ``Reply`` (``close``) however it ends.
     """
-    loop = asyncio.get_running_loop()
     connection: _Connection | None = None
     try:
         async with asyncio.timeout(idle_timeout):
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    _, connection = await loop.create_connection(
-                        _Connection,
-                        target.host,
-                        target.port,
-                        ssl=target.ssl,
-                        server_hostname=target.host if target.ssl is not None else None,
-                    )
+                    connection = await target.connect()
             except TimeoutError as exc:
                 raise unreachable() from exc
             except OSError as exc:
