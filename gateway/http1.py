@@ -381,8 +381,10 @@ class Reply:
         await self._connection.wait(fresh=fresh)
 
     def on_close(self, callback: Callable[[], None] | None) -> None:
-        """Call ``callback`` when the connection closes (None: stop)."""
+        """Call ``callback`` when the connection closes, soon if it has (None: stop)."""
         self._connection.on_close = callback
+        if callback is not None and self._connection.closed:
+            asyncio.get_running_loop().call_soon(callback)
 
     def close(self) -> None:
         """Close the connection, so the model server stops generating.
