@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
+import os
 import re
 import socket
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ MAX_SIZE_LINE = 4096
 MAX_TRAILER_BYTES = 64 << 10
 # Received bytes held before the connection stops reading until they are taken.
 HIGH_WATER = 1 << 20
+# One read straight from the socket (``Reply.read_now``), as asyncio's own reads.
+READ_SIZE = 256 << 10
 # The longest wait for the TCP (and TLS) connection to the model server.
 CONNECT_TIMEOUT = 10.0
 # How long a looked-up address of the model server's host is used (as aiohttp's default).
@@ -110,6 +113,25 @@ class _Connection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
 
+    def read_now(self, fd: int) -> None:
+        """Read the socket ``fd`` directly until it has nothing more (or ``HIGH_WATER``)."""
+        taken = 0
+        while taken < HIGH_WATER and not self.closed:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # a reset: the connection is over
+                self._closed()
+                return
+            if not data:
+                self._closed()
+                return
+            self.data_received(data)
+            taken += len(data)
+            if len(data) < READ_SIZE:
+                return  # the kernel had no more a moment ago: the next read would wait
+
     def take(self) -> bytes:
         """Every byte held, in order (empty when none); reading resumes if it had stopped."""
         held = self.held
@@ -123,9 +145,9 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def wait(self, *, fresh: bool = False) -> None:
-        """Return once bytes are held (``fresh``: once more arrive) or the connection closed."""
-        if (self.held and not fresh) or self.closed:
+    async def wait(self) -> None:
+        """Return once bytes are held or the connection has closed."""
+        if self.held or self.closed:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiter = waiter
@@ -341,9 +363,23 @@ class Reply:
 
     @property
     def socket(self) -> socket.socket | None:
-        """The connection's socket (for ``SO_RCVLOWAT``), where the transport has one."""
+        """The connection's socket, for ``SO_RCVLOWAT`` and ``read_now``: plain TCP only."""
         transport = self._connection.transport
-        return transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return None
+        sock: socket.socket | None = transport.get_extra_info("socket")
+        return sock
+
+    def read_now(self) -> None:
+        """Take in what the kernel holds for the connection now, without waiting.
+
+        For a plain TCP connection whose bytes wait in the kernel (``SO_RCVLOWAT``): they are
+        read here, at the reader's time, rather than on a turn of the event loop. At most
+        ``HIGH_WATER`` bytes a call; the close is seen here too.
+        """
+        sock = self.socket
+        if sock is not None:
+            self._connection.read_now(sock.fileno())
 
     @property
     def held(self) -> int:
@@ -371,14 +407,11 @@ class Reply:
             self._decoder.end()
         return body
 
-    async def wait(self, *, fresh: bool = False) -> None:
-        """Return once bytes wait to be taken, or the body or the connection is over.
-
-        ``fresh``: once more bytes arrive, even if some wait already.
-        """
-        if (self._rest and not fresh) or self._decoder.complete:
+    async def wait(self) -> None:
+        """Return once bytes wait to be taken, or the body or the connection is over."""
+        if self._rest or self._decoder.complete:
             return
-        await self._connection.wait(fresh=fresh)
+        await self._connection.wait()
 
     def on_close(self, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` when the connection closes, soon if it has (None: stop)."""

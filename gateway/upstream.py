@@ -82,26 +82,20 @@ class ChatStream:
 
         The gateway is then not woken for each token, only when ``collect`` asks, at the
         reply's end (its connection closes), or when ``GATHER_BYTES`` are waiting (Linux's
-        ``SO_RCVLOWAT``). Without a socket that allows it, bytes are taken in as they come.
+        ``SO_RCVLOWAT``). Without a socket that allows it (TLS, not Linux), bytes are taken in
+        as they come, and ``collect`` finds them waiting.
         """
         self._gathering = self._sock is not None and self._low_water(GATHER_BYTES)
 
-    async def collect(self) -> list[Event]:
+    def collect(self) -> list[Event]:
         """The events completed by what has arrived, without waiting for more.
 
-        Bytes the kernel holds (``gather``) are taken in first: the only wait, and a short one.
+        Bytes the kernel holds (``gather``) are read first, straight from the socket: no wait,
+        no turn of the event loop.
         """
         self._raise_failure()
-        if self._gathering and self._held():
-            self._low_water(1)  # the event loop takes them in on its next turn
-            try:
-                async with asyncio.timeout(self._idle):
-                    await self._reply.wait(fresh=True)
-            except TimeoutError as exc:
-                self._failure = stalled()
-                raise self._failure from exc
-            finally:
-                self._low_water(GATHER_BYTES)
+        if self._gathering:
+            self._reply.read_now()
         return self._take()
 
     def _low_water(self, size: int) -> bool:

@@ -13,7 +13,9 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import socket
 import ssl
+import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
@@ -357,6 +359,46 @@ async def test_an_oversized_event_ends_the_stream_with_memory_bounded(
     assert "oversized event" in failure.message
     # It stopped reading a little past the limit: the rest was never taken in.
     assert answer.written < MAX_EVENT_BYTES + (32 << 20)
+
+
+@pytest.mark.parametrize("end", ["done", "close", "reset"])
+async def test_gathered_bytes_are_taken_at_collect_and_the_end_is_seen_there(
+    server: ScriptedServer, http: aiohttp.ClientSession, end: str
+) -> None:
+    client = VLLMClient(server.url, None, http, idle_timeout=30)  # only the close wakes it
+    async def head_and_first_event() -> Exchange:
+        answer = await server.next()
+        await answer.send(OK_CHUNKED + chunk(event(HEL)))
+        return answer
+
+    answering = asyncio.create_task(head_and_first_event())
+    async with client.open_chat(CHAT) as chat:
+        answer = await answering
+        assert await chat.read() == [ContentDelta("Hel")]
+        woken = asyncio.Event()
+        unwatch = chat.watch(woken.set)
+        chat.gather()  # from now on the bytes wait in the kernel for collect()
+        await answer.send(chunk(event(LO)) + chunk(event(STOP)))
+        await asyncio.sleep(0.01)  # turns of the event loop: nothing is lost or doubled
+        assert chat.collect() == [ContentDelta("lo"), Finish("stop")]
+        assert chat.collect() == []
+        assert not chat.ended
+        if end == "done":
+            await answer.send(chunk(event(USAGE) + b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        elif end == "reset":
+            sock = answer.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        answer.close()
+        async with asyncio.timeout(5):
+            await woken.wait()  # the connection's close wakes the reader
+        unwatch()
+        if end == "done":
+            assert chat.collect() == [Usage(3, 2)]
+            assert chat.finished
+            return
+        with pytest.raises(BackendFailure) as failed:
+            chat.collect()
+        assert failed.value.message == "model server closed the stream"
 
 
 # -- silence, closes, refusals ---------------------------------------------------------------------
