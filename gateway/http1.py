@@ -48,7 +48,6 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-
 _FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 _HEX = b"0123456789abcdefABCDEF"
 _MAX_SIZE_DIGITS = 15  # 2**60 bytes: beyond any body
-_CONTINUE = 100
 _SWITCHING = 101
 _OK_MIN = 200
 

@@ -3,10 +3,12 @@
 A ``ChatStream`` turns the ``data:`` lines of an OpenAI-compatible streaming chat completion
 into events (``gateway.events``): every event the bytes received so far complete, either after
 waiting for more (``read``) or at the reader's own times (``collect``, what a shaped stream
-does once a tick; with ``gather`` the bytes wait in the kernel until then, so a token does not
-wake the gateway). Events are parsed straight from the received bytes, one ``json.loads`` over
-a batch's events; nothing is re-encoded. It keeps its own watch for silence (``stalled``), so
-bytes that came before a silence are still read. ``gateway.vllm`` opens the requests.
+does once a tick; with ``gather`` the bytes wait in the kernel until then and are read straight
+from the socket, so a token does not wake the gateway). The bytes are the body of a
+``gateway.http1`` reply; its ``data:`` lines are found with one regular expression over a
+batch, and its payloads decoded with one ``json.loads``; nothing is re-encoded. It keeps its
+own watch for silence (``stalled``), so bytes that came before a silence are still read.
+``gateway.vllm`` opens the requests.
 """
 
 from __future__ import annotations

@@ -366,6 +366,7 @@ async def test_gathered_bytes_are_taken_at_collect_and_the_end_is_seen_there(
     server: ScriptedServer, http: aiohttp.ClientSession, end: str
 ) -> None:
     client = VLLMClient(server.url, None, http, idle_timeout=30)  # only the close wakes it
+
     async def head_and_first_event() -> Exchange:
         answer = await server.next()
         await answer.send(OK_CHUNKED + chunk(event(HEL)))
