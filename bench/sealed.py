@@ -4,14 +4,18 @@ Prints seal/open time per request, per-chunk overhead, the client authentication
 bot's Ed25519 signature over the sealed bytes and the gateway's check), and then, with 1, 50
 and 200 concurrent streams against the fake vLLM on loopback, for each path in the same run
 (direct to the fake vLLM; a per-token gateway, ``VEIL_STREAM_SHAPE=off``; a shaped gateway per
-tick in ``--ticks``; with ``--uvloop`` each gateway again on uvloop): median time to first
+tick in ``--ticks``; with ``--uvloop`` each gateway again on uvloop; with ``--baseline DIR``
+each gateway again from the source tree in DIR, say the main branch's, for a before/after in
+one run, the paths taking turns): median time to first
 text and total time (and their difference and ratio to direct), records and sealed bytes per
 answer, and the gateway process's CPU time per relayed token (from /proc, all its threads).
 The fake vLLM and every gateway run as separate processes, as in production; the client here
 seals, signs and opens as the bot does.
 
     uv run python bench/sealed.py [--tokens 64] [--token-delay 0.01] [--ticks 0.1,0.15,0.25]
-        [--rounds 3] [--uvloop]
+        [--rounds 3] [--uvloop] [--baseline DIR]
+
+    git archive main | tar -x -C /tmp/base   # a baseline tree, if wanted
 """
 
 from __future__ import annotations
@@ -227,8 +231,11 @@ async def start_gateway(
     """A gateway process with ``env`` over the common settings; its verified bundle."""
     profile = os.environ.get("VEIL_BENCH_PROFILE")
     loop = env.pop("BENCH_LOOP", "asyncio")
-    if loop == "uvloop":
-        command: tuple[str, ...] = ("-c", UVLOOP_GATEWAY)
+    baseline = env.pop("BENCH_TREE", None)
+    if baseline is not None:
+        command: tuple[str, ...] = ("-c", BASELINE_GATEWAY.format(tree=baseline))
+    elif loop == "uvloop":
+        command = ("-c", UVLOOP_GATEWAY)
     elif profile:
         command = ("-m", "cProfile", "-o", f"{profile}.{label}", "-m", "gateway")
     else:
@@ -262,6 +269,11 @@ async def start_gateway(
 UVLOOP_GATEWAY = (
     "import runpy, uvloop; uvloop.install(); runpy.run_module('gateway', run_name='__main__')"
 )
+# The gateway of another source tree (its packages first on the path; the same environment).
+BASELINE_GATEWAY = (
+    "import runpy, sys; sys.path.insert(0, {tree!r}); "  # noqa: ISC003 -- one command, two lines
+    + "runpy.run_module('gateway', run_name='__main__')"
+)
 
 
 async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
@@ -272,6 +284,7 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
     *,
     uvloop: bool,
     rounds: int,
+    baseline: str | None = None,
 ) -> None:
     """Run fake vLLM and gateways as processes; compare per-token and shaped streams."""
     answer = " ".join(f"w{i}" for i in range(tokens))
@@ -280,6 +293,10 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
         (f"tick {tick * 1000:.0f} ms", {"VEIL_STREAM_SHAPE": "tick", "VEIL_STREAM_TICK": str(tick)})
         for tick in ticks
     ]
+    if baseline is not None:
+        variants += [
+            (f"{label} (before)", {**env, "BENCH_TREE": baseline}) for label, env in list(variants)
+        ]
     if uvloop:
         variants += [
             (f"{label} uvloop", {**env, "BENCH_LOOP": "uvloop"}) for label, env in list(variants)
@@ -296,7 +313,9 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
             for label, env in variants
         ]
         try:
-            connector = aiohttp.TCPConnector(limit=0)
+            # Idle pooled connections go before the gateway closes them (its header timeout,
+            # 10 s), which a slow round on another path would otherwise outlast.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=5)
             async with aiohttp.ClientSession(connector=connector) as session:
                 for gateway in gateways:  # warm up: connections, first requests
                     await sealed_stream(session, gateway)
@@ -306,7 +325,7 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
                     f"of {rounds} round(s); CPU is the gateway process's, per relayed token"
                 )
                 print(
-                    f"{'streams':>7} {'path':<22} {'TTFT':>9} {'+TTFT':>8} {'total':>8} "
+                    f"{'streams':>7} {'path':<24} {'TTFT':>9} {'+TTFT':>8} {'total':>8} "
                     f"{'ratio':>6} {'records':>8} {'KB/answer':>9} {'CPU/token':>10}"
                 )
                 for level in levels:
@@ -348,7 +367,7 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
             cpu[gateway.label] += cpu_seconds(pid) - before
     d_first, d_total = median(direct, "first"), median(direct, "total")
     print(
-        f"{level:>7} {'direct (fake vLLM)':<22} {d_first * 1000:>7.1f}ms {'':>8} "
+        f"{level:>7} {'direct (fake vLLM)':<24} {d_first * 1000:>7.1f}ms {'':>8} "
         f"{d_total:>7.3f}s {'':>6} {median(direct, 'records'):>8.0f} "
         f"{median(direct, 'size') / 1024:>9.1f}"
     )
@@ -356,7 +375,7 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
         first, total = median(samples, "first"), median(samples, "total")
         per_token = cpu[label] / (level * tokens * rounds) * 1e6
         print(
-            f"{level:>7} {label:<22} {first * 1000:>7.1f}ms {(first - d_first) * 1000:>6.1f}ms "
+            f"{level:>7} {label:<24} {first * 1000:>7.1f}ms {(first - d_first) * 1000:>6.1f}ms "
             f"{total:>7.3f}s {total / d_total:>6.3f} {median(samples, 'records'):>8.0f} "
             f"{median(samples, 'size') / 1024:>9.1f} {per_token:>8.1f}µs"
         )
@@ -379,6 +398,11 @@ def main() -> None:
         action="store_true",
         help="also run every gateway on uvloop (must be importable: not a dependency)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run every gateway from the source tree in DIR (a before/after in one run)",
+    )
     args = parser.parse_args()
     for suite in Suite:
         figures = micro(suite)
@@ -396,6 +420,7 @@ def main() -> None:
             [int(x) for x in args.levels.split(",")],
             [float(x) for x in args.ticks.split(",")],
             uvloop=args.uvloop,
+            baseline=str(Path(args.baseline).resolve()) if args.baseline else None,
             rounds=args.rounds,
         )
     )

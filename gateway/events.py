@@ -4,24 +4,18 @@
 chat completion (a reasoning model's thinking arrives in the delta's ``reasoning_content``, or
 ``reasoning`` in newer vLLM, beside ``content``);
 ``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``.
-``BackendFailure`` is every way the model server can fail (``translated`` maps the HTTP
-client's errors onto it); nothing that parses its replies raises anything else.
+``BackendFailure`` is every way the model server can fail; nothing that parses its replies
+raises anything else.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import aiohttp
+from typing import Any
 
 from sealed.encoding import MAX_JSON_INT
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 CONTEXT_LENGTH_MARKER = "maximum context length"
 
@@ -95,32 +89,23 @@ def stalled() -> BackendFailure:
     return BackendFailure("stalled", 504, "the model server stopped responding")
 
 
-@contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Turn the HTTP client's errors while talking to the model server into ``BackendFailure``."""
-    try:
-        yield
-    except aiohttp.SocketTimeoutError as exc:
-        raise stalled() from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise BackendFailure("backend", 502, "model server closed the stream") from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BackendFailure("unavailable", 503, "model server unreachable") from exc
-
-
 def decode_events(payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
     """The events in a batch of ``data:`` payloads, and the failure that cut it short, if any.
 
     Well-formed payloads (the usual case) are decoded in one ``json.loads`` over all of them;
     otherwise one by one, up to the first that is not JSON. An ``error`` chunk is a failure
-    too. The events before a failure are returned with it.
+    too. The events before a failure are returned with it (none of the failing chunk's).
     """
     chunks, failure = _decode(payloads)
     events: list[Event] = []
     for chunk in chunks:
+        if type(chunk) is not dict:  # JSON objects decode to exact dicts
+            continue
+        before = len(events)
         try:
-            events.extend(_events_of(chunk))
+            _add_events(chunk, events)
         except BackendFailure as exc:
+            del events[before:]
             return events, exc
     return events, failure
 
@@ -161,44 +146,36 @@ def _count(value: object) -> int:
     raise BackendFailure("backend", 502, "model server sent a malformed usage count")
 
 
-def _deltas_of(delta: object) -> list[Event]:
-    """The reasoning and content pieces of one choice's ``delta``, in that order."""
-    if not isinstance(delta, dict):
-        return []
-    events: list[Event] = []
-    for name in REASONING_FIELDS:
-        thought = delta.get(name)
-        if isinstance(thought, str) and thought:
-            events.append(ReasoningDelta(thought))
-            break  # a server that fills both sends the same text twice
-    content = delta.get("content")
-    if isinstance(content, str) and content:
-        events.append(ContentDelta(content))
-    return events
+def _add_events(chunk: dict[str, Any], events: list[Event]) -> None:  # noqa: C901 -- per token
+    """Add one decoded chunk's events; an ``error`` chunk raises its ``BackendFailure``.
 
-
-def _events_of(chunk: Any) -> list[Event]:  # noqa: ANN401 -- parsed JSON of unknown shape
-    """The events in one decoded chunk; an ``error`` chunk raises its ``BackendFailure``."""
-    if not isinstance(chunk, dict):
-        return []
+    A choice's reasoning comes before its content, then its finish reason; the usage last.
+    """
     if "error" in chunk:
         raise failure_for(_status_of(chunk["error"]), error_message(chunk))
-    events: list[Event] = []
     choices = chunk.get("choices") or []
-    if not isinstance(choices, list):
+    if type(choices) is not list:
         raise BackendFailure("backend", 502, "model server sent a malformed event")
     for choice in choices:
-        if not isinstance(choice, dict):
+        if type(choice) is not dict:
             raise BackendFailure("backend", 502, "model server sent a malformed event")
-        events.extend(_deltas_of(choice.get("delta")))
+        delta = choice.get("delta")
+        if type(delta) is dict:
+            for name in REASONING_FIELDS:
+                thought = delta.get(name)
+                if type(thought) is str and thought:
+                    events.append(ReasoningDelta(thought))
+                    break  # a server that fills both sends the same text twice
+            content = delta.get("content")
+            if type(content) is str and content:
+                events.append(ContentDelta(content))
         reason = choice.get("finish_reason")
-        if isinstance(reason, str) and reason:
+        if type(reason) is str and reason:
             events.append(Finish(reason[:MAX_FINISH_REASON]))
     usage = chunk.get("usage")
-    if isinstance(usage, dict):
+    if type(usage) is dict:
         events.append(
             Usage(
                 _count(usage.get("prompt_tokens") or 0), _count(usage.get("completion_tokens") or 0)
             )
         )
-    return events

@@ -188,7 +188,7 @@ class _Stream:
     async def relay_model(self) -> None:
         """Ask the model server and relay its answer until it has finished."""
         chat = self.admitted.chat
-        async with self.gateway.vllm.open_chat(chat, gather=self.shaping.shaped) as upstream:
+        async with self.gateway.vllm.open_chat(chat) as upstream:
             if not self.shaping.shaped:
                 while not upstream.finished:
                     texts = self.absorb(await upstream.read())
@@ -220,14 +220,14 @@ class _Stream:
                 if not upstream.ended:
                     await self.wake.wait()
                     self.wake.clear()
-                self.absorb(await upstream.collect())
+                self.absorb(upstream.collect())
                 if self.due and (self.shaping.holds_duration or not upstream.finished):
                     await self.tick_record()  # (unless the closing records go out now)
         except asyncio.CancelledError:
             # Stopped (a cancel, the time limit, shutdown): the text that came still goes out,
             # then the stop goes on. The read is bounded: the bytes are already here.
             with contextlib.suppress(BackendFailure):
-                self.absorb(await upstream.collect())
+                self.absorb(upstream.collect())
             raise
         finally:
             unwatch()

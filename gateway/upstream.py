@@ -3,29 +3,31 @@
 A ``ChatStream`` turns the ``data:`` lines of an OpenAI-compatible streaming chat completion
 into events (``gateway.events``): every event the bytes received so far complete, either after
 waiting for more (``read``) or at the reader's own times (``collect``, what a shaped stream
-does once a tick; with ``gather`` the bytes wait in the kernel until then, so a token does not
-wake the gateway). Events are parsed straight from the received bytes, one ``json.loads`` over
-a batch's events; nothing is re-encoded. It keeps its own watch for silence (``stalled``), so
-bytes that came before a silence are still read. ``gateway.vllm`` opens the requests.
+does once a tick; with ``gather`` the bytes wait in the kernel until then and are read straight
+from the socket, so a token does not wake the gateway). The bytes are the body of a
+``gateway.http1`` reply; its ``data:`` lines are found with one regular expression over a
+batch, and its payloads decoded with one ``json.loads``; nothing is re-encoded. It keeps its
+own watch for silence (``stalled``), so bytes that came before a silence are still read.
+``gateway.vllm`` opens the requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import re
 import socket
 import struct
 import termios
 from typing import TYPE_CHECKING
 
-from gateway.events import BackendFailure, decode_events, stalled, translated
+from gateway.events import BackendFailure, decode_events, stalled
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import aiohttp
-
     from gateway.events import Event
+    from gateway.http1 import Reply
 
 # The longest SSE line read (one event): far above any one token's delta.
 MAX_EVENT_BYTES = 4 << 20
@@ -35,6 +37,9 @@ GATHER_BYTES = 256 << 10
 # How early the event loop may run a timer (its clock's resolution, and then some).
 _CLOCK_SLACK = 0.001
 _INT = struct.Struct("i")
+# An SSE ``data:`` field's value (to its line's end), and the stream's last event.
+_DATA = re.compile(rb"^data:([^\n]*)", re.MULTILINE)
+_DONE = re.compile(rb"^data:[ \t]*\[DONE\][ \t]*$", re.MULTILINE)
 
 
 class ChatStream:
@@ -45,21 +50,14 @@ class ChatStream:
     before were returned.
     """
 
-    def __init__(
-        self,
-        content: aiohttp.StreamReader,
-        *,
-        idle_timeout: float,
-        sock: socket.socket | None = None,
-    ) -> None:
-        self._content = content
-        self._sock = sock  # the connection's socket, where bytes may gather
+    def __init__(self, reply: Reply, *, idle_timeout: float) -> None:
+        self._reply = reply
+        self._sock = reply.socket  # the connection's socket, where bytes may gather
         self._gathering = False
         self._idle = idle_timeout
         self._loop = asyncio.get_running_loop()
         self._partial = bytearray()  # the start of a line whose end has not arrived
         self._failure: BackendFailure | None = None
-        self._taken = 0  # bytes of the reply read so far
         self._last = self._loop.time()  # when bytes were last read
         self._silent = False  # nothing came for the idle timeout
         self._timer: asyncio.TimerHandle | None = None
@@ -68,58 +66,39 @@ class ChatStream:
     @property
     def ended(self) -> bool:
         """True when nothing more will come: ``[DONE]``, a failure, silence, the reply's end."""
-        content = self._content
-        return (
-            self.finished
-            or self._failure is not None
-            or self._silent
-            or content.exception() is not None
-            or content.at_eof()
-        )
+        return self.finished or self._failure is not None or self._silent or self._reply.at_eof
 
     async def read(self) -> list[Event]:
         """Wait for more of the reply; the events it completes (maybe none: half an event)."""
         self._raise_failure()
         try:
             async with asyncio.timeout(self._idle):
-                with translated():
-                    data = await self._content.readany()
+                await self._reply.wait()
         except TimeoutError as exc:
             self._failure = stalled()
             raise self._failure from exc
-        return self._take(data)
+        return self._take()
 
     def gather(self) -> None:
         """From now on let the reply's bytes wait in the kernel until ``collect`` takes them.
 
         The gateway is then not woken for each token, only when ``collect`` asks, at the
         reply's end (its connection closes), or when ``GATHER_BYTES`` are waiting (Linux's
-        ``SO_RCVLOWAT``). Without a socket that allows it, bytes are taken in as they come.
+        ``SO_RCVLOWAT``). Without a socket that allows it (TLS, not Linux), bytes are taken in
+        as they come, and ``collect`` finds them waiting.
         """
         self._gathering = self._sock is not None and self._low_water(GATHER_BYTES)
 
-    async def collect(self) -> list[Event]:
+    def collect(self) -> list[Event]:
         """The events completed by what has arrived, without waiting for more.
 
-        Bytes the kernel holds (``gather``) are taken in first: the only wait, and a short one.
+        Bytes the kernel holds (``gather``) are read first, straight from the socket: no wait,
+        no turn of the event loop.
         """
         self._raise_failure()
-        with translated():
-            data = self._content.read_nowait()
-        if self._gathering and self._held():
-            self._low_water(1)  # the event loop takes them in on its next turn
-            try:
-                async with asyncio.timeout(self._idle):
-                    with translated():
-                        data += await self._content.readany()
-            except TimeoutError as exc:
-                self._failure = stalled()
-                raise self._failure from exc
-            finally:
-                self._low_water(GATHER_BYTES)
-            with translated():
-                data += self._content.read_nowait()
-        return self._take(data)
+        if self._gathering:
+            self._reply.read_now()
+        return self._take()
 
     def _low_water(self, size: int) -> bool:
         """Set the socket's SO_RCVLOWAT; False where it cannot be (no socket, closed, not Linux)."""
@@ -127,7 +106,7 @@ class ChatStream:
             return False
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
-        except OSError:
+        except (OSError, ValueError):
             return False
         return True
 
@@ -144,22 +123,16 @@ class ChatStream:
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` whenever the reader, reading at its own times, must read now.
 
-        That is when the reply has ended or failed, when it has been silent for the idle
-        timeout (the next read raises ``stalled``), and when bytes have waited unread that
-        long. Returns the function that stops watching.
+        That is when the reply's connection has closed, when the reply has been silent for
+        the idle timeout (the next read raises ``stalled``), and when bytes have waited unread
+        that long. Returns the function that stops watching.
         """
-        waiting = asyncio.ensure_future(self._content.wait_eof())
-
-        def ended(future: asyncio.Future[None]) -> None:
-            if not future.cancelled():
-                future.exception()  # the failure itself is raised by the next read
-                callback()
-
-        waiting.add_done_callback(ended)
+        reply = self._reply
+        reply.on_close(callback)
         self._timer = self._loop.call_at(self._last + self._idle, self._check_silence, callback)
 
         def stop() -> None:
-            waiting.cancel()
+            reply.on_close(None)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -168,7 +141,7 @@ class ChatStream:
 
     def _check_silence(self, callback: Callable[[], None]) -> None:
         now = self._loop.time()
-        if self._content.total_bytes > self._taken or self._held():
+        if self._reply.held or self._held():
             callback()  # bytes wait: have them read; the watch goes on from now
             self._timer = self._loop.call_at(now + self._idle, self._check_silence, callback)
         elif now + _CLOCK_SLACK < self._last + self._idle:
@@ -183,45 +156,61 @@ class ChatStream:
         if self._failure is not None:
             raise self._failure
 
-    def _take(self, data: bytes) -> list[Event]:
+    def _take(self) -> list[Event]:
+        """The events of the reply's body bytes received so far."""
+        framing: BackendFailure | None = None
+        try:
+            data = self._reply.take()
+        except BackendFailure as exc:
+            data, framing = b"", exc
         if data:
-            self._taken += len(data)
             self._last = self._loop.time()
-        return self._parse(data)
+        return self._parse(data, framing)
 
-    def _parse(self, data: bytes) -> list[Event]:
+    def _parse(self, data: bytes, framing: BackendFailure | None = None) -> list[Event]:
         """The events of the whole lines in what was kept plus ``data``.
 
         A failure after some events is kept and raised by the next read, so the events that
-        came before it are not lost.
+        came before it are not lost. ``framing`` is the body's own failure (the bytes before
+        it are all in ``data``'s earlier reads).
         """
         if self.finished:
             return []
-        payloads, done, oversized = self._payloads(data)
+        payloads, done, oversized = self._payloads(data, at_eof=framing is not None)
         events, failure = decode_events(payloads)
         try:
-            self._check_end(done=done, failure=failure or oversized)
+            self._check_end(done=done, failure=failure or oversized or framing)
         except BackendFailure as exc:
             self._failure = exc
             if not events:
                 raise
         return events
 
-    def _payloads(self, data: bytes) -> tuple[list[bytes], bool, BackendFailure | None]:
-        """The ``data:`` payloads of the whole lines, whether ``[DONE]`` came, an oversize."""
-        payloads: list[bytes] = []
-        for line in self._lines(data):
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    return payloads, True, None
-                if len(payload) > MAX_EVENT_BYTES:
-                    oversized = BackendFailure(
-                        "backend", 502, "model server sent an oversized event"
-                    )
-                    return payloads, False, oversized
-                payloads.append(payload)
-        return payloads, False, None
+    def _payloads(
+        self, data: bytes, *, at_eof: bool
+    ) -> tuple[list[bytes], bool, BackendFailure | None]:
+        """The ``data:`` payloads of the whole lines, whether ``[DONE]`` came, an oversize.
+
+        Bytes operations over all the lines at once: ``[DONE]`` is looked for first and what
+        follows it is not read; a payload keeps its blanks (JSON allows them).
+        """
+        text = self._lines(data, at_eof=at_eof or self._reply.at_eof)
+        if not text:
+            return [], False, None
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        done = _DONE.search(text)
+        if done is not None:
+            text = text[: done.start()]
+        payloads = _DATA.findall(text)
+        if payloads and max(map(len, payloads)) > MAX_EVENT_BYTES:
+            oversized = BackendFailure("backend", 502, "model server sent an oversized event")
+            kept: list[bytes] = []
+            for payload in payloads:
+                if len(payload.strip()) > MAX_EVENT_BYTES:
+                    return kept, False, oversized
+                kept.append(payload)
+        return payloads, done is not None, None
 
     def _check_end(self, *, done: bool, failure: BackendFailure | None) -> None:
         """Raise what ends the reply here, if anything; at ``[DONE]``, mark it finished."""
@@ -231,23 +220,23 @@ class ChatStream:
             self.finished = True
         elif len(self._partial) > MAX_EVENT_BYTES:
             raise BackendFailure("backend", 502, "model server sent an oversized event")
-        elif self._content.at_eof():
+        elif self._reply.at_eof:
             raise BackendFailure("backend", 502, "model server closed the stream")
         elif self._silent:
             raise stalled()
 
-    def _lines(self, data: bytes) -> list[bytes]:
+    def _lines(self, data: bytes, *, at_eof: bool) -> bytes:
         """The whole lines in what was kept plus ``data`` (at the reply's end, the rest too)."""
-        cut = len(data) if self._content.at_eof() else data.rfind(b"\n") + 1
+        cut = len(data) if at_eof else max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
         partial = self._partial
         if not partial:
             if cut < len(data):
                 partial += data[cut:]
-            return data[:cut].splitlines()
+            return data[:cut]
         kept = len(partial)
         partial += data
-        if not cut:
-            return []
+        if not cut and not at_eof:
+            return b""
         whole = bytes(partial[: kept + cut])
         del partial[: kept + cut]
-        return whole.splitlines()
+        return whole

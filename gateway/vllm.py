@@ -18,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from yarl import URL
 
+from gateway import http1
 from gateway.events import (
     BackendFailure,
     ContentDelta,
@@ -30,8 +33,6 @@ from gateway.events import (
     Usage,
     error_message,
     failure_for,
-    stalled,
-    translated,
 )
 from gateway.upstream import ChatStream
 from sealed.bundle import MAX_WINDOW
@@ -56,16 +57,41 @@ _HTTP_OK = 200
 _HTTP_NOT_FOUND = 404
 
 
-async def _error_reply(response: aiohttp.ClientResponse) -> BackendFailure:
-    """The failure a non-200 reply states, reading at most ``MAX_ERROR_BODY`` of it."""
+async def _error_reply(reply: http1.Reply, idle_timeout: float) -> BackendFailure:
+    """The failure a non-200 reply states, reading at most ``MAX_ERROR_BODY`` of it.
+
+    A body that breaks off (cut, malformed, silent for ``idle_timeout``) is read as far as it
+    came: the status still says what failed.
+    """
     body = bytearray()
-    while len(body) <= MAX_ERROR_BODY and (data := await response.content.readany()):
-        body += data
+    try:
+        async with asyncio.timeout(idle_timeout):
+            while len(body) <= MAX_ERROR_BODY and not reply.at_eof:
+                await reply.wait()
+                body += reply.take()
+            body += reply.take()
+    except (BackendFailure, TimeoutError):
+        pass
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         payload = None
-    return failure_for(response.status, error_message(payload))
+    return failure_for(reply.status, error_message(payload))
+
+
+def _target(base_url: str, context: ssl.SSLContext | None) -> http1.Target:
+    """Where ``base_url`` (``http`` or ``https``) sends requests."""
+    url = URL(base_url)
+    if url.scheme not in {"http", "https"} or not url.raw_host:
+        raise ValueError("the model server's URL is http:// or https:// with a host")
+    host = url.raw_host
+    authority = f"[{host}]" if ":" in host else host
+    if url.explicit_port is not None:
+        authority += f":{url.explicit_port}"
+    https = url.scheme == "https"
+    context = (context or ssl.create_default_context()) if https else None
+    port = url.port or (443 if context is not None else 80)
+    return http1.Target(host, port, context, url.raw_path.rstrip("/"), authority)
 
 
 def _window(value: object) -> int | None:
@@ -79,6 +105,8 @@ class VLLMClient:
     """Talks to one vLLM server over HTTP.
 
     ``idle_timeout`` is the longest wait for the next byte of a reply (``stalled`` after it).
+    Chat completions go over ``gateway.http1``, a connection each; the rest over ``session``.
+    ``ssl_context`` is for an ``https`` model server (default: the system's trusted roots).
     """
 
     def __init__(
@@ -88,11 +116,13 @@ class VLLMClient:
         session: aiohttp.ClientSession,
         *,
         idle_timeout: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session = session
         self._idle_timeout = idle_timeout
+        self._target = _target(base_url, ssl_context)
 
     async def healthy(self) -> bool:
         """True when ``/health`` answers 200, or, where there is no ``/health``, the models do."""
@@ -187,45 +217,33 @@ class VLLMClient:
         return None
 
     @contextlib.asynccontextmanager
-    async def open_chat(
-        self, request: dict[str, Any], *, gather: bool = False
-    ) -> AsyncIterator[ChatStream]:
+    async def open_chat(self, request: dict[str, Any]) -> AsyncIterator[ChatStream]:
         """POST a streaming chat completion; the reply is read through the ``ChatStream``.
 
-        Leaving the block before the stream's end closes the connection, so the model server
-        stops generating. No byte for ``idle_timeout`` (before the reply's head, or in it) is
-        ``stalled``; the ``ChatStream`` keeps that watch itself, so that bytes which arrived
-        before the silence are still read. ``gather`` asks for a connection of its own, closed
-        by the model server at the reply's end, so that ``ChatStream.gather`` can leave the
-        bytes in the kernel between reads and still see the end at once.
+        Each request has a connection of its own (``gateway.http1``), closed by the model
+        server at the reply's end; leaving the block before then closes it, so the model
+        server stops generating. No byte for ``idle_timeout`` (before the reply's head, or in
+        it) is ``stalled``; the ``ChatStream`` keeps that watch itself, so that bytes which
+        arrived before the silence are still read. Because the reply's end closes the
+        connection, ``ChatStream.gather`` can leave its bytes in the kernel between reads.
         """
-        body = {**request, "stream": True, "stream_options": {"include_usage": True}}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        headers = {**self._headers, "Connection": "close"} if gather else self._headers
+        body = json.dumps(
+            {**request, "stream": True, "stream_options": {"include_usage": True}},
+            separators=(",", ":"),
+        ).encode("utf-8")
+        reply = await http1.post(
+            self._target,
+            "/v1/chat/completions",
+            body,
+            self._headers,
+            idle_timeout=self._idle_timeout,
+        )
         try:
-            async with asyncio.timeout(self._idle_timeout):
-                with translated():
-                    response = await self._session.post(
-                        f"{self._base}/v1/chat/completions",
-                        json=body,
-                        headers=headers,
-                        timeout=timeout,
-                    )
-                    if response.status != _HTTP_OK:
-                        try:
-                            raise await _error_reply(response)
-                        finally:
-                            response.release()
-        except TimeoutError as exc:
-            raise stalled() from exc
-        connection = response.connection
-        transport = connection.transport if gather and connection is not None else None
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        try:
-            yield ChatStream(response.content, idle_timeout=self._idle_timeout, sock=sock)
+            if reply.status != _HTTP_OK:
+                raise await _error_reply(reply, self._idle_timeout)
+            yield ChatStream(reply, idle_timeout=self._idle_timeout)
         finally:
-            response.release()  # an unfinished reply's connection is closed, not reused
-            await response.wait_for_close()
+            reply.close()
 
     async def stream_chat(self, request: dict[str, Any]) -> AsyncGenerator[Event, None]:
         """POST a streaming chat completion and yield its events as they arrive."""
