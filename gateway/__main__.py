@@ -48,6 +48,10 @@ async def serve(settings: GatewaySettings) -> None:
         raise SettingsError(f"veil: setting VEIL_CLIENT_KEYS is invalid: {exc}") from None
     suite = Suite.X25519 if settings.gateway_suite == "x25519" else Suite.MLKEM768_X25519
     api_key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
+    if api_key and settings.vllm_url.username:
+        raise SettingsError(
+            "veil: setting VEIL_VLLM_URL has a user name and VEIL_VLLM_API_KEY is set: use one"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrorFilter())

@@ -101,6 +101,20 @@ def _window(value: object) -> int | None:
     return None
 
 
+def _authorization(base_url: str, api_key: str | None) -> dict[str, str]:
+    """The chat request's credentials: the API key, or a user and password in the URL.
+
+    The other requests go over aiohttp, which sends a URL's user and password as Basic auth
+    itself; the chat requests send the same, so both kinds reach a server behind Basic auth.
+    """
+    basic = aiohttp.BasicAuth.from_url(URL(base_url))
+    if basic is not None and api_key:
+        raise ValueError("the model server's URL has a user name and there is an API key: use one")
+    if basic is not None:
+        return {"Authorization": basic.encode()}
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class VLLMClient:
     """Talks to one vLLM server over HTTP.
 
@@ -119,7 +133,7 @@ class VLLMClient:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = _authorization(base_url, api_key)
         self._session = session
         self._idle_timeout = idle_timeout
         self._target = _target(base_url, ssl_context)

@@ -10,6 +10,7 @@ Whatever it sends, the gateway sees the events that came and then one ``BackendF
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -253,6 +254,22 @@ async def test_the_request_is_a_plain_http11_post_on_a_connection_of_its_own(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+async def test_a_user_and_password_in_the_url_go_as_basic_auth(
+    server: ScriptedServer, http: aiohttp.ClientSession
+) -> None:
+    with_user = server.url.replace("http://", "http://veil:s%3Acret@")
+    client = VLLMClient(with_user, None, http, idle_timeout=0.5)
+    reading = asyncio.create_task(collect(client))
+    answer = await server.next()
+    await answer.send(CHUNKED_REPLY)
+    assert await reading == (EXPECTED, None)
+    answer.close()
+    credentials = base64.b64encode(b"veil:s:cret").decode()
+    assert f"Authorization: Basic {credentials}".encode() in answer.head.split(b"\r\n")
+    with pytest.raises(ValueError, match="use one"):
+        VLLMClient(with_user, "k3y", http)
 
 
 async def test_an_interim_reply_before_the_final_one_is_skipped(

@@ -87,6 +87,19 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
     too_open = run(env={"VEIL_OPERATOR_KEY_FILE": str(key_file), **clients})
     assert too_open.returncode == 2
     assert "0600" in too_open.stderr
+    key_file.chmod(0o600)
+    both = run(
+        env={
+            "VEIL_OPERATOR_KEY_FILE": str(key_file),
+            **clients,
+            "VEIL_VLLM_URL": "http://veil:secret@127.0.0.1:8000",
+            "VEIL_VLLM_API_KEY": "k3y",
+        }
+    )
+    assert both.returncode == 2
+    assert both.stderr.strip().splitlines() == [
+        "veil: setting VEIL_VLLM_URL has a user name and VEIL_VLLM_API_KEY is set: use one"
+    ]
 
 
 @pytest.mark.parametrize(
