@@ -87,7 +87,7 @@ def free_port() -> int:
         return port
 
 
-async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
+async def wait_until(condition: Callable[[], bool], within: float = 30.0) -> None:
     """Return once ``condition()`` holds; fail with ``TimeoutError`` after ``within`` seconds.
 
     For state a fake records without an event to wait on (calls seen, connections closed).
