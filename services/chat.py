@@ -562,7 +562,11 @@ class ChatService:
             raise
 
     async def _stream(
-        self, request: ChatRequest, sink: AnswerSink, parts: _Text, generation: _Generation
+        self,
+        request: ChatRequest,
+        sink: AnswerSink,
+        parts: _Text | list[str],
+        generation: _Generation,
     ) -> Completion | None:
         """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``."""
         completion = None
