@@ -208,6 +208,7 @@ async def main_async(levels: list[int], words: int, delay: float, *, flaky_too: 
                     "VEIL_CLIENT_KEYS": client_keys_setting(),
                     "VEIL_VLLM_URL": vllm.url,
                     "VEIL_GATEWAY_PORT": "0",
+                    "VEIL_METRICS_PORT": "0",  # never clash with another gateway's 9600
                 },
             )
             try:

@@ -127,7 +127,9 @@ class _Opened:
 
 def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -> Dispatcher:
     """The dispatcher with every feature's router, in order (chat last: it takes any text)."""
-    dispatcher = Dispatcher()
+    # No handler keeps FSM state; aiogram's FSM would add a middleware layer to every update
+    # and keep a record per chat and user in memory for good.
+    dispatcher = Dispatcher(disable_fsm=True)
     # Outer, so that the errors router (which runs outside inner middlewares) has ``texts`` too.
     dispatcher.update.outer_middleware(TextsMiddleware(catalogs))
     dispatcher.include_routers(

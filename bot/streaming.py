@@ -22,7 +22,8 @@ message of its own, folded the same way.
 
 Draft updates happen in a background task, so a slow or rate-limited Bot API never slows the
 model's stream; only the newest text is ever sent. Deltas are appended, and joined only when a
-draft goes out (at most once per ``interval``), so a long answer costs no work per token.
+draft goes out (at most once per ``interval``) or when 32 have gathered, so a long answer costs
+no work per token and holds about its own size, not a string object per token.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.streaming")
 
 _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
+_FOLD = 32  # deltas gathered before they are joined into one string (a str costs ~60 bytes)
 
 
 def entities_of(rendered: Rendered) -> list[MessageEntity]:
@@ -99,6 +101,8 @@ class DraftSink:
     async def append(self, delta: str) -> None:
         """Add a piece of the answer; the updater shows the whole when Telegram allows."""
         self._parts.append(delta)
+        if len(self._parts) >= _FOLD:  # drafts held back (a 429): keep one string, not many
+            self._parts = ["".join(self._parts)]
         self._received += len(delta)
         self._first_text.set()
         self._dirty.set()

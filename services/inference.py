@@ -322,6 +322,7 @@ class InferenceClient:
         gateway.in_flight += 1
         try:
             response = await self._post(attempt, body)
+            del body  # sent: not held while the answer streams
             async with response:
                 if response.status == _HTTP_GONE and not retried:
                     rotated = True  # the key was rotated out: refresh, then try once more

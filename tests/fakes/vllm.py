@@ -106,7 +106,9 @@ class FakeVLLM(Served):
     `len(fake.requests) == 0` proves the model was never asked), `request_headers` their
     headers with lower-cased names, `tokenize_requests` each `/tokenize` body (recorded in
     404 mode too). A stall counts in `stalled_streams` and sets `stall_started`; a client
-    hanging up on one counts in `stalled_closed` and sets `stall_released`.
+    hanging up on one counts in `stalled_closed` and sets `stall_released`. `pauses` holds token
+    positions where every stream waits, before sending that token, until `resume()`; `paused`
+    counts the streams waiting now.
     """
 
     def __init__(  # noqa: PLR0913 - the constructor's keyword options are the fake's public API
@@ -144,6 +146,9 @@ class FakeVLLM(Served):
         self.stalled_closed = 0
         self.stall_started = asyncio.Event()
         self.stall_released = asyncio.Event()
+        self.pauses: set[int] = set()
+        self.paused = 0
+        self._resume = asyncio.Event()
         # (index into requests, monotonic time of the first and of the last content token sent)
         self.token_times: list[tuple[int, float, float]] = []
         self.request_headers: list[dict[str, str]] = []
@@ -156,6 +161,12 @@ class FakeVLLM(Served):
         self.app.router.add_post("/tokenize", self._tokenize)
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+
+    def resume(self) -> None:
+        """Let the streams waiting at a pause go on (to the next pause, if any)."""
+        self.paused = 0
+        self._resume.set()
+        self._resume = asyncio.Event()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on host:port (0 picks a free port) and return the base url."""
@@ -382,6 +393,10 @@ class FakeVLLM(Served):
         thoughts = await self._think(send, chunk)
         first_at = last_at = 0.0
         for index, token in enumerate(tokens[:cut]):
+            if index in self.pauses:
+                gate = self._resume
+                self.paused += 1
+                await gate.wait()
             if self.token_delay > 0:
                 await asyncio.sleep(self.token_delay)
             last = failure is None and index == len(tokens) - 1 and not self.finish_on_extra_chunk
