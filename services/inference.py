@@ -395,8 +395,11 @@ class InferenceClient:
         broken: str
         try:
             async for data in response.content.iter_any():
-                for item in _open(opener, data, attempt):
+                items = _open(opener, data, attempt)
+                del data  # neither a burst's bytes nor its records are kept while the
+                for item in items:  # next bytes are awaited (a paused model holds them long)
                     yield self._finish(item, attempt) if isinstance(item, Final) else item
+                del items
             opener.close()
         except StreamTruncated:
             broken = "cut"
