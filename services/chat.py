@@ -251,6 +251,7 @@ class ChatService:
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
     _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
+    _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -755,8 +756,24 @@ class ChatService:
         receipt like any answer. Never raises for a failure (no credit, the model failing, the
         history unwritable): it is logged and the conversation stays unnamed (None).
         """
+        titling = _Titling()
+        self._titling.setdefault(naming.user_id, []).append(titling)
         try:
-            text = await self._ask_title(naming)
+            return await self._name(naming, titling.generation)
+        finally:
+            titling.ended.set()
+            running = self._titling.get(naming.user_id, [])
+            if titling in running:
+                running.remove(titling)
+            if not running:
+                self._titling.pop(naming.user_id, None)
+
+    async def _name(self, naming: Naming, generation: _Generation) -> str | None:
+        try:
+            text = await self._ask_title(naming, generation)
+            if generation.stop.is_set():  # /forget: nothing of that conversation is kept
+                log.info("chat.title_stopped", user_id=naming.user_id)
+                return None
             title = clean_title(text)
             if title is None:
                 log.info("chat.title_empty", user_id=naming.user_id)
@@ -768,11 +785,10 @@ class ChatService:
             return None
         return title
 
-    async def _ask_title(self, naming: Naming) -> str:
+    async def _ask_title(self, naming: Naming, generation: _Generation) -> str:
         """One title request: held, streamed without a sink, settled; its text."""
         messages = title_messages(naming.prompt, naming.answer)
         request_id = secrets.token_bytes(REQUEST_ID_SIZE)
-        generation = _Generation()
         context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
         hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
         parts: list[str] = []
@@ -804,13 +820,17 @@ class ChatService:
         """Erase everything stored about the user (their data key first); returns turns erased.
 
         A streaming answer is stopped first and waited for (it is billed and would store its
-        turn), so nothing is written after the erasure.
+        turn), and so is a title request (it would store a title made from what is erased, in
+        a conversation that may reuse the id), so nothing is written after the erasure.
         """
         generation = self._active.get(user_id)
         if generation is not None:
             generation.stop.set()
             if generation.task is not None:
                 await _finished(generation.task)
+        for titling in list(self._titling.get(user_id, [])):
+            titling.generation.stop.set()
+            await titling.ended.wait()
         self._retry.pop(user_id, None)
         self._cut.pop(user_id, None)
         with history_failures("cannot erase the conversation"):
@@ -827,6 +847,14 @@ async def _finished(task: asyncio.Future[Any]) -> None:
     while not task.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([task])
+
+
+@dataclass(eq=False)
+class _Titling:
+    """A title request in progress: what stops it, and when it has ended (stored or not)."""
+
+    generation: _Generation = field(default_factory=_Generation)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _Quiet:

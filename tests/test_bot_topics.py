@@ -291,3 +291,39 @@ async def test_rich_answers_their_notes_and_continue_stay_in_the_topic(tmp_path:
     assert thread_of(continued) == thread
     assert asked_again[0] == "Write an essay"
     assert len(asked_again) == 3  # the topic's question, its cut answer, the request to go on
+
+
+async def test_forget_stops_a_title_in_flight_and_no_title_of_it_is_kept(tmp_path: Path) -> None:
+    def slow_titles(body: dict[str, Any]) -> str:
+        if question_of(body).startswith(TITLE_PROMPT):
+            stack.vllm.stall_after = 0  # the title request hangs until the bot hangs up
+        else:
+            stack.vllm.stall_after = None
+        return echo(body)
+
+    secret = "okapi-nebula-77"
+    async with running_stack(
+        tmp_path, answer=slow_titles, telegram_server=topic_telegram(), conversation_titles=True
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        await asked(stack, secret, thread, 3)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        stack.telegram.send_text(USER, "/forget")
+        (confirm,) = (await stack.final_messages(USER, 4))[-1]["reply_markup"]["inline_keyboard"]
+        stack.telegram.press_button(
+            USER,
+            confirm[0]["callback_data"],
+            message_id=stack.telegram.sent_messages(USER)[-1]["message_id"],
+        )
+        await stack.telegram.wait_for("editMessageText")
+        # The erasure waited for the title request: it was stopped, not left to land later.
+        assert stack.vllm.stalled_closed == 1
+        assert await stack.veil.store.conversations(USER) == []
+        # A new conversation (which may reuse the erased one's id) gets no title of the old.
+        await asked(stack, "after forgetting", None, 5)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        assert [c.title for c in await stack.veil.store.conversations(USER)] == [None]
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+        assert report.problems == []
+    assert [t.name for t in stack.telegram.state.topics.of(USER)] == ["New conversation"]
+    assert secret.encode() not in _disk(tmp_path)
