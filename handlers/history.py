@@ -9,10 +9,12 @@ and /history says so.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -82,12 +84,13 @@ async def on_switch(
     else:
         text = texts("history_gone")
     if query.message is not None and query.bot is not None:
-        await query.bot.edit_message_text(
-            chat_id=user.id,
-            message_id=query.message.message_id,
-            text=text,
-            reply_markup=history_keyboard(texts, conversations) if conversations else None,
-        )
+        with contextlib.suppress(TelegramBadRequest):  # "not modified": it says so already
+            await query.bot.edit_message_text(
+                chat_id=user.id,
+                message_id=query.message.message_id,
+                text=text,
+                reply_markup=history_keyboard(texts, conversations) if conversations else None,
+            )
 
 
 def build_router() -> Router:

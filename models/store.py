@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 5.0
 CACHE_SALT_BYTES = 24
+MAX_ROW_ID = 2**63 - 1  # the largest id SQLite stores (a row id is a signed 64-bit integer)
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,8 @@ class Store:
 
         Raises ``ConversationNotFound`` if it is not the user's, or lives in a topic.
         """
+        if not 0 < conversation_id <= MAX_ROW_ID:  # a forged id SQLite could not even bind
+            raise ConversationNotFound("no such conversation for this user")
 
         def switch(db: Database) -> None:
             row = db.execute(

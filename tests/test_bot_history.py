@@ -75,10 +75,21 @@ async def test_history_lists_conversations_by_title_and_switches_back(tmp_path: 
         await stack.telegram.wait_for(
             "editMessageText", lambda call: "no longer there" in str(call.params.get("text"))
         )
+        # So does one with an id SQLite cannot hold, or a negative one: the same polite text
+        # (the list shows it already: Telegram's "message is not modified" is no failure).
+        for forged in ("conv:99999999999999999999", "conv:-7"):
+            before = stack.telegram.calls_of("editMessageText")
+            stack.telegram.press_button(USER, forged, message_id=listing["message_id"])
+            edit = await stack.telegram.wait_for(
+                "editMessageText", lambda call, seen=before: all(call is not c for c in seen)
+            )
+            assert "no longer there" in str(edit.params.get("text"))
         await ask(stack, "delta", 8)
         request = [m["content"] for m in stack.vllm.requests[-1]["messages"]]
     assert request[0] == "alpha"
     assert request[-1] == "delta"
+    texts = [str(m.get("text")) for m in stack.telegram.sent_messages(USER)]
+    assert not any(t.startswith("Something went wrong") for t in texts)
 
 
 async def test_with_topics_history_points_at_the_topics(tmp_path: Path) -> None:
