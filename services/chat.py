@@ -203,6 +203,7 @@ class _Asked:
     conversation: int | None  # None: a one-off question, nothing stored
     model: str
     naming: Naming | None = None  # set when the exchange would be the conversation's first
+    thread_id: int | None = None  # the topic asked in (None: the chat itself)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,9 @@ class ChatService:
     system_prompt: str | None = None
     titles: bool = True
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
-    _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
+    _retry: OrderedDict[int, tuple[int | None, str]] = field(
+        default_factory=OrderedDict, init=False
+    )  # user -> (the topic it failed in, the prompt)
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
 
@@ -332,9 +335,17 @@ class ChatService:
             log.warning("chat.holds_swept", count=released)
         return released
 
-    def take_retry(self, user_id: int) -> str | None:
-        """The prompt of the user's last failed answer, once (memory only)."""
-        return self._retry.pop(user_id, None)
+    def take_retry(self, user_id: int, thread_id: int | None = None) -> str | None:
+        """The prompt of the user's last failed answer, once (memory only).
+
+        Only where it failed (topic ``thread_id``, None: the chat itself): a Retry button left
+        in another topic resends nothing, and never that topic's question into this one.
+        """
+        failed = self._retry.get(user_id)
+        if failed is None or failed[0] != thread_id:
+            return None
+        del self._retry[user_id]
+        return failed[1]
 
     def take_continuation(self, user_id: int, request_id: str) -> bool:
         """Whether ``request_id`` names the user's latest answer, stored and cut (once).
@@ -357,8 +368,8 @@ class ChatService:
         while len(self._cut) > _RETRY_MEMORY:
             self._cut.popitem(last=False)
 
-    def _remember_failed(self, user_id: int, prompt: str) -> None:
-        self._retry[user_id] = prompt
+    def _remember_failed(self, user_id: int, thread_id: int | None, prompt: str) -> None:
+        self._retry[user_id] = (thread_id, prompt)
         self._retry.move_to_end(user_id)
         while len(self._retry) > _RETRY_MEMORY:
             self._retry.popitem(last=False)
@@ -400,7 +411,7 @@ class ChatService:
                 await self._settle(hold, exc.signed_receipt, "", valid=True, bundles=bundles)
                 generation.holds.discard(hold.request_id)
                 if parts or retried or len(context.messages) <= 1 + bool(self.system_prompt):
-                    self._remember_failed(user_id, prompt)
+                    self._remember_failed(user_id, question.thread_id, prompt)
                     await sink.abort()
                     raise
                 # Trim once more and ask again: a new sealed request, so a new hold.
@@ -412,7 +423,7 @@ class ChatService:
                 generation.stoppable = False
                 delivered = "".join(parts)
                 await self._settle(hold, exc.signed_receipt, delivered, valid=True, bundles=bundles)
-                self._remember_failed(user_id, prompt)
+                self._remember_failed(user_id, question.thread_id, prompt)
                 await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
@@ -420,7 +431,14 @@ class ChatService:
                 raise
             break
         generation.stoppable = False
-        asked = _Asked(user_id, prompt, conversation, model, self._naming(opened, prompt, model))
+        asked = _Asked(
+            user_id,
+            prompt,
+            conversation,
+            model,
+            self._naming(opened, prompt, model),
+            question.thread_id,
+        )
         ended = _Ended(hold, completion, "".join(parts), bundles)
         return await self._finish(asked, ended, sink, generation)
 
@@ -477,7 +495,7 @@ class ChatService:
         if not text:
             await sink.abort()
             if completion is None and not stopped:
-                self._remember_failed(user_id, prompt)
+                self._remember_failed(user_id, asked.thread_id, prompt)
                 raise InferenceUnavailable("the model returned an empty answer")
         else:
             await sink.complete(text)

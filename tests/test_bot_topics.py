@@ -327,3 +327,31 @@ async def test_forget_stops_a_title_in_flight_and_no_title_of_it_is_kept(tmp_pat
         assert report.problems == []
     assert [t.name for t in stack.telegram.state.topics.of(USER)] == ["New conversation"]
     assert secret.encode() not in _disk(tmp_path)
+
+
+async def test_retry_resends_only_in_the_topic_where_the_answer_failed(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=echo, telegram_server=topic_telegram()) as stack:
+        first = await new_topic(stack, 2)
+        second = await new_topic(stack, 4)
+        stack.vllm.fail_before_stream = (503, "engine is restarting")
+        failed_first = await asked(stack, "question in A", first, 5)
+        failed_second = await asked(stack, "question in B", second, 6)
+        stack.vllm.fail_before_stream = None
+        assert [thread_of(failed_first), thread_of(failed_second)] == [first, second]
+        (retry,) = failed_first["reply_markup"]["inline_keyboard"][0]
+        # A's Retry after B failed: B's question is not asked in A, with A's history.
+        stack.telegram.press_button(
+            USER, retry["callback_data"], message_id=failed_first["message_id"]
+        )
+        expired = (await stack.final_messages(USER, 7))[-1]
+        assert thread_of(expired) == first
+        assert expired["text"] == "I no longer have that message. Please send it again."
+        # B's own Retry still resends B's question, in B.
+        stack.telegram.press_button(
+            USER, retry["callback_data"], message_id=failed_second["message_id"]
+        )
+        answer = (await stack.final_messages(USER, 8))[-1]
+    assert thread_of(answer) == second
+    assert answer["text"].startswith("re: question in B")
+    asked_again = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests[2:]]
+    assert asked_again == [["question in B"]]
