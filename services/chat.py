@@ -305,20 +305,26 @@ class ChatService:
         return True
 
     async def close(self) -> None:
-        """Stop every answer in progress and wait until each is settled, delivered, stored.
+        """Stop every answer and title request in progress; wait until each is settled.
 
-        Waits at most the stop grace plus ``CLOSE_SLACK_S``; an answer still running then is
-        left to the loop's teardown (its hold is released at the next start).
+        Answers are settled, delivered and stored; a stopped title request is settled and its
+        title dropped. Waits at most the stop grace plus ``CLOSE_SLACK_S``; one still running
+        then is left to the loop's teardown (its hold is released at the next start).
         """
         generations = list(self._active.values())
-        for generation in generations:
+        titlings = [t for running in self._titling.values() for t in running]
+        for generation in [*generations, *(t.generation for t in titlings)]:
             generation.stop.set()
         tasks = [g.task for g in generations if g.task is not None and not g.task.done()]
-        if tasks:
-            done, running = await asyncio.wait(tasks, timeout=self.stop_grace + CLOSE_SLACK_S)
+        ends = [asyncio.create_task(t.ended.wait()) for t in titlings if not t.ended.is_set()]
+        if tasks or ends:
+            timeout = self.stop_grace + CLOSE_SLACK_S
+            done, running = await asyncio.wait([*tasks, *ends], timeout=timeout)
             for task in done:
-                if not task.cancelled():
+                if task not in ends and not task.cancelled():
                     task.exception()  # retrieved: the answer's caller reports it
+            for end in ends:
+                end.cancel()
             if running:
                 log.warning("chat.close_timed_out", answers=len(running))
 
@@ -789,7 +795,7 @@ class ChatService:
     async def _name(self, naming: Naming, generation: _Generation) -> str | None:
         try:
             text = await self._ask_title(naming, generation)
-            if generation.stop.is_set():  # /forget: nothing of that conversation is kept
+            if generation.stop.is_set():  # /forget or shutdown: no title from a cut reply
                 log.info("chat.title_stopped", user_id=naming.user_id)
                 return None
             title = clean_title(text)

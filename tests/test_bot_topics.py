@@ -316,8 +316,9 @@ async def test_forget_stops_a_title_in_flight_and_no_title_of_it_is_kept(tmp_pat
             message_id=stack.telegram.sent_messages(USER)[-1]["message_id"],
         )
         await stack.telegram.wait_for("editMessageText")
-        # The erasure waited for the title request: it was stopped, not left to land later.
-        assert stack.vllm.stalled_closed == 1
+        # The erasure waited for the title request: stopped and settled, not left to land later.
+        assert await stack.veil.credit.recover(0) == 0  # no hold left open
+        await _until(lambda: stack.vllm.stalled_closed == 1)
         assert await stack.veil.store.conversations(USER) == []
         # A new conversation (which may reuse the erased one's id) gets no title of the old.
         await asked(stack, "after forgetting", None, 5)
@@ -355,3 +356,25 @@ async def test_retry_resends_only_in_the_topic_where_the_answer_failed(tmp_path:
     assert answer["text"].startswith("re: question in B")
     asked_again = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests[2:]]
     assert asked_again == [["question in B"]]
+
+
+async def test_closing_stops_a_title_in_flight_and_settles_it(tmp_path: Path) -> None:
+    def slow_titles(body: dict[str, Any]) -> str:
+        if question_of(body).startswith(TITLE_PROMPT):
+            stack.vllm.stall_after = 0  # the title request hangs until the bot hangs up
+        return echo(body)
+
+    async with running_stack(
+        tmp_path, answer=slow_titles, telegram_server=topic_telegram(), conversation_titles=True
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        await asked(stack, "a question", thread, 3)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        await stack.veil.chat.close()  # what the shutdown drain does once its grace is over
+        # The title request was stopped and settled before close returned, not left hanging.
+        assert await stack.veil.credit.recover(0) == 0  # no hold left open
+        await _until(lambda: stack.vllm.stalled_closed == 1)
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+        assert report.problems == []
+        assert [c.title for c in await stack.veil.store.conversations(USER)] == [None]
+    assert [t.name for t in stack.telegram.state.topics.of(USER)] == ["New conversation"]
