@@ -378,3 +378,39 @@ async def test_closing_stops_a_title_in_flight_and_settles_it(tmp_path: Path) ->
         assert report.problems == []
         assert [c.title for c in await stack.veil.store.conversations(USER)] == [None]
     assert [t.name for t in stack.telegram.state.topics.of(USER)] == ["New conversation"]
+
+
+async def test_forget_during_an_answer_asks_no_title_of_it(tmp_path: Path) -> None:
+    secret = "narwhal-comet-13"
+    async with running_stack(
+        tmp_path, answer=echo, telegram_server=topic_telegram(), conversation_titles=True
+    ) as stack:
+        stack.vllm.stall_after = 2  # the answer pauses after two words
+        stack.telegram.send_text(USER, secret)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        stack.vllm.stall_after = None
+        stack.telegram.send_text(USER, "/forget")
+        confirm = await stack.telegram.wait_for(
+            "sendMessage", lambda call: "reply_markup" in call.params
+        )
+        (yes, _no) = confirm.params["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.press_button(
+            USER,
+            yes["callback_data"],
+            message_id=stack.telegram.sent_messages(USER)[-1]["message_id"],
+        )
+        await stack.telegram.wait_for(
+            "editMessageText", lambda c: str(c.params.get("text")).startswith("Done:")
+        )
+        # After the erasure a new conversation: its own title request, and none before it
+        # (one of the erased answer would go out as that answer ended, before the erasure).
+        await asked(stack, "after forgetting", None, 3)
+
+        def titles() -> list[str]:
+            asked_for = [question_of(r) for r in stack.vllm.requests]
+            return [q for q in asked_for if q.startswith(TITLE_PROMPT)]
+
+        await _until(lambda: any("after forgetting" in t for t in titles()))
+        titles_asked = titles()
+    assert len(titles_asked) == 1
+    assert secret not in titles_asked[0]
