@@ -225,8 +225,10 @@ class Store:
     ) -> list[Conversation]:
         """The user's conversations, most recently continued first, titles decrypted.
 
-        ``chat_only``: only those in the chat itself, not in a topic. Raises
-        ``HistoryCorrupted`` if a stored title does not open where it sits.
+        ``chat_only``: only those in the chat itself, not in a topic, and of those only the
+        active one if it has no turns yet (``/new`` pressed again and again leaves empty ones,
+        which would push the real ones off the list). Raises ``HistoryCorrupted`` if a stored
+        title does not open where it sits.
         """
         return await self.read(
             lambda db: self._conversations(db, user_id, limit, chat_only=chat_only)
@@ -385,9 +387,10 @@ class Store:
         active = row[0]
         rows = db.execute(
             "SELECT id, thread_id, title, created_at, COALESCE(updated_at, created_at)"
-            " FROM conversations WHERE user_id = ? AND (thread_id IS NULL OR NOT ?)"
+            " FROM conversations WHERE user_id = ? AND (NOT ? OR (thread_id IS NULL AND"
+            " (id IS ? OR EXISTS (SELECT 1 FROM turns WHERE conversation_id = conversations.id))))"
             " ORDER BY COALESCE(updated_at, created_at) DESC, id DESC LIMIT ?",
-            [user_id, int(chat_only), limit],
+            [user_id, int(chat_only), active, limit],
         ).fetchall()
         found: list[Conversation] = []
         for conversation_id, thread_id, sealed, created_at, updated_at in rows:

@@ -44,11 +44,13 @@ async def test_history_lists_conversations_by_title_and_switches_back(tmp_path: 
         await stack.final_messages(USER, 3)
         await ask(stack, "beta", 4)
         await titled(stack, 2)
-        stack.telegram.send_text(USER, "/new")  # a third, not named yet
+        stack.telegram.send_text(USER, "/new")
         await stack.final_messages(USER, 5)
+        stack.telegram.send_text(USER, "/new")  # a third, not named yet (the one above: empty)
+        await stack.final_messages(USER, 6)
 
         stack.telegram.send_text(USER, "/history")
-        listing = (await stack.final_messages(USER, 6))[-1]
+        listing = (await stack.final_messages(USER, 7))[-1]
         assert listing["text"].startswith("Your recent conversations")
         labels = [b["text"] for b in buttons(listing)]
         assert labels[0].startswith("✅ Conversation of 20")  # the active one, still unnamed
@@ -61,10 +63,10 @@ async def test_history_lists_conversations_by_title_and_switches_back(tmp_path: 
         assert switched["text"] == (
             "Continuing “Title of alpha”. Your next message goes on from where it stopped."
         )
-        marked = [b["text"] for b in buttons(switched) if b["text"].startswith("✅")]
-        assert marked == ["✅ Title of alpha"]
+        # The empty conversation left behind is no longer listed: it has nothing to go back to.
+        assert [b["text"] for b in buttons(switched)] == ["Title of beta", "✅ Title of alpha"]
 
-        await ask(stack, "gamma", 7)
+        await ask(stack, "gamma", 8)
         request = [m["content"] for m in stack.vllm.requests[-1]["messages"]]
         assert request[0] == "alpha"
         assert request[-1] == "gamma"
@@ -85,7 +87,7 @@ async def test_history_lists_conversations_by_title_and_switches_back(tmp_path: 
                     await asyncio.sleep(0.02)
             edit = stack.telegram.calls_of("editMessageText")[-1]
             assert "no longer there" in str(edit.params.get("text"))
-        await ask(stack, "delta", 8)
+        await ask(stack, "delta", 9)
         request = [m["content"] for m in stack.vllm.requests[-1]["messages"]]
     assert request[0] == "alpha"
     assert request[-1] == "delta"
