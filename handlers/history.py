@@ -73,8 +73,15 @@ async def cmd_history(message: Message, bot: Bot, texts: Texts, chat: ChatServic
 async def on_switch(
     query: CallbackQuery, callback_data: SwitchConversation, texts: Texts, chat: ChatService
 ) -> None:
-    """Continue the chosen conversation; the list then marks it (gone: say so)."""
+    """Continue the chosen conversation; the list then marks it (gone: say so).
+
+    Only from the /history list in the private chat: a button forged under any other message
+    (in a group, or an inline one) switches and edits nothing.
+    """
     user = query.from_user
+    if query.message is None or query.message.chat.type != "private":
+        await query.answer()
+        return
     switched = await chat.switch_conversation(user.id, callback_data.conversation)
     await query.answer()
     conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)

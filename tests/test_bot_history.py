@@ -100,3 +100,21 @@ async def test_with_topics_history_points_at_the_topics(tmp_path: Path) -> None:
         stack.telegram.send_text(USER, "/history")
         reply = await stack.reply_text(USER)
     assert reply.startswith("Each topic in this chat is its own conversation")
+
+
+async def test_a_switch_pressed_outside_the_private_chat_changes_nothing(tmp_path: Path) -> None:
+    group = -1_001_777_000
+    async with running_stack(tmp_path, answer=echo) as stack:
+        await ask(stack, "alpha", 1)
+        (answer,) = stack.telegram.sent_messages(USER)
+        conversation = await stack.veil.store.active_conversation(USER)
+        stack.telegram.send_text(USER, "just chatting", chat_id=group)  # the group exists
+        # A forged /history button under a group message whose id is the private answer's.
+        stack.telegram.press_button(
+            USER, f"conv:{conversation}", message_id=answer["message_id"], chat_id=group
+        )
+        await ask(stack, "beta", 2)  # the press was handled in full before this answer came
+        edits = stack.telegram.calls_of("editMessageText")
+        kept = stack.telegram.sent_messages(USER)[0]
+    assert edits == []  # the private answer with that id is not turned into a /history list
+    assert kept["text"] == answer["text"]
