@@ -126,7 +126,7 @@ async def on_retry(
     """Resend the prompt whose answer failed (in the topic its button is in)."""
     user = query.from_user
     thread_id = topic_of(query.message)
-    prompt = chat.take_retry(user.id)
+    prompt = chat.take_retry(user.id, thread_id)
     await query.answer()
     if query.message is not None:
         with contextlib.suppress(TelegramBadRequest):  # already without a button: fine

@@ -9,10 +9,12 @@ and /history says so.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -71,8 +73,15 @@ async def cmd_history(message: Message, bot: Bot, texts: Texts, chat: ChatServic
 async def on_switch(
     query: CallbackQuery, callback_data: SwitchConversation, texts: Texts, chat: ChatService
 ) -> None:
-    """Continue the chosen conversation; the list then marks it (gone: say so)."""
+    """Continue the chosen conversation; the list then marks it (gone: say so).
+
+    Only from the /history list in the private chat: a button forged under any other message
+    (in a group, or an inline one) switches and edits nothing.
+    """
     user = query.from_user
+    if query.message is None or query.message.chat.type != "private":
+        await query.answer()
+        return
     switched = await chat.switch_conversation(user.id, callback_data.conversation)
     await query.answer()
     conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
@@ -82,12 +91,13 @@ async def on_switch(
     else:
         text = texts("history_gone")
     if query.message is not None and query.bot is not None:
-        await query.bot.edit_message_text(
-            chat_id=user.id,
-            message_id=query.message.message_id,
-            text=text,
-            reply_markup=history_keyboard(texts, conversations) if conversations else None,
-        )
+        with contextlib.suppress(TelegramBadRequest):  # "not modified": it says so already
+            await query.bot.edit_message_text(
+                chat_id=user.id,
+                message_id=query.message.message_id,
+                text=text,
+                reply_markup=history_keyboard(texts, conversations) if conversations else None,
+            )
 
 
 def build_router() -> Router:

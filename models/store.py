@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 5.0
 CACHE_SALT_BYTES = 24
+MAX_ROW_ID = 2**63 - 1  # the largest id SQLite stores (a row id is a signed 64-bit integer)
 
 
 @dataclass(frozen=True)
@@ -224,8 +225,10 @@ class Store:
     ) -> list[Conversation]:
         """The user's conversations, most recently continued first, titles decrypted.
 
-        ``chat_only``: only those in the chat itself, not in a topic. Raises
-        ``HistoryCorrupted`` if a stored title does not open where it sits.
+        ``chat_only``: only those in the chat itself, not in a topic, and of those only the
+        active one if it has no turns yet (``/new`` pressed again and again leaves empty ones,
+        which would push the real ones off the list). Raises ``HistoryCorrupted`` if a stored
+        title does not open where it sits.
         """
         return await self.read(
             lambda db: self._conversations(db, user_id, limit, chat_only=chat_only)
@@ -236,6 +239,8 @@ class Store:
 
         Raises ``ConversationNotFound`` if it is not the user's, or lives in a topic.
         """
+        if not 0 < conversation_id <= MAX_ROW_ID:  # a forged id SQLite could not even bind
+            raise ConversationNotFound("no such conversation for this user")
 
         def switch(db: Database) -> None:
             row = db.execute(
@@ -382,9 +387,10 @@ class Store:
         active = row[0]
         rows = db.execute(
             "SELECT id, thread_id, title, created_at, COALESCE(updated_at, created_at)"
-            " FROM conversations WHERE user_id = ? AND (thread_id IS NULL OR NOT ?)"
+            " FROM conversations WHERE user_id = ? AND (NOT ? OR (thread_id IS NULL AND"
+            " (id IS ? OR EXISTS (SELECT 1 FROM turns WHERE conversation_id = conversations.id))))"
             " ORDER BY COALESCE(updated_at, created_at) DESC, id DESC LIMIT ?",
-            [user_id, int(chat_only), limit],
+            [user_id, int(chat_only), active, limit],
         ).fetchall()
         found: list[Conversation] = []
         for conversation_id, thread_id, sealed, created_at, updated_at in rows:

@@ -204,6 +204,7 @@ class _Asked:
     conversation: int | None  # None: a one-off question, nothing stored
     model: str
     naming: Naming | None = None  # set when the exchange would be the conversation's first
+    thread_id: int | None = None  # the topic asked in (None: the chat itself)
 
 
 @dataclass(frozen=True)
@@ -276,8 +277,11 @@ class ChatService:
     system_prompt: str | None = None
     titles: bool = True
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
-    _retry: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
+    _retry: OrderedDict[int, tuple[int | None, str]] = field(
+        default_factory=OrderedDict, init=False
+    )  # user -> (the topic it failed in, the prompt)
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
+    _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -328,20 +332,26 @@ class ChatService:
         return True
 
     async def close(self) -> None:
-        """Stop every answer in progress and wait until each is settled, delivered, stored.
+        """Stop every answer and title request in progress; wait until each is settled.
 
-        Waits at most the stop grace plus ``CLOSE_SLACK_S``; an answer still running then is
-        left to the loop's teardown (its hold is released at the next start).
+        Answers are settled, delivered and stored; a stopped title request is settled and its
+        title dropped. Waits at most the stop grace plus ``CLOSE_SLACK_S``; one still running
+        then is left to the loop's teardown (its hold is released at the next start).
         """
         generations = list(self._active.values())
-        for generation in generations:
+        titlings = [t for running in self._titling.values() for t in running]
+        for generation in [*generations, *(t.generation for t in titlings)]:
             generation.stop.set()
         tasks = [g.task for g in generations if g.task is not None and not g.task.done()]
-        if tasks:
-            done, running = await asyncio.wait(tasks, timeout=self.stop_grace + CLOSE_SLACK_S)
+        ends = [asyncio.create_task(t.ended.wait()) for t in titlings if not t.ended.is_set()]
+        if tasks or ends:
+            timeout = self.stop_grace + CLOSE_SLACK_S
+            done, running = await asyncio.wait([*tasks, *ends], timeout=timeout)
             for task in done:
-                if not task.cancelled():
+                if task not in ends and not task.cancelled():
                     task.exception()  # retrieved: the answer's caller reports it
+            for end in ends:
+                end.cancel()
             if running:
                 log.warning("chat.close_timed_out", answers=len(running))
 
@@ -358,9 +368,17 @@ class ChatService:
             log.warning("chat.holds_swept", count=released)
         return released
 
-    def take_retry(self, user_id: int) -> str | None:
-        """The prompt of the user's last failed answer, once (memory only)."""
-        return self._retry.pop(user_id, None)
+    def take_retry(self, user_id: int, thread_id: int | None = None) -> str | None:
+        """The prompt of the user's last failed answer, once (memory only).
+
+        Only where it failed (topic ``thread_id``, None: the chat itself): a Retry button left
+        in another topic resends nothing, and never that topic's question into this one.
+        """
+        failed = self._retry.get(user_id)
+        if failed is None or failed[0] != thread_id:
+            return None
+        del self._retry[user_id]
+        return failed[1]
 
     def take_continuation(self, user_id: int, request_id: str) -> bool:
         """Whether ``request_id`` names the user's latest answer, stored and cut (once).
@@ -383,8 +401,8 @@ class ChatService:
         while len(self._cut) > _RETRY_MEMORY:
             self._cut.popitem(last=False)
 
-    def _remember_failed(self, user_id: int, prompt: str) -> None:
-        self._retry[user_id] = prompt
+    def _remember_failed(self, user_id: int, thread_id: int | None, prompt: str) -> None:
+        self._retry[user_id] = (thread_id, prompt)
         self._retry.move_to_end(user_id)
         while len(self._retry) > _RETRY_MEMORY:
             self._retry.popitem(last=False)
@@ -426,7 +444,7 @@ class ChatService:
                 await self._settle(hold, exc.signed_receipt, "", valid=True, bundles=bundles)
                 generation.holds.discard(hold.request_id)
                 if parts or retried or len(context.messages) <= 1 + bool(self.system_prompt):
-                    self._remember_failed(user_id, prompt)
+                    self._remember_failed(user_id, question.thread_id, prompt)
                     await sink.abort()
                     raise
                 # Trim once more and ask again: a new sealed request, so a new hold.
@@ -438,7 +456,7 @@ class ChatService:
                 generation.stoppable = False
                 delivered = "".join(parts)
                 await self._settle(hold, exc.signed_receipt, delivered, valid=True, bundles=bundles)
-                self._remember_failed(user_id, prompt)
+                self._remember_failed(user_id, question.thread_id, prompt)
                 await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
@@ -446,7 +464,14 @@ class ChatService:
                 raise
             break
         generation.stoppable = False
-        asked = _Asked(user_id, prompt, conversation, model, self._naming(opened, prompt, model))
+        asked = _Asked(
+            user_id,
+            prompt,
+            conversation,
+            model,
+            self._naming(opened, prompt, model),
+            question.thread_id,
+        )
         ended = _Ended(hold, completion, "".join(parts), bundles)
         return await self._finish(asked, ended, sink, generation)
 
@@ -503,7 +528,7 @@ class ChatService:
         if not text:
             await sink.abort()
             if completion is None and not stopped:
-                self._remember_failed(user_id, prompt)
+                self._remember_failed(user_id, asked.thread_id, prompt)
                 raise InferenceUnavailable("the model returned an empty answer")
         else:
             await sink.complete(text)
@@ -786,8 +811,24 @@ class ChatService:
         receipt like any answer. Never raises for a failure (no credit, the model failing, the
         history unwritable): it is logged and the conversation stays unnamed (None).
         """
+        titling = _Titling()
+        self._titling.setdefault(naming.user_id, []).append(titling)
         try:
-            text = await self._ask_title(naming)
+            return await self._name(naming, titling.generation)
+        finally:
+            titling.ended.set()
+            running = self._titling.get(naming.user_id, [])
+            if titling in running:
+                running.remove(titling)
+            if not running:
+                self._titling.pop(naming.user_id, None)
+
+    async def _name(self, naming: Naming, generation: _Generation) -> str | None:
+        try:
+            text = await self._ask_title(naming, generation)
+            if generation.stop.is_set():  # /forget or shutdown: no title from a cut reply
+                log.info("chat.title_stopped", user_id=naming.user_id)
+                return None
             title = clean_title(text)
             if title is None:
                 log.info("chat.title_empty", user_id=naming.user_id)
@@ -799,11 +840,10 @@ class ChatService:
             return None
         return title
 
-    async def _ask_title(self, naming: Naming) -> str:
+    async def _ask_title(self, naming: Naming, generation: _Generation) -> str:
         """One title request: held, streamed without a sink, settled; its text."""
         messages = title_messages(naming.prompt, naming.answer)
         request_id = secrets.token_bytes(REQUEST_ID_SIZE)
-        generation = _Generation()
         context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
         hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
         parts: list[str] = []
@@ -835,13 +875,17 @@ class ChatService:
         """Erase everything stored about the user (their data key first); returns turns erased.
 
         A streaming answer is stopped first and waited for (it is billed and would store its
-        turn), so nothing is written after the erasure.
+        turn), and so is a title request (it would store a title made from what is erased, in
+        a conversation that may reuse the id), so nothing is written after the erasure.
         """
         generation = self._active.get(user_id)
         if generation is not None:
             generation.stop.set()
             if generation.task is not None:
                 await _finished(generation.task)
+        for titling in list(self._titling.get(user_id, [])):
+            titling.generation.stop.set()
+            await titling.ended.wait()
         self._retry.pop(user_id, None)
         self._cut.pop(user_id, None)
         with history_failures("cannot erase the conversation"):
@@ -858,6 +902,14 @@ async def _finished(task: asyncio.Future[Any]) -> None:
     while not task.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([task])
+
+
+@dataclass(eq=False)
+class _Titling:
+    """A title request in progress: what stops it, and when it has ended (stored or not)."""
+
+    generation: _Generation = field(default_factory=_Generation)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _Quiet:

@@ -10,6 +10,7 @@ the answer, and the extra request is tiny (``TITLE_TOKENS`` at most, the exchang
 from __future__ import annotations
 
 import re
+import unicodedata
 
 TITLE_TOKENS = 24  # the most answer tokens a title request asks for
 TITLE_CHARS = 40  # the longest title kept (a Telegram topic's name may have 128)
@@ -22,6 +23,7 @@ TITLE_PROMPT = (
 
 _SPACES = re.compile(r"\s+")
 _LABEL = re.compile(r"^(title|name|название|тақырып)\s*:\s*", re.IGNORECASE)
+_JOINERS = frozenset("\u200c\u200d")  # zero-width (non-)joiners: emoji and some scripts need them
 _TRIM = " \t\"'`«»“”„*#_.:;-\u2013\u2014"  # spaces, quotes, marks, hyphen, en and em dash
 
 
@@ -35,9 +37,11 @@ def title_messages(question: str, answer: str) -> list[dict[str, str]]:
 def clean_title(reply: str) -> str | None:
     """The model's reply as a title: its first line, unquoted, at most ``TITLE_CHARS``.
 
-    A longer one is cut at a word boundary with an ellipsis; nothing usable gives None.
+    A longer one is cut at a word boundary with an ellipsis; nothing usable gives None. Control
+    characters become spaces and invisible format characters (zero-width spaces, direction
+    marks and overrides, which would turn the text around the title in a reply) are dropped.
     """
-    line = next((line for line in reply.splitlines() if line.strip(_TRIM)), "")
+    line = next((line for line in _visible(reply).splitlines() if line.strip(_TRIM)), "")
     title = _SPACES.sub(" ", _LABEL.sub("", line.strip(_TRIM))).strip(_TRIM)
     if not title:
         return None
@@ -47,3 +51,15 @@ def clean_title(reply: str) -> str | None:
     if " " in cut:
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip(_TRIM) + "…"
+
+
+def _visible(text: str) -> str:
+    """``text`` with control characters as spaces (line breaks kept) and format ones gone."""
+    kept: list[str] = []
+    for char in text:
+        kind = unicodedata.category(char)
+        if kind == "Cc" and char not in "\n\r":
+            kept.append(" ")
+        elif kind not in {"Cf", "Cs"} or char in _JOINERS:
+            kept.append(char)
+    return "".join(kept)

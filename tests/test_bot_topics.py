@@ -291,3 +291,126 @@ async def test_rich_answers_their_notes_and_continue_stay_in_the_topic(tmp_path:
     assert thread_of(continued) == thread
     assert asked_again[0] == "Write an essay"
     assert len(asked_again) == 3  # the topic's question, its cut answer, the request to go on
+
+
+async def test_forget_stops_a_title_in_flight_and_no_title_of_it_is_kept(tmp_path: Path) -> None:
+    def slow_titles(body: dict[str, Any]) -> str:
+        if question_of(body).startswith(TITLE_PROMPT):
+            stack.vllm.stall_after = 0  # the title request hangs until the bot hangs up
+        else:
+            stack.vllm.stall_after = None
+        return echo(body)
+
+    secret = "okapi-nebula-77"
+    async with running_stack(
+        tmp_path, answer=slow_titles, telegram_server=topic_telegram(), conversation_titles=True
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        await asked(stack, secret, thread, 3)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        stack.telegram.send_text(USER, "/forget")
+        (confirm,) = (await stack.final_messages(USER, 4))[-1]["reply_markup"]["inline_keyboard"]
+        stack.telegram.press_button(
+            USER,
+            confirm[0]["callback_data"],
+            message_id=stack.telegram.sent_messages(USER)[-1]["message_id"],
+        )
+        await stack.telegram.wait_for("editMessageText")
+        # The erasure waited for the title request: stopped and settled, not left to land later.
+        assert await stack.veil.credit.recover(0) == 0  # no hold left open
+        await _until(lambda: stack.vllm.stalled_closed == 1)
+        assert await stack.veil.store.conversations(USER) == []
+        # A new conversation (which may reuse the erased one's id) gets no title of the old.
+        await asked(stack, "after forgetting", None, 5)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        assert [c.title for c in await stack.veil.store.conversations(USER)] == [None]
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+        assert report.problems == []
+    assert [t.name for t in stack.telegram.state.topics.of(USER)] == ["New conversation"]
+    assert secret.encode() not in _disk(tmp_path)
+
+
+async def test_retry_resends_only_in_the_topic_where_the_answer_failed(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=echo, telegram_server=topic_telegram()) as stack:
+        first = await new_topic(stack, 2)
+        second = await new_topic(stack, 4)
+        stack.vllm.fail_before_stream = (503, "engine is restarting")
+        failed_first = await asked(stack, "question in A", first, 5)
+        failed_second = await asked(stack, "question in B", second, 6)
+        stack.vllm.fail_before_stream = None
+        assert [thread_of(failed_first), thread_of(failed_second)] == [first, second]
+        (retry,) = failed_first["reply_markup"]["inline_keyboard"][0]
+        # A's Retry after B failed: B's question is not asked in A, with A's history.
+        stack.telegram.press_button(
+            USER, retry["callback_data"], message_id=failed_first["message_id"]
+        )
+        expired = (await stack.final_messages(USER, 7))[-1]
+        assert thread_of(expired) == first
+        assert expired["text"] == "I no longer have that message. Please send it again."
+        # B's own Retry still resends B's question, in B.
+        stack.telegram.press_button(
+            USER, retry["callback_data"], message_id=failed_second["message_id"]
+        )
+        answer = (await stack.final_messages(USER, 8))[-1]
+    assert thread_of(answer) == second
+    assert answer["text"].startswith("re: question in B")
+    asked_again = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests[2:]]
+    assert asked_again == [["question in B"]]
+
+
+async def test_closing_stops_a_title_in_flight_and_settles_it(tmp_path: Path) -> None:
+    def slow_titles(body: dict[str, Any]) -> str:
+        if question_of(body).startswith(TITLE_PROMPT):
+            stack.vllm.stall_after = 0  # the title request hangs until the bot hangs up
+        return echo(body)
+
+    async with running_stack(
+        tmp_path, answer=slow_titles, telegram_server=topic_telegram(), conversation_titles=True
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        await asked(stack, "a question", thread, 3)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        await stack.veil.chat.close()  # what the shutdown drain does once its grace is over
+        # The title request was stopped and settled before close returned, not left hanging.
+        assert await stack.veil.credit.recover(0) == 0  # no hold left open
+        await _until(lambda: stack.vllm.stalled_closed == 1)
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+        assert report.problems == []
+        assert [c.title for c in await stack.veil.store.conversations(USER)] == [None]
+    assert [t.name for t in stack.telegram.state.topics.of(USER)] == ["New conversation"]
+
+
+async def test_forget_during_an_answer_asks_no_title_of_it(tmp_path: Path) -> None:
+    secret = "narwhal-comet-13"
+    async with running_stack(
+        tmp_path, answer=echo, telegram_server=topic_telegram(), conversation_titles=True
+    ) as stack:
+        stack.vllm.stall_after = 2  # the answer pauses after two words
+        stack.telegram.send_text(USER, secret)
+        await asyncio.wait_for(stack.vllm.stall_started.wait(), 10)
+        stack.vllm.stall_after = None
+        stack.telegram.send_text(USER, "/forget")
+        confirm = await stack.telegram.wait_for(
+            "sendMessage", lambda call: "reply_markup" in call.params
+        )
+        (yes, _no) = confirm.params["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.press_button(
+            USER,
+            yes["callback_data"],
+            message_id=stack.telegram.sent_messages(USER)[-1]["message_id"],
+        )
+        await stack.telegram.wait_for(
+            "editMessageText", lambda c: str(c.params.get("text")).startswith("Done:")
+        )
+        # After the erasure a new conversation: its own title request, and none before it
+        # (one of the erased answer would go out as that answer ended, before the erasure).
+        await asked(stack, "after forgetting", None, 3)
+
+        def titles() -> list[str]:
+            asked_for = [question_of(r) for r in stack.vllm.requests]
+            return [q for q in asked_for if q.startswith(TITLE_PROMPT)]
+
+        await _until(lambda: any("after forgetting" in t for t in titles()))
+        titles_asked = titles()
+    assert len(titles_asked) == 1
+    assert secret not in titles_asked[0]

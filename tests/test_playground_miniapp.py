@@ -401,8 +401,11 @@ window.addEventListener("message", (event) => {
 post("web_app_ready");
 post("web_app_request_theme");
 post("web_app_request_viewport");
-post("web_app_setup_main_button", { is_visible: true, is_active: true, text: "Pay 5" });
+post("web_app_setup_main_button", { is_visible: true, is_active: true, text: "Pay 5",
+  color: "url(http://127.0.0.1:9/main)", text_color: "#123456" });
 post("web_app_setup_back_button", { is_visible: true });
+post("web_app_set_header_color", { color: "url(http://127.0.0.1:9/head) #000000" });
+post("web_app_set_background_color", { color: "#abcdef" });
 post("web_app_device_storage_save_key", { req_id: "d1", key: "n", value: "1" });
 </script>"""
 
@@ -467,6 +470,20 @@ async def test_the_host_answers_the_bridge_theme_viewport_buttons_storage_and_cl
             main = page.locator("#miniapp-main")
             await main.wait_for()
             assert await main.inner_text() == "Pay 5"
+            # Colours as Telegram takes them, #RRGGBB; other CSS (url(...)) is not applied.
+            await page.wait_for_function(
+                "document.querySelector('#miniapp').style.background === 'rgb(171, 205, 239)'"
+            )
+            styles = await page.evaluate(
+                """() => [document.querySelector('#miniapp').style.background,
+                    document.querySelector('#miniapp .miniapp-head').style.background,
+                    document.querySelector('#miniapp-main').style.background,
+                    document.querySelector('#miniapp-main').style.color]"""
+            )
+            assert "url" not in " ".join(styles)
+            assert styles[0] == "rgb(171, 205, 239)"
+            assert styles[2] == "rgb(51, 144, 236)"  # the theme's button colour instead
+            assert styles[3] == "rgb(18, 52, 86)"
             await main.click()
             assert await got(frame, "main_button_pressed") == [None]
             await page.click("#miniapp-back")  # the app closes itself on Back

@@ -17,6 +17,12 @@ from services.titles import EXCERPT_CHARS, TITLE_CHARS, TITLE_PROMPT, clean_titl
         ("A  title\twith   odd spacing", "A title with odd spacing"),
         ("", None),
         ('  "" \n ** ', None),
+        ("\u200b\u200f\ufeff", None),  # only invisible characters: no title
+        ("\u202eevil\u202c name", "evil name"),  # no override turns the reply around it
+        ("\u2067Trip\u2069 plan\u200b", "Trip plan"),
+        ("Bell\x07and\x00null", "Bell and null"),
+        ("\ud800Lone surrogate", "Lone surrogate"),  # half a character: nothing to show
+        ("Family 👨\u200d👩\u200d👧", "Family 👨\u200d👩\u200d👧"),  # joiners kept
     ],
 )
 def test_the_reply_becomes_a_clean_title(reply: str, title: str | None) -> None:

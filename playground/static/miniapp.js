@@ -176,11 +176,13 @@ const miniApp = (() => {
     main.classList.toggle("hidden", !visible);
     main.textContent = host.mainButton.text || "";
     main.disabled = host.mainButton.is_active === false;
-    main.style.background = host.mainButton.color || host.theme.button_color || "";
-    main.style.color = host.mainButton.text_color || host.theme.button_text_color || "";
+    main.style.background = hex(host.mainButton.color) || host.theme.button_color || "";
+    main.style.color = hex(host.mainButton.text_color) || host.theme.button_text_color || "";
   }
 
-  const colorOf = (data) => (data && (data.color || host.theme[data.color_key])) || "";
+  // A colour the app gives, as Telegram takes one: #RRGGBB only (never url(...) or other CSS).
+  const hex = (value) => (typeof value === "string" && /^#[0-9a-f]{6}$/i.test(value) ? value : "");
+  const colorOf = (data) => (data && (hex(data.color) || host.theme[data.color_key])) || "";
 
   async function storage(type, data) {
     try {

@@ -48,7 +48,7 @@
     text = text
       // A letter's command eats the space after it ("\\pi r" is πr); an operator's keeps it.
       .replace(/\\([A-Za-z]+)( ?)/g, (whole, name, space) => {
-        if (!SYMBOLS[name]) return whole;
+        if (!Object.hasOwn(SYMBOLS, name)) return whole; // not "constructor" and the like
         return SYMBOLS[name] + (LETTERS.has(name) ? "" : space);
       })
       .replace(/\\[,;:!]/g, " ")
