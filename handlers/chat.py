@@ -22,7 +22,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command
 
 from handlers.callbacks import Continue, Retry
-from handlers.replies import continue_keyboard, topic_of
+from handlers.replies import continue_keyboard, pressed_in_private, topic_of
 from services.chat import CONTINUE_PROMPT, CUT, Question
 
 if TYPE_CHECKING:
@@ -125,6 +125,9 @@ async def on_retry(
 ) -> None:
     """Resend the prompt whose answer failed (in the topic its button is in)."""
     user = query.from_user
+    if not pressed_in_private(query):
+        await query.answer()
+        return
     thread_id = topic_of(query.message)
     prompt = chat.take_retry(user.id, thread_id)
     await query.answer()
@@ -149,8 +152,10 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
 ) -> None:
     """Ask the model to go on with a cut answer, if it is still the user's latest."""
     user = query.from_user
-    thread_id = topic_of(query.message)
     await query.answer()
+    if not pressed_in_private(query):
+        return
+    thread_id = topic_of(query.message)
     if query.message is not None:
         with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
             await bot.edit_message_reply_markup(

@@ -19,6 +19,7 @@ from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import SwitchConversation
+from handlers.replies import pressed_in_private
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -79,7 +80,7 @@ async def on_switch(
     (in a group, or an inline one) switches and edits nothing.
     """
     user = query.from_user
-    if query.message is None or query.message.chat.type != "private":
+    if not pressed_in_private(query):
         await query.answer()
         return
     switched = await chat.switch_conversation(user.id, callback_data.conversation)

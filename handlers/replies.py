@@ -12,7 +12,7 @@ from services.prices import format_units
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
-    from aiogram.types import InaccessibleMessage
+    from aiogram.types import CallbackQuery, InaccessibleMessage
 
     from common.texts import Texts
     from services.answers import Said
@@ -138,3 +138,12 @@ def topic_of(message: Message | InaccessibleMessage | None) -> int | None:
     if not isinstance(message, Message) or message.chat.type != "private":
         return None
     return message.message_thread_id if message.is_topic_message else None
+
+
+def pressed_in_private(query: CallbackQuery) -> bool:
+    """Whether the button was under a message of the private chat with the bot.
+
+    Retry, Continue and the /history list exist only there; a press forged under a group's or
+    an inline message (whose id may be a private message's) must change nothing.
+    """
+    return isinstance(query.message, Message) and query.message.chat.type == "private"

@@ -59,3 +59,25 @@ async def test_an_answer_that_ends_by_itself_has_no_note(tmp_path: Path) -> None
         stack.telegram.send_text(USER, "Again")
         messages = await stack.final_messages(USER, 2)
     assert [m["text"] for m in messages] == ["Short and done.", "Short and done."]
+
+
+async def test_continue_and_retry_forged_under_a_group_message_change_nothing(
+    tmp_path: Path,
+) -> None:
+    group = -1_001_777_100
+    async with running_stack(
+        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8
+    ) as stack:
+        stack.telegram.send_text(USER, "Write an essay")
+        _, note = await stack.final_messages(USER, 2)
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.send_text(USER, "just chatting", chat_id=group)  # the group exists
+        # Buttons forged under a group message whose id is the private note's.
+        for data in (button["callback_data"], "retry"):
+            stack.telegram.press_button(USER, data, message_id=note["message_id"], chat_id=group)
+        stack.telegram.send_text(USER, "Short question")  # the presses were handled before it
+        await stack.final_messages(USER, 4)
+        assert stack.telegram.calls_of("editMessageReplyMarkup") == []  # the note keeps its button
+        assert len(stack.vllm.requests) == 2  # the essay and the short question, nothing more
+        texts = [m["text"] for m in stack.telegram.sent_messages(USER)]
+        assert not any("no longer" in text for text in texts)
