@@ -581,8 +581,8 @@ class Playground:
         name = _str(body, "name").strip()
         if not 1 <= len(name) <= MAX_TOPIC_NAME:
             raise _BadAction(f"name: 1-{MAX_TOPIC_NAME} characters expected")
-        if not self._state.topics.enabled:
-            raise _BadAction("this bot has no topics in private chats")
+        if not (self._state.topics.enabled and self._state.topics.users_create):
+            raise _BadAction("this bot has no topics users may create in private chats")
         thread_id = self._user.create_topic(PLAY_USER_ID, name, language_code=_language(body))
         return {"thread_id": thread_id}
 

@@ -304,6 +304,12 @@ async def test_topics_refuse_what_telegram_refuses(topic_playground: Playground)
             )
         refused = await ui(playground.url, "send", {"text": "x", "thread_id": 999})
         assert refused == (400, {"error": "thread_id: no such topic in the private chat"})
+        playground.telegram.state.topics.users_create = False  # only the bot makes topics
+        assert await ui(playground.url, "topic", {"name": "Mine"}) == (
+            400,
+            {"error": "this bot has no topics users may create in private chats"},
+        )
+        playground.telegram.state.topics.users_create = True
         playground.telegram.state.topics.enabled = False
         assert (await bot.get_me()).has_topics_enabled is False
         with pytest.raises(TelegramBadRequest, match="the chat is not a forum"):
