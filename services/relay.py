@@ -220,6 +220,8 @@ class RelayService:
             self._ended(user_id)
             raise
         answer._response = response  # noqa: SLF001 -- the service owns the answer's parts
+        if answer.reason:  # abandoned (shutdown) while the gateway was asked: hang up at once
+            response.close()
         answer._task = asyncio.create_task(  # noqa: SLF001
             self._pump(answer, response, hold), name="veil-relay"
         )
@@ -426,15 +428,17 @@ class RelayService:
         with the page's receipt proof and settles from: a stop, metered.
         """
         self._taking = False
-        answers = list(self._running.values())
-        for answer in answers:
+        for answer in list(self._running.values()):
             answer.abandon("shutdown")
-        tasks = [a._task for a in answers if a._task is not None]  # noqa: SLF001
-        if tasks:
-            _, running = await asyncio.wait(tasks, timeout=CLOSE_SLACK_S)
-            if running:
-                log.warning("relay.close_timed_out", answers=len(running))
-            for task in running:
+        # Answers still being held or sent are waited for too: they hang up once started.
+        if await self.wait_idle(CLOSE_SLACK_S):
+            return
+        left = list(self._running.values())
+        log.warning("relay.close_timed_out", answers=len(left))
+        for answer in left:
+            answer.abandon("shutdown")
+            task = answer._task  # noqa: SLF001 -- the service owns the answer's parts
+            if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -29,7 +29,16 @@ from services.audit import Auditor
 from tests.books import grant
 from tests.fakes.relay import SegmentingRelay
 from tests.fakes.vllm import split_tokens
-from tests.miniapp import USER_ID, PythonPage, hold_of, init_data, read_stream, webapp_stack
+from tests.harness import wait_until
+from tests.miniapp import (
+    USER_ID,
+    Asked,
+    PythonPage,
+    hold_of,
+    init_data,
+    read_stream,
+    webapp_stack,
+)
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
@@ -462,6 +471,45 @@ async def test_shutdown_settles_the_answers_still_relayed(
     assert state.charge is not None
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     settled_event = next(e for e in logs if e["event"] == "relay.settled")
+    assert settled_event["cut"] == "shutdown"
+
+
+async def test_shutdown_waits_for_an_answer_still_being_sent_to_the_gateway(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(200))
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+            mini = page(stack, http)
+            assert (await mini.ask(QUESTION)).status == 200  # the bundle is known
+            relay = stack.veil.relay
+            assert relay is not None
+            stack.to_gateway.open.clear()  # the request to the gateway is held in the network
+
+            async def ask_and_read() -> Asked:
+                async with mini.relay(CHAT) as (response, asked):
+                    await response.read()  # cut short by the shutdown: the page reports it
+                return asked
+
+            asking = asyncio.create_task(ask_and_read())
+            await wait_until(lambda: relay.running == 1)
+            closing = asyncio.create_task(relay.close())  # shutdown, before the gateway answered
+            await asyncio.sleep(0.2)
+            assert not closing.done()  # it waits for the answer being sent, not only started ones
+            stack.to_gateway.open.set()
+            await closing
+            assert not relay.busy(USER_ID)
+            asked = await asking
+            state = await hold_of(stack.store, asked.request_id)
+    assert state is not None
+    assert state.charge is not None  # settled before close returned, not at the next start
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert state.charge.completion_tokens < 200  # hung up at once, not relayed whole
+    settled_event = next(
+        e
+        for e in logs
+        if e["event"] == "relay.settled" and e["request_id"] == asked.request_id.hex()
+    )
     assert settled_event["cut"] == "shutdown"
 
 

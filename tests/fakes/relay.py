@@ -123,6 +123,8 @@ class RecordingProxy(_TcpRelay):
         super().__init__(target_host, target_port)
         self.upstream = bytearray()  # client → server
         self.downstream = bytearray()  # server → client
+        self.open = asyncio.Event()  # cleared: client → server bytes wait (a stalled network)
+        self.open.set()
 
     @property
     def captured(self) -> bytes:
@@ -130,6 +132,8 @@ class RecordingProxy(_TcpRelay):
         return bytes(self.upstream) + bytes(self.downstream)
 
     async def _forward(self, data: bytes, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        if upstream:
+            await self.open.wait()
         (self.upstream if upstream else self.downstream).extend(data)
         await super()._forward(data, writer, upstream=upstream)
 
