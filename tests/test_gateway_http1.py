@@ -18,7 +18,7 @@ import socket
 import ssl
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography import x509
@@ -30,12 +30,12 @@ from gateway.http1 import MAX_HEAD_BYTES, MAX_SIZE_LINE, MAX_TRAILER_BYTES, Body
 from gateway.limits import Limits
 from gateway.upstream import MAX_EVENT_BYTES
 from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
+from tests.fakes.served import Served
 from tests.harness import free_port, post_sealed, run_gateway, seal_call
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
-    from types import TracebackType
 
     import aiohttp
 
@@ -64,7 +64,7 @@ class Exchange:
 
 
 @dataclass
-class ScriptedServer:
+class ScriptedServer(Served):
     """A model server whose chat replies the test writes; anything else is a 404."""
 
     tls: ssl.SSLContext | None = None
@@ -72,18 +72,15 @@ class ScriptedServer:
     exchanges: asyncio.Queue[Exchange] = field(default_factory=asyncio.Queue)
     _server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> str:
+        """Listen on a free port (TLS with ``tls``); the base URL."""
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
-        return self
+        return self.url
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Stop listening and close the connections no test took."""
         if self._server is not None:
             self._server.close()
             while not self.exchanges.empty():
