@@ -104,14 +104,14 @@ def _window(value: object) -> int | None:
 def _authorization(base_url: str, api_key: str | None) -> dict[str, str]:
     """The chat request's credentials: the API key, or a user and password in the URL.
 
-    The other requests go over aiohttp, which sends a URL's user and password as Basic auth
-    itself; the chat requests send the same, so both kinds reach a server behind Basic auth.
+    Every request sends these headers; the URL the requests go to has no user and password
+    (aiohttp refuses a URL's credentials beside an ``Authorization`` header).
     """
-    basic = aiohttp.BasicAuth.from_url(URL(base_url))
-    if basic is not None and api_key:
+    url = URL(base_url)
+    if url.user is not None and api_key:
         raise ValueError("the model server's URL has a user name and there is an API key: use one")
-    if basic is not None:
-        return {"Authorization": basic.encode()}
+    if url.user is not None:  # latin-1, as aiohttp encodes a URL's credentials
+        return {"Authorization": aiohttp.encode_basic_auth(url.user, url.password or "", "latin1")}
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
@@ -132,7 +132,7 @@ class VLLMClient:
         idle_timeout: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._base = base_url.rstrip("/")
+        self._base = str(URL(base_url).with_user(None)).rstrip("/")
         self._headers = _authorization(base_url, api_key)
         self._session = session
         self._idle_timeout = idle_timeout
@@ -142,7 +142,9 @@ class VLLMClient:
         """True when ``/health`` answers 200, or, where there is no ``/health``, the models do."""
         try:
             async with self._session.get(
-                f"{self._base}/health", timeout=aiohttp.ClientTimeout(total=5)
+                f"{self._base}/health",
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=5),
             ) as response:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError):

@@ -217,3 +217,32 @@ async def test_well_formed_events_pass_and_long_fields_are_cut() -> None:
     with pytest.raises(BackendFailure) as failed:
         await events_from(error)
     assert (failed.value.status, len(failed.value.message)) == (503, MAX_ERROR_MESSAGE)
+
+
+async def test_a_user_and_password_in_the_url_reach_every_request_as_basic_auth() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    async def listing(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization")))
+        return web.json_response({"data": [{"id": "m", "max_model_len": 2048}]})
+
+    async def health(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization")))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/v1/models", listing)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = VLLMClient(f"http://veil:s3cret@127.0.0.1:{site.port}", None, session)
+            assert await client.served() == {"m": 2048}
+            assert await client.healthy()
+    finally:
+        await runner.cleanup()
+    basic = aiohttp.encode_basic_auth("veil", "s3cret")
+    assert seen == [("/v1/models", basic), ("/health", basic)]
