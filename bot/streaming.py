@@ -178,6 +178,13 @@ class DraftSink:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
 
+    def _later(self, refused: TelegramRetryAfter) -> None:
+        """A draft refused with 429: the newest text or thinking goes out once the wait is over."""
+        self._next_allowed = time.monotonic() + refused.retry_after
+        self._thought_shown = 0  # shown again after the wait while no answer text has come
+        self._dirty.set()
+        log.info("streaming.draft_rate_limited", seconds=refused.retry_after)
+
     async def _send_thought(self) -> None:
         """Show the thinking's tail while the model has not started its answer."""
         self._thought_shown = self._thought
@@ -201,10 +208,7 @@ class DraftSink:
                 can_stop=True,
             )
         except TelegramRetryAfter as exc:
-            self._next_allowed = time.monotonic() + exc.retry_after
-            self._thought_shown = 0
-            self._dirty.set()
-            log.info("streaming.draft_rate_limited", seconds=exc.retry_after)
+            self._later(exc)
         except TelegramAPIError as exc:
             log.warning("streaming.thought_draft_failed", error=type(exc).__name__)
 
@@ -219,10 +223,7 @@ class DraftSink:
                 can_stop=True,
             )
         except TelegramRetryAfter as exc:
-            self._next_allowed = time.monotonic() + exc.retry_after
-            self._thought_shown = 0
-            self._dirty.set()  # the newest text goes out once the wait is over
-            log.info("streaming.draft_rate_limited", seconds=exc.retry_after)
+            self._later(exc)
             return "later"
         except TelegramBadRequest:
             log.warning("streaming.rich_draft_rejected")
@@ -256,9 +257,7 @@ class DraftSink:
                 can_stop=True,
             )
         except TelegramRetryAfter as exc:
-            self._next_allowed = time.monotonic() + exc.retry_after
-            self._dirty.set()  # the newest text goes out once the wait is over
-            log.info("streaming.draft_rate_limited", seconds=exc.retry_after)
+            self._later(exc)
             return
         except TelegramBadRequest:
             with contextlib.suppress(TelegramAPIError):
