@@ -99,10 +99,7 @@ async def on_chosen_result(
         stop_tag=result.result_id,
         keep_history=await chat.keeps_inline_history(user.id),
     )
-    shown = Shown(user.id, inline_message_id=result.inline_message_id)
-    editors.showing.remember(event_update.update_id, shown)
-    await answer_inline(result.inline_message_id, asked, texts, chat, editors)
-    editors.showing.pop(event_update.update_id)
+    await answer_inline(result.inline_message_id, event_update, asked, texts, chat, editors)
 
 
 async def on_guest_message(
@@ -130,16 +127,23 @@ async def on_guest_message(
         context=context,
         keep_history=False,
     )
-    shown = Shown(user.id, inline_message_id=sent.inline_message_id)
-    editors.showing.remember(event_update.update_id, shown)
-    await answer_inline(sent.inline_message_id, asked, texts, chat, editors)
-    editors.showing.pop(event_update.update_id)
+    await answer_inline(sent.inline_message_id, event_update, asked, texts, chat, editors)
 
 
-async def answer_inline(
-    inline_message_id: str, asked: Question, texts: Texts, chat: ChatService, editors: Editors
+async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handler's parts
+    inline_message_id: str,
+    update: Update,
+    asked: Question,
+    texts: Texts,
+    chat: ChatService,
+    editors: Editors,
 ) -> None:
-    """Stream the answer to ``asked`` into an inline message (failures: the errors router)."""
+    """Stream the answer to ``asked`` into an inline message (failures: the errors router).
+
+    While it streams, the update is known to show it there, so a failure is told in place.
+    """
+    shown = Shown(asked.user_id, inline_message_id=inline_message_id)
+    editors.showing.remember(update.update_id, shown)
     sink = await editors.inline(
         inline_message_id,
         header=texts("inline_header", question=asked.prompt),
@@ -151,6 +155,7 @@ async def answer_inline(
         await sink.say(texts("cancelled"))
     elif answer.finish_reason == "length" and answer.text and not answer.stopped:
         await sink.note(texts("answer_cut_here"))
+    editors.showing.pop(update.update_id)
 
 
 async def on_stop(
