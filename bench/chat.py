@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess, client_keys_setting, new_operator_key
+from tests.harness import ManagedProcess, gateway_process, new_operator_key
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -199,44 +199,29 @@ async def main_async(levels: list[int], words: int, delay: float, *, flaky_too: 
         async with (
             FakeTelegram(token=TOKEN) as telegram,
             FakeVLLM(answer=answer_for(words), token_delay=delay) as vllm,
+            gateway_process(vllm.url, key_file) as gateway_url,
         ):
-            gateway = await ManagedProcess.start(
-                "-m",
-                "gateway",
-                env={
-                    "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                    "VEIL_CLIENT_KEYS": client_keys_setting(),
-                    "VEIL_VLLM_URL": vllm.url,
-                    "VEIL_GATEWAY_PORT": "0",
-                    "VEIL_METRICS_PORT": "0",  # never clash with another gateway's 9600
-                },
-            )
-            try:
-                await gateway.wait_for_line("gateway.started")
-                gateway_url = str(gateway.json_event("gateway.started")["url"])
-                for flaky in (False, True) if flaky_too else (False,):
-                    results = []
-                    for users in levels:
-                        result = await run(
-                            users,
-                            words,
-                            delay,
-                            flaky=flaky,
-                            gateway_url=gateway_url,
-                            verify_key=verify_key,
-                            telegram=telegram,
-                            vllm=vllm,
-                        )
-                        show(
-                            result,
-                            "with 1 in 5 drafts answered 429 (retry_after 3)"
-                            if flaky
-                            else "clean Bot API",
-                        )
-                        results.append(result)
-                    show_memory(results)
-            finally:
-                await gateway.stop()
+            for flaky in (False, True) if flaky_too else (False,):
+                results = []
+                for users in levels:
+                    result = await run(
+                        users,
+                        words,
+                        delay,
+                        flaky=flaky,
+                        gateway_url=gateway_url,
+                        verify_key=verify_key,
+                        telegram=telegram,
+                        vllm=vllm,
+                    )
+                    show(
+                        result,
+                        "with 1 in 5 drafts answered 429 (retry_after 3)"
+                        if flaky
+                        else "clean Bot API",
+                    )
+                    results.append(result)
+                show_memory(results)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess, client_keys_setting, new_operator_key
+from tests.harness import ManagedProcess, gateway_process, new_operator_key
 
 GROUP_LIMIT = 20  # Telegram's sends and edits a minute into one group
 BASE_GROUP = -1_002_000_000_000
@@ -118,28 +118,14 @@ async def main_async(users: int, words: int, delay: float) -> None:
         async with (
             FakeTelegram(token=TOKEN) as telegram,
             FakeVLLM(answer=answer_for(words), token_delay=delay) as vllm,
+            gateway_process(vllm.url, key_file) as gateway_url,
         ):
-            gateway = await ManagedProcess.start(
-                "-m",
-                "gateway",
-                env={
-                    "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                    "VEIL_CLIENT_KEYS": client_keys_setting(),
-                    "VEIL_VLLM_URL": vllm.url,
-                    "VEIL_GATEWAY_PORT": "0",
-                },
-            )
-            try:
-                await gateway.wait_for_line("gateway.started")
-                gateway_url = str(gateway.json_event("gateway.started")["url"])
-                for groups in (1, 10):
-                    with tempfile.TemporaryDirectory() as data:
-                        env = bot_env(telegram.url, gateway_url, verify_key, Path(data))
-                        env["VEIL_LOG_LEVEL"] = "WARNING"
-                        env["VEIL_FREE_TOKENS_PER_DAY"] = "1000000"
-                        await scenario(users, groups, words, Servers(telegram, vllm, env))
-            finally:
-                await gateway.stop()
+            for groups in (1, 10):
+                with tempfile.TemporaryDirectory() as data:
+                    env = bot_env(telegram.url, gateway_url, verify_key, Path(data))
+                    env["VEIL_LOG_LEVEL"] = "WARNING"
+                    env["VEIL_FREE_TOKENS_PER_DAY"] = "1000000"
+                    await scenario(users, groups, words, Servers(telegram, vllm, env))
 
 
 def main() -> None:

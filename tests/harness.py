@@ -480,3 +480,27 @@ async def new_operator_key(directory: Path) -> tuple[Path, bytes]:
     if keygen.returncode != 0:
         raise RuntimeError(f"keygen failed with exit {keygen.returncode}")
     return key_file, b64d(printed)
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(
+    vllm_url: str, key_file: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """``python -m gateway`` for ``vllm_url`` on free ports, started; yields its URL."""
+    process = await ManagedProcess.start(
+        "-m",
+        "gateway",
+        env={
+            "VEIL_OPERATOR_KEY_FILE": str(key_file),
+            "VEIL_CLIENT_KEYS": client_keys_setting(),
+            "VEIL_VLLM_URL": vllm_url,
+            "VEIL_GATEWAY_PORT": "0",
+            "VEIL_METRICS_PORT": "0",  # never clash with another gateway's 9600
+            **(env or {}),
+        },
+    )
+    try:
+        await process.wait_for_line("gateway.started")
+        yield str(process.json_event("gateway.started")["url"])
+    finally:
+        await process.stop()
