@@ -45,7 +45,7 @@ import json
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -54,6 +54,7 @@ from playground.faults import Faults
 from playground.limits import DEFAULT_PER_MINUTE
 from playground.media import Media
 from playground.payments import StarsPayments
+from playground.served import Served
 from playground.state import TelegramState
 from playground.updates import UserActions
 from playground.webapps import MiniApps
@@ -61,7 +62,6 @@ from playground.wire import ApiError, decode_params
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
-    from types import TracebackType
 
     from playground.limits import Flood
     from playground.state import Method
@@ -100,7 +100,7 @@ def _json_params(body: object) -> dict[str, str]:
     }
 
 
-class FakeTelegram:
+class FakeTelegram(Served):
     """A small aiohttp app speaking the Bot API for one bot; see the module docstring."""
 
     def __init__(
@@ -176,18 +176,6 @@ class FakeTelegram:
         self._changes.notify()
         if self._runner is not None:
             await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # What tests read.
 

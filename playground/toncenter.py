@@ -28,15 +28,14 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 from pytoniq_core.boc.address import Address, AddressError
 from pytoniq_core.boc.builder import Builder
 
-if TYPE_CHECKING:
-    from types import TracebackType
+from playground.served import Served
 
 __all__ = [
     "PLAY_PAYER",
@@ -135,7 +134,7 @@ class _Fault:
 
 
 @dataclass
-class FakeToncenter:
+class FakeToncenter(Served):
     """The fake indexer; see the module docstring."""
 
     api_key: str | None = None
@@ -320,18 +319,6 @@ class FakeToncenter:
         """Stop listening."""
         if self._runner is not None:
             await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def calls(self, path: str) -> list[Request]:
         """The requests to ``path`` that were answered 200."""

@@ -30,7 +30,7 @@ from gateway.http1 import MAX_HEAD_BYTES, MAX_SIZE_LINE, MAX_TRAILER_BYTES, Body
 from gateway.limits import Limits
 from gateway.upstream import MAX_EVENT_BYTES
 from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
-from tests.fakes.served import Served
+from playground.served import Served
 from tests.harness import free_port, post_sealed, run_gateway, seal_call
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Self
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.served import Served
+from playground.served import Served
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.served import Served
+from playground.served import Served
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence

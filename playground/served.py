@@ -1,4 +1,4 @@
-"""``async with`` for the fakes: start on entry, close on exit."""
+"""``async with`` for the emulated servers and the test fakes: start on entry, close on exit."""
 
 from __future__ import annotations
 
