@@ -3,14 +3,16 @@
 ``ContentDelta``, ``ReasoningDelta``, ``Finish`` and ``Usage`` are the events of a streamed
 chat completion (a reasoning model's thinking arrives in the delta's ``reasoning_content``, or
 ``reasoning`` in newer vLLM, beside ``content``);
-``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``.
-``BackendFailure`` is every way the model server can fail; nothing that parses its replies
-raises anything else.
+``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``;
+``TextChunks`` does the same for one stream, but takes the plain text chunks (nearly all of
+them) without parsing JSON at all. ``BackendFailure`` is every way the model server can fail;
+nothing that parses its replies raises anything else.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,15 @@ class Usage:
 Event = ContentDelta | ReasoningDelta | Finish | Usage
 # The delta fields vLLM streams reasoning in: ``reasoning_content`` (older), ``reasoning``.
 REASONING_FIELDS = ("reasoning_content", "reasoning")
+# A delta's text field and its string value, as raw bytes (a candidate for ``TextChunks``).
+_TEXT_FIELD = re.compile(
+    rb'"(?:content|reasoning_content|reasoning)"[ \t\r\n]*:[ \t\r\n]*"((?:[^"\\]|\\.)*)"'
+)
+# What a JSON string's body cannot hold as it is (a quote, an escape, a control character).
+_NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
+# How many of a stream's chunks may be tried as forms (the first ones with text; a server
+# whose chunks never fit costs this many tries, then nothing more).
+_MAX_LEARN = 4
 
 
 class BackendFailure(Exception):
@@ -108,6 +119,103 @@ def decode_events(payloads: list[bytes]) -> tuple[list[Event], BackendFailure | 
             del events[before:]
             return events, exc
     return events, failure
+
+
+class TextChunks:
+    """One stream's ``data:`` payloads into events, its plain text chunks without parsing JSON.
+
+    A model server streams each piece of text in a chunk whose bytes are all the same but for
+    the text: vLLM's ``{"id":"chatcmpl-…","object":"chat.completion.chunk","created":…,
+    "model":…,"choices":[{"index":0,"delta":{"content":"…"},…}]}``. The first such chunks are
+    decoded as JSON like any other, and the bytes of one before and after its text's string
+    body are kept as a form. A later payload made of a form's two parts around a well-formed
+    JSON string body is that chunk with another text: its event is taken from the string alone.
+    Anything else (the role chunk, the finish, usage, errors, a server whose chunks change) is
+    decoded as JSON (``decode_events``), in order.
+
+    A form is kept only when the text is the chunk's only event whatever it says: the chunk
+    with the text replaced by ``zq`` and by nothing must decode to exactly ``[Kind("zq")]`` and
+    ``[]`` (so no other text field, finish reason, usage or error rides along, and none takes
+    over when the text is empty). A string body is well-formed when it has no quote, backslash
+    or control character (then its UTF-8 is the text) or, with escapes, when ``json.loads``
+    reads it as one string; otherwise the payload goes the JSON way, which says what is wrong.
+    """
+
+    __slots__ = ("_forms", "_tries")
+
+    def __init__(self) -> None:
+        self._forms: list[_Form] = []
+        self._tries = 0
+
+    def decode(self, payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
+        """The events of a batch of payloads, and the failure that cut it short.
+
+        The same as ``decode_events`` gives for the batch.
+        """
+        events: list[Event] = []
+        forms = self._forms
+        rest: list[bytes] = []  # payloads to decode as JSON, in order
+        for payload in payloads:
+            found = _in_form(payload, forms) if forms else None
+            if found is None:
+                rest.append(payload)
+                continue
+            if rest:
+                failure = self._decode_json(rest, events)
+                if failure is not None:
+                    return events, failure
+                rest = []
+            kind, text = found
+            if text:
+                events.append(kind(text))
+        return events, self._decode_json(rest, events) if rest else None
+
+    def _decode_json(self, payloads: list[bytes], events: list[Event]) -> BackendFailure | None:
+        """Decode ``payloads`` as JSON onto ``events``; learn forms from them while allowed."""
+        found, failure = decode_events(payloads)
+        events += found
+        for payload in payloads:
+            if self._tries >= _MAX_LEARN:
+                break
+            matches = list(_TEXT_FIELD.finditer(payload))
+            if len(matches) == 1 and matches[0].end(1) > matches[0].start(1):
+                self._tries += 1
+                self._learn(payload, *matches[0].span(1))
+        return failure
+
+    def _learn(self, payload: bytes, start: int, end: int) -> None:
+        """Keep ``payload``'s form around ``[start:end]`` if it is a plain text chunk."""
+        prefix, suffix = payload[:start], payload[end:]
+        probe, failure = decode_events([prefix + b"zq" + suffix])
+        empty, empty_failure = decode_events([prefix + suffix])
+        if failure is not None or empty_failure is not None or empty or len(probe) != 1:
+            return
+        event = probe[0]
+        if isinstance(event, ContentDelta | ReasoningDelta) and event.text == "zq":
+            self._forms.append((prefix, suffix, type(event)))
+
+
+# A stream's plain text chunk: the bytes before and after its text's string body, its event.
+_Form = tuple[bytes, bytes, type[ContentDelta | ReasoningDelta]]
+
+
+def _in_form(
+    payload: bytes, forms: list[_Form]
+) -> tuple[type[ContentDelta | ReasoningDelta], str] | None:
+    """The event kind and text of a payload in one of ``forms``; None if in none of them."""
+    for prefix, suffix, kind in forms:
+        end = len(payload) - len(suffix)
+        if end < len(prefix) or not payload.startswith(prefix) or not payload.endswith(suffix):
+            continue
+        body = payload[len(prefix) : end]
+        try:
+            if _NOT_PLAIN.search(body) is None:
+                return kind, body.decode("utf-8")
+            text = json.loads(b'"' + body + b'"')
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            return None
+        return kind, text
+    return None
 
 
 def _decode(payloads: list[bytes]) -> tuple[list[Any], BackendFailure | None]:

@@ -6,7 +6,8 @@ waiting for more (``read``) or at the reader's own times (``collect``, what a sh
 does once a tick; with ``gather`` the bytes wait in the kernel until then and are read straight
 from the socket, so a token does not wake the gateway). The bytes are the body of a
 ``gateway.http1`` reply; its ``data:`` lines are found with one regular expression over a
-batch, and its payloads decoded with one ``json.loads``; nothing is re-encoded. It keeps its
+batch, the plain text chunks taken without parsing JSON and the rest decoded with one
+``json.loads`` (``gateway.events.TextChunks``); nothing is re-encoded. It keeps its
 own watch for silence (``stalled``), so bytes that came before a silence are still read.
 ``gateway.vllm`` opens the requests.
 """
@@ -21,7 +22,7 @@ import struct
 import termios
 from typing import TYPE_CHECKING
 
-from gateway.events import BackendFailure, decode_events, stalled
+from gateway.events import BackendFailure, TextChunks, stalled
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,6 +58,7 @@ class ChatStream:
         self._idle = idle_timeout
         self._loop = asyncio.get_running_loop()
         self._partial = bytearray()  # the start of a line whose end has not arrived
+        self._chunks = TextChunks()  # the payloads' decoder, quick for plain text chunks
         self._failure: BackendFailure | None = None
         self._last = self._loop.time()  # when bytes were last read
         self._silent = False  # nothing came for the idle timeout
@@ -177,7 +179,7 @@ class ChatStream:
         if self.finished:
             return []
         payloads, done, oversized = self._payloads(data, at_eof=framing is not None)
-        events, failure = decode_events(payloads)
+        events, failure = self._chunks.decode(payloads)
         try:
             self._check_end(done=done, failure=failure or oversized or framing)
         except BackendFailure as exc:
@@ -199,7 +201,7 @@ class ChatStream:
             return [], False, None
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        done = _DONE.search(text)
+        done = _DONE.search(text) if b"[DONE]" in text else None  # (a byte search is quicker)
         if done is not None:
             text = text[: done.start()]
         payloads = _DATA.findall(text)

@@ -1,0 +1,263 @@
+"""The gateway's quick way with plain text chunks (``TextChunks``) says what JSON would say.
+
+A stream's text chunks differ only in their text, so the gateway keeps the bytes around the
+text of one (a form) and takes later chunks' text straight from their bytes. These tests hold it
+to ``decode_events`` (JSON for every payload) on vLLM's real chunk shapes, on payloads built to
+fool a form (a quote that closes the string early, escapes, control characters, broken UTF-8),
+on servers whose chunks change, and on thousands of random streams split into random batches;
+and they check that the plain chunks do skip JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import TYPE_CHECKING
+
+import pytest
+
+from gateway.events import (
+    BackendFailure,
+    ContentDelta,
+    Event,
+    ReasoningDelta,
+    TextChunks,
+    decode_events,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+HEAD = {
+    "id": "chatcmpl-0b7c2d8e9f",
+    "object": "chat.completion.chunk",
+    "created": 1764400000,
+    "model": "veil-test",
+}
+
+
+def chunk(delta: dict[str, object], finish: str | None = None, **extra: object) -> bytes:
+    """A vLLM 0.32 chunk's ``data:`` payload (with the blank vLLM leaves after ``data:``)."""
+    choice = {
+        "index": 0,
+        "delta": delta,
+        "logprobs": None,
+        "finish_reason": finish,
+        "token_ids": None,
+    }
+    body = {**HEAD, "choices": [choice], **extra}
+    return b" " + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def usage() -> bytes:
+    """The usage chunk that ends a stream with ``include_usage``."""
+    body = {**HEAD, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3}}
+    return b" " + json.dumps(body, separators=(",", ":")).encode()
+
+
+Outcome = tuple[list[Event], tuple[str, int, str] | None]
+
+
+def both_ways(batches: list[list[bytes]]) -> tuple[list[Outcome], list[Outcome]]:
+    """Decode ``batches`` with one ``TextChunks`` and with JSON alone: (quick, JSON) outcomes."""
+    chunks = TextChunks()
+    quick: list[Outcome] = []
+    plain: list[Outcome] = []
+    for batch in batches:
+        events, failure = chunks.decode(batch)
+        quick.append((events, _failure(failure)))
+        expected, expected_failure = decode_events(batch)
+        plain.append((expected, _failure(expected_failure)))
+        if failure is not None:
+            break
+    return quick, plain[: len(quick)]
+
+
+def _failure(failure: BackendFailure | None) -> tuple[str, int, str] | None:
+    return None if failure is None else (failure.kind, failure.status, failure.message)
+
+
+def test_a_vllm_stream_decodes_the_same_and_its_text_chunks_skip_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = ["Hello", ", ", 'say "hi"', " back\\slash", " caf\u00e9", " \U0001f30a", "\n\n- a"]
+    stream = [chunk({"role": "assistant", "content": ""})]
+    stream += [chunk({"content": text}) for text in texts]
+    stream += [chunk({"content": ""})]
+    stream += [chunk({"content": "."}, "stop"), usage()]
+    quick, plain = both_ways([stream[:3], stream[3:6], stream[6:]])
+    assert quick == plain
+    events = [event for batch, _ in quick for event in batch]
+    assert [e.text for e in events if isinstance(e, ContentDelta)] == [*texts, "."]
+
+    chunks = TextChunks()
+    chunks.decode(stream[:2])  # the role chunk and the first text: learnt from
+    calls: list[bytes | str] = []
+    real_loads = json.loads
+
+    def counting_loads(data: bytes | str, **kwargs: object) -> object:
+        calls.append(data)
+        return real_loads(data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    events, failure = chunks.decode([chunk({"content": f" w{i}"}) for i in range(50)])
+    assert failure is None
+    assert [e.text for e in events] == [f" w{i}" for i in range(50)]  # type: ignore[union-attr]
+    assert calls == []  # fifty plain text chunks, no JSON decoded
+
+
+def test_escapes_in_a_form_are_read_as_json_strings() -> None:
+    chunks = TextChunks()
+    chunks.decode([chunk({"content": "first"})])
+    escaped = [
+        b' {"id":"chatcmpl-0b7c2d8e9f","object":"chat.completion.chunk","created":1764400000,'
+        b'"model":"veil-test","choices":[{"index":0,"delta":{"content":"' + body + b'"},'
+        b'"logprobs":null,"finish_reason":null,"token_ids":null}]}'
+        for body in (rb"caf\u00e9", rb"\ud83c\udf0a", rb"a\"b", rb"tab\tnew\nline", rb"\u0000", b"")
+    ]
+    events, failure = chunks.decode(escaped)
+    assert failure is None
+    assert events == [
+        ContentDelta(text) for text in ("caf\u00e9", "\U0001f30a", 'a"b', "tab\tnew\nline", "\x00")
+    ]
+    assert (events, failure) == decode_events(escaped)
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'x","reasoning":"sneaked', "a quote closing the string early adds a field"),
+        (b'x"},"finish_reason":"stop","x":{"y":"', "a quote closing the string adds a finish"),
+        (b"raw\nnewline", "a control character JSON forbids"),
+        (b"broken \xff utf-8", "bytes that are not UTF-8"),
+        (b"ends with a backslash\\", "an escape with nothing after it"),
+        (rb"bad \x escape", "an escape JSON does not have"),
+        (rb"\ud800 lone", "a lone surrogate (JSON allows it)"),
+    ],
+)
+def test_a_payload_that_only_looks_like_a_form_is_decoded_as_json(body: bytes, why: str) -> None:
+    learnt = chunk({"content": "first"})
+    prefix = learnt[: learnt.index(b"first")]
+    suffix = learnt[learnt.index(b"first") + len(b"first") :]
+    payload = prefix + body + suffix
+    quick, plain = both_ways([[learnt], [payload, chunk({"content": "after"})]])
+    assert quick == plain, why
+
+
+TRICKY: list[Callable[[str], bytes]] = [
+    lambda text: chunk({"content": text}, "stop"),
+    lambda text: chunk({"content": text}, usage={"prompt_tokens": 1, "completion_tokens": 1}),
+    lambda text: chunk({"reasoning_content": "", "reasoning": text}),
+    lambda text: chunk({"reasoning_content": text, "reasoning": "other"}),
+    lambda text: chunk({"content": text, "reasoning": "r"}),
+    lambda text: b" " + json.dumps({"choices": [{"delta": {"content": text}}] * 2}).encode(),
+    # a second reasoning field the byte pattern does not see (its name escaped): it takes over
+    # when the first is empty
+    lambda text: (
+        b' {"choices":[{"delta":{"reasoning_content":'
+        + json.dumps(text).encode()
+        + b',"reasonin\\u0067":"y"}}]}'
+    ),
+]
+
+
+@pytest.mark.parametrize("make", TRICKY)
+def test_forms_are_learnt_only_from_chunks_whose_text_is_all_they_say(
+    make: Callable[[str], bytes],
+) -> None:
+    # None of these may become a form: the same bytes with another text would lose the finish,
+    # the usage, the other text field or choice, or the reasoning that takes over when empty.
+    chunks = TextChunks()
+    chunks.decode([make("first")])
+    for text in ("", "zq", "other", 'q"uote'):
+        assert chunks.decode([make(text)]) == decode_events([make(text)])
+
+
+def test_thinking_and_answer_forms_side_by_side() -> None:
+    stream = [chunk({"role": "assistant", "content": ""})]
+    stream += [chunk({"reasoning_content": f" t{i}"}) for i in range(5)]
+    stream += [chunk({"content": f" a{i}"}) for i in range(5)]
+    stream += [chunk({"reasoning_content": " late thought"}), chunk({"content": " end"}, "stop")]
+    quick, plain = both_ways([stream[:2], stream[2:8], stream[8:]])
+    assert quick == plain
+    events = [event for batch, _ in quick for event in batch]
+    assert sum(isinstance(e, ReasoningDelta) for e in events) == 6
+
+
+def test_a_server_whose_chunks_change_every_time_is_still_read_right() -> None:
+    stream = [
+        b" "
+        + json.dumps({**HEAD, "id": f"c{i}", "choices": [{"delta": {"content": f"w{i}"}}]}).encode()
+        for i in range(20)
+    ]
+    quick, plain = both_ways([stream[i : i + 3] for i in range(0, 20, 3)])
+    assert quick == plain
+
+
+def test_an_error_chunk_after_text_keeps_the_text_before_it() -> None:
+    error = b' {"error":{"message":"boom","code":500}}'
+    stream = [chunk({"content": f"w{i}"}) for i in range(4)]
+    quick, plain = both_ways([stream[:2], [*stream[2:], error, chunk({"content": "lost"})]])
+    assert quick == plain
+    assert quick[-1][1] == ("backend", 500, "boom")
+
+
+ALPHABET = ['"', "\\", "\n", "\t", "\x00", "\x1f", "a", " ", "é", "\U0001f30a", "/", "u", "}"]
+
+
+def _random_payload(rng: random.Random) -> bytes:
+    roll = rng.random()
+    text = "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(0, 6)))
+    ascii_only = rng.random() < 0.3
+    if roll < 0.6:
+        delta: dict[str, object] = {"content": text}
+    elif roll < 0.75:
+        delta = {rng.choice(["reasoning_content", "reasoning"]): text}
+    elif roll < 0.8:
+        delta = {"content": text, "reasoning": rng.choice(["", "r"])}
+    elif roll < 0.85:
+        return usage()
+    else:
+        delta = {"content": text}
+    body = {**HEAD, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    if roll >= 0.95:
+        body["choices"][0]["finish_reason"] = "length"  # type: ignore[index]
+    payload = b" " + json.dumps(body, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+    if 0.85 <= roll < 0.9 and len(payload) > 40:  # a corrupted byte inside the text's part
+        at = rng.randrange(len(payload) - 40, len(payload) - 30)
+        payload = payload[:at] + bytes([rng.choice(b'"\\\n\xff\x00a')]) + payload[at + 1 :]
+    return payload
+
+
+def test_random_streams_in_random_batches_decode_as_json_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(20261129)  # noqa: S311 -- a repeatable test, not a secret
+    payloads = 0
+    real_loads = json.loads
+    decoded: list[object] = []
+
+    def counting_loads(data: bytes | str, **kwargs: object) -> object:
+        decoded.append(data)
+        return real_loads(data, **kwargs)  # type: ignore[arg-type]
+
+    for _ in range(400):
+        stream = [_random_payload(rng) for _ in range(rng.randrange(1, 30))]
+        payloads += len(stream)
+        batches: list[list[bytes]] = []
+        while stream:
+            cut = rng.randrange(1, 6)
+            batches.append(stream[:cut])
+            stream = stream[cut:]
+        chunks = TextChunks()
+        for batch in batches:
+            expected = decode_events(batch)
+            with monkeypatch.context() as patch:
+                patch.setattr(json, "loads", counting_loads)
+                found = chunks.decode(batch)
+            assert (found[0], _failure(found[1])) == (expected[0], _failure(expected[1]))
+            if found[1] is not None:
+                break
+    # Forms were used (a text with escapes is read from its string body alone).
+    assert sum(isinstance(data, bytes) and data.startswith(b'"') for data in decoded) > 100
+    assert payloads > 4000
