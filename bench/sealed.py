@@ -13,7 +13,10 @@ The fake vLLM and every gateway run as separate processes, as in production; the
 seals, signs and opens as the bot does.
 
     uv run python bench/sealed.py [--tokens 64] [--token-delay 0.01] [--ticks 0.1,0.15,0.25]
-        [--rounds 3] [--uvloop] [--baseline DIR]
+        [--rounds 3] [--spread] [--uvloop] [--baseline DIR]
+
+``--spread``: each level's streams come as a steady flow (one every answer's duration / level,
+twice the level, the second half timed) instead of all at the same instant.
 
     git archive main | tar -x -C /tmp/base   # a baseline tree, if wanted
 """
@@ -215,9 +218,25 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-async def measure(concurrency: int, fn: Callable[[], Awaitable[Sample]]) -> list[Sample]:
-    """``concurrency`` streams at once."""
-    return list(await asyncio.gather(*(fn() for _ in range(concurrency))))
+async def measure(
+    concurrency: int, fn: Callable[[], Awaitable[Sample]], *, spread: float = 0.0
+) -> list[Sample]:
+    """``concurrency`` streams: all at once, or (``spread``) as a steady flow at that level.
+
+    With ``spread`` (an answer's duration), twice ``concurrency`` streams start one every
+    ``spread / concurrency`` seconds, so that about ``concurrency`` run at any moment once the
+    first answers end; only the second half, which started into that steady state, is returned.
+    """
+    if not spread:
+        return list(await asyncio.gather(*(fn() for _ in range(concurrency))))
+    gap = spread / concurrency
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks = []
+    for index in range(2 * concurrency):
+        await asyncio.sleep(max(0.0, start + index * gap - loop.time()))
+        tasks.append(asyncio.ensure_future(fn()))
+    return list(await asyncio.gather(*tasks))[concurrency:]
 
 
 def median(samples: list[Sample], field: str) -> float:
@@ -285,8 +304,12 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
     uvloop: bool,
     rounds: int,
     baseline: str | None = None,
+    spread: bool = False,
 ) -> None:
-    """Run fake vLLM and gateways as processes; compare per-token and shaped streams."""
+    """Run fake vLLM and gateways as processes; compare per-token and shaped streams.
+
+    ``spread``: the streams of a level come as a steady flow (``measure``), not all at once.
+    """
     answer = " ".join(f"w{i}" for i in range(tokens))
     variants: list[tuple[str, dict[str, str]]] = [("per-token", {"VEIL_STREAM_SHAPE": "off"})]
     variants += [
@@ -320,9 +343,11 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
                 for gateway in gateways:  # warm up: connections, first requests
                     await sealed_stream(session, gateway)
                 await direct_stream(session, vllm_url)
+                arrivals = "a steady flow at each level" if spread else "each level at once"
                 print(
-                    f"\nend to end: {tokens} tokens at {delay * 1000:.0f} ms/token, medians "
-                    f"of {rounds} round(s); CPU is the gateway process's, per relayed token"
+                    f"\nend to end: {tokens} tokens at {delay * 1000:.0f} ms/token, streams "
+                    f"arriving {arrivals}, medians of {rounds} round(s); CPU is the gateway "
+                    "process's, per relayed token"
                 )
                 print(
                     f"{'streams':>7} {'path':<24} {'TTFT':>9} {'+TTFT':>8} {'total':>8} "
@@ -330,7 +355,13 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
                 )
                 for level in levels:
                     await end_to_end_level(
-                        session, vllm_url, gateways, level=level, tokens=tokens, rounds=rounds
+                        session,
+                        vllm_url,
+                        gateways,
+                        level=level,
+                        tokens=tokens,
+                        rounds=rounds,
+                        spread=tokens * delay if spread else 0.0,
                     )
         finally:
             for gateway in gateways:
@@ -346,23 +377,28 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
     level: int,
     tokens: int,
     rounds: int,
+    spread: float = 0.0,
 ) -> None:
-    """One concurrency level: a warm round, then ``rounds`` timed rounds on every path."""
+    """One concurrency level: a warm round, then ``rounds`` timed rounds on every path.
+
+    ``spread`` as ``measure``'s (0: the level's streams all at once).
+    """
     # One untimed round at this concurrency first, on every path, so the connection pools
     # are warm (as in steady production); then the timed rounds, the paths taking turns.
     await measure(level, lambda: direct_stream(session, vllm_url))
     for gateway in gateways:
         await measure(level, functools.partial(sealed_stream, session, gateway))
+    streams = 2 * level if spread else level  # answers relayed a round (CPU per token)
     direct: list[Sample] = []
     sealed: dict[str, list[Sample]] = {gateway.label: [] for gateway in gateways}
     cpu: dict[str, float] = dict.fromkeys(sealed, 0.0)
     for _ in range(rounds):
-        direct += await measure(level, lambda: direct_stream(session, vllm_url))
+        direct += await measure(level, lambda: direct_stream(session, vllm_url), spread=spread)
         for gateway in gateways:
             pid = gateway.process.process.pid
             before = cpu_seconds(pid)
             sealed[gateway.label] += await measure(
-                level, functools.partial(sealed_stream, session, gateway)
+                level, functools.partial(sealed_stream, session, gateway), spread=spread
             )
             cpu[gateway.label] += cpu_seconds(pid) - before
     d_first, d_total = median(direct, "first"), median(direct, "total")
@@ -373,7 +409,7 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
     )
     for label, samples in sealed.items():
         first, total = median(samples, "first"), median(samples, "total")
-        per_token = cpu[label] / (level * tokens * rounds) * 1e6
+        per_token = cpu[label] / (streams * tokens * rounds) * 1e6
         print(
             f"{level:>7} {label:<24} {first * 1000:>7.1f}ms {(first - d_first) * 1000:>6.1f}ms "
             f"{total:>7.3f}s {total / d_total:>6.3f} {median(samples, 'records'):>8.0f} "
@@ -393,6 +429,11 @@ def main() -> None:
         help="shaped gateways to run, one per tick in seconds (comma-separated)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="timed rounds per level")
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="streams come as a steady flow keeping each level in flight, not all at once",
+    )
     parser.add_argument(
         "--uvloop",
         action="store_true",
@@ -422,6 +463,7 @@ def main() -> None:
             uvloop=args.uvloop,
             baseline=str(Path(args.baseline).resolve()) if args.baseline else None,
             rounds=args.rounds,
+            spread=args.spread,
         )
     )
 

@@ -29,7 +29,7 @@ from gateway.events import BackendFailure, stalled
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 # The longest reply head (status line and header fields) taken.
 MAX_HEAD_BYTES = 64 << 10
@@ -130,6 +130,11 @@ class _Connection(asyncio.Protocol):
             taken += len(data)
             if len(data) < READ_SIZE:
                 return  # the kernel had no more a moment ago: the next read would wait
+
+    def abort(self) -> None:
+        """Drop the connection at once (nothing more is read or sent)."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def take(self) -> bytes:
         """Every byte held, in order (empty when none); reading resumes if it had stopped."""
@@ -491,12 +496,20 @@ async def _read_head(connection: _Connection) -> tuple[int, dict[str, str], byte
         # 1xx: an interim reply; the final one follows
 
 
-async def post(
-    target: Target, path: str, body: bytes, fields: dict[str, str], *, idle_timeout: float
+async def post(  # noqa: PLR0913 -- a request, its limit, and what runs while it waits
+    target: Target,
+    path: str,
+    body: bytes,
+    fields: dict[str, str],
+    *,
+    idle_timeout: float,
+    sent: Callable[[], Awaitable[None]] | None = None,
 ) -> Reply:
     """POST ``body`` and read the reply's head (within ``idle_timeout``; ``stalled`` after).
 
-    The caller closes the ``Reply`` (``close``) however it ends.
+    ``sent``, if given, runs once the request is on its way, before the head is waited for
+    (the gateway answers its own client meanwhile); what it raises ends the request. The caller
+    closes the ``Reply`` (``close``) however it ends.
     """
     connection: _Connection | None = None
     try:
@@ -512,13 +525,16 @@ async def post(
             if transport is None:  # pragma: no cover -- create_connection sets it
                 raise unreachable()
             transport.write(target.head(path, len(body), fields) + body)
+        if sent is not None:
+            await sent()
+        async with asyncio.timeout(idle_timeout):
             status, head_fields, rest = await _read_head(connection)
-            return Reply(connection, status, head_fields, rest)
     except TimeoutError as exc:
-        if connection is not None and connection.transport is not None:
-            connection.transport.abort()
+        if connection is not None:
+            connection.abort()
         raise stalled() from exc
     except BaseException:
-        if connection is not None and connection.transport is not None:
-            connection.transport.abort()
+        if connection is not None:
+            connection.abort()
         raise
+    return Reply(connection, status, head_fields, rest)

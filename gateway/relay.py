@@ -143,7 +143,6 @@ class _Stream:
     async def run(self) -> None:
         """Relay, then sign, keep and send the final record."""
         try:
-            await _client_io(self.request, self.response.prepare(self.request), self.idle)
             outcome = await self.pump()
         except _ClientGone as gone:
             outcome = gone.outcome
@@ -188,7 +187,7 @@ class _Stream:
     async def relay_model(self) -> None:
         """Ask the model server and relay its answer until it has finished."""
         chat = self.admitted.chat
-        async with self.gateway.vllm.open_chat(chat) as upstream:
+        async with self.gateway.vllm.open_chat(chat, sent=self.head) as upstream:
             if not self.shaping.shaped:
                 while not upstream.finished:
                     texts = self.absorb(await upstream.read())
@@ -342,8 +341,14 @@ class _Stream:
             elapsed = time.monotonic() - self.admitted.received
             self.gateway.metrics.first_token.observe(elapsed)
 
+    async def head(self) -> None:
+        """Send the response's head, once: as soon as the model server has the request."""
+        if not self.response.prepared:
+            await _client_io(self.request, self.response.prepare(self.request), self.idle)
+
     async def send(self, data: bytes) -> None:
         """Write sealed chunks to the client (counted when handed to the connection)."""
+        await self.head()  # (here first when the model server could not be asked)
         before = self.written
         self.written = self.sealer.sealed
         await _client_io(self.request, self.response.write(data), self.idle)

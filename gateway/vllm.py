@@ -39,7 +39,7 @@ from sealed.bundle import MAX_WINDOW
 from sealed.encoding import MAX_JSON_INT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 __all__ = [
     "BackendFailure",
@@ -233,8 +233,12 @@ class VLLMClient:
         return None
 
     @contextlib.asynccontextmanager
-    async def open_chat(self, request: dict[str, Any]) -> AsyncIterator[ChatStream]:
+    async def open_chat(
+        self, request: dict[str, Any], *, sent: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[ChatStream]:
         """POST a streaming chat completion; the reply is read through the ``ChatStream``.
+
+        ``sent`` runs once the request is on its way, before its reply's head is waited for.
 
         Each request has a connection of its own (``gateway.http1``), closed by the model
         server at the reply's end; leaving the block before then closes it, so the model
@@ -253,6 +257,7 @@ class VLLMClient:
             body,
             self._headers,
             idle_timeout=self._idle_timeout,
+            sent=sent,
         )
         try:
             if reply.status != _HTTP_OK:

@@ -33,6 +33,7 @@ from tests.harness import (
     ManualTicker,
     SealedCall,
     post_sealed,
+    read_sealed,
     run_gateway,
     seal_call,
     wait_until,
@@ -553,3 +554,60 @@ async def test_a_cancel_body_at_1024_bytes_is_read_and_one_byte_more_is_too_larg
     assert (status, reply["error"]["code"]) == (404, "unknown_request")
     status, reply = await cancel(http, gateway.url, at_limit + b" ")
     assert (status, reply["error"]["code"]) == (413, "too_large")
+
+
+async def test_the_client_has_its_head_once_the_model_server_has_the_request(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # The gateway sends its client the response's head while the model server works on the
+    # request (not before asking it, not after its first reply): a model server that takes
+    # the request and then says nothing still leaves the client with a 200 head, and later the
+    # stalled record. The model server here is a bare socket that only reads.
+    received = bytearray()
+    got_request = asyncio.Event()
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = bytearray()
+        while chunk := await reader.read(65536):
+            data += chunk
+            head, found, body = bytes(data).partition(b"\r\n\r\n")
+            if not found:
+                continue
+            if not head.startswith(b"POST /v1/chat/completions"):
+                break  # the gateway asking for its models: no answer either
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            if len(body) >= length:
+                received.extend(data)
+                got_request.set()
+                await release.wait()
+                break
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limits = Limits(backend_idle_timeout=60)
+    try:
+        async with run_gateway(
+            f"http://127.0.0.1:{port}", clock=clock, limits=limits, models=("veil-test",)
+        ) as gw:
+            call = seal_call(gw)
+            async with (
+                asyncio.timeout(10),
+                http.post(
+                    f"{gw.url}/v1/sealed/chat/completions",
+                    data=io.BytesIO(call.body),
+                    headers=call.headers(),
+                ) as response,
+            ):
+                assert response.status == 200  # while the model server has said nothing
+                await got_request.wait()
+                assert b'"messages"' in received  # the request itself, not just a connection
+                release.set()  # the model server hangs up: the stream ends in an error record
+                reply = await read_sealed(response, call.response_key)
+            assert reply.final is not None
+            assert reply.final.error_kind == "unavailable"
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
