@@ -47,6 +47,7 @@ DNS_TTL = 10.0
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
 _FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 _HEX = b"0123456789abcdefABCDEF"
+_CHUNK_HEAD = re.compile(rb"([0-9a-fA-F]{1,15})\r\n")  # a size line without extensions
 _MAX_SIZE_DIGITS = 15  # 2**60 bytes: beyond any body
 _SWITCHING = 101
 _OK_MIN = 200
@@ -243,6 +244,10 @@ class BodyDecoder:
                 pos += 2
                 self._left = -1
                 continue
+            after = _whole_chunks(data, pos, out)  # the usual case, in a loop of its own
+            if after > pos:
+                pos = after
+                continue
             line_end = data.find(b"\r\n", pos, pos + MAX_SIZE_LINE + 2)
             if line_end < 0:
                 if end - pos > MAX_SIZE_LINE:
@@ -285,6 +290,24 @@ class BodyDecoder:
         if not _FIELD.fullmatch(data, pos, line_end):
             raise malformed("trailer field")
         return line_end + 2
+
+
+def _whole_chunks(data: bytes, pos: int, out: list[bytes]) -> int:
+    """Take the whole chunks with bare sizes from ``pos`` on; where they stop.
+
+    The usual body: each chunk a size of hexadecimal digits, its data and CRLF, all here. The
+    rest (extensions, a chunk cut by the read, the last chunk, anything malformed) is left to
+    ``_dechunk``'s general loop.
+    """
+    match = _CHUNK_HEAD.match
+    while (head := match(data, pos)) is not None:
+        start = head.end()
+        stop = start + int(head[1], 16)
+        if start == stop or not data.startswith(b"\r\n", stop):
+            break
+        out.append(data[start:stop])
+        pos = stop + 2
+    return pos
 
 
 class Target:

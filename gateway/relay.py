@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 SEALED_STREAM_TYPE = "application/vnd.veil.sealed-stream"
 _GONE = frozenset({"client_gone", "client_stalled"})
+_FRAMING = 32  # the most bytes HTTP's chunked framing adds to a write
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,8 @@ class _Stream:
         await self.head()  # (here first when the model server could not be asked)
         before = self.written
         self.written = self.sealer.sealed
-        await _client_io(self.request, self.response.write(data), self.idle)
+        waits = _may_wait(self.request, len(data))
+        await _client_io(self.request, self.response.write(data), self.idle, may_wait=waits)
         self.gateway.metrics.chunks.inc(self.written - before)
 
 
@@ -359,9 +361,32 @@ def _nothing() -> None:
     """What there is to undo before the stream follows any ticks."""
 
 
-async def _client_io(request: web.Request, operation: Awaitable[object], idle: float) -> None:
-    """Run one write to the client; ``_ClientGone`` if it hung up or cannot drain for ``idle``."""
+def _may_wait(request: web.Request, size: int) -> bool:
+    """False when a write of ``size`` bytes cannot wait for the client to read.
+
+    aiohttp's write waits only while the connection's transport has paused it, which happens
+    above the transport's high-water mark and lasts until the buffer is back to the low one: a
+    buffer that stays at or below the low mark with the write in it was not paused and will not
+    be. The usual case for a shaped stream's records (the buffer is empty).
+    """
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return True
+    low, _ = transport.get_write_buffer_limits()
+    return transport.get_write_buffer_size() + size + _FRAMING > low
+
+
+async def _client_io(
+    request: web.Request, operation: Awaitable[object], idle: float, *, may_wait: bool = True
+) -> None:
+    """Run one write to the client; ``_ClientGone`` if it hung up or cannot drain for ``idle``.
+
+    A write that cannot wait (``may_wait`` false, ``_may_wait``) runs without a timer.
+    """
     try:
+        if not may_wait:
+            await operation
+            return
         async with asyncio.timeout(idle):
             await operation
     except TimeoutError as exc:
