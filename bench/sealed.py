@@ -191,6 +191,8 @@ async def sealed_stream(session: aiohttp.ClientSession, gateway: Gateway) -> Sam
     async with session.post(
         f"{gateway.url}/v1/sealed/chat/completions", data=body, headers=headers
     ) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{gateway.label} refused a stream: {await response.text()}")
         async for data in response.content.iter_any():
             size += len(data)
             for record in opener.feed(data):
@@ -267,6 +269,8 @@ async def start_gateway(
             "VEIL_VLLM_URL": vllm_url,
             "VEIL_GATEWAY_PORT": "0",
             "VEIL_METRICS_PORT": "0",
+            # a steady flow (--spread) has more than its level in flight while answers overrun
+            "VEIL_MAX_STREAMS": "1024",
             # where uvloop was put for this run, if it was (it is not a dependency)
             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
             **env,

@@ -14,11 +14,13 @@ record for later fetches, however the stream ends:
     stalled, backend, unavailable, context_length
                      ERROR with the kind            error
 
-How the records are timed and sized is ``gateway.shaping``'s: unshaped, a record for each
-piece of text as it comes; shaped, the first piece at once, then one record a tick at the
-stream's record size, and at the end the text still waiting and the final record together. In
-``tick+duration`` the end waits for its tick bucket; a client that vanishes while it waits
-leaves the complete receipt of the finished answer.
+The response's head goes out once the request is on its way to the model server (not before:
+asking the model comes first on the way to the first text), or, when the model server cannot be
+asked, with the error record. How the records are timed and sized is ``gateway.shaping``'s:
+unshaped, a record for each piece of text as it comes; shaped, the first piece at once, then
+one record a tick at the stream's record size, and at the end the text still waiting and the
+final record together. In ``tick+duration`` the end waits for its tick bucket; a client that
+vanishes while it waits leaves the complete receipt of the finished answer.
 
 A reasoning model's thinking (``ReasoningDelta``) goes out in ``REASONING`` records, the answer
 in ``DELTA`` records, each in the order it came. Shaped, a tick's one record holds the thinking
@@ -196,8 +198,13 @@ class _Stream:
                         self.first_sent()
                         await self.send(
                             b"".join(
-                                self.sealer.delta_utf8(text.encode("utf-8"), kind=kind)
-                                for kind, text in texts
+                                self.sealer.delta_utf8(
+                                    text.text.encode("utf-8"),
+                                    kind=RecordType.DELTA
+                                    if isinstance(text, ContentDelta)
+                                    else RecordType.REASONING,
+                                )
+                                for text in texts
                             )
                         )
                 return
@@ -254,26 +261,27 @@ class _Stream:
         self.due = True
         self.wake.set()
 
-    def absorb(self, events: list[Event]) -> list[tuple[RecordType, str]]:
-        """Take in a batch of the model server's events; the texts among them, with their kind.
+    def absorb(self, events: list[Event]) -> list[ContentDelta | ReasoningDelta]:
+        """Take in a batch of the model server's events; the pieces of text among them.
 
-        Shaped, they wait in ``pending`` (the answer) and ``thinking`` (reasoning) for a tick.
+        Shaped, their texts wait in ``pending`` (the answer) and ``thinking`` (reasoning) for a
+        tick.
         """
         tally = self.tally
-        texts: list[tuple[RecordType, str]] = []
+        texts: list[ContentDelta | ReasoningDelta] = []
+        pending, thinking = (self.pending, self.thinking) if self.shaping.shaped else ([], [])
         for event in events:
             if isinstance(event, ContentDelta):
-                texts.append((RecordType.DELTA, event.text))
+                texts.append(event)
+                pending.append(event.text)
             elif isinstance(event, ReasoningDelta):
-                texts.append((RecordType.REASONING, event.text))
+                texts.append(event)
+                thinking.append(event.text)
             elif isinstance(event, Finish):
                 tally.finish = event.reason
             else:
                 tally.usage = event
         tally.deltas += len(texts)
-        if self.shaping.shaped:
-            for kind, text in texts:
-                (self.thinking if kind is RecordType.REASONING else self.pending).append(text)
         return texts
 
     def take(
