@@ -24,16 +24,21 @@ CONTEXT_LENGTH_MARKER = "maximum context length"
 
 @dataclass(frozen=True)
 class ContentDelta:
-    """A piece of generated text."""
+    """A piece of generated text (``pieces``: how many of the model server's, joined)."""
 
     text: str
+    pieces: int = 1
 
 
 @dataclass(frozen=True)
 class ReasoningDelta:
-    """A piece of a reasoning model's thinking (vLLM's ``reasoning_content`` / ``reasoning``)."""
+    """A piece of a reasoning model's thinking (vLLM's ``reasoning_content`` / ``reasoning``).
+
+    ``pieces``: how many of the model server's pieces it joins.
+    """
 
     text: str
+    pieces: int = 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ _TEXT_FIELD = re.compile(
 )
 # What a JSON string's body cannot hold as it is (a quote, an escape, a control character).
 _NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
+# A string body that needs no unescaping, not starting inside a UTF-8 character.
+_PLAIN_BODY = rb'((?![\x80-\xbf])[^"\\\x00-\x1f]*)'
 # How many of a stream's chunks may be tried as forms (the first ones with text; a server
 # whose chunks never fit costs this many tries, then nothing more).
 _MAX_LEARN = 4
@@ -141,11 +148,36 @@ class TextChunks:
     reads it as one string; otherwise the payload goes the JSON way, which says what is wrong.
     """
 
-    __slots__ = ("_forms", "_tries")
+    __slots__ = ("_forms", "_runs", "_tries")
 
     def __init__(self) -> None:
         self._forms: list[_Form] = []
+        self._runs: list[tuple[re.Pattern[bytes], int, type[ContentDelta | ReasoningDelta]]] = []
         self._tries = 0
+
+    def run(self, lines: bytes) -> list[Event] | None:
+        """The text of SSE lines that are all plain text chunks of one form, as one event.
+
+        ``lines`` are whole lines (LF ends, ``[DONE]`` not among them). When every byte of
+        them is ``data:`` + one form's chunk + a blank line, with string bodies that need no
+        unescaping, the event joins their texts and counts them (``pieces``; empty texts are
+        not counted, as they give no event): what ``decode`` gives piece by piece, in one.
+        Anything else (another line, a chunk of no form or with escapes, text that is not
+        UTF-8 on its own): None, and the lines go ``decode``'s way.
+        """
+        for pattern, fixed, kind in self._runs:
+            bodies = pattern.findall(lines)
+            if not bodies or sum(map(len, bodies)) + fixed * len(bodies) != len(lines):
+                continue  # the matches do not cover every byte: other lines among them
+            try:
+                # No body starts inside a character (the pattern), so text that decodes
+                # whole is every body's own text, joined.
+                text = b"".join(bodies).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            pieces = len(bodies) - bodies.count(b"")
+            return [kind(text, pieces)] if pieces else []
+        return None
 
     def decode(self, payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
         """The events of a batch of payloads, and the failure that cut it short.
@@ -193,6 +225,9 @@ class TextChunks:
         event = probe[0]
         if isinstance(event, ContentDelta | ReasoningDelta) and event.text == "zq":
             self._forms.append((prefix, suffix, type(event)))
+            pattern = b"data:" + re.escape(prefix) + _PLAIN_BODY + re.escape(suffix) + b"\n\n"
+            fixed = len(b"data:") + len(prefix) + len(suffix) + 2
+            self._runs.append((re.compile(pattern), fixed, type(event)))
 
 
 # A stream's plain text chunk: the bytes before and after its text's string body, its event.

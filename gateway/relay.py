@@ -274,14 +274,15 @@ class _Stream:
             if isinstance(event, ContentDelta):
                 texts.append(event)
                 pending.append(event.text)
+                tally.deltas += event.pieces
             elif isinstance(event, ReasoningDelta):
                 texts.append(event)
                 thinking.append(event.text)
+                tally.deltas += event.pieces
             elif isinstance(event, Finish):
                 tally.finish = event.reason
             else:
                 tally.usage = event
-        tally.deltas += len(texts)
         return texts
 
     def take(

@@ -95,12 +95,13 @@ class ChatStream:
         """The events completed by what has arrived, without waiting for more.
 
         Bytes the kernel holds (``gather``) are read first, straight from the socket: no wait,
-        no turn of the event loop.
+        no turn of the event loop. A run of plain text chunks comes as one event that joins
+        their texts (``pieces`` counts them).
         """
         self._raise_failure()
         if self._gathering:
             self._reply.read_now()
-        return self._take()
+        return self._take(runs=True)
 
     def _low_water(self, size: int) -> bool:
         """Set the socket's SO_RCVLOWAT; False where it cannot be (no socket, closed, not Linux)."""
@@ -158,8 +159,8 @@ class ChatStream:
         if self._failure is not None:
             raise self._failure
 
-    def _take(self) -> list[Event]:
-        """The events of the reply's body bytes received so far."""
+    def _take(self, *, runs: bool = False) -> list[Event]:
+        """The events of the reply's body bytes received so far (``runs``: see ``_parse``)."""
         framing: BackendFailure | None = None
         try:
             data = self._reply.take()
@@ -167,36 +168,44 @@ class ChatStream:
             data, framing = b"", exc
         if data:
             self._last = self._loop.time()
-        return self._parse(data, framing)
+        return self._parse(data, framing, runs=runs)
 
-    def _parse(self, data: bytes, framing: BackendFailure | None = None) -> list[Event]:
+    def _parse(
+        self, data: bytes, framing: BackendFailure | None = None, *, runs: bool = False
+    ) -> list[Event]:
         """The events of the whole lines in what was kept plus ``data``.
 
         A failure after some events is kept and raised by the next read, so the events that
         came before it are not lost. ``framing`` is the body's own failure (the bytes before
-        it are all in ``data``'s earlier reads).
+        it are all in ``data``'s earlier reads). With ``runs``, lines that are all plain text
+        chunks of one form come as one event (``TextChunks.run``).
         """
         if self.finished:
             return []
-        payloads, done, oversized = self._payloads(data, at_eof=framing is not None)
-        events, failure = self._chunks.decode(payloads)
+        text = self._lines(data, at_eof=framing is not None or self._reply.at_eof)
+        events = None
+        if runs and text and len(text) <= MAX_EVENT_BYTES and b"\r" not in text:
+            events = self._chunks.run(text)  # (no [DONE] among them: it is no form's chunk)
+        if events is None:
+            payloads, done, oversized = self._payloads(text)
+            events, failure = self._chunks.decode(payloads)
+            failure = failure or oversized
+        else:
+            done, failure = False, None
         try:
-            self._check_end(done=done, failure=failure or oversized or framing)
+            self._check_end(done=done, failure=failure or framing)
         except BackendFailure as exc:
             self._failure = exc
             if not events:
                 raise
         return events
 
-    def _payloads(
-        self, data: bytes, *, at_eof: bool
-    ) -> tuple[list[bytes], bool, BackendFailure | None]:
-        """The ``data:`` payloads of the whole lines, whether ``[DONE]`` came, an oversize.
+    def _payloads(self, text: bytes) -> tuple[list[bytes], bool, BackendFailure | None]:
+        """The ``data:`` payloads of whole lines, whether ``[DONE]`` came, an oversize.
 
         Bytes operations over all the lines at once: ``[DONE]`` is looked for first and what
         follows it is not read; a payload keeps its blanks (JSON allows them).
         """
-        text = self._lines(data, at_eof=at_eof or self._reply.at_eof)
         if not text:
             return [], False, None
         if b"\r" in text:

@@ -261,3 +261,100 @@ def test_random_streams_in_random_batches_decode_as_json_does(
     # Forms were used (a text with escapes is read from its string body alone).
     assert sum(isinstance(data, bytes) and data.startswith(b'"') for data in decoded) > 100
     assert payloads > 4000
+
+
+# -- a tick's run of plain chunks, joined -------------------------------------------------------
+
+
+def sse(payloads: list[bytes]) -> bytes:
+    """The SSE lines vLLM writes for ``payloads``: ``data:`` + payload + a blank line each."""
+    return b"".join(b"data:" + payload + b"\n\n" for payload in payloads)
+
+
+def joined(events: list[Event]) -> tuple[str, str, int]:
+    """The answer's text, the thinking's text and the pieces, as a run would give them."""
+    answer = "".join(e.text for e in events if isinstance(e, ContentDelta))
+    thought = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    pieces = sum(e.pieces for e in events if isinstance(e, ContentDelta | ReasoningDelta))
+    return answer, thought, pieces
+
+
+def test_a_run_of_plain_chunks_is_one_event_counting_its_pieces() -> None:
+    chunks = TextChunks()
+    chunks.decode([chunk({"content": "first"})])
+    texts = [" w0", "", " é", " \U0001f30a", " w4", ""]
+    events = chunks.run(sse([chunk({"content": text}) for text in texts]))
+    assert events == [ContentDelta(" w0 é \U0001f30a w4", 4)]  # empty texts count for nothing
+    assert chunks.run(sse([chunk({"content": ""})] * 3)) == []
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        sse([chunk({"content": "a"}), chunk({"content": 'q"uote'})]),  # an escape
+        sse([chunk({"content": "a"}), chunk({"content": "b"}, "stop")]),  # the finish
+        sse([chunk({"content": "a"}), usage()]),
+        sse([chunk({"content": "a"})]) + b": a comment\n\n",
+        sse([chunk({"content": "a"})]) + b"data: [DONE]\n\n",
+        sse([chunk({"content": "a"})]).replace(b"\n\n", b"\n\n\n"),  # an extra blank line
+        sse([chunk({"content": "a"}), chunk({"reasoning_content": "t"})]),  # two forms
+        b"",
+    ],
+    ids=["escape", "finish", "usage", "comment", "done", "blank", "two-forms", "nothing"],
+)
+def test_lines_that_are_not_all_plain_chunks_of_one_form_are_no_run(lines: bytes) -> None:
+    chunks = TextChunks()
+    chunks.decode([chunk({"content": "first"}), chunk({"reasoning_content": "thought"})])
+    assert chunks.run(lines) is None
+
+
+def test_a_character_split_between_two_chunks_is_no_run() -> None:
+    # Each chunk's text must be UTF-8 on its own (JSON decoding refuses it otherwise), even
+    # though the two bodies together would decode.
+    chunks = TextChunks()
+    learnt = chunk({"content": "first"})
+    chunks.decode([learnt])
+    prefix, suffix = learnt[: learnt.index(b"first")], learnt[learnt.index(b"first") + 5 :]
+    halves = [prefix + "é".encode()[:1] + suffix, prefix + "é".encode()[1:] + suffix]
+    assert chunks.run(sse(halves)) is None
+    events, failure = chunks.decode(halves)
+    expected, expected_failure = decode_events(halves)
+    assert (events, _failure(failure)) == (expected, _failure(expected_failure))
+    assert failure is not None
+
+
+def _run_payload(rng: random.Random) -> bytes:
+    """A chunk in the forms learnt below, mostly plain, sometimes not (escapes, a finish…)."""
+    letters = ALPHABET if rng.random() < 0.1 else ["a", " ", "é", "\U0001f30a", "/", "}"]
+    text = "".join(rng.choice(letters) for _ in range(rng.randrange(0, 5)))
+    roll = rng.random()
+    if roll < 0.85:
+        payload = chunk({"content": text})
+    elif roll < 0.9:
+        payload = chunk({"reasoning_content": text})
+    elif roll < 0.95:
+        payload = chunk({"content": text}, "stop")
+    else:
+        payload = usage()
+    if rng.random() < 0.03:  # a corrupted byte
+        at = rng.randrange(len(payload))
+        payload = payload[:at] + bytes([rng.choice(b'"\\\n\xff\x80a')]) + payload[at + 1 :]
+    return payload
+
+
+def test_random_runs_say_what_json_says() -> None:
+    rng = random.Random(1129)  # noqa: S311 -- a repeatable test, not a secret
+    runs = 0
+    for _ in range(600):
+        chunks = TextChunks()
+        chunks.decode([chunk({"content": "first"}), chunk({"reasoning_content": "thought"})])
+        stream = [_run_payload(rng) for _ in range(rng.randrange(1, 8))]
+        events = chunks.run(sse(stream))
+        expected, failure = decode_events(stream)
+        if events is None:
+            continue
+        runs += 1
+        assert failure is None
+        assert joined(events) == joined(expected)
+        assert len(events) <= 1
+    assert runs > 100  # plain runs came up, and each said what JSON says

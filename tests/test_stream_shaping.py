@@ -473,3 +473,34 @@ def test_stream_settings_default_to_shaped_and_refuse_bad_values(
         with pytest.raises(SettingsError) as stopped:
             load_settings(GatewaySettings)
         assert str(stopped.value.code).startswith(f"veil: setting {name} is invalid")
+
+
+async def test_a_ticks_run_of_text_counts_every_piece_when_the_server_sends_no_usage(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # At a tick the gateway takes a run of plain text chunks as one event (TextChunks.run);
+    # without usage from the model server, the receipt's completion count is the pieces it
+    # relayed, so each piece of the run must still count.
+    answer = " ".join(f"w{index}" for index in range(40))
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.send_usage = False
+        fake.pauses = {1, 25}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)
+        ticker.tick()  # the 24 chunks since, waiting in the kernel: one run
+        fake.resume()
+        reply = await posting
+    assert reply.text == answer
+    assert len(reply.texts) == 3  # the first piece, the tick's run, the rest with the end
+    assert reply.texts[1] == answer[len("w0") : answer.index(" w25")]
+    assert reply.final is not None
+    assert reply.final.receipt is not None
+    receipt = reply.final.receipt.receipt
+    assert (receipt.status, receipt.completion_tokens) == (ReceiptStatus.COMPLETE, 40)
+    assert receipt.estimated
