@@ -9,6 +9,12 @@ its notes and buttons) from that topic's history, and ``/new`` opens a new topic
 the chat itself continues the user's active conversation, as without topics. A topic the bot
 does not know (made by the user, or its conversation erased) starts afresh, and says so once.
 After the first answer of a conversation the model names it; in a topic the topic is renamed.
+
+An answer runs detached from the update that asked for it (``ChatService.start``): the handler
+checks, copies the few plain fields the answer needs (ids, topic, language, the text) and
+returns, so aiogram's update and its handler chain are freed while the answer streams. A failure
+inside the answer is told as the errors router tells one (``handlers.failures``), in the
+answer's chat and topic.
 """
 
 from __future__ import annotations

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-import structlog
 from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
 
-from handlers.failures import text_key
-from handlers.replies import link_keyboard, topic_of
-from services.errors import InsufficientCredit, JournalUnavailable, VeilError
+from handlers.failures import Asker, tell_outside
+from handlers.replies import topic_of
+from services.errors import JournalUnavailable, VeilError
 
 if TYPE_CHECKING:
     from aiogram.types import ErrorEvent, Update
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from handlers.failures import Failures
     from handlers.sinks import Editors
     from services.answers import Shown
-
-log = structlog.get_logger("veil.errors")
 
 GROUPS = frozenset({"group", "supergroup"})
 
@@ -84,26 +81,11 @@ def in_group(update: Update) -> bool:
 async def _tell_outside(
     update: Update, shown: Shown | None, error: VeilError, texts: Texts, editors: Editors
 ) -> None:
-    key = "short_no_credit" if isinstance(error, InsufficientCredit) else text_key(error)
-    log.info("error_replied", error=type(error).__name__, text=key, outside=True)
-    markup = None
-    if isinstance(error, InsufficientCredit):
-        markup = link_keyboard(texts("top_up"), await editors.deep_link("buy"))
-    if shown is not None and shown.inline_message_id is not None:
-        await editors.replace_inline(shown.inline_message_id, texts(key), markup)
-        return
     message = update.message
-    if message is None or message.from_user is None:
-        return
-    if shown is not None and shown.message_id is not None:
-        await editors.retract(message.chat.id, shown.message_id)
-    await editors.tell_one(
-        message.chat.id,
-        message.from_user.id,
-        texts(key),
-        reply_to=message.message_id,
-        markup=markup,
-    )
+    asker = None
+    if message is not None and message.from_user is not None:
+        asker = Asker(message.chat.id, message.from_user.id, message.message_id)
+    await tell_outside(error, texts, editors, shown, asker)
 
 
 async def on_unexpected(event: ErrorEvent, texts: Texts, failures: Failures) -> None:

@@ -6,10 +6,13 @@ packs when credit is short: Stars, and Gram and USDT when TON payments are on). 
 is a bug: logged with its type and traceback (never message text) and answered with a short
 apology, so no failure ends in silence.
 
+Outside the private chat (an inline message, a group) a failure is told briefly where the answer
+was shown (``tell_outside``): in the inline message itself, or to the asker alone.
+
 Two callers tell it: the errors router (``handlers.errors``), for a failure an update's handler
-let through, and an answer in a private chat, which runs detached from its update
-(``ChatService.start``) and so reports its own failure, to the same chat and topic, with the
-same text, button and log line. The bot provides ``Failures`` as workflow data (``failures``).
+let through, and an answer in a private chat or an inline message, which runs detached from its
+update (``ChatService.start``) and so reports its own failure, in the same place, with the same
+text, button and log line. The bot provides ``Failures`` as workflow data (``failures``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING
 import structlog
 from aiogram.exceptions import TelegramAPIError
 
-from handlers.replies import buy_keyboard, retry_keyboard
+from handlers.replies import buy_keyboard, link_keyboard, retry_keyboard
 from services.errors import (
     AnswerInProgress,
     BackendError,
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
     from aiogram.types import InlineKeyboardMarkup
 
     from common.texts import Texts
+    from handlers.sinks import Editors
+    from services.answers import Shown
     from services.shop import Shop
     from services.ton.shop import TonShop
 
@@ -84,6 +89,45 @@ def text_key(error: VeilError) -> str:
     return next(key for kind, key in TEXTS if isinstance(error, kind))
 
 
+def log_bug(error: BaseException) -> None:
+    """The one log line of a bug: its type and traceback, never message text."""
+    log.error("handler_failed", error=type(error).__name__, exc_info=error)
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asked in a group: the chat, the user, and their message (the answer's reply-to)."""
+
+    chat_id: int
+    user_id: int
+    message_id: int
+
+
+async def tell_outside(
+    error: VeilError, texts: Texts, editors: Editors, shown: Shown | None, asker: Asker | None
+) -> None:
+    """Tell a failure outside the private chat, briefly, where the answer was (to be) shown.
+
+    In the inline message itself when ``shown`` names one; else, in a group, to the ``asker``
+    alone (the placeholder, if one was posted, is taken back). No credit: a link to top up.
+    """
+    key = "short_no_credit" if isinstance(error, InsufficientCredit) else text_key(error)
+    log.info("error_replied", error=type(error).__name__, text=key, outside=True)
+    markup = None
+    if isinstance(error, InsufficientCredit):
+        markup = link_keyboard(texts("top_up"), await editors.deep_link("buy"))
+    if shown is not None and shown.inline_message_id is not None:
+        await editors.replace_inline(shown.inline_message_id, texts(key), markup)
+        return
+    if asker is None:
+        return
+    if shown is not None and shown.message_id is not None:
+        await editors.retract(asker.chat_id, shown.message_id)
+    await editors.tell_one(
+        asker.chat_id, asker.user_id, texts(key), reply_to=asker.message_id, markup=markup
+    )
+
+
 @dataclass(frozen=True)
 class Failures:
     """Tells a private chat (or one of its topics) that something failed, and logs it."""
@@ -113,7 +157,7 @@ class Failures:
         self, error: BaseException, texts: Texts, chat_id: int | None, thread_id: int | None
     ) -> None:
         """A bug: log it with its traceback (no text) and apologise to ``chat_id``, if any."""
-        log.error("handler_failed", error=type(error).__name__, exc_info=error)
+        log_bug(error)
         if chat_id is None:
             return
         with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above

@@ -1,4 +1,4 @@
-"""A private-chat answer runs detached from its update (``ChatService.start``).
+"""A private-chat or inline answer runs detached from its update (``ChatService.start``).
 
 The update's handler claims the user and returns, so aiogram's update is no longer being
 handled while the answer streams. What the errors router did for a failure inside the answer
@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from bot.shutdown import drain
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
+from tests.test_bot_inline import FAST_EDITS, ask_inline, final_edit
 from tests.test_bot_topics import USER as TOPICS_USER
 from tests.test_bot_topics import new_topic, topic_telegram
 
@@ -118,6 +119,36 @@ async def test_a_bug_inside_the_answer_is_logged_without_text_and_apologised_for
     assert failed["error"] == "TelegramBadRequest"
     for secret in ("quince", "otter"):
         assert secret not in repr(logs)
+
+
+async def test_an_inline_answer_runs_detached_and_tells_its_failure_in_place(
+    tmp_path: Path,
+) -> None:
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
+        _, inline_id = await ask_inline(stack, USER, SECRET)
+        async with asyncio.timeout(10):
+            while model.paused < 1:  # noqa: ASYNC110 -- polls the fake's count
+                await asyncio.sleep(0.02)
+        assert stack.veil.operations.in_flight.count == 0
+        assert stack.veil.chat.running == 1
+        model.resume()
+        answered = await final_edit(stack, inline_id)
+        assert answered["text"].endswith(ANSWER)
+        stack.vllm.fail_before_stream = (500, "the model server broke")
+        told = stack.veil.catalogs.for_language("en")("error_backend")
+        with capture_logs() as logs:
+            _, failed_id = await ask_inline(stack, USER, "and again")
+            async with asyncio.timeout(10):
+                while stack.telegram.state.inline_messages[failed_id].get("text") != told:  # noqa: ASYNC110 -- polls the fake
+                    await asyncio.sleep(0.02)
+    (replied,) = events(logs, "error_replied")
+    assert (replied["error"], replied["text"], replied["outside"]) == (
+        "BackendError",
+        "error_backend",
+        True,
+    )
 
 
 async def test_shutdown_waits_for_a_detached_answer_within_the_grace(tmp_path: Path) -> None:
