@@ -15,15 +15,15 @@ Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop butto
 draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
 reads on to the signed ``stopped`` receipt; the hold, the settlement, the delivery of the
 text and its storage always run to the end. So does shutdown: ``close`` stops every answer
-and waits for each to be settled, delivered and stored.
+and waits for each to be settled, delivered and stored. An answer streams for at most
+``max_answer_seconds``; ``sweep`` releases holds older than the longest an answer can take
+(left by a crash), sparing the answers still running.
 
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
 handler claims the user (``AnswerInProgress`` at once if they have an answer in progress),
 starts the answer and returns, so the update and everything its handling keeps are freed while
 the answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
-gives; shutdown waits for these tasks (``wait_idle``, then ``close``). An answer streams for at most
-``max_answer_seconds``; ``sweep`` releases holds older than the longest an answer can take
-(left by a crash), sparing the answers still running.
+gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
