@@ -81,6 +81,25 @@ async def test_no_credit_inside_the_answer_is_told_in_its_topic(tmp_path: Path) 
     assert "quince" not in repr(logs)
 
 
+async def test_a_notice_telegram_refuses_is_logged_not_lost_silently(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        stack.telegram.fail_next(
+            "sendMessage", status=403, description="Forbidden: bot was blocked by the user"
+        )
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, SECRET)
+            async with asyncio.timeout(10):
+                while not events(logs, "chat.failure_unreported"):  # noqa: ASYNC110 -- polls the log
+                    await asyncio.sleep(0.02)
+        assert stack.veil.chat.running == 0
+    (unreported,) = events(logs, "chat.failure_unreported")
+    assert (unreported["error"], unreported["reporting"]) == (
+        "InsufficientCredit",
+        "TelegramForbiddenError",
+    )
+    assert "quince" not in repr(logs)
+
+
 async def test_a_failed_answer_gets_retry_in_its_topic(tmp_path: Path) -> None:
     async with running_stack(
         tmp_path, answer="Back again.", telegram_server=topic_telegram()
