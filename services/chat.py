@@ -83,7 +83,7 @@ from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
@@ -299,7 +299,7 @@ class ChatService:
     )  # user -> (the topic it failed in, the prompt)
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
-    _detached: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -339,28 +339,39 @@ class ChatService:
         while the answer streams. The user is claimed before it returns: ``AnswerInProgress``
         is raised here, to the caller, if they already have an answer in progress. The task
         runs ``answer``, then ``followup.answered``; a failure of either (any ``Exception``)
-        goes to ``followup.failed``. ``close`` stops and waits for these tasks, and
-        ``wait_idle`` waits for them to end on their own.
+        goes to ``followup.failed`` (``detach``).
         """
         self._claim(question).claimed = question
-        task = asyncio.create_task(self._detached_answer(question, sink, followup))
-        self._detached.add(task)
-        task.add_done_callback(self._detached.discard)
+        self.detach(self._answer_then(question, sink, followup), followup.failed)
+
+    def detach(
+        self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
+    ) -> None:
+        """Run ``work`` (an answer and what goes with it) in a task the service owns.
+
+        For work that must wait before its user can be claimed (a group answer waits for the
+        group's turn); ``start`` is the usual way. A failure of ``work`` (any ``Exception``)
+        goes to ``failed``; one of ``failed`` itself is logged. ``close`` stops the answers and
+        waits for these tasks, and ``wait_idle`` waits for them to end on their own.
+        """
+        task = asyncio.create_task(self._detached(work, failed))
+        self._detached_tasks.add(task)
+        task.add_done_callback(self._detached_tasks.discard)
 
     @property
     def running(self) -> int:
-        """Answers started with ``start`` that have not ended (their followup included)."""
-        return len(self._detached)
+        """Answers started with ``start`` or ``detach`` that have not ended (all their work)."""
+        return len(self._detached_tasks)
 
     async def wait_idle(self, within: float) -> bool:
-        """Wait until no answer started with ``start`` runs, at most ``within`` s; True if none."""
+        """Wait until no detached answer runs, at most ``within`` seconds; True if none does."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while self._detached:
+        while self._detached_tasks:
             left = deadline - loop.time()
             if left <= 0:
                 return False
-            await asyncio.wait(list(self._detached), timeout=left)
+            await asyncio.wait(list(self._detached_tasks), timeout=left)
         return True
 
     def _claim(self, question: Question) -> _Generation:
@@ -371,15 +382,17 @@ class ChatService:
         self._active[question.user_id] = generation
         return generation
 
-    async def _detached_answer(
-        self, question: Question, sink: AnswerSink, followup: Followup
+    async def _answer_then(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
+        await followup.answered(await self.answer(question, sink))
+
+    async def _detached(
+        self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
     ) -> None:
         try:
-            answer = await self.answer(question, sink)
-            await followup.answered(answer)
-        except Exception as exc:  # noqa: BLE001 -- every failure is the followup's to report
+            await work
+        except Exception as exc:  # noqa: BLE001 -- every failure is the caller's to report
             try:
-                await followup.failed(exc)
+                await failed(exc)
             except Exception as unreported:  # noqa: BLE001 -- the edge: a log line, no text
                 log.warning(
                     "chat.failure_unreported",
@@ -419,7 +432,7 @@ class ChatService:
         tasks: list[asyncio.Task[Any]] = [
             g.task for g in generations if g.task is not None and not g.task.done()
         ]
-        tasks += [task for task in self._detached if not task.done()]  # their followups too
+        tasks += [task for task in self._detached_tasks if not task.done()]  # their followups too
         ends = [asyncio.create_task(t.ended.wait()) for t in titlings if not t.ended.is_set()]
         if tasks or ends:
             timeout = self.stop_grace + CLOSE_SLACK_S

@@ -1,4 +1,4 @@
-"""A private-chat or inline answer runs detached from its update (``ChatService.start``).
+"""Answers run detached from their update (``ChatService.start``, groups ``detach``).
 
 The update's handler claims the user and returns, so aiogram's update is no longer being
 handled while the answer streams. What the errors router did for a failure inside the answer
@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from bot.shutdown import drain
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
+from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_inline import FAST_EDITS, ask_inline, final_edit
 from tests.test_bot_topics import USER as TOPICS_USER
 from tests.test_bot_topics import new_topic, topic_telegram
@@ -168,6 +169,27 @@ async def test_an_inline_answer_runs_detached_and_tells_its_failure_in_place(
         "error_backend",
         True,
     )
+
+
+async def test_group_answers_wait_for_their_turn_detached_and_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
+        for n, user in enumerate((USER, USER + 1)):
+            stack.telegram.send_text(user, f"@veil_test_bot question {n}", chat_id=GROUP)
+        async with asyncio.timeout(10):
+            while model.paused < 1 or stack.veil.chat.running < 2:  # noqa: ASYNC110 -- polls
+                await asyncio.sleep(0.02)
+        # One streams, the other waits for the group's turn: neither keeps its update.
+        assert stack.veil.operations.in_flight.count == 0
+        model.pauses = set()
+        model.resume()
+        finals = await final_reply(stack, 2)
+    assert [m["text"] for m in finals] == [ANSWER, ANSWER]
+    asked = [m["reply_to_message"]["text"] for m in finals]
+    assert asked == ["@veil_test_bot question 0", "@veil_test_bot question 1"]
 
 
 async def test_shutdown_waits_for_a_detached_answer_within_the_grace(tmp_path: Path) -> None:
