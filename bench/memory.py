@@ -9,9 +9,10 @@ bot's packages or aiogram: what remains is the bot's side. Each is put under the
 newest frame (aiogram's types and pydantic: aiogram's objects; the rest of aiogram: its handling
 of the update; aiohttp; asyncio; our packages), or, when that frame is elsewhere (the standard
 library, C), under the nearest frame that is one of those. Also printed: the aiogram ``Update``
-and ``Message`` objects alive, and the tasks.
+and ``Message`` objects alive, and the tasks. With ``--group`` the questions are mentions in one
+group instead: one answer streams (held), the others wait for the group's turn.
 
-    uv run python bench/memory.py [--answers 40] [--hold 50]
+    uv run python bench/memory.py [--answers 40] [--hold 50] [--group]
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ import aiohttp
 import pydantic
 from aiogram.types import Message, Update
 
-from tests.botstack import running_stack
+from tests.botstack import Stack, running_stack
 from tests.fakes.vllm import FakeVLLM
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = 200
+GROUP = -1_001_234_567
+GROUP_PACE = {"edit_interval": 0.2, "group_messages_per_minute": 6000}  # the group's queue moves
 FRAMES = 25
 OURS = tuple(
     f"{REPO / name}/" for name in ("bot", "handlers", "services", "sealed", "models", "common")
@@ -47,6 +50,18 @@ TYPES = (f"{AIOGRAM}types/", f"{AIOGRAM}methods/", f"{Path(pydantic.__file__).pa
 AIOHTTP = f"{Path(aiohttp.__file__).parent}/"
 ASYNCIO = f"{Path(asyncio.__file__).parent}/"
 HOLDERS = ("aiogram handling", "aiogram objects", "aiohttp", "asyncio", "ours", "rest")
+
+
+async def all_held(stack: Stack, model: FakeVLLM, users: list[int], hold: int) -> None:
+    """Wait until every private chat's stream is held at ``hold`` and shown up to it."""
+    last = f"w{hold - 1:04d}"
+    while model.paused < len(users):  # noqa: ASYNC110 -- polls the fake's count
+        await asyncio.sleep(0.05)
+    for user in users:
+        while not any(  # noqa: ASYNC110 -- polls the fake's record
+            last in str(d.params.get("text")) for d in stack.telegram.drafts(user)
+        ):
+            await asyncio.sleep(0.05)
 
 
 def holder_of(filename: str) -> str | None:
@@ -76,51 +91,62 @@ def classify(traceback: tracemalloc.Traceback) -> str | None:
     return "rest"
 
 
-async def measure(answers: int, hold: int) -> None:
+async def measure(answers: int, hold: int, *, group: bool) -> None:
     """Ask ``answers`` questions at once, hold them at ``hold``, print what they hold."""
     model = FakeVLLM(answer=" ".join(f"w{i:04d}" for i in range(WORDS)))
     with tempfile.TemporaryDirectory() as tmp:
-        async with running_stack(Path(tmp), model_server=model) as stack:
+        async with running_stack(Path(tmp), model_server=model, **GROUP_PACE) as stack:
             stack.telegram.send_text(1, "warm up")  # aiogram builds its models on first use
             await stack.final_messages(1, within=30)
             model.pauses = {hold}
-            chats = [1000 + i for i in range(answers)]
+            users = [1000 + i for i in range(answers)]
             gc.collect()
             tracemalloc.start(FRAMES)
-            for chat in chats:
-                stack.telegram.send_text(chat, "tell me a long story")
-            last = f"w{hold - 1:04d}"
+            for user in users:
+                if group:
+                    stack.telegram.send_text(user, "@veil_test_bot tell me", chat_id=GROUP)
+                else:
+                    stack.telegram.send_text(user, "tell me a long story")
             async with asyncio.timeout(120):
-                while model.paused < answers:  # noqa: ASYNC110 -- polls the fake's count
-                    await asyncio.sleep(0.05)
-                for chat in chats:
-                    while not any(  # noqa: ASYNC110 -- polls the fake's record
-                        last in str(d.params.get("text")) for d in stack.telegram.drafts(chat)
-                    ):
-                        await asyncio.sleep(0.05)
+                await (one_held(model) if group else all_held(stack, model, users, hold))
             await asyncio.sleep(0.5)  # a draft call answered just now settles
             gc.collect()
             snapshot = tracemalloc.take_snapshot()
             tracemalloc.stop()
+            kinds = (Update, Message)
             alive = collections.Counter(
-                type(thing).__name__
-                for thing in gc.get_objects()
-                if isinstance(thing, (Update, Message))
+                type(thing).__name__ for thing in gc.get_objects() if isinstance(thing, kinds)
             )
             tasks = len(asyncio.all_tasks())
+            model.pauses = set()
             model.resume()
-            for chat in chats:
-                await stack.reply_text(chat, within=120)
+            async with asyncio.timeout(300):
+                while len(model.requests) < answers + 1:  # noqa: ASYNC110 -- polls the fake
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # the last answers end
+    where = "mentions in one group, one streaming, held at" if group else "answers held at"
+    print(f"{answers} {where} token {hold}; bytes per answer in progress:")
+    report(snapshot, answers)
+    print(f"aiogram objects alive: {dict(alive)}; tasks in this process (all sides): {tasks}")
+
+
+async def one_held(model: FakeVLLM) -> None:
+    """Wait until the group's first answer is held; the others wait for the group's turn."""
+    while model.paused < 1:  # noqa: ASYNC110 -- polls the fake's count
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2.0)  # every mention has been handled meanwhile
+
+
+def report(snapshot: tracemalloc.Snapshot, answers: int) -> None:
+    """Bytes per answer by holder."""
     held: collections.Counter[str] = collections.Counter()
     for trace in snapshot.traces:
         holder = classify(trace.traceback)
         if holder is not None:
             held[holder] += trace.size
-    print(f"{answers} answers held at token {hold}; bytes per answer in progress:")
     for holder in HOLDERS:
         print(f"  {holder:18} {held[holder] / answers / 1000:6.1f} KB")
     print(f"  {'total':18} {sum(held.values()) / answers / 1000:6.1f} KB")
-    print(f"aiogram objects alive: {dict(alive)}; tasks in this process (all sides): {tasks}")
 
 
 def main() -> None:
@@ -128,8 +154,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--answers", type=int, default=40)
     parser.add_argument("--hold", type=int, default=50)
+    parser.add_argument("--group", action="store_true", help="mentions in one group instead")
     args = parser.parse_args()
-    asyncio.run(measure(args.answers, args.hold))
+    asyncio.run(measure(args.answers, args.hold, group=args.group))
 
 
 if __name__ == "__main__":
