@@ -2,8 +2,8 @@
 
 On SIGTERM (or SIGINT) the bot stops taking updates (long polling ends; a webhook stops
 listening, so Telegram keeps new updates and delivers them again later), and ``drain`` waits for
-every update being handled and every answer streaming (a private chat's runs detached from its
-update, ``ChatService.start``), up to ``VEIL_SHUTDOWN_GRACE`` seconds.
+every update being handled and every answer streaming or waiting for a group's turn (answers
+run detached from their update, ``ChatService.start``), up to ``VEIL_SHUTDOWN_GRACE`` seconds.
 The Mini App's relay takes no new questions from then on (the page is told no model server is
 available), and the answers it is relaying get the same grace. An answer still streaming then
 is stopped the metered way (``ChatService.close``: the gateway ends it with a signed
@@ -85,7 +85,7 @@ async def drain(
     """Let updates, answers and relayed answers in progress finish within ``grace``; then stop.
 
     Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace.
-    Private-chat answers run detached from their update (``ChatService.start``), so they are
+    Answers run detached from their update (``ChatService.start``, ``detach``), so they are
     waited for beside the updates.
     """
     if relay is not None:

@@ -1,8 +1,8 @@
 """One errors router: every error a handler lets through becomes one polite reply.
 
 Handlers do not catch to reply. They let ``services.errors`` propagate, and the router replies
-with the error's text and button (``handlers.failures``, shared with private-chat answers, which
-run detached from their update and report their own failures the same way). Anything else is a
+with the error's text and button (``handlers.failures``, shared with the answers, which run
+detached from their update and report their own failures the same way). Anything else is a
 bug: logged with its type and traceback (never message text) and answered with a short
 apology, so no failure ends in silence. ``JournalUnavailable`` is the one exception that
 passes through: the payment update must not be acknowledged, so Telegram delivers it again.

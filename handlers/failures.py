@@ -10,9 +10,9 @@ Outside the private chat (an inline message, a group) a failure is told briefly 
 was shown (``tell_outside``): in the inline message itself, or to the asker alone.
 
 Two callers tell it: the errors router (``handlers.errors``), for a failure an update's handler
-let through, and an answer in a private chat or an inline message, which runs detached from its
-update (``ChatService.start``) and so reports its own failure, in the same place, with the same
-text, button and log line. The bot provides ``Failures`` as workflow data (``failures``).
+let through, and an answer (private chat, inline, group), which runs detached from its update
+(``ChatService.start`` and ``detach``) and so reports its own failure, in the same place, with
+the same text, button and log line. The bot provides ``Failures`` as workflow data (``failures``).
 """
 
 from __future__ import annotations
