@@ -145,14 +145,14 @@ class _GroupAnswer:
         async with editors.turn(chat_id):
             tag = new_tag()
             stop = stop_keyboard(texts, tag)
-            placeholder = await editors.post(
+            posted = await editors.post(
                 chat_id, texts("group_placeholder"), reply_to=self.asker.message_id, markup=stop
             )
-            self.shown = Shown(
-                self.asker.user_id, chat_id=chat_id, message_id=placeholder.message_id
-            )
+            placeholder = posted.message_id  # the id only: no Bot API result kept meanwhile
+            del posted
+            self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
             sink = await editors.in_chat(
-                chat_id, placeholder.message_id, stop_markup=stop, more_label=texts("read_whole")
+                chat_id, placeholder, stop_markup=stop, more_label=texts("read_whole")
             )
             asked = Question(
                 self.asker.user_id,
@@ -170,7 +170,7 @@ class _GroupAnswer:
             if answer.finish_reason == "length" and answer.text and not answer.stopped:
                 await sink.note(texts("answer_cut_here"))
         said = (*self.context, ("user", self.question), ("assistant", answer.text))
-        editors.chains.remember(chat_id, placeholder.message_id, said)
+        editors.chains.remember(chat_id, placeholder, said)
 
     async def failed(self, error: Exception) -> None:
         """As the errors router would: a notice for the asker alone; a bug apologised for."""
