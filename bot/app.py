@@ -35,7 +35,7 @@ from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_oper
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import drain
 from bot.streaming import DraftSink
-from bot.telegram import build_bot
+from bot.telegram import build_bot, forget_handled_update
 from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
@@ -45,6 +45,7 @@ from handlers import errors, forget, groups, history, inline, model, private, st
 from handlers import settings as settings_handlers
 from handlers import shop as shop_handlers
 from handlers import ton as ton_handlers
+from handlers.failures import Failures
 from handlers.groups import GroupKit
 from handlers.middleware import TextsMiddleware
 from handlers.webapp import InitDataCheck, Page, build_webapp
@@ -132,6 +133,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     dispatcher = Dispatcher(disable_fsm=True)
     # Outer, so that the errors router (which runs outside inner middlewares) has ``texts`` too.
     dispatcher.update.outer_middleware(TextsMiddleware(catalogs))
+    dispatcher.update.outer_middleware(forget_handled_update)
     dispatcher.include_routers(
         errors.build_router(),
         start.build_router(),
@@ -316,6 +318,9 @@ async def _running_bot(
             )
             veil.relay = relay
             dispatcher["ton"] = None if ton is None else ton.shop
+            dispatcher["failures"] = Failures(
+                bot, shop, settings.min_answer_tokens, None if ton is None else ton.shop
+            )
             dispatcher["ton_books"] = None if ton is None else ton.books
             if ton is not None:
                 veil.ton_books = ton.books

@@ -2,7 +2,8 @@
 
 On SIGTERM (or SIGINT) the bot stops taking updates (long polling ends; a webhook stops
 listening, so Telegram keeps new updates and delivers them again later), and ``drain`` waits for
-every update being handled, an answer streaming included, up to ``VEIL_SHUTDOWN_GRACE`` seconds.
+every update being handled and every answer streaming or waiting for a group's turn (answers
+run detached from their update, ``ChatService.start``), up to ``VEIL_SHUTDOWN_GRACE`` seconds.
 The Mini App's relay takes no new questions from then on (the page is told no model server is
 available), and the answers it is relaying get the same grace. An answer still streaming then
 is stopped the metered way (``ChatService.close``: the gateway ends it with a signed
@@ -81,15 +82,23 @@ def _already_stopping(signum: signal.Signals) -> None:
 async def drain(
     in_flight: InFlight, chat: ChatService, grace: float, relay: RelayService | None = None
 ) -> None:
-    """Let updates being handled and relayed answers finish within ``grace``; then stop them.
+    """Let updates, answers and relayed answers in progress finish within ``grace``; then stop.
 
     Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace.
+    Answers run detached from their update (``ChatService.start``, ``detach``), so they are
+    waited for beside the updates.
     """
     if relay is not None:
         relay.stop_taking()
     relayed = relay.running if relay is not None else 0
-    if in_flight.count or relayed:
-        log.info("bot.draining", updates=in_flight.count, relayed=relayed, grace=grace)
+    if in_flight.count or chat.running or relayed:
+        log.info(
+            "bot.draining",
+            updates=in_flight.count,
+            answers=chat.running,
+            relayed=relayed,
+            grace=grace,
+        )
     started = time.monotonic()
     cut_short = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,7 +106,7 @@ async def drain(
     for signum in signals:
         loop.add_signal_handler(signum, cut_short.set)
     try:
-        waiting = asyncio.create_task(_wait_idle(in_flight, relay, grace))
+        waiting = asyncio.create_task(_wait_idle(in_flight, chat, relay, grace))
         cutting = asyncio.create_task(cut_short.wait())
         await asyncio.wait([waiting, cutting], return_when=asyncio.FIRST_COMPLETED)
         cutting.cancel()
@@ -109,13 +118,14 @@ async def drain(
         for signum in signals:
             loop.add_signal_handler(signum, _already_stopping, signum)
     relayed = relay.running if relay is not None else 0
-    if not in_flight.count and not relayed:
+    if not in_flight.count and not chat.running and not relayed:
         if time.monotonic() - started > 0.1:  # noqa: PLR2004 -- something was waited for
             log.info("bot.drained", seconds=round(time.monotonic() - started, 1))
         return
     log.warning(
         "bot.grace_over",
         updates=in_flight.count,
+        answers=chat.running,
         relayed=relayed,
         cut_short=cut_short.is_set(),
     )
@@ -125,9 +135,15 @@ async def drain(
         log.warning("bot.drain_timed_out", updates=in_flight.count)
 
 
-async def _wait_idle(in_flight: InFlight, relay: RelayService | None, within: float) -> None:
-    """Wait until no update is handled and no answer relayed, at most ``within`` seconds."""
+async def _wait_idle(
+    in_flight: InFlight, chat: ChatService, relay: RelayService | None, within: float
+) -> None:
+    """Wait until no update is handled and no answer runs or is relayed, at most ``within`` s.
+
+    Updates first: one being handled may still start an answer.
+    """
     deadline = time.monotonic() + within
     await in_flight.wait_idle(within)
+    await chat.wait_idle(max(0.0, deadline - time.monotonic()))
     if relay is not None:
         await relay.wait_idle(max(0.0, deadline - time.monotonic()))

@@ -152,8 +152,11 @@ class DraftSink:
                 await self.bot.send_chat_action(
                     chat_id=self.chat_id, message_thread_id=self.thread_id, action="typing"
                 )
+            # ``timeout``, not ``wait_for``: no task of its own for each wait (an answer waiting
+            # for a gateway connection would hold one more).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._first_text.wait(), _TYPING_EVERY)
+                async with asyncio.timeout(_TYPING_EVERY):
+                    await self._first_text.wait()
 
     async def _flush_drafts(self) -> None:
         while True:

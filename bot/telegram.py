@@ -4,12 +4,16 @@ aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood 
 retries a few times, and retries once on a Telegram 5xx. Draft updates and chat actions are
 not retried here: a stale draft is worthless, so the answer sinks skip them and send the next
 one when Telegram allows.
+
+``forget_handled_update`` frees each update once handled: aiogram caches ``Update.event_type``
+in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each with its
+``Message``, ``Chat`` and ``User``, ~10 KB) alive long after they were handled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram import Bot
@@ -18,11 +22,15 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 from aiogram.methods import SendChatAction, SendMessageDraft
+from aiogram.types import Update
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
     from aiogram.methods import Response, TelegramMethod
     from aiogram.methods.base import TelegramType
+    from aiogram.types import TelegramObject
 
 log = structlog.get_logger("veil.telegram")
 
@@ -74,3 +82,22 @@ def build_bot(token: str, api_base: str) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     session.middleware(RetryMiddleware())
     return Bot(token, session=session)
+
+
+async def forget_handled_update(
+    handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+    event: TelegramObject,
+    data: dict[str, Any],
+) -> Any:  # noqa: ANN401 -- whatever the handler returns
+    """An outer update middleware: once the update is handled, aiogram's cache lets go of it.
+
+    The cache (``Update.event_type``, an ``lru_cache`` on the property) holds the updates
+    being handled too; they compute their type again if asked (a few attribute reads).
+    """
+    try:
+        return await handler(event, data)
+    finally:
+        _EVENT_TYPE_CACHE.cache_clear()
+
+
+_EVENT_TYPE_CACHE: Any = vars(Update)["event_type"].fget  # functools' lru_cache wrapper

@@ -9,11 +9,18 @@ its notes and buttons) from that topic's history, and ``/new`` opens a new topic
 the chat itself continues the user's active conversation, as without topics. A topic the bot
 does not know (made by the user, or its conversation erased) starts afresh, and says so once.
 After the first answer of a conversation the model names it; in a topic the topic is renamed.
+
+An answer runs detached from the update that asked for it (``ChatService.start``): the handler
+checks, copies the few plain fields the answer needs (ids, topic, language, the text) and
+returns, so aiogram's update and its handler chain are freed while the answer streams. A failure
+inside the answer is told as the errors router tells one (``handlers.failures``), in the
+answer's chat and topic.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -30,42 +37,73 @@ if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 
     from common.texts import Texts
-    from handlers.sinks import Drafts
-    from services.chat import ChatService
+    from handlers.failures import Failures
+    from handlers.sinks import Drafts, DraftTarget
+    from services.chat import Answer, ChatService
 
 log = structlog.get_logger("veil.chat")
 
 
-async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with what
+def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with what
     bot: Bot,
     chat: ChatService,
     drafts: Drafts,
     texts: Texts,
+    failures: Failures,
     user: User,
     prompt: str,
     *,
     thread_id: int | None = None,
 ) -> None:
-    """Stream the answer to ``prompt`` into the user's private chat (its id is the user's).
+    """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
-    In topic ``thread_id`` when given, from that topic's conversation. Say so when it was
-    stopped before a word, and when the model cut it at its length limit (with Continue);
-    failures propagate to the errors router, which replies (with Retry where it helps). The
-    first answer of a conversation is then followed by naming it (see ``name_conversation``).
+    In topic ``thread_id`` when given, from that topic's conversation. The answer runs detached
+    from the update (``ChatService.start``): this returns once the user is claimed, so the
+    update's objects are not kept while it streams; ``AnswerInProgress`` (the user has an
+    answer in progress) is raised here, to the errors router. What follows the answer, and
+    its failure, is ``_Followup``'s.
     """
     sink = drafts(user.id, thread_id=thread_id)
     question = Question(
         user.id, user.language_code, prompt, stop_tag=sink.draft_id, thread_id=thread_id
     )
-    answer = await chat.answer(question, sink)
-    if answer.stopped and not answer.text:
-        await sink.say(texts("cancelled"))
-    elif answer.finish_reason == CUT and answer.text and not answer.stopped:
-        await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
-    if answer.naming is not None:
-        title = await chat.name_conversation(answer.naming)
-        if title is not None and thread_id is not None:
-            await rename_topic(bot, user.id, thread_id, title)
+    chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
+
+
+@dataclass(frozen=True, eq=False)
+class _Followup:
+    """A private-chat answer's end: its notes and its conversation's name, or its failure.
+
+    Plain fields only (ids, the sink, shared services): nothing of the update that asked.
+    """
+
+    bot: Bot
+    chat: ChatService
+    texts: Texts
+    failures: Failures
+    sink: DraftTarget
+    user_id: int
+    thread_id: int | None
+
+    async def answered(self, answer: Answer) -> None:
+        """Say so when it was stopped before a word, and when the model cut it (Continue).
+
+        The first answer of a conversation is then followed by naming it (``name_conversation``),
+        and in a topic the topic is renamed.
+        """
+        texts, sink = self.texts, self.sink
+        if answer.stopped and not answer.text:
+            await sink.say(texts("cancelled"))
+        elif answer.finish_reason == CUT and answer.text and not answer.stopped:
+            await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
+        if answer.naming is not None:
+            title = await self.chat.name_conversation(answer.naming)
+            if title is not None and self.thread_id is not None:
+                await rename_topic(self.bot, self.user_id, self.thread_id, title)
+
+    async def failed(self, error: Exception) -> None:
+        """As the errors router would: the error's text (and Retry) in the answer's topic."""
+        await self.failures.report(error, self.texts, self.user_id, self.thread_id)
 
 
 async def rename_topic(bot: Bot, chat_id: int, thread_id: int, title: str) -> None:
@@ -120,8 +158,13 @@ async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatServi
     chat.cancel(event.chat.id, stop_tag=event.draft_id)
 
 
-async def on_retry(
-    query: CallbackQuery, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
+async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+    query: CallbackQuery,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    drafts: Drafts,
+    failures: Failures,
 ) -> None:
     """Resend the prompt whose answer failed (in the topic its button is in)."""
     user = query.from_user
@@ -139,7 +182,7 @@ async def on_retry(
     if prompt is None:
         await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
         return
-    await answer_prompt(bot, chat, drafts, texts, user, prompt, thread_id=thread_id)
+    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
 
 
 async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
@@ -149,6 +192,7 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     texts: Texts,
     chat: ChatService,
     drafts: Drafts,
+    failures: Failures,
 ) -> None:
     """Ask the model to go on with a cut answer, if it is still the user's latest."""
     user = query.from_user
@@ -164,20 +208,25 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     if not chat.take_continuation(user.id, callback_data.request):
         await bot.send_message(user.id, texts("continue_expired"), message_thread_id=thread_id)
         return
-    await answer_prompt(bot, chat, drafts, texts, user, CONTINUE_PROMPT, thread_id=thread_id)
+    answer_prompt(bot, chat, drafts, texts, failures, user, CONTINUE_PROMPT, thread_id=thread_id)
 
 
-async def on_text(
-    message: Message, bot: Bot, texts: Texts, chat: ChatService, drafts: Drafts
+async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+    message: Message,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    drafts: Drafts,
+    failures: Failures,
 ) -> None:
-    """A question: answer it, streamed (in its topic, from the topic's conversation)."""
+    """A question: start its answer, streamed (in its topic, from the topic's conversation)."""
     user = message.from_user
     if user is None or message.text is None:
         return
     thread_id = topic_of(message)
     if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
         await message.answer(texts("topic_fresh"))
-    await answer_prompt(bot, chat, drafts, texts, user, message.text, thread_id=thread_id)
+    answer_prompt(bot, chat, drafts, texts, failures, user, message.text, thread_id=thread_id)
 
 
 async def on_topic_created(message: Message, chat: ChatService) -> None:

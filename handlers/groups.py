@@ -6,13 +6,16 @@ editing at the group's pace (into a rich message where Telegram takes one, ``bot
 answers in one group go one at a time, in the order asked, so a burst of mentions stays within
 Telegram's 20 messages a minute per group. It is charged to the
 asker, a one-off (nothing from or to their private history); a reply to one of Veil's answers
-carries that thread as context when the group allows it. Notices for one person (no credit,
-busy) go to that person only (the errors router). Admins flip the group's settings with
-``/groupsettings`` (checked with getChatMember).
+carries that thread as context when the group allows it. The answer runs detached from its
+update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
+of mentions does not keep their updates. Notices for one person (no credit, busy) go to that
+person only, as the errors router tells them (``handlers.failures``). Admins flip the group's
+settings with ``/groupsettings`` (checked with getChatMember).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiogram import F, Router
@@ -20,15 +23,18 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import GroupToggle
+from handlers.failures import Asker, tell_outside
 from handlers.replies import new_tag, replied_context, stop_keyboard, without_mention
 from services.answers import Shown
 from services.chat import Question
+from services.errors import VeilError
 
 if TYPE_CHECKING:
     from aiogram import Bot
-    from aiogram.types import CallbackQuery, Message, Update
+    from aiogram.types import CallbackQuery, Message
 
     from common.texts import Texts
+    from handlers.failures import Failures
     from handlers.sinks import Editors
     from services.answers import Said
     from services.chat import ChatService
@@ -61,21 +67,25 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
 
 
 async def on_addressed(
-    message: Message, event_update: Update, question: str, texts: Texts, kit: GroupKit
+    message: Message,
+    question: str,
+    texts: Texts,
+    kit: GroupKit,
+    failures: Failures,
 ) -> None:
     """Veil was mentioned or replied to: answer, in the group's turn."""
-    await answer_in_group(message, event_update, question, texts, kit)
+    await answer_in_group(message, question, texts, kit, failures)
 
 
 async def cmd_ask(
-    message: Message, event_update: Update, command: CommandObject, texts: Texts, kit: GroupKit
+    message: Message, command: CommandObject, texts: Texts, kit: GroupKit, failures: Failures
 ) -> None:
     """``/ask question``: answer it (an empty /ask says how)."""
     question = (command.args or "").strip()
     if not question:
         await message.reply(texts("ask_usage"))
         return
-    await answer_in_group(message, event_update, question, texts, kit)
+    await answer_in_group(message, question, texts, kit, failures)
 
 
 class GroupKit:
@@ -88,45 +98,86 @@ class GroupKit:
 
 
 async def answer_in_group(
-    message: Message, update: Update, question: str, texts: Texts, kit: GroupKit
+    message: Message, question: str, texts: Texts, kit: GroupKit, failures: Failures
 ) -> None:
-    """Reply to ``message`` with the answer to ``question``, streamed by paced edits."""
+    """Start the reply to ``message`` with the answer to ``question``, streamed by paced edits.
+
+    The answer runs detached from the update (``ChatService.detach``): it waits for the
+    group's turn, then posts its placeholder and streams, while the update is already freed.
+    """
     user = message.from_user
     if user is None:
         return
     settings = await kit.groups.settings(message.chat.id)
     if not settings.answers:
         return
-    context = thread_of(message, kit.editors, settings)
-    editors, chat_id = kit.editors, message.chat.id
-    async with editors.turn(chat_id):
-        tag = new_tag()
-        stop = stop_keyboard(texts, tag)
-        placeholder = await editors.post(
-            chat_id, texts("group_placeholder"), reply_to=message.message_id, markup=stop
-        )
-        shown = Shown(user.id, chat_id=chat_id, message_id=placeholder.message_id)
-        editors.showing.remember(update.update_id, shown)
-        sink = await editors.in_chat(
-            chat_id, placeholder.message_id, stop_markup=stop, more_label=texts("read_whole")
-        )
-        asked = Question(
-            user.id,
-            user.language_code,
-            question,
-            stop_tag=tag,
-            context=context,
-            keep_history=False,
-        )
-        answer = await kit.chat.answer(asked, sink)
-        editors.showing.pop(update.update_id)
-        if answer.stopped and not answer.text:
-            await sink.say(texts("cancelled"))
-            return
-        if answer.finish_reason == "length" and answer.text and not answer.stopped:
-            await sink.note(texts("answer_cut_here"))
-    said: tuple[Said, ...] = (*context, ("user", question), ("assistant", answer.text))
-    editors.chains.remember(chat_id, placeholder.message_id, said)
+    answer = _GroupAnswer(
+        kit,
+        texts,
+        failures,
+        Asker(message.chat.id, user.id, message.message_id),
+        user.language_code,
+        question,
+        thread_of(message, kit.editors, settings),
+    )
+    kit.chat.detach(answer.run(), answer.failed)
+
+
+@dataclass(eq=False)
+class _GroupAnswer:
+    """One group answer, detached from its update: plain fields only.
+
+    ``shown`` is its placeholder while it streams (where a failure is told, to the asker).
+    """
+
+    kit: GroupKit
+    texts: Texts
+    failures: Failures
+    asker: Asker
+    language: str | None
+    question: str
+    context: tuple[Said, ...]
+    shown: Shown | None = None
+
+    async def run(self) -> None:
+        """In the group's turn: the placeholder, the answer streamed into it, its note."""
+        editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
+        async with editors.turn(chat_id):
+            tag = new_tag()
+            stop = stop_keyboard(texts, tag)
+            posted = await editors.post(
+                chat_id, texts("group_placeholder"), reply_to=self.asker.message_id, markup=stop
+            )
+            placeholder = posted.message_id  # the id only: no Bot API result kept meanwhile
+            del posted
+            self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
+            sink = await editors.in_chat(
+                chat_id, placeholder, stop_markup=stop, more_label=texts("read_whole")
+            )
+            asked = Question(
+                self.asker.user_id,
+                self.language,
+                self.question,
+                stop_tag=tag,
+                context=self.context,
+                keep_history=False,
+            )
+            answer = await self.kit.chat.answer(asked, sink)
+            self.shown = None
+            if answer.stopped and not answer.text:
+                await sink.say(texts("cancelled"))
+                return
+            if answer.finish_reason == "length" and answer.text and not answer.stopped:
+                await sink.note(texts("answer_cut_here"))
+        said = (*self.context, ("user", self.question), ("assistant", answer.text))
+        editors.chains.remember(chat_id, placeholder, said)
+
+    async def failed(self, error: Exception) -> None:
+        """As the errors router would: a notice for the asker alone; a bug apologised for."""
+        if isinstance(error, VeilError):
+            await tell_outside(error, self.texts, self.kit.editors, self.shown, self.asker)
+        else:
+            await self.failures.apologise(error, self.texts, self.asker.chat_id, None)
 
 
 def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tuple[Said, ...]:

@@ -8,11 +8,14 @@ and charged: the answer streams into that inline message by editing it at a grou
 A guest message (the bot summoned where it is not a member) is answered the same way through
 ``answerGuestQuery``; the message it replies to is the question's context. Both are one-off
 questions: nothing is read from or stored in the asker's history unless they opted in
-(/settings). Failures go to the errors router, which edits the inline message.
+(/settings). The answer runs detached from its update (``ChatService.start``), so the update is
+not kept while it streams; a failure is told in the inline message, as the errors router tells
+one (``handlers.failures``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
@@ -23,6 +26,7 @@ from aiogram.types import (
 )
 
 from handlers.callbacks import StopAnswer
+from handlers.failures import log_bug, tell_outside
 from handlers.replies import (
     link_keyboard,
     new_tag,
@@ -32,13 +36,14 @@ from handlers.replies import (
 )
 from services.answers import Shown
 from services.chat import Question
+from services.errors import VeilError
 
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, ChosenInlineResult, InlineQuery, Message, Update
 
     from common.texts import Texts
-    from handlers.sinks import Editors
-    from services.chat import ChatService
+    from handlers.sinks import EditedAnswer, Editors
+    from services.chat import Answer, ChatService
 
 HELP_RESULT = "help"
 TITLE_CHARS = 60  # of the question, in the result's title
@@ -138,9 +143,12 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     chat: ChatService,
     editors: Editors,
 ) -> None:
-    """Stream the answer to ``asked`` into an inline message (failures: the errors router).
+    """Start streaming the answer to ``asked`` into an inline message.
 
-    While it streams, the update is known to show it there, so a failure is told in place.
+    The answer runs detached from the update (``ChatService.start``) and tells its own failure
+    in the inline message (``_Followup``). Until it has started, the update is known to show
+    it there, so a failure before (the asker busy with another answer) is told in place by the
+    errors router.
     """
     shown = Shown(asked.user_id, inline_message_id=inline_message_id)
     editors.showing.remember(update.update_id, shown)
@@ -150,12 +158,32 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
         stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
         more_label=texts("read_whole"),
     )
-    answer = await chat.answer(asked, sink)
-    if answer.stopped and not answer.text:
-        await sink.say(texts("cancelled"))
-    elif answer.finish_reason == "length" and answer.text and not answer.stopped:
-        await sink.note(texts("answer_cut_here"))
+    chat.start(asked, sink, _Followup(sink, texts, editors, shown))
     editors.showing.pop(update.update_id)
+
+
+@dataclass(frozen=True, eq=False)
+class _Followup:
+    """An inline (or guest) answer's end: its note, or its failure told in the message."""
+
+    sink: EditedAnswer
+    texts: Texts
+    editors: Editors
+    shown: Shown
+
+    async def answered(self, answer: Answer) -> None:
+        """Say so when it was stopped before a word, and when the model cut it."""
+        if answer.stopped and not answer.text:
+            await self.sink.say(self.texts("cancelled"))
+        elif answer.finish_reason == "length" and answer.text and not answer.stopped:
+            await self.sink.note(self.texts("answer_cut_here"))
+
+    async def failed(self, error: Exception) -> None:
+        """As the errors router would: a short notice in the inline message; a bug is logged."""
+        if isinstance(error, VeilError):
+            await tell_outside(error, self.texts, self.editors, self.shown, None)
+        else:
+            log_bug(error)
 
 
 async def on_stop(

@@ -19,6 +19,12 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 ``max_answer_seconds``; ``sweep`` releases holds older than the longest an answer can take
 (left by a crash), sparing the answers still running.
 
+``start`` runs an answer detached from its caller, in a task the service owns: an update's
+handler claims the user (``AnswerInProgress`` at once if they have an answer in progress),
+starts the answer and returns, so the update and everything its handling keeps are freed while
+the answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
+gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
+
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
 bot's own ceiling of that text plus the prompt's; else nothing.
@@ -77,7 +83,7 @@ from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
@@ -123,6 +129,16 @@ class ReasoningSink(Protocol):
 
     async def reason(self, delta: str) -> None:
         """The next piece of the model's thinking (only the new text). Must return quickly."""
+
+
+class Followup(Protocol):
+    """What an answer started with ``ChatService.start`` hands its end to (the bot's side)."""
+
+    async def answered(self, answer: Answer) -> None:
+        """The answer was delivered: whatever follows it (a note, naming the conversation)."""
+
+    async def failed(self, error: Exception) -> None:
+        """The answer (or ``answered``) failed with ``error``: tell the user, log it."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +209,7 @@ class _Generation:
     task: asyncio.Task[Answer] | None = None
     stoppable: bool = True  # until the stream has ended
     holds: set[str] = field(default_factory=set)
+    claimed: Question | None = None  # ``start`` claimed the user for this question
 
 
 @dataclass(frozen=True)
@@ -282,6 +299,7 @@ class ChatService:
     )  # user -> (the topic it failed in, the prompt)
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
+    _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -298,10 +316,10 @@ class ChatService:
         before the cancellation goes on.
         """
         user_id = question.user_id
-        if user_id in self._active:
-            raise AnswerInProgress("an answer is already in progress")
-        generation = _Generation(stop_tag=question.stop_tag)
-        self._active[user_id] = generation
+        generation = self._active.get(user_id)
+        if generation is None or generation.claimed is not question:
+            generation = self._claim(question)
+        generation.claimed = None
         try:
             inner = asyncio.create_task(self._answer(question, sink, generation))
             generation.task = inner
@@ -313,6 +331,74 @@ class ChatService:
                 raise
         finally:
             self._active.pop(user_id, None)
+
+    def start(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
+        """Answer ``question`` in a task of the service's own, detached from the caller.
+
+        Returns at once, so the caller (an update's handler) ends and its objects are freed
+        while the answer streams. The user is claimed before it returns: ``AnswerInProgress``
+        is raised here, to the caller, if they already have an answer in progress. The task
+        runs ``answer``, then ``followup.answered``; a failure of either (any ``Exception``)
+        goes to ``followup.failed`` (``detach``).
+        """
+        self._claim(question).claimed = question
+        self.detach(self._answer_then(question, sink, followup), followup.failed)
+
+    def detach(
+        self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
+    ) -> None:
+        """Run ``work`` (an answer and what goes with it) in a task the service owns.
+
+        For work that must wait before its user can be claimed (a group answer waits for the
+        group's turn); ``start`` is the usual way. A failure of ``work`` (any ``Exception``)
+        goes to ``failed``; one of ``failed`` itself is logged. ``close`` stops the answers and
+        waits for these tasks, and ``wait_idle`` waits for them to end on their own.
+        """
+        task = asyncio.create_task(self._detached(work, failed))
+        self._detached_tasks.add(task)
+        task.add_done_callback(self._detached_tasks.discard)
+
+    @property
+    def running(self) -> int:
+        """Answers started with ``start`` or ``detach`` that have not ended (all their work)."""
+        return len(self._detached_tasks)
+
+    async def wait_idle(self, within: float) -> bool:
+        """Wait until no detached answer runs, at most ``within`` seconds; True if none does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self._detached_tasks:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait(list(self._detached_tasks), timeout=left)
+        return True
+
+    def _claim(self, question: Question) -> _Generation:
+        """Make ``question`` the user's answer in progress; ``AnswerInProgress`` if one is."""
+        if question.user_id in self._active:
+            raise AnswerInProgress("an answer is already in progress")
+        generation = _Generation(stop_tag=question.stop_tag)
+        self._active[question.user_id] = generation
+        return generation
+
+    async def _answer_then(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
+        await followup.answered(await self.answer(question, sink))
+
+    async def _detached(
+        self, work: Coroutine[Any, Any, None], failed: Callable[[Exception], Awaitable[None]]
+    ) -> None:
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 -- every failure is the caller's to report
+            try:
+                await failed(exc)
+            except Exception as unreported:  # noqa: BLE001 -- the edge: a log line, no text
+                log.warning(
+                    "chat.failure_unreported",
+                    error=type(exc).__name__,
+                    reporting=type(unreported).__name__,
+                )
 
     def cancel(self, user_id: int, stop_tag: StopTag | None = None) -> bool:
         """Ask the user's streaming answer to stop; False if none is streaming.
@@ -334,15 +420,19 @@ class ChatService:
     async def close(self) -> None:
         """Stop every answer and title request in progress; wait until each is settled.
 
-        Answers are settled, delivered and stored; a stopped title request is settled and its
-        title dropped. Waits at most the stop grace plus ``CLOSE_SLACK_S``; one still running
-        then is left to the loop's teardown (its hold is released at the next start).
+        Answers are settled, delivered and stored (those started with ``start`` also run their
+        followup); a stopped title request is settled and its title dropped. Waits at most the
+        stop grace plus ``CLOSE_SLACK_S``; one still running then is left to the loop's
+        teardown (its hold is released at the next start).
         """
         generations = list(self._active.values())
         titlings = [t for running in self._titling.values() for t in running]
         for generation in [*generations, *(t.generation for t in titlings)]:
             generation.stop.set()
-        tasks = [g.task for g in generations if g.task is not None and not g.task.done()]
+        tasks: list[asyncio.Task[Any]] = [
+            g.task for g in generations if g.task is not None and not g.task.done()
+        ]
+        tasks += [task for task in self._detached_tasks if not task.done()]  # their followups too
         ends = [asyncio.create_task(t.ended.wait()) for t in titlings if not t.ended.is_set()]
         if tasks or ends:
             timeout = self.stop_grace + CLOSE_SLACK_S

@@ -9,7 +9,7 @@ from aiogram.filters import Command
 from structlog.testing import capture_logs
 
 from handlers.callbacks import BuyPack
-from handlers.errors import TEXTS, text_key
+from handlers.failures import TEXTS, text_key
 from services import errors as veil_errors
 from tests.botstack import running_stack
 from tests.test_journal import ledger_locked

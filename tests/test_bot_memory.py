@@ -5,9 +5,11 @@ this process, the gateway unshaped: a record a token). The fake model holds ever
 token positions; at each, tracemalloc measures the memory allocated since the questions came in
 and still held on the bot's side: traces with a frame in the bot's packages or in aiogram and
 none in the gateway's, the fakes' or the tests'. Two bounds: bytes per answer at the first
-hold (everything an answer in progress keeps: aiogram's update and handler chain, the tasks,
-the sinks, the sealed stream's state), and bytes per token between the two holds (an answer
-keeps its text, not an object per token: about its own size).
+hold (everything an answer in progress keeps: the tasks, the sinks, the sealed stream's
+state; no longer aiogram's update and handler chain, since the answer runs detached from its
+update, which the test checks by counting aiogram's live updates and messages), and bytes per
+token between the two holds (an answer keeps its text, not an object per token: about its own
+size).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiogram
+from aiogram.types import Message, Update
 
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
@@ -37,14 +40,18 @@ ANSWERS = 6
 FIRST, SECOND = 32, 416  # token positions where the fake model holds every stream
 WORDS = 430
 FRAMES = 12
-# Measured here: ~65-71 KB per answer in progress (about half of it aiogram's update and
-# handler chain; aiohttp's buffers vary with how records bunch up) and 14 B per token of what
-# our own code keeps (the text twice, in the chat service and in the draft sink). Before these
-# bounds: ~72 KB, and per token a str object kept twice (~74 B), then a read burst's records
-# kept while the next bytes were awaited (~144 B). The per-answer bound is a guard against a
-# large regression; the per-token one is the sharp one.
-MAX_BYTES_PER_ANSWER = 80_000
+# Measured here: ~35 KB per answer in progress and 14 B per token of what our own code keeps
+# (the text twice, in the chat service and in the draft sink), with 2 aiogram updates and
+# messages alive (the polling loop's latest). Before the answer ran detached from its update:
+# ~65-71 KB, and every answer's update alive (its handler chain awaited the answer; aiogram's
+# ``event_type`` cache kept the last 128 updates even after). Before the text was folded, per
+# token a str object kept twice (~74 B), then a read burst's records kept while the next bytes
+# were awaited (~144 B). The per-answer bound leaves room for aiohttp's buffers, which vary
+# with how records bunch up; the per-token and live-update ones are sharp.
+MAX_BYTES_PER_ANSWER = 45_000
 MAX_BYTES_PER_TOKEN = 30
+# The polling loop's latest update (and its message) stays referenced until the next batch.
+MAX_LIVE_UPDATES = 2
 
 
 def words(count: int) -> str:
@@ -81,6 +88,12 @@ def shown(stack: Stack, chat: int) -> str:
     return str(drafts[-1].params.get("text", "")) if drafts else ""
 
 
+def live_updates() -> int:
+    """How many of aiogram's ``Update`` and ``Message`` objects are alive (after a collection)."""
+    kinds = (Update, Message)
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, kinds))
+
+
 async def held_at(stack: Stack, chats: list[int], position: int) -> tracemalloc.Snapshot:
     """Wait until every stream is held at ``position`` and shown up to it; a snapshot."""
     last = f"w{position - 1:04d}"
@@ -109,6 +122,7 @@ async def test_memory_per_concurrent_answer(tmp_path: Path) -> None:
             for chat in chats:
                 stack.telegram.send_text(chat, "tell me a long story")
             first = await held_at(stack, chats, FIRST)
+            updates = live_updates()
             model.resume()
             second = await held_at(stack, chats, SECOND)
         finally:
@@ -118,6 +132,10 @@ async def test_memory_per_concurrent_answer(tmp_path: Path) -> None:
             assert await stack.reply_text(chat, within=60) == words(WORDS)
     per_answer = bot_side_bytes(first) / ANSWERS
     per_token = (own_bytes(second) - own_bytes(first)) / ANSWERS / (SECOND - FIRST)
-    measured = f"{per_answer:.0f} B per answer in progress, {per_token:.1f} B per token"
+    measured = (
+        f"{per_answer:.0f} B per answer in progress, {per_token:.1f} B per token,"
+        f" {updates} aiogram updates and messages alive"
+    )
+    assert updates <= MAX_LIVE_UPDATES, measured
     assert per_answer <= MAX_BYTES_PER_ANSWER, measured
     assert per_token <= MAX_BYTES_PER_TOKEN, measured

@@ -2,9 +2,9 @@
 
 ``bot`` is the composition root: nothing imports it, and only ``bot/app.py`` imports
 ``handlers``. Inside ``handlers`` a router imports only the shared leaf modules (callback data,
-reply pieces, the texts middleware, the sinks' protocols), never another router. ``common``
-(settings, logging, texts, the container entry point) sits below everything and imports none
-of Veil.
+reply pieces, the failures' texts, the texts middleware, the sinks' protocols), never another
+router. ``common`` (settings, logging, texts, the container entry point) sits below everything
+and imports none of Veil.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def imported_roots(source: str) -> set[str]:
 HANDLER_LEAVES = {
     "handlers.middleware",
     "handlers.callbacks",
+    "handlers.failures",
     "handlers.replies",
     "handlers.sinks",
 }

@@ -1,0 +1,192 @@
+"""What a user is told when something fails, shared by the errors router and detached answers.
+
+``TEXTS`` maps each ``services.errors`` class to the user's text, first match wins (subclasses
+before their parents); a button is added where it helps (Retry after a failed answer, the
+packs when credit is short: Stars, and Gram and USDT when TON payments are on). Anything else
+is a bug: logged with its type and traceback (never message text) and answered with a short
+apology, so no failure ends in silence.
+
+Outside the private chat (an inline message, a group) a failure is told briefly where the answer
+was shown (``tell_outside``): in the inline message itself, or to the asker alone.
+
+Two callers tell it: the errors router (``handlers.errors``), for a failure an update's handler
+let through, and an answer (private chat, inline, group), which runs detached from its update
+(``ChatService.start`` and ``detach``) and so reports its own failure, in the same place, with
+the same text, button and log line. The bot provides ``Failures`` as workflow data (``failures``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+from aiogram.exceptions import TelegramAPIError
+
+from handlers.replies import buy_keyboard, link_keyboard, retry_keyboard
+from services.errors import (
+    AnswerInProgress,
+    BackendError,
+    BillingError,
+    ChatError,
+    ContextTooLong,
+    HistoryUnavailable,
+    InferenceBusy,
+    InferenceError,
+    InferenceUnavailable,
+    InsufficientCredit,
+    LedgerUnavailable,
+    ModelStalled,
+    NoPlan,
+    OrderRejected,
+    StreamCorrupted,
+    UntrustedGateway,
+    VeilError,
+)
+from services.prices import format_units
+from services.ton.errors import PaymentAmbiguous, PaymentNotFound, PaymentNotUnmatched
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import InlineKeyboardMarkup
+
+    from common.texts import Texts
+    from handlers.sinks import Editors
+    from services.answers import Shown
+    from services.shop import Shop
+    from services.ton.shop import TonShop
+
+log = structlog.get_logger("veil.errors")
+
+# First match wins: subclasses before their parents; VeilError last.
+TEXTS: list[tuple[type[VeilError], str]] = [
+    (UntrustedGateway, "error_untrusted"),
+    (InferenceBusy, "error_busy"),
+    (InferenceUnavailable, "error_unavailable"),
+    (ModelStalled, "error_stalled"),
+    (ContextTooLong, "error_context"),
+    (BackendError, "error_backend"),
+    (StreamCorrupted, "error_corrupted"),
+    (InferenceError, "error_backend"),
+    (AnswerInProgress, "busy"),
+    (ChatError, "error_internal"),
+    (HistoryUnavailable, "error_history"),
+    (InsufficientCredit, "no_credit"),
+    (NoPlan, "order_no_plan"),
+    (OrderRejected, "order_rejected"),
+    (LedgerUnavailable, "error_ledger"),
+    (PaymentNotFound, "ton_assign_not_found"),
+    (PaymentAmbiguous, "ton_assign_ambiguous"),
+    (PaymentNotUnmatched, "ton_assign_not_unmatched"),
+    (BillingError, "error_internal"),
+    (VeilError, "error_internal"),
+]
+
+
+def text_key(error: VeilError) -> str:
+    """The catalog key of the user's text for ``error``."""
+    return next(key for kind, key in TEXTS if isinstance(error, kind))
+
+
+def log_bug(error: BaseException) -> None:
+    """The one log line of a bug: its type and traceback, never message text."""
+    log.error("handler_failed", error=type(error).__name__, exc_info=error)
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asked in a group: the chat, the user, and their message (the answer's reply-to)."""
+
+    chat_id: int
+    user_id: int
+    message_id: int
+
+
+async def tell_outside(
+    error: VeilError, texts: Texts, editors: Editors, shown: Shown | None, asker: Asker | None
+) -> None:
+    """Tell a failure outside the private chat, briefly, where the answer was (to be) shown.
+
+    In the inline message itself when ``shown`` names one; else, in a group, to the ``asker``
+    alone (the placeholder, if one was posted, is taken back). No credit: a link to top up.
+    """
+    key = "short_no_credit" if isinstance(error, InsufficientCredit) else text_key(error)
+    log.info("error_replied", error=type(error).__name__, text=key, outside=True)
+    markup = None
+    if isinstance(error, InsufficientCredit):
+        markup = link_keyboard(texts("top_up"), await editors.deep_link("buy"))
+    if shown is not None and shown.inline_message_id is not None:
+        await editors.replace_inline(shown.inline_message_id, texts(key), markup)
+        return
+    if asker is None:
+        return
+    if shown is not None and shown.message_id is not None:
+        await editors.retract(asker.chat_id, shown.message_id)
+    await editors.tell_one(
+        asker.chat_id, asker.user_id, texts(key), reply_to=asker.message_id, markup=markup
+    )
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Tells a private chat (or one of its topics) that something failed, and logs it."""
+
+    bot: Bot
+    shop: Shop
+    min_answer_tokens: int
+    ton: TonShop | None = None
+
+    async def tell(
+        self, error: VeilError, texts: Texts, chat_id: int | None, thread_id: int | None
+    ) -> None:
+        """``error``'s text (and button) to ``chat_id``, in topic ``thread_id``; logged first.
+
+        Telegram refusing the message propagates (the caller's edge logs it).
+        """
+        key = text_key(error)
+        log.info("error_replied", error=type(error).__name__, text=key)
+        if chat_id is None:
+            return
+        text = texts(key, **self._fields(error))
+        await self.bot.send_message(
+            chat_id, text, reply_markup=self._markup(error, texts), message_thread_id=thread_id
+        )
+
+    async def apologise(
+        self, error: BaseException, texts: Texts, chat_id: int | None, thread_id: int | None
+    ) -> None:
+        """A bug: log it with its traceback (no text) and apologise to ``chat_id``, if any."""
+        log_bug(error)
+        if chat_id is None:
+            return
+        with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
+            await self.bot.send_message(
+                chat_id, texts("error_internal"), message_thread_id=thread_id
+            )
+
+    async def report(
+        self, error: Exception, texts: Texts, chat_id: int, thread_id: int | None
+    ) -> None:
+        """``tell`` for a ``VeilError``, ``apologise`` for anything else."""
+        if isinstance(error, VeilError):
+            await self.tell(error, texts, chat_id, thread_id)
+        else:
+            await self.apologise(error, texts, chat_id, thread_id)
+
+    def _fields(self, error: VeilError) -> dict[str, object]:
+        if isinstance(error, InsufficientCredit):
+            return {
+                "needed": format_units(error.needed),
+                "balance": format_units(error.balance),
+                "free": error.free_tokens_left,
+                "tokens": self.min_answer_tokens,
+            }
+        return {}
+
+    def _markup(self, error: VeilError, texts: Texts) -> InlineKeyboardMarkup | None:
+        if isinstance(error, InferenceError):
+            return retry_keyboard(texts)
+        if isinstance(error, InsufficientCredit):
+            return buy_keyboard(self.shop, texts, self.ton)
+        return None

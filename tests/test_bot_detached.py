@@ -1,0 +1,236 @@
+"""Answers run detached from their update (``ChatService.start``, groups ``detach``).
+
+The update's handler claims the user and returns, so aiogram's update is no longer being
+handled while the answer streams. What the errors router did for a failure inside the answer
+is then the answer's own: the same text and button, in the same chat and topic, with the same
+log line; a bug is logged without text and apologised for. Shutdown waits for detached answers
+as it waited for updates: within the grace they finish, after it they are stopped, delivered,
+charged and stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from structlog.testing import capture_logs
+
+from bot.shutdown import drain
+from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
+from tests.test_bot_groups import GROUP, final_reply
+from tests.test_bot_inline import FAST_EDITS, ask_inline, final_edit
+from tests.test_bot_topics import USER as TOPICS_USER
+from tests.test_bot_topics import new_topic, topic_telegram
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+    from pathlib import Path
+
+    from tests.botstack import Stack
+
+USER = TOPICS_USER  # the user the topic helpers act for
+SECRET = "detached secret: quince-harbour-42"
+ANSWER = " ".join(f"otter{i}" for i in range(40))
+HELD_AT = 10  # the fake model holds every stream before this token until resumed
+
+
+def events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:
+    return [entry for entry in logs if entry["event"] == name]
+
+
+async def held(stack: Stack) -> None:
+    """Wait until the user's answer streams, held by the fake model, with a draft shown."""
+    async with asyncio.timeout(10):
+        while stack.vllm.paused < 1:  # noqa: ASYNC110 -- polls the fake's count
+            await asyncio.sleep(0.02)
+    await stack.telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+
+
+async def test_the_update_is_handled_once_the_answer_starts(tmp_path: Path) -> None:
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model) as stack:
+        stack.telegram.send_text(USER, SECRET)
+        await held(stack)
+        assert stack.veil.operations.in_flight.count == 0
+        assert stack.veil.chat.running == 1
+        # One answer per user still: a second question while it streams is refused.
+        stack.telegram.send_text(USER, "and another thing")
+        (busy,) = await stack.final_messages(USER)
+        model.resume()
+        assert await stack.reply_text(USER, 1) == ANSWER
+        assert await stack.stored_turns(USER, 2) == [SECRET, ANSWER]
+    assert busy["text"] == stack.veil.catalogs.for_language("en")("busy")
+
+
+async def test_no_credit_inside_the_answer_is_told_in_its_topic(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, telegram_server=topic_telegram(), free_tokens_per_day=0
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, SECRET, thread_id=thread)
+            told = (await stack.final_messages(USER, 3))[-1]
+    assert told["text"].startswith("Not enough credit for an answer:")
+    assert told["message_thread_id"] == thread
+    buttons = [row[0]["callback_data"] for row in told["reply_markup"]["inline_keyboard"]]
+    assert buttons
+    assert all(data.startswith("buy") for data in buttons)
+    (replied,) = events(logs, "error_replied")
+    assert (replied["error"], replied["text"]) == ("InsufficientCredit", "no_credit")
+    assert "quince" not in repr(logs)
+
+
+async def test_a_notice_telegram_refuses_is_logged_not_lost_silently(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        stack.telegram.fail_next(
+            "sendMessage", status=403, description="Forbidden: bot was blocked by the user"
+        )
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, SECRET)
+            async with asyncio.timeout(10):
+                while not events(logs, "chat.failure_unreported"):  # noqa: ASYNC110 -- polls the log
+                    await asyncio.sleep(0.02)
+        assert stack.veil.chat.running == 0
+    (unreported,) = events(logs, "chat.failure_unreported")
+    assert (unreported["error"], unreported["reporting"]) == (
+        "InsufficientCredit",
+        "TelegramForbiddenError",
+    )
+    assert "quince" not in repr(logs)
+
+
+async def test_a_failed_answer_gets_retry_in_its_topic(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer="Back again.", telegram_server=topic_telegram()
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        stack.vllm.fail_before_stream = (500, "the model server broke")
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, SECRET, thread_id=thread)
+            failure = (await stack.final_messages(USER, 3))[-1]
+        assert failure["text"] == stack.veil.catalogs.for_language("en")("error_backend")
+        assert failure["message_thread_id"] == thread
+        (button,) = failure["reply_markup"]["inline_keyboard"][0]
+        stack.vllm.fail_before_stream = None
+        stack.telegram.press_button(USER, button["callback_data"], message_id=failure["message_id"])
+        answer = (await stack.final_messages(USER, 4))[-1]
+    assert (answer["text"], answer["message_thread_id"]) == ("Back again.", thread)
+    (replied,) = events(logs, "error_replied")
+    assert (replied["error"], replied["text"]) == ("BackendError", "error_backend")
+
+
+async def test_a_bug_inside_the_answer_is_logged_without_text_and_apologised_for(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, telegram_server=topic_telegram()) as stack:
+        thread = await new_topic(stack, 2)
+        # The final message is refused with entities and plain alike: the sink gives up.
+        stack.telegram.fail_next(
+            "sendMessage", status=400, description="Bad Request: message is too weird", count=2
+        )
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, SECRET, thread_id=thread)
+            apology = (await stack.final_messages(USER, 3))[-1]
+    assert apology["text"] == stack.veil.catalogs.for_language("en")("error_internal")
+    assert apology["message_thread_id"] == thread
+    (failed,) = events(logs, "handler_failed")
+    assert failed["error"] == "TelegramBadRequest"
+    for secret in ("quince", "otter"):
+        assert secret not in repr(logs)
+
+
+async def test_an_inline_answer_runs_detached_and_tells_its_failure_in_place(
+    tmp_path: Path,
+) -> None:
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
+        _, inline_id = await ask_inline(stack, USER, SECRET)
+        async with asyncio.timeout(10):
+            while model.paused < 1:  # noqa: ASYNC110 -- polls the fake's count
+                await asyncio.sleep(0.02)
+        assert stack.veil.operations.in_flight.count == 0
+        assert stack.veil.chat.running == 1
+        model.resume()
+        answered = await final_edit(stack, inline_id)
+        assert answered["text"].endswith(ANSWER)
+        stack.vllm.fail_before_stream = (500, "the model server broke")
+        told = stack.veil.catalogs.for_language("en")("error_backend")
+        with capture_logs() as logs:
+            _, failed_id = await ask_inline(stack, USER, "and again")
+            async with asyncio.timeout(10):
+                while stack.telegram.state.inline_messages[failed_id].get("text") != told:  # noqa: ASYNC110 -- polls the fake
+                    await asyncio.sleep(0.02)
+    (replied,) = events(logs, "error_replied")
+    assert (replied["error"], replied["text"], replied["outside"]) == (
+        "BackendError",
+        "error_backend",
+        True,
+    )
+
+
+async def test_group_answers_wait_for_their_turn_detached_and_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
+        for n, user in enumerate((USER, USER + 1)):
+            stack.telegram.send_text(user, f"@veil_test_bot question {n}", chat_id=GROUP)
+        async with asyncio.timeout(10):
+            while model.paused < 1 or stack.veil.chat.running < 2:  # noqa: ASYNC110 -- polls
+                await asyncio.sleep(0.02)
+        # One streams, the other waits for the group's turn: neither keeps its update.
+        assert stack.veil.operations.in_flight.count == 0
+        model.pauses = set()
+        model.resume()
+        finals = await final_reply(stack, 2)
+    assert [m["text"] for m in finals] == [ANSWER, ANSWER]
+    asked = [m["reply_to_message"]["text"] for m in finals]
+    assert asked == ["@veil_test_bot question 0", "@veil_test_bot question 1"]
+
+
+async def test_shutdown_waits_for_a_detached_answer_within_the_grace(tmp_path: Path) -> None:
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model) as stack:
+        veil = stack.veil
+        stack.telegram.send_text(USER, SECRET)
+        await held(stack)
+        asyncio.get_running_loop().call_later(0.3, model.resume)
+        with capture_logs() as logs:
+            await drain(veil.operations.in_flight, veil.chat, 30, veil.relay)
+        # Drained only once the answer was delivered, settled and stored.
+        assert stack.telegram.sent_messages(USER)[-1]["text"] == ANSWER
+        assert await veil.credit.open_holds() == []
+        assert await stack.stored_turns(USER, 2) == [SECRET, ANSWER]
+    (draining,) = events(logs, "bot.draining")
+    assert (draining["updates"], draining["answers"]) == (0, 1)
+    assert events(logs, "bot.drained")
+    assert not events(logs, "bot.grace_over")
+
+
+async def test_after_the_grace_a_detached_answer_is_stopped_charged_and_stored(
+    tmp_path: Path,
+) -> None:
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model) as stack:
+        veil = stack.veil
+        stack.telegram.send_text(USER, SECRET)
+        await held(stack)
+        with capture_logs() as logs:
+            await drain(veil.operations.in_flight, veil.chat, 0.2, veil.relay)
+        assert veil.chat.running == 0
+        (final,) = stack.telegram.sent_messages(USER)
+        delivered = " ".join(f"otter{i}" for i in range(HELD_AT))
+        assert final["text"] == delivered
+        assert await veil.credit.open_holds() == []
+        assert await stack.stored_turns(USER, 2) == [SECRET, delivered]
+    (over,) = events(logs, "bot.grace_over")
+    assert (over["updates"], over["answers"]) == (0, 1)
+    (answered,) = events(logs, "chat.answered")
+    assert answered["stopped"] is True
+    assert answered["outcome"] == "settled"
