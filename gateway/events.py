@@ -3,7 +3,7 @@
 ``ContentDelta``, ``ReasoningDelta``, ``Finish`` and ``Usage`` are the events of a streamed
 chat completion (a reasoning model's thinking arrives in the delta's ``reasoning_content``, or
 ``reasoning`` in newer vLLM, beside ``content``);
-``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``;
+``decode_events`` turns a batch of ``data:`` payloads into them, each one JSON value;
 ``TextChunks`` does the same for one stream, but takes the plain text chunks (nearly all of
 them) without parsing JSON at all. ``BackendFailure`` is every way the model server can fail;
 nothing that parses its replies raises anything else.
@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sealed.encoding import MAX_JSON_INT
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CONTEXT_LENGTH_MARKER = "maximum context length"
 
@@ -103,9 +106,9 @@ def stalled() -> BackendFailure:
 def decode_events(payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
     """The events in a batch of ``data:`` payloads, and the failure that cut it short, if any.
 
-    Well-formed payloads (the usual case) are decoded in one ``json.loads`` over all of them;
-    otherwise one by one, up to the first that is not JSON. An ``error`` chunk is a failure
-    too. The events before a failure are returned with it (none of the failing chunk's).
+    Each payload is decoded by itself (``json.loads``), up to the first that is not one JSON
+    value. An ``error`` chunk is a failure too. The events before a failure are returned with
+    it (none of the failing chunk's).
     """
     chunks, failure = _decode(payloads)
     events: list[Event] = []
@@ -221,24 +224,43 @@ def _in_form(
 def _decode(payloads: list[bytes]) -> tuple[list[Any], BackendFailure | None]:
     """The JSON values of events' payloads, and the failure of the first malformed one.
 
-    Well-formed payloads (the usual case) are decoded in one ``json.loads`` over all of them;
-    otherwise one by one, up to the first that is not JSON.
+    Each payload must be one JSON value by itself (``json.loads``). Not one ``json.loads`` over
+    the payloads joined with commas: a value begun in one payload and ended in a later one (an
+    array, an object, a string running on across the comma) would pass as well-formed, and
+    whether it did would turn on which payloads are in the batch.
     """
-    if not payloads:
-        return [], None
-    try:
-        values = json.loads(b"[" + b",".join(payloads) + b"]")
-    except (ValueError, RecursionError):
-        values = None
-    if isinstance(values, list) and len(values) == len(payloads):
-        return values, None  # a payload holding more than one value would change the count
-    values = []
+    values: list[Any] = []
     for payload in payloads:
         try:
-            values.append(json.loads(payload))
-        except (ValueError, RecursionError):
+            values.append(_loads(payload))
+        except (ValueError, RecursionError, StopIteration):
             return values, BackendFailure("backend", 502, "model server sent a malformed event")
     return values, None
+
+
+def _loads(payload: bytes) -> Any:  # noqa: ANN401 -- parsed JSON of unknown shape
+    """``json.loads(payload)``, without its per-call work for the usual payload.
+
+    A payload starting with ``{`` or a blank and no NUL after it is UTF-8 to ``json.loads``
+    (no byte-order mark, not UTF-16 or UTF-32); it is decoded so and scanned as ``json.loads``
+    does: blanks, one value, blanks to the end. Raises what ``json.loads`` raises, or
+    ``StopIteration`` where there is no value.
+    """
+    if payload[:1] not in _UTF8_STARTS or payload[1:2] == b"\x00":
+        return json.loads(payload)
+    text = payload.decode("utf-8", "surrogatepass")
+    start = 0 if text[:1] == "{" else len(text) - len(text.lstrip(_BLANKS))
+    value, end = _scan(text, start)
+    if end != len(text) and text[end:].strip(_BLANKS):
+        raise ValueError("extra data after the value")
+    return value
+
+
+# What ``json.loads`` does for a ``str`` after its encoding is known: skip JSON's blanks,
+# scan one value (``StopIteration`` when there is none).
+_BLANKS = " \t\n\r"
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_UTF8_STARTS = frozenset((b"{", b" "))
 
 
 def _status_of(error: Any) -> int:  # noqa: ANN401 -- parsed JSON of unknown shape

@@ -261,3 +261,26 @@ def test_random_streams_in_random_batches_decode_as_json_does(
     # Forms were used (a text with escapes is read from its string body alone).
     assert sum(isinstance(data, bytes) and data.startswith(b'"') for data in decoded) > 100
     assert payloads > 4000
+
+
+# Payloads that are not one JSON value each, whose bytes joined with commas are: a text chunk
+# in form between them must not change what the batch says (each of them is malformed alone).
+SPLIT_VALUES = [
+    (b"0,0,[0", b"0]"),  # an array opened in one payload, closed in another
+    (b'0,0,{"a":[0', b"0]}"),
+    (b'"open', b'close",0'),  # a string that runs on across the comma between them
+    (b' {"choices":[{"delta":{"content":"a"}}]},{"x":[0', b"1]}"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SPLIT_VALUES)
+def test_a_value_split_across_payloads_is_malformed_with_or_without_a_form_between(
+    first: bytes, second: bytes
+) -> None:
+    learnt = chunk({"content": "first"})
+    between = chunk({"content": "between"})
+    for batch in ([first, second], [first, between, second], [between, first, second]):
+        _, failure = decode_events(batch)
+        assert _failure(failure) == ("backend", 502, "model server sent a malformed event")
+        quick, plain = both_ways([[learnt], batch])
+        assert quick == plain
