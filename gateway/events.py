@@ -66,6 +66,10 @@ _NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
 # How many of a stream's chunks may be tried as forms (the first ones with text; a server
 # whose chunks never fit costs this many tries, then nothing more).
 _MAX_LEARN = 4
+# The longest chunk a form is learnt from (vLLM's are a few hundred bytes, a few kilobytes
+# with log-probabilities): a form is kept for the stream's life, and a hostile model server's
+# megabyte chunks must not be, four a stream.
+_MAX_FORM_BYTES = 16 << 10
 
 
 class BackendFailure(Exception):
@@ -134,7 +138,8 @@ class TextChunks:
     body are kept as a form. A later payload made of a form's two parts around a well-formed
     JSON string body is that chunk with another text: its event is taken from the string alone.
     Anything else (the role chunk, the finish, usage, errors, a server whose chunks change) is
-    decoded as JSON (``decode_events``), in order.
+    decoded as JSON (``decode_events``), in order. Forms are learnt from chunks of at most
+    ``_MAX_FORM_BYTES`` (they are kept for the stream's life), the first ``_MAX_LEARN`` tried.
 
     A form is kept only when the text is the chunk's only event whatever it says: the chunk
     with the text replaced by ``zq`` and by nothing must decode to exactly ``[Kind("zq")]`` and
@@ -180,6 +185,8 @@ class TextChunks:
         for payload in payloads:
             if self._tries >= _MAX_LEARN:
                 break
+            if len(payload) > _MAX_FORM_BYTES:
+                continue
             matches = list(_TEXT_FIELD.finditer(payload))
             if len(matches) == 1 and matches[0].end(1) > matches[0].start(1):
                 self._tries += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import tracemalloc
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -401,3 +402,22 @@ def test_hostile_streams_in_random_batches_decode_as_json_does(
         decoded += sum(map(len, batches[: len(quick)]))
     assert decoded > 10000
     assert in_form > 500  # read through forms (most shapes here are not forms)
+
+
+def test_huge_text_chunks_are_not_kept_as_forms() -> None:
+    # A form is kept for the stream's life: one learnt from a chunk of megabytes (another
+    # field padded out, each time differently so that none fits the last) would keep them all,
+    # four forms a stream, in every stream of a hostile model server.
+    pads = [chr(ord("a") + i) * (1 << 20) for i in range(6)]
+    stream = [chunk({"content": f"w{i}"}, pad=pad) for i, pad in enumerate(pads)]
+    expected = [decode_events([payload]) for payload in stream]
+    chunks = TextChunks()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        found = [chunks.decode([payload]) for payload in stream]
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert found == expected
+    assert kept < 64 << 10  # a form is a chunk's few hundred bytes, not megabytes
