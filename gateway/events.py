@@ -3,7 +3,7 @@
 ``ContentDelta``, ``ReasoningDelta``, ``Finish`` and ``Usage`` are the events of a streamed
 chat completion (a reasoning model's thinking arrives in the delta's ``reasoning_content``, or
 ``reasoning`` in newer vLLM, beside ``content``);
-``decode_events`` turns a batch of ``data:`` payloads into them with one ``json.loads``;
+``decode_events`` turns a batch of ``data:`` payloads into them, each one JSON value;
 ``TextChunks`` does the same for one stream, but takes the plain text chunks (nearly all of
 them) without parsing JSON at all. ``BackendFailure`` is every way the model server can fail;
 nothing that parses its replies raises anything else.
@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sealed.encoding import MAX_JSON_INT
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CONTEXT_LENGTH_MARKER = "maximum context length"
 
@@ -70,6 +73,10 @@ _PLAIN_BODY = rb'((?![\x80-\xbf])[^"\\\x00-\x1f]*)'
 # How many of a stream's chunks may be tried as forms (the first ones with text; a server
 # whose chunks never fit costs this many tries, then nothing more).
 _MAX_LEARN = 4
+# The longest chunk a form is learnt from (vLLM's are a few hundred bytes, a few kilobytes
+# with log-probabilities): a form is kept for the stream's life, and a hostile model server's
+# megabyte chunks must not be, four a stream.
+_MAX_FORM_BYTES = 16 << 10
 
 
 class BackendFailure(Exception):
@@ -110,9 +117,9 @@ def stalled() -> BackendFailure:
 def decode_events(payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
     """The events in a batch of ``data:`` payloads, and the failure that cut it short, if any.
 
-    Well-formed payloads (the usual case) are decoded in one ``json.loads`` over all of them;
-    otherwise one by one, up to the first that is not JSON. An ``error`` chunk is a failure
-    too. The events before a failure are returned with it (none of the failing chunk's).
+    Each payload is decoded by itself (``json.loads``), up to the first that is not one JSON
+    value. An ``error`` chunk is a failure too. The events before a failure are returned with
+    it (none of the failing chunk's).
     """
     chunks, failure = _decode(payloads)
     events: list[Event] = []
@@ -138,7 +145,8 @@ class TextChunks:
     body are kept as a form. A later payload made of a form's two parts around a well-formed
     JSON string body is that chunk with another text: its event is taken from the string alone.
     Anything else (the role chunk, the finish, usage, errors, a server whose chunks change) is
-    decoded as JSON (``decode_events``), in order.
+    decoded as JSON (``decode_events``), in order. Forms are learnt from chunks of at most
+    ``_MAX_FORM_BYTES`` (they are kept for the stream's life), the first ``_MAX_LEARN`` tried.
 
     A form is kept only when the text is the chunk's only event whatever it says: the chunk
     with the text replaced by ``zq`` and by nothing must decode to exactly ``[Kind("zq")]`` and
@@ -209,6 +217,8 @@ class TextChunks:
         for payload in payloads:
             if self._tries >= _MAX_LEARN:
                 break
+            if len(payload) > _MAX_FORM_BYTES:
+                continue
             matches = list(_TEXT_FIELD.finditer(payload))
             if len(matches) == 1 and matches[0].end(1) > matches[0].start(1):
                 self._tries += 1
@@ -256,24 +266,43 @@ def _in_form(
 def _decode(payloads: list[bytes]) -> tuple[list[Any], BackendFailure | None]:
     """The JSON values of events' payloads, and the failure of the first malformed one.
 
-    Well-formed payloads (the usual case) are decoded in one ``json.loads`` over all of them;
-    otherwise one by one, up to the first that is not JSON.
+    Each payload must be one JSON value by itself (``json.loads``). Not one ``json.loads`` over
+    the payloads joined with commas: a value begun in one payload and ended in a later one (an
+    array, an object, a string running on across the comma) would pass as well-formed, and
+    whether it did would turn on which payloads are in the batch.
     """
-    if not payloads:
-        return [], None
-    try:
-        values = json.loads(b"[" + b",".join(payloads) + b"]")
-    except (ValueError, RecursionError):
-        values = None
-    if isinstance(values, list) and len(values) == len(payloads):
-        return values, None  # a payload holding more than one value would change the count
-    values = []
+    values: list[Any] = []
     for payload in payloads:
         try:
-            values.append(json.loads(payload))
-        except (ValueError, RecursionError):
+            values.append(_loads(payload))
+        except (ValueError, RecursionError, StopIteration):
             return values, BackendFailure("backend", 502, "model server sent a malformed event")
     return values, None
+
+
+def _loads(payload: bytes) -> Any:  # noqa: ANN401 -- parsed JSON of unknown shape
+    """``json.loads(payload)``, without its per-call work for the usual payload.
+
+    A payload starting with ``{`` or a blank and no NUL after it is UTF-8 to ``json.loads``
+    (no byte-order mark, not UTF-16 or UTF-32); it is decoded so and scanned as ``json.loads``
+    does: blanks, one value, blanks to the end. Raises what ``json.loads`` raises, or
+    ``StopIteration`` where there is no value.
+    """
+    if payload[:1] not in _UTF8_STARTS or payload[1:2] == b"\x00":
+        return json.loads(payload)
+    text = payload.decode("utf-8", "surrogatepass")
+    start = 0 if text[:1] == "{" else len(text) - len(text.lstrip(_BLANKS))
+    value, end = _scan(text, start)
+    if end != len(text) and text[end:].strip(_BLANKS):
+        raise ValueError("extra data after the value")
+    return value
+
+
+# What ``json.loads`` does for a ``str`` after its encoding is known: skip JSON's blanks,
+# scan one value (``StopIteration`` when there is none).
+_BLANKS = " \t\n\r"
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_UTF8_STARTS = frozenset((b"{", b" "))
 
 
 def _status_of(error: Any) -> int:  # noqa: ANN401 -- parsed JSON of unknown shape

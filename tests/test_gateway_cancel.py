@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import io
 import json
+import socket
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -611,3 +612,32 @@ async def test_the_client_has_its_head_once_the_model_server_has_the_request(
         release.set()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("shaped", [False, True], ids=["per-token", "shaped"])
+async def test_a_model_server_that_cannot_be_reached_leaves_a_head_and_its_error_record(
+    http: aiohttp.ClientSession, clock: Clock, *, shaped: bool
+) -> None:
+    # The head goes out once the request is on its way to the model server; when it cannot
+    # be sent at all (nothing listens on the port), the head goes out with the error record,
+    # the stream's slot is given back and the receipt kept.
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    shaping = Shaping(StreamShape.TICK, ManualTicker()) if shaped else None
+    async with run_gateway(
+        f"http://127.0.0.1:{port}", clock=clock, models=("veil-test",), shaping=shaping
+    ) as gw:
+        call = seal_call(gw)
+        async with asyncio.timeout(10):
+            reply = await post_sealed(http, gw.url, call)
+        assert reply.status == 200
+        assert reply.text == ""  # (shaped, the closing records may hold an empty one)
+        assert reply.final is not None
+        assert reply.final.error_kind == "unavailable"
+        await wait_until(lambda: gw.gateway.active == 0)
+        kept = gw.gateway.receipts.get(call.request_id, clock())
+        assert kept is not None
+        assert kept.final is not None
+        metrics = await gw.metrics(http)
+        assert 'veil_gateway_requests_total{outcome="unavailable"} 1.0' in metrics

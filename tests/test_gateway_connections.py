@@ -6,15 +6,20 @@ Timeouts are made short with ``Limits`` so each test is quick; no test measures 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import resource
+import socket
 from typing import TYPE_CHECKING
 
 import pytest
 import structlog
+from aiohttp import web
 
 from gateway.descriptors import ACCEPT_ERROR, AcceptErrorFilter, connection_cap
 from gateway.limits import Limits
+from gateway.relay import _may_wait
 from gateway.shaping import LoopTicker, Shaping, StreamShape
 from sealed.encoding import REQUEST_BUCKETS
 from sealed.receipt import ReceiptStatus
@@ -34,6 +39,8 @@ from tests.harness import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
     import aiohttp
 
     from tests.harness import Clock
@@ -288,3 +295,111 @@ async def test_every_bucket_arrives_whole_through_a_segmenting_relay(
             assert fake.requests[-1]["messages"] == chat["messages"]
         assert len(call.body) == max_request_size(suite)  # the last one was the largest
         assert relay.segments > len(call.body) // 1448
+
+
+async def test_a_write_said_not_to_wait_never_waits_for_a_client_that_stops_reading() -> None:
+    # Writes that ``_may_wait`` says cannot wait run without the client idle timer: that is
+    # only safe if such a write never waits. A real aiohttp response to a client that reads
+    # nothing until a write waits, then reads until the write could go on, ten times over.
+    # Each write is started by hand: one that waits must have been said to wait; one that did
+    # not wait, said not to, must not have been able to (aiohttp waits only once the bytes
+    # since its last wait pass a limit: the wait is asked again). And while the client drains
+    # a waiting write, no write may be said not to wait.
+    said_quick = suspended = paused_probes = 0
+    wrongly_quick: list[tuple[int, int]] = []  # (size, buffered) of writes said not to wait
+    reading = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal said_quick, suspended, paused_probes
+        response = web.StreamResponse()
+        await response.prepare(request)
+        rng = random.Random(1129)  # noqa: S311 -- a repeatable test, not a secret
+        transport = request.transport
+        assert transport is not None
+        # Marks far apart: a waiting write drains from above the high one to the low one
+        # through every state between them (the claim holds for any marks).
+        transport.set_write_buffer_limits(high=1 << 18, low=1 << 12)
+        sock = transport.get_extra_info("socket")  # and a kernel that takes little at a time
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        sizes = [40, 300, 1200, 5000, 20000]
+        while suspended < 10:
+            size = rng.choice(sizes)
+            quick = not _may_wait(request, size)
+            buffered = transport.get_write_buffer_size()
+            if _runs_at_once(response.write(b"x" * size)):
+                said_quick += quick
+                if quick and not _runs_at_once(request.writer.drain()):
+                    wrongly_quick.append((size, buffered))
+                continue
+            if quick:
+                wrongly_quick.append((size, buffered))
+            suspended += 1
+            reading.set()  # the client reads until the write could go on
+            while not _runs_at_once(request.writer.drain()):
+                for probe in sizes:
+                    paused_probes += 1
+                    if not _may_wait(request, probe):
+                        wrongly_quick.append((probe, transport.get_write_buffer_size()))
+                await asyncio.sleep(0)  # the client reads
+            reading.clear()
+        finished.set()
+        transport.abort()
+        return response
+
+    await _post_and_read_when_asked(handler, reading, finished)
+    assert wrongly_quick == []
+    assert suspended == 10
+    assert said_quick > 0
+    assert paused_probes > 1000
+
+
+def _runs_at_once(operation: Coroutine[object, None, None]) -> bool:
+    """Start ``operation``; True if it ran to its end without waiting (else it is dropped)."""
+    try:
+        waits_for = operation.send(None)
+    except StopIteration:
+        return True
+    if isinstance(waits_for, asyncio.Future):  # a task taking the future clears this flag
+        waits_for._asyncio_future_blocking = False
+    operation.close()
+    return False
+
+
+async def _post_and_read_when_asked(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    reading: asyncio.Event,
+    finished: asyncio.Event,
+) -> None:
+    """Serve ``handler``; POST to it from a client that reads only while ``reading`` is set."""
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the smallest window
+    client.setblocking(False)  # noqa: FBT003 -- the socket module's own signature
+    try:
+        await loop.sock_connect(client, ("127.0.0.1", runner.addresses[0][1]))
+        await loop.sock_sendall(client, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        reader = asyncio.ensure_future(_read_when_asked(client, reading))
+        async with asyncio.timeout(20):
+            await finished.wait()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await reader
+    finally:
+        client.close()
+        await runner.cleanup()
+
+
+async def _read_when_asked(client: socket.socket, reading: asyncio.Event) -> None:
+    """Read from ``client`` while ``reading`` is set, to the connection's end."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await reading.wait()
+        if not await loop.sock_recv(client, 65536):
+            return

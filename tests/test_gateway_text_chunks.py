@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import random
-from typing import TYPE_CHECKING
+import re
+import tracemalloc
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from gateway import events as events_module
 from gateway.events import (
     BackendFailure,
     ContentDelta,
@@ -358,3 +361,160 @@ def test_random_runs_say_what_json_says() -> None:
         assert joined(events) == joined(expected)
         assert len(events) <= 1
     assert runs > 100  # plain runs came up, and each said what JSON says
+
+
+# Payloads that are not one JSON value each, whose bytes joined with commas are: a text chunk
+# in form between them must not change what the batch says (each of them is malformed alone).
+SPLIT_VALUES = [
+    (b"0,0,[0", b"0]"),  # an array opened in one payload, closed in another
+    (b'0,0,{"a":[0', b"0]}"),
+    (b'"open', b'close",0'),  # a string that runs on across the comma between them
+    (b' {"choices":[{"delta":{"content":"a"}}]},{"x":[0', b"1]}"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SPLIT_VALUES)
+def test_a_value_split_across_payloads_is_malformed_with_or_without_a_form_between(
+    first: bytes, second: bytes
+) -> None:
+    learnt = chunk({"content": "first"})
+    between = chunk({"content": "between"})
+    for batch in ([first, second], [first, between, second], [between, first, second]):
+        _, failure = decode_events(batch)
+        assert _failure(failure) == ("backend", 502, "model server sent a malformed event")
+        quick, plain = both_ways([[learnt], batch])
+        assert quick == plain
+
+
+HOSTILE_TEXT = ['"', "\\", "\n", "\x00", "a", " ", "é", "\ud800", "\udc00", "\U0001f30a", "}", ","]
+HOSTILE_KEYS = [
+    "content",
+    "reasoning_content",
+    "reasoning",
+    "cont\\u0065nt",
+    "reas\\u006fning",
+    "x",
+]
+FINISHES = ["null", "null", '"stop"', '""', "1"]
+HOSTILE_ODD = [
+    b"0,0,[0",
+    b"0]",
+    b'"',
+    b"[",
+    b"null",
+    b"{}",
+    b'"x"',
+    b"",
+    b'{"error":{"message":"e","code":400}}',
+    b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":-1}}',
+    b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}',
+    b'{"choices":{}}',
+]
+
+
+def _hostile_delta(rng: random.Random) -> str:
+    if rng.random() < 0.6:
+        key = rng.choice(HOSTILE_KEYS[:3])
+        blank = rng.choice(["", " ", "\t"])
+        return f'{{"{key}"{blank}:{blank}{_hostile_string(rng)}}}'
+    fields = []
+    for _ in range(rng.randrange(0, 4)):
+        value = rng.choice([_hostile_string(rng), "null", "1", '{"content":"n"}', "[]", '""'])
+        fields.append(f'"{rng.choice(HOSTILE_KEYS)}":{value}')  # duplicates and escaped names
+    return "{" + ",".join(fields) + "}"
+
+
+def _hostile_string(rng: random.Random) -> str:
+    text = "".join(rng.choice(HOSTILE_TEXT) for _ in range(rng.randrange(0, 5)))
+    return json.dumps(text, ensure_ascii=rng.random() < 0.3)
+
+
+def _hostile_payload(rng: random.Random) -> bytes:
+    if rng.random() < 0.05:
+        return rng.choice(HOSTILE_ODD)
+    choices = ",".join(
+        f'{{"index":0,"delta":{_hostile_delta(rng)},"finish_reason":{rng.choice(FINISHES)}}}'
+        for _ in range(1 if rng.random() < 0.85 else rng.randrange(0, 3))
+    )
+    extra = rng.choice(["", ',"usage":null', ',"x":"content"', ',"choices":[]'])
+    body = f'{{"id":"c","object":"chat.completion.chunk","choices":[{choices}]{extra}}}'
+    payload = rng.choice([b"", b" "]) + body.encode("utf-8", "surrogatepass")
+    if rng.random() < 0.15:
+        at = rng.randrange(len(payload))
+        cut = at + rng.randrange(2)
+        payload = payload[:at] + bytes([rng.choice(b'"\\\x00\xff\xed\xa0a},[]: ')]) + payload[cut:]
+    return payload
+
+
+def _with_other_text(payload: bytes, rng: random.Random) -> bytes:
+    """``payload`` with its first text field's string body replaced (a form's next chunk)."""
+    found = re.search(
+        rb'"(?:content|reasoning_content|reasoning)"[ \t]*:[ \t]*"((?:[^"\\]|\\.)*)"', payload
+    )
+    if found is None:
+        return payload
+    if rng.random() < 0.9:
+        body = _hostile_string(rng).encode("utf-8", "surrogatepass")[1:-1]
+    else:  # bytes no JSON string body may hold
+        body = bytes(rng.choice(b'"\\\x00\xff\xed\xa0a') for _ in range(rng.randrange(1, 3)))
+    return payload[: found.start(1)] + body + payload[found.end(1) :]
+
+
+def test_hostile_streams_in_random_batches_decode_as_json_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Streams made mostly of a few shapes whose text changes (so forms are learnt and used),
+    # with escaped and duplicate field names, nested objects and two choices in the delta,
+    # lone surrogates, NULs, broken UTF-8, error and usage chunks, payloads that are not
+    # objects or not JSON, and single bytes changed anywhere.
+    rng = random.Random(112911)  # noqa: S311 -- a repeatable test, not a secret
+    in_form = 0  # payloads ``TextChunks`` read through a form
+    real_in_form = events_module._in_form
+
+    def counting(payload: bytes, forms: list[Any]) -> object:
+        nonlocal in_form
+        found = real_in_form(payload, forms)
+        in_form += found is not None
+        return found
+
+    decoded = 0
+    for _ in range(1500):
+        shapes = [_hostile_payload(rng) for _ in range(rng.randrange(1, 4))]
+        stream = [
+            _with_other_text(rng.choice(shapes), rng)
+            if rng.random() < 0.7
+            else _hostile_payload(rng)
+            for _ in range(rng.randrange(1, 25))
+        ]
+        batches = []
+        while stream:
+            cut = rng.randrange(1, 6)
+            batches.append(stream[:cut])
+            stream = stream[cut:]
+        with monkeypatch.context() as patch:
+            patch.setattr(events_module, "_in_form", counting)
+            quick, _ = both_ways(batches)
+        _, plain = both_ways(batches)
+        assert quick == plain, batches
+        decoded += sum(map(len, batches[: len(quick)]))
+    assert decoded > 10000
+    assert in_form > 500  # read through forms (most shapes here are not forms)
+
+
+def test_huge_text_chunks_are_not_kept_as_forms() -> None:
+    # A form is kept for the stream's life: one learnt from a chunk of megabytes (another
+    # field padded out, each time differently so that none fits the last) would keep them all,
+    # four forms a stream, in every stream of a hostile model server.
+    pads = [chr(ord("a") + i) * (1 << 20) for i in range(6)]
+    stream = [chunk({"content": f"w{i}"}, pad=pad) for i, pad in enumerate(pads)]
+    expected = [decode_events([payload]) for payload in stream]
+    chunks = TextChunks()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        found = [chunks.decode([payload]) for payload in stream]
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert found == expected
+    assert kept < 64 << 10  # a form is a chunk's few hundred bytes, not megabytes
