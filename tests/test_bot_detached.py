@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from bot.shutdown import drain
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
+from tests.harness import wait_until
 from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_inline import FAST_EDITS, ask_inline, final_edit
 from tests.test_bot_topics import USER as TOPICS_USER
@@ -41,9 +42,7 @@ def events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMappi
 
 async def held(stack: Stack) -> None:
     """Wait until the user's answer streams, held by the fake model, with a draft shown."""
-    async with asyncio.timeout(10):
-        while stack.vllm.paused < 1:  # noqa: ASYNC110 -- polls the fake's count
-            await asyncio.sleep(0.02)
+    await wait_until(lambda: stack.vllm.paused >= 1, within=10)
     await stack.telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
 
 
@@ -89,9 +88,7 @@ async def test_a_notice_telegram_refuses_is_logged_not_lost_silently(tmp_path: P
         )
         with capture_logs() as logs:
             stack.telegram.send_text(USER, SECRET)
-            async with asyncio.timeout(10):
-                while not events(logs, "chat.failure_unreported"):  # noqa: ASYNC110 -- polls the log
-                    await asyncio.sleep(0.02)
+            await wait_until(lambda: bool(events(logs, "chat.failure_unreported")), within=10)
         assert stack.veil.chat.running == 0
     (unreported,) = events(logs, "chat.failure_unreported")
     assert (unreported["error"], unreported["reporting"]) == (
@@ -148,9 +145,7 @@ async def test_an_inline_answer_runs_detached_and_tells_its_failure_in_place(
     model.pauses = {HELD_AT}
     async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
         _, inline_id = await ask_inline(stack, USER, SECRET)
-        async with asyncio.timeout(10):
-            while model.paused < 1:  # noqa: ASYNC110 -- polls the fake's count
-                await asyncio.sleep(0.02)
+        await wait_until(lambda: model.paused >= 1, within=10)
         assert stack.veil.operations.in_flight.count == 0
         assert stack.veil.chat.running == 1
         model.resume()
@@ -160,9 +155,10 @@ async def test_an_inline_answer_runs_detached_and_tells_its_failure_in_place(
         told = stack.veil.catalogs.for_language("en")("error_backend")
         with capture_logs() as logs:
             _, failed_id = await ask_inline(stack, USER, "and again")
-            async with asyncio.timeout(10):
-                while stack.telegram.state.inline_messages[failed_id].get("text") != told:  # noqa: ASYNC110 -- polls the fake
-                    await asyncio.sleep(0.02)
+            await wait_until(
+                lambda: stack.telegram.state.inline_messages[failed_id].get("text") == told,
+                within=10,
+            )
     (replied,) = events(logs, "error_replied")
     assert (replied["error"], replied["text"], replied["outside"]) == (
         "BackendError",
@@ -179,9 +175,7 @@ async def test_group_answers_wait_for_their_turn_detached_and_keep_their_order(
     async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
         for n, user in enumerate((USER, USER + 1)):
             stack.telegram.send_text(user, f"@veil_test_bot question {n}", chat_id=GROUP)
-        async with asyncio.timeout(10):
-            while model.paused < 1 or stack.veil.chat.running < 2:  # noqa: ASYNC110 -- polls
-                await asyncio.sleep(0.02)
+        await wait_until(lambda: model.paused >= 1 and stack.veil.chat.running >= 2, within=10)
         # One streams, the other waits for the group's turn: neither keeps its update.
         assert stack.veil.operations.in_flight.count == 0
         model.pauses = set()
