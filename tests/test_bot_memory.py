@@ -15,6 +15,7 @@ size).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import tracemalloc
 from pathlib import Path
@@ -25,6 +26,7 @@ from aiogram.types import Message, Update
 
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
+from tests.harness import wait_until
 
 if TYPE_CHECKING:
     from tests.botstack import Stack
@@ -50,7 +52,8 @@ FRAMES = 12
 # with how records bunch up; the per-token and live-update ones are sharp.
 MAX_BYTES_PER_ANSWER = 45_000
 MAX_BYTES_PER_TOKEN = 30
-# The polling loop's latest update (and its message) stays referenced until the next batch.
+# The polling loop's latest batch (one update and its message: the questions are sent one at a
+# time) stays referenced until the next batch comes.
 MAX_LIVE_UPDATES = 2
 
 
@@ -88,6 +91,11 @@ def shown(stack: Stack, chat: int) -> str:
     return str(drafts[-1].params.get("text", "")) if drafts else ""
 
 
+def holding(stack: Stack, streams: int) -> bool:
+    """True once the fake model holds ``streams`` streams."""
+    return stack.vllm.paused >= streams
+
+
 def live_updates() -> int:
     """How many of aiogram's ``Update`` and ``Message`` objects are alive (after a collection)."""
     kinds = (Update, Message)
@@ -119,8 +127,12 @@ async def test_memory_per_concurrent_answer(tmp_path: Path) -> None:
         gc.collect()
         tracemalloc.start(FRAMES)
         try:
-            for chat in chats:
+            for count, chat in enumerate(chats, 1):
+                # One at a time: aiogram's polling loop keeps its latest batch of updates
+                # until the next one comes, so questions sent together would all stay alive
+                # in it, whoever else holds them.
                 stack.telegram.send_text(chat, "tell me a long story")
+                await wait_until(functools.partial(holding, stack, count), within=60)
             first = await held_at(stack, chats, FIRST)
             updates = live_updates()
             model.resume()
