@@ -7,7 +7,7 @@ for the client), never an exception of its own; the rotation task lives through 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -16,13 +16,12 @@ from aiohttp import web
 
 from gateway.server import rotate_forever
 from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
+from playground.served import Served
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import post_sealed, run_gateway, seal_call, wait_until
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from tests.harness import Clock, RunningGateway
 
 
@@ -114,7 +113,7 @@ async def test_the_rotation_task_lives_through_garbage_and_picks_the_models_up_l
 # -- streams of any shape --------------------------------------------------------------------------
 
 
-class RawModelServer:
+class RawModelServer(Served):
     """A model server that answers every chat with fixed bytes (for replies FakeVLLM won't send)."""
 
     def __init__(self, body: bytes, status: int = 200) -> None:
@@ -123,7 +122,8 @@ class RawModelServer:
         self.url = ""
         self._runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> str:
+        """Listen on a free port of 127.0.0.1; the base URL."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         self._runner = web.AppRunner(app, access_log=None)
@@ -131,14 +131,10 @@ class RawModelServer:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.url = f"http://127.0.0.1:{site.port}"
-        return self
+        return self.url
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Stop listening."""
         if self._runner is not None:
             await self._runner.cleanup()
 
