@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sealed.encoding import MAX_JSON_INT
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
@@ -68,6 +68,8 @@ _TEXT_FIELD = re.compile(
 )
 # What a JSON string's body cannot hold as it is (a quote, an escape, a control character).
 _NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
+# The bytes of an SSE line around its chunk: ``data:`` and the blank line after it.
+_LINE_FRAMING = len(b"data:\n\n")
 # A string body that needs no unescaping, not starting inside a UTF-8 character.
 _PLAIN_BODY = rb'((?![\x80-\xbf])[^"\\\x00-\x1f]*)'
 # How many of a stream's chunks may be tried as forms (the first ones with text; a server
@@ -156,11 +158,10 @@ class TextChunks:
     reads it as one string; otherwise the payload goes the JSON way, which says what is wrong.
     """
 
-    __slots__ = ("_forms", "_runs", "_tries")
+    __slots__ = ("_forms", "_tries")
 
     def __init__(self) -> None:
         self._forms: list[_Form] = []
-        self._runs: list[tuple[re.Pattern[bytes], int, type[ContentDelta | ReasoningDelta]]] = []
         self._tries = 0
 
     def run(self, lines: bytes) -> list[Event] | None:
@@ -173,8 +174,9 @@ class TextChunks:
         Anything else (another line, a chunk of no form or with escapes, text that is not
         UTF-8 on its own): None, and the lines go ``decode``'s way.
         """
-        for pattern, fixed, kind in self._runs:
-            bodies = pattern.findall(lines)
+        for form in self._forms:
+            bodies = form.lines.findall(lines)
+            fixed = len(form.prefix) + len(form.suffix) + _LINE_FRAMING
             if not bodies or sum(map(len, bodies)) + fixed * len(bodies) != len(lines):
                 continue  # the matches do not cover every byte: other lines among them
             try:
@@ -184,7 +186,7 @@ class TextChunks:
             except UnicodeDecodeError:
                 return None
             pieces = len(bodies) - bodies.count(b"")
-            return [kind(text, pieces)] if pieces else []
+            return [form.kind(text, pieces)] if pieces else []
         return None
 
     def decode(self, payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
@@ -234,21 +236,27 @@ class TextChunks:
             return
         event = probe[0]
         if isinstance(event, ContentDelta | ReasoningDelta) and event.text == "zq":
-            self._forms.append((prefix, suffix, type(event)))
-            pattern = b"data:" + re.escape(prefix) + _PLAIN_BODY + re.escape(suffix) + b"\n\n"
-            fixed = len(b"data:") + len(prefix) + len(suffix) + 2
-            self._runs.append((re.compile(pattern), fixed, type(event)))
+            lines = b"data:" + re.escape(prefix) + _PLAIN_BODY + re.escape(suffix) + b"\n\n"
+            self._forms.append(_Form(prefix, suffix, type(event), re.compile(lines)))
 
 
-# A stream's plain text chunk: the bytes before and after its text's string body, its event.
-_Form = tuple[bytes, bytes, type[ContentDelta | ReasoningDelta]]
+class _Form(NamedTuple):
+    """A stream's plain text chunk: the bytes around its text's string body, and its event.
+
+    ``lines`` matches the SSE lines of a run of such chunks (``TextChunks.run``).
+    """
+
+    prefix: bytes
+    suffix: bytes
+    kind: type[ContentDelta | ReasoningDelta]
+    lines: re.Pattern[bytes]
 
 
 def _in_form(
     payload: bytes, forms: list[_Form]
 ) -> tuple[type[ContentDelta | ReasoningDelta], str] | None:
     """The event kind and text of a payload in one of ``forms``; None if in none of them."""
-    for prefix, suffix, kind in forms:
+    for prefix, suffix, kind, _ in forms:
         end = len(payload) - len(suffix)
         if end < len(prefix) or not payload.startswith(prefix) or not payload.endswith(suffix):
             continue
