@@ -88,10 +88,10 @@ async def playground() -> AsyncIterator[Playground]:
 
 
 @contextlib.asynccontextmanager
-async def aiogram_bot(url: str) -> AsyncIterator[Bot]:
-    """A real aiogram Bot talking to ``url``; its session closed without TLS grace."""
+async def aiogram_bot(url: str, token: str = TOKEN) -> AsyncIterator[Bot]:
+    """A real aiogram Bot (``token``) talking to ``url``; its session closed without TLS grace."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(url))
-    bot = Bot(TOKEN, session=session)
+    bot = Bot(token, session=session)
     try:
         yield bot
     finally:

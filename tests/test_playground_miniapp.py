@@ -19,11 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import aiohttp
 import pytest
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import (
     InlineKeyboardButton,
@@ -47,6 +43,7 @@ from sealed.encoding import b64e
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, free_port, run_gateway
+from tests.test_playground import aiogram_bot, ui
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -70,23 +67,6 @@ async def playground() -> AsyncIterator[Playground]:
     await server.close()
 
 
-@contextlib.asynccontextmanager
-async def aiogram_bot(url: str) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(url))
-    bot = Bot(TOKEN, session=session)
-    try:
-        yield bot
-    finally:
-        client = await session.create_session()
-        await client.close()
-        await session.close()
-
-
-async def ui(url: str, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as client, client.post(f"{url}/ui/{action}", json=body) as r:
-        return r.status, await r.json()
-
-
 def shown(button: BaseModel) -> dict[str, Any]:
     """A menu button's fields, as the Bot API sends them."""
     return button.model_dump(mode="json", exclude_none=True)
@@ -103,7 +83,7 @@ def init_data_of(launch: str) -> str:
 async def test_menu_buttons_are_set_read_and_checked_as_telegram_does(
     playground: Playground,
 ) -> None:
-    async with aiogram_bot(playground.url) as bot:
+    async with aiogram_bot(playground.url, TOKEN) as bot:
         assert shown(await bot.get_chat_menu_button()) == {"type": "commands"}
         assert shown(await bot.get_chat_menu_button(chat_id=PLAY_USER_ID)) == {"type": "default"}
         button = MenuButtonWebApp(text="🔒 Private", web_app=WebAppInfo(url=APP))
@@ -135,7 +115,7 @@ async def test_menu_buttons_are_set_read_and_checked_as_telegram_does(
 async def test_web_app_buttons_are_checked_and_the_reply_keyboard_reaches_the_page(
     playground: Playground,
 ) -> None:
-    async with aiogram_bot(playground.url) as bot:
+    async with aiogram_bot(playground.url, TOKEN) as bot:
         bad = InlineKeyboardMarkup(
             inline_keyboard=[[InlineKeyboardButton(text="open", web_app=WebAppInfo(url="ftp://x"))]]
         )
@@ -178,7 +158,7 @@ async def test_web_app_buttons_are_checked_and_the_reply_keyboard_reaches_the_pa
 async def test_a_launch_carries_init_data_signed_with_the_bot_token(
     playground: Playground,
 ) -> None:
-    async with aiogram_bot(playground.url) as bot:
+    async with aiogram_bot(playground.url, TOKEN) as bot:
         button = MenuButtonWebApp(text="Open", web_app=WebAppInfo(url=APP))
         await bot.set_chat_menu_button(menu_button=button)
     status, launched = await ui(playground.url, "webapp", {"source": "menu", "url": APP})
@@ -446,7 +426,7 @@ async def test_the_host_answers_the_bridge_theme_viewport_buttons_storage_and_cl
 ) -> None:
     async with (
         serving_bridge_app() as url,
-        aiogram_bot(playground.url) as bot,
+        aiogram_bot(playground.url, TOKEN) as bot,
         async_playwright() as driver,
     ):
         menu = MenuButtonWebApp(text="Bridge", web_app=WebAppInfo(url=url))
