@@ -226,16 +226,12 @@ async def test_a_page_that_hangs_up_is_settled_from_the_late_receipt(
                 assert response.status == 200
                 await response.content.read(100)
                 response.close()  # the user closed the page mid-answer
-            async with asyncio.timeout(20):
-                while (state := await hold_of(stack.store, asked.request_id)) is None or (  # noqa: ASYNC110 -- the ledger has no event
-                    state.charge is None
-                ):
-                    await asyncio.sleep(0.05)
+            state = await settled(stack, asked.request_id)
     assert state.charge is not None
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     assert 0 < state.charge.completion_tokens < 80
-    settled = next(e for e in logs if e["event"] == "relay.settled")
-    assert settled["cut"] == "page_gone"
+    settled_event = next(e for e in logs if e["event"] == "relay.settled")
+    assert settled_event["cut"] == "page_gone"
     assert any(e["event"] == "inference.receipt_fetched" for e in logs)
 
 
