@@ -68,10 +68,11 @@ _TEXT_FIELD = re.compile(
 )
 # What a JSON string's body cannot hold as it is (a quote, an escape, a control character).
 _NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
-# The bytes of an SSE line around its chunk: ``data:`` and the blank line after it.
-_LINE_FRAMING = len(b"data:\n\n")
-# A string body that needs no unescaping, not starting inside a UTF-8 character.
-_PLAIN_BODY = rb'((?![\x80-\xbf])[^"\\\x00-\x1f]*)'
+# An SSE ``data:`` line's field name, and the blank line that ends the event after it.
+_FIELD = b"data:"
+_BLANK_LINE = b"\n\n"
+# What a string body cannot hold but the line feed that joins the bodies of a run.
+_NOT_PLAIN_BUT_LF = re.compile(rb'["\\\x00-\x09\x0b-\x1f]')
 # How many of a stream's chunks may be tried as forms (the first ones with text; a server
 # whose chunks never fit costs this many tries, then nothing more).
 _MAX_LEARN = 4
@@ -175,18 +176,31 @@ class TextChunks:
         UTF-8 on its own): None, and the lines go ``decode``'s way.
         """
         for form in self._forms:
-            bodies = form.lines.findall(lines)
-            fixed = len(form.prefix) + len(form.suffix) + _LINE_FRAMING
-            if not bodies or sum(map(len, bodies)) + fixed * len(bodies) != len(lines):
-                continue  # the matches do not cover every byte: other lines among them
+            head, tail = form.head, form.tail
+            end = len(lines) - len(tail)  # where the last line's tail starts
+            if end < len(head) or not lines.startswith(head) or not lines.endswith(tail):
+                continue
+            # Each line's data less the form's two parts is a body, if putting the parts back
+            # around the bodies gives every byte again (so no line is anything else). Split at
+            # the short ``data:`` joint: a split at the whole joint between two bodies costs
+            # more than cutting the parts off each piece.
+            start, cut = len(form.prefix), len(form.suffix)
+            datas = lines[len(_FIELD) : -len(_BLANK_LINE)].split(_BLANK_LINE + _FIELD)
+            bodies = [data[start : len(data) - cut] for data in datas]
+            if (tail + head).join(bodies) != lines[len(head) : end]:
+                continue
+            # Each must be a plain string body: no quote, backslash or control character (the
+            # line feeds are the join's), and UTF-8 on its own (the line feed before a body
+            # stops one starting inside a character from passing).
+            joined = b"\n".join(bodies)
+            if _NOT_PLAIN_BUT_LF.search(joined) or joined.count(b"\n") != len(bodies) - 1:
+                continue  # not this form's run of lines
             try:
-                # No body starts inside a character (the pattern), so text that decodes
-                # whole is every body's own text, joined.
-                text = b"".join(bodies).decode("utf-8")
+                text = joined.decode("utf-8")
             except UnicodeDecodeError:
                 return None
             pieces = len(bodies) - bodies.count(b"")
-            return [form.kind(text, pieces)] if pieces else []
+            return [form.kind(text.replace("\n", ""), pieces)] if pieces else []
         return None
 
     def decode(self, payloads: list[bytes]) -> tuple[list[Event], BackendFailure | None]:
@@ -236,27 +250,30 @@ class TextChunks:
             return
         event = probe[0]
         if isinstance(event, ContentDelta | ReasoningDelta) and event.text == "zq":
-            lines = b"data:" + re.escape(prefix) + _PLAIN_BODY + re.escape(suffix) + b"\n\n"
-            self._forms.append(_Form(prefix, suffix, type(event), re.compile(lines)))
+            self._forms.append(
+                _Form(prefix, suffix, type(event), _FIELD + prefix, suffix + _BLANK_LINE)
+            )
 
 
 class _Form(NamedTuple):
     """A stream's plain text chunk: the bytes around its text's string body, and its event.
 
-    ``lines`` matches the SSE lines of a run of such chunks (``TextChunks.run``).
+    ``head`` and ``tail`` are the rest of such a chunk's SSE line around the body: ``data:``
+    and the prefix, the suffix and the blank line (``TextChunks.run``).
     """
 
     prefix: bytes
     suffix: bytes
     kind: type[ContentDelta | ReasoningDelta]
-    lines: re.Pattern[bytes]
+    head: bytes
+    tail: bytes
 
 
 def _in_form(
     payload: bytes, forms: list[_Form]
 ) -> tuple[type[ContentDelta | ReasoningDelta], str] | None:
     """The event kind and text of a payload in one of ``forms``; None if in none of them."""
-    for prefix, suffix, kind, _ in forms:
+    for prefix, suffix, kind, _, _ in forms:
         end = len(payload) - len(suffix)
         if end < len(prefix) or not payload.startswith(prefix) or not payload.endswith(suffix):
             continue

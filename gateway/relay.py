@@ -363,7 +363,7 @@ class _Stream:
         self.written = self.sealer.sealed
         waits = _may_wait(self.request, len(data))
         await _client_io(self.request, self.response.write(data), self.idle, may_wait=waits)
-        self.gateway.metrics.chunks.inc(self.written - before)
+        self.gateway.metrics.chunks.sent += self.written - before
 
 
 def _nothing() -> None:

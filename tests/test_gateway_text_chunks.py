@@ -301,9 +301,24 @@ def test_a_run_of_plain_chunks_is_one_event_counting_its_pieces() -> None:
         sse([chunk({"content": "a"})]) + b"data: [DONE]\n\n",
         sse([chunk({"content": "a"})]).replace(b"\n\n", b"\n\n\n"),  # an extra blank line
         sse([chunk({"content": "a"}), chunk({"reasoning_content": "t"})]),  # two forms
+        # a line feed in a text's bytes cuts its line: two lines, neither a chunk
+        sse([chunk({"content": "a"}), chunk({"content": "b_c"}).replace(b"b_c", b"b\nc")]),
+        # the form's two parts sharing the quote between them: an unterminated string
+        sse([chunk({"content": "Q"}).replace(b'"Q"', b'"')]),
         b"",
     ],
-    ids=["escape", "finish", "usage", "comment", "done", "blank", "two-forms", "nothing"],
+    ids=[
+        "escape",
+        "finish",
+        "usage",
+        "comment",
+        "done",
+        "blank",
+        "two-forms",
+        "line-feed",
+        "shared-quote",
+        "nothing",
+    ],
 )
 def test_lines_that_are_not_all_plain_chunks_of_one_form_are_no_run(lines: bytes) -> None:
     chunks = TextChunks()
