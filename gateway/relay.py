@@ -52,7 +52,7 @@ from gateway.settlement import Tally, record_outcome, settle
 from gateway.shaping import RecordSize, held_until
 from sealed.encoding import MAX_RECORD_PAYLOAD
 from sealed.relay import seal_relay_receipt
-from sealed.stream import ChunkSealer, RecordType, split_utf8
+from sealed.stream import CHUNK_OVERHEAD, ChunkSealer, RecordType, split_utf8
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -120,7 +120,9 @@ class _Stream:
     Unshaped, each batch of text the model server sends goes out at once, a record for each
     piece. Shaped (``gateway.shaping``), the first piece goes out at once; after it the model
     server's bytes wait in the kernel (``ChatStream.gather``) and are taken in only at ticks and
-    at its end, and each tick sends one record: the gateway wakes once a tick, not a token.
+    at its end, and each tick sends one record: the gateway wakes once a tick, not a token. A
+    tick's record is usually made and written in the ticker's own call (``on_tick``), without
+    waking the stream's task.
     """
 
     def __init__(self, gateway: Gateway, request: web.Request, admitted: Admitted) -> None:
@@ -142,6 +144,8 @@ class _Stream:
         self.ticks = 0  # ticks since the first record
         self.unsubscribe: Callable[[], None] = _nothing
         self.written = 0  # chunks handed to the connection
+        self.upstream: ChatStream | None = None  # the model's reply, once ticks are followed
+        self.parked = False  # waiting in ``by_ticks`` for a tick or the reply's end
 
     async def run(self) -> None:
         """Relay, then sign, keep and send the final record."""
@@ -219,13 +223,18 @@ class _Stream:
 
     async def by_ticks(self, upstream: ChatStream) -> None:
         """After the first record: read the model server at ticks and its end; a record a tick."""
+        self.upstream = upstream
         self.unsubscribe = self.shaping.ticker.subscribe(self.on_tick)
         unwatch = upstream.watch(self.wake.set)
         upstream.gather()  # no wakeup a token: the kernel holds the bytes until a tick
         try:
             while not upstream.finished:
                 if not upstream.ended:
-                    await self.wake.wait()
+                    self.parked = True
+                    try:
+                        await self.wake.wait()
+                    finally:
+                        self.parked = False
                     self.wake.clear()
                 self.absorb(upstream.collect())
                 if self.due and (self.shaping.holds_duration or not upstream.finished):
@@ -256,10 +265,55 @@ class _Stream:
         return self.unsubscribe is not _nothing
 
     def on_tick(self) -> None:
-        """The ticker's call: a record is due."""
+        """The ticker's call: a record is due.
+
+        While the stream waits for ticks and nothing else, the record is made and handed to
+        the connection right here (``tick_now``): no turn of the event loop for the stream's
+        task a tick. Anything else (the reply's end, a failure, a client that is not reading
+        fast enough, an error here) wakes the stream, which does it the general way.
+        """
         self.ticks += 1
         self.due = True
-        self.wake.set()
+        sent = False
+        try:
+            sent = self.parked and not self.wake.is_set() and self.tick_now()
+        finally:
+            if not sent:
+                self.wake.set()
+
+    def tick_now(self) -> bool:
+        """Send the due record at once if nothing can make the write wait; whether it was sent.
+
+        The write cannot wait when the connection's buffer stays under its low-water mark
+        with the record in it (``_may_wait``): aiohttp's write then returns without
+        suspending, and is run to its end here. Should it suspend after all (a record that
+        grew past the estimate and filled the buffer), its bytes are already handed over and
+        only the wait for the buffer is dropped: the next tick finds the buffer full and
+        leaves the write, with its timer, to the stream.
+        """
+        upstream = self.upstream
+        if upstream is None or _may_wait(self.request, self.size.size + CHUNK_OVERHEAD):
+            return False
+        try:
+            self.absorb(upstream.collect())
+        except BackendFailure:
+            return False  # kept by the reply: the stream's own read raises it
+        if upstream.ended:
+            return False  # the closing records are the stream's to send
+        self.due = False
+        kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+        data = self.take(kind=kind)
+        write = self.response.write(self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind))
+        try:
+            write.send(None)
+        except StopIteration:
+            pass
+        except ConnectionResetError:
+            return False  # the client hung up: the stream's next write says so
+        else:
+            write.close()  # waiting for the buffer to drain: the bytes are handed over
+        self.counted()
+        return True
 
     def absorb(self, events: list[Event]) -> list[ContentDelta | ReasoningDelta]:
         """Take in a batch of the model server's events; the pieces of text among them.
@@ -359,10 +413,13 @@ class _Stream:
     async def send(self, data: bytes) -> None:
         """Write sealed chunks to the client (counted when handed to the connection)."""
         await self.head()  # (here first when the model server could not be asked)
-        before = self.written
-        self.written = self.sealer.sealed
         waits = _may_wait(self.request, len(data))
         await _client_io(self.request, self.response.write(data), self.idle, may_wait=waits)
+        self.counted()
+
+    def counted(self) -> None:
+        """Count the chunks sealed since the last count: they are handed to the connection."""
+        before, self.written = self.written, self.sealer.sealed
         self.gateway.metrics.chunks.sent += self.written - before
 
 

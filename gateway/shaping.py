@@ -66,7 +66,8 @@ class LoopTicker:
 
     Ticks fall on multiples of ``interval`` of the loop's clock; one timer serves every
     stream, and it runs only while someone is subscribed. A tick the loop was too busy to
-    fire on time is not fired twice.
+    fire on time is not fired twice. A subscriber that raises is reported through the loop's
+    exception handler; the others get their tick and the ticks go on.
     """
 
     def __init__(self, interval: float) -> None:
@@ -105,9 +106,15 @@ class LoopTicker:
         self._handle = loop.call_at(at, self._fire, loop)
 
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Call every subscriber; one that raises is reported and the others still tick."""
         self._handle = None
         for callback in list(self._subscribers.values()):
-            callback()
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001 -- reported; one stream must not stop all
+                loop.call_exception_handler(
+                    {"message": "a tick's subscriber failed", "exception": exc}
+                )
         if self._subscribers:
             self._schedule(loop)
 

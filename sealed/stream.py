@@ -58,6 +58,8 @@ _HEAD = struct.Struct(">8sIB")
 _TAG = 16
 MIN_CHUNK = _HEAD.size + RECORD_BUCKETS[0] + _TAG
 MAX_CHUNK = _HEAD.size + RECORD_BUCKETS[-1] + _TAG
+# What a chunk on the wire adds to its padded record: its length prefix, head and tag.
+CHUNK_OVERHEAD = _LEN.size + _HEAD.size + _TAG
 # Bounds of the fields of a final record (the gateway truncates error messages to fit).
 MAX_ERROR_MESSAGE = 1024
 MAX_FINISH_REASON = 64

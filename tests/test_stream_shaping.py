@@ -443,6 +443,34 @@ async def test_one_loop_ticker_ticks_every_stream_together_and_stops_when_none_f
         LoopTicker(0)
 
 
+async def test_a_subscriber_that_raises_is_reported_and_the_others_still_tick() -> None:
+    # Streams write their records in the ticker's call: one stream's error must not cost the
+    # others their tick, nor stop the ticks.
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    ticker = LoopTicker(0.005)
+    counts = [0]
+
+    def fail() -> None:
+        raise RuntimeError("a stream's bug")
+
+    def count() -> None:
+        counts[0] += 1
+
+    try:
+        stop_failing = ticker.subscribe(fail)  # first: before the other at every tick
+        stop_counting = ticker.subscribe(count)
+        await wait_until(lambda: counts[0] >= 3)
+        stop_failing()
+        stop_counting()
+    finally:
+        loop.set_exception_handler(previous)
+    assert len(reported) >= 3
+    assert all(isinstance(context["exception"], RuntimeError) for context in reported)
+
+
 # -- settings --------------------------------------------------------------------------------
 
 
@@ -504,3 +532,38 @@ async def test_a_ticks_run_of_text_counts_every_piece_when_the_server_sends_no_u
     receipt = reply.final.receipt.receipt
     assert (receipt.status, receipt.completion_tokens) == (ReceiptStatus.COMPLETE, 40)
     assert receipt.estimated
+
+
+async def test_a_ticks_record_is_made_and_handed_over_in_the_ticks_own_call(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # A stream waiting for ticks and nothing else writes its record from the ticker's call,
+    # not from its task on a later turn of the event loop: a tick costs a read, a seal and a
+    # write, without waking the task too.
+    answer = " ".join(f"w{index}" for index in range(10))
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        registry = gw.gateway.metrics.registry
+
+        def chunks() -> float:
+            return registry.get_sample_value("veil_gateway_chunks_total") or 0.0
+
+        fake.pauses = {1, 5}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)  # w1 to w4 wait in the gateway's socket
+        before = chunks()
+        ticker.tick()
+        assert chunks() == before + 1  # handed to the connection within the call
+        ticker.tick()  # nothing new since: an empty record, at once too
+        assert chunks() == before + 2
+        fake.resume()
+        reply = await posting
+    assert reply.text == answer
+    assert reply.texts[:2] == ["w0", " w1 w2 w3 w4"]
+    assert reply.final is not None
+    assert not reply.final.is_error
