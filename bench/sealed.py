@@ -8,7 +8,8 @@ tick in ``--ticks``; with ``--uvloop`` each gateway again on uvloop; with ``--ba
 each gateway again from the source tree in DIR, say the main branch's, for a before/after in
 one run, the paths taking turns): median time to first
 text and total time (and their difference and ratio to direct), records and sealed bytes per
-answer, and the gateway process's CPU time per relayed token (from /proc, all its threads).
+answer, and the gateway process's CPU time per relayed token (from /proc, all its threads; the
+median of the rounds, and with more than one round their range).
 The fake vLLM and every gateway run as separate processes, as in production; the client here
 seals, signs and opens as the bot does.
 
@@ -395,7 +396,7 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
     streams = 2 * level if spread else level  # answers relayed a round (CPU per token)
     direct: list[Sample] = []
     sealed: dict[str, list[Sample]] = {gateway.label: [] for gateway in gateways}
-    cpu: dict[str, float] = dict.fromkeys(sealed, 0.0)
+    cpu: dict[str, list[float]] = {label: [] for label in sealed}  # µs a token, each round
     for _ in range(rounds):
         direct += await measure(level, lambda: direct_stream(session, vllm_url), spread=spread)
         for gateway in gateways:
@@ -404,7 +405,7 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
             sealed[gateway.label] += await measure(
                 level, functools.partial(sealed_stream, session, gateway), spread=spread
             )
-            cpu[gateway.label] += cpu_seconds(pid) - before
+            cpu[gateway.label].append((cpu_seconds(pid) - before) / (streams * tokens) * 1e6)
     d_first, d_total = median(direct, "first"), median(direct, "total")
     print(
         f"{level:>7} {'direct (fake vLLM)':<24} {d_first * 1000:>7.1f}ms {'':>8} "
@@ -413,11 +414,13 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
     )
     for label, samples in sealed.items():
         first, total = median(samples, "first"), median(samples, "total")
-        per_token = cpu[label] / (streams * tokens * rounds) * 1e6
+        per_round = cpu[label]
+        spread_of = f" ({min(per_round):.1f} to {max(per_round):.1f})" if rounds > 1 else ""
         print(
             f"{level:>7} {label:<24} {first * 1000:>7.1f}ms {(first - d_first) * 1000:>6.1f}ms "
             f"{total:>7.3f}s {total / d_total:>6.3f} {median(samples, 'records'):>8.0f} "
-            f"{median(samples, 'size') / 1024:>9.1f} {per_token:>8.1f}µs"
+            f"{median(samples, 'size') / 1024:>9.1f} {statistics.median(per_round):>8.1f}µs"
+            f"{spread_of}"
         )
 
 
