@@ -5,9 +5,13 @@ gateway process and the fake vLLM (in this process, so its token times share our
 answering 300-word answers at 20 ms a word. Printed per run: the bot's CPU seconds per answer,
 Bot API calls by method, first token → first visible draft, last token → final message, the
 most updates a second sent to one chat, the bot's peak RSS, and the share of answers that
-arrived complete; then the same with 1 in 5 draft calls answered 429 (retry_after 3).
+arrived complete; the gateway's sealed records and bytes per answer (from its metrics) and its
+CPU time per relayed token; then the same with 1 in 5 draft calls answered 429 (retry_after 3).
+Every run is made once per stream shape in ``--shapes`` (a gateway each: shaped, ``tick``, the
+default; per-token, ``off``), in the same run of the benchmark.
 
     uv run python bench/chat.py [--users 1,50] [--words 300] [--word-delay 0.02] [--clean-only]
+        [--shapes tick,off]
 
 With several levels it also prints the RSS growth per concurrent answer above the smallest.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import operator
 import os
 import statistics
 import sys
@@ -26,10 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp
+
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess, gateway_process, new_operator_key
+from tests.fakes.vllm import FakeVLLM, split_tokens
+from tests.harness import GatewayProcess, ManagedProcess, gateway_process, new_operator_key
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,6 +67,22 @@ class Result:
     max_updates_per_second: int
     rss_mib: float
     complete: float
+    records: float  # sealed records per answer, gateway to bot
+    sealed_kib: float  # their bytes per answer
+    gateway_us_per_token: float  # the gateway process's CPU time per relayed token
+
+
+async def gateway_counts(gateway: GatewayProcess) -> tuple[float, float, float]:
+    """The gateway's sealed chunks and bytes sent so far (its metrics), and its CPU seconds."""
+    async with aiohttp.ClientSession() as http, http.get(gateway.metrics_url) as response:
+        text = await response.text()
+    values = dict.fromkeys(("veil_gateway_chunks_total", "veil_gateway_sealed_bytes_total"), 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    chunks, size = values.values()
+    return chunks, size, cpu_seconds(gateway.pid)
 
 
 def answer_for(words: int) -> str:
@@ -75,14 +98,19 @@ async def run(  # noqa: PLR0913 -- one run's knobs and fixtures
     delay: float,
     *,
     flaky: bool,
-    gateway_url: str,
+    first_chat: int,
+    gateway: GatewayProcess,
     verify_key: bytes,
     telegram: FakeTelegram,
     vllm: FakeVLLM,
 ) -> Result:
-    """Start a fresh bot process, let ``users`` ask at once, measure, stop it."""
+    """Start a fresh bot process, let ``users`` ask at once, measure, stop it.
+
+    The users' chats are ``first_chat`` on: each run's own (the fake Telegram keeps every
+    run's messages).
+    """
     with tempfile.TemporaryDirectory() as data:
-        env = bot_env(telegram.url, gateway_url, verify_key, Path(data))
+        env = bot_env(telegram.url, gateway.url, verify_key, Path(data))
         env["VEIL_DRAFT_INTERVAL"] = "1.0"
         env["VEIL_LOG_LEVEL"] = "WARNING"
         telegram.calls.clear()
@@ -99,8 +127,8 @@ async def run(  # noqa: PLR0913 -- one run's knobs and fixtures
         if flaky:
             telegram.fail_every({"sendMessageDraft", "editMessageText"}, nth=5, retry_after=3)
         cpu_before = cpu_seconds(bot.process.pid)
-        base = 10_000_000 * (2 if flaky else 1) + users * 1000
-        chats = [base + i for i in range(users)]
+        counts_before = await gateway_counts(gateway)
+        chats = [first_chat + i for i in range(users)]
         for chat in chats:
             telegram.send_text(chat, f"user {chat}: tell me a long story")
         expected = answer_for(words)
@@ -112,9 +140,33 @@ async def run(  # noqa: PLR0913 -- one run's knobs and fixtures
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         cpu = cpu_seconds(bot.process.pid) - cpu_before
+        chunks, size, gateway_cpu = map(operator.sub, await gateway_counts(gateway), counts_before)
         rss = peak_rss_mib(bot.process.pid)
         await bot.stop()
     calls = collections.Counter(c.method for c in telegram.calls if c.method != "getUpdates")
+    first_draft, final, complete, busiest = timings(telegram, vllm, expected)
+    return Result(
+        users,
+        cpu / users,
+        dict(calls),
+        first_draft,
+        final,
+        busiest,
+        rss,
+        complete / users,
+        chunks / users,
+        size / users / 1024,
+        gateway_cpu / (users * len(split_tokens(expected))) * 1e6,
+    )
+
+
+def timings(
+    telegram: FakeTelegram, vllm: FakeVLLM, expected: str
+) -> tuple[list[float], list[float], int, int]:
+    """The answers' latencies, how many arrived complete, the most updates to a chat in 1 s.
+
+    Per answer, in ms: first token → first draft, last token → final message.
+    """
     first_draft: list[float] = []
     final: list[float] = []
     complete = busiest = 0
@@ -142,16 +194,7 @@ async def run(  # noqa: PLR0913 -- one run's knobs and fixtures
         ]
         for start in updates:
             busiest = max(busiest, sum(1 for at in updates if start <= at < start + 1.0))
-    return Result(
-        users,
-        cpu / users,
-        dict(calls),
-        first_draft,
-        final,
-        busiest,
-        rss,
-        complete / users,
-    )
+    return first_draft, final, complete, busiest
 
 
 def show(result: Result, label: str) -> None:
@@ -177,6 +220,10 @@ def show(result: Result, label: str) -> None:
     print(f"  most draft updates in any 1 s to one chat {result.max_updates_per_second}")
     print(f"  bot peak RSS              {result.rss_mib:.0f} MiB")
     print(f"  answers complete          {result.complete:.0%}")
+    print(
+        f"  gateway: {result.records:.0f} records, {result.sealed_kib:.1f} KiB sealed per answer;"
+        f" CPU {result.gateway_us_per_token:.0f} µs per relayed token"
+    )
 
 
 def show_memory(results: list[Result]) -> None:
@@ -192,36 +239,39 @@ def show_memory(results: list[Result]) -> None:
         )
 
 
-async def main_async(levels: list[int], words: int, delay: float, *, flaky_too: bool) -> None:
-    """Start the fakes and a gateway, then run every level with and without 429s."""
+async def main_async(
+    levels: list[int], words: int, delay: float, *, flaky_too: bool, shapes: list[str]
+) -> None:
+    """Start the fakes, then for each shape a gateway and every level with and without 429s."""
     with tempfile.TemporaryDirectory() as tmp:
         key_file, verify_key = await new_operator_key(Path(tmp))
         async with (
             FakeTelegram(token=TOKEN) as telegram,
             FakeVLLM(answer=answer_for(words), token_delay=delay) as vllm,
-            gateway_process(vllm.url, key_file) as gateway_url,
         ):
-            for flaky in (False, True) if flaky_too else (False,):
-                results = []
-                for users in levels:
-                    result = await run(
-                        users,
-                        words,
-                        delay,
-                        flaky=flaky,
-                        gateway_url=gateway_url,
-                        verify_key=verify_key,
-                        telegram=telegram,
-                        vllm=vllm,
-                    )
-                    show(
-                        result,
-                        "with 1 in 5 drafts answered 429 (retry_after 3)"
-                        if flaky
-                        else "clean Bot API",
-                    )
-                    results.append(result)
-                show_memory(results)
+            first_chat = 10_000_000
+            for shape in shapes:
+                env = {"VEIL_STREAM_SHAPE": shape}
+                async with gateway_process(vllm.url, key_file, env) as gateway:
+                    for flaky in (False, True) if flaky_too else (False,):
+                        results = []
+                        for users in levels:
+                            result = await run(
+                                users,
+                                words,
+                                delay,
+                                flaky=flaky,
+                                first_chat=first_chat,
+                                gateway=gateway,
+                                verify_key=verify_key,
+                                telegram=telegram,
+                                vllm=vllm,
+                            )
+                            bot_api = "1 in 5 drafts answered 429 (retry_after 3)"
+                            show(result, f"{shape}, {bot_api if flaky else 'clean Bot API'}")
+                            results.append(result)
+                            first_chat += users
+                        show_memory(results)
 
 
 def main() -> None:
@@ -231,9 +281,22 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=300)
     parser.add_argument("--word-delay", type=float, default=0.02)
     parser.add_argument("--clean-only", action="store_true", help="skip the runs with 429s")
+    parser.add_argument(
+        "--shapes",
+        default="tick,off",
+        help="the gateway's stream shapes to run, each a VEIL_STREAM_SHAPE (comma-separated)",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.users.split(",")]
-    asyncio.run(main_async(levels, args.words, args.word_delay, flaky_too=not args.clean_only))
+    asyncio.run(
+        main_async(
+            levels,
+            args.words,
+            args.word_delay,
+            flaky_too=not args.clean_only,
+            shapes=args.shapes.split(","),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -118,11 +118,11 @@ async def main_async(users: int, words: int, delay: float) -> None:
         async with (
             FakeTelegram(token=TOKEN) as telegram,
             FakeVLLM(answer=answer_for(words), token_delay=delay) as vllm,
-            gateway_process(vllm.url, key_file) as gateway_url,
+            gateway_process(vllm.url, key_file) as gateway,
         ):
             for groups in (1, 10):
                 with tempfile.TemporaryDirectory() as data:
-                    env = bot_env(telegram.url, gateway_url, verify_key, Path(data))
+                    env = bot_env(telegram.url, gateway.url, verify_key, Path(data))
                     env["VEIL_LOG_LEVEL"] = "WARNING"
                     env["VEIL_FREE_TOKENS_PER_DAY"] = "1000000"
                     await scenario(users, groups, words, Servers(telegram, vllm, env))

@@ -95,17 +95,30 @@ class GatewayMetrics:
 
 
 class ChunkCount(Collector):
-    """``veil_gateway_chunks_total``: sealed chunks handed to client connections.
+    """Sealed chunks handed to client connections, and their bytes.
 
-    A plain number the relay adds to after each write (``sent``), read when the metrics are
-    served: a stream writes once a tick, and a ``Counter``'s lock and checks each time were
-    a measurable share of the relay's work. The gateway runs on one event loop.
+    ``veil_gateway_chunks_total`` and ``veil_gateway_sealed_bytes_total`` (the sealed streams'
+    egress, HTTP framing aside). Plain numbers the relay adds to after each write (``add``),
+    read when the metrics are served: a stream writes once a tick, and a ``Counter``'s lock
+    and checks each time were a measurable share of the relay's work. The gateway runs on one
+    event loop.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.sent = 0
+        self.bytes = 0
         registry.register(self)
 
+    def add(self, chunks: int, size: int) -> None:
+        """Count ``chunks`` chunks of ``size`` bytes in all as handed to a connection."""
+        self.sent += chunks
+        self.bytes += size
+
     def collect(self) -> Iterator[CounterMetricFamily]:
-        """The count as a counter family."""
+        """The counts as counter families."""
         yield CounterMetricFamily("veil_gateway_chunks", "Sealed chunks sent.", value=self.sent)
+        yield CounterMetricFamily(
+            "veil_gateway_sealed_bytes",
+            "Bytes of sealed chunks sent (HTTP framing aside).",
+            value=self.bytes,
+        )

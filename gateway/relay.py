@@ -303,7 +303,8 @@ class _Stream:
         self.due = False
         kind = RecordType.REASONING if self.thinking else RecordType.DELTA
         data = self.take(kind=kind)
-        write = self.response.write(self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind))
+        record = self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind)
+        write = self.response.write(record)
         try:
             write.send(None)
         except StopIteration:
@@ -312,7 +313,7 @@ class _Stream:
             return False  # the client hung up: the stream's next write says so
         else:
             write.close()  # waiting for the buffer to drain: the bytes are handed over
-        self.counted()
+        self.counted(len(record))
         return True
 
     def absorb(self, events: list[Event]) -> list[ContentDelta | ReasoningDelta]:
@@ -415,12 +416,12 @@ class _Stream:
         await self.head()  # (here first when the model server could not be asked)
         waits = _may_wait(self.request, len(data))
         await _client_io(self.request, self.response.write(data), self.idle, may_wait=waits)
-        self.counted()
+        self.counted(len(data))
 
-    def counted(self) -> None:
-        """Count the chunks sealed since the last count: they are handed to the connection."""
+    def counted(self, size: int) -> None:
+        """Count the chunks sealed since the last count, ``size`` bytes, as handed over."""
         before, self.written = self.written, self.sealer.sealed
-        self.gateway.metrics.chunks.sent += self.written - before
+        self.gateway.metrics.chunks.add(self.written - before, size)
 
 
 def _nothing() -> None:

@@ -6,8 +6,8 @@ waiting for more (``read``) or at the reader's own times (``collect``, what a sh
 does once a tick; with ``gather`` the bytes wait in the kernel until then and are read straight
 from the socket, so a token does not wake the gateway). The bytes are the body of a
 ``gateway.http1`` reply; its ``data:`` lines are found with one regular expression over a
-batch, the plain text chunks taken without parsing JSON (at a tick, a run of them in one
-regular expression) and the rest decoded as JSON, each by itself
+batch, the plain text chunks taken without parsing JSON (at a tick, a run of them all at
+once) and the rest decoded as JSON, each by itself
 (``gateway.events.TextChunks``); nothing is re-encoded. It keeps its own watch for silence
 (``stalled``), so bytes that came before a silence are still read.
 ``gateway.vllm`` opens the requests.

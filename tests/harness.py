@@ -482,11 +482,20 @@ async def new_operator_key(directory: Path) -> tuple[Path, bytes]:
     return key_file, b64d(printed)
 
 
+@dataclass(frozen=True)
+class GatewayProcess:
+    """A started ``python -m gateway``: where it listens, where its metrics are, its pid."""
+
+    url: str
+    metrics_url: str
+    pid: int
+
+
 @contextlib.asynccontextmanager
 async def gateway_process(
     vllm_url: str, key_file: Path, env: dict[str, str] | None = None
-) -> AsyncIterator[str]:
-    """``python -m gateway`` for ``vllm_url`` on free ports, started; yields its URL."""
+) -> AsyncIterator[GatewayProcess]:
+    """``python -m gateway`` for ``vllm_url`` on free ports, started."""
     process = await ManagedProcess.start(
         "-m",
         "gateway",
@@ -501,6 +510,7 @@ async def gateway_process(
     )
     try:
         await process.wait_for_line("gateway.started")
-        yield str(process.json_event("gateway.started")["url"])
+        started = process.json_event("gateway.started")
+        yield GatewayProcess(str(started["url"]), str(started["metrics_url"]), process.process.pid)
     finally:
         await process.stop()

@@ -563,7 +563,11 @@ async def test_a_ticks_record_is_made_and_handed_over_in_the_ticks_own_call(
         assert chunks() == before + 2
         fake.resume()
         reply = await posting
+        sent = registry.get_sample_value("veil_gateway_sealed_bytes_total")
     assert reply.text == answer
     assert reply.texts[:2] == ["w0", " w1 w2 w3 w4"]
     assert reply.final is not None
     assert not reply.final.is_error
+    # every chunk counted once, by whichever way it went out, with its bytes
+    assert chunks() == len(reply.chunk_lengths)
+    assert sent == sum(4 + length for length in reply.chunk_lengths)
