@@ -282,14 +282,16 @@ class _Stream:
                 self.wake.set()
 
     def tick_now(self) -> bool:
-        """Send the due record at once if nothing can make the write wait; whether it was sent.
+        """Send the due record now if the write cannot wait; False when the task must wake.
 
         The write cannot wait when the connection's buffer stays under its low-water mark
         with the record in it (``_may_wait``): aiohttp's write then returns without
         suspending, and is run to its end here. Should it suspend after all (a record that
         grew past the estimate and filled the buffer), its bytes are already handed over and
         only the wait for the buffer is dropped: the next tick finds the buffer full and
-        leaves the write, with its timer, to the stream.
+        leaves the write, with its timer, to the stream. A tick whose read brings the reply's
+        failure still sends its record, as the task does at a tick (the failure is the task's,
+        raised by its next read); at the reply's end the closing records are the task's.
         """
         upstream = self.upstream
         if upstream is None or _may_wait(self.request, self.size.size + CHUNK_OVERHEAD):
@@ -298,7 +300,7 @@ class _Stream:
             self.absorb(upstream.collect())
         except BackendFailure:
             return False  # kept by the reply: the stream's own read raises it
-        if upstream.ended:
+        if upstream.finished and not self.shaping.holds_duration:
             return False  # the closing records are the stream's to send
         self.due = False
         kind = RecordType.REASONING if self.thinking else RecordType.DELTA
@@ -313,7 +315,7 @@ class _Stream:
         else:
             write.close()  # waiting for the buffer to drain: the bytes are handed over
         self.counted()
-        return True
+        return not upstream.ended
 
     def absorb(self, events: list[Event]) -> list[ContentDelta | ReasoningDelta]:
         """Take in a batch of the model server's events; the pieces of text among them.

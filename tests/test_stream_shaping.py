@@ -567,3 +567,37 @@ async def test_a_ticks_record_is_made_and_handed_over_in_the_ticks_own_call(
     assert reply.texts[:2] == ["w0", " w1 w2 w3 w4"]
     assert reply.final is not None
     assert not reply.final.is_error
+
+
+def sent_chunks(running: RunningGateway) -> float:
+    """``veil_gateway_chunks_total`` as the gateway's registry reads now."""
+    registry = running.gateway.metrics.registry
+    return registry.get_sample_value("veil_gateway_chunks_total") or 0.0
+
+
+async def test_a_tick_that_finds_text_and_the_model_servers_error_sends_the_text_at_the_tick(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # The tick's own call reads the text and, behind it, the model server's error chunk: the
+    # tick's record still carries that text, as the stream's task sends it at a tick, then the
+    # closing records (no text left) and the error; not one record fewer.
+    answer = " ".join(f"w{index}" for index in range(10))
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.error_mid_stream_after = 5
+        fake.pauses = {1, 6}  # (6: after the error, before its [DONE] and the close)
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)  # w1 to w4, the error: in the socket
+        ticker.tick()
+        fake.resume()
+        reply = await posting
+        chunks = sent_chunks(gw)
+    assert reply.texts == ["w0", " w1 w2 w3 w4", ""]
+    assert reply.final is not None
+    assert reply.final.is_error
+    assert chunks == len(reply.chunk_lengths) == 4
