@@ -146,6 +146,8 @@ class _Stream:
         self.written = 0  # chunks handed to the connection
         self.upstream: ChatStream | None = None  # the model's reply, once ticks are followed
         self.parked = False  # waiting in ``by_ticks`` for a tick or the reply's end
+        self.scope: asyncio.Timeout | None = None  # the time limit, which a stop moves to now
+        self.task: asyncio.Task[object] | None = None  # the stream's own, once ticks are followed
 
     async def run(self) -> None:
         """Relay, then sign, keep and send the final record."""
@@ -170,6 +172,7 @@ class _Stream:
         control = self.admitted.control
         loop = asyncio.get_running_loop()
         scope = asyncio.timeout_at(loop.time() + self.gateway.limits.max_stream_seconds)
+        self.scope = scope
         try:
             async with scope:
                 control.bind(scope)
@@ -224,6 +227,7 @@ class _Stream:
     async def by_ticks(self, upstream: ChatStream) -> None:
         """After the first record: read the model server at ticks and its end; a record a tick."""
         self.upstream = upstream
+        self.task = asyncio.current_task()
         self.unsubscribe = self.shaping.ticker.subscribe(self.on_tick)
         unwatch = upstream.watch(self.wake.set)
         upstream.gather()  # no wakeup a token: the kernel holds the bytes until a tick
@@ -291,10 +295,15 @@ class _Stream:
         only the wait for the buffer is dropped: the next tick finds the buffer full and
         leaves the write, with its timer, to the stream. A tick whose read brings the reply's
         failure still sends its record, as the task does at a tick (the failure is the task's,
-        raised by its next read); at the reply's end the closing records are the task's.
+        raised by its next read); at the reply's end the closing records are the task's, and
+        so they are once a stop is on its way (``stopping``).
         """
         upstream = self.upstream
-        if upstream is None or _may_wait(self.request, self.size.size + CHUNK_OVERHEAD):
+        if (
+            upstream is None
+            or self.stopping
+            or _may_wait(self.request, self.size.size + CHUNK_OVERHEAD)
+        ):
             return False
         try:
             self.absorb(upstream.collect())
@@ -316,6 +325,20 @@ class _Stream:
             write.close()  # waiting for the buffer to drain: the bytes are handed over
         self.counted()
         return not upstream.ended
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop is on its way to the stream's task, which has not seen it yet.
+
+        A stop (a cancel, the client's hang-up, shutdown) moves the time limit to now; the
+        limit's timer then cancels the task a turn of the event loop later, and the task
+        sends the text that came in the closing records, no tick's record before them.
+        """
+        scope, task = self.scope, self.task
+        if task is not None and task.cancelling():
+            return True
+        deadline = None if scope is None else scope.when()
+        return deadline is not None and deadline <= asyncio.get_running_loop().time()
 
     def absorb(self, events: list[Event]) -> list[ContentDelta | ReasoningDelta]:
         """Take in a batch of the model server's events; the pieces of text among them.

@@ -601,3 +601,30 @@ async def test_a_tick_that_finds_text_and_the_model_servers_error_sends_the_text
     assert reply.final is not None
     assert reply.final.is_error
     assert chunks == len(reply.chunk_lengths) == 4
+
+
+async def test_a_tick_after_a_stop_was_asked_sends_no_record_of_its_own(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # A cancel reaches the stream's task a turn of the event loop later: a tick in between
+    # must leave the text to the closing records, as the task does when the stop wakes it.
+    answer = " ".join(f"w{index}" for index in range(10))
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.pauses = {1, 5}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)  # w1 to w4 wait in the gateway's socket
+        (control,) = gw.gateway.receipts.running()
+        control.stop("stopped")
+        ticker.tick()
+        reply = await posting
+        chunks = sent_chunks(gw)
+    assert reply.texts == ["w0", " w1 w2 w3 w4"]
+    assert reply.final is not None
+    assert reply.final.finish_reason == "stopped"
+    assert chunks == len(reply.chunk_lengths) == 3
