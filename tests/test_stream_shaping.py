@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.settings import SettingsError, load_settings
 from gateway.settings import GatewaySettings
@@ -628,3 +629,40 @@ async def test_a_tick_after_a_stop_was_asked_sends_no_record_of_its_own(
     assert reply.final is not None
     assert reply.final.finish_reason == "stopped"
     assert chunks == len(reply.chunk_lengths) == 3
+
+
+async def test_the_chunks_counter_is_a_counter_of_every_chunk_the_clients_got(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # ``veil_gateway_chunks_total`` is read at scrape time from a plain count: served as a
+    # counter (what Prometheus' text parser reads), it counts every chunk handed to a client,
+    # whether written in a tick's own call, by the stream's task, in the closing records, or
+    # as a lone error record.
+    answer = " ".join(f"w{index}" for index in range(10))
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.pauses = {1, 5}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)
+        ticker.tick()  # in the tick's call
+        ticker.tick()  # an empty record, too
+        fake.resume()
+        ticked = await posting
+        fake.pauses = set()
+        fake.fail_before_stream = (500, "Internal server error")
+        failed = await post_sealed(http, gw.url, seal_call(gw))
+        exposition = await gw.metrics(http)
+    assert ticked.text == answer
+    assert failed.final is not None
+    assert failed.final.is_error
+    (family,) = (f for f in text_string_to_metric_families(exposition) if "chunks" in f.name)
+    assert (family.name, family.type) == ("veil_gateway_chunks", "counter")
+    (total,) = (s for s in family.samples if s.name == "veil_gateway_chunks_total")
+    assert total.labels == {}
+    assert len(ticked.chunk_lengths) == 5  # the first, two ticks', the rest and the final
+    assert total.value == len(ticked.chunk_lengths) + len(failed.chunk_lengths)
