@@ -147,7 +147,6 @@ class _Stream:
         self.upstream: ChatStream | None = None  # the model's reply, once ticks are followed
         self.parked = False  # waiting in ``by_ticks`` for a tick or the reply's end
         self.scope: asyncio.Timeout | None = None  # the time limit, which a stop moves to now
-        self.task: asyncio.Task[object] | None = None  # the stream's own, once ticks are followed
 
     async def run(self) -> None:
         """Relay, then sign, keep and send the final record."""
@@ -227,7 +226,6 @@ class _Stream:
     async def by_ticks(self, upstream: ChatStream) -> None:
         """After the first record: read the model server at ticks and its end; a record a tick."""
         self.upstream = upstream
-        self.task = asyncio.current_task()
         self.unsubscribe = self.shaping.ticker.subscribe(self.on_tick)
         unwatch = upstream.watch(self.wake.set)
         upstream.gather()  # no wakeup a token: the kernel holds the bytes until a tick
@@ -328,15 +326,13 @@ class _Stream:
 
     @property
     def stopping(self) -> bool:
-        """True once a stop is on its way to the stream's task, which has not seen it yet.
+        """True once the stream's time limit has passed: a stop is on its way to its task.
 
-        A stop (a cancel, the client's hang-up, shutdown) moves the time limit to now; the
-        limit's timer then cancels the task a turn of the event loop later, and the task
-        sends the text that came in the closing records, no tick's record before them.
+        A stop (a cancel, the client's hang-up, shutdown) moves the limit to now. The limit's
+        timer cancels the task (a turn of the event loop later, for a stop), which sends the
+        text that came in the closing records, no tick's record before them.
         """
-        scope, task = self.scope, self.task
-        if task is not None and task.cancelling():
-            return True
+        scope = self.scope
         deadline = None if scope is None else scope.when()
         return deadline is not None and deadline <= asyncio.get_running_loop().time()
 
