@@ -288,13 +288,14 @@ class _Stream:
 
         The write cannot wait when the connection's buffer stays under its low-water mark
         with the record in it (``_may_wait``): aiohttp's write then returns without
-        suspending, and is run to its end here. Should it suspend after all (a record that
-        grew past the estimate and filled the buffer), its bytes are already handed over and
-        only the wait for the buffer is dropped: the next tick finds the buffer full and
-        leaves the write, with its timer, to the stream. A tick whose read brings the reply's
-        failure still sends its record, as the task does at a tick (the failure is the task's,
-        raised by its next read); at the reply's end the closing records are the task's, and
-        so they are once a stop is on its way (``stopping``).
+        suspending, and is run to its end here (a record that grows past the estimate is
+        weighed again, and left to the task if it may wait). Should the write suspend after
+        all, its bytes are already handed over and only the wait for the buffer is dropped:
+        the next tick finds the buffer full and leaves the write, with its timer, to the
+        stream. A tick whose read brings the reply's failure still sends its record, as the
+        task does at a tick (the failure is the task's, raised by its next read); at the
+        reply's end the closing records are the task's, and so they are once a stop is on
+        its way (``stopping``).
         """
         upstream = self.upstream
         if (
@@ -309,9 +310,20 @@ class _Stream:
             return False  # kept by the reply: the stream's own read raises it
         if upstream.finished and not self.shaping.holds_duration:
             return False  # the closing records are the stream's to send
-        self.due = False
         kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+        estimate = self.size.size
         data = self.take(kind=kind)
+        grew = self.size.size > estimate and not upstream.ended
+        if grew and _may_wait(self.request, self.size.size + CHUNK_OVERHEAD):
+            # The text grew the record past what the buffer takes without waiting: the task
+            # writes it, with the client idle timer (its take gives the same text and size).
+            # (At the reply's end the task's read raises the failure before any tick's
+            # record, and its next writes, the closing ones, run under the timer anyway.)
+            (self.thinking if kind is RecordType.REASONING else self.pending).insert(
+                0, data.decode("utf-8")
+            )
+            return False
+        self.due = False
         write = self.response.write(self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind))
         try:
             write.send(None)
