@@ -146,6 +146,7 @@ class _Stream:
         self.written = 0  # chunks handed to the connection
         self.upstream: ChatStream | None = None  # the model's reply, once ticks are followed
         self.parked = False  # waiting in ``by_ticks`` for a tick or the reply's end
+        self.scope: asyncio.Timeout | None = None  # the time limit, which a stop moves to now
 
     async def run(self) -> None:
         """Relay, then sign, keep and send the final record."""
@@ -170,6 +171,7 @@ class _Stream:
         control = self.admitted.control
         loop = asyncio.get_running_loop()
         scope = asyncio.timeout_at(loop.time() + self.gateway.limits.max_stream_seconds)
+        self.scope = scope
         try:
             async with scope:
                 control.bind(scope)
@@ -282,27 +284,46 @@ class _Stream:
                 self.wake.set()
 
     def tick_now(self) -> bool:
-        """Send the due record at once if nothing can make the write wait; whether it was sent.
+        """Send the due record now if the write cannot wait; False when the task must wake.
 
         The write cannot wait when the connection's buffer stays under its low-water mark
         with the record in it (``_may_wait``): aiohttp's write then returns without
-        suspending, and is run to its end here. Should it suspend after all (a record that
-        grew past the estimate and filled the buffer), its bytes are already handed over and
-        only the wait for the buffer is dropped: the next tick finds the buffer full and
-        leaves the write, with its timer, to the stream.
+        suspending, and is run to its end here (a record that grows past the estimate is
+        weighed again, and left to the task if it may wait). Should the write suspend after
+        all, its bytes are already handed over and only the wait for the buffer is dropped:
+        the next tick finds the buffer full and leaves the write, with its timer, to the
+        stream. A tick whose read brings the reply's failure still sends its record, as the
+        task does at a tick (the failure is the task's, raised by its next read); at the
+        reply's end the closing records are the task's, and so they are once a stop is on
+        its way (``stopping``).
         """
         upstream = self.upstream
-        if upstream is None or _may_wait(self.request, self.size.size + CHUNK_OVERHEAD):
+        if (
+            upstream is None
+            or self.stopping
+            or _may_wait(self.request, self.size.size + CHUNK_OVERHEAD)
+        ):
             return False
         try:
             self.absorb(upstream.collect())
         except BackendFailure:
             return False  # kept by the reply: the stream's own read raises it
-        if upstream.ended:
+        if upstream.finished and not self.shaping.holds_duration:
             return False  # the closing records are the stream's to send
-        self.due = False
         kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+        estimate = self.size.size
         data = self.take(kind=kind)
+        grew = self.size.size > estimate and not upstream.ended
+        if grew and _may_wait(self.request, self.size.size + CHUNK_OVERHEAD):
+            # The text grew the record past what the buffer takes without waiting: the task
+            # writes it, with the client idle timer (its take gives the same text and size).
+            # (At the reply's end the task's read raises the failure before any tick's
+            # record, and its next writes, the closing ones, run under the timer anyway.)
+            (self.thinking if kind is RecordType.REASONING else self.pending).insert(
+                0, data.decode("utf-8")
+            )
+            return False
+        self.due = False
         record = self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind)
         write = self.response.write(record)
         try:
@@ -314,7 +335,19 @@ class _Stream:
         else:
             write.close()  # waiting for the buffer to drain: the bytes are handed over
         self.counted(len(record))
-        return True
+        return not upstream.ended
+
+    @property
+    def stopping(self) -> bool:
+        """True once the stream's time limit has passed: a stop is on its way to its task.
+
+        A stop (a cancel, the client's hang-up, shutdown) moves the limit to now. The limit's
+        timer cancels the task (a turn of the event loop later, for a stop), which sends the
+        text that came in the closing records, no tick's record before them.
+        """
+        scope = self.scope
+        deadline = None if scope is None else scope.when()
+        return deadline is not None and deadline <= asyncio.get_running_loop().time()
 
     def absorb(self, events: list[Event]) -> list[ContentDelta | ReasoningDelta]:
         """Take in a batch of the model server's events; the pieces of text among them.

@@ -533,3 +533,132 @@ def test_huge_text_chunks_are_not_kept_as_forms() -> None:
         tracemalloc.stop()
     assert found == expected
     assert kept < 64 << 10  # a form is a chunk's few hundred bytes, not megabytes
+
+
+def by_lines(text: bytes) -> list[bytes]:
+    """The ``data:`` payloads of SSE lines read one line at a time, to ``[DONE]``.
+
+    The gateway's reading (``gateway.upstream``): CR, LF and CRLF end lines; a ``data:``
+    line's value is the rest of the line, blanks kept; other lines (comments, other fields,
+    blank lines) say nothing; nothing after ``[DONE]`` is read.
+    """
+    payloads = []
+    for line in text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if line.startswith(b"data:"):
+            if line[5:].strip(b" \t") == b"[DONE]":
+                break
+            payloads.append(line[5:])
+    return payloads
+
+
+# The forms a run is tried against: vLLM's chunks with and without the blank after ``data:``,
+# with blanks after the value, with the text as the payload's last field (its suffix all
+# closing brackets), and a thinking form beside them.
+RUN_FORMS = [
+    chunk({"content": "first"}),
+    chunk({"reasoning_content": "thought"}),
+    chunk({"content": "first"})[1:],
+    chunk({"content": "first"}) + b" \t",
+    b'{"choices":[{"delta":{"content":"first"}}]}',
+]
+# What is spliced into a run's bytes: the joint and its parts, line ends, what a string body
+# cannot hold, broken and overlong UTF-8, a surrogate, halves of a character, other lines.
+SPLICES = [
+    b"\n",
+    b"\n\n",
+    b"\r",
+    b"\r\n",
+    b"data:",
+    b"\n\ndata:",
+    b"\ndata:",
+    b"data: ",
+    b'"',
+    b"\\",
+    b'\\"',
+    b"\x00",
+    b"\x1f",
+    b"\x7f",
+    b"\t",
+    b"\xed\xa0\x80",
+    b"\xc0\x80",
+    b"\xe2\x82",
+    b"\xac",
+    b"\xe2\x82\xac",
+    b"\xff",
+    b": a comment\n\n",
+    b"data: [DONE]\n\n",
+    b"event: x\n",
+    b'"}}]}',
+    b'{"choices":[{"delta":{"content":"',
+    b"a",
+    b" ",
+]
+
+# What a text's string body is made of: plain text, and what no plain body may hold.
+BODY_BYTES = [
+    b"w",
+    b"\xc3\xa9",
+    b"",
+    b'"',
+    b"\\",
+    b"\x00",
+    b"\x7f",
+    b"\t",
+    b"\n",
+    b"\r",
+    b"\n\ndata:",
+    b"\xed\xa0\x80",
+    b"\xc0\x80",
+    b"\xe2\x82",
+    b"\xac",
+    b"\xff",
+]
+
+
+def _hostile_run(rng: random.Random, forms: list[bytes]) -> bytes:
+    """SSE lines of chunks in ``forms`` with random texts, then spliced and cut at random."""
+    lines = []
+    one = rng.choice(forms) if rng.random() < 0.7 else None  # a run of one form, or mixed
+    for _ in range(rng.randrange(1, 6)):
+        form = one or rng.choice(forms)
+        start = form.index(b'"first"' if b'"first"' in form else b'"thought"') + 1
+        end = form.index(b'"', start)
+        body = b"".join(rng.choice(BODY_BYTES) for _ in range(3))
+        if rng.random() < 0.7:
+            body = b"".join(rng.choice([b"w", b" ", b"\xc3\xa9", b"/"]) for _ in range(3))
+        lines.append(b"data:" + form[:start] + body + form[end:] + b"\n\n")
+    text = b"".join(lines)
+    for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
+        at = rng.randrange(len(text) + 1)
+        if rng.random() < 0.3:
+            at = rng.choice([m.start() for m in re.finditer(rb'\n\ndata:|"|\n', text)] or [at])
+        cut = at + rng.choice([0, 0, 1, 2])
+        text = text[:at] + rng.choice(SPLICES) + text[cut:]
+    return text
+
+
+def test_runs_of_hostile_lines_say_what_reading_them_line_by_line_says() -> None:
+    # ``run`` against the lines read one by one and each payload decoded as JSON: bodies that
+    # hold the joint, line ends, quotes, escapes, control characters, DEL, surrogates,
+    # overlong or cut UTF-8; comments, [DONE], extra blank lines; a form's two parts meeting
+    # in one quote; lines cut anywhere. Whenever ``run`` gives events they are what the lines
+    # say (the text joined, its pieces counted); anything else is None.
+    rng = random.Random(291129)  # noqa: S311 -- a repeatable test, not a secret
+    runs = refused = 0
+    for _ in range(4000):
+        chunks = TextChunks()
+        learnt = rng.sample(RUN_FORMS, rng.randrange(1, 4))
+        chunks.decode(learnt)
+        text = _hostile_run(rng, learnt)
+        events = chunks.run(text)
+        if events is None:
+            refused += 1
+            continue
+        runs += 1
+        expected, failure = decode_events(by_lines(text))
+        assert failure is None, text
+        assert joined(events) == joined(expected), text
+        assert len(events) <= 1, text
+        assert events or joined(expected)[2] == 0, text
+    assert runs > 400  # plain runs came up, and each said what the lines say
+    assert refused > 2000  # and lines that are not such a run came up too

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.settings import SettingsError, load_settings
 from gateway.settings import GatewaySettings
@@ -571,3 +572,137 @@ async def test_a_ticks_record_is_made_and_handed_over_in_the_ticks_own_call(
     # every chunk counted once, by whichever way it went out, with its bytes
     assert chunks() == len(reply.chunk_lengths)
     assert sent == sum(4 + length for length in reply.chunk_lengths)
+
+
+def sent_chunks(running: RunningGateway) -> float:
+    """``veil_gateway_chunks_total`` as the gateway's registry reads now."""
+    registry = running.gateway.metrics.registry
+    return registry.get_sample_value("veil_gateway_chunks_total") or 0.0
+
+
+@pytest.mark.parametrize("word", ["w", "x" * 5000], ids=["small", "outgrowing"])
+async def test_a_tick_that_finds_text_and_the_model_servers_error_sends_the_text_at_the_tick(
+    http: aiohttp.ClientSession, clock: Clock, word: str
+) -> None:
+    # The tick's own call reads the text and, behind it, the model server's error chunk: the
+    # tick's record still carries that text, as the stream's task sends it at a tick, then the
+    # closing records (no text left) and the error; not one record fewer. So too when the
+    # text grows the record past the buffer's low mark.
+    words = [f"{word}{index}" for index in range(1, 10)]
+    answer = " ".join(["w0", *words])
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.error_mid_stream_after = 5
+        fake.pauses = {1, 6}  # (6: after the error, before its [DONE] and the close)
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)  # w1 to w4, the error: in the socket
+        ticker.tick()
+        fake.resume()
+        reply = await posting
+        chunks = sent_chunks(gw)
+    assert reply.texts == ["w0", " " + " ".join(words[:4]), ""]
+    assert reply.final is not None
+    assert reply.final.is_error
+    assert chunks == len(reply.chunk_lengths) == 4
+
+
+async def test_a_tick_after_a_stop_was_asked_sends_no_record_of_its_own(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # A cancel reaches the stream's task a turn of the event loop later: a tick in between
+    # must leave the text to the closing records, as the task does when the stop wakes it.
+    answer = " ".join(f"w{index}" for index in range(10))
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.pauses = {1, 5}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)  # w1 to w4 wait in the gateway's socket
+        (control,) = gw.gateway.receipts.running()
+        control.stop("stopped")
+        ticker.tick()
+        reply = await posting
+        chunks = sent_chunks(gw)
+    assert reply.texts == ["w0", " w1 w2 w3 w4"]
+    assert reply.final is not None
+    assert reply.final.finish_reason == "stopped"
+    assert chunks == len(reply.chunk_lengths) == 3
+
+
+async def test_the_chunks_counter_is_a_counter_of_every_chunk_the_clients_got(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # ``veil_gateway_chunks_total`` is read at scrape time from a plain count: served as a
+    # counter (what Prometheus' text parser reads), it counts every chunk handed to a client,
+    # whether written in a tick's own call, by the stream's task, in the closing records, or
+    # as a lone error record.
+    answer = " ".join(f"w{index}" for index in range(10))
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.pauses = {1, 5}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)
+        ticker.tick()  # in the tick's call
+        ticker.tick()  # an empty record, too
+        fake.resume()
+        ticked = await posting
+        fake.pauses = set()
+        fake.fail_before_stream = (500, "Internal server error")
+        failed = await post_sealed(http, gw.url, seal_call(gw))
+        exposition = await gw.metrics(http)
+    assert ticked.text == answer
+    assert failed.final is not None
+    assert failed.final.is_error
+    (family,) = (f for f in text_string_to_metric_families(exposition) if "chunks" in f.name)
+    assert (family.name, family.type) == ("veil_gateway_chunks", "counter")
+    (total,) = (s for s in family.samples if s.name == "veil_gateway_chunks_total")
+    assert total.labels == {}
+    assert len(ticked.chunk_lengths) == 5  # the first, two ticks', the rest and the final
+    assert total.value == len(ticked.chunk_lengths) + len(failed.chunk_lengths)
+
+
+async def test_a_ticks_record_that_outgrows_the_buffers_low_mark_is_written_with_the_idle_timer(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # The tick's call writes only what cannot wait. A tick whose text grows the record from
+    # the smallest size to the largest makes a write that may wait for a client that stopped
+    # reading: it is the stream's task's, under the client idle timer (a write the tick's
+    # call began and then dropped would leave that client uncut until some later write).
+    big = "x" * 20_000
+    answer = f"w0 {big} w2 w3"
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.pauses = {1, 2}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+        fake.resume()
+        await wait_until(lambda: fake.paused == 1)  # the big token waits in the socket
+        before = sent_chunks(gw)
+        ticker.tick()
+        assert sent_chunks(gw) == before  # left to the task
+        await wait_until(lambda: sent_chunks(gw) == before + 1)
+        ticker.tick()  # records this size never fit under the mark: the task's too
+        assert sent_chunks(gw) == before + 1
+        await wait_until(lambda: sent_chunks(gw) == before + 2)
+        fake.resume()
+        reply = await posting
+    assert reply.texts[:3] == ["w0", f" {big}", ""]
+    assert reply.chunk_lengths[1:3] == [RECORD_BUCKETS[-1] + SEALING] * 2
+    assert reply.text == answer

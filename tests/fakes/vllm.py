@@ -108,7 +108,8 @@ class FakeVLLM(Served):
     404 mode too). A stall counts in `stalled_streams` and sets `stall_started`; a client
     hanging up on one counts in `stalled_closed` and sets `stall_released`. `pauses` holds token
     positions where every stream waits, before sending that token, until `resume()`; `paused`
-    counts the streams waiting now.
+    counts the streams waiting now. A planned SSE error stands in for the token at its position
+    and its `[DONE]` for the next: a pause there holds the error, sent, before its end.
     """
 
     def __init__(  # noqa: PLR0913 - the constructor's keyword options are the fake's public API
@@ -393,10 +394,7 @@ class FakeVLLM(Served):
         thoughts = await self._think(send, chunk)
         first_at = last_at = 0.0
         for index, token in enumerate(tokens[:cut]):
-            if index in self.pauses:
-                gate = self._resume
-                self.paused += 1
-                await gate.wait()
+            await self._pause_at(index)
             if self.token_delay > 0:
                 await asyncio.sleep(self.token_delay)
             last = failure is None and index == len(tokens) - 1 and not self.finish_on_extra_chunk
@@ -405,7 +403,7 @@ class FakeVLLM(Served):
             first_at = first_at or last_at
         self.token_times.append((request_index, first_at, last_at))
         if failure is not None:
-            return await self._fail_stream(request, response, failure[0])
+            return await self._fail_stream(request, response, failure[0], cut)
         if self.finish_on_extra_chunk or not tokens:
             await send(chunk({"content": ""}, finish))
         if include_usage:
@@ -434,16 +432,27 @@ class FakeVLLM(Served):
             return {"reasoning_content": text, "reasoning": text}
         return {self.reasoning_field: text}
 
+    async def _pause_at(self, position: int) -> None:
+        """Wait for ``resume()`` if ``position`` is one of ``pauses``."""
+        if position in self.pauses:
+            gate = self._resume
+            self.paused += 1
+            await gate.wait()
+
     async def _fail_stream(
-        self, request: web.Request, response: web.StreamResponse, kind: str
+        self, request: web.Request, response: web.StreamResponse, kind: str, position: int
     ) -> web.StreamResponse:
-        """End a started stream the planned way: cut, stalled then cut, or an SSE error."""
+        """End a started stream the planned way: cut, stalled then cut, or an SSE error.
+
+        ``position``: the token the failure stands in for (a pause after it holds an error).
+        """
         if kind == "stall":
             await self._stall(request)
         if kind in {"drop", "stall"}:
             return _drop(request, response)
         error = {"message": "Internal server error", "type": "InternalServerError"}
         await response.write(_sse({"error": {**error, "param": None, "code": 500}}))
+        await self._pause_at(position + 1)
         await response.write(b"data: [DONE]\n\n")
         return response
 
