@@ -10,6 +10,7 @@ any speed are asserted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,7 @@ from tests.harness import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     import aiohttp
@@ -504,6 +505,50 @@ def test_stream_settings_default_to_shaped_and_refuse_bad_values(
         assert str(stopped.value.code).startswith(f"veil: setting {name} is invalid")
 
 
+@dataclass
+class AtATick:
+    """A stream held between ticks: ``w0`` went out, the next pieces wait in the gateway."""
+
+    fake: FakeVLLM
+    gw: RunningGateway
+    ticker: ManualTicker
+    posting: asyncio.Task[SealedReply]  # the client's call, to its end
+
+
+@contextlib.asynccontextmanager
+async def held_between_ticks(  # noqa: PLR0913 -- the stream's scenario, by keyword
+    http: aiohttp.ClientSession,
+    clock: Clock,
+    answer: str,
+    *,
+    until: int = 5,
+    error_after: int | None = None,
+    usage: bool = True,
+) -> AsyncIterator[AtATick]:
+    """Post ``answer``'s call to a hand-ticked gateway; yield once the pieces wait for a tick.
+
+    The first piece is out, and the model server, holding at token ``until``, has sent the
+    pieces before it: they wait in the gateway's socket. ``error_after``: the model server
+    fails after that many pieces (it holds after the error, before its end, at ``until``).
+    """
+    ticker = ManualTicker()
+    async with (
+        FakeVLLM(answer=answer) as fake,
+        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
+    ):
+        fake.send_usage = usage
+        fake.error_mid_stream_after = error_after
+        fake.pauses = {1, until}
+        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
+        try:
+            await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
+            fake.resume()
+            await wait_until(lambda: fake.paused == 1)
+            yield AtATick(fake, gw, ticker, posting)
+        finally:
+            posting.cancel()
+
+
 async def test_a_ticks_run_of_text_counts_every_piece_when_the_server_sends_no_usage(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
@@ -511,20 +556,10 @@ async def test_a_ticks_run_of_text_counts_every_piece_when_the_server_sends_no_u
     # without usage from the model server, the receipt's completion count is the pieces it
     # relayed, so each piece of the run must still count.
     answer = " ".join(f"w{index}" for index in range(40))
-    ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=answer) as fake,
-        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
-    ):
-        fake.send_usage = False
-        fake.pauses = {1, 25}
-        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
-        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
-        fake.resume()
-        await wait_until(lambda: fake.paused == 1)
-        ticker.tick()  # the 24 chunks since, waiting in the kernel: one run
-        fake.resume()
-        reply = await posting
+    async with held_between_ticks(http, clock, answer, until=25, usage=False) as held:
+        held.ticker.tick()  # the 24 chunks since, waiting in the kernel: one run
+        held.fake.resume()
+        reply = await held.posting
     assert reply.text == answer
     assert len(reply.texts) == 3  # the first piece, the tick's run, the rest with the end
     assert reply.texts[1] == answer[len("w0") : answer.index(" w25")]
@@ -542,35 +577,22 @@ async def test_a_ticks_record_is_made_and_handed_over_in_the_ticks_own_call(
     # not from its task on a later turn of the event loop: a tick costs a read, a seal and a
     # write, without waking the task too.
     answer = " ".join(f"w{index}" for index in range(10))
-    ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=answer) as fake,
-        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
-    ):
-        registry = gw.gateway.metrics.registry
-
-        def chunks() -> float:
-            return registry.get_sample_value("veil_gateway_chunks_total") or 0.0
-
-        fake.pauses = {1, 5}
-        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
-        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
-        fake.resume()
-        await wait_until(lambda: fake.paused == 1)  # w1 to w4 wait in the gateway's socket
-        before = chunks()
-        ticker.tick()
-        assert chunks() == before + 1  # handed to the connection within the call
-        ticker.tick()  # nothing new since: an empty record, at once too
-        assert chunks() == before + 2
-        fake.resume()
-        reply = await posting
-        sent = registry.get_sample_value("veil_gateway_sealed_bytes_total")
+    async with held_between_ticks(http, clock, answer) as held:  # w1 to w4 wait
+        before = sent_chunks(held.gw)
+        held.ticker.tick()
+        assert sent_chunks(held.gw) == before + 1  # handed to the connection within the call
+        held.ticker.tick()  # nothing new since: an empty record, at once too
+        assert sent_chunks(held.gw) == before + 2
+        held.fake.resume()
+        reply = await held.posting
+        chunks = sent_chunks(held.gw)
+        sent = held.gw.gateway.metrics.registry.get_sample_value("veil_gateway_sealed_bytes_total")
     assert reply.text == answer
     assert reply.texts[:2] == ["w0", " w1 w2 w3 w4"]
     assert reply.final is not None
     assert not reply.final.is_error
     # every chunk counted once, by whichever way it went out, with its bytes
-    assert chunks() == len(reply.chunk_lengths)
+    assert chunks == len(reply.chunk_lengths)
     assert sent == sum(4 + length for length in reply.chunk_lengths)
 
 
@@ -590,21 +612,12 @@ async def test_a_tick_that_finds_text_and_the_model_servers_error_sends_the_text
     # text grows the record past the buffer's low mark.
     words = [f"{word}{index}" for index in range(1, 10)]
     answer = " ".join(["w0", *words])
-    ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=answer) as fake,
-        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
-    ):
-        fake.error_mid_stream_after = 5
-        fake.pauses = {1, 6}  # (6: after the error, before its [DONE] and the close)
-        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
-        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
-        fake.resume()
-        await wait_until(lambda: fake.paused == 1)  # w1 to w4, the error: in the socket
-        ticker.tick()
-        fake.resume()
-        reply = await posting
-        chunks = sent_chunks(gw)
+    # (held at 6: after the error, before its [DONE] and the close)
+    async with held_between_ticks(http, clock, answer, until=6, error_after=5) as held:
+        held.ticker.tick()  # w1 to w4 and the error, in the socket
+        held.fake.resume()
+        reply = await held.posting
+        chunks = sent_chunks(held.gw)
     assert reply.texts == ["w0", " " + " ".join(words[:4]), ""]
     assert reply.final is not None
     assert reply.final.is_error
@@ -617,21 +630,12 @@ async def test_a_tick_after_a_stop_was_asked_sends_no_record_of_its_own(
     # A cancel reaches the stream's task a turn of the event loop later: a tick in between
     # must leave the text to the closing records, as the task does when the stop wakes it.
     answer = " ".join(f"w{index}" for index in range(10))
-    ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=answer) as fake,
-        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
-    ):
-        fake.pauses = {1, 5}
-        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
-        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
-        fake.resume()
-        await wait_until(lambda: fake.paused == 1)  # w1 to w4 wait in the gateway's socket
-        (control,) = gw.gateway.receipts.running()
+    async with held_between_ticks(http, clock, answer) as held:  # w1 to w4 wait
+        (control,) = held.gw.gateway.receipts.running()
         control.stop("stopped")
-        ticker.tick()
-        reply = await posting
-        chunks = sent_chunks(gw)
+        held.ticker.tick()
+        reply = await held.posting
+        chunks = sent_chunks(held.gw)
     assert reply.texts == ["w0", " w1 w2 w3 w4"]
     assert reply.final is not None
     assert reply.final.finish_reason == "stopped"
@@ -646,24 +650,15 @@ async def test_the_chunks_counter_is_a_counter_of_every_chunk_the_clients_got(
     # whether written in a tick's own call, by the stream's task, in the closing records, or
     # as a lone error record.
     answer = " ".join(f"w{index}" for index in range(10))
-    ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=answer) as fake,
-        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
-    ):
-        fake.pauses = {1, 5}
-        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
-        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)
-        fake.resume()
-        await wait_until(lambda: fake.paused == 1)
-        ticker.tick()  # in the tick's call
-        ticker.tick()  # an empty record, too
-        fake.resume()
-        ticked = await posting
-        fake.pauses = set()
-        fake.fail_before_stream = (500, "Internal server error")
-        failed = await post_sealed(http, gw.url, seal_call(gw))
-        exposition = await gw.metrics(http)
+    async with held_between_ticks(http, clock, answer) as held:
+        held.ticker.tick()  # in the tick's call
+        held.ticker.tick()  # an empty record, too
+        held.fake.resume()
+        ticked = await held.posting
+        held.fake.pauses = set()
+        held.fake.fail_before_stream = (500, "Internal server error")
+        failed = await post_sealed(http, held.gw.url, seal_call(held.gw))
+        exposition = await held.gw.metrics(http)
     assert ticked.text == answer
     assert failed.final is not None
     assert failed.final.is_error
@@ -684,16 +679,8 @@ async def test_a_ticks_record_that_outgrows_the_buffers_low_mark_is_written_with
     # call began and then dropped would leave that client uncut until some later write).
     big = "x" * 20_000
     answer = f"w0 {big} w2 w3"
-    ticker = ManualTicker()
-    async with (
-        FakeVLLM(answer=answer) as fake,
-        run_gateway(fake.url, clock=clock, shaping=Shaping(StreamShape.TICK, ticker)) as gw,
-    ):
-        fake.pauses = {1, 2}
-        posting = asyncio.create_task(post_sealed(http, gw.url, seal_call(gw)))
-        await wait_until(lambda: fake.paused == 1 and ticker.following == 1)  # "w0" is out
-        fake.resume()
-        await wait_until(lambda: fake.paused == 1)  # the big token waits in the socket
+    async with held_between_ticks(http, clock, answer, until=2) as held:  # the big one waits
+        gw, ticker = held.gw, held.ticker
         before = sent_chunks(gw)
         ticker.tick()
         assert sent_chunks(gw) == before  # left to the task
@@ -701,8 +688,8 @@ async def test_a_ticks_record_that_outgrows_the_buffers_low_mark_is_written_with
         ticker.tick()  # records this size never fit under the mark: the task's too
         assert sent_chunks(gw) == before + 1
         await wait_until(lambda: sent_chunks(gw) == before + 2)
-        fake.resume()
-        reply = await posting
+        held.fake.resume()
+        reply = await held.posting
     assert reply.texts[:3] == ["w0", f" {big}", ""]
     assert reply.chunk_lengths[1:3] == [RECORD_BUCKETS[-1] + SEALING] * 2
     assert reply.text == answer
