@@ -77,6 +77,7 @@ from services.inference import (
     GatewayTrust,
     InferenceClient,
     ReasoningDelta,
+    StopSignal,
     TextDelta,
 )
 from services.titles import TITLE_TOKENS, clean_title, title_messages
@@ -200,12 +201,12 @@ class Question:
     thread_id: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Generation:
     """One answer in progress: what can stop it, and the holds it has open."""
 
     stop_tag: StopTag | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: StopSignal = field(default_factory=StopSignal)
     task: asyncio.Task[Answer] | None = None
     stoppable: bool = True  # until the stream has ended
     holds: set[str] = field(default_factory=set)
