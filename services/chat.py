@@ -182,7 +182,7 @@ StopTag = int | str
 """What a stop button names: a draft id (private chats) or an answer message's key."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Question:
     """One question to answer.
 
@@ -225,7 +225,7 @@ class _Asked:
     thread_id: int | None = None  # the topic asked in (None: the chat itself)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Opened:
     """The asker, the conversation to store into (None: one-off), the turns before it."""
 
@@ -271,7 +271,7 @@ class _Text:
         return iter(self._pieces)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Context:
     messages: list[dict[str, str]]
     tokens: int  # the ceiling ``prompt_tokens(messages)`` gives, counted once while building

@@ -127,14 +127,14 @@ class StopSignal:
             self._callbacks.remove(callback)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     """A piece of the answer."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReasoningDelta:
     """A piece of a reasoning model's thinking: shown apart, never part of the answer."""
 
@@ -199,7 +199,7 @@ class _Failover(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One question for the model: the OpenAI-style fields the sealed request carries.
 
