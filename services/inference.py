@@ -19,13 +19,15 @@ for its stop with a callback, not a task of its own (a task and its coroutine fr
 in progress); the cancel's task starts only once stop is asked.
 
 Waiting for a connection to a gateway is bounded (``pool_wait``): a gateway whose pool stays
-full counts as busy, and the next one is tried.
+full counts as busy, and the next one is tried. An answer waits for its turn at a connection
+before its request is sealed and built, so one waiting holds neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -248,6 +250,8 @@ class InferenceClient:
         self._client_key = client_key
         self._clock = clock
         self._stop_grace = stop_grace
+        self._pool_wait = pool_wait
+        self._turns: dict[int, asyncio.Semaphore] = {}  # per gateway: its connections' turns
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=pool_wait, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -350,44 +354,51 @@ class InferenceClient:
         request_id: bytes | None = None,
         retried: bool = False,
     ) -> AsyncGenerator[StreamItem | Completion, None]:
-        signed = gateway.bundle
-        if signed is None:
-            raise _Failover("no verified bundle")
-        fresh_id, response_key = new_request_secrets()
-        request_id = request_id or fresh_id
-        body = seal_request(
-            signed.bundle,
-            chat,
-            request_id=request_id,
-            response_key=response_key,
-            timestamp=int(self._clock()),
-        )
-        attempt = _Attempt(gateway, signed, request_id, response_key, str(chat["model"]), stop)
         rotated = False
         gateway.in_flight += 1
         try:
-            response = await self._post(attempt, body)
-            del body  # sent: not held while the answer streams
-            async with response:
-                if response.status == _HTTP_GONE and not retried:
-                    rotated = True  # the key was rotated out: refresh, then try once more
-                else:
-                    await _raise_for_refusal(response, gateway)
-                    stopper: list[asyncio.Task[None]] = []  # the cancel, once stop is asked
+            turns = await self._turn(gateway)
+            try:
+                signed = gateway.bundle
+                if signed is None:
+                    raise _Failover("no verified bundle")
+                fresh_id, response_key = new_request_secrets()
+                request_id = request_id or fresh_id
+                body = seal_request(
+                    signed.bundle,
+                    chat,
+                    request_id=request_id,
+                    response_key=response_key,
+                    timestamp=int(self._clock()),
+                )
+                attempt = _Attempt(
+                    gateway, signed, request_id, response_key, str(chat["model"]), stop
+                )
+                response = await self._post(attempt, body)
+                del body  # sent: not held while the answer streams
+                async with response:
+                    if response.status == _HTTP_GONE and not retried:
+                        rotated = True  # the key was rotated out: refresh, then try once more
+                    else:
+                        await _raise_for_refusal(response, gateway)
+                        stopper: list[asyncio.Task[None]] = []  # the cancel, once stop is asked
 
-                    def stop_asked() -> None:
-                        stopper.append(asyncio.create_task(self._stop(attempt, response)))
+                        def stop_asked() -> None:
+                            cancel = self._stop(attempt, response)
+                            stopper.append(asyncio.create_task(cancel))
 
-                    stop.on_set(stop_asked)
-                    try:
-                        async for item in self._read(response, attempt):
-                            yield item
-                    finally:
-                        stop.discard(stop_asked)
-                        for task in stopper:
-                            task.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await task
+                        stop.on_set(stop_asked)
+                        try:
+                            async for item in self._read(response, attempt):
+                                yield item
+                        finally:
+                            stop.discard(stop_asked)
+                            for task in stopper:
+                                task.cancel()
+                                with contextlib.suppress(asyncio.CancelledError):
+                                    await task
+            finally:
+                turns.release()
         finally:
             gateway.in_flight -= 1
         if rotated:
@@ -396,6 +407,25 @@ class InferenceClient:
                 gateway, chat, stop, request_id=request_id, retried=True
             ):
                 yield item
+
+    async def _turn(self, gateway: Gateway) -> asyncio.Semaphore:
+        """Wait (at most ``pool_wait``) until a connection to ``gateway`` is free; its turns.
+
+        The request is sealed and built only then: aiohttp builds a request before it waits
+        for a connection, so every answer waiting for one held its sealed body and request
+        (~10 KB). Waiting too long is a busy gateway (the next one is tried).
+        """
+        turns = self._turns.get(gateway.index)
+        if turns is None:
+            connector = self._session.connector
+            limit = connector.limit_per_host or connector.limit if connector is not None else 0
+            turns = self._turns[gateway.index] = asyncio.Semaphore(limit or sys.maxsize)
+        try:
+            async with asyncio.timeout(self._pool_wait):
+                await turns.acquire()
+        except TimeoutError as exc:
+            raise _Failover("busy", busy=True) from exc
+        return turns
 
     async def _post(self, attempt: _Attempt, body: bytes) -> aiohttp.ClientResponse:
         """Send the sealed request; a gateway we cannot get a connection to is a failover."""
