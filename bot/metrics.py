@@ -150,7 +150,7 @@ class BotMetrics:
             timing.text_shown(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Timing:
     """When one answer was asked for, showed text, and got its last token (monotonic)."""
 
@@ -166,6 +166,8 @@ class _Timing:
 
 class TimedSink:
     """An ``AnswerSink`` that notes when tokens arrive and when the final message went out."""
+
+    __slots__ = ("_metrics", "_sink", "_timing")
 
     def __init__(self, sink: AnswerSink, timing: _Timing, metrics: BotMetrics) -> None:
         self._sink = sink

@@ -20,8 +20,11 @@ final answer opens with it folded in an expandable quote (``bot.thinking``); wit
 dropped as it arrives. Rich drafts show it in a thinking block; before a rich answer it is a
 message of its own, folded the same way.
 
-Draft updates happen in a background task, so a slow or rate-limited Bot API never slows the
-model's stream; only the newest text is ever sent. Deltas are appended, and joined only when a
+Draft updates happen in the background, so a slow or rate-limited Bot API never slows the
+model's stream; only the newest text is ever sent. No task waits for them: a timer goes off when
+the next draft may go out, and a task lives only while a call is in flight (the "typing…"
+action's the same, every 4.5 s until the first text), so an answer in progress that has shown
+its newest text holds no task of the sink's. Deltas are appended, and joined only when a
 draft goes out (at most once per ``interval``) or when 32 have gathered, so a long answer costs
 no work per token and holds about its own size, not a string object per token.
 """
@@ -43,6 +46,8 @@ from bot.rich import draft_markdown, rich_parts
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aiogram import Bot
     from aiogram.types import InlineKeyboardMarkup
 
@@ -59,6 +64,28 @@ def entities_of(rendered: Rendered) -> list[MessageEntity]:
 
 class DraftSink:
     """Streams one answer into a private chat with drafts, then sends it for real."""
+
+    __slots__ = (
+        "_dirty",
+        "_drafting",
+        "_next_allowed",
+        "_parts",
+        "_received",
+        "_shown",
+        "_thinking",
+        "_thought",
+        "_thought_shown",
+        "_typing",
+        "bot",
+        "chat_id",
+        "draft_id",
+        "final_markup",
+        "interval",
+        "rich",
+        "rich_drafts",
+        "show_reasoning",
+        "thread_id",
+    )
 
     def __init__(  # noqa: PLR0913 -- each a setting of the sink
         self,
@@ -86,26 +113,25 @@ class DraftSink:
         self._parts: list[str] = []  # the answer so far, joined only when a draft goes out
         self._received = 0  # characters appended so far
         self._shown = 0  # characters the last draft showed
-        self._dirty = asyncio.Event()
+        self._dirty = False  # something came that no draft has shown yet
         self._next_allowed = 0.0
-        self._first_text = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        # The next draft and the next "typing…": each a timer until it is due, then the call's
+        # task while it is in flight, else None. A call that failed with a bug stays, so nothing
+        # more is sent and ``complete`` or ``abort`` raises it.
+        self._drafting: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self._typing: asyncio.TimerHandle | asyncio.Task[None] | None = None
 
     async def begin(self) -> None:
-        """Show "typing…" until the first text arrives, and start the draft updater."""
-        self._tasks = [
-            asyncio.create_task(self._keep_typing()),
-            asyncio.create_task(self._flush_drafts()),
-        ]
+        """Show "typing…" until the first text arrives; drafts follow the text from now on."""
+        self._typing = asyncio.create_task(self._send_typing())
 
     async def append(self, delta: str) -> None:
-        """Add a piece of the answer; the updater shows the whole when Telegram allows."""
+        """Add a piece of the answer; a draft shows the whole when Telegram allows."""
         self._parts.append(delta)
         if len(self._parts) >= _FOLD:  # drafts held back (a 429): keep one string, not many
             self._parts = ["".join(self._parts)]
         self._received += len(delta)
-        self._first_text.set()
-        self._dirty.set()
+        self._changed()
 
     async def reason(self, delta: str) -> None:
         """Add a piece of the model's thinking; shown while no answer text has come."""
@@ -114,8 +140,7 @@ class DraftSink:
         self._thinking.append(delta)
         self._thought += len(delta)
         if not self._received:
-            self._first_text.set()  # the thinking shows: no more "typing…"
-            self._dirty.set()
+            self._changed()  # the thinking shows: no more "typing…"
 
     async def complete(self, text: str) -> None:
         """Stop the drafts and send the final answer as messages."""
@@ -139,41 +164,65 @@ class DraftSink:
         )
 
     async def _stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        """No more drafts or "typing…": timers off, the calls in flight cancelled."""
+        self._dirty = False
+        pending = [self._drafting, self._typing]
+        self._drafting = self._typing = None
+        for waiting in pending:
+            if waiting is not None:
+                waiting.cancel()
+        for waiting in pending:
+            if isinstance(waiting, asyncio.Task):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
 
-    async def _keep_typing(self) -> None:
-        while not self._first_text.is_set():
-            with contextlib.suppress(TelegramAPIError):
-                await self.bot.send_chat_action(
-                    chat_id=self.chat_id, message_thread_id=self.thread_id, action="typing"
-                )
-            # ``timeout``, not ``wait_for``: no task of its own for each wait (an answer waiting
-            # for a gateway connection would hold one more).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_TYPING_EVERY):
-                    await self._first_text.wait()
+    def _changed(self) -> None:
+        """New text or thinking: no more "typing…"; a draft goes out when Telegram allows."""
+        if isinstance(self._typing, asyncio.TimerHandle):
+            self._typing.cancel()
+            self._typing = None
+        self._dirty = True
+        if self._drafting is None:
+            self._drafting = self._later_call(self._next_allowed, self._draft_now)
 
-    async def _flush_drafts(self) -> None:
-        while True:
-            await self._dirty.wait()
-            delay = self._next_allowed - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._dirty.clear()
-            if not self._received:
-                if self._thought != self._thought_shown:
-                    await self._send_thought()
-                continue
-            if self._received == self._shown:
-                continue
+    def _draft_now(self) -> None:
+        self._drafting = asyncio.create_task(self._flush_draft())
+
+    async def _flush_draft(self) -> None:
+        """Send the newest text (or thinking); the next draft's timer if more came meanwhile."""
+        self._dirty = False
+        if not self._received:
+            if self._thought != self._thought_shown:
+                await self._send_thought()
+        elif self._received != self._shown:
             await self._send_draft(self._text_so_far())
             # Counted from when Telegram answered, so arrivals are never closer than interval.
             self._next_allowed = max(self._next_allowed, time.monotonic() + self.interval)
+        self._drafting = None
+        if self._dirty:
+            self._drafting = self._later_call(self._next_allowed, self._draft_now)
+
+    async def _send_typing(self) -> None:
+        """Send "typing…", and again in ``_TYPING_EVERY`` seconds unless text came meanwhile."""
+        if self._received or self._thought:  # text came before this call went out
+            self._typing = None
+            return
+        with contextlib.suppress(TelegramAPIError):
+            await self.bot.send_chat_action(
+                chat_id=self.chat_id, message_thread_id=self.thread_id, action="typing"
+            )
+        self._typing = None
+        if not (self._received or self._thought):
+            self._typing = self._later_call(time.monotonic() + _TYPING_EVERY, self._type_again)
+
+    def _type_again(self) -> None:
+        self._typing = asyncio.create_task(self._send_typing())
+
+    @staticmethod
+    def _later_call(when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        """``callback`` at ``when`` (``time.monotonic``), or soon if that has passed."""
+        delay = max(0.0, when - time.monotonic())
+        return asyncio.get_running_loop().call_later(delay, callback)
 
     def _text_so_far(self) -> str:
         """The answer so far; the parts collapse into one, so each is joined once per draft."""
@@ -185,7 +234,7 @@ class DraftSink:
         """A draft refused with 429: the newest text or thinking goes out once the wait is over."""
         self._next_allowed = time.monotonic() + refused.retry_after
         self._thought_shown = 0  # shown again after the wait while no answer text has come
-        self._dirty.set()
+        self._dirty = True
         log.info("streaming.draft_rate_limited", seconds=refused.retry_after)
 
     async def _send_thought(self) -> None:

@@ -5,6 +5,12 @@ retries a few times, and retries once on a Telegram 5xx. Draft updates and chat 
 not retried here: a stale draft is worthless, so the answer sinks skip them and send the next
 one when Telegram allows.
 
+``TurnTakingSession`` lets a Bot API call build its request only once a connection is free:
+aiohttp builds a call's form, request and timers before it waits for one of the session's
+connections (100), so under load (hundreds of answers, each with a draft or "typing…" due) every
+waiting call held ~13 KB (a ``sendMessage``, its task included); waiting for its turn first,
+~6 KB (``tests/test_bot_turns.py``).
+
 ``forget_handled_update`` frees each update once handled: aiogram caches ``Update.event_type``
 in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each with its
 ``Message``, ``Chat`` and ``User``, ~10 KB) alive long after they were handled.
@@ -20,7 +26,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import SendChatAction, SendMessageDraft
 from aiogram.types import Update
 
@@ -77,9 +83,39 @@ class RetryMiddleware(BaseRequestMiddleware):
         raise AssertionError("unreachable: the loop returns or raises")
 
 
+class TurnTakingSession(AiohttpSession):
+    """aiogram's aiohttp session, whose calls wait for a free connection before being built.
+
+    At most ``limit`` calls are in flight (the connector's own limit, so a call that has its
+    turn never waits for a connection); the others wait in order. A call that waits longer
+    than its timeout fails as one aiohttp timed out on would (``TelegramNetworkError``).
+    """
+
+    def __init__(self, *, api: TelegramAPIServer, limit: int = 100) -> None:
+        super().__init__(api=api, limit=limit)
+        self._turns = asyncio.Semaphore(limit)
+
+    async def make_request(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,  # noqa: ASYNC109 -- aiogram's signature
+    ) -> TelegramType:
+        """``AiohttpSession.make_request`` once a connection is free."""
+        try:
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                await self._turns.acquire()
+        except TimeoutError as exc:
+            raise TelegramNetworkError(method=method, message="Request timeout error") from exc
+        try:
+            return await super().make_request(bot, method, timeout)
+        finally:
+            self._turns.release()
+
+
 def build_bot(token: str, api_base: str) -> Bot:
     """A ``Bot`` that talks to ``api_base`` (Telegram, or a local emulator) with retries."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+    session = TurnTakingSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     session.middleware(RetryMiddleware())
     return Bot(token, session=session)
 

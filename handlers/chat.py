@@ -70,7 +70,7 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
     chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class _Followup:
     """A private-chat answer's end: its notes and its conversation's name, or its failure.
 

@@ -77,6 +77,7 @@ from services.inference import (
     GatewayTrust,
     InferenceClient,
     ReasoningDelta,
+    StopSignal,
     TextDelta,
 )
 from services.titles import TITLE_TOKENS, clean_title, title_messages
@@ -181,7 +182,7 @@ StopTag = int | str
 """What a stop button names: a draft id (private chats) or an answer message's key."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Question:
     """One question to answer.
 
@@ -200,12 +201,12 @@ class Question:
     thread_id: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Generation:
     """One answer in progress: what can stop it, and the holds it has open."""
 
     stop_tag: StopTag | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: StopSignal = field(default_factory=StopSignal)
     task: asyncio.Task[Answer] | None = None
     stoppable: bool = True  # until the stream has ended
     holds: set[str] = field(default_factory=set)
@@ -224,7 +225,7 @@ class _Asked:
     thread_id: int | None = None  # the topic asked in (None: the chat itself)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Opened:
     """The asker, the conversation to store into (None: one-off), the turns before it."""
 
@@ -270,7 +271,7 @@ class _Text:
         return iter(self._pieces)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Context:
     messages: list[dict[str, str]]
     tokens: int  # the ceiling ``prompt_tokens(messages)`` gives, counted once while building

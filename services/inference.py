@@ -14,14 +14,20 @@ gateway; if none can be had, the ``Completion`` carries no receipt and the calle
 count of the delivered text. A stream cut or stalled after text was delivered likewise fetches
 the receipt before it reports the error, so the error carries what billing needs.
 
+The caller's ``stop`` is a ``StopSignal``: set once, it calls back, so an answer streaming waits
+for its stop with a callback, not a task of its own (a task and its coroutine frame per answer
+in progress); the cancel's task starts only once stop is asked.
+
 Waiting for a connection to a gateway is bounded (``pool_wait``): a gateway whose pool stays
-full counts as busy, and the next one is tried.
+full counts as busy, and the next one is tried. An answer waits for its turn at a connection
+before its request is sealed and built, so one waiting holds neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -82,14 +88,55 @@ _HTTP_TOO_MANY = 429
 STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
+class StopSignal:
+    """Asks an answer to stop: set once (it is never cleared), seen by ``is_set``.
+
+    An ``asyncio.Event`` would do, but it keeps a deque of waiters (~0.8 KB) and can only be
+    waited for by a task; this calls its callbacks when set, so whoever acts on a stop (the
+    stream's cancel) needs no task until it is asked. Callbacks run inside ``set``: they must
+    only schedule work, never raise.
+    """
+
+    __slots__ = ("_callbacks", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._callbacks: list[Callable[[], object]] = []
+
+    def is_set(self) -> bool:
+        """True once ``set`` was called."""
+        return self._set
+
+    def set(self) -> None:
+        """Stop: call every callback registered (once; a second ``set`` does nothing)."""
+        if self._set:
+            return
+        self._set = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_set(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` when set (now, if it already is)."""
+        if self._set:
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    def discard(self, callback: Callable[[], object]) -> None:
+        """Forget ``callback`` (registered with ``on_set``; called or gone already: fine)."""
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     """A piece of the answer."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReasoningDelta:
     """A piece of a reasoning model's thinking: shown apart, never part of the answer."""
 
@@ -124,7 +171,7 @@ class Completion:
         return self.receipt.status if self.receipt is not None else None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     """One sealed request to one gateway, and how far it got."""
 
@@ -133,7 +180,7 @@ class _Attempt:
     request_id: bytes
     response_key: bytes
     model: str
-    stop: asyncio.Event
+    stop: StopSignal
     streamed: bool = False  # text was yielded
 
     @property
@@ -154,7 +201,7 @@ class _Failover(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One question for the model: the OpenAI-style fields the sealed request carries.
 
@@ -203,6 +250,8 @@ class InferenceClient:
         self._client_key = client_key
         self._clock = clock
         self._stop_grace = stop_grace
+        self._pool_wait = pool_wait
+        self._turns: dict[int, asyncio.Semaphore] = {}  # per gateway: its connections' turns
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=pool_wait, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -237,7 +286,7 @@ class InferenceClient:
     # -- streaming ---------------------------------------------------------------------------
 
     async def stream(
-        self, request: ChatRequest, *, stop: asyncio.Event | None = None
+        self, request: ChatRequest, *, stop: StopSignal | None = None
     ) -> AsyncGenerator[StreamItem | Completion, None]:
         """Yield the answer's text deltas, then one ``Completion``.
 
@@ -250,7 +299,7 @@ class InferenceClient:
         request_id = request.request_id
         if request_id is not None and len(request_id) != REQUEST_ID_SIZE:
             raise ValueError(f"request_id must be {REQUEST_ID_SIZE} bytes")
-        stop = stop or asyncio.Event()
+        stop = stop or StopSignal()
         candidates = await self._candidates(request.model)
         chat: dict[str, Any] = {
             "model": request.model,
@@ -300,42 +349,56 @@ class InferenceClient:
         self,
         gateway: Gateway,
         chat: dict[str, Any],
-        stop: asyncio.Event,
+        stop: StopSignal,
         *,
         request_id: bytes | None = None,
         retried: bool = False,
     ) -> AsyncGenerator[StreamItem | Completion, None]:
-        signed = gateway.bundle
-        if signed is None:
-            raise _Failover("no verified bundle")
-        fresh_id, response_key = new_request_secrets()
-        request_id = request_id or fresh_id
-        body = seal_request(
-            signed.bundle,
-            chat,
-            request_id=request_id,
-            response_key=response_key,
-            timestamp=int(self._clock()),
-        )
-        attempt = _Attempt(gateway, signed, request_id, response_key, str(chat["model"]), stop)
         rotated = False
         gateway.in_flight += 1
         try:
-            response = await self._post(attempt, body)
-            del body  # sent: not held while the answer streams
-            async with response:
-                if response.status == _HTTP_GONE and not retried:
-                    rotated = True  # the key was rotated out: refresh, then try once more
-                else:
-                    await _raise_for_refusal(response, gateway)
-                    stopper = asyncio.create_task(self._stop_when_asked(attempt, response))
-                    try:
-                        async for item in self._read(response, attempt):
-                            yield item
-                    finally:
-                        stopper.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await stopper
+            turns = await self._turn(gateway)
+            try:
+                signed = gateway.bundle
+                if signed is None:
+                    raise _Failover("no verified bundle")
+                fresh_id, response_key = new_request_secrets()
+                request_id = request_id or fresh_id
+                body = seal_request(
+                    signed.bundle,
+                    chat,
+                    request_id=request_id,
+                    response_key=response_key,
+                    timestamp=int(self._clock()),
+                )
+                attempt = _Attempt(
+                    gateway, signed, request_id, response_key, str(chat["model"]), stop
+                )
+                response = await self._post(attempt, body)
+                del body  # sent: not held while the answer streams
+                async with response:
+                    if response.status == _HTTP_GONE and not retried:
+                        rotated = True  # the key was rotated out: refresh, then try once more
+                    else:
+                        await _raise_for_refusal(response, gateway)
+                        stopper: list[asyncio.Task[None]] = []  # the cancel, once stop is asked
+
+                        def stop_asked() -> None:
+                            cancel = self._stop(attempt, response)
+                            stopper.append(asyncio.create_task(cancel))
+
+                        stop.on_set(stop_asked)
+                        try:
+                            async for item in self._read(response, attempt):
+                                yield item
+                        finally:
+                            stop.discard(stop_asked)
+                            for task in stopper:
+                                task.cancel()
+                                with contextlib.suppress(asyncio.CancelledError):
+                                    await task
+            finally:
+                turns.release()
         finally:
             gateway.in_flight -= 1
         if rotated:
@@ -344,6 +407,25 @@ class InferenceClient:
                 gateway, chat, stop, request_id=request_id, retried=True
             ):
                 yield item
+
+    async def _turn(self, gateway: Gateway) -> asyncio.Semaphore:
+        """Wait (at most ``pool_wait``) until a connection to ``gateway`` is free; its turns.
+
+        The request is sealed and built only then: aiohttp builds a request before it waits
+        for a connection, so every answer waiting for one held its sealed body and request
+        (~10 KB). Waiting too long is a busy gateway (the next one is tried).
+        """
+        turns = self._turns.get(gateway.index)
+        if turns is None:
+            connector = self._session.connector
+            limit = connector.limit_per_host or connector.limit if connector is not None else 0
+            turns = self._turns[gateway.index] = asyncio.Semaphore(limit or sys.maxsize)
+        try:
+            async with asyncio.timeout(self._pool_wait):
+                await turns.acquire()
+        except TimeoutError as exc:
+            raise _Failover("busy", busy=True) from exc
+        return turns
 
     async def _post(self, attempt: _Attempt, body: bytes) -> aiohttp.ClientResponse:
         """Send the sealed request; a gateway we cannot get a connection to is a failover."""
@@ -374,9 +456,8 @@ class InferenceClient:
         everywhere = sum(g.in_flight for g in self._pool.gateways)
         return bool(per_host and gateway.in_flight > per_host) or bool(total and everywhere > total)
 
-    async def _stop_when_asked(self, attempt: _Attempt, response: aiohttp.ClientResponse) -> None:
-        """Once stop is asked: cancel at the gateway, then hang up when the grace is over."""
-        await attempt.stop.wait()
+    async def _stop(self, attempt: _Attempt, response: aiohttp.ClientResponse) -> None:
+        """Stop was asked: cancel at the gateway, then hang up when the grace is over."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._stop_grace
         state = await self._control.cancel(
@@ -561,6 +642,7 @@ __all__ = [
     "InferenceClient",
     "InferenceError",
     "ReasoningDelta",
+    "StopSignal",
     "StreamItem",
     "TextDelta",
     "fingerprint",

@@ -42,15 +42,17 @@ ANSWERS = 6
 FIRST, SECOND = 32, 416  # token positions where the fake model holds every stream
 WORDS = 430
 FRAMES = 12
-# Measured here: ~35 KB per answer in progress and 14 B per token of what our own code keeps
+# Measured here: ~23.4 KB per answer in progress and 14 B per token of what our own code keeps
 # (the text twice, in the chat service and in the draft sink), with 2 aiogram updates and
 # messages alive (the polling loop's latest). Before the answer ran detached from its update:
 # ~65-71 KB, and every answer's update alive (its handler chain awaited the answer; aiogram's
 # ``event_type`` cache kept the last 128 updates even after). Before the text was folded, per
 # token a str object kept twice (~74 B), then a read burst's records kept while the next bytes
-# were awaited (~144 B). The per-answer bound leaves room for aiohttp's buffers, which vary
-# with how records bunch up; the per-token and live-update ones are sharp.
-MAX_BYTES_PER_ANSWER = 45_000
+# were awaited (~144 B). Before an answer waited for its stop, its next draft and "typing…"
+# with timers and callbacks instead of tasks and Events, without slots on what it keeps: ~30 KB
+# (so this bound fails on that code). The per-answer bound leaves ~2.5 KB for aiohttp's buffers,
+# which vary with how records bunch up; the per-token and live-update ones are sharp.
+MAX_BYTES_PER_ANSWER = 26_000
 MAX_BYTES_PER_TOKEN = 30
 # The polling loop's latest batch (one update and its message: the questions are sent one at a
 # time) stays referenced until the next batch comes.

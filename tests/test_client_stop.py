@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from gateway.limits import Limits
 from sealed.receipt import ReceiptStatus
 from services.errors import ModelStalled, StreamCorrupted
-from services.inference import ChatRequest, Completion, InferenceClient, TextDelta
+from services.inference import ChatRequest, Completion, InferenceClient, StopSignal, TextDelta
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import CLIENT_KEY, run_gateway
@@ -52,7 +52,7 @@ def client_for(
 
 
 async def read(
-    client: InferenceClient, *, stop: asyncio.Event | None = None, stop_after: int | None = None
+    client: InferenceClient, *, stop: StopSignal | None = None, stop_after: int | None = None
 ) -> tuple[list[str], Completion | None]:
     """The deltas and the completion; ``stop`` is set once ``stop_after`` deltas arrived."""
     deltas: list[str] = []
@@ -84,7 +84,7 @@ async def test_stop_cancels_and_the_stream_ends_with_a_stopped_receipt(
         run_gateway(fake.url, clock=clock) as running,
     ):
         client = client_for(running.url, running, http, clock)
-        stop = asyncio.Event()
+        stop = StopSignal()
         with capture_logs() as logs:
             deltas, completion = await read(client, stop=stop, stop_after=3)
     assert completion is not None
@@ -110,7 +110,7 @@ async def test_stop_cancels_and_the_stream_ends_with_a_stopped_receipt(
 async def test_stop_before_any_gateway_answered_sends_nothing(
     client: InferenceClient, vllm: FakeVLLM
 ) -> None:
-    stop = asyncio.Event()
+    stop = StopSignal()
     stop.set()
     deltas, completion = await read(client, stop=stop)
     assert (deltas, completion) == ([], None)
@@ -128,7 +128,7 @@ async def test_stop_when_no_receipt_can_be_had_completes_without_one(
         proxy = RecordingProxy(host, int(port))
         await proxy.start()
         client = client_for(proxy.url, running, http, clock)
-        stop = asyncio.Event()
+        stop = StopSignal()
         stream = client.stream(ChatRequest(MESSAGES, model="veil-test", cache_salt="s"), stop=stop)
         first = await anext(stream)
         assert isinstance(first, TextDelta)

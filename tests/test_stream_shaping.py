@@ -31,7 +31,14 @@ from gateway.shaping import (
 from sealed.encoding import RECORD_BUCKETS, pad, unpad
 from sealed.receipt import ReceiptStatus
 from sealed.stream import MAX_CHUNK, ChunkOpener, ChunkSealer, Delta, Final, record_size_for
-from services.inference import ChatRequest, Completion, InferenceClient, StreamItem, TextDelta
+from services.inference import (
+    ChatRequest,
+    Completion,
+    InferenceClient,
+    StopSignal,
+    StreamItem,
+    TextDelta,
+)
 from tests.fakes.relay import RecordingProxy
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import (
@@ -351,7 +358,7 @@ async def test_the_client_drops_empty_records_and_stops_with_a_receipt(
         def chunks() -> float:
             return registry.get_sample_value("veil_gateway_chunks_total") or 0.0
 
-        stop = asyncio.Event()
+        stop = StopSignal()
         items: list[StreamItem | Completion] = []
         async for item in client.stream(
             ChatRequest([{"role": "user", "content": "hi"}], model="veil-test", cache_salt="s"),
