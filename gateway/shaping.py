@@ -35,10 +35,12 @@ from sealed.stream import record_size_for
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# Chosen from bench/sealed.py (docs/benchmarks.md): at 200 streams the gateway's CPU per token
-# falls from 100 to 200 ms ticks and not beyond; text waits half a tick on average (100 ms),
-# well inside the second Telegram takes between drafts. The first text and the end never wait.
-DEFAULT_TICK = 0.2
+# Chosen from bench/sealed.py (docs/benchmarks.md): once a tick's work was made cheap, what is
+# left is a fixed cost a record, so the gateway's CPU per token fell another 10-15 % from 200 to
+# 250 ms ticks in four of five comparisons, with a fifth fewer records and bytes on the wire.
+# Text waits half a tick on average (125 ms), well inside the second Telegram takes between
+# drafts (a Mini App shows 4 updates a second). The first text and the end never wait.
+DEFAULT_TICK = 0.25
 # A shaped stream's final record is padded to at least this: every DONE record fits (its
 # fields are bounded; only an ERROR record with a long message, or a receipt for a model with
 # a very long name, needs a larger bucket).
