@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 # Chosen from bench/sealed.py (docs/benchmarks.md): once a tick's work was made cheap, what is
-# left is a fixed cost a record, so the gateway's CPU per token fell another 10-15 % from 200 to
+# left is a fixed cost a record, so the gateway's CPU per token fell another 9-14 % from 200 to
 # 250 ms ticks in four of five comparisons, with a fifth fewer records and bytes on the wire.
 # Text waits half a tick on average (125 ms), well inside the second Telegram takes between
 # drafts (a Mini App shows 4 updates a second). The first text and the end never wait.
