@@ -218,7 +218,7 @@ class _Stream:
                 self.absorb(await upstream.read())
             if self.pending or self.thinking:
                 self.first_sent()
-                kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+                kind = self.due_kind
                 data = self.take(first=True, kind=kind)
                 await self.send(self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind))
                 await self.by_ticks(upstream)
@@ -310,7 +310,7 @@ class _Stream:
             return False  # kept by the reply: the stream's own read raises it
         if upstream.finished and not self.shaping.holds_duration:
             return False  # the closing records are the stream's to send
-        kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+        kind = self.due_kind
         estimate = self.size.size
         data = self.take(kind=kind)
         grew = self.size.size > estimate and not upstream.ended
@@ -319,9 +319,7 @@ class _Stream:
             # writes it, with the client idle timer (its take gives the same text and size).
             # (At the reply's end the task's read raises the failure before any tick's
             # record, and its next writes, the closing ones, run under the timer anyway.)
-            (self.thinking if kind is RecordType.REASONING else self.pending).insert(
-                0, data.decode("utf-8")
-            )
+            self.queue(kind).insert(0, data.decode("utf-8"))
             return False
         self.due = False
         record = self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind)
@@ -373,6 +371,15 @@ class _Stream:
                 tally.usage = event
         return texts
 
+    @property
+    def due_kind(self) -> RecordType:
+        """What the next text record carries: thinking that waits first, else the answer."""
+        return RecordType.REASONING if self.thinking else RecordType.DELTA
+
+    def queue(self, kind: RecordType) -> list[str]:
+        """The text waiting for ``kind``'s records: the thinking's or the answer's."""
+        return self.thinking if kind is RecordType.REASONING else self.pending
+
     def take(
         self,
         *,
@@ -384,7 +391,7 @@ class _Stream:
 
         ``kind`` says which text: the answer's (``DELTA``) or the thinking (``REASONING``).
         """
-        queue = self.thinking if kind is RecordType.REASONING else self.pending
+        queue = self.queue(kind)
         if first:
             text = queue.pop(0)
         else:
@@ -404,7 +411,7 @@ class _Stream:
         Thinking that waits goes first; the answer's text then waits for the next tick.
         """
         self.due = False
-        kind = RecordType.REASONING if self.thinking else RecordType.DELTA
+        kind = self.due_kind
         data = self.take(kind=kind)
         await self.send(self.sealer.delta_utf8(data, pad_to=self.size.size, kind=kind))
 
