@@ -158,6 +158,17 @@ async def on_stopped_generation(event: MessageGenerationStopped, chat: ChatServi
     chat.cancel(event.chat.id, stop_tag=event.draft_id)
 
 
+async def drop_button(bot: Bot, query: CallbackQuery) -> None:
+    """Take the pressed button off its message in the user's private chat, once used."""
+    if query.message is not None:
+        with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
+            await bot.edit_message_reply_markup(
+                chat_id=query.from_user.id,
+                message_id=query.message.message_id,
+                reply_markup=None,
+            )
+
+
 async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     query: CallbackQuery,
     bot: Bot,
@@ -174,11 +185,7 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     thread_id = topic_of(query.message)
     prompt = chat.take_retry(user.id, thread_id)
     await query.answer()
-    if query.message is not None:
-        with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
-            await bot.edit_message_reply_markup(
-                chat_id=user.id, message_id=query.message.message_id, reply_markup=None
-            )
+    await drop_button(bot, query)
     if prompt is None:
         await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
         return
@@ -200,11 +207,7 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     if not pressed_in_private(query):
         return
     thread_id = topic_of(query.message)
-    if query.message is not None:
-        with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
-            await bot.edit_message_reply_markup(
-                chat_id=user.id, message_id=query.message.message_id, reply_markup=None
-            )
+    await drop_button(bot, query)
     if not chat.take_continuation(user.id, callback_data.request):
         await bot.send_message(user.id, texts("continue_expired"), message_thread_id=thread_id)
         return
