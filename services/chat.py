@@ -20,8 +20,10 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 (left by a crash), sparing the answers still running.
 
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
-handler claims the user (``AnswerInProgress`` at once if they have an answer in progress),
-starts the answer and returns, so the update and everything its handling keeps are freed while
+handler claims the user (``AnswerInProgress`` at once if they have an answer streaming; a
+question sent once the previous answer's stream has ended waits for its settlement, delivery
+and storage, so the user who saw the final message is answered, in order), starts the answer
+and returns, so the update and everything its handling keeps are freed while
 the answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
 gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 
@@ -208,9 +210,10 @@ class _Generation:
     stop_tag: StopTag | None = None
     stop: StopSignal = field(default_factory=StopSignal)
     task: asyncio.Task[Answer] | None = None
-    stoppable: bool = True  # until the stream has ended
+    stoppable: bool = True  # until the stream has ended (then a next question waits for it)
     holds: set[str] = field(default_factory=set)
     claimed: Question | None = None  # ``start`` claimed the user for this question
+    after: _Generation | None = None  # the user's previous answer, finishing: waited for first
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,8 @@ class ChatService:
                 await _finished(inner)
                 raise
         finally:
-            self._active.pop(user_id, None)
+            if self._active.get(user_id) is generation:  # not a next question's, waiting
+                del self._active[user_id]
 
     def start(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
         """Answer ``question`` in a task of the service's own, detached from the caller.
@@ -376,12 +380,26 @@ class ChatService:
         return True
 
     def _claim(self, question: Question) -> _Generation:
-        """Make ``question`` the user's answer in progress; ``AnswerInProgress`` if one is."""
-        if question.user_id in self._active:
+        """Make ``question`` the user's answer in progress; ``AnswerInProgress`` if one streams.
+
+        An answer whose stream has ended is only being settled, delivered and stored: the new
+        one waits for it (``after``) rather than being refused, and reads the history after it.
+        """
+        previous = self._active.get(question.user_id)
+        if previous is not None and (previous.stoppable or previous.task is None):
             raise AnswerInProgress("an answer is already in progress")
-        generation = _Generation(stop_tag=question.stop_tag)
+        generation = _Generation(stop_tag=question.stop_tag, after=previous)
         self._active[question.user_id] = generation
         return generation
+
+    def _generations(self) -> list[_Generation]:
+        """Every answer in progress: the users' own and the finishing ones they wait for."""
+        return [
+            g
+            for current in self._active.values()
+            for g in (current, current.after)
+            if g is not None
+        ]
 
     async def _answer_then(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
         await followup.answered(await self.answer(question, sink))
@@ -426,7 +444,7 @@ class ChatService:
         stop grace plus ``CLOSE_SLACK_S``; one still running then is left to the loop's
         teardown (its hold is released at the next start).
         """
-        generations = list(self._active.values())
+        generations = self._generations()
         titlings = [t for running in self._titling.values() for t in running]
         for generation in [*generations, *(t.generation for t in titlings)]:
             generation.stop.set()
@@ -453,7 +471,7 @@ class ChatService:
 
     async def sweep(self) -> int:
         """Release holds older than ``hold_lifetime`` that no answer here is using."""
-        keep = {request_id for g in self._active.values() for request_id in g.holds}
+        keep = {request_id for g in self._generations() for request_id in g.holds}
         released = await self.credit.recover(self.hold_lifetime, keep=keep)
         if released:
             log.warning("chat.holds_swept", count=released)
@@ -502,7 +520,7 @@ class ChatService:
         self, question: Question, sink: AnswerSink, generation: _Generation
     ) -> Answer:
         user_id, prompt = question.user_id, question.prompt
-        opened = await self._open(question)
+        opened = await self._open(question, generation)
         user, conversation, history = opened.user, opened.conversation, opened.history
         model = await self.model_for(user.model)
         window = self._window(model)
@@ -573,8 +591,12 @@ class ChatService:
         user = opened.user
         return Naming(user.user_id, opened.conversation, model, user.cache_salt, prompt, "")
 
-    async def _open(self, question: Question) -> _Opened:
-        """The asker's record, the conversation to store into (None: one-off), turns before."""
+    async def _open(self, question: Question, generation: _Generation) -> _Opened:
+        """The asker's record, the conversation to store into (None: one-off), turns before.
+
+        Read once the user's previous answer, if this one waits for it, has stored its exchange.
+        """
+        await _previous_finished(generation)
         history = list(question.context)
         with history_failures("cannot read the conversation"):
             if not question.keep_history:
@@ -973,7 +995,7 @@ class ChatService:
         if generation is not None:
             generation.stop.set()
             if generation.task is not None:
-                await _finished(generation.task)
+                await _finished(generation.task)  # a next question's waits for its previous
         for titling in list(self._titling.get(user_id, [])):
             titling.generation.stop.set()
             await titling.ended.wait()
@@ -986,6 +1008,13 @@ class ChatService:
         """The verification state of every gateway, refreshed."""
         await self.inference.refresh()
         return self.inference.trust()
+
+
+async def _previous_finished(generation: _Generation) -> None:
+    """Wait until the answer ``generation`` waits for (``after``) is settled, shown and stored."""
+    if generation.after is not None and generation.after.task is not None:
+        await _finished(generation.after.task)
+    generation.after = None
 
 
 async def _finished(task: asyncio.Future[Any]) -> None:

@@ -23,6 +23,7 @@ from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_inline import FAST_EDITS, ask_inline, final_edit
 from tests.test_bot_topics import USER as TOPICS_USER
 from tests.test_bot_topics import new_topic, topic_telegram
+from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
@@ -61,6 +62,34 @@ async def test_the_update_is_handled_once_the_answer_starts(tmp_path: Path) -> N
         assert await stack.reply_text(USER, 1) == ANSWER
         assert await stack.stored_turns(USER, 2) == [SECRET, ANSWER]
     assert busy["text"] == stack.veil.catalogs.for_language("en")("busy")
+
+
+async def test_a_question_after_the_stream_ended_waits_for_the_answers_last_writes(
+    tmp_path: Path,
+) -> None:
+    # Once the stream has ended, nothing is left to stop: the answer is only being charged,
+    # shown and stored. A question sent then (the user saw the text) is answered after those
+    # writes, with the exchange in its history, not refused as busy.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        stack.telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()  # the second answer streams straight through
+            model.resume()
+            # The stream ends; its charge waits for the database's write lock.
+            await wait_until(lambda: not stack.veil.chat._active[USER].stoppable, within=10)
+            stack.telegram.send_text(USER, "and another thing")
+            await asyncio.sleep(0.5)  # the second question's update is handled meanwhile
+            waiting = len(stack.vllm.requests)
+        messages = await stack.final_messages(USER, 2)
+        turns = await stack.stored_turns(USER, 4)
+    assert waiting == 1  # the second question waited for the first's writes
+    assert [m["text"] for m in messages] == [ANSWER, ANSWER]
+    assert turns == [SECRET, ANSWER, "and another thing", ANSWER]
+    second = [m["content"] for m in model.requests[1]["messages"]]
+    assert second[-3:] == [SECRET, ANSWER, "and another thing"]
 
 
 async def test_no_credit_inside_the_answer_is_told_in_its_topic(tmp_path: Path) -> None:
