@@ -620,40 +620,44 @@ class ChatService:
             asked.model,
         )
         hold, completion, text, bundles = ended.hold, ended.completion, ended.text, ended.bundles
-        charge: Charge | None = None
-        try:
-            charge = await self._settle(
+        # The user watched the text arrive in the drafts: the final message goes out while the
+        # charge is written, not after it (when many answers end at once, the database's one
+        # queue is the slowest part of their ends). Both are done before the answer is.
+        settling = asyncio.ensure_future(
+            self._settle(
                 hold,
                 completion.signed_receipt if completion else None,
                 text,
                 valid=completion.receipt_valid if completion else False,
                 bundles=bundles,
             )
-        except LedgerUnavailable:
-            # The user watched the text arrive: deliver it all the same. The hold stays open
-            # until the sweep releases it (the answer then goes unbilled, and it is logged).
-            log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
+        )
         stopped = generation.stop.is_set()
         finish_reason = completion.finish_reason if completion else None
         naming = None
         if conversation is not None:
             self._remember_cut(user_id, None)  # any newer answer makes Continue stale
+        try:
+            if not text:
+                await sink.abort()
+            else:
+                await sink.complete(text)
+        finally:
+            await _finished(settling)
+            charge = _charged(settling, hold, user_id)
         if not text:
-            await sink.abort()
             if completion is None and not stopped:
                 self._remember_failed(user_id, asked.thread_id, prompt)
                 raise InferenceUnavailable("the model returned an empty answer")
-        else:
-            await sink.complete(text)
-            if conversation is not None:
-                with history_failures("cannot store the conversation"):
-                    await self.store.add_turns(
-                        user_id, conversation, [("user", prompt), ("assistant", text)]
-                    )
-                if finish_reason == CUT:
-                    self._remember_cut(user_id, hold.request_id)
-                if asked.naming is not None:
-                    naming = dataclasses.replace(asked.naming, answer=text)
+        elif conversation is not None:
+            with history_failures("cannot store the conversation"):
+                await self.store.add_turns(
+                    user_id, conversation, [("user", prompt), ("assistant", text)]
+                )
+            if finish_reason == CUT:
+                self._remember_cut(user_id, hold.request_id)
+            if asked.naming is not None:
+                naming = dataclasses.replace(asked.naming, answer=text)
         log.info(
             "chat.answered",
             user_id=user_id,
@@ -1015,6 +1019,19 @@ async def _previous_finished(generation: _Generation) -> None:
     if generation.after is not None and generation.after.task is not None:
         await _finished(generation.after.task)
     generation.after = None
+
+
+def _charged(settling: asyncio.Future[Charge], hold: Hold, user_id: int) -> Charge | None:
+    """The charge a finished settlement made; None, logged, if the ledger was unavailable.
+
+    The user watched the text arrive and it is delivered all the same. The hold stays open
+    until the sweep releases it (the answer then goes unbilled, and it is logged).
+    """
+    try:
+        return settling.result()
+    except LedgerUnavailable:
+        log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
+        return None
 
 
 async def _finished(task: asyncio.Future[Any]) -> None:

@@ -274,7 +274,10 @@ async def test_a_stop_while_the_hold_is_written_leaves_nothing_reserved(tmp_path
 
 
 async def test_a_stop_while_the_final_message_is_sent_changes_nothing(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, answer=ANSWER, free_tokens_per_day=0) as stack:
+    # (tokens a little apart, so that a draft, with its stop button, goes out before the end)
+    async with running_stack(
+        tmp_path, answer=ANSWER, token_delay=0.05, free_tokens_per_day=0
+    ) as stack:
         await fund(stack)
         # The final message meets flood control: aiogram's retry waits a second.
         stack.telegram.fail_next("sendMessage", status=429, description="Too Many", retry_after=1)
@@ -291,6 +294,35 @@ async def test_a_stop_while_the_final_message_is_sent_changes_nothing(tmp_path: 
     assert sorted(m["text"] for m in messages) == sorted(
         [ANSWER, "Nothing is being written right now."]
     )
+    assert history == [PROMPT, ANSWER]
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "complete")
+
+
+async def test_the_final_message_does_not_wait_for_a_busy_ledger(tmp_path: Path) -> None:
+    # The user watched the text arrive: the final message goes out while the charge is
+    # written, not after it. With the database's write lock held by another connection (a
+    # backup, a long payment), the final message still comes; the charge lands once the lock
+    # is given back (the ledger waits up to its busy timeout), the books balanced.
+    async with running_stack(
+        tmp_path, answer=ANSWER, free_tokens_per_day=0, db_busy_timeout=10
+    ) as stack:
+        await fund(stack)
+        stack.vllm.pauses = {len(split_tokens(ANSWER)) - 1}  # held before its last token
+        stack.telegram.send_text(USER, PROMPT)
+        async with asyncio.timeout(10):
+            while stack.vllm.paused < 1:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.01)
+        with ledger_locked(tmp_path / "veil.db") as lock:
+            stack.vllm.resume()
+            (message,) = await stack.final_messages(USER, 1, within=5)
+            (open_holds,) = lock.execute(
+                "SELECT COUNT(*) FROM holds WHERE user_id = ? AND outcome IS NULL", [USER]
+            ).fetchone()
+        history = await stack.stored_turns(USER, 2)
+        (hold,) = await closed_holds(stack)
+        await assert_books_balance(stack, hold)
+    assert message["text"] == ANSWER
+    assert open_holds == 1  # delivered while the charge waited for the lock
     assert history == [PROMPT, ANSWER]
     assert (hold["outcome"], hold["receipt_status"]) == ("settled", "complete")
 
