@@ -39,6 +39,7 @@ from bot.telegram import build_bot, forget_handled_update
 from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
+from common.collector import freeze_startup
 from common.texts import FALLBACK, Catalogs
 from handlers import chat as chat_handlers
 from handlers import errors, forget, groups, history, inline, model, private, start
@@ -403,7 +404,13 @@ async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
         await veil.bot.delete_webhook(drop_pending_updates=False)
         await register_commands(veil)
         await veil.chat.inference.refresh()
-        log.info("bot.started", mode="polling", username=me.username, bot_id=me.id)
+        log.info(
+            "bot.started",
+            mode="polling",
+            username=me.username,
+            bot_id=me.id,
+            frozen_objects=freeze_startup(),
+        )
         await veil.dispatcher.start_polling(
             veil.bot,
             allowed_updates=veil.dispatcher.resolve_used_update_types(),
@@ -453,7 +460,7 @@ async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
                 secret_token=settings.webhook_secret.get_secret_value(),
                 allowed_updates=veil.dispatcher.resolve_used_update_types(),
             )
-            log.info("bot.started", mode="webhook", port=port)
+            log.info("bot.started", mode="webhook", port=port, frozen_objects=freeze_startup())
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):

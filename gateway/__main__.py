@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from common.collector import freeze_startup
 from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
 from gateway.clients import parse_client_keys
@@ -98,6 +99,7 @@ async def serve(settings: GatewaySettings) -> None:
             windows=dict(gateway.ring.windows),
             stream_shape=settings.stream_shape.value,
             stream_tick=settings.stream_tick,
+            frozen_objects=freeze_startup(),
         )
         try:
             await stop.wait()

@@ -60,12 +60,15 @@ async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path
         bot = await ManagedProcess.start("-m", "bot", env=env)
         try:
             await bot.wait_for_line("bot.started")
+            frozen = bot.json_event("bot.started")["frozen_objects"]
             telegram.send_text(USER, PROMPT)
             final = await telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == USER)
             drafts = telegram.drafts(USER)
         finally:
             code = await bot.stop()
     assert code == 0
+    assert isinstance(frozen, int)
+    assert frozen > 100_000  # start-up's objects, set aside from the collector
     assert "answer about velvet-sundial-27" in final.params["text"]
     assert "**" not in final.params["text"]
     assert len(drafts) >= 2

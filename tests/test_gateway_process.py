@@ -191,6 +191,8 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
             await gateway.wait_for_line("gateway.started")
             started = gateway.json_event("gateway.started")
             assert started["models"] == ["veil-test"]
+            assert isinstance(started["frozen_objects"], int)
+            assert started["frozen_objects"] > 20_000  # start-up's objects, set aside
             async with http.get(str(started["metrics_url"])) as response:
                 assert response.status == 200
                 assert "veil_gateway_connections" in await response.text()
