@@ -92,6 +92,44 @@ async def test_a_question_after_the_stream_ended_waits_for_the_answers_last_writ
     assert second[-3:] == [SECRET, ANSWER, "and another thing"]
 
 
+async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
+    tmp_path: Path,
+) -> None:
+    # /forget waits for the answer that is being charged and stored, then for its title, then
+    # erases. A question sent meanwhile must not be answered from the history being erased
+    # (sent to the model after the user asked to erase it) nor write after the erasure: it
+    # is refused as busy until the erasure is done.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(
+        tmp_path, model_server=model, db_busy_timeout=10, conversation_titles=True
+    ) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
+            assert not chat._active[USER].stoppable
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+            telegram.send_text(USER, "and another thing")
+            # Claimed (a second answer running) or refused (a third message): either way handled.
+            await wait_until(lambda: chat.running == 2 or len(telegram.sent_messages(USER)) == 3)
+        await telegram.wait_for("editMessageText")
+        await wait_until(lambda: chat.running == 0, within=10)
+        user = await stack.veil.store.get_user(USER)
+    asked = [str(request["messages"]) for request in model.requests]
+    assert [SECRET in text for text in asked] == [True]  # never sent again, not even as history
+    assert user is None  # nothing written after the erasure
+    busy = stack.veil.catalogs.for_language("en")("busy")
+    assert telegram.sent_messages(USER)[2]["text"] == busy
+
+
 async def test_no_credit_inside_the_answer_is_told_in_its_topic(tmp_path: Path) -> None:
     async with running_stack(
         tmp_path, telegram_server=topic_telegram(), free_tokens_per_day=0
