@@ -304,6 +304,7 @@ class ChatService:
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _forgetting: set[int] = field(default_factory=set, init=False)  # users being erased
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -385,6 +386,8 @@ class ChatService:
         An answer whose stream has ended is only being settled, delivered and stored: the new
         one waits for it (``after``) rather than being refused, and reads the history after it.
         """
+        if question.user_id in self._forgetting:  # read nothing that is being erased
+            raise AnswerInProgress("the user's data is being erased")
         previous = self._active.get(question.user_id)
         if previous is not None and (previous.stoppable or previous.task is None):
             raise AnswerInProgress("an answer is already in progress")
@@ -992,21 +995,37 @@ class ChatService:
         """Erase everything stored about the user (their data key first); returns turns erased.
 
         A streaming answer is stopped first and waited for (it is billed and would store its
-        turn), and so is a title request (it would store a title made from what is erased, in
-        a conversation that may reuse the id), so nothing is written after the erasure.
+        turn), and so are a question waiting for it and a title request (it would store a title
+        made from what is erased, in a conversation that may reuse the id), so nothing is
+        written after the erasure. Until it is done, a new question is refused
+        (``AnswerInProgress``): it would read the history being erased.
         """
-        generation = self._active.get(user_id)
-        if generation is not None:
-            generation.stop.set()
-            if generation.task is not None:
-                await _finished(generation.task)  # a next question's waits for its previous
-        for titling in list(self._titling.get(user_id, [])):
-            titling.generation.stop.set()
-            await titling.ended.wait()
-        self._retry.pop(user_id, None)
-        self._cut.pop(user_id, None)
-        with history_failures("cannot erase the conversation"):
-            return await self.store.forget(user_id)
+        self._forgetting.add(user_id)
+        try:
+            await self._answers_ended(user_id)
+            for titling in list(self._titling.get(user_id, [])):
+                titling.generation.stop.set()
+                await titling.ended.wait()
+            self._retry.pop(user_id, None)
+            self._cut.pop(user_id, None)
+            with history_failures("cannot erase the conversation"):
+                return await self.store.forget(user_id)
+        finally:
+            self._forgetting.discard(user_id)
+
+    async def _answers_ended(self, user_id: int) -> None:
+        """Stop the user's answers (one waiting, and the one it waits for); wait for their end."""
+        while (generation := self._active.get(user_id)) is not None:
+            for stopping in (generation, generation.after):
+                if stopping is not None:
+                    stopping.stop.set()
+            task = generation.task
+            if task is None or task.done():
+                # Claimed by ``start``, its task begins on the loop's next turn; done, its
+                # ``answer`` lets go of the user on the next.
+                await asyncio.sleep(0)
+            else:
+                await _finished(task)  # a waiting question's task waits for its previous
 
     async def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, refreshed."""
