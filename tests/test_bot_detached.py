@@ -81,7 +81,7 @@ async def test_a_question_after_the_stream_ended_waits_for_the_answers_last_writ
             # The stream ends; its charge waits for the database's write lock.
             await wait_until(lambda: not stack.veil.chat._active[USER].stoppable, within=10)
             stack.telegram.send_text(USER, "and another thing")
-            await asyncio.sleep(0.5)  # the second question's update is handled meanwhile
+            await wait_until(lambda: stack.veil.chat.running == 2)  # claimed, not refused
             waiting = len(stack.vllm.requests)
         messages = await stack.final_messages(USER, 2)
         turns = await stack.stored_turns(USER, 4)
