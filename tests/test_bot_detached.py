@@ -130,6 +130,40 @@ async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
     assert telegram.sent_messages(USER)[2]["text"] == busy
 
 
+async def test_forget_as_a_cut_first_answer_ends_asks_no_title_of_it(tmp_path: Path) -> None:
+    # A cut answer's end says so (Continue) before it names its conversation: a /forget that
+    # waited for the answer's writes erases meanwhile. The title must not then be asked of
+    # the erased exchange (sent to the model after the erasure) nor stored.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(
+        tmp_path,
+        model_server=model,
+        db_busy_timeout=10,
+        conversation_titles=True,
+        max_answer_tokens=2 * HELD_AT,  # cut at the length limit
+        min_answer_tokens=8,
+    ) as stack:
+        telegram = stack.telegram
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+        await telegram.wait_for("editMessageText")
+        await wait_until(lambda: stack.veil.chat.running == 0, within=10)
+        user = await stack.veil.store.get_user(USER)
+    asked = [str(request["messages"]) for request in model.requests]
+    assert [SECRET in text for text in asked] == [True]  # the answer only, no title of it
+    assert user is None
+
+
 async def test_no_credit_inside_the_answer_is_told_in_its_topic(tmp_path: Path) -> None:
     async with running_stack(
         tmp_path, telegram_server=topic_telegram(), free_tokens_per_day=0
