@@ -175,6 +175,7 @@ class Naming:
     cache_salt: str = field(repr=False)
     prompt: str = field(repr=False)
     answer: str = field(repr=False)
+    erasures: int = 0  # the user's erasures (``forget``) before it: a later one voids it
 
 
 Said = tuple[str, str]
@@ -305,6 +306,7 @@ class ChatService:
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _forgetting: set[int] = field(default_factory=set, init=False)  # users being erased
+    _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -592,7 +594,10 @@ class ChatService:
         if not (opened.unnamed and opened.conversation is not None and self.titles):
             return None
         user = opened.user
-        return Naming(user.user_id, opened.conversation, model, user.cache_salt, prompt, "")
+        erasures = self._erasures.get(user.user_id, 0)
+        return Naming(
+            user.user_id, opened.conversation, model, user.cache_salt, prompt, "", erasures
+        )
 
     async def _open(self, question: Question, generation: _Generation) -> _Opened:
         """The asker's record, the conversation to store into (None: one-off), turns before.
@@ -929,8 +934,13 @@ class ChatService:
 
         A second, small sealed request (``services.titles``), held and settled from its own
         receipt like any answer. Never raises for a failure (no credit, the model failing, the
-        history unwritable): it is logged and the conversation stays unnamed (None).
+        history unwritable): it is logged and the conversation stays unnamed (None). Nor is a
+        title asked once ``forget`` erases (or has erased) what it would be made of.
         """
+        user_id = naming.user_id
+        if user_id in self._forgetting or self._erasures.get(user_id, 0) != naming.erasures:
+            log.info("chat.title_stopped", user_id=user_id)
+            return None
         titling = _Titling()
         self._titling.setdefault(naming.user_id, []).append(titling)
         try:
@@ -997,8 +1007,9 @@ class ChatService:
         A streaming answer is stopped first and waited for (it is billed and would store its
         turn), and so are a question waiting for it and a title request (it would store a title
         made from what is erased, in a conversation that may reuse the id), so nothing is
-        written after the erasure. Until it is done, a new question is refused
-        (``AnswerInProgress``): it would read the history being erased.
+        written after the erasure; a title its answer's followup would ask later is not asked.
+        Until it is done, a new question is refused (``AnswerInProgress``): it would read the
+        history being erased.
         """
         self._forgetting.add(user_id)
         try:
@@ -1012,6 +1023,14 @@ class ChatService:
                 return await self.store.forget(user_id)
         finally:
             self._forgetting.discard(user_id)
+            self._erased(user_id)
+
+    def _erased(self, user_id: int) -> None:
+        """Count an erasure of the user's: a naming made before it asks no title (memory only)."""
+        self._erasures[user_id] = self._erasures.get(user_id, 0) + 1
+        self._erasures.move_to_end(user_id)
+        while len(self._erasures) > _RETRY_MEMORY:
+            self._erasures.popitem(last=False)
 
     async def _answers_ended(self, user_id: int) -> None:
         """Stop the user's answers (one waiting, and the one it waits for); wait for their end."""
