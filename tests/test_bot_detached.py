@@ -130,6 +130,37 @@ async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
     assert telegram.sent_messages(USER)[2]["text"] == busy
 
 
+async def test_forget_stops_a_waiting_question_and_waits_for_both_answers(tmp_path: Path) -> None:
+    # A question waits for the answer being charged and stored; /forget then stops it before
+    # it is asked and waits for both before erasing: the first exchange is stored and erased,
+    # the question is told it was cancelled, and nothing is written afterwards.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 2)  # the question waits
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+        done = await telegram.wait_for("editMessageText")
+        await wait_until(lambda: chat.running == 0, within=10)
+        user = await stack.veil.store.get_user(USER)
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+    assert len(model.requests) == 1  # the waiting question was never asked
+    assert user is None
+    assert "2 stored messages" in done.params["text"]  # the first exchange, stored, then erased
+    assert texts[1:] == [ANSWER, stack.veil.catalogs.for_language("en")("cancelled")]
+
+
 async def test_forget_as_a_cut_first_answer_ends_asks_no_title_of_it(tmp_path: Path) -> None:
     # A cut answer's end says so (Continue) before it names its conversation: a /forget that
     # waited for the answer's writes erases meanwhile. The title must not then be asked of
