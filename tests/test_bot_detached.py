@@ -361,3 +361,40 @@ async def test_after_the_grace_a_detached_answer_is_stopped_charged_and_stored(
     (answered,) = events(logs, "chat.answered")
     assert answered["stopped"] is True
     assert answered["outcome"] == "settled"
+
+
+async def test_after_the_grace_a_waiting_question_is_not_asked_and_the_first_is_kept(
+    tmp_path: Path,
+) -> None:
+    # Shutdown's grace ends while an answer is being charged and stored and a question waits
+    # for it: the answer is settled, delivered and stored; the question is stopped before it
+    # is asked (told so; its hold is released, nothing charged).
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        veil, telegram = stack.veil, stack.telegram
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with capture_logs() as logs:
+            with ledger_locked(tmp_path / "veil.db"):
+                model.pauses = set()
+                model.resume()
+                await stack.final_messages(USER)  # shown; its charge waits for the lock
+                telegram.send_text(USER, "and another thing")
+                await wait_until(lambda: veil.chat.running == 2)  # the question waits
+                draining = asyncio.create_task(
+                    drain(veil.operations.in_flight, veil.chat, 0.2, veil.relay)
+                )
+                await wait_until(lambda: bool(events(logs, "bot.grace_over")), within=5)
+            await asyncio.wait_for(draining, 10)
+        assert veil.chat.running == 0
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+        assert await veil.credit.open_holds() == []
+        assert await stack.stored_turns(USER, 2) == [SECRET, ANSWER]
+    assert texts == [ANSWER, veil.catalogs.for_language("en")("cancelled")]
+    assert len(model.requests) == 1
+    answered = events(logs, "chat.answered")
+    assert [(a["stopped"], a["outcome"]) for a in answered] == [
+        (False, "settled"),
+        (True, "released"),
+    ]
