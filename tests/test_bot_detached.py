@@ -398,3 +398,69 @@ async def test_after_the_grace_a_waiting_question_is_not_asked_and_the_first_is_
         (False, "settled"),
         (True, "released"),
     ]
+
+
+async def test_a_waiting_question_is_the_one_stop_and_busy_speak_of(tmp_path: Path) -> None:
+    # While a question waits for the answer being charged and stored: the first answer's stop
+    # button, pressed late, stops nothing; a third question is refused as busy; /cancel
+    # stops the waiting one before it is asked (told so, nothing charged, nothing stored).
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        first = chat._active[USER].stop_tag
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER)  # shown; its charge waits for the lock
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 2)  # the question waits
+            waiting = chat._active[USER]
+            late = chat.cancel(USER, stop_tag=first)
+            telegram.send_text(USER, "and a third")
+            await stack.final_messages(USER, 2)
+            telegram.send_text(USER, "/cancel")
+            await wait_until(waiting.stop.is_set)
+        await wait_until(lambda: chat.running == 0, within=10)
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+        turns = await stack.stored_turns(USER, 2)
+        holds = await stack.veil.credit.open_holds()
+        said = stack.veil.catalogs.for_language("en")
+    assert late is False
+    assert texts == [ANSWER, said("busy"), said("cancelled")]
+    assert len(model.requests) == 1
+    assert turns == [SECRET, ANSWER]
+    assert holds == []
+
+
+async def test_a_question_waiting_for_a_failing_answer_is_answered_after_its_report(
+    tmp_path: Path,
+) -> None:
+    # The answer fails after its text began (the stream has ended: only its charge and its
+    # report are left). The question waiting for it is answered after that, from the history
+    # without the failed exchange; the failure is reported once.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    model.error_mid_stream_after = HELD_AT + 2
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await wait_until(lambda: not chat._active[USER].stoppable)  # failed, charge waits
+            model.error_mid_stream_after = None
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 2)  # the question waits
+        await wait_until(lambda: chat.running == 0, within=10)
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+        turns = await stack.stored_turns(USER, 2)
+        holds = await stack.veil.credit.open_holds()
+    delivered = " ".join(f"otter{i}" for i in range(HELD_AT + 2))
+    assert texts == [delivered, stack.veil.catalogs.for_language("en")("error_backend"), ANSWER]
+    assert turns == ["and another thing", ANSWER]
+    assert [m["content"] for m in model.requests[1]["messages"]] == ["and another thing"]
+    assert holds == []
