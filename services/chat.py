@@ -20,9 +20,10 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 (left by a crash), sparing the answers still running.
 
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
-handler claims the user (``AnswerInProgress`` at once if they have an answer streaming; a
-question sent once the previous answer's stream has ended waits for its settlement, delivery
-and storage, so the user who saw the final message is answered, in order), starts the answer
+handler claims the user (``AnswerInProgress`` at once if they have an answer streaming, or
+while ``forget`` erases their data; a question sent once the previous answer's stream has
+ended waits for its settlement, delivery and storage, so the user who saw the final message
+is answered, in order), starts the answer
 and returns, so the update and everything its handling keeps are freed while
 the answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
 gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
