@@ -20,9 +20,10 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 (left by a crash), sparing the answers still running.
 
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
-handler claims the user (``AnswerInProgress`` at once if they have an answer streaming; a
-question sent once the previous answer's stream has ended waits for its settlement, delivery
-and storage, so the user who saw the final message is answered, in order), starts the answer
+handler claims the user (``AnswerInProgress`` at once if they have an answer streaming, or
+while ``forget`` erases their data; a question sent once the previous answer's stream has
+ended waits for its settlement, delivery and storage, so the user who saw the final message
+is answered, in order), starts the answer
 and returns, so the update and everything its handling keeps are freed while
 the answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
 gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
@@ -175,6 +176,7 @@ class Naming:
     cache_salt: str = field(repr=False)
     prompt: str = field(repr=False)
     answer: str = field(repr=False)
+    erasures: int = 0  # the user's erasures (``forget``) before it: a later one voids it
 
 
 Said = tuple[str, str]
@@ -304,6 +306,8 @@ class ChatService:
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _forgetting: set[int] = field(default_factory=set, init=False)  # users being erased
+    _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -385,6 +389,8 @@ class ChatService:
         An answer whose stream has ended is only being settled, delivered and stored: the new
         one waits for it (``after``) rather than being refused, and reads the history after it.
         """
+        if question.user_id in self._forgetting:  # read nothing that is being erased
+            raise AnswerInProgress("the user's data is being erased")
         previous = self._active.get(question.user_id)
         if previous is not None and (previous.stoppable or previous.task is None):
             raise AnswerInProgress("an answer is already in progress")
@@ -589,7 +595,10 @@ class ChatService:
         if not (opened.unnamed and opened.conversation is not None and self.titles):
             return None
         user = opened.user
-        return Naming(user.user_id, opened.conversation, model, user.cache_salt, prompt, "")
+        erasures = self._erasures.get(user.user_id, 0)
+        return Naming(
+            user.user_id, opened.conversation, model, user.cache_salt, prompt, "", erasures
+        )
 
     async def _open(self, question: Question, generation: _Generation) -> _Opened:
         """The asker's record, the conversation to store into (None: one-off), turns before.
@@ -926,8 +935,13 @@ class ChatService:
 
         A second, small sealed request (``services.titles``), held and settled from its own
         receipt like any answer. Never raises for a failure (no credit, the model failing, the
-        history unwritable): it is logged and the conversation stays unnamed (None).
+        history unwritable): it is logged and the conversation stays unnamed (None). Nor is a
+        title asked once ``forget`` erases (or has erased) what it would be made of.
         """
+        user_id = naming.user_id
+        if user_id in self._forgetting or self._erasures.get(user_id, 0) != naming.erasures:
+            log.info("chat.title_stopped", user_id=user_id)
+            return None
         titling = _Titling()
         self._titling.setdefault(naming.user_id, []).append(titling)
         try:
@@ -992,21 +1006,46 @@ class ChatService:
         """Erase everything stored about the user (their data key first); returns turns erased.
 
         A streaming answer is stopped first and waited for (it is billed and would store its
-        turn), and so is a title request (it would store a title made from what is erased, in
-        a conversation that may reuse the id), so nothing is written after the erasure.
+        turn), and so are a question waiting for it and a title request (it would store a title
+        made from what is erased, in a conversation that may reuse the id), so nothing is
+        written after the erasure; a title its answer's followup would ask later is not asked.
+        Until it is done, a new question is refused (``AnswerInProgress``): it would read the
+        history being erased.
         """
-        generation = self._active.get(user_id)
-        if generation is not None:
-            generation.stop.set()
-            if generation.task is not None:
-                await _finished(generation.task)  # a next question's waits for its previous
-        for titling in list(self._titling.get(user_id, [])):
-            titling.generation.stop.set()
-            await titling.ended.wait()
-        self._retry.pop(user_id, None)
-        self._cut.pop(user_id, None)
-        with history_failures("cannot erase the conversation"):
-            return await self.store.forget(user_id)
+        self._forgetting.add(user_id)
+        try:
+            await self._answers_ended(user_id)
+            for titling in list(self._titling.get(user_id, [])):
+                titling.generation.stop.set()
+                await titling.ended.wait()
+            self._retry.pop(user_id, None)
+            self._cut.pop(user_id, None)
+            with history_failures("cannot erase the conversation"):
+                return await self.store.forget(user_id)
+        finally:
+            self._forgetting.discard(user_id)
+            self._erased(user_id)
+
+    def _erased(self, user_id: int) -> None:
+        """Count an erasure of the user's: a naming made before it asks no title (memory only)."""
+        self._erasures[user_id] = self._erasures.get(user_id, 0) + 1
+        self._erasures.move_to_end(user_id)
+        while len(self._erasures) > _RETRY_MEMORY:
+            self._erasures.popitem(last=False)
+
+    async def _answers_ended(self, user_id: int) -> None:
+        """Stop the user's answers (one waiting, and the one it waits for); wait for their end."""
+        while (generation := self._active.get(user_id)) is not None:
+            for stopping in (generation, generation.after):
+                if stopping is not None:
+                    stopping.stop.set()
+            task = generation.task
+            if task is None or task.done():
+                # Claimed by ``start``, its task begins on the loop's next turn; done, its
+                # ``answer`` lets go of the user on the next.
+                await asyncio.sleep(0)
+            else:
+                await _finished(task)  # a waiting question's task waits for its previous
 
     async def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, refreshed."""

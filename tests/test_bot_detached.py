@@ -81,7 +81,7 @@ async def test_a_question_after_the_stream_ended_waits_for_the_answers_last_writ
             # The stream ends; its charge waits for the database's write lock.
             await wait_until(lambda: not stack.veil.chat._active[USER].stoppable, within=10)
             stack.telegram.send_text(USER, "and another thing")
-            await asyncio.sleep(0.5)  # the second question's update is handled meanwhile
+            await wait_until(lambda: stack.veil.chat.running == 2)  # claimed, not refused
             waiting = len(stack.vllm.requests)
         messages = await stack.final_messages(USER, 2)
         turns = await stack.stored_turns(USER, 4)
@@ -90,6 +90,109 @@ async def test_a_question_after_the_stream_ended_waits_for_the_answers_last_writ
     assert turns == [SECRET, ANSWER, "and another thing", ANSWER]
     second = [m["content"] for m in model.requests[1]["messages"]]
     assert second[-3:] == [SECRET, ANSWER, "and another thing"]
+
+
+async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
+    tmp_path: Path,
+) -> None:
+    # /forget waits for the answer that is being charged and stored, then for its title, then
+    # erases. A question sent meanwhile must not be answered from the history being erased
+    # (sent to the model after the user asked to erase it) nor write after the erasure: it
+    # is refused as busy until the erasure is done.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(
+        tmp_path, model_server=model, db_busy_timeout=10, conversation_titles=True
+    ) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
+            assert not chat._active[USER].stoppable
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+            telegram.send_text(USER, "and another thing")
+            # Claimed (a second answer running) or refused (a third message): either way handled.
+            await wait_until(lambda: chat.running == 2 or len(telegram.sent_messages(USER)) == 3)
+        await telegram.wait_for("editMessageText")
+        await wait_until(lambda: chat.running == 0, within=10)
+        user = await stack.veil.store.get_user(USER)
+    asked = [str(request["messages"]) for request in model.requests]
+    assert [SECRET in text for text in asked] == [True]  # never sent again, not even as history
+    assert user is None  # nothing written after the erasure
+    busy = stack.veil.catalogs.for_language("en")("busy")
+    assert telegram.sent_messages(USER)[2]["text"] == busy
+
+
+async def test_forget_stops_a_waiting_question_and_waits_for_both_answers(tmp_path: Path) -> None:
+    # A question waits for the answer being charged and stored; /forget then stops it before
+    # it is asked and waits for both before erasing: the first exchange is stored and erased,
+    # the question is told it was cancelled, and nothing is written afterwards.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 2)  # the question waits
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+        done = await telegram.wait_for("editMessageText")
+        await wait_until(lambda: chat.running == 0, within=10)
+        user = await stack.veil.store.get_user(USER)
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+    assert len(model.requests) == 1  # the waiting question was never asked
+    assert user is None
+    assert "2 stored messages" in done.params["text"]  # the first exchange, stored, then erased
+    assert texts[1:] == [ANSWER, stack.veil.catalogs.for_language("en")("cancelled")]
+
+
+async def test_forget_as_a_cut_first_answer_ends_asks_no_title_of_it(tmp_path: Path) -> None:
+    # A cut answer's end says so (Continue) before it names its conversation: a /forget that
+    # waited for the answer's writes erases meanwhile. The title must not then be asked of
+    # the erased exchange (sent to the model after the erasure) nor stored.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(
+        tmp_path,
+        model_server=model,
+        db_busy_timeout=10,
+        conversation_titles=True,
+        max_answer_tokens=2 * HELD_AT,  # cut at the length limit
+        min_answer_tokens=8,
+    ) as stack:
+        telegram = stack.telegram
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+        await telegram.wait_for("editMessageText")
+        await wait_until(lambda: stack.veil.chat.running == 0, within=10)
+        user = await stack.veil.store.get_user(USER)
+    asked = [str(request["messages"]) for request in model.requests]
+    assert [SECRET in text for text in asked] == [True]  # the answer only, no title of it
+    assert user is None
 
 
 async def test_no_credit_inside_the_answer_is_told_in_its_topic(tmp_path: Path) -> None:
@@ -258,3 +361,106 @@ async def test_after_the_grace_a_detached_answer_is_stopped_charged_and_stored(
     (answered,) = events(logs, "chat.answered")
     assert answered["stopped"] is True
     assert answered["outcome"] == "settled"
+
+
+async def test_after_the_grace_a_waiting_question_is_not_asked_and_the_first_is_kept(
+    tmp_path: Path,
+) -> None:
+    # Shutdown's grace ends while an answer is being charged and stored and a question waits
+    # for it: the answer is settled, delivered and stored; the question is stopped before it
+    # is asked (told so; its hold is released, nothing charged).
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        veil, telegram = stack.veil, stack.telegram
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with capture_logs() as logs:
+            with ledger_locked(tmp_path / "veil.db"):
+                model.pauses = set()
+                model.resume()
+                await stack.final_messages(USER)  # shown; its charge waits for the lock
+                telegram.send_text(USER, "and another thing")
+                await wait_until(lambda: veil.chat.running == 2)  # the question waits
+                draining = asyncio.create_task(
+                    drain(veil.operations.in_flight, veil.chat, 0.2, veil.relay)
+                )
+                await wait_until(lambda: bool(events(logs, "bot.grace_over")), within=5)
+            await asyncio.wait_for(draining, 10)
+        assert veil.chat.running == 0
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+        assert await veil.credit.open_holds() == []
+        assert await stack.stored_turns(USER, 2) == [SECRET, ANSWER]
+    assert texts == [ANSWER, veil.catalogs.for_language("en")("cancelled")]
+    assert len(model.requests) == 1
+    answered = events(logs, "chat.answered")
+    assert [(a["stopped"], a["outcome"]) for a in answered] == [
+        (False, "settled"),
+        (True, "released"),
+    ]
+
+
+async def test_a_waiting_question_is_the_one_stop_and_busy_speak_of(tmp_path: Path) -> None:
+    # While a question waits for the answer being charged and stored: the first answer's stop
+    # button, pressed late, stops nothing; a third question is refused as busy; /cancel
+    # stops the waiting one before it is asked (told so, nothing charged, nothing stored).
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        first = chat._active[USER].stop_tag
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await stack.final_messages(USER)  # shown; its charge waits for the lock
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 2)  # the question waits
+            waiting = chat._active[USER]
+            late = chat.cancel(USER, stop_tag=first)
+            telegram.send_text(USER, "and a third")
+            await stack.final_messages(USER, 2)
+            telegram.send_text(USER, "/cancel")
+            await wait_until(waiting.stop.is_set)
+        await wait_until(lambda: chat.running == 0, within=10)
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+        turns = await stack.stored_turns(USER, 2)
+        holds = await stack.veil.credit.open_holds()
+        said = stack.veil.catalogs.for_language("en")
+    assert late is False
+    assert texts == [ANSWER, said("busy"), said("cancelled")]
+    assert len(model.requests) == 1
+    assert turns == [SECRET, ANSWER]
+    assert holds == []
+
+
+async def test_a_question_waiting_for_a_failing_answer_is_answered_after_its_report(
+    tmp_path: Path,
+) -> None:
+    # The answer fails after its text began (the stream has ended: only its charge and its
+    # report are left). The question waiting for it is answered after that, from the history
+    # without the failed exchange; the failure is reported once.
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    model.error_mid_stream_after = HELD_AT + 2
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, SECRET)
+        await held(stack)
+        with ledger_locked(tmp_path / "veil.db"):
+            model.pauses = set()
+            model.resume()
+            await wait_until(lambda: not chat._active[USER].stoppable)  # failed, charge waits
+            model.error_mid_stream_after = None
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 2)  # the question waits
+        await wait_until(lambda: chat.running == 0, within=10)
+        texts = [m["text"] for m in telegram.sent_messages(USER)]
+        turns = await stack.stored_turns(USER, 2)
+        holds = await stack.veil.credit.open_holds()
+    delivered = " ".join(f"otter{i}" for i in range(HELD_AT + 2))
+    assert texts == [delivered, stack.veil.catalogs.for_language("en")("error_backend"), ANSWER]
+    assert turns == ["and another thing", ANSWER]
+    assert [m["content"] for m in model.requests[1]["messages"]] == ["and another thing"]
+    assert holds == []
