@@ -31,6 +31,7 @@ from aiogram.filters import Command
 from handlers.callbacks import Continue, Retry
 from handlers.replies import continue_keyboard, pressed_in_private, topic_of
 from services.chat import CONTINUE_PROMPT, CUT, Question
+from services.errors import AnswerInProgress
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -184,12 +185,18 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     thread_id = topic_of(query.message)
     prompt = chat.take_retry(user.id, thread_id)
-    await query.answer()
-    await drop_button(bot, query)
     if prompt is None:
+        await query.answer()
+        await drop_button(bot, query)
         await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
         return
-    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
+    try:
+        answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
+    except AnswerInProgress:
+        chat.keep_retry(user.id, thread_id, prompt)  # the button works once the answer is done
+        raise
+    await query.answer()
+    await drop_button(bot, query)
 
 
 async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
@@ -207,11 +214,20 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     if not pressed_in_private(query):
         return
     thread_id = topic_of(query.message)
-    await drop_button(bot, query)
     if not chat.take_continuation(user.id, callback_data.request):
+        await drop_button(bot, query)
         await bot.send_message(user.id, texts("continue_expired"), message_thread_id=thread_id)
         return
-    answer_prompt(bot, chat, drafts, texts, failures, user, CONTINUE_PROMPT, thread_id=thread_id)
+    try:
+        answer_prompt(
+            bot, chat, drafts, texts, failures, user, CONTINUE_PROMPT, thread_id=thread_id
+        )
+    except AnswerInProgress:
+        # Kept: it works once the answer in progress is done, unless that answer was in the
+        # same conversation (any newer answer there makes it stale).
+        chat.keep_continuation(user.id, callback_data.request)
+        raise
+    await drop_button(bot, query)
 
 
 async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name

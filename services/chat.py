@@ -506,6 +506,20 @@ class ChatService:
         del self._cut[user_id]
         return True
 
+    def keep_retry(self, user_id: int, thread_id: int | None, prompt: str) -> None:
+        """Give back what ``take_retry`` just gave, not asked (``AnswerInProgress``).
+
+        The answer in progress replaces it if it fails too, as any newer failure does.
+        """
+        self._remember_failed(user_id, thread_id, prompt)
+
+    def keep_continuation(self, user_id: int, request_id: str) -> None:
+        """Give back what ``take_continuation`` just gave, not asked (``AnswerInProgress``).
+
+        The answer in progress makes it stale when it ends, if it is in the conversation.
+        """
+        self._remember_cut(user_id, request_id)
+
     def _remember_cut(self, user_id: int, request_id: str | None) -> None:
         """Keep the user's latest answer's id if it was cut and stored; else forget it."""
         if request_id is None:

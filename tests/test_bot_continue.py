@@ -1,4 +1,7 @@
-"""A cut answer says so: the note, the Continue button, and what a press asks and bills."""
+"""A cut answer says so: the note, the Continue button, what a press asks and bills.
+
+And Retry or Continue pressed while another answer is in progress keeps its button.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from services.chat import CONTINUE_PROMPT
 from tests.botstack import running_stack
-from tests.fakes.vllm import split_tokens
+from tests.fakes.vllm import FakeVLLM, split_tokens
+from tests.harness import wait_until
+from tests.test_bot_inline import ask_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -81,3 +86,57 @@ async def test_continue_and_retry_forged_under_a_group_message_change_nothing(
         assert len(stack.vllm.requests) == 2  # the essay and the short question, nothing more
         texts = [m["text"] for m in stack.telegram.sent_messages(USER)]
         assert not any("no longer" in text for text in texts)
+
+
+async def test_retry_pressed_while_busy_keeps_its_question_and_button(tmp_path: Path) -> None:
+    # The Retry of a failed question, pressed while another answer streams: the busy notice,
+    # and the button still resends the failed question once that answer is done.
+    model = FakeVLLM(answer="Fine now.")
+    model.fail_before_stream = (500, "the model server broke")
+    async with running_stack(tmp_path, model_server=model) as stack:
+        stack.telegram.send_text(USER, "the question that failed")
+        (failed,) = await stack.final_messages(USER)
+        (button,) = failed["reply_markup"]["inline_keyboard"][0]
+        model.fail_before_stream = None
+        model.pauses = {1}  # held after its first token
+        stack.telegram.send_text(USER, "another question")
+        await wait_until(lambda: model.paused >= 1, within=10)
+        stack.telegram.press_button(USER, button["callback_data"], message_id=failed["message_id"])
+        busy = (await stack.final_messages(USER, 2))[1]
+        kept = stack.telegram.calls_of("editMessageReplyMarkup") == []
+        model.pauses = set()
+        model.resume()
+        await stack.final_messages(USER, 3)
+        stack.telegram.press_button(USER, button["callback_data"], message_id=failed["message_id"])
+        await stack.final_messages(USER, 4)
+        asked = [request["messages"][-1]["content"] for request in model.requests]
+    assert busy["text"] == stack.veil.catalogs.for_language("en")("busy")
+    assert kept  # the button stayed on the failed question's message
+    assert asked == ["the question that failed", "another question", "the question that failed"]
+
+
+async def test_continue_pressed_while_a_one_off_streams_still_goes_on_after_it(
+    tmp_path: Path,
+) -> None:
+    # Continue pressed while the user's inline answer (a one-off, outside the conversation)
+    # streams: the busy notice; once it is done, the same button goes on with the cut answer.
+    async with running_stack(
+        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8
+    ) as stack:
+        stack.telegram.send_text(USER, "Write an essay")
+        _, note = await stack.final_messages(USER, 2)
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        await stack.stored_turns(USER, 2)
+        stack.vllm.pauses = {2}
+        await ask_inline(stack, USER, "a one-off elsewhere")
+        await wait_until(lambda: stack.vllm.paused >= 1, within=10)
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        busy = (await stack.final_messages(USER, 3))[2]
+        stack.vllm.pauses = set()
+        stack.vllm.resume()
+        await wait_until(lambda: len(stack.vllm.requests) == 2 and not stack.veil.chat.running)
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        await stack.final_messages(USER, 5)  # the continuation and its own note
+        asked = stack.vllm.requests[2]["messages"]
+    assert busy["text"] == stack.veil.catalogs.for_language("en")("busy")
+    assert asked[-1]["content"] == CONTINUE_PROMPT
