@@ -193,7 +193,7 @@ EDITED_PACE: dict[str, Any] = {
     "group_messages_per_minute": 6000,
 }  # edits keep up
 GROUPS = -1_002_000_000
-# Measured here: 26.0-27.7 KB per inline or group answer in progress. Before its sink waited for
+# Measured here: 26.0 KB per inline or group answer in progress. Before its sink waited for
 # the next edit with a timer (a task and an Event per answer, the task waiting on the Event or
 # polling every quarter of the chat's gap), with a lock per pacer and no slots: 29.4-30.0 KB
 # (so this bound fails on that code, as the task and Event checks do, sharply).
