@@ -10,9 +10,11 @@ newest frame (aiogram's types and pydantic: aiogram's objects; the rest of aiogr
 of the update; aiohttp; asyncio; our packages), or, when that frame is elsewhere (the standard
 library, C), under the nearest frame that is one of those. Also printed: the aiogram ``Update``
 and ``Message`` objects alive, and the tasks. With ``--group`` the questions are mentions in one
-group instead: one answer streams (held), the others wait for the group's turn.
+group instead: one answer streams (held), the others wait for the group's turn. With ``--inline``
+they are inline questions, each answer streaming into its own inline message by edits, and each
+is held once an edit shows it up to there.
 
-    uv run python bench/memory.py [--answers 40] [--hold 50] [--group]
+    uv run python bench/memory.py [--answers 40] [--hold 50] [--group | --inline]
 """
 
 from __future__ import annotations
@@ -64,6 +66,34 @@ async def all_held(stack: Stack, model: FakeVLLM, users: list[int], hold: int) -
             await asyncio.sleep(0.05)
 
 
+async def ask_inline(stack: Stack, users: list[int]) -> list[str]:
+    """Ask each user's inline question and choose its article; the inline messages' ids."""
+    for user in users:
+        stack.telegram.inline_query(user, f"tell me a long story {user}")
+    chosen = []
+    for user in users:
+        question = f"tell me a long story {user}"
+        answered = await stack.telegram.wait_for(
+            "answerInlineQuery", lambda c, q=question: q in c.params["results"][0]["title"]
+        )
+        result_id = answered.params["results"][0]["id"]
+        chosen.append(f"inline-{result_id}")
+        stack.telegram.choose_inline_result(user, result_id, question, inline_message_id=chosen[-1])
+    return chosen
+
+
+async def all_edited(stack: Stack, model: FakeVLLM, inline: list[str], hold: int) -> None:
+    """Wait until every inline answer is held at ``hold`` and an edit shows it up to there."""
+    last = f"w{hold - 1:04d}"
+    while model.paused < len(inline):  # noqa: ASYNC110 -- polls the fake's count
+        await asyncio.sleep(0.05)
+    for message in inline:
+        while last not in str(  # noqa: ASYNC110 -- polls the fake's record
+            stack.telegram.state.inline_messages[message].get("text")
+        ):
+            await asyncio.sleep(0.05)
+
+
 def holder_of(filename: str) -> str | None:
     """The holder a frame's file names, or None for any other file."""
     if filename.startswith(TYPES):
@@ -91,7 +121,7 @@ def classify(traceback: tracemalloc.Traceback) -> str | None:
     return "rest"
 
 
-async def measure(answers: int, hold: int, *, group: bool) -> None:
+async def measure(answers: int, hold: int, *, group: bool, inline: bool) -> None:
     """Ask ``answers`` questions at once, hold them at ``hold``, print what they hold."""
     model = FakeVLLM(answer=" ".join(f"w{i:04d}" for i in range(WORDS)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,13 +132,20 @@ async def measure(answers: int, hold: int, *, group: bool) -> None:
             users = [1000 + i for i in range(answers)]
             gc.collect()
             tracemalloc.start(FRAMES)
+            if inline:
+                messages = await ask_inline(stack, users)
             for user in users:
                 if group:
                     stack.telegram.send_text(user, "@veil_test_bot tell me", chat_id=GROUP)
-                else:
+                elif not inline:
                     stack.telegram.send_text(user, "tell me a long story")
             async with asyncio.timeout(120):
-                await (one_held(model) if group else all_held(stack, model, users, hold))
+                if group:
+                    await one_held(model)
+                elif inline:
+                    await all_edited(stack, model, messages, hold)
+                else:
+                    await all_held(stack, model, users, hold)
             await asyncio.sleep(0.5)  # a draft call answered just now settles
             gc.collect()
             snapshot = tracemalloc.take_snapshot()
@@ -124,7 +161,11 @@ async def measure(answers: int, hold: int, *, group: bool) -> None:
                 while len(model.requests) < answers + 1:  # noqa: ASYNC110 -- polls the fake
                     await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # the last answers end
-    where = "mentions in one group, one streaming, held at" if group else "answers held at"
+    where = "answers held at"
+    if group:
+        where = "mentions in one group, one streaming, held at"
+    elif inline:
+        where = "inline answers held at"
     print(f"{answers} {where} token {hold}; bytes per answer in progress:")
     report(snapshot, answers)
     print(f"aiogram objects alive: {dict(alive)}; tasks in this process (all sides): {tasks}")
@@ -154,9 +195,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--answers", type=int, default=40)
     parser.add_argument("--hold", type=int, default=50)
-    parser.add_argument("--group", action="store_true", help="mentions in one group instead")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--group", action="store_true", help="mentions in one group instead")
+    where.add_argument("--inline", action="store_true", help="inline questions instead")
     args = parser.parse_args()
-    asyncio.run(measure(args.answers, args.hold, group=args.group))
+    asyncio.run(measure(args.answers, args.hold, group=args.group, inline=args.inline))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,13 @@ A reasoning model's thinking (``reason``) is kept in memory for this answer only
 once, in the final edit, collapsed before the answer (``VEIL_SHOW_REASONING``; off: dropped as
 it arrives): a details block in a rich message, an expandable quote in entities. There is no
 live thinking here: drafts, which have a thinking block, are for private chats only.
+
+No task waits for the next edit, as in the draft sink: an answer whose text has not grown by
+``min_growth`` waits for nothing (the next delta looks again); once it has, a timer goes off when
+the edit may go out (``interval`` after the last edit, at its pacer's next free slot), and a task
+lives only while the edit is in flight. So an answer in progress that has shown its newest text
+holds no task, Event or future of the sink's, and a slow stream's sink never wakes to poll.
+Deltas (and thinking) are appended, and joined when an edit goes out or when 32 have gathered.
 """
 
 from __future__ import annotations
@@ -57,22 +64,37 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
+_FOLD = 32  # deltas gathered before they are joined into one string (as in the draft sink)
 _MORE = "…"
 _GAP = "\n\n"
 
 
 class Pacer:
-    """Spaces the bot's calls into one chat at least ``60 / per_minute`` seconds apart."""
+    """Spaces the bot's calls into one chat at least ``60 / per_minute`` seconds apart.
+
+    Calls that ``wait`` are served first come first served, through a lock that exists only
+    while one waits (a pacer is kept per chat and per inline message, mostly idle).
+    """
+
+    __slots__ = ("_clock", "_next", "_queue", "_waiting", "gap")
 
     def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.gap = 60.0 / per_minute
         self._clock = clock
         self._next = 0.0
-        self._queue = asyncio.Lock()  # FIFO: waiters are served in arrival order
+        self._queue: asyncio.Lock | None = None  # FIFO: waiters are served in arrival order
+        self._waiting = 0  # calls in ``wait``, holding the lock or queued for it
 
     def free(self) -> bool:
         """True when a call may go out right now without making anyone wait."""
-        return not self._queue.locked() and self._clock() >= self._next
+        return not self._waiting and self._clock() >= self._next
+
+    def free_in(self) -> float:
+        """Seconds until ``free`` may be true: the next slot, or a while when calls queue."""
+        delay = self._next - self._clock()
+        if self._waiting:  # those waiting take the next slots: look again in a while
+            return max(delay, self.gap / 4)
+        return max(delay, 0.0)
 
     def take(self) -> None:
         """Spend the free slot (check ``free`` first)."""
@@ -80,11 +102,19 @@ class Pacer:
 
     async def wait(self) -> None:
         """Wait for the next slot, after everyone already waiting, and spend it."""
-        async with self._queue:
-            delay = self._next - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next = self._clock() + self.gap
+        if self._queue is None:
+            self._queue = asyncio.Lock()
+        self._waiting += 1
+        try:
+            async with self._queue:
+                delay = self._next - self._clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self._next = self._clock() + self.gap
+        finally:
+            self._waiting -= 1
+            if not self._waiting:
+                self._queue = None
 
     def back_off(self, seconds: float) -> None:
         """Telegram said ``retry_after``: nothing goes to this chat before it has passed."""
@@ -108,7 +138,7 @@ class Pacers:
         return pacer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Place:
     """The message an answer streams into: an inline message, or one in a chat."""
 
@@ -178,6 +208,31 @@ class Final:
 class EditSink:
     """Streams one answer into one message by editing it at a group-safe pace."""
 
+    __slots__ = (
+        "_dirty",
+        "_editing",
+        "_header_markdown",
+        "_last_edit",
+        "_live",
+        "_more_markup",
+        "_parts",
+        "_received",
+        "_shown",
+        "_shown_final",
+        "_text",
+        "_thinking",
+        "bot",
+        "edits",
+        "header",
+        "more",
+        "pace",
+        "pacer",
+        "place",
+        "rich",
+        "show_reasoning",
+        "stop_markup",
+    )
+
     def __init__(  # noqa: PLR0913 -- each a part of the sink
         self,
         bot: Bot,
@@ -207,26 +262,38 @@ class EditSink:
         self._received = 0
         self._shown = 0
         self._last_edit = 0.0
-        self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._dirty = False  # text came that no progress edit has taken yet
+        self._live = False  # progress edits go out: begun, not yet stopped
+        # The next progress edit: a timer until it may go out, then the edit's task while it is
+        # in flight, else None. An edit that failed with a bug stays, so nothing more is sent
+        # and ``complete`` or ``abort`` raises it.
+        self._editing: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._shown_final: Final | None = None
         self._text = ""  # the whole answer, for the button under a cut one
         self._more_markup: InlineKeyboardMarkup | None = None
 
     async def begin(self) -> None:
-        """Start the updater (the placeholder is already on screen)."""
-        self._task = asyncio.create_task(self._update())
+        """Edit as the text grows from now on (the placeholder is already on screen)."""
+        self._live = True
+        if self._dirty and self._editing is None:
+            self._schedule()
 
     async def append(self, delta: str) -> None:
-        """Add a piece of the answer; the updater shows it when the pace allows."""
+        """Add a piece of the answer; an edit shows it when the pace allows."""
         self._parts.append(delta)
+        if len(self._parts) >= _FOLD:  # edits held back (the pace, a 429): one string, not many
+            self._parts = ["".join(self._parts)]
         self._received += len(delta)
-        self._dirty.set()
+        self._dirty = True
+        if self._live and self._editing is None:
+            self._schedule()
 
     async def reason(self, delta: str) -> None:
         """Add a piece of the model's thinking; the final edit shows it collapsed."""
         if self.show_reasoning:
             self._thinking.append(delta)
+            if len(self._thinking) >= _FOLD:
+                self._thinking = ["".join(self._thinking)]
 
     async def complete(self, text: str) -> None:
         """The final, complete edit: what fits, and a button to the rest when it does not."""
@@ -301,25 +368,42 @@ class EditSink:
         await self._final(Final(Rendered(text, ())), header=False)
 
     async def _stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """No more progress edits: the timer off, the edit in flight cancelled."""
+        self._live = self._dirty = False
+        editing, self._editing = self._editing, None
+        if editing is not None:
+            editing.cancel()
+        if isinstance(editing, asyncio.Task):
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await editing
 
-    async def _update(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            wait = self._last_edit + self.pace.interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if self._received - self._shown < self.pace.min_growth or not self.pacer.free():
-                await asyncio.sleep(self.pacer.gap / 4)
-                self._dirty.set()  # look again shortly: text may keep growing, a slot may free
-                continue
-            self.pacer.take()
-            await self._send_progress()
+    def _schedule(self) -> None:
+        """The next progress edit's timer, once the text has grown enough to be worth one.
+
+        It goes off ``interval`` after the last edit, or at the pacer's next free slot if later.
+        """
+        if self._received - self._shown < self.pace.min_growth:
+            return  # the next delta looks again
+        now = time.monotonic()
+        delay = max(self._last_edit + self.pace.interval - now, self.pacer.free_in())
+        self._editing = asyncio.get_running_loop().call_later(max(delay, 0.0), self._edit_due)
+
+    def _edit_due(self) -> None:
+        """The timer: take the pacer's slot and edit, or wait for the next (someone took it)."""
+        self._editing = None
+        if not self.pacer.free():
+            self._schedule()
+            return
+        self.pacer.take()
+        self._dirty = False
+        self._editing = asyncio.create_task(self._progress())
+
+    async def _progress(self) -> None:
+        """One progress edit in flight; the next one's timer if more text came meanwhile."""
+        await self._send_progress()
+        self._editing = None
+        if self._dirty:
+            self._schedule()
 
     async def _send_progress(self) -> None:
         if len(self._parts) > 1:

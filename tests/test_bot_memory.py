@@ -10,6 +10,11 @@ state; no longer aiogram's update and handler chain, since the answer runs detac
 update, which the test checks by counting aiogram's live updates and messages), and bytes per
 token between the two holds (an answer keeps its text, not an object per token: about its own
 size).
+
+Inline and group answers (``bot.editing``, streamed by editing one message) are held the same
+way, several inline answers and one answer in each of several groups at once: their sinks hold
+no task, Event or future while they wait for their next edit (a timer, when one is due), and
+the bytes per answer in progress are bounded.
 """
 
 from __future__ import annotations
@@ -20,15 +25,17 @@ import functools
 import gc
 import tracemalloc
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiogram
 import coverage
 from aiogram.types import Message, Update
 
+from bot.editing import EditSink
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import wait_until
+from tests.test_editing import editing_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -177,3 +184,117 @@ async def test_memory_per_concurrent_answer(tmp_path: Path) -> None:
     assert updates <= MAX_LIVE_UPDATES, measured
     assert per_answer <= MAX_BYTES_PER_ANSWER, measured
     assert per_token <= MAX_BYTES_PER_TOKEN, measured
+
+
+EDITED = 6  # inline answers, and as many group answers (one a group, so each streams at once)
+EDITED_WORDS = 60
+EDITED_PACE: dict[str, Any] = {
+    "edit_interval": 0.2,
+    "group_messages_per_minute": 6000,
+}  # edits keep up
+GROUPS = -1_002_000_000
+# Measured here: 26.0 KB per inline or group answer in progress. Before its sink waited for
+# the next edit with a timer (a task and an Event per answer, the task waiting on the Event or
+# polling every quarter of the chat's gap), with a lock per pacer and no slots: 29.4-30.0 KB
+# (so this bound fails on that code, as the task and Event checks do, sharply).
+MAX_EDITED_BYTES_PER_ANSWER = 28_500
+
+
+def edited_up_to(stack: Stack, word: str, field: str, value: int | str) -> bool:
+    """True once an edit of the message whose ``field`` is ``value`` shows ``word``."""
+    return any(
+        word in str(call.params.get("text", ""))
+        for call in stack.telegram.calls_of("editMessageText")
+        if call.answered == "ok" and call.params.get(field) == value
+    )
+
+
+def sinks_waiting_with() -> tuple[int, list[str]]:
+    """The live editing sinks, and what they hold to wait with: tasks, Events, futures."""
+    sinks = [thing for thing in gc.get_objects() if isinstance(thing, EditSink)]
+    held = [
+        type(part).__name__
+        for sink in sinks
+        for part in gc.get_referents(sink)
+        if isinstance(part, asyncio.Task | asyncio.Event | asyncio.Future)
+    ]
+    return len(sinks), held
+
+
+async def ask_inline(stack: Stack, user: int, question: str) -> str:
+    """Send ``question`` inline as ``user`` (take the article, choose it): the message's id."""
+    stack.telegram.inline_query(user, question)
+    answered = await stack.telegram.wait_for(
+        "answerInlineQuery", lambda c: question in c.params["results"][0]["title"]
+    )
+    result_id = answered.params["results"][0]["id"]
+    inline_message_id = f"inline-{result_id}"
+    stack.telegram.choose_inline_result(
+        user, result_id, question, inline_message_id=inline_message_id
+    )
+    return inline_message_id
+
+
+async def test_edited_answers_in_progress_wait_for_their_next_edit_with_no_task(
+    tmp_path: Path,
+) -> None:
+    """Inline and group answers held mid-stream: no task or Event of the sink's, bytes bounded."""
+    model = FakeVLLM(answer=words(EDITED_WORDS))
+    async with running_stack(tmp_path, model_server=model, **EDITED_PACE) as stack:
+        await ask_inline(stack, 1, "warm up")  # aiogram builds its models on first use
+        stack.telegram.send_text(2, "@veil_test_bot warm up", chat_id=GROUPS)
+        async with asyncio.timeout(30):
+            while not (  # noqa: ASYNC110 -- polls the fake's record
+                edited_up_to(stack, words(EDITED_WORDS), "chat_id", GROUPS)
+                and any(
+                    words(EDITED_WORDS) in str(m.get("text"))
+                    for m in stack.telegram.state.inline_messages.values()
+                )
+            ):
+                await asyncio.sleep(0.02)
+        await stack.veil.chat.wait_idle(within=30)
+        model.pauses = {FIRST}
+        groups = [GROUPS - 1 - i for i in range(EDITED)]
+        gc.collect()
+        with coverage_paused():
+            tracemalloc.start(FRAMES)
+            try:
+                inline = []
+                for count, user in enumerate(range(2000, 2000 + EDITED), 1):
+                    inline.append(await ask_inline(stack, user, f"a long story {user}"))
+                    await wait_until(functools.partial(holding, stack, count), within=60)
+                for count, group in enumerate(groups, EDITED + 1):
+                    stack.telegram.send_text(3000 - group, "@veil_test_bot a story", chat_id=group)
+                    await wait_until(functools.partial(holding, stack, count), within=60)
+                last = f"w{FIRST - 1:04d}"
+                places: list[tuple[str, int | str]] = [("inline_message_id", i) for i in inline]
+                places += [("chat_id", g) for g in groups]
+                async with asyncio.timeout(60):
+                    for field, value in places:
+                        while not edited_up_to(stack, last, field, value):  # noqa: ASYNC110
+                            await asyncio.sleep(0.02)
+                await asyncio.sleep(0.3)  # an edit answered just now settles
+                gc.collect()
+                snapshot = tracemalloc.take_snapshot()
+                tasks = editing_tasks()
+                sinks, waiting_with = sinks_waiting_with()
+                model.resume()
+            finally:
+                model.resume()
+                tracemalloc.stop()
+        assert await stack.veil.chat.wait_idle(within=60)
+        for inline_message_id in inline:
+            shown = stack.telegram.state.inline_messages[inline_message_id]["text"]
+            assert shown.endswith(words(EDITED_WORDS))
+        for group in groups:
+            (reply,) = stack.telegram.sent_messages(group)
+            assert reply["text"] == words(EDITED_WORDS)
+    per_answer = bot_side_bytes(snapshot) / (2 * EDITED)
+    measured = (
+        f"{per_answer:.0f} B per answer in progress; {sinks} sinks: {tasks} tasks of theirs,"
+        f" holding {waiting_with}"
+    )
+    assert sinks == 2 * EDITED, measured
+    assert tasks == 0, measured
+    assert waiting_with == [], measured
+    assert per_answer <= MAX_EDITED_BYTES_PER_ANSWER, measured
