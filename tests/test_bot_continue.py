@@ -5,7 +5,7 @@ And Retry or Continue pressed while another answer is in progress keeps its butt
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.chat import CONTINUE_PROMPT
 from tests.botstack import running_stack
@@ -14,7 +14,10 @@ from tests.harness import wait_until
 from tests.test_bot_inline import ask_inline
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from pathlib import Path
+
+    from tests.botstack import Stack
 
 USER = 7401
 # 40 of the fake model's tokens; the bot allows 16 an answer, so the model stops at the limit.
@@ -22,19 +25,28 @@ ESSAY = " ".join(f"word{i}" for i in range(40))
 CUT_AT = 16
 
 
+def essay_stack(tmp_path: Path) -> AbstractAsyncContextManager[Stack]:
+    """The stack, its model writing ESSAY, its answers cut at CUT_AT tokens."""
+    return running_stack(tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8)
+
+
+async def cut_essay(stack: Stack) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Ask for the essay: the cut answer, its note and the note's Continue button."""
+    stack.telegram.send_text(USER, "Write an essay")
+    answer, note = await stack.final_messages(USER, 2)
+    (button,) = note["reply_markup"]["inline_keyboard"][0]
+    return answer, note, button
+
+
 async def test_a_cut_answer_gets_a_note_and_continue_goes_on_as_a_billed_turn(
     tmp_path: Path,
 ) -> None:
-    async with running_stack(
-        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8
-    ) as stack:
-        stack.telegram.send_text(USER, "Write an essay")
-        answer, note = await stack.final_messages(USER, 2)
+    async with essay_stack(tmp_path) as stack:
+        answer, note, button = await cut_essay(stack)
         first = "".join(split_tokens(ESSAY)[:CUT_AT])
         assert answer["text"] == first
         assert "reply_markup" not in answer or not answer["reply_markup"]
         assert note["text"] == "✂️ The answer reached its length limit."
-        (button,) = note["reply_markup"]["inline_keyboard"][0]
         assert button["text"] == "Continue"
         assert await stack.stored_turns(USER, 2) == ["Write an essay", first]
         before = await stack.veil.credit.balance(USER)
@@ -70,12 +82,8 @@ async def test_continue_and_retry_forged_under_a_group_message_change_nothing(
     tmp_path: Path,
 ) -> None:
     group = -1_001_777_100
-    async with running_stack(
-        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8
-    ) as stack:
-        stack.telegram.send_text(USER, "Write an essay")
-        _, note = await stack.final_messages(USER, 2)
-        (button,) = note["reply_markup"]["inline_keyboard"][0]
+    async with essay_stack(tmp_path) as stack:
+        _, note, button = await cut_essay(stack)
         stack.telegram.send_text(USER, "just chatting", chat_id=group)  # the group exists
         # Buttons forged under a group message whose id is the private note's.
         for data in (button["callback_data"], "retry"):
@@ -120,12 +128,8 @@ async def test_continue_pressed_while_a_one_off_streams_still_goes_on_after_it(
 ) -> None:
     # Continue pressed while the user's inline answer (a one-off, outside the conversation)
     # streams: the busy notice; once it is done, the same button goes on with the cut answer.
-    async with running_stack(
-        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8
-    ) as stack:
-        stack.telegram.send_text(USER, "Write an essay")
-        _, note = await stack.final_messages(USER, 2)
-        (button,) = note["reply_markup"]["inline_keyboard"][0]
+    async with essay_stack(tmp_path) as stack:
+        _, note, button = await cut_essay(stack)
         await stack.stored_turns(USER, 2)
         stack.vllm.pauses = {2}
         await ask_inline(stack, USER, "a one-off elsewhere")

@@ -11,6 +11,7 @@ charged and stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from structlog.testing import capture_logs
@@ -26,7 +27,7 @@ from tests.test_bot_topics import new_topic, topic_telegram
 from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import AsyncIterator, MutableMapping
     from pathlib import Path
 
     from tests.botstack import Stack
@@ -41,15 +42,43 @@ def events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMappi
     return [entry for entry in logs if entry["event"] == name]
 
 
+def held_model() -> FakeVLLM:
+    """The fake model, holding every stream before token ``HELD_AT`` until resumed."""
+    model = FakeVLLM(answer=ANSWER)
+    model.pauses = {HELD_AT}
+    return model
+
+
 async def held(stack: Stack) -> None:
     """Wait until the user's answer streams, held by the fake model, with a draft shown."""
     await wait_until(lambda: stack.vllm.paused >= 1, within=10)
     await stack.telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
 
 
+@contextlib.asynccontextmanager
+async def writes_held(stack: Stack, model: FakeVLLM, data: Path) -> AsyncIterator[None]:
+    """The held answer streams to its end, and its charge and what follows wait.
+
+    They wait for the database's write lock, which another connection holds until the block
+    ends.
+    """
+    await held(stack)
+    with ledger_locked(data / "veil.db"):
+        model.pauses = set()  # later answers stream straight through
+        model.resume()
+        await wait_until(lambda: not stack.veil.chat._active[USER].stoppable, within=10)
+        yield
+
+
+async def forget_asked(stack: Stack) -> tuple[dict[str, Any], str]:
+    """Send /forget; its confirmation and the callback data of its erase button."""
+    stack.telegram.send_text(USER, "/forget")
+    (confirm,) = await stack.final_messages(USER)
+    return confirm, confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+
+
 async def test_the_update_is_handled_once_the_answer_starts(tmp_path: Path) -> None:
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model) as stack:
         stack.telegram.send_text(USER, SECRET)
         await held(stack)
@@ -70,16 +99,10 @@ async def test_a_question_after_the_stream_ended_waits_for_the_answers_last_writ
     # Once the stream has ended, nothing is left to stop: the answer is only being charged,
     # shown and stored. A question sent then (the user saw the text) is answered after those
     # writes, with the exchange in its history, not refused as busy.
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
         stack.telegram.send_text(USER, SECRET)
-        await held(stack)
-        with ledger_locked(tmp_path / "veil.db"):
-            model.pauses = set()  # the second answer streams straight through
-            model.resume()
-            # The stream ends; its charge waits for the database's write lock.
-            await wait_until(lambda: not stack.veil.chat._active[USER].stoppable, within=10)
+        async with writes_held(stack, model, tmp_path):  # the stream ended; its charge waits
             stack.telegram.send_text(USER, "and another thing")
             await wait_until(lambda: stack.veil.chat.running == 2)  # claimed, not refused
             waiting = len(stack.vllm.requests)
@@ -99,20 +122,14 @@ async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
     # erases. A question sent meanwhile must not be answered from the history being erased
     # (sent to the model after the user asked to erase it) nor write after the erasure: it
     # is refused as busy until the erasure is done.
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(
         tmp_path, model_server=model, db_busy_timeout=10, conversation_titles=True
     ) as stack:
         chat, telegram = stack.veil.chat, stack.telegram
-        telegram.send_text(USER, "/forget")
-        (confirm,) = await stack.final_messages(USER)
-        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        confirm, erase = await forget_asked(stack)
         telegram.send_text(USER, SECRET)
-        await held(stack)
-        with ledger_locked(tmp_path / "veil.db"):
-            model.pauses = set()
-            model.resume()
+        async with writes_held(stack, model, tmp_path):
             await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
             assert not chat._active[USER].stoppable
             telegram.press_button(USER, erase, message_id=confirm["message_id"])
@@ -134,18 +151,12 @@ async def test_forget_stops_a_waiting_question_and_waits_for_both_answers(tmp_pa
     # A question waits for the answer being charged and stored; /forget then stops it before
     # it is asked and waits for both before erasing: the first exchange is stored and erased,
     # the question is told it was cancelled, and nothing is written afterwards.
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
         chat, telegram = stack.veil.chat, stack.telegram
-        telegram.send_text(USER, "/forget")
-        (confirm,) = await stack.final_messages(USER)
-        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        confirm, erase = await forget_asked(stack)
         telegram.send_text(USER, SECRET)
-        await held(stack)
-        with ledger_locked(tmp_path / "veil.db"):
-            model.pauses = set()
-            model.resume()
+        async with writes_held(stack, model, tmp_path):
             await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
             telegram.send_text(USER, "and another thing")
             await wait_until(lambda: chat.running == 2)  # the question waits
@@ -165,8 +176,7 @@ async def test_forget_as_a_cut_first_answer_ends_asks_no_title_of_it(tmp_path: P
     # A cut answer's end says so (Continue) before it names its conversation: a /forget that
     # waited for the answer's writes erases meanwhile. The title must not then be asked of
     # the erased exchange (sent to the model after the erasure) nor stored.
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(
         tmp_path,
         model_server=model,
@@ -176,14 +186,9 @@ async def test_forget_as_a_cut_first_answer_ends_asks_no_title_of_it(tmp_path: P
         min_answer_tokens=8,
     ) as stack:
         telegram = stack.telegram
-        telegram.send_text(USER, "/forget")
-        (confirm,) = await stack.final_messages(USER)
-        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        confirm, erase = await forget_asked(stack)
         telegram.send_text(USER, SECRET)
-        await held(stack)
-        with ledger_locked(tmp_path / "veil.db"):
-            model.pauses = set()
-            model.resume()
+        async with writes_held(stack, model, tmp_path):
             await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
             telegram.press_button(USER, erase, message_id=confirm["message_id"])
             await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
@@ -274,8 +279,7 @@ async def test_a_bug_inside_the_answer_is_logged_without_text_and_apologised_for
 async def test_an_inline_answer_runs_detached_and_tells_its_failure_in_place(
     tmp_path: Path,
 ) -> None:
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
         _, inline_id = await ask_inline(stack, USER, SECRET)
         await wait_until(lambda: model.paused >= 1, within=10)
@@ -303,8 +307,7 @@ async def test_an_inline_answer_runs_detached_and_tells_its_failure_in_place(
 async def test_group_answers_wait_for_their_turn_detached_and_keep_their_order(
     tmp_path: Path,
 ) -> None:
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model, **FAST_EDITS) as stack:
         for n, user in enumerate((USER, USER + 1)):
             stack.telegram.send_text(user, f"@veil_test_bot question {n}", chat_id=GROUP)
@@ -320,8 +323,7 @@ async def test_group_answers_wait_for_their_turn_detached_and_keep_their_order(
 
 
 async def test_shutdown_waits_for_a_detached_answer_within_the_grace(tmp_path: Path) -> None:
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model) as stack:
         veil = stack.veil
         stack.telegram.send_text(USER, SECRET)
@@ -342,8 +344,7 @@ async def test_shutdown_waits_for_a_detached_answer_within_the_grace(tmp_path: P
 async def test_after_the_grace_a_detached_answer_is_stopped_charged_and_stored(
     tmp_path: Path,
 ) -> None:
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model) as stack:
         veil = stack.veil
         stack.telegram.send_text(USER, SECRET)
@@ -369,16 +370,12 @@ async def test_after_the_grace_a_waiting_question_is_not_asked_and_the_first_is_
     # Shutdown's grace ends while an answer is being charged and stored and a question waits
     # for it: the answer is settled, delivered and stored; the question is stopped before it
     # is asked (told so; its hold is released, nothing charged).
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
         veil, telegram = stack.veil, stack.telegram
         telegram.send_text(USER, SECRET)
-        await held(stack)
         with capture_logs() as logs:
-            with ledger_locked(tmp_path / "veil.db"):
-                model.pauses = set()
-                model.resume()
+            async with writes_held(stack, model, tmp_path):
                 await stack.final_messages(USER)  # shown; its charge waits for the lock
                 telegram.send_text(USER, "and another thing")
                 await wait_until(lambda: veil.chat.running == 2)  # the question waits
@@ -404,16 +401,12 @@ async def test_a_waiting_question_is_the_one_stop_and_busy_speak_of(tmp_path: Pa
     # While a question waits for the answer being charged and stored: the first answer's stop
     # button, pressed late, stops nothing; a third question is refused as busy; /cancel
     # stops the waiting one before it is asked (told so, nothing charged, nothing stored).
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
         chat, telegram = stack.veil.chat, stack.telegram
         telegram.send_text(USER, SECRET)
-        await held(stack)
-        first = chat._active[USER].stop_tag
-        with ledger_locked(tmp_path / "veil.db"):
-            model.pauses = set()
-            model.resume()
+        async with writes_held(stack, model, tmp_path):
+            first = chat._active[USER].stop_tag
             await stack.final_messages(USER)  # shown; its charge waits for the lock
             telegram.send_text(USER, "and another thing")
             await wait_until(lambda: chat.running == 2)  # the question waits
@@ -441,17 +434,12 @@ async def test_a_question_waiting_for_a_failing_answer_is_answered_after_its_rep
     # The answer fails after its text began (the stream has ended: only its charge and its
     # report are left). The question waiting for it is answered after that, from the history
     # without the failed exchange; the failure is reported once.
-    model = FakeVLLM(answer=ANSWER)
-    model.pauses = {HELD_AT}
+    model = held_model()
     model.error_mid_stream_after = HELD_AT + 2
     async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
         chat, telegram = stack.veil.chat, stack.telegram
         telegram.send_text(USER, SECRET)
-        await held(stack)
-        with ledger_locked(tmp_path / "veil.db"):
-            model.pauses = set()
-            model.resume()
-            await wait_until(lambda: not chat._active[USER].stoppable)  # failed, charge waits
+        async with writes_held(stack, model, tmp_path):  # failed; its charge waits
             model.error_mid_stream_after = None
             telegram.send_text(USER, "and another thing")
             await wait_until(lambda: chat.running == 2)  # the question waits
