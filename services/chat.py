@@ -1068,9 +1068,18 @@ class ChatService:
 
 
 async def _previous_finished(generation: _Generation) -> None:
-    """Wait until the answer ``generation`` waits for (``after``) is settled, shown and stored."""
-    if generation.after is not None and generation.after.task is not None:
-        await _finished(generation.after.task)
+    """Wait until the answer ``generation`` waits for (``after``) is settled, shown and stored.
+
+    Cancelled meanwhile (the loop tearing down), it still lets that answer's writes end, then
+    goes no further: the waiting question is never asked.
+    """
+    previous = generation.after
+    if previous is not None and previous.task is not None:
+        try:
+            await asyncio.wait([previous.task])  # never cancels it
+        except asyncio.CancelledError:
+            await _finished(previous.task)
+            raise
     generation.after = None
 
 

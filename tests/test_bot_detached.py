@@ -200,6 +200,29 @@ async def test_forget_as_a_cut_first_answer_ends_asks_no_title_of_it(tmp_path: P
     assert user is None
 
 
+async def test_a_waiting_question_cancelled_by_teardown_is_never_asked(tmp_path: Path) -> None:
+    # The loop's teardown cancels a question's task while it waits for the previous answer's
+    # writes: those writes end (the answer is charged and stored), and the question goes no
+    # further (never sent to the model, no hold left).
+    model = held_model()
+    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, SECRET)
+        async with writes_held(stack, model, tmp_path):
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 2 and chat._active[USER].task is not None)
+            waiting = chat._active[USER].task
+            assert waiting is not None
+            waiting.cancel()
+        await wait_until(lambda: chat.running == 0, within=10)
+        turns = await stack.stored_turns(USER, 2)
+        holds = await stack.veil.credit.open_holds()
+    assert waiting.cancelled()
+    assert len(model.requests) == 1
+    assert turns == [SECRET, ANSWER]
+    assert holds == []
+
+
 async def test_no_credit_inside_the_answer_is_told_in_its_topic(tmp_path: Path) -> None:
     async with running_stack(
         tmp_path, telegram_server=topic_telegram(), free_tokens_per_day=0
