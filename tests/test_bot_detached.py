@@ -28,6 +28,7 @@ from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, MutableMapping
+    from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
     from tests.botstack import Stack
@@ -55,17 +56,26 @@ async def held(stack: Stack) -> None:
     await stack.telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
 
 
+def writes_stack(
+    tmp_path: Path,
+    **options: Any,  # noqa: ANN401 -- running_stack's own knobs, passed on
+) -> AbstractAsyncContextManager[Stack]:
+    """The stack with the held model (``stack.vllm``), its writes waiting out a lock held."""
+    return running_stack(tmp_path, model_server=held_model(), db_busy_timeout=10, **options)
+
+
 @contextlib.asynccontextmanager
-async def writes_held(stack: Stack, model: FakeVLLM, data: Path) -> AsyncIterator[None]:
-    """The held answer streams to its end, and its charge and what follows wait.
+async def writes_held(stack: Stack, data: Path) -> AsyncIterator[None]:
+    """Ask SECRET: the held answer streams to its end, and its charge and what follows wait.
 
     They wait for the database's write lock, which another connection holds until the block
     ends.
     """
+    stack.telegram.send_text(USER, SECRET)
     await held(stack)
     with ledger_locked(data / "veil.db"):
-        model.pauses = set()  # later answers stream straight through
-        model.resume()
+        stack.vllm.pauses = set()  # later answers stream straight through
+        stack.vllm.resume()
         await wait_until(lambda: not stack.veil.chat._active[USER].stoppable, within=10)
         yield
 
@@ -99,10 +109,9 @@ async def test_a_question_after_the_stream_ended_waits_for_the_answers_last_writ
     # Once the stream has ended, nothing is left to stop: the answer is only being charged,
     # shown and stored. A question sent then (the user saw the text) is answered after those
     # writes, with the exchange in its history, not refused as busy.
-    model = held_model()
-    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
-        stack.telegram.send_text(USER, SECRET)
-        async with writes_held(stack, model, tmp_path):  # the stream ended; its charge waits
+    async with writes_stack(tmp_path) as stack:
+        model = stack.vllm
+        async with writes_held(stack, tmp_path):  # the stream ended; its charge waits
             stack.telegram.send_text(USER, "and another thing")
             await wait_until(lambda: stack.veil.chat.running == 2)  # claimed, not refused
             waiting = len(stack.vllm.requests)
@@ -122,14 +131,11 @@ async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
     # erases. A question sent meanwhile must not be answered from the history being erased
     # (sent to the model after the user asked to erase it) nor write after the erasure: it
     # is refused as busy until the erasure is done.
-    model = held_model()
-    async with running_stack(
-        tmp_path, model_server=model, db_busy_timeout=10, conversation_titles=True
-    ) as stack:
+    async with writes_stack(tmp_path, conversation_titles=True) as stack:
+        model = stack.vllm
         chat, telegram = stack.veil.chat, stack.telegram
         confirm, erase = await forget_asked(stack)
-        telegram.send_text(USER, SECRET)
-        async with writes_held(stack, model, tmp_path):
+        async with writes_held(stack, tmp_path):
             await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
             assert not chat._active[USER].stoppable
             telegram.press_button(USER, erase, message_id=confirm["message_id"])
@@ -151,12 +157,11 @@ async def test_forget_stops_a_waiting_question_and_waits_for_both_answers(tmp_pa
     # A question waits for the answer being charged and stored; /forget then stops it before
     # it is asked and waits for both before erasing: the first exchange is stored and erased,
     # the question is told it was cancelled, and nothing is written afterwards.
-    model = held_model()
-    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+    async with writes_stack(tmp_path) as stack:
+        model = stack.vllm
         chat, telegram = stack.veil.chat, stack.telegram
         confirm, erase = await forget_asked(stack)
-        telegram.send_text(USER, SECRET)
-        async with writes_held(stack, model, tmp_path):
+        async with writes_held(stack, tmp_path):
             await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
             telegram.send_text(USER, "and another thing")
             await wait_until(lambda: chat.running == 2)  # the question waits
@@ -176,19 +181,16 @@ async def test_forget_as_a_cut_first_answer_ends_asks_no_title_of_it(tmp_path: P
     # A cut answer's end says so (Continue) before it names its conversation: a /forget that
     # waited for the answer's writes erases meanwhile. The title must not then be asked of
     # the erased exchange (sent to the model after the erasure) nor stored.
-    model = held_model()
-    async with running_stack(
+    async with writes_stack(
         tmp_path,
-        model_server=model,
-        db_busy_timeout=10,
         conversation_titles=True,
         max_answer_tokens=2 * HELD_AT,  # cut at the length limit
         min_answer_tokens=8,
     ) as stack:
+        model = stack.vllm
         telegram = stack.telegram
         confirm, erase = await forget_asked(stack)
-        telegram.send_text(USER, SECRET)
-        async with writes_held(stack, model, tmp_path):
+        async with writes_held(stack, tmp_path):
             await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
             telegram.press_button(USER, erase, message_id=confirm["message_id"])
             await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
@@ -204,11 +206,10 @@ async def test_a_waiting_question_cancelled_by_teardown_is_never_asked(tmp_path:
     # The loop's teardown cancels a question's task while it waits for the previous answer's
     # writes: those writes end (the answer is charged and stored), and the question goes no
     # further (never sent to the model, no hold left).
-    model = held_model()
-    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+    async with writes_stack(tmp_path) as stack:
+        model = stack.vllm
         chat, telegram = stack.veil.chat, stack.telegram
-        telegram.send_text(USER, SECRET)
-        async with writes_held(stack, model, tmp_path):
+        async with writes_held(stack, tmp_path):
             telegram.send_text(USER, "and another thing")
             await wait_until(lambda: chat.running == 2 and chat._active[USER].task is not None)
             waiting = chat._active[USER].task
@@ -393,12 +394,11 @@ async def test_after_the_grace_a_waiting_question_is_not_asked_and_the_first_is_
     # Shutdown's grace ends while an answer is being charged and stored and a question waits
     # for it: the answer is settled, delivered and stored; the question is stopped before it
     # is asked (told so; its hold is released, nothing charged).
-    model = held_model()
-    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+    async with writes_stack(tmp_path) as stack:
+        model = stack.vllm
         veil, telegram = stack.veil, stack.telegram
-        telegram.send_text(USER, SECRET)
         with capture_logs() as logs:
-            async with writes_held(stack, model, tmp_path):
+            async with writes_held(stack, tmp_path):
                 await stack.final_messages(USER)  # shown; its charge waits for the lock
                 telegram.send_text(USER, "and another thing")
                 await wait_until(lambda: veil.chat.running == 2)  # the question waits
@@ -424,11 +424,10 @@ async def test_a_waiting_question_is_the_one_stop_and_busy_speak_of(tmp_path: Pa
     # While a question waits for the answer being charged and stored: the first answer's stop
     # button, pressed late, stops nothing; a third question is refused as busy; /cancel
     # stops the waiting one before it is asked (told so, nothing charged, nothing stored).
-    model = held_model()
-    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+    async with writes_stack(tmp_path) as stack:
+        model = stack.vllm
         chat, telegram = stack.veil.chat, stack.telegram
-        telegram.send_text(USER, SECRET)
-        async with writes_held(stack, model, tmp_path):
+        async with writes_held(stack, tmp_path):
             first = chat._active[USER].stop_tag
             await stack.final_messages(USER)  # shown; its charge waits for the lock
             telegram.send_text(USER, "and another thing")
@@ -457,12 +456,11 @@ async def test_a_question_waiting_for_a_failing_answer_is_answered_after_its_rep
     # The answer fails after its text began (the stream has ended: only its charge and its
     # report are left). The question waiting for it is answered after that, from the history
     # without the failed exchange; the failure is reported once.
-    model = held_model()
-    model.error_mid_stream_after = HELD_AT + 2
-    async with running_stack(tmp_path, model_server=model, db_busy_timeout=10) as stack:
+    async with writes_stack(tmp_path) as stack:
+        model = stack.vllm
+        model.error_mid_stream_after = HELD_AT + 2
         chat, telegram = stack.veil.chat, stack.telegram
-        telegram.send_text(USER, SECRET)
-        async with writes_held(stack, model, tmp_path):  # failed; its charge waits
+        async with writes_held(stack, tmp_path):  # failed; its charge waits
             model.error_mid_stream_after = None
             telegram.send_text(USER, "and another thing")
             await wait_until(lambda: chat.running == 2)  # the question waits
