@@ -11,9 +11,12 @@ Every run is made once per stream shape in ``--shapes`` (a gateway each: shaped,
 default; per-token, ``off``), in the same run of the benchmark.
 
     uv run python bench/chat.py [--users 1,50] [--words 300] [--word-delay 0.02] [--clean-only]
-        [--shapes tick,off]
+        [--shapes tick,off] [--rounds 1]
 
 With several levels it also prints the RSS growth per concurrent answer above the smallest.
+With ``--rounds N`` each run is made N times (a fresh bot each) and the latencies are also
+printed as the median of the rounds' medians with their range: single runs of the same code
+spread fourfold here (the ends of 50 answers at once, on two cores shared by five processes).
 """
 
 from __future__ import annotations
@@ -239,8 +242,26 @@ def show_memory(results: list[Result]) -> None:
         )
 
 
-async def main_async(
-    levels: list[int], words: int, delay: float, *, flaky_too: bool, shapes: list[str]
+def show_rounds(rounds: list[Result]) -> None:
+    """The latencies over several runs of one level: the median of their medians, the range."""
+    for label, medians in (
+        ("first token → first draft", [statistics.median(r.first_draft_ms) for r in rounds]),
+        ("last token → final message", [statistics.median(r.final_ms) for r in rounds]),
+    ):
+        print(
+            f"  {label} over {len(rounds)} rounds: median {statistics.median(medians):.0f} ms"
+            f" (rounds {min(medians):.0f} to {max(medians):.0f} ms)"
+        )
+
+
+async def main_async(  # noqa: PLR0913 -- the benchmark's knobs
+    levels: list[int],
+    words: int,
+    delay: float,
+    *,
+    flaky_too: bool,
+    shapes: list[str],
+    rounds: int = 1,
 ) -> None:
     """Start the fakes, then for each shape a gateway and every level with and without 429s."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,21 +277,26 @@ async def main_async(
                     for flaky in (False, True) if flaky_too else (False,):
                         results = []
                         for users in levels:
-                            result = await run(
-                                users,
-                                words,
-                                delay,
-                                flaky=flaky,
-                                first_chat=first_chat,
-                                gateway=gateway,
-                                verify_key=verify_key,
-                                telegram=telegram,
-                                vllm=vllm,
-                            )
-                            bot_api = "1 in 5 drafts answered 429 (retry_after 3)"
-                            show(result, f"{shape}, {bot_api if flaky else 'clean Bot API'}")
-                            results.append(result)
-                            first_chat += users
+                            made = []
+                            for _ in range(rounds):
+                                result = await run(
+                                    users,
+                                    words,
+                                    delay,
+                                    flaky=flaky,
+                                    first_chat=first_chat,
+                                    gateway=gateway,
+                                    verify_key=verify_key,
+                                    telegram=telegram,
+                                    vllm=vllm,
+                                )
+                                bot_api = "1 in 5 drafts answered 429 (retry_after 3)"
+                                show(result, f"{shape}, {bot_api if flaky else 'clean Bot API'}")
+                                made.append(result)
+                                first_chat += users
+                            if rounds > 1:
+                                show_rounds(made)
+                            results.append(made[0])
                         show_memory(results)
 
 
@@ -286,6 +312,7 @@ def main() -> None:
         default="tick,off",
         help="the gateway's stream shapes to run, each a VEIL_STREAM_SHAPE (comma-separated)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each level")
     args = parser.parse_args()
     levels = [int(x) for x in args.users.split(",")]
     asyncio.run(
@@ -295,6 +322,7 @@ def main() -> None:
             args.word_delay,
             flaky_too=not args.clean_only,
             shapes=args.shapes.split(","),
+            rounds=args.rounds,
         )
     )
 
