@@ -52,6 +52,7 @@ from bot import rich as rich_markdown
 from bot.formatting import TELEGRAM_LIMIT, Rendered, preview, render_parts, utf16_len
 from bot.streaming import entities_of
 from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
+from common.folded import FoldedText
 from services.answers import LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
-_FOLD = 32  # deltas gathered before they are joined into one string (as in the draft sink)
 _MORE = "…"
 _GAP = "\n\n"
 
@@ -257,8 +257,8 @@ class EditSink:
         self._header_markdown = (
             rich_markdown.escape(look.header) + "\n\n" if look.header.strip() else ""
         )
-        self._parts: list[str] = []
-        self._thinking: list[str] = []  # the model's thinking (shown once, never kept)
+        self._parts = FoldedText()
+        self._thinking = FoldedText()  # the model's thinking (shown once, never kept)
         self._received = 0
         self._shown = 0
         self._last_edit = 0.0
@@ -280,9 +280,7 @@ class EditSink:
 
     async def append(self, delta: str) -> None:
         """Add a piece of the answer; an edit shows it when the pace allows."""
-        self._parts.append(delta)
-        if len(self._parts) >= _FOLD:  # edits held back (the pace, a 429): one string, not many
-            self._parts = ["".join(self._parts)]
+        self._parts.append(delta)  # folded: edits held back (pace, 429) keep one string
         self._received += len(delta)
         self._dirty = True
         if self._live and self._editing is None:
@@ -292,14 +290,12 @@ class EditSink:
         """Add a piece of the model's thinking; the final edit shows it collapsed."""
         if self.show_reasoning:
             self._thinking.append(delta)
-            if len(self._thinking) >= _FOLD:
-                self._thinking = ["".join(self._thinking)]
 
     async def complete(self, text: str) -> None:
         """The final, complete edit: what fits, and a button to the rest when it does not."""
         await self._stop()
-        thought = "".join(self._thinking).strip()
-        self._thinking = []
+        thought = self._thinking.text().strip()
+        self._thinking = FoldedText()
         self._text = text
         final = self._entity_final(text, thought)
         if self.rich:
@@ -406,9 +402,7 @@ class EditSink:
             self._schedule()
 
     async def _send_progress(self) -> None:
-        if len(self._parts) > 1:
-            self._parts = ["".join(self._parts)]
-        text = self._parts[0] if self._parts else ""
+        text = self._parts.text()
         try:
             if self.rich:
                 room = rich_markdown.MAX_CHARS - utf16_len(self._header_markdown)

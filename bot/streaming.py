@@ -44,6 +44,7 @@ from aiogram.types import InputRichBlockThinking, InputRichMessage, MessageEntit
 from bot.formatting import Rendered, plain_parts, preview, render_parts
 from bot.rich import draft_markdown, rich_parts
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
+from common.folded import FoldedText
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.streaming")
 
 _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
-_FOLD = 32  # deltas gathered before they are joined into one string (a str costs ~60 bytes)
 
 
 def entities_of(rendered: Rendered) -> list[MessageEntity]:
@@ -110,7 +110,7 @@ class DraftSink:
         self._thought = 0  # characters of thinking received
         self._thought_shown = 0  # characters of thinking the last draft showed
         self.draft_id = secrets.randbelow(2**31 - 2) + 1
-        self._parts: list[str] = []  # the answer so far, joined only when a draft goes out
+        self._parts = FoldedText()  # the answer so far, joined only when a draft goes out
         self._received = 0  # characters appended so far
         self._shown = 0  # characters the last draft showed
         self._dirty = False  # something came that no draft has shown yet
@@ -127,9 +127,7 @@ class DraftSink:
 
     async def append(self, delta: str) -> None:
         """Add a piece of the answer; a draft shows the whole when Telegram allows."""
-        self._parts.append(delta)
-        if len(self._parts) >= _FOLD:  # drafts held back (a 429): keep one string, not many
-            self._parts = ["".join(self._parts)]
+        self._parts.append(delta)  # folded: drafts held back (a 429) keep one string, not many
         self._received += len(delta)
         self._changed()
 
@@ -195,7 +193,7 @@ class DraftSink:
             if self._thought != self._thought_shown:
                 await self._send_thought()
         elif self._received != self._shown:
-            await self._send_draft(self._text_so_far())
+            await self._send_draft(self._parts.text())
             # Counted from when Telegram answered, so arrivals are never closer than interval.
             self._next_allowed = max(self._next_allowed, time.monotonic() + self.interval)
         self._drafting = None
@@ -223,12 +221,6 @@ class DraftSink:
         """``callback`` at ``when`` (``time.monotonic``), or soon if that has passed."""
         delay = max(0.0, when - time.monotonic())
         return asyncio.get_running_loop().call_later(delay, callback)
-
-    def _text_so_far(self) -> str:
-        """The answer so far; the parts collapse into one, so each is joined once per draft."""
-        if len(self._parts) > 1:
-            self._parts = ["".join(self._parts)]
-        return self._parts[0] if self._parts else ""
 
     def _later(self, refused: TelegramRetryAfter) -> None:
         """A draft refused with 429: the newest text or thinking goes out once the wait is over."""

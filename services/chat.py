@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
+from common.folded import FoldedText
 from models import ConversationNotFound
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
@@ -87,7 +88,7 @@ from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import message_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
@@ -101,7 +102,6 @@ _RETRY_MEMORY = 10_000  # users whose last failed prompt is kept for the Retry b
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
-_FOLD = 32  # deltas gathered before ``_Text`` folds them into one string
 CUT = "length"  # the finish reason of an answer cut at its length limit
 # The question a Continue button asks, in the model's own language of instructions; it is
 # stored as the user's turn like any question, so the history reads as what happened.
@@ -248,32 +248,6 @@ class _Ended:
     completion: Completion | None
     text: str
     bundles: list[SignedBundle]
-
-
-class _Text:
-    """The answer's text so far: deltas appended, folded into one string every ``_FOLD``.
-
-    A string per delta costs ~60 bytes of overhead (a token is a few characters); folded, a
-    character costs one, so a long answer in progress holds about its own size. Iterating
-    gives the pieces, so ``"".join(text)`` is the whole.
-    """
-
-    __slots__ = ("_pieces",)
-
-    def __init__(self) -> None:
-        self._pieces: list[str] = []
-
-    def append(self, delta: str) -> None:
-        """Add a delta (folding the pieces into one when ``_FOLD`` have gathered)."""
-        self._pieces.append(delta)
-        if len(self._pieces) >= _FOLD:
-            self._pieces = ["".join(self._pieces)]
-
-    def __bool__(self) -> bool:
-        return any(self._pieces)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._pieces)
 
 
 @dataclass(slots=True)
@@ -545,7 +519,7 @@ class ChatService:
         model = await self.model_for(user.model)
         window = self._window(model)
         context = self._context(history, prompt, window, self._budget(window))
-        parts = _Text()
+        parts = FoldedText()
         bundles: list[SignedBundle] = []
         begun = retried = False
         while True:
@@ -784,7 +758,7 @@ class ChatService:
         self,
         request: ChatRequest,
         sink: AnswerSink,
-        parts: _Text | list[str],
+        parts: FoldedText | list[str],
         generation: _Generation,
     ) -> Completion | None:
         """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``."""
