@@ -23,10 +23,10 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 handler claims the user (``AnswerInProgress`` at once if they have an answer streaming, or
 while ``forget`` erases their data; a question sent once the previous answer's stream has
 ended waits for its settlement, delivery and storage, so the user who saw the final message
-is answered, in order), starts the answer
-and returns, so the update and everything its handling keeps are freed while
-the answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
-gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
+is answered, in order), starts the answer and returns, so the update and everything its
+handling keeps are freed while the answer streams. What follows the answer, or its failure,
+goes to a ``Followup`` the caller gives; shutdown waits for these tasks (``wait_idle``, then
+``close``).
 
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
@@ -217,6 +217,10 @@ class _Generation:
     claimed: Question | None = None  # ``start`` claimed the user for this question
     after: _Generation | None = None  # the user's previous answer, finishing: waited for first
 
+    def with_previous(self) -> list[_Generation]:
+        """This answer, and the user's previous one while this one waits for it."""
+        return [self] if self.after is None else [self, self.after]
+
 
 @dataclass(frozen=True)
 class _Asked:
@@ -366,7 +370,7 @@ class ChatService:
         if question.user_id in self._forgetting:  # read nothing that is being erased
             raise AnswerInProgress("the user's data is being erased")
         previous = self._active.get(question.user_id)
-        if previous is not None and (previous.stoppable or previous.task is None):
+        if previous is not None and previous.stoppable:  # streaming, or not begun yet
             raise AnswerInProgress("an answer is already in progress")
         generation = _Generation(stop_tag=question.stop_tag, after=previous)
         self._active[question.user_id] = generation
@@ -374,12 +378,7 @@ class ChatService:
 
     def _generations(self) -> list[_Generation]:
         """Every answer in progress: the users' own and the finishing ones they wait for."""
-        return [
-            g
-            for current in self._active.values()
-            for g in (current, current.after)
-            if g is not None
-        ]
+        return [g for current in self._active.values() for g in current.with_previous()]
 
     async def _answer_then(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
         await followup.answered(await self.answer(question, sink))
@@ -1024,9 +1023,8 @@ class ChatService:
     async def _answers_ended(self, user_id: int) -> None:
         """Stop the user's answers (one waiting, and the one it waits for); wait for their end."""
         while (generation := self._active.get(user_id)) is not None:
-            for stopping in (generation, generation.after):
-                if stopping is not None:
-                    stopping.stop.set()
+            for stopping in generation.with_previous():
+                stopping.stop.set()
             task = generation.task
             if task is None or task.done():
                 # Claimed by ``start``, its task begins on the loop's next turn; done, its
