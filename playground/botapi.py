@@ -77,6 +77,7 @@ class Call:
     params: dict[str, Any]
     at: float  # time.monotonic() when it was received
     answered: str  # "ok", or the error description the fake replied with
+    body: str = "query"  # how the parameters came: query, json, form, multipart, webhook reply
 
 
 class Observer(Protocol):
@@ -275,15 +276,18 @@ class FakeTelegram(Served):
     async def _handle(self, request: web.Request) -> web.Response:
         received = time.monotonic()
         raw: dict[str, Any] = dict(request.query)
+        body = "query"
         if request.content_type == "application/json":
             raw |= _json_params(await request.json())
+            body = "json"
         elif request.method == "POST":
             raw |= dict(await request.post())
+            body = "multipart" if request.content_type.startswith("multipart/") else "form"
         token, name = request.match_info["token"], request.match_info["method"]
-        return await self._process(token, name, decode_params(raw), received)
+        return await self._process(token, name, decode_params(raw), received, body)
 
     async def _process(
-        self, token: str, name: str, params: dict[str, Any], received: float
+        self, token: str, name: str, params: dict[str, Any], received: float, body: str
     ) -> web.Response:
         method = self._canonical.get(name.lower(), name)
         refusal: ApiError | None = None
@@ -301,19 +305,19 @@ class FakeTelegram(Served):
             except ApiError as error:
                 refusal = error
             except Exception:
-                self._record(Call(method, params, received, "Internal Server Error"))
+                self._record(Call(method, params, received, "Internal Server Error", body))
                 raise
         if refusal is not None:
-            self._record(Call(method, params, received, refusal.description))
+            self._record(Call(method, params, received, refusal.description, body))
             return refusal.response()
-        self._record(Call(method, params, received, "ok"))
+        self._record(Call(method, params, received, "ok", body))
         if self._observer is not None:
             self._observer.answered(method, params, result)
         return web.json_response({"ok": True, "result": result})
 
     async def _run_from_webhook(self, name: str, params: dict[str, Any], received: float) -> None:
         """A method the bot put in its webhook reply, run as if it had been requested."""
-        await self._process(self.token, name, params, received)
+        await self._process(self.token, name, params, received, "webhook reply")
 
     def _record(self, call: Call) -> None:
         self.calls.append(call)

@@ -52,22 +52,26 @@ if TYPE_CHECKING:
 __all__ = ["AuditReport", "Auditor", "proof_for"]
 
 
-def proof_for(
+def proof_for(  # noqa: PLR0913 -- the receipt, what it names, and what may verify it
     receipt: SignedReceipt | None,
     *,
     request_id: bytes,
     model: str,
     valid: bool,
     bundles: Sequence[SignedBundle],
+    verified_by: SignedBundle | None = None,
 ) -> ReceiptProof | None:
     """The proof to keep with a charge: the signed bytes and the bundle whose key verifies them.
 
-    ``valid`` is whether the inference client verified the receipt; the bundle is found again
-    among ``bundles`` (the verified ones) by checking the signature. A receipt that verifies
-    under none is kept without a key (the audit will say so).
+    ``verified_by`` is the bundle the receipt was verified under already, if the caller knows
+    it (a signature check is ~0.1 ms). Else, when ``valid`` (the inference client verified the
+    receipt), the bundle is found again among ``bundles`` (the verified ones) by checking the
+    signature. A receipt that verifies under none is kept without a key (the audit will say so).
     """
     if receipt is None:
         return None
+    if verified_by is not None:
+        return _proof(receipt, verified_by)
     if valid:
         for signed in bundles:
             try:
@@ -76,9 +80,13 @@ def proof_for(
                 )
             except (ReceiptInvalid, MalformedMessage):
                 continue
-            bundle = StoredBundle(signed.body, signed.signature, signed.operator_key)
-            return ReceiptProof(receipt.body, receipt.signature, signed.bundle.receipt_key, bundle)
+            return _proof(receipt, signed)
     return ReceiptProof(receipt.body, receipt.signature)
+
+
+def _proof(receipt: SignedReceipt, signed: SignedBundle) -> ReceiptProof:
+    bundle = StoredBundle(signed.body, signed.signature, signed.operator_key)
+    return ReceiptProof(receipt.body, receipt.signature, signed.bundle.receipt_key, bundle)
 
 
 @dataclass

@@ -626,6 +626,7 @@ class ChatService:
                 text,
                 valid=completion.receipt_valid if completion else False,
                 bundles=bundles,
+                verified_by=completion.verified_by if completion else None,
             )
         )
         stopped = generation.stop.is_set()
@@ -711,7 +712,7 @@ class ChatService:
             generation.holds.discard(request_id.hex())
             raise
 
-    async def _settle(
+    async def _settle(  # noqa: PLR0913 -- what was had and what verified it
         self,
         hold: Hold,
         receipt: SignedReceipt | None,
@@ -719,6 +720,7 @@ class ChatService:
         *,
         valid: bool = False,
         bundles: list[SignedBundle],
+        verified_by: SignedBundle | None = None,
     ) -> Charge:
         """Close the hold by the one rule every answer is billed by (shielded from cancel).
 
@@ -733,6 +735,7 @@ class ChatService:
                 model=hold.model,
                 valid=valid,
                 bundles=[*self.inference.bundles(), *bundles],
+                verified_by=verified_by,
             )
             settling = self.credit.settle(
                 hold,
@@ -986,7 +989,10 @@ class ChatService:
             raise
         receipt = completion.signed_receipt if completion else None
         valid = completion.receipt_valid if completion else False
-        await self._settle(hold, receipt, "".join(parts), valid=valid, bundles=bundles)
+        verified_by = completion.verified_by if completion else None
+        await self._settle(
+            hold, receipt, "".join(parts), valid=valid, bundles=bundles, verified_by=verified_by
+        )
         return "".join(parts)
 
     async def forget(self, user_id: int) -> int:

@@ -164,6 +164,7 @@ class Completion:
     signed_receipt: SignedReceipt | None = None
     request_id: bytes = b""
     fetched: bool = False
+    verified_by: SignedBundle | None = None  # the bundle whose key verified the receipt
 
     @property
     def status(self) -> ReceiptStatus | None:
@@ -544,6 +545,7 @@ class InferenceClient:
             gateway=attempt.gateway.url,
             signed_receipt=record.receipt,
             request_id=attempt.request_id,
+            verified_by=attempt.signed if receipt is not None else None,
         )
 
     def _completion(
@@ -557,6 +559,7 @@ class InferenceClient:
             signed_receipt=receipt,
             request_id=attempt.request_id,
             fetched=True,
+            verified_by=attempt.signed if valid else None,
         )
 
     @staticmethod

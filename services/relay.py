@@ -363,6 +363,7 @@ class RelayService:
                 model=ticket.model,
                 valid=True,
                 bundles=[answer.signed],
+                verified_by=answer.signed,  # ``_verified`` checked it under this bundle
             )
             usage = receipt.receipt
             charge = await self._credit.settle(

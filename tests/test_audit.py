@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import sqlite3
 import subprocess
@@ -10,8 +11,12 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from services.audit import Auditor
+from sealed.bundle import KeyBundle, sign_bundle
+from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
+from sealed.suites import KeyPair, Suite
+from services.audit import Auditor, proof_for
 from tests.books import grant
 from tests.botstack import bot_env, running_stack
 from tests.harness import REPO, child_environment
@@ -79,6 +84,34 @@ async def audited(tmp_path: Path) -> tuple[dict[str, str], str]:
         )
         env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, data)
     return env, str(request_id)
+
+
+def test_a_proof_keeps_the_bundle_its_receipt_was_verified_under() -> None:
+    operator, signer = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+
+    def bundle_for(receipt_key: ed25519.Ed25519PrivateKey) -> KeyBundle:
+        keypair = KeyPair.generate(Suite.X25519)
+        public = receipt_key.public_key().public_bytes_raw()
+        return KeyBundle(
+            Suite.X25519, keypair.public_bytes, keypair.key_id, 0, 2**40, ("m",), public
+        )
+
+    ours = sign_bundle(bundle_for(signer), operator)
+    other = sign_bundle(bundle_for(ed25519.Ed25519PrivateKey.generate()), operator)
+    request_id = b"\x07" * 16
+    receipt = sign_receipt(UsageReceipt(request_id, "m", 5, 1, ReceiptStatus.COMPLETE), signer)
+    # Verified by the inference client already: taken as it says, whatever else is held.
+    found = functools.partial(proof_for, receipt, request_id=request_id, model="m")
+    known = found(valid=True, bundles=[], verified_by=ours)
+    assert known is not None
+    assert known.receipt_key == signer.public_key().public_bytes_raw()
+    assert known.bundle is not None
+    assert known.bundle.body == ours.body
+    # Not known: found again among the bundles held, by its signature.
+    assert found(valid=True, bundles=[other, ours]) == known
+    unverified = found(valid=False, bundles=[ours])
+    assert unverified is not None
+    assert (unverified.receipt_key, unverified.bundle) == (None, None)
 
 
 async def test_audit_passes_on_a_normal_run(audited: tuple[dict[str, str], str]) -> None:

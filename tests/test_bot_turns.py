@@ -5,6 +5,10 @@ the calls behind it wait for their turn holding ~7 KB each, their task and the m
 included (waiting in aiohttp's pool, with their request built first, ~13 KB), they go out in
 order once the connection is free, and a call that waits longer than its timeout fails as
 aiohttp's timeout would.
+
+The session posts each call as JSON (a file upload as aiogram's multipart form): the fake Bot API
+server reads the same parameters from it as from aiogram's own form, and a dropped or silent
+server fails the call as it fails aiogram's.
 """
 
 from __future__ import annotations
@@ -12,17 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import tracemalloc
 from typing import TYPE_CHECKING
 
 import pytest
 from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    MessageEntity,
+)
+from aiohttp import web
 
 from bot.telegram import TurnTakingSession
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
+from tests.pictures import make_png
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -94,3 +110,115 @@ async def test_calls_beyond_the_limit_go_out_in_order_once_a_connection_is_free(
         finally:
             await session.close()
     assert [m["text"] for m in telegram.sent_messages(5)] == [f"{i}" for i in range(20)]
+
+
+TEXT = "Привет 👋 — «quotes» & 100% + more\nline two"
+
+
+async def send_everything(bot: Bot, chat_id: int) -> None:
+    """A message with a default, nested objects, a false flag and an empty string."""
+    await bot.send_message(
+        chat_id=chat_id,
+        text=TEXT,
+        entities=[MessageEntity(type="bold", offset=0, length=6)],
+        reply_markup=InlineKeyboardMarkup(
+            inline_keyboard=[[InlineKeyboardButton(text="Retry ↻", callback_data="retry:1")]]
+        ),
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+        disable_notification=False,
+        business_connection_id="",
+    )
+
+
+async def test_calls_go_as_json_carrying_what_aiograms_form_carries() -> None:
+    defaults = DefaultBotProperties(protect_content=True)
+    async with FakeTelegram(token=TOKEN) as telegram:
+        api = TelegramAPIServer.from_base(telegram.url)
+        ours = Bot(TOKEN, session=TurnTakingSession(api=api), default=defaults)
+        aiograms = Bot(TOKEN, session=AiohttpSession(api=api), default=defaults)
+        try:
+            await send_everything(aiograms, 7)
+            await send_everything(ours, 8)
+        finally:
+            await ours.session.close()
+            await aiograms.session.close()
+    form, json_call = telegram.calls_of("sendMessage")
+    assert (form.body, json_call.body) == ("form", "json")
+    assert json_call.params == form.params | {"chat_id": 8}
+    assert json_call.params["protect_content"] is True  # the bot's default, filled in
+    assert "business_connection_id" not in json_call.params
+    [sent] = telegram.sent_messages(8)
+    assert sent["text"] == TEXT
+
+
+async def test_the_json_body_is_utf8_with_nested_objects_as_objects() -> None:
+    bodies: list[tuple[str, bytes]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        bodies.append((request.content_type, await request.read()))
+        chat = {"id": 5, "type": "private"}
+        return web.json_response({"ok": True, "result": {"message_id": 1, "date": 0, "chat": chat}})
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    bot = Bot(
+        TOKEN,
+        session=TurnTakingSession(api=TelegramAPIServer.from_base(f"http://127.0.0.1:{port}")),
+    )
+    try:
+        await send_everything(bot, 5)
+    finally:
+        await bot.session.close()
+        await runner.cleanup()
+    [(content_type, raw)] = bodies
+    assert content_type == "application/json"
+    assert "Привет 👋 — «quotes»".encode() in raw  # UTF-8 as is, not escaped
+    fields = json.loads(raw)
+    assert fields["entities"] == [{"type": "bold", "offset": 0, "length": 6}]
+    assert fields["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "retry:1"
+    assert fields["disable_notification"] is False
+    assert "business_connection_id" not in fields
+
+
+async def test_a_file_goes_as_aiograms_multipart_form() -> None:
+    picture = make_png(4, 3)
+    async with FakeTelegram(token=TOKEN) as telegram:
+        bot = Bot(TOKEN, session=TurnTakingSession(api=TelegramAPIServer.from_base(telegram.url)))
+        try:
+            await bot.send_photo(
+                chat_id=9, photo=BufferedInputFile(picture, filename="qr.png"), caption="pay"
+            )
+        finally:
+            await bot.session.close()
+    [call] = telegram.calls_of("sendPhoto")
+    assert call.body == "multipart"
+    assert telegram.photos[9] == [picture]
+
+
+async def test_a_dropped_or_silent_server_fails_the_call_as_aiogram_would() -> None:
+    async def hang_up(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    bot = Bot(TOKEN, session=TurnTakingSession(api=TelegramAPIServer.from_base(url)))
+    try:
+        with pytest.raises(TelegramNetworkError, match="ServerDisconnectedError"):
+            await bot.send_message(chat_id=1, text="hello")
+    finally:
+        await bot.session.close()
+        server.close()
+        await server.wait_closed()
+    async with silent_server() as (url, connections):
+        bot = Bot(TOKEN, session=TurnTakingSession(api=TelegramAPIServer.from_base(url)))
+        try:
+            with pytest.raises(TelegramNetworkError, match="Request timeout error"):
+                await bot.send_message(chat_id=1, text="hello", request_timeout=1)
+        finally:
+            await bot.session.close()
+    assert connections == [1]
