@@ -158,13 +158,17 @@ class Completion:
     """
 
     receipt: UsageReceipt | None
-    receipt_valid: bool
     finish_reason: str
     gateway: str
     signed_receipt: SignedReceipt | None = None
     request_id: bytes = b""
     fetched: bool = False
     verified_by: SignedBundle | None = None  # the bundle whose key verified the receipt
+
+    @property
+    def receipt_valid(self) -> bool:
+        """Whether the receipt's signature verified (under ``verified_by``)."""
+        return self.verified_by is not None
 
     @property
     def status(self) -> ReceiptStatus | None:
@@ -524,7 +528,7 @@ class InferenceClient:
                 broken=broken,
                 receipt=receipt is not None,
             )
-            return self._completion(attempt, receipt, reason, valid=receipt is not None)
+            return self._completion(attempt, receipt, reason)
         if final is not None and final.is_error:
             raise self._error(final, attempt, receipt)
         if broken == "stalled":
@@ -540,7 +544,6 @@ class InferenceClient:
             log.warning("inference.receipt_missing", gateway=attempt.gateway.index)
         return Completion(
             receipt=record.receipt.receipt if record.receipt is not None else None,
-            receipt_valid=receipt is not None,
             finish_reason=record.finish_reason or "stop",
             gateway=attempt.gateway.url,
             signed_receipt=record.receipt,
@@ -548,18 +551,17 @@ class InferenceClient:
             verified_by=attempt.signed if receipt is not None else None,
         )
 
-    def _completion(
-        self, attempt: _Attempt, receipt: SignedReceipt | None, reason: str, *, valid: bool
-    ) -> Completion:
+    @staticmethod
+    def _completion(attempt: _Attempt, receipt: SignedReceipt | None, reason: str) -> Completion:
+        """A fetched receipt's completion (``receipt`` verified, or None)."""
         return Completion(
             receipt=receipt.receipt if receipt is not None else None,
-            receipt_valid=valid,
             finish_reason=reason,
             gateway=attempt.gateway.url,
             signed_receipt=receipt,
             request_id=attempt.request_id,
             fetched=True,
-            verified_by=attempt.signed if valid else None,
+            verified_by=attempt.signed if receipt is not None else None,
         )
 
     @staticmethod
