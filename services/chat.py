@@ -20,13 +20,13 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 (left by a crash), sparing the answers still running.
 
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
-handler claims the user (``AnswerInProgress`` at once if they have an answer streaming, or
-while ``forget`` erases their data; a question sent once the previous answer's stream has
-ended waits for its settlement, delivery and storage, so the user who saw the final message
-is answered, in order), starts the answer and returns, so the update and everything its
-handling keeps are freed while the answer streams. What follows the answer, or its failure,
-goes to a ``Followup`` the caller gives; shutdown waits for these tasks (``wait_idle``, then
-``close``).
+handler claims the user (``AnswerInProgress`` at once if they have an answer streaming;
+``ErasureInProgress``, a kind of it, while ``forget`` erases their data; a question sent once
+the previous answer's stream has ended waits for its settlement, delivery and storage, so the
+user who saw the final message is answered, in order), starts the answer and returns, so the
+update and everything its handling keeps are freed while the answer streams. What follows the
+answer, or its failure, goes to a ``Followup`` the caller gives; shutdown waits for these tasks
+(``wait_idle``, then ``close``).
 
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
@@ -69,6 +69,7 @@ from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
     ContextTooLong,
+    ErasureInProgress,
     InferenceError,
     InferenceUnavailable,
     LedgerUnavailable,
@@ -284,7 +285,7 @@ class ChatService:
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
-    _forgetting: set[int] = field(default_factory=set, init=False)  # users being erased
+    _forgetting: dict[int, int] = field(default_factory=dict, init=False)  # user -> erasures
     _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
 
     # -- answering ---------------------------------------------------------------------------
@@ -368,7 +369,7 @@ class ChatService:
         one waits for it (``after``) rather than being refused, and reads the history after it.
         """
         if question.user_id in self._forgetting:  # read nothing that is being erased
-            raise AnswerInProgress("the user's data is being erased")
+            raise ErasureInProgress("the user's data is being erased")
         previous = self._active.get(question.user_id)
         if previous is not None and previous.stoppable:  # streaming, or not begun yet
             raise AnswerInProgress("an answer is already in progress")
@@ -1002,10 +1003,11 @@ class ChatService:
         turn), and so are a question waiting for it and a title request (it would store a title
         made from what is erased, in a conversation that may reuse the id), so nothing is
         written after the erasure; a title its answer's followup would ask later is not asked.
-        Until it is done, a new question is refused (``AnswerInProgress``): it would read the
-        history being erased.
+        Until it is done, a new question is refused (``ErasureInProgress``): it would read the
+        history being erased. Erasures of one user may overlap (the confirm button pressed
+        twice): each counts, and the user is open again when the last one ends.
         """
-        self._forgetting.add(user_id)
+        self._forgetting[user_id] = self._forgetting.get(user_id, 0) + 1
         try:
             await self._answers_ended(user_id)
             for titling in list(self._titling.get(user_id, [])):
@@ -1016,7 +1018,8 @@ class ChatService:
             with history_failures("cannot erase the conversation"):
                 return await self.store.forget(user_id)
         finally:
-            self._forgetting.discard(user_id)
+            if running := self._forgetting.pop(user_id) - 1:
+                self._forgetting[user_id] = running
             self._erased(user_id)
 
     def _erased(self, user_id: int) -> None:

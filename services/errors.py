@@ -18,6 +18,7 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
     │   └── StreamCorrupted         the sealed answer was tampered with, reordered, spliced or cut
     ├── ChatError                   the conversation service refused a request
     │   ├── AnswerInProgress        the user already has an answer streaming
+    │   │   └── ErasureInProgress   /forget is erasing the user's data: ask again once it is done
     │   └── BadRelayRequest         a Mini App's sealed request or its declarations are malformed
     ├── HistoryUnavailable          the encrypted history could not be read or written
     └── BillingError                the money layer refused or failed
@@ -143,6 +144,15 @@ class ChatError(VeilError):
 
 class AnswerInProgress(ChatError):
     """The user already has an answer streaming."""
+
+
+class ErasureInProgress(AnswerInProgress):
+    """``/forget`` is erasing the user's data; a question is refused until it is done.
+
+    A kind of ``AnswerInProgress``, so whatever gives back a refused question's Retry prompt
+    or Continue button does so for it too; only the user's text differs (``/cancel`` has
+    nothing to stop).
+    """
 
 
 class BadRelayRequest(ChatError):

@@ -37,6 +37,7 @@ USER = TOPICS_USER  # the user the topic helpers act for
 SECRET = "detached secret: quince-harbour-42"
 ANSWER = " ".join(f"otter{i}" for i in range(40))
 HELD_AT = 10  # the fake model holds every stream before this token until resumed
+ERASE_WAIT_S = 3.0  # the busy timeout an erasure waits for the write lock before giving up
 
 
 def events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:
@@ -130,7 +131,8 @@ async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
     # /forget waits for the answer that is being charged and stored, then for its title, then
     # erases. A question sent meanwhile must not be answered from the history being erased
     # (sent to the model after the user asked to erase it) nor write after the erasure: it
-    # is refused as busy until the erasure is done.
+    # is refused until the erasure is done, told so (not that an answer is being written,
+    # which /cancel would stop), and a question after it is answered afresh.
     async with writes_stack(tmp_path, conversation_titles=True) as stack:
         model = stack.vllm
         chat, telegram = stack.veil.chat, stack.telegram
@@ -140,17 +142,96 @@ async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
             assert not chat._active[USER].stoppable
             telegram.press_button(USER, erase, message_id=confirm["message_id"])
             await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
-            telegram.send_text(USER, "and another thing")
+            telegram.send_text(USER, "and another thing", language_code="ru")
             # Claimed (a second answer running) or refused (a third message): either way handled.
             await wait_until(lambda: chat.running == 2 or len(telegram.sent_messages(USER)) == 3)
         await telegram.wait_for("editMessageText")
         await wait_until(lambda: chat.running == 0, within=10)
         user = await stack.veil.store.get_user(USER)
+        telegram.send_text(USER, "a fresh start")
+        await stack.final_messages(USER, 4)
+        turns = await stack.stored_turns(USER, 2)
     asked = [str(request["messages"]) for request in model.requests]
-    assert [SECRET in text for text in asked] == [True]  # never sent again, not even as history
+    # Never sent again after /forget: the fresh start (and its title) ask without it.
+    assert [SECRET in text for text in asked[:2]] == [True, False]
+    assert not any(SECRET in text for text in asked[2:])
     assert user is None  # nothing written after the erasure
-    busy = stack.veil.catalogs.for_language("en")("busy")
-    assert telegram.sent_messages(USER)[2]["text"] == busy
+    erasing = stack.veil.catalogs.for_language("ru")("erasing")
+    assert telegram.sent_messages(USER)[2]["text"] == erasing
+    assert turns == ["a fresh start", ANSWER]
+
+
+async def test_a_question_is_refused_until_the_last_of_two_overlapping_erasures_ends(
+    tmp_path: Path,
+) -> None:
+    # The erase button pressed twice: two erasures of one user at once. Both wait for the
+    # database's write lock, the second behind the first (one connection); the first gives up
+    # after the busy timeout, and the second then waits its own. A question sent between the
+    # two is still refused, as erasing: the user is open again only once the last erasure is
+    # done, and is then answered from an empty history.
+    async with running_stack(tmp_path, answer=ANSWER, db_busy_timeout=ERASE_WAIT_S) as stack:
+        chat, telegram = stack.veil.chat, stack.telegram
+        telegram.send_text(USER, SECRET)
+        await stack.stored_turns(USER, 2)
+        telegram.send_text(USER, "/forget")
+        *_, confirm = await stack.final_messages(USER, 2)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        with ledger_locked(tmp_path / "veil.db"):
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 2)
+            await stack.final_messages(USER, 3)  # the first erasure gave up; the second waits
+            telegram.send_text(USER, "and another thing")
+            await wait_until(lambda: chat.running == 1 or len(telegram.sent_messages(USER)) == 4)
+            claimed, sent = chat.running, [m["text"] for m in telegram.sent_messages(USER)]
+            second_erasing = stack.veil.operations.in_flight.count == 1
+        done = await telegram.wait_for("editMessageText")
+        telegram.send_text(USER, "a fresh start")
+        await stack.final_messages(USER, 5)
+        turns = await stack.stored_turns(USER, 2)
+    en = stack.veil.catalogs.for_language("en")
+    assert second_erasing  # the question came and went while the second erasure waited
+    assert claimed == 0  # not answered from (nor written into) what the second erases
+    assert sent[2:] == [en("error_history"), en("erasing")]
+    assert "2 stored messages" in done.params["text"]  # the second erasure erased them
+    assert turns == ["a fresh start", ANSWER]
+    asked = [str(request["messages"]) for request in stack.vllm.requests]
+    assert [SECRET in text for text in asked] == [True, False]  # the fresh start read nothing
+
+
+async def test_retry_pressed_during_forget_is_told_so_and_keeps_its_button_until_erased(
+    tmp_path: Path,
+) -> None:
+    # Retry pressed while /forget waits for the answer being charged and stored: refused as
+    # erasing by the path busy takes (the button stays, the prompt is given back), and the
+    # erasure then erases that prompt too: pressed afterwards, the button resends nothing.
+    async with writes_stack(tmp_path) as stack:
+        model, telegram = stack.vllm, stack.telegram
+        model.fail_before_stream = (500, "the model server broke")
+        telegram.send_text(USER, "the question that failed")
+        (failed,) = await stack.final_messages(USER)
+        (button,) = failed["reply_markup"]["inline_keyboard"][0]
+        model.fail_before_stream = None
+        telegram.send_text(USER, "/forget")
+        *_, confirm = await stack.final_messages(USER, 2)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        async with writes_held(stack, tmp_path):
+            await stack.final_messages(USER, 3)  # shown; its charge waits for the lock
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+            telegram.press_button(USER, button["callback_data"], message_id=failed["message_id"])
+            refused = (await stack.final_messages(USER, 4))[3]
+            kept = telegram.calls_of("editMessageReplyMarkup") == []
+        await telegram.wait_for("editMessageText")
+        telegram.press_button(USER, button["callback_data"], message_id=failed["message_id"])
+        expired = (await stack.final_messages(USER, 5))[4]
+    en = stack.veil.catalogs.for_language("en")
+    assert refused["text"] == en("erasing")
+    assert kept  # the button stayed on the failed question's message
+    assert expired["text"] == en("retry_expired")
+    asked = [request["messages"][-1]["content"] for request in model.requests]
+    assert asked == ["the question that failed", SECRET]  # never resent
 
 
 async def test_forget_stops_a_waiting_question_and_waits_for_both_answers(tmp_path: Path) -> None:
