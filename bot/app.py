@@ -63,7 +63,7 @@ from services.relay import RelayService
 from services.shop import Shop
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -369,8 +369,16 @@ async def _webapp(veil: Veil) -> AsyncIterator[None]:
 
 
 async def upkeep(veil: Veil, every: float) -> None:
-    """Every ``every`` seconds: release stale holds, purge expired orders and old entries."""
+    """Every ``every`` seconds: release stale holds, purge expired orders and old entries.
+
+    First, and after each sweep, the users whose answers a restart (or the sweep) cut off are
+    told so (``handlers.chat.tell_interrupted``).
+    """
     while True:
+        try:
+            await chat_handlers.tell_interrupted(veil.bot, veil.catalogs, veil.credit)
+        except BillingError:
+            log.exception("bot.upkeep_failed")
         await asyncio.sleep(every)
         try:
             await veil.chat.sweep()
@@ -394,8 +402,59 @@ async def register_commands(veil: Veil) -> None:
     await set_menu_button(veil.bot, veil.settings, veil.catalogs.for_language(FALLBACK))
 
 
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """From now on, SIGINT and SIGTERM set the event instead of ending the process.
+
+    Taken first thing, so a signal during start-up (holds recovered, bundles fetched,
+    commands registered) still ends in a graceful shutdown once start-up is done.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield stop
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def poll_until(veil: Veil, stop: asyncio.Event) -> None:
+    """Long-poll until ``stop`` is set (at once if it is), then end polling as aiogram does."""
+    if stop.is_set():
+        return
+    dispatcher = veil.dispatcher
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
+            veil.bot,
+            allowed_updates=dispatcher.resolve_used_update_types(),
+            handle_signals=False,  # ``stop_signals`` has them
+            close_bot_session=False,
+        )
+    )
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({polling, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        while not polling.done():
+            try:
+                await dispatcher.stop_polling()
+            except RuntimeError:  # "Polling is not started": it is about to be
+                await asyncio.sleep(0.01)
+        await polling
+    finally:
+        stopped.cancel()
+
+
 async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve with long polling until SIGINT/SIGTERM, then shut down gracefully."""
+    with stop_signals() as stop:
+        await _run_polling(settings, client_key, stop)
+
+
+async def _run_polling(
+    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey, stop: asyncio.Event
+) -> None:
     async with (
         running_veil(settings, client_key) as veil,
         serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
@@ -411,12 +470,7 @@ async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
             bot_id=me.id,
             frozen_objects=freeze_startup(),
         )
-        await veil.dispatcher.start_polling(
-            veil.bot,
-            allowed_updates=veil.dispatcher.resolve_used_update_types(),
-            handle_signals=True,
-            close_bot_session=False,
-        )
+        await poll_until(veil, stop)
         await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
 
@@ -447,6 +501,13 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
 
 async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve a webhook (secret header checked) until SIGINT/SIGTERM, then shut down gracefully."""
+    with stop_signals() as stop:
+        await _run_webhook(settings, client_key, stop)
+
+
+async def _run_webhook(
+    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey, stop: asyncio.Event
+) -> None:
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
     async with (
@@ -461,10 +522,6 @@ async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateK
                 allowed_updates=veil.dispatcher.resolve_used_update_types(),
             )
             log.info("bot.started", mode="webhook", port=port, frozen_objects=freeze_startup())
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
             await stop.wait()
         # No longer listening: Telegram keeps new updates for later.
         await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)

@@ -14,7 +14,8 @@ An answer runs detached from the update that asked for it (``ChatService.start``
 checks, copies the few plain fields the answer needs (ids, topic, language, the text) and
 returns, so aiogram's update and its handler chain are freed while the answer streams. A failure
 inside the answer is told as the errors router tells one (``handlers.failures``), in the
-answer's chat and topic.
+answer's chat and topic. An answer a restart cut off (its hold recovered, nothing charged) is
+told once the bot runs again (``tell_interrupted``), in the same chat and topic.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.filters import Command
 
 from handlers.callbacks import Continue, Retry
@@ -37,10 +44,11 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
 
-    from common.texts import Texts
+    from common.texts import Catalogs, Texts
     from handlers.failures import Failures
     from handlers.sinks import Drafts, DraftTarget
     from services.chat import Answer, ChatService
+    from services.credit import Credit
 
 log = structlog.get_logger("veil.chat")
 
@@ -66,7 +74,12 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
     """
     sink = drafts(user.id, thread_id=thread_id)
     question = Question(
-        user.id, user.language_code, prompt, stop_tag=sink.draft_id, thread_id=thread_id
+        user.id,
+        user.language_code,
+        prompt,
+        stop_tag=sink.draft_id,
+        thread_id=thread_id,
+        private=True,
     )
     chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
 
@@ -280,3 +293,30 @@ def build_router() -> Router:
     )
     router.message.register(on_unsupported, ~F.text)
     return router
+
+
+async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
+    """Tell each user whose private-chat answer a restart cut off, once; how many were told.
+
+    Stops at the first call Telegram cannot take now (unreachable, a flood wait past the
+    retries, a 5xx): the rest are told on the next try. A refusal for good (the bot blocked,
+    the topic gone) is not tried again.
+    """
+    told = 0
+    for cut in await credit.interrupted():
+        texts = catalogs.for_language(cut.language)
+        try:
+            await bot.send_message(
+                cut.chat.chat_id, texts("interrupted"), message_thread_id=cut.chat.thread_id
+            )
+        except (TelegramNetworkError, TelegramRetryAfter, TelegramServerError) as exc:
+            log.warning("chat.interrupted_later", user_id=cut.user_id, error=type(exc).__name__)
+            break
+        except TelegramAPIError as exc:
+            log.warning("chat.interrupted_refused", user_id=cut.user_id, error=type(exc).__name__)
+        else:
+            told += 1
+        await credit.told(cut)
+    if told:
+        log.info("chat.interrupted_told", count=told)
+    return told

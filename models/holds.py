@@ -6,6 +6,11 @@ the ``usage:<id>`` row takes the gross price of its tokens and a ``free:<id>`` r
 what the day's free allowance covered. The ``holds`` row keeps the prices the hold was made at,
 so a price change never reprices a running request, and how it ended.
 
+A hold of an answer in a private chat also has a ``hold_chats`` row, its chat and topic, while
+the hold is open. When a restart (or the sweep) recovers the hold instead, the row stays until
+the user is told that answer was cut off (``interrupted``, ``forget_interrupted``); any other
+close deletes it.
+
 The functions here take the ``Database`` of a store call and run inside its transaction.
 """
 
@@ -41,6 +46,24 @@ class Hold:
     free_tokens: int
     units: int
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerChat:
+    """The private chat an answer is written in (the user's id), and its topic if any."""
+
+    chat_id: int
+    thread_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """An answer whose hold was recovered: a restart cut it off before it was finished."""
+
+    request_id: str
+    user_id: int
+    chat: AnswerChat
+    language: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +107,13 @@ _HOLD_COLUMNS = (
 )
 
 
-def insert_hold(db: Database, hold: Hold, *, price_in: int, price_out: int) -> None:
-    """Record an open hold and its ledger row (``hold:<request id>``, minus the held units)."""
+def insert_hold(
+    db: Database, hold: Hold, *, price_in: int, price_out: int, chat: AnswerChat | None = None
+) -> None:
+    """Record an open hold and its ledger row (``hold:<request id>``, minus the held units).
+
+    ``chat``: the private chat its answer is written in (a ``hold_chats`` row).
+    """
     db.execute(
         f"INSERT INTO holds ({_HOLD_COLUMNS}, price_in, price_out, day)"  # noqa: S608 -- a constant column list
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -107,6 +135,11 @@ def insert_hold(db: Database, hold: Hold, *, price_in: int, price_out: int) -> N
         db,
         LedgerEntry(hold.user_id, "hold", -hold.units, f"hold:{hold.request_id}", hold.created_at),
     )
+    if chat is not None:
+        db.execute(
+            "INSERT INTO hold_chats (request_id, chat_id, thread_id) VALUES (?, ?, ?)",
+            [hold.request_id, chat.chat_id, chat.thread_id],
+        )
 
 
 def get_hold(db: Database, request_id: str) -> HoldState | None:
@@ -160,6 +193,8 @@ def close_hold(db: Database, charge: Charge, held_units: int, closed_at: int) ->
         if charge.cost > charge.units:
             free = charge.cost - charge.units
             append(db, LedgerEntry(user_id, "free", free, f"free:{request_id}", closed_at))
+    if charge.outcome != "recovered":  # a recovered one's row says whom to tell
+        db.execute("DELETE FROM hold_chats WHERE request_id = ?", [request_id])
     db.execute(
         "UPDATE holds SET outcome = ?, closed_at = ?, prompt_used = ?, completion_used = ?,"
         " free_used = ?, cost = ?, charged = ?, receipt_status = ? WHERE request_id = ?",
@@ -175,6 +210,30 @@ def close_hold(db: Database, charge: Charge, held_units: int, closed_at: int) ->
             request_id,
         ],
     )
+
+
+def interrupted(db: Database) -> list[Interrupted]:
+    """Answers in private chats whose holds were recovered and whose users are not yet told."""
+    rows = db.execute(
+        "SELECT c.request_id, h.user_id, c.chat_id, c.thread_id, u.language"
+        " FROM hold_chats c JOIN holds h USING (request_id)"
+        " LEFT JOIN users u ON u.user_id = h.user_id"
+        " WHERE h.outcome = 'recovered' ORDER BY h.closed_at, c.request_id"
+    ).fetchall()
+    return [
+        Interrupted(
+            request_id=str(row[0]),
+            user_id=int(row[1]),
+            chat=AnswerChat(int(row[2]), None if row[3] is None else int(row[3])),
+            language=None if row[4] is None else str(row[4]),
+        )
+        for row in rows
+    ]
+
+
+def forget_interrupted(db: Database, request_id: str) -> None:
+    """The user was told (or cannot be): keep nothing of where that answer was."""
+    db.execute("DELETE FROM hold_chats WHERE request_id = ?", [request_id])
 
 
 def free_tokens_taken(db: Database, user_id: int, day: int) -> int:

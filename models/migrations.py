@@ -369,6 +369,23 @@ def m0007_conversation_topics(db: Database) -> None:
     db.execute("CREATE INDEX conversations_recent ON conversations(user_id, updated_at)")
 
 
+def m0008_hold_chats(db: Database) -> None:
+    """Where an answer in progress is being written, so a restart can say it was cut off.
+
+    One row per open hold of an answer in a private chat (``thread_id``: its topic, NULL for
+    the chat itself), deleted when the hold closes: nothing of it is kept after the answer.
+    """
+    db.execute(
+        """
+        CREATE TABLE hold_chats (
+            request_id TEXT PRIMARY KEY REFERENCES holds(request_id),
+            chat_id INTEGER NOT NULL,
+            thread_id INTEGER
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -377,6 +394,7 @@ MIGRATIONS: list[Migration] = [
     m0005_chat_settings,
     m0006_ton_payments,
     m0007_conversation_topics,
+    m0008_hold_chats,
 ]
 
 

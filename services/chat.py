@@ -63,6 +63,7 @@ import structlog
 
 from common.folded import FoldedText
 from models import ConversationNotFound
+from models.holds import AnswerChat
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
 from services.credit import MIN_ANSWER_TOKENS
@@ -204,6 +205,12 @@ class Question:
     context: tuple[Said, ...] = ()
     keep_history: bool = True
     thread_id: int | None = None
+    private: bool = False  # asked in the user's private chat: told there if a restart cuts it off
+
+    @property
+    def chat(self) -> AnswerChat | None:
+        """The private chat the answer is written in (the user's id), None outside one."""
+        return AnswerChat(self.user_id, self.thread_id) if self.private else None
 
 
 @dataclass(slots=True)
@@ -525,7 +532,9 @@ class ChatService:
         while True:
             request_id = secrets.token_bytes(REQUEST_ID_SIZE)
             try:
-                hold = await self._hold(user_id, request_id, model, context, generation)
+                hold = await self._hold(
+                    user_id, request_id, model, context, generation, chat=question.chat
+                )
             except BaseException:
                 if begun:  # a retry could not be held: stop showing progress
                     await sink.abort()
@@ -678,15 +687,19 @@ class ChatService:
             naming=naming,
         )
 
-    async def _hold(
+    async def _hold(  # noqa: PLR0913 -- one request's figures and where it is answered
         self,
         user_id: int,
         request_id: bytes,
         model: str,
         context: _Context,
         generation: _Generation,
+        *,
+        chat: AnswerChat | None = None,
     ) -> Hold:
         """Hold credit for one sealed request; its id is the request's, hex.
+
+        ``chat``: the private chat the answer is written in (told if a restart cuts it off).
 
         The write runs to its end even if this task is cancelled meanwhile; the hold is then
         released at once, so no stop or shutdown leaves credit or free tokens reserved.
@@ -700,6 +713,7 @@ class ChatService:
                 context.tokens,
                 context.max_answer,
                 min_completion_tokens=self.min_answer_tokens,
+                chat=chat,
             )
         )
         try:

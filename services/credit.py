@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from models import holds, ledger, usage
-from models.holds import Charge, Hold
+from models.holds import AnswerChat, Charge, Hold, Interrupted
 from models.ledger import Balance, LedgerEntry, utc_day
 from models.stats import Stats, figures
 from services.errors import BillingError, InsufficientCredit, RequestIdTaken, ledger_failures
@@ -105,6 +105,7 @@ class Credit:
         *,
         min_completion_tokens: int = MIN_ANSWER_TOKENS,
         fresh: bool = False,
+        chat: AnswerChat | None = None,
     ) -> Hold:
         """Hold the request's most possible cost before the model is asked.
 
@@ -114,6 +115,8 @@ class Credit:
         the model. Raises ``InsufficientCredit`` (and holds nothing) when not even
         ``min_completion_tokens`` fit. Holding an existing ``request_id`` again returns the
         first hold, or, with ``fresh`` (an id the bot did not make), raises ``RequestIdTaken``.
+        ``chat``: the private chat the answer is written in, told if a restart recovers the
+        hold (``interrupted``).
         """
         if not request_id or len(request_id) > MAX_REQUEST_ID:
             raise ValueError(f"request_id must be 1 to {MAX_REQUEST_ID} characters")
@@ -149,7 +152,7 @@ class Credit:
                 units=price.payable(prompt_tokens, completion, free),
                 created_at=now,
             )
-            holds.insert_hold(db, hold, price_in=price.input, price_out=price.output)
+            holds.insert_hold(db, hold, price_in=price.input, price_out=price.output, chat=chat)
             return hold
 
         with ledger_failures():
@@ -310,7 +313,8 @@ class Credit:
 
         At start-up with 0 (nothing runs yet), and periodically with the longest an answer can
         take, sparing the request ids in ``keep`` (answers still running here). Returns how
-        many were released.
+        many were released. The users whose answers in private chats these holds were for are
+        then ``interrupted``, until ``told``.
         """
         now = int(self._clock())
         cutoff = int(now - older_than_seconds)
@@ -358,6 +362,16 @@ class Credit:
         day = utc_day(self._clock())
         with ledger_failures():
             return await self._store.read(lambda db: figures(db, day))
+
+    async def interrupted(self) -> list[Interrupted]:
+        """Answers in private chats a recovery cut off, whose users are not yet told."""
+        with ledger_failures():
+            return await self._store.read(holds.interrupted)
+
+    async def told(self, interrupted: Interrupted) -> None:
+        """The user was told their answer was cut off (or cannot be): forget where it was."""
+        with ledger_failures():
+            await self._store.write(lambda db: holds.forget_interrupted(db, interrupted.request_id))
 
     async def open_holds(self) -> list[Hold]:
         """Every hold not yet closed (what the bot's metrics show as held)."""

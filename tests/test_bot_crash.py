@@ -1,4 +1,8 @@
-"""Crash safety: SIGKILL the bot mid-payment and mid-answer, restart, redeliver; nothing lost."""
+"""Crash safety: SIGKILL the bot mid-payment and mid-answer, restart, redeliver; nothing lost.
+
+After the restart, each user whose private-chat answer the crash cut off is told so, once, in
+their language and topic; the answer is not charged.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ import asyncio
 import sqlite3
 from typing import TYPE_CHECKING
 
+from common.texts import Catalogs
+from handlers.chat import tell_interrupted
 from models import MasterKey, Store
+from models.holds import AnswerChat
 from tests.books import inconsistent_users
-from tests.botstack import TOKEN, bot_env
+from tests.botstack import TOKEN, bot_env, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import Clock, ManagedProcess, run_gateway
@@ -97,3 +104,87 @@ async def test_kill_during_payments_and_answers_then_restart(tmp_path: Path) -> 
         assert await inconsistent_users(store) == []
     finally:
         await store.close()
+
+
+async def test_answers_a_crash_cut_off_are_told_after_the_restart_and_not_charged(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    ann, bob, cid, group = 9201, 9202, 9203, -100_9200
+    answer = " ".join(f"w{i}" for i in range(200))
+    catalogs = Catalogs()
+    interrupted = {catalogs.for_language(code)("interrupted") for code in ("en", "ru", "kk")}
+
+    def told_to(user: int) -> Callable[[Call], bool]:
+        return lambda call: call.params["chat_id"] == user and call.params["text"] in interrupted
+
+    telegram = FakeTelegram(token=TOKEN)
+    telegram.state.topics.enabled = True
+    async with (
+        telegram,
+        FakeVLLM(answer=answer, token_delay=0.05) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        await bot.wait_for_line("bot.started")
+        topic = telegram.create_topic(bob, "Trip")
+        telegram.send_text(ann, "a long story please", language_code="ru")
+        telegram.send_text(bob, "and one for me", thread_id=topic)
+        telegram.send_text(cid, "@veil_test_bot a story for the group", chat_id=group)
+        for user in (ann, bob):
+            await telegram.wait_for("sendMessageDraft", chat_is(user), timeout=30)
+        while len(vllm.requests) < 3:  # noqa: ASYNC110 -- the fake's record has no event
+            await asyncio.sleep(0.02)
+        await bot.kill()
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            assert bot.json_event("bot.holds_recovered")["count"] == 3
+            told_ann = await telegram.wait_for("sendMessage", told_to(ann), timeout=30)
+            told_bob = await telegram.wait_for("sendMessage", told_to(bob), timeout=30)
+            await bot.wait_for_line("chat.interrupted_told")
+        finally:
+            stopped = await bot.stop()
+    assert stopped == 0
+    assert told_ann.params["text"] == catalogs.for_language("ru")("interrupted")
+    assert told_bob.params["text"] == catalogs.for_language("en")("interrupted")
+    assert told_bob.params["message_thread_id"] == topic
+    told = [c for c in telegram.calls_of("sendMessage") if c.params["text"] in interrupted]
+    assert sorted(c.params["chat_id"] for c in told) == [ann, bob]  # once each; not the group's
+    with sqlite3.connect(data / "veil.db") as db:
+        outcomes = db.execute("SELECT outcome, COUNT(*) FROM holds GROUP BY outcome").fetchall()
+        charged = db.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'usage'").fetchone()[0]
+        left = db.execute("SELECT COUNT(*) FROM hold_chats").fetchone()[0]
+    assert outcomes == [("recovered", 3)]
+    assert charged == 0
+    assert left == 0  # nothing kept of where the answers were, once told
+
+
+async def test_a_cut_off_answer_is_told_when_telegram_can_take_it_and_never_twice(
+    tmp_path: Path,
+) -> None:
+    ann, bob = 9301, 9302
+    async with running_stack(tmp_path / "data") as stack:
+        veil, telegram = stack.veil, stack.telegram
+        for user in (ann, bob):
+            await veil.credit.hold(user, f"cut-{user}", "veil-test", 10, 50, chat=AnswerChat(user))
+        await veil.credit.hold(ann, "group-answer", "veil-test", 10, 50)  # no private chat
+        assert await veil.credit.recover(0) == 3
+        # Telegram fails (a 5xx, and again on the retry): nobody is told yet, nobody forgotten.
+        telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=2)
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 0
+        assert [cut.user_id for cut in await veil.credit.interrupted()] == [ann, bob]
+        # Ann blocked the bot meanwhile: she cannot be told, and is not tried again.
+        telegram.state.blocked_users.add(ann)
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 1
+        assert await veil.credit.interrupted() == []
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 0
+    text = Catalogs().for_language("en")("interrupted")
+    told = [c for c in telegram.calls_of("sendMessage") if c.params["text"] == text]
+    assert [(c.params["chat_id"], c.answered) for c in told] == [
+        (ann, "Bad Gateway"),
+        (ann, "Bad Gateway"),
+        (ann, "Forbidden: bot was blocked by the user"),
+        (bob, "ok"),
+    ]

@@ -83,6 +83,25 @@ async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path
     assert b"velvet" not in disk
 
 
+async def test_a_signal_during_start_up_ends_in_a_graceful_stop(tmp_path: Path) -> None:
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=ANSWER) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        # A 5xx to getMe: the bot waits a second and asks again, still starting up when told
+        # to stop (before, SIGTERM then ended the process as the default action does).
+        telegram.fail_next("getMe", status=500, description="Internal Server Error")
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        await bot.wait_for_line("bot.operations_listening")
+        code = await bot.stop()
+    assert code == 0
+    assert "telegram.server_error" in bot.output  # the signal came during the start-up's wait
+    assert "bot.stopped" in bot.output
+    assert not telegram.calls_of("getUpdates")  # it never began to poll
+
+
 async def test_webhook_mode_checks_the_secret_and_answers(tmp_path: Path) -> None:
     clock = Clock()
     port = free_port()
