@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.clients import ClientPolicy
@@ -164,6 +165,19 @@ class RunningGateway:
         """The metrics text, from the metrics listener."""
         async with http.get(self.metrics_url) as response:
             return await response.text()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yield its base URL (``http://127.0.0.1:<port>``)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

@@ -38,6 +38,7 @@ from aiohttp import web
 from bot.telegram import TurnTakingSession
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
+from tests.harness import serving
 from tests.pictures import make_png
 
 if TYPE_CHECKING:
@@ -161,20 +162,12 @@ async def test_the_json_body_is_utf8_with_nested_objects_as_objects() -> None:
 
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    bot = Bot(
-        TOKEN,
-        session=TurnTakingSession(api=TelegramAPIServer.from_base(f"http://127.0.0.1:{port}")),
-    )
-    try:
-        await send_everything(bot, 5)
-    finally:
-        await bot.session.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        bot = Bot(TOKEN, session=TurnTakingSession(api=TelegramAPIServer.from_base(url)))
+        try:
+            await send_everything(bot, 5)
+        finally:
+            await bot.session.close()
     [(content_type, raw)] = bodies
     assert content_type == "application/json"
     assert "Привет 👋 — «quotes»".encode() in raw  # UTF-8 as is, not escaped

@@ -45,6 +45,7 @@ from aiohttp import web
 
 from playground.media import image_size
 from tests.fakes.telegram import FakeTelegram
+from tests.harness import serving
 from tests.pictures import make_png, png_pixels
 
 if TYPE_CHECKING:
@@ -468,19 +469,6 @@ async def test_commands_are_stored_per_language(fake: FakeTelegram, bot: Bot) ->
     assert [(c.command, c.description) for c in commands] == [("start", "Los")]
     with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
         await bot.set_my_commands([BotCommand(command="Start!", description="x")])
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a free loopback port; yield its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def test_webhook_delivery_carries_the_secret_and_redelivers(

@@ -19,7 +19,7 @@ from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
 from playground.served import Served
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import post_sealed, run_gateway, seal_call, wait_until
+from tests.harness import post_sealed, run_gateway, seal_call, serving, wait_until
 
 if TYPE_CHECKING:
     from tests.harness import Clock, RunningGateway
@@ -229,16 +229,9 @@ async def test_a_user_and_password_in_the_url_reach_every_request_as_basic_auth(
     app = web.Application()
     app.router.add_get("/v1/models", listing)
     app.router.add_get("/health", health)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = VLLMClient(f"http://veil:s3cret@127.0.0.1:{site.port}", None, session)
-            assert await client.served() == {"m": 2048}
-            assert await client.healthy()
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        client = VLLMClient(url.replace("http://", "http://veil:s3cret@"), None, session)
+        assert await client.served() == {"m": 2048}
+        assert await client.healthy()
     basic = aiohttp.encode_basic_auth("veil", "s3cret")
     assert seen == [("/v1/models", basic), ("/health", basic)]

@@ -34,6 +34,7 @@ from launcher.llama import (
     server_arguments,
     unpack_vendored,
 )
+from tests.harness import serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -92,14 +93,8 @@ async def file_host() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
 
     app = web.Application()
     app.router.add_get("/{name:.*}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", files
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url, files
 
 
 async def test_the_source_is_kept_only_when_its_sha256_matches(

@@ -42,7 +42,7 @@ from playground.webapps import SECURE_ITEMS, THEME, WEBAPP_VERSION, MiniApps
 from sealed.encoding import b64e
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, free_port, run_gateway
+from tests.harness import REPO, free_port, run_gateway, serving
 from tests.test_playground import aiogram_bot, ui
 
 if TYPE_CHECKING:
@@ -399,15 +399,8 @@ async def serving_bridge_app() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}/"
 
 
 async def got(frame: Frame, event: str) -> list[Any]:
