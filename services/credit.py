@@ -314,7 +314,7 @@ class Credit:
         At start-up with 0 (nothing runs yet), and periodically with the longest an answer can
         take, sparing the request ids in ``keep`` (answers still running here). Returns how
         many were released. The users whose answers in private chats these holds were for are
-        then ``interrupted``, until ``told``.
+        then ``interrupted``, until claimed to be told (``claim_interrupted``).
         """
         now = int(self._clock())
         cutoff = int(now - older_than_seconds)
@@ -368,10 +368,20 @@ class Credit:
         with ledger_failures():
             return await self._store.read(holds.interrupted)
 
-    async def told(self, interrupted: Interrupted) -> None:
-        """The user was told their answer was cut off (or cannot be): forget where it was."""
+    async def claim_interrupted(self, interrupted: Interrupted) -> bool:
+        """Forget where the answer was, before its user is told; False: another teller did.
+
+        At most once: a crash between this and the notice leaves that user untold, never told
+        twice (by a restart, or by a second bot process telling at the same time).
+        """
+        request_id = interrupted.request_id
         with ledger_failures():
-            await self._store.write(lambda db: holds.forget_interrupted(db, interrupted.request_id))
+            return await self._store.write(lambda db: holds.forget_interrupted(db, request_id))
+
+    async def not_told(self, interrupted: Interrupted) -> None:
+        """Telegram could not take the notice for now: keep it for the next try."""
+        with ledger_failures():
+            await self._store.write(lambda db: holds.restore_interrupted(db, interrupted))
 
     async def open_holds(self) -> list[Hold]:
         """Every hold not yet closed (what the bot's metrics show as held)."""

@@ -10,6 +10,9 @@ import asyncio
 import sqlite3
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+
+from bot.telegram import build_bot
 from common.texts import Catalogs
 from handlers.chat import tell_interrupted
 from models import MasterKey, Store
@@ -18,7 +21,7 @@ from tests.books import inconsistent_users
 from tests.botstack import TOKEN, bot_env, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, run_gateway
+from tests.harness import Clock, ManagedProcess, free_port, run_gateway
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -188,3 +191,63 @@ async def test_a_cut_off_answer_is_told_when_telegram_can_take_it_and_never_twic
         (ann, "Forbidden: bot was blocked by the user"),
         (bob, "ok"),
     ]
+
+
+async def test_two_tellers_at_once_tell_each_cut_off_answer_once(tmp_path: Path) -> None:
+    # Two bot processes on one database (webhook mode during a deploy, each with its upkeep):
+    # each notice is claimed before it is sent, so only one of them sends it.
+    users = [9401, 9402, 9403]
+    async with running_stack(tmp_path / "data") as stack:
+        veil, telegram = stack.veil, stack.telegram
+        for user in users:
+            await veil.credit.hold(user, f"cut-{user}", "veil-test", 10, 50, chat=AnswerChat(user))
+        assert await veil.credit.recover(0) == len(users)
+        other = build_bot(TOKEN, telegram.url)  # the other process's own Bot and session
+        try:
+            counts = await asyncio.gather(
+                tell_interrupted(veil.bot, veil.catalogs, veil.credit),
+                tell_interrupted(other, veil.catalogs, veil.credit),
+            )
+        finally:
+            await other.session.close()
+        assert await veil.credit.interrupted() == []
+    text = Catalogs().for_language("en")("interrupted")
+    told = [
+        c.params["chat_id"] for c in telegram.calls_of("sendMessage") if c.params["text"] == text
+    ]
+    assert sorted(told) == users
+    assert sum(counts) == len(users)
+
+
+async def test_a_reply_that_is_not_json_leaves_the_notice_for_the_next_try(
+    tmp_path: Path,
+) -> None:
+    # A proxy in front of Telegram answers with its own HTML error page: aiogram cannot decode
+    # it (ClientDecodeError, no TelegramAPIError), which must not end the upkeep loop.
+    async def html_page(_: web.Request) -> web.Response:
+        return web.Response(
+            status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", html_page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    ann = 9501
+    try:
+        async with running_stack(tmp_path / "data") as stack:
+            veil = stack.veil
+            await veil.credit.hold(ann, "cut-ann", "veil-test", 10, 50, chat=AnswerChat(ann))
+            assert await veil.credit.recover(0) == 1
+            proxied = build_bot(TOKEN, f"http://127.0.0.1:{port}")
+            try:
+                assert await tell_interrupted(proxied, veil.catalogs, veil.credit) == 0
+            finally:
+                await proxied.session.close()
+            assert [cut.user_id for cut in await veil.credit.interrupted()] == [ann]
+            assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 1
+            assert await veil.credit.interrupted() == []
+    finally:
+        await runner.cleanup()
