@@ -303,7 +303,7 @@ async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
     again after a crash right after sending). Stops at the first call Telegram cannot take now
     (unreachable, a flood wait past the retries, a 5xx, a reply that is not the Bot API's): that
     notice is kept, and it and the rest are told on the next try. A refusal for good (the bot
-    blocked, the topic gone) is not tried again.
+    blocked) is not tried again; a topic since deleted is told in the chat itself.
     """
     told = 0
     for cut in await credit.interrupted():
@@ -311,9 +311,7 @@ async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
             continue  # another bot process is telling this one
         texts = catalogs.for_language(cut.language)
         try:
-            await bot.send_message(
-                cut.chat.chat_id, texts("interrupted"), message_thread_id=cut.chat.thread_id
-            )
+            await _tell_cut(bot, cut.chat.chat_id, cut.chat.thread_id, texts("interrupted"))
         except (
             TelegramNetworkError,
             TelegramRetryAfter,
@@ -330,3 +328,17 @@ async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
     if told:
         log.info("chat.interrupted_told", count=told)
     return told
+
+
+async def _tell_cut(bot: Bot, chat_id: int, thread_id: int | None, text: str) -> None:
+    """Send ``text`` in the answer's topic, or in the chat itself if the topic is gone."""
+    try:
+        await bot.send_message(chat_id, text, message_thread_id=thread_id)
+    except TelegramBadRequest as exc:
+        if thread_id is None or _THREAD_NOT_FOUND not in exc.message:
+            raise
+        log.info("chat.interrupted_topic_gone", user_id=chat_id)
+        await bot.send_message(chat_id, text)
+
+
+_THREAD_NOT_FOUND = "message thread not found"  # the Bot API's words for a topic that is gone

@@ -251,3 +251,24 @@ async def test_a_reply_that_is_not_json_leaves_the_notice_for_the_next_try(
             assert await veil.credit.interrupted() == []
     finally:
         await runner.cleanup()
+
+
+async def test_a_cut_off_answer_in_a_topic_since_deleted_is_told_in_the_chat_itself(
+    tmp_path: Path,
+) -> None:
+    ann = 9701
+    telegram = FakeTelegram(token=TOKEN)
+    telegram.state.topics.enabled = True
+    async with running_stack(tmp_path / "data", telegram_server=telegram) as stack:
+        veil = stack.veil
+        gone = 4242  # the topic the answer was written in; the user deleted it since
+        await veil.credit.hold(ann, "cut-ann", "veil-test", 10, 50, chat=AnswerChat(ann, gone))
+        assert await veil.credit.recover(0) == 1
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 1
+        assert await veil.credit.interrupted() == []
+    text = Catalogs().for_language("en")("interrupted")
+    told = [c for c in telegram.calls_of("sendMessage") if c.params["text"] == text]
+    assert [(c.params.get("message_thread_id"), c.answered) for c in told] == [
+        (gone, "Bad Request: message thread not found"),
+        (None, "ok"),
+    ]
