@@ -307,14 +307,19 @@ class Credit:
             return await self._store.write(write)
 
     async def recover(
-        self, older_than_seconds: float, *, keep: Collection[str] = frozenset()
+        self,
+        older_than_seconds: float,
+        *,
+        keep: Collection[str] = frozenset(),
+        delivered: Collection[str] = frozenset(),
     ) -> int:
         """Release every hold still open after ``older_than_seconds`` (left by a crash).
 
         At start-up with 0 (nothing runs yet), and periodically with the longest an answer can
         take, sparing the request ids in ``keep`` (answers still running here). Returns how
         many were released. The users whose answers in private chats these holds were for are
-        then ``interrupted``, until claimed to be told (``claim_interrupted``).
+        then ``interrupted``, until claimed to be told (``claim_interrupted``), except those of
+        the request ids in ``delivered`` (answers whose users have them; open or not).
         """
         now = int(self._clock())
         cutoff = int(now - older_than_seconds)
@@ -323,6 +328,8 @@ class Credit:
             stale = [h for h in holds.open_holds(db, cutoff) if h.request_id not in keep]
             for hold in stale:
                 holds.close_hold(db, _nothing_charged(hold, "recovered"), hold.units, now)
+            for request_id in delivered:
+                holds.forget_interrupted(db, request_id)
             return len(stale)
 
         with ledger_failures():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from tests.botstack import TOKEN, bot_env, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import Clock, ManagedProcess, free_port, run_gateway
+from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -272,3 +274,30 @@ async def test_a_cut_off_answer_in_a_topic_since_deleted_is_told_in_the_chat_its
         (gone, "Bad Request: message thread not found"),
         (None, "ok"),
     ]
+
+
+async def test_an_answer_delivered_whose_charge_failed_is_swept_without_a_cut_off_notice(
+    tmp_path: Path,
+) -> None:
+    # The ledger is locked past the busy timeout when the answer ends: the final message goes
+    # out all the same and the hold is left to the sweep. The user has the answer: the sweep
+    # must not leave them to be told it was cut off.
+    ann = 9801
+    answer = " ".join(f"wren{i}" for i in range(20))
+    async with running_stack(
+        tmp_path, answer=answer, token_delay=0.02, db_busy_timeout=0.2
+    ) as stack:
+        veil = stack.veil
+        stack.telegram.send_text(ann, "a short one")
+        await stack.telegram.wait_for("sendMessageDraft", chat_is(ann))
+        with ledger_locked(tmp_path / "veil.db"):
+            messages = await stack.final_messages(ann, 2, within=20)
+        assert messages[0]["text"] == answer
+        later = time.time() + veil.chat.hold_lifetime + 60
+        veil.credit._clock = lambda: later  # the sweep's turn, once the hold is old enough
+        assert await veil.chat.sweep() == 1
+        assert await veil.credit.interrupted() == []
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 0
+        assert await inconsistent_users(veil.store) == []
+    text = Catalogs().for_language("en")("interrupted")
+    assert text not in [m["text"] for m in stack.telegram.sent_messages(ann)]
