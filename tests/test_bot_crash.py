@@ -301,3 +301,24 @@ async def test_an_answer_delivered_whose_charge_failed_is_swept_without_a_cut_of
         assert await inconsistent_users(veil.store) == []
     text = Catalogs().for_language("en")("interrupted")
     assert text not in [m["text"] for m in stack.telegram.sent_messages(ann)]
+
+
+async def test_forget_before_the_notice_keeps_no_topic_of_the_user_and_tells_nothing(
+    tmp_path: Path,
+) -> None:
+    # /forget erases the user's conversations with their topic ids, and nothing of what it
+    # erases is sent afterwards: the topic a cut-off answer was written in goes with them.
+    ann, bob = 9901, 9902
+    async with running_stack(tmp_path / "data") as stack:
+        veil = stack.veil
+        for user in (ann, bob):
+            chat = AnswerChat(user, 77)
+            await veil.credit.hold(user, f"cut-{user}", "veil-test", 10, 50, chat=chat)
+        assert await veil.credit.recover(0) == 2
+        await veil.store.ensure_user(ann, "en")
+        await veil.store.forget(ann)
+        assert [cut.user_id for cut in await veil.credit.interrupted()] == [bob]
+        assert await inconsistent_users(veil.store) == []
+    with sqlite3.connect(tmp_path / "data" / "veil.db") as db:
+        kept = db.execute("SELECT request_id FROM hold_chats").fetchall()
+    assert kept == [(f"cut-{bob}",)]
