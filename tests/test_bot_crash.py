@@ -322,3 +322,23 @@ async def test_forget_before_the_notice_keeps_no_topic_of_the_user_and_tells_not
     with sqlite3.connect(tmp_path / "data" / "veil.db") as db:
         kept = db.execute("SELECT request_id FROM hold_chats").fetchall()
     assert kept == [(f"cut-{bob}",)]
+
+
+async def test_a_long_flood_wait_on_the_notice_leaves_it_for_later_without_waiting(
+    tmp_path: Path,
+) -> None:
+    ann = 9951
+    async with running_stack(tmp_path / "data") as stack:
+        veil, telegram = stack.veil, stack.telegram
+        await veil.credit.hold(ann, "cut-ann", "veil-test", 10, 50, chat=AnswerChat(ann))
+        assert await veil.credit.recover(0) == 1
+        telegram.fail_next(
+            "sendMessage", status=429, description="Too Many Requests", retry_after=600
+        )
+        async with asyncio.timeout(5):  # not the ten minutes Telegram asks for
+            assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 0
+        assert [cut.user_id for cut in await veil.credit.interrupted()] == [ann]
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 1
+    text = Catalogs().for_language("en")("interrupted")
+    told = [c.answered for c in telegram.calls_of("sendMessage") if c.params["text"] == text]
+    assert told == ["Too Many Requests", "ok"]
