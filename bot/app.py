@@ -21,7 +21,7 @@ import contextlib
 import functools
 import signal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import structlog
@@ -63,8 +63,9 @@ from services.relay import RelayService
 from services.shop import Shop
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Coroutine, Iterator
 
+    from aiogram.types import User
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from bot.settings import BotSettings
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from services.ton.watcher import TonWatcher
 
 log = structlog.get_logger("veil.bot")
+T = TypeVar("T")
 
 COMMANDS = (
     "start",
@@ -459,20 +461,48 @@ async def _run_polling(
         running_veil(settings, client_key) as veil,
         serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
     ):
-        me = await veil.bot.get_me()
-        await veil.bot.delete_webhook(drop_pending_updates=False)
-        await register_commands(veil)
-        await veil.chat.inference.refresh()
-        log.info(
-            "bot.started",
-            mode="polling",
-            username=me.username,
-            bot_id=me.id,
-            frozen_objects=freeze_startup(),
-        )
-        await poll_until(veil, stop)
+        me = await until_stopped(stop, _start_polling(veil))
+        if me is not None:
+            log.info(
+                "bot.started",
+                mode="polling",
+                username=me.username,
+                bot_id=me.id,
+                frozen_objects=freeze_startup(),
+            )
+            await poll_until(veil, stop)
         await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
+
+
+async def _start_polling(veil: Veil) -> User:
+    """Tell Telegram who serves and how (no webhook, the commands), fetch the bundles."""
+    me = await veil.bot.get_me()
+    await veil.bot.delete_webhook(drop_pending_updates=False)
+    await register_commands(veil)
+    await veil.chat.inference.refresh()
+    return me
+
+
+async def until_stopped(stop: asyncio.Event, start_up: Coroutine[Any, Any, T]) -> T | None:
+    """Run ``start_up`` to its end, or until ``stop`` is set: then it is cancelled, and None.
+
+    A start-up call Telegram leaves unanswered waits out aiogram's timeout (60 s), and the next
+    one after it; a signal meanwhile ends start-up where it stands (nothing is served yet).
+    """
+    task = asyncio.ensure_future(start_up)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        log.info("bot.start_up_abandoned")
+        return None
+    return task.result()
 
 
 @contextlib.asynccontextmanager
@@ -499,6 +529,15 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+async def _start_webhook(veil: Veil, url: str, secret: str) -> bool:
+    """Tell Telegram the commands and the webhook's URL (it listens already); True."""
+    await register_commands(veil)
+    await veil.bot.set_webhook(
+        url, secret_token=secret, allowed_updates=veil.dispatcher.resolve_used_update_types()
+    )
+    return True
+
+
 async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve a webhook (secret header checked) until SIGINT/SIGTERM, then shut down gracefully."""
     with stop_signals() as stop:
@@ -515,14 +554,10 @@ async def _run_webhook(
         serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
     ):
         async with running_webhook(veil) as port:
-            await register_commands(veil)
-            await veil.bot.set_webhook(
-                str(settings.webhook_url),
-                secret_token=settings.webhook_secret.get_secret_value(),
-                allowed_updates=veil.dispatcher.resolve_used_update_types(),
-            )
-            log.info("bot.started", mode="webhook", port=port, frozen_objects=freeze_startup())
-            await stop.wait()
+            url, secret = str(settings.webhook_url), settings.webhook_secret.get_secret_value()
+            if await until_stopped(stop, _start_webhook(veil, url, secret)):
+                log.info("bot.started", mode="webhook", port=port, frozen_objects=freeze_startup())
+                await stop.wait()
         # No longer listening: Telegram keeps new updates for later.
         await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")

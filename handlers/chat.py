@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import structlog
 from aiogram import F, Router
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramNetworkError,
@@ -298,25 +299,46 @@ def build_router() -> Router:
 async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
     """Tell each user whose private-chat answer a restart cut off, once; how many were told.
 
-    Stops at the first call Telegram cannot take now (unreachable, a flood wait past the
-    retries, a 5xx): the rest are told on the next try. A refusal for good (the bot blocked,
-    the topic gone) is not tried again.
+    Each notice is claimed before it is sent (at most once: not by two bot processes, not
+    again after a crash right after sending). Stops at the first call Telegram cannot take now
+    (unreachable, a flood wait past the retries, a 5xx, a reply that is not the Bot API's): that
+    notice is kept, and it and the rest are told on the next try. A refusal for good (the bot
+    blocked) is not tried again; a topic since deleted is told in the chat itself.
     """
     told = 0
     for cut in await credit.interrupted():
+        if not await credit.claim_interrupted(cut):
+            continue  # another bot process is telling this one
         texts = catalogs.for_language(cut.language)
         try:
-            await bot.send_message(
-                cut.chat.chat_id, texts("interrupted"), message_thread_id=cut.chat.thread_id
-            )
-        except (TelegramNetworkError, TelegramRetryAfter, TelegramServerError) as exc:
+            await _tell_cut(bot, cut.chat.chat_id, cut.chat.thread_id, texts("interrupted"))
+        except (
+            TelegramNetworkError,
+            TelegramRetryAfter,
+            TelegramServerError,
+            ClientDecodeError,
+        ) as exc:
             log.warning("chat.interrupted_later", user_id=cut.user_id, error=type(exc).__name__)
+            await credit.not_told(cut)
             break
         except TelegramAPIError as exc:
             log.warning("chat.interrupted_refused", user_id=cut.user_id, error=type(exc).__name__)
         else:
             told += 1
-        await credit.told(cut)
     if told:
         log.info("chat.interrupted_told", count=told)
     return told
+
+
+async def _tell_cut(bot: Bot, chat_id: int, thread_id: int | None, text: str) -> None:
+    """Send ``text`` in the answer's topic, or in the chat itself if the topic is gone."""
+    try:
+        await bot.send_message(chat_id, text, message_thread_id=thread_id)
+    except TelegramBadRequest as exc:
+        if thread_id is None or _THREAD_NOT_FOUND not in exc.message:
+            raise
+        log.info("chat.interrupted_topic_gone", user_id=chat_id)
+        await bot.send_message(chat_id, text)
+
+
+_THREAD_NOT_FOUND = "message thread not found"  # the Bot API's words for a topic that is gone

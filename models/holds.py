@@ -8,8 +8,9 @@ so a price change never reprices a running request, and how it ended.
 
 A hold of an answer in a private chat also has a ``hold_chats`` row, its chat and topic, while
 the hold is open. When a restart (or the sweep) recovers the hold instead, the row stays until
-the user is told that answer was cut off (``interrupted``, ``forget_interrupted``); any other
-close deletes it.
+the user is told that answer was cut off (``interrupted``); it is deleted before the notice is
+sent (``forget_interrupted``, so two tellers never both send it) and restored only if Telegram
+could not take it for now. Any other close deletes it.
 
 The functions here take the ``Database`` of a store call and run inside its transaction.
 """
@@ -231,9 +232,21 @@ def interrupted(db: Database) -> list[Interrupted]:
     ]
 
 
-def forget_interrupted(db: Database, request_id: str) -> None:
-    """The user was told (or cannot be): keep nothing of where that answer was."""
-    db.execute("DELETE FROM hold_chats WHERE request_id = ?", [request_id])
+def forget_interrupted(db: Database, request_id: str) -> bool:
+    """Keep nothing of where that answer was; whether it was still kept (not yet claimed).
+
+    Done before the user is told, so of two tellers (two bot processes) only one tells.
+    """
+    return bool(db.execute("DELETE FROM hold_chats WHERE request_id = ?", [request_id]).rowcount)
+
+
+def restore_interrupted(db: Database, cut: Interrupted) -> None:
+    """Keep where the answer was again: telling the user failed for now (a later try tells)."""
+    db.execute(
+        "INSERT OR IGNORE INTO hold_chats (request_id, chat_id, thread_id)"
+        " SELECT request_id, ?, ? FROM holds WHERE request_id = ? AND outcome = 'recovered'",
+        [cut.chat.chat_id, cut.chat.thread_id, cut.request_id],
+    )
 
 
 def free_tokens_taken(db: Database, user_id: int, day: int) -> int:

@@ -433,6 +433,12 @@ class Store:
             deleted = db.execute("DELETE FROM turns WHERE user_id = ?", [user_id]).rowcount
             db.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
             db.execute("DELETE FROM users WHERE user_id = ?", [user_id])
+            # Where a cut-off answer was (its topic): not kept, nor told there, once erased.
+            db.execute(
+                "DELETE FROM hold_chats WHERE request_id IN"
+                " (SELECT request_id FROM holds WHERE user_id = ?)",
+                [user_id],
+            )
         self._data_keys.pop(user_id, None)
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return int(deleted)

@@ -294,6 +294,9 @@ class ChatService:
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _forgetting: dict[int, int] = field(default_factory=dict, init=False)  # user -> erasures
     _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
+    # Holds of answers delivered whose charge could not be written (left open to the sweep):
+    # their users have the answer, so the sweep does not leave them to be told it was cut off.
+    _delivered_open: set[str] = field(default_factory=set, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -459,7 +462,9 @@ class ChatService:
     async def sweep(self) -> int:
         """Release holds older than ``hold_lifetime`` that no answer here is using."""
         keep = {request_id for g in self._generations() for request_id in g.holds}
-        released = await self.credit.recover(self.hold_lifetime, keep=keep)
+        delivered = frozenset(self._delivered_open)
+        released = await self.credit.recover(self.hold_lifetime, keep=keep, delivered=delivered)
+        self._delivered_open -= delivered
         if released:
             log.warning("chat.holds_swept", count=released)
         return released
@@ -652,6 +657,8 @@ class ChatService:
         finally:
             await _finished(settling)
             charge = _charged(settling, hold, user_id)
+        if charge is None and text:  # delivered, the hold left open: never "cut off"
+            self._delivered_open.add(hold.request_id)
         if not text:
             if completion is None and not stopped:
                 self._remember_failed(user_id, asked.thread_id, prompt)
@@ -1082,7 +1089,8 @@ def _charged(settling: asyncio.Future[Charge], hold: Hold, user_id: int) -> Char
     """The charge a finished settlement made; None, logged, if the ledger was unavailable.
 
     The user watched the text arrive and it is delivered all the same. The hold stays open
-    until the sweep releases it (the answer then goes unbilled, and it is logged).
+    until the sweep releases it (the answer then goes unbilled, and it is logged; its user,
+    who has it, is not told it was cut off).
     """
     try:
         return settling.result()

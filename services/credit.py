@@ -307,14 +307,19 @@ class Credit:
             return await self._store.write(write)
 
     async def recover(
-        self, older_than_seconds: float, *, keep: Collection[str] = frozenset()
+        self,
+        older_than_seconds: float,
+        *,
+        keep: Collection[str] = frozenset(),
+        delivered: Collection[str] = frozenset(),
     ) -> int:
         """Release every hold still open after ``older_than_seconds`` (left by a crash).
 
         At start-up with 0 (nothing runs yet), and periodically with the longest an answer can
         take, sparing the request ids in ``keep`` (answers still running here). Returns how
         many were released. The users whose answers in private chats these holds were for are
-        then ``interrupted``, until ``told``.
+        then ``interrupted``, until claimed to be told (``claim_interrupted``), except those of
+        the request ids in ``delivered`` (answers whose users have them; open or not).
         """
         now = int(self._clock())
         cutoff = int(now - older_than_seconds)
@@ -323,6 +328,8 @@ class Credit:
             stale = [h for h in holds.open_holds(db, cutoff) if h.request_id not in keep]
             for hold in stale:
                 holds.close_hold(db, _nothing_charged(hold, "recovered"), hold.units, now)
+            for request_id in delivered:
+                holds.forget_interrupted(db, request_id)
             return len(stale)
 
         with ledger_failures():
@@ -368,10 +375,20 @@ class Credit:
         with ledger_failures():
             return await self._store.read(holds.interrupted)
 
-    async def told(self, interrupted: Interrupted) -> None:
-        """The user was told their answer was cut off (or cannot be): forget where it was."""
+    async def claim_interrupted(self, interrupted: Interrupted) -> bool:
+        """Forget where the answer was, before its user is told; False: another teller did.
+
+        At most once: a crash between this and the notice leaves that user untold, never told
+        twice (by a restart, or by a second bot process telling at the same time).
+        """
+        request_id = interrupted.request_id
         with ledger_failures():
-            await self._store.write(lambda db: holds.forget_interrupted(db, interrupted.request_id))
+            return await self._store.write(lambda db: holds.forget_interrupted(db, request_id))
+
+    async def not_told(self, interrupted: Interrupted) -> None:
+        """Telegram could not take the notice for now: keep it for the next try."""
+        with ledger_failures():
+            await self._store.write(lambda db: holds.restore_interrupted(db, interrupted))
 
     async def open_holds(self) -> list[Hold]:
         """Every hold not yet closed (what the bot's metrics show as held)."""

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+
+from bot.telegram import build_bot
 from common.texts import Catalogs
 from handlers.chat import tell_interrupted
 from models import MasterKey, Store
@@ -18,7 +22,8 @@ from tests.books import inconsistent_users
 from tests.botstack import TOKEN, bot_env, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, run_gateway
+from tests.harness import Clock, ManagedProcess, free_port, run_gateway
+from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -188,3 +193,152 @@ async def test_a_cut_off_answer_is_told_when_telegram_can_take_it_and_never_twic
         (ann, "Forbidden: bot was blocked by the user"),
         (bob, "ok"),
     ]
+
+
+async def test_two_tellers_at_once_tell_each_cut_off_answer_once(tmp_path: Path) -> None:
+    # Two bot processes on one database (webhook mode during a deploy, each with its upkeep):
+    # each notice is claimed before it is sent, so only one of them sends it.
+    users = [9401, 9402, 9403]
+    async with running_stack(tmp_path / "data") as stack:
+        veil, telegram = stack.veil, stack.telegram
+        for user in users:
+            await veil.credit.hold(user, f"cut-{user}", "veil-test", 10, 50, chat=AnswerChat(user))
+        assert await veil.credit.recover(0) == len(users)
+        other = build_bot(TOKEN, telegram.url)  # the other process's own Bot and session
+        try:
+            counts = await asyncio.gather(
+                tell_interrupted(veil.bot, veil.catalogs, veil.credit),
+                tell_interrupted(other, veil.catalogs, veil.credit),
+            )
+        finally:
+            await other.session.close()
+        assert await veil.credit.interrupted() == []
+    text = Catalogs().for_language("en")("interrupted")
+    told = [
+        c.params["chat_id"] for c in telegram.calls_of("sendMessage") if c.params["text"] == text
+    ]
+    assert sorted(told) == users
+    assert sum(counts) == len(users)
+
+
+async def test_a_reply_that_is_not_json_leaves_the_notice_for_the_next_try(
+    tmp_path: Path,
+) -> None:
+    # A proxy in front of Telegram answers with its own HTML error page: aiogram cannot decode
+    # it (ClientDecodeError, no TelegramAPIError), which must not end the upkeep loop.
+    async def html_page(_: web.Request) -> web.Response:
+        return web.Response(
+            status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", html_page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    ann = 9501
+    try:
+        async with running_stack(tmp_path / "data") as stack:
+            veil = stack.veil
+            await veil.credit.hold(ann, "cut-ann", "veil-test", 10, 50, chat=AnswerChat(ann))
+            assert await veil.credit.recover(0) == 1
+            proxied = build_bot(TOKEN, f"http://127.0.0.1:{port}")
+            try:
+                assert await tell_interrupted(proxied, veil.catalogs, veil.credit) == 0
+            finally:
+                await proxied.session.close()
+            assert [cut.user_id for cut in await veil.credit.interrupted()] == [ann]
+            assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 1
+            assert await veil.credit.interrupted() == []
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_cut_off_answer_in_a_topic_since_deleted_is_told_in_the_chat_itself(
+    tmp_path: Path,
+) -> None:
+    ann = 9701
+    telegram = FakeTelegram(token=TOKEN)
+    telegram.state.topics.enabled = True
+    async with running_stack(tmp_path / "data", telegram_server=telegram) as stack:
+        veil = stack.veil
+        gone = 4242  # the topic the answer was written in; the user deleted it since
+        await veil.credit.hold(ann, "cut-ann", "veil-test", 10, 50, chat=AnswerChat(ann, gone))
+        assert await veil.credit.recover(0) == 1
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 1
+        assert await veil.credit.interrupted() == []
+    text = Catalogs().for_language("en")("interrupted")
+    told = [c for c in telegram.calls_of("sendMessage") if c.params["text"] == text]
+    assert [(c.params.get("message_thread_id"), c.answered) for c in told] == [
+        (gone, "Bad Request: message thread not found"),
+        (None, "ok"),
+    ]
+
+
+async def test_an_answer_delivered_whose_charge_failed_is_swept_without_a_cut_off_notice(
+    tmp_path: Path,
+) -> None:
+    # The ledger is locked past the busy timeout when the answer ends: the final message goes
+    # out all the same and the hold is left to the sweep. The user has the answer: the sweep
+    # must not leave them to be told it was cut off.
+    ann = 9801
+    answer = " ".join(f"wren{i}" for i in range(20))
+    async with running_stack(
+        tmp_path, answer=answer, token_delay=0.02, db_busy_timeout=0.2
+    ) as stack:
+        veil = stack.veil
+        stack.telegram.send_text(ann, "a short one")
+        await stack.telegram.wait_for("sendMessageDraft", chat_is(ann))
+        with ledger_locked(tmp_path / "veil.db"):
+            messages = await stack.final_messages(ann, 2, within=20)
+        assert messages[0]["text"] == answer
+        later = time.time() + veil.chat.hold_lifetime + 60
+        veil.credit._clock = lambda: later  # the sweep's turn, once the hold is old enough
+        assert await veil.chat.sweep() == 1
+        assert await veil.credit.interrupted() == []
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 0
+        assert await inconsistent_users(veil.store) == []
+    text = Catalogs().for_language("en")("interrupted")
+    assert text not in [m["text"] for m in stack.telegram.sent_messages(ann)]
+
+
+async def test_forget_before_the_notice_keeps_no_topic_of_the_user_and_tells_nothing(
+    tmp_path: Path,
+) -> None:
+    # /forget erases the user's conversations with their topic ids, and nothing of what it
+    # erases is sent afterwards: the topic a cut-off answer was written in goes with them.
+    ann, bob = 9901, 9902
+    async with running_stack(tmp_path / "data") as stack:
+        veil = stack.veil
+        for user in (ann, bob):
+            chat = AnswerChat(user, 77)
+            await veil.credit.hold(user, f"cut-{user}", "veil-test", 10, 50, chat=chat)
+        assert await veil.credit.recover(0) == 2
+        await veil.store.ensure_user(ann, "en")
+        await veil.store.forget(ann)
+        assert [cut.user_id for cut in await veil.credit.interrupted()] == [bob]
+        assert await inconsistent_users(veil.store) == []
+    with sqlite3.connect(tmp_path / "data" / "veil.db") as db:
+        kept = db.execute("SELECT request_id FROM hold_chats").fetchall()
+    assert kept == [(f"cut-{bob}",)]
+
+
+async def test_a_long_flood_wait_on_the_notice_leaves_it_for_later_without_waiting(
+    tmp_path: Path,
+) -> None:
+    ann = 9951
+    async with running_stack(tmp_path / "data") as stack:
+        veil, telegram = stack.veil, stack.telegram
+        await veil.credit.hold(ann, "cut-ann", "veil-test", 10, 50, chat=AnswerChat(ann))
+        assert await veil.credit.recover(0) == 1
+        telegram.fail_next(
+            "sendMessage", status=429, description="Too Many Requests", retry_after=600
+        )
+        async with asyncio.timeout(5):  # not the ten minutes Telegram asks for
+            assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 0
+        assert [cut.user_id for cut in await veil.credit.interrupted()] == [ann]
+        assert await tell_interrupted(veil.bot, veil.catalogs, veil.credit) == 1
+    text = Catalogs().for_language("en")("interrupted")
+    told = [c.answered for c in telegram.calls_of("sendMessage") if c.params["text"] == text]
+    assert told == ["Too Many Requests", "ok"]

@@ -9,11 +9,13 @@ import sys
 from typing import TYPE_CHECKING
 
 import aiohttp
+import pytest
 
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, Clock, ManagedProcess, child_environment, free_port, run_gateway
+from tests.test_bot_turns import silent_server
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -94,12 +96,41 @@ async def test_a_signal_during_start_up_ends_in_a_graceful_stop(tmp_path: Path) 
         telegram.fail_next("getMe", status=500, description="Internal Server Error")
         env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
         bot = await ManagedProcess.start("-m", "bot", env=env)
-        await bot.wait_for_line("bot.operations_listening")
+        await bot.wait_for_line("telegram.server_error")  # the signal comes during the wait
         code = await bot.stop()
     assert code == 0
-    assert "telegram.server_error" in bot.output  # the signal came during the start-up's wait
     assert "bot.stopped" in bot.output
     assert not telegram.calls_of("getUpdates")  # it never began to poll
+
+
+@pytest.mark.parametrize("mode", ["polling", "webhook"])
+async def test_a_signal_while_telegram_is_silent_at_start_up_stops_at_once(
+    tmp_path: Path, mode: str
+) -> None:
+    # Telegram takes the connection and never answers (each call would wait out aiogram's
+    # 60 s timeout, and the next after it): the signal ends start-up where it stands, and the
+    # bot stops gracefully within the test's 15 s, not killed when an orchestrator's grace ends.
+    async with (
+        silent_server() as (silent, connections),
+        FakeVLLM(answer=ANSWER) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(silent, gateway.url, gateway.verify_key, tmp_path / "data")
+        if mode == "webhook":
+            env |= {
+                "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/telegram/hook",
+                "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
+                "VEIL_WEBHOOK_PORT": "0",
+            }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        await bot.wait_for_line("bot.operations_listening")
+        while not connections:  # noqa: ASYNC110 -- the server's record has no event
+            await asyncio.sleep(0.02)
+        code = await bot.stop()
+    assert code == 0
+    assert "bot.start_up_abandoned" in bot.output
+    assert "bot.stopped" in bot.output
+    assert "bot.started" not in bot.output
 
 
 async def test_webhook_mode_checks_the_secret_and_answers(tmp_path: Path) -> None:

@@ -7,35 +7,54 @@ order once the connection is free, and a call that waits longer than its timeout
 aiohttp's timeout would.
 
 The session posts each call as JSON (a file upload as aiogram's multipart form): the fake Bot API
-server reads the same parameters from it as from aiogram's own form, and a dropped or silent
-server fails the call as it fails aiogram's.
+server reads the same parameters from it as from aiogram's own form, every call the bot makes
+carries what aiogram's form carries (defaults, enums, dates, nested objects), and a dropped or
+silent server, a flood wait or a page that is not JSON fails the call as it fails aiogram's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import json
 import tracemalloc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiogram import Bot
+from aiogram import Bot, methods
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramNetworkError
+from aiogram.enums import ChatAction
+from aiogram.exceptions import (
+    AiogramError,
+    ClientDecodeError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+)
 from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
     BufferedInputFile,
+    ChatPermissions,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InputMediaPhoto,
+    InputRichMessage,
+    InputTextMessageContent,
+    LabeledPrice,
     LinkPreviewOptions,
+    MenuButtonWebApp,
     MessageEntity,
+    ReplyParameters,
+    WebAppInfo,
 )
 from aiohttp import web
 
-from bot.telegram import TurnTakingSession
+from bot.telegram import JsonBody, TurnTakingSession
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import serving
@@ -43,6 +62,8 @@ from tests.pictures import make_png
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from aiogram.methods import TelegramMethod
 
 WAITING = 50
 # Measured 6.9 KB per waiting sendMessage (its task, coroutines and model); 13.2 KB with
@@ -215,3 +236,139 @@ async def test_a_dropped_or_silent_server_fails_the_call_as_aiogram_would() -> N
         finally:
             await bot.session.close()
     assert connections == [1]
+
+
+def every_call_the_bot_makes() -> list[TelegramMethod[Any]]:
+    """One of each Bot API call the bot makes, in the shapes it makes them (no files)."""
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Stop", callback_data="stop:1")]]
+    )
+    article = InlineQueryResultArticle(
+        id="a1",
+        title="Veil",
+        input_message_content=InputTextMessageContent(message_text="…"),
+        reply_markup=keyboard,
+    )
+    prices = [LabeledPrice(label="1,000 credits", amount=50)]
+    return [
+        methods.SendMessage(
+            chat_id=1,
+            text=TEXT,
+            message_thread_id=7,
+            reply_parameters=ReplyParameters(message_id=3),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        ),
+        methods.SendMessageDraft(chat_id=1, draft_id=2, text=""),
+        methods.SendRichMessage(chat_id=1, rich_message=InputRichMessage(markdown="# *hi*")),
+        methods.EditMessageText(inline_message_id="im", text=TEXT, reply_markup=keyboard),
+        methods.EditMessageReplyMarkup(chat_id=1, message_id=2),
+        methods.AnswerInlineQuery(inline_query_id="q", results=[article], cache_time=0),
+        methods.AnswerGuestQuery(guest_query_id="g", result=article),
+        methods.SendInvoice(
+            chat_id=1, title="t", description="d", payload="o1", currency="XTR", prices=prices
+        ),
+        methods.CreateInvoiceLink(
+            title="t",
+            description="d",
+            payload="o1",
+            currency="XTR",
+            prices=prices,
+            subscription_period=2_592_000,
+        ),
+        methods.SendChatAction(chat_id=1, action=ChatAction.TYPING),
+        methods.SetMyCommands(
+            commands=[BotCommand(command="ask", description="Ask")],
+            scope=BotCommandScopeAllGroupChats(),
+            language_code="ru",
+        ),
+        methods.SetChatMenuButton(
+            menu_button=MenuButtonWebApp(text="Veil", web_app=WebAppInfo(url="https://a.b/app"))
+        ),
+        methods.RestrictChatMember(
+            chat_id=-1, user_id=2, permissions=ChatPermissions(), until_date=dt.timedelta(days=1)
+        ),
+        methods.SetWebhook(url="https://a.b/hook", secret_token="s", allowed_updates=[]),
+        methods.DeleteWebhook(drop_pending_updates=False),
+        methods.GetUpdates(offset=0, timeout=30, allowed_updates=["message"]),
+        methods.AnswerCallbackQuery(callback_query_id="c", show_alert=False),
+        methods.SendMediaGroup(chat_id=1, media=[InputMediaPhoto(media="file-id", caption="c")]),
+    ]
+
+
+def as_the_bot_api_reads(fields: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as the Bot API reads them: a string as is, anything else as its JSON.
+
+    Then each decoded from JSON where it is JSON, so that the spacing of a nested object (aiogram
+    dumps its own) does not count.
+    """
+
+    def decoded(value: str) -> object:
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+
+    return {
+        key: decoded(value if isinstance(value, str) else json.dumps(value))
+        for key, value in fields.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "defaults",
+    [
+        None,
+        DefaultBotProperties(
+            parse_mode="HTML", protect_content=True, link_preview_is_disabled=True
+        ),
+    ],
+)
+def test_every_call_the_bot_makes_carries_aiograms_parameters(
+    defaults: DefaultBotProperties | None,
+) -> None:
+    session = TurnTakingSession(api=TelegramAPIServer.from_base("http://127.0.0.1:9"))
+    bot = Bot(TOKEN, session=session, default=defaults)
+    for method in every_call_the_bot_makes():
+        body = session.body(bot, method)
+        assert isinstance(body, JsonBody), type(method).__name__
+        form = session.build_form_data(bot, method)
+        formed = {options["name"]: value for options, _, value in form._fields}
+        sent = json.loads(body._value)
+        if "until_date" in sent:  # a timedelta: now + it, taken at each build (same second)
+            assert abs(int(sent["until_date"]) - int(formed["until_date"])) <= 1
+            sent["until_date"] = formed["until_date"]
+        name = type(method).__name__
+        assert as_the_bot_api_reads(sent) == as_the_bot_api_reads(formed), name
+
+
+async def test_a_flood_wait_or_a_page_that_is_not_json_fails_as_it_fails_aiograms_session() -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        if request.match_info["method"] == "sendMessage":
+            flood = {"error_code": 429, "description": "Too Many Requests: retry after 37"}
+            reply = {"ok": False, **flood, "parameters": {"retry_after": 37}}
+            return web.json_response(reply, status=429)
+        return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    api = TelegramAPIServer.from_base(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    failures: list[list[tuple[type[Exception], object]]] = []
+    try:
+        for session in (AiohttpSession(api=api), TurnTakingSession(api=api)):
+            bot = Bot(TOKEN, session=session)
+            seen: list[tuple[type[Exception], object]] = []
+            try:
+                for call in (bot.send_message(chat_id=1, text="hi"), bot.get_me()):
+                    with pytest.raises(AiogramError) as caught:
+                        await call
+                    seen.append((type(caught.value), getattr(caught.value, "retry_after", None)))
+            finally:
+                await bot.session.close()
+            failures.append(seen)
+    finally:
+        await runner.cleanup()
+    aiograms, ours = failures
+    assert ours == aiograms == [(TelegramRetryAfter, 37), (ClientDecodeError, None)]
