@@ -41,7 +41,7 @@ from services.prices import ModelPrice
 from services.ton.books import payment_problems
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection
 
     from models import Database, Store
     from models.orders import Payment
@@ -52,41 +52,17 @@ if TYPE_CHECKING:
 __all__ = ["AuditReport", "Auditor", "proof_for"]
 
 
-def proof_for(  # noqa: PLR0913 -- the receipt, what it names, and what may verify it
-    receipt: SignedReceipt | None,
-    *,
-    request_id: bytes,
-    model: str,
-    valid: bool,
-    bundles: Sequence[SignedBundle],
-    verified_by: SignedBundle | None = None,
-) -> ReceiptProof | None:
-    """The proof to keep with a charge: the signed bytes and the bundle whose key verifies them.
+def proof_for(receipt: SignedReceipt, verified_by: SignedBundle | None) -> ReceiptProof:
+    """The proof to keep with a charge: the signed bytes and the bundle whose key verified them.
 
-    ``verified_by`` is the bundle the receipt was verified under already, if the caller knows
-    it (a signature check is ~0.1 ms). Else, when ``valid`` (the inference client verified the
-    receipt), the bundle is found again among ``bundles`` (the verified ones) by checking the
-    signature. A receipt that verifies under none is kept without a key (the audit will say so).
+    ``verified_by`` is the bundle the receipt was verified under (by the inference client or the
+    Mini App's relay); a receipt that verified under none is kept without a key (the audit will
+    say so).
     """
-    if receipt is None:
-        return None
-    if verified_by is not None:
-        return _proof(receipt, verified_by)
-    if valid:
-        for signed in bundles:
-            try:
-                receipt.verify(
-                    signed.bundle.receipt_verify_key(), request_id=request_id, model=model
-                )
-            except (ReceiptInvalid, MalformedMessage):
-                continue
-            return _proof(receipt, signed)
-    return ReceiptProof(receipt.body, receipt.signature)
-
-
-def _proof(receipt: SignedReceipt, signed: SignedBundle) -> ReceiptProof:
-    bundle = StoredBundle(signed.body, signed.signature, signed.operator_key)
-    return ReceiptProof(receipt.body, receipt.signature, signed.bundle.receipt_key, bundle)
+    if verified_by is None:
+        return ReceiptProof(receipt.body, receipt.signature)
+    bundle = StoredBundle(verified_by.body, verified_by.signature, verified_by.operator_key)
+    return ReceiptProof(receipt.body, receipt.signature, verified_by.bundle.receipt_key, bundle)
 
 
 @dataclass

@@ -254,12 +254,11 @@ class _Opened:
 
 @dataclass(frozen=True)
 class _Ended:
-    """A stream that ended: its hold, the final record (if any), the text, the bundles seen."""
+    """A stream that ended: its hold, the final record (if any), the text."""
 
     hold: Hold
     completion: Completion | None
     text: str
-    bundles: list[SignedBundle]
 
 
 @dataclass(slots=True)
@@ -532,7 +531,6 @@ class ChatService:
         window = self._window(model)
         context = self._context(history, prompt, window, self._budget(window))
         parts = FoldedText()
-        bundles: list[SignedBundle] = []
         begun = retried = False
         while True:
             request_id = secrets.token_bytes(REQUEST_ID_SIZE)
@@ -544,7 +542,6 @@ class ChatService:
                 if begun:  # a retry could not be held: stop showing progress
                     await sink.abort()
                 raise
-            bundles.extend(self.inference.bundles())
             if not begun:
                 await sink.begin()
                 begun = True
@@ -558,7 +555,7 @@ class ChatService:
                 )
                 completion = await self._stream(request, sink, parts, generation)
             except ContextTooLong as exc:
-                await self._settle(hold, exc.signed_receipt, "", valid=True, bundles=bundles)
+                await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
                 generation.holds.discard(hold.request_id)
                 if parts or retried or len(context.messages) <= 1 + bool(self.system_prompt):
                     self._remember_failed(user_id, question.thread_id, prompt)
@@ -572,12 +569,12 @@ class ChatService:
             except InferenceError as exc:
                 generation.stoppable = False
                 delivered = "".join(parts)
-                await self._settle(hold, exc.signed_receipt, delivered, valid=True, bundles=bundles)
+                await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
                 self._remember_failed(user_id, question.thread_id, prompt)
                 await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
-                await self._settle(hold, None, "".join(parts), bundles=bundles)
+                await self._settle(hold, None, "".join(parts))
                 raise
             break
         generation.stoppable = False
@@ -589,7 +586,7 @@ class ChatService:
             self._naming(opened, prompt, model),
             question.thread_id,
         )
-        ended = _Ended(hold, completion, "".join(parts), bundles)
+        ended = _Ended(hold, completion, "".join(parts))
         return await self._finish(asked, ended, sink, generation)
 
     def _naming(self, opened: _Opened, prompt: str, model: str) -> Naming | None:
@@ -630,7 +627,7 @@ class ChatService:
             asked.conversation,
             asked.model,
         )
-        hold, completion, text, bundles = ended.hold, ended.completion, ended.text, ended.bundles
+        hold, completion, text = ended.hold, ended.completion, ended.text
         # The user watched the text arrive in the drafts: the final message goes out while the
         # charge is written, not after it (when many answers end at once, the database's one
         # queue is the slowest part of their ends). Both are done before the answer is.
@@ -639,8 +636,6 @@ class ChatService:
                 hold,
                 completion.signed_receipt if completion else None,
                 text,
-                valid=completion.receipt_valid if completion else False,
-                bundles=bundles,
                 verified_by=completion.verified_by if completion else None,
             )
         )
@@ -734,38 +729,29 @@ class ChatService:
             generation.holds.discard(request_id.hex())
             raise
 
-    async def _settle(  # noqa: PLR0913 -- what was had and what verified it
+    async def _settle(
         self,
         hold: Hold,
         receipt: SignedReceipt | None,
         delivered: str,
         *,
-        valid: bool = False,
-        bundles: list[SignedBundle],
         verified_by: SignedBundle | None = None,
     ) -> Charge:
         """Close the hold by the one rule every answer is billed by (shielded from cancel).
 
-        From the receipt (the held amount if it did not verify), kept with its proof; without
-        one, from the bot's ceiling of the text the user received; with neither, nothing.
+        From the receipt (the held amount if it did not verify: no ``verified_by``, the bundle
+        whose key verified it), kept with its proof; without one, from the bot's ceiling of the
+        text the user received; with neither, nothing.
         """
         if receipt is not None:
             usage = receipt.receipt
-            proof = proof_for(
-                receipt,
-                request_id=bytes.fromhex(hold.request_id),
-                model=hold.model,
-                valid=valid,
-                bundles=[*self.inference.bundles(), *bundles],
-                verified_by=verified_by,
-            )
             settling = self.credit.settle(
                 hold,
                 usage.prompt_tokens,
                 usage.completion_tokens,
-                receipt_valid=valid,
+                receipt_valid=verified_by is not None,
                 status=usage.status,
-                proof=proof,
+                proof=proof_for(receipt, verified_by),
             )
         elif delivered:
             settling = self.credit.estimate(hold, text_tokens(delivered))
@@ -990,7 +976,6 @@ class ChatService:
         context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
         hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
         parts: list[str] = []
-        bundles = list(self.inference.bundles())
         completion: Completion | None = None
         request = ChatRequest(
             messages,
@@ -1003,18 +988,15 @@ class ChatService:
             completion = await self._stream(request, _Quiet(), parts, generation)
         except InferenceError as exc:
             await self._settle(
-                hold, exc.signed_receipt, "".join(parts), valid=True, bundles=bundles
+                hold, exc.signed_receipt, "".join(parts), verified_by=exc.verified_by
             )
             raise
         except asyncio.CancelledError:
-            await self._settle(hold, None, "".join(parts), bundles=bundles)
+            await self._settle(hold, None, "".join(parts))
             raise
         receipt = completion.signed_receipt if completion else None
-        valid = completion.receipt_valid if completion else False
         verified_by = completion.verified_by if completion else None
-        await self._settle(
-            hold, receipt, "".join(parts), valid=valid, bundles=bundles, verified_by=verified_by
-        )
+        await self._settle(hold, receipt, "".join(parts), verified_by=verified_by)
         return "".join(parts)
 
     async def forget(self, user_id: int) -> int:

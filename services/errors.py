@@ -51,6 +51,7 @@ from models import StorageError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
 
 
@@ -62,14 +63,23 @@ class InferenceError(VeilError):
     """Asking a model failed.
 
     ``signed_receipt`` is the gateway's signed usage receipt when one was had and verified for
-    this request (billing charges from it); ``receipt`` is its content.
+    this request (billing charges from it), ``verified_by`` the bundle whose key verified it;
+    ``receipt`` is its content.
     """
 
     signed_receipt: SignedReceipt | None = None
+    verified_by: SignedBundle | None = None
 
-    def __init__(self, message: str, *, receipt: SignedReceipt | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        receipt: SignedReceipt | None = None,
+        verified_by: SignedBundle | None = None,
+    ) -> None:
         super().__init__(message)
         self.signed_receipt = receipt
+        self.verified_by = verified_by
 
     @property
     def receipt(self) -> UsageReceipt | None:
@@ -107,9 +117,16 @@ class BackendError(InferenceError):
     """The model server refused or failed; ``message`` is its own wording."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, receipt: SignedReceipt | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        receipt: SignedReceipt | None = None,
+        verified_by: SignedBundle | None = None,
     ) -> None:
-        super().__init__(f"model server error ({status}): {message}", receipt=receipt)
+        super().__init__(
+            f"model server error ({status}): {message}", receipt=receipt, verified_by=verified_by
+        )
         self.message = message
         self.status = status
 
@@ -125,16 +142,34 @@ class ModelStalled(InferenceError):
     byte within the bot's read timeout). Not a sign of tampering.
     """
 
-    def __init__(self, detected_by: str, *, receipt: SignedReceipt | None = None) -> None:
-        super().__init__(f"the model stopped responding ({detected_by})", receipt=receipt)
+    def __init__(
+        self,
+        detected_by: str,
+        *,
+        receipt: SignedReceipt | None = None,
+        verified_by: SignedBundle | None = None,
+    ) -> None:
+        super().__init__(
+            f"the model stopped responding ({detected_by})",
+            receipt=receipt,
+            verified_by=verified_by,
+        )
         self.detected_by = detected_by
 
 
 class StreamCorrupted(InferenceError):
     """The sealed answer failed a check; ``reason`` names which (tampered, truncated, …)."""
 
-    def __init__(self, reason: str, *, receipt: SignedReceipt | None = None) -> None:
-        super().__init__(f"sealed stream rejected: {reason}", receipt=receipt)
+    def __init__(
+        self,
+        reason: str,
+        *,
+        receipt: SignedReceipt | None = None,
+        verified_by: SignedBundle | None = None,
+    ) -> None:
+        super().__init__(
+            f"sealed stream rejected: {reason}", receipt=receipt, verified_by=verified_by
+        )
         self.reason = reason
 
 

@@ -531,9 +531,10 @@ class InferenceClient:
             return self._completion(attempt, receipt, reason)
         if final is not None and final.is_error:
             raise self._error(final, attempt, receipt)
+        verified_by = attempt.signed if receipt is not None else None
         if broken == "stalled":
-            raise ModelStalled("client", receipt=receipt)
-        raise StreamCorrupted("truncated", receipt=receipt)
+            raise ModelStalled("client", receipt=receipt, verified_by=verified_by)
+        raise StreamCorrupted("truncated", receipt=receipt, verified_by=verified_by)
 
     def _finish(self, record: Final, attempt: _Attempt) -> Completion:
         """The stream's own final record: a ``Completion``, or the error it reports."""
@@ -568,15 +569,21 @@ class InferenceClient:
     def _error(
         record: Final, attempt: _Attempt, receipt: SignedReceipt | None
     ) -> InferenceError | _Failover:
-        """The error an error record reports (a failover if the model server was down)."""
+        """The error an error record reports (a failover if the model server was down).
+
+        ``receipt`` is the record's receipt verified under the attempt's bundle, or None.
+        """
         message = record.error_message or "unknown error"
         if record.error_kind == "unavailable" and not attempt.streamed:
             return _Failover("model server unavailable")
+        verified_by = attempt.signed if receipt is not None else None
         if record.error_kind == "stalled":
             log.warning("inference.model_stalled", gateway=attempt.gateway.index)
-            return ModelStalled("gateway", receipt=receipt)
+            return ModelStalled("gateway", receipt=receipt, verified_by=verified_by)
         error_class = ContextTooLong if record.error_kind == "context_length" else BackendError
-        return error_class(message, status=record.error_status, receipt=receipt)
+        return error_class(
+            message, status=record.error_status, receipt=receipt, verified_by=verified_by
+        )
 
     def _verified(self, receipt: SignedReceipt | None, attempt: _Attempt) -> SignedReceipt | None:
         """The receipt if it verifies for this request id and model, else None (logged)."""

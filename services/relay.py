@@ -357,14 +357,7 @@ class RelayService:
         """Charge the receipt; without one, the hold if anything was handed on, else nothing."""
         ticket = answer.ticket
         if receipt is not None:
-            proof = proof_for(
-                receipt,
-                request_id=ticket.request_id,
-                model=ticket.model,
-                valid=True,
-                bundles=[answer.signed],
-                verified_by=answer.signed,  # ``_verified`` checked it under this bundle
-            )
+            proof = proof_for(receipt, answer.signed)  # ``_verified`` checked it under this one
             usage = receipt.receipt
             charge = await self._credit.settle(
                 hold,
