@@ -1,4 +1,4 @@
-"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API server, with retries.
+r"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API server, with retries.
 
 aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
 retries a few times, and retries once on a Telegram 5xx. Draft updates and chat actions are
@@ -22,6 +22,11 @@ method's result type ``T``, a generic model pydantic builds the first time it me
 ending at once, met three of them (37 ms, measured with ``bench/chat.py`` at 50 users); all 41
 take ~60 ms once, before the bot serves.
 
+Telegram's JSON is read by ``loads_repaired``: a lone half of a surrogate pair, which JSON may
+escape on its own (``"\ud83d"``: an emoji a client cut in two), becomes U+FFFD, as a browser
+shows it. Python keeps it as a lone surrogate, which no UTF-8 encoder takes: such a question
+could not be counted, sealed or stored, and the user was told something went wrong.
+
 ``forget_handled_update`` frees each update once handled: aiogram caches ``Update.event_type``
 in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each with its
 ``Message``, ``Chat`` and ``User``, ~10 KB) alive long after they were handled.
@@ -32,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -107,7 +113,7 @@ class TurnTakingSession(AiohttpSession):
     """
 
     def __init__(self, *, api: TelegramAPIServer, limit: int = 100) -> None:
-        super().__init__(api=api, limit=limit)
+        super().__init__(api=api, limit=limit, json_loads=loads_repaired)
         self._turns = asyncio.Semaphore(limit)
 
     async def make_request(
@@ -176,6 +182,32 @@ class JsonBody(BytesPayload):
     def __init__(self, fields: dict[str, Any]) -> None:
         text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
         super().__init__(text.encode(), content_type="application/json")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads_repaired(text: str) -> Any:  # noqa: ANN401 -- parsed JSON
+    r"""``json.loads``, with each lone surrogate in a string (or a key) replaced by U+FFFD.
+
+    ``json.loads`` joins an escaped pair into its one character, so a surrogate left in a
+    string is one without its other half; it can only come from an escape, so a text without
+    ``\ud`` is not walked.
+    """
+    value = json.loads(text)
+    if "\\ud" in text or "\\uD" in text:
+        return _repaired(value)
+    return value
+
+
+def _repaired(value: Any) -> Any:  # noqa: ANN401 -- parsed JSON
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_repaired(item) for item in value]
+    if isinstance(value, dict):
+        return {_repaired(key): _repaired(item) for key, item in value.items()}
+    return value
 
 
 _RESPONSES: list[type[BaseModel]] = []  # built once, kept: pydantic's cache holds them weakly

@@ -6,6 +6,8 @@ import asyncio
 import itertools
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.botstack import running_stack, texts_of
 
 if TYPE_CHECKING:
@@ -40,6 +42,23 @@ async def test_answer_streams_in_drafts_then_lands_as_a_message(tmp_path: Path) 
     assert all(d.params.get("can_stop") is True for d in drafts)
     gaps = [b.at - a.at for a, b in itertools.pairwise(drafts)]
     assert all(gap >= 0.2 for gap in gaps)  # never faster than the configured interval
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_half_an_emoji_in_a_question_is_read_as_a_replacement_character(
+    tmp_path: Path, *, webhook: bool
+) -> None:
+    # JSON may escape one half of a surrogate pair on its own (an emoji a client cut in two);
+    # the fake Telegram escapes it as ``\ud83d``. It used to fail the answer ("went wrong").
+    async with running_stack(
+        tmp_path, answer="Half an emoji.", webhook=webhook, conversation_titles=True
+    ) as stack:
+        stack.telegram.send_text(USER, "What is \ud83d here?")
+        assert await stack.reply_text(USER) == "Half an emoji."
+        turns = await stack.stored_turns(USER, 2)
+        asked = [m["content"] for request in stack.vllm.requests for m in request["messages"]]
+    assert turns == ["What is \ufffd here?", "Half an emoji."]
+    assert "What is \ufffd here?" in asked
 
 
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
