@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from services.chat import Answer, ChatService
     from services.credit import Credit
 
+MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
+
 log = structlog.get_logger("veil.chat")
 
 
@@ -273,6 +275,17 @@ async def on_topic_changed(message: Message) -> None:
     """A topic renamed, closed or reopened: a service message that needs no reply."""
 
 
+def starts_with_command(message: Message) -> bool:
+    """Whether the text begins with a command as Telegram marks one (``/word``: not ``/etc/x``)."""
+    return any(e.type == "bot_command" and e.offset == 0 for e in message.entities or ())
+
+
+async def on_unknown_command(message: Message, texts: Texts) -> None:
+    """A command no router took (a typo, a group's command, an admin's): say where the list is."""
+    command = (message.text or "").split(maxsplit=1)[0][:MAX_COMMAND_SHOWN]
+    await message.answer(texts("unknown_command", command=command))
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
     """Photos, voice, stickers, files…: say what is supported."""
     await message.answer(texts("unsupported"))
@@ -287,7 +300,8 @@ def build_router() -> Router:
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_continue, Continue.filter())
-    router.message.register(on_text, F.text & ~F.text.startswith("/"))
+    router.message.register(on_unknown_command, F.text, starts_with_command)
+    router.message.register(on_text, F.text)
     router.message.register(on_topic_created, F.forum_topic_created)
     router.message.register(
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened

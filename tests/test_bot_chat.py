@@ -61,6 +61,29 @@ async def test_half_an_emoji_in_a_question_is_read_as_a_replacement_character(
     assert "What is \ufffd here?" in asked
 
 
+async def test_a_command_no_one_handles_is_answered_and_a_path_is_a_question(
+    tmp_path: Path,
+) -> None:
+    # Both met silence: any text starting with "/" that no router took was dropped.
+    async with running_stack(tmp_path, answer="It maps names to addresses.") as stack:
+        stack.telegram.send_text(USER, "/frobnicate now")
+        assert await stack.reply_text(USER) == (
+            "I don't know /frobnicate. Write your question as a message, or see /help for what"
+            " I can do."
+        )
+        stack.telegram.send_text(USER, "/etc/hosts: what is this file for?")  # no command in it
+        assert await stack.reply_text(USER, 1) == "It maps names to addresses."
+        stack.telegram.send_text(USER + 1, "/stats", language_code="ru")  # the admins' command
+        assert (await stack.reply_text(USER + 1)).startswith("Я не знаю команды /stats.")
+        asked = [
+            m["content"]
+            for request in stack.vllm.requests
+            for m in request["messages"]
+            if m["role"] == "user"
+        ]
+    assert asked == ["/etc/hosts: what is this file for?"]
+
+
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=LONG_ANSWER, max_answer_tokens=2000) as stack:
         stack.telegram.send_text(USER, "Write a lot", language_code="en")
