@@ -264,11 +264,13 @@ async def test_admins_see_unmatched_payments_in_stats_and_assign_them(tmp_path: 
         assert "Unmatched: 1" in stats
         assert f"{tx_hash[:16]} · 2 GRAM · comment for Carol, sorry · unknown_comment" in stats
         telegram.send_text(CAROL, f"/tonassign {tx_hash[:12]} {CAROL}")  # not an admin
+        assert (await told(stack, CAROL, 1)).startswith("I don't know /tonassign.")
+        assert (await stack.veil.credit.balance(CAROL)).units == 0
         telegram.send_text(ADMIN, f"/tonassign {tx_hash[:12]} {CAROL}")
         assert await told(stack, ADMIN, 2) == (
             f"Payment {tx_hash[:16]} (2 GRAM) credited to user {CAROL}: 500 ★. They will be told."
         )
-        assert await told(stack, CAROL, 1) == (
+        assert await told(stack, CAROL, 2) == (
             "Your payment of 2 GRAM has been matched to you by support: 500 ★ added."
             " Balance: 500 ★."
         )
