@@ -286,6 +286,14 @@ async def on_unknown_command(message: Message, texts: Texts) -> None:
     await message.answer(texts("unknown_command", command=command))
 
 
+async def on_stale_button(query: CallbackQuery, texts: Texts) -> None:
+    """A button no router takes (from an older version's message, or data no one sent): say so.
+
+    Unanswered, the button's spinner turns until Telegram gives up, and nothing happens.
+    """
+    await query.answer(texts("button_stale"))
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
     """Photos, voice, stickers, files…: say what is supported."""
     await message.answer(texts("unsupported"))
@@ -307,6 +315,7 @@ def build_router() -> Router:
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
     router.message.register(on_unsupported, ~F.text)
+    router.callback_query.register(on_stale_button)  # last of the last router: what is left
     return router
 
 

@@ -51,6 +51,18 @@ async def test_a_ledger_failure_on_a_button_is_answered_not_silent(tmp_path: Pat
     ]
 
 
+async def test_a_button_no_router_takes_is_answered(tmp_path: Path) -> None:
+    # A button of an older version's message, or forged data: its spinner used to turn until
+    # Telegram gave up.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.press_button(USER, "v0:pack:3", message_id=1, language_code="ru")
+        answered = await stack.telegram.wait_for("answerCallbackQuery")
+    assert (
+        answered.params["text"]
+        == "Эта кнопка больше не работает. Пожалуйста, отправьте команду ещё раз."
+    )
+
+
 async def test_a_bug_in_a_handler_is_logged_without_text_and_apologised_for(
     tmp_path: Path,
 ) -> None:
@@ -61,6 +73,8 @@ async def test_a_bug_in_a_handler_is_logged_without_text_and_apologised_for(
     buggy.message.register(explode, Command("explode"))
     async with running_stack(tmp_path) as stack:
         stack.veil.dispatcher.include_router(buggy)
+        routers = stack.veil.dispatcher.sub_routers  # before the chat router, which answers
+        routers.insert(1, routers.pop())  # a command it does not know (after the errors one)
         with capture_logs() as logs:
             stack.telegram.send_text(USER, f"/explode {SECRET}")
             messages = await stack.final_messages(USER, 1)
