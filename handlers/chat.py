@@ -20,8 +20,9 @@ told once the bot runs again (``tell_interrupted``), in the same chat and topic.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
@@ -51,9 +52,58 @@ if TYPE_CHECKING:
     from services.chat import Answer, ChatService
     from services.credit import Credit
 
+PASTE_PART = 3500  # UTF-16 units: a message this long may be one part of a longer text
+PASTE_WAIT = 1.0  # seconds such a message waits for the next part
 MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
 
 log = structlog.get_logger("veil.chat")
+
+
+@dataclass(slots=True)
+class _Paste:
+    """The parts of one long text so far (by message id), and when it is asked."""
+
+    due: float
+    parts: dict[int, str] = field(default_factory=dict)
+    came: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Pastes:
+    """Long texts that a Telegram app sent as several messages, joined into one question.
+
+    The apps send a text over 4096 characters as messages of up to 4096, one right after
+    another; each was a question of its own (the next ones told to wait for the first's
+    answer), the first part answered without the rest. A message of at least ``PASTE_PART``
+    UTF-16 units now waits up to ``wait`` seconds for the user's next message in the same chat
+    and topic: a long one joins it and waits again, a shorter one joins it as the last part;
+    the parts are asked as one question, in message order, joined by a line break.
+    """
+
+    def __init__(self, wait: float = PASTE_WAIT) -> None:
+        self._wait = wait
+        self._open: dict[tuple[int, int | None], _Paste] = {}
+
+    async def whole(self, key: tuple[int, int | None], message_id: int, text: str) -> str | None:
+        """The text to ask for this message; None when it joined a text another call asks."""
+        loop = asyncio.get_running_loop()
+        long = len(text.encode("utf-16-le")) >= 2 * PASTE_PART
+        paste = self._open.get(key)
+        if paste is not None:
+            paste.parts[message_id] = text
+            paste.due = loop.time() + self._wait if long else loop.time()
+            paste.came.set()
+            return None
+        if not long:
+            return text
+        paste = self._open[key] = _Paste(loop.time() + self._wait, {message_id: text})
+        try:
+            while (left := paste.due - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(paste.came.wait(), left)
+                paste.came.clear()
+        finally:
+            del self._open[key]
+        return "\n".join(paste.parts[index] for index in sorted(paste.parts))
 
 
 def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with what
@@ -253,15 +303,22 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     chat: ChatService,
     drafts: Drafts,
     failures: Failures,
+    pastes: Pastes,
 ) -> None:
-    """A question: start its answer, streamed (in its topic, from the topic's conversation)."""
+    """A question: start its answer, streamed (in its topic, from the topic's conversation).
+
+    A long text the app sent in parts is asked once, whole (``Pastes``).
+    """
     user = message.from_user
     if user is None or message.text is None:
         return
     thread_id = topic_of(message)
+    prompt = await pastes.whole((user.id, thread_id), message.message_id, message.text)
+    if prompt is None:
+        return
     if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
         await message.answer(texts("topic_fresh"))
-    answer_prompt(bot, chat, drafts, texts, failures, user, message.text, thread_id=thread_id)
+    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
 
 
 async def on_topic_created(message: Message, chat: ChatService) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from handlers.chat import PASTE_PART, Pastes
 from tests.botstack import running_stack, texts_of
 
 if TYPE_CHECKING:
@@ -82,6 +83,42 @@ async def test_a_command_no_one_handles_is_answered_and_a_path_is_a_question(
             if m["role"] == "user"
         ]
     assert asked == ["/etc/hosts: what is this file for?"]
+
+
+async def test_a_long_text_the_app_sent_in_parts_is_one_question(tmp_path: Path) -> None:
+    # An app sends a text over 4096 characters as several messages, one right after another.
+    # The first part was answered alone and the rest told to wait for that answer.
+    first = " ".join(f"Line {i} of the report." for i in range(200))[:4090]
+    middle = " ".join(f"More {i} of it." for i in range(300))[:4000]
+    last = "That is all. What do you make of it?"
+    alone = "A long letter. " * 260  # 3900 characters, sent as one message
+    async with running_stack(tmp_path, answer="One answer.") as stack:
+        for part in (first, middle, last):
+            stack.telegram.send_text(USER, part)
+        assert await stack.reply_text(USER) == "One answer."
+        assert await stack.stored_turns(USER, 2) == [
+            f"{first}\n{middle}\n{last}",
+            "One answer.",
+        ]
+        stack.telegram.send_text(USER, alone)  # no part follows: asked once the wait is over
+        assert await stack.reply_text(USER, 1) == "One answer."
+        turns = await stack.stored_turns(USER, 4)
+        replies = texts_of(stack.telegram.calls_of("sendMessage"))
+    assert turns[2] == alone
+    assert replies == ["One answer.", "One answer."]
+
+
+async def test_parts_join_in_message_order_and_only_in_their_own_chat_and_topic() -> None:
+    pastes = Pastes(wait=5.0)
+    long_a, long_b = "a" * PASTE_PART, "b" * PASTE_PART
+    asked = asyncio.create_task(pastes.whole((1, None), 12, long_b))  # a webhook's order
+    await asyncio.sleep(0)
+    assert await pastes.whole((1, None), 11, long_a) is None
+    assert await pastes.whole((1, 7), 13, "another topic") == "another topic"
+    assert await pastes.whole((2, None), 14, "another user") == "another user"
+    assert await pastes.whole((1, None), 15, "the end") is None  # the last part: asked now
+    assert await asyncio.wait_for(asked, 1.0) == f"{long_a}\n{long_b}\nthe end"
+    assert await pastes.whole((1, None), 16, "short") == "short"  # nothing left open
 
 
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
