@@ -318,7 +318,22 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
         await message.answer(texts("topic_fresh"))
+    prompt = with_quote(message, prompt)
     answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
+
+
+def with_quote(message: Message, text: str) -> str:
+    """``text`` after the part of an earlier message the user quoted in replying to it, if any.
+
+    Telegram sends the part a reply quotes (``quote``) with it; the model, which may no longer
+    have that message in its context, reads it as a Markdown block quote before the question.
+    A reply that quotes nothing adds nothing: the conversation already holds what it replies to.
+    """
+    quote = message.quote
+    if quote is None or not quote.text.strip():
+        return text
+    quoted = "\n".join(f"> {line}".rstrip() for line in quote.text.strip().splitlines())
+    return f"{quoted}\n\n{text}"
 
 
 async def on_topic_created(message: Message, chat: ChatService) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from playground.payments import SUBSCRIPTION_PERIOD
 from playground.state import GROUP_TYPES, one_level
-from playground.text import entity_text, user_entities
+from playground.text import entity_text, user_entities, utf16_len
 from playground.topics import open_topic
 
 if TYPE_CHECKING:
@@ -191,12 +191,14 @@ class UserActions:
         reply_to: int | None = None,
         entities: list[dict[str, Any]] | None = None,
         thread_id: int | None = None,
+        quote: str | None = None,
     ) -> int:
         """A text message from ``user_id``: an update_id, or 0 if the bot is told nothing.
 
         In its private chat by default, in its topic ``thread_id`` if given; ``chat_id``
         (negative: a supergroup unless ``chat_type`` says "group") puts it in a group,
-        ``reply_to`` makes it a reply to that message of the chat. Commands and @mentions get
+        ``reply_to`` makes it a reply to that message of the chat, quoting ``quote`` from it if
+        given (a part of its text, as Telegram's ``TextQuote``). Commands and @mentions get
         their entities as a client sends them, unless ``entities`` are given. See the module
         docstring for who is told.
         """
@@ -204,12 +206,23 @@ class UserActions:
         routing |= {"first_name": first_name, "language_code": language_code}
         found = user_entities(text) if entities is None else entities
         content: dict[str, object] = {"text": text, "entities": found}
+        if quote is not None:
+            content["quote"] = self._quote(user_id if chat_id is None else chat_id, reply_to, quote)
         if thread_id is not None:
             target = user_id if chat_id is None else chat_id
             if self._state.topics.get(target, thread_id) is None:
                 raise ValueError(f"no topic {thread_id} in chat {target}")
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)
+
+    def _quote(self, chat_id: int, reply_to: int | None, quote: str) -> dict[str, Any]:
+        """A ``TextQuote`` of ``quote`` in message ``reply_to`` (Telegram: QUOTE_TEXT_INVALID)."""
+        replied = None if reply_to is None else self._state.message(chat_id, reply_to)
+        text = str((replied or {}).get("text") or (replied or {}).get("caption") or "")
+        found = text.find(quote) if quote else -1
+        if found < 0:
+            raise ValueError("QUOTE_TEXT_INVALID: the quote is not in the replied message")
+        return {"text": quote, "position": utf16_len(text[:found])}
 
     def create_topic(self, user_id: int, name: str, *, language_code: str = "en") -> int:
         """The user makes a topic in their private chat with the bot; returns its thread id.

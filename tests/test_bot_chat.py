@@ -121,6 +121,30 @@ async def test_parts_join_in_message_order_and_only_in_their_own_chat_and_topic(
     assert await pastes.whole((1, None), 16, "short") == "short"  # nothing left open
 
 
+async def test_a_reply_that_quotes_part_of_an_answer_asks_about_that_part(
+    tmp_path: Path,
+) -> None:
+    # The quote was dropped: the model read "What does that mean?" with nothing to point at
+    # once the answer had left its context (another conversation, a long one).
+    answer = "Tides follow the moon.\nSpring tides come twice a month."
+    async with running_stack(tmp_path, answer=answer) as stack:
+        stack.telegram.send_text(USER, "Tell me about tides")
+        first = (await stack.final_messages(USER, 1))[0]
+        await stack.stored_turns(USER, 2)
+        quoted = "Tides follow the moon.\nSpring tides"
+        stack.telegram.send_text(
+            USER, "What does that mean?", reply_to=first["message_id"], quote=quoted
+        )
+        await stack.final_messages(USER, 2)
+        stack.telegram.send_text(USER, "And why?", reply_to=first["message_id"])  # no quote
+        await stack.final_messages(USER, 3)
+        turns = await stack.stored_turns(USER, 6)
+        asked = [request["messages"][-1]["content"] for request in stack.vllm.requests]
+    expected = "> Tides follow the moon.\n> Spring tides\n\nWhat does that mean?"
+    assert asked == ["Tell me about tides", expected, "And why?"]
+    assert turns[2] == expected
+
+
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=LONG_ANSWER, max_answer_tokens=2000) as stack:
         stack.telegram.send_text(USER, "Write a lot", language_code="en")

@@ -619,10 +619,21 @@ async def test_group_messages_carry_mentions_commands_and_replies_one_level_deep
     assert isinstance(edited, Message)
     assert edited.edit_date is not None
 
-    fake.send_text(OTHER, "and then?", chat_id=GROUP, first_name="Bob", reply_to=edited.message_id)
+    with pytest.raises(ValueError, match="QUOTE_TEXT_INVALID"):
+        fake.send_text(OTHER, "?", chat_id=GROUP, reply_to=edited.message_id, quote="RSA")
+    fake.send_text(
+        OTHER,
+        "and then?",
+        chat_id=GROUP,
+        first_name="Bob",
+        reply_to=edited.message_id,
+        quote="a public key",
+    )
     fake.send_text(OTHER, "/ask why /groupsettings@veil_test_bot", chat_id=GROUP)
     follow_up, command = await bot.get_updates(offset=update.update_id + 1, timeout=0)
     assert follow_up.message is not None
+    assert follow_up.message.quote is not None
+    assert (follow_up.message.quote.text, follow_up.message.quote.position) == ("a public key", 24)
     replied = follow_up.message.reply_to_message
     assert replied is not None
     assert (replied.message_id, replied.text) == (
