@@ -1,9 +1,9 @@
 r"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API server, with retries.
 
 aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
-retries a few times, and retries once on a Telegram 5xx. Draft updates and chat actions are
-not retried here: a stale draft is worthless, so the answer sinks skip them and send the next
-one when Telegram allows.
+retries, again after each one, up to a minute of waiting in all; it retries once on a Telegram
+5xx. Draft updates and chat actions are not retried here: a stale draft is worthless, so the
+answer sinks skip them and send the next one when Telegram allows.
 
 ``TurnTakingSession`` lets a Bot API call build its request only once a connection is free:
 aiohttp builds a call's form, request and timers before it waits for one of the session's
@@ -65,10 +65,16 @@ _NOT_RETRIED = (SendMessageDraft, SendChatAction)
 
 
 class RetryMiddleware(BaseRequestMiddleware):
-    """Honour ``retry_after`` (up to ``attempts`` tries) and retry a 5xx once."""
+    """Honour ``retry_after`` while the waits add up to at most ``max_wait``; retry a 5xx once.
 
-    def __init__(self, attempts: int = 4, max_wait: float = 60.0) -> None:
-        self.attempts = attempts
+    A flood wait says when the call will go through, but other calls may take that moment
+    first (Telegram's limits count every chat's calls), so a call may meet one again: it waits
+    again, for as long as its waits add up to at most ``max_wait`` seconds (each counted as at
+    least one). It used to give up after four tries, and under a busy minute the user got
+    "something went wrong" for a reply that only had to wait.
+    """
+
+    def __init__(self, max_wait: float = 60.0) -> None:
         self.max_wait = max_wait
 
     async def __call__(
@@ -78,30 +84,31 @@ class RetryMiddleware(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         """Call the next handler, retrying as described on the class."""
-        retried = not isinstance(method, _NOT_RETRIED)
+        retried = not isinstance(method, _NOT_RETRIED)  # (a test mypy would narrow ``method`` by)
         if not retried:
             return await make_request(bot, method)
+        waited = 0.0
         server_errors = 0
-        for attempt in range(1, self.attempts + 1):
+        while True:
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
-                if attempt == self.attempts or exc.retry_after > self.max_wait:
+                waited += max(exc.retry_after, 1)
+                if waited > self.max_wait:
                     raise
                 log.warning(
                     "telegram.retry_after",
                     method=type(method).__name__,
                     seconds=exc.retry_after,
-                    attempt=attempt,
+                    waited=waited,
                 )
                 await asyncio.sleep(exc.retry_after)
             except TelegramServerError:
                 server_errors += 1
-                if server_errors > 1 or attempt == self.attempts:
+                if server_errors > 1:
                     raise
                 log.warning("telegram.server_error", method=type(method).__name__)
                 await asyncio.sleep(1.0)
-        raise AssertionError("unreachable: the loop returns or raises")
 
 
 class TurnTakingSession(AiohttpSession):

@@ -38,6 +38,52 @@ async def test_rate_limits_during_a_stream_still_deliver_the_whole_answer(tmp_pa
     assert sends[1].at - sends[0].at >= 0.9
 
 
+async def test_a_final_message_refused_again_and_again_waits_until_telegram_takes_it(
+    tmp_path: Path,
+) -> None:
+    # Other chats' calls may take the moment a flood wait names: the same call meets another.
+    # After four the bot gave up, and the answer never arrived.
+    async with running_stack(tmp_path, answer="Patience.") as stack:
+        stack.telegram.fail_next(
+            "sendMessage",
+            status=429,
+            description="Too Many Requests: retry after 1",
+            retry_after=1,
+            count=4,
+        )
+        stack.telegram.send_text(USER, "Still there?")
+        (message,) = await stack.final_messages(USER, within=15)
+        sends = stack.telegram.calls_of("sendMessage")
+    assert message["text"] == "Patience."
+    assert [call.answered == "ok" for call in sends] == [False, False, False, False, True]
+
+
+async def test_flood_waits_on_every_method_lose_no_reply(tmp_path: Path) -> None:
+    answer = " ".join(f"w{i}" for i in range(30))
+    users = [USER + i for i in range(3)]
+    async with running_stack(tmp_path, answer=answer, token_delay=0.02) as stack:
+        for method in ("getUpdates", "sendMessage", "sendMessageDraft", "sendChatAction"):
+            stack.telegram.fail_next(
+                method,
+                status=429,
+                description="Too Many Requests: retry after 1",
+                retry_after=1,
+                count=3,
+            )
+        for user in users:
+            stack.telegram.send_text(user, "A question under flood control")
+        stack.telegram.send_text(USER + 10, "/balance")
+        stack.telegram.send_text(USER + 11, "/frobnicate")
+        answers = [(await stack.final_messages(user, within=30))[0]["text"] for user in users]
+        balance = (await stack.final_messages(USER + 10, within=30))[0]["text"]
+        unknown = (await stack.final_messages(USER + 11, within=30))[0]["text"]
+        refused = [call.method for call in stack.telegram.calls if call.answered != "ok"]
+    assert answers == [answer] * 3
+    assert balance.startswith("Balance")
+    assert unknown.startswith("I don't know /frobnicate.")
+    assert {"getUpdates", "sendMessage", "sendChatAction"} <= set(refused)
+
+
 async def test_backend_failure_is_polite_and_retry_works_once_it_is_back(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer="Back again.") as stack:
         stack.vllm.fail_before_stream = (503, "engine is restarting")
