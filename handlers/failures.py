@@ -41,6 +41,7 @@ from services.errors import (
     ModelStalled,
     NoPlan,
     OrderRejected,
+    QuestionTooLong,
     StreamCorrupted,
     UntrustedGateway,
     VeilError,
@@ -66,6 +67,7 @@ TEXTS: list[tuple[type[VeilError], str]] = [
     (InferenceBusy, "error_busy"),
     (InferenceUnavailable, "error_unavailable"),
     (ModelStalled, "error_stalled"),
+    (QuestionTooLong, "error_question_long"),
     (ContextTooLong, "error_context"),
     (BackendError, "error_backend"),
     (StreamCorrupted, "error_corrupted"),
@@ -187,6 +189,8 @@ class Failures:
         return {}
 
     def _markup(self, error: VeilError, texts: Texts) -> InlineKeyboardMarkup | None:
+        if isinstance(error, QuestionTooLong):  # the same question would not fit again
+            return None
         if isinstance(error, InferenceError):
             return retry_keyboard(texts)
         if isinstance(error, InsufficientCredit):

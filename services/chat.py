@@ -74,6 +74,7 @@ from services.errors import (
     InferenceError,
     InferenceUnavailable,
     LedgerUnavailable,
+    QuestionTooLong,
     VeilError,
     history_failures,
 )
@@ -557,9 +558,11 @@ class ChatService:
             except ContextTooLong as exc:
                 await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
                 generation.holds.discard(hold.request_id)
-                if parts or retried or len(context.messages) <= 1 + bool(self.system_prompt):
+                if parts or retried or self._alone(context):
                     self._remember_failed(user_id, question.thread_id, prompt)
                     await sink.abort()
+                    if not parts and self._alone(context):  # /new would not help: shrink it
+                        raise _question_too_long(exc) from exc
                     raise
                 # Trim once more and ask again: a new sealed request, so a new hold.
                 context = self._context(history, prompt, window, self._budget(window) // 2)
@@ -804,6 +807,10 @@ class ChatService:
     def _budget(self, window: int) -> int:
         """Tokens the context may take: the model's window less the answer's room."""
         return window - self._room(window)
+
+    def _alone(self, context: _Context) -> bool:
+        """Whether ``context`` holds the question alone (and the system prompt): no history."""
+        return len(context.messages) <= 1 + bool(self.system_prompt)
 
     def _answer_cap(self, window: int, context_tokens: int) -> int:
         """The most answer tokens to ask for: what the context leaves of the window.
@@ -1110,6 +1117,13 @@ class _Quiet:
 
     async def abort(self) -> None:
         """Nothing to show."""
+
+
+def _question_too_long(exc: ContextTooLong) -> QuestionTooLong:
+    """``exc`` for a question sent alone (no history left to drop): it must shrink itself."""
+    return QuestionTooLong(
+        exc.message, status=exc.status, receipt=exc.signed_receipt, verified_by=exc.verified_by
+    )
 
 
 async def _show_failure(sink: AnswerSink, delivered: str) -> None:

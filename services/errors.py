@@ -14,6 +14,7 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
     │   ├── UntrustedGateway        no gateway served a bundle that verifies
     │   ├── BackendError            the model server refused or failed (``message`` is its own)
     │   │   └── ContextTooLong      the conversation does not fit the model's window
+    │   │       └── QuestionTooLong     the question alone does not (no history left to drop)
     │   ├── ModelStalled            the model stopped sending tokens mid-answer
     │   └── StreamCorrupted         the sealed answer was tampered with, reordered, spliced or cut
     ├── ChatError                   the conversation service refused a request
@@ -133,6 +134,10 @@ class BackendError(InferenceError):
 
 class ContextTooLong(BackendError):
     """The conversation does not fit the model's context window."""
+
+
+class QuestionTooLong(ContextTooLong):
+    """The question alone does not fit the model's window: no history is left to drop."""
 
 
 class ModelStalled(InferenceError):

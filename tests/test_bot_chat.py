@@ -10,6 +10,7 @@ import pytest
 
 from handlers.chat import PASTE_PART, Pastes
 from tests.botstack import running_stack, texts_of
+from tests.fakes.vllm import FakeVLLM
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -143,6 +144,21 @@ async def test_a_reply_that_quotes_part_of_an_answer_asks_about_that_part(
     expected = "> Tides follow the moon.\n> Spring tides\n\nWhat does that mean?"
     assert asked == ["Tell me about tides", expected, "And why?"]
     assert turns[2] == expected
+
+
+async def test_a_question_too_long_for_the_model_is_told_to_shrink_not_to_start_anew(
+    tmp_path: Path,
+) -> None:
+    # It was told "this conversation is too long, send /new", which changes nothing.
+    server = FakeVLLM(answer="Unread.", max_model_len=400)
+    async with running_stack(tmp_path, model_server=server, context_tokens=400) as stack:
+        stack.telegram.send_text(USER, "Summarise this. " + "Lorem ipsum dolor sit amet. " * 80)
+        (reply,) = await stack.final_messages(USER)
+    assert reply["text"] == (
+        "Your message is too long for the model to read in one go. Please shorten it, or send it"
+        " in parts with a question about each."
+    )
+    assert "reply_markup" not in reply  # no Retry: the same question would not fit again
 
 
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
