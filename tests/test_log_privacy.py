@@ -1,0 +1,224 @@
+"""Nothing secret in the logs when the world misbehaves: what reaches stderr, rendered for real.
+
+The friendly paths are covered where they run (``test_bot_privacy``, the gateway's tests); these
+tests attack the error paths. Each logs through ``configure_logging``'s real processors and
+handlers into a captured stderr (``structlog.testing.capture_logs`` skips the rendering, which
+is where exceptions turned into text), then searches it for the question, the answer and the
+bot token:
+
+- the exceptions that quote their input (pydantic, aiogram's decode error, ``KeyError``,
+  ``ValueError``, the model server's words in ``BackendError``...), through each way they are
+  logged: a bug's traceback, an exception as a field, the stdlib loggers aiogram uses;
+- asyncio's own "Task exception was never retrieved", which prints the task's repr;
+- a hostile network between the bot and Telegram (``tests/fakes/hostile.py``): redirects to a
+  login page or in a loop, HTML pages quoting the request, cut and garbled replies, a reply
+  that does not validate; first at the bot's Telegram client, then through the whole bot,
+  long polling and answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+import structlog
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.methods import SendMessage
+from aiogram.types import Message
+
+from bot.telegram import build_bot
+from common.logs import configure_logging
+from handlers.failures import log_bug
+from services.errors import BackendError
+from services.ton.chain import WalletAddress
+from tests.botstack import running_stack
+from tests.fakes.hostile import MODES, HostileTelegram
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+QUESTION = "SECRET-QUESTION-7f3a"
+ANSWER = "SECRET-ANSWER-b2c9"
+TOKEN = "987654:LEAKY-TOKEN-d4e5f6a7b8"
+MARKERS = (QUESTION, ANSWER, "LEAKY-TOKEN-d4e5f6a7b8")
+USER = 7301
+
+
+@pytest.fixture
+def stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The process's stderr while ``configure_logging`` (as the bot and gateway run it) is on."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("INFO")
+    yield stream
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def assert_clean(logged: str) -> None:
+    for marker in MARKERS:
+        assert marker not in logged, f"{marker} reached the log:\n{logged}"
+
+
+def _raised(make: Callable[[], object]) -> BaseException:
+    try:
+        make()
+    except BaseException as exc:  # noqa: BLE001 -- whatever it raises is the point
+        return exc
+    raise AssertionError("expected an exception")
+
+
+def _undecodable_reply() -> object:
+    """Aiogram reading a ``sendMessage`` result without its chat: the text comes back in it."""
+    method = SendMessage(chat_id=USER, text=ANSWER)
+    reply = {"ok": True, "result": {"message_id": 1, "date": 0, "text": ANSWER}}
+    return AiohttpSession().check_response(Bot(TOKEN), method, 200, json.dumps(reply))
+
+
+def _chained() -> object:
+    try:
+        return _lookup({}, QUESTION)
+    except KeyError as exc:
+        raise RuntimeError("lookup failed") from exc
+
+
+def _grouped() -> object:
+    raise ExceptionGroup("answers failed", [ValueError(QUESTION), KeyError(ANSWER)])
+
+
+# Each: how the exception is made, and what the log must still say about it.
+EXCEPTIONS: dict[str, tuple[Callable[[], object], tuple[str, ...]]] = {
+    "pydantic": (
+        lambda: Message.model_validate({"message_id": 1, "date": 0, "text": QUESTION}),
+        ("ValidationError", "chat missing"),
+    ),
+    "aiogram-decode": (_undecodable_reply, ("ClientDecodeError", "ValidationError")),
+    "json": (lambda: json.loads(f'{{"text": "{QUESTION}", '), ("JSONDecodeError", "line 1")),
+    "unicode": ((QUESTION.encode() + b"\xff").decode, ("UnicodeDecodeError", "utf-8")),
+    "key": (lambda: _lookup({}, QUESTION), ("KeyError",)),
+    "value": (lambda: int(QUESTION), ("ValueError",)),
+    "ton-address": (lambda: WalletAddress.parse(QUESTION), ("ValueError",)),
+    "model-server": (
+        lambda: _raise(BackendError(f"prompt {QUESTION!r} has a bad token", status=400)),
+        ("BackendError",),
+    ),
+    "url": (lambda: _raise(aiohttp.InvalidURL(f"http://x/bot{TOKEN}/getMe")), ("InvalidURL",)),
+    "chained": (_chained, ("RuntimeError (message withheld)", "KeyError", "direct cause")),
+    "group": (_grouped, ("ExceptionGroup", "ValueError", "KeyError")),
+}
+
+
+def _lookup(table: dict[str, str], key: str) -> str:
+    return table[key]
+
+
+def _raise(exc: BaseException) -> object:
+    raise exc
+
+
+@pytest.mark.parametrize("kind", EXCEPTIONS)
+def test_exceptions_that_quote_their_input_are_logged_without_it(
+    kind: str, stderr: io.StringIO
+) -> None:
+    make, said = EXCEPTIONS[kind]
+    error = _raised(make)
+    log_bug(error)  # a bug's line: handler_failed with the traceback
+    structlog.get_logger("veil.test").warning("test.failed", error=error)  # as a field
+    logging.getLogger("aiogram.event").error(  # aiogram's words for a handler's failure
+        "Cause exception while process update id=%d by bot id=%d\n%s: %s",
+        1,
+        2,
+        type(error).__name__,
+        error,
+        exc_info=error,
+    )
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    lines = logged.splitlines()
+    bug = json.loads(lines[0])
+    assert bug["event"] == "handler_failed"
+    assert "Traceback (most recent call last)" in bug["exception"]
+    assert "_raised" in bug["exception"]  # the frames are kept
+    assert json.loads(lines[1])["event"] == "test.failed"
+    assert any(line.startswith("Cause exception while process update id=1") for line in lines)
+    for words in said:
+        assert words in bug["exception"], (words, bug["exception"])
+    assert type(error).__name__ in json.loads(lines[1])["error"]
+
+
+async def test_asyncio_s_unretrieved_task_exception_is_logged_without_its_repr(
+    stderr: io.StringIO,
+) -> None:
+    async def fails() -> None:
+        raise ValueError(QUESTION)
+
+    task = asyncio.get_running_loop().create_task(fails())
+    await asyncio.sleep(0)
+    assert task.done()
+    del task
+    gc.collect()  # the task's destructor reports the exception nobody retrieved
+    logged = stderr.getvalue()
+    assert "Task exception was never retrieved" in logged
+    assert "ValueError" in logged
+    assert_clean(logged)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_hostile_network_s_answers_leave_no_token_or_text_in_the_error(
+    mode: str, stderr: io.StringIO
+) -> None:
+    async with HostileTelegram(token=TOKEN) as telegram:
+        telegram.send_text(USER, "hello")  # the chat exists
+        bot = build_bot(TOKEN, telegram.url)
+        try:
+            telegram.misbehave("sendMessage", mode)
+            with pytest.raises(Exception) as caught:  # noqa: PT011 -- each mode its own error
+                await bot.send_message(USER, ANSWER)
+        finally:
+            await bot.session.close()
+    assert telegram.misbehaved == [("sendMessage", mode)]
+    assert_clean(str(caught.value))  # the error itself: aiogram's logs print it as it is
+    log_bug(caught.value)
+    logging.getLogger("aiogram.dispatcher").error(  # aiogram's words for a failed poll
+        "Failed to fetch updates - %s: %s", type(caught.value).__name__, caught.value
+    )
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    assert type(caught.value).__name__ in json.loads(logged.splitlines()[0])["exception"]
+
+
+async def test_the_bot_under_a_hostile_network_logs_no_token_question_or_answer(
+    tmp_path: Path, stderr: io.StringIO
+) -> None:
+    telegram = HostileTelegram(token=TOKEN)
+    answering: Callable[[dict[str, Any]], bool] = lambda p: ANSWER in str(p.get("text", ""))  # noqa: E731
+    async with running_stack(
+        tmp_path, answer=f"Here is {ANSWER}.", telegram_server=telegram, bot_token=TOKEN
+    ) as stack:
+        polls = len(telegram.calls_of("getUpdates"))
+        telegram.misbehave("getUpdates", "loop")
+        await telegram.wait_for("getUpdates", lambda _c: len(telegram.misbehaved) == 1)
+        await telegram.wait_for("getUpdates")  # polling recovered (after aiogram's backoff)
+        assert len(telegram.calls_of("getUpdates")) > polls
+        telegram.misbehave("sendMessage", "malformed", when=answering)
+        stack.telegram.send_text(USER, QUESTION)
+        await telegram.wait_for("sendMessage", lambda c: "went wrong" in c.params.get("text", ""))
+    assert ("sendMessage", "malformed") in telegram.misbehaved
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    assert "Failed to fetch updates - TelegramNetworkError" in logged
+    assert "TooManyRedirects" in logged
+    assert "handler_failed" in logged
+    assert "UnreadableReply: Failed to deserialize object: ValidationError" in logged
