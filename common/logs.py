@@ -15,7 +15,7 @@ their message (we write those, with ids and counts), unless their class sets
 ``log_message = False`` (one that carries the model server's words). The same rendering serves
 structlog events (``exc_info``, or an exception passed as a field) and the stdlib loggers
 (aiogram, aiohttp, asyncio), whose exception arguments are described likewise; asyncio's
-messages keep their first line only (the rest is reprs of tasks and callbacks).
+messages keep their first line, up to the first repr (of a callback's arguments, a task).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ _OWN_PACKAGES = frozenset(
 )  # fmt: skip
 # A Bot API URL's token: ``.../bot<token>/<method>`` (and ``/file/bot<token>/...``).
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
+_REPR_START = re.compile(r"[(<\[{'\"]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 _MOST_VALIDATION_ERRORS = 5
 _MOST_CHAINED = 10
@@ -184,7 +185,9 @@ class SafeRecords(logging.Filter):
                 for key, arg in record.args.items()
             }
         if record.name == "asyncio" or record.name.startswith("asyncio."):
-            record.msg = record.getMessage().partition("\n")[0]
+            # "Exception in callback f(<args' reprs>)\nhandle: <Handle ...>": up to the reprs.
+            first = record.getMessage().partition("\n")[0]
+            record.msg = _REPR_START.split(first, maxsplit=1)[0].rstrip()
             record.args = ()
         return True
 

@@ -43,7 +43,7 @@ from tests.botstack import running_stack
 from tests.fakes.hostile import MODES, HostileTelegram
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Awaitable, Callable, Iterator
     from pathlib import Path
 
 QUESTION = "SECRET-QUESTION-7f3a"
@@ -158,21 +158,38 @@ def test_exceptions_that_quote_their_input_are_logged_without_it(
     assert type(error).__name__ in json.loads(lines[1])["error"]
 
 
-async def test_asyncio_s_unretrieved_task_exception_is_logged_without_its_repr(
-    stderr: io.StringIO,
-) -> None:
+def _fail(text: str) -> None:
+    raise ValueError(text)
+
+
+async def _unretrieved_task() -> str:
     async def fails() -> None:
-        raise ValueError(QUESTION)
+        _fail(QUESTION)
 
     task = asyncio.get_running_loop().create_task(fails())
     await asyncio.sleep(0)
     assert task.done()
     del task
     gc.collect()  # the task's destructor reports the exception nobody retrieved
+    return "Task exception was never retrieved"
+
+
+async def _failing_callback() -> str:
+    asyncio.get_running_loop().call_soon(_fail, QUESTION)  # its arguments' reprs: the text
+    await asyncio.sleep(0)
+    return "Exception in callback _fail"
+
+
+@pytest.mark.parametrize("failure", [_unretrieved_task, _failing_callback])
+async def test_asyncio_s_own_reports_are_logged_without_reprs(
+    failure: Callable[[], Awaitable[str]], stderr: io.StringIO
+) -> None:
+    said = await failure()
     logged = stderr.getvalue()
-    assert "Task exception was never retrieved" in logged
-    assert "ValueError" in logged
     assert_clean(logged)
+    assert said in logged
+    assert "ValueError (message withheld)" in logged
+    assert "in _fail" in logged  # its traceback
 
 
 @pytest.mark.parametrize("mode", MODES)
