@@ -41,6 +41,8 @@ from services.errors import BackendError
 from services.ton.chain import WalletAddress
 from tests.botstack import running_stack
 from tests.fakes.hostile import MODES, HostileTelegram
+from tests.fakes.relay import RecordingProxy
+from tests.harness import MESSAGES, RunningGateway, seal_call
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -239,3 +241,59 @@ async def test_the_bot_under_a_hostile_network_logs_no_token_question_or_answer(
     assert "TooManyRedirects" in logged
     assert "handler_failed" in logged
     assert "UnreadableReply: Failed to deserialize object: ValidationError" in logged
+
+
+# Plaintexts that open but are not chats the gateway takes, the question where a value goes.
+HOSTILE_CHATS: dict[str, dict[str, Any]] = {
+    "role": {"model": "veil-test", "messages": [{"role": QUESTION, "content": "hi"}]},
+    "model": {"model": QUESTION, "messages": MESSAGES},
+    "field": {"model": "veil-test", "messages": MESSAGES, QUESTION: 1},
+    "number": {"model": "veil-test", "messages": MESSAGES, "temperature": QUESTION},
+    "stop": {"model": "veil-test", "messages": MESSAGES, "stop": [QUESTION * 40]},
+    "part": {
+        "model": "veil-test",
+        "messages": [{"role": "user", "content": [{"type": QUESTION, "text": QUESTION}]}],
+    },
+    "image": {
+        "model": "veil-test",
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": QUESTION}}]}
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_CHATS)
+async def test_the_gateway_refuses_a_hostile_plaintext_without_quoting_it(
+    name: str, stderr: io.StringIO, gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    call = seal_call(gateway, HOSTILE_CHATS[name])
+    url = f"{gateway.url}/v1/sealed/chat/completions"
+    async with http.post(url, data=call.body, headers=dict(call.headers())) as reply:
+        body = await reply.read()
+    assert reply.status == 400
+    assert QUESTION.encode() not in body  # the refusal travels in clear
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    assert '"event": "gateway.refused"' in logged
+
+
+async def test_a_model_server_error_quoting_the_prompt_stays_sealed_and_out_of_the_logs(
+    tmp_path: Path, stderr: io.StringIO
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        host, port = stack.gateway.url.removeprefix("http://").split(":")
+        async with RecordingProxy(host, int(port)) as proxy:
+            stack.veil.chat.inference._gateways[0].url = proxy.url
+            # vLLM quotes the prompt in some validation errors (REFERENCE.md)
+            stack.vllm.fail_before_stream = (400, f"prompt {QUESTION!r} has an invalid token")
+            stack.telegram.send_text(USER, QUESTION)
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: "could not answer" in c.params.get("text", "")
+            )
+    assert stack.vllm.requests[-1]["messages"][-1]["content"] == QUESTION  # it got that far
+    assert proxy.captured
+    assert QUESTION.encode() not in proxy.captured  # sealed on the way back too
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    assert '"error": "BackendError"' in logged
