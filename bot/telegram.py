@@ -15,6 +15,11 @@ Calls are posted as JSON, which the Bot API accepts for any call that uploads no
 keep aiogram's multipart form): aiohttp URL-encodes a form one character at a time in Python,
 ~150 µs for a final message of 1,300 characters, where ``json.dumps`` takes a few.
 
+Its errors never carry the token or a reply: aiohttp's message (which may quote the Bot API's
+URL, ``/bot<token>/<method>``) has the token cut out, and a reply that does not decode or
+validate raises ``UnreadableReply`` (aiogram's ``ClientDecodeError`` naming what failed, where
+aiogram's quotes the whole reply: a proxy's page, or a ``Message`` with its text).
+
 ``build_bot`` also builds pydantic's model of every Bot API method's response up front
 (``prepare_responses``). aiogram parses each answer from Telegram into ``Response[T]`` for the
 method's result type ``T``, a generic model pydantic builds the first time it meets ``T``: 5 to
