@@ -19,6 +19,7 @@ bot token:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import io
 import json
@@ -33,19 +34,21 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.methods import SendMessage
 from aiogram.types import Message
+from aiohttp import web
 
 from bot.telegram import build_bot
 from common.logs import configure_logging
 from handlers.failures import log_bug
-from services.errors import BackendError
+from services.errors import BackendError, InferenceError
+from services.inference import ChatRequest, InferenceClient
 from services.ton.chain import WalletAddress
 from tests.botstack import running_stack
 from tests.fakes.hostile import MODES, HostileTelegram
 from tests.fakes.relay import RecordingProxy
-from tests.harness import MESSAGES, RunningGateway, seal_call
+from tests.harness import CLIENT_KEY, MESSAGES, Clock, RunningGateway, seal_call
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from pathlib import Path
 
 QUESTION = "SECRET-QUESTION-7f3a"
@@ -297,3 +300,59 @@ async def test_a_model_server_error_quoting_the_prompt_stays_sealed_and_out_of_t
     logged = stderr.getvalue()
     assert_clean(logged)
     assert '"error": "BackendError"' in logged
+
+
+@contextlib.asynccontextmanager
+async def refusing_front(gateway_url: str, status: int) -> AsyncIterator[str]:
+    """A gateway's real key bundle, and a refusal quoting the question for every request.
+
+    What a broken or hostile gateway (or a proxy's page in its place) can send in clear.
+    """
+
+    async def keys(_request: web.Request) -> web.Response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{gateway_url}/v1/keys") as reply,
+        ):
+            return web.Response(body=await reply.read(), content_type="application/json")
+
+    async def refuse(request: web.Request) -> web.Response:
+        await request.read()
+        error = {"code": f"{QUESTION} was refused", "message": f"you asked {QUESTION}"}
+        return web.json_response({"error": error}, status=status)
+
+    app = web.Application()
+    app.router.add_get("/v1/keys", keys)
+    app.router.add_post("/v1/sealed/chat/completions", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("status", [400, 401, 503])
+async def test_a_gateway_refusal_quoting_the_question_is_logged_and_raised_without_it(
+    status: int,
+    stderr: io.StringIO,
+    gateway: RunningGateway,
+    http: aiohttp.ClientSession,
+    clock: Clock,
+) -> None:
+    async with refusing_front(gateway.url, status) as url:
+        client = InferenceClient(
+            [url], [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        request = ChatRequest(MESSAGES, model="veil-test", cache_salt="s")
+        with pytest.raises(InferenceError) as caught:
+            async for _item in client.stream(request):
+                pass
+    assert_clean(str(caught.value))
+    log_bug(caught.value)
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    assert type(caught.value).__name__ in logged
+    if status == 400:
+        assert "gateway refused the request: HTTP 400 unknown" in logged
