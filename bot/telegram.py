@@ -172,7 +172,7 @@ class TurnTakingSession(AiohttpSession):
             )
         except ClientDecodeError as exc:
             # aiogram's error quotes the reply (a page quoting the URL, a Message's text).
-            message = f"{exc.message}: {describe(exc.original)}"
+            message = f"{method.__api_method__}: {exc.message}: {describe(exc.original)}"
             raise UnreadableReply(message, exc.original, None) from None
         return cast("TelegramType", response.result)
 

@@ -200,8 +200,23 @@ class SafeFormatter(logging.Formatter):
         return render_exception(ei[1]) if ei and ei[1] is not None else ""
 
 
+def _log_crash(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """``sys.excepthook``: an exception that ends the process, logged as every other one."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    structlog.get_logger("veil").critical(
+        "process.crashed", error=kind.__qualname__, exc_info=(kind, exc, tb)
+    )
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Send structlog and stdlib logging to stderr as JSON lines at ``level``."""
+    """Send structlog and stdlib logging to stderr as JSON lines at ``level``.
+
+    An exception that ends the process is logged too (``process.crashed``), not printed by
+    Python, which would print its message and its causes' as they are.
+    """
+    sys.excepthook = _log_crash
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter("%(message)s"))
     handler.addFilter(SafeRecords())

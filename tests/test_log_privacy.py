@@ -42,10 +42,19 @@ from handlers.failures import log_bug
 from services.errors import BackendError, InferenceError
 from services.inference import ChatRequest, InferenceClient
 from services.ton.chain import WalletAddress
-from tests.botstack import running_stack
+from tests.botstack import bot_env, running_stack
 from tests.fakes.hostile import MODES, HostileTelegram
 from tests.fakes.relay import RecordingProxy
-from tests.harness import CLIENT_KEY, MESSAGES, Clock, RunningGateway, seal_call
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import (
+    CLIENT_KEY,
+    MESSAGES,
+    Clock,
+    ManagedProcess,
+    RunningGateway,
+    run_gateway,
+    seal_call,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -63,6 +72,7 @@ def stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The process's stderr while ``configure_logging`` (as the bot and gateway run it) is on."""
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back afterwards
     configure_logging("INFO")
     yield stream
     structlog.reset_defaults()
@@ -243,7 +253,7 @@ async def test_the_bot_under_a_hostile_network_logs_no_token_question_or_answer(
     assert "Failed to fetch updates - TelegramNetworkError" in logged
     assert "TooManyRedirects" in logged
     assert "handler_failed" in logged
-    assert "UnreadableReply: Failed to deserialize object: ValidationError" in logged
+    assert "UnreadableReply: sendMessage: Failed to deserialize object: ValidationError" in logged
 
 
 # Plaintexts that open but are not chats the gateway takes, the question where a value goes.
@@ -356,3 +366,28 @@ async def test_a_gateway_refusal_quoting_the_question_is_logged_and_raised_witho
     assert type(caught.value).__name__ in logged
     if status == 400:
         assert "gateway refused the request: HTTP 400 unknown" in logged
+
+
+@pytest.mark.parametrize("mode", ["login", "loop"])
+async def test_the_bot_process_that_cannot_start_behind_a_hostile_network_logs_no_token(
+    mode: str, tmp_path: Path
+) -> None:
+    async with (
+        HostileTelegram(token=TOKEN) as telegram,
+        FakeVLLM() as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        telegram.misbehave("getMe", mode)
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+        bot = await ManagedProcess.start("-m", "bot", env={**env, "VEIL_BOT_TOKEN": TOKEN})
+        try:
+            async with asyncio.timeout(60):
+                await bot.process.wait()
+        finally:
+            code = await bot.stop()  # reads the rest of its output (kills it if it still runs)
+    assert code == 1
+    assert telegram.misbehaved == [("getMe", mode)]
+    assert_clean(bot.output)
+    crash = bot.json_event("process.crashed")
+    assert crash["error"] == {"login": "UnreadableReply", "loop": "TelegramNetworkError"}[mode]
+    assert "getMe" in str(crash["exception"])
