@@ -32,6 +32,7 @@ import pytest
 import structlog
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import SendMessage
 from aiogram.types import Message
 from aiohttp import web
@@ -128,6 +129,15 @@ EXCEPTIONS: dict[str, tuple[Callable[[], object], tuple[str, ...]]] = {
     "model-server": (
         lambda: _raise(BackendError(f"prompt {QUESTION!r} has a bad token", status=400)),
         ("BackendError",),
+    ),
+    "telegram": (
+        lambda: _raise(
+            TelegramBadRequest(
+                method=SendMessage(chat_id=USER, text=ANSWER),
+                message=f'Bad Request: can\'t parse entities: Unsupported start tag "{ANSWER}"',
+            )
+        ),
+        ("TelegramBadRequest: sendMessage (description withheld)",),
     ),
     "url": (lambda: _raise(aiohttp.InvalidURL(f"http://x/bot{TOKEN}/getMe")), ("InvalidURL",)),
     "chained": (_chained, ("RuntimeError (message withheld)", "KeyError", "direct cause")),
