@@ -56,6 +56,7 @@ from tests.harness import (
     run_gateway,
     seal_call,
 )
+from tests.miniapp import PythonPage, webapp_stack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -401,3 +402,22 @@ async def test_the_bot_process_that_cannot_start_behind_a_hostile_network_logs_n
     crash = bot.json_event("process.crashed")
     assert crash["error"] == {"login": "UnreadableReply", "loop": "TelegramNetworkError"}[mode]
     assert "getMe" in str(crash["exception"])
+
+
+async def test_a_refusal_quoting_the_question_reaches_neither_the_log_nor_the_mini_app(
+    tmp_path: Path, stderr: io.StringIO, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path) as stack:
+        mini = PythonPage(http, stack.base, stack.gateway.verify_key)
+        assert (await mini.ask("warm up")).status == 200  # the bot has the bundle
+        async with refusing_front(stack.gateway.url, 400) as front:
+            assert stack.veil.relay is not None
+            for gateway in stack.veil.relay._pool.gateways:
+                gateway.url = front
+            asked = await mini.ask(QUESTION)
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    assert '"event": "relay.refused"' in logged
+    assert asked.status == 502
+    assert asked.error is not None
+    assert (asked.error["gateway_status"], asked.error["gateway_code"]) == (400, "unknown")
