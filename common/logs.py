@@ -195,6 +195,11 @@ class SafeRecords(logging.Filter):
 class SafeFormatter(logging.Formatter):
     """``%(message)s``, with any traceback rendered by ``render_exception``."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        """The line, its traceback rendered here even if another handler rendered it first."""
+        record.exc_text = None  # logging caches the first handler's rendering, messages and all
+        return super().format(record)
+
     def formatException(self, ei: Any) -> str:  # noqa: ANN401, N802 -- logging's names
         """The record's traceback, every exception described (no message data)."""
         return render_exception(ei[1]) if ei and ei[1] is not None else ""

@@ -184,6 +184,22 @@ def test_exceptions_that_quote_their_input_are_logged_without_it(
     assert type(error).__name__ in json.loads(lines[1])["error"]
 
 
+def test_a_traceback_another_handler_rendered_first_is_rendered_again(
+    stderr: io.StringIO,
+) -> None:
+    root = logging.getLogger()
+    elsewhere = io.StringIO()
+    root.handlers.insert(0, logging.StreamHandler(elsewhere))  # a library's, say
+    try:
+        _lookup({}, QUESTION)
+    except KeyError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    assert QUESTION in elsewhere.getvalue()  # Python's own rendering, cached on the record
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    assert "KeyError (message withheld)" in logged
+
+
 def _fail(text: str) -> None:
     raise ValueError(text)
 
