@@ -34,11 +34,11 @@ if TYPE_CHECKING:
 
     from structlog.typing import EventDict, WrappedLogger
 
-# The packages whose exceptions' messages we write ourselves (ids, counts, field names).
+# The packages whose exceptions' messages we write ourselves (ids, counts, field names); not
+# the playground's, which plays Telegram and quotes what it was sent as Telegram does.
 _OWN_PACKAGES = frozenset(
-    {"bot", "common", "gateway", "handlers", "launcher", "models", "playground", "sealed",
-     "services"}
-)  # fmt: skip
+    {"bot", "common", "gateway", "handlers", "launcher", "models", "sealed", "services"}
+)
 # A Bot API URL's token: ``.../bot<token>/<method>`` (and ``/file/bot<token>/...``).
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
 _REPR_START = re.compile(r"[(<\[{'\"]")
