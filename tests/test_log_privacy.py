@@ -9,11 +9,17 @@ bot token:
 - the exceptions that quote their input (pydantic, aiogram's decode error, ``KeyError``,
   ``ValueError``, the model server's words in ``BackendError``...), through each way they are
   logged: a bug's traceback, an exception as a field, the stdlib loggers aiogram uses;
-- asyncio's own "Task exception was never retrieved", which prints the task's repr;
+- asyncio's own reports ("Task exception was never retrieved", "Exception in callback"), which
+  print the reprs of tasks and of a callback's arguments; a traceback another handler rendered
+  first;
 - a hostile network between the bot and Telegram (``tests/fakes/hostile.py``): redirects to a
   login page or in a loop, HTML pages quoting the request, cut and garbled replies, a reply
   that does not validate; first at the bot's Telegram client, then through the whole bot,
-  long polling and answering.
+  long polling and answering, and a ``python -m bot`` that cannot start behind it;
+- the gateway refusing sealed plaintexts that quote the question where a value goes, and the
+  model server's error quoting the prompt (sealed on the wire, out of both logs);
+- a refusal in clear (a broken or hostile gateway, a proxy) whose code quotes the question, met
+  by the bot's inference client and by the Mini App's relay.
 """
 
 from __future__ import annotations
