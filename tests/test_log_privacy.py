@@ -401,10 +401,10 @@ async def test_a_gateway_refusal_quoting_the_question_is_logged_and_raised_witho
         assert "gateway refused the request: HTTP 400 unknown" in logged
 
 
-@pytest.mark.parametrize("mode", ["login", "loop"])
 async def test_the_bot_process_that_cannot_start_behind_a_hostile_network_logs_no_token(
-    mode: str, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
+    mode = "login"  # getMe lands on a login page that quotes the Bot API URL, token and all
     async with (
         HostileTelegram(token=TOKEN) as telegram,
         FakeVLLM() as vllm,
@@ -422,7 +422,7 @@ async def test_the_bot_process_that_cannot_start_behind_a_hostile_network_logs_n
     assert telegram.misbehaved == [("getMe", mode)]
     assert_clean(bot.output)
     crash = bot.json_event("process.crashed")
-    assert crash["error"] == {"login": "UnreadableReply", "loop": "TelegramNetworkError"}[mode]
+    assert crash["error"] == "UnreadableReply"
     assert "getMe" in str(crash["exception"])
 
 
