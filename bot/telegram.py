@@ -15,6 +15,11 @@ Calls are posted as JSON, which the Bot API accepts for any call that uploads no
 keep aiogram's multipart form): aiohttp URL-encodes a form one character at a time in Python,
 ~150 µs for a final message of 1,300 characters, where ``json.dumps`` takes a few.
 
+Its errors never carry the token or a reply: aiohttp's message (which may quote the Bot API's
+URL, ``/bot<token>/<method>``) has the token cut out, and a reply that does not decode or
+validate raises ``UnreadableReply`` (aiogram's ``ClientDecodeError`` naming what failed, where
+aiogram's quotes the whole reply: a proxy's page, or a ``Message`` with its text).
+
 ``build_bot`` also builds pydantic's model of every Bot API method's response up front
 (``prepare_responses``). aiogram parses each answer from Telegram into ``Response[T]`` for the
 method's result type ``T``, a generic model pydantic builds the first time it meets ``T``: 5 to
@@ -45,11 +50,18 @@ from aiogram import Bot, methods
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.methods import Response, SendChatAction, SendMessageDraft, TelegramMethod
 from aiogram.types import Update
 from aiohttp import ClientError, ClientTimeout, FormData
 from aiohttp.payload import BytesPayload
+
+from common.logs import describe
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -62,6 +74,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.telegram")
 
 _NOT_RETRIED = (SendMessageDraft, SendChatAction)
+# The token in a Bot API URL, ``/bot<token>/<method>``, however the URL was quoted.
+_TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
 
 
 class RetryMiddleware(BaseRequestMiddleware):
@@ -159,11 +173,19 @@ class TurnTakingSession(AiohttpSession):
         except TimeoutError as exc:
             raise TelegramNetworkError(method=method, message="Request timeout error") from exc
         except ClientError as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            raise TelegramNetworkError(method=method, message=message) from exc
-        response = self.check_response(
-            bot=bot, method=method, status_code=reply.status, content=raw
-        )
+            # aiohttp's message may quote the URL (a redirect's, a refused reply's), and the
+            # Bot API's URL carries the token: it never leaves here.
+            message = _TOKEN_IN_URL.sub("/bot<token>", f"{type(exc).__name__}: {exc}")
+            message = message.replace(bot.token, "<token>")
+            raise TelegramNetworkError(method=method, message=message) from None
+        try:
+            response = self.check_response(
+                bot=bot, method=method, status_code=reply.status, content=raw
+            )
+        except ClientDecodeError as exc:
+            # aiogram's error quotes the reply (a page quoting the URL, a Message's text).
+            message = f"{method.__api_method__}: {exc.message}: {describe(exc.original)}"
+            raise UnreadableReply(message, exc.original, None) from None
         return cast("TelegramType", response.result)
 
     def body(self, bot: Bot, method: TelegramMethod[TelegramType]) -> FormData | JsonBody:
@@ -181,6 +203,13 @@ class TurnTakingSession(AiohttpSession):
         if files:
             return self.build_form_data(bot, method)
         return JsonBody(fields)
+
+
+class UnreadableReply(ClientDecodeError):
+    """aiogram's ``ClientDecodeError`` that says what failed to decode, never what came."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class JsonBody(BytesPayload):

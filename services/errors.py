@@ -115,7 +115,12 @@ class UntrustedGateway(InferenceError):
 
 
 class BackendError(InferenceError):
-    """The model server refused or failed; ``message`` is its own wording."""
+    """The model server refused or failed; ``message`` is its own wording.
+
+    That wording may quote the prompt (vLLM's validation errors do), so logs never show it.
+    """
+
+    log_message = False  # common.logs: its message is the model server's, not ours
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,8 +27,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.inference")
 
 UNREACHABLE = "unreachable"
+_REFUSAL_CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _MAX_BACKOFF = 30.0
 _BUNDLE_TIMEOUT = 10.0
+
+
+def refusal_code(reply: object) -> str:
+    """A gateway's refusal's ``error.code`` (``gateway.refusals``), or ``unknown``.
+
+    A refusal comes in clear from whatever answers (a proxy's page, a broken or hostile
+    gateway), and its code is logged and passed on: only a code's shape (lower-case letters,
+    digits, ``_``) is taken, never other text.
+    """
+    error = reply.get("error") if isinstance(reply, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and _REFUSAL_CODE.fullmatch(code) else "unknown"
 
 
 @dataclass(frozen=True)

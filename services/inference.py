@@ -60,7 +60,14 @@ from services.errors import (
     StreamCorrupted,
     UntrustedGateway,
 )
-from services.gateways import UNREACHABLE, Gateway, GatewayPool, GatewayTrust, fingerprint
+from services.gateways import (
+    UNREACHABLE,
+    Gateway,
+    GatewayPool,
+    GatewayTrust,
+    fingerprint,
+    refusal_code,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Collection, Sequence
@@ -625,8 +632,7 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway)
         body = await response.json(content_type=None)
     except (ValueError, aiohttp.ClientError):
         body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    code = str(error.get("code")) if isinstance(error, dict) else "unknown"
+    code = refusal_code(body)
     problem = f"HTTP {response.status} {code}"
     if response.status == _HTTP_UNAUTHENTICATED:
         # This gateway has not pinned our client key: only the operator can fix that.

@@ -56,7 +56,7 @@ from services.errors import (
     InsufficientCredit,
     UntrustedGateway,
 )
-from services.gateways import UNREACHABLE
+from services.gateways import UNREACHABLE, refusal_code
 from services.relayed import (
     Account,
     GatewayOffer,
@@ -277,8 +277,7 @@ class RelayService:
                 reply = await response.json(content_type=None)
             except (ValueError, aiohttp.ClientError):
                 reply = None
-        error = reply.get("error") if isinstance(reply, dict) else None
-        code = str(error.get("code")) if isinstance(error, dict) else "unknown"
+        code = refusal_code(reply)
         retry_after = _seconds(response.headers.get("Retry-After", ""))
         if response.status in _FAILOVER_STATUSES:
             self._pool.failed(gateway, retry_after)

@@ -371,4 +371,10 @@ async def test_a_flood_wait_or_a_page_that_is_not_json_fails_as_it_fails_aiogram
     finally:
         await runner.cleanup()
     aiograms, ours = failures
-    assert ours == aiograms == [(TelegramRetryAfter, 37), (ClientDecodeError, None)]
+    assert aiograms == [(TelegramRetryAfter, 37), (ClientDecodeError, None)]
+    # Ours raises the same classes (its decode error a subclass that does not quote the reply).
+    kinds = zip(ours, aiograms, strict=True)
+    assert [(issubclass(kind, same), after) for (kind, after), (same, _) in kinds] == [
+        (True, 37),
+        (True, None),
+    ]

@@ -1,0 +1,109 @@
+"""A fake Telegram behind a hostile network: chosen calls get what a broken path answers.
+
+``HostileTelegram`` is the Bot API emulator (``FakeTelegram``) whose chosen calls are answered
+the ways a misbehaving network or proxy answers them, not as Telegram would. The modes:
+
+- ``malformed``: the call runs, but its result comes back without its ``chat`` (a ``Message``
+  that does not validate, the text it echoes included);
+- ``page``: a 200 HTML page quoting the request: its path (with the token) and its text, as a
+  proxy's error page does;
+- ``login``: a 302 to a login page (``/login?next=<the request's path>``) that quotes ``next``;
+- ``loop``: a 307 back to the same path (``?hop=n``), for ever;
+- ``cut``: a 200 whose body stops short of its ``Content-Length`` (the connection closed);
+- ``latin1``: a 200 whose body is not UTF-8 (the text quoted in Latin-1 bytes).
+
+``misbehave(method, mode, when=...)`` arms one call of ``method`` (the next whose parameters
+``when`` accepts); the calls answered so are counted in ``misbehaved``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from tests.fakes.telegram import FakeTelegram
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MODES = ("malformed", "page", "login", "loop", "cut", "latin1")
+
+
+@dataclass
+class _Armed:
+    method: str
+    mode: str
+    when: Callable[[dict[str, Any]], bool]
+
+
+class HostileTelegram(FakeTelegram):
+    """``FakeTelegram`` whose armed calls get a hostile network's answer (module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 -- FakeTelegram's keywords
+        super().__init__(routes=[web.get("/login", self._login)], **kwargs)
+        self._armed: list[_Armed] = []
+        self.misbehaved: list[tuple[str, str]] = []
+
+    def misbehave(
+        self, method: str, mode: str, *, when: Callable[[dict[str, Any]], bool] = lambda _p: True
+    ) -> None:
+        """Answer the next call of ``method`` whose parameters ``when`` accepts in ``mode``."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode}")
+        self._armed.append(_Armed(method, mode, when))
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]  # a cut reply streams
+        name = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json" and request.can_read_body:
+            params |= await request.json()
+        if "hop" in request.query:  # a loop, once started, never ends
+            raise web.HTTPTemporaryRedirect(f"{request.path}?hop={int(request.query['hop']) + 1}")
+        armed = next(
+            (a for a in self._armed if a.method.lower() == name.lower() and a.when(params)), None
+        )
+        if armed is None:
+            return await super()._handle(request)
+        self._armed.remove(armed)
+        self.misbehaved.append((name, armed.mode))
+        quoted = html.escape(str(params.get("text", "")))
+        if armed.mode == "malformed":
+            reply = await super()._handle(request)
+            assert isinstance(reply, web.Response)
+            assert reply.text is not None
+            body = json.loads(reply.text)
+            body["result"].pop("chat", None)
+            return web.json_response(body)
+        if armed.mode == "page":
+            page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
+            return web.Response(text=page, content_type="text/html")
+        if armed.mode == "login":
+            raise web.HTTPFound(f"/login?next={request.path}")
+        if armed.mode == "loop":
+            raise web.HTTPTemporaryRedirect(f"{request.path}?hop=1")
+        if armed.mode == "latin1":
+            page = f'{{"ok":true,"result":"{params.get("text", "")}é"}}'
+            return web.Response(
+                body=page.encode("latin-1", "replace"), content_type="application/json"
+            )
+        return await self._cut(request, params)
+
+    async def _cut(self, request: web.Request, params: dict[str, Any]) -> web.StreamResponse:
+        """A reply that promises more than it sends, then closes the connection."""
+        start = json.dumps({"ok": True, "result": {"text": params.get("text", "")}})
+        reply = web.StreamResponse(headers={"Content-Length": str(len(start) + 4096)})
+        reply.content_type = "application/json"
+        await reply.prepare(request)
+        await reply.write(start.encode()[: len(start) // 2 + 1])
+        assert request.transport is not None
+        request.transport.close()
+        return reply
+
+    async def _login(self, request: web.Request) -> web.Response:
+        wanted = html.escape(request.query.get("next", "/"))
+        page = f'<html><form action="/login?next={wanted}">Sign in to continue</form></html>'
+        return web.Response(text=page, content_type="text/html")
