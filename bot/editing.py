@@ -53,7 +53,7 @@ from bot.formatting import TELEGRAM_LIMIT, Rendered, preview, render_parts, utf1
 from bot.streaming import entities_of
 from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
-from services.answers import LongAnswers, ReplyChains, Showing
+from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -209,6 +209,7 @@ class EditSink:
     """Streams one answer into one message by editing it at a group-safe pace."""
 
     __slots__ = (
+        "_answer_shown",
         "_dirty",
         "_editing",
         "_header_markdown",
@@ -269,6 +270,7 @@ class EditSink:
         # and ``complete`` or ``abort`` raises it.
         self._editing: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._shown_final: Final | None = None
+        self._answer_shown = False  # the final edit with answer text went through
         self._text = ""  # the whole answer, for the button under a cut one
         self._more_markup: InlineKeyboardMarkup | None = None
 
@@ -291,9 +293,21 @@ class EditSink:
         if self.show_reasoning:
             self._thinking.append(delta)
 
+    @property
+    def shows_answer(self) -> bool:
+        """Whether the final edit put answer text in the message (a note may go under it)."""
+        return self._answer_shown
+
     async def complete(self, text: str) -> None:
-        """The final, complete edit: what fits, and a button to the rest when it does not."""
+        """The final, complete edit: what fits, and a button to the rest when it does not.
+
+        A text of whitespace alone has nothing to show: the progress edits stop, the message is
+        left as it is, and whoever follows the answer up puts a notice there (``say``).
+        """
         await self._stop()
+        if not text.strip():
+            self._thinking = FoldedText()
+            return
         thought = self._thinking.text().strip()
         self._thinking = FoldedText()
         self._text = text
@@ -301,7 +315,7 @@ class EditSink:
         if self.rich:
             final = self._rich_final(final, text, thought)
         self._shown_final = final
-        await self._final(final)
+        self._answer_shown = await self._final(final)
 
     def _entity_final(self, text: str, thought: str) -> Final:
         """The answer as entities: what fits one message, the thinking folded first."""
@@ -361,6 +375,7 @@ class EditSink:
     async def say(self, text: str) -> None:
         """Replace the message with a short notice (no stop button)."""
         await self._stop()
+        self._answer_shown = False
         await self._final(Final(Rendered(text, ())), header=False)
 
     async def _stop(self) -> None:
@@ -425,7 +440,8 @@ class EditSink:
             return
         self._shown = len(text)
 
-    async def _final(self, final: Final, *, header: bool = True) -> None:
+    async def _final(self, final: Final, *, header: bool = True) -> bool:
+        """Edit in ``final``, honouring ``retry_after``; whether Telegram took it."""
         for _ in range(FINAL_TRIES):
             await self.pacer.wait()
             try:
@@ -436,8 +452,10 @@ class EditSink:
                 continue
             except TelegramAPIError as exc:
                 log.warning("editing.final_failed", error=type(exc).__name__)
-            return
+                return False
+            return True
         log.warning("editing.final_gave_up", tries=FINAL_TRIES)
+        return False
 
     async def _show(self, final: Final, *, header: bool) -> None:
         """One final edit: rich while Telegram takes it, else entities, else plain text."""
@@ -506,8 +524,8 @@ class Editors:
     """Makes ``EditSink``s and posts placeholders, every call paced by its chat's ``Pacer``.
 
     Also keeps answers in one group in order: ``turn(chat_id)`` lets one answer at a time
-    stream in a chat, first come first served. ``answers``, ``chains`` and ``showing`` are the
-    memory ``services.answers`` describes.
+    stream in a chat, first come first served. ``answers``, ``chains``, ``showing`` and
+    ``answered`` are the memory ``services.answers`` describes.
     """
 
     def __init__(
@@ -523,6 +541,7 @@ class Editors:
         self.answers = LongAnswers()
         self.chains = ReplyChains()
         self.showing = Showing()
+        self.answered = Answered()
         self._turns: dict[int, asyncio.Lock] = {}
         self._username: str | None = None
 

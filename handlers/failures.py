@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from aiogram.types import InlineKeyboardMarkup
 
     from common.texts import Texts
-    from handlers.sinks import Editors
+    from handlers.sinks import EditedAnswer, Editors
     from services.answers import Shown
     from services.shop import Shop
     from services.ton.shop import TonShop
@@ -105,14 +105,28 @@ class Asker:
     message_id: int
 
 
-async def tell_outside(
-    error: VeilError, texts: Texts, editors: Editors, shown: Shown | None, asker: Asker | None
+async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may be told
+    error: VeilError,
+    texts: Texts,
+    editors: Editors,
+    shown: Shown | None,
+    asker: Asker | None,
+    *,
+    answer: EditedAnswer | None = None,
 ) -> None:
     """Tell a failure outside the private chat, briefly, where the answer was (to be) shown.
 
-    In the inline message itself when ``shown`` names one; else, in a group, to the ``asker``
-    alone (the placeholder, if one was posted, is taken back). No credit: a link to top up.
+    Under the answer itself when part of it is on screen (``answer.shows_answer``: the text
+    that arrived before the model failed, which is paid for, stays, with a note that it broke
+    off there). Else in the inline message itself when ``shown`` names one; else, in a group,
+    to the ``asker`` alone (the placeholder, if one was posted, is taken back). No credit: a
+    link to top up.
     """
+    if answer is not None and answer.shows_answer:
+        key = "answer_broke_off" if isinstance(error, InferenceError) else text_key(error)
+        log.info("error_replied", error=type(error).__name__, text=key, outside=True, noted=True)
+        await answer.note(texts(key))
+        return
     key = "short_no_credit" if isinstance(error, InsufficientCredit) else text_key(error)
     log.info("error_replied", error=type(error).__name__, text=key, outside=True)
     markup = None

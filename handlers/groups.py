@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from common.texts import Texts
     from handlers.failures import Failures
-    from handlers.sinks import Editors
+    from handlers.sinks import EditedAnswer, Editors
     from services.answers import Said
     from services.chat import ChatService
     from services.groups import Groups, GroupSettings
@@ -106,8 +106,8 @@ async def answer_in_group(
     group's turn, then posts its placeholder and streams, while the update is already freed.
     """
     user = message.from_user
-    if user is None:
-        return
+    if user is None or not kit.editors.answered.first((message.chat.id, message.message_id)):
+        return  # no asker, or delivered again: it is answered (or being answered) already
     settings = await kit.groups.settings(message.chat.id)
     if not settings.answers:
         return
@@ -127,7 +127,8 @@ async def answer_in_group(
 class _GroupAnswer:
     """One group answer, detached from its update: plain fields only.
 
-    ``shown`` is its placeholder while it streams (where a failure is told, to the asker).
+    ``shown`` is its placeholder while it streams (where a failure is told, to the asker);
+    ``sink`` what streams into it (a failure after part of the answer is shown is noted there).
     """
 
     kit: GroupKit
@@ -138,6 +139,7 @@ class _GroupAnswer:
     question: str
     context: tuple[Said, ...]
     shown: Shown | None = None
+    sink: EditedAnswer | None = None
 
     async def run(self) -> None:
         """In the group's turn: the placeholder, the answer streamed into it, its note."""
@@ -162,12 +164,13 @@ class _GroupAnswer:
                 context=self.context,
                 keep_history=False,
             )
+            self.sink = sink
             answer = await self.kit.chat.answer(asked, sink)
             self.shown = None
-            if answer.stopped and not answer.text:
-                await sink.say(texts("cancelled"))
+            if not answer.text.strip():  # never a placeholder left with its stop button
+                await sink.say(texts("cancelled" if answer.stopped else "error_backend"))
                 return
-            if answer.finish_reason == "length" and answer.text and not answer.stopped:
+            if answer.finish_reason == "length" and not answer.stopped:
                 await sink.note(texts("answer_cut_here"))
         said = (*self.context, ("user", self.question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
@@ -175,7 +178,9 @@ class _GroupAnswer:
     async def failed(self, error: Exception) -> None:
         """As the errors router would: a notice for the asker alone; a bug apologised for."""
         if isinstance(error, VeilError):
-            await tell_outside(error, self.texts, self.kit.editors, self.shown, self.asker)
+            await tell_outside(
+                error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
+            )
         else:
             await self.failures.apologise(error, self.texts, self.asker.chat_id, None)
 

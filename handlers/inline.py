@@ -96,6 +96,8 @@ async def on_chosen_result(
     question = result.query.strip()
     if result.result_id == HELP_RESULT or result.inline_message_id is None or not question:
         return
+    if not editors.answered.first(("inline", result.inline_message_id)):
+        return  # delivered again: it is answered (or being answered) already
     user = result.from_user
     asked = Question(
         user.id,
@@ -114,6 +116,8 @@ async def on_guest_message(
     bot = message.bot
     if message.guest_query_id is None or message.from_user is None or bot is None:
         return
+    if not editors.answered.first(("guest", message.guest_query_id)):
+        return  # delivered again: it is answered (or being answered) already
     me = await bot.me()
     question = without_mention(message.text or message.caption or "", me.username)
     context = replied_context(message, me.id)
@@ -172,16 +176,22 @@ class _Followup:
     shown: Shown
 
     async def answered(self, answer: Answer) -> None:
-        """Say so when it was stopped before a word, and when the model cut it."""
-        if answer.stopped and not answer.text:
-            await self.sink.say(self.texts("cancelled"))
-        elif answer.finish_reason == "length" and answer.text and not answer.stopped:
+        """Say so when it was stopped before a word, when the model said nothing, and when it cut.
+
+        Never a placeholder left with its stop button.
+        """
+        if not answer.text.strip():
+            await self.sink.say(self.texts("cancelled" if answer.stopped else "error_backend"))
+        elif answer.finish_reason == "length" and not answer.stopped:
             await self.sink.note(self.texts("answer_cut_here"))
 
     async def failed(self, error: Exception) -> None:
-        """As the errors router would: a short notice in the inline message; a bug is logged."""
+        """As the errors router would: a short notice in the inline message; a bug is logged.
+
+        The notice goes under the part of the answer already shown, if any.
+        """
         if isinstance(error, VeilError):
-            await tell_outside(error, self.texts, self.editors, self.shown, None)
+            await tell_outside(error, self.texts, self.editors, self.shown, None, answer=self.sink)
         else:
             log_bug(error)
 

@@ -4,7 +4,8 @@ The bot (the composition root) provides the implementations as workflow data: ``
 (private chats stream into a draft) and ``editors`` (inline, guest and group answers stream by
 editing one message at a group-safe pace; ``editors.showing`` remembers, per update, the
 message an answer is shown in, so that the errors router can put a failure there, or in a
-group tell only the asker, without the handler catching anything).
+group tell only the asker, without the handler catching anything; ``editors.answered`` the
+places answered already, so an update delivered again is not answered twice).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import InlineKeyboardMarkup, Message
 
-    from services.answers import LongAnswers, ReplyChains, Showing
+    from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 
 class NoticeSink(AnswerSink, Protocol):
@@ -31,6 +32,11 @@ class NoticeSink(AnswerSink, Protocol):
 
 class EditedAnswer(NoticeSink, Protocol):
     """An answer streamed into one message by edits (inline, guest, group)."""
+
+    @property
+    def shows_answer(self) -> bool:
+        """Whether the final edit put answer text in the message (``note`` goes under it)."""
+        ...
 
     async def note(self, text: str) -> None:
         """Add a short line under the final answer (one more edit)."""
@@ -60,6 +66,7 @@ class Editors(Protocol):
     answers: LongAnswers
     showing: Showing
     chains: ReplyChains
+    answered: Answered
 
     def turn(self, chat_id: int) -> AbstractAsyncContextManager[None]:
         """Hold the group's turn: one answer at a time streams there, in arrival order."""

@@ -1,0 +1,187 @@
+"""Inline, guest and group answers when the model or Telegram fails them mid-answer.
+
+The real bot long-polls the fake Telegram, through a real gateway to the fake vLLM (its
+planned failures: a connection cut, an SSE error, an empty answer). What each checks: the user
+sees either the part of the answer that arrived (paid for, by the receipt) with a note that it
+broke off there, or a notice where the answer would have been, never a placeholder left with its
+stop button; and the books agree afterwards (no hold left open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import TYPE_CHECKING, Any
+
+from tests.books import inconsistent_users
+from tests.botstack import Stack, running_stack
+from tests.test_bot_groups import GROUP, final_reply, replies
+from tests.test_bot_inline import ANSWER, QUESTION, ask_inline, edits_of, final_edit
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ANN, BOB, CAT = 9401, 9402, 9403
+FAST: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 900}
+BROKE_OFF = (
+    "⚠️ The answer broke off here: the model failed while writing it. "
+    "Ask again for the whole answer."
+)
+NO_ANSWER = "The model could not answer this time. Please try again."
+HEADER = f"❓ {QUESTION}\n\n"
+
+
+async def settled(stack: Stack, *users: int) -> None:
+    """Wait until no credit is held for ``users``; then the books must agree."""
+    async with asyncio.timeout(10):
+        for user in users:
+            while (await stack.veil.credit.balance(user)).held:  # noqa: ASYNC110 -- polls the books
+                await asyncio.sleep(0.02)
+    assert await inconsistent_users(stack.veil.store) == []
+
+
+async def charged(stack: Stack, user: int) -> int:
+    """Tokens the user's answers were charged for (free tokens count too), from the ledger."""
+    entries = await stack.veil.credit.history(user, limit=50)
+    return -sum(entry.amount for entry in entries if entry.kind == "usage")
+
+
+async def test_an_answer_that_breaks_off_keeps_the_part_shown_with_a_note(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, token_delay=0.01, **FAST) as stack:
+        stack.vllm.error_mid_stream_after = 12
+        _, inline_id = await ask_inline(stack, ANN, QUESTION)
+        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        final = await final_edit(stack, inline_id)
+        (reply,) = await final_reply(stack)
+        async with asyncio.timeout(10):
+            while not stack.telegram.state.inline_messages[inline_id]["text"].endswith(BROKE_OFF):  # noqa: ASYNC110 -- polls the fake
+                await asyncio.sleep(0.02)
+            while not replies(stack)[0]["text"].endswith(BROKE_OFF):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await settled(stack, ANN, BOB)
+        shown = " ".join(ANSWER.split()[:12])
+        # Inline: the part that arrived stays, under the question, with the note.
+        inline = stack.telegram.state.inline_messages[inline_id]
+        assert inline["text"] == f"{HEADER}{shown}\n\n{BROKE_OFF}"
+        assert final["text"].startswith(f"{HEADER}{shown}")
+        assert inline["reply_markup"] is None  # no stop button left
+        texts = [str(call.params["text"]) for call in edits_of(stack, inline_id)]
+        assert all(text.startswith(f"{HEADER}obsidian-kettledrum-0") for text in texts)
+        # Group: the reply keeps its part too; nothing deleted, no notice elsewhere.
+        (group,) = replies(stack)
+        assert group["text"] == f"{shown}\n\n{BROKE_OFF}"
+        assert group["message_id"] == reply["message_id"]
+        assert stack.telegram.calls_of("deleteMessage") == []
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
+        # What was shown is what was charged for (the error receipt counts it): not nothing.
+        assert await charged(stack, ANN) > 0
+        assert await charged(stack, BOB) > 0
+
+
+async def test_an_answer_that_fails_before_a_word_is_a_notice_and_free(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.vllm.drop_after = 0
+        _, inline_id = await ask_inline(stack, ANN, QUESTION)
+        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        final = await final_edit(stack, inline_id)
+        async with asyncio.timeout(10):
+            while not stack.telegram.ephemeral_messages(GROUP, BOB):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await settled(stack, ANN, BOB)
+        assert final["text"] == NO_ANSWER
+        assert [call.params["text"] for call in edits_of(stack, inline_id)] == [NO_ANSWER]
+        (notice,) = stack.telegram.ephemeral_messages(GROUP, BOB)
+        assert notice["text"] == NO_ANSWER
+        assert replies(stack) == []  # the placeholder was taken back
+        assert await charged(stack, ANN) == 0
+        assert await charged(stack, BOB) == 0
+
+
+async def test_an_empty_or_blank_answer_is_told_never_left_as_a_placeholder(
+    tmp_path: Path,
+) -> None:
+    for answer in ("", "  \n\n "):
+        async with running_stack(tmp_path / str(len(answer)), answer=answer, **FAST) as stack:
+            _, inline_id = await ask_inline(stack, ANN, QUESTION)
+            stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+            friends = -1_009_876_543
+            stack.telegram.guest_message(CAT, "@veil_test_bot hello?", chat_id=friends)
+            guest = await stack.telegram.wait_for("answerGuestQuery")
+            guest_id = guest.answered == "ok" and _guest_message_id(stack, exclude=inline_id)
+            assert guest_id
+            inline = await final_edit(stack, inline_id)
+            guest_final = await final_edit(stack, guest_id)
+            (reply,) = await final_reply(stack)
+            await settled(stack, ANN, BOB, CAT)
+            assert inline["text"] == NO_ANSWER, answer
+            assert guest_final["text"] == NO_ANSWER, answer
+            assert reply["text"] == NO_ANSWER, answer
+
+
+def _guest_message_id(stack: Stack, *, exclude: str) -> str:
+    (found,) = [key for key in stack.telegram.state.inline_messages if key != exclude]
+    return str(found)
+
+
+def record_updates(stack: Stack) -> list[dict[str, Any]]:
+    """Keep a copy of every update the fake queues, so a test can deliver one again."""
+    pushed: list[dict[str, Any]] = []
+    push = stack.telegram.updates.push
+
+    def recording(update: dict[str, Any]) -> dict[str, Any]:
+        queued = push(update)
+        pushed.append(copy.deepcopy(queued))
+        return queued
+
+    stack.telegram.updates.push = recording  # type: ignore[method-assign]
+    return pushed
+
+
+def again(stack: Stack, pushed: list[dict[str, Any]], kind: str) -> None:
+    """Deliver the last update of ``kind`` again, as Telegram does: the same update_id."""
+    update = next(u for u in reversed(pushed) if kind in u)
+    stack.telegram.updates.push(copy.deepcopy(update))
+
+
+async def test_an_update_delivered_again_is_answered_and_charged_once(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, token_delay=0.005, **FAST) as stack:
+        pushed = record_updates(stack)
+        stack.vllm.pauses = {5}
+        _, inline_id = await ask_inline(stack, ANN, QUESTION)
+        async with asyncio.timeout(10):
+            while not stack.vllm.paused:  # noqa: ASYNC110 -- polls the fake
+                await asyncio.sleep(0.01)
+        # While the first answer streams (held), the chosen result comes again: not "busy".
+        again(stack, pushed, "chosen_inline_result")
+        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        friends = -1_009_876_543
+        stack.telegram.guest_message(CAT, "@veil_test_bot hello?", chat_id=friends)
+        await stack.telegram.wait_for("answerGuestQuery")
+        async with asyncio.timeout(10):
+            while stack.vllm.paused < 3:  # noqa: ASYNC110 -- all three streams held
+                await asyncio.sleep(0.01)
+        stack.vllm.pauses = set()
+        stack.vllm.resume()
+        await final_edit(stack, inline_id)
+        await final_reply(stack)
+        await settled(stack, ANN, BOB, CAT)
+        # Each done; now each comes again.
+        for kind in ("chosen_inline_result", "message", "guest_message"):
+            again(stack, pushed, kind)
+        # A later question, answered once the repeats were handled (or not).
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await final_reply(stack, 2)
+        await settled(stack, ANN, BOB, CAT)
+        assert len(stack.vllm.requests) == 4  # inline, group, guest, the later question
+        assert len(stack.telegram.calls_of("answerGuestQuery")) == 1
+        assert len(replies(stack)) == 2
+        busy = "I'm still writing the previous answer"
+        assert not [c for c in stack.telegram.calls_of("editMessageText") if busy in str(c.params)]
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
+        for user in (ANN, BOB, CAT):
+            usage = [
+                e for e in await stack.veil.credit.history(user, limit=50) if e.kind == "usage"
+            ]
+            assert len(usage) == (2 if user == ANN else 1), user
