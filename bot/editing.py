@@ -40,7 +40,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
 from aiogram.types import (
     EphemeralMessageParameters,
     InlineKeyboardButton,
@@ -65,6 +70,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
+# What Telegram says when the message an answer streams into is gone (deleted by a user, or in
+# a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too.
+_GONE = (
+    "message to edit not found",
+    "message_id_invalid",
+    "message can't be edited",
+    "chat not found",
+)
 _MORE = "…"
 _GAP = "\n\n"
 
@@ -183,12 +196,14 @@ class Look:
     """What goes around the answer.
 
     ``header``: a first line (the question); ``stop_markup``: the stop button while it streams;
-    ``more``: makes the button under a cut answer from the answer's whole text.
+    ``more``: makes the button under a cut answer from the answer's whole text; ``gone``: called
+    once if the message turns out to be gone (``EditSink``), to stop the answer.
     """
 
     header: str = ""
     stop_markup: InlineKeyboardMarkup | None = None
     more: Callable[[str], InlineKeyboardMarkup | None] | None = None
+    gone: Callable[[], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,7 @@ class EditSink:
         "_header_markdown",
         "_last_edit",
         "_live",
+        "_lost",
         "_more_markup",
         "_parts",
         "_received",
@@ -224,6 +240,7 @@ class EditSink:
         "_thinking",
         "bot",
         "edits",
+        "gone",
         "header",
         "more",
         "pace",
@@ -252,6 +269,7 @@ class EditSink:
         self.header = look.header
         self.stop_markup = look.stop_markup
         self.more = look.more
+        self.gone = look.gone
         self.rich = rich  # off for the rest of this answer once Telegram refuses a rich edit
         self.show_reasoning = show_reasoning
         self.edits = 0
@@ -265,6 +283,7 @@ class EditSink:
         self._last_edit = 0.0
         self._dirty = False  # text came that no progress edit has taken yet
         self._live = False  # progress edits go out: begun, not yet stopped
+        self._lost = False  # the message is gone: nothing more is sent to it
         # The next progress edit: a timer until it may go out, then the edit's task while it is
         # in flight, else None. An edit that failed with a bug stays, so nothing more is sent
         # and ``complete`` or ``abort`` raises it.
@@ -437,12 +456,30 @@ class EditSink:
             return
         except TelegramAPIError as exc:
             log.warning("editing.progress_failed", error=type(exc).__name__)
+            if _is_gone(exc):
+                self._lose()
             return
         self._shown = len(text)
+
+    def _lose(self) -> None:
+        """The message is gone: no more edits of it, and the answer is stopped (``gone``).
+
+        Whatever the model would still write, nobody could see; the answer is charged, as any
+        stopped one, for what it streamed before the stop.
+        """
+        if self._lost:
+            return
+        self._lost = True
+        self._live = self._dirty = False
+        log.info("editing.message_gone")
+        if self.gone is not None:
+            self.gone()
 
     async def _final(self, final: Final, *, header: bool = True) -> bool:
         """Edit in ``final``, honouring ``retry_after``; whether Telegram took it."""
         for _ in range(FINAL_TRIES):
+            if self._lost:
+                return False
             await self.pacer.wait()
             try:
                 await self._show(final, header=header)
@@ -452,6 +489,8 @@ class EditSink:
                 continue
             except TelegramAPIError as exc:
                 log.warning("editing.final_failed", error=type(exc).__name__)
+                if _is_gone(exc):
+                    self._lose()
                 return False
             return True
         log.warning("editing.final_gave_up", tries=FINAL_TRIES)
@@ -487,6 +526,8 @@ class EditSink:
         except TelegramBadRequest as exc:
             if "not modified" in exc.message:
                 return True  # the same content again: nothing to do
+            if _is_gone(exc):
+                raise  # not the rich message refused: the message itself is gone
             log.warning("editing.rich_rejected")
             self.rich = False
             return False
@@ -511,13 +552,22 @@ class EditSink:
         except TelegramBadRequest as exc:
             if "not modified" in exc.message:
                 return  # the same text again: nothing to do
-            if not entities:
+            if not entities or _is_gone(exc):
                 raise
             # Telegram refused the formatting: the same text goes out plain.
             log.warning("editing.entities_rejected")
             await self.bot.edit_message_text(text=prefix + rendered.text, **fields)
         self.edits += 1
         self._last_edit = time.monotonic()
+
+
+def _is_gone(exc: TelegramAPIError) -> bool:
+    """Whether ``exc`` says the message cannot be edited any more (deleted, or the bot out)."""
+    if isinstance(exc, TelegramForbiddenError):
+        return True
+    return isinstance(exc, TelegramBadRequest) and any(
+        words in exc.message.lower() for words in _GONE
+    )
 
 
 class Editors:
@@ -580,11 +630,15 @@ class Editors:
         header: str,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditSink:
-        """A sink editing an inline (or guest) message, the question as its ``header``."""
+        """A sink editing an inline (or guest) message, the question as its ``header``.
+
+        ``gone`` is called if the message turns out to be gone (it stops the answer).
+        """
         place = Place(inline_message_id=inline_message_id)
         more = await self._more(more_label)
-        look = Look(header, stop_markup, more)
+        look = Look(header, stop_markup, more, gone)
         return self._sink(place, self.inline_pacers(place.key), look)
 
     async def in_chat(
@@ -594,10 +648,14 @@ class Editors:
         *,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditSink:
-        """A sink editing the bot's message ``message_id`` in group ``chat_id``."""
+        """A sink editing the bot's message ``message_id`` in group ``chat_id``.
+
+        ``gone`` is called if the message turns out to be gone (it stops the answer).
+        """
         place = Place(chat_id=chat_id, message_id=message_id)
-        look = Look("", stop_markup, await self._more(more_label))
+        look = Look("", stop_markup, await self._more(more_label), gone)
         return self._sink(place, self.group_pacers(place.key), look)
 
     def _sink(self, place: Place, pacer: Pacer, look: Look) -> EditSink:

@@ -16,6 +16,7 @@ settings with ``/groupsettings`` (checked with getChatMember).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiogram import F, Router
@@ -154,7 +155,11 @@ class _GroupAnswer:
             del posted
             self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
             sink = await editors.in_chat(
-                chat_id, placeholder, stop_markup=stop, more_label=texts("read_whole")
+                chat_id,
+                placeholder,
+                stop_markup=stop,
+                more_label=texts("read_whole"),
+                gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
             )
             asked = Question(
                 self.asker.user_id,

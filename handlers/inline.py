@@ -16,6 +16,7 @@ one (``handlers.failures``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
@@ -150,7 +151,8 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     """Start streaming the answer to ``asked`` into an inline message.
 
     The answer runs detached from the update (``ChatService.start``) and tells its own failure
-    in the inline message (``_Followup``). Until it has started, the update is known to show
+    in the inline message (``_Followup``); a message deleted meanwhile stops it (the sink's
+    ``gone``), as its stop button would. Until it has started, the update is known to show
     it there, so a failure before (the asker busy with another answer) is told in place by the
     errors router.
     """
@@ -161,6 +163,7 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
         header=texts("inline_header", question=asked.prompt),
         stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
         more_label=texts("read_whole"),
+        gone=partial(chat.cancel, asked.user_id, stop_tag=asked.stop_tag),
     )
     chat.start(asked, sink, _Followup(sink, texts, editors, shown))
     editors.showing.pop(update.update_id)

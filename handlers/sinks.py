@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from services.chat import AnswerSink
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
 
     from aiogram import Bot
@@ -85,8 +86,13 @@ class Editors(Protocol):
         header: str,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditedAnswer:
-        """A sink editing an inline (or guest) message, the question as its ``header``."""
+        """A sink editing an inline (or guest) message, the question as its ``header``.
+
+        ``gone`` is called once if the message turns out to be gone (deleted): it stops the
+        answer, which nobody could see any more.
+        """
         ...
 
     async def in_chat(
@@ -96,8 +102,13 @@ class Editors(Protocol):
         *,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditedAnswer:
-        """A sink editing the bot's message ``message_id`` in a group."""
+        """A sink editing the bot's message ``message_id`` in a group.
+
+        ``gone`` is called once if the message turns out to be gone (deleted, or the bot
+        removed from the group): it stops the answer.
+        """
         ...
 
     async def deep_link(self, start: str) -> str:

@@ -32,11 +32,10 @@ HEADER = f"❓ {QUESTION}\n\n"
 
 
 async def settled(stack: Stack, *users: int) -> None:
-    """Wait until no credit is held for ``users``; then the books must agree."""
-    async with asyncio.timeout(10):
-        for user in users:
-            while (await stack.veil.credit.balance(user)).held:  # noqa: ASYNC110 -- polls the books
-                await asyncio.sleep(0.02)
+    """Wait until every answer has ended; then no credit is held and the books agree."""
+    assert await stack.veil.chat.wait_idle(10)
+    for user in users:
+        assert (await stack.veil.credit.balance(user)).held == 0
     assert await inconsistent_users(stack.veil.store) == []
 
 
@@ -185,3 +184,33 @@ async def test_an_update_delivered_again_is_answered_and_charged_once(tmp_path: 
                 e for e in await stack.veil.credit.history(user, limit=50) if e.kind == "usage"
             ]
             assert len(usage) == (2 if user == ANN else 1), user
+
+
+async def test_a_message_deleted_or_a_group_left_mid_answer_stops_it(tmp_path: Path) -> None:
+    long_answer = " ".join(f"word{n}" for n in range(400))
+    async with running_stack(tmp_path, answer=long_answer, token_delay=0.01, **FAST) as stack:
+        _, inline_id = await ask_inline(stack, ANN, QUESTION)
+        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await stack.telegram.wait_for(
+            "editMessageText", lambda c: c.params.get("inline_message_id") == inline_id
+        )
+        await stack.telegram.wait_for("editMessageText", lambda c: c.params.get("chat_id") == GROUP)
+        # The asker deletes the inline message; the bot is removed from the group.
+        del stack.telegram.state.inline_messages[inline_id]
+        stack.telegram.state.chats_without_bot.add(GROUP)
+        await settled(stack, ANN, BOB)
+        # Stopped as by the stop button: charged for what streamed before, not the whole.
+        for user in (ANN, BOB):
+            (usage,) = [e for e in await stack.veil.credit.history(user) if e.kind == "usage"]
+            assert str(usage.note).endswith("stopped"), usage
+            completion = int(str(usage.note).split("+")[1].split()[0])
+            assert completion < 300, usage  # the answer has 400 tokens
+        # One refused edit each found the message gone; nothing more was sent to it.
+        refused_inline = [c for c in edits_of(stack, inline_id) if c.answered != "ok"]
+        assert len(refused_inline) == 1
+        to_group = [
+            c
+            for c in stack.telegram.calls
+            if c.params.get("chat_id") == GROUP and c.answered != "ok"
+        ]
+        assert [c.method for c in to_group] == ["editMessageText"]
