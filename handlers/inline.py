@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+import structlog
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import (
     InlineQueryResultArticle,
     InlineQueryResultsButton,
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from common.texts import Texts
     from handlers.sinks import EditedAnswer, Editors
     from services.chat import Answer, ChatService
+
+log = structlog.get_logger("veil.inline")
 
 HELP_RESULT = "help"
 TITLE_CHARS = 60  # of the question, in the result's title
@@ -78,12 +82,15 @@ async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) ->
             input_message_content=InputTextMessageContent(message_text=texts("inline_help")),
             reply_markup=link_keyboard(texts("open_bot"), link),
         )
-    await query.answer(
-        [result],
-        cache_time=0,
-        is_personal=True,
-        button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
-    )
+    try:
+        await query.answer(
+            [result],
+            cache_time=0,
+            is_personal=True,
+            button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
+        )
+    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+        log.info("inline.query_refused", error=exc.message)
 
 
 async def on_chosen_result(
@@ -126,9 +133,13 @@ async def on_guest_message(
         question = texts("guest_empty_question")
     user = message.from_user
     tag = new_tag()
-    sent = await bot.answer_guest_query(
-        message.guest_query_id, result=article(texts, tag, question or "…")
-    )
+    try:
+        sent = await bot.answer_guest_query(
+            message.guest_query_id, result=article(texts, tag, question or "…")
+        )
+    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+        log.info("inline.guest_query_refused", error=exc.message)
+        return
     asked = Question(
         user.id,
         user.language_code,

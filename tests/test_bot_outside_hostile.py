@@ -13,6 +13,8 @@ import asyncio
 import copy
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from tests.books import inconsistent_users
 from tests.botstack import Stack, running_stack
 from tests.test_bot_groups import GROUP, final_reply, replies
@@ -214,3 +216,23 @@ async def test_a_message_deleted_or_a_group_left_mid_answer_stops_it(tmp_path: P
             if c.params.get("chat_id") == GROUP and c.answered != "ok"
         ]
         assert [c.method for c in to_group] == ["editMessageText"]
+
+
+async def test_a_query_answered_too_late_is_a_log_line_not_a_bug(tmp_path: Path) -> None:
+    too_old = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+    async with running_stack(tmp_path, **FAST) as stack:
+        stack.telegram.fail_next("answerInlineQuery", status=400, description=too_old)
+        stack.telegram.fail_next("answerGuestQuery", status=400, description=too_old)
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.inline_query(ANN, QUESTION)
+            stack.telegram.guest_message(CAT, "@veil_test_bot hello?", chat_id=-1_009_876_543)
+            await stack.telegram.wait_for("answerGuestQuery")
+            await stack.telegram.wait_for("answerInlineQuery")
+            await settled(stack, ANN, CAT)
+            # The next query is answered as ever.
+            _, inline_id = await ask_inline(stack, ANN, QUESTION)
+            await final_edit(stack, inline_id)
+        assert [e for e in logs if e["log_level"] == "error"] == []
+        refused = [e["event"] for e in logs if e["event"].endswith("query_refused")]
+        assert sorted(refused) == ["inline.guest_query_refused", "inline.query_refused"]
+        assert len(stack.vllm.requests) == 1  # the refused summons asked nothing of the model
