@@ -181,7 +181,8 @@ class Pace:
     ``interval``: seconds between one answer's edits; ``min_growth``: characters it must grow
     by between edits; ``group_per_minute``: calls into one group (Telegram's limit is 20);
     ``inline_per_minute``: edits of one inline message; ``notice_seconds``: how long a notice
-    that could not be ephemeral stays before it is deleted.
+    that could not be ephemeral stays before it is deleted; ``final_hold``: how long an answer
+    waits for its final edit before leaving it to go on by itself (``EditSink.complete``).
     """
 
     interval: float = 3.0
@@ -189,6 +190,7 @@ class Pace:
     group_per_minute: float = 20.0
     inline_per_minute: float = 20.0
     notice_seconds: float = 30.0
+    final_hold: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ class EditSink:
         "_answer_shown",
         "_dirty",
         "_editing",
+        "_finishing",
         "_header_markdown",
         "_last_edit",
         "_live",
@@ -290,6 +293,7 @@ class EditSink:
         self._editing: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._shown_final: Final | None = None
         self._answer_shown = False  # the final edit with answer text went through
+        self._finishing: asyncio.Task[bool] | None = None  # that final edit, still under way
         self._text = ""  # the whole answer, for the button under a cut one
         self._more_markup: InlineKeyboardMarkup | None = None
 
@@ -312,9 +316,17 @@ class EditSink:
         if self.show_reasoning:
             self._thinking.append(delta)
 
-    @property
-    def shows_answer(self) -> bool:
-        """Whether the final edit put answer text in the message (a note may go under it)."""
+    async def finished(self) -> bool:
+        """Wait for the final edit if it is still under way; whether it showed the answer.
+
+        True once answer text is in the message (a note may go under it).
+        """
+        finishing = self._finishing
+        if finishing is not None:
+            shown = await finishing
+            if self._finishing is finishing:
+                self._finishing = None
+                self._answer_shown = shown
         return self._answer_shown
 
     async def complete(self, text: str) -> None:
@@ -322,6 +334,11 @@ class EditSink:
 
         A text of whitespace alone has nothing to show: the progress edits stop, the message is
         left as it is, and whoever follows the answer up puts a notice there (``say``).
+
+        Waits at most ``Pace.final_hold`` for the edit: one Telegram holds back longer (a flood
+        wait, honoured) goes on in a task of its own, so that the asker's answer ends (and their
+        next question is not held up); ``finished`` waits for it, and ``note`` and ``say``
+        come after it.
         """
         await self._stop()
         if not text.strip():
@@ -334,7 +351,12 @@ class EditSink:
         if self.rich:
             final = self._rich_final(final, text, thought)
         self._shown_final = final
-        self._answer_shown = await self._final(final)
+        self._finishing = asyncio.create_task(self._final(final))
+        done, _ = await asyncio.wait([self._finishing], timeout=self.pace.final_hold)
+        if done:
+            await self.finished()
+        else:  # a long flood wait: the answer ends, its final edit goes on (``finished``)
+            log.info("editing.final_later", seconds=self.pace.final_hold)
 
     def _entity_final(self, text: str, thought: str) -> Final:
         """The answer as entities: what fits one message, the thinking folded first."""
@@ -371,6 +393,7 @@ class EditSink:
 
     async def note(self, text: str) -> None:
         """Add a short line under the final answer (one more edit, paced): "cut at its limit"."""
+        await self.finished()
         final = self._shown_final
         if final is None:
             return
@@ -394,6 +417,7 @@ class EditSink:
     async def say(self, text: str) -> None:
         """Replace the message with a short notice (no stop button)."""
         await self._stop()
+        await self.finished()
         self._answer_shown = False
         await self._final(Final(Rendered(text, ())), header=False)
 

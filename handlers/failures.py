@@ -116,13 +116,13 @@ async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may 
 ) -> None:
     """Tell a failure outside the private chat, briefly, where the answer was (to be) shown.
 
-    Under the answer itself when part of it is on screen (``answer.shows_answer``: the text
+    Under the answer itself when part of it is on screen (``answer.finished()``: the text
     that arrived before the model failed, which is paid for, stays, with a note that it broke
     off there). Else in the inline message itself when ``shown`` names one; else, in a group,
     to the ``asker`` alone (the placeholder, if one was posted, is taken back). No credit: a
     link to top up.
     """
-    if answer is not None and answer.shows_answer:
+    if answer is not None and await answer.finished():
         key = "answer_broke_off" if isinstance(error, InferenceError) else text_key(error)
         log.info("error_replied", error=type(error).__name__, text=key, outside=True, noted=True)
         await answer.note(texts(key))

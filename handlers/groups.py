@@ -171,6 +171,7 @@ class _GroupAnswer:
             )
             self.sink = sink
             answer = await self.kit.chat.answer(asked, sink)
+            await sink.finished()  # the final edit, if a flood wait outlasted the answer
             self.shown = None
             if not answer.text.strip():  # never a placeholder left with its stop button
                 await sink.say(texts("cancelled" if answer.stopped else "error_backend"))

@@ -192,8 +192,10 @@ class _Followup:
     async def answered(self, answer: Answer) -> None:
         """Say so when it was stopped before a word, when the model said nothing, and when it cut.
 
-        Never a placeholder left with its stop button.
+        Never a placeholder left with its stop button. The final edit is waited for first, if
+        a flood wait outlasted the answer.
         """
+        await self.sink.finished()
         if not answer.text.strip():
             await self.sink.say(self.texts("cancelled" if answer.stopped else "error_backend"))
         elif answer.finish_reason == "length" and not answer.stopped:

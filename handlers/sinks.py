@@ -34,9 +34,11 @@ class NoticeSink(AnswerSink, Protocol):
 class EditedAnswer(NoticeSink, Protocol):
     """An answer streamed into one message by edits (inline, guest, group)."""
 
-    @property
-    def shows_answer(self) -> bool:
-        """Whether the final edit put answer text in the message (``note`` goes under it)."""
+    async def finished(self) -> bool:
+        """Wait for the final edit if it is still under way (a flood wait outlasts the answer).
+
+        True once answer text is in the message (``note`` goes under it).
+        """
         ...
 
     async def note(self, text: str) -> None:

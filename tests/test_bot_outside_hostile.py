@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -236,3 +237,28 @@ async def test_a_query_answered_too_late_is_a_log_line_not_a_bug(tmp_path: Path)
         refused = [e["event"] for e in logs if e["event"].endswith("query_refused")]
         assert sorted(refused) == ["inline.guest_query_refused", "inline.query_refused"]
         assert len(stack.vllm.requests) == 1  # the refused summons asked nothing of the model
+
+
+async def test_a_flood_wait_on_the_final_edit_does_not_hold_up_the_next_question(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer="Short answer.", **FAST) as stack:
+        editors = stack.veil.dispatcher["editors"]
+        editors.pace = dataclasses.replace(editors.pace, final_hold=0.2)
+        # Telegram holds the inline answer's final edit back for 3 s (honoured, then taken).
+        flood = "Too Many Requests: retry after 3"
+        stack.telegram.fail_next("editMessageText", status=429, description=flood, retry_after=3)
+        _, inline_id = await ask_inline(stack, ANN, QUESTION)
+        refused = await stack.telegram.wait_for("editMessageText")
+        assert refused.answered == flood
+        # Meanwhile the asker asks in the private chat: answered at once, not after the wait.
+        stack.telegram.send_text(ANN, "and in private?")
+        (private,) = await stack.final_messages(ANN, 1)
+        answered_at = stack.telegram.calls_of("sendMessage")[-1].at
+        assert private["text"] == "Short answer."
+        final = await final_edit(stack, inline_id)
+        taken = [c for c in edits_of(stack, inline_id) if c.answered == "ok"]
+        assert final["text"] == f"{HEADER}Short answer."
+        assert answered_at - refused.at < 2
+        assert taken[-1].at - refused.at >= 2.9
+        await settled(stack, ANN)

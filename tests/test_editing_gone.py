@@ -36,4 +36,4 @@ async def test_a_deleted_message_stops_the_sink_after_one_refused_edit() -> None
         first, refused = telegram.calls_of("editMessageText")
         assert first.answered == "ok"
         assert refused.answered == "Bad Request: message to edit not found"
-        assert not sink.shows_answer
+        assert not await sink.finished()
