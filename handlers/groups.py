@@ -9,7 +9,10 @@ asker, a one-off (nothing from or to their private history); a reply to one of V
 carries that thread as context when the group allows it. The answer runs detached from its
 update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
 of mentions does not keep their updates. Notices for one person (no credit, busy) go to that
-person only, as the errors router tells them (``handlers.failures``). Admins flip the group's
+person only, as the errors router tells them (``handlers.failures``); a failure after part of
+the answer was shown is noted under that part instead, which stays (it is paid for). A reply
+deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
+answered twice (``editors.answered``). Admins flip the group's
 settings with ``/groupsettings`` (checked with getChatMember).
 """
 

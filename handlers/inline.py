@@ -10,7 +10,9 @@ A guest message (the bot summoned where it is not a member) is answered the same
 questions: nothing is read from or stored in the asker's history unless they opted in
 (/settings). The answer runs detached from its update (``ChatService.start``), so the update is
 not kept while it streams; a failure is told in the inline message, as the errors router tells
-one (``handlers.failures``).
+one (``handlers.failures``), under the part of the answer already shown if there is one (it is
+paid for, and stays). A message deleted mid-answer stops the answer; a chosen result or guest
+summons Telegram delivers again is not answered twice (``editors.answered``).
 """
 
 from __future__ import annotations
