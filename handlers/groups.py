@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from services.answers import Said
     from services.chat import ChatService
     from services.groups import Groups, GroupSettings
+
+log = structlog.get_logger("veil.groups")
 
 ADMINS = frozenset({"creator", "administrator"})
 GROUPS = frozenset({"group", "supergroup"})
@@ -151,9 +155,15 @@ class _GroupAnswer:
         async with editors.turn(chat_id):
             tag = new_tag()
             stop = stop_keyboard(texts, tag)
-            posted = await editors.post(
-                chat_id, texts("group_placeholder"), reply_to=self.asker.message_id, markup=stop
-            )
+            try:
+                posted = await editors.post(
+                    chat_id, texts("group_placeholder"), reply_to=self.asker.message_id, markup=stop
+                )
+            except (TelegramBadRequest, TelegramForbiddenError) as exc:
+                # The question deleted before its turn came, or the bot removed from the group:
+                # nobody to answer, nothing asked of the model or charged.
+                log.info("groups.not_answered", error=exc.message)
+                return
             placeholder = posted.message_id  # the id only: no Bot API result kept meanwhile
             del posted
             self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)

@@ -262,3 +262,31 @@ async def test_a_flood_wait_on_the_final_edit_does_not_hold_up_the_next_question
         assert answered_at - refused.at < 2
         assert taken[-1].at - refused.at >= 2.9
         await settled(stack, ANN)
+
+
+async def test_a_question_gone_before_its_turn_is_not_answered_nor_apologised_for(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, **FAST) as stack:
+        # The mention deleted before the bot replied to it; then the bot removed from the group.
+        stack.telegram.fail_next(
+            "sendMessage", status=400, description="Bad Request: message to be replied not found"
+        )
+        stack.telegram.fail_next(
+            "sendMessage", status=403, description="Forbidden: bot was kicked from the supergroup"
+        )
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+            await stack.telegram.wait_for("sendMessage")
+            stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+            await stack.telegram.wait_for("sendMessage", lambda c: "Forbidden" in c.answered)
+            await settled(stack, ANN, BOB)
+        assert [e for e in logs if e["log_level"] == "error"] == []
+        assert [e["event"] for e in logs if e["event"] == "groups.not_answered"] == [
+            "groups.not_answered"
+        ] * 2
+        assert [c.answered for c in stack.telegram.calls_of("sendMessage")] == [
+            "Bad Request: message to be replied not found",
+            "Forbidden: bot was kicked from the supergroup",
+        ]  # no apology posted in the group
+        assert stack.vllm.requests == []
