@@ -54,17 +54,25 @@ log = structlog.get_logger("veil.inline")
 
 HELP_RESULT = "help"
 TITLE_CHARS = 60  # of the question, in the result's title
+# Of the question, above the answer: a guest's question may be near Telegram's 4096 characters
+# (an inline query has at most 256), and the message holds the question and the answer.
+HEADER_CHARS = 500
+
+
+def shortened(text: str, chars: int) -> str:
+    """``text``, cut to ``chars`` characters with an ellipsis when it is longer."""
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 def article(texts: Texts, tag: str, question: str) -> InlineQueryResultArticle:
     """The one result for a question: its message is the placeholder, with the stop button."""
-    title = question if len(question) <= TITLE_CHARS else question[: TITLE_CHARS - 1] + "…"
+    title = shortened(question, TITLE_CHARS)
     return InlineQueryResultArticle(
         id=tag,
         title=texts("inline_title", question=title),
         description=texts("inline_description"),
         input_message_content=InputTextMessageContent(
-            message_text=texts("inline_placeholder", question=question)
+            message_text=texts("inline_placeholder", question=shortened(question, HEADER_CHARS))
         ),
         reply_markup=stop_keyboard(texts, tag),
     )
@@ -173,7 +181,7 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     editors.showing.remember(update.update_id, shown)
     sink = await editors.inline(
         inline_message_id,
-        header=texts("inline_header", question=asked.prompt),
+        header=texts("inline_header", question=shortened(asked.prompt, HEADER_CHARS)),
         stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
         more_label=texts("read_whole"),
         gone=partial(chat.cancel, asked.user_id, stop_tag=asked.stop_tag),

@@ -290,3 +290,18 @@ async def test_a_question_gone_before_its_turn_is_not_answered_nor_apologised_fo
             "Forbidden: bot was kicked from the supergroup",
         ]  # no apology posted in the group
         assert stack.vllm.requests == []
+
+
+async def test_a_guest_question_near_telegrams_limit_is_answered_in_full_under_its_start(
+    tmp_path: Path,
+) -> None:
+    question = "why " * 1020  # with the mention, 4095 characters: a message as long as they come
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.guest_message(CAT, f"@veil_test_bot {question}", chat_id=-1_009_876_543)
+        summoned = await stack.telegram.wait_for("answerGuestQuery")
+        assert summoned.answered == "ok"
+        final = await final_edit(stack, _guest_message_id(stack, exclude=""))
+        await settled(stack, CAT)
+    shown = question.strip()[:499] + "…"
+    assert final["text"] == f"❓ {shown}\n\n{ANSWER}"  # the whole answer, no link to the rest
+    assert stack.vllm.requests[0]["messages"][-1]["content"] == question.strip()  # all of it
