@@ -127,7 +127,7 @@ async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may 
         log.info("error_replied", error=type(error).__name__, text=key, outside=True, noted=True)
         await answer.note(texts(key))
         return
-    key = "short_no_credit" if isinstance(error, InsufficientCredit) else text_key(error)
+    key = _short_key(error)
     log.info("error_replied", error=type(error).__name__, text=key, outside=True)
     markup = None
     if isinstance(error, InsufficientCredit):
@@ -142,6 +142,19 @@ async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may 
     await editors.tell_one(
         asker.chat_id, asker.user_id, texts(key), reply_to=asker.message_id, markup=markup
     )
+
+
+def _short_key(error: VeilError) -> str:
+    """The catalog key of a failure told outside the private chat.
+
+    No credit and busy have short texts of their own there: the private chat's name commands
+    (/buy, /cancel) that mean nothing in another chat.
+    """
+    if isinstance(error, InsufficientCredit):
+        return "short_no_credit"
+    if isinstance(error, AnswerInProgress) and not isinstance(error, ErasureInProgress):
+        return "short_busy"
+    return text_key(error)
 
 
 @dataclass(frozen=True)

@@ -305,3 +305,29 @@ async def test_a_guest_question_near_telegrams_limit_is_answered_in_full_under_i
     shown = question.strip()[:499] + "…"
     assert final["text"] == f"❓ {shown}\n\n{ANSWER}"  # the whole answer, no link to the rest
     assert stack.vllm.requests[0]["messages"][-1]["content"] == question.strip()  # all of it
+
+
+async def test_busy_is_told_outside_without_the_private_chats_command(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.vllm.pauses = {3}
+        stack.telegram.send_text(ANN, "a private question first")
+        async with asyncio.timeout(10):
+            while not stack.vllm.paused:  # noqa: ASYNC110 -- polls the fake
+                await asyncio.sleep(0.01)
+        # While it streams, the same user asks in a group and inline.
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        _, inline_id = await ask_inline(stack, ANN, QUESTION)
+        inline = await final_edit(stack, inline_id)
+        async with asyncio.timeout(10):
+            while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        stack.vllm.pauses = set()
+        stack.vllm.resume()
+        await settled(stack, ANN)
+        (notice,) = stack.telegram.ephemeral_messages(GROUP, ANN)
+    told = stack.veil.catalogs.for_language("en")("short_busy")
+    assert inline["text"] == told
+    assert notice["text"] == told
+    assert "/cancel" not in told
+    assert replies(stack) == []  # the placeholder was taken back
+    assert len(stack.vllm.requests) == 1  # only the private question was asked
