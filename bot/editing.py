@@ -40,7 +40,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
 from aiogram.types import (
     EphemeralMessageParameters,
     InlineKeyboardButton,
@@ -53,7 +58,7 @@ from bot.formatting import TELEGRAM_LIMIT, Rendered, preview, render_parts, utf1
 from bot.streaming import entities_of
 from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
-from services.answers import LongAnswers, ReplyChains, Showing
+from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -65,6 +70,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
+# What Telegram says when the message an answer streams into is gone (deleted by a user, or in
+# a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too.
+_GONE = (
+    "message to edit not found",
+    "message_id_invalid",
+    "message can't be edited",
+    "chat not found",
+)
 _MORE = "…"
 _GAP = "\n\n"
 
@@ -168,7 +181,8 @@ class Pace:
     ``interval``: seconds between one answer's edits; ``min_growth``: characters it must grow
     by between edits; ``group_per_minute``: calls into one group (Telegram's limit is 20);
     ``inline_per_minute``: edits of one inline message; ``notice_seconds``: how long a notice
-    that could not be ephemeral stays before it is deleted.
+    that could not be ephemeral stays before it is deleted; ``final_hold``: how long an answer
+    waits for its final edit before leaving it to go on by itself (``EditSink.complete``).
     """
 
     interval: float = 3.0
@@ -176,6 +190,7 @@ class Pace:
     group_per_minute: float = 20.0
     inline_per_minute: float = 20.0
     notice_seconds: float = 30.0
+    final_hold: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -183,12 +198,14 @@ class Look:
     """What goes around the answer.
 
     ``header``: a first line (the question); ``stop_markup``: the stop button while it streams;
-    ``more``: makes the button under a cut answer from the answer's whole text.
+    ``more``: makes the button under a cut answer from the answer's whole text; ``gone``: called
+    once if the message turns out to be gone (``EditSink``), to stop the answer.
     """
 
     header: str = ""
     stop_markup: InlineKeyboardMarkup | None = None
     more: Callable[[str], InlineKeyboardMarkup | None] | None = None
+    gone: Callable[[], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,11 +226,14 @@ class EditSink:
     """Streams one answer into one message by editing it at a group-safe pace."""
 
     __slots__ = (
+        "_answer_shown",
         "_dirty",
         "_editing",
+        "_finishing",
         "_header_markdown",
         "_last_edit",
         "_live",
+        "_lost",
         "_more_markup",
         "_parts",
         "_received",
@@ -223,6 +243,7 @@ class EditSink:
         "_thinking",
         "bot",
         "edits",
+        "gone",
         "header",
         "more",
         "pace",
@@ -251,6 +272,7 @@ class EditSink:
         self.header = look.header
         self.stop_markup = look.stop_markup
         self.more = look.more
+        self.gone = look.gone
         self.rich = rich  # off for the rest of this answer once Telegram refuses a rich edit
         self.show_reasoning = show_reasoning
         self.edits = 0
@@ -264,11 +286,14 @@ class EditSink:
         self._last_edit = 0.0
         self._dirty = False  # text came that no progress edit has taken yet
         self._live = False  # progress edits go out: begun, not yet stopped
+        self._lost = False  # the message is gone: nothing more is sent to it
         # The next progress edit: a timer until it may go out, then the edit's task while it is
         # in flight, else None. An edit that failed with a bug stays, so nothing more is sent
         # and ``complete`` or ``abort`` raises it.
         self._editing: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._shown_final: Final | None = None
+        self._answer_shown = False  # the final edit with answer text went through
+        self._finishing: asyncio.Task[bool] | None = None  # that final edit, still under way
         self._text = ""  # the whole answer, for the button under a cut one
         self._more_markup: InlineKeyboardMarkup | None = None
 
@@ -291,9 +316,34 @@ class EditSink:
         if self.show_reasoning:
             self._thinking.append(delta)
 
+    async def finished(self) -> bool:
+        """Wait for the final edit if it is still under way; whether it showed the answer.
+
+        True once answer text is in the message (a note may go under it).
+        """
+        finishing = self._finishing
+        if finishing is not None:
+            shown = await finishing
+            if self._finishing is finishing:
+                self._finishing = None
+                self._answer_shown = shown
+        return self._answer_shown
+
     async def complete(self, text: str) -> None:
-        """The final, complete edit: what fits, and a button to the rest when it does not."""
+        """The final, complete edit: what fits, and a button to the rest when it does not.
+
+        A text of whitespace alone has nothing to show: the progress edits stop, the message is
+        left as it is, and whoever follows the answer up puts a notice there (``say``).
+
+        Waits at most ``Pace.final_hold`` for the edit: one Telegram holds back longer (a flood
+        wait, honoured) goes on in a task of its own, so that the asker's answer ends (and their
+        next question is not held up); ``finished`` waits for it, and ``note`` and ``say``
+        come after it.
+        """
         await self._stop()
+        if not text.strip():
+            self._thinking = FoldedText()
+            return
         thought = self._thinking.text().strip()
         self._thinking = FoldedText()
         self._text = text
@@ -301,7 +351,12 @@ class EditSink:
         if self.rich:
             final = self._rich_final(final, text, thought)
         self._shown_final = final
-        await self._final(final)
+        self._finishing = asyncio.create_task(self._final(final))
+        done, _ = await asyncio.wait([self._finishing], timeout=self.pace.final_hold)
+        if done:
+            await self.finished()
+        else:  # a long flood wait: the answer ends, its final edit goes on (``finished``)
+            log.info("editing.final_later", seconds=self.pace.final_hold)
 
     def _entity_final(self, text: str, thought: str) -> Final:
         """The answer as entities: what fits one message, the thinking folded first."""
@@ -338,6 +393,7 @@ class EditSink:
 
     async def note(self, text: str) -> None:
         """Add a short line under the final answer (one more edit, paced): "cut at its limit"."""
+        await self.finished()
         final = self._shown_final
         if final is None:
             return
@@ -361,6 +417,8 @@ class EditSink:
     async def say(self, text: str) -> None:
         """Replace the message with a short notice (no stop button)."""
         await self._stop()
+        await self.finished()
+        self._answer_shown = False
         await self._final(Final(Rendered(text, ())), header=False)
 
     async def _stop(self) -> None:
@@ -422,11 +480,30 @@ class EditSink:
             return
         except TelegramAPIError as exc:
             log.warning("editing.progress_failed", error=type(exc).__name__)
+            if _is_gone(exc):
+                self._lose()
             return
         self._shown = len(text)
 
-    async def _final(self, final: Final, *, header: bool = True) -> None:
+    def _lose(self) -> None:
+        """The message is gone: no more edits of it, and the answer is stopped (``gone``).
+
+        Whatever the model would still write, nobody could see; the answer is charged, as any
+        stopped one, for what it streamed before the stop.
+        """
+        if self._lost:
+            return
+        self._lost = True
+        self._live = self._dirty = False
+        log.info("editing.message_gone")
+        if self.gone is not None:
+            self.gone()
+
+    async def _final(self, final: Final, *, header: bool = True) -> bool:
+        """Edit in ``final``, honouring ``retry_after``; whether Telegram took it."""
         for _ in range(FINAL_TRIES):
+            if self._lost:
+                return False
             await self.pacer.wait()
             try:
                 await self._show(final, header=header)
@@ -436,8 +513,12 @@ class EditSink:
                 continue
             except TelegramAPIError as exc:
                 log.warning("editing.final_failed", error=type(exc).__name__)
-            return
+                if _is_gone(exc):
+                    self._lose()
+                return False
+            return True
         log.warning("editing.final_gave_up", tries=FINAL_TRIES)
+        return False
 
     async def _show(self, final: Final, *, header: bool) -> None:
         """One final edit: rich while Telegram takes it, else entities, else plain text."""
@@ -469,6 +550,8 @@ class EditSink:
         except TelegramBadRequest as exc:
             if "not modified" in exc.message:
                 return True  # the same content again: nothing to do
+            if _is_gone(exc):
+                raise  # not the rich message refused: the message itself is gone
             log.warning("editing.rich_rejected")
             self.rich = False
             return False
@@ -493,7 +576,7 @@ class EditSink:
         except TelegramBadRequest as exc:
             if "not modified" in exc.message:
                 return  # the same text again: nothing to do
-            if not entities:
+            if not entities or _is_gone(exc):
                 raise
             # Telegram refused the formatting: the same text goes out plain.
             log.warning("editing.entities_rejected")
@@ -502,12 +585,21 @@ class EditSink:
         self._last_edit = time.monotonic()
 
 
+def _is_gone(exc: TelegramAPIError) -> bool:
+    """Whether ``exc`` says the message cannot be edited any more (deleted, or the bot out)."""
+    if isinstance(exc, TelegramForbiddenError):
+        return True
+    return isinstance(exc, TelegramBadRequest) and any(
+        words in exc.message.lower() for words in _GONE
+    )
+
+
 class Editors:
     """Makes ``EditSink``s and posts placeholders, every call paced by its chat's ``Pacer``.
 
     Also keeps answers in one group in order: ``turn(chat_id)`` lets one answer at a time
-    stream in a chat, first come first served. ``answers``, ``chains`` and ``showing`` are the
-    memory ``services.answers`` describes.
+    stream in a chat, first come first served. ``answers``, ``chains``, ``showing`` and
+    ``answered`` are the memory ``services.answers`` describes.
     """
 
     def __init__(
@@ -523,6 +615,7 @@ class Editors:
         self.answers = LongAnswers()
         self.chains = ReplyChains()
         self.showing = Showing()
+        self.answered = Answered()
         self._turns: dict[int, asyncio.Lock] = {}
         self._username: str | None = None
 
@@ -561,11 +654,15 @@ class Editors:
         header: str,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditSink:
-        """A sink editing an inline (or guest) message, the question as its ``header``."""
+        """A sink editing an inline (or guest) message, the question as its ``header``.
+
+        ``gone`` is called if the message turns out to be gone (it stops the answer).
+        """
         place = Place(inline_message_id=inline_message_id)
         more = await self._more(more_label)
-        look = Look(header, stop_markup, more)
+        look = Look(header, stop_markup, more, gone)
         return self._sink(place, self.inline_pacers(place.key), look)
 
     async def in_chat(
@@ -575,10 +672,14 @@ class Editors:
         *,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditSink:
-        """A sink editing the bot's message ``message_id`` in group ``chat_id``."""
+        """A sink editing the bot's message ``message_id`` in group ``chat_id``.
+
+        ``gone`` is called if the message turns out to be gone (it stops the answer).
+        """
         place = Place(chat_id=chat_id, message_id=message_id)
-        look = Look("", stop_markup, await self._more(more_label))
+        look = Look("", stop_markup, await self._more(more_label), gone)
         return self._sink(place, self.group_pacers(place.key), look)
 
     def _sink(self, place: Place, pacer: Pacer, look: Look) -> EditSink:

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from aiogram.types import InlineKeyboardMarkup
 
     from common.texts import Texts
-    from handlers.sinks import Editors
+    from handlers.sinks import EditedAnswer, Editors
     from services.answers import Shown
     from services.shop import Shop
     from services.ton.shop import TonShop
@@ -107,15 +107,29 @@ class Asker:
     message_id: int
 
 
-async def tell_outside(
-    error: VeilError, texts: Texts, editors: Editors, shown: Shown | None, asker: Asker | None
+async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may be told
+    error: VeilError,
+    texts: Texts,
+    editors: Editors,
+    shown: Shown | None,
+    asker: Asker | None,
+    *,
+    answer: EditedAnswer | None = None,
 ) -> None:
     """Tell a failure outside the private chat, briefly, where the answer was (to be) shown.
 
-    In the inline message itself when ``shown`` names one; else, in a group, to the ``asker``
-    alone (the placeholder, if one was posted, is taken back). No credit: a link to top up.
+    Under the answer itself when part of it is on screen (``answer.finished()``: the text
+    that arrived before the model failed, which is paid for, stays, with a note that it broke
+    off there). Else in the inline message itself when ``shown`` names one; else, in a group,
+    to the ``asker`` alone (the placeholder, if one was posted, is taken back). No credit: a
+    link to top up.
     """
-    key = "short_no_credit" if isinstance(error, InsufficientCredit) else text_key(error)
+    if answer is not None and await answer.finished():
+        key = "answer_broke_off" if isinstance(error, InferenceError) else text_key(error)
+        log.info("error_replied", error=type(error).__name__, text=key, outside=True, noted=True)
+        await answer.note(texts(key))
+        return
+    key = _short_key(error)
     log.info("error_replied", error=type(error).__name__, text=key, outside=True)
     markup = None
     if isinstance(error, InsufficientCredit):
@@ -130,6 +144,19 @@ async def tell_outside(
     await editors.tell_one(
         asker.chat_id, asker.user_id, texts(key), reply_to=asker.message_id, markup=markup
     )
+
+
+def _short_key(error: VeilError) -> str:
+    """The catalog key of a failure told outside the private chat.
+
+    No credit and busy have short texts of their own there: the private chat's name commands
+    (/buy, /cancel) that mean nothing in another chat.
+    """
+    if isinstance(error, InsufficientCredit):
+        return "short_no_credit"
+    if isinstance(error, AnswerInProgress) and not isinstance(error, ErasureInProgress):
+        return "short_busy"
+    return text_key(error)
 
 
 @dataclass(frozen=True)

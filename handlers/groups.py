@@ -9,16 +9,22 @@ asker, a one-off (nothing from or to their private history); a reply to one of V
 carries that thread as context when the group allows it. The answer runs detached from its
 update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
 of mentions does not keep their updates. Notices for one person (no credit, busy) go to that
-person only, as the errors router tells them (``handlers.failures``). Admins flip the group's
+person only, as the errors router tells them (``handlers.failures``); a failure after part of
+the answer was shown is noted under that part instead, which stays (it is paid for). A reply
+deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
+answered twice (``editors.answered``). Admins flip the group's
 settings with ``/groupsettings`` (checked with getChatMember).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -35,10 +41,12 @@ if TYPE_CHECKING:
 
     from common.texts import Texts
     from handlers.failures import Failures
-    from handlers.sinks import Editors
+    from handlers.sinks import EditedAnswer, Editors
     from services.answers import Said
     from services.chat import ChatService
     from services.groups import Groups, GroupSettings
+
+log = structlog.get_logger("veil.groups")
 
 ADMINS = frozenset({"creator", "administrator"})
 GROUPS = frozenset({"group", "supergroup"})
@@ -106,8 +114,8 @@ async def answer_in_group(
     group's turn, then posts its placeholder and streams, while the update is already freed.
     """
     user = message.from_user
-    if user is None:
-        return
+    if user is None or not kit.editors.answered.first((message.chat.id, message.message_id)):
+        return  # no asker, or delivered again: it is answered (or being answered) already
     settings = await kit.groups.settings(message.chat.id)
     if not settings.answers:
         return
@@ -127,7 +135,8 @@ async def answer_in_group(
 class _GroupAnswer:
     """One group answer, detached from its update: plain fields only.
 
-    ``shown`` is its placeholder while it streams (where a failure is told, to the asker).
+    ``shown`` is its placeholder while it streams (where a failure is told, to the asker);
+    ``sink`` what streams into it (a failure after part of the answer is shown is noted there).
     """
 
     kit: GroupKit
@@ -138,6 +147,7 @@ class _GroupAnswer:
     question: str
     context: tuple[Said, ...]
     shown: Shown | None = None
+    sink: EditedAnswer | None = None
 
     async def run(self) -> None:
         """In the group's turn: the placeholder, the answer streamed into it, its note."""
@@ -145,14 +155,24 @@ class _GroupAnswer:
         async with editors.turn(chat_id):
             tag = new_tag()
             stop = stop_keyboard(texts, tag)
-            posted = await editors.post(
-                chat_id, texts("group_placeholder"), reply_to=self.asker.message_id, markup=stop
-            )
+            try:
+                posted = await editors.post(
+                    chat_id, texts("group_placeholder"), reply_to=self.asker.message_id, markup=stop
+                )
+            except (TelegramBadRequest, TelegramForbiddenError) as exc:
+                # The question deleted before its turn came, or the bot removed from the group:
+                # nobody to answer, nothing asked of the model or charged.
+                log.info("groups.not_answered", error=exc.message)
+                return
             placeholder = posted.message_id  # the id only: no Bot API result kept meanwhile
             del posted
             self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
             sink = await editors.in_chat(
-                chat_id, placeholder, stop_markup=stop, more_label=texts("read_whole")
+                chat_id,
+                placeholder,
+                stop_markup=stop,
+                more_label=texts("read_whole"),
+                gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
             )
             asked = Question(
                 self.asker.user_id,
@@ -162,12 +182,14 @@ class _GroupAnswer:
                 context=self.context,
                 keep_history=False,
             )
+            self.sink = sink
             answer = await self.kit.chat.answer(asked, sink)
+            await sink.finished()  # the final edit, if a flood wait outlasted the answer
             self.shown = None
-            if answer.stopped and not answer.text:
-                await sink.say(texts("cancelled"))
+            if not answer.text.strip():  # never a placeholder left with its stop button
+                await sink.say(texts("cancelled" if answer.stopped else "error_backend"))
                 return
-            if answer.finish_reason == "length" and answer.text and not answer.stopped:
+            if answer.finish_reason == "length" and not answer.stopped:
                 await sink.note(texts("answer_cut_here"))
         said = (*self.context, ("user", self.question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
@@ -175,7 +197,9 @@ class _GroupAnswer:
     async def failed(self, error: Exception) -> None:
         """As the errors router would: a notice for the asker alone; a bug apologised for."""
         if isinstance(error, VeilError):
-            await tell_outside(error, self.texts, self.kit.editors, self.shown, self.asker)
+            await tell_outside(
+                error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
+            )
         else:
             await self.failures.apologise(error, self.texts, self.asker.chat_id, None)
 

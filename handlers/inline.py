@@ -10,15 +10,20 @@ A guest message (the bot summoned where it is not a member) is answered the same
 questions: nothing is read from or stored in the asker's history unless they opted in
 (/settings). The answer runs detached from its update (``ChatService.start``), so the update is
 not kept while it streams; a failure is told in the inline message, as the errors router tells
-one (``handlers.failures``).
+one (``handlers.failures``), under the part of the answer already shown if there is one (it is
+paid for, and stays). A message deleted mid-answer stops the answer; a chosen result or guest
+summons Telegram delivers again is not answered twice (``editors.answered``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
+import structlog
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import (
     InlineQueryResultArticle,
     InlineQueryResultsButton,
@@ -45,19 +50,29 @@ if TYPE_CHECKING:
     from handlers.sinks import EditedAnswer, Editors
     from services.chat import Answer, ChatService
 
+log = structlog.get_logger("veil.inline")
+
 HELP_RESULT = "help"
 TITLE_CHARS = 60  # of the question, in the result's title
+# Of the question, above the answer: a guest's question may be near Telegram's 4096 characters
+# (an inline query has at most 256), and the message holds the question and the answer.
+HEADER_CHARS = 500
+
+
+def shortened(text: str, chars: int) -> str:
+    """``text``, cut to ``chars`` characters with an ellipsis when it is longer."""
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 def article(texts: Texts, tag: str, question: str) -> InlineQueryResultArticle:
     """The one result for a question: its message is the placeholder, with the stop button."""
-    title = question if len(question) <= TITLE_CHARS else question[: TITLE_CHARS - 1] + "…"
+    title = shortened(question, TITLE_CHARS)
     return InlineQueryResultArticle(
         id=tag,
         title=texts("inline_title", question=title),
         description=texts("inline_description"),
         input_message_content=InputTextMessageContent(
-            message_text=texts("inline_placeholder", question=question)
+            message_text=texts("inline_placeholder", question=shortened(question, HEADER_CHARS))
         ),
         reply_markup=stop_keyboard(texts, tag),
     )
@@ -77,12 +92,15 @@ async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) ->
             input_message_content=InputTextMessageContent(message_text=texts("inline_help")),
             reply_markup=link_keyboard(texts("open_bot"), link),
         )
-    await query.answer(
-        [result],
-        cache_time=0,
-        is_personal=True,
-        button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
-    )
+    try:
+        await query.answer(
+            [result],
+            cache_time=0,
+            is_personal=True,
+            button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
+        )
+    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+        log.info("inline.query_refused", error=exc.message)
 
 
 async def on_chosen_result(
@@ -96,6 +114,8 @@ async def on_chosen_result(
     question = result.query.strip()
     if result.result_id == HELP_RESULT or result.inline_message_id is None or not question:
         return
+    if not editors.answered.first(("inline", result.inline_message_id)):
+        return  # delivered again: it is answered (or being answered) already
     user = result.from_user
     asked = Question(
         user.id,
@@ -114,6 +134,8 @@ async def on_guest_message(
     bot = message.bot
     if message.guest_query_id is None or message.from_user is None or bot is None:
         return
+    if not editors.answered.first(("guest", message.guest_query_id)):
+        return  # delivered again: it is answered (or being answered) already
     me = await bot.me()
     question = without_mention(message.text or message.caption or "", me.username)
     context = replied_context(message, me.id)
@@ -121,9 +143,13 @@ async def on_guest_message(
         question = texts("guest_empty_question")
     user = message.from_user
     tag = new_tag()
-    sent = await bot.answer_guest_query(
-        message.guest_query_id, result=article(texts, tag, question or "…")
-    )
+    try:
+        sent = await bot.answer_guest_query(
+            message.guest_query_id, result=article(texts, tag, question or "…")
+        )
+    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+        log.info("inline.guest_query_refused", error=exc.message)
+        return
     asked = Question(
         user.id,
         user.language_code,
@@ -146,7 +172,8 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     """Start streaming the answer to ``asked`` into an inline message.
 
     The answer runs detached from the update (``ChatService.start``) and tells its own failure
-    in the inline message (``_Followup``). Until it has started, the update is known to show
+    in the inline message (``_Followup``); a message deleted meanwhile stops it (the sink's
+    ``gone``), as its stop button would. Until it has started, the update is known to show
     it there, so a failure before (the asker busy with another answer) is told in place by the
     errors router.
     """
@@ -154,9 +181,10 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     editors.showing.remember(update.update_id, shown)
     sink = await editors.inline(
         inline_message_id,
-        header=texts("inline_header", question=asked.prompt),
+        header=texts("inline_header", question=shortened(asked.prompt, HEADER_CHARS)),
         stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
         more_label=texts("read_whole"),
+        gone=partial(chat.cancel, asked.user_id, stop_tag=asked.stop_tag),
     )
     chat.start(asked, sink, _Followup(sink, texts, editors, shown))
     editors.showing.pop(update.update_id)
@@ -172,16 +200,24 @@ class _Followup:
     shown: Shown
 
     async def answered(self, answer: Answer) -> None:
-        """Say so when it was stopped before a word, and when the model cut it."""
-        if answer.stopped and not answer.text:
-            await self.sink.say(self.texts("cancelled"))
-        elif answer.finish_reason == "length" and answer.text and not answer.stopped:
+        """Say so when it was stopped before a word, when the model said nothing, and when it cut.
+
+        Never a placeholder left with its stop button. The final edit is waited for first, if
+        a flood wait outlasted the answer.
+        """
+        await self.sink.finished()
+        if not answer.text.strip():
+            await self.sink.say(self.texts("cancelled" if answer.stopped else "error_backend"))
+        elif answer.finish_reason == "length" and not answer.stopped:
             await self.sink.note(self.texts("answer_cut_here"))
 
     async def failed(self, error: Exception) -> None:
-        """As the errors router would: a short notice in the inline message; a bug is logged."""
+        """As the errors router would: a short notice in the inline message; a bug is logged.
+
+        The notice goes under the part of the answer already shown, if any.
+        """
         if isinstance(error, VeilError):
-            await tell_outside(error, self.texts, self.editors, self.shown, None)
+            await tell_outside(error, self.texts, self.editors, self.shown, None, answer=self.sink)
         else:
             log_bug(error)
 

@@ -4,7 +4,8 @@ The bot (the composition root) provides the implementations as workflow data: ``
 (private chats stream into a draft) and ``editors`` (inline, guest and group answers stream by
 editing one message at a group-safe pace; ``editors.showing`` remembers, per update, the
 message an answer is shown in, so that the errors router can put a failure there, or in a
-group tell only the asker, without the handler catching anything).
+group tell only the asker, without the handler catching anything; ``editors.answered`` the
+places answered already, so an update delivered again is not answered twice).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import TYPE_CHECKING, Protocol
 from services.chat import AnswerSink
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
 
     from aiogram import Bot
     from aiogram.types import InlineKeyboardMarkup, Message
 
-    from services.answers import LongAnswers, ReplyChains, Showing
+    from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 
 class NoticeSink(AnswerSink, Protocol):
@@ -31,6 +33,13 @@ class NoticeSink(AnswerSink, Protocol):
 
 class EditedAnswer(NoticeSink, Protocol):
     """An answer streamed into one message by edits (inline, guest, group)."""
+
+    async def finished(self) -> bool:
+        """Wait for the final edit if it is still under way (a flood wait outlasts the answer).
+
+        True once answer text is in the message (``note`` goes under it).
+        """
+        ...
 
     async def note(self, text: str) -> None:
         """Add a short line under the final answer (one more edit)."""
@@ -60,6 +69,7 @@ class Editors(Protocol):
     answers: LongAnswers
     showing: Showing
     chains: ReplyChains
+    answered: Answered
 
     def turn(self, chat_id: int) -> AbstractAsyncContextManager[None]:
         """Hold the group's turn: one answer at a time streams there, in arrival order."""
@@ -78,8 +88,13 @@ class Editors(Protocol):
         header: str,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditedAnswer:
-        """A sink editing an inline (or guest) message, the question as its ``header``."""
+        """A sink editing an inline (or guest) message, the question as its ``header``.
+
+        ``gone`` is called once if the message turns out to be gone (deleted): it stops the
+        answer, which nobody could see any more.
+        """
         ...
 
     async def in_chat(
@@ -89,8 +104,13 @@ class Editors(Protocol):
         *,
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
+        gone: Callable[[], object] | None = None,
     ) -> EditedAnswer:
-        """A sink editing the bot's message ``message_id`` in a group."""
+        """A sink editing the bot's message ``message_id`` in a group.
+
+        ``gone`` is called once if the message turns out to be gone (deleted, or the bot
+        removed from the group): it stops the answer.
+        """
         ...
 
     async def deep_link(self, start: str) -> str:

@@ -3,9 +3,11 @@
 - ``LongAnswers``: whole answers too long for the message they streamed into.
 - ``ReplyChains``: the turns behind each group answer, so a reply to it carries its thread.
 - ``Showing``: where each update's answer is shown, for the one place that reports failures.
+- ``Answered``: the places already answered, so an update delivered again is answered once.
 
-Memory only, bounded, never on disk: a restart forgets all three (links then say the answer
-expired; a reply then carries only the message it replies to).
+Memory only, bounded, never on disk: a restart forgets all four (links then say the answer
+expired; a reply then carries only the message it replies to; an update Telegram delivers
+again after a restart, one long polling had not acknowledged, is answered again).
 
 An inline, guest or group answer lives in one message of at most 4096 characters; a longer one
 ends with a button whose deep link (``/start a_<token>``) shows the whole answer in the private
@@ -22,8 +24,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import structlog
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
+
+log = structlog.get_logger("veil.answers")
 
 TOKEN_BYTES = 12  # 16 URL-safe characters: the deep link's payload stays well under 64
 
@@ -122,3 +128,27 @@ class Showing:
     def pop(self, update_id: int) -> Shown | None:
         """Where update ``update_id``'s answer was shown, once."""
         return self._shown.pop(update_id, None)
+
+
+class Answered:
+    """The places answered already: an inline message, a guest query, a group's message.
+
+    Telegram delivers an update again when it did not hear that the bot got it (a webhook's
+    reply lost): the same chosen result, summons or mention is then not answered (nor charged)
+    a second time, nor told "busy" in the message its first answer streams into. The newest
+    ``size`` are remembered.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[Hashable, None] = OrderedDict()
+
+    def first(self, place: Hashable) -> bool:
+        """True the first time ``place`` is asked about (it is remembered then), else False."""
+        if place in self._seen:
+            log.info("answers.delivered_again")
+            return False
+        self._seen[place] = None
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True

@@ -34,9 +34,17 @@ FAST_EDITS: dict[str, Any] = {
 
 
 async def ask_inline(stack: Stack, user: int, question: str) -> tuple[str, str]:
-    """Type the question, take the one article, send it; return (result id, message id)."""
+    """Type the question, take the one article, send it; return (result id, message id).
+
+    Each send is a new message (a new ``inline_message_id``), as in Telegram: the article is
+    taken from the answer to this query, not an earlier one.
+    """
+    earlier = len(stack.telegram.calls_of("answerInlineQuery"))
     stack.telegram.inline_query(user, question)
-    answered = await stack.telegram.wait_for("answerInlineQuery")
+    answered = await stack.telegram.wait_for(
+        "answerInlineQuery",
+        lambda call: call in stack.telegram.calls_of("answerInlineQuery")[earlier:],
+    )
     results = answered.params["results"]
     assert len(results) == 1
     result_id = results[0]["id"]
