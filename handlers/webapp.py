@@ -22,7 +22,10 @@ a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,7 +65,10 @@ MODEL_HEADER = "Veil-Model"
 MAX_TOKENS_HEADER = "Veil-Max-Tokens"
 PROOF_HEADER = "Veil-Proof"
 _SMALL_BODY = 4096  # the JSON of prepare and stop
-BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive
+# Seconds the page may take to send a whole request body, or to take in one piece of an answer
+# (VEIL_WEBAPP_CLIENT_TIMEOUT): a page that stalls longer is refused, or taken as gone.
+CLIENT_TIMEOUT = 30.0
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 # Where the page may load from and talk to: itself only, no inline script; framed only by
 # Telegram's web apps (the mobile and desktop apps open it in a webview of their own), and by
 # the origins VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's
@@ -158,6 +164,7 @@ RELAY = web.AppKey("relay", RelayService)
 CHECK = web.AppKey("check", InitDataCheck)
 PAGE = web.AppKey("page", Page)
 HEADERS = web.AppKey("headers", dict[str, str])
+STALL = web.AppKey("stall", float)
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:  # noqa: ANN401 -- JSON fields
@@ -198,7 +205,7 @@ def _authorized(
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, however it is split on the way, within ``BODY_TIMEOUT`` seconds.
+    """The whole body, however it is split on the way, within the client timeout.
 
     ``BadRelayRequest`` when it is larger than ``limit`` or does not arrive in time.
     """
@@ -206,7 +213,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         raise BadRelayRequest("body too large")
     body = bytearray()
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(request.app[STALL]):
             while piece := await request.content.read(limit + 1 - len(body)):
                 body += piece
                 if len(body) > limit:
@@ -302,18 +309,31 @@ def _ticket(request: web.Request) -> Ticket:
 async def handle_relay(
     request: web.Request, relay: RelayService, user: WebUser
 ) -> web.StreamResponse:
-    """Relay the sealed bytes; stream the gateway's chunks back as they come."""
+    """Relay the sealed bytes; stream the gateway's chunks back as they come.
+
+    A page that does not take a piece of the answer within the client timeout (its network
+    went dark, or it stopped reading) is taken as gone, like one that hung up: the relay hangs
+    up on the gateway, which stops the model, and the answer is charged what was generated.
+    """
     ticket = _ticket(request)
     body = await _read_body(request, max_request_size(Suite.MLKEM768_X25519))
     answer = await relay.relay(user.id, ticket, body)
     response = web.StreamResponse(
         headers={"Content-Type": SEALED_STREAM_TYPE, "Cache-Control": "no-store"}
     )
+    stall = request.app[STALL]
     try:
-        await response.prepare(request)
-        async for data in answer:
-            await response.write(data)
-        await response.write_eof()
+        async with asyncio.timeout(stall):
+            await response.prepare(request)
+        async for data in answer:  # (the gateway's pace is the relay's to bound, not ours)
+            async with asyncio.timeout(stall):
+                await response.write(data)
+        async with asyncio.timeout(stall):
+            await response.write_eof()
+    except TimeoutError:
+        log.info("webapp.page_stalled", user_id=user.id)
+        answer.abandon("page_stalled")
+        _reset(request)  # what is queued for it will never be read
     except (ConnectionResetError, RuntimeError):
         answer.abandon()  # the page went away: hang up, settle from the late receipt
     except BaseException:
@@ -338,16 +358,31 @@ async def handle_stop(request: web.Request, relay: RelayService, user: WebUser) 
     return web.json_response({"state": state})
 
 
-def build_webapp(
+def _reset(request: web.Request) -> None:
+    """Drop the page's connection with a reset: the bytes queued for it are thrown away."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already gone: abort() closes what is left
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
+
+
+def build_webapp(  # noqa: PLR0913 -- the routes' parts and the page's limits
     relay: RelayService,
     check: InitDataCheck,
     page: Page,
     prefix: str,
     frame_ancestors: Sequence[str] = (),
+    *,
+    client_timeout: float = CLIENT_TIMEOUT,
 ) -> web.Application:
     """The Mini App's aiohttp application, its routes under ``prefix`` (``/`` or ``/app/``).
 
-    ``frame_ancestors``: origins besides Telegram's web apps that may show the page in a frame.
+    ``frame_ancestors``: origins besides Telegram's web apps that may show the page in a frame;
+    ``client_timeout``: seconds a page may take to send a body or to take a piece of an answer.
     """
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     app = web.Application(client_max_size=max_request_size(Suite.MLKEM768_X25519) + 1)
@@ -355,6 +390,7 @@ def build_webapp(
     app[CHECK] = check
     app[PAGE] = page
     app[HEADERS] = page_headers(frame_ancestors)
+    app[STALL] = client_timeout
     app.router.add_get(prefix, handle_page)
     app.router.add_get(prefix + "veil.js", handle_script)
     app.router.add_get(prefix + "api/account", _authorized(handle_account))

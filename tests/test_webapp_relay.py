@@ -37,6 +37,7 @@ from tests.miniapp import (
     hold_of,
     init_data,
     read_stream,
+    settled,
     webapp_stack,
 )
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from models.holds import HoldState
     from tests.fakes.relay import RecordingProxy
     from tests.miniapp import MiniStack
 
@@ -381,14 +381,6 @@ def cut_connections(proxy: RecordingProxy) -> None:
     """Cut the connections the proxy carries now (it keeps accepting new ones)."""
     for pipe in list(proxy._pipes):
         pipe.cancel()
-
-
-async def settled(stack: MiniStack, request_id: bytes) -> HoldState:
-    """The hold once it is closed."""
-    async with asyncio.timeout(20):
-        while (state := await hold_of(stack.store, request_id)) is None or state.charge is None:  # noqa: ASYNC110 -- the ledger has no event
-            await asyncio.sleep(0.05)
-    return state
 
 
 async def test_a_gateway_cut_mid_stream_is_settled_from_the_late_receipt(

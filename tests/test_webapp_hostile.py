@@ -1,0 +1,112 @@
+"""The Mini App's relay under a hostile world: pages that stall, a busy gateway, launch data.
+
+Each test plays one hostile party (the page, the network between it and the bot, the
+gateway, a third party with someone's launch data) over real HTTP against the bot's own web
+server, which relays to a real gateway and the fake vLLM; the ledger is read back at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from structlog.testing import capture_logs
+
+from tests.fakes.relay import SlowReader
+from tests.miniapp import USER_ID, PythonPage, settled, webapp_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+
+    from tests.miniapp import MiniStack
+
+QUESTION = "Which drawer holds the letters I never sent?"
+CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
+
+
+def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> PythonPage:
+    return PythonPage(http, stack.base, stack.gateway.verify_key, **kwargs)
+
+
+def bot_address(stack: MiniStack) -> tuple[str, int]:
+    """Where the bot's web server listens itself (no proxy between it and the test)."""
+    assert stack.veil.webapp is not None
+    url = urlsplit(stack.veil.webapp)
+    assert url.hostname is not None
+    assert url.port is not None
+    return url.hostname, url.port
+
+
+def raw_post(path: str, headers: dict[str, str], body: bytes) -> bytes:
+    """An HTTP/1.1 POST as bytes on the wire."""
+    head = [
+        f"POST {path} HTTP/1.1",
+        "Host: veil.example",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def test_a_page_that_stops_reading_mid_answer_is_hung_up_on_and_charged_what_was_made(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A phone whose network went dark mid-answer, or a page that stopped reading: its window
+    # stays shut. The bot must not keep relaying into it (the model writing the whole answer,
+    # the user charged for all of it, the connection held forever).
+    answer = " ".join(["x" * 60_000] * 100)  # 100 deltas of 60 KB: far more than the buffers
+    with capture_logs() as logs:
+        async with webapp_stack(
+            tmp_path, answer=answer, token_delay=0.02, webapp_client_timeout=0.5
+        ) as stack:
+            headers, body, asked = await page(stack, http).seal(CHAT)
+            request = raw_post("/app/api/relay", headers, body)
+            async with SlowReader(*bot_address(stack), request) as reader:
+                assert reader.status == 200
+                async with asyncio.timeout(10):
+                    await reader.wait_closed_by_server()  # reset: the unread bytes are dropped
+            state = await settled(stack, asked.request_id)
+            relay = stack.veil.relay
+            assert relay is not None
+            assert not relay.busy(USER_ID)
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 100
+    assert stack.vllm.token_times == []  # the model never got to the end of the answer
+    settled_event = next(e for e in logs if e["event"] == "relay.settled")
+    assert settled_event["cut"] == "page_stalled"
+    assert any(e["event"] == "webapp.page_stalled" for e in logs)
+
+
+async def test_a_body_that_stalls_midway_is_refused_after_the_client_timeout(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, webapp_client_timeout=0.3) as stack:
+        headers, body, asked = await page(stack, http).seal(CHAT)
+        request = raw_post("/app/api/relay", headers, body)
+        reader, writer = await asyncio.open_connection(*bot_address(stack))
+        try:
+            writer.write(request[: len(request) - len(body) // 2])  # half the body, then nothing
+            await writer.drain()
+            async with asyncio.timeout(5):  # the bot answers without the rest of the body
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                payload = await reader.readexactly(length)
+        finally:
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 400")
+        assert json.loads(payload)["error"]["code"] == "bad_request"
+        # Nothing was held or asked: the user may ask again at once.
+        assert stack.vllm.requests == []
+        assert await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall()) == []
+        again = await page(stack, http).ask(QUESTION)
+        assert again.status == 200
+        assert again.request_id != asked.request_id
