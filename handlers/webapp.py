@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import socket
 import struct
 import time
@@ -69,6 +70,7 @@ _SMALL_BODY = 4096  # the JSON of prepare and stop
 # (VEIL_WEBAPP_CLIENT_TIMEOUT): a page that stalls longer is refused, or taken as gone.
 CLIENT_TIMEOUT = 30.0
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+MAX_RETRY_AFTER = 3600  # seconds: the most of a gateway's Retry-After passed on to the page
 # Where the page may load from and talk to: itself only, no inline script; framed only by
 # Telegram's web apps (the mobile and desktop apps open it in a webview of their own), and by
 # the origins VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's
@@ -172,7 +174,12 @@ def _error(status: int, code: str, message: str, **extra: Any) -> web.Response: 
 
 
 def error_response(exc: VeilError) -> web.Response:
-    """The reply for a service error (one table for every route)."""
+    """The reply for a service error (one table for every route).
+
+    A gateway's refusal names its status and code; a busy one's ``Retry-After`` is passed on
+    (whole seconds, in the JSON as ``retry_after`` and as the reply's own header), for the
+    page to say when to try again.
+    """
     for kind, status, code, message in _ERRORS:
         if isinstance(exc, kind):
             extra: dict[str, Any] = {}
@@ -180,7 +187,12 @@ def error_response(exc: VeilError) -> web.Response:
                 extra = {"needed": format_units(exc.needed), "balance": format_units(exc.balance)}
             elif isinstance(exc, GatewayRefused):
                 extra = {"gateway_status": exc.status, "gateway_code": exc.code}
-            return _error(status, code, message, **extra)
+                if exc.retry_after is not None:
+                    extra["retry_after"] = max(1, math.ceil(min(exc.retry_after, MAX_RETRY_AFTER)))
+            reply = _error(status, code, message, **extra)
+            if "retry_after" in extra:
+                reply.headers["Retry-After"] = str(extra["retry_after"])
+            return reply
     return _error(500, "error", "Something went wrong.")
 
 

@@ -327,3 +327,56 @@ async def test_a_tampered_chunk_is_reported_in_the_page_and_its_text_discarded(
         assert await page.inner_text("#answer") == ""
         assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
         await page.context.close()
+
+
+async def test_a_hostile_answer_is_shown_as_text_right_to_left_and_whole(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Markup in the model's answer is text, never parsed; an RTL answer reads right to left;
+    # characters outside the BMP (split across the stream's records) arrive whole.
+    question = "أين المفتاح؟"
+    hostile = (
+        "مرحبا! المفتاح هنا. <img src=x onerror=\"window.pwned='img'\">"
+        "<script>window.pwned='script'</script> 𠜎𠝹 😀👨‍👩‍👧 שלום"
+    )
+    async with webapp_stack(tmp_path, answer=hostile) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, question)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        for _ in range(2):  # as it streamed in, and again from the device history
+            shown = await page.evaluate(
+                """() => [...document.querySelectorAll('.bubble')].map((b) => ({
+                  text: b.textContent,
+                  children: b.children.length,
+                  direction: getComputedStyle(b).direction,
+                }))"""
+            )
+            assert shown == [
+                {"text": question, "children": 0, "direction": "rtl"},
+                {"text": hostile, "children": 0, "direction": "rtl"},
+            ]
+            assert await page.evaluate("window.pwned === undefined")
+            await page.reload()
+            await ready(page)
+        await page.context.close()
+
+
+async def test_a_busy_gateway_is_told_as_busy_with_its_wait(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data(language="ru")))
+        await ready(page)
+        stack.gateway.gateway.max_streams = 0  # every slot taken: 503 busy, Retry-After 1
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=gateway_refused]", timeout=15000)
+        assert await page.inner_text("#notice") == (
+            "Сервер модели сейчас занят. Попробуйте снова через 1 с."  # noqa: RUF001 -- Russian
+        )
+        assert await page.get_attribute("#send", "data-state") == "send"
+        stack.gateway.gateway.max_streams = 64
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from structlog.testing import capture_logs
 
 from tests.fakes.relay import SlowReader
-from tests.miniapp import USER_ID, PythonPage, settled, webapp_stack
+from tests.harness import CLIENT_VERIFY_KEY, client_policy
+from tests.miniapp import USER_ID, PythonPage, hold_of, settled, webapp_stack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -110,3 +111,39 @@ async def test_a_body_that_stalls_midway_is_refused_after_the_client_timeout(
         again = await page(stack, http).ask(QUESTION)
         assert again.status == 200
         assert again.request_id != asked.request_id
+
+
+async def test_a_busy_gateways_retry_after_reaches_the_page_and_nothing_is_charged(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path) as stack:
+        mini = page(stack, http)
+        gateway = stack.gateway.gateway
+        # Every stream slot taken: 503 busy, Retry-After 1.
+        gateway.max_streams = 0
+        async with mini.relay(CHAT) as (response, busy):
+            reply = await response.json()
+            retry_header = response.headers.get("Retry-After")
+        assert (response.status, reply["error"]["code"]) == (502, "gateway_refused")
+        assert (reply["error"]["gateway_status"], reply["error"]["gateway_code"]) == (503, "busy")
+        assert reply["error"]["retry_after"] == 1
+        assert retry_header == "1"
+        gateway.max_streams = 64
+        # The bot (the gateway's client) used its tokens of the minute: 429 rate_limited, and
+        # the seconds until the minute lets it in again.
+        gateway.clients = {CLIENT_VERIFY_KEY: client_policy(tokens_per_minute=1)}
+        assert (await mini.ask(QUESTION)).status == 200  # uses the minute's tokens up
+        async with mini.relay(CHAT) as (response, limited):
+            reply = await response.json()
+            retry_header = response.headers.get("Retry-After")
+        assert (reply["error"]["gateway_status"], reply["error"]["gateway_code"]) == (
+            429,
+            "rate_limited",
+        )
+        assert 1 <= reply["error"]["retry_after"] <= 60
+        assert retry_header == str(reply["error"]["retry_after"])
+        for asked in (busy, limited):
+            state = await hold_of(stack.store, asked.request_id)
+            assert state is not None
+            assert state.charge is not None
+            assert (state.charge.outcome, state.charge.units) == ("released", 0)

@@ -47,6 +47,15 @@ const DISCARD = new Set([
 
 const $ = (id) => document.getElementById(id);
 
+/** A gateway's refusal that another gateway, or the same one later, may not give. */
+function temporaryRefusal(error) {
+  const refused = error.body?.error || {};
+  return (
+    error.code === "gateway_refused" &&
+    (RETRY_STATUSES.has(refused.gateway_status) || refused.gateway_code === "unreachable")
+  );
+}
+
 function config() {
   const value = JSON.parse($("veil-config").textContent);
   return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
@@ -168,6 +177,7 @@ class App {
   bubble(role, text) {
     const item = document.createElement("div");
     item.className = `bubble ${role}`;
+    item.dir = "auto"; // an answer in Arabic or Hebrew reads right to left
     item.textContent = text;
     $("messages").append(item);
     item.scrollIntoView({ block: "end" });
@@ -181,6 +191,7 @@ class App {
     const summary = document.createElement("summary");
     summary.textContent = `💭 ${this.t("thinking")}`;
     const body = document.createElement("div");
+    body.dir = "auto";
     item.append(summary, body);
     answer.before(item);
     return body;
@@ -205,6 +216,13 @@ class App {
           unavailable: "unavailable",
         }[error.code] || "refused";
       values = { code: error.body?.error?.gateway_code || error.code };
+      // A gateway that is busy or down for now is not a refusal: say so, and when to try again
+      // if it said (its Retry-After, passed on by the bot).
+      if (temporaryRefusal(error)) {
+        const seconds = error.body.error.retry_after;
+        key = Number.isInteger(seconds) && seconds > 0 ? "busy_retry" : "unavailable";
+        values = { seconds };
+      }
     }
     this.note(this.t(key, values), "error");
     $("notice").dataset.error = error instanceof SealedError ? error.kind : error.code || "network";
@@ -337,11 +355,7 @@ class App {
       try {
         return await this.relay(gateway, verified.bundle, chat, on);
       } catch (error) {
-        const retry =
-          error instanceof ApiError &&
-          error.code === "gateway_refused" &&
-          (RETRY_STATUSES.has(error.body.error.gateway_status) || error.body.error.gateway_code === "unreachable");
-        if (!retry) throw error;
+        if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
         lastError = error;
       }
     }

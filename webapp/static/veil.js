@@ -6177,6 +6177,7 @@
     insufficient: "Not enough credit for an answer. Top up with /buy in the bot.",
     busy: "An answer is still being written.",
     unavailable: "No model server is available right now. Please try again in a moment.",
+    busy_retry: "The model server is busy right now. Please try again in {seconds} s.",
     untrusted: "No model server's keys could be verified against the pinned operator keys, so nothing was sent.",
     refused: "The model server refused the request ({code}).",
     ChunkTampered: "The answer was altered on the way (a chunk failed its check), so it was discarded.",
@@ -6219,6 +6220,7 @@
     insufficient: "Недостаточно кредита для ответа. Пополните его командой /buy в боте.",
     busy: "Предыдущий ответ ещё пишется.",
     unavailable: "Сейчас нет доступного сервера модели. Попробуйте чуть позже.",
+    busy_retry: "Сервер модели сейчас занят. Попробуйте снова через {seconds} с.",
     untrusted: "Ключи ни одного сервера модели не прошли проверку по ключам оператора, поэтому ничего не отправлено.",
     refused: "Сервер модели отклонил запрос ({code}).",
     ChunkTampered: "Ответ был изменён в пути (часть не прошла проверку), поэтому он отброшен.",
@@ -6261,6 +6263,7 @@
     insufficient: "Жауапқа кредит жеткіліксіз. Боттағы /buy арқылы толтырыңыз.",
     busy: "Алдыңғы жауап әлі жазылып жатыр.",
     unavailable: "Қазір қолжетімді модель сервері жоқ. Сәлден соң қайталап көріңіз.",
+    busy_retry: "Модель сервері қазір бос емес. {seconds} с кейін қайталап көріңіз.",
     untrusted: "Бірде-бір модель серверінің кілті оператор кілттерімен тексеруден өтпеді, сондықтан ештеңе жіберілмеді.",
     refused: "Модель сервері сұрауды қабылдамады ({code}).",
     ChunkTampered: "Жауап жолда өзгертілген (бір бөлігі тексеруден өтпеді), сондықтан ол алынып тасталды.",
@@ -6298,6 +6301,10 @@
     "MalformedMessage"
   ]);
   var $ = (id) => document.getElementById(id);
+  function temporaryRefusal(error) {
+    const refused = error.body?.error || {};
+    return error.code === "gateway_refused" && (RETRY_STATUSES.has(refused.gateway_status) || refused.gateway_code === "unreachable");
+  }
   function config() {
     const value = JSON.parse($("veil-config").textContent);
     return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
@@ -6409,6 +6416,7 @@
     bubble(role, text) {
       const item = document.createElement("div");
       item.className = `bubble ${role}`;
+      item.dir = "auto";
       item.textContent = text;
       $("messages").append(item);
       item.scrollIntoView({ block: "end" });
@@ -6421,6 +6429,7 @@
       const summary = document.createElement("summary");
       summary.textContent = `💭 ${this.t("thinking")}`;
       const body = document.createElement("div");
+      body.dir = "auto";
       item.append(summary, body);
       answer.before(item);
       return body;
@@ -6442,6 +6451,11 @@
           unavailable: "unavailable"
         }[error.code] || "refused";
         values = { code: error.body?.error?.gateway_code || error.code };
+        if (temporaryRefusal(error)) {
+          const seconds = error.body.error.retry_after;
+          key = Number.isInteger(seconds) && seconds > 0 ? "busy_retry" : "unavailable";
+          values = { seconds };
+        }
       }
       this.note(this.t(key, values), "error");
       $("notice").dataset.error = error instanceof SealedError ? error.kind : error.code || "network";
@@ -6561,8 +6575,7 @@
         try {
           return await this.relay(gateway, verified.bundle, chat, on);
         } catch (error) {
-          const retry = error instanceof ApiError && error.code === "gateway_refused" && (RETRY_STATUSES.has(error.body.error.gateway_status) || error.body.error.gateway_code === "unreachable");
-          if (!retry) throw error;
+          if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
           lastError = error;
         }
       }
