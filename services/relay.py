@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -440,9 +439,9 @@ class RelayService:
 
 
 def _seconds(value: str) -> float | None:
-    """A ``Retry-After`` given in seconds, if it is one (finite, not negative)."""
+    """A ``Retry-After`` given in seconds, if it is one."""
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return seconds if seconds >= 0 else None
