@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from structlog.testing import capture_logs
 
+from tests.books import inconsistent_users
 from tests.fakes.relay import SlowReader
 from tests.harness import CLIENT_VERIFY_KEY, client_policy
-from tests.miniapp import USER_ID, PythonPage, hold_of, settled, webapp_stack
+from tests.miniapp import USER_ID, PythonPage, hold_of, read_stream, settled, webapp_stack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,6 +75,7 @@ async def test_a_page_that_stops_reading_mid_answer_is_hung_up_on_and_charged_wh
             relay = stack.veil.relay
             assert relay is not None
             assert not relay.busy(USER_ID)
+            assert await inconsistent_users(stack.store) == []
     assert state.charge is not None
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     assert 0 < state.charge.completion_tokens < 100
@@ -147,3 +149,44 @@ async def test_a_busy_gateways_retry_after_reaches_the_page_and_nothing_is_charg
             assert state is not None
             assert state.charge is not None
             assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_forget_while_a_private_answer_streams_erases_and_the_answer_is_billed_once(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(60))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.03) as stack:
+        telegram = stack.telegram
+        assert (await page(stack, http).ask(QUESTION)).status == 200  # an earlier answer
+        mini = page(stack, http)
+        async with mini.relay(CHAT) as (response, asked):
+            first = await response.content.read(100)
+            telegram.send_text(USER_ID, "/forget")
+            confirm = await message_with(stack, "forget_confirm")
+            erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            telegram.press_button(USER_ID, erase, message_id=confirm["message_id"])
+            await message_with(stack, "forget_done", turns=0)
+            asked.raw = first + await response.read()  # the answer goes on to its end
+        read_stream(asked)
+        state = await settled(stack, asked.request_id)
+        assert await inconsistent_users(stack.store) == []
+        rows = await stack.store.read(lambda db: db.execute("SELECT user_id FROM users").fetchall())
+    assert asked.text == answer
+    assert asked.final is not None
+    assert asked.final.receipt is not None
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+    assert state.charge.completion_tokens == asked.final.receipt.receipt.completion_tokens
+    assert rows == []  # the relay wrote nothing about the user back after the erasure
+
+
+async def message_with(stack: MiniStack, key: str, **values: object) -> dict[str, Any]:
+    """Wait for the bot's message to the user that says the catalogue's ``key``."""
+    text = stack.veil.catalogs.for_language("en")(key, **values)
+    async with asyncio.timeout(10):
+        while True:
+            for message in stack.telegram.sent_messages(USER_ID):
+                if message.get("text") == text:
+                    return message
+            await asyncio.sleep(0.02)
