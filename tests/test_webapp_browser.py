@@ -380,3 +380,27 @@ async def test_a_busy_gateway_is_told_as_busy_with_its_wait(
         await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
         assert await page.inner_text("#answer") == ANSWER
         await page.context.close()
+
+
+async def test_stop_before_the_question_is_sent_sends_nothing_and_keeps_the_question(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # On a slow network Stop shows as soon as Send is pressed, while the page still asks the
+    # bot where to seal: a Stop then must not be lost (the question sent and answered whole).
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_bot.open.clear()  # the page's requests wait in the network
+        await ask(page, QUESTION)
+        assert await page.get_attribute("#send", "data-state") == "stop"
+        await page.click("#send")
+        stack.to_bot.open.set()
+        await page.wait_for_selector("#notice[data-status=unsent]", timeout=15000)
+        assert "nothing was charged" in await page.inner_text("#notice")
+        assert await page.get_attribute("#send", "data-state") == "send"
+        assert await page.input_value("#question") == QUESTION  # ready to send again
+        assert await page.locator(".bubble").count() == 0
+        assert stack.vllm.requests == []
+        rows = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
+        assert rows == []
+        await page.context.close()

@@ -61,6 +61,9 @@ function config() {
   return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
 }
 
+/** Stop was pressed before the sealed question left the page: nothing was sent or held. */
+class Unsent extends Error {}
+
 class ApiError extends Error {
   constructor(status, body) {
     super(body?.error?.code || `HTTP ${status}`);
@@ -76,7 +79,7 @@ class App {
     this.t = textsFor(this.launch.user?.language_code);
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
-    this.running = null; // {requestId, responseKey, controller}
+    this.running = null; // {requestId, responseKey, stopRequested} while a question is out
     this.account = null;
   }
 
@@ -257,14 +260,14 @@ class App {
     localStorage.setItem("veil:model", model);
     const request = { model, question };
     $("question").value = "";
-    this.bubble("user", question);
+    const asked = this.bubble("user", question);
     const answer = this.bubble("assistant", "");
     answer.id = "answer";
     for (const old of document.querySelectorAll("#answer")) if (old !== answer) old.removeAttribute("id");
     this.note(this.t("sealing"), "progress");
     delete $("notice").dataset.error;
     delete $("notice").dataset.status;
-    this.setRunning({ requestId: null, responseKey: null });
+    this.setRunning({ requestId: null, responseKey: null, stopRequested: false });
     let text = "";
     let thinking = null;
     try {
@@ -303,6 +306,15 @@ class App {
       }
       if (!result.error && text) await this.history.add(question, text);
     } catch (error) {
+      if (error instanceof Unsent) {
+        // Stopped before it was sent: as if never asked, the question back where it was typed.
+        asked.remove();
+        answer.remove();
+        if (!$("question").value) $("question").value = question;
+        this.note(this.t("unsent"), "info");
+        $("notice").dataset.status = "unsent";
+        return;
+      }
       // What did not authenticate is not shown; text that did (before a cut, or with a receipt
       // that failed) is genuine and stays.
       if (error instanceof SealedError && DISCARD.has(error.kind)) {
@@ -371,7 +383,9 @@ class App {
       responseKey,
       timestamp: Math.floor(Date.now() / 1000),
     });
-    this.running = { requestId, responseKey };
+    // Stop pressed while the page was still preparing: the question does not leave it.
+    if (this.running.stopRequested) throw new Unsent("stopped before sending");
+    Object.assign(this.running, { requestId, responseKey });
     const response = await this.api("api/relay", {
       method: "POST",
       body,
@@ -409,7 +423,9 @@ class App {
 
   async stop() {
     const running = this.running;
-    if (!running || !running.requestId) return;
+    if (!running) return;
+    running.stopRequested = true; // before sending, relay() sees it and sends nothing
+    if (!running.requestId) return;
     try {
       await this.api("api/stop", {
         method: "POST",

@@ -6162,6 +6162,7 @@
     sealing: "Sealing your question on this device…",
     writing: "Writing…",
     stopped: "Stopped.",
+    unsent: "Stopped before your question was sent: nothing was charged.",
     receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
@@ -6205,6 +6206,7 @@
     sealing: "Шифруем вопрос на этом устройстве…",
     writing: "Пишу…",
     stopped: "Остановлено.",
+    unsent: "Остановлено до отправки вопроса: ничего не списано.",
     receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
@@ -6248,6 +6250,7 @@
     sealing: "Сұрағыңыз осы құрылғыда шифрлануда…",
     writing: "Жазып жатырмын…",
     stopped: "Тоқтатылды.",
+    unsent: "Сұрағыңыз жіберілмей тұрып тоқтатылды: ештеңе есептен шығарылмады.",
     receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
@@ -6309,6 +6312,8 @@
     const value = JSON.parse($("veil-config").textContent);
     return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
   }
+  var Unsent = class extends Error {
+  };
   var ApiError = class extends Error {
     constructor(status, body) {
       super(body?.error?.code || `HTTP ${status}`);
@@ -6487,14 +6492,14 @@
       localStorage.setItem("veil:model", model);
       const request2 = { model, question };
       $("question").value = "";
-      this.bubble("user", question);
+      const asked = this.bubble("user", question);
       const answer = this.bubble("assistant", "");
       answer.id = "answer";
       for (const old of document.querySelectorAll("#answer")) if (old !== answer) old.removeAttribute("id");
       this.note(this.t("sealing"), "progress");
       delete $("notice").dataset.error;
       delete $("notice").dataset.status;
-      this.setRunning({ requestId: null, responseKey: null });
+      this.setRunning({ requestId: null, responseKey: null, stopRequested: false });
       let text = "";
       let thinking = null;
       try {
@@ -6531,6 +6536,14 @@
         }
         if (!result.error && text) await this.history.add(question, text);
       } catch (error) {
+        if (error instanceof Unsent) {
+          asked.remove();
+          answer.remove();
+          if (!$("question").value) $("question").value = question;
+          this.note(this.t("unsent"), "info");
+          $("notice").dataset.status = "unsent";
+          return;
+        }
         if (error instanceof SealedError && DISCARD.has(error.kind)) {
           answer.textContent = "";
           thinking?.parentElement.remove();
@@ -6590,7 +6603,8 @@
         responseKey,
         timestamp: Math.floor(Date.now() / 1e3)
       });
-      this.running = { requestId, responseKey };
+      if (this.running.stopRequested) throw new Unsent("stopped before sending");
+      Object.assign(this.running, { requestId, responseKey });
       const response = await this.api("api/relay", {
         method: "POST",
         body,
@@ -6627,7 +6641,9 @@
     }
     async stop() {
       const running = this.running;
-      if (!running || !running.requestId) return;
+      if (!running) return;
+      running.stopRequested = true;
+      if (!running.requestId) return;
       try {
         await this.api("api/stop", {
           method: "POST",
