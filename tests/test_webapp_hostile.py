@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 
 from structlog.testing import capture_logs
 
+from sealed.receipt import ReceiptStatus
 from tests.books import inconsistent_users
 from tests.fakes.relay import SlowReader
-from tests.harness import CLIENT_VERIFY_KEY, client_policy
+from tests.harness import CLIENT_VERIFY_KEY, client_policy, wait_until
 from tests.miniapp import USER_ID, PythonPage, hold_of, read_stream, settled, webapp_stack
 
 if TYPE_CHECKING:
@@ -190,3 +191,42 @@ async def message_with(stack: MiniStack, key: str, **values: object) -> dict[str
                 if message.get("text") == text:
                     return message
             await asyncio.sleep(0.02)
+
+
+async def test_a_stop_sent_before_the_gateway_took_the_question_stops_it_once_it_does(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Stop pressed while the sealed question is still on its way to the gateway (a slow
+    # network, a hold being written): the gateway has no stream to cancel yet. The stop must
+    # not be lost, nor wait on that network.
+    answer = " ".join(f"word{i}" for i in range(80))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        mini = page(stack, http)
+        assert (await mini.ask(QUESTION)).status == 200  # the bundle is known
+        relay = stack.veil.relay
+        assert relay is not None
+        headers, body, asked = await mini.seal(CHAT)
+
+        async def ask_and_read() -> bytes:
+            async with http.post(mini.base + "api/relay", data=body, headers=headers) as reply:
+                assert reply.status == 200
+                return await reply.read()
+
+        stack.to_gateway.open.clear()  # the question waits on its way to the gateway
+        asking = asyncio.create_task(ask_and_read())
+        await wait_until(lambda: relay.running == 1)
+        async with asyncio.timeout(2):  # answered at once, not after the network's delay
+            status, reply = await mini.stop(asked)
+        assert (status, reply) == (200, {"state": "stopping"})
+        stack.to_gateway.open.set()
+        asked.raw = await asking
+        state = await settled(stack, asked.request_id)
+        assert await inconsistent_users(stack.store) == []
+    read_stream(asked)
+    assert asked.final is not None
+    assert asked.final.finish_reason == "stopped"
+    assert asked.final.receipt is not None
+    assert asked.final.receipt.receipt.status is ReceiptStatus.STOPPED
+    assert asked.final.receipt.receipt.completion_tokens < 80
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
