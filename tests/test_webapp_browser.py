@@ -118,12 +118,14 @@ async def ask(page: Page, question: str) -> None:
 def assert_unread(stack: MiniStack, logs: list[Any], *texts: str) -> None:
     dumped = json.dumps(logs, default=str)
     stored = stack.stored_bytes()
+    told = json.dumps([call.params for call in stack.telegram.calls], ensure_ascii=False)
     for text in texts:
         for piece in (text, text[:12], text[-12:]):
             assert piece.encode() not in stack.to_bot.captured, piece
             assert piece.encode() not in stack.to_gateway.captured, piece
             assert piece.encode() not in stored, piece
             assert piece not in dumped, piece
+            assert piece not in told, piece  # nor anything the bot sent to Telegram
 
 
 async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(

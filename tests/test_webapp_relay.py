@@ -61,9 +61,10 @@ def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> Python
 
 
 def assert_unread(stack: MiniStack, *texts: str, logs: list[MutableMapping[str, object]]) -> None:
-    """Neither the wire on both sides of the bot, nor its logs or files hold any of ``texts``."""
+    """No wire on either side of the bot, its logs, files or calls to Telegram hold ``texts``."""
     dumped = json.dumps(logs, default=str)
     stored = stack.stored_bytes()
+    told = json.dumps([call.params for call in stack.telegram.calls], ensure_ascii=False)
     for text in texts:
         for piece in (text, text[:12], text[-12:]):
             raw = piece.encode()
@@ -71,6 +72,7 @@ def assert_unread(stack: MiniStack, *texts: str, logs: list[MutableMapping[str, 
             assert raw not in stack.to_gateway.captured, piece
             assert raw not in stored, piece
             assert piece not in dumped, piece
+            assert piece not in told, piece
 
 
 async def test_a_sealed_question_is_relayed_unread_and_settled_from_the_relay_receipt(
