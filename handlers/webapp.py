@@ -30,6 +30,7 @@ import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import structlog
 from aiogram.utils.web_app import safe_parse_webapp_init_data
@@ -126,7 +127,11 @@ class Unauthorized(Exception):
 
 @dataclass(frozen=True)
 class InitDataCheck:
-    """Checks Telegram's ``initData``: the bot token's HMAC and an ``auth_date`` not too old."""
+    """Checks Telegram's ``initData``: the bot token's HMAC and an ``auth_date`` not too old.
+
+    Launch data that is not ASCII, gives a field twice, or names no positive user id within
+    JSON's exact integers is refused like a forgery, before anything reads it.
+    """
 
     token: str
     max_age: float
@@ -138,14 +143,21 @@ class InitDataCheck:
         scheme, _, init_data = (authorization or "").partition(" ")
         if scheme.lower() != "tma" or not init_data:
             raise Unauthorized("unauthorized")
+        # Telegram's launch data is URL-encoded ASCII, each field once: anything else is not
+        # its (and non-ASCII would break the signature's comparison, not fail it).
+        if not init_data.isascii():
+            raise Unauthorized("unauthorized")
+        fields = [name for name, _ in parse_qsl(init_data, keep_blank_values=True)]
+        if len(set(fields)) != len(fields):
+            raise Unauthorized("unauthorized")
         try:
             data = safe_parse_webapp_init_data(self.token, init_data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise Unauthorized("unauthorized") from exc
         age = self.clock() - data.auth_date.timestamp()
         if age > self.max_age or age < -self.skew:
             raise Unauthorized("stale")
-        if data.user is None:
+        if data.user is None or not 0 < data.user.id <= MAX_JSON_INT:
             raise Unauthorized("unauthorized")
         return WebUser(data.user.id, data.user.language_code)
 

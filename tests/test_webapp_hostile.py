@@ -8,17 +8,29 @@ server, which relays to a real gateway and the fake vLLM; the ledger is read bac
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from structlog.testing import capture_logs
 
 from sealed.receipt import ReceiptStatus
 from tests.books import inconsistent_users
+from tests.botstack import TOKEN
 from tests.fakes.relay import SlowReader
 from tests.harness import CLIENT_VERIFY_KEY, client_policy, wait_until
-from tests.miniapp import USER_ID, PythonPage, hold_of, read_stream, settled, webapp_stack
+from tests.miniapp import (
+    USER_ID,
+    PythonPage,
+    hold_of,
+    init_data,
+    read_stream,
+    settled,
+    webapp_stack,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -230,3 +242,50 @@ async def test_a_stop_sent_before_the_gateway_took_the_question_stops_it_once_it
     assert asked.final.receipt.receipt.completion_tokens < 80
     assert state.charge is not None
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+def signed(fields: dict[str, str]) -> str:
+    """Launch data signed with the bot's own token, whatever it says (as only Telegram could)."""
+    check = "\n".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    secret = hmac.new(b"WebAppData", TOKEN.encode(), hashlib.sha256).digest()
+    signature = hmac.new(secret, check.encode(), hashlib.sha256).hexdigest()
+    return urlencode({**fields, "hash": signature}, quote_via=quote)
+
+
+async def test_launch_data_that_is_not_telegrams_is_refused_never_a_server_error(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    now = str(int(time.time()))
+    eve = quote(json.dumps({"id": 666, "first_name": "Eve"}))
+
+    def user(user_id: object) -> str:
+        return signed({"user": json.dumps({"id": user_id, "first_name": "A"}), "auth_date": now})
+
+    cases = {
+        # From anyone: bytes Telegram never sends (its launch data is URL-encoded ASCII).
+        "non-ASCII": init_data() + "\u00ff",
+        "non-ASCII hash": init_data().rsplit("=", 1)[0] + "=\u00e9\u00e9",
+        # A field given twice: whichever copy a parser takes, Telegram signed only one.
+        "user twice, the forged one first": f"user={eve}&" + init_data(),
+        "user twice, the forged one last": init_data() + f"&user={eve}",
+        "hash twice": init_data() + "&hash=" + "0" * 64,
+        # Signed, yet no Telegram user: not a positive id within JSON's exact integers.
+        "id 2**70": user(2**70),
+        "id 0": user(0),
+        "id -5": user(-5),
+        "id not a number": user("abc"),
+        "user nested too deep": signed({"user": "[" * 1200 + "]" * 1200, "auth_date": now}),
+    }
+    async with webapp_stack(tmp_path) as stack:
+        with capture_logs() as logs:
+            for name, data in cases.items():
+                mini = page(stack, http, data=data)
+                async with http.get(mini.base + "api/account", headers=mini.auth) as response:
+                    assert response.status == 401, name
+                    reply = await response.json()
+                assert reply["error"]["code"] == "unauthorized", name
+        # Telegram's own launch data still opens the page.
+        status, _ = await page(stack, http).get("api/account")
+        assert status == 200
+    refused = [e for e in logs if e["event"] == "webapp.refused"]
+    assert len(refused) == len(cases)
