@@ -406,3 +406,56 @@ async def test_stop_before_the_question_is_sent_sends_nothing_and_keeps_the_ques
         rows = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
         assert rows == []
         await page.context.close()
+
+
+# Fill the page's storage so that the history as stored now is all that still fits (to the
+# character), and say how much junk that took.
+FILL_STORAGE = """() => {
+  localStorage.removeItem("junk");
+  let low = 0, high = 64 * 1024 * 1024;
+  while (low < high) {
+    const size = Math.ceil((low + high) / 2);
+    try {
+      localStorage.setItem("junk", "x".repeat(size));
+      low = size;
+    } catch {
+      high = size - 1;
+    }
+  }
+  localStorage.setItem("junk", "x".repeat(low));
+  return low;
+}"""
+
+
+async def test_a_full_device_storage_drops_the_oldest_history_never_the_answer(
+    browser: Browser, tmp_path: Path
+) -> None:
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        questions = [f"Question number {i}?" for i in range(4)]
+        for question in questions[:2]:
+            await ask(page, question)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.evaluate(FILL_STORAGE) > 0
+        # One more exchange does not fit beside the junk: the oldest one makes room.
+        await ask(page, questions[2])
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert "verified" in await page.inner_text("#notice")
+        assert await page.get_attribute("#notice", "data-error") is None
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.user").all_inner_texts() == questions[1:3]
+        # Nothing fits at all now: the answer is shown and billed, and the page says the
+        # history could not be saved (not that the connection failed).
+        await page.evaluate(f"localStorage.setItem({HISTORY_SLOT!r}, '')")
+        await page.evaluate(FILL_STORAGE)
+        await ask(page, questions[3])
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        notice = await page.inner_text("#notice")
+        assert "verified" in notice
+        assert "storage is full" in notice
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()

@@ -257,7 +257,11 @@ class App {
       return;
     }
     const model = $("model").value;
-    localStorage.setItem("veil:model", model);
+    try {
+      localStorage.setItem("veil:model", model);
+    } catch {
+      // a full storage: the choice is not remembered, the question still goes
+    }
     const request = { model, question };
     $("question").value = "";
     const asked = this.bubble("user", question);
@@ -304,7 +308,9 @@ class App {
         this.note(stopped + this.t("receipt", counts), "done");
         $("notice").dataset.status = receipt.status;
       }
-      if (!result.error && text) await this.history.add(question, text);
+      if (!result.error && text && !(await this.history.add(question, text))) {
+        $("notice").textContent += ` ${this.t("history_full")}`;
+      }
     } catch (error) {
       if (error instanceof Unsent) {
         // Stopped before it was sent: as if never asked, the question back where it was typed.

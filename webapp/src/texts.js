@@ -16,6 +16,7 @@ const en = {
   forget: "Forget this device's history",
   forgotten: "History erased: its key is destroyed.",
   history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
+  history_full: "This device's storage is full, so this exchange was not saved to the history.",
   history_not_kept:
     "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
   about: "What private mode protects",
@@ -64,6 +65,7 @@ const ru = {
   forget: "Стереть историю на этом устройстве",
   forgotten: "История стёрта: её ключ уничтожен.",
   history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
+  history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
   history_not_kept:
     "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
   about: "Что защищает приватный режим",
@@ -112,6 +114,7 @@ const kk = {
   forget: "Осы құрылғыдағы тарихты өшіру",
   forgotten: "Тарих өшірілді: оның кілті жойылды.",
   history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
+  history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
   history_not_kept:
     "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
   about: "Жеке режим нені қорғайды",

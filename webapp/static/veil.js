@@ -5947,13 +5947,30 @@
     get cacheSalt() {
       return sha256Hex(concat2(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
     }
+    /** Keep an exchange; false when the device's storage has no room even for it alone. */
     async add(question, answer) {
       this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
       this.turns = this.turns.slice(-MAX_TURNS);
-      await this.save();
+      return this.save();
     }
+    /**
+     * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
+     * never the newest: false (the stored history left as it was) if even that does not fit.
+     */
     async save() {
-      if (this.persistent && this.local) this.local.setItem(this.slot, await sealHistory(this.key, this.turns));
+      if (!this.persistent || !this.local) return true;
+      let turns = this.turns;
+      for (; ; ) {
+        const sealed = await sealHistory(this.key, turns);
+        try {
+          this.local.setItem(this.slot, sealed);
+          this.turns = turns;
+          return true;
+        } catch {
+          if (turns.length <= 2) return false;
+          turns = turns.slice(2);
+        }
+      }
     }
     /** Destroy the key and the ciphertext: nothing kept can be read again. */
     async forget() {
@@ -6167,6 +6184,7 @@
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
     history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
+    history_full: "This device's storage is full, so this exchange was not saved to the history.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
     about: "What private mode protects",
     protects: "Your question is sealed here, on your device, to the inference worker's key, after this page has checked that key against the operator key pinned in the page itself. Telegram and the bot only pass the sealed bytes on: neither can read your questions or the answers. The bot bills you from the worker's signed receipt, which this page checks too. Your history stays on this device, encrypted.",
@@ -6211,6 +6229,7 @@
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
     history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
+    history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     about: "Что защищает приватный режим",
     protects: "Ваш вопрос шифруется здесь, на вашем устройстве, ключом сервера модели — после того как эта страница сверила этот ключ с ключом оператора, зашитым в саму страницу. Telegram и бот лишь передают зашифрованные байты: ни тот, ни другой не может прочитать ни ваши вопросы, ни ответы. Бот списывает оплату по подписанному чеку сервера, который проверяет и эта страница. История хранится на этом устройстве в зашифрованном виде.",
@@ -6255,6 +6274,7 @@
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
     history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
+    history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     about: "Жеке режим нені қорғайды",
     protects: "Сұрағыңыз осында, құрылғыңызда, модель серверінің кілтімен шифрланады — бұл бет ол кілтті беттің өзіне енгізілген оператор кілтімен салыстырып тексергеннен кейін. Telegram мен бот тек шифрланған байттарды жеткізеді: екеуі де сұрақтарыңызды да, жауаптарды да оқи алмайды. Бот төлемді сервердің қолтаңбалы түбіртегі бойынша алады, оны осы бет те тексереді. Тарихыңыз осы құрылғыда шифрланып сақталады.",
@@ -6489,7 +6509,10 @@
         return;
       }
       const model = $("model").value;
-      localStorage.setItem("veil:model", model);
+      try {
+        localStorage.setItem("veil:model", model);
+      } catch {
+      }
       const request2 = { model, question };
       $("question").value = "";
       const asked = this.bubble("user", question);
@@ -6534,7 +6557,9 @@
           this.note(stopped + this.t("receipt", counts), "done");
           $("notice").dataset.status = receipt.status;
         }
-        if (!result.error && text) await this.history.add(question, text);
+        if (!result.error && text && !await this.history.add(question, text)) {
+          $("notice").textContent += ` ${this.t("history_full")}`;
+        }
       } catch (error) {
         if (error instanceof Unsent) {
           asked.remove();
