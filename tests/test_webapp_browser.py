@@ -459,3 +459,22 @@ async def test_a_full_device_storage_drops_the_oldest_history_never_the_answer(
         assert await page.get_attribute("#notice", "data-error") is None
         assert await page.inner_text("#answer") == ANSWER
         await page.context.close()
+
+
+async def test_a_device_clock_ten_minutes_ahead_still_gets_answers(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The gateway refuses a sealed request whose timestamp is more than two minutes from its
+    # clock; a phone's clock set by hand can be further off than that.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.expose_function("fakeKeychain", Keychain().answer)
+        await page.add_init_script(FAKE_TELEGRAM_APP)
+        await page.add_init_script("Date.now = ((real) => () => real() + 600_000)(Date.now);")
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.inner_text("#answer") == ANSWER
+        await context.close()

@@ -81,6 +81,22 @@ class App {
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
     this.running = null; // {requestId, responseKey, stopRequested} while a question is out
     this.account = null;
+    this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
+  }
+
+  /**
+   * Now, in seconds, by the bot's clock as its last reply's Date header gave it: what the
+   * sealed request's timestamp needs (the gateway allows two minutes of skew, and a phone's
+   * clock set by hand can be further off). The bundle's validity is still judged by this
+   * device's own clock.
+   */
+  serverNow() {
+    return Math.floor(Date.now() / 1000 + this.clockOffset);
+  }
+
+  learnClock(response) {
+    const served = Date.parse(response.headers.get("Date") ?? "");
+    if (Number.isFinite(served)) this.clockOffset = (served - Date.now()) / 1000;
   }
 
   url(path) {
@@ -349,13 +365,13 @@ class App {
       responseKey: new Uint8Array(32),
       timestamp: Math.floor(Date.now() / 1000),
     }).length;
-    const offer = await (
-      await this.api("api/prepare", {
-        method: "POST",
-        body: JSON.stringify({ model: request.model, size }),
-        headers: { "Content-Type": "application/json" },
-      })
-    ).json();
+    const prepared = await this.api("api/prepare", {
+      method: "POST",
+      body: JSON.stringify({ model: request.model, size }),
+      headers: { "Content-Type": "application/json" },
+    });
+    this.learnClock(prepared);
+    const offer = await prepared.json();
     let lastError = new SealedError("BundleUnpinned", "no gateway");
     let verifiedAny = false;
     for (const { gateway, bundle: wire } of offer.gateways) {
@@ -387,7 +403,7 @@ class App {
     const body = await sealRequest(bundle, chat, {
       requestId,
       responseKey,
-      timestamp: Math.floor(Date.now() / 1000),
+      timestamp: this.serverNow(),
     });
     // Stop pressed while the page was still preparing: the question does not leave it.
     if (this.running.stopRequested) throw new Unsent("stopped before sending");

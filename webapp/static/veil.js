@@ -6350,6 +6350,20 @@
       this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
       this.running = null;
       this.account = null;
+      this.clockOffset = 0;
+    }
+    /**
+     * Now, in seconds, by the bot's clock as its last reply's Date header gave it: what the
+     * sealed request's timestamp needs (the gateway allows two minutes of skew, and a phone's
+     * clock set by hand can be further off). The bundle's validity is still judged by this
+     * device's own clock.
+     */
+    serverNow() {
+      return Math.floor(Date.now() / 1e3 + this.clockOffset);
+    }
+    learnClock(response) {
+      const served = Date.parse(response.headers.get("Date") ?? "");
+      if (Number.isFinite(served)) this.clockOffset = (served - Date.now()) / 1e3;
     }
     url(path) {
       return new URL(path, window.location.href).toString();
@@ -6591,11 +6605,13 @@
         responseKey: new Uint8Array(32),
         timestamp: Math.floor(Date.now() / 1e3)
       }).length;
-      const offer = await (await this.api("api/prepare", {
+      const prepared = await this.api("api/prepare", {
         method: "POST",
         body: JSON.stringify({ model: request2.model, size }),
         headers: { "Content-Type": "application/json" }
-      })).json();
+      });
+      this.learnClock(prepared);
+      const offer = await prepared.json();
       let lastError = new SealedError("BundleUnpinned", "no gateway");
       let verifiedAny = false;
       for (const { gateway, bundle: wire } of offer.gateways) {
@@ -6626,7 +6642,7 @@
       const body = await sealRequest(bundle, chat, {
         requestId,
         responseKey,
-        timestamp: Math.floor(Date.now() / 1e3)
+        timestamp: this.serverNow()
       });
       if (this.running.stopRequested) throw new Unsent("stopped before sending");
       Object.assign(this.running, { requestId, responseKey });
