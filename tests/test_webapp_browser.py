@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from services.audit import Auditor
 from services.tokens import prompt_tokens
+from tests.books import inconsistent_users
 from tests.harness import REPO
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
 
@@ -478,3 +479,34 @@ async def test_a_device_clock_ten_minutes_ahead_still_gets_answers(
         await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
         assert await page.inner_text("#answer") == ANSWER
         await context.close()
+
+
+async def test_a_question_sealed_to_a_rotated_out_key_is_sealed_again_and_answered(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)  # the bot has the bundle now
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        gateway = stack.gateway.gateway
+        gateway.ring.rotate(gateway.now())
+        gateway.ring._keys = gateway.ring._keys[:1]  # the old key's window closes at once
+        # The bot still offers the old bundle: the page seals to it, the gateway answers 410,
+        # the bot fetches the new bundle, and the page prepares and seals once more.
+        await ask(page, "And the red one?")
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()
+        holds = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds ORDER BY rowid").fetchall()
+        )
+        outcomes = []
+        for (request_id,) in holds:
+            state = await hold_of(stack.store, bytes.fromhex(request_id))
+            assert state is not None
+            assert state.charge is not None
+            outcomes.append(state.charge.outcome)
+        assert await inconsistent_users(stack.store) == []
+    assert outcomes == ["settled", "released", "settled"]  # the refused one cost nothing
+    assert len(stack.vllm.requests) == 2

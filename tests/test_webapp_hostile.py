@@ -289,3 +289,29 @@ async def test_launch_data_that_is_not_telegrams_is_refused_never_a_server_error
         assert status == 200
     refused = [e for e in logs if e["event"] == "webapp.refused"]
     assert len(refused) == len(cases)
+
+
+async def test_a_replayed_sealed_body_is_refused_and_nothing_is_charged_for_it(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Someone resends a sealed body the page sent before, under a request id of their own: the
+    # gateway has seen its sealed request id, so the model never runs it again.
+    async with webapp_stack(tmp_path, answer="Once only.") as stack:
+        mini = page(stack, http)
+        headers, body, _ = await mini.seal(CHAT)
+        async with http.post(mini.base + "api/relay", data=body, headers=headers) as reply:
+            assert reply.status == 200
+            await reply.read()
+        asked = len(stack.vllm.requests)
+        replay = {**headers, "Veil-Request-Id": "ab" * 16}
+        async with http.post(mini.base + "api/relay", data=body, headers=replay) as reply:
+            refused = await reply.json()
+        assert reply.status == 502
+        assert refused["error"]["code"] == "gateway_refused"
+        assert refused["error"]["gateway_status"] == 409
+        assert len(stack.vllm.requests) == asked
+        state = await hold_of(stack.store, bytes.fromhex("ab" * 16))
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
