@@ -365,7 +365,14 @@ async def _webapp(veil: Veil) -> AsyncIterator[None]:
     check = InitDataCheck(settings.bot_token.get_secret_value(), settings.webapp_max_age)
     page = Page(*load_page(settings.verify_keys))
     framers = settings.webapp_frame_ancestors.split()
-    app = build_webapp(veil.relay, check, page, webapp_prefix(settings), framers)
+    app = build_webapp(
+        veil.relay,
+        check,
+        page,
+        webapp_prefix(settings),
+        framers,
+        client_timeout=settings.webapp_client_timeout,
+    )
     async with serving_webapp(app, settings, veil.relay) as url:
         veil.webapp = url
         yield

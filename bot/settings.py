@@ -72,6 +72,7 @@ class BotSettings(BaseSettings):
     webapp_port: int = Field(default=8480, ge=0, le=65535)
     webapp_max_age: int = Field(default=3600, ge=60, le=7 * 86_400)
     webapp_frame_ancestors: str = ""
+    webapp_client_timeout: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bot_metrics_host: str = "127.0.0.1"
     bot_metrics_port: int = Field(default=9601, ge=0, le=65535)

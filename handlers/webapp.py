@@ -22,10 +22,15 @@ a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
+import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import structlog
 from aiogram.utils.web_app import safe_parse_webapp_init_data
@@ -62,7 +67,11 @@ MODEL_HEADER = "Veil-Model"
 MAX_TOKENS_HEADER = "Veil-Max-Tokens"
 PROOF_HEADER = "Veil-Proof"
 _SMALL_BODY = 4096  # the JSON of prepare and stop
-BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive
+# Seconds the page may take to send a whole request body, or to take in one piece of an answer
+# (VEIL_WEBAPP_CLIENT_TIMEOUT): a page that stalls longer is refused, or taken as gone.
+CLIENT_TIMEOUT = 30.0
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+MAX_RETRY_AFTER = 3600  # seconds: the most of a gateway's Retry-After passed on to the page
 # Where the page may load from and talk to: itself only, no inline script; framed only by
 # Telegram's web apps (the mobile and desktop apps open it in a webview of their own), and by
 # the origins VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's
@@ -118,7 +127,11 @@ class Unauthorized(Exception):
 
 @dataclass(frozen=True)
 class InitDataCheck:
-    """Checks Telegram's ``initData``: the bot token's HMAC and an ``auth_date`` not too old."""
+    """Checks Telegram's ``initData``: the bot token's HMAC and an ``auth_date`` not too old.
+
+    Launch data that is not ASCII, gives a field twice, or names no positive user id within
+    JSON's exact integers is refused like a forgery, before anything reads it.
+    """
 
     token: str
     max_age: float
@@ -130,14 +143,21 @@ class InitDataCheck:
         scheme, _, init_data = (authorization or "").partition(" ")
         if scheme.lower() != "tma" or not init_data:
             raise Unauthorized("unauthorized")
+        # Telegram's launch data is URL-encoded ASCII, each field once: anything else is not
+        # its (and non-ASCII would break the signature's comparison, not fail it).
+        if not init_data.isascii():
+            raise Unauthorized("unauthorized")
+        fields = [name for name, _ in parse_qsl(init_data, keep_blank_values=True)]
+        if len(set(fields)) != len(fields):
+            raise Unauthorized("unauthorized")
         try:
             data = safe_parse_webapp_init_data(self.token, init_data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise Unauthorized("unauthorized") from exc
         age = self.clock() - data.auth_date.timestamp()
         if age > self.max_age or age < -self.skew:
             raise Unauthorized("stale")
-        if data.user is None:
+        if data.user is None or not 0 < data.user.id <= MAX_JSON_INT:
             raise Unauthorized("unauthorized")
         return WebUser(data.user.id, data.user.language_code)
 
@@ -158,6 +178,7 @@ RELAY = web.AppKey("relay", RelayService)
 CHECK = web.AppKey("check", InitDataCheck)
 PAGE = web.AppKey("page", Page)
 HEADERS = web.AppKey("headers", dict[str, str])
+STALL = web.AppKey("stall", float)
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:  # noqa: ANN401 -- JSON fields
@@ -165,7 +186,12 @@ def _error(status: int, code: str, message: str, **extra: Any) -> web.Response: 
 
 
 def error_response(exc: VeilError) -> web.Response:
-    """The reply for a service error (one table for every route)."""
+    """The reply for a service error (one table for every route).
+
+    A gateway's refusal names its status and code; a busy one's ``Retry-After`` is passed on
+    (whole seconds, in the JSON as ``retry_after`` and as the reply's own header), for the
+    page to say when to try again.
+    """
     for kind, status, code, message in _ERRORS:
         if isinstance(exc, kind):
             extra: dict[str, Any] = {}
@@ -173,7 +199,12 @@ def error_response(exc: VeilError) -> web.Response:
                 extra = {"needed": format_units(exc.needed), "balance": format_units(exc.balance)}
             elif isinstance(exc, GatewayRefused):
                 extra = {"gateway_status": exc.status, "gateway_code": exc.code}
-            return _error(status, code, message, **extra)
+                if exc.retry_after is not None:
+                    extra["retry_after"] = max(1, math.ceil(min(exc.retry_after, MAX_RETRY_AFTER)))
+            reply = _error(status, code, message, **extra)
+            if "retry_after" in extra:
+                reply.headers["Retry-After"] = str(extra["retry_after"])
+            return reply
     return _error(500, "error", "Something went wrong.")
 
 
@@ -198,7 +229,7 @@ def _authorized(
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, however it is split on the way, within ``BODY_TIMEOUT`` seconds.
+    """The whole body, however it is split on the way, within the client timeout.
 
     ``BadRelayRequest`` when it is larger than ``limit`` or does not arrive in time.
     """
@@ -206,7 +237,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         raise BadRelayRequest("body too large")
     body = bytearray()
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(request.app[STALL]):
             while piece := await request.content.read(limit + 1 - len(body)):
                 body += piece
                 if len(body) > limit:
@@ -302,18 +333,31 @@ def _ticket(request: web.Request) -> Ticket:
 async def handle_relay(
     request: web.Request, relay: RelayService, user: WebUser
 ) -> web.StreamResponse:
-    """Relay the sealed bytes; stream the gateway's chunks back as they come."""
+    """Relay the sealed bytes; stream the gateway's chunks back as they come.
+
+    A page that does not take a piece of the answer within the client timeout (its network
+    went dark, or it stopped reading) is taken as gone, like one that hung up: the relay hangs
+    up on the gateway, which stops the model, and the answer is charged what was generated.
+    """
     ticket = _ticket(request)
     body = await _read_body(request, max_request_size(Suite.MLKEM768_X25519))
     answer = await relay.relay(user.id, ticket, body)
     response = web.StreamResponse(
         headers={"Content-Type": SEALED_STREAM_TYPE, "Cache-Control": "no-store"}
     )
+    stall = request.app[STALL]
     try:
-        await response.prepare(request)
-        async for data in answer:
-            await response.write(data)
-        await response.write_eof()
+        async with asyncio.timeout(stall):
+            await response.prepare(request)
+        async for data in answer:  # (the gateway's pace is the relay's to bound, not ours)
+            async with asyncio.timeout(stall):
+                await response.write(data)
+        async with asyncio.timeout(stall):
+            await response.write_eof()
+    except TimeoutError:
+        log.info("webapp.page_stalled", user_id=user.id)
+        answer.abandon("page_stalled")
+        _reset(request)  # what is queued for it will never be read
     except (ConnectionResetError, RuntimeError):
         answer.abandon()  # the page went away: hang up, settle from the late receipt
     except BaseException:
@@ -338,16 +382,31 @@ async def handle_stop(request: web.Request, relay: RelayService, user: WebUser) 
     return web.json_response({"state": state})
 
 
-def build_webapp(
+def _reset(request: web.Request) -> None:
+    """Drop the page's connection with a reset: the bytes queued for it are thrown away."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already gone: abort() closes what is left
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
+
+
+def build_webapp(  # noqa: PLR0913 -- the routes' parts and the page's limits
     relay: RelayService,
     check: InitDataCheck,
     page: Page,
     prefix: str,
     frame_ancestors: Sequence[str] = (),
+    *,
+    client_timeout: float = CLIENT_TIMEOUT,
 ) -> web.Application:
     """The Mini App's aiohttp application, its routes under ``prefix`` (``/`` or ``/app/``).
 
-    ``frame_ancestors``: origins besides Telegram's web apps that may show the page in a frame.
+    ``frame_ancestors``: origins besides Telegram's web apps that may show the page in a frame;
+    ``client_timeout``: seconds a page may take to send a body or to take a piece of an answer.
     """
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     app = web.Application(client_max_size=max_request_size(Suite.MLKEM768_X25519) + 1)
@@ -355,6 +414,7 @@ def build_webapp(
     app[CHECK] = check
     app[PAGE] = page
     app[HEADERS] = page_headers(frame_ancestors)
+    app[STALL] = client_timeout
     app.router.add_get(prefix, handle_page)
     app.router.add_get(prefix + "veil.js", handle_script)
     app.router.add_get(prefix + "api/account", _authorized(handle_account))

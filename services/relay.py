@@ -47,6 +47,7 @@ from sealed.relay import (
 )
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
+from services.control import STOPPING
 from services.errors import (
     AnswerInProgress,
     BadRelayRequest,
@@ -297,6 +298,8 @@ class RelayService:
             try:
                 async with asyncio.timeout(self._max_seconds) as scope:
                     answer._scope = scope  # noqa: SLF001
+                    if answer._stop_proof is not None:  # noqa: SLF001 -- stopped before it began
+                        await self._cancel(answer, answer._stop_proof)  # noqa: SLF001
                     async for data in response.content.iter_any():
                         before = framer.chunks
                         ready = framer.feed(data)
@@ -392,15 +395,30 @@ class RelayService:
         """Forward the page's cancel proof for its running answer; the gateway's state or None.
 
         None when the user has no such answer running or the gateway did not accept the cancel
-        (a wrong proof, or the stream is not there yet).
+        (a wrong proof). A stop for an answer the gateway has not taken yet (the sealed bytes
+        still on their way) is kept and sent as soon as it has: ``"stopping"`` at once.
         """
         answer = self._running.get(user_id)
         if answer is None or answer.ticket.request_id != request_id:
             return None
+        if answer._response is None:  # noqa: SLF001 -- the gateway has no stream to stop yet
+            answer._stop_proof = proof  # noqa: SLF001 -- sent once it has (``_pump``)
+            log.info("relay.stop_pending", user_id=user_id, request_id=request_id.hex())
+            return STOPPING
+        return await self._cancel(answer, proof)
+
+    async def _cancel(self, answer: RelayedAnswer, proof: str) -> str | None:
+        """Forward a cancel proof to the gateway running ``answer``; its state, or None."""
+        request_id = answer.ticket.request_id
         state = await self._control.cancel_proven(answer.gateway, request_id, proof)
         if state is not None:
             answer._limit(self._stop_grace)  # noqa: SLF001
-            log.info("relay.stop_sent", user_id=user_id, request_id=request_id.hex(), state=state)
+            log.info(
+                "relay.stop_sent",
+                user_id=answer.user_id,
+                request_id=request_id.hex(),
+                state=state,
+            )
         return state
 
     def stop_taking(self) -> None:

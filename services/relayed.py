@@ -105,6 +105,7 @@ class RelayedAnswer:
     _response: aiohttp.ClientResponse | None = None
     _scope: asyncio.Timeout | None = None
     _task: asyncio.Task[None] | None = None
+    _stop_proof: str | None = None  # a stop that came before the gateway took the request
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()

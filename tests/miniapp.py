@@ -8,6 +8,7 @@ code agrees with it byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -146,15 +147,14 @@ class PythonPage:
         async with self.http.post(self.base + path, json=body, headers=self.auth) as response:
             return response.status, await response.json(content_type=None)
 
-    @contextlib.asynccontextmanager
-    async def relay(
+    async def seal(
         self,
         chat: dict[str, Any],
         *,
         max_tokens: int | None = None,
         receipt_proof: bytes | None = None,
-    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, Asked]]:
-        """Prepare, verify the bundle, seal and POST; yields the open response and its secrets.
+    ) -> tuple[dict[str, str], bytes, Asked]:
+        """Prepare, verify the bundle and seal: the ``api/relay`` headers, body and secrets.
 
         ``max_tokens`` and ``receipt_proof`` replace what an honest page declares.
         """
@@ -181,10 +181,28 @@ class PythonPage:
             "Veil-Max-Tokens": str(chat["max_completion_tokens"]),
             "Veil-Proof": b64e(receipt_proof or make_receipt_proof(response_key, request_id)),
         }
+        return headers, body, Asked(0, request_id, response_key)
+
+    @contextlib.asynccontextmanager
+    async def relay(
+        self,
+        chat: dict[str, Any],
+        *,
+        max_tokens: int | None = None,
+        receipt_proof: bytes | None = None,
+    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, Asked]]:
+        """Prepare, verify the bundle, seal and POST; yields the open response and its secrets.
+
+        ``max_tokens`` and ``receipt_proof`` replace what an honest page declares.
+        """
+        headers, body, asked = await self.seal(
+            chat, max_tokens=max_tokens, receipt_proof=receipt_proof
+        )
         async with self.http.post(
             self.base + "api/relay", data=io.BytesIO(body), headers=headers
         ) as response:
-            yield response, Asked(response.status, request_id, response_key)
+            asked.status = response.status
+            yield response, asked
 
     async def ask(self, question: str, model: str = "veil-test", **kwargs: Any) -> Asked:  # noqa: ANN401 -- relay's options
         """One question to its end: the opened answer, or the refusal."""
@@ -223,6 +241,14 @@ async def hold_of(store: Store, request_id: bytes) -> HoldState | None:
     from models import holds  # noqa: PLC0415 -- only the tests that look at the ledger
 
     return await store.read(lambda db: holds.get_hold(db, request_id.hex()))
+
+
+async def settled(stack: MiniStack, request_id: bytes) -> HoldState:
+    """The hold once it is closed."""
+    async with asyncio.timeout(20):
+        while (state := await hold_of(stack.store, request_id)) is None or state.charge is None:  # noqa: ASYNC110 -- the ledger has no event
+            await asyncio.sleep(0.05)
+    return state
 
 
 @dataclass

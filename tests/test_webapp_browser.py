@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from services.audit import Auditor
 from services.tokens import prompt_tokens
+from tests.books import inconsistent_users
 from tests.harness import REPO
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
 
@@ -118,12 +119,14 @@ async def ask(page: Page, question: str) -> None:
 def assert_unread(stack: MiniStack, logs: list[Any], *texts: str) -> None:
     dumped = json.dumps(logs, default=str)
     stored = stack.stored_bytes()
+    told = json.dumps([call.params for call in stack.telegram.calls], ensure_ascii=False)
     for text in texts:
         for piece in (text, text[:12], text[-12:]):
             assert piece.encode() not in stack.to_bot.captured, piece
             assert piece.encode() not in stack.to_gateway.captured, piece
             assert piece.encode() not in stored, piece
             assert piece not in dumped, piece
+            assert piece not in told, piece  # nor anything the bot sent to Telegram
 
 
 async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
@@ -327,3 +330,183 @@ async def test_a_tampered_chunk_is_reported_in_the_page_and_its_text_discarded(
         assert await page.inner_text("#answer") == ""
         assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
         await page.context.close()
+
+
+async def test_a_hostile_answer_is_shown_as_text_right_to_left_and_whole(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Markup in the model's answer is text, never parsed; an RTL answer reads right to left;
+    # characters outside the BMP (split across the stream's records) arrive whole.
+    question = "أين المفتاح؟"
+    hostile = (
+        "مرحبا! المفتاح هنا. <img src=x onerror=\"window.pwned='img'\">"
+        "<script>window.pwned='script'</script> 𠜎𠝹 😀👨‍👩‍👧 שלום"
+    )
+    async with webapp_stack(tmp_path, answer=hostile) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, question)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        for _ in range(2):  # as it streamed in, and again from the device history
+            shown = await page.evaluate(
+                """() => [...document.querySelectorAll('.bubble')].map((b) => ({
+                  text: b.textContent,
+                  children: b.children.length,
+                  direction: getComputedStyle(b).direction,
+                }))"""
+            )
+            assert shown == [
+                {"text": question, "children": 0, "direction": "rtl"},
+                {"text": hostile, "children": 0, "direction": "rtl"},
+            ]
+            assert await page.evaluate("window.pwned === undefined")
+            await page.reload()
+            await ready(page)
+        await page.context.close()
+
+
+async def test_a_busy_gateway_is_told_as_busy_with_its_wait(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data(language="ru")))
+        await ready(page)
+        stack.gateway.gateway.max_streams = 0  # every slot taken: 503 busy, Retry-After 1
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=gateway_refused]", timeout=15000)
+        assert await page.inner_text("#notice") == (
+            "Сервер модели сейчас занят. Попробуйте снова через 1 с."  # noqa: RUF001 -- Russian
+        )
+        assert await page.get_attribute("#send", "data-state") == "send"
+        stack.gateway.gateway.max_streams = 64
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()
+
+
+async def test_stop_before_the_question_is_sent_sends_nothing_and_keeps_the_question(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # On a slow network Stop shows as soon as Send is pressed, while the page still asks the
+    # bot where to seal: a Stop then must not be lost (the question sent and answered whole).
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_bot.open.clear()  # the page's requests wait in the network
+        await ask(page, QUESTION)
+        assert await page.get_attribute("#send", "data-state") == "stop"
+        await page.click("#send")
+        stack.to_bot.open.set()
+        await page.wait_for_selector("#notice[data-status=unsent]", timeout=15000)
+        assert "nothing was charged" in await page.inner_text("#notice")
+        assert await page.get_attribute("#send", "data-state") == "send"
+        assert await page.input_value("#question") == QUESTION  # ready to send again
+        assert await page.locator(".bubble").count() == 0
+        assert stack.vllm.requests == []
+        rows = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
+        assert rows == []
+        await page.context.close()
+
+
+# Fill the page's storage so that the history as stored now is all that still fits (to the
+# character), and say how much junk that took.
+FILL_STORAGE = """() => {
+  localStorage.removeItem("junk");
+  let low = 0, high = 16 * 1024 * 1024;  // characters: above Chromium's quota
+  while (low < high) {
+    const size = Math.ceil((low + high) / 2);
+    try {
+      localStorage.setItem("junk", "x".repeat(size));
+      low = size;
+    } catch {
+      high = size - 1;
+    }
+  }
+  localStorage.setItem("junk", "x".repeat(low));
+  return low;
+}"""
+
+
+async def test_a_full_device_storage_drops_the_oldest_history_never_the_answer(
+    browser: Browser, tmp_path: Path
+) -> None:
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        questions = [f"Question number {i}?" for i in range(4)]
+        for question in questions[:2]:
+            await ask(page, question)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.evaluate(FILL_STORAGE) > 0
+        # One more exchange does not fit beside the junk: the oldest one makes room.
+        await ask(page, questions[2])
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert "verified" in await page.inner_text("#notice")
+        assert await page.get_attribute("#notice", "data-error") is None
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.user").all_inner_texts() == questions[1:3]
+        # Nothing fits at all now: the answer is shown and billed, and the page says the
+        # history could not be saved (not that the connection failed).
+        await page.evaluate(f"localStorage.setItem({HISTORY_SLOT!r}, '')")
+        await page.evaluate(FILL_STORAGE)
+        await ask(page, questions[3])
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        notice = await page.inner_text("#notice")
+        assert "verified" in notice
+        assert "storage is full" in notice
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()
+
+
+async def test_a_device_clock_ten_minutes_ahead_still_gets_answers(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The gateway refuses a sealed request whose timestamp is more than two minutes from its
+    # clock; a phone's clock set by hand can be further off than that.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.expose_function("fakeKeychain", Keychain().answer)
+        await page.add_init_script(FAKE_TELEGRAM_APP)
+        await page.add_init_script("Date.now = ((real) => () => real() + 600_000)(Date.now);")
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.inner_text("#answer") == ANSWER
+        await context.close()
+
+
+async def test_a_question_sealed_to_a_rotated_out_key_is_sealed_again_and_answered(
+    browser: Browser, tmp_path: Path
+) -> None:
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)  # the bot has the bundle now
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        gateway = stack.gateway.gateway
+        gateway.ring.rotate(gateway.now())
+        gateway.ring._keys = gateway.ring._keys[:1]  # the old key's window closes at once
+        # The bot still offers the old bundle: the page seals to it, the gateway answers 410,
+        # the bot fetches the new bundle, and the page prepares and seals once more.
+        await ask(page, "And the red one?")
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()
+        holds = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds ORDER BY rowid").fetchall()
+        )
+        outcomes = []
+        for (request_id,) in holds:
+            state = await hold_of(stack.store, bytes.fromhex(request_id))
+            assert state is not None
+            assert state.charge is not None
+            outcomes.append(state.charge.outcome)
+        assert await inconsistent_users(stack.store) == []
+    assert outcomes == ["settled", "released", "settled"]  # the refused one cost nothing
+    assert len(stack.vllm.requests) == 2

@@ -37,6 +37,7 @@ from tests.miniapp import (
     hold_of,
     init_data,
     read_stream,
+    settled,
     webapp_stack,
 )
 
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from models.holds import HoldState
     from tests.fakes.relay import RecordingProxy
     from tests.miniapp import MiniStack
 
@@ -61,9 +61,10 @@ def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> Python
 
 
 def assert_unread(stack: MiniStack, *texts: str, logs: list[MutableMapping[str, object]]) -> None:
-    """Neither the wire on both sides of the bot, nor its logs or files hold any of ``texts``."""
+    """No wire on either side of the bot, its logs, files or calls to Telegram hold ``texts``."""
     dumped = json.dumps(logs, default=str)
     stored = stack.stored_bytes()
+    told = json.dumps([call.params for call in stack.telegram.calls], ensure_ascii=False)
     for text in texts:
         for piece in (text, text[:12], text[-12:]):
             raw = piece.encode()
@@ -71,6 +72,7 @@ def assert_unread(stack: MiniStack, *texts: str, logs: list[MutableMapping[str, 
             assert raw not in stack.to_gateway.captured, piece
             assert raw not in stored, piece
             assert piece not in dumped, piece
+            assert piece not in told, piece
 
 
 async def test_a_sealed_question_is_relayed_unread_and_settled_from_the_relay_receipt(
@@ -381,14 +383,6 @@ def cut_connections(proxy: RecordingProxy) -> None:
     """Cut the connections the proxy carries now (it keeps accepting new ones)."""
     for pipe in list(proxy._pipes):
         pipe.cancel()
-
-
-async def settled(stack: MiniStack, request_id: bytes) -> HoldState:
-    """The hold once it is closed."""
-    async with asyncio.timeout(20):
-        while (state := await hold_of(stack.store, request_id)) is None or state.charge is None:  # noqa: ASYNC110 -- the ledger has no event
-            await asyncio.sleep(0.05)
-    return state
 
 
 async def test_a_gateway_cut_mid_stream_is_settled_from_the_late_receipt(

@@ -47,10 +47,22 @@ const DISCARD = new Set([
 
 const $ = (id) => document.getElementById(id);
 
+/** A gateway's refusal that another gateway, or the same one later, may not give. */
+function temporaryRefusal(error) {
+  const refused = error.body?.error || {};
+  return (
+    error.code === "gateway_refused" &&
+    (RETRY_STATUSES.has(refused.gateway_status) || refused.gateway_code === "unreachable")
+  );
+}
+
 function config() {
   const value = JSON.parse($("veil-config").textContent);
   return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
 }
+
+/** Stop was pressed before the sealed question left the page: nothing was sent or held. */
+class Unsent extends Error {}
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -67,8 +79,24 @@ class App {
     this.t = textsFor(this.launch.user?.language_code);
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
-    this.running = null; // {requestId, responseKey, controller}
+    this.running = null; // {requestId, responseKey, stopRequested} while a question is out
     this.account = null;
+    this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
+  }
+
+  /**
+   * Now, in seconds, by the bot's clock as its last reply's Date header gave it: what the
+   * sealed request's timestamp needs (the gateway allows two minutes of skew, and a phone's
+   * clock set by hand can be further off). The bundle's validity is still judged by this
+   * device's own clock.
+   */
+  serverNow() {
+    return Math.floor(Date.now() / 1000 + this.clockOffset);
+  }
+
+  learnClock(response) {
+    const served = Date.parse(response.headers.get("Date") ?? "");
+    if (Number.isFinite(served)) this.clockOffset = (served - Date.now()) / 1000;
   }
 
   url(path) {
@@ -168,6 +196,7 @@ class App {
   bubble(role, text) {
     const item = document.createElement("div");
     item.className = `bubble ${role}`;
+    item.dir = "auto"; // an answer in Arabic or Hebrew reads right to left
     item.textContent = text;
     $("messages").append(item);
     item.scrollIntoView({ block: "end" });
@@ -181,6 +210,7 @@ class App {
     const summary = document.createElement("summary");
     summary.textContent = `💭 ${this.t("thinking")}`;
     const body = document.createElement("div");
+    body.dir = "auto";
     item.append(summary, body);
     answer.before(item);
     return body;
@@ -205,6 +235,13 @@ class App {
           unavailable: "unavailable",
         }[error.code] || "refused";
       values = { code: error.body?.error?.gateway_code || error.code };
+      // A gateway that is busy or down for now is not a refusal: say so, and when to try again
+      // if it said (its Retry-After, passed on by the bot).
+      if (temporaryRefusal(error)) {
+        const seconds = error.body.error.retry_after;
+        key = Number.isInteger(seconds) && seconds > 0 ? "busy_retry" : "unavailable";
+        values = { seconds };
+      }
     }
     this.note(this.t(key, values), "error");
     $("notice").dataset.error = error instanceof SealedError ? error.kind : error.code || "network";
@@ -236,17 +273,21 @@ class App {
       return;
     }
     const model = $("model").value;
-    localStorage.setItem("veil:model", model);
+    try {
+      localStorage.setItem("veil:model", model);
+    } catch {
+      // a full storage: the choice is not remembered, the question still goes
+    }
     const request = { model, question };
     $("question").value = "";
-    this.bubble("user", question);
+    const asked = this.bubble("user", question);
     const answer = this.bubble("assistant", "");
     answer.id = "answer";
     for (const old of document.querySelectorAll("#answer")) if (old !== answer) old.removeAttribute("id");
     this.note(this.t("sealing"), "progress");
     delete $("notice").dataset.error;
     delete $("notice").dataset.status;
-    this.setRunning({ requestId: null, responseKey: null });
+    this.setRunning({ requestId: null, responseKey: null, stopRequested: false });
     let text = "";
     let thinking = null;
     try {
@@ -283,8 +324,19 @@ class App {
         this.note(stopped + this.t("receipt", counts), "done");
         $("notice").dataset.status = receipt.status;
       }
-      if (!result.error && text) await this.history.add(question, text);
+      if (!result.error && text && !(await this.history.add(question, text))) {
+        $("notice").textContent += ` ${this.t("history_full")}`;
+      }
     } catch (error) {
+      if (error instanceof Unsent) {
+        // Stopped before it was sent: as if never asked, the question back where it was typed.
+        asked.remove();
+        answer.remove();
+        if (!$("question").value) $("question").value = question;
+        this.note(this.t("unsent"), "info");
+        $("notice").dataset.status = "unsent";
+        return;
+      }
       // What did not authenticate is not shown; text that did (before a cut, or with a receipt
       // that failed) is genuine and stays.
       if (error instanceof SealedError && DISCARD.has(error.kind)) {
@@ -313,13 +365,13 @@ class App {
       responseKey: new Uint8Array(32),
       timestamp: Math.floor(Date.now() / 1000),
     }).length;
-    const offer = await (
-      await this.api("api/prepare", {
-        method: "POST",
-        body: JSON.stringify({ model: request.model, size }),
-        headers: { "Content-Type": "application/json" },
-      })
-    ).json();
+    const prepared = await this.api("api/prepare", {
+      method: "POST",
+      body: JSON.stringify({ model: request.model, size }),
+      headers: { "Content-Type": "application/json" },
+    });
+    this.learnClock(prepared);
+    const offer = await prepared.json();
     let lastError = new SealedError("BundleUnpinned", "no gateway");
     let verifiedAny = false;
     for (const { gateway, bundle: wire } of offer.gateways) {
@@ -337,11 +389,7 @@ class App {
       try {
         return await this.relay(gateway, verified.bundle, chat, on);
       } catch (error) {
-        const retry =
-          error instanceof ApiError &&
-          error.code === "gateway_refused" &&
-          (RETRY_STATUSES.has(error.body.error.gateway_status) || error.body.error.gateway_code === "unreachable");
-        if (!retry) throw error;
+        if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
         lastError = error;
       }
     }
@@ -355,9 +403,11 @@ class App {
     const body = await sealRequest(bundle, chat, {
       requestId,
       responseKey,
-      timestamp: Math.floor(Date.now() / 1000),
+      timestamp: this.serverNow(),
     });
-    this.running = { requestId, responseKey };
+    // Stop pressed while the page was still preparing: the question does not leave it.
+    if (this.running.stopRequested) throw new Unsent("stopped before sending");
+    Object.assign(this.running, { requestId, responseKey });
     const response = await this.api("api/relay", {
       method: "POST",
       body,
@@ -395,7 +445,9 @@ class App {
 
   async stop() {
     const running = this.running;
-    if (!running || !running.requestId) return;
+    if (!running) return;
+    running.stopRequested = true; // before sending, relay() sees it and sends nothing
+    if (!running.requestId) return;
     try {
       await this.api("api/stop", {
         method: "POST",

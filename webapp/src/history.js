@@ -77,14 +77,31 @@ export class History {
     return sha256Hex(concat(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
   }
 
+  /** Keep an exchange; false when the device's storage has no room even for it alone. */
   async add(question, answer) {
     this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
     this.turns = this.turns.slice(-MAX_TURNS);
-    await this.save();
+    return this.save();
   }
 
+  /**
+   * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
+   * never the newest: false (the stored history left as it was) if even that does not fit.
+   */
   async save() {
-    if (this.persistent && this.local) this.local.setItem(this.slot, await sealHistory(this.key, this.turns));
+    if (!this.persistent || !this.local) return true;
+    let turns = this.turns;
+    for (;;) {
+      const sealed = await sealHistory(this.key, turns);
+      try {
+        this.local.setItem(this.slot, sealed);
+        this.turns = turns;
+        return true;
+      } catch {
+        if (turns.length <= 2) return false; // (a quota error is all setItem throws)
+        turns = turns.slice(2);
+      }
+    }
   }
 
   /** Destroy the key and the ciphertext: nothing kept can be read again. */

@@ -5947,13 +5947,30 @@
     get cacheSalt() {
       return sha256Hex(concat2(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
     }
+    /** Keep an exchange; false when the device's storage has no room even for it alone. */
     async add(question, answer) {
       this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
       this.turns = this.turns.slice(-MAX_TURNS);
-      await this.save();
+      return this.save();
     }
+    /**
+     * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
+     * never the newest: false (the stored history left as it was) if even that does not fit.
+     */
     async save() {
-      if (this.persistent && this.local) this.local.setItem(this.slot, await sealHistory(this.key, this.turns));
+      if (!this.persistent || !this.local) return true;
+      let turns = this.turns;
+      for (; ; ) {
+        const sealed = await sealHistory(this.key, turns);
+        try {
+          this.local.setItem(this.slot, sealed);
+          this.turns = turns;
+          return true;
+        } catch {
+          if (turns.length <= 2) return false;
+          turns = turns.slice(2);
+        }
+      }
     }
     /** Destroy the key and the ciphertext: nothing kept can be read again. */
     async forget() {
@@ -6162,10 +6179,12 @@
     sealing: "Sealing your question on this device…",
     writing: "Writing…",
     stopped: "Stopped.",
+    unsent: "Stopped before your question was sent: nothing was charged.",
     receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
     history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
+    history_full: "This device's storage is full, so this exchange was not saved to the history.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
     about: "What private mode protects",
     protects: "Your question is sealed here, on your device, to the inference worker's key, after this page has checked that key against the operator key pinned in the page itself. Telegram and the bot only pass the sealed bytes on: neither can read your questions or the answers. The bot bills you from the worker's signed receipt, which this page checks too. Your history stays on this device, encrypted.",
@@ -6177,6 +6196,7 @@
     insufficient: "Not enough credit for an answer. Top up with /buy in the bot.",
     busy: "An answer is still being written.",
     unavailable: "No model server is available right now. Please try again in a moment.",
+    busy_retry: "The model server is busy right now. Please try again in {seconds} s.",
     untrusted: "No model server's keys could be verified against the pinned operator keys, so nothing was sent.",
     refused: "The model server refused the request ({code}).",
     ChunkTampered: "The answer was altered on the way (a chunk failed its check), so it was discarded.",
@@ -6204,10 +6224,12 @@
     sealing: "Шифруем вопрос на этом устройстве…",
     writing: "Пишу…",
     stopped: "Остановлено.",
+    unsent: "Остановлено до отправки вопроса: ничего не списано.",
     receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
     history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
+    history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     about: "Что защищает приватный режим",
     protects: "Ваш вопрос шифруется здесь, на вашем устройстве, ключом сервера модели — после того как эта страница сверила этот ключ с ключом оператора, зашитым в саму страницу. Telegram и бот лишь передают зашифрованные байты: ни тот, ни другой не может прочитать ни ваши вопросы, ни ответы. Бот списывает оплату по подписанному чеку сервера, который проверяет и эта страница. История хранится на этом устройстве в зашифрованном виде.",
@@ -6219,6 +6241,7 @@
     insufficient: "Недостаточно кредита для ответа. Пополните его командой /buy в боте.",
     busy: "Предыдущий ответ ещё пишется.",
     unavailable: "Сейчас нет доступного сервера модели. Попробуйте чуть позже.",
+    busy_retry: "Сервер модели сейчас занят. Попробуйте снова через {seconds} с.",
     untrusted: "Ключи ни одного сервера модели не прошли проверку по ключам оператора, поэтому ничего не отправлено.",
     refused: "Сервер модели отклонил запрос ({code}).",
     ChunkTampered: "Ответ был изменён в пути (часть не прошла проверку), поэтому он отброшен.",
@@ -6246,10 +6269,12 @@
     sealing: "Сұрағыңыз осы құрылғыда шифрлануда…",
     writing: "Жазып жатырмын…",
     stopped: "Тоқтатылды.",
+    unsent: "Сұрағыңыз жіберілмей тұрып тоқтатылды: ештеңе есептен шығарылмады.",
     receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
     history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
+    history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     about: "Жеке режим нені қорғайды",
     protects: "Сұрағыңыз осында, құрылғыңызда, модель серверінің кілтімен шифрланады — бұл бет ол кілтті беттің өзіне енгізілген оператор кілтімен салыстырып тексергеннен кейін. Telegram мен бот тек шифрланған байттарды жеткізеді: екеуі де сұрақтарыңызды да, жауаптарды да оқи алмайды. Бот төлемді сервердің қолтаңбалы түбіртегі бойынша алады, оны осы бет те тексереді. Тарихыңыз осы құрылғыда шифрланып сақталады.",
@@ -6261,6 +6286,7 @@
     insufficient: "Жауапқа кредит жеткіліксіз. Боттағы /buy арқылы толтырыңыз.",
     busy: "Алдыңғы жауап әлі жазылып жатыр.",
     unavailable: "Қазір қолжетімді модель сервері жоқ. Сәлден соң қайталап көріңіз.",
+    busy_retry: "Модель сервері қазір бос емес. {seconds} с кейін қайталап көріңіз.",
     untrusted: "Бірде-бір модель серверінің кілті оператор кілттерімен тексеруден өтпеді, сондықтан ештеңе жіберілмеді.",
     refused: "Модель сервері сұрауды қабылдамады ({code}).",
     ChunkTampered: "Жауап жолда өзгертілген (бір бөлігі тексеруден өтпеді), сондықтан ол алынып тасталды.",
@@ -6298,10 +6324,16 @@
     "MalformedMessage"
   ]);
   var $ = (id) => document.getElementById(id);
+  function temporaryRefusal(error) {
+    const refused = error.body?.error || {};
+    return error.code === "gateway_refused" && (RETRY_STATUSES.has(refused.gateway_status) || refused.gateway_code === "unreachable");
+  }
   function config() {
     const value = JSON.parse($("veil-config").textContent);
     return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
   }
+  var Unsent = class extends Error {
+  };
   var ApiError = class extends Error {
     constructor(status, body) {
       super(body?.error?.code || `HTTP ${status}`);
@@ -6318,6 +6350,20 @@
       this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
       this.running = null;
       this.account = null;
+      this.clockOffset = 0;
+    }
+    /**
+     * Now, in seconds, by the bot's clock as its last reply's Date header gave it: what the
+     * sealed request's timestamp needs (the gateway allows two minutes of skew, and a phone's
+     * clock set by hand can be further off). The bundle's validity is still judged by this
+     * device's own clock.
+     */
+    serverNow() {
+      return Math.floor(Date.now() / 1e3 + this.clockOffset);
+    }
+    learnClock(response) {
+      const served = Date.parse(response.headers.get("Date") ?? "");
+      if (Number.isFinite(served)) this.clockOffset = (served - Date.now()) / 1e3;
     }
     url(path) {
       return new URL(path, window.location.href).toString();
@@ -6409,6 +6455,7 @@
     bubble(role, text) {
       const item = document.createElement("div");
       item.className = `bubble ${role}`;
+      item.dir = "auto";
       item.textContent = text;
       $("messages").append(item);
       item.scrollIntoView({ block: "end" });
@@ -6421,6 +6468,7 @@
       const summary = document.createElement("summary");
       summary.textContent = `💭 ${this.t("thinking")}`;
       const body = document.createElement("div");
+      body.dir = "auto";
       item.append(summary, body);
       answer.before(item);
       return body;
@@ -6442,6 +6490,11 @@
           unavailable: "unavailable"
         }[error.code] || "refused";
         values = { code: error.body?.error?.gateway_code || error.code };
+        if (temporaryRefusal(error)) {
+          const seconds = error.body.error.retry_after;
+          key = Number.isInteger(seconds) && seconds > 0 ? "busy_retry" : "unavailable";
+          values = { seconds };
+        }
       }
       this.note(this.t(key, values), "error");
       $("notice").dataset.error = error instanceof SealedError ? error.kind : error.code || "network";
@@ -6470,17 +6523,20 @@
         return;
       }
       const model = $("model").value;
-      localStorage.setItem("veil:model", model);
+      try {
+        localStorage.setItem("veil:model", model);
+      } catch {
+      }
       const request2 = { model, question };
       $("question").value = "";
-      this.bubble("user", question);
+      const asked = this.bubble("user", question);
       const answer = this.bubble("assistant", "");
       answer.id = "answer";
       for (const old of document.querySelectorAll("#answer")) if (old !== answer) old.removeAttribute("id");
       this.note(this.t("sealing"), "progress");
       delete $("notice").dataset.error;
       delete $("notice").dataset.status;
-      this.setRunning({ requestId: null, responseKey: null });
+      this.setRunning({ requestId: null, responseKey: null, stopRequested: false });
       let text = "";
       let thinking = null;
       try {
@@ -6515,8 +6571,18 @@
           this.note(stopped + this.t("receipt", counts), "done");
           $("notice").dataset.status = receipt.status;
         }
-        if (!result.error && text) await this.history.add(question, text);
+        if (!result.error && text && !await this.history.add(question, text)) {
+          $("notice").textContent += ` ${this.t("history_full")}`;
+        }
       } catch (error) {
+        if (error instanceof Unsent) {
+          asked.remove();
+          answer.remove();
+          if (!$("question").value) $("question").value = question;
+          this.note(this.t("unsent"), "info");
+          $("notice").dataset.status = "unsent";
+          return;
+        }
         if (error instanceof SealedError && DISCARD.has(error.kind)) {
           answer.textContent = "";
           thinking?.parentElement.remove();
@@ -6539,11 +6605,13 @@
         responseKey: new Uint8Array(32),
         timestamp: Math.floor(Date.now() / 1e3)
       }).length;
-      const offer = await (await this.api("api/prepare", {
+      const prepared = await this.api("api/prepare", {
         method: "POST",
         body: JSON.stringify({ model: request2.model, size }),
         headers: { "Content-Type": "application/json" }
-      })).json();
+      });
+      this.learnClock(prepared);
+      const offer = await prepared.json();
       let lastError = new SealedError("BundleUnpinned", "no gateway");
       let verifiedAny = false;
       for (const { gateway, bundle: wire } of offer.gateways) {
@@ -6561,8 +6629,7 @@
         try {
           return await this.relay(gateway, verified.bundle, chat, on);
         } catch (error) {
-          const retry = error instanceof ApiError && error.code === "gateway_refused" && (RETRY_STATUSES.has(error.body.error.gateway_status) || error.body.error.gateway_code === "unreachable");
-          if (!retry) throw error;
+          if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
           lastError = error;
         }
       }
@@ -6575,9 +6642,10 @@
       const body = await sealRequest(bundle, chat, {
         requestId,
         responseKey,
-        timestamp: Math.floor(Date.now() / 1e3)
+        timestamp: this.serverNow()
       });
-      this.running = { requestId, responseKey };
+      if (this.running.stopRequested) throw new Unsent("stopped before sending");
+      Object.assign(this.running, { requestId, responseKey });
       const response = await this.api("api/relay", {
         method: "POST",
         body,
@@ -6614,7 +6682,9 @@
     }
     async stop() {
       const running = this.running;
-      if (!running || !running.requestId) return;
+      if (!running) return;
+      running.stopRequested = true;
+      if (!running.requestId) return;
       try {
         await this.api("api/stop", {
           method: "POST",

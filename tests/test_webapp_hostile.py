@@ -1,0 +1,315 @@
+"""The Mini App's relay under a hostile world: pages that stall, a busy gateway, launch data.
+
+Each test plays one hostile party (the page, the network between it and the bot, the
+gateway, a third party with someone's launch data) over real HTTP against the bot's own web
+server, which relays to a real gateway and the fake vLLM; the ledger is read back at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from structlog.testing import capture_logs
+
+from sealed.receipt import ReceiptStatus
+from tests.books import inconsistent_users
+from tests.botstack import TOKEN
+from tests.fakes.relay import SlowReader
+from tests.harness import CLIENT_VERIFY_KEY, client_policy, wait_until
+from tests.miniapp import (
+    USER_ID,
+    PythonPage,
+    hold_of,
+    init_data,
+    read_stream,
+    settled,
+    webapp_stack,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+
+    from tests.miniapp import MiniStack
+
+QUESTION = "Which drawer holds the letters I never sent?"
+CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
+
+
+def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> PythonPage:
+    return PythonPage(http, stack.base, stack.gateway.verify_key, **kwargs)
+
+
+def bot_address(stack: MiniStack) -> tuple[str, int]:
+    """Where the bot's web server listens itself (no proxy between it and the test)."""
+    assert stack.veil.webapp is not None
+    url = urlsplit(stack.veil.webapp)
+    assert url.hostname is not None
+    assert url.port is not None
+    return url.hostname, url.port
+
+
+def raw_post(path: str, headers: dict[str, str], body: bytes) -> bytes:
+    """An HTTP/1.1 POST as bytes on the wire."""
+    head = [
+        f"POST {path} HTTP/1.1",
+        "Host: veil.example",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def test_a_page_that_stops_reading_mid_answer_is_hung_up_on_and_charged_what_was_made(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A phone whose network went dark mid-answer, or a page that stopped reading: its window
+    # stays shut. The bot must not keep relaying into it (the model writing the whole answer,
+    # the user charged for all of it, the connection held forever).
+    answer = " ".join(["x" * 60_000] * 100)  # 100 deltas of 60 KB: far more than the buffers
+    with capture_logs() as logs:
+        async with webapp_stack(
+            tmp_path, answer=answer, token_delay=0.02, webapp_client_timeout=0.5
+        ) as stack:
+            headers, body, asked = await page(stack, http).seal(CHAT)
+            request = raw_post("/app/api/relay", headers, body)
+            async with SlowReader(*bot_address(stack), request) as reader:
+                assert reader.status == 200
+                async with asyncio.timeout(10):
+                    await reader.wait_closed_by_server()  # reset: the unread bytes are dropped
+            state = await settled(stack, asked.request_id)
+            relay = stack.veil.relay
+            assert relay is not None
+            assert not relay.busy(USER_ID)
+            assert await inconsistent_users(stack.store) == []
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 100
+    assert stack.vllm.token_times == []  # the model never got to the end of the answer
+    settled_event = next(e for e in logs if e["event"] == "relay.settled")
+    assert settled_event["cut"] == "page_stalled"
+    assert any(e["event"] == "webapp.page_stalled" for e in logs)
+
+
+async def test_a_body_that_stalls_midway_is_refused_after_the_client_timeout(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path, webapp_client_timeout=0.3) as stack:
+        headers, body, asked = await page(stack, http).seal(CHAT)
+        request = raw_post("/app/api/relay", headers, body)
+        reader, writer = await asyncio.open_connection(*bot_address(stack))
+        try:
+            writer.write(request[: len(request) - len(body) // 2])  # half the body, then nothing
+            await writer.drain()
+            async with asyncio.timeout(5):  # the bot answers without the rest of the body
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                payload = await reader.readexactly(length)
+        finally:
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 400")
+        assert json.loads(payload)["error"]["code"] == "bad_request"
+        # Nothing was held or asked: the user may ask again at once.
+        assert stack.vllm.requests == []
+        assert await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall()) == []
+        again = await page(stack, http).ask(QUESTION)
+        assert again.status == 200
+        assert again.request_id != asked.request_id
+
+
+async def test_a_busy_gateways_retry_after_reaches_the_page_and_nothing_is_charged(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path) as stack:
+        mini = page(stack, http)
+        gateway = stack.gateway.gateway
+        # Every stream slot taken: 503 busy, Retry-After 1.
+        gateway.max_streams = 0
+        async with mini.relay(CHAT) as (response, busy):
+            reply = await response.json()
+            retry_header = response.headers.get("Retry-After")
+        assert (response.status, reply["error"]["code"]) == (502, "gateway_refused")
+        assert (reply["error"]["gateway_status"], reply["error"]["gateway_code"]) == (503, "busy")
+        assert reply["error"]["retry_after"] == 1
+        assert retry_header == "1"
+        gateway.max_streams = 64
+        # The bot (the gateway's client) used its tokens of the minute: 429 rate_limited, and
+        # the seconds until the minute lets it in again.
+        gateway.clients = {CLIENT_VERIFY_KEY: client_policy(tokens_per_minute=1)}
+        assert (await mini.ask(QUESTION)).status == 200  # uses the minute's tokens up
+        async with mini.relay(CHAT) as (response, limited):
+            reply = await response.json()
+            retry_header = response.headers.get("Retry-After")
+        assert (reply["error"]["gateway_status"], reply["error"]["gateway_code"]) == (
+            429,
+            "rate_limited",
+        )
+        assert 1 <= reply["error"]["retry_after"] <= 60
+        assert retry_header == str(reply["error"]["retry_after"])
+        for asked in (busy, limited):
+            state = await hold_of(stack.store, asked.request_id)
+            assert state is not None
+            assert state.charge is not None
+            assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_forget_while_a_private_answer_streams_erases_and_the_answer_is_billed_once(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(60))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.03) as stack:
+        telegram = stack.telegram
+        mini = page(stack, http)
+        async with mini.relay(CHAT) as (response, asked):
+            first = await response.content.read(100)
+            telegram.send_text(USER_ID, "/forget")
+            confirm = await message_with(stack, "forget_confirm")
+            erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            telegram.press_button(USER_ID, erase, message_id=confirm["message_id"])
+            await message_with(stack, "forget_done", turns=0)
+            asked.raw = first + await response.read()  # the answer goes on to its end
+        read_stream(asked)
+        state = await settled(stack, asked.request_id)
+        assert await inconsistent_users(stack.store) == []
+        rows = await stack.store.read(lambda db: db.execute("SELECT user_id FROM users").fetchall())
+    assert asked.text == answer
+    assert asked.final is not None
+    assert asked.final.receipt is not None
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+    assert state.charge.completion_tokens == asked.final.receipt.receipt.completion_tokens
+    assert rows == []  # the relay wrote nothing about the user back after the erasure
+
+
+async def message_with(stack: MiniStack, key: str, **values: object) -> dict[str, Any]:
+    """Wait for the bot's message to the user that says the catalogue's ``key``."""
+    text = stack.veil.catalogs.for_language("en")(key, **values)
+    async with asyncio.timeout(10):
+        while True:
+            for message in stack.telegram.sent_messages(USER_ID):
+                if message.get("text") == text:
+                    return message
+            await asyncio.sleep(0.02)
+
+
+async def test_a_stop_sent_before_the_gateway_took_the_question_stops_it_once_it_does(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Stop pressed while the sealed question is still on its way to the gateway (a slow
+    # network, a hold being written): the gateway has no stream to cancel yet. The stop must
+    # not be lost, nor wait on that network.
+    answer = " ".join(f"word{i}" for i in range(80))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        mini = page(stack, http)
+        relay = stack.veil.relay
+        assert relay is not None
+        headers, body, asked = await mini.seal(CHAT)  # (its api/prepare fetched the bundle)
+
+        async def ask_and_read() -> bytes:
+            async with http.post(mini.base + "api/relay", data=body, headers=headers) as reply:
+                assert reply.status == 200
+                return await reply.read()
+
+        stack.to_gateway.open.clear()  # the question waits on its way to the gateway
+        asking = asyncio.create_task(ask_and_read())
+        await wait_until(lambda: relay.running == 1)
+        async with asyncio.timeout(2):  # answered at once, not after the network's delay
+            status, reply = await mini.stop(asked)
+        assert (status, reply) == (200, {"state": "stopping"})
+        stack.to_gateway.open.set()
+        asked.raw = await asking
+        state = await settled(stack, asked.request_id)
+        assert await inconsistent_users(stack.store) == []
+    read_stream(asked)
+    assert asked.final is not None
+    assert asked.final.finish_reason == "stopped"
+    assert asked.final.receipt is not None
+    assert asked.final.receipt.receipt.status is ReceiptStatus.STOPPED
+    assert asked.final.receipt.receipt.completion_tokens < 80
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+def signed(fields: dict[str, str]) -> str:
+    """Launch data signed with the bot's own token, whatever it says (as only Telegram could)."""
+    check = "\n".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    secret = hmac.new(b"WebAppData", TOKEN.encode(), hashlib.sha256).digest()
+    signature = hmac.new(secret, check.encode(), hashlib.sha256).hexdigest()
+    return urlencode({**fields, "hash": signature}, quote_via=quote)
+
+
+async def test_launch_data_that_is_not_telegrams_is_refused_never_a_server_error(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    now = str(int(time.time()))
+    eve = quote(json.dumps({"id": 666, "first_name": "Eve"}))
+
+    def user(user_id: object) -> str:
+        return signed({"user": json.dumps({"id": user_id, "first_name": "A"}), "auth_date": now})
+
+    cases = {
+        # From anyone: bytes Telegram never sends (its launch data is URL-encoded ASCII).
+        "non-ASCII": init_data() + "\u00ff",
+        "non-ASCII hash": init_data().rsplit("=", 1)[0] + "=\u00e9\u00e9",
+        # A field given twice: whichever copy a parser takes, Telegram signed only one.
+        "user twice, the forged one first": f"user={eve}&" + init_data(),
+        "user twice, the forged one last": init_data() + f"&user={eve}",
+        "hash twice": init_data() + "&hash=" + "0" * 64,
+        # Signed, yet no Telegram user: not a positive id within JSON's exact integers.
+        "id 2**70": user(2**70),
+        "id 0": user(0),
+        "id -5": user(-5),
+        "id not a number": user("abc"),
+        "user nested too deep": signed({"user": "[" * 1200 + "]" * 1200, "auth_date": now}),
+    }
+    async with webapp_stack(tmp_path) as stack:
+        with capture_logs() as logs:
+            for name, data in cases.items():
+                mini = page(stack, http, data=data)
+                async with http.get(mini.base + "api/account", headers=mini.auth) as response:
+                    assert response.status == 401, name
+                    reply = await response.json()
+                assert reply["error"]["code"] == "unauthorized", name
+        # Telegram's own launch data still opens the page.
+        status, _ = await page(stack, http).get("api/account")
+        assert status == 200
+    refused = [e for e in logs if e["event"] == "webapp.refused"]
+    assert len(refused) == len(cases)
+
+
+async def test_a_replayed_sealed_body_is_refused_and_nothing_is_charged_for_it(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Someone resends a sealed body the page sent before, under a request id of their own: the
+    # gateway has seen its sealed request id, so the model never runs it again.
+    async with webapp_stack(tmp_path, answer="Once only.") as stack:
+        mini = page(stack, http)
+        headers, body, _ = await mini.seal(CHAT)
+        async with http.post(mini.base + "api/relay", data=body, headers=headers) as reply:
+            assert reply.status == 200
+            await reply.read()
+        asked = len(stack.vllm.requests)
+        replay = {**headers, "Veil-Request-Id": "ab" * 16}
+        async with http.post(mini.base + "api/relay", data=body, headers=replay) as reply:
+            refused = await reply.json()
+        assert reply.status == 502
+        assert refused["error"]["code"] == "gateway_refused"
+        assert refused["error"]["gateway_status"] == 409
+        assert len(stack.vllm.requests) == asked
+        state = await hold_of(stack.store, bytes.fromhex("ab" * 16))
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
