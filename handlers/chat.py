@@ -38,7 +38,7 @@ from aiogram.exceptions import (
 from aiogram.filters import Command
 
 from handlers.callbacks import Continue, Retry
-from handlers.replies import continue_keyboard, pressed_in_private, topic_of
+from handlers.replies import continue_keyboard, pressed_in_private, retry_keyboard, topic_of
 from services.chat import CONTINUE_PROMPT, CUT, Question
 from services.errors import AnswerInProgress
 
@@ -161,6 +161,8 @@ class _Followup:
         texts, sink = self.texts, self.sink
         if answer.stopped and not answer.text:
             await sink.say(texts("cancelled"))
+        elif not answer.text:  # the model gave no answer (not charged): Retry may get one
+            await sink.note(texts("error_backend"), retry_keyboard(texts))
         elif answer.finish_reason == CUT and answer.text and not answer.stopped:
             await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
         if answer.naming is not None:

@@ -589,7 +589,7 @@ class ChatService:
             self._naming(opened, prompt, model),
             question.thread_id,
         )
-        ended = _Ended(hold, completion, "".join(parts))
+        ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
 
     def _naming(self, opened: _Opened, prompt: str, model: str) -> Naming | None:
@@ -631,18 +631,21 @@ class ChatService:
             asked.model,
         )
         hold, completion, text = ended.hold, ended.completion, ended.text
+        stopped = generation.stop.is_set()
+        # Not stopped and nothing to show: the model gave no answer, which costs nothing (the
+        # user is told and may Retry).
+        billed = completion if text or stopped else None
         # The user watched the text arrive in the drafts: the final message goes out while the
         # charge is written, not after it (when many answers end at once, the database's one
         # queue is the slowest part of their ends). Both are done before the answer is.
         settling = asyncio.ensure_future(
             self._settle(
                 hold,
-                completion.signed_receipt if completion else None,
+                billed.signed_receipt if billed else None,
                 text,
-                verified_by=completion.verified_by if completion else None,
+                verified_by=billed.verified_by if billed else None,
             )
         )
-        stopped = generation.stop.is_set()
         finish_reason = completion.finish_reason if completion else None
         naming = None
         if conversation is not None:
@@ -658,9 +661,10 @@ class ChatService:
         if charge is None and text:  # delivered, the hold left open: never "cut off"
             self._delivered_open.add(hold.request_id)
         if not text:
-            if completion is None and not stopped:
+            if not stopped:
                 self._remember_failed(user_id, asked.thread_id, prompt)
-                raise InferenceUnavailable("the model returned an empty answer")
+                if completion is None:
+                    raise InferenceUnavailable("the model returned an empty answer")
         elif conversation is not None:
             with history_failures("cannot store the conversation"):
                 await self.store.add_turns(
@@ -1117,6 +1121,11 @@ class _Quiet:
 
     async def abort(self) -> None:
         """Nothing to show."""
+
+
+def _shown(text: str) -> str:
+    """What of an answer's text there is to show and keep: nothing when it is blank."""
+    return text if text.strip() else ""
 
 
 def _question_too_long(exc: ContextTooLong) -> QuestionTooLong:

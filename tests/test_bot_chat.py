@@ -11,6 +11,7 @@ import pytest
 from handlers.chat import PASTE_PART, Pastes
 from tests.botstack import running_stack, texts_of
 from tests.fakes.vllm import FakeVLLM
+from tests.test_bot_outside_hostile import settled
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -159,6 +160,31 @@ async def test_a_question_too_long_for_the_model_is_told_to_shrink_not_to_start_
         " in parts with a question about each."
     )
     assert "reply_markup" not in reply  # no Retry: the same question would not fit again
+
+
+async def test_an_empty_or_blank_answer_is_told_with_retry_and_costs_nothing(
+    tmp_path: Path,
+) -> None:
+    # The user saw "typing…" and then nothing, was charged the prompt, and a blank answer was
+    # stored as a turn of the conversation.
+    for answer in ("", " \n\n "):
+        server = FakeVLLM(answer=answer)
+        async with running_stack(tmp_path / str(len(answer)), model_server=server) as stack:
+            stack.telegram.send_text(USER, "Hello?")
+            (told,) = await stack.final_messages(USER)
+            assert told["text"] == "The model could not answer this time. Please try again."
+            (button,) = told["reply_markup"]["inline_keyboard"][0]
+            await settled(stack, USER)
+            entries = await stack.veil.credit.history(USER, limit=10)
+            assert [entry for entry in entries if entry.kind == "usage"] == []
+            conversation = await stack.veil.store.active_conversation(USER)
+            assert await stack.veil.store.history(USER, conversation) == []
+            server.answer = "Here now."
+            stack.telegram.press_button(
+                USER, button["callback_data"], message_id=told["message_id"]
+            )
+            assert await stack.reply_text(USER, 1) == "Here now."
+            assert await stack.stored_turns(USER, 2) == ["Hello?", "Here now."]
 
 
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
