@@ -71,7 +71,7 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     if not mentioned and not to_us:
         return False
     question = without_mention(text, me.username)
-    return {"question": question} if question else False
+    return {"question": question} if question or mentioned else False
 
 
 async def on_addressed(
@@ -81,8 +81,21 @@ async def on_addressed(
     kit: GroupKit,
     failures: Failures,
 ) -> None:
-    """Veil was mentioned or replied to: answer, in the group's turn."""
-    await answer_in_group(message, question, texts, kit, failures)
+    """Veil was mentioned or replied to: answer, in the group's turn.
+
+    A mention alone, in a reply to someone's message, asks about that message (as a guest
+    summons does); a mention alone and nothing to reply to gets the usage line.
+    """
+    if question:
+        await answer_in_group(message, question, texts, kit, failures)
+        return
+    context = replied_context(message, kit.editors.bot.id)
+    if not context:
+        await message.reply(texts("ask_usage"))
+        return
+    await answer_in_group(
+        message, texts("guest_reply_question"), texts, kit, failures, context=context
+    )
 
 
 async def cmd_ask(
@@ -105,10 +118,18 @@ class GroupKit:
         self.groups = groups
 
 
-async def answer_in_group(
-    message: Message, question: str, texts: Texts, kit: GroupKit, failures: Failures
+async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goes with it
+    message: Message,
+    question: str,
+    texts: Texts,
+    kit: GroupKit,
+    failures: Failures,
+    *,
+    context: tuple[Said, ...] | None = None,
 ) -> None:
     """Start the reply to ``message`` with the answer to ``question``, streamed by paced edits.
+
+    ``context``: the turns before the question, else the thread the message replies to.
 
     The answer runs detached from the update (``ChatService.detach``): it waits for the
     group's turn, then posts its placeholder and streams, while the update is already freed.
@@ -126,7 +147,7 @@ async def answer_in_group(
         Asker(message.chat.id, user.id, message.message_id),
         user.language_code,
         question,
-        thread_of(message, kit.editors, settings),
+        thread_of(message, kit.editors, settings) if context is None else context,
     )
     kit.chat.detach(answer.run(), answer.failed)
 

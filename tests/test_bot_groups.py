@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from services.groups import Groups
 from tests.botstack import Stack, running_stack
 from tests.test_bot_privacy import assert_absent, disk_bytes
 
@@ -72,6 +73,27 @@ async def test_silent_unless_addressed_then_answers_a_mention_in_a_reply(tmp_pat
         assert await stack.veil.store.history(ANN, conversation) == []
         assert_absent(json.dumps(logs, default=str).encode())
         assert_absent(disk_bytes(tmp_path))
+
+
+async def test_a_mention_alone_asks_about_the_message_it_replies_to(tmp_path: Path) -> None:
+    # It was ignored: a mention with no other words was no question (guest mode answered it).
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        flipped = await Groups(stack.veil.store).flip(GROUP, "reply_context")
+        assert not flipped.reply_context  # a reply's thread is not what the mention needs
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP)
+        await asyncio.sleep(0.3)
+        (usage,) = replies(stack)
+        assert usage["text"].startswith("Usage: /ask")
+        stack.telegram.send_text(ANN, QUESTION, chat_id=GROUP)
+        asked = message_id_of(stack, QUESTION)
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, reply_to=asked)
+        final = (await final_reply(stack, 2))[-1]
+        messages = stack.vllm.requests[-1]["messages"]
+    assert final["text"] == ANSWER
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", QUESTION),
+        ("user", "Please answer or comment on the message above."),
+    ]
 
 
 async def test_ask_and_a_reply_to_an_answer_carry_the_thread(tmp_path: Path) -> None:
