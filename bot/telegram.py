@@ -172,6 +172,9 @@ class TurnTakingSession(AiohttpSession):
                 raw = await reply.text()
         except TimeoutError as exc:
             raise TelegramNetworkError(method=method, message="Request timeout error") from exc
+        except UnicodeDecodeError as exc:  # not the Bot API's (it speaks UTF-8): a page, say
+            message = f"{method.__api_method__}: the reply is not UTF-8: {describe(exc)}"
+            raise UnreadableReply(message, exc, None) from None
         except ClientError as exc:
             # aiohttp's message may quote the URL (a redirect's, a refused reply's), and the
             # Bot API's URL carries the token: it never leaves here.
