@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 PASTE_PART = 3500  # UTF-16 units: a message this long may be one part of a longer text
 PASTE_WAIT = 1.0  # seconds such a message waits for the next part
+PASTE_MOST = 25  # parts (~100,000 characters) joined at most: then it is asked as it is
 MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
 
 log = structlog.get_logger("veil.chat")
@@ -76,7 +77,9 @@ class Pastes:
     answer), the first part answered without the rest. A message of at least ``PASTE_PART``
     UTF-16 units now waits up to ``wait`` seconds for the user's next message in the same chat
     and topic: a long one joins it and waits again, a shorter one joins it as the last part;
-    the parts are asked as one question, in message order, joined by a line break.
+    the parts are asked as one question, in message order, joined by a line break. At most
+    ``PASTE_MOST`` parts are joined (a sender who never stops would otherwise grow one question
+    without end); the next message then starts afresh.
     """
 
     def __init__(self, wait: float = PASTE_WAIT) -> None:
@@ -90,8 +93,11 @@ class Pastes:
         paste = self._open.get(key)
         if paste is not None:
             paste.parts[message_id] = text
-            paste.due = loop.time() + self._wait if long else loop.time()
+            full = len(paste.parts) == PASTE_MOST
+            paste.due = loop.time() + self._wait if long and not full else loop.time()
             paste.came.set()
+            if full:
+                del self._open[key]  # asked now: a next part starts a paste of its own
             return None
         if not long:
             return text
@@ -102,7 +108,8 @@ class Pastes:
                     await asyncio.wait_for(paste.came.wait(), left)
                 paste.came.clear()
         finally:
-            del self._open[key]
+            if self._open.get(key) is paste:
+                del self._open[key]
         return "\n".join(paste.parts[index] for index in sorted(paste.parts))
 
 

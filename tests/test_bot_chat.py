@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from handlers.chat import PASTE_PART, Pastes
+from handlers.chat import PASTE_MOST, PASTE_PART, Pastes
 from tests.botstack import running_stack, texts_of
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_outside_hostile import settled
@@ -185,6 +185,21 @@ async def test_an_empty_or_blank_answer_is_told_with_retry_and_costs_nothing(
             )
             assert await stack.reply_text(USER, 1) == "Here now."
             assert await stack.stored_turns(USER, 2) == ["Hello?", "Here now."]
+
+
+async def test_a_paste_joins_at_most_so_many_parts_then_is_asked_at_once() -> None:
+    # A sender who never stops would grow one question without end, a second at a time.
+    pastes = Pastes(wait=30.0)
+    parts = [f"{i:03}" + "x" * PASTE_PART for i in range(PASTE_MOST + 1)]
+    asked = asyncio.create_task(pastes.whole((1, None), 0, parts[0]))
+    await asyncio.sleep(0)
+    for index, part in enumerate(parts[1:PASTE_MOST], 1):
+        assert await pastes.whole((1, None), index, part) is None
+    assert await asyncio.wait_for(asked, 1.0) == "\n".join(parts[:PASTE_MOST])  # not 30 s
+    after = asyncio.create_task(pastes.whole((1, None), PASTE_MOST, parts[-1]))  # a paste anew
+    await asyncio.sleep(0)
+    assert await pastes.whole((1, None), PASTE_MOST + 1, "end") is None
+    assert await asyncio.wait_for(after, 1.0) == f"{parts[-1]}\nend"
 
 
 async def test_long_answer_is_split_at_paragraphs(tmp_path: Path) -> None:
