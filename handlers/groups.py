@@ -84,14 +84,16 @@ async def on_addressed(
     """Veil was mentioned or replied to: answer, in the group's turn.
 
     A mention alone, in a reply to someone's message, asks about that message (as a guest
-    summons does); a mention alone and nothing to reply to gets the usage line.
+    summons does); a mention alone and nothing to reply to gets the usage line, unless the
+    group turned answers off.
     """
     if question:
         await answer_in_group(message, question, texts, kit, failures)
         return
     context = replied_context(message, kit.editors.bot.id)
     if not context:
-        await message.reply(texts("ask_usage"))
+        if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
+            await message.reply(texts("ask_usage"))  # hears nothing from Veil
         return
     await answer_in_group(
         message, texts("guest_reply_question"), texts, kit, failures, context=context

@@ -96,6 +96,22 @@ async def test_a_mention_alone_asks_about_the_message_it_replies_to(tmp_path: Pa
     ]
 
 
+async def test_a_mention_alone_in_a_group_that_turned_answers_off_gets_nothing(
+    tmp_path: Path,
+) -> None:
+    # The usage line went out anyway: a group that switched Veil off heard it at every mention.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        flipped = await Groups(stack.veil.store).flip(GROUP, "answers")
+        assert not flipped.answers
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP)
+        stack.telegram.send_text(ANN, QUESTION, chat_id=GROUP)
+        asked = message_id_of(stack, QUESTION)
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, reply_to=asked)
+        await asyncio.sleep(0.3)
+        assert replies(stack) == []
+        assert stack.vllm.requests == []
+
+
 async def test_ask_and_a_reply_to_an_answer_carry_the_thread(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.send_text(ANN, "/ask", chat_id=GROUP)
