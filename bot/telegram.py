@@ -169,7 +169,9 @@ class TurnTakingSession(AiohttpSession):
                 data=self.body(bot, method),
                 timeout=ClientTimeout(total=self.timeout if timeout is None else timeout),
             ) as reply:
-                raw = await reply.text()
+                # The Bot API speaks UTF-8 JSON: a charset the reply names is a proxy's (one
+                # may name a codec that is no text encoding, charset=hex: a LookupError).
+                raw = (await reply.read()).decode()
         except TimeoutError as exc:
             raise TelegramNetworkError(method=method, message="Request timeout error") from exc
         except UnicodeDecodeError as exc:  # not the Bot API's (it speaks UTF-8): a page, say

@@ -10,7 +10,9 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
 - ``login``: a 302 to a login page (``/login?next=<the request's path>``) that quotes ``next``;
 - ``loop``: a 307 back to the same path (``?hop=n``), for ever;
 - ``cut``: a 200 whose body stops short of its ``Content-Length`` (the connection closed);
-- ``latin1``: a 200 whose body is not UTF-8 (the text quoted in Latin-1 bytes).
+- ``latin1``: a 200 whose body is not UTF-8 (the text quoted in Latin-1 bytes);
+- ``charset``: a 200 page whose ``Content-Type`` names a codec that is no text encoding
+  (``charset=hex``: Python finds it, and refuses to decode text with it).
 
 ``misbehave(method, mode, when=...)`` arms one call of ``method`` (the next whose parameters
 ``when`` accepts); the calls answered so are counted in ``misbehaved``.
@@ -30,7 +32,7 @@ from tests.fakes.telegram import FakeTelegram
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MODES = ("malformed", "page", "login", "loop", "cut", "latin1")
+MODES = ("malformed", "page", "login", "loop", "cut", "latin1", "charset")
 
 
 @dataclass
@@ -89,6 +91,11 @@ class HostileTelegram(FakeTelegram):
             page = f'{{"ok":true,"result":"{params.get("text", "")}é"}}'
             return web.Response(
                 body=page.encode("latin-1", "replace"), content_type="application/json"
+            )
+        if armed.mode == "charset":
+            page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
+            return web.Response(
+                body=page.encode(), headers={"Content-Type": "text/html; charset=hex"}
             )
         return await self._cut(request, params)
 
