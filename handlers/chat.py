@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiogram import F, Router
+from aiogram import BaseMiddleware, F, Router
 from aiogram.exceptions import (
     ClientDecodeError,
     TelegramAPIError,
@@ -36,6 +36,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.filters import Command
+from aiogram.types import Message
 
 from handlers.callbacks import Continue, Retry
 from handlers.replies import continue_keyboard, pressed_in_private, retry_keyboard, topic_of
@@ -43,8 +44,10 @@ from services.chat import CONTINUE_PROMPT, CUT, Question
 from services.errors import AnswerInProgress
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from aiogram import Bot
-    from aiogram.types import CallbackQuery, Message, MessageGenerationStopped, User
+    from aiogram.types import CallbackQuery, MessageGenerationStopped, TelegramObject, User
 
     from common.texts import Catalogs, Texts
     from handlers.failures import Failures
@@ -86,20 +89,26 @@ class Pastes:
         self._wait = wait
         self._open: dict[tuple[int, int | None], _Paste] = {}
 
+    def join(self, key: tuple[int, int | None], message_id: int, text: str) -> bool:
+        """Add this message to the text waiting for its next part, if one is; whether it did."""
+        paste = self._open.get(key)
+        if paste is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        paste.parts[message_id] = text
+        full = len(paste.parts) == PASTE_MOST
+        paste.due = now + self._wait if _is_long(text) and not full else now
+        paste.came.set()
+        if full:
+            del self._open[key]  # asked now: a next part starts a paste of its own
+        return True
+
     async def whole(self, key: tuple[int, int | None], message_id: int, text: str) -> str | None:
         """The text to ask for this message; None when it joined a text another call asks."""
         loop = asyncio.get_running_loop()
-        long = len(text.encode("utf-16-le")) >= 2 * PASTE_PART
-        paste = self._open.get(key)
-        if paste is not None:
-            paste.parts[message_id] = text
-            full = len(paste.parts) == PASTE_MOST
-            paste.due = loop.time() + self._wait if long and not full else loop.time()
-            paste.came.set()
-            if full:
-                del self._open[key]  # asked now: a next part starts a paste of its own
+        if self.join(key, message_id, text):
             return None
-        if not long:
+        if not _is_long(text):
             return text
         paste = self._open[key] = _Paste(loop.time() + self._wait, {message_id: text})
         try:
@@ -111,6 +120,44 @@ class Pastes:
             if self._open.get(key) is paste:
                 del self._open[key]
         return "\n".join(paste.parts[index] for index in sorted(paste.parts))
+
+
+def _is_long(text: str) -> bool:
+    """Whether ``text`` may be one part of a longer text (``PASTE_PART`` UTF-16 units or more)."""
+    return len(text.encode("utf-16-le")) >= 2 * PASTE_PART
+
+
+class PasteParts(BaseMiddleware):
+    """The dispatcher's outer message middleware: texts in a private chat go through ``Pastes``.
+
+    Here, before any router: the app cuts a long text wherever it fits, so a part may begin
+    with a line that reads as a command (``/new starts a new conversation.``); it joins the text
+    it is part of instead of reaching that command's router. The text to ask reaches the
+    handler as ``pasted`` (``on_text``); a part that joined another is handled no further.
+    """
+
+    def __init__(self, pastes: Pastes) -> None:
+        self.pastes = pastes
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:  # noqa: ANN401 -- whatever the handler returns
+        """Join the text waiting in this chat and topic, or handle the message (its whole text)."""
+        if (
+            isinstance(event, Message)
+            and event.chat.type == "private"
+            and event.text is not None
+            and event.from_user is not None
+        ):
+            key = (event.from_user.id, topic_of(event))
+            pasted = await self.pastes.whole(key, event.message_id, event.text)
+            if pasted is None:
+                return None
+            data["pasted"] = pasted
+        return await handler(event, data)
 
 
 def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with what
@@ -312,19 +359,18 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     chat: ChatService,
     drafts: Drafts,
     failures: Failures,
-    pastes: Pastes,
+    pasted: str | None = None,
 ) -> None:
     """A question: start its answer, streamed (in its topic, from the topic's conversation).
 
-    A long text the app sent in parts is asked once, whole (``Pastes``).
+    A long text the app sent in parts is asked once, whole: ``pasted``, joined by
+    ``PasteParts`` (``Pastes``).
     """
     user = message.from_user
     if user is None or message.text is None:
         return
     thread_id = topic_of(message)
-    prompt = await pastes.whole((user.id, thread_id), message.message_id, message.text)
-    if prompt is None:
-        return
+    prompt = message.text if pasted is None else pasted
     if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
         await message.answer(texts("topic_fresh"))
     prompt = with_quote(message, prompt)

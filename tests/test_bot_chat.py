@@ -355,3 +355,21 @@ async def test_russian_and_kazakh_texts(tmp_path: Path) -> None:
     assert next(c for c in commands["kk"] if c["command"] == "new")["description"] == (
         "Жаңа әңгіме бастау"
     )
+
+
+async def test_a_part_that_starts_with_a_command_joins_the_text_it_is_part_of(
+    tmp_path: Path,
+) -> None:
+    # The app cut a long text before a line that begins with a command: that part was taken
+    # as the command (/new started a new conversation), and the text asked without it.
+    first = " ".join(f"Line {i} of the bot's manual." for i in range(200))[:4090]
+    last = "/new starts a new conversation. Is that clear?"
+    async with running_stack(tmp_path, answer="One answer.") as stack:
+        stack.telegram.send_text(USER, first)
+        stack.telegram.send_text(USER, last)
+        assert await stack.reply_text(USER) == "One answer."
+        assert await stack.stored_turns(USER, 2) == [f"{first}\n{last}", "One answer."]
+        replies = texts_of(stack.telegram.calls_of("sendMessage"))
+        conversations = await stack.veil.store.conversations(USER, limit=10)
+    assert replies == ["One answer."]
+    assert len(conversations) == 1
