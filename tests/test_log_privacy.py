@@ -13,9 +13,10 @@ bot token:
   print the reprs of tasks and of a callback's arguments; a traceback another handler rendered
   first;
 - a hostile network between the bot and Telegram (``tests/fakes/hostile.py``): redirects to a
-  login page or in a loop, HTML pages quoting the request, cut and garbled replies, a reply
-  that does not validate; first at the bot's Telegram client, then through the whole bot,
-  long polling and answering, and a ``python -m bot`` that cannot start behind it;
+  login page or in a loop, HTML pages quoting the request, cut and garbled replies, a page
+  naming a charset that is no text encoding, a reply that does not validate; first at the
+  bot's Telegram client, then through the whole bot, long polling and answering, and a
+  ``python -m bot`` that cannot start behind it;
 - the gateway refusing sealed plaintexts that quote the question where a value goes, and the
   model server's error quoting the prompt (sealed on the wire, out of both logs);
 - a refusal in clear (a broken or hostile gateway, a proxy) whose code quotes the question, met
