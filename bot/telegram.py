@@ -61,7 +61,7 @@ from aiogram.types import Update
 from aiohttp import ClientError, ClientTimeout, FormData
 from aiohttp.payload import BytesPayload
 
-from common.logs import describe
+from common.logs import describe, without_token
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -74,8 +74,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.telegram")
 
 _NOT_RETRIED = (SendMessageDraft, SendChatAction)
-# The token in a Bot API URL, ``/bot<token>/<method>``, however the URL was quoted.
-_TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
 
 
 class RetryMiddleware(BaseRequestMiddleware):
@@ -180,7 +178,7 @@ class TurnTakingSession(AiohttpSession):
         except ClientError as exc:
             # aiohttp's message may quote the URL (a redirect's, a refused reply's), and the
             # Bot API's URL carries the token: it never leaves here.
-            message = _TOKEN_IN_URL.sub("/bot<token>", f"{type(exc).__name__}: {exc}")
+            message = without_token(f"{type(exc).__name__}: {exc}")
             message = message.replace(bot.token, "<token>")
             raise TelegramNetworkError(method=method, message=message) from None
         try:

@@ -49,6 +49,11 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
+def without_token(text: str) -> str:
+    """``text`` with the token of any Bot API URL in it (``/bot<token>/…``) cut out."""
+    return _TOKEN_IN_URL.sub("/bot<token>", text)
+
+
 def describe(exc: BaseException) -> str:
     """What ``exc`` is, with no data from its message: its class and what is safe to say."""
     kind = type(exc)
@@ -68,7 +73,7 @@ def _safe_detail(exc: BaseException) -> str | None:  # noqa: PLR0911 -- one case
     if _is(exc, "aiogram.exceptions.TelegramAPIError"):
         method = getattr(getattr(exc, "method", None), "__api_method__", "?")
         if _is(exc, "aiogram.exceptions.TelegramNetworkError"):
-            return f"{method}: {_TOKEN_IN_URL.sub('/bot<token>', str(getattr(exc, 'message', '')))}"
+            return f"{method}: {without_token(str(getattr(exc, 'message', '')))}"
         return f"{method} (description withheld)"
     if _is(exc, "aiogram.exceptions.ClientDecodeError"):
         return str(getattr(exc, "message", ""))  # aiogram's words; not the reply, not the cause
