@@ -209,7 +209,7 @@ class _GroupAnswer:
             answer = await self.kit.chat.answer(asked, sink)
             await sink.finished()  # the final edit, if a flood wait outlasted the answer
             self.shown = None
-            if not answer.text.strip():  # never a placeholder left with its stop button
+            if not answer.text:  # never a placeholder left with its stop button
                 await sink.say(texts("cancelled" if answer.stopped else "error_backend"))
                 return
             if answer.finish_reason == "length" and not answer.stopped:

@@ -206,7 +206,7 @@ class _Followup:
         a flood wait outlasted the answer.
         """
         await self.sink.finished()
-        if not answer.text.strip():
+        if not answer.text:
             await self.sink.say(self.texts("cancelled" if answer.stopped else "error_backend"))
         elif answer.finish_reason == "length" and not answer.stopped:
             await self.sink.note(self.texts("answer_cut_here"))

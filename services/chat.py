@@ -154,7 +154,8 @@ class Answer:
 
     ``outcome`` is how its hold was closed (``settled`` from the receipt, ``estimated`` from
     the bot's count, ``released``…); ``cost`` what the user paid, in µ★; ``request_id`` the
-    sealed request's id (hex), which is also its hold's and its receipt's.
+    sealed request's id (hex), which is also its hold's and its receipt's. ``text`` is empty
+    when the model wrote nothing but blanks (``_shown``).
     """
 
     text: str
