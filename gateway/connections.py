@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from gateway.metrics import GatewayMetrics
-
-_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 class ConnectionGuard:
@@ -147,21 +143,6 @@ class GuardedRequestHandler(web.RequestHandler):
         if self._busy == 0 and self.transport is not None:
             self._guard.metrics.header_timeouts.inc()
             self.force_close()
-
-
-def reset_connection(transport: asyncio.Transport | None) -> None:
-    """Drop a connection at once with a TCP reset, discarding what its peer never read.
-
-    A plain close would leave the unread bytes queued in the kernel behind a FIN the peer
-    cannot see, holding memory for as long as the peer keeps its window shut.
-    """
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    transport.abort()
 
 
 async def send_and_close(request: web.Request, response: web.StreamResponse) -> None:

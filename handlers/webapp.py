@@ -22,11 +22,8 @@ a request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import socket
-import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +33,7 @@ import structlog
 from aiogram.utils.web_app import safe_parse_webapp_init_data
 from aiohttp import web
 
+from common.sockets import reset_connection
 from sealed.encoding import MAX_JSON_INT, b64d, hex_bytes
 from sealed.errors import MalformedMessage
 from sealed.request import REQUEST_ID_SIZE, max_request_size
@@ -70,7 +68,6 @@ _SMALL_BODY = 4096  # the JSON of prepare and stop
 # Seconds the page may take to send a whole request body, or to take in one piece of an answer
 # (VEIL_WEBAPP_CLIENT_TIMEOUT): a page that stalls longer is refused, or taken as gone.
 CLIENT_TIMEOUT = 30.0
-_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 MAX_RETRY_AFTER = 3600  # seconds: the most of a gateway's Retry-After passed on to the page
 # Where the page may load from and talk to: itself only, no inline script; framed only by
 # Telegram's web apps (the mobile and desktop apps open it in a webview of their own), and by
@@ -357,7 +354,7 @@ async def handle_relay(
     except TimeoutError:
         log.info("webapp.page_stalled", user_id=user.id)
         answer.abandon("page_stalled")
-        _reset(request)  # what is queued for it will never be read
+        reset_connection(request.transport)  # what is queued for it will never be read
     except (ConnectionResetError, RuntimeError):
         answer.abandon()  # the page went away: hang up, settle from the late receipt
     except BaseException:
@@ -380,18 +377,6 @@ async def handle_stop(request: web.Request, relay: RelayService, user: WebUser) 
     if state is None:
         return _error(404, "not_running", "That answer is not being written.")
     return web.json_response({"state": state})
-
-
-def _reset(request: web.Request) -> None:
-    """Drop the page's connection with a reset: the bytes queued for it are thrown away."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already gone: abort() closes what is left
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    transport.abort()
 
 
 def build_webapp(  # noqa: PLR0913 -- the routes' parts and the page's limits
