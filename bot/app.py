@@ -134,8 +134,8 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     # No handler keeps FSM state; aiogram's FSM would add a middleware layer to every update
     # and keep a record per chat and user in memory for good.
     dispatcher = Dispatcher(disable_fsm=True)
-    pastes = dispatcher["pastes"] = chat_handlers.Pastes()
-    dispatcher.message.outer_middleware(chat_handlers.PasteParts(pastes))  # before any command
+    # Before any router: a part of a long text may begin with what reads as a command.
+    dispatcher.message.outer_middleware(chat_handlers.PasteParts(chat_handlers.Pastes()))
     # Outer, so that the errors router (which runs outside inner middlewares) has ``texts`` too.
     dispatcher.update.outer_middleware(TextsMiddleware(catalogs))
     dispatcher.update.outer_middleware(forget_handled_update)
