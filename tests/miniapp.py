@@ -279,6 +279,11 @@ class MiniStack:
         return b"".join(p.read_bytes() for p in sorted(self.data_dir.rglob("*")) if p.is_file())
 
 
+def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> PythonPage:
+    """A Python page on the stack's Mini App, trusting its gateway's operator key."""
+    return PythonPage(http, stack.base, stack.gateway.verify_key, **kwargs)
+
+
 def _host_port(url: str) -> tuple[str, int]:
     parsed = urlsplit(url)
     assert parsed.hostname is not None

@@ -24,9 +24,9 @@ from tests.fakes.relay import SlowReader
 from tests.harness import CLIENT_VERIFY_KEY, client_policy, wait_until
 from tests.miniapp import (
     USER_ID,
-    PythonPage,
     hold_of,
     init_data,
+    page,
     read_stream,
     settled,
     webapp_stack,
@@ -41,10 +41,6 @@ if TYPE_CHECKING:
 
 QUESTION = "Which drawer holds the letters I never sent?"
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
-
-
-def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> PythonPage:
-    return PythonPage(http, stack.base, stack.gateway.verify_key, **kwargs)
 
 
 def bot_address(stack: MiniStack) -> tuple[str, int]:

@@ -36,6 +36,7 @@ from tests.miniapp import (
     PythonPage,
     hold_of,
     init_data,
+    page,
     read_stream,
     settled,
     webapp_stack,
@@ -54,10 +55,6 @@ QUESTION = "What is my secret plan for the weekend?"
 ANSWER = "Your plan involves purple giraffes and a quiet lake."
 THINKING = "The user asks about their weekend; recall the giraffe plan."
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
-
-
-def page(stack: MiniStack, http: aiohttp.ClientSession, **kwargs: str) -> PythonPage:
-    return PythonPage(http, stack.base, stack.gateway.verify_key, **kwargs)
 
 
 def assert_unread(stack: MiniStack, *texts: str, logs: list[MutableMapping[str, object]]) -> None:
