@@ -28,6 +28,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from common.logs import describe
 from handlers.callbacks import GroupToggle
 from handlers.failures import Asker, tell_outside
 from handlers.replies import new_tag, replied_context, stop_keyboard, without_mention
@@ -185,7 +186,7 @@ class _GroupAnswer:
             except (TelegramBadRequest, TelegramForbiddenError) as exc:
                 # The question deleted before its turn came, or the bot removed from the group:
                 # nobody to answer, nothing asked of the model or charged.
-                log.info("groups.not_answered", error=exc.message)
+                log.info("groups.not_answered", error=describe(exc))
                 return
             placeholder = posted.message_id  # the id only: no Bot API result kept meanwhile
             del posted

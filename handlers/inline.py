@@ -30,6 +30,7 @@ from aiogram.types import (
     InputTextMessageContent,
 )
 
+from common.logs import describe
 from handlers.callbacks import StopAnswer
 from handlers.failures import log_bug, tell_outside
 from handlers.replies import (
@@ -100,7 +101,7 @@ async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) ->
             button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
         )
     except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
-        log.info("inline.query_refused", error=exc.message)
+        log.info("inline.query_refused", error=describe(exc))
 
 
 async def on_chosen_result(
@@ -148,7 +149,7 @@ async def on_guest_message(
             message.guest_query_id, result=article(texts, tag, question or "…")
         )
     except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
-        log.info("inline.guest_query_refused", error=exc.message)
+        log.info("inline.guest_query_refused", error=describe(exc))
         return
     asked = Question(
         user.id,
