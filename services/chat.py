@@ -572,13 +572,13 @@ class ChatService:
                 continue
             except InferenceError as exc:
                 generation.stoppable = False
-                delivered = "".join(parts)
+                delivered = _shown("".join(parts))  # blanks reached nobody: not charged
                 await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
                 self._remember_failed(user_id, question.thread_id, prompt)
                 await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
-                await self._settle(hold, None, "".join(parts))
+                await self._settle(hold, None, _shown("".join(parts)))
                 raise
             break
         generation.stoppable = False

@@ -24,7 +24,7 @@ from services.tokens import prompt_tokens, text_tokens
 from tests.books import grant, inconsistent_users
 from tests.botstack import Stack, running_stack
 from tests.fakes.relay import RecordingProxy
-from tests.fakes.vllm import split_tokens
+from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ PRICE_IN, PRICE_OUT = 20, 60  # the default VEIL_PRICES, µ★ a token
 PROMPT = "Tell me everything about quokkas"
 ANSWER = " ".join(f"zebra{i}" for i in range(80))
 SECRETS = ("quokka", "zebra")
+RECORD_ON_THE_WIRE = 4 + 13 + 64 + 16  # the smallest sealed chunk: length, header, record, tag
 
 
 async def closed_holds(stack: Stack) -> list[dict[str, Any]]:
@@ -394,3 +395,32 @@ async def test_text_already_shown_is_delivered_even_when_the_ledger_cannot_settl
     assert messages[1]["text"].startswith("Your history could not be read or saved.")
     assert balance.held > 0
     assert "chat.settle_failed" in [entry["event"] for entry in logs]
+
+
+async def test_a_blank_answer_cut_off_with_no_receipt_costs_nothing(tmp_path: Path) -> None:
+    # The model wrote only blanks, then the gateway went out of reach (no receipt): the bot
+    # charged its estimate of the blanks, and "completed" the answer with them, for a user
+    # who saw nothing (rule 4 of docs/money.md: no text reached the user, nothing is charged).
+    server = FakeVLLM(answer=" \n\n ")
+    server.stall_after = 1  # the blank delta, then silence
+    async with running_stack(tmp_path, model_server=server, free_tokens_per_day=0) as stack:
+        await fund(stack)
+        host, port = stack.gateway.url.removeprefix("http://").split(":")
+        proxy = RecordingProxy(host, int(port))
+        await proxy.start()
+        stack.veil.chat.inference._gateways[0].url = proxy.url
+        stack.telegram.send_text(USER, PROMPT)
+        await asyncio.wait_for(server.stall_started.wait(), 10)
+        async with asyncio.timeout(10):  # the blank delta's record is through the proxy
+            while len(proxy.downstream.partition(b"\r\n\r\n")[2]) < RECORD_ON_THE_WIRE:  # noqa: ASYNC110 -- bytes, no event
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # and read by the bot
+        await proxy.close()
+        (told,) = await stack.final_messages(USER, within=20)
+        (hold,) = await closed_holds(stack)
+        await assert_books_balance(stack, hold)
+        conversation = await stack.veil.store.active_conversation(USER)
+        stored = await stack.veil.store.history(USER, conversation)
+    assert told["text"] == "The answer did not arrive intact, so I discarded it. Please try again."
+    assert (hold["outcome"], hold["charged"]) == ("released", 0)
+    assert stored == []
