@@ -15,8 +15,9 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SHA256 keyed with
 the bot token, aiogram's ``safe_parse_webapp_init_data``) and its age (``VEIL_WEBAPP_MAX_AGE``)
 are checked first: forged or stale is 401 with a polite message. Errors are JSON
-``{"error": {"code", "message"}}`` from one table; nothing here logs initData or any bytes of
-a request.
+``{"error": {"code", "message"}}`` from one table; a body that does not arrive whole within the
+client timeout is 408 ``body_timeout`` and its connection is closed. Nothing here logs
+initData or any bytes of a request.
 """
 
 from __future__ import annotations
