@@ -31,6 +31,7 @@ from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.editing import Editors, Pace
+from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import drain
@@ -40,6 +41,7 @@ from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
 from common.collector import freeze_startup
+from common.connections import GuardedSite, guard_app
 from common.texts import FALLBACK, Catalogs
 from handlers import chat as chat_handlers
 from handlers import errors, forget, groups, history, inline, model, private, start
@@ -156,9 +158,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     return dispatcher
 
 
-# Connections for control requests (bundles, cancels, receipts) to each gateway: few and short.
 KEEPALIVE_SECONDS = 5.0
-CONTROL_CONNECTIONS_PER_GATEWAY = 16
 
 
 @contextlib.asynccontextmanager
@@ -518,20 +518,31 @@ async def until_stopped(stop: asyncio.Event, start_up: Coroutine[Any, Any, T]) -
 async def running_webhook(veil: Veil) -> AsyncIterator[int]:
     """Serve the webhook on ``VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT``; yields the bound port.
 
+    Telegram keeps its connections open between updates; one idle for the header timeout is
+    closed (it opens another), as is one past the listener's cap (``bot.listeners``).
+
     The caller tells Telegram the public URL (``set_webhook``) once it listens.
     """
     settings = veil.settings
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
     secret = settings.webhook_secret.get_secret_value()
-    app = web.Application()
+    guard = listener_guard(settings)
+    app = guard_app(web.Application(), guard)
     path = settings.webhook_url.path or "/"
-    VeilWebhook(veil.dispatcher, veil.bot, secret=secret, desk=veil.desk).register(app, path)
+    hook = VeilWebhook(
+        veil.dispatcher,
+        veil.bot,
+        secret=secret,
+        desk=veil.desk,
+        body_timeout=settings.webhook_body_timeout,
+    )
+    hook.register(app, path)
     setup_application(app, veil.dispatcher, bot=veil.bot)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+        site = GuardedSite(runner, settings.webhook_host, settings.webhook_port, guard=guard)
         await site.start()
         yield int(runner.addresses[0][1])
     finally:

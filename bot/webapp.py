@@ -2,7 +2,8 @@
 
 ``bot.app`` builds the routes (``handlers.webapp``) and this module serves them on
 ``VEIL_WEBAPP_HOST:VEIL_WEBAPP_PORT`` under the path of ``VEIL_WEBAPP_URL`` (behind the
-operator's HTTPS proxy in production). The page is the
+operator's HTTPS proxy in production, for TLS: the listener itself closes heads that do not
+arrive in time and connections past its cap, ``bot.listeners``). The page is the
 template ``index.html`` with the operator keys it pins and its script's Subresource Integrity
 hash filled in, and the committed bundle ``veil.js`` byte for byte: whoever fetches the page
 can check both against the published SHA-256 of the bundle (docs/miniapp.md).
@@ -22,6 +23,8 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import MenuButtonWebApp, WebAppInfo
 from aiohttp import web
 
+from bot.listeners import listener_guard
+from common.connections import GuardedSite, guard_app
 from sealed.encoding import b64e
 
 if TYPE_CHECKING:
@@ -90,14 +93,22 @@ async def serving_webapp(
     until each is settled.
     """
     prefix = webapp_prefix(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    guard = listener_guard(settings)
+    runner = web.AppRunner(
+        guard_app(app, guard), access_log=None, handle_signals=False, shutdown_timeout=5.0
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.webapp_host, settings.webapp_port)
+        site = GuardedSite(runner, settings.webapp_host, settings.webapp_port, guard=guard)
         await site.start()
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}{prefix}"
-        log.info("webapp.serving", url=url, script_sha256=bundle_sha256())
+        log.info(
+            "webapp.serving",
+            url=url,
+            script_sha256=bundle_sha256(),
+            max_connections=guard.max_connections,
+        )
         try:
             yield url
         finally:

@@ -3,10 +3,12 @@
 aiogram's ``SimpleRequestHandler`` skips the secret check when the secret is empty and answers
 HTTP 500 when the header holds non-ASCII characters (``secrets.compare_digest`` refuses them).
 ``VeilWebhook`` checks the header itself: a missing or malformed one (wrong characters, wrong
-length, non-ASCII) or a wrong one gets 401 and changes nothing. A body that is not an update
-gets 400. A payment or refund update is written to the payment journal before the answer, and
-a journal that cannot be written gets 503, so Telegram delivers the update again later. Every
-update is then handled in the background, as aiogram does, so Telegram is answered at once.
+length, non-ASCII) or a wrong one gets 401 and changes nothing. The body is read whole within
+``VEIL_WEBHOOK_BODY_TIMEOUT``: one that stalls gets 408 and the connection is closed, one over
+``BODY_LIMIT`` gets 413, one that is not an update 400. A payment or refund update is written
+to the payment journal before the answer, and a journal that cannot be written gets 503, so
+Telegram delivers the update again later. Every update is then handled in the background, as
+aiogram does, so Telegram is answered at once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.payments import entry_from_update
+from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_body, send_and_close
 from services.errors import JournalUnavailable
 
 if TYPE_CHECKING:
@@ -35,17 +38,29 @@ log = structlog.get_logger("veil.webhook")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
+# The most bytes of an update: far above any Telegram sends (aiohttp's own default cap).
+BODY_LIMIT = 1 << 20
+_REASONS = {408: "Request Timeout", 413: "Payload Too Large", 400: "Bad Request"}
 
 
 class VeilWebhook(SimpleRequestHandler):
     """Checks the secret header, journals payment updates, then feeds the dispatcher."""
 
-    def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret: str, desk: PaymentDesk) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        bot: Bot,
+        *,
+        secret: str,
+        desk: PaymentDesk,
+        body_timeout: float = 10.0,
+    ) -> None:
         if not secret:
             raise ValueError("a webhook needs a secret")
         super().__init__(dispatcher, bot, handle_in_background=True, secret_token=secret)
         self._secret = secret.encode("ascii")
         self._desk = desk
+        self._body_timeout = body_timeout
 
     async def close(self) -> None:
         """Leave the Bot's session open: answers still finishing need it; the app closes it."""
@@ -62,7 +77,11 @@ class VeilWebhook(SimpleRequestHandler):
             log.warning("webhook.refused", reason="secret")
             return web.Response(status=401, text="Unauthorized")
         try:
-            raw = await request.json(loads=self.bot.session.json_loads)
+            body = await read_body(request, limit=BODY_LIMIT, within=self._body_timeout)
+        except BodyRefused as refused:
+            return await _refuse_body(request, refused)
+        try:
+            raw = self.bot.session.json_loads(body.decode("utf-8"))
             update = Update.model_validate(raw, context={"bot": self.bot})
         except (ValueError, ValidationError):
             log.warning("webhook.refused", reason="not an update")
@@ -86,3 +105,17 @@ class VeilWebhook(SimpleRequestHandler):
                 await self.dispatcher.silent_call_request(bot=self.bot, result=result)
         except Exception:  # the edge: a handler's failure becomes a log line
             log.exception("webhook.update_failed", update_id=update.update_id)
+
+
+async def _refuse_body(request: web.Request, refused: BodyRefused) -> web.Response:
+    """The reply to a body not read whole: 408 (then closed), 413 or 400."""
+    reason = {BodyTimedOut: "body_timeout", BodyTooLarge: "too_large"}.get(
+        type(refused), "malformed"
+    )
+    log.warning("webhook.refused", reason=reason)
+    response = web.Response(status=refused.status, text=_REASONS[refused.status])
+    if isinstance(refused, BodyTimedOut):
+        await send_and_close(request, response)  # the rest of the body is not worth waiting for
+    else:
+        response.force_close()  # aiohttp drains what is still sent (bounded), then closes
+    return response

@@ -15,8 +15,9 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SHA256 keyed with
 the bot token, aiogram's ``safe_parse_webapp_init_data``) and its age (``VEIL_WEBAPP_MAX_AGE``)
 are checked first: forged or stale is 401 with a polite message. Errors are JSON
-``{"error": {"code", "message"}}`` from one table; nothing here logs initData or any bytes of
-a request.
+``{"error": {"code", "message"}}`` from one table; a body that does not arrive whole within the
+client timeout is 408 ``body_timeout`` and its connection is closed. Nothing here logs
+initData or any bytes of a request.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import structlog
 from aiogram.utils.web_app import safe_parse_webapp_init_data
 from aiohttp import web
 
+from common.connections import BodyRefused, BodyTimedOut, read_body, send_and_close
 from common.sockets import reset_connection
 from sealed.encoding import MAX_JSON_INT, b64d, hex_bytes
 from sealed.errors import MalformedMessage
@@ -221,6 +223,11 @@ def _authorized(
         except VeilError as exc:
             log.info("webapp.error", error=type(exc).__name__, user_id=user.id)
             return error_response(exc)
+        except BodyTimedOut:
+            log.info("webapp.body_timeout", user_id=user.id, path=request.path)
+            reply = _error(408, "body_timeout", "The request did not arrive in time.")
+            await send_and_close(request, reply)  # the rest of the body is not worth waiting for
+            return reply
 
     return route
 
@@ -228,20 +235,15 @@ def _authorized(
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, however it is split on the way, within the client timeout.
 
-    ``BadRelayRequest`` when it is larger than ``limit`` or does not arrive in time.
+    ``BadRelayRequest`` when it is larger than ``limit`` or not valid HTTP; ``BodyTimedOut``
+    (408, the connection closed) when it does not arrive whole in time.
     """
-    if request.content_length is not None and request.content_length > limit:
-        raise BadRelayRequest("body too large")
-    body = bytearray()
     try:
-        async with asyncio.timeout(request.app[STALL]):
-            while piece := await request.content.read(limit + 1 - len(body)):
-                body += piece
-                if len(body) > limit:
-                    raise BadRelayRequest("body too large")
-    except TimeoutError as exc:
-        raise BadRelayRequest("the body did not arrive in time") from exc
-    return bytes(body)
+        return await read_body(request, limit=limit, within=request.app[STALL])
+    except BodyTimedOut:
+        raise
+    except BodyRefused as exc:
+        raise BadRelayRequest(str(exc)) from exc
 
 
 async def _small_json(request: web.Request) -> dict[str, Any]:

@@ -114,8 +114,8 @@ async def test_a_body_that_stalls_midway_is_refused_after_the_client_timeout(
                 payload = await reader.readexactly(length)
         finally:
             writer.close()
-        assert head.startswith(b"HTTP/1.1 400")
-        assert json.loads(payload)["error"]["code"] == "bad_request"
+        assert head.startswith(b"HTTP/1.1 408")
+        assert json.loads(payload)["error"]["code"] == "body_timeout"
         # Nothing was held or asked: the user may ask again at once.
         assert stack.vllm.requests == []
         assert await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall()) == []

@@ -1,0 +1,331 @@
+"""Connection hardening for a listener that faces clients: a cap, a header timeout, bounded bodies.
+
+aiohttp has neither a header read timeout nor a connection cap, so a listener that faces
+clients (the gateway's public port, the bot's webhook and Mini App) is served by
+``GuardedSite``, whose protocol is ``GuardedRequestHandler``:
+
+- a connection past ``max_connections`` is closed as soon as it is accepted (``connection_cap``
+  keeps the cap within the descriptor limit);
+- each connection has a timer, armed when it opens and re-armed when a request ends (by
+  ``ConnectionGuard.middleware``), disarmed when a request head is complete: a connection that
+  does not finish its next head within ``header_timeout`` is closed, whether it sent part of
+  one or nothing at all (so idle keep-alive connections close after that time too). A request
+  being handled, however long it streams, is never cut by it;
+- a request's handler may watch its connection (``watch_connection``) to hear at once that the
+  client hung up, instead of at the next write.
+
+``read_body`` reads a body whole (however it is segmented), bounded in size and time; what it
+refuses (``BodyRefused``) each listener answers in its own words. Nothing here knows a
+protocol: the gateway counts into its metrics (``ConnectionCounts``) and maps refusals to its
+own table (``gateway.connections``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
+from yarl import URL
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+# Descriptors kept free for everything but client connections: the listeners, the event
+# loop, logging, the files, a subprocess or two.
+FD_MARGIN = 32
+
+
+def connection_cap(configured: int, *, upstream: int, soft_limit: int | None = None) -> int:
+    """The most client connections to hold: ``configured``, lowered to fit the descriptors.
+
+    ``upstream`` is the most connections the process opens itself (to a model server, to
+    Telegram), each of which may pair with a client connection; ``soft_limit`` defaults to this
+    process's RLIMIT_NOFILE.
+    """
+    if soft_limit is None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_limit == resource.RLIM_INFINITY:
+        return configured
+    room = soft_limit - FD_MARGIN
+    cap = room // 2 if room // 2 <= upstream else room - upstream
+    return max(1, min(configured, cap))
+
+
+class _Gauge(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class _Counter(Protocol):
+    def inc(self) -> None: ...
+
+
+class ConnectionCounts(Protocol):
+    """Where a guard counts its connections (the gateway's Prometheus metrics, say)."""
+
+    @property
+    def connections(self) -> _Gauge:
+        """Connections open now."""
+        ...
+
+    @property
+    def connections_refused(self) -> _Counter:
+        """Connections closed on accept because the cap was reached."""
+        ...
+
+    @property
+    def header_timeouts(self) -> _Counter:
+        """Connections closed because a request head did not arrive in time."""
+        ...
+
+
+class ConnectionGuard:
+    """The limits one listener enforces on its connections, and their counts.
+
+    ``open``, ``refused`` and ``timed_out`` count here whether or not ``metrics`` is given.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        header_timeout: float,
+        metrics: ConnectionCounts | None = None,
+    ) -> None:
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.metrics = metrics
+        self.open = 0
+        self.refused = 0
+        self.timed_out = 0
+
+    def admit(self) -> bool:
+        """Count a new connection; False (and count a refusal) when the cap is reached."""
+        if self.open >= self.max_connections:
+            self.refused += 1
+            if self.metrics is not None:
+                self.metrics.connections_refused.inc()
+            return False
+        self.open += 1
+        if self.metrics is not None:
+            self.metrics.connections.set(self.open)
+        return True
+
+    def release(self) -> None:
+        """Count a connection that has closed."""
+        self.open -= 1
+        if self.metrics is not None:
+            self.metrics.connections.set(self.open)
+
+    def header_timed_out(self) -> None:
+        """Count a connection closed by its header timer."""
+        self.timed_out += 1
+        if self.metrics is not None:
+            self.metrics.header_timeouts.inc()
+
+    @web.middleware
+    async def middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Stop the header timer while a request is handled; re-arm it when it ends."""
+        protocol = request.protocol
+        if not isinstance(protocol, GuardedRequestHandler):
+            return await handler(request)
+        protocol.request_started()
+        try:
+            return await handler(request)
+        finally:
+            protocol.request_finished()
+
+
+class GuardedRequestHandler(web.RequestHandler):
+    """aiohttp's HTTP protocol with the guard's cap, header timer and hang-up callbacks."""
+
+    def __init__(self, manager: web.Server, *, guard: ConnectionGuard, **kwargs: Any) -> None:  # noqa: ANN401 -- aiohttp's handler options
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._admitted = False
+        self._busy = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_lost: list[Callable[[], None]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the connection, or close it at once when the cap is reached."""
+        if not self._guard.admit():
+            transport.close()
+            return
+        self._admitted = True
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Release the slot and tell the watchers before aiohttp tears down."""
+        if not self._admitted:
+            return
+        self._admitted = False
+        self._guard.release()
+        self._disarm()
+        callbacks, self._on_lost = self._on_lost, []
+        for callback in callbacks:
+            callback()
+        super().connection_lost(exc)
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the connection is lost; returns a function that unwatches."""
+        self._on_lost.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._on_lost:
+                self._on_lost.remove(callback)
+
+        return unwatch
+
+    def request_started(self) -> None:
+        """A request head is complete: its handler runs now."""
+        self._busy += 1
+        self._disarm()
+
+    def request_finished(self) -> None:
+        """A handler has returned: the next head must come within the header timeout."""
+        self._busy -= 1
+        if self._busy == 0 and self._admitted:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._timer = self._loop.call_later(self._guard.header_timeout, self._header_timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _header_timeout(self) -> None:
+        self._timer = None
+        if self._busy == 0 and self.transport is not None:
+            self._guard.header_timed_out()
+            self.force_close()
+
+
+async def send_and_close(request: web.Request, response: web.StreamResponse) -> None:
+    """Send ``response`` now and close the connection after it (unread body bytes ignored)."""
+    with contextlib.suppress(ConnectionError):
+        await response.prepare(request)
+        await response.write_eof()
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+def watch_connection(request: web.Request, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` if ``request``'s client hangs up; returns a function that unwatches."""
+    protocol = request.protocol
+    if isinstance(protocol, GuardedRequestHandler):
+        return protocol.watch(callback)
+    return lambda: None
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP listener for an ``AppRunner`` whose connections ``guard`` limits.
+
+    The runner's application must have ``guard.middleware`` (``guard_app`` adds it), or the
+    header timer would also run while a request is handled.
+    """
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        guard: ConnectionGuard,
+        backlog: int = 128,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def port(self) -> int:
+        """The bound port (the asked one before ``start``)."""
+        if self._server is not None and self._server.sockets:  # type: ignore[attr-defined]
+            port: int = self._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            return port
+        return self._port
+
+    @property
+    def name(self) -> str:
+        """The listener's URL."""
+        return str(URL.build(scheme="http", host=self._host, port=self.port))
+
+    async def start(self) -> None:
+        """Listen; each accepted connection gets a ``GuardedRequestHandler``."""
+        await super().start()
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("call runner.setup() before starting a site")
+        loop = asyncio.get_running_loop()
+        factory = partial(
+            GuardedRequestHandler, server, guard=self._guard, loop=loop, access_log=None
+        )
+        self._server = await loop.create_server(
+            factory, self._host, self._port, backlog=self._backlog
+        )
+
+
+def guard_app(app: web.Application, guard: ConnectionGuard) -> web.Application:
+    """Put ``guard``'s middleware first in ``app`` (not yet started); returns ``app``."""
+    app.middlewares.insert(0, guard.middleware)
+    return app
+
+
+class BodyRefused(Exception):
+    """A request body not read whole: ``status`` is the HTTP status it deserves."""
+
+    status = 400
+
+
+class BodyTooLarge(BodyRefused):
+    """More than the limit (declared, or sent)."""
+
+    status = 413
+
+
+class BodyTimedOut(BodyRefused):
+    """The body did not arrive whole in time."""
+
+    status = 408
+
+
+class BodyMalformed(BodyRefused):
+    """The body's framing is not valid HTTP (a broken chunked encoding, say)."""
+
+    status = 400
+
+
+async def read_body(request: web.Request, *, limit: int, within: float) -> bytes:
+    """The whole body, however it arrives; ``BodyTooLarge`` past ``limit``, ``BodyTimedOut``.
+
+    ``within`` is the seconds the whole body may take, however steadily it trickles.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge("request body is too large")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge("request body is too large")
+    except TimeoutError as exc:
+        raise BodyTimedOut("the request body did not arrive in time") from exc
+    except RequestPayloadError as exc:
+        raise BodyMalformed("the request body is not valid HTTP") from exc
+    return bytes(body)
