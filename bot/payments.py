@@ -166,6 +166,9 @@ class PaymentDesk:
         entry = await self.journal.get(key)
         if entry is None or entry.notified_at is not None:
             return True
+        if entry.kind == "refund" and not await self._payment_booked(entry):
+            self._wake.set()
+            return False
         try:
             booking = await self.journal.book(entry)
         except LedgerUnavailable:
@@ -183,6 +186,20 @@ class PaymentDesk:
             return False
         await self.journal.finished(entry)
         return True
+
+    async def _payment_booked(self, refund: JournalEntry) -> bool:
+        """Whether the refund's payment is in the ledger, if the journal has it (booked first).
+
+        A refund booked before its payment would find nothing to take back and be finished,
+        and the payment would then be credited for good. So a refund whose payment is still
+        open in the journal books (and tells) that payment first, and waits if it cannot.
+        """
+        paid = await self.journal.get(f"payment:{refund.charge_id}")
+        if paid is None or paid.booked_at is not None:
+            return True
+        await self.process(paid.key)
+        paid = await self.journal.get(paid.key)
+        return paid is None or paid.booked_at is not None
 
     async def process_pending(self) -> bool:
         """Book every open entry in arrival order; True when none is left open."""

@@ -202,3 +202,27 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
         assert await inconsistent_users(store) == []
     finally:
         await store.close()
+
+
+async def test_a_refund_that_overtakes_its_open_payment_still_takes_the_credit_back(
+    tmp_path: Path,
+) -> None:
+    # The payment is journaled but not booked yet (deferred by a locked ledger, or journaled
+    # just before a crash) when Telegram reports its refund: the refund's handler runs first.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        paid = payment("stxOVERTAKEN", payload="order-o")
+        await desk.journal.record([paid])
+        stack.telegram.refunded(USER, payload="order-o", total_amount=50, charge_id=paid.charge_id)
+        notice = await stack.telegram.wait_for(
+            "sendMessage", lambda c: "refunded" in str(c.params["text"]), timeout=20
+        )
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        texts = messages_to(stack, USER)
+    # Booked in their order: the credit first, then the refund that took it back.
+    assert texts == [THANKS, notice.params["text"]]
+    assert notice.params["text"] == (
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
+    )
