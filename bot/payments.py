@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.methods import GetUpdates
 
 from services.errors import JournalUnavailable, LedgerUnavailable
@@ -151,7 +157,11 @@ class PaymentDesk:
             booking = await self.journal.book(entry)
             await self._tell(booking, late=False)
             return
-        await self.process(entry.key)
+        if not await self.process(entry.key):
+            # The loop takes it from here, with its backoff. Only this path wakes it: a wake
+            # set by the loop's own failed try would cut its wait short, and a ledger that
+            # refuses at once would be asked again at once, forever.
+            self._wake.set()
 
     async def process(self, key: str) -> bool:
         """Book one entry and tell its user; True when it is finished, False to retry later."""
@@ -167,7 +177,6 @@ class PaymentDesk:
         if entry is None or entry.notified_at is not None:
             return True
         if entry.kind == "refund" and not await self._payment_booked(entry):
-            self._wake.set()
             return False
         try:
             booking = await self.journal.book(entry)
@@ -179,7 +188,6 @@ class PaymentDesk:
             if not entry.told and entry.kind == "payment":
                 await self._send(entry.user_id, self._texts(entry)("payment_pending"))
                 await self.journal.told(entry)
-            self._wake.set()
             return False
         late = entry.attempts > 0
         if not await self._tell(booking, late=late):
@@ -263,11 +271,21 @@ class PaymentDesk:
         return True
 
     async def _send(self, chat_id: int, text: str) -> bool:
-        """Send a message; False only when Telegram could not be reached (worth a retry)."""
+        """Send a message; False when Telegram cannot take it now (worth a retry).
+
+        Unreachable, a 5xx the session's retry did not get past, a flood wait longer than the
+        session waits, a reply that is not the Bot API's: the entry stays open and the loop
+        tries again. A refusal for good (the bot blocked) is not tried again.
+        """
         try:
             await self._bot.send_message(chat_id, text)
-        except TelegramNetworkError:
-            log.warning("payments.notify_unreachable")
+        except (
+            TelegramNetworkError,
+            TelegramRetryAfter,
+            TelegramServerError,
+            ClientDecodeError,
+        ) as exc:
+            log.warning("payments.notify_unreachable", error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help
             log.warning("payments.notify_refused", error=type(exc).__name__)

@@ -226,3 +226,25 @@ async def test_a_refund_that_overtakes_its_open_payment_still_takes_the_credit_b
     assert notice.params["text"] == (
         "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
     )
+
+
+async def test_a_ledger_that_fails_at_once_is_retried_with_backoff_not_in_a_spin(
+    tmp_path: Path,
+) -> None:
+    # A ledger that refuses at once (here: a lock waited for 10 ms; also a full disk or an
+    # I/O error) must not turn the desk's loop into a spin of bookings, journal writes and
+    # log lines: 0.5 s, then doubling.
+    async with running_stack(tmp_path, free_tokens_per_day=0, db_busy_timeout=0.01) as stack:
+        desk = stack.veil.desk
+        with ledger_locked(tmp_path / "veil.db"):
+            charge = stack.telegram.pay(USER, payload="order-spin", total_amount=50)
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: str(c.params["text"]).startswith(PENDING)
+            )
+            await asyncio.sleep(2.0)
+            entry = await desk.journal.get(f"payment:{charge}")
+            assert entry is not None
+            # The handler's try and the loop's at once, then after 0.5 s, 1 s and 2 s.
+            assert 2 <= entry.attempts <= 5
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == LATE, timeout=20)
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
