@@ -333,3 +333,50 @@ def test_telegrams_refund_refusals_are_told_apart_by_their_whole_name(
 ) -> None:
     method = RefundStarPayment(user_id=USER, telegram_payment_charge_id="c")
     assert telegram_error(TelegramBadRequest(method=method, message=description)) == name
+
+
+@pytest.mark.parametrize(
+    ("status", "description", "retry_after"),
+    [
+        (429, "Too Many Requests: retry after 61", 61),  # longer than the bot waits
+        (502, "Bad Gateway", None),  # twice: the bot retries a 5xx once
+    ],
+)
+async def test_a_thank_you_telegram_cannot_take_now_is_sent_later(
+    tmp_path: Path, status: int, description: str, retry_after: int | None
+) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        stack.telegram.fail_next(
+            "sendMessage",
+            status=status,
+            description=description,
+            retry_after=retry_after,
+            count=2,
+        )
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        thanks = await stack.telegram.wait_for(
+            "sendMessage",
+            lambda c: c.answered == "ok" and str(c.params["text"]).startswith("Thank you"),
+            timeout=20,
+        )
+        assert thanks.params["text"] == "Thank you! 50 ★ added. Balance: 50 ★."
+        entry = await stack.veil.desk.journal.get(f"payment:{charge}")
+        assert entry is not None
+        assert entry.notified_at is not None
+        assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_pre_checkout_the_ledger_cannot_judge_is_refused_politely_at_once(
+    tmp_path: Path,
+) -> None:
+    # Unanswered, Telegram would make the user wait its 10 s and show its own error.
+    async with running_stack(tmp_path, star_packs="50:50000000") as stack:
+        invoice = await buy_pack(stack, USER)
+        await stack.veil.store.close()  # the database cannot be read: a failed disk, say
+        answer = await pre_checkout(stack, USER, invoice["payload"], 50)
+        assert answer["ok"] is False
+        assert answer["error_message"] == (
+            "Payments cannot be checked just now, so nothing was charged."
+            " Please try again in a minute."
+        )
