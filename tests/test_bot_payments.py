@@ -380,3 +380,29 @@ async def test_a_pre_checkout_the_ledger_cannot_judge_is_refused_politely_at_onc
             "Payments cannot be checked just now, so nothing was charged."
             " Please try again in a minute."
         )
+
+
+async def test_a_refund_telegram_cannot_take_now_tells_the_admin_to_try_again(
+    tmp_path: Path,
+) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.fail_next(
+            "refundStarPayment",
+            status=429,
+            description="Too Many Requests: retry after 90",
+            retry_after=90,
+        )
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        busy = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ADMIN)
+        assert busy.params["text"] == (
+            "Telegram could not take the refund just now. Please send the same /refund again"
+            " in a minute (a refund already made is recognised and not taken twice)."
+        )
+        assert await balance_units(stack, USER) == 50 * STAR
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        done = (await stack.final_messages(ADMIN, 2))[1]
+        assert done["text"] == f"Refunded 50 ⭐ to user {USER}; 50 ★ of credit taken back."
+        assert await balance_units(stack, USER) == 0
