@@ -57,6 +57,9 @@ log = structlog.get_logger("veil.payments")
 RETRY_FIRST_S = 0.5
 RETRY_MOST_S = 60.0
 IDLE_CHECK_S = 60.0  # the loop looks for open entries at least this often
+# The largest integer SQLite stores. Telegram never sends more Stars; an update that did could
+# be journaled by no one, and the batch holding it would be fetched again forever.
+MAX_AMOUNT = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,14 @@ def entry_from_message(
     if user is None:
         return None
     received = int(time.time() if now is None else now)
+    event = message.successful_payment or message.refunded_payment
+    if event is not None and not 0 <= event.total_amount <= MAX_AMOUNT:
+        log.warning(
+            "payments.amount_out_of_range",
+            charge_id=event.telegram_payment_charge_id,
+            user_id=user.id,
+        )
+        return None
     if (paid := message.successful_payment) is not None:
         return JournalEntry(
             kind="payment",

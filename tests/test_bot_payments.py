@@ -406,3 +406,26 @@ async def test_a_refund_telegram_cannot_take_now_tells_the_admin_to_try_again(
         done = (await stack.final_messages(ADMIN, 2))[1]
         assert done["text"] == f"Refunded 50 ⭐ to user {USER}; 50 ★ of credit taken back."
         assert await balance_units(stack, USER) == 0
+
+
+async def test_a_payment_of_an_amount_no_database_holds_neither_jams_the_bot_nor_credits(
+    tmp_path: Path,
+) -> None:
+    # 2**63 Stars fits no SQLite integer: journaling it failed, so the batch was never
+    # acknowledged and fetched again forever, every update behind it (anyone's) stuck.
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        stack.telegram.pay(OTHER, payload="bogus", total_amount=2**63)
+        # 2**62 Stars is journaled, but its credit at the pack rate fits no ledger row.
+        stack.telegram.pay(OTHER, payload="bogus", total_amount=2**62)
+        stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        thanks = await stack.telegram.wait_for(
+            "sendMessage", lambda c: "Thank you" in c.params["text"], timeout=10
+        )
+        assert thanks.params["chat_id"] == USER
+        assert await balance_units(stack, USER) == 50 * STAR
+        pending = await stack.telegram.wait_for(
+            "sendMessage", lambda c: c.params["chat_id"] == OTHER, timeout=10
+        )
+        assert str(pending.params["text"]).startswith("Payment received, thank you.")
+        assert await balance_units(stack, OTHER) == 0
