@@ -11,10 +11,13 @@ import pytest
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import RefundStarPayment
 
+from bot.reconcile import star_transactions
+from bot.telegram import build_bot
 from handlers.callbacks import BuyPack, BuyPlan
 from handlers.shop import ALREADY_REFUNDED, NOT_FOUND, telegram_error
 from tests.books import inconsistent_users
-from tests.botstack import Stack, bot_env, running_stack
+from tests.botstack import TOKEN, Stack, bot_env, running_stack
+from tests.fakes.telegram import FakeTelegram
 from tests.harness import REPO, child_environment
 
 if TYPE_CHECKING:
@@ -429,3 +432,25 @@ async def test_a_payment_of_an_amount_no_database_holds_neither_jams_the_bot_nor
         )
         assert str(pending.params["text"]).startswith("Payment received, thank you.")
         assert await balance_units(stack, OTHER) == 0
+
+
+async def test_reconcile_counts_only_invoice_payments_and_their_refunds() -> None:
+    # Stars moved in from a business account, or spent by the bot on a gift, are Star
+    # transactions with a user too: counted, they were credited by --fix as purchases and
+    # listed as refunds the ledger lacked.
+    async with FakeTelegram(token=TOKEN) as telegram:
+        charge = telegram.pay(USER, payload="order-r", total_amount=50)
+        telegram.refunded(USER, payload="order-r", total_amount=50, charge_id=charge)
+        user = {"id": OTHER, "is_bot": False, "first_name": "Bo"}
+        telegram.payments.record_transfer(user, 500, "business_account_transfer", outgoing=False)
+        telegram.payments.record_transfer(user, 500, "paid_media_payment", outgoing=False)
+        telegram.payments.record_transfer(user, 25, "gift_purchase", outgoing=True)
+        bot = build_bot(TOKEN, telegram.url)
+        try:
+            listed = await star_transactions(bot)
+        finally:
+            await bot.session.close()
+    assert [(tx.id, tx.amount, tx.is_refund, tx.user_id) for tx in listed] == [
+        (charge, 50, False, USER),
+        (charge, 50, True, USER),
+    ]
