@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from bot.audit import report_lines
 from models import MasterKey, Store
 from sealed.bundle import KeyBundle, sign_bundle
 from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
@@ -192,3 +193,19 @@ async def test_audit_fails_on_credit_added_by_hand_without_a_payment(tmp_path: P
         await store.close()
     users = sorted([forged + len("stxFORGED"), forged + len("stxFORGED2"), forged + 15, USER])
     assert problems == [f"user {user}: holds, payments and ledger rows disagree" for user in users]
+
+
+async def test_audit_totals_the_credit_no_payment_proves(tmp_path: Path) -> None:
+    # No code path writes a grant: one in the ledger was written by hand, and the audit says so.
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        assert "grants" not in " ".join(report_lines(await Auditor(store, []).run()))
+        await grant(store, USER, 3 * STAR, "grant", "by-hand:1")
+        await grant(store, USER, -STAR, "grant", "by-hand:2")
+        report = await Auditor(store, []).run()
+    finally:
+        await store.close()
+    assert (report.grants, report.granted, report.problems) == (2, 2 * STAR, [])
+    assert "grants: 2 row(s), 2 ★ (credit no payment proves: written by hand)" in report_lines(
+        report
+    )
