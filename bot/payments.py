@@ -224,7 +224,14 @@ class PaymentDesk:
         """Book every open entry in arrival order; True when none is left open."""
         finished = True
         for entry in await self.journal.pending():
-            finished = await self.process(entry.key) and finished
+            try:
+                done = await self.process(entry.key)
+            except (JournalUnavailable, LedgerUnavailable):
+                raise
+            except Exception:  # one entry that cannot be booked must not hold up the others
+                log.exception("payments.booking_failed", charge_id=entry.charge_id)
+                done = False
+            finished = done and finished
         return finished
 
     async def run(self) -> None:
@@ -234,7 +241,7 @@ class PaymentDesk:
             self._wake.clear()
             try:
                 done = await self.process_pending()
-            except (JournalUnavailable, LedgerUnavailable):
+            except Exception:  # the loop's edge: nothing may stop the retries for good
                 log.exception("payments.retry_failed")
                 done = False
             if done:

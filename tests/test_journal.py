@@ -248,3 +248,23 @@ async def test_a_ledger_that_fails_at_once_is_retried_with_backoff_not_in_a_spin
             assert 2 <= entry.attempts <= 5
         await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == LATE, timeout=20)
         assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
+
+
+async def test_an_entry_that_cannot_be_booked_never_stops_the_others(tmp_path: Path) -> None:
+    # A journal entry whose booking fails with something other than a busy ledger (here an
+    # empty charge id, which the shop refuses) went up and out of the desk's loop: the loop
+    # stopped, and no deferred payment was booked again until a restart, where it stopped at
+    # the same entry again.
+    async with running_stack(tmp_path, free_tokens_per_day=0, db_busy_timeout=0.2) as stack:
+        desk = stack.veil.desk
+        await desk.journal.record([payment("", payload="order-poison")])
+        with ledger_locked(tmp_path / "veil.db"):
+            charge = stack.telegram.pay(USER, payload="order-after", total_amount=50)
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: str(c.params["text"]).startswith(PENDING)
+            )
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == LATE, timeout=20)
+        assert await payments_in(tmp_path / "veil.db") == [(charge, 50 * STAR)]
+        poison = await desk.journal.get("payment:")
+        assert poison is not None
+        assert poison.notified_at is None  # kept for a person to look at, never dropped
