@@ -46,6 +46,11 @@ def report_lines(report: AuditReport) -> list[str]:
             f" {format_units(report.legacy_charged)} ★ (not provable)"
         )
     lines.append(f"payments: {report.payments}, {report.stars_received} Stars")
+    if report.grants:
+        lines.append(
+            f"grants: {report.grants} row(s), {format_units(report.granted)} ★"
+            " (credit no payment proves: written by hand)"
+        )
     if report.ton is not None and (report.ton.credited or report.ton.unmatched or report.ton.dust):
         ton = report.ton
         lines.append(

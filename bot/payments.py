@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.methods import GetUpdates
 
 from services.errors import JournalUnavailable, LedgerUnavailable
@@ -51,6 +57,9 @@ log = structlog.get_logger("veil.payments")
 RETRY_FIRST_S = 0.5
 RETRY_MOST_S = 60.0
 IDLE_CHECK_S = 60.0  # the loop looks for open entries at least this often
+# The largest integer SQLite stores. Telegram never sends more Stars; an update that did could
+# be journaled by no one, and the batch holding it would be fetched again forever.
+MAX_AMOUNT = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,14 @@ def entry_from_message(
     if user is None:
         return None
     received = int(time.time() if now is None else now)
+    event = message.successful_payment or message.refunded_payment
+    if event is not None and not 0 <= event.total_amount <= MAX_AMOUNT:
+        log.warning(
+            "payments.amount_out_of_range",
+            charge_id=event.telegram_payment_charge_id,
+            user_id=user.id,
+        )
+        return None
     if (paid := message.successful_payment) is not None:
         return JournalEntry(
             kind="payment",
@@ -151,7 +168,11 @@ class PaymentDesk:
             booking = await self.journal.book(entry)
             await self._tell(booking, late=False)
             return
-        await self.process(entry.key)
+        if not await self.process(entry.key):
+            # The loop takes it from here, with its backoff. Only this path wakes it: a wake
+            # set by the loop's own failed try would cut its wait short, and a ledger that
+            # refuses at once would be asked again at once, forever.
+            self._wake.set()
 
     async def process(self, key: str) -> bool:
         """Book one entry and tell its user; True when it is finished, False to retry later."""
@@ -166,6 +187,8 @@ class PaymentDesk:
         entry = await self.journal.get(key)
         if entry is None or entry.notified_at is not None:
             return True
+        if entry.kind == "refund" and not await self._payment_booked(entry):
+            return False
         try:
             booking = await self.journal.book(entry)
         except LedgerUnavailable:
@@ -176,7 +199,6 @@ class PaymentDesk:
             if not entry.told and entry.kind == "payment":
                 await self._send(entry.user_id, self._texts(entry)("payment_pending"))
                 await self.journal.told(entry)
-            self._wake.set()
             return False
         late = entry.attempts > 0
         if not await self._tell(booking, late=late):
@@ -184,11 +206,32 @@ class PaymentDesk:
         await self.journal.finished(entry)
         return True
 
+    async def _payment_booked(self, refund: JournalEntry) -> bool:
+        """Whether the refund's payment is in the ledger, if the journal has it (booked first).
+
+        A refund booked before its payment would find nothing to take back and be finished,
+        and the payment would then be credited for good. So a refund whose payment is still
+        open in the journal books (and tells) that payment first, and waits if it cannot.
+        """
+        paid = await self.journal.get(f"payment:{refund.charge_id}")
+        if paid is None or paid.booked_at is not None:
+            return True
+        await self.process(paid.key)
+        paid = await self.journal.get(paid.key)
+        return paid is None or paid.booked_at is not None
+
     async def process_pending(self) -> bool:
         """Book every open entry in arrival order; True when none is left open."""
         finished = True
         for entry in await self.journal.pending():
-            finished = await self.process(entry.key) and finished
+            try:
+                done = await self.process(entry.key)
+            except (JournalUnavailable, LedgerUnavailable):
+                raise
+            except Exception:  # one entry that cannot be booked must not hold up the others
+                log.exception("payments.booking_failed", charge_id=entry.charge_id)
+                done = False
+            finished = done and finished
         return finished
 
     async def run(self) -> None:
@@ -198,7 +241,7 @@ class PaymentDesk:
             self._wake.clear()
             try:
                 done = await self.process_pending()
-            except (JournalUnavailable, LedgerUnavailable):
+            except Exception:  # the loop's edge: nothing may stop the retries for good
                 log.exception("payments.retry_failed")
                 done = False
             if done:
@@ -246,11 +289,21 @@ class PaymentDesk:
         return True
 
     async def _send(self, chat_id: int, text: str) -> bool:
-        """Send a message; False only when Telegram could not be reached (worth a retry)."""
+        """Send a message; False when Telegram cannot take it now (worth a retry).
+
+        Unreachable, a 5xx the session's retry did not get past, a flood wait longer than the
+        session waits, a reply that is not the Bot API's: the entry stays open and the loop
+        tries again. A refusal for good (the bot blocked) is not tried again.
+        """
         try:
             await self._bot.send_message(chat_id, text)
-        except TelegramNetworkError:
-            log.warning("payments.notify_unreachable")
+        except (
+            TelegramNetworkError,
+            TelegramRetryAfter,
+            TelegramServerError,
+            ClientDecodeError,
+        ) as exc:
+            log.warning("payments.notify_unreachable", error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help
             log.warning("payments.notify_refused", error=type(exc).__name__)

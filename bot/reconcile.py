@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from bot.settings import BotSettings
 
 PAGE = 100
+# The only Star transactions with users that are Veil's: invoice payments and their refunds.
+# Stars moved in from a business account, paid media, and gifts or Premium the bot bought are
+# transactions with a user too, and none of them is a payment to book or a refund to take back.
+INVOICE_PAYMENT = "invoice_payment"
 
 
 async def star_transactions(bot: Bot) -> list[StarTransaction]:
@@ -35,6 +39,8 @@ async def star_transactions(bot: Bot) -> list[StarTransaction]:
             partner = tx.source or tx.receiver
             if not isinstance(partner, TransactionPartnerUser):
                 continue  # withdrawals, ads, Fragment: not ours to reconcile
+            if partner.transaction_type != INVOICE_PAYMENT:
+                continue
             found.append(
                 StarTransaction(
                     id=tx.id,

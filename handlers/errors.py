@@ -6,6 +6,8 @@ detached from their update and report their own failures the same way). Anything
 bug: logged with its type and traceback (never message text) and answered with a short
 apology, so no failure ends in silence. ``JournalUnavailable`` is the one exception that
 passes through: the payment update must not be acknowledged, so Telegram delivers it again.
+A pre-checkout query that failed is refused at once with a polite reason (nothing is charged),
+rather than left for Telegram to time out after its 10 seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+import structlog
 from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
@@ -22,12 +25,14 @@ from handlers.replies import topic_of
 from services.errors import JournalUnavailable, VeilError
 
 if TYPE_CHECKING:
-    from aiogram.types import ErrorEvent, Update
+    from aiogram.types import ErrorEvent, PreCheckoutQuery, Update
 
     from common.texts import Texts
     from handlers.failures import Failures
     from handlers.sinks import Editors
     from services.answers import Shown
+
+log = structlog.get_logger("veil.errors")
 
 GROUPS = frozenset({"group", "supergroup"})
 
@@ -63,6 +68,10 @@ async def on_veil_error(
         raise error
     assert isinstance(error, VeilError)  # noqa: S101 -- the filter lets only these through
     update = event.update
+    if update.pre_checkout_query is not None:
+        log.warning("error_replied", error=type(error).__name__, text="precheckout_unavailable")
+        await refuse_checkout(update.pre_checkout_query, texts)
+        return
     shown = editors.showing.pop(update.update_id)
     if shown is not None or in_group(update):
         await _tell_outside(update, shown, error, texts, editors)
@@ -92,6 +101,14 @@ async def on_unexpected(event: ErrorEvent, texts: Texts, failures: Failures) -> 
     """A bug: log it with its traceback and apologise."""
     update = event.update
     await failures.apologise(event.exception, texts, recipient(update), recipient_topic(update))
+    if update.pre_checkout_query is not None:
+        await refuse_checkout(update.pre_checkout_query, texts)
+
+
+async def refuse_checkout(query: PreCheckoutQuery, texts: Texts) -> None:
+    """Refuse a checkout the shop could not judge; nothing is charged, the user may try again."""
+    with contextlib.suppress(TelegramAPIError):  # too late: Telegram has refused it itself
+        await query.answer(ok=False, error_message=texts("precheckout_unavailable"))
 
 
 def build_router() -> Router:

@@ -13,8 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Protocol
 
+import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
     from services.shop import Shop
     from services.ton.books import TonBooks
     from services.ton.shop import TonShop
+
+log = structlog.get_logger("veil.stars")
 
 # Telegram's refusals of refundStarPayment, as its description names them.
 ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
@@ -193,6 +202,17 @@ async def cmd_refund(
         return
     try:
         await bot.refund_star_payment(user_id=payment.user_id, telegram_payment_charge_id=charge_id)
+    except (
+        TelegramNetworkError,
+        TelegramRetryAfter,
+        TelegramServerError,
+        ClientDecodeError,
+    ) as exc:
+        # Refunded or not, the same /refund again settles it: a refund Telegram made already
+        # comes back as CHARGE_ALREADY_REFUNDED and takes the credit back once.
+        log.warning("stars.refund_not_taken", charge_id=charge_id, error=type(exc).__name__)
+        await message.answer(texts("refund_retry"))
+        return
     except TelegramBadRequest as exc:  # Telegram's answer to the admin, not a failure of ours
         refused = telegram_error(exc)
         if refused == ALREADY_REFUNDED:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from aiogram import F, Router
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -161,15 +162,21 @@ class TonNotifier:
     async def __call__(self, booking: TonBooking) -> bool:
         """Send the message; False when Telegram cannot take it now (the watcher tries again).
 
-        Unreachable, a flood wait longer than the retries, a 5xx: False. True once sent, or
-        refused for good (blocked, deleted: telling again would not help).
+        Unreachable, a flood wait longer than the retries, a 5xx, a reply that is not the Bot
+        API's: False. True once sent, or refused for good (blocked, deleted: telling again would
+        not help).
         """
         user_id = booking.payment.user_id
         if user_id is None:
             return True
         try:
             await self._bot.send_message(user_id, self.text(booking))
-        except (TelegramNetworkError, TelegramRetryAfter, TelegramServerError) as exc:
+        except (
+            TelegramNetworkError,
+            TelegramRetryAfter,
+            TelegramServerError,
+            ClientDecodeError,
+        ) as exc:
             log.warning("ton.notify_later", tx=booking.payment.hash, error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help

@@ -59,9 +59,12 @@ def storage_errors(what: str) -> Iterator[None]:
     """Turn an ``sqlite3.Error`` raised inside the block into ``StorageError`` naming ``what``.
 
     SQLite's message is kept (``UNIQUE constraint failed: …``, a trigger's ``the ledger is
-    append-only``); it names tables and columns, never the data.
+    append-only``); it names tables and columns, never the data. So is the ``OverflowError``
+    of a number too large for an SQLite integer (2**63 and up), which no row can hold either.
     """
     try:
         yield
     except sqlite3.Error as exc:
         raise StorageError(f"{what}: {exc}") from exc
+    except OverflowError as exc:
+        raise StorageError(f"{what}: a number too large for SQLite") from exc

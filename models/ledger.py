@@ -71,6 +71,14 @@ def balance(db: Database, user_id: int) -> int:
     return int(total)
 
 
+def grants(db: Database) -> tuple[int, int]:
+    """(rows, µ★) of ``grant`` rows: credit no payment stands behind (no code path writes one)."""
+    count, total = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'grant'"
+    ).fetchone()
+    return int(count), int(total)
+
+
 def record(db: Database, entry: LedgerEntry) -> bool:
     """Append a row unless its ``source`` is recorded already; False (nothing written) then."""
     cursor = db.execute(f"{_INSERT} ON CONFLICT (source) DO NOTHING", _values(entry))

@@ -2,7 +2,8 @@
 
 ``inconsistent_users`` is the invariant the tests and ``python -m bot audit`` check: every hold,
 payment, refund and proof row has exactly the ledger rows it implies, and no ledger row of a
-request stands without its hold; Gram and USDT payments too (``models.ton.inconsistent_users``).
+request stands without its hold, nor a purchase, subscription or refund row without its
+payment; Gram and USDT payments too (``models.ton.inconsistent_users``).
 Balances need no check: they are always the ledger sum.
 
 The functions here take the ``Database`` of a store call (a read: one snapshot).
@@ -69,6 +70,18 @@ _INVARIANT_QUERIES = (
     """SELECT p.user_id FROM payments p LEFT JOIN ledger l ON l.source = p.charge_id
        WHERE l.id IS NULL OR l.user_id != p.user_id OR l.amount != p.units
           OR l.kind NOT IN ('purchase', 'subscription')""",
+    # A Stars credit row stands only with its payment, for its user, of exactly its units (the
+    # triggers refuse UPDATE and DELETE, not INSERT: credit written in by hand must not pass).
+    # Gram and USDT credits (ton:<hash>) are models.ton's to check.
+    """SELECT l.user_id FROM ledger l LEFT JOIN payments p ON p.charge_id = l.source
+       WHERE l.kind IN ('purchase', 'subscription') AND l.source NOT LIKE 'ton:%'
+         AND (p.charge_id IS NULL OR p.user_id != l.user_id OR p.units != l.amount)""",
+    # A refund row stands only with its refunded payment (the query below checks its amount).
+    """SELECT l.user_id FROM ledger l
+       LEFT JOIN payments p ON p.charge_id = substr(l.source, length('refund:') + 1)
+       WHERE l.kind = 'refund'
+         AND (l.source NOT LIKE 'refund:%' OR p.charge_id IS NULL OR p.refunded != 1
+              OR p.user_id != l.user_id)""",
     # A refunded payment has its refund row taking back exactly its units; others have none.
     """SELECT p.user_id FROM payments p LEFT JOIN ledger l ON l.source = 'refund:' || p.charge_id
        WHERE (p.refunded = 1) != (l.id IS NOT NULL)

@@ -149,6 +149,23 @@ class StarsPayments:
             }
         )
 
+    def record_transfer(
+        self, user: dict[str, Any], amount: int, transaction_type: str, *, outgoing: bool
+    ) -> str:
+        """A Star transaction with a user that is no invoice payment; returns its id.
+
+        ``transaction_type`` is Telegram's: ``business_account_transfer`` (Stars moved in from a
+        business account the bot manages), ``paid_media_payment``, or, ``outgoing``,
+        ``gift_purchase`` and ``premium_purchase`` (the bot spent Stars on the user).
+        """
+        tx_id = f"tx{self._state.next_id()}"
+        partner = {"type": "user", "transaction_type": transaction_type, "user": user}
+        side = "receiver" if outgoing else "source"
+        self._transactions.append(
+            {"id": tx_id, "amount": amount, "date": int(time.time()), side: partner}
+        )
+        return tx_id
+
     # Methods.
 
     def _invoice(self, p: dict[str, Any], *, link: bool) -> dict[str, Any]:

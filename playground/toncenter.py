@@ -164,6 +164,7 @@ class FakeToncenter(Served):
         body: str | None = None,
         bounced: bool = False,
         aborted: bool = False,
+        bounce: bool | None = None,
         now: int | None = None,
         lt: int | None = None,
     ) -> dict[str, Any]:
@@ -171,8 +172,12 @@ class FakeToncenter(Served):
 
         ``comment_in`` is where the comment shows: ``both`` (body BoC and decoded), ``body``
         (BoC only) or ``decoded`` (decoded only, the body being some other BoC). ``body``
-        replaces the body BoC outright.
+        replaces the body BoC outright. ``bounce`` is the message's bounce flag (by default
+        set only on an ``aborted`` one). An aborted transaction of a bounceable message sends
+        the value back (a bounce phase); of a non-bounceable one, as to a wallet not deployed
+        yet (its compute phase skipped, ``no_state``), it keeps the value, as the chain does.
         """
+        bounce = aborted if bounce is None else bounce
         boc = (
             body if body is not None else comment_boc(comment if comment_in != "decoded" else None)
         )
@@ -213,7 +218,7 @@ class FakeToncenter(Served):
                 "created_at": str(int(time.time())),
                 "opcode": "0x00000000" if comment is not None else None,
                 "ihr_disabled": True,
-                "bounce": False,
+                "bounce": bounce,
                 "bounced": bounced,
                 "import_fee": None,
                 "message_content": {"hash": new_hash(), "body": boc, "decoded": decoded},
@@ -221,6 +226,11 @@ class FakeToncenter(Served):
             },
             "out_msgs": [],
         }
+        if aborted and bounce:
+            record["description"]["bounce"] = {"type": "ok", "msg_size": {"cells": "1"}}
+        elif aborted:
+            record["description"]["compute_ph"] = {"skipped": True, "reason": "no_state"}
+            record["orig_status"] = record["end_status"] = "uninit"
         self.transactions.append(record)
         return record
 

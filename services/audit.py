@@ -16,10 +16,11 @@ A charge that fails any check, an ``unverified`` one (charged without a valid re
 charge with no proof row at all are problems; charges closed before proofs were kept are
 counted apart as legacy.
 
-Gram and USDT payments are checked too: each credited one is its amount at its stored rate
-(its order's, unless an admin assigned it) and has exactly its ledger row
-(``services.ton.books.payment_problems``; ``models.ton.inconsistent_users``, part of
-``models.stats.inconsistent_users``).
+Credit no payment stands behind (``grant`` rows: no code path writes one, so each was written
+by hand) is totalled apart, so none passes unseen. Gram and USDT payments are checked too:
+each credited one is its amount at its stored rate (its order's, unless an admin assigned it)
+and has exactly its ledger row (``services.ton.books.payment_problems``;
+``models.ton.inconsistent_users``, part of ``models.stats.inconsistent_users``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from models import orders, stats, ton, usage
+from models import ledger, orders, stats, ton, usage
 from models.usage import ReceiptProof, StoredBundle
 from sealed.bundle import BUNDLE_CONTEXT, KeyBundle
 from sealed.encoding import parse_json_object
@@ -80,6 +81,8 @@ class AuditReport:
     payments: int = 0
     stars_received: int = 0
     ton: TonTotals | None = None  # Gram and USDT payments
+    grants: int = 0  # ledger rows of kind grant: credit no payment proves
+    granted: int = 0  # µ★ they add
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -130,6 +133,7 @@ class Auditor:
                 for problem in payment_problems(payment, order)
             )
         report.ton = books.ton_totals
+        report.grants, report.granted = books.grants
         return report
 
     def problems(self, record: UsageRecord) -> list[str]:
@@ -223,6 +227,7 @@ class _Books:
     payments: list[Payment]
     ton_payments: list[tuple[TonPayment, TonOrder | None]]
     ton_totals: TonTotals
+    grants: tuple[int, int]
 
 
 def _read(db: Database) -> _Books:
@@ -233,4 +238,5 @@ def _read(db: Database) -> _Books:
         payments=orders.all_payments(db),
         ton_payments=ton.credited_with_orders(db),
         ton_totals=ton.totals(db),
+        grants=ledger.grants(db),
     )

@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from bot.audit import report_lines
+from models import MasterKey, Store
 from sealed.bundle import KeyBundle, sign_bundle
 from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
 from sealed.suites import KeyPair, Suite
 from services.audit import Auditor, proof_for
+from services.shop import IncomingPayment, Pack, Shop
 from tests.books import grant
 from tests.botstack import bot_env, running_stack
 from tests.harness import REPO, child_environment
@@ -165,3 +168,44 @@ async def test_audit_fails_on_an_amount_edited_by_hand(
     assert result.returncode == 1
     assert f"charge {request_id} (user {USER}): the usage row is -1, not -" in result.stdout
     assert f"user {USER}: holds, payments and ledger rows disagree" in result.stdout
+
+
+async def test_audit_fails_on_credit_added_by_hand_without_a_payment(tmp_path: Path) -> None:
+    # The triggers refuse UPDATE and DELETE, not INSERT: a Stars credit (or a refund) written
+    # straight into the ledger, with no payment behind it, must not prove.
+    forged = 4242
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        shop = Shop(store, [Pack("50", 50, 50 * STAR)])
+        await shop.record_payment(IncomingPayment(USER, "order", "XTR", 50, "stxREAL"))
+        await shop.record_refund(USER, "stxREAL")
+        assert (await Auditor(store, []).run()).problems == []
+        for kind, amount, source in (
+            ("purchase", 10**12, "stxFORGED"),
+            ("subscription", STAR, "stxFORGED2"),
+            ("refund", -STAR, "refund:stxNEVER"),
+        ):
+            await grant(store, forged + len(source), amount, kind, source)  # type: ignore[arg-type]
+        # A second credit under the real payment's user, with a source of its own.
+        await grant(store, USER, STAR, "purchase", "refund:stxREAL2")
+        problems = (await Auditor(store, []).run()).problems
+    finally:
+        await store.close()
+    users = sorted([forged + len("stxFORGED"), forged + len("stxFORGED2"), forged + 15, USER])
+    assert problems == [f"user {user}: holds, payments and ledger rows disagree" for user in users]
+
+
+async def test_audit_totals_the_credit_no_payment_proves(tmp_path: Path) -> None:
+    # No code path writes a grant: one in the ledger was written by hand, and the audit says so.
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        assert "grants" not in " ".join(report_lines(await Auditor(store, []).run()))
+        await grant(store, USER, 3 * STAR, "grant", "by-hand:1")
+        await grant(store, USER, -STAR, "grant", "by-hand:2")
+        report = await Auditor(store, []).run()
+    finally:
+        await store.close()
+    assert (report.grants, report.granted, report.problems) == (2, 2 * STAR, [])
+    assert "grants: 2 row(s), 2 ★ (credit no payment proves: written by hand)" in report_lines(
+        report
+    )

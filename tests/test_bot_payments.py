@@ -11,10 +11,13 @@ import pytest
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import RefundStarPayment
 
+from bot.reconcile import star_transactions
+from bot.telegram import build_bot
 from handlers.callbacks import BuyPack, BuyPlan
 from handlers.shop import ALREADY_REFUNDED, NOT_FOUND, telegram_error
 from tests.books import inconsistent_users
-from tests.botstack import Stack, bot_env, running_stack
+from tests.botstack import TOKEN, Stack, bot_env, running_stack
+from tests.fakes.telegram import FakeTelegram
 from tests.harness import REPO, child_environment
 
 if TYPE_CHECKING:
@@ -333,3 +336,121 @@ def test_telegrams_refund_refusals_are_told_apart_by_their_whole_name(
 ) -> None:
     method = RefundStarPayment(user_id=USER, telegram_payment_charge_id="c")
     assert telegram_error(TelegramBadRequest(method=method, message=description)) == name
+
+
+@pytest.mark.parametrize(
+    ("status", "description", "retry_after"),
+    [
+        (429, "Too Many Requests: retry after 61", 61),  # longer than the bot waits
+        (502, "Bad Gateway", None),  # twice: the bot retries a 5xx once
+    ],
+)
+async def test_a_thank_you_telegram_cannot_take_now_is_sent_later(
+    tmp_path: Path, status: int, description: str, retry_after: int | None
+) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        stack.telegram.fail_next(
+            "sendMessage",
+            status=status,
+            description=description,
+            retry_after=retry_after,
+            count=2,
+        )
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        thanks = await stack.telegram.wait_for(
+            "sendMessage",
+            lambda c: c.answered == "ok" and str(c.params["text"]).startswith("Thank you"),
+            timeout=20,
+        )
+        assert thanks.params["text"] == "Thank you! 50 ★ added. Balance: 50 ★."
+        entry = await stack.veil.desk.journal.get(f"payment:{charge}")
+        assert entry is not None
+        assert entry.notified_at is not None
+        assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_pre_checkout_the_ledger_cannot_judge_is_refused_politely_at_once(
+    tmp_path: Path,
+) -> None:
+    # Unanswered, Telegram would make the user wait its 10 s and show its own error.
+    async with running_stack(tmp_path, star_packs="50:50000000") as stack:
+        invoice = await buy_pack(stack, USER)
+        await stack.veil.store.close()  # the database cannot be read: a failed disk, say
+        answer = await pre_checkout(stack, USER, invoice["payload"], 50)
+        assert answer["ok"] is False
+        assert answer["error_message"] == (
+            "Payments cannot be checked just now, so nothing was charged."
+            " Please try again in a minute."
+        )
+
+
+async def test_a_refund_telegram_cannot_take_now_tells_the_admin_to_try_again(
+    tmp_path: Path,
+) -> None:
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.fail_next(
+            "refundStarPayment",
+            status=429,
+            description="Too Many Requests: retry after 90",
+            retry_after=90,
+        )
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        busy = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ADMIN)
+        assert busy.params["text"] == (
+            "Telegram could not take the refund just now. Please send the same /refund again"
+            " in a minute (a refund already made is recognised and not taken twice)."
+        )
+        assert await balance_units(stack, USER) == 50 * STAR
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        done = (await stack.final_messages(ADMIN, 2))[1]
+        assert done["text"] == f"Refunded 50 ⭐ to user {USER}; 50 ★ of credit taken back."
+        assert await balance_units(stack, USER) == 0
+
+
+async def test_a_payment_of_an_amount_no_database_holds_neither_jams_the_bot_nor_credits(
+    tmp_path: Path,
+) -> None:
+    # 2**63 Stars fits no SQLite integer: journaling it failed, so the batch was never
+    # acknowledged and fetched again forever, every update behind it (anyone's) stuck.
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        stack.telegram.pay(OTHER, payload="bogus", total_amount=2**63)
+        # 2**62 Stars is journaled, but its credit at the pack rate fits no ledger row.
+        stack.telegram.pay(OTHER, payload="bogus", total_amount=2**62)
+        stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        thanks = await stack.telegram.wait_for(
+            "sendMessage", lambda c: "Thank you" in c.params["text"], timeout=10
+        )
+        assert thanks.params["chat_id"] == USER
+        assert await balance_units(stack, USER) == 50 * STAR
+        pending = await stack.telegram.wait_for(
+            "sendMessage", lambda c: c.params["chat_id"] == OTHER, timeout=10
+        )
+        assert str(pending.params["text"]).startswith("Payment received, thank you.")
+        assert await balance_units(stack, OTHER) == 0
+
+
+async def test_reconcile_counts_only_invoice_payments_and_their_refunds() -> None:
+    # Stars moved in from a business account, or spent by the bot on a gift, are Star
+    # transactions with a user too: counted, they were credited by --fix as purchases and
+    # listed as refunds the ledger lacked.
+    async with FakeTelegram(token=TOKEN) as telegram:
+        charge = telegram.pay(USER, payload="order-r", total_amount=50)
+        telegram.refunded(USER, payload="order-r", total_amount=50, charge_id=charge)
+        user = {"id": OTHER, "is_bot": False, "first_name": "Bo"}
+        telegram.payments.record_transfer(user, 500, "business_account_transfer", outgoing=False)
+        telegram.payments.record_transfer(user, 500, "paid_media_payment", outgoing=False)
+        telegram.payments.record_transfer(user, 25, "gift_purchase", outgoing=True)
+        bot = build_bot(TOKEN, telegram.url)
+        try:
+            listed = await star_transactions(bot)
+        finally:
+            await bot.session.close()
+    assert [(tx.id, tx.amount, tx.is_refund, tx.user_id) for tx in listed] == [
+        (charge, 50, False, USER),
+        (charge, 50, True, USER),
+    ]

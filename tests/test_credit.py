@@ -187,7 +187,7 @@ async def test_the_free_allowance_is_spent_first_and_resets_at_midnight_utc(
     assert (refused.value.needed, refused.value.balance) == (500 * 20 + 64 * 60, 0)
     assert refused.value.free_tokens_left == 0
 
-    await grant(store, ALICE, STAR, "purchase", "charge-1")
+    await grant(store, ALICE, STAR, "grant", "charge-1")
     third = await credit.hold(ALICE, "r3", "model", 500, 1000)
     assert (third.units, third.free_tokens) == (500 * 20 + 1000 * 60, 0)
     charge = await credit.settle(third, 500, 1000, receipt_valid=True)
@@ -228,12 +228,12 @@ async def test_insufficient_credit_raises_and_writes_nothing(
     assert await _ledger(store, ALICE) == before
     assert await paid_only.balance(ALICE) == _balance(1000, 0)
     # The refused request left no trace: the same id may be held once credit arrives.
-    await grant(store, ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "grant", "c1")
     assert (await paid_only.hold(ALICE, "r1", "model", 100, 1000)).units == 62_000
 
 
 async def test_a_negative_balance_stops_even_free_requests(credit: Credit, store: Store) -> None:
-    await grant(store, ALICE, -5, "refund", "refund:x")
+    await grant(store, ALICE, -5, "grant", "debit:x")
 
     with pytest.raises(InsufficientCredit) as refused:
         await credit.hold(ALICE, "r1", "model", 10, 10)
@@ -243,7 +243,7 @@ async def test_a_negative_balance_stops_even_free_requests(credit: Credit, store
 
 async def test_fifty_concurrent_holds_never_overdraw(paid_only: Credit, store: Store) -> None:
     per_request = 10 * 20 + 100 * 60
-    await grant(store, ALICE, 10 * per_request + per_request // 2, "purchase", "c1")
+    await grant(store, ALICE, 10 * per_request + per_request // 2, "grant", "c1")
 
     results = await asyncio.gather(
         *(paid_only.hold(ALICE, f"r{n}", "model", 10, 100) for n in range(50)),
@@ -320,7 +320,7 @@ async def test_an_invalid_receipt_is_charged_the_held_amount_and_logged(
     credit: Credit,
     store: Store,
 ) -> None:
-    await grant(store, ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "grant", "c1")
     hold = await credit.hold(ALICE, "r1", "model", 1000, 2000)
 
     with capture_logs() as logs:
@@ -376,7 +376,7 @@ async def test_past_the_balance_a_receipt_overdraws_and_answers_stop_until_a_top
     with pytest.raises(InsufficientCredit) as refused:
         await credit.hold(ALICE, "r2", "model", 10, 10)
     assert refused.value.balance == 10_000 - charge.units < 0
-    await grant(store, ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "grant", "c1")
     clock.advance(DAY)
     assert (await credit.hold(ALICE, "r2", "model", 10, 10)).units == 0
 
@@ -485,7 +485,7 @@ async def test_recover_releases_holds_a_crash_left_open(
     store: Store, db_path: Path, master_key: MasterKey, clock: Clock
 ) -> None:
     before = Credit(store, PRICES, 0, clock=clock)
-    await grant(store, ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "grant", "c1")
     done = await before.hold(ALICE, "r1", "model", 10, 100)
     await before.hold(ALICE, "r2", "model", 10, 100)  # in flight when the bot dies
     charge = await before.settle(done, 10, 40, receipt_valid=True)
@@ -518,7 +518,7 @@ async def test_recover_releases_holds_a_crash_left_open(
 async def test_a_credit_is_written_once_per_source(credit: Credit, store: Store) -> None:
     assert await grant(store, ALICE, 5 * STAR, "grant", "admin:42")
     assert not await grant(store, ALICE, 5 * STAR, "grant", "admin:42")
-    assert not await grant(store, BOB, 7 * STAR, "purchase", "admin:42")
+    assert not await grant(store, BOB, 7 * STAR, "grant", "admin:42")
 
     assert (await credit.balance(ALICE)).units == 5 * STAR
     assert (await credit.balance(BOB)).units == 0
@@ -539,23 +539,23 @@ async def test_credit_refuses_request_kinds_and_keys(
 async def test_history_lists_charges_and_purchases_newest_first(
     paid_only: Credit, store: Store
 ) -> None:
-    await grant(store, ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "grant", "c1")
     hold = await paid_only.hold(ALICE, "r1", "big", 10, 100)
     await paid_only.settle(hold, 10, 20, receipt_valid=True)
-    await grant(store, BOB, STAR, "purchase", "c2")
+    await grant(store, BOB, STAR, "grant", "c2")
 
     history = await paid_only.history(ALICE)
 
     assert [(e.kind, e.amount, e.source) for e in history] == [
         ("usage", -(10 * 100 + 20 * 300), "usage:r1"),
-        ("purchase", STAR, "c1"),
+        ("grant", STAR, "c1"),
     ]
     assert history[0].note == "big: 10+20 tokens, 0 free"
     assert len(await paid_only.history(ALICE, limit=1)) == 1
 
 
 async def test_ledger_rows_cannot_be_changed_or_deleted(credit: Credit, store: Store) -> None:
-    await grant(store, ALICE, STAR, "purchase", "c1")
+    await grant(store, ALICE, STAR, "grant", "c1")
 
     def change(db: Database) -> None:
         db.execute("UPDATE ledger SET amount = 1")
@@ -577,7 +577,7 @@ async def test_the_invariant_check_names_users_whose_rows_disagree(
     other = await Store.open(tmp_path / "other.db", MasterKey.generate())
     try:
         credit = Credit(other, PRICES, 0, clock=clock)
-        await grant(other, ALICE, STAR, "purchase", "c1")
+        await grant(other, ALICE, STAR, "grant", "c1")
         hold = await credit.hold(ALICE, "r1", "model", 1, 1)
         await credit.settle(hold, 1, 1, receipt_valid=True)
         assert await inconsistent_users(other) == []

@@ -202,3 +202,69 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
         assert await inconsistent_users(store) == []
     finally:
         await store.close()
+
+
+async def test_a_refund_that_overtakes_its_open_payment_still_takes_the_credit_back(
+    tmp_path: Path,
+) -> None:
+    # The payment is journaled but not booked yet (deferred by a locked ledger, or journaled
+    # just before a crash) when Telegram reports its refund: the refund's handler runs first.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        paid = payment("stxOVERTAKEN", payload="order-o")
+        await desk.journal.record([paid])
+        stack.telegram.refunded(USER, payload="order-o", total_amount=50, charge_id=paid.charge_id)
+        notice = await stack.telegram.wait_for(
+            "sendMessage", lambda c: "refunded" in str(c.params["text"]), timeout=20
+        )
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        texts = messages_to(stack, USER)
+    # Booked in their order: the credit first, then the refund that took it back.
+    assert texts == [THANKS, notice.params["text"]]
+    assert notice.params["text"] == (
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
+    )
+
+
+async def test_a_ledger_that_fails_at_once_is_retried_with_backoff_not_in_a_spin(
+    tmp_path: Path,
+) -> None:
+    # A ledger that refuses at once (here: a lock waited for 10 ms; also a full disk or an
+    # I/O error) must not turn the desk's loop into a spin of bookings, journal writes and
+    # log lines: 0.5 s, then doubling.
+    async with running_stack(tmp_path, free_tokens_per_day=0, db_busy_timeout=0.01) as stack:
+        desk = stack.veil.desk
+        with ledger_locked(tmp_path / "veil.db"):
+            charge = stack.telegram.pay(USER, payload="order-spin", total_amount=50)
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: str(c.params["text"]).startswith(PENDING)
+            )
+            await asyncio.sleep(2.0)
+            entry = await desk.journal.get(f"payment:{charge}")
+            assert entry is not None
+            # The handler's try and the loop's at once, then after 0.5 s, 1 s and 2 s.
+            assert 2 <= entry.attempts <= 5
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == LATE, timeout=20)
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
+
+
+async def test_an_entry_that_cannot_be_booked_never_stops_the_others(tmp_path: Path) -> None:
+    # A journal entry whose booking fails with something other than a busy ledger (here an
+    # empty charge id, which the shop refuses) went up and out of the desk's loop: the loop
+    # stopped, and no deferred payment was booked again until a restart, where it stopped at
+    # the same entry again.
+    async with running_stack(tmp_path, free_tokens_per_day=0, db_busy_timeout=0.2) as stack:
+        desk = stack.veil.desk
+        await desk.journal.record([payment("", payload="order-poison")])
+        with ledger_locked(tmp_path / "veil.db"):
+            charge = stack.telegram.pay(USER, payload="order-after", total_amount=50)
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: str(c.params["text"]).startswith(PENDING)
+            )
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["text"] == LATE, timeout=20)
+        assert await payments_in(tmp_path / "veil.db") == [(charge, 50 * STAR)]
+        poison = await desk.journal.get("payment:")
+        assert poison is not None
+        assert poison.notified_at is None  # kept for a person to look at, never dropped

@@ -19,9 +19,15 @@ from typing import TYPE_CHECKING, Any
 import zxingcpp
 from PIL import Image
 
+from bot.telegram import build_bot
+from common.texts import Catalogs
+from handlers.ton import TonNotifier
+from models.ton import TonPayment
+from services.ton.books import TonBooking
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, running_stack
 from tests.fakes.gated import GatedTelegram
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, hex_hash
 from tests.tonstack import WALLET, WALLET_RAW
 
@@ -390,3 +396,37 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
         assert f"{hex_hash(unknown['hash'])[:16]} · 1 GRAM · comment NOTANORDER" in stats
         assert hex_hash(dust["hash"])[:16] not in stats
         assert [r.status for r in chain.requests].count(429) == 2
+
+
+async def test_the_credit_notice_through_a_reply_that_is_not_the_bot_apis_is_tried_again() -> None:
+    # A proxy's page instead of the Bot API's answer is a Telegram that cannot take the
+    # message now, like a 5xx: the watcher tells the user on its next pass. It went up out of
+    # the notifier and the watcher's pass as an unexpected error instead.
+    payment = TonPayment(
+        hash="ab" * 32,
+        asset="gram",
+        lt=7,
+        utime=int(time.time()),
+        sender=None,
+        amount=10**9,
+        comment=None,
+        order_id=None,
+        status="credited",
+        reason=None,
+        late=False,
+        user_id=4711,
+        units=250_000_000,
+        created_at=int(time.time()),
+        assigned_by=1,
+    )
+    booking = TonBooking(payment=payment, new=True, balance=250_000_000)
+    async with HostileTelegram(token=TOKEN) as telegram:
+        bot = build_bot(TOKEN, telegram.url)
+        try:
+            notify = TonNotifier(bot, Catalogs())
+            telegram.misbehave("sendMessage", "page")
+            assert await notify(booking) is False
+            assert await notify(booking) is True
+        finally:
+            await bot.session.close()
+    assert [m["text"] for m in telegram.sent_messages(4711)] == [notify.text(booking)]

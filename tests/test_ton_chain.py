@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -226,3 +228,33 @@ async def test_the_client_asks_from_the_cursor(session: aiohttp.ClientSession) -
             "start_lt": "77",
         }
         assert {first.api_key, second.api_key} == {"k"}
+
+
+async def test_a_page_that_arrives_in_pieces_is_read_whole(session: aiohttp.ClientSession) -> None:
+    # A full page is hundreds of kilobytes, sent in many TCP segments; reading one buffer's
+    # worth of it took a truncated body for "not JSON", and the watcher never got past it.
+    record = {"hash": "ab" * 32, "lt": "5", "padding": "x" * 1000}
+    body = json.dumps({"transactions": [record] * 100}).encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        for start in range(0, len(body), 4096):
+            await response.write(body[start : start + 4096])
+            await asyncio.sleep(0.001)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v3/transactions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        client = ToncenterClient(f"http://{host}:{port}", session)
+        page = await client.transactions(RAW, TonCursor("gram", 0, None, None), limit=100)
+    finally:
+        await runner.cleanup()
+    assert page == [record] * 100

@@ -446,3 +446,21 @@ async def test_a_failing_notifier_never_stops_the_watcher_and_is_tried_again(
         assert [e["status"] for e in logs if e["event"] == "ton.watcher_backoff"] == ["unexpected"]
         assert await stack.balance(ALICE) == PACK_UNITS
         await sound(stack)
+
+
+async def test_a_payment_to_a_wallet_not_yet_deployed_is_credited(tmp_path: Path) -> None:
+    # A wallet that has only ever received is not deployed: each incoming transaction skips
+    # its compute phase (no code) and is "aborted", yet a non-bounceable transfer (the UQ…
+    # address the invoice shows) stays. A bounceable one goes back and brings nothing.
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE)
+        stack.chain.add_transaction(
+            WALLET_RAW, value=GRAM, comment=paid.id, aborted=True, bounce=True
+        )
+        stayed = stack.chain.add_transaction(
+            WALLET_RAW, value=GRAM, comment=paid.id, aborted=True, bounce=False
+        )
+        assert await stack.watcher().poll() == 1
+        assert await recorded(stack) == {hex_hash(stayed["hash"]): ("credited", None, PACK_UNITS)}
+        assert await stack.balance(ALICE) == PACK_UNITS
+        await sound(stack)

@@ -170,7 +170,10 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
             text = decoded.get("comment")
             comment = text if isinstance(text, str) else None
     skip = None
-    if aborted:
+    if aborted and message.get("bounce") is not False:
+        # The value went back in the bounce phase. A non-bounceable message keeps it even
+        # when the transaction aborts: every payment to a wallet not deployed yet (no code to
+        # run) is such a transaction, and the invoice shows the non-bounceable address.
         skip = "aborted"
     elif message.get("bounced") is True:
         skip = "bounced"

@@ -90,7 +90,7 @@ class ToncenterClient:
                     raise ToncenterRateLimited("toncenter: rate limited (429)")
                 if response.status != HTTPStatus.OK:
                     raise ToncenterUnavailable(f"toncenter: HTTP {response.status} for {path}")
-                raw = await response.content.read(MAX_BODY + 1)
+                raw = await _body(response)
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
             raise ToncenterUnavailable(f"toncenter: {type(exc).__name__} for {path}") from exc
         if len(raw) > MAX_BODY:
@@ -106,6 +106,21 @@ class ToncenterClient:
                 raise ToncenterRateLimited("toncenter: rate limited (429)")
             raise ToncenterUnavailable(f"toncenter: an error answer for {path}")
         return body
+
+
+async def _body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, up to one byte past ``MAX_BODY`` (then the caller refuses it).
+
+    ``read(n)`` gives what has arrived so far, at most ``n`` bytes, not the whole body: a page
+    of a few hundred kilobytes comes in many pieces.
+    """
+    body = bytearray()
+    while len(body) <= MAX_BODY:
+        piece = await response.content.read(MAX_BODY + 1 - len(body))
+        if not piece:
+            break
+        body += piece
+    return bytes(body)
 
 
 def _start(cursor: TonCursor) -> dict[str, str]:
