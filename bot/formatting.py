@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
-from telegramify_markdown import convert
 from telegramify_markdown.config import RenderConfig
+from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker
+from telegramify_markdown.converter import _parse as parse_markdown
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from telegramify_markdown import MessageEntity
 
@@ -95,6 +96,8 @@ _STEPS: Final = (
 _BLOCK_AFTER_BLANK: Final = re.compile(r"\n[ \t\r]*\n(?=\S)")
 _FENCE: Final = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
 _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
+_SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
+_LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +136,18 @@ def utf16_len(text: str) -> int:
 
 
 def render(markdown: str) -> Rendered:
-    """Convert model Markdown to text and entities; never raises, bad Markdown stays text."""
+    """Convert model Markdown to text and entities; never raises, bad Markdown stays text.
+
+    HTML the model writes is shown as written (the converter would drop it, text and all), and
+    Markdown that renders to nothing visible (``#``, an empty code fence) is shown as its source.
+    """
     source = _scrub(markdown)
     try:
-        text, raw = convert(source, config=_CONFIG)
+        text, raw = _convert(source)
     except Exception:  # noqa: BLE001 - third-party parser on model output: degrade to plain text
         text, raw = source, []
+    if not text.strip():
+        text, raw = source, []  # only markup: the asker still reads what the model wrote
     entities = _tidy(raw)
     if text == text.strip():
         return Rendered(text, tuple(entities))
@@ -211,6 +220,42 @@ def _make_config() -> RenderConfig:
 
 
 _CONFIG: Final = _make_config()
+
+
+def _convert(source: str) -> tuple[str, list[MessageEntity]]:
+    """Telegramify's ``convert``, but the model's HTML kept as text (``_html_as_text``)."""
+    text, events = parse_markdown(source, STANDARD_OPTIONS, latex_escape=True)
+    rendered, raw, _ = EventWalker(_CONFIG, text).walk(tuple(_html_as_text(events)))
+    return rendered, raw
+
+
+def _html_as_text(events: Iterable[Any]) -> Iterator[Any]:
+    """Parser events with HTML turned into text: an HTML block a paragraph, ``<br>`` a break.
+
+    Telegramify ignores HTML, so ``<div>…</div>`` or ``List<String>`` written outside code would
+    vanish from the answer. Only its spoiler tags, which it turns into spoilers, stay HTML.
+    """
+    for event in events:
+        payload, where = event if isinstance(event, tuple) else (event, None)
+        if payload in ({"Start": "HtmlBlock"}, {"End": "HtmlBlock"}):
+            yield ({next(iter(payload)): "Paragraph"}, where)
+        elif isinstance(payload, dict) and ("Html" in payload or "InlineHtml" in payload):
+            html = str(next(iter(payload.values())))
+            if _SPOILER_TAG.fullmatch(html.strip()):
+                yield event
+                continue
+            if _LINE_BREAK_TAG.fullmatch(html.strip()):
+                yield ("SoftBreak", where)
+                continue
+            for number, line in enumerate(html.removesuffix("\n").split("\n")):
+                if number:
+                    yield ("SoftBreak", where)
+                if line:
+                    yield ({"Text": line}, where)
+            if "Html" in payload and html.endswith("\n"):
+                yield ("SoftBreak", where)  # the next line of the same HTML block
+        else:
+            yield event
 
 
 def _scrub(text: str) -> str:

@@ -251,7 +251,8 @@ def test_split_returns_short_text_as_is_and_blank_text_as_nothing() -> None:
     assert split(rendered) == [rendered]
     assert split(Rendered("", ())) == []
     assert split(Rendered(" \n\n ", ())) == []
-    assert render_parts("```\n```") == []
+    # Markup that renders to nothing visible is shown as written, never as no message at all.
+    assert render_parts("```\n```") == [Rendered("```\n```", ())]
 
 
 def test_split_falls_back_to_line_then_sentence_then_space_then_hard() -> None:
@@ -531,3 +532,16 @@ def test_preview_reads_further_back_when_the_tail_renders_short() -> None:
     assert utf16_len(draft.text) > 150
     assert draft.text.endswith("w199")
     assert all(e.type == "text_link" for e in draft.entities)
+
+
+def test_html_the_model_writes_is_shown_as_written() -> None:
+    block = render("<div>\nThe kettledrum costs 42.\n</div>\n\nUse List<String> here.")
+    assert block.text == "<div>\nThe kettledrum costs 42.\n</div>\n\nUse List<String> here."
+    assert render("Hidden <!-- tangerine --> comment").text == "Hidden <!-- tangerine --> comment"
+    spoiler = render("a <tg-spoiler>secret</tg-spoiler> b")  # the converter's own HTML stays
+    assert spoiler.text == "a secret b"
+    assert [(e.type, e.offset, e.length) for e in spoiler.entities] == [("spoiler", 2, 6)]
+    cell = render("| a |\n|---|\n| x<br>y |")  # a break in a cell must not leave the table
+    assert "x y" in cell.text
+    assert [e.type for e in cell.entities] == ["pre"]
+    assert render("#").text == "#"

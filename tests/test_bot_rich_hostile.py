@@ -1,0 +1,51 @@
+"""Rich answers under a hostile model: whatever the model prints, the asker reads its text.
+
+Fake Telegram (the playground's emulator) ← real bot → real gateway → fake vLLM. The model's
+output is the attacker's to choose: raw HTML, Markdown that renders to nothing, text Telegram
+refuses. Each answer must reach the asker as text (formatted, else plain), be stored as shown,
+and be charged once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tests.botstack import running_stack
+from tests.test_bot_groups import ANN, GROUP, final_reply
+from tests.test_bot_rich_edits import FAST, group_edits
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 9401
+# HTML a model prints outside code: the entity rendering dropped it, text and all.
+HTML = "<div>\nThe obsidian kettledrum costs 42.\n</div>\n\nUse List<String> for the tangerines."
+
+
+async def test_html_in_an_answer_reaches_the_asker_as_text(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=HTML) as stack:
+        stack.telegram.send_text(USER, "Prices?")
+        (message,) = await stack.final_messages(USER)
+        history = await stack.stored_turns(USER, 2)
+    assert "The obsidian kettledrum costs 42." in message["text"]
+    assert "List<String> for the tangerines" in message["text"]
+    assert history[-1] == HTML
+
+
+async def test_an_answer_of_markup_alone_is_shown_as_written(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer="```") as stack:
+        stack.telegram.send_text(USER, "Print three backticks")
+        (message,) = await stack.final_messages(USER)
+        history = await stack.stored_turns(USER, 2)
+    assert message["text"] == "```"
+    assert history[-1] == "```"
+
+
+async def test_a_group_answer_of_markup_alone_is_shown(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer="#", **FAST) as stack:
+        stack.telegram.send_text(ANN, "/ask Print a hash sign", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        edits = group_edits(stack)
+    assert edits[-1].answered == "ok"
+    assert edits[-1].params["rich_message"] == {"markdown": "#"}
+    assert "rich_message" in final
