@@ -66,7 +66,11 @@ def split_blocks(markdown: str) -> list[str]:
 
 
 def _cut_block(block: str, limit: int) -> list[str]:
-    """A block longer than ``limit`` as pieces that fit; a code block keeps its fence."""
+    """A block longer than ``limit`` as pieces that fit; a code block keeps its fence.
+
+    A fence whose opening line is itself most of a message (a model's one-line "code") has no
+    room to be reopened in each piece: it is cut as text.
+    """
     fence = _FENCE.match(block)
     if not fence:
         return plain_parts(block, limit)
@@ -76,6 +80,8 @@ def _cut_block(block: str, limit: int) -> list[str]:
     closing = fence.group(1)
     code = "\n".join(lines[1:-1] if closed else lines[1:])
     room = limit - utf16_len(opening) - utf16_len(closing) - 2
+    if room < limit // 2:  # the fence's own line fills most of a message: cut it as text
+        return plain_parts(block, limit)
     return [f"{opening}\n{piece}\n{closing}" for piece in plain_parts(code, room)]
 
 

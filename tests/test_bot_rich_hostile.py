@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
 from tests.test_bot_groups import ANN, GROUP, final_reply
+from tests.test_bot_rich import WORD
 from tests.test_bot_rich_edits import FAST, group_edits
 
 if TYPE_CHECKING:
@@ -49,3 +50,19 @@ async def test_a_group_answer_of_markup_alone_is_shown(tmp_path: Path) -> None:
     assert edits[-1].answered == "ok"
     assert edits[-1].params["rich_message"] == {"markdown": "#"}
     assert "rich_message" in final
+
+
+async def test_a_fence_line_longer_than_a_rich_message_is_still_delivered(tmp_path: Path) -> None:
+    answer = "```" + " ".join([WORD] * 450)  # one line, past 32,768 characters
+    async with running_stack(
+        tmp_path, answer=answer, max_answer_tokens=2000, rich_messages=True
+    ) as stack:
+        stack.telegram.send_text(USER, "Three backticks, then a lot")
+        messages = await stack.final_messages(USER, 2)
+        history = await stack.stored_turns(USER, 2)
+        sends = stack.telegram.calls_of("sendRichMessage")
+    assert history[-1] == answer
+    assert [call.answered for call in sends] == ["ok", "ok"]
+    parts = [call.params["rich_message"]["markdown"] for call in sends]
+    assert len(messages) == 2
+    assert " ".join(parts) == answer  # cut at a space, nothing lost

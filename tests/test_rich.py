@@ -343,3 +343,12 @@ async def test_edit_message_text_turns_a_message_rich_and_back(
         )
     (stored,) = fake.sent_messages(GROUP)
     assert stored["text"] == "plain"
+
+
+def test_a_fence_whose_first_line_fills_a_message_is_cut_as_text() -> None:
+    block = "```" + "tangerine " * 80  # the opening line alone is past the limit
+    parts = rich.rich_parts(block, limit=300)
+    assert all(units(part) <= 300 for part in parts)
+    assert " ".join(parts) == block.strip()
+    draft = rich.draft_markdown(block, limit=300)
+    assert 0 < units(draft) <= 300
