@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from telegramify_markdown.config import RenderConfig
 from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker
 from telegramify_markdown.converter import _parse as parse_markdown
+from telegramify_markdown.converter import _TextBuffer as TextBuffer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -225,8 +226,47 @@ _CONFIG: Final = _make_config()
 def _convert(source: str) -> tuple[str, list[MessageEntity]]:
     """Telegramify's ``convert``, but the model's HTML kept as text (``_html_as_text``)."""
     text, events = parse_markdown(source, STANDARD_OPTIONS, latex_escape=True)
-    rendered, raw, _ = EventWalker(_CONFIG, text).walk(tuple(_html_as_text(events)))
+    rendered, raw, _ = _Walker(_CONFIG, text).walk(tuple(_html_as_text(events)))
     return rendered, raw
+
+
+class _Buffer(TextBuffer):
+    """Telegramify's text buffer, counting the newlines at its end as it is written.
+
+    Before every block the converter counts the newlines the text ends with, and its buffer
+    counts them by looking back through every part written: past all the empty writes of empty
+    blocks (a code fence or ``$$`` block with nothing in it) and the newlines between them.
+    Thousands of such blocks took seconds of the event loop (quadratic), for every user.
+    """
+
+    __slots__ = ("_newlines",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._newlines = 0
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        super().write(text)
+        kept = text.rstrip("\n")
+        self._newlines = len(text) - len(kept) + (0 if kept else self._newlines)
+
+    def trailing_newline_count(self) -> int:
+        return self._newlines
+
+    def pop_last(self) -> str:
+        part = super().pop_last()
+        self._newlines = super().trailing_newline_count()
+        return part
+
+
+class _Walker(EventWalker):
+    """Telegramify's event walker with ``_Buffer``."""
+
+    def __init__(self, config: RenderConfig, source_markdown: str) -> None:
+        super().__init__(config, source_markdown)
+        self._buf = _Buffer()
 
 
 def _html_as_text(events: Iterable[Any]) -> Iterator[Any]:
