@@ -384,7 +384,8 @@ class EditSink:
             - utf16_len(details)
             - utf16_len(_GAP + _MORE)
         )
-        parts = rich_markdown.rich_parts(text, limit=room)
+        blocks = rich_markdown.MAX_BLOCKS - rich_markdown.weight(self._header_markdown + details)
+        parts = rich_markdown.rich_parts(text, limit=room, max_blocks=max(blocks, 1))
         if not parts:
             return final
         cut = len(parts) > 1
@@ -464,7 +465,8 @@ class EditSink:
         try:
             if self.rich:
                 room = rich_markdown.MAX_CHARS - utf16_len(self._header_markdown)
-                markdown = rich_markdown.draft_markdown(text, room)
+                blocks = rich_markdown.MAX_BLOCKS - rich_markdown.weight(self._header_markdown)
+                markdown = rich_markdown.draft_markdown(text, room, max(blocks, 1))
                 if not markdown.strip():
                     return
                 if await self._edit_rich(markdown, self.stop_markup, header=True):

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import ANN, GROUP, final_reply
-from tests.test_bot_rich import WORD
-from tests.test_bot_rich_edits import FAST, group_edits
+from tests.test_bot_rich import RICH, WORD
+from tests.test_bot_rich_edits import FAST, assert_the_rich_answer, group_edits, shown
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,3 +67,20 @@ async def test_a_fence_line_longer_than_a_rich_message_is_still_delivered(tmp_pa
     parts = [call.params["rich_message"]["markdown"] for call in sends]
     assert len(messages) == 2
     assert " ".join(parts) == answer  # cut at a space, nothing lost
+
+
+async def test_a_thinking_of_many_paragraphs_leaves_a_group_answer_rich(tmp_path: Path) -> None:
+    server = FakeVLLM(answer=RICH, token_delay=0.001)
+    server.reasoning = "\n\n".join(f"s{n % 10}" for n in range(800)) + "\n\nDone thinking."
+    async with running_stack(
+        tmp_path, model_server=server, max_answer_tokens=2000, **FAST
+    ) as stack:
+        stack.telegram.send_text(ANN, "/ask Tell me about tangerines", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        last = group_edits(stack)[-1]
+    assert last.answered == "ok"
+    assert "rich_message" in last.params  # not refused for too many blocks, so not cut to 4096
+    details, *answer = final["rich_message"]["blocks"]
+    assert details["type"] == "details"
+    assert shown(details["blocks"]).endswith("Done thinking.")  # the thinking's end is kept
+    assert_the_rich_answer(answer)

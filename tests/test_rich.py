@@ -352,3 +352,14 @@ def test_a_fence_whose_first_line_fills_a_message_is_cut_as_text() -> None:
     assert " ".join(parts) == block.strip()
     draft = rich.draft_markdown(block, limit=300)
     assert 0 < units(draft) <= 300
+
+
+def test_the_details_block_keeps_the_last_lines_of_a_long_thinking() -> None:
+    thought = "\n\n".join(f"step {n}" for n in range(300))
+    details = rich.thought_details(thought, "💭 ")
+    assert rich.weight(details) <= rich.THOUGHT_LINES + 3  # summary, body, closing tag
+    assert "…step 200\n\nstep 201" in details
+    assert details.endswith("step 299\n\n</details>")
+    assert "step 199" not in details.split("</summary>")[1]
+    short = rich.thought_details("one\n\ntwo", "💭 ")
+    assert "…" not in short.split("</summary>")[1]
