@@ -54,7 +54,14 @@ from aiogram.types import (
 )
 
 from bot import rich as rich_markdown
-from bot.formatting import TELEGRAM_LIMIT, Rendered, preview, render_parts, utf16_len
+from bot.formatting import (
+    MAX_ENTITIES,
+    TELEGRAM_LIMIT,
+    Rendered,
+    preview,
+    render_parts,
+    utf16_len,
+)
 from bot.streaming import entities_of
 from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
@@ -366,7 +373,8 @@ class EditSink:
         if thought and fold >= MIN_FOLDED:
             folded = quote(thought, fold, expandable=True)
             room -= utf16_len(folded.text) + 1
-        parts = render_parts(text, limit=room)
+        entities = MAX_ENTITIES if folded is None else MAX_ENTITIES - 1  # one for the thinking
+        parts = render_parts(text, limit=room, max_entities=entities)
         cut = len(parts) > 1
         shown = Rendered(parts[0].text + (_MORE if cut else ""), parts[0].entities)
         if folded is not None:

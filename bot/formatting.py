@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 TELEGRAM_LIMIT: Final = 4096
 _MIN_LIMIT: Final = 2  # one astral character must fit, or a cut could not make progress
+# Telegram applies the first 100 entities of a message and silently ignores the rest, so a
+# piece holds at most this many (an answer of many bold words would lose its later code blocks).
+MAX_ENTITIES: Final = 100
 
 # Entity types we pass on. The converter marks H1/H2 with "underline" too and turns
 # tg://emoji links into custom emoji, which only some bots may send: both are dropped.
@@ -156,24 +159,35 @@ def render(markdown: str) -> Rendered:
     return doc.cut([doc.trim(0, len(text))])[0]
 
 
-def split(rendered: Rendered, limit: int = TELEGRAM_LIMIT) -> list[Rendered]:
+def split(
+    rendered: Rendered, limit: int = TELEGRAM_LIMIT, max_entities: int = MAX_ENTITIES
+) -> list[Rendered]:
     """Cut `rendered` into pieces of at most `limit` UTF-16 units, each one sendable.
 
     Cuts prefer a paragraph break, then a line break, a sentence end, a space, and only then
     any character; a code block that fits in one piece is never cut. Whitespace at the cuts
-    is dropped, so an empty or blank text gives no pieces at all.
+    is dropped, so an empty or blank text gives no pieces at all. A piece holds at most
+    `max_entities` entities (cut before the next one starts), so Telegram applies them all.
     """
     _check(limit)
     text = rendered.text
-    if text and not text[0].isspace() and not text[-1].isspace() and utf16_len(text) <= limit:
+    if (
+        text
+        and not text[0].isspace()
+        and not text[-1].isspace()
+        and utf16_len(text) <= limit
+        and len(rendered.entities) <= max_entities
+    ):
         return [rendered]
     doc = _Doc(text, rendered.entities)
-    return doc.cut(doc.pieces(limit))
+    return doc.cut(doc.pieces(limit, max_entities))
 
 
-def render_parts(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[Rendered]:
+def render_parts(
+    markdown: str, limit: int = TELEGRAM_LIMIT, max_entities: int = MAX_ENTITIES
+) -> list[Rendered]:
     """Render model Markdown and split it into messages."""
-    return split(render(markdown), limit)
+    return split(render(markdown), limit, max_entities)
 
 
 def plain_parts(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
@@ -478,17 +492,18 @@ class _Doc:
             for (lo, hi), entities in zip(ranges, clipped, strict=True)
         ]
 
-    def pieces(self, limit: int) -> list[tuple[int, int]]:
+    def pieces(self, limit: int, max_entities: int = MAX_ENTITIES) -> list[tuple[int, int]]:
         """Index ranges of the pieces `split` returns, whitespace at the cuts left out."""
         short = [(lo, hi) for lo, hi in self.pres if self.units(hi) - self.units(lo) <= limit]
         lo, hi = self.trim(0, len(self.text))
         ranges: list[tuple[int, int]] = []
         while lo < hi:
-            if self.units(hi) - self.units(lo) <= limit:
+            cap = self.entity_cap(lo, hi, max_entities)
+            if self.units(hi) - self.units(lo) <= limit and cap == hi:
                 cut = hi
             else:
-                far = self.reach(lo, limit, hi)
-                half = max(self.reach(lo, limit // 2, hi), lo + 1)
+                far = min(self.reach(lo, limit, hi), cap)
+                half = max(min(self.reach(lo, limit // 2, hi), far), lo + 1)
                 found = self._search(lo + 1, far, (half, far), short, rightmost=True)
                 cut = found if found is not None else self._hard_after(lo, far, short)
             first, last = self.trim(lo, cut)
@@ -496,6 +511,19 @@ class _Doc:
                 ranges.append((first, last))
             lo = self.trim(cut, hi)[0]
         return ranges
+
+    def entity_cap(self, lo: int, hi: int, max_entities: int) -> int:
+        """The furthest end, at most `hi`, of a piece from `lo` holding `max_entities` entities.
+
+        The entities already open at `lo` count; the piece ends before the next one past the
+        cap starts (but holds at least one character, so a cut always makes progress).
+        """
+        carried = sum(1 for start, end, _, _, _ in self.spans if start < lo < end)
+        starts = sorted(start for start, _, _, _, _ in self.spans if start >= lo)
+        room = max_entities - carried
+        if len(starts) <= room:
+            return hi
+        return min(max(starts[max(room, 0)], lo + 1), hi)
 
     def tail(self, limit: int) -> tuple[int, int]:
         """Index range of the last `limit` units' worth, starting at a clean boundary."""

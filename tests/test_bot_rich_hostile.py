@@ -84,3 +84,17 @@ async def test_a_thinking_of_many_paragraphs_leaves_a_group_answer_rich(tmp_path
     assert details["type"] == "details"
     assert shown(details["blocks"]).endswith("Done thinking.")  # the thinking's end is kept
     assert_the_rich_answer(answer)
+
+
+async def test_an_answer_of_many_bold_words_keeps_its_code_block_formatted(tmp_path: Path) -> None:
+    # Telegram applies 100 entities a message: the code block after 250 bold words was plain.
+    answer = " ".join(f"**w{n}**" for n in range(250)) + "\n\n```python\nprint(1)\n```"
+    async with running_stack(tmp_path, answer=answer, max_answer_tokens=2000) as stack:
+        stack.telegram.send_text(USER, "Bold words, then code")
+        messages = await stack.final_messages(USER, 3)
+        sends = stack.telegram.calls_of("sendMessage")
+    assert [len(call.params["entities"]) for call in sends] == [100, 100, 51]
+    assert messages[-1]["entities"][-1] == {
+        "type": "pre", "offset": len(messages[-1]["text"]) - 8, "length": 8, "language": "python",
+    }  # fmt: skip
+    assert sum(len(message["entities"]) for message in messages) == 251

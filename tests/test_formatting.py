@@ -12,6 +12,7 @@ import time
 import pytest
 
 from bot.formatting import (
+    MAX_ENTITIES,
     TELEGRAM_LIMIT,
     Entity,
     Rendered,
@@ -556,3 +557,17 @@ def test_thousands_of_empty_blocks_render_in_linear_time() -> None:
     rendered = render(markdown)
     assert time.perf_counter() - started < 5
     assert rendered.text == markdown.strip()  # nothing visible: shown as written
+
+
+def test_no_piece_holds_more_entities_than_telegram_applies() -> None:
+    # Telegram applies the first 100 entities of a message and ignores the rest: an answer of
+    # many bold words would lose its later formatting (a code block shown as plain text).
+    markdown = " ".join(f"**w{n}**" for n in range(250)) + "\n\n```python\nprint(1)\n```"
+    parts = render_parts(markdown)
+    assert all(len(part.entities) <= MAX_ENTITIES for part in parts)
+    assert sum(len(part.entities) for part in parts) == 251
+    assert parts[-1].entities[-1].type == "pre"
+    for part in parts:
+        assert_sendable(part)
+    words = " ".join(f"w{n}" for n in range(250))
+    assert_nothing_lost(words + "\n\nprint(1)", [part.text for part in parts])
