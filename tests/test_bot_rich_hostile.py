@@ -14,7 +14,7 @@ from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import ANN, GROUP, final_reply
 from tests.test_bot_rich import RICH, WORD
-from tests.test_bot_rich_edits import FAST, assert_the_rich_answer, group_edits, shown
+from tests.test_bot_rich_edits import FAST, SHORT, assert_the_rich_answer, group_edits, shown
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -98,3 +98,19 @@ async def test_an_answer_of_many_bold_words_keeps_its_code_block_formatted(tmp_p
         "type": "pre", "offset": len(messages[-1]["text"]) - 8, "length": 8, "language": "python",
     }  # fmt: skip
     assert sum(len(message["entities"]) for message in messages) == 251
+
+
+async def test_a_final_edit_failing_on_telegram_s_side_is_tried_again(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=SHORT, **FAST) as stack:
+        # Two 500s: the session retries one, the other reaches the sink.
+        stack.telegram.fail_next(
+            "editMessageText", status=500, description="Internal Server Error", count=2
+        )
+        stack.telegram.send_text(ANN, "/ask Tell me about tangerines", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        edits = group_edits(stack)
+    assert [call.answered != "ok" for call in edits] == [True, True, False]
+    assert final["rich_message"]["blocks"] == [
+        {"type": "paragraph", "text": [{"type": "bold", "text": "Tangerine"}, " is ",
+                                       {"type": "code", "text": "orange"}, "."]}
+    ]  # fmt: skip
