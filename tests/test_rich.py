@@ -192,8 +192,9 @@ async def test_blocks_are_accepted_and_a_thinking_block_only_in_drafts(
         ("\n\n".join(["b"] * 501), "RICH_MESSAGE_TOO_MANY_BLOCKS"),
         ("\n".join("  " * depth + "- item" for depth in range(17)), "NESTING_TOO_DEEP"),
         ("|" + "c|" * 21 + "\n|" + "-|" * 21 + "\n|" + "1|" * 21, "TABLE_TOO_WIDE"),
+        (" \n\n\t", "message text is empty"),  # nothing to show, as for a text message
     ],
-    ids=["chars", "utf16", "blocks", "nesting", "columns"],
+    ids=["chars", "utf16", "blocks", "nesting", "columns", "blank"],
 )
 async def test_past_the_limits_is_refused(
     fake: FakeTelegram, bot: Bot, markdown: str, refusal: str
