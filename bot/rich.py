@@ -139,8 +139,10 @@ def draft_markdown(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_
     fence = _FENCE.match(blocks[-1]) if blocks else None
     if fence is not None:
         lines = blocks[-1].split("\n")
-        if len(lines) == 1 or _FENCE.match(lines[-1]) is None:
-            last += "\n" + fence.group(1)
+        closing = "\n" + fence.group(1)
+        open_ = len(lines) == 1 or _FENCE.match(lines[-1]) is None
+        if open_ and utf16_len(last) + utf16_len(closing) <= limit:  # a fence of 40 backticks
+            last += closing
     return last
 
 

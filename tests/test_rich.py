@@ -364,3 +364,11 @@ def test_the_details_block_keeps_the_last_lines_of_a_long_thinking() -> None:
     assert "step 199" not in details.split("</summary>")[1]
     short = rich.thought_details("one\n\ntwo", "💭 ")
     assert "…" not in short.split("</summary>")[1]
+
+
+def test_a_draft_closing_a_very_long_fence_stays_within_the_limit() -> None:
+    fence = "`" * 40  # more than the room a draft keeps for closing one
+    draft = rich.draft_markdown(f"{fence}\n" + "x" * 925, limit=1000)
+    assert units(draft) <= 1000
+    assert draft == f"{fence}\n" + "x" * 925
+    assert rich.draft_markdown("```\nx = 1", limit=1000) == "```\nx = 1\n```"  # room: closed
