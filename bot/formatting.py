@@ -520,10 +520,10 @@ class _Doc:
         """
         carried = sum(1 for start, end, _, _, _ in self.spans if start < lo < end)
         starts = sorted(start for start, _, _, _, _ in self.spans if start >= lo)
-        room = max_entities - carried
+        room = max(max_entities - carried, 0)
         if len(starts) <= room:
             return hi
-        return min(max(starts[max(room, 0)], lo + 1), hi)
+        return min(max(starts[room], lo + 1), hi)
 
     def tail(self, limit: int) -> tuple[int, int]:
         """Index range of the last `limit` units' worth, starting at a clean boundary."""

@@ -571,3 +571,14 @@ def test_no_piece_holds_more_entities_than_telegram_applies() -> None:
         assert_sendable(part)
     words = " ".join(f"w{n}" for n in range(250))
     assert_nothing_lost(words + "\n\nprint(1)", [part.text for part in parts])
+
+
+def test_entities_open_across_a_cut_count_towards_the_next_piece() -> None:
+    # Two entities open over the whole text, and a third inside: with room for one entity a
+    # piece, each piece still holds its text (never an endless or a failed cut).
+    text = "alpha beta gamma delta"
+    nested = Rendered(text, (Entity("bold", 0, 22), Entity("italic", 0, 22), Entity("code", 6, 4)))
+    parts = split(nested, 12, max_entities=1)
+    assert " ".join(part.text for part in parts) == text
+    for part in parts:
+        assert_sendable(part, 12)
