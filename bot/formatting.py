@@ -515,15 +515,15 @@ class _Doc:
     def entity_cap(self, lo: int, hi: int, max_entities: int) -> int:
         """The furthest end, at most `hi`, of a piece from `lo` holding `max_entities` entities.
 
-        The entities already open at `lo` count; the piece ends before the next one past the
-        cap starts (but holds at least one character, so a cut always makes progress).
+        The entities open at `lo` are in the piece whatever the cut; it ends before the first
+        later one that would pass the cap (or, if those alone pass it, before any later one).
         """
-        carried = sum(1 for start, end, _, _, _ in self.spans if start < lo < end)
-        starts = sorted(start for start, _, _, _, _ in self.spans if start >= lo)
-        room = max(max_entities - carried, 0)
-        if len(starts) <= room:
+        present = sum(1 for start, end, _, _, _ in self.spans if start <= lo < end)
+        later = sorted(start for start, _, _, _, _ in self.spans if start > lo)
+        room = max(max_entities - present, 0)
+        if len(later) <= room:
             return hi
-        return min(max(starts[room], lo + 1), hi)
+        return min(later[room], hi)
 
     def tail(self, limit: int) -> tuple[int, int]:
         """Index range of the last `limit` units' worth, starting at a clean boundary."""
