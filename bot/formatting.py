@@ -70,6 +70,7 @@ _GRAPHEME_STEPS: Final = 16  # how far a hard cut may move to keep an emoji sequ
 # pattern reads). Telegram trims whitespace at both ends of a message, so a piece that starts
 # with an indented line loses that indentation: breaks before a flush line come first.
 _Pattern: TypeAlias = tuple[str | re.Pattern[str], int, int]
+_Bounds: TypeAlias = tuple[list[int], list[int]]
 _PARAGRAPH_FLUSH, _LINE_FLUSH, _PARAGRAPH, _LINE, _SENTENCE, _SPACE = range(6)
 _PATTERNS: Final[tuple[tuple[_Pattern, ...], ...]] = (
     ((re.compile(r"\n\n(?=\S)"), 0, 3),),
@@ -495,10 +496,11 @@ class _Doc:
     def pieces(self, limit: int, max_entities: int = MAX_ENTITIES) -> list[tuple[int, int]]:
         """Index ranges of the pieces `split` returns, whitespace at the cuts left out."""
         short = [(lo, hi) for lo, hi in self.pres if self.units(hi) - self.units(lo) <= limit]
+        bounds = (sorted(span[0] for span in self.spans), sorted(span[1] for span in self.spans))
         lo, hi = self.trim(0, len(self.text))
         ranges: list[tuple[int, int]] = []
         while lo < hi:
-            cap = self.entity_cap(lo, hi, max_entities)
+            cap = self.entity_cap(lo, hi, max_entities, bounds)
             if self.units(hi) - self.units(lo) <= limit and cap == hi:
                 cut = hi
             else:
@@ -512,18 +514,20 @@ class _Doc:
             lo = self.trim(cut, hi)[0]
         return ranges
 
-    def entity_cap(self, lo: int, hi: int, max_entities: int) -> int:
+    def entity_cap(self, lo: int, hi: int, max_entities: int, bounds: _Bounds) -> int:
         """The furthest end, at most `hi`, of a piece from `lo` holding `max_entities` entities.
 
         The entities open at `lo` are in the piece whatever the cut; it ends before the first
         later one that would pass the cap (or, if those alone pass it, before any later one).
+        `bounds`: the entities' starts and ends (string indices), each sorted.
         """
-        present = sum(1 for start, end, _, _, _ in self.spans if start <= lo < end)
-        later = sorted(start for start, _, _, _, _ in self.spans if start > lo)
+        starts, ends = bounds
+        first_later = bisect_right(starts, lo)
+        present = first_later - bisect_right(ends, lo)  # started at or before lo, not ended
         room = max(max_entities - present, 0)
-        if len(later) <= room:
+        if len(starts) - first_later <= room:
             return hi
-        return min(later[room], hi)
+        return min(starts[first_later + room], hi)
 
     def tail(self, limit: int) -> tuple[int, int]:
         """Index range of the last `limit` units' worth, starting at a clean boundary."""
