@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import ANN, GROUP, final_reply
+from tests.test_bot_inline import ask_inline, final_edit
 from tests.test_bot_rich import RICH, WORD
 from tests.test_bot_rich_edits import FAST, SHORT, assert_the_rich_answer, group_edits, shown
 
@@ -114,3 +115,13 @@ async def test_a_final_edit_failing_on_telegram_s_side_is_tried_again(tmp_path: 
         {"type": "paragraph", "text": [{"type": "bold", "text": "Tangerine"}, " is ",
                                        {"type": "code", "text": "orange"}, "."]}
     ]  # fmt: skip
+
+
+async def test_an_inline_answer_in_html_shows_its_text_under_the_question(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=HTML, **FAST | {"rich_messages": False}) as stack:
+        _, inline_id = await ask_inline(stack, USER, "Prices?")
+        final = await final_edit(stack, inline_id)
+    assert final["text"].startswith("❓ Prices?")
+    assert final["text"].endswith(
+        "<div>\nThe obsidian kettledrum costs 42.\n</div>\n\nUse List<String> for the tangerines."
+    )
