@@ -6,9 +6,10 @@ one inline message, whose chat the bot does not know) at least ``60 / per_minute
 apart, first come first served. An ``EditSink`` edits its message only when its pacer has a
 slot free right now, the last edit is at least ``interval`` old and the text grew by at least
 ``min_growth`` characters (so a slow stream edits less), never with unchanged text; it always
-ends with one final, complete edit, which waits for its slot and honours ``retry_after``. An
-answer longer than one message ends with what fits and a button that opens the whole answer in
-the private chat (kept in memory by ``services.answers.LongAnswers``, never on disk).
+ends with one final, complete edit, which waits for its slot, honours ``retry_after`` and is
+tried again after a server or network error. An answer longer than one message ends with
+what fits and a button that opens the whole answer in the private chat (kept in memory by
+``services.answers.LongAnswers``, never on disk).
 
 With ``rich`` (``VEIL_RICH_MESSAGES``) the edits carry a rich message (Bot API 10.1:
 ``editMessageText`` takes ``rich_message``, for inline messages too): the model's Markdown as
@@ -44,7 +45,9 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramNetworkError,
     TelegramRetryAfter,
+    TelegramServerError,
 )
 from aiogram.types import (
     EphemeralMessageParameters,
@@ -54,7 +57,14 @@ from aiogram.types import (
 )
 
 from bot import rich as rich_markdown
-from bot.formatting import TELEGRAM_LIMIT, Rendered, preview, render_parts, utf16_len
+from bot.formatting import (
+    MAX_ENTITIES,
+    TELEGRAM_LIMIT,
+    Rendered,
+    preview,
+    render_parts,
+    utf16_len,
+)
 from bot.streaming import entities_of
 from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
@@ -366,7 +376,8 @@ class EditSink:
         if thought and fold >= MIN_FOLDED:
             folded = quote(thought, fold, expandable=True)
             room -= utf16_len(folded.text) + 1
-        parts = render_parts(text, limit=room)
+        entities = MAX_ENTITIES if folded is None else MAX_ENTITIES - 1  # one for the thinking
+        parts = render_parts(text, limit=room, max_entities=entities)
         cut = len(parts) > 1
         shown = Rendered(parts[0].text + (_MORE if cut else ""), parts[0].entities)
         if folded is not None:
@@ -384,7 +395,8 @@ class EditSink:
             - utf16_len(details)
             - utf16_len(_GAP + _MORE)
         )
-        parts = rich_markdown.rich_parts(text, limit=room)
+        blocks = rich_markdown.MAX_BLOCKS - rich_markdown.weight(self._header_markdown + details)
+        parts = rich_markdown.rich_parts(text, limit=room, max_blocks=max(blocks, 1))
         if not parts:
             return final
         cut = len(parts) > 1
@@ -464,7 +476,8 @@ class EditSink:
         try:
             if self.rich:
                 room = rich_markdown.MAX_CHARS - utf16_len(self._header_markdown)
-                markdown = rich_markdown.draft_markdown(text, room)
+                blocks = rich_markdown.MAX_BLOCKS - rich_markdown.weight(self._header_markdown)
+                markdown = rich_markdown.draft_markdown(text, room, max(blocks, 1))
                 if not markdown.strip():
                     return
                 if await self._edit_rich(markdown, self.stop_markup, header=True):
@@ -500,7 +513,10 @@ class EditSink:
             self.gone()
 
     async def _final(self, final: Final, *, header: bool = True) -> bool:
-        """Edit in ``final``, honouring ``retry_after``; whether Telegram took it."""
+        """Edit in ``final``, honouring ``retry_after``; whether Telegram took it.
+
+        A server or network error is tried again too (each try waits for the pacer's slot).
+        """
         for _ in range(FINAL_TRIES):
             if self._lost:
                 return False
@@ -510,6 +526,11 @@ class EditSink:
             except TelegramRetryAfter as exc:
                 self.pacer.back_off(exc.retry_after)
                 log.info("editing.rate_limited", seconds=exc.retry_after, final=True)
+                continue
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                # Not refused, only not done: the same edit again (an edit is idempotent), or
+                # the message keeps a part of the answer and its stop button.
+                log.warning("editing.final_retried", error=type(exc).__name__)
                 continue
             except TelegramAPIError as exc:
                 log.warning("editing.final_failed", error=type(exc).__name__)

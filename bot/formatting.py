@@ -21,16 +21,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
-from telegramify_markdown import convert
 from telegramify_markdown.config import RenderConfig
+from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker
+from telegramify_markdown.converter import _parse as parse_markdown
+from telegramify_markdown.converter import _TextBuffer as TextBuffer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from telegramify_markdown import MessageEntity
 
 TELEGRAM_LIMIT: Final = 4096
 _MIN_LIMIT: Final = 2  # one astral character must fit, or a cut could not make progress
+# Telegram applies the first 100 entities of a message and silently ignores the rest, so a
+# piece holds at most this many (an answer of many bold words would lose its later code blocks).
+MAX_ENTITIES: Final = 100
 
 # Entity types we pass on. The converter marks H1/H2 with "underline" too and turns
 # tg://emoji links into custom emoji, which only some bots may send: both are dropped.
@@ -65,6 +70,7 @@ _GRAPHEME_STEPS: Final = 16  # how far a hard cut may move to keep an emoji sequ
 # pattern reads). Telegram trims whitespace at both ends of a message, so a piece that starts
 # with an indented line loses that indentation: breaks before a flush line come first.
 _Pattern: TypeAlias = tuple[str | re.Pattern[str], int, int]
+_Bounds: TypeAlias = tuple[list[int], list[int]]
 _PARAGRAPH_FLUSH, _LINE_FLUSH, _PARAGRAPH, _LINE, _SENTENCE, _SPACE = range(6)
 _PATTERNS: Final[tuple[tuple[_Pattern, ...], ...]] = (
     ((re.compile(r"\n\n(?=\S)"), 0, 3),),
@@ -95,6 +101,8 @@ _STEPS: Final = (
 _BLOCK_AFTER_BLANK: Final = re.compile(r"\n[ \t\r]*\n(?=\S)")
 _FENCE: Final = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
 _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
+_SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
+_LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +141,18 @@ def utf16_len(text: str) -> int:
 
 
 def render(markdown: str) -> Rendered:
-    """Convert model Markdown to text and entities; never raises, bad Markdown stays text."""
+    """Convert model Markdown to text and entities; never raises, bad Markdown stays text.
+
+    HTML the model writes is shown as written (the converter would drop it, text and all), and
+    Markdown that renders to nothing visible (``#``, an empty code fence) is shown as its source.
+    """
     source = _scrub(markdown)
     try:
-        text, raw = convert(source, config=_CONFIG)
+        text, raw = _convert(source)
     except Exception:  # noqa: BLE001 - third-party parser on model output: degrade to plain text
         text, raw = source, []
+    if not text.strip():
+        text, raw = source, []  # only markup: the asker still reads what the model wrote
     entities = _tidy(raw)
     if text == text.strip():
         return Rendered(text, tuple(entities))
@@ -146,24 +160,35 @@ def render(markdown: str) -> Rendered:
     return doc.cut([doc.trim(0, len(text))])[0]
 
 
-def split(rendered: Rendered, limit: int = TELEGRAM_LIMIT) -> list[Rendered]:
+def split(
+    rendered: Rendered, limit: int = TELEGRAM_LIMIT, max_entities: int = MAX_ENTITIES
+) -> list[Rendered]:
     """Cut `rendered` into pieces of at most `limit` UTF-16 units, each one sendable.
 
     Cuts prefer a paragraph break, then a line break, a sentence end, a space, and only then
     any character; a code block that fits in one piece is never cut. Whitespace at the cuts
-    is dropped, so an empty or blank text gives no pieces at all.
+    is dropped, so an empty or blank text gives no pieces at all. A piece holds at most
+    `max_entities` entities (cut before the next one starts), so Telegram applies them all.
     """
     _check(limit)
     text = rendered.text
-    if text and not text[0].isspace() and not text[-1].isspace() and utf16_len(text) <= limit:
+    if (
+        text
+        and not text[0].isspace()
+        and not text[-1].isspace()
+        and utf16_len(text) <= limit
+        and len(rendered.entities) <= max_entities
+    ):
         return [rendered]
     doc = _Doc(text, rendered.entities)
-    return doc.cut(doc.pieces(limit))
+    return doc.cut(doc.pieces(limit, max_entities))
 
 
-def render_parts(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[Rendered]:
+def render_parts(
+    markdown: str, limit: int = TELEGRAM_LIMIT, max_entities: int = MAX_ENTITIES
+) -> list[Rendered]:
     """Render model Markdown and split it into messages."""
-    return split(render(markdown), limit)
+    return split(render(markdown), limit, max_entities)
 
 
 def plain_parts(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
@@ -211,6 +236,81 @@ def _make_config() -> RenderConfig:
 
 
 _CONFIG: Final = _make_config()
+
+
+def _convert(source: str) -> tuple[str, list[MessageEntity]]:
+    """Telegramify's ``convert``, but the model's HTML kept as text (``_html_as_text``)."""
+    text, events = parse_markdown(source, STANDARD_OPTIONS, latex_escape=True)
+    rendered, raw, _ = _Walker(_CONFIG, text).walk(tuple(_html_as_text(events)))
+    return rendered, raw
+
+
+class _Buffer(TextBuffer):
+    """Telegramify's text buffer, counting the newlines at its end as it is written.
+
+    Before every block the converter counts the newlines the text ends with, and its buffer
+    counts them by looking back through every part written: past all the empty writes of empty
+    blocks (a code fence or ``$$`` block with nothing in it) and the newlines between them.
+    Thousands of such blocks took seconds of the event loop (quadratic), for every user.
+    """
+
+    __slots__ = ("_newlines",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._newlines = 0
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        super().write(text)
+        kept = text.rstrip("\n")
+        self._newlines = len(text) - len(kept) + (0 if kept else self._newlines)
+
+    def trailing_newline_count(self) -> int:
+        return self._newlines
+
+    def pop_last(self) -> str:
+        part = super().pop_last()
+        self._newlines = super().trailing_newline_count()
+        return part
+
+
+class _Walker(EventWalker):
+    """Telegramify's event walker with ``_Buffer``."""
+
+    def __init__(self, config: RenderConfig, source_markdown: str) -> None:
+        super().__init__(config, source_markdown)
+        self._buf = _Buffer()
+
+
+def _html_as_text(events: Iterable[Any]) -> Iterator[Any]:
+    """Parser events with HTML turned into text: an HTML block a paragraph, ``<br>`` a break.
+
+    Telegramify ignores HTML, so ``<div>…</div>`` or ``List<String>`` written outside code would
+    vanish from the answer. Only its spoiler tags, which it turns into spoilers, stay HTML.
+    """
+    for event in events:
+        payload, where = event if isinstance(event, tuple) else (event, None)
+        if payload in ({"Start": "HtmlBlock"}, {"End": "HtmlBlock"}):
+            yield ({next(iter(payload)): "Paragraph"}, where)
+        elif isinstance(payload, dict) and ("Html" in payload or "InlineHtml" in payload):
+            html = str(next(iter(payload.values())))
+            if _SPOILER_TAG.fullmatch(html.strip()):
+                yield event
+                continue
+            if _LINE_BREAK_TAG.fullmatch(html.strip()):
+                yield ("SoftBreak", where)
+                continue
+            for number, line in enumerate(html.removesuffix("\n").split("\n")):
+                if number:
+                    yield ("SoftBreak", where)
+                if line:
+                    yield ({"Text": line}, where)
+            if "Html" in payload and html.endswith("\n"):
+                yield ("SoftBreak", where)  # the next line of the same HTML block
+        else:
+            yield event
 
 
 def _scrub(text: str) -> str:
@@ -393,17 +493,19 @@ class _Doc:
             for (lo, hi), entities in zip(ranges, clipped, strict=True)
         ]
 
-    def pieces(self, limit: int) -> list[tuple[int, int]]:
+    def pieces(self, limit: int, max_entities: int = MAX_ENTITIES) -> list[tuple[int, int]]:
         """Index ranges of the pieces `split` returns, whitespace at the cuts left out."""
         short = [(lo, hi) for lo, hi in self.pres if self.units(hi) - self.units(lo) <= limit]
+        bounds = (sorted(span[0] for span in self.spans), sorted(span[1] for span in self.spans))
         lo, hi = self.trim(0, len(self.text))
         ranges: list[tuple[int, int]] = []
         while lo < hi:
-            if self.units(hi) - self.units(lo) <= limit:
+            cap = self.entity_cap(lo, hi, max_entities, bounds)
+            if self.units(hi) - self.units(lo) <= limit and cap == hi:
                 cut = hi
             else:
-                far = self.reach(lo, limit, hi)
-                half = max(self.reach(lo, limit // 2, hi), lo + 1)
+                far = min(self.reach(lo, limit, hi), cap)
+                half = max(min(self.reach(lo, limit // 2, hi), far), lo + 1)
                 found = self._search(lo + 1, far, (half, far), short, rightmost=True)
                 cut = found if found is not None else self._hard_after(lo, far, short)
             first, last = self.trim(lo, cut)
@@ -411,6 +513,21 @@ class _Doc:
                 ranges.append((first, last))
             lo = self.trim(cut, hi)[0]
         return ranges
+
+    def entity_cap(self, lo: int, hi: int, max_entities: int, bounds: _Bounds) -> int:
+        """The furthest end, at most `hi`, of a piece from `lo` holding `max_entities` entities.
+
+        The entities open at `lo` are in the piece whatever the cut; it ends before the first
+        later one that would pass the cap (or, if those alone pass it, before any later one).
+        `bounds`: the entities' starts and ends (string indices), each sorted.
+        """
+        starts, ends = bounds
+        first_later = bisect_right(starts, lo)
+        present = first_later - bisect_right(ends, lo)  # started at or before lo, not ended
+        room = max(max_entities - present, 0)
+        if len(starts) - first_later <= room:
+            return hi
+        return min(starts[first_later + room], hi)
 
     def tail(self, limit: int) -> tuple[int, int]:
         """Index range of the last `limit` units' worth, starting at a clean boundary."""

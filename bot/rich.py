@@ -38,6 +38,9 @@ _PARTIAL_FENCE = re.compile(r"\n\s{0,3}`{1,2}$")
 _FENCE_ROOM: Final = 32  # a draft keeps room to close the fence of a code block being written
 _ESCAPED = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
 SUMMARY_CHARS: Final = 48  # of the thinking, in its details block's summary
+# The most lines of the thinking its details block keeps (its end), so that a thinking of many
+# short paragraphs leaves the answer most of a message's blocks.
+THOUGHT_LINES: Final = 100
 
 
 def split_blocks(markdown: str) -> list[str]:
@@ -66,7 +69,11 @@ def split_blocks(markdown: str) -> list[str]:
 
 
 def _cut_block(block: str, limit: int) -> list[str]:
-    """A block longer than ``limit`` as pieces that fit; a code block keeps its fence."""
+    """A block longer than ``limit`` as pieces that fit; a code block keeps its fence.
+
+    A fence whose opening line is itself most of a message (a model's one-line "code") has no
+    room to be reopened in each piece: it is cut as text.
+    """
     fence = _FENCE.match(block)
     if not fence:
         return plain_parts(block, limit)
@@ -76,6 +83,8 @@ def _cut_block(block: str, limit: int) -> list[str]:
     closing = fence.group(1)
     code = "\n".join(lines[1:-1] if closed else lines[1:])
     room = limit - utf16_len(opening) - utf16_len(closing) - 2
+    if room < limit // 2:  # the fence's own line fills most of a message: cut it as text
+        return plain_parts(block, limit)
     return [f"{opening}\n{piece}\n{closing}" for piece in plain_parts(code, room)]
 
 
@@ -88,6 +97,11 @@ def block_weight(block: str) -> int:
     if _FENCE.match(block):
         return 1
     return max(1, sum(1 for line in block.split("\n") if line.strip()))
+
+
+def weight(markdown: str) -> int:
+    """How many of Telegram's blocks ``markdown`` may count as, at most (``block_weight``)."""
+    return sum(block_weight(block) for block in split_blocks(markdown))
 
 
 def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOCKS) -> list[str]:
@@ -111,13 +125,13 @@ def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOC
     return parts
 
 
-def draft_markdown(markdown: str, limit: int = MAX_CHARS) -> str:
+def draft_markdown(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOCKS) -> str:
     """What a rich draft shows of a partial answer: the last part it would be sent in.
 
     A code block still being written is closed with its fence, and a fence still being typed
     (one or two backticks on the last line) is left out, so the draft is whole Markdown.
     """
-    parts = rich_parts(_PARTIAL_FENCE.sub("", markdown), limit - _FENCE_ROOM)
+    parts = rich_parts(_PARTIAL_FENCE.sub("", markdown), limit - _FENCE_ROOM, max_blocks)
     if not parts:
         return ""
     last = parts[-1]
@@ -125,8 +139,10 @@ def draft_markdown(markdown: str, limit: int = MAX_CHARS) -> str:
     fence = _FENCE.match(blocks[-1]) if blocks else None
     if fence is not None:
         lines = blocks[-1].split("\n")
-        if len(lines) == 1 or _FENCE.match(lines[-1]) is None:
-            last += "\n" + fence.group(1)
+        closing = "\n" + fence.group(1)
+        open_ = len(lines) == 1 or _FENCE.match(lines[-1]) is None
+        if open_ and utf16_len(last) + utf16_len(closing) <= limit:  # a fence of 40 backticks
+            last += closing
     return last
 
 
@@ -139,9 +155,17 @@ def escape(text: str) -> str:
 
 
 def thought_details(thought: str, mark: str) -> str:
-    """The thinking as a collapsed details block: ``mark`` and its first words as the summary."""
+    """The thinking as a collapsed details block: ``mark`` and its first words as the summary.
+
+    Of a thinking longer than ``THOUGHT_LINES`` lines, the block keeps the last ones.
+    """
     words = " ".join(thought.split())
     if len(words) > SUMMARY_CHARS:
         words = words[: SUMMARY_CHARS - 1].rstrip() + "…"
     summary = escape(mark + words).replace("\n", " ")
-    return f"<details>\n<summary>{summary}</summary>\n\n{escape(thought)}\n\n</details>"
+    lines = escape(thought).split("\n")
+    kept = [number for number, line in enumerate(lines) if line][-THOUGHT_LINES:]
+    body = "\n".join(lines[kept[0] :]) if kept else ""
+    if kept and any(lines[: kept[0]]):
+        body = "…" + body
+    return f"<details>\n<summary>{summary}</summary>\n\n{body}\n\n</details>"

@@ -106,7 +106,7 @@ class DraftSink:
         self.show_reasoning = show_reasoning
         self.rich_drafts = rich  # off for the rest of this answer once Telegram refuses one
         self.rich = rich
-        self._thinking: list[str] = []  # the model's thinking so far (shown only, never kept)
+        self._thinking = FoldedText()  # the model's thinking so far (shown only, never kept)
         self._thought = 0  # characters of thinking received
         self._thought_shown = 0  # characters of thinking the last draft showed
         self.draft_id = secrets.randbelow(2**31 - 2) + 1
@@ -233,13 +233,13 @@ class DraftSink:
         """Show the thinking's tail while the model has not started its answer."""
         self._thought_shown = self._thought
         if self.rich_drafts:
-            thought = tail("".join(self._thinking), DRAFT_THOUGHT)
+            thought = tail(self._thinking.text(), DRAFT_THOUGHT)
             if not thought:
                 return
             block = InputRichBlockThinking(text=thought)
             if await self._rich_draft(InputRichMessage(blocks=[block])) != "refused":
                 return
-        rendered = draft_thought("".join(self._thinking))
+        rendered = draft_thought(self._thinking.text())
         if not rendered.text.strip():
             return
         try:
@@ -326,7 +326,7 @@ class DraftSink:
         plain = False
         parts = render_parts(text)
         if self._thinking:
-            parts = with_thought("".join(self._thinking), parts)
+            parts = with_thought(self._thinking.text(), parts)
         for index, part in enumerate(parts):
             markup = self.final_markup if index == len(parts) - 1 else None
             if not plain:
@@ -361,7 +361,7 @@ class DraftSink:
         parts = rich_parts(text)
         if not parts:
             return text
-        thought = "".join(self._thinking)
+        thought = self._thinking.text()
         if thought.strip():
             folded = quote(thought, MAX_FOLDED, expandable=True)
             try:
@@ -373,7 +373,7 @@ class DraftSink:
                 )
             except TelegramBadRequest:
                 log.warning("streaming.thought_rejected")  # only shown: the answer goes on
-        self._thinking = []
+        self._thinking = FoldedText()
         for index, part in enumerate(parts):
             markup = self.final_markup if index == len(parts) - 1 else None
             try:

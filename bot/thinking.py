@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from bot.formatting import TELEGRAM_LIMIT, Entity, Rendered, utf16_len
+from bot.formatting import MAX_ENTITIES, TELEGRAM_LIMIT, Entity, Rendered, utf16_len
 
 MARK: Final = "💭 "  # opens the thinking quote, in every language
 ELLIPSIS: Final = "…"
@@ -56,8 +56,9 @@ def draft_thought(reasoning: str) -> Rendered:
 def with_thought(reasoning: str, parts: list[Rendered]) -> list[Rendered]:
     """The final answer's messages with the thinking folded before the first.
 
-    The thinking joins the first message when at least ``MIN_FOLDED`` units are left there;
-    otherwise it is a message of its own before the answer. Blank thinking changes nothing.
+    The thinking joins the first message when at least ``MIN_FOLDED`` units and one of
+    Telegram's ``MAX_ENTITIES`` are left there; otherwise it is a message of its own before the
+    answer. Blank thinking changes nothing.
     """
     if not reasoning.strip():
         return parts
@@ -65,7 +66,7 @@ def with_thought(reasoning: str, parts: list[Rendered]) -> list[Rendered]:
         return [quote(reasoning, MAX_FOLDED, expandable=True)]
     first = parts[0]
     room = TELEGRAM_LIMIT - utf16_len(first.text) - 1
-    if room < MIN_FOLDED:
+    if room < MIN_FOLDED or len(first.entities) >= MAX_ENTITIES:
         return [quote(reasoning, MAX_FOLDED, expandable=True), *parts]
     folded = quote(reasoning, min(room, MAX_FOLDED), expandable=True)
     return [prepend(folded, first), *parts[1:]]

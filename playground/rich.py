@@ -1,6 +1,7 @@
 """Rich messages (Bot API 10.1): ``sendRichMessage`` and ``sendRichMessageDraft``.
 
-An ``InputRichMessage`` carries exactly one of ``markdown``, ``html`` or ``blocks``. The
+An ``InputRichMessage`` carries exactly one of ``markdown``, ``html`` or ``blocks``, which
+must show something outside a draft (blank Markdown is refused as empty text is). The
 emulator checks Telegram's limits (``MAX_CHARS`` of source, ``MAX_BLOCKS`` blocks,
 ``MAX_NESTING`` levels of lists and quotes, ``MAX_TABLE_COLUMNS`` columns) and refuses with
 400 what Telegram refuses; a thinking block is allowed in drafts only. A sent rich message is
@@ -433,11 +434,15 @@ def parse_rich(raw: object, *, draft: bool) -> list[dict[str, Any]]:
             return []
         raise bad_request("exactly one of markdown, html and blocks must be specified")
     if given == ["blocks"]:
-        return _given_blocks(raw["blocks"], draft=draft)
-    source = str(raw[given[0]])
-    if given == ["html"]:
-        source = re.sub(r"<[^>]*>", "", source)
-    return _markdown_blocks(source)
+        blocks = _given_blocks(raw["blocks"], draft=draft)
+    else:
+        source = str(raw[given[0]])
+        if given == ["html"]:
+            source = re.sub(r"<[^>]*>", "", source)
+        blocks = _markdown_blocks(source)
+    if not blocks and not draft:
+        raise bad_request("message text is empty")  # blank Markdown shows nothing
+    return blocks
 
 
 class _Writer:

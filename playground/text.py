@@ -8,7 +8,9 @@ No parse mode is implemented: the bot sends entities, never HTML or MarkdownV2 (
 turns Markdown into entities), so a request with a ``parse_mode`` is refused the way Telegram
 refuses one it does not know (400 ``Bad Request: unsupported parse_mode``) and nothing is sent.
 Stricter than Telegram, on purpose: explicit ``entities`` that fall outside the text or have
-no length are refused (Telegram silently drops or clips them, hiding a bug in the bot).
+no length are refused (Telegram silently drops or clips them, hiding a bug in the bot). As
+Telegram does, only the first ``MAX_ENTITIES`` entities of a message are applied; the rest are
+ignored (the message is sent, its later formatting lost).
 Not modelled: automatic url/mention/hashtag entities in outgoing text.
 """
 
@@ -45,6 +47,7 @@ class Entity:
 
 
 _TRIM = " \t\r\n\v\f"
+MAX_ENTITIES = 100  # applied of one message's entities, in order of their offsets
 # tdlib's get_type_priority, used to order entities that start and end together.
 _PRIORITY = {
     "blockquote": 0,
@@ -198,6 +201,7 @@ def format_text(
     if parse_mode:
         raise FormatError("unsupported parse_mode")
     parsed = [] if entities is None else _check_entities(text, entities)
+    parsed = sorted(parsed, key=lambda entity: entity.offset)[:MAX_ENTITIES]
     plain, parsed = _trim(text, parsed)
     parsed += _detected_commands(plain, parsed)
 

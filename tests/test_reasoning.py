@@ -265,3 +265,13 @@ def test_a_full_first_message_gets_the_thinking_as_its_own_message() -> None:
     parts = with_thought("a thought", [full])
     assert [p.text for p in parts] == ["💭 a thought", full.text]
     assert with_thought("  ", [full]) == [full]
+
+
+def test_a_first_message_with_all_its_entities_gets_the_thinking_apart() -> None:
+    words = Rendered(
+        " ".join("w" for _ in range(100)), tuple(Entity("bold", 2 * n, 1) for n in range(100))
+    )
+    parts = with_thought("a thought", [words])
+    assert [p.text for p in parts] == ["💭 a thought", words.text]  # not a 101st entity
+    (joined,) = with_thought("a thought", [Rendered(words.text, words.entities[:99])])
+    assert len(joined.entities) == 100

@@ -192,8 +192,9 @@ async def test_blocks_are_accepted_and_a_thinking_block_only_in_drafts(
         ("\n\n".join(["b"] * 501), "RICH_MESSAGE_TOO_MANY_BLOCKS"),
         ("\n".join("  " * depth + "- item" for depth in range(17)), "NESTING_TOO_DEEP"),
         ("|" + "c|" * 21 + "\n|" + "-|" * 21 + "\n|" + "1|" * 21, "TABLE_TOO_WIDE"),
+        (" \n\n\t", "message text is empty"),  # nothing to show, as for a text message
     ],
-    ids=["chars", "utf16", "blocks", "nesting", "columns"],
+    ids=["chars", "utf16", "blocks", "nesting", "columns", "blank"],
 )
 async def test_past_the_limits_is_refused(
     fake: FakeTelegram, bot: Bot, markdown: str, refusal: str
@@ -343,3 +344,31 @@ async def test_edit_message_text_turns_a_message_rich_and_back(
         )
     (stored,) = fake.sent_messages(GROUP)
     assert stored["text"] == "plain"
+
+
+def test_a_fence_whose_first_line_fills_a_message_is_cut_as_text() -> None:
+    block = "```" + "tangerine " * 80  # the opening line alone is past the limit
+    parts = rich.rich_parts(block, limit=300)
+    assert all(units(part) <= 300 for part in parts)
+    assert " ".join(parts) == block.strip()
+    draft = rich.draft_markdown(block, limit=300)
+    assert 0 < units(draft) <= 300
+
+
+def test_the_details_block_keeps_the_last_lines_of_a_long_thinking() -> None:
+    thought = "\n\n".join(f"step {n}" for n in range(300))
+    details = rich.thought_details(thought, "💭 ")
+    assert rich.weight(details) <= rich.THOUGHT_LINES + 3  # summary, body, closing tag
+    assert "…step 200\n\nstep 201" in details
+    assert details.endswith("step 299\n\n</details>")
+    assert "step 199" not in details.split("</summary>")[1]
+    short = rich.thought_details("one\n\ntwo", "💭 ")
+    assert "…" not in short.split("</summary>")[1]
+
+
+def test_a_draft_closing_a_very_long_fence_stays_within_the_limit() -> None:
+    fence = "`" * 40  # more than the room a draft keeps for closing one
+    draft = rich.draft_markdown(f"{fence}\n" + "x" * 925, limit=1000)
+    assert units(draft) <= 1000
+    assert draft == f"{fence}\n" + "x" * 925
+    assert rich.draft_markdown("```\nx = 1", limit=1000) == "```\nx = 1\n```"  # room: closed
