@@ -56,7 +56,13 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.methods import Response, SendChatAction, SendMessageDraft, TelegramMethod
+from aiogram.methods import (
+    Response,
+    SendChatAction,
+    SendMessageDraft,
+    SendRichMessageDraft,
+    TelegramMethod,
+)
 from aiogram.types import Update
 from aiohttp import ClientError, ClientTimeout, FormData
 from aiohttp.payload import BytesPayload
@@ -73,7 +79,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("veil.telegram")
 
-_NOT_RETRIED = (SendMessageDraft, SendChatAction)
+# Drafts (plain and rich) wait out a flood wait in their own loop and then send the text that
+# has arrived by then; a retry here would show the refused, older text first.
+_NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
 
 
 class RetryMiddleware(BaseRequestMiddleware):

@@ -234,4 +234,7 @@ async def test_a_rate_limited_rich_draft_waits_and_goes_on(tmp_path: Path) -> No
     later = [d for d in drafts[1:] if d.answered == "ok"]
     assert later
     assert later[0].at - drafts[0].at >= 0.9  # the wait Telegram asked for
+    # The draft loop waits it out and sends what has arrived by then, not the session's retry
+    # of the refused draft (a second old text, a second after the words moved on).
+    assert later[0].params["rich_message"] != drafts[0].params["rich_message"]
     assert not stack.telegram.calls_of("sendMessageDraft")  # a 429 is no refusal
