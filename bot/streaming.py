@@ -35,10 +35,17 @@ import asyncio
 import contextlib
 import secrets
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import structlog
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import InputRichBlockThinking, InputRichMessage, MessageEntity
 
 from bot.formatting import Rendered, plain_parts, preview, render_parts
@@ -47,7 +54,7 @@ from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, 
 from common.folded import FoldedText
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from aiogram import Bot
     from aiogram.types import InlineKeyboardMarkup
@@ -55,6 +62,28 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.streaming")
 
 _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
+# A part of the final answer Telegram could not take (a 5xx past the session's one retry, the
+# network) is sent again this often, after 1, 2, 4, 8 s.
+FINAL_TRIES = 5
+
+
+async def delivered(send: Callable[[], Awaitable[object]]) -> None:
+    """Send one part of a final answer; a server or network error is tried again.
+
+    The user has paid for the answer and watched it arrive in drafts, which vanish: a part that
+    never goes out is lost, one that goes out twice (a 5xx or a cut connection may hide a
+    message Telegram did take) is only shown twice. A refusal (4xx) is the caller's.
+    """
+    for attempt in range(FINAL_TRIES):
+        try:
+            await send()
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            if attempt == FINAL_TRIES - 1:
+                raise
+            log.warning("streaming.final_retried", error=type(exc).__name__, tries=attempt + 1)
+            await asyncio.sleep(2**attempt)
+        else:
+            return
 
 
 def entities_of(rendered: Rendered) -> list[MessageEntity]:
@@ -331,12 +360,15 @@ class DraftSink:
             markup = self.final_markup if index == len(parts) - 1 else None
             if not plain:
                 try:
-                    await self.bot.send_message(
-                        chat_id=self.chat_id,
-                        message_thread_id=self.thread_id,
-                        text=part.text,
-                        entities=entities_of(part),
-                        reply_markup=markup,
+                    await delivered(
+                        partial(
+                            self.bot.send_message,
+                            chat_id=self.chat_id,
+                            message_thread_id=self.thread_id,
+                            text=part.text,
+                            entities=entities_of(part),
+                            reply_markup=markup,
+                        )
                     )
                 except TelegramBadRequest:
                     # Telegram refused the formatting: the same text goes out plain.
@@ -344,11 +376,14 @@ class DraftSink:
                     plain = True
                 else:
                     continue
-            await self.bot.send_message(
-                chat_id=self.chat_id,
-                message_thread_id=self.thread_id,
-                text=part.text,
-                reply_markup=markup,
+            await delivered(
+                partial(
+                    self.bot.send_message,
+                    chat_id=self.chat_id,
+                    message_thread_id=self.thread_id,
+                    text=part.text,
+                    reply_markup=markup,
+                )
             )
 
     async def _send_rich(self, text: str) -> str:
@@ -365,11 +400,14 @@ class DraftSink:
         if thought.strip():
             folded = quote(thought, MAX_FOLDED, expandable=True)
             try:
-                await self.bot.send_message(
-                    chat_id=self.chat_id,
-                    message_thread_id=self.thread_id,
-                    text=folded.text,
-                    entities=entities_of(folded),
+                await delivered(
+                    partial(
+                        self.bot.send_message,
+                        chat_id=self.chat_id,
+                        message_thread_id=self.thread_id,
+                        text=folded.text,
+                        entities=entities_of(folded),
+                    )
                 )
             except TelegramBadRequest:
                 log.warning("streaming.thought_rejected")  # only shown: the answer goes on
@@ -377,11 +415,14 @@ class DraftSink:
         for index, part in enumerate(parts):
             markup = self.final_markup if index == len(parts) - 1 else None
             try:
-                await self.bot.send_rich_message(
-                    chat_id=self.chat_id,
-                    message_thread_id=self.thread_id,
-                    rich_message=InputRichMessage(markdown=part),
-                    reply_markup=markup,
+                await delivered(
+                    partial(
+                        self.bot.send_rich_message,
+                        chat_id=self.chat_id,
+                        message_thread_id=self.thread_id,
+                        rich_message=InputRichMessage(markdown=part),
+                        reply_markup=markup,
+                    )
                 )
             except TelegramBadRequest:
                 log.warning("streaming.rich_rejected", part=index, parts=len(parts))

@@ -136,3 +136,21 @@ async def test_user_who_blocked_the_bot_does_not_break_it(tmp_path: Path) -> Non
         await stack.telegram.wait_for("sendMessage", lambda c: c.answered != "ok")
         stack.telegram.send_text(USER + 1, "Still there?")
         assert await stack.reply_text(USER + 1) == "Fine."
+
+
+async def test_a_final_message_telegram_fails_to_take_again_and_again_is_sent_again(
+    tmp_path: Path,
+) -> None:
+    # Two 500s on the final sendMessage (the session retries a 5xx once) lost the answer: the
+    # user was charged, saw only the vanishing drafts, and the exchange was not stored.
+    async with running_stack(tmp_path, answer="Paid for, so delivered.") as stack:
+        stack.telegram.fail_next(
+            "sendMessage", status=500, description="Internal Server Error", count=3
+        )
+        stack.telegram.send_text(USER, "Deliver it")
+        (message,) = await stack.final_messages(USER, within=20)
+        stored = await stack.stored_turns(USER, 2)
+        sends = stack.telegram.calls_of("sendMessage")
+    assert message["text"] == "Paid for, so delivered."
+    assert stored == ["Deliver it", "Paid for, so delivered."]
+    assert [call.answered == "ok" for call in sends] == [False, False, False, True]
