@@ -4,7 +4,9 @@
 before their parents); a button is added where it helps (Retry after a failed answer, the
 packs when credit is short: Stars, and Gram and USDT when TON payments are on). Anything else
 is a bug: logged with its type and traceback (never message text) and answered with a short
-apology, so no failure ends in silence.
+apology, so no failure ends in silence; but Telegram not taking a call now (a 5xx past the
+session's retry, the network, a flood wait longer than the session waits) is no bug: it is
+logged as ``telegram.unavailable`` and the user asked to send it again in a moment.
 
 Outside the private chat (an inline message, a group) a failure is told briefly where the answer
 was shown (``tell_outside``): in the inline message itself, or to the asker alone.
@@ -22,7 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 
 from handlers.replies import buy_keyboard, link_keyboard, retry_keyboard
 from services.errors import (
@@ -91,6 +98,10 @@ TEXTS: list[tuple[type[VeilError], str]] = [
 def text_key(error: VeilError) -> str:
     """The catalog key of the user's text for ``error``."""
     return next(key for kind, key in TEXTS if isinstance(error, kind))
+
+
+# Telegram did not take a call now (not refused it): a 5xx, the network, a long flood wait.
+_TELEGRAM_AWAY = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter)
 
 
 def log_bug(error: BaseException) -> None:
@@ -187,14 +198,24 @@ class Failures:
     async def apologise(
         self, error: BaseException, texts: Texts, chat_id: int | None, thread_id: int | None
     ) -> None:
-        """A bug: log it with its traceback (no text) and apologise to ``chat_id``, if any."""
-        log_bug(error)
+        """A bug: log it with its traceback (no text) and apologise to ``chat_id``, if any.
+
+        Telegram that could not take a call now is told as that, and logged without a trace.
+        """
+        key = "error_internal"
+        if isinstance(error, _TELEGRAM_AWAY):
+            key = "error_telegram"
+            log.warning(
+                "telegram.unavailable",
+                error=type(error).__name__,
+                method=type(error.method).__name__,
+            )
+        else:
+            log_bug(error)
         if chat_id is None:
             return
         with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
-            await self.bot.send_message(
-                chat_id, texts("error_internal"), message_thread_id=thread_id
-            )
+            await self.bot.send_message(chat_id, texts(key), message_thread_id=thread_id)
 
     async def report(
         self, error: Exception, texts: Texts, chat_id: int, thread_id: int | None

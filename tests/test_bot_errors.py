@@ -83,3 +83,23 @@ async def test_a_bug_in_a_handler_is_logged_without_text_and_apologised_for(
     assert len(failed) == 1
     assert failed[0]["error"] == "RuntimeError"
     assert SECRET not in repr(logs)
+
+
+async def test_a_reply_telegram_could_not_take_is_no_bug_and_is_told_as_such(
+    tmp_path: Path,
+) -> None:
+    # /balance's reply met two 500s (the session retries a 5xx once): the operator read
+    # handler_failed with a traceback, as for a bug, and the user "something went wrong on my
+    # side … /paysupport reaches a person", for a Telegram that was busy a moment.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.fail_next(
+            "sendMessage", status=500, description="Internal Server Error", count=2
+        )
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, "/balance")
+            (told,) = await stack.final_messages(USER, 1)
+    en = stack.veil.catalogs.for_language("en")
+    assert told["text"] == en("error_telegram")
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
+    (unavailable,) = [entry for entry in logs if entry["event"] == "telegram.unavailable"]
+    assert (unavailable["error"], unavailable["method"]) == ("TelegramServerError", "SendMessage")
