@@ -47,6 +47,8 @@ log = structlog.get_logger("veil.ton")
 # The invoice's values shown as code (a tap copies them) and in bold; the rest is plain.
 _CODE = frozenset({"address", "number", "comment", "link"})
 _BOLD = frozenset({"amount"})
+# A Telegram user id: positive, at most 52 significant bits (the Bot API's promise).
+_MAX_USER_ID = 2**52
 
 
 def _utc(timestamp: int) -> str:
@@ -189,11 +191,12 @@ async def cmd_tonassign(
 ) -> None:
     """Admins: credit an unmatched payment to a user (who is told on the watcher's next pass)."""
     parts = (command.args or "").split()
-    if ton_books is None or len(parts) != 2 or not parts[1].lstrip("-").isdigit():  # noqa: PLR2004 -- HASH USER
+    user_id = _user_id(parts[1]) if len(parts) == 2 else None  # noqa: PLR2004 -- HASH USER
+    if ton_books is None or user_id is None:
         await message.answer(texts("ton_assign_usage"))
         return
     admin = message.from_user.id if message.from_user else message.chat.id
-    booking = await ton_books.assign(parts[0], int(parts[1]), admin=admin)
+    booking = await ton_books.assign(parts[0], user_id, admin=admin)
     payment = booking.payment
     await message.answer(
         texts(
@@ -204,6 +207,14 @@ async def cmd_tonassign(
             credit=format_units(payment.units),
         )
     )
+
+
+def _user_id(typed: str) -> int | None:
+    """The user id an admin typed, or None when no Telegram user has it (a group's, 0, huge)."""
+    if not (typed.isascii() and typed.isdigit()):
+        return None
+    user_id = int(typed)
+    return user_id if 0 < user_id <= _MAX_USER_ID else None
 
 
 def build_router(admins: frozenset[int] = frozenset()) -> Router:
