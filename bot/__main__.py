@@ -19,6 +19,7 @@ from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
 from models import StorageError
 from models.backup import BackupError, backup_database
+from models.database import DataInUse, claim_database
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
     KeyFileError,
@@ -85,7 +86,18 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
-        asyncio.run(serve(settings, client_key))
+        # Webhook replicas may share the database; a long-polling bot must be its only one (it
+        # releases every hold left open when it starts, and Telegram serves one poller).
+        with claim_database(settings.database_path, shared=serve is run_webhook):
+            asyncio.run(serve(settings, client_key))
+    except DataInUse:
+        print(  # noqa: T201 -- one clear line for the operator
+            f"veil: another bot is serving from {settings.database_path}: stop it first (a"
+            " long-polling bot must be the only one on its database; webhook replicas may"
+            " share one)",
+            file=sys.stderr,
+        )
+        return 2
     except StorageError as exc:
         print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -22,6 +22,8 @@ Every SQLite error becomes ``StorageError`` (``models.errors.storage_errors``); 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -32,10 +34,17 @@ from sqlite_utils import Database
 from models.errors import StorageError, storage_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
-__all__ = ["DB_FILE_MODE", "Connection", "Database", "open_private_database"]
+__all__ = [
+    "DB_FILE_MODE",
+    "Connection",
+    "DataInUse",
+    "Database",
+    "claim_database",
+    "open_private_database",
+]
 
 T = TypeVar("T")
 
@@ -184,3 +193,35 @@ def open_private_database(
         conn.close()
         raise
     return db
+
+
+class DataInUse(StorageError):
+    """Another process serves from the database already (``claim_database``)."""
+
+
+@contextlib.contextmanager
+def claim_database(path: Path, *, shared: bool = False) -> Iterator[Path]:
+    """Hold the claim of one serving process on the database at ``path``; yield the lock file.
+
+    A lock (``flock``) on ``<path>.lock`` beside it, made owner-only: ``shared`` for one of
+    several processes that may serve from the file together, else the only one. A claim that
+    conflicts raises ``DataInUse`` at once, never waits. The kernel drops the lock when the
+    process ends, however it ends, so a crash leaves nothing to clean up. SQLite's own locks
+    are on the database file and never touched here.
+    """
+    lock = path.with_name(path.name + ".lock")
+    try:
+        lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, DB_FILE_MODE)
+    except OSError as exc:
+        raise StorageError(f"cannot open {lock}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DataInUse(f"another process holds {lock}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot lock {lock}: {exc.strerror}") from exc
+        yield lock
+    finally:
+        os.close(fd)

@@ -1,0 +1,92 @@
+"""The unlucky operator: a second bot on the same data, a lost master key, a damaged database.
+
+Each mistake is refused at start in one line naming what is wrong (never a key or a token), and
+leaves what was there as it was: the running bot's answers and holds, the history, its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+from typing import TYPE_CHECKING
+
+import pytest
+
+from models.database import DataInUse, claim_database
+from tests.botstack import TOKEN, bot_env
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import Clock, ManagedProcess, run_gateway
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 9301
+ANSWER = " ".join(f"w{i}" for i in range(60))
+
+
+async def exit_code(process: ManagedProcess, within: float = 30.0) -> int | None:
+    """The process's exit code once it ends by itself within ``within`` s; else kill it, None."""
+    try:
+        async with asyncio.timeout(within):
+            code = await process.process.wait()
+    except TimeoutError:
+        await process.kill()
+        return None
+    await process.kill()  # only collects its output: it has exited
+    return code
+
+
+async def test_a_second_bot_on_the_same_data_is_refused_and_the_first_keeps_its_answer(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=ANSWER, token_delay=0.1) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+        first = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await first.wait_for_line("bot.started")
+            telegram.send_text(USER, "a slow answer please")
+            await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+            # The operator starts the bot again by mistake, on the same data, while it answers.
+            second = await ManagedProcess.start("-m", "bot", env=env)
+            code = await exit_code(second)
+            final = await telegram.wait_for(
+                "sendMessage",
+                lambda c: c.params["chat_id"] == USER and c.params["text"] == ANSWER,
+                timeout=30,
+            )
+        finally:
+            stopped = await first.stop()
+    assert code == 2, second.output
+    (line,) = second.output.strip().splitlines()
+    assert line.startswith("veil: another bot is serving from ")
+    assert str(data / "veil.db") in line
+    assert TOKEN.split(":")[1] not in line
+    assert stopped == 0
+    assert final.params["text"] == ANSWER
+    interrupted = [c for c in telegram.calls_of("sendMessage") if c.params["text"] != ANSWER]
+    assert interrupted == []  # nobody was told their running answer had been cut off
+    with sqlite3.connect(data / "veil.db") as db:
+        outcomes = db.execute("SELECT outcome, COUNT(*) FROM holds GROUP BY outcome").fetchall()
+    assert outcomes == [("settled", 1)]  # the first bot's hold, settled by it, not "recovered"
+
+
+def test_webhook_replicas_share_the_database_and_a_poller_claims_it_alone(tmp_path: Path) -> None:
+    database = tmp_path / "data" / "veil.db"
+    with claim_database(database, shared=True) as lock, claim_database(database, shared=True):
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        with pytest.raises(DataInUse), claim_database(database):
+            pass
+    with claim_database(database):  # the replicas are gone: the claim went with them
+        with pytest.raises(DataInUse), claim_database(database, shared=True):
+            pass
+        with pytest.raises(DataInUse), claim_database(database):
+            pass
+    with claim_database(database):
+        pass
