@@ -20,6 +20,7 @@ from common.settings import SettingsError, load_settings
 from models import StorageError
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
+from models.store import holds_data_keys
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
     KeyFileError,
@@ -55,14 +56,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
     """Run the command ``args`` names (serving the bot when it names none)."""
+    if args[:1] == ["backup"]:
+        return run_backup(settings, Path(args[1]))
+    if lost_master_key(settings):
+        return 2
     if args[:1] == ["reconcile"]:
         return run_reconcile(settings, fix=args[1:] == ["--fix"])
     if args == ["audit"]:
         return run_audit(settings)
-    if args[:1] == ["backup"]:
-        return run_backup(settings, Path(args[1]))
     client_key = load_client_key(settings)
     return 2 if client_key is None else run_bot(settings, client_key)
+
+
+def lost_master_key(settings: BotSettings) -> bool:
+    """Whether the master key file is gone while the database holds keys it wrapped (said once).
+
+    Every command would otherwise make a new master key, which opens none of the history, and
+    refuse to start with it as "the wrong key" from then on.
+    """
+    path, database = settings.master_key_path, settings.database_path
+    if path.exists() or not holds_data_keys(database):
+        return False
+    print(  # noqa: T201 -- one clear line for the operator
+        f"veil: the master key file {path} is missing, but {database} holds history sealed"
+        " under it: put it back from its backup (VEIL_MASTER_KEY_FILE names where it is); a new"
+        " key would open none of it",
+        file=sys.stderr,
+    )
+    return True
 
 
 def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
@@ -144,7 +165,11 @@ def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
     """
     from bot.reconcile import reconcile  # noqa: PLC0415 -- see run_bot
 
-    count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
+    try:
+        count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
+    except StorageError as exc:
+        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     for line in [*fixed, *differences]:
         print(line)  # noqa: T201 -- the command's report
     if differences:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -478,6 +480,22 @@ def _user_record(row: Any) -> UserRecord:  # noqa: ANN401 -- a sqlite3 row is un
         created_at=int(created_at),
         inline_history=bool(inline_history),
     )
+
+
+def holds_data_keys(path: Path) -> bool:
+    """Whether the database at ``path`` holds any user's data key, wrapped by a master key.
+
+    A look before the master key is made: a database that holds some must never get a new
+    key, which would open none of them. A file that is not a readable database (or has no
+    users yet) answers False, and opening it says what is wrong.
+    """
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as conn:
+            return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def _select_user(db: Database, user_id: int) -> UserRecord | None:

@@ -9,15 +9,26 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import stat
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from models import MasterKey, Store
 from models.database import DataInUse, claim_database
+from sealed.encoding import b64e
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, run_gateway
+from tests.harness import (
+    REPO,
+    Clock,
+    ManagedProcess,
+    child_environment,
+    install_client_key,
+    run_gateway,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,3 +101,70 @@ def test_webhook_replicas_share_the_database_and_a_poller_claims_it_alone(tmp_pa
             pass
     with claim_database(database):
         pass
+
+
+def bot_command(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bot args…`` on ``data``, with a Telegram nobody answers: what start-up says."""
+    env = {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_TELEGRAM_API": "http://127.0.0.1:9",
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_BOT_METRICS_PORT": "0",
+    }
+    return subprocess.run(  # noqa: S603 -- this project's own command
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**child_environment(), **env},
+        timeout=60,
+        check=False,
+    )
+
+
+async def a_database_with_history(data: Path) -> None:
+    install_client_key(data)
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    try:
+        opened = await store.open_conversation(USER, "en")
+        await store.add_turns(USER, opened.conversation_id, [("user", "a private question")])
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+async def test_a_lost_master_key_is_named_and_no_new_one_is_made(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    await a_database_with_history(data)
+    (data / "master.key").unlink()
+    before = (data / "veil.db").read_bytes()
+    result = bot_command(data, *command)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: the master key file {data / 'master.key'} is missing")
+    assert "put it back from its backup" in line
+    # No new key: one would open none of the history, and a later start would call it wrong.
+    assert not (data / "master.key").exists()
+    assert (data / "veil.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    await a_database_with_history(data)
+    (data / "master.key").unlink()
+    MasterKey.load_or_create(data / "master.key")  # another key in its place
+    wrong = (data / "master.key").read_bytes()
+    result = bot_command(data, *command)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"veil: cannot open the data store: the master key does not open the data keys in"
+        f" {data / 'veil.db'}: is it the key this database was created with?"
+    )
+    assert (data / "master.key").read_bytes() == wrong
