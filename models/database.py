@@ -29,6 +29,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
+import structlog
 from sqlite_utils import Database
 
 from models.errors import StorageError, storage_errors
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = structlog.get_logger("veil.storage")
 
 DB_FILE_MODE = 0o600
 
@@ -126,8 +129,12 @@ class Connection:
             raise StorageError(f"the {self._name} is closed")
 
         def run() -> T:
-            with storage_errors(f"{self._name} error"):
-                return how(self._db, fn)
+            try:
+                with storage_errors(f"{self._name} error"):
+                    return how(self._db, fn)
+            except StorageError as exc:
+                _log_failure(self._name, exc)
+                raise
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
@@ -138,6 +145,19 @@ class Connection:
                     last(self._db)
         finally:
             self._db.close()
+
+
+def _log_failure(name: str, exc: StorageError) -> None:
+    """One line for the operator when SQLite itself failed: which file, and SQLite's code.
+
+    The code (``SQLITE_FULL``: the disk is full; ``SQLITE_READONLY``, ``SQLITE_CORRUPT``,
+    ``SQLITE_BUSY``, ``SQLITE_IOERR_…``) says what to fix; the users above only hear that
+    their history or balance could not be saved. Nothing of the data is in it.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.Error):
+        code = getattr(cause, "sqlite_errorname", None) or type(cause).__name__
+        log.error("storage.failed", database=name, code=code)
 
 
 def _writing(db: Database, fn: Callable[[Database], T]) -> T:

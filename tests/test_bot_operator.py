@@ -14,11 +14,13 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from structlog.testing import capture_logs
 
 from models import MasterKey, Store
 from models.database import DataInUse, claim_database
 from sealed.encoding import b64e
-from tests.botstack import TOKEN, bot_env
+from tests.books import inconsistent_users
+from tests.botstack import TOKEN, bot_env, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
@@ -31,7 +33,10 @@ from tests.harness import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
+
+    from sqlite_utils import Database
 
 USER = 9301
 ANSWER = " ".join(f"w{i}" for i in range(60))
@@ -168,3 +173,42 @@ async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
         f" {data / 'veil.db'}: is it the key this database was created with?"
     )
     assert (data / "master.key").read_bytes() == wrong
+
+
+async def test_a_full_disk_is_named_for_the_operator_and_the_user_keeps_the_answer(
+    tmp_path: Path,
+) -> None:
+    answer = "a fine answer " * 40
+    async with running_stack(tmp_path / "data", answer=answer) as stack:
+        telegram, store = stack.telegram, stack.veil.store
+        telegram.send_text(USER, "hello")
+        await stack.stored_turns(USER, 2)
+
+        def cap(pages: int | None) -> Callable[[Database], None]:
+            def set_cap(db: Database) -> None:
+                if pages is None:
+                    (pages_now,) = db.execute("PRAGMA page_count").fetchone()
+                    db.execute(f"PRAGMA max_page_count = {int(pages_now):d}").fetchall()
+                else:
+                    db.execute(f"PRAGMA max_page_count = {pages:d}").fetchall()
+
+            return set_cap
+
+        # The disk fills up (SQLite's cap on its file: no page more than it has now).
+        await store.write(cap(None))
+        with capture_logs() as logs:
+            telegram.send_text(USER, "a long question " * 300)
+            sent = await stack.final_messages(USER, 3)
+        await store.write(cap(2**31 - 1))  # space again
+        telegram.send_text(USER, "and now?")
+        await stack.final_messages(USER, 4)
+        turns = await stack.stored_turns(USER, 4)
+        assert await inconsistent_users(store) == []
+    texts = [m["text"] for m in sent]
+    assert texts[1].startswith("a fine answer a fine")  # the answer itself reached the user
+    assert texts[2] == stack.veil.catalogs.for_language("en")("error_history")
+    failures = [e for e in logs if e["event"] == "storage.failed"]
+    assert failures
+    assert {(e["database"], e["code"]) for e in failures} == {("database", "SQLITE_FULL")}
+    assert "long question" not in str(logs)
+    assert len(turns) == 4  # the first exchange and the last; the one the full disk lost is not
