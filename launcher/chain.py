@@ -540,8 +540,17 @@ async def watch(launch: Launch) -> None:
 async def main_async(verbose: bool) -> int:  # noqa: FBT001 -- the one flag
     """Run until stopped; 0 on Ctrl-C, 1 when a part failed."""
     launch = Launch(dict(os.environ), verbose=verbose)
+    # A signal while the parts start ends the start where it stands, and the parts started so
+    # far are stopped like the rest (they run in sessions of their own: nothing else would).
+    starting = asyncio.create_task(run(launch))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, starting.cancel)
     try:
-        await run(launch)
+        await starting
+    except asyncio.CancelledError:
+        if not starting.cancelled():
+            raise
     except LaunchError as exc:
         say(str(exc))
         return 1

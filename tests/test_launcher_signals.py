@@ -1,0 +1,74 @@
+"""The launcher told to stop while it is still starting its parts (Ctrl-C, SIGTERM).
+
+The parts run in sessions of their own (a terminal's Ctrl-C reaches only the launcher), so a
+launcher that died of the signal left them running, ports taken, for the next run to trip on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.botstack import TOKEN
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import ManagedProcess, free_port
+from tests.test_bot_turns import silent_server
+from tests.test_launcher import install_client_files
+
+
+def processes_with(marker: str) -> list[int]:
+    """The ids of this machine's processes whose environment holds ``marker`` (ours only)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_while_the_launcher_starts_stops_every_part_it_started(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    install_client_files(tmp_path)
+    marker = f"VEIL_DATA_DIR={tmp_path}"
+    # Telegram takes the bot's calls and never answers: the bot never says bot.started, and
+    # the launcher is still starting when the signal comes.
+    async with FakeVLLM() as vllm, silent_server() as (telegram, _):
+        launcher = await ManagedProcess.start(
+            "-m",
+            "launcher",
+            "--verbose",
+            env={
+                "VEIL_VLLM_URL": vllm.url,
+                "VEIL_DATA_DIR": str(tmp_path),
+                "VEIL_GATEWAY_PORT": str(free_port()),
+                "VEIL_METRICS_PORT": str(free_port()),
+                "VEIL_BOT_METRICS_PORT": "0",
+                "VEIL_BOT_TOKEN": TOKEN,
+                "VEIL_TELEGRAM_API": telegram,
+            },
+        )
+        try:
+            await launcher.wait_for_line("bot.operations_listening", within=90)  # bot starting
+            launcher.process.send_signal(signum)
+            code = await launcher.stop(within=60)
+            left = processes_with(marker)
+        finally:
+            for pid in processes_with(marker):  # a failed run's orphans, ended one by one
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert code == 0
+    assert "veil: stopping" in launcher.lines
+    assert "Traceback" not in launcher.output
+    assert "KeyboardInterrupt" not in launcher.output
+    bot_log = (tmp_path / "logs" / "bot.log").read_text()
+    assert "bot.start_up_abandoned" in bot_log
+    assert "bot.stopped" in bot_log
