@@ -7,9 +7,9 @@ own the transaction, with the functions of their modules. The history's own call
 so they take SQLite's write lock only when they write (a question's turns go in together, in one
 deferred transaction): a lock held elsewhere never holds up reading a user's history. The
 file runs in WAL mode with ``secure_delete`` on, so rows that ``forget`` deletes are overwritten
-with zeros, and the WAL is checkpointed and truncated afterwards. Turn text and conversation
-titles are sealed with the user's data key before they reach SQL (see ``models.atrest``); nothing
-readable is stored.
+with zeros, and the WAL is checkpointed and truncated afterwards (and at every start, for a
+checkpoint a crash cut short). Turn text and conversation titles are sealed with the user's data
+key before they reach SQL (see ``models.atrest``); nothing readable is stored.
 
 A user has one active conversation, which a message in the private chat itself continues, and
 any number of others: older ones (``conversations`` lists them, ``switch_conversation`` makes one
@@ -100,6 +100,9 @@ class Store:
             _configure(db)
             migrations.apply(db)
             _check_master_key(db, path, master_key)
+            # What a crash (or a reader holding a snapshot) kept a forget's checkpoint from
+            # zeroing and truncating leaves the disk now, not at the next clean stop.
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
         connection = await Connection.open(path, setup, busy_timeout=busy_timeout, name="database")
         return cls(path, connection, master_key)

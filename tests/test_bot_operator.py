@@ -212,3 +212,56 @@ async def test_a_full_disk_is_named_for_the_operator_and_the_user_keeps_the_answ
     assert {(e["database"], e["code"]) for e in failures} == {("database", "SQLITE_FULL")}
     assert "long question" not in str(logs)
     assert len(turns) == 4  # the first exchange and the last; the one the full disk lost is not
+
+
+FORGET_THEN_DIE = """
+import asyncio, os, sqlite3, sys
+from pathlib import Path
+from models import MasterKey, Store
+
+async def main(data: Path) -> None:
+    key = MasterKey.load_or_create(data / "master.key")
+    store = await Store.open(data / "veil.db", key)
+    opened = await store.open_conversation(7, "en")
+    await store.add_turns(7, opened.conversation_id, [("user", "q"), ("assistant", "a")])
+    await store.close()  # all of it in the database file itself now
+    store = await Store.open(data / "veil.db", key)
+    reader = sqlite3.connect(data / "veil.db")  # a backup or a replica reading meanwhile
+    reader.execute("BEGIN")
+    (wrapped,) = reader.execute("SELECT data_key FROM users WHERE user_id = 7").fetchone()
+    print(bytes(wrapped).hex(), flush=True)
+    assert await store.forget(7) == 2
+    os._exit(9)  # killed: the forget is committed, its checkpoint did not get through
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+def forget_then_die(data: Path) -> bytes:
+    """Run ``FORGET_THEN_DIE`` on ``data``; the forgotten user's wrapped data key."""
+    child = subprocess.run(  # noqa: S603 -- this interpreter, the script above
+        [sys.executable, "-c", FORGET_THEN_DIE, str(data)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 9, child.stderr
+    return bytes.fromhex(child.stdout.strip())
+
+
+async def test_a_forget_whose_checkpoint_a_crash_cut_short_leaves_the_disk_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    wrapped = forget_then_die(data)
+    assert wrapped in (data / "veil.db").read_bytes()  # what the forgotten user's key was
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    try:
+        on_disk = b"".join(path.read_bytes() for path in data.glob("veil.db*"))
+        assert await store.get_user(7) is None
+    finally:
+        await store.close()
+    assert wrapped not in on_disk  # gone from the disk once the bot started again
