@@ -10,6 +10,7 @@ gateways and prints its verify key.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,7 +126,36 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
     except ValueError as exc:
         print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    except OSError as exc:
+        line = listen_failure(settings, exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        return 2
     return 0
+
+
+def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
+    """One line naming the listener whose address could not be bound; None for another error.
+
+    asyncio says ``error while attempting to bind on address ('127.0.0.1', 9601): address
+    already in use``; the port names the setting (every listener when none matches).
+    """
+    message = str(exc)
+    if "attempting to bind on address" not in message:
+        return None
+    listeners = [("VEIL_BOT_METRICS", settings.bot_metrics_host, settings.bot_metrics_port)]
+    if settings.webhook_url is not None:
+        listeners.append(("VEIL_WEBHOOK", settings.webhook_host, settings.webhook_port))
+    if settings.webapp_url is not None:
+        listeners.append(("VEIL_WEBAPP", settings.webapp_host, settings.webapp_port))
+    named = [
+        f"{name}_HOST:{name}_PORT ({host}:{port})"
+        for name, host, port in listeners
+        if re.search(rf", {port}[,)]", message)
+    ] or [f"{name}_HOST:{name}_PORT ({host}:{port})" for name, host, port in listeners]
+    reason = message.rpartition("): ")[2] or exc.strerror or "cannot bind"
+    return f"veil: cannot listen on {' or '.join(named)}: {reason}"
 
 
 def run_backup(settings: BotSettings, target: Path) -> int:

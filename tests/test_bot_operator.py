@@ -7,6 +7,7 @@ leaves what was there as it was: the running bot's answers and holds, the histor
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -108,7 +109,9 @@ def test_webhook_replicas_share_the_database_and_a_poller_claims_it_alone(tmp_pa
         pass
 
 
-def bot_command(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def bot_command(
+    data: Path, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m bot args…`` on ``data``, with a Telegram nobody answers: what start-up says."""
     env = {
         "VEIL_BOT_TOKEN": TOKEN,
@@ -116,6 +119,7 @@ def bot_command(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
         "VEIL_DATA_DIR": str(data),
         "VEIL_BOT_METRICS_PORT": "0",
+        **(settings or {}),
     }
     return subprocess.run(  # noqa: S603 -- this project's own command
         [sys.executable, "-m", "bot", *args],
@@ -265,3 +269,33 @@ async def test_a_forget_whose_checkpoint_a_crash_cut_short_leaves_the_disk_at_th
     finally:
         await store.close()
     assert wrapped not in on_disk  # gone from the disk once the bot started again
+
+
+@pytest.mark.parametrize("listener", ["metrics", "webhook"])
+def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
+    tmp_path: Path, listener: str
+) -> None:
+    data = tmp_path / "data"
+    install_client_key(data)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if listener == "metrics":
+            settings = {"VEIL_BOT_METRICS_PORT": str(port)}
+            named = f"VEIL_BOT_METRICS_HOST:VEIL_BOT_METRICS_PORT (127.0.0.1:{port})"
+        else:
+            secret = "s" * 40
+            settings = {
+                "VEIL_WEBHOOK_URL": "https://bot.example/hook",
+                "VEIL_WEBHOOK_SECRET": secret,
+                "VEIL_WEBHOOK_PORT": str(port),
+            }
+            named = f"VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT (127.0.0.1:{port})"
+        result = bot_command(data, settings=settings)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"veil: cannot listen on {named}: address already in use"
+    )
+    assert "process.crashed" not in result.stderr
+    assert "s" * 40 not in result.stderr
