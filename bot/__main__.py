@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import BotSettings
-from common.logs import configure_logging
+from common.logs import configure_logging, describe
 from common.settings import SettingsError, load_settings
 from models import StorageError
 from models.backup import BackupError, backup_database
@@ -102,8 +102,10 @@ def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
 
 
 def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
-    """Serve until SIGINT/SIGTERM."""
+    """Serve until SIGINT/SIGTERM; a start that fails ends in one line for the operator."""
     # Imported after the settings check, so a bad setting fails fast, before aiogram loads.
+    from aiogram.exceptions import TelegramAPIError  # noqa: PLC0415
+
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
 
     serve = run_webhook if settings.webhook_url else run_polling
@@ -112,27 +114,53 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
         # releases every hold left open when it starts, and Telegram serves one poller).
         with claim_database(settings.database_path, shared=serve is run_webhook):
             asyncio.run(serve(settings, client_key))
-    except DataInUse:
-        print(  # noqa: T201 -- one clear line for the operator
+    except (StorageError, ValueError, OSError, TelegramAPIError) as exc:
+        failure = start_failure(settings, exc)
+        if failure is None:
+            raise
+        line, code = failure
+        print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        return code
+    return 0
+
+
+def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | None:
+    """The line and exit code for what stopped the bot from serving; None for a bug.
+
+    Never the token: a refused one is not quoted, and a network error's URL has it cut out.
+    """
+    from aiogram.exceptions import (  # noqa: PLC0415 -- see run_bot
+        TelegramNetworkError,
+        TelegramUnauthorizedError,
+    )
+
+    line: str | None = None
+    if isinstance(exc, DataInUse):
+        line = (
             f"veil: another bot is serving from {settings.database_path}: stop it first (a"
             " long-polling bot must be the only one on its database; webhook replicas may"
-            " share one)",
-            file=sys.stderr,
+            " share one)"
         )
-        return 2
-    except StorageError as exc:
-        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    except ValueError as exc:
-        print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    except OSError as exc:
+    elif isinstance(exc, StorageError):
+        line = f"veil: cannot open the data store: {exc}"
+    elif isinstance(exc, ValueError):
+        line = f"veil: {exc}"
+    elif isinstance(exc, TelegramUnauthorizedError):
+        method = getattr(exc.method, "__api_method__", "?")
+        line = (
+            f"veil: Telegram refused the bot token ({method}: Unauthorized): set VEIL_BOT_TOKEN"
+            " to the token @BotFather gave this bot"
+        )
+    elif isinstance(exc, TelegramNetworkError):  # start-up's calls: serving retries its own
+        line = (
+            f"veil: cannot reach Telegram at {settings.telegram_api} (VEIL_TELEGRAM_API):"
+            f" {describe(exc).removeprefix('TelegramNetworkError: ')}"
+        )
+    elif isinstance(exc, OSError):
         line = listen_failure(settings, exc)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
-        return 2
-    return 0
+    if line is None:
+        return None
+    return line, 1 if isinstance(exc, TelegramNetworkError) else 2
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:

@@ -299,3 +299,39 @@ def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
     )
     assert "process.crashed" not in result.stderr
     assert "s" * 40 not in result.stderr
+
+
+async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    install_client_key(data)
+    async with FakeTelegram(token=TOKEN) as telegram:
+        env = {
+            "VEIL_BOT_TOKEN": "123456:revoked-or-mistyped",
+            "VEIL_TELEGRAM_API": telegram.url,
+            "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+            "VEIL_DATA_DIR": str(data),
+            "VEIL_BOT_METRICS_PORT": "0",
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        code = await exit_code(bot)
+    assert code == 2
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the bot token (getMe: Unauthorized): set VEIL_BOT_TOKEN to the"
+        " token @BotFather gave this bot"
+    )
+    assert "process.crashed" not in bot.output
+    assert "revoked-or-mistyped" not in bot.output
+
+
+def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    install_client_key(data)
+    result = bot_command(data)  # Telegram at http://127.0.0.1:9, where nothing listens
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API): getMe:"
+        " ClientConnectorError"
+    )
+    assert "process.crashed" not in result.stderr
+    assert TOKEN.split(":")[1] not in result.stderr
