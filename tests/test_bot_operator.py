@@ -12,12 +12,14 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey, Store
+from models.backup import backup_database
 from models.database import DataInUse, claim_database
 from sealed.encoding import b64e
 from tests.books import inconsistent_users
@@ -335,3 +337,50 @@ def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path:
     )
     assert "process.crashed" not in result.stderr
     assert TOKEN.split(":")[1] not in result.stderr
+
+
+BACKUP_THEN_DIE = """
+import os, sys, threading
+from pathlib import Path
+from models.backup import backup_database
+
+source, target = Path(sys.argv[1]), Path(sys.argv[2])
+
+def die_midway() -> None:  # the machine goes down while the copy is a tenth done
+    while True:
+        for path in target.parent.glob(target.name + "*"):
+            if path.stat().st_size > source.stat().st_size // 10:
+                os._exit(9)
+
+threading.Thread(target=die_midway, daemon=True).start()
+backup_database(source, target)
+os._exit(0)
+"""
+
+
+def test_a_backup_killed_midway_leaves_nothing_under_the_backups_name(tmp_path: Path) -> None:
+    source, target = tmp_path / "veil.db", tmp_path / "backups" / "veil-today.db"
+    target.parent.mkdir()
+    with closing(sqlite3.connect(source)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE ledger (amount BLOB)")
+        db.executemany("INSERT INTO ledger VALUES (?)", ([bytes(2000)] for _ in range(8000)))
+        db.commit()
+    child = subprocess.run(  # noqa: S603 -- this interpreter, the script above
+        [sys.executable, "-c", BACKUP_THEN_DIE, str(source), str(target)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 9, child.stderr  # it died with the copy half made
+    # Before, the half-made copy was there under its name, and opened as an empty database
+    # (SQLite rolls an unfinished copy back to nothing): restored, it would start the bot afresh.
+    assert not target.exists()
+    assert backup_database(source, target) > 4000  # the next try makes it whole
+    with closing(sqlite3.connect(target)) as copy:
+        assert copy.execute("SELECT COUNT(*) FROM ledger").fetchone() == (8000,)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert sorted(path.name for path in target.parent.iterdir()) == ["veil-today.db"]
