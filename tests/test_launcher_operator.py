@@ -1,4 +1,4 @@
-"""The launcher told to stop while it is still starting its parts (Ctrl-C, SIGTERM).
+"""The launcher and the unlucky operator: a signal while it starts, a second one on the same data.
 
 The parts run in sessions of their own (a terminal's Ctrl-C reaches only the launcher), so a
 launcher that died of the signal left them running, ports taken, for the next run to trip on.
@@ -6,6 +6,7 @@ launcher that died of the signal left them running, ports taken, for the next ru
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.botstack import TOKEN
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import ManagedProcess, free_port
 from tests.test_bot_turns import silent_server
@@ -72,3 +74,41 @@ async def test_a_signal_while_the_launcher_starts_stops_every_part_it_started(
     bot_log = (tmp_path / "logs" / "bot.log").read_text()
     assert "bot.start_up_abandoned" in bot_log
     assert "bot.stopped" in bot_log
+
+
+async def test_a_second_launcher_on_the_same_data_stops_before_touching_anything(
+    tmp_path: Path,
+) -> None:
+    install_client_files(tmp_path)
+    async with FakeVLLM() as vllm, FakeTelegram(token=TOKEN) as telegram:
+        env = {
+            "VEIL_VLLM_URL": vllm.url,
+            "VEIL_DATA_DIR": str(tmp_path),
+            "VEIL_GATEWAY_PORT": str(free_port()),
+            "VEIL_METRICS_PORT": str(free_port()),
+            "VEIL_BOT_METRICS_PORT": "0",
+            "VEIL_BOT_TOKEN": TOKEN,
+            "VEIL_TELEGRAM_API": telegram.url,
+        }
+        first = await ManagedProcess.start("-m", "launcher", env=env)
+        try:
+            await first.wait_for_line("press Ctrl-C to stop", within=90)
+            logs = sorted(path.name for path in (tmp_path / "logs").iterdir())
+            second = await ManagedProcess.start("-m", "launcher", env=env)
+            async with asyncio.timeout(60):
+                code = await second.process.wait()
+            await second.stop()
+            assert first.process.returncode is None  # the first one runs on
+        finally:
+            stopped = await first.stop(within=60)
+    assert code == 1
+    assert second.lines == [
+        (
+            f"veil: another run command is running on {tmp_path}: stop it first (Ctrl-C where"
+            " it runs), or give this one a VEIL_DATA_DIR of its own"
+        )
+    ]
+    assert stopped == 0
+    assert logs == ["bot.log", "gateway.log"]
+    after = sorted(path.name for path in (tmp_path / "logs").iterdir())
+    assert after == logs  # the running one's logs were not rotated away
