@@ -101,8 +101,12 @@ class Store:
             migrations.apply(db)
             _check_master_key(db, path, master_key)
             # What a crash (or a reader holding a snapshot) kept a forget's checkpoint from
-            # zeroing and truncating leaves the disk now, not at the next clean stop.
+            # zeroing and truncating leaves the disk now, not at the next clean stop. Without
+            # waiting: beside a running bot (audit, reconcile) or a reader, it gives way at once
+            # rather than hold the bot's writers up.
+            db.execute("PRAGMA busy_timeout = 0")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            db.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000):d}")
 
         connection = await Connection.open(path, setup, busy_timeout=busy_timeout, name="database")
         return cls(path, connection, master_key)

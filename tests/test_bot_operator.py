@@ -384,3 +384,30 @@ def test_a_backup_killed_midway_leaves_nothing_under_the_backups_name(tmp_path: 
         assert copy.execute("SELECT COUNT(*) FROM ledger").fetchone() == (8000,)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(path.name for path in target.parent.iterdir()) == ["veil-today.db"]
+
+
+async def test_the_start_checkpoint_gives_way_to_a_running_bot_and_its_readers(
+    tmp_path: Path,
+) -> None:
+    # audit or reconcile opened beside the running bot while a backup reads an older snapshot:
+    # the checkpoint at open cannot finish, and gives way at once instead of waiting (and
+    # holding the bot's writers up) for the busy timeout.
+    key = MasterKey.load_or_create(tmp_path / "master.key")
+    running = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+    try:
+        opened = await running.open_conversation(USER, "en")
+        with closing(sqlite3.connect(tmp_path / "veil.db")) as backup:
+            backup.execute("BEGIN")
+            backup.execute("SELECT COUNT(*) FROM users").fetchone()
+            await running.add_turns(USER, opened.conversation_id, [("user", "q")])
+            started = asyncio.get_running_loop().time()
+            beside = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+            took = asyncio.get_running_loop().time() - started
+        try:  # the backup is done: closing, it checkpoints in full
+            waits = await beside.read(lambda db: db.execute("PRAGMA busy_timeout").fetchone())
+        finally:
+            await beside.close()
+    finally:
+        await running.close()
+    assert took < 5  # not the 30 s busy timeout
+    assert waits == (30_000,)  # its own calls wait as long as they were told
