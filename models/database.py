@@ -206,13 +206,32 @@ def open_private_database(
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open {name} {path}: {exc}") from exc
     try:
-        with storage_errors(f"cannot open {name} {path}"):
+        with _taking_turns(path.parent), storage_errors(f"cannot open {name} {path}"):
             db = Database(conn, execute_plugins=False)
             setup(db)
     except BaseException:
         conn.close()
         raise
     return db
+
+
+@contextlib.contextmanager
+def _taking_turns(folder: Path) -> Iterator[None]:
+    """Hold a lock on ``folder`` while a database in it is set up: processes take turns.
+
+    Webhook replicas started together (or ``audit`` beside a bot starting) would each apply
+    the pending migrations over the others' work and refuse to start. ``flock`` on the folder
+    itself, so no file is added; SQLite's own locks are on the files and never touched here.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StorageError(f"cannot open {folder}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class DataInUse(StorageError):

@@ -411,3 +411,49 @@ async def test_the_start_checkpoint_gives_way_to_a_running_bot_and_its_readers(
         await running.close()
     assert took < 5  # not the 30 s busy timeout
     assert waits == (30_000,)  # its own calls wait as long as they were told
+
+
+OPEN_AT_ONCE = """
+import asyncio, sys, time
+from pathlib import Path
+from models import MasterKey, Store, StorageError
+
+async def main(data: Path) -> None:
+    while not (data / "go").exists():  # all together, as replicas started at once
+        time.sleep(0.001)
+    try:
+        store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    except StorageError as exc:
+        print(f"refused: {exc}")
+        return
+    await store.close()
+    print("opened")
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+async def test_bots_starting_at_once_on_a_new_database_all_open_it(tmp_path: Path) -> None:
+    # Webhook replicas (or audit beside a starting bot) migrating one database together: each
+    # applied the pending migrations over the others' ("table ton_orders already exists",
+    # "duplicate column name") or found it locked, and refused to start.
+    outcomes = []
+    for attempt in range(3):
+        data = tmp_path / str(attempt)
+        data.mkdir()
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                OPEN_AT_ONCE,
+                str(data),
+                cwd=REPO,
+                env=child_environment(),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        await asyncio.sleep(1.0)  # all of them waiting
+        (data / "go").touch()
+        outcomes += [(await child.communicate())[0].decode().strip() for child in children]
+    assert outcomes == ["opened"] * 12
