@@ -27,6 +27,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
+
 from models import migrations
 from models.atrest import MasterKey, new_data_key, open_body, open_title, seal_body, seal_title
 from models.database import Connection
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 T = TypeVar("T")
+
+log = structlog.get_logger("veil.storage")
 
 BUSY_TIMEOUT_S = 5.0
 CACHE_SALT_BYTES = 24
@@ -101,12 +105,8 @@ class Store:
             migrations.apply(db)
             _check_master_key(db, path, master_key)
             # What a crash (or a reader holding a snapshot) kept a forget's checkpoint from
-            # zeroing and truncating leaves the disk now, not at the next clean stop. Without
-            # waiting: beside a running bot (audit, reconcile) or a reader, it gives way at once
-            # rather than hold the bot's writers up.
-            db.execute("PRAGMA busy_timeout = 0")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            db.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000):d}")
+            # zeroing and truncating leaves the disk now, not at the next clean stop.
+            _checkpoint(db)
 
         connection = await Connection.open(path, setup, busy_timeout=busy_timeout, name="database")
         return cls(path, connection, master_key)
@@ -449,8 +449,25 @@ class Store:
                 [user_id],
             )
         self._data_keys.pop(user_id, None)
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        if not _checkpoint(db):
+            log.warning("store.checkpoint_deferred")
         return int(deleted)
+
+
+def _checkpoint(db: Database) -> bool:
+    """Checkpoint and truncate the WAL unless something holds it up; whether it was done.
+
+    It never waits: a reader on an older snapshot (Litestream keeps one; a backup while it
+    copies) or another process's writer would keep it waiting the busy timeout on the store's
+    one thread, and every call behind it. Left undone, the next start, forget or close does it.
+    """
+    (waits,) = db.execute("PRAGMA busy_timeout").fetchone()
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        (busy, _, _) = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(waits):d}")
+    return int(busy) == 0
 
 
 def _configure(db: Database) -> None:
