@@ -453,6 +453,9 @@ def claim_data_dir(data: Path) -> None:
             f"another run command is running on {data}: stop it first (Ctrl-C where it runs),"
             " or give this one a VEIL_DATA_DIR of its own"
         ) from None
+    except OSError:  # a file system without flock: run unclaimed
+        os.close(fd)
+        return
     _CLAIMS.append(fd)  # kept open for the life of the process
 
 

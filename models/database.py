@@ -228,7 +228,10 @@ def _taking_turns(folder: Path) -> Iterator[None]:
     except OSError as exc:
         raise StorageError(f"cannot open {folder}: {exc.strerror}") from exc
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without flock: no turns, as before
+            log.warning("storage.no_folder_lock", folder=str(folder), errno=exc.errno)
         yield
     finally:
         os.close(fd)
@@ -259,8 +262,8 @@ def claim_database(path: Path, *, shared: bool = False) -> Iterator[Path]:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise DataInUse(f"another process holds {lock}") from exc
-        except OSError as exc:
-            raise StorageError(f"cannot lock {lock}: {exc.strerror}") from exc
+        except OSError as exc:  # a file system without flock: serve unclaimed, as before
+            log.warning("storage.unclaimed", lock=str(lock), errno=exc.errno)
         yield lock
     finally:
         os.close(fd)
