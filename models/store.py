@@ -114,7 +114,8 @@ class Store:
     async def close(self) -> None:
         """Checkpoint and truncate the WAL, close the connection and stop the worker thread.
 
-        Calls already submitted finish first; calls made afterwards raise ``StorageError``.
+        A reader holding the checkpoint up defers it to the next start. Calls already submitted
+        finish first; calls made afterwards raise ``StorageError``.
         """
         await self._connection.close(self._last)
 
@@ -312,7 +313,8 @@ class Store:
 
     def _last(self, db: Database) -> None:
         self._data_keys.clear()
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        if not _checkpoint(db):
+            log.info("store.checkpoint_deferred", at="close")
 
     def _data_key(self, db: Database, user_id: int) -> bytes:
         key = self._data_keys.get(user_id)

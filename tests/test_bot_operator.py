@@ -485,3 +485,25 @@ async def test_forget_beside_a_long_reader_holds_nobody_up(tmp_path: Path) -> No
     assert other is not None
     assert took < 5  # not the 30 s busy timeout
     assert [e["event"] for e in logs] == ["store.checkpoint_deferred"]
+
+
+async def test_closing_beside_a_long_reader_gives_way_at_once(tmp_path: Path) -> None:
+    # audit or reconcile ending beside the running bot while a replica reads: the full
+    # checkpoint at close waited the busy timeout, blocking the bot's writers while it waited.
+    key = MasterKey.load_or_create(tmp_path / "master.key")
+    running = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+    try:
+        opened = await running.open_conversation(USER, "en")
+        with closing(sqlite3.connect(tmp_path / "veil.db")) as replica:
+            replica.execute("BEGIN")
+            replica.execute("SELECT COUNT(*) FROM users").fetchone()
+            await running.add_turns(USER, opened.conversation_id, [("user", "q")])
+            audit = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await audit.close()
+            took = loop.time() - started
+            await running.add_turns(USER, opened.conversation_id, [("assistant", "a")])
+    finally:
+        await running.close()
+    assert took < 5  # not the 30 s busy timeout
