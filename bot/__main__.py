@@ -10,15 +10,18 @@ gateways and prints its verify key.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import BotSettings
-from common.logs import configure_logging
+from common.logs import configure_logging, describe
 from common.settings import SettingsError, load_settings
 from models import StorageError
 from models.backup import BackupError, backup_database
+from models.database import DataInUse, claim_database
+from models.store import holds_data_keys
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
     KeyFileError,
@@ -54,14 +57,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
     """Run the command ``args`` names (serving the bot when it names none)."""
+    if args[:1] == ["backup"]:
+        return run_backup(settings, Path(args[1]))
+    if lost_master_key(settings):
+        return 2
     if args[:1] == ["reconcile"]:
         return run_reconcile(settings, fix=args[1:] == ["--fix"])
     if args == ["audit"]:
         return run_audit(settings)
-    if args[:1] == ["backup"]:
-        return run_backup(settings, Path(args[1]))
     client_key = load_client_key(settings)
     return 2 if client_key is None else run_bot(settings, client_key)
+
+
+def lost_master_key(settings: BotSettings) -> bool:
+    """Whether the master key file is gone while the database holds keys it wrapped (said once).
+
+    Every command would otherwise make a new master key, which opens none of the history, and
+    refuse to start with it as "the wrong key" from then on.
+    """
+    path, database = settings.master_key_path, settings.database_path
+    if path.exists() or not holds_data_keys(database):
+        return False
+    print(  # noqa: T201 -- one clear line for the operator
+        f"veil: the master key file {path} is missing, but {database} holds history sealed"
+        " under it: put it back from its backup (VEIL_MASTER_KEY_FILE names where it is); a new"
+        " key would open none of it",
+        file=sys.stderr,
+    )
+    return True
 
 
 def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
@@ -79,20 +102,88 @@ def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
 
 
 def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
-    """Serve until SIGINT/SIGTERM."""
+    """Serve until SIGINT/SIGTERM; a start that fails ends in one line for the operator."""
     # Imported after the settings check, so a bad setting fails fast, before aiogram loads.
+    from aiogram.exceptions import TelegramAPIError  # noqa: PLC0415
+
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
-        asyncio.run(serve(settings, client_key))
-    except StorageError as exc:
-        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    except ValueError as exc:
-        print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+        # Webhook replicas may share the database; a long-polling bot must be its only one (it
+        # releases every hold left open when it starts, and Telegram serves one poller).
+        with claim_database(settings.database_path, shared=serve is run_webhook):
+            asyncio.run(serve(settings, client_key))
+    except (StorageError, ValueError, OSError, TelegramAPIError) as exc:
+        failure = start_failure(settings, exc)
+        if failure is None:
+            raise
+        line, code = failure
+        print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        return code
     return 0
+
+
+def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | None:
+    """The line and exit code for what stopped the bot from serving; None for a bug.
+
+    Never the token: a refused one is not quoted, and a network error's URL has it cut out.
+    """
+    from aiogram.exceptions import (  # noqa: PLC0415 -- see run_bot
+        TelegramNetworkError,
+        TelegramUnauthorizedError,
+    )
+
+    line: str | None = None
+    if isinstance(exc, DataInUse):
+        line = (
+            f"veil: another bot is serving from {settings.database_path}: stop it first (a"
+            " long-polling bot must be the only one on its database; webhook replicas may"
+            " share one)"
+        )
+    elif isinstance(exc, StorageError):
+        line = f"veil: cannot open the data store: {exc}"
+    elif isinstance(exc, ValueError):
+        line = f"veil: {exc}"
+    elif isinstance(exc, TelegramUnauthorizedError):
+        method = getattr(exc.method, "__api_method__", "?")
+        line = (
+            f"veil: Telegram refused the bot token ({method}: Unauthorized): set VEIL_BOT_TOKEN"
+            " to the token @BotFather gave this bot"
+        )
+    elif isinstance(exc, TelegramNetworkError):  # start-up's calls: serving retries its own
+        line = (
+            f"veil: cannot reach Telegram at {settings.telegram_api} (VEIL_TELEGRAM_API):"
+            f" {describe(exc).removeprefix('TelegramNetworkError: ')}"
+        )
+    elif isinstance(exc, OSError):
+        line = listen_failure(settings, exc)
+    if line is None:
+        return None
+    return line, 1 if isinstance(exc, TelegramNetworkError) else 2
+
+
+def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
+    """One line naming the listener whose address could not be bound; None for another error.
+
+    asyncio says ``error while attempting to bind on address ('127.0.0.1', 9601): address
+    already in use``; the port names the setting (every listener when none matches).
+    """
+    message = str(exc)
+    if "attempting to bind on address" not in message:
+        return None
+    listeners = [("VEIL_BOT_METRICS", settings.bot_metrics_host, settings.bot_metrics_port)]
+    if settings.webhook_url is not None:
+        listeners.append(("VEIL_WEBHOOK", settings.webhook_host, settings.webhook_port))
+    if settings.webapp_url is not None:
+        listeners.append(("VEIL_WEBAPP", settings.webapp_host, settings.webapp_port))
+    named = [
+        f"{name}_HOST:{name}_PORT ({host}:{port})"
+        for name, host, port in listeners
+        if re.search(rf", {port}[,)]", message)
+    ] or [f"{name}_HOST:{name}_PORT ({host}:{port})" for name, host, port in listeners]
+    reason = message.rpartition("): ")[2] or exc.strerror or "cannot bind"
+    return f"veil: cannot listen on {' or '.join(named)}: {reason}"
 
 
 def run_backup(settings: BotSettings, target: Path) -> int:
@@ -132,7 +223,11 @@ def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
     """
     from bot.reconcile import reconcile  # noqa: PLC0415 -- see run_bot
 
-    count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
+    try:
+        count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
+    except StorageError as exc:
+        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     for line in [*fixed, *differences]:
         print(line)  # noqa: T201 -- the command's report
     if differences:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import importlib.util
 import ipaddress
 import os
@@ -59,6 +60,8 @@ BOT_SHUTDOWN_GRACE_S = 30.0  # the bot's VEIL_SHUTDOWN_GRACE default
 BOT_STOP_GRACE_S = 10.0  # the bot's VEIL_STOP_GRACE default
 BOT_STOP_SLACK_S = 45.0  # settling, storing and closing after the stops
 DEFAULT_WEBAPP_PORT = 8480  # the bot's VEIL_WEBAPP_PORT default
+LOCK_FILE = "launcher.lock"  # in VEIL_DATA_DIR: held while a launcher runs on it
+_CLAIMS: list[int] = []  # the lock files' descriptors this process holds
 
 
 @dataclass
@@ -434,20 +437,44 @@ def remote_gateways(launch: Launch, client_verify: str) -> Gateways:
     )
 
 
+def claim_data_dir(data: Path) -> None:
+    """Hold ``data/launcher.lock`` while this launcher runs; refuse if another launcher does.
+
+    Checked before anything is built, rotated or started: a second run on the same data would
+    rotate the running one's logs away and trip on its ports. The lock goes with the process,
+    however it ends (its parts never hold it).
+    """
+    fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LaunchError(
+            f"another run command is running on {data}: stop it first (Ctrl-C where it runs),"
+            " or give this one a VEIL_DATA_DIR of its own"
+        ) from None
+    except OSError:  # a file system without flock: run unclaimed
+        os.close(fd)
+        return
+    _CLAIMS.append(fd)  # kept open for the life of the process
+
+
 async def run(launch: Launch) -> None:
     """Start every part, print what runs where, and wait."""
     env = launch.env
     data = Path(env.get("VEIL_DATA_DIR", "data"))
     data.mkdir(parents=True, exist_ok=True)
+    local_model = not env.get("VEIL_GATEWAYS") and not env.get("VEIL_VLLM_URL")
+    if env.get("VEIL_VLLM_URL") and not env.get("VEIL_GATEWAYS"):
+        refuse_remote_model(env["VEIL_VLLM_URL"])
+    if local_model:
+        local_model_path()  # a missing model file is named before anything is made
+    claim_data_dir(data)
     if env.get("VEIL_GATEWAYS"):
         client_key_file, client_verify = await ensure_client_key(launch, data)
         gateways = remote_gateways(launch, client_verify)
     else:
-        local = None
-        if env.get("VEIL_VLLM_URL"):
-            refuse_remote_model(env["VEIL_VLLM_URL"])
-        else:
-            local = await prepare_local_model(launch)
+        local = await prepare_local_model(launch) if local_model else None
         client_key_file, client_verify = await ensure_client_key(launch, data)
         gateways = await start_local_gateway(launch, data, client_verify, local)
     bot_env = {
@@ -540,8 +567,17 @@ async def watch(launch: Launch) -> None:
 async def main_async(verbose: bool) -> int:  # noqa: FBT001 -- the one flag
     """Run until stopped; 0 on Ctrl-C, 1 when a part failed."""
     launch = Launch(dict(os.environ), verbose=verbose)
+    # A signal while the parts start ends the start where it stands, and the parts started so
+    # far are stopped like the rest (they run in sessions of their own: nothing else would).
+    starting = asyncio.create_task(run(launch))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, starting.cancel)
     try:
-        await run(launch)
+        await starting
+    except asyncio.CancelledError:
+        if not starting.cancelled():
+            raise
     except LaunchError as exc:
         say(str(exc))
         return 1

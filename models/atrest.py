@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import secrets
 import stat
 from typing import TYPE_CHECKING
 
@@ -79,18 +80,20 @@ class MasterKey:
             pass
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = os.urandom(KEY_SIZE)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-        except FileExistsError:
-            return cls._load(path)  # another process created it between our two looks
+        # Written whole under a name of its own, then linked into place: a process starting at
+        # the same moment finds no key or the whole key, never an empty file.
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(base64.b64encode(key) + b"\n")
                 file.flush()
                 os.fsync(file.fileno())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+            os.link(draft, path)
+        except FileExistsError:
+            return cls._load(path)  # another process made it between our two looks
+        finally:
+            draft.unlink(missing_ok=True)
         return cls(key)
 
     @classmethod

@@ -22,22 +22,34 @@ Every SQLite error becomes ``StorageError`` (``models.errors.storage_errors``); 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
+import structlog
 from sqlite_utils import Database
 
 from models.errors import StorageError, storage_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
-__all__ = ["DB_FILE_MODE", "Connection", "Database", "open_private_database"]
+__all__ = [
+    "DB_FILE_MODE",
+    "Connection",
+    "DataInUse",
+    "Database",
+    "claim_database",
+    "open_private_database",
+]
 
 T = TypeVar("T")
+
+log = structlog.get_logger("veil.storage")
 
 DB_FILE_MODE = 0o600
 
@@ -117,8 +129,12 @@ class Connection:
             raise StorageError(f"the {self._name} is closed")
 
         def run() -> T:
-            with storage_errors(f"{self._name} error"):
-                return how(self._db, fn)
+            try:
+                with storage_errors(f"{self._name} error"):
+                    return how(self._db, fn)
+            except StorageError as exc:
+                _log_failure(self._name, exc)
+                raise
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
@@ -129,6 +145,19 @@ class Connection:
                     last(self._db)
         finally:
             self._db.close()
+
+
+def _log_failure(name: str, exc: StorageError) -> None:
+    """One line for the operator when SQLite itself failed: which file, and SQLite's code.
+
+    The code (``SQLITE_FULL``: the disk is full; ``SQLITE_READONLY``, ``SQLITE_CORRUPT``,
+    ``SQLITE_BUSY``, ``SQLITE_IOERR_…``) says what to fix; the users above only hear that
+    their history or balance could not be saved. Nothing of the data is in it.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.Error):
+        code = getattr(cause, "sqlite_errorname", None) or type(cause).__name__
+        log.error("storage.failed", database=name, code=code)
 
 
 def _writing(db: Database, fn: Callable[[Database], T]) -> T:
@@ -177,10 +206,64 @@ def open_private_database(
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open {name} {path}: {exc}") from exc
     try:
-        with storage_errors(f"cannot open {name} {path}"):
+        with _taking_turns(path.parent), storage_errors(f"cannot open {name} {path}"):
             db = Database(conn, execute_plugins=False)
             setup(db)
     except BaseException:
         conn.close()
         raise
     return db
+
+
+@contextlib.contextmanager
+def _taking_turns(folder: Path) -> Iterator[None]:
+    """Hold a lock on ``folder`` while a database in it is set up: processes take turns.
+
+    Webhook replicas started together (or ``audit`` beside a bot starting) would each apply
+    the pending migrations over the others' work and refuse to start. ``flock`` on the folder
+    itself, so no file is added; SQLite's own locks are on the files and never touched here.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StorageError(f"cannot open {folder}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without flock: no turns, as before
+            log.warning("storage.no_folder_lock", folder=str(folder), errno=exc.errno)
+        yield
+    finally:
+        os.close(fd)
+
+
+class DataInUse(StorageError):
+    """Another process serves from the database already (``claim_database``)."""
+
+
+@contextlib.contextmanager
+def claim_database(path: Path, *, shared: bool = False) -> Iterator[Path]:
+    """Hold the claim of one serving process on the database at ``path``; yield the lock file.
+
+    A lock (``flock``) on ``<path>.lock`` beside it, made owner-only: ``shared`` for one of
+    several processes that may serve from the file together, else the only one. A claim that
+    conflicts raises ``DataInUse`` at once, never waits. The kernel drops the lock when the
+    process ends, however it ends, so a crash leaves nothing to clean up. SQLite's own locks
+    are on the database file and never touched here.
+    """
+    lock = path.with_name(path.name + ".lock")
+    try:
+        lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, DB_FILE_MODE)
+    except OSError as exc:
+        raise StorageError(f"cannot open {lock}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DataInUse(f"another process holds {lock}") from exc
+        except OSError as exc:  # a file system without flock: serve unclaimed, as before
+            log.warning("storage.unclaimed", lock=str(lock), errno=exc.errno)
+        yield lock
+    finally:
+        os.close(fd)

@@ -7,9 +7,9 @@ own the transaction, with the functions of their modules. The history's own call
 so they take SQLite's write lock only when they write (a question's turns go in together, in one
 deferred transaction): a lock held elsewhere never holds up reading a user's history. The
 file runs in WAL mode with ``secure_delete`` on, so rows that ``forget`` deletes are overwritten
-with zeros, and the WAL is checkpointed and truncated afterwards. Turn text and conversation
-titles are sealed with the user's data key before they reach SQL (see ``models.atrest``); nothing
-readable is stored.
+with zeros, and the WAL is checkpointed and truncated afterwards (and at every start, for a
+checkpoint a crash cut short). Turn text and conversation titles are sealed with the user's data
+key before they reach SQL (see ``models.atrest``); nothing readable is stored.
 
 A user has one active conversation, which a message in the private chat itself continues, and
 any number of others: older ones (``conversations`` lists them, ``switch_conversation`` makes one
@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
 
 from models import migrations
 from models.atrest import MasterKey, new_data_key, open_body, open_title, seal_body, seal_title
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 T = TypeVar("T")
+
+log = structlog.get_logger("veil.storage")
 
 BUSY_TIMEOUT_S = 5.0
 CACHE_SALT_BYTES = 24
@@ -98,6 +104,9 @@ class Store:
             _configure(db)
             migrations.apply(db)
             _check_master_key(db, path, master_key)
+            # What a crash (or a reader holding a snapshot) kept a forget's checkpoint from
+            # zeroing and truncating leaves the disk now, not at the next clean stop.
+            _checkpoint(db)
 
         connection = await Connection.open(path, setup, busy_timeout=busy_timeout, name="database")
         return cls(path, connection, master_key)
@@ -105,7 +114,8 @@ class Store:
     async def close(self) -> None:
         """Checkpoint and truncate the WAL, close the connection and stop the worker thread.
 
-        Calls already submitted finish first; calls made afterwards raise ``StorageError``.
+        A reader holding the checkpoint up defers it to the next start. Calls already submitted
+        finish first; calls made afterwards raise ``StorageError``.
         """
         await self._connection.close(self._last)
 
@@ -303,7 +313,8 @@ class Store:
 
     def _last(self, db: Database) -> None:
         self._data_keys.clear()
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        if not _checkpoint(db):
+            log.info("store.checkpoint_deferred", at="close")
 
     def _data_key(self, db: Database, user_id: int) -> bytes:
         key = self._data_keys.get(user_id)
@@ -440,8 +451,25 @@ class Store:
                 [user_id],
             )
         self._data_keys.pop(user_id, None)
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        if not _checkpoint(db):
+            log.warning("store.checkpoint_deferred")
         return int(deleted)
+
+
+def _checkpoint(db: Database) -> bool:
+    """Checkpoint and truncate the WAL unless something holds it up; whether it was done.
+
+    It never waits: a reader on an older snapshot (Litestream keeps one; a backup while it
+    copies) or another process's writer would keep it waiting the busy timeout on the store's
+    one thread, and every call behind it. Left undone, the next start, forget or close does it.
+    """
+    (waits,) = db.execute("PRAGMA busy_timeout").fetchone()
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        (busy, _, _) = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(waits):d}")
+    return int(busy) == 0
 
 
 def _configure(db: Database) -> None:
@@ -478,6 +506,22 @@ def _user_record(row: Any) -> UserRecord:  # noqa: ANN401 -- a sqlite3 row is un
         created_at=int(created_at),
         inline_history=bool(inline_history),
     )
+
+
+def holds_data_keys(path: Path) -> bool:
+    """Whether the database at ``path`` holds any user's data key, wrapped by a master key.
+
+    A look before the master key is made: a database that holds some must never get a new
+    key, which would open none of them. A file that is not a readable database (or has no
+    users yet) answers False, and opening it says what is wrong.
+    """
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as conn:
+            return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def _select_user(db: Database, user_id: int) -> UserRecord | None:

@@ -1,0 +1,509 @@
+"""The unlucky operator: a second bot on the same data, a lost master key, a damaged database.
+
+Each mistake is refused at start in one line naming what is wrong (never a key or a token), and
+leaves what was there as it was: the running bot's answers and holds, the history, its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+from contextlib import closing
+from typing import TYPE_CHECKING
+
+import pytest
+from structlog.testing import capture_logs
+
+from models import MasterKey, Store
+from models.backup import backup_database
+from models.database import DataInUse, claim_database
+from sealed.encoding import b64e
+from tests.books import inconsistent_users
+from tests.botstack import TOKEN, bot_env, running_stack
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import (
+    REPO,
+    Clock,
+    ManagedProcess,
+    child_environment,
+    install_client_key,
+    run_gateway,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from sqlite_utils import Database
+
+USER = 9301
+ANSWER = " ".join(f"w{i}" for i in range(60))
+
+
+async def exit_code(process: ManagedProcess, within: float = 30.0) -> int | None:
+    """The process's exit code once it ends by itself within ``within`` s; else kill it, None."""
+    try:
+        async with asyncio.timeout(within):
+            code = await process.process.wait()
+    except TimeoutError:
+        await process.kill()
+        return None
+    await process.kill()  # only collects its output: it has exited
+    return code
+
+
+async def test_a_second_bot_on_the_same_data_is_refused_and_the_first_keeps_its_answer(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=ANSWER, token_delay=0.1) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+        first = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await first.wait_for_line("bot.started")
+            telegram.send_text(USER, "a slow answer please")
+            await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+            # The operator starts the bot again by mistake, on the same data, while it answers.
+            second = await ManagedProcess.start("-m", "bot", env=env)
+            code = await exit_code(second)
+            final = await telegram.wait_for(
+                "sendMessage",
+                lambda c: c.params["chat_id"] == USER and c.params["text"] == ANSWER,
+                timeout=30,
+            )
+        finally:
+            stopped = await first.stop()
+    assert code == 2, second.output
+    (line,) = second.output.strip().splitlines()
+    assert line.startswith("veil: another bot is serving from ")
+    assert str(data / "veil.db") in line
+    assert TOKEN.split(":")[1] not in line
+    assert stopped == 0
+    assert final.params["text"] == ANSWER
+    interrupted = [c for c in telegram.calls_of("sendMessage") if c.params["text"] != ANSWER]
+    assert interrupted == []  # nobody was told their running answer had been cut off
+    with sqlite3.connect(data / "veil.db") as db:
+        outcomes = db.execute("SELECT outcome, COUNT(*) FROM holds GROUP BY outcome").fetchall()
+    assert outcomes == [("settled", 1)]  # the first bot's hold, settled by it, not "recovered"
+
+
+def test_webhook_replicas_share_the_database_and_a_poller_claims_it_alone(tmp_path: Path) -> None:
+    database = tmp_path / "data" / "veil.db"
+    with claim_database(database, shared=True) as lock, claim_database(database, shared=True):
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        with pytest.raises(DataInUse), claim_database(database):
+            pass
+    with claim_database(database):  # the replicas are gone: the claim went with them
+        with pytest.raises(DataInUse), claim_database(database, shared=True):
+            pass
+        with pytest.raises(DataInUse), claim_database(database):
+            pass
+    with claim_database(database):
+        pass
+
+
+def bot_command(
+    data: Path, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m bot args…`` on ``data``, with a Telegram nobody answers: what start-up says."""
+    env = {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_TELEGRAM_API": "http://127.0.0.1:9",
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_BOT_METRICS_PORT": "0",
+        **(settings or {}),
+    }
+    return subprocess.run(  # noqa: S603 -- this project's own command
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**child_environment(), **env},
+        timeout=60,
+        check=False,
+    )
+
+
+async def a_database_with_history(data: Path) -> None:
+    install_client_key(data)
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    try:
+        opened = await store.open_conversation(USER, "en")
+        await store.add_turns(USER, opened.conversation_id, [("user", "a private question")])
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+async def test_a_lost_master_key_is_named_and_no_new_one_is_made(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    await a_database_with_history(data)
+    (data / "master.key").unlink()
+    before = (data / "veil.db").read_bytes()
+    result = bot_command(data, *command)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: the master key file {data / 'master.key'} is missing")
+    assert "put it back from its backup" in line
+    # No new key: one would open none of the history, and a later start would call it wrong.
+    assert not (data / "master.key").exists()
+    assert (data / "veil.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    await a_database_with_history(data)
+    (data / "master.key").unlink()
+    MasterKey.load_or_create(data / "master.key")  # another key in its place
+    wrong = (data / "master.key").read_bytes()
+    result = bot_command(data, *command)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"veil: cannot open the data store: the master key does not open the data keys in"
+        f" {data / 'veil.db'}: is it the key this database was created with?"
+    )
+    assert (data / "master.key").read_bytes() == wrong
+
+
+async def test_a_full_disk_is_named_for_the_operator_and_the_user_keeps_the_answer(
+    tmp_path: Path,
+) -> None:
+    answer = "a fine answer " * 40
+    async with running_stack(tmp_path / "data", answer=answer) as stack:
+        telegram, store = stack.telegram, stack.veil.store
+        telegram.send_text(USER, "hello")
+        await stack.stored_turns(USER, 2)
+
+        def cap(pages: int | None) -> Callable[[Database], None]:
+            def set_cap(db: Database) -> None:
+                if pages is None:
+                    (pages_now,) = db.execute("PRAGMA page_count").fetchone()
+                    db.execute(f"PRAGMA max_page_count = {int(pages_now):d}").fetchall()
+                else:
+                    db.execute(f"PRAGMA max_page_count = {pages:d}").fetchall()
+
+            return set_cap
+
+        # The disk fills up (SQLite's cap on its file: no page more than it has now).
+        await store.write(cap(None))
+        with capture_logs() as logs:
+            telegram.send_text(USER, "a long question " * 300)
+            sent = await stack.final_messages(USER, 3)
+        await store.write(cap(2**31 - 1))  # space again
+        telegram.send_text(USER, "and now?")
+        await stack.final_messages(USER, 4)
+        turns = await stack.stored_turns(USER, 4)
+        assert await inconsistent_users(store) == []
+    texts = [m["text"] for m in sent]
+    assert texts[1].startswith("a fine answer a fine")  # the answer itself reached the user
+    assert texts[2] == stack.veil.catalogs.for_language("en")("error_history")
+    failures = [e for e in logs if e["event"] == "storage.failed"]
+    assert failures
+    assert {(e["database"], e["code"]) for e in failures} == {("database", "SQLITE_FULL")}
+    assert "long question" not in str(logs)
+    assert len(turns) == 4  # the first exchange and the last; the one the full disk lost is not
+
+
+FORGET_THEN_DIE = """
+import asyncio, os, sqlite3, sys
+from pathlib import Path
+from models import MasterKey, Store
+
+async def main(data: Path) -> None:
+    key = MasterKey.load_or_create(data / "master.key")
+    store = await Store.open(data / "veil.db", key)
+    opened = await store.open_conversation(7, "en")
+    await store.add_turns(7, opened.conversation_id, [("user", "q"), ("assistant", "a")])
+    await store.close()  # all of it in the database file itself now
+    store = await Store.open(data / "veil.db", key)
+    reader = sqlite3.connect(data / "veil.db")  # a backup or a replica reading meanwhile
+    reader.execute("BEGIN")
+    (wrapped,) = reader.execute("SELECT data_key FROM users WHERE user_id = 7").fetchone()
+    print(bytes(wrapped).hex(), flush=True)
+    assert await store.forget(7) == 2
+    os._exit(9)  # killed: the forget is committed, its checkpoint did not get through
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+def forget_then_die(data: Path) -> bytes:
+    """Run ``FORGET_THEN_DIE`` on ``data``; the forgotten user's wrapped data key."""
+    child = subprocess.run(  # noqa: S603 -- this interpreter, the script above
+        [sys.executable, "-c", FORGET_THEN_DIE, str(data)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 9, child.stderr
+    return bytes.fromhex(child.stdout.splitlines()[0])  # then forget says the checkpoint waits
+
+
+async def test_a_forget_whose_checkpoint_a_crash_cut_short_leaves_the_disk_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    wrapped = forget_then_die(data)
+    assert wrapped in (data / "veil.db").read_bytes()  # what the forgotten user's key was
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    try:
+        on_disk = b"".join(path.read_bytes() for path in data.glob("veil.db*"))
+        assert await store.get_user(7) is None
+    finally:
+        await store.close()
+    assert wrapped not in on_disk  # gone from the disk once the bot started again
+
+
+@pytest.mark.parametrize("listener", ["metrics", "webhook"])
+def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
+    tmp_path: Path, listener: str
+) -> None:
+    data = tmp_path / "data"
+    install_client_key(data)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if listener == "metrics":
+            settings = {"VEIL_BOT_METRICS_PORT": str(port)}
+            named = f"VEIL_BOT_METRICS_HOST:VEIL_BOT_METRICS_PORT (127.0.0.1:{port})"
+        else:
+            secret = "s" * 40
+            settings = {
+                "VEIL_WEBHOOK_URL": "https://bot.example/hook",
+                "VEIL_WEBHOOK_SECRET": secret,
+                "VEIL_WEBHOOK_PORT": str(port),
+            }
+            named = f"VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT (127.0.0.1:{port})"
+        result = bot_command(data, settings=settings)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"veil: cannot listen on {named}: address already in use"
+    )
+    assert "process.crashed" not in result.stderr
+    assert "s" * 40 not in result.stderr
+
+
+async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    install_client_key(data)
+    async with FakeTelegram(token=TOKEN) as telegram:
+        env = {
+            "VEIL_BOT_TOKEN": "123456:revoked-or-mistyped",
+            "VEIL_TELEGRAM_API": telegram.url,
+            "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+            "VEIL_DATA_DIR": str(data),
+            "VEIL_BOT_METRICS_PORT": "0",
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        code = await exit_code(bot)
+    assert code == 2
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the bot token (getMe: Unauthorized): set VEIL_BOT_TOKEN to the"
+        " token @BotFather gave this bot"
+    )
+    assert "process.crashed" not in bot.output
+    assert "revoked-or-mistyped" not in bot.output
+
+
+def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    install_client_key(data)
+    result = bot_command(data)  # Telegram at http://127.0.0.1:9, where nothing listens
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API): getMe:"
+        " ClientConnectorError"
+    )
+    assert "process.crashed" not in result.stderr
+    assert TOKEN.split(":")[1] not in result.stderr
+
+
+BACKUP_THEN_DIE = """
+import os, sys, threading
+from pathlib import Path
+from models.backup import backup_database
+
+source, target = Path(sys.argv[1]), Path(sys.argv[2])
+
+def die_midway() -> None:  # the machine goes down while the copy is a tenth done
+    while True:
+        for path in target.parent.glob(target.name + "*"):
+            if path.stat().st_size > source.stat().st_size // 10:
+                os._exit(9)
+
+threading.Thread(target=die_midway, daemon=True).start()
+backup_database(source, target)
+os._exit(0)
+"""
+
+
+def test_a_backup_killed_midway_leaves_nothing_under_the_backups_name(tmp_path: Path) -> None:
+    source, target = tmp_path / "veil.db", tmp_path / "backups" / "veil-today.db"
+    target.parent.mkdir()
+    with closing(sqlite3.connect(source)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE ledger (amount BLOB)")
+        db.executemany("INSERT INTO ledger VALUES (?)", ([bytes(2000)] for _ in range(8000)))
+        db.commit()
+    child = subprocess.run(  # noqa: S603 -- this interpreter, the script above
+        [sys.executable, "-c", BACKUP_THEN_DIE, str(source), str(target)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 9, child.stderr  # it died with the copy half made
+    # Before, the half-made copy was there under its name, and opened as an empty database
+    # (SQLite rolls an unfinished copy back to nothing): restored, it would start the bot afresh.
+    assert not target.exists()
+    assert backup_database(source, target) > 4000  # the next try makes it whole
+    with closing(sqlite3.connect(target)) as copy:
+        assert copy.execute("SELECT COUNT(*) FROM ledger").fetchone() == (8000,)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert sorted(path.name for path in target.parent.iterdir()) == ["veil-today.db"]
+
+
+async def test_the_start_checkpoint_gives_way_to_a_running_bot_and_its_readers(
+    tmp_path: Path,
+) -> None:
+    # audit or reconcile opened beside the running bot while a backup reads an older snapshot:
+    # the checkpoint at open cannot finish, and gives way at once instead of waiting (and
+    # holding the bot's writers up) for the busy timeout.
+    key = MasterKey.load_or_create(tmp_path / "master.key")
+    running = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+    try:
+        opened = await running.open_conversation(USER, "en")
+        with closing(sqlite3.connect(tmp_path / "veil.db")) as backup:
+            backup.execute("BEGIN")
+            backup.execute("SELECT COUNT(*) FROM users").fetchone()
+            await running.add_turns(USER, opened.conversation_id, [("user", "q")])
+            started = asyncio.get_running_loop().time()
+            beside = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+            took = asyncio.get_running_loop().time() - started
+        try:  # the backup is done: closing, it checkpoints in full
+            waits = await beside.read(lambda db: db.execute("PRAGMA busy_timeout").fetchone())
+        finally:
+            await beside.close()
+    finally:
+        await running.close()
+    assert took < 5  # not the 30 s busy timeout
+    assert waits == (30_000,)  # its own calls wait as long as they were told
+
+
+OPEN_AT_ONCE = """
+import asyncio, sys, time
+from pathlib import Path
+from models import MasterKey, Store, StorageError
+
+async def main(data: Path) -> None:
+    while not (data / "go").exists():  # all together, as replicas started at once
+        time.sleep(0.001)
+    try:
+        store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    except StorageError as exc:
+        print(f"refused: {exc}")
+        return
+    await store.close()
+    print("opened")
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+async def test_bots_starting_at_once_on_a_new_database_all_open_it(tmp_path: Path) -> None:
+    # Webhook replicas (or audit beside a starting bot) migrating one database together: each
+    # applied the pending migrations over the others' ("table ton_orders already exists",
+    # "duplicate column name") or found it locked, and refused to start.
+    outcomes = []
+    for attempt in range(3):
+        data = tmp_path / str(attempt)
+        data.mkdir()
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                OPEN_AT_ONCE,
+                str(data),
+                cwd=REPO,
+                env=child_environment(),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        await asyncio.sleep(1.0)  # all of them waiting
+        (data / "go").touch()
+        outcomes += [(await child.communicate())[0].decode().strip() for child in children]
+    assert outcomes == ["opened"] * 12
+
+
+async def test_forget_beside_a_long_reader_holds_nobody_up(tmp_path: Path) -> None:
+    # A reader on an older snapshot (Litestream keeps one open all the time; a backup while it
+    # copies): forget's checkpoint cannot finish. It waited the busy timeout on the store's one
+    # thread, so every user's calls waited with it; now it gives way and says so.
+    store = await Store.open(
+        tmp_path / "veil.db", MasterKey.load_or_create(tmp_path / "master.key"), busy_timeout=30
+    )
+    try:
+        for user in (USER, USER + 1):
+            opened = await store.open_conversation(user, "en")
+            await store.add_turns(user, opened.conversation_id, [("user", "q"), ("assistant", "a")])
+        with closing(sqlite3.connect(tmp_path / "veil.db")) as replica:
+            replica.execute("BEGIN")
+            replica.execute("SELECT COUNT(*) FROM users").fetchone()
+            await store.add_turns(USER + 1, opened.conversation_id, [("user", "and now")])
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with capture_logs() as logs:
+                assert await store.forget(USER) == 2
+            other = await store.get_user(USER + 1)
+            took = loop.time() - started
+    finally:
+        await store.close()
+    assert other is not None
+    assert took < 5  # not the 30 s busy timeout
+    assert [e["event"] for e in logs] == ["store.checkpoint_deferred"]
+
+
+async def test_closing_beside_a_long_reader_gives_way_at_once(tmp_path: Path) -> None:
+    # audit or reconcile ending beside the running bot while a replica reads: the full
+    # checkpoint at close waited the busy timeout, blocking the bot's writers while it waited.
+    key = MasterKey.load_or_create(tmp_path / "master.key")
+    running = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+    try:
+        opened = await running.open_conversation(USER, "en")
+        with closing(sqlite3.connect(tmp_path / "veil.db")) as replica:
+            replica.execute("BEGIN")
+            replica.execute("SELECT COUNT(*) FROM users").fetchone()
+            await running.add_turns(USER, opened.conversation_id, [("user", "q")])
+            audit = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await audit.close()
+            took = loop.time() - started
+            await running.add_turns(USER, opened.conversation_id, [("assistant", "a")])
+    finally:
+        await running.close()
+    assert took < 5  # not the 30 s busy timeout

@@ -1,0 +1,114 @@
+"""The launcher and the unlucky operator: a signal while it starts, a second one on the same data.
+
+The parts run in sessions of their own (a terminal's Ctrl-C reaches only the launcher), so a
+launcher that died of the signal left them running, ports taken, for the next run to trip on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.botstack import TOKEN
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import ManagedProcess, free_port
+from tests.test_bot_turns import silent_server
+from tests.test_launcher import install_client_files
+
+
+def processes_with(marker: str) -> list[int]:
+    """The ids of this machine's processes whose environment holds ``marker`` (ours only)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_while_the_launcher_starts_stops_every_part_it_started(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    install_client_files(tmp_path)
+    marker = f"VEIL_DATA_DIR={tmp_path}"
+    # Telegram takes the bot's calls and never answers: the bot never says bot.started, and
+    # the launcher is still starting when the signal comes.
+    async with FakeVLLM() as vllm, silent_server() as (telegram, _):
+        launcher = await ManagedProcess.start(
+            "-m",
+            "launcher",
+            "--verbose",
+            env={
+                "VEIL_VLLM_URL": vllm.url,
+                "VEIL_DATA_DIR": str(tmp_path),
+                "VEIL_GATEWAY_PORT": str(free_port()),
+                "VEIL_METRICS_PORT": str(free_port()),
+                "VEIL_BOT_METRICS_PORT": "0",
+                "VEIL_BOT_TOKEN": TOKEN,
+                "VEIL_TELEGRAM_API": telegram,
+            },
+        )
+        try:
+            await launcher.wait_for_line("bot.operations_listening", within=90)  # bot starting
+            launcher.process.send_signal(signum)
+            code = await launcher.stop(within=60)
+            left = processes_with(marker)
+        finally:
+            for pid in processes_with(marker):  # a failed run's orphans, ended one by one
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert code == 0
+    assert "veil: stopping" in launcher.lines
+    assert "Traceback" not in launcher.output
+    assert "KeyboardInterrupt" not in launcher.output
+    bot_log = (tmp_path / "logs" / "bot.log").read_text()
+    assert "bot.start_up_abandoned" in bot_log
+    assert "bot.stopped" in bot_log
+
+
+async def test_a_second_launcher_on_the_same_data_stops_before_touching_anything(
+    tmp_path: Path,
+) -> None:
+    install_client_files(tmp_path)
+    async with FakeVLLM() as vllm, FakeTelegram(token=TOKEN) as telegram:
+        env = {
+            "VEIL_VLLM_URL": vllm.url,
+            "VEIL_DATA_DIR": str(tmp_path),
+            "VEIL_GATEWAY_PORT": str(free_port()),
+            "VEIL_METRICS_PORT": str(free_port()),
+            "VEIL_BOT_METRICS_PORT": "0",
+            "VEIL_BOT_TOKEN": TOKEN,
+            "VEIL_TELEGRAM_API": telegram.url,
+        }
+        first = await ManagedProcess.start("-m", "launcher", env=env)
+        try:
+            await first.wait_for_line("press Ctrl-C to stop", within=90)
+            logs = sorted(path.name for path in (tmp_path / "logs").iterdir())
+            second = await ManagedProcess.start("-m", "launcher", env=env)
+            async with asyncio.timeout(60):
+                code = await second.process.wait()
+            await second.stop()
+            assert first.process.returncode is None  # the first one runs on
+        finally:
+            stopped = await first.stop(within=60)
+    assert code == 1
+    assert second.lines == [
+        (
+            f"veil: another run command is running on {tmp_path}: stop it first (Ctrl-C where"
+            " it runs), or give this one a VEIL_DATA_DIR of its own"
+        )
+    ]
+    assert stopped == 0
+    assert logs == ["bot.log", "gateway.log"]
+    after = sorted(path.name for path in (tmp_path / "logs").iterdir())
+    assert after == logs  # the running one's logs were not rotated away
