@@ -107,6 +107,7 @@ class DraftSink:
         "_typing",
         "bot",
         "chat_id",
+        "completed",
         "draft_id",
         "final_markup",
         "interval",
@@ -132,6 +133,7 @@ class DraftSink:
         self.thread_id = thread_id  # the private chat's topic the answer is in (None: the chat)
         self.interval = interval
         self.final_markup = final_markup
+        self.completed = False  # the final answer (or the part that arrived) went out
         self.show_reasoning = show_reasoning
         self.rich_drafts = rich  # off for the rest of this answer once Telegram refuses one
         self.rich = rich
@@ -173,6 +175,7 @@ class DraftSink:
         """Stop the drafts and send the final answer as messages."""
         await self._stop()
         await self._send_final(text)
+        self.completed = True
 
     async def abort(self) -> None:
         """Stop showing progress."""

@@ -41,7 +41,7 @@ from aiogram.types import Message
 from handlers.callbacks import Continue, Retry
 from handlers.replies import continue_keyboard, pressed_in_private, retry_keyboard, topic_of
 from services.chat import CONTINUE_PROMPT, CUT, Question
-from services.errors import AnswerInProgress
+from services.errors import AnswerInProgress, InferenceError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -225,7 +225,14 @@ class _Followup:
                 await rename_topic(self.bot, self.user_id, self.thread_id, title)
 
     async def failed(self, error: Exception) -> None:
-        """As the errors router would: the error's text (and Retry) in the answer's topic."""
+        """As the errors router would: the error's text (and Retry) in the answer's topic.
+
+        When the part that arrived before the failure went out as the answer (it is paid for
+        and stays), the note under it says the answer broke off there instead.
+        """
+        if isinstance(error, InferenceError) and self.sink.completed:
+            await self.failures.broke_off(error, self.texts, self.sink)
+            return
         await self.failures.report(error, self.texts, self.user_id, self.thread_id)
 
 

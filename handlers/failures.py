@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from aiogram.types import InlineKeyboardMarkup
 
     from common.texts import Texts
-    from handlers.sinks import EditedAnswer, Editors
+    from handlers.sinks import DraftTarget, EditedAnswer, Editors
     from services.answers import Shown
     from services.shop import Shop
     from services.ton.shop import TonShop
@@ -104,6 +104,15 @@ def text_key(error: VeilError) -> str:
 _TELEGRAM_AWAY = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter)
 
 
+def broke_off_key(error: VeilError) -> str:
+    """The note under the part of an answer shown before ``error`` cut it off (it stays)."""
+    if isinstance(error, StreamCorrupted):  # cut (or tampered with) on the way: no model fault
+        return "answer_lost_here"
+    if isinstance(error, ModelStalled):
+        return "answer_stalled_here"
+    return "answer_broke_off" if isinstance(error, InferenceError) else text_key(error)
+
+
 def log_bug(error: BaseException) -> None:
     """The one log line of a bug: its type and traceback, never message text."""
     log.error("handler_failed", error=type(error).__name__, exc_info=error)
@@ -136,7 +145,7 @@ async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may 
     link to top up.
     """
     if answer is not None and await answer.finished():
-        key = "answer_broke_off" if isinstance(error, InferenceError) else text_key(error)
+        key = broke_off_key(error)
         log.info("error_replied", error=type(error).__name__, text=key, outside=True, noted=True)
         await answer.note(texts(key))
         return
@@ -216,6 +225,12 @@ class Failures:
             return
         with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above
             await self.bot.send_message(chat_id, texts(key), message_thread_id=thread_id)
+
+    async def broke_off(self, error: InferenceError, texts: Texts, sink: DraftTarget) -> None:
+        """Under a private-chat answer's part that went out: it broke off there (and Retry)."""
+        key = broke_off_key(error)
+        log.info("error_replied", error=type(error).__name__, text=key, noted=True)
+        await sink.note(texts(key), retry_keyboard(texts))
 
     async def report(
         self, error: Exception, texts: Texts, chat_id: int, thread_id: int | None

@@ -49,6 +49,7 @@ class DraftTarget(NoticeSink, Protocol):
     """A sink that streams into a private chat's draft; its stop button names ``draft_id``."""
 
     draft_id: int
+    completed: bool  # the answer, or the part of it that arrived before a failure, went out
 
     async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
         """Send ``text`` (a plain notice after the answer) with buttons under it."""

@@ -550,7 +550,7 @@ async def test_a_question_waiting_for_a_failing_answer_is_answered_after_its_rep
         turns = await stack.stored_turns(USER, 2)
         holds = await stack.veil.credit.open_holds()
     delivered = " ".join(f"otter{i}" for i in range(HELD_AT + 2))
-    assert texts == [delivered, stack.veil.catalogs.for_language("en")("error_backend"), ANSWER]
+    assert texts == [delivered, stack.veil.catalogs.for_language("en")("answer_broke_off"), ANSWER]
     assert turns == ["and another thing", ANSWER]
     assert [m["content"] for m in model.requests[1]["messages"]] == ["and another thing"]
     assert holds == []

@@ -176,7 +176,9 @@ async def test_a_stalled_model_stopped_responding_and_is_charged_its_receipt(
         assert await stack.veil.store.history(USER, conversation) == []
     # What arrived before the stall is paid for, so it stays in the chat; the error follows.
     assert partial["text"] == "".join(split_tokens(ANSWER)[:3])
-    assert reply["text"] == "The model stopped responding. Please try again in a moment."
+    assert reply["text"] == (
+        "⚠️ The answer broke off here: the model stopped responding. Ask again for the whole answer."
+    )
     assert "tamper" not in reply["text"]
     assert reply["reply_markup"]["inline_keyboard"][0][0]["text"] == "Retry"
     assert (hold["outcome"], hold["receipt_status"]) == ("settled", "error")
@@ -424,3 +426,33 @@ async def test_a_blank_answer_cut_off_with_no_receipt_costs_nothing(tmp_path: Pa
     assert told["text"] == "The answer did not arrive intact, so I discarded it. Please try again."
     assert (hold["outcome"], hold["charged"]) == ("released", 0)
     assert stored == []
+
+
+async def test_an_answer_cut_off_by_the_network_keeps_its_part_and_says_it_broke_off(
+    tmp_path: Path,
+) -> None:
+    # The gateway out of reach mid-answer: the part that arrived went out as the answer, and
+    # then "The answer did not arrive intact, so I discarded it" (it had not been discarded).
+    async with running_stack(
+        tmp_path, answer=ANSWER, token_delay=0.05, free_tokens_per_day=0
+    ) as stack:
+        await fund(stack)
+        host, port = stack.gateway.url.removeprefix("http://").split(":")
+        proxy = RecordingProxy(host, int(port))
+        await proxy.start()
+        stack.veil.chat.inference._gateways[0].url = proxy.url
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.telegram.wait_for("sendMessageDraft")
+        await proxy.close()
+        part, note = await stack.final_messages(USER, 2, within=20)
+        (hold,) = await closed_holds(stack)
+        await assert_books_balance(stack, hold)
+    assert part["text"]
+    assert ANSWER.startswith(part["text"])
+    assert note["text"] == (
+        "⚠️ The answer broke off here: the connection to the model was lost."
+        " Ask again for the whole answer."
+    )
+    (button,) = note["reply_markup"]["inline_keyboard"][0]
+    assert button["text"] == "Retry"
+    assert (hold["outcome"], hold["completion"]) == ("estimated", text_tokens(part["text"]))
