@@ -60,8 +60,12 @@ def parse_client_keys(
         limits = {"streams": default_streams, "tpm": 0, "max_tokens": default_max_tokens}
         for option in filter(None, options.split(":")):
             limit, _, value = option.partition("=")
-            if limit not in _LIMITS or not value.isdigit():
-                raise ValueError(f"client {name}: unknown limit {limit!r} (use streams, tpm, …)")
+            if limit not in _LIMITS:
+                raise ValueError(
+                    f"client {name}: unknown limit {limit!r} (use streams, tpm or max_tokens)"
+                )
+            if not (value.isascii() and value.isdigit()):
+                raise ValueError(f"client {name}: {limit} must be a whole number, not {value!r}")
             limits[limit] = int(value)
         if limits["streams"] < 1 or limits["max_tokens"] < 1:
             raise ValueError(f"client {name}: streams and max_tokens must be at least 1")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gateway.chat import MAX_MESSAGES, MAX_PARTS, estimate_prompt_tokens, upstream_chat
+from gateway.clients import parse_client_keys
 from gateway.limits import ReplayCache, TokenWindow
 from gateway.refusals import Refusal
 from sealed.bundle import PROTOCOL_VERSION
@@ -25,6 +26,7 @@ from tests.harness import (
     CLIENT_VERIFY_KEY,
     MESSAGES,
     SealedCall,
+    client_keys_setting,
     client_policy,
     post_sealed,
     run_gateway,
@@ -470,3 +472,22 @@ async def test_a_100_kb_model_server_error_arrives_cut_in_an_error_record(
     assert max(reply.chunk_lengths) <= MAX_CHUNK
     assert reply.final.receipt is not None
     assert reply.final.receipt.receipt.status is ReceiptStatus.ERROR
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ("streams=-1", "client test: streams must be a whole number, not '-1'"),
+        ("tpm=\u00b2", "client test: tpm must be a whole number, not '\u00b2'"),
+        ("max_tokens=", "client test: max_tokens must be a whole number, not ''"),
+        ("speed=3", "client test: unknown limit 'speed' (use streams, tpm or max_tokens)"),
+        ("streams=0", "client test: streams and max_tokens must be at least 1"),
+    ],
+)
+def test_a_client_limit_mistyped_is_named_as_what_it_is(options: str, says: str) -> None:
+    # streams=-1 read "unknown limit 'streams'", which is the one limit it surely knows.
+    with pytest.raises(ValueError, match=r"^client") as refused:
+        parse_client_keys(
+            f"{client_keys_setting()}:{options}", default_streams=4, default_max_tokens=512
+        )
+    assert str(refused.value) == says
