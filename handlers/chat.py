@@ -28,18 +28,20 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiogram import BaseMiddleware, F, Router
 from aiogram.exceptions import (
-    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
 )
 from aiogram.filters import Command
 from aiogram.types import Message
 
 from handlers.callbacks import Continue, Retry
-from handlers.replies import continue_keyboard, pressed_in_private, retry_keyboard, topic_of
+from handlers.replies import (
+    TELEGRAM_LATER,
+    continue_keyboard,
+    pressed_in_private,
+    retry_keyboard,
+    topic_of,
+)
 from services.chat import CONTINUE_PROMPT, CUT, Question
 from services.errors import AnswerInProgress, InferenceError
 
@@ -469,12 +471,7 @@ async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
         texts = catalogs.for_language(cut.language)
         try:
             await _tell_cut(bot, cut.chat.chat_id, cut.chat.thread_id, texts("interrupted"))
-        except (
-            TelegramNetworkError,
-            TelegramRetryAfter,
-            TelegramServerError,
-            ClientDecodeError,
-        ) as exc:
+        except TELEGRAM_LATER as exc:
             log.warning("chat.interrupted_later", user_id=cut.user_id, error=type(exc).__name__)
             await credit.not_told(cut)
             break

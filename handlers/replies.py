@@ -5,6 +5,12 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
@@ -19,6 +25,11 @@ if TYPE_CHECKING:
     from services.prices import Prices
     from services.shop import Shop
     from services.ton.shop import TonShop
+
+
+# Telegram did not take a call now: the network, a 5xx, a flood wait longer than the session
+# waits, a reply that is not the Bot API's (a proxy's page). The same call may go through later.
+TELEGRAM_LATER = (TelegramNetworkError, TelegramRetryAfter, TelegramServerError, ClientDecodeError)
 
 
 def per_thousand(units_per_token: int) -> str:

@@ -16,17 +16,13 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 from aiogram import F, Router
 from aiogram.exceptions import (
-    ClientDecodeError,
     TelegramBadRequest,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
 )
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
 from handlers.callbacks import BuyPack, BuyPlan
-from handlers.replies import buy_keyboard, per_thousand
+from handlers.replies import TELEGRAM_LATER, buy_keyboard, per_thousand
 from services.prices import format_units
 from services.shop import CURRENCY, SUBSCRIPTION_PERIOD
 from services.ton.shop import format_amount
@@ -202,12 +198,7 @@ async def cmd_refund(
         return
     try:
         await bot.refund_star_payment(user_id=payment.user_id, telegram_payment_charge_id=charge_id)
-    except (
-        TelegramNetworkError,
-        TelegramRetryAfter,
-        TelegramServerError,
-        ClientDecodeError,
-    ) as exc:
+    except TELEGRAM_LATER as exc:
         # Refunded or not, the same /refund again settles it: a refund Telegram made already
         # comes back as CHARGE_ALREADY_REFUNDED and takes the credit back once.
         log.warning("stars.refund_not_taken", charge_id=charge_id, error=type(exc).__name__)

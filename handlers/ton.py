@@ -18,17 +18,14 @@ from typing import TYPE_CHECKING
 import structlog
 from aiogram import F, Router
 from aiogram.exceptions import (
-    ClientDecodeError,
     TelegramAPIError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
 )
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.formatting import Bold, Code, Text
 
 from handlers.callbacks import BuyGram, BuyUsdt
+from handlers.replies import TELEGRAM_LATER
 from services.errors import UnknownPack
 from services.prices import format_units
 from services.ton.shop import format_amount
@@ -173,12 +170,7 @@ class TonNotifier:
             return True
         try:
             await self._bot.send_message(user_id, self.text(booking))
-        except (
-            TelegramNetworkError,
-            TelegramRetryAfter,
-            TelegramServerError,
-            ClientDecodeError,
-        ) as exc:
+        except TELEGRAM_LATER as exc:
             log.warning("ton.notify_later", tx=booking.payment.hash, error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help

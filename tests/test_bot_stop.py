@@ -58,6 +58,15 @@ async def fund(stack: Stack) -> None:
     assert await grant(stack.veil.store, USER, STAR, "grant", "test:welcome")
 
 
+async def behind_proxy(stack: Stack) -> RecordingProxy:
+    """Put a proxy between the bot and its gateway; closing it puts the gateway out of reach."""
+    host, port = stack.gateway.url.removeprefix("http://").split(":")
+    proxy = RecordingProxy(host, int(port))
+    await proxy.start()
+    stack.veil.chat.inference._gateways[0].url = proxy.url
+    return proxy
+
+
 async def assert_books_balance(stack: Stack, hold: dict[str, Any]) -> None:
     balance = await stack.veil.credit.balance(USER)
     assert (balance.units, balance.held) == (STAR - hold["charged"], 0)
@@ -133,10 +142,7 @@ async def test_stop_with_no_receipt_to_be_had_charges_the_bots_own_count(tmp_pat
         tmp_path, answer=ANSWER, token_delay=0.05, free_tokens_per_day=0
     ) as stack:
         await fund(stack)
-        host, port = stack.gateway.url.removeprefix("http://").split(":")
-        proxy = RecordingProxy(host, int(port))
-        await proxy.start()
-        stack.veil.chat.inference._gateways[0].url = proxy.url
+        proxy = await behind_proxy(stack)
         stack.telegram.send_text(USER, PROMPT)
         draft = await stack.telegram.wait_for("sendMessageDraft")
         await proxy.close()  # the gateway is out of reach: no cancel, no receipt
@@ -407,10 +413,7 @@ async def test_a_blank_answer_cut_off_with_no_receipt_costs_nothing(tmp_path: Pa
     server.stall_after = 1  # the blank delta, then silence
     async with running_stack(tmp_path, model_server=server, free_tokens_per_day=0) as stack:
         await fund(stack)
-        host, port = stack.gateway.url.removeprefix("http://").split(":")
-        proxy = RecordingProxy(host, int(port))
-        await proxy.start()
-        stack.veil.chat.inference._gateways[0].url = proxy.url
+        proxy = await behind_proxy(stack)
         stack.telegram.send_text(USER, PROMPT)
         await asyncio.wait_for(server.stall_started.wait(), 10)
         async with asyncio.timeout(10):  # the blank delta's record is through the proxy
@@ -437,10 +440,7 @@ async def test_an_answer_cut_off_by_the_network_keeps_its_part_and_says_it_broke
         tmp_path, answer=ANSWER, token_delay=0.05, free_tokens_per_day=0
     ) as stack:
         await fund(stack)
-        host, port = stack.gateway.url.removeprefix("http://").split(":")
-        proxy = RecordingProxy(host, int(port))
-        await proxy.start()
-        stack.veil.chat.inference._gateways[0].url = proxy.url
+        proxy = await behind_proxy(stack)
         stack.telegram.send_text(USER, PROMPT)
         await stack.telegram.wait_for("sendMessageDraft")
         await proxy.close()
