@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramNetworkError,
@@ -63,12 +64,14 @@ log = structlog.get_logger("veil.streaming")
 
 _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
 # A part of the final answer Telegram could not take (a 5xx past the session's one retry, the
-# network) is sent again this often, after 1, 2, 4, 8 s.
+# network, a reply that is not the Bot API's: a proxy's page) is sent again this often, after
+# 1, 2, 4, 8 s.
 FINAL_TRIES = 5
+_NOT_TAKEN = (TelegramServerError, TelegramNetworkError, ClientDecodeError)
 
 
 async def delivered(send: Callable[[], Awaitable[object]]) -> None:
-    """Send one part of a final answer; a server or network error is tried again.
+    """Send one part of a final answer; a server or network error (or a proxy's page) is retried.
 
     The user has paid for the answer and watched it arrive in drafts, which vanish: a part that
     never goes out is lost, one that goes out twice (a 5xx or a cut connection may hide a
@@ -77,7 +80,7 @@ async def delivered(send: Callable[[], Awaitable[object]]) -> None:
     for attempt in range(FINAL_TRIES):
         try:
             await send()
-        except (TelegramServerError, TelegramNetworkError) as exc:
+        except _NOT_TAKEN as exc:
             if attempt == FINAL_TRIES - 1:
                 raise
             log.warning("streaming.final_retried", error=type(exc).__name__, tries=attempt + 1)

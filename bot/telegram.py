@@ -182,7 +182,7 @@ class TurnTakingSession(AiohttpSession):
             raise TelegramNetworkError(method=method, message="Request timeout error") from exc
         except UnicodeDecodeError as exc:  # not the Bot API's (it speaks UTF-8): a page, say
             message = f"{method.__api_method__}: the reply is not UTF-8: {describe(exc)}"
-            raise UnreadableReply(message, exc, None) from None
+            raise UnreadableReply(message, exc, None, method) from None
         except ClientError as exc:
             # aiohttp's message may quote the URL (a redirect's, a refused reply's), and the
             # Bot API's URL carries the token: it never leaves here.
@@ -196,7 +196,7 @@ class TurnTakingSession(AiohttpSession):
         except ClientDecodeError as exc:
             # aiogram's error quotes the reply (a page quoting the URL, a Message's text).
             message = f"{method.__api_method__}: {exc.message}: {describe(exc.original)}"
-            raise UnreadableReply(message, exc.original, None) from None
+            raise UnreadableReply(message, exc.original, None, method) from None
         return cast("TelegramType", response.result)
 
     def body(self, bot: Bot, method: TelegramMethod[TelegramType]) -> FormData | JsonBody:
@@ -217,7 +217,20 @@ class TurnTakingSession(AiohttpSession):
 
 
 class UnreadableReply(ClientDecodeError):
-    """aiogram's ``ClientDecodeError`` that says what failed to decode, never what came."""
+    """aiogram's ``ClientDecodeError`` that says what failed to decode, never what came.
+
+    It names the call (``method``), as aiogram's ``TelegramAPIError`` does, for the log line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        original: Exception,
+        data: object,
+        method: TelegramMethod[Any] | None = None,
+    ) -> None:
+        super().__init__(message, original, data)
+        self.method = method
 
     def __str__(self) -> str:
         return self.message

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealed.encoding import b64e
-from tests.botstack import running_stack
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -154,3 +155,22 @@ async def test_a_final_message_telegram_fails_to_take_again_and_again_is_sent_ag
     assert message["text"] == "Paid for, so delivered."
     assert stored == ["Deliver it", "Paid for, so delivered."]
     assert [call.answered == "ok" for call in sends] == [False, False, False, True]
+
+
+async def test_a_final_message_a_proxy_answered_with_its_own_page_is_sent_again(
+    tmp_path: Path,
+) -> None:
+    # A proxy in front of the Bot API answered the final sendMessage with its own page (the
+    # reply does not decode: ClientDecodeError, which is no TelegramAPIError). The payment
+    # desk, the TON notifier and /refund take that as a Telegram away for now; the final
+    # answer's resend did not: the paid answer was lost and the operator read a bug's traceback.
+    answer = "Paid for, so delivered through the proxy."
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "page", when=lambda params: params.get("text") == answer)
+    async with running_stack(tmp_path, answer=answer, telegram_server=telegram) as stack:
+        stack.telegram.send_text(USER, "Deliver it")
+        (message,) = await stack.final_messages(USER, within=20)
+        stored = await stack.stored_turns(USER, 2)
+    assert telegram.misbehaved == [("sendMessage", "page")]
+    assert message["text"] == answer
+    assert stored == ["Deliver it", answer]
