@@ -240,7 +240,7 @@ class DraftSink:
         if self._received or self._thought:  # text came before this call went out
             self._typing = None
             return
-        with contextlib.suppress(TelegramAPIError):
+        with contextlib.suppress(TelegramAPIError, ClientDecodeError):  # skipped: the next one
             await self.bot.send_chat_action(
                 chat_id=self.chat_id, message_thread_id=self.thread_id, action="typing"
             )
@@ -288,7 +288,7 @@ class DraftSink:
             )
         except TelegramRetryAfter as exc:
             self._later(exc)
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: skipped too
             log.warning("streaming.thought_draft_failed", error=type(exc).__name__)
 
     async def _rich_draft(self, message: InputRichMessage) -> Literal["sent", "later", "refused"]:
@@ -308,7 +308,7 @@ class DraftSink:
             log.warning("streaming.rich_draft_rejected")
             self.rich_drafts = False
             return "refused"
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: skipped too
             log.warning("streaming.draft_failed", error=type(exc).__name__)
             return "later"
         return "sent"
@@ -339,7 +339,7 @@ class DraftSink:
             self._later(exc)
             return
         except TelegramBadRequest:
-            with contextlib.suppress(TelegramAPIError):
+            with contextlib.suppress(TelegramAPIError, ClientDecodeError):
                 tail = plain_parts(text)[-1:] or [""]
                 await self.bot.send_message_draft(
                     chat_id=self.chat_id,
@@ -348,7 +348,7 @@ class DraftSink:
                     text=tail[0],
                     can_stop=True,
                 )
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: skipped too
             log.warning("streaming.draft_failed", error=type(exc).__name__)
             return
         self._shown = len(text)

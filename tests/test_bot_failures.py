@@ -174,3 +174,24 @@ async def test_a_final_message_a_proxy_answered_with_its_own_page_is_sent_again(
     assert telegram.misbehaved == [("sendMessage", "page")]
     assert message["text"] == answer
     assert stored == ["Deliver it", answer]
+
+
+async def test_a_draft_or_typing_a_proxy_answered_with_its_own_page_costs_no_answer(
+    tmp_path: Path,
+) -> None:
+    # A draft (or "typing…") is worthless once stale, and one Telegram refused is skipped; one a
+    # proxy answered with its own page (ClientDecodeError, no TelegramAPIError) stayed in the
+    # sink as a bug, so the final message was never sent for an answer the user paid for.
+    answer = " ".join(f"word{i}" for i in range(12))
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendChatAction", "page")
+    telegram.misbehave("sendMessageDraft", "page")
+    async with running_stack(
+        tmp_path, answer=answer, token_delay=0.05, telegram_server=telegram
+    ) as stack:
+        stack.telegram.send_text(USER, "Through the proxy")
+        (message,) = await stack.final_messages(USER, within=20)
+        stored = await stack.stored_turns(USER, 2)
+    assert sorted(telegram.misbehaved) == [("sendChatAction", "page"), ("sendMessageDraft", "page")]
+    assert message["text"] == answer
+    assert stored == ["Through the proxy", answer]
