@@ -16,6 +16,7 @@ from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from models import MasterKey, Store
@@ -323,6 +324,52 @@ async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path
     )
     assert "process.crashed" not in bot.output
     assert "revoked-or-mistyped" not in bot.output
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "named"),
+    [
+        (502, "<html>502 Bad Gateway</html>", "UnreadableReply: getMe: Failed to decode object"),
+        (500, '{"ok":false,"error_code":500,"description":"Internal Server Error"}', "getMe"),
+    ],
+)
+async def test_a_telegram_that_cannot_serve_at_start_is_one_line_naming_the_setting(
+    tmp_path: Path, status: int, body: str, named: str
+) -> None:
+    # VEIL_TELEGRAM_API behind a proxy that answers with its own page, or a Bot API failing
+    # for now (a 5xx past the session's retry): a crash report with a traceback, where a
+    # Telegram out of reach is one line naming the setting.
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = site.name
+    data = tmp_path / "data"
+    install_client_key(data)
+    env = {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_TELEGRAM_API": url,
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_BOT_METRICS_PORT": "0",
+    }
+    try:
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        code = await exit_code(bot)
+    finally:
+        await runner.cleanup()
+    assert code == 1
+    assert bot.lines[-1].startswith(
+        f"veil: Telegram at {url.rstrip('/')}/ (VEIL_TELEGRAM_API) could not serve the bot now:"
+    )
+    assert named in bot.lines[-1]
+    assert "process.crashed" not in bot.output
+    assert TOKEN.split(":")[1] not in bot.output
 
 
 def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path: Path) -> None:
