@@ -240,7 +240,7 @@ async def rename_topic(bot: Bot, chat_id: int, thread_id: int, title: str) -> No
     """Give the topic its conversation's title; Telegram refusing is logged, nothing more."""
     try:
         await bot.edit_forum_topic(chat_id=chat_id, message_thread_id=thread_id, name=title)
-    except TelegramAPIError as exc:
+    except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: not renamed either
         log.warning("chat.topic_rename_failed", error=type(exc).__name__)
 
 
