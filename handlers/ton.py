@@ -48,7 +48,7 @@ log = structlog.get_logger("veil.ton")
 _CODE = frozenset({"address", "number", "comment", "link"})
 _BOLD = frozenset({"amount"})
 # A Telegram user id: positive, at most 52 significant bits (the Bot API's promise).
-_MAX_USER_ID = 2**52
+_MAX_USER_ID = 2**52 - 1
 
 
 def _utc(timestamp: int) -> str:
