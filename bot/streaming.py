@@ -75,12 +75,16 @@ async def delivered(send: Callable[[], Awaitable[object]]) -> None:
 
     The user has paid for the answer and watched it arrive in drafts, which vanish: a part that
     never goes out is lost, one that goes out twice (a 5xx or a cut connection may hide a
-    message Telegram did take) is only shown twice. A refusal (4xx) is the caller's.
+    message Telegram did take) is only shown twice. A refusal (4xx) is the caller's. A reply
+    whose "ok" says Telegram took the part, however unreadable its result, is not sent again.
     """
     for attempt in range(FINAL_TRIES):
         try:
             await send()
         except _NOT_TAKEN as exc:
+            if getattr(exc, "taken", False):  # Telegram said ok, with a result we cannot read
+                log.warning("streaming.final_unreadable", error=type(exc).__name__)
+                return
             if attempt == FINAL_TRIES - 1:
                 raise
             log.warning("streaming.final_retried", error=type(exc).__name__, tries=attempt + 1)

@@ -220,7 +220,8 @@ class Failures:
         Telegram that could not take a call now is told as that, and logged without a trace.
         """
         key = "error_internal"
-        if isinstance(error, _TELEGRAM_AWAY):
+        # A reply Telegram took whose result does not validate (``taken``) is no Telegram away.
+        if isinstance(error, _TELEGRAM_AWAY) and not getattr(error, "taken", False):
             key = "error_telegram"
             log.warning(
                 "telegram.unavailable",

@@ -124,3 +124,24 @@ async def test_a_reply_a_proxy_answered_with_its_own_page_is_told_as_telegram_un
     assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
     (unavailable,) = [entry for entry in logs if entry["event"] == "telegram.unavailable"]
     assert unavailable["method"] == "SendMessage"
+
+
+async def test_a_reply_telegram_took_with_a_result_that_does_not_validate_is_not_told_as_lost(
+    tmp_path: Path,
+) -> None:
+    # The Bot API's "ok" with a Message that does not validate: the reply reached the user, so
+    # "Telegram did not take my reply, send that again" would be false; it is a mismatch of
+    # ours with the Bot API (a bug, with its traceback), as before.
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        telegram.misbehave("sendMessage", "malformed")
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, "/balance")
+            (balance, told) = await stack.final_messages(USER, 2)
+    en = stack.veil.catalogs.for_language("en")
+    assert telegram.misbehaved == [("sendMessage", "malformed")]
+    assert told["text"] == en("error_internal")
+    assert balance["text"] != told["text"]
+    assert [entry["event"] for entry in logs if entry["event"] == "telegram.unavailable"] == []
+    (failed,) = [entry for entry in logs if entry["event"] == "handler_failed"]
+    assert failed["error"] == "UnreadableReply"

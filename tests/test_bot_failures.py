@@ -195,3 +195,22 @@ async def test_a_draft_or_typing_a_proxy_answered_with_its_own_page_costs_no_ans
     assert sorted(telegram.misbehaved) == [("sendChatAction", "page"), ("sendMessageDraft", "page")]
     assert message["text"] == answer
     assert stored == ["Through the proxy", answer]
+
+
+async def test_a_final_message_telegram_took_with_a_reply_that_does_not_validate_goes_once(
+    tmp_path: Path,
+) -> None:
+    # The Bot API's "ok" with a Message that does not validate: the part went out, only its
+    # result is unreadable. Sent again as if lost, every answer would show its parts twice
+    # (five times, were the mismatch aiogram's for good); before that, the answer was taken
+    # for failed: not stored, and the user told Telegram had not taken it.
+    answer = "Taken at the first try."
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "malformed", when=lambda params: params.get("text") == answer)
+    async with running_stack(tmp_path, answer=answer, telegram_server=telegram) as stack:
+        stack.telegram.send_text(USER, "Deliver it once")
+        stored = await stack.stored_turns(USER, 2)
+        messages = stack.telegram.sent_messages(USER)
+    assert telegram.misbehaved == [("sendMessage", "malformed")]
+    assert [message["text"] for message in messages] == [answer]
+    assert stored == ["Deliver it once", answer]
