@@ -53,6 +53,7 @@ from bot.formatting import Rendered, plain_parts, preview, render_parts
 from bot.rich import draft_markdown, rich_parts
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 from common.folded import FoldedText
+from common.logs import describe
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -83,7 +84,7 @@ async def delivered(send: Callable[[], Awaitable[object]]) -> None:
             await send()
         except _NOT_TAKEN as exc:
             if getattr(exc, "taken", False):  # Telegram said ok, with a result we cannot read
-                log.warning("streaming.final_unreadable", error=type(exc).__name__)
+                log.warning("streaming.final_unreadable", error=describe(exc))
                 return
             if attempt == FINAL_TRIES - 1:
                 raise
