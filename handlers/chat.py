@@ -475,6 +475,10 @@ async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
             TelegramServerError,
             ClientDecodeError,
         ) as exc:
+            if getattr(exc, "taken", False):  # Telegram said ok, to a result we cannot read
+                log.warning("chat.interrupted_unreadable", user_id=cut.user_id)
+                told += 1
+                continue
             log.warning("chat.interrupted_later", user_id=cut.user_id, error=type(exc).__name__)
             await credit.not_told(cut)
             break

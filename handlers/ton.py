@@ -165,8 +165,8 @@ class TonNotifier:
         """Send the message; False when Telegram cannot take it now (the watcher tries again).
 
         Unreachable, a flood wait longer than the retries, a 5xx, a reply that is not the Bot
-        API's: False. True once sent, or refused for good (blocked, deleted: telling again would
-        not help).
+        API's: False. True once sent (Telegram's ok to a result that does not validate too), or
+        refused for good (blocked, deleted: telling again would not help).
         """
         user_id = booking.payment.user_id
         if user_id is None:
@@ -179,6 +179,9 @@ class TonNotifier:
             TelegramServerError,
             ClientDecodeError,
         ) as exc:
+            if getattr(exc, "taken", False):  # Telegram said ok, to a result we cannot read
+                log.warning("ton.notify_unreadable", tx=booking.payment.hash)
+                return True
             log.warning("ton.notify_later", tx=booking.payment.hash, error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help

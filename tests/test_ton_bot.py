@@ -436,3 +436,37 @@ async def test_the_credit_notice_through_a_reply_that_is_not_the_bot_apis_is_tri
         finally:
             await bot.session.close()
     assert [m["text"] for m in telegram.sent_messages(4711)] == [notify.text(booking)]
+
+
+async def test_a_credit_notice_telegram_took_with_a_reply_that_does_not_validate_is_told_once() -> (
+    None
+):
+    # The Bot API's "ok" with a Message that does not validate: the notice went out. Taken for
+    # a Telegram that cannot take it now, it was told again on the watcher's next pass.
+    payment = TonPayment(
+        hash="ab" * 32,
+        asset="gram",
+        lt=7,
+        utime=int(time.time()),
+        sender=None,
+        amount=10**9,
+        comment=None,
+        order_id=None,
+        status="credited",
+        reason=None,
+        late=False,
+        user_id=4711,
+        units=250_000_000,
+        created_at=int(time.time()),
+        assigned_by=1,
+    )
+    booking = TonBooking(payment=payment, new=True, balance=250_000_000)
+    async with HostileTelegram(token=TOKEN) as telegram:
+        bot = build_bot(TOKEN, telegram.url)
+        try:
+            notify = TonNotifier(bot, Catalogs())
+            telegram.misbehave("sendMessage", "malformed")
+            assert await notify(booking) is True
+        finally:
+            await bot.session.close()
+    assert [m["text"] for m in telegram.sent_messages(4711)] == [notify.text(booking)]
