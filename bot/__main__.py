@@ -104,7 +104,7 @@ def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
 def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
     """Serve until SIGINT/SIGTERM; a start that fails ends in one line for the operator."""
     # Imported after the settings check, so a bad setting fails fast, before aiogram loads.
-    from aiogram.exceptions import TelegramAPIError  # noqa: PLC0415
+    from aiogram.exceptions import ClientDecodeError, TelegramAPIError  # noqa: PLC0415
 
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
 
@@ -114,7 +114,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
         # releases every hold left open when it starts, and Telegram serves one poller).
         with claim_database(settings.database_path, shared=serve is run_webhook):
             asyncio.run(serve(settings, client_key))
-    except (StorageError, ValueError, OSError, TelegramAPIError) as exc:
+    except (StorageError, ValueError, OSError, TelegramAPIError, ClientDecodeError) as exc:
         failure = start_failure(settings, exc)
         if failure is None:
             raise
@@ -130,7 +130,9 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
     Never the token: a refused one is not quoted, and a network error's URL has it cut out.
     """
     from aiogram.exceptions import (  # noqa: PLC0415 -- see run_bot
+        ClientDecodeError,
         TelegramNetworkError,
+        TelegramServerError,
         TelegramUnauthorizedError,
     )
 
@@ -156,11 +158,19 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
             f"veil: cannot reach Telegram at {settings.telegram_api} (VEIL_TELEGRAM_API):"
             f" {describe(exc).removeprefix('TelegramNetworkError: ')}"
         )
+    elif isinstance(exc, TelegramServerError | ClientDecodeError):
+        # A Bot API failing for now (a 5xx past the session's retry), or a proxy's page in
+        # its place: try again later, as for a Telegram out of reach.
+        line = (
+            f"veil: Telegram at {settings.telegram_api} (VEIL_TELEGRAM_API) could not serve the"
+            f" bot now: {describe(exc)}"
+        )
     elif isinstance(exc, OSError):
         line = listen_failure(settings, exc)
     if line is None:
         return None
-    return line, 1 if isinstance(exc, TelegramNetworkError) else 2
+    away = TelegramNetworkError | TelegramServerError | ClientDecodeError
+    return line, 1 if isinstance(exc, away) else 2
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:

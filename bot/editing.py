@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -491,9 +492,9 @@ class EditSink:
             self.pacer.back_off(exc.retry_after)
             log.info("editing.rate_limited", seconds=exc.retry_after)
             return
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: skipped too
             log.warning("editing.progress_failed", error=type(exc).__name__)
-            if _is_gone(exc):
+            if isinstance(exc, TelegramAPIError) and _is_gone(exc):
                 self._lose()
             return
         self._shown = len(text)
@@ -527,9 +528,10 @@ class EditSink:
                 self.pacer.back_off(exc.retry_after)
                 log.info("editing.rate_limited", seconds=exc.retry_after, final=True)
                 continue
-            except (TelegramServerError, TelegramNetworkError) as exc:
-                # Not refused, only not done: the same edit again (an edit is idempotent), or
-                # the message keeps a part of the answer and its stop button.
+            except (TelegramServerError, TelegramNetworkError, ClientDecodeError) as exc:
+                # Not refused, only not done (a proxy's page in place of the Bot API's reply
+                # too): the same edit again (an edit is idempotent), or the message keeps a
+                # part of the answer and its stop button.
                 log.warning("editing.final_retried", error=type(exc).__name__)
                 continue
             except TelegramAPIError as exc:

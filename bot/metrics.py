@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramRetryAfter
 from aiogram.methods import SendMessageDraft
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -252,7 +252,7 @@ class TelegramMetrics(BaseRequestMiddleware):
         except TelegramRetryAfter:
             self.metrics.telegram_rate_limited.labels(method=name).inc()
             raise
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: unreadable_reply
             self.metrics.telegram_errors.labels(method=name, error=error_label(exc)).inc()
             raise
         if isinstance(method, SendMessageDraft):

@@ -36,6 +36,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import GetUpdates
 
+from bot.telegram import UnreadableReply
 from services.errors import JournalUnavailable, LedgerUnavailable
 from services.journal import JournalEntry
 from services.prices import format_units
@@ -293,7 +294,8 @@ class PaymentDesk:
 
         Unreachable, a 5xx the session's retry did not get past, a flood wait longer than the
         session waits, a reply that is not the Bot API's: the entry stays open and the loop
-        tries again. A refusal for good (the bot blocked) is not tried again.
+        tries again. A refusal for good (the bot blocked) is not tried again, nor a message
+        Telegram said ok to whose result does not validate (it went out).
         """
         try:
             await self._bot.send_message(chat_id, text)
@@ -303,6 +305,9 @@ class PaymentDesk:
             TelegramServerError,
             ClientDecodeError,
         ) as exc:
+            if isinstance(exc, UnreadableReply) and exc.taken:  # Telegram said ok: it went out
+                log.warning("payments.notify_unreadable", error=type(exc).__name__)
+                return True
             log.warning("payments.notify_unreachable", error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramNetworkError,
@@ -52,6 +53,7 @@ from bot.formatting import Rendered, plain_parts, preview, render_parts
 from bot.rich import draft_markdown, rich_parts
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 from common.folded import FoldedText
+from common.logs import describe
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -63,21 +65,27 @@ log = structlog.get_logger("veil.streaming")
 
 _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
 # A part of the final answer Telegram could not take (a 5xx past the session's one retry, the
-# network) is sent again this often, after 1, 2, 4, 8 s.
+# network, a reply that is not the Bot API's: a proxy's page) is sent again this often, after
+# 1, 2, 4, 8 s.
 FINAL_TRIES = 5
+_NOT_TAKEN = (TelegramServerError, TelegramNetworkError, ClientDecodeError)
 
 
 async def delivered(send: Callable[[], Awaitable[object]]) -> None:
-    """Send one part of a final answer; a server or network error is tried again.
+    """Send one part of a final answer; a server or network error (or a proxy's page) is retried.
 
     The user has paid for the answer and watched it arrive in drafts, which vanish: a part that
     never goes out is lost, one that goes out twice (a 5xx or a cut connection may hide a
-    message Telegram did take) is only shown twice. A refusal (4xx) is the caller's.
+    message Telegram did take) is only shown twice. A refusal (4xx) is the caller's. A reply
+    whose "ok" says Telegram took the part, however unreadable its result, is not sent again.
     """
     for attempt in range(FINAL_TRIES):
         try:
             await send()
-        except (TelegramServerError, TelegramNetworkError) as exc:
+        except _NOT_TAKEN as exc:
+            if getattr(exc, "taken", False):  # Telegram said ok, with a result we cannot read
+                log.warning("streaming.final_unreadable", error=describe(exc))
+                return
             if attempt == FINAL_TRIES - 1:
                 raise
             log.warning("streaming.final_retried", error=type(exc).__name__, tries=attempt + 1)
@@ -237,7 +245,7 @@ class DraftSink:
         if self._received or self._thought:  # text came before this call went out
             self._typing = None
             return
-        with contextlib.suppress(TelegramAPIError):
+        with contextlib.suppress(TelegramAPIError, ClientDecodeError):  # skipped: the next one
             await self.bot.send_chat_action(
                 chat_id=self.chat_id, message_thread_id=self.thread_id, action="typing"
             )
@@ -285,7 +293,7 @@ class DraftSink:
             )
         except TelegramRetryAfter as exc:
             self._later(exc)
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: skipped too
             log.warning("streaming.thought_draft_failed", error=type(exc).__name__)
 
     async def _rich_draft(self, message: InputRichMessage) -> Literal["sent", "later", "refused"]:
@@ -305,7 +313,7 @@ class DraftSink:
             log.warning("streaming.rich_draft_rejected")
             self.rich_drafts = False
             return "refused"
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: skipped too
             log.warning("streaming.draft_failed", error=type(exc).__name__)
             return "later"
         return "sent"
@@ -336,7 +344,7 @@ class DraftSink:
             self._later(exc)
             return
         except TelegramBadRequest:
-            with contextlib.suppress(TelegramAPIError):
+            with contextlib.suppress(TelegramAPIError, ClientDecodeError):
                 tail = plain_parts(text)[-1:] or [""]
                 await self.bot.send_message_draft(
                     chat_id=self.chat_id,
@@ -345,7 +353,7 @@ class DraftSink:
                     text=tail[0],
                     can_stop=True,
                 )
-        except TelegramAPIError as exc:
+        except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: skipped too
             log.warning("streaming.draft_failed", error=type(exc).__name__)
             return
         self._shown = len(text)

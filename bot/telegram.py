@@ -43,6 +43,7 @@ import asyncio
 import inspect
 import json
 import re
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -182,7 +183,7 @@ class TurnTakingSession(AiohttpSession):
             raise TelegramNetworkError(method=method, message="Request timeout error") from exc
         except UnicodeDecodeError as exc:  # not the Bot API's (it speaks UTF-8): a page, say
             message = f"{method.__api_method__}: the reply is not UTF-8: {describe(exc)}"
-            raise UnreadableReply(message, exc, None) from None
+            raise UnreadableReply(message, exc, None, method) from None
         except ClientError as exc:
             # aiohttp's message may quote the URL (a redirect's, a refused reply's), and the
             # Bot API's URL carries the token: it never leaves here.
@@ -196,7 +197,13 @@ class TurnTakingSession(AiohttpSession):
         except ClientDecodeError as exc:
             # aiogram's error quotes the reply (a page quoting the URL, a Message's text).
             message = f"{method.__api_method__}: {exc.message}: {describe(exc.original)}"
-            raise UnreadableReply(message, exc.original, None) from None
+            # The Bot API's own "ok": the call went through; only its result did not validate.
+            taken = (
+                reply.status == HTTPStatus.OK
+                and isinstance(exc.data, dict)
+                and exc.data.get("ok") is True
+            )
+            raise UnreadableReply(message, exc.original, None, method, taken=taken) from None
         return cast("TelegramType", response.result)
 
     def body(self, bot: Bot, method: TelegramMethod[TelegramType]) -> FormData | JsonBody:
@@ -217,7 +224,26 @@ class TurnTakingSession(AiohttpSession):
 
 
 class UnreadableReply(ClientDecodeError):
-    """aiogram's ``ClientDecodeError`` that says what failed to decode, never what came."""
+    """aiogram's ``ClientDecodeError`` that says what failed to decode, never what came.
+
+    It names the call (``method``), as aiogram's ``TelegramAPIError`` does, for the log line.
+    ``taken``: the Bot API answered ``"ok": true`` (the call went through, a message was sent)
+    with a result that does not validate; else the reply is not the Bot API's (a proxy's page)
+    and the call may never have reached Telegram.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        original: Exception,
+        data: object,
+        method: TelegramMethod[Any] | None = None,
+        *,
+        taken: bool = False,
+    ) -> None:
+        super().__init__(message, original, data)
+        self.method = method
+        self.taken = taken
 
     def __str__(self) -> str:
         return self.message

@@ -27,10 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram import BaseMiddleware, F, Router
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramBadRequest,
-)
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import Message
 
@@ -242,7 +239,7 @@ async def rename_topic(bot: Bot, chat_id: int, thread_id: int, title: str) -> No
     """Give the topic its conversation's title; Telegram refusing is logged, nothing more."""
     try:
         await bot.edit_forum_topic(chat_id=chat_id, message_thread_id=thread_id, name=title)
-    except TelegramAPIError as exc:
+    except (TelegramAPIError, ClientDecodeError) as exc:  # a proxy's page: not renamed either
         log.warning("chat.topic_rename_failed", error=type(exc).__name__)
 
 
@@ -472,6 +469,10 @@ async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
         try:
             await _tell_cut(bot, cut.chat.chat_id, cut.chat.thread_id, texts("interrupted"))
         except TELEGRAM_LATER as exc:
+            if getattr(exc, "taken", False):  # Telegram said ok, to a result we cannot read
+                log.warning("chat.interrupted_unreadable", user_id=cut.user_id)
+                told += 1
+                continue
             log.warning("chat.interrupted_later", user_id=cut.user_id, error=type(exc).__name__)
             await credit.not_told(cut)
             break

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -100,8 +101,15 @@ def text_key(error: VeilError) -> str:
     return next(key for kind, key in TEXTS if isinstance(error, kind))
 
 
-# Telegram did not take a call now (not refused it): a 5xx, the network, a long flood wait.
-_TELEGRAM_AWAY = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter)
+# Telegram did not take a call now (not refused it): a 5xx, the network, a long flood wait, a
+# reply that is not the Bot API's (a proxy's page), as the payment desk and /refund read them.
+_TELEGRAM_AWAY = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter, ClientDecodeError)
+
+
+def _method_of(error: BaseException) -> str | None:
+    """The Bot API call ``error`` names (aiogram's errors do; a plain decode error does not)."""
+    method = getattr(error, "method", None)
+    return None if method is None else type(method).__name__
 
 
 def broke_off_key(error: VeilError) -> str:
@@ -212,12 +220,13 @@ class Failures:
         Telegram that could not take a call now is told as that, and logged without a trace.
         """
         key = "error_internal"
-        if isinstance(error, _TELEGRAM_AWAY):
+        # A reply Telegram took whose result does not validate (``taken``) is no Telegram away.
+        if isinstance(error, _TELEGRAM_AWAY) and not getattr(error, "taken", False):
             key = "error_telegram"
             log.warning(
                 "telegram.unavailable",
                 error=type(error).__name__,
-                method=type(error.method).__name__,
+                method=_method_of(error),
             )
         else:
             log_bug(error)

@@ -45,7 +45,7 @@ log = structlog.get_logger("veil.ton")
 _CODE = frozenset({"address", "number", "comment", "link"})
 _BOLD = frozenset({"amount"})
 # A Telegram user id: positive, at most 52 significant bits (the Bot API's promise).
-_MAX_USER_ID = 2**52
+_MAX_USER_ID = 2**52 - 1
 
 
 def _utc(timestamp: int) -> str:
@@ -162,8 +162,8 @@ class TonNotifier:
         """Send the message; False when Telegram cannot take it now (the watcher tries again).
 
         Unreachable, a flood wait longer than the retries, a 5xx, a reply that is not the Bot
-        API's: False. True once sent, or refused for good (blocked, deleted: telling again would
-        not help).
+        API's: False. True once sent (Telegram's ok to a result that does not validate too), or
+        refused for good (blocked, deleted: telling again would not help).
         """
         user_id = booking.payment.user_id
         if user_id is None:
@@ -171,6 +171,9 @@ class TonNotifier:
         try:
             await self._bot.send_message(user_id, self.text(booking))
         except TELEGRAM_LATER as exc:
+            if getattr(exc, "taken", False):  # Telegram said ok, to a result we cannot read
+                log.warning("ton.notify_unreadable", tx=booking.payment.hash)
+                return True
             log.warning("ton.notify_later", tx=booking.payment.hash, error=type(exc).__name__)
             return False
         except TelegramAPIError as exc:  # blocked, deleted: telling again would not help

@@ -9,6 +9,7 @@ is written under a name of its own and takes the backup's name only once whole.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from contextlib import closing
@@ -40,9 +41,7 @@ def backup_database(source: Path, target: Path) -> int:
         raise BackupError(f"{target} already exists; not overwriting a backup")
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     try:
-        for leftover in (partial, partial.with_name(partial.name + "-journal")):
-            leftover.unlink(missing_ok=True)  # of a copy cut short before
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE))
+        claim = _claim(partial, target)
     except OSError as exc:
         raise BackupError(f"cannot write {partial}: {exc.strerror}") from exc
     try:
@@ -53,8 +52,43 @@ def backup_database(source: Path, target: Path) -> int:
     except OSError as exc:
         raise BackupError(f"backup of {source} failed: {exc.strerror}") from exc
     finally:
-        partial.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)  # the name is this backup's while it holds the claim
+        os.close(claim)
     return pages
+
+
+def _claim(partial: Path, target: Path) -> int:
+    """Take ``partial`` for this backup (emptied, owner-only); the descriptor holding the claim.
+
+    A lock (``flock``) on the file itself while the copy is made: a second backup to the same
+    name (a cron job overlapping one run by hand) is refused, where it removed the first one's
+    copy and made its own under the same name, which the first then took as the backup half
+    made. A leftover of a copy cut short (its process gone, and the lock with it) is reused.
+    """
+    while True:
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, DB_FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BackupError(f"another backup is writing {target} now ({partial})") from None
+        except OSError:  # a file system without flock: unclaimed, as before
+            pass
+        try:
+            # A backup finishing between the open and the lock took the file away: not ours.
+            if os.path.samestat(os.fstat(fd), partial.stat()):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.fchmod(fd, DB_FILE_MODE)
+        os.ftruncate(fd, 0)  # a copy cut short before: the copy starts from nothing
+        partial.with_name(partial.name + "-journal").unlink(missing_ok=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _copy(source: Path, copy_path: Path) -> int:

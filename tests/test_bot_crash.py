@@ -20,6 +20,7 @@ from models import MasterKey, Store
 from models.holds import AnswerChat
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, bot_env, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import Clock, ManagedProcess, free_port, run_gateway
@@ -253,6 +254,29 @@ async def test_a_reply_that_is_not_json_leaves_the_notice_for_the_next_try(
             assert await veil.credit.interrupted() == []
     finally:
         await runner.cleanup()
+
+
+async def test_a_notice_telegram_took_with_a_reply_that_does_not_validate_is_told_once(
+    tmp_path: Path,
+) -> None:
+    # The Bot API's "ok" with a Message that does not validate: the notice went out. Taken for
+    # a Telegram that cannot take it now, it was kept and told again on the next try.
+    ann = 9502
+    async with (
+        running_stack(tmp_path / "data") as stack,
+        HostileTelegram(token=TOKEN) as elsewhere,
+    ):
+        veil = stack.veil
+        await veil.credit.hold(ann, "cut-ann", "veil-test", 10, 50, chat=AnswerChat(ann))
+        assert await veil.credit.recover(0) == 1
+        elsewhere.misbehave("sendMessage", "malformed")
+        hostile = build_bot(TOKEN, elsewhere.url)
+        try:
+            assert await tell_interrupted(hostile, veil.catalogs, veil.credit) == 1
+        finally:
+            await hostile.session.close()
+        assert await veil.credit.interrupted() == []
+    assert elsewhere.misbehaved == [("sendMessage", "malformed")]
 
 
 async def test_a_cut_off_answer_in_a_topic_since_deleted_is_told_in_the_chat_itself(

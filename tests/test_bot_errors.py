@@ -11,7 +11,8 @@ from structlog.testing import capture_logs
 from handlers.callbacks import BuyPack
 from handlers.failures import TEXTS, text_key
 from services import errors as veil_errors
-from tests.botstack import running_stack
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
@@ -103,3 +104,44 @@ async def test_a_reply_telegram_could_not_take_is_no_bug_and_is_told_as_such(
     assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
     (unavailable,) = [entry for entry in logs if entry["event"] == "telegram.unavailable"]
     assert (unavailable["error"], unavailable["method"]) == ("TelegramServerError", "SendMessage")
+
+
+async def test_a_reply_a_proxy_answered_with_its_own_page_is_told_as_telegram_unavailable(
+    tmp_path: Path,
+) -> None:
+    # A proxy's page in place of the Bot API's answer (ClientDecodeError, no TelegramAPIError)
+    # is a Telegram that cannot take the call now, as the payment desk and /refund treat it:
+    # it was logged as handler_failed with a traceback and told as a bug of ours.
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        telegram.misbehave("sendMessage", "page")
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, "/balance")
+            (told,) = await stack.final_messages(USER, 1)
+    en = stack.veil.catalogs.for_language("en")
+    assert telegram.misbehaved == [("sendMessage", "page")]
+    assert told["text"] == en("error_telegram")
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
+    (unavailable,) = [entry for entry in logs if entry["event"] == "telegram.unavailable"]
+    assert unavailable["method"] == "SendMessage"
+
+
+async def test_a_reply_telegram_took_with_a_result_that_does_not_validate_is_not_told_as_lost(
+    tmp_path: Path,
+) -> None:
+    # The Bot API's "ok" with a Message that does not validate: the reply reached the user, so
+    # "Telegram did not take my reply, send that again" would be false; it is a mismatch of
+    # ours with the Bot API (a bug, with its traceback), as before.
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        telegram.misbehave("sendMessage", "malformed")
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, "/balance")
+            (balance, told) = await stack.final_messages(USER, 2)
+    en = stack.veil.catalogs.for_language("en")
+    assert telegram.misbehaved == [("sendMessage", "malformed")]
+    assert told["text"] == en("error_internal")
+    assert balance["text"] != told["text"]
+    assert [entry["event"] for entry in logs if entry["event"] == "telegram.unavailable"] == []
+    (failed,) = [entry for entry in logs if entry["event"] == "handler_failed"]
+    assert failed["error"] == "UnreadableReply"

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.metrics import error_label, serving_operations
 from services.errors import InsufficientCredit, ModelStalled
 from tests.books import grant
-from tests.botstack import running_stack
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.harness import wait_until
 
 if TYPE_CHECKING:
@@ -187,3 +188,21 @@ async def test_health_is_503_when_updates_stop_or_the_database_does_not_answer(
 def _sleep(seconds: float) -> None:
     """Hold the store's writer thread."""
     time.sleep(seconds)
+
+
+async def test_a_proxy_page_in_place_of_telegram_s_reply_is_counted(tmp_path: Path) -> None:
+    # A reply that is not the Bot API's (a proxy's page: ClientDecodeError, no TelegramAPIError)
+    # went uncounted: the operator's dashboard showed no Telegram errors while drafts failed.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendChatAction", "page")
+    async with (
+        running_stack(tmp_path, answer=ANSWER, telegram_server=telegram) as stack,
+        scraping(stack) as scraper,
+    ):
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.final_messages(USER)
+        await stack.stored_turns(USER, 2)
+        samples = await scraper.samples()
+    assert telegram.misbehaved == [("sendChatAction", "page")]
+    unreadable = {"method": "sendChatAction", "error": "unreadable_reply"}
+    assert value(samples, "veil_bot_telegram_errors_total", **unreadable) == 1

@@ -7,15 +7,19 @@ leaves what was there as it was: the running bot's answers and holds, the histor
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from contextlib import closing
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from models import MasterKey, Store
@@ -37,7 +41,6 @@ from tests.harness import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from sqlite_utils import Database
 
@@ -325,6 +328,52 @@ async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path
     assert "revoked-or-mistyped" not in bot.output
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "named"),
+    [
+        (502, "<html>502 Bad Gateway</html>", "UnreadableReply: getMe: Failed to decode object"),
+        (500, '{"ok":false,"error_code":500,"description":"Internal Server Error"}', "getMe"),
+    ],
+)
+async def test_a_telegram_that_cannot_serve_at_start_is_one_line_naming_the_setting(
+    tmp_path: Path, status: int, body: str, named: str
+) -> None:
+    # VEIL_TELEGRAM_API behind a proxy that answers with its own page, or a Bot API failing
+    # for now (a 5xx past the session's retry): a crash report with a traceback, where a
+    # Telegram out of reach is one line naming the setting.
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = site.name
+    data = tmp_path / "data"
+    install_client_key(data)
+    env = {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_TELEGRAM_API": url,
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_BOT_METRICS_PORT": "0",
+    }
+    try:
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        code = await exit_code(bot)
+    finally:
+        await runner.cleanup()
+    assert code == 1
+    assert bot.lines[-1].startswith(
+        f"veil: Telegram at {url.rstrip('/')}/ (VEIL_TELEGRAM_API) could not serve the bot now:"
+    )
+    assert named in bot.lines[-1]
+    assert "process.crashed" not in bot.output
+    assert TOKEN.split(":")[1] not in bot.output
+
+
 def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     data = tmp_path / "data"
     install_client_key(data)
@@ -356,6 +405,89 @@ threading.Thread(target=die_midway, daemon=True).start()
 backup_database(source, target)
 os._exit(0)
 """
+
+
+BACKUP_THEN_STOP = """
+import os, signal, sys, threading
+from pathlib import Path
+from models.backup import backup_database
+
+source, target, other = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+partial = target.with_name(target.name + ".partial")
+
+def stop_midway() -> None:  # this backup's own copy a tenth made (not the other one's)
+    while True:
+        try:
+            made = partial.stat()
+        except FileNotFoundError:
+            continue
+        if made.st_ino != other and made.st_size > source.stat().st_size // 10:
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return
+
+threading.Thread(target=stop_midway, daemon=True).start()
+backup_database(source, target)
+"""
+
+
+def _stopped_or_ended(process: subprocess.Popen[str]) -> None:
+    """Wait until ``process`` stopped itself (SIGSTOP) or ended."""
+    deadline = time.monotonic() + 30
+    while process.poll() is None:
+        state = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        assert time.monotonic() < deadline, "the backup neither stopped nor ended"
+        time.sleep(0.01)
+
+
+def test_a_second_backup_to_the_same_name_leaves_the_first_whole(tmp_path: Path) -> None:
+    # A cron backup overlapping one run by hand, both to today's name: the second removed the
+    # first's half-made copy and made its own under the same name; the first, done, took that
+    # one as the backup, which the second was still writing (and never finished: killed).
+    source, target = tmp_path / "veil.db", tmp_path / "backups" / "veil-today.db"
+    target.parent.mkdir()
+    with closing(sqlite3.connect(source)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE ledger (amount BLOB)")
+        db.executemany("INSERT INTO ledger VALUES (?)", ([bytes(2000)] for _ in range(8000)))
+        db.commit()
+
+    def backup(other: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(  # noqa: S603 -- this interpreter, the script above
+            [sys.executable, "-c", BACKUP_THEN_STOP, str(source), str(target), str(other)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=child_environment(),
+        )
+
+    first = backup(0)
+    second = None
+    try:
+        _stopped_or_ended(first)
+        assert first.poll() is None, first.communicate()[1]
+        half_made = (target.parent / "veil-today.db.partial").stat().st_ino
+        second = backup(half_made)
+        _stopped_or_ended(second)
+        first.send_signal(signal.SIGCONT)
+        _, first_err = first.communicate(timeout=60)
+        if second.poll() is None:
+            second.kill()  # the second never finishes
+        _, second_err = second.communicate(timeout=60)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    assert first.returncode == 0, first_err
+    assert second.returncode != 0
+    with closing(sqlite3.connect(target)) as copy:
+        assert copy.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        assert copy.execute("SELECT COUNT(*) FROM ledger").fetchone() == (8000,)
+    assert "another backup is writing" in second_err
+    assert sorted(path.name for path in target.parent.iterdir()) == ["veil-today.db"]
 
 
 def test_a_backup_killed_midway_leaves_nothing_under_the_backups_name(tmp_path: Path) -> None:

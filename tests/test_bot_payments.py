@@ -17,6 +17,7 @@ from handlers.callbacks import BuyPack, BuyPlan
 from handlers.shop import ALREADY_REFUNDED, NOT_FOUND, telegram_error
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, bot_env, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import REPO, child_environment
 
@@ -368,6 +369,32 @@ async def test_a_thank_you_telegram_cannot_take_now_is_sent_later(
         assert entry is not None
         assert entry.notified_at is not None
         assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_thank_you_telegram_took_with_a_reply_that_does_not_validate_goes_once(
+    tmp_path: Path,
+) -> None:
+    # The Bot API's "ok" with a Message that does not validate: the thank-you went out. Taken
+    # for one Telegram could not take, it was sent again on the desk's next pass before the
+    # entry was finished (and on every pass, were the mismatch for good).
+    telegram = HostileTelegram(token=TOKEN)
+    thanking: Any = lambda params: str(params.get("text", "")).startswith("Thank you")  # noqa: E731
+    telegram.misbehave("sendMessage", "malformed", when=thanking)
+    async with paying_stack(tmp_path, telegram_server=telegram) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        async with asyncio.timeout(10):
+            while True:
+                entry = await stack.veil.desk.journal.get(f"payment:{charge}")
+                if entry is not None and entry.notified_at is not None:
+                    break
+                await asyncio.sleep(0.02)
+        texts = [m.get("text", "") for m in stack.telegram.sent_messages(USER)]
+        assert await balance_units(stack, USER) == 50 * STAR
+    assert telegram.misbehaved == [("sendMessage", "malformed")]
+    assert [text for text in texts if text.startswith("Thank you")] == [
+        "Thank you! 50 ★ added. Balance: 50 ★."
+    ]
 
 
 async def test_a_pre_checkout_the_ledger_cannot_judge_is_refused_politely_at_once(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.botstack import running_stack
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import ANN, GROUP, final_reply
 from tests.test_bot_inline import ask_inline, final_edit
@@ -125,3 +126,23 @@ async def test_an_inline_answer_in_html_shows_its_text_under_the_question(tmp_pa
     assert final["text"].endswith(
         "<div>\nThe obsidian kettledrum costs 42.\n</div>\n\nUse List<String> for the tangerines."
     )
+
+
+async def test_a_final_edit_a_proxy_answered_with_its_own_page_is_tried_again(
+    tmp_path: Path,
+) -> None:
+    # A proxy's page in place of the Bot API's reply (ClientDecodeError, no TelegramAPIError)
+    # is no refusal: the same edit again, as after a 5xx. It went up out of the sink as a bug,
+    # and the message kept its stop button and no answer.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("editMessageText", "page", when=lambda params: params["chat_id"] == GROUP)
+    async with running_stack(tmp_path, answer=SHORT, telegram_server=telegram, **FAST) as stack:
+        stack.telegram.send_text(ANN, "/ask Tell me about tangerines", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        edits = group_edits(stack)
+    assert telegram.misbehaved == [("editMessageText", "page")]
+    assert [call.answered == "ok" for call in edits] == [True]
+    assert final["rich_message"]["blocks"] == [
+        {"type": "paragraph", "text": [{"type": "bold", "text": "Tangerine"}, " is ",
+                                       {"type": "code", "text": "orange"}, "."]}
+    ]  # fmt: skip

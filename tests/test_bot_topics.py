@@ -16,6 +16,7 @@ import structlog
 from services.audit import Auditor
 from services.titles import TITLE_PROMPT
 from tests.botstack import TOKEN, Stack, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.telegram import FakeTelegram
 
 if TYPE_CHECKING:
@@ -414,3 +415,21 @@ async def test_forget_during_an_answer_asks_no_title_of_it(tmp_path: Path) -> No
         titles_asked = titles()
     assert len(titles_asked) == 1
     assert secret not in titles_asked[0]
+
+
+async def test_a_rename_a_proxy_answered_with_its_own_page_is_only_logged(tmp_path: Path) -> None:
+    # A proxy's page in place of Telegram's reply to the topic's rename (ClientDecodeError, no
+    # TelegramAPIError) went up as the answer's failure: the user, whose answer had arrived,
+    # was told Telegram did not take the reply and to send it again.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.state.topics.enabled = True
+    telegram.misbehave("editForumTopic", "page")
+    async with running_stack(
+        tmp_path, answer=echo, telegram_server=telegram, conversation_titles=True
+    ) as stack:
+        thread = await new_topic(stack, 2)
+        await asked(stack, "first question", thread, 3)
+        await _until(lambda: telegram.misbehaved == [("editForumTopic", "page")])
+        answer = await asked(stack, "second question", thread, 4)
+    assert answer["text"].startswith("re: second question")
+    assert [t.name for t in stack.telegram.state.topics.of(USER)] == ["New conversation"]

@@ -273,12 +273,13 @@ async def test_admins_see_unmatched_payments_in_stats_and_assign_them(tmp_path: 
         assert (await told(stack, CAROL, 1)).startswith("I don't know /tonassign.")
         assert (await stack.veil.credit.balance(CAROL)).units == 0
         # No Telegram user has these ids: a group's (negative), none, one past any integer the
-        # database holds, a superscript digit (str.isdigit says yes, int() says no).
-        for count, user in enumerate((f"-{CAROL}", "0", "9" * 20, "\u00b2"), 2):
+        # database holds, a superscript digit (str.isdigit says yes, int() says no), 2^52 (the
+        # Bot API's ids have at most 52 significant bits; this one has 53).
+        for count, user in enumerate((f"-{CAROL}", "0", "9" * 20, "\u00b2", str(2**52)), 2):
             telegram.send_text(ADMIN, f"/tonassign {tx_hash[:12]} {user}")
             assert (await told(stack, ADMIN, count)).startswith("Usage: /tonassign"), user
         telegram.send_text(ADMIN, f"/tonassign {tx_hash[:12]} {CAROL}")
-        assert await told(stack, ADMIN, 6) == (
+        assert await told(stack, ADMIN, 7) == (
             f"Payment {tx_hash[:16]} (2 GRAM) credited to user {CAROL}: 500 ★. They will be told."
         )
         assert await told(stack, CAROL, 2) == (
@@ -286,11 +287,11 @@ async def test_admins_see_unmatched_payments_in_stats_and_assign_them(tmp_path: 
             " Balance: 500 ★."
         )
         telegram.send_text(ADMIN, f"/tonassign {tx_hash[:12]} {CAROL}")
-        assert await told(stack, ADMIN, 7) == (
+        assert await told(stack, ADMIN, 8) == (
             "That payment is not unmatched: it is credited already, or below the dust minimum."
         )
         telegram.send_text(ADMIN, "/tonassign nonsense")
-        assert (await told(stack, ADMIN, 8)).startswith("Usage: /tonassign")
+        assert (await told(stack, ADMIN, 9)).startswith("Usage: /tonassign")
         assert (await stack.veil.credit.balance(CAROL)).units == 500_000_000
 
 
@@ -431,6 +432,40 @@ async def test_the_credit_notice_through_a_reply_that_is_not_the_bot_apis_is_tri
             notify = TonNotifier(bot, Catalogs())
             telegram.misbehave("sendMessage", "page")
             assert await notify(booking) is False
+            assert await notify(booking) is True
+        finally:
+            await bot.session.close()
+    assert [m["text"] for m in telegram.sent_messages(4711)] == [notify.text(booking)]
+
+
+async def test_a_credit_notice_telegram_took_with_a_reply_that_does_not_validate_is_told_once() -> (
+    None
+):
+    # The Bot API's "ok" with a Message that does not validate: the notice went out. Taken for
+    # a Telegram that cannot take it now, it was told again on the watcher's next pass.
+    payment = TonPayment(
+        hash="ab" * 32,
+        asset="gram",
+        lt=7,
+        utime=int(time.time()),
+        sender=None,
+        amount=10**9,
+        comment=None,
+        order_id=None,
+        status="credited",
+        reason=None,
+        late=False,
+        user_id=4711,
+        units=250_000_000,
+        created_at=int(time.time()),
+        assigned_by=1,
+    )
+    booking = TonBooking(payment=payment, new=True, balance=250_000_000)
+    async with HostileTelegram(token=TOKEN) as telegram:
+        bot = build_bot(TOKEN, telegram.url)
+        try:
+            notify = TonNotifier(bot, Catalogs())
+            telegram.misbehave("sendMessage", "malformed")
             assert await notify(booking) is True
         finally:
             await bot.session.close()
