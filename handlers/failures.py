@@ -25,14 +25,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram.exceptions import (
-    ClientDecodeError,
     TelegramAPIError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
 )
 
-from handlers.replies import buy_keyboard, link_keyboard, retry_keyboard
+from handlers.replies import TELEGRAM_LATER, buy_keyboard, link_keyboard, retry_keyboard
 from services.errors import (
     AnswerInProgress,
     BackendError,
@@ -99,11 +95,6 @@ TEXTS: list[tuple[type[VeilError], str]] = [
 def text_key(error: VeilError) -> str:
     """The catalog key of the user's text for ``error``."""
     return next(key for kind, key in TEXTS if isinstance(error, kind))
-
-
-# Telegram did not take a call now (not refused it): a 5xx, the network, a long flood wait, a
-# reply that is not the Bot API's (a proxy's page), as the payment desk and /refund read them.
-_TELEGRAM_AWAY = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter, ClientDecodeError)
 
 
 def _method_of(error: BaseException) -> str | None:
@@ -221,7 +212,7 @@ class Failures:
         """
         key = "error_internal"
         # A reply Telegram took whose result does not validate (``taken``) is no Telegram away.
-        if isinstance(error, _TELEGRAM_AWAY) and not getattr(error, "taken", False):
+        if isinstance(error, TELEGRAM_LATER) and not getattr(error, "taken", False):
             key = "error_telegram"
             log.warning(
                 "telegram.unavailable",
