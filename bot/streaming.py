@@ -371,31 +371,32 @@ class DraftSink:
             markup = self.final_markup if index == len(parts) - 1 else None
             if not plain:
                 try:
-                    await delivered(
-                        partial(
-                            self.bot.send_message,
-                            chat_id=self.chat_id,
-                            message_thread_id=self.thread_id,
-                            text=part.text,
-                            entities=entities_of(part),
-                            reply_markup=markup,
-                        )
-                    )
+                    await self._deliver(part.text, entities_of(part), markup)
                 except TelegramBadRequest:
                     # Telegram refused the formatting: the same text goes out plain.
                     log.warning("streaming.entities_rejected", part=index)
                     plain = True
                 else:
                     continue
-            await delivered(
-                partial(
-                    self.bot.send_message,
-                    chat_id=self.chat_id,
-                    message_thread_id=self.thread_id,
-                    text=part.text,
-                    reply_markup=markup,
-                )
+            await self._deliver(part.text, markup=markup)
+
+    async def _deliver(
+        self,
+        text: str,
+        entities: list[MessageEntity] | None = None,
+        markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        """Send one message of the final answer (``delivered``: sent again if not taken)."""
+        await delivered(
+            partial(
+                self.bot.send_message,
+                chat_id=self.chat_id,
+                message_thread_id=self.thread_id,
+                text=text,
+                entities=entities,
+                reply_markup=markup,
             )
+        )
 
     async def _send_rich(self, text: str) -> str:
         """Send the answer as rich messages; what Telegram refused, left for the fallback.
@@ -411,15 +412,7 @@ class DraftSink:
         if thought.strip():
             folded = quote(thought, MAX_FOLDED, expandable=True)
             try:
-                await delivered(
-                    partial(
-                        self.bot.send_message,
-                        chat_id=self.chat_id,
-                        message_thread_id=self.thread_id,
-                        text=folded.text,
-                        entities=entities_of(folded),
-                    )
-                )
+                await self._deliver(folded.text, entities_of(folded))
             except TelegramBadRequest:
                 log.warning("streaming.thought_rejected")  # only shown: the answer goes on
         self._thinking = FoldedText()

@@ -404,15 +404,14 @@ async def test_every_kind_of_transfer_end_to_end_through_telegram(tmp_path: Path
         assert [r.status for r in chain.requests].count(429) == 2
 
 
-async def test_the_credit_notice_through_a_reply_that_is_not_the_bot_apis_is_tried_again() -> None:
-    # A proxy's page instead of the Bot API's answer is a Telegram that cannot take the
-    # message now, like a 5xx: the watcher tells the user on its next pass. It went up out of
-    # the notifier and the watcher's pass as an unexpected error instead.
+def assigned_booking(user_id: int) -> TonBooking:
+    """A 1 GRAM payment an admin assigned to ``user_id`` (250 ★), as the watcher tells it."""
+    now = int(time.time())
     payment = TonPayment(
         hash="ab" * 32,
         asset="gram",
         lt=7,
-        utime=int(time.time()),
+        utime=now,
         sender=None,
         amount=10**9,
         comment=None,
@@ -420,12 +419,19 @@ async def test_the_credit_notice_through_a_reply_that_is_not_the_bot_apis_is_tri
         status="credited",
         reason=None,
         late=False,
-        user_id=4711,
+        user_id=user_id,
         units=250_000_000,
-        created_at=int(time.time()),
+        created_at=now,
         assigned_by=1,
     )
-    booking = TonBooking(payment=payment, new=True, balance=250_000_000)
+    return TonBooking(payment=payment, new=True, balance=250_000_000)
+
+
+async def test_the_credit_notice_through_a_reply_that_is_not_the_bot_apis_is_tried_again() -> None:
+    # A proxy's page instead of the Bot API's answer is a Telegram that cannot take the
+    # message now, like a 5xx: the watcher tells the user on its next pass. It went up out of
+    # the notifier and the watcher's pass as an unexpected error instead.
+    booking = assigned_booking(4711)
     async with HostileTelegram(token=TOKEN) as telegram:
         bot = build_bot(TOKEN, telegram.url)
         try:
@@ -443,24 +449,7 @@ async def test_a_credit_notice_telegram_took_with_a_reply_that_does_not_validate
 ):
     # The Bot API's "ok" with a Message that does not validate: the notice went out. Taken for
     # a Telegram that cannot take it now, it was told again on the watcher's next pass.
-    payment = TonPayment(
-        hash="ab" * 32,
-        asset="gram",
-        lt=7,
-        utime=int(time.time()),
-        sender=None,
-        amount=10**9,
-        comment=None,
-        order_id=None,
-        status="credited",
-        reason=None,
-        late=False,
-        user_id=4711,
-        units=250_000_000,
-        created_at=int(time.time()),
-        assigned_by=1,
-    )
-    booking = TonBooking(payment=payment, new=True, balance=250_000_000)
+    booking = assigned_booking(4711)
     async with HostileTelegram(token=TOKEN) as telegram:
         bot = build_bot(TOKEN, telegram.url)
         try:
