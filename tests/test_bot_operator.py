@@ -441,17 +441,23 @@ def _stopped_or_ended(process: subprocess.Popen[str]) -> None:
         time.sleep(0.01)
 
 
-def test_a_second_backup_to_the_same_name_leaves_the_first_whole(tmp_path: Path) -> None:
-    # A cron backup overlapping one run by hand, both to today's name: the second removed the
-    # first's half-made copy and made its own under the same name; the first, done, took that
-    # one as the backup, which the second was still writing (and never finished: killed).
-    source, target = tmp_path / "veil.db", tmp_path / "backups" / "veil-today.db"
+def ledger_to_back_up(folder: Path) -> tuple[Path, Path]:
+    """A 16 MB WAL database (a copy long enough to stop midway) and its backup's path."""
+    source, target = folder / "veil.db", folder / "backups" / "veil-today.db"
     target.parent.mkdir()
     with closing(sqlite3.connect(source)) as db:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("CREATE TABLE ledger (amount BLOB)")
         db.executemany("INSERT INTO ledger VALUES (?)", ([bytes(2000)] for _ in range(8000)))
         db.commit()
+    return source, target
+
+
+def test_a_second_backup_to_the_same_name_leaves_the_first_whole(tmp_path: Path) -> None:
+    # A cron backup overlapping one run by hand, both to today's name: the second removed the
+    # first's half-made copy and made its own under the same name; the first, done, took that
+    # one as the backup, which the second was still writing (and never finished: killed).
+    source, target = ledger_to_back_up(tmp_path)
 
     def backup(other: int) -> subprocess.Popen[str]:
         return subprocess.Popen(  # noqa: S603 -- this interpreter, the script above
@@ -491,13 +497,7 @@ def test_a_second_backup_to_the_same_name_leaves_the_first_whole(tmp_path: Path)
 
 
 def test_a_backup_killed_midway_leaves_nothing_under_the_backups_name(tmp_path: Path) -> None:
-    source, target = tmp_path / "veil.db", tmp_path / "backups" / "veil-today.db"
-    target.parent.mkdir()
-    with closing(sqlite3.connect(source)) as db:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("CREATE TABLE ledger (amount BLOB)")
-        db.executemany("INSERT INTO ledger VALUES (?)", ([bytes(2000)] for _ in range(8000)))
-        db.commit()
+    source, target = ledger_to_back_up(tmp_path)
     child = subprocess.run(  # noqa: S603 -- this interpreter, the script above
         [sys.executable, "-c", BACKUP_THEN_DIE, str(source), str(target)],
         capture_output=True,
