@@ -51,6 +51,7 @@ from aiogram.types import InputRichBlockThinking, InputRichMessage, MessageEntit
 
 from bot.formatting import Rendered, plain_parts, preview, render_parts
 from bot.rich import draft_markdown, rich_parts
+from bot.telegram import UnreadableReply
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 from common.folded import FoldedText
 from common.logs import describe
@@ -83,7 +84,7 @@ async def delivered(send: Callable[[], Awaitable[object]]) -> None:
         try:
             await send()
         except _NOT_TAKEN as exc:
-            if getattr(exc, "taken", False):  # Telegram said ok, with a result we cannot read
+            if isinstance(exc, UnreadableReply) and exc.taken:  # Telegram said ok: it went out
                 log.warning("streaming.final_unreadable", error=describe(exc))
                 return
             if attempt == FINAL_TRIES - 1:

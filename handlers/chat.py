@@ -38,6 +38,7 @@ from handlers.replies import (
     pressed_in_private,
     retry_keyboard,
     topic_of,
+    went_out,
 )
 from services.chat import CONTINUE_PROMPT, CUT, Question
 from services.errors import AnswerInProgress, InferenceError
@@ -469,7 +470,7 @@ async def tell_interrupted(bot: Bot, catalogs: Catalogs, credit: Credit) -> int:
         try:
             await _tell_cut(bot, cut.chat.chat_id, cut.chat.thread_id, texts("interrupted"))
         except TELEGRAM_LATER as exc:
-            if getattr(exc, "taken", False):  # Telegram said ok, to a result we cannot read
+            if went_out(exc):
                 log.warning("chat.interrupted_unreadable", user_id=cut.user_id)
                 told += 1
                 continue

@@ -24,11 +24,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
-from aiogram.exceptions import (
-    TelegramAPIError,
-)
+from aiogram.exceptions import TelegramAPIError
 
-from handlers.replies import TELEGRAM_LATER, buy_keyboard, link_keyboard, retry_keyboard
+from handlers.replies import (
+    TELEGRAM_LATER,
+    buy_keyboard,
+    link_keyboard,
+    retry_keyboard,
+    went_out,
+)
 from services.errors import (
     AnswerInProgress,
     BackendError,
@@ -211,8 +215,7 @@ class Failures:
         Telegram that could not take a call now is told as that, and logged without a trace.
         """
         key = "error_internal"
-        # A reply Telegram took whose result does not validate (``taken``) is no Telegram away.
-        if isinstance(error, TELEGRAM_LATER) and not getattr(error, "taken", False):
+        if isinstance(error, TELEGRAM_LATER) and not went_out(error):
             key = "error_telegram"
             log.warning(
                 "telegram.unavailable",

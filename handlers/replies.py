@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 TELEGRAM_LATER = (TelegramNetworkError, TelegramRetryAfter, TelegramServerError, ClientDecodeError)
 
 
+def went_out(error: BaseException) -> bool:
+    """Whether Telegram took the call after all: it said ok, to a result that does not validate.
+
+    ``taken`` is the bot's ``UnreadableReply``'s (handlers cannot import ``bot``); such a
+    message went out, so it is neither sent again nor told as lost.
+    """
+    return bool(getattr(error, "taken", False))
+
+
 def per_thousand(units_per_token: int) -> str:
     """A per-token price in µ★ as Stars per 1000 tokens."""
     return format_units(units_per_token * 1000)

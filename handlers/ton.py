@@ -25,7 +25,7 @@ from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboar
 from aiogram.utils.formatting import Bold, Code, Text
 
 from handlers.callbacks import BuyGram, BuyUsdt
-from handlers.replies import TELEGRAM_LATER
+from handlers.replies import TELEGRAM_LATER, went_out
 from services.errors import UnknownPack
 from services.prices import format_units
 from services.ton.shop import format_amount
@@ -171,7 +171,7 @@ class TonNotifier:
         try:
             await self._bot.send_message(user_id, self.text(booking))
         except TELEGRAM_LATER as exc:
-            if getattr(exc, "taken", False):  # Telegram said ok, to a result we cannot read
+            if went_out(exc):
                 log.warning("ton.notify_unreadable", tx=booking.payment.hash)
                 return True
             log.warning("ton.notify_later", tx=booking.payment.hash, error=type(exc).__name__)
