@@ -1,9 +1,9 @@
-"""The public listener's connection hardening: ``common.connections``, counted and refused here.
+"""The public listener's body reads, refused in the gateway's own words.
 
 The guard, its site and request handler, and bounded body reads are the shared ones
 (``common.connections``: a connection cap, a header timeout that also closes idle keep-alive
 connections, hang-up callbacks); the gateway counts them into its metrics
-(``ConnectionGuard(..., metrics=gateway.metrics)``) and ``read_body`` here answers what the
+(``ConnectionGuard(..., metrics=gateway.metrics)``), and ``read_body`` here answers what the
 shared one refuses with the gateway's own refusals (``gateway.refusals``): 413 ``too_large``,
 408 ``body_timeout``, 400 ``malformed``.
 """
@@ -12,30 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common.connections import (
-    BodyMalformed,
-    BodyTimedOut,
-    BodyTooLarge,
-    ConnectionGuard,
-    GuardedRequestHandler,
-    GuardedSite,
-    send_and_close,
-    watch_connection,
-)
+from common.connections import BodyMalformed, BodyTimedOut, BodyTooLarge
 from common.connections import read_body as read_whole_body
 from gateway.refusals import Refusal, malformed
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-__all__ = [
-    "ConnectionGuard",
-    "GuardedRequestHandler",
-    "GuardedSite",
-    "read_body",
-    "send_and_close",
-    "watch_connection",
-]
 
 
 async def read_body(request: web.Request, *, limit: int, within: float) -> bytes:

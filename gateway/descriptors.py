@@ -14,12 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from common.connections import connection_cap
-
 if TYPE_CHECKING:
     import asyncio
-
-__all__ = ["ACCEPT_ERROR", "AcceptErrorFilter", "connection_cap"]
 
 log = structlog.get_logger("veil.gateway")
 

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from common.connections import watch_connection
 from common.sockets import reset_connection
-from gateway.connections import watch_connection
 from gateway.events import BackendFailure, ContentDelta, Finish, ReasoningDelta
 from gateway.settlement import Tally, record_outcome, settle
 from gateway.shaping import RecordSize, held_until

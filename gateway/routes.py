@@ -1,7 +1,7 @@
 """The gateway's HTTP routes: thin handlers over ``Gateway`` and ``relay``.
 
 Public listener (``VEIL_GATEWAY_HOST``/``VEIL_GATEWAY_PORT``, guarded by
-``gateway.connections``):
+``common.connections``):
 
 - ``GET /v1/keys``: the signed key bundle of the current HPKE key
 - ``POST /v1/sealed/chat/completions``: sealed request in, sealed chunk stream out
@@ -26,13 +26,8 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from gateway.connections import (
-    ConnectionGuard,
-    GuardedSite,
-    read_body,
-    send_and_close,
-)
-from gateway.descriptors import connection_cap
+from common.connections import ConnectionGuard, GuardedSite, connection_cap, send_and_close
+from gateway.connections import read_body
 from gateway.refusals import Refusal, refusal_for
 from gateway.relay import relay
 from gateway.server import UPSTREAM_SPARE, Gateway

@@ -17,7 +17,8 @@ import pytest
 import structlog
 from aiohttp import web
 
-from gateway.descriptors import ACCEPT_ERROR, AcceptErrorFilter, connection_cap
+from common.connections import connection_cap
+from gateway.descriptors import ACCEPT_ERROR, AcceptErrorFilter
 from gateway.limits import Limits
 from gateway.relay import _may_wait
 from gateway.shaping import LoopTicker, Shaping, StreamShape
