@@ -142,6 +142,7 @@ class FakeToncenter(Served):
     url: str = ""
     requests: list[Request] = field(default_factory=list)
     keep_requests: int | None = None  # the last N requests kept in ``requests`` (None: all)
+    ignore_offset: bool = False  # answer every page as if ``offset`` were 0 (a broken indexer)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     jetton_transfers: list[dict[str, Any]] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
@@ -366,7 +367,7 @@ class FakeToncenter(Served):
         except (KeyError, AddressError, ValueError):
             return web.json_response({"error": "invalid account"}, status=422)
         found = [tx for tx in self.transactions if tx["account"] == account]
-        page = _page(found, query, "lt", "now")
+        page = _page(found, query, "lt", "now", ignore_offset=self.ignore_offset)
         book = {tx["account"]: {"user_friendly": account, "domain": None} for tx in page}
         return web.json_response({"transactions": page, "address_book": book})
 
@@ -381,11 +382,20 @@ class FakeToncenter(Served):
             found = [t for t in found if t[side] == owner]
         if "jetton_master" in query:
             found = [t for t in found if t["jetton_master"] == raw(query["jetton_master"])]
-        page = _page(found, query, "transaction_lt", "transaction_now")
+        page = _page(
+            found, query, "transaction_lt", "transaction_now", ignore_offset=self.ignore_offset
+        )
         return web.json_response({"jetton_transfers": page, "address_book": {}, "metadata": {}})
 
 
-def _page(records: list[dict[str, Any]], query: Any, lt_key: str, time_key: str) -> list[Any]:  # noqa: ANN401 -- a query mapping
+def _page(
+    records: list[dict[str, Any]],
+    query: Any,  # noqa: ANN401 -- a query mapping
+    lt_key: str,
+    time_key: str,
+    *,
+    ignore_offset: bool = False,
+) -> list[Any]:
     """Filter by lt and time, sort, then ``offset`` and ``limit`` as toncenter does."""
     if "start_lt" in query:
         records = [r for r in records if int(r[lt_key]) >= int(query["start_lt"])]
@@ -395,5 +405,5 @@ def _page(records: list[dict[str, Any]], query: Any, lt_key: str, time_key: str)
         records = [r for r in records if int(r[time_key]) >= int(query["start_utime"])]
     records = sorted(records, key=lambda r: int(r[lt_key]), reverse=query.get("sort") == "desc")
     limit = min(int(query.get("limit", "10")), MAX_LIMIT)
-    offset = int(query.get("offset", "0"))
+    offset = 0 if ignore_offset else int(query.get("offset", "0"))
     return records[offset : offset + limit]

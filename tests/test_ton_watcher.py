@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey
-from services.ton.errors import PaymentNotFound, PaymentNotUnmatched
+from services.ton.errors import PaymentNotFound, PaymentNotUnmatched, ToncenterUnavailable
 from services.ton.watcher import TonWatcher
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import comment_boc, hex_hash, op_boc
@@ -272,6 +272,42 @@ async def test_pages_are_followed_and_records_sharing_one_lt_are_not_skipped(
         for n in range(5):
             assert await stack.balance(2000 + n) == 70_000_000
             assert await stack.balance(3000 + n) == PACK_UNITS
+        await sound(stack)
+
+
+async def test_an_indexer_that_ignores_offset_stops_the_pass_and_skips_nothing(
+    tmp_path: Path,
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        orders = [await order(stack, 2000 + n, "usdt", "1000000") for n in range(3)]
+        for paid in orders:  # three transfers sharing one lt: more than a page of 2
+            stack.chain.add_jetton_transfer(
+                WALLET_RAW, amount=1_000_000, comment=paid.id, lt=48_000_000_000_000
+            )
+        stack.chain.ignore_offset = True  # every page comes back as the first one
+        watcher = stack.watcher(page_size=2)
+        with capture_logs() as logs:
+            async with asyncio.timeout(5):
+                assert await watcher.poll() == 2
+        stuck = [e for e in logs if e["event"] == "ton.page_not_advancing"]
+        assert len(stuck) == 1
+        assert stuck[0]["asset"] == "usdt"
+        assert stuck[0]["log_level"] == "warning"
+        # From the start time; from the cursor's lt; the same page again for offset 2: stop.
+        assert [r.params["offset"] for r in stack.chain.calls("/api/v3/jetton/transfers")] == [
+            "0",
+            "0",
+            "2",
+        ]
+        cursor = await stack.books.cursor("usdt")
+        assert cursor.lt == 48_000_000_000_000
+        assert await stack.balance(2002) == 0
+        with pytest.raises(ToncenterUnavailable, match="same page"):  # reconcile: no partial list
+            await stack.reader.everything("usdt", cursor, limit=2)
+        # The indexer pages properly again: the next pass reads on from the kept cursor.
+        stack.chain.ignore_offset = False
+        assert await watcher.poll() == 1
+        assert [await stack.balance(2000 + n) for n in range(3)] == [70_000_000] * 3
         await sound(stack)
 
 

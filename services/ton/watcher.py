@@ -98,8 +98,14 @@ class ChainReader:
         found: list[Transfer] = []
         seen: set[str] = set()
         offset = 0
+        before: tuple[int, str, int, str] | None = None
         while True:
             page = await self.page(asset, cursor, limit=limit, offset=offset)
+            ends = _ends(page)
+            if offset > 0 and ends == before:
+                log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
+                raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
+            before = ends
             found.extend(t for t in page.transfers if t.hash not in seen)
             seen.update(t.hash for t in page.transfers)
             if page.size < limit:
@@ -180,9 +186,18 @@ class TonWatcher:
         cursor = await self._books.cursor(asset)
         booked = 0
         offset = 0
+        before: tuple[int, str, int, str] | None = None
         while True:
             asked = cursor.lt
             page = await self._reader.page(asset, cursor, limit=self._page_size, offset=offset)
+            ends = _ends(page)
+            if offset > 0 and ends == before:
+                # Asked to step over the records already read, an indexer that ignores
+                # ``offset`` gives the same page again, and would forever: stop this pass (the
+                # cursor stays where it is, nothing is skipped) and try again on the next.
+                log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
+                return booked
+            before = ends
             for transfer in page.transfers:
                 if _after(transfer, cursor, check_hash=asset == "gram"):
                     booked += await self._take(transfer)
@@ -214,6 +229,14 @@ class TonWatcher:
     async def _tell(self, booking: TonBooking) -> None:
         if await self._notify(booking):
             await self._books.notified(booking.payment.hash)
+
+
+def _ends(page: Page) -> tuple[int, str, int, str] | None:
+    """The first and last record of a page (lt and hash): a page that repeats has the same."""
+    if not page.transfers:
+        return None
+    first, last = page.transfers[0], page.transfers[-1]
+    return (first.lt, first.hash, last.lt, last.hash)
 
 
 def _after(transfer: Transfer, cursor: TonCursor, *, check_hash: bool) -> bool:
