@@ -11,19 +11,27 @@ base64, ``lt`` and amounts as strings, ``description.aborted``, ``in_msg`` with 
 ``destination``, ``value``, ``bounced`` and ``message_content`` whose ``body`` is a real BoC
 built with ``pytoniq-core`` (and ``decoded.comment`` for a text comment), and jetton transfers
 with a ``forward_payload`` BoC. Addresses are given back in whatever form the test put them in.
+``POST /api/v3/runGetMethod`` runs one get-method, a jetton master's ``get_wallet_address``
+(``{"address", "method", "stack": [{"type": "slice", "value": <BoC>}]}`` answered ``{"gas_used",
+"exit_code", "stack"}``): every master computes its wallets deterministically
+(``jetton_wallet``), and a jetton transfer comes from the sender's wallet of its master unless
+``forged`` (a fake wallet contract that names the real master).
 
 Tests add records with ``add_transaction`` / ``add_jetton_transfer`` (lt numbers grow by
 themselves, or are given), or pay a ``ton://transfer/…`` or Tonkeeper transfer link as a wallet
 would (``pay_link``: its address, exact amount and comment; a ``jetton`` link as a jetton
 transfer), and can make it answer 429 (``rate_limit_next``), fail with another
-status (``fail_next``) or answer slowly (``delay``). ``requests`` records every request.
+status (``fail_next``), answer a page that is no JSON (``garbage_next``; each of them for every
+endpoint or one ``path``) or answer slowly (``delay``). ``requests`` records every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -34,6 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import web
 from pytoniq_core.boc.address import Address, AddressError
 from pytoniq_core.boc.builder import Builder
+from pytoniq_core.boc.cell import Cell
 
 from playground.served import Served
 
@@ -45,6 +54,7 @@ __all__ = [
     "Transfer",
     "comment_boc",
     "hex_hash",
+    "jetton_wallet",
     "new_hash",
     "op_boc",
     "raw",
@@ -107,6 +117,16 @@ def raw(address: str) -> str:
     return str(Address(address).to_str(is_user_friendly=False)).upper()
 
 
+def jetton_wallet(master: str, owner: str) -> str:
+    """The jetton wallet (raw, upper-case hex) ``master`` computes for ``owner``: a fixed hash.
+
+    A real master derives it from the wallet code and the owner; any fixed function of the two
+    stands in for that here.
+    """
+    digest = hashlib.sha256(f"jetton-wallet:{raw(master)}:{raw(owner)}".encode()).hexdigest()
+    return "0:" + digest.upper()
+
+
 def new_hash() -> str:
     """A random transaction hash in toncenter's base64."""
     return base64.b64encode(secrets.token_bytes(32)).decode()
@@ -131,6 +151,8 @@ class Request:
 class _Fault:
     status: int
     remaining: int
+    path: str | None = None  # only requests to this endpoint (None: any)
+    garbage: bool = False  # a 200 whose body is an HTML page, as a proxy in the way gives
 
 
 @dataclass
@@ -252,14 +274,21 @@ class FakeToncenter(Served):
         aborted: bool = False,
         lt: int | None = None,
         now: int | None = None,
+        forged: bool = False,
     ) -> dict[str, Any]:
-        """A jetton transfer to ``owner`` (the receiving wallet's owner); returns the record."""
+        """A jetton transfer to ``owner`` (the receiving wallet's owner); returns the record.
+
+        It comes from ``source``'s wallet of ``master``; a ``forged`` one from a wallet that
+        is not the master's (a fake contract that answers ``get_wallet_data`` with the real
+        master, so the indexer lists it under that master all the same).
+        """
+        wallet = jetton_wallet("0:" + "66" * 32 if forged else master, source)
         record = {
             "query_id": "0",
             "source": raw(source),
             "destination": raw(owner),
             "amount": str(amount),
-            "source_wallet": "0:" + secrets.token_hex(32).upper(),
+            "source_wallet": wallet,
             "jetton_master": raw(master),
             "transaction_hash": new_hash(),
             "transaction_lt": str(next(self._lts) if lt is None else lt),
@@ -297,13 +326,23 @@ class FakeToncenter(Served):
 
     # -- failures ----------------------------------------------------------------------------
 
-    def rate_limit_next(self, count: int = 1) -> None:
-        """Answer the next ``count`` requests 429 with toncenter's body."""
-        self._faults.append(_Fault(HTTPStatus.TOO_MANY_REQUESTS, count))
+    def rate_limit_next(self, count: int = 1, *, path: str | None = None) -> None:
+        """Answer the next ``count`` requests (to ``path``) 429 with toncenter's body."""
+        self._faults.append(_Fault(HTTPStatus.TOO_MANY_REQUESTS, count, path))
 
-    def fail_next(self, count: int = 1, status: int = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:
-        """Answer the next ``count`` requests with ``status``."""
-        self._faults.append(_Fault(status, count))
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = HTTPStatus.INTERNAL_SERVER_ERROR,
+        *,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests (to ``path``) with ``status``."""
+        self._faults.append(_Fault(status, count, path))
+
+    def garbage_next(self, count: int = 1, *, path: str | None = None) -> None:
+        """Answer the next ``count`` requests (to ``path``) 200 with an HTML page."""
+        self._faults.append(_Fault(HTTPStatus.OK, count, path, garbage=True))
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -312,6 +351,7 @@ class FakeToncenter(Served):
         return [
             web.get(f"{prefix}/api/v3/transactions", self._transactions),
             web.get(f"{prefix}/api/v3/jetton/transfers", self._jetton_transfers),
+            web.post(f"{prefix}/api/v3/runGetMethod", self._run_get_method),
         ]
 
     async def start(self) -> str:
@@ -345,18 +385,53 @@ class FakeToncenter(Served):
         if self.api_key is not None and key != self.api_key:
             status = HTTPStatus.UNAUTHORIZED
             reply = web.json_response({"error": "API key does not exist"}, status=status)
-        elif self._faults:
-            fault = self._faults[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                self._faults.pop(0)
+        elif (fault := self._fault_for(request.path)) is not None:
             status = fault.status
             body = RATE_LIMITED if status == HTTPStatus.TOO_MANY_REQUESTS else {"error": "fault"}
             reply = web.json_response(body, status=status)
-        self.requests.append(Request(request.path, dict(request.query), key, status))
+            if fault.garbage:
+                page = "<html><body>502 Bad Gateway</body></html>"
+                reply = web.Response(text=page, content_type="text/html")
+        params = dict(request.query)
+        if request.method == "POST" and request.can_read_body:
+            params |= _posted(await request.read())
+        self.requests.append(Request(request.path, params, key, status))
         if self.keep_requests is not None:
             del self.requests[: -self.keep_requests or None]
         return reply
+
+    def _fault_for(self, path: str) -> _Fault | None:
+        """The first fault waiting for a request to ``path`` (counted), or None."""
+        for fault in self._faults:
+            if fault.path is None or path.endswith(fault.path):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    async def _run_get_method(self, request: web.Request) -> web.Response:
+        """A master's ``get_wallet_address``, as toncenter runs it on the contract."""
+        if (refusal := await self._answer(request)) is not None:
+            return refusal
+        try:
+            body = json.loads(await request.read())
+            master = raw(body["address"])
+            method, stack = body["method"], body["stack"]
+            if not isinstance(stack, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AddressError):
+            return web.json_response({"error": "invalid request"}, status=422)
+        owner = None
+        if method == "get_wallet_address" and len(stack) == 1 and isinstance(stack[0], dict):
+            item = stack[0]
+            if item.get("type") == "slice" and isinstance(item.get("value"), str):
+                owner = _address_in(item["value"])
+        if owner is None:  # no such method, or a stack it cannot take: the TVM's exit code
+            return web.json_response({"gas_used": 700, "exit_code": 11, "stack": []})
+        wallet = Builder().store_address(Address(jetton_wallet(master, owner))).end_cell()
+        answer = {"type": "slice", "value": base64.b64encode(wallet.to_boc()).decode()}
+        return web.json_response({"gas_used": 4_260, "exit_code": 0, "stack": [answer]})
 
     async def _transactions(self, request: web.Request) -> web.Response:
         if (refusal := await self._answer(request)) is not None:
@@ -386,6 +461,26 @@ class FakeToncenter(Served):
             found, query, "transaction_lt", "transaction_now", ignore_offset=self.ignore_offset
         )
         return web.json_response({"jetton_transfers": page, "address_book": {}, "metadata": {}})
+
+
+def _posted(raw_body: bytes) -> dict[str, str]:
+    """The get-method request's address and method, to record (empty for a body not JSON)."""
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    return {k: v for k in ("address", "method") if isinstance(v := body.get(k), str)}
+
+
+def _address_in(boc: str) -> str | None:
+    """The address a slice argument (base64 BoC) holds, raw; None when it holds none."""
+    try:
+        address = Cell.one_from_boc(base64.b64decode(boc)).begin_parse().load_address()
+    except Exception:  # noqa: BLE001 -- a test's bad argument: the get-method fails
+        return None
+    return None if address is None else str(address.to_str(is_user_friendly=False))
 
 
 def _page(

@@ -16,6 +16,8 @@ from bot.__main__ import main
 from models.ton import TonCursor
 from services.ton.chain import (
     WalletAddress,
+    address_boc,
+    address_from_boc,
     comment_from_boc,
     gram_transfer,
     jetton_transfer,
@@ -24,7 +26,7 @@ from services.ton.chain import (
 from services.ton.errors import MalformedTransfer, ToncenterRateLimited, ToncenterUnavailable
 from services.ton.shop import TonPack, format_amount
 from services.ton.toncenter import ToncenterClient
-from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, comment_boc, op_boc
+from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, comment_boc, jetton_wallet, op_boc
 from tests.harness import free_port
 
 if TYPE_CHECKING:
@@ -258,3 +260,74 @@ async def test_a_page_that_arrives_in_pieces_is_read_whole(session: aiohttp.Clie
     finally:
         await runner.cleanup()
     assert page == [record] * 100
+
+
+async def test_the_wallet_check_asks_the_master_in_toncenters_shape(
+    session: aiohttp.ClientSession,
+) -> None:
+    owner = "0:" + "cd" * 32
+    async with FakeToncenter(api_key="k") as chain:
+        client = ToncenterClient(chain.url, session, api_key="k")
+        master = WalletAddress.parse(USDT_MASTER).raw
+        wallet = await client.jetton_wallet(master, owner)
+        assert wallet == jetton_wallet(USDT_MASTER, owner).lower()
+        (asked,) = chain.requests
+        assert (asked.path, asked.params, asked.api_key) == (
+            "/api/v3/runGetMethod",
+            {"address": master, "method": "get_wallet_address"},
+            "k",
+        )
+        # The fake answers as toncenter does: the result itself, a slice as a base64 BoC; a
+        # stack the method cannot take fails in the TVM (a nonzero exit code, no stack).
+        url, headers = chain.url + "/api/v3/runGetMethod", {"X-API-Key": "k"}
+        good = {"type": "slice", "value": address_boc(owner)}
+        body = {"address": USDT_MASTER, "method": "get_wallet_address", "stack": [good]}
+        async with session.post(url, json=body, headers=headers) as response:
+            answer = await response.json()
+        assert set(answer) == {"gas_used", "exit_code", "stack"}
+        assert answer["exit_code"] == 0
+        assert [item["type"] for item in answer["stack"]] == ["slice"]
+        assert address_from_boc(answer["stack"][0]["value"]) == wallet
+        body["stack"] = [{"type": "num", "value": "0x1"}]
+        async with session.post(url, json=body, headers=headers) as response:
+            assert (await response.json())["exit_code"] != 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "wallet"),
+    [
+        ({"gas_used": 1, "exit_code": 0, "stack": [{"type": "cell", "value": "ADDR"}]}, RAW),
+        ({"gas_used": 1, "exit_code": 0, "stack": [{"type": "slice", "value": "ADDR"}]}, RAW),
+        ({"gas_used": 1, "exit_code": 11, "stack": []}, None),
+        ({"gas_used": 1, "exit_code": 0, "stack": []}, None),
+        ({"gas_used": 1, "exit_code": 0, "stack": [{"type": "num", "value": "0x1"}]}, None),
+        ({"gas_used": 1, "exit_code": 0, "stack": [{"type": "slice", "value": "!!"}]}, None),
+        ({"gas_used": 1, "exit_code": 0, "stack": [{"type": "slice", "value": "TEXT"}]}, None),
+        ({"exit_code": 0, "stack": [{"type": "slice", "value": "ADDR"}] * 2}, None),
+        ({"ok": False, "result": "Ratelimit exceed", "code": 429}, None),
+    ],
+)
+async def test_only_one_address_from_the_master_is_a_wallet(
+    session: aiohttp.ClientSession, answer: dict[str, object], wallet: str | None
+) -> None:
+    text = json.dumps(answer)
+    text = text.replace("ADDR", address_boc(RAW)).replace("TEXT", comment_boc("hi"))
+
+    async def run(_request: web.Request) -> web.Response:
+        return web.Response(text=text, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/v3/runGetMethod", run)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        client = ToncenterClient(f"http://{host}:{port}", session)
+        if wallet is not None:
+            assert await client.jetton_wallet(USDT_MASTER, "0:" + "cd" * 32) == wallet
+        else:
+            with pytest.raises(ToncenterUnavailable):
+                await client.jetton_wallet(USDT_MASTER, "0:" + "cd" * 32)
+    finally:
+        await runner.cleanup()

@@ -14,10 +14,18 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey
+from services.ton.chain import WalletAddress
 from services.ton.errors import PaymentNotFound, PaymentNotUnmatched, ToncenterUnavailable
 from services.ton.watcher import TonWatcher
 from tests.books import inconsistent_users
-from tests.fakes.toncenter import comment_boc, hex_hash, op_boc
+from tests.fakes.toncenter import (
+    USDT_MASTER,
+    comment_boc,
+    hex_hash,
+    jetton_wallet,
+    op_boc,
+    raw,
+)
 from tests.tonstack import ALICE, BOB, CAROL, WALLET, WALLET_RAW, TonStack, ton_stack
 
 if TYPE_CHECKING:
@@ -252,6 +260,74 @@ async def test_a_real_usdt_transfer_is_credited_and_a_fake_jetton_refused(
         assert await stack.balance(ALICE) == 70_000_000
         assert stack.told[-1].payment.hash == hex_hash(real["transaction_hash"])
         assert stack.told[-1].payment.asset == "usdt"
+        await sound(stack)
+
+
+async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_credited(
+    tmp_path: Path,
+) -> None:
+    # A fake jetton wallet that answers get_wallet_data with the real USDT master: the
+    # indexer files its transfer under that master. Only the master's own get-method knows.
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE, "usdt", "1000000")
+        payer = "0:" + "cd" * 32
+        with capture_logs() as logs:
+            forged = stack.chain.add_jetton_transfer(
+                WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer, forged=True
+            )
+            await stack.watcher().poll()
+        assert raw(forged["jetton_master"]) == raw(USDT_MASTER)
+        assert await stack.balance(ALICE) == 0
+        assert await stack.books.recorded() == []
+        refused = [e for e in logs if e["event"] == "ton.forged_jetton"]
+        assert [(e["tx"], e["log_level"]) for e in refused] == [
+            (hex_hash(forged["transaction_hash"]), "warning")
+        ]
+        assert paid.id not in str(logs)  # the comment is never logged
+        asked = stack.chain.calls("/api/v3/runGetMethod")
+        assert [(r.params["address"], r.params["method"]) for r in asked] == [
+            (WalletAddress.parse(USDT_MASTER).raw, "get_wallet_address")
+        ]
+
+        # The payer's real wallet of the master pays: credited, the answer asked once only.
+        real = stack.chain.add_jetton_transfer(
+            WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
+        )
+        assert raw(real["source_wallet"]) == jetton_wallet(USDT_MASTER, payer)
+        await stack.watcher().poll()
+        assert await stack.balance(ALICE) == 70_000_000
+        assert len(stack.chain.calls("/api/v3/runGetMethod")) == 1
+        assert set(await recorded(stack)) == {hex_hash(real["transaction_hash"])}
+        await sound(stack)
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "garbage", "json_without_stack"])
+async def test_a_failing_wallet_check_credits_nothing_skips_nothing_and_is_tried_again(
+    tmp_path: Path, fault: str
+) -> None:
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        paid = await order(stack, ALICE, "usdt", "1000000")
+        record = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+        path = "/api/v3/runGetMethod"
+        if fault == "500":
+            stack.chain.fail_next(path=path)
+        elif fault == "429":
+            stack.chain.rate_limit_next(path=path)
+        elif fault == "garbage":
+            stack.chain.garbage_next(path=path)
+        else:  # a JSON object, but no get-method result in it
+            stack.chain.fail_next(status=200, path=path)
+        watcher = stack.watcher()
+        with pytest.raises(ToncenterUnavailable):
+            await watcher.poll()
+        assert await stack.balance(ALICE) == 0
+        assert await stack.books.recorded() == []
+        assert (await stack.books.cursor("usdt")).lt is None  # the page is read again
+        await watcher.poll()
+        assert await recorded(stack) == {
+            hex_hash(record["transaction_hash"]): ("credited", None, 70_000_000)
+        }
+        assert await stack.balance(ALICE) == 70_000_000
         await sound(stack)
 
 

@@ -9,7 +9,10 @@ snake string). Nothing here parses addresses or BoCs by hand.
 jetton transfer) into a ``Transfer``: the facts the books need, or a ``skip`` reason for records
 that bring no money (aborted, bounced, outgoing, to another account, a jetton that is not the
 real USDT). A record whose shape is wrong raises ``MalformedTransfer``: the watcher stops there
-rather than step over a payment it could not read.
+rather than step over a payment it could not read. A jetton transfer's ``jetton_master`` is only
+what the indexer believes; the watcher also checks that its sending wallet is the one the real
+master computes for the sender (``address_boc`` / ``address_from_boc`` carry the addresses of
+that get-method call).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytoniq_core.boc.address import Address, AddressError
+from pytoniq_core.boc.builder import Builder
 from pytoniq_core.boc.cell import Cell
 
 from services.ton.errors import MalformedTransfer
@@ -31,6 +35,8 @@ __all__ = [
     "USDT_MAINNET_MASTER",
     "Transfer",
     "WalletAddress",
+    "address_boc",
+    "address_from_boc",
     "comment_from_boc",
     "gram_transfer",
     "jetton_transfer",
@@ -134,9 +140,36 @@ def comment_from_boc(body: object) -> str | None:
     return text if isinstance(text, str) else None
 
 
+def address_boc(address: str) -> str:
+    """An address as a get-method's slice argument: a cell holding it, as a base64 BoC."""
+    cell = Builder().store_address(Address(address)).end_cell()
+    return base64.b64encode(cell.to_boc()).decode()
+
+
+def address_from_boc(boc: object) -> str | None:
+    """The address (raw form) a get-method answered as a slice or cell (base64 BoC), or None.
+
+    None for anything else: not a string, not a BoC, no address in it, or more than an address.
+    """
+    if not isinstance(boc, str) or not boc:
+        return None
+    try:
+        cell_slice = Cell.one_from_boc(base64.b64decode(boc, validate=True)).begin_parse()
+        address = cell_slice.load_address()
+    except Exception:  # noqa: BLE001 -- untrusted bytes from the indexer: any failure is "none"
+        return None
+    if not isinstance(address, Address) or cell_slice.remaining_bits or cell_slice.remaining_refs:
+        return None
+    return raw_address(address.to_str(is_user_friendly=False))
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """One incoming transfer as the books need it; ``skip`` says why it brings no money."""
+    """One incoming transfer as the books need it; ``skip`` says why it brings no money.
+
+    ``wallet`` is, for a jetton transfer, the jetton wallet that sent it (raw form, None if the
+    record names none): the real master's wallet of ``sender`` for a real USDT transfer.
+    """
 
     asset: Asset
     hash: str
@@ -146,6 +179,7 @@ class Transfer:
     amount: int
     comment: str | None
     skip: str | None = None
+    wallet: str | None = None
 
 
 def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- parsed JSON
@@ -186,7 +220,9 @@ def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: 
     """A toncenter v3 jetton transfer to ``owner`` (raw) as a USDT transfer of ``master`` (raw).
 
     A transfer of any other jetton is skipped as ``foreign_jetton``: a fake USDT costs nothing
-    to make, and only the real master's wallets carry the real one.
+    to make, and only the real master's wallets carry the real one. The indexer's
+    ``jetton_master`` is what the sending wallet claims, so a transfer that passes here is
+    credited only once its ``wallet`` is proven the master's (``ChainReader``).
     """
     if not isinstance(record, dict):
         raise MalformedTransfer("a jetton transfer is not an object")
@@ -202,7 +238,8 @@ def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: 
         skip = "not_ours"
     elif raw_address(record.get("jetton_master")) != master:
         skip = "foreign_jetton"
-    return Transfer("usdt", tx_hash, lt, utime, sender, amount, comment, skip)
+    wallet = raw_address(record.get("source_wallet"))
+    return Transfer("usdt", tx_hash, lt, utime, sender, amount, comment, skip, wallet)
 
 
 def _integer(value: object) -> int:

@@ -1,8 +1,13 @@
 """A small client for toncenter's v3 indexer API: an account's transactions, jetton transfers.
 
 ``GET /api/v3/transactions?account=…&start_lt=…&sort=asc&limit=…&offset=…`` and
-``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…``; the
-API key (if any) goes in ``X-API-Key``. toncenter lists only finalized transactions. A 429
+``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…``, and
+one get-method: ``POST /api/v3/runGetMethod`` with ``{"address": <master>, "method":
+"get_wallet_address", "stack": [{"type": "slice", "value": <BoC of the owner's address>}]}``,
+answered ``{"gas_used": …, "exit_code": 0, "stack": [{"type": "slice", "value": <BoC>}]}`` (the
+shapes of toncenter's ton-indexer API, ``RunGetMethodRequest`` / ``RunGetMethodResponse``; a
+slice may come back typed ``cell``, as ton-http-api gives it). The API key (if any) goes in
+``X-API-Key``. toncenter lists only finalized transactions. A 429
 (``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``; any
 other failure (network, timeout, HTTP error, a body that is not the expected JSON)
 ``ToncenterUnavailable``. The key never appears in a log line or an error.
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from services.ton.chain import address_boc, address_from_boc
 from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
 
 if TYPE_CHECKING:
@@ -74,6 +80,29 @@ class ToncenterClient:
         params |= _start(cursor)
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 
+    async def jetton_wallet(self, master: str, owner: str) -> str:
+        """The jetton wallet (raw form) ``master`` computes for ``owner``: its get-method.
+
+        ``ToncenterUnavailable`` for an answer that is not one address (a failed run, garbage).
+        """
+        path = "/api/v3/runGetMethod"
+        request = {
+            "address": master,
+            "method": "get_wallet_address",
+            "stack": [{"type": "slice", "value": address_boc(owner)}],
+        }
+        body = await self._send(path, json_body=request)
+        stack = body.get("stack")
+        if body.get("exit_code") != 0 or not isinstance(stack, list) or len(stack) != 1:
+            raise ToncenterUnavailable(f"toncenter: get_wallet_address did not run ({path})")
+        item = stack[0]
+        wallet = None
+        if isinstance(item, dict) and item.get("type") in {"slice", "cell"}:
+            wallet = address_from_boc(item.get("value"))
+        if wallet is None:
+            raise ToncenterUnavailable(f"toncenter: get_wallet_address gave no address ({path})")
+        return wallet
+
     async def _list(self, path: str, params: dict[str, str], key: str) -> list[Any]:
         body = await self._get(path, params)
         records = body.get(key)
@@ -82,9 +111,24 @@ class ToncenterClient:
         return records
 
     async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        return await self._send(path, params=params)
+
+    async def _send(
+        self,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """GET with ``params``, or POST ``json_body``; the answer's JSON object."""
         try:
-            async with self._session.get(
-                self._base + path, params=params, headers=self._headers, timeout=self._timeout
+            async with self._session.request(
+                "GET" if json_body is None else "POST",
+                self._base + path,
+                params=params,
+                json=json_body,
+                headers=self._headers,
+                timeout=self._timeout,
             ) as response:
                 if response.status == HTTPStatus.TOO_MANY_REQUESTS:
                     raise ToncenterRateLimited("toncenter: rate limited (429)")

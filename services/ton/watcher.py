@@ -22,6 +22,7 @@ first good pass after that logs ``ton.watcher_resumed``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,6 +49,7 @@ PAGE = 100
 POLL_EVERY_S = 10.0
 MAX_BACKOFF_S = 300.0
 PURGE_EVERY_S = 3600.0
+WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class ChainReader:
         self._client = client
         self._wallet = wallet
         self._usdt_master = usdt_master
+        self._wallets: dict[str, str] = {}  # sender -> the real master's wallet of it
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -89,7 +92,36 @@ class ChainReader:
             raise ValueError("USDT is not watched")
         master = self._usdt_master.raw
         records = await self._client.jetton_transfers(account, cursor, limit=limit, offset=offset)
-        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
+        transfers = [jetton_transfer(r, account, master) for r in records]
+        return Page(len(records), [await self._proven(t) for t in transfers])
+
+    async def _proven(self, transfer: Transfer) -> Transfer:
+        """A USDT transfer whose sending wallet is the real master's, else ``forged_jetton``.
+
+        The indexer files a transfer under the master its sending wallet names, and a fake
+        wallet contract can name the real one. Only the master knows its wallets: its
+        ``get_wallet_address`` for the sender must give the wallet that sent. A get-method that
+        fails raises (``ToncenterUnavailable``): the page is read again on the next pass.
+        """
+        if transfer.skip is not None or self._usdt_master is None:
+            return transfer
+        owner = transfer.sender
+        expected = None if owner is None else await self._master_wallet(owner)
+        if expected is None or transfer.wallet != expected:
+            return dataclasses.replace(transfer, skip="forged_jetton")
+        return transfer
+
+    async def _master_wallet(self, owner: str) -> str:
+        """The real master's jetton wallet of ``owner`` (asked once: the answer never changes)."""
+        wallet = self._wallets.get(owner)
+        if wallet is None:
+            if self._usdt_master is None:  # pragma: no cover -- checked by the caller
+                raise ValueError("USDT is not watched")
+            wallet = await self._client.jetton_wallet(self._usdt_master.raw, owner)
+            if len(self._wallets) >= WALLETS_KEPT:
+                del self._wallets[next(iter(self._wallets))]
+            self._wallets[owner] = wallet
+        return wallet
 
     async def everything(
         self, asset: Asset, cursor: TonCursor, *, limit: int = PAGE
@@ -216,6 +248,14 @@ class TonWatcher:
         if transfer.skip is not None:
             if transfer.skip == "foreign_jetton":
                 log.warning("ton.foreign_jetton", tx=transfer.hash, amount=transfer.amount)
+            elif transfer.skip == "forged_jetton":
+                log.warning(
+                    "ton.forged_jetton",
+                    tx=transfer.hash,
+                    amount=transfer.amount,
+                    sender=transfer.sender,
+                    wallet=transfer.wallet,
+                )
             else:
                 log.debug("ton.transfer_skipped", tx=transfer.hash, reason=transfer.skip)
             return 0
