@@ -386,6 +386,15 @@ def m0008_hold_chats(db: Database) -> None:
     )
 
 
+def m0009_order_approvals(db: Database) -> None:
+    """When a Stars order's pre-checkout was approved (Unix time), NULL until it is.
+
+    A payment approved before its order expired is not "expired" however late Telegram's
+    ``successful_payment`` (or its booking) comes.
+    """
+    db.execute("ALTER TABLE orders ADD COLUMN approved_at INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -395,6 +404,7 @@ MIGRATIONS: list[Migration] = [
     m0006_ton_payments,
     m0007_conversation_topics,
     m0008_hold_chats,
+    m0009_order_approvals,
 ]
 
 

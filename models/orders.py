@@ -21,7 +21,10 @@ OrderKind = Literal["pack", "plan"]
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """An invoice; ``id`` is its payload (random, url-safe, single use)."""
+    """An invoice; ``id`` is its payload (random, url-safe, single use).
+
+    ``approved_at`` is when its pre-checkout was first approved (before it expired), if ever.
+    """
 
     id: str
     user_id: int
@@ -32,6 +35,7 @@ class Order:
     status: Literal["pending", "paid"]
     created_at: int
     expires_at: int
+    approved_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,9 @@ class Payment:
     subscription_expires_at: int | None
 
 
-_ORDER_COLUMNS = "id, user_id, kind, pack_id, stars, units, status, created_at, expires_at"
+_ORDER_COLUMNS = (
+    "id, user_id, kind, pack_id, stars, units, status, created_at, expires_at, approved_at"
+)
 _PAYMENT_COLUMNS = (
     "charge_id, user_id, order_id, stars, units, is_recurring, flagged, flag_reason, refunded,"
     " created_at, subscription_expires_at"
@@ -65,7 +71,7 @@ _PAYMENT_COLUMNS = (
 def insert_order(db: Database, order: Order) -> None:
     """Store a new order."""
     db.execute(
-        f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 -- a constant column list
+        f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 -- a constant column list
         [
             order.id,
             order.user_id,
@@ -76,6 +82,7 @@ def insert_order(db: Database, order: Order) -> None:
             order.status,
             order.created_at,
             order.expires_at,
+            order.approved_at,
         ],
     )
 
@@ -98,6 +105,7 @@ def get_order(db: Database, order_id: str) -> Order | None:
         status="paid" if row[6] == "paid" else "pending",
         created_at=int(row[7]),
         expires_at=int(row[8]),
+        approved_at=None if row[9] is None else int(row[9]),
     )
 
 
@@ -107,6 +115,13 @@ def purge_orders(db: Database, expired_before: int) -> int:
         "DELETE FROM orders WHERE status = 'pending' AND expires_at < ?", [expired_before]
     )
     return int(cursor.rowcount)
+
+
+def mark_order_approved(db: Database, order_id: str, at: int) -> None:
+    """Its pre-checkout was approved at ``at`` (the first approval is kept)."""
+    db.execute(
+        "UPDATE orders SET approved_at = COALESCE(approved_at, ?) WHERE id = ?", [at, order_id]
+    )
 
 
 def mark_order_paid(db: Database, order_id: str) -> None:

@@ -22,7 +22,7 @@ import structlog
 from models import ledger, orders
 from models.ledger import LedgerEntry
 from models.orders import Order, Payment
-from services.errors import BillingError, NoPlan, UnknownPack, ledger_failures
+from services.errors import BillingError, LedgerUnavailable, NoPlan, UnknownPack, ledger_failures
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -241,19 +241,32 @@ class Shop:
     ) -> str | None:
         """None if the checkout may go ahead, else why not: a reason code (``unknown_order``…).
 
-        Fast (one indexed read), for answering within Telegram's 10 seconds.
+        Fast (one indexed read, and one write for an approval), for answering within
+        Telegram's 10 seconds. An approval is recorded on the order, so that its payment is
+        not judged expired when it lands after the order's expiry; a ledger too busy to record
+        it does not refuse the checkout (the payment would at worst be flagged ``expired``).
         """
         order = await self.order(payload)
         if order is None:
             return "unknown_order"
+        now = int(self._clock())
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
-            ("expired", self._clock() > order.expires_at),
+            ("expired", now > order.expires_at),
             ("wrong_currency", currency != CURRENCY),
             ("wrong_amount", total_amount != order.stars),
         )
-        return next((reason for reason, fails in failed if fails), None)
+        reason = next((reason for reason, fails in failed if fails), None)
+        if reason is None:
+            try:
+                with ledger_failures():
+                    await self._store.write(
+                        lambda db: orders.mark_order_approved(db, order.id, now)
+                    )
+            except LedgerUnavailable:
+                log.warning("stars.approval_unrecorded", user_id=user_id)
+        return reason
 
     # -- payments ----------------------------------------------------------------------------
 
@@ -336,7 +349,8 @@ class Shop:
         if order.status == "paid":
             renewal = paid.is_recurring and order.kind == "plan"
             return (None if renewal else "already_paid"), order.units
-        if now > order.expires_at:
+        approved_in_time = order.approved_at is not None and order.approved_at <= order.expires_at
+        if now > order.expires_at and not approved_in_time:
             return "expired", order.units
         return None, order.units
 

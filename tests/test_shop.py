@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
@@ -245,6 +246,60 @@ async def test_a_payment_for_a_bad_order_is_still_credited_and_flagged(
     assert (payment.flagged, payment.flag_reason, payment.user_id) == (True, case.reason, case.who)
     assert [entry["event"] for entry in logs] == ["stars.payment_flagged"]
     assert (await credit.stats()).flagged == 1
+
+
+async def test_a_payment_approved_before_its_order_expired_is_not_flagged_expired(
+    shop: Shop, credit: Credit, clock: Clock
+) -> None:
+    approved = await shop.create_order(ALICE, "250")
+    never_asked = await shop.create_order(ALICE, "250")
+    clock.advance(3590)  # the pre-checkout comes 10 s before the order expires
+    assert await shop.check_pre_checkout(ALICE, approved.id, "XTR", 250) is None
+    clock.advance(30)  # the payment (or its booking, after a busy ledger) lands after expiry
+
+    in_time = await shop.record_payment(IncomingPayment(ALICE, approved.id, "XTR", 250, "c-1"))
+    late = await shop.record_payment(IncomingPayment(ALICE, never_asked.id, "XTR", 250, "c-2"))
+
+    assert (in_time.flagged, in_time.flag_reason, in_time.units) == (False, None, 275 * STAR)
+    assert (late.flagged, late.flag_reason) == (True, "expired")
+    assert await _units(credit, ALICE) == 2 * 275 * STAR
+    order = await shop.order(approved.id)
+    assert order is not None
+    assert (order.status, order.approved_at) == ("paid", approved.expires_at - 10)
+    # Once expired, a pre-checkout is refused and records nothing.
+    assert await shop.check_pre_checkout(ALICE, never_asked.id, "XTR", 250) == "already_paid"
+    third = await shop.create_order(ALICE, "50")
+    clock.advance(3601)
+    assert await shop.check_pre_checkout(ALICE, third.id, "XTR", 50) == "expired"
+    order = await shop.order(third.id)
+    assert order is not None
+    assert order.approved_at is None
+
+
+async def test_a_ledger_too_busy_to_record_an_approval_still_approves(
+    store: Store, db_path: Path, master_key: MasterKey, clock: Clock
+) -> None:
+    order = await Shop(store, PACKS, PLAN, clock=clock).create_order(ALICE, "50")
+    hurried = await Store.open(db_path, master_key, busy_timeout=0.05)
+    writer = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with capture_logs() as logs:
+            reason = await Shop(hurried, PACKS, PLAN, clock=clock).check_pre_checkout(
+                ALICE, order.id, "XTR", 50
+            )
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+        await hurried.close()
+    assert reason is None
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("storage.failed", "error"),  # every storage failure's own line
+        ("stars.approval_unrecorded", "warning"),
+    ]
+    recorded = await Shop(store, PACKS, PLAN, clock=clock).order(order.id)
+    assert recorded is not None
+    assert recorded.approved_at is None
 
 
 async def test_paying_a_paid_order_again_is_credited_and_flagged(
