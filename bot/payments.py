@@ -167,7 +167,7 @@ class PaymentDesk:
         except JournalUnavailable:
             log.exception("payments.journal_unavailable", charge_id=entry.charge_id)
             booking = await self.journal.book(entry)
-            await self._tell(booking, late=False)
+            await self._tell(booking, late=False, durable=False)
             return
         if not await self.process(entry.key):
             # The loop takes it from here, with its backoff. Only this path wakes it: a wake
@@ -252,8 +252,42 @@ class PaymentDesk:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
-    async def _tell(self, booking: Booking, *, late: bool) -> bool:
-        """Tell the user (and the admins, for a flagged payment); False to try again later."""
+    async def _tell(self, booking: Booking, *, late: bool, durable: bool = True) -> bool:
+        """Tell the user (and the admins, for a flagged payment); False to try again later.
+
+        A flagged payment's user is thanked once (``thanked`` is journaled when admins are
+        owed its notice), then each admin not yet told gets it; one Telegram cannot take now
+        keeps the entry open, and the desk's loop sends it again with its backoff. Without the
+        journal (``durable`` False) everyone is told once, as well as can be.
+        """
+        entry = booking.entry
+        owed = self._admins - entry.admins_told if booking.flagged else frozenset()
+        if not entry.thanked:
+            if not await self._thank(booking, late=late):
+                return False
+            if owed and durable:
+                await self.journal.thanked(entry)
+        if entry.kind != "payment" or not owed:
+            return True
+        admin_texts = self._catalogs.for_language(None)
+        notice = admin_texts(
+            "admin_flagged",
+            reason=booking.flag_reason,
+            user=entry.user_id,
+            charge=entry.charge_id,
+            stars=entry.total_amount,
+            credit=format_units(booking.units),
+        )
+        everyone = True
+        for admin in sorted(owed):
+            if not await self._send(admin, notice):  # a refusal for good counts as told
+                everyone = False
+            elif durable:
+                await self.journal.admin_told(entry, admin)
+        return everyone or not durable
+
+    async def _thank(self, booking: Booking, *, late: bool) -> bool:
+        """The user's thank-you or refund notice; False when Telegram could not take it now."""
         entry = booking.entry
         texts = self._texts(entry)
         if entry.kind == "payment":
@@ -271,23 +305,7 @@ class PaymentDesk:
             )
         else:
             return True  # a refund of a payment we never had: nothing to take back or say
-        if not await self._send(entry.user_id, text):
-            return False
-        if entry.kind == "payment" and booking.flagged:
-            admin_texts = self._catalogs.for_language(None)
-            for admin in self._admins:
-                await self._send(
-                    admin,
-                    admin_texts(
-                        "admin_flagged",
-                        reason=booking.flag_reason,
-                        user=entry.user_id,
-                        charge=entry.charge_id,
-                        stars=entry.total_amount,
-                        credit=format_units(booking.units),
-                    ),
-                )
-        return True
+        return await self._send(entry.user_id, text)
 
     async def _send(self, chat_id: int, text: str) -> bool:
         """Send a message; False when Telegram cannot take it now (worth a retry).

@@ -4,7 +4,10 @@ A separate SQLite file (``journal.db`` beside the bot's database) with ``synchro
 an entry survives a crash or power cut the moment ``record`` returns, and so a locked, full or
 failing main database cannot stop a payment from being written down. Each entry keeps only
 what booking needs (user, payload, amount, charge id: no names, no message text) and how far
-it got: ``booked_at`` once the ledger has it, ``notified_at`` once the user was told.
+it got: ``booked_at`` once the ledger has it, ``notified_at`` once everyone was told (the user,
+and the admins for a flagged payment). A flagged payment's entry also keeps ``thanked`` (the
+user was thanked) and ``admins_told`` (the admins who got its notice), so a notice Telegram
+could not take is sent again, to those who lack it only.
 
 One connection on one worker thread, like the main store (``models.database``): every call runs
 there in order, in a transaction of its own.
@@ -27,7 +30,8 @@ if TYPE_CHECKING:
 EntryKind = Literal["payment", "refund"]
 _COLUMNS = (
     "key, kind, update_id, user_id, language, payload, currency, total_amount, charge_id,"
-    " is_recurring, subscription_expires_at, received_at, booked_at, notified_at, attempts, told"
+    " is_recurring, subscription_expires_at, received_at, booked_at, notified_at, attempts, told,"
+    " thanked, admins_told"
 )
 
 
@@ -61,7 +65,13 @@ def j0001_payment_journal(db: Database) -> None:
     )
 
 
-JOURNAL_MIGRATIONS: list[migrations.Migration] = [j0001_payment_journal]
+def j0002_admin_notices(db: Database) -> None:
+    """Whether the user was thanked, and which admins got a flagged payment's notice."""
+    db.execute("ALTER TABLE payment_journal ADD COLUMN thanked INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE payment_journal ADD COLUMN admins_told TEXT NOT NULL DEFAULT ''")
+
+
+JOURNAL_MIGRATIONS: list[migrations.Migration] = [j0001_payment_journal, j0002_admin_notices]
 JOURNAL_MIGRATION_SET = "journal"
 
 
@@ -71,7 +81,8 @@ class JournalEntry:
 
     ``key`` is ``payment:<charge id>`` or ``refund:<charge id>``, so a redelivered update is the
     same entry. ``attempts`` counts failed bookings; ``told`` is whether the user was told the
-    credit is delayed.
+    credit is delayed; ``thanked`` whether the user was thanked (kept while a flagged payment's
+    admin notices are still owed); ``admins_told`` the admins who got that notice.
     """
 
     kind: EntryKind
@@ -89,6 +100,8 @@ class JournalEntry:
     notified_at: int | None = None
     attempts: int = 0
     told: bool = False
+    thanked: bool = False
+    admins_told: frozenset[int] = frozenset()
 
     @property
     def key(self) -> str:
@@ -148,6 +161,20 @@ class Journal:
         """The user was told the credit is delayed."""
         await self._update(key, "told = ?", 1)
 
+    async def mark_thanked(self, key: str) -> None:
+        """The user was thanked (admins may still be owed the payment's notice)."""
+        await self._update(key, "thanked = ?", 1)
+
+    async def mark_admin_told(self, key: str, admin: int) -> None:
+        """The admin got the flagged payment's notice (or refused it for good)."""
+        await self._connection.write(
+            lambda db: db.execute(
+                "UPDATE payment_journal SET admins_told = CASE admins_told WHEN '' THEN ?"
+                " ELSE admins_told || ',' || ? END WHERE key = ?",
+                [str(admin), str(admin), key],
+            )
+        )
+
     async def mark_notified(self, key: str, at: int) -> None:
         """The user was told the money event is done; the entry is finished."""
         await self._update(key, "notified_at = COALESCE(notified_at, ?)", at)
@@ -174,7 +201,7 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
     for entry in entries:
         cursor = db.execute(
             f"INSERT INTO payment_journal ({_COLUMNS})"  # noqa: S608 -- a constant column list
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (key) DO NOTHING",
             [
                 entry.key,
@@ -193,6 +220,8 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
                 entry.notified_at,
                 entry.attempts,
                 int(entry.told),
+                int(entry.thanked),
+                ",".join(str(admin) for admin in sorted(entry.admins_told)),
             ],
         )
         new += cursor.rowcount
@@ -232,4 +261,6 @@ def _entry(row: Any) -> JournalEntry:  # noqa: ANN401 -- a sqlite3 row is untype
         notified_at=None if row[13] is None else int(row[13]),
         attempts=int(row[14]),
         told=bool(row[15]),
+        thanked=bool(row[16]),
+        admins_told=frozenset(int(admin) for admin in str(row[17]).split(",") if admin),
     )

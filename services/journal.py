@@ -6,7 +6,8 @@ acknowledged: in polling mode before ``getUpdates`` can move its offset past it,
 mode before the HTTP answer. Booking then goes through the shop, which credits each
 charge id once, so an entry can be booked again and again until it sticks: after a locked or
 full ledger, an I/O error, or a crash between the journal write and the booking (the entries
-still open are booked at the next start). An entry is finished once its user was told.
+still open are booked at the next start). An entry is finished once its user was told, and
+for a flagged payment every admin too (each told once, however often the entry is retried).
 """
 
 from __future__ import annotations
@@ -150,6 +151,16 @@ class PaymentJournal:
         """The user was told the credit is delayed."""
         with journal_failures():
             await self._journal.mark_told(entry.key)
+
+    async def thanked(self, entry: JournalEntry) -> None:
+        """The user was thanked; the admins are still owed the flagged payment's notice."""
+        with journal_failures():
+            await self._journal.mark_thanked(entry.key)
+
+    async def admin_told(self, entry: JournalEntry, admin: int) -> None:
+        """The admin got the flagged payment's notice (or refused it for good)."""
+        with journal_failures():
+            await self._journal.mark_admin_told(entry.key, admin)
 
     async def finished(self, entry: JournalEntry) -> None:
         """The user was told the money event is done: the entry is finished."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import RefundStarPayment
+from structlog.testing import capture_logs
 
 from bot.reconcile import star_transactions
 from bot.telegram import build_bot
@@ -257,6 +258,51 @@ async def test_odd_payment_is_credited_and_flagged_for_the_admin(tmp_path: Path)
             "sendMessage", lambda c: c.params["chat_id"] == ADMIN
         )
         assert flagged.params["text"].startswith("Payment flagged (unknown_order)")
+        assert await balance_units(stack, USER) == 50 * STAR
+
+
+@pytest.mark.parametrize("mode", ["page", "cut"])  # a proxy's page; the connection cut short
+async def test_a_flagged_notice_telegram_cannot_take_now_reaches_the_admin_later(
+    tmp_path: Path, mode: str
+) -> None:
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", mode, when=lambda params: params.get("chat_id") == ADMIN)
+    async with paying_stack(tmp_path, telegram_server=telegram) as stack:
+        charge = stack.telegram.pay(USER, payload="order-we-never-made", total_amount=50)
+        async with asyncio.timeout(15):
+            while True:
+                entry = await stack.veil.desk.journal.get(f"payment:{charge}")
+                if entry is not None and entry.notified_at is not None:
+                    break
+                await asyncio.sleep(0.02)
+        to_admin = [c for c in telegram.calls_of("sendMessage") if c.params["chat_id"] == ADMIN]
+        thanks = [m.get("text", "") for m in stack.telegram.sent_messages(USER)]
+        assert await balance_units(stack, USER) == 50 * STAR
+    assert telegram.misbehaved == [("sendMessage", mode)]  # the notice the network lost...
+    assert [c.answered for c in to_admin] == ["ok"]  # ...then the one that arrived, once
+    assert str(to_admin[0].params["text"]).startswith("Payment flagged (unknown_order)")
+    assert thanks == ["Thank you! 50 ★ added. Balance: 50 ★."]  # the user is thanked once
+
+
+async def test_an_admin_who_blocked_the_bot_is_not_asked_again(tmp_path: Path) -> None:
+    async with paying_stack(tmp_path) as stack:
+        stack.telegram.state.blocked_users.add(ADMIN)
+        with capture_logs() as logs:
+            charge = stack.telegram.pay(USER, payload="order-we-never-made", total_amount=50)
+            async with asyncio.timeout(10):
+                while True:
+                    entry = await stack.veil.desk.journal.get(f"payment:{charge}")
+                    if entry is not None and entry.notified_at is not None:
+                        break
+                    await asyncio.sleep(0.02)
+            assert await stack.veil.desk.process_pending()
+        to_admin = [
+            c for c in stack.telegram.calls_of("sendMessage") if c.params["chat_id"] == ADMIN
+        ]
+        assert len(to_admin) == 1
+        assert [e["event"] for e in logs if e["event"].startswith("payments.notify")] == [
+            "payments.notify_refused"
+        ]
         assert await balance_units(stack, USER) == 50 * STAR
 
 

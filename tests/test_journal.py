@@ -104,6 +104,29 @@ async def test_the_journal_keeps_one_entry_per_money_event_until_its_user_is_tol
     assert (tmp_path / "journal.db").stat().st_mode & 0o077 == 0
 
 
+async def test_the_journal_remembers_who_was_told_of_a_flagged_payment(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "journal.db")
+    try:
+        await journal.record([payment("stx2")])
+        await journal.mark_thanked("payment:stx2")
+        await journal.mark_admin_told("payment:stx2", 9999)
+        await journal.mark_admin_told("payment:stx2", -1001)
+    finally:
+        await journal.close()
+    reopened = await Journal.open(tmp_path / "journal.db")
+    try:
+        stored = await reopened.get("payment:stx2")
+        assert stored is not None
+        assert (stored.thanked, stored.admins_told) == (True, frozenset({9999, -1001}))
+        assert stored.notified_at is None  # still open until everyone is told
+        await reopened.record([payment("stx3", thanked=True, admins_told=frozenset({7, 8}))])
+        copied = await reopened.get("payment:stx3")
+        assert copied is not None
+        assert (copied.thanked, copied.admins_told) == (True, frozenset({7, 8}))
+    finally:
+        await reopened.close()
+
+
 async def test_a_journal_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
     (tmp_path / "journal.db").write_bytes(b"not a database at all" * 100)
     with pytest.raises(StorageError, match="payment journal"):
