@@ -8,6 +8,13 @@ anywhere in a page leaves the cursor before it: the page is read again and every
 already booked is a no-op (its hash is recorded), so nothing is missed and nothing is counted
 twice. Messages a crash or a Telegram outage swallowed are sent on the next pass.
 
+A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
+(its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
+other as ``forged_jetton``; a get-method toncenter cannot answer fails the pass like any toncenter
+failure, so the page is read again (nothing credited on faith, nothing skipped). A page that
+comes back the same for a later ``offset`` (an indexer that ignores it) stops the pass with
+``ton.page_not_advancing``, the cursor kept.
+
 Reading from the cursor asks for ``start_lt`` = the cursor's own lt, so the first record
 returned is normally the cursor's own transaction (its hash is checked: a different one is
 logged as ``ton.cursor_mismatch`` and booked like any new one). Before its first transaction a
@@ -105,19 +112,17 @@ class ChainReader:
         """
         if transfer.skip is not None or self._usdt_master is None:
             return transfer
-        owner = transfer.sender
-        expected = None if owner is None else await self._master_wallet(owner)
+        owner, master = transfer.sender, self._usdt_master.raw
+        expected = None if owner is None else await self._master_wallet(master, owner)
         if expected is None or transfer.wallet != expected:
             return dataclasses.replace(transfer, skip="forged_jetton")
         return transfer
 
-    async def _master_wallet(self, owner: str) -> str:
-        """The real master's jetton wallet of ``owner`` (asked once: the answer never changes)."""
+    async def _master_wallet(self, master: str, owner: str) -> str:
+        """The master's jetton wallet of ``owner`` (asked once: the answer never changes)."""
         wallet = self._wallets.get(owner)
         if wallet is None:
-            if self._usdt_master is None:  # pragma: no cover -- checked by the caller
-                raise ValueError("USDT is not watched")
-            wallet = await self._client.jetton_wallet(self._usdt_master.raw, owner)
+            wallet = await self._client.jetton_wallet(master, owner)
             if len(self._wallets) >= WALLETS_KEPT:
                 del self._wallets[next(iter(self._wallets))]
             self._wallets[owner] = wallet
