@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey
+from services.ton import watcher as watcher_module
 from services.ton.chain import WalletAddress
 from services.ton.errors import PaymentNotFound, PaymentNotUnmatched, ToncenterUnavailable
 from services.ton.watcher import TonWatcher
@@ -298,6 +299,21 @@ async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_cred
         assert await stack.balance(ALICE) == 70_000_000
         assert len(stack.chain.calls("/api/v3/runGetMethod")) == 1
         assert set(await recorded(stack)) == {hex_hash(real["transaction_hash"])}
+        await sound(stack)
+
+
+async def test_the_wallets_remembered_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "WALLETS_KEPT", 2)
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        senders = ["0:" + digit * 64 for digit in "123"]
+        for sender in [*senders, senders[0], senders[2]]:  # the first was forgotten, the last not
+            stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=sender)
+            await stack.watcher().poll()
+        asked = stack.chain.calls("/api/v3/runGetMethod")
+        assert len(asked) == 4
+        assert len(await recorded(stack)) == 5  # each unmatched (no comment), none forged
         await sound(stack)
 
 
