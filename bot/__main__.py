@@ -231,12 +231,28 @@ def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
 
     With ``fix``, first book what Telegram lists but the ledger lacks, one line each.
     """
+    from aiogram.exceptions import ClientDecodeError, TelegramAPIError  # noqa: PLC0415
+
     from bot.reconcile import reconcile  # noqa: PLC0415 -- see run_bot
+    from services.ton.errors import ToncenterUnavailable  # noqa: PLC0415
 
     try:
         count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
     except StorageError as exc:
         print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except (TelegramAPIError, ClientDecodeError) as exc:  # Telegram out of reach, a bad token
+        failure = start_failure(settings, exc)
+        if failure is None:
+            raise
+        print(failure[0], file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        return 2
+    except ToncenterUnavailable as exc:
+        print(  # noqa: T201 -- one clear line for the operator
+            f"veil: cannot read the TON payments from toncenter at {settings.toncenter}"
+            f" (VEIL_TONCENTER_URL): {exc}",
+            file=sys.stderr,
+        )
         return 2
     for line in [*fixed, *differences]:
         print(line)  # noqa: T201 -- the command's report

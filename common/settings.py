@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import difflib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
+from dotenv import dotenv_values
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+PREFIX = "VEIL_"
+# How alike a name must be to one of the part's settings to be taken for a misspelling of it
+# (difflib's ratio): a letter or two in a name this long. No name another part of Veil reads
+# is this close to one of this part's (tests/test_settings_names.py checks), so the run command,
+# which hands every part the whole environment, never trips it.
+NEAR_MISS = 0.92
 
 
 class SettingsError(SystemExit):
@@ -16,12 +30,45 @@ class SettingsError(SystemExit):
 
 def load_settings(cls: type[SettingsT]) -> SettingsT:
     """Build ``cls`` from the environment, or stop with one line naming the bad variable."""
+    misspelt = near_misses(cls, given_names(cls))
+    if misspelt:
+        given, meant = misspelt[0]
+        raise SettingsError(f"veil: setting {given} is unknown: did you mean {meant}?")
     try:
         return cls()
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "?"
-        name = f"VEIL_{field.upper()}"
+        name = f"{PREFIX}{field.upper()}"
         if error["type"] == "missing":
             raise SettingsError(f"veil: setting {name} is required but not set") from None
         raise SettingsError(f"veil: setting {name} is invalid: {error['msg']}") from None
+
+
+def setting_names(cls: type[BaseSettings]) -> list[str]:
+    """The ``VEIL_*`` names of ``cls``'s fields."""
+    return sorted(f"{PREFIX}{field.upper()}" for field in cls.model_fields)
+
+
+def given_names(cls: type[BaseSettings]) -> list[str]:
+    """The ``VEIL_*`` names set in the environment and in the ``.env`` file ``cls`` reads."""
+    names = {name.upper() for name in os.environ if name.upper().startswith(PREFIX)}
+    env_file = cls.model_config.get("env_file")
+    if isinstance(env_file, str | Path) and Path(env_file).is_file():
+        names |= {
+            name.upper() for name in dotenv_values(env_file) if name.upper().startswith(PREFIX)
+        }
+    return sorted(names)
+
+
+def near_misses(cls: type[BaseSettings], given: Iterable[str]) -> list[tuple[str, str]]:
+    """(given, meant) for each given name that is not a setting of ``cls`` but nearly one."""
+    known = setting_names(cls)
+    found: list[tuple[str, str]] = []
+    for name in given:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=NEAR_MISS)
+        if close:
+            found.append((name, close[0]))
+    return found

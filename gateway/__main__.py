@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import signal
 import sys
 from pathlib import Path
@@ -122,10 +123,22 @@ async def _listen(gateway: Gateway, settings: GatewaySettings) -> Listeners:
             metrics_port=settings.metrics_port,
         )
     except OSError as exc:
+        # asyncio says "error while attempting to bind on address ('127.0.0.1', 9600): address
+        # already in use": the port names the setting (both when neither matches).
+        message = str(exc)
+        addresses = [
+            ("VEIL_GATEWAY", settings.gateway_host, settings.gateway_port),
+            ("VEIL_METRICS", settings.metrics_host, settings.metrics_port),
+        ]
+        listeners = [f"{name}_HOST:{name}_PORT ({host}:{port})" for name, host, port in addresses]
+        named = [
+            listener
+            for listener, (_, _, port) in zip(listeners, addresses, strict=True)
+            if re.search(rf", {port}[,)]", message)
+        ] or listeners
+        reason = message.rpartition("): ")[2] if "attempting to bind" in message else None
         raise SettingsError(
-            "veil: cannot listen on VEIL_GATEWAY_HOST:VEIL_GATEWAY_PORT "
-            f"({settings.gateway_host}:{settings.gateway_port}) or VEIL_METRICS_HOST:"
-            f"VEIL_METRICS_PORT ({settings.metrics_host}:{settings.metrics_port}): {exc.strerror}"
+            f"veil: cannot listen on {' or '.join(named)}: {reason or exc.strerror or message}"
         ) from None
 
 

@@ -23,6 +23,22 @@ from playground.web import TONCENTER_PREFIX, Playground
 __all__ = ["main", "serve"]
 
 
+class CannotListen(Exception):
+    """The address ``--host``/``--port`` names could not be listened on (the one line to say)."""
+
+
+def _at_least_zero(text: str) -> int:
+    """``--group-limit``'s value: a whole number of sends a minute, 0 for no limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        message = f"a whole number of sends a minute expected, 0 for no limit: {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return value
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m playground", description="A local Telegram for one bot, in a browser."
@@ -34,7 +50,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--group-limit",
-        type=int,
+        type=_at_least_zero,
         default=DEFAULT_PER_MINUTE,
         help="sends and edits a minute the bot may make into one group (20; 0: no limit)",
     )
@@ -68,7 +84,15 @@ async def serve(  # noqa: PLR0913 -- the command line's options
         loop.add_signal_handler(sig, stop.set)
     playground = Playground(token=token, group_limit=group_limit or None, topics=topics)
     playground.telegram.state.ephemeral_support = ephemeral
-    url = await playground.start(host, port)
+    try:
+        url = await playground.start(host, port)
+    except OSError as exc:  # a port in use, a host that is not this machine's
+        await playground.close()
+        reason = str(exc.strerror or exc)
+        if "attempting to bind" in reason:  # asyncio's "error while attempting to bind on ..."
+            reason = reason.rpartition("): ")[2]
+        message = f"playground: cannot listen on --host {host} --port {port}: {reason}"
+        raise CannotListen(message) from None
     toncenter = url + TONCENTER_PREFIX
     line = f"playground: open {url} (Bot API for the bot: {url}; toncenter: {toncenter})"
     sys.stdout.write(line + "\n")
@@ -82,16 +106,20 @@ async def serve(  # noqa: PLR0913 -- the command line's options
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve."""
     args = _arguments(argv)
-    asyncio.run(
-        serve(
-            args.host,
-            args.port,
-            args.token,
-            group_limit=args.group_limit,
-            ephemeral=args.ephemeral,
-            topics=args.topics,
+    try:
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                args.token,
+                group_limit=args.group_limit,
+                ephemeral=args.ephemeral,
+                topics=args.topics,
+            )
         )
-    )
+    except CannotListen as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from common.container import PLAYGROUND_TON_ADDRESS
 from models import MasterKey, Store
 from models.backup import backup_database
 from models.database import DataInUse, claim_database
@@ -386,6 +387,57 @@ def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path:
     )
     assert "process.crashed" not in result.stderr
     assert TOKEN.split(":")[1] not in result.stderr
+
+
+async def test_reconcile_with_telegram_or_toncenter_unusable_is_one_line_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    install_client_key(data)
+    away = await asyncio.to_thread(bot_command, data, "reconcile")  # nothing on 127.0.0.1:9
+    assert away.returncode == 2
+    assert (
+        away.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API):"
+            " getStarTransactions: ClientConnectorError"
+        )
+    )
+    ton = {
+        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
+        "VEIL_TON_TESTNET": "1",
+        "VEIL_TONCENTER_URL": "http://127.0.0.1:9/toncenter",
+    }
+    async with FakeTelegram(token=TOKEN) as telegram:
+        mistyped = await asyncio.to_thread(
+            bot_command,
+            data,
+            "reconcile",
+            settings={"VEIL_TELEGRAM_API": telegram.url, "VEIL_BOT_TOKEN": "123456:mistyped"},
+        )
+        no_chain = await asyncio.to_thread(
+            bot_command, data, "reconcile", settings={"VEIL_TELEGRAM_API": telegram.url, **ton}
+        )
+    assert mistyped.returncode == 2
+    assert mistyped.stderr.strip().splitlines()[-1] == (
+        "veil: Telegram refused the bot token (getStarTransactions: Unauthorized): set"
+        " VEIL_BOT_TOKEN to the token @BotFather gave this bot"
+    )
+    assert no_chain.returncode == 2
+    assert (
+        no_chain.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "veil: cannot read the TON payments from toncenter at http://127.0.0.1:9/toncenter"
+            " (VEIL_TONCENTER_URL): toncenter: ClientConnectorError"
+        )
+    )
+    for result in (away, mistyped, no_chain):
+        assert "process.crashed" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert TOKEN.split(":")[1] not in result.stderr
+        assert "mistyped" not in result.stderr
 
 
 BACKUP_THEN_DIE = """

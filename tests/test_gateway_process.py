@@ -146,7 +146,16 @@ def test_hardening_settings_have_their_documented_defaults(
     assert settings.vision_models == {"vision", "other-vision"}
 
 
-def test_a_taken_metrics_port_stops_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("taken_setting", "free_setting", "named"),
+    [
+        ("VEIL_METRICS_PORT", "VEIL_GATEWAY_PORT", "VEIL_METRICS_HOST:VEIL_METRICS_PORT"),
+        ("VEIL_GATEWAY_PORT", "VEIL_METRICS_PORT", "VEIL_GATEWAY_HOST:VEIL_GATEWAY_PORT"),
+    ],
+)
+def test_a_taken_port_stops_with_one_line_naming_its_setting(
+    tmp_path: Path, taken_setting: str, free_setting: str, named: str
+) -> None:
     key_file = tmp_path / "operator.key"
     assert run("keygen", "--out", str(key_file)).returncode == 0
     with socket.socket() as taken:
@@ -158,14 +167,14 @@ def test_a_taken_metrics_port_stops_with_one_line(tmp_path: Path) -> None:
                 "VEIL_OPERATOR_KEY_FILE": str(key_file),
                 "VEIL_CLIENT_KEYS": client_keys_setting(),
                 "VEIL_VLLM_URL": "http://127.0.0.1:9",  # nothing there: models stay unknown
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": str(port),
+                free_setting: "0",
+                taken_setting: str(port),
             }
         )
     assert result.returncode == 2
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("veil:")]
-    assert "VEIL_METRICS_PORT" in line
-    assert str(port) in line
+    # The listener whose port is taken, and the reason without asyncio's wording around it.
+    assert line == f"veil: cannot listen on {named} (127.0.0.1:{port}): address already in use"
 
 
 async def test_gateway_process_serves_sealed_answers_and_stops(

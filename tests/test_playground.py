@@ -12,6 +12,9 @@ import contextlib
 import io
 import json
 import re
+import socket
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -51,7 +54,7 @@ from sealed.encoding import b64e
 from services.titles import TITLE_PROMPT
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, ManagedProcess, run_gateway
+from tests.harness import REPO, ManagedProcess, child_environment, run_gateway
 from tests.pictures import make_png
 
 if TYPE_CHECKING:
@@ -799,6 +802,42 @@ async def test_python_m_playground_prints_its_url_and_stops_on_sigterm() -> None
     finally:
         code = await process.stop()
     assert code == 0
+
+
+def test_python_m_playground_says_in_one_line_what_it_cannot_start_with() -> None:
+    def playground(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 -- this project's own command
+            [sys.executable, "-m", "playground", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=child_environment(),
+            timeout=60,
+            check=False,
+        )
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = playground("--port", str(port))
+    no_host = playground("--host", "no-such-host.invalid", "--port", "0")
+    negative = playground("--group-limit", "-1")
+    assert (in_use.returncode, in_use.stderr) == (
+        2,
+        f"playground: cannot listen on --host 127.0.0.1 --port {port}: address already in use\n",
+    )
+    assert no_host.returncode == 2
+    assert no_host.stderr.startswith(
+        "playground: cannot listen on --host no-such-host.invalid --port 0: "
+    )
+    assert no_host.stderr.count("\n") == 1
+    assert negative.returncode == 2
+    assert negative.stderr.splitlines()[-1] == (
+        "python -m playground: error: argument --group-limit: a whole number of sends a minute"
+        " expected, 0 for no limit: '-1'"
+    )
+    assert "Traceback" not in in_use.stderr + no_host.stderr + negative.stderr
 
 
 # In a real browser, with the real bot.

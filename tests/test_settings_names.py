@@ -1,0 +1,103 @@
+"""A misspelt ``VEIL_*`` name stops a part in one line naming it and the setting it nearly is.
+
+Without this, a typo (``VEIL_GATEWAY`` for ``VEIL_GATEWAYS``) was silently ignored and the part
+started on the default. The run command hands every part the whole environment, so no name any
+part of Veil reads may be taken for a misspelling of another part's setting.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bot.settings import BotSettings
+from common.settings import SettingsError, load_settings, near_misses, setting_names
+from gateway.settings import GatewaySettings
+from tests.harness import REPO, child_environment
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Files that name the settings the parts are given: the run command, the container entry point,
+# compose, the scripts and the docs.
+SOURCES = [
+    *REPO.glob("launcher/*.py"),
+    REPO / "common/container.py",
+    REPO / "docker-compose.yml",
+    REPO / "Dockerfile",
+    REPO / "scripts/run",
+    REPO / "scripts/check",
+    REPO / "README.md",
+    *REPO.glob("docs/*.md"),
+]
+
+
+def every_veil_name() -> set[str]:
+    names = set(setting_names(BotSettings)) | set(setting_names(GatewaySettings))
+    for source in SOURCES:
+        names |= set(re.findall(r"VEIL_[A-Z0-9_]*[A-Z0-9]", source.read_text(encoding="utf-8")))
+    return names
+
+
+@pytest.mark.parametrize("cls", [BotSettings, GatewaySettings])
+def test_no_name_veil_reads_is_taken_for_a_misspelling(cls: type[BotSettings]) -> None:
+    assert near_misses(cls, sorted(every_veil_name())) == []
+
+
+@pytest.mark.parametrize(
+    ("cls", "given", "meant"),
+    [
+        (BotSettings, "VEIL_GATEWAY", "VEIL_GATEWAYS"),
+        (BotSettings, "VEIL_BOT_TOKN", "VEIL_BOT_TOKEN"),
+        (BotSettings, "VEIL_ADMIN", "VEIL_ADMINS"),
+        (GatewaySettings, "VEIL_CLIENT_KEY", "VEIL_CLIENT_KEYS"),
+        (GatewaySettings, "VEIL_VLLM_API_KY", "VEIL_VLLM_API_KEY"),
+    ],
+)
+def test_a_misspelt_setting_is_named_with_the_one_it_nearly_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BotSettings], given: str, meant: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+    monkeypatch.setenv(given, "1")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(cls)
+    assert refused.value.code == f"veil: setting {given} is unknown: did you mean {meant}?"
+
+
+def test_a_misspelling_in_the_env_file_is_named_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("VEIL_OPERATOR_KEY_FLE=operator.key\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(GatewaySettings)
+    assert refused.value.code == (
+        "veil: setting VEIL_OPERATOR_KEY_FLE is unknown: did you mean VEIL_OPERATOR_KEY_FILE?"
+    )
+
+
+def test_python_m_bot_with_a_misspelt_setting_stops_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={
+            **child_environment(),
+            "VEIL_BOT_TOKEN": "123456:abc",
+            "VEIL_OPERATOR_KEYS": "K5jTTIoCUTGWfQmddrf4rowwJWoYQy3nQy1cI8uPDWQ",
+            "VEIL_GATEWAY": "http://gpu-host:8600",
+            "VEIL_DATA_DIR": str(tmp_path),
+        },
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        "veil: setting VEIL_GATEWAY is unknown: did you mean VEIL_GATEWAYS?\n",
+    )
+    assert not any(tmp_path.iterdir())  # nothing made, nothing started
