@@ -61,7 +61,7 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8600 9600
 # The gateway's /health (200 only while its key is valid and its model server answers); other
-# parts set VEIL_HEALTH_URL (the playground target does) or turn the check off (compose's bot).
+# parts set VEIL_HEALTH_URL: the playground target below, and compose's bot (its own /health).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "common.container", "health"]
 ENTRYPOINT ["python", "-m", "common.container"]

@@ -338,9 +338,7 @@ class InferenceClient:
             return
         if stop.is_set():
             return
-        if any(failure.busy for failure in failures):
-            raise InferenceBusy("every gateway is busy")
-        raise InferenceUnavailable(failures[-1].reason if failures else "no gateway answered")
+        raise self._none_answered(failures)
 
     async def _candidates(self, model: str) -> list[Gateway]:
         """The gateways to try for ``model``; raise when there are none."""
@@ -349,13 +347,26 @@ class InferenceClient:
         if candidates:
             return candidates
         if not self._pool.any_verified():
-            problems = self._pool.problems()
-            if problems == [UNREACHABLE]:
-                raise InferenceUnavailable("no gateway is reachable")
-            raise UntrustedGateway(
-                "no gateway served a bundle that verifies: " + ", ".join(problems)
-            )
+            raise self._unverified()
         raise InferenceUnavailable("no gateway serves this model")
+
+    def _none_answered(self, failures: list[_Failover]) -> InferenceError:
+        """The failure when every candidate gateway failed before its first byte."""
+        if any(failure.busy for failure in failures):
+            return InferenceBusy("every gateway is busy")
+        if not self._pool.any_verified():
+            # A gateway that said its key was rotated out (410) and then served a bundle that
+            # does not verify (restarted under an operator key this bot does not pin) is told
+            # as such now, not as out of reach for this question and untrusted for the next.
+            return self._unverified()
+        return InferenceUnavailable(failures[-1].reason if failures else "no gateway answered")
+
+    def _unverified(self) -> InferenceError:
+        """The failure when no gateway has a verified bundle: out of reach, or untrusted."""
+        problems = self._pool.problems()
+        if problems == [UNREACHABLE]:
+            return InferenceUnavailable("no gateway is reachable")
+        return UntrustedGateway("no gateway served a bundle that verifies: " + ", ".join(problems))
 
     async def _stream_from(
         self,

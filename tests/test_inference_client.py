@@ -11,7 +11,9 @@ import pytest
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from gateway.keys import KeyRing
 from sealed.auth import client_auth_headers
+from sealed.suites import Suite
 from services.errors import InferenceUnavailable, StreamCorrupted, UntrustedGateway
 from services.inference import ChatRequest, InferenceClient, TextDelta
 from tests.fakes.relay import RecordingProxy
@@ -48,6 +50,29 @@ async def test_bundle_from_unpinned_operator_is_refused(
     (trust,) = client.trust()
     assert not trust.verified
     assert trust.problem == "BundleUnpinned"
+
+
+async def test_a_gateway_back_under_an_operator_key_not_pinned_is_untrusted_at_once(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    async with run_gateway(vllm.url, clock=clock) as running:
+        client = InferenceClient(
+            [running.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        assert await answer_text(client) == "Sealed hello, world."
+        # The gateway comes back with keys signed by an operator this bot does not pin: the
+        # question sealed to the old key gets 410, the bundle fetched again does not verify.
+        running.gateway.ring = KeyRing(
+            ed25519.Ed25519PrivateKey.generate(),
+            suite=Suite.X25519,
+            rotation_seconds=3600,
+            grace_seconds=600,
+            now=int(clock()),
+        )
+        running.gateway.ring.set_models(("veil-test",), {})
+        with pytest.raises(UntrustedGateway, match="BundleUnpinned"):
+            await answer_text(client)
+        assert len(vllm.requests) == 1
 
 
 async def test_expired_bundle_is_refused(
