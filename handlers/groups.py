@@ -274,8 +274,8 @@ async def on_group_toggle(
     if not await is_admin(bot, message.chat.id, query.from_user.id):
         await query.answer(texts("group_admins_only"), show_alert=True)
         return
+    await query.answer()  # before the database: it may be slow to take the change
     settings = await kit.groups.flip(message.chat.id, callback_data.setting)
-    await query.answer()
     await bot.edit_message_reply_markup(
         chat_id=message.chat.id,
         message_id=message.message_id,
