@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 USER = 6201
 GROUP = -1_001_234_999
-HOLD = 3.0  # seconds the slow work is held at most (the bot's database waits 5 for a lock)
+HOLD = 4.0  # seconds the slow work is held at most (the bot's database waits 5 for a lock)
 
 
 @contextlib.contextmanager
