@@ -18,7 +18,12 @@ A reasoning model's thinking (``reason``) is kept in memory for this answer only
 ``show_reasoning``, the draft shows its tail in a quote while no answer text has come, and the
 final answer opens with it folded in an expandable quote (``bot.thinking``); without, it is
 dropped as it arrives. Rich drafts show it in a thinking block; before a rich answer it is a
-message of its own, folded the same way.
+message of its own, folded the same way. The thinking is only shown: a message with it that
+Telegram refuses, or does not take in all its tries, is followed by the answer alone.
+
+Each try of a final message waits ``FINAL_TIMEOUT`` (10 s) for Telegram's reply, so a Telegram
+that never answers holds an answer's delivery (and the user's next question, which waits for
+it) about a minute per message, not the session's five (``delivered``).
 
 Draft updates happen in the background, so a slow or rate-limited Bot API never slows the
 model's stream; only the newest text is ever sent. No task waits for them: a timer goes off when
@@ -67,22 +72,31 @@ log = structlog.get_logger("veil.streaming")
 _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
 # A part of the final answer Telegram could not take (a 5xx past the session's one retry, the
 # network, a reply that is not the Bot API's: a proxy's page) is sent again this often, after
-# 1, 2, 4, 8 s.
+# 1, 2, 4, 8 s (``FIRST_WAIT``, doubled each time).
 FINAL_TRIES = 5
+FIRST_WAIT = 1.0
+# Each try of a final part waits this long for Telegram's reply (seconds; the session's own
+# timeout is aiogram's 60 s). Against a Telegram that takes the connection and never answers, a
+# part gives up after 5 * 10 + 1 + 2 + 4 + 8 = 65 s, where it took 5 * 60 + 15 = 315 s; the
+# user's next question, which waits for this answer's delivery, is answered after that. The
+# thinking's message, once it has failed, is followed by the answer alone: 130 s at most.
+FINAL_TIMEOUT = 10
 _NOT_TAKEN = (TelegramServerError, TelegramNetworkError, ClientDecodeError)
 
 
-async def delivered(send: Callable[[], Awaitable[object]]) -> None:
+async def delivered(send: Callable[..., Awaitable[object]]) -> None:
     """Send one part of a final answer; a server or network error (or a proxy's page) is retried.
 
-    The user has paid for the answer and watched it arrive in drafts, which vanish: a part that
-    never goes out is lost, one that goes out twice (a 5xx or a cut connection may hide a
-    message Telegram did take) is only shown twice. A refusal (4xx) is the caller's. A reply
-    whose "ok" says Telegram took the part, however unreadable its result, is not sent again.
+    ``send`` is a Bot API call that takes aiogram's ``request_timeout``: each try waits at most
+    ``FINAL_TIMEOUT`` for Telegram's reply. The user has paid for the answer and watched it
+    arrive in drafts, which vanish: a part that never goes out is lost, one that goes out twice
+    (a 5xx, a cut connection or a timeout may hide a message Telegram did take) is only shown
+    twice. A refusal (4xx) is the caller's. A reply whose "ok" says Telegram took the part,
+    however unreadable its result, is not sent again.
     """
     for attempt in range(FINAL_TRIES):
         try:
-            await send()
+            await send(request_timeout=FINAL_TIMEOUT)
         except _NOT_TAKEN as exc:
             if isinstance(exc, UnreadableReply) and exc.taken:  # Telegram said ok: it went out
                 log.warning("streaming.final_unreadable", error=describe(exc))
@@ -90,7 +104,7 @@ async def delivered(send: Callable[[], Awaitable[object]]) -> None:
             if attempt == FINAL_TRIES - 1:
                 raise
             log.warning("streaming.final_retried", error=type(exc).__name__, tries=attempt + 1)
-            await asyncio.sleep(2**attempt)
+            await asyncio.sleep(FIRST_WAIT * 2**attempt)
         else:
             return
 
@@ -364,10 +378,11 @@ class DraftSink:
             text = await self._send_rich(text)
             if not text:
                 return
-        plain = False
         parts = render_parts(text)
-        if self._thinking:
-            parts = with_thought(self._thinking.text(), parts)
+        thought = self._thinking.text()
+        if thought.strip():
+            parts = await self._send_thought_first(thought, parts)
+        plain = False
         for index, part in enumerate(parts):
             markup = self.final_markup if index == len(parts) - 1 else None
             if not plain:
@@ -380,6 +395,24 @@ class DraftSink:
                 else:
                     continue
             await self._deliver(part.text, markup=markup)
+
+    async def _send_thought_first(self, thought: str, parts: list[Rendered]) -> list[Rendered]:
+        """Send the answer's first message with the thinking folded in; the parts left to send.
+
+        The thinking is only shown: if Telegram refuses that message, or does not take it in
+        all its tries, the answer goes on without it (its first part again, alone), never lost
+        to its thinking. A message that was not taken may have been shown after all: then the
+        answer's first part shows twice.
+        """
+        folded = with_thought(thought, parts)
+        first = folded[0]
+        markup = self.final_markup if len(folded) == 1 else None
+        try:
+            await self._deliver(first.text, entities_of(first), markup)
+        except (TelegramBadRequest, *_NOT_TAKEN) as exc:
+            log.warning("streaming.thought_dropped", error=type(exc).__name__)
+            return parts
+        return folded[1:]
 
     async def _deliver(
         self,
@@ -414,8 +447,8 @@ class DraftSink:
             folded = quote(thought, MAX_FOLDED, expandable=True)
             try:
                 await self._deliver(folded.text, entities_of(folded))
-            except TelegramBadRequest:
-                log.warning("streaming.thought_rejected")  # only shown: the answer goes on
+            except (TelegramBadRequest, *_NOT_TAKEN) as exc:  # only shown: the answer goes on
+                log.warning("streaming.thought_dropped", error=type(exc).__name__)
         self._thinking = FoldedText()
         for index, part in enumerate(parts):
             markup = self.final_markup if index == len(parts) - 1 else None

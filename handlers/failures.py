@@ -9,7 +9,8 @@ session's retry, the network, a flood wait longer than the session waits) is no 
 logged as ``telegram.unavailable`` and the user asked to send it again in a moment.
 
 Outside the private chat (an inline message, a group) a failure is told briefly where the answer
-was shown (``tell_outside``): in the inline message itself, or to the asker alone.
+was shown (``tell_outside``): in the inline message itself, or to the asker alone; a bug in a
+group answer is told to its asker alone too (``apologise_outside``), never to the whole group.
 
 Two callers tell it: the errors router (``handlers.errors``), for a failure an update's handler
 let through, and an answer (private chat, inline, group), which runs detached from its update
@@ -121,6 +122,19 @@ def log_bug(error: BaseException) -> None:
     log.error("handler_failed", error=type(error).__name__, exc_info=error)
 
 
+def apology_key(error: BaseException) -> str:
+    """Log a failure that is no ``VeilError``; the catalog key of what the user is told.
+
+    Telegram that could not take a call now is no bug: ``telegram.unavailable``, without a
+    trace. Anything else is: ``handler_failed``.
+    """
+    if isinstance(error, TELEGRAM_LATER) and not went_out(error):
+        log.warning("telegram.unavailable", error=type(error).__name__, method=_method_of(error))
+        return "error_telegram"
+    log_bug(error)
+    return "error_internal"
+
+
 @dataclass(frozen=True)
 class Asker:
     """Who asked in a group: the chat, the user, and their message (the answer's reply-to)."""
@@ -157,15 +171,48 @@ async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may 
     markup = None
     if isinstance(error, InsufficientCredit):
         markup = link_keyboard(texts("top_up"), await editors.deep_link("buy"))
+    await _tell_there(texts(key), markup, editors, shown, asker)
+
+
+async def apologise_outside(  # noqa: PLR0913 -- the failure, and every place it may be told
+    error: BaseException,
+    texts: Texts,
+    editors: Editors,
+    shown: Shown | None,
+    asker: Asker | None,
+    *,
+    answer: EditedAnswer | None = None,
+) -> None:
+    """A bug (or Telegram away) outside the private chat: logged, and told to the asker alone.
+
+    Logged as ``Failures.apologise`` logs it (``handler_failed``, or ``telegram.unavailable``).
+    The part of the answer already shown stays as it is (a note under it would be the whole
+    group's); else the notice goes in the inline message ``shown`` names, or, in a group, to
+    the ``asker`` alone, the placeholder taken back.
+    """
+    key = apology_key(error)
+    if answer is not None and await answer.finished():
+        shown = None  # the part shown stays: only the asker is told
+    await _tell_there(texts(key), None, editors, shown, asker)
+
+
+async def _tell_there(
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+    editors: Editors,
+    shown: Shown | None,
+    asker: Asker | None,
+) -> None:
+    """``text`` in the inline message ``shown`` names, else to the ``asker`` alone."""
     if shown is not None and shown.inline_message_id is not None:
-        await editors.replace_inline(shown.inline_message_id, texts(key), markup)
+        await editors.replace_inline(shown.inline_message_id, text, markup)
         return
     if asker is None:
         return
     if shown is not None and shown.message_id is not None:
         await editors.retract(asker.chat_id, shown.message_id)
     await editors.tell_one(
-        asker.chat_id, asker.user_id, texts(key), reply_to=asker.message_id, markup=markup
+        asker.chat_id, asker.user_id, text, reply_to=asker.message_id, markup=markup
     )
 
 
@@ -214,16 +261,7 @@ class Failures:
 
         Telegram that could not take a call now is told as that, and logged without a trace.
         """
-        key = "error_internal"
-        if isinstance(error, TELEGRAM_LATER) and not went_out(error):
-            key = "error_telegram"
-            log.warning(
-                "telegram.unavailable",
-                error=type(error).__name__,
-                method=_method_of(error),
-            )
-        else:
-            log_bug(error)
+        key = apology_key(error)
         if chat_id is None:
             return
         with contextlib.suppress(TelegramAPIError):  # Telegram itself failing: logged above

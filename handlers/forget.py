@@ -37,13 +37,17 @@ async def cmd_forget(message: Message, texts: Texts) -> None:
 async def on_forget_answer(
     query: CallbackQuery, callback_data: ForgetAnswer, texts: Texts, chat: ChatService
 ) -> None:
-    """Erase (destroying the user's key first) or keep, and say which."""
+    """Erase (destroying the user's key first) or keep, and say which.
+
+    The press is answered first: an erasure waits for the user's answer in progress to end
+    (its final message delivered), longer than a callback query lives.
+    """
+    await query.answer()
     if callback_data.choice == "yes":
         turns = await chat.forget(query.from_user.id)
         reply = texts("forget_done", turns=turns)
     else:
         reply = texts("forget_kept")
-    await query.answer()
     if query.message is not None and query.bot is not None:
         await query.bot.edit_message_text(
             chat_id=query.from_user.id, message_id=query.message.message_id, text=reply

@@ -8,8 +8,9 @@ Telegram's 20 messages a minute per group. It is charged to the
 asker, a one-off (nothing from or to their private history); a reply to one of Veil's answers
 carries that thread as context when the group allows it. The answer runs detached from its
 update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
-of mentions does not keep their updates. Notices for one person (no credit, busy) go to that
-person only, as the errors router tells them (``handlers.failures``); a failure after part of
+of mentions does not keep their updates. Notices for one person (no credit, busy, the apology
+for a bug) go to that person only, as the errors router tells them (``handlers.failures``); a
+failure after part of
 the answer was shown is noted under that part instead, which stays (it is paid for). A reply
 deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
 answered twice (``editors.answered``). Admins flip the group's
@@ -30,7 +31,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from common.logs import describe
 from handlers.callbacks import GroupToggle
-from handlers.failures import Asker, tell_outside
+from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import new_tag, replied_context, stop_keyboard, without_mention
 from services.answers import Shown
 from services.chat import Question
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message
 
     from common.texts import Texts
-    from handlers.failures import Failures
     from handlers.sinks import EditedAnswer, Editors
     from services.answers import Said
     from services.chat import ChatService
@@ -80,7 +80,6 @@ async def on_addressed(
     question: str,
     texts: Texts,
     kit: GroupKit,
-    failures: Failures,
 ) -> None:
     """Veil was mentioned or replied to: answer, in the group's turn.
 
@@ -89,27 +88,23 @@ async def on_addressed(
     group turned answers off.
     """
     if question:
-        await answer_in_group(message, question, texts, kit, failures)
+        await answer_in_group(message, question, texts, kit)
         return
     context = replied_context(message, kit.editors.bot.id)
     if not context:
         if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
             await message.reply(texts("ask_usage"))  # hears nothing from Veil
         return
-    await answer_in_group(
-        message, texts("guest_reply_question"), texts, kit, failures, context=context
-    )
+    await answer_in_group(message, texts("guest_reply_question"), texts, kit, context=context)
 
 
-async def cmd_ask(
-    message: Message, command: CommandObject, texts: Texts, kit: GroupKit, failures: Failures
-) -> None:
+async def cmd_ask(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
     """``/ask question``: answer it (an empty /ask says how)."""
     question = (command.args or "").strip()
     if not question:
         await message.reply(texts("ask_usage"))
         return
-    await answer_in_group(message, question, texts, kit, failures)
+    await answer_in_group(message, question, texts, kit)
 
 
 class GroupKit:
@@ -121,12 +116,11 @@ class GroupKit:
         self.groups = groups
 
 
-async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goes with it
+async def answer_in_group(
     message: Message,
     question: str,
     texts: Texts,
     kit: GroupKit,
-    failures: Failures,
     *,
     context: tuple[Said, ...] | None = None,
 ) -> None:
@@ -146,7 +140,6 @@ async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goe
     answer = _GroupAnswer(
         kit,
         texts,
-        failures,
         Asker(message.chat.id, user.id, message.message_id),
         user.language_code,
         question,
@@ -165,7 +158,6 @@ class _GroupAnswer:
 
     kit: GroupKit
     texts: Texts
-    failures: Failures
     asker: Asker
     language: str | None
     question: str
@@ -219,13 +211,15 @@ class _GroupAnswer:
         editors.chains.remember(chat_id, placeholder, said)
 
     async def failed(self, error: Exception) -> None:
-        """As the errors router would: a notice for the asker alone; a bug apologised for."""
+        """As the errors router would: a notice for the asker alone, a bug's apology too."""
         if isinstance(error, VeilError):
             await tell_outside(
                 error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
             )
         else:
-            await self.failures.apologise(error, self.texts, self.asker.chat_id, None)
+            await apologise_outside(
+                error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
+            )
 
 
 def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tuple[Said, ...]:
@@ -280,8 +274,8 @@ async def on_group_toggle(
     if not await is_admin(bot, message.chat.id, query.from_user.id):
         await query.answer(texts("group_admins_only"), show_alert=True)
         return
+    await query.answer()  # before the database: it may be slow to take the change
     settings = await kit.groups.flip(message.chat.id, callback_data.setting)
-    await query.answer()
     await bot.edit_message_reply_markup(
         chat_id=message.chat.id,
         message_id=message.message_id,

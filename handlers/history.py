@@ -83,8 +83,8 @@ async def on_switch(
     if not pressed_in_private(query):
         await query.answer()
         return
+    await query.answer()  # first: the database may be slow to take the switch
     switched = await chat.switch_conversation(user.id, callback_data.conversation)
-    await query.answer()
     conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
     chosen = next((c for c in conversations if c.active), None)
     if switched and chosen is not None:

@@ -47,19 +47,22 @@ async def cmd_model(message: Message, texts: Texts, chat: ChatService, prices: P
 async def on_model_chosen(
     query: CallbackQuery, callback_data: ModelChoice, texts: Texts, chat: ChatService
 ) -> None:
-    """Save the chosen model."""
+    """Save the chosen model; the list's message then says which (or that it is gone).
+
+    The press is answered first: the models are asked of the gateways and the choice saved in
+    the database, either of which may take longer than a callback query lives.
+    """
+    await query.answer()
     models = await chat.models()
     chosen = next((name for name in models if ModelChoice.of(name) == callback_data), None)
     user = query.from_user
     if chosen is None or not await chat.set_model(user.id, user.language_code, chosen):
-        await query.answer(texts("model_unknown"), show_alert=True)
-        return
-    await query.answer()
+        reply = texts("model_unknown")
+    else:
+        reply = texts("model_set", model=chosen)
     if query.message is not None and query.bot is not None:
         await query.bot.edit_message_text(
-            chat_id=user.id,
-            message_id=query.message.message_id,
-            text=texts("model_set", model=chosen),
+            chat_id=user.id, message_id=query.message.message_id, text=reply
         )
 
 

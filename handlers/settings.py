@@ -36,11 +36,15 @@ async def cmd_settings(message: Message, texts: Texts, chat: ChatService) -> Non
 async def on_inline_history(
     query: CallbackQuery, callback_data: InlineHistory, texts: Texts, chat: ChatService
 ) -> None:
-    """Save the choice and show the toggle's new state."""
+    """Save the choice and show the toggle's new state.
+
+    The press is answered first, as saved: the database may be slow to take it, longer than a
+    callback query lives; if it cannot, the user is told so in a message of its own.
+    """
     user = query.from_user
     keeps = callback_data.on == "yes"
-    await chat.keep_inline_history(user.id, user.language_code, keep=keeps)
     await query.answer(texts("settings_saved"))
+    await chat.keep_inline_history(user.id, user.language_code, keep=keeps)
     if query.message is not None and query.bot is not None:
         await query.bot.edit_message_reply_markup(
             chat_id=user.id,

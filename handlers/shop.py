@@ -110,8 +110,8 @@ async def on_buy_pack(
     query: CallbackQuery, callback_data: BuyPack, bot: Bot, texts: Texts, shop: Shop
 ) -> None:
     """Send an invoice for the chosen pack; its payload is a single-use order id."""
+    await query.answer()  # first: the order is stored, which may take a while
     order = await shop.create_order(query.from_user.id, callback_data.pack_id)
-    await query.answer()
     credit = format_units(order.units)
     await bot.send_invoice(
         chat_id=query.from_user.id,
@@ -125,8 +125,8 @@ async def on_buy_pack(
 
 async def on_buy_plan(query: CallbackQuery, bot: Bot, texts: Texts, shop: Shop) -> None:
     """Send a subscription link for the monthly plan."""
+    await query.answer()  # first: the order is stored, which may take a while
     order = await shop.create_plan_order(query.from_user.id)
-    await query.answer()
     credit = format_units(order.units)
     link = await bot.create_invoice_link(
         title=texts("plan_title"),

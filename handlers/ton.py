@@ -109,8 +109,8 @@ async def _send_invoice(  # noqa: PLR0913 -- the handler's injected parts and th
     if ton is None:  # a button from before TON payments were turned off
         raise UnknownPack
     user = query.from_user
+    await query.answer()  # first: the order is stored, which may take a while
     invoice = await ton.create_order(user.id, asset, pack_id, user.language_code)
-    await query.answer()
     button = InlineKeyboardButton(text=texts("ton_open_tonkeeper"), url=invoice.tonkeeper_link)
     await bot.send_message(
         user.id,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from services.groups import Groups
-from tests.botstack import Stack, running_stack
+from tests.botstack import TOKEN, Stack, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.test_bot_privacy import assert_absent, disk_bytes
 
 if TYPE_CHECKING:
@@ -195,6 +196,30 @@ async def test_no_credit_is_told_to_the_asker_alone(tmp_path: Path) -> None:
         await asyncio.sleep(0.2)
         assert replies(stack) == []  # the placeholder is gone; nothing public remains
         assert stack.vllm.requests == []
+
+
+async def test_a_bug_in_a_group_answer_is_apologised_for_to_the_asker_alone(
+    tmp_path: Path,
+) -> None:
+    # A failure that is no VeilError (here a placeholder Telegram took with a reply that does
+    # not validate) was apologised for in a message to the whole group.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "malformed", when=lambda p: p.get("text") == "⏳ …")
+    with structlog.testing.capture_logs() as logs:
+        async with running_stack(tmp_path, telegram_server=telegram, **FAST) as stack:
+            stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+            async with asyncio.timeout(10):
+                while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            (notice,) = stack.telegram.ephemeral_messages(GROUP, ANN)
+            await asyncio.sleep(0.2)
+            public = [m["text"] for m in replies(stack)]
+            for_bob = stack.telegram.ephemeral_messages(GROUP, BOB)
+    assert telegram.misbehaved == [("sendMessage", "malformed")]
+    assert notice["text"].startswith("Something went wrong on my side.")
+    assert for_bob == []
+    assert public == ["⏳ …"]  # the placeholder Telegram took; no apology to the whole group
+    assert [e["error"] for e in logs if e["event"] == "handler_failed"] == ["UnreadableReply"]
 
 
 async def test_without_ephemeral_messages_the_notice_is_a_reply_deleted_soon(

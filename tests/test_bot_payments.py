@@ -361,13 +361,14 @@ async def test_buttons_for_what_is_not_sold_get_their_own_reply_and_no_invoice(
         stack.telegram.press_button(USER, BuyPack(pack_id="1000").pack(), message_id=1)
         stack.telegram.press_button(USER, BuyPlan().pack(), message_id=1)
         replies = [m["text"] for m in await stack.final_messages(USER, 2)]
-        answered = len(stack.telegram.calls_of("answerCallbackQuery"))  # before each reply
+        # Each press answered by its handler first; the errors router's later try is refused.
+        answered = [c.answered for c in stack.telegram.calls_of("answerCallbackQuery")]
     texts = stack.veil.catalogs.for_language("en")
     assert sorted(replies) == sorted([texts("order_rejected"), texts("order_no_plan")])
     assert texts("order_no_plan") != texts("precheckout_unknown_order")
     assert stack.telegram.calls_of("sendInvoice") == []
     assert stack.telegram.calls_of("createInvoiceLink") == []
-    assert answered == 2
+    assert answered.count("ok") == 2
 
 
 @pytest.mark.parametrize(

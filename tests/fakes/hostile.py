@@ -12,7 +12,10 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
 - ``cut``: a 200 whose body stops short of its ``Content-Length`` (the connection closed);
 - ``latin1``: a 200 whose body is not UTF-8 (the text quoted in Latin-1 bytes);
 - ``charset``: a 200 page whose ``Content-Type`` names a codec that is no text encoding
-  (``charset=hex``: Python finds it, and refuses to decode text with it).
+  (``charset=hex``: Python finds it, and refuses to decode text with it);
+- ``silent``: the request is read, and never answered (until the fake closes): a Telegram, or
+  a path to it, that takes the connection and says nothing. ``unanswered`` keeps when each
+  such call came (``time.monotonic()``).
 
 ``misbehave(method, mode, when=...)`` arms one call of ``method`` (the next whose parameters
 ``when`` accepts); the calls answered so are counted in ``misbehaved``.
@@ -20,8 +23,10 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +37,7 @@ from tests.fakes.telegram import FakeTelegram
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MODES = ("malformed", "page", "login", "loop", "cut", "latin1", "charset")
+MODES = ("malformed", "page", "login", "loop", "cut", "latin1", "charset", "silent")
 
 
 @dataclass
@@ -49,6 +54,13 @@ class HostileTelegram(FakeTelegram):
         super().__init__(routes=[web.get("/login", self._login)], **kwargs)
         self._armed: list[_Armed] = []
         self.misbehaved: list[tuple[str, str]] = []
+        self.unanswered: list[float] = []  # when each ``silent`` call came
+        self._closing = asyncio.Event()  # lets the silent calls go when the fake closes
+
+    async def close(self) -> None:
+        """Let the silent calls go, then close as the emulator does."""
+        self._closing.set()
+        await super().close()
 
     def misbehave(
         self, method: str, mode: str, *, when: Callable[[dict[str, Any]], bool] = lambda _p: True
@@ -97,7 +109,17 @@ class HostileTelegram(FakeTelegram):
             return web.Response(
                 body=page.encode(), headers={"Content-Type": "text/html; charset=hex"}
             )
-        return await self._cut(request, params)
+        return await self._unfinished(armed.mode, request, params)
+
+    async def _unfinished(
+        self, mode: str, request: web.Request, params: dict[str, Any]
+    ) -> web.StreamResponse:
+        """A reply cut short, or (``silent``) none until the fake closes."""
+        if mode == "cut":
+            return await self._cut(request, params)
+        self.unanswered.append(time.monotonic())
+        await self._closing.wait()
+        raise web.HTTPServiceUnavailable  # nobody reads it: the caller gave up long ago
 
     async def _cut(self, request: web.Request, params: dict[str, Any]) -> web.StreamResponse:
         """A reply that promises more than it sends, then closes the connection."""

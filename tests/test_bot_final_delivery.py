@@ -1,0 +1,121 @@
+"""A private chat's final answer against a Telegram that fails to take it.
+
+Each try of a final part waits ``streaming.FINAL_TIMEOUT`` for Telegram's reply, not the
+session's 60 s, so an answer Telegram never answers gives up in a bounded time and the user's
+next question (which waits for that delivery) is answered. The thinking folded before an
+answer is only shown: a message with it that Telegram refuses, or fails to take in every try,
+is followed by the answer alone, never lost to its thinking.
+
+The tests shrink the timeout and the waits between tries (``FINAL_TIMEOUT``, ``FIRST_WAIT``),
+so the tries they count take seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bot import streaming
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
+from tests.fakes.vllm import FakeVLLM
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 6101
+ANSWER = "Delivered at last."
+THOUGHT = "Recall the kettledrum table first, then answer."
+TIMEOUT = 1  # seconds a try of a final part waits here (10 in the bot)
+FIRST_WAIT = 0.05
+
+
+@pytest.fixture(autouse=True)
+def _quick_tries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streaming, "FINAL_TIMEOUT", TIMEOUT)
+    monkeypatch.setattr(streaming, "FIRST_WAIT", FIRST_WAIT)
+
+
+async def test_a_final_part_telegram_never_answers_holds_the_next_question_a_bounded_time(
+    tmp_path: Path,
+) -> None:
+    # Each try waited the session's whole timeout (60 s), five times: the user's next question,
+    # which waits for this delivery, was answered five minutes later.
+    telegram = HostileTelegram(token=TOKEN)
+    for _ in range(streaming.FINAL_TRIES):
+        telegram.misbehave("sendMessage", "silent", when=lambda p: p.get("text") == ANSWER)
+    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram) as stack:
+        stack.telegram.send_text(USER, "The first question")
+        async with asyncio.timeout(10):
+            while not telegram.unanswered:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        stack.telegram.send_text(USER, "The next question")
+        answered = await stack.telegram.wait_for(
+            "sendMessage", lambda c: c.params.get("text") == ANSWER, timeout=20
+        )
+        told = [m["text"] for m in stack.telegram.sent_messages(USER)]
+    tries = telegram.unanswered
+    waits = [FIRST_WAIT * 2**n for n in range(streaming.FINAL_TRIES - 1)]
+    bound = streaming.FINAL_TRIES * TIMEOUT + sum(waits)
+    assert len(tries) == streaming.FINAL_TRIES
+    # Each try gave up after the final part's timeout, not the session's.
+    for (earlier, later), wait in zip(itertools.pairwise(tries), waits, strict=True):
+        assert TIMEOUT + wait - 0.1 <= later - earlier <= TIMEOUT + wait + 2
+    assert answered.at - tries[0] <= bound + 5  # generous: the bound is 5.75 s here
+    assert ANSWER in told
+    assert "Telegram did not take my reply just now. Please send that again in a moment." in told
+
+
+@pytest.mark.parametrize(
+    ("status", "count", "description"),
+    [
+        # Two calls a try (the session retries a 5xx once), in each of the five tries.
+        (500, 2 * streaming.FINAL_TRIES, "Internal Server Error"),
+        (400, 1, "Bad Request: can't parse entities: unsupported expandable blockquote"),
+    ],
+)
+async def test_an_answer_whose_folded_thinking_telegram_does_not_take_goes_out_alone(
+    tmp_path: Path, status: int, count: int, description: str
+) -> None:
+    # The thinking folded into the answer's first message: five failed tries lost the answer
+    # the user paid for (told "Telegram did not take my reply"); a refusal sent it plain, the
+    # thinking unfolded above it.
+    server = FakeVLLM(answer=ANSWER, token_delay=0.01)
+    server.reasoning = THOUGHT
+    async with running_stack(tmp_path, model_server=server) as stack:
+        stack.telegram.fail_next("sendMessage", status=status, description=description, count=count)
+        stack.telegram.send_text(USER, "Think, then tell me")
+        stored = await stack.stored_turns(USER, 2, within=20)
+        sends = stack.telegram.calls_of("sendMessage")
+        (message,) = stack.telegram.sent_messages(USER)
+    assert [call.params["text"].startswith("💭 ") for call in sends] == [True] * count + [False]
+    assert message["text"] == ANSWER
+    assert stored == ["Think, then tell me", ANSWER]
+
+
+async def test_a_rich_answer_whose_thinking_telegram_does_not_take_goes_out_alone(
+    tmp_path: Path,
+) -> None:
+    # Before a rich answer the thinking is a message of its own; its five failed tries raised,
+    # and the rich answer after it was never sent.
+    server = FakeVLLM(answer=ANSWER, token_delay=0.01)
+    server.reasoning = THOUGHT
+    async with running_stack(tmp_path, model_server=server, rich_messages=True) as stack:
+        stack.telegram.fail_next(
+            "sendMessage",
+            status=502,
+            description="Bad Gateway",
+            count=2 * streaming.FINAL_TRIES,
+        )
+        stack.telegram.send_text(USER, "Think, then tell me")
+        stored = await stack.stored_turns(USER, 2, within=20)
+        folded = stack.telegram.calls_of("sendMessage")
+        (message,) = stack.telegram.sent_messages(USER)
+    assert len(folded) == 2 * streaming.FINAL_TRIES
+    assert all(call.params["text"].startswith("💭 ") for call in folded)
+    assert message["rich_message"]["blocks"]
+    assert THOUGHT not in str(message)
+    assert stored == ["Think, then tell me", ANSWER]
