@@ -143,6 +143,9 @@ async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goe
     settings = await kit.groups.settings(message.chat.id)
     if not settings.answers:
         return
+    if message.sender_chat is not None:
+        await ask_as_yourself(message, texts, kit.editors)
+        return
     answer = _GroupAnswer(
         kit,
         texts,
@@ -153,6 +156,26 @@ async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goe
         thread_of(message, kit.editors, settings) if context is None else context,
     )
     kit.chat.detach(answer.run(), answer.failed)
+
+
+async def ask_as_yourself(message: Message, texts: Texts, editors: Editors) -> None:
+    """A question sent as a chat (an anonymous admin, a channel): answered with a notice alone.
+
+    Telegram names a pseudo-user as its sender (``GroupAnonymousBot``, ``Channel_Bot``,
+    Telegram's 777000 for a linked channel's post), one that stands for everyone who posts so,
+    in every group: there is no asker whose own credit the answer could be charged to. The notice
+    is a reply in the group (a chat cannot be told alone); the question goes nowhere.
+    """
+    log.info("groups.asked_as_chat")
+    try:
+        await editors.post(
+            message.chat.id,
+            texts("group_ask_as_yourself"),
+            reply_to=message.message_id,
+            markup=None,
+        )
+    except (TelegramBadRequest, TelegramForbiddenError) as exc:  # deleted, or the bot removed
+        log.info("groups.not_answered", error=describe(exc))
 
 
 @dataclass(eq=False)

@@ -138,6 +138,7 @@ class FakeTelegram(Served):
         self._runner: web.AppRunner | None = None
         # A test's shortcuts: what a user does, and what the bot sent a chat.
         self.send_text = self.user.send_text
+        self.send_as_chat = self.user.send_as_chat
         self.guest_message = self.user.guest_message
         self.send_message_of = self.user.send_message_of
         self.press_button = self.user.press_button

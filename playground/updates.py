@@ -37,6 +37,19 @@ if TYPE_CHECKING:
 
 __all__ = ["UserActions"]
 
+# The pseudo-users Telegram names as the sender of a message sent on behalf of a chat.
+ANONYMOUS_ADMIN: dict[str, Any] = {
+    "id": 1087968824,
+    "is_bot": True,
+    "first_name": "Group",
+    "username": "GroupAnonymousBot",
+}
+CHANNEL_BOT: dict[str, Any] = {
+    "id": 136817688,
+    "is_bot": True,
+    "first_name": "Channel",
+    "username": "Channel_Bot",
+}
 _ROUTING = frozenset({"chat_id", "chat_type", "language_code", "first_name"})
 
 
@@ -214,6 +227,36 @@ class UserActions:
                 raise ValueError(f"no topic {thread_id} in chat {target}")
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)
+
+    def send_as_chat(
+        self,
+        text: str,
+        *,
+        chat_id: int,
+        channel_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        """A group message sent on behalf of a chat: an update_id, or 0 if the bot is told nothing.
+
+        As Telegram writes it: an anonymous admin's message (``channel_id`` None) comes from
+        ``GroupAnonymousBot`` with the group itself as ``sender_chat``; a member posting as their
+        channel ``channel_id`` from ``Channel_Bot``, the channel as ``sender_chat``. Neither
+        pseudo-user is the person who wrote it, and each stands for many people.
+        """
+        chat = self._state.chats.get(chat_id) or self._state.register_chat(
+            chat_id, "supergroup", ""
+        )
+        if channel_id is None:
+            sender, sender_chat = ANONYMOUS_ADMIN, chat
+        else:
+            known = self._state.chats.get(channel_id)
+            sender_chat = known or self._state.register_chat(
+                channel_id, "channel", "", title="A channel", with_bot=False
+            )
+            sender = CHANNEL_BOT
+        content = {"text": text, "entities": user_entities(text), "sender_chat": sender_chat}
+        message = self._store(dict(sender), chat, reply_to, content)
+        return self._tell_bot(dict(sender), chat, message)
 
     def _quote(self, chat_id: int, reply_to: int | None, quote: str) -> dict[str, Any]:
         """A ``TextQuote`` of ``quote`` in message ``reply_to`` (Telegram: QUOTE_TEXT_INVALID)."""

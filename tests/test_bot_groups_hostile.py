@@ -1,0 +1,46 @@
+"""Groups and their buttons as hostile members, odd senders and Telegram itself meet them.
+
+The real bot long-polls the fake Telegram (the playground's emulator), through a real gateway to
+the fake vLLM; each test is one way a group could make Veil spend, leak or misbehave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from tests.botstack import running_stack
+from tests.test_bot_groups import ANN, ANSWER, FAST, GROUP, QUESTION, final_reply, replies
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ANONYMOUS = 1087968824  # GroupAnonymousBot: every anonymous admin of every group
+CHANNEL_BOT = 136817688  # Channel_Bot: every member posting as any channel
+CHANNEL = -1_005_555_555
+ASK_AS_YOURSELF = "I answer people, each from their own credit"
+
+
+async def test_anonymous_admins_and_channels_are_told_to_ask_as_themselves(
+    tmp_path: Path,
+) -> None:
+    # Their questions were answered and charged to a pseudo-user that stands for everyone who
+    # posts anonymously or as a channel, in every group: one shared account and free
+    # allowance (drained by any of them), and one answer at a time among all of them.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_as_chat(f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        stack.telegram.send_as_chat(f"@veil_test_bot {QUESTION}", chat_id=GROUP, channel_id=CHANNEL)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await final_reply(stack, 3)
+        await asyncio.sleep(0.2)
+        texts = [m["text"] for m in replies(stack)]
+        assert len(texts) == 3
+        assert sum(text.startswith(ASK_AS_YOURSELF) for text in texts) == 2
+        assert texts.count(ANSWER) == 1
+        assert len(stack.vllm.requests) == 1  # Ann's alone
+        for pseudo in (ANONYMOUS, CHANNEL_BOT):
+            balance = await stack.veil.credit.balance(pseudo)
+            assert (balance.held, balance.units, balance.free_tokens_left) == (0, 0, 1_000_000)
+        # A notice for a chat, not a person: a reply to its message, in the group.
+        notices = [m for m in replies(stack) if m["text"].startswith(ASK_AS_YOURSELF)]
+        assert {m["reply_to_message"]["from"]["id"] for m in notices} == {ANONYMOUS, CHANNEL_BOT}
