@@ -29,7 +29,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from common.logs import describe
-from handlers.callbacks import GroupToggle
+from handlers.callbacks import GroupSet, GroupToggle
 from handlers.failures import Asker, tell_outside
 from handlers.replies import new_tag, replied_context, stop_keyboard, without_mention
 from services.answers import Shown
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from handlers.sinks import EditedAnswer, Editors
     from services.answers import Said
     from services.chat import ChatService
-    from services.groups import Groups, GroupSettings
+    from services.groups import Groups, GroupSetting, GroupSettings
 
 log = structlog.get_logger("veil.groups")
 
@@ -268,7 +268,9 @@ def settings_keyboard(texts: Texts, settings: GroupSettings) -> InlineKeyboardMa
         [
             InlineKeyboardButton(
                 text=texts(f"group_{setting}_{'on' if getattr(settings, setting) else 'off'}"),
-                callback_data=GroupToggle(setting=setting).pack(),
+                callback_data=GroupSet(
+                    setting=setting, on="no" if getattr(settings, setting) else "yes"
+                ).pack(),
             )
         ]
         for setting in ("answers", "reply_context")
@@ -292,24 +294,54 @@ async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: Group
     await message.reply(texts("group_settings"), reply_markup=settings_keyboard(texts, settings))
 
 
+async def on_group_set(
+    query: CallbackQuery, callback_data: GroupSet, bot: Bot, texts: Texts, kit: GroupKit
+) -> None:
+    """An admin pressed a setting's button: set it as the button offered, show the new state."""
+    await _change_setting(query, bot, texts, kit, callback_data.setting, callback_data.on == "yes")
+
+
 async def on_group_toggle(
     query: CallbackQuery, callback_data: GroupToggle, bot: Bot, texts: Texts, kit: GroupKit
 ) -> None:
-    """An admin pressed a toggle: flip it and show the new state."""
+    """An admin pressed a panel's button from before ``GroupSet``: flip it, show the new state."""
+    await _change_setting(query, bot, texts, kit, callback_data.setting, None)
+
+
+async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what changes
+    query: CallbackQuery,
+    bot: Bot,
+    texts: Texts,
+    kit: GroupKit,
+    setting: GroupSetting,
+    on: bool | None,  # noqa: FBT001 -- None: flip
+) -> None:
+    """Change ``setting`` (to ``on``, or the other way) if an admin of a group pressed it.
+
+    A press forged under another message (a private chat's, an inline one) changes nothing.
+    Two presses at once both redraw the panel: the second redraw, unchanged, is no failure.
+    """
     message = query.message
-    if message is None:
+    if message is None or message.chat.type not in GROUPS:
         await query.answer()
         return
     if not await is_admin(bot, message.chat.id, query.from_user.id):
         await query.answer(texts("group_admins_only"), show_alert=True)
         return
-    settings = await kit.groups.flip(message.chat.id, callback_data.setting)
+    if on is None:
+        settings = await kit.groups.flip(message.chat.id, setting)
+    else:
+        settings = await kit.groups.set(message.chat.id, setting, on=on)
     await query.answer()
-    await bot.edit_message_reply_markup(
-        chat_id=message.chat.id,
-        message_id=message.message_id,
-        reply_markup=settings_keyboard(texts, settings),
-    )
+    try:
+        await bot.edit_message_reply_markup(
+            chat_id=message.chat.id,
+            message_id=message.message_id,
+            reply_markup=settings_keyboard(texts, settings),
+        )
+    except TelegramBadRequest as exc:
+        if "not modified" not in exc.message:
+            raise
 
 
 def build_router() -> Router:
@@ -319,5 +351,6 @@ def build_router() -> Router:
     router.message.register(cmd_ask, Command("ask"))
     router.message.register(cmd_groupsettings, Command("groupsettings"))
     router.message.register(on_addressed, addressed)
+    router.callback_query.register(on_group_set, GroupSet.filter())
     router.callback_query.register(on_group_toggle, GroupToggle.filter())
     return router

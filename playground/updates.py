@@ -254,7 +254,8 @@ class UserActions:
                 channel_id, "channel", "", title="A channel", with_bot=False
             )
             sender = CHANNEL_BOT
-        content = {"text": text, "entities": user_entities(text), "sender_chat": sender_chat}
+        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        content["sender_chat"] = sender_chat
         message = self._store(dict(sender), chat, reply_to, content)
         return self._tell_bot(dict(sender), chat, message)
 

@@ -10,10 +10,12 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
-from tests.test_bot_groups import ANN, ANSWER, FAST, GROUP, QUESTION, final_reply, replies
+from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.botstack import Stack
 
 ANONYMOUS = 1087968824  # GroupAnonymousBot: every anonymous admin of every group
 CHANNEL_BOT = 136817688  # Channel_Bot: every member posting as any channel
@@ -44,3 +46,47 @@ async def test_anonymous_admins_and_channels_are_told_to_ask_as_themselves(
         # A notice for a chat, not a person: a reply to its message, in the group.
         notices = [m for m in replies(stack) if m["text"].startswith(ASK_AS_YOURSELF)]
         assert {m["reply_to_message"]["from"]["id"] for m in notices} == {ANONYMOUS, CHANNEL_BOT}
+
+
+async def answered_presses(stack: Stack, count: int) -> None:
+    """Wait until Telegram has ``count`` button presses answered, and their redraws settle."""
+    async with asyncio.timeout(10):
+        while len(stack.telegram.calls_of("answerCallbackQuery")) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+
+
+async def test_group_settings_pressed_twice_and_by_two_admins_at_once_end_as_pressed(
+    tmp_path: Path,
+) -> None:
+    # Each press flipped what it read: a second tap on "Answers: on" before the panel was
+    # redrawn turned answers on again; taps read at once wrote off twice, the second redraw
+    # refused as "not modified" and apologised for as a bug; and two admins' presses at once
+    # could each write over the other's.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        for admin in (ANN, BOB):
+            stack.telegram.set_member(GROUP, admin, "administrator")
+        stack.telegram.send_text(ANN, "/groupsettings", chat_id=GROUP)
+        (panel,) = await stack.final_messages(GROUP)
+        rows = panel["reply_markup"]["inline_keyboard"]
+        answers, context = (row[0]["callback_data"] for row in rows)
+        where = {"message_id": panel["message_id"], "chat_id": GROUP}
+        stack.telegram.press_button(ANN, answers, **where)
+        await answered_presses(stack, 1)
+        stack.telegram.press_button(ANN, answers, **where)  # the same, not yet redrawn, button
+        await answered_presses(stack, 2)
+        for presser in (ANN, BOB, ANN):
+            stack.telegram.press_button(presser, context, **where)
+        await answered_presses(stack, 5)
+        assert await stack.veil.store.group_settings(GROUP) == (False, False)
+        for admin in (ANN, BOB):  # no apology for a "not modified" redraw
+            assert stack.telegram.sent_messages(admin) == []
+        (shown,) = replies(stack)
+        assert [row[0]["text"] for row in shown["reply_markup"]["inline_keyboard"]] == [
+            "❌ Answers: off",
+            "❌ Replies to my answers carry the thread: off",
+        ]
+        # A button of the panel as it was before this version (it flips) still works.
+        stack.telegram.press_button(ANN, "group:answers", **where)
+        await answered_presses(stack, 6)
+        assert await stack.veil.store.group_settings(GROUP) == (True, False)
