@@ -104,10 +104,11 @@ async def on_addressed(
 async def cmd_ask(
     message: Message, command: CommandObject, texts: Texts, kit: GroupKit, failures: Failures
 ) -> None:
-    """``/ask question``: answer it (an empty /ask says how)."""
+    """``/ask question``: answer it (an empty /ask says how, unless answers are turned off)."""
     question = (command.args or "").strip()
     if not question:
-        await message.reply(texts("ask_usage"))
+        if (await kit.groups.settings(message.chat.id)).answers:
+            await message.reply(texts("ask_usage"))
         return
     await answer_in_group(message, question, texts, kit, failures)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from services.groups import Groups
 from tests.botstack import running_stack
 from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies
 
@@ -90,3 +91,18 @@ async def test_group_settings_pressed_twice_and_by_two_admins_at_once_end_as_pre
         stack.telegram.press_button(ANN, "group:answers", **where)
         await answered_presses(stack, 6)
         assert await stack.veil.store.group_settings(GROUP) == (True, False)
+
+
+async def test_an_empty_ask_in_a_group_that_turned_answers_off_gets_nothing(
+    tmp_path: Path,
+) -> None:
+    # A bare /ask got the usage line even where the admins had switched Veil off (a bare
+    # mention was already silent there): any member could make it talk.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        await Groups(stack.veil.store).flip(GROUP, "answers")
+        stack.telegram.send_text(ANN, "/ask", chat_id=GROUP)
+        stack.telegram.send_text(ANN, "/ask@veil_test_bot", chat_id=GROUP)
+        stack.telegram.send_text(BOB, f"/ask {QUESTION}", chat_id=GROUP)
+        await asyncio.sleep(0.5)
+        assert replies(stack) == []
+        assert stack.vllm.requests == []
