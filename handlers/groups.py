@@ -285,10 +285,21 @@ async def is_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
     return member.status in ADMINS
 
 
+async def sent_by_admin(message: Message, bot: Bot) -> bool:
+    """Whether an admin of the group sent ``message``.
+
+    One sent as the group itself is an anonymous admin's (only admins can post so); one sent as
+    a channel is anybody's; a person's, as Telegram says now (never asked about a pseudo-user).
+    """
+    if message.sender_chat is not None:
+        return message.sender_chat.id == message.chat.id
+    user = message.from_user
+    return user is not None and await is_admin(bot, message.chat.id, user.id)
+
+
 async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
     """Admins: the group's settings as toggles; anyone else: a short refusal."""
-    user = message.from_user
-    if user is None or not await is_admin(bot, message.chat.id, user.id):
+    if not await sent_by_admin(message, bot):
         await message.reply(texts("group_admins_only"))
         return
     settings = await kit.groups.settings(message.chat.id)

@@ -106,3 +106,22 @@ async def test_an_empty_ask_in_a_group_that_turned_answers_off_gets_nothing(
         await asyncio.sleep(0.5)
         assert replies(stack) == []
         assert stack.vllm.requests == []
+
+
+async def test_an_anonymous_admin_opens_the_group_settings_and_a_channel_does_not(
+    tmp_path: Path,
+) -> None:
+    # /groupsettings asked Telegram whether GroupAnonymousBot administers the group: it does
+    # not (here: it is no member at all), so the admins who post anonymously, admins all, never
+    # got the panel. Only an admin can post as the group itself; anyone may post as a channel.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_as_chat("/groupsettings", chat_id=GROUP, channel_id=CHANNEL)
+        stack.telegram.send_as_chat("/groupsettings", chat_id=GROUP)
+        await stack.final_messages(GROUP, 2)
+        said = {m["reply_to_message"]["from"]["id"]: m["text"] for m in replies(stack)}
+        assert said == {
+            CHANNEL_BOT: "Only the group's admins can change Veil's settings here.",
+            ANONYMOUS: "Veil in this group:",
+        }
+        await asyncio.sleep(0.2)
+        assert stack.telegram.calls_of("getChatMember") == []  # about a pseudo-user: nothing
