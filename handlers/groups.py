@@ -114,12 +114,16 @@ async def cmd_ask(
 
 
 class GroupKit:
-    """What a group answer needs from the bot: the chat service, the editors, the settings."""
+    """What a group answer needs from the bot: the chat service, the editors, the settings.
+
+    ``asking``: (group, member) of each question waiting for its group's turn or being answered.
+    """
 
     def __init__(self, chat: ChatService, editors: Editors, groups: Groups) -> None:
         self.chat = chat
         self.editors = editors
         self.groups = groups
+        self.asking: set[tuple[int, int]] = set()
 
 
 async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goes with it
@@ -147,6 +151,20 @@ async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goe
     if message.sender_chat is not None:
         await ask_as_yourself(message, texts, kit.editors)
         return
+    asking = (message.chat.id, user.id)
+    if asking in kit.asking:
+        # One question a member at a time in a group: a burst of mentions would otherwise be
+        # queued, and answered, ahead of everyone who asks after it.
+        log.info("groups.asked_again")
+        await kit.editors.tell_one(
+            message.chat.id,
+            user.id,
+            texts("group_wait_your_turn"),
+            reply_to=message.message_id,
+            markup=None,
+        )
+        return
+    kit.asking.add(asking)
     answer = _GroupAnswer(
         kit,
         texts,
@@ -198,7 +216,16 @@ class _GroupAnswer:
     sink: EditedAnswer | None = None
 
     async def run(self) -> None:
-        """In the group's turn: the placeholder, the answer streamed into it, its note."""
+        """In the group's turn: the placeholder, the answer streamed into it, its note.
+
+        Then (or failing) the asker may ask in the group again.
+        """
+        try:
+            await self._run()
+        finally:
+            self.kit.asking.discard((self.asker.chat_id, self.asker.user_id))
+
+    async def _run(self) -> None:
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
             tag = new_tag()

@@ -22,6 +22,7 @@ ANONYMOUS = 1087968824  # GroupAnonymousBot: every anonymous admin of every grou
 CHANNEL_BOT = 136817688  # Channel_Bot: every member posting as any channel
 CHANNEL = -1_005_555_555
 ASK_AS_YOURSELF = "I answer people, each from their own credit"
+WAIT_YOUR_TURN = "Your previous question here is still to be answered: ask the next once it is."
 
 
 async def test_anonymous_admins_and_channels_are_told_to_ask_as_themselves(
@@ -125,3 +126,32 @@ async def test_an_anonymous_admin_opens_the_group_settings_and_a_channel_does_no
         }
         await asyncio.sleep(0.2)
         assert stack.telegram.calls_of("getChatMember") == []  # about a pseudo-user: nothing
+
+
+async def test_a_member_cannot_queue_a_flood_of_questions_ahead_of_the_group(
+    tmp_path: Path,
+) -> None:
+    # Each mention was queued for the group's turn: one member's burst of mentions was
+    # answered (and the group's ~20 messages a minute spent) one after another, all of them
+    # before anyone who asked after. Now a member has one question at a time in a group; the
+    # others are told so, to that member alone.
+    long_answer = " ".join(f"word{n}" for n in range(60))
+    async with running_stack(tmp_path, answer=long_answer, token_delay=0.01, **FAST) as stack:
+        for n in range(4):
+            stack.telegram.send_text(ANN, f"@veil_test_bot flood {n}", chat_id=GROUP)
+        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        finals = await final_reply(stack, 2)
+        await asyncio.sleep(0.5)
+        assert [m["reply_to_message"]["text"] for m in finals] == [
+            "@veil_test_bot flood 0",
+            f"@veil_test_bot {QUESTION}",
+        ]
+        assert len(replies(stack)) == 2
+        notices = stack.telegram.ephemeral_messages(GROUP, ANN)
+        assert [m["text"] for m in notices] == [WAIT_YOUR_TURN] * 3
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
+        assert len(stack.vllm.requests) == 2
+        # Once answered, the member may ask again.
+        stack.telegram.send_text(ANN, "@veil_test_bot again", chat_id=GROUP)
+        finals = await final_reply(stack, 3)
+        assert finals[-1]["reply_to_message"]["text"] == "@veil_test_bot again"
