@@ -94,7 +94,7 @@ async def on_addressed(
     context = replied_context(message, kit.editors.bot.id)
     if not context:
         if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
-            await message.reply(texts("ask_usage"))  # hears nothing from Veil
+            await reply(message, texts("ask_usage"))  # hears nothing from Veil
         return
     await answer_in_group(
         message, texts("guest_reply_question"), texts, kit, failures, context=context
@@ -108,9 +108,21 @@ async def cmd_ask(
     question = (command.args or "").strip()
     if not question:
         if (await kit.groups.settings(message.chat.id)).answers:
-            await message.reply(texts("ask_usage"))
+            await reply(message, texts("ask_usage"))
         return
     await answer_in_group(message, question, texts, kit, failures)
+
+
+async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    """Reply to ``message`` in its group (in its topic); one deleted meanwhile is left alone.
+
+    Telegram refuses a reply to a message deleted meanwhile (by its sender, an admin, an
+    anti-spam bot), or any message from a bot removed or muted: nobody to tell, no bug.
+    """
+    try:
+        await message.reply(text, reply_markup=markup)
+    except (TelegramBadRequest, TelegramForbiddenError) as exc:
+        log.info("groups.not_answered", error=describe(exc))
 
 
 class GroupKit:
@@ -327,10 +339,10 @@ async def sent_by_admin(message: Message, bot: Bot) -> bool:
 async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
     """Admins: the group's settings as toggles; anyone else: a short refusal."""
     if not await sent_by_admin(message, bot):
-        await message.reply(texts("group_admins_only"))
+        await reply(message, texts("group_admins_only"))
         return
     settings = await kit.groups.settings(message.chat.id)
-    await message.reply(texts("group_settings"), reply_markup=settings_keyboard(texts, settings))
+    await reply(message, texts("group_settings"), settings_keyboard(texts, settings))
 
 
 async def on_group_set(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import structlog
+
 from services.groups import Groups
 from tests.botstack import running_stack
 from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies
@@ -155,3 +157,25 @@ async def test_a_member_cannot_queue_a_flood_of_questions_ahead_of_the_group(
         stack.telegram.send_text(ANN, "@veil_test_bot again", chat_id=GROUP)
         finals = await final_reply(stack, 3)
         assert finals[-1]["reply_to_message"]["text"] == "@veil_test_bot again"
+
+
+async def test_a_usage_line_for_a_message_deleted_meanwhile_is_no_public_apology(
+    tmp_path: Path,
+) -> None:
+    # The usage line (a bare mention, a bare /ask) and /groupsettings' answer are replies: to a
+    # message deleted meanwhile (by its sender, an admin, an anti-spam bot) Telegram refuses
+    # them, and the refusal was a bug: a traceback, and "Something went wrong" posted to all.
+    gone = "Bad Request: message to be replied not found"
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, BOB, "administrator")
+        with structlog.testing.capture_logs() as logs:
+            for text in ("@veil_test_bot", "/ask", "/groupsettings"):
+                stack.telegram.fail_next("sendMessage", status=400, description=gone)
+                stack.telegram.send_text(BOB, text, chat_id=GROUP)
+                await stack.telegram.wait_for("sendMessage", lambda c: c.answered == gone)
+                await asyncio.sleep(0.3)
+        assert replies(stack) == []
+        assert [e for e in logs if e["log_level"] == "error"] == []
+        assert [e["event"] for e in logs if e["event"] == "groups.not_answered"] == [
+            "groups.not_answered"
+        ] * 3
