@@ -246,18 +246,23 @@ class UserActions:
         chat = self._state.chats.get(chat_id) or self._state.register_chat(
             chat_id, "supergroup", ""
         )
-        if channel_id is None:
-            sender, sender_chat = ANONYMOUS_ADMIN, chat
-        else:
-            known = self._state.chats.get(channel_id)
-            sender_chat = known or self._state.register_chat(
-                channel_id, "channel", "", title="A channel", with_bot=False
-            )
-            sender = CHANNEL_BOT
+        sender, sender_chat = self._pseudo_sender(chat, channel_id)
         content: dict[str, object] = {"text": text, "entities": user_entities(text)}
         content["sender_chat"] = sender_chat
-        message = self._store(dict(sender), chat, reply_to, content)
-        return self._tell_bot(dict(sender), chat, message)
+        message = self._store(sender, chat, reply_to, content)
+        return self._tell_bot(sender, chat, message)
+
+    def _pseudo_sender(
+        self, chat: dict[str, Any], channel_id: int | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The pseudo-user and ``sender_chat`` of a message sent as ``chat`` or as a channel."""
+        if channel_id is None:
+            return dict(ANONYMOUS_ADMIN), chat
+        known = self._state.chats.get(channel_id)
+        channel = known or self._state.register_chat(
+            channel_id, "channel", "", title="A channel", with_bot=False
+        )
+        return dict(CHANNEL_BOT), channel
 
     def _quote(self, chat_id: int, reply_to: int | None, quote: str) -> dict[str, Any]:
         """A ``TextQuote`` of ``quote`` in message ``reply_to`` (Telegram: QUOTE_TEXT_INVALID)."""
@@ -313,6 +318,26 @@ class UserActions:
         )
         message = self._store(user, chat, reply_to, {"text": text, "entities": user_entities(text)})
         query_id = self._state.new_guest_query(user_id, chat_id, message["message_id"])
+        return self._push({"guest_message": message | {"guest_query_id": query_id}})
+
+    def guest_message_as_chat(
+        self, text: str, *, chat_id: int, channel_id: int | None = None, title: str = "Friends"
+    ) -> int:
+        """A ``guest_message`` sent on behalf of a chat, in ``chat_id``, a chat without the bot.
+
+        From ``GroupAnonymousBot`` as the chat itself (``channel_id`` None: an anonymous admin)
+        or from ``Channel_Bot`` as the channel ``channel_id``, as ``send_as_chat`` writes them.
+        """
+        if chat_id in self._state.chats and chat_id not in self._state.chats_without_bot:
+            raise ValueError(f"the bot is a member of chat {chat_id}: no guest query there")
+        chat = self._state.chats.get(chat_id) or self._state.register_chat(
+            chat_id, "supergroup", "", title=title, with_bot=False
+        )
+        sender, sender_chat = self._pseudo_sender(chat, channel_id)
+        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        content["sender_chat"] = sender_chat
+        message = self._store(sender, chat, None, content)
+        query_id = self._state.new_guest_query(sender["id"], chat_id, message["message_id"])
         return self._push({"guest_message": message | {"guest_query_id": query_id}})
 
     def post_text(  # noqa: PLR0913 - the fake's API mirrors a message's fields

@@ -179,3 +179,28 @@ async def test_a_usage_line_for_a_message_deleted_meanwhile_is_no_public_apology
         assert [e["event"] for e in logs if e["event"] == "groups.not_answered"] == [
             "groups.not_answered"
         ] * 3
+
+
+async def test_a_guest_summons_sent_as_a_chat_is_told_to_ask_as_oneself(tmp_path: Path) -> None:
+    # As in a group: the summons of an anonymous admin or of a member posting as a channel was
+    # answered and charged to the pseudo-user all of them share.
+    friends = -1_009_876_543
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.guest_message_as_chat(f"@veil_test_bot {QUESTION}", chat_id=friends)
+        stack.telegram.guest_message_as_chat(
+            f"@veil_test_bot {QUESTION}", chat_id=friends, channel_id=CHANNEL
+        )
+        async with asyncio.timeout(10):
+            while len(stack.telegram.calls_of("answerGuestQuery")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        answered = stack.telegram.calls_of("answerGuestQuery")
+        assert [call.answered for call in answered] == ["ok", "ok"]
+        posted = list(stack.telegram.state.inline_messages.values())
+        assert len(posted) == 2
+        assert all(m["text"].startswith(ASK_AS_YOURSELF) for m in posted)
+        assert not any(m.get("reply_markup") for m in posted)  # no stop button: nothing runs
+        assert stack.vllm.requests == []
+        for pseudo in (ANONYMOUS, CHANNEL_BOT):
+            balance = await stack.veil.credit.balance(pseudo)
+            assert (balance.held, balance.units, balance.free_tokens_left) == (0, 0, 1_000_000)
