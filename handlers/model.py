@@ -9,7 +9,7 @@ from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import ModelChoice
-from handlers.replies import prices_line
+from handlers.replies import prices_line, show_pressed
 
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message
@@ -55,12 +55,7 @@ async def on_model_chosen(
         await query.answer(texts("model_unknown"), show_alert=True)
         return
     await query.answer()
-    if query.message is not None and query.bot is not None:
-        await query.bot.edit_message_text(
-            chat_id=user.id,
-            message_id=query.message.message_id,
-            text=texts("model_set", model=chosen),
-        )
+    await show_pressed(query, texts("model_set", model=chosen))
 
 
 def build_router() -> Router:

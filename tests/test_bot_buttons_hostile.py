@@ -66,3 +66,26 @@ async def test_a_settings_press_forged_under_a_group_message_redraws_nothing_in_
         assert stack.telegram.sent_messages(ANN)[0]["reply_markup"] == before
         assert stack.telegram.calls_of("editMessageReplyMarkup") == []
         assert await stack.veil.chat.keeps_inline_history(ANN)  # the presser's own choice
+
+
+async def test_forget_and_model_buttons_pressed_twice_are_no_bug(tmp_path: Path) -> None:
+    # The second tap's redraw was the text the first had put there already: Telegram refused
+    # it ("not modified") and the user got the bug apology.
+    async with running_stack(tmp_path) as stack:
+        for command in ("/forget", "/model"):
+            stack.telegram.send_text(ANN, command)
+        shown = await stack.final_messages(ANN, 2)
+        for message in shown:
+            rows = message["reply_markup"]["inline_keyboard"]
+            data = rows[0][-1]["callback_data"]  # /forget: "no"; /model: the one model
+            for _ in range(2):
+                stack.telegram.press_button(ANN, data, message_id=message["message_id"])
+        async with asyncio.timeout(10):
+            while len(stack.telegram.calls_of("answerCallbackQuery")) < 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert not [text for text in bot_texts(stack, ANN) if text.startswith(SORRY)]
+        assert sorted(bot_texts(stack, ANN)) == [
+            "From now on I answer with veil-test.",
+            "Nothing was erased.",
+        ]
