@@ -94,7 +94,7 @@ async def on_addressed(
     context = replied_context(message, kit.editors.bot.id)
     if not context:
         if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
-            await reply(message, texts("ask_usage"))  # hears nothing from Veil
+            await tell_alone(message, texts("ask_usage"), kit.editors)  # hears nothing from Veil
         return
     await answer_in_group(
         message, texts("guest_reply_question"), texts, kit, failures, context=context
@@ -108,7 +108,7 @@ async def cmd_ask(
     question = (command.args or "").strip()
     if not question:
         if (await kit.groups.settings(message.chat.id)).answers:
-            await reply(message, texts("ask_usage"))
+            await tell_alone(message, texts("ask_usage"), kit.editors)
         return
     await answer_in_group(message, question, texts, kit, failures)
 
@@ -123,6 +123,20 @@ async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None
         await message.reply(text, reply_markup=markup)
     except (TelegramBadRequest, TelegramForbiddenError) as exc:
         log.info("groups.not_answered", error=describe(exc))
+
+
+async def tell_alone(message: Message, text: str, editors: Editors) -> None:
+    """Tell the member who sent ``message``, alone and at the group's pace (usage, a refusal).
+
+    Never a public reply outside the pace: a member sending bare mentions or commands would
+    make Veil flood the group and spend its messages a minute ahead of others' answers. One
+    sent as a chat has no member to tell alone: it gets a reply.
+    """
+    user = message.from_user
+    if message.sender_chat is not None or user is None:
+        await reply(message, text)
+        return
+    await editors.tell_one(message.chat.id, user.id, text, reply_to=message.message_id, markup=None)
 
 
 class GroupKit:
@@ -339,7 +353,7 @@ async def sent_by_admin(message: Message, bot: Bot) -> bool:
 async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
     """Admins: the group's settings as toggles; anyone else: a short refusal."""
     if not await sent_by_admin(message, bot):
-        await reply(message, texts("group_admins_only"))
+        await tell_alone(message, texts("group_admins_only"), kit.editors)
         return
     settings = await kit.groups.settings(message.chat.id)
     await reply(message, texts("group_settings"), settings_keyboard(texts, settings))
