@@ -125,6 +125,11 @@ async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None
         log.info("groups.not_answered", error=describe(exc))
 
 
+def forum_topic(message: Message) -> int | None:
+    """The forum topic ``message`` was written in (None: the General topic, or no forum)."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
 async def tell_alone(message: Message, text: str, editors: Editors) -> None:
     """Tell the member who sent ``message``, alone and at the group's pace (usage, a refusal).
 
@@ -136,7 +141,14 @@ async def tell_alone(message: Message, text: str, editors: Editors) -> None:
     if message.sender_chat is not None or user is None:
         await reply(message, text)
         return
-    await editors.tell_one(message.chat.id, user.id, text, reply_to=message.message_id, markup=None)
+    await editors.tell_one(
+        message.chat.id,
+        user.id,
+        text,
+        reply_to=message.message_id,
+        markup=None,
+        thread_id=forum_topic(message),
+    )
 
 
 class GroupKit:
@@ -188,6 +200,7 @@ async def answer_in_group(  # noqa: PLR0913 -- the question, where, and what goe
             texts("group_wait_your_turn"),
             reply_to=message.message_id,
             markup=None,
+            thread_id=forum_topic(message),
         )
         return
     kit.asking.add(asking)

@@ -208,7 +208,8 @@ class UserActions:
     ) -> int:
         """A text message from ``user_id``: an update_id, or 0 if the bot is told nothing.
 
-        In its private chat by default, in its topic ``thread_id`` if given; ``chat_id``
+        In its private chat by default, in its topic ``thread_id`` if given (in a supergroup:
+        a topic of the forum, any id, not checked); ``chat_id``
         (negative: a supergroup unless ``chat_type`` says "group") puts it in a group,
         ``reply_to`` makes it a reply to that message of the chat, quoting ``quote`` from it if
         given (a part of its text, as Telegram's ``TextQuote``). Commands and @mentions get
@@ -223,7 +224,8 @@ class UserActions:
             content["quote"] = self._quote(user_id if chat_id is None else chat_id, reply_to, quote)
         if thread_id is not None:
             target = user_id if chat_id is None else chat_id
-            if self._state.topics.get(target, thread_id) is None:
+            forum = target < 0 and chat_type != "group"  # a supergroup's topic: any id
+            if not forum and self._state.topics.get(target, thread_id) is None:
                 raise ValueError(f"no topic {thread_id} in chat {target}")
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.botstack import Stack
+    from tests.fakes.telegram import Call
 
 ANONYMOUS = 1087968824  # GroupAnonymousBot: every anonymous admin of every group
 CHANNEL_BOT = 136817688  # Channel_Bot: every member posting as any channel
@@ -227,3 +228,30 @@ async def test_a_member_spamming_bare_mentions_and_commands_is_told_alone(
             "Usage: /ask your question — or mention me, or reply to one of my answers.",
         ]
         assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
+
+
+async def test_notices_for_one_member_stay_in_the_forum_topic_they_asked_in(
+    tmp_path: Path,
+) -> None:
+    # A notice for one member (the usage line, "wait for your answer") is sent, not a reply:
+    # without the topic's message_thread_id it went to the forum's General topic, where the
+    # member asking in a topic does not look.
+    topic = 77
+    long_answer = " ".join(f"word{n}" for n in range(60))
+    async with running_stack(tmp_path, answer=long_answer, token_delay=0.01, **FAST) as stack:
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, thread_id=topic)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP, thread_id=topic)
+        stack.telegram.send_text(ANN, "@veil_test_bot again", chat_id=GROUP, thread_id=topic)
+        async with asyncio.timeout(10):
+            while len(notices := ephemeral_sends(stack)) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert {int(call.params["message_thread_id"]) for call in notices} == {topic}
+
+
+def ephemeral_sends(stack: Stack) -> list[Call]:
+    """The bot's sendMessage calls that asked for an ephemeral message."""
+    return [
+        call
+        for call in stack.telegram.calls_of("sendMessage")
+        if call.params.get("ephemeral_message_parameters")
+    ]
