@@ -8,12 +8,16 @@ Telegram's 20 messages a minute per group. It is charged to the
 asker, a one-off (nothing from or to their private history); a reply to one of Veil's answers
 carries that thread as context when the group allows it. The answer runs detached from its
 update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
-of mentions does not keep their updates. Notices for one person (no credit, busy) go to that
-person only, as the errors router tells them (``handlers.failures``); a failure after part of
-the answer was shown is noted under that part instead, which stays (it is paid for). A reply
-deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
-answered twice (``editors.answered``). Admins flip the group's
-settings with ``/groupsettings`` (checked with getChatMember).
+of mentions does not keep their updates; a member has one question at a time there (another
+one meanwhile is told to wait), so one member's burst is not answered ahead of everyone else.
+Notices for one person (no credit, busy, the usage line, "admins only") go to that person
+only, at the group's pace and in their forum topic, as the errors router tells them
+(``handlers.failures``); a failure after part of the answer was shown is noted under that part
+instead, which stays (it is paid for). A reply deleted mid-answer (or the bot removed) stops
+the answer; a mention delivered again is not answered twice (``editors.answered``). A question
+sent as a chat (an anonymous admin, a channel) names no person to charge: it gets a reply
+asking to write as oneself. Admins set the group's settings with ``/groupsettings`` (checked
+with getChatMember; one posting as the group itself is an admin).
 """
 
 from __future__ import annotations
