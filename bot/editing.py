@@ -746,7 +746,7 @@ class Editors:
         except TelegramAPIError as exc:
             log.info("editing.retract_failed", error=type(exc).__name__)
 
-    async def tell_one(
+    async def tell_one(  # noqa: PLR0913 -- where, to whom, what, and its buttons
         self,
         chat_id: int,
         user_id: int,
@@ -754,12 +754,13 @@ class Editors:
         *,
         reply_to: int,
         markup: InlineKeyboardMarkup | None,
+        thread_id: int | None = None,
     ) -> None:
         """Tell one member of a group: an ephemeral message, else a reply deleted soon.
 
         Ephemeral messages (Bot API 10.2) show to ``user_id`` only; a server without them
         refuses the field, and the notice is a reply to their message, deleted after
-        ``notice_seconds``.
+        ``notice_seconds``. Either goes to the forum topic ``thread_id``, if given.
         """
         pacer = self.group_pacers(chat_id)
         await pacer.wait()
@@ -767,6 +768,7 @@ class Editors:
             await self.bot.send_message(
                 chat_id,
                 text,
+                message_thread_id=thread_id,
                 reply_markup=markup,
                 ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=user_id),
             )
@@ -780,7 +782,11 @@ class Editors:
         await pacer.wait()
         try:
             sent = await self.bot.send_message(
-                chat_id, text, reply_to_message_id=reply_to, reply_markup=markup
+                chat_id,
+                text,
+                message_thread_id=thread_id,
+                reply_to_message_id=reply_to,
+                reply_markup=markup,
             )
         except TelegramAPIError as exc:
             log.warning("editing.notice_failed", error=type(exc).__name__)

@@ -70,9 +70,24 @@ class StopAnswer(CallbackData, prefix="stop"):
 
 
 class GroupToggle(CallbackData, prefix="group"):
-    """A group admin flips one group setting: ``answers`` or ``reply_context``."""
+    """A group admin flips one group setting (the settings panel's buttons before ``GroupSet``).
+
+    Still taken, for panels already in groups; a press flips what is stored now, so a second
+    tap before the panel is redrawn flips it back: new panels carry ``GroupSet``.
+    """
 
     setting: Literal["answers", "reply_context"]
+
+
+class GroupSet(CallbackData, prefix="group-set"):
+    """A group admin turns one group setting ``on`` (``yes``) or off (``no``), as the button said.
+
+    The button carries the state it offers, not a flip: pressed twice, or by two admins at
+    once, the setting ends as pressed.
+    """
+
+    setting: Literal["answers", "reply_context"]
+    on: Literal["yes", "no"]
 
 
 class InlineHistory(CallbackData, prefix="inline-history"):

@@ -21,7 +21,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
 
 from handlers.failures import Asker, tell_outside
-from handlers.replies import topic_of
+from handlers.replies import forum_topic, topic_of
 from services.errors import JournalUnavailable, VeilError
 
 if TYPE_CHECKING:
@@ -93,7 +93,9 @@ async def _tell_outside(
     message = update.message
     asker = None
     if message is not None and message.from_user is not None:
-        asker = Asker(message.chat.id, message.from_user.id, message.message_id)
+        asker = Asker(
+            message.chat.id, message.from_user.id, message.message_id, forum_topic(message)
+        )
     await tell_outside(error, texts, editors, shown, asker)
 
 

@@ -137,11 +137,15 @@ def apology_key(error: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Asker:
-    """Who asked in a group: the chat, the user, and their message (the answer's reply-to)."""
+    """Who asked in a group: the chat, the user, their message (the answer's reply-to).
+
+    ``thread_id``: the forum topic it was written in (None: the General topic, or no forum).
+    """
 
     chat_id: int
     user_id: int
     message_id: int
+    thread_id: int | None = None
 
 
 async def tell_outside(  # noqa: PLR0913 -- the failure, and every place it may be told
@@ -212,7 +216,12 @@ async def _tell_there(
     if shown is not None and shown.message_id is not None:
         await editors.retract(asker.chat_id, shown.message_id)
     await editors.tell_one(
-        asker.chat_id, asker.user_id, text, reply_to=asker.message_id, markup=markup
+        asker.chat_id,
+        asker.user_id,
+        text,
+        reply_to=asker.message_id,
+        markup=markup,
+        thread_id=asker.thread_id,
     )
 
 

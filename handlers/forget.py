@@ -9,6 +9,7 @@ from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import ForgetAnswer
+from handlers.replies import show_pressed
 
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message
@@ -48,10 +49,7 @@ async def on_forget_answer(
         reply = texts("forget_done", turns=turns)
     else:
         reply = texts("forget_kept")
-    if query.message is not None and query.bot is not None:
-        await query.bot.edit_message_text(
-            chat_id=query.from_user.id, message_id=query.message.message_id, text=reply
-        )
+    await show_pressed(query, reply)
 
 
 def build_router() -> Router:

@@ -8,13 +8,17 @@ Telegram's 20 messages a minute per group. It is charged to the
 asker, a one-off (nothing from or to their private history); a reply to one of Veil's answers
 carries that thread as context when the group allows it. The answer runs detached from its
 update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
-of mentions does not keep their updates. Notices for one person (no credit, busy, the apology
-for a bug) go to that person only, as the errors router tells them (``handlers.failures``); a
-failure after part of
-the answer was shown is noted under that part instead, which stays (it is paid for). A reply
-deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
-answered twice (``editors.answered``). Admins flip the group's
-settings with ``/groupsettings`` (checked with getChatMember).
+of mentions does not keep their updates; a member has one question at a time there (another
+one meanwhile is told to wait), so one member's burst is not answered ahead of everyone else.
+Notices for one person (no credit, busy, the usage line, "admins only", the apology for a
+bug) go to that person only, at the group's pace and in their forum topic, as the errors router
+tells them (``handlers.failures``); a failure after part of the answer was shown is noted under
+that part instead, which stays (it is paid for). A reply deleted mid-answer (or the bot
+removed) stops the answer; a mention delivered again is not answered twice
+(``editors.answered``). A question sent as a chat (an anonymous admin, a channel) names no
+person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
+with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
+admin).
 """
 
 from __future__ import annotations
@@ -30,9 +34,15 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from common.logs import describe
-from handlers.callbacks import GroupToggle
+from handlers.callbacks import GroupSet, GroupToggle
 from handlers.failures import Asker, apologise_outside, tell_outside
-from handlers.replies import new_tag, replied_context, stop_keyboard, without_mention
+from handlers.replies import (
+    forum_topic,
+    new_tag,
+    replied_context,
+    stop_keyboard,
+    without_mention,
+)
 from services.answers import Shown
 from services.chat import Question
 from services.errors import VeilError
@@ -45,7 +55,7 @@ if TYPE_CHECKING:
     from handlers.sinks import EditedAnswer, Editors
     from services.answers import Said
     from services.chat import ChatService
-    from services.groups import Groups, GroupSettings
+    from services.groups import Groups, GroupSetting, GroupSettings
 
 log = structlog.get_logger("veil.groups")
 
@@ -93,27 +103,65 @@ async def on_addressed(
     context = replied_context(message, kit.editors.bot.id)
     if not context:
         if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
-            await message.reply(texts("ask_usage"))  # hears nothing from Veil
+            await tell_alone(message, texts("ask_usage"), kit.editors)  # hears nothing from Veil
         return
     await answer_in_group(message, texts("guest_reply_question"), texts, kit, context=context)
 
 
 async def cmd_ask(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
-    """``/ask question``: answer it (an empty /ask says how)."""
+    """``/ask question``: answer it (an empty /ask says how, unless answers are turned off)."""
     question = (command.args or "").strip()
     if not question:
-        await message.reply(texts("ask_usage"))
+        if (await kit.groups.settings(message.chat.id)).answers:
+            await tell_alone(message, texts("ask_usage"), kit.editors)
         return
     await answer_in_group(message, question, texts, kit)
 
 
+async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    """Reply to ``message`` in its group (in its topic); one deleted meanwhile is left alone.
+
+    Telegram refuses a reply to a message deleted meanwhile (by its sender, an admin, an
+    anti-spam bot), or any message from a bot removed or muted: nobody to tell, no bug.
+    """
+    try:
+        await message.reply(text, reply_markup=markup)
+    except (TelegramBadRequest, TelegramForbiddenError) as exc:
+        log.info("groups.not_answered", error=describe(exc))
+
+
+async def tell_alone(message: Message, text: str, editors: Editors) -> None:
+    """Tell the member who sent ``message``, alone and at the group's pace (usage, a refusal).
+
+    Never a public reply outside the pace: a member sending bare mentions or commands would
+    make Veil flood the group and spend its messages a minute ahead of others' answers. One
+    sent as a chat has no member to tell alone: it gets a reply.
+    """
+    user = message.from_user
+    if message.sender_chat is not None or user is None:
+        await reply(message, text)
+        return
+    await editors.tell_one(
+        message.chat.id,
+        user.id,
+        text,
+        reply_to=message.message_id,
+        markup=None,
+        thread_id=forum_topic(message),
+    )
+
+
 class GroupKit:
-    """What a group answer needs from the bot: the chat service, the editors, the settings."""
+    """What a group answer needs from the bot: the chat service, the editors, the settings.
+
+    ``asking``: (group, member) of each question waiting for its group's turn or being answered.
+    """
 
     def __init__(self, chat: ChatService, editors: Editors, groups: Groups) -> None:
         self.chat = chat
         self.editors = editors
         self.groups = groups
+        self.asking: set[tuple[int, int]] = set()
 
 
 async def answer_in_group(
@@ -137,15 +185,53 @@ async def answer_in_group(
     settings = await kit.groups.settings(message.chat.id)
     if not settings.answers:
         return
+    if message.sender_chat is not None:
+        await ask_as_yourself(message, texts, kit.editors)
+        return
+    asking = (message.chat.id, user.id)
+    if asking in kit.asking:
+        # One question a member at a time in a group: a burst of mentions would otherwise be
+        # queued, and answered, ahead of everyone who asks after it.
+        log.info("groups.asked_again")
+        await kit.editors.tell_one(
+            message.chat.id,
+            user.id,
+            texts("group_wait_your_turn"),
+            reply_to=message.message_id,
+            markup=None,
+            thread_id=forum_topic(message),
+        )
+        return
+    kit.asking.add(asking)
     answer = _GroupAnswer(
         kit,
         texts,
-        Asker(message.chat.id, user.id, message.message_id),
+        Asker(message.chat.id, user.id, message.message_id, forum_topic(message)),
         user.language_code,
         question,
         thread_of(message, kit.editors, settings) if context is None else context,
     )
     kit.chat.detach(answer.run(), answer.failed)
+
+
+async def ask_as_yourself(message: Message, texts: Texts, editors: Editors) -> None:
+    """A question sent as a chat (an anonymous admin, a channel): answered with a notice alone.
+
+    Telegram names a pseudo-user as its sender (``GroupAnonymousBot``, ``Channel_Bot``,
+    Telegram's 777000 for a linked channel's post), one that stands for everyone who posts so,
+    in every group: there is no asker whose own credit the answer could be charged to. The notice
+    is a reply in the group (a chat cannot be told alone); the question goes nowhere.
+    """
+    log.info("groups.asked_as_chat")
+    try:
+        await editors.post(
+            message.chat.id,
+            texts("group_ask_as_yourself"),
+            reply_to=message.message_id,
+            markup=None,
+        )
+    except (TelegramBadRequest, TelegramForbiddenError) as exc:  # deleted, or the bot removed
+        log.info("groups.not_answered", error=describe(exc))
 
 
 @dataclass(eq=False)
@@ -166,7 +252,16 @@ class _GroupAnswer:
     sink: EditedAnswer | None = None
 
     async def run(self) -> None:
-        """In the group's turn: the placeholder, the answer streamed into it, its note."""
+        """In the group's turn: the placeholder, the answer streamed into it, its note.
+
+        Then (or failing) the asker may ask in the group again.
+        """
+        try:
+            await self._run()
+        finally:
+            self.kit.asking.discard((self.asker.chat_id, self.asker.user_id))
+
+    async def _run(self) -> None:
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
             tag = new_tag()
@@ -239,7 +334,9 @@ def settings_keyboard(texts: Texts, settings: GroupSettings) -> InlineKeyboardMa
         [
             InlineKeyboardButton(
                 text=texts(f"group_{setting}_{'on' if getattr(settings, setting) else 'off'}"),
-                callback_data=GroupToggle(setting=setting).pack(),
+                callback_data=GroupSet(
+                    setting=setting, on="no" if getattr(settings, setting) else "yes"
+                ).pack(),
             )
         ]
         for setting in ("answers", "reply_context")
@@ -253,34 +350,75 @@ async def is_admin(bot: Bot, chat_id: int, user_id: int) -> bool:
     return member.status in ADMINS
 
 
+async def sent_by_admin(message: Message, bot: Bot) -> bool:
+    """Whether an admin of the group sent ``message``.
+
+    One sent as the group itself is an anonymous admin's (only admins can post so); one sent as
+    a channel is anybody's; a person's, as Telegram says now (never asked about a pseudo-user).
+    """
+    if message.sender_chat is not None:
+        return message.sender_chat.id == message.chat.id
+    user = message.from_user
+    return user is not None and await is_admin(bot, message.chat.id, user.id)
+
+
 async def cmd_groupsettings(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
     """Admins: the group's settings as toggles; anyone else: a short refusal."""
-    user = message.from_user
-    if user is None or not await is_admin(bot, message.chat.id, user.id):
-        await message.reply(texts("group_admins_only"))
+    if not await sent_by_admin(message, bot):
+        await tell_alone(message, texts("group_admins_only"), kit.editors)
         return
     settings = await kit.groups.settings(message.chat.id)
-    await message.reply(texts("group_settings"), reply_markup=settings_keyboard(texts, settings))
+    await reply(message, texts("group_settings"), settings_keyboard(texts, settings))
+
+
+async def on_group_set(
+    query: CallbackQuery, callback_data: GroupSet, bot: Bot, texts: Texts, kit: GroupKit
+) -> None:
+    """An admin pressed a setting's button: set it as the button offered, show the new state."""
+    await _change_setting(query, bot, texts, kit, callback_data.setting, callback_data.on == "yes")
 
 
 async def on_group_toggle(
     query: CallbackQuery, callback_data: GroupToggle, bot: Bot, texts: Texts, kit: GroupKit
 ) -> None:
-    """An admin pressed a toggle: flip it and show the new state."""
+    """An admin pressed a panel's button from before ``GroupSet``: flip it, show the new state."""
+    await _change_setting(query, bot, texts, kit, callback_data.setting, None)
+
+
+async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what changes
+    query: CallbackQuery,
+    bot: Bot,
+    texts: Texts,
+    kit: GroupKit,
+    setting: GroupSetting,
+    on: bool | None,  # noqa: FBT001 -- None: flip
+) -> None:
+    """Change ``setting`` (to ``on``, or the other way) if an admin of a group pressed it.
+
+    A press forged under another message (a private chat's, an inline one) changes nothing.
+    Two presses at once both redraw the panel: the second redraw, unchanged, is no failure.
+    """
     message = query.message
-    if message is None:
+    if message is None or message.chat.type not in GROUPS:
         await query.answer()
         return
     if not await is_admin(bot, message.chat.id, query.from_user.id):
         await query.answer(texts("group_admins_only"), show_alert=True)
         return
     await query.answer()  # before the database: it may be slow to take the change
-    settings = await kit.groups.flip(message.chat.id, callback_data.setting)
-    await bot.edit_message_reply_markup(
-        chat_id=message.chat.id,
-        message_id=message.message_id,
-        reply_markup=settings_keyboard(texts, settings),
-    )
+    if on is None:
+        settings = await kit.groups.flip(message.chat.id, setting)
+    else:
+        settings = await kit.groups.set(message.chat.id, setting, on=on)
+    try:
+        await bot.edit_message_reply_markup(
+            chat_id=message.chat.id,
+            message_id=message.message_id,
+            reply_markup=settings_keyboard(texts, settings),
+        )
+    except TelegramBadRequest as exc:
+        if "not modified" not in exc.message:
+            raise
 
 
 def build_router() -> Router:
@@ -290,5 +428,6 @@ def build_router() -> Router:
     router.message.register(cmd_ask, Command("ask"))
     router.message.register(cmd_groupsettings, Command("groupsettings"))
     router.message.register(on_addressed, addressed)
+    router.callback_query.register(on_group_set, GroupSet.filter())
     router.callback_query.register(on_group_toggle, GroupToggle.filter())
     return router

@@ -45,6 +45,7 @@ from services.chat import Question
 from services.errors import VeilError
 
 if TYPE_CHECKING:
+    from aiogram import Bot
     from aiogram.types import CallbackQuery, ChosenInlineResult, InlineQuery, Message, Update
 
     from common.texts import Texts
@@ -137,6 +138,9 @@ async def on_guest_message(
         return
     if not editors.answered.first(("guest", message.guest_query_id)):
         return  # delivered again: it is answered (or being answered) already
+    if message.sender_chat is not None:
+        await _ask_as_yourself(message.guest_query_id, texts, bot)
+        return
     me = await bot.me()
     question = without_mention(message.text or message.caption or "", me.username)
     context = replied_context(message, me.id)
@@ -160,6 +164,25 @@ async def on_guest_message(
         keep_history=False,
     )
     await answer_inline(sent.inline_message_id, event_update, asked, texts, chat, editors)
+
+
+async def _ask_as_yourself(guest_query_id: str, texts: Texts, bot: Bot) -> None:
+    """A summons sent as a chat (an anonymous admin, a channel): a notice for an answer.
+
+    Its sender is a pseudo-user that stands for everyone who posts so (as in a group,
+    ``handlers.groups.ask_as_yourself``): nobody whose own credit an answer could be charged to.
+    """
+    log.info("inline.guest_asked_as_chat")
+    text = texts("group_ask_as_yourself")
+    notice = InlineQueryResultArticle(
+        id=new_tag(),
+        title=shortened(text, TITLE_CHARS),
+        input_message_content=InputTextMessageContent(message_text=text),
+    )
+    try:
+        await bot.answer_guest_query(guest_query_id, result=notice)
+    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+        log.info("inline.guest_query_refused", error=describe(exc))
 
 
 async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handler's parts

@@ -9,7 +9,7 @@ from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import ModelChoice
-from handlers.replies import prices_line
+from handlers.replies import prices_line, show_pressed
 
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message
@@ -60,10 +60,7 @@ async def on_model_chosen(
         reply = texts("model_unknown")
     else:
         reply = texts("model_set", model=chosen)
-    if query.message is not None and query.bot is not None:
-        await query.bot.edit_message_text(
-            chat_id=user.id, message_id=query.message.message_id, text=reply
-        )
+    await show_pressed(query, reply)
 
 
 def build_router() -> Router:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiogram.exceptions import (
     ClientDecodeError,
+    TelegramBadRequest,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -160,6 +161,11 @@ def topic_of(message: Message | InaccessibleMessage | None) -> int | None:
     return message.message_thread_id if message.is_topic_message else None
 
 
+def forum_topic(message: Message) -> int | None:
+    """The forum topic ``message`` was written in (None: the General topic, or no forum)."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
 def pressed_in_private(query: CallbackQuery) -> bool:
     """Whether the button was under a message of the private chat with the bot.
 
@@ -167,3 +173,21 @@ def pressed_in_private(query: CallbackQuery) -> bool:
     an inline message (whose id may be a private message's) must change nothing.
     """
     return isinstance(query.message, Message) and query.message.chat.type == "private"
+
+
+async def show_pressed(query: CallbackQuery, text: str) -> None:
+    """Put ``text`` in place of the private-chat message whose button was pressed.
+
+    A press forged under another chat's message edits nothing (its id may be a private
+    message's too). A second tap of the same button, before the first redrew it, puts the same
+    text again: Telegram refuses that as "not modified", and the message says so already.
+    """
+    if query.message is None or query.bot is None or not pressed_in_private(query):
+        return
+    try:
+        await query.bot.edit_message_text(
+            chat_id=query.from_user.id, message_id=query.message.message_id, text=text
+        )
+    except TelegramBadRequest as exc:
+        if "not modified" not in exc.message:
+            raise

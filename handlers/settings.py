@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import InlineHistory
+from handlers.replies import pressed_in_private
 
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, Message
@@ -40,17 +42,27 @@ async def on_inline_history(
 
     The press is answered first, as saved: the database may be slow to take it, longer than a
     callback query lives; if it cannot, the user is told so in a message of its own.
+
+    The button carries the choice, not a flip: pressed twice before it is redrawn, it saves the
+    same choice twice, and the second redraw (Telegram: "not modified") changes nothing. Only
+    the /settings message in the private chat is redrawn: a press forged under another message
+    (a group's, whose id may be a private message's too) saves the presser's own choice alone.
     """
     user = query.from_user
     keeps = callback_data.on == "yes"
     await query.answer(texts("settings_saved"))
     await chat.keep_inline_history(user.id, user.language_code, keep=keeps)
-    if query.message is not None and query.bot is not None:
+    if query.message is None or query.bot is None or not pressed_in_private(query):
+        return
+    try:
         await query.bot.edit_message_reply_markup(
             chat_id=user.id,
             message_id=query.message.message_id,
             reply_markup=settings_keyboard(texts, keeps=keeps),
         )
+    except TelegramBadRequest as exc:
+        if "not modified" not in exc.message:
+            raise
 
 
 def build_router() -> Router:

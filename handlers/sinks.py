@@ -128,7 +128,7 @@ class Editors(Protocol):
         """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
         ...
 
-    async def tell_one(
+    async def tell_one(  # noqa: PLR0913 -- where, to whom, what, and its buttons
         self,
         chat_id: int,
         user_id: int,
@@ -136,6 +136,11 @@ class Editors(Protocol):
         *,
         reply_to: int,
         markup: InlineKeyboardMarkup | None,
+        thread_id: int | None = None,
     ) -> None:
-        """Tell one member of a group: an ephemeral message, else a reply deleted soon."""
+        """Tell one member of a group: an ephemeral message, else a reply deleted soon.
+
+        ``thread_id``: the forum topic the member wrote in (the notice goes there, not to the
+        General topic).
+        """
         ...

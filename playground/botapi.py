@@ -138,7 +138,9 @@ class FakeTelegram(Served):
         self._runner: web.AppRunner | None = None
         # A test's shortcuts: what a user does, and what the bot sent a chat.
         self.send_text = self.user.send_text
+        self.send_as_chat = self.user.send_as_chat
         self.guest_message = self.user.guest_message
+        self.guest_message_as_chat = self.user.guest_message_as_chat
         self.send_message_of = self.user.send_message_of
         self.press_button = self.user.press_button
         self.press_inline_button = self.user.press_inline_button

@@ -37,6 +37,19 @@ if TYPE_CHECKING:
 
 __all__ = ["UserActions"]
 
+# The pseudo-users Telegram names as the sender of a message sent on behalf of a chat.
+ANONYMOUS_ADMIN: dict[str, Any] = {
+    "id": 1087968824,
+    "is_bot": True,
+    "first_name": "Group",
+    "username": "GroupAnonymousBot",
+}
+CHANNEL_BOT: dict[str, Any] = {
+    "id": 136817688,
+    "is_bot": True,
+    "first_name": "Channel",
+    "username": "Channel_Bot",
+}
 _ROUTING = frozenset({"chat_id", "chat_type", "language_code", "first_name"})
 
 
@@ -195,7 +208,8 @@ class UserActions:
     ) -> int:
         """A text message from ``user_id``: an update_id, or 0 if the bot is told nothing.
 
-        In its private chat by default, in its topic ``thread_id`` if given; ``chat_id``
+        In its private chat by default, in its topic ``thread_id`` if given (in a supergroup:
+        a topic of the forum, any id, not checked); ``chat_id``
         (negative: a supergroup unless ``chat_type`` says "group") puts it in a group,
         ``reply_to`` makes it a reply to that message of the chat, quoting ``quote`` from it if
         given (a part of its text, as Telegram's ``TextQuote``). Commands and @mentions get
@@ -210,10 +224,47 @@ class UserActions:
             content["quote"] = self._quote(user_id if chat_id is None else chat_id, reply_to, quote)
         if thread_id is not None:
             target = user_id if chat_id is None else chat_id
-            if self._state.topics.get(target, thread_id) is None:
+            forum = target < 0 and chat_type != "group"  # a supergroup's topic: any id
+            if not forum and self._state.topics.get(target, thread_id) is None:
                 raise ValueError(f"no topic {thread_id} in chat {target}")
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)
+
+    def send_as_chat(
+        self,
+        text: str,
+        *,
+        chat_id: int,
+        channel_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        """A group message sent on behalf of a chat: an update_id, or 0 if the bot is told nothing.
+
+        As Telegram writes it: an anonymous admin's message (``channel_id`` None) comes from
+        ``GroupAnonymousBot`` with the group itself as ``sender_chat``; a member posting as their
+        channel ``channel_id`` from ``Channel_Bot``, the channel as ``sender_chat``. Neither
+        pseudo-user is the person who wrote it, and each stands for many people.
+        """
+        chat = self._state.chats.get(chat_id) or self._state.register_chat(
+            chat_id, "supergroup", ""
+        )
+        sender, sender_chat = self._pseudo_sender(chat, channel_id)
+        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        content["sender_chat"] = sender_chat
+        message = self._store(sender, chat, reply_to, content)
+        return self._tell_bot(sender, chat, message)
+
+    def _pseudo_sender(
+        self, chat: dict[str, Any], channel_id: int | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The pseudo-user and ``sender_chat`` of a message sent as ``chat`` or as a channel."""
+        if channel_id is None:
+            return dict(ANONYMOUS_ADMIN), chat
+        known = self._state.chats.get(channel_id)
+        channel = known or self._state.register_chat(
+            channel_id, "channel", "", title="A channel", with_bot=False
+        )
+        return dict(CHANNEL_BOT), channel
 
     def _quote(self, chat_id: int, reply_to: int | None, quote: str) -> dict[str, Any]:
         """A ``TextQuote`` of ``quote`` in message ``reply_to`` (Telegram: QUOTE_TEXT_INVALID)."""
@@ -269,6 +320,26 @@ class UserActions:
         )
         message = self._store(user, chat, reply_to, {"text": text, "entities": user_entities(text)})
         query_id = self._state.new_guest_query(user_id, chat_id, message["message_id"])
+        return self._push({"guest_message": message | {"guest_query_id": query_id}})
+
+    def guest_message_as_chat(
+        self, text: str, *, chat_id: int, channel_id: int | None = None, title: str = "Friends"
+    ) -> int:
+        """A ``guest_message`` sent on behalf of a chat, in ``chat_id``, a chat without the bot.
+
+        From ``GroupAnonymousBot`` as the chat itself (``channel_id`` None: an anonymous admin)
+        or from ``Channel_Bot`` as the channel ``channel_id``, as ``send_as_chat`` writes them.
+        """
+        if chat_id in self._state.chats and chat_id not in self._state.chats_without_bot:
+            raise ValueError(f"the bot is a member of chat {chat_id}: no guest query there")
+        chat = self._state.chats.get(chat_id) or self._state.register_chat(
+            chat_id, "supergroup", "", title=title, with_bot=False
+        )
+        sender, sender_chat = self._pseudo_sender(chat, channel_id)
+        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        content["sender_chat"] = sender_chat
+        message = self._store(sender, chat, None, content)
+        query_id = self._state.new_guest_query(sender["id"], chat_id, message["message_id"])
         return self._push({"guest_message": message | {"guest_query_id": query_id}})
 
     def post_text(  # noqa: PLR0913 - the fake's API mirrors a message's fields

@@ -6,7 +6,8 @@ Both default to on; a group never configured has no row. Nothing here holds mess
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import asyncio
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from services.errors import history_failures
@@ -34,6 +35,7 @@ class Groups:
     """Reads and flips group settings (a storage failure: ``HistoryUnavailable``)."""
 
     store: Store
+    _changing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def settings(self, chat_id: int) -> GroupSettings:
         """The group's settings (the defaults when it never chose)."""
@@ -46,8 +48,21 @@ class Groups:
 
     async def flip(self, chat_id: int, setting: GroupSetting) -> GroupSettings:
         """Turn ``setting`` the other way; return the group's settings after."""
-        now = await self.settings(chat_id)
-        after = replace(now, **{setting: not getattr(now, setting)})
+        async with self._changing:
+            now = await self.settings(chat_id)
+            return await self._save(chat_id, replace(now, **{setting: not getattr(now, setting)}))
+
+    async def set(self, chat_id: int, setting: GroupSetting, *, on: bool) -> GroupSettings:
+        """Turn ``setting`` ``on`` (or off); return the group's settings after.
+
+        Changes are made one at a time (each reads both settings and writes both), so two
+        admins changing the two settings at once both have their way.
+        """
+        async with self._changing:
+            now = await self.settings(chat_id)
+            return await self._save(chat_id, replace(now, **{setting: on}))
+
+    async def _save(self, chat_id: int, after: GroupSettings) -> GroupSettings:
         with history_failures("cannot save the group's settings"):
             await self.store.set_group_settings(
                 chat_id, answers=after.answers, reply_context=after.reply_context

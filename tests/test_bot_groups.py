@@ -83,12 +83,13 @@ async def test_a_mention_alone_asks_about_the_message_it_replies_to(tmp_path: Pa
         assert not flipped.reply_context  # a reply's thread is not what the mention needs
         stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP)
         await asyncio.sleep(0.3)
-        (usage,) = replies(stack)
+        assert replies(stack) == []  # the usage line is for the one who asked alone
+        (usage,) = stack.telegram.ephemeral_messages(GROUP, BOB)
         assert usage["text"].startswith("Usage: /ask")
         stack.telegram.send_text(ANN, QUESTION, chat_id=GROUP)
         asked = message_id_of(stack, QUESTION)
         stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, reply_to=asked)
-        final = (await final_reply(stack, 2))[-1]
+        (final,) = await final_reply(stack)
         messages = stack.vllm.requests[-1]["messages"]
     assert final["text"] == ANSWER
     assert [(m["role"], m["content"]) for m in messages] == [
@@ -117,12 +118,13 @@ async def test_ask_and_a_reply_to_an_answer_carry_the_thread(tmp_path: Path) -> 
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.send_text(ANN, "/ask", chat_id=GROUP)
         await asyncio.sleep(0.3)
-        (usage,) = replies(stack)
+        assert replies(stack) == []  # the usage line is for the one who asked alone
+        (usage,) = stack.telegram.ephemeral_messages(GROUP, ANN)
         assert usage["text"].startswith("Usage: /ask")
         stack.telegram.send_text(ANN, f"/ask {QUESTION}", chat_id=GROUP)
-        first = (await final_reply(stack, 2))[-1]
+        (first,) = await final_reply(stack)
         stack.telegram.send_text(BOB, "and why so?", chat_id=GROUP, reply_to=first["message_id"])
-        await final_reply(stack, 3)
+        await final_reply(stack, 2)
         asked = stack.vllm.requests[-1]["messages"]
         assert [(m["role"], m["content"]) for m in asked] == [
             ("user", QUESTION),
@@ -137,12 +139,12 @@ async def test_admins_alone_change_the_group_settings_and_they_hold(tmp_path: Pa
         stack.telegram.set_member(GROUP, BOB, "member")
         stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
         await asyncio.sleep(0.3)
-        assert (
-            replies(stack)[-1]["text"] == "Only the group's admins can change Veil's settings here."
-        )
+        assert replies(stack) == []  # the refusal is for the one who asked alone
+        (refusal,) = stack.telegram.ephemeral_messages(GROUP, BOB)
+        assert refusal["text"] == "Only the group's admins can change Veil's settings here."
         stack.telegram.send_text(ANN, "/groupsettings", chat_id=GROUP)
         async with asyncio.timeout(5):
-            while len(replies(stack)) < 2:  # noqa: ASYNC110 -- polls the fake's record
+            while len(replies(stack)) < 1:  # noqa: ASYNC110 -- polls the fake's record
                 await asyncio.sleep(0.02)
         panel = replies(stack)[-1]
         rows = panel["reply_markup"]["inline_keyboard"]
@@ -163,9 +165,9 @@ async def test_admins_alone_change_the_group_settings_and_they_hold(tmp_path: Pa
         assert await stack.veil.store.group_settings(GROUP) == (True, False)
         # Replies no longer carry the thread.
         stack.telegram.send_text(ANN, f"/ask {QUESTION}", chat_id=GROUP)
-        answer = (await final_reply(stack, 3))[-1]
+        answer = (await final_reply(stack, 2))[-1]
         stack.telegram.send_text(BOB, "and why?", chat_id=GROUP, reply_to=answer["message_id"])
-        await final_reply(stack, 4)
+        await final_reply(stack, 3)
         assert [m["content"] for m in stack.vllm.requests[-1]["messages"]] == ["and why?"]
         # Answers off: silent.
         stack.telegram.press_button(

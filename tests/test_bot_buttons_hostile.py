@@ -1,0 +1,91 @@
+"""Inline buttons pressed as people press them: twice, late, by someone else, with forged data.
+
+The real bot long-polls the fake Telegram (the playground's emulator), which refuses an edit that
+changes nothing as Telegram does ("message is not modified").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from tests.botstack import running_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.botstack import Stack
+
+ANN = 9401
+SORRY = "Something went wrong"
+
+
+def bot_texts(stack: Stack, chat_id: int) -> list[str]:
+    """What the bot has said in ``chat_id``, oldest first."""
+    return [str(m.get("text")) for m in stack.telegram.sent_messages(chat_id)]
+
+
+async def test_a_settings_toggle_pressed_twice_is_saved_once_without_an_apology(
+    tmp_path: Path,
+) -> None:
+    # The second press of the same (not yet redrawn) button edited the markup to what it was
+    # already; Telegram refused ("not modified") and the user got the bug apology.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(ANN, "/settings")
+        (shown,) = await stack.final_messages(ANN)
+        data = shown["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        for _ in range(2):
+            stack.telegram.press_button(ANN, data, message_id=shown["message_id"])
+        async with asyncio.timeout(10):
+            while len(stack.telegram.calls_of("answerCallbackQuery")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert not [text for text in bot_texts(stack, ANN) if text.startswith(SORRY)]
+        assert await stack.veil.chat.keeps_inline_history(ANN)
+        (settings,) = stack.telegram.sent_messages(ANN)
+        redrawn = settings["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        assert redrawn != data  # the button now offers the other choice
+
+
+async def test_a_settings_press_forged_under_a_group_message_redraws_nothing_in_private(
+    tmp_path: Path,
+) -> None:
+    # The redraw took the pressed message's id into the presser's private chat: a press forged
+    # under a group's message N redrew the bot's private message N (here an older /settings).
+    group = -1_004_444_444
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(ANN, "/settings")
+        (older,) = await stack.final_messages(ANN)
+        stack.telegram.send_text(ANN, "/settings")
+        await stack.final_messages(ANN, 2)
+        before = older["reply_markup"]
+        data = before["inline_keyboard"][0][0]["callback_data"]
+        stack.telegram.press_button(ANN, data, message_id=older["message_id"], chat_id=group)
+        await stack.telegram.wait_for("answerCallbackQuery")
+        await asyncio.sleep(0.3)
+        assert stack.telegram.sent_messages(ANN)[0]["reply_markup"] == before
+        assert stack.telegram.calls_of("editMessageReplyMarkup") == []
+        assert await stack.veil.chat.keeps_inline_history(ANN)  # the presser's own choice
+
+
+async def test_forget_and_model_buttons_pressed_twice_are_no_bug(tmp_path: Path) -> None:
+    # The second tap's redraw was the text the first had put there already: Telegram refused
+    # it ("not modified") and the user got the bug apology.
+    async with running_stack(tmp_path) as stack:
+        for command in ("/forget", "/model"):
+            stack.telegram.send_text(ANN, command)
+        shown = await stack.final_messages(ANN, 2)
+        for message in shown:
+            rows = message["reply_markup"]["inline_keyboard"]
+            data = rows[0][-1]["callback_data"]  # /forget: "no"; /model: the one model
+            for _ in range(2):
+                stack.telegram.press_button(ANN, data, message_id=message["message_id"])
+        async with asyncio.timeout(10):
+            while len(stack.telegram.calls_of("answerCallbackQuery")) < 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert not [text for text in bot_texts(stack, ANN) if text.startswith(SORRY)]
+        assert sorted(bot_texts(stack, ANN)) == [
+            "From now on I answer with veil-test.",
+            "Nothing was erased.",
+        ]

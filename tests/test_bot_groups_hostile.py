@@ -1,0 +1,271 @@
+"""Groups and their buttons as hostile members, odd senders and Telegram itself meet them.
+
+The real bot long-polls the fake Telegram (the playground's emulator), through a real gateway to
+the fake vLLM; each test is one way a group could make Veil spend, leak or misbehave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from services.groups import Groups
+from tests.botstack import running_stack
+from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.botstack import Stack
+    from tests.fakes.telegram import Call
+
+ANONYMOUS = 1087968824  # GroupAnonymousBot: every anonymous admin of every group
+CHANNEL_BOT = 136817688  # Channel_Bot: every member posting as any channel
+CHANNEL = -1_005_555_555
+ASK_AS_YOURSELF = "I answer people, each from their own credit"
+WAIT_YOUR_TURN = "Your previous question here is still to be answered: ask the next once it is."
+
+
+async def test_anonymous_admins_and_channels_are_told_to_ask_as_themselves(
+    tmp_path: Path,
+) -> None:
+    # Their questions were answered and charged to a pseudo-user that stands for everyone who
+    # posts anonymously or as a channel, in every group: one shared account and free
+    # allowance (drained by any of them), and one answer at a time among all of them.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_as_chat(f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        stack.telegram.send_as_chat(f"@veil_test_bot {QUESTION}", chat_id=GROUP, channel_id=CHANNEL)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await final_reply(stack, 3)
+        await asyncio.sleep(0.2)
+        texts = [m["text"] for m in replies(stack)]
+        assert len(texts) == 3
+        assert sum(text.startswith(ASK_AS_YOURSELF) for text in texts) == 2
+        assert texts.count(ANSWER) == 1
+        assert len(stack.vllm.requests) == 1  # Ann's alone
+        for pseudo in (ANONYMOUS, CHANNEL_BOT):
+            balance = await stack.veil.credit.balance(pseudo)
+            assert (balance.held, balance.units, balance.free_tokens_left) == (0, 0, 1_000_000)
+        # A notice for a chat, not a person: a reply to its message, in the group.
+        notices = [m for m in replies(stack) if m["text"].startswith(ASK_AS_YOURSELF)]
+        assert {m["reply_to_message"]["from"]["id"] for m in notices} == {ANONYMOUS, CHANNEL_BOT}
+
+
+async def answered_presses(stack: Stack, count: int) -> None:
+    """Wait until Telegram has ``count`` button presses answered, and their redraws settle."""
+    async with asyncio.timeout(10):
+        while len(stack.telegram.calls_of("answerCallbackQuery")) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+
+
+async def test_group_settings_pressed_twice_and_by_two_admins_at_once_end_as_pressed(
+    tmp_path: Path,
+) -> None:
+    # Each press flipped what it read: a second tap on "Answers: on" before the panel was
+    # redrawn turned answers on again; taps read at once wrote off twice, the second redraw
+    # refused as "not modified" and apologised for as a bug; and two admins' presses at once
+    # could each write over the other's.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        for admin in (ANN, BOB):
+            stack.telegram.set_member(GROUP, admin, "administrator")
+        stack.telegram.send_text(ANN, "/groupsettings", chat_id=GROUP)
+        (panel,) = await stack.final_messages(GROUP)
+        rows = panel["reply_markup"]["inline_keyboard"]
+        answers, context = (row[0]["callback_data"] for row in rows)
+        where = {"message_id": panel["message_id"], "chat_id": GROUP}
+        stack.telegram.press_button(ANN, answers, **where)
+        await answered_presses(stack, 1)
+        stack.telegram.press_button(ANN, answers, **where)  # the same, not yet redrawn, button
+        await answered_presses(stack, 2)
+        for presser in (ANN, BOB, ANN):
+            stack.telegram.press_button(presser, context, **where)
+        await answered_presses(stack, 5)
+        assert await stack.veil.store.group_settings(GROUP) == (False, False)
+        for admin in (ANN, BOB):  # no apology for a "not modified" redraw
+            assert stack.telegram.sent_messages(admin) == []
+        (shown,) = replies(stack)
+        assert [row[0]["text"] for row in shown["reply_markup"]["inline_keyboard"]] == [
+            "❌ Answers: off",
+            "❌ Replies to my answers carry the thread: off",
+        ]
+        # A button of the panel as it was before this version (it flips) still works.
+        stack.telegram.press_button(ANN, "group:answers", **where)
+        await answered_presses(stack, 6)
+        assert await stack.veil.store.group_settings(GROUP) == (True, False)
+
+
+async def test_an_empty_ask_in_a_group_that_turned_answers_off_gets_nothing(
+    tmp_path: Path,
+) -> None:
+    # A bare /ask got the usage line even where the admins had switched Veil off (a bare
+    # mention was already silent there): any member could make it talk.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        await Groups(stack.veil.store).flip(GROUP, "answers")
+        stack.telegram.send_text(ANN, "/ask", chat_id=GROUP)
+        stack.telegram.send_text(ANN, "/ask@veil_test_bot", chat_id=GROUP)
+        stack.telegram.send_text(BOB, f"/ask {QUESTION}", chat_id=GROUP)
+        await asyncio.sleep(0.5)
+        assert replies(stack) == []
+        assert stack.vllm.requests == []
+
+
+async def test_an_anonymous_admin_opens_the_group_settings_and_a_channel_does_not(
+    tmp_path: Path,
+) -> None:
+    # /groupsettings asked Telegram whether GroupAnonymousBot administers the group: it does
+    # not (here: it is no member at all), so the admins who post anonymously, admins all, never
+    # got the panel. Only an admin can post as the group itself; anyone may post as a channel.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_as_chat("/groupsettings", chat_id=GROUP, channel_id=CHANNEL)
+        stack.telegram.send_as_chat("/groupsettings", chat_id=GROUP)
+        await stack.final_messages(GROUP, 2)
+        said = {m["reply_to_message"]["from"]["id"]: m["text"] for m in replies(stack)}
+        assert said == {
+            CHANNEL_BOT: "Only the group's admins can change Veil's settings here.",
+            ANONYMOUS: "Veil in this group:",
+        }
+        await asyncio.sleep(0.2)
+        assert stack.telegram.calls_of("getChatMember") == []  # about a pseudo-user: nothing
+
+
+async def test_a_member_cannot_queue_a_flood_of_questions_ahead_of_the_group(
+    tmp_path: Path,
+) -> None:
+    # Each mention was queued for the group's turn: one member's burst of mentions was
+    # answered (and the group's ~20 messages a minute spent) one after another, all of them
+    # before anyone who asked after. Now a member has one question at a time in a group; the
+    # others are told so, to that member alone.
+    long_answer = " ".join(f"word{n}" for n in range(60))
+    async with running_stack(tmp_path, answer=long_answer, token_delay=0.01, **FAST) as stack:
+        for n in range(4):
+            stack.telegram.send_text(ANN, f"@veil_test_bot flood {n}", chat_id=GROUP)
+        stack.telegram.send_text(BOB, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        finals = await final_reply(stack, 2)
+        await asyncio.sleep(0.5)
+        assert [m["reply_to_message"]["text"] for m in finals] == [
+            "@veil_test_bot flood 0",
+            f"@veil_test_bot {QUESTION}",
+        ]
+        assert len(replies(stack)) == 2
+        notices = stack.telegram.ephemeral_messages(GROUP, ANN)
+        assert [m["text"] for m in notices] == [WAIT_YOUR_TURN] * 3
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
+        assert len(stack.vllm.requests) == 2
+        # Once answered, the member may ask again.
+        stack.telegram.send_text(ANN, "@veil_test_bot again", chat_id=GROUP)
+        finals = await final_reply(stack, 3)
+        assert finals[-1]["reply_to_message"]["text"] == "@veil_test_bot again"
+
+
+async def test_the_settings_panel_for_a_command_deleted_meanwhile_is_no_public_apology(
+    tmp_path: Path,
+) -> None:
+    # /groupsettings' panel is a reply: to a command deleted meanwhile (by the admin, another
+    # admin, an anti-spam bot) Telegram refuses it, and the refusal was a bug: a traceback, and
+    # "Something went wrong" posted to the whole group.
+    gone = "Bad Request: message to be replied not found"
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, BOB, "administrator")
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.fail_next("sendMessage", status=400, description=gone)
+            stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
+            await stack.telegram.wait_for("sendMessage", lambda c: c.answered == gone)
+            await asyncio.sleep(0.3)
+        assert replies(stack) == []
+        assert [e for e in logs if e["log_level"] == "error"] == []
+        assert [e["event"] for e in logs if e["event"] == "groups.not_answered"] == [
+            "groups.not_answered"
+        ]
+
+
+async def test_a_guest_summons_sent_as_a_chat_is_told_to_ask_as_oneself(tmp_path: Path) -> None:
+    # As in a group: the summons of an anonymous admin or of a member posting as a channel was
+    # answered and charged to the pseudo-user all of them share.
+    friends = -1_009_876_543
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.guest_message_as_chat(f"@veil_test_bot {QUESTION}", chat_id=friends)
+        stack.telegram.guest_message_as_chat(
+            f"@veil_test_bot {QUESTION}", chat_id=friends, channel_id=CHANNEL
+        )
+        async with asyncio.timeout(10):
+            while len(stack.telegram.calls_of("answerGuestQuery")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        answered = stack.telegram.calls_of("answerGuestQuery")
+        assert [call.answered for call in answered] == ["ok", "ok"]
+        posted = list(stack.telegram.state.inline_messages.values())
+        assert len(posted) == 2
+        assert all(m["text"].startswith(ASK_AS_YOURSELF) for m in posted)
+        assert not any(m.get("reply_markup") for m in posted)  # no stop button: nothing runs
+        assert stack.vllm.requests == []
+        for pseudo in (ANONYMOUS, CHANNEL_BOT):
+            balance = await stack.veil.credit.balance(pseudo)
+            assert (balance.held, balance.units, balance.free_tokens_left) == (0, 0, 1_000_000)
+
+
+async def test_a_member_spamming_bare_mentions_and_commands_is_told_alone(
+    tmp_path: Path,
+) -> None:
+    # Each bare mention, bare /ask and refused /groupsettings was a public reply, sent outside
+    # the group's pace: one member could make Veil flood the group, and spend the ~20 messages
+    # a minute Telegram allows it there, ahead of the answers the others waited for.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, BOB, "member")
+        for _ in range(3):
+            for text in ("@veil_test_bot", "/ask", "/groupsettings"):
+                stack.telegram.send_text(BOB, text, chat_id=GROUP)
+        async with asyncio.timeout(10):
+            while len(stack.telegram.ephemeral_messages(GROUP, BOB)) < 9:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert replies(stack) == []
+        told = sorted({m["text"] for m in stack.telegram.ephemeral_messages(GROUP, BOB)})
+        assert told == [
+            "Only the group's admins can change Veil's settings here.",
+            "Usage: /ask your question — or mention me, or reply to one of my answers.",
+        ]
+        assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
+
+
+async def test_notices_for_one_member_stay_in_the_forum_topic_they_asked_in(
+    tmp_path: Path,
+) -> None:
+    # A notice for one member (the usage line, "wait for your answer") is sent, not a reply:
+    # without the topic's message_thread_id it went to the forum's General topic, where the
+    # member asking in a topic does not look.
+    topic = 77
+    long_answer = " ".join(f"word{n}" for n in range(60))
+    async with running_stack(tmp_path, answer=long_answer, token_delay=0.01, **FAST) as stack:
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, thread_id=topic)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP, thread_id=topic)
+        stack.telegram.send_text(ANN, "@veil_test_bot again", chat_id=GROUP, thread_id=topic)
+        async with asyncio.timeout(10):
+            while len(notices := ephemeral_sends(stack)) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert {int(call.params["message_thread_id"]) for call in notices} == {topic}
+
+
+def ephemeral_sends(stack: Stack) -> list[Call]:
+    """The bot's sendMessage calls that asked for an ephemeral message."""
+    return [
+        call
+        for call in stack.telegram.calls_of("sendMessage")
+        if call.params.get("ephemeral_message_parameters")
+    ]
+
+
+async def test_no_credit_is_told_in_the_forum_topic_the_member_asked_in(tmp_path: Path) -> None:
+    # The errors router's notices for the asker (no credit, busy, a bug's apology) went to the
+    # forum's General topic: the asker's Asker carried no topic.
+    topic = 78
+    async with running_stack(tmp_path, free_tokens_per_day=0, **FAST) as stack:
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP, thread_id=topic)
+        async with asyncio.timeout(10):
+            while not (notices := ephemeral_sends(stack)):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        (notice,) = notices
+        assert notice.params["text"].startswith("Not enough credit for an answer.")
+        assert int(notice.params["message_thread_id"]) == topic
