@@ -276,7 +276,7 @@ async def test_a_forget_whose_checkpoint_a_crash_cut_short_leaves_the_disk_at_th
     assert wrapped not in on_disk  # gone from the disk once the bot started again
 
 
-@pytest.mark.parametrize("listener", ["metrics", "webhook"])
+@pytest.mark.parametrize("listener", ["metrics", "webhook", "shared port"])
 def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
     tmp_path: Path, listener: str
 ) -> None:
@@ -289,6 +289,17 @@ def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
         if listener == "metrics":
             settings = {"VEIL_BOT_METRICS_PORT": str(port)}
             named = f"VEIL_BOT_METRICS_HOST:VEIL_BOT_METRICS_PORT (127.0.0.1:{port})"
+        elif listener == "shared port":
+            # The metrics listener takes the port on another loopback address; the webhook's
+            # address is the taken one: only the webhook's settings are named (by host and port).
+            settings = {
+                "VEIL_BOT_METRICS_HOST": "127.0.0.2",
+                "VEIL_BOT_METRICS_PORT": str(port),
+                "VEIL_WEBHOOK_URL": "https://bot.example/hook",
+                "VEIL_WEBHOOK_SECRET": "s" * 40,
+                "VEIL_WEBHOOK_PORT": str(port),
+            }
+            named = f"VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT (127.0.0.1:{port})"
         else:
             secret = "s" * 40
             settings = {
