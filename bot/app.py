@@ -31,7 +31,7 @@ from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.editing import Editors, Pace
-from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard
+from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metrics_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import drain
@@ -468,7 +468,12 @@ async def _run_polling(
 ) -> None:
     async with (
         running_veil(settings, client_key) as veil,
-        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
+        serving_operations(
+            veil.operations,
+            settings.bot_metrics_host,
+            settings.bot_metrics_port,
+            guard=metrics_guard(settings),
+        ),
     ):
         me = await until_stopped(stop, _start_polling(veil))
         if me is not None:
@@ -571,7 +576,12 @@ async def _run_webhook(
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
     async with (
         running_veil(settings, client_key, recover_all=False) as veil,
-        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
+        serving_operations(
+            veil.operations,
+            settings.bot_metrics_host,
+            settings.bot_metrics_port,
+            guard=metrics_guard(settings),
+        ),
     ):
         async with running_webhook(veil) as port:
             url, secret = str(settings.webhook_url), settings.webhook_secret.get_secret_value()
