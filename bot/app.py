@@ -30,6 +30,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllGroupChats
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
+from bot.conflict import PollingConflicts
 from bot.editing import Editors, Pace
 from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metrics_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
@@ -475,6 +476,8 @@ async def _run_polling(
             guard=metrics_guard(settings),
         ),
     ):
+        conflicts = PollingConflicts(settings.poll_conflict_limit, stop.set)
+        veil.bot.session.middleware(conflicts)
         me = await until_stopped(stop, _start_polling(veil))
         if me is not None:
             log.info(
@@ -487,6 +490,8 @@ async def _run_polling(
             await poll_until(veil, stop)
         await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
+    if conflicts.failure is not None:
+        raise conflicts.failure
 
 
 async def _start_polling(veil: Veil) -> User:

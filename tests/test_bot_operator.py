@@ -18,6 +18,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
@@ -28,7 +29,7 @@ from models.database import DataInUse, claim_database
 from sealed.encoding import b64e
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, bot_env, running_stack
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import CONFLICT_POLLER, FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     REPO,
@@ -650,3 +651,46 @@ async def test_closing_beside_a_long_reader_gives_way_at_once(tmp_path: Path) ->
     finally:
         await running.close()
     assert took < 5  # not the 30 s busy timeout
+
+
+async def test_a_second_poller_with_the_same_token_stops_the_bot_in_one_line(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # One 409 (Telegram's own at a restart, the old poll still held) is waited out; a conflict
+    # that persists (another process polls with the token, from a data folder of its own) stops
+    # the bot gracefully, in one line that names the cause.
+    data = tmp_path / "data"
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=ANSWER) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+        bot = await ManagedProcess.start("-m", "bot", env={**env, "VEIL_POLL_CONFLICT_LIMIT": "2"})
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("getUpdates", status=409, description=CONFLICT_POLLER)
+            for count in (1, 2):  # the second after the 409 and aiogram's backoff
+                telegram.send_text(USER, "/start")
+                async with asyncio.timeout(30):
+                    while len(telegram.sent_messages(USER)) < count:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+            assert "bot.stopped" not in bot.output  # the 409 passed: it serves on
+            assert "telegram.token_in_use" not in bot.output
+            other = f"{telegram.url}/bot{TOKEN}/getUpdates"
+            async with asyncio.timeout(30):
+                while bot.process.returncode is None:  # the other process polls on
+                    async with http.post(other, json={"timeout": 1}) as reply:
+                        await reply.read()
+            code = await exit_code(bot)
+        finally:
+            await bot.kill()
+    assert code == 2  # an operator's mistake
+    assert bot.lines[-1] == (
+        "veil: another process uses this bot's token (VEIL_BOT_TOKEN): Telegram refused its"
+        f' update polls for 2 s or more ("{CONFLICT_POLLER}"): stop the other one (one token,'
+        " one long-polling bot), or give each bot its own token"
+    )
+    assert bot.output.count('"telegram.token_in_use"') == 1
+    assert "bot.stopped" in bot.output
+    assert TOKEN.split(":")[1] not in bot.output
