@@ -202,9 +202,10 @@ async def running_veil(
 ) -> AsyncIterator[Veil]:
     """Open every part of the bot; close them in reverse order on exit.
 
-    ``recover_all`` releases every hold left open at start (right when this is the only bot
-    process, as long polling guarantees); otherwise holds are only released once older than
-    the longest an answer can take, by the upkeep loop every ``sweep_every`` seconds.
+    ``recover_all`` releases every hold (and every payment desk's claim) left open at start
+    (right when this is the only bot process, as long polling guarantees); otherwise holds are
+    only released once older than the longest an answer can take, by the upkeep loop every
+    ``sweep_every`` seconds, and claims once their lease has ended.
     """
     master_key = MasterKey.load_or_create(settings.master_key_path)
     store = await Store.open(
@@ -223,6 +224,9 @@ async def running_veil(
                     recovered = await veil.credit.recover(0)
                     if recovered:
                         log.warning("bot.holds_recovered", count=recovered)
+                    # The payment desk's claims left by a process that died (none runs beside).
+                    if claims := await veil.desk.journal.release_all():
+                        log.warning("payments.claims_released", count=claims)
                 async with _background(veil, sweep_every), _webapp(veil):
                     yield veil
         finally:
