@@ -40,7 +40,7 @@ def listener_cap(settings: BotSettings, *, soft_limit: int | None = None) -> int
     listeners = max(1, (settings.webhook_url is not None) + (settings.webapp_url is not None))
     budget = connection_cap(
         settings.bot_max_connections * listeners,
-        upstream=outbound_connections(settings),
+        upstream=outbound_connections(settings) + METRICS_CONNECTIONS,  # its descriptors too
         soft_limit=soft_limit,
     )
     return max(1, budget // listeners)

@@ -344,8 +344,9 @@ BOTH = {**WEBAPP, "webhook_url": "https://veil.example.com/hook", "webhook_secre
     [
         (WEBAPP, 1 << 20, 1024),  # the setting, when the limit is high
         (BOTH, 1 << 20, 1024),  # each listener its own
-        (WEBAPP, 1024, 1024 - 32 - 100 - 272),  # room for Telegram and the gateway's pools
-        (BOTH, 1024, (1024 - 32 - 100 - 272) // 2),  # shared by the two listeners
+        # room for Telegram, the gateway's pools and the metrics listener
+        (WEBAPP, 1024, 1024 - 32 - 100 - 272 - 16),
+        (BOTH, 1024, (1024 - 32 - 100 - 272 - 16) // 2),  # shared by the two listeners
         (BOTH, 256, (256 - 32) // 2 // 2),  # few descriptors: half for the listeners
         ({**WEBAPP, "bot_max_connections": 10}, 1 << 20, 10),
         (WEBAPP, 20, 1),
