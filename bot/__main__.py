@@ -107,6 +107,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
     from aiogram.exceptions import ClientDecodeError, TelegramAPIError  # noqa: PLC0415
 
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
+    from bot.conflict import TokenInUse  # noqa: PLC0415
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
@@ -114,6 +115,9 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
         # releases every hold left open when it starts, and Telegram serves one poller).
         with claim_database(settings.database_path, shared=serve is run_webhook):
             asyncio.run(serve(settings, client_key))
+    except TokenInUse as exc:
+        print(exc.line(), file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        return 2
     except (StorageError, ValueError, OSError, TelegramAPIError, ClientDecodeError) as exc:
         failure = start_failure(settings, exc)
         if failure is None:
@@ -177,7 +181,8 @@ def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
     """One line naming the listener whose address could not be bound; None for another error.
 
     asyncio says ``error while attempting to bind on address ('127.0.0.1', 9601): address
-    already in use``; the port names the setting (every listener when none matches).
+    already in use``: the listener with that host and port is named, else those with that port
+    (a host name is bound as its address), else every listener.
     """
     message = str(exc)
     if "attempting to bind on address" not in message:
@@ -187,13 +192,14 @@ def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
         listeners.append(("VEIL_WEBHOOK", settings.webhook_host, settings.webhook_port))
     if settings.webapp_url is not None:
         listeners.append(("VEIL_WEBAPP", settings.webapp_host, settings.webapp_port))
-    named = [
+    on_port = [item for item in listeners if re.search(rf", {item[2]}[,)]", message)]
+    at_address = [item for item in on_port if f"('{item[1]}', {item[2]}" in message]
+    named = " or ".join(
         f"{name}_HOST:{name}_PORT ({host}:{port})"
-        for name, host, port in listeners
-        if re.search(rf", {port}[,)]", message)
-    ] or [f"{name}_HOST:{name}_PORT ({host}:{port})" for name, host, port in listeners]
+        for name, host, port in at_address or on_port or listeners
+    )
     reason = message.rpartition("): ")[2] or exc.strerror or "cannot bind"
-    return f"veil: cannot listen on {' or '.join(named)}: {reason}"
+    return f"veil: cannot listen on {named}: {reason}"
 
 
 def run_backup(settings: BotSettings, target: Path) -> int:

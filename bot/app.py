@@ -30,8 +30,9 @@ from aiogram.types import BotCommand, BotCommandScopeAllGroupChats
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
+from bot.conflict import PollingConflicts
 from bot.editing import Editors, Pace
-from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard
+from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metrics_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import drain
@@ -201,9 +202,10 @@ async def running_veil(
 ) -> AsyncIterator[Veil]:
     """Open every part of the bot; close them in reverse order on exit.
 
-    ``recover_all`` releases every hold left open at start (right when this is the only bot
-    process, as long polling guarantees); otherwise holds are only released once older than
-    the longest an answer can take, by the upkeep loop every ``sweep_every`` seconds.
+    ``recover_all`` releases every hold (and every payment desk's claim) left open at start
+    (right when this is the only bot process, as long polling guarantees); otherwise holds are
+    only released once older than the longest an answer can take, by the upkeep loop every
+    ``sweep_every`` seconds, and claims once their lease has ended.
     """
     master_key = MasterKey.load_or_create(settings.master_key_path)
     store = await Store.open(
@@ -222,6 +224,9 @@ async def running_veil(
                     recovered = await veil.credit.recover(0)
                     if recovered:
                         log.warning("bot.holds_recovered", count=recovered)
+                    # The payment desk's claims left by a process that died (none runs beside).
+                    if claims := await veil.desk.journal.release_all():
+                        log.warning("payments.claims_released", count=claims)
                 async with _background(veil, sweep_every), _webapp(veil):
                     yield veil
         finally:
@@ -468,8 +473,15 @@ async def _run_polling(
 ) -> None:
     async with (
         running_veil(settings, client_key) as veil,
-        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
+        serving_operations(
+            veil.operations,
+            settings.bot_metrics_host,
+            settings.bot_metrics_port,
+            guard=metrics_guard(settings),
+        ),
     ):
+        conflicts = PollingConflicts(settings.poll_conflict_limit, stop.set)
+        veil.bot.session.middleware(conflicts)
         me = await until_stopped(stop, _start_polling(veil))
         if me is not None:
             log.info(
@@ -482,6 +494,8 @@ async def _run_polling(
             await poll_until(veil, stop)
         await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
+    if conflicts.failure is not None:
+        raise conflicts.failure
 
 
 async def _start_polling(veil: Veil) -> User:
@@ -571,7 +585,12 @@ async def _run_webhook(
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
     async with (
         running_veil(settings, client_key, recover_all=False) as veil,
-        serving_operations(veil.operations, settings.bot_metrics_host, settings.bot_metrics_port),
+        serving_operations(
+            veil.operations,
+            settings.bot_metrics_host,
+            settings.bot_metrics_port,
+            guard=metrics_guard(settings),
+        ),
     ):
         async with running_webhook(veil) as port:
             url, secret = str(settings.webhook_url), settings.webhook_secret.get_secret_value()

@@ -1,4 +1,4 @@
-"""The limits on the bot's own listeners that face the internet: the webhook and the Mini App.
+"""The limits on the bot's own listeners: the webhook, the Mini App, and the operations port.
 
 Each is served as the gateway serves its public port (``common.connections``): a request head
 must arrive within ``VEIL_BOT_HEADER_TIMEOUT`` (an idle keep-alive connection, Telegram's or a
@@ -6,6 +6,9 @@ page's, closes after that time too; a request being handled, a Mini App answer s
 minutes, is never cut by it), and a connection past the cap is closed as soon as it is accepted.
 The cap is ``VEIL_BOT_MAX_CONNECTIONS`` per listener, lowered so that both listeners together
 and the connections the bot opens itself (to Telegram, to each gateway) fit the descriptor limit.
+The operations listener (``/metrics``, ``/health``; loopback by default) has the same header
+timeout and a small cap of its own, ``METRICS_CONNECTIONS``: a client that opens connections and
+never finishes a head cannot hold its sockets, or the scraper's place, for ever.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ TELEGRAM_CONNECTIONS = 100
 # Connections for control requests (bundles, cancels, receipts) to each gateway: few and short
 # (a pool of their own, beside the VEIL_GATEWAY_STREAMS streams).
 CONTROL_CONNECTIONS_PER_GATEWAY = 16
+# The operations listener's cap (/metrics, /health on loopback: a scraper or two, a probe).
+METRICS_CONNECTIONS = 16
 
 
 def outbound_connections(settings: BotSettings) -> int:
@@ -35,7 +40,7 @@ def listener_cap(settings: BotSettings, *, soft_limit: int | None = None) -> int
     listeners = max(1, (settings.webhook_url is not None) + (settings.webapp_url is not None))
     budget = connection_cap(
         settings.bot_max_connections * listeners,
-        upstream=outbound_connections(settings),
+        upstream=outbound_connections(settings) + METRICS_CONNECTIONS,  # its descriptors too
         soft_limit=soft_limit,
     )
     return max(1, budget // listeners)
@@ -45,4 +50,11 @@ def listener_guard(settings: BotSettings) -> ConnectionGuard:
     """A guard for one of the bot's listeners (each has its own, so neither starves the other)."""
     return ConnectionGuard(
         max_connections=listener_cap(settings), header_timeout=settings.bot_header_timeout
+    )
+
+
+def metrics_guard(settings: BotSettings) -> ConnectionGuard:
+    """The guard of the operations listener (``/metrics``, ``/health``)."""
+    return ConnectionGuard(
+        max_connections=METRICS_CONNECTIONS, header_timeout=settings.bot_header_timeout
     )

@@ -33,7 +33,9 @@ from aiogram.methods import SendMessageDraft
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bot.listeners import METRICS_CONNECTIONS
 from bot.shutdown import InFlight
+from common.connections import ConnectionGuard, GuardedSite, guard_app
 from models import StorageError
 from services.chat import Answer, AnswerSink, ChatService, Question, ReasoningSink
 from services.errors import LedgerUnavailable, VeilError
@@ -348,12 +350,21 @@ def build_operations_app(operations: Operations) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serving_operations(operations: Operations, host: str, port: int) -> AsyncIterator[str]:
-    """Serve ``/metrics`` and ``/health`` on ``host:port`` (0: a free port); yields the base URL."""
-    runner = web.AppRunner(build_operations_app(operations), access_log=None)
+async def serving_operations(
+    operations: Operations, host: str, port: int, *, guard: ConnectionGuard | None = None
+) -> AsyncIterator[str]:
+    """Serve ``/metrics`` and ``/health`` on ``host:port`` (0: a free port); yields the base URL.
+
+    Behind ``guard`` (``bot.listeners.metrics_guard``; by default its cap and a 10 s header
+    timeout): a connection past the cap is closed at once, one without a whole head in time
+    closes.
+    """
+    if guard is None:
+        guard = ConnectionGuard(max_connections=METRICS_CONNECTIONS, header_timeout=10.0)
+    runner = web.AppRunner(guard_app(build_operations_app(operations), guard), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = GuardedSite(runner, host, port, guard=guard)
         await site.start()
         bound = runner.addresses[0][1]
         url = f"http://{host}:{bound}"

@@ -179,7 +179,12 @@ class PaymentDesk:
         """Book one entry and tell its user; True when it is finished, False to retry later."""
         async with self._locks[key]:
             try:
-                return await self._process(key)
+                if not await self.journal.claim(key):  # another replica's desk has it now
+                    return False
+                try:
+                    return await self._process(key)
+                finally:
+                    await self.journal.release(key)
             finally:
                 if not self._locks[key].locked():
                     self._locks.pop(key, None)

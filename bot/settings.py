@@ -82,6 +82,9 @@ class BotSettings(BaseSettings):
     bot_metrics_host: str = "127.0.0.1"
     bot_metrics_port: int = Field(default=9601, ge=0, le=65535)
     shutdown_grace: float = Field(default=30.0, ge=0, le=3600)
+    # A long-polling bot whose polls all meet 409 (another process polls with its token) for
+    # this long stops (bot.conflict).
+    poll_conflict_limit: float = Field(default=60.0, ge=0, le=86_400)
     prices: str = "*=20/60"
     free_tokens_per_day: int = Field(default=2000, ge=0)
     star_packs: str = "50:50000000,250:275000000,1000:1200000000"

@@ -24,7 +24,10 @@ Each part's output goes to ``VEIL_DATA_DIR/logs/<part>.log`` (the last runs kept
 here. The launcher itself says what it does when it does it; what a step needs (the model
 file, a compiler and CMake when llama.cpp must be built) is checked before any part starts.
 Ctrl-C (or SIGTERM) stops everything in reverse order, and a part that dies on its own is
-reported with its last lines and stops the rest.
+reported with its last lines and stops the rest. A launcher that is killed (SIGKILL, the OOM
+killer) takes its parts with it: each is started through ``launcher.tether``, which has the
+kernel (Linux) or a watcher of a pipe from the launcher (elsewhere) send it SIGTERM when the
+launcher is gone.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ BOT_STOP_SLACK_S = 45.0  # settling, storing and closing after the stops
 DEFAULT_WEBAPP_PORT = 8480  # the bot's VEIL_WEBAPP_PORT default
 LOCK_FILE = "launcher.lock"  # in VEIL_DATA_DIR: held while a launcher runs on it
 _CLAIMS: list[int] = []  # the lock files' descriptors this process holds
+_TETHERS: list[int] = []  # the write end of the parts' tether pipe (``launcher.tether``)
 
 
 @dataclass
@@ -101,6 +105,7 @@ class Launch:
     env: dict[str, str]
     verbose: bool = False
     parts: list[Part] = field(default_factory=list)
+    tether: int | None = None  # the read end of the pipe each part watches (``launcher.tether``)
 
     @property
     def logs(self) -> Path:
@@ -121,10 +126,22 @@ class Launch:
             shown = "shown here too" if self.verbose else "--verbose shows them here too"
             say(f"logs: {where} ({shown})")
         log_file = LogFile(self.logs / f"{log}.log")
+        if self.tether is None:
+            # Its write end stays open here, in no child (os.pipe's ends are not inherited), for
+            # the life of this process: the kernel closes it however the launcher ends.
+            self.tether, write_end = os.pipe()
+            _TETHERS.append(write_end)
         process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "launcher.tether",
+            str(os.getpid()),
+            str(self.tether),
+            "--",
             program,
             *args,
             env={**self.env, **env},
+            pass_fds=(self.tether,),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             # Its own session: a terminal's Ctrl-C reaches only the launcher, which then stops

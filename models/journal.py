@@ -11,6 +11,12 @@ could not take is sent again, to those who lack it only.
 
 One connection on one worker thread, like the main store (``models.database``): every call runs
 there in order, in a transaction of its own.
+
+Webhook replicas share the file, and each runs a payment desk: an entry is booked and told by
+the one desk that holds its claim (``claimed_by``, an owner that names the process, and
+``claimed_until``, the end of its lease), taken in one write transaction. A claim left by a
+process that died lapses at the end of its lease, and another takes the entry then; a
+long-polling bot, the only process on its data, lets go of every claim when it starts.
 """
 
 from __future__ import annotations
@@ -71,7 +77,17 @@ def j0002_admin_notices(db: Database) -> None:
     db.execute("ALTER TABLE payment_journal ADD COLUMN admins_told TEXT NOT NULL DEFAULT ''")
 
 
-JOURNAL_MIGRATIONS: list[migrations.Migration] = [j0001_payment_journal, j0002_admin_notices]
+def j0003_claims(db: Database) -> None:
+    """Who is booking and telling an entry now, and until when (webhook replicas share it)."""
+    db.execute("ALTER TABLE payment_journal ADD COLUMN claimed_by TEXT")
+    db.execute("ALTER TABLE payment_journal ADD COLUMN claimed_until REAL")
+
+
+JOURNAL_MIGRATIONS: list[migrations.Migration] = [
+    j0001_payment_journal,
+    j0002_admin_notices,
+    j0003_claims,
+]
 JOURNAL_MIGRATION_SET = "journal"
 
 
@@ -179,6 +195,36 @@ class Journal:
         """The user was told the money event is done; the entry is finished."""
         await self._update(key, "notified_at = COALESCE(notified_at, ?)", at)
 
+    async def claim(self, key: str, owner: str, *, now: float, lease: float) -> bool:
+        """Hold the open entry ``key`` for ``owner`` until ``now + lease``; False if another does.
+
+        The owner's own claim is renewed; another's counts until its lease ends. An entry that
+        is finished or unknown holds nothing to claim: True (the caller then finds it so).
+        """
+        return await self._connection.write(lambda db: _claim(db, key, owner, now, now + lease))
+
+    async def release(self, key: str, owner: str) -> None:
+        """Let go of ``owner``'s claim on ``key`` (another owner's claim stays)."""
+        await self._connection.write(
+            lambda db: db.execute(
+                "UPDATE payment_journal SET claimed_by = NULL, claimed_until = NULL"
+                " WHERE key = ? AND claimed_by = ?",
+                [key, owner],
+            )
+        )
+
+    async def release_all(self) -> int:
+        """Let go of every claim (for the one process on the journal, at start); how many."""
+
+        def release_all(db: Database) -> int:
+            cursor = db.execute(
+                "UPDATE payment_journal SET claimed_by = NULL, claimed_until = NULL"
+                " WHERE claimed_by IS NOT NULL"
+            )
+            return int(cursor.rowcount)
+
+        return await self._connection.write(release_all)
+
     async def purge(self, notified_before: int) -> int:
         """Delete finished entries told before ``notified_before``; how many went."""
 
@@ -226,6 +272,24 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
         )
         new += cursor.rowcount
     return new
+
+
+def _claim(db: Database, key: str, owner: str, now: float, until: float) -> bool:
+    row = db.execute(
+        "SELECT claimed_by, claimed_until FROM payment_journal"
+        " WHERE key = ? AND notified_at IS NULL",
+        [key],
+    ).fetchone()
+    if row is None:
+        return True
+    holder, held_until = row
+    if holder is not None and holder != owner and held_until is not None and held_until > now:
+        return False
+    db.execute(
+        "UPDATE payment_journal SET claimed_by = ?, claimed_until = ? WHERE key = ?",
+        [owner, until, key],
+    )
+    return True
 
 
 def _get(db: Database, key: str) -> JournalEntry | None:

@@ -138,7 +138,8 @@ class UpdateDelivery:
     async def _get_updates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         if self._webhook is not None:
             raise ApiError(HTTPStatus.CONFLICT, CONFLICT_WEBHOOK)
-        self._poller += 1
+        self._poller += 1  # as Telegram does: a poll already waiting ends at once with 409
+        self._changes.notify()
         poller = self._poller
         offset, limit, timeout = p.get("offset"), p.get("limit", _MAX_UPDATES), p.get("timeout", 0)
         if isinstance(allowed := p.get("allowed_updates"), list):

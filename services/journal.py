@@ -8,10 +8,15 @@ charge id once, so an entry can be booked again and again until it sticks: after
 full ledger, an I/O error, or a crash between the journal write and the booking (the entries
 still open are booked at the next start). An entry is finished once its user was told, and
 for a flagged payment every admin too (each told once, however often the entry is retried).
+Webhook replicas each run a desk on the one journal: a desk books and tells an entry only while
+it holds the entry's claim (``claim``, ``release``), so a user is told once.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,6 +39,10 @@ __all__ = ["Booking", "JournalEntry", "PaymentJournal"]
 log = structlog.get_logger("veil.journal")
 
 KEEP_FINISHED_S = 30 * 86_400  # finished entries are kept a month, then purged
+# How long a desk's claim on an entry lasts: longer than booking and telling it take (each
+# message may wait out a minute of flood control), short enough that an entry whose desk died
+# is taken by another (or the restarted bot) within minutes.
+CLAIM_LEASE_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,8 @@ class PaymentJournal:
         self._shop = shop
         self._credit = credit
         self._clock = clock
+        # This desk's name in the journal's claims (webhook replicas share the file).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     def __repr__(self) -> str:
         return "PaymentJournal()"
@@ -92,6 +103,23 @@ class PaymentJournal:
         """Entries whose user has not been told yet, oldest first."""
         with journal_failures():
             return await self._journal.pending()
+
+    async def claim(self, key: str) -> bool:
+        """Hold the entry for this desk (``CLAIM_LEASE_S``); False while another desk holds it."""
+        with journal_failures():
+            return await self._journal.claim(
+                key, self.owner, now=self._clock(), lease=CLAIM_LEASE_S
+            )
+
+    async def release(self, key: str) -> None:
+        """Let go of this desk's claim on the entry."""
+        with journal_failures():
+            await self._journal.release(key, self.owner)
+
+    async def release_all(self) -> int:
+        """Let go of every claim: only for the one process on the journal, at start."""
+        with journal_failures():
+            return await self._journal.release_all()
 
     async def book(self, entry: JournalEntry) -> Booking:
         """Put the entry's money event in the ledger (once, however often this is called).

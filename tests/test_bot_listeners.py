@@ -18,12 +18,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bot.listeners import TELEGRAM_CONNECTIONS, listener_cap, outbound_connections
+from bot.listeners import (
+    METRICS_CONNECTIONS,
+    TELEGRAM_CONNECTIONS,
+    listener_cap,
+    outbound_connections,
+)
 from bot.settings import BotSettings
 from sealed.encoding import b64e
 from sealed.receipt import ReceiptStatus
-from tests.botstack import TOKEN, WEBHOOK_SECRET, Stack, running_stack
+from tests.botstack import TOKEN, WEBHOOK_SECRET, Stack, bot_env, running_stack
 from tests.fakes.relay import HalfOpenClients
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import Clock, ManagedProcess, run_gateway
 from tests.miniapp import init_data, page, read_stream, webapp_stack
 
 if TYPE_CHECKING:
@@ -208,6 +216,40 @@ async def test_a_webhook_body_that_trickles_in_time_is_taken_and_one_that_stalls
         assert await stack.veil.desk.journal.pending() == []
 
 
+# -- the operations listener (/metrics, /health) --------------------------------------------------
+
+
+async def test_the_metrics_listener_turns_away_a_flood_and_closes_unfinished_heads(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The real process: the listener is the one ``python -m bot`` serves, not a test's own.
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM() as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+        bot = await ManagedProcess.start("-m", "bot", env={**env, "VEIL_BOT_HEADER_TIMEOUT": "3"})
+        try:
+            await bot.wait_for_line("bot.started")
+            url = str(bot.json_event("bot.operations_listening")["url"])
+            host, port = address(url)
+            cap = METRICS_CONNECTIONS
+            async with HalfOpenClients(
+                host, port, cap + 2, partial=b"GET /metrics HTTP/1.1\r\n"
+            ) as flood:
+                async with asyncio.timeout(10):
+                    await flood.wait_closed_by_server(2)
+                assert flood.closed_by_server() == 2  # past the cap: closed at once
+                async with asyncio.timeout(20):
+                    await flood.wait_closed_by_server()  # the rest: after the header timeout
+            async with http.get(f"{url}/health") as reply:
+                assert reply.status == 200
+        finally:
+            code = await bot.stop()
+    assert code == 0
+
+
 # -- the Mini App --------------------------------------------------------------------------------
 
 
@@ -302,8 +344,9 @@ BOTH = {**WEBAPP, "webhook_url": "https://veil.example.com/hook", "webhook_secre
     [
         (WEBAPP, 1 << 20, 1024),  # the setting, when the limit is high
         (BOTH, 1 << 20, 1024),  # each listener its own
-        (WEBAPP, 1024, 1024 - 32 - 100 - 272),  # room for Telegram and the gateway's pools
-        (BOTH, 1024, (1024 - 32 - 100 - 272) // 2),  # shared by the two listeners
+        # room for Telegram, the gateway's pools and the metrics listener
+        (WEBAPP, 1024, 1024 - 32 - 100 - 272 - 16),
+        (BOTH, 1024, (1024 - 32 - 100 - 272 - 16) // 2),  # shared by the two listeners
         (BOTH, 256, (256 - 32) // 2 // 2),  # few descriptors: half for the listeners
         ({**WEBAPP, "bot_max_connections": 10}, 1 << 20, 10),
         (WEBAPP, 20, 1),

@@ -18,6 +18,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
@@ -29,7 +30,7 @@ from models.database import DataInUse, claim_database
 from sealed.encoding import b64e
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, bot_env, running_stack
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import CONFLICT_POLLER, FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     REPO,
@@ -277,7 +278,7 @@ async def test_a_forget_whose_checkpoint_a_crash_cut_short_leaves_the_disk_at_th
     assert wrapped not in on_disk  # gone from the disk once the bot started again
 
 
-@pytest.mark.parametrize("listener", ["metrics", "webhook"])
+@pytest.mark.parametrize("listener", ["metrics", "webhook", "shared port"])
 def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
     tmp_path: Path, listener: str
 ) -> None:
@@ -290,6 +291,17 @@ def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
         if listener == "metrics":
             settings = {"VEIL_BOT_METRICS_PORT": str(port)}
             named = f"VEIL_BOT_METRICS_HOST:VEIL_BOT_METRICS_PORT (127.0.0.1:{port})"
+        elif listener == "shared port":
+            # The metrics listener takes the port on another loopback address; the webhook's
+            # address is the taken one: only the webhook's settings are named (by host and port).
+            settings = {
+                "VEIL_BOT_METRICS_HOST": "127.0.0.2",
+                "VEIL_BOT_METRICS_PORT": str(port),
+                "VEIL_WEBHOOK_URL": "https://bot.example/hook",
+                "VEIL_WEBHOOK_SECRET": "s" * 40,
+                "VEIL_WEBHOOK_PORT": str(port),
+            }
+            named = f"VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT (127.0.0.1:{port})"
         else:
             secret = "s" * 40
             settings = {
@@ -691,3 +703,46 @@ async def test_closing_beside_a_long_reader_gives_way_at_once(tmp_path: Path) ->
     finally:
         await running.close()
     assert took < 5  # not the 30 s busy timeout
+
+
+async def test_a_second_poller_with_the_same_token_stops_the_bot_in_one_line(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # One 409 (Telegram's own at a restart, the old poll still held) is waited out; a conflict
+    # that persists (another process polls with the token, from a data folder of its own) stops
+    # the bot gracefully, in one line that names the cause.
+    data = tmp_path / "data"
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=ANSWER) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+        bot = await ManagedProcess.start("-m", "bot", env={**env, "VEIL_POLL_CONFLICT_LIMIT": "2"})
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("getUpdates", status=409, description=CONFLICT_POLLER)
+            for count in (1, 2):  # the second after the 409 and aiogram's backoff
+                telegram.send_text(USER, "/start")
+                async with asyncio.timeout(30):
+                    while len(telegram.sent_messages(USER)) < count:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+            assert "bot.stopped" not in bot.output  # the 409 passed: it serves on
+            assert "telegram.token_in_use" not in bot.output
+            other = f"{telegram.url}/bot{TOKEN}/getUpdates"
+            async with asyncio.timeout(30):
+                while bot.process.returncode is None:  # the other process polls on
+                    async with http.post(other, json={"timeout": 1}) as reply:
+                        await reply.read()
+            code = await exit_code(bot)
+        finally:
+            await bot.kill()
+    assert code == 2  # an operator's mistake
+    assert bot.lines[-1] == (
+        "veil: another process uses this bot's token (VEIL_BOT_TOKEN): Telegram refused its"
+        f' update polls for 2 s or more ("{CONFLICT_POLLER}"): stop the other one (one token,'
+        " one long-polling bot), or give each bot its own token"
+    )
+    assert bot.output.count('"telegram.token_in_use"') == 1
+    assert "bot.stopped" in bot.output
+    assert TOKEN.split(":")[1] not in bot.output

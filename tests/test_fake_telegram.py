@@ -471,6 +471,16 @@ async def test_commands_are_stored_per_language(fake: FakeTelegram, bot: Bot) ->
         await bot.set_my_commands([BotCommand(command="Start!", description="x")])
 
 
+async def test_a_second_poll_ends_the_waiting_one_at_once_with_409(bot: Bot) -> None:
+    # As Telegram does: the poll already waiting (30 s) gets 409 "terminated by other
+    # getUpdates request" as soon as the next one comes, not when its own timeout ends.
+    waiting = asyncio.create_task(bot.get_updates(timeout=30))
+    await asyncio.sleep(0.2)  # the first poll is waiting at the fake
+    assert await bot.get_updates(timeout=0) == []
+    with pytest.raises(TelegramConflictError, match="terminated by other getUpdates request"):
+        await asyncio.wait_for(waiting, 5)
+
+
 async def test_webhook_delivery_carries_the_secret_and_redelivers(
     fake: FakeTelegram, bot: Bot
 ) -> None:

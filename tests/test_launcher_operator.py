@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,9 @@ import pytest
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import ManagedProcess, free_port
+from tests.harness import REPO, ManagedProcess, free_port
 from tests.test_bot_turns import silent_server
-from tests.test_launcher import install_client_files
+from tests.test_launcher import install_client_files, install_fake_llama_server
 
 
 def processes_with(marker: str) -> list[int]:
@@ -112,3 +114,110 @@ async def test_a_second_launcher_on_the_same_data_stops_before_touching_anything
     assert logs == ["bot.log", "gateway.log"]
     after = sorted(path.name for path in (tmp_path / "logs").iterdir())
     assert after == logs  # the running one's logs were not rotated away
+
+
+async def gone(pids: list[int], within: float) -> list[int]:
+    """Poll until none of ``pids`` runs any more (a zombie has ended); those still running."""
+    deadline = time.monotonic() + within
+    while True:
+        running = [pid for pid in pids if alive(pid)]
+        if not running or time.monotonic() > deadline:
+            return running
+        await asyncio.sleep(0.1)
+
+
+def command_line(pid: int) -> bytes:
+    """The process's command line, its arguments joined by spaces."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not ended, not a zombie waiting for its parent to collect it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in {"Z", "X"}
+
+
+async def test_a_killed_launcher_takes_every_part_with_it(tmp_path: Path) -> None:
+    # SIGKILL (the OOM killer, say): the launcher cannot stop its parts, which run in sessions
+    # of their own. The local model server, the gateway, the playground and the bot all end.
+    cache = tmp_path / "llama.cpp"
+    install_fake_llama_server(cache)
+    model = tmp_path / "tiny-chat.gguf"
+    model.write_bytes(b"GGUF")
+    data = tmp_path / "data"
+    marker = f"VEIL_DATA_DIR={data}"
+    launcher = await ManagedProcess.start(
+        "-m",
+        "launcher",
+        env={
+            "VEIL_LLAMA_CPP_DIR": str(cache),
+            "VEIL_LOCAL_MODEL": str(model),
+            "VEIL_LOCAL_MODEL_PORT": str(free_port()),
+            "VEIL_GATEWAY_PORT": str(free_port()),
+            "VEIL_METRICS_PORT": str(free_port()),
+            "VEIL_BOT_METRICS_PORT": "0",
+            "VEIL_PLAYGROUND_PORT": str(free_port()),
+            "VEIL_WEBAPP_PORT": str(free_port()),
+            "VEIL_DATA_DIR": str(data),
+        },
+    )
+    try:
+        await launcher.wait_for_line("press Ctrl-C to stop", within=120)
+        parts = [pid for pid in processes_with(marker) if pid != launcher.process.pid]
+        names = {command_line(pid) for pid in parts}
+        await launcher.kill()
+        left = await gone(parts, within=60)
+    finally:
+        for pid in processes_with(marker):  # a failed run's orphans, ended one by one
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for part in (b"tests.fakes.llama_server", b"gateway", b"playground", b"bot"):
+        assert any(part in name for name in names), (part, names)
+    assert left == []
+
+
+@pytest.mark.parametrize("mode", ["deathsig", "pipe"])
+async def test_a_tethered_part_ends_when_the_launcher_is_gone(mode: str) -> None:
+    # The launcher's end of the pipe closes as it dies; with the kernel's death signal (Linux)
+    # or the pipe's watcher (macOS, or --pipe), the part gets SIGTERM and ends.
+    read_end, write_end = os.pipe()
+    launcher = (
+        "import os, subprocess, sys;"
+        " args = [str(os.getpid()) if a == 'PARENT' else a for a in sys.argv[1:]];"
+        f" part = subprocess.Popen(args, pass_fds=({read_end},), stdout=subprocess.DEVNULL);"
+        " print(part.pid, flush=True); sys.stdin.read()"
+    )
+    middle = await asyncio.create_subprocess_exec(  # stands for the launcher
+        sys.executable,
+        "-c",
+        launcher,
+        sys.executable,
+        "-m",
+        "launcher.tether",
+        *(["--pipe"] if mode == "pipe" else []),
+        "PARENT",
+        str(read_end),
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(120)",
+        cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        pass_fds=(read_end,),
+    )
+    os.close(read_end)
+    assert middle.stdout is not None
+    part = int(await middle.stdout.readline())
+    try:
+        assert await gone([part], within=0) == [part]  # tethered, it runs
+        middle.kill()  # the launcher dies by SIGKILL
+        await middle.wait()
+        os.close(write_end)  # ... and the kernel closes its end of the pipe
+        assert await gone([part], within=30) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(part, signal.SIGKILL)

@@ -8,5 +8,6 @@ docstring of ``playground.botapi`` describes its API and its parts.
 from __future__ import annotations
 
 from playground.botapi import Call, FakeTelegram
+from playground.delivery import CONFLICT_POLLER, CONFLICT_WEBHOOK
 
-__all__ = ["Call", "FakeTelegram"]
+__all__ = ["CONFLICT_POLLER", "CONFLICT_WEBHOOK", "Call", "FakeTelegram"]

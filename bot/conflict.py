@@ -1,0 +1,107 @@
+"""Another process polling with the bot's token: told once, and the polling bot stops.
+
+Telegram serves one long poll per token: a ``getUpdates`` ends the one already waiting with
+409 ``Conflict: terminated by other getUpdates request`` (and one made while a webhook is set
+gets 409 ``can't use getUpdates method while webhook is active``). Two bots with one token on
+different data folders would take turns at the updates for ever (aiogram logs each 409 and
+polls again), each serving half the users from its own database: a payment booked in one, the
+history in the other.
+
+A single 409 is Telegram's own at a restart (the old process's poll still held): it is waited
+out as aiogram does. When every poll has met a 409 for ``VEIL_POLL_CONFLICT_LIMIT`` seconds
+(and at least ``CONFLICT_POLLS`` in a row), ``PollingConflicts`` logs ``telegram.token_in_use``
+once and asks the bot to stop: it stops gracefully (answers in progress finish), and
+``python -m bot`` ends with one line naming the cause (``TokenInUse``) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.exceptions import TelegramConflictError
+from aiogram.methods import GetUpdates
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aiogram import Bot
+    from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
+    from aiogram.methods import Response, TelegramMethod
+    from aiogram.methods.base import TelegramType
+
+log = structlog.get_logger("veil.telegram")
+
+CONFLICT_POLLS = 3  # polls in a row that met a 409, at the least, before the bot gives up
+
+
+class TokenInUse(Exception):
+    """Telegram kept refusing the bot's polls: another process uses its token."""
+
+    def __init__(self, seconds: float, description: str) -> None:
+        super().__init__(description)
+        self.seconds = seconds
+        self.description = description
+
+    def line(self) -> str:
+        """The one line for the operator (Telegram's description names no token)."""
+        return (
+            "veil: another process uses this bot's token (VEIL_BOT_TOKEN): Telegram refused its"
+            f' update polls for {self.seconds:.0f} s or more ("{self.description}"): stop the'
+            " other one (one token, one long-polling bot), or give each bot its own token"
+        )
+
+
+class PollingConflicts(BaseRequestMiddleware):
+    """Watch ``getUpdates`` for 409s; once they persist, log it and call ``stop`` (once)."""
+
+    def __init__(
+        self,
+        limit: float,
+        stop: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self._stop = stop
+        self._clock = clock
+        self._since: float | None = None
+        self._polls = 0
+        self.failure: TokenInUse | None = None
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the next handler; count a poll's 409, forget them after a poll that went through."""
+        polls = isinstance(method, GetUpdates)  # (a test mypy would narrow ``method`` by)
+        if not polls:
+            return await make_request(bot, method)
+        try:
+            response = await make_request(bot, method)
+        except TelegramConflictError as exc:
+            self._conflict(exc.message)
+            raise
+        self._since, self._polls = None, 0
+        return response
+
+    def _conflict(self, description: str) -> None:
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        self._polls += 1
+        lasted = now - self._since
+        if self.failure is not None or self._polls < CONFLICT_POLLS or lasted < self.limit:
+            return
+        self.failure = TokenInUse(self.limit, description)
+        log.error(
+            "telegram.token_in_use",
+            polls=self._polls,
+            seconds=round(lasted, 1),
+            description=description,
+            setting="VEIL_BOT_TOKEN",
+        )
+        self._stop()
