@@ -190,7 +190,7 @@ async def wait_for_line(part: Part, needle: str, within: float) -> str:
             if needle in line:
                 return line
         if part.process.returncode is not None:
-            message = f"the {part.name} stopped (exit {part.process.returncode})"
+            message = f"the {part.name} stopped ({ended(part.process.returncode)})"
             raise LaunchError(f"{message}:\n{part.tail()}")
         await asyncio.sleep(0.1)
     raise LaunchError(f"the {part.name} did not start within {within:.0f} s:\n{part.tail()}")
@@ -203,7 +203,7 @@ async def wait_for_http(part: Part, url: str, within: float) -> None:
     async with aiohttp.ClientSession() as http:
         while time.monotonic() - started < within:
             if part.process.returncode is not None:
-                message = f"the {part.name} stopped (exit {part.process.returncode})"
+                message = f"the {part.name} stopped ({ended(part.process.returncode)})"
                 raise LaunchError(f"{message}:\n{part.tail()}")
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
@@ -374,8 +374,26 @@ def on_this_machine(url: str) -> bool:
         return False
 
 
+def ended(code: int | None) -> str:
+    """How a part's process ended: ``exit 2``, or the signal that killed it by name.
+
+    A negative return code is a signal's number: ``-4`` says less than ``SIGILL`` (an
+    instruction this processor lacks: a llama.cpp built for another machine, docs/operations.md).
+    """
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
+
+
 def refuse_remote_model(url: str) -> None:
-    """Stop before anything starts when the model server is on another machine."""
+    """Stop before anything starts when the model server is on another machine (or no URL)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise LaunchError(
+            f"VEIL_VLLM_URL={url} is not an http(s) URL: write it with its scheme, as in"
+            " http://127.0.0.1:8000"
+        )
     if not on_this_machine(url):
         raise LaunchError(
             f"VEIL_VLLM_URL={url} is not on this machine, and prompts would cross the network"
@@ -434,7 +452,7 @@ async def start_local_gateway(
     return Gateways(url, verify_key, summary, bot_env)
 
 
-def remote_gateways(launch: Launch, client_verify: str) -> Gateways:
+def remote_gateways(launch: Launch) -> Gateways:
     """The gateways ``VEIL_GATEWAYS`` names: nothing to start here but the bot."""
     urls = launch.env["VEIL_GATEWAYS"]
     operator_keys = launch.env.get("VEIL_OPERATOR_KEYS")
@@ -444,14 +462,7 @@ def remote_gateways(launch: Launch, client_verify: str) -> Gateways:
             " key those gateways sign with (what python -m gateway keygen printed)"
         )
     say(f"using the gateways at {urls}: no model server or gateway starts here")
-    return Gateways(
-        urls,
-        operator_keys,
-        [
-            f"gateways      {urls}",
-            f"client key    bot:{client_verify} (pin it in each gateway's VEIL_CLIENT_KEYS)",
-        ],
-    )
+    return Gateways(urls, operator_keys, [f"gateways      {urls}"])
 
 
 def claim_data_dir(data: Path) -> None:
@@ -488,8 +499,11 @@ async def run(launch: Launch) -> None:
         local_model_path()  # a missing model file is named before anything is made
     claim_data_dir(data)
     if env.get("VEIL_GATEWAYS"):
+        gateways = remote_gateways(launch)  # refused before a key is made without operator keys
         client_key_file, client_verify = await ensure_client_key(launch, data)
-        gateways = remote_gateways(launch, client_verify)
+        gateways.summary.append(
+            f"client key    bot:{client_verify} (pin it in each gateway's VEIL_CLIENT_KEYS)"
+        )
     else:
         local = await prepare_local_model(launch) if local_model else None
         client_key_file, client_verify = await ensure_client_key(launch, data)
@@ -576,7 +590,7 @@ async def watch(launch: Launch) -> None:
         part = waits.get(task)
         if part is not None:
             raise LaunchError(
-                f"the {part.name} stopped on its own (exit {part.process.returncode}):\n"
+                f"the {part.name} stopped on its own ({ended(part.process.returncode)}):\n"
                 f"{part.tail()}"
             )
 

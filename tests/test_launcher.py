@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 
 from common.container import PLAYGROUND_TON_ADDRESS, playground_ton_settings
-from launcher.chain import playground_webapp_settings, window_settings
+from launcher.chain import ended, playground_webapp_settings, window_settings
 from launcher.console import LaunchError, LogFile
 from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
@@ -249,6 +250,31 @@ async def test_gateways_elsewhere_need_the_operator_key(tmp_path: Path) -> None:
     assert await wait_exit(launcher) == 1
     assert "VEIL_GATEWAYS is set: also set VEIL_OPERATOR_KEYS" in launcher.output
     assert "starting" not in launcher.output
+    # Refused before the bot's client key is made: it was made, then the run refused.
+    assert not {"client.key", "client.pub"} & set(names_in(tmp_path))
+
+
+async def test_a_model_server_url_without_its_scheme_is_named_as_such(tmp_path: Path) -> None:
+    # "127.0.0.1:8000" parses as scheme "127.0.0.1" and no host: it was refused as "not on
+    # this machine", which it is.
+    launcher = await ManagedProcess.start(
+        "-m", "launcher", env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_VLLM_URL": "127.0.0.1:8000"}
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line == (
+        "veil: VEIL_VLLM_URL=127.0.0.1:8000 is not an http(s) URL: write it with its scheme, as"
+        " in http://127.0.0.1:8000"
+    )
+    assert names_in(tmp_path) == []
+
+
+def test_a_part_killed_by_a_signal_is_said_to_be_so_by_the_signal_s_name() -> None:
+    # A llama-server built for another processor dies of SIGILL: "exit -4" named nothing.
+    assert ended(-signal.SIGILL) == "killed by SIGILL"
+    assert ended(-signal.SIGKILL) == "killed by SIGKILL"
+    assert ended(2) == "exit 2"
+    assert ended(-999) == "exit -999"  # no such signal: the number as it came
 
 
 def test_logs_keep_the_last_runs_and_rotate_when_they_grow(tmp_path: Path) -> None:
