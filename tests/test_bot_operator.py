@@ -406,7 +406,24 @@ async def test_reconcile_with_telegram_or_toncenter_unusable_is_one_line_naming_
 ) -> None:
     data = tmp_path / "data"
     install_client_key(data)
-    away = await asyncio.to_thread(bot_command, data, "reconcile")  # nothing on 127.0.0.1:9
+    ton = {
+        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
+        "VEIL_TON_TESTNET": "1",
+        "VEIL_TONCENTER_URL": "http://127.0.0.1:9/toncenter",
+    }
+    async with FakeTelegram(token=TOKEN) as telegram:  # the three at once: each is a process
+        away, mistyped, no_chain = await asyncio.gather(
+            asyncio.to_thread(bot_command, data, "reconcile"),  # nothing on 127.0.0.1:9
+            asyncio.to_thread(
+                bot_command,
+                data,
+                "reconcile",
+                settings={"VEIL_TELEGRAM_API": telegram.url, "VEIL_BOT_TOKEN": "123456:mistyped"},
+            ),
+            asyncio.to_thread(
+                bot_command, data, "reconcile", settings={"VEIL_TELEGRAM_API": telegram.url, **ton}
+            ),
+        )
     assert away.returncode == 2
     assert (
         away.stderr.strip()
@@ -416,21 +433,6 @@ async def test_reconcile_with_telegram_or_toncenter_unusable_is_one_line_naming_
             " getStarTransactions: ClientConnectorError"
         )
     )
-    ton = {
-        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
-        "VEIL_TON_TESTNET": "1",
-        "VEIL_TONCENTER_URL": "http://127.0.0.1:9/toncenter",
-    }
-    async with FakeTelegram(token=TOKEN) as telegram:
-        mistyped = await asyncio.to_thread(
-            bot_command,
-            data,
-            "reconcile",
-            settings={"VEIL_TELEGRAM_API": telegram.url, "VEIL_BOT_TOKEN": "123456:mistyped"},
-        )
-        no_chain = await asyncio.to_thread(
-            bot_command, data, "reconcile", settings={"VEIL_TELEGRAM_API": telegram.url, **ton}
-        )
     assert mistyped.returncode == 2
     assert mistyped.stderr.strip().splitlines()[-1] == (
         "veil: Telegram refused the bot token (getStarTransactions: Unauthorized): set"
