@@ -72,6 +72,8 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     if not text or text.startswith("/"):
         return False
     me = await bot.me()
+    if message.via_bot is not None and message.via_bot.id == me.id:
+        return False  # Veil's own inline answer posted here: answered as the inline one already
     mention = f"@{me.username}".lower() if me.username else None
     mentioned = mention is not None and any(
         entity.type == "mention" and entity.extract_from(text).lower() == mention

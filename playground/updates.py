@@ -431,7 +431,7 @@ class UserActions:
         update["chat_type"] = chat_type
         return self._push({"inline_query": update})
 
-    def choose_inline_result(
+    def choose_inline_result(  # noqa: PLR0913 -- the fake's API mirrors an inline pick
         self,
         user_id: int,
         result_id: str,
@@ -439,11 +439,14 @@ class UserActions:
         *,
         inline_message_id: str,
         chat_id: int | None = None,
+        reply_to: int | None = None,
     ) -> int:
         """The user picked a result; the message it posts becomes ``inline_message_id``.
 
-        With ``chat_id`` the message is also posted there, from the user ``via_bot`` the bot,
-        and the bot's edits of the inline message change it.
+        With ``chat_id`` the message is also posted there (a reply to ``reply_to`` when given),
+        from the user ``via_bot`` the bot, and the bot's edits of the inline message change it.
+        In a group the bot is a member of, Telegram sends the bot that message too (privacy mode
+        lets messages sent via the bot through).
         """
         user, _chat = self._sender(user_id)
         answered = [
@@ -463,7 +466,9 @@ class UserActions:
         if chat_id is not None:
             _user, chat = self._sender(user_id, chat_id=chat_id)
             posted = copy.deepcopy(content) | {"via_bot": self._state.bot_user}
-            self._store(user, chat, None, posted, inline_message_id=inline_message_id)
+            message = self._store(user, chat, reply_to, posted, inline_message_id=inline_message_id)
+            if chat["type"] in GROUP_TYPES and chat["id"] not in self._state.chats_without_bot:
+                self._tell_bot(user, chat, message)
         update = {"result_id": result_id, "from": user, "query": query}
         update["inline_message_id"] = inline_message_id
         return self._push({"chosen_inline_result": update})

@@ -269,3 +269,33 @@ async def test_no_credit_is_told_in_the_forum_topic_the_member_asked_in(tmp_path
         (notice,) = notices
         assert notice.params["text"].startswith("Not enough credit for an answer.")
         assert int(notice.params["message_thread_id"]) == topic
+
+
+async def test_an_inline_answer_sent_as_a_reply_to_veil_in_its_group_is_answered_once(
+    tmp_path: Path,
+) -> None:
+    # A member replying to one of Veil's group answers with "@veil_test_bot follow-up" picked
+    # from the inline list posts Veil's inline message as a reply to Veil: Telegram sends the
+    # group that message too, and the group took it for a reply to Veil and answered (and
+    # charged) the same question a second time, under it.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        (answer,) = await final_reply(stack, 1)
+        stack.telegram.inline_query(ANN, "and why is that", chat_type="supergroup")
+        offered = await stack.telegram.wait_for("answerInlineQuery")
+        (result,) = offered.params["results"]
+        stack.telegram.choose_inline_result(
+            ANN,
+            result["id"],
+            "and why is that",
+            inline_message_id="inline-follow-up",
+            chat_id=GROUP,
+            reply_to=answer["message_id"],
+        )
+        async with asyncio.timeout(10):
+            while len(stack.vllm.requests) < 2:  # noqa: ASYNC110 -- the inline answer's
+                await asyncio.sleep(0.02)
+        await final_reply(stack, 1)
+        await asyncio.sleep(0.5)
+        assert len(stack.vllm.requests) == 2
+        assert [m["message_id"] for m in replies(stack)] == [answer["message_id"]]

@@ -1197,7 +1197,10 @@ class BotSide:
         self.offset = 0
 
     async def next(self, kind: str, within: float = 15.0) -> Update:
-        """The next update of type ``kind``; inline queries typed on the way are left unanswered."""
+        """The next update of type ``kind``; inline queries typed on the way are left unanswered.
+
+        So is the group's copy of a message sent via the bot (Telegram sends the bot those too).
+        """
         async with asyncio.timeout(within):
             while True:
                 updates = await self.bot.get_updates(offset=self.offset, timeout=5, limit=1)
@@ -1207,7 +1210,8 @@ class BotSide:
                 self.offset = update.update_id + 1
                 if update.event_type == kind:
                     return update
-                assert update.event_type == "inline_query", update
+                via_bot = update.message is not None and update.message.via_bot is not None
+                assert update.event_type == "inline_query" or via_bot, update
 
 
 def ask_article(question: str) -> InlineQueryResultArticle:
