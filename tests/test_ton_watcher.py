@@ -347,6 +347,37 @@ async def test_a_failing_wallet_check_credits_nothing_skips_nothing_and_is_tried
         await sound(stack)
 
 
+async def test_a_sender_whose_wallet_check_fails_holds_back_no_payment_before_it(
+    tmp_path: Path,
+) -> None:
+    # Every USDT transfer of a page was checked before any was booked: one sender toncenter's
+    # get-method failed for (or rate-limited, a page of new senders at a time) held back the
+    # payments read before it too, each pass, for as long as that check kept failing.
+    async with ton_stack(tmp_path / "veil.db") as stack:
+        payer, stranger = "0:" + "ab" * 32, "0:" + "ef" * 32
+        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=payer)
+        watcher = stack.watcher()
+        await watcher.poll()  # the payer's wallet is known now (an unmatched transfer)
+        paid = await order(stack, ALICE, "usdt", "1000000")
+        record = stack.chain.add_jetton_transfer(
+            WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
+        )
+        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=stranger)
+        stack.chain.fail_next(path="/api/v3/runGetMethod")  # the stranger's check
+        with pytest.raises(ToncenterUnavailable):
+            await watcher.poll()
+        assert (await recorded(stack))[hex_hash(record["transaction_hash"])] == (
+            "credited",
+            None,
+            70_000_000,
+        )
+        assert await stack.balance(ALICE) == 70_000_000
+        assert len(await recorded(stack)) == 2  # the stranger's is not skipped: read again
+        await watcher.poll()
+        assert len(await recorded(stack)) == 3
+        await sound(stack)
+
+
 async def test_pages_are_followed_and_records_sharing_one_lt_are_not_skipped(
     tmp_path: Path,
 ) -> None:

@@ -11,9 +11,10 @@ twice. Messages a crash or a Telegram outage swallowed are sent on the next pass
 A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
 (its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
 other as ``forged_jetton``; a get-method toncenter cannot answer fails the pass like any toncenter
-failure, so the page is read again (nothing credited on faith, nothing skipped). A page that
-comes back the same for a later ``offset`` (an indexer that ignores it) stops the pass with
-``ton.page_not_advancing``, the cursor kept.
+failure, so the page is read again (nothing credited on faith, nothing skipped). Each transfer is
+checked just before it is booked: the payments read before one whose check fails are booked.
+A page that comes back the same for a later ``offset`` (an indexer that ignores it) stops the
+pass with ``ton.page_not_advancing``, the cursor kept.
 
 Reading from the cursor asks for ``start_lt`` = the cursor's own lt, so the first record
 returned is normally the cursor's own transaction (its hash is checked: a different one is
@@ -90,7 +91,10 @@ class ChainReader:
         return ("gram", "usdt") if self._usdt_master is not None else ("gram",)
 
     async def page(self, asset: Asset, cursor: TonCursor, *, limit: int, offset: int) -> Page:
-        """The records from the cursor on (from its own transaction), oldest first."""
+        """The records from the cursor on (from its own transaction), oldest first.
+
+        A USDT transfer here is as the indexer files it: ``proven`` checks its sending wallet.
+        """
         account = self._wallet.raw
         if asset == "gram":
             records = await self._client.transactions(account, cursor, limit=limit, offset=offset)
@@ -99,18 +103,19 @@ class ChainReader:
             raise ValueError("USDT is not watched")
         master = self._usdt_master.raw
         records = await self._client.jetton_transfers(account, cursor, limit=limit, offset=offset)
-        transfers = [jetton_transfer(r, account, master) for r in records]
-        return Page(len(records), [await self._proven(t) for t in transfers])
+        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
 
-    async def _proven(self, transfer: Transfer) -> Transfer:
+    async def proven(self, transfer: Transfer) -> Transfer:
         """A USDT transfer whose sending wallet is the real master's, else ``forged_jetton``.
 
         The indexer files a transfer under the master its sending wallet names, and a fake
         wallet contract can name the real one. Only the master knows its wallets: its
         ``get_wallet_address`` for the sender must give the wallet that sent. A get-method that
-        fails raises (``ToncenterUnavailable``): the page is read again on the next pass.
+        fails raises (``ToncenterUnavailable``): the page is read again on the next pass. Asked
+        of each transfer just before it is booked, so the payments read before one whose check
+        fails are booked meanwhile. A Gram transfer is returned as it is.
         """
-        if transfer.skip is not None or self._usdt_master is None:
+        if transfer.asset != "usdt" or transfer.skip is not None or self._usdt_master is None:
             return transfer
         owner, master = transfer.sender, self._usdt_master.raw
         expected = None if owner is None else await self._master_wallet(master, owner)
@@ -143,7 +148,7 @@ class ChainReader:
                 log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
                 raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
             before = ends
-            found.extend(t for t in page.transfers if t.hash not in seen)
+            found.extend([await self.proven(t) for t in page.transfers if t.hash not in seen])
             seen.update(t.hash for t in page.transfers)
             if page.size < limit:
                 return found
@@ -237,7 +242,7 @@ class TonWatcher:
             before = ends
             for transfer in page.transfers:
                 if _after(transfer, cursor, check_hash=asset == "gram"):
-                    booked += await self._take(transfer)
+                    booked += await self._take(await self._reader.proven(transfer))
             if page.transfers:
                 last = page.transfers[-1]
                 await self._books.save_cursor(asset, last.lt, last.hash)
