@@ -635,7 +635,8 @@ class Editors:
         self.group_pacers = Pacers(pace.group_per_minute)
         self.inline_pacers = Pacers(pace.inline_per_minute)
         self._notices: set[asyncio.Task[None]] = set()
-        # (chat, member, text) of each notice waiting for its group's pace or being sent
+        # (chat, member or chat posting, text) of each notice waiting for its group's pace or
+        # being sent
         self._telling: set[tuple[int, int, str]] = set()
         self.answers = LongAnswers()
         self.chains = ReplyChains()
@@ -747,6 +748,25 @@ class Editors:
             await self.bot.delete_message(chat_id, message_id)
         except TelegramAPIError as exc:
             log.info("editing.retract_failed", error=type(exc).__name__)
+
+    async def tell_chat(
+        self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
+    ) -> None:
+        """Tell a chat that posted in a group (an anonymous admin, a channel): a reply, paced.
+
+        A chat cannot be told alone: the notice is a reply to its message, in the group's pace
+        (``post``; Telegram's refusal is the caller's). As for ``tell_one``, a notice that chat
+        already waits for is not queued again: its burst takes one of the group's slots.
+        """
+        telling = (chat_id, sender_chat_id, text)
+        if telling in self._telling:
+            log.info("editing.notice_waiting")
+            return
+        self._telling.add(telling)
+        try:
+            await self.post(chat_id, text, reply_to=reply_to, markup=None)
+        finally:
+            self._telling.discard(telling)
 
     async def tell_one(  # noqa: PLR0913 -- where, to whom, what, and its buttons
         self,

@@ -7,7 +7,7 @@ the fake vLLM; each test is one way a group could make Veil spend, leak or misbe
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -285,7 +285,7 @@ async def test_a_burst_of_bare_mentions_holds_one_notice_not_the_group_s_answers
     # the group's pace, first come first served: a member's burst of 8 took the group's next 8
     # slots (8 s at 60 a minute), and the answer another member asked for waited behind them.
     # A notice already waiting for that member is not queued again.
-    paced = {"edit_interval": 0.2, "group_messages_per_minute": 60}  # a slot a second
+    paced: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 60}  # 1 a second
     async with running_stack(tmp_path, answer=ANSWER, **paced) as stack:
         for _ in range(8):
             stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP)
@@ -295,3 +295,30 @@ async def test_a_burst_of_bare_mentions_holds_one_notice_not_the_group_s_answers
         (final,) = await final_reply(stack, within=6)  # placeholder, then its answer: ~3 slots
         assert final["text"] == ANSWER
         assert len(stack.telegram.ephemeral_messages(GROUP, BOB)) <= 2
+
+
+async def test_a_channel_s_burst_gets_few_replies_and_holds_back_no_answer(
+    tmp_path: Path,
+) -> None:
+    # A chat cannot be told alone, so a channel's (or anonymous admin's) mentions get public
+    # replies: a bare mention's usage line went out at once, outside the group's pace (one a
+    # message: a flood), and each question's "ask as yourself" took one of the group's paced
+    # slots, ahead of the answers members asked for after. Now a reply that chat still waits
+    # for is not queued again, and each goes out at the group's pace.
+    paced: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 60}  # 1 a second
+    async with running_stack(tmp_path, answer=ANSWER, **paced) as stack:
+        for _ in range(6):
+            stack.telegram.send_as_chat("@veil_test_bot", chat_id=GROUP, channel_id=CHANNEL)
+            stack.telegram.send_as_chat(
+                f"@veil_test_bot {QUESTION}", chat_id=GROUP, channel_id=CHANNEL
+            )
+        while not replies(stack):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        async with asyncio.timeout(8):  # the reply waiting, the placeholder, the answer
+            while ANSWER not in [m["text"] for m in replies(stack)]:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        texts = [m["text"] for m in replies(stack)]
+        assert sum(text.startswith("Usage:") for text in texts) <= 2
+        assert sum(text.startswith(ASK_AS_YOURSELF) for text in texts) <= 2
+        assert len(stack.vllm.requests) == 1  # Ann's alone
