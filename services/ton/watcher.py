@@ -58,6 +58,10 @@ POLL_EVERY_S = 10.0
 MAX_BACKOFF_S = 300.0
 PURGE_EVERY_S = 3600.0
 WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
+# A wallet check toncenter rate-limits (429) is asked again after this long (seconds; its
+# free tier answers about one call a second), up to this many tries, within the pass.
+RATE_LIMIT_WAIT_S = 1.1
+RATE_LIMIT_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +128,23 @@ class ChainReader:
         return transfer
 
     async def _master_wallet(self, master: str, owner: str) -> str:
-        """The master's jetton wallet of ``owner`` (asked once: the answer never changes)."""
+        """The master's jetton wallet of ``owner`` (asked once: the answer never changes).
+
+        A 429 waits ``RATE_LIMIT_WAIT_S`` and asks again (``RATE_LIMIT_TRIES`` in all): a page
+        of new senders is checked at toncenter's pace in one pass, rather than one sender a
+        pass with the watcher's backoff between (minutes each).
+        """
         wallet = self._wallets.get(owner)
         if wallet is None:
-            wallet = await self._client.jetton_wallet(master, owner)
+            for tried in range(1, RATE_LIMIT_TRIES + 1):
+                try:
+                    wallet = await self._client.jetton_wallet(master, owner)
+                    break
+                except ToncenterRateLimited:
+                    if tried == RATE_LIMIT_TRIES:
+                        raise
+                    await asyncio.sleep(RATE_LIMIT_WAIT_S)
+            assert wallet is not None  # noqa: S101 -- the loop breaks with one or raises
             if len(self._wallets) >= WALLETS_KEPT:
                 del self._wallets[next(iter(self._wallets))]
             self._wallets[owner] = wallet
