@@ -635,6 +635,9 @@ class Editors:
         self.group_pacers = Pacers(pace.group_per_minute)
         self.inline_pacers = Pacers(pace.inline_per_minute)
         self._notices: set[asyncio.Task[None]] = set()
+        # (chat, member or chat posting, text) of each notice waiting for its group's pace or
+        # being sent
+        self._telling: set[tuple[int, int, str]] = set()
         self.answers = LongAnswers()
         self.chains = ReplyChains()
         self.showing = Showing()
@@ -746,6 +749,25 @@ class Editors:
         except TelegramAPIError as exc:
             log.info("editing.retract_failed", error=type(exc).__name__)
 
+    async def tell_chat(
+        self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
+    ) -> None:
+        """Tell a chat that posted in a group (an anonymous admin, a channel): a reply, paced.
+
+        A chat cannot be told alone: the notice is a reply to its message, in the group's pace
+        (``post``; Telegram's refusal is the caller's). As for ``tell_one``, a notice that chat
+        already waits for is not queued again: its burst takes one of the group's slots.
+        """
+        telling = (chat_id, sender_chat_id, text)
+        if telling in self._telling:
+            log.info("editing.notice_waiting")
+            return
+        self._telling.add(telling)
+        try:
+            await self.post(chat_id, text, reply_to=reply_to, markup=None)
+        finally:
+            self._telling.discard(telling)
+
     async def tell_one(  # noqa: PLR0913 -- where, to whom, what, and its buttons
         self,
         chat_id: int,
@@ -761,7 +783,34 @@ class Editors:
         Ephemeral messages (Bot API 10.2) show to ``user_id`` only; a server without them
         refuses the field, and the notice is a reply to their message, deleted after
         ``notice_seconds``. Either goes to the forum topic ``thread_id``, if given.
+
+        A notice the member is already waiting for is not queued again: the group's pace is
+        first come first served, and a member's burst (bare mentions, mentions while their
+        question waits) would otherwise take the group's next slots, one a message, ahead of
+        the answers others asked for.
         """
+        telling = (chat_id, user_id, text)
+        if telling in self._telling:
+            log.info("editing.notice_waiting")
+            return
+        self._telling.add(telling)
+        try:
+            await self._tell_one(
+                chat_id, user_id, text, reply_to=reply_to, markup=markup, thread_id=thread_id
+            )
+        finally:
+            self._telling.discard(telling)
+
+    async def _tell_one(  # noqa: PLR0913 -- as tell_one
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        *,
+        reply_to: int,
+        markup: InlineKeyboardMarkup | None,
+        thread_id: int | None,
+    ) -> None:
         pacer = self.group_pacers(chat_id)
         await pacer.wait()
         try:

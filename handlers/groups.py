@@ -137,11 +137,11 @@ async def tell_alone(message: Message, text: str, editors: Editors) -> None:
 
     Never a public reply outside the pace: a member sending bare mentions or commands would
     make Veil flood the group and spend its messages a minute ahead of others' answers. One
-    sent as a chat has no member to tell alone: it gets a reply.
+    sent as a chat has no member to tell alone: it gets a reply, paced too (``tell_chat``).
     """
     user = message.from_user
     if message.sender_chat is not None or user is None:
-        await reply(message, text)
+        await tell_chat(message, text, editors)
         return
     await editors.tell_one(
         message.chat.id,
@@ -225,13 +225,19 @@ async def ask_as_yourself(message: Message, texts: Texts, editors: Editors) -> N
     is a reply in the group (a chat cannot be told alone); the question goes nowhere.
     """
     log.info("groups.asked_as_chat")
+    await tell_chat(message, texts("group_ask_as_yourself"), editors)
+
+
+async def tell_chat(message: Message, text: str, editors: Editors) -> None:
+    """Reply to ``message``, sent as a chat, at the group's pace; once while one waits.
+
+    A chat's burst (bare mentions, questions, commands) would otherwise have a public reply a
+    message: a flood, ahead of the answers members asked for. A reply Telegram refuses (the
+    message deleted meanwhile, the bot removed) is a log line.
+    """
+    sender = message.sender_chat.id if message.sender_chat is not None else message.chat.id
     try:
-        await editors.post(
-            message.chat.id,
-            texts("group_ask_as_yourself"),
-            reply_to=message.message_id,
-            markup=None,
-        )
+        await editors.tell_chat(message.chat.id, sender, text, reply_to=message.message_id)
     except (TelegramBadRequest, TelegramForbiddenError) as exc:  # deleted, or the bot removed
         log.info("groups.not_answered", error=describe(exc))
 

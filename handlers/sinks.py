@@ -128,6 +128,12 @@ class Editors(Protocol):
         """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
         ...
 
+    async def tell_chat(
+        self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
+    ) -> None:
+        """Tell a chat that posted in a group: a reply at the group's pace, once while queued."""
+        ...
+
     async def tell_one(  # noqa: PLR0913 -- where, to whom, what, and its buttons
         self,
         chat_id: int,

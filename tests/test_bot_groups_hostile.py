@@ -7,7 +7,7 @@ the fake vLLM; each test is one way a group could make Veil spend, leak or misbe
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -26,6 +26,11 @@ CHANNEL_BOT = 136817688  # Channel_Bot: every member posting as any channel
 CHANNEL = -1_005_555_555
 ASK_AS_YOURSELF = "I answer people, each from their own credit"
 WAIT_YOUR_TURN = "Your previous question here is still to be answered: ask the next once it is."
+
+
+def told_texts(stack: Stack, user: int) -> set[str]:
+    """The texts of the notices the group's member ``user`` was shown alone."""
+    return {m["text"] for m in stack.telegram.ephemeral_messages(GROUP, user)}
 
 
 async def test_anonymous_admins_and_channels_are_told_to_ask_as_themselves(
@@ -150,8 +155,9 @@ async def test_a_member_cannot_queue_a_flood_of_questions_ahead_of_the_group(
             f"@veil_test_bot {QUESTION}",
         ]
         assert len(replies(stack)) == 2
-        notices = stack.telegram.ephemeral_messages(GROUP, ANN)
-        assert [m["text"] for m in notices] == [WAIT_YOUR_TURN] * 3
+        notices = stack.telegram.ephemeral_messages(GROUP, ANN)  # one at a time waits its slot
+        assert {m["text"] for m in notices} == {WAIT_YOUR_TURN}
+        assert 1 <= len(notices) <= 3
         assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
         assert len(stack.vllm.requests) == 2
         # Once answered, the member may ask again.
@@ -217,12 +223,13 @@ async def test_a_member_spamming_bare_mentions_and_commands_is_told_alone(
         for _ in range(3):
             for text in ("@veil_test_bot", "/ask", "/groupsettings"):
                 stack.telegram.send_text(BOB, text, chat_id=GROUP)
-        async with asyncio.timeout(10):
-            while len(stack.telegram.ephemeral_messages(GROUP, BOB)) < 9:  # noqa: ASYNC110
+        async with asyncio.timeout(10):  # each notice once at a time, not once a message
+            while len(told_texts(stack, BOB)) < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
         assert replies(stack) == []
-        told = sorted({m["text"] for m in stack.telegram.ephemeral_messages(GROUP, BOB)})
+        assert len(stack.telegram.ephemeral_messages(GROUP, BOB)) <= 9
+        told = sorted(told_texts(stack, BOB))
         assert told == [
             "Only the group's admins can change Veil's settings here.",
             "Usage: /ask your question — or mention me, or reply to one of my answers.",
@@ -299,3 +306,49 @@ async def test_an_inline_answer_sent_as_a_reply_to_veil_in_its_group_is_answered
         await asyncio.sleep(0.5)
         assert len(stack.vllm.requests) == 2
         assert [m["message_id"] for m in replies(stack)] == [answer["message_id"]]
+
+
+async def test_a_burst_of_bare_mentions_holds_one_notice_not_the_group_s_answers(
+    tmp_path: Path,
+) -> None:
+    # Each bare mention (and each mention while one's question waits) queued its own notice at
+    # the group's pace, first come first served: a member's burst of 8 took the group's next 8
+    # slots (8 s at 60 a minute), and the answer another member asked for waited behind them.
+    # A notice already waiting for that member is not queued again.
+    paced: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 60}  # 1 a second
+    async with running_stack(tmp_path, answer=ANSWER, **paced) as stack:
+        for _ in range(8):
+            stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP)
+        while not stack.telegram.ephemeral_messages(GROUP, BOB):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        (final,) = await final_reply(stack, within=6)  # placeholder, then its answer: ~3 slots
+        assert final["text"] == ANSWER
+        assert len(stack.telegram.ephemeral_messages(GROUP, BOB)) <= 2
+
+
+async def test_a_channel_s_burst_gets_few_replies_and_holds_back_no_answer(
+    tmp_path: Path,
+) -> None:
+    # A chat cannot be told alone, so a channel's (or anonymous admin's) mentions get public
+    # replies: a bare mention's usage line went out at once, outside the group's pace (one a
+    # message: a flood), and each question's "ask as yourself" took one of the group's paced
+    # slots, ahead of the answers members asked for after. Now a reply that chat still waits
+    # for is not queued again, and each goes out at the group's pace.
+    paced: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 60}  # 1 a second
+    async with running_stack(tmp_path, answer=ANSWER, **paced) as stack:
+        for _ in range(6):
+            stack.telegram.send_as_chat("@veil_test_bot", chat_id=GROUP, channel_id=CHANNEL)
+            stack.telegram.send_as_chat(
+                f"@veil_test_bot {QUESTION}", chat_id=GROUP, channel_id=CHANNEL
+            )
+        while not replies(stack):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        async with asyncio.timeout(8):  # the reply waiting, the placeholder, the answer
+            while ANSWER not in [m["text"] for m in replies(stack)]:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        texts = [m["text"] for m in replies(stack)]
+        assert sum(text.startswith("Usage:") for text in texts) <= 2
+        assert sum(text.startswith(ASK_AS_YOURSELF) for text in texts) <= 2
+        assert len(stack.vllm.requests) == 1  # Ann's alone

@@ -11,9 +11,10 @@ twice. Messages a crash or a Telegram outage swallowed are sent on the next pass
 A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
 (its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
 other as ``forged_jetton``; a get-method toncenter cannot answer fails the pass like any toncenter
-failure, so the page is read again (nothing credited on faith, nothing skipped). A page that
-comes back the same for a later ``offset`` (an indexer that ignores it) stops the pass with
-``ton.page_not_advancing``, the cursor kept.
+failure, so the page is read again (nothing credited on faith, nothing skipped). Each transfer is
+checked just before it is booked: the payments read before one whose check fails are booked.
+A page that comes back the same for a later ``offset`` (an indexer that ignores it) stops the
+pass with ``ton.page_not_advancing``, the cursor kept.
 
 Reading from the cursor asks for ``start_lt`` = the cursor's own lt, so the first record
 returned is normally the cursor's own transaction (its hash is checked: a different one is
@@ -57,6 +58,10 @@ POLL_EVERY_S = 10.0
 MAX_BACKOFF_S = 300.0
 PURGE_EVERY_S = 3600.0
 WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
+# A wallet check toncenter rate-limits (429) is asked again after this long (seconds; its
+# free tier answers about one call a second), up to this many tries, within the pass.
+RATE_LIMIT_WAIT_S = 1.1
+RATE_LIMIT_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,10 @@ class ChainReader:
         return ("gram", "usdt") if self._usdt_master is not None else ("gram",)
 
     async def page(self, asset: Asset, cursor: TonCursor, *, limit: int, offset: int) -> Page:
-        """The records from the cursor on (from its own transaction), oldest first."""
+        """The records from the cursor on (from its own transaction), oldest first.
+
+        A USDT transfer here is as the indexer files it: ``proven`` checks its sending wallet.
+        """
         account = self._wallet.raw
         if asset == "gram":
             records = await self._client.transactions(account, cursor, limit=limit, offset=offset)
@@ -99,18 +107,19 @@ class ChainReader:
             raise ValueError("USDT is not watched")
         master = self._usdt_master.raw
         records = await self._client.jetton_transfers(account, cursor, limit=limit, offset=offset)
-        transfers = [jetton_transfer(r, account, master) for r in records]
-        return Page(len(records), [await self._proven(t) for t in transfers])
+        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
 
-    async def _proven(self, transfer: Transfer) -> Transfer:
+    async def proven(self, transfer: Transfer) -> Transfer:
         """A USDT transfer whose sending wallet is the real master's, else ``forged_jetton``.
 
         The indexer files a transfer under the master its sending wallet names, and a fake
         wallet contract can name the real one. Only the master knows its wallets: its
         ``get_wallet_address`` for the sender must give the wallet that sent. A get-method that
-        fails raises (``ToncenterUnavailable``): the page is read again on the next pass.
+        fails raises (``ToncenterUnavailable``): the page is read again on the next pass. Asked
+        of each transfer just before it is booked, so the payments read before one whose check
+        fails are booked meanwhile. A Gram transfer is returned as it is.
         """
-        if transfer.skip is not None or self._usdt_master is None:
+        if transfer.asset != "usdt" or transfer.skip is not None or self._usdt_master is None:
             return transfer
         owner, master = transfer.sender, self._usdt_master.raw
         expected = None if owner is None else await self._master_wallet(master, owner)
@@ -119,10 +128,23 @@ class ChainReader:
         return transfer
 
     async def _master_wallet(self, master: str, owner: str) -> str:
-        """The master's jetton wallet of ``owner`` (asked once: the answer never changes)."""
+        """The master's jetton wallet of ``owner`` (asked once: the answer never changes).
+
+        A 429 waits ``RATE_LIMIT_WAIT_S`` and asks again (``RATE_LIMIT_TRIES`` in all): a page
+        of new senders is checked at toncenter's pace in one pass, rather than one sender a
+        pass with the watcher's backoff between (minutes each).
+        """
         wallet = self._wallets.get(owner)
         if wallet is None:
-            wallet = await self._client.jetton_wallet(master, owner)
+            for tried in range(1, RATE_LIMIT_TRIES + 1):
+                try:
+                    wallet = await self._client.jetton_wallet(master, owner)
+                    break
+                except ToncenterRateLimited:
+                    if tried == RATE_LIMIT_TRIES:
+                        raise
+                    await asyncio.sleep(RATE_LIMIT_WAIT_S)
+            assert wallet is not None  # noqa: S101 -- the loop breaks with one or raises
             if len(self._wallets) >= WALLETS_KEPT:
                 del self._wallets[next(iter(self._wallets))]
             self._wallets[owner] = wallet
@@ -143,7 +165,7 @@ class ChainReader:
                 log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
                 raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
             before = ends
-            found.extend(t for t in page.transfers if t.hash not in seen)
+            found.extend([await self.proven(t) for t in page.transfers if t.hash not in seen])
             seen.update(t.hash for t in page.transfers)
             if page.size < limit:
                 return found
@@ -237,7 +259,7 @@ class TonWatcher:
             before = ends
             for transfer in page.transfers:
                 if _after(transfer, cursor, check_hash=asset == "gram"):
-                    booked += await self._take(transfer)
+                    booked += await self._take(await self._reader.proven(transfer))
             if page.transfers:
                 last = page.transfers[-1]
                 await self._books.save_cursor(asset, last.lt, last.hash)
