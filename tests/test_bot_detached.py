@@ -141,7 +141,7 @@ async def test_a_question_during_forget_never_reads_or_writes_what_is_erased(
             await stack.final_messages(USER, 2)  # shown; its charge waits for the lock
             assert not chat._active[USER].stoppable
             telegram.press_button(USER, erase, message_id=confirm["message_id"])
-            await wait_until(lambda: stack.veil.operations.in_flight.count == 1)
+            await wait_until(lambda: USER in chat._forgetting)  # begun, after the press's answer
             telegram.send_text(USER, "and another thing", language_code="ru")
             # Claimed (a second answer running) or refused (a third message): either way handled.
             await wait_until(lambda: chat.running == 2 or len(telegram.sent_messages(USER)) == 3)
