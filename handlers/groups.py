@@ -204,7 +204,6 @@ async def answer_in_group(
             thread_id=forum_topic(message),
         )
         return
-    kit.asking.add(asking)
     answer = _GroupAnswer(
         kit,
         texts,
@@ -213,6 +212,7 @@ async def answer_in_group(
         question,
         thread_of(message, kit.editors, settings) if context is None else context,
     )
+    kit.asking.add(asking)  # let go by ``answer.run`` however it ends: nothing may raise between
     kit.chat.detach(answer.run(), answer.failed)
 
 
