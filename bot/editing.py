@@ -72,7 +72,7 @@ from common.folded import FoldedText
 from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from aiogram import Bot
     from aiogram.types import Message
@@ -758,13 +758,20 @@ class Editors:
         (``post``; Telegram's refusal is the caller's). As for ``tell_one``, a notice that chat
         already waits for is not queued again: its burst takes one of the group's slots.
         """
-        telling = (chat_id, sender_chat_id, text)
+        with self._not_queued_twice((chat_id, sender_chat_id, text)) as new:
+            if new:
+                await self.post(chat_id, text, reply_to=reply_to, markup=None)
+
+    @contextlib.contextmanager
+    def _not_queued_twice(self, telling: tuple[int, int, str]) -> Iterator[bool]:
+        """Whether ``telling`` (group, whom, text) is new; while it waits, the same is not."""
         if telling in self._telling:
             log.info("editing.notice_waiting")
+            yield False
             return
         self._telling.add(telling)
         try:
-            await self.post(chat_id, text, reply_to=reply_to, markup=None)
+            yield True
         finally:
             self._telling.discard(telling)
 
@@ -789,17 +796,11 @@ class Editors:
         question waits) would otherwise take the group's next slots, one a message, ahead of
         the answers others asked for.
         """
-        telling = (chat_id, user_id, text)
-        if telling in self._telling:
-            log.info("editing.notice_waiting")
-            return
-        self._telling.add(telling)
-        try:
-            await self._tell_one(
-                chat_id, user_id, text, reply_to=reply_to, markup=markup, thread_id=thread_id
-            )
-        finally:
-            self._telling.discard(telling)
+        with self._not_queued_twice((chat_id, user_id, text)) as new:
+            if new:
+                await self._tell_one(
+                    chat_id, user_id, text, reply_to=reply_to, markup=markup, thread_id=thread_id
+                )
 
     async def _tell_one(  # noqa: PLR0913 -- as tell_one
         self,
