@@ -261,6 +261,16 @@ async def test_odd_payment_is_credited_and_flagged_for_the_admin(tmp_path: Path)
         assert await balance_units(stack, USER) == 50 * STAR
 
 
+async def finished(stack: Stack, charge: str, within: float) -> None:
+    """Wait until the payment ``charge``'s journal entry is finished (its user, admins told)."""
+    async with asyncio.timeout(within):
+        while True:
+            entry = await stack.veil.desk.journal.get(f"payment:{charge}")
+            if entry is not None and entry.notified_at is not None:
+                return
+            await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("mode", ["page", "cut"])  # a proxy's page; the connection cut short
 async def test_a_flagged_notice_telegram_cannot_take_now_reaches_the_admin_later(
     tmp_path: Path, mode: str
@@ -269,12 +279,7 @@ async def test_a_flagged_notice_telegram_cannot_take_now_reaches_the_admin_later
     telegram.misbehave("sendMessage", mode, when=lambda params: params.get("chat_id") == ADMIN)
     async with paying_stack(tmp_path, telegram_server=telegram) as stack:
         charge = stack.telegram.pay(USER, payload="order-we-never-made", total_amount=50)
-        async with asyncio.timeout(15):
-            while True:
-                entry = await stack.veil.desk.journal.get(f"payment:{charge}")
-                if entry is not None and entry.notified_at is not None:
-                    break
-                await asyncio.sleep(0.02)
+        await finished(stack, charge, within=15)
         to_admin = [c for c in telegram.calls_of("sendMessage") if c.params["chat_id"] == ADMIN]
         thanks = [m.get("text", "") for m in stack.telegram.sent_messages(USER)]
         assert await balance_units(stack, USER) == 50 * STAR
@@ -289,12 +294,7 @@ async def test_an_admin_who_blocked_the_bot_is_not_asked_again(tmp_path: Path) -
         stack.telegram.state.blocked_users.add(ADMIN)
         with capture_logs() as logs:
             charge = stack.telegram.pay(USER, payload="order-we-never-made", total_amount=50)
-            async with asyncio.timeout(10):
-                while True:
-                    entry = await stack.veil.desk.journal.get(f"payment:{charge}")
-                    if entry is not None and entry.notified_at is not None:
-                        break
-                    await asyncio.sleep(0.02)
+            await finished(stack, charge, within=10)
             assert await stack.veil.desk.process_pending()
         to_admin = [
             c for c in stack.telegram.calls_of("sendMessage") if c.params["chat_id"] == ADMIN
@@ -430,12 +430,7 @@ async def test_a_thank_you_telegram_took_with_a_reply_that_does_not_validate_goe
     async with paying_stack(tmp_path, telegram_server=telegram) as stack:
         invoice = await buy_pack(stack, USER)
         charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
-        async with asyncio.timeout(10):
-            while True:
-                entry = await stack.veil.desk.journal.get(f"payment:{charge}")
-                if entry is not None and entry.notified_at is not None:
-                    break
-                await asyncio.sleep(0.02)
+        await finished(stack, charge, within=10)
         texts = [m.get("text", "") for m in stack.telegram.sent_messages(USER)]
         assert await balance_units(stack, USER) == 50 * STAR
     assert telegram.misbehaved == [("sendMessage", "malformed")]
