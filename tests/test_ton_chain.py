@@ -27,7 +27,7 @@ from services.ton.errors import MalformedTransfer, ToncenterRateLimited, Toncent
 from services.ton.shop import TonPack, format_amount
 from services.ton.toncenter import ToncenterClient
 from tests.fakes.toncenter import USDT_MASTER, FakeToncenter, comment_boc, jetton_wallet, op_boc
-from tests.harness import free_port
+from tests.harness import free_port, serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -250,15 +250,9 @@ async def test_a_page_that_arrives_in_pieces_is_read_whole(session: aiohttp.Clie
 
     app = web.Application()
     app.router.add_get("/api/v3/transactions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        client = ToncenterClient(f"http://{host}:{port}", session)
+    async with serving(app) as url:
+        client = ToncenterClient(url, session)
         page = await client.transactions(RAW, TonCursor("gram", 0, None, None), limit=100)
-    finally:
-        await runner.cleanup()
     assert page == [record] * 100
 
 
@@ -318,16 +312,10 @@ async def test_only_one_address_from_the_master_is_a_wallet(
 
     app = web.Application()
     app.router.add_post("/api/v3/runGetMethod", run)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        client = ToncenterClient(f"http://{host}:{port}", session)
+    async with serving(app) as url:
+        client = ToncenterClient(url, session)
         if wallet is not None:
             assert await client.jetton_wallet(USDT_MASTER, "0:" + "cd" * 32) == wallet
         else:
             with pytest.raises(ToncenterUnavailable):
                 await client.jetton_wallet(USDT_MASTER, "0:" + "cd" * 32)
-    finally:
-        await runner.cleanup()
