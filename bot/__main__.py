@@ -10,12 +10,12 @@ gateways and prints its verify key.
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import BotSettings
+from common.connections import bind_failure
 from common.logs import configure_logging, describe
 from common.settings import SettingsError, load_settings
 from models import StorageError
@@ -178,28 +178,15 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
-    """One line naming the listener whose address could not be bound; None for another error.
-
-    asyncio says ``error while attempting to bind on address ('127.0.0.1', 9601): address
-    already in use``: the listener with that host and port is named, else those with that port
-    (a host name is bound as its address), else every listener.
-    """
-    message = str(exc)
-    if "attempting to bind on address" not in message:
+    """One line naming the listener whose address could not be bound; None for another error."""
+    if "attempting to bind on address" not in str(exc):
         return None
     listeners = [("VEIL_BOT_METRICS", settings.bot_metrics_host, settings.bot_metrics_port)]
     if settings.webhook_url is not None:
         listeners.append(("VEIL_WEBHOOK", settings.webhook_host, settings.webhook_port))
     if settings.webapp_url is not None:
         listeners.append(("VEIL_WEBAPP", settings.webapp_host, settings.webapp_port))
-    on_port = [item for item in listeners if re.search(rf", {item[2]}[,)]", message)]
-    at_address = [item for item in on_port if f"('{item[1]}', {item[2]}" in message]
-    named = " or ".join(
-        f"{name}_HOST:{name}_PORT ({host}:{port})"
-        for name, host, port in at_address or on_port or listeners
-    )
-    reason = message.rpartition("): ")[2] or exc.strerror or "cannot bind"
-    return f"veil: cannot listen on {named}: {reason}"
+    return bind_failure(listeners, exc)
 
 
 def run_backup(settings: BotSettings, target: Path) -> int:
@@ -244,10 +231,7 @@ def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
 
     try:
         count, differences, fixed = asyncio.run(reconcile(settings, fix=fix))
-    except StorageError as exc:
-        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    except (TelegramAPIError, ClientDecodeError) as exc:  # Telegram out of reach, a bad token
+    except (StorageError, TelegramAPIError, ClientDecodeError) as exc:  # as for serving
         failure = start_failure(settings, exc)
         if failure is None:
             raise

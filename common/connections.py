@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import resource
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,7 +34,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from yarl import URL
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
 # Descriptors kept free for everything but client connections: the listeners, the event
 # loop, logging, the files, a subprocess or two.
@@ -54,6 +55,26 @@ def connection_cap(configured: int, *, upstream: int, soft_limit: int | None = N
     room = soft_limit - FD_MARGIN
     cap = room // 2 if room // 2 <= upstream else room - upstream
     return max(1, min(configured, cap))
+
+
+def bind_failure(listeners: Sequence[tuple[str, str, int]], exc: OSError) -> str:
+    """One line naming the listener whose address could not be bound, and why.
+
+    ``listeners``: (setting prefix, host, port) each, as ``VEIL_WEBHOOK`` names
+    ``VEIL_WEBHOOK_HOST`` and ``VEIL_WEBHOOK_PORT``. asyncio says ``error while attempting to
+    bind on address ('127.0.0.1', 9601): address already in use``: the listener with that host
+    and port is named, else those with that port (a host name is bound as its address), else
+    every listener.
+    """
+    message = str(exc)
+    on_port = [item for item in listeners if re.search(rf", {item[2]}[,)]", message)]
+    at_address = [item for item in on_port if f"('{item[1]}', {item[2]}" in message]
+    named = " or ".join(
+        f"{name}_HOST:{name}_PORT ({host}:{port})"
+        for name, host, port in at_address or on_port or listeners
+    )
+    reason = message.rpartition("): ")[2] if "attempting to bind" in message else None
+    return f"veil: cannot listen on {named}: {reason or exc.strerror or message}"
 
 
 class _Gauge(Protocol):

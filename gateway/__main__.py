@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import aiohttp
 import structlog
 
 from common.collector import freeze_startup
+from common.connections import bind_failure
 from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
 from gateway.clients import parse_client_keys
@@ -123,23 +123,11 @@ async def _listen(gateway: Gateway, settings: GatewaySettings) -> Listeners:
             metrics_port=settings.metrics_port,
         )
     except OSError as exc:
-        # asyncio says "error while attempting to bind on address ('127.0.0.1', 9600): address
-        # already in use": the port names the setting (both when neither matches).
-        message = str(exc)
-        addresses = [
+        listeners = [
             ("VEIL_GATEWAY", settings.gateway_host, settings.gateway_port),
             ("VEIL_METRICS", settings.metrics_host, settings.metrics_port),
         ]
-        listeners = [f"{name}_HOST:{name}_PORT ({host}:{port})" for name, host, port in addresses]
-        named = [
-            listener
-            for listener, (_, _, port) in zip(listeners, addresses, strict=True)
-            if re.search(rf", {port}[,)]", message)
-        ] or listeners
-        reason = message.rpartition("): ")[2] if "attempting to bind" in message else None
-        raise SettingsError(
-            f"veil: cannot listen on {' or '.join(named)}: {reason or exc.strerror or message}"
-        ) from None
+        raise SettingsError(bind_failure(listeners, exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
