@@ -38,10 +38,12 @@ async def cmd_settings(message: Message, texts: Texts, chat: ChatService) -> Non
 async def on_inline_history(
     query: CallbackQuery, callback_data: InlineHistory, texts: Texts, chat: ChatService
 ) -> None:
-    """Save the choice and show the toggle's new state.
+    """Save the choice; once it is saved, show the toggle's new state and say so.
 
-    The press is answered first, as saved: the database may be slow to take it, longer than a
-    callback query lives; if it cannot, the user is told so in a message of its own.
+    The press is answered at once, with no text: the database may be slow to take the choice,
+    longer than a callback query lives, and "Saved." before it is saved could be untrue. Once
+    saved, the /settings message says "Saved." under its text, with the toggle redrawn; a save
+    that fails changes nothing there, and the errors router tells the user it was not saved.
 
     The button carries the choice, not a flip: pressed twice before it is redrawn, it saves the
     same choice twice, and the second redraw (Telegram: "not modified") changes nothing. Only
@@ -50,14 +52,15 @@ async def on_inline_history(
     """
     user = query.from_user
     keeps = callback_data.on == "yes"
-    await query.answer(texts("settings_saved"))
+    await query.answer()
     await chat.keep_inline_history(user.id, user.language_code, keep=keeps)
     if query.message is None or query.bot is None or not pressed_in_private(query):
         return
     try:
-        await query.bot.edit_message_reply_markup(
+        await query.bot.edit_message_text(
             chat_id=user.id,
             message_id=query.message.message_id,
+            text=f"{texts('settings')}\n\n{texts('settings_saved')}",
             reply_markup=settings_keyboard(texts, keeps=keeps),
         )
     except TelegramBadRequest as exc:

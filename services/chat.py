@@ -77,6 +77,7 @@ from services.errors import (
     QuestionTooLong,
     VeilError,
     history_failures,
+    settings_failures,
 )
 from services.inference import (
     ChatRequest,
@@ -898,8 +899,11 @@ class ChatService:
         return user is not None and user.inline_history
 
     async def keep_inline_history(self, user_id: int, language: str | None, *, keep: bool) -> None:
-        """Opt in (or out again) to inline answers joining the user's conversation."""
-        with history_failures("cannot save the user's settings"):
+        """Opt in (or out again) to inline answers joining the user's conversation.
+
+        Raises ``SettingsUnavailable`` when the database cannot take it (nothing changed).
+        """
+        with settings_failures():
             await self.store.ensure_user(user_id, language)
             await self.store.set_inline_history(user_id, keep=keep)
 

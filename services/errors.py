@@ -22,6 +22,7 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
     │   │   └── ErasureInProgress   /forget is erasing the user's data: ask again once it is done
     │   └── BadRelayRequest         a Mini App's sealed request or its declarations are malformed
     ├── HistoryUnavailable          the encrypted history could not be read or written
+    ├── SettingsUnavailable         the user's settings could not be saved (nothing changed)
     └── BillingError                the money layer refused or failed
         ├── InsufficientCredit      balance and free tokens cannot pay for even a short answer
         ├── OrderRejected           an order cannot be made (``reason`` names why)
@@ -215,6 +216,10 @@ class HistoryUnavailable(VeilError):
     """The encrypted history could not be read or written (database or key failure)."""
 
 
+class SettingsUnavailable(VeilError):
+    """The user's settings could not be saved (database failure): they stay as they were."""
+
+
 class BillingError(VeilError):
     """The money layer refused or failed."""
 
@@ -290,6 +295,11 @@ def ledger_failures() -> contextlib.AbstractContextManager[None]:
 def history_failures(doing: str) -> contextlib.AbstractContextManager[None]:
     """A storage failure inside the block is ``HistoryUnavailable`` (``doing`` says what)."""
     return storage_failures(HistoryUnavailable, doing)
+
+
+def settings_failures() -> contextlib.AbstractContextManager[None]:
+    """A storage failure inside the block is ``SettingsUnavailable``: the choice was not saved."""
+    return storage_failures(SettingsUnavailable, "cannot save the user's settings")
 
 
 def journal_failures() -> contextlib.AbstractContextManager[None]:

@@ -78,7 +78,7 @@ async def press_while_locked(
 @pytest.mark.parametrize(
     ("command", "then"),
     [
-        ("/settings", "editMessageReplyMarkup"),  # the inline-history toggle, saved
+        ("/settings", "editMessageText"),  # the inline-history toggle, saved (and said so)
         ("/buy", "sendInvoice"),  # a Stars pack: its order stored first
         ("/model", "editMessageText"),  # a model: the choice saved
     ],
