@@ -67,15 +67,16 @@ from bot.formatting import (
     utf16_len,
 )
 from bot.streaming import entities_of
+from bot.telegram import UnreadableReply
 from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
+from common.logs import describe
 from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from aiogram import Bot
-    from aiogram.types import Message
 
 
 log = structlog.get_logger("veil.editing")
@@ -658,20 +659,36 @@ class Editors:
 
     async def post(
         self, chat_id: int, text: str, *, reply_to: int, markup: InlineKeyboardMarkup | None
-    ) -> Message:
-        """Send a placeholder reply in a group, in its pacer's order."""
+    ) -> int:
+        """Send a placeholder reply in a group, in its pacer's order; its message id.
+
+        A reply Telegram took (its "ok") whose result does not validate still names the message
+        it sent, mostly: that id is the placeholder's (logged). One that names none raises
+        ``UnreadableReply`` (``taken``): the message is in the group, and the bot cannot tell
+        which it is.
+        """
         pacer = self.group_pacers(chat_id)
         for _ in range(FINAL_TRIES):
             await pacer.wait()
             try:
-                return await self.bot.send_message(
-                    chat_id, text, reply_to_message_id=reply_to, reply_markup=markup
-                )
+                return await self._send_placeholder(chat_id, text, reply_to, markup)
             except TelegramRetryAfter as exc:
                 pacer.back_off(exc.retry_after)
-        return await self.bot.send_message(
-            chat_id, text, reply_to_message_id=reply_to, reply_markup=markup
-        )
+        return await self._send_placeholder(chat_id, text, reply_to, markup)
+
+    async def _send_placeholder(
+        self, chat_id: int, text: str, reply_to: int, markup: InlineKeyboardMarkup | None
+    ) -> int:
+        try:
+            sent = await self.bot.send_message(
+                chat_id, text, reply_to_message_id=reply_to, reply_markup=markup
+            )
+        except UnreadableReply as exc:
+            if exc.message_id is None:
+                raise
+            log.warning("editing.posted_unreadable", error=describe(exc))
+            return exc.message_id
+        return sent.message_id
 
     async def inline(
         self,

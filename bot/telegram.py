@@ -203,7 +203,14 @@ class TurnTakingSession(AiohttpSession):
                 and isinstance(exc.data, dict)
                 and exc.data.get("ok") is True
             )
-            raise UnreadableReply(message, exc.original, None, method, taken=taken) from None
+            raise UnreadableReply(
+                message,
+                exc.original,
+                None,
+                method,
+                taken=taken,
+                message_id=_message_id(exc.data) if taken else None,
+            ) from None
         return cast("TelegramType", response.result)
 
     def body(self, bot: Bot, method: TelegramMethod[TelegramType]) -> FormData | JsonBody:
@@ -229,10 +236,12 @@ class UnreadableReply(ClientDecodeError):
     It names the call (``method``), as aiogram's ``TelegramAPIError`` does, for the log line.
     ``taken``: the Bot API answered ``"ok": true`` (the call went through, a message was sent)
     with a result that does not validate; else the reply is not the Bot API's (a proxy's page)
-    and the call may never have reached Telegram.
+    and the call may never have reached Telegram. ``message_id``: the id of the message a taken
+    call sent, when its result still names one (a whole number under ``message_id``), so that
+    message can be edited or deleted all the same; None when it does not (or none was sent).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- aiogram's fields, and what the bot learns of the call
         self,
         message: str,
         original: Exception,
@@ -240,13 +249,22 @@ class UnreadableReply(ClientDecodeError):
         method: TelegramMethod[Any] | None = None,
         *,
         taken: bool = False,
+        message_id: int | None = None,
     ) -> None:
         super().__init__(message, original, data)
         self.method = method
         self.taken = taken
+        self.message_id = message_id
 
     def __str__(self) -> str:
         return self.message
+
+
+def _message_id(reply: object) -> int | None:
+    """The ``message_id`` a Bot API reply's result names, if it is a whole number; else None."""
+    result = reply.get("result") if isinstance(reply, dict) else None
+    message_id = result.get("message_id") if isinstance(result, dict) else None
+    return message_id if type(message_id) is int else None
 
 
 class JsonBody(BytesPayload):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
+from aiogram.exceptions import ClientDecodeError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -41,6 +41,7 @@ from handlers.replies import (
     new_tag,
     replied_context,
     stop_keyboard,
+    went_out,
     without_mention,
 )
 from services.answers import Shown
@@ -61,6 +62,8 @@ log = structlog.get_logger("veil.groups")
 
 ADMINS = frozenset({"creator", "administrator"})
 GROUPS = frozenset({"group", "supergroup"})
+# Placeholders posted for one answer at most: one Telegram took without naming it is left.
+PLACEHOLDER_TRIES = 2
 
 
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -274,17 +277,9 @@ class _GroupAnswer:
         async with editors.turn(chat_id):
             tag = new_tag()
             stop = stop_keyboard(texts, tag)
-            try:
-                posted = await editors.post(
-                    chat_id, texts("group_placeholder"), reply_to=self.asker.message_id, markup=stop
-                )
-            except (TelegramBadRequest, TelegramForbiddenError) as exc:
-                # The question deleted before its turn came, or the bot removed from the group:
-                # nobody to answer, nothing asked of the model or charged.
-                log.info("groups.not_answered", error=describe(exc))
+            placeholder = await self._placeholder(stop)
+            if placeholder is None:
                 return
-            placeholder = posted.message_id  # the id only: no Bot API result kept meanwhile
-            del posted
             self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
             sink = await editors.in_chat(
                 chat_id,
@@ -312,6 +307,32 @@ class _GroupAnswer:
                 await sink.note(texts("answer_cut_here"))
         said = (*self.context, ("user", self.question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
+
+    async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
+        """Post the placeholder the answer streams into; its id, or None: nobody to answer.
+
+        Telegram refusing it means the question was deleted before its turn came, or the bot
+        removed from the group: nothing is asked of the model or charged. One Telegram took
+        but answered without naming it (its "ok", with a result that does not validate or
+        names no message) is in the group, and the bot cannot edit it or take its stop button
+        back: it is logged (``groups.placeholder_orphaned``) and the answer streams into a fresh
+        placeholder, whose stop button it shares (the same answer: either stops it). A second
+        one that comes back so is Telegram's path failing: it goes to ``failed``.
+        """
+        editors, text = self.kit.editors, self.texts("group_placeholder")
+        for attempt in range(PLACEHOLDER_TRIES):
+            try:
+                return await editors.post(
+                    self.asker.chat_id, text, reply_to=self.asker.message_id, markup=stop
+                )
+            except (TelegramBadRequest, TelegramForbiddenError) as exc:
+                log.info("groups.not_answered", error=describe(exc))
+                return None
+            except ClientDecodeError as exc:
+                if not went_out(exc) or attempt == PLACEHOLDER_TRIES - 1:
+                    raise
+                log.warning("groups.placeholder_orphaned", error=type(exc).__name__)
+        return None  # pragma: no cover -- the last try returns or raises
 
     async def failed(self, error: Exception) -> None:
         """As the errors router would: a notice for the asker alone, a bug's apology too."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from aiogram import Bot
-    from aiogram.types import InlineKeyboardMarkup, Message
+    from aiogram.types import InlineKeyboardMarkup
 
     from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
@@ -78,8 +78,13 @@ class Editors(Protocol):
 
     async def post(
         self, chat_id: int, text: str, *, reply_to: int, markup: InlineKeyboardMarkup | None
-    ) -> Message:
-        """Send a placeholder reply in a group, paced."""
+    ) -> int:
+        """Send a placeholder reply in a group, paced; its message id.
+
+        Telegram's "ok" with a result that names no message raises aiogram's
+        ``ClientDecodeError`` whose ``taken`` is true (``handlers.replies.went_out``): the
+        placeholder is in the group, and its id unknown.
+        """
         ...
 
     async def inline(

@@ -203,10 +203,12 @@ async def test_no_credit_is_told_to_the_asker_alone(tmp_path: Path) -> None:
 async def test_a_bug_in_a_group_answer_is_apologised_for_to_the_asker_alone(
     tmp_path: Path,
 ) -> None:
-    # A failure that is no VeilError (here a placeholder Telegram took with a reply that does
-    # not validate) was apologised for in a message to the whole group.
+    # A failure that is no VeilError (here two placeholders Telegram took, each with a reply
+    # that does not validate and names no message) was apologised for in a message to the
+    # whole group.
     telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "malformed", when=lambda p: p.get("text") == "⏳ …")
+    for _ in range(2):
+        telegram.misbehave("sendMessage", "unnamed", when=lambda p: p.get("text") == "⏳ …")
     with structlog.testing.capture_logs() as logs:
         async with running_stack(tmp_path, telegram_server=telegram, **FAST) as stack:
             stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
@@ -217,10 +219,10 @@ async def test_a_bug_in_a_group_answer_is_apologised_for_to_the_asker_alone(
             await asyncio.sleep(0.2)
             public = [m["text"] for m in replies(stack)]
             for_bob = stack.telegram.ephemeral_messages(GROUP, BOB)
-    assert telegram.misbehaved == [("sendMessage", "malformed")]
+    assert telegram.misbehaved == [("sendMessage", "unnamed")] * 2
     assert notice["text"].startswith("Something went wrong on my side.")
     assert for_bob == []
-    assert public == ["⏳ …"]  # the placeholder Telegram took; no apology to the whole group
+    assert public == ["⏳ …"] * 2  # the placeholders Telegram took; no apology to the group
     assert [e["error"] for e in logs if e["event"] == "handler_failed"] == ["UnreadableReply"]
 
 

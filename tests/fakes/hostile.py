@@ -5,6 +5,8 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
 
 - ``malformed``: the call runs, but its result comes back without its ``chat`` (a ``Message``
   that does not validate, the text it echoes included);
+- ``unnamed``: the call runs, but its result comes back without its ``message_id`` (a
+  ``Message`` that does not validate and does not say which message was sent);
 - ``page``: a 200 HTML page quoting the request: its path (with the token) and its text, as a
   proxy's error page does;
 - ``login``: a 302 to a login page (``/login?next=<the request's path>``) that quotes ``next``;
@@ -37,7 +39,7 @@ from tests.fakes.telegram import FakeTelegram
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MODES = ("malformed", "page", "login", "loop", "cut", "latin1", "charset", "silent")
+MODES = ("malformed", "unnamed", "page", "login", "loop", "cut", "latin1", "charset", "silent")
 
 
 @dataclass
@@ -85,12 +87,12 @@ class HostileTelegram(FakeTelegram):
         self._armed.remove(armed)
         self.misbehaved.append((name, armed.mode))
         quoted = html.escape(str(params.get("text", "")))
-        if armed.mode == "malformed":
+        if armed.mode in {"malformed", "unnamed"}:
             reply = await super()._handle(request)
             assert isinstance(reply, web.Response)
             assert reply.text is not None
             body = json.loads(reply.text)
-            body["result"].pop("chat", None)
+            body["result"].pop("chat" if armed.mode == "malformed" else "message_id", None)
             return web.json_response(body)
         if armed.mode == "page":
             page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
