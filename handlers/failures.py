@@ -9,8 +9,9 @@ session's retry, the network, a flood wait longer than the session waits) is no 
 logged as ``telegram.unavailable`` and the user asked to send it again in a moment.
 
 Outside the private chat (an inline message, a group) a failure is told briefly where the answer
-was shown (``tell_outside``): in the inline message itself, or to the asker alone; a bug in a
-group answer is told to its asker alone too (``apologise_outside``), never to the whole group.
+was shown (``tell_outside``): in the inline message itself, or to the asker alone; a bug is
+told the same way (``apologise_outside``): in an inline answer's message, and in a group to its
+asker alone, never to the whole group.
 
 Two callers tell it: the errors router (``handlers.errors``), for a failure an update's handler
 let through, and an answer (private chat, inline, group), which runs detached from its update
@@ -189,17 +190,33 @@ async def apologise_outside(  # noqa: PLR0913 -- the failure, and every place it
     *,
     answer: EditedAnswer | None = None,
 ) -> None:
-    """A bug (or Telegram away) outside the private chat: logged, and told to the asker alone.
+    """A bug (or Telegram away) outside the private chat: logged, and told where it failed.
 
     Logged as ``Failures.apologise`` logs it (``handler_failed``, or ``telegram.unavailable``).
-    The part of the answer already shown stays as it is (a note under it would be the whole
-    group's); else the notice goes in the inline message ``shown`` names, or, in a group, to
-    the ``asker`` alone, the placeholder taken back.
+    In a group the part of the answer already shown stays as it is (a note under it would be
+    the whole group's) and the ``asker`` alone is told, the placeholder taken back if nothing
+    was shown. An inline message (no ``asker``: it is the asker's own) is told as any failure
+    there: under the part of the answer shown, else in place of it, its stop button gone.
     """
     key = apology_key(error)
-    if answer is not None and await answer.finished():
+    if answer is not None and await _part_shown(answer):
+        if asker is None:
+            await answer.note(texts(key))
+            return
         shown = None  # the part shown stays: only the asker is told
     await _tell_there(texts(key), None, editors, shown, asker)
+
+
+async def _part_shown(answer: EditedAnswer) -> bool:
+    """Whether part of ``answer`` is on screen; not when its final edit failed with the bug.
+
+    The edit that failed is the one that would have shown it: the notice then takes the
+    message's place, as when nothing was shown.
+    """
+    try:
+        return await answer.finished()
+    except Exception:  # noqa: BLE001 -- the failure being told, raised again: told already
+        return False
 
 
 async def _tell_there(

@@ -9,10 +9,11 @@ A guest message (the bot summoned where it is not a member) is answered the same
 ``answerGuestQuery``; the message it replies to is the question's context. Both are one-off
 questions: nothing is read from or stored in the asker's history unless they opted in
 (/settings). The answer runs detached from its update (``ChatService.start``), so the update is
-not kept while it streams; a failure is told in the inline message, as the errors router tells
-one (``handlers.failures``), under the part of the answer already shown if there is one (it is
-paid for, and stays). A message deleted mid-answer stops the answer; a chosen result or guest
-summons Telegram delivers again is not answered twice (``editors.answered``).
+not kept while it streams; a failure, a bug included, is told in the inline message, as the
+errors router tells one (``handlers.failures``), under the part of the answer already shown if
+there is one (it is paid for, and stays), never leaving the placeholder or its stop button.
+A message deleted mid-answer stops the answer; a chosen result or guest summons Telegram
+delivers again is not answered twice (``editors.answered``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from aiogram.types import (
 
 from common.logs import describe
 from handlers.callbacks import StopAnswer
-from handlers.failures import log_bug, tell_outside
+from handlers.failures import apologise_outside, tell_outside
 from handlers.replies import (
     link_keyboard,
     new_tag,
@@ -236,14 +237,18 @@ class _Followup:
             await self.sink.note(self.texts("answer_cut_here"))
 
     async def failed(self, error: Exception) -> None:
-        """As the errors router would: a short notice in the inline message; a bug is logged.
+        """As the errors router would: a short notice in the inline message, a bug's too.
 
-        The notice goes under the part of the answer already shown, if any.
+        The notice goes under the part of the answer already shown, if any, else in the
+        placeholder's place; either way the stop button goes. A bug is logged as the errors
+        router logs one (``handler_failed``) and told as "something went wrong".
         """
         if isinstance(error, VeilError):
             await tell_outside(error, self.texts, self.editors, self.shown, None, answer=self.sink)
         else:
-            log_bug(error)
+            await apologise_outside(
+                error, self.texts, self.editors, self.shown, None, answer=self.sink
+            )
 
 
 async def on_stop(

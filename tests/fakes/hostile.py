@@ -7,6 +7,9 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
   that does not validate, the text it echoes included);
 - ``unnamed``: the call runs, but its result comes back without its ``message_id`` (a
   ``Message`` that does not validate and does not say which message was sent);
+- ``undescribed``: the call is refused with a 400 whose JSON has the Bot API's shape but no
+  ``description`` (``{"ok": false, "error_code": 400}``), as a proxy that rewrites error bodies
+  answers; the call does not run;
 - ``page``: a 200 HTML page quoting the request: its path (with the token) and its text, as a
   proxy's error page does;
 - ``login``: a 302 to a login page (``/login?next=<the request's path>``) that quotes ``next``;
@@ -39,7 +42,18 @@ from tests.fakes.telegram import FakeTelegram
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MODES = ("malformed", "unnamed", "page", "login", "loop", "cut", "latin1", "charset", "silent")
+MODES = (
+    "malformed",
+    "unnamed",
+    "undescribed",
+    "page",
+    "login",
+    "loop",
+    "cut",
+    "latin1",
+    "charset",
+    "silent",
+)
 
 
 @dataclass
@@ -87,13 +101,8 @@ class HostileTelegram(FakeTelegram):
         self._armed.remove(armed)
         self.misbehaved.append((name, armed.mode))
         quoted = html.escape(str(params.get("text", "")))
-        if armed.mode in {"malformed", "unnamed"}:
-            reply = await super()._handle(request)
-            assert isinstance(reply, web.Response)
-            assert reply.text is not None
-            body = json.loads(reply.text)
-            body["result"].pop("chat" if armed.mode == "malformed" else "message_id", None)
-            return web.json_response(body)
+        if armed.mode in {"malformed", "unnamed", "undescribed"}:
+            return await self._mangled(armed.mode, request)
         if armed.mode == "page":
             page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
             return web.Response(text=page, content_type="text/html")
@@ -112,6 +121,17 @@ class HostileTelegram(FakeTelegram):
                 body=page.encode(), headers={"Content-Type": "text/html; charset=hex"}
             )
         return await self._unfinished(armed.mode, request, params)
+
+    async def _mangled(self, mode: str, request: web.Request) -> web.Response:
+        """A reply in the Bot API's shape with a part missing: its result's, or its refusal's."""
+        if mode == "undescribed":
+            return web.json_response({"ok": False, "error_code": 400}, status=400)
+        reply = await super()._handle(request)
+        assert isinstance(reply, web.Response)
+        assert reply.text is not None
+        body = json.loads(reply.text)
+        body["result"].pop("chat" if mode == "malformed" else "message_id", None)
+        return web.json_response(body)
 
     async def _unfinished(
         self, mode: str, request: web.Request, params: dict[str, Any]
