@@ -190,6 +190,8 @@ class TurnTakingSession(AiohttpSession):
             message = without_token(f"{type(exc).__name__}: {exc}")
             message = message.replace(bot.token, "<token>")
             raise TelegramNetworkError(method=method, message=message) from None
+        if not HTTPStatus.OK <= reply.status <= HTTPStatus.IM_USED:
+            raw = _described(raw, reply.status)
         try:
             response = self.check_response(
                 bot=bot, method=method, status_code=reply.status, content=raw
@@ -258,6 +260,27 @@ class UnreadableReply(ClientDecodeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def _described(raw: str, status: int) -> str:
+    """A refusal's JSON with a ``description``: the HTTP status's phrase where it has none.
+
+    The Bot API always says why it refuses, but a proxy that rewrites error bodies may drop it
+    (``{"ok": false, "error_code": 502}``); aiogram reads the description as text (a 5xx's for
+    "restart"), and so does the bot (``"not modified" in exc.message``): without one, each of
+    those raised a ``TypeError``, a bug, where the refusal itself was what to handle.
+    """
+    try:
+        refusal = json.loads(raw)
+    except ValueError:
+        return raw  # not JSON: aiogram says so (ClientDecodeError)
+    if not isinstance(refusal, dict) or isinstance(refusal.get("description"), str):
+        return raw
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = f"HTTP {status}"
+    return json.dumps({**refusal, "description": f"{phrase} (no description given)"})
 
 
 def _message_id(reply: object) -> int | None:

@@ -10,6 +10,8 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
 - ``undescribed``: the call is refused with a 400 whose JSON has the Bot API's shape but no
   ``description`` (``{"ok": false, "error_code": 400}``), as a proxy that rewrites error bodies
   answers; the call does not run;
+- ``undescribed_502``: the same with a 502 (``{"ok": false, "error_code": 502}``), a proxy's
+  gateway error in the Bot API's shape; the call does not run;
 - ``page``: a 200 HTML page quoting the request: its path (with the token) and its text, as a
   proxy's error page does;
 - ``login``: a 302 to a login page (``/login?next=<the request's path>``) that quotes ``next``;
@@ -46,6 +48,7 @@ MODES = (
     "malformed",
     "unnamed",
     "undescribed",
+    "undescribed_502",
     "page",
     "login",
     "loop",
@@ -101,7 +104,7 @@ class HostileTelegram(FakeTelegram):
         self._armed.remove(armed)
         self.misbehaved.append((name, armed.mode))
         quoted = html.escape(str(params.get("text", "")))
-        if armed.mode in {"malformed", "unnamed", "undescribed"}:
+        if armed.mode in {"malformed", "unnamed", "undescribed", "undescribed_502"}:
             return await self._mangled(armed.mode, request)
         if armed.mode == "page":
             page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
@@ -124,8 +127,9 @@ class HostileTelegram(FakeTelegram):
 
     async def _mangled(self, mode: str, request: web.Request) -> web.Response:
         """A reply in the Bot API's shape with a part missing: its result's, or its refusal's."""
-        if mode == "undescribed":
-            return web.json_response({"ok": False, "error_code": 400}, status=400)
+        if mode.startswith("undescribed"):
+            status = 502 if mode == "undescribed_502" else 400
+            return web.json_response({"ok": False, "error_code": status}, status=status)
         reply = await super()._handle(request)
         assert isinstance(reply, web.Response)
         assert reply.text is not None
