@@ -176,18 +176,43 @@ class PaymentDesk:
             self._wake.set()
 
     async def process(self, key: str) -> bool:
-        """Book one entry and tell its user; True when it is finished, False to retry later."""
+        """Book one entry and tell its user; True when it is finished, False to retry later.
+
+        The entry's claim is renewed every third of its lease while this works on it, so a
+        pass that waits out long flood waits keeps it, and no other desk tells the user again.
+        """
         async with self._locks[key]:
             try:
                 if not await self.journal.claim(key):  # another replica's desk has it now
                     return False
+                renewing = asyncio.create_task(self._keep_claim(key))
                 try:
                     return await self._process(key)
                 finally:
+                    renewing.cancel()
+                    await asyncio.wait({renewing})
                     await self.journal.release(key)
             finally:
                 if not self._locks[key].locked():
                     self._locks.pop(key, None)
+
+    async def _keep_claim(self, key: str) -> None:
+        """Renew this desk's claim on ``key`` every third of its lease until cancelled.
+
+        A renewal the journal cannot take now is tried again at the next beat; a claim another
+        desk took meanwhile (this one's lapsed) is not taken back: the writes that follow are
+        then refused (``PaymentJournal.finished`` and the others return False).
+        """
+        while True:
+            await asyncio.sleep(self.journal.claim_lease / 3)
+            try:
+                held = await self.journal.claim(key)
+            except JournalUnavailable:
+                log.warning("payments.claim_not_renewed", key=key)
+                continue
+            if not held:
+                log.warning("payments.claim_lost", key=key)
+                return
 
     async def _process(self, key: str) -> bool:
         entry = await self.journal.get(key)
@@ -209,7 +234,9 @@ class PaymentDesk:
         late = entry.attempts > 0
         if not await self._tell(booking, late=late):
             return False
-        await self.journal.finished(entry)
+        if not await self.journal.finished(entry):
+            log.warning("payments.claim_lost", key=entry.key)  # another desk finishes it
+            return False
         return True
 
     async def _payment_booked(self, refund: JournalEntry) -> bool:
@@ -270,8 +297,9 @@ class PaymentDesk:
         if not entry.thanked:
             if not await self._thank(booking, late=late):
                 return False
-            if owed and durable:
-                await self.journal.thanked(entry)
+            if owed and durable and not await self.journal.thanked(entry):
+                log.warning("payments.claim_lost", key=entry.key)  # the admins: another desk's
+                return False
         if entry.kind != "payment" or not owed:
             return True
         admin_texts = self._catalogs.for_language(None)
@@ -287,8 +315,9 @@ class PaymentDesk:
         for admin in sorted(owed):
             if not await self._send(admin, notice):  # a refusal for good counts as told
                 everyone = False
-            elif durable:
-                await self.journal.admin_told(entry, admin)
+            elif durable and not await self.journal.admin_told(entry, admin):
+                log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
+                return False
         return everyone or not durable
 
     async def _thank(self, booking: Booking, *, late: bool) -> bool:

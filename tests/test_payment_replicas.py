@@ -10,10 +10,14 @@ tells; a claim left by a replica that died lapses after its lease, so nothing is
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 from bot.app import running_veil
+from bot.payments import PaymentDesk
 from models.journal import Journal, JournalEntry
+from services.journal import PaymentJournal
 from tests.botstack import TOKEN
 from tests.fakes.gated import GatedTelegram
 from tests.harness import CLIENT_KEY
@@ -22,12 +26,13 @@ from tests.test_bot_payments import STAR, USER, balance_units, buy_pack, paying_
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from services.journal import PaymentJournal
+    from tests.botstack import Stack
+    from tests.fakes.telegram import FakeTelegram
 
 THANKS = "Thank you! 50 ★ added. Balance: 50 ★."
 
 
-def thanks_to(telegram: GatedTelegram, user: int) -> list[str]:
+def thanks_to(telegram: FakeTelegram, user: int) -> list[str]:
     texts = [str(m.get("text", "")) for m in telegram.sent_messages(user)]
     return [text for text in texts if text.startswith("Thank you")]
 
@@ -63,11 +68,11 @@ async def test_two_replicas_on_one_database_thank_the_user_once(tmp_path: Path) 
         assert await balance_units(stack, USER) == 50 * STAR
 
 
-def payment(charge_id: str) -> JournalEntry:
+def payment(charge_id: str, payload: str = "pack:0") -> JournalEntry:
     return JournalEntry(
         kind="payment",
         user_id=USER,
-        payload="pack:0",
+        payload=payload,
         currency="XTR",
         total_amount=50,
         charge_id=charge_id,
@@ -94,6 +99,97 @@ async def test_a_claim_holds_for_its_owner_until_its_lease_ends(tmp_path: Path) 
         # A finished (or unknown) entry holds nothing to claim: the caller finds it finished.
         assert await second.claim("payment:stx1", "replica-b", now=202, lease=60) is True
         assert await second.claim("payment:nothing", "replica-b", now=202, lease=60) is True
+    finally:
+        await first.close()
+        await second.close()
+
+
+def claimed_until(path: Path, key: str) -> float:
+    """The end of the lease of the entry's claim, as the journal file has it now."""
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT claimed_until FROM payment_journal WHERE key = ?", [key]
+        ).fetchone()
+    return float(row[0])
+
+
+def desk_on(journal: Journal, stack: Stack, lease: float) -> PaymentDesk:
+    """A replica's payment desk on ``journal``, with the stack's ledger, bot and texts."""
+    veil = stack.veil
+    books = PaymentJournal(journal, veil.shop, veil.credit, claim_lease=lease)
+    return PaymentDesk(books, veil.bot, veil.catalogs)
+
+
+async def test_a_desk_waiting_out_a_flood_wait_longer_than_its_lease_keeps_its_claim(
+    tmp_path: Path,
+) -> None:
+    # The desk that took the payment waits out Telegram's flood control (retry_after) for
+    # longer than its claim's lease. Its claim was not renewed: it lapsed, the other replica's
+    # pass took the entry and thanked the user, and then the first desk thanked them again.
+    lease = 1.0
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        path = tmp_path / "replicas-journal.db"  # two replicas' desks on one journal file
+        first, second = await Journal.open(path), await Journal.open(path)
+        try:
+            desks = desk_on(first, stack, lease), desk_on(second, stack, lease)
+            entry = payment("stx-flood", payload=invoice["payload"])
+            await desks[0].record([entry])
+            stack.telegram.fail_next(
+                "sendMessage",
+                status=429,
+                description="Too Many Requests: retry after 4",
+                retry_after=4,  # four leases: the session waits it out, then sends again
+            )
+            telling = asyncio.create_task(desks[0].process(entry.key))
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: c.params["chat_id"] == USER and c.answered != "ok"
+            )
+            taken_until = claimed_until(path, entry.key)
+            await asyncio.sleep(taken_until - time.time() + 0.05)  # its first lease has ended
+            left = await desks[1].process(entry.key)  # the other replica's pass, meanwhile
+            done = await asyncio.wait_for(telling, 30)
+            assert (done, left) == (True, False)
+            assert thanks_to(stack.telegram, USER) == [THANKS]
+            assert await desks[1].process_pending() is True  # finished: nothing left to tell
+        finally:
+            await first.close()
+            await second.close()
+        assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_desk_that_lost_its_claim_writes_none_of_its_progress(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    first, second = await Journal.open(path), await Journal.open(path)
+    key = "payment:stx2"
+    try:
+        await first.record([payment("stx2")])
+        assert await first.claim(key, "replica-a", now=100, lease=60) is True
+        # replica-a stalled past its lease; replica-b took the entry and is telling it now.
+        assert await second.claim(key, "replica-b", now=161, lease=60) is True
+        assert await first.mark_told(key, "replica-a") is False
+        assert await first.mark_thanked(key, "replica-a") is False
+        assert await first.mark_admin_told(key, 9999, "replica-a") is False
+        assert await first.mark_notified(key, 170, "replica-a") is False
+        entry = await second.get(key)
+        assert entry is not None
+        assert (entry.told, entry.thanked, entry.admins_told, entry.notified_at) == (
+            False,
+            False,
+            frozenset(),
+            None,
+        )
+        # The holder's own writes go through.
+        assert await second.mark_thanked(key, "replica-b") is True
+        assert await second.mark_admin_told(key, 9999, "replica-b") is True
+        assert await second.mark_notified(key, 171, "replica-b") is True
+        entry = await second.get(key)
+        assert entry is not None
+        assert (entry.thanked, entry.admins_told, entry.notified_at) == (
+            True,
+            frozenset({9999}),
+            171,
+        )
     finally:
         await first.close()
         await second.close()
