@@ -141,6 +141,10 @@ class PaymentDesk:
         self._backoff = backoff
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._wake = asyncio.Event()
+        # What this desk sent for each open entry ("pending", "thanks", "admin:<id>"), kept
+        # until the entry is finished: a message Telegram took whose journal record then failed
+        # is not sent again by this process's next pass (see "Delivery" in docs/money.md).
+        self._sent: defaultdict[str, set[str]] = defaultdict(set)
 
     def __repr__(self) -> str:
         return "PaymentDesk()"
@@ -217,6 +221,7 @@ class PaymentDesk:
     async def _process(self, key: str) -> bool:
         entry = await self.journal.get(key)
         if entry is None or entry.notified_at is not None:
+            self._sent.pop(key, None)
             return True
         if entry.kind == "refund" and not await self._payment_booked(entry):
             return False
@@ -227,17 +232,19 @@ class PaymentDesk:
             log.warning(
                 "payments.booking_deferred", charge_id=entry.charge_id, attempts=entry.attempts + 1
             )
-            if not entry.told and entry.kind == "payment":
+            if not entry.told and entry.kind == "payment" and "pending" not in self._sent[key]:
                 await self._send(entry.user_id, self._texts(entry)("payment_pending"))
+                self._sent[key].add("pending")
                 await self.journal.told(entry)
             return False
         late = entry.attempts > 0
         if not await self._tell(booking, late=late):
             return False
-        if not await self.journal.finished(entry):
+        finished = await self.journal.finished(entry)
+        self._sent.pop(key, None)
+        if not finished:
             log.warning("payments.claim_lost", key=entry.key)  # another desk finishes it
-            return False
-        return True
+        return finished
 
     async def _payment_booked(self, refund: JournalEntry) -> bool:
         """Whether the refund's payment is in the ledger, if the journal has it (booked first).
@@ -293,10 +300,13 @@ class PaymentDesk:
         journal (``durable`` False) everyone is told once, as well as can be.
         """
         entry = booking.entry
-        owed = self._admins - entry.admins_told if booking.flagged else frozenset()
-        if not entry.thanked:
+        sent = self._sent[entry.key]
+        told = entry.admins_told | {a for a in self._admins if f"admin:{a}" in sent}
+        owed = self._admins - told if booking.flagged else frozenset()
+        if not entry.thanked and "thanks" not in sent:
             if not await self._thank(booking, late=late):
                 return False
+            sent.add("thanks")
             if owed and durable and not await self.journal.thanked(entry):
                 log.warning("payments.claim_lost", key=entry.key)  # the admins: another desk's
                 return False
@@ -315,7 +325,9 @@ class PaymentDesk:
         for admin in sorted(owed):
             if not await self._send(admin, notice):  # a refusal for good counts as told
                 everyone = False
-            elif durable and not await self.journal.admin_told(entry, admin):
+                continue
+            sent.add(f"admin:{admin}")
+            if durable and not await self.journal.admin_told(entry, admin):
                 log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
                 return False
         return everyone or not durable

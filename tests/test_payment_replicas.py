@@ -14,14 +14,18 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
 from bot.app import running_veil
 from bot.payments import PaymentDesk
 from models.journal import Journal, JournalEntry
-from services.journal import PaymentJournal
+from services.errors import JournalUnavailable
+from services.journal import CLAIM_LEASE_S, PaymentJournal
 from tests.botstack import TOKEN
 from tests.fakes.gated import GatedTelegram
 from tests.harness import CLIENT_KEY
 from tests.test_bot_payments import STAR, USER, balance_units, buy_pack, paying_stack
+from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -193,3 +197,34 @@ async def test_a_desk_that_lost_its_claim_writes_none_of_its_progress(tmp_path: 
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_thank_you_the_journal_could_not_record_is_not_sent_again(tmp_path: Path) -> None:
+    # The thank-you went out, then the journal could not be written (locked past its busy
+    # timeout): the entry stayed open, and the desk's next pass thanked the user again.
+    telegram = GatedTelegram(token=TOKEN)
+    async with paying_stack(tmp_path, telegram_server=telegram) as stack:
+        invoice = await buy_pack(stack, USER)
+        path = tmp_path / "desk-journal.db"
+        journal = await Journal.open(path, busy_timeout=0.2)
+        try:
+            desk = desk_on(journal, stack, CLAIM_LEASE_S)
+            entry = payment("stx-unrecorded", payload=invoice["payload"])
+            await desk.record([entry])
+            telegram.hold_messages_to(USER)
+            telling = asyncio.create_task(desk.process(entry.key))
+            async with asyncio.timeout(10):
+                await telegram.holding.wait()  # the desk is thanking the user now
+            with ledger_locked(path):  # and the journal cannot be written meanwhile
+                telegram.release_messages()
+                with pytest.raises(JournalUnavailable):
+                    await asyncio.wait_for(telling, 10)
+            assert thanks_to(telegram, USER) == [THANKS]
+            assert await desk.process(entry.key) is True  # the journal is back: finished
+            finished_entry = await journal.get(entry.key)
+            assert finished_entry is not None
+            assert finished_entry.notified_at is not None
+            assert thanks_to(telegram, USER) == [THANKS]
+        finally:
+            await journal.close()
+        assert await balance_units(stack, USER) == 50 * STAR
