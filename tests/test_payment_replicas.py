@@ -130,7 +130,7 @@ async def test_a_desk_waiting_out_a_flood_wait_longer_than_its_lease_keeps_its_c
     # The desk that took the payment waits out Telegram's flood control (retry_after) for
     # longer than its claim's lease. Its claim was not renewed: it lapsed, the other replica's
     # pass took the entry and thanked the user, and then the first desk thanked them again.
-    lease = 1.0
+    lease = 2.0  # renewed every 0.67 s: a beat late by more than 1.33 s would lose it
     async with paying_stack(tmp_path) as stack:
         invoice = await buy_pack(stack, USER)
         path = tmp_path / "replicas-journal.db"  # two replicas' desks on one journal file
@@ -142,8 +142,8 @@ async def test_a_desk_waiting_out_a_flood_wait_longer_than_its_lease_keeps_its_c
             stack.telegram.fail_next(
                 "sendMessage",
                 status=429,
-                description="Too Many Requests: retry after 4",
-                retry_after=4,  # four leases: the session waits it out, then sends again
+                description="Too Many Requests: retry after 6",
+                retry_after=6,  # three leases: the session waits it out, then sends again
             )
             telling = asyncio.create_task(desks[0].process(entry.key))
             await stack.telegram.wait_for(
