@@ -141,6 +141,10 @@ class PaymentDesk:
         self._backoff = backoff
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._wake = asyncio.Event()
+        # What this desk sent for each open entry ("pending", "thanks", "admin:<id>"), kept
+        # until the entry is finished: a message Telegram took whose journal record then failed
+        # is not sent again by this process's next pass (see "Delivery" in docs/money.md).
+        self._sent: defaultdict[str, set[str]] = defaultdict(set)
 
     def __repr__(self) -> str:
         return "PaymentDesk()"
@@ -176,22 +180,48 @@ class PaymentDesk:
             self._wake.set()
 
     async def process(self, key: str) -> bool:
-        """Book one entry and tell its user; True when it is finished, False to retry later."""
+        """Book one entry and tell its user; True when it is finished, False to retry later.
+
+        The entry's claim is renewed every third of its lease while this works on it, so a
+        pass that waits out long flood waits keeps it, and no other desk tells the user again.
+        """
         async with self._locks[key]:
             try:
                 if not await self.journal.claim(key):  # another replica's desk has it now
                     return False
+                renewing = asyncio.create_task(self._keep_claim(key))
                 try:
                     return await self._process(key)
                 finally:
+                    renewing.cancel()
+                    await asyncio.wait({renewing})
                     await self.journal.release(key)
             finally:
                 if not self._locks[key].locked():
                     self._locks.pop(key, None)
 
+    async def _keep_claim(self, key: str) -> None:
+        """Renew this desk's claim on ``key`` every third of its lease until cancelled.
+
+        A renewal the journal cannot take now is tried again at the next beat; a claim another
+        desk took meanwhile (this one's lapsed) is not taken back: the writes that follow are
+        then refused (``PaymentJournal.finished`` and the others return False).
+        """
+        while True:
+            await asyncio.sleep(self.journal.claim_lease / 3)
+            try:
+                held = await self.journal.claim(key)
+            except JournalUnavailable:
+                log.warning("payments.claim_not_renewed", key=key)
+                continue
+            if not held:
+                log.warning("payments.claim_lost", key=key)
+                return
+
     async def _process(self, key: str) -> bool:
         entry = await self.journal.get(key)
         if entry is None or entry.notified_at is not None:
+            self._sent.pop(key, None)
             return True
         if entry.kind == "refund" and not await self._payment_booked(entry):
             return False
@@ -202,15 +232,19 @@ class PaymentDesk:
             log.warning(
                 "payments.booking_deferred", charge_id=entry.charge_id, attempts=entry.attempts + 1
             )
-            if not entry.told and entry.kind == "payment":
+            if not entry.told and entry.kind == "payment" and "pending" not in self._sent[key]:
                 await self._send(entry.user_id, self._texts(entry)("payment_pending"))
+                self._sent[key].add("pending")
                 await self.journal.told(entry)
             return False
         late = entry.attempts > 0
         if not await self._tell(booking, late=late):
             return False
-        await self.journal.finished(entry)
-        return True
+        finished = await self.journal.finished(entry)
+        self._sent.pop(key, None)
+        if not finished:
+            log.warning("payments.claim_lost", key=entry.key)  # another desk finishes it
+        return finished
 
     async def _payment_booked(self, refund: JournalEntry) -> bool:
         """Whether the refund's payment is in the ledger, if the journal has it (booked first).
@@ -266,12 +300,16 @@ class PaymentDesk:
         journal (``durable`` False) everyone is told once, as well as can be.
         """
         entry = booking.entry
-        owed = self._admins - entry.admins_told if booking.flagged else frozenset()
-        if not entry.thanked:
+        sent = self._sent[entry.key]
+        told = entry.admins_told | {a for a in self._admins if f"admin:{a}" in sent}
+        owed = self._admins - told if booking.flagged else frozenset()
+        if not entry.thanked and "thanks" not in sent:
             if not await self._thank(booking, late=late):
                 return False
-            if owed and durable:
-                await self.journal.thanked(entry)
+            sent.add("thanks")
+            if owed and durable and not await self.journal.thanked(entry):
+                log.warning("payments.claim_lost", key=entry.key)  # the admins: another desk's
+                return False
         if entry.kind != "payment" or not owed:
             return True
         admin_texts = self._catalogs.for_language(None)
@@ -287,8 +325,11 @@ class PaymentDesk:
         for admin in sorted(owed):
             if not await self._send(admin, notice):  # a refusal for good counts as told
                 everyone = False
-            elif durable:
-                await self.journal.admin_told(entry, admin)
+                continue
+            sent.add(f"admin:{admin}")
+            if durable and not await self.journal.admin_told(entry, admin):
+                log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
+                return False
         return everyone or not durable
 
     async def _thank(self, booking: Booking, *, late: bool) -> bool:

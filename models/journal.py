@@ -173,27 +173,41 @@ class Journal:
         """Booking the entry failed once more."""
         await self._update(key, "attempts = attempts + ?", 1)
 
-    async def mark_told(self, key: str) -> None:
-        """The user was told the credit is delayed."""
-        await self._update(key, "told = ?", 1)
+    async def mark_told(self, key: str, owner: str | None = None) -> bool:
+        """The user was told the credit is delayed; False if ``owner`` no longer holds the claim."""
+        return await self._update(key, "told = ?", 1, owner)
 
-    async def mark_thanked(self, key: str) -> None:
-        """The user was thanked (admins may still be owed the payment's notice)."""
-        await self._update(key, "thanked = ?", 1)
+    async def mark_thanked(self, key: str, owner: str | None = None) -> bool:
+        """The user was thanked (admins may still be owed the payment's notice).
 
-    async def mark_admin_told(self, key: str, admin: int) -> None:
-        """The admin got the flagged payment's notice (or refused it for good)."""
-        await self._connection.write(
-            lambda db: db.execute(
+        False, and nothing written, if ``owner`` (when given) no longer holds the entry's claim.
+        """
+        return await self._update(key, "thanked = ?", 1, owner)
+
+    async def mark_admin_told(self, key: str, admin: int, owner: str | None = None) -> bool:
+        """The admin got the flagged payment's notice (or refused it for good).
+
+        False, and nothing written, if ``owner`` (when given) no longer holds the entry's claim.
+        """
+
+        def mark(db: Database) -> bool:
+            cursor = db.execute(
                 "UPDATE payment_journal SET admins_told = CASE admins_told WHEN '' THEN ?"
-                " ELSE admins_told || ',' || ? END WHERE key = ?",
-                [str(admin), str(admin), key],
+                " ELSE admins_told || ',' || ? END"
+                " WHERE key = ? AND (? IS NULL OR claimed_by = ?)",
+                [str(admin), str(admin), key, owner, owner],
             )
-        )
+            return bool(cursor.rowcount)
 
-    async def mark_notified(self, key: str, at: int) -> None:
-        """The user was told the money event is done; the entry is finished."""
-        await self._update(key, "notified_at = COALESCE(notified_at, ?)", at)
+        return await self._connection.write(mark)
+
+    async def mark_notified(self, key: str, at: int, owner: str | None = None) -> bool:
+        """The user was told the money event is done; the entry is finished.
+
+        False, and nothing written, if ``owner`` (when given) no longer holds the entry's claim:
+        a desk that lost its claim leaves the entry to the desk that holds it now.
+        """
+        return await self._update(key, "notified_at = COALESCE(notified_at, ?)", at, owner)
 
     async def claim(self, key: str, owner: str, *, now: float, lease: float) -> bool:
         """Hold the open entry ``key`` for ``owner`` until ``now + lease``; False if another does.
@@ -237,9 +251,17 @@ class Journal:
 
         return await self._connection.write(purge)
 
-    async def _update(self, key: str, assignment: str, value: int) -> None:
-        sql = f"UPDATE payment_journal SET {assignment} WHERE key = ?"  # noqa: S608 -- constants
-        await self._connection.write(lambda db: db.execute(sql, [value, key]))
+    async def _update(
+        self, key: str, assignment: str, value: int, owner: str | None = None
+    ) -> bool:
+        """Set one field of the entry; with ``owner``, only while that owner holds its claim."""
+        sql = (
+            f"UPDATE payment_journal SET {assignment}"  # noqa: S608 -- constants
+            " WHERE key = ? AND (? IS NULL OR claimed_by = ?)"
+        )
+        return await self._connection.write(
+            lambda db: bool(db.execute(sql, [value, key, owner, owner]).rowcount)
+        )
 
 
 def _record(db: Database, entries: Sequence[JournalEntry]) -> int:

@@ -275,13 +275,19 @@ class FakeToncenter(Served):
         lt: int | None = None,
         now: int | None = None,
         forged: bool = False,
+        inline: bool = False,
     ) -> dict[str, Any]:
         """A jetton transfer to ``owner`` (the receiving wallet's owner); returns the record.
 
         It comes from ``source``'s wallet of ``master``; a ``forged`` one from a wallet that
         is not the master's (a fake contract that answers ``get_wallet_data`` with the real
-        master, so the indexer lists it under that master all the same).
+        master, so the indexer lists it under that master all the same). The comment travels
+        in a reference cell, as wallets send it, and ton-indexer gives that cell's BoC and
+        decodes it (``decoded_forward_payload``); an ``inline`` one (the payload in the
+        transfer's own cell) the indexer does not read, so it lists both as null.
         """
+        payload = None if comment is None or inline else comment_boc(comment)
+        decoded = None if payload is None else {"@type": "text_comment", "text": comment}
         wallet = jetton_wallet("0:" + "66" * 32 if forged else master, source)
         record = {
             "query_id": "0",
@@ -297,7 +303,8 @@ class FakeToncenter(Served):
             "response_destination": raw(source),
             "custom_payload": None,
             "forward_ton_amount": "1",
-            "forward_payload": comment_boc(comment) if comment is not None else None,
+            "forward_payload": payload,
+            "decoded_forward_payload": decoded,
             "trace_id": new_hash(),
         }
         self.jetton_transfers.append(record)

@@ -9,7 +9,10 @@ full ledger, an I/O error, or a crash between the journal write and the booking 
 still open are booked at the next start). An entry is finished once its user was told, and
 for a flagged payment every admin too (each told once, however often the entry is retried).
 Webhook replicas each run a desk on the one journal: a desk books and tells an entry only while
-it holds the entry's claim (``claim``, ``release``), so a user is told once.
+it holds the entry's claim (``claim``, ``release``), so a user is told once. The desk renews
+the claim while it works (a pass that waits out long flood waits can outlast one lease), and
+what it writes afterwards (``told``, ``thanked``, ``admin_told``, ``finished``) is written only
+while it still holds the claim: a desk that lost it leaves the entry to the one that has it.
 """
 
 from __future__ import annotations
@@ -72,11 +75,15 @@ class PaymentJournal:
         shop: Shop,
         credit: Credit,
         clock: Callable[[], float] = time.time,
+        *,
+        claim_lease: float = CLAIM_LEASE_S,
     ) -> None:
         self._journal = journal
         self._shop = shop
         self._credit = credit
         self._clock = clock
+        # How long a claim lasts unless renewed; the desk renews it every third of that.
+        self.claim_lease = claim_lease
         # This desk's name in the journal's claims (webhook replicas share the file).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -105,10 +112,13 @@ class PaymentJournal:
             return await self._journal.pending()
 
     async def claim(self, key: str) -> bool:
-        """Hold the entry for this desk (``CLAIM_LEASE_S``); False while another desk holds it."""
+        """Hold (or renew) the entry for this desk for ``claim_lease`` seconds from now.
+
+        False while another desk holds it.
+        """
         with journal_failures():
             return await self._journal.claim(
-                key, self.owner, now=self._clock(), lease=CLAIM_LEASE_S
+                key, self.owner, now=self._clock(), lease=self.claim_lease
             )
 
     async def release(self, key: str) -> None:
@@ -175,25 +185,29 @@ class PaymentJournal:
         with journal_failures():
             await self._journal.mark_failed(entry.key)
 
-    async def told(self, entry: JournalEntry) -> None:
-        """The user was told the credit is delayed."""
+    async def told(self, entry: JournalEntry) -> bool:
+        """The user was told the credit is delayed; False if this desk lost the entry's claim."""
         with journal_failures():
-            await self._journal.mark_told(entry.key)
+            return await self._journal.mark_told(entry.key, self.owner)
 
-    async def thanked(self, entry: JournalEntry) -> None:
-        """The user was thanked; the admins are still owed the flagged payment's notice."""
+    async def thanked(self, entry: JournalEntry) -> bool:
+        """The user was thanked; False if this desk lost the entry's claim (nothing written)."""
         with journal_failures():
-            await self._journal.mark_thanked(entry.key)
+            return await self._journal.mark_thanked(entry.key, self.owner)
 
-    async def admin_told(self, entry: JournalEntry, admin: int) -> None:
-        """The admin got the flagged payment's notice (or refused it for good)."""
+    async def admin_told(self, entry: JournalEntry, admin: int) -> bool:
+        """The admin got the flagged payment's notice; False if this desk lost the claim."""
         with journal_failures():
-            await self._journal.mark_admin_told(entry.key, admin)
+            return await self._journal.mark_admin_told(entry.key, admin, self.owner)
 
-    async def finished(self, entry: JournalEntry) -> None:
-        """The user was told the money event is done: the entry is finished."""
+    async def finished(self, entry: JournalEntry) -> bool:
+        """The entry is finished (everyone told); False if this desk lost its claim meanwhile.
+
+        A desk whose claim lapsed and was taken by another leaves the entry to that desk, so
+        it never overwrites the progress of the desk that holds it now.
+        """
         with journal_failures():
-            await self._journal.mark_notified(entry.key, int(self._clock()))
+            return await self._journal.mark_notified(entry.key, int(self._clock()), self.owner)
 
     async def purge(self) -> int:
         """Delete entries finished more than ``KEEP_FINISHED_S`` ago; how many went."""

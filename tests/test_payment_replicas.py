@@ -10,24 +10,33 @@ tells; a claim left by a replica that died lapses after its lease, so nothing is
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from typing import TYPE_CHECKING
 
+import pytest
+
 from bot.app import running_veil
+from bot.payments import PaymentDesk
 from models.journal import Journal, JournalEntry
+from services.errors import JournalUnavailable
+from services.journal import CLAIM_LEASE_S, PaymentJournal
 from tests.botstack import TOKEN
 from tests.fakes.gated import GatedTelegram
 from tests.harness import CLIENT_KEY
 from tests.test_bot_payments import STAR, USER, balance_units, buy_pack, paying_stack
+from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from services.journal import PaymentJournal
+    from tests.botstack import Stack
+    from tests.fakes.telegram import FakeTelegram
 
 THANKS = "Thank you! 50 ★ added. Balance: 50 ★."
 
 
-def thanks_to(telegram: GatedTelegram, user: int) -> list[str]:
+def thanks_to(telegram: FakeTelegram, user: int) -> list[str]:
     texts = [str(m.get("text", "")) for m in telegram.sent_messages(user)]
     return [text for text in texts if text.startswith("Thank you")]
 
@@ -63,11 +72,11 @@ async def test_two_replicas_on_one_database_thank_the_user_once(tmp_path: Path) 
         assert await balance_units(stack, USER) == 50 * STAR
 
 
-def payment(charge_id: str) -> JournalEntry:
+def payment(charge_id: str, payload: str = "pack:0") -> JournalEntry:
     return JournalEntry(
         kind="payment",
         user_id=USER,
-        payload="pack:0",
+        payload=payload,
         currency="XTR",
         total_amount=50,
         charge_id=charge_id,
@@ -97,3 +106,125 @@ async def test_a_claim_holds_for_its_owner_until_its_lease_ends(tmp_path: Path) 
     finally:
         await first.close()
         await second.close()
+
+
+def claimed_until(path: Path, key: str) -> float:
+    """The end of the lease of the entry's claim, as the journal file has it now."""
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT claimed_until FROM payment_journal WHERE key = ?", [key]
+        ).fetchone()
+    return float(row[0])
+
+
+def desk_on(journal: Journal, stack: Stack, lease: float) -> PaymentDesk:
+    """A replica's payment desk on ``journal``, with the stack's ledger, bot and texts."""
+    veil = stack.veil
+    books = PaymentJournal(journal, veil.shop, veil.credit, claim_lease=lease)
+    return PaymentDesk(books, veil.bot, veil.catalogs)
+
+
+async def test_a_desk_waiting_out_a_flood_wait_longer_than_its_lease_keeps_its_claim(
+    tmp_path: Path,
+) -> None:
+    # The desk that took the payment waits out Telegram's flood control (retry_after) for
+    # longer than its claim's lease. Its claim was not renewed: it lapsed, the other replica's
+    # pass took the entry and thanked the user, and then the first desk thanked them again.
+    lease = 2.0  # renewed every 0.67 s: a beat late by more than 1.33 s would lose it
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        path = tmp_path / "replicas-journal.db"  # two replicas' desks on one journal file
+        first, second = await Journal.open(path), await Journal.open(path)
+        try:
+            desks = desk_on(first, stack, lease), desk_on(second, stack, lease)
+            entry = payment("stx-flood", payload=invoice["payload"])
+            await desks[0].record([entry])
+            stack.telegram.fail_next(
+                "sendMessage",
+                status=429,
+                description="Too Many Requests: retry after 6",
+                retry_after=6,  # three leases: the session waits it out, then sends again
+            )
+            telling = asyncio.create_task(desks[0].process(entry.key))
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: c.params["chat_id"] == USER and c.answered != "ok"
+            )
+            taken_until = claimed_until(path, entry.key)
+            await asyncio.sleep(taken_until - time.time() + 0.05)  # its first lease has ended
+            left = await desks[1].process(entry.key)  # the other replica's pass, meanwhile
+            done = await asyncio.wait_for(telling, 30)
+            assert (done, left) == (True, False)
+            assert thanks_to(stack.telegram, USER) == [THANKS]
+            assert await desks[1].process_pending() is True  # finished: nothing left to tell
+        finally:
+            await first.close()
+            await second.close()
+        assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_desk_that_lost_its_claim_writes_none_of_its_progress(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    first, second = await Journal.open(path), await Journal.open(path)
+    key = "payment:stx2"
+    try:
+        await first.record([payment("stx2")])
+        assert await first.claim(key, "replica-a", now=100, lease=60) is True
+        # replica-a stalled past its lease; replica-b took the entry and is telling it now.
+        assert await second.claim(key, "replica-b", now=161, lease=60) is True
+        assert await first.mark_told(key, "replica-a") is False
+        assert await first.mark_thanked(key, "replica-a") is False
+        assert await first.mark_admin_told(key, 9999, "replica-a") is False
+        assert await first.mark_notified(key, 170, "replica-a") is False
+        entry = await second.get(key)
+        assert entry is not None
+        assert (entry.told, entry.thanked, entry.admins_told, entry.notified_at) == (
+            False,
+            False,
+            frozenset(),
+            None,
+        )
+        # The holder's own writes go through.
+        assert await second.mark_thanked(key, "replica-b") is True
+        assert await second.mark_admin_told(key, 9999, "replica-b") is True
+        assert await second.mark_notified(key, 171, "replica-b") is True
+        entry = await second.get(key)
+        assert entry is not None
+        assert (entry.thanked, entry.admins_told, entry.notified_at) == (
+            True,
+            frozenset({9999}),
+            171,
+        )
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_thank_you_the_journal_could_not_record_is_not_sent_again(tmp_path: Path) -> None:
+    # The thank-you went out, then the journal could not be written (locked past its busy
+    # timeout): the entry stayed open, and the desk's next pass thanked the user again.
+    telegram = GatedTelegram(token=TOKEN)
+    async with paying_stack(tmp_path, telegram_server=telegram) as stack:
+        invoice = await buy_pack(stack, USER)
+        path = tmp_path / "desk-journal.db"
+        journal = await Journal.open(path, busy_timeout=0.2)
+        try:
+            desk = desk_on(journal, stack, CLAIM_LEASE_S)
+            entry = payment("stx-unrecorded", payload=invoice["payload"])
+            await desk.record([entry])
+            telegram.hold_messages_to(USER)
+            telling = asyncio.create_task(desk.process(entry.key))
+            async with asyncio.timeout(10):
+                await telegram.holding.wait()  # the desk is thanking the user now
+            with ledger_locked(path):  # and the journal cannot be written meanwhile
+                telegram.release_messages()
+                with pytest.raises(JournalUnavailable):
+                    await asyncio.wait_for(telling, 10)
+            assert thanks_to(telegram, USER) == [THANKS]
+            assert await desk.process(entry.key) is True  # the journal is back: finished
+            finished_entry = await journal.get(entry.key)
+            assert finished_entry is not None
+            assert finished_entry.notified_at is not None
+            assert thanks_to(telegram, USER) == [THANKS]
+        finally:
+            await journal.close()
+        assert await balance_units(stack, USER) == 50 * STAR

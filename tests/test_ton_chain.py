@@ -319,3 +319,101 @@ async def test_only_one_address_from_the_master_is_a_wallet(
         else:
             with pytest.raises(ToncenterUnavailable):
                 await client.jetton_wallet(USDT_MASTER, "0:" + "cd" * 32)
+
+
+# -- comments in the BoCs toncenter v3 gives, built byte by byte -------------------------------
+#
+# toncenter v3 is ton-indexer. A message's ``message_content.body`` is the body cell as a
+# base64 BoC, and ``decoded`` is ``{"type": "text_comment", "comment": …}`` when it holds one.
+# A jetton transfer's ``forward_payload`` is the payload cell that the ``transfer`` message's
+# ``forward_payload:(Either Cell ^Cell)`` refers to: the indexer reads that field with
+# ``fetch_maybe_ref``, so a payload carried in a reference comes back as that cell's BoC (a text
+# comment: 32 zero bits, then a snake string that goes on in the first reference), and one
+# carried inline comes back as null. Sources: docs/payments-ton.md, "What toncenter returns".
+
+TEXT_COMMENT, BINARY_COMMENT, TRANSFER_NOTIFICATION = 0x00000000, 0xFFFFFFFF, 0x7362D09C
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as a BoC's ``has_crc32c`` flag appends it (little-endian)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def cell_bytes(data: bytes, bits: int, refs: list[int]) -> bytes:
+    """One ordinary cell in a BoC: its two descriptor bytes, padded data, reference indexes."""
+    full, partial = divmod(bits, 8)
+    payload = bytearray(data[: full + (1 if partial else 0)])
+    if partial:  # the completion tag: a 1 bit after the data, then zeros
+        payload[-1] = (payload[-1] & (0xFF << (8 - partial)) & 0xFF) | (0x80 >> partial)
+    return bytes([len(refs), full + (full + (1 if partial else 0))]) + payload + bytes(refs)
+
+
+def standard_boc(cells: list[tuple[bytes, int, list[int]]]) -> str:
+    """A one-root BoC of ``cells`` (the root first, each ref pointing further on), with CRC-32C.
+
+    The layout ``te6cck…`` bodies have: magic, flags (crc, one-byte cell indexes), the size of
+    an offset, cell count, one root, no absent cells, the data size, root 0, the cells, the
+    checksum.
+    """
+    body = b"".join(cell_bytes(data, bits, refs) for data, bits, refs in cells)
+    offset_bytes = max(1, (len(body).bit_length() + 7) // 8)
+    head = bytes.fromhex("b5ee9c72") + bytes([0x40 | 1, offset_bytes, len(cells), 1, 0])
+    boc = head + len(body).to_bytes(offset_bytes, "big") + b"\x00" + body
+    return base64.b64encode(boc + crc32c(boc).to_bytes(4, "little")).decode()
+
+
+def test_our_boc_is_the_one_the_library_writes() -> None:
+    cell = Builder().store_uint(TEXT_COMMENT, 32).store_bytes(b"VEIL").end_cell()
+    ours = standard_boc([(bytes(4) + b"VEIL", 64, [])])
+    assert base64.b64decode(ours) == cell.to_boc(hash_crc32=True)
+    assert ours.startswith("te6cck")  # as toncenter's bodies begin
+
+
+def test_a_long_comment_in_snake_cells_is_read_whole_even_across_a_split_character() -> None:
+    # 123 bytes fit beside the op in the first cell (1023 bits); "é" (2 bytes) straddles it.
+    text = "A" * 122 + "é" + "B" * 70 + "ж" * 60
+    raw = text.encode()
+    first, rest = raw[:123], raw[123:]
+    second, third = rest[:127], rest[127:]
+    boc = standard_boc(
+        [
+            (bytes(4) + first, 32 + 8 * len(first), [1]),
+            (second, 8 * len(second), [2]),
+            (third, 8 * len(third), []),
+        ]
+    )
+    assert comment_from_boc(boc) == text
+    whole = base64.b64decode(boc)
+    damaged = whole[:-1] + bytes([whole[-1] ^ 0xFF])  # the checksum no longer matches
+    assert comment_from_boc(base64.b64encode(damaged).decode()) is None
+    master = WalletAddress.parse(USDT_MASTER).raw
+    record = FakeToncenter().add_jetton_transfer(RAW, amount=1) | {"forward_payload": boc}
+    assert jetton_transfer(record, RAW, master).comment == text
+
+
+def test_only_a_text_comment_op_counts_as_a_comment() -> None:
+    binary = standard_boc([(BINARY_COMMENT.to_bytes(4, "big") + b"VEIL-1", 80, [])])
+    assert comment_from_boc(binary) is None  # a binary comment: bytes, not text
+    # The notice an owner's wallet gets (op, query id, no jettons, no sender, then the forward
+    # payload inline: Either bit 0, a text comment): the text in it is not the body's comment.
+    bits = f"{TRANSFER_NOTIFICATION:032b}" + "0" * 64 + "0000" + "00" + "0" + "0" * 32
+    bits += "".join(f"{byte:08b}" for byte in b"VEIL")
+    data = int(bits + "0" * (-len(bits) % 8), 2).to_bytes((len(bits) + 7) // 8, "big")
+    assert comment_from_boc(standard_boc([(data, len(bits), [])])) is None
+    assert comment_from_boc(standard_boc([(bytes(4) + b"\xc3", 40, [])])) is None  # cut UTF-8
+    assert comment_from_boc(standard_boc([(bytes(4) + b"VEIL", 36, [])])) is None  # not bytes
+
+
+def test_a_forward_payload_carried_inline_reaches_the_books_as_no_comment() -> None:
+    # ton-indexer keeps only a payload in a reference: inline, it lists the transfer with a
+    # null forward_payload (and a null decoded_forward_payload). It is recorded, unmatched.
+    master = WalletAddress.parse(USDT_MASTER).raw
+    record = FakeToncenter().add_jetton_transfer(RAW, amount=5, comment="VEIL-1", inline=True)
+    assert (record["forward_payload"], record["decoded_forward_payload"]) == (None, None)
+    transfer = jetton_transfer(record, RAW, master)
+    assert (transfer.comment, transfer.skip, transfer.amount) == (None, None, 5)
