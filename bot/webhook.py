@@ -9,6 +9,12 @@ length, non-ASCII) or a wrong one gets 401 and changes nothing. The body is read
 to the payment journal before the answer, and a journal that cannot be written gets 503, so
 Telegram delivers the update again later. Every update is then handled in the background, as
 aiogram does, so Telegram is answered at once.
+
+Telegram delivers an update again whenever it did not see the answer to a delivery (the
+connection broke on the way back, the answer was late), with the same ``update_id``, which is
+there to recognise it by (Bot API, ``Update``). An update whose id is among the last
+``RECENT_UPDATES`` taken is answered 200 and not handled again: the user is not answered, nor
+charged, twice for one question. (Payments are idempotent besides, by their charge id.)
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import structlog
@@ -40,7 +47,27 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
 # The most bytes of an update: far above any Telegram sends (aiohttp's own default cap).
 BODY_LIMIT = 1 << 20
+# How many of the latest update ids are remembered: Telegram redelivers within hours, behind at
+# most its pending updates (a few thousand), and an id costs a few dozen bytes.
+RECENT_UPDATES = 100_000
 _REASONS = {408: "Request Timeout", 413: "Payload Too Large", 400: "Bad Request"}
+
+
+class RecentUpdates:
+    """The ids of the latest updates taken, the oldest forgotten past ``size``."""
+
+    def __init__(self, size: int = RECENT_UPDATES) -> None:
+        self._size = size
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def take(self, update_id: int) -> bool:
+        """Remember ``update_id``; False when it was taken before (a redelivery)."""
+        if update_id in self._ids:
+            return False
+        self._ids[update_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return True
 
 
 class VeilWebhook(SimpleRequestHandler):
@@ -61,6 +88,7 @@ class VeilWebhook(SimpleRequestHandler):
         self._secret = secret.encode("ascii")
         self._desk = desk
         self._body_timeout = body_timeout
+        self._taken = RecentUpdates()
 
     async def close(self) -> None:
         """Leave the Bot's session open: answers still finishing need it; the app closes it."""
@@ -93,6 +121,9 @@ class VeilWebhook(SimpleRequestHandler):
             except JournalUnavailable:
                 log.exception("webhook.journal_unavailable", update_id=update.update_id)
                 return web.Response(status=503, text="Service Unavailable")
+        if not self._taken.take(update.update_id):  # after the journal: a 503 is not taken
+            log.info("webhook.redelivered", update_id=update.update_id)
+            return web.json_response({})
         task = asyncio.create_task(self._feed(update))
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
