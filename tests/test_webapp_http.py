@@ -1,0 +1,99 @@
+"""The Mini App's web server as a stranger with an HTTP client sees it: its headers and errors.
+
+Each test talks to the bot's own web server over real HTTP (the whole chain behind it: a real
+gateway and the fake vLLM), as a page would and as anyone on the internet may.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sealed.encoding import REQUEST_BUCKETS
+from tests.miniapp import page, webapp_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+
+QUESTION = "Is the spare key still under the third flowerpot?"
+CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
+
+
+async def test_every_api_reply_is_kept_by_no_cache(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A balance, an offer, a sealed answer, a refusal: each is one user's, and a browser's or a
+    # proxy's cache must not keep it for whoever comes next.
+    async with webapp_stack(tmp_path) as stack:
+        mini = page(stack, http)
+        replies: dict[str, aiohttp.ClientResponse] = {}
+        async with http.get(mini.base + "api/account", headers=mini.auth) as reply:
+            replies["account"] = reply
+        async with http.get(mini.base + "api/account") as reply:
+            replies["no initData"] = reply
+        async with http.post(
+            mini.base + "api/prepare",
+            json={"model": "veil-test", "size": REQUEST_BUCKETS[0]},
+            headers=mini.auth,
+        ) as reply:
+            replies["prepare"] = reply
+        async with http.post(mini.base + "api/prepare", data=b"[", headers=mini.auth) as reply:
+            replies["bad prepare"] = reply
+        stop = {"request_id": "00" * 16, "proof": "A" * 43}
+        async with http.post(mini.base + "api/stop", json=stop, headers=mini.auth) as reply:
+            replies["stop"] = reply
+        async with mini.relay(CHAT) as (reply, _):
+            await reply.read()
+            replies["relay"] = reply
+        statuses = {name: reply.status for name, reply in replies.items()}
+        assert statuses == {
+            "account": 200,
+            "no initData": 401,
+            "prepare": 200,
+            "bad prepare": 400,
+            "stop": 404,
+            "relay": 200,
+        }
+        for name, reply in replies.items():
+            assert reply.headers.get("Cache-Control") == "no-store", name
+            assert reply.headers.get("X-Content-Type-Options") == "nosniff", name
+
+
+async def test_unknown_api_paths_and_wrong_methods_get_the_pages_json_errors(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path) as stack:
+        mini = page(stack, http)
+        async with http.get(mini.base + "api/history", headers=mini.auth) as reply:
+            missing = (reply.status, reply.content_type, await reply.json())
+            missing_cache = reply.headers.get("Cache-Control")
+        async with http.post(mini.base + "api/account", headers=mini.auth) as reply:
+            wrong = (reply.status, reply.content_type, await reply.json())
+            allowed = set(reply.headers["Allow"].split(","))
+        async with http.request("OPTIONS", mini.base + "api/relay") as reply:
+            preflight = (reply.status, reply.content_type, await reply.json())
+            cors = {k for k in reply.headers if k.lower().startswith("access-control-")}
+        # The page itself is not under api/: its own answers are left as they are.
+        async with http.get(mini.base + "nothing.js") as reply:
+            outside = (reply.status, reply.content_type)
+    assert missing == (
+        404,
+        "application/json",
+        {"error": {"code": "not_found", "message": "There is no such request."}},
+    )
+    assert missing_cache == "no-store"
+    assert wrong == (
+        405,
+        "application/json",
+        {
+            "error": {
+                "code": "method_not_allowed",
+                "message": "This request cannot be made that way.",
+            }
+        },
+    )
+    assert allowed == {"GET", "HEAD"}
+    assert preflight[:2] == (405, "application/json")
+    assert cors == set()  # no other origin is let in: the page talks to its own only
+    assert outside == (404, "text/plain")
