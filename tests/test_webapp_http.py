@@ -6,7 +6,12 @@ gateway and the fake vLLM), as a page would and as anyone on the internet may.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from structlog.testing import capture_logs
 
 from sealed.encoding import REQUEST_BUCKETS
 from tests.miniapp import page, webapp_stack
@@ -15,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import aiohttp
+    import pytest
 
 QUESTION = "Is the spare key still under the third flowerpot?"
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
@@ -97,3 +103,58 @@ async def test_unknown_api_paths_and_wrong_methods_get_the_pages_json_errors(
     assert preflight[:2] == (405, "application/json")
     assert cors == set()  # no other origin is let in: the page talks to its own only
     assert outside == (404, "text/plain")
+
+
+async def exchange(url: str, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection to ``url``'s server; all it answers until it closes."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read()  # the server closes after a malformed request
+    finally:
+        writer.close()
+
+
+async def test_a_request_that_is_not_http_gets_a_bare_400_and_one_quiet_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Anyone can send bytes that are not HTTP. Each is the sender's mistake, not the operator's
+    # news: no traceback at error level per request, no echo of the bytes sent.
+    launch = "tma user=%7B%22id%22%3A1%7D&hash=" + "ab" * 32
+    malformed = {
+        "Content-Length that is not a number": (
+            b"POST /app/api/prepare HTTP/1.1\r\nHost: veil\r\nContent-Length: 12ab\r\n\r\n"
+        ),
+        "a chunk size that is not hex": (
+            b"POST /app/api/prepare HTTP/1.1\r\nHost: veil\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\nzz\r\n{}\r\n0\r\n\r\n"
+        ),
+        "a header line past the limit": (
+            b"GET /app/api/account HTTP/1.1\r\nHost: veil\r\nAuthorization: "
+            + launch.encode()
+            + b"a" * 9000
+            + b"\r\n\r\n"
+        ),
+        "both framings at once": (
+            b"POST /app/api/prepare HTTP/1.1\r\nHost: veil\r\nContent-Length: 2\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        ),
+    }
+    async with webapp_stack(tmp_path) as stack:
+        assert stack.veil.webapp is not None
+        replies = {}
+        with capture_logs() as logs, caplog.at_level(logging.DEBUG, logger="aiohttp"):
+            for name, data in malformed.items():
+                replies[name] = await exchange(stack.veil.webapp, data)
+        for name, reply in replies.items():
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request"), name
+            assert body == b"Bad Request", name
+    assert [e["event"] for e in logs] == ["http.malformed"] * len(malformed)
+    assert {e["error"] for e in logs} <= {"BadHttpMessage", "LineTooLong"}
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
