@@ -11,16 +11,19 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import pytest
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from sealed.encoding import REQUEST_BUCKETS
+from bot.settings import BotSettings
+from sealed.encoding import REQUEST_BUCKETS, b64e
+from tests.botstack import TOKEN
 from tests.miniapp import page, webapp_stack
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import aiohttp
-    import pytest
 
 QUESTION = "Is the spare key still under the third flowerpot?"
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": QUESTION}]}
@@ -158,3 +161,18 @@ async def test_a_request_that_is_not_http_gets_a_bare_400_and_one_quiet_log_line
     assert [e["event"] for e in logs] == ["http.malformed"] * len(malformed)
     assert {e["error"] for e in logs} <= {"BadHttpMessage", "LineTooLong"}
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://veil.example.com/app",  # the page would ask /api/…, the server serves /app/
+        "https://veil.example.com/app/?v=2",
+        "https://veil.example.com/app/#top",  # Telegram appends its launch data as the fragment
+    ],
+)
+def test_a_mini_app_url_the_page_cannot_be_opened_at_is_refused_at_start(url: str) -> None:
+    with pytest.raises(ValidationError, match="must end in / and have no"):
+        BotSettings(bot_token=TOKEN, operator_keys=b64e(bytes(32)), webapp_url=url)
+    for good in ("https://veil.example.com/app/", "https://veil.example.com"):
+        BotSettings(bot_token=TOKEN, operator_keys=b64e(bytes(32)), webapp_url=good)
