@@ -25,8 +25,11 @@ Nothing here logs initData or any bytes of a request.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -73,17 +76,17 @@ _SMALL_BODY = 4096  # the JSON of prepare and stop
 # (VEIL_WEBAPP_CLIENT_TIMEOUT): a page that stalls longer is refused, or taken as gone.
 CLIENT_TIMEOUT = 30.0
 MAX_RETRY_AFTER = 3600  # seconds: the most of a gateway's Retry-After passed on to the page
-# Where the page may load from and talk to: itself only, no inline script; framed only by
-# Telegram's web apps (the mobile and desktop apps open it in a webview of their own), and by
-# the origins VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's
-# web client).
+# Where the page may load from and talk to: itself only, no inline script, no style but the
+# page's own <style> blocks (each pinned by its hash: page_headers); framed only by Telegram's
+# web apps (the mobile and desktop apps open it in a webview of their own), and by the origins
+# VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's web client).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src {styles}; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
 )
+_STYLE_BLOCK = re.compile(rb"<style>(.*?)</style>", re.DOTALL)
 PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Cache-Control": "no-cache",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -177,10 +180,29 @@ _UNAUTHORIZED = {
 }
 
 
-def page_headers(frame_ancestors: Sequence[str] = ()) -> dict[str, str]:
-    """The page's headers, its policy letting ``frame_ancestors`` frame it besides Telegram."""
-    policy = " ".join([CONTENT_SECURITY_POLICY, *frame_ancestors])
-    return PAGE_HEADERS | {"Content-Security-Policy": policy}
+def style_sources(html: bytes) -> str:
+    """The policy's ``style-src``: the hash of each ``<style>`` block of ``html``.
+
+    Hashed as browsers hash it: its text, line ends made LF as the HTML parser does. ``'none'``
+    when there is none.
+    """
+    hashes = [
+        "'sha256-{}'".format(
+            base64.b64encode(hashlib.sha256(block.replace(b"\r\n", b"\n")).digest()).decode()
+        )
+        for block in _STYLE_BLOCK.findall(html)
+    ]
+    return " ".join(hashes) or "'none'"
+
+
+def page_headers(html: bytes, frame_ancestors: Sequence[str] = ()) -> dict[str, str]:
+    """The headers of the page ``html``.
+
+    Its policy lets the page's own ``<style>`` blocks style it, and ``frame_ancestors`` frame it
+    besides Telegram.
+    """
+    policy = CONTENT_SECURITY_POLICY.format(styles=style_sources(html))
+    return PAGE_HEADERS | {"Content-Security-Policy": " ".join([policy, *frame_ancestors])}
 
 
 RELAY = web.AppKey("relay", RelayService)
@@ -440,7 +462,7 @@ def build_webapp(  # noqa: PLR0913 -- the routes' parts and the page's limits
     app[RELAY] = relay
     app[CHECK] = check
     app[PAGE] = page
-    app[HEADERS] = page_headers(frame_ancestors)
+    app[HEADERS] = page_headers(page.html, frame_ancestors)
     app[STALL] = client_timeout
     app.router.add_get(prefix, handle_page)
     app.router.add_get(prefix + "veil.js", handle_script)
