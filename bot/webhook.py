@@ -111,7 +111,7 @@ class VeilWebhook(SimpleRequestHandler):
         try:
             raw = self.bot.session.json_loads(body.decode("utf-8"))
             update = Update.model_validate(raw, context={"bot": self.bot})
-        except (ValueError, ValidationError):
+        except (ValueError, RecursionError, ValidationError):  # nested past the parser's depth too
             log.warning("webhook.refused", reason="not an update")
             return web.Response(status=400, text="Bad Request")
         entry = entry_from_update(update)

@@ -196,3 +196,22 @@ def test_the_webhook_forgets_the_oldest_update_ids_past_its_bound() -> None:
     assert [recent.take(i) for i in (1, 2, 1, 3)] == [True, True, False, True]
     assert recent.take(1)  # forgotten: 2 and 3 are the latest
     assert not recent.take(3)
+
+
+async def test_a_body_nested_past_the_parsers_depth_is_400_not_a_server_error(
+    tmp_path: Path,
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000  # well within the body limit
+    bodies = [deep, '{"update_id": 7, "message": ' + deep + "}"]
+    async with running_stack(tmp_path, webhook=True, free_tokens_per_day=0) as stack:
+        for body in bodies:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    stack.webhook_url,
+                    data=body.encode(),
+                    headers={HEADER: WEBHOOK_SECRET, "Content-Type": "application/json"},
+                ) as reply,
+            ):
+                assert reply.status == 400
+        await nothing_booked(stack)
