@@ -47,8 +47,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
 # The most bytes of an update: far above any Telegram sends (aiohttp's own default cap).
 BODY_LIMIT = 1 << 20
-# How many of the latest update ids are remembered: an hour of 30 updates a second, more than
-# Telegram's retries of one delivery take; about 14 MB when full (some 140 bytes an id).
+# How many of the latest update ids are remembered: an hour of 30 updates a second (Telegram
+# does not say how long it goes on retrying); about 14 MB when full (some 140 bytes an id).
 RECENT_UPDATES = 100_000
 _REASONS = {408: "Request Timeout", 413: "Payload Too Large", 400: "Bad Request"}
 
