@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,8 @@ from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_bod
 from services.errors import JournalUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aiogram import Bot, Dispatcher
 
     from bot.payments import PaymentDesk
@@ -50,18 +53,39 @@ BODY_LIMIT = 1 << 20
 # How many of the latest update ids are remembered: an hour of 30 updates a second (Telegram
 # does not say how long it goes on retrying); about 14 MB when full (some 140 bytes an id).
 RECENT_UPDATES = 100_000
+# Seconds without any update after which every remembered id is forgotten (a day: far less than
+# Telegram's week, far more than its retries of a delivery it missed).
+QUIET_RESET = 86_400.0
 _REASONS = {408: "Request Timeout", 413: "Payload Too Large", 400: "Bad Request"}
 
 
 class RecentUpdates:
-    """The ids of the latest updates taken, the oldest forgotten past ``size``."""
+    """The ids of the latest updates taken, the oldest forgotten past ``size``.
 
-    def __init__(self, size: int = RECENT_UPDATES) -> None:
+    After ``quiet`` seconds without an update all are forgotten: Telegram picks the next
+    update_id at random after a week without updates (Bot API, ``Update``), and a new sequence
+    must not run into ids of the old one.
+    """
+
+    def __init__(
+        self,
+        size: int = RECENT_UPDATES,
+        *,
+        quiet: float = QUIET_RESET,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._size = size
+        self._quiet = quiet
+        self._clock = clock
+        self._last = clock()
         self._ids: OrderedDict[int, None] = OrderedDict()
 
     def take(self, update_id: int) -> bool:
         """Remember ``update_id``; False when it was taken before (a redelivery)."""
+        now = self._clock()
+        if now - self._last > self._quiet:
+            self._ids.clear()
+        self._last = now
         if update_id in self._ids:
             return False
         self._ids[update_id] = None

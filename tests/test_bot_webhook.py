@@ -198,6 +198,18 @@ def test_the_webhook_forgets_the_oldest_update_ids_past_its_bound() -> None:
     assert not recent.take(3)
 
 
+def test_the_webhook_forgets_every_update_id_after_a_quiet_day() -> None:
+    # After a week without updates Telegram starts its update_ids afresh, at random: the ids of
+    # the old sequence must not be taken for redeliveries of the new one.
+    now = [0.0]
+    recent = RecentUpdates(quiet=86_400, clock=lambda: now[0])
+    assert recent.take(500)
+    now[0] = 86_000
+    assert not recent.take(500)  # a redelivery, within the day
+    now[0] = 86_000 + 7 * 86_400
+    assert recent.take(500)  # a new sequence that happens to meet the old id
+
+
 async def test_a_body_nested_past_the_parsers_depth_is_400_not_a_server_error(
     tmp_path: Path,
 ) -> None:
