@@ -7,6 +7,7 @@ gateway and the fake vLLM), as a page would and as anyone on the internet may.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -176,3 +177,54 @@ def test_a_mini_app_url_the_page_cannot_be_opened_at_is_refused_at_start(url: st
         BotSettings(bot_token=TOKEN, operator_keys=b64e(bytes(32)), webapp_url=url)
     for good in ("https://veil.example.com/app/", "https://veil.example.com"):
         BotSettings(bot_token=TOKEN, operator_keys=b64e(bytes(32)), webapp_url=good)
+
+
+async def read_replies(reader: asyncio.StreamReader, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` HTTP replies (status line, body) read off one connection, in order."""
+    replies = []
+    async with asyncio.timeout(10):
+        for _ in range(count):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            replies.append((head.split(b"\r\n")[0], await reader.readexactly(length)))
+    return replies
+
+
+async def test_http_1_0_pipelining_and_oversized_bodies_get_proper_answers(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with webapp_stack(tmp_path) as stack:
+        assert stack.veil.webapp is not None
+        parts = urlsplit(stack.veil.webapp)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        auth = f"Authorization: tma {page(stack, http).data}\r\n".encode()
+        account = b"GET /app/api/account HTTP/1.1\r\nHost: veil\r\n" + auth + b"\r\n"
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            # Three requests in one write: three answers, in order, on the one connection.
+            writer.write(account * 3)
+            pipelined = await read_replies(reader, 3)
+            # A relay body declared larger than any sealed request: refused before it is sent.
+            writer.write(
+                b"POST /app/api/relay HTTP/1.1\r\nHost: veil\r\nContent-Length: 99999999\r\n"
+                + auth
+                + b"\r\n"
+            )
+            [oversized] = await read_replies(reader, 1)
+        finally:
+            writer.close()
+        old = await exchange(stack.veil.webapp, account.replace(b"HTTP/1.1", b"HTTP/1.0"))
+        held = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
+    assert [status for status, _ in pipelined] == [b"HTTP/1.1 200 OK"] * 3
+    assert all(json.loads(body)["busy"] is False for _, body in pipelined)
+    assert oversized[0] == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(oversized[1])["error"]["code"] == "bad_request"
+    assert old.startswith(b"HTTP/1.0 200 OK\r\n")  # and closed after it (exchange read to EOF)
+    assert json.loads(old.partition(b"\r\n\r\n")[2])["models"] == ["veil-test"]
+    assert held == []
+    assert stack.vllm.requests == []
