@@ -13,6 +13,8 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
   being handled, however long it streams, is never cut by it;
 - a request's handler may watch its connection (``watch_connection``) to hear at once that the
   client hung up, instead of at the next write.
+- the replies of an app ``guard_app`` guards name the server ``Veil``, not aiohttp's and Python's
+  versions;
 - a request that is not valid HTTP (a broken head, a header line past aiohttp's limit, a bad
   chunk size) gets a bare 400 and one log line, ``http.malformed`` with the error's class:
   aiohttp would log each as an error with its traceback (anyone on the internet could fill the
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
 log = structlog.get_logger("veil.connections")
+
+# What a guarded app's replies (and a malformed request's) give as ``Server``: aiohttp's
+# default names its version and Python's, a guide to which published flaws to try.
+SERVER_NAME = "Veil"
 
 # Descriptors kept free for everything but client connections: the listeners, the event
 # loop, logging, the files, a subprocess or two.
@@ -241,7 +247,9 @@ class GuardedRequestHandler(web.RequestHandler):
         if not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
             return super().handle_error(request, status, exc, message)
         log.info("http.malformed", status=status, error=type(exc).__name__)
-        response = web.Response(status=status, text=HTTPStatus(status).phrase)
+        response = web.Response(
+            status=status, text=HTTPStatus(status).phrase, headers={"Server": SERVER_NAME}
+        )
         response.force_close()
         return response
 
@@ -328,9 +336,17 @@ class GuardedSite(web.BaseSite):
         )
 
 
+async def _name_server(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
+
+
 def guard_app(app: web.Application, guard: ConnectionGuard) -> web.Application:
-    """Put ``guard``'s middleware first in ``app`` (not yet started); returns ``app``."""
+    """Put ``guard``'s middleware first in ``app`` (not yet started); returns ``app``.
+
+    Its replies name the server ``SERVER_NAME`` only, not aiohttp's and Python's versions.
+    """
     app.middlewares.insert(0, guard.middleware)
+    app.on_response_prepare.append(_name_server)
     return app
 
 

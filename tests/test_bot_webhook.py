@@ -227,3 +227,13 @@ async def test_a_body_nested_past_the_parsers_depth_is_400_not_a_server_error(
             ):
                 assert reply.status == 400
         await nothing_booked(stack)
+
+
+async def test_the_webhooks_replies_do_not_name_its_software(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, webhook=True) as stack, aiohttp.ClientSession() as http:
+        async with http.post(stack.webhook_url, json={}) as refused:
+            server = refused.headers.get("Server")
+        async with http.get(stack.webhook_url.rsplit("/", 1)[0] + "/elsewhere") as missing:
+            missing_server = missing.headers.get("Server")
+    assert (refused.status, server) == (401, "Veil")
+    assert (missing.status, missing_server) == (404, "Veil")

@@ -228,3 +228,33 @@ async def test_http_1_0_pipelining_and_oversized_bodies_get_proper_answers(
     assert json.loads(old.partition(b"\r\n\r\n")[2])["models"] == ["veil-test"]
     assert held == []
     assert stack.vllm.requests == []
+
+
+async def test_no_reply_names_the_servers_software_or_its_version(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # aiohttp's default "Server: Python/3.11 aiohttp/3.x" tells a stranger which published
+    # flaws to try. Every reply of the bot's listeners names the server "Veil" only.
+    async with webapp_stack(tmp_path) as stack:
+        assert stack.veil.webapp is not None
+        mini = page(stack, http)
+        servers = {}
+        for name, path, headers in [
+            ("page", "", {}),
+            ("script", "veil.js", {}),
+            ("account", "api/account", mini.auth),
+            ("refused", "api/account", {}),
+            ("no such API path", "api/nothing", mini.auth),
+            ("no such file", "nothing.js", {}),
+        ]:
+            async with http.get(mini.base + path, headers=headers) as reply:
+                servers[name] = reply.headers.get("Server")
+        malformed = await exchange(
+            stack.veil.webapp, b"GET /app/ HTTP/1.1\r\nHost: veil\r\nContent-Length: x\r\n\r\n"
+        )
+        servers["malformed"] = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in malformed.split(b"\r\n")
+            if line.lower().startswith(b"server:")
+        )
+    assert servers == dict.fromkeys(servers, "Veil")
