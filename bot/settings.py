@@ -124,9 +124,21 @@ class BotSettings(BaseSettings):
     @field_validator("webapp_url")
     @classmethod
     def _webapp_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        """Telegram opens Mini Apps over HTTPS only; plain HTTP is for this machine's tests."""
-        if value is not None and value.scheme != "https" and value.host not in _LOOPBACK:
+        """Telegram opens Mini Apps over HTTPS only; plain HTTP is for this machine's tests.
+
+        The page is served at the URL's path, which must end in ``/`` (its API is relative to
+        it: ``/app`` would open a page that asks ``/api/…``, and the server serves ``/app/``),
+        with no query or fragment (Telegram appends the launch data as the fragment).
+        """
+        if value is None:
+            return value
+        if value.scheme != "https" and value.host not in _LOOPBACK:
             raise ValueError("the Mini App must be served over https:// (Telegram requires it)")
+        if not (value.path or "/").endswith("/") or value.query or value.fragment:
+            raise ValueError(
+                "the Mini App's URL must end in / and have no ?query or #fragment"
+                " (https://veil.example.com/app/, say)"
+            )
         return value
 
     @field_validator("webapp_frame_ancestors")

@@ -9,6 +9,12 @@ length, non-ASCII) or a wrong one gets 401 and changes nothing. The body is read
 to the payment journal before the answer, and a journal that cannot be written gets 503, so
 Telegram delivers the update again later. Every update is then handled in the background, as
 aiogram does, so Telegram is answered at once.
+
+Telegram delivers an update again whenever it did not see the answer to a delivery (the
+connection broke on the way back, the answer was late), with the same ``update_id``, which is
+there to recognise it by (Bot API, ``Update``). An update whose id is among the last
+``RECENT_UPDATES`` taken is answered 200 and not handled again: the user is not answered, nor
+charged, twice for one question. (Payments are idempotent besides, by their charge id.)
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import structlog
@@ -30,6 +38,8 @@ from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_bod
 from services.errors import JournalUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aiogram import Bot, Dispatcher
 
     from bot.payments import PaymentDesk
@@ -40,7 +50,48 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
 # The most bytes of an update: far above any Telegram sends (aiohttp's own default cap).
 BODY_LIMIT = 1 << 20
+# How many of the latest update ids are remembered: an hour of 30 updates a second (Telegram
+# does not say how long it goes on retrying); about 14 MB when full (some 140 bytes an id).
+RECENT_UPDATES = 100_000
+# Seconds without any update after which every remembered id is forgotten (a day: far less than
+# Telegram's week, far more than its retries of a delivery it missed).
+QUIET_RESET = 86_400.0
 _REASONS = {408: "Request Timeout", 413: "Payload Too Large", 400: "Bad Request"}
+
+
+class RecentUpdates:
+    """The ids of the latest updates taken, the oldest forgotten past ``size``.
+
+    After ``quiet`` seconds without an update all are forgotten: Telegram picks the next
+    update_id at random after a week without updates (Bot API, ``Update``), and a new sequence
+    must not run into ids of the old one.
+    """
+
+    def __init__(
+        self,
+        size: int = RECENT_UPDATES,
+        *,
+        quiet: float = QUIET_RESET,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._size = size
+        self._quiet = quiet
+        self._clock = clock
+        self._last = clock()
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def take(self, update_id: int) -> bool:
+        """Remember ``update_id``; False when it was taken before (a redelivery)."""
+        now = self._clock()
+        if now - self._last > self._quiet:
+            self._ids.clear()
+        self._last = now
+        if update_id in self._ids:
+            return False
+        self._ids[update_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return True
 
 
 class VeilWebhook(SimpleRequestHandler):
@@ -61,6 +112,7 @@ class VeilWebhook(SimpleRequestHandler):
         self._secret = secret.encode("ascii")
         self._desk = desk
         self._body_timeout = body_timeout
+        self._taken = RecentUpdates()
 
     async def close(self) -> None:
         """Leave the Bot's session open: answers still finishing need it; the app closes it."""
@@ -83,7 +135,7 @@ class VeilWebhook(SimpleRequestHandler):
         try:
             raw = self.bot.session.json_loads(body.decode("utf-8"))
             update = Update.model_validate(raw, context={"bot": self.bot})
-        except (ValueError, ValidationError):
+        except (ValueError, RecursionError, ValidationError):  # nested past the parser's depth too
             log.warning("webhook.refused", reason="not an update")
             return web.Response(status=400, text="Bad Request")
         entry = entry_from_update(update)
@@ -93,6 +145,9 @@ class VeilWebhook(SimpleRequestHandler):
             except JournalUnavailable:
                 log.exception("webhook.journal_unavailable", update_id=update.update_id)
                 return web.Response(status=503, text="Service Unavailable")
+        if not self._taken.take(update.update_id):  # after the journal: a 503 is not taken
+            log.info("webhook.redelivered", update_id=update.update_id)
+            return web.json_response({})
         task = asyncio.create_task(self._feed(update))
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)

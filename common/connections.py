@@ -13,6 +13,12 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
   being handled, however long it streams, is never cut by it;
 - a request's handler may watch its connection (``watch_connection``) to hear at once that the
   client hung up, instead of at the next write.
+- the replies of an app ``guard_app`` guards name the server ``Veil``, not aiohttp's and Python's
+  versions;
+- a request that is not valid HTTP (a broken head, a header line past aiohttp's limit, a bad
+  chunk size) gets a bare 400 and one log line, ``http.malformed`` with the error's class:
+  aiohttp would log each as an error with its traceback (anyone on the internet could fill the
+  operator's log with them) and echo the offending bytes back in its reply.
 
 ``read_body`` reads a body whole (however it is segmented), bounded in size and time; what it
 refuses (``BodyRefused``) each listener answers in its own words. Nothing here knows a
@@ -27,14 +33,23 @@ import contextlib
 import re
 import resource
 from functools import partial
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from yarl import URL
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+
+log = structlog.get_logger("veil.connections")
+
+# What a guarded app's replies (and a malformed request's) give as ``Server``: aiohttp's
+# default names its version and Python's, a guide to which published flaws to try.
+SERVER_NAME = "Veil"
 
 # Descriptors kept free for everything but client connections: the listeners, the event
 # loop, logging, the files, a subprocess or two.
@@ -218,6 +233,26 @@ class GuardedRequestHandler(web.RequestHandler):
         if self._busy == 0 and self._admitted:
             self._arm()
 
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A request that is not valid HTTP: one log line and a bare reply, then the close.
+
+        Any other failure is aiohttp's to answer (and log) as it does.
+        """
+        if not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        log.info("http.malformed", status=status, error=type(exc).__name__)
+        response = web.Response(
+            status=status, text=HTTPStatus(status).phrase, headers={"Server": SERVER_NAME}
+        )
+        response.force_close()
+        return response
+
     def _arm(self) -> None:
         self._disarm()
         self._timer = self._loop.call_later(self._guard.header_timeout, self._header_timeout)
@@ -301,9 +336,17 @@ class GuardedSite(web.BaseSite):
         )
 
 
+async def _name_server(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
+
+
 def guard_app(app: web.Application, guard: ConnectionGuard) -> web.Application:
-    """Put ``guard``'s middleware first in ``app`` (not yet started); returns ``app``."""
+    """Put ``guard``'s middleware first in ``app`` (not yet started); returns ``app``.
+
+    Its replies name the server ``SERVER_NAME`` only, not aiohttp's and Python's versions.
+    """
     app.middlewares.insert(0, guard.middleware)
+    app.on_response_prepare.append(_name_server)
     return app
 
 

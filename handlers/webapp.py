@@ -15,16 +15,21 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SHA256 keyed with
 the bot token, aiogram's ``safe_parse_webapp_init_data``) and its age (``VEIL_WEBAPP_MAX_AGE``)
 are checked first: forged or stale is 401 with a polite message. Errors are JSON
-``{"error": {"code", "message"}}`` from one table; a body that does not arrive whole within the
-client timeout is 408 ``body_timeout`` and its connection is closed. Nothing here logs
-initData or any bytes of a request.
+``{"error": {"code", "message"}}`` from one table, aiohttp's own refusals under ``api/`` (no
+such path, a method the path does not take) included; a body that does not arrive whole within
+the client timeout is 408 ``body_timeout`` and its connection is closed. Every API reply is
+``Cache-Control: no-store``: a balance or a sealed answer is one user's, never a cache's to keep.
+Nothing here logs initData or any bytes of a request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,20 +76,28 @@ _SMALL_BODY = 4096  # the JSON of prepare and stop
 # (VEIL_WEBAPP_CLIENT_TIMEOUT): a page that stalls longer is refused, or taken as gone.
 CLIENT_TIMEOUT = 30.0
 MAX_RETRY_AFTER = 3600  # seconds: the most of a gateway's Retry-After passed on to the page
-# Where the page may load from and talk to: itself only, no inline script; framed only by
-# Telegram's web apps (the mobile and desktop apps open it in a webview of their own), and by
-# the origins VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's
-# web client).
+# Where the page may load from and talk to: itself only, no inline script, no style but the
+# page's own <style> blocks (each pinned by its hash: page_headers); framed only by Telegram's
+# web apps (the mobile and desktop apps open it in a webview of their own), and by the origins
+# VEIL_WEBAPP_FRAME_ANCESTORS adds (the playground's page, which plays Telegram's web client).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src {styles}; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
 )
+_STYLE_BLOCK = re.compile(rb"<style>(.*?)</style>", re.DOTALL)
 PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Cache-Control": "no-cache",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
+}
+
+# Every API reply's: one user's data, never stored by a cache; JSON never sniffed as a page.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# aiohttp's own refusals under api/ (its router's), as the page's JSON errors.
+_HTTP_ERRORS = {
+    404: ("not_found", "There is no such request."),
+    405: ("method_not_allowed", "This request cannot be made that way."),
 }
 
 # One table from an error to (HTTP status, code, message for the page).
@@ -167,16 +180,36 @@ _UNAUTHORIZED = {
 }
 
 
-def page_headers(frame_ancestors: Sequence[str] = ()) -> dict[str, str]:
-    """The page's headers, its policy letting ``frame_ancestors`` frame it besides Telegram."""
-    policy = " ".join([CONTENT_SECURITY_POLICY, *frame_ancestors])
-    return PAGE_HEADERS | {"Content-Security-Policy": policy}
+def style_sources(html: bytes) -> str:
+    """The policy's ``style-src``: the hash of each ``<style>`` block of ``html``.
+
+    Hashed as browsers hash it: its text, line ends made LF as the HTML parser does. ``'none'``
+    when there is none.
+    """
+    hashes = [
+        "'sha256-{}'".format(
+            base64.b64encode(hashlib.sha256(block.replace(b"\r\n", b"\n")).digest()).decode()
+        )
+        for block in _STYLE_BLOCK.findall(html)
+    ]
+    return " ".join(hashes) or "'none'"
+
+
+def page_headers(html: bytes, frame_ancestors: Sequence[str] = ()) -> dict[str, str]:
+    """The headers of the page ``html``.
+
+    Its policy lets the page's own ``<style>`` blocks style it, and ``frame_ancestors`` frame it
+    besides Telegram.
+    """
+    policy = CONTENT_SECURITY_POLICY.format(styles=style_sources(html))
+    return PAGE_HEADERS | {"Content-Security-Policy": " ".join([policy, *frame_ancestors])}
 
 
 RELAY = web.AppKey("relay", RelayService)
 CHECK = web.AppKey("check", InitDataCheck)
 PAGE = web.AppKey("page", Page)
 HEADERS = web.AppKey("headers", dict[str, str])
+API_PREFIX = web.AppKey("api_prefix", str)
 STALL = web.AppKey("stall", float)
 
 
@@ -205,6 +238,34 @@ def error_response(exc: VeilError) -> web.Response:
                 reply.headers["Retry-After"] = str(extra["retry_after"])
             return reply
     return _error(500, "error", "Something went wrong.")
+
+
+@web.middleware
+async def api_replies(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every reply under ``api/`` private (``API_HEADERS``), its errors JSON like the table's.
+
+    aiohttp's router answers a path it does not know, or a method a path does not take, in
+    plain text; the page shows the JSON ``{"error": {"code", "message"}}`` instead.
+    """
+    if not request.path.startswith(request.app[API_PREFIX]):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as refused:
+        if refused.status < 400:  # noqa: PLR2004 -- not an error: as aiohttp sends it
+            raise
+        code, message = _HTTP_ERRORS.get(
+            refused.status, ("bad_request", "The request could not be read.")
+        )
+        log.info("webapp.refused", reason=code, path=request.path)
+        response = _error(refused.status, code, message)
+        if "Allow" in refused.headers:
+            response.headers["Allow"] = refused.headers["Allow"]
+    if not response.prepared:  # (a streamed answer sets its own before it starts)
+        response.headers.update(API_HEADERS)
+    return response
 
 
 def _authorized(
@@ -341,9 +402,7 @@ async def handle_relay(
     ticket = _ticket(request)
     body = await _read_body(request, max_request_size(Suite.MLKEM768_X25519))
     answer = await relay.relay(user.id, ticket, body)
-    response = web.StreamResponse(
-        headers={"Content-Type": SEALED_STREAM_TYPE, "Cache-Control": "no-store"}
-    )
+    response = web.StreamResponse(headers={"Content-Type": SEALED_STREAM_TYPE, **API_HEADERS})
     stall = request.app[STALL]
     try:
         async with asyncio.timeout(stall):
@@ -396,11 +455,14 @@ def build_webapp(  # noqa: PLR0913 -- the routes' parts and the page's limits
     ``client_timeout``: seconds a page may take to send a body or to take a piece of an answer.
     """
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-    app = web.Application(client_max_size=max_request_size(Suite.MLKEM768_X25519) + 1)
+    app = web.Application(
+        client_max_size=max_request_size(Suite.MLKEM768_X25519) + 1, middlewares=[api_replies]
+    )
+    app[API_PREFIX] = prefix + "api/"
     app[RELAY] = relay
     app[CHECK] = check
     app[PAGE] = page
-    app[HEADERS] = page_headers(frame_ancestors)
+    app[HEADERS] = page_headers(page.html, frame_ancestors)
     app[STALL] = client_timeout
     app.router.add_get(prefix, handle_page)
     app.router.add_get(prefix + "veil.js", handle_script)

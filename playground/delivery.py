@@ -4,8 +4,10 @@
 (``getUpdates``, ``setWebhook``, ``deleteWebhook``, ``getWebhookInfo``). Once ``setWebhook`` is
 called, updates are POSTed to the webhook with ``X-Telegram-Bot-Api-Secret-Token``; a non-2xx
 answer is retried ``webhook_attempts`` times, then the update is dropped, and a method in the
-reply is handed to ``run_method`` (the server's), as Telegram executes it. Unlike Telegram, a
-webhook may use plain http.
+reply is handed to ``run_method`` (the server's), as Telegram executes it. ``lose_answers``
+answers are taken as lost on the way back (a connection that broke, a read that timed out):
+the same update, its update_id unchanged, is delivered again, as Telegram does for any
+delivery it did not see succeed. Unlike Telegram, a webhook may use plain http.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class UpdateDelivery:
         self.allowed = DEFAULT_ALLOWED  # the update types the bot asked for
         self.webhook_attempts = 3
         self.webhook_retry_delay = 0.05
+        self.lose_answers = 0  # the bot's next answers that never reach "Telegram"
         self._run_method = run_method
         self._next_update_id = _FIRST_UPDATE_ID
         self._poller = 0
@@ -245,6 +248,11 @@ class UpdateDelivery:
                 if not HTTPStatus.OK <= reply.status < HTTPStatus.MULTIPLE_CHOICES:
                     hook.last_error_date = int(time.time())
                     hook.last_error_message = f"Wrong response from the webhook: {reply.status}"
+                    return False
+                if self.lose_answers > 0:
+                    self.lose_answers -= 1
+                    hook.last_error_date = int(time.time())
+                    hook.last_error_message = "Read timeout expired"
                     return False
                 if reply.content_type == "multipart/form-data":
                     await self._run_reply(aiohttp.MultipartReader(reply.headers, reply.content))

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bot.__main__ import main
 from bot.settings import BotSettings
+from bot.webhook import RecentUpdates
 from sealed.encoding import b64e
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, WEBHOOK_SECRET, Stack, running_stack
@@ -161,3 +162,78 @@ async def test_the_webhook_answers_503_while_the_journal_cannot_be_written(
         assert (await stack.veil.credit.balance(USER)).units == 0
         assert stack.telegram.sent_messages(USER) == []
         assert await inconsistent_users(stack.veil.store) == []
+
+
+async def test_an_update_telegram_delivers_again_is_answered_and_charged_once(
+    tmp_path: Path,
+) -> None:
+    # Telegram never saw the bot's 200 for the first question (the connection broke on the
+    # way back), so it delivers the same update, update_id and all, again. The user asked once:
+    # one answer, one charge.
+    async with running_stack(tmp_path, webhook=True, answer="Four.") as stack:
+        stack.telegram.updates.lose_answers = 1
+        stack.telegram.send_text(USER, "What is two and two?")
+        await stack.final_messages(USER, 1)
+        hook = await stack.veil.bot.get_webhook_info()
+        assert hook.last_error_message == "Read timeout expired"  # it was delivered twice
+        # The next question is the user's second; when its answer is stored, the first (and
+        # any second handling of it, which would have started before) is done too.
+        stack.telegram.send_text(USER, "And three and three?")
+        await stack.stored_turns(USER, 4)
+        texts = [m["text"] for m in stack.telegram.sent_messages(USER)]
+        assert texts == ["Four.", "Four."]  # one answer to each question
+        assert [r["messages"][-1]["content"] for r in stack.vllm.requests] == [
+            "What is two and two?",
+            "And three and three?",
+        ]
+        balance = await stack.veil.credit.balance(USER)
+        assert await inconsistent_users(stack.veil.store) == []
+    assert balance.free_tokens_left > 0
+
+
+def test_the_webhook_forgets_the_oldest_update_ids_past_its_bound() -> None:
+    recent = RecentUpdates(size=2)
+    assert [recent.take(i) for i in (1, 2, 1, 3)] == [True, True, False, True]
+    assert recent.take(1)  # forgotten: 2 and 3 are the latest
+    assert not recent.take(3)
+
+
+def test_the_webhook_forgets_every_update_id_after_a_quiet_day() -> None:
+    # After a week without updates Telegram starts its update_ids afresh, at random: the ids of
+    # the old sequence must not be taken for redeliveries of the new one.
+    now = [0.0]
+    recent = RecentUpdates(quiet=86_400, clock=lambda: now[0])
+    assert recent.take(500)
+    now[0] = 86_000
+    assert not recent.take(500)  # a redelivery, within the day
+    now[0] = 86_000 + 7 * 86_400
+    assert recent.take(500)  # a new sequence that happens to meet the old id
+
+
+async def test_a_body_nested_past_the_parsers_depth_is_400_not_a_server_error(
+    tmp_path: Path,
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000  # well within the body limit
+    bodies = [deep, '{"update_id": 7, "message": ' + deep + "}"]
+    async with running_stack(tmp_path, webhook=True, free_tokens_per_day=0) as stack:
+        for body in bodies:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    stack.webhook_url,
+                    data=body.encode(),
+                    headers={HEADER: WEBHOOK_SECRET, "Content-Type": "application/json"},
+                ) as reply,
+            ):
+                assert reply.status == 400
+        await nothing_booked(stack)
+
+
+async def test_the_webhooks_replies_do_not_name_its_software(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, webhook=True) as stack, aiohttp.ClientSession() as http:
+        async with http.post(stack.webhook_url, json={}) as refused:
+            server = refused.headers.get("Server")
+        async with http.get(stack.webhook_url.rsplit("/", 1)[0] + "/elsewhere") as missing:
+            missing_server = missing.headers.get("Server")
+    assert (refused.status, server) == (401, "Veil")
+    assert (missing.status, missing_server) == (404, "Veil")

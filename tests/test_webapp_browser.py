@@ -287,6 +287,38 @@ async def test_stop_in_the_page_ends_the_answer_and_is_metered(
         await page.context.close()
 
 
+RECORD_VIOLATIONS = """
+window.violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.violations.push([event.effectiveDirective, event.blockedURI]);
+});
+"""
+
+
+async def test_the_strict_policy_lets_the_pages_own_style_and_theme_apply_and_nothing_else(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # style-src holds only the hash of the page's own <style>: the browser must still apply it
+    # (and the theme's colours, set through CSSOM), and report nothing the policy blocked.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        page = await context.new_page()
+        await page.expose_function("fakeKeychain", Keychain().answer)
+        await page.add_init_script(FAKE_TELEGRAM_APP)
+        await page.add_init_script(RECORD_VIOLATIONS)
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        body = await page.evaluate(
+            "(() => { const s = getComputedStyle(document.body);"
+            " return [s.display, s.fontSize, s.backgroundColor]; })()"
+        )
+        violations = await page.evaluate("window.violations")
+        await context.close()
+    # display and font from the <style>; the background is the theme's secondary_bg_color.
+    assert body == ["flex", "15px", "rgb(35, 46, 60)"]
+    assert violations == []
+
+
 async def test_forged_or_stale_init_data_is_refused_in_the_page(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ web server, which relays through a recording proxy to a real gateway and the fak
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import json
@@ -19,7 +20,7 @@ from structlog.testing import capture_logs
 
 from bot.settings import BotSettings
 from bot.webapp import WEBAPP_DIR, bundle_sha256
-from handlers.webapp import CONTENT_SECURITY_POLICY, page_headers
+from handlers.webapp import page_headers
 from models.ledger import balance as ledger_balance
 from sealed.auth import receipt_proof
 from sealed.encoding import b64e
@@ -182,6 +183,11 @@ async def test_the_page_is_served_with_its_pins_and_the_committed_script(
     assert "script-src 'self'" in csp
     assert "connect-src 'self'" in csp
     assert "frame-ancestors 'self' https://web.telegram.org" in csp
+    # No inline style but the page's own <style> block, pinned by its hash.
+    assert "'unsafe-inline'" not in csp
+    style = html.split("<style>", 1)[1].split("</style>", 1)[0]
+    pinned = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src 'sha256-{pinned}';" in csp
 
 
 async def test_stop_is_forwarded_with_the_pages_proof_and_metered(
@@ -518,9 +524,13 @@ def test_only_the_origins_the_operator_lists_may_frame_the_page_besides_telegram
     ):
         with pytest.raises(ValidationError, match="not an origin"):
             settings(bad)
-    policy = page_headers(listed.webapp_frame_ancestors.split())["Content-Security-Policy"]
+    html = b"<style>p { color: red; }</style>"
+    policy = page_headers(html, listed.webapp_frame_ancestors.split())["Content-Security-Policy"]
     assert policy.endswith(
         "frame-ancestors 'self' https://web.telegram.org https://*.telegram.org"
         " https://play.example:8443 http://127.0.0.1:8080"
     )
-    assert page_headers()["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    alone = page_headers(html)["Content-Security-Policy"]
+    assert alone.endswith("frame-ancestors 'self' https://web.telegram.org https://*.telegram.org")
+    assert "style-src 'sha256-" in alone
+    assert "style-src 'none';" in page_headers(b"<p>no style</p>")["Content-Security-Policy"]
