@@ -437,8 +437,8 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
-    router.message.register(cmd_cancel, Command("cancel"))
-    router.message.register(cmd_new, Command("new"))
+    router.message.register(cmd_cancel, Command("cancel", ignore_case=True))
+    router.message.register(cmd_new, Command("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_continue, Continue.filter())
