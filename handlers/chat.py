@@ -40,7 +40,7 @@ from handlers.replies import (
     topic_of,
     went_out,
 )
-from services.chat import CONTINUE_PROMPT, CUT, Question
+from services.chat import CONTINUE_PROMPT, CUT, Question, quoted
 from services.errors import AnswerInProgress, InferenceError
 
 if TYPE_CHECKING:
@@ -170,10 +170,12 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
     prompt: str,
     *,
     thread_id: int | None = None,
+    replied: str | None = None,
 ) -> None:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
-    In topic ``thread_id`` when given, from that topic's conversation. The answer runs detached
+    In topic ``thread_id`` when given, from that topic's conversation; ``replied`` is the text
+    of the message it replies to (``Question.replied``). The answer runs detached
     from the update (``ChatService.start``): this returns once the user is claimed, so the
     update's objects are not kept while it streams; ``AnswerInProgress`` (the user has an
     answer in progress) is raised here, to the errors router. What follows the answer, and
@@ -187,6 +189,7 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
         stop_tag=sink.draft_id,
         thread_id=thread_id,
         private=True,
+        replied=replied,
     )
     chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
 
@@ -380,8 +383,11 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     prompt = message.text if pasted is None else pasted
     if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
         await message.answer(texts("topic_fresh"))
+    replied = None if message.quote is not None else replied_text(message)
     prompt = with_quote(message, prompt)
-    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
+    answer_prompt(
+        bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id, replied=replied
+    )
 
 
 def with_quote(message: Message, text: str) -> str:
@@ -389,13 +395,25 @@ def with_quote(message: Message, text: str) -> str:
 
     Telegram sends the part a reply quotes (``quote``) with it; the model, which may no longer
     have that message in its context, reads it as a Markdown block quote before the question.
-    A reply that quotes nothing adds nothing: the conversation already holds what it replies to.
+    A reply that quotes nothing adds nothing here: the message it replies to goes with the
+    question (``replied_text``), read by the model where its context does not hold it already.
     """
     quote = message.quote
     if quote is None or not quote.text.strip():
         return text
-    quoted = "\n".join(f"> {line}".rstrip() for line in quote.text.strip().splitlines())
-    return f"{quoted}\n\n{text}"
+    return quoted(quote.text, text)
+
+
+def replied_text(message: Message) -> str | None:
+    """The text (or caption) of the message ``message`` replies to in this chat, if any.
+
+    A message in a topic replies to the topic's first message without a text: none.
+    """
+    replied = message.reply_to_message
+    if replied is None:
+        return None
+    text = replied.text or replied.caption
+    return text if text and text.strip() else None
 
 
 async def on_topic_created(message: Message, chat: ChatService) -> None:

@@ -9,6 +9,8 @@ from tests.botstack import running_stack
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.botstack import Stack
+
 USER = 6101
 
 
@@ -28,3 +30,35 @@ async def test_a_command_in_another_case_is_that_command(tmp_path: Path) -> None
     assert replies[4].startswith("Current model: veil-test")
     assert replies[5].startswith("Your settings:")
     assert replies[6].startswith("Erase your whole history and settings?")
+
+
+def asked_of(stack: Stack) -> list[str]:
+    """The last user message of each request the model got, in order."""
+    return [str(request["messages"][-1]["content"]) for request in stack.vllm.requests]
+
+
+async def test_a_reply_to_an_answer_of_an_earlier_conversation_brings_that_answer(
+    tmp_path: Path,
+) -> None:
+    # After /new (or a switch in /history) the model no longer has the old answer; a reply to
+    # it ("what did you mean by that?") reached the model as the bare question.
+    answers = iter(["Use **pathlib** for paths.", "It means this.", "Yes, that one."])
+    async with running_stack(tmp_path, answer=lambda _request: next(answers)) as stack:
+        stack.telegram.send_text(USER, "How do I join paths?")
+        first = (await stack.final_messages(USER, 1))[0]
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 2)
+        stack.telegram.send_text(USER, "What did you mean?", reply_to=first["message_id"])
+        second = (await stack.final_messages(USER, 3))[2]
+        # A reply to an answer the conversation holds already: asked as it is, not twice.
+        stack.telegram.send_text(USER, "That one?", reply_to=second["message_id"])
+        await stack.final_messages(USER, 4)
+        turns = await stack.stored_turns(USER, 4)
+        asked = asked_of(stack)
+    assert first["text"] == "Use pathlib for paths."  # as Telegram shows it: no Markdown
+    assert asked == [
+        "How do I join paths?",
+        "> Use pathlib for paths.\n\nWhat did you mean?",
+        "That one?",
+    ]
+    assert turns[0] == "> Use pathlib for paths.\n\nWhat did you mean?"
