@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ PASTE_PART = 3500  # UTF-16 units: a message this long may be one part of a long
 PASTE_WAIT = 1.0  # seconds such a message waits for the next part
 PASTE_MOST = 25  # parts (~100,000 characters) joined at most: then it is asked as it is
 MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
+EDITS_REMEMBERED = 10_000  # edited messages already told of, newest kept
 
 log = structlog.get_logger("veil.chat")
 
@@ -446,6 +448,31 @@ async def on_stale_button(query: CallbackQuery, texts: Texts) -> None:
     await query.answer(texts("button_stale"))
 
 
+class EditNotes:
+    """Edited messages: each was answered (or refused) as sent; say so under it, once.
+
+    Without this the bot did not ask Telegram for edits at all, and a user who fixed a typo in
+    a question waited for an answer to the new text that never came. Told once a message (the
+    newest ``size`` remembered, in memory): a second edit, or an ``edited_message`` Telegram
+    sends for a change the user did not make ("may at times be triggered by changes to message
+    fields ... not actively used by your bot"), gets no second note.
+    """
+
+    def __init__(self, size: int = EDITS_REMEMBERED) -> None:
+        self._size = size
+        self._told: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    async def on_edited(self, message: Message, texts: Texts) -> None:
+        """Tell the user, under their edited message, that the edit was not read."""
+        key = (message.chat.id, message.message_id)
+        if message.edit_date is None or key in self._told:
+            return
+        self._told[key] = None
+        if len(self._told) > self._size:
+            self._told.popitem(last=False)
+        await message.reply(texts("edited"))
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
     """Photos, voice, stickers, files…: say what is supported."""
     await message.answer(texts("unsupported"))
@@ -467,6 +494,7 @@ def build_router() -> Router:
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
     router.message.register(on_unsupported, ~F.text)
+    router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left
     return router
 

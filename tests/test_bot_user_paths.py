@@ -62,3 +62,28 @@ async def test_a_reply_to_an_answer_of_an_earlier_conversation_brings_that_answe
         "That one?",
     ]
     assert turns[0] == "> Use pathlib for paths.\n\nWhat did you mean?"
+
+
+async def test_an_edited_question_is_told_it_was_answered_as_sent(tmp_path: Path) -> None:
+    # Telegram tells a bot of an edit only if the bot asks for ``edited_message`` updates; the
+    # bot did not, so a user who fixed a typo in their question heard nothing and waited.
+    async with running_stack(tmp_path, answer="Paris.") as stack:
+        stack.telegram.send_text(USER, "What is the capitl of France?")
+        await stack.final_messages(USER, 1)
+        asked = stack.telegram.state.chat_messages(USER)[0]["message_id"]
+        stack.telegram.edit_text(USER, asked, "What is the capital of France?")
+        notice = (await stack.final_messages(USER, 2))[1]
+        turns = await stack.stored_turns(USER, 2)
+        requests = len(stack.vllm.requests)
+        stack.telegram.edit_text(USER, asked, "What's the capital of France?")  # told once
+        stack.telegram.send_text(USER, "And of Spain?")
+        await stack.stored_turns(USER, 4)
+        later = [m["text"] for m in stack.telegram.sent_messages(USER)[2:]]
+    assert notice["text"] == (
+        "I answer each message as it was sent, so I did not read this edit. Please send the"
+        " corrected message as a new one."
+    )
+    assert notice["reply_to_message"]["message_id"] == asked
+    assert turns == ["What is the capitl of France?", "Paris."]
+    assert requests == 1
+    assert later == ["Paris."]
