@@ -22,11 +22,11 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
 handler claims the user (``AnswerInProgress`` at once if they have an answer streaming;
 ``ErasureInProgress``, a kind of it, while ``forget`` erases their data; a question sent once
-the previous answer's stream has ended waits for its settlement, delivery and storage, so the
-user who saw the final message is answered, in order), starts the answer and returns, so the
-update and everything its handling keeps are freed while the answer streams. What follows the
-answer, or its failure, goes to a ``Followup`` the caller gives; shutdown waits for these tasks
-(``wait_idle``, then ``close``).
+the previous answer's stream has ended, or once the user stopped it, waits for its settlement,
+delivery and storage, so the user who saw the final message is answered, in order), starts
+the answer and returns, so the update and everything its handling keeps are freed while the
+answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
+gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
@@ -379,14 +379,16 @@ class ChatService:
     def _claim(self, question: Question) -> _Generation:
         """Make ``question`` the user's answer in progress; ``AnswerInProgress`` if one streams.
 
-        An answer whose stream has ended is only being settled, delivered and stored: the new
-        one waits for it (``after``) rather than being refused, and reads the history after it.
+        An answer whose stream has ended is only being settled, delivered and stored, and one
+        the user stopped only reads on to its ``stopped`` receipt: the new one waits for it
+        (``after``) rather than being refused ("stop it with /cancel", just after /cancel), and
+        reads the history after it.
         """
         if question.user_id in self._forgetting:  # read nothing that is being erased
             raise ErasureInProgress("the user's data is being erased")
         previous = self._active.get(question.user_id)
-        if previous is not None and previous.stoppable:  # streaming, or not begun yet
-            raise AnswerInProgress("an answer is already in progress")
+        if previous is not None and previous.stoppable and not previous.stop.is_set():
+            raise AnswerInProgress("an answer is already in progress")  # streaming, or to begin
         generation = _Generation(stop_tag=question.stop_tag, after=previous)
         self._active[question.user_id] = generation
         return generation

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 from tests.botstack import running_stack
+from tests.test_bot_stop import behind_proxy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -12,6 +14,7 @@ if TYPE_CHECKING:
     from tests.botstack import Stack
 
 USER = 6101
+HELP = "Write any question and the answer appears as it is written."
 
 
 async def test_a_command_in_another_case_is_that_command(tmp_path: Path) -> None:
@@ -87,3 +90,42 @@ async def test_an_edited_question_is_told_it_was_answered_as_sent(tmp_path: Path
     assert turns == ["What is the capitl of France?", "Paris."]
     assert requests == 1
     assert later == ["Paris."]
+
+
+async def helps(stack: Stack, count: int) -> None:
+    """Wait until the bot has answered /help ``count`` times in the user's chat."""
+    async with asyncio.timeout(10):
+        while sum(HELP in str(m.get("text")) for m in stack.telegram.sent_messages(USER)) < count:  # noqa: ASYNC110 -- polls the fake's record
+            await asyncio.sleep(0.02)
+
+
+async def test_a_question_right_after_stop_waits_for_the_stopped_answer(tmp_path: Path) -> None:
+    # Stop, then the next question: the stopped answer still reads on to its signed receipt,
+    # and meanwhile the question was refused with "I'm still writing the previous answer. Wait
+    # for it, or stop it with /cancel." (just stopped), and lost. The network to the gateway
+    # is held while the stop is on its way, so the question surely comes meanwhile.
+    story = " ".join(f"word{i}" for i in range(300))
+
+    def answer(request: dict[str, Any]) -> str:
+        return "Short." if request["messages"][-1]["content"] == "Next one" else story
+
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        proxy = await behind_proxy(stack)
+        stack.telegram.send_text(USER, "Tell me a long story")
+        draft = await stack.telegram.wait_for("sendMessageDraft")
+        proxy.open.clear()  # the stop's cancel waits on the way to the gateway
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 1)  # the stop, taken before it, is handled
+        stack.telegram.send_text(USER, "Next one")
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 2)
+        proxy.open.set()
+        messages = await stack.final_messages(USER, 4, within=20)
+        replies = [str(m["text"]) for m in messages if HELP not in str(m["text"])]
+        assert replies[1:] == ["Short."]  # not "I'm still writing the previous answer..."
+        turns = await stack.stored_turns(USER, 4)
+        await proxy.close()
+    assert story.startswith(replies[0])
+    assert replies[0] != story
+    assert turns == ["Tell me a long story", replies[0], "Next one", "Short."]
