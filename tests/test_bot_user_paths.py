@@ -129,3 +129,24 @@ async def test_a_question_right_after_stop_waits_for_the_stopped_answer(tmp_path
     assert story.startswith(replies[0])
     assert replies[0] != story
     assert turns == ["Tell me a long story", replies[0], "Next one", "Short."]
+
+
+async def test_a_question_sent_while_an_answer_streams_is_told_to_be_sent_again(
+    tmp_path: Path,
+) -> None:
+    # It was told "Wait for it, or stop it with /cancel": a user waited for an answer to the
+    # second question, which was never taken.
+    story = " ".join(f"word{i}" for i in range(300))
+    async with running_stack(tmp_path, answer=story, token_delay=0.05) as stack:
+        stack.telegram.send_text(USER, "Tell me a long story")
+        await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.send_text(USER, "And another one")
+        busy = await stack.reply_text(USER)
+        stack.telegram.send_text(USER, "/cancel")
+        await stack.stored_turns(USER, 2, within=20)
+        asked = asked_of(stack)
+    assert busy == (
+        "I'm still writing the previous answer, so I did not start on this one: send it again"
+        " once that answer is done, or stop that answer with /cancel."
+    )
+    assert asked == ["Tell me a long story"]
