@@ -1,5 +1,8 @@
 """Private chat: a text in, a streamed answer out; /cancel, /new, Retry, Continue, the stop button.
 
+A small text file (``handlers.documents``) is a question too: its text, then its caption. A
+message edited after it was sent gets a note, once, that it was answered as sent (``EditNotes``).
+
 An answer the model cut at its length limit is followed by a short note with a Continue button,
 which asks the model to go on in the same conversation (a new answer, billed as any).
 
@@ -32,6 +35,7 @@ from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadR
 from aiogram.filters import Command
 from aiogram.types import Message
 
+from handlers import documents
 from handlers.callbacks import Continue, Retry
 from handlers.replies import (
     TELEGRAM_LATER,
@@ -473,8 +477,29 @@ class EditNotes:
         await message.reply(texts("edited"))
 
 
+async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+    message: Message,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    drafts: Drafts,
+    failures: Failures,
+) -> None:
+    """Ask a small text file (and its caption) as a question; refuse any other file politely."""
+    user, document = message.from_user, message.document
+    if user is None or document is None:
+        return
+    text = await documents.read_text(bot, document)
+    if isinstance(text, documents.Refused):
+        log.info("chat.document_refused", reason=text.reason, size=document.file_size)
+        await message.answer(texts(text.key, kb=documents.DOCUMENT_MOST // 1024))
+        return
+    prompt = documents.as_question(document.file_name or "file", text, message.caption)
+    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=topic_of(message))
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
-    """Photos, voice, stickers, files…: say what is supported."""
+    """Photos, voice, stickers, locations…: say what is supported (text, and text files)."""
     await message.answer(texts("unsupported"))
 
 
@@ -493,6 +518,7 @@ def build_router() -> Router:
     router.message.register(
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
+    router.message.register(on_document, F.document)
     router.message.register(on_unsupported, ~F.text)
     router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left

@@ -157,6 +157,25 @@ class FakeTelegram(Served):
         self.set_member = self.state.set_member
         self.photos = self.media.photos
 
+    def send_document(  # noqa: PLR0913 -- the fake's API mirrors a document's fields
+        self,
+        user_id: int,
+        data: bytes,
+        *,
+        file_name: str = "notes.txt",
+        mime_type: str = "text/plain",
+        caption: str | None = None,
+        language_code: str = "en",
+    ) -> int:
+        """A document with ``data`` from ``user_id`` in their private chat: an update_id.
+
+        Its file is kept for ``getFile`` and the download path, as Telegram keeps it.
+        """
+        document = self.media.receive(data, file_name=file_name, mime_type=mime_type)
+        return self.user.send_message_of(
+            user_id, "document", document=document, caption=caption, language_code=language_code
+        )
+
     # Lifecycle.
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

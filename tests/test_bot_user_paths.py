@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from handlers.documents import DOCUMENT_MOST, as_question
 from tests.botstack import running_stack
 from tests.test_bot_stop import behind_proxy
 
@@ -150,3 +151,46 @@ async def test_a_question_sent_while_an_answer_streams_is_told_to_be_sent_again(
         " once that answer is done, or stop that answer with /cancel."
     )
     assert asked == ["Tell me a long story"]
+
+
+async def test_a_small_text_file_is_read_as_the_question(tmp_path: Path) -> None:
+    # A .py or .txt file was refused: "files are not supported: please describe it in words".
+    code = "def add(a, b):\n    return a - b\n"
+    async with running_stack(tmp_path, answer="It subtracts.") as stack:
+        stack.telegram.send_document(
+            USER, code.encode(), file_name="add.py", mime_type="text/x-python", caption="Bug?"
+        )
+        assert await stack.reply_text(USER) == "It subtracts."
+        stack.telegram.send_document(USER, b"\xef\xbb\xbfplain notes\n", file_name="notes.txt")
+        assert await stack.reply_text(USER, 1) == "It subtracts."
+        turns = await stack.stored_turns(USER, 4)
+    assert turns[0] == "add.py:\n```\ndef add(a, b):\n    return a - b\n```\n\nBug?"
+    assert turns[2] == "notes.txt:\n```\nplain notes\n```"
+
+
+async def test_a_file_that_is_not_small_utf8_text_is_refused_clearly(tmp_path: Path) -> None:
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
+    big = b"x" * (DOCUMENT_MOST + 1)
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_document(USER, pdf, file_name="a.pdf", mime_type="application/pdf")
+        stack.telegram.send_document(USER, big, file_name="big.txt")
+        stack.telegram.send_document(USER, b"a\x00b", file_name="nul.txt")
+        replies = sorted(str(m["text"]) for m in await stack.final_messages(USER, 3))
+    not_text = (
+        "I can only read text files (plain UTF-8 text, such as .txt, .md or .py) as a question:"
+        " this file is not one. Please paste the part you need into a message, or describe it"
+        " in words."
+    )
+    too_big = (
+        "I can only read text files of up to 32 KB as a question: this one is larger. Please"
+        " paste the part you need into a message."
+    )
+    assert replies == sorted([not_text, too_big, not_text])
+    assert stack.vllm.requests == []
+
+
+def test_a_file_with_a_fence_in_it_cannot_close_its_own_block() -> None:
+    text = "Setup:\n```sh\nmake\n```\nDone."
+    assert as_question("README.md", text, "Is it clear?") == (
+        "README.md:\n````\nSetup:\n```sh\nmake\n```\nDone.\n````\n\nIs it clear?"
+    )
