@@ -1,5 +1,8 @@
 """Private chat: a text in, a streamed answer out; /cancel, /new, Retry, Continue, the stop button.
 
+A small text file (``handlers.documents``) is a question too: its text, then its caption. A
+message edited after it was sent gets a note, once, that it was answered as sent (``EditNotes``).
+
 An answer the model cut at its length limit is followed by a short note with a Continue button,
 which asks the model to go on in the same conversation (a new answer, billed as any).
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,7 @@ from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadR
 from aiogram.filters import Command
 from aiogram.types import Message
 
+from handlers import documents
 from handlers.callbacks import Continue, Retry
 from handlers.replies import (
     TELEGRAM_LATER,
@@ -40,7 +45,7 @@ from handlers.replies import (
     topic_of,
     went_out,
 )
-from services.chat import CONTINUE_PROMPT, CUT, Question
+from services.chat import CONTINUE_PROMPT, CUT, Question, quoted
 from services.errors import AnswerInProgress, InferenceError
 
 if TYPE_CHECKING:
@@ -59,6 +64,7 @@ PASTE_PART = 3500  # UTF-16 units: a message this long may be one part of a long
 PASTE_WAIT = 1.0  # seconds such a message waits for the next part
 PASTE_MOST = 25  # parts (~100,000 characters) joined at most: then it is asked as it is
 MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
+EDITS_REMEMBERED = 10_000  # edited messages already told of, newest kept
 
 log = structlog.get_logger("veil.chat")
 
@@ -170,10 +176,12 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
     prompt: str,
     *,
     thread_id: int | None = None,
+    replied: str | None = None,
 ) -> None:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
-    In topic ``thread_id`` when given, from that topic's conversation. The answer runs detached
+    In topic ``thread_id`` when given, from that topic's conversation; ``replied`` is the text
+    of the message it replies to (``Question.replied``). The answer runs detached
     from the update (``ChatService.start``): this returns once the user is claimed, so the
     update's objects are not kept while it streams; ``AnswerInProgress`` (the user has an
     answer in progress) is raised here, to the errors router. What follows the answer, and
@@ -187,6 +195,7 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
         stop_tag=sink.draft_id,
         thread_id=thread_id,
         private=True,
+        replied=replied,
     )
     chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
 
@@ -380,8 +389,11 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     prompt = message.text if pasted is None else pasted
     if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
         await message.answer(texts("topic_fresh"))
+    replied = None if message.quote is not None else replied_text(message)
     prompt = with_quote(message, prompt)
-    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
+    answer_prompt(
+        bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id, replied=replied
+    )
 
 
 def with_quote(message: Message, text: str) -> str:
@@ -389,13 +401,25 @@ def with_quote(message: Message, text: str) -> str:
 
     Telegram sends the part a reply quotes (``quote``) with it; the model, which may no longer
     have that message in its context, reads it as a Markdown block quote before the question.
-    A reply that quotes nothing adds nothing: the conversation already holds what it replies to.
+    A reply that quotes nothing adds nothing here: the message it replies to goes with the
+    question (``replied_text``), read by the model where its context does not hold it already.
     """
     quote = message.quote
     if quote is None or not quote.text.strip():
         return text
-    quoted = "\n".join(f"> {line}".rstrip() for line in quote.text.strip().splitlines())
-    return f"{quoted}\n\n{text}"
+    return quoted(quote.text, text)
+
+
+def replied_text(message: Message) -> str | None:
+    """The text (or caption) of the message ``message`` replies to in this chat, if any.
+
+    A message in a topic replies to the topic's first message without a text: none.
+    """
+    replied = message.reply_to_message
+    if replied is None:
+        return None
+    text = replied.text or replied.caption
+    return text if text and text.strip() else None
 
 
 async def on_topic_created(message: Message, chat: ChatService) -> None:
@@ -428,8 +452,54 @@ async def on_stale_button(query: CallbackQuery, texts: Texts) -> None:
     await query.answer(texts("button_stale"))
 
 
+class EditNotes:
+    """Edited messages: each was answered (or refused) as sent; say so under it, once.
+
+    Without this the bot did not ask Telegram for edits at all, and a user who fixed a typo in
+    a question waited for an answer to the new text that never came. Told once a message (the
+    newest ``size`` remembered, in memory): a second edit, or an ``edited_message`` Telegram
+    sends for a change the user did not make ("may at times be triggered by changes to message
+    fields ... not actively used by your bot"), gets no second note.
+    """
+
+    def __init__(self, size: int = EDITS_REMEMBERED) -> None:
+        self._size = size
+        self._told: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    async def on_edited(self, message: Message, texts: Texts) -> None:
+        """Tell the user, under their edited message, that the edit was not read."""
+        key = (message.chat.id, message.message_id)
+        if message.edit_date is None or key in self._told:
+            return
+        self._told[key] = None
+        if len(self._told) > self._size:
+            self._told.popitem(last=False)
+        await message.reply(texts("edited"))
+
+
+async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+    message: Message,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    drafts: Drafts,
+    failures: Failures,
+) -> None:
+    """Ask a small text file (and its caption) as a question; refuse any other file politely."""
+    user, document = message.from_user, message.document
+    if user is None or document is None:
+        return
+    text = await documents.read_text(bot, document)
+    if isinstance(text, documents.Refused):
+        log.info("chat.document_refused", reason=text.reason, size=document.file_size)
+        await message.answer(texts(text.key, kb=documents.DOCUMENT_MOST // 1024))
+        return
+    prompt = documents.as_question(document.file_name or "file", text, message.caption)
+    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=topic_of(message))
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
-    """Photos, voice, stickers, files…: say what is supported."""
+    """Photos, voice, stickers, locations…: say what is supported (text, and text files)."""
     await message.answer(texts("unsupported"))
 
 
@@ -437,8 +507,8 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
-    router.message.register(cmd_cancel, Command("cancel"))
-    router.message.register(cmd_new, Command("new"))
+    router.message.register(cmd_cancel, Command("cancel", ignore_case=True))
+    router.message.register(cmd_new, Command("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_continue, Continue.filter())
@@ -448,7 +518,9 @@ def build_router() -> Router:
     router.message.register(
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
+    router.message.register(on_document, F.document)
     router.message.register(on_unsupported, ~F.text)
+    router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left
     return router
 

@@ -55,6 +55,8 @@ async def on_forget_answer(
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(cmd_forget, Command("forget"), F.chat.type == "private")
+    router.message.register(
+        cmd_forget, Command("forget", ignore_case=True), F.chat.type == "private"
+    )
     router.callback_query.register(on_forget_answer, ForgetAnswer.filter())
     return router

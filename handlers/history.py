@@ -104,6 +104,8 @@ async def on_switch(
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(cmd_history, Command("history"), F.chat.type == "private")
+    router.message.register(
+        cmd_history, Command("history", ignore_case=True), F.chat.type == "private"
+    )
     router.callback_query.register(on_switch, SwitchConversation.filter())
     return router

@@ -66,6 +66,6 @@ async def on_model_chosen(
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(cmd_model, Command("model"), F.chat.type == "private")
+    router.message.register(cmd_model, Command("model", ignore_case=True), F.chat.type == "private")
     router.callback_query.register(on_model_chosen, ModelChoice.filter())
     return router

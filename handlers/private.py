@@ -32,5 +32,7 @@ async def cmd_private(
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(cmd_private, Command("private"), F.chat.type == "private")
+    router.message.register(
+        cmd_private, Command("private", ignore_case=True), F.chat.type == "private"
+    )
     return router

@@ -71,6 +71,8 @@ async def on_inline_history(
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(cmd_settings, Command("settings"), F.chat.type == "private")
+    router.message.register(
+        cmd_settings, Command("settings", ignore_case=True), F.chat.type == "private"
+    )
     router.callback_query.register(on_inline_history, InlineHistory.filter())
     return router

@@ -85,9 +85,13 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
     long_answer = F.args.startswith(LONG_ANSWER)
-    router.message.register(cmd_start_answer, CommandStart(deep_link=True, magic=long_answer))
-    router.message.register(cmd_start_buy, CommandStart(deep_link=True, magic=F.args == "buy"))
-    router.message.register(cmd_start, CommandStart())
-    router.message.register(cmd_help, Command("help"))
-    router.message.register(cmd_privacy, Command("privacy"))
+    router.message.register(
+        cmd_start_answer, CommandStart(deep_link=True, ignore_case=True, magic=long_answer)
+    )
+    router.message.register(
+        cmd_start_buy, CommandStart(deep_link=True, ignore_case=True, magic=F.args == "buy")
+    )
+    router.message.register(cmd_start, CommandStart(ignore_case=True))
+    router.message.register(cmd_help, Command("help", ignore_case=True))
+    router.message.register(cmd_privacy, Command("privacy", ignore_case=True))
     return router

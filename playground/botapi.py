@@ -139,6 +139,7 @@ class FakeTelegram(Served):
         # A test's shortcuts: what a user does, and what the bot sent a chat.
         self.send_text = self.user.send_text
         self.send_as_chat = self.user.send_as_chat
+        self.edit_text = self.user.edit_text
         self.guest_message = self.user.guest_message
         self.guest_message_as_chat = self.user.guest_message_as_chat
         self.send_message_of = self.user.send_message_of
@@ -155,6 +156,25 @@ class FakeTelegram(Served):
         self.ephemeral_messages = self.state.ephemeral_messages
         self.set_member = self.state.set_member
         self.photos = self.media.photos
+
+    def send_document(  # noqa: PLR0913 -- the fake's API mirrors a document's fields
+        self,
+        user_id: int,
+        data: bytes,
+        *,
+        file_name: str = "notes.txt",
+        mime_type: str = "text/plain",
+        caption: str | None = None,
+        language_code: str = "en",
+    ) -> int:
+        """A document with ``data`` from ``user_id`` in their private chat: an update_id.
+
+        Its file is kept for ``getFile`` and the download path, as Telegram keeps it.
+        """
+        document = self.media.receive(data, file_name=file_name, mime_type=mime_type)
+        return self.user.send_message_of(
+            user_id, "document", document=document, caption=caption, language_code=language_code
+        )
 
     # Lifecycle.
 

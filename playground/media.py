@@ -1,5 +1,7 @@
 """Photos on the fake: ``sendPhoto`` with an upload or a known file_id, and ``getFile``.
 
+Documents a user sends (``receive``) are kept the same way, for the bot to fetch.
+
 ``Media`` owns the files the bot uploaded and the bytes of every photo sent to a chat
 (``photos``: chat id to the pictures, in order), so a test can decode what the user would see.
 A photo goes up as a multipart file, either as the ``photo`` field itself or in a field that
@@ -105,6 +107,22 @@ class Media:
     def by_path(self, file_path: str) -> StoredFile | None:
         """The file ``getFile`` gave ``file_path``, if any."""
         return next((f for f in self.files.values() if f.file_path == file_path), None)
+
+    def receive(self, data: bytes, *, file_name: str, mime_type: str) -> dict[str, Any]:
+        """A file a user sends (a document): stored for ``getFile``; its ``Document`` object."""
+        serial = self._state.next_id()
+        unique = hashlib.sha256(data).hexdigest()[:16]
+        suffix = file_name.rpartition(".")[2] if "." in file_name else "bin"
+        stored = StoredFile(
+            file_id=f"document-{unique}-{serial}",
+            file_unique_id=unique,
+            file_path=f"documents/file_{serial}.{suffix}",
+            content_type=mime_type,
+            data=data,
+        )
+        self.files[stored.file_id] = stored
+        document = {"file_id": stored.file_id, "file_unique_id": unique, "file_name": file_name}
+        return document | {"mime_type": mime_type, "file_size": len(data)}
 
     def _upload(self, p: dict[str, Any]) -> Upload | str:
         """The photo of a sendPhoto: a new upload, or the file_id of one sent before."""

@@ -230,6 +230,24 @@ class UserActions:
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)
 
+    def edit_text(self, user_id: int, message_id: int, text: str) -> int:
+        """The user edits their text message ``message_id`` in their private chat with the bot.
+
+        As Telegram does: the stored message takes the new text (its commands' entities) and an
+        ``edit_date``, and the bot is sent it as an ``edited_message`` update, if it asked for
+        those (``allowed_updates``). Returns the update_id.
+        """
+        _user, chat = self._sender(user_id)
+        message = self._state.message(chat["id"], message_id)
+        if message is None or message["from"]["id"] != user_id or "text" not in message:
+            raise ValueError(f"no text message {message_id} of user {user_id} to edit")
+        message["text"] = text
+        message.pop("entities", None)
+        if found := user_entities(text):
+            message["entities"] = found
+        message["edit_date"] = int(time.time())
+        return self._push({"edited_message": copy.deepcopy(message)})
+
     def send_as_chat(
         self,
         text: str,

@@ -22,11 +22,11 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 ``start`` runs an answer detached from its caller, in a task the service owns: an update's
 handler claims the user (``AnswerInProgress`` at once if they have an answer streaming;
 ``ErasureInProgress``, a kind of it, while ``forget`` erases their data; a question sent once
-the previous answer's stream has ended waits for its settlement, delivery and storage, so the
-user who saw the final message is answered, in order), starts the answer and returns, so the
-update and everything its handling keeps are freed while the answer streams. What follows the
-answer, or its failure, goes to a ``Followup`` the caller gives; shutdown waits for these tasks
-(``wait_idle``, then ``close``).
+the previous answer's stream has ended, or once the user stopped it, waits for its settlement,
+delivery and storage, so the user who saw the final message is answered, in order), starts
+the answer and returns, so the update and everything its handling keeps are freed while the
+answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
+gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
@@ -198,7 +198,9 @@ class Question:
     ``stop_tag`` names the stop button that may stop it. ``keep_history``: asked in the user's
     conversation (read before, stored after): the active one, or with ``thread_id`` that topic's;
     else a one-off, where ``context`` (earlier turns as (role, text), oldest first: a reply
-    chain in a group) is all the model sees before it.
+    chain in a group) is all the model sees before it. ``replied``: the text of the message
+    the question replies to; the model reads it quoted before the question unless the context
+    holds it already (an answer of an earlier conversation, after /new, it does not).
     """
 
     user_id: int
@@ -209,6 +211,7 @@ class Question:
     keep_history: bool = True
     thread_id: int | None = None
     private: bool = False  # asked in the user's private chat: told there if a restart cuts it off
+    replied: str | None = field(default=None, repr=False)
 
     @property
     def chat(self) -> AnswerChat | None:
@@ -377,14 +380,16 @@ class ChatService:
     def _claim(self, question: Question) -> _Generation:
         """Make ``question`` the user's answer in progress; ``AnswerInProgress`` if one streams.
 
-        An answer whose stream has ended is only being settled, delivered and stored: the new
-        one waits for it (``after``) rather than being refused, and reads the history after it.
+        An answer whose stream has ended is only being settled, delivered and stored, and one
+        the user stopped only reads on to its ``stopped`` receipt: the new one waits for it
+        (``after``) rather than being refused ("stop it with /cancel", just after /cancel), and
+        reads the history after it.
         """
         if question.user_id in self._forgetting:  # read nothing that is being erased
             raise ErasureInProgress("the user's data is being erased")
         previous = self._active.get(question.user_id)
-        if previous is not None and previous.stoppable:  # streaming, or not begun yet
-            raise AnswerInProgress("an answer is already in progress")
+        if previous is not None and previous.stoppable and not previous.stop.is_set():
+            raise AnswerInProgress("an answer is already in progress")  # streaming, or to begin
         generation = _Generation(stop_tag=question.stop_tag, after=previous)
         self._active[question.user_id] = generation
         return generation
@@ -527,12 +532,12 @@ class ChatService:
     async def _answer(
         self, question: Question, sink: AnswerSink, generation: _Generation
     ) -> Answer:
-        user_id, prompt = question.user_id, question.prompt
+        user_id = question.user_id
         opened = await self._open(question, generation)
         user, conversation, history = opened.user, opened.conversation, opened.history
         model = await self.model_for(user.model)
         window = self._window(model)
-        context = self._context(history, prompt, window, self._budget(window))
+        prompt, context = self._asking(question, history, window)
         parts = FoldedText()
         begun = retried = False
         while True:
@@ -830,6 +835,21 @@ class ChatService:
         floor = min(self.min_answer_tokens, self.max_answer_tokens)
         return max(floor, min(self.max_answer_tokens, fits))
 
+    def _asking(
+        self, question: Question, history: Sequence[Said], window: int
+    ) -> tuple[str, _Context]:
+        """The prompt to ask and its context, trimmed to ``window``.
+
+        The message the question replies to goes before it, quoted, when the context does not
+        hold it already (``Question.replied``).
+        """
+        prompt = question.prompt
+        context = self._context(history, prompt, window, self._budget(window))
+        if question.replied is not None and not _holds(context.messages, question.replied):
+            prompt = quoted(question.replied, prompt)
+            context = self._context(history, prompt, window, self._budget(window))
+        return prompt, context
+
     def _context(self, history: Sequence[Said], prompt: str, window: int, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
 
@@ -1126,6 +1146,27 @@ class _Quiet:
 
     async def abort(self) -> None:
         """Nothing to show."""
+
+
+def quoted(quote: str, text: str) -> str:
+    """``text`` after ``quote`` as a Markdown block quote, as the model reads a part replied to."""
+    lines = quote.strip().splitlines()
+    return "\n".join(f"> {line}".rstrip() for line in lines) + f"\n\n{text}"
+
+
+def _holds(messages: Sequence[dict[str, str]], quote: str) -> bool:
+    """Whether one of ``messages`` holds ``quote``, as Telegram showed it (Markdown rendered).
+
+    Compared by letters and digits alone: a message shows an answer's Markdown without its
+    marks (``**bold**`` as "bold", a list's "-" as "•") and a long answer in parts.
+    """
+    wanted = _letters(quote)
+    return any(wanted in _letters(message["content"]) for message in messages)
+
+
+def _letters(text: str) -> str:
+    """The letters and digits of ``text``, case folded."""
+    return "".join(char for char in text.casefold() if char.isalnum())
 
 
 def _shown(text: str) -> str:

@@ -334,8 +334,9 @@ async def test_model_command_switches_model(tmp_path: Path) -> None:
 
 async def test_non_text_messages_get_a_note(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
-        for kind in ("photo", "voice", "sticker", "document"):
+        for kind in ("photo", "voice", "sticker"):
             stack.telegram.send_message_of(USER, kind)
+        stack.telegram.send_document(USER, b"%PDF-1.7\n%\xe2\xe3", file_name="a.pdf")
         messages = await stack.final_messages(USER, 4)
     assert all(m["text"].startswith("I can only read text") for m in messages)
     assert stack.vllm.requests == []

@@ -1,0 +1,80 @@
+"""A small text file (a .txt, .md, .py...) sent in the private chat, read as a question.
+
+A leaf shared by the chat's router (``handlers.chat.on_document``): the file's text goes to the
+model as a fenced block headed by its name, with the caption, if any, after it as the question;
+from there it is a question like any other (sealed to the worker, stored encrypted, never
+logged). Only plain UTF-8 text of at most ``DOCUMENT_MOST`` bytes is read: a larger file is
+refused by the size Telegram states, before it is fetched; one that is not UTF-8 text (a PDF,
+an image sent as a file, a NUL byte) after it is fetched (``Refused``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiogram.exceptions import TelegramBadRequest
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import Document
+
+DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at most)
+FENCE = "```"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a file is not read: the catalog key of the user's note, and the log's reason."""
+
+    key: str
+    reason: str
+
+
+TOO_BIG = Refused("document_too_big", "too_big")
+NOT_TEXT = Refused("document_not_text", "not_text")
+
+
+async def read_text(bot: Bot, document: Document) -> str | Refused:
+    """The file's text, if it is UTF-8 text of at most ``DOCUMENT_MOST`` bytes; else why not.
+
+    A file Telegram states as larger is not fetched at all (nor one Telegram will not hand a
+    bot: "file is too big", over 20 MB).
+    """
+    if document.file_size is not None and document.file_size > DOCUMENT_MOST:
+        return TOO_BIG
+    fetched = io.BytesIO()
+    try:
+        await bot.download(document, destination=fetched)
+    except TelegramBadRequest as exc:
+        if "too big" not in exc.message:
+            raise
+        return TOO_BIG
+    data = fetched.getvalue()
+    if len(data) > DOCUMENT_MOST:
+        return TOO_BIG
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return NOT_TEXT
+    return NOT_TEXT if "\x00" in text or not text.strip() else text
+
+
+def as_question(name: str, text: str, caption: str | None) -> str:
+    """The file as the model reads it: its name, its text fenced, then the caption, if any.
+
+    The fence is longer than any run of backticks in the text, so the text cannot close it.
+    """
+    fence = FENCE + "`" * max(0, _longest_backticks(text) + 1 - len(FENCE))
+    block = f"{name}:\n{fence}\n{text.rstrip()}\n{fence}"
+    return f"{block}\n\n{caption}" if caption and caption.strip() else block
+
+
+def _longest_backticks(text: str) -> int:
+    """The longest run of backticks in ``text``."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    return longest

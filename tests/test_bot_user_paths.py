@@ -1,0 +1,196 @@
+"""What an everyday user does in the private chat, end to end: fake Telegram ← real bot."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from handlers.documents import DOCUMENT_MOST, as_question
+from tests.botstack import running_stack
+from tests.test_bot_stop import behind_proxy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.botstack import Stack
+
+USER = 6101
+HELP = "Write any question and the answer appears as it is written."
+
+
+async def test_a_command_in_another_case_is_that_command(tmp_path: Path) -> None:
+    # A phone capitalises the first letter of a message: "/Start", "/Help". Each was answered
+    # "I don't know /Start", though the user typed the bot's own command.
+    commands = ["/Start", "/HELP", "/New", "/History", "/Model", "/Settings", "/Forget"]
+    async with running_stack(tmp_path) as stack:
+        for count, command in enumerate(commands, start=1):
+            stack.telegram.send_text(USER, command)
+            await stack.final_messages(USER, count)
+        replies = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+    assert replies[0].startswith("Hi, Ann! I'm Veil")
+    assert replies[1].startswith("Write any question")
+    assert replies[2].startswith("Started a new conversation.")
+    assert replies[3].startswith("Your recent conversations")
+    assert replies[4].startswith("Current model: veil-test")
+    assert replies[5].startswith("Your settings:")
+    assert replies[6].startswith("Erase your whole history and settings?")
+
+
+def asked_of(stack: Stack) -> list[str]:
+    """The last user message of each request the model got, in order."""
+    return [str(request["messages"][-1]["content"]) for request in stack.vllm.requests]
+
+
+async def test_a_reply_to_an_answer_of_an_earlier_conversation_brings_that_answer(
+    tmp_path: Path,
+) -> None:
+    # After /new (or a switch in /history) the model no longer has the old answer; a reply to
+    # it ("what did you mean by that?") reached the model as the bare question.
+    answers = iter(["Use **pathlib** for paths.", "It means this.", "Yes, that one."])
+    async with running_stack(tmp_path, answer=lambda _request: next(answers)) as stack:
+        stack.telegram.send_text(USER, "How do I join paths?")
+        first = (await stack.final_messages(USER, 1))[0]
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 2)
+        stack.telegram.send_text(USER, "What did you mean?", reply_to=first["message_id"])
+        second = (await stack.final_messages(USER, 3))[2]
+        # A reply to an answer the conversation holds already: asked as it is, not twice.
+        stack.telegram.send_text(USER, "That one?", reply_to=second["message_id"])
+        await stack.final_messages(USER, 4)
+        turns = await stack.stored_turns(USER, 4)
+        asked = asked_of(stack)
+    assert first["text"] == "Use pathlib for paths."  # as Telegram shows it: no Markdown
+    assert asked == [
+        "How do I join paths?",
+        "> Use pathlib for paths.\n\nWhat did you mean?",
+        "That one?",
+    ]
+    assert turns[0] == "> Use pathlib for paths.\n\nWhat did you mean?"
+
+
+async def test_an_edited_question_is_told_it_was_answered_as_sent(tmp_path: Path) -> None:
+    # Telegram tells a bot of an edit only if the bot asks for ``edited_message`` updates; the
+    # bot did not, so a user who fixed a typo in their question heard nothing and waited.
+    async with running_stack(tmp_path, answer="Paris.") as stack:
+        stack.telegram.send_text(USER, "What is the capitl of France?")
+        await stack.final_messages(USER, 1)
+        asked = stack.telegram.state.chat_messages(USER)[0]["message_id"]
+        stack.telegram.edit_text(USER, asked, "What is the capital of France?")
+        notice = (await stack.final_messages(USER, 2))[1]
+        turns = await stack.stored_turns(USER, 2)
+        requests = len(stack.vllm.requests)
+        stack.telegram.edit_text(USER, asked, "What's the capital of France?")  # told once
+        stack.telegram.send_text(USER, "And of Spain?")
+        await stack.stored_turns(USER, 4)
+        later = [m["text"] for m in stack.telegram.sent_messages(USER)[2:]]
+    assert notice["text"] == (
+        "I answer each message as it was sent, so I did not read this edit. Please send the"
+        " corrected message as a new one."
+    )
+    assert notice["reply_to_message"]["message_id"] == asked
+    assert turns == ["What is the capitl of France?", "Paris."]
+    assert requests == 1
+    assert later == ["Paris."]
+
+
+async def helps(stack: Stack, count: int) -> None:
+    """Wait until the bot has answered /help ``count`` times in the user's chat."""
+    async with asyncio.timeout(10):
+        while sum(HELP in str(m.get("text")) for m in stack.telegram.sent_messages(USER)) < count:  # noqa: ASYNC110 -- polls the fake's record
+            await asyncio.sleep(0.02)
+
+
+async def test_a_question_right_after_stop_waits_for_the_stopped_answer(tmp_path: Path) -> None:
+    # Stop, then the next question: the stopped answer still reads on to its signed receipt,
+    # and meanwhile the question was refused with "I'm still writing the previous answer. Wait
+    # for it, or stop it with /cancel." (just stopped), and lost. The network to the gateway
+    # is held while the stop is on its way, so the question surely comes meanwhile.
+    story = " ".join(f"word{i}" for i in range(300))
+
+    def answer(request: dict[str, Any]) -> str:
+        return "Short." if request["messages"][-1]["content"] == "Next one" else story
+
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        proxy = await behind_proxy(stack)
+        stack.telegram.send_text(USER, "Tell me a long story")
+        draft = await stack.telegram.wait_for("sendMessageDraft")
+        proxy.open.clear()  # the stop's cancel waits on the way to the gateway
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 1)  # the stop, taken before it, is handled
+        stack.telegram.send_text(USER, "Next one")
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 2)
+        proxy.open.set()
+        messages = await stack.final_messages(USER, 4, within=20)
+        replies = [str(m["text"]) for m in messages if HELP not in str(m["text"])]
+        assert replies[1:] == ["Short."]  # not "I'm still writing the previous answer..."
+        turns = await stack.stored_turns(USER, 4)
+        await proxy.close()
+    assert story.startswith(replies[0])
+    assert replies[0] != story
+    assert turns == ["Tell me a long story", replies[0], "Next one", "Short."]
+
+
+async def test_a_question_sent_while_an_answer_streams_is_told_to_be_sent_again(
+    tmp_path: Path,
+) -> None:
+    # It was told "Wait for it, or stop it with /cancel": a user waited for an answer to the
+    # second question, which was never taken.
+    story = " ".join(f"word{i}" for i in range(300))
+    async with running_stack(tmp_path, answer=story, token_delay=0.05) as stack:
+        stack.telegram.send_text(USER, "Tell me a long story")
+        await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.send_text(USER, "And another one")
+        busy = await stack.reply_text(USER)
+        stack.telegram.send_text(USER, "/cancel")
+        await stack.stored_turns(USER, 2, within=20)
+        asked = asked_of(stack)
+    assert busy == (
+        "I'm still writing the previous answer, so I did not start on this one: send it again"
+        " once that answer is done, or stop that answer with /cancel."
+    )
+    assert asked == ["Tell me a long story"]
+
+
+async def test_a_small_text_file_is_read_as_the_question(tmp_path: Path) -> None:
+    # A .py or .txt file was refused: "files are not supported: please describe it in words".
+    code = "def add(a, b):\n    return a - b\n"
+    async with running_stack(tmp_path, answer="It subtracts.") as stack:
+        stack.telegram.send_document(
+            USER, code.encode(), file_name="add.py", mime_type="text/x-python", caption="Bug?"
+        )
+        assert await stack.reply_text(USER) == "It subtracts."
+        stack.telegram.send_document(USER, b"\xef\xbb\xbfplain notes\n", file_name="notes.txt")
+        assert await stack.reply_text(USER, 1) == "It subtracts."
+        turns = await stack.stored_turns(USER, 4)
+    assert turns[0] == "add.py:\n```\ndef add(a, b):\n    return a - b\n```\n\nBug?"
+    assert turns[2] == "notes.txt:\n```\nplain notes\n```"
+
+
+async def test_a_file_that_is_not_small_utf8_text_is_refused_clearly(tmp_path: Path) -> None:
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
+    big = b"x" * (DOCUMENT_MOST + 1)
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_document(USER, pdf, file_name="a.pdf", mime_type="application/pdf")
+        stack.telegram.send_document(USER, big, file_name="big.txt")
+        stack.telegram.send_document(USER, b"a\x00b", file_name="nul.txt")
+        replies = sorted(str(m["text"]) for m in await stack.final_messages(USER, 3))
+    not_text = (
+        "I can only read text files (plain UTF-8 text, such as .txt, .md or .py) as a question:"
+        " this file is not one. Please paste the part you need into a message, or describe it"
+        " in words."
+    )
+    too_big = (
+        "I can only read text files of up to 32 KB as a question: this one is larger. Please"
+        " paste the part you need into a message."
+    )
+    assert replies == sorted([not_text, too_big, not_text])
+    assert stack.vllm.requests == []
+
+
+def test_a_file_with_a_fence_in_it_cannot_close_its_own_block() -> None:
+    text = "Setup:\n```sh\nmake\n```\nDone."
+    assert as_question("README.md", text, "Is it clear?") == (
+        "README.md:\n````\nSetup:\n```sh\nmake\n```\nDone.\n````\n\nIs it clear?"
+    )
