@@ -454,8 +454,8 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type.in_(GROUPS))
-    router.message.register(cmd_ask, Command("ask"))
-    router.message.register(cmd_groupsettings, Command("groupsettings"))
+    router.message.register(cmd_ask, Command("ask", ignore_case=True))
+    router.message.register(cmd_groupsettings, Command("groupsettings", ignore_case=True))
     router.message.register(on_addressed, addressed)
     router.callback_query.register(on_group_set, GroupSet.filter())
     router.callback_query.register(on_group_toggle, GroupToggle.filter())

@@ -295,16 +295,16 @@ def build_router(admins: frozenset[int] = frozenset()) -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     private = F.chat.type == "private"
-    router.message.register(cmd_balance, Command("balance"), private)
-    router.message.register(cmd_buy, Command("buy"), private)
+    router.message.register(cmd_balance, Command("balance", ignore_case=True), private)
+    router.message.register(cmd_buy, Command("buy", ignore_case=True), private)
     router.callback_query.register(on_buy_pack, BuyPack.filter())
     router.callback_query.register(on_buy_plan, BuyPlan.filter())
     router.pre_checkout_query.register(on_pre_checkout)
     router.message.register(on_successful_payment, F.successful_payment)
     router.message.register(on_refunded_payment, F.refunded_payment)
-    router.message.register(cmd_paysupport, Command("paysupport"))
-    router.message.register(cmd_terms, Command("terms"))
+    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True))
+    router.message.register(cmd_terms, Command("terms", ignore_case=True))
     is_admin = F.from_user.id.in_(admins)
-    router.message.register(cmd_refund, Command("refund"), is_admin)
-    router.message.register(cmd_stats, Command("stats"), is_admin)
+    router.message.register(cmd_refund, Command("refund", ignore_case=True), is_admin)
+    router.message.register(cmd_stats, Command("stats", ignore_case=True), is_admin)
     return router

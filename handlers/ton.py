@@ -218,5 +218,7 @@ def build_router(admins: frozenset[int] = frozenset()) -> Router:
     router.callback_query.register(on_buy_gram, BuyGram.filter())
     router.callback_query.register(on_buy_usdt, BuyUsdt.filter())
     is_admin = F.from_user.id.in_(admins)
-    router.message.register(cmd_tonassign, Command("tonassign"), is_admin, F.chat.type == "private")
+    router.message.register(
+        cmd_tonassign, Command("tonassign", ignore_case=True), is_admin, F.chat.type == "private"
+    )
     return router

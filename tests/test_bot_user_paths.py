@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from handlers.documents import DOCUMENT_MOST, as_question
 from tests.botstack import running_stack
+from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_stop import behind_proxy
 
 if TYPE_CHECKING:
@@ -194,3 +195,26 @@ def test_a_file_with_a_fence_in_it_cannot_close_its_own_block() -> None:
     assert as_question("README.md", text, "Is it clear?") == (
         "README.md:\n````\nSetup:\n```sh\nmake\n```\nDone.\n````\n\nIs it clear?"
     )
+
+
+async def test_the_money_commands_in_another_case_are_those_commands(tmp_path: Path) -> None:
+    # The same as above for the money commands (handlers/shop.py), which kept matching case.
+    commands = ["/Balance", "/Buy", "/Terms", "/PaySupport"]
+    async with running_stack(tmp_path) as stack:
+        for count, command in enumerate(commands, start=1):
+            stack.telegram.send_text(USER, command)
+            await stack.final_messages(USER, count)
+        replies = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+    assert replies[0].startswith("Balance: ")
+    assert replies[1].startswith("Credit is spent per answer")
+    assert replies[2].startswith("Veil sells credit for AI answers.")
+    assert replies[3].startswith("Questions about a payment?")
+
+
+async def test_ask_in_another_case_in_a_group_is_ask(tmp_path: Path) -> None:
+    # "/Ask" in a group (a phone's capital) went unanswered: no command, and no mention.
+    async with running_stack(tmp_path, answer="Paris.", group_messages_per_minute=900) as stack:
+        stack.telegram.send_text(USER, "/Ask What is the capital of France?", chat_id=GROUP)
+        (reply,) = await final_reply(stack)
+    assert str(reply["text"]).endswith("Paris.")
+    assert asked_of(stack) == ["What is the capital of France?"]
