@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from handlers.documents import DOCUMENT_MOST, as_question
 from tests.botstack import running_stack
 from tests.test_bot_groups import GROUP, final_reply
@@ -19,22 +21,45 @@ USER = 6101
 HELP = "Write any question and the answer appears as it is written."
 
 
-async def test_a_command_in_another_case_is_that_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "said",
+    [
+        pytest.param(
+            {
+                "/Start": "Hi, Ann! I'm Veil",
+                "/HELP": "Write any question",
+                "/New": "Started a new conversation.",
+                "/History": "Your recent conversations",
+                "/Model": "Current model: veil-test",
+                "/Settings": "Your settings:",
+                "/Forget": "Erase your whole history and settings?",
+            },
+            id="chat",
+        ),
+        pytest.param(
+            {
+                "/Balance": "Balance: ",
+                "/Buy": "Credit is spent per answer",
+                "/Terms": "Veil sells credit for AI answers.",
+                "/PaySupport": "Questions about a payment?",
+            },
+            id="money",
+        ),
+    ],
+)
+async def test_a_command_in_another_case_is_that_command(
+    tmp_path: Path, said: dict[str, str]
+) -> None:
     # A phone capitalises the first letter of a message: "/Start", "/Help". Each was answered
     # "I don't know /Start", though the user typed the bot's own command.
-    commands = ["/Start", "/HELP", "/New", "/History", "/Model", "/Settings", "/Forget"]
     async with running_stack(tmp_path) as stack:
-        for count, command in enumerate(commands, start=1):
+        for count, command in enumerate(said, start=1):
             stack.telegram.send_text(USER, command)
             await stack.final_messages(USER, count)
         replies = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
-    assert replies[0].startswith("Hi, Ann! I'm Veil")
-    assert replies[1].startswith("Write any question")
-    assert replies[2].startswith("Started a new conversation.")
-    assert replies[3].startswith("Your recent conversations")
-    assert replies[4].startswith("Current model: veil-test")
-    assert replies[5].startswith("Your settings:")
-    assert replies[6].startswith("Erase your whole history and settings?")
+    assert len(replies) == len(said)
+    for reply, start in zip(replies, said.values(), strict=True):
+        assert reply.startswith(start), (reply, start)
 
 
 def asked_of(stack: Stack) -> list[str]:
@@ -195,20 +220,6 @@ def test_a_file_with_a_fence_in_it_cannot_close_its_own_block() -> None:
     assert as_question("README.md", text, "Is it clear?") == (
         "README.md:\n````\nSetup:\n```sh\nmake\n```\nDone.\n````\n\nIs it clear?"
     )
-
-
-async def test_the_money_commands_in_another_case_are_those_commands(tmp_path: Path) -> None:
-    # The same as above for the money commands (handlers/shop.py), which kept matching case.
-    commands = ["/Balance", "/Buy", "/Terms", "/PaySupport"]
-    async with running_stack(tmp_path) as stack:
-        for count, command in enumerate(commands, start=1):
-            stack.telegram.send_text(USER, command)
-            await stack.final_messages(USER, count)
-        replies = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
-    assert replies[0].startswith("Balance: ")
-    assert replies[1].startswith("Credit is spent per answer")
-    assert replies[2].startswith("Veil sells credit for AI answers.")
-    assert replies[3].startswith("Questions about a payment?")
 
 
 async def test_ask_in_another_case_in_a_group_is_ask(tmp_path: Path) -> None:
