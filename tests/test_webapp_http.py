@@ -109,6 +109,33 @@ async def test_unknown_api_paths_and_wrong_methods_get_the_pages_json_errors(
     assert outside == (404, "text/plain")
 
 
+async def test_a_refused_api_path_is_logged_without_the_bytes_it_was_sent_with(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Anyone may put anything in a path under api/: a page with a bug its launch data, a
+    # stranger forged log lines (a decoded %0A is a line end). The operator's log gets the
+    # refusal and the route it was for, never the path as sent.
+    launch = "user=%7B%22id%22%3A1%7D&hash=" + "ab" * 32
+    async with webapp_stack(tmp_path) as stack:
+        mini = page(stack, http)
+        with capture_logs() as logs:
+            async with http.get(mini.base + "api/" + launch, headers=mini.auth) as reply:
+                missing = reply.status
+            forged = "api/x%0A2026-11-30 [error] payments.lost"
+            async with http.get(mini.base + forged, headers=mini.auth) as reply:
+                missing_forged = reply.status
+            async with http.post(mini.base + "api/account", headers=mini.auth) as reply:
+                wrong = reply.status
+    assert (missing, missing_forged, wrong) == (404, 404, 405)
+    refused = [e for e in logs if e["event"] == "webapp.refused"]
+    assert [(e["reason"], e.get("path")) for e in refused] == [
+        ("not_found", None),
+        ("not_found", None),
+        ("method_not_allowed", "/app/api/account"),
+    ]
+    assert not [e for e in logs if "ab" * 32 in repr(e) or "payments.lost" in repr(e)]
+
+
 async def exchange(url: str, data: bytes) -> bytes:
     """Send ``data`` on a fresh connection to ``url``'s server; all it answers until it closes."""
     parts = urlsplit(url)
