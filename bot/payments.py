@@ -261,9 +261,17 @@ class PaymentDesk:
         return paid is None or paid.booked_at is not None
 
     async def process_pending(self) -> bool:
-        """Book every open entry in arrival order; True when none is left open."""
+        """Book every open entry in arrival order; True when none is left open.
+
+        What this desk remembers sending for an entry no longer open is forgotten: another
+        replica's desk finished it, and it never comes back here (an entry is never reopened).
+        """
+        remembered = set(self._sent)
+        entries = await self.journal.pending()
+        for key in remembered - {entry.key for entry in entries}:
+            self._sent.pop(key, None)
         finished = True
-        for entry in await self.journal.pending():
+        for entry in entries:
             try:
                 done = await self.process(entry.key)
             except (JournalUnavailable, LedgerUnavailable):

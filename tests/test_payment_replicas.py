@@ -228,3 +228,29 @@ async def test_a_thank_you_the_journal_could_not_record_is_not_sent_again(tmp_pa
         finally:
             await journal.close()
         assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_desk_forgets_what_it_sent_for_an_entry_another_replica_finished(
+    tmp_path: Path,
+) -> None:
+    # A desk remembers what it sent for an open entry until it finishes the entry itself. One
+    # that another replica's desk finished never came back to it: each such entry's memory
+    # stayed for the life of the process, one more per payment a replica left to the other.
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        path = tmp_path / "replicas-journal.db"
+        first, second = await Journal.open(path), await Journal.open(path)
+        try:
+            desks = desk_on(first, stack, CLAIM_LEASE_S), desk_on(second, stack, CLAIM_LEASE_S)
+            entry = payment("stx-elsewhere", payload=invoice["payload"])
+            await desks[0].record([entry])
+            # Telegram cannot take the thank-you now (a 502, and the session's one retry too).
+            stack.telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=2)
+            assert await desks[0].process(entry.key) is False
+            assert await desks[1].process(entry.key) is True  # the other replica tells the user
+            assert await desks[0].process_pending() is True  # nothing left open
+            assert dict(desks[0]._sent) == {}  # the memory the desk holds
+        finally:
+            await first.close()
+            await second.close()
+        assert thanks_to(stack.telegram, USER) == [THANKS]
