@@ -214,7 +214,10 @@ STALL = web.AppKey("stall", float)
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:  # noqa: ANN401 -- JSON fields
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+    """An API error's reply, with the API's headers (one sent before ``api_replies`` adds them)."""
+    return web.json_response(
+        {"error": {"code": code, "message": message, **extra}}, status=status, headers=API_HEADERS
+    )
 
 
 def error_response(exc: VeilError) -> web.Response:

@@ -70,6 +70,26 @@ async def test_every_api_reply_is_kept_by_no_cache(
             assert reply.headers.get("X-Content-Type-Options") == "nosniff", name
 
 
+async def test_a_body_that_does_not_arrive_in_time_is_refused_kept_by_no_cache(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The 408 goes out (and the connection closes) inside the handler, before the API's
+    # headers were added to its reply: the one API reply a cache could keep.
+    async with webapp_stack(tmp_path, webapp_client_timeout=0.5) as stack:
+        assert stack.veil.webapp is not None
+        mini = page(stack, http)
+        head = (
+            "POST /app/api/prepare HTTP/1.1\r\nHost: veil\r\nContent-Type: application/json\r\n"
+            f"Authorization: {mini.auth['Authorization']}\r\nContent-Length: 100\r\n\r\n"
+        )
+        reply = await exchange(stack.veil.webapp, head.encode() + b'{"model"')
+    lines = reply.partition(b"\r\n\r\n")[0].decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert lines[0] == "HTTP/1.1 408 Request Timeout"
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
 async def test_unknown_api_paths_and_wrong_methods_get_the_pages_json_errors(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
