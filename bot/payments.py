@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -42,7 +42,7 @@ from services.journal import JournalEntry
 from services.prices import format_units
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from aiogram import Bot
     from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
@@ -139,7 +139,9 @@ class PaymentDesk:
         self._catalogs = catalogs
         self._admins = admins
         self._backoff = backoff
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One pass at a time over each entry; a lock is kept while any pass holds or awaits it.
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._passes: Counter[str] = Counter()
         self._wake = asyncio.Event()
         # What this desk sent for each open entry ("pending", "thanks", "admin:<id>"), kept
         # until the entry is finished: a message Telegram took whose journal record then failed
@@ -185,20 +187,33 @@ class PaymentDesk:
         The entry's claim is renewed every third of its lease while this works on it, so a
         pass that waits out long flood waits keeps it, and no other desk tells the user again.
         """
-        async with self._locks[key]:
+        async with self._turn(key):
+            if not await self.journal.claim(key):  # another replica's desk has it now
+                return False
+            renewing = asyncio.create_task(self._keep_claim(key))
             try:
-                if not await self.journal.claim(key):  # another replica's desk has it now
-                    return False
-                renewing = asyncio.create_task(self._keep_claim(key))
-                try:
-                    return await self._process(key)
-                finally:
-                    renewing.cancel()
-                    await asyncio.wait({renewing})
-                    await self.journal.release(key)
+                return await self._process(key)
             finally:
-                if not self._locks[key].locked():
-                    self._locks.pop(key, None)
+                renewing.cancel()
+                await asyncio.wait({renewing})
+                await self.journal.release(key)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, key: str) -> AsyncIterator[None]:
+        """This desk's passes over ``key`` one at a time, in the order they came.
+
+        The entry's lock is let go of when the last pass that holds or awaits it ends: one
+        freed while a pass still awaited it would let a newcomer's fresh lock run beside it.
+        """
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._passes[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._passes[key] -= 1
+            if not self._passes[key]:
+                del self._passes[key], self._locks[key]
 
     async def _keep_claim(self, key: str) -> None:
         """Renew this desk's claim on ``key`` every third of its lease until cancelled.
@@ -261,9 +276,17 @@ class PaymentDesk:
         return paid is None or paid.booked_at is not None
 
     async def process_pending(self) -> bool:
-        """Book every open entry in arrival order; True when none is left open."""
+        """Book every open entry in arrival order; True when none is left open.
+
+        What this desk remembers sending for an entry no longer open is forgotten: another
+        replica's desk finished it, and it never comes back here (an entry is never reopened).
+        """
+        remembered = set(self._sent)
+        entries = await self.journal.pending()
+        for key in remembered - {entry.key for entry in entries}:
+            self._sent.pop(key, None)
         finished = True
-        for entry in await self.journal.pending():
+        for entry in entries:
             try:
                 done = await self.process(entry.key)
             except (JournalUnavailable, LedgerUnavailable):

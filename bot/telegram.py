@@ -272,7 +272,7 @@ def _described(raw: str, status: int) -> str:
     """
     try:
         refusal = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth too
         return raw  # not JSON: aiogram says so (ClientDecodeError)
     if not isinstance(refusal, dict) or isinstance(refusal.get("description"), str):
         return raw

@@ -26,7 +26,13 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from common.connections import ConnectionGuard, GuardedSite, connection_cap, send_and_close
+from common.connections import (
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+    guard_app,
+    send_and_close,
+)
 from gateway.connections import read_body
 from gateway.refusals import Refusal, refusal_for
 from gateway.relay import relay
@@ -147,18 +153,19 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 
 def build_app(gateway: Gateway, guard: ConnectionGuard | None = None) -> web.Application:
-    """The public aiohttp application serving ``gateway`` (with ``guard``'s middleware)."""
-    app = web.Application(
-        client_max_size=gateway.max_body,
-        middlewares=[guard.middleware] if guard is not None else [],
-    )
+    """The public aiohttp application serving ``gateway``.
+
+    With ``guard``, guarded as ``guard_app`` guards: its middleware, and replies that name the
+    server ``Veil`` only, not aiohttp's and Python's versions.
+    """
+    app = web.Application(client_max_size=gateway.max_body)
     app[GATEWAY] = gateway
     app.router.add_get("/v1/keys", handle_keys)
     app.router.add_post("/v1/sealed/chat/completions", handle_sealed_chat)
     app.router.add_post("/v1/sealed/cancel", handle_cancel)
     app.router.add_get("/v1/sealed/receipts/{request_id}", handle_receipt)
     app.router.add_get("/health", handle_health)
-    return app
+    return app if guard is None else guard_app(app, guard)
 
 
 def build_metrics_app(gateway: Gateway) -> web.Application:

@@ -214,7 +214,10 @@ STALL = web.AppKey("stall", float)
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:  # noqa: ANN401 -- JSON fields
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+    """An API error's reply, with the API's headers (one sent before ``api_replies`` adds them)."""
+    return web.json_response(
+        {"error": {"code": code, "message": message, **extra}}, status=status, headers=API_HEADERS
+    )
 
 
 def error_response(exc: VeilError) -> web.Response:
@@ -259,13 +262,23 @@ async def api_replies(
         code, message = _HTTP_ERRORS.get(
             refused.status, ("bad_request", "The request could not be read.")
         )
-        log.info("webapp.refused", reason=code, path=request.path)
+        log.info("webapp.refused", reason=code, path=_route(request))
         response = _error(refused.status, code, message)
         if "Allow" in refused.headers:
             response.headers["Allow"] = refused.headers["Allow"]
     if not response.prepared:  # (a streamed answer sets its own before it starts)
         response.headers.update(API_HEADERS)
     return response
+
+
+def _route(request: web.Request) -> str | None:
+    """``request``'s path when it is one of the app's routes; None for any other path.
+
+    A path no route has is the sender's own text (launch data a page put there by mistake, a
+    line end to forge log lines with): it is not logged.
+    """
+    routes = {resource.canonical for resource in request.app.router.resources()}
+    return request.path if request.path in routes else None
 
 
 def _authorized(

@@ -67,3 +67,23 @@ async def test_a_private_answer_refused_with_a_bare_502_is_sent_again(tmp_path: 
     assert told.count(ANSWER) == 1
     assert not [e for e in logs if e["event"] == "handler_failed"]
     assert [e["method"] for e in logs if e["event"] == "telegram.server_error"] == ["SendMessage"]
+
+
+async def test_a_private_answer_refused_with_a_502_nested_past_the_parsers_depth_is_sent_again(
+    tmp_path: Path,
+) -> None:
+    # A proxy's error body nested deeper than any JSON parser goes (RecursionError, not a
+    # ValueError): a reply that is not the Bot API's, as aiogram reads it, so the call is tried
+    # again; reading it for a description must not turn it into a bug.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "nested_502", when=lambda p: p.get("text") == ANSWER)
+    with structlog.testing.capture_logs() as logs:
+        async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram) as stack:
+            stack.telegram.send_text(USER, QUESTION)
+            await stack.telegram.wait_for(
+                "sendMessage", lambda c: c.params.get("text") == ANSWER, timeout=20
+            )
+            told = [m["text"] for m in stack.telegram.sent_messages(USER)]
+    assert telegram.misbehaved == [("sendMessage", "nested_502")]
+    assert told.count(ANSWER) == 1
+    assert not [e for e in logs if e["event"] == "handler_failed"]

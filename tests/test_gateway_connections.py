@@ -404,3 +404,23 @@ async def _read_when_asked(client: socket.socket, reading: asyncio.Event) -> Non
         await reading.wait()
         if not await loop.sock_recv(client, 65536):
             return
+
+
+async def test_no_reply_of_the_public_listener_names_its_software_or_version(
+    http: aiohttp.ClientSession,
+) -> None:
+    # aiohttp's default "Server: Python/3.11 aiohttp/3.x" tells a stranger which published
+    # flaws to try; the public port's malformed-request reply already said "Veil", every other
+    # reply named them.
+    async with FakeVLLM() as vllm, run_gateway(vllm.url) as running:
+        servers = {}
+        for name, method, path in [
+            ("health", "GET", "/health"),
+            ("keys", "GET", "/v1/keys"),
+            ("no such path", "GET", "/nothing"),
+            ("wrong method", "GET", "/v1/sealed/cancel"),
+            ("unsigned", "POST", "/v1/sealed/chat/completions"),
+        ]:
+            async with http.request(method, running.url + path) as reply:
+                servers[name] = reply.headers.get("Server")
+    assert servers == dict.fromkeys(servers, "Veil")

@@ -228,3 +228,64 @@ async def test_a_thank_you_the_journal_could_not_record_is_not_sent_again(tmp_pa
         finally:
             await journal.close()
         assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_desk_forgets_what_it_sent_for_an_entry_another_replica_finished(
+    tmp_path: Path,
+) -> None:
+    # A desk remembers what it sent for an open entry until it finishes the entry itself. One
+    # that another replica's desk finished never came back to it: each such entry's memory
+    # stayed for the life of the process, one more per payment a replica left to the other.
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        path = tmp_path / "replicas-journal.db"
+        first, second = await Journal.open(path), await Journal.open(path)
+        try:
+            desks = desk_on(first, stack, CLAIM_LEASE_S), desk_on(second, stack, CLAIM_LEASE_S)
+            entry = payment("stx-elsewhere", payload=invoice["payload"])
+            await desks[0].record([entry])
+            # Telegram cannot take the thank-you now (a 502, and the session's one retry too).
+            stack.telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=2)
+            assert await desks[0].process(entry.key) is False
+            assert await desks[1].process(entry.key) is True  # the other replica tells the user
+            assert await desks[0].process_pending() is True  # nothing left open
+            assert dict(desks[0]._sent) == {}  # the memory the desk holds
+            assert dict(desks[0]._locks) == dict(desks[1]._locks) == {}  # and its locks
+        finally:
+            await first.close()
+            await second.close()
+        assert thanks_to(stack.telegram, USER) == [THANKS]
+
+
+async def test_passes_over_one_entry_in_one_desk_take_turns_however_many_wait(
+    tmp_path: Path,
+) -> None:
+    # The desk kept a lock for every entry it ever processed (its "let go when free" check ran
+    # while the lock was still held): one more lock a payment for the life of the process.
+    # Letting go of a lock as soon as it is free is not enough: a pass still waiting on it and a
+    # newcomer (the handler, the loop and a refund all book one payment) would hold two locks
+    # at once and both thank the user. A lock goes when no pass holds or awaits it.
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        journal = await Journal.open(tmp_path / "desk-journal.db")
+        try:
+            desk = desk_on(journal, stack, CLAIM_LEASE_S)
+            entry = payment("stx-turns", payload=invoice["payload"])
+            await desk.record([entry])
+            # The first pass cannot thank the user (a 502, and the session's one retry too).
+            stack.telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=2)
+            first = asyncio.create_task(desk.process(entry.key))
+            await stack.telegram.wait_for("sendMessage", lambda c: c.answered != "ok")
+            second = asyncio.create_task(desk.process(entry.key))  # waits for the first
+            third: list[asyncio.Task[bool]] = []  # comes the moment the first is done
+            first.add_done_callback(
+                lambda _: third.append(asyncio.create_task(desk.process(entry.key)))
+            )
+            assert await first is False
+            assert len(third) == 1
+            results = await asyncio.wait_for(asyncio.gather(second, third[0]), 30)
+            assert True in results
+            assert dict(desk._locks) == {}  # each let go of once no pass needs it
+        finally:
+            await journal.close()
+        assert thanks_to(stack.telegram, USER) == [THANKS]

@@ -70,6 +70,26 @@ async def test_every_api_reply_is_kept_by_no_cache(
             assert reply.headers.get("X-Content-Type-Options") == "nosniff", name
 
 
+async def test_a_body_that_does_not_arrive_in_time_is_refused_kept_by_no_cache(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The 408 goes out (and the connection closes) inside the handler, before the API's
+    # headers were added to its reply: the one API reply a cache could keep.
+    async with webapp_stack(tmp_path, webapp_client_timeout=0.5) as stack:
+        assert stack.veil.webapp is not None
+        mini = page(stack, http)
+        head = (
+            "POST /app/api/prepare HTTP/1.1\r\nHost: veil\r\nContent-Type: application/json\r\n"
+            f"Authorization: {mini.auth['Authorization']}\r\nContent-Length: 100\r\n\r\n"
+        )
+        reply = await exchange(stack.veil.webapp, head.encode() + b'{"model"')
+    lines = reply.partition(b"\r\n\r\n")[0].decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert lines[0] == "HTTP/1.1 408 Request Timeout"
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
 async def test_unknown_api_paths_and_wrong_methods_get_the_pages_json_errors(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
@@ -107,6 +127,33 @@ async def test_unknown_api_paths_and_wrong_methods_get_the_pages_json_errors(
     assert preflight[:2] == (405, "application/json")
     assert cors == set()  # no other origin is let in: the page talks to its own only
     assert outside == (404, "text/plain")
+
+
+async def test_a_refused_api_path_is_logged_without_the_bytes_it_was_sent_with(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Anyone may put anything in a path under api/: a page with a bug its launch data, a
+    # stranger forged log lines (a decoded %0A is a line end). The operator's log gets the
+    # refusal and the route it was for, never the path as sent.
+    launch = "user=%7B%22id%22%3A1%7D&hash=" + "ab" * 32
+    async with webapp_stack(tmp_path) as stack:
+        mini = page(stack, http)
+        with capture_logs() as logs:
+            async with http.get(mini.base + "api/" + launch, headers=mini.auth) as reply:
+                missing = reply.status
+            forged = "api/x%0A2026-11-30 [error] payments.lost"
+            async with http.get(mini.base + forged, headers=mini.auth) as reply:
+                missing_forged = reply.status
+            async with http.post(mini.base + "api/account", headers=mini.auth) as reply:
+                wrong = reply.status
+    assert (missing, missing_forged, wrong) == (404, 404, 405)
+    refused = [e for e in logs if e["event"] == "webapp.refused"]
+    assert [(e["reason"], e.get("path")) for e in refused] == [
+        ("not_found", None),
+        ("not_found", None),
+        ("method_not_allowed", "/app/api/account"),
+    ]
+    assert not [e for e in logs if "ab" * 32 in repr(e) or "payments.lost" in repr(e)]
 
 
 async def exchange(url: str, data: bytes) -> bytes:

@@ -12,6 +12,8 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
   answers; the call does not run;
 - ``undescribed_502``: the same with a 502 (``{"ok": false, "error_code": 502}``), a proxy's
   gateway error in the Bot API's shape; the call does not run;
+- ``nested_502``: a 502 whose body is JSON nested 100,000 deep (``[[[…]]]``), past any
+  parser's depth: a broken or hostile proxy's error body; the call does not run;
 - ``page``: a 200 HTML page quoting the request: its path (with the token) and its text, as a
   proxy's error page does;
 - ``login``: a 302 to a login page (``/login?next=<the request's path>``) that quotes ``next``;
@@ -49,6 +51,7 @@ MODES = (
     "unnamed",
     "undescribed",
     "undescribed_502",
+    "nested_502",
     "page",
     "login",
     "loop",
@@ -104,7 +107,7 @@ class HostileTelegram(FakeTelegram):
         self._armed.remove(armed)
         self.misbehaved.append((name, armed.mode))
         quoted = html.escape(str(params.get("text", "")))
-        if armed.mode in {"malformed", "unnamed", "undescribed", "undescribed_502"}:
+        if armed.mode in {"malformed", "unnamed", "undescribed", "undescribed_502", "nested_502"}:
             return await self._mangled(armed.mode, request)
         if armed.mode == "page":
             page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
@@ -126,7 +129,15 @@ class HostileTelegram(FakeTelegram):
         return await self._unfinished(armed.mode, request, params)
 
     async def _mangled(self, mode: str, request: web.Request) -> web.Response:
-        """A reply in the Bot API's shape with a part missing: its result's, or its refusal's."""
+        """A reply in the Bot API's shape with a part missing: its result's, or its refusal's.
+
+        ``nested_502``: a refusal in no shape at all, nested past any parser's depth.
+        """
+        if mode == "nested_502":
+            depth = 100_000
+            return web.Response(
+                status=502, text="[" * depth + "]" * depth, content_type="application/json"
+            )
         if mode.startswith("undescribed"):
             status = 502 if mode == "undescribed_502" else 400
             return web.json_response({"ok": False, "error_code": status}, status=status)
