@@ -107,6 +107,33 @@ def bot_env(
     }
 
 
+@dataclass
+class ProcessStack:
+    """What a ``python -m bot`` test talks to, and the environment that process needs."""
+
+    telegram: FakeTelegram
+    vllm: FakeVLLM
+    gateway: RunningGateway
+    env: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def process_stack(
+    data_dir: Path, *, answer: str = "Hello from the fake model.", token_delay: float = 0.0
+) -> AsyncIterator[ProcessStack]:
+    """Fake Telegram, fake vLLM and a gateway, for a bot the test starts as a process.
+
+    ``env`` (``bot_env``'s) starts ``python -m bot`` on ``data_dir`` against them.
+    """
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=answer, token_delay=token_delay) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data_dir)
+        yield ProcessStack(telegram, vllm, gateway, env)
+
+
 @contextlib.asynccontextmanager
 async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
     data_dir: Path,
