@@ -83,6 +83,13 @@ class Stack:
                         return [turn.text for turn in turns]
                 await asyncio.sleep(0.02)
 
+    async def answered_presses(self, count: int, within: float = 10) -> None:
+        """Wait until Telegram has ``count`` button presses answered, and their redraws settle."""
+        async with asyncio.timeout(within):
+            while len(self.telegram.calls_of("answerCallbackQuery")) < count:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+
     async def reply_text(self, chat_id: int, index: int = 0, within: float = 10) -> str:
         """The text of the bot's ``index``-th message to the chat (waiting for it)."""
         messages = await self.final_messages(chat_id, index + 1, within)

@@ -157,6 +157,24 @@ async def test_a_final_message_telegram_fails_to_take_again_and_again_is_sent_ag
     assert [call.answered == "ok" for call in sends] == [False, False, False, True]
 
 
+async def asked_through(
+    tmp_path: Path, telegram: HostileTelegram, question: str, answer: str, token_delay: float = 0
+) -> tuple[list[str], list[str]]:
+    """Ask ``question`` with ``telegram`` (armed already) in front of the bot.
+
+    The model answers ``answer``. Once the exchange is stored: the texts of every message the
+    bot sent the user, and the stored turns.
+    """
+    async with running_stack(
+        tmp_path, answer=answer, token_delay=token_delay, telegram_server=telegram
+    ) as stack:
+        stack.telegram.send_text(USER, question)
+        await stack.final_messages(USER, within=20)
+        stored = await stack.stored_turns(USER, 2)
+        sent = [str(message["text"]) for message in stack.telegram.sent_messages(USER)]
+    return sent, stored
+
+
 async def test_a_final_message_a_proxy_answered_with_its_own_page_is_sent_again(
     tmp_path: Path,
 ) -> None:
@@ -167,12 +185,9 @@ async def test_a_final_message_a_proxy_answered_with_its_own_page_is_sent_again(
     answer = "Paid for, so delivered through the proxy."
     telegram = HostileTelegram(token=TOKEN)
     telegram.misbehave("sendMessage", "page", when=lambda params: params.get("text") == answer)
-    async with running_stack(tmp_path, answer=answer, telegram_server=telegram) as stack:
-        stack.telegram.send_text(USER, "Deliver it")
-        (message,) = await stack.final_messages(USER, within=20)
-        stored = await stack.stored_turns(USER, 2)
+    sent, stored = await asked_through(tmp_path, telegram, "Deliver it", answer)
     assert telegram.misbehaved == [("sendMessage", "page")]
-    assert message["text"] == answer
+    assert sent == [answer]
     assert stored == ["Deliver it", answer]
 
 
@@ -186,14 +201,11 @@ async def test_a_draft_or_typing_a_proxy_answered_with_its_own_page_costs_no_ans
     telegram = HostileTelegram(token=TOKEN)
     telegram.misbehave("sendChatAction", "page")
     telegram.misbehave("sendMessageDraft", "page")
-    async with running_stack(
-        tmp_path, answer=answer, token_delay=0.05, telegram_server=telegram
-    ) as stack:
-        stack.telegram.send_text(USER, "Through the proxy")
-        (message,) = await stack.final_messages(USER, within=20)
-        stored = await stack.stored_turns(USER, 2)
+    sent, stored = await asked_through(
+        tmp_path, telegram, "Through the proxy", answer, token_delay=0.05
+    )
     assert sorted(telegram.misbehaved) == [("sendChatAction", "page"), ("sendMessageDraft", "page")]
-    assert message["text"] == answer
+    assert sent == [answer]
     assert stored == ["Through the proxy", answer]
 
 
@@ -207,10 +219,7 @@ async def test_a_final_message_telegram_took_with_a_reply_that_does_not_validate
     answer = "Taken at the first try."
     telegram = HostileTelegram(token=TOKEN)
     telegram.misbehave("sendMessage", "malformed", when=lambda params: params.get("text") == answer)
-    async with running_stack(tmp_path, answer=answer, telegram_server=telegram) as stack:
-        stack.telegram.send_text(USER, "Deliver it once")
-        stored = await stack.stored_turns(USER, 2)
-        messages = stack.telegram.sent_messages(USER)
+    sent, stored = await asked_through(tmp_path, telegram, "Deliver it once", answer)
     assert telegram.misbehaved == [("sendMessage", "malformed")]
-    assert [message["text"] for message in messages] == [answer]
+    assert sent == [answer]
     assert stored == ["Deliver it once", answer]
