@@ -65,6 +65,17 @@ async def order(stack: TonStack, user: int, asset: str = "gram", pack: str = PAC
     return invoice.order
 
 
+async def usdt_order(stack: TonStack, user: int) -> TonOrder:
+    """The user's order of the 1-USDT pack (70 ★)."""
+    return await order(stack, user, "usdt", "1000000")
+
+
+async def nothing_booked(stack: TonStack) -> None:
+    """Alice was credited nothing, and no payment was recorded."""
+    assert await stack.balance(ALICE) == 0
+    assert await stack.books.recorded() == []
+
+
 async def sound(stack: TonStack) -> None:
     assert await inconsistent_users(stack.store) == []
 
@@ -143,7 +154,7 @@ async def test_two_payments_with_one_comment_credit_the_order_once_and_keep_the_
 
 async def test_what_cannot_be_matched_is_kept_never_dropped(stack: TonStack) -> None:
     await order(stack, ALICE)
-    usdt = await order(stack, BOB, "usdt", "1000000")
+    usdt = await usdt_order(stack, BOB)
     none = stack.chain.add_transaction(WALLET_RAW, value=GRAM)
     unknown = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="NOSUCHORDER")
     other_asset = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=usdt.id)
@@ -248,7 +259,7 @@ async def test_the_body_boc_wins_over_a_decoded_comment_that_disagrees(stack: To
 async def test_a_real_usdt_transfer_is_credited_and_a_fake_jetton_refused(
     stack: TonStack,
 ) -> None:
-    paid = await order(stack, ALICE, "usdt", "1000000")
+    paid = await usdt_order(stack, ALICE)
     fake_master = "0:" + "99" * 32
     with capture_logs() as logs:
         fake = stack.chain.add_jetton_transfer(
@@ -256,8 +267,7 @@ async def test_a_real_usdt_transfer_is_credited_and_a_fake_jetton_refused(
         )
         stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id, aborted=True)
         await stack.watcher().poll()
-    assert await stack.balance(ALICE) == 0
-    assert await stack.books.recorded() == []
+    await nothing_booked(stack)
     refused = [e for e in logs if e["event"] == "ton.foreign_jetton"]
     assert [e["tx"] for e in refused] == [hex_hash(fake["transaction_hash"])]
 
@@ -274,7 +284,7 @@ async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_cred
 ) -> None:
     # A fake jetton wallet that answers get_wallet_data with the real USDT master: the
     # indexer files its transfer under that master. Only the master's own get-method knows.
-    paid = await order(stack, ALICE, "usdt", "1000000")
+    paid = await usdt_order(stack, ALICE)
     payer = "0:" + "cd" * 32
     with capture_logs() as logs:
         forged = stack.chain.add_jetton_transfer(
@@ -282,8 +292,7 @@ async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_cred
         )
         await stack.watcher().poll()
     assert raw(forged["jetton_master"]) == raw(USDT_MASTER)
-    assert await stack.balance(ALICE) == 0
-    assert await stack.books.recorded() == []
+    await nothing_booked(stack)
     refused = [e for e in logs if e["event"] == "ton.forged_jetton"]
     assert [(e["tx"], e["log_level"]) for e in refused] == [
         (hex_hash(forged["transaction_hash"]), "warning")
@@ -324,7 +333,7 @@ async def test_the_wallets_remembered_are_bounded(
 async def test_a_failing_wallet_check_credits_nothing_skips_nothing_and_is_tried_again(
     stack: TonStack, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paid = await order(stack, ALICE, "usdt", "1000000")
+    paid = await usdt_order(stack, ALICE)
     record = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
     path = "/api/v3/runGetMethod"
     if fault == "500":
@@ -339,8 +348,7 @@ async def test_a_failing_wallet_check_credits_nothing_skips_nothing_and_is_tried
     watcher = stack.watcher()
     with pytest.raises(ToncenterUnavailable):
         await watcher.poll()
-    assert await stack.balance(ALICE) == 0
-    assert await stack.books.recorded() == []
+    await nothing_booked(stack)
     assert (await stack.books.cursor("usdt")).lt is None  # the page is read again
     await watcher.poll()
     assert await recorded(stack) == {
@@ -360,7 +368,7 @@ async def test_a_sender_whose_wallet_check_fails_holds_back_no_payment_before_it
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=payer)
     watcher = stack.watcher()
     await watcher.poll()  # the payer's wallet is known now (an unmatched transfer)
-    paid = await order(stack, ALICE, "usdt", "1000000")
+    paid = await usdt_order(stack, ALICE)
     record = stack.chain.add_jetton_transfer(
         WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
     )
@@ -390,7 +398,7 @@ async def test_a_rate_limited_wallet_check_waits_and_asks_again_within_the_pass(
     monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
     for digit in "123":
         stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + digit * 64)
-    paid = await order(stack, ALICE, "usdt", "1000000")
+    paid = await usdt_order(stack, ALICE)
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
     stack.chain.rate_limit_next(2, path="/api/v3/runGetMethod")
     await stack.watcher().poll()  # one pass
@@ -408,7 +416,7 @@ async def test_a_rate_limited_wallet_check_waits_and_asks_again_within_the_pass(
 async def test_pages_are_followed_and_records_sharing_one_lt_are_not_skipped(
     stack: TonStack,
 ) -> None:
-    orders = [await order(stack, 2000 + n, "usdt", "1000000") for n in range(5)]
+    orders = [await usdt_order(stack, 2000 + n) for n in range(5)]
     # Jetton transfers come from many accounts: several can share one lt.
     for paid in orders:
         stack.chain.add_jetton_transfer(
@@ -427,7 +435,7 @@ async def test_pages_are_followed_and_records_sharing_one_lt_are_not_skipped(
 async def test_an_indexer_that_ignores_offset_stops_the_pass_and_skips_nothing(
     stack: TonStack,
 ) -> None:
-    orders = [await order(stack, 2000 + n, "usdt", "1000000") for n in range(3)]
+    orders = [await usdt_order(stack, 2000 + n) for n in range(3)]
     for paid in orders:  # three transfers sharing one lt: more than a page of 2
         stack.chain.add_jetton_transfer(
             WALLET_RAW, amount=1_000_000, comment=paid.id, lt=48_000_000_000_000
