@@ -135,7 +135,8 @@ def bot_command(
     return run_python("-m", "bot", *args, env={**start_settings(data), **(settings or {})})
 
 
-async def a_database_with_history(data: Path) -> None:
+async def a_database_without_its_key(data: Path) -> None:
+    """A database with history in ``data``, and its master key file gone."""
     install_client_key(data)
     store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
     try:
@@ -143,6 +144,15 @@ async def a_database_with_history(data: Path) -> None:
         await store.add_turns(USER, opened.conversation_id, [("user", "a private question")])
     finally:
         await store.close()
+    (data / "master.key").unlink()
+
+
+def refusal(data: Path, *args: str) -> str:
+    """The one line ``python -m bot args…`` on ``data`` refuses to start with (exit 2)."""
+    result = bot_command(data, *args)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    return line
 
 
 @pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
@@ -150,12 +160,9 @@ async def test_a_lost_master_key_is_named_and_no_new_one_is_made(
     tmp_path: Path, command: list[str]
 ) -> None:
     data = tmp_path / "data"
-    await a_database_with_history(data)
-    (data / "master.key").unlink()
+    await a_database_without_its_key(data)
     before = (data / "veil.db").read_bytes()
-    result = bot_command(data, *command)
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+    line = refusal(data, *command)
     assert line.startswith(f"veil: the master key file {data / 'master.key'} is missing")
     assert "put it back from its backup" in line
     # No new key: one would open none of the history, and a later start would call it wrong.
@@ -168,14 +175,10 @@ async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
     tmp_path: Path, command: list[str]
 ) -> None:
     data = tmp_path / "data"
-    await a_database_with_history(data)
-    (data / "master.key").unlink()
+    await a_database_without_its_key(data)
     MasterKey.load_or_create(data / "master.key")  # another key in its place
     wrong = (data / "master.key").read_bytes()
-    result = bot_command(data, *command)
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
-    assert line == (
+    assert refusal(data, *command) == (
         f"veil: cannot open the data store: the master key does not open the data keys in"
         f" {data / 'veil.db'}: is it the key this database was created with?"
     )
