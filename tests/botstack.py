@@ -83,6 +83,13 @@ class Stack:
                         return [turn.text for turn in turns]
                 await asyncio.sleep(0.02)
 
+    async def answered_presses(self, count: int, within: float = 10) -> None:
+        """Wait until Telegram has ``count`` button presses answered, and their redraws settle."""
+        async with asyncio.timeout(within):
+            while len(self.telegram.calls_of("answerCallbackQuery")) < count:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+
     async def reply_text(self, chat_id: int, index: int = 0, within: float = 10) -> str:
         """The text of the bot's ``index``-th message to the chat (waiting for it)."""
         messages = await self.final_messages(chat_id, index + 1, within)
@@ -105,6 +112,33 @@ def bot_env(
         "VEIL_CONVERSATION_TITLES": "off",
         "VEIL_BOT_METRICS_PORT": "0",
     }
+
+
+@dataclass
+class ProcessStack:
+    """What a ``python -m bot`` test talks to, and the environment that process needs."""
+
+    telegram: FakeTelegram
+    vllm: FakeVLLM
+    gateway: RunningGateway
+    env: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def process_stack(
+    data_dir: Path, *, answer: str = "Hello from the fake model.", token_delay: float = 0.0
+) -> AsyncIterator[ProcessStack]:
+    """Fake Telegram, fake vLLM and a gateway, for a bot the test starts as a process.
+
+    ``env`` (``bot_env``'s) starts ``python -m bot`` on ``data_dir`` against them.
+    """
+    async with (
+        FakeTelegram(token=TOKEN) as telegram,
+        FakeVLLM(answer=answer, token_delay=token_delay) as vllm,
+        run_gateway(vllm.url, clock=Clock()) as gateway,
+    ):
+        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data_dir)
+        yield ProcessStack(telegram, vllm, gateway, env)
 
 
 @contextlib.asynccontextmanager

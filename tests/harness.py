@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -388,6 +389,24 @@ def child_environment() -> dict[str, str]:
     """The little of our environment a child process needs (coverage's settings included)."""
     keep = {"PATH", "HOME", "LANG", "TMPDIR"}
     return {k: v for k, v in os.environ.items() if k in keep or k.startswith("COVERAGE_")}
+
+
+def run_python(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python args…`` in the repository, run to its end; its output captured as text.
+
+    ``env`` is merged over the minimal base environment a child gets.
+    """
+    return subprocess.run(  # noqa: S603 -- this interpreter, this project's own code
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**child_environment(), **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
 
 
 class ManagedProcess:

@@ -7,7 +7,7 @@ changes nothing as Telegram does ("message is not modified").
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.botstack import running_stack
 
@@ -25,6 +25,17 @@ def bot_texts(stack: Stack, chat_id: int) -> list[str]:
     return [str(m.get("text")) for m in stack.telegram.sent_messages(chat_id)]
 
 
+def apologies(stack: Stack) -> list[str]:
+    """The bug apologies the bot has sent Ann."""
+    return [text for text in bot_texts(stack, ANN) if text.startswith(SORRY)]
+
+
+def press_twice(stack: Stack, data: str, message: dict[str, Any]) -> None:
+    """Ann presses the button of ``message`` with ``data`` twice, before it is redrawn."""
+    for _ in range(2):
+        stack.telegram.press_button(ANN, data, message_id=message["message_id"])
+
+
 async def test_a_settings_toggle_pressed_twice_is_saved_once_without_an_apology(
     tmp_path: Path,
 ) -> None:
@@ -34,13 +45,9 @@ async def test_a_settings_toggle_pressed_twice_is_saved_once_without_an_apology(
         stack.telegram.send_text(ANN, "/settings")
         (shown,) = await stack.final_messages(ANN)
         data = shown["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
-        for _ in range(2):
-            stack.telegram.press_button(ANN, data, message_id=shown["message_id"])
-        async with asyncio.timeout(10):
-            while len(stack.telegram.calls_of("answerCallbackQuery")) < 2:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
-        assert not [text for text in bot_texts(stack, ANN) if text.startswith(SORRY)]
+        press_twice(stack, data, shown)
+        await stack.answered_presses(2)
+        assert not apologies(stack)
         assert await stack.veil.chat.keeps_inline_history(ANN)
         (settings,) = stack.telegram.sent_messages(ANN)
         redrawn = settings["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
@@ -78,13 +85,9 @@ async def test_forget_and_model_buttons_pressed_twice_are_no_bug(tmp_path: Path)
         for message in shown:
             rows = message["reply_markup"]["inline_keyboard"]
             data = rows[0][-1]["callback_data"]  # /forget: "no"; /model: the one model
-            for _ in range(2):
-                stack.telegram.press_button(ANN, data, message_id=message["message_id"])
-        async with asyncio.timeout(10):
-            while len(stack.telegram.calls_of("answerCallbackQuery")) < 4:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
-        assert not [text for text in bot_texts(stack, ANN) if text.startswith(SORRY)]
+            press_twice(stack, data, message)
+        await stack.answered_presses(4)
+        assert not apologies(stack)
         assert sorted(bot_texts(stack, ANN)) == [
             "From now on I answer with veil-test.",
             "Nothing was erased.",

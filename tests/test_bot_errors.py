@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Router
 from aiogram.filters import Command
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from aiogram.types import Message
+    from structlog.typing import EventDict
+
+    from common.texts import Texts
 
 USER = 8101
 SECRET = "the launch codes are 0000"
@@ -106,20 +109,30 @@ async def test_a_reply_telegram_could_not_take_is_no_bug_and_is_told_as_such(
     assert (unavailable["error"], unavailable["method"]) == ("TelegramServerError", "SendMessage")
 
 
+async def balance_through_a_misbehaving_telegram(
+    tmp_path: Path, how: str, replies: int
+) -> tuple[list[dict[str, Any]], list[EventDict], Texts]:
+    """/balance, its reply answered as ``how`` says (``HostileTelegram.misbehave``).
+
+    The bot's first ``replies`` messages to the user, the logs meanwhile, the English texts.
+    """
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        telegram.misbehave("sendMessage", how)
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, "/balance")
+            messages = await stack.final_messages(USER, replies)
+    assert telegram.misbehaved == [("sendMessage", how)]
+    return messages, logs, stack.veil.catalogs.for_language("en")
+
+
 async def test_a_reply_a_proxy_answered_with_its_own_page_is_told_as_telegram_unavailable(
     tmp_path: Path,
 ) -> None:
     # A proxy's page in place of the Bot API's answer (ClientDecodeError, no TelegramAPIError)
     # is a Telegram that cannot take the call now, as the payment desk and /refund treat it:
     # it was logged as handler_failed with a traceback and told as a bug of ours.
-    telegram = HostileTelegram(token=TOKEN)
-    async with running_stack(tmp_path, telegram_server=telegram) as stack:
-        telegram.misbehave("sendMessage", "page")
-        with capture_logs() as logs:
-            stack.telegram.send_text(USER, "/balance")
-            (told,) = await stack.final_messages(USER, 1)
-    en = stack.veil.catalogs.for_language("en")
-    assert telegram.misbehaved == [("sendMessage", "page")]
+    (told,), logs, en = await balance_through_a_misbehaving_telegram(tmp_path, "page", 1)
     assert told["text"] == en("error_telegram")
     assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
     (unavailable,) = [entry for entry in logs if entry["event"] == "telegram.unavailable"]
@@ -132,14 +145,9 @@ async def test_a_reply_telegram_took_with_a_result_that_does_not_validate_is_not
     # The Bot API's "ok" with a Message that does not validate: the reply reached the user, so
     # "Telegram did not take my reply, send that again" would be false; it is a mismatch of
     # ours with the Bot API (a bug, with its traceback), as before.
-    telegram = HostileTelegram(token=TOKEN)
-    async with running_stack(tmp_path, telegram_server=telegram) as stack:
-        telegram.misbehave("sendMessage", "malformed")
-        with capture_logs() as logs:
-            stack.telegram.send_text(USER, "/balance")
-            (balance, told) = await stack.final_messages(USER, 2)
-    en = stack.veil.catalogs.for_language("en")
-    assert telegram.misbehaved == [("sendMessage", "malformed")]
+    (balance, told), logs, en = await balance_through_a_misbehaving_telegram(
+        tmp_path, "malformed", 2
+    )
     assert told["text"] == en("error_internal")
     assert balance["text"] != told["text"]
     assert [entry["event"] for entry in logs if entry["event"] == "telegram.unavailable"] == []

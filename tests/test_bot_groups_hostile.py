@@ -13,6 +13,7 @@ import structlog
 
 from services.groups import Groups
 from tests.botstack import running_stack
+from tests.harness import wait_until
 from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ CHANNEL_BOT = 136817688  # Channel_Bot: every member posting as any channel
 CHANNEL = -1_005_555_555
 ASK_AS_YOURSELF = "I answer people, each from their own credit"
 WAIT_YOUR_TURN = "Your previous question here is still to be answered: ask the next once it is."
+PACED: dict[str, Any] = {**FAST, "group_messages_per_minute": 60}  # FAST, but 1 a second
 
 
 def told_texts(stack: Stack, user: int) -> set[str]:
@@ -58,14 +60,6 @@ async def test_anonymous_admins_and_channels_are_told_to_ask_as_themselves(
         assert {m["reply_to_message"]["from"]["id"] for m in notices} == {ANONYMOUS, CHANNEL_BOT}
 
 
-async def answered_presses(stack: Stack, count: int) -> None:
-    """Wait until Telegram has ``count`` button presses answered, and their redraws settle."""
-    async with asyncio.timeout(10):
-        while len(stack.telegram.calls_of("answerCallbackQuery")) < count:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-    await asyncio.sleep(0.3)
-
-
 async def test_group_settings_pressed_twice_and_by_two_admins_at_once_end_as_pressed(
     tmp_path: Path,
 ) -> None:
@@ -82,12 +76,12 @@ async def test_group_settings_pressed_twice_and_by_two_admins_at_once_end_as_pre
         answers, context = (row[0]["callback_data"] for row in rows)
         where = {"message_id": panel["message_id"], "chat_id": GROUP}
         stack.telegram.press_button(ANN, answers, **where)
-        await answered_presses(stack, 1)
+        await stack.answered_presses(1)
         stack.telegram.press_button(ANN, answers, **where)  # the same, not yet redrawn, button
-        await answered_presses(stack, 2)
+        await stack.answered_presses(2)
         for presser in (ANN, BOB, ANN):
             stack.telegram.press_button(presser, context, **where)
-        await answered_presses(stack, 5)
+        await stack.answered_presses(5)
         assert await stack.veil.store.group_settings(GROUP) == (False, False)
         for admin in (ANN, BOB):  # no apology for a "not modified" redraw
             assert stack.telegram.sent_messages(admin) == []
@@ -98,7 +92,7 @@ async def test_group_settings_pressed_twice_and_by_two_admins_at_once_end_as_pre
         ]
         # A button of the panel as it was before this version (it flips) still works.
         stack.telegram.press_button(ANN, "group:answers", **where)
-        await answered_presses(stack, 6)
+        await stack.answered_presses(6)
         assert await stack.veil.store.group_settings(GROUP) == (True, False)
 
 
@@ -315,12 +309,10 @@ async def test_a_burst_of_bare_mentions_holds_one_notice_not_the_group_s_answers
     # the group's pace, first come first served: a member's burst of 8 took the group's next 8
     # slots (8 s at 60 a minute), and the answer another member asked for waited behind them.
     # A notice already waiting for that member is not queued again.
-    paced: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 60}  # 1 a second
-    async with running_stack(tmp_path, answer=ANSWER, **paced) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, **PACED) as stack:
         for _ in range(8):
             stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP)
-        while not stack.telegram.ephemeral_messages(GROUP, BOB):  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: bool(stack.telegram.ephemeral_messages(GROUP, BOB)))
         stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
         (final,) = await final_reply(stack, within=6)  # placeholder, then its answer: ~3 slots
         assert final["text"] == ANSWER
@@ -335,15 +327,13 @@ async def test_a_channel_s_burst_gets_few_replies_and_holds_back_no_answer(
     # message: a flood), and each question's "ask as yourself" took one of the group's paced
     # slots, ahead of the answers members asked for after. Now a reply that chat still waits
     # for is not queued again, and each goes out at the group's pace.
-    paced: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 60}  # 1 a second
-    async with running_stack(tmp_path, answer=ANSWER, **paced) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, **PACED) as stack:
         for _ in range(6):
             stack.telegram.send_as_chat("@veil_test_bot", chat_id=GROUP, channel_id=CHANNEL)
             stack.telegram.send_as_chat(
                 f"@veil_test_bot {QUESTION}", chat_id=GROUP, channel_id=CHANNEL
             )
-        while not replies(stack):  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: bool(replies(stack)))
         stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
         async with asyncio.timeout(8):  # the reply waiting, the placeholder, the answer
             while ANSWER not in [m["text"] for m in replies(stack)]:  # noqa: ASYNC110

@@ -14,7 +14,7 @@ import stat
 import subprocess
 import sys
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,20 +29,19 @@ from models.backup import backup_database
 from models.database import DataInUse, claim_database
 from sealed.encoding import b64e
 from tests.books import inconsistent_users
-from tests.botstack import TOKEN, bot_env, running_stack
+from tests.botstack import TOKEN, process_stack, running_stack
 from tests.fakes.telegram import CONFLICT_POLLER, FakeTelegram
-from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     REPO,
-    Clock,
     ManagedProcess,
     child_environment,
     install_client_key,
-    run_gateway,
+    run_python,
+    serving,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from sqlite_utils import Database
 
@@ -66,12 +65,8 @@ async def test_a_second_bot_on_the_same_data_is_refused_and_the_first_keeps_its_
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=ANSWER, token_delay=0.1) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+    async with process_stack(data, answer=ANSWER, token_delay=0.1) as stack:
+        telegram, env = stack.telegram, stack.env
         first = await ManagedProcess.start("-m", "bot", env=env)
         try:
             await first.wait_for_line("bot.started")
@@ -116,30 +111,32 @@ def test_webhook_replicas_share_the_database_and_a_poller_claims_it_alone(tmp_pa
         pass
 
 
+def start_settings(
+    data: Path, telegram: str = "http://127.0.0.1:9", token: str = TOKEN
+) -> dict[str, str]:
+    """What ``python -m bot`` on ``data`` needs to get as far as asking ``telegram``.
+
+    No gateway: each test here stops the bot before one is asked (nothing listens on the
+    default Telegram's port 9).
+    """
+    return {
+        "VEIL_BOT_TOKEN": token,
+        "VEIL_TELEGRAM_API": telegram,
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_BOT_METRICS_PORT": "0",
+    }
+
+
 def bot_command(
     data: Path, *args: str, settings: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``python -m bot args…`` on ``data``, with a Telegram nobody answers: what start-up says."""
-    env = {
-        "VEIL_BOT_TOKEN": TOKEN,
-        "VEIL_TELEGRAM_API": "http://127.0.0.1:9",
-        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
-        "VEIL_DATA_DIR": str(data),
-        "VEIL_BOT_METRICS_PORT": "0",
-        **(settings or {}),
-    }
-    return subprocess.run(  # noqa: S603 -- this project's own command
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**child_environment(), **env},
-        timeout=60,
-        check=False,
-    )
+    return run_python("-m", "bot", *args, env={**start_settings(data), **(settings or {})})
 
 
-async def a_database_with_history(data: Path) -> None:
+async def a_database_without_its_key(data: Path) -> None:
+    """A database with history in ``data``, and its master key file gone."""
     install_client_key(data)
     store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
     try:
@@ -147,6 +144,15 @@ async def a_database_with_history(data: Path) -> None:
         await store.add_turns(USER, opened.conversation_id, [("user", "a private question")])
     finally:
         await store.close()
+    (data / "master.key").unlink()
+
+
+def refusal(data: Path, *args: str) -> str:
+    """The one line ``python -m bot args…`` on ``data`` refuses to start with (exit 2)."""
+    result = bot_command(data, *args)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    return line
 
 
 @pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
@@ -154,12 +160,9 @@ async def test_a_lost_master_key_is_named_and_no_new_one_is_made(
     tmp_path: Path, command: list[str]
 ) -> None:
     data = tmp_path / "data"
-    await a_database_with_history(data)
-    (data / "master.key").unlink()
+    await a_database_without_its_key(data)
     before = (data / "veil.db").read_bytes()
-    result = bot_command(data, *command)
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+    line = refusal(data, *command)
     assert line.startswith(f"veil: the master key file {data / 'master.key'} is missing")
     assert "put it back from its backup" in line
     # No new key: one would open none of the history, and a later start would call it wrong.
@@ -172,14 +175,10 @@ async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
     tmp_path: Path, command: list[str]
 ) -> None:
     data = tmp_path / "data"
-    await a_database_with_history(data)
-    (data / "master.key").unlink()
+    await a_database_without_its_key(data)
     MasterKey.load_or_create(data / "master.key")  # another key in its place
     wrong = (data / "master.key").read_bytes()
-    result = bot_command(data, *command)
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
-    assert line == (
+    assert refusal(data, *command) == (
         f"veil: cannot open the data store: the master key does not open the data keys in"
         f" {data / 'veil.db'}: is it the key this database was created with?"
     )
@@ -250,15 +249,7 @@ asyncio.run(main(Path(sys.argv[1])))
 
 def forget_then_die(data: Path) -> bytes:
     """Run ``FORGET_THEN_DIE`` on ``data``; the forgotten user's wrapped data key."""
-    child = subprocess.run(  # noqa: S603 -- this interpreter, the script above
-        [sys.executable, "-c", FORGET_THEN_DIE, str(data)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=child_environment(),
-        timeout=60,
-        check=False,
-    )
+    child = run_python("-c", FORGET_THEN_DIE, str(data))
     assert child.returncode == 9, child.stderr
     return bytes.fromhex(child.stdout.splitlines()[0])  # then forget says the checkpoint waits
 
@@ -323,13 +314,7 @@ async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path
     data = tmp_path / "data"
     install_client_key(data)
     async with FakeTelegram(token=TOKEN) as telegram:
-        env = {
-            "VEIL_BOT_TOKEN": "123456:revoked-or-mistyped",
-            "VEIL_TELEGRAM_API": telegram.url,
-            "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
-            "VEIL_DATA_DIR": str(data),
-            "VEIL_BOT_METRICS_PORT": "0",
-        }
+        env = start_settings(data, telegram.url, token="123456:revoked-or-mistyped")
         bot = await ManagedProcess.start("-m", "bot", env=env)
         code = await exit_code(bot)
     assert code == 2
@@ -359,25 +344,11 @@ async def test_a_telegram_that_cannot_serve_at_start_is_one_line_naming_the_sett
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = site.name
     data = tmp_path / "data"
     install_client_key(data)
-    env = {
-        "VEIL_BOT_TOKEN": TOKEN,
-        "VEIL_TELEGRAM_API": url,
-        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
-        "VEIL_DATA_DIR": str(data),
-        "VEIL_BOT_METRICS_PORT": "0",
-    }
-    try:
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+    async with serving(app) as url:
+        bot = await ManagedProcess.start("-m", "bot", env=start_settings(data, url))
         code = await exit_code(bot)
-    finally:
-        await runner.cleanup()
     assert code == 1
     assert bot.lines[-1].startswith(
         f"veil: Telegram at {url.rstrip('/')}/ (VEIL_TELEGRAM_API) could not serve the bot now:"
@@ -564,15 +535,7 @@ def test_a_second_backup_to_the_same_name_leaves_the_first_whole(tmp_path: Path)
 
 def test_a_backup_killed_midway_leaves_nothing_under_the_backups_name(tmp_path: Path) -> None:
     source, target = ledger_to_back_up(tmp_path)
-    child = subprocess.run(  # noqa: S603 -- this interpreter, the script above
-        [sys.executable, "-c", BACKUP_THEN_DIE, str(source), str(target)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=child_environment(),
-        timeout=60,
-        check=False,
-    )
+    child = run_python("-c", BACKUP_THEN_DIE, str(source), str(target))
     assert child.returncode == 9, child.stderr  # it died with the copy half made
     # Before, the half-made copy was there under its name, and opened as an empty database
     # (SQLite rolls an unfinished copy back to nothing): restored, it would start the bot afresh.
@@ -584,22 +547,38 @@ def test_a_backup_killed_midway_leaves_nothing_under_the_backups_name(tmp_path: 
     assert sorted(path.name for path in target.parent.iterdir()) == ["veil-today.db"]
 
 
+async def patient_store(folder: Path) -> Store:
+    """The store in ``folder`` (its key made there if none is), its calls waiting 30 s for a lock.
+
+    A wait that long stands out: the tests below show the checkpoints give way instead.
+    """
+    return await Store.open(
+        folder / "veil.db", MasterKey.load_or_create(folder / "master.key"), busy_timeout=30
+    )
+
+
+@contextmanager
+def a_reader_beside(database: Path) -> Iterator[None]:
+    """A reader holding on to the database as it is now (a backup, a replica) in the block."""
+    with closing(sqlite3.connect(database)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM users").fetchone()
+        yield
+
+
 async def test_the_start_checkpoint_gives_way_to_a_running_bot_and_its_readers(
     tmp_path: Path,
 ) -> None:
     # audit or reconcile opened beside the running bot while a backup reads an older snapshot:
     # the checkpoint at open cannot finish, and gives way at once instead of waiting (and
     # holding the bot's writers up) for the busy timeout.
-    key = MasterKey.load_or_create(tmp_path / "master.key")
-    running = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+    running = await patient_store(tmp_path)
     try:
         opened = await running.open_conversation(USER, "en")
-        with closing(sqlite3.connect(tmp_path / "veil.db")) as backup:
-            backup.execute("BEGIN")
-            backup.execute("SELECT COUNT(*) FROM users").fetchone()
+        with a_reader_beside(tmp_path / "veil.db"):  # the backup
             await running.add_turns(USER, opened.conversation_id, [("user", "q")])
             started = asyncio.get_running_loop().time()
-            beside = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+            beside = await patient_store(tmp_path)
             took = asyncio.get_running_loop().time() - started
         try:  # the backup is done: closing, it checkpoints in full
             waits = await beside.read(lambda db: db.execute("PRAGMA busy_timeout").fetchone())
@@ -665,16 +644,12 @@ async def test_forget_beside_a_long_reader_holds_nobody_up(tmp_path: Path) -> No
     # A reader on an older snapshot (Litestream keeps one open all the time; a backup while it
     # copies): forget's checkpoint cannot finish. It waited the busy timeout on the store's one
     # thread, so every user's calls waited with it; now it gives way and says so.
-    store = await Store.open(
-        tmp_path / "veil.db", MasterKey.load_or_create(tmp_path / "master.key"), busy_timeout=30
-    )
+    store = await patient_store(tmp_path)
     try:
         for user in (USER, USER + 1):
             opened = await store.open_conversation(user, "en")
             await store.add_turns(user, opened.conversation_id, [("user", "q"), ("assistant", "a")])
-        with closing(sqlite3.connect(tmp_path / "veil.db")) as replica:
-            replica.execute("BEGIN")
-            replica.execute("SELECT COUNT(*) FROM users").fetchone()
+        with a_reader_beside(tmp_path / "veil.db"):  # the replica
             await store.add_turns(USER + 1, opened.conversation_id, [("user", "and now")])
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -692,15 +667,12 @@ async def test_forget_beside_a_long_reader_holds_nobody_up(tmp_path: Path) -> No
 async def test_closing_beside_a_long_reader_gives_way_at_once(tmp_path: Path) -> None:
     # audit or reconcile ending beside the running bot while a replica reads: the full
     # checkpoint at close waited the busy timeout, blocking the bot's writers while it waited.
-    key = MasterKey.load_or_create(tmp_path / "master.key")
-    running = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+    running = await patient_store(tmp_path)
     try:
         opened = await running.open_conversation(USER, "en")
-        with closing(sqlite3.connect(tmp_path / "veil.db")) as replica:
-            replica.execute("BEGIN")
-            replica.execute("SELECT COUNT(*) FROM users").fetchone()
+        with a_reader_beside(tmp_path / "veil.db"):  # the replica
             await running.add_turns(USER, opened.conversation_id, [("user", "q")])
-            audit = await Store.open(tmp_path / "veil.db", key, busy_timeout=30)
+            audit = await patient_store(tmp_path)
             loop = asyncio.get_running_loop()
             started = loop.time()
             await audit.close()
@@ -718,12 +690,8 @@ async def test_a_second_poller_with_the_same_token_stops_the_bot_in_one_line(
     # that persists (another process polls with the token, from a data folder of its own) stops
     # the bot gracefully, in one line that names the cause.
     data = tmp_path / "data"
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=ANSWER) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+    async with process_stack(data, answer=ANSWER) as stack:
+        telegram, env = stack.telegram, stack.env
         bot = await ManagedProcess.start("-m", "bot", env={**env, "VEIL_POLL_CONFLICT_LIMIT": "2"})
         try:
             await bot.wait_for_line("bot.started")

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import sys
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -15,20 +14,14 @@ import pytest
 from common.container import PLAYGROUND_TON_ADDRESS, playground_ton_settings
 from launcher.chain import ended, playground_webapp_settings, window_settings
 from launcher.console import LaunchError, LogFile
-from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
 from services.ton.chain import WalletAddress
 from tests.botstack import TOKEN
 from tests.fakes.llama_server import ANSWER as LOCAL_ANSWER
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import (
-    CLIENT_VERIFY_KEY,
-    ManagedProcess,
-    free_port,
-    install_client_key,
-    run_gateway,
-)
+from tests.harness import CLIENT_VERIFY_KEY, ManagedProcess, free_port, run_gateway
+from tests.launching import install_client_files, launch, local_model, serving_settings
 from tests.playpage import pay_gram_in_the_playground, playground_message, playground_replies
 
 if TYPE_CHECKING:
@@ -90,19 +83,13 @@ async def check_the_mini_app(base: str, webapp_port: int, http: aiohttp.ClientSe
 async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None:
     playground, webapp = free_port(), free_port()
     async with FakeVLLM(answer="Hello from the playground chain.") as vllm:
-        launcher = await ManagedProcess.start(
-            "-m",
-            "launcher",
-            env={
-                "VEIL_VLLM_URL": vllm.url,
-                "VEIL_DATA_DIR": str(tmp_path),
-                "VEIL_GATEWAY_PORT": str(free_port()),
-                "VEIL_METRICS_PORT": str(free_port()),
-                "VEIL_BOT_METRICS_PORT": "0",
-                "VEIL_PLAYGROUND_PORT": str(playground),
-                "VEIL_WEBAPP_PORT": str(webapp),
-            },
+        env = serving_settings(
+            tmp_path,
+            VEIL_VLLM_URL=vllm.url,
+            VEIL_PLAYGROUND_PORT=str(playground),
+            VEIL_WEBAPP_PORT=str(webapp),
         )
+        launcher = await launch(env=env)
         try:
             await launcher.wait_for_line("press Ctrl-C to stop", within=90)
             assert f"open http://127.0.0.1:{playground}" in launcher.output
@@ -130,15 +117,13 @@ async def test_without_a_token_the_playground_chat_works(tmp_path: Path) -> None
 
 async def test_a_part_that_fails_is_reported_and_the_rest_stopped(tmp_path: Path) -> None:
     async with FakeVLLM() as vllm:
-        launcher = await ManagedProcess.start(
-            "-m",
-            "launcher",
+        launcher = await launch(
             env={
                 "VEIL_VLLM_URL": vllm.url,
                 "VEIL_DATA_DIR": str(tmp_path),
                 "VEIL_GATEWAY_PORT": "not-a-port",
                 "VEIL_BOT_TOKEN": "123456:TEST-TOKEN",
-            },
+            }
         )
         code = await wait_exit(launcher)
     assert code == 1
@@ -158,10 +143,8 @@ async def wait_exit(process: ManagedProcess) -> int:
 
 
 async def test_missing_local_model_file_is_a_clear_error(tmp_path: Path) -> None:
-    launcher = await ManagedProcess.start(
-        "-m",
-        "launcher",
-        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_LOCAL_MODEL": str(tmp_path / "nope.gguf")},
+    launcher = await launch(
+        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_LOCAL_MODEL": str(tmp_path / "nope.gguf")}
     )
     assert await wait_exit(launcher) == 1
     [line] = launcher.lines  # checked before anything is made or started
@@ -170,10 +153,8 @@ async def test_missing_local_model_file_is_a_clear_error(tmp_path: Path) -> None
 
 
 async def test_a_model_server_on_another_machine_is_refused_in_one_line(tmp_path: Path) -> None:
-    launcher = await ManagedProcess.start(
-        "-m",
-        "launcher",
-        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_VLLM_URL": "http://gpu-host:8000"},
+    launcher = await launch(
+        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_VLLM_URL": "http://gpu-host:8000"}
     )
     assert await wait_exit(launcher) == 1
     [line] = launcher.lines
@@ -189,12 +170,6 @@ def names_in(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
 
-def install_client_files(data: Path) -> None:
-    """The test gateways' pinned client key, and its verify key beside it as keygen leaves it."""
-    install_client_key(data)
-    (data / "client.pub").write_text(b64e(CLIENT_VERIFY_KEY) + "\n")
-
-
 async def test_gateways_elsewhere_run_only_the_bot_and_verbose_streams_its_log(
     tmp_path: Path,
 ) -> None:
@@ -204,9 +179,7 @@ async def test_gateways_elsewhere_run_only_the_bot_and_verbose_streams_its_log(
         run_gateway(vllm.url) as gateway,
         FakeTelegram(token=TOKEN) as telegram,
     ):
-        launcher = await ManagedProcess.start(
-            "-m",
-            "launcher",
+        launcher = await launch(
             "--verbose",
             env={
                 "VEIL_GATEWAYS": gateway.url,
@@ -242,10 +215,8 @@ async def test_gateways_elsewhere_run_only_the_bot_and_verbose_streams_its_log(
 
 
 async def test_gateways_elsewhere_need_the_operator_key(tmp_path: Path) -> None:
-    launcher = await ManagedProcess.start(
-        "-m",
-        "launcher",
-        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_GATEWAYS": "http://gpu-host:8600"},
+    launcher = await launch(
+        env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_GATEWAYS": "http://gpu-host:8600"}
     )
     assert await wait_exit(launcher) == 1
     assert "VEIL_GATEWAYS is set: also set VEIL_OPERATOR_KEYS" in launcher.output
@@ -257,9 +228,7 @@ async def test_gateways_elsewhere_need_the_operator_key(tmp_path: Path) -> None:
 async def test_a_model_server_url_without_its_scheme_is_named_as_such(tmp_path: Path) -> None:
     # "127.0.0.1:8000" parses as scheme "127.0.0.1" and no host: it was refused as "not on
     # this machine", which it is.
-    launcher = await ManagedProcess.start(
-        "-m", "launcher", env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_VLLM_URL": "127.0.0.1:8000"}
-    )
+    launcher = await launch(env={"VEIL_DATA_DIR": str(tmp_path), "VEIL_VLLM_URL": "127.0.0.1:8000"})
     assert await wait_exit(launcher) == 1
     [line] = launcher.lines
     assert line == (
@@ -296,44 +265,23 @@ def test_logs_keep_the_last_runs_and_rotate_when_they_grow(tmp_path: Path) -> No
     assert (path.parent / "gateway.log.2").read_text() == "12345\n"
 
 
-def install_fake_llama_server(cache: Path) -> None:
-    """Put the stand-in ``llama-server`` where the launcher keeps the one it builds."""
-    binary = cache / SOURCE_VERSION / "llama-server"
-    binary.parent.mkdir(parents=True)
-    binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.fakes.llama_server "$@"\n')
-    binary.chmod(0o755)
-
-
 async def test_the_local_model_server_gets_its_window_and_the_bot_keeps_to_it(
     tmp_path: Path,
 ) -> None:
-    cache = tmp_path / "llama.cpp"
-    install_fake_llama_server(cache)
-    model = tmp_path / "tiny-chat.gguf"
-    model.write_bytes(b"GGUF")
     data = tmp_path / "data"
     # 400-byte questions: without the window the bot would send the whole history, which
     # outgrows the server's 1024 tokens by the seventh question.
     questions = [f"Question {n}: " + "tell me more " * 30 for n in range(7)]
     async with FakeTelegram(token=TOKEN) as telegram:
-        launcher = await ManagedProcess.start(
-            "-m",
-            "launcher",
-            env={
-                "VEIL_LLAMA_CPP_DIR": str(cache),
-                "VEIL_LOCAL_MODEL": str(model),
-                "VEIL_LOCAL_MODEL_CONTEXT": "1024",
-                "VEIL_RICH_MESSAGES": "off",  # the answers are read as text
-                "VEIL_CONVERSATION_TITLES": "off",  # one model request (and hold) a question
-                "VEIL_LOCAL_MODEL_PORT": str(free_port()),
-                "VEIL_GATEWAY_PORT": str(free_port()),
-                "VEIL_METRICS_PORT": str(free_port()),
-                "VEIL_BOT_METRICS_PORT": "0",
-                "VEIL_BOT_TOKEN": TOKEN,
-                "VEIL_TELEGRAM_API": telegram.url,
-                "VEIL_DATA_DIR": str(data),
-            },
+        env = serving_settings(
+            data,
+            telegram.url,
+            **local_model(tmp_path),
+            VEIL_LOCAL_MODEL_CONTEXT="1024",
+            VEIL_RICH_MESSAGES="off",  # the answers are read as text
+            VEIL_CONVERSATION_TITLES="off",  # one model request (and hold) a question
         )
+        launcher = await launch(env=env)
         try:
             await launcher.wait_for_line("press Ctrl-C to stop", within=90)
             for count, question in enumerate(questions, start=1):
@@ -367,9 +315,7 @@ async def test_a_missing_build_tool_is_named_before_anything_starts(tmp_path: Pa
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF")
     data = tmp_path / "data"
-    launcher = await ManagedProcess.start(
-        "-m",
-        "launcher",
+    launcher = await launch(
         env={
             "PATH": str(tools),
             "VEIL_DATA_DIR": str(data),

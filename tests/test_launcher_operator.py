@@ -19,9 +19,9 @@ import pytest
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, ManagedProcess, free_port
+from tests.harness import REPO, free_port
+from tests.launching import install_client_files, launch, local_model, serving_settings
 from tests.test_bot_turns import silent_server
-from tests.test_launcher import install_client_files, install_fake_llama_server
 
 
 def processes_with(marker: str) -> list[int]:
@@ -36,6 +36,13 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def kill_all_with(marker: str) -> None:
+    """SIGKILL the processes whose environment holds ``marker`` (a failed run's orphans)."""
+    for pid in processes_with(marker):  # one by one
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 async def test_a_signal_while_the_launcher_starts_stops_every_part_it_started(
     tmp_path: Path, signum: signal.Signals
@@ -45,29 +52,15 @@ async def test_a_signal_while_the_launcher_starts_stops_every_part_it_started(
     # Telegram takes the bot's calls and never answers: the bot never says bot.started, and
     # the launcher is still starting when the signal comes.
     async with FakeVLLM() as vllm, silent_server() as (telegram, _):
-        launcher = await ManagedProcess.start(
-            "-m",
-            "launcher",
-            "--verbose",
-            env={
-                "VEIL_VLLM_URL": vllm.url,
-                "VEIL_DATA_DIR": str(tmp_path),
-                "VEIL_GATEWAY_PORT": str(free_port()),
-                "VEIL_METRICS_PORT": str(free_port()),
-                "VEIL_BOT_METRICS_PORT": "0",
-                "VEIL_BOT_TOKEN": TOKEN,
-                "VEIL_TELEGRAM_API": telegram,
-            },
-        )
+        env = serving_settings(tmp_path, telegram, VEIL_VLLM_URL=vllm.url)
+        launcher = await launch("--verbose", env=env)
         try:
             await launcher.wait_for_line("bot.operations_listening", within=90)  # bot starting
             launcher.process.send_signal(signum)
             code = await launcher.stop(within=60)
             left = processes_with(marker)
         finally:
-            for pid in processes_with(marker):  # a failed run's orphans, ended one by one
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_all_with(marker)
     assert left == []
     assert code == 0
     assert "veil: stopping" in launcher.lines
@@ -83,20 +76,12 @@ async def test_a_second_launcher_on_the_same_data_stops_before_touching_anything
 ) -> None:
     install_client_files(tmp_path)
     async with FakeVLLM() as vllm, FakeTelegram(token=TOKEN) as telegram:
-        env = {
-            "VEIL_VLLM_URL": vllm.url,
-            "VEIL_DATA_DIR": str(tmp_path),
-            "VEIL_GATEWAY_PORT": str(free_port()),
-            "VEIL_METRICS_PORT": str(free_port()),
-            "VEIL_BOT_METRICS_PORT": "0",
-            "VEIL_BOT_TOKEN": TOKEN,
-            "VEIL_TELEGRAM_API": telegram.url,
-        }
-        first = await ManagedProcess.start("-m", "launcher", env=env)
+        env = serving_settings(tmp_path, telegram.url, VEIL_VLLM_URL=vllm.url)
+        first = await launch(env=env)
         try:
             await first.wait_for_line("press Ctrl-C to stop", within=90)
             logs = sorted(path.name for path in (tmp_path / "logs").iterdir())
-            second = await ManagedProcess.start("-m", "launcher", env=env)
+            second = await launch(env=env)
             async with asyncio.timeout(60):
                 code = await second.process.wait()
             await second.stop()
@@ -143,27 +128,15 @@ def alive(pid: int) -> bool:
 async def test_a_killed_launcher_takes_every_part_with_it(tmp_path: Path) -> None:
     # SIGKILL (the OOM killer, say): the launcher cannot stop its parts, which run in sessions
     # of their own. The local model server, the gateway, the playground and the bot all end.
-    cache = tmp_path / "llama.cpp"
-    install_fake_llama_server(cache)
-    model = tmp_path / "tiny-chat.gguf"
-    model.write_bytes(b"GGUF")
     data = tmp_path / "data"
     marker = f"VEIL_DATA_DIR={data}"
-    launcher = await ManagedProcess.start(
-        "-m",
-        "launcher",
-        env={
-            "VEIL_LLAMA_CPP_DIR": str(cache),
-            "VEIL_LOCAL_MODEL": str(model),
-            "VEIL_LOCAL_MODEL_PORT": str(free_port()),
-            "VEIL_GATEWAY_PORT": str(free_port()),
-            "VEIL_METRICS_PORT": str(free_port()),
-            "VEIL_BOT_METRICS_PORT": "0",
-            "VEIL_PLAYGROUND_PORT": str(free_port()),
-            "VEIL_WEBAPP_PORT": str(free_port()),
-            "VEIL_DATA_DIR": str(data),
-        },
+    env = serving_settings(
+        data,
+        **local_model(tmp_path),
+        VEIL_PLAYGROUND_PORT=str(free_port()),
+        VEIL_WEBAPP_PORT=str(free_port()),
     )
+    launcher = await launch(env=env)
     try:
         await launcher.wait_for_line("press Ctrl-C to stop", within=120)
         parts = [pid for pid in processes_with(marker) if pid != launcher.process.pid]
@@ -171,9 +144,7 @@ async def test_a_killed_launcher_takes_every_part_with_it(tmp_path: Path) -> Non
         await launcher.kill()
         left = await gone(parts, within=60)
     finally:
-        for pid in processes_with(marker):  # a failed run's orphans, ended one by one
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all_with(marker)
     for part in (b"tests.fakes.llama_server", b"gateway", b"playground", b"bot"):
         assert any(part in name for name in names), (part, names)
     assert left == []

@@ -30,6 +30,7 @@ from tests.fakes.toncenter import (
 from tests.tonstack import ALICE, BOB, CAROL, WALLET, WALLET_RAW, TonStack, ton_stack
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from models.ton import TonOrder
@@ -40,9 +41,39 @@ PACK = str(GRAM)  # the 1-Gram pack: 250 ★ (250_000_000 µ★)
 PACK_UNITS = 250_000_000
 
 
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[TonStack]:
+    """The TON parts over a new fake toncenter and a new database in ``tmp_path``."""
+    async with ton_stack(tmp_path / "veil.db") as parts:
+        yield parts
+
+
+@contextlib.asynccontextmanager
+async def running(watcher: TonWatcher) -> AsyncIterator[None]:
+    """The watcher's loop (``run``), going until the block ends."""
+    task = asyncio.create_task(watcher.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def order(stack: TonStack, user: int, asset: str = "gram", pack: str = PACK) -> TonOrder:
     invoice = await stack.shop.create_order(user, asset, pack)  # type: ignore[arg-type]
     return invoice.order
+
+
+async def usdt_order(stack: TonStack, user: int) -> TonOrder:
+    """The user's order of the 1-USDT pack (70 ★)."""
+    return await order(stack, user, "usdt", "1000000")
+
+
+async def nothing_booked(stack: TonStack) -> None:
+    """Alice was credited nothing, and no payment was recorded."""
+    assert await stack.balance(ALICE) == 0
+    assert await stack.books.recorded() == []
 
 
 async def sound(stack: TonStack) -> None:
@@ -53,119 +84,113 @@ async def recorded(stack: TonStack) -> dict[str, tuple[str, str | None, int]]:
     return {p.hash: (p.status, p.reason, p.units) for p in await stack.books.recorded()}
 
 
-async def test_an_exact_payment_is_credited_once_and_the_user_told(tmp_path: Path) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        tx = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        watcher = stack.watcher()
-        assert await watcher.poll() == 1
-        assert await stack.balance(ALICE) == PACK_UNITS
-        (told,) = stack.told
-        assert (told.payment.status, told.payment.reason, told.balance) == (
-            "credited",
-            None,
-            PACK_UNITS,
-        )
-        assert told.payment.hash == hex_hash(tx["hash"])
-        # Read again (a restart, a page read twice): nothing changes, nobody is told twice.
-        assert await watcher.poll() == 0
-        assert await stack.balance(ALICE) == PACK_UNITS
-        assert len(stack.told) == 1
-        await sound(stack)
+async def test_an_exact_payment_is_credited_once_and_the_user_told(stack: TonStack) -> None:
+    paid = await order(stack, ALICE)
+    tx = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    watcher = stack.watcher()
+    assert await watcher.poll() == 1
+    assert await stack.balance(ALICE) == PACK_UNITS
+    (told,) = stack.told
+    assert (told.payment.status, told.payment.reason, told.balance) == (
+        "credited",
+        None,
+        PACK_UNITS,
+    )
+    assert told.payment.hash == hex_hash(tx["hash"])
+    # Read again (a restart, a page read twice): nothing changes, nobody is told twice.
+    assert await watcher.poll() == 0
+    assert await stack.balance(ALICE) == PACK_UNITS
+    assert len(stack.told) == 1
+    await sound(stack)
 
 
 async def test_underpayment_credits_what_arrived_and_the_rest_completes_it(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM * 4 // 10, comment=paid.id)
-        watcher = stack.watcher()
-        await watcher.poll()
-        assert await stack.balance(ALICE) == PACK_UNITS * 4 // 10
-        assert stack.told[-1].payment.reason == "underpaid"
-        assert stack.told[-1].received == GRAM * 4 // 10
-        # The rest, with the same comment, completes the order; a third payment does not fit.
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM * 6 // 10, comment=paid.id)
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        await watcher.poll()
-        assert await stack.balance(ALICE) == PACK_UNITS
-        assert [b.payment.reason for b in stack.told] == ["underpaid", None]
-        assert [(p.status, p.reason) for p in await stack.books.unmatched()] == [
-            ("unmatched", "already_paid")
-        ]
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM * 4 // 10, comment=paid.id)
+    watcher = stack.watcher()
+    await watcher.poll()
+    assert await stack.balance(ALICE) == PACK_UNITS * 4 // 10
+    assert stack.told[-1].payment.reason == "underpaid"
+    assert stack.told[-1].received == GRAM * 4 // 10
+    # The rest, with the same comment, completes the order; a third payment does not fit.
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM * 6 // 10, comment=paid.id)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    await watcher.poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
+    assert [b.payment.reason for b in stack.told] == ["underpaid", None]
+    assert [(p.status, p.reason) for p in await stack.books.unmatched()] == [
+        ("unmatched", "already_paid")
+    ]
+    await sound(stack)
 
 
-async def test_overpayment_is_credited_in_full(tmp_path: Path) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM * 3 // 2, comment=paid.id)
-        await stack.watcher().poll()
-        assert await stack.balance(ALICE) == PACK_UNITS * 3 // 2
-        assert stack.told[0].payment.reason == "overpaid"
-        await sound(stack)
+async def test_overpayment_is_credited_in_full(stack: TonStack) -> None:
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM * 3 // 2, comment=paid.id)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS * 3 // 2
+    assert stack.told[0].payment.reason == "overpaid"
+    await sound(stack)
 
 
 async def test_two_payments_with_one_comment_credit_the_order_once_and_keep_the_other(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        first = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        second = stack.chain.add_transaction(
-            WALLET_RAW, value=GRAM, comment=paid.id, source="0:" + "77" * 32
-        )
-        await stack.watcher().poll()
-        assert await stack.balance(ALICE) == PACK_UNITS
-        assert await recorded(stack) == {
-            hex_hash(first["hash"]): ("credited", None, PACK_UNITS),
-            hex_hash(second["hash"]): ("unmatched", "already_paid", 0),
-        }
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    first = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    second = stack.chain.add_transaction(
+        WALLET_RAW, value=GRAM, comment=paid.id, source="0:" + "77" * 32
+    )
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
+    assert await recorded(stack) == {
+        hex_hash(first["hash"]): ("credited", None, PACK_UNITS),
+        hex_hash(second["hash"]): ("unmatched", "already_paid", 0),
+    }
+    await sound(stack)
 
 
-async def test_what_cannot_be_matched_is_kept_never_dropped(tmp_path: Path) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        await order(stack, ALICE)
-        usdt = await order(stack, BOB, "usdt", "1000000")
-        none = stack.chain.add_transaction(WALLET_RAW, value=GRAM)
-        unknown = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="NOSUCHORDER")
-        other_asset = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=usdt.id)
-        encrypted = stack.chain.add_transaction(WALLET_RAW, value=GRAM, body=op_boc(0x2167DA4B))
-        assert await stack.watcher().poll() == 4
-        assert await recorded(stack) == {
-            hex_hash(none["hash"]): ("unmatched", "no_comment", 0),
-            hex_hash(unknown["hash"]): ("unmatched", "unknown_comment", 0),
-            hex_hash(other_asset["hash"]): ("unmatched", "wrong_asset", 0),
-            hex_hash(encrypted["hash"]): ("unmatched", "no_comment", 0),
-        }
-        assert stack.told == []
-        assert await stack.balance(ALICE) == await stack.balance(BOB) == 0
-        await sound(stack)
+async def test_what_cannot_be_matched_is_kept_never_dropped(stack: TonStack) -> None:
+    await order(stack, ALICE)
+    usdt = await usdt_order(stack, BOB)
+    none = stack.chain.add_transaction(WALLET_RAW, value=GRAM)
+    unknown = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="NOSUCHORDER")
+    other_asset = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=usdt.id)
+    encrypted = stack.chain.add_transaction(WALLET_RAW, value=GRAM, body=op_boc(0x2167DA4B))
+    assert await stack.watcher().poll() == 4
+    assert await recorded(stack) == {
+        hex_hash(none["hash"]): ("unmatched", "no_comment", 0),
+        hex_hash(unknown["hash"]): ("unmatched", "unknown_comment", 0),
+        hex_hash(other_asset["hash"]): ("unmatched", "wrong_asset", 0),
+        hex_hash(encrypted["hash"]): ("unmatched", "no_comment", 0),
+    }
+    assert stack.told == []
+    assert await stack.balance(ALICE) == await stack.balance(BOB) == 0
+    await sound(stack)
 
 
 async def test_aborted_bounced_outgoing_and_foreign_transactions_bring_nothing(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, aborted=True)
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, bounced=True)
-        stack.chain.add_outgoing(WALLET_RAW)
-        # Listed for our account but addressed elsewhere (never credited on our side).
-        stack.chain.add_transaction(
-            WALLET_RAW, value=GRAM, comment=paid.id, destination="0:" + "66" * 32
-        )
-        watcher = stack.watcher()
-        assert await watcher.poll() == 0
-        assert await stack.books.recorded() == []
-        assert await stack.balance(ALICE) == 0
-        # The cursor moved past them: a real payment after them is the only one booked.
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        assert await watcher.poll() == 1
-        assert await stack.balance(ALICE) == PACK_UNITS
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, aborted=True)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, bounced=True)
+    stack.chain.add_outgoing(WALLET_RAW)
+    # Listed for our account but addressed elsewhere (never credited on our side).
+    stack.chain.add_transaction(
+        WALLET_RAW, value=GRAM, comment=paid.id, destination="0:" + "66" * 32
+    )
+    watcher = stack.watcher()
+    assert await watcher.poll() == 0
+    assert await stack.books.recorded() == []
+    assert await stack.balance(ALICE) == 0
+    # The cursor moved past them: a real payment after them is the only one booked.
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    assert await watcher.poll() == 1
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
 
 
 async def test_a_payment_after_expiry_is_credited_and_marked_late(tmp_path: Path) -> None:
@@ -180,22 +205,21 @@ async def test_a_payment_after_expiry_is_credited_and_marked_late(tmp_path: Path
         await sound(stack)
 
 
-async def test_dust_is_recorded_never_credited(tmp_path: Path) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        dust = stack.chain.add_transaction(WALLET_RAW, value=9_999_999, comment=paid.id)
-        at_minimum = stack.chain.add_transaction(WALLET_RAW, value=10_000_000, comment=paid.id)
-        await stack.watcher().poll()
-        assert await recorded(stack) == {
-            hex_hash(dust["hash"]): ("dust", "dust", 0),
-            hex_hash(at_minimum["hash"]): ("credited", "underpaid", 2_500_000),
-        }
-        assert await stack.balance(ALICE) == 2_500_000
-        await sound(stack)
+async def test_dust_is_recorded_never_credited(stack: TonStack) -> None:
+    paid = await order(stack, ALICE)
+    dust = stack.chain.add_transaction(WALLET_RAW, value=9_999_999, comment=paid.id)
+    at_minimum = stack.chain.add_transaction(WALLET_RAW, value=10_000_000, comment=paid.id)
+    await stack.watcher().poll()
+    assert await recorded(stack) == {
+        hex_hash(dust["hash"]): ("dust", "dust", 0),
+        hex_hash(at_minimum["hash"]): ("credited", "underpaid", 2_500_000),
+    }
+    assert await stack.balance(ALICE) == 2_500_000
+    await sound(stack)
 
 
 @pytest.mark.parametrize("form", ["raw", "upper_raw", "bounceable", "non_bounceable"])
-async def test_every_address_form_matches_the_same_order(tmp_path: Path, form: str) -> None:
+async def test_every_address_form_matches_the_same_order(stack: TonStack, form: str) -> None:
     destination = {
         "raw": WALLET.raw,
         "upper_raw": WALLET.raw.upper().replace("0X", "0x"),
@@ -204,261 +228,243 @@ async def test_every_address_form_matches_the_same_order(tmp_path: Path, form: s
     }[form]
     assert WALLET.bounceable.startswith("EQ")
     assert WALLET.friendly.startswith("UQ")
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        stack.chain.add_transaction(
-            WALLET_RAW, value=GRAM, comment=paid.id, destination=destination
-        )
-        await stack.watcher().poll()
-        assert await stack.balance(ALICE) == PACK_UNITS
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, destination=destination)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
 
 
 @pytest.mark.parametrize("comment_in", ["body", "decoded"])
 async def test_the_comment_is_read_from_the_body_boc_or_the_decoded_field(
-    tmp_path: Path, comment_in: str
+    stack: TonStack, comment_in: str
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        # Wallets differ in case and spacing; the comment still names the order.
-        typed = f"  {paid.id.lower()[:4]} {paid.id.lower()[4:]} "
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed, comment_in=comment_in)
-        await stack.watcher().poll()
-        assert await stack.balance(ALICE) == PACK_UNITS
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    # Wallets differ in case and spacing; the comment still names the order.
+    typed = f"  {paid.id.lower()[:4]} {paid.id.lower()[4:]} "
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed, comment_in=comment_in)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
 
 
-async def test_the_body_boc_wins_over_a_decoded_comment_that_disagrees(tmp_path: Path) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        record = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="WRONG")
-        record["in_msg"]["message_content"]["body"] = comment_boc(paid.id)
-        await stack.watcher().poll()
-        assert await stack.balance(ALICE) == PACK_UNITS
+async def test_the_body_boc_wins_over_a_decoded_comment_that_disagrees(stack: TonStack) -> None:
+    paid = await order(stack, ALICE)
+    record = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="WRONG")
+    record["in_msg"]["message_content"]["body"] = comment_boc(paid.id)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
 
 
 async def test_a_real_usdt_transfer_is_credited_and_a_fake_jetton_refused(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE, "usdt", "1000000")
-        fake_master = "0:" + "99" * 32
-        with capture_logs() as logs:
-            fake = stack.chain.add_jetton_transfer(
-                WALLET_RAW, amount=1_000_000, comment=paid.id, master=fake_master
-            )
-            stack.chain.add_jetton_transfer(
-                WALLET_RAW, amount=1_000_000, comment=paid.id, aborted=True
-            )
-            await stack.watcher().poll()
-        assert await stack.balance(ALICE) == 0
-        assert await stack.books.recorded() == []
-        refused = [e for e in logs if e["event"] == "ton.foreign_jetton"]
-        assert [e["tx"] for e in refused] == [hex_hash(fake["transaction_hash"])]
-
-        real = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    paid = await usdt_order(stack, ALICE)
+    fake_master = "0:" + "99" * 32
+    with capture_logs() as logs:
+        fake = stack.chain.add_jetton_transfer(
+            WALLET_RAW, amount=1_000_000, comment=paid.id, master=fake_master
+        )
+        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id, aborted=True)
         await stack.watcher().poll()
-        assert await stack.balance(ALICE) == 70_000_000
-        assert stack.told[-1].payment.hash == hex_hash(real["transaction_hash"])
-        assert stack.told[-1].payment.asset == "usdt"
-        await sound(stack)
+    await nothing_booked(stack)
+    refused = [e for e in logs if e["event"] == "ton.foreign_jetton"]
+    assert [e["tx"] for e in refused] == [hex_hash(fake["transaction_hash"])]
+
+    real = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == 70_000_000
+    assert stack.told[-1].payment.hash == hex_hash(real["transaction_hash"])
+    assert stack.told[-1].payment.asset == "usdt"
+    await sound(stack)
 
 
 async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_credited(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
     # A fake jetton wallet that answers get_wallet_data with the real USDT master: the
     # indexer files its transfer under that master. Only the master's own get-method knows.
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE, "usdt", "1000000")
-        payer = "0:" + "cd" * 32
-        with capture_logs() as logs:
-            forged = stack.chain.add_jetton_transfer(
-                WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer, forged=True
-            )
-            await stack.watcher().poll()
-        assert raw(forged["jetton_master"]) == raw(USDT_MASTER)
-        assert await stack.balance(ALICE) == 0
-        assert await stack.books.recorded() == []
-        refused = [e for e in logs if e["event"] == "ton.forged_jetton"]
-        assert [(e["tx"], e["log_level"]) for e in refused] == [
-            (hex_hash(forged["transaction_hash"]), "warning")
-        ]
-        assert paid.id not in str(logs)  # the comment is never logged
-        asked = stack.chain.calls("/api/v3/runGetMethod")
-        assert [(r.params["address"], r.params["method"]) for r in asked] == [
-            (WalletAddress.parse(USDT_MASTER).raw, "get_wallet_address")
-        ]
-
-        # The payer's real wallet of the master pays: credited, the answer asked once only.
-        real = stack.chain.add_jetton_transfer(
-            WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
+    paid = await usdt_order(stack, ALICE)
+    payer = "0:" + "cd" * 32
+    with capture_logs() as logs:
+        forged = stack.chain.add_jetton_transfer(
+            WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer, forged=True
         )
-        assert raw(real["source_wallet"]) == jetton_wallet(USDT_MASTER, payer)
         await stack.watcher().poll()
-        assert await stack.balance(ALICE) == 70_000_000
-        assert len(stack.chain.calls("/api/v3/runGetMethod")) == 1
-        assert set(await recorded(stack)) == {hex_hash(real["transaction_hash"])}
-        await sound(stack)
+    assert raw(forged["jetton_master"]) == raw(USDT_MASTER)
+    await nothing_booked(stack)
+    refused = [e for e in logs if e["event"] == "ton.forged_jetton"]
+    assert [(e["tx"], e["log_level"]) for e in refused] == [
+        (hex_hash(forged["transaction_hash"]), "warning")
+    ]
+    assert paid.id not in str(logs)  # the comment is never logged
+    asked = stack.chain.calls("/api/v3/runGetMethod")
+    assert [(r.params["address"], r.params["method"]) for r in asked] == [
+        (WalletAddress.parse(USDT_MASTER).raw, "get_wallet_address")
+    ]
+
+    # The payer's real wallet of the master pays: credited, the answer asked once only.
+    real = stack.chain.add_jetton_transfer(
+        WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
+    )
+    assert raw(real["source_wallet"]) == jetton_wallet(USDT_MASTER, payer)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == 70_000_000
+    assert len(stack.chain.calls("/api/v3/runGetMethod")) == 1
+    assert set(await recorded(stack)) == {hex_hash(real["transaction_hash"])}
+    await sound(stack)
 
 
 async def test_the_wallets_remembered_are_bounded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: TonStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(watcher_module, "WALLETS_KEPT", 2)
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        senders = ["0:" + digit * 64 for digit in "123"]
-        for sender in [*senders, senders[0], senders[2]]:  # the first was forgotten, the last not
-            stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=sender)
-            await stack.watcher().poll()
-        asked = stack.chain.calls("/api/v3/runGetMethod")
-        assert len(asked) == 4
-        assert len(await recorded(stack)) == 5  # each unmatched (no comment), none forged
-        await sound(stack)
+    senders = ["0:" + digit * 64 for digit in "123"]
+    for sender in [*senders, senders[0], senders[2]]:  # the first was forgotten, the last not
+        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=sender)
+        await stack.watcher().poll()
+    asked = stack.chain.calls("/api/v3/runGetMethod")
+    assert len(asked) == 4
+    assert len(await recorded(stack)) == 5  # each unmatched (no comment), none forged
+    await sound(stack)
 
 
 @pytest.mark.parametrize("fault", ["500", "429", "garbage", "json_without_stack"])
 async def test_a_failing_wallet_check_credits_nothing_skips_nothing_and_is_tried_again(
-    tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
+    stack: TonStack, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE, "usdt", "1000000")
-        record = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
-        path = "/api/v3/runGetMethod"
-        if fault == "500":
-            stack.chain.fail_next(path=path)
-        elif fault == "429":  # every try of the pass (each after a short wait)
-            monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
-            stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path=path)
-        elif fault == "garbage":
-            stack.chain.garbage_next(path=path)
-        else:  # a JSON object, but no get-method result in it
-            stack.chain.fail_next(status=200, path=path)
-        watcher = stack.watcher()
-        with pytest.raises(ToncenterUnavailable):
-            await watcher.poll()
-        assert await stack.balance(ALICE) == 0
-        assert await stack.books.recorded() == []
-        assert (await stack.books.cursor("usdt")).lt is None  # the page is read again
+    paid = await usdt_order(stack, ALICE)
+    record = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    path = "/api/v3/runGetMethod"
+    if fault == "500":
+        stack.chain.fail_next(path=path)
+    elif fault == "429":  # every try of the pass (each after a short wait)
+        monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
+        stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path=path)
+    elif fault == "garbage":
+        stack.chain.garbage_next(path=path)
+    else:  # a JSON object, but no get-method result in it
+        stack.chain.fail_next(status=200, path=path)
+    watcher = stack.watcher()
+    with pytest.raises(ToncenterUnavailable):
         await watcher.poll()
-        assert await recorded(stack) == {
-            hex_hash(record["transaction_hash"]): ("credited", None, 70_000_000)
-        }
-        assert await stack.balance(ALICE) == 70_000_000
-        await sound(stack)
+    await nothing_booked(stack)
+    assert (await stack.books.cursor("usdt")).lt is None  # the page is read again
+    await watcher.poll()
+    assert await recorded(stack) == {
+        hex_hash(record["transaction_hash"]): ("credited", None, 70_000_000)
+    }
+    assert await stack.balance(ALICE) == 70_000_000
+    await sound(stack)
 
 
 async def test_a_sender_whose_wallet_check_fails_holds_back_no_payment_before_it(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
     # Every USDT transfer of a page was checked before any was booked: one sender toncenter's
     # get-method failed for (or rate-limited, a page of new senders at a time) held back the
     # payments read before it too, each pass, for as long as that check kept failing.
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        payer, stranger = "0:" + "ab" * 32, "0:" + "ef" * 32
-        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=payer)
-        watcher = stack.watcher()
-        await watcher.poll()  # the payer's wallet is known now (an unmatched transfer)
-        paid = await order(stack, ALICE, "usdt", "1000000")
-        record = stack.chain.add_jetton_transfer(
-            WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
-        )
-        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=stranger)
-        stack.chain.fail_next(path="/api/v3/runGetMethod")  # the stranger's check
-        with pytest.raises(ToncenterUnavailable):
-            await watcher.poll()
-        assert (await recorded(stack))[hex_hash(record["transaction_hash"])] == (
-            "credited",
-            None,
-            70_000_000,
-        )
-        assert await stack.balance(ALICE) == 70_000_000
-        assert len(await recorded(stack)) == 2  # the stranger's is not skipped: read again
+    payer, stranger = "0:" + "ab" * 32, "0:" + "ef" * 32
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=payer)
+    watcher = stack.watcher()
+    await watcher.poll()  # the payer's wallet is known now (an unmatched transfer)
+    paid = await usdt_order(stack, ALICE)
+    record = stack.chain.add_jetton_transfer(
+        WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
+    )
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=stranger)
+    stack.chain.fail_next(path="/api/v3/runGetMethod")  # the stranger's check
+    with pytest.raises(ToncenterUnavailable):
         await watcher.poll()
-        assert len(await recorded(stack)) == 3
-        await sound(stack)
+    assert (await recorded(stack))[hex_hash(record["transaction_hash"])] == (
+        "credited",
+        None,
+        70_000_000,
+    )
+    assert await stack.balance(ALICE) == 70_000_000
+    assert len(await recorded(stack)) == 2  # the stranger's is not skipped: read again
+    await watcher.poll()
+    assert len(await recorded(stack)) == 3
+    await sound(stack)
 
 
 async def test_a_rate_limited_wallet_check_waits_and_asks_again_within_the_pass(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: TonStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # toncenter without a key answers about one call a second: a page of new senders (a few
     # cents of forged transfers each) had a 429 after its first get-method, so each pass
     # learned one wallet, failed, and backed off (to 5 minutes): a hundred senders held every
     # USDT payment after them for hours. A 429 on the check now waits and asks again.
     monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        for digit in "123":
-            stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + digit * 64)
-        paid = await order(stack, ALICE, "usdt", "1000000")
-        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
-        stack.chain.rate_limit_next(2, path="/api/v3/runGetMethod")
-        await stack.watcher().poll()  # one pass
-        assert await stack.balance(ALICE) == 70_000_000
-        assert len(await recorded(stack)) == 4
-        # One that stays rate-limited still fails the pass: nothing credited on faith.
-        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + "4" * 64)
-        stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path="/api/v3/runGetMethod")
-        with pytest.raises(ToncenterUnavailable):
-            await stack.watcher().poll()
-        assert len(await recorded(stack)) == 4
-        await sound(stack)
+    for digit in "123":
+        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + digit * 64)
+    paid = await usdt_order(stack, ALICE)
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    stack.chain.rate_limit_next(2, path="/api/v3/runGetMethod")
+    await stack.watcher().poll()  # one pass
+    assert await stack.balance(ALICE) == 70_000_000
+    assert len(await recorded(stack)) == 4
+    # One that stays rate-limited still fails the pass: nothing credited on faith.
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + "4" * 64)
+    stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path="/api/v3/runGetMethod")
+    with pytest.raises(ToncenterUnavailable):
+        await stack.watcher().poll()
+    assert len(await recorded(stack)) == 4
+    await sound(stack)
 
 
 async def test_pages_are_followed_and_records_sharing_one_lt_are_not_skipped(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        orders = [await order(stack, 2000 + n, "usdt", "1000000") for n in range(5)]
-        # Jetton transfers come from many accounts: several can share one lt.
-        for paid in orders:
-            stack.chain.add_jetton_transfer(
-                WALLET_RAW, amount=1_000_000, comment=paid.id, lt=48_000_000_000_000
-            )
-        grams = [await order(stack, 3000 + n) for n in range(5)]
-        for paid in grams:
-            stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        assert await stack.watcher(page_size=2).poll() == 10
-        for n in range(5):
-            assert await stack.balance(2000 + n) == 70_000_000
-            assert await stack.balance(3000 + n) == PACK_UNITS
-        await sound(stack)
+    orders = [await usdt_order(stack, 2000 + n) for n in range(5)]
+    # Jetton transfers come from many accounts: several can share one lt.
+    for paid in orders:
+        stack.chain.add_jetton_transfer(
+            WALLET_RAW, amount=1_000_000, comment=paid.id, lt=48_000_000_000_000
+        )
+    grams = [await order(stack, 3000 + n) for n in range(5)]
+    for paid in grams:
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    assert await stack.watcher(page_size=2).poll() == 10
+    for n in range(5):
+        assert await stack.balance(2000 + n) == 70_000_000
+        assert await stack.balance(3000 + n) == PACK_UNITS
+    await sound(stack)
 
 
 async def test_an_indexer_that_ignores_offset_stops_the_pass_and_skips_nothing(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        orders = [await order(stack, 2000 + n, "usdt", "1000000") for n in range(3)]
-        for paid in orders:  # three transfers sharing one lt: more than a page of 2
-            stack.chain.add_jetton_transfer(
-                WALLET_RAW, amount=1_000_000, comment=paid.id, lt=48_000_000_000_000
-            )
-        stack.chain.ignore_offset = True  # every page comes back as the first one
-        watcher = stack.watcher(page_size=2)
-        with capture_logs() as logs:
-            async with asyncio.timeout(5):
-                assert await watcher.poll() == 2
-        stuck = [e for e in logs if e["event"] == "ton.page_not_advancing"]
-        assert len(stuck) == 1
-        assert stuck[0]["asset"] == "usdt"
-        assert stuck[0]["log_level"] == "warning"
-        # From the start time; from the cursor's lt; the same page again for offset 2: stop.
-        assert [r.params["offset"] for r in stack.chain.calls("/api/v3/jetton/transfers")] == [
-            "0",
-            "0",
-            "2",
-        ]
-        cursor = await stack.books.cursor("usdt")
-        assert cursor.lt == 48_000_000_000_000
-        assert await stack.balance(2002) == 0
-        with pytest.raises(ToncenterUnavailable, match="same page"):  # reconcile: no partial list
-            await stack.reader.everything("usdt", cursor, limit=2)
-        # The indexer pages properly again: the next pass reads on from the kept cursor.
-        stack.chain.ignore_offset = False
-        assert await watcher.poll() == 1
-        assert [await stack.balance(2000 + n) for n in range(3)] == [70_000_000] * 3
-        await sound(stack)
+    orders = [await usdt_order(stack, 2000 + n) for n in range(3)]
+    for paid in orders:  # three transfers sharing one lt: more than a page of 2
+        stack.chain.add_jetton_transfer(
+            WALLET_RAW, amount=1_000_000, comment=paid.id, lt=48_000_000_000_000
+        )
+    stack.chain.ignore_offset = True  # every page comes back as the first one
+    watcher = stack.watcher(page_size=2)
+    with capture_logs() as logs:
+        async with asyncio.timeout(5):
+            assert await watcher.poll() == 2
+    stuck = [e for e in logs if e["event"] == "ton.page_not_advancing"]
+    assert len(stuck) == 1
+    assert stuck[0]["asset"] == "usdt"
+    assert stuck[0]["log_level"] == "warning"
+    # From the start time; from the cursor's lt; the same page again for offset 2: stop.
+    assert [r.params["offset"] for r in stack.chain.calls("/api/v3/jetton/transfers")] == [
+        "0",
+        "0",
+        "2",
+    ]
+    cursor = await stack.books.cursor("usdt")
+    assert cursor.lt == 48_000_000_000_000
+    assert await stack.balance(2002) == 0
+    with pytest.raises(ToncenterUnavailable, match="same page"):  # reconcile: no partial list
+        await stack.reader.everything("usdt", cursor, limit=2)
+    # The indexer pages properly again: the next pass reads on from the kept cursor.
+    stack.chain.ignore_offset = False
+    assert await watcher.poll() == 1
+    assert [await stack.balance(2000 + n) for n in range(3)] == [70_000_000] * 3
+    await sound(stack)
 
 
 async def test_a_crash_between_credit_and_cursor_credits_nothing_twice(tmp_path: Path) -> None:
@@ -487,113 +493,99 @@ async def test_a_crash_between_credit_and_cursor_credits_nothing_twice(tmp_path:
             await sound(restarted)
 
 
-async def test_429_backs_off_with_a_status_line_and_then_credits(tmp_path: Path) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        stack.chain.rate_limit_next(3)
-        watcher = stack.watcher(interval=0.05)
-        with capture_logs() as logs:
-            task = asyncio.create_task(watcher.run())
-            try:
-                async with asyncio.timeout(10):
-                    while not any(e["event"] == "ton.watcher_resumed" for e in logs):  # noqa: ASYNC110
-                        await asyncio.sleep(0.02)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        backoffs = [e for e in logs if e["event"] == "ton.watcher_backoff"]
-        assert [e["status"] for e in backoffs] == ["rate_limited"] * 3
-        assert [e["retry_in"] for e in backoffs] == [0.05, 0.1, 0.2]
-        assert any(e["event"] == "ton.watcher_resumed" for e in logs)
-        statuses = [r.status for r in stack.chain.requests]
-        assert statuses[:3] == [429, 429, 429]
-        assert await stack.balance(ALICE) == PACK_UNITS
-        await sound(stack)
+async def test_429_backs_off_with_a_status_line_and_then_credits(stack: TonStack) -> None:
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    stack.chain.rate_limit_next(3)
+    watcher = stack.watcher(interval=0.05)
+    with capture_logs() as logs:
+        async with running(watcher):
+            async with asyncio.timeout(10):
+                while not any(e["event"] == "ton.watcher_resumed" for e in logs):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+    backoffs = [e for e in logs if e["event"] == "ton.watcher_backoff"]
+    assert [e["status"] for e in backoffs] == ["rate_limited"] * 3
+    assert [e["retry_in"] for e in backoffs] == [0.05, 0.1, 0.2]
+    assert any(e["event"] == "ton.watcher_resumed" for e in logs)
+    statuses = [r.status for r in stack.chain.requests]
+    assert statuses[:3] == [429, 429, 429]
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
 
 
 async def test_errors_and_a_malformed_record_stall_the_watcher_never_skip(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        broken = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        broken["lt"] = "not a number"
-        watcher = stack.watcher()
-        with capture_logs() as logs:
-            task = asyncio.create_task(watcher.run())
-            try:
-                async with asyncio.timeout(10):
-                    while len([e for e in logs if e["event"] == "ton.watcher_backoff"]) < 2:  # noqa: ASYNC110
-                        await asyncio.sleep(0.02)
-                assert await stack.balance(ALICE) == 0
-                assert (await stack.books.cursor("gram")).lt is None
-                broken["lt"] = "47000000000001"  # toncenter answers properly again
-                stack.chain.fail_next(2)
-                async with asyncio.timeout(10):
-                    while await stack.balance(ALICE) == 0:  # noqa: ASYNC110
-                        await asyncio.sleep(0.02)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        statuses = {e["status"] for e in logs if e["event"] == "ton.watcher_backoff"}
-        assert statuses == {"error"}
-        assert await stack.balance(ALICE) == PACK_UNITS
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    broken = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    broken["lt"] = "not a number"
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        async with running(watcher):
+            async with asyncio.timeout(10):
+                while len([e for e in logs if e["event"] == "ton.watcher_backoff"]) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            assert await stack.balance(ALICE) == 0
+            assert (await stack.books.cursor("gram")).lt is None
+            broken["lt"] = "47000000000001"  # toncenter answers properly again
+            stack.chain.fail_next(2)
+            async with asyncio.timeout(10):
+                while await stack.balance(ALICE) == 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+    statuses = {e["status"] for e in logs if e["event"] == "ton.watcher_backoff"}
+    assert statuses == {"error"}
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
 
 
-async def test_unmatched_payments_are_assigned_by_an_admin_once(tmp_path: Path) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        tx = stack.chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment="forgot it")
-        await stack.watcher().poll()
-        (kept,) = await stack.books.unmatched()
-        booking = await stack.books.assign(kept.hash[:10].upper(), BOB, admin=1)
-        # The cheapest pack's rate: 2 Gram buy twice its 250 ★.
-        assert (booking.payment.status, booking.payment.units) == ("credited", 2 * PACK_UNITS)
-        assert booking.payment.hash == hex_hash(tx["hash"])
-        assert await stack.balance(BOB) == 2 * PACK_UNITS
-        with pytest.raises(PaymentNotUnmatched):
-            await stack.books.assign(kept.hash, CAROL, admin=1)
-        with pytest.raises(PaymentNotFound):
-            await stack.books.assign(kept.hash[:7], CAROL, admin=1)
-        assert await stack.balance(CAROL) == 0
-        # The watcher tells Bob on its next pass (the assignment left him untold).
-        await stack.watcher().poll()
-        assert [b.payment.user_id for b in stack.told] == [BOB]
-        await sound(stack)
+async def test_unmatched_payments_are_assigned_by_an_admin_once(stack: TonStack) -> None:
+    tx = stack.chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment="forgot it")
+    await stack.watcher().poll()
+    (kept,) = await stack.books.unmatched()
+    booking = await stack.books.assign(kept.hash[:10].upper(), BOB, admin=1)
+    # The cheapest pack's rate: 2 Gram buy twice its 250 ★.
+    assert (booking.payment.status, booking.payment.units) == ("credited", 2 * PACK_UNITS)
+    assert booking.payment.hash == hex_hash(tx["hash"])
+    assert await stack.balance(BOB) == 2 * PACK_UNITS
+    with pytest.raises(PaymentNotUnmatched):
+        await stack.books.assign(kept.hash, CAROL, admin=1)
+    with pytest.raises(PaymentNotFound):
+        await stack.books.assign(kept.hash[:7], CAROL, admin=1)
+    assert await stack.balance(CAROL) == 0
+    # The watcher tells Bob on its next pass (the assignment left him untold).
+    await stack.watcher().poll()
+    assert [b.payment.user_id for b in stack.told] == [BOB]
+    await sound(stack)
 
 
-async def test_reconcile_finds_and_fix_books_what_the_watcher_missed(tmp_path: Path) -> None:
+async def test_reconcile_finds_and_fix_books_what_the_watcher_missed(stack: TonStack) -> None:
     from bot.ton import TonParts, reconcile_ton  # noqa: PLC0415
 
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        seen = stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=paid.id)
-        await stack.watcher().poll()
-        # A payment the books lack (as if lost before the cursor passed it).
-        missed = stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=paid.id)
-        await stack.books.save_cursor("gram", int(missed["lt"]), hex_hash(missed["hash"]))
-        parts = TonParts(stack.shop, stack.books, stack.reader)
-        count, differences, fixed = await reconcile_ton(parts)
-        assert count == 2
-        assert fixed == []
-        assert differences == [
-            (
-                f"ton {hex_hash(missed['hash'])}: 0.5 GRAM (lt {missed['lt']}) is on the chain"
-                " but not recorded"
-            )
-        ]
-        count, differences, fixed = await reconcile_ton(parts, fix=True)
-        assert differences == []
-        assert fixed == [
-            f"booked ton {hex_hash(missed['hash'])}: credited, 125000000 µ★ to user {ALICE}"
-        ]
-        assert await stack.balance(ALICE) == PACK_UNITS
-        assert (await reconcile_ton(parts, fix=True))[1:] == ([], [])
-        assert hex_hash(seen["hash"]) in await recorded(stack)
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    seen = stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=paid.id)
+    await stack.watcher().poll()
+    # A payment the books lack (as if lost before the cursor passed it).
+    missed = stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=paid.id)
+    await stack.books.save_cursor("gram", int(missed["lt"]), hex_hash(missed["hash"]))
+    parts = TonParts(stack.shop, stack.books, stack.reader)
+    count, differences, fixed = await reconcile_ton(parts)
+    assert count == 2
+    assert fixed == []
+    assert differences == [
+        (
+            f"ton {hex_hash(missed['hash'])}: 0.5 GRAM (lt {missed['lt']}) is on the chain"
+            " but not recorded"
+        )
+    ]
+    count, differences, fixed = await reconcile_ton(parts, fix=True)
+    assert differences == []
+    assert fixed == [
+        f"booked ton {hex_hash(missed['hash'])}: credited, 125000000 µ★ to user {ALICE}"
+    ]
+    assert await stack.balance(ALICE) == PACK_UNITS
+    assert (await reconcile_ton(parts, fix=True))[1:] == ([], [])
+    assert hex_hash(seen["hash"]) in await recorded(stack)
+    await sound(stack)
 
 
 async def test_watcher_settings_are_checked() -> None:
@@ -602,51 +594,42 @@ async def test_watcher_settings_are_checked() -> None:
 
 
 async def test_a_failing_notifier_never_stops_the_watcher_and_is_tried_again(
-    tmp_path: Path,
+    stack: TonStack,
 ) -> None:
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-        calls: list[str] = []
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    calls: list[str] = []
 
-        async def flaky(booking: TonBooking) -> bool:
-            calls.append(booking.payment.hash)
-            if len(calls) == 1:
-                raise RuntimeError("a bug in the notifier")
-            return len(calls) > 2  # then Telegram is unreachable once, then it works
+    async def flaky(booking: TonBooking) -> bool:
+        calls.append(booking.payment.hash)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the notifier")
+        return len(calls) > 2  # then Telegram is unreachable once, then it works
 
-        watcher = TonWatcher(stack.books, stack.reader, flaky, interval=0.05)
-        with capture_logs() as logs:
-            task = asyncio.create_task(watcher.run())
-            try:
-                async with asyncio.timeout(10):
-                    while len(calls) < 3:  # noqa: ASYNC110 -- polls the record
-                        await asyncio.sleep(0.02)
-                await asyncio.sleep(0.2)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        assert len(calls) == 3
-        assert len(set(calls)) == 1
-        assert [e["status"] for e in logs if e["event"] == "ton.watcher_backoff"] == ["unexpected"]
-        assert await stack.balance(ALICE) == PACK_UNITS
-        await sound(stack)
+    watcher = TonWatcher(stack.books, stack.reader, flaky, interval=0.05)
+    with capture_logs() as logs:
+        async with running(watcher):
+            async with asyncio.timeout(10):
+                while len(calls) < 3:  # noqa: ASYNC110 -- polls the record
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+    assert len(calls) == 3
+    assert len(set(calls)) == 1
+    assert [e["status"] for e in logs if e["event"] == "ton.watcher_backoff"] == ["unexpected"]
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
 
 
-async def test_a_payment_to_a_wallet_not_yet_deployed_is_credited(tmp_path: Path) -> None:
+async def test_a_payment_to_a_wallet_not_yet_deployed_is_credited(stack: TonStack) -> None:
     # A wallet that has only ever received is not deployed: each incoming transaction skips
     # its compute phase (no code) and is "aborted", yet a non-bounceable transfer (the UQ…
     # address the invoice shows) stays. A bounceable one goes back and brings nothing.
-    async with ton_stack(tmp_path / "veil.db") as stack:
-        paid = await order(stack, ALICE)
-        stack.chain.add_transaction(
-            WALLET_RAW, value=GRAM, comment=paid.id, aborted=True, bounce=True
-        )
-        stayed = stack.chain.add_transaction(
-            WALLET_RAW, value=GRAM, comment=paid.id, aborted=True, bounce=False
-        )
-        assert await stack.watcher().poll() == 1
-        assert await recorded(stack) == {hex_hash(stayed["hash"]): ("credited", None, PACK_UNITS)}
-        assert await stack.balance(ALICE) == PACK_UNITS
-        await sound(stack)
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id, aborted=True, bounce=True)
+    stayed = stack.chain.add_transaction(
+        WALLET_RAW, value=GRAM, comment=paid.id, aborted=True, bounce=False
+    )
+    assert await stack.watcher().poll() == 1
+    assert await recorded(stack) == {hex_hash(stayed["hash"]): ("credited", None, PACK_UNITS)}
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
