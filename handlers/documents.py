@@ -10,7 +10,7 @@ an image sent as a file, a NUL byte) after it is fetched (``Refused``).
 
 from __future__ import annotations
 
-import io
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at most)
 FENCE = "```"
+CHUNK = 8 * 1024  # bytes of a download read at a time
+DOWNLOAD_TIMEOUT = 30  # seconds a download may take in all (aiogram's own default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +42,44 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     """The file's text, if it is UTF-8 text of at most ``DOCUMENT_MOST`` bytes; else why not.
 
     A file Telegram states as larger is not fetched at all (nor one Telegram will not hand a
-    bot: "file is too big", over 20 MB).
+    bot: "file is too big", over 20 MB); one whose size is not stated (``file_size`` is
+    optional) is read no further than ``DOCUMENT_MOST`` bytes and one chunk.
     """
     if document.file_size is not None and document.file_size > DOCUMENT_MOST:
         return TOO_BIG
-    fetched = io.BytesIO()
     try:
-        await bot.download(document, destination=fetched)
+        file = await bot.get_file(document.file_id)
     except TelegramBadRequest as exc:
         if "too big" not in exc.message:
             raise
         return TOO_BIG
-    data = fetched.getvalue()
-    if len(data) > DOCUMENT_MOST:
+    if file.file_path is None or (file.file_size or 0) > DOCUMENT_MOST:
+        return TOO_BIG
+    data = await _fetched(bot, file.file_path)
+    if data is None:
         return TOO_BIG
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return NOT_TEXT
     return NOT_TEXT if "\x00" in text or not text.strip() else text
+
+
+async def _fetched(bot: Bot, file_path: str) -> bytes | None:
+    """The file at ``file_path``, or None once it runs past ``DOCUMENT_MOST`` bytes.
+
+    Read chunk by chunk and let go of there: aiogram's ``Bot.download`` reads a file whole,
+    up to Telegram's 20 MB, before the caller can look at its size.
+    """
+    url = bot.session.api.file_url(bot.token, file_path)
+    data = bytearray()
+    stream = bot.session.stream_content(url=url, timeout=DOWNLOAD_TIMEOUT, chunk_size=CHUNK)
+    async with contextlib.aclosing(stream) as chunks:
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > DOCUMENT_MOST:
+                return None
+    return bytes(data)
 
 
 def as_question(name: str, text: str, caption: str | None) -> str:

@@ -229,3 +229,22 @@ async def test_ask_in_another_case_in_a_group_is_ask(tmp_path: Path) -> None:
         (reply,) = await final_reply(stack)
     assert str(reply["text"]).endswith("Paris.")
     assert asked_of(stack) == ["What is the capital of France?"]
+
+
+async def test_a_file_of_unstated_size_is_read_no_further_than_the_cap(tmp_path: Path) -> None:
+    # file_size is optional in a Document and in getFile's File. Without it the bot fetched the
+    # file whole (aiogram's Bot.download reads all of it, up to Telegram's 20 MB, into memory)
+    # before it looked at the size: 20 MB held per file, for a file refused anyway.
+    size = 20 * 1024 * 1024  # the most Telegram hands a bot
+    big = b"x" * size
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_document(USER, big, file_name="big.txt", sized=False)
+        reply = await stack.reply_text(USER)
+        async with asyncio.timeout(10):
+            while not (stack.telegram.downloads and stack.telegram.downloads[0].done):  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+    assert reply.startswith("I can only read text files of up to 32 KB as a question")
+    (download,) = stack.telegram.downloads
+    assert download.size == size
+    assert download.sent < size // 2
+    assert stack.vllm.requests == []
