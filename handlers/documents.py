@@ -14,7 +14,9 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiogram.exceptions import TelegramBadRequest
+import aiohttp
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
+from aiogram.methods import GetFile
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -55,7 +57,7 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
         return TOO_BIG
     if file.file_path is None or (file.file_size or 0) > DOCUMENT_MOST:
         return TOO_BIG
-    data = await _fetched(bot, file.file_path)
+    data = await _fetched(bot, document.file_id, file.file_path)
     if data is None:
         return TOO_BIG
     try:
@@ -65,20 +67,26 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     return NOT_TEXT if "\x00" in text or not text.strip() else text
 
 
-async def _fetched(bot: Bot, file_path: str) -> bytes | None:
+async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
     """The file at ``file_path``, or None once it runs past ``DOCUMENT_MOST`` bytes.
 
     Read chunk by chunk and let go of there: aiogram's ``Bot.download`` reads a file whole,
     up to Telegram's 20 MB, before the caller can look at its size.
+    A download that fails (Telegram's file server away, slow or refusing) is
+    ``TelegramNetworkError``, as a Bot API call that fails on the way: Telegram failing, no bug.
     """
     url = bot.session.api.file_url(bot.token, file_path)
     data = bytearray()
     stream = bot.session.stream_content(url=url, timeout=DOWNLOAD_TIMEOUT, chunk_size=CHUNK)
-    async with contextlib.aclosing(stream) as chunks:
-        async for chunk in chunks:
-            data += chunk
-            if len(data) > DOCUMENT_MOST:
-                return None
+    try:
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) > DOCUMENT_MOST:
+                    return None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        failed = f"the file download failed: {type(exc).__name__}"
+        raise TelegramNetworkError(GetFile(file_id=file_id), failed) from exc
     return bytes(data)
 
 

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "Download", "FakeTelegram", "Observer"]
 
+DOWNLOAD = "download"  # fail_next's name for file downloads
 FILE_CHUNK = 64 * 1024  # bytes of a file download written at a time
 
 
@@ -281,7 +282,11 @@ class FakeTelegram(Served):
         retry_after: int | None = None,
         count: int = 1,
     ) -> None:
-        """Answer the next ``count`` calls of ``method`` with this error, changing nothing."""
+        """Answer the next ``count`` calls of ``method`` with this error, changing nothing.
+
+        ``method`` ``DOWNLOAD`` fails file downloads (Telegram's file server answers a failed
+        one with the same JSON error as the Bot API).
+        """
         self._faults.add_next(method, status, description, retry_after, count)
 
     def fail_every(
@@ -312,6 +317,8 @@ class FakeTelegram(Served):
         stored = self.media.by_path(request.match_info["path"])
         if request.match_info["token"] != self.token or stored is None:
             return ApiError(HTTPStatus.NOT_FOUND, "Not Found").response()
+        if (refusal := self._faults.check(DOWNLOAD)) is not None:
+            return refusal.response()
         download = Download(stored.file_path, len(stored.data))
         self.downloads.append(download)
         response = web.StreamResponse(headers={"Content-Type": stored.content_type})

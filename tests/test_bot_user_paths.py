@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from handlers.documents import DOCUMENT_MOST, as_question
+from playground.botapi import DOWNLOAD
 from tests.botstack import running_stack
 from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_stop import behind_proxy
@@ -248,3 +249,23 @@ async def test_a_file_of_unstated_size_is_read_no_further_than_the_cap(tmp_path:
     assert download.size == size
     assert download.sent < size // 2
     assert stack.vllm.requests == []
+
+
+async def test_a_file_download_telegram_fails_is_told_as_telegram_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Telegram's file server answering 502 (or a download cut off) is Telegram failing, as a
+    # Bot API call that fails: it was logged as a bug with its traceback, which named the
+    # download's URL and so the bot's token, and the user was told "Something went wrong on my
+    # side". Sent again, the file is read.
+    async with running_stack(tmp_path, answer="Noted.") as stack:
+        stack.telegram.fail_next(DOWNLOAD, status=502, description="Bad Gateway")
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        told = await stack.reply_text(USER)
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        assert await stack.reply_text(USER, 1) == "Noted."
+        token = stack.telegram.token
+    logged = capsys.readouterr()
+    assert token not in logged.out + logged.err
+    assert "telegram.unavailable" in logged.out + logged.err
+    assert told == ("Telegram did not take my reply just now. Please send that again in a moment.")
