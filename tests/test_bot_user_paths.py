@@ -9,7 +9,9 @@ import pytest
 
 from handlers.documents import DOCUMENT_MOST, as_question
 from playground.botapi import DOWNLOAD
+from services.tokens import prompt_tokens
 from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_stop import behind_proxy
 
@@ -269,3 +271,29 @@ async def test_a_file_download_telegram_fails_is_told_as_telegram_failing(
     assert token not in logged.out + logged.err
     assert "telegram.unavailable" in logged.out + logged.err
     assert told == ("Telegram did not take my reply just now. Please send that again in a moment.")
+
+
+async def test_a_quote_too_long_for_the_window_is_cut_and_leaves_the_answer_its_room(
+    tmp_path: Path,
+) -> None:
+    # A reply to a long answer of an earlier conversation brought the whole answer, quoted:
+    # past the context budget of a small window, which left the answer 64 tokens (cut off,
+    # with a Continue note) or made a short question "too long". The quote's start is kept.
+    story = " ".join(f"word{i}" for i in range(250))  # about 1,700 bytes
+    question = "Explain it: " + "why " * 150  # about 600 bytes: fits alone
+    answers = iter([story, "Because."])
+    # A budget of 1024 tokens before the answer.
+    server = FakeVLLM(answer=lambda _request: next(answers), max_model_len=2048)
+    async with running_stack(tmp_path, model_server=server) as stack:
+        stack.telegram.send_text(USER, "Tell me a story")
+        first = (await stack.final_messages(USER, 1))[0]
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 2)
+        stack.telegram.send_text(USER, question, reply_to=first["message_id"])
+        assert (await stack.final_messages(USER, 3))[2]["text"] == "Because."
+    request = server.requests[-1]
+    asked = str(request["messages"][-1]["content"])
+    assert request["max_completion_tokens"] == 1024  # the answer's whole room
+    assert asked.startswith("> word0 word1 ")
+    assert asked.endswith(f"…\n\n{question}")
+    assert prompt_tokens(request["messages"]) <= 1024
