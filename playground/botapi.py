@@ -181,15 +181,27 @@ class FakeTelegram(Served):
         caption: str | None = None,
         language_code: str = "en",
         sized: bool = True,
+        thread_id: int | None = None,
     ) -> int:
         """A document with ``data`` from ``user_id`` in their private chat: an update_id.
 
         Its file is kept for ``getFile`` and the download path, as Telegram keeps it;
-        ``sized=False`` leaves out its ``file_size``, which the Bot API marks optional.
+        ``sized=False`` leaves out its ``file_size``, which the Bot API marks optional. In
+        the chat's topic ``thread_id`` if given.
         """
         document = self.media.receive(data, file_name=file_name, mime_type=mime_type, sized=sized)
+        topic: dict[str, object] = {}
+        if thread_id is not None:
+            if self.state.topics.get(user_id, thread_id) is None:
+                raise ValueError(f"no topic {thread_id} in chat {user_id}")
+            topic = {"message_thread_id": thread_id, "is_topic_message": True}
         return self.user.send_message_of(
-            user_id, "document", document=document, caption=caption, language_code=language_code
+            user_id,
+            "document",
+            document=document,
+            caption=caption,
+            language_code=language_code,
+            **topic,
         )
 
     # Lifecycle.

@@ -14,6 +14,7 @@ from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_stop import behind_proxy
+from tests.test_bot_topics import topic_telegram
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -297,3 +298,28 @@ async def test_a_quote_too_long_for_the_window_is_cut_and_leaves_the_answer_its_
     assert asked.startswith("> word0 word1 ")
     assert asked.endswith(f"…\n\n{question}")
     assert prompt_tokens(request["messages"]) <= 1024
+
+
+async def test_a_file_in_a_topic_the_bot_no_longer_knows_says_it_starts_afresh(
+    tmp_path: Path,
+) -> None:
+    # A text there says "we start afresh here" (its conversation was erased by /forget); a
+    # file there was answered without that note, as if the topic's conversation went on.
+    async with running_stack(tmp_path, telegram_server=topic_telegram()) as stack:
+        thread = stack.telegram.create_topic(USER, "My own topic")
+        await stack.stored_turns_in(USER, thread, 0)
+        stack.telegram.send_text(USER, "/forget")
+        (confirm,) = (await stack.final_messages(USER, 1))[-1]["reply_markup"]["inline_keyboard"]
+        stack.telegram.press_button(
+            USER,
+            confirm[0]["callback_data"],
+            message_id=stack.telegram.sent_messages(USER)[-1]["message_id"],
+        )
+        await stack.telegram.wait_for("editMessageText")
+        stack.telegram.send_document(
+            USER, b"plain notes\n", file_name="notes.txt", thread_id=thread
+        )
+        *_, notice, answer = await stack.final_messages(USER, 3)
+    assert notice["message_thread_id"] == answer["message_thread_id"] == thread
+    assert notice["text"].startswith("I have no earlier conversation for this topic")
+    assert answer["text"] == "Hello from the fake model."
