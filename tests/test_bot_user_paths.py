@@ -323,3 +323,40 @@ async def test_a_file_in_a_topic_the_bot_no_longer_knows_says_it_starts_afresh(
     assert notice["message_thread_id"] == answer["message_thread_id"] == thread
     assert notice["text"].startswith("I have no earlier conversation for this topic")
     assert answer["text"] == "Hello from the fake model."
+
+
+async def test_a_question_cancelled_while_it_waits_for_a_stopped_answer_is_not_asked(
+    tmp_path: Path,
+) -> None:
+    # Stop, a question (it waits for the stopped answer), then /cancel: /cancel stops the
+    # waiting question, which is then never sent to the model; the next one is answered.
+    story = " ".join(f"word{i}" for i in range(300))
+
+    def answer(request: dict[str, Any]) -> str:
+        return story if request["messages"][-1]["content"] == "Tell me a long story" else "Short."
+
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        proxy = await behind_proxy(stack)
+        stack.telegram.send_text(USER, "Tell me a long story")
+        draft = await stack.telegram.wait_for("sendMessageDraft")
+        proxy.open.clear()  # the stop's cancel waits on the way to the gateway
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 1)
+        stack.telegram.send_text(USER, "Next one")
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 2)  # the question, taken before it, waits for the stopped answer
+        stack.telegram.send_text(USER, "/cancel")
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 3)
+        proxy.open.set()
+        await stack.stored_turns(USER, 2, within=20)
+        stack.telegram.send_text(USER, "Last one")
+        turns = await stack.stored_turns(USER, 4, within=20)
+        await proxy.close()
+        asked = asked_of(stack)
+        said = [str(m["text"]) for m in stack.telegram.sent_messages(USER)]
+    assert asked == ["Tell me a long story", "Last one"]
+    assert turns[2:] == ["Last one", "Short."]
+    assert "Nothing is being written right now." not in said
+    assert "Stopped." in said  # the waiting question, stopped before a word
