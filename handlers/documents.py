@@ -4,8 +4,9 @@ A leaf shared by the chat's router (``handlers.chat.on_document``): the file's t
 model as a fenced block headed by its name, with the caption, if any, after it as the question;
 from there it is a question like any other (sealed to the worker, stored encrypted, never
 logged). Only plain UTF-8 text of at most ``DOCUMENT_MOST`` bytes is read: a larger file is
-refused by the size Telegram states, before it is fetched; one that is not UTF-8 text (a PDF,
-an image sent as a file, a NUL byte) after it is fetched (``Refused``).
+refused by the size Telegram states, before it is fetched, or (its size not stated) once the
+download runs past it; one that is not UTF-8 text (a PDF, an image sent as a file, a NUL byte)
+after it is fetched (``Refused``).
 """
 
 from __future__ import annotations
