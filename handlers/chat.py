@@ -387,13 +387,21 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     thread_id = topic_of(message)
     prompt = message.text if pasted is None else pasted
-    if thread_id is not None and await chat.open_topic(user.id, user.language_code, thread_id):
-        await message.answer(texts("topic_fresh"))
+    await opened_topic(message, chat, texts)
     replied = None if message.quote is not None else replied_text(message)
     prompt = with_quote(message, prompt)
     answer_prompt(
         bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id, replied=replied
     )
+
+
+async def opened_topic(message: Message, chat: ChatService, texts: Texts) -> None:
+    """Make sure the topic ``message`` was sent in has a conversation; say so if it is fresh."""
+    user, thread_id = message.from_user, topic_of(message)
+    if user is None or thread_id is None:
+        return
+    if await chat.open_topic(user.id, user.language_code, thread_id):
+        await message.answer(texts("topic_fresh"))
 
 
 def with_quote(message: Message, text: str) -> str:
@@ -495,6 +503,7 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await message.answer(texts(text.key, kb=documents.DOCUMENT_MOST // 1024))
         return
     prompt = documents.as_question(document.file_name or "file", text, message.caption)
+    await opened_topic(message, chat, texts)
     answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=topic_of(message))
 
 

@@ -4,17 +4,20 @@ A leaf shared by the chat's router (``handlers.chat.on_document``): the file's t
 model as a fenced block headed by its name, with the caption, if any, after it as the question;
 from there it is a question like any other (sealed to the worker, stored encrypted, never
 logged). Only plain UTF-8 text of at most ``DOCUMENT_MOST`` bytes is read: a larger file is
-refused by the size Telegram states, before it is fetched; one that is not UTF-8 text (a PDF,
-an image sent as a file, a NUL byte) after it is fetched (``Refused``).
+refused by the size Telegram states, before it is fetched, or (its size not stated) once the
+download runs past it; one that is not UTF-8 text (a PDF, an image sent as a file, a NUL byte)
+after it is fetched (``Refused``).
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiogram.exceptions import TelegramBadRequest
+import aiohttp
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
+from aiogram.methods import GetFile
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 
 DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at most)
 FENCE = "```"
+CHUNK = 8 * 1024  # bytes of a download read at a time
+DOWNLOAD_TIMEOUT = 30  # seconds a download may take in all (aiogram's own default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +45,50 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     """The file's text, if it is UTF-8 text of at most ``DOCUMENT_MOST`` bytes; else why not.
 
     A file Telegram states as larger is not fetched at all (nor one Telegram will not hand a
-    bot: "file is too big", over 20 MB).
+    bot: "file is too big", over 20 MB); one whose size is not stated (``file_size`` is
+    optional) is read no further than ``DOCUMENT_MOST`` bytes and one chunk.
     """
     if document.file_size is not None and document.file_size > DOCUMENT_MOST:
         return TOO_BIG
-    fetched = io.BytesIO()
     try:
-        await bot.download(document, destination=fetched)
+        file = await bot.get_file(document.file_id)
     except TelegramBadRequest as exc:
         if "too big" not in exc.message:
             raise
         return TOO_BIG
-    data = fetched.getvalue()
-    if len(data) > DOCUMENT_MOST:
+    if file.file_path is None or (file.file_size or 0) > DOCUMENT_MOST:
+        return TOO_BIG
+    data = await _fetched(bot, document.file_id, file.file_path)
+    if data is None:
         return TOO_BIG
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return NOT_TEXT
     return NOT_TEXT if "\x00" in text or not text.strip() else text
+
+
+async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
+    """The file at ``file_path``, or None once it runs past ``DOCUMENT_MOST`` bytes.
+
+    Read chunk by chunk and let go of there: aiogram's ``Bot.download`` reads a file whole,
+    up to Telegram's 20 MB, before the caller can look at its size.
+    A download that fails (Telegram's file server away, slow or refusing) is
+    ``TelegramNetworkError``, as a Bot API call that fails on the way: Telegram failing, no bug.
+    """
+    url = bot.session.api.file_url(bot.token, file_path)
+    data = bytearray()
+    stream = bot.session.stream_content(url=url, timeout=DOWNLOAD_TIMEOUT, chunk_size=CHUNK)
+    try:
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) > DOCUMENT_MOST:
+                    return None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        failed = f"the file download failed: {type(exc).__name__}"
+        raise TelegramNetworkError(GetFile(file_id=file_id), failed) from exc
+    return bytes(data)
 
 
 def as_question(name: str, text: str, caption: str | None) -> str:

@@ -66,7 +66,10 @@ if TYPE_CHECKING:
     from playground.limits import Flood
     from playground.state import Method
 
-__all__ = ["Call", "FakeTelegram", "Observer"]
+__all__ = ["Call", "Download", "FakeTelegram", "Observer"]
+
+DOWNLOAD = "download"  # fail_next's name for file downloads
+FILE_CHUNK = 64 * 1024  # bytes of a file download written at a time
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,16 @@ class Call:
     at: float  # time.monotonic() when it was received
     answered: str  # "ok", or the error description the fake replied with
     body: str = "query"  # how the parameters came: query, json, form, multipart, webhook reply
+
+
+@dataclass
+class Download:
+    """One file download the bot made: the file's path and size, and how much of it was sent."""
+
+    file_path: str
+    size: int
+    sent: int = 0
+    done: bool = False  # sent whole, or the client closed the connection first
 
 
 class Observer(Protocol):
@@ -122,6 +135,7 @@ class FakeTelegram(Served):
         self.user = UserActions(self.state, self.payments, self._queue, self._posted)
         self.webapps = MiniApps(self.state, token)
         self.calls: list[Call] = []
+        self.downloads: list[Download] = []  # file downloads, in the order they began
         self.url = ""
         self._observer = observer
         self._routes = list(routes)
@@ -166,14 +180,28 @@ class FakeTelegram(Served):
         mime_type: str = "text/plain",
         caption: str | None = None,
         language_code: str = "en",
+        sized: bool = True,
+        thread_id: int | None = None,
     ) -> int:
         """A document with ``data`` from ``user_id`` in their private chat: an update_id.
 
-        Its file is kept for ``getFile`` and the download path, as Telegram keeps it.
+        Its file is kept for ``getFile`` and the download path, as Telegram keeps it;
+        ``sized=False`` leaves out its ``file_size``, which the Bot API marks optional. In
+        the chat's topic ``thread_id`` if given.
         """
-        document = self.media.receive(data, file_name=file_name, mime_type=mime_type)
+        document = self.media.receive(data, file_name=file_name, mime_type=mime_type, sized=sized)
+        topic: dict[str, object] = {}
+        if thread_id is not None:
+            if self.state.topics.get(user_id, thread_id) is None:
+                raise ValueError(f"no topic {thread_id} in chat {user_id}")
+            topic = {"message_thread_id": thread_id, "is_topic_message": True}
         return self.user.send_message_of(
-            user_id, "document", document=document, caption=caption, language_code=language_code
+            user_id,
+            "document",
+            document=document,
+            caption=caption,
+            language_code=language_code,
+            **topic,
         )
 
     # Lifecycle.
@@ -266,7 +294,11 @@ class FakeTelegram(Served):
         retry_after: int | None = None,
         count: int = 1,
     ) -> None:
-        """Answer the next ``count`` calls of ``method`` with this error, changing nothing."""
+        """Answer the next ``count`` calls of ``method`` with this error, changing nothing.
+
+        ``method`` ``DOWNLOAD`` fails file downloads (Telegram's file server answers a failed
+        one with the same JSON error as the Bot API).
+        """
         self._faults.add_next(method, status, description, retry_after, count)
 
     def fail_every(
@@ -288,12 +320,32 @@ class FakeTelegram(Served):
     async def _not_found(self, _request: web.Request) -> web.Response:
         return ApiError(HTTPStatus.NOT_FOUND, "Not Found").response()
 
-    async def _file(self, request: web.Request) -> web.Response:
-        """A file download, as ``https://api.telegram.org/file/bot<token>/<file_path>``."""
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """A file download, as ``https://api.telegram.org/file/bot<token>/<file_path>``.
+
+        Sent in ``FILE_CHUNK`` pieces, each once the client takes the one before, and recorded
+        in ``downloads``: a client that closes the connection early got only ``sent`` bytes.
+        """
         stored = self.media.by_path(request.match_info["path"])
         if request.match_info["token"] != self.token or stored is None:
             return ApiError(HTTPStatus.NOT_FOUND, "Not Found").response()
-        return web.Response(body=stored.data, content_type=stored.content_type)
+        if (refusal := self._faults.check(DOWNLOAD)) is not None:
+            return refusal.response()
+        download = Download(stored.file_path, len(stored.data))
+        self.downloads.append(download)
+        response = web.StreamResponse(headers={"Content-Type": stored.content_type})
+        response.content_length = len(stored.data)
+        try:
+            await response.prepare(request)
+            for start in range(0, len(stored.data), FILE_CHUNK):
+                await response.write(stored.data[start : start + FILE_CHUNK])
+                download.sent = min(len(stored.data), start + FILE_CHUNK)
+            await response.write_eof()
+        except ConnectionError:  # the client went away: it has what was sent
+            pass
+        finally:
+            download.done = True
+        return response
 
     async def _handle(self, request: web.Request) -> web.Response:
         received = time.monotonic()

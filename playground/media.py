@@ -49,6 +49,7 @@ class StoredFile:
     file_path: str
     content_type: str
     data: bytes = field(repr=False)
+    sized: bool = True  # whether getFile states its file_size (an optional field)
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:
@@ -108,8 +109,14 @@ class Media:
         """The file ``getFile`` gave ``file_path``, if any."""
         return next((f for f in self.files.values() if f.file_path == file_path), None)
 
-    def receive(self, data: bytes, *, file_name: str, mime_type: str) -> dict[str, Any]:
-        """A file a user sends (a document): stored for ``getFile``; its ``Document`` object."""
+    def receive(
+        self, data: bytes, *, file_name: str, mime_type: str, sized: bool = True
+    ) -> dict[str, Any]:
+        """A file a user sends (a document): stored for ``getFile``; its ``Document`` object.
+
+        ``sized=False``: its ``Document`` and ``File`` leave out ``file_size``, an optional
+        field of both in the Bot API (core.telegram.org/bots/api#document, #file).
+        """
         serial = self._state.next_id()
         unique = hashlib.sha256(data).hexdigest()[:16]
         suffix = file_name.rpartition(".")[2] if "." in file_name else "bin"
@@ -119,10 +126,11 @@ class Media:
             file_path=f"documents/file_{serial}.{suffix}",
             content_type=mime_type,
             data=data,
+            sized=sized,
         )
         self.files[stored.file_id] = stored
         document = {"file_id": stored.file_id, "file_unique_id": unique, "file_name": file_name}
-        return document | {"mime_type": mime_type, "file_size": len(data)}
+        return document | {"mime_type": mime_type} | ({"file_size": len(data)} if sized else {})
 
     def _upload(self, p: dict[str, Any]) -> Upload | str:
         """The photo of a sendPhoto: a new upload, or the file_id of one sent before."""
@@ -194,9 +202,7 @@ class Media:
         stored = self.files.get(str(p.get("file_id", "")))
         if stored is None:
             raise bad_request("invalid file_id")
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": len(stored.data),
-            "file_path": stored.file_path,
-        }
+        file: dict[str, Any] = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
+        if stored.sized:
+            file["file_size"] = len(stored.data)
+        return file | {"file_path": stored.file_path}

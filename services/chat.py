@@ -841,14 +841,43 @@ class ChatService:
         """The prompt to ask and its context, trimmed to ``window``.
 
         The message the question replies to goes before it, quoted, when the context does not
-        hold it already (``Question.replied``).
+        hold it already (``Question.replied``): as much of it as leaves the answer its room.
         """
-        prompt = question.prompt
-        context = self._context(history, prompt, window, self._budget(window))
-        if question.replied is not None and not _holds(context.messages, question.replied):
-            prompt = quoted(question.replied, prompt)
-            context = self._context(history, prompt, window, self._budget(window))
-        return prompt, context
+        prompt, budget = question.prompt, self._budget(window)
+        context = self._context(history, prompt, window, budget)
+        replied = question.replied
+        if replied is None or _holds(context.messages, replied):
+            return prompt, context
+        quote = self._fitting_quote(replied, prompt, budget)
+        if quote is None:
+            return prompt, context
+        prompt = quoted(quote, prompt)
+        return prompt, self._context(history, prompt, window, budget)
+
+    def _fitting_quote(self, replied: str, prompt: str, budget: int) -> str | None:
+        """As much of ``replied`` as fits, quoted before ``prompt``, in ``budget`` tokens.
+
+        Its start, cut with "…", where the whole would not fit: a quote that does not fit
+        squeezed the answer to ``min_answer_tokens`` (or made a question that fits alone "too
+        long"). None where not even a start of it fits.
+        """
+        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+
+        def fits(quote: str) -> bool:
+            asked = {"role": "user", "content": quoted(quote, prompt)}
+            return prompt_tokens([*head, asked]) <= budget
+
+        if fits(replied):
+            return replied
+        low, high = 0, len(replied)  # replied[:low] + "…" fits (or low is 0); replied does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fits(replied[:middle] + "…"):
+                low = middle
+            else:
+                high = middle
+        start = replied[:low].rstrip()
+        return f"{start}…" if start.strip() else None
 
     def _context(self, history: Sequence[Said], prompt: str, window: int, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.

@@ -8,9 +8,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from handlers.documents import DOCUMENT_MOST, as_question
+from playground.botapi import DOWNLOAD
+from services.tokens import prompt_tokens
 from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_stop import behind_proxy
+from tests.test_bot_topics import topic_telegram
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -229,3 +233,130 @@ async def test_ask_in_another_case_in_a_group_is_ask(tmp_path: Path) -> None:
         (reply,) = await final_reply(stack)
     assert str(reply["text"]).endswith("Paris.")
     assert asked_of(stack) == ["What is the capital of France?"]
+
+
+async def test_a_file_of_unstated_size_is_read_no_further_than_the_cap(tmp_path: Path) -> None:
+    # file_size is optional in a Document and in getFile's File. Without it the bot fetched the
+    # file whole (aiogram's Bot.download reads all of it, up to Telegram's 20 MB, into memory)
+    # before it looked at the size: 20 MB held per file, for a file refused anyway.
+    size = 20 * 1024 * 1024  # the most Telegram hands a bot
+    big = b"x" * size
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_document(USER, big, file_name="big.txt", sized=False)
+        reply = await stack.reply_text(USER)
+        async with asyncio.timeout(10):
+            while not (stack.telegram.downloads and stack.telegram.downloads[0].done):  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+    assert reply.startswith("I can only read text files of up to 32 KB as a question")
+    (download,) = stack.telegram.downloads
+    assert download.size == size
+    assert download.sent < size // 2
+    assert stack.vllm.requests == []
+
+
+async def test_a_file_download_telegram_fails_is_told_as_telegram_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Telegram's file server answering 502 (or a download cut off) is Telegram failing, as a
+    # Bot API call that fails: it was logged as a bug with its traceback, which named the
+    # download's URL and so the bot's token, and the user was told "Something went wrong on my
+    # side". Sent again, the file is read.
+    async with running_stack(tmp_path, answer="Noted.") as stack:
+        stack.telegram.fail_next(DOWNLOAD, status=502, description="Bad Gateway")
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        told = await stack.reply_text(USER)
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        assert await stack.reply_text(USER, 1) == "Noted."
+        token = stack.telegram.token
+    logged = capsys.readouterr()
+    assert token not in logged.out + logged.err
+    assert "telegram.unavailable" in logged.out + logged.err
+    assert told == ("Telegram did not take my reply just now. Please send that again in a moment.")
+
+
+async def test_a_quote_too_long_for_the_window_is_cut_and_leaves_the_answer_its_room(
+    tmp_path: Path,
+) -> None:
+    # A reply to a long answer of an earlier conversation brought the whole answer, quoted:
+    # past the context budget of a small window, which left the answer 64 tokens (cut off,
+    # with a Continue note) or made a short question "too long". The quote's start is kept.
+    story = " ".join(f"word{i}" for i in range(250))  # about 1,700 bytes
+    question = "Explain it: " + "why " * 150  # about 600 bytes: fits alone
+    answers = iter([story, "Because."])
+    # A budget of 1024 tokens before the answer.
+    server = FakeVLLM(answer=lambda _request: next(answers), max_model_len=2048)
+    async with running_stack(tmp_path, model_server=server) as stack:
+        stack.telegram.send_text(USER, "Tell me a story")
+        first = (await stack.final_messages(USER, 1))[0]
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 2)
+        stack.telegram.send_text(USER, question, reply_to=first["message_id"])
+        assert (await stack.final_messages(USER, 3))[2]["text"] == "Because."
+    request = server.requests[-1]
+    asked = str(request["messages"][-1]["content"])
+    assert request["max_completion_tokens"] == 1024  # the answer's whole room
+    assert asked.startswith("> word0 word1 ")
+    assert asked.endswith(f"…\n\n{question}")
+    assert prompt_tokens(request["messages"]) <= 1024
+
+
+async def test_a_file_in_a_topic_the_bot_no_longer_knows_says_it_starts_afresh(
+    tmp_path: Path,
+) -> None:
+    # A text there says "we start afresh here" (its conversation was erased by /forget); a
+    # file there was answered without that note, as if the topic's conversation went on.
+    async with running_stack(tmp_path, telegram_server=topic_telegram()) as stack:
+        thread = stack.telegram.create_topic(USER, "My own topic")
+        await stack.stored_turns_in(USER, thread, 0)
+        stack.telegram.send_text(USER, "/forget")
+        (confirm,) = (await stack.final_messages(USER, 1))[-1]["reply_markup"]["inline_keyboard"]
+        stack.telegram.press_button(
+            USER,
+            confirm[0]["callback_data"],
+            message_id=stack.telegram.sent_messages(USER)[-1]["message_id"],
+        )
+        await stack.telegram.wait_for("editMessageText")
+        stack.telegram.send_document(
+            USER, b"plain notes\n", file_name="notes.txt", thread_id=thread
+        )
+        *_, notice, answer = await stack.final_messages(USER, 3)
+    assert notice["message_thread_id"] == answer["message_thread_id"] == thread
+    assert notice["text"].startswith("I have no earlier conversation for this topic")
+    assert answer["text"] == "Hello from the fake model."
+
+
+async def test_a_question_cancelled_while_it_waits_for_a_stopped_answer_is_not_asked(
+    tmp_path: Path,
+) -> None:
+    # Stop, a question (it waits for the stopped answer), then /cancel: /cancel stops the
+    # waiting question, which is then never sent to the model; the next one is answered.
+    story = " ".join(f"word{i}" for i in range(300))
+
+    def answer(request: dict[str, Any]) -> str:
+        return story if request["messages"][-1]["content"] == "Tell me a long story" else "Short."
+
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        proxy = await behind_proxy(stack)
+        stack.telegram.send_text(USER, "Tell me a long story")
+        draft = await stack.telegram.wait_for("sendMessageDraft")
+        proxy.open.clear()  # the stop's cancel waits on the way to the gateway
+        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 1)
+        stack.telegram.send_text(USER, "Next one")
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 2)  # the question, taken before it, waits for the stopped answer
+        stack.telegram.send_text(USER, "/cancel")
+        stack.telegram.send_text(USER, "/help")
+        await helps(stack, 3)
+        proxy.open.set()
+        await stack.stored_turns(USER, 2, within=20)
+        stack.telegram.send_text(USER, "Last one")
+        turns = await stack.stored_turns(USER, 4, within=20)
+        await proxy.close()
+        asked = asked_of(stack)
+        said = [str(m["text"]) for m in stack.telegram.sent_messages(USER)]
+    assert asked == ["Tell me a long story", "Last one"]
+    assert turns[2:] == ["Last one", "Short."]
+    assert "Nothing is being written right now." not in said
+    assert "Stopped." in said  # the waiting question, stopped before a word
