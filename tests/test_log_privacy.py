@@ -248,23 +248,26 @@ async def test_a_hostile_network_s_answers_leave_no_token_or_text_in_the_error(
     async with HostileTelegram(token=TOKEN) as telegram:
         telegram.send_text(USER, "hello")  # the chat exists
         bot = build_bot(TOKEN, telegram.url)
+        tries = 2 if mode == "undescribed_502" else 1  # a 5xx is tried once more by the session
         try:
-            telegram.misbehave("sendMessage", mode)
+            for _ in range(tries):
+                telegram.misbehave("sendMessage", mode)
             with pytest.raises(Exception) as caught:  # noqa: PT011 -- each mode its own error
                 await bot.send_message(USER, ANSWER)
         finally:
             await bot.session.close()
-    assert telegram.misbehaved == [("sendMessage", mode)]
+    assert telegram.misbehaved == [("sendMessage", mode)] * tries
     if mode in {"latin1", "charset"}:  # an unreadable reply, as a page that is not JSON
         assert isinstance(caught.value, ClientDecodeError)
     assert_clean(str(caught.value))  # the error itself: aiogram's logs print it as it is
+    before = len(stderr.getvalue())  # the session's own warnings (a 5xx tried again) come first
     log_bug(caught.value)
     logging.getLogger("aiogram.dispatcher").error(  # aiogram's words for a failed poll
         "Failed to fetch updates - %s: %s", type(caught.value).__name__, caught.value
     )
     logged = stderr.getvalue()
     assert_clean(logged)
-    assert type(caught.value).__name__ in json.loads(logged.splitlines()[0])["exception"]
+    assert type(caught.value).__name__ in json.loads(logged[before:].splitlines()[0])["exception"]
 
 
 async def test_the_bot_under_a_hostile_network_logs_no_token_question_or_answer(
