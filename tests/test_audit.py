@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,9 +19,10 @@ from services.audit import Auditor, proof_for
 from services.shop import IncomingPayment, Pack, Shop
 from tests.books import grant
 from tests.botstack import bot_env, running_stack
-from tests.harness import REPO, child_environment
+from tests.harness import run_python
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 USER = 9501
@@ -33,15 +32,7 @@ PRICE_OUT = 60
 
 
 def run_audit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "audit"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env | child_environment(),
-        timeout=60,
-        check=False,
-    )
+    return run_python("-m", "bot", "audit", env=env)
 
 
 def edited_copy(data: Path, copy: Path, *statements: str) -> None:

@@ -19,11 +19,10 @@ from handlers.chat import tell_interrupted
 from models import MasterKey, Store
 from models.holds import AnswerChat
 from tests.books import inconsistent_users
-from tests.botstack import TOKEN, bot_env, running_stack
+from tests.botstack import TOKEN, process_stack, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, free_port, run_gateway
+from tests.harness import ManagedProcess, free_port
 from tests.test_journal import ledger_locked
 
 if TYPE_CHECKING:
@@ -45,12 +44,9 @@ STAR = 1_000_000
 async def test_kill_during_payments_and_answers_then_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     answer = " ".join(f"w{i}" for i in range(40))
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=answer, token_delay=0.05) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data) | {
+    async with process_stack(data, answer=answer, token_delay=0.05) as stack:
+        telegram = stack.telegram
+        env = stack.env | {
             "VEIL_PRICES": "*=1000/2000",
             "VEIL_FREE_TOKENS_PER_DAY": "0",
             "VEIL_MAX_ANSWER_TOKENS": "100",
@@ -124,14 +120,9 @@ async def test_answers_a_crash_cut_off_are_told_after_the_restart_and_not_charge
     def told_to(user: int) -> Callable[[Call], bool]:
         return lambda call: call.params["chat_id"] == user and call.params["text"] in interrupted
 
-    telegram = FakeTelegram(token=TOKEN)
-    telegram.state.topics.enabled = True
-    async with (
-        telegram,
-        FakeVLLM(answer=answer, token_delay=0.05) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+    async with process_stack(data, answer=answer, token_delay=0.05) as stack:
+        telegram, vllm, env = stack.telegram, stack.vllm, stack.env
+        telegram.state.topics.enabled = True
         bot = await ManagedProcess.start("-m", "bot", env=env)
         await bot.wait_for_line("bot.started")
         topic = telegram.create_topic(bob, "Trip")

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 from sealed.encoding import b64d, b64e
 from sealed.keyfile import CLIENT_KEY_HEADER, read_key_file, verify_key_text
 from tests.botstack import TOKEN
-from tests.harness import REPO, child_environment, install_client_key
+from tests.harness import install_client_key, run_python
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 OPERATOR_KEYS = b64e(b"\x01" * 32)
 
 
 def run_bot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 -- our own interpreter and module, fixed arguments
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**child_environment(), **(env or {})},
-        timeout=30,
-        check=False,
-    )
+    return run_python("-m", "bot", *args, env=env, timeout=30)
 
 
 def test_keygen_writes_a_private_key_file_and_prints_its_verify_key(tmp_path: Path) -> None:

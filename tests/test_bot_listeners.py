@@ -27,11 +27,9 @@ from bot.listeners import (
 from bot.settings import BotSettings
 from sealed.encoding import b64e
 from sealed.receipt import ReceiptStatus
-from tests.botstack import TOKEN, WEBHOOK_SECRET, Stack, bot_env, running_stack
+from tests.botstack import TOKEN, WEBHOOK_SECRET, Stack, process_stack, running_stack
 from tests.fakes.relay import HalfOpenClients
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, run_gateway
+from tests.harness import ManagedProcess
 from tests.miniapp import init_data, page, read_stream, webapp_stack
 
 if TYPE_CHECKING:
@@ -223,13 +221,10 @@ async def test_the_metrics_listener_turns_away_a_flood_and_closes_unfinished_hea
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     # The real process: the listener is the one ``python -m bot`` serves, not a test's own.
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM() as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
-        bot = await ManagedProcess.start("-m", "bot", env={**env, "VEIL_BOT_HEADER_TIMEOUT": "3"})
+    async with process_stack(tmp_path / "data") as stack:
+        bot = await ManagedProcess.start(
+            "-m", "bot", env={**stack.env, "VEIL_BOT_HEADER_TIMEOUT": "3"}
+        )
         try:
             await bot.wait_for_line("bot.started")
             url = str(bot.json_event("bot.operations_listening")["url"])

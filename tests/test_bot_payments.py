@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,9 +18,10 @@ from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, bot_env, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import REPO, child_environment
+from tests.harness import run_python
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import AsyncIterator
     from pathlib import Path
 
@@ -312,18 +311,10 @@ async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
         stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
         await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
         env = bot_env(stack.telegram.url, stack.gateway.url, stack.gateway.verify_key, tmp_path)
-        env |= {"VEIL_STAR_PACKS": "50:50000000,250:275000000", **child_environment()}
+        env |= {"VEIL_STAR_PACKS": "50:50000000,250:275000000"}
 
         def reconcile(*options: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(  # noqa: S603 -- our own command with fixed options
-                [sys.executable, "-m", "bot", "reconcile", *options],
-                capture_output=True,
-                text=True,
-                cwd=REPO,
-                env=env,
-                timeout=60,
-                check=False,
-            )
+            return run_python("-m", "bot", "reconcile", *options, env=env)
 
         agree = await asyncio.to_thread(reconcile)
         assert agree.returncode == 0, agree.stderr

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import stat
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
 
-from tests.botstack import TOKEN, bot_env
-from tests.fakes.telegram import FakeTelegram
+from tests.botstack import TOKEN, bot_env, process_stack
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, Clock, ManagedProcess, child_environment, free_port, run_gateway
+from tests.harness import Clock, ManagedProcess, free_port, run_gateway, run_python
 from tests.test_bot_turns import silent_server
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 USER = 8001
@@ -26,15 +24,7 @@ ANSWER = "Here is the **answer** about velvet-sundial-27, streamed word by word 
 
 
 def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**child_environment(), **env},
-        timeout=30,
-        check=False,
-    )
+    return run_python("-m", "bot", env=env, timeout=30)
 
 
 def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
@@ -52,20 +42,16 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
 
 
 async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path: Path) -> None:
-    clock = Clock()
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=ANSWER, token_delay=0.05) as vllm,
-        run_gateway(vllm.url, clock=clock) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+    async with process_stack(tmp_path / "data", answer=ANSWER, token_delay=0.05) as stack:
+        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
         try:
             await bot.wait_for_line("bot.started")
             frozen = bot.json_event("bot.started")["frozen_objects"]
-            telegram.send_text(USER, PROMPT)
-            final = await telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == USER)
-            drafts = telegram.drafts(USER)
+            stack.telegram.send_text(USER, PROMPT)
+            final = await stack.telegram.wait_for(
+                "sendMessage", lambda c: c.params["chat_id"] == USER
+            )
+            drafts = stack.telegram.drafts(USER)
         finally:
             code = await bot.stop()
     assert code == 0
@@ -86,21 +72,16 @@ async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path
 
 
 async def test_a_signal_during_start_up_ends_in_a_graceful_stop(tmp_path: Path) -> None:
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=ANSWER) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
+    async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
         # A 5xx to getMe: the bot waits a second and asks again, still starting up when told
         # to stop (before, SIGTERM then ended the process as the default action does).
-        telegram.fail_next("getMe", status=500, description="Internal Server Error")
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
-        bot = await ManagedProcess.start("-m", "bot", env=env)
+        stack.telegram.fail_next("getMe", status=500, description="Internal Server Error")
+        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
         await bot.wait_for_line("telegram.server_error")  # the signal comes during the wait
         code = await bot.stop()
     assert code == 0
     assert "bot.stopped" in bot.output
-    assert not telegram.calls_of("getUpdates")  # it never began to poll
+    assert not stack.telegram.calls_of("getUpdates")  # it never began to poll
 
 
 @pytest.mark.parametrize("mode", ["polling", "webhook"])
@@ -134,14 +115,9 @@ async def test_a_signal_while_telegram_is_silent_at_start_up_stops_at_once(
 
 
 async def test_webhook_mode_checks_the_secret_and_answers(tmp_path: Path) -> None:
-    clock = Clock()
     port = free_port()
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer="Webhook answer.") as vllm,
-        run_gateway(vllm.url, clock=clock) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+    async with process_stack(tmp_path / "data", answer="Webhook answer.") as stack:
+        telegram, env = stack.telegram, stack.env
         hook = f"http://127.0.0.1:{port}/telegram/hook"
         env |= {
             "VEIL_WEBHOOK_URL": hook,

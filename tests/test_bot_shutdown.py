@@ -19,15 +19,14 @@ import pytest
 
 from models import MasterKey, Store
 from tests.books import grant
-from tests.botstack import TOKEN, WEBHOOK_SECRET, bot_env
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, free_port, run_gateway
+from tests.botstack import WEBHOOK_SECRET, process_stack
+from tests.harness import ManagedProcess, free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from tests.fakes.telegram import FakeTelegram
     from tests.harness import RunningGateway
 
 USER, LATE_USER = 8001, 8002
@@ -40,12 +39,8 @@ async def bot_process(
     tmp_path: Path, grace: str, mode: str = "polling"
 ) -> AsyncIterator[tuple[ManagedProcess, FakeTelegram, RunningGateway]]:
     """The bot as a process with ``VEIL_SHUTDOWN_GRACE=grace``, polling or on a webhook."""
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=ANSWER, token_delay=0.05) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
+    async with process_stack(tmp_path / "data", answer=ANSWER, token_delay=0.05) as stack:
+        telegram, gateway, env = stack.telegram, stack.gateway, stack.env
         env |= {"VEIL_SHUTDOWN_GRACE": grace, "VEIL_FREE_TOKENS_PER_DAY": "0"}
         if mode == "webhook":
             port = free_port()

@@ -6,8 +6,6 @@ import asyncio
 import base64
 import socket
 import stat
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,13 +18,13 @@ from tests.fakes.relay import HalfOpenClients
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     CLIENT_KEY,
-    REPO,
     ManagedProcess,
-    child_environment,
     client_keys_setting,
+    run_python,
 )
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
     import aiohttp
@@ -36,15 +34,7 @@ ANSWER = "process-level secret answer: saffron-lantern"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 -- our own interpreter and module
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**child_environment(), **(env or {})},
-        timeout=30,
-        check=False,
-    )
+    return run_python("-m", "gateway", *args, env=env, timeout=30)
 
 
 def test_keygen_writes_private_file_and_prints_verify_key(tmp_path: Path) -> None:

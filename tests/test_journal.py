@@ -14,14 +14,14 @@ from models.journal import Journal, JournalEntry
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
-from tests.botstack import TOKEN, Stack, bot_env, running_stack
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, run_gateway, wait_until
+from tests.botstack import Stack, process_stack, running_stack
+from tests.harness import ManagedProcess, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from tests.fakes.telegram import FakeTelegram
 
 USER = 9201
 STAR = 1_000_000
@@ -187,12 +187,9 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM() as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data) | {
+    async with process_stack(data) as stack:
+        telegram = stack.telegram
+        env = stack.env | {
             "VEIL_FREE_TOKENS_PER_DAY": "0",
             "VEIL_DB_BUSY_TIMEOUT": "0.2",
         }

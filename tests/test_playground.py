@@ -13,8 +13,6 @@ import io
 import json
 import re
 import socket
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -54,10 +52,11 @@ from sealed.encoding import b64e
 from services.titles import TITLE_PROMPT
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, ManagedProcess, child_environment, run_gateway
+from tests.harness import REPO, ManagedProcess, run_gateway, run_python
 from tests.pictures import make_png
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
@@ -806,15 +805,7 @@ async def test_python_m_playground_prints_its_url_and_stops_on_sigterm() -> None
 
 def test_python_m_playground_says_in_one_line_what_it_cannot_start_with() -> None:
     def playground(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 -- this project's own command
-            [sys.executable, "-m", "playground", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=child_environment(),
-            timeout=60,
-            check=False,
-        )
+        return run_python("-m", "playground", *args)
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

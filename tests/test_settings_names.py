@@ -8,8 +8,6 @@ part of Veil reads may be taken for a misspelling of another part's setting.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from bot.settings import BotSettings
 from common.settings import SettingsError, load_settings, near_misses, setting_names
 from gateway.settings import GatewaySettings
-from tests.harness import REPO, child_environment
+from tests.harness import REPO, run_python
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -86,20 +84,15 @@ def test_a_misspelling_in_the_env_file_is_named_too(
 
 
 def test_python_m_bot_with_a_misspelt_setting_stops_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
+    result = run_python(
+        "-m",
+        "bot",
         env={
-            **child_environment(),
             "VEIL_BOT_TOKEN": "123456:abc",
             "VEIL_OPERATOR_KEYS": "K5jTTIoCUTGWfQmddrf4rowwJWoYQy3nQy1cI8uPDWQ",
             "VEIL_GATEWAY": "http://gpu-host:8600",
             "VEIL_DATA_DIR": str(tmp_path),
         },
-        timeout=60,
-        check=False,
     )
     assert (result.returncode, result.stderr) == (
         2,

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.toncenter import FakeToncenter, hex_hash
-from tests.harness import REPO, child_environment
+from tests.harness import run_python
 from tests.test_ton_bot import ALICE, GRAM, buy, comment_of, told, ton_bot
 from tests.tonstack import WALLET, WALLET_RAW
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 
 def run_bot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 -- our own command with fixed options
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_python("-m", "bot", *args, env=env)
 
 
 async def test_reconcile_books_a_missed_payment_and_audit_checks_ton_rows(
@@ -49,7 +40,6 @@ async def test_reconcile_books_a_missed_payment_and_audit_checks_ton_rows(
                 "VEIL_TON_ADDRESS": WALLET.friendly,
                 "VEIL_TONCENTER_URL": chain.url,
                 "VEIL_TON_PACKS": "1000000000:250000000,5000000000:1300000000",
-                **child_environment(),
             }
             differ = await asyncio.to_thread(run_bot, env, "reconcile")
             assert differ.returncode == 1, differ.stderr

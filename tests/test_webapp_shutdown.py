@@ -18,10 +18,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from sealed.errors import StreamTruncated
-from tests.botstack import TOKEN, bot_env
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, free_port, run_gateway
+from tests.botstack import process_stack
+from tests.harness import ManagedProcess, free_port
 from tests.miniapp import PythonPage, read_stream
 
 if TYPE_CHECKING:
@@ -40,14 +38,9 @@ async def mini_app_bot(
     tmp_path: Path, grace: str
 ) -> AsyncIterator[tuple[ManagedProcess, str, RunningGateway]]:
     """The bot as a process serving its Mini App; yields it, the page's URL and the gateway."""
-    async with (
-        FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=ANSWER, token_delay=0.05) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
+    async with process_stack(tmp_path / "data", answer=ANSWER, token_delay=0.05) as stack:
         port = free_port()
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, tmp_path / "data")
-        env |= {
+        env = stack.env | {
             "VEIL_SHUTDOWN_GRACE": grace,
             "VEIL_FREE_TOKENS_PER_DAY": "1000000",
             "VEIL_WEBAPP_URL": f"http://127.0.0.1:{port}/app/",
@@ -56,7 +49,7 @@ async def mini_app_bot(
         bot = await ManagedProcess.start("-m", "bot", env=env)
         try:
             await bot.wait_for_line("bot.started", within=60)
-            yield bot, f"http://127.0.0.1:{port}/app/", gateway
+            yield bot, f"http://127.0.0.1:{port}/app/", stack.gateway
         finally:
             await bot.stop(within=60)
 
