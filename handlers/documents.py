@@ -39,13 +39,15 @@ class Refused:
 
 TOO_BIG = Refused("document_too_big", "too_big")
 NOT_TEXT = Refused("document_not_text", "not_text")
+UNAVAILABLE = Refused("document_unavailable", "unavailable")
 
 
 async def read_text(bot: Bot, document: Document) -> str | Refused:
     """The file's text, if it is UTF-8 text of at most ``DOCUMENT_MOST`` bytes; else why not.
 
     A file Telegram states as larger is not fetched at all (nor one Telegram will not hand a
-    bot: "file is too big", over 20 MB); one whose size is not stated (``file_size`` is
+    bot: "file is too big", over 20 MB); one Telegram will not hand over for another reason
+    (``UNAVAILABLE``) neither; one whose size is not stated (``file_size`` is
     optional) is read no further than ``DOCUMENT_MOST`` bytes and one chunk.
     """
     if document.file_size is not None and document.file_size > DOCUMENT_MOST:
@@ -53,9 +55,8 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     try:
         file = await bot.get_file(document.file_id)
     except TelegramBadRequest as exc:
-        if "too big" not in exc.message:
-            raise
-        return TOO_BIG
+        # Else "wrong file_id or the file is temporarily unavailable": a refusal, no bug.
+        return TOO_BIG if "too big" in exc.message else UNAVAILABLE
     if file.file_path is None or (file.file_size or 0) > DOCUMENT_MOST:
         return TOO_BIG
     data = await _fetched(bot, document.file_id, file.file_path)

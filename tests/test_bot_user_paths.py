@@ -274,6 +274,26 @@ async def test_a_file_download_telegram_fails_is_told_as_telegram_failing(
     assert told == ("Telegram did not take my reply just now. Please send that again in a moment.")
 
 
+async def test_a_file_telegram_will_not_hand_over_is_told_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # getFile refused ("wrong file_id or the file is temporarily unavailable", Telegram's words)
+    # was let through as a bug: "Something went wrong on my side" and a traceback.
+    async with running_stack(tmp_path, answer="Noted.") as stack:
+        stack.telegram.fail_next(
+            "getFile",
+            status=400,
+            description="Bad Request: wrong file_id or the file is temporarily unavailable",
+        )
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        told = await stack.reply_text(USER)
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        assert await stack.reply_text(USER, 1) == "Noted."
+    logged = capsys.readouterr()
+    assert "handler_failed" not in logged.out + logged.err
+    assert told == "Telegram did not hand me this file just now. Please send it again in a moment."
+
+
 async def test_a_quote_too_long_for_the_window_is_cut_and_leaves_the_answer_its_room(
     tmp_path: Path,
 ) -> None:
