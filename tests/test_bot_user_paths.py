@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.botstack import Stack
+    from tests.fakes.relay import RecordingProxy
 
 USER = 6101
 HELP = "Write any question and the answer appears as it is written."
@@ -130,35 +131,49 @@ async def helps(stack: Stack, count: int) -> None:
             await asyncio.sleep(0.02)
 
 
+STORY = " ".join(f"word{i}" for i in range(300))
+
+
+def story_then_short(request: dict[str, Any]) -> str:
+    """A long story for "Tell me a long story", "Short." for anything asked after it."""
+    return STORY if request["messages"][-1]["content"] == "Tell me a long story" else "Short."
+
+
+async def stopped_then_asked(stack: Stack) -> RecordingProxy:
+    """Stop a long story with the stop's cancel held, then ask "Next one"; the held proxy.
+
+    The network to the gateway is held while the stop is on its way, so the question surely
+    comes while the stopped answer still reads on; each step is known handled (a /help after
+    it answered: updates are handled concurrently) before the next is sent.
+    """
+    proxy = await behind_proxy(stack)
+    stack.telegram.send_text(USER, "Tell me a long story")
+    draft = await stack.telegram.wait_for("sendMessageDraft")
+    proxy.open.clear()  # the stop's cancel waits on the way to the gateway
+    stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
+    stack.telegram.send_text(USER, "/help")
+    await helps(stack, 1)  # the stop, taken before it, is handled
+    stack.telegram.send_text(USER, "Next one")
+    stack.telegram.send_text(USER, "/help")
+    await helps(stack, 2)  # the question, taken before it, waits for the stopped answer
+    return proxy
+
+
 async def test_a_question_right_after_stop_waits_for_the_stopped_answer(tmp_path: Path) -> None:
     # Stop, then the next question: the stopped answer still reads on to its signed receipt,
     # and meanwhile the question was refused with "I'm still writing the previous answer. Wait
     # for it, or stop it with /cancel." (just stopped), and lost. The network to the gateway
     # is held while the stop is on its way, so the question surely comes meanwhile.
-    story = " ".join(f"word{i}" for i in range(300))
-
-    def answer(request: dict[str, Any]) -> str:
-        return "Short." if request["messages"][-1]["content"] == "Next one" else story
-
-    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
-        proxy = await behind_proxy(stack)
-        stack.telegram.send_text(USER, "Tell me a long story")
-        draft = await stack.telegram.wait_for("sendMessageDraft")
-        proxy.open.clear()  # the stop's cancel waits on the way to the gateway
-        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
-        stack.telegram.send_text(USER, "/help")
-        await helps(stack, 1)  # the stop, taken before it, is handled
-        stack.telegram.send_text(USER, "Next one")
-        stack.telegram.send_text(USER, "/help")
-        await helps(stack, 2)
+    async with running_stack(tmp_path, answer=story_then_short, token_delay=0.05) as stack:
+        proxy = await stopped_then_asked(stack)
         proxy.open.set()
         messages = await stack.final_messages(USER, 4, within=20)
         replies = [str(m["text"]) for m in messages if HELP not in str(m["text"])]
         assert replies[1:] == ["Short."]  # not "I'm still writing the previous answer..."
         turns = await stack.stored_turns(USER, 4)
         await proxy.close()
-    assert story.startswith(replies[0])
-    assert replies[0] != story
+    assert STORY.startswith(replies[0])
+    assert replies[0] != STORY
     assert turns == ["Tell me a long story", replies[0], "Next one", "Short."]
 
 
@@ -167,8 +182,7 @@ async def test_a_question_sent_while_an_answer_streams_is_told_to_be_sent_again(
 ) -> None:
     # It was told "Wait for it, or stop it with /cancel": a user waited for an answer to the
     # second question, which was never taken.
-    story = " ".join(f"word{i}" for i in range(300))
-    async with running_stack(tmp_path, answer=story, token_delay=0.05) as stack:
+    async with running_stack(tmp_path, answer=STORY, token_delay=0.05) as stack:
         stack.telegram.send_text(USER, "Tell me a long story")
         await stack.telegram.wait_for("sendMessageDraft")
         stack.telegram.send_text(USER, "And another one")
@@ -350,22 +364,8 @@ async def test_a_question_cancelled_while_it_waits_for_a_stopped_answer_is_not_a
 ) -> None:
     # Stop, a question (it waits for the stopped answer), then /cancel: /cancel stops the
     # waiting question, which is then never sent to the model; the next one is answered.
-    story = " ".join(f"word{i}" for i in range(300))
-
-    def answer(request: dict[str, Any]) -> str:
-        return story if request["messages"][-1]["content"] == "Tell me a long story" else "Short."
-
-    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
-        proxy = await behind_proxy(stack)
-        stack.telegram.send_text(USER, "Tell me a long story")
-        draft = await stack.telegram.wait_for("sendMessageDraft")
-        proxy.open.clear()  # the stop's cancel waits on the way to the gateway
-        stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
-        stack.telegram.send_text(USER, "/help")
-        await helps(stack, 1)
-        stack.telegram.send_text(USER, "Next one")
-        stack.telegram.send_text(USER, "/help")
-        await helps(stack, 2)  # the question, taken before it, waits for the stopped answer
+    async with running_stack(tmp_path, answer=story_then_short, token_delay=0.05) as stack:
+        proxy = await stopped_then_asked(stack)
         stack.telegram.send_text(USER, "/cancel")
         stack.telegram.send_text(USER, "/help")
         await helps(stack, 3)
