@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
+import pyromark
 from telegramify_markdown.config import RenderConfig
 from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker
+from telegramify_markdown.converter import _escape_at as escape_at
 from telegramify_markdown.converter import _parse as parse_markdown
 from telegramify_markdown.converter import _TextBuffer as TextBuffer
 
@@ -101,6 +103,10 @@ _STEPS: Final = (
 _BLOCK_AFTER_BLANK: Final = re.compile(r"\n[ \t\r]*\n(?=\S)")
 _FENCE: Final = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
 _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
+# Emphasis that opens and closes inside a word of ASCII letters and digits (``2*3*4``).
+_INTRAWORD_STAR: Final = re.compile(r"[0-9A-Za-z]\*+[0-9A-Za-z]")
+_EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
+_WORD_BYTES: Final = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
 _LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
@@ -238,9 +244,66 @@ def _make_config() -> RenderConfig:
 _CONFIG: Final = _make_config()
 
 
+def literal_stars(markdown: str) -> str:
+    """``markdown`` with emphasis inside a word escaped, so it reads as the stars written.
+
+    CommonMark lets ``*`` emphasise inside a word, so a product written outside code,
+    ``2*3*4 = 24``, showed as "234 = 24" with the 3 in italics (and ``2**3**2`` a bold 3).
+    Emphasis whose opening stars follow an ASCII letter or digit and whose closing stars are
+    followed by one is a product or a wildcard in chat text, hardly ever meant (the model
+    emphasises ``*whole words*``): its stars are escaped. Emphasis in CJK text, which needs
+    no spaces, and code and math are left as they are.
+    """
+    if _INTRAWORD_STAR.search(markdown) is None:
+        return markdown
+    events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
+    while offsets := _intraword_stars(markdown, events):
+        markdown = escape_at(markdown, offsets)
+        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
+    return markdown
+
+
+def _intraword_stars(text: str, events: Iterable[Any]) -> list[int]:
+    """UTF-8 byte offsets of the stars of every emphasis ``literal_stars`` reads as text.
+
+    The whole run of stars at each end, so ``2***3***4`` does not leave a nested emphasis.
+    """
+    source = text.encode("utf-8")
+    offsets: list[int] = []
+    for payload, where in events:
+        if payload not in _EMPHASIS:
+            continue
+        start, end = where["start"], where["end"]
+        if (
+            source[start : start + 1] == b"*"
+            and start > 0
+            and source[start - 1] in _WORD_BYTES
+            and end < len(source)
+            and source[end] in _WORD_BYTES
+        ):
+            offsets += _star_run(source, start, 1)
+            offsets += _star_run(source, end - 1, -1)
+    return sorted(set(offsets))
+
+
+def _star_run(source: bytes, at: int, step: int) -> list[int]:
+    """Offsets of the run of stars in ``source`` from ``at`` on, going ``step``."""
+    run = []
+    while 0 <= at < len(source) and source[at : at + 1] == b"*":
+        run.append(at)
+        at += step
+    return run
+
+
 def _convert(source: str) -> tuple[str, list[MessageEntity]]:
-    """Telegramify's ``convert``, but the model's HTML kept as text (``_html_as_text``)."""
+    r"""Telegramify's ``convert``, but the model's HTML kept as text (``_html_as_text``).
+
+    Emphasis inside a word is read as its stars (``literal_stars``), once the converter has
+    turned LaTeX (``\(…\)``) into math, so a product inside it stays the converter's.
+    """
     text, events = parse_markdown(source, STANDARD_OPTIONS, latex_escape=True)
+    if _INTRAWORD_STAR.search(text) is not None and _intraword_stars(text, events):
+        text, events = parse_markdown(literal_stars(text), STANDARD_OPTIONS, latex_escape=False)
     rendered, raw, _ = _Walker(_CONFIG, text).walk(tuple(_html_as_text(events)))
     return rendered, raw
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from bot.formatting import plain_parts, utf16_len
+from bot.formatting import literal_stars, plain_parts, utf16_len
 
 MAX_CHARS: Final = 32_768  # UTF-16 units of one rich message's Markdown
 MAX_BLOCKS: Final = 500
@@ -105,11 +105,14 @@ def weight(markdown: str) -> int:
 
 
 def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOCKS) -> list[str]:
-    """The answer as rich messages' Markdown: whole blocks packed up to the limits."""
+    """The answer as rich messages' Markdown: whole blocks packed up to the limits.
+
+    Emphasis inside a word is sent escaped (``literal_stars``): ``2*3*4`` shows as written.
+    """
     parts: list[str] = []
     current: list[str] = []
     size = weight = 0
-    for whole in split_blocks(markdown.strip()):
+    for whole in split_blocks(literal_stars(markdown.strip())):
         pieces = [whole] if utf16_len(whole) <= limit else _cut_block(whole, limit)
         for block in pieces:
             units, blocks = utf16_len(block), block_weight(block)

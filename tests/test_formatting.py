@@ -582,3 +582,21 @@ def test_entities_open_across_a_cut_count_towards_the_next_piece() -> None:
     assert " ".join(part.text for part in parts) == text
     for part in parts:
         assert_sendable(part, 12)
+
+
+def test_stars_inside_a_word_are_read_as_written() -> None:
+    # CommonMark reads "2*3*4" as 2, an italic 3, 4: the product showed as "234 = 24".
+    assert render("So 2*3*4 = 24, and 2**3**2 = 512.") == Rendered(
+        "So 2*3*4 = 24, and 2**3**2 = 512.", ()
+    )
+    assert render("2***3***4 and x*y*z") == Rendered("2***3***4 and x*y*z", ())
+    kept = render("*Really*: 2*3*4, **Note:** a*b*c `p*q*r`, 这是**重点**内容")
+    assert kept.text == "Really: 2*3*4, Note: a*b*c p*q*r, 这是重点内容"
+    assert [(e.type, entity_text(kept, e)) for e in kept.entities] == [
+        ("italic", "Really"),
+        ("bold", "Note:"),
+        ("code", "p*q*r"),
+        ("bold", "重点"),
+    ]
+    assert preview("Then 2*3*4").text == "Then 2*3*4"
+    assert render("Then 2*3*4 ||a*b*c||").entities == (Entity("spoiler", 11, 5),)

@@ -60,6 +60,15 @@ def test_short_answer_is_one_part_as_written() -> None:
     assert rich.rich_parts("  \n\n ") == []
 
 
+def test_stars_inside_a_word_are_sent_escaped() -> None:
+    # Telegram parses rich Markdown: "2*3*4" would show a 3 in italics, as CommonMark reads it.
+    text = "So 2*3*4 = 24 and 2**3**2, *this* and **that** stay, `a*b*c` too."
+    assert rich.rich_parts(text) == [
+        "So 2\\*3\\*4 = 24 and 2\\*\\*3\\*\\*2, *this* and **that** stay, `a*b*c` too."
+    ]
+    assert rich.draft_markdown("Then 2*3*4") == "Then 2\\*3\\*4"
+
+
 def test_parts_pack_whole_blocks_within_the_limit() -> None:
     blocks = [f"Block {i} " + "x" * 80 for i in range(30)]
     parts = rich.rich_parts("\n\n".join(blocks), limit=500)
