@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from handlers.sinks import Drafts, Editors
     from services.chat import ChatService
     from services.shop import Shop
+    from services.ton.shop import TonShop
 
 LONG_ANSWER = "a_"  # the deep link's payload prefix: the token of a long answer kept in memory
 
@@ -41,14 +42,23 @@ async def cmd_start_answer(
     await drafts(message.chat.id).complete(text)
 
 
-async def cmd_start_buy(message: Message, texts: Texts, shop: Shop) -> None:
-    """``/start buy`` (the top-up button under an inline or group notice): the packs."""
-    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts))
+async def cmd_start_buy(
+    message: Message, texts: Texts, shop: Shop, ton: TonShop | None = None
+) -> None:
+    """``/start buy`` (the top-up button under an inline or group notice): the packs, as /buy."""
+    await message.answer(texts("buy_choose"), reply_markup=buy_keyboard(shop, texts, ton))
 
 
-async def cmd_help(message: Message, texts: Texts) -> None:
-    """How to use the bot."""
-    await message.answer(texts("help"))
+async def cmd_help(message: Message, texts: Texts, ton: TonShop | None = None) -> None:
+    """How to use the bot; /buy's line names the currencies it sells for."""
+    await message.answer(texts("help", buy=texts(_buy_line(ton))))
+
+
+def _buy_line(ton: TonShop | None) -> str:
+    """The key of /buy's line in /help: Stars, and Gram and USDT when sold."""
+    if ton is None:
+        return "help_buy"
+    return "help_buy_usdt" if "usdt" in ton.assets else "help_buy_gram"
 
 
 async def cmd_privacy(

@@ -459,3 +459,37 @@ async def test_a_credit_notice_telegram_took_with_a_reply_that_does_not_validate
         finally:
             await bot.session.close()
     assert [m["text"] for m in telegram.sent_messages(4711)] == [notify.text(booking)]
+
+
+async def test_help_and_the_top_up_button_offer_what_buy_sells(tmp_path: Path) -> None:
+    # /help said "buy credit with Telegram Stars" where Gram and USDT were sold too, and the
+    # top-up button under an inline or group notice (/start buy) showed the Stars packs only.
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        telegram.send_text(ALICE, "/help")
+        telegram.send_text(BOB, "/help", language_code="ru")
+        (help_text,) = await stack.final_messages(ALICE, 1)
+        assert "/buy — buy credit with Telegram Stars, Gram or USDT on TON\n" in help_text["text"]
+        (ru_help,) = await stack.final_messages(BOB, 1)
+        assert (
+            "/buy — купить кредит за звёзды Telegram, Gram или USDT в сети TON\n"
+            in (ru_help["text"])
+        )
+        telegram.send_text(CAROL, "/start buy")
+        (menu,) = await stack.final_messages(CAROL, 1)
+        labels = [row[0]["text"] for row in menu["reply_markup"]["inline_keyboard"]]
+        assert labels[-3:] == [
+            "1 GRAM → 250 ★ credit",
+            "5 GRAM → 1300 ★ credit",
+            "1 USDT (USDT on TON) → 70 ★ credit",
+        ]
+    gram_only = tmp_path / "gram"
+    async with (
+        FakeToncenter() as chain,
+        ton_bot(gram_only, chain, ton_usdt=False) as (
+            stack,
+            telegram,
+        ),
+    ):
+        telegram.send_text(ALICE, "/help")
+        (help_text,) = await stack.final_messages(ALICE, 1)
+        assert "/buy — buy credit with Telegram Stars or Gram\n" in help_text["text"]
