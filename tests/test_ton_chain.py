@@ -187,6 +187,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         (b"[1, 2]", 200, ToncenterUnavailable),
         (b'{"transactions": {}}', 200, ToncenterUnavailable),
         (b'{"ok": false, "error": "bad account"}', 200, ToncenterUnavailable),
+        # A proxy's error page nested deeper than the JSON parser goes (RecursionError).
+        (b'{"transactions": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 200, ToncenterUnavailable),
     ],
 )
 async def test_toncenter_failures_become_our_errors(

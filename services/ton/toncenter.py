@@ -141,7 +141,7 @@ class ToncenterClient:
             raise ToncenterUnavailable(f"toncenter: the answer for {path} is too large")
         try:
             body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (ValueError, RecursionError) as exc:  # nested past the parser's depth too
             raise ToncenterUnavailable(f"toncenter: the answer for {path} is not JSON") from exc
         if not isinstance(body, dict):
             raise ToncenterUnavailable(f"toncenter: the answer for {path} is not an object")
