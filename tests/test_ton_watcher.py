@@ -30,7 +30,7 @@ from tests.fakes.toncenter import (
 from tests.tonstack import ALICE, BOB, CAROL, WALLET, WALLET_RAW, TonStack, ton_stack
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from models.ton import TonOrder
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 GRAM = 1_000_000_000
 PACK = str(GRAM)  # the 1-Gram pack: 250 ★ (250_000_000 µ★)
 PACK_UNITS = 250_000_000
+FULL_WIDTH = str.maketrans(  # the full-width forms of ASCII letters and digits
+    {chr(code): chr(code + 0xFEE0) for code in [*range(0x30, 0x3A), *range(0x61, 0x7B)]}
+)
 
 
 @pytest.fixture
@@ -243,6 +246,36 @@ async def test_the_comment_is_read_from_the_body_boc_or_the_decoded_field(
     # Wallets differ in case and spacing; the comment still names the order.
     typed = f"  {paid.id.lower()[:4]} {paid.id.lower()[4:]} "
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed, comment_in=comment_in)
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
+
+
+# Cyrillic capitals drawn like Latin ones of the comments' alphabet (a Russian keyboard layout).
+CYRILLIC = str.maketrans("ABCEHKMPTX", "АВСЕНКМРТХ")  # noqa: RUF001 -- Cyrillic on purpose
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param(lambda c: f"{c[:4]}\u200b{c[4:]}", id="zero-width space"),
+        pytest.param(lambda c: f"\u2060{c[:4]}\u00ad{c[4:]}\u200e", id="word joiner, soft hyphen"),
+        pytest.param(lambda c: f"{c[:4]}\u2013{c[4:]}", id="en dash"),
+        pytest.param(lambda c: c.lower().translate(FULL_WIDTH), id="full width"),
+        pytest.param(lambda c: c.translate(CYRILLIC), id="cyrillic"),
+    ],
+)
+async def test_a_comment_typed_with_invisible_or_lookalike_characters_names_its_order(
+    stack: TonStack, typed: Callable[[str], str]
+) -> None:
+    # A comment typed by hand (or pasted from a page) held a character nobody sees, another
+    # dash, full-width letters, or Cyrillic letters drawn like the Latin ones: it named no
+    # order, and the payment waited, unmatched, for an admin while the user heard nothing.
+    paid = await order(stack, ALICE)
+    while typed(paid.id) == paid.id:  # an id with no letter a Cyrillic one looks like (3%)
+        paid = await order(stack, ALICE)
+    paid_with = typed(paid.id)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid_with)
     await stack.watcher().poll()
     assert await stack.balance(ALICE) == PACK_UNITS
     await sound(stack)
