@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey
+from models.ton import TonCursor
 from services.ton import watcher as watcher_module
 from services.ton.chain import WalletAddress
 from services.ton.errors import PaymentNotFound, PaymentNotUnmatched, ToncenterUnavailable
@@ -529,20 +530,45 @@ async def test_a_crash_between_credit_and_cursor_credits_nothing_twice(tmp_path:
 async def test_429_backs_off_with_a_status_line_and_then_credits(stack: TonStack) -> None:
     paid = await order(stack, ALICE)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
-    stack.chain.rate_limit_next(3)
+    # Two passes rate-limited at every try (each page is asked again within the pass).
+    refused = 2 * watcher_module.RATE_LIMIT_TRIES
+    stack.chain.rate_limit_next(refused)
     watcher = stack.watcher(interval=0.05)
     with capture_logs() as logs:
         async with running(watcher):
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(30):
                 while not any(e["event"] == "ton.watcher_resumed" for e in logs):  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
     backoffs = [e for e in logs if e["event"] == "ton.watcher_backoff"]
-    assert [e["status"] for e in backoffs] == ["rate_limited"] * 3
-    assert [e["retry_in"] for e in backoffs] == [0.05, 0.1, 0.2]
+    assert [e["status"] for e in backoffs] == ["rate_limited"] * 2
+    assert [e["retry_in"] for e in backoffs] == [0.05, 0.1]
     assert any(e["event"] == "ton.watcher_resumed" for e in logs)
     statuses = [r.status for r in stack.chain.requests]
-    assert statuses[:3] == [429, 429, 429]
+    assert statuses[:refused] == [429] * refused
+    assert statuses[refused] == 200
     assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
+
+
+async def test_a_page_toncenter_rate_limits_is_asked_again_within_the_pass(
+    stack: TonStack,
+) -> None:
+    # Without a key toncenter serves about one request a second, so the page read at once
+    # after another is refused (429). The watcher gave up the pass after each page (catching
+    # up one page a backoff, the waits doubling), and reconcile, which reads every page since
+    # the watcher began, failed whenever there were two.
+    paid = [await order(stack, user) for user in (ALICE, BOB, CAROL)]
+    for each in paid:
+        stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=each.id)
+    path = "/api/v3/transactions"
+    stack.chain.rate_limit_next(1, path=path, after=1)
+    assert await stack.watcher(page_size=2).poll() == 3
+    assert [await stack.balance(u) for u in (ALICE, BOB, CAROL)] == [PACK_UNITS] * 3
+    stack.chain.rate_limit_next(1, path=path, after=1)
+    since = (await stack.books.cursor("gram")).since
+    transfers = await stack.reader.everything("gram", TonCursor("gram", since, None, None), limit=2)
+    assert len(transfers) == 3
+    assert [r.status for r in stack.chain.requests if r.path == path].count(429) == 2
     await sound(stack)
 
 
