@@ -16,8 +16,15 @@ from structlog.testing import capture_logs
 from models import MasterKey
 from models.ton import TonCursor
 from services.ton import watcher as watcher_module
+from services.ton.books import TonBooks
 from services.ton.chain import WalletAddress
-from services.ton.errors import PaymentNotFound, PaymentNotUnmatched, ToncenterUnavailable
+from services.ton.errors import (
+    PaymentNotFound,
+    PaymentNotUnmatched,
+    PaymentUnpriced,
+    ToncenterUnavailable,
+)
+from services.ton.shop import TonPack, TonShop
 from services.ton.watcher import TonWatcher
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import (
@@ -28,7 +35,17 @@ from tests.fakes.toncenter import (
     op_boc,
     raw,
 )
-from tests.tonstack import ALICE, BOB, CAROL, WALLET, WALLET_RAW, TonStack, ton_stack
+from tests.tonstack import (
+    ALICE,
+    BOB,
+    CAROL,
+    DUST,
+    GRAM_PACKS,
+    WALLET,
+    WALLET_RAW,
+    TonStack,
+    ton_stack,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -614,6 +631,24 @@ async def test_unmatched_payments_are_assigned_by_an_admin_once(stack: TonStack)
     # The watcher tells Bob on its next pass (the assignment left him untold).
     await stack.watcher().poll()
     assert [b.payment.user_id for b in stack.told] == [BOB]
+    await sound(stack)
+
+
+async def test_a_usdt_payment_is_not_assigned_at_a_gram_rate_once_usdt_is_no_longer_sold(
+    stack: TonStack,
+) -> None:
+    # USDT was sold, then turned off. An unmatched USDT payment an admin assigned then had no
+    # USDT pack to take a rate from, and took the cheapest Gram pack's: its µUSDT counted as
+    # nanotons: 1 USDT bought a quarter of a star instead of 70 ★, for good.
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment="forgot it")
+    await stack.watcher().poll()
+    (kept,) = await stack.books.unmatched()
+    gram_only = TonShop(stack.store, WALLET, TonPack.parse_list(GRAM_PACKS, "gram"))
+    books = TonBooks(stack.store, gram_only, DUST)
+    with pytest.raises(PaymentUnpriced):
+        await books.assign(kept.hash, BOB, admin=1)
+    assert await stack.balance(BOB) == 0
+    assert [p.hash for p in await books.unmatched()] == [kept.hash]  # still the admins'
     await sound(stack)
 
 

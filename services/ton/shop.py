@@ -160,10 +160,13 @@ class TonShop:
         """The packs sold for ``asset``, cheapest first."""
         return self._packs[asset]
 
-    def fallback_rate(self, asset: Asset) -> tuple[int, int]:
-        """(amount, units) of the cheapest pack: the rate for a payment with no usable order."""
-        pack = self._packs[asset][0] if self._packs[asset] else self._packs["gram"][0]
-        return pack.amount, pack.units
+    def fallback_rate(self, asset: Asset) -> tuple[int, int] | None:
+        """(amount, units) of the asset's cheapest pack: the rate for a payment with no order.
+
+        None when none of the asset is sold: another asset's rate counts other units.
+        """
+        packs = self._packs[asset]
+        return (packs[0].amount, packs[0].units) if packs else None
 
     async def create_order(
         self, user_id: int, asset: Asset, pack_id: str, language: str | None = None
