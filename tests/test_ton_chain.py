@@ -206,6 +206,35 @@ async def test_toncenter_failures_become_our_errors(
         await runner.cleanup()
 
 
+async def test_a_redirect_elsewhere_never_carries_the_api_key(
+    session: aiohttp.ClientSession,
+) -> None:
+    # The client followed a redirect (a proxy or a moved host in the way) and sent the
+    # X-API-Key header along to whatever host it named: aiohttp drops only Authorization,
+    # Cookie and Proxy-Authorization on a redirect to another origin.
+    keys: list[str | None] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        keys.append(request.headers.get("X-API-Key"))
+        return web.json_response({"transactions": []})
+
+    other = web.Application()
+    other.router.add_get("/api/v3/transactions", elsewhere)
+    async with serving(other) as other_url:
+
+        async def moved(request: web.Request) -> web.Response:
+            raise web.HTTPFound(other_url + request.path_qs)
+
+        app = web.Application()
+        app.router.add_get("/api/v3/transactions", moved)
+        async with serving(app) as url:
+            client = ToncenterClient(url, session, api_key="secret-key")
+            with pytest.raises(ToncenterUnavailable) as raised:
+                await client.transactions(RAW, TonCursor("gram", 0, None, None), limit=10)
+    assert keys == []
+    assert "secret-key" not in str(raised.value)
+
+
 async def test_an_unreachable_toncenter_is_unavailable(session: aiohttp.ClientSession) -> None:
     client = ToncenterClient(f"http://127.0.0.1:{free_port()}", session)
     with pytest.raises(ToncenterUnavailable):
