@@ -255,11 +255,13 @@ class PaymentDesk:
         late = entry.attempts > 0
         if not await self._tell(booking, late=late):
             return False
-        finished = await self.journal.finished(entry)
+        if not await self.journal.finished(entry):
+            # Another desk holds it now and finishes it; if it lets go unfinished, this desk
+            # may take it back: what it sent is remembered until the entry is finished.
+            log.warning("payments.claim_lost", key=entry.key)
+            return False
         self._sent.pop(key, None)
-        if not finished:
-            log.warning("payments.claim_lost", key=entry.key)  # another desk finishes it
-        return finished
+        return True
 
     async def _payment_booked(self, refund: JournalEntry) -> bool:
         """Whether the refund's payment is in the ledger, if the journal has it (booked first).

@@ -58,7 +58,12 @@ from services.errors import (
     VeilError,
 )
 from services.prices import format_units
-from services.ton.errors import PaymentAmbiguous, PaymentNotFound, PaymentNotUnmatched
+from services.ton.errors import (
+    PaymentAmbiguous,
+    PaymentNotFound,
+    PaymentNotUnmatched,
+    PaymentUnpriced,
+)
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -95,6 +100,7 @@ TEXTS: list[tuple[type[VeilError], str]] = [
     (PaymentNotFound, "ton_assign_not_found"),
     (PaymentAmbiguous, "ton_assign_ambiguous"),
     (PaymentNotUnmatched, "ton_assign_not_unmatched"),
+    (PaymentUnpriced, "ton_assign_unpriced"),
     (BillingError, "error_internal"),
     (VeilError, "error_internal"),
 ]

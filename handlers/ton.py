@@ -147,7 +147,8 @@ class TonNotifier:
         if payment.assigned_by is not None or order is None:
             return texts("ton_paid_assigned", **values)
         values["asked"] = format_amount(order.asset, order.amount)
-        if payment.reason == "underpaid":
+        if payment.reason == "underpaid" and booking.received < order.amount:
+            # (An underpayment told only after the rest arrived asks for nothing more.)
             rest = format_amount(order.asset, order.amount - booking.received)
             text = texts("ton_paid_under", order=order.id, rest=rest, **values)
         elif payment.reason == "overpaid":

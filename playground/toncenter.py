@@ -153,6 +153,7 @@ class _Fault:
     remaining: int
     path: str | None = None  # only requests to this endpoint (None: any)
     garbage: bool = False  # a 200 whose body is an HTML page, as a proxy in the way gives
+    after: int = 0  # requests (to ``path``) served before the fault begins
 
 
 @dataclass
@@ -333,9 +334,13 @@ class FakeToncenter(Served):
 
     # -- failures ----------------------------------------------------------------------------
 
-    def rate_limit_next(self, count: int = 1, *, path: str | None = None) -> None:
-        """Answer the next ``count`` requests (to ``path``) 429 with toncenter's body."""
-        self._faults.append(_Fault(HTTPStatus.TOO_MANY_REQUESTS, count, path))
+    def rate_limit_next(self, count: int = 1, *, path: str | None = None, after: int = 0) -> None:
+        """Answer the next ``count`` requests (to ``path``) 429 with toncenter's body.
+
+        ``after`` requests are served first, as toncenter without a key serves about one a
+        second and refuses the one that follows at once.
+        """
+        self._faults.append(_Fault(HTTPStatus.TOO_MANY_REQUESTS, count, path, after=after))
 
     def fail_next(
         self,
@@ -411,6 +416,9 @@ class FakeToncenter(Served):
         """The first fault waiting for a request to ``path`` (counted), or None."""
         for fault in self._faults:
             if fault.path is None or path.endswith(fault.path):
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)

@@ -38,7 +38,8 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
             └── PaymentNotAssignable    an admin's assignment names no unmatched payment
                 ├── PaymentNotFound         no payment's hash starts so
                 ├── PaymentAmbiguous        more than one does
-                └── PaymentNotUnmatched     it is credited already, or dust
+                ├── PaymentNotUnmatched     it is credited already, or dust
+                └── PaymentUnpriced         no pack of its asset is sold now: no rate
 
 Messages never contain prompt or answer text, keys or tokens.
 """

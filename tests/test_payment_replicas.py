@@ -289,3 +289,44 @@ async def test_passes_over_one_entry_in_one_desk_take_turns_however_many_wait(
         finally:
             await journal.close()
         assert thanks_to(stack.telegram, USER) == [THANKS]
+
+
+async def test_a_desk_whose_claim_was_taken_does_not_thank_again_when_it_takes_it_back(
+    tmp_path: Path,
+) -> None:
+    # The desk thanked the user; meanwhile its lease had lapsed and the other replica's desk
+    # took the entry, so its final journal write ("finished") was refused. It forgot what it
+    # sent; the other desk could not tell the user (Telegram failed it) and let go; and this
+    # desk, taking the entry back, thanked the user a second time.
+    telegram = GatedTelegram(token=TOKEN)
+    async with paying_stack(tmp_path, telegram_server=telegram) as stack:
+        invoice = await buy_pack(stack, USER)
+        path = tmp_path / "replicas-journal.db"
+        first, second = await Journal.open(path), await Journal.open(path)
+        try:
+            veil = stack.veil
+            desk = desk_on(first, stack, CLAIM_LEASE_S)
+            # The other replica's clock is past this desk's lease: it may take the entry.
+            later = PaymentJournal(
+                second, veil.shop, veil.credit, lambda: time.time() + 2 * CLAIM_LEASE_S
+            )
+            other = PaymentDesk(later, veil.bot, veil.catalogs)
+            entry = payment("stx-taken", payload=invoice["payload"])
+            await desk.record([entry])
+            telegram.hold_messages_to(USER)
+            telling = asyncio.create_task(desk.process(entry.key))
+            async with asyncio.timeout(10):
+                await telegram.holding.wait()  # the desk is thanking the user now
+            assert await later.claim(entry.key) is True  # the other replica takes the entry
+            telegram.release_messages()
+            assert await asyncio.wait_for(telling, 10) is False  # "finished" refused
+            # The other desk cannot thank the user (a 502, and the session's one retry too).
+            telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=2)
+            assert await other.process(entry.key) is False
+            assert await desk.process(entry.key) is True  # taken back, and finished
+            assert await finished(desk.journal, entry.key)
+            assert thanks_to(telegram, USER) == [THANKS]
+        finally:
+            await first.close()
+            await second.close()
+        assert await balance_units(stack, USER) == 50 * STAR

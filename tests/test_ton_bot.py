@@ -226,6 +226,27 @@ async def test_underpaid_usdt_in_russian_says_what_arrived_and_what_is_left(
         )
 
 
+async def test_an_underpayment_told_after_the_rest_arrived_asks_for_nothing_more(
+    tmp_path: Path,
+) -> None:
+    # Telegram could not take the notice of an underpayment; the rest arrived before it was
+    # told, and the notice, sent then, asked the user to send "0 USDT" more (or a negative
+    # amount, had they paid more) for an order paid in full.
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        invoice = await buy(stack, telegram, CAROL, "1 USDT")
+        comment = comment_of(invoice)
+        # The first notice fails (a 502, and the session's one retry too); the second goes.
+        telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=2)
+        chain.add_jetton_transfer(WALLET_RAW, amount=400_000, comment=comment)
+        chain.add_jetton_transfer(WALLET_RAW, amount=600_000, comment=comment)
+        await told(stack, CAROL, 5)
+        notices = [str(m.get("text", "")) for m in telegram.sent_messages(CAROL)[3:]]
+        assert notices == [
+            "Received 0.6 USDT. 42 ★ added. Balance: 70 ★.",
+            "Received 0.4 USDT. 28 ★ added. Balance: 70 ★.",
+        ]
+
+
 async def test_a_restart_in_the_middle_of_a_page_credits_each_payment_once(
     tmp_path: Path,
 ) -> None:

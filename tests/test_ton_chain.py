@@ -127,9 +127,11 @@ def test_records_of_the_wrong_shape_are_refused_not_skipped() -> None:
         broken = record | {field: value}
         with pytest.raises(MalformedTransfer):
             gram_transfer(broken, RAW)
-    broken_value = record | {"in_msg": record["in_msg"] | {"value": "1.5"}}
-    with pytest.raises(MalformedTransfer):
-        gram_transfer(broken_value, RAW)
+    # A number longer than Python reads from text (4300 digits) too: it raised ValueError.
+    for bad in ("1.5", "9" * 5000):
+        broken_value = record | {"in_msg": record["in_msg"] | {"value": bad}}
+        with pytest.raises(MalformedTransfer):
+            gram_transfer(broken_value, RAW)
     with pytest.raises(MalformedTransfer):
         gram_transfer([], RAW)
     transfer = fake.add_jetton_transfer(RAW, amount=3, comment="y")
@@ -187,6 +189,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         (b"[1, 2]", 200, ToncenterUnavailable),
         (b'{"transactions": {}}', 200, ToncenterUnavailable),
         (b'{"ok": false, "error": "bad account"}', 200, ToncenterUnavailable),
+        # A proxy's error page nested deeper than the JSON parser goes (RecursionError).
+        (b'{"transactions": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 200, ToncenterUnavailable),
     ],
 )
 async def test_toncenter_failures_become_our_errors(
@@ -200,6 +204,35 @@ async def test_toncenter_failures_become_our_errors(
         assert "secret-key" not in str(raised.value)
     finally:
         await runner.cleanup()
+
+
+async def test_a_redirect_elsewhere_never_carries_the_api_key(
+    session: aiohttp.ClientSession,
+) -> None:
+    # The client followed a redirect (a proxy or a moved host in the way) and sent the
+    # X-API-Key header along to whatever host it named: aiohttp drops only Authorization,
+    # Cookie and Proxy-Authorization on a redirect to another origin.
+    keys: list[str | None] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        keys.append(request.headers.get("X-API-Key"))
+        return web.json_response({"transactions": []})
+
+    other = web.Application()
+    other.router.add_get("/api/v3/transactions", elsewhere)
+    async with serving(other) as other_url:
+
+        async def moved(request: web.Request) -> web.Response:
+            raise web.HTTPFound(other_url + request.path_qs)
+
+        app = web.Application()
+        app.router.add_get("/api/v3/transactions", moved)
+        async with serving(app) as url:
+            client = ToncenterClient(url, session, api_key="secret-key")
+            with pytest.raises(ToncenterUnavailable) as raised:
+                await client.transactions(RAW, TonCursor("gram", 0, None, None), limit=10)
+    assert keys == []
+    assert "secret-key" not in str(raised.value)
 
 
 async def test_an_unreachable_toncenter_is_unavailable(session: aiohttp.ClientSession) -> None:

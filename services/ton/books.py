@@ -30,7 +30,12 @@ from models import ton as storage
 from models.ledger import LedgerEntry
 from models.ton import LEDGER_PREFIX, Asset, TonCursor, TonOrder, TonPayment, TonTotals
 from services.errors import BillingError, ledger_failures
-from services.ton.errors import PaymentAmbiguous, PaymentNotFound, PaymentNotUnmatched
+from services.ton.errors import (
+    PaymentAmbiguous,
+    PaymentNotFound,
+    PaymentNotUnmatched,
+    PaymentUnpriced,
+)
 from services.ton.shop import CURSOR_MARGIN_S, format_amount, normalise_comment
 
 if TYPE_CHECKING:
@@ -200,9 +205,9 @@ class TonBooks:
         """Credit an unmatched payment to ``user_id`` (the admin looked into it).
 
         ``hash_prefix`` is at least 8 hex digits of the transaction hash. The rate is its
-        order's when the payment named one of the same asset, else the cheapest pack's.
-        Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous`` or
-        ``PaymentNotUnmatched``.
+        order's when the payment named one of the same asset, else the cheapest pack's of its
+        asset. Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous``,
+        ``PaymentNotUnmatched``, or ``PaymentUnpriced`` (no pack of its asset is sold now).
         """
         prefix = hash_prefix.strip().lower()
         if len(prefix) < MIN_HASH_PREFIX or any(ch not in "0123456789abcdef" for ch in prefix):
@@ -219,10 +224,11 @@ class TonBooks:
             if payment.status != "unmatched":
                 raise PaymentNotUnmatched
             order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
+            rate: tuple[int, int] | None = self.shop.fallback_rate(payment.asset)
             if order is not None and order.asset == payment.asset:
                 rate = (order.amount, order.units)
-            else:
-                rate = self.shop.fallback_rate(payment.asset)
+            if rate is None:
+                raise PaymentUnpriced
             storage.assign_payment(
                 db,
                 payment.hash,

@@ -48,6 +48,7 @@ USDT_MAINNET_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 _HASH_BYTES = 32
 _TEXT_COMMENT_OP = 0
 _WORKCHAINS = (0, -1)  # the basechain and the masterchain
+_MAX_DIGITS = 40  # an amount is under 2**120 (37 digits; VarUInteger 16), an lt under 2**64
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,8 @@ def _integer(value: object) -> int:
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > _MAX_DIGITS:
+            raise MalformedTransfer("a number field is longer than any TON number")
         number = int(value)
     else:
         raise MalformedTransfer("a number field is missing or not a whole number")

@@ -10,6 +10,7 @@ __all__ = [
     "PaymentNotAssignable",
     "PaymentNotFound",
     "PaymentNotUnmatched",
+    "PaymentUnpriced",
     "TonError",
     "ToncenterRateLimited",
     "ToncenterUnavailable",
@@ -57,3 +58,9 @@ class PaymentNotUnmatched(PaymentNotAssignable):
     """The payment is credited already, or dust: only an unmatched one can be assigned."""
 
     reason = "not_unmatched"
+
+
+class PaymentUnpriced(PaymentNotAssignable):
+    """No pack of the payment's asset is sold now (USDT turned off): it has no rate to take."""
+
+    reason = "unpriced"

@@ -13,6 +13,7 @@ import functools
 import io
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
@@ -54,9 +55,22 @@ def format_amount(asset: Asset, amount: int) -> str:
     return f"{'-' if amount < 0 else ''}{text} {SYMBOLS[asset]}"
 
 
+# Cyrillic and Greek capitals drawn like the Latin letters of the comments' alphabet: a comment
+# typed on a Russian (or Greek) keyboard layout looks right and is read as what it looks like.
+_LOOKALIKES: Final = str.maketrans("АВСЕНКМРТХУЅЈԚԜΑΒΕΖΗΚΜΝΡΤΥΧ", "ABCEHKMPTXYSJQWABEZHKMNPTYX")
+# What a comment may hold that is not part of it: spaces, dashes of any kind, control and
+# invisible characters (zero-width spaces, the soft hyphen, direction marks).
+_NOT_PART: Final = frozenset({"Zs", "Zl", "Zp", "Pd", "Cc", "Cf"})
+
+
 def normalise_comment(text: str) -> str:
-    """A payer's comment as an order id: spaces and dashes dropped, upper case."""
-    return "".join(ch for ch in text if not ch.isspace() and ch != "-").upper()
+    """A payer's comment as an order id: upper case, what is not part of it dropped.
+
+    Full-width letters and digits are the plain ones (NFKC), and Cyrillic or Greek letters
+    that look like the alphabet's Latin ones are those.
+    """
+    plain = unicodedata.normalize("NFKC", text).upper().translate(_LOOKALIKES)
+    return "".join(ch for ch in plain if unicodedata.category(ch) not in _NOT_PART)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +160,13 @@ class TonShop:
         """The packs sold for ``asset``, cheapest first."""
         return self._packs[asset]
 
-    def fallback_rate(self, asset: Asset) -> tuple[int, int]:
-        """(amount, units) of the cheapest pack: the rate for a payment with no usable order."""
-        pack = self._packs[asset][0] if self._packs[asset] else self._packs["gram"][0]
-        return pack.amount, pack.units
+    def fallback_rate(self, asset: Asset) -> tuple[int, int] | None:
+        """(amount, units) of the asset's cheapest pack: the rate for a payment with no order.
+
+        None when none of the asset is sold: another asset's rate counts other units.
+        """
+        packs = self._packs[asset]
+        return (packs[0].amount, packs[0].units) if packs else None
 
     async def create_order(
         self, user_id: int, asset: Asset, pack_id: str, language: str | None = None

@@ -10,7 +10,8 @@ slice may come back typed ``cell``, as ton-http-api gives it). The API key (if a
 ``X-API-Key``. toncenter lists only finalized transactions. A 429
 (``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``; any
 other failure (network, timeout, HTTP error, a body that is not the expected JSON)
-``ToncenterUnavailable``. The key never appears in a log line or an error.
+``ToncenterUnavailable`` (a redirect too: it is not followed, so the key never goes to another
+host). The key never appears in a log line or an error.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class ToncenterClient:
                 json=json_body,
                 headers=self._headers,
                 timeout=self._timeout,
+                allow_redirects=False,  # a redirect would carry X-API-Key to the host it names
             ) as response:
                 if response.status == HTTPStatus.TOO_MANY_REQUESTS:
                     raise ToncenterRateLimited("toncenter: rate limited (429)")
@@ -141,7 +143,7 @@ class ToncenterClient:
             raise ToncenterUnavailable(f"toncenter: the answer for {path} is too large")
         try:
             body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (ValueError, RecursionError) as exc:  # nested past the parser's depth too
             raise ToncenterUnavailable(f"toncenter: the answer for {path} is not JSON") from exc
         if not isinstance(body, dict):
             raise ToncenterUnavailable(f"toncenter: the answer for {path} is not an object")

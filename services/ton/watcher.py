@@ -22,7 +22,9 @@ logged as ``ton.cursor_mismatch`` and booked like any new one). Before its first
 stream reads from ``since``: ten minutes before the first order or the watcher's first pass,
 whichever came first (clocks differ; older history is not Veil's).
 
-Failures never reach the bot: a 429 or any toncenter or ledger error logs one status line
+A 429 to a page or a wallet check is asked again within the pass (``_patiently``: toncenter
+without a key answers about one call a second). Failures never reach the bot: a 429 still
+refused or any toncenter or ledger error logs one status line
 (``ton.watcher_backoff``) and the next pass waits twice as long, up to ``max_backoff``; the
 first good pass after that logs ``ton.watcher_resumed``.
 """
@@ -33,7 +35,7 @@ import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -58,10 +60,12 @@ POLL_EVERY_S = 10.0
 MAX_BACKOFF_S = 300.0
 PURGE_EVERY_S = 3600.0
 WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
-# A wallet check toncenter rate-limits (429) is asked again after this long (seconds; its
-# free tier answers about one call a second), up to this many tries, within the pass.
+# A page or wallet check toncenter rate-limits (429) is asked again after this long (seconds;
+# its free tier answers about one call a second), up to this many tries, within the pass.
 RATE_LIMIT_WAIT_S = 1.1
 RATE_LIMIT_TRIES = 3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +103,18 @@ class ChainReader:
 
         A USDT transfer here is as the indexer files it: ``proven`` checks its sending wallet.
         """
-        account = self._wallet.raw
+        account, client = self._wallet.raw, self._client
         if asset == "gram":
-            records = await self._client.transactions(account, cursor, limit=limit, offset=offset)
+            records = await _patiently(
+                lambda: client.transactions(account, cursor, limit=limit, offset=offset)
+            )
             return Page(len(records), [gram_transfer(record, account) for record in records])
         if self._usdt_master is None:
             raise ValueError("USDT is not watched")
         master = self._usdt_master.raw
-        records = await self._client.jetton_transfers(account, cursor, limit=limit, offset=offset)
+        records = await _patiently(
+            lambda: client.jetton_transfers(account, cursor, limit=limit, offset=offset)
+        )
         return Page(len(records), [jetton_transfer(r, account, master) for r in records])
 
     async def proven(self, transfer: Transfer) -> Transfer:
@@ -130,21 +138,13 @@ class ChainReader:
     async def _master_wallet(self, master: str, owner: str) -> str:
         """The master's jetton wallet of ``owner`` (asked once: the answer never changes).
 
-        A 429 waits ``RATE_LIMIT_WAIT_S`` and asks again (``RATE_LIMIT_TRIES`` in all): a page
-        of new senders is checked at toncenter's pace in one pass, rather than one sender a
-        pass with the watcher's backoff between (minutes each).
+        A 429 is asked again (``_patiently``): a page of new senders is checked at toncenter's
+        pace in one pass, rather than one sender a pass with the watcher's backoff between
+        (minutes each).
         """
         wallet = self._wallets.get(owner)
         if wallet is None:
-            for tried in range(1, RATE_LIMIT_TRIES + 1):
-                try:
-                    wallet = await self._client.jetton_wallet(master, owner)
-                    break
-                except ToncenterRateLimited:
-                    if tried == RATE_LIMIT_TRIES:
-                        raise
-                    await asyncio.sleep(RATE_LIMIT_WAIT_S)
-            assert wallet is not None  # noqa: S101 -- the loop breaks with one or raises
+            wallet = await _patiently(lambda: self._client.jetton_wallet(master, owner))
             if len(self._wallets) >= WALLETS_KEPT:
                 del self._wallets[next(iter(self._wallets))]
             self._wallets[owner] = wallet
@@ -296,6 +296,21 @@ class TonWatcher:
     async def _tell(self, booking: TonBooking) -> None:
         if await self._notify(booking):
             await self._books.notified(booking.payment.hash)
+
+
+async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
+    """``ask`` toncenter; a 429 waits ``RATE_LIMIT_WAIT_S`` and asks again.
+
+    ``RATE_LIMIT_TRIES`` in all: reading page after page (or checking sender after sender)
+    keeps toncenter's pace within one pass rather than giving the pass up at the first refusal.
+    """
+    for tried in range(1, RATE_LIMIT_TRIES):
+        try:
+            return await ask()
+        except ToncenterRateLimited:
+            log.debug("ton.rate_limited", tried=tried)
+            await asyncio.sleep(RATE_LIMIT_WAIT_S)
+    return await ask()
 
 
 def _ends(page: Page) -> tuple[int, str, int, str] | None:
