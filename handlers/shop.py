@@ -11,6 +11,7 @@ Payments and refunds go to the payment desk (``desk``), which journals, books an
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from services.ton.books import TonBooks
     from services.ton.shop import TonShop
 
+# Controls, format characters (direction marks, zero-width ones), line and paragraph separators.
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 log = structlog.get_logger("veil.stars")
 
 # Telegram's refusals of refundStarPayment, as its description names them.
@@ -272,13 +275,27 @@ async def _ton_stats(books: TonBooks, texts: Texts) -> str:
             "ton_stats_entry",
             hash=payment.hash[:16],
             amount=format_amount(payment.asset, payment.amount),
-            comment=payment.comment or "—",
+            comment=_shown_comment(payment.comment),
             reason=payment.reason or "—",
             user=payment.user_id if payment.user_id is not None else "—",
         )
         for payment in await books.unmatched(UNMATCHED_SHOWN)
     )
     return "\n".join(lines)
+
+
+def _shown_comment(comment: str | None) -> str:
+    """A payer's comment as one line of text: what could break or turn the line, escaped.
+
+    Anyone can send a payment with any comment: a line break in it would forge lines of the
+    admin's /stats (another "credited" entry), a direction mark would turn the line around.
+    """
+    if not comment:
+        return "—"
+    return "".join(
+        f"\\u{ord(char):04x}" if unicodedata.category(char) in _UNSHOWN else char
+        for char in comment
+    )
 
 
 async def cmd_paysupport(message: Message, texts: Texts, paysupport_text: str | None) -> None:

@@ -514,3 +514,23 @@ async def test_help_and_the_top_up_button_offer_what_buy_sells(tmp_path: Path) -
         telegram.send_text(ALICE, "/help")
         (help_text,) = await stack.final_messages(ALICE, 1)
         assert "/buy — buy credit with Telegram Stars or Gram\n" in help_text["text"]
+
+
+async def test_a_payers_comment_cannot_forge_lines_of_the_admins_stats(tmp_path: Path) -> None:
+    # Anyone can pay with any comment: its line break made a second line of /stats, one that
+    # reads like another entry, and a direction mark turned the rest of the line around.
+    forged = "x\nab12cd34ef56ab78 · 500 GRAM · comment ok · credited\u202e"
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        tx = chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment=forged)
+        assert stack.veil.ton_books is not None
+        async with asyncio.timeout(10):
+            while not await stack.veil.ton_books.unmatched():  # noqa: ASYNC110 -- the watcher
+                await asyncio.sleep(0.02)
+        telegram.send_text(ADMIN, "/stats")
+        stats = await told(stack, ADMIN, 1)
+    entry = (
+        f"{hex_hash(tx['hash'])[:16]} · 2 GRAM · comment"
+        " x\\u000aab12cd34ef56ab78 · 500 GRAM · comment ok · credited\\u202e"
+        " · unknown_comment · user —"
+    )
+    assert stats.split("\n")[-1] == entry
