@@ -46,6 +46,7 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -83,7 +84,8 @@ log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
 # What Telegram says when the message an answer streams into is gone (deleted by a user, or in
-# a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too.
+# a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too,
+# and a group upgraded to a supergroup (deactivated: nothing in it can be edited any more).
 _GONE = (
     "message to edit not found",
     "message_id_invalid",
@@ -610,8 +612,12 @@ class EditSink:
 
 
 def _is_gone(exc: TelegramAPIError) -> bool:
-    """Whether ``exc`` says the message cannot be edited any more (deleted, or the bot out)."""
-    if isinstance(exc, TelegramForbiddenError):
+    """Whether ``exc`` says the message cannot be edited any more (deleted, or the bot out).
+
+    A group upgraded to a supergroup too: Telegram refuses every call naming it since
+    (``TelegramMigrateToChat``), and the answer's reply-to is not in the supergroup.
+    """
+    if isinstance(exc, (TelegramForbiddenError, TelegramMigrateToChat)):
         return True
     return isinstance(exc, TelegramBadRequest) and any(
         words in exc.message.lower() for words in _GONE

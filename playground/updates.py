@@ -284,6 +284,21 @@ class UserActions:
         )
         return dict(CHANNEL_BOT), channel
 
+    def upgrade_group(self, user_id: int, chat_id: int, supergroup_id: int) -> int:
+        """``user_id`` upgrades basic group ``chat_id`` to supergroup ``supergroup_id``.
+
+        As Telegram does: the group is deactivated (calls naming it are refused with the
+        supergroup's id), and two service messages are posted and sent to the bot whatever its
+        privacy mode (bots get every service message): ``migrate_to_chat_id`` in the group,
+        then ``migrate_from_chat_id`` in the supergroup. Returns the second's update_id.
+        """
+        user, group = self._sender(user_id, chat_id=chat_id, chat_type="group")
+        supergroup = self._state.migrate(chat_id, supergroup_id)
+        moved = self._store(user, group, None, {"migrate_to_chat_id": supergroup_id})
+        self._push({"message": moved})
+        came = self._store(user, supergroup, None, {"migrate_from_chat_id": chat_id})
+        return self._push({"message": came})
+
     def _quote(self, chat_id: int, reply_to: int | None, quote: str) -> dict[str, Any]:
         """A ``TextQuote`` of ``quote`` in message ``reply_to`` (Telegram: QUOTE_TEXT_INVALID)."""
         replied = None if reply_to is None else self._state.message(chat_id, reply_to)
