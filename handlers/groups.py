@@ -18,7 +18,9 @@ removed) stops the answer; a mention delivered again is not answered twice
 (``editors.answered``). A question sent as a chat (an anonymous admin, a channel) names no
 person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
 with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
-admin); a group upgraded to a supergroup (a new chat id) takes them along (``on_upgraded``).
+admin). ``/terms`` and ``/paysupport`` in a group are told to the member alone, as notices
+are. A group upgraded to a supergroup (a new chat id) takes its settings along
+(``on_upgraded``).
 """
 
 from __future__ import annotations
@@ -459,6 +461,23 @@ async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what chan
             raise
 
 
+async def cmd_terms(
+    message: Message, texts: Texts, kit: GroupKit, terms_text: str | None = None
+) -> None:
+    """``/terms`` in a group: the terms, told to the member who asked alone (``tell_alone``).
+
+    A public reply a command, outside the group's pace, would let one member flood the group.
+    """
+    await tell_alone(message, terms_text or texts("terms"), kit.editors)
+
+
+async def cmd_paysupport(
+    message: Message, texts: Texts, kit: GroupKit, paysupport_text: str | None = None
+) -> None:
+    """``/paysupport`` in a group: told to the member who asked alone, as ``/terms`` is."""
+    await tell_alone(message, paysupport_text or texts("paysupport"), kit.editors)
+
+
 async def on_upgraded(message: Message, kit: GroupKit) -> None:
     """The group was upgraded to a supergroup, a chat with a new id: its settings go along.
 
@@ -481,6 +500,8 @@ def build_router() -> Router:
     router.message.filter(F.chat.type.in_(GROUPS))
     router.message.register(cmd_ask, Command("ask", ignore_case=True))
     router.message.register(cmd_groupsettings, Command("groupsettings", ignore_case=True))
+    router.message.register(cmd_terms, Command("terms", ignore_case=True))
+    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True))
     router.message.register(on_upgraded, F.migrate_to_chat_id | F.migrate_from_chat_id)
     router.message.register(on_addressed, addressed)
     router.callback_query.register(on_group_set, GroupSet.filter())

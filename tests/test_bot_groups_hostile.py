@@ -231,6 +231,35 @@ async def test_a_member_spamming_bare_mentions_and_commands_is_told_alone(
         assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
 
 
+async def test_terms_and_paysupport_in_a_group_are_told_to_the_member_alone(
+    tmp_path: Path,
+) -> None:
+    # /terms and /paysupport (bare, so every bot in the group gets them) were public replies,
+    # one a message and outside the group's pace: a member could make Veil flood the group with
+    # its terms, spending the ~20 messages a minute Telegram allows it ahead of the answers.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.privacy_mode = True
+        for _ in range(3):
+            for text in ("/terms", "/paysupport"):
+                stack.telegram.send_text(BOB, text, chat_id=GROUP)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await wait_until(
+            lambda: (
+                ANSWER in {m["text"] for m in replies(stack)} and len(told_texts(stack, BOB)) == 2
+            ),
+            within=10,
+        )
+        await asyncio.sleep(0.3)
+        assert [m["text"] for m in replies(stack)] == [ANSWER]
+        assert len(stack.telegram.ephemeral_messages(GROUP, BOB)) <= 6
+        told = sorted(told_texts(stack, BOB))
+        assert told[0].startswith("Questions about a payment?"), told
+        assert told[1].startswith("Veil sells credit for AI answers."), told
+        # In the private chat they are answered as ever.
+        stack.telegram.send_text(BOB, "/terms")
+        assert (await stack.reply_text(BOB)).startswith("Veil sells credit for AI answers.")
+
+
 async def test_notices_for_one_member_stay_in_the_forum_topic_they_asked_in(
     tmp_path: Path,
 ) -> None:
