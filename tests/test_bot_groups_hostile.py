@@ -260,6 +260,31 @@ async def test_terms_and_paysupport_in_a_group_are_told_to_the_member_alone(
         assert (await stack.reply_text(BOB)).startswith("Veil sells credit for AI answers.")
 
 
+async def test_telegram_failing_a_group_command_is_told_to_the_member_alone(
+    tmp_path: Path,
+) -> None:
+    # A failure of a group command that is no VeilError (here getChatMember refused with a 502
+    # past the session's retry, checking who may open /groupsettings) went to the errors
+    # router's apology, which was sent to the whole group, outside its pace.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, BOB, "administrator")
+        stack.telegram.fail_next("getChatMember", status=502, description="Bad Gateway", count=2)
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
+            await wait_until(lambda: bool(told_texts(stack, BOB)), within=10)
+            await asyncio.sleep(0.3)
+        assert replies(stack) == []
+        (told,) = told_texts(stack, BOB)
+        assert (
+            told == "Telegram did not take my reply just now. Please send that again in a moment."
+        )
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == []
+        # Telegram answering again, the panel opens.
+        stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
+        await wait_until(lambda: len(replies(stack)) == 1, within=10)
+        assert "reply_markup" in replies(stack)[0]  # the panel, with its buttons
+
+
 async def test_notices_for_one_member_stay_in_the_forum_topic_they_asked_in(
     tmp_path: Path,
 ) -> None:
