@@ -12,6 +12,8 @@ only commands, messages that mention it, replies to its messages and messages se
 (``state.chats_without_bot``) a message that mentions the bot summons it as a guest
 (a ``guest_message`` update with a ``guest_query_id``); other messages there reach no one.
 A message's ``reply_to_message`` is the replied message one level deep, as Telegram sends it.
+``upgrade_group`` is a basic group becoming a supergroup: the bot is told both service
+messages (``migrate_to_chat_id``, ``migrate_from_chat_id``), and the group's id is refused since.
 
 Topics in private chats (``state.topics``): ``create_topic`` is the user making one in their
 app (the bot is told of its ``forum_topic_created`` service message); ``send_text`` with
