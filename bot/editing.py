@@ -671,16 +671,19 @@ class Editors:
         A reply Telegram took (its "ok") whose result does not validate still names the message
         it sent, mostly: that id is the placeholder's (logged). One that names none raises
         ``UnreadableReply`` (``taken``): the message is in the group, and the bot cannot tell
-        which it is.
+        which it is. A flood wait is waited out, each try after the last one's; one refused so
+        ``FINAL_TRIES`` times raises the last ``TelegramRetryAfter``.
         """
         pacer = self.group_pacers(chat_id)
-        for _ in range(FINAL_TRIES):
+        for attempt in range(FINAL_TRIES):
             await pacer.wait()
             try:
                 return await self._send_placeholder(chat_id, text, reply_to, markup)
             except TelegramRetryAfter as exc:
                 pacer.back_off(exc.retry_after)
-        return await self._send_placeholder(chat_id, text, reply_to, markup)
+                if attempt == FINAL_TRIES - 1:
+                    raise
+        raise AssertionError  # pragma: no cover -- the last try returns or raises
 
     async def _send_placeholder(
         self, chat_id: int, text: str, reply_to: int, markup: InlineKeyboardMarkup | None
