@@ -624,6 +624,13 @@ def _is_gone(exc: TelegramAPIError) -> bool:
     )
 
 
+def _notice_failed(exc: TelegramAPIError, pacer: Pacer) -> None:
+    """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call."""
+    if isinstance(exc, TelegramRetryAfter):
+        pacer.back_off(exc.retry_after)
+    log.warning("editing.notice_failed", error=type(exc).__name__)
+
+
 class Editors:
     """Makes ``EditSink``s and posts placeholders, every call paced by its chat's ``Pacer``.
 
@@ -851,7 +858,7 @@ class Editors:
         except TelegramBadRequest:
             log.info("editing.ephemeral_refused")
         except TelegramAPIError as exc:
-            log.warning("editing.notice_failed", error=type(exc).__name__)
+            _notice_failed(exc, pacer)
             return
         else:
             return
@@ -865,7 +872,7 @@ class Editors:
                 reply_markup=markup,
             )
         except TelegramAPIError as exc:
-            log.warning("editing.notice_failed", error=type(exc).__name__)
+            _notice_failed(exc, pacer)
             return
         task = asyncio.create_task(self._delete_later(chat_id, sent.message_id))
         self._notices.add(task)

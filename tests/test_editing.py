@@ -172,3 +172,22 @@ async def test_a_placeholder_refused_with_retry_after_is_never_sent_within_the_w
         sends = telegram.calls_of("sendMessage")
         assert len(sends) == FINAL_TRIES
         assert all(later.at - sooner.at >= 0.99 for sooner, later in pairwise(sends))
+
+
+async def test_a_notice_refused_with_retry_after_holds_the_group_s_next_call() -> None:
+    # A notice for one member refused with a flood wait was logged and dropped, and the group's
+    # pacer never heard of the wait: the next answer's placeholder went out at once, within it.
+    async with FakeTelegram(token=TOKEN) as telegram:
+        telegram.send_text(9, "/ask", chat_id=GROUP)  # message 1
+        telegram.fail_next(
+            "sendMessage", status=429, description="Too Many Requests: retry after 1", retry_after=1
+        )
+        api = TelegramAPIServer.from_base(telegram.url)
+        async with Bot(TOKEN, session=AiohttpSession(api=api)) as bot:
+            editors = Editors(bot, Pace(group_per_minute=6000))
+            await editors.tell_one(GROUP, 9, "Usage: /ask", reply_to=1, markup=None)
+            await editors.post(GROUP, "⏳ …", reply_to=1, markup=None)
+        refused, placeholder = telegram.calls_of("sendMessage")
+        assert refused.answered != "ok"
+        assert placeholder.answered == "ok"
+        assert placeholder.at - refused.at >= 0.99
