@@ -105,11 +105,17 @@ def _asker(update: Update) -> Asker | None:
 async def on_unexpected(
     event: ErrorEvent, texts: Texts, failures: Failures, editors: Editors
 ) -> None:
-    """A bug: log it with its traceback and apologise (in a group, to the sender alone)."""
+    """A bug: log it with its traceback and apologise (in a group, to the sender alone).
+
+    A button's press is answered too, or its button spins until Telegram gives up on it.
+    """
     update = event.update
     if in_group(update):
         await apologise_outside(event.exception, texts, editors, None, _asker(update))
         return
+    if update.callback_query is not None:
+        with contextlib.suppress(TelegramAPIError):  # the query may be too old, or answered
+            await update.callback_query.answer()
     await failures.apologise(event.exception, texts, recipient(update), recipient_topic(update))
     if update.pre_checkout_query is not None:
         await refuse_checkout(update.pre_checkout_query, texts)

@@ -285,6 +285,26 @@ async def test_telegram_failing_a_group_command_is_told_to_the_member_alone(
         assert "reply_markup" in replies(stack)[0]  # the panel, with its buttons
 
 
+async def test_a_settings_press_telegram_fails_is_answered_not_left_spinning(
+    tmp_path: Path,
+) -> None:
+    # A press whose handler failed with no VeilError (getChatMember refused with a 502 past the
+    # session's retry) was apologised for in the private chat, but its callback query was never
+    # answered: the admin's button spun until Telegram gave up on it.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, ANN, "administrator")
+        stack.telegram.send_text(ANN, "/groupsettings", chat_id=GROUP)
+        await wait_until(lambda: len(replies(stack)) == 1, within=10)
+        panel = replies(stack)[0]
+        toggle = panel["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        stack.telegram.fail_next("getChatMember", status=502, description="Bad Gateway", count=2)
+        stack.telegram.press_button(ANN, toggle, message_id=panel["message_id"], chat_id=GROUP)
+        answered = await stack.telegram.wait_for("answerCallbackQuery", timeout=10)
+        assert answered.answered == "ok"
+        assert await stack.veil.store.group_settings(GROUP) is None  # nothing changed
+        assert len(replies(stack)) == 1  # and nothing said to the group
+
+
 async def test_notices_for_one_member_stay_in_the_forum_topic_they_asked_in(
     tmp_path: Path,
 ) -> None:
