@@ -46,6 +46,7 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -83,7 +84,8 @@ log = structlog.get_logger("veil.editing")
 
 FINAL_TRIES = 5  # a final edit refused with retry_after is tried again this often
 # What Telegram says when the message an answer streams into is gone (deleted by a user, or in
-# a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too.
+# a topic deleted since) or can no longer be edited; a 403 (the bot removed from the chat) too,
+# and a group upgraded to a supergroup (deactivated: nothing in it can be edited any more).
 _GONE = (
     "message to edit not found",
     "message_id_invalid",
@@ -610,12 +612,23 @@ class EditSink:
 
 
 def _is_gone(exc: TelegramAPIError) -> bool:
-    """Whether ``exc`` says the message cannot be edited any more (deleted, or the bot out)."""
-    if isinstance(exc, TelegramForbiddenError):
+    """Whether ``exc`` says the message cannot be edited any more (deleted, or the bot out).
+
+    A group upgraded to a supergroup too: Telegram refuses every call naming it since
+    (``TelegramMigrateToChat``), and the answer's reply-to is not in the supergroup.
+    """
+    if isinstance(exc, (TelegramForbiddenError, TelegramMigrateToChat)):
         return True
     return isinstance(exc, TelegramBadRequest) and any(
         words in exc.message.lower() for words in _GONE
     )
+
+
+def _notice_failed(exc: TelegramAPIError, pacer: Pacer) -> None:
+    """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call."""
+    if isinstance(exc, TelegramRetryAfter):
+        pacer.back_off(exc.retry_after)
+    log.warning("editing.notice_failed", error=type(exc).__name__)
 
 
 class Editors:
@@ -665,16 +678,19 @@ class Editors:
         A reply Telegram took (its "ok") whose result does not validate still names the message
         it sent, mostly: that id is the placeholder's (logged). One that names none raises
         ``UnreadableReply`` (``taken``): the message is in the group, and the bot cannot tell
-        which it is.
+        which it is. A flood wait is waited out, each try after the last one's; one refused so
+        ``FINAL_TRIES`` times raises the last ``TelegramRetryAfter``.
         """
         pacer = self.group_pacers(chat_id)
-        for _ in range(FINAL_TRIES):
+        for attempt in range(FINAL_TRIES):
             await pacer.wait()
             try:
                 return await self._send_placeholder(chat_id, text, reply_to, markup)
             except TelegramRetryAfter as exc:
                 pacer.back_off(exc.retry_after)
-        return await self._send_placeholder(chat_id, text, reply_to, markup)
+                if attempt == FINAL_TRIES - 1:
+                    raise
+        raise AssertionError  # pragma: no cover -- the last try returns or raises
 
     async def _send_placeholder(
         self, chat_id: int, text: str, reply_to: int, markup: InlineKeyboardMarkup | None
@@ -842,7 +858,7 @@ class Editors:
         except TelegramBadRequest:
             log.info("editing.ephemeral_refused")
         except TelegramAPIError as exc:
-            log.warning("editing.notice_failed", error=type(exc).__name__)
+            _notice_failed(exc, pacer)
             return
         else:
             return
@@ -856,7 +872,7 @@ class Editors:
                 reply_markup=markup,
             )
         except TelegramAPIError as exc:
-            log.warning("editing.notice_failed", error=type(exc).__name__)
+            _notice_failed(exc, pacer)
             return
         task = asyncio.create_task(self._delete_later(chat_id, sent.message_id))
         self._notices.add(task)

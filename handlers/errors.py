@@ -4,10 +4,11 @@ Handlers do not catch to reply. They let ``services.errors`` propagate, and the 
 with the error's text and button (``handlers.failures``, shared with the answers, which run
 detached from their update and report their own failures the same way). Anything else is a
 bug: logged with its type and traceback (never message text) and answered with a short
-apology, so no failure ends in silence. ``JournalUnavailable`` is the one exception that
-passes through: the payment update must not be acknowledged, so Telegram delivers it again.
-A pre-checkout query that failed is refused at once with a polite reason (nothing is charged),
-rather than left for Telegram to time out after its 10 seconds.
+apology, so no failure ends in silence (in a group, to its sender alone, as a notice).
+``JournalUnavailable`` is the one exception that passes through: the payment update must not be
+acknowledged, so Telegram delivers it again. A pre-checkout query that failed is refused at
+once with a polite reason (nothing is charged), rather than left for Telegram to time out after
+its 10 seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
 
-from handlers.failures import Asker, tell_outside
+from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import forum_topic, topic_of
 from services.errors import JournalUnavailable, VeilError
 
@@ -90,18 +91,31 @@ def in_group(update: Update) -> bool:
 async def _tell_outside(
     update: Update, shown: Shown | None, error: VeilError, texts: Texts, editors: Editors
 ) -> None:
+    await tell_outside(error, texts, editors, shown, _asker(update))
+
+
+def _asker(update: Update) -> Asker | None:
+    """Who sent ``update``'s message in a group, to be told alone."""
     message = update.message
-    asker = None
-    if message is not None and message.from_user is not None:
-        asker = Asker(
-            message.chat.id, message.from_user.id, message.message_id, forum_topic(message)
-        )
-    await tell_outside(error, texts, editors, shown, asker)
+    if message is None or message.from_user is None:
+        return None
+    return Asker(message.chat.id, message.from_user.id, message.message_id, forum_topic(message))
 
 
-async def on_unexpected(event: ErrorEvent, texts: Texts, failures: Failures) -> None:
-    """A bug: log it with its traceback and apologise."""
+async def on_unexpected(
+    event: ErrorEvent, texts: Texts, failures: Failures, editors: Editors
+) -> None:
+    """A bug: log it with its traceback and apologise (in a group, to the sender alone).
+
+    A button's press is answered too, or its button spins until Telegram gives up on it.
+    """
     update = event.update
+    if in_group(update):
+        await apologise_outside(event.exception, texts, editors, None, _asker(update))
+        return
+    if update.callback_query is not None:
+        with contextlib.suppress(TelegramAPIError):  # the query may be too old, or answered
+            await update.callback_query.answer()
     await failures.apologise(event.exception, texts, recipient(update), recipient_topic(update))
     if update.pre_checkout_query is not None:
         await refuse_checkout(update.pre_checkout_query, texts)

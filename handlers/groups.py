@@ -18,7 +18,9 @@ removed) stops the answer; a mention delivered again is not answered twice
 (``editors.answered``). A question sent as a chat (an anonymous admin, a channel) names no
 person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
 with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
-admin).
+admin). ``/terms`` and ``/paysupport`` in a group are told to the member alone, as notices
+are. A group upgraded to a supergroup (a new chat id) takes its settings along
+(``on_upgraded``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import ClientDecodeError, TelegramBadRequest, TelegramForbiddenError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+)
 from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -62,6 +69,9 @@ log = structlog.get_logger("veil.groups")
 
 ADMINS = frozenset({"creator", "administrator"})
 GROUPS = frozenset({"group", "supergroup"})
+# Telegram refusing a message in a group: the replied message deleted, the bot removed or muted,
+# the group upgraded to a supergroup (a new chat, where the question is not): nobody to tell.
+REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
 
@@ -131,7 +141,7 @@ async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None
     """
     try:
         await message.reply(text, reply_markup=markup)
-    except (TelegramBadRequest, TelegramForbiddenError) as exc:
+    except REFUSED as exc:
         log.info("groups.not_answered", error=describe(exc))
 
 
@@ -241,7 +251,7 @@ async def tell_chat(message: Message, text: str, editors: Editors) -> None:
     sender = message.sender_chat.id if message.sender_chat is not None else message.chat.id
     try:
         await editors.tell_chat(message.chat.id, sender, text, reply_to=message.message_id)
-    except (TelegramBadRequest, TelegramForbiddenError) as exc:  # deleted, or the bot removed
+    except REFUSED as exc:  # deleted, or the bot removed
         log.info("groups.not_answered", error=describe(exc))
 
 
@@ -311,8 +321,9 @@ class _GroupAnswer:
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
 
-        Telegram refusing it means the question was deleted before its turn came, or the bot
-        removed from the group: nothing is asked of the model or charged. One Telegram took
+        Telegram refusing it means the question was deleted before its turn came, the bot
+        removed from the group, or the group upgraded to a supergroup meanwhile (the question is
+        not in the supergroup): nothing is asked of the model or charged. One Telegram took
         but answered without naming it (its "ok", with a result that does not validate or
         names no message) is in the group, and the bot cannot edit it or take its stop button
         back: it is logged (``groups.placeholder_orphaned``) and the answer streams into a fresh
@@ -325,7 +336,7 @@ class _GroupAnswer:
                 return await editors.post(
                     self.asker.chat_id, text, reply_to=self.asker.message_id, markup=stop
                 )
-            except (TelegramBadRequest, TelegramForbiddenError) as exc:
+            except REFUSED as exc:
                 log.info("groups.not_answered", error=describe(exc))
                 return None
             except ClientDecodeError as exc:
@@ -450,12 +461,48 @@ async def _change_setting(  # noqa: PLR0913, PLR0917 -- the press, and what chan
             raise
 
 
+async def cmd_terms(
+    message: Message, texts: Texts, kit: GroupKit, terms_text: str | None = None
+) -> None:
+    """``/terms`` in a group: the terms, told to the member who asked alone (``tell_alone``).
+
+    A public reply a command, outside the group's pace, would let one member flood the group.
+    """
+    await tell_alone(message, terms_text or texts("terms"), kit.editors)
+
+
+async def cmd_paysupport(
+    message: Message, texts: Texts, kit: GroupKit, paysupport_text: str | None = None
+) -> None:
+    """``/paysupport`` in a group: told to the member who asked alone, as ``/terms`` is."""
+    await tell_alone(message, paysupport_text or texts("paysupport"), kit.editors)
+
+
+async def on_upgraded(message: Message, kit: GroupKit) -> None:
+    """The group was upgraded to a supergroup, a chat with a new id: its settings go along.
+
+    Telegram tells it twice: ``migrate_to_chat_id`` in the group, ``migrate_from_chat_id`` in
+    the supergroup; whichever comes first moves them, the other finds nothing left to move.
+    """
+    if message.migrate_to_chat_id is not None:
+        group, supergroup = message.chat.id, message.migrate_to_chat_id
+    elif message.migrate_from_chat_id is not None:
+        group, supergroup = message.migrate_from_chat_id, message.chat.id
+    else:  # pragma: no cover -- the filter lets only these through
+        return
+    log.info("groups.upgraded")
+    await kit.groups.moved(group, supergroup)
+
+
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type.in_(GROUPS))
     router.message.register(cmd_ask, Command("ask", ignore_case=True))
     router.message.register(cmd_groupsettings, Command("groupsettings", ignore_case=True))
+    router.message.register(cmd_terms, Command("terms", ignore_case=True))
+    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True))
+    router.message.register(on_upgraded, F.migrate_to_chat_id | F.migrate_from_chat_id)
     router.message.register(on_addressed, addressed)
     router.callback_query.register(on_group_set, GroupSet.filter())
     router.callback_query.register(on_group_toggle, GroupToggle.filter())

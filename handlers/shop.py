@@ -319,8 +319,9 @@ def build_router(admins: frozenset[int] = frozenset()) -> Router:
     router.pre_checkout_query.register(on_pre_checkout)
     router.message.register(on_successful_payment, F.successful_payment)
     router.message.register(on_refunded_payment, F.refunded_payment)
-    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True))
-    router.message.register(cmd_terms, Command("terms", ignore_case=True))
+    # In a group: told to the member alone, at the group's pace (``handlers.groups``).
+    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True), private)
+    router.message.register(cmd_terms, Command("terms", ignore_case=True), private)
     is_admin = F.from_user.id.in_(admins)
     router.message.register(cmd_refund, Command("refund", ignore_case=True), is_admin)
     router.message.register(cmd_stats, Command("stats", ignore_case=True), is_admin)

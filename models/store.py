@@ -218,6 +218,24 @@ class Store:
             )
         )
 
+    async def move_group_settings(self, chat_id: int, to_chat_id: int) -> None:
+        """Move a group's choices to the chat that took its place (its supergroup).
+
+        The new chat's own choices, if it made any, stand; moving again changes nothing.
+        """
+
+        def move(db: Database) -> None:
+            with db.atomic():
+                db.execute(
+                    "INSERT INTO group_settings (chat_id, answers, reply_context, updated_at)"
+                    " SELECT ?, answers, reply_context, updated_at FROM group_settings"
+                    " WHERE chat_id = ? ON CONFLICT (chat_id) DO NOTHING",
+                    [to_chat_id, chat_id],
+                )
+                db.execute("DELETE FROM group_settings WHERE chat_id = ?", [chat_id])
+
+        await self._connection.call(move)
+
     async def active_conversation(self, user_id: int) -> int:
         """Return the id of the user's active conversation, starting one if there is none."""
         return await self._connection.call(lambda db: _active_conversation(db, user_id))

@@ -153,6 +153,7 @@ class FakeTelegram(Served):
         # A test's shortcuts: what a user does, and what the bot sent a chat.
         self.send_text = self.user.send_text
         self.send_as_chat = self.user.send_as_chat
+        self.upgrade_group = self.user.upgrade_group
         self.edit_text = self.user.edit_text
         self.guest_message = self.user.guest_message
         self.guest_message_as_chat = self.user.guest_message_as_chat

@@ -12,6 +12,9 @@ status (``set_member``; ``getChatMember`` answers ChatMemberOwner/Administrator/
 Sends and edits into a group spend ``group_limit`` (off until turned on). A chat in
 ``chats_without_bot`` is one the bot was never added to: the bot can only answer a guest query
 there (``answerGuestQuery``, Bot API 10.0); anything else addressed to it is refused with 403.
+A basic group upgraded to a supergroup (``migrate``) is deactivated: every call naming it is
+refused with 400 "group chat was upgraded to a supergroup chat" and the supergroup's id in
+``parameters.migrate_to_chat_id``, as Telegram refuses it.
 
 Ephemeral messages (Bot API 10.2): ``sendMessage``/``sendPhoto`` with
 ``ephemeral_message_parameters`` (or the deprecated ``receiver_user_id``) in a group post a
@@ -152,6 +155,7 @@ class TelegramState:
         self.users: dict[int, dict[str, Any]] = {}
         self.chats: dict[int, dict[str, Any]] = {}
         self.chats_without_bot: set[int] = set()
+        self.migrated: dict[int, int] = {}  # basic group id -> the supergroup it became
         self.members: dict[int, dict[int, str]] = {}  # chat id -> user id -> status
         self.blocked_users: set[int] = set()
         self.inline_messages: dict[str, dict[str, Any]] = {}
@@ -292,6 +296,20 @@ class TelegramState:
             raise ValueError(f"unknown member status: {status}")
         self.members.setdefault(chat_id, {})[user_id] = status
 
+    def migrate(self, chat_id: int, supergroup_id: int) -> dict[str, Any]:
+        """Upgrade basic group ``chat_id`` to a new supergroup ``supergroup_id``; return it.
+
+        The supergroup has the group's title and members; the group is deactivated (``chat``
+        refuses it from now on). Its messages stay where they are, under the group's id.
+        """
+        group = self.chats[chat_id]
+        if group["type"] != "group":
+            raise ValueError(f"chat {chat_id} is not a basic group")
+        supergroup = self.register_chat(supergroup_id, "supergroup", "", title=group["title"])
+        self.members[supergroup_id] = dict(self.members.get(chat_id, {}))
+        self.migrated[chat_id] = supergroup_id
+        return supergroup
+
     def member_status(self, chat_id: int, user_id: int) -> str | None:
         """The status ``user_id`` has in ``chat_id``, or None if never recorded."""
         return self.members.get(chat_id, {}).get(user_id)
@@ -377,6 +395,12 @@ class TelegramState:
             chat = self.register_chat(chat_id, "private", "User")
         else:
             raise bad_request("chat not found")
+        if chat["id"] in self.migrated:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=self.migrated[chat["id"]],
+            )
         if chat["id"] in self.chats_without_bot:
             kind = "supergroup chat" if chat["type"] == "supergroup" else "group chat"
             raise ApiError(HTTPStatus.FORBIDDEN, f"Forbidden: bot is not a member of the {kind}")

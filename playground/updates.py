@@ -12,6 +12,8 @@ only commands, messages that mention it, replies to its messages and messages se
 (``state.chats_without_bot``) a message that mentions the bot summons it as a guest
 (a ``guest_message`` update with a ``guest_query_id``); other messages there reach no one.
 A message's ``reply_to_message`` is the replied message one level deep, as Telegram sends it.
+``upgrade_group`` is a basic group becoming a supergroup: the bot is told both service
+messages (``migrate_to_chat_id``, ``migrate_from_chat_id``), and the group's id is refused since.
 
 Topics in private chats (``state.topics``): ``create_topic`` is the user making one in their
 app (the bot is told of its ``forum_topic_created`` service message); ``send_text`` with
@@ -283,6 +285,21 @@ class UserActions:
             channel_id, "channel", "", title="A channel", with_bot=False
         )
         return dict(CHANNEL_BOT), channel
+
+    def upgrade_group(self, user_id: int, chat_id: int, supergroup_id: int) -> int:
+        """``user_id`` upgrades basic group ``chat_id`` to supergroup ``supergroup_id``.
+
+        As Telegram does: the group is deactivated (calls naming it are refused with the
+        supergroup's id), and two service messages are posted and sent to the bot whatever its
+        privacy mode (bots get every service message): ``migrate_to_chat_id`` in the group,
+        then ``migrate_from_chat_id`` in the supergroup. Returns the second's update_id.
+        """
+        user, group = self._sender(user_id, chat_id=chat_id, chat_type="group")
+        supergroup = self._state.migrate(chat_id, supergroup_id)
+        moved = self._store(user, group, None, {"migrate_to_chat_id": supergroup_id})
+        self._push({"message": moved})
+        came = self._store(user, supergroup, None, {"migrate_from_chat_id": chat_id})
+        return self._push({"message": came})
 
     def _quote(self, chat_id: int, reply_to: int | None, quote: str) -> dict[str, Any]:
         """A ``TextQuote`` of ``quote`` in message ``reply_to`` (Telegram: QUOTE_TEXT_INVALID)."""

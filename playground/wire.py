@@ -75,13 +75,25 @@ class Upload:
 
 
 class ApiError(Exception):
-    """A Bot API error reply: HTTP status, description and, for flood waits, ``retry_after``."""
+    """A Bot API error reply: HTTP status, description and its ``ResponseParameters``.
 
-    def __init__(self, status: int, description: str, *, retry_after: int | None = None) -> None:
+    ``retry_after`` for flood waits; ``migrate_to_chat_id`` for a call into a group that was
+    upgraded to a supergroup (the supergroup's id).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        description: str,
+        *,
+        retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
     def response(self) -> web.Response:
         """The reply Telegram sends: the same JSON body and HTTP status."""
@@ -90,8 +102,12 @@ class ApiError(Exception):
             "error_code": self.status,
             "description": self.description,
         }
-        if self.retry_after is not None:
-            body["parameters"] = {"retry_after": self.retry_after}
+        parameters = {
+            "retry_after": self.retry_after,
+            "migrate_to_chat_id": self.migrate_to_chat_id,
+        }
+        if any(value is not None for value in parameters.values()):
+            body["parameters"] = {k: v for k, v in parameters.items() if v is not None}
         return web.json_response(body, status=self.status)
 
 

@@ -62,6 +62,12 @@ class Groups:
             now = await self.settings(chat_id)
             return await self._save(chat_id, replace(now, **{setting: on}))
 
+    async def moved(self, chat_id: int, to_chat_id: int) -> None:
+        """Group ``chat_id`` became chat ``to_chat_id`` (a supergroup): its settings go along."""
+        async with self._changing:
+            with history_failures("cannot move the group's settings"):
+                await self.store.move_group_settings(chat_id, to_chat_id)
+
     async def _save(self, chat_id: int, after: GroupSettings) -> GroupSettings:
         with history_failures("cannot save the group's settings"):
             await self.store.set_group_settings(

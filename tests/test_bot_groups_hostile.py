@@ -231,6 +231,80 @@ async def test_a_member_spamming_bare_mentions_and_commands_is_told_alone(
         assert stack.telegram.ephemeral_messages(GROUP, ANN) == []
 
 
+async def test_terms_and_paysupport_in_a_group_are_told_to_the_member_alone(
+    tmp_path: Path,
+) -> None:
+    # /terms and /paysupport (bare, so every bot in the group gets them) were public replies,
+    # one a message and outside the group's pace: a member could make Veil flood the group with
+    # its terms, spending the ~20 messages a minute Telegram allows it ahead of the answers.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.privacy_mode = True
+        for _ in range(3):
+            for text in ("/terms", "/paysupport"):
+                stack.telegram.send_text(BOB, text, chat_id=GROUP)
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await wait_until(
+            lambda: (
+                ANSWER in {m["text"] for m in replies(stack)} and len(told_texts(stack, BOB)) == 2
+            ),
+            within=10,
+        )
+        await asyncio.sleep(0.3)
+        assert [m["text"] for m in replies(stack)] == [ANSWER]
+        assert len(stack.telegram.ephemeral_messages(GROUP, BOB)) <= 6
+        told = sorted(told_texts(stack, BOB))
+        assert told[0].startswith("Questions about a payment?"), told
+        assert told[1].startswith("Veil sells credit for AI answers."), told
+        # In the private chat they are answered as ever.
+        stack.telegram.send_text(BOB, "/terms")
+        assert (await stack.reply_text(BOB)).startswith("Veil sells credit for AI answers.")
+
+
+async def test_telegram_failing_a_group_command_is_told_to_the_member_alone(
+    tmp_path: Path,
+) -> None:
+    # A failure of a group command that is no VeilError (here getChatMember refused with a 502
+    # past the session's retry, checking who may open /groupsettings) went to the errors
+    # router's apology, which was sent to the whole group, outside its pace.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, BOB, "administrator")
+        stack.telegram.fail_next("getChatMember", status=502, description="Bad Gateway", count=2)
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
+            await wait_until(lambda: bool(told_texts(stack, BOB)), within=10)
+            await asyncio.sleep(0.3)
+        assert replies(stack) == []
+        (told,) = told_texts(stack, BOB)
+        assert (
+            told == "Telegram did not take my reply just now. Please send that again in a moment."
+        )
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == []
+        # Telegram answering again, the panel opens.
+        stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
+        await wait_until(lambda: len(replies(stack)) == 1, within=10)
+        assert "reply_markup" in replies(stack)[0]  # the panel, with its buttons
+
+
+async def test_a_settings_press_telegram_fails_is_answered_not_left_spinning(
+    tmp_path: Path,
+) -> None:
+    # A press whose handler failed with no VeilError (getChatMember refused with a 502 past the
+    # session's retry) was apologised for in the private chat, but its callback query was never
+    # answered: the admin's button spun until Telegram gave up on it.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.set_member(GROUP, ANN, "administrator")
+        stack.telegram.send_text(ANN, "/groupsettings", chat_id=GROUP)
+        await wait_until(lambda: len(replies(stack)) == 1, within=10)
+        panel = replies(stack)[0]
+        toggle = panel["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        stack.telegram.fail_next("getChatMember", status=502, description="Bad Gateway", count=2)
+        stack.telegram.press_button(ANN, toggle, message_id=panel["message_id"], chat_id=GROUP)
+        answered = await stack.telegram.wait_for("answerCallbackQuery", timeout=10)
+        assert answered.answered == "ok"
+        assert await stack.veil.store.group_settings(GROUP) is None  # nothing changed
+        assert len(replies(stack)) == 1  # and nothing said to the group
+
+
 async def test_notices_for_one_member_stay_in_the_forum_topic_they_asked_in(
     tmp_path: Path,
 ) -> None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
+import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramRetryAfter
 
-from bot.editing import EditSink, Look, Pace, Pacer, Place
+from bot.editing import FINAL_TRIES, Editors, EditSink, Look, Pace, Pacer, Place
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import wait_until
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from tests.fakes.telegram import Call
 
 CHAT = 7002
+GROUP = -1_007_002
 EDITING = "bot/editing.py"
 
 
@@ -145,3 +149,45 @@ async def refused_then_waited(telegram: FakeTelegram, bot: Bot) -> None:
     assert edits(telegram)[0].at - refused.at >= 0.99
     await sink.complete("Hello, world.")
     assert edited(telegram) == ["Hello, world", "Hello, world."]
+
+
+async def test_a_placeholder_refused_with_retry_after_is_never_sent_within_the_wait() -> None:
+    # The placeholder was tried FINAL_TRIES times, each after the wait Telegram asked for, and
+    # then once more at once, within the last wait: a call Telegram had just refused for that
+    # long, and the flood wait a group's answers already suffer, met again.
+    async with FakeTelegram(token=TOKEN) as telegram:
+        telegram.state.register_chat(GROUP, "supergroup", "")
+        telegram.fail_next(
+            "sendMessage",
+            status=429,
+            description="Too Many Requests: retry after 1",
+            retry_after=1,
+            count=FINAL_TRIES + 1,
+        )
+        api = TelegramAPIServer.from_base(telegram.url)
+        async with Bot(TOKEN, session=AiohttpSession(api=api)) as bot:
+            editors = Editors(bot, Pace(group_per_minute=6000))
+            with pytest.raises(TelegramRetryAfter):
+                await editors.post(GROUP, "⏳ …", reply_to=1, markup=None)
+        sends = telegram.calls_of("sendMessage")
+        assert len(sends) == FINAL_TRIES
+        assert all(later.at - sooner.at >= 0.99 for sooner, later in pairwise(sends))
+
+
+async def test_a_notice_refused_with_retry_after_holds_the_group_s_next_call() -> None:
+    # A notice for one member refused with a flood wait was logged and dropped, and the group's
+    # pacer never heard of the wait: the next answer's placeholder went out at once, within it.
+    async with FakeTelegram(token=TOKEN) as telegram:
+        telegram.send_text(9, "/ask", chat_id=GROUP)  # message 1
+        telegram.fail_next(
+            "sendMessage", status=429, description="Too Many Requests: retry after 1", retry_after=1
+        )
+        api = TelegramAPIServer.from_base(telegram.url)
+        async with Bot(TOKEN, session=AiohttpSession(api=api)) as bot:
+            editors = Editors(bot, Pace(group_per_minute=6000))
+            await editors.tell_one(GROUP, 9, "Usage: /ask", reply_to=1, markup=None)
+            await editors.post(GROUP, "⏳ …", reply_to=1, markup=None)
+        refused, placeholder = telegram.calls_of("sendMessage")
+        assert refused.answered != "ok"
+        assert placeholder.answered == "ok"
+        assert placeholder.at - refused.at >= 0.99

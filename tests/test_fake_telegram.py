@@ -16,6 +16,7 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNotFound,
     TelegramRetryAfter,
     TelegramUnauthorizedError,
@@ -697,6 +698,32 @@ async def test_privacy_mode_tells_the_bot_only_what_is_meant_for_it(
     delivered = [u.update_id for u in updates]
     assert delivered == [update_id for update_id in told.values() if update_id]
     assert len(fake.state.chat_messages(GROUP)) == 9  # the page sees them all
+
+
+async def test_a_group_upgraded_to_a_supergroup_tells_the_bot_and_refuses_its_old_id(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    basic, supergroup = -4_000_123, -1_004_000_123
+    fake.state.privacy_mode = True
+    fake.send_text(USER, "/ask hello", chat_id=basic, chat_type="group")
+    sent = await bot.send_message(basic, "an answer")
+    fake.upgrade_group(USER, basic, supergroup)
+    updates = await bot.get_updates(timeout=0)
+    moved = [(u.message.chat.id, u.message.migrate_to_chat_id) for u in updates if u.message]
+    came = [(u.message.chat.id, u.message.migrate_from_chat_id) for u in updates if u.message]
+    assert moved[-2:] == [(basic, supergroup), (supergroup, None)]
+    assert came[-1] == (supergroup, basic)
+    for call in (
+        bot.send_message(basic, "hi"),
+        bot.edit_message_text("edited", chat_id=basic, message_id=sent.message_id),
+        bot.get_chat_member(basic, USER),
+    ):
+        with pytest.raises(TelegramMigrateToChat) as refused:
+            await call
+        assert refused.value.migrate_to_chat_id == supergroup
+        assert "group chat was upgraded to a supergroup chat" in refused.value.message
+    assert (await bot.get_chat_member(supergroup, USER)).status == "member"
+    assert (await bot.send_message(supergroup, "hi")).chat.type == "supergroup"
 
 
 async def test_get_chat_member_answers_the_status_a_test_set(fake: FakeTelegram, bot: Bot) -> None:
