@@ -112,6 +112,8 @@ async def on_addressed(
     summons does); a mention alone and nothing to reply to gets the usage line, unless the
     group turned answers off.
     """
+    if await _media_refused(message, texts, kit):
+        return
     if question:
         await answer_in_group(message, question, texts, kit)
         return
@@ -125,12 +127,28 @@ async def on_addressed(
 
 async def cmd_ask(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
     """``/ask question``: answer it (an empty /ask says how, unless answers are turned off)."""
+    if await _media_refused(message, texts, kit):
+        return
     question = (command.args or "").strip()
     if not question:
         if (await kit.groups.settings(message.chat.id)).answers:
             await tell_alone(message, texts("ask_usage"), kit.editors)
         return
     await answer_in_group(message, question, texts, kit)
+
+
+async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
+    """Whether ``message`` asks in the caption of a photo, file or other media: not answered.
+
+    The model would answer the caption blind to what it is under ("what is in this photo?"),
+    and the asker be charged for it. The asker alone is told why, unless the group turned
+    answers off.
+    """
+    if message.text is not None:
+        return False
+    if (await kit.groups.settings(message.chat.id)).answers:
+        await tell_alone(message, texts("group_media"), kit.editors)
+    return True
 
 
 async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:

@@ -114,6 +114,36 @@ async def test_a_mention_alone_in_a_group_that_turned_answers_off_gets_nothing(
         assert stack.vllm.requests == []
 
 
+async def test_a_question_in_a_media_caption_is_told_alone_not_answered_blind(
+    tmp_path: Path,
+) -> None:
+    # "@veil what is in this photo?" was answered from the caption alone, blind to the photo
+    # the model never saw, and charged; so was "/ask" under a file.
+    mention = "@veil_test_bot"
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_message_of(
+            ANN,
+            "photo",
+            chat_id=GROUP,
+            caption=f"{mention} what is in it?",
+            caption_entities=[{"type": "mention", "offset": 0, "length": len(mention)}],
+        )
+        stack.telegram.send_message_of(BOB, "document", chat_id=GROUP, caption=f"/ask {QUESTION}")
+        stack.telegram.send_text(ANN, f"{mention} {QUESTION}", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        assert final["text"] == ANSWER
+        ((asked,),) = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests]
+        assert asked == QUESTION
+        async with asyncio.timeout(10):
+            while not all(stack.telegram.ephemeral_messages(GROUP, m) for m in (ANN, BOB)):
+                await asyncio.sleep(0.02)
+        for member in (ANN, BOB):
+            (told,) = stack.telegram.ephemeral_messages(GROUP, member)
+            assert told["text"].startswith("In a group I read only the text of a message")
+        assert len(replies(stack)) == 1
+        assert len(stack.vllm.requests) == 1
+
+
 async def test_ask_and_a_reply_to_an_answer_carry_the_thread(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.send_text(ANN, "/ask", chat_id=GROUP)
