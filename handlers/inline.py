@@ -140,7 +140,12 @@ async def on_guest_message(
     if not editors.answered.first(("guest", message.guest_query_id)):
         return  # delivered again: it is answered (or being answered) already
     if message.sender_chat is not None:
-        await _ask_as_yourself(message.guest_query_id, texts, bot)
+        log.info("inline.guest_asked_as_chat")
+        await _notice(message.guest_query_id, texts("group_ask_as_yourself"), bot)
+        return
+    if message.text is None:  # a caption: the model would answer blind to what it is under
+        log.info("inline.guest_media_refused")
+        await _notice(message.guest_query_id, texts("guest_media"), bot)
         return
     me = await bot.me()
     question = without_mention(message.text or message.caption or "", me.username)
@@ -167,14 +172,14 @@ async def on_guest_message(
     await answer_inline(sent.inline_message_id, event_update, asked, texts, chat, editors)
 
 
-async def _ask_as_yourself(guest_query_id: str, texts: Texts, bot: Bot) -> None:
-    """A summons sent as a chat (an anonymous admin, a channel): a notice for an answer.
+async def _notice(guest_query_id: str, text: str, bot: Bot) -> None:
+    """A notice for an answer: to a summons sent as a chat, or asked in a media's caption.
 
-    Its sender is a pseudo-user that stands for everyone who posts so (as in a group,
-    ``handlers.groups.ask_as_yourself``): nobody whose own credit an answer could be charged to.
+    A summons sent as a chat (an anonymous admin, a channel) comes from a pseudo-user that
+    stands for everyone who posts so (as in a group, ``handlers.groups.ask_as_yourself``):
+    nobody whose own credit an answer could be charged to. One in a caption would be answered
+    blind to the photo or file it is under (``handlers.groups`` refuses it the same way).
     """
-    log.info("inline.guest_asked_as_chat")
-    text = texts("group_ask_as_yourself")
     notice = InlineQueryResultArticle(
         id=new_tag(),
         title=shortened(text, TITLE_CHARS),

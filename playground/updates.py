@@ -339,12 +339,15 @@ class UserActions:
         reply_to: int | None = None,
         language_code: str = "en",
         first_name: str = "Ann",
+        media: str | None = None,
     ) -> int:
         """A ``guest_message``: ``user_id`` summons the bot in ``chat_id``, a chat without it.
 
         The chat is made (titled ``title``) if it is new; it must not be one the bot is in.
         ``reply_to`` names an earlier message of that chat (``post_text`` writes some). The
-        update's message carries ``guest_query_id``, for ``answerGuestQuery``.
+        update's message carries ``guest_query_id``, for ``answerGuestQuery``. With ``media``
+        (a kind ``send_message_of`` sends: "photo", "document"…) the summons is that media
+        with ``text`` as its caption, the mention in the caption's entities.
         """
         if chat_id in self._state.chats and chat_id not in self._state.chats_without_bot:
             raise ValueError(f"the bot is a member of chat {chat_id}: no guest query there")
@@ -353,7 +356,11 @@ class UserActions:
         user, chat = self._sender(
             user_id, chat_id=chat_id, first_name=first_name, language_code=language_code
         )
-        message = self._store(user, chat, reply_to, {"text": text, "entities": user_entities(text)})
+        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        if media is not None:
+            content = {media: _media(media, self._state.next_id()), "caption": text}
+            content["caption_entities"] = user_entities(text)
+        message = self._store(user, chat, reply_to, content)
         query_id = self._state.new_guest_query(user_id, chat_id, message["message_id"])
         return self._push({"guest_message": message | {"guest_query_id": query_id}})
 

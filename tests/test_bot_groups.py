@@ -135,7 +135,7 @@ async def test_a_question_in_a_media_caption_is_told_alone_not_answered_blind(
         ((asked,),) = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests]
         assert asked == QUESTION
         async with asyncio.timeout(10):
-            while not all(stack.telegram.ephemeral_messages(GROUP, m) for m in (ANN, BOB)):
+            while not all(stack.telegram.ephemeral_messages(GROUP, m) for m in (ANN, BOB)):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         for member in (ANN, BOB):
             (told,) = stack.telegram.ephemeral_messages(GROUP, member)

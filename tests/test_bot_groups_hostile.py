@@ -206,6 +206,27 @@ async def test_a_guest_summons_sent_as_a_chat_is_told_to_ask_as_oneself(tmp_path
             assert (balance.held, balance.units, balance.free_tokens_left) == (0, 0, 1_000_000)
 
 
+async def test_a_guest_summons_in_a_media_caption_is_told_to_ask_in_words(
+    tmp_path: Path,
+) -> None:
+    # As in a group: "@veil what is in this photo?" was answered blind to the photo, and charged.
+    friends = -1_009_876_544
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.guest_message(
+            ANN, f"@veil_test_bot {QUESTION}", chat_id=friends, media="photo"
+        )
+        async with asyncio.timeout(10):
+            while not stack.telegram.calls_of("answerGuestQuery"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        (answered,) = stack.telegram.calls_of("answerGuestQuery")
+        assert answered.answered == "ok"
+        (posted,) = stack.telegram.state.inline_messages.values()
+        assert posted["text"].startswith("Here I read only the text of a message")
+        assert not posted.get("reply_markup")  # no stop button: nothing runs
+        assert stack.vllm.requests == []
+
+
 async def test_a_member_spamming_bare_mentions_and_commands_is_told_alone(
     tmp_path: Path,
 ) -> None:
