@@ -322,7 +322,8 @@ def build_router(admins: frozenset[int] = frozenset()) -> Router:
     # In a group: told to the member alone, at the group's pace (``handlers.groups``).
     router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True), private)
     router.message.register(cmd_terms, Command("terms", ignore_case=True), private)
+    # The private chat only: in a group the figures and charge ids would be everyone's to read.
     is_admin = F.from_user.id.in_(admins)
-    router.message.register(cmd_refund, Command("refund", ignore_case=True), is_admin)
-    router.message.register(cmd_stats, Command("stats", ignore_case=True), is_admin)
+    router.message.register(cmd_refund, Command("refund", ignore_case=True), is_admin, private)
+    router.message.register(cmd_stats, Command("stats", ignore_case=True), is_admin, private)
     return router

@@ -243,10 +243,15 @@ async def test_paysupport_terms_and_admin_stats(tmp_path: Path) -> None:
         invoice = await buy_pack(stack, USER)
         stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
         await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        # In a group the admin's figures would be everyone's to read: ignored there.
+        group = -1_004_000_111
+        stack.telegram.send_text(ADMIN, "/stats", chat_id=group)
+        stack.telegram.send_text(ADMIN, f"/refund {invoice['payload']}", chat_id=group)
         stack.telegram.send_text(ADMIN, "/stats")
         stats = await stack.reply_text(ADMIN)
         assert "Stars received: 50 ⭐" in stats
         assert "Users: 1" in stats
+        assert stack.telegram.sent_messages(group) == []
 
 
 async def test_odd_payment_is_credited_and_flagged_for_the_admin(tmp_path: Path) -> None:
