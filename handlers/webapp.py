@@ -16,8 +16,9 @@ Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SH
 the bot token, aiogram's ``safe_parse_webapp_init_data``) and its age (``VEIL_WEBAPP_MAX_AGE``)
 are checked first: forged or stale is 401 with a polite message. Errors are JSON
 ``{"error": {"code", "message"}}`` from one table, aiohttp's own refusals under ``api/`` (no
-such path, a method the path does not take) included; a body that does not arrive whole within
-the client timeout is 408 ``body_timeout`` and its connection is closed. Every API reply is
+such path, a method the path does not take) and a bug's 500 (one log line) included; a body
+that does not arrive whole within the client timeout is 408 ``body_timeout`` and its
+connection is closed. Every API reply is
 ``Cache-Control: no-store``: a balance or a sealed answer is one user's, never a cache's to keep.
 Nothing here logs initData or any bytes of a request.
 """
@@ -250,7 +251,8 @@ async def api_replies(
     """Every reply under ``api/`` private (``API_HEADERS``), its errors JSON like the table's.
 
     aiohttp's router answers a path it does not know, or a method a path does not take, in
-    plain text; the page shows the JSON ``{"error": {"code", "message"}}`` instead.
+    plain text, and a bug with its plain-text 500; the page shows the JSON
+    ``{"error": {"code", "message"}}`` instead, and a bug is one log line (``webapp.failed``).
     """
     if not request.path.startswith(request.app[API_PREFIX]):
         return await handler(request)
@@ -266,6 +268,11 @@ async def api_replies(
         response = _error(refused.status, code, message)
         if "Allow" in refused.headers:
             response.headers["Allow"] = refused.headers["Allow"]
+    except Exception as exc:  # a bug (the edge that turns it into a reply and a log line)
+        log.exception("webapp.failed", error=type(exc).__name__, path=_route(request))
+        if request.writer.output_size:  # an answer already streaming: its connection drops
+            raise
+        return _error(500, "error", "Something went wrong.")
     if not response.prepared:  # (a streamed answer sets its own before it starts)
         response.headers.update(API_HEADERS)
     return response

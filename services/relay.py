@@ -276,7 +276,9 @@ class RelayService:
         async with response:
             try:
                 reply = await response.json(content_type=None)
-            except (ValueError, aiohttp.ClientError):
+            # A proxy's body may be no JSON, nested past the parser's depth, or in a charset
+            # that is no text encoding (``charset=hex``): a refusal all the same.
+            except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
                 reply = None
         code = refusal_code(reply)
         retry_after = _seconds(response.headers.get("Retry-After", ""))

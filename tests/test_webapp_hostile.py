@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import pytest
 from structlog.testing import capture_logs
 
 from sealed.receipt import ReceiptStatus
@@ -309,3 +310,38 @@ async def test_a_replayed_sealed_body_is_refused_and_nothing_is_charged_for_it(
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.units) == ("released", 0)
         assert await inconsistent_users(stack.store) == []
+
+
+# A proxy between the bot and the gateway answers the sealed question with an error body of its
+# own that no JSON reading of it survives: nested past the parser's depth (RecursionError, not
+# a ValueError), or in a "charset" that Python knows and refuses to decode text with.
+PROXY_REFUSALS = [
+    pytest.param((502, "application/json", b"[" * 100_000 + b"]" * 100_000), id="nested"),
+    pytest.param((502, "application/json; charset=hex", b'{"error": {}}'), id="charset"),
+]
+
+
+@pytest.mark.parametrize("refusal", PROXY_REFUSALS)
+async def test_a_proxys_unreadable_refusal_reaches_the_page_as_a_refusal_and_nothing_is_held(
+    tmp_path: Path, http: aiohttp.ClientSession, refusal: tuple[int, str, bytes]
+) -> None:
+    async with webapp_stack(tmp_path, tamper=True) as stack:
+        stack.tampering.refusal = refusal
+        with capture_logs() as logs:
+            async with page(stack, http).relay(CHAT) as (response, asked):
+                reply = await response.json()  # the page's JSON error, never aiohttp's text
+                headers = response.headers
+        assert response.status == 502
+        assert headers["Cache-Control"] == "no-store"
+        assert reply["error"]["code"] == "gateway_refused"
+        assert (reply["error"]["gateway_status"], reply["error"]["gateway_code"]) == (
+            502,
+            "unknown",
+        )
+        state = await hold_of(stack.store, asked.request_id)
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
+    assert [e["code"] for e in logs if e["event"] == "relay.refused"] == ["unknown"]
+    assert not [e for e in logs if e["log_level"] == "error"]
