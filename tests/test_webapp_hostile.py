@@ -326,7 +326,7 @@ async def test_a_proxys_unreadable_refusal_reaches_the_page_as_a_refusal_and_not
     tmp_path: Path, http: aiohttp.ClientSession, refusal: tuple[int, str, bytes]
 ) -> None:
     async with webapp_stack(tmp_path, tamper=True) as stack:
-        stack.tampering.refusal = refusal
+        stack.tampering.refusal = ("/v1/sealed/chat/", *refusal)
         with capture_logs() as logs:
             async with page(stack, http).relay(CHAT) as (response, asked):
                 reply = await response.json()  # the page's JSON error, never aiohttp's text
@@ -345,3 +345,34 @@ async def test_a_proxys_unreadable_refusal_reaches_the_page_as_a_refusal_and_not
         assert await inconsistent_users(stack.store) == []
     assert [e["code"] for e in logs if e["event"] == "relay.refused"] == ["unknown"]
     assert not [e for e in logs if e["log_level"] == "error"]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        pytest.param((502, "text/html", b"<html><h1>502 Bad Gateway</h1></html>"), id="page"),
+        *PROXY_REFUSALS,
+    ],
+)
+async def test_a_stop_the_network_does_not_deliver_still_stops_the_answer_and_is_metered(
+    tmp_path: Path, http: aiohttp.ClientSession, refusal: tuple[int, str, bytes]
+) -> None:
+    # Stop is pressed, and a proxy between the bot and the gateway answers the cancel itself:
+    # the gateway never hears it. The stop must not be lost (the model writing on to its end,
+    # the user charged for all of it): the bot hangs up instead, as a chat's stop does.
+    answer = " ".join(f"word{i}" for i in range(80))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, tamper=True) as stack:
+        stack.tampering.refusal = ("/v1/sealed/cancel", *refusal)
+        mini = page(stack, http)
+        async with mini.relay(CHAT) as (response, asked):
+            assert response.status == 200
+            await response.content.read(100)  # some text is on its way
+            status, reply = await mini.stop(asked)
+            assert (status, reply) == (200, {"state": "stopping"})
+            await response.read()
+        state = await settled(stack, asked.request_id)
+        assert await inconsistent_users(stack.store) == []
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 80
+    assert stack.vllm.token_times == []  # the model never got to the end of the answer
