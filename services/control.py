@@ -126,7 +126,9 @@ class ControlClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = type(exc).__name__
                 continue
-            except ValueError:
+            # Not the gateway's JSON: nested past the parser's depth, or in a charset that is no
+            # text encoding (``charset=hex``) too.
+            except (ValueError, RecursionError, LookupError):
                 problem = "malformed"
                 break
             if status == _HTTP_OK:

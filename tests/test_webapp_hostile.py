@@ -376,3 +376,34 @@ async def test_a_stop_the_network_does_not_deliver_still_stops_the_answer_and_is
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     assert 0 < state.charge.completion_tokens < 80
     assert stack.vllm.token_times == []  # the model never got to the end of the answer
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(("application/json", b"[" * 100_000 + b"]" * 100_000), id="nested"),
+        pytest.param(("application/json; charset=hex", b"{}"), id="charset"),
+    ],
+)
+async def test_a_late_receipt_no_json_reading_survives_still_settles_the_answer(
+    tmp_path: Path, http: aiohttp.ClientSession, body: tuple[str, bytes]
+) -> None:
+    # The page hung up mid-answer, and a proxy answers the bot's fetch of the late receipt
+    # (200) with a body no JSON reading survives: there is no receipt to be had, and the hold
+    # must still be closed (charged, as something was handed on), never left open.
+    answer = " ".join(f"word{i}" for i in range(80))
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, tamper=True) as stack:
+            stack.tampering.refusal = ("/v1/sealed/receipts/", 200, *body)
+            async with page(stack, http).relay(CHAT) as (response, asked):
+                assert response.status == 200
+                await response.content.read(100)
+                response.close()  # the user closed the page mid-answer
+            state = await settled(stack, asked.request_id)
+            assert await inconsistent_users(stack.store) == []
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("unverified", None)
+    assert [e["problem"] for e in logs if e["event"] == "inference.receipt_unavailable"] == [
+        "malformed"
+    ]
+    assert any(e["event"] == "relay.no_receipt" for e in logs)
