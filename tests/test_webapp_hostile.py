@@ -407,3 +407,33 @@ async def test_a_late_receipt_no_json_reading_survives_still_settles_the_answer(
         "malformed"
     ]
     assert any(e["event"] == "relay.no_receipt" for e in logs)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(("application/json", b"[" * 100_000 + b"]" * 100_000), id="nested"),
+        pytest.param(("application/json; charset=hex", b"{}"), id="charset"),
+    ],
+)
+async def test_a_key_bundle_no_json_reading_survives_is_a_gateway_unavailable(
+    tmp_path: Path, http: aiohttp.ClientSession, body: tuple[str, bytes]
+) -> None:
+    # The gateway rotated its key (410 to a question sealed to the old one), and a proxy
+    # answers the bot's fetch of the new bundle with a body no JSON reading survives: the page
+    # hears the gateway's refusal, as when the bundle cannot be had at all, never a bug.
+    async with webapp_stack(tmp_path, tamper=True) as stack:
+        mini = page(stack, http)
+        assert (await mini.ask(QUESTION)).status == 200
+        gateway = stack.gateway.gateway
+        gateway.ring.rotate(gateway.now())
+        gateway.ring._keys = gateway.ring._keys[:1]  # the old key's window closes at once
+        stack.tampering.refusal = ("/v1/keys", 200, *body)
+        refused = await mini.ask(QUESTION)
+        assert refused.status == 502
+        assert (refused.error["code"], refused.error["gateway_status"]) == ("gateway_refused", 410)
+        state = await hold_of(stack.store, refused.request_id)
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
