@@ -288,6 +288,41 @@ async def test_stop_in_the_page_ends_the_answer_and_is_metered(
         await page.context.close()
 
 
+async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stopped(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A proxy answers the cancel for the gateway: the bot hangs up on the answer instead, and
+    # the page's stream ends with no receipt. The user pressed Stop: the answer is stopped, not
+    # "cut off on the way", and what was shown is kept like any stopped answer's.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08, tamper=True) as stack:
+        stack.tampering.refusal = ("/v1/sealed/cancel", 502, "text/html", b"<h1>Bad Gateway</h1>")
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await page.click("#send")
+        await page.wait_for_selector("#notice[data-status=stopped]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.inner_text("#notice") == "Stopped."
+        shown = await page.inner_text("#answer")
+        assert SLOW_ANSWER.startswith(shown)
+        assert len(shown) < len(SLOW_ANSWER)
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.assistant").all_inner_texts() == [shown]
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
 RECORD_VIOLATIONS = """
 window.violations = [];
 document.addEventListener("securitypolicyviolation", (event) => {

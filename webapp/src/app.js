@@ -345,6 +345,17 @@ class App {
         $("notice").dataset.status = "unsent";
         return;
       }
+      // Stopped, and the bot hung up for the stop (it never reached the model server): the
+      // stream ends without its receipt. What was shown is genuine, and kept as a stop's is.
+      const cut = error instanceof SealedError && error.kind === "StreamTruncated";
+      if (cut && this.running.stopRequested) {
+        this.note(this.t("stopped"), "done");
+        $("notice").dataset.status = "stopped";
+        if (text && !(await this.history.add(question, text))) {
+          $("notice").textContent += ` ${this.t("history_full")}`;
+        }
+        return;
+      }
       // What did not authenticate is not shown; text that did (before a cut, or with a receipt
       // that failed) is genuine and stays.
       if (error instanceof SealedError && DISCARD.has(error.kind)) {

@@ -6592,6 +6592,15 @@
           $("notice").dataset.status = "unsent";
           return;
         }
+        const cut = error instanceof SealedError && error.kind === "StreamTruncated";
+        if (cut && this.running.stopRequested) {
+          this.note(this.t("stopped"), "done");
+          $("notice").dataset.status = "stopped";
+          if (text && !await this.history.add(question, text)) {
+            $("notice").textContent += ` ${this.t("history_full")}`;
+          }
+          return;
+        }
         if (error instanceof SealedError && DISCARD.has(error.kind)) {
           answer.textContent = "";
           thinking?.parentElement.remove();
