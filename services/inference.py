@@ -641,7 +641,9 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway)
         return
     try:
         body = await response.json(content_type=None)
-    except (ValueError, aiohttp.ClientError):
+    # A proxy's body may be no JSON, nested past the parser's depth, or in a charset that is no
+    # text encoding (``charset=hex``): a refusal all the same.
+    except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
         body = None
     code = refusal_code(body)
     problem = f"HTTP {response.status} {code}"
