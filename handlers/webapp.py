@@ -151,8 +151,12 @@ class InitDataCheck:
     clock: Callable[[], float] = time.time
     skew: float = 60.0  # a client clock slightly ahead of ours
 
-    def user(self, authorization: str | None) -> WebUser:
-        """The user an ``Authorization: tma <initData>`` header proves; ``Unauthorized``."""
+    def user(self, authorization: str | None, *, aged: bool = False) -> WebUser:
+        """The user an ``Authorization: tma <initData>`` header proves; ``Unauthorized``.
+
+        ``aged``: launch data older than ``max_age`` is taken too (still Telegram's, not from
+        the future): for a stop of the answer the user already has running.
+        """
         scheme, _, init_data = (authorization or "").partition(" ")
         if scheme.lower() != "tma" or not init_data:
             raise Unauthorized("unauthorized")
@@ -168,7 +172,7 @@ class InitDataCheck:
         except (ValueError, RecursionError) as exc:
             raise Unauthorized("unauthorized") from exc
         age = self.clock() - data.auth_date.timestamp()
-        if age > self.max_age or age < -self.skew:
+        if (age > self.max_age and not aged) or age < -self.skew:
             raise Unauthorized("stale")
         if data.user is None or not 0 < data.user.id <= MAX_JSON_INT:
             raise Unauthorized("unauthorized")
@@ -290,12 +294,14 @@ def _route(request: web.Request) -> str | None:
 
 def _authorized(
     handler: Callable[[web.Request, RelayService, WebUser], Awaitable[web.StreamResponse]],
+    *,
+    aged: bool = False,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Check ``initData`` first; map service errors to replies."""
+    """Check ``initData`` first (``aged``: past its age too); map service errors to replies."""
 
     async def route(request: web.Request) -> web.StreamResponse:
         try:
-            user = request.app[CHECK].user(request.headers.get("Authorization"))
+            user = request.app[CHECK].user(request.headers.get("Authorization"), aged=aged)
         except Unauthorized as refused:
             log.info("webapp.refused", reason=refused.code, path=request.path)
             return _error(401, refused.code, _UNAUTHORIZED[refused.code])
@@ -489,5 +495,7 @@ def build_webapp(  # noqa: PLR0913 -- the routes' parts and the page's limits
     app.router.add_get(prefix + "api/account", _authorized(handle_account))
     app.router.add_post(prefix + "api/prepare", _authorized(handle_prepare))
     app.router.add_post(prefix + "api/relay", _authorized(handle_relay))
-    app.router.add_post(prefix + "api/stop", _authorized(handle_stop))
+    # A stop is taken from launch data that aged past its limit while the answer ran: the
+    # answer began when it was fresh, and would otherwise run on, charged in full.
+    app.router.add_post(prefix + "api/stop", _authorized(handle_stop, aged=True))
     return app

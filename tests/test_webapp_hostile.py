@@ -437,3 +437,28 @@ async def test_a_key_bundle_no_json_reading_survives_is_a_gateway_unavailable(
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.units) == ("released", 0)
         assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_stop_after_the_launch_data_aged_past_its_limit_still_stops_the_answer(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The page was opened a while ago; an answer began while its launch data was fresh enough,
+    # and Stop is pressed once it is not. New questions are refused (reopen the page), but the
+    # stop of the answer already running must not be: it would run on, charged in full.
+    answer = " ".join(f"word{i}" for i in range(400))
+    opened = time.time() - 55
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, webapp_max_age=60) as stack:
+        mini = page(stack, http, data=init_data(auth_date=opened))
+        async with mini.relay(CHAT) as (response, asked):
+            assert response.status == 200
+            await response.content.read(100)
+            await wait_until(lambda: time.time() - opened > 62, within=30)
+            status, _ = await mini.get("api/account")
+            assert status == 401  # stale for anything else
+            status, reply = await mini.stop(asked)
+            assert (status, reply) == (200, {"state": "stopping"})
+            await response.read()
+        state = await settled(stack, asked.request_id)
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert state.charge.completion_tokens < 400
