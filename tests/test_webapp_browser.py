@@ -323,6 +323,37 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def test_forget_while_an_answer_streams_stops_it_and_keeps_nothing_of_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # As /forget does in the chat: the answer being written is stopped (and billed as a stop),
+    # and nothing of the erased conversation is written to the new history afterwards.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await page.click("#about-title")
+        await page.click("#forget")
+        await page.wait_for_selector("#send[data-state=send]", timeout=15000)
+        assert await page.locator(".bubble").count() == 0
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").count() == 0
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
 RECORD_VIOLATIONS = """
 window.violations = [];
 document.addEventListener("securitypolicyviolation", (event) => {

@@ -79,7 +79,7 @@ class App {
     this.t = textsFor(this.launch.user?.language_code);
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
-    this.running = null; // {requestId, responseKey, stopRequested, answering} while one is out
+    this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
     this.account = null;
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
   }
@@ -300,6 +300,8 @@ class App {
     });
     let text = "";
     let thinking = null;
+    const running = this.running;
+    const forgotten = () => running.forgotten === true; // Forget pressed while it was written
     try {
       const on = {
         delta: (delta) => {
@@ -334,7 +336,7 @@ class App {
         this.note(stopped + this.t("receipt", counts), "done");
         $("notice").dataset.status = receipt.status;
       }
-      if (!result.error && text && !(await this.history.add(question, text))) {
+      if (!result.error && text && !forgotten() && !(await this.history.add(question, text))) {
         $("notice").textContent += ` ${this.t("history_full")}`;
       }
     } catch (error) {
@@ -351,7 +353,7 @@ class App {
       if (cut && this.running.stopRequested) {
         this.note(this.t("stopped"), "done");
         $("notice").dataset.status = "stopped";
-        if (text && !(await this.history.add(question, text))) {
+        if (text && !forgotten() && !(await this.history.add(question, text))) {
           $("notice").textContent += ` ${this.t("history_full")}`;
         }
         return;
@@ -495,6 +497,12 @@ class App {
   }
 
   async forget() {
+    // As /forget does in the chat: the answer being written is stopped first, and nothing of
+    // the erased conversation is kept afterwards.
+    if (this.running) {
+      this.running.forgotten = true;
+      await this.stop();
+    }
     await this.history.forget();
     $("messages").replaceChildren();
     this.note(this.t("forgotten"), "forgotten");

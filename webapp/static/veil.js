@@ -6550,6 +6550,8 @@
       });
       let text = "";
       let thinking = null;
+      const running = this.running;
+      const forgotten = () => running.forgotten === true;
       try {
         const on = {
           delta: (delta) => {
@@ -6582,7 +6584,7 @@
           this.note(stopped + this.t("receipt", counts), "done");
           $("notice").dataset.status = receipt.status;
         }
-        if (!result.error && text && !await this.history.add(question, text)) {
+        if (!result.error && text && !forgotten() && !await this.history.add(question, text)) {
           $("notice").textContent += ` ${this.t("history_full")}`;
         }
       } catch (error) {
@@ -6596,7 +6598,7 @@
         if (cut && this.running.stopRequested) {
           this.note(this.t("stopped"), "done");
           $("notice").dataset.status = "stopped";
-          if (text && !await this.history.add(question, text)) {
+          if (text && !forgotten() && !await this.history.add(question, text)) {
             $("notice").textContent += ` ${this.t("history_full")}`;
           }
           return;
@@ -6726,6 +6728,10 @@
       }
     }
     async forget() {
+      if (this.running) {
+        this.running.forgotten = true;
+        await this.stop();
+      }
       await this.history.forget();
       $("messages").replaceChildren();
       this.note(this.t("forgotten"), "forgotten");
