@@ -366,8 +366,7 @@ class App {
       }
       this.fail(error);
       // Refused before any answer began (no credit, busy, the launch data too old, the bot or
-      // the network failing): the bot held nothing for it; the question goes back to be sent
-      // again.
+      // the network failing): no answer came, so the question goes back to be sent again.
       if (!this.running.answering) this.takeBack(asked, answer, question);
     } finally {
       if (!answer.textContent) answer.remove(); // no "…" left waiting for an answer that ended
