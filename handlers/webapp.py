@@ -16,8 +16,9 @@ Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SH
 the bot token, aiogram's ``safe_parse_webapp_init_data``) and its age (``VEIL_WEBAPP_MAX_AGE``)
 are checked first: forged or stale is 401 with a polite message. Errors are JSON
 ``{"error": {"code", "message"}}`` from one table, aiohttp's own refusals under ``api/`` (no
-such path, a method the path does not take) included; a body that does not arrive whole within
-the client timeout is 408 ``body_timeout`` and its connection is closed. Every API reply is
+such path, a method the path does not take) and a bug's 500 (one log line) included; a body
+that does not arrive whole within the client timeout is 408 ``body_timeout`` and its
+connection is closed. Every API reply is
 ``Cache-Control: no-store``: a balance or a sealed answer is one user's, never a cache's to keep.
 Nothing here logs initData or any bytes of a request.
 """
@@ -150,8 +151,12 @@ class InitDataCheck:
     clock: Callable[[], float] = time.time
     skew: float = 60.0  # a client clock slightly ahead of ours
 
-    def user(self, authorization: str | None) -> WebUser:
-        """The user an ``Authorization: tma <initData>`` header proves; ``Unauthorized``."""
+    def user(self, authorization: str | None, *, aged: bool = False) -> WebUser:
+        """The user an ``Authorization: tma <initData>`` header proves; ``Unauthorized``.
+
+        ``aged``: launch data older than ``max_age`` is taken too (still Telegram's, not from
+        the future): for a stop of the answer the user already has running.
+        """
         scheme, _, init_data = (authorization or "").partition(" ")
         if scheme.lower() != "tma" or not init_data:
             raise Unauthorized("unauthorized")
@@ -167,7 +172,7 @@ class InitDataCheck:
         except (ValueError, RecursionError) as exc:
             raise Unauthorized("unauthorized") from exc
         age = self.clock() - data.auth_date.timestamp()
-        if age > self.max_age or age < -self.skew:
+        if (age > self.max_age and not aged) or age < -self.skew:
             raise Unauthorized("stale")
         if data.user is None or not 0 < data.user.id <= MAX_JSON_INT:
             raise Unauthorized("unauthorized")
@@ -250,7 +255,8 @@ async def api_replies(
     """Every reply under ``api/`` private (``API_HEADERS``), its errors JSON like the table's.
 
     aiohttp's router answers a path it does not know, or a method a path does not take, in
-    plain text; the page shows the JSON ``{"error": {"code", "message"}}`` instead.
+    plain text, and a bug with its plain-text 500; the page shows the JSON
+    ``{"error": {"code", "message"}}`` instead, and a bug is one log line (``webapp.failed``).
     """
     if not request.path.startswith(request.app[API_PREFIX]):
         return await handler(request)
@@ -266,6 +272,11 @@ async def api_replies(
         response = _error(refused.status, code, message)
         if "Allow" in refused.headers:
             response.headers["Allow"] = refused.headers["Allow"]
+    except Exception as exc:  # a bug (the edge that turns it into a reply and a log line)
+        log.exception("webapp.failed", error=type(exc).__name__, path=_route(request))
+        if request.writer.output_size:  # an answer already streaming: its connection drops
+            raise
+        return _error(500, "error", "Something went wrong.")
     if not response.prepared:  # (a streamed answer sets its own before it starts)
         response.headers.update(API_HEADERS)
     return response
@@ -283,12 +294,14 @@ def _route(request: web.Request) -> str | None:
 
 def _authorized(
     handler: Callable[[web.Request, RelayService, WebUser], Awaitable[web.StreamResponse]],
+    *,
+    aged: bool = False,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Check ``initData`` first; map service errors to replies."""
+    """Check ``initData`` first (``aged``: past its age too); map service errors to replies."""
 
     async def route(request: web.Request) -> web.StreamResponse:
         try:
-            user = request.app[CHECK].user(request.headers.get("Authorization"))
+            user = request.app[CHECK].user(request.headers.get("Authorization"), aged=aged)
         except Unauthorized as refused:
             log.info("webapp.refused", reason=refused.code, path=request.path)
             return _error(401, refused.code, _UNAUTHORIZED[refused.code])
@@ -482,5 +495,7 @@ def build_webapp(  # noqa: PLR0913 -- the routes' parts and the page's limits
     app.router.add_get(prefix + "api/account", _authorized(handle_account))
     app.router.add_post(prefix + "api/prepare", _authorized(handle_prepare))
     app.router.add_post(prefix + "api/relay", _authorized(handle_relay))
-    app.router.add_post(prefix + "api/stop", _authorized(handle_stop))
+    # A stop is taken from launch data that aged past its limit while the answer ran: the
+    # answer began when it was fresh, and would otherwise run on, charged in full.
+    app.router.add_post(prefix + "api/stop", _authorized(handle_stop, aged=True))
     return app

@@ -38,6 +38,9 @@ log = structlog.get_logger("veil.inference")
 
 STOPPING = "stopping"
 FINISHED = "finished"
+# A cancel that never reached the gateway: the network failed, or a proxy (or the gateway's
+# own trouble, 5xx/429) answered for it. The caller hangs up instead, which stops the model.
+UNDELIVERED = "undelivered"
 _HTTP_OK = 200
 _HTTP_ACCEPTED = 202
 _HTTP_CONFLICT = 409  # the receipt is not there yet: the stream is still running
@@ -56,8 +59,9 @@ class ControlClient:
     async def cancel(self, gateway: Gateway, request_id: bytes, response_key: bytes) -> str | None:
         """Ask the gateway to stop the answer; its state (``stopping``/``finished``) or None.
 
-        None means the cancel was not accepted (refused, unknown, or the gateway unreachable):
-        the caller should hang up, which stops the model too.
+        None means the gateway refused the cancel (a wrong proof, an unknown request);
+        ``UNDELIVERED`` that it never got it (unreachable, or a proxy's or its own 5xx or 429).
+        Either way the caller should hang up, which stops the model too.
         """
         return await self.cancel_proven(
             gateway, request_id, b64e(cancel_proof(response_key, request_id))
@@ -72,17 +76,22 @@ class ControlClient:
                 json=body,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
-                reply = await response.json(content_type=None)
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                try:
+                    reply = await response.json(content_type=None)
+                # Not the gateway's JSON: a proxy's page, nested past the parser's depth, or in
+                # a charset that is no text encoding (``charset=hex``).
+                except (ValueError, RecursionError, LookupError):
+                    reply = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("inference.cancel_failed", gateway=gateway.index, error=type(exc).__name__)
-            return None
+            return UNDELIVERED
         state = reply.get("state") if isinstance(reply, dict) else None
         if status in {_HTTP_OK, _HTTP_ACCEPTED} and state in {STOPPING, FINISHED}:
             log.info("inference.cancel_sent", gateway=gateway.index, state=state)
             return str(state)
         log.warning("inference.cancel_refused", gateway=gateway.index, status=status)
-        return None
+        return UNDELIVERED if status >= _HTTP_SERVER_ERROR or status == _HTTP_TOO_MANY else None
 
     async def fetch_receipt(
         self, gateway: Gateway, request_id: bytes, response_key: bytes
@@ -117,7 +126,9 @@ class ControlClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = type(exc).__name__
                 continue
-            except ValueError:
+            # Not the gateway's JSON: nested past the parser's depth, or in a charset that is no
+            # text encoding (``charset=hex``) too.
+            except (ValueError, RecursionError, LookupError):
                 problem = "malformed"
                 break
             if status == _HTTP_OK:

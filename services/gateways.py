@@ -139,7 +139,15 @@ class GatewayPool:
                 log.warning(
                     "inference.bundle_rejected", gateway=gateway.index, problem=gateway.problem
                 )
-            except (aiohttp.ClientError, TimeoutError, ValueError, _BundleUnavailable) as exc:
+            # (a reply nested past the JSON parser's depth, or in ``charset=hex``, is no bundle)
+            except (
+                aiohttp.ClientError,
+                TimeoutError,
+                ValueError,
+                RecursionError,
+                LookupError,
+                _BundleUnavailable,
+            ) as exc:
                 if gateway.bundle is not None and self._clock() < gateway.bundle.bundle.not_after:
                     return  # keep the still-valid bundle; the gateway may come back
                 gateway.bundle = None

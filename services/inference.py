@@ -49,7 +49,7 @@ from sealed.errors import (
 )
 from sealed.request import REQUEST_ID_SIZE, new_request_secrets, seal_request
 from sealed.stream import ChunkOpener, Final, Reasoning
-from services.control import ControlClient
+from services.control import FINISHED, STOPPING, ControlClient
 from services.errors import (
     BackendError,
     ContextTooLong,
@@ -486,7 +486,7 @@ class InferenceClient:
         state = await self._control.cancel(
             attempt.gateway, attempt.request_id, attempt.response_key
         )
-        if state is not None:
+        if state in {STOPPING, FINISHED}:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             log.warning("inference.stop_grace_passed", gateway=attempt.gateway.index)
         response.close()  # the gateway sees us gone: it stops the model and keeps the receipt
@@ -641,7 +641,9 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway)
         return
     try:
         body = await response.json(content_type=None)
-    except (ValueError, aiohttp.ClientError):
+    # A proxy's body may be no JSON, nested past the parser's depth, or in a charset that is no
+    # text encoding (``charset=hex``): a refusal all the same.
+    except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
         body = None
     code = refusal_code(body)
     problem = f"HTTP {response.status} {code}"

@@ -47,7 +47,7 @@ from sealed.relay import (
 )
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
-from services.control import STOPPING
+from services.control import STOPPING, UNDELIVERED
 from services.errors import (
     AnswerInProgress,
     BadRelayRequest,
@@ -276,7 +276,9 @@ class RelayService:
         async with response:
             try:
                 reply = await response.json(content_type=None)
-            except (ValueError, aiohttp.ClientError):
+            # A proxy's body may be no JSON, nested past the parser's depth, or in a charset
+            # that is no text encoding (``charset=hex``): a refusal all the same.
+            except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
                 reply = None
         code = refusal_code(reply)
         retry_after = _seconds(response.headers.get("Retry-After", ""))
@@ -408,9 +410,18 @@ class RelayService:
         return await self._cancel(answer, proof)
 
     async def _cancel(self, answer: RelayedAnswer, proof: str) -> str | None:
-        """Forward a cancel proof to the gateway running ``answer``; its state, or None."""
+        """Forward a cancel proof to the gateway running ``answer``; its state, or None.
+
+        A cancel the gateway never got (the network, a proxy) is not lost: the relay hangs up
+        instead, as a chat's stop does; the gateway stops the model and keeps the ``stopped``
+        receipt, which settles the answer.
+        """
         request_id = answer.ticket.request_id
         state = await self._control.cancel_proven(answer.gateway, request_id, proof)
+        if state == UNDELIVERED:
+            log.info("relay.stop_hung_up", user_id=answer.user_id, request_id=request_id.hex())
+            answer.abandon("stop_undelivered")
+            return STOPPING
         if state is not None:
             answer._limit(self._stop_grace)  # noqa: SLF001
             log.info(

@@ -16,7 +16,7 @@ from sealed.auth import client_auth_headers
 from sealed.suites import Suite
 from services.errors import InferenceUnavailable, StreamCorrupted, UntrustedGateway
 from services.inference import ChatRequest, InferenceClient, TextDelta
-from tests.fakes.relay import RecordingProxy
+from tests.fakes.relay import RecordingProxy, TamperingRelay
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, run_gateway
 
@@ -231,3 +231,28 @@ async def test_gateway_refuses_requests_it_cannot_parse(
             assert response.status == 400
             assert (await response.json())["error"]["code"] == "malformed"
     assert vllm.requests == []
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        pytest.param((502, "application/json", b"[" * 100_000 + b"]" * 100_000), id="nested"),
+        pytest.param((502, "application/json; charset=hex", b'{"error": {}}'), id="charset"),
+    ],
+)
+async def test_failover_past_a_proxys_refusal_no_json_reading_survives(
+    gateway: RunningGateway,
+    http: aiohttp.ClientSession,
+    clock: Clock,
+    refusal: tuple[int, str, bytes],
+) -> None:
+    # A proxy in front of the first gateway answers with an error body nested past the JSON
+    # parser's depth (RecursionError), or in a charset that is no text encoding (LookupError):
+    # a refusal like any, the next gateway answers.
+    async with TamperingRelay(gateway.url) as proxy:
+        proxy.refusal = ("/v1/sealed/chat/", *refusal)
+        client = InferenceClient(
+            [proxy.url, gateway.url], [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        for _ in range(3):  # taken in turn: the proxy is asked at least once
+            assert await answer_text(client) == "Sealed hello, world."

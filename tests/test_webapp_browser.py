@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -287,6 +288,72 @@ async def test_stop_in_the_page_ends_the_answer_and_is_metered(
         await page.context.close()
 
 
+async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stopped(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A proxy answers the cancel for the gateway: the bot hangs up on the answer instead, and
+    # the page's stream ends with no receipt. The user pressed Stop: the answer is stopped, not
+    # "cut off on the way", and what was shown is kept like any stopped answer's.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08, tamper=True) as stack:
+        stack.tampering.refusal = ("/v1/sealed/cancel", 502, "text/html", b"<h1>Bad Gateway</h1>")
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await page.click("#send")
+        await page.wait_for_selector("#notice[data-status=stopped]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.inner_text("#notice") == "Stopped."
+        shown = await page.inner_text("#answer")
+        assert SLOW_ANSWER.startswith(shown)
+        assert len(shown) < len(SLOW_ANSWER)
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.assistant").all_inner_texts() == [shown]
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+async def test_forget_while_an_answer_streams_stops_it_and_keeps_nothing_of_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # As /forget does in the chat: the answer being written is stopped (and billed as a stop),
+    # and nothing of the erased conversation is written to the new history afterwards.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await page.click("#about-title")
+        await page.click("#forget")
+        await page.wait_for_selector("#send[data-state=send]", timeout=15000)
+        assert await page.locator(".bubble").count() == 0
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").count() == 0
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
 RECORD_VIOLATIONS = """
 window.violations = [];
 document.addEventListener("securitypolicyviolation", (event) => {
@@ -359,7 +426,10 @@ async def test_a_tampered_chunk_is_reported_in_the_page_and_its_text_discarded(
         await ask(page, QUESTION)
         await page.wait_for_selector("#notice[data-error=ChunkTampered]", timeout=15000)
         assert "altered on the way" in await page.inner_text("#notice")
-        assert await page.inner_text("#answer") == ""
+        # The question was answered (and billed), its answer discarded: nothing of it is shown,
+        # not even an empty bubble still waiting for it.
+        assert await page.locator(".bubble.user").all_inner_texts() == [QUESTION]
+        assert await page.locator(".bubble.assistant").count() == 0
         assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
         await page.context.close()
 
@@ -410,6 +480,9 @@ async def test_a_busy_gateway_is_told_as_busy_with_its_wait(
             "Сервер модели сейчас занят. Попробуйте снова через 1 с."  # noqa: RUF001 -- Russian
         )
         assert await page.get_attribute("#send", "data-state") == "send"
+        # Nothing was sent: the question is back to be sent again, and no "…" waits for it.
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator(".bubble").count() == 0
         stack.gateway.gateway.max_streams = 64
         await ask(page, QUESTION)
         await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
@@ -542,3 +615,36 @@ async def test_a_question_sealed_to_a_rotated_out_key_is_sealed_again_and_answer
         assert await inconsistent_users(stack.store) == []
     assert outcomes == ["settled", "released", "settled"]  # the refused one cost nothing
     assert len(stack.vllm.requests) == 2
+
+
+async def test_the_bots_own_failure_is_told_as_the_bots_and_the_question_is_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The bot's database is locked by another process past its busy timeout (a backup, a
+    # "reconcile --fix"): the hold cannot be written. That is the bot's trouble, not a model
+    # server's refusal; nothing is held, and the question can be sent again once it passes.
+    async with webapp_stack(tmp_path, answer=ANSWER, db_busy_timeout=0.2) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data(language="ru")))
+        await ready(page)
+        locker = sqlite3.connect(tmp_path / "veil.db", isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")  # readers go on (WAL); no write gets the lock
+            await ask(page, QUESTION)
+            await page.wait_for_selector("#notice[data-error=ledger]", timeout=15000)
+        finally:
+            locker.close()
+        assert await page.inner_text("#notice") == (
+            "Бот не смог принять ваш вопрос прямо сейчас. Попробуйте ещё раз чуть позже."
+        )
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator(".bubble").count() == 0
+        assert stack.vllm.requests == []
+        await page.click("#send")
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        assert len(rows) == 1
+        assert await inconsistent_users(stack.store) == []

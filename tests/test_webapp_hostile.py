@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import pytest
 from structlog.testing import capture_logs
 
 from sealed.receipt import ReceiptStatus
@@ -309,3 +310,155 @@ async def test_a_replayed_sealed_body_is_refused_and_nothing_is_charged_for_it(
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.units) == ("released", 0)
         assert await inconsistent_users(stack.store) == []
+
+
+# A proxy between the bot and the gateway answers the sealed question with an error body of its
+# own that no JSON reading of it survives: nested past the parser's depth (RecursionError, not
+# a ValueError), or in a "charset" that Python knows and refuses to decode text with.
+PROXY_REFUSALS = [
+    pytest.param((502, "application/json", b"[" * 100_000 + b"]" * 100_000), id="nested"),
+    pytest.param((502, "application/json; charset=hex", b'{"error": {}}'), id="charset"),
+]
+
+
+@pytest.mark.parametrize("refusal", PROXY_REFUSALS)
+async def test_a_proxys_unreadable_refusal_reaches_the_page_as_a_refusal_and_nothing_is_held(
+    tmp_path: Path, http: aiohttp.ClientSession, refusal: tuple[int, str, bytes]
+) -> None:
+    async with webapp_stack(tmp_path, tamper=True) as stack:
+        stack.tampering.refusal = ("/v1/sealed/chat/", *refusal)
+        with capture_logs() as logs:
+            async with page(stack, http).relay(CHAT) as (response, asked):
+                reply = await response.json()  # the page's JSON error, never aiohttp's text
+                headers = response.headers
+        assert response.status == 502
+        assert headers["Cache-Control"] == "no-store"
+        assert reply["error"]["code"] == "gateway_refused"
+        assert (reply["error"]["gateway_status"], reply["error"]["gateway_code"]) == (
+            502,
+            "unknown",
+        )
+        state = await hold_of(stack.store, asked.request_id)
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
+    assert [e["code"] for e in logs if e["event"] == "relay.refused"] == ["unknown"]
+    assert not [e for e in logs if e["log_level"] == "error"]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        pytest.param((502, "text/html", b"<html><h1>502 Bad Gateway</h1></html>"), id="page"),
+        *PROXY_REFUSALS,
+    ],
+)
+async def test_a_stop_the_network_does_not_deliver_still_stops_the_answer_and_is_metered(
+    tmp_path: Path, http: aiohttp.ClientSession, refusal: tuple[int, str, bytes]
+) -> None:
+    # Stop is pressed, and a proxy between the bot and the gateway answers the cancel itself:
+    # the gateway never hears it. The stop must not be lost (the model writing on to its end,
+    # the user charged for all of it): the bot hangs up instead, as a chat's stop does.
+    answer = " ".join(f"word{i}" for i in range(80))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, tamper=True) as stack:
+        stack.tampering.refusal = ("/v1/sealed/cancel", *refusal)
+        mini = page(stack, http)
+        async with mini.relay(CHAT) as (response, asked):
+            assert response.status == 200
+            await response.content.read(100)  # some text is on its way
+            status, reply = await mini.stop(asked)
+            assert (status, reply) == (200, {"state": "stopping"})
+            await response.read()
+        state = await settled(stack, asked.request_id)
+        assert await inconsistent_users(stack.store) == []
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 80
+    assert stack.vllm.token_times == []  # the model never got to the end of the answer
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(("application/json", b"[" * 100_000 + b"]" * 100_000), id="nested"),
+        pytest.param(("application/json; charset=hex", b"{}"), id="charset"),
+    ],
+)
+async def test_a_late_receipt_no_json_reading_survives_still_settles_the_answer(
+    tmp_path: Path, http: aiohttp.ClientSession, body: tuple[str, bytes]
+) -> None:
+    # The page hung up mid-answer, and a proxy answers the bot's fetch of the late receipt
+    # (200) with a body no JSON reading survives: there is no receipt to be had, and the hold
+    # must still be closed (charged, as something was handed on), never left open.
+    answer = " ".join(f"word{i}" for i in range(80))
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, tamper=True) as stack:
+            stack.tampering.refusal = ("/v1/sealed/receipts/", 200, *body)
+            async with page(stack, http).relay(CHAT) as (response, asked):
+                assert response.status == 200
+                await response.content.read(100)
+                response.close()  # the user closed the page mid-answer
+            state = await settled(stack, asked.request_id)
+            assert await inconsistent_users(stack.store) == []
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("unverified", None)
+    assert [e["problem"] for e in logs if e["event"] == "inference.receipt_unavailable"] == [
+        "malformed"
+    ]
+    assert any(e["event"] == "relay.no_receipt" for e in logs)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(("application/json", b"[" * 100_000 + b"]" * 100_000), id="nested"),
+        pytest.param(("application/json; charset=hex", b"{}"), id="charset"),
+    ],
+)
+async def test_a_key_bundle_no_json_reading_survives_is_a_gateway_unavailable(
+    tmp_path: Path, http: aiohttp.ClientSession, body: tuple[str, bytes]
+) -> None:
+    # The gateway rotated its key (410 to a question sealed to the old one), and a proxy
+    # answers the bot's fetch of the new bundle with a body no JSON reading survives: the page
+    # hears the gateway's refusal, as when the bundle cannot be had at all, never a bug.
+    async with webapp_stack(tmp_path, tamper=True) as stack:
+        mini = page(stack, http)
+        assert (await mini.ask(QUESTION)).status == 200
+        gateway = stack.gateway.gateway
+        gateway.ring.rotate(gateway.now())
+        gateway.ring._keys = gateway.ring._keys[:1]  # the old key's window closes at once
+        stack.tampering.refusal = ("/v1/keys", 200, *body)
+        refused = await mini.ask(QUESTION)
+        assert refused.status == 502
+        assert (refused.error["code"], refused.error["gateway_status"]) == ("gateway_refused", 410)
+        state = await hold_of(stack.store, refused.request_id)
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_stop_after_the_launch_data_aged_past_its_limit_still_stops_the_answer(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The page was opened a while ago; an answer began while its launch data was fresh enough,
+    # and Stop is pressed once it is not. New questions are refused (reopen the page), but the
+    # stop of the answer already running must not be: it would run on, charged in full.
+    answer = " ".join(f"word{i}" for i in range(400))
+    opened = time.time() - 55
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, webapp_max_age=60) as stack:
+        mini = page(stack, http, data=init_data(auth_date=opened))
+        async with mini.relay(CHAT) as (response, asked):
+            assert response.status == 200
+            await response.content.read(100)
+            await wait_until(lambda: time.time() - opened > 62, within=30)
+            status, _ = await mini.get("api/account")
+            assert status == 401  # stale for anything else
+            status, reply = await mini.stop(asked)
+            assert (status, reply) == (200, {"state": "stopping"})
+            await response.read()
+        state = await settled(stack, asked.request_id)
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert state.charge.completion_tokens < 400

@@ -5,7 +5,8 @@
 - ``SegmentingRelay``: a TCP proxy that hands the client's bytes on in small delayed segments,
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
-  the sealed body on the way (in either direction), to prove that every change is caught.
+  the sealed body on the way (in either direction), to prove that every change is caught; or
+  answers a sealed path itself with an error of its own, as a broken or hostile proxy does.
 - ``HalfOpenClients``: raw connections that send part of a request head and then nothing, to
   prove a server times them out and caps how many it holds.
 - ``SlowReader``: a raw connection that sends a whole request and then stops reading the
@@ -172,13 +173,16 @@ class TamperingRelay(Served):
     """An HTTP relay to ``target`` that may rewrite sealed bodies.
 
     ``rewrite_request`` / ``rewrite_response`` take the whole body and return what to send on;
-    ``None`` forwards unchanged. Other paths (``/v1/keys``, ``/health``) pass through untouched.
+    ``None`` forwards unchanged (a reply as it comes). ``refusal`` (a path prefix, status,
+    content type, body) answers every request under that prefix with it instead of forwarding:
+    a proxy's own error page. Other paths (``/v1/keys``, ``/health``) pass through untouched.
     """
 
     def __init__(self, target: str) -> None:
         self.target = target.rstrip("/")
         self.rewrite_request: Callable[[bytes], bytes] | None = None
         self.rewrite_response: Callable[[bytes], bytes] | None = None
+        self.refusal: tuple[str, int, str, bytes] | None = None
         self.replay_last = False
         self.last_request: bytes | None = None
         self.last_headers: dict[str, str] = {}
@@ -216,6 +220,9 @@ class TamperingRelay(Served):
             if name.lower() == "content-type" or name.lower().startswith("veil-")
         }
         sealed = request.path.startswith("/v1/sealed/")
+        if self.refusal is not None and request.path.startswith(self.refusal[0]):
+            _, status, content_type, payload = self.refusal
+            return web.Response(body=payload, status=status, headers={"Content-Type": content_type})
         if sealed:
             if self.replay_last and self.last_request is not None:
                 body, headers = self.last_request, self.last_headers
@@ -225,6 +232,8 @@ class TamperingRelay(Served):
         async with self._session.request(
             request.method, self.target + request.path_qs, data=body or None, headers=headers
         ) as upstream:
+            if upstream.status == 200 and self.rewrite_response is None:
+                return await self._stream(request, upstream)
             payload = await upstream.read()
             if sealed and upstream.status == 200 and self.rewrite_response is not None:
                 payload = self.rewrite_response(payload)
@@ -233,6 +242,16 @@ class TamperingRelay(Served):
                 status=upstream.status,
                 content_type=upstream.content_type,
             )
+
+    @staticmethod
+    async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        """Hand a reply on as it comes, as a proxy does a streamed answer; hang up with it."""
+        response = web.StreamResponse(headers={"Content-Type": upstream.content_type})
+        await response.prepare(request)
+        async for data in upstream.content.iter_any():
+            await response.write(data)
+        await response.write_eof()
+        return response
 
 
 class _RawClients:

@@ -79,7 +79,7 @@ class App {
     this.t = textsFor(this.launch.user?.language_code);
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
-    this.running = null; // {requestId, responseKey, stopRequested} while a question is out
+    this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
     this.account = null;
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
   }
@@ -225,6 +225,9 @@ class App {
       else key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
     }
     else if (error instanceof ApiError) {
+      // The bot's own trouble (its database, a bug, a proxy in front of it answering for it:
+      // no code of the bot's) is not the model server refusing.
+      const own = error.status >= 500 || error.status === 429 ? "server" : "refused";
       key =
         {
           unauthorized: "unauthorized",
@@ -233,7 +236,9 @@ class App {
           busy: "busy",
           untrusted: "untrusted",
           unavailable: "unavailable",
-        }[error.code] || "refused";
+          gateway_refused: "refused",
+          body_timeout: "network",
+        }[error.code] || own;
       values = { code: error.body?.error?.gateway_code || error.code };
       // A gateway that is busy or down for now is not a refusal: say so, and when to try again
       // if it said (its Retry-After, passed on by the bot).
@@ -287,9 +292,16 @@ class App {
     this.note(this.t("sealing"), "progress");
     delete $("notice").dataset.error;
     delete $("notice").dataset.status;
-    this.setRunning({ requestId: null, responseKey: null, stopRequested: false });
+    this.setRunning({
+      requestId: null,
+      responseKey: null,
+      stopRequested: false,
+      answering: false,
+    });
     let text = "";
     let thinking = null;
+    const running = this.running;
+    const forgotten = () => running.forgotten === true; // Forget pressed while it was written
     try {
       const on = {
         delta: (delta) => {
@@ -324,17 +336,26 @@ class App {
         this.note(stopped + this.t("receipt", counts), "done");
         $("notice").dataset.status = receipt.status;
       }
-      if (!result.error && text && !(await this.history.add(question, text))) {
+      if (!result.error && text && !forgotten() && !(await this.history.add(question, text))) {
         $("notice").textContent += ` ${this.t("history_full")}`;
       }
     } catch (error) {
       if (error instanceof Unsent) {
         // Stopped before it was sent: as if never asked, the question back where it was typed.
-        asked.remove();
-        answer.remove();
-        if (!$("question").value) $("question").value = question;
+        this.takeBack(asked, answer, question);
         this.note(this.t("unsent"), "info");
         $("notice").dataset.status = "unsent";
+        return;
+      }
+      // Stopped, and the bot hung up for the stop (it never reached the model server): the
+      // stream ends without its receipt. What was shown is genuine, and kept as a stop's is.
+      const cut = error instanceof SealedError && error.kind === "StreamTruncated";
+      if (cut && this.running.stopRequested) {
+        this.note(this.t("stopped"), "done");
+        $("notice").dataset.status = "stopped";
+        if (text && !forgotten() && !(await this.history.add(question, text))) {
+          $("notice").textContent += ` ${this.t("history_full")}`;
+        }
         return;
       }
       // What did not authenticate is not shown; text that did (before a cut, or with a receipt
@@ -344,10 +365,21 @@ class App {
         thinking?.parentElement.remove();
       }
       this.fail(error);
+      // Refused before any answer began (no credit, busy, the launch data too old, the bot or
+      // the network failing): no answer came, so the question goes back to be sent again.
+      if (!this.running.answering) this.takeBack(asked, answer, question);
     } finally {
+      if (!answer.textContent) answer.remove(); // no "…" left waiting for an answer that ended
       this.setRunning(null);
       await this.refreshAccount();
     }
+  }
+
+  /** As if never asked: its bubbles gone, the question back where it was typed. */
+  takeBack(asked, answer, question) {
+    asked.remove();
+    answer.remove();
+    if (!$("question").value) $("question").value = question;
   }
 
   setRunning(running) {
@@ -420,6 +452,7 @@ class App {
         "Veil-Proof": b64e(receiptProof(responseKey, requestId)),
       },
     });
+    this.running.answering = true; // the bot took it: from here on it may be charged
     this.note(this.t("writing"), "progress");
     const opener = new ChunkOpener(responseKey);
     const reader = response.body.getReader();
@@ -463,6 +496,12 @@ class App {
   }
 
   async forget() {
+    // As /forget does in the chat: the answer being written is stopped first, and nothing of
+    // the erased conversation is kept afterwards.
+    if (this.running) {
+      this.running.forgotten = true;
+      await this.stop();
+    }
     await this.history.forget();
     $("messages").replaceChildren();
     this.note(this.t("forgotten"), "forgotten");

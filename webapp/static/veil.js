@@ -6210,6 +6210,7 @@
     context_length: "This conversation is too long for the model. Forget the history to start afresh.",
     stalled: "The model stopped responding. Please try again.",
     network: "The connection to the bot failed. Please try again.",
+    server: "The bot could not take your question just now. Please try again in a moment.",
     too_large: "This conversation is too long to send. Forget the history to start afresh.",
     empty: "Write a question first.",
     thinking: "Thinking"
@@ -6255,6 +6256,7 @@
     context_length: "Разговор слишком длинный для модели. Сотрите историю, чтобы начать заново.",
     stalled: "Модель перестала отвечать. Попробуйте ещё раз.",
     network: "Связь с ботом прервалась. Попробуйте ещё раз.",
+    server: "Бот не смог принять ваш вопрос прямо сейчас. Попробуйте ещё раз чуть позже.",
     too_large: "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново.",
     empty: "Сначала напишите вопрос.",
     thinking: "Размышления"
@@ -6300,6 +6302,7 @@
     context_length: "Бұл әңгіме модель үшін тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
     stalled: "Модель жауап беруді тоқтатты. Қайталап көріңіз.",
     network: "Ботпен байланыс үзілді. Қайталап көріңіз.",
+    server: "Бот сұрағыңызды дәл қазір қабылдай алмады. Сәлден соң қайталап көріңіз.",
     too_large: "Бұл әңгіме жіберуге тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
     empty: "Алдымен сұрақ жазыңыз.",
     thinking: "Ой-толғау"
@@ -6481,14 +6484,17 @@
         else if (error.kind === "RequestTooLarge") key = "too_large";
         else key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
       } else if (error instanceof ApiError) {
+        const own = error.status >= 500 || error.status === 429 ? "server" : "refused";
         key = {
           unauthorized: "unauthorized",
           stale: "stale",
           insufficient_credit: "insufficient",
           busy: "busy",
           untrusted: "untrusted",
-          unavailable: "unavailable"
-        }[error.code] || "refused";
+          unavailable: "unavailable",
+          gateway_refused: "refused",
+          body_timeout: "network"
+        }[error.code] || own;
         values = { code: error.body?.error?.gateway_code || error.code };
         if (temporaryRefusal(error)) {
           const seconds = error.body.error.retry_after;
@@ -6536,9 +6542,16 @@
       this.note(this.t("sealing"), "progress");
       delete $("notice").dataset.error;
       delete $("notice").dataset.status;
-      this.setRunning({ requestId: null, responseKey: null, stopRequested: false });
+      this.setRunning({
+        requestId: null,
+        responseKey: null,
+        stopRequested: false,
+        answering: false
+      });
       let text = "";
       let thinking = null;
+      const running = this.running;
+      const forgotten = () => running.forgotten === true;
       try {
         const on = {
           delta: (delta) => {
@@ -6571,16 +6584,23 @@
           this.note(stopped + this.t("receipt", counts), "done");
           $("notice").dataset.status = receipt.status;
         }
-        if (!result.error && text && !await this.history.add(question, text)) {
+        if (!result.error && text && !forgotten() && !await this.history.add(question, text)) {
           $("notice").textContent += ` ${this.t("history_full")}`;
         }
       } catch (error) {
         if (error instanceof Unsent) {
-          asked.remove();
-          answer.remove();
-          if (!$("question").value) $("question").value = question;
+          this.takeBack(asked, answer, question);
           this.note(this.t("unsent"), "info");
           $("notice").dataset.status = "unsent";
+          return;
+        }
+        const cut = error instanceof SealedError && error.kind === "StreamTruncated";
+        if (cut && this.running.stopRequested) {
+          this.note(this.t("stopped"), "done");
+          $("notice").dataset.status = "stopped";
+          if (text && !forgotten() && !await this.history.add(question, text)) {
+            $("notice").textContent += ` ${this.t("history_full")}`;
+          }
           return;
         }
         if (error instanceof SealedError && DISCARD.has(error.kind)) {
@@ -6588,10 +6608,18 @@
           thinking?.parentElement.remove();
         }
         this.fail(error);
+        if (!this.running.answering) this.takeBack(asked, answer, question);
       } finally {
+        if (!answer.textContent) answer.remove();
         this.setRunning(null);
         await this.refreshAccount();
       }
+    }
+    /** As if never asked: its bubbles gone, the question back where it was typed. */
+    takeBack(asked, answer, question) {
+      asked.remove();
+      answer.remove();
+      if (!$("question").value) $("question").value = question;
     }
     setRunning(running) {
       this.running = running;
@@ -6658,6 +6686,7 @@
           "Veil-Proof": b64e(receiptProof(responseKey, requestId))
         }
       });
+      this.running.answering = true;
       this.note(this.t("writing"), "progress");
       const opener = new ChunkOpener(responseKey);
       const reader = response.body.getReader();
@@ -6699,6 +6728,10 @@
       }
     }
     async forget() {
+      if (this.running) {
+        this.running.forgotten = true;
+        await this.stop();
+      }
       await this.history.forget();
       $("messages").replaceChildren();
       this.note(this.t("forgotten"), "forgotten");
