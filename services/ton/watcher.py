@@ -136,12 +136,8 @@ class ChainReader:
         """
         if self._usdt_master is None or cursor.lt is None:
             raise ValueError("USDT is not watched, or its stream has no cursor yet")
-        account, master, client, end = (
-            self._wallet.raw,
-            self._usdt_master.raw,
-            self._client,
-            cursor.lt,
-        )
+        account, master, client = self._wallet.raw, self._usdt_master.raw, self._client
+        end = cursor.lt
         records = await _patiently(
             lambda: client.jetton_transfers_behind(
                 account, start_utime=since, end_lt=end, limit=limit, offset=offset
