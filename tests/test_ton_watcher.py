@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -19,7 +20,7 @@ from models import migrations as schema
 from models import ton as ton_storage
 from models.ton import TonCursor
 from services.ton import watcher as watcher_module
-from services.ton.books import TonBooks
+from services.ton.books import SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
 from services.ton.errors import (
     PaymentNotFound,
@@ -620,6 +621,18 @@ async def test_late_transfers_sharing_an_lt_behind_the_cursor_are_paged_by_offse
     assert await watcher.poll() == 1
     assert [await stack.balance(2000 + n) for n in range(3)] == [70_000_000] * 3
     await sound(stack)
+
+
+async def test_skipped_transfers_are_remembered_a_day_then_forgotten(stack: TonStack) -> None:
+    forged = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, forged=True)
+    await stack.watcher().poll()
+    tx = hex_hash(forged["transaction_hash"])
+    assert await stack.books.known([tx, "ff" * 32]) == {tx}
+    now = time.time()
+    assert await TonBooks(stack.store, stack.shop, DUST, lambda: now).purge_skipped() == 0
+    later = now + SKIPPED_KEPT_S + 1
+    assert await TonBooks(stack.store, stack.shop, DUST, lambda: later).purge_skipped() == 1
+    assert await stack.books.known([tx]) == set()
 
 
 async def test_the_cursor_migration_keeps_the_chain_time_of_the_cursor(tmp_path: Path) -> None:
