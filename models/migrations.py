@@ -395,6 +395,36 @@ def m0009_order_approvals(db: Database) -> None:
     db.execute("ALTER TABLE orders ADD COLUMN approved_at INTEGER")
 
 
+def m0010_ton_late_transfers(db: Database) -> None:
+    """What the watcher needs to read the USDT stream again a little behind its cursor.
+
+    ``ton_cursors.utime``: the chain time of the cursor's transaction (the re-read window is
+    counted back from it); a cursor saved before takes its payment's time, else the time it
+    was saved (a little later than its transaction: the first window is that much shorter).
+    ``ton_skipped``: the transfers the watcher read and skipped (another jetton, a forged
+    wallet, aborted), by transaction hash, so one read again is not checked or logged again;
+    kept a day (``models.ton.purge_skipped``).
+    """
+    db.execute("ALTER TABLE ton_cursors ADD COLUMN utime INTEGER")
+    db.execute(
+        "UPDATE ton_cursors SET utime = COALESCE("
+        "(SELECT p.utime FROM ton_payments p WHERE p.hash = ton_cursors.hash), updated_at)"
+        " WHERE lt IS NOT NULL"
+    )
+    db.execute(
+        """
+        CREATE TABLE ton_skipped (
+            hash TEXT PRIMARY KEY,
+            asset TEXT NOT NULL CHECK (asset IN ('gram', 'usdt')),
+            lt INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX ton_skipped_created_at ON ton_skipped(created_at)")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -405,6 +435,7 @@ MIGRATIONS: list[Migration] = [
     m0007_conversation_topics,
     m0008_hold_chats,
     m0009_order_approvals,
+    m0010_ton_late_transfers,
 ]
 
 

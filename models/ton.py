@@ -1,18 +1,21 @@
 """Gram (TON) and USDT-on-TON payments: orders, the chain cursors, and the payments seen.
 
-The tables (made by the migration ``m0006_ton_payments``):
+The tables (made by the migrations ``m0006_ton_payments`` and ``m0010_ton_late_transfers``):
 
 - ``ton_orders``: one per invoice. Its id is the short comment the payer sends with the
   transfer; ``amount`` is what was asked (nanotons for Gram, µUSDT for USDT: 6 decimals),
   ``units`` the µ★ the whole amount buys, so any amount received is credited at that rate.
   Whether an order is paid is not stored: it is the sum of the payments credited to it.
-- ``ton_cursors``: per stream (``gram``, ``usdt``) the logical time and hash of the last
-  transaction the watcher processed, and ``since``, when the watcher first ran (history before
-  that is not Veil's).
+- ``ton_cursors``: per stream (``gram``, ``usdt``) the logical time, hash and chain time
+  (``utime``) of the last transaction the watcher processed, and ``since``, when the watcher
+  first ran (history before that is not Veil's).
 - ``ton_payments``: every incoming transfer the watcher recorded, keyed by its transaction hash
   (hex; the PRIMARY KEY is the UNIQUE guard), whether it was ``credited``, kept ``unmatched``
   for the admins, or ``dust``. A credited one has its ledger row ``ton:<hash>`` and keeps the
   rate it was credited at (``rate_units`` µ★ for ``rate_amount``), for the audit.
+- ``ton_skipped``: the transfers the watcher read and skipped (no money of ours: another
+  jetton, a forged wallet, aborted...), by hash, so that one read again is passed over
+  quietly; kept a day.
 
 The functions here take the ``Database`` of a store call and run inside its transaction
 (``Store.write`` and ``Store.read`` own it; see ``models.database``), so a payment and its
@@ -27,12 +30,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from models.errors import StorageError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlite_utils import Database
 
 Asset = Literal["gram", "usdt"]
 ASSETS: tuple[Asset, ...] = ("gram", "usdt")
 PaymentStatus = Literal["credited", "unmatched", "dust"]
 LEDGER_PREFIX = "ton:"  # a credited payment's ledger source is ton:<transaction hash>
+_HASHES_A_QUERY = 400  # hashes asked in one query (twice: SQLite allows 32 766 parameters)
 COMMENT_MAX = 120  # characters of a payer's comment kept (it is public on the chain anyway)
 
 
@@ -56,12 +62,16 @@ class TonOrder:
 
 @dataclass(frozen=True, slots=True)
 class TonCursor:
-    """Where a stream's watcher is: the last transaction processed (None before the first)."""
+    """Where a stream's watcher is: the last transaction processed (None before the first).
+
+    ``utime`` is that transaction's chain time (Unix seconds).
+    """
 
     stream: Asset
     since: int
     lt: int | None
     hash: str | None
+    utime: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,24 +202,61 @@ def get_cursor(db: Database, stream: Asset, since: int) -> TonCursor:
         " ON CONFLICT (stream) DO NOTHING",
         [stream, since, since],
     )
-    since, lt, tx_hash = db.execute(
-        "SELECT since, lt, hash FROM ton_cursors WHERE stream = ?", [stream]
+    since, lt, tx_hash, utime = db.execute(
+        "SELECT since, lt, hash, utime FROM ton_cursors WHERE stream = ?", [stream]
     ).fetchone()
     return TonCursor(
         stream=stream,
         since=int(since),
         lt=None if lt is None else int(lt),
         hash=None if tx_hash is None else str(tx_hash),
+        utime=None if utime is None else int(utime),
     )
 
 
-def save_cursor(db: Database, stream: Asset, lt: int, tx_hash: str, now: int) -> None:
+def save_cursor(  # noqa: PLR0913 -- the transaction's three facts, and when
+    db: Database, stream: Asset, lt: int, tx_hash: str, *, utime: int, now: int
+) -> None:
     """Move the stream's cursor to the transaction ``lt``/``tx_hash`` (never backwards)."""
     db.execute(
-        "UPDATE ton_cursors SET lt = ?, hash = ?, updated_at = ?"
+        "UPDATE ton_cursors SET lt = ?, hash = ?, utime = ?, updated_at = ?"
         " WHERE stream = ? AND (lt IS NULL OR lt <= ?)",
-        [lt, tx_hash, now, stream, lt],
+        [lt, tx_hash, utime, now, stream, lt],
     )
+
+
+# -- transfers read before -------------------------------------------------------------------
+
+
+def insert_skipped(  # noqa: PLR0913 -- the transfer's facts, and when
+    db: Database, tx_hash: str, asset: Asset, *, lt: int, reason: str, now: int
+) -> None:
+    """Remember a transfer the watcher skipped (once per hash)."""
+    db.execute(
+        "INSERT INTO ton_skipped (hash, asset, lt, reason, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (hash) DO NOTHING",
+        [tx_hash, asset, lt, reason, now],
+    )
+
+
+def known(db: Database, hashes: Sequence[str]) -> set[str]:
+    """Those of ``hashes`` the watcher dealt with already: recorded as payments or skipped."""
+    found: set[str] = set()
+    for start in range(0, len(hashes), _HASHES_A_QUERY):
+        part = list(hashes[start : start + _HASHES_A_QUERY])
+        marks = ", ".join("?" * len(part))
+        rows = db.execute(
+            f"SELECT hash FROM ton_payments WHERE hash IN ({marks})"  # noqa: S608 -- placeholders only
+            f" UNION SELECT hash FROM ton_skipped WHERE hash IN ({marks})",
+            part + part,
+        ).fetchall()
+        found.update(str(row[0]) for row in rows)
+    return found
+
+
+def purge_skipped(db: Database, before: int) -> int:
+    """Forget the skipped transfers remembered before ``before``; how many."""
+    return int(db.execute("DELETE FROM ton_skipped WHERE created_at < ?", [before]).rowcount)
 
 
 # -- payments --------------------------------------------------------------------------------

@@ -18,11 +18,13 @@ with a ``forward_payload`` BoC. Addresses are given back in whatever form the te
 ``forged`` (a fake wallet contract that names the real master).
 
 Tests add records with ``add_transaction`` / ``add_jetton_transfer`` (lt numbers grow by
-themselves, or are given), or pay a ``ton://transfer/…`` or Tonkeeper transfer link as a wallet
-would (``pay_link``: its address, exact amount and comment; a ``jetton`` link as a jetton
-transfer), and can make it answer 429 (``rate_limit_next``), fail with another
-status (``fail_next``), answer a page that is no JSON (``garbage_next``; each of them for every
-endpoint or one ``path``) or answer slowly (``delay``). ``requests`` records every request.
+themselves, or are given; a ``late`` jetton transfer is indexed now with an lt below the newest
+one already listed, as toncenter can: see ``add_jetton_transfer``), or pay a
+``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its address,
+exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it answer 429
+(``rate_limit_next``), fail with another status (``fail_next``), answer a page that is no JSON
+(``garbage_next``; each of them for every endpoint or one ``path``) or answer slowly
+(``delay``). ``requests`` records every request.
 """
 
 from __future__ import annotations
@@ -277,6 +279,7 @@ class FakeToncenter(Served):
         now: int | None = None,
         forged: bool = False,
         inline: bool = False,
+        late: bool = False,
     ) -> dict[str, Any]:
         """A jetton transfer to ``owner`` (the receiving wallet's owner); returns the record.
 
@@ -286,7 +289,20 @@ class FakeToncenter(Served):
         in a reference cell, as wallets send it, and ton-indexer gives that cell's BoC and
         decodes it (``decoded_forward_payload``); an ``inline`` one (the payload in the
         transfer's own cell) the indexer does not read, so it lists both as null.
+
+        A ``late`` one is indexed now although its lt is just below the newest transfer listed
+        so far (and its time that one's, unless ``now`` is given). toncenter does list such
+        transfers: a jetton transfer's lt is that of the sender's jetton wallet's transaction,
+        an account on the sender's shard; lt orders only the messages and transactions of one
+        trace, causally (docs.ton.org, "foundations/traces": logical time is a partial order),
+        not the transactions of independent senders' wallets. Of two payments a few seconds
+        apart, the one with the lower lt can be committed to the masterchain, and so indexed,
+        after the other is listed.
         """
+        if late:
+            newest = max(self.jetton_transfers, key=lambda t: int(t["transaction_lt"]))
+            lt = int(newest["transaction_lt"]) - 1 if lt is None else lt
+            now = int(newest["transaction_now"]) if now is None else now
         payload = None if comment is None or inline else comment_boc(comment)
         decoded = None if payload is None else {"@type": "text_comment", "text": comment}
         wallet = jetton_wallet("0:" + "66" * 32 if forged else master, source)

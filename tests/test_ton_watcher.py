@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from models import MasterKey
+from models import Database, MasterKey
+from models import migrations as schema
+from models import ton as ton_storage
 from models.ton import TonCursor
 from services.ton import watcher as watcher_module
-from services.ton.books import TonBooks
+from services.ton.books import SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
 from services.ton.errors import (
     PaymentNotFound,
@@ -25,7 +29,8 @@ from services.ton.errors import (
     ToncenterUnavailable,
 )
 from services.ton.shop import TonPack, TonShop
-from services.ton.watcher import TonWatcher
+from services.ton.toncenter import ToncenterClient
+from services.ton.watcher import ChainReader, TonWatcher
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import (
     USDT_MASTER,
@@ -518,6 +523,138 @@ async def test_an_indexer_that_ignores_offset_stops_the_pass_and_skips_nothing(
     await sound(stack)
 
 
+async def test_a_usdt_transfer_indexed_late_below_the_cursor_is_credited_once(
+    stack: TonStack,
+) -> None:
+    # Two USDT payments a few seconds apart from senders on different shards: toncenter listed
+    # Bob's first, and Alice's, with a lower lt, only after the watcher's cursor had passed
+    # Bob's. Reading from the cursor's lt on never saw hers: she paid and got nothing.
+    alice, bob = await usdt_order(stack, ALICE), await usdt_order(stack, BOB)
+    first = stack.chain.add_jetton_transfer(
+        WALLET_RAW, amount=1_000_000, comment=bob.id, source="0:" + "cd" * 32
+    )
+    watcher = stack.watcher()
+    assert await watcher.poll() == 1
+    cursor = await stack.books.cursor("usdt")
+    assert (cursor.lt, cursor.utime) == (int(first["transaction_lt"]), first["transaction_now"])
+    late = stack.chain.add_jetton_transfer(
+        WALLET_RAW, amount=1_000_000, comment=alice.id, source="0:" + "ab" * 32, late=True
+    )
+    assert int(late["transaction_lt"]) < int(first["transaction_lt"])
+    with capture_logs() as logs:
+        assert await watcher.poll() == 1
+    assert await stack.balance(ALICE) == 70_000_000
+    assert [b.payment.user_id for b in stack.told] == [BOB, ALICE]
+    found = [e for e in logs if e["event"] == "ton.indexed_late"]
+    assert [(e["tx"], e["log_level"]) for e in found] == [
+        (hex_hash(late["transaction_hash"]), "info")
+    ]
+    assert alice.id not in str(logs)  # the comment is never logged
+    # Read from the cursor's chain time less the window, up to its lt (both included).
+    behind = [
+        r.params for r in stack.chain.calls("/api/v3/jetton/transfers") if "end_lt" in r.params
+    ]
+    assert behind[0]["start_utime"] == str(first["transaction_now"] - watcher_module.REREAD_S)
+    assert behind[0]["end_lt"] == first["transaction_lt"]
+    assert "start_lt" not in behind[0]
+    # Once: the next passes read it again and book nothing.
+    assert await watcher.poll() == 0
+    assert await stack.balance(ALICE) == 70_000_000
+    assert len(stack.told) == 2
+    await sound(stack)
+
+
+async def test_reading_behind_the_cursor_again_books_nothing_twice_and_asks_no_wallet_twice(
+    stack: TonStack,
+) -> None:
+    paid = await usdt_order(stack, ALICE)
+    payer, forger, stranger = "0:" + "ab" * 32, "0:" + "ef" * 32, "0:" + "12" * 32
+    chain = stack.chain
+    chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer)
+    chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, master="0:" + "99" * 32)
+    chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=forger, forged=True)
+    chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id, aborted=True)
+    chain.add_jetton_transfer(WALLET_RAW, amount=2_000_000, source=stranger)  # unmatched
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 2
+    assert {e["event"] for e in logs} >= {"ton.foreign_jetton", "ton.forged_jetton"}
+    asked = len(chain.calls("/api/v3/runGetMethod"))
+    assert asked == 3  # the payer, the forger, the stranger: once each
+    before = await recorded(stack)
+
+    # Every pass reads all five again behind the cursor, and then after a restart (a new
+    # reader: no wallet remembered in memory): nothing booked, asked, told or logged again.
+    async with aiohttp.ClientSession() as session:
+        master = WalletAddress.parse(USDT_MASTER)
+        fresh = ChainReader(ToncenterClient(chain.url, session), WALLET, master)
+        restarted = TonWatcher(stack.books, fresh, stack.notify, interval=0.05)
+        with capture_logs() as logs:
+            assert await stack.watcher().poll() == 0
+            assert await restarted.poll() == 0
+    assert logs == []
+    behind = [r for r in chain.calls("/api/v3/jetton/transfers") if "end_lt" in r.params]
+    assert len(behind) == 3  # the window was read on each pass
+    assert len(chain.calls("/api/v3/runGetMethod")) == asked
+    assert await recorded(stack) == before
+    assert len(stack.told) == 1
+    assert await stack.balance(ALICE) == 70_000_000
+    await sound(stack)
+
+
+async def test_late_transfers_sharing_an_lt_behind_the_cursor_are_paged_by_offset(
+    stack: TonStack,
+) -> None:
+    orders = [await usdt_order(stack, 2000 + n) for n in range(3)]
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000)
+    watcher = stack.watcher(page_size=2)
+    assert await watcher.poll() == 1
+    for paid in orders:  # three late ones, one lt: more than a page of 2
+        stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id, late=True)
+    stack.chain.ignore_offset = True  # every page of the window comes back as its first
+    with capture_logs() as logs:
+        async with asyncio.timeout(5):
+            assert await watcher.poll() == 2
+    stuck = [e for e in logs if e["event"] == "ton.page_not_advancing"]
+    assert [(e["asset"], e["offset"]) for e in stuck] == [("usdt", 2)]
+    assert await stack.balance(2002) == 0
+    stack.chain.ignore_offset = False  # the next pass pages on and finds the third
+    assert await watcher.poll() == 1
+    assert [await stack.balance(2000 + n) for n in range(3)] == [70_000_000] * 3
+    await sound(stack)
+
+
+async def test_skipped_transfers_are_remembered_a_day_then_forgotten(stack: TonStack) -> None:
+    forged = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, forged=True)
+    await stack.watcher().poll()
+    tx = hex_hash(forged["transaction_hash"])
+    assert await stack.books.known([tx, "ff" * 32]) == {tx}
+    now = time.time()
+    assert await TonBooks(stack.store, stack.shop, DUST, lambda: now).purge_skipped() == 0
+    later = now + SKIPPED_KEPT_S + 1
+    assert await TonBooks(stack.store, stack.shop, DUST, lambda: later).purge_skipped() == 1
+    assert await stack.books.known([tx]) == set()
+
+
+async def test_the_cursor_migration_keeps_the_chain_time_of_the_cursor(tmp_path: Path) -> None:
+    db = Database(tmp_path / "old.db")
+    schema.apply(db, schema.MIGRATIONS[:9])
+    with db.atomic():
+        db.execute(
+            "INSERT INTO ton_payments (hash, asset, lt, utime, amount, status, created_at)"
+            " VALUES ('aa', 'usdt', 70, 1700000123, 5, 'unmatched', 1700000150)"
+        )
+        db.execute(  # the usdt cursor is at a payment; the gram one at a skipped transaction
+            "INSERT INTO ton_cursors (stream, since, lt, hash, updated_at) VALUES"
+            " ('usdt', 1, 70, 'aa', 1700000150), ('gram', 1, 90, 'bb', 1700000500)"
+        )
+    assert schema.apply(db) == ["m0010_ton_late_transfers"]
+    usdt = ton_storage.get_cursor(db, "usdt", 0)
+    gram = ton_storage.get_cursor(db, "gram", 0)
+    assert (usdt.lt, usdt.hash, usdt.utime) == (70, "aa", 1_700_000_123)
+    assert (gram.lt, gram.hash, gram.utime) == (90, "bb", 1_700_000_500)
+    assert ton_storage.get_cursor(db, "gram", 0) == gram
+
+
 async def test_a_crash_between_credit_and_cursor_credits_nothing_twice(tmp_path: Path) -> None:
     key = MasterKey.generate()
     path = tmp_path / "veil.db"
@@ -660,7 +797,9 @@ async def test_reconcile_finds_and_fix_books_what_the_watcher_missed(stack: TonS
     await stack.watcher().poll()
     # A payment the books lack (as if lost before the cursor passed it).
     missed = stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=paid.id)
-    await stack.books.save_cursor("gram", int(missed["lt"]), hex_hash(missed["hash"]))
+    await stack.books.save_cursor(
+        "gram", int(missed["lt"]), hex_hash(missed["hash"]), missed["now"]
+    )
     parts = TonParts(stack.shop, stack.books, stack.reader)
     count, differences, fixed = await reconcile_ton(parts)
     assert count == 2

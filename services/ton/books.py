@@ -45,12 +45,15 @@ if TYPE_CHECKING:
     from services.ton.chain import Transfer
     from services.ton.shop import TonShop
 
-__all__ = ["ORDER_PURGE_AFTER_S", "TonBooking", "TonBooks"]
+__all__ = ["ORDER_PURGE_AFTER_S", "SKIPPED_KEPT_S", "TonBooking", "TonBooks"]
 
 log = structlog.get_logger("veil.ton")
 
 ORDER_PURGE_AFTER_S = 30 * 86_400  # unpaid orders are kept a month past expiry, then deleted
 MIN_HASH_PREFIX = 8
+# A skipped transfer is remembered this long (seconds): far longer than the watcher reads
+# behind its cursor (``services.ton.watcher.REREAD_S`` of chain time).
+SKIPPED_KEPT_S = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +98,36 @@ class TonBooks:
         with ledger_failures():
             return await self._store.write(lambda db: storage.get_cursor(db, asset, since))
 
-    async def save_cursor(self, asset: Asset, lt: int, tx_hash: str) -> None:
-        """The watcher processed everything up to this transaction."""
+    async def save_cursor(self, asset: Asset, lt: int, tx_hash: str, utime: int) -> None:
+        """The watcher processed everything up to this transaction (of chain time ``utime``)."""
         now = int(self._clock())
+
+        def write(db: Database) -> None:
+            storage.save_cursor(db, asset, lt, tx_hash, utime=utime, now=now)
+
         with ledger_failures():
-            await self._store.write(lambda db: storage.save_cursor(db, asset, lt, tx_hash, now))
+            await self._store.write(write)
+
+    async def known(self, hashes: Sequence[str]) -> set[str]:
+        """Those of ``hashes`` dealt with already: recorded (``book``) or ``skipped``."""
+        if not hashes:
+            return set()
+        with ledger_failures():
+            return await self._store.read(lambda db: storage.known(db, hashes))
+
+    async def skipped(self, transfer: Transfer) -> None:
+        """Remember a transfer the watcher skipped, so that one read again is passed over."""
+        if transfer.skip is None:
+            raise ValueError("only a skipped transfer is remembered as skipped")
+        skip, now = transfer.skip, int(self._clock())
+
+        def write(db: Database) -> None:
+            storage.insert_skipped(
+                db, transfer.hash, transfer.asset, lt=transfer.lt, reason=skip, now=now
+            )
+
+        with ledger_failures():
+            await self._store.write(write)
 
     # -- booking -----------------------------------------------------------------------------
 
@@ -294,6 +322,12 @@ class TonBooks:
         if purged:
             log.info("ton.orders_purged", count=purged)
         return purged
+
+    async def purge_skipped(self, kept: int = SKIPPED_KEPT_S) -> int:
+        """Forget the skipped transfers remembered more than ``kept`` seconds ago; how many."""
+        cutoff = int(self._clock()) - kept
+        with ledger_failures():
+            return await self._store.write(lambda db: storage.purge_skipped(db, cutoff))
 
     # -- reconciling with the chain ----------------------------------------------------------
 

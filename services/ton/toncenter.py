@@ -1,7 +1,8 @@
 """A small client for toncenter's v3 indexer API: an account's transactions, jetton transfers.
 
 ``GET /api/v3/transactions?account=…&start_lt=…&sort=asc&limit=…&offset=…`` and
-``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…``, and
+``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…`` (or,
+to read again behind the cursor, ``start_utime=…&end_lt=…``: both bounds inclusive), and
 one get-method: ``POST /api/v3/runGetMethod`` with ``{"address": <master>, "method":
 "get_wallet_address", "stack": [{"type": "slice", "value": <BoC of the owner's address>}]}``,
 answered ``{"gas_used": …, "exit_code": 0, "stack": [{"type": "slice", "value": <BoC>}]}`` (the
@@ -79,6 +80,25 @@ class ToncenterClient:
             "offset": str(offset),
         }
         params |= _start(cursor)
+        return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
+
+    async def jetton_transfers_behind(
+        self, owner: str, *, start_utime: int, end_lt: int, limit: int, offset: int = 0
+    ) -> list[Any]:
+        """Jetton transfers to ``owner`` of chain time ``start_utime`` on, up to lt ``end_lt``.
+
+        Oldest (lowest lt) first, both bounds included: the stream behind a cursor, read again
+        for a transfer indexed after the cursor had passed its lt.
+        """
+        params = {
+            "owner_address": owner,
+            "direction": "in",
+            "start_utime": str(start_utime),
+            "end_lt": str(end_lt),
+            "sort": "asc",
+            "limit": str(limit),
+            "offset": str(offset),
+        }
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 
     async def jetton_wallet(self, master: str, owner: str) -> str:

@@ -22,6 +22,14 @@ logged as ``ton.cursor_mismatch`` and booked like any new one). Before its first
 stream reads from ``since``: ten minutes before the first order or the watcher's first pass,
 whichever came first (clocks differ; older history is not Veil's).
 
+The USDT stream is then read again behind its cursor (``REREAD_S`` of chain time before the
+cursor's transaction, up to its lt): jetton transfers are listed by the lt of the senders'
+jetton wallets' transactions, accounts on other shards, so one committed (and indexed) a little
+later can carry an lt the cursor has already passed. A record there that was neither booked nor
+skipped before is booked (``ton.indexed_late``); the rest are passed over with no wallet check
+and no log line (the skipped ones' hashes are kept: ``TonBooks.skipped``). The Gram stream is
+one account's transactions, whose lts are strictly ordered: nothing appears below its cursor.
+
 A 429 to a page or a wallet check is asked again within the pass (``_patiently``: toncenter
 without a key answers about one call a second). Failures never reach the bot: a 429 still
 refused or any toncenter or ledger error logs one status line
@@ -59,6 +67,9 @@ PAGE = 100
 POLL_EVERY_S = 10.0
 MAX_BACKOFF_S = 300.0
 PURGE_EVERY_S = 3600.0
+# Each pass reads the USDT stream again from this long (seconds of chain time) before its
+# cursor's transaction up to it, for a transfer toncenter indexed after the cursor passed its lt.
+REREAD_S = 60
 WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
 # A page or wallet check toncenter rate-limits (429) is asked again after this long (seconds;
 # its free tier answers about one call a second), up to this many tries, within the pass.
@@ -114,6 +125,23 @@ class ChainReader:
         master = self._usdt_master.raw
         records = await _patiently(
             lambda: client.jetton_transfers(account, cursor, limit=limit, offset=offset)
+        )
+        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
+
+    async def behind(self, cursor: TonCursor, *, since: int, limit: int, offset: int) -> Page:
+        """USDT records of chain time ``since`` on, up to the cursor's lt, oldest first.
+
+        The part of the USDT stream the cursor passed, read again: a transfer indexed late,
+        with an lt below the cursor's, shows up here (see ``TonWatcher``).
+        """
+        if self._usdt_master is None or cursor.lt is None:
+            raise ValueError("USDT is not watched, or its stream has no cursor yet")
+        account, master, client = self._wallet.raw, self._usdt_master.raw, self._client
+        end = cursor.lt
+        records = await _patiently(
+            lambda: client.jetton_transfers_behind(
+                account, start_utime=since, end_lt=end, limit=limit, offset=offset
+            )
         )
         return Page(len(records), [jetton_transfer(r, account, master) for r in records])
 
@@ -239,9 +267,18 @@ class TonWatcher:
         if self._clock() >= self._next_purge:
             self._next_purge = self._clock() + PURGE_EVERY_S
             await self._books.purge_orders()
+            await self._books.purge_skipped()
         return booked
 
     async def _poll_stream(self, asset: Asset) -> int:
+        """One stream read on from its cursor; then, for USDT, read again behind it."""
+        booked, whole = await self._read_on(asset)
+        if asset == "usdt" and whole:
+            booked += await self._read_behind()
+        return booked
+
+    async def _read_on(self, asset: Asset) -> tuple[int, bool]:
+        """The stream from its cursor to its end: transfers booked, and whether it got there."""
         cursor = await self._books.cursor(asset)
         booked = 0
         offset = 0
@@ -255,20 +292,52 @@ class TonWatcher:
                 # ``offset`` gives the same page again, and would forever: stop this pass (the
                 # cursor stays where it is, nothing is skipped) and try again on the next.
                 log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
-                return booked
+                return booked, False
             before = ends
             for transfer in page.transfers:
                 if _after(transfer, cursor, check_hash=asset == "gram"):
                     booked += await self._take(await self._reader.proven(transfer))
             if page.transfers:
                 last = page.transfers[-1]
-                await self._books.save_cursor(asset, last.lt, last.hash)
+                await self._books.save_cursor(asset, last.lt, last.hash, last.utime)
                 cursor = await self._books.cursor(asset)
             if page.size < self._page_size:
-                return booked
+                return booked, True
             # A full page: read on from its end; when it did not move past one lt (records of
             # many accounts can share one), step over the records already read instead.
             offset = offset + page.size if cursor.lt == asked else 0
+
+    async def _read_behind(self) -> int:
+        """The USDT stream again from ``REREAD_S`` of chain time behind its cursor to it.
+
+        A transfer toncenter indexed after the cursor passed its lt (its sender's wallet is on
+        another shard, committed a little later) is booked here. The records dealt with
+        before (recorded, or skipped) are passed over quietly: no wallet check, no log line.
+        """
+        cursor = await self._books.cursor("usdt")
+        if cursor.lt is None or cursor.utime is None:
+            return 0
+        since = cursor.utime - REREAD_S
+        booked = 0
+        offset = 0
+        before: tuple[int, str, int, str] | None = None
+        while True:
+            page = await self._reader.behind(
+                cursor, since=since, limit=self._page_size, offset=offset
+            )
+            ends = _ends(page)
+            if offset > 0 and ends == before:  # an indexer that ignores ``offset``: as above
+                log.warning("ton.page_not_advancing", asset="usdt", lt=cursor.lt, offset=offset)
+                return booked
+            before = ends
+            known = await self._books.known([t.hash for t in page.transfers])
+            for transfer in page.transfers:
+                if transfer.hash not in known:
+                    log.info("ton.indexed_late", tx=transfer.hash, lt=transfer.lt, cursor=cursor.lt)
+                    booked += await self._take(await self._reader.proven(transfer))
+            if page.size < self._page_size:
+                return booked
+            offset += page.size
 
     async def _take(self, transfer: Transfer) -> int:
         """Book one new record (tell its user when it credits); 1 if it was booked just now."""
@@ -285,6 +354,8 @@ class TonWatcher:
                 )
             else:
                 log.debug("ton.transfer_skipped", tx=transfer.hash, reason=transfer.skip)
+            if transfer.asset == "usdt":  # read again behind the cursor: passed over then
+                await self._books.skipped(transfer)
             return 0
         booking = await self._books.book(transfer)
         if not booking.new:
