@@ -395,6 +395,17 @@ def m0009_order_approvals(db: Database) -> None:
     db.execute("ALTER TABLE orders ADD COLUMN approved_at INTEGER")
 
 
+def m0010_turn_tokens(db: Database) -> None:
+    """An upper count of a turn's tokens, NULL where none is known (its bytes are the ceiling).
+
+    Set for an answer whose signed receipt gave the model's own count (``services.tokens``),
+    so a conversation's older turns are counted by the model's tokens, not by their bytes,
+    when the history is fitted to the window. A number about a turn's length, as its sealed
+    body's size already is.
+    """
+    db.execute("ALTER TABLE turns ADD COLUMN tokens INTEGER CHECK (tokens >= 0)")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -405,6 +416,7 @@ MIGRATIONS: list[Migration] = [
     m0007_conversation_topics,
     m0008_hold_chats,
     m0009_order_approvals,
+    m0010_turn_tokens,
 ]
 
 

@@ -42,7 +42,9 @@ class UserRecord:
 class Turn:
     """One message of a conversation, decrypted; ``seq`` counts from 1 within the conversation.
 
-    The text stays out of ``repr`` so a logged record cannot leak it.
+    ``tokens``: an upper count of the text's tokens where one is known (an answer counted by
+    its signed receipt), else None: its UTF-8 bytes are the ceiling. The text stays out of
+    ``repr`` so a logged record cannot leak it.
     """
 
     conversation_id: int
@@ -50,6 +52,7 @@ class Turn:
     role: Role
     text: str = field(repr=False)
     created_at: int
+    tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

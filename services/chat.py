@@ -1,7 +1,8 @@
 """Conversations: one question in, one streamed answer out, history kept sealed.
 
 ``ChatService.answer`` builds the context from the user's decrypted history (trimmed to the
-model's window by token ceilings, ``services.tokens``), holds credit for it under the sealed
+model's window by token ceilings, an answer stored with its receipt's count by that,
+``services.tokens``), holds credit for it under the sealed
 request's own id, streams the answer from the sealed inference client into an ``AnswerSink``
 (the bot's Telegram-facing side), settles, and stores the exchange encrypted once it is
 finished or the user stopped it. The model's window is the one the gateways' signed bundles
@@ -89,7 +90,7 @@ from services.inference import (
     TextDelta,
 )
 from services.titles import TITLE_TOKENS, clean_title, title_messages
-from services.tokens import message_tokens, prompt_tokens, text_tokens
+from services.tokens import MESSAGE_OVERHEAD, answer_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -249,12 +250,31 @@ class _Asked:
 
 
 @dataclass(frozen=True, slots=True)
+class _Turn:
+    """A turn before the question: its role, text and the most tokens it can take.
+
+    ``tokens``: its stored count (an answer counted by its receipt, ``services.tokens``), else
+    its text's ceiling.
+    """
+
+    role: str
+    text: str = field(repr=False)
+    tokens: int
+
+    @classmethod
+    def said(cls, role: str, text: str, tokens: int | None = None) -> _Turn:
+        """A turn counted by ``tokens`` where it is known, never above the text's ceiling."""
+        ceiling = text_tokens(text)
+        return cls(role, text, ceiling if tokens is None else min(tokens, ceiling))
+
+
+@dataclass(frozen=True, slots=True)
 class _Opened:
     """The asker, the conversation to store into (None: one-off), the turns before it."""
 
     user: UserRecord
     conversation: int | None
-    history: list[Said]
+    history: list[_Turn]
     unnamed: bool = False  # a conversation with no turns and no title yet
 
 
@@ -571,8 +591,11 @@ class ChatService:
                     if not parts and self._alone(context):  # /new would not help: shrink it
                         raise _question_too_long(exc) from exc
                     raise
-                # Trim once more and ask again: a new sealed request, so a new hold.
-                context = self._context(history, prompt, window, self._budget(window) // 2)
+                # Trim once more and ask again: a new sealed request, so a new hold. The model
+                # server counted more than the stored counts said: every turn by its ceiling now.
+                context = self._context(
+                    _ceilings(history), prompt, window, self._budget(window) // 2
+                )
                 retried = True
                 log.info("chat.context_trimmed", dropped=context.dropped)
                 continue
@@ -615,7 +638,7 @@ class ChatService:
         Read once the user's previous answer, if this one waits for it, has stored its exchange.
         """
         await _previous_finished(generation)
-        history = list(question.context)
+        history = [_Turn.said(role, text) for role, text in question.context]
         with history_failures("cannot read the conversation"):
             if not question.keep_history:
                 user = await self.store.ensure_user(question.user_id, question.language)
@@ -623,7 +646,7 @@ class ChatService:
             opened = await self.store.open_conversation(
                 question.user_id, question.language, question.thread_id
             )
-        history += [(turn.role, turn.text) for turn in opened.turns]
+        history += [_Turn.said(turn.role, turn.text, turn.tokens) for turn in opened.turns]
         unnamed = not opened.turns and not opened.titled
         return _Opened(opened.user, opened.conversation_id, history, unnamed=unnamed)
 
@@ -675,7 +698,10 @@ class ChatService:
         elif conversation is not None:
             with history_failures("cannot store the conversation"):
                 await self.store.add_turns(
-                    user_id, conversation, [("user", prompt), ("assistant", text)]
+                    user_id,
+                    conversation,
+                    [("user", prompt), ("assistant", text)],
+                    tokens=[None, _counted(completion, text)],
                 )
             if finish_reason == CUT:
                 self._remember_cut(user_id, hold.request_id)
@@ -836,7 +862,7 @@ class ChatService:
         return max(floor, min(self.max_answer_tokens, fits))
 
     def _asking(
-        self, question: Question, history: Sequence[Said], window: int
+        self, question: Question, history: Sequence[_Turn], window: int
     ) -> tuple[str, _Context]:
         """The prompt to ask and its context, trimmed to ``window``.
 
@@ -879,28 +905,31 @@ class ChatService:
         start = replied[:low].rstrip()
         return f"{start}…" if start.strip() else None
 
-    def _context(self, history: Sequence[Said], prompt: str, window: int, budget: int) -> _Context:
+    def _context(self, history: Sequence[_Turn], prompt: str, window: int, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
 
         The answer may then have what the context leaves of ``window``.
 
-        Counted by the same ceilings the hold uses, so no language is sent over the window.
+        The prompt and system prompt are counted by their ceilings, each turn before by its
+        count (``_Turn.tokens``); the hold is sized by the same sum, so no language is sent
+        over the window.
         """
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         tail = [{"role": "user", "content": prompt}]
         used = prompt_tokens(head + tail)
-        kept: list[dict[str, str]] = []
-        for role, text in reversed(history):
-            cost = message_tokens(text)
+        kept: list[_Turn] = []
+        for turn in reversed(history):
+            cost = turn.tokens + MESSAGE_OVERHEAD
             if used + cost > budget:
                 break
             used += cost
-            kept.append({"role": role, "content": text})
+            kept.append(turn)
         kept.reverse()
         # A conversation must not open with an orphaned answer.
-        while kept and kept[0]["role"] == "assistant":
-            used -= message_tokens(kept.pop(0)["content"])
-        messages = head + kept + tail
+        while kept and kept[0].role == "assistant":
+            used -= kept.pop(0).tokens + MESSAGE_OVERHEAD
+        turns = [{"role": turn.role, "content": turn.text} for turn in kept]
+        messages = head + turns + tail
         return _Context(
             messages,
             tokens=used,
@@ -1191,6 +1220,25 @@ def _holds(messages: Sequence[dict[str, str]], quote: str) -> bool:
     """
     wanted = _letters(quote)
     return any(wanted in _letters(message["content"]) for message in messages)
+
+
+def _counted(completion: Completion | None, text: str) -> int | None:
+    """An upper count of an answer's tokens from its receipt, if the receipt can give one.
+
+    Only a receipt that verified, with the model server's own usage (not ``estimated``): its
+    completion tokens with the margin for reading the text back (``answer_tokens``). None
+    (the text's ceiling) for anything else.
+    """
+    if completion is None or not completion.receipt_valid or completion.receipt is None:
+        return None
+    if completion.receipt.estimated:
+        return None
+    return answer_tokens(text, completion.receipt.completion_tokens)
+
+
+def _ceilings(history: Sequence[_Turn]) -> list[_Turn]:
+    """``history`` with every turn counted by its text's ceiling, whatever its stored count."""
+    return [_Turn.said(turn.role, turn.text) for turn in history]
 
 
 def _letters(text: str) -> str:

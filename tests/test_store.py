@@ -90,6 +90,25 @@ async def test_turns_come_back_in_order_with_their_unicode(store: Store) -> None
     assert PROMPT not in repr(turns)
 
 
+async def test_a_turn_keeps_its_count_of_tokens_where_one_is_given(store: Store) -> None:
+    await store.ensure_user(ALICE, None)
+    conversation = await store.active_conversation(ALICE)
+    added = await store.add_turns(
+        ALICE, conversation, [("user", PROMPT), ("assistant", ANSWER)], tokens=[None, 17]
+    )
+    for wrong in ([17], [None, -1]):  # one count a turn, none negative; nothing stored
+        with pytest.raises(ValueError, match="tokens"):
+            await store.add_turns(
+                ALICE, conversation, [("user", "q"), ("assistant", "a")], tokens=wrong
+            )
+    await add_turn(store, ALICE, conversation, "user", "no count given")
+
+    turns = await store.history(ALICE, conversation)
+
+    assert [t.tokens for t in turns] == [None, 17, None]
+    assert turns[:2] == added
+
+
 async def test_no_readable_text_in_the_files(store: Store, db_path: Path) -> None:
     await store.ensure_user(ALICE, "ru")
     conversation = await store.active_conversation(ALICE)
