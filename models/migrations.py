@@ -396,14 +396,15 @@ def m0009_order_approvals(db: Database) -> None:
 
 
 def m0010_turn_tokens(db: Database) -> None:
-    """An upper count of a turn's tokens, NULL where none is known (its bytes are the ceiling).
+    """An upper count of a turn's tokens and the model it counts for; NULL where none is known.
 
     Set for an answer whose signed receipt gave the model's own count (``services.tokens``),
     so a conversation's older turns are counted by the model's tokens, not by their bytes,
-    when the history is fitted to the window. A number about a turn's length, as its sealed
-    body's size already is.
+    when the history is fitted to the window for that model. A number about a turn's length,
+    as its sealed body's size already is; a turn without one counts by its bytes.
     """
     db.execute("ALTER TABLE turns ADD COLUMN tokens INTEGER CHECK (tokens >= 0)")
+    db.execute("ALTER TABLE turns ADD COLUMN tokens_model TEXT")
 
 
 MIGRATIONS: list[Migration] = [

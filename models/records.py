@@ -52,7 +52,19 @@ class Turn:
     role: Role
     text: str = field(repr=False)
     created_at: int
-    tokens: int | None = None
+    tokens: TokenCount | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """An upper count of a text's tokens as ``model`` reads it (another model's may differ)."""
+
+    tokens: int
+    model: str
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0 or not self.model:
+            raise ValueError("a count of tokens is not negative and names its model")
 
 
 @dataclass(frozen=True, slots=True)

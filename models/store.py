@@ -39,7 +39,15 @@ from models.errors import (
     StorageError,
     UserNotFound,
 )
-from models.records import Conversation, Role, Turn, TurnPlace, UserRecord, as_role
+from models.records import (
+    Conversation,
+    Role,
+    TokenCount,
+    Turn,
+    TurnPlace,
+    UserRecord,
+    as_role,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -282,7 +290,7 @@ class Store:
         conversation_id: int,
         turns: Sequence[tuple[str, str]],
         *,
-        tokens: Sequence[int | None] | None = None,
+        tokens: Sequence[TokenCount | None] | None = None,
     ) -> list[Turn]:
         """Store several (role, text) turns as the next ones, in one transaction.
 
@@ -290,8 +298,8 @@ class Store:
         ``tokens``: an upper count of each turn's tokens, None where none is known (``Turn``).
         """
         counts = list(tokens) if tokens is not None else [None] * len(turns)
-        if len(counts) != len(turns) or any(count is not None and count < 0 for count in counts):
-            raise ValueError("tokens must give each turn a count that is not negative, or None")
+        if len(counts) != len(turns):
+            raise ValueError("tokens must give each turn a count, or None")
         checked = [
             (as_role(role), text, count) for (role, text), count in zip(turns, counts, strict=True)
         ]
@@ -370,7 +378,7 @@ class Store:
         db: Database,
         user_id: int,
         conversation_id: int,
-        turns: Sequence[tuple[Role, str, int | None]],
+        turns: Sequence[tuple[Role, str, TokenCount | None]],
     ) -> list[Turn]:
         data_key = self._data_key(db, user_id)
         stored: list[Turn] = []
@@ -386,11 +394,11 @@ class Store:
             for offset, (role, text, tokens) in enumerate(turns, start=1):
                 seq = int(row[1]) + offset
                 body = seal_body(data_key, TurnPlace(user_id, conversation_id, seq, role), text)
+                counted, model = (None, None) if tokens is None else (tokens.tokens, tokens.model)
                 db.execute(
-                    "INSERT INTO turns"
-                    " (user_id, conversation_id, seq, role, body, created_at, tokens)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [user_id, conversation_id, seq, role, body, created_at, tokens],
+                    "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at,"
+                    " tokens, tokens_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [user_id, conversation_id, seq, role, body, created_at, counted, model],
                 )
                 stored.append(Turn(conversation_id, seq, role, text, created_at, tokens))
             db.execute(
@@ -439,16 +447,16 @@ class Store:
         data_key = self._data_key(db, user_id)
         _check_owner(db, user_id, conversation_id)
         rows = db.execute(
-            "SELECT seq, role, body, created_at, tokens FROM turns WHERE conversation_id = ?"
-            " ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, role, body, created_at, tokens, tokens_model FROM turns"
+            " WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
             [conversation_id, -1 if limit is None else limit],
         ).fetchall()
         turns: list[Turn] = []
-        for seq, stored_role, body, created_at, tokens in reversed(rows):
+        for seq, stored_role, body, created_at, tokens, model in reversed(rows):
             role = _stored_role(stored_role, conversation_id, int(seq))
             place = TurnPlace(user_id, conversation_id, int(seq), role)
             text = open_body(data_key, place, bytes(body))
-            counted = None if tokens is None else int(tokens)
+            counted = None if tokens is None or model is None else TokenCount(int(tokens), model)
             turns.append(Turn(conversation_id, int(seq), role, text, int(created_at), counted))
         return turns
 

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import structlog
 
 from common.folded import FoldedText
-from models import ConversationNotFound
+from models import ConversationNotFound, TokenCount
 from models.holds import AnswerChat
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
@@ -253,19 +253,26 @@ class _Asked:
 class _Turn:
     """A turn before the question: its role, text and the most tokens it can take.
 
-    ``tokens``: its stored count (an answer counted by its receipt, ``services.tokens``), else
-    its text's ceiling.
+    ``tokens``: its text's ceiling, or (``for_model``) its stored count where the model asked
+    now made it (an answer counted by its receipt, ``services.tokens``): another model's
+    tokenizer may cut the same text into more tokens. ``count``: the stored count, if any.
     """
 
     role: str
     text: str = field(repr=False)
     tokens: int
+    count: TokenCount | None = None
 
     @classmethod
-    def said(cls, role: str, text: str, tokens: int | None = None) -> _Turn:
-        """A turn counted by ``tokens`` where it is known, never above the text's ceiling."""
-        ceiling = text_tokens(text)
-        return cls(role, text, ceiling if tokens is None else min(tokens, ceiling))
+    def said(cls, role: str, text: str, count: TokenCount | None = None) -> _Turn:
+        """A turn counted by its text's ceiling, keeping its stored ``count`` for later."""
+        return cls(role, text, text_tokens(text), count)
+
+    def for_model(self, model: str) -> _Turn:
+        """This turn counted as ``model`` reads it: by its count if ``model`` made it."""
+        if self.count is None or self.count.model != model:
+            return self
+        return dataclasses.replace(self, tokens=min(self.count.tokens, self.tokens))
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,10 +561,10 @@ class ChatService:
     ) -> Answer:
         user_id = question.user_id
         opened = await self._open(question, generation)
-        user, conversation, history = opened.user, opened.conversation, opened.history
+        user, conversation = opened.user, opened.conversation
         model = await self.model_for(user.model)
         window = self._window(model)
-        prompt, context = self._asking(question, history, window)
+        prompt, context = self._asking(question, opened.history, model, window)
         parts = FoldedText()
         begun = retried = False
         while True:
@@ -592,10 +599,9 @@ class ChatService:
                         raise _question_too_long(exc) from exc
                     raise
                 # Trim once more and ask again: a new sealed request, so a new hold. The model
-                # server counted more than the stored counts said: every turn by its ceiling now.
-                context = self._context(
-                    _ceilings(history), prompt, window, self._budget(window) // 2
-                )
+                # server may have counted more than the stored counts said: every turn by its
+                # ceiling now (the opened turns are, until ``_Turn.for_model``).
+                context = self._context(opened.history, prompt, window, self._budget(window) // 2)
                 retried = True
                 log.info("chat.context_trimmed", dropped=context.dropped)
                 continue
@@ -862,13 +868,15 @@ class ChatService:
         return max(floor, min(self.max_answer_tokens, fits))
 
     def _asking(
-        self, question: Question, history: Sequence[_Turn], window: int
+        self, question: Question, turns: Sequence[_Turn], model: str, window: int
     ) -> tuple[str, _Context]:
-        """The prompt to ask and its context, trimmed to ``window``.
+        """The prompt to ask ``model`` and its context, trimmed to ``window``.
 
-        The message the question replies to goes before it, quoted, when the context does not
-        hold it already (``Question.replied``): as much of it as leaves the answer its room.
+        ``turns`` count as ``model`` reads them (``_Turn.for_model``). The message the question
+        replies to goes before it, quoted, when the context does not hold it already
+        (``Question.replied``): as much of it as leaves the answer its room.
         """
+        history = [turn.for_model(model) for turn in turns]
         prompt, budget = question.prompt, self._budget(window)
         context = self._context(history, prompt, window, budget)
         replied = question.replied
@@ -1222,23 +1230,19 @@ def _holds(messages: Sequence[dict[str, str]], quote: str) -> bool:
     return any(wanted in _letters(message["content"]) for message in messages)
 
 
-def _counted(completion: Completion | None, text: str) -> int | None:
+def _counted(completion: Completion | None, text: str) -> TokenCount | None:
     """An upper count of an answer's tokens from its receipt, if the receipt can give one.
 
     Only a receipt that verified, with the model server's own usage (not ``estimated``): its
-    completion tokens with the margin for reading the text back (``answer_tokens``). None
-    (the text's ceiling) for anything else.
+    completion tokens with the margin for reading the text back (``answer_tokens``), for the
+    model it names. None (the text's ceiling) for anything else.
     """
     if completion is None or not completion.receipt_valid or completion.receipt is None:
         return None
-    if completion.receipt.estimated:
+    receipt = completion.receipt
+    if receipt.estimated:
         return None
-    return answer_tokens(text, completion.receipt.completion_tokens)
-
-
-def _ceilings(history: Sequence[_Turn]) -> list[_Turn]:
-    """``history`` with every turn counted by its text's ceiling, whatever its stored count."""
-    return [_Turn.said(turn.role, turn.text) for turn in history]
+    return TokenCount(answer_tokens(text, receipt.completion_tokens), receipt.model)
 
 
 def _letters(text: str) -> str:

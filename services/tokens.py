@@ -16,7 +16,9 @@ beginning-of-text token, the generation prompt and a default system prompt some 
 Hold sizes, the context's trimming and the charge for text delivered without a receipt all
 use these same ceilings, with one better count: an answer whose receipt the gateway signed
 (and that verified) with the model server's own usage (not ``estimated``) is stored with that
-count (``answer_tokens``), and the history is fitted to the window by it. The model server
+count (``answer_tokens``) and the model it names, and the history is fitted to that model's
+window by it (another model's tokenizer may cut the same text into more tokens, so for any
+other model the turn counts by its ceiling again). The model server
 counted those tokens as it wrote the text; reading the text back in a later prompt it
 tokenizes the text afresh, which can split it a little differently (a word or a run of spaces
 at a delta's edge), so the count gets a margin of an eighth (``REREAD_MARGIN``), at least a

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from structlog.testing import capture_logs
 
+from models import TokenCount
 from services.tokens import answer_tokens, prompt_tokens, text_tokens
 from tests.botstack import Stack, running_stack
 from tests.fakes.vllm import FakeVLLM, split_tokens
@@ -27,14 +28,15 @@ if TYPE_CHECKING:
     from models import Turn
 
 USER = 9601
+MODEL = "veil-test"
 WINDOW, ROOM = 1024, 256  # the context may take 768 tokens of the window
 ANSWER = ("The sea is wide and the wind is strong today. " * 12).strip()  # 551 bytes, 120 tokens
 QUESTIONS = [f"Question {n}: tell me more about the sea." for n in range(4)]
 
 
-def counted(text: str) -> int:
+def counted(text: str, model: str = MODEL) -> TokenCount:
     """The count the bot keeps for an answer the fake wrote: its tokens and the margin."""
-    return answer_tokens(text, len(split_tokens(text)))
+    return TokenCount(answer_tokens(text, len(split_tokens(text))), model)
 
 
 def settings(**more: Any) -> dict[str, Any]:  # noqa: ANN401
@@ -89,7 +91,7 @@ async def test_answers_counted_by_their_receipts_keep_the_whole_conversation(
     ]
     assert [turn.text for turn in turns] == [text for q in QUESTIONS for text in (q, ANSWER)]
     assert [turn.tokens for turn in turns] == [None, counted(ANSWER)] * len(QUESTIONS)
-    assert counted(ANSWER) == 120 + 15 < text_tokens(ANSWER) / 4
+    assert counted(ANSWER).tokens == 120 + 15 < text_tokens(ANSWER) / 4
     assert prompt_tokens(last) > WINDOW - ROOM  # by bytes alone it would not have fitted
     # Each request fitted the window as the model server counts, the first time.
     assert len(server.requests) == len(QUESTIONS)
@@ -179,6 +181,7 @@ def _as_before_counts(database: Path) -> None:
     """Make ``database`` what the code before turn counts left: no column, no record of it."""
     with contextlib.closing(sqlite3.connect(database)) as db, db:
         db.execute("ALTER TABLE turns DROP COLUMN tokens")
+        db.execute("ALTER TABLE turns DROP COLUMN tokens_model")
         db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm0010_turn_tokens'")
         db.execute("PRAGMA user_version = 9")
 
@@ -203,3 +206,82 @@ async def test_an_old_database_is_migrated_and_its_turns_count_by_their_bytes(
     (request,) = server.requests
     assert [m["content"] for m in request["messages"]] == [QUESTIONS[1], ANSWER, QUESTIONS[2]]
     assert within_window(server)
+
+
+class TwoTokenizers(FakeVLLM):
+    """Two models whose tokenizers cut the same text differently, as two real models' may.
+
+    ``veil-test`` takes a token a word (the fake's own), ``veil-bytes`` a token a UTF-8 byte
+    (the worst byte-level tokenizer): Llama 2's 32,000-token vocabulary, say, takes more
+    tokens for the same text than Llama 3's 128,000.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(answer=ANSWER, models=(MODEL, "veil-bytes"), max_model_len=WINDOW)
+        self.reading = MODEL
+
+    def _model(self, body: dict[str, Any]) -> str:
+        self.reading = super()._model(body)
+        return self.reading
+
+    def text_tokens(self, text: str) -> int:
+        """The tokens of ``text`` for the model of the request read last."""
+        if self.reading == "veil-bytes":
+            return len(text.encode("utf-8"))
+        return super().text_tokens(text)
+
+
+async def test_counts_are_the_models_that_made_them_and_another_model_reads_bytes(
+    tmp_path: Path,
+) -> None:
+    server = TwoTokenizers()
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        with capture_logs() as logs:
+            await converse(stack, QUESTIONS[:3])
+            assert await stack.veil.chat.set_model(USER, None, "veil-bytes")
+            await converse(stack, QUESTIONS[3:], 3)
+        turns = await stored(stack)
+    other = turns[-1].text  # cut at its cap: the other model counts its bytes as tokens
+    assert [turn.tokens for turn in turns[1::2]] == [counted(ANSWER)] * 3 + [
+        TokenCount(text_tokens(other), "veil-bytes")
+    ]
+    # The other model's request counted the earlier answers by their bytes: it fitted the
+    # first time (with the first model's counts it would have been a 400 and a retry).
+    assert [request["model"] for request in server.requests] == [MODEL] * 3 + ["veil-bytes"]
+    assert within_window(server)
+    assert "chat.context_trimmed" not in events(logs)
+    last = server.requests[-1]["messages"]
+    assert [m["content"] for m in last] == [QUESTIONS[2], ANSWER, QUESTIONS[3]]
+
+
+class ReadsMore(FakeVLLM):
+    """A model server that reads a text back in far more tokens than it wrote it in.
+
+    Written, a token a word (the fake's own); read in a prompt, a token a byte. No real
+    tokenizer is this far off: it stands for counts from receipts that are too low, whatever
+    the cause, which the bot must survive.
+    """
+
+    def prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
+        """Every content byte a token, and the template's tokens."""
+        return sum(len(str(m["content"]).encode("utf-8")) + 4 for m in messages)
+
+
+async def test_counts_too_low_for_the_model_are_retried_by_bytes(tmp_path: Path) -> None:
+    # Retried at half the budget by the same low counts, the exchange kept was still too
+    # long: the user was told the model failed.
+    window, room = 768, 192
+    server = ReadsMore(answer=ANSWER, max_model_len=window)
+    async with running_stack(
+        tmp_path, model_server=server, context_tokens=window, max_answer_tokens=room
+    ) as stack:
+        with capture_logs() as logs:
+            await converse(stack, QUESTIONS[:2])
+        turns = await stored(stack)
+    assert [turn.text for turn in turns] == [text for q in QUESTIONS[:2] for text in (q, ANSWER)]
+    # The second question went out with the first exchange, which the model refused (a 400),
+    # then again with every turn counted by its bytes: without it, and it fitted.
+    assert "chat.context_trimmed" in events(logs)
+    assert [len(request["messages"]) for request in server.requests] == [1, 3, 1]
+    assert server.prompt_counts[1] + server.requests[1]["max_completion_tokens"] > window
+    assert server.prompt_counts[2] + server.requests[2]["max_completion_tokens"] <= window

@@ -76,9 +76,9 @@ async def test_a_database_from_before_topics_upgrades_with_every_row(tmp_path: P
     for table, rows in before.items():
         if table == "conversations":
             continue
-        if table == "turns":  # every old column kept; no count of tokens (m0010): NULL
-            assert [row[:-1] for row in after[table][: len(rows)]] == rows
-            assert {row[-1] for row in after[table][: len(rows)]} == {None}
+        if table == "turns":  # every old column kept; no count of tokens nor its model (m0010)
+            assert [row[:-2] for row in after[table][: len(rows)]] == rows
+            assert {row[-2:] for row in after[table][: len(rows)]} == {(None, None)}
             continue
         assert after[table][: len(rows)] == rows, table
     old = {row[0]: row for row in before["conversations"]}
