@@ -1,16 +1,15 @@
 """Conversations: one question in, one streamed answer out, history kept sealed.
 
 ``ChatService.answer`` builds the context from the user's decrypted history (trimmed to the
-model's window by token ceilings, an answer stored with its receipt's count by that,
-``services.tokens``), holds credit for it under the sealed
-request's own id, streams the answer from the sealed inference client into an ``AnswerSink``
-(the bot's Telegram-facing side), settles, and stores the exchange encrypted once it is
-finished or the user stopped it. The model's window is the one the gateways' signed bundles
-state for it, at most ``context_tokens`` (also the window of a model they state none for);
-the answer may have what the context leaves of it, at most ``max_answer_tokens``. A failed
-answer stores nothing (the text that arrived intact before the failure is still delivered,
-since it is paid for), and the prompt is kept in memory only, so the user's Retry button can
-resend it.
+model's window by token ceilings, an answer stored with its receipt's count by that count,
+``services.tokens``), holds credit for it under the sealed request's own id, streams the
+answer from the sealed inference client into an ``AnswerSink`` (the bot's Telegram-facing
+side), settles, and stores the exchange encrypted once it is finished or the user stopped it.
+The model's window is the one the gateways' signed bundles state for it, at most
+``context_tokens`` (also the window of a model they state none for); the answer may have what
+the context leaves of it, at most ``max_answer_tokens``. A failed answer stores nothing (the
+text that arrived intact before the failure is still delivered, since it is paid for), and the
+prompt is kept in memory only, so the user's Retry button can resend it.
 
 Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop button, for the
 draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
