@@ -26,7 +26,7 @@ from models.errors import (
     StorageError,
     UserNotFound,
 )
-from models.records import Conversation, Role, Turn, UserRecord
+from models.records import Conversation, Role, TokenCount, Turn, UserRecord
 from models.store import Store
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Role",
     "StorageError",
     "Store",
+    "TokenCount",
     "Turn",
     "UserNotFound",
     "UserRecord",

@@ -425,6 +425,18 @@ def m0010_ton_late_transfers(db: Database) -> None:
     db.execute("CREATE INDEX ton_skipped_created_at ON ton_skipped(created_at)")
 
 
+def m0011_turn_tokens(db: Database) -> None:
+    """An upper count of a turn's tokens and the model it counts for; NULL where none is known.
+
+    Set for an answer whose signed receipt gave the model's own count (``services.tokens``),
+    so a conversation's older turns are counted by the model's tokens, not by their bytes,
+    when the history is fitted to the window for that model. A number about a turn's length,
+    as its sealed body's size already is; a turn without one counts by its bytes.
+    """
+    db.execute("ALTER TABLE turns ADD COLUMN tokens INTEGER CHECK (tokens >= 0)")
+    db.execute("ALTER TABLE turns ADD COLUMN tokens_model TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -436,6 +448,7 @@ MIGRATIONS: list[Migration] = [
     m0008_hold_chats,
     m0009_order_approvals,
     m0010_ton_late_transfers,
+    m0011_turn_tokens,
 ]
 
 

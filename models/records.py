@@ -42,7 +42,9 @@ class UserRecord:
 class Turn:
     """One message of a conversation, decrypted; ``seq`` counts from 1 within the conversation.
 
-    The text stays out of ``repr`` so a logged record cannot leak it.
+    ``tokens``: an upper count of the text's tokens where one is known (an answer counted by
+    its signed receipt), else None: its UTF-8 bytes are the ceiling. The text stays out of
+    ``repr`` so a logged record cannot leak it.
     """
 
     conversation_id: int
@@ -50,6 +52,19 @@ class Turn:
     role: Role
     text: str = field(repr=False)
     created_at: int
+    tokens: TokenCount | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """An upper count of a text's tokens as ``model`` reads it (another model's may differ)."""
+
+    tokens: int
+    model: str
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0 or not self.model:
+            raise ValueError("a count of tokens is not negative and names its model")
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,15 @@ from models.errors import (
     StorageError,
     UserNotFound,
 )
-from models.records import Conversation, Role, Turn, TurnPlace, UserRecord, as_role
+from models.records import (
+    Conversation,
+    Role,
+    TokenCount,
+    Turn,
+    TurnPlace,
+    UserRecord,
+    as_role,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -295,13 +303,24 @@ class Store:
         await self._connection.call(save)
 
     async def add_turns(
-        self, user_id: int, conversation_id: int, turns: Sequence[tuple[str, str]]
+        self,
+        user_id: int,
+        conversation_id: int,
+        turns: Sequence[tuple[str, str]],
+        *,
+        tokens: Sequence[TokenCount | None] | None = None,
     ) -> list[Turn]:
         """Store several (role, text) turns as the next ones, in one transaction.
 
         A question and its answer go in together, so a crash never leaves half an exchange.
+        ``tokens``: an upper count of each turn's tokens, None where none is known (``Turn``).
         """
-        checked = [(as_role(role), text) for role, text in turns]
+        counts = list(tokens) if tokens is not None else [None] * len(turns)
+        if len(counts) != len(turns):
+            raise ValueError("tokens must give each turn a count, or None")
+        checked = [
+            (as_role(role), text, count) for (role, text), count in zip(turns, counts, strict=True)
+        ]
         return await self._connection.call(
             lambda db: self._add_turns(db, user_id, conversation_id, checked)
         )
@@ -377,7 +396,7 @@ class Store:
         db: Database,
         user_id: int,
         conversation_id: int,
-        turns: Sequence[tuple[Role, str]],
+        turns: Sequence[tuple[Role, str, TokenCount | None]],
     ) -> list[Turn]:
         data_key = self._data_key(db, user_id)
         stored: list[Turn] = []
@@ -390,15 +409,16 @@ class Store:
             if row is None or int(row[0]) != user_id:
                 raise ConversationNotFound("no such conversation for this user")
             created_at = int(time.time())
-            for offset, (role, text) in enumerate(turns, start=1):
+            for offset, (role, text, tokens) in enumerate(turns, start=1):
                 seq = int(row[1]) + offset
                 body = seal_body(data_key, TurnPlace(user_id, conversation_id, seq, role), text)
+                counted, model = (None, None) if tokens is None else (tokens.tokens, tokens.model)
                 db.execute(
-                    "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [user_id, conversation_id, seq, role, body, created_at],
+                    "INSERT INTO turns (user_id, conversation_id, seq, role, body, created_at,"
+                    " tokens, tokens_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [user_id, conversation_id, seq, role, body, created_at, counted, model],
                 )
-                stored.append(Turn(conversation_id, seq, role, text, created_at))
+                stored.append(Turn(conversation_id, seq, role, text, created_at, tokens))
             db.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?",
                 [created_at, conversation_id],
@@ -445,16 +465,17 @@ class Store:
         data_key = self._data_key(db, user_id)
         _check_owner(db, user_id, conversation_id)
         rows = db.execute(
-            "SELECT seq, role, body, created_at FROM turns WHERE conversation_id = ?"
-            " ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, role, body, created_at, tokens, tokens_model FROM turns"
+            " WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
             [conversation_id, -1 if limit is None else limit],
         ).fetchall()
         turns: list[Turn] = []
-        for seq, stored_role, body, created_at in reversed(rows):
+        for seq, stored_role, body, created_at, tokens, model in reversed(rows):
             role = _stored_role(stored_role, conversation_id, int(seq))
             place = TurnPlace(user_id, conversation_id, int(seq), role)
             text = open_body(data_key, place, bytes(body))
-            turns.append(Turn(conversation_id, int(seq), role, text, int(created_at)))
+            counted = None if tokens is None or model is None else TokenCount(int(tokens), model)
+            turns.append(Turn(conversation_id, int(seq), role, text, int(created_at), counted))
         return turns
 
     def _forget(self, db: Database, user_id: int) -> int:

@@ -1,15 +1,15 @@
 """Conversations: one question in, one streamed answer out, history kept sealed.
 
 ``ChatService.answer`` builds the context from the user's decrypted history (trimmed to the
-model's window by token ceilings, ``services.tokens``), holds credit for it under the sealed
-request's own id, streams the answer from the sealed inference client into an ``AnswerSink``
-(the bot's Telegram-facing side), settles, and stores the exchange encrypted once it is
-finished or the user stopped it. The model's window is the one the gateways' signed bundles
-state for it, at most ``context_tokens`` (also the window of a model they state none for);
-the answer may have what the context leaves of it, at most ``max_answer_tokens``. A failed
-answer stores nothing (the text that arrived intact before the failure is still delivered,
-since it is paid for), and the prompt is kept in memory only, so the user's Retry button can
-resend it.
+model's window by token ceilings, an answer stored with its receipt's count by that count,
+``services.tokens``), holds credit for it under the sealed request's own id, streams the
+answer from the sealed inference client into an ``AnswerSink`` (the bot's Telegram-facing
+side), settles, and stores the exchange encrypted once it is finished or the user stopped it.
+The model's window is the one the gateways' signed bundles state for it, at most
+``context_tokens`` (also the window of a model they state none for); the answer may have what
+the context leaves of it, at most ``max_answer_tokens``. A failed answer stores nothing (the
+text that arrived intact before the failure is still delivered, since it is paid for), and the
+prompt is kept in memory only, so the user's Retry button can resend it.
 
 Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop button, for the
 draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import structlog
 
 from common.folded import FoldedText
-from models import ConversationNotFound
+from models import ConversationNotFound, TokenCount
 from models.holds import AnswerChat
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
@@ -89,7 +89,7 @@ from services.inference import (
     TextDelta,
 )
 from services.titles import TITLE_TOKENS, clean_title, title_messages
-from services.tokens import message_tokens, prompt_tokens, text_tokens
+from services.tokens import MESSAGE_OVERHEAD, answer_tokens, prompt_tokens, text_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -249,12 +249,38 @@ class _Asked:
 
 
 @dataclass(frozen=True, slots=True)
+class _Turn:
+    """A turn before the question: its role, text and the most tokens it can take.
+
+    ``tokens``: its text's ceiling, or (``for_model``) its stored count where the model asked
+    now made it (an answer counted by its receipt, ``services.tokens``): another model's
+    tokenizer may cut the same text into more tokens. ``count``: the stored count, if any.
+    """
+
+    role: str
+    text: str = field(repr=False)
+    tokens: int
+    count: TokenCount | None = None
+
+    @classmethod
+    def said(cls, role: str, text: str, count: TokenCount | None = None) -> _Turn:
+        """A turn counted by its text's ceiling, keeping its stored ``count`` for later."""
+        return cls(role, text, text_tokens(text), count)
+
+    def for_model(self, model: str) -> _Turn:
+        """This turn counted as ``model`` reads it: by its count if ``model`` made it."""
+        if self.count is None or self.count.model != model:
+            return self
+        return dataclasses.replace(self, tokens=min(self.count.tokens, self.tokens))
+
+
+@dataclass(frozen=True, slots=True)
 class _Opened:
     """The asker, the conversation to store into (None: one-off), the turns before it."""
 
     user: UserRecord
     conversation: int | None
-    history: list[Said]
+    history: list[_Turn]
     unnamed: bool = False  # a conversation with no turns and no title yet
 
 
@@ -534,10 +560,10 @@ class ChatService:
     ) -> Answer:
         user_id = question.user_id
         opened = await self._open(question, generation)
-        user, conversation, history = opened.user, opened.conversation, opened.history
+        user, conversation = opened.user, opened.conversation
         model = await self.model_for(user.model)
         window = self._window(model)
-        prompt, context = self._asking(question, history, window)
+        prompt, context = self._asking(question, opened.history, model, window)
         parts = FoldedText()
         begun = retried = False
         while True:
@@ -571,8 +597,10 @@ class ChatService:
                     if not parts and self._alone(context):  # /new would not help: shrink it
                         raise _question_too_long(exc) from exc
                     raise
-                # Trim once more and ask again: a new sealed request, so a new hold.
-                context = self._context(history, prompt, window, self._budget(window) // 2)
+                # Trim once more and ask again: a new sealed request, so a new hold. The model
+                # server may have counted more than the stored counts said: every turn by its
+                # ceiling now (the opened turns are, until ``_Turn.for_model``).
+                context = self._context(opened.history, prompt, window, self._budget(window) // 2)
                 retried = True
                 log.info("chat.context_trimmed", dropped=context.dropped)
                 continue
@@ -615,7 +643,7 @@ class ChatService:
         Read once the user's previous answer, if this one waits for it, has stored its exchange.
         """
         await _previous_finished(generation)
-        history = list(question.context)
+        history = [_Turn.said(role, text) for role, text in question.context]
         with history_failures("cannot read the conversation"):
             if not question.keep_history:
                 user = await self.store.ensure_user(question.user_id, question.language)
@@ -623,7 +651,7 @@ class ChatService:
             opened = await self.store.open_conversation(
                 question.user_id, question.language, question.thread_id
             )
-        history += [(turn.role, turn.text) for turn in opened.turns]
+        history += [_Turn.said(turn.role, turn.text, turn.tokens) for turn in opened.turns]
         unnamed = not opened.turns and not opened.titled
         return _Opened(opened.user, opened.conversation_id, history, unnamed=unnamed)
 
@@ -675,7 +703,10 @@ class ChatService:
         elif conversation is not None:
             with history_failures("cannot store the conversation"):
                 await self.store.add_turns(
-                    user_id, conversation, [("user", prompt), ("assistant", text)]
+                    user_id,
+                    conversation,
+                    [("user", prompt), ("assistant", text)],
+                    tokens=[None, _counted(completion, text)],
                 )
             if finish_reason == CUT:
                 self._remember_cut(user_id, hold.request_id)
@@ -836,13 +867,15 @@ class ChatService:
         return max(floor, min(self.max_answer_tokens, fits))
 
     def _asking(
-        self, question: Question, history: Sequence[Said], window: int
+        self, question: Question, turns: Sequence[_Turn], model: str, window: int
     ) -> tuple[str, _Context]:
-        """The prompt to ask and its context, trimmed to ``window``.
+        """The prompt to ask ``model`` and its context, trimmed to ``window``.
 
-        The message the question replies to goes before it, quoted, when the context does not
-        hold it already (``Question.replied``): as much of it as leaves the answer its room.
+        ``turns`` count as ``model`` reads them (``_Turn.for_model``). The message the question
+        replies to goes before it, quoted, when the context does not hold it already
+        (``Question.replied``): as much of it as leaves the answer its room.
         """
+        history = [turn.for_model(model) for turn in turns]
         prompt, budget = question.prompt, self._budget(window)
         context = self._context(history, prompt, window, budget)
         replied = question.replied
@@ -879,28 +912,31 @@ class ChatService:
         start = replied[:low].rstrip()
         return f"{start}…" if start.strip() else None
 
-    def _context(self, history: Sequence[Said], prompt: str, window: int, budget: int) -> _Context:
+    def _context(self, history: Sequence[_Turn], prompt: str, window: int, budget: int) -> _Context:
         """System prompt, the newest turns that fit ``budget`` tokens, then the prompt.
 
         The answer may then have what the context leaves of ``window``.
 
-        Counted by the same ceilings the hold uses, so no language is sent over the window.
+        The prompt and system prompt are counted by their ceilings, each turn before by its
+        count (``_Turn.tokens``); the hold is sized by the same sum, so no language is sent
+        over the window.
         """
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         tail = [{"role": "user", "content": prompt}]
         used = prompt_tokens(head + tail)
-        kept: list[dict[str, str]] = []
-        for role, text in reversed(history):
-            cost = message_tokens(text)
+        kept: list[_Turn] = []
+        for turn in reversed(history):
+            cost = turn.tokens + MESSAGE_OVERHEAD
             if used + cost > budget:
                 break
             used += cost
-            kept.append({"role": role, "content": text})
+            kept.append(turn)
         kept.reverse()
         # A conversation must not open with an orphaned answer.
-        while kept and kept[0]["role"] == "assistant":
-            used -= message_tokens(kept.pop(0)["content"])
-        messages = head + kept + tail
+        while kept and kept[0].role == "assistant":
+            used -= kept.pop(0).tokens + MESSAGE_OVERHEAD
+        turns = [{"role": turn.role, "content": turn.text} for turn in kept]
+        messages = head + turns + tail
         return _Context(
             messages,
             tokens=used,
@@ -1191,6 +1227,21 @@ def _holds(messages: Sequence[dict[str, str]], quote: str) -> bool:
     """
     wanted = _letters(quote)
     return any(wanted in _letters(message["content"]) for message in messages)
+
+
+def _counted(completion: Completion | None, text: str) -> TokenCount | None:
+    """An upper count of an answer's tokens from its receipt, if the receipt can give one.
+
+    Only a receipt that verified, with the model server's own usage (not ``estimated``): its
+    completion tokens with the margin for reading the text back (``answer_tokens``), for the
+    model it names. None (the text's ceiling) for anything else.
+    """
+    if completion is None or not completion.receipt_valid or completion.receipt is None:
+        return None
+    receipt = completion.receipt
+    if receipt.estimated:
+        return None
+    return TokenCount(answer_tokens(text, receipt.completion_tokens), receipt.model)
 
 
 def _letters(text: str) -> str:

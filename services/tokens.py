@@ -14,7 +14,19 @@ beginning-of-text token, the generation prompt and a default system prompt some 
 (Llama 3.1's dated one is about 25 tokens): ``REQUEST_OVERHEAD``.
 
 Hold sizes, the context's trimming and the charge for text delivered without a receipt all
-use these same ceilings.
+use these same ceilings, with one better count: an answer whose receipt the gateway signed
+(and that verified) with the model server's own usage (not ``estimated``) is stored with that
+count (``answer_tokens``) and the model it names, and the history is fitted to that model's
+window by it (another model's tokenizer may cut the same text into more tokens, so for any
+other model the turn counts by its ceiling again). The model server
+counted those tokens as it wrote the text; reading the text back in a later prompt it
+tokenizes the text afresh, which can split it a little differently (a word or a run of spaces
+at a delta's edge), so the count gets a margin of an eighth (``REREAD_MARGIN``), at least a
+token, and is never above the text's ceiling. An English answer (about four bytes a token)
+then counts under a third of its ceiling, a Russian or Kazakh one (about five) under a quarter,
+so a conversation of long answers keeps about three times as many turns in the same window.
+A reasoning model's count includes its thinking, which is not kept: only more caution. The
+question being asked, the turns before any such receipt and everything else keep the ceiling.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ if TYPE_CHECKING:
 
 MESSAGE_OVERHEAD = 8
 REQUEST_OVERHEAD = 32
+REREAD_MARGIN = 8  # an answer read back may take an eighth more than the tokens it was written in
 
 
 def text_tokens(text: str) -> int:
@@ -41,3 +54,12 @@ def message_tokens(content: str) -> int:
 def prompt_tokens(messages: Iterable[Mapping[str, str]]) -> int:
     """The most prompt tokens a request with these messages can be counted."""
     return REQUEST_OVERHEAD + sum(message_tokens(message["content"]) for message in messages)
+
+
+def answer_tokens(text: str, completion_tokens: int) -> int:
+    """The most tokens an answer the model wrote in ``completion_tokens`` takes when read back.
+
+    The receipt's count with a margin of an eighth (at least one token), at most the ceiling.
+    """
+    margin = -(-completion_tokens // REREAD_MARGIN) or 1
+    return min(text_tokens(text), completion_tokens + margin)

@@ -18,6 +18,7 @@ from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, bot_env, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import estimate_prompt_tokens
 from tests.harness import run_python
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ async def test_paid_answer_is_charged_from_the_signed_receipt(tmp_path: Path) ->
         await asyncio.sleep(0.2)
         usage = stack.vllm.requests[-1]
         assert usage["max_completion_tokens"] == 100
-        prompt_tokens = len(usage["messages"][0]["content"]) // 4 + 4
+        prompt_tokens = estimate_prompt_tokens(usage["messages"])
         expected = prompt_tokens * 1000 + 2 * 2000  # fake vLLM: 2 answer tokens
         assert await balance_units(stack, USER) == 50 * STAR - expected
         stack.telegram.send_text(USER, "/balance")

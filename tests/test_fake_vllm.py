@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from tests.fakes.vllm import FakeVLLM, estimate_prompt_tokens, split_tokens
+from tests.fakes.vllm import MESSAGE_TOKENS, FakeVLLM, estimate_prompt_tokens, split_tokens
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -98,7 +98,7 @@ async def test_stream_sends_vllm_032_event_sequence(
     assert finish["choices"][0]["finish_reason"] == "stop"
     assert usage["choices"] == []
     prompt = estimate_prompt_tokens(body["messages"])
-    assert prompt == len("Hi!") // 4 + 4
+    assert prompt == len(split_tokens("Hi!")) + 4
     assert usage["usage"] == {
         "prompt_tokens": prompt,
         "completion_tokens": len(deltas),
@@ -147,6 +147,31 @@ async def test_answer_callable_sees_the_request(session: aiohttp.ClientSession) 
     assert "".join(contents(events)) == "You said: ping pong"
 
 
+async def test_a_text_counts_the_same_written_and_read_back(
+    session: aiohttp.ClientSession,
+) -> None:
+    # The prompt was counted a token each four characters and the answer a token a word, so an
+    # answer of long words read back in the next prompt counted twice what its usage said; a
+    # real model server counts a text the same whether it wrote it or reads it.
+    written = "Photosynthesis notwithstanding, antidisestablishmentarianism perseveres."
+    async with FakeVLLM(answer=written) as fake:
+        body = chat_body(stream=True, stream_options={"include_usage": True})
+        _, events = await stream(session, fake.url, body)
+        completion = events[-2]["usage"]["completion_tokens"]
+        asked = {"model": "veil-test", "messages": [{"role": "assistant", "content": written}]}
+        async with session.post(f"{fake.url}/tokenize", json=asked) as response:
+            read_back = (await response.json())["count"]
+        next_prompt = chat_body(stream=True, max_completion_tokens=fake.max_model_len - 13)
+        next_prompt["messages"] = [*asked["messages"], {"role": "user", "content": "Go"}]
+        async with session.post(f"{fake.url}/v1/chat/completions", json=next_prompt) as reply:
+            fits = reply.status
+
+    assert "".join(contents(events)) == written
+    assert completion == 4
+    assert read_back == completion + MESSAGE_TOKENS
+    assert fits == 200  # 4 + 4 + 1 + 4 prompt tokens and the rest of the window: exactly full
+
+
 async def test_non_streaming_reply_is_one_completion(
     fake: FakeVLLM, session: aiohttp.ClientSession
 ) -> None:
@@ -159,10 +184,11 @@ async def test_non_streaming_reply_is_one_completion(
     assert reply["choices"][0]["message"]["content"] == ANSWER
     assert reply["choices"][0]["finish_reason"] == "stop"
     tokens = len(split_tokens(ANSWER))
+    prompt = len(split_tokens("Hi!")) + 4
     assert reply["usage"] == {
-        "prompt_tokens": 4,
+        "prompt_tokens": prompt,
         "completion_tokens": tokens,
-        "total_tokens": 4 + tokens,
+        "total_tokens": prompt + tokens,
     }
 
 
@@ -184,7 +210,7 @@ async def test_unknown_model_is_vllm_not_found(
 
 async def test_context_too_long_is_400_with_vllm_wording(session: aiohttp.ClientSession) -> None:
     async with FakeVLLM(max_model_len=100) as fake:
-        body = chat_body("x" * 400, stream=True, max_completion_tokens=10)
+        body = chat_body(" ".join(["x"] * 100), stream=True, max_completion_tokens=10)
         async with session.post(f"{fake.url}/v1/chat/completions", json=body) as response:
             error = (await response.json())["error"]
 
@@ -200,7 +226,7 @@ async def test_default_completion_budget_counts_toward_the_context(
 ) -> None:
     async with FakeVLLM(max_model_len=300) as fake:
         url = f"{fake.url}/v1/chat/completions"
-        async with session.post(url, json=chat_body("x" * 200)) as response:
+        async with session.post(url, json=chat_body(" ".join(["x"] * 50))) as response:
             message = (await response.json())["error"]["message"]
 
     assert response.status == 400
@@ -514,7 +540,7 @@ async def test_without_usage_the_stream_and_reply_omit_it(
     ("body", "count"),
     [
         (chat_body("x" * 40), estimate_prompt_tokens([{"role": "user", "content": "x" * 40}])),
-        ({"model": "veil-test", "prompt": "y" * 41}, 41 // 4 + 1),
+        ({"model": "veil-test", "prompt": " ".join(["y"] * 41)}, 41 + 1),
         ({"prompt": ""}, 1),
     ],
 )

@@ -103,7 +103,7 @@ async def test_gateway_streams_at_the_limit_pass_and_one_more_is_busy(
 async def test_tokens_per_minute_at_the_limit_is_rate_limited_until_the_window_moves(
     vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    # One request costs 6 prompt tokens ("Say hello": 9 chars // 4 + 4) + 3 completion tokens.
+    # One request costs 6 prompt tokens ("Say hello": 2 words + 4) + 3 completion tokens.
     clients = {CLIENT_VERIFY_KEY: client_policy(tokens_per_minute=18)}
     async with run_gateway(vllm.url, clock=clock, clients=clients) as running:
         first = await post_sealed(http, running.url, seal_call(running))

@@ -15,9 +15,10 @@ from structlog.testing import capture_logs
 from services.tokens import prompt_tokens
 from tests.books import grant, inconsistent_users
 from tests.botstack import Stack, running_stack
-from tests.fakes.vllm import FakeVLLM, _ApiError
+from tests.fakes.vllm import FakeVLLM
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 USER = 9401
@@ -32,32 +33,25 @@ EMOJI = "🙂🙃😉😊😇🥰😍🤩😘😗☺️😚😙🥲😋😛😜�
 
 
 class ByteLevelVLLM(FakeVLLM):
-    """A fake vLLM whose usage is the worst count a byte-level BPE model could report.
+    """A fake vLLM whose tokenizer is the worst a byte-level BPE model could have.
 
-    ``per_byte`` > 1 plays a tokenizer nobody foresaw, counting above every ceiling.
+    Every UTF-8 byte is a token, in a prompt and in an answer alike (the answer's usage counts
+    its bytes too). ``per_byte`` > 1 plays a tokenizer nobody foresaw, counting above every
+    ceiling.
     """
 
     def __init__(self, *, per_byte: int = 1, **options: Any) -> None:  # noqa: ANN401
         super().__init__(**options)
         self.per_byte = per_byte
-        self.counted: list[int] = []
 
-    def count(self, messages: list[dict[str, Any]]) -> int:
-        """The worst count: every content byte a token, and Llama 3.1's template tokens."""
-        content = sum(len(str(m["content"]).encode("utf-8")) for m in messages)
-        return self.per_byte * content + 5 * len(messages) + 1 + 25 + 4
+    def text_tokens(self, text: str) -> int:
+        """The worst count: every byte a token."""
+        return self.per_byte * len(text.encode("utf-8"))
 
-    def _validate(self, body: dict[str, Any]) -> tuple[str, int, int]:
-        model, _, requested = super()._validate(body)
-        counted = self.count(body["messages"])
-        self.counted.append(counted)
-        if counted + requested > self.max_model_len:
-            raise _ApiError(
-                400,
-                f"This model's maximum context length is {self.max_model_len} tokens. However,"
-                f" you requested {counted + requested} tokens.",
-            )
-        return model, counted, requested
+    def prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
+        """Every content byte a token, and Llama 3.1's template tokens."""
+        content = sum(self.text_tokens(str(m["content"])) for m in messages)
+        return content + 5 * len(messages) + 1 + 25 + 4
 
 
 async def holds(stack: Stack) -> list[dict[str, Any]]:
@@ -91,7 +85,12 @@ async def test_a_prompt_in_any_language_holds_at_least_its_true_count(
     assert len(prompt) // 3 + 4 < true_count / 1.7
     assert hold["prompt"] >= true_count
     assert hold["outcome"] == "settled"
-    assert hold["charged"] == hold["cost"] == PRICE_IN * true_count + PRICE_OUT * 1
+    assert hold["completion_used"] == len("Жауап.".encode())
+    assert (
+        hold["charged"]
+        == hold["cost"]
+        == PRICE_IN * true_count + PRICE_OUT * len("Жауап.".encode())
+    )
 
 
 async def test_a_count_above_every_ceiling_is_charged_in_full_into_an_overdraft(
@@ -112,7 +111,8 @@ async def test_a_count_above_every_ceiling_is_charged_in_full_into_an_overdraft(
         stack.telegram.send_text(USER, "Again?")
         refusal = await stack.reply_text(USER, 1)
         assert await inconsistent_users(stack.veil.store) == []
-    assert hold["charged"] == PRICE_IN * hold["prompt_used"] + PRICE_OUT > hold["units"]
+    charged = PRICE_IN * hold["prompt_used"] + PRICE_OUT * hold["completion_used"]
+    assert hold["charged"] == charged > hold["units"]
     assert balance.units == room - hold["charged"] < 0
     events = [entry["event"] for entry in logs]
     assert "billing.over_hold" in events
@@ -175,7 +175,7 @@ async def test_a_kazakh_conversation_is_trimmed_to_the_window_before_it_is_sent(
     assert len(server.requests) == 6
     assert all(
         count + request["max_completion_tokens"] <= window
-        for count, request in zip(server.counted, server.requests, strict=True)
+        for count, request in zip(server.prompt_counts, server.requests, strict=True)
     )
     assert "chat.context_trimmed" not in [entry["event"] for entry in logs]
     # Old turns were left out (by the old estimate all six would have been sent).

@@ -16,6 +16,7 @@ from models import (
     MasterKey,
     StorageError,
     Store,
+    TokenCount,
     Turn,
     UserNotFound,
 )
@@ -88,6 +89,27 @@ async def test_turns_come_back_in_order_with_their_unicode(store: Store) -> None
     assert turns[1] == added
     assert user.language == "ru"
     assert PROMPT not in repr(turns)
+
+
+async def test_a_turn_keeps_its_count_of_tokens_where_one_is_given(store: Store) -> None:
+    await store.ensure_user(ALICE, None)
+    conversation = await store.active_conversation(ALICE)
+    count = TokenCount(17, "veil-test")
+    added = await store.add_turns(
+        ALICE, conversation, [("user", PROMPT), ("assistant", ANSWER)], tokens=[None, count]
+    )
+    with pytest.raises(ValueError, match="tokens"):  # one count a turn; nothing stored
+        await store.add_turns(
+            ALICE, conversation, [("user", "q"), ("assistant", "a")], tokens=[count]
+        )
+    with pytest.raises(ValueError, match="not negative"):
+        TokenCount(-1, "veil-test")
+    await add_turn(store, ALICE, conversation, "user", "no count given")
+
+    turns = await store.history(ALICE, conversation)
+
+    assert [t.tokens for t in turns] == [None, count, None]
+    assert turns[:2] == added
 
 
 async def test_no_readable_text_in_the_files(store: Store, db_path: Path) -> None:

@@ -647,7 +647,7 @@ async def test_the_cursor_migration_keeps_the_chain_time_of_the_cursor(tmp_path:
             "INSERT INTO ton_cursors (stream, since, lt, hash, updated_at) VALUES"
             " ('usdt', 1, 70, 'aa', 1700000150), ('gram', 1, 90, 'bb', 1700000500)"
         )
-    assert schema.apply(db) == ["m0010_ton_late_transfers"]
+    assert schema.apply(db, schema.MIGRATIONS[:10]) == ["m0010_ton_late_transfers"]
     usdt = ton_storage.get_cursor(db, "usdt", 0)
     gram = ton_storage.get_cursor(db, "gram", 0)
     assert (usdt.lt, usdt.hash, usdt.utime) == (70, "aa", 1_700_000_123)

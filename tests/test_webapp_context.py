@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from services.chat import ChatService
+from services.chat import ChatService, _Turn
 from tests.miniapp import node_ready
 from tests.test_webapp_crypto import node
 
@@ -45,7 +45,8 @@ def reference(case: dict[str, Any]) -> dict[str, Any]:
         min_answer_tokens=case["min_answer"],
     )
     window = chat._window("m")
-    history = [(turn["role"], turn["content"]) for turn in case["turns"]]
+    # The page keeps the history on the device, with no receipts' counts: every turn's ceiling.
+    history = [_Turn.said(turn["role"], turn["content"]) for turn in case["turns"]]
     context = chat._context(history, case["question"], window, chat._budget(window))
     return {
         "window": window,

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
 DEFAULT_MAX_COMPLETION_TOKENS = 256
+MESSAGE_TOKENS = 4  # the chat template's tokens around each message (role, separators)
 _TOKEN_RE = re.compile(r"\s*\S+|\s+$")
 _ERROR_TYPES = {
     400: "BadRequestError",
@@ -66,8 +67,15 @@ def split_tokens(text: str) -> list[str]:
 
 
 def estimate_prompt_tokens(messages: Sequence[dict[str, Any]]) -> int:
-    """Estimate prompt tokens the way the fake counts them: len(content)//4 + 4 a message."""
-    return sum(len(_content_text(m.get("content"))) // 4 + 4 for m in messages)
+    """Count prompt tokens the way the fake does: its tokens of each content + 4 a message.
+
+    A text's tokens are the pieces ``split_tokens`` makes of it, the same pieces the fake
+    streams an answer in and counts as completion tokens: a model server counts a text the same
+    way whether it wrote it or reads it back in a later prompt.
+    """
+    return sum(
+        len(split_tokens(_content_text(m.get("content")))) + MESSAGE_TOKENS for m in messages
+    )
 
 
 def _content_text(content: object) -> str:
@@ -102,11 +110,18 @@ class FakeVLLM(Served):
       `reasoning_field` names: `reasoning_content` (older vLLM), `reasoning` (newer), or `both`
       (vLLM versions that send both, the same text). Its tokens count as completion tokens.
 
+    Its tokenizer (`text_tokens`) counts a text the same whether it streams it or reads it in a
+    prompt, as a real model server does: one token a piece of `split_tokens`, the pieces it
+    streams; the chat template adds `MESSAGE_TOKENS` a message.
+
     What it saw: `requests` holds each chat call's JSON body (only chat calls, so
     `len(fake.requests) == 0` proves the model was never asked), `request_headers` their
     headers with lower-cased names, `tokenize_requests` each `/tokenize` body (recorded in
-    404 mode too). A stall counts in `stalled_streams` and sets `stall_started`; a client
-    hanging up on one counts in `stalled_closed` and sets `stall_released`. `pauses` holds token
+    404 mode too), `prompt_counts` the prompt tokens it counted for each chat call that reached
+    the window check (the window is enforced as vLLM does: a 400 when the prompt's tokens and
+    the completion asked for exceed `max_model_len`). A stall counts in `stalled_streams` and
+    sets `stall_started`; a client hanging up on one counts in `stalled_closed` and sets
+    `stall_released`. `pauses` holds token
     positions where every stream waits, before sending that token, until `resume()`; `paused`
     counts the streams waiting now. A planned SSE error stands in for the token at its position
     and its `[DONE]` for the next: a pause there holds the error, sent, before its end.
@@ -143,6 +158,7 @@ class FakeVLLM(Served):
         self.models_status = 200
         self.requests: list[dict[str, Any]] = []
         self.tokenize_requests: list[dict[str, Any]] = []
+        self.prompt_counts: list[int] = []
         self.stalled_streams = 0
         self.stalled_closed = 0
         self.stall_started = asyncio.Event()
@@ -244,8 +260,9 @@ class FakeVLLM(Served):
             tokens = split_tokens(self._answer_text(body))
         except _ApiError as exc:
             return self._error_response(exc)
-        finish = "length" if len(tokens) > max_tokens else "stop"
-        tokens = tokens[:max_tokens]
+        kept = self._within(tokens, max_tokens)
+        finish = "length" if len(kept) < len(tokens) else "stop"
+        tokens = kept
         if body.get("stream") is True:
             options = body.get("stream_options") or {}
             include_usage = self.send_usage and bool(options.get("include_usage"))
@@ -300,7 +317,8 @@ class FakeVLLM(Served):
             raise _ApiError(
                 400, f"{field} must be at most {self.max_model_len}, got {requested}.", field
             )
-        prompt_tokens = estimate_prompt_tokens(messages)
+        prompt_tokens = self.prompt_tokens(messages)
+        self.prompt_counts.append(prompt_tokens)
         total = prompt_tokens + requested
         if total > self.max_model_len:
             raise _ApiError(
@@ -324,11 +342,39 @@ class FakeVLLM(Served):
             raise _ApiError(400, "The request body must be a JSON object.")
         self._model(body)
         if "messages" in body:
-            return estimate_prompt_tokens(_messages(body))
+            return self.prompt_tokens(_messages(body))
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
             raise _ApiError(400, "Either messages or a prompt string is required.", "prompt")
-        return len(prompt) // 4 + 1
+        return self.text_tokens(prompt) + 1  # and the begin-of-text token
+
+    # -- the tokenizer ------------------------------------------------------------------------
+
+    def text_tokens(self, text: str) -> int:
+        """The tokens the fake's tokenizer makes of ``text``: the pieces ``split_tokens`` gives.
+
+        The same count whether the model wrote the text (its completion tokens) or reads it in
+        a prompt, as a real model server's tokenizer counts. A fake playing another tokenizer
+        overrides this (and ``prompt_tokens`` for another chat template).
+        """
+        return len(split_tokens(text))
+
+    def prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
+        """A chat prompt's tokens: each message's text by ``text_tokens`` and the template's."""
+        return sum(
+            self.text_tokens(_content_text(m.get("content"))) + MESSAGE_TOKENS for m in messages
+        )
+
+    def _within(self, pieces: list[str], max_tokens: int) -> list[str]:
+        """The answer's first pieces whose tokens fit ``max_tokens`` (vLLM's length limit)."""
+        kept: list[str] = []
+        used = 0
+        for piece in pieces:
+            used += self.text_tokens(piece)
+            if used > max_tokens:
+                break
+            kept.append(piece)
+        return kept
 
     def _answer_text(self, body: dict[str, Any]) -> str:
         return self.answer(body) if callable(self.answer) else self.answer
@@ -407,7 +453,8 @@ class FakeVLLM(Served):
         if self.finish_on_extra_chunk or not tokens:
             await send(chunk({"content": ""}, finish))
         if include_usage:
-            usage = _usage(prompt_tokens, len(thoughts) + len(tokens))
+            written = sum(self.text_tokens(piece) for piece in [*thoughts, *tokens])
+            usage = _usage(prompt_tokens, written)
             await send({**head, "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
@@ -482,7 +529,7 @@ class FakeVLLM(Served):
             "created": int(time.time()),
             "model": model,
             "choices": [choice],
-            "usage": _usage(prompt_tokens, len(tokens)),
+            "usage": _usage(prompt_tokens, sum(self.text_tokens(piece) for piece in tokens)),
             "system_fingerprint": None,
         }
         if not self.send_usage:
