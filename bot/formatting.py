@@ -106,7 +106,6 @@ _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
 # Emphasis that opens and closes inside a word of letters and digits (``2*3*4``).
 _INTRAWORD_STAR: Final = re.compile(r"[^\W_]\*+[^\W_]")
 _EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
-_WIDE: Final = frozenset({"W", "F"})  # East Asian wide and full-width: CJK, written unspaced
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
 _LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
@@ -252,8 +251,8 @@ def literal_stars(markdown: str) -> str:
     Emphasis whose opening stars follow a letter or digit and whose closing stars are
     followed by one is a product or a wildcard in chat text, hardly ever meant (the model
     emphasises ``*whole words*``): its stars are escaped, in Latin, Cyrillic or Greek
-    (``д*ш*в``) alike. Emphasis in CJK text, which needs no spaces, and code and math are left
-    as they are.
+    (``д*ш*в``) alike. Emphasis in CJK or Thai text, which needs no spaces, and code and
+    math are left as they are.
     """
     if _INTRAWORD_STAR.search(markdown) is None:
         return markdown
@@ -286,11 +285,12 @@ def _intraword_stars(text: str, events: Iterable[Any]) -> list[int]:
 
 
 def _in_word(char: str) -> bool:
-    """Whether ``char`` is a letter or digit of a script written with spaces between words.
+    """Whether ``char`` is a digit, or a letter of a cased alphabet (Latin, Cyrillic, Greek).
 
-    Latin, Cyrillic, Greek and the like; not CJK, whose emphasis needs no spaces.
+    Not a letter of CJK or Thai, written without spaces, where emphasis inside a "word" is
+    meant (nor of Arabic or Hebrew, left as they were).
     """
-    return char.isalnum() and unicodedata.east_asian_width(char) not in _WIDE
+    return char.isdecimal() or char.lower() != char.upper()
 
 
 def _star_run(source: bytes, at: int, step: int) -> list[int]:
