@@ -103,10 +103,9 @@ _STEPS: Final = (
 _BLOCK_AFTER_BLANK: Final = re.compile(r"\n[ \t\r]*\n(?=\S)")
 _FENCE: Final = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
 _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
-# Emphasis that opens and closes inside a word of ASCII letters and digits (``2*3*4``).
-_INTRAWORD_STAR: Final = re.compile(r"[0-9A-Za-z]\*+[0-9A-Za-z]")
+# Emphasis that opens and closes inside a word of letters and digits (``2*3*4``).
+_INTRAWORD_STAR: Final = re.compile(r"[^\W_]\*+[^\W_]")
 _EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
-_WORD_BYTES: Final = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
 _LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
@@ -249,10 +248,11 @@ def literal_stars(markdown: str) -> str:
 
     CommonMark lets ``*`` emphasise inside a word, so a product written outside code,
     ``2*3*4 = 24``, showed as "234 = 24" with the 3 in italics (and ``2**3**2`` a bold 3).
-    Emphasis whose opening stars follow an ASCII letter or digit and whose closing stars are
+    Emphasis whose opening stars follow a letter or digit and whose closing stars are
     followed by one is a product or a wildcard in chat text, hardly ever meant (the model
-    emphasises ``*whole words*``): its stars are escaped. Emphasis in CJK text, which needs
-    no spaces, and code and math are left as they are.
+    emphasises ``*whole words*``): its stars are escaped, in Latin, Cyrillic or Greek
+    (``д*ш*в``) alike. Emphasis in CJK or Thai text, which needs no spaces, and code and
+    math are left as they are.
     """
     if _INTRAWORD_STAR.search(markdown) is None:
         return markdown
@@ -276,14 +276,21 @@ def _intraword_stars(text: str, events: Iterable[Any]) -> list[int]:
         start, end = where["start"], where["end"]
         if (
             source[start : start + 1] == b"*"
-            and start > 0
-            and source[start - 1] in _WORD_BYTES
-            and end < len(source)
-            and source[end] in _WORD_BYTES
+            and _in_word(source[max(0, start - 4) : start].decode("utf-8", "ignore")[-1:])
+            and _in_word(source[end : end + 4].decode("utf-8", "ignore")[:1])
         ):
             offsets += _star_run(source, start, 1)
             offsets += _star_run(source, end - 1, -1)
     return sorted(set(offsets))
+
+
+def _in_word(char: str) -> bool:
+    """Whether ``char`` is a digit, or a letter of a cased alphabet (Latin, Cyrillic, Greek).
+
+    Not a letter of CJK or Thai, written without spaces, where emphasis inside a "word" is
+    meant (nor of Arabic or Hebrew, left as they were).
+    """
+    return char.isdecimal() or char.lower() != char.upper()
 
 
 def _star_run(source: bytes, at: int, step: int) -> list[int]:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 # Controls, format characters (direction marks, zero-width ones), line and paragraph separators.
 _UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+COMMENT_SHOWN = 64  # characters of a payer's comment shown in /stats (an escape's six counted)
 log = structlog.get_logger("veil.stars")
 
 # Telegram's refusals of refundStarPayment, as its description names them.
@@ -289,13 +290,19 @@ def _shown_comment(comment: str | None) -> str:
 
     Anyone can send a payment with any comment: a line break in it would forge lines of the
     admin's /stats (another "credited" entry), a direction mark would turn the line around.
+    At most ``COMMENT_SHOWN`` characters are shown, escapes counted, then "…": a stored
+    comment's 120 characters escaped are 720, and a few such would make /stats too long to
+    send.
     """
     if not comment:
         return "—"
-    return "".join(
-        f"\\u{ord(char):04x}" if unicodedata.category(char) in _UNSHOWN else char
-        for char in comment
-    )
+    shown = ""
+    for char in comment:
+        piece = f"\\u{ord(char):04x}" if unicodedata.category(char) in _UNSHOWN else char
+        if len(shown) + len(piece) > COMMENT_SHOWN:
+            return shown + "…"
+        shown += piece
+    return shown
 
 
 async def cmd_paysupport(message: Message, texts: Texts, paysupport_text: str | None) -> None:

@@ -600,3 +600,16 @@ def test_stars_inside_a_word_are_read_as_written() -> None:
     ]
     assert preview("Then 2*3*4").text == "Then 2*3*4"
     assert render("Then 2*3*4 ||a*b*c||").entities == (Entity("spoiler", 11, 5),)
+
+
+def test_stars_inside_a_cyrillic_or_greek_word_are_read_as_written() -> None:
+    # Russian and Kazakh are written with spaces as English is: "д*ш*в" (length, width,
+    # height) showed as "дшв" with an italic ш. CJK and Thai, written without spaces, keep
+    # their emphasis.
+    assert render("Объём = д*ш*в, сумма = x*к*2, θ*φ*r").text == (
+        "Объём = д*ш*в, сумма = x*к*2, θ*φ*r"
+    )
+    assert render("Объём = д*ш*в").entities == ()
+    kept = render("这是*重点*内容, ภาษา*ไทย*ดี, *Важно*: **слово**")
+    assert kept.text == "这是重点内容, ภาษาไทยดี, Важно: слово"
+    assert [e.type for e in kept.entities] == ["italic", "italic", "italic", "bold"]

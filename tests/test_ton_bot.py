@@ -534,3 +534,23 @@ async def test_a_payers_comment_cannot_forge_lines_of_the_admins_stats(tmp_path:
         " · unknown_comment · user —"
     )
     assert stats.split("\n")[-1] == entry
+
+
+async def test_payers_comments_cannot_make_the_admins_stats_too_long(tmp_path: Path) -> None:
+    # A comment is kept to 120 characters, but a line break in it is shown as six: five
+    # payments over the dust minimum with comments of line breaks made /stats longer than a
+    # message, Telegram refused it, and the admins had no /stats until newer payments came.
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        for _ in range(5):
+            chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment="AB" + "\n" * 200)
+        assert stack.veil.ton_books is not None
+        async with asyncio.timeout(10):
+            while len(await stack.veil.ton_books.unmatched()) < 5:  # noqa: ASYNC110 -- the watcher
+                await asyncio.sleep(0.02)
+        telegram.send_text(ADMIN, "/stats")
+        stats = await told(stack, ADMIN, 1)
+    entries = stats.split("\n")[-5:]
+    assert "Unmatched: 5 " in stats
+    for entry in entries:
+        assert " · 2 GRAM · comment AB\\u000a\\u000a" in entry
+        assert entry.endswith("… · unknown_comment · user —")
