@@ -21,7 +21,13 @@ from tests.fakes.llama_server import ANSWER as LOCAL_ANSWER
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_VERIFY_KEY, ManagedProcess, free_port, run_gateway
-from tests.launching import install_client_files, launch, local_model, serving_settings
+from tests.launching import (
+    install_client_files,
+    install_fake_llama_server,
+    launch,
+    local_model,
+    serving_settings,
+)
 from tests.playpage import pay_gram_in_the_playground, playground_message, playground_replies
 
 if TYPE_CHECKING:
@@ -163,6 +169,35 @@ async def test_a_model_server_on_another_machine_is_refused_in_one_line(tmp_path
     assert "VEIL_GATEWAYS" in line
     assert "VEIL_OPERATOR_KEYS" in line
     assert names_in(tmp_path) == []  # no key made, no log started
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VEIL_LOCAL_MODEL_PORT", "x"),  # was a traceback (int() of it, after the keys were made)
+        ("VEIL_LOCAL_MODEL_PORT", "70000"),  # was "still loading" until the start gave up
+        ("VEIL_PLAYGROUND_PORT", "8080/"),  # was the playground's usage, once the rest ran
+    ],
+)
+async def test_a_bad_port_of_the_run_command_is_one_line_before_anything_starts(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    data, cache = tmp_path / "data", tmp_path / "llama.cpp"
+    install_fake_llama_server(cache)  # built already: nothing to compile
+    launcher = await launch(
+        env={
+            "VEIL_DATA_DIR": str(data),
+            "VEIL_LOCAL_MODEL": str(model),
+            "VEIL_LLAMA_CPP_DIR": str(cache),
+            name: value,
+        }
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line == f"veil: {name}: a port number from 1 to 65535, not {value!r}"
+    assert names_in(data) == []  # no key made, no log started, nothing built
 
 
 def names_in(folder: Path) -> list[str]:
