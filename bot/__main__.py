@@ -10,6 +10,7 @@ gateways and prints its verify key.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,8 +179,12 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
-    """One line naming the listener whose address could not be bound; None for another error."""
-    if "attempting to bind on address" not in str(exc):
+    """One line naming the listener whose address could not be bound; None for another error.
+
+    A host that names no address (``socket.gaierror``: only a listener's host is looked up
+    here, Telegram's and the gateways' errors come wrapped by aiohttp) is one too.
+    """
+    if not isinstance(exc, socket.gaierror) and "attempting to bind on address" not in str(exc):
         return None
     listeners = [("VEIL_BOT_METRICS", settings.bot_metrics_host, settings.bot_metrics_port)]
     if settings.webhook_url is not None:
