@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from common.container import PLAYGROUND_TOKEN, playground_ton_settings
-from launcher.console import LaunchError, LogFile, say
+from launcher.console import LaunchError, LogFile, make_folder, say
 from launcher.llama import ensure_llama_server, server_arguments
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -507,7 +507,7 @@ async def run(launch: Launch) -> None:
     """Start every part, print what runs where, and wait."""
     env = launch.env
     data = Path(env.get("VEIL_DATA_DIR", "data"))
-    data.mkdir(parents=True, exist_ok=True)
+    make_folder(data, "VEIL_DATA_DIR")
     local_model = not env.get("VEIL_GATEWAYS") and not env.get("VEIL_VLLM_URL")
     if env.get("VEIL_VLLM_URL") and not env.get("VEIL_GATEWAYS"):
         refuse_remote_model(env["VEIL_VLLM_URL"])

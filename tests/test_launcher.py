@@ -14,6 +14,7 @@ import pytest
 from common.container import PLAYGROUND_TON_ADDRESS, playground_ton_settings
 from launcher.chain import ended, playground_webapp_settings, window_settings
 from launcher.console import LaunchError, LogFile
+from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
 from services.ton.chain import WalletAddress
 from tests.botstack import TOKEN
@@ -198,6 +199,45 @@ async def test_a_bad_port_of_the_run_command_is_one_line_before_anything_starts(
     [line] = launcher.lines
     assert line == f"veil: {name}: a port number from 1 to 65535, not {value!r}"
     assert names_in(data) == []  # no key made, no log started, nothing built
+
+
+async def test_a_data_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    taken = tmp_path / "data"
+    taken.write_text("a file where the folder should be")  # was a FileExistsError traceback
+    launcher = await launch(
+        env={"VEIL_DATA_DIR": str(taken), "VEIL_VLLM_URL": "http://127.0.0.1:9"}
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line == f"veil: VEIL_DATA_DIR: cannot make the folder {taken}: File exists"
+    assert taken.read_text() == "a file where the folder should be"
+
+
+async def test_a_llama_cpp_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("cc", "c++", "cmake"):  # the build's tools, so the folder is made next
+        found = shutil.which(name)
+        if found is None:
+            pytest.skip(f"{name} is not installed")
+        (tools / name).symlink_to(found)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    taken = tmp_path / "llama.cpp"
+    taken.write_text("a file where the folder should be")  # was a FileExistsError traceback
+    launcher = await launch(
+        env={
+            "PATH": str(tools),
+            "VEIL_DATA_DIR": str(tmp_path / "data"),
+            "VEIL_LOCAL_MODEL": str(model),
+            "VEIL_LLAMA_CPP_DIR": str(taken),
+            "HOME": os.environ.get("HOME", "/"),
+        }
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    folder = taken / SOURCE_VERSION / "work"
+    assert line == f"veil: VEIL_LLAMA_CPP_DIR: cannot make the folder {folder}: Not a directory"
 
 
 def names_in(folder: Path) -> list[str]:
