@@ -49,9 +49,19 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["VEIL_BOT_METRICS_HOST", "VEIL_WEBHOOK_HOST", "VEIL_WEBAPP_HOST"])
-def test_an_empty_listen_address_stops_the_bot_in_one_line(tmp_path: Path, name: str) -> None:
-    # An empty host was taken as "every interface": the operations listener (and the webhook's,
-    # the Mini App's) listened on all of them instead of the documented 127.0.0.1.
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        # Was taken as "every interface": the operations listener (and the webhook's, the Mini
+        # App's) listened on all of them instead of the documented 127.0.0.1.
+        ("", "String should have at least 1 character"),
+        # Was a UnicodeError out of the host's lookup: a line without the setting's name.
+        ("veil..example.com", "Value error, not a host name or IP address"),
+    ],
+)
+def test_an_empty_or_malformed_listen_address_stops_the_bot_in_one_line(
+    tmp_path: Path, name: str, value: str, said: str
+) -> None:
     install_client_key(tmp_path)
     result = run_bot(
         {
@@ -65,13 +75,11 @@ def test_an_empty_listen_address_stops_the_bot_in_one_line(tmp_path: Path, name:
             "VEIL_WEBAPP_URL": "https://veil.example.com/app/",
             "VEIL_WEBAPP_PORT": "0",
             "VEIL_WEBHOOK_PORT": "0",
-            name: "",
+            name: value,
         }
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"veil: setting {name} is invalid: String should have at least 1 character"
-    ]
+    assert result.stderr.strip().splitlines() == [f"veil: setting {name} is invalid: {said}"]
 
 
 async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path: Path) -> None:
