@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
         return run_keygen(Path(args[2]))
-    backup = args[:1] == ["backup"] and len(args) == 2  # noqa: PLR2004 -- backup FILE
+    # backup FILE, FILE naming a file: "" or "/" name none, and no copy could be named after it.
+    backup = args[:1] == ["backup"] and len(args) == 2 and Path(args[1]).name != ""  # noqa: PLR2004
     if args not in COMMANDS and not backup:
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
