@@ -66,6 +66,7 @@ DEFAULT_WEBAPP_PORT = 8480  # the bot's VEIL_WEBAPP_PORT default
 # The run command's own ports (setting, default) and the highest port there is.
 LOCAL_MODEL_PORT = ("VEIL_LOCAL_MODEL_PORT", 8000)
 PLAYGROUND_PORT = ("VEIL_PLAYGROUND_PORT", 8080)
+GATEWAY_PORT = ("VEIL_GATEWAY_PORT", 8600)
 MAX_PORT = 65535
 LOCK_FILE = "launcher.lock"  # in VEIL_DATA_DIR: held while a launcher runs on it
 _CLAIMS: list[int] = []  # the lock files' descriptors this process holds
@@ -295,6 +296,16 @@ def port_setting(env: dict[str, str], name: str, default: int) -> int:
     return int(text)
 
 
+def check_ports(env: dict[str, str], *, local_model: bool) -> None:
+    """The ports of the parts this run starts, checked before anything is made or started."""
+    if local_model:
+        port_setting(env, *LOCAL_MODEL_PORT)
+    if not env.get("VEIL_GATEWAYS"):  # the bot is sent to the gateway started here, on it
+        port_setting(env, *GATEWAY_PORT)
+    if not env.get("VEIL_BOT_TOKEN"):
+        port_setting(env, *PLAYGROUND_PORT)
+
+
 async def prepare_local_model(launch: Launch) -> LocalModel:
     """Everything the local model server needs, checked before any part starts.
 
@@ -453,7 +464,7 @@ async def start_local_gateway(
             "VEIL_CONTEXT_TOKENS": str(local.context),
             "VEIL_MAX_ANSWER_TOKENS": str(local.max_answer_tokens),
         }
-    gateway_port = env.get("VEIL_GATEWAY_PORT", "8600")
+    gateway_port = str(port_setting(env, *GATEWAY_PORT))
     say(f"starting the gateway on 127.0.0.1:{gateway_port} (model server: {model_url})")
     gateway = await launch.start(
         "gateway",
@@ -513,9 +524,7 @@ async def run(launch: Launch) -> None:
         refuse_remote_model(env["VEIL_VLLM_URL"])
     if local_model:
         local_model_path()  # a missing model file is named before anything is made
-        port_setting(env, *LOCAL_MODEL_PORT)
-    if not env.get("VEIL_BOT_TOKEN"):
-        port_setting(env, *PLAYGROUND_PORT)
+    check_ports(env, local_model=local_model)
     claim_data_dir(data)
     if env.get("VEIL_GATEWAYS"):
         gateways = remote_gateways(launch)  # refused before a key is made without operator keys

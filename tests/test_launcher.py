@@ -128,24 +128,26 @@ async def test_a_part_that_fails_is_reported_and_the_rest_stopped(tmp_path: Path
             env={
                 "VEIL_VLLM_URL": vllm.url,
                 "VEIL_DATA_DIR": str(tmp_path),
-                "VEIL_GATEWAY_PORT": "not-a-port",
+                "VEIL_GATEWAY_SUITE": "not-a-suite",
                 "VEIL_BOT_TOKEN": "123456:TEST-TOKEN",
             }
         )
         code = await wait_exit(launcher)
     assert code == 1
     assert "the gateway stopped (exit 2)" in launcher.output
-    assert "VEIL_GATEWAY_PORT" in launcher.output
+    assert "VEIL_GATEWAY_SUITE" in launcher.output
     assert f"(all of it: {tmp_path / 'logs' / 'gateway.log'})" in launcher.output
-    assert "VEIL_GATEWAY_PORT" in (tmp_path / "logs" / "gateway.log").read_text()
+    assert "VEIL_GATEWAY_SUITE" in (tmp_path / "logs" / "gateway.log").read_text()
     assert "starting the bot" not in launcher.output
 
 
 async def wait_exit(process: ManagedProcess) -> int:
-    """Wait for a process that is expected to end by itself."""
-    async with asyncio.timeout(60):
-        code = await process.process.wait()
-    await process.stop()
+    """Wait for a process that is expected to end by itself (stopped all the same if not)."""
+    try:
+        async with asyncio.timeout(60):
+            code = await process.process.wait()
+    finally:
+        await process.stop()  # a launcher that did not end would leave its parts on their ports
     return code
 
 
@@ -178,6 +180,7 @@ async def test_a_model_server_on_another_machine_is_refused_in_one_line(tmp_path
         ("VEIL_LOCAL_MODEL_PORT", "x"),  # was a traceback (int() of it, after the keys were made)
         ("VEIL_LOCAL_MODEL_PORT", "70000"),  # was "still loading" until the start gave up
         ("VEIL_PLAYGROUND_PORT", "8080/"),  # was the playground's usage, once the rest ran
+        ("VEIL_GATEWAY_PORT", "0"),  # the gateway took any port; the bot was sent to port 0
     ],
 )
 async def test_a_bad_port_of_the_run_command_is_one_line_before_anything_starts(
