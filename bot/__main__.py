@@ -10,6 +10,7 @@ gateways and prints its verify key.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
         return run_keygen(Path(args[2]))
-    backup = args[:1] == ["backup"] and len(args) == 2  # noqa: PLR2004 -- backup FILE
+    # backup FILE, FILE naming a file: "" or "/" name none, and no copy could be named after it.
+    backup = args[:1] == ["backup"] and len(args) == 2 and Path(args[1]).name != ""  # noqa: PLR2004
     if args not in COMMANDS and not backup:
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
@@ -178,8 +180,12 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
-    """One line naming the listener whose address could not be bound; None for another error."""
-    if "attempting to bind on address" not in str(exc):
+    """One line naming the listener whose address could not be bound; None for another error.
+
+    A host that names no address (``socket.gaierror``: only a listener's host is looked up
+    here, Telegram's and the gateways' errors come wrapped by aiohttp) is one too.
+    """
+    if not isinstance(exc, socket.gaierror) and "attempting to bind on address" not in str(exc):
         return None
     listeners = [("VEIL_BOT_METRICS", settings.bot_metrics_host, settings.bot_metrics_port)]
     if settings.webhook_url is not None:

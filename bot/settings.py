@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.settings import ListenHost
 from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
 from services.prices import Prices
@@ -65,11 +66,11 @@ class BotSettings(BaseSettings):
     notice_seconds: float = Field(default=30.0, gt=0, le=86_400)
     webhook_url: AnyHttpUrl | None = None
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
-    webhook_host: str = "127.0.0.1"
+    webhook_host: ListenHost = "127.0.0.1"
     webhook_port: int = Field(default=8443, ge=0, le=65535)
     webhook_body_timeout: float = Field(default=10.0, gt=0, le=600)
     webapp_url: AnyHttpUrl | None = None
-    webapp_host: str = "127.0.0.1"
+    webapp_host: ListenHost = "127.0.0.1"
     webapp_port: int = Field(default=8480, ge=0, le=65535)
     webapp_max_age: int = Field(default=3600, ge=60, le=7 * 86_400)
     webapp_frame_ancestors: str = ""
@@ -79,7 +80,7 @@ class BotSettings(BaseSettings):
     bot_header_timeout: float = Field(default=10.0, gt=0, le=600)
     bot_max_connections: int = Field(default=1024, ge=1, le=1_000_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    bot_metrics_host: str = "127.0.0.1"
+    bot_metrics_host: ListenHost = "127.0.0.1"
     bot_metrics_port: int = Field(default=9601, ge=0, le=65535)
     shutdown_grace: float = Field(default=30.0, ge=0, le=3600)
     # A long-polling bot whose polls all meet 409 (another process polls with its token) for

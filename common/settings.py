@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from dotenv import dotenv_values
-from pydantic import ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings
 
 if TYPE_CHECKING:
@@ -22,6 +22,20 @@ PREFIX = "VEIL_"
 # is this close to one of this part's (tests/test_settings_names.py checks), so the run command,
 # which hands every part the whole environment, never trips it.
 NEAR_MISS = 0.92
+
+
+def _host_name(value: str) -> str:
+    """Refuse a host no listener could be bound to: asyncio would fail on it with a traceback."""
+    try:
+        value.encode("idna")  # how the socket module looks a host name up
+    except UnicodeError as exc:
+        raise ValueError("not a host name or IP address") from exc
+    return value
+
+
+# A listener's address: a host name or IP address. Never empty, which would be every interface
+# (that is 0.0.0.0, written out).
+ListenHost = Annotated[str, Field(min_length=1), AfterValidator(_host_name)]
 
 
 class SettingsError(SystemExit):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.settings import ListenHost
 from gateway.limits import Limits
 from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
 
@@ -22,7 +23,7 @@ class GatewaySettings(BaseSettings):
     operator_key_file: Path
     client_keys: str
     max_completion_tokens: int = Field(default=4096, ge=1)
-    gateway_host: str = "127.0.0.1"
+    gateway_host: ListenHost = "127.0.0.1"
     gateway_port: int = Field(default=8600, ge=0, le=65535)
     gateway_suite: Literal["x25519", "mlkem768-x25519"] = "x25519"
     gateway_models: str = ""
@@ -38,7 +39,7 @@ class GatewaySettings(BaseSettings):
     max_stream_seconds: float = Field(default=600.0, gt=0)
     backend_idle_timeout: float = Field(default=60.0, gt=0)
     receipt_ttl: float = Field(default=900.0, gt=0)
-    metrics_host: str = "127.0.0.1"
+    metrics_host: ListenHost = "127.0.0.1"
     metrics_port: int = Field(default=9600, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     stream_shape: StreamShape = StreamShape.TICK

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from common.container import PLAYGROUND_TOKEN, playground_ton_settings
-from launcher.console import LaunchError, LogFile, say
+from launcher.console import LaunchError, LogFile, make_folder, say
 from launcher.llama import ensure_llama_server, server_arguments
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,6 +63,11 @@ BOT_SHUTDOWN_GRACE_S = 30.0  # the bot's VEIL_SHUTDOWN_GRACE default
 BOT_STOP_GRACE_S = 10.0  # the bot's VEIL_STOP_GRACE default
 BOT_STOP_SLACK_S = 45.0  # settling, storing and closing after the stops
 DEFAULT_WEBAPP_PORT = 8480  # the bot's VEIL_WEBAPP_PORT default
+# The run command's own ports (setting, default) and the highest port there is.
+LOCAL_MODEL_PORT = ("VEIL_LOCAL_MODEL_PORT", 8000)
+PLAYGROUND_PORT = ("VEIL_PLAYGROUND_PORT", 8080)
+GATEWAY_PORT = ("VEIL_GATEWAY_PORT", 8600)
+MAX_PORT = 65535
 LOCK_FILE = "launcher.lock"  # in VEIL_DATA_DIR: held while a launcher runs on it
 _CLAIMS: list[int] = []  # the lock files' descriptors this process holds
 _TETHERS: list[int] = []  # the write end of the parts' tether pipe (``launcher.tether``)
@@ -279,6 +284,28 @@ def window_settings(env: dict[str, str]) -> tuple[int, int]:
     return context, max(MIN_ANSWER_CAP, min(wanted, context // 2))
 
 
+def port_setting(env: dict[str, str], name: str, default: int) -> int:
+    """The port ``name`` gives (``default`` when unset), checked before anything starts.
+
+    The launcher reaches the part there and tells the others, so "any free port" (0) will not
+    do either.
+    """
+    text = env.get(name) or str(default)
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PORT):
+        raise LaunchError(f"{name}: a port number from 1 to {MAX_PORT}, not {text!r}")
+    return int(text)
+
+
+def check_ports(env: dict[str, str], *, local_model: bool) -> None:
+    """The ports of the parts this run starts, checked before anything is made or started."""
+    if local_model:
+        port_setting(env, *LOCAL_MODEL_PORT)
+    if not env.get("VEIL_GATEWAYS"):  # the bot is sent to the gateway started here, on it
+        port_setting(env, *GATEWAY_PORT)
+    if not env.get("VEIL_BOT_TOKEN"):
+        port_setting(env, *PLAYGROUND_PORT)
+
+
 async def prepare_local_model(launch: Launch) -> LocalModel:
     """Everything the local model server needs, checked before any part starts.
 
@@ -431,13 +458,13 @@ async def start_local_gateway(
     if local is None:
         model_url = env["VEIL_VLLM_URL"]
     else:
-        model_url = await start_model(launch, local, int(env.get("VEIL_LOCAL_MODEL_PORT", "8000")))
+        model_url = await start_model(launch, local, port_setting(env, *LOCAL_MODEL_PORT))
         gateway_env["VEIL_MAX_COMPLETION_TOKENS"] = str(local.max_answer_tokens)
         bot_env = {
             "VEIL_CONTEXT_TOKENS": str(local.context),
             "VEIL_MAX_ANSWER_TOKENS": str(local.max_answer_tokens),
         }
-    gateway_port = env.get("VEIL_GATEWAY_PORT", "8600")
+    gateway_port = str(port_setting(env, *GATEWAY_PORT))
     say(f"starting the gateway on 127.0.0.1:{gateway_port} (model server: {model_url})")
     gateway = await launch.start(
         "gateway",
@@ -491,12 +518,13 @@ async def run(launch: Launch) -> None:
     """Start every part, print what runs where, and wait."""
     env = launch.env
     data = Path(env.get("VEIL_DATA_DIR", "data"))
-    data.mkdir(parents=True, exist_ok=True)
+    make_folder(data, "VEIL_DATA_DIR")
     local_model = not env.get("VEIL_GATEWAYS") and not env.get("VEIL_VLLM_URL")
     if env.get("VEIL_VLLM_URL") and not env.get("VEIL_GATEWAYS"):
         refuse_remote_model(env["VEIL_VLLM_URL"])
     if local_model:
         local_model_path()  # a missing model file is named before anything is made
+    check_ports(env, local_model=local_model)
     claim_data_dir(data)
     if env.get("VEIL_GATEWAYS"):
         gateways = remote_gateways(launch)  # refused before a key is made without operator keys
@@ -520,7 +548,7 @@ async def run(launch: Launch) -> None:
         bot_env["VEIL_GATEWAY_STREAMS"] = env["VEIL_MAX_STREAMS"]
     playground_url = None
     if not env.get("VEIL_BOT_TOKEN"):
-        port = env.get("VEIL_PLAYGROUND_PORT", "8080")
+        port = str(port_setting(env, *PLAYGROUND_PORT))
         say(f"no VEIL_BOT_TOKEN: starting the Telegram playground on 127.0.0.1:{port}")
         playground = await launch.start(
             "playground",

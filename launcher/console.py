@@ -21,6 +21,16 @@ class LaunchError(Exception):
     """A part could not be started; the message says which and why."""
 
 
+def make_folder(path: Path, setting: str) -> None:
+    """Make the folder ``path`` (and its parents) if need be, or fail naming ``setting``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LaunchError(
+            f"{setting}: cannot make the folder {path}: {exc.strerror or exc}"
+        ) from exc
+
+
 def rotate(path: Path, keep: int = KEEP_LOGS) -> None:
     """Shift ``path`` to ``path.1`` (``.1`` to ``.2`` …), dropping what falls past ``keep``."""
     for number in range(keep, 0, -1):

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from launcher.console import LaunchError, LogFile, say
+from launcher.console import LaunchError, LogFile, make_folder, say
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -289,9 +289,8 @@ async def ensure_llama_server(env: Mapping[str, str], logs: Path) -> Path:
     tools = find_toolchain(env.get("PATH"))
     jobs = build_jobs(env)
     folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
     work = folder / "work"
-    work.mkdir(exist_ok=True)
+    make_folder(work, "VEIL_LLAMA_CPP_DIR")
     archive = work / SOURCE_URL.rsplit("/", 1)[1]
     log = LogFile(logs / "llama-build.log")
     say(

@@ -30,7 +30,10 @@ class KeyFileError(Exception):
 def write_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
     """Create a new key file (mode 0600), refusing to overwrite one."""
     key = ed25519.Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # not "already exists": that is the key's own refusal below
+        raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from exc
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:

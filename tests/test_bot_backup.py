@@ -7,10 +7,14 @@ import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
+from bot.__main__ import USAGE
 from models import MasterKey, Store
+from models.journal import Journal
 from sealed.encoding import b64e
 from tests.botstack import TOKEN
-from tests.harness import REPO, child_environment
+from tests.harness import REPO, child_environment, run_python
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,3 +95,30 @@ async def test_backup_without_a_database_says_so(tmp_path: Path) -> None:
     assert code == 1
     assert "no database at" in err
     assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize("target", ["", "/"])
+async def test_backup_to_a_path_that_names_no_file_is_the_usage_line(
+    tmp_path: Path, target: str
+) -> None:
+    # With a payment journal beside the database, it was a ValueError traceback ("has an empty
+    # name") from naming the journal's copy.
+    store = await Store.open(
+        tmp_path / "veil.db", MasterKey.load_or_create(tmp_path / "master.key")
+    )
+    await store.close()
+    journal = await Journal.open(tmp_path / "journal.db")
+    await journal.close()
+    result = run_python(
+        "-m",
+        "bot",
+        "backup",
+        target,
+        env={
+            "VEIL_BOT_TOKEN": TOKEN,
+            "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
+            "VEIL_DATA_DIR": str(tmp_path),
+        },
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [USAGE]

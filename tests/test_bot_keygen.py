@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 from typing import TYPE_CHECKING
 
+import pytest
+
 from sealed.encoding import b64d, b64e
 from sealed.keyfile import CLIENT_KEY_HEADER, read_key_file, verify_key_text
 from tests.botstack import TOKEN
@@ -44,6 +46,20 @@ def test_keygen_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
     (line,) = again.stderr.strip().splitlines()
     assert "already exists" in line
     assert key_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("part", ["bot", "gateway"])
+def test_keygen_where_no_folder_can_be_made_is_one_line(tmp_path: Path, part: str) -> None:
+    # Its folder could not be made (a file in the way): it was a NotADirectoryError traceback.
+    blocker = tmp_path / "keys"
+    blocker.write_text("a file where the folder should be")
+    key_file = blocker / "sub" / "some.key"
+    made = run_python("-m", part, "keygen", "--out", str(key_file), timeout=30)
+    assert made.returncode == 1
+    assert made.stdout == ""
+    assert made.stderr.strip().splitlines() == [
+        f"veil: cannot create key file {key_file}: Not a directory"
+    ]
 
 
 def test_the_bot_refuses_to_start_without_a_client_key(tmp_path: Path) -> None:

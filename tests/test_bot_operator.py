@@ -310,6 +310,30 @@ def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
     assert "s" * 40 not in result.stderr
 
 
+@pytest.mark.parametrize("name", ["VEIL_BOT_METRICS", "VEIL_WEBHOOK", "VEIL_WEBAPP"])
+def test_a_listen_host_that_names_no_address_stops_the_bot_with_one_line(
+    tmp_path: Path, name: str
+) -> None:
+    # A host name that does not resolve (a typo) was a "process.crashed" traceback (gaierror).
+    data = tmp_path / "data"
+    install_client_key(data)
+    settings = {
+        "VEIL_WEBHOOK_URL": "https://bot.example/hook",
+        "VEIL_WEBHOOK_SECRET": "s" * 40,
+        "VEIL_WEBHOOK_PORT": "0",
+        "VEIL_WEBAPP_URL": "https://bot.example/app/",
+        "VEIL_WEBAPP_PORT": "0",
+        f"{name}_HOST": "no-such-host.invalid",  # RFC 2606: never resolves
+    }
+    result = bot_command(data, settings=settings)
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("veil: cannot listen on ")
+    assert f"{name}_HOST:{name}_PORT (no-such-host.invalid:0)" in line
+    assert "process.crashed" not in result.stderr
+    assert "s" * 40 not in result.stderr
+
+
 async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
     install_client_key(data)

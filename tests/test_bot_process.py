@@ -11,7 +11,14 @@ import pytest
 
 from tests.botstack import TOKEN, bot_env, process_stack
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, free_port, run_gateway, run_python
+from tests.harness import (
+    Clock,
+    ManagedProcess,
+    free_port,
+    install_client_key,
+    run_gateway,
+    run_python,
+)
 from tests.test_bot_turns import silent_server
 
 if TYPE_CHECKING:
@@ -39,6 +46,40 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
     (line,) = bad_token.stderr.strip().splitlines()
     assert "VEIL_BOT_TOKEN" in line
     assert "nonsense" not in line
+
+
+@pytest.mark.parametrize("name", ["VEIL_BOT_METRICS_HOST", "VEIL_WEBHOOK_HOST", "VEIL_WEBAPP_HOST"])
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        # Was taken as "every interface": the operations listener (and the webhook's, the Mini
+        # App's) listened on all of them instead of the documented 127.0.0.1.
+        ("", "String should have at least 1 character"),
+        # Was a UnicodeError out of the host's lookup: a line without the setting's name.
+        ("veil..example.com", "Value error, not a host name or IP address"),
+    ],
+)
+def test_an_empty_or_malformed_listen_address_stops_the_bot_in_one_line(
+    tmp_path: Path, name: str, value: str, said: str
+) -> None:
+    install_client_key(tmp_path)
+    result = run_bot(
+        {
+            "VEIL_BOT_TOKEN": TOKEN,
+            "VEIL_OPERATOR_KEYS": "A" * 43,
+            "VEIL_DATA_DIR": str(tmp_path),
+            "VEIL_TELEGRAM_API": f"http://127.0.0.1:{free_port()}",
+            "VEIL_BOT_METRICS_PORT": "0",
+            "VEIL_WEBHOOK_URL": "https://veil.example.com/hook",
+            "VEIL_WEBHOOK_SECRET": "s" * 32,
+            "VEIL_WEBAPP_URL": "https://veil.example.com/app/",
+            "VEIL_WEBAPP_PORT": "0",
+            "VEIL_WEBHOOK_PORT": "0",
+            name: value,
+        }
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"veil: setting {name} is invalid: {said}"]
 
 
 async def test_bot_process_streams_an_answer_and_keeps_nothing_readable(tmp_path: Path) -> None:

@@ -103,6 +103,10 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
         ("VEIL_BACKEND_IDLE_TIMEOUT", "0"),
         ("VEIL_METRICS_PORT", "70000"),
         ("VEIL_RECEIPT_TTL", "never"),
+        ("VEIL_GATEWAY_HOST", ""),  # was every interface, then a traceback building its URL
+        ("VEIL_METRICS_HOST", ""),
+        ("VEIL_GATEWAY_HOST", "gpu..example.com"),  # was a UnicodeError traceback
+        ("VEIL_METRICS_HOST", "gpu..example.com"),
     ],
 )
 def test_bad_hardening_settings_stop_with_a_line_naming_them(

@@ -14,6 +14,7 @@ import pytest
 from common.container import PLAYGROUND_TON_ADDRESS, playground_ton_settings
 from launcher.chain import ended, playground_webapp_settings, window_settings
 from launcher.console import LaunchError, LogFile
+from launcher.llama import SOURCE_VERSION
 from sealed.encoding import b64e
 from services.ton.chain import WalletAddress
 from tests.botstack import TOKEN
@@ -21,7 +22,13 @@ from tests.fakes.llama_server import ANSWER as LOCAL_ANSWER
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_VERIFY_KEY, ManagedProcess, free_port, run_gateway
-from tests.launching import install_client_files, launch, local_model, serving_settings
+from tests.launching import (
+    install_client_files,
+    install_fake_llama_server,
+    launch,
+    local_model,
+    serving_settings,
+)
 from tests.playpage import pay_gram_in_the_playground, playground_message, playground_replies
 
 if TYPE_CHECKING:
@@ -121,24 +128,26 @@ async def test_a_part_that_fails_is_reported_and_the_rest_stopped(tmp_path: Path
             env={
                 "VEIL_VLLM_URL": vllm.url,
                 "VEIL_DATA_DIR": str(tmp_path),
-                "VEIL_GATEWAY_PORT": "not-a-port",
+                "VEIL_GATEWAY_SUITE": "not-a-suite",
                 "VEIL_BOT_TOKEN": "123456:TEST-TOKEN",
             }
         )
         code = await wait_exit(launcher)
     assert code == 1
     assert "the gateway stopped (exit 2)" in launcher.output
-    assert "VEIL_GATEWAY_PORT" in launcher.output
+    assert "VEIL_GATEWAY_SUITE" in launcher.output
     assert f"(all of it: {tmp_path / 'logs' / 'gateway.log'})" in launcher.output
-    assert "VEIL_GATEWAY_PORT" in (tmp_path / "logs" / "gateway.log").read_text()
+    assert "VEIL_GATEWAY_SUITE" in (tmp_path / "logs" / "gateway.log").read_text()
     assert "starting the bot" not in launcher.output
 
 
 async def wait_exit(process: ManagedProcess) -> int:
-    """Wait for a process that is expected to end by itself."""
-    async with asyncio.timeout(60):
-        code = await process.process.wait()
-    await process.stop()
+    """Wait for a process that is expected to end by itself (stopped all the same if not)."""
+    try:
+        async with asyncio.timeout(60):
+            code = await process.process.wait()
+    finally:
+        await process.stop()  # a launcher that did not end would leave its parts on their ports
     return code
 
 
@@ -163,6 +172,75 @@ async def test_a_model_server_on_another_machine_is_refused_in_one_line(tmp_path
     assert "VEIL_GATEWAYS" in line
     assert "VEIL_OPERATOR_KEYS" in line
     assert names_in(tmp_path) == []  # no key made, no log started
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VEIL_LOCAL_MODEL_PORT", "x"),  # was a traceback (int() of it, after the keys were made)
+        ("VEIL_LOCAL_MODEL_PORT", "70000"),  # was "still loading" until the start gave up
+        ("VEIL_PLAYGROUND_PORT", "8080/"),  # was the playground's usage, once the rest ran
+        ("VEIL_GATEWAY_PORT", "0"),  # the gateway took any port; the bot was sent to port 0
+    ],
+)
+async def test_a_bad_port_of_the_run_command_is_one_line_before_anything_starts(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    data, cache = tmp_path / "data", tmp_path / "llama.cpp"
+    install_fake_llama_server(cache)  # built already: nothing to compile
+    launcher = await launch(
+        env={
+            "VEIL_DATA_DIR": str(data),
+            "VEIL_LOCAL_MODEL": str(model),
+            "VEIL_LLAMA_CPP_DIR": str(cache),
+            name: value,
+        }
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line == f"veil: {name}: a port number from 1 to 65535, not {value!r}"
+    assert names_in(data) == []  # no key made, no log started, nothing built
+
+
+async def test_a_data_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    taken = tmp_path / "data"
+    taken.write_text("a file where the folder should be")  # was a FileExistsError traceback
+    launcher = await launch(
+        env={"VEIL_DATA_DIR": str(taken), "VEIL_VLLM_URL": "http://127.0.0.1:9"}
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line == f"veil: VEIL_DATA_DIR: cannot make the folder {taken}: File exists"
+    assert taken.read_text() == "a file where the folder should be"
+
+
+async def test_a_llama_cpp_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("cc", "c++", "cmake"):  # the build's tools, so the folder is made next
+        found = shutil.which(name)
+        if found is None:
+            pytest.skip(f"{name} is not installed")
+        (tools / name).symlink_to(found)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    taken = tmp_path / "llama.cpp"
+    taken.write_text("a file where the folder should be")  # was a FileExistsError traceback
+    launcher = await launch(
+        env={
+            "PATH": str(tools),
+            "VEIL_DATA_DIR": str(tmp_path / "data"),
+            "VEIL_LOCAL_MODEL": str(model),
+            "VEIL_LLAMA_CPP_DIR": str(taken),
+            "HOME": os.environ.get("HOME", "/"),
+        }
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    folder = taken / SOURCE_VERSION / "work"
+    assert line == f"veil: VEIL_LLAMA_CPP_DIR: cannot make the folder {folder}: Not a directory"
 
 
 def names_in(folder: Path) -> list[str]:
