@@ -30,6 +30,7 @@ from sealed.auth import PROOF_HEADER, cancel_proof, receipt_proof
 from sealed.encoding import b64e
 from sealed.errors import MalformedMessage
 from sealed.stream import Final
+from services.gateways import refusal_code
 
 if TYPE_CHECKING:
     from services.gateways import Gateway
@@ -59,8 +60,9 @@ class ControlClient:
     async def cancel(self, gateway: Gateway, request_id: bytes, response_key: bytes) -> str | None:
         """Ask the gateway to stop the answer; its state (``stopping``/``finished``) or None.
 
-        None means the gateway refused the cancel (a wrong proof, an unknown request);
-        ``UNDELIVERED`` that it never got it (unreachable, or a proxy's or its own 5xx or 429).
+        None means the gateway refused the cancel (a wrong proof, an unknown request: its JSON
+        error with a code); ``UNDELIVERED`` that it never got it (unreachable, a proxy's reply of
+        any status that is not the gateway's, or its own 5xx or 429).
         Either way the caller should hang up, which stops the model too.
         """
         return await self.cancel_proven(
@@ -91,7 +93,11 @@ class ControlClient:
             log.info("inference.cancel_sent", gateway=gateway.index, state=state)
             return str(state)
         log.warning("inference.cancel_refused", gateway=gateway.index, status=status)
-        return UNDELIVERED if status >= _HTTP_SERVER_ERROR or status == _HTTP_TOO_MANY else None
+        if status >= _HTTP_SERVER_ERROR or status == _HTTP_TOO_MANY:
+            return UNDELIVERED
+        # The gateway refuses a cancel (a wrong proof, an unknown request) with its JSON error
+        # and a code; any other reply is a proxy's (a firewall's 403 page, a page with a 200).
+        return None if refusal_code(reply) != "unknown" else UNDELIVERED
 
     async def fetch_receipt(
         self, gateway: Gateway, request_id: bytes, response_key: bytes

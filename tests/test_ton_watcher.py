@@ -624,6 +624,10 @@ async def test_late_transfers_sharing_an_lt_behind_the_cursor_are_paged_by_offse
 
 
 async def test_skipped_transfers_are_remembered_a_day_then_forgotten(stack: TonStack) -> None:
+    # A fake jetton airdropped to the wallet, then no USDT transfer for a day: the cursor sat
+    # on the skipped transfer, the read behind it still read it every pass, and a day after
+    # it was skipped its hash was forgotten. The next pass took it for one indexed late: an
+    # ``ton.indexed_late`` line for the operator, and its sender's wallet asked again.
     forged = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, forged=True)
     await stack.watcher().poll()
     tx = hex_hash(forged["transaction_hash"])
@@ -631,6 +635,19 @@ async def test_skipped_transfers_are_remembered_a_day_then_forgotten(stack: TonS
     now = time.time()
     assert await TonBooks(stack.store, stack.shop, DUST, lambda: now).purge_skipped() == 0
     later = now + SKIPPED_KEPT_S + 1
+    assert await TonBooks(stack.store, stack.shop, DUST, lambda: later).purge_skipped() == 0
+    asked = len(stack.chain.calls("/api/v3/runGetMethod"))
+    async with aiohttp.ClientSession() as session:  # a restart: no wallet remembered
+        master = WalletAddress.parse(USDT_MASTER)
+        fresh = ChainReader(ToncenterClient(stack.chain.url, session), WALLET, master)
+        with capture_logs() as logs:
+            assert await TonWatcher(stack.books, fresh, stack.notify).poll() == 0
+    assert logs == []
+    assert len(stack.chain.calls("/api/v3/runGetMethod")) == asked
+    # Once the cursor has moved a day past it (a transfer a day later), the window no longer
+    # reads it: it is forgotten.
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, now=int(later))
+    assert await stack.watcher().poll() == 1
     assert await TonBooks(stack.store, stack.shop, DUST, lambda: later).purge_skipped() == 1
     assert await stack.books.known([tx]) == set()
 

@@ -352,6 +352,10 @@ async def test_a_proxys_unreadable_refusal_reaches_the_page_as_a_refusal_and_not
     [
         pytest.param((502, "text/html", b"<html><h1>502 Bad Gateway</h1></html>"), id="page"),
         *PROXY_REFUSALS,
+        # A proxy's own refusal that is no 5xx (a firewall's 403 page), or its page with a 200:
+        # not the gateway's refusal of the proof (its JSON error with a code), so not delivered.
+        pytest.param((403, "text/html", b"<html><h1>403 Forbidden</h1></html>"), id="403_page"),
+        pytest.param((200, "text/html", b"<html><h1>Please wait</h1></html>"), id="200_page"),
     ],
 )
 async def test_a_stop_the_network_does_not_deliver_still_stops_the_answer_and_is_metered(

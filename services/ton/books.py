@@ -51,8 +51,9 @@ log = structlog.get_logger("veil.ton")
 
 ORDER_PURGE_AFTER_S = 30 * 86_400  # unpaid orders are kept a month past expiry, then deleted
 MIN_HASH_PREFIX = 8
-# A skipped transfer is remembered this long (seconds): far longer than the watcher reads
-# behind its cursor (``services.ton.watcher.REREAD_S`` of chain time).
+# A skipped transfer is remembered this long (seconds), and as long past the USDT cursor's
+# transaction: far longer than the watcher reads behind its cursor
+# (``services.ton.watcher.REREAD_S`` of chain time).
 SKIPPED_KEPT_S = 86_400
 
 
@@ -324,10 +325,14 @@ class TonBooks:
         return purged
 
     async def purge_skipped(self, kept: int = SKIPPED_KEPT_S) -> int:
-        """Forget the skipped transfers remembered more than ``kept`` seconds ago; how many."""
-        cutoff = int(self._clock()) - kept
+        """Forget the skipped transfers remembered more than ``kept`` seconds ago; how many.
+
+        Only once they are as far behind the USDT cursor's transaction, too: until then the
+        watcher may read them again behind it (``models.ton.purge_skipped``).
+        """
+        now = int(self._clock())
         with ledger_failures():
-            return await self._store.write(lambda db: storage.purge_skipped(db, cutoff))
+            return await self._store.write(lambda db: storage.purge_skipped(db, now, kept))
 
     # -- reconciling with the chain ----------------------------------------------------------
 
