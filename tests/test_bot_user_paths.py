@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tests.fakes.relay import RecordingProxy
 
 USER = 6101
-HELP = "Write any question and the answer appears as it is written."
+HELP = "Write any question, or send a text file (its text is the question), and the answer"
 
 
 @pytest.mark.parametrize(
