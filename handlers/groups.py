@@ -146,6 +146,8 @@ async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
     """
     if message.text is not None:
         return False
+    if not kit.editors.answered.first((message.chat.id, message.message_id)):
+        return True  # delivered again: told already
     if (await kit.groups.settings(message.chat.id)).answers:
         await tell_alone(message, texts("group_media"), kit.editors)
     return True

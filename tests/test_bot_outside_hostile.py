@@ -189,6 +189,28 @@ async def test_an_update_delivered_again_is_answered_and_charged_once(tmp_path: 
             assert len(usage) == (2 if user == ANN else 1), user
 
 
+async def test_a_media_caption_delivered_again_is_told_once(tmp_path: Path) -> None:
+    # The refusal of a question in a photo's caption came before the check for an update
+    # delivered again: the asker was told twice.
+    mention = "@veil_test_bot"
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        pushed = record_updates(stack)
+        stack.telegram.send_message_of(
+            ANN,
+            "photo",
+            chat_id=GROUP,
+            caption=f"{mention} what is in it?",
+            caption_entities=[{"type": "mention", "offset": 0, "length": len(mention)}],
+        )
+        async with asyncio.timeout(10):
+            while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110 -- the fake
+                await asyncio.sleep(0.02)
+        again(stack, pushed, "message")
+        stack.telegram.send_text(BOB, f"{mention} {QUESTION}", chat_id=GROUP)  # after the repeat
+        await final_reply(stack)
+        assert len(stack.telegram.ephemeral_messages(GROUP, ANN)) == 1
+
+
 async def test_a_message_deleted_or_a_group_left_mid_answer_stops_it(tmp_path: Path) -> None:
     long_answer = " ".join(f"word{n}" for n in range(400))
     async with running_stack(tmp_path, answer=long_answer, token_delay=0.01, **FAST) as stack:
