@@ -114,6 +114,18 @@ async def test_a_mention_alone_in_a_group_that_turned_answers_off_gets_nothing(
         assert stack.vllm.requests == []
 
 
+def photo_asking(stack: Stack, user: int) -> None:
+    """``user`` posts a photo in the group captioned "@veil_test_bot what is in it?"."""
+    mention = "@veil_test_bot"
+    stack.telegram.send_message_of(
+        user,
+        "photo",
+        chat_id=GROUP,
+        caption=f"{mention} what is in it?",
+        caption_entities=[{"type": "mention", "offset": 0, "length": len(mention)}],
+    )
+
+
 async def test_a_question_in_a_media_caption_is_told_alone_not_answered_blind(
     tmp_path: Path,
 ) -> None:
@@ -121,13 +133,7 @@ async def test_a_question_in_a_media_caption_is_told_alone_not_answered_blind(
     # the model never saw, and charged; so was "/ask" under a file.
     mention = "@veil_test_bot"
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
-        stack.telegram.send_message_of(
-            ANN,
-            "photo",
-            chat_id=GROUP,
-            caption=f"{mention} what is in it?",
-            caption_entities=[{"type": "mention", "offset": 0, "length": len(mention)}],
-        )
+        photo_asking(stack, ANN)
         stack.telegram.send_message_of(BOB, "document", chat_id=GROUP, caption=f"/ask {QUESTION}")
         stack.telegram.send_text(ANN, f"{mention} {QUESTION}", chat_id=GROUP)
         (final,) = await final_reply(stack)

@@ -18,7 +18,7 @@ import structlog
 
 from tests.books import inconsistent_users
 from tests.botstack import Stack, running_stack
-from tests.test_bot_groups import GROUP, final_reply, replies
+from tests.test_bot_groups import GROUP, final_reply, photo_asking, replies
 from tests.test_bot_inline import ANSWER, QUESTION, ask_inline, edits_of, final_edit
 
 if TYPE_CHECKING:
@@ -195,13 +195,7 @@ async def test_a_media_caption_delivered_again_is_told_once(tmp_path: Path) -> N
     mention = "@veil_test_bot"
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         pushed = record_updates(stack)
-        stack.telegram.send_message_of(
-            ANN,
-            "photo",
-            chat_id=GROUP,
-            caption=f"{mention} what is in it?",
-            caption_entities=[{"type": "mention", "offset": 0, "length": len(mention)}],
-        )
+        photo_asking(stack, ANN)
         async with asyncio.timeout(10):
             while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110 -- the fake
                 await asyncio.sleep(0.02)
