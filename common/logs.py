@@ -20,6 +20,8 @@ messages keep their first line, up to the first repr (of a callback's arguments,
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 import sys
@@ -198,12 +200,28 @@ class SafeRecords(logging.Filter):
 
 
 class SafeFormatter(logging.Formatter):
-    """``%(message)s``, with any traceback rendered by ``render_exception``."""
+    """A stdlib record (aiogram's, aiohttp's, asyncio's) as a JSON line, as structlog writes.
+
+    ``event`` (the message), ``level``, ``logger``, ``timestamp`` (ISO, UTC) and, with a
+    traceback, ``exception`` rendered by ``render_exception``: an operator's log pipeline reads
+    every line of the bot and the gateway as JSON.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """The line, its traceback rendered here even if another handler rendered it first."""
         record.exc_text = None  # logging caches the first handler's rendering, messages and all
-        return super().format(record)
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        line: dict[str, str] = {
+            "event": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "timestamp": when.isoformat().replace("+00:00", "Z"),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            line["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line)
 
     def formatException(self, ei: Any) -> str:  # noqa: ANN401, N802 -- logging's names
         """The record's traceback, every exception described (no message data)."""
@@ -228,7 +246,7 @@ def configure_logging(level: str = "INFO") -> None:
     """
     sys.excepthook = _log_crash
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter("%(message)s"))
+    handler.setFormatter(SafeFormatter())
     handler.addFilter(SafeRecords())
     logging.basicConfig(handlers=[handler], level=level, force=True)
     for noisy in ("aiohttp.access", "aiogram.event"):
