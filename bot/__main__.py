@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
-from common.logs import configure_logging, describe
+from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
 from models import StorageError
 from models.backup import BackupError, backup_database
@@ -133,7 +133,8 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
 def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | None:
     """The line and exit code for what stopped the bot from serving; None for a bug.
 
-    Never the token: a refused one is not quoted, and a network error's URL has it cut out.
+    Never the token: a refused one is not quoted, and a network error's URL has it cut out;
+    nor a password in ``VEIL_TELEGRAM_API``.
     """
     from aiogram.exceptions import (  # noqa: PLC0415 -- see run_bot
         ClientDecodeError,
@@ -143,6 +144,7 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
     )
 
     line: str | None = None
+    telegram = without_credentials(str(settings.telegram_api))  # a proxy's password: not shown
     if isinstance(exc, DataInUse):
         line = (
             f"veil: another bot is serving from {settings.database_path}: stop it first (a"
@@ -161,14 +163,14 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
         )
     elif isinstance(exc, TelegramNetworkError):  # start-up's calls: serving retries its own
         line = (
-            f"veil: cannot reach Telegram at {settings.telegram_api} (VEIL_TELEGRAM_API):"
+            f"veil: cannot reach Telegram at {telegram} (VEIL_TELEGRAM_API):"
             f" {describe(exc).removeprefix('TelegramNetworkError: ')}"
         )
     elif isinstance(exc, TelegramServerError | ClientDecodeError):
         # A Bot API failing for now (a 5xx past the session's retry), or a proxy's page in
         # its place: try again later, as for a Telegram out of reach.
         line = (
-            f"veil: Telegram at {settings.telegram_api} (VEIL_TELEGRAM_API) could not serve the"
+            f"veil: Telegram at {telegram} (VEIL_TELEGRAM_API) could not serve the"
             f" bot now: {describe(exc)}"
         )
     elif isinstance(exc, OSError):
@@ -245,7 +247,8 @@ def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
         return 2
     except ToncenterUnavailable as exc:
         print(  # noqa: T201 -- one clear line for the operator
-            f"veil: cannot read the TON payments from toncenter at {settings.toncenter}"
+            f"veil: cannot read the TON payments from toncenter at"
+            f" {without_credentials(settings.toncenter)}"
             f" (VEIL_TONCENTER_URL): {exc}",
             file=sys.stderr,
         )

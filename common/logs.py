@@ -43,6 +43,8 @@ _OWN_PACKAGES = frozenset(
 )
 # A Bot API URL's token: ``.../bot<token>/<method>`` (and ``/file/bot<token>/...``).
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
+# A URL's user and password (``scheme://user:password@host``), as a proxy's Basic auth.
+_CREDENTIALS_IN_URL = re.compile(r"(?<=//)[^/@\s]*@")
 _REPR_START = re.compile(r"[(<\[{'\"]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 _MOST_VALIDATION_ERRORS = 5
@@ -54,6 +56,11 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 def without_token(text: str) -> str:
     """``text`` with the token of any Bot API URL in it (``/bot<token>/…``) cut out."""
     return _TOKEN_IN_URL.sub("/bot<token>", text)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without the user and password it may carry (``scheme://user:password@host``)."""
+    return _CREDENTIALS_IN_URL.sub("", url, count=1)
 
 
 def describe(exc: BaseException) -> str:

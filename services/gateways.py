@@ -154,8 +154,7 @@ class GatewayPool:
                 gateway.problem = UNREACHABLE
                 log.warning(
                     "inference.bundle_unavailable",
-                    gateway=gateway.index,
-                    url=gateway.url,
+                    gateway=gateway.index,  # never its URL: it may hold a password
                     error=type(exc).__name__,
                 )
 

@@ -649,7 +649,7 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway)
     problem = f"HTTP {response.status} {code}"
     if response.status == _HTTP_UNAUTHENTICATED:
         # This gateway has not pinned our client key: only the operator can fix that.
-        log.error("inference.unauthenticated", gateway=gateway.index, url=gateway.url, code=code)
+        log.error("inference.unauthenticated", gateway=gateway.index, code=code)
         raise _Failover(problem)
     if response.status in _FAILOVER_STATUSES:
         busy = response.status == _HTTP_TOO_MANY or code in _BUSY_CODES

@@ -396,6 +396,51 @@ def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path:
     assert TOKEN.split(":")[1] not in result.stderr
 
 
+async def test_a_password_in_a_url_is_not_shown_when_its_server_is_out_of_reach(
+    tmp_path: Path,
+) -> None:
+    # A Bot API server or an indexer behind a proxy that asks for a password takes it in its
+    # URL (aiohttp sends it as Basic auth); the line naming the setting showed it as given.
+    data = tmp_path / "data"
+    install_client_key(data)
+    password = "hunter2-d4e5f6"
+    ton = {
+        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
+        "VEIL_TON_TESTNET": "1",
+        "VEIL_TONCENTER_URL": f"http://veil:{password}@127.0.0.1:9/toncenter",
+    }
+    async with FakeTelegram(token=TOKEN) as telegram:
+        away, no_chain = await asyncio.gather(
+            asyncio.to_thread(
+                bot_command,
+                data,
+                settings={"VEIL_TELEGRAM_API": f"http://veil:{password}@127.0.0.1:9/"},
+            ),
+            asyncio.to_thread(
+                bot_command, data, "reconcile", settings={"VEIL_TELEGRAM_API": telegram.url, **ton}
+            ),
+        )
+    assert away.returncode == 1
+    assert (
+        away.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API): getMe:"
+        )
+    )
+    assert no_chain.returncode == 2
+    assert (
+        no_chain.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "veil: cannot read the TON payments from toncenter at http://127.0.0.1:9/toncenter"
+            " (VEIL_TONCENTER_URL):"
+        )
+    )
+    for result in (away, no_chain):
+        assert password not in result.stderr
+
+
 async def test_reconcile_with_telegram_or_toncenter_unusable_is_one_line_naming_the_setting(
     tmp_path: Path,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from typing import TYPE_CHECKING
@@ -14,7 +15,10 @@ from tests.fakes.relay import RecordingProxy
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
+
 USER = 7001
+GROUP = -1_001_234_567
 PROMPT = "My private worry: tangerine-hippogriff-93"
 ANSWER = "A private reply about **obsidian-kettledrum-58** for you."
 MARKERS = ("tangerine", "hippogriff", "obsidian", "kettledrum")
@@ -24,8 +28,13 @@ def disk_bytes(data_dir: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(data_dir.glob("veil.db*")))
 
 
-def assert_absent(haystack: bytes) -> None:
-    for marker in MARKERS:
+def every_file(data_dir: Path) -> bytes:
+    """The bytes of every file in ``data_dir``: the databases, the payment journal, the keys."""
+    return b"".join(p.read_bytes() for p in sorted(data_dir.iterdir()) if p.is_file())
+
+
+def assert_absent(haystack: bytes, markers: tuple[str, ...] = MARKERS) -> None:
+    for marker in markers:
         for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
             assert marker.encode(encoding) not in haystack, marker
 
@@ -53,6 +62,59 @@ async def test_nothing_readable_on_disk_in_logs_or_on_the_wire(tmp_path: Path) -
     assert_absent(disk_bytes(tmp_path))  # after close and checkpoint
     master_key = (tmp_path / "master.key").stat()
     assert master_key.st_mode & 0o077 == 0
+
+
+# Written after the tests above: each part of a question that came later, with its markers.
+FILE_TEXT = "Meeting notes: saffron-trebuchet-41"
+FILE_NAME = "quokka-lantern.txt"
+CAPTION = "Summarise: vermilion-bassoon?"
+FOLLOW_UP = "Tell me more about marmalade-wombat"
+EDITED = "My private worry: periwinkle-gazebo"
+GROUP_CAPTION = "@veil_test_bot what is cobalt-narwhal?"
+LATER = ("saffron", "trebuchet", "quokka", "vermilion", "marmalade", "periwinkle", "narwhal")
+
+
+async def test_files_quotes_edits_and_captions_stay_off_disk_logs_and_wire(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A text file read as a question (its text, name and caption), a reply quoting the answer,
+    # an edited question (told it was answered as sent) and a group's question in a photo's
+    # caption (refused): as the first question, nothing of them readable anywhere.
+    async with running_stack(tmp_path, answer=ANSWER) as stack:
+        host, port = stack.gateway.url.removeprefix("http://").split(":")
+        async with RecordingProxy(host, int(port)) as proxy:
+            stack.veil.chat.inference._gateways[0].url = proxy.url
+            with structlog.testing.capture_logs() as logs:
+                stack.telegram.send_text(USER, PROMPT)
+                (answer,) = await stack.final_messages(USER)
+                stack.telegram.send_text(
+                    USER, FOLLOW_UP, reply_to=answer["message_id"], quote="obsidian-kettledrum-58"
+                )
+                await stack.final_messages(USER, 2)
+                asked = stack.telegram.state.chat_messages(USER)[0]["message_id"]
+                stack.telegram.edit_text(USER, asked, EDITED)
+                stack.telegram.send_document(
+                    USER, FILE_TEXT.encode(), file_name=FILE_NAME, caption=CAPTION
+                )
+                await stack.final_messages(USER, 4)
+                await stack.stored_turns(USER, 6)
+                stack.telegram.send_message_of(
+                    USER,
+                    "photo",
+                    chat_id=GROUP,
+                    caption=GROUP_CAPTION,
+                    caption_entities=[{"type": "mention", "offset": 0, "length": 14}],
+                )
+                async with asyncio.timeout(10):
+                    while not stack.telegram.ephemeral_messages(GROUP, USER):  # noqa: ASYNC110 -- polls the fake's record
+                        await asyncio.sleep(0.02)
+    asked_of_model = [r["messages"][-1]["content"] for r in stack.vllm.requests]
+    assert "> obsidian-kettledrum-58" in asked_of_model[1]  # the quote reached the model
+    assert asked_of_model[2].startswith(f"{FILE_NAME}:")  # and so did the file
+    assert len(asked_of_model) == 3  # not the edit, not the caption
+    rendered = (json.dumps(logs, default=str) + caplog.text).encode()
+    for haystack in (proxy.captured, rendered, every_file(tmp_path)):
+        assert_absent(haystack, MARKERS + LATER)
 
 
 async def test_forget_erases_history_so_it_cannot_be_found_or_decrypted(tmp_path: Path) -> None:

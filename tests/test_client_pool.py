@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from services.errors import InferenceBusy, InferenceError, InferenceUnavailable
 from services.inference import ChatRequest, InferenceClient, TextDelta
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import CLIENT_KEY, CLIENT_VERIFY_KEY, client_policy, run_gateway
+from tests.harness import CLIENT_KEY, CLIENT_VERIFY_KEY, client_policy, free_port, run_gateway
 
 if TYPE_CHECKING:
     from tests.harness import Clock
@@ -102,6 +102,34 @@ async def test_a_gateway_that_has_not_pinned_the_bot_fails_over_and_tells_the_op
     assert event["log_level"] == "error"
     assert event["gateway"] == 1
     assert event["code"] == "unauthenticated"
+
+
+async def test_a_gateway_url_s_password_stays_out_of_the_log(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # A gateway behind a proxy that asks for a password takes it in the URL (aiohttp sends it
+    # as Basic auth). ``inference.unauthenticated`` and ``inference.bundle_unavailable`` logged
+    # the URL, password and all; they name the gateway by its position, as the docs say.
+    password = "hunter2-d4e5f6"
+    operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        FakeVLLM(answer="from the first") as one,
+        FakeVLLM(answer="from the third") as three,
+        run_gateway(one.url, operator=operator, clock=clock, clients={}) as first,
+        run_gateway(three.url, operator=operator, clock=clock) as third,
+    ):
+        urls = [
+            url.replace("http://", f"http://veil:{password}@")
+            for url in (first.url, f"http://127.0.0.1:{free_port()}", third.url)
+        ]
+        client = InferenceClient(urls, [first.verify_key], http, clock=clock, client_key=CLIENT_KEY)
+        client._pool.turn = itertools.count(0, 3)  # always start with the first gateway
+        with capture_logs() as logs:
+            assert await answer_text(client) == "from the third"
+    events = {entry["event"]: entry for entry in logs}
+    assert events["inference.unauthenticated"]["gateway"] == 1
+    assert events["inference.bundle_unavailable"]["gateway"] == 2
+    assert password not in str(logs)
 
 
 async def test_a_client_limit_429_fails_over_and_backs_off(

@@ -883,3 +883,28 @@ async def test_a_payment_to_a_wallet_not_yet_deployed_is_credited(stack: TonStac
     assert await recorded(stack) == {hex_hash(stayed["hash"]): ("credited", None, PACK_UNITS)}
     assert await stack.balance(ALICE) == PACK_UNITS
     await sound(stack)
+
+
+async def test_no_log_line_ties_a_payer_to_their_public_transaction(stack: TonStack) -> None:
+    # A transaction's hash is public: on chain it names the payer's wallet, with its balance
+    # and history. ``ton.payment_recorded`` and ``ton.payment_assigned`` logged it beside the
+    # payer's user id, so whoever reads the logs could tie a Telegram user to their wallet.
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    stack.chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment="forgot it")
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 2  # the two payments
+        (kept,) = await stack.books.unmatched()
+        await stack.books.assign(kept.hash, BOB, admin=1)
+    events = {"ton.payment_recorded", "ton.payment_assigned"}
+    assert sorted(e["event"] for e in logs if e["event"] in events) == [
+        "ton.payment_assigned",
+        "ton.payment_recorded",
+        "ton.payment_recorded",
+    ]
+    assert await stack.balance(ALICE) == PACK_UNITS
+    assert await stack.balance(BOB) == 2 * PACK_UNITS
+    hashes = {p.hash for p in await stack.books.recorded()}
+    tying = [e for e in logs if {ALICE, BOB} & set(e.values()) and hashes & set(e.values())]
+    assert tying == []
+    await sound(stack)

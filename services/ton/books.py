@@ -160,8 +160,7 @@ class TonBooks:
                 reason=payment.reason,
                 amount=payment.amount,
                 units=payment.units,
-                user_id=payment.user_id,
-            )
+            )  # never the payer's user id: the hash is public, and names their wallet
         return booking
 
     def _judge(self, db: Database, transfer: Transfer, now: int) -> TonPayment:
@@ -278,8 +277,7 @@ class TonBooks:
         log.info(
             "ton.payment_assigned",
             tx=booking.payment.hash,
-            user_id=user_id,
-            admin=admin,
+            admin=admin,  # not the payer's user id, as above
             units=booking.payment.units,
         )
         return booking
