@@ -37,7 +37,7 @@ from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_oper
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import drain
 from bot.streaming import DraftSink
-from bot.telegram import build_bot, forget_handled_update
+from bot.telegram import build_bot, forget_handled_update, skip_bare_updates
 from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
@@ -139,6 +139,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     dispatcher = Dispatcher(disable_fsm=True)
     # Before any router: a part of a long text may begin with what reads as a command.
     dispatcher.message.outer_middleware(chat_handlers.PasteParts(chat_handlers.Pastes()))
+    dispatcher.update.outer_middleware(skip_bare_updates)  # what a poll could not read
     # Outer, so that the errors router (which runs outside inner middlewares) has ``texts`` too.
     dispatcher.update.outer_middleware(TextsMiddleware(catalogs))
     dispatcher.update.outer_middleware(forget_handled_update)

@@ -51,6 +51,7 @@ from aiogram import Bot, methods
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import (
     ClientDecodeError,
     TelegramNetworkError,
@@ -58,6 +59,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.methods import (
+    GetUpdates,
     Response,
     SendChatAction,
     SendMessageDraft,
@@ -65,8 +67,10 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
 from aiohttp import ClientError, ClientTimeout, FormData
 from aiohttp.payload import BytesPayload
+from pydantic import ValidationError
 
 from common.logs import describe, without_token
 
@@ -205,6 +209,8 @@ class TurnTakingSession(AiohttpSession):
                 and isinstance(exc.data, dict)
                 and exc.data.get("ok") is True
             )
+            if taken and isinstance(method, GetUpdates) and isinstance(exc.data["result"], list):
+                return cast("TelegramType", readable_updates(exc.data["result"], bot))
             raise UnreadableReply(
                 message,
                 exc.original,
@@ -230,6 +236,46 @@ class TurnTakingSession(AiohttpSession):
         if files:
             return self.build_form_data(bot, method)
         return JsonBody(fields)
+
+
+def readable_updates(raw: list[Any], bot: Bot) -> list[Update]:
+    """A batch of updates of which some do not validate: those stand as bare updates.
+
+    aiogram reads a batch whole, so one update it cannot read (a kind of forward origin, say,
+    that a newer Bot API sends and this aiogram does not know) failed the whole poll, and
+    polling asked for the same batch again and again: no update after it was ever handled,
+    for anyone. An update that does not validate is logged (``telegram.update_unreadable``:
+    its id and what did not validate, none of its content) and kept as its bare id, so the
+    next poll goes past it; ``skip_bare_updates`` stops it before any handler.
+    """
+    updates = []
+    for item in raw:
+        try:
+            updates.append(Update.model_validate(item, context={"bot": bot}))
+        except ValidationError as exc:
+            update_id = item.get("update_id") if isinstance(item, dict) else None
+            log.warning("telegram.update_unreadable", update_id=update_id, error=describe(exc))
+            if isinstance(update_id, int) and not isinstance(update_id, bool):
+                updates.append(Update(update_id=update_id))
+    return updates
+
+
+async def skip_bare_updates(
+    handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+    event: TelegramObject,
+    data: dict[str, Any],
+) -> Any:  # noqa: ANN401 -- whatever the handler returns
+    """An outer update middleware: an update with nothing in it goes no further.
+
+    Those ``readable_updates`` left of updates it could not read (aiogram would warn with the
+    update's dump on stderr, and skip it).
+    """
+    if isinstance(event, Update):
+        try:
+            _ = event.event_type
+        except UpdateTypeLookupError:
+            return UNHANDLED
+    return await handler(event, data)
 
 
 class UnreadableReply(ClientDecodeError):

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from bot.payments import entry_from_update
 from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_body, send_and_close
+from common.logs import describe
 from services.errors import JournalUnavailable
 
 if TYPE_CHECKING:
@@ -132,12 +133,9 @@ class VeilWebhook(SimpleRequestHandler):
             body = await read_body(request, limit=BODY_LIMIT, within=self._body_timeout)
         except BodyRefused as refused:
             return await _refuse_body(request, refused)
-        try:
-            raw = self.bot.session.json_loads(body.decode("utf-8"))
-            update = Update.model_validate(raw, context={"bot": self.bot})
-        except (ValueError, RecursionError, ValidationError):  # nested past the parser's depth too
-            log.warning("webhook.refused", reason="not an update")
-            return web.Response(status=400, text="Bad Request")
+        update = self._update(body)
+        if not isinstance(update, Update):
+            return update
         entry = entry_from_update(update)
         if entry is not None:
             try:
@@ -152,6 +150,27 @@ class VeilWebhook(SimpleRequestHandler):
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
         return web.json_response({})
+
+    def _update(self, body: bytes) -> Update | web.Response:
+        """The update in ``body``; else the reply: 400 if it is none, 200 if unreadable.
+
+        An update of a kind this aiogram cannot read (Telegram's: the secret says so) is taken
+        and skipped, as a poll skips it (``bot.telegram.readable_updates``): refused, it would
+        be sent again and again.
+        """
+        raw: object = None
+        try:
+            raw = self.bot.session.json_loads(body.decode("utf-8"))
+            return Update.model_validate(raw, context={"bot": self.bot})
+        except ValidationError as exc:
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            if isinstance(update_id, int) and not isinstance(update_id, bool):
+                log.warning("webhook.update_unreadable", update_id=update_id, error=describe(exc))
+                return web.json_response({})
+        except (ValueError, RecursionError):  # nested past the parser's depth too
+            pass
+        log.warning("webhook.refused", reason="not an update")
+        return web.Response(status=400, text="Bad Request")
 
     async def _feed(self, update: Update) -> None:
         try:
