@@ -35,7 +35,10 @@ bot's own ceiling of that text plus the prompt's; else nothing.
 An answer the model cut at its length limit (``finish_reason`` ``length``) in the user's
 conversation can be continued: ``take_continuation`` says whether the answer a Continue button
 names is still the user's latest cut answer (kept in memory only, like the Retry prompt), and
-``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any.
+``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any
+(``Question.continues``): where the context cannot hold the cut answer whole (a window of
+2048 tokens leaves the context no more than the answer's own room), its end goes quoted before
+it, so the model always sees where it stopped.
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
@@ -201,6 +204,9 @@ class Question:
     chain in a group) is all the model sees before it. ``replied``: the text of the message
     the question replies to; the model reads it quoted before the question unless the context
     holds it already (an answer of an earlier conversation, after /new, it does not).
+    ``continues``: the question asks the model to go on with the cut answer that ends the
+    conversation (``CONTINUE_PROMPT``); its end goes quoted before it unless the context holds
+    it whole.
     """
 
     user_id: int
@@ -212,6 +218,7 @@ class Question:
     thread_id: int | None = None
     private: bool = False  # asked in the user's private chat: told there if a restart cuts it off
     replied: str | None = field(default=None, repr=False)
+    continues: bool = False
 
     @property
     def chat(self) -> AnswerChat | None:
@@ -873,26 +880,31 @@ class ChatService:
 
         ``turns`` count as ``model`` reads them (``_Turn.for_model``). The message the question
         replies to goes before it, quoted, when the context does not hold it already
-        (``Question.replied``): as much of it as leaves the answer its room.
+        (``Question.replied``): as much of it as leaves the answer its room. So does the cut
+        answer a continuation goes on with (``Question.continues``), by its end.
         """
         history = [turn.for_model(model) for turn in turns]
         prompt, budget = question.prompt, self._budget(window)
         context = self._context(history, prompt, window, budget)
-        replied = question.replied
+        replied, ending = question.replied, False
+        if question.continues and history and history[-1].role == "assistant":
+            replied, ending = history[-1].text, True
         if replied is None or _holds(context.messages, replied):
             return prompt, context
-        quote = self._fitting_quote(replied, prompt, budget)
+        quote = self._fitting_quote(replied, prompt, budget, ending=ending)
         if quote is None:
             return prompt, context
         prompt = quoted(quote, prompt)
         return prompt, self._context(history, prompt, window, budget)
 
-    def _fitting_quote(self, replied: str, prompt: str, budget: int) -> str | None:
+    def _fitting_quote(
+        self, replied: str, prompt: str, budget: int, *, ending: bool = False
+    ) -> str | None:
         """As much of ``replied`` as fits, quoted before ``prompt``, in ``budget`` tokens.
 
-        Its start, cut with "…", where the whole would not fit: a quote that does not fit
-        squeezed the answer to ``min_answer_tokens`` (or made a question that fits alone "too
-        long"). None where not even a start of it fits.
+        Its start, cut with "…", where the whole would not fit (``ending``: its end, after
+        "…"): a quote that does not fit squeezed the answer to ``min_answer_tokens`` (or made a
+        question that fits alone "too long"). None where not even a start (or end) of it fits.
         """
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
 
@@ -900,15 +912,21 @@ class ChatService:
             asked = {"role": "user", "content": quoted(quote, prompt)}
             return prompt_tokens([*head, asked]) <= budget
 
+        def part(length: int) -> str:
+            return "…" + replied[len(replied) - length :] if ending else replied[:length] + "…"
+
         if fits(replied):
             return replied
-        low, high = 0, len(replied)  # replied[:low] + "…" fits (or low is 0); replied does not
+        low, high = 0, len(replied)  # part(low) fits (or low is 0); replied does not
         while high - low > 1:
             middle = (low + high) // 2
-            if fits(replied[:middle] + "…"):
+            if fits(part(middle)):
                 low = middle
             else:
                 high = middle
+        if ending:
+            end = replied[len(replied) - low :].lstrip() if low else ""
+            return f"…{end}" if end.strip() else None
         start = replied[:low].rstrip()
         return f"{start}…" if start.strip() else None
 
