@@ -1,10 +1,11 @@
 """Conversations: one question in, one streamed answer out, history kept sealed.
 
 ``ChatService.answer`` builds the context from the user's decrypted history (trimmed to the
-model's window by token ceilings, an answer stored with its receipt's count by that count,
-``services.tokens``), holds credit for it under the sealed request's own id, streams the
-answer from the sealed inference client into an ``AnswerSink`` (the bot's Telegram-facing
-side), settles, and stores the exchange encrypted once it is finished or the user stopped it.
+model's window by token ceilings, an answer stored with its receipt's count by that count and
+a question by its request's prompt count where that is lower, ``services.tokens``), holds
+credit for it under the sealed request's own id, streams the answer from the sealed inference
+client into an ``AnswerSink`` (the bot's Telegram-facing side), settles, and stores the
+exchange encrypted once it is finished or the user stopped it.
 The model's window is the one the gateways' signed bundles state for it, at most
 ``context_tokens`` (also the window of a model they state none for); the answer may have what
 the context leaves of it, at most ``max_answer_tokens``. A failed answer stores nothing (the
@@ -713,7 +714,7 @@ class ChatService:
                     user_id,
                     conversation,
                     [("user", prompt), ("assistant", text)],
-                    tokens=[None, _counted(completion, text)],
+                    tokens=[_asked(completion, prompt), _counted(completion, text)],
                 )
             if finish_reason == CUT:
                 self._remember_cut(user_id, hold.request_id)
@@ -1247,6 +1248,13 @@ def _holds(messages: Sequence[dict[str, str]], quote: str) -> bool:
     return any(wanted in _letters(message["content"]) for message in messages)
 
 
+def _measured(completion: Completion | None) -> UsageReceipt | None:
+    """The receipt of ``completion`` if it verified and holds the model server's own usage."""
+    if completion is None or not completion.receipt_valid or completion.receipt is None:
+        return None
+    return None if completion.receipt.estimated else completion.receipt
+
+
 def _counted(completion: Completion | None, text: str) -> TokenCount | None:
     """An upper count of an answer's tokens from its receipt, if the receipt can give one.
 
@@ -1254,12 +1262,23 @@ def _counted(completion: Completion | None, text: str) -> TokenCount | None:
     completion tokens with the margin for reading the text back (``answer_tokens``), for the
     model it names. None (the text's ceiling) for anything else.
     """
-    if completion is None or not completion.receipt_valid or completion.receipt is None:
-        return None
-    receipt = completion.receipt
-    if receipt.estimated:
+    receipt = _measured(completion)
+    if receipt is None:
         return None
     return TokenCount(answer_tokens(text, receipt.completion_tokens), receipt.model)
+
+
+def _asked(completion: Completion | None, prompt: str) -> TokenCount | None:
+    """An upper count of the question's tokens from its answer's receipt, where it is lower.
+
+    The prompt the model server counted held the question whole, so its count is one; it is
+    below the question's ceiling where little else was asked with it (a text file opening a
+    conversation), and then keeps the question in the window the next time. None otherwise.
+    """
+    receipt = _measured(completion)
+    if receipt is None or receipt.prompt_tokens >= text_tokens(prompt):
+        return None
+    return TokenCount(receipt.prompt_tokens, receipt.model)
 
 
 def _letters(text: str) -> str:
