@@ -571,7 +571,12 @@ class ChatService:
         user, conversation = opened.user, opened.conversation
         model = await self.model_for(user.model)
         window = self._window(model)
-        prompt, context = self._asking(question, opened.history, model, window)
+        prompt, context = self._asking(
+            question,
+            [turn.for_model(model) for turn in opened.history],
+            window,
+            self._budget(window),
+        )
         parts = FoldedText()
         begun = retried = False
         while True:
@@ -607,8 +612,11 @@ class ChatService:
                     raise
                 # Trim once more and ask again: a new sealed request, so a new hold. The model
                 # server may have counted more than the stored counts said: every turn by its
-                # ceiling now (the opened turns are, until ``_Turn.for_model``).
-                context = self._context(opened.history, prompt, window, self._budget(window) // 2)
+                # ceiling now (the opened turns are, until ``_Turn.for_model``), and the part
+                # quoted (a reply's, a continuation's) as much as fits that.
+                prompt, context = self._asking(
+                    question, opened.history, window, self._budget(window) // 2
+                )
                 retried = True
                 log.info("chat.context_trimmed", dropped=context.dropped)
                 continue
@@ -875,17 +883,16 @@ class ChatService:
         return max(floor, min(self.max_answer_tokens, fits))
 
     def _asking(
-        self, question: Question, turns: Sequence[_Turn], model: str, window: int
+        self, question: Question, history: Sequence[_Turn], window: int, budget: int
     ) -> tuple[str, _Context]:
-        """The prompt to ask ``model`` and its context, trimmed to ``window``.
+        """The prompt to ask and its context: ``history`` trimmed to ``budget`` of ``window``.
 
-        ``turns`` count as ``model`` reads them (``_Turn.for_model``). The message the question
-        replies to goes before it, quoted, when the context does not hold it already
-        (``Question.replied``): as much of it as leaves the answer its room. So does the cut
-        answer a continuation goes on with (``Question.continues``), by its end.
+        ``history`` counts as the model asked reads it (``_Turn.for_model``), or by ceilings.
+        The message the question replies to goes before it, quoted, when the context does not
+        hold it already (``Question.replied``): as much of it as fits ``budget``. So does the
+        cut answer a continuation goes on with (``Question.continues``), by its end.
         """
-        history = [turn.for_model(model) for turn in turns]
-        prompt, budget = question.prompt, self._budget(window)
+        prompt = question.prompt
         context = self._context(history, prompt, window, budget)
         replied, ending = question.replied, False
         if question.continues and history and history[-1].role == "assistant":
