@@ -177,11 +177,13 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
     *,
     thread_id: int | None = None,
     replied: str | None = None,
+    continues: bool = False,
 ) -> None:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
     In topic ``thread_id`` when given, from that topic's conversation; ``replied`` is the text
-    of the message it replies to (``Question.replied``). The answer runs detached
+    of the message it replies to (``Question.replied``); ``continues``: it asks the model to go
+    on with its cut answer (``Question.continues``). The answer runs detached
     from the update (``ChatService.start``): this returns once the user is claimed, so the
     update's objects are not kept while it streams; ``AnswerInProgress`` (the user has an
     answer in progress) is raised here, to the errors router. What follows the answer, and
@@ -196,6 +198,7 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
         thread_id=thread_id,
         private=True,
         replied=replied,
+        continues=continues,
     )
     chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
 
@@ -358,7 +361,15 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     try:
         answer_prompt(
-            bot, chat, drafts, texts, failures, user, CONTINUE_PROMPT, thread_id=thread_id
+            bot,
+            chat,
+            drafts,
+            texts,
+            failures,
+            user,
+            CONTINUE_PROMPT,
+            thread_id=thread_id,
+            continues=True,
         )
     except AnswerInProgress:
         # Kept: it works once the answer in progress is done, unless that answer was in the

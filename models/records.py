@@ -43,8 +43,8 @@ class Turn:
     """One message of a conversation, decrypted; ``seq`` counts from 1 within the conversation.
 
     ``tokens``: an upper count of the text's tokens where one is known (an answer counted by
-    its signed receipt), else None: its UTF-8 bytes are the ceiling. The text stays out of
-    ``repr`` so a logged record cannot leak it.
+    its signed receipt, a question by its request's), else None: its UTF-8 bytes are the
+    ceiling. The text stays out of ``repr`` so a logged record cannot leak it.
     """
 
     conversation_id: int

@@ -1,10 +1,11 @@
 """Conversations: one question in, one streamed answer out, history kept sealed.
 
 ``ChatService.answer`` builds the context from the user's decrypted history (trimmed to the
-model's window by token ceilings, an answer stored with its receipt's count by that count,
-``services.tokens``), holds credit for it under the sealed request's own id, streams the
-answer from the sealed inference client into an ``AnswerSink`` (the bot's Telegram-facing
-side), settles, and stores the exchange encrypted once it is finished or the user stopped it.
+model's window by token ceilings, an answer stored with its receipt's count by that count and
+a question by its request's prompt count where that is lower, ``services.tokens``), holds
+credit for it under the sealed request's own id, streams the answer from the sealed inference
+client into an ``AnswerSink`` (the bot's Telegram-facing side), settles, and stores the
+exchange encrypted once it is finished or the user stopped it.
 The model's window is the one the gateways' signed bundles state for it, at most
 ``context_tokens`` (also the window of a model they state none for); the answer may have what
 the context leaves of it, at most ``max_answer_tokens``. A failed answer stores nothing (the
@@ -35,7 +36,10 @@ bot's own ceiling of that text plus the prompt's; else nothing.
 An answer the model cut at its length limit (``finish_reason`` ``length``) in the user's
 conversation can be continued: ``take_continuation`` says whether the answer a Continue button
 names is still the user's latest cut answer (kept in memory only, like the Retry prompt), and
-``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any.
+``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any
+(``Question.continues``): where the context cannot hold the cut answer whole (a window of
+2048 tokens leaves the context no more than the answer's own room), its end goes quoted before
+it, so the model always sees where it stopped.
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
@@ -201,6 +205,9 @@ class Question:
     chain in a group) is all the model sees before it. ``replied``: the text of the message
     the question replies to; the model reads it quoted before the question unless the context
     holds it already (an answer of an earlier conversation, after /new, it does not).
+    ``continues``: the question asks the model to go on with the cut answer that ends the
+    conversation (``CONTINUE_PROMPT``); its end goes quoted before it unless the context holds
+    it whole.
     """
 
     user_id: int
@@ -212,6 +219,7 @@ class Question:
     thread_id: int | None = None
     private: bool = False  # asked in the user's private chat: told there if a restart cuts it off
     replied: str | None = field(default=None, repr=False)
+    continues: bool = False
 
     @property
     def chat(self) -> AnswerChat | None:
@@ -563,7 +571,12 @@ class ChatService:
         user, conversation = opened.user, opened.conversation
         model = await self.model_for(user.model)
         window = self._window(model)
-        prompt, context = self._asking(question, opened.history, model, window)
+        prompt, context = self._asking(
+            question,
+            [turn.for_model(model) for turn in opened.history],
+            window,
+            self._budget(window),
+        )
         parts = FoldedText()
         begun = retried = False
         while True:
@@ -599,8 +612,11 @@ class ChatService:
                     raise
                 # Trim once more and ask again: a new sealed request, so a new hold. The model
                 # server may have counted more than the stored counts said: every turn by its
-                # ceiling now (the opened turns are, until ``_Turn.for_model``).
-                context = self._context(opened.history, prompt, window, self._budget(window) // 2)
+                # ceiling now (the opened turns are, until ``_Turn.for_model``), and the part
+                # quoted (a reply's, a continuation's) as much as fits that.
+                prompt, context = self._asking(
+                    question, opened.history, window, self._budget(window) // 2
+                )
                 retried = True
                 log.info("chat.context_trimmed", dropped=context.dropped)
                 continue
@@ -706,7 +722,7 @@ class ChatService:
                     user_id,
                     conversation,
                     [("user", prompt), ("assistant", text)],
-                    tokens=[None, _counted(completion, text)],
+                    tokens=[_asked(completion, prompt), _counted(completion, text)],
                 )
             if finish_reason == CUT:
                 self._remember_cut(user_id, hold.request_id)
@@ -867,32 +883,36 @@ class ChatService:
         return max(floor, min(self.max_answer_tokens, fits))
 
     def _asking(
-        self, question: Question, turns: Sequence[_Turn], model: str, window: int
+        self, question: Question, history: Sequence[_Turn], window: int, budget: int
     ) -> tuple[str, _Context]:
-        """The prompt to ask ``model`` and its context, trimmed to ``window``.
+        """The prompt to ask and its context: ``history`` trimmed to ``budget`` of ``window``.
 
-        ``turns`` count as ``model`` reads them (``_Turn.for_model``). The message the question
-        replies to goes before it, quoted, when the context does not hold it already
-        (``Question.replied``): as much of it as leaves the answer its room.
+        ``history`` counts as the model asked reads it (``_Turn.for_model``), or by ceilings.
+        The message the question replies to goes before it, quoted, when the context does not
+        hold it already (``Question.replied``): as much of it as fits ``budget``. So does the
+        cut answer a continuation goes on with (``Question.continues``), by its end.
         """
-        history = [turn.for_model(model) for turn in turns]
-        prompt, budget = question.prompt, self._budget(window)
+        prompt = question.prompt
         context = self._context(history, prompt, window, budget)
-        replied = question.replied
+        replied, ending = question.replied, False
+        if question.continues and history and history[-1].role == "assistant":
+            replied, ending = history[-1].text, True
         if replied is None or _holds(context.messages, replied):
             return prompt, context
-        quote = self._fitting_quote(replied, prompt, budget)
+        quote = self._fitting_quote(replied, prompt, budget, ending=ending)
         if quote is None:
             return prompt, context
         prompt = quoted(quote, prompt)
         return prompt, self._context(history, prompt, window, budget)
 
-    def _fitting_quote(self, replied: str, prompt: str, budget: int) -> str | None:
+    def _fitting_quote(
+        self, replied: str, prompt: str, budget: int, *, ending: bool = False
+    ) -> str | None:
         """As much of ``replied`` as fits, quoted before ``prompt``, in ``budget`` tokens.
 
-        Its start, cut with "…", where the whole would not fit: a quote that does not fit
-        squeezed the answer to ``min_answer_tokens`` (or made a question that fits alone "too
-        long"). None where not even a start of it fits.
+        Its start, cut with "…", where the whole would not fit (``ending``: its end, after
+        "…"): a quote that does not fit squeezed the answer to ``min_answer_tokens`` (or made a
+        question that fits alone "too long"). None where not even a start (or end) of it fits.
         """
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
 
@@ -900,15 +920,21 @@ class ChatService:
             asked = {"role": "user", "content": quoted(quote, prompt)}
             return prompt_tokens([*head, asked]) <= budget
 
+        def part(length: int) -> str:
+            return "…" + replied[len(replied) - length :] if ending else replied[:length] + "…"
+
         if fits(replied):
             return replied
-        low, high = 0, len(replied)  # replied[:low] + "…" fits (or low is 0); replied does not
+        low, high = 0, len(replied)  # part(low) fits (or low is 0); replied does not
         while high - low > 1:
             middle = (low + high) // 2
-            if fits(replied[:middle] + "…"):
+            if fits(part(middle)):
                 low = middle
             else:
                 high = middle
+        if ending:
+            end = replied[len(replied) - low :].lstrip() if low else ""
+            return f"…{end}" if end.strip() else None
         start = replied[:low].rstrip()
         return f"{start}…" if start.strip() else None
 
@@ -1229,6 +1255,13 @@ def _holds(messages: Sequence[dict[str, str]], quote: str) -> bool:
     return any(wanted in _letters(message["content"]) for message in messages)
 
 
+def _measured(completion: Completion | None) -> UsageReceipt | None:
+    """The receipt of ``completion`` if it verified and holds the model server's own usage."""
+    if completion is None or not completion.receipt_valid or completion.receipt is None:
+        return None
+    return None if completion.receipt.estimated else completion.receipt
+
+
 def _counted(completion: Completion | None, text: str) -> TokenCount | None:
     """An upper count of an answer's tokens from its receipt, if the receipt can give one.
 
@@ -1236,12 +1269,23 @@ def _counted(completion: Completion | None, text: str) -> TokenCount | None:
     completion tokens with the margin for reading the text back (``answer_tokens``), for the
     model it names. None (the text's ceiling) for anything else.
     """
-    if completion is None or not completion.receipt_valid or completion.receipt is None:
-        return None
-    receipt = completion.receipt
-    if receipt.estimated:
+    receipt = _measured(completion)
+    if receipt is None:
         return None
     return TokenCount(answer_tokens(text, receipt.completion_tokens), receipt.model)
+
+
+def _asked(completion: Completion | None, prompt: str) -> TokenCount | None:
+    """An upper count of the question's tokens from its answer's receipt, where it is lower.
+
+    The prompt the model server counted held the question whole, so its count is one; it is
+    below the question's ceiling where little else was asked with it (a text file opening a
+    conversation), and then keeps the question in the window the next time. None otherwise.
+    """
+    receipt = _measured(completion)
+    if receipt is None or receipt.prompt_tokens >= text_tokens(prompt):
+        return None
+    return TokenCount(receipt.prompt_tokens, receipt.model)
 
 
 def _letters(text: str) -> str:

@@ -25,8 +25,11 @@ at a delta's edge), so the count gets a margin of an eighth (``REREAD_MARGIN``),
 token, and is never above the text's ceiling. An English answer (about four bytes a token)
 then counts under a third of its ceiling, a Russian or Kazakh one (about five) under a quarter,
 so a conversation of long answers keeps about three times as many turns in the same window.
-A reasoning model's count includes its thinking, which is not kept: only more caution. The
-question being asked, the turns before any such receipt and everything else keep the ceiling.
+A reasoning model's count includes its thinking, which is not kept: only more caution. A
+question is stored with its request's prompt count from the same receipt where that is below
+its ceiling: the prompt held the question whole, so a question asked with little before it (a
+text file opening a conversation) keeps its place in the window. The question being asked,
+the turns before any such receipt and everything else keep the ceiling.
 """
 
 from __future__ import annotations

@@ -39,6 +39,15 @@ def counted(text: str, model: str = MODEL) -> TokenCount:
     return TokenCount(answer_tokens(text, len(split_tokens(text))), model)
 
 
+def asked(server: FakeVLLM, number: int, question: str) -> TokenCount | None:
+    """The count the bot keeps for a question: its request's prompt tokens, where below its bytes.
+
+    ``number``: the request it went out in (0 the first the model server was sent).
+    """
+    count = server.prompt_counts[number]
+    return TokenCount(count, MODEL) if count < text_tokens(question) else None
+
+
 def settings(**more: Any) -> dict[str, Any]:  # noqa: ANN401
     return {"context_tokens": WINDOW, "max_answer_tokens": ROOM, **more}
 
@@ -53,6 +62,12 @@ async def converse(stack: Stack, questions: Sequence[str], asked: int = 0) -> No
 async def stored(stack: Stack) -> list[Turn]:
     conversation = await stack.veil.store.active_conversation(USER)
     return await stack.veil.store.history(USER, conversation)
+
+
+async def stored_after(stack: Stack, count: int) -> list[Turn]:
+    """The user's active conversation once it holds ``count`` turns."""
+    await stack.stored_turns(USER, count)
+    return await stored(stack)
 
 
 def within_window(server: FakeVLLM) -> bool:
@@ -90,7 +105,14 @@ async def test_answers_counted_by_their_receipts_keep_the_whole_conversation(
         QUESTIONS[-1],
     ]
     assert [turn.text for turn in turns] == [text for q in QUESTIONS for text in (q, ANSWER)]
-    assert [turn.tokens for turn in turns] == [None, counted(ANSWER)] * len(QUESTIONS)
+    assert [turn.tokens for turn in turns] == [
+        count
+        for number, question in enumerate(QUESTIONS)
+        for count in (asked(server, number, question), counted(ANSWER))
+    ]
+    # The first question was the whole of its prompt: counted by it; the others by their bytes.
+    assert turns[0].tokens is not None
+    assert [turn.tokens for turn in turns[2::2]] == [None] * (len(QUESTIONS) - 1)
     assert counted(ANSWER).tokens == 120 + 15 < text_tokens(ANSWER) / 4
     assert prompt_tokens(last) > WINDOW - ROOM  # by bytes alone it would not have fitted
     # Each request fitted the window as the model server counts, the first time.
@@ -126,6 +148,31 @@ async def test_a_long_conversation_is_trimmed_by_the_counts_and_never_sent_over_
     assert text_tokens(answers[-1].text) > WINDOW - ROOM
 
 
+async def test_a_text_file_counted_by_its_receipt_stays_for_the_next_question(
+    tmp_path: Path,
+) -> None:
+    # A file of 2,000 bytes the model reads in about 350 tokens: counted by its bytes it never
+    # fitted the context again, and its answer went with it (a conversation must not open with
+    # an answer), so the next question reached the model alone: "and point two?" of nothing.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    body = ("Point one is the coast, and point two is the tide. " * 40).encode()
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_document(USER, body, file_name="notes.txt", caption="Summarise")
+        await stack.stored_turns(USER, 2)
+        stack.telegram.send_text(USER, "And point two?")
+        turns = await stored_after(stack, 4)
+    question, answer = turns[0], turns[1]
+    assert text_tokens(question.text) > WINDOW  # by its bytes, not even the window holds it
+    assert [m["content"] for m in server.requests[1]["messages"]] == [
+        question.text,
+        answer.text,
+        "And point two?",
+    ]
+    assert question.tokens == TokenCount(server.prompt_counts[0], MODEL)  # its request's
+    assert len(server.requests) == 2
+    assert within_window(server)
+
+
 async def test_a_stopped_answer_keeps_its_ceiling_and_the_next_question_fits(
     tmp_path: Path,
 ) -> None:
@@ -148,7 +195,7 @@ async def test_a_stopped_answer_keeps_its_ceiling_and_the_next_question_fits(
     assert [turn.tokens for turn in turns] == [
         None,
         None,
-        None,
+        asked(server, 1, QUESTIONS[1]),
         counted(ANSWER),
         None,
         counted(ANSWER),

@@ -11,6 +11,7 @@ from services.chat import CONTINUE_PROMPT
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import wait_until
+from tests.test_bot_context_counts import ReadsMore
 from tests.test_bot_inline import ask_inline
 
 if TYPE_CHECKING:
@@ -144,3 +145,62 @@ async def test_continue_pressed_while_a_one_off_streams_still_goes_on_after_it(
         asked = stack.vllm.requests[2]["messages"]
     assert busy["text"] == stack.veil.catalogs.for_language("en")("busy")
     assert asked[-1]["content"] == CONTINUE_PROMPT
+
+
+async def test_continue_shows_the_model_the_end_of_an_answer_too_long_for_its_context(
+    tmp_path: Path,
+) -> None:
+    # A model of 2048 tokens: the answer keeps 1024 of them (VEIL_MAX_ANSWER_TOKENS), so the
+    # context may take the other 1024, and an answer cut at 1024 tokens never fits it again.
+    # The model was asked to go on with no answer before the request: "continue" alone.
+    window = 2048
+    model = FakeVLLM(answer=" ".join(f"wave{i}" for i in range(3000)), max_model_len=window)
+    async with running_stack(tmp_path, model_server=model) as stack:
+        stack.telegram.send_text(USER, "Write about the sea")
+        cut = (await stack.stored_turns(USER, 2))[1]
+        note = (await stack.final_messages(USER, 3))[-1]  # the answer, in two messages, its note
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        turns = await stack.stored_turns(USER, 4)
+    assert len(split_tokens(cut)) == 1024
+    (asked,) = model.requests[1]["messages"]
+    quote, question = asked["content"].split("\n\n")
+    # The cut answer's end, quoted before the request to go on: where the model stopped.
+    assert question == CONTINUE_PROMPT
+    assert quote.startswith("> …")
+    assert cut.endswith(quote.removeprefix("> …"))
+    assert len(quote) > 500  # as much as the context may take, by its bytes
+    assert turns[2] == asked["content"]  # stored as the model was asked
+    # It fitted the window as the model counts it: no refusal, no retry.
+    assert len(model.requests) == 2
+    assert all(
+        count + request["max_completion_tokens"] <= window
+        for count, request in zip(model.prompt_counts, model.requests, strict=True)
+    )
+
+
+async def test_continue_refused_as_too_long_is_retried_with_the_cut_answers_end(
+    tmp_path: Path,
+) -> None:
+    # The model reads the cut answer back in more tokens than its receipt counted, and refuses
+    # the context (a 400); retried with every turn by its bytes, the answer no longer fitted,
+    # and the model was asked to go on with no answer before the request.
+    window, room = 768, 192
+    model = ReadsMore(answer=" ".join(f"word{i}" for i in range(400)), max_model_len=window)
+    async with running_stack(
+        tmp_path, model_server=model, context_tokens=window, max_answer_tokens=room
+    ) as stack:
+        stack.telegram.send_text(USER, "Write an essay")
+        cut = (await stack.stored_turns(USER, 2))[1]
+        note = (await stack.final_messages(USER, 2))[-1]
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        await stack.stored_turns(USER, 4)
+    refused, retried = model.requests[1:]
+    assert [m["content"] for m in refused["messages"]] == ["Write an essay", cut, CONTINUE_PROMPT]
+    (asked,) = retried["messages"]
+    quote, question = asked["content"].split("\n\n")
+    assert question == CONTINUE_PROMPT
+    assert quote.startswith("> …")
+    assert cut.endswith(quote.removeprefix("> …"))
+    assert model.prompt_counts[2] + retried["max_completion_tokens"] <= window
