@@ -198,17 +198,30 @@ def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
 
 
 def run_backup(settings: BotSettings, target: Path) -> int:
-    """Copy the database (and the payment journal beside it) while the bot may be running."""
+    """Copy the database (and the payment journal beside it) while the bot may be running.
+
+    Both copies or neither: a name taken (a journal's copy left from an older backup) is
+    refused before anything is copied, and a copy that fails takes the ones made before it
+    away, so a restore never pairs a database with a journal from another time.
+    """
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
         copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
+    made: dict[Path, str] = {}
     try:
+        for _, copy in copies:
+            if copy.exists():
+                raise BackupError(f"{copy} already exists; not overwriting a backup")
         for source, copy in copies:
             pages = backup_database(source, copy)
-            print(f"backed up {source} to {copy} ({pages} pages)")  # noqa: T201 -- the report
+            made[copy] = f"backed up {source} to {copy} ({pages} pages)"
     except BackupError as exc:
+        for copy in made:
+            copy.unlink(missing_ok=True)
         print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
         return 1
+    for line in made.values():
+        print(line)  # noqa: T201 -- the report
     print(  # noqa: T201 -- the report
         f"the history in it opens only with the master key {settings.master_key_path}:"
         " keep a copy of that key apart from the backup"

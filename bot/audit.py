@@ -1,7 +1,8 @@
 """``python -m bot audit``: check every charge again, offline, and print the totals.
 
 Reads the database only (nothing is sent anywhere) and verifies each charge's stored receipt
-against the pinned operator keys (``VEIL_OPERATOR_KEYS``): see ``services.audit``.
+against the pinned operator keys (``VEIL_OPERATOR_KEYS``) and those retired by a rotation
+(``VEIL_RETIRED_OPERATOR_KEYS``): see ``services.audit``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ async def audit(settings: BotSettings) -> AuditReport:
         busy_timeout=settings.db_busy_timeout,
     )
     try:
-        return await Auditor(store, settings.verify_keys).run()
+        return await Auditor(store, settings.audit_keys).run()
     finally:
         await store.close()
 

@@ -34,6 +34,18 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _operator_keys(value: str) -> str:
+    """``value`` when each of its keys is an Ed25519 verify key in base64url."""
+    for key in _split(value):
+        try:
+            raw = b64d(key)
+        except MalformedMessage as exc:
+            raise ValueError("not base64url") from exc
+        if len(raw) != _ED25519_KEY_BYTES:
+            raise ValueError("an operator verify key is 32 bytes in base64url")
+    return value
+
+
 class BotSettings(BaseSettings):
     """Everything ``python -m bot`` reads from the environment."""
 
@@ -43,6 +55,7 @@ class BotSettings(BaseSettings):
     telegram_api: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
     gateways: str = "http://127.0.0.1:8600"
     operator_keys: str
+    retired_operator_keys: str = ""
     data_dir: Path = Path("data")
     master_key_file: Path | None = None
     client_key_file: Path | None = None
@@ -259,17 +272,14 @@ class BotSettings(BaseSettings):
     @field_validator("operator_keys")
     @classmethod
     def _verify_keys(cls, value: str) -> str:
-        keys = _split(value)
-        if not keys:
+        if not _split(value):
             raise ValueError("at least one operator verify key is required")
-        for key in keys:
-            try:
-                raw = b64d(key)
-            except MalformedMessage as exc:
-                raise ValueError("not base64url") from exc
-            if len(raw) != _ED25519_KEY_BYTES:
-                raise ValueError("an operator verify key is 32 bytes in base64url")
-        return value
+        return _operator_keys(value)
+
+    @field_validator("retired_operator_keys")
+    @classmethod
+    def _retired_keys(cls, value: str) -> str:
+        return _operator_keys(value)
 
     @field_validator("admins")
     @classmethod
@@ -288,6 +298,15 @@ class BotSettings(BaseSettings):
     def verify_keys(self) -> list[bytes]:
         """``VEIL_OPERATOR_KEYS`` decoded."""
         return [b64d(key) for key in _split(self.operator_keys)]
+
+    @property
+    def audit_keys(self) -> list[bytes]:
+        """The keys ``audit`` checks stored bundles under: the pinned ones and the retired ones.
+
+        A rotation takes the old operator key out of ``VEIL_OPERATOR_KEYS``, but the charges
+        made before it still prove under the bundles that key signed.
+        """
+        return [*self.verify_keys, *(b64d(key) for key in _split(self.retired_operator_keys))]
 
     @property
     def admin_ids(self) -> frozenset[int]:

@@ -559,6 +559,8 @@ class InferenceClient:
         receipt = self._verified(record.receipt, attempt)
         if record.is_error:
             raise self._error(record, attempt, receipt)
+        if record.finish_reason == STOPPED and not attempt.stopping:
+            raise self._gateway_stopped(attempt, receipt)
         if record.receipt is None:
             log.warning("inference.receipt_missing", gateway=attempt.gateway.index)
         return Completion(
@@ -581,6 +583,28 @@ class InferenceClient:
             request_id=attempt.request_id,
             fetched=True,
             verified_by=attempt.signed if receipt is not None else None,
+        )
+
+    @staticmethod
+    def _gateway_stopped(
+        attempt: _Attempt, receipt: SignedReceipt | None
+    ) -> InferenceError | _Failover:
+        """A stream the gateway stopped though the bot did not ask: the gateway is stopping.
+
+        A restart (an upgrade, a key rotation) ends each stream at once with a ``stopped``
+        receipt. Before any text the next gateway is tried; after some, the answer failed
+        (billed by the receipt), never a finished answer cut short without a word.
+        """
+        log.warning(
+            "inference.gateway_stopped", gateway=attempt.gateway.index, streamed=attempt.streamed
+        )
+        if not attempt.streamed:
+            return _Failover("gateway stopping")
+        verified_by = attempt.signed if receipt is not None else None
+        return InferenceUnavailable(
+            "the gateway stopped the answer (it is shutting down)",
+            receipt=receipt,
+            verified_by=verified_by,
         )
 
     @staticmethod

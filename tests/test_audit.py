@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from bot.audit import report_lines
 from models import MasterKey, Store
 from sealed.bundle import KeyBundle, sign_bundle
+from sealed.encoding import b64e
 from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
 from sealed.suites import KeyPair, Suite
 from services.audit import Auditor, proof_for
@@ -113,6 +114,29 @@ async def test_audit_passes_on_a_normal_run(audited: tuple[dict[str, str], str])
         "every charge proves: its receipt verifies and its amount matches its price"
     )
     assert "payments: 0, 0 Stars" in lines
+
+
+async def test_audit_still_proves_the_charges_made_before_an_operator_key_rotation(
+    audited: tuple[dict[str, str], str],
+) -> None:
+    # docs/operations.md, step 4: the old key leaves VEIL_OPERATOR_KEYS for the retired ones.
+    env, _ = audited
+    new_key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    rotated = {
+        **env,
+        "VEIL_OPERATOR_KEYS": b64e(new_key),
+        "VEIL_RETIRED_OPERATOR_KEYS": env["VEIL_OPERATOR_KEYS"],
+    }
+
+    result = await asyncio.to_thread(run_audit, rotated)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "every charge proves: its receipt verifies and its amount matches its price"
+    )
+    unretired = await asyncio.to_thread(run_audit, {**env, "VEIL_OPERATOR_KEYS": b64e(new_key)})
+    assert unretired.returncode == 1
+    assert unretired.stdout.count("signed by an operator key that is not pinned") == 3
 
 
 async def test_audit_fails_on_a_charge_edited_by_hand_even_when_the_sums_agree(

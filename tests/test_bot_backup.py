@@ -122,3 +122,44 @@ async def test_backup_to_a_path_that_names_no_file_is_the_usage_line(
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [USAGE]
+
+
+async def test_a_journal_copy_left_from_an_older_backup_stops_the_backup_before_it_copies(
+    tmp_path: Path,
+) -> None:
+    # The database was copied, then the journal's copy refused: the new database sat beside
+    # the older journal, which a restore pairs with it (payments it booked since: lost).
+    data = tmp_path / "data"
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+    journal = await Journal.open(data / "journal.db")
+    await journal.close()
+    target = tmp_path / "backup.db"
+    older = target.with_name("backup.db.journal")
+    older.write_bytes(b"an older backup's journal")
+
+    code, out, err = await backup(data, target)
+
+    assert code == 1
+    assert err.strip().splitlines() == [f"veil: {older} already exists; not overwriting a backup"]
+    assert "backed up" not in out
+    assert not target.exists()
+    assert older.read_bytes() == b"an older backup's journal"
+    assert not target.with_name("backup.db.partial").exists()
+
+
+async def test_a_journal_that_cannot_be_copied_leaves_no_backup_of_the_database(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+    (data / "journal.db").write_bytes(b"not a database " * 100)
+    target = tmp_path / "backup.db"
+
+    code, out, err = await backup(data, target)
+
+    assert code == 1
+    assert err.strip().splitlines()[0].startswith(f"veil: backup of {data / 'journal.db'} failed")
+    assert "backed up" not in out
+    assert not target.exists()  # a database without its journal is no backup to restore
