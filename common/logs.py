@@ -182,6 +182,21 @@ def describe_exception_fields(
     return event_dict
 
 
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; where it does not format, its template without the arguments.
+
+    A library's ``%`` template with arguments that do not fit it (or a message whose ``str``
+    fails) made ``getMessage`` raise: logging then lost the line and wrote its own report, the
+    arguments quoted, in plain text (or, from a filter, raised to the caller).
+    """
+    try:
+        return record.getMessage()
+    except Exception:  # noqa: BLE001 -- any failure: the line is kept, without its data
+        if isinstance(record.msg, str):
+            return record.msg
+        return f"{type(record.msg).__qualname__} (message withheld)"
+
+
 class SafeRecords(logging.Filter):
     """Describes the exceptions among a stdlib record's arguments; asyncio's first line only."""
 
@@ -200,7 +215,7 @@ class SafeRecords(logging.Filter):
             }
         if record.name == "asyncio" or record.name.startswith("asyncio."):
             # "Exception in callback f(<args' reprs>)\nhandle: <Handle ...>": up to the reprs.
-            first = record.getMessage().partition("\n")[0]
+            first = _message(record).partition("\n")[0]
             record.msg = _REPR_START.split(first, maxsplit=1)[0].rstrip()
             record.args = ()
         return True
@@ -219,7 +234,7 @@ class SafeFormatter(logging.Formatter):
         record.exc_text = None  # logging caches the first handler's rendering, messages and all
         when = dt.datetime.fromtimestamp(record.created, dt.UTC)
         line: dict[str, str] = {
-            "event": record.getMessage(),
+            "event": _message(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "timestamp": when.isoformat().replace("+00:00", "Z"),

@@ -45,7 +45,7 @@ from aiogram.types import Message
 from aiohttp import web
 
 from bot.telegram import build_bot
-from common.logs import configure_logging
+from common.logs import SafeFormatter, configure_logging
 from handlers.failures import log_bug
 from services.errors import BackendError, InferenceError
 from services.inference import ChatRequest, InferenceClient
@@ -211,6 +211,34 @@ def test_a_traceback_another_handler_rendered_first_is_rendered_again(
     logged = stderr.getvalue()
     assert_clean(logged)
     assert "KeyError (message withheld)" in logged
+
+
+class _Unprintable:
+    """A library's message object whose ``str`` fails."""
+
+    def __str__(self) -> str:
+        raise RuntimeError(QUESTION)
+
+
+def test_a_library_s_line_that_does_not_format_is_kept_as_json_without_its_arguments(
+    stderr: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # getMessage raised for each: logging lost the line and wrote "--- Logging error ---" with
+    # the arguments (the text) in plain text; from asyncio's filter it raised to the caller.
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h.formatter, SafeFormatter)]
+    monkeypatch.setattr(root, "handlers", ours)  # not pytest's capture, which raises on them
+    logging.getLogger("aiohttp.server").warning("Error handling %s for %s", QUESTION)  # noqa: PLE1206
+    logging.getLogger("aiogram.dispatcher").error(_Unprintable())
+    logging.getLogger("asyncio").error("Exception in callback %d", ANSWER)
+    logged = stderr.getvalue()
+    assert_clean(logged)
+    lines = [json.loads(line) for line in logged.splitlines()]
+    assert [(line["logger"], line["event"]) for line in lines] == [
+        ("aiohttp.server", "Error handling %s for %s"),
+        ("aiogram.dispatcher", "_Unprintable (message withheld)"),
+        ("asyncio", "Exception in callback %d"),
+    ]
 
 
 def _fail(text: str) -> None:
