@@ -87,6 +87,9 @@ log = structlog.get_logger("veil.telegram")
 # Drafts (plain and rich) wait out a flood wait in their own loop and then send the text that
 # has arrived by then; a retry here would show the refused, older text first.
 _NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
+# A payment message read again with only what booking it needs (``unreadable_update``).
+_PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
+_BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)
 
 
 class RetryMiddleware(BaseRequestMiddleware):
@@ -209,7 +212,11 @@ class TurnTakingSession(AiohttpSession):
                 and isinstance(exc.data, dict)
                 and exc.data.get("ok") is True
             )
-            if taken and isinstance(method, GetUpdates) and isinstance(exc.data["result"], list):
+            if (
+                taken
+                and isinstance(method, GetUpdates)
+                and isinstance(exc.data.get("result"), list)
+            ):
                 return cast("TelegramType", readable_updates(exc.data["result"], bot))
             raise UnreadableReply(
                 message,
@@ -239,25 +246,64 @@ class TurnTakingSession(AiohttpSession):
 
 
 def readable_updates(raw: list[Any], bot: Bot) -> list[Update]:
-    """A batch of updates of which some do not validate: those stand as bare updates.
+    """A batch of updates of which some do not validate: each stands as ``unreadable_update``.
 
     aiogram reads a batch whole, so one update it cannot read (a kind of forward origin, say,
     that a newer Bot API sends and this aiogram does not know) failed the whole poll, and
     polling asked for the same batch again and again: no update after it was ever handled,
-    for anyone. An update that does not validate is logged (``telegram.update_unreadable``:
-    its id and what did not validate, none of its content) and kept as its bare id, so the
-    next poll goes past it; ``skip_bare_updates`` stops it before any handler.
+    for anyone.
     """
     updates = []
     for item in raw:
         try:
             updates.append(Update.model_validate(item, context={"bot": bot}))
         except ValidationError as exc:
-            update_id = item.get("update_id") if isinstance(item, dict) else None
-            log.warning("telegram.update_unreadable", update_id=update_id, error=describe(exc))
-            if isinstance(update_id, int) and not isinstance(update_id, bool):
-                updates.append(Update(update_id=update_id))
+            update = unreadable_update(item, exc, bot, "poll")
+            if update is not None:
+                updates.append(update)
     return updates
+
+
+def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) -> Update | None:
+    """What stands for an update that did not validate: its payment alone, else its bare id.
+
+    A payment or refund message is read again with only what booking it needs (its ids, chat,
+    sender and payment), so the Stars are journaled and credited as any; if even that does not
+    validate, ``telegram.payment_unreadable`` asks the operator for ``reconcile --fix``. Any
+    other update is logged (``telegram.update_unreadable``: its id, what did not validate and
+    ``via`` "poll" or "webhook", none of its content) and kept as its bare id, which the next
+    poll goes past and ``skip_bare_updates`` stops before any handler. None: not even an id.
+    """
+    update_id = item.get("update_id") if isinstance(item, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        log.warning("telegram.update_unreadable", update_id=None, via=via, error=describe(error))
+        return None
+    message = item.get("message") if isinstance(item, dict) else None
+    if isinstance(message, dict) and any(field in message for field in _PAYMENT_FIELDS):
+        reduced = {key: message[key] for key in _BOOKED_FIELDS if key in message}
+        booked = _validated({"update_id": update_id, "message": reduced}, bot)
+        if booked is None:
+            log.error(
+                "telegram.payment_unreadable", update_id=update_id, via=via, error=describe(error)
+            )
+            return Update(update_id=update_id)
+        log.warning(
+            "telegram.update_unreadable",
+            update_id=update_id,
+            via=via,
+            error=describe(error),
+            kept="payment",
+        )
+        return booked
+    log.warning("telegram.update_unreadable", update_id=update_id, via=via, error=describe(error))
+    return Update(update_id=update_id)
+
+
+def _validated(raw: dict[str, Any], bot: Bot) -> Update | None:
+    try:
+        return Update.model_validate(raw, context={"bot": bot})
+    except ValidationError:
+        return None
 
 
 async def skip_bare_updates(

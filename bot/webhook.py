@@ -34,8 +34,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.payments import entry_from_update
+from bot.telegram import unreadable_update
 from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_body, send_and_close
-from common.logs import describe
 from services.errors import JournalUnavailable
 
 if TYPE_CHECKING:
@@ -152,21 +152,20 @@ class VeilWebhook(SimpleRequestHandler):
         return web.json_response({})
 
     def _update(self, body: bytes) -> Update | web.Response:
-        """The update in ``body``; else the reply: 400 if it is none, 200 if unreadable.
+        """The update in ``body``; else the reply, 400: it is none.
 
-        An update of a kind this aiogram cannot read (Telegram's: the secret says so) is taken
-        and skipped, as a poll skips it (``bot.telegram.readable_updates``): refused, it would
-        be sent again and again.
+        An update of a kind this aiogram cannot read (Telegram's: the secret says so) stands as
+        a poll's does (``bot.telegram.unreadable_update``: its payment alone, or its bare id,
+        taken and skipped): refused, it would be sent again and again.
         """
         raw: object = None
         try:
             raw = self.bot.session.json_loads(body.decode("utf-8"))
             return Update.model_validate(raw, context={"bot": self.bot})
         except ValidationError as exc:
-            update_id = raw.get("update_id") if isinstance(raw, dict) else None
-            if isinstance(update_id, int) and not isinstance(update_id, bool):
-                log.warning("webhook.update_unreadable", update_id=update_id, error=describe(exc))
-                return web.json_response({})
+            standing = unreadable_update(raw, exc, self.bot, "webhook")
+            if standing is not None:
+                return standing
         except (ValueError, RecursionError):  # nested past the parser's depth too
             pass
         log.warning("webhook.refused", reason="not an update")

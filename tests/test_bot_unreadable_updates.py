@@ -51,7 +51,7 @@ async def test_a_poll_with_an_update_it_cannot_read_goes_on_past_it(tmp_path: Pa
             (answer,) = await stack.final_messages(ANN, 1, within=15)
     assert answer["text"] == "Paris."
     (skipped,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
-    assert skipped["update_id"] == poisoned["update_id"]
+    assert (skipped["update_id"], skipped["via"]) == (poisoned["update_id"], "poll")
     assert "forward_origin" in skipped["error"]
     assert QUOTE not in json.dumps(logs, default=str)
     assert not [w for w in warned if "unknown update type" in str(w.message)]
@@ -62,7 +62,35 @@ async def test_a_webhook_update_it_cannot_read_is_taken_and_skipped(tmp_path: Pa
         with structlog.testing.capture_logs() as logs:
             sent = forwarded_from_a_newer_origin(update_id=7)
             assert await post(stack, sent, {HEADER: WEBHOOK_SECRET}) == 200
-    (skipped,) = [e for e in logs if e["event"] == "webhook.update_unreadable"]
-    assert skipped["update_id"] == 7
+    (skipped,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
+    assert (skipped["update_id"], skipped["via"]) == (7, "webhook")
     assert QUOTE not in json.dumps(logs, default=str)
     assert stack.telegram.sent_messages(ANN) == []
+
+
+async def test_a_payment_in_an_update_it_cannot_read_is_still_booked_and_credited(
+    tmp_path: Path,
+) -> None:
+    # Skipped whole, the Stars were paid and never credited: Telegram does not send it again.
+    paid = {
+        "currency": "XTR",
+        "total_amount": 50,
+        "invoice_payload": "order-we-never-made",
+        "telegram_payment_charge_id": "stxNEWERAPI1",
+        "provider_payment_charge_id": "",
+    }
+    update = forwarded_from_a_newer_origin()
+    message = update["message"]
+    del message["text"]
+    message["successful_payment"] = paid
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.updates.push(update)
+            thanks = await stack.telegram.wait_for(
+                "sendMessage", lambda c: "Thank you" in str(c.params["text"])
+            )
+            balance = await stack.veil.credit.balance(ANN)
+    assert thanks.params["chat_id"] == ANN
+    assert balance.units == 50 * 1_000_000
+    (kept,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
+    assert kept["kept"] == "payment"
