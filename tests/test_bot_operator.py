@@ -135,6 +135,20 @@ def bot_command(
     return run_python("-m", "bot", *args, env={**start_settings(data), **(settings or {})})
 
 
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The last line a command wrote on stderr: what stopped it."""
+    return result.stderr.strip().splitlines()[-1]
+
+
+def gram_settings(toncenter_url: str) -> dict[str, str]:
+    """Gram payments on (the playground's testnet wallet), toncenter at ``toncenter_url``."""
+    return {
+        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
+        "VEIL_TON_TESTNET": "1",
+        "VEIL_TONCENTER_URL": toncenter_url,
+    }
+
+
 async def a_database_without_its_key(data: Path) -> None:
     """A database with history in ``data``, and its master key file gone."""
     install_client_key(data)
@@ -303,9 +317,7 @@ def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
             named = f"VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT (127.0.0.1:{port})"
         result = bot_command(data, settings=settings)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"veil: cannot listen on {named}: address already in use"
-    )
+    assert last_line(result) == f"veil: cannot listen on {named}: address already in use"
     assert "process.crashed" not in result.stderr
     assert "s" * 40 not in result.stderr
 
@@ -327,7 +339,7 @@ def test_a_listen_host_that_names_no_address_stops_the_bot_with_one_line(
     }
     result = bot_command(data, settings=settings)
     assert result.returncode == 2
-    line = result.stderr.strip().splitlines()[-1]
+    line = last_line(result)
     assert line.startswith("veil: cannot listen on ")
     assert f"{name}_HOST:{name}_PORT (no-such-host.invalid:0)" in line
     assert "process.crashed" not in result.stderr
@@ -387,7 +399,7 @@ def test_telegram_out_of_reach_at_start_is_one_line_naming_the_setting(tmp_path:
     install_client_key(data)
     result = bot_command(data)  # Telegram at http://127.0.0.1:9, where nothing listens
     assert result.returncode == 1
-    line = result.stderr.strip().splitlines()[-1]
+    line = last_line(result)
     assert line.startswith(
         "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API): getMe:"
         " ClientConnectorError"
@@ -404,11 +416,7 @@ async def test_a_password_in_a_url_is_not_shown_when_its_server_is_out_of_reach(
     data = tmp_path / "data"
     install_client_key(data)
     password = "hunter2-d4e5f6"
-    ton = {
-        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
-        "VEIL_TON_TESTNET": "1",
-        "VEIL_TONCENTER_URL": f"http://veil:{password}@127.0.0.1:9/toncenter",
-    }
+    ton = gram_settings(f"http://veil:{password}@127.0.0.1:9/toncenter")
     async with FakeTelegram(token=TOKEN) as telegram:
         away, no_chain = await asyncio.gather(
             asyncio.to_thread(
@@ -421,21 +429,13 @@ async def test_a_password_in_a_url_is_not_shown_when_its_server_is_out_of_reach(
             ),
         )
     assert away.returncode == 1
-    assert (
-        away.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API): getMe:"
-        )
+    assert last_line(away).startswith(
+        "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API): getMe:"
     )
     assert no_chain.returncode == 2
-    assert (
-        no_chain.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "veil: cannot read the TON payments from toncenter at http://127.0.0.1:9/toncenter"
-            " (VEIL_TONCENTER_URL):"
-        )
+    assert last_line(no_chain).startswith(
+        "veil: cannot read the TON payments from toncenter at http://127.0.0.1:9/toncenter"
+        " (VEIL_TONCENTER_URL):"
     )
     for result in (away, no_chain):
         assert password not in result.stderr
@@ -446,11 +446,7 @@ async def test_reconcile_with_telegram_or_toncenter_unusable_is_one_line_naming_
 ) -> None:
     data = tmp_path / "data"
     install_client_key(data)
-    ton = {
-        "VEIL_TON_ADDRESS": PLAYGROUND_TON_ADDRESS,
-        "VEIL_TON_TESTNET": "1",
-        "VEIL_TONCENTER_URL": "http://127.0.0.1:9/toncenter",
-    }
+    ton = gram_settings("http://127.0.0.1:9/toncenter")
     async with FakeTelegram(token=TOKEN) as telegram:  # the three at once: each is a process
         away, mistyped, no_chain = await asyncio.gather(
             asyncio.to_thread(bot_command, data, "reconcile"),  # nothing on 127.0.0.1:9
@@ -465,27 +461,19 @@ async def test_reconcile_with_telegram_or_toncenter_unusable_is_one_line_naming_
             ),
         )
     assert away.returncode == 2
-    assert (
-        away.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API):"
-            " getStarTransactions: ClientConnectorError"
-        )
+    assert last_line(away).startswith(
+        "veil: cannot reach Telegram at http://127.0.0.1:9/ (VEIL_TELEGRAM_API):"
+        " getStarTransactions: ClientConnectorError"
     )
     assert mistyped.returncode == 2
-    assert mistyped.stderr.strip().splitlines()[-1] == (
+    assert last_line(mistyped) == (
         "veil: Telegram refused the bot token (getStarTransactions: Unauthorized): set"
         " VEIL_BOT_TOKEN to the token @BotFather gave this bot"
     )
     assert no_chain.returncode == 2
-    assert (
-        no_chain.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "veil: cannot read the TON payments from toncenter at http://127.0.0.1:9/toncenter"
-            " (VEIL_TONCENTER_URL): toncenter: ClientConnectorError"
-        )
+    assert last_line(no_chain).startswith(
+        "veil: cannot read the TON payments from toncenter at http://127.0.0.1:9/toncenter"
+        " (VEIL_TONCENTER_URL): toncenter: ClientConnectorError"
     )
     for result in (away, mistyped, no_chain):
         assert "process.crashed" not in result.stderr
