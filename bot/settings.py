@@ -70,7 +70,7 @@ class BotSettings(BaseSettings):
     min_answer_tokens: int = Field(default=64, ge=1)
     max_answer_seconds: float = Field(default=600.0, gt=0, le=86_400)
     db_busy_timeout: float = Field(default=5.0, gt=0, le=600)
-    draft_interval: float = Field(default=1.0, ge=0.2)
+    draft_interval: float = Field(default=1.0, ge=0.2, le=60)
     show_reasoning: bool = True
     rich_messages: bool = True
     conversation_titles: bool = True

@@ -43,8 +43,9 @@ _OWN_PACKAGES = frozenset(
 )
 # A Bot API URL's token: ``.../bot<token>/<method>`` (and ``/file/bot<token>/...``).
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
-# A URL's user and password (``scheme://user:password@host``), as a proxy's Basic auth.
-_CREDENTIALS_IN_URL = re.compile(r"(?<=//)[^/@\s]*@")
+# A URL's user and password (``scheme://user:password@host``), as a proxy's Basic auth: up to
+# the authority's last ``@``, as a password may hold a raw one.
+_CREDENTIALS_IN_URL = re.compile(r"(?<=//)[^/?#\s]*@")
 _REPR_START = re.compile(r"[(<\[{'\"]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 _MOST_VALIDATION_ERRORS = 5

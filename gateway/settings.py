@@ -32,13 +32,13 @@ class GatewaySettings(BaseSettings):
     max_streams: int = Field(default=256, ge=1)
     max_clock_skew: int = Field(default=120, ge=1)
     multimodal_models: str = ""
-    header_timeout: float = Field(default=10.0, gt=0)
-    body_timeout: float = Field(default=30.0, gt=0)
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    body_timeout: float = Field(default=30.0, gt=0, le=600)
     max_connections: int = Field(default=1024, ge=1)
-    client_idle_timeout: float = Field(default=30.0, gt=0)
-    max_stream_seconds: float = Field(default=600.0, gt=0)
-    backend_idle_timeout: float = Field(default=60.0, gt=0)
-    receipt_ttl: float = Field(default=900.0, gt=0)
+    client_idle_timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_stream_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    backend_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
+    receipt_ttl: float = Field(default=900.0, gt=0, le=86_400)
     metrics_host: ListenHost = "127.0.0.1"
     metrics_port: int = Field(default=9600, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

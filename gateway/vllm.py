@@ -187,7 +187,7 @@ class VLLMClient:
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendFailure("unavailable", 503, "model server unreachable") from exc
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, RecursionError, LookupError) as exc:  # LookupError: a bad charset
             raise BackendFailure("backend", 502, "model list is not JSON") from exc
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
@@ -208,7 +208,7 @@ class VLLMClient:
                 if response.status != _HTTP_OK:
                     return None
                 body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError, LookupError):
             return None
         settings = body.get("default_generation_settings") if isinstance(body, dict) else None
         return _window(settings.get("n_ctx")) if isinstance(settings, dict) else None
@@ -225,7 +225,7 @@ class VLLMClient:
                 if response.status != _HTTP_OK:
                     return None
                 body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError, LookupError):
             return None
         count = body.get("count") if isinstance(body, dict) else None
         if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MAX_JSON_INT:

@@ -110,6 +110,31 @@ async def test_the_rotation_task_lives_through_garbage_and_picks_the_models_up_l
             assert "gateway.key_rotated" in {e["event"] for e in logs}
 
 
+@pytest.mark.parametrize("unreadable", ["/v1/models", "/props"])
+async def test_a_reply_in_an_unknown_charset_is_a_backend_failure(
+    http: aiohttp.ClientSession, unreadable: str
+) -> None:
+    # A proxy in front of the model server labelling its JSON "charset=hex": aiohttp decodes
+    # with the named codec and raises LookupError, which is no ValueError; it escaped the
+    # listing as a bug (health and the rotation task's model refresh) instead of a failure.
+    async def reply(request: web.Request) -> web.Response:
+        body = b'{"data": [{"id": "m"}], "default_generation_settings": {"n_ctx": 4096}}'
+        charset = "hex" if request.path == unreadable else "utf-8"
+        return web.Response(body=body, content_type="application/json", charset=charset)
+
+    app = web.Application()
+    app.router.add_get("/v1/models", reply)
+    app.router.add_get("/props", reply)
+    async with serving(app) as url:
+        client = VLLMClient(url, None, http)
+        if unreadable == "/props":  # llama.cpp's window unknown, the model still served
+            assert await client.served() == {"m": None}
+            return
+        with pytest.raises(BackendFailure) as failed:
+            await client.served()
+        assert failed.value.message == "model list is not JSON"
+
+
 # -- streams of any shape --------------------------------------------------------------------------
 
 

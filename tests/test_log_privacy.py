@@ -45,7 +45,7 @@ from aiogram.types import Message
 from aiohttp import web
 
 from bot.telegram import build_bot
-from common.logs import SafeFormatter, configure_logging
+from common.logs import SafeFormatter, configure_logging, without_credentials
 from handlers.failures import log_bug
 from services.errors import BackendError, InferenceError
 from services.inference import ChatRequest, InferenceClient
@@ -488,3 +488,17 @@ async def test_a_refusal_quoting_the_question_reaches_neither_the_log_nor_the_mi
     assert asked.status == 502
     assert asked.error is not None
     assert (asked.error["gateway_status"], asked.error["gateway_code"]) == (400, "unknown")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://veil:s3cret@proxy.example/bot", "https://proxy.example/bot"),
+        # A raw "@" in the password: cut at the first one, the rest of the password stayed.
+        ("https://veil:p@ss@proxy.example:8443/x?y=1", "https://proxy.example:8443/x?y=1"),
+        ("https://proxy.example/a@b?c=d@e", "https://proxy.example/a@b?c=d@e"),
+        ("http://127.0.0.1:8081", "http://127.0.0.1:8081"),
+    ],
+)
+def test_a_url_is_shown_without_its_user_and_password(url: str, shown: str) -> None:
+    assert without_credentials(url) == shown

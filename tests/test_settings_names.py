@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import ValidationError
 
 from bot.settings import BotSettings
 from common.settings import SettingsError, load_settings, near_misses, setting_names
@@ -19,6 +20,8 @@ from tests.harness import REPO, run_python
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from pydantic_settings import BaseSettings
 
 # Files that name the settings the parts are given: the run command, the container entry point,
 # compose, the scripts and the docs.
@@ -99,3 +102,22 @@ def test_python_m_bot_with_a_misspelt_setting_stops_in_one_line(tmp_path: Path) 
         "veil: setting VEIL_GATEWAY is unknown: did you mean VEIL_GATEWAYS?\n",
     )
     assert not any(tmp_path.iterdir())  # nothing made, nothing started
+
+
+def seconds_settings(cls: type[BaseSettings]) -> list[str]:
+    return [name for name, field in cls.model_fields.items() if field.annotation is float]
+
+
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [(cls, field) for cls in (BotSettings, GatewaySettings) for field in seconds_settings(cls)],
+)
+def test_no_seconds_setting_takes_infinity_for_never(
+    monkeypatch: pytest.MonkeyPatch, cls: type[BaseSettings], field: str
+) -> None:
+    # pydantic reads "inf" as a float; a timeout of inf would never fire, a lifetime of inf
+    # never end. Every seconds setting has an upper bound that refuses it.
+    monkeypatch.setenv(f"VEIL_{field.upper()}", "inf")
+    with pytest.raises(ValidationError) as refused:
+        cls(_env_file=None)
+    assert (field,) in [error["loc"] for error in refused.value.errors()]
