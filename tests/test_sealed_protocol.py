@@ -186,6 +186,16 @@ def test_bundle_windows_out_of_spec_are_malformed(
         verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW)
 
 
+@pytest.mark.parametrize("attestation", [None, 7, ["quote"]])
+def test_a_bundle_attestation_that_is_not_a_string_is_malformed(
+    operator: ed25519.Ed25519PrivateKey, attestation: object
+) -> None:
+    """``attestation`` is an optional string: present as null is a wrong type, not absent."""
+    body = {**make_bundle(KeyPair.generate(Suite.X25519)).to_json(), "attestation": attestation}
+    with pytest.raises(MalformedMessage):
+        verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW)
+
+
 def test_the_largest_window_is_accepted(operator: ed25519.Ed25519PrivateKey) -> None:
     body = {**make_bundle(KeyPair.generate(Suite.X25519)).to_json(), "windows": {"veil-test": 1}}
     assert verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW).bundle.windows
@@ -375,6 +385,44 @@ def test_error_record_round_trip() -> None:
     assert record == final
     assert isinstance(record, Final)
     assert record.is_error
+
+
+_ERROR = {"kind": "backend", "status": 500, "message": "model crashed"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"finish_reason": "stop", "extra": 1},
+        {"finish_reason": "stop", "error": None},
+        {"error": None},
+        {"error": _ERROR, "extra": 1},
+        {"error": {**_ERROR, "extra": 1}},
+        {"error": {"kind": "backend", "message": "model crashed"}},
+        {"error": {"kind": "backend", "status": 500}},
+        {"finish_reason": "stop", "signature": "c2ln"},
+    ],
+    ids=[
+        "done-unknown-field",
+        "done-null-error",
+        "null-error",
+        "error-unknown-field",
+        "error-object-unknown-field",
+        "error-without-status",
+        "error-without-message",
+        "signature-without-receipt",
+    ],
+)
+def test_final_payloads_out_of_spec_are_malformed(payload: dict[str, object]) -> None:
+    """A final record's payload has exactly its fields (protocol.md §4), like bundles."""
+    with pytest.raises(MalformedMessage):
+        Final.from_payload(payload)
+
+
+def test_final_payloads_in_spec_are_read() -> None:
+    assert Final.from_payload({"finish_reason": "stop"}).finish_reason == "stop"
+    final = Final.from_payload({"error": {**_ERROR, "status": None, "kind": "novel"}})
+    assert (final.error_kind, final.error_status) == ("backend", None)
 
 
 # -- receipts ----------------------------------------------------------------------------------
