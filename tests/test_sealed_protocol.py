@@ -265,6 +265,18 @@ def test_request_for_another_key_is_refused() -> None:
         open_request(sealed, other)
 
 
+@pytest.mark.parametrize("text", ["+_8", "-/8", "+/8=", "-_8 ", "-_8\n", "-_=8", "=", "A"])
+def test_base64url_outside_its_alphabet_is_malformed(text: str) -> None:
+    """b64url is RFC 4648 §5's alphabet (protocol.md, notation), as the Mini App reads it.
+
+    ``-_8`` and ``+/8`` are the same bytes in two alphabets; a reader that took both would
+    read keys and proofs a strict reader (the Mini App's, a third party's) refuses.
+    """
+    assert b64d("-_8") == b64d("-_8=") == bytes([0xFB, 0xFF])
+    with pytest.raises(MalformedMessage):
+        b64d(text)
+
+
 def test_padding_round_trip_and_rejects_bad_padding() -> None:
     padded = pad(b"hello", REQUEST_BUCKETS)
     assert len(padded) == 1024
