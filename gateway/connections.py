@@ -5,7 +5,7 @@ The guard, its site and request handler, and bounded body reads are the shared o
 connections, hang-up callbacks); the gateway counts them into its metrics
 (``ConnectionGuard(..., metrics=gateway.metrics)``), and ``read_body`` here answers what the
 shared one refuses with the gateway's own refusals (``gateway.refusals``): 413 ``too_large``,
-408 ``body_timeout``, 400 ``malformed``.
+408 ``body_timeout``, 400 ``malformed`` (also for a body sent with a ``Content-Encoding``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 
 
 async def read_body(request: web.Request, *, limit: int, within: float) -> bytes:
-    """The whole body, however it arrives; ``Refusal`` 413 past ``limit``, 408 after ``within``."""
+    """The whole body, however it arrives; ``Refusal`` 413 past ``limit``, 408 after ``within``.
+
+    A body with a ``Content-Encoding`` is refused unread (400 ``malformed``): the body is the
+    exact bytes a client signed, and sealed bytes do not compress, so inflating one would only
+    let an unauthenticated sender have a kilobyte expanded into the largest body and hashed.
+    """
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in {"", "identity"}:
+        raise malformed("the body is sent as is, without a Content-Encoding")
     try:
         return await read_whole_body(request, limit=limit, within=within)
     except BodyTooLarge as exc:

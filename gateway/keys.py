@@ -147,9 +147,19 @@ class KeyRing:
         key = self.current
         return key.not_before <= now < key.not_after
 
-    def find(self, key_id: bytes, now: int) -> KeyPair:
-        """The key pair named by ``key_id``, if this gateway still accepts it."""
+    def find(self, suite: Suite, key_id: bytes, now: int) -> KeyPair:
+        """The key pair named by ``(suite, key_id)``, if this gateway still accepts it.
+
+        A key is named by both: a held key id under another suite is an unknown key (410,
+        docs/protocol.md §1), so the client re-fetches the bundle, not a request that fails
+        to open (400, the client's fault).
+        """
         for key in self._keys:
-            if key.keypair.key_id == key_id and key.not_before <= now < key.not_after:
-                return key.keypair
+            pair = key.keypair
+            if (
+                pair.suite is suite
+                and pair.key_id == key_id
+                and key.not_before <= now < key.not_after
+            ):
+                return pair
         raise UnknownKey("request is sealed to a key this gateway does not hold")

@@ -122,7 +122,7 @@ class Gateway:
         if len(body) > max_request_size(header.suite):
             raise RequestTooLarge("request exceeds the largest bucket")
         now = self.now()
-        opened = open_request(body, self.ring.find(header.key_id, now))
+        opened = open_request(body, self.ring.find(header.suite, header.key_id, now))
         if abs(opened.timestamp - now) > self.max_skew:
             raise StaleRequest("request timestamp outside the allowed clock skew")
         self.replays.check(opened.request_id, now)
@@ -172,7 +172,7 @@ class Gateway:
         if text is None:
             return None
         now = self.now()
-        key = open_relay_key(text, body, lambda _suite, key_id: self.ring.find(key_id, now))
+        key = open_relay_key(text, body, lambda suite, key_id: self.ring.find(suite, key_id, now))
         return RelayBinding(key, body_hash(body))
 
     def find_stream(

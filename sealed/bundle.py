@@ -95,7 +95,9 @@ class KeyBundle:
             isinstance(m, str) and 0 < len(m) <= MAX_MODEL_NAME for m in models
         ):
             raise MalformedMessage("bad models list")
-        attestation = body.get("attestation")
+        attestation = (
+            json_str(body["attestation"], max_length=65536) if "attestation" in body else None
+        )
         windows = _windows(body.get("windows", {}), models)
         return cls(
             suite=Suite.from_label(json_str(body["suite"], max_length=128)),
@@ -105,7 +107,7 @@ class KeyBundle:
             not_after=json_int(body["not_after"]),
             models=tuple(models),
             receipt_key=b64d(json_str(body["receipt_key"], max_length=64)),
-            attestation=None if attestation is None else json_str(attestation, max_length=65536),
+            attestation=attestation,
             windows=windows,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from typing import Any
 
@@ -29,6 +30,7 @@ MAX_RECORD_PAYLOAD = RECORD_BUCKETS[-1] - 4 - 1
 MAX_JSON_INT = 2**53 - 1
 
 _LEN = struct.Struct(">I")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 def canonical_json(value: Any) -> bytes:  # noqa: ANN401 -- any JSON-shaped value
@@ -80,8 +82,12 @@ def b64e(data: bytes) -> str:
 
 
 def b64d(text: str) -> bytes:
-    """Decode base64url with or without padding; raise ``MalformedMessage`` on bad input."""
-    if not isinstance(text, str) or "=" in text.rstrip("="):
+    """Decode base64url with or without padding; raise ``MalformedMessage`` on bad input.
+
+    Only the base64url alphabet: ``+`` and ``/`` (plain base64's) are refused, as the Mini App
+    and any strict reader refuse them, so both sides read the same texts.
+    """
+    if not isinstance(text, str) or not _B64URL.fullmatch(text):
         raise MalformedMessage("bad base64url")
     try:
         return base64.b64decode(

@@ -147,7 +147,10 @@ def open_relay_receipt(relay_key: bytes, digest: bytes, sealed: bytes) -> Signed
         plaintext = ChaCha20Poly1305(relay_key).decrypt(_NONCE, sealed, RELAY_RECEIPT_AAD + digest)
     except InvalidTag as exc:
         raise ReceiptInvalid("relay receipt does not authenticate") from exc
-    return SignedReceipt.from_wire(parse_json_object(unpad(plaintext)))
+    value = parse_json_object(unpad(plaintext))
+    if set(value) != {"receipt", "signature"}:
+        raise MalformedMessage("a relay receipt is {receipt, signature}")
+    return SignedReceipt.from_wire(value)
 
 
 class StreamFramer:

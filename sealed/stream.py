@@ -64,6 +64,8 @@ CHUNK_OVERHEAD = _LEN.size + _HEAD.size + _TAG
 MAX_ERROR_MESSAGE = 1024
 MAX_FINISH_REASON = 64
 ERROR_KINDS = frozenset({"unavailable", "context_length", "stalled", "backend"})
+_ERROR_FIELDS = frozenset({"kind", "status", "message"})
+_RECEIPT_FIELDS = frozenset({"receipt", "signature"})
 # How far from the expected position a failing chunk is tried, to tell reordering from tampering.
 _REORDER_WINDOW = 16
 _CONTINUATION = 0x80  # the top two bits of a UTF-8 continuation byte
@@ -123,21 +125,30 @@ class Final:
 
     @classmethod
     def from_payload(cls, body: dict[str, Any]) -> Final:
-        """Parse a final record's (or a receipt reply's) JSON payload strictly."""
+        """Parse a final record's (or a receipt reply's) JSON payload strictly.
+
+        Its fields are exactly ``finish_reason`` or ``error`` (``kind``, ``status``,
+        ``message``), and ``receipt`` with ``signature``; a final without a receipt is read,
+        and its caller treats it as one whose receipt does not verify.
+        """
+        done = "error" not in body
+        fields = {"finish_reason"} if done else {"error"}
+        if set(body) not in (fields, fields | _RECEIPT_FIELDS):
+            raise MalformedMessage("final record fields missing or unknown")
         receipt = SignedReceipt.from_wire(body) if "receipt" in body else None
-        error = body.get("error")
-        if error is None:
-            reason = json_str(body.get("finish_reason"), max_length=MAX_FINISH_REASON)
+        if done:
+            reason = json_str(body["finish_reason"], max_length=MAX_FINISH_REASON)
             return cls(receipt, finish_reason=reason)
-        if not isinstance(error, dict) or "finish_reason" in body:
+        error = body["error"]
+        if not isinstance(error, dict) or set(error) != _ERROR_FIELDS:
             raise MalformedMessage("bad error record")
-        kind = json_str(error.get("kind"), max_length=32)
-        status = error.get("status")
+        kind = json_str(error["kind"], max_length=32)
+        status = error["status"]
         return cls(
             receipt,
             error_kind=kind if kind in ERROR_KINDS else "backend",
             error_status=None if status is None else json_int(status, low=100, high=599),
-            error_message=json_str(error.get("message"), max_length=MAX_ERROR_MESSAGE),
+            error_message=json_str(error["message"], max_length=MAX_ERROR_MESSAGE),
         )
 
 

@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sealed.auth import client_auth_headers
+from sealed.encoding import b64e
 from sealed.receipt import ReceiptStatus
+from sealed.relay import RELAY_KEY_HEADER
 from sealed.request import new_request_secrets, seal_request
 from sealed.stream import ChunkOpener
+from sealed.suites import Suite
 from services.errors import (
     BackendError,
     ContextTooLong,
@@ -258,6 +261,35 @@ async def test_unknown_key_id_is_refused(
 ) -> None:
     body = b"VEIL\x02\x01" + b"\xee" * 8 + b"\0" * 2000
     assert await post(http, gateway.url, body) == (410, "unknown_key")
+    assert vllm.requests == []
+
+
+async def test_a_held_key_id_under_another_suite_is_an_unknown_key(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    """The key id names a key by (suite, id): a held id sent under the other suite is 410.
+
+    The request is refused as an unknown key, so a client re-fetches the bundle and fails
+    over (docs/protocol.md §1), rather than a 400 ``cannot_open`` that blames the client.
+    """
+    key_id = gateway.gateway.ring.bundle().bundle.key_id
+    other = Suite.MLKEM768_X25519.value
+    body = b"VEIL\x02" + bytes([other]) + key_id + b"\0" * 2000
+    assert await post(http, gateway.url, body) == (410, "unknown_key")
+    assert vllm.requests == []
+
+
+async def test_a_relay_key_under_another_suite_is_an_unknown_key(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    """The same holds for the key a ``Veil-Relay-Key`` header names (§3, check 7)."""
+    key_id = gateway.gateway.ring.bundle().bundle.key_id
+    other = Suite.MLKEM768_X25519.value
+    call = seal_call(gateway)
+    relay_key = b64e(b"VEIL\x02" + bytes([other]) + key_id + b"\0" * (1120 + 48))
+    headers = {**call.headers(), RELAY_KEY_HEADER: relay_key}
+    reply = await post_sealed(http, gateway.url, call, headers=headers)
+    assert (reply.status, reply.code) == (410, "unknown_key")
     assert vllm.requests == []
 
 

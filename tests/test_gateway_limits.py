@@ -7,6 +7,8 @@ called.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -389,6 +391,26 @@ async def test_a_body_one_byte_past_the_largest_bucket_is_too_large(
         )
         assert (reply.status, reply.code) == expected
     assert vllm.requests == []
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_compressed_body_is_refused_unread(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, encoding: str
+) -> None:
+    """The body is the sealed bytes themselves, which the signature covers (protocol.md §3).
+
+    A body sent with a ``Content-Encoding`` is not inflated first: inflating it let an
+    unauthenticated sender make the gateway expand a kilobyte into the largest body and hash
+    it before the signature check. Signed over the inflated bytes, it is still refused.
+    """
+    call = seal_call(gateway)
+    packed = gzip.compress(call.body) if encoding == "gzip" else zlib.compress(call.body)
+    headers = {**call.headers(), "Content-Encoding": encoding}
+    reply = await post_sealed(http, gateway.url, call, body=packed, headers=headers)
+    assert (reply.status, reply.code) == (400, "malformed")
+    assert vllm.requests == []
+    # The same request sent as is is served: nothing of it was taken.
+    assert (await post_sealed(http, gateway.url, call)).status == 200
 
 
 # -- the replay window -------------------------------------------------------------------------

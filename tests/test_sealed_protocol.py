@@ -186,6 +186,16 @@ def test_bundle_windows_out_of_spec_are_malformed(
         verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW)
 
 
+@pytest.mark.parametrize("attestation", [None, 7, ["quote"]])
+def test_a_bundle_attestation_that_is_not_a_string_is_malformed(
+    operator: ed25519.Ed25519PrivateKey, attestation: object
+) -> None:
+    """``attestation`` is an optional string: present as null is a wrong type, not absent."""
+    body = {**make_bundle(KeyPair.generate(Suite.X25519)).to_json(), "attestation": attestation}
+    with pytest.raises(MalformedMessage):
+        verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW)
+
+
 def test_the_largest_window_is_accepted(operator: ed25519.Ed25519PrivateKey) -> None:
     body = {**make_bundle(KeyPair.generate(Suite.X25519)).to_json(), "windows": {"veil-test": 1}}
     assert verify_bundle(_signed_body(body, operator), pinned(operator), now=NOW).bundle.windows
@@ -253,6 +263,18 @@ def test_request_for_another_key_is_refused() -> None:
     )
     with pytest.raises(OpenFailed):
         open_request(sealed, other)
+
+
+@pytest.mark.parametrize("text", ["+_8", "-/8", "+/8=", "-_8 ", "-_8\n", "-_=8", "=", "A"])
+def test_base64url_outside_its_alphabet_is_malformed(text: str) -> None:
+    """b64url is RFC 4648 §5's alphabet (protocol.md, notation), as the Mini App reads it.
+
+    ``-_8`` and ``+/8`` are the same bytes in two alphabets; a reader that took both would
+    read keys and proofs a strict reader (the Mini App's, a third party's) refuses.
+    """
+    assert b64d("-_8") == b64d("-_8=") == bytes([0xFB, 0xFF])
+    with pytest.raises(MalformedMessage):
+        b64d(text)
 
 
 def test_padding_round_trip_and_rejects_bad_padding() -> None:
@@ -375,6 +397,44 @@ def test_error_record_round_trip() -> None:
     assert record == final
     assert isinstance(record, Final)
     assert record.is_error
+
+
+_ERROR = {"kind": "backend", "status": 500, "message": "model crashed"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"finish_reason": "stop", "extra": 1},
+        {"finish_reason": "stop", "error": None},
+        {"error": None},
+        {"error": _ERROR, "extra": 1},
+        {"error": {**_ERROR, "extra": 1}},
+        {"error": {"kind": "backend", "message": "model crashed"}},
+        {"error": {"kind": "backend", "status": 500}},
+        {"finish_reason": "stop", "signature": "c2ln"},
+    ],
+    ids=[
+        "done-unknown-field",
+        "done-null-error",
+        "null-error",
+        "error-unknown-field",
+        "error-object-unknown-field",
+        "error-without-status",
+        "error-without-message",
+        "signature-without-receipt",
+    ],
+)
+def test_final_payloads_out_of_spec_are_malformed(payload: dict[str, object]) -> None:
+    """A final record's payload has exactly its fields (protocol.md §4), like bundles."""
+    with pytest.raises(MalformedMessage):
+        Final.from_payload(payload)
+
+
+def test_final_payloads_in_spec_are_read() -> None:
+    assert Final.from_payload({"finish_reason": "stop"}).finish_reason == "stop"
+    final = Final.from_payload({"error": {**_ERROR, "status": None, "kind": "novel"}})
+    assert (final.error_kind, final.error_status) == ("backend", None)
 
 
 # -- receipts ----------------------------------------------------------------------------------

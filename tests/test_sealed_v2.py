@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from sealed.auth import (
     CLIENT_KEY_HEADER,
@@ -39,6 +40,7 @@ from sealed.keyfile import (
     write_key_file,
 )
 from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
+from sealed.relay import RELAY_RECEIPT_AAD, open_relay_receipt
 from sealed.request import REQUEST_INFO, RequestHeader, encode_inner, open_request, parse_inner
 from sealed.stream import (
     MAX_CHUNK,
@@ -53,6 +55,7 @@ from sealed.stream import (
 from sealed.suites import KeyPair, Suite
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 BODY = b"VEIL\x02\x01" + b"\x00" * 200
@@ -263,6 +266,25 @@ def test_hostile_final_payloads_are_malformed(payload: bytes) -> None:
     opener = ChunkOpener(b"\x11" * 32)
     with pytest.raises(MalformedMessage):
         opener.feed(final_chunk(payload))
+
+
+@pytest.mark.parametrize("extra", [{"extra": 1}, {"finish_reason": "stop"}])
+def test_a_relay_receipt_with_fields_beyond_receipt_and_signature_is_malformed(
+    extra: dict[str, object],
+) -> None:
+    """A relay receipt holds exactly ``{"receipt", "signature"}`` (protocol.md §4)."""
+    signer = ed25519.Ed25519PrivateKey.generate()
+    receipt = UsageReceipt(b"\x07" * 16, "m", 5, 1, ReceiptStatus.COMPLETE, estimated=False)
+    wire = sign_receipt(receipt, signer).to_wire()
+    relay_key, digest = b"\x22" * 32, b"\x33" * 32
+
+    def sealed(value: Mapping[str, object]) -> bytes:
+        plaintext = pad(canonical_json(value), RECORD_BUCKETS, target=1024)
+        return ChaCha20Poly1305(relay_key).encrypt(bytes(12), plaintext, RELAY_RECEIPT_AAD + digest)
+
+    assert open_relay_receipt(relay_key, digest, sealed(wire)).receipt == receipt
+    with pytest.raises(MalformedMessage):
+        open_relay_receipt(relay_key, digest, sealed({**wire, **extra}))
 
 
 def test_final_record_round_trips_a_stopped_receipt() -> None:
