@@ -311,6 +311,7 @@ async def test_an_admin_who_blocked_the_bot_is_not_asked_again(tmp_path: Path) -
         assert await balance_units(stack, USER) == 50 * STAR
 
 
+@pytest.mark.timeout(300)  # four `python -m bot reconcile` processes, each run to its end
 async def test_reconcile_finds_an_injected_mismatch(tmp_path: Path) -> None:
     async with paying_stack(tmp_path) as stack:
         invoice = await buy_pack(stack, USER)
