@@ -17,19 +17,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from playwright.async_api import Page, async_playwright
 from structlog.testing import capture_logs
 
+from sealed.encoding import b64e
 from services.audit import Auditor
 from services.tokens import prompt_tokens
 from tests.books import inconsistent_users
-from tests.harness import REPO
+from tests.botstack import process_stack
+from tests.harness import REPO, ManagedProcess, free_port, run_gateway
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from playwright.async_api import Browser
+    from playwright.async_api import Browser, Route
 
     from tests.miniapp import MiniStack
 
@@ -648,3 +651,136 @@ async def test_the_bots_own_failure_is_told_as_the_bots_and_the_question_is_kept
         )
         assert len(rows) == 1
         assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_balance_that_cannot_be_refreshed_keeps_the_receipt_line(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The answer came with its verified receipt; then the phone's network drops the balance
+    # refresh. The notice still says the charge is backed by a signed receipt, and the balance
+    # says it is not up to date (it would show the amount before the charge).
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await page.route("**/api/account", lambda route: route.abort("internetdisconnected"))
+        await ask(page, QUESTION)
+        await page.wait_for_selector(
+            "#balance[data-stale=true], #notice[data-error]", timeout=15000
+        )
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.get_attribute("#notice", "data-status") == "complete"
+        assert "Signed receipt verified" in await page.inner_text("#notice")
+        assert await page.inner_text("#balance") == "The balance could not be updated just now."
+        assert await page.inner_text("#answer") == ANSWER
+        # Once the network is back, the next answer's refresh shows the balance again.
+        await page.unroute("**/api/account")
+        await ask(page, "And the red one?")
+        await page.wait_for_selector("#balance:not([data-stale])", timeout=15000)
+        assert "Balance:" in await page.inner_text("#balance")
+        await page.context.close()
+
+
+async def test_the_bots_refusals_are_told_as_the_bots_not_the_model_servers(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A request id the bot already held (409 request_id_taken) and a declaration it cannot
+    # read (400 bad_request) are the bot's refusals: neither is "the model server refused".
+    # The relay's headers are changed on the way, as a faulty proxy would.
+    sent: dict[str, str] = {}
+
+    async def first_id(route: Route) -> None:
+        sent.setdefault("id", route.request.headers["veil-request-id"])
+        await route.continue_()
+
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data(language="ru")))
+        await ready(page)
+        await page.route("**/api/relay", first_id)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await page.unroute("**/api/relay")
+
+        async def replayed(route: Route) -> None:
+            headers = route.request.headers | {"veil-request-id": sent["id"]}
+            await route.continue_(headers=headers)
+
+        await page.route("**/api/relay", replayed)
+        await ask(page, "And the red one?")
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "request_id_taken"
+        assert await page.inner_text("#notice") == (
+            "Этот запрос уже был отправлен, поэтому повторно он не отправлен. "
+            "Отправьте вопрос ещё раз."
+        )
+        assert await page.input_value("#question") == "And the red one?"
+        await page.unroute("**/api/relay")
+
+        async def unreadable(route: Route) -> None:
+            headers = route.request.headers | {"veil-max-tokens": "many"}
+            await route.continue_(headers=headers)
+
+        await page.route("**/api/relay", unreadable)
+        await page.click("#send")
+        await page.wait_for_selector("#notice[data-error=bad_request]", timeout=15000)
+        assert await page.inner_text("#notice") == (
+            "Бот не смог принять запрос этой страницы (bad_request). "
+            "Закройте страницу и откройте её снова из бота."
+        )
+        assert await page.input_value("#question") == "And the red one?"
+        await page.context.close()
+        assert len(stack.vllm.requests) == 1
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_page_opened_before_an_operator_key_rotation_says_to_reopen_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The drill of docs/operations.md "Key rotation" with the bot as a process: the page is
+    # opened while the bot pins the old operator key; the operator then pins old and new on
+    # the bot and restarts it, and the gateway restarts signing with the new key. The open page
+    # pins only the old key (the one it shows): it sends nothing, gives the question back and
+    # says plainly to reopen it; reopened, it pins both and the question is answered.
+    new_operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        process_stack(tmp_path / "data", answer=ANSWER) as stack,
+        run_gateway(stack.vllm.url, operator=new_operator) as rotated,
+    ):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}/app/"
+        env = stack.env | {
+            "VEIL_FREE_TOKENS_PER_DAY": "1000000",
+            "VEIL_WEBAPP_URL": base,
+            "VEIL_WEBAPP_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            page = await open_page(browser, page_url(base, init_data()))
+            await ready(page)
+            await ask(page, QUESTION)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        finally:
+            await bot.stop(within=60)
+        keys = f"{b64e(stack.gateway.verify_key)},{b64e(rotated.verify_key)}"
+        env |= {"VEIL_OPERATOR_KEYS": keys, "VEIL_GATEWAYS": rotated.url}
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            await ask(page, "And the red one?")
+            await page.wait_for_selector("#notice[data-error]", timeout=15000)
+            assert await page.get_attribute("#notice", "data-error") == "reopen"
+            assert await page.inner_text("#notice") == (
+                "The operator's keys have changed since this page was opened. "
+                "Close it and open it again from the bot."
+            )
+            assert await page.input_value("#question") == "And the red one?"
+            assert len(stack.vllm.requests) == 1
+            await page.reload()  # reopened: the page pins what the bot pins now
+            await ready(page)
+            await ask(page, "And the red one?")
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            assert await page.inner_text("#answer") == ANSWER
+            await page.context.close()
+        finally:
+            await bot.stop(within=60)
+    assert len(stack.vllm.requests) == 2

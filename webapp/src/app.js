@@ -45,6 +45,33 @@ const DISCARD = new Set([
   "MalformedMessage",
 ]);
 
+// The bot's refusal codes (handlers/webapp.py) to the page's texts; any other is told by status.
+const BOT_CODES = {
+  unauthorized: "unauthorized",
+  stale: "stale",
+  insufficient_credit: "insufficient",
+  busy: "busy",
+  untrusted: "untrusted",
+  reopen: "reopen",
+  unavailable: "unavailable",
+  body_timeout: "network",
+  request_id_taken: "request_id_taken",
+  bad_request: "mismatch",
+  not_found: "mismatch",
+  method_not_allowed: "mismatch",
+  ledger: "server",
+  error: "server",
+};
+// The gateway's refusal codes (gateway/refusals.py) that have a text of their own; the rest
+// are told as the model server refusing, with the code.
+const GATEWAY_CODES = {
+  unknown_key: "unknown_key",
+  stale_request: "stale_request",
+  unknown_model: "unknown_model",
+  unauthenticated: "unauthenticated",
+  too_large: "too_large",
+};
+
 const $ = (id) => document.getElementById(id);
 
 /** A gateway's refusal that another gateway, or the same one later, may not give. */
@@ -163,10 +190,16 @@ class App {
     $("pinned").textContent = t("pinned", { keys: this.config.operatorKeys.map(b64e).join(", ") });
   }
 
-  async refreshAccount() {
+  /**
+   * Show the balance and the models. ``afterAnswer``: the notice holds how the answer ended
+   * (its verified receipt, a stop, an error), which a failed refresh must not replace; the
+   * balance says instead that it could not be updated.
+   */
+  async refreshAccount({ afterAnswer = false } = {}) {
     try {
       const account = await (await this.api("api/account")).json();
       this.account = account;
+      delete $("balance").dataset.stale;
       $("balance").textContent = this.t("balance", {
         balance: account.balance,
         free: account.free_tokens_left,
@@ -183,7 +216,12 @@ class App {
       );
       if (account.models.includes(chosen)) select.value = chosen;
     } catch (error) {
-      this.fail(error);
+      if (!afterAnswer) {
+        this.fail(error);
+        return;
+      }
+      $("balance").textContent = this.t("balance_stale");
+      $("balance").dataset.stale = "true";
     }
   }
 
@@ -225,21 +263,21 @@ class App {
       else key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
     }
     else if (error instanceof ApiError) {
-      // The bot's own trouble (its database, a bug, a proxy in front of it answering for it:
-      // no code of the bot's) is not the model server refusing.
-      const own = error.status >= 500 || error.status === 429 ? "server" : "refused";
-      key =
-        {
-          unauthorized: "unauthorized",
-          stale: "stale",
-          insufficient_credit: "insufficient",
-          busy: "busy",
-          untrusted: "untrusted",
-          unavailable: "unavailable",
-          gateway_refused: "refused",
-          body_timeout: "network",
-        }[error.code] || own;
-      values = { code: error.body?.error?.gateway_code || error.code };
+      const sent = error.body?.error?.code;
+      if (error.code === "gateway_refused") {
+        // The model server's own refusal: its code told as what it means where the page can
+        // say so, else as a refusal naming the code.
+        const code = error.body.error.gateway_code;
+        key = GATEWAY_CODES[code] || "refused";
+        values = { code };
+      } else {
+        // The bot's refusals by their codes; a reply with none (a proxy in front of the bot
+        // answering for it) by its status: its trouble when 5xx or 429, else a request the
+        // bot's side could not take. Neither is the model server refusing.
+        const own = error.status >= 500 || error.status === 429 ? "server" : "mismatch";
+        key = (sent && BOT_CODES[sent]) || own;
+        values = { code: sent || `HTTP ${error.status}` };
+      }
       // A gateway that is busy or down for now is not a refusal: say so, and when to try again
       // if it said (its Retry-After, passed on by the bot).
       if (temporaryRefusal(error)) {
@@ -371,7 +409,7 @@ class App {
     } finally {
       if (!answer.textContent) answer.remove(); // no "…" left waiting for an answer that ended
       this.setRunning(null);
-      await this.refreshAccount();
+      await this.refreshAccount({ afterAnswer: true });
     }
   }
 
@@ -425,8 +463,39 @@ class App {
         lastError = error;
       }
     }
-    if (!verifiedAny) throw new ApiError(503, { error: { code: "untrusted" } });
+    if (!verifiedAny) {
+      // The operator may have rotated its key since this page was opened: the page keeps the
+      // keys it was opened with (the ones it shows), so reopening it is what helps then.
+      const code = (await this.reopenWouldVerify(offer.gateways)) ? "reopen" : "untrusted";
+      throw new ApiError(503, { error: { code } });
+    }
     throw lastError;
+  }
+
+  /**
+   * Whether the page the bot serves now pins an operator key that one of ``gateways``' bundles
+   * verifies under (read, never adopted: this page trusts only the keys it was opened with).
+   */
+  async reopenWouldVerify(gateways) {
+    try {
+      const here = new URL(window.location.href);
+      here.hash = "";
+      const response = await fetch(here.toString(), { cache: "no-store" });
+      if (!response.ok) return false;
+      const served = new DOMParser().parseFromString(await response.text(), "text/html");
+      const keys = JSON.parse(served.getElementById("veil-config").textContent).operator_keys.map(b64d);
+      const now = Math.floor(Date.now() / 1000);
+      return gateways.some(({ bundle }) => {
+        try {
+          verifyBundle(bundle, keys, now);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    } catch {
+      return false; // no page, or not one that pins keys: nothing to say about reopening
+    }
   }
 
   /** Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. */
