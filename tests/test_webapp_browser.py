@@ -75,10 +75,17 @@ class Keychain:
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        # Set ``hold``, and a removal waits for it (``removing`` is set meanwhile): a keychain
+        # that takes its time, as a phone's may.
+        self.hold: asyncio.Event | None = None
+        self.removing = asyncio.Event()
 
     async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
         """Answer one SecureStorage request event."""
         req_id = payload["req_id"]
+        if method == "web_app_secure_storage_save_key" and payload["value"] is None and self.hold:
+            self.removing.set()
+            await self.hold.wait()
         if method == "web_app_secure_storage_save_key":
             if payload["value"] is None:
                 self.values.pop(payload["key"], None)
@@ -363,6 +370,41 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.violations.push([event.effectiveDirective, event.blockedURI]);
 });
 """
+
+
+async def test_forget_leaves_the_screen_at_once_and_a_question_asked_meanwhile_waits_for_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Forget erases the history through the device keychain, which answers when it does. Until
+    # then the erased conversation stayed on the screen with Send ready, and a question sent in
+    # that window was shown, answered and billed, and then wiped off the screen when the
+    # keychain answered (its exchange saved under the destroyed key, so lost too).
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        keychain.hold = asyncio.Event()
+        await page.click("#about-title")
+        await page.click("#forget")
+        async with asyncio.timeout(15):
+            await keychain.removing.wait()
+        assert await page.locator(".bubble").count() == 0
+        await page.click("#about-title")
+        await ask(page, "And the red one?")
+        keychain.hold.set()
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await page.context.close()
+    assert [request["messages"][-1]["content"] for request in stack.vllm.requests] == [
+        QUESTION,
+        "And the red one?",
+    ]
+    assert len(stack.vllm.requests[1]["messages"]) == 1  # nothing of the erased history
 
 
 async def test_the_strict_policy_lets_the_pages_own_style_and_theme_apply_and_nothing_else(

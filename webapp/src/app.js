@@ -107,6 +107,7 @@ class App {
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
     this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
+    this.forgetting = null; // while Forget erases the history: its promise
     this.account = null;
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
   }
@@ -341,6 +342,9 @@ class App {
     const running = this.running;
     const forgotten = () => running.forgotten === true; // Forget pressed while it was written
     try {
+      // Forget was pressed just before: the question waits for the new history (its key, its
+      // cache salt), so nothing of the erased one goes with it or is shown over it.
+      if (this.forgetting) await this.forgetting.catch(() => {});
       const on = {
         delta: (delta) => {
           text += delta;
@@ -564,16 +568,28 @@ class App {
     }
   }
 
-  async forget() {
-    // As /forget does in the chat: the answer being written is stopped first, and nothing of
-    // the erased conversation is kept afterwards.
-    if (this.running) {
-      this.running.forgotten = true;
-      await this.stop();
-    }
-    await this.history.forget();
+  /**
+   * Forget this device's history. As /forget does in the chat, the answer being written is
+   * stopped first and nothing of the erased conversation is kept afterwards. It leaves the
+   * screen at once; a question asked before the new history's key is made waits for it.
+   */
+  forget() {
     $("messages").replaceChildren();
-    this.note(this.t("forgotten"), "forgotten");
+    if (this.forgetting) return this.forgetting;
+    const running = this.running;
+    this.forgetting = (async () => {
+      try {
+        if (running) {
+          running.forgotten = true;
+          await this.stop();
+        }
+        await this.history.forget();
+        this.note(this.t("forgotten"), "forgotten");
+      } finally {
+        this.forgetting = null;
+      }
+    })();
+    return this.forgetting;
   }
 }
 

@@ -6399,6 +6399,7 @@
       this.config = config();
       this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
       this.running = null;
+      this.forgetting = null;
       this.account = null;
       this.clockOffset = 0;
     }
@@ -6609,6 +6610,8 @@
       const running = this.running;
       const forgotten = () => running.forgotten === true;
       try {
+        if (this.forgetting) await this.forgetting.catch(() => {
+        });
         const on = {
           delta: (delta) => {
             text += delta;
@@ -6811,14 +6814,28 @@
         if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
       }
     }
-    async forget() {
-      if (this.running) {
-        this.running.forgotten = true;
-        await this.stop();
-      }
-      await this.history.forget();
+    /**
+     * Forget this device's history. As /forget does in the chat, the answer being written is
+     * stopped first and nothing of the erased conversation is kept afterwards. It leaves the
+     * screen at once; a question asked before the new history's key is made waits for it.
+     */
+    forget() {
       $("messages").replaceChildren();
-      this.note(this.t("forgotten"), "forgotten");
+      if (this.forgetting) return this.forgetting;
+      const running = this.running;
+      this.forgetting = (async () => {
+        try {
+          if (running) {
+            running.forgotten = true;
+            await this.stop();
+          }
+          await this.history.forget();
+          this.note(this.t("forgotten"), "forgotten");
+        } finally {
+          this.forgetting = null;
+        }
+      })();
+      return this.forgetting;
     }
   };
   function startApp() {
