@@ -826,3 +826,30 @@ async def test_a_page_opened_before_an_operator_key_rotation_says_to_reopen_it(
         finally:
             await bot.stop(within=60)
     assert len(stack.vllm.requests) == 2
+
+
+async def test_a_page_opened_offline_answers_the_first_question_once_online(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The phone's network is down as the page opens (the page itself from the app's cache or
+    # the network back a moment later): the balance and models cannot be fetched, and the page
+    # says so. Back online, the first question is asked for the model the bot offers.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        page = await context.new_page()
+        await page.expose_function("fakeKeychain", Keychain().answer)
+        await page.add_init_script(FAKE_TELEGRAM_APP)
+        await page.route("**/api/account", lambda route: route.abort("internetdisconnected"))
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        assert await page.get_attribute("#notice", "data-error") == "network"
+        await page.unroute("**/api/account")
+        await ask(page, QUESTION)
+        ended = "#notice[data-kind=done], #notice[data-kind=error]:not([data-error=network])"
+        await page.wait_for_selector(ended, timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.get_attribute("#notice", "data-status") == "complete"
+        assert await page.inner_text("#answer") == ANSWER
+        assert await page.input_value("#model") == "veil-test"
+        await context.close()
+    assert len(stack.vllm.requests) == 1

@@ -109,6 +109,7 @@ class App {
     this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
     this.forgetting = null; // while Forget erases the history: its promise
     this.account = null;
+    this.loadingAccount = false; // while a question waits for the account the page started without
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
   }
 
@@ -315,6 +316,19 @@ class App {
     if (!question || this.running) {
       if (!question) this.note(this.t("empty"));
       return;
+    }
+    if (!this.account) {
+      // The page started without its account (the network down, the bot restarting): it
+      // knows no model to ask yet. Learn them now; if that fails too, it says why and the
+      // question stays where it was typed.
+      if (this.loadingAccount) return;
+      this.loadingAccount = true;
+      try {
+        await this.refreshAccount();
+      } finally {
+        this.loadingAccount = false;
+      }
+      if (!this.account || this.running) return;
     }
     const model = $("model").value;
     try {

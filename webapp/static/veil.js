@@ -6401,6 +6401,7 @@
       this.running = null;
       this.forgetting = null;
       this.account = null;
+      this.loadingAccount = false;
       this.clockOffset = 0;
     }
     /**
@@ -6584,6 +6585,16 @@
       if (!question || this.running) {
         if (!question) this.note(this.t("empty"));
         return;
+      }
+      if (!this.account) {
+        if (this.loadingAccount) return;
+        this.loadingAccount = true;
+        try {
+          await this.refreshAccount();
+        } finally {
+          this.loadingAccount = false;
+        }
+        if (!this.account || this.running) return;
       }
       const model = $("model").value;
       try {
