@@ -27,7 +27,7 @@ from services.tokens import prompt_tokens
 from tests.books import inconsistent_users
 from tests.botstack import process_stack
 from tests.harness import REPO, ManagedProcess, free_port, run_gateway
-from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
+from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp_stack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -329,6 +329,39 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
         )
         state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
         assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+async def test_a_connection_lost_mid_answer_keeps_what_came_and_gives_the_question_back(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The phone's network goes dark while the answer comes: the part shown is genuine (every
+    # chunk checked) and billed, so it is kept as a stopped answer's is, and the question goes
+    # back into the input to be sent again once the network is back.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await stack.to_bot.drop()
+        await page.wait_for_selector("#notice[data-error=StreamTruncated]", timeout=15000)
+        assert await page.input_value("#question") == QUESTION
+        shown = await page.inner_text("#answer")
+        assert SLOW_ANSWER.startswith(shown)
+        assert len(shown) < len(SLOW_ANSWER)
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.user").all_inner_texts() == [QUESTION]
+        assert await page.locator(".bubble.assistant").all_inner_texts() == [shown]
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))  # from the late receipt
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 

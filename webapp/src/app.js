@@ -414,6 +414,17 @@ class App {
         }
         return;
       }
+      // The connection broke while the answer came (a phone's network going dark): what came
+      // is genuine (every chunk checked) and billed, so it is kept as a stopped answer's is,
+      // and the question goes back into the input to be sent again.
+      if (cut) {
+        this.fail(error);
+        if (text && !forgotten() && !(await this.history.add(question, text))) {
+          $("notice").textContent += ` ${this.t("history_full")}`;
+        }
+        if (!$("question").value) $("question").value = question;
+        return;
+      }
       // What did not authenticate is not shown; text that did (before a cut, or with a receipt
       // that failed) is genuine and stays.
       if (error instanceof SealedError && DISCARD.has(error.kind)) {

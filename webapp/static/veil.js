@@ -6202,7 +6202,7 @@
     ChunkTampered: "The answer was altered on the way (a chunk failed its check), so it was discarded.",
     ChunkOutOfOrder: "Parts of the answer arrived out of order, so it was discarded.",
     StreamSpliced: "Part of another answer was mixed into this one, so it was discarded.",
-    StreamTruncated: "The answer was cut off on the way.",
+    StreamTruncated: "The answer was cut off on the way. What came is kept, and your question is back in the input to send again.",
     TrailingData: "Unexpected bytes followed the answer, so it was discarded.",
     MalformedMessage: "The answer could not be read, so it was discarded.",
     ReceiptInvalid: "The answer's usage receipt did not verify.",
@@ -6256,7 +6256,7 @@
     ChunkTampered: "Ответ был изменён в пути (часть не прошла проверку), поэтому он отброшен.",
     ChunkOutOfOrder: "Части ответа пришли не по порядку, поэтому он отброшен.",
     StreamSpliced: "В ответ подмешана часть другого ответа, поэтому он отброшен.",
-    StreamTruncated: "Ответ оборвался в пути.",
+    StreamTruncated: "Ответ оборвался в пути. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     TrailingData: "После ответа пришли лишние байты, поэтому он отброшен.",
     MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
     ReceiptInvalid: "Чек об использовании не прошёл проверку.",
@@ -6310,7 +6310,7 @@
     ChunkTampered: "Жауап жолда өзгертілген (бір бөлігі тексеруден өтпеді), сондықтан ол алынып тасталды.",
     ChunkOutOfOrder: "Жауаптың бөліктері ретсіз келді, сондықтан ол алынып тасталды.",
     StreamSpliced: "Жауапқа басқа жауаптың бөлігі араласқан, сондықтан ол алынып тасталды.",
-    StreamTruncated: "Жауап жолда үзіліп қалды.",
+    StreamTruncated: "Жауап жолда үзіліп қалды. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     TrailingData: "Жауаптан кейін артық байттар келді, сондықтан ол алынып тасталды.",
     MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
     ReceiptInvalid: "Пайдалану түбіртегі тексеруден өтпеді.",
@@ -6671,6 +6671,14 @@
           if (text && !forgotten() && !await this.history.add(question, text)) {
             $("notice").textContent += ` ${this.t("history_full")}`;
           }
+          return;
+        }
+        if (cut) {
+          this.fail(error);
+          if (text && !forgotten() && !await this.history.add(question, text)) {
+            $("notice").textContent += ` ${this.t("history_full")}`;
+          }
+          if (!$("question").value) $("question").value = question;
           return;
         }
         if (error instanceof SealedError && DISCARD.has(error.kind)) {
