@@ -886,3 +886,36 @@ async def test_a_page_opened_offline_answers_the_first_question_once_online(
         assert await page.input_value("#model") == "veil-test"
         await context.close()
     assert len(stack.vllm.requests) == 1
+
+
+async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Two pages of one user on one device share its storage and keychain. Each kept only the
+    # history it had read when it opened, so the second page's answer overwrote the first's.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first, second = await context.new_page(), await context.new_page()
+        for page in (first, second):
+            await page.goto(page_url(stack.base, init_data()))
+            await ready(page)
+        await ask(first, QUESTION)
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await ask(second, "And the red one?")
+        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble.user").all_inner_texts() == [
+            QUESTION,
+            "And the red one?",
+        ]
+        await context.close()
+    # The second question went with the first exchange as its context, as in one page.
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == [
+        QUESTION,
+        ANSWER,
+        "And the red one?",
+    ]

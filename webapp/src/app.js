@@ -359,6 +359,7 @@ class App {
       // Forget was pressed just before: the question waits for the new history (its key, its
       // cache salt), so nothing of the erased one goes with it or is shown over it.
       if (this.forgetting) await this.forgetting.catch(() => {});
+      await this.history.reload(); // another page's exchanges since, for the context too
       const on = {
         delta: (delta) => {
           text += delta;
