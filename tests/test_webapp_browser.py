@@ -11,6 +11,7 @@ either side of the bot nor its logs or files ever hold the question or the answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -25,8 +26,17 @@ from sealed.encoding import b64e
 from services.audit import Auditor
 from services.tokens import prompt_tokens
 from tests.books import inconsistent_users
-from tests.botstack import process_stack
-from tests.harness import REPO, ManagedProcess, free_port, run_gateway
+from tests.botstack import TOKEN, bot_env, process_stack
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import (
+    REPO,
+    ManagedProcess,
+    client_keys_setting,
+    free_port,
+    new_operator_key,
+    run_gateway,
+)
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp_stack
 
 if TYPE_CHECKING:
@@ -919,3 +929,67 @@ async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
         ANSWER,
         "And the red one?",
     ]
+
+
+async def start_gateway(vllm_url: str, key_file: Path, port: int) -> ManagedProcess:
+    """``python -m gateway`` on ``port`` (the same address again after a restart), started."""
+    gateway = await ManagedProcess.start(
+        "-m",
+        "gateway",
+        env={
+            "VEIL_OPERATOR_KEY_FILE": str(key_file),
+            "VEIL_CLIENT_KEYS": client_keys_setting(),
+            "VEIL_VLLM_URL": vllm_url,
+            "VEIL_GATEWAY_PORT": str(port),
+            "VEIL_METRICS_PORT": "0",
+        },
+    )
+    await gateway.wait_for_line("gateway.started")
+    return gateway
+
+
+async def test_a_page_open_across_a_gateway_restart_is_answered(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The drill with real processes: the bot and the gateway each `python -m`, the page open
+    # in the browser. The gateway restarts (an upgrade; step 3 of a rotation): a new HPKE key,
+    # the same operator key. The next question from the page opened before is answered.
+    key_file, verify_key = await new_operator_key(tmp_path)
+    port, webapp_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{webapp_port}/app/"
+    async with FakeTelegram(token=TOKEN) as telegram, FakeVLLM(answer=ANSWER) as vllm:
+        gateway = await start_gateway(vllm.url, key_file, port)
+        env = bot_env(telegram.url, f"http://127.0.0.1:{port}", verify_key, tmp_path / "data")
+        env |= {
+            "VEIL_FREE_TOKENS_PER_DAY": "1000000",
+            "VEIL_WEBAPP_URL": base,
+            "VEIL_WEBAPP_PORT": str(webapp_port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            page = await open_page(browser, page_url(base, init_data()))
+            await ready(page)
+            await ask(page, QUESTION)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            assert await gateway.stop() == 0
+            gateway = await start_gateway(vllm.url, key_file, port)
+            await ask(page, "And the red one?")
+            ended = "#notice[data-status=complete], #notice[data-error]"
+            await page.wait_for_selector(ended, timeout=30000)
+            assert await page.get_attribute("#notice", "data-error") is None
+            assert await page.inner_text("#answer") == ANSWER
+            await page.context.close()
+        finally:
+            assert await bot.stop(within=60) == 0
+            await gateway.stop()
+    assert [request["messages"][-1]["content"] for request in vllm.requests] == [
+        QUESTION,
+        "And the red one?",
+    ]
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "veil.db")) as db:
+        outcomes = [row[0] for row in db.execute("SELECT outcome FROM holds ORDER BY rowid")]
+    # Sealed to the old key, the question is refused (410) and released, then sealed again:
+    # two answers charged, nothing for the refusal.
+    assert outcomes.count("settled") == 2
+    assert set(outcomes) <= {"settled", "released"}
