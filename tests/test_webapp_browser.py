@@ -31,6 +31,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     REPO,
+    Clock,
     ManagedProcess,
     client_keys_setting,
     free_port,
@@ -814,6 +815,31 @@ async def test_the_bots_refusals_are_told_as_the_bots_not_the_model_servers(
         assert await page.input_value("#question") == "And the red one?"
         await page.context.close()
         assert len(stack.vllm.requests) == 1
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_model_servers_refusal_is_told_as_what_it_means(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The gateway's clock is ten minutes off the bot's (by which the page stamps the sealed
+    # question): it refuses the timestamp (400 stale_request). The page says so, not a bare
+    # "refused (stale_request)"; the question is given back and nothing is charged.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        clock = stack.gateway.gateway.clock
+        assert isinstance(clock, Clock)
+        clock.advance(600)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "gateway_refused"
+        assert await page.inner_text("#notice") == (
+            "The model server's clock disagrees with the bot's, so it refused the question. "
+            "Please try again later."
+        )
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+        assert stack.vllm.requests == []
         assert await inconsistent_users(stack.store) == []
 
 
