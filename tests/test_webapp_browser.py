@@ -11,25 +11,39 @@ either side of the bot nor its logs or files ever hold the question or the answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from playwright.async_api import Page, async_playwright
 from structlog.testing import capture_logs
 
+from sealed.encoding import b64e
 from services.audit import Auditor
 from services.tokens import prompt_tokens
 from tests.books import inconsistent_users
-from tests.harness import REPO
-from tests.miniapp import USER_ID, hold_of, init_data, page_url, webapp_stack
+from tests.botstack import TOKEN, bot_env, process_stack
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import (
+    REPO,
+    Clock,
+    ManagedProcess,
+    client_keys_setting,
+    free_port,
+    new_operator_key,
+    run_gateway,
+)
+from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp_stack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from playwright.async_api import Browser
+    from playwright.async_api import Browser, Route
 
     from tests.miniapp import MiniStack
 
@@ -72,10 +86,17 @@ class Keychain:
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        # Set ``hold``, and a removal waits for it (``removing`` is set meanwhile): a keychain
+        # that takes its time, as a phone's may.
+        self.hold: asyncio.Event | None = None
+        self.removing = asyncio.Event()
 
     async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
         """Answer one SecureStorage request event."""
         req_id = payload["req_id"]
+        if method == "web_app_secure_storage_save_key" and payload["value"] is None and self.hold:
+            self.removing.set()
+            await self.hold.wait()
         if method == "web_app_secure_storage_save_key":
             if payload["value"] is None:
                 self.values.pop(payload["key"], None)
@@ -323,6 +344,39 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def test_a_connection_lost_mid_answer_keeps_what_came_and_gives_the_question_back(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The phone's network goes dark while the answer comes: the part shown is genuine (every
+    # chunk checked) and billed, so it is kept as a stopped answer's is, and the question goes
+    # back into the input to be sent again once the network is back.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await stack.to_bot.drop()
+        await page.wait_for_selector("#notice[data-error=StreamTruncated]", timeout=15000)
+        assert await page.input_value("#question") == QUESTION
+        shown = await page.inner_text("#answer")
+        assert SLOW_ANSWER.startswith(shown)
+        assert len(shown) < len(SLOW_ANSWER)
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.user").all_inner_texts() == [QUESTION]
+        assert await page.locator(".bubble.assistant").all_inner_texts() == [shown]
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))  # from the late receipt
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
 async def test_forget_while_an_answer_streams_stops_it_and_keeps_nothing_of_it(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -360,6 +414,41 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.violations.push([event.effectiveDirective, event.blockedURI]);
 });
 """
+
+
+async def test_forget_leaves_the_screen_at_once_and_a_question_asked_meanwhile_waits_for_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Forget erases the history through the device keychain, which answers when it does. Until
+    # then the erased conversation stayed on the screen with Send ready, and a question sent in
+    # that window was shown, answered and billed, and then wiped off the screen when the
+    # keychain answered (its exchange saved under the destroyed key, so lost too).
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        keychain.hold = asyncio.Event()
+        await page.click("#about-title")
+        await page.click("#forget")
+        async with asyncio.timeout(15):
+            await keychain.removing.wait()
+        assert await page.locator(".bubble").count() == 0
+        await page.click("#about-title")
+        await ask(page, "And the red one?")
+        keychain.hold.set()
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await page.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await page.context.close()
+    assert [request["messages"][-1]["content"] for request in stack.vllm.requests] == [
+        QUESTION,
+        "And the red one?",
+    ]
+    assert len(stack.vllm.requests[1]["messages"]) == 1  # nothing of the erased history
 
 
 async def test_the_strict_policy_lets_the_pages_own_style_and_theme_apply_and_nothing_else(
@@ -648,3 +737,285 @@ async def test_the_bots_own_failure_is_told_as_the_bots_and_the_question_is_kept
         )
         assert len(rows) == 1
         assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_balance_that_cannot_be_refreshed_keeps_the_receipt_line(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The answer came with its verified receipt; then the phone's network drops the balance
+    # refresh. The notice still says the charge is backed by a signed receipt, and the balance
+    # says it is not up to date (it would show the amount before the charge).
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await page.route("**/api/account", lambda route: route.abort("internetdisconnected"))
+        await ask(page, QUESTION)
+        await page.wait_for_selector(
+            "#balance[data-stale=true], #notice[data-error]", timeout=15000
+        )
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.get_attribute("#notice", "data-status") == "complete"
+        assert "Signed receipt verified" in await page.inner_text("#notice")
+        assert await page.inner_text("#balance") == "The balance could not be updated just now."
+        assert await page.inner_text("#answer") == ANSWER
+        # Once the network is back, the next answer's refresh shows the balance again.
+        await page.unroute("**/api/account")
+        await ask(page, "And the red one?")
+        await page.wait_for_selector("#balance:not([data-stale])", timeout=15000)
+        assert "Balance:" in await page.inner_text("#balance")
+        await page.context.close()
+
+
+async def test_the_bots_refusals_are_told_as_the_bots_not_the_model_servers(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A request id the bot already held (409 request_id_taken) and a declaration it cannot
+    # read (400 bad_request) are the bot's refusals: neither is "the model server refused".
+    # The relay's headers are changed on the way, as a faulty proxy would.
+    sent: dict[str, str] = {}
+
+    async def first_id(route: Route) -> None:
+        sent.setdefault("id", route.request.headers["veil-request-id"])
+        await route.continue_()
+
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data(language="ru")))
+        await ready(page)
+        await page.route("**/api/relay", first_id)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await page.unroute("**/api/relay")
+
+        async def replayed(route: Route) -> None:
+            headers = route.request.headers | {"veil-request-id": sent["id"]}
+            await route.continue_(headers=headers)
+
+        await page.route("**/api/relay", replayed)
+        await ask(page, "And the red one?")
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "request_id_taken"
+        assert await page.inner_text("#notice") == (
+            "Этот запрос уже был отправлен, поэтому повторно он не отправлен. "
+            "Отправьте вопрос ещё раз."
+        )
+        assert await page.input_value("#question") == "And the red one?"
+        await page.unroute("**/api/relay")
+
+        async def unreadable(route: Route) -> None:
+            headers = route.request.headers | {"veil-max-tokens": "many"}
+            await route.continue_(headers=headers)
+
+        await page.route("**/api/relay", unreadable)
+        await page.click("#send")
+        await page.wait_for_selector("#notice[data-error=bad_request]", timeout=15000)
+        assert await page.inner_text("#notice") == (
+            "Бот не смог принять запрос этой страницы (bad_request). "
+            "Закройте страницу и откройте её снова из бота."
+        )
+        assert await page.input_value("#question") == "And the red one?"
+        await page.context.close()
+        assert len(stack.vllm.requests) == 1
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_model_servers_refusal_is_told_as_what_it_means(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The gateway's clock is ten minutes off the bot's (by which the page stamps the sealed
+    # question): it refuses the timestamp (400 stale_request). The page says so, not a bare
+    # "refused (stale_request)"; the question is given back and nothing is charged.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        clock = stack.gateway.gateway.clock
+        assert isinstance(clock, Clock)
+        clock.advance(600)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "gateway_refused"
+        assert await page.inner_text("#notice") == (
+            "The model server's clock disagrees with the bot's, so it refused the question. "
+            "Please try again later."
+        )
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+        assert stack.vllm.requests == []
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_page_opened_before_an_operator_key_rotation_says_to_reopen_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The drill of docs/operations.md "Key rotation" with the bot as a process: the page is
+    # opened while the bot pins the old operator key; the operator then pins old and new on
+    # the bot and restarts it, and the gateway restarts signing with the new key. The open page
+    # pins only the old key (the one it shows): it sends nothing, gives the question back and
+    # says plainly to reopen it; reopened, it pins both and the question is answered.
+    new_operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        process_stack(tmp_path / "data", answer=ANSWER) as stack,
+        run_gateway(stack.vllm.url, operator=new_operator) as rotated,
+    ):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}/app/"
+        env = stack.env | {
+            "VEIL_FREE_TOKENS_PER_DAY": "1000000",
+            "VEIL_WEBAPP_URL": base,
+            "VEIL_WEBAPP_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            page = await open_page(browser, page_url(base, init_data()))
+            await ready(page)
+            await ask(page, QUESTION)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        finally:
+            await bot.stop(within=60)
+        keys = f"{b64e(stack.gateway.verify_key)},{b64e(rotated.verify_key)}"
+        env |= {"VEIL_OPERATOR_KEYS": keys, "VEIL_GATEWAYS": rotated.url}
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            await ask(page, "And the red one?")
+            await page.wait_for_selector("#notice[data-error]", timeout=15000)
+            assert await page.get_attribute("#notice", "data-error") == "reopen"
+            assert await page.inner_text("#notice") == (
+                "The operator's keys have changed since this page was opened. "
+                "Close it and open it again from the bot."
+            )
+            assert await page.input_value("#question") == "And the red one?"
+            assert len(stack.vllm.requests) == 1
+            await page.reload()  # reopened: the page pins what the bot pins now
+            await ready(page)
+            await ask(page, "And the red one?")
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            assert await page.inner_text("#answer") == ANSWER
+            await page.context.close()
+        finally:
+            await bot.stop(within=60)
+    assert len(stack.vllm.requests) == 2
+
+
+async def test_a_page_opened_offline_answers_the_first_question_once_online(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The phone's network is down as the page opens (the page itself from the app's cache or
+    # the network back a moment later): the balance and models cannot be fetched, and the page
+    # says so. Back online, the first question is asked for the model the bot offers.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        page = await context.new_page()
+        await page.expose_function("fakeKeychain", Keychain().answer)
+        await page.add_init_script(FAKE_TELEGRAM_APP)
+        await page.route("**/api/account", lambda route: route.abort("internetdisconnected"))
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        assert await page.get_attribute("#notice", "data-error") == "network"
+        await page.unroute("**/api/account")
+        await ask(page, QUESTION)
+        ended = "#notice[data-kind=done], #notice[data-kind=error]:not([data-error=network])"
+        await page.wait_for_selector(ended, timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") is None
+        assert await page.get_attribute("#notice", "data-status") == "complete"
+        assert await page.inner_text("#answer") == ANSWER
+        assert await page.input_value("#model") == "veil-test"
+        await context.close()
+    assert len(stack.vllm.requests) == 1
+
+
+async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Two pages of one user on one device share its storage and keychain. Each kept only the
+    # history it had read when it opened, so the second page's answer overwrote the first's.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first, second = await context.new_page(), await context.new_page()
+        for page in (first, second):
+            await page.goto(page_url(stack.base, init_data()))
+            await ready(page)
+        await ask(first, QUESTION)
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await ask(second, "And the red one?")
+        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble.user").all_inner_texts() == [
+            QUESTION,
+            "And the red one?",
+        ]
+        await context.close()
+    # The second question went with the first exchange as its context, as in one page.
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == [
+        QUESTION,
+        ANSWER,
+        "And the red one?",
+    ]
+
+
+async def start_gateway(vllm_url: str, key_file: Path, port: int) -> ManagedProcess:
+    """``python -m gateway`` on ``port`` (the same address again after a restart), started."""
+    gateway = await ManagedProcess.start(
+        "-m",
+        "gateway",
+        env={
+            "VEIL_OPERATOR_KEY_FILE": str(key_file),
+            "VEIL_CLIENT_KEYS": client_keys_setting(),
+            "VEIL_VLLM_URL": vllm_url,
+            "VEIL_GATEWAY_PORT": str(port),
+            "VEIL_METRICS_PORT": "0",
+        },
+    )
+    await gateway.wait_for_line("gateway.started")
+    return gateway
+
+
+async def test_a_page_open_across_a_gateway_restart_is_answered(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The drill with real processes: the bot and the gateway each `python -m`, the page open
+    # in the browser. The gateway restarts (an upgrade; step 3 of a rotation): a new HPKE key,
+    # the same operator key. The next question from the page opened before is answered.
+    key_file, verify_key = await new_operator_key(tmp_path)
+    port, webapp_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{webapp_port}/app/"
+    async with FakeTelegram(token=TOKEN) as telegram, FakeVLLM(answer=ANSWER) as vllm:
+        gateway = await start_gateway(vllm.url, key_file, port)
+        env = bot_env(telegram.url, f"http://127.0.0.1:{port}", verify_key, tmp_path / "data")
+        env |= {
+            "VEIL_FREE_TOKENS_PER_DAY": "1000000",
+            "VEIL_WEBAPP_URL": base,
+            "VEIL_WEBAPP_PORT": str(webapp_port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            page = await open_page(browser, page_url(base, init_data()))
+            await ready(page)
+            await ask(page, QUESTION)
+            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            assert await gateway.stop() == 0
+            gateway = await start_gateway(vllm.url, key_file, port)
+            await ask(page, "And the red one?")
+            ended = "#notice[data-status=complete], #notice[data-error]"
+            await page.wait_for_selector(ended, timeout=30000)
+            assert await page.get_attribute("#notice", "data-error") is None
+            assert await page.inner_text("#answer") == ANSWER
+            await page.context.close()
+        finally:
+            assert await bot.stop(within=60) == 0
+            await gateway.stop()
+    assert [request["messages"][-1]["content"] for request in vllm.requests] == [
+        QUESTION,
+        "And the red one?",
+    ]
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "veil.db")) as db:
+        outcomes = [row[0] for row in db.execute("SELECT outcome FROM holds ORDER BY rowid")]
+    # Sealed to the old key, the question is refused (410) and released, then sealed again:
+    # two answers charged, nothing for the refusal.
+    assert outcomes.count("settled") == 2
+    assert set(outcomes) <= {"settled", "released"}

@@ -1,7 +1,7 @@
 """Untrusted middlemen and rude clients between the bot and the gateway, on 127.0.0.1.
 
 - ``RecordingProxy``: a TCP proxy that forwards bytes both ways and keeps a copy, to prove what
-  the network sees.
+  the network sees; ``drop()`` closes the connections open at that moment.
 - ``SegmentingRelay``: a TCP proxy that hands the client's bytes on in small delayed segments,
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
@@ -72,6 +72,13 @@ class _TcpRelay(Served):
         await asyncio.gather(*self._pipes, *self._handlers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def drop(self) -> None:
+        """Close every connection open now, as a network that goes dark does; keep listening."""
+        pipes = list(self._pipes)
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

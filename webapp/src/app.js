@@ -45,6 +45,33 @@ const DISCARD = new Set([
   "MalformedMessage",
 ]);
 
+// The bot's refusal codes (handlers/webapp.py) to the page's texts; any other is told by status.
+const BOT_CODES = {
+  unauthorized: "unauthorized",
+  stale: "stale",
+  insufficient_credit: "insufficient",
+  busy: "busy",
+  untrusted: "untrusted",
+  reopen: "reopen",
+  unavailable: "unavailable",
+  body_timeout: "network",
+  request_id_taken: "request_id_taken",
+  bad_request: "mismatch",
+  not_found: "mismatch",
+  method_not_allowed: "mismatch",
+  ledger: "server",
+  error: "server",
+};
+// The gateway's refusal codes (gateway/refusals.py) that have a text of their own; the rest
+// are told as the model server refusing, with the code.
+const GATEWAY_CODES = {
+  unknown_key: "unknown_key",
+  stale_request: "stale_request",
+  unknown_model: "unknown_model",
+  unauthenticated: "unauthenticated",
+  too_large: "too_large",
+};
+
 const $ = (id) => document.getElementById(id);
 
 /** A gateway's refusal that another gateway, or the same one later, may not give. */
@@ -80,7 +107,9 @@ class App {
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
     this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
+    this.forgetting = null; // while Forget erases the history: its promise
     this.account = null;
+    this.loadingAccount = false; // while a question waits for the account the page started without
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
   }
 
@@ -163,10 +192,16 @@ class App {
     $("pinned").textContent = t("pinned", { keys: this.config.operatorKeys.map(b64e).join(", ") });
   }
 
-  async refreshAccount() {
+  /**
+   * Show the balance and the models. ``afterAnswer``: the notice holds how the answer ended
+   * (its verified receipt, a stop, an error), which a failed refresh must not replace; the
+   * balance says instead that it could not be updated.
+   */
+  async refreshAccount({ afterAnswer = false } = {}) {
     try {
       const account = await (await this.api("api/account")).json();
       this.account = account;
+      delete $("balance").dataset.stale;
       $("balance").textContent = this.t("balance", {
         balance: account.balance,
         free: account.free_tokens_left,
@@ -183,7 +218,12 @@ class App {
       );
       if (account.models.includes(chosen)) select.value = chosen;
     } catch (error) {
-      this.fail(error);
+      if (!afterAnswer) {
+        this.fail(error);
+        return;
+      }
+      $("balance").textContent = this.t("balance_stale");
+      $("balance").dataset.stale = "true";
     }
   }
 
@@ -225,21 +265,21 @@ class App {
       else key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
     }
     else if (error instanceof ApiError) {
-      // The bot's own trouble (its database, a bug, a proxy in front of it answering for it:
-      // no code of the bot's) is not the model server refusing.
-      const own = error.status >= 500 || error.status === 429 ? "server" : "refused";
-      key =
-        {
-          unauthorized: "unauthorized",
-          stale: "stale",
-          insufficient_credit: "insufficient",
-          busy: "busy",
-          untrusted: "untrusted",
-          unavailable: "unavailable",
-          gateway_refused: "refused",
-          body_timeout: "network",
-        }[error.code] || own;
-      values = { code: error.body?.error?.gateway_code || error.code };
+      const sent = error.body?.error?.code;
+      if (error.code === "gateway_refused") {
+        // The model server's own refusal: its code told as what it means where the page can
+        // say so, else as a refusal naming the code.
+        const code = error.body.error.gateway_code;
+        key = GATEWAY_CODES[code] || "refused";
+        values = { code };
+      } else {
+        // The bot's refusals by their codes; a reply with none (a proxy in front of the bot
+        // answering for it) by its status: its trouble when 5xx or 429, else a request the
+        // bot's side could not take. Neither is the model server refusing.
+        const own = error.status >= 500 || error.status === 429 ? "server" : "mismatch";
+        key = (sent && BOT_CODES[sent]) || own;
+        values = { code: sent || `HTTP ${error.status}` };
+      }
       // A gateway that is busy or down for now is not a refusal: say so, and when to try again
       // if it said (its Retry-After, passed on by the bot).
       if (temporaryRefusal(error)) {
@@ -277,6 +317,19 @@ class App {
       if (!question) this.note(this.t("empty"));
       return;
     }
+    if (!this.account) {
+      // The page started without its account (the network down, the bot restarting): it
+      // knows no model to ask yet. Learn them now; if that fails too, it says why and the
+      // question stays where it was typed.
+      if (this.loadingAccount) return;
+      this.loadingAccount = true;
+      try {
+        await this.refreshAccount();
+      } finally {
+        this.loadingAccount = false;
+      }
+      if (!this.account || this.running) return;
+    }
     const model = $("model").value;
     try {
       localStorage.setItem("veil:model", model);
@@ -303,6 +356,10 @@ class App {
     const running = this.running;
     const forgotten = () => running.forgotten === true; // Forget pressed while it was written
     try {
+      // Forget was pressed just before: the question waits for the new history (its key, its
+      // cache salt), so nothing of the erased one goes with it or is shown over it.
+      if (this.forgetting) await this.forgetting.catch(() => {});
+      await this.history.reload(); // another page's exchanges since, for the context too
       const on = {
         delta: (delta) => {
           text += delta;
@@ -358,6 +415,17 @@ class App {
         }
         return;
       }
+      // The connection broke while the answer came (a phone's network going dark): what came
+      // is genuine (every chunk checked) and billed, so it is kept as a stopped answer's is,
+      // and the question goes back into the input to be sent again.
+      if (cut) {
+        this.fail(error);
+        if (text && !forgotten() && !(await this.history.add(question, text))) {
+          $("notice").textContent += ` ${this.t("history_full")}`;
+        }
+        if (!$("question").value) $("question").value = question;
+        return;
+      }
       // What did not authenticate is not shown; text that did (before a cut, or with a receipt
       // that failed) is genuine and stays.
       if (error instanceof SealedError && DISCARD.has(error.kind)) {
@@ -371,7 +439,7 @@ class App {
     } finally {
       if (!answer.textContent) answer.remove(); // no "…" left waiting for an answer that ended
       this.setRunning(null);
-      await this.refreshAccount();
+      await this.refreshAccount({ afterAnswer: true });
     }
   }
 
@@ -425,8 +493,39 @@ class App {
         lastError = error;
       }
     }
-    if (!verifiedAny) throw new ApiError(503, { error: { code: "untrusted" } });
+    if (!verifiedAny) {
+      // The operator may have rotated its key since this page was opened: the page keeps the
+      // keys it was opened with (the ones it shows), so reopening it is what helps then.
+      const code = (await this.reopenWouldVerify(offer.gateways)) ? "reopen" : "untrusted";
+      throw new ApiError(503, { error: { code } });
+    }
     throw lastError;
+  }
+
+  /**
+   * Whether the page the bot serves now pins an operator key that one of ``gateways``' bundles
+   * verifies under (read, never adopted: this page trusts only the keys it was opened with).
+   */
+  async reopenWouldVerify(gateways) {
+    try {
+      const here = new URL(window.location.href);
+      here.hash = "";
+      const response = await fetch(here.toString(), { cache: "no-store" });
+      if (!response.ok) return false;
+      const served = new DOMParser().parseFromString(await response.text(), "text/html");
+      const keys = JSON.parse(served.getElementById("veil-config").textContent).operator_keys.map(b64d);
+      const now = Math.floor(Date.now() / 1000);
+      return gateways.some(({ bundle }) => {
+        try {
+          verifyBundle(bundle, keys, now);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    } catch {
+      return false; // no page, or not one that pins keys: nothing to say about reopening
+    }
   }
 
   /** Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. */
@@ -495,16 +594,28 @@ class App {
     }
   }
 
-  async forget() {
-    // As /forget does in the chat: the answer being written is stopped first, and nothing of
-    // the erased conversation is kept afterwards.
-    if (this.running) {
-      this.running.forgotten = true;
-      await this.stop();
-    }
-    await this.history.forget();
+  /**
+   * Forget this device's history. As /forget does in the chat, the answer being written is
+   * stopped first and nothing of the erased conversation is kept afterwards. It leaves the
+   * screen at once; a question asked before the new history's key is made waits for it.
+   */
+  forget() {
     $("messages").replaceChildren();
-    this.note(this.t("forgotten"), "forgotten");
+    if (this.forgetting) return this.forgetting;
+    const running = this.running;
+    this.forgetting = (async () => {
+      try {
+        if (running) {
+          running.forgotten = true;
+          await this.stop();
+        }
+        await this.history.forget();
+        this.note(this.t("forgotten"), "forgotten");
+      } finally {
+        this.forgetting = null;
+      }
+    })();
+    return this.forgetting;
   }
 }
 

@@ -77,8 +77,25 @@ export class History {
     return sha256Hex(concat(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
   }
 
+  /**
+   * Take in what another page of this user on the device has kept since this one read it
+   * (they share the storage and the keychain): saving this page's turns alone would overwrite
+   * the other's exchanges. A stored history this page's key cannot open (erased and begun
+   * again elsewhere) is left alone.
+   */
+  async reload() {
+    const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
+    if (!stored) return;
+    try {
+      this.turns = await openHistory(this.key, stored);
+    } catch {
+      // not under this page's key: its own turns stay as they are
+    }
+  }
+
   /** Keep an exchange; false when the device's storage has no room even for it alone. */
   async add(question, answer) {
+    await this.reload();
     this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
     this.turns = this.turns.slice(-MAX_TURNS);
     return this.save();

@@ -37,7 +37,7 @@ const en = {
   ChunkTampered: "The answer was altered on the way (a chunk failed its check), so it was discarded.",
   ChunkOutOfOrder: "Parts of the answer arrived out of order, so it was discarded.",
   StreamSpliced: "Part of another answer was mixed into this one, so it was discarded.",
-  StreamTruncated: "The answer was cut off on the way.",
+  StreamTruncated: "The answer was cut off on the way. What came is kept, and your question is back in the input to send again.",
   TrailingData: "Unexpected bytes followed the answer, so it was discarded.",
   MalformedMessage: "The answer could not be read, so it was discarded.",
   ReceiptInvalid: "The answer's usage receipt did not verify.",
@@ -49,6 +49,14 @@ const en = {
   too_large: "This conversation is too long to send. Forget the history to start afresh.",
   empty: "Write a question first.",
   thinking: "Thinking",
+  balance_stale: "The balance could not be updated just now.",
+  request_id_taken: "This request was already sent once, so it was not sent again. Please send your question again.",
+  mismatch: "The bot could not take this page's request ({code}). Close the page and open it again from the bot.",
+  reopen: "The operator's keys have changed since this page was opened. Close it and open it again from the bot.",
+  unknown_key: "The model server has just changed its key. Please send your question again.",
+  stale_request: "The model server's clock disagrees with the bot's, so it refused the question. Please try again later.",
+  unknown_model: "The model server no longer offers this model. Choose another and send again.",
+  unauthenticated: "The model server does not accept this bot's signature (an operator's setting). Please try again later.",
 };
 
 const ru = {
@@ -87,7 +95,7 @@ const ru = {
   ChunkTampered: "Ответ был изменён в пути (часть не прошла проверку), поэтому он отброшен.",
   ChunkOutOfOrder: "Части ответа пришли не по порядку, поэтому он отброшен.",
   StreamSpliced: "В ответ подмешана часть другого ответа, поэтому он отброшен.",
-  StreamTruncated: "Ответ оборвался в пути.",
+  StreamTruncated: "Ответ оборвался в пути. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
   TrailingData: "После ответа пришли лишние байты, поэтому он отброшен.",
   MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
   ReceiptInvalid: "Чек об использовании не прошёл проверку.",
@@ -99,6 +107,14 @@ const ru = {
   too_large: "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново.",
   empty: "Сначала напишите вопрос.",
   thinking: "Размышления",
+  balance_stale: "Баланс сейчас не удалось обновить.",
+  request_id_taken: "Этот запрос уже был отправлен, поэтому повторно он не отправлен. Отправьте вопрос ещё раз.",
+  mismatch: "Бот не смог принять запрос этой страницы ({code}). Закройте страницу и откройте её снова из бота.",
+  reopen: "Ключи оператора сменились после открытия этой страницы. Закройте её и откройте снова из бота.",
+  unknown_key: "Сервер модели только что сменил ключ. Отправьте вопрос ещё раз.",
+  stale_request: "Часы сервера модели расходятся с часами бота, поэтому он отклонил вопрос. Попробуйте позже.",
+  unknown_model: "Сервер модели больше не предлагает эту модель. Выберите другую и отправьте снова.",
+  unauthenticated: "Сервер модели не принимает подпись этого бота (настройка оператора). Попробуйте позже.",
 };
 
 const kk = {
@@ -137,7 +153,7 @@ const kk = {
   ChunkTampered: "Жауап жолда өзгертілген (бір бөлігі тексеруден өтпеді), сондықтан ол алынып тасталды.",
   ChunkOutOfOrder: "Жауаптың бөліктері ретсіз келді, сондықтан ол алынып тасталды.",
   StreamSpliced: "Жауапқа басқа жауаптың бөлігі араласқан, сондықтан ол алынып тасталды.",
-  StreamTruncated: "Жауап жолда үзіліп қалды.",
+  StreamTruncated: "Жауап жолда үзіліп қалды. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
   TrailingData: "Жауаптан кейін артық байттар келді, сондықтан ол алынып тасталды.",
   MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
   ReceiptInvalid: "Пайдалану түбіртегі тексеруден өтпеді.",
@@ -149,6 +165,14 @@ const kk = {
   too_large: "Бұл әңгіме жіберуге тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
   empty: "Алдымен сұрақ жазыңыз.",
   thinking: "Ой-толғау",
+  balance_stale: "Балансты қазір жаңарту мүмкін болмады.",
+  request_id_taken: "Бұл сұрау бұрын жіберілген, сондықтан қайта жіберілмеді. Сұрағыңызды қайта жіберіңіз.",
+  mismatch: "Бот бұл беттің сұрауын қабылдай алмады ({code}). Бетті жауып, боттан қайта ашыңыз.",
+  reopen: "Бұл бет ашылғаннан кейін оператор кілттері ауысты. Оны жауып, боттан қайта ашыңыз.",
+  unknown_key: "Модель сервері кілтін жаңа ғана ауыстырды. Сұрағыңызды қайта жіберіңіз.",
+  stale_request: "Модель серверінің сағаты боттың сағатымен сәйкес емес, сондықтан сұрақ қабылданбады. Кейінірек қайталап көріңіз.",
+  unknown_model: "Модель сервері бұл модельді енді ұсынбайды. Басқасын таңдап, қайта жіберіңіз.",
+  unauthenticated: "Модель сервері бұл боттың қолтаңбасын қабылдамайды (оператор баптауы). Кейінірек қайталап көріңіз.",
 };
 
 export const CATALOGS = { en, ru, kk };

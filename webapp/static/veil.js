@@ -5947,8 +5947,23 @@
     get cacheSalt() {
       return sha256Hex(concat2(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
     }
+    /**
+     * Take in what another page of this user on the device has kept since this one read it
+     * (they share the storage and the keychain): saving this page's turns alone would overwrite
+     * the other's exchanges. A stored history this page's key cannot open (erased and begun
+     * again elsewhere) is left alone.
+     */
+    async reload() {
+      const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
+      if (!stored) return;
+      try {
+        this.turns = await openHistory(this.key, stored);
+      } catch {
+      }
+    }
     /** Keep an exchange; false when the device's storage has no room even for it alone. */
     async add(question, answer) {
+      await this.reload();
       this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
       this.turns = this.turns.slice(-MAX_TURNS);
       return this.save();
@@ -6202,7 +6217,7 @@
     ChunkTampered: "The answer was altered on the way (a chunk failed its check), so it was discarded.",
     ChunkOutOfOrder: "Parts of the answer arrived out of order, so it was discarded.",
     StreamSpliced: "Part of another answer was mixed into this one, so it was discarded.",
-    StreamTruncated: "The answer was cut off on the way.",
+    StreamTruncated: "The answer was cut off on the way. What came is kept, and your question is back in the input to send again.",
     TrailingData: "Unexpected bytes followed the answer, so it was discarded.",
     MalformedMessage: "The answer could not be read, so it was discarded.",
     ReceiptInvalid: "The answer's usage receipt did not verify.",
@@ -6213,7 +6228,15 @@
     server: "The bot could not take your question just now. Please try again in a moment.",
     too_large: "This conversation is too long to send. Forget the history to start afresh.",
     empty: "Write a question first.",
-    thinking: "Thinking"
+    thinking: "Thinking",
+    balance_stale: "The balance could not be updated just now.",
+    request_id_taken: "This request was already sent once, so it was not sent again. Please send your question again.",
+    mismatch: "The bot could not take this page's request ({code}). Close the page and open it again from the bot.",
+    reopen: "The operator's keys have changed since this page was opened. Close it and open it again from the bot.",
+    unknown_key: "The model server has just changed its key. Please send your question again.",
+    stale_request: "The model server's clock disagrees with the bot's, so it refused the question. Please try again later.",
+    unknown_model: "The model server no longer offers this model. Choose another and send again.",
+    unauthenticated: "The model server does not accept this bot's signature (an operator's setting). Please try again later."
   };
   var ru = {
     title: "Veil · приватный режим",
@@ -6248,7 +6271,7 @@
     ChunkTampered: "Ответ был изменён в пути (часть не прошла проверку), поэтому он отброшен.",
     ChunkOutOfOrder: "Части ответа пришли не по порядку, поэтому он отброшен.",
     StreamSpliced: "В ответ подмешана часть другого ответа, поэтому он отброшен.",
-    StreamTruncated: "Ответ оборвался в пути.",
+    StreamTruncated: "Ответ оборвался в пути. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     TrailingData: "После ответа пришли лишние байты, поэтому он отброшен.",
     MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
     ReceiptInvalid: "Чек об использовании не прошёл проверку.",
@@ -6259,7 +6282,15 @@
     server: "Бот не смог принять ваш вопрос прямо сейчас. Попробуйте ещё раз чуть позже.",
     too_large: "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново.",
     empty: "Сначала напишите вопрос.",
-    thinking: "Размышления"
+    thinking: "Размышления",
+    balance_stale: "Баланс сейчас не удалось обновить.",
+    request_id_taken: "Этот запрос уже был отправлен, поэтому повторно он не отправлен. Отправьте вопрос ещё раз.",
+    mismatch: "Бот не смог принять запрос этой страницы ({code}). Закройте страницу и откройте её снова из бота.",
+    reopen: "Ключи оператора сменились после открытия этой страницы. Закройте её и откройте снова из бота.",
+    unknown_key: "Сервер модели только что сменил ключ. Отправьте вопрос ещё раз.",
+    stale_request: "Часы сервера модели расходятся с часами бота, поэтому он отклонил вопрос. Попробуйте позже.",
+    unknown_model: "Сервер модели больше не предлагает эту модель. Выберите другую и отправьте снова.",
+    unauthenticated: "Сервер модели не принимает подпись этого бота (настройка оператора). Попробуйте позже."
   };
   var kk = {
     title: "Veil · жеке режим",
@@ -6294,7 +6325,7 @@
     ChunkTampered: "Жауап жолда өзгертілген (бір бөлігі тексеруден өтпеді), сондықтан ол алынып тасталды.",
     ChunkOutOfOrder: "Жауаптың бөліктері ретсіз келді, сондықтан ол алынып тасталды.",
     StreamSpliced: "Жауапқа басқа жауаптың бөлігі араласқан, сондықтан ол алынып тасталды.",
-    StreamTruncated: "Жауап жолда үзіліп қалды.",
+    StreamTruncated: "Жауап жолда үзіліп қалды. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     TrailingData: "Жауаптан кейін артық байттар келді, сондықтан ол алынып тасталды.",
     MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
     ReceiptInvalid: "Пайдалану түбіртегі тексеруден өтпеді.",
@@ -6305,7 +6336,15 @@
     server: "Бот сұрағыңызды дәл қазір қабылдай алмады. Сәлден соң қайталап көріңіз.",
     too_large: "Бұл әңгіме жіберуге тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
     empty: "Алдымен сұрақ жазыңыз.",
-    thinking: "Ой-толғау"
+    thinking: "Ой-толғау",
+    balance_stale: "Балансты қазір жаңарту мүмкін болмады.",
+    request_id_taken: "Бұл сұрау бұрын жіберілген, сондықтан қайта жіберілмеді. Сұрағыңызды қайта жіберіңіз.",
+    mismatch: "Бот бұл беттің сұрауын қабылдай алмады ({code}). Бетті жауып, боттан қайта ашыңыз.",
+    reopen: "Бұл бет ашылғаннан кейін оператор кілттері ауысты. Оны жауып, боттан қайта ашыңыз.",
+    unknown_key: "Модель сервері кілтін жаңа ғана ауыстырды. Сұрағыңызды қайта жіберіңіз.",
+    stale_request: "Модель серверінің сағаты боттың сағатымен сәйкес емес, сондықтан сұрақ қабылданбады. Кейінірек қайталап көріңіз.",
+    unknown_model: "Модель сервері бұл модельді енді ұсынбайды. Басқасын таңдап, қайта жіберіңіз.",
+    unauthenticated: "Модель сервері бұл боттың қолтаңбасын қабылдамайды (оператор баптауы). Кейінірек қайталап көріңіз."
   };
   var CATALOGS = { en, ru, kk };
   function textsFor(languageCode) {
@@ -6326,6 +6365,29 @@
     "TrailingData",
     "MalformedMessage"
   ]);
+  var BOT_CODES = {
+    unauthorized: "unauthorized",
+    stale: "stale",
+    insufficient_credit: "insufficient",
+    busy: "busy",
+    untrusted: "untrusted",
+    reopen: "reopen",
+    unavailable: "unavailable",
+    body_timeout: "network",
+    request_id_taken: "request_id_taken",
+    bad_request: "mismatch",
+    not_found: "mismatch",
+    method_not_allowed: "mismatch",
+    ledger: "server",
+    error: "server"
+  };
+  var GATEWAY_CODES = {
+    unknown_key: "unknown_key",
+    stale_request: "stale_request",
+    unknown_model: "unknown_model",
+    unauthenticated: "unauthenticated",
+    too_large: "too_large"
+  };
   var $ = (id) => document.getElementById(id);
   function temporaryRefusal(error) {
     const refused = error.body?.error || {};
@@ -6352,7 +6414,9 @@
       this.config = config();
       this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
       this.running = null;
+      this.forgetting = null;
       this.account = null;
+      this.loadingAccount = false;
       this.clockOffset = 0;
     }
     /**
@@ -6427,10 +6491,16 @@
       $("page-hash").textContent = t("page_hash", { hash: this.config.scriptSha256 });
       $("pinned").textContent = t("pinned", { keys: this.config.operatorKeys.map(b64e).join(", ") });
     }
-    async refreshAccount() {
+    /**
+     * Show the balance and the models. ``afterAnswer``: the notice holds how the answer ended
+     * (its verified receipt, a stop, an error), which a failed refresh must not replace; the
+     * balance says instead that it could not be updated.
+     */
+    async refreshAccount({ afterAnswer = false } = {}) {
       try {
         const account = await (await this.api("api/account")).json();
         this.account = account;
+        delete $("balance").dataset.stale;
         $("balance").textContent = this.t("balance", {
           balance: account.balance,
           free: account.free_tokens_left
@@ -6447,7 +6517,12 @@
         );
         if (account.models.includes(chosen)) select.value = chosen;
       } catch (error) {
-        this.fail(error);
+        if (!afterAnswer) {
+          this.fail(error);
+          return;
+        }
+        $("balance").textContent = this.t("balance_stale");
+        $("balance").dataset.stale = "true";
       }
     }
     note(text, kind = "info") {
@@ -6484,18 +6559,16 @@
         else if (error.kind === "RequestTooLarge") key = "too_large";
         else key = this.t(error.kind) === error.kind ? "MalformedMessage" : error.kind;
       } else if (error instanceof ApiError) {
-        const own = error.status >= 500 || error.status === 429 ? "server" : "refused";
-        key = {
-          unauthorized: "unauthorized",
-          stale: "stale",
-          insufficient_credit: "insufficient",
-          busy: "busy",
-          untrusted: "untrusted",
-          unavailable: "unavailable",
-          gateway_refused: "refused",
-          body_timeout: "network"
-        }[error.code] || own;
-        values = { code: error.body?.error?.gateway_code || error.code };
+        const sent = error.body?.error?.code;
+        if (error.code === "gateway_refused") {
+          const code = error.body.error.gateway_code;
+          key = GATEWAY_CODES[code] || "refused";
+          values = { code };
+        } else {
+          const own = error.status >= 500 || error.status === 429 ? "server" : "mismatch";
+          key = sent && BOT_CODES[sent] || own;
+          values = { code: sent || `HTTP ${error.status}` };
+        }
         if (temporaryRefusal(error)) {
           const seconds = error.body.error.retry_after;
           key = Number.isInteger(seconds) && seconds > 0 ? "busy_retry" : "unavailable";
@@ -6528,6 +6601,16 @@
         if (!question) this.note(this.t("empty"));
         return;
       }
+      if (!this.account) {
+        if (this.loadingAccount) return;
+        this.loadingAccount = true;
+        try {
+          await this.refreshAccount();
+        } finally {
+          this.loadingAccount = false;
+        }
+        if (!this.account || this.running) return;
+      }
       const model = $("model").value;
       try {
         localStorage.setItem("veil:model", model);
@@ -6553,6 +6636,9 @@
       const running = this.running;
       const forgotten = () => running.forgotten === true;
       try {
+        if (this.forgetting) await this.forgetting.catch(() => {
+        });
+        await this.history.reload();
         const on = {
           delta: (delta) => {
             text += delta;
@@ -6603,6 +6689,14 @@
           }
           return;
         }
+        if (cut) {
+          this.fail(error);
+          if (text && !forgotten() && !await this.history.add(question, text)) {
+            $("notice").textContent += ` ${this.t("history_full")}`;
+          }
+          if (!$("question").value) $("question").value = question;
+          return;
+        }
         if (error instanceof SealedError && DISCARD.has(error.kind)) {
           answer.textContent = "";
           thinking?.parentElement.remove();
@@ -6612,7 +6706,7 @@
       } finally {
         if (!answer.textContent) answer.remove();
         this.setRunning(null);
-        await this.refreshAccount();
+        await this.refreshAccount({ afterAnswer: true });
       }
     }
     /** As if never asked: its bubbles gone, the question back where it was typed. */
@@ -6661,8 +6755,36 @@
           lastError = error;
         }
       }
-      if (!verifiedAny) throw new ApiError(503, { error: { code: "untrusted" } });
+      if (!verifiedAny) {
+        const code = await this.reopenWouldVerify(offer.gateways) ? "reopen" : "untrusted";
+        throw new ApiError(503, { error: { code } });
+      }
       throw lastError;
+    }
+    /**
+     * Whether the page the bot serves now pins an operator key that one of ``gateways``' bundles
+     * verifies under (read, never adopted: this page trusts only the keys it was opened with).
+     */
+    async reopenWouldVerify(gateways) {
+      try {
+        const here = new URL(window.location.href);
+        here.hash = "";
+        const response = await fetch(here.toString(), { cache: "no-store" });
+        if (!response.ok) return false;
+        const served = new DOMParser().parseFromString(await response.text(), "text/html");
+        const keys = JSON.parse(served.getElementById("veil-config").textContent).operator_keys.map(b64d);
+        const now = Math.floor(Date.now() / 1e3);
+        return gateways.some(({ bundle }) => {
+          try {
+            verifyBundle(bundle, keys, now);
+            return true;
+          } catch {
+            return false;
+          }
+        });
+      } catch {
+        return false;
+      }
     }
     /** Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. */
     async relay(gateway, bundle, chat, on) {
@@ -6727,14 +6849,28 @@
         if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
       }
     }
-    async forget() {
-      if (this.running) {
-        this.running.forgotten = true;
-        await this.stop();
-      }
-      await this.history.forget();
+    /**
+     * Forget this device's history. As /forget does in the chat, the answer being written is
+     * stopped first and nothing of the erased conversation is kept afterwards. It leaves the
+     * screen at once; a question asked before the new history's key is made waits for it.
+     */
+    forget() {
       $("messages").replaceChildren();
-      this.note(this.t("forgotten"), "forgotten");
+      if (this.forgetting) return this.forgetting;
+      const running = this.running;
+      this.forgetting = (async () => {
+        try {
+          if (running) {
+            running.forgotten = true;
+            await this.stop();
+          }
+          await this.history.forget();
+          this.note(this.t("forgotten"), "forgotten");
+        } finally {
+          this.forgetting = null;
+        }
+      })();
+      return this.forgetting;
     }
   };
   function startApp() {
