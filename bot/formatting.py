@@ -243,7 +243,7 @@ def _make_config() -> RenderConfig:
 _CONFIG: Final = _make_config()
 
 
-def literal_stars(markdown: str) -> str:
+def literal_stars(markdown: str, events: Sequence[Any] | None = None) -> str:
     """``markdown`` with emphasis inside a word escaped, so it reads as the stars written.
 
     CommonMark lets ``*`` emphasise inside a word, so a product written outside code,
@@ -252,11 +252,12 @@ def literal_stars(markdown: str) -> str:
     followed by one is a product or a wildcard in chat text, hardly ever meant (the model
     emphasises ``*whole words*``): its stars are escaped, in Latin, Cyrillic or Greek
     (``д*ш*в``) alike. Emphasis in CJK or Thai text, which needs no spaces, and code and
-    math are left as they are.
+    math are left as they are. ``events``: ``markdown``'s, where the caller parsed it already.
     """
     if _INTRAWORD_STAR.search(markdown) is None:
         return markdown
-    events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
+    if events is None:
+        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
     while offsets := _intraword_stars(markdown, events):
         markdown = escape_at(markdown, offsets)
         events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
@@ -309,8 +310,9 @@ def _convert(source: str) -> tuple[str, list[MessageEntity]]:
     turned LaTeX (``\(…\)``) into math, so a product inside it stays the converter's.
     """
     text, events = parse_markdown(source, STANDARD_OPTIONS, latex_escape=True)
-    if _INTRAWORD_STAR.search(text) is not None and _intraword_stars(text, events):
-        text, events = parse_markdown(literal_stars(text), STANDARD_OPTIONS, latex_escape=False)
+    starred = literal_stars(text, events)
+    if starred != text:
+        text, events = parse_markdown(starred, STANDARD_OPTIONS, latex_escape=False)
     rendered, raw, _ = _Walker(_CONFIG, text).walk(tuple(_html_as_text(events)))
     return rendered, raw
 
