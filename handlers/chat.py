@@ -109,14 +109,25 @@ class Pastes:
             del self._open[key]  # asked now: a next part starts a paste of its own
         return True
 
-    async def whole(self, key: tuple[int, int | None], message_id: int, text: str) -> str | None:
-        """The text to ask for this message; None when it joined a text another call asks."""
+    async def whole(
+        self,
+        key: tuple[int, int | None],
+        message_id: int,
+        text: str,
+        waiting: Callable[[], None] | None = None,
+    ) -> str | None:
+        """The text to ask for this message; None when it joined a text another call asks.
+
+        ``waiting`` is called when this message waits for its next part (which may then come).
+        """
         loop = asyncio.get_running_loop()
         if self.join(key, message_id, text):
             return None
         if not _is_long(text):
             return text
         paste = self._open[key] = _Paste(loop.time() + self._wait, {message_id: text})
+        if waiting is not None:
+            waiting()
         try:
             while (left := paste.due - loop.time()) > 0:
                 with contextlib.suppress(TimeoutError):
@@ -140,6 +151,8 @@ class PasteParts(BaseMiddleware):
     with a line that reads as a command (``/new starts a new conversation.``); it joins the text
     it is part of instead of reaching that command's router. The text to ask reaches the
     handler as ``pasted`` (``on_text``); a part that joined another is handled no further.
+    The user's updates start one at a time (``bot.order``): a part that waits for the next
+    lets it in (``let_next_in``), or it would wait behind the part it is to join.
     """
 
     def __init__(self, pastes: Pastes) -> None:
@@ -159,7 +172,9 @@ class PasteParts(BaseMiddleware):
             and event.from_user is not None
         ):
             key = (event.from_user.id, topic_of(event))
-            pasted = await self.pastes.whole(key, event.message_id, event.text)
+            pasted = await self.pastes.whole(
+                key, event.message_id, event.text, data.get("let_next_in")
+            )
             if pasted is None:
                 return None
             data["pasted"] = pasted
