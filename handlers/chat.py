@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiogram import BaseMiddleware, F, Router
 from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadRequest
-from aiogram.filters import Command
 from aiogram.types import Message
 
 from handlers import documents
 from handlers.callbacks import Continue, Retry
+from handlers.commands import TextCommand, in_caption
 from handlers.replies import (
     TELEGRAM_LATER,
     continue_keyboard,
@@ -519,7 +519,11 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     drafts: Drafts,
     failures: Failures,
 ) -> None:
-    """Ask a small text file (and its caption) as a question; refuse any other file politely."""
+    """Ask a small text file (and its caption) as a question; refuse any other file politely.
+
+    A caption that begins with a command is the question all the same (the command is not
+    run: ``handlers.commands``), and the user is told so under it.
+    """
     user, document = message.from_user, message.document
     if user is None or document is None:
         return
@@ -531,6 +535,9 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     prompt = documents.as_question(document.file_name or "file", text, message.caption)
     await opened_topic(message, chat, texts)
     answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=topic_of(message))
+    if in_caption(message):  # not run (``handlers.commands``): say so, or it seems ignored
+        command = (message.caption or "").split(maxsplit=1)[0][:MAX_COMMAND_SHOWN]
+        await message.answer(texts("document_caption_command", command=command))
 
 
 async def on_unsupported(message: Message, texts: Texts) -> None:
@@ -542,8 +549,8 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
-    router.message.register(cmd_cancel, Command("cancel", ignore_case=True))
-    router.message.register(cmd_new, Command("new", ignore_case=True))
+    router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
+    router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_continue, Continue.filter())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
-from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import ForgetAnswer
+from handlers.commands import TextCommand
 from handlers.replies import show_pressed
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.register(
-        cmd_forget, Command("forget", ignore_case=True), F.chat.type == "private"
+        cmd_forget, TextCommand("forget", ignore_case=True), F.chat.type == "private"
     )
     router.callback_query.register(on_forget_answer, ForgetAnswer.filter())
     return router
