@@ -1,19 +1,21 @@
-"""One user's updates handled in the order they were sent; different users' side by side.
+"""A private chat's updates handled in the order they were sent; other chats' side by side.
 
 aiogram hands each update of a poll to a task of its own, and the webhook handles each update
 in the background, so the updates of one batch (after the bot was down, say) ran at once: a
 question and the ``/cancel`` after it could be handled the other way round ("nothing to
 cancel", then the question answered and charged), a payment after the question that needed it.
-``UpdateOrder`` (the dispatcher's outer update middleware) lets an update of a user start only
-once the user's updates before it have been handled, in ``update_id`` order; a chat without a
-sender (a channel's post) counts as the user. An answer runs detached from its update
-(``ChatService.start``), so the handler is done, and the next update in, once the answer is
-registered (stoppable); nothing waits for an answer to be written.
+``UpdateOrder`` (the dispatcher's outer update middleware) lets an update in a user's private
+chat with the bot (a message, a button pressed there, its stop button) start only once the
+chat's updates before it have been handled, in ``update_id`` order. An answer runs detached
+from its update (``ChatService.start``), so the handler is done, and the next update in, once
+the answer is registered (stoppable); nothing waits for an answer to be written.
 
-A handler that must wait for the user's next update (a long text's next part, ``PasteParts``)
-lets it in first: ``data["let_next_in"]``. One that takes longer than ``patience`` seconds
-(a flood wait past the retries' minute) no longer holds the next: it goes in, logged. A user
-with nothing in hand takes no memory.
+Updates from groups, inline queries and the like are not held: a group keeps its own queue, in
+order, and its notices wait for the group's pace (``handlers.groups``), which must not hold a
+member's next message, nor their private chat. A handler that must wait for the chat's next
+update (a long text's next part, ``PasteParts``) lets it in first: ``data["let_next_in"]``. One
+that takes longer than ``patience`` seconds (a flood wait past the retries' minute) no longer
+holds the next: it goes in, logged. A chat with nothing in hand takes no memory.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ LET_NEXT_IN = "let_next_in"  # the handler data key of the turn's ``done``
 
 
 class Turn:
-    """One update's place among its user's: it may start once it is first (``come``)."""
+    """One update's place among its chat's: it may start once it is first (``come``)."""
 
     __slots__ = ("_came", "_order", "key", "started", "update_id")
 
@@ -67,7 +69,7 @@ class Turn:
         self.started = True
 
     def done(self) -> None:
-        """This update is handled (or lets the next in): the next of the user's may start."""
+        """This update is handled (or lets the next in): the chat's next one may start."""
         self._order.leave(self)
 
     def wake(self) -> None:
@@ -76,7 +78,7 @@ class Turn:
 
 
 class UpdateOrder(BaseMiddleware):
-    """The outer update middleware that starts each user's updates one at a time, in order.
+    """The outer update middleware that starts a private chat's updates one at a time, in order.
 
     The webhook takes an update's turn (``take``) as the update arrives, before it writes a
     payment to the journal, and hands it over as ``data[TURN]``; a poll's update takes it here.
@@ -87,12 +89,12 @@ class UpdateOrder(BaseMiddleware):
         self._queues: dict[int, list[Turn]] = {}
 
     @property
-    def users(self) -> int:
-        """How many users have an update in hand (each with its queue)."""
+    def chats(self) -> int:
+        """How many chats have an update in hand (each with its queue)."""
         return len(self._queues)
 
     def take(self, update: Update) -> Turn | None:
-        """The update's place after the user's updates in hand; None when it has no sender.
+        """The update's place after its chat's updates in hand; None when it is not held.
 
         Among updates still waiting it goes in ``update_id`` order, whichever came in first.
         """
@@ -108,12 +110,12 @@ class UpdateOrder(BaseMiddleware):
         return turn
 
     def first(self, turn: Turn) -> bool:
-        """Whether ``turn`` is the first of its user's (nothing before it in hand)."""
+        """Whether ``turn`` is the first of its chat's (nothing before it in hand)."""
         queue = self._queues.get(turn.key)
         return not queue or queue[0] is turn
 
     def leave(self, turn: Turn) -> None:
-        """Take ``turn`` out of its user's queue (once); the next one, if first now, may start."""
+        """Take ``turn`` out of its chat's queue (once); the next one, if first now, may start."""
         queue = self._queues.get(turn.key)
         if queue is None or turn not in queue:
             return
@@ -129,7 +131,7 @@ class UpdateOrder(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:  # noqa: ANN401 -- whatever the handler returns
-        """Handle the update once the user's updates before it are handled."""
+        """Handle the update once its chat's updates before it are handled."""
         turn = data.pop(TURN, None)
         if turn is None and isinstance(event, Update):
             turn = self.take(event)
@@ -149,8 +151,6 @@ def _later(waiting: Turn, turn: Turn) -> bool:
 
 
 def sender_of(update: Update) -> int | None:
-    """Whose update this is: the user's id, else the chat's (a channel's); None: no one's."""
-    context = UserContextMiddleware.resolve_event_context(update)
-    if context.user is not None:
-        return context.user.id
-    return None if context.chat is None else context.chat.id
+    """The private chat an update belongs to (its id, the user's); None: none, not held."""
+    chat = UserContextMiddleware.resolve_event_context(update).chat
+    return chat.id if chat is not None and chat.type == "private" else None

@@ -1,4 +1,4 @@
-"""A user's updates are handled in the order they were sent, different users' side by side.
+"""A private chat's updates are handled in the order they were sent, other chats' side by side.
 
 End to end (fake Telegram, polling and webhook) for a question and the /cancel after it in one
 batch; and ``bot.order.UpdateOrder`` in a real aiogram ``Dispatcher`` fed updates directly.
@@ -47,8 +47,13 @@ async def test_a_cancel_sent_right_after_a_question_stops_that_question(
     assert answer not in sent  # stopped: a part of it, or "cancelled" before its first word
 
 
-def _update(update_id: int, user_id: int, text: str) -> Update:
+GROUP = -1_001_234_567
+
+
+def _update(update_id: int, user_id: int, text: str, chat_id: int | None = None) -> Update:
     chat = {"id": user_id, "type": "private"}
+    if chat_id is not None:
+        chat = {"id": chat_id, "type": "supergroup", "title": "Group"}
     sender = {"id": user_id, "is_bot": False, "first_name": "Ann"}
     message = {"message_id": update_id, "date": 0, "chat": chat, "from": sender, "text": text}
     return Update.model_validate({"update_id": update_id, "message": message})
@@ -65,7 +70,8 @@ class _Recorder:
     async def handle(self, message: Message, **data: Any) -> None:  # noqa: ANN401 -- aiogram's data
         text = message.text or ""
         self.started.append(text)
-        self.let_in[text] = data[LET_NEXT_IN]
+        if LET_NEXT_IN in data:  # an update held in order (a private chat's)
+            self.let_in[text] = data[LET_NEXT_IN]
         if text in self.held:
             await self.held[text].wait()
 
@@ -105,11 +111,34 @@ async def test_a_users_updates_start_in_order_and_other_users_go_on() -> None:
         ]
         await _settle()
         assert recorder.started == ["slow", "other's"]  # the other user is not held up
-        assert order.users == 1
+        assert order.chats == 1
         recorder.held["slow"].set()
         await asyncio.gather(*tasks)
     assert recorder.started == ["slow", "other's", "/cancel", "then"]
-    assert order.users == 0  # nothing kept once handled
+    assert order.chats == 0  # nothing kept once handled
+
+
+async def test_a_users_group_messages_are_not_held_behind_their_private_chat() -> None:
+    # A group keeps its own queue and pace: its notices must not hold the member's next update.
+    order = UpdateOrder()
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        recorder.held["slow"] = asyncio.Event()
+        recorder.held["in the group"] = asyncio.Event()
+        tasks = [
+            asyncio.create_task(dispatcher.feed_update(bot, update))
+            for update in [
+                _update(1, USER, "slow"),
+                _update(2, USER, "in the group", chat_id=GROUP),
+                _update(3, USER, "again in the group", chat_id=GROUP),
+            ]
+        ]
+        await _settle()
+        assert recorder.started == ["slow", "in the group", "again in the group"]
+        assert order.chats == 1
+        recorder.held["slow"].set()
+        recorder.held["in the group"].set()
+        await asyncio.gather(*tasks)
+    assert order.chats == 0
 
 
 async def test_updates_of_a_user_that_came_in_out_of_order_start_by_update_id() -> None:
@@ -127,7 +156,7 @@ async def test_updates_of_a_user_that_came_in_out_of_order_start_by_update_id() 
         recorder.held["first"].set()
         await asyncio.gather(first, *later)
     assert recorder.started == ["first", "second", "third"]
-    assert order.users == 0
+    assert order.chats == 0
 
 
 async def test_a_handler_may_let_the_next_update_in_before_it_ends() -> None:
@@ -143,7 +172,7 @@ async def test_a_handler_may_let_the_next_update_in_before_it_ends() -> None:
         assert recorder.started == ["part one", "part two"]
         recorder.held["part one"].set()
         await one
-    assert order.users == 0
+    assert order.chats == 0
 
 
 async def test_a_handler_that_never_ends_holds_the_next_only_so_long() -> None:
@@ -161,4 +190,4 @@ async def test_a_handler_that_never_ends_holds_the_next_only_so_long() -> None:
         stuck.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stuck
-    assert order.users == 0  # the cancelled one gave up its place
+    assert order.chats == 0  # the cancelled one gave up its place
