@@ -98,7 +98,7 @@ class UpdateOrder(BaseMiddleware):
 
         Among updates still waiting it goes in ``update_id`` order, whichever came in first.
         """
-        key = sender_of(update)
+        key = chat_of(update)
         if key is None:
             return None
         turn = Turn(self, key, update.update_id)
@@ -150,7 +150,7 @@ def _later(waiting: Turn, turn: Turn) -> bool:
     return not waiting.started and waiting.update_id > turn.update_id
 
 
-def sender_of(update: Update) -> int | None:
+def chat_of(update: Update) -> int | None:
     """The private chat an update belongs to (its id, the user's); None: none, not held."""
     chat = UserContextMiddleware.resolve_event_context(update).chat
     return chat.id if chat is not None and chat.type == "private" else None

@@ -17,6 +17,8 @@ from structlog.testing import capture_logs
 
 from bot.order import LET_NEXT_IN, UpdateOrder
 from tests.botstack import TOKEN, running_stack
+from tests.test_bot_payments import USER as PAYER
+from tests.test_bot_payments import buy_pack, paying_stack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -48,6 +50,23 @@ async def test_a_cancel_sent_right_after_a_question_stops_that_question(
 
 
 GROUP = -1_001_234_567
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_a_question_sent_right_after_a_payment_is_paid_by_it(
+    tmp_path: Path, *, webhook: bool
+) -> None:
+    # In one poll's batch the question was handled first: "not enough credit", the payment
+    # booked a moment later.
+    async with paying_stack(tmp_path, webhook=webhook) as stack:
+        invoice = await buy_pack(stack, PAYER)
+        stack.telegram.pay(PAYER, payload=invoice["payload"], total_amount=50)
+        stack.telegram.send_text(PAYER, "Now answer")
+        told = await stack.telegram.wait_for(
+            "sendMessage",
+            lambda c: str(c.params.get("text", "")).startswith(("Paid answer.", "Not enough")),
+        )
+    assert told.params["text"] == "Paid answer."
 
 
 def _update(update_id: int, user_id: int, text: str, chat_id: int | None = None) -> Update:
