@@ -34,6 +34,7 @@ from bot.conflict import PollingConflicts
 from bot.editing import Editors, Pace
 from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metrics_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
+from bot.order import ORDER, UpdateOrder
 from bot.payments import JournalMiddleware, PaymentDesk
 from bot.shutdown import drain
 from bot.streaming import DraftSink
@@ -137,6 +138,9 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     # No handler keeps FSM state; aiogram's FSM would add a middleware layer to every update
     # and keep a record per chat and user in memory for good.
     dispatcher = Dispatcher(disable_fsm=True)
+    # First: a user's updates start one at a time, in order (the webhook takes their turns).
+    order = dispatcher[ORDER] = UpdateOrder()
+    dispatcher.update.outer_middleware(order)
     # Before any router: a part of a long text may begin with what reads as a command.
     dispatcher.message.outer_middleware(chat_handlers.PasteParts(chat_handlers.Pastes()))
     dispatcher.update.outer_middleware(skip_bare_updates)  # what a poll could not read
@@ -550,6 +554,7 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
         veil.bot,
         secret=secret,
         desk=veil.desk,
+        order=veil.dispatcher[ORDER],
         body_timeout=settings.webhook_body_timeout,
     )
     hook.register(app, path)

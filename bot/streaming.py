@@ -52,7 +52,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InputRichBlockThinking, InputRichMessage, MessageEntity
+from aiogram.types import InputRichBlockThinking, InputRichMessage, Message, MessageEntity
 
 from bot.formatting import Rendered, plain_parts, preview, render_parts
 from bot.rich import draft_markdown, rich_parts
@@ -75,38 +75,100 @@ _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
 # 1, 2, 4, 8 s (``FIRST_WAIT``, doubled each time).
 FINAL_TRIES = 5
 FIRST_WAIT = 1.0
-# Each try of a final part waits this long for Telegram's reply (seconds; the session's own
-# timeout is aiogram's 60 s). Against a Telegram that takes the connection and never answers, a
-# part gives up after 5 * 10 + 1 + 2 + 4 + 8 = 65 s, where it took 5 * 60 + 15 = 315 s; the
-# user's next question, which waits for this answer's delivery, is answered after that. The
-# thinking's message, once it has failed, is followed by the answer alone: 130 s at most.
+# Each try of a final part waits this long for Telegram's reply before the next goes out
+# (seconds; the session's own timeout is aiogram's 60 s). Against a Telegram that takes the
+# connection and never answers, a part gives up after 5 * 10 + 1 + 2 + 4 + 8 = 65 s, where it
+# took 5 * 60 + 15 = 315 s; the user's next question, which waits for this answer's delivery,
+# is answered after that. The thinking's message, once it has failed, is followed by the answer
+# alone: 130 s at most.
 FINAL_TIMEOUT = 10
+# A try Telegram has not answered in ``FINAL_TIMEOUT`` stays in flight this long (the session's
+# own timeout): a slow Telegram's late reply says the part went out (``delivered``).
+LATE_TIMEOUT = 60
 _NOT_TAKEN = (TelegramServerError, TelegramNetworkError, ClientDecodeError)
 
 
-async def delivered(send: Callable[..., Awaitable[object]]) -> None:
+async def delivered(
+    send: Callable[..., Awaitable[object]],
+    withdraw: Callable[[int], Awaitable[None]],
+    late: set[asyncio.Task[BaseException | None]],
+) -> None:
     """Send one part of a final answer; a server or network error (or a proxy's page) is retried.
 
-    ``send`` is a Bot API call that takes aiogram's ``request_timeout``: each try waits at most
-    ``FINAL_TIMEOUT`` for Telegram's reply. The user has paid for the answer and watched it
-    arrive in drafts, which vanish: a part that never goes out is lost, one that goes out twice
-    (a 5xx, a cut connection or a timeout may hide a message Telegram did take) is only shown
-    twice. A refusal (4xx) is the caller's. A reply whose "ok" says Telegram took the part,
-    however unreadable its result, is not sent again.
+    ``send`` is a Bot API call that takes aiogram's ``request_timeout``. The user has paid for
+    the answer and watched it arrive in drafts, which vanish: a part that never goes out is
+    lost. A try that Telegram has not answered within ``FINAL_TIMEOUT`` is not given up: it
+    stays in flight (for the session's ``LATE_TIMEOUT``, held in ``late``) while the next try
+    goes out, for a slow Telegram may still take it, and a dead connection never answers. The
+    first try Telegram takes is the part; one it takes after that (the slow one, answering
+    late) is a copy, taken back (``withdraw``: deleted), so a slow Telegram no longer shows the
+    part twice. The last try waits ``FINAL_TIMEOUT`` at most, as each try did. A 5xx, a cut
+    connection or a proxy's page may still hide a message Telegram took (no reply names it): a
+    part may then show twice, never not at all. A refusal (4xx) is the caller's. A reply whose
+    "ok" says Telegram took the part, however unreadable its result, is not sent again.
     """
+    part = _Part(send, withdraw)
     for attempt in range(FINAL_TRIES):
-        try:
-            await send(request_timeout=FINAL_TIMEOUT)
-        except _NOT_TAKEN as exc:
-            if isinstance(exc, UnreadableReply) and exc.taken:  # Telegram said ok: it went out
-                log.warning("streaming.final_unreadable", error=describe(exc))
-                return
-            if attempt == FINAL_TRIES - 1:
-                raise
-            log.warning("streaming.final_retried", error=type(exc).__name__, tries=attempt + 1)
-            await asyncio.sleep(FIRST_WAIT * 2**attempt)
-        else:
+        last = attempt == FINAL_TRIES - 1
+        task = asyncio.create_task(part.send(FINAL_TIMEOUT if last else LATE_TIMEOUT))
+        late.add(task)
+        task.add_done_callback(late.discard)
+        await part.settled(task, None if last else FINAL_TIMEOUT)
+        if part.taken.is_set():
             return
+        failure = task.result() if task.done() else None
+        if failure is not None and (last or not isinstance(failure, _NOT_TAKEN)):
+            raise failure
+        error = "TimeoutError" if failure is None else type(failure).__name__
+        log.warning("streaming.final_retried", error=error, tries=attempt + 1)
+        await part.settled(None, FIRST_WAIT * 2**attempt)  # a late reply may end it meanwhile
+        if part.taken.is_set():
+            return
+
+
+class _Part:
+    """The tries of one final part: the first Telegram takes is kept, any later one withdrawn."""
+
+    __slots__ = ("_send", "_withdraw", "taken")
+
+    def __init__(
+        self, send: Callable[..., Awaitable[object]], withdraw: Callable[[int], Awaitable[None]]
+    ) -> None:
+        self._send = send
+        self._withdraw = withdraw
+        self.taken = asyncio.Event()
+
+    async def send(self, timeout: int) -> BaseException | None:  # noqa: ASYNC109 -- aiogram's
+        """One try: None once Telegram took it (kept, or withdrawn as a copy); else its error."""
+        try:
+            sent = await self._send(request_timeout=timeout)
+        except UnreadableReply as exc:
+            if not exc.taken:
+                return exc
+            log.warning("streaming.final_unreadable", error=describe(exc))  # "ok": it went out
+            sent_id = exc.message_id
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            return exc
+        else:
+            sent_id = sent.message_id if isinstance(sent, Message) else None
+        if self.taken.is_set() and sent_id is not None:  # another try went first: a copy
+            await self._withdraw(sent_id)
+        self.taken.set()
+        return None
+
+    async def settled(
+        self, task: asyncio.Task[BaseException | None] | None, within: float | None
+    ) -> None:
+        """Wait for ``task`` to end, or a try to be taken, or ``within`` seconds."""
+        taken = asyncio.ensure_future(self.taken.wait())
+        try:
+            await asyncio.wait(
+                {taken} if task is None else {taken, task},
+                timeout=within,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            taken.cancel()
 
 
 def entities_of(rendered: Rendered) -> list[MessageEntity]:
@@ -120,6 +182,7 @@ class DraftSink:
     __slots__ = (
         "_dirty",
         "_drafting",
+        "_late",
         "_next_allowed",
         "_parts",
         "_received",
@@ -174,6 +237,8 @@ class DraftSink:
         # more is sent and ``complete`` or ``abort`` raises it.
         self._drafting: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._typing: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        # Tries of final parts Telegram has not answered yet, left in flight (``delivered``).
+        self._late: set[asyncio.Task[BaseException | None]] = set()
 
     async def begin(self) -> None:
         """Show "typing…" until the first text arrives; drafts follow the text from now on."""
@@ -429,8 +494,19 @@ class DraftSink:
                 text=text,
                 entities=entities,
                 reply_markup=markup,
-            )
+            ),
+            self._withdraw,
+            self._late,
         )
+
+    async def _withdraw(self, message_id: int) -> None:
+        """Delete a final part's copy that a slow Telegram took after another try of it."""
+        try:
+            await self.bot.delete_message(chat_id=self.chat_id, message_id=message_id)
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            log.warning("streaming.copy_kept", error=type(exc).__name__)
+        else:
+            log.info("streaming.copy_withdrawn")
 
     async def _send_rich(self, text: str) -> str:
         """Send the answer as rich messages; what Telegram refused, left for the fallback.
@@ -460,7 +536,9 @@ class DraftSink:
                         message_thread_id=self.thread_id,
                         rich_message=InputRichMessage(markdown=part),
                         reply_markup=markup,
-                    )
+                    ),
+                    self._withdraw,
+                    self._late,
                 )
             except TelegramBadRequest:
                 log.warning("streaming.rich_rejected", part=index, parts=len(parts))

@@ -8,7 +8,9 @@ length, non-ASCII) or a wrong one gets 401 and changes nothing. The body is read
 ``BODY_LIMIT`` gets 413, one that is not an update 400. A payment or refund update is written
 to the payment journal before the answer, and a journal that cannot be written gets 503, so
 Telegram delivers the update again later. Every update is then handled in the background, as
-aiogram does, so Telegram is answered at once.
+aiogram does, so Telegram is answered at once; it takes its place among its user's updates
+(``bot.order``) as it arrives, so a payment journaled first is handled before the question
+that came after it.
 
 Telegram delivers an update again whenever it did not see the answer to a delivery (the
 connection broke on the way back, the answer was late), with the same ``update_id``, which is
@@ -33,6 +35,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.order import TURN
 from bot.payments import entry_from_update
 from bot.telegram import unreadable_update
 from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_body, send_and_close
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 
     from aiogram import Bot, Dispatcher
 
+    from bot.order import Turn, UpdateOrder
     from bot.payments import PaymentDesk
 
 log = structlog.get_logger("veil.webhook")
@@ -98,13 +102,14 @@ class RecentUpdates:
 class VeilWebhook(SimpleRequestHandler):
     """Checks the secret header, journals payment updates, then feeds the dispatcher."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- aiogram's two, and what a webhook of Veil's needs
         self,
         dispatcher: Dispatcher,
         bot: Bot,
         *,
         secret: str,
         desk: PaymentDesk,
+        order: UpdateOrder,
         body_timeout: float = 10.0,
     ) -> None:
         if not secret:
@@ -112,6 +117,7 @@ class VeilWebhook(SimpleRequestHandler):
         super().__init__(dispatcher, bot, handle_in_background=True, secret_token=secret)
         self._secret = secret.encode("ascii")
         self._desk = desk
+        self._order = order
         self._body_timeout = body_timeout
         self._taken = RecentUpdates()
 
@@ -136,17 +142,20 @@ class VeilWebhook(SimpleRequestHandler):
         update = self._update(body)
         if not isinstance(update, Update):
             return update
+        turn = self._order.take(update)  # its place as it came, before the journal's wait
         entry = entry_from_update(update)
         if entry is not None:
             try:
                 await self._desk.record([entry])
             except JournalUnavailable:
                 log.exception("webhook.journal_unavailable", update_id=update.update_id)
+                _leave(turn)
                 return web.Response(status=503, text="Service Unavailable")
         if not self._taken.take(update.update_id):  # after the journal: a 503 is not taken
             log.info("webhook.redelivered", update_id=update.update_id)
+            _leave(turn)
             return web.json_response({})
-        task = asyncio.create_task(self._feed(update))
+        task = asyncio.create_task(self._feed(update, turn))
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
         return web.json_response({})
@@ -171,13 +180,23 @@ class VeilWebhook(SimpleRequestHandler):
         log.warning("webhook.refused", reason="not an update")
         return web.Response(status=400, text="Bad Request")
 
-    async def _feed(self, update: Update) -> None:
+    async def _feed(self, update: Update, turn: Turn | None) -> None:
         try:
-            result = await self.dispatcher.feed_update(self.bot, update, **self.data)
+            result = await self.dispatcher.feed_update(
+                self.bot, update, **self.data, **{TURN: turn}
+            )
             if isinstance(result, TelegramMethod):
                 await self.dispatcher.silent_call_request(bot=self.bot, result=result)
         except Exception:  # the edge: a handler's failure becomes a log line
             log.exception("webhook.update_failed", update_id=update.update_id)
+        finally:
+            _leave(turn)  # handled, or cancelled before its turn came
+
+
+def _leave(turn: Turn | None) -> None:
+    """An update not handled gives up its place: the user's next ones need not wait for it."""
+    if turn is not None:
+        turn.done()
 
 
 async def _refuse_body(request: web.Request, refused: BodyRefused) -> web.Response:

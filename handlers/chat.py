@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiogram import BaseMiddleware, F, Router
 from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadRequest
-from aiogram.filters import Command
 from aiogram.types import Message
 
 from handlers import documents
 from handlers.callbacks import Continue, Retry
+from handlers.commands import TextCommand, in_caption
 from handlers.replies import (
     TELEGRAM_LATER,
     continue_keyboard,
@@ -109,14 +109,25 @@ class Pastes:
             del self._open[key]  # asked now: a next part starts a paste of its own
         return True
 
-    async def whole(self, key: tuple[int, int | None], message_id: int, text: str) -> str | None:
-        """The text to ask for this message; None when it joined a text another call asks."""
+    async def whole(
+        self,
+        key: tuple[int, int | None],
+        message_id: int,
+        text: str,
+        waiting: Callable[[], None] | None = None,
+    ) -> str | None:
+        """The text to ask for this message; None when it joined a text another call asks.
+
+        ``waiting`` is called when this message waits for its next part (which may then come).
+        """
         loop = asyncio.get_running_loop()
         if self.join(key, message_id, text):
             return None
         if not _is_long(text):
             return text
         paste = self._open[key] = _Paste(loop.time() + self._wait, {message_id: text})
+        if waiting is not None:
+            waiting()
         try:
             while (left := paste.due - loop.time()) > 0:
                 with contextlib.suppress(TimeoutError):
@@ -140,6 +151,8 @@ class PasteParts(BaseMiddleware):
     with a line that reads as a command (``/new starts a new conversation.``); it joins the text
     it is part of instead of reaching that command's router. The text to ask reaches the
     handler as ``pasted`` (``on_text``); a part that joined another is handled no further.
+    The user's updates start one at a time (``bot.order``): a part that waits for the next
+    lets it in (``let_next_in``), or it would wait behind the part it is to join.
     """
 
     def __init__(self, pastes: Pastes) -> None:
@@ -159,7 +172,9 @@ class PasteParts(BaseMiddleware):
             and event.from_user is not None
         ):
             key = (event.from_user.id, topic_of(event))
-            pasted = await self.pastes.whole(key, event.message_id, event.text)
+            pasted = await self.pastes.whole(
+                key, event.message_id, event.text, data.get("let_next_in")
+            )
             if pasted is None:
                 return None
             data["pasted"] = pasted
@@ -504,7 +519,11 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     drafts: Drafts,
     failures: Failures,
 ) -> None:
-    """Ask a small text file (and its caption) as a question; refuse any other file politely."""
+    """Ask a small text file (and its caption) as a question; refuse any other file politely.
+
+    A caption that begins with a command is the question all the same (the command is not
+    run: ``handlers.commands``), and the user is told so under it.
+    """
     user, document = message.from_user, message.document
     if user is None or document is None:
         return
@@ -516,6 +535,9 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     prompt = documents.as_question(document.file_name or "file", text, message.caption)
     await opened_topic(message, chat, texts)
     answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=topic_of(message))
+    if in_caption(message):  # not run (``handlers.commands``): say so, or it seems ignored
+        command = (message.caption or "").split(maxsplit=1)[0][:MAX_COMMAND_SHOWN]
+        await message.answer(texts("document_caption_command", command=command))
 
 
 async def on_unsupported(message: Message, texts: Texts) -> None:
@@ -527,8 +549,8 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
-    router.message.register(cmd_cancel, Command("cancel", ignore_case=True))
-    router.message.register(cmd_new, Command("new", ignore_case=True))
+    router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
+    router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_continue, Continue.filter())

@@ -25,6 +25,7 @@ are. A group upgraded to a supergroup (a new chat id) takes its settings along
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -49,7 +50,6 @@ from handlers.replies import (
     replied_context,
     stop_keyboard,
     went_out,
-    without_mention,
 )
 from services.answers import Shown
 from services.chat import Question
@@ -57,7 +57,7 @@ from services.errors import VeilError
 
 if TYPE_CHECKING:
     from aiogram import Bot
-    from aiogram.types import CallbackQuery, Message
+    from aiogram.types import CallbackQuery, Message, MessageEntity, User
 
     from common.texts import Texts
     from handlers.sinks import EditedAnswer, Editors
@@ -66,6 +66,9 @@ if TYPE_CHECKING:
     from services.groups import Groups, GroupSetting, GroupSettings
 
 log = structlog.get_logger("veil.groups")
+
+_AFTER_MENTION = ",.:;!?"  # "@veil, what…", "…and you, @veil?": taken out with the mention
+_SPACES = re.compile(r"[ \t]{2,}")  # left where a mention was taken out of a question
 
 ADMINS = frozenset({"creator", "administrator"})
 GROUPS = frozenset({"group", "supergroup"})
@@ -87,17 +90,55 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     me = await bot.me()
     if message.via_bot is not None and message.via_bot.id == me.id:
         return False  # Veil's own inline answer posted here: answered as the inline one already
-    mention = f"@{me.username}".lower() if me.username else None
-    mentioned = mention is not None and any(
-        entity.type == "mention" and entity.extract_from(text).lower() == mention
-        for entity in (message.entities or message.caption_entities or [])
-    )
+    entities = message.entities or message.caption_entities or []
+    ours = [entity for entity in entities if _names(entity, text, me)]
     replied = message.reply_to_message
     to_us = replied is not None and replied.from_user is not None and replied.from_user.id == me.id
-    if not mentioned and not to_us:
+    if not ours and (not to_us or _for_another(entities, text, me)):
         return False
-    question = without_mention(text, me.username)
-    return {"question": question} if question or mentioned else False
+    question = _without(text, ours)
+    return {"question": question} if question or ours else False
+
+
+def _names(entity: MessageEntity, text: str, me: User) -> bool:
+    """Whether ``entity`` mentions Veil (its @username, or Veil itself as a text mention)."""
+    if entity.type == "text_mention":
+        return entity.user is not None and entity.user.id == me.id
+    return (
+        entity.type == "mention"
+        and me.username is not None
+        and entity.extract_from(text).lower() == f"@{me.username}".lower()
+    )
+
+
+def _for_another(entities: list[MessageEntity], text: str, me: User) -> bool:
+    """Whether a message that does not mention Veil speaks to someone else.
+
+    It does when it begins with a mention of someone else ("@alice what do you think?"), or
+    mentions another bot anywhere (a @username ending in "bot", as every bot's must): a reply
+    to Veil's answer that asks ``@otherbot`` something is for that bot, not Veil.
+    """
+    for entity in entities:
+        if entity.type not in {"mention", "text_mention"} or _names(entity, text, me):
+            continue
+        if entity.offset == 0:
+            return True
+        if entity.type == "mention" and entity.extract_from(text).lower().endswith("bot"):
+            return True
+    return False
+
+
+def _without(text: str, ours: list[MessageEntity]) -> str:
+    """``text`` without Veil's mentions (the entities' spans, and punctuation right after one)."""
+    units = text.encode("utf-16-le")
+    kept: list[str] = []
+    start = 0
+    for entity in sorted(ours, key=lambda entity: entity.offset):
+        kept.append(units[2 * start : 2 * entity.offset].decode("utf-16-le", errors="replace"))
+        start = entity.offset + entity.length
+    kept.append(units[2 * start :].decode("utf-16-le", errors="replace"))
+    pieces = [kept[0]] + [piece.lstrip(_AFTER_MENTION) for piece in kept[1:]]
+    return _SPACES.sub(" ", "".join(pieces)).strip()
 
 
 async def on_addressed(

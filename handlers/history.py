@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import SwitchConversation
+from handlers.commands import TextCommand
 from handlers.replies import pressed_in_private
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.register(
-        cmd_history, Command("history", ignore_case=True), F.chat.type == "private"
+        cmd_history, TextCommand("history", ignore_case=True), F.chat.type == "private"
     )
     router.callback_query.register(on_switch, SwitchConversation.filter())
     return router

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
-from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import ModelChoice
+from handlers.commands import TextCommand
 from handlers.replies import prices_line, show_pressed
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ async def on_model_chosen(
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(cmd_model, Command("model", ignore_case=True), F.chat.type == "private")
+    router.message.register(
+        cmd_model, TextCommand("model", ignore_case=True), F.chat.type == "private"
+    )
     router.callback_query.register(on_model_chosen, ModelChoice.filter())
     return router

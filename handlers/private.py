@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
-from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
+
+from handlers.commands import TextCommand
 
 if TYPE_CHECKING:
     from aiogram.types import Message
@@ -33,6 +34,6 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.register(
-        cmd_private, Command("private", ignore_case=True), F.chat.type == "private"
+        cmd_private, TextCommand("private", ignore_case=True), F.chat.type == "private"
     )
     return router

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import InlineHistory
+from handlers.commands import TextCommand
 from handlers.replies import pressed_in_private
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.register(
-        cmd_settings, Command("settings", ignore_case=True), F.chat.type == "private"
+        cmd_settings, TextCommand("settings", ignore_case=True), F.chat.type == "private"
     )
     router.callback_query.register(on_inline_history, InlineHistory.filter())
     return router

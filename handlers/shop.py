@@ -19,10 +19,10 @@ from aiogram import F, Router
 from aiogram.exceptions import (
     TelegramBadRequest,
 )
-from aiogram.filters import Command, CommandObject
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
 from handlers.callbacks import BuyPack, BuyPlan
+from handlers.commands import TextCommand
 from handlers.replies import TELEGRAM_LATER, buy_keyboard, per_thousand
 from services.prices import format_units
 from services.shop import CURRENCY, SUBSCRIPTION_PERIOD
@@ -30,6 +30,7 @@ from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from aiogram import Bot
+    from aiogram.filters import CommandObject
     from aiogram.types import CallbackQuery, Message, PreCheckoutQuery
 
     from common.texts import Texts
@@ -319,18 +320,18 @@ def build_router(admins: frozenset[int] = frozenset()) -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     private = F.chat.type == "private"
-    router.message.register(cmd_balance, Command("balance", ignore_case=True), private)
-    router.message.register(cmd_buy, Command("buy", ignore_case=True), private)
+    router.message.register(cmd_balance, TextCommand("balance", ignore_case=True), private)
+    router.message.register(cmd_buy, TextCommand("buy", ignore_case=True), private)
     router.callback_query.register(on_buy_pack, BuyPack.filter())
     router.callback_query.register(on_buy_plan, BuyPlan.filter())
     router.pre_checkout_query.register(on_pre_checkout)
     router.message.register(on_successful_payment, F.successful_payment)
     router.message.register(on_refunded_payment, F.refunded_payment)
     # In a group: told to the member alone, at the group's pace (``handlers.groups``).
-    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True), private)
-    router.message.register(cmd_terms, Command("terms", ignore_case=True), private)
+    router.message.register(cmd_paysupport, TextCommand("paysupport", ignore_case=True), private)
+    router.message.register(cmd_terms, TextCommand("terms", ignore_case=True), private)
     # The private chat only: in a group the figures and charge ids would be everyone's to read.
     is_admin = F.from_user.id.in_(admins)
-    router.message.register(cmd_refund, Command("refund", ignore_case=True), is_admin, private)
-    router.message.register(cmd_stats, Command("stats", ignore_case=True), is_admin, private)
+    router.message.register(cmd_refund, TextCommand("refund", ignore_case=True), is_admin, private)
+    router.message.register(cmd_stats, TextCommand("stats", ignore_case=True), is_admin, private)
     return router

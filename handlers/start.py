@@ -6,12 +6,13 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject, CommandStart
 
+from handlers.commands import TextCommand, TextCommandStart
 from handlers.replies import buy_keyboard
 from services.gateways import UNREACHABLE
 
 if TYPE_CHECKING:
+    from aiogram.filters import CommandObject
     from aiogram.types import Message
 
     from common.texts import Texts
@@ -96,12 +97,12 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     long_answer = F.args.startswith(LONG_ANSWER)
     router.message.register(
-        cmd_start_answer, CommandStart(deep_link=True, ignore_case=True, magic=long_answer)
+        cmd_start_answer, TextCommandStart(deep_link=True, ignore_case=True, magic=long_answer)
     )
     router.message.register(
-        cmd_start_buy, CommandStart(deep_link=True, ignore_case=True, magic=F.args == "buy")
+        cmd_start_buy, TextCommandStart(deep_link=True, ignore_case=True, magic=F.args == "buy")
     )
-    router.message.register(cmd_start, CommandStart(ignore_case=True))
-    router.message.register(cmd_help, Command("help", ignore_case=True))
-    router.message.register(cmd_privacy, Command("privacy", ignore_case=True))
+    router.message.register(cmd_start, TextCommandStart(ignore_case=True))
+    router.message.register(cmd_help, TextCommand("help", ignore_case=True))
+    router.message.register(cmd_privacy, TextCommand("privacy", ignore_case=True))
     return router

@@ -20,11 +20,11 @@ from aiogram import F, Router
 from aiogram.exceptions import (
     TelegramAPIError,
 )
-from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.formatting import Bold, Code, Text
 
 from handlers.callbacks import BuyGram, BuyUsdt
+from handlers.commands import TextCommand
 from handlers.replies import TELEGRAM_LATER, went_out
 from services.errors import UnknownPack
 from services.prices import format_units
@@ -32,6 +32,7 @@ from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from aiogram import Bot
+    from aiogram.filters import CommandObject
     from aiogram.types import CallbackQuery, Message
 
     from common.texts import Catalogs, Texts
@@ -220,6 +221,9 @@ def build_router(admins: frozenset[int] = frozenset()) -> Router:
     router.callback_query.register(on_buy_usdt, BuyUsdt.filter())
     is_admin = F.from_user.id.in_(admins)
     router.message.register(
-        cmd_tonassign, Command("tonassign", ignore_case=True), is_admin, F.chat.type == "private"
+        cmd_tonassign,
+        TextCommand("tonassign", ignore_case=True),
+        is_admin,
+        F.chat.type == "private",
     )
     return router

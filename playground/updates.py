@@ -411,10 +411,15 @@ class UserActions:
 
         ``chat_id``, ``chat_type``, ``first_name`` and ``language_code`` route it like
         ``send_text``; any other field (``caption``, or the media object itself) is set on the
-        message.
+        message. A caption gets its entities (commands, @mentions) as a client marks them
+        (the Bot API's ``caption_entities``: "bot commands, etc. that appear in the caption").
         """
         routing = {key: value for key, value in fields.items() if key in _ROUTING}
         content = {key: value for key, value in fields.items() if key not in _ROUTING}
+        caption = content.get("caption")
+        found = user_entities(caption) if isinstance(caption, str) else []
+        if found and "caption_entities" not in content:  # none: Telegram leaves the field out
+            content["caption_entities"] = found
         return self._user_message(
             user_id, routing, {kind: _media(kind, self._state.next_id())} | content
         )

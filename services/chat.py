@@ -1126,7 +1126,7 @@ class ChatService:
         await self._settle(hold, receipt, "".join(parts), verified_by=verified_by)
         return "".join(parts)
 
-    async def forget(self, user_id: int) -> int:
+    async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int:
         """Erase everything stored about the user (their data key first); returns turns erased.
 
         A streaming answer is stopped first and waited for (it is billed and would store its
@@ -1135,9 +1135,12 @@ class ChatService:
         written after the erasure; a title its answer's followup would ask later is not asked.
         Until it is done, a new question is refused (``ErasureInProgress``): it would read the
         history being erased. Erasures of one user may overlap (the confirm button pressed
-        twice): each counts, and the user is open again when the last one ends.
+        twice): each counts, and the user is open again when the last one ends. ``begun`` is
+        called once new questions are refused (the user's next update may then be handled).
         """
         self._forgetting[user_id] = self._forgetting.get(user_id, 0) + 1
+        if begun is not None:
+            begun()
         try:
             await self._answers_ended(user_id)
             for titling in list(self._titling.get(user_id, [])):

@@ -4,7 +4,8 @@ Each try of a final part waits ``streaming.FINAL_TIMEOUT`` for Telegram's reply,
 session's 60 s, so an answer Telegram never answers gives up in a bounded time and the user's
 next question (which waits for that delivery) is answered. The thinking folded before an
 answer is only shown: a message with it that Telegram refuses, or fails to take in every try,
-is followed by the answer alone, never lost to its thinking.
+is followed by the answer alone, never lost to its thinking. A try left unanswered is not given
+up: a slow Telegram's late reply to it is kept, and a second copy deleted.
 
 The tests shrink the timeout and the waits between tries (``FINAL_TIMEOUT``, ``FIRST_WAIT``),
 so the tries they count take seconds, not minutes.
@@ -25,6 +26,9 @@ from tests.fakes.vllm import FakeVLLM
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.botstack import Stack
+    from tests.fakes.telegram import Call
 
 USER = 6101
 ANSWER = "Delivered at last."
@@ -67,6 +71,32 @@ async def test_a_final_part_telegram_never_answers_holds_the_next_question_a_bou
     assert answered.at - tries[0] <= bound + 5  # generous: the bound is 5.75 s here
     assert ANSWER in told
     assert "Telegram did not take my reply just now. Please send that again in a moment." in told
+
+
+def answers(stack: Stack) -> list[Call]:
+    """The sendMessage calls with the answer, as the fake took them."""
+    return [c for c in stack.telegram.calls_of("sendMessage") if c.params.get("text") == ANSWER]
+
+
+async def test_a_final_part_a_slow_telegram_took_late_shows_once(tmp_path: Path) -> None:
+    # Telegram took the part but answered after the try's timeout: the part was sent again and
+    # showed twice. The late try is now left in flight; its copy, taken after the next try's,
+    # is deleted.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda p: p.get("text") == ANSWER)
+    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram) as stack:
+        stack.telegram.send_text(USER, "A question")
+        async with asyncio.timeout(20):  # the late try taken, then the next one too
+            while len(answers(stack)) < 2:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        assert telegram.held == 1
+        telegram.answer_late()
+        deleted = await stack.telegram.wait_for("deleteMessage", timeout=20)
+        await stack.veil.chat.wait_idle(10)
+        shown = [m for m in stack.telegram.sent_messages(USER) if m.get("text") == ANSWER]
+    (kept,) = shown
+    assert deleted.params["message_id"] == kept["message_id"] - 1  # the late one, taken first
+    assert len(answers(stack)) == 2
 
 
 @pytest.mark.parametrize(

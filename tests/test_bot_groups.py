@@ -169,6 +169,30 @@ async def test_ask_and_a_reply_to_an_answer_carry_the_thread(tmp_path: Path) -> 
         ]
 
 
+async def test_a_reply_to_an_answer_that_speaks_to_someone_else_is_not_answered(
+    tmp_path: Path,
+) -> None:
+    # "@otherbot translate this", as a reply to Veil's answer, was answered by Veil (and
+    # charged): the reply alone made it Veil's. So was one that began by naming a member.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_text(ANN, f"/ask {QUESTION}", chat_id=GROUP)
+        (first,) = await final_reply(stack)
+        answer_id = first["message_id"]
+        for text in ("@otherbot translate this", "@carol what do you think?", "ask @GifBot too"):
+            stack.telegram.send_text(BOB, text, chat_id=GROUP, reply_to=answer_id)
+        # Then one for Veil: the ones before it were passed over (by the filter, no call) long
+        # before its answer ends; one of them answered would have made it wait ("one question a
+        # member at a time") and asked the model first.
+        stack.telegram.send_text(
+            BOB, "and why so, @veil_test_bot?", chat_id=GROUP, reply_to=answer_id
+        )
+        await final_reply(stack, 2)
+        await stack.veil.chat.wait_idle(10)
+    assert len(replies(stack)) == 2
+    assert len(stack.vllm.requests) == 2
+    assert stack.vllm.requests[-1]["messages"][-1] == {"role": "user", "content": "and why so,"}
+
+
 async def test_admins_alone_change_the_group_settings_and_they_hold(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.set_member(GROUP, ANN, "administrator")

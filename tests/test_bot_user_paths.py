@@ -212,6 +212,28 @@ async def test_a_small_text_file_is_read_as_the_question(tmp_path: Path) -> None
     assert turns[2] == "notes.txt:\n```\nplain notes\n```"
 
 
+async def test_a_file_captioned_with_a_command_is_asked_and_the_command_not_run(
+    tmp_path: Path,
+) -> None:
+    # A file captioned "/new" started a new conversation (aiogram's Command filter reads a
+    # caption too) and the file was dropped without a word; "/balance" showed the balance.
+    async with running_stack(tmp_path, answer="Read it.") as stack:
+        stack.telegram.send_text(USER, "Before")
+        await stack.stored_turns(USER, 2)
+        stack.telegram.send_document(USER, b"line one\n", file_name="a.txt", caption="/new")
+        await stack.veil.chat.wait_idle(10)
+        sent = [str(m["text"]) for m in await stack.final_messages(USER, 3)]
+        turns = await stack.stored_turns(USER, 4)
+    assert sent[0] == "Read it."
+    not_run = (
+        "I read the caption “/new” as your question about this file: a command in a caption is"
+        " not run. To use /new, send it as a message of its own."
+    )
+    assert sorted(sent[1:]) == [not_run, "Read it."]
+    assert turns[2] == "a.txt:\n```\nline one\n```\n\n/new"  # the same conversation
+    assert len(stack.vllm.requests) == 2
+
+
 async def test_a_file_that_is_not_small_utf8_text_is_refused_clearly(tmp_path: Path) -> None:
     pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
     big = b"x" * (DOCUMENT_MOST + 1)

@@ -65,6 +65,7 @@ def imported_roots(source: str) -> set[str]:
 HANDLER_LEAVES = {
     "handlers.middleware",
     "handlers.callbacks",
+    "handlers.commands",
     "handlers.documents",
     "handlers.failures",
     "handlers.replies",

@@ -24,7 +24,10 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
   (``charset=hex``: Python finds it, and refuses to decode text with it);
 - ``silent``: the request is read, and never answered (until the fake closes): a Telegram, or
   a path to it, that takes the connection and says nothing. ``unanswered`` keeps when each
-  such call came (``time.monotonic()``).
+  such call came (``time.monotonic()``);
+- ``late``: the call runs (Telegram takes it: a message is sent), but its reply is held until
+  ``answer_late()`` (or the fake closes): a slow Telegram, whose reply comes after the client
+  gave up on it. ``held`` counts the replies held so far.
 
 ``misbehave(method, mode, when=...)`` arms one call of ``method`` (the next whose parameters
 ``when`` accepts); the calls answered so are counted in ``misbehaved``.
@@ -59,6 +62,7 @@ MODES = (
     "latin1",
     "charset",
     "silent",
+    "late",
 )
 
 
@@ -78,11 +82,18 @@ class HostileTelegram(FakeTelegram):
         self.misbehaved: list[tuple[str, str]] = []
         self.unanswered: list[float] = []  # when each ``silent`` call came
         self._closing = asyncio.Event()  # lets the silent calls go when the fake closes
+        self._answering = asyncio.Event()  # lets the late replies go
+        self.held = 0  # late replies held so far
 
     async def close(self) -> None:
         """Let the silent calls go, then close as the emulator does."""
         self._closing.set()
+        self._answering.set()
         await super().close()
+
+    def answer_late(self) -> None:
+        """Send the ``late`` replies held, and any still to come, at once."""
+        self._answering.set()
 
     def misbehave(
         self, method: str, mode: str, *, when: Callable[[dict[str, Any]], bool] = lambda _p: True
@@ -151,9 +162,14 @@ class HostileTelegram(FakeTelegram):
     async def _unfinished(
         self, mode: str, request: web.Request, params: dict[str, Any]
     ) -> web.StreamResponse:
-        """A reply cut short, or (``silent``) none until the fake closes."""
+        """A reply cut short, (``late``) held back, or (``silent``) none until the fake closes."""
         if mode == "cut":
             return await self._cut(request, params)
+        if mode == "late":
+            reply = await super()._handle(request)  # taken: the message is in the chat
+            self.held += 1
+            await self._answering.wait()
+            return reply
         self.unanswered.append(time.monotonic())
         await self._closing.wait()
         raise web.HTTPServiceUnavailable  # nobody reads it: the caller gave up long ago

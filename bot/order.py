@@ -1,0 +1,156 @@
+"""A private chat's updates handled in the order they were sent; other chats' side by side.
+
+aiogram hands each update of a poll to a task of its own, and the webhook handles each update
+in the background, so the updates of one batch (after the bot was down, say) ran at once: a
+question and the ``/cancel`` after it could be handled the other way round ("nothing to
+cancel", then the question answered and charged), a payment after the question that needed it.
+``UpdateOrder`` (the dispatcher's outer update middleware) lets an update in a user's private
+chat with the bot (a message, a button pressed there, its stop button) start only once the
+chat's updates before it have been handled, in ``update_id`` order. An answer runs detached
+from its update (``ChatService.start``), so the handler is done, and the next update in, once
+the answer is registered (stoppable); nothing waits for an answer to be written.
+
+Updates from groups, inline queries and the like are not held: a group keeps its own queue, in
+order, and its notices wait for the group's pace (``handlers.groups``), which must not hold a
+member's next message, nor their private chat. A handler that must wait for the chat's next
+update (a long text's next part, ``PasteParts``) lets it in first: ``data["let_next_in"]``. One
+that takes longer than ``patience`` seconds (a flood wait past the retries' minute) no longer
+holds the next: it goes in, logged. A chat with nothing in hand takes no memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiogram import BaseMiddleware
+from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
+from aiogram.types import Update
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from aiogram.types import TelegramObject
+
+log = structlog.get_logger("veil.order")
+
+PATIENCE = 90.0  # seconds an update waits for the one before it: beyond the retries' minute
+ORDER = "update_order"  # the dispatcher's workflow data key of its ``UpdateOrder``
+TURN = "update_turn"  # the handler data key of a turn taken before the update was fed
+LET_NEXT_IN = "let_next_in"  # the handler data key of the turn's ``done``
+
+
+class Turn:
+    """One update's place among its chat's: it may start once it is first (``come``)."""
+
+    __slots__ = ("_came", "_order", "key", "started", "update_id")
+
+    def __init__(self, order: UpdateOrder, key: int, update_id: int) -> None:
+        self._order = order
+        self.key = key
+        self.update_id = update_id
+        self.started = False
+        self._came = asyncio.Event()
+
+    async def come(self, patience: float) -> None:
+        """Wait until the updates before this one are handled, or ``patience`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while not self._order.first(self):
+            self._came.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning("update.order_waited_out", update_id=self.update_id)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._came.wait(), left)
+        self.started = True
+
+    def done(self) -> None:
+        """This update is handled (or lets the next in): the chat's next one may start."""
+        self._order.leave(self)
+
+    def wake(self) -> None:
+        """It is first now."""
+        self._came.set()
+
+
+class UpdateOrder(BaseMiddleware):
+    """The outer update middleware that starts a private chat's updates one at a time, in order.
+
+    The webhook takes an update's turn (``take``) as the update arrives, before it writes a
+    payment to the journal, and hands it over as ``data[TURN]``; a poll's update takes it here.
+    """
+
+    def __init__(self, patience: float = PATIENCE) -> None:
+        self.patience = patience
+        self._queues: dict[int, list[Turn]] = {}
+
+    @property
+    def chats(self) -> int:
+        """How many chats have an update in hand (each with its queue)."""
+        return len(self._queues)
+
+    def take(self, update: Update) -> Turn | None:
+        """The update's place after its chat's updates in hand; None when it is not held.
+
+        Among updates still waiting it goes in ``update_id`` order, whichever came in first.
+        """
+        key = chat_of(update)
+        if key is None:
+            return None
+        turn = Turn(self, key, update.update_id)
+        queue = self._queues.setdefault(key, [])
+        place = len(queue)
+        while place > 0 and _later(queue[place - 1], turn):
+            place -= 1
+        queue.insert(place, turn)
+        return turn
+
+    def first(self, turn: Turn) -> bool:
+        """Whether ``turn`` is the first of its chat's (nothing before it in hand)."""
+        queue = self._queues.get(turn.key)
+        return not queue or queue[0] is turn
+
+    def leave(self, turn: Turn) -> None:
+        """Take ``turn`` out of its chat's queue (once); the next one, if first now, may start."""
+        queue = self._queues.get(turn.key)
+        if queue is None or turn not in queue:
+            return
+        queue.remove(turn)
+        if not queue:
+            del self._queues[turn.key]
+        else:
+            queue[0].wake()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:  # noqa: ANN401 -- whatever the handler returns
+        """Handle the update once its chat's updates before it are handled."""
+        turn = data.pop(TURN, None)
+        if turn is None and isinstance(event, Update):
+            turn = self.take(event)
+        if not isinstance(turn, Turn):
+            return await handler(event, data)
+        try:
+            await turn.come(self.patience)
+            data[LET_NEXT_IN] = turn.done
+            return await handler(event, data)
+        finally:
+            turn.done()
+
+
+def _later(waiting: Turn, turn: Turn) -> bool:
+    """Whether ``waiting`` has not started and came after ``turn`` (a higher update_id)."""
+    return not waiting.started and waiting.update_id > turn.update_id
+
+
+def chat_of(update: Update) -> int | None:
+    """The private chat an update belongs to (its id, the user's); None: none, not held."""
+    chat = UserContextMiddleware.resolve_event_context(update).chat
+    return chat.id if chat is not None and chat.type == "private" else None

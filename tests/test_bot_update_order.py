@@ -1,0 +1,212 @@
+"""A private chat's updates are handled in the order they were sent, other chats' side by side.
+
+End to end (fake Telegram, polling and webhook) for a question and the /cancel after it in one
+batch; and ``bot.order.UpdateOrder`` in a real aiogram ``Dispatcher`` fed updates directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiogram import Bot, Dispatcher
+from aiogram.types import Update
+from structlog.testing import capture_logs
+
+from bot.order import LET_NEXT_IN, UpdateOrder
+from tests.botstack import TOKEN, running_stack
+from tests.test_bot_payments import USER as PAYER
+from tests.test_bot_payments import buy_pack, paying_stack
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+    from aiogram.types import Message
+
+USER = 5301
+OTHER = 5302
+NOTHING_TO_CANCEL = "Nothing is being written right now."
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_a_cancel_sent_right_after_a_question_stops_that_question(
+    tmp_path: Path, *, webhook: bool
+) -> None:
+    # Both in one batch (as after the bot was down): the /cancel used to be handled first
+    # ("nothing is being written") and the question then answered in full, and charged.
+    answer = " ".join(f"w{i}" for i in range(60))
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05, webhook=webhook) as stack:
+        stack.telegram.send_text(USER, "Go on")
+        stack.telegram.send_text(USER, "/cancel")
+        (message,) = await stack.final_messages(USER)
+        await stack.veil.chat.wait_idle(10)
+        sent = [m.get("text") for m in stack.telegram.sent_messages(USER)]
+    assert message["text"] != NOTHING_TO_CANCEL
+    assert NOTHING_TO_CANCEL not in sent
+    assert answer not in sent  # stopped: a part of it, or "cancelled" before its first word
+
+
+GROUP = -1_001_234_567
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_a_question_sent_right_after_a_payment_is_paid_by_it(
+    tmp_path: Path, *, webhook: bool
+) -> None:
+    # In one poll's batch the question was handled first: "not enough credit", the payment
+    # booked a moment later.
+    async with paying_stack(tmp_path, webhook=webhook) as stack:
+        invoice = await buy_pack(stack, PAYER)
+        stack.telegram.pay(PAYER, payload=invoice["payload"], total_amount=50)
+        stack.telegram.send_text(PAYER, "Now answer")
+        told = await stack.telegram.wait_for(
+            "sendMessage",
+            lambda c: str(c.params.get("text", "")).startswith(("Paid answer.", "Not enough")),
+        )
+    assert told.params["text"] == "Paid answer."
+
+
+def _update(update_id: int, user_id: int, text: str, chat_id: int | None = None) -> Update:
+    chat = {"id": user_id, "type": "private"}
+    if chat_id is not None:
+        chat = {"id": chat_id, "type": "supergroup", "title": "Group"}
+    sender = {"id": user_id, "is_bot": False, "first_name": "Ann"}
+    message = {"message_id": update_id, "date": 0, "chat": chat, "from": sender, "text": text}
+    return Update.model_validate({"update_id": update_id, "message": message})
+
+
+class _Recorder:
+    """A handler that records which texts started, and holds those it is told to hold."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.held: dict[str, asyncio.Event] = {}
+        self.let_in: dict[str, Callable[[], None]] = {}
+
+    async def handle(self, message: Message, **data: Any) -> None:  # noqa: ANN401 -- aiogram's data
+        text = message.text or ""
+        self.started.append(text)
+        if LET_NEXT_IN in data:  # an update held in order (a private chat's)
+            self.let_in[text] = data[LET_NEXT_IN]
+        if text in self.held:
+            await self.held[text].wait()
+
+
+@contextlib.asynccontextmanager
+async def _dispatcher(order: UpdateOrder) -> AsyncIterator[tuple[Dispatcher, Bot, _Recorder]]:
+    dispatcher = Dispatcher(disable_fsm=True)
+    dispatcher.update.outer_middleware(order)
+    recorder = _Recorder()
+    dispatcher.message.register(recorder.handle)
+    bot = Bot(TOKEN)
+    try:
+        yield dispatcher, bot, recorder
+    finally:
+        await bot.session.close()
+
+
+async def _settle() -> None:
+    """Let every task that can run, run (a few rounds of the loop)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_users_updates_start_in_order_and_other_users_go_on() -> None:
+    order = UpdateOrder()
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        recorder.held["slow"] = asyncio.Event()
+        # As a poll hands them over: a task each, started in the order of the batch.
+        tasks = [
+            asyncio.create_task(dispatcher.feed_update(bot, _update(uid, user, text)))
+            for uid, user, text in [
+                (1, USER, "slow"),
+                (2, USER, "/cancel"),
+                (3, OTHER, "other's"),
+                (4, USER, "then"),
+            ]
+        ]
+        await _settle()
+        assert recorder.started == ["slow", "other's"]  # the other user is not held up
+        assert order.chats == 1
+        recorder.held["slow"].set()
+        await asyncio.gather(*tasks)
+    assert recorder.started == ["slow", "other's", "/cancel", "then"]
+    assert order.chats == 0  # nothing kept once handled
+
+
+async def test_a_users_group_messages_are_not_held_behind_their_private_chat() -> None:
+    # A group keeps its own queue and pace: its notices must not hold the member's next update.
+    order = UpdateOrder()
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        recorder.held["slow"] = asyncio.Event()
+        recorder.held["in the group"] = asyncio.Event()
+        tasks = [
+            asyncio.create_task(dispatcher.feed_update(bot, update))
+            for update in [
+                _update(1, USER, "slow"),
+                _update(2, USER, "in the group", chat_id=GROUP),
+                _update(3, USER, "again in the group", chat_id=GROUP),
+            ]
+        ]
+        await _settle()
+        assert recorder.started == ["slow", "in the group", "again in the group"]
+        assert order.chats == 1
+        recorder.held["slow"].set()
+        recorder.held["in the group"].set()
+        await asyncio.gather(*tasks)
+    assert order.chats == 0
+
+
+async def test_updates_of_a_user_that_came_in_out_of_order_start_by_update_id() -> None:
+    # Webhook deliveries may overtake one another: the waiting ones go by update_id.
+    order = UpdateOrder()
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        recorder.held["first"] = asyncio.Event()
+        first = asyncio.create_task(dispatcher.feed_update(bot, _update(10, USER, "first")))
+        await _settle()
+        later = [
+            asyncio.create_task(dispatcher.feed_update(bot, _update(uid, USER, text)))
+            for uid, text in [(13, "third"), (12, "second")]
+        ]
+        await _settle()
+        recorder.held["first"].set()
+        await asyncio.gather(first, *later)
+    assert recorder.started == ["first", "second", "third"]
+    assert order.chats == 0
+
+
+async def test_a_handler_may_let_the_next_update_in_before_it_ends() -> None:
+    order = UpdateOrder()
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        recorder.held["part one"] = asyncio.Event()
+        one = asyncio.create_task(dispatcher.feed_update(bot, _update(1, USER, "part one")))
+        two = asyncio.create_task(dispatcher.feed_update(bot, _update(2, USER, "part two")))
+        await _settle()
+        assert recorder.started == ["part one"]
+        recorder.let_in["part one"]()
+        await two
+        assert recorder.started == ["part one", "part two"]
+        recorder.held["part one"].set()
+        await one
+    assert order.chats == 0
+
+
+async def test_a_handler_that_never_ends_holds_the_next_only_so_long() -> None:
+    order = UpdateOrder(patience=0.05)
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        recorder.held["stuck"] = asyncio.Event()
+        stuck = asyncio.create_task(dispatcher.feed_update(bot, _update(1, USER, "stuck")))
+        await _settle()
+        with capture_logs() as logs:
+            await dispatcher.feed_update(bot, _update(2, USER, "next"))
+        assert recorder.started == ["stuck", "next"]
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+            "update.order_waited_out"
+        ]
+        stuck.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stuck
+    assert order.chats == 0  # the cancelled one gave up its place
