@@ -41,6 +41,7 @@ from handlers.replies import (
     TELEGRAM_LATER,
     continue_keyboard,
     pressed_in_private,
+    replies_to_unseen,
     retry_keyboard,
     topic_of,
     went_out,
@@ -410,6 +411,10 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     """
     user = message.from_user
     if user is None or message.text is None:
+        return
+    if replies_to_unseen(message, bot.id, files_read=True):  # "what is this?" under a photo
+        log.info("chat.media_refused", replied=True)
+        await message.answer(texts("replied_media"))
         return
     thread_id = topic_of(message)
     prompt = message.text if pasted is None else pasted

@@ -48,6 +48,7 @@ from handlers.replies import (
     forum_topic,
     new_tag,
     replied_context,
+    replies_to_unseen,
     stop_keyboard,
     went_out,
 )
@@ -179,18 +180,23 @@ async def cmd_ask(message: Message, command: CommandObject, texts: Texts, kit: G
 
 
 async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
-    """Whether ``message`` asks in the caption of a photo, file or other media: not answered.
+    """Whether ``message`` asks about media the model cannot see: not answered.
 
-    The model would answer the caption blind to what it is under ("what is in this photo?"),
-    and the asker be charged for it. The asker alone is told why, unless the group turned
-    answers off.
+    In the caption of a photo, file or other media, or replying to one without a caption
+    (``replies_to_unseen``): the model would answer blind ("what is in this photo?"), and the
+    asker be charged for it. The asker alone is told why, unless the group turned answers off.
     """
     if message.text is not None:
-        return False
+        if not replies_to_unseen(message, kit.editors.bot.id, files_read=False):
+            return False
+        notice = "group_replied_media"
+    else:
+        notice = "group_media"
     if not kit.editors.answered.first((message.chat.id, message.message_id)):
         return True  # delivered again: told already
+    log.info("groups.media_refused", replied=notice == "group_replied_media")
     if (await kit.groups.settings(message.chat.id)).answers:
-        await tell_alone(message, texts("group_media"), kit.editors)
+        await tell_alone(message, texts(notice), kit.editors)
     return True
 
 

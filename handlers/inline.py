@@ -38,6 +38,7 @@ from handlers.replies import (
     link_keyboard,
     new_tag,
     replied_context,
+    replies_to_unseen,
     stop_keyboard,
     without_mention,
 )
@@ -144,10 +145,14 @@ async def on_guest_message(
         await _notice(message.guest_query_id, texts("group_ask_as_yourself"), bot)
         return
     if message.text is None:  # a caption: the model would answer blind to what it is under
-        log.info("inline.guest_media_refused")
+        log.info("inline.guest_media_refused", replied=False)
         await _notice(message.guest_query_id, texts("guest_media"), bot)
         return
     me = await bot.me()
+    if replies_to_unseen(message, me.id, files_read=False):  # "what is this?" under a photo
+        log.info("inline.guest_media_refused", replied=True)
+        await _notice(message.guest_query_id, texts("guest_replied_media"), bot)
+        return
     question = without_mention(message.text or message.caption or "", me.username)
     context = replied_context(message, me.id)
     if not question and not context:
@@ -173,7 +178,7 @@ async def on_guest_message(
 
 
 async def _notice(guest_query_id: str, text: str, bot: Bot) -> None:
-    """A notice for an answer: to a summons sent as a chat, or asked in a media's caption.
+    """A notice for an answer: to a summons sent as a chat, or asking about unseen media.
 
     A summons sent as a chat (an anonymous admin, a channel) comes from a pseudo-user that
     stands for everyone who posts so (as in a group, ``handlers.groups.ask_as_yourself``):

@@ -139,6 +139,33 @@ def without_mention(text: str, username: str | None) -> str:
     return " ".join(words).strip()
 
 
+# What a message may carry that the model never sees (a file, only where files are not read).
+_UNSEEN = ("photo", "video", "animation", "sticker", "voice", "video_note", "audio", "paid_media")
+
+
+def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> bool:
+    """Whether ``message`` replies to a photo, video, voice message or the like with no caption.
+
+    There is nothing in it the model could read ("what is this?" under a photo): it would
+    answer blind, and the asker be charged for a guess. Where files are not read (groups, guest
+    mode) a file without a caption counts too. A captioned one goes as its caption
+    (``replied_context``), Veil's own messages as they are; a reply to another chat's message
+    quoting part of it goes as the quote.
+    """
+    kinds = _UNSEEN if files_read else (*_UNSEEN, "document")
+    replied = message.reply_to_message
+    if replied is not None:
+        if replied.from_user is not None and replied.from_user.id == bot_id:
+            return False
+        if (replied.caption or "").strip():
+            return False
+        return any(getattr(replied, kind) is not None for kind in kinds)
+    external = message.external_reply
+    if external is None or message.quote is not None:
+        return False
+    return any(getattr(external, kind) is not None for kind in kinds)
+
+
 def replied_context(message: Message, bot_id: int) -> tuple[Said, ...]:
     """The message ``message`` replies to, as one turn of context (the bot's own: assistant)."""
     replied = message.reply_to_message

@@ -437,3 +437,52 @@ async def test_a_channel_s_burst_gets_few_replies_and_holds_back_no_answer(
         assert sum(text.startswith("Usage:") for text in texts) <= 2
         assert sum(text.startswith(ASK_AS_YOURSELF) for text in texts) <= 2
         assert len(stack.vllm.requests) == 1  # Ann's alone
+
+
+async def test_a_question_replying_to_unseen_media_is_told_alone_not_answered_blind(
+    tmp_path: Path,
+) -> None:
+    # "@veil what is in it?" in reply to a photo or file with no caption went to the model as
+    # the bare question (a bare mention: "ask_usage"), answered blind and charged; in a group
+    # and in a guest summons alike. A reply to a captioned one goes with its caption.
+    friends = -1_009_876_544
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        posted: list[int] = []
+        for kind in ("photo", "document"):
+            stack.telegram.send_message_of(ANN, kind, chat_id=GROUP)  # unseen: privacy mode
+            posted.append(stack.telegram.state.chat_messages(GROUP)[-1]["message_id"])
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot what is in it?", chat_id=GROUP, reply_to=posted[0]
+        )
+        stack.telegram.send_text(ANN, "@veil_test_bot", chat_id=GROUP, reply_to=posted[1])
+        stack.telegram.user.post_text(ANN, "Look", chat_id=friends)
+        stack.telegram.send_message_of(ANN, "photo", chat_id=friends)
+        photo = stack.telegram.state.chat_messages(friends)[-1]["message_id"]
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot what is it?", chat_id=friends, reply_to=photo
+        )
+        stack.telegram.send_message_of(ANN, "photo", chat_id=GROUP, caption="Our cat")
+        captioned = stack.telegram.state.chat_messages(GROUP)[-1]["message_id"]
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot is it a cat?", chat_id=GROUP, reply_to=captioned
+        )
+        (final,) = await final_reply(stack)
+
+        # (one member each: the same notice to a member still waiting for the group's pace is
+        # not queued twice)
+        def told_alone() -> list[str]:
+            return [
+                m["text"] for u in (ANN, BOB) for m in stack.telegram.ephemeral_messages(GROUP, u)
+            ]
+
+        await wait_until(lambda: len(told_alone()) == 2)
+        await wait_until(lambda: bool(stack.telegram.state.inline_messages))
+        told = told_alone()
+        (summons,) = stack.telegram.state.inline_messages.values()
+        asked = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests]
+    assert told == [told[0]] * 2
+    assert told[0].startswith("I can't see the photo, file or other media you replied to")
+    assert summons["text"] == told[0]
+    assert not summons.get("reply_markup")  # no stop button: nothing runs
+    assert final["text"] == ANSWER
+    assert asked == [["Our cat", "is it a cat?"]]

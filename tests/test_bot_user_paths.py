@@ -402,3 +402,26 @@ async def test_a_question_cancelled_while_it_waits_for_a_stopped_answer_is_not_a
     assert turns[2:] == ["Last one", "Short."]
     assert "Nothing is being written right now." not in said
     assert "Stopped." in said  # the waiting question, stopped before a word
+
+
+async def test_a_question_replying_to_a_photo_is_told_it_cannot_be_seen_not_answered_blind(
+    tmp_path: Path,
+) -> None:
+    # "What is in it?" in reply to a photo went to the model as the bare question: it answered
+    # blind, a guess, and the user paid for it. A captioned photo goes as its caption.
+    async with running_stack(tmp_path, answer="A cat, by the caption.") as stack:
+        stack.telegram.send_message_of(USER, "photo")
+        photo = stack.telegram.state.chat_messages(USER)[-1]["message_id"]
+        told = (await stack.final_messages(USER, 1))[0]
+        stack.telegram.send_text(USER, "What is in it?", reply_to=photo)
+        refused = (await stack.final_messages(USER, 2))[1]
+        stack.telegram.send_message_of(USER, "photo", caption="Our cat")
+        captioned = stack.telegram.state.chat_messages(USER)[-1]["message_id"]
+        await stack.final_messages(USER, 3)
+        stack.telegram.send_text(USER, "What is in it?", reply_to=captioned)
+        answered = (await stack.final_messages(USER, 4))[3]
+        asked = asked_of(stack)
+    assert told["text"].startswith("I can only read text and text files")
+    assert refused["text"].startswith("I can't see photos, videos, voice messages or stickers")
+    assert answered["text"] == "A cat, by the caption."
+    assert asked == ["> Our cat\n\nWhat is in it?"]
