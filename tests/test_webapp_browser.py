@@ -957,6 +957,39 @@ async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
     ]
 
 
+async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Forget on one page destroys the keychain's history key and makes a new one. Another page
+    # of the device, still holding the old key, sent the erased conversation as its next
+    # question's context and saved it (with its new exchange) under the destroyed key, where no
+    # page could read it again: the erased turns went to the model server once more, and the
+    # new exchange was lost.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first, second = await context.new_page(), await context.new_page()
+        for page in (first, second):
+            await page.goto(page_url(stack.base, init_data()))
+            await ready(page)
+        await ask(first, QUESTION)
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await second.click("#about-title")
+        await second.click("#forget")
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await ask(first, "And the red one?")
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        # The erased exchange is off the first page's screen too.
+        assert await first.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
 async def start_gateway(vllm_url: str, key_file: Path, port: int) -> ManagedProcess:
     """``python -m gateway`` on ``port`` (the same address again after a restart), started."""
     gateway = await ManagedProcess.start(

@@ -359,7 +359,9 @@ class App {
       // Forget was pressed just before: the question waits for the new history (its key, its
       // cache salt), so nothing of the erased one goes with it or is shown over it.
       if (this.forgetting) await this.forgetting.catch(() => {});
-      await this.history.reload(); // another page's exchanges since, for the context too
+      // Another page's exchanges since, for the context too; after Forget on another page,
+      // nothing of the erased history stays on this screen either.
+      if (!(await this.history.reload())) $("messages").replaceChildren(asked, answer);
       const on = {
         delta: (delta) => {
           text += delta;

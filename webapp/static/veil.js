@@ -5900,6 +5900,9 @@
     const sealed = await context(key).seal(nonce2, utf8(JSON.stringify({ v: 1, turns })), AAD);
     return b64e(concat2(nonce2, new Uint8Array(sealed)));
   }
+  function sameBytes(a, b) {
+    return a.length === b.length && a.every((byte, i) => byte === b[i]);
+  }
   async function openHistory(key, text) {
     const raw = b64d(text);
     const plain = await context(key).open(raw.slice(0, 12), raw.slice(12), AAD);
@@ -5950,20 +5953,38 @@
     /**
      * Take in what another page of this user on the device has kept since this one read it
      * (they share the storage and the keychain): saving this page's turns alone would overwrite
-     * the other's exchanges. A stored history this page's key cannot open (erased and begun
-     * again elsewhere) is left alone.
+     * the other's exchanges. False when Forget on another page erased the history this page
+     * held: its key is no longer the keychain's, so its turns are dropped (never sent or saved
+     * again) and it goes on with the keychain's key and what is stored under it.
      */
     async reload() {
-      const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
-      if (!stored) return;
-      try {
-        this.turns = await openHistory(this.key, stored);
-      } catch {
+      if (!this.persistent || !this.local) return true;
+      const stored = this.local.getItem(this.slot);
+      if (stored) {
+        try {
+          this.turns = await openHistory(this.key, stored);
+          return true;
+        } catch {
+        }
       }
+      try {
+        const text = await this.secure.get(KEY_NAME);
+        if (text && sameBytes(b64d(text), this.key)) return true;
+      } catch {
+        return true;
+      }
+      this.turns = [];
+      this.key = null;
+      this.persistent = false;
+      await this.open();
+      return false;
     }
-    /** Keep an exchange; false when the device's storage has no room even for it alone. */
+    /**
+     * Keep an exchange; false when the device's storage has no room even for it alone. An
+     * exchange asked before Forget on another page belongs to the erased history: not kept.
+     */
     async add(question, answer) {
-      await this.reload();
+      if (!await this.reload()) return true;
       this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
       this.turns = this.turns.slice(-MAX_TURNS);
       return this.save();
@@ -6638,7 +6659,7 @@
       try {
         if (this.forgetting) await this.forgetting.catch(() => {
         });
-        await this.history.reload();
+        if (!await this.history.reload()) $("messages").replaceChildren(asked, answer);
         const on = {
           delta: (delta) => {
             text += delta;
