@@ -23,6 +23,7 @@ from playwright.async_api import Page, async_playwright
 from structlog.testing import capture_logs
 
 from sealed.encoding import b64e
+from sealed.suites import Suite
 from services.audit import Auditor
 from services.tokens import prompt_tokens
 from tests.books import inconsistent_users
@@ -895,6 +896,24 @@ async def test_a_page_opened_before_an_operator_key_rotation_says_to_reopen_it(
         finally:
             await bot.stop(within=60)
     assert len(stack.vllm.requests) == 2
+
+
+async def test_a_gateway_the_page_cannot_seal_to_is_not_told_as_a_key_rotation(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page seals to suite 1 only. A gateway under suite 2 (post-quantum) serves a bundle
+    # that verifies under the pinned keys, which the page skipped; with none other, the page
+    # took it for an operator key rotation (the page it re-read pins the same keys, which
+    # verify that bundle) and said to reopen it, which never helps.
+    async with webapp_stack(tmp_path, answer=ANSWER, suite=Suite.MLKEM768_X25519) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "untrusted"
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+    assert stack.vllm.requests == []
 
 
 async def test_a_page_opened_offline_answers_the_first_question_once_online(

@@ -476,15 +476,18 @@ class App {
     const offer = await prepared.json();
     let lastError = new SealedError("BundleUnpinned", "no gateway");
     let verifiedAny = false;
-    for (const { gateway, bundle: wire } of offer.gateways) {
+    const unverified = []; // the offers whose bundles failed the pinned keys
+    for (const offered of offer.gateways) {
+      const { gateway, bundle: wire } = offered;
       let verified;
       try {
         verified = verifyBundle(wire, this.config.operatorKeys, Math.floor(Date.now() / 1000));
-        if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request.model)) continue;
       } catch (error) {
         lastError = error;
+        unverified.push(offered);
         continue;
       }
+      if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request.model)) continue;
       verifiedAny = true;
       const stated = verified.bundle.windows[request.model] ?? null;
       const chat = this.chat(request, stated, offer.max_completion_tokens);
@@ -497,8 +500,10 @@ class App {
     }
     if (!verifiedAny) {
       // The operator may have rotated its key since this page was opened: the page keeps the
-      // keys it was opened with (the ones it shows), so reopening it is what helps then.
-      const code = (await this.reopenWouldVerify(offer.gateways)) ? "reopen" : "untrusted";
+      // keys it was opened with (the ones it shows), so reopening it is what helps then. Only
+      // a bundle that failed those keys tells so: one that verified but that the page cannot
+      // use (suite 2, which it does not seal to) is the same in a reopened page.
+      const code = (await this.reopenWouldVerify(unverified)) ? "reopen" : "untrusted";
       throw new ApiError(503, { error: { code } });
     }
     throw lastError;
@@ -509,6 +514,7 @@ class App {
    * verifies under (read, never adopted: this page trusts only the keys it was opened with).
    */
   async reopenWouldVerify(gateways) {
+    if (!gateways.length) return false;
     try {
       const here = new URL(window.location.href);
       here.hash = "";

@@ -6757,15 +6757,18 @@
       const offer = await prepared.json();
       let lastError = new SealedError("BundleUnpinned", "no gateway");
       let verifiedAny = false;
-      for (const { gateway, bundle: wire } of offer.gateways) {
+      const unverified = [];
+      for (const offered of offer.gateways) {
+        const { gateway, bundle: wire } = offered;
         let verified;
         try {
           verified = verifyBundle(wire, this.config.operatorKeys, Math.floor(Date.now() / 1e3));
-          if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request2.model)) continue;
         } catch (error) {
           lastError = error;
+          unverified.push(offered);
           continue;
         }
+        if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request2.model)) continue;
         verifiedAny = true;
         const stated = verified.bundle.windows[request2.model] ?? null;
         const chat = this.chat(request2, stated, offer.max_completion_tokens);
@@ -6777,7 +6780,7 @@
         }
       }
       if (!verifiedAny) {
-        const code = await this.reopenWouldVerify(offer.gateways) ? "reopen" : "untrusted";
+        const code = await this.reopenWouldVerify(unverified) ? "reopen" : "untrusted";
         throw new ApiError(503, { error: { code } });
       }
       throw lastError;
@@ -6787,6 +6790,7 @@
      * verifies under (read, never adopted: this page trusts only the keys it was opened with).
      */
     async reopenWouldVerify(gateways) {
+      if (!gateways.length) return false;
       try {
         const here = new URL(window.location.href);
         here.hash = "";
