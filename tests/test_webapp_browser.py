@@ -1009,6 +1009,39 @@ async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
 
 
+async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_of_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # As Forget on the page itself does: the answer written while another page erased the
+    # history belongs to the erased conversation, so it is not kept, and it leaves this page's
+    # screen with the rest of that conversation when the next question is asked.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.05) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first, second = await context.new_page(), await context.new_page()
+        for page in (first, second):
+            await page.goto(page_url(stack.base, init_data()))
+            await ready(page)
+        await ask(first, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await first.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await second.click("#about-title")
+        await second.click("#forget")
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=30000)
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble").count() == 0
+        await ask(first, "And the red one?")
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=30000)
+        assert await first.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
 async def start_gateway(vllm_url: str, key_file: Path, port: int) -> ManagedProcess:
     """``python -m gateway`` on ``port`` (the same address again after a restart), started."""
     gateway = await ManagedProcess.start(

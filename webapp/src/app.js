@@ -108,6 +108,7 @@ class App {
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
     this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
     this.forgetting = null; // while Forget erases the history: its promise
+    this.shownKey = null; // the key of the history the screen shows
     this.account = null;
     this.loadingAccount = false; // while a question waits for the account the page started without
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
@@ -168,6 +169,7 @@ class App {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) this.ask();
     });
     const kept = await this.history.open();
+    this.shownKey = this.history.key; // the history whose exchanges the screen shows
     this.note(kept ? this.t("history_kept") : this.t("history_not_kept"), "history");
     for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
       this.bubble("user", this.history.turns[i].content);
@@ -359,9 +361,14 @@ class App {
       // Forget was pressed just before: the question waits for the new history (its key, its
       // cache salt), so nothing of the erased one goes with it or is shown over it.
       if (this.forgetting) await this.forgetting.catch(() => {});
-      // Another page's exchanges since, for the context too; after Forget on another page,
-      // nothing of the erased history stays on this screen either.
-      if (!(await this.history.reload())) $("messages").replaceChildren(asked, answer);
+      // Another page's exchanges since, for the context too. After Forget on another page
+      // (found now, or when an answer was to be kept), nothing of the erased history stays on
+      // this screen either.
+      await this.history.reload();
+      if (this.history.key !== this.shownKey) {
+        $("messages").replaceChildren(asked, answer);
+        this.shownKey = this.history.key;
+      }
       const on = {
         delta: (delta) => {
           text += delta;

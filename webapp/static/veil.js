@@ -6436,6 +6436,7 @@
       this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
       this.running = null;
       this.forgetting = null;
+      this.shownKey = null;
       this.account = null;
       this.loadingAccount = false;
       this.clockOffset = 0;
@@ -6490,6 +6491,7 @@
         if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) this.ask();
       });
       const kept = await this.history.open();
+      this.shownKey = this.history.key;
       this.note(kept ? this.t("history_kept") : this.t("history_not_kept"), "history");
       for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
         this.bubble("user", this.history.turns[i].content);
@@ -6659,7 +6661,11 @@
       try {
         if (this.forgetting) await this.forgetting.catch(() => {
         });
-        if (!await this.history.reload()) $("messages").replaceChildren(asked, answer);
+        await this.history.reload();
+        if (this.history.key !== this.shownKey) {
+          $("messages").replaceChildren(asked, answer);
+          this.shownKey = this.history.key;
+        }
         const on = {
           delta: (delta) => {
             text += delta;
