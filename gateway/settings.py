@@ -12,6 +12,10 @@ from common.settings import ListenHost
 from gateway.limits import Limits
 from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
 
+# A key's rotation and grace are at most this: "never" is no setting, and a bundle's not_after
+# stays well within JSON's exact integers, which every client requires of it.
+_YEAR = 366 * 86_400
+
 
 class GatewaySettings(BaseSettings):
     """Everything ``python -m gateway`` reads from the environment."""
@@ -27,10 +31,10 @@ class GatewaySettings(BaseSettings):
     gateway_port: int = Field(default=8600, ge=0, le=65535)
     gateway_suite: Literal["x25519", "mlkem768-x25519"] = "x25519"
     gateway_models: str = ""
-    key_rotation_seconds: int = Field(default=3600, ge=10)
-    key_grace_seconds: int = Field(default=600, ge=0)
+    key_rotation_seconds: int = Field(default=3600, ge=10, le=_YEAR)
+    key_grace_seconds: int = Field(default=600, ge=0, le=_YEAR)
     max_streams: int = Field(default=256, ge=1)
-    max_clock_skew: int = Field(default=120, ge=1)
+    max_clock_skew: int = Field(default=120, ge=1, le=86_400)
     multimodal_models: str = ""
     header_timeout: float = Field(default=10.0, gt=0, le=600)
     body_timeout: float = Field(default=30.0, gt=0, le=600)

@@ -28,6 +28,7 @@ from sealed.bundle import verify_bundle
 from sealed.encoding import b64e
 from sealed.request import encode_inner, new_request_secrets, seal_request
 from sealed.stream import ChunkOpener, Delta, Final, Reasoning
+from sealed.suites import Suite
 from tests.botstack import TOKEN, bot_env, polling_bot
 from tests.fakes.relay import RecordingProxy, TamperingRelay
 from tests.fakes.telegram import FakeTelegram
@@ -300,18 +301,19 @@ async def webapp_stack(  # noqa: PLR0913 -- every knob a test may turn
     shaping: Shaping | None = None,
     tamper: bool = False,
     max_model_len: int = 4096,
+    suite: Suite = Suite.X25519,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[MiniStack]:
     """Run the whole chain with the Mini App served.
 
-    ``max_model_len`` is the model's window (the gateway's bundle states it); ``tamper`` sends
-    the bot's gateway traffic through ``stack.tampering`` (then the recording proxy);
-    ``settings`` override the bot's.
+    ``max_model_len`` is the model's window (the gateway's bundle states it); ``suite`` the
+    gateway's HPKE suite; ``tamper`` sends the bot's gateway traffic through
+    ``stack.tampering`` (then the recording proxy); ``settings`` override the bot's.
     """
     async with (
         FakeTelegram(token=TOKEN) as telegram,
         FakeVLLM(answer=answer, token_delay=token_delay, max_model_len=max_model_len) as vllm,
-        run_gateway(vllm.url, shaping=shaping) as gateway,
+        run_gateway(vllm.url, shaping=shaping, suite=suite) as gateway,
         RecordingProxy(*_host_port(gateway.url)) as to_gateway,
         TamperingRelay(to_gateway.url) as tampering,
     ):

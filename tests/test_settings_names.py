@@ -121,3 +121,17 @@ def test_no_seconds_setting_takes_infinity_for_never(
     with pytest.raises(ValidationError) as refused:
         cls(_env_file=None)
     assert (field,) in [error["loc"] for error in refused.value.errors()]
+
+
+@pytest.mark.parametrize("field", ["key_rotation_seconds", "key_grace_seconds", "max_clock_skew"])
+def test_no_whole_seconds_setting_of_the_gateway_takes_never(
+    monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    # The whole-seconds settings were unbounded: a rotation or grace past JSON's exact integers
+    # (a "never rotate" of 2**53) started a gateway whose bundles every client refuses (its
+    # not_after out of range), and such a clock skew kept every request id for ever and let
+    # any timestamp through. Each has an upper bound that refuses it, as the float ones do.
+    monkeypatch.setenv(f"VEIL_{field.upper()}", str(2**53))
+    with pytest.raises(ValidationError) as refused:
+        GatewaySettings(_env_file=None)
+    assert (field,) in [error["loc"] for error in refused.value.errors()]

@@ -23,6 +23,7 @@ from playwright.async_api import Page, async_playwright
 from structlog.testing import capture_logs
 
 from sealed.encoding import b64e
+from sealed.suites import Suite
 from services.audit import Auditor
 from services.tokens import prompt_tokens
 from tests.books import inconsistent_users
@@ -897,6 +898,24 @@ async def test_a_page_opened_before_an_operator_key_rotation_says_to_reopen_it(
     assert len(stack.vllm.requests) == 2
 
 
+async def test_a_gateway_the_page_cannot_seal_to_is_not_told_as_a_key_rotation(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page seals to suite 1 only. A gateway under suite 2 (post-quantum) serves a bundle
+    # that verifies under the pinned keys, which the page skipped; with none other, the page
+    # took it for an operator key rotation (the page it re-read pins the same keys, which
+    # verify that bundle) and said to reopen it, which never helps.
+    async with webapp_stack(tmp_path, answer=ANSWER, suite=Suite.MLKEM768_X25519) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "untrusted"
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+    assert stack.vllm.requests == []
+
+
 async def test_a_page_opened_offline_answers_the_first_question_once_online(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -955,6 +974,72 @@ async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
         ANSWER,
         "And the red one?",
     ]
+
+
+async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Forget on one page destroys the keychain's history key and makes a new one. Another page
+    # of the device, still holding the old key, sent the erased conversation as its next
+    # question's context and saved it (with its new exchange) under the destroyed key, where no
+    # page could read it again: the erased turns went to the model server once more, and the
+    # new exchange was lost.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first, second = await context.new_page(), await context.new_page()
+        for page in (first, second):
+            await page.goto(page_url(stack.base, init_data()))
+            await ready(page)
+        await ask(first, QUESTION)
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await second.click("#about-title")
+        await second.click("#forget")
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await ask(first, "And the red one?")
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        # The erased exchange is off the first page's screen too.
+        assert await first.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
+async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_of_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # As Forget on the page itself does: the answer written while another page erased the
+    # history belongs to the erased conversation, so it is not kept, and it leaves this page's
+    # screen with the rest of that conversation when the next question is asked.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.05) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first, second = await context.new_page(), await context.new_page()
+        for page in (first, second):
+            await page.goto(page_url(stack.base, init_data()))
+            await ready(page)
+        await ask(first, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await first.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await second.click("#about-title")
+        await second.click("#forget")
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=30000)
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble").count() == 0
+        await ask(first, "And the red one?")
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=30000)
+        assert await first.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
 
 
 async def start_gateway(vllm_url: str, key_file: Path, port: int) -> ManagedProcess:

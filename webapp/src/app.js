@@ -108,6 +108,7 @@ class App {
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
     this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
     this.forgetting = null; // while Forget erases the history: its promise
+    this.shownKey = null; // the key of the history the screen shows
     this.account = null;
     this.loadingAccount = false; // while a question waits for the account the page started without
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
@@ -168,6 +169,7 @@ class App {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) this.ask();
     });
     const kept = await this.history.open();
+    this.shownKey = this.history.key; // the history whose exchanges the screen shows
     this.note(kept ? this.t("history_kept") : this.t("history_not_kept"), "history");
     for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
       this.bubble("user", this.history.turns[i].content);
@@ -359,7 +361,14 @@ class App {
       // Forget was pressed just before: the question waits for the new history (its key, its
       // cache salt), so nothing of the erased one goes with it or is shown over it.
       if (this.forgetting) await this.forgetting.catch(() => {});
-      await this.history.reload(); // another page's exchanges since, for the context too
+      // Another page's exchanges since, for the context too. After Forget on another page
+      // (found now, or when an answer was to be kept), nothing of the erased history stays on
+      // this screen either.
+      await this.history.reload();
+      if (this.history.key !== this.shownKey) {
+        $("messages").replaceChildren(asked, answer);
+        this.shownKey = this.history.key;
+      }
       const on = {
         delta: (delta) => {
           text += delta;
@@ -474,15 +483,18 @@ class App {
     const offer = await prepared.json();
     let lastError = new SealedError("BundleUnpinned", "no gateway");
     let verifiedAny = false;
-    for (const { gateway, bundle: wire } of offer.gateways) {
+    const unverified = []; // the offers whose bundles failed the pinned keys
+    for (const offered of offer.gateways) {
+      const { gateway, bundle: wire } = offered;
       let verified;
       try {
         verified = verifyBundle(wire, this.config.operatorKeys, Math.floor(Date.now() / 1000));
-        if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request.model)) continue;
       } catch (error) {
         lastError = error;
+        unverified.push(offered);
         continue;
       }
+      if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request.model)) continue;
       verifiedAny = true;
       const stated = verified.bundle.windows[request.model] ?? null;
       const chat = this.chat(request, stated, offer.max_completion_tokens);
@@ -495,8 +507,10 @@ class App {
     }
     if (!verifiedAny) {
       // The operator may have rotated its key since this page was opened: the page keeps the
-      // keys it was opened with (the ones it shows), so reopening it is what helps then.
-      const code = (await this.reopenWouldVerify(offer.gateways)) ? "reopen" : "untrusted";
+      // keys it was opened with (the ones it shows), so reopening it is what helps then. Only
+      // a bundle that failed those keys tells so: one that verified but that the page cannot
+      // use (suite 2, which it does not seal to) is the same in a reopened page.
+      const code = (await this.reopenWouldVerify(unverified)) ? "reopen" : "untrusted";
       throw new ApiError(503, { error: { code } });
     }
     throw lastError;
@@ -507,6 +521,7 @@ class App {
    * verifies under (read, never adopted: this page trusts only the keys it was opened with).
    */
   async reopenWouldVerify(gateways) {
+    if (!gateways.length) return false;
     try {
       const here = new URL(window.location.href);
       here.hash = "";

@@ -25,6 +25,10 @@ export async function sealHistory(key, turns) {
   return b64e(concat(nonce, new Uint8Array(sealed)));
 }
 
+function sameBytes(a, b) {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
 export async function openHistory(key, text) {
   const raw = b64d(text);
   const plain = await context(key).open(raw.slice(0, 12), raw.slice(12), AAD);
@@ -80,22 +84,40 @@ export class History {
   /**
    * Take in what another page of this user on the device has kept since this one read it
    * (they share the storage and the keychain): saving this page's turns alone would overwrite
-   * the other's exchanges. A stored history this page's key cannot open (erased and begun
-   * again elsewhere) is left alone.
+   * the other's exchanges. False when Forget on another page erased the history this page
+   * held: its key is no longer the keychain's, so its turns are dropped (never sent or saved
+   * again) and it goes on with the keychain's key and what is stored under it.
    */
   async reload() {
-    const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
-    if (!stored) return;
-    try {
-      this.turns = await openHistory(this.key, stored);
-    } catch {
-      // not under this page's key: its own turns stay as they are
+    if (!this.persistent || !this.local) return true;
+    const stored = this.local.getItem(this.slot);
+    if (stored) {
+      try {
+        this.turns = await openHistory(this.key, stored);
+        return true;
+      } catch {
+        // not under this page's key: the keychain tells whether it has changed
+      }
     }
+    try {
+      const text = await this.secure.get(KEY_NAME);
+      if (text && sameBytes(b64d(text), this.key)) return true; // nothing saved yet, or unreadable
+    } catch {
+      return true; // the keychain does not answer now: nothing to tell, its own turns stay
+    }
+    this.turns = [];
+    this.key = null;
+    this.persistent = false;
+    await this.open();
+    return false;
   }
 
-  /** Keep an exchange; false when the device's storage has no room even for it alone. */
+  /**
+   * Keep an exchange; false when the device's storage has no room even for it alone. An
+   * exchange asked before Forget on another page belongs to the erased history: not kept.
+   */
   async add(question, answer) {
-    await this.reload();
+    if (!(await this.reload())) return true;
     this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
     this.turns = this.turns.slice(-MAX_TURNS);
     return this.save();

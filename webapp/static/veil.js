@@ -5900,6 +5900,9 @@
     const sealed = await context(key).seal(nonce2, utf8(JSON.stringify({ v: 1, turns })), AAD);
     return b64e(concat2(nonce2, new Uint8Array(sealed)));
   }
+  function sameBytes(a, b) {
+    return a.length === b.length && a.every((byte, i) => byte === b[i]);
+  }
   async function openHistory(key, text) {
     const raw = b64d(text);
     const plain = await context(key).open(raw.slice(0, 12), raw.slice(12), AAD);
@@ -5950,20 +5953,38 @@
     /**
      * Take in what another page of this user on the device has kept since this one read it
      * (they share the storage and the keychain): saving this page's turns alone would overwrite
-     * the other's exchanges. A stored history this page's key cannot open (erased and begun
-     * again elsewhere) is left alone.
+     * the other's exchanges. False when Forget on another page erased the history this page
+     * held: its key is no longer the keychain's, so its turns are dropped (never sent or saved
+     * again) and it goes on with the keychain's key and what is stored under it.
      */
     async reload() {
-      const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
-      if (!stored) return;
-      try {
-        this.turns = await openHistory(this.key, stored);
-      } catch {
+      if (!this.persistent || !this.local) return true;
+      const stored = this.local.getItem(this.slot);
+      if (stored) {
+        try {
+          this.turns = await openHistory(this.key, stored);
+          return true;
+        } catch {
+        }
       }
+      try {
+        const text = await this.secure.get(KEY_NAME);
+        if (text && sameBytes(b64d(text), this.key)) return true;
+      } catch {
+        return true;
+      }
+      this.turns = [];
+      this.key = null;
+      this.persistent = false;
+      await this.open();
+      return false;
     }
-    /** Keep an exchange; false when the device's storage has no room even for it alone. */
+    /**
+     * Keep an exchange; false when the device's storage has no room even for it alone. An
+     * exchange asked before Forget on another page belongs to the erased history: not kept.
+     */
     async add(question, answer) {
-      await this.reload();
+      if (!await this.reload()) return true;
       this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
       this.turns = this.turns.slice(-MAX_TURNS);
       return this.save();
@@ -6415,6 +6436,7 @@
       this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
       this.running = null;
       this.forgetting = null;
+      this.shownKey = null;
       this.account = null;
       this.loadingAccount = false;
       this.clockOffset = 0;
@@ -6469,6 +6491,7 @@
         if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) this.ask();
       });
       const kept = await this.history.open();
+      this.shownKey = this.history.key;
       this.note(kept ? this.t("history_kept") : this.t("history_not_kept"), "history");
       for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
         this.bubble("user", this.history.turns[i].content);
@@ -6639,6 +6662,10 @@
         if (this.forgetting) await this.forgetting.catch(() => {
         });
         await this.history.reload();
+        if (this.history.key !== this.shownKey) {
+          $("messages").replaceChildren(asked, answer);
+          this.shownKey = this.history.key;
+        }
         const on = {
           delta: (delta) => {
             text += delta;
@@ -6736,15 +6763,18 @@
       const offer = await prepared.json();
       let lastError = new SealedError("BundleUnpinned", "no gateway");
       let verifiedAny = false;
-      for (const { gateway, bundle: wire } of offer.gateways) {
+      const unverified = [];
+      for (const offered of offer.gateways) {
+        const { gateway, bundle: wire } = offered;
         let verified;
         try {
           verified = verifyBundle(wire, this.config.operatorKeys, Math.floor(Date.now() / 1e3));
-          if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request2.model)) continue;
         } catch (error) {
           lastError = error;
+          unverified.push(offered);
           continue;
         }
+        if (verified.bundle.suite !== 1 || !verified.bundle.models.includes(request2.model)) continue;
         verifiedAny = true;
         const stated = verified.bundle.windows[request2.model] ?? null;
         const chat = this.chat(request2, stated, offer.max_completion_tokens);
@@ -6756,7 +6786,7 @@
         }
       }
       if (!verifiedAny) {
-        const code = await this.reopenWouldVerify(offer.gateways) ? "reopen" : "untrusted";
+        const code = await this.reopenWouldVerify(unverified) ? "reopen" : "untrusted";
         throw new ApiError(503, { error: { code } });
       }
       throw lastError;
@@ -6766,6 +6796,7 @@
      * verifies under (read, never adopted: this page trusts only the keys it was opened with).
      */
     async reopenWouldVerify(gateways) {
+      if (!gateways.length) return false;
       try {
         const here = new URL(window.location.href);
         here.hash = "";
