@@ -34,17 +34,17 @@ from tests.harness import (
     REPO,
     Clock,
     ManagedProcess,
-    client_keys_setting,
     free_port,
     new_operator_key,
     run_gateway,
 )
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp_stack
+from tests.test_gateway_restart import start_gateway
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from playwright.async_api import Browser, Route
+    from playwright.async_api import Browser, BrowserContext, Route
 
     from tests.miniapp import MiniStack
 
@@ -128,6 +128,20 @@ async def open_page(browser: Browser, url: str, keychain: Keychain | None = None
     await page.add_init_script(FAKE_TELEGRAM_APP)
     await page.goto(url)
     return page
+
+
+async def two_pages(
+    browser: Browser, stack: MiniStack, keychain: Keychain
+) -> tuple[BrowserContext, Page, Page]:
+    """Two pages of one user on one device (one storage, one keychain), both opened and ready."""
+    context = await browser.new_context(viewport={"width": 420, "height": 800})
+    await context.expose_function("fakeKeychain", keychain.answer)
+    await context.add_init_script(FAKE_TELEGRAM_APP)
+    first, second = await context.new_page(), await context.new_page()
+    for page in (first, second):
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+    return context, first, second
 
 
 async def ready(page: Page) -> None:
@@ -950,13 +964,7 @@ async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
     # history it had read when it opened, so the second page's answer overwrote the first's.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        context = await browser.new_context(viewport={"width": 420, "height": 800})
-        await context.expose_function("fakeKeychain", keychain.answer)
-        await context.add_init_script(FAKE_TELEGRAM_APP)
-        first, second = await context.new_page(), await context.new_page()
-        for page in (first, second):
-            await page.goto(page_url(stack.base, init_data()))
-            await ready(page)
+        context, first, second = await two_pages(browser, stack, keychain)
         await ask(first, QUESTION)
         await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
         await ask(second, "And the red one?")
@@ -986,13 +994,7 @@ async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
     # new exchange was lost.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        context = await browser.new_context(viewport={"width": 420, "height": 800})
-        await context.expose_function("fakeKeychain", keychain.answer)
-        await context.add_init_script(FAKE_TELEGRAM_APP)
-        first, second = await context.new_page(), await context.new_page()
-        for page in (first, second):
-            await page.goto(page_url(stack.base, init_data()))
-            await ready(page)
+        context, first, second = await two_pages(browser, stack, keychain)
         await ask(first, QUESTION)
         await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
         await second.click("#about-title")
@@ -1017,13 +1019,7 @@ async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_o
     # screen with the rest of that conversation when the next question is asked.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.05) as stack:
-        context = await browser.new_context(viewport={"width": 420, "height": 800})
-        await context.expose_function("fakeKeychain", keychain.answer)
-        await context.add_init_script(FAKE_TELEGRAM_APP)
-        first, second = await context.new_page(), await context.new_page()
-        for page in (first, second):
-            await page.goto(page_url(stack.base, init_data()))
-            await ready(page)
+        context, first, second = await two_pages(browser, stack, keychain)
         await ask(first, QUESTION)
         async with asyncio.timeout(15):
             while len(await first.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
@@ -1040,23 +1036,6 @@ async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_o
         assert await first.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
         await context.close()
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
-
-
-async def start_gateway(vllm_url: str, key_file: Path, port: int) -> ManagedProcess:
-    """``python -m gateway`` on ``port`` (the same address again after a restart), started."""
-    gateway = await ManagedProcess.start(
-        "-m",
-        "gateway",
-        env={
-            "VEIL_OPERATOR_KEY_FILE": str(key_file),
-            "VEIL_CLIENT_KEYS": client_keys_setting(),
-            "VEIL_VLLM_URL": vllm_url,
-            "VEIL_GATEWAY_PORT": str(port),
-            "VEIL_METRICS_PORT": "0",
-        },
-    )
-    await gateway.wait_for_line("gateway.started")
-    return gateway
 
 
 async def test_a_page_open_across_a_gateway_restart_is_answered(
