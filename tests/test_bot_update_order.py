@@ -16,7 +16,9 @@ from aiogram.types import Update
 from structlog.testing import capture_logs
 
 from bot.order import LET_NEXT_IN, UpdateOrder
+from bot.shutdown import drain
 from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.test_bot_payments import USER as PAYER
 from tests.test_bot_payments import buy_pack, paying_stack
 
@@ -210,3 +212,25 @@ async def test_a_handler_that_never_ends_holds_the_next_only_so_long() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await stuck
     assert order.chats == 0  # the cancelled one gave up its place
+
+
+async def test_a_shutdown_waits_for_the_updates_waiting_for_their_turn(tmp_path: Path) -> None:
+    # The update behind a slow one was not counted as in hand: the drain ended with the slow
+    # one, and the bot closed with the next one fetched (its offset confirmed) and never handled.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda p: p.get("chat_id") == USER)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        stack.telegram.send_text(USER, "/terms")  # its reply held: the handler does not end
+        stack.telegram.send_text(USER, "/help")  # waits for its turn behind it
+        async with asyncio.timeout(10):
+            while not telegram.held:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        veil = stack.veil
+        with contextlib.suppress(RuntimeError):
+            await veil.dispatcher.stop_polling()  # as a SIGTERM does: nothing new comes
+        draining = asyncio.create_task(drain(veil.operations.in_flight, veil.chat, grace=30))
+        await _settle()
+        telegram.answer_late()
+        await draining
+        sent = len(stack.telegram.sent_messages(USER))
+    assert sent == 2  # the /terms reply and the /help one, both before the bot closed
