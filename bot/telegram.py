@@ -32,6 +32,9 @@ escape on its own (``"\ud83d"``: an emoji a client cut in two), becomes U+FFFD, 
 shows it. Python keeps it as a lone surrogate, which no UTF-8 encoder takes: such a question
 could not be counted, sealed or stored, and the user was told something went wrong.
 
+``StalePresses`` lets a button's press whose callback query Telegram finds too old to answer
+go on: the press is carried out, its answer logged as refused.
+
 ``forget_handled_update`` frees each update once handled: aiogram caches ``Update.event_type``
 in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each with its
 ``Message``, ``Chat`` and ``User``, ~10 KB) alive long after they were handled.
@@ -54,11 +57,13 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import (
     ClientDecodeError,
+    TelegramBadRequest,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
 from aiogram.methods import (
+    AnswerCallbackQuery,
     GetUpdates,
     Response,
     SendChatAction,
@@ -90,6 +95,38 @@ _NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
 _BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)
+
+
+_QUERY_TOO_OLD = "query is too old"  # Telegram's 400 for a press answered past its life
+
+
+class StalePresses(BaseRequestMiddleware):
+    """A button's press answered too late for Telegram is let go; the press is carried out.
+
+    A callback query can be answered for a few seconds only: after that Telegram refuses the
+    answer ("query is too old and response timeout expired or query ID is invalid"). A press
+    waits for the user's update before it (``bot.order``), which may take longer (a slow or
+    flood-waiting Telegram); its handler answers the press first, and the refusal failed the
+    handler: "Yes, erase" erased nothing and the user was told something went wrong. The
+    refusal is now logged (``telegram.press_too_old``) and the answer taken as given: the
+    button's spinner has long stopped by then anyway.
+    """
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the next handler; a press's answer refused as too old counts as answered."""
+        try:
+            return await make_request(bot, method)
+        except TelegramBadRequest as exc:
+            if not isinstance(method, AnswerCallbackQuery) or _QUERY_TOO_OLD not in exc.message:
+                raise
+            log.warning("telegram.press_too_old")
+            # aiogram's chain hands back the method's result (answerCallbackQuery's: True).
+            return cast("Response[TelegramType]", True)  # noqa: FBT003 -- the result itself
 
 
 class RetryMiddleware(BaseRequestMiddleware):
@@ -439,6 +476,7 @@ def build_bot(token: str, api_base: str) -> Bot:
     prepare_responses()
     session = TurnTakingSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     session.middleware(RetryMiddleware())
+    session.middleware(StalePresses())
     return Bot(token, session=session)
 
 

@@ -234,3 +234,29 @@ async def test_a_shutdown_waits_for_the_updates_waiting_for_their_turn(tmp_path:
         await draining
         sent = len(stack.telegram.sent_messages(USER))
     assert sent == 2  # the /terms reply and the /help one, both before the bot closed
+
+
+async def test_a_press_held_past_its_query_s_life_is_still_carried_out(tmp_path: Path) -> None:
+    # A press waits for the user's update before it; Telegram's callback query is "too old"
+    # by then, and answering it failed the handler: "Yes, erase" erased nothing, and the user
+    # was told of an internal error.
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        assert erase == "forget:yes"
+        telegram.misbehave("sendMessage", "late", when=lambda p: p.get("chat_id") == USER)
+        telegram.send_text(USER, "/terms")  # its reply held: the handler does not end
+        async with asyncio.timeout(10):
+            while not telegram.held:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        telegram.press_button(USER, erase, message_id=confirm["message_id"])
+        telegram.state.callback_query_ttl = 0.0  # it waits behind /terms past its query's life
+        telegram.answer_late()
+        told = await telegram.wait_for(
+            "editMessageText", lambda c: c.params.get("message_id") == confirm["message_id"]
+        )
+        sent = [m.get("text") for m in telegram.sent_messages(USER)]
+    assert str(told.params["text"]).startswith("Done: your key and 0 stored messages are gone.")
+    assert not any(str(text).startswith("Something went wrong") for text in sent)
