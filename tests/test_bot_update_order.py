@@ -214,19 +214,23 @@ async def test_a_handler_that_never_ends_holds_the_next_only_so_long() -> None:
     assert order.chats == 0  # the cancelled one gave up its place
 
 
-async def test_a_shutdown_waits_for_the_updates_waiting_for_their_turn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_a_shutdown_waits_for_the_updates_waiting_for_their_turn(
+    tmp_path: Path, *, webhook: bool
+) -> None:
     # The update behind a slow one was not counted as in hand: the drain ended with the slow
-    # one, and the bot closed with the next one fetched (its offset confirmed) and never handled.
+    # one, and the bot closed with the next one taken (its offset confirmed, or its delivery
+    # answered) and never handled.
     telegram = HostileTelegram(token=TOKEN)
     telegram.misbehave("sendMessage", "late", when=lambda p: p.get("chat_id") == USER)
-    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+    async with running_stack(tmp_path, telegram_server=telegram, webhook=webhook) as stack:
         stack.telegram.send_text(USER, "/terms")  # its reply held: the handler does not end
         stack.telegram.send_text(USER, "/help")  # waits for its turn behind it
         async with asyncio.timeout(10):
             while not telegram.held:  # noqa: ASYNC110 -- polls the fake's record
                 await asyncio.sleep(0.02)
         veil = stack.veil
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # a webhook: no polling, nothing new comes
             await veil.dispatcher.stop_polling()  # as a SIGTERM does: nothing new comes
         draining = asyncio.create_task(drain(veil.operations.in_flight, veil.chat, grace=30))
         await _settle()
