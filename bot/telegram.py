@@ -2,8 +2,9 @@ r"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API ser
 
 aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
 retries, again after each one, up to a minute of waiting in all; it retries once on a Telegram
-5xx. Draft updates and chat actions are not retried here: a stale draft is worthless, so the
-answer sinks skip them and send the next one when Telegram allows.
+5xx. A caller that must know when its call waits one out sets ``FLOOD_WAITS`` for its task.
+Draft updates and chat actions are not retried here: a stale draft is worthless, so the answer
+sinks skip them and send the next one when Telegram allows.
 
 ``TurnTakingSession`` lets a Bot API call build its request only once a connection is free:
 aiohttp builds a call's form, request and timers before it waits for one of the session's
@@ -46,6 +47,7 @@ import asyncio
 import inspect
 import json
 import re
+from contextvars import ContextVar
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
@@ -98,6 +100,10 @@ _BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)
 
 
 _QUERY_TOO_OLD = "query is too old"  # Telegram's 400 for a press answered past its life
+# Told the seconds of each flood wait a call waits out (``RetryMiddleware``), where a caller
+# set it for its task: a final part's try that waits one was answered, not left unanswered by a
+# slow Telegram (``bot.streaming.delivered``).
+FLOOD_WAITS: ContextVar[Callable[[float], None] | None] = ContextVar("flood_waits", default=None)
 
 
 class StalePresses(BaseRequestMiddleware):
@@ -167,6 +173,8 @@ class RetryMiddleware(BaseRequestMiddleware):
                     seconds=exc.retry_after,
                     waited=waited,
                 )
+                if (told := FLOOD_WAITS.get()) is not None:
+                    told(exc.retry_after)
                 await asyncio.sleep(exc.retry_after)
             except TelegramServerError:
                 server_errors += 1
