@@ -36,7 +36,7 @@ from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metri
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.order import ORDER, UpdateOrder
 from bot.payments import JournalMiddleware, PaymentDesk
-from bot.shutdown import drain
+from bot.shutdown import IN_FLIGHT, InFlight, drain
 from bot.streaming import DraftSink
 from bot.telegram import build_bot, forget_handled_update, skip_bare_updates
 from bot.ton import ton_parts
@@ -138,7 +138,11 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     # No handler keeps FSM state; aiogram's FSM would add a middleware layer to every update
     # and keep a record per chat and user in memory for good.
     dispatcher = Dispatcher(disable_fsm=True)
-    # First: a user's updates start one at a time, in order (the webhook takes their turns).
+    # First: every update is in hand from here (a shutdown waits for it), its turn waited for
+    # too, or one held behind a slow one would be dropped by a drain that ended before it.
+    in_flight = dispatcher[IN_FLIGHT] = InFlight()
+    dispatcher.update.outer_middleware(in_flight)
+    # Then: a user's updates start one at a time, in order (the webhook takes their turns).
     order = dispatcher[ORDER] = UpdateOrder()
     dispatcher.update.outer_middleware(order)
     # Before any router: a part of a long text may begin with what reads as a command.
@@ -324,7 +328,7 @@ async def _running_bot(
     served = settings.webapp_url is not None
     dispatcher["webapp_url"] = str(settings.webapp_url) if served else None
     dispatcher["webapp_sha256"] = bundle_sha256() if served else None
-    operations = Operations(metrics, store, credit)
+    operations = Operations(metrics, store, credit, dispatcher[IN_FLIGHT])
     operations.watch(bot, dispatcher)
     try:
         async with ton_parts(settings, store) as ton:

@@ -34,7 +34,6 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.listeners import METRICS_CONNECTIONS
-from bot.shutdown import InFlight
 from common.connections import ConnectionGuard, GuardedSite, guard_app
 from models import StorageError
 from services.chat import Answer, AnswerSink, ChatService, Question, ReasoningSink
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
     from aiogram.methods.base import TelegramType
 
+    from bot.shutdown import InFlight
     from models import Store
     from services.credit import Credit, Hold
 
@@ -269,13 +269,12 @@ class Operations:
     metrics: BotMetrics
     store: Store
     credit: Credit
-    in_flight: InFlight = field(default_factory=InFlight)
+    in_flight: InFlight  # the dispatcher's first middleware (``bot.app.build_dispatcher``)
     taking_updates: bool = False
 
     def watch(self, bot: Bot, dispatcher: Dispatcher) -> None:
-        """Count ``bot``'s API calls and the updates being handled; follow the dispatcher."""
+        """Count ``bot``'s API calls; follow the dispatcher (its ``in_flight`` counts updates)."""
         bot.session.middleware(TelegramMetrics(self.metrics))
-        dispatcher.update.outer_middleware(self.in_flight)
         dispatcher.startup.register(self._started)
         dispatcher.shutdown.register(self._stopped)
 

@@ -13,7 +13,8 @@ relay settles from it), and ``drain`` waits for those to end too. A second signa
 grace cuts it short; one after it changes nothing. Only then do the store, the journal and the
 sessions close, and the process exits 0.
 
-``InFlight`` is the dispatcher's outer update middleware that counts the updates being handled.
+``InFlight`` is the dispatcher's first outer update middleware that counts the updates in hand:
+being handled, or waiting for their turn behind the user's update before (``bot.order``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from services.relay import RelayService
 
 log = structlog.get_logger("veil.shutdown")
+
+IN_FLIGHT = "in_flight"  # the dispatcher's workflow data key of its ``InFlight``
 
 
 class InFlight(BaseMiddleware):

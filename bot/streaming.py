@@ -56,7 +56,7 @@ from aiogram.types import InputRichBlockThinking, InputRichMessage, Message, Mes
 
 from bot.formatting import Rendered, plain_parts, preview, render_parts
 from bot.rich import draft_markdown, rich_parts
-from bot.telegram import UnreadableReply
+from bot.telegram import FLOOD_WAITS, UnreadableReply
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 from common.folded import FoldedText
 from common.logs import describe
@@ -102,18 +102,28 @@ async def delivered(
     goes out, for a slow Telegram may still take it, and a dead connection never answers. The
     first try Telegram takes is the part; one it takes after that (the slow one, answering
     late) is a copy, taken back (``withdraw``: deleted), so a slow Telegram no longer shows the
-    part twice. The last try waits ``FINAL_TIMEOUT`` at most, as each try did. A 5xx, a cut
+    part twice. A try waiting out a flood wait (the session's retries, ``FLOOD_WAITS``) was
+    answered: the next goes out only if it is still unanswered ``FINAL_TIMEOUT`` after the
+    wait, or every try would go out into the flood, and each be taken once it ends. The last
+    try waits ``FINAL_TIMEOUT`` at most, as each try did. A 5xx, a cut
     connection or a proxy's page may still hide a message Telegram took (no reply names it): a
     part may then show twice, never not at all. A refusal (4xx) is the caller's. A reply whose
     "ok" says Telegram took the part, however unreadable its result, is not sent again.
     """
     part = _Part(send, withdraw)
+    loop = asyncio.get_running_loop()
     for attempt in range(FINAL_TRIES):
         last = attempt == FINAL_TRIES - 1
         task = asyncio.create_task(part.send(FINAL_TIMEOUT if last else LATE_TIMEOUT))
         late.add(task)
         task.add_done_callback(late.discard)
         await part.settled(task, None if last else FINAL_TIMEOUT)
+        # Waiting out a flood wait Telegram answered with: not slow; its ``FINAL_TIMEOUT``
+        # counts from the wait's end, and no other try goes out into the flood meanwhile.
+        while not (part.taken.is_set() or task.done()) and (
+            (left := part.paced_until + FINAL_TIMEOUT - loop.time()) > 0
+        ):
+            await part.settled(task, left)
         if part.taken.is_set():
             return
         failure = task.result() if task.done() else None
@@ -129,7 +139,7 @@ async def delivered(
 class _Part:
     """The tries of one final part: the first Telegram takes is kept, any later one withdrawn."""
 
-    __slots__ = ("_send", "_withdraw", "taken")
+    __slots__ = ("_send", "_withdraw", "paced_until", "taken")
 
     def __init__(
         self, send: Callable[..., Awaitable[object]], withdraw: Callable[[int], Awaitable[None]]
@@ -137,9 +147,16 @@ class _Part:
         self._send = send
         self._withdraw = withdraw
         self.taken = asyncio.Event()
+        self.paced_until = 0.0  # the loop's time a flood wait of a try ends (``FLOOD_WAITS``)
+
+    def _paced(self, seconds: float) -> None:
+        """A try waits out a flood wait of ``seconds``: Telegram answered it."""
+        ends = asyncio.get_running_loop().time() + seconds
+        self.paced_until = max(self.paced_until, ends)
 
     async def send(self, timeout: int) -> BaseException | None:  # noqa: ASYNC109 -- aiogram's
         """One try: None once Telegram took it (kept, or withdrawn as a copy); else its error."""
+        FLOOD_WAITS.set(self._paced)  # this try's own task: its flood waits are told here
         try:
             sent = await self._send(request_timeout=timeout)
         except UnreadableReply as exc:

@@ -2,8 +2,9 @@ r"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API ser
 
 aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
 retries, again after each one, up to a minute of waiting in all; it retries once on a Telegram
-5xx. Draft updates and chat actions are not retried here: a stale draft is worthless, so the
-answer sinks skip them and send the next one when Telegram allows.
+5xx. A caller that must know when its call waits one out sets ``FLOOD_WAITS`` for its task.
+Draft updates and chat actions are not retried here: a stale draft is worthless, so the answer
+sinks skip them and send the next one when Telegram allows.
 
 ``TurnTakingSession`` lets a Bot API call build its request only once a connection is free:
 aiohttp builds a call's form, request and timers before it waits for one of the session's
@@ -32,6 +33,9 @@ escape on its own (``"\ud83d"``: an emoji a client cut in two), becomes U+FFFD, 
 shows it. Python keeps it as a lone surrogate, which no UTF-8 encoder takes: such a question
 could not be counted, sealed or stored, and the user was told something went wrong.
 
+``StalePresses`` lets a button's press whose callback query Telegram finds too old to answer
+go on: the press is carried out, its answer logged as refused.
+
 ``forget_handled_update`` frees each update once handled: aiogram caches ``Update.event_type``
 in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each with its
 ``Message``, ``Chat`` and ``User``, ~10 KB) alive long after they were handled.
@@ -43,6 +47,7 @@ import asyncio
 import inspect
 import json
 import re
+from contextvars import ContextVar
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
@@ -54,11 +59,13 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import (
     ClientDecodeError,
+    TelegramBadRequest,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
 from aiogram.methods import (
+    AnswerCallbackQuery,
     GetUpdates,
     Response,
     SendChatAction,
@@ -90,6 +97,42 @@ _NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
 _BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)
+
+
+_QUERY_TOO_OLD = "query is too old"  # Telegram's 400 for a press answered past its life
+# Told the seconds of each flood wait a call waits out (``RetryMiddleware``), where a caller
+# set it for its task: a final part's try that waits one was answered, not left unanswered by a
+# slow Telegram (``bot.streaming.delivered``).
+FLOOD_WAITS: ContextVar[Callable[[float], None] | None] = ContextVar("flood_waits", default=None)
+
+
+class StalePresses(BaseRequestMiddleware):
+    """A button's press answered too late for Telegram is let go; the press is carried out.
+
+    A callback query can be answered for a few seconds only: after that Telegram refuses the
+    answer ("query is too old and response timeout expired or query ID is invalid"). A press
+    waits for the user's update before it (``bot.order``), which may take longer (a slow or
+    flood-waiting Telegram); its handler answers the press first, and the refusal failed the
+    handler: "Yes, erase" erased nothing and the user was told something went wrong. The
+    refusal is now logged (``telegram.press_too_old``) and the answer taken as given: the
+    button's spinner has long stopped by then anyway.
+    """
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the next handler; a press's answer refused as too old counts as answered."""
+        try:
+            return await make_request(bot, method)
+        except TelegramBadRequest as exc:
+            if not isinstance(method, AnswerCallbackQuery) or _QUERY_TOO_OLD not in exc.message:
+                raise
+            log.warning("telegram.press_too_old")
+            # aiogram's chain hands back the method's result (answerCallbackQuery's: True).
+            return cast("Response[TelegramType]", True)  # noqa: FBT003 -- the result itself
 
 
 class RetryMiddleware(BaseRequestMiddleware):
@@ -130,6 +173,8 @@ class RetryMiddleware(BaseRequestMiddleware):
                     seconds=exc.retry_after,
                     waited=waited,
                 )
+                if (told := FLOOD_WAITS.get()) is not None:
+                    told(exc.retry_after)
                 await asyncio.sleep(exc.retry_after)
             except TelegramServerError:
                 server_errors += 1
@@ -439,6 +484,7 @@ def build_bot(token: str, api_base: str) -> Bot:
     prepare_responses()
     session = TurnTakingSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     session.middleware(RetryMiddleware())
+    session.middleware(StalePresses())
     return Bot(token, session=session)
 
 

@@ -31,7 +31,8 @@ successful call and every message a user writes.
 Requests may be GET or POST, urlencoded, multipart or JSON, as the Bot API allows. ``calls``
 holds every request in the order it was answered (a long poll is recorded when it returns),
 failed ones included, each with how its parameters came (``Call.body``).
-``state.inline_query_ttl`` (10 s) is how long an inline query can be answered.
+``state.inline_query_ttl`` (10 s) is how long an inline query can be answered;
+``state.callback_query_ttl`` (None: for ever) how long a button's press can be.
 
 The other modules: ``text`` (entities), ``wire`` (parameter decoding, error replies, reply
 markup), ``faults`` (failure injection).

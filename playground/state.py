@@ -179,6 +179,10 @@ class TelegramState:
         self._ephemeral: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_ephemeral_id: dict[int, int] = {}
         self._callback_queries: dict[str, bool] = {}  # id -> answered
+        self._callback_opened: dict[str, float] = {}  # id -> when it was pressed (monotonic)
+        # Seconds a callback query can be answered (Telegram's are "too old" after a few
+        # seconds); None: for ever, as most tests need on a loaded machine.
+        self.callback_query_ttl: float | None = None
         self.callback_users: dict[str, int] = {}  # callback query id -> who pressed
         self._ids = itertools.count(1)
 
@@ -359,9 +363,10 @@ class TelegramState:
         self.inline_places[inline_message_id] = (chat_id, message_id)
 
     def new_callback_query(self, user_id: int) -> str:
-        """Open a callback query from ``user_id`` the bot may answer once; return its id."""
+        """Open a callback query from ``user_id``: answered once, within ``callback_query_ttl``."""
         query_id = self.next_id()
         self._callback_queries[query_id] = False
+        self._callback_opened[query_id] = time.monotonic()
         self.callback_users[query_id] = user_id
         return query_id
 
@@ -699,7 +704,11 @@ class TelegramState:
 
     def _answer_callback_query(self, p: dict[str, Any]) -> bool:
         query_id = str(p.get("callback_query_id", ""))
-        if self._callback_queries.get(query_id, True):
+        ttl = self.callback_query_ttl
+        opened = self._callback_opened.get(query_id, 0.0)
+        if self._callback_queries.get(query_id, True) or (
+            ttl is not None and time.monotonic() - opened > ttl
+        ):
             raise bad_request(QUERY_TOO_OLD)
         self._callback_queries[query_id] = True
         return True

@@ -149,3 +149,26 @@ async def test_a_rich_answer_whose_thinking_telegram_does_not_take_goes_out_alon
     assert message["rich_message"]["blocks"]
     assert THOUGHT not in str(message)
     assert stored == ["Think, then tell me", ANSWER]
+
+
+async def test_a_final_part_waiting_out_a_flood_wait_is_not_sent_twice(tmp_path: Path) -> None:
+    # Telegram answered the try at once, with a flood wait longer than a try's timeout: the
+    # try waited it out (the session's retries), was taken for a slow Telegram's, and a second
+    # try went out meanwhile; both went through, one shown and then deleted, and under a real
+    # flood every extra call meets (and lengthens) the wait.
+    async with running_stack(tmp_path, answer=ANSWER) as stack:
+        stack.telegram.fail_next(
+            "sendMessage",
+            status=429,
+            description=f"Too Many Requests: retry after {3 * TIMEOUT}",
+            retry_after=3 * TIMEOUT,
+        )
+        stack.telegram.send_text(USER, "A question")
+        async with asyncio.timeout(20):  # the flood-waited call, sent again after the wait
+            while not [c for c in answers(stack) if c.at - answers(stack)[0].at >= 2 * TIMEOUT]:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        await stack.veil.chat.wait_idle(10)
+        shown = [m for m in stack.telegram.sent_messages(USER) if m.get("text") == ANSWER]
+    assert len(shown) == 1
+    assert len(answers(stack)) == 2  # the flood-waited call, and its retry after the wait
+    assert stack.telegram.calls_of("deleteMessage") == []

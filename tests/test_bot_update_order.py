@@ -16,7 +16,9 @@ from aiogram.types import Update
 from structlog.testing import capture_logs
 
 from bot.order import LET_NEXT_IN, UpdateOrder
+from bot.shutdown import drain
 from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.test_bot_payments import USER as PAYER
 from tests.test_bot_payments import buy_pack, paying_stack
 
@@ -210,3 +212,55 @@ async def test_a_handler_that_never_ends_holds_the_next_only_so_long() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await stuck
     assert order.chats == 0  # the cancelled one gave up its place
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_a_shutdown_waits_for_the_updates_waiting_for_their_turn(
+    tmp_path: Path, *, webhook: bool
+) -> None:
+    # The update behind a slow one was not counted as in hand: the drain ended with the slow
+    # one, and the bot closed with the next one taken (its offset confirmed, or its delivery
+    # answered) and never handled.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda p: p.get("chat_id") == USER)
+    async with running_stack(tmp_path, telegram_server=telegram, webhook=webhook) as stack:
+        stack.telegram.send_text(USER, "/terms")  # its reply held: the handler does not end
+        stack.telegram.send_text(USER, "/help")  # waits for its turn behind it
+        async with asyncio.timeout(10):
+            while not telegram.held:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        veil = stack.veil
+        with contextlib.suppress(RuntimeError):  # a webhook: no polling, nothing new comes
+            await veil.dispatcher.stop_polling()  # as a SIGTERM does: nothing new comes
+        draining = asyncio.create_task(drain(veil.operations.in_flight, veil.chat, grace=30))
+        await _settle()
+        telegram.answer_late()
+        await draining
+        sent = len(stack.telegram.sent_messages(USER))
+    assert sent == 2  # the /terms reply and the /help one, both before the bot closed
+
+
+async def test_a_press_held_past_its_query_s_life_is_still_carried_out(tmp_path: Path) -> None:
+    # A press waits for the user's update before it; Telegram's callback query is "too old"
+    # by then, and answering it failed the handler: "Yes, erase" erased nothing, and the user
+    # was told of an internal error.
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        assert erase == "forget:yes"
+        telegram.misbehave("sendMessage", "late", when=lambda p: p.get("chat_id") == USER)
+        telegram.send_text(USER, "/terms")  # its reply held: the handler does not end
+        async with asyncio.timeout(10):
+            while not telegram.held:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        telegram.press_button(USER, erase, message_id=confirm["message_id"])
+        telegram.state.callback_query_ttl = 0.0  # it waits behind /terms past its query's life
+        telegram.answer_late()
+        told = await telegram.wait_for(
+            "editMessageText", lambda c: c.params.get("message_id") == confirm["message_id"]
+        )
+        sent = [m.get("text") for m in telegram.sent_messages(USER)]
+    assert str(told.params["text"]).startswith("Done: your key and 0 stored messages are gone.")
+    assert not any(str(text).startswith("Something went wrong") for text in sent)
