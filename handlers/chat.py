@@ -36,7 +36,7 @@ from aiogram.types import Message
 
 from handlers import documents
 from handlers.callbacks import Continue, Retry
-from handlers.commands import TextCommand, in_caption
+from handlers.commands import TextCommand, forwarded, in_caption
 from handlers.replies import (
     TELEGRAM_LATER,
     continue_keyboard,
@@ -473,8 +473,13 @@ async def on_topic_changed(message: Message) -> None:
 
 
 def starts_with_command(message: Message) -> bool:
-    """Whether the text begins with a command as Telegram marks one (``/word``: not ``/etc/x``)."""
-    return any(e.type == "bot_command" and e.offset == 0 for e in message.entities or ())
+    """Whether the text begins with a command as Telegram marks one (``/word``: not ``/etc/x``).
+
+    Never a forward's: it is asked as a question (``handlers.commands``).
+    """
+    return not forwarded(message) and any(
+        e.type == "bot_command" and e.offset == 0 for e in message.entities or ()
+    )
 
 
 async def on_unknown_command(message: Message, texts: Texts) -> None:

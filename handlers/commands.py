@@ -7,6 +7,10 @@ or picture it is under (the chat reads a text file's caption as the question abo
 tells the user a command there was not run: ``handlers.chat.on_document``). Groups keep
 aiogram's filter: there a question in a caption (``/ask`` under a file) is told that only a
 message's text is read (``handlers.groups``).
+
+A forwarded message is never a command either: it is someone else's text the user shares (a
+"/new" forwarded from a chat about the bot), so the private chat asks it as a question like any
+forwarded text, and a group takes it as not addressed to Veil (``handlers.groups.addressed``).
 """
 
 from __future__ import annotations
@@ -21,21 +25,21 @@ if TYPE_CHECKING:
 
 
 class TextCommand(Command):
-    """aiogram's ``Command``, for a message with a text (never matched by a caption)."""
+    """aiogram's ``Command``, for a message with a text (never a caption, never a forward)."""
 
     async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, Any]:
-        """The command's data when the text is this command; False for a caption."""
-        if not isinstance(message, Message) or message.text is None:
+        """The command's data when the text is this command; False for a caption or a forward."""
+        if not isinstance(message, Message) or message.text is None or forwarded(message):
             return False
         return await super().__call__(message, bot)
 
 
 class TextCommandStart(CommandStart):
-    """aiogram's ``CommandStart``, for a message with a text (never matched by a caption)."""
+    """aiogram's ``CommandStart``, for a message with a text (never a caption, never a forward)."""
 
     async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, Any]:
-        """The command's data when the text is /start; False for a caption."""
-        if not isinstance(message, Message) or message.text is None:
+        """The command's data when the text is /start; False for a caption or a forward."""
+        if not isinstance(message, Message) or message.text is None or forwarded(message):
             return False
         return await super().__call__(message, bot)
 
@@ -43,3 +47,8 @@ class TextCommandStart(CommandStart):
 def in_caption(message: Message) -> bool:
     """Whether the caption begins with a command as Telegram marks one (not run: see above)."""
     return any(e.type == "bot_command" and e.offset == 0 for e in message.caption_entities or ())
+
+
+def forwarded(message: Message) -> bool:
+    """Whether the message is a forward: someone else's words, never the user's command."""
+    return message.forward_origin is not None

@@ -43,6 +43,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from common.logs import describe
 from handlers.callbacks import GroupSet, GroupToggle
+from handlers.commands import forwarded
 from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import (
     forum_topic,
@@ -83,10 +84,12 @@ PLACEHOLDER_TRIES = 2
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     """A filter: the message mentions Veil or replies to one of its messages.
 
-    Passes the question (the text without the mention) to the handler as ``question``.
+    Passes the question (the text without the mention) to the handler as ``question``. A
+    forward is never addressed to Veil: its mention was written for another chat, and it holds
+    no words of the one who forwarded it (to ask about it, they reply to it mentioning Veil).
     """
     text = message.text or message.caption
-    if not text or text.startswith("/"):
+    if not text or text.startswith("/") or forwarded(message):
         return False
     me = await bot.me()
     if message.via_bot is not None and message.via_bot.id == me.id:
@@ -565,10 +568,11 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type.in_(GROUPS))
-    router.message.register(cmd_ask, Command("ask", ignore_case=True))
-    router.message.register(cmd_groupsettings, Command("groupsettings", ignore_case=True))
-    router.message.register(cmd_terms, Command("terms", ignore_case=True))
-    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True))
+    own = ~F.forward_origin  # a forwarded command is someone else's words: not run here
+    router.message.register(cmd_ask, Command("ask", ignore_case=True), own)
+    router.message.register(cmd_groupsettings, Command("groupsettings", ignore_case=True), own)
+    router.message.register(cmd_terms, Command("terms", ignore_case=True), own)
+    router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True), own)
     router.message.register(on_upgraded, F.migrate_to_chat_id | F.migrate_from_chat_id)
     router.message.register(on_addressed, addressed)
     router.callback_query.register(on_group_set, GroupSet.filter())

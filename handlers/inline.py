@@ -33,6 +33,7 @@ from aiogram.types import (
 
 from common.logs import describe
 from handlers.callbacks import StopAnswer
+from handlers.commands import forwarded
 from handlers.failures import apologise_outside, tell_outside
 from handlers.replies import (
     link_keyboard,
@@ -140,18 +141,10 @@ async def on_guest_message(
         return
     if not editors.answered.first(("guest", message.guest_query_id)):
         return  # delivered again: it is answered (or being answered) already
-    if message.sender_chat is not None:
-        log.info("inline.guest_asked_as_chat")
-        await _notice(message.guest_query_id, texts("group_ask_as_yourself"), bot)
-        return
-    if message.text is None:  # a caption: the model would answer blind to what it is under
-        log.info("inline.guest_media_refused", replied=False)
-        await _notice(message.guest_query_id, texts("guest_media"), bot)
-        return
     me = await bot.me()
-    if replies_to_unseen(message, me.id, files_read=False):  # "what is this?" under a photo
-        log.info("inline.guest_media_refused", replied=True)
-        await _notice(message.guest_query_id, texts("guest_replied_media"), bot)
+    refused = _refused(message, me.id)
+    if refused is not None:
+        await _notice(message.guest_query_id, texts(refused), bot)
         return
     question = without_mention(message.text or message.caption or "", me.username)
     context = replied_context(message, me.id)
@@ -177,13 +170,36 @@ async def on_guest_message(
     await answer_inline(sent.inline_message_id, event_update, asked, texts, chat, editors)
 
 
+def _refused(message: Message, me_id: int) -> str | None:
+    """The key of the notice a summons Veil does not answer gets (logged), or None.
+
+    Refused: one sent as a chat, a forward, one in a caption, one replying to unseen media
+    (``_notice`` says why each).
+    """
+    if message.sender_chat is not None:
+        log.info("inline.guest_asked_as_chat")
+        return "group_ask_as_yourself"
+    if forwarded(message):  # its mention was written for another chat, not by the forwarder
+        log.info("inline.guest_forward_refused")
+        return "guest_forwarded"
+    if message.text is None:  # a caption: the model would answer blind to what it is under
+        log.info("inline.guest_media_refused", replied=False)
+        return "guest_media"
+    if replies_to_unseen(message, me_id, files_read=False):  # "what is this?" under a photo
+        log.info("inline.guest_media_refused", replied=True)
+        return "guest_replied_media"
+    return None
+
+
 async def _notice(guest_query_id: str, text: str, bot: Bot) -> None:
     """A notice for an answer: to a summons sent as a chat, or asking about unseen media.
 
     A summons sent as a chat (an anonymous admin, a channel) comes from a pseudo-user that
     stands for everyone who posts so (as in a group, ``handlers.groups.ask_as_yourself``):
     nobody whose own credit an answer could be charged to. One in a caption would be answered
-    blind to the photo or file it is under (``handlers.groups`` refuses it the same way).
+    blind to the photo or file it is under (``handlers.groups`` refuses it the same way). A
+    forward that mentions Veil is someone else's words, written for another chat: in a group it
+    is not addressed to Veil (``handlers.groups.addressed``), here the forwarder is told so.
     """
     notice = InlineQueryResultArticle(
         id=new_tag(),

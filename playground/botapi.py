@@ -156,6 +156,7 @@ class FakeTelegram(Served):
         self.send_as_chat = self.user.send_as_chat
         self.upgrade_group = self.user.upgrade_group
         self.edit_text = self.user.edit_text
+        self.forward_text = self.user.forward_text
         self.guest_message = self.user.guest_message
         self.guest_message_as_chat = self.user.guest_message_as_chat
         self.send_message_of = self.user.send_message_of

@@ -232,6 +232,34 @@ class UserActions:
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)
 
+    def forward_text(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        author: int | None = None,
+        chat_id: int | None = None,
+        first_name: str = "Ann",
+    ) -> int:
+        """``user_id`` forwards a text someone else wrote: an update_id, or 0 if none is sent.
+
+        As the Bot API sends a forward: the text keeps the entities its author's client marked
+        (a ``bot_command``, a ``mention``) and ``forward_origin`` names who wrote it, a
+        ``MessageOriginUser`` of ``author`` (registered as "Bob" if new), or without
+        ``author`` a ``MessageOriginHiddenUser`` (one whose privacy settings hide them). Routed
+        like ``send_text`` (``chat_id``); in a chat without the bot (``post_text`` makes one) a
+        forward that mentions the bot summons it as a guest, as any message there that does.
+        """
+        if author is None:
+            origin: dict[str, Any] = {"type": "hidden_user", "sender_user_name": "Bob"}
+        else:
+            known = self._state.users.get(author) or self._state.register_user(author, "Bob", "en")
+            origin = {"type": "user", "sender_user": known}
+        origin["date"] = int(time.time()) - 3600
+        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        content["forward_origin"] = origin
+        return self._user_message(user_id, {"chat_id": chat_id, "first_name": first_name}, content)
+
     def edit_text(self, user_id: int, message_id: int, text: str) -> int:
         """The user edits their text message ``message_id`` in their private chat with the bot.
 

@@ -486,3 +486,36 @@ async def test_a_question_replying_to_unseen_media_is_told_alone_not_answered_bl
     assert not summons.get("reply_markup")  # no stop button: nothing runs
     assert final["text"] == ANSWER
     assert asked == [["Our cat", "is it a cat?"]]
+
+
+async def test_a_forward_that_mentions_veil_or_asks_is_not_answered_nor_charged(
+    tmp_path: Path,
+) -> None:
+    # A forwarded "@veil …" (written for another chat) was answered and charged to the one who
+    # forwarded it, and so was a forwarded "/ask …": the forwarder's own words asked nothing.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.forward_text(BOB, f"@veil_test_bot {QUESTION}", author=ANN, chat_id=GROUP)
+        stack.telegram.forward_text(BOB, f"/ask {QUESTION}", chat_id=GROUP)
+        stack.telegram.send_text(BOB, "@veil_test_bot and this one?", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        asked = [m["content"] for r in stack.vllm.requests for m in r["messages"]]
+        told = stack.telegram.ephemeral_messages(GROUP, BOB)
+    assert final["reply_to_message"]["text"] == "@veil_test_bot and this one?"
+    assert asked == ["and this one?"]
+    assert told == []
+
+
+async def test_a_forward_that_mentions_veil_summons_no_answer_as_a_guest(
+    tmp_path: Path,
+) -> None:
+    # As in a group: a forwarded "@veil …" in a chat without Veil was answered as a guest and
+    # charged to the forwarder, though the mention was written for another chat.
+    friends = -1_009_876_545
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.user.post_text(ANN, "hi", chat_id=friends)
+        stack.telegram.forward_text(BOB, f"@veil_test_bot {QUESTION}", author=ANN, chat_id=friends)
+        await wait_until(lambda: bool(stack.telegram.calls_of("answerGuestQuery")))
+        (posted,) = stack.telegram.state.inline_messages.values()
+        assert posted["text"].startswith("This is a forwarded message")
+        assert not posted.get("reply_markup")  # no stop button: nothing runs
+        assert stack.vllm.requests == []

@@ -425,3 +425,19 @@ async def test_a_question_replying_to_a_photo_is_told_it_cannot_be_seen_not_answ
     assert refused["text"].startswith("I can't see photos, videos, voice messages or stickers")
     assert answered["text"] == "A cat, by the caption."
     assert asked == ["> Our cat\n\nWhat is in it?"]
+
+
+async def test_a_forwarded_command_is_asked_as_a_question_not_run(tmp_path: Path) -> None:
+    # A forwarded "/new" (someone else's text the user shares) started a new conversation, and
+    # a forwarded "/nonsense" was told "I don't know /nonsense": each ran as the user's own.
+    async with running_stack(tmp_path, answer="About that.") as stack:
+        stack.telegram.send_text(USER, "Before")
+        await stack.stored_turns(USER, 2)
+        stack.telegram.forward_text(USER, "/new", author=6202)
+        await stack.stored_turns(USER, 4)
+        stack.telegram.forward_text(USER, "/nonsense please")
+        turns = await stack.stored_turns(USER, 6)
+        sent = [str(m["text"]) for m in await stack.final_messages(USER, 3)]
+    assert sent == ["About that."] * 3
+    assert turns[2] == "/new"  # the same conversation, the forward its question
+    assert turns[4] == "/nonsense please"
