@@ -139,12 +139,17 @@ def without_mention(text: str, username: str | None) -> str:
     return " ".join(words).strip()
 
 
-# What a message may carry that the model never sees (a file, only where files are not read).
-_UNSEEN = ("photo", "video", "animation", "sticker", "voice", "video_note", "audio", "paid_media")
+# What a message may carry that the model never sees (a file, only where files are not read):
+# media, and the contents no question goes with (a location, a poll, a dice, a story…).
+_UNSEEN = (
+    *("photo", "video", "animation", "sticker", "voice", "video_note", "audio", "paid_media"),
+    *("location", "venue", "contact", "poll", "dice", "game", "invoice", "story", "checklist"),
+    *("giveaway", "giveaway_winners"),
+)
 
 
 def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> bool:
-    """Whether ``message`` replies to a photo, video, voice message or the like with no caption.
+    """Whether ``message`` replies to a photo, video, location, poll or the like with no caption.
 
     There is nothing in it the model could read ("what is this?" under a photo): it would
     answer blind, and the asker be charged for a guess. Where files are not read (groups, guest

@@ -55,7 +55,33 @@ CHANNEL_BOT: dict[str, Any] = {
 _ROUTING = frozenset({"chat_id", "chat_type", "language_code", "first_name"})
 
 
+# What a message may carry that is no file, as the Bot API writes it (Location, Dice, Contact,
+# Poll); ``send_message_of`` sends these too.
+_NOT_FILES: dict[str, dict[str, Any]] = {
+    "location": {"latitude": 51.5007, "longitude": -0.1246},
+    "dice": {"emoji": "🎲", "value": 4},
+    "contact": {"phone_number": "+15550100", "first_name": "Bob"},
+    "poll": {
+        "question": "Lunch?",
+        "options": [
+            {"persistent_id": "1", "text": "Pizza", "voter_count": 0},
+            {"persistent_id": "2", "text": "Soup", "voter_count": 0},
+        ],
+        "total_voter_count": 0,
+        "is_closed": False,
+        "is_anonymous": True,
+        "type": "regular",
+        "allows_multiple_answers": False,
+        "allows_revoting": True,
+        "members_only": False,
+    },
+}
+
+
 def _media(kind: str, serial: str) -> list[dict[str, Any]] | dict[str, Any]:
+    if kind in _NOT_FILES:
+        poll_id = {"id": f"poll-{serial}"} if kind == "poll" else {}
+        return poll_id | copy.deepcopy(_NOT_FILES[kind])
     file = {"file_id": f"fake-{kind}-{serial}", "file_unique_id": f"u{serial}", "file_size": 1024}
     if kind == "photo":
         return [
@@ -435,7 +461,7 @@ class UserActions:
         return int(message["message_id"])
 
     def send_message_of(self, user_id: int, kind: str, **fields: object) -> int:
-        """A photo, voice, sticker or document message from ``user_id``.
+        """A photo, voice, sticker, document, location, dice, contact or poll from ``user_id``.
 
         ``chat_id``, ``chat_type``, ``first_name`` and ``language_code`` route it like
         ``send_text``; any other field (``caption``, or the media object itself) is set on the

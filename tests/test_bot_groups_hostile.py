@@ -519,3 +519,30 @@ async def test_a_forward_that_mentions_veil_summons_no_answer_as_a_guest(
         assert posted["text"].startswith("This is a forwarded message")
         assert not posted.get("reply_markup")  # no stop button: nothing runs
         assert stack.vllm.requests == []
+
+
+async def test_a_question_replying_to_a_poll_or_location_is_told_alone_not_answered_blind(
+    tmp_path: Path,
+) -> None:
+    # "@veil which one should we pick?" under a poll (or under a location) went to the model
+    # as the bare question, as one under a photo did: answered blind and charged.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        posted: list[int] = []
+        for kind in ("poll", "location"):
+            stack.telegram.send_message_of(ANN, kind, chat_id=GROUP)
+            posted.append(stack.telegram.state.chat_messages(GROUP)[-1]["message_id"])
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot which one should we pick?", chat_id=GROUP, reply_to=posted[0]
+        )
+        stack.telegram.send_text(
+            ANN, "@veil_test_bot what is near it?", chat_id=GROUP, reply_to=posted[1]
+        )
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        await wait_until(lambda: bool(told_texts(stack, ANN)) and bool(told_texts(stack, BOB)))
+        told = told_texts(stack, ANN) | told_texts(stack, BOB)
+        asked = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests]
+    assert final["text"] == ANSWER
+    assert asked == [[QUESTION]]
+    (notice,) = told
+    assert notice.startswith("I can't see the photo, file or other media you replied to")

@@ -422,7 +422,7 @@ async def test_a_question_replying_to_a_photo_is_told_it_cannot_be_seen_not_answ
         answered = (await stack.final_messages(USER, 4))[3]
         asked = asked_of(stack)
     assert told["text"].startswith("I can only read text and text files")
-    assert refused["text"].startswith("I can't see photos, videos, voice messages or stickers")
+    assert refused["text"].startswith("I can't see photos, videos, voice messages, stickers")
     assert answered["text"] == "A cat, by the caption."
     assert asked == ["> Our cat\n\nWhat is in it?"]
 
@@ -441,3 +441,22 @@ async def test_a_forwarded_command_is_asked_as_a_question_not_run(tmp_path: Path
     assert sent == ["About that."] * 3
     assert turns[2] == "/new"  # the same conversation, the forward its question
     assert turns[4] == "/nonsense please"
+
+
+@pytest.mark.parametrize("kind", ["location", "poll", "dice", "contact"])
+async def test_a_question_replying_to_a_location_or_poll_is_told_not_answered_blind(
+    tmp_path: Path, kind: str
+) -> None:
+    # "What is near here?" under a location (a poll, a dice, a contact) went to the model as
+    # the bare question, as one under a photo did: the model never gets what it replies to,
+    # so it answered blind, a guess, and the user paid for it.
+    async with running_stack(tmp_path, answer="A guess.") as stack:
+        stack.telegram.send_message_of(USER, kind)
+        sent = stack.telegram.state.chat_messages(USER)[-1]["message_id"]
+        told = (await stack.final_messages(USER, 1))[0]
+        stack.telegram.send_text(USER, "What is this?", reply_to=sent)
+        refused = (await stack.final_messages(USER, 2))[1]
+        asked = asked_of(stack)
+    assert told["text"].startswith("I can only read text and text files")
+    assert refused["text"].startswith("I can't see photos, videos, voice messages, stickers")
+    assert asked == []
