@@ -154,8 +154,9 @@ def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> boo
     There is nothing in it the model could read ("what is this?" under a photo): it would
     answer blind, and the asker be charged for a guess. Where files are not read (groups, guest
     mode) a file without a caption counts too. A captioned one goes as its caption
-    (``replied_context``), Veil's own messages as they are; a reply to another chat's message
-    quoting part of it goes as the quote.
+    (``replied_context``), Veil's own messages as they are; a reply to another chat's media
+    that quotes part of it is not refused (the private chat asks with the quote; a group or a
+    summons, which read only ``reply_to_message``, with the question alone).
     """
     kinds = _UNSEEN if files_read else (*_UNSEEN, "document")
     replied = message.reply_to_message
