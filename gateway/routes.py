@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -41,6 +42,9 @@ from sealed.auth import PROOF_HEADER
 from sealed.encoding import hex_bytes, json_str, parse_json_object
 from sealed.errors import MalformedMessage
 from sealed.request import REQUEST_ID_SIZE
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 log = structlog.get_logger("veil.gateway")
 
@@ -152,13 +156,35 @@ async def handle_metrics(request: web.Request) -> web.Response:
     return web.Response(body=gateway.metrics.render(), content_type="text/plain")
 
 
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A path the gateway does not serve, or a method it does not take there: a JSON refusal.
+
+    aiohttp's router answers them with a plain-text page; every other refusal is the spec's
+    JSON ``{"error": {"code", "message"}}``, which a client reads the same way.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        refusal = Refusal(exc.status, "method_not_allowed", f"use {', '.join(exc.allowed_methods)}")
+        reply = web.json_response(refusal.body(), status=refusal.status)
+        reply.headers["Allow"] = exc.headers["Allow"]
+        return reply
+    except web.HTTPNotFound:
+        refusal = Refusal(404, "not_found", "no such path")
+        return web.json_response(refusal.body(), status=refusal.status)
+
+
 def build_app(gateway: Gateway, guard: ConnectionGuard | None = None) -> web.Application:
     """The public aiohttp application serving ``gateway``.
 
     With ``guard``, guarded as ``guard_app`` guards: its middleware, and replies that name the
-    server ``Veil`` only, not aiohttp's and Python's versions.
+    server ``Veil`` only, not aiohttp's and Python's versions. A path or method it does not
+    serve is refused in JSON, as every other refusal (``_json_errors``).
     """
-    app = web.Application(client_max_size=gateway.max_body)
+    app = web.Application(client_max_size=gateway.max_body, middlewares=[_json_errors])
     app[GATEWAY] = gateway
     app.router.add_get("/v1/keys", handle_keys)
     app.router.add_post("/v1/sealed/chat/completions", handle_sealed_chat)

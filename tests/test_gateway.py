@@ -190,6 +190,31 @@ async def test_metrics_count_requests_without_text(
         assert response.status == 404  # metrics are not served on the public port
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        ("GET", "/v1/sealed/chat/completion", "not_found"),
+        ("GET", "/", "not_found"),
+        ("GET", "/v1/sealed/chat/completions", "method_not_allowed"),
+        ("DELETE", "/v1/keys", "method_not_allowed"),
+    ],
+)
+async def test_a_path_or_method_not_served_is_refused_in_json(
+    gateway: RunningGateway, http: aiohttp.ClientSession, method: str, path: str, code: str
+) -> None:
+    # aiohttp's router answered with a plain-text page ("404: Not Found"), where every other
+    # refusal is the spec's JSON: a client following docs/protocol.md could not read it.
+    async with http.request(method, f"{gateway.url}{path}") as response:
+        body = await response.json()
+        allow = response.headers.get("Allow", "")
+    assert (response.status, body["error"]["code"]) == (
+        {"not_found": 404, "method_not_allowed": 405}[code],
+        code,
+    )
+    assert (method in allow) is False
+    assert bool(allow) is (code == "method_not_allowed")
+
+
 # -- refusals before vLLM is called ------------------------------------------------------------
 
 
