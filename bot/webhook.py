@@ -143,6 +143,7 @@ class VeilWebhook(SimpleRequestHandler):
         if not isinstance(update, Update):
             return update
         turn = self._order.take(update)  # its place as it came, before the journal's wait
+        handed_on = False
         try:
             entry = entry_from_update(update)
             if entry is not None:
@@ -150,16 +151,15 @@ class VeilWebhook(SimpleRequestHandler):
                     await self._desk.record([entry])
                 except JournalUnavailable:
                     log.exception("webhook.journal_unavailable", update_id=update.update_id)
-                    _leave(turn)
                     return web.Response(status=503, text="Service Unavailable")
             if not self._taken.take(update.update_id):  # after the journal: a 503 is not taken
                 log.info("webhook.redelivered", update_id=update.update_id)
-                _leave(turn)
                 return web.json_response({})
             task = asyncio.create_task(self._feed(update, turn))
-        except BaseException:  # anything else before it is handed on: the user's next go on
-            _leave(turn)
-            raise
+            handed_on = True
+        finally:
+            if not handed_on:  # refused, delivered again, or failed: the user's next go on
+                _leave(turn)
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
         return web.json_response({})
