@@ -482,9 +482,14 @@ def starts_with_command(message: Message) -> bool:
     )
 
 
+def _command_shown(text: str | None) -> str:
+    """The command a text begins with, as it is shown back to the user (cut to a command's most)."""
+    return (text or "").split(maxsplit=1)[0][:MAX_COMMAND_SHOWN]
+
+
 async def on_unknown_command(message: Message, texts: Texts) -> None:
     """A command no router took (a typo, a group's command, an admin's): say where the list is."""
-    command = (message.text or "").split(maxsplit=1)[0][:MAX_COMMAND_SHOWN]
+    command = _command_shown(message.text)
     await message.answer(texts("unknown_command", command=command))
 
 
@@ -546,7 +551,7 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     await opened_topic(message, chat, texts)
     answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=topic_of(message))
     if in_caption(message):  # not run (``handlers.commands``): say so, or it seems ignored
-        command = (message.caption or "").split(maxsplit=1)[0][:MAX_COMMAND_SHOWN]
+        command = _command_shown(message.caption)
         await message.answer(texts("document_caption_command", command=command))
 
 
