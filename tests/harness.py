@@ -524,22 +524,24 @@ class GatewayProcess:
     pid: int
 
 
+def gateway_env(vllm_url: str, key_file: Path, port: int = 0) -> dict[str, str]:
+    """The settings of ``python -m gateway`` for ``vllm_url`` on ``port`` (0: a free one)."""
+    return {
+        "VEIL_OPERATOR_KEY_FILE": str(key_file),
+        "VEIL_CLIENT_KEYS": client_keys_setting(),
+        "VEIL_VLLM_URL": vllm_url,
+        "VEIL_GATEWAY_PORT": str(port),
+        "VEIL_METRICS_PORT": "0",  # never clash with another gateway's 9600
+    }
+
+
 @contextlib.asynccontextmanager
 async def gateway_process(
     vllm_url: str, key_file: Path, env: dict[str, str] | None = None
 ) -> AsyncIterator[GatewayProcess]:
     """``python -m gateway`` for ``vllm_url`` on free ports, started."""
     process = await ManagedProcess.start(
-        "-m",
-        "gateway",
-        env={
-            "VEIL_OPERATOR_KEY_FILE": str(key_file),
-            "VEIL_CLIENT_KEYS": client_keys_setting(),
-            "VEIL_VLLM_URL": vllm_url,
-            "VEIL_GATEWAY_PORT": "0",
-            "VEIL_METRICS_PORT": "0",  # never clash with another gateway's 9600
-            **(env or {}),
-        },
+        "-m", "gateway", env=gateway_env(vllm_url, key_file) | (env or {})
     )
     try:
         await process.wait_for_line("gateway.started")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from typing import TYPE_CHECKING
@@ -10,12 +11,16 @@ from typing import TYPE_CHECKING
 import structlog
 
 from tests.botstack import running_stack
-from tests.fakes.relay import RecordingProxy
+from tests.test_bot_stop import behind_proxy
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     import pytest
+
+    from tests.botstack import Stack
+    from tests.fakes.relay import RecordingProxy
 
 USER = 7001
 GROUP = -1_001_234_567
@@ -39,12 +44,19 @@ def assert_absent(haystack: bytes, markers: tuple[str, ...] = MARKERS) -> None:
             assert marker.encode(encoding) not in haystack, marker
 
 
+@contextlib.asynccontextmanager
+async def recording(stack: Stack) -> AsyncIterator[RecordingProxy]:
+    """A recording proxy between the bot and its gateway, for the block (``behind_proxy``)."""
+    proxy = await behind_proxy(stack)
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
 async def test_nothing_readable_on_disk_in_logs_or_on_the_wire(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=ANSWER) as stack:
-        host, port = stack.gateway.url.removeprefix("http://").split(":")
-        async with RecordingProxy(host, int(port)) as proxy:
-            # Route the bot's inference through the recording proxy.
-            stack.veil.chat.inference._gateways[0].url = proxy.url
+        async with recording(stack) as proxy:  # the bot's inference through the proxy
             with structlog.testing.capture_logs() as logs:
                 stack.telegram.send_text(USER, PROMPT)
                 (message,) = await stack.final_messages(USER)
@@ -80,34 +92,31 @@ async def test_files_quotes_edits_and_captions_stay_off_disk_logs_and_wire(
     # A text file read as a question (its text, name and caption), a reply quoting the answer,
     # an edited question (told it was answered as sent) and a group's question in a photo's
     # caption (refused): as the first question, nothing of them readable anywhere.
-    async with running_stack(tmp_path, answer=ANSWER) as stack:
-        host, port = stack.gateway.url.removeprefix("http://").split(":")
-        async with RecordingProxy(host, int(port)) as proxy:
-            stack.veil.chat.inference._gateways[0].url = proxy.url
-            with structlog.testing.capture_logs() as logs:
-                stack.telegram.send_text(USER, PROMPT)
-                (answer,) = await stack.final_messages(USER)
-                stack.telegram.send_text(
-                    USER, FOLLOW_UP, reply_to=answer["message_id"], quote="obsidian-kettledrum-58"
-                )
-                await stack.final_messages(USER, 2)
-                asked = stack.telegram.state.chat_messages(USER)[0]["message_id"]
-                stack.telegram.edit_text(USER, asked, EDITED)
-                stack.telegram.send_document(
-                    USER, FILE_TEXT.encode(), file_name=FILE_NAME, caption=CAPTION
-                )
-                await stack.final_messages(USER, 4)
-                await stack.stored_turns(USER, 6)
-                stack.telegram.send_message_of(
-                    USER,
-                    "photo",
-                    chat_id=GROUP,
-                    caption=GROUP_CAPTION,
-                    caption_entities=[{"type": "mention", "offset": 0, "length": 14}],
-                )
-                async with asyncio.timeout(10):
-                    while not stack.telegram.ephemeral_messages(GROUP, USER):  # noqa: ASYNC110 -- polls the fake's record
-                        await asyncio.sleep(0.02)
+    async with running_stack(tmp_path, answer=ANSWER) as stack, recording(stack) as proxy:
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.send_text(USER, PROMPT)
+            (answer,) = await stack.final_messages(USER)
+            stack.telegram.send_text(
+                USER, FOLLOW_UP, reply_to=answer["message_id"], quote="obsidian-kettledrum-58"
+            )
+            await stack.final_messages(USER, 2)
+            asked = stack.telegram.state.chat_messages(USER)[0]["message_id"]
+            stack.telegram.edit_text(USER, asked, EDITED)
+            stack.telegram.send_document(
+                USER, FILE_TEXT.encode(), file_name=FILE_NAME, caption=CAPTION
+            )
+            await stack.final_messages(USER, 4)
+            await stack.stored_turns(USER, 6)
+            stack.telegram.send_message_of(
+                USER,
+                "photo",
+                chat_id=GROUP,
+                caption=GROUP_CAPTION,
+                caption_entities=[{"type": "mention", "offset": 0, "length": 14}],
+            )
+            async with asyncio.timeout(10):
+                while not stack.telegram.ephemeral_messages(GROUP, USER):  # noqa: ASYNC110 -- polls the fake's record
+                    await asyncio.sleep(0.02)
     asked_of_model = [r["messages"][-1]["content"] for r in stack.vllm.requests]
     assert "> obsidian-kettledrum-58" in asked_of_model[1]  # the quote reached the model
     assert asked_of_model[2].startswith(f"{FILE_NAME}:")  # and so did the file

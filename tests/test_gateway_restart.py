@@ -17,8 +17,8 @@ from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     ManagedProcess,
-    client_keys_setting,
     free_port,
+    gateway_env,
     new_operator_key,
     wait_until,
 )
@@ -32,17 +32,7 @@ ANSWER = " ".join(f"w{i}" for i in range(80))
 
 async def start_gateway(vllm_url: str, key_file: Path, port: int) -> ManagedProcess:
     """``python -m gateway`` on ``port``, started (the same address again after a restart)."""
-    gateway = await ManagedProcess.start(
-        "-m",
-        "gateway",
-        env={
-            "VEIL_OPERATOR_KEY_FILE": str(key_file),
-            "VEIL_CLIENT_KEYS": client_keys_setting(),
-            "VEIL_VLLM_URL": vllm_url,
-            "VEIL_GATEWAY_PORT": str(port),
-            "VEIL_METRICS_PORT": "0",
-        },
-    )
+    gateway = await ManagedProcess.start("-m", "gateway", env=gateway_env(vllm_url, key_file, port))
     await gateway.wait_for_line("gateway.started")
     return gateway
 
