@@ -82,16 +82,19 @@ def b64e(data: bytes) -> str:
 
 
 def b64d(text: str) -> bytes:
-    """Decode base64url with or without padding; raise ``MalformedMessage`` on bad input.
+    """Decode base64url, unpadded or with exact padding; raise ``MalformedMessage`` otherwise.
 
     Only the base64url alphabet: ``+`` and ``/`` (plain base64's) are refused, as the Mini App
     and any strict reader refuse them, so both sides read the same texts.
     """
     if not isinstance(text, str) or not _B64URL.fullmatch(text):
         raise MalformedMessage("bad base64url")
+    bare = text.rstrip("=")
+    if bare != text and len(text) % 4:  # padding, when there is any, completes the last four
+        raise MalformedMessage("bad base64url")
     try:
         return base64.b64decode(
-            (text + "=" * (-len(text) % 4)).encode("ascii"), altchars=b"-_", validate=True
+            (bare + "=" * (-len(bare) % 4)).encode("ascii"), altchars=b"-_", validate=True
         )
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise MalformedMessage("bad base64url") from exc

@@ -17,9 +17,10 @@ import pytest
 
 from scripts.protocol_vectors import vector_stream
 from sealed.auth import client_auth_headers
-from sealed.encoding import b64e
+from sealed.encoding import b64d, b64e
+from sealed.errors import MalformedMessage
 from sealed.request import open_request
-from sealed.stream import ChunkOpener, Delta, Reasoning
+from sealed.stream import ChunkOpener, Delta, Final, Reasoning
 from tests.harness import CLIENT_KEY, REPO, SEALED_REQUEST_TYPE
 from tests.miniapp import node_ready
 
@@ -225,3 +226,57 @@ async def test_the_pages_texts_exist_in_every_language_with_the_same_placeholder
         for key, text in catalog.items():
             assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}", english[key]))
             assert text.strip(), (language, key)
+
+
+async def test_the_page_and_python_refuse_the_same_final_records_and_b64url(
+    vectors: dict[str, Any],
+) -> None:
+    """Both readers of a final record (and of base64url) take and refuse exactly the same texts.
+
+    A page that took what the bot refuses (an error record with unknown fields or no status, an
+    over-padded key) would read a stream the spec calls malformed.
+    """
+    receipt = {
+        "receipt": b64e(vectors["receipt_body"].encode()),
+        "signature": b64e(bytes.fromhex(vectors["receipt_signature"])),
+    }
+    error = {"kind": "backend", "status": 502, "message": "upstream"}
+    finals: list[dict[str, Any]] = [
+        {"finish_reason": "stop"},
+        {"finish_reason": "length", **receipt},
+        {"finish_reason": "stop", "receipt": receipt["receipt"]},
+        {"finish_reason": "stop", "signature": receipt["signature"]},
+        {"finish_reason": "stop", "extra": 1},
+        {},
+        {"error": error},
+        {"error": error, **receipt},
+        {"error": {**error, "status": None}},
+        {"error": {**error, "kind": "new_kind"}},
+        {"error": {"kind": "backend", "message": "no status"}},
+        {"error": {**error, "detail": "unknown"}},
+        {"error": error, "extra": 1},
+        {"error": error, "finish_reason": "stop"},
+        {"error": None},
+        {"error": {**error, "status": 99}},
+        {"error": {**error, "message": None}},
+    ]
+    texts = ["", "AAAA", "AAA", "AAA=", "AAA==", "AA", "AA==", "AA=", "AA===", "A", "ab=c"]
+    texts += ["+/AA", "-_AA", " AAAA", "AAAA\n", "QUJD"]
+    result = await node({"job": "parse", "finals": finals, "b64": texts})
+
+    def python(parse: Any, value: Any) -> str:  # noqa: ANN401 -- any JSON value
+        try:
+            parse(value)
+        except MalformedMessage:
+            return "refused"
+        return "ok"
+
+    def page(kind: str) -> str:
+        return "ok" if kind == "ok" else "refused"
+
+    assert [page(kind) for kind in result["finals"]] == [
+        python(Final.from_payload, final) for final in finals
+    ]
+    assert [page(kind) for kind in result["b64"]] == [python(b64d, text) for text in texts]
+    # The table is not trivially one-sided.
+    assert {page(kind) for kind in result["finals"]} == {"ok", "refused"}

@@ -7,6 +7,8 @@
 //    "receipt_key": b64, "model": NAME}
 //   {"bundle": PATH, "job": "fit", "cases": [{"turns", "question", "stated", "bot_limit",
 //    "max_answer", "min_answer"}, ...]}: the history the page sends (webapp/src/context.js)
+//   {"bundle": PATH, "job": "parse", "finals": [{...}], "b64": [TEXT]}: "ok" or the error's
+//    kind for each final record's payload and each base64url text
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -185,5 +187,12 @@ function fit() {
   });
 }
 
-const jobs = { vectors, seal, open, history, texts, fit };
+async function parse() {
+  return {
+    finals: await Promise.all(job.finals.map((payload) => kindOf(() => P.parseFinal(payload)))),
+    b64: await Promise.all(job.b64.map((text) => kindOf(() => P.b64d(text)))),
+  };
+}
+
+const jobs = { vectors, seal, open, history, texts, fit, parse };
 process.stdout.write(JSON.stringify(await jobs[job.job]()));

@@ -120,12 +120,16 @@ export function b64e(bytes) {
 
 /** Base64url with or without padding; ``MalformedMessage`` for anything else. */
 export function b64d(text) {
+  // Unpadded, or with exactly the padding that completes the last group of four.
   if (typeof text !== "string" || !/^[A-Za-z0-9_-]*={0,2}$/.test(text)) {
     throw malformed("bad base64url");
   }
   const bare = text.replace(/=+$/, "");
-  if (bare.length % 4 === 1) throw malformed("bad base64url");
-  const padded = bare.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (bare.length % 4)) % 4);
+  const padding = (4 - (bare.length % 4)) % 4;
+  if (bare.length % 4 === 1 || (text.length !== bare.length && text.length !== bare.length + padding)) {
+    throw malformed("bad base64url");
+  }
+  const padded = bare.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat(padding);
   let binary;
   try {
     binary = atob(padded);
@@ -419,25 +423,29 @@ function signedReceipt(value) {
   return { receipt: parseReceipt(body), body, signature };
 }
 
-/** A final record's payload (DONE or ERROR) parsed strictly. */
+/**
+ * A final record's payload (DONE or ERROR) parsed strictly: exactly ``finish_reason`` or
+ * ``error`` (``kind``, ``status``, ``message``), with ``receipt`` and ``signature`` both or
+ * neither, as sealed/stream.py's ``Final.from_payload`` reads it.
+ */
 export function parseFinal(value) {
+  const done = !("error" in value);
+  exactFields(value, [done ? "finish_reason" : "error"], ["receipt", "signature"]);
+  if (("receipt" in value) !== ("signature" in value)) throw malformed("receipt without its signature");
   const receipt = "receipt" in value ? signedReceipt(value) : null;
-  if (value.error === undefined) {
-    exactFields(value, ["finish_reason"], ["receipt", "signature"]);
+  if (done) {
     return { receipt, finishReason: jsonStr(value.finish_reason, MAX_FINISH_REASON), error: null };
   }
   const error = value.error;
-  if (error === null || typeof error !== "object" || "finish_reason" in value) {
-    throw malformed("bad error record");
-  }
+  if (error === null || typeof error !== "object" || Array.isArray(error)) throw malformed("bad error record");
+  exactFields(error, ["kind", "status", "message"]);
   const kind = jsonStr(error.kind, 32);
-  const status = error.status;
   return {
     receipt,
     finishReason: null,
     error: {
       kind: ERROR_KINDS.includes(kind) ? kind : "backend",
-      status: status === null || status === undefined ? null : jsonInt(status, 100, 599),
+      status: error.status === null ? null : jsonInt(error.status, 100, 599),
       message: jsonStr(error.message, MAX_ERROR_MESSAGE),
     },
   };
