@@ -392,6 +392,34 @@ async def test_a_connection_lost_mid_answer_keeps_what_came_and_gives_the_questi
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def test_a_connection_lost_before_any_text_does_not_say_a_part_was_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The answer had begun (the bot took the question, the model was thinking) but no text had
+    # come when the network went dark: there is no part to keep, so the page must not say so.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER, token_delay=5.0) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while not await stack.store.read(  # noqa: ASYNC110 -- the hold is the sign it began
+                lambda db: db.execute("SELECT 1 FROM holds").fetchall()
+            ):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the bot's reply has begun: its head is on its way to the page
+        await stack.to_bot.drop()
+        await page.wait_for_selector("#notice[data-error=StreamTruncated]", timeout=15000)
+        notice = await page.inner_text("#notice")
+        assert notice == (
+            "The connection was lost before the answer began. "
+            "Your question is back in the input to send again."
+        )
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator(".bubble.assistant").count() == 0
+        await page.context.close()
+
+
 async def test_forget_while_an_answer_streams_stops_it_and_keeps_nothing_of_it(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -429,6 +429,7 @@ class App {
       // and the question goes back into the input to be sent again.
       if (cut) {
         this.fail(error);
+        if (!text) this.note(this.t("cut_before_text"), "error"); // nothing came, nothing kept
         if (text && !forgotten() && !(await this.history.add(question, text))) {
           $("notice").textContent += ` ${this.t("history_full")}`;
         }

@@ -6242,6 +6242,7 @@
     ChunkOutOfOrder: "Parts of the answer arrived out of order, so it was discarded.",
     StreamSpliced: "Part of another answer was mixed into this one, so it was discarded.",
     StreamTruncated: "The answer was cut off on the way. What came is kept, and your question is back in the input to send again.",
+    cut_before_text: "The connection was lost before the answer began. Your question is back in the input to send again.",
     TrailingData: "Unexpected bytes followed the answer, so it was discarded.",
     MalformedMessage: "The answer could not be read, so it was discarded.",
     ReceiptInvalid: "The answer's usage receipt did not verify.",
@@ -6296,6 +6297,7 @@
     ChunkOutOfOrder: "Части ответа пришли не по порядку, поэтому он отброшен.",
     StreamSpliced: "В ответ подмешана часть другого ответа, поэтому он отброшен.",
     StreamTruncated: "Ответ оборвался в пути. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
+    cut_before_text: "Связь прервалась до начала ответа. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     TrailingData: "После ответа пришли лишние байты, поэтому он отброшен.",
     MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
     ReceiptInvalid: "Чек об использовании не прошёл проверку.",
@@ -6350,6 +6352,7 @@
     ChunkOutOfOrder: "Жауаптың бөліктері ретсіз келді, сондықтан ол алынып тасталды.",
     StreamSpliced: "Жауапқа басқа жауаптың бөлігі араласқан, сондықтан ол алынып тасталды.",
     StreamTruncated: "Жауап жолда үзіліп қалды. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
+    cut_before_text: "Жауап басталмай тұрып байланыс үзілді. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     TrailingData: "Жауаптан кейін артық байттар келді, сондықтан ол алынып тасталды.",
     MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
     ReceiptInvalid: "Пайдалану түбіртегі тексеруден өтпеді.",
@@ -6721,6 +6724,7 @@
         }
         if (cut) {
           this.fail(error);
+          if (!text) this.note(this.t("cut_before_text"), "error");
           if (text && !forgotten() && !await this.history.add(question, text)) {
             $("notice").textContent += ` ${this.t("history_full")}`;
           }
