@@ -91,6 +91,8 @@ class Keychain:
         # that takes its time, as a phone's may.
         self.hold: asyncio.Event | None = None
         self.removing = asyncio.Event()
+        # Set ``refuse_removal``, and a removal fails as a keychain that cannot answer does.
+        self.refuse_removal = False
 
     async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
         """Answer one SecureStorage request event."""
@@ -98,6 +100,9 @@ class Keychain:
         if method == "web_app_secure_storage_save_key" and payload["value"] is None and self.hold:
             self.removing.set()
             await self.hold.wait()
+        removal = method == "web_app_secure_storage_save_key" and payload["value"] is None
+        if removal and self.refuse_removal:
+            return ["secure_storage_failed", {"req_id": req_id, "error": "STORAGE_KEY_FAILED"}]
         if method == "web_app_secure_storage_save_key":
             if payload["value"] is None:
                 self.values.pop(payload["key"], None)
@@ -449,6 +454,39 @@ async def test_forget_while_an_answer_streams_stops_it_and_keeps_nothing_of_it(
         assert state is not None
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+async def test_forget_when_the_keychain_cannot_remove_the_key_erases_and_says_so(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The keychain fails the key's removal: the history was still erased (its ciphertext is gone
+    # from the device), but its key was not destroyed. Until now the failure escaped unhandled:
+    # no word on the page, and "History erased: its key is destroyed" was never true.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        kept_key = dict(keychain.values)
+        keychain.refuse_removal = True
+        await page.click("#about-title")
+        await page.click("#forget")
+        await page.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        notice = await page.inner_text("#notice")
+        assert "could not remove its key" in notice
+        assert "key is destroyed" not in notice
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        assert await page.locator(".bubble").count() == 0
+        # The next answer is not sealed under the key that was to be destroyed.
+        await ask(page, "And the red shed?")
+        await page.wait_for_selector("#notice[data-kind=done]", timeout=15000)
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        assert keychain.values == kept_key
+        assert errors == []
+        await page.context.close()
 
 
 RECORD_VIOLATIONS = """

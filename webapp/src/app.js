@@ -625,8 +625,10 @@ class App {
           running.forgotten = true;
           await this.stop();
         }
-        await this.history.forget();
-        this.note(this.t("forgotten"), "forgotten");
+        const destroyed = await this.history.forget();
+        this.note(this.t(destroyed ? "forgotten" : "forgotten_key_kept"), "forgotten");
+      } catch (error) {
+        this.fail(error); // (the stop's own failures are told by stop())
       } finally {
         this.forgetting = null;
       }

@@ -143,13 +143,29 @@ export class History {
     }
   }
 
-  /** Destroy the key and the ciphertext: nothing kept can be read again. */
+  /**
+   * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
+   * would not remove the key: the ciphertext is gone all the same, and this page keeps nothing
+   * more (a key of its own life) rather than seal anything again under the key to be destroyed.
+   */
   async forget() {
     this.turns = [];
     if (this.local) this.local.removeItem(this.slot);
-    if (this.persistent) await this.secure.remove(KEY_NAME);
+    let destroyed = true;
+    if (this.persistent) {
+      try {
+        await this.secure.remove(KEY_NAME);
+      } catch {
+        destroyed = false;
+      }
+    }
     this.key = null;
     this.persistent = false;
-    return this.open(); // a new key from now on
+    if (!destroyed) {
+      this.key = randomBytes(32);
+      return false;
+    }
+    await this.open(); // a new key from now on
+    return true;
   }
 }

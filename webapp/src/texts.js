@@ -15,6 +15,7 @@ const en = {
   receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
   forget: "Forget this device's history",
   forgotten: "History erased: its key is destroyed.",
+  forgotten_key_kept: "History erased from this device, but Telegram's secure storage could not remove its key just now: press Forget again later. Until then new answers are not kept.",
   history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
   history_full: "This device's storage is full, so this exchange was not saved to the history.",
   history_not_kept:
@@ -74,6 +75,7 @@ const ru = {
   receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
   forget: "Стереть историю на этом устройстве",
   forgotten: "История стёрта: её ключ уничтожен.",
+  forgotten_key_kept: "История стёрта с устройства, но защищённое хранилище Telegram сейчас не смогло удалить её ключ: нажмите «Стереть историю» ещё раз позже. До тех пор новые ответы не сохраняются.",
   history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
   history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
   history_not_kept:
@@ -133,6 +135,7 @@ const kk = {
   receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
   forget: "Осы құрылғыдағы тарихты өшіру",
   forgotten: "Тарих өшірілді: оның кілті жойылды.",
+  forgotten_key_kept: "Тарих құрылғыдан өшірілді, бірақ Telegram-ның қорғалған қоймасы оның кілтін қазір жоя алмады: «Тарихты өшіру» батырмасын кейінірек қайта басыңыз. Оған дейін жаңа жауаптар сақталмайды.",
   history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
   history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
   history_not_kept:

@@ -6011,14 +6011,30 @@
         }
       }
     }
-    /** Destroy the key and the ciphertext: nothing kept can be read again. */
+    /**
+     * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
+     * would not remove the key: the ciphertext is gone all the same, and this page keeps nothing
+     * more (a key of its own life) rather than seal anything again under the key to be destroyed.
+     */
     async forget() {
       this.turns = [];
       if (this.local) this.local.removeItem(this.slot);
-      if (this.persistent) await this.secure.remove(KEY_NAME);
+      let destroyed = true;
+      if (this.persistent) {
+        try {
+          await this.secure.remove(KEY_NAME);
+        } catch {
+          destroyed = false;
+        }
+      }
       this.key = null;
       this.persistent = false;
-      return this.open();
+      if (!destroyed) {
+        this.key = randomBytes3(32);
+        return false;
+      }
+      await this.open();
+      return true;
     }
   };
 
@@ -6222,6 +6238,7 @@
     receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
+    forgotten_key_kept: "History erased from this device, but Telegram's secure storage could not remove its key just now: press Forget again later. Until then new answers are not kept.",
     history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
     history_full: "This device's storage is full, so this exchange was not saved to the history.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
@@ -6277,6 +6294,7 @@
     receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
+    forgotten_key_kept: "История стёрта с устройства, но защищённое хранилище Telegram сейчас не смогло удалить её ключ: нажмите «Стереть историю» ещё раз позже. До тех пор новые ответы не сохраняются.",
     history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
     history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
@@ -6332,6 +6350,7 @@
     receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
+    forgotten_key_kept: "Тарих құрылғыдан өшірілді, бірақ Telegram-ның қорғалған қоймасы оның кілтін қазір жоя алмады: «Тарихты өшіру» батырмасын кейінірек қайта басыңыз. Оған дейін жаңа жауаптар сақталмайды.",
     history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
     history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
@@ -6902,8 +6921,10 @@
             running.forgotten = true;
             await this.stop();
           }
-          await this.history.forget();
-          this.note(this.t("forgotten"), "forgotten");
+          const destroyed = await this.history.forget();
+          this.note(this.t(destroyed ? "forgotten" : "forgotten_key_kept"), "forgotten");
+        } catch (error) {
+          this.fail(error);
         } finally {
           this.forgetting = null;
         }
