@@ -8,9 +8,10 @@ Only these keys are allowed: ``model``, ``messages``, ``max_completion_tokens``,
 base64,…"}}``: never a URL the model server would fetch. The structure has a fixed depth, so no
 nesting reaches vLLM's JSON encoder; sizes are bounded below and by the request's bucket.
 
-``max_completion_tokens`` is clamped to the client's ceiling (the ceiling when absent) and
-forwarded as both ``max_completion_tokens`` and ``max_tokens``: vLLM takes the former, and
-llama.cpp's ``llama-server`` (the run command's local model server) honours only the latter.
+``max_completion_tokens`` is clamped to the client's ceiling (the ceiling when absent, fitted to
+the model's window by the relay: ``gateway.relay._Stream.fitted_chat``) and forwarded as both
+``max_completion_tokens`` and ``max_tokens``: vLLM takes the former, and llama.cpp's
+``llama-server`` (the run command's local model server) honours only the latter.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from aiohttp import web
 
 from common.connections import watch_connection
 from common.sockets import reset_connection
+from gateway.chat import estimate_prompt_tokens
 from gateway.events import BackendFailure, ContentDelta, Finish, ReasoningDelta
 from gateway.settlement import Tally, record_outcome, settle
 from gateway.shaping import RecordSize, held_until
@@ -194,9 +195,31 @@ class _Stream:
             control.bind(None)
         return self.failure.kind if self.failure is not None else "ok"
 
+    async def fitted_chat(self) -> dict[str, Any]:
+        """The upstream chat; when the client named no ``max_completion_tokens``, fitted.
+
+        The client's ceiling alone may be more than the model's window holds beside the prompt
+        (which the model server refuses); the room is the window less the prompt, counted by
+        the model server's ``/tokenize`` (else the gateway's estimate, never below the count).
+        A client's own number is sent as it is.
+        """
+        chat = self.admitted.chat
+        window = self.gateway.ring.windows.get(chat["model"])
+        if window is None or "max_completion_tokens" in self.admitted.opened.chat:
+            return chat
+        estimate = estimate_prompt_tokens(chat["messages"])
+        if estimate + chat["max_tokens"] <= window:
+            return chat
+        counted = await self.gateway.vllm.count_prompt_tokens(chat["model"], chat["messages"])
+        prompt = estimate if counted is None else counted
+        if prompt >= window:
+            return chat  # no room at all: the model server's refusal says so
+        tokens = min(chat["max_tokens"], window - prompt)
+        return {**chat, "max_completion_tokens": tokens, "max_tokens": tokens}
+
     async def relay_model(self) -> None:
         """Ask the model server and relay its answer until it has finished."""
-        chat = self.admitted.chat
+        chat = await self.fitted_chat()
         async with self.gateway.vllm.open_chat(chat, sent=self.head) as upstream:
             if not self.shaping.shaped:
                 while not upstream.finished:

@@ -159,6 +159,37 @@ async def test_max_completion_tokens_is_clamped_and_sent_under_both_names(
         assert request["max_completion_tokens"] == request["max_tokens"] == sent
 
 
+@pytest.mark.parametrize("tokenize", [True, False], ids=["tokenize", "no-tokenize"])
+async def test_an_absent_max_completion_tokens_fits_the_models_window(
+    http: aiohttp.ClientSession, clock: Clock, *, tokenize: bool
+) -> None:
+    # A client that leaves the field out gets what fits the model's window: the ceiling (4,096
+    # here) alone is more than a 2,048-token window holds, which the model server refuses (400)
+    # for every question. The room is the window less the prompt's tokens, counted by the
+    # model server where it can, else by the gateway's estimate (never smaller than the count).
+    async with (
+        FakeVLLM(max_model_len=2048) as small,
+        run_gateway(small.url, clock=clock) as running,
+    ):
+        small.tokenize_available = tokenize
+        await wait_until(lambda: bool(running.gateway.ring.windows))
+        reply = await post_sealed(http, running.url, seal_call(running, chat()))
+        assert reply.status == 200
+        assert reply.final is not None
+        assert reply.final.error_kind is None
+        assert reply.text
+        (request,) = small.requests
+        prompt = small.prompt_counts[0]
+        room = 2048 - (prompt if tokenize else estimate_prompt_tokens(MESSAGES))
+        assert request["max_completion_tokens"] == request["max_tokens"] == room
+        # A client that names its own number keeps it (the model server's answer is its own).
+        asked = await post_sealed(
+            http, running.url, seal_call(running, chat(max_completion_tokens=2000))
+        )
+        assert asked.final is not None
+        assert small.requests[-1]["max_completion_tokens"] == 2000
+
+
 @pytest.mark.parametrize("asked", [0, -1, True, 1.5, "10"])
 async def test_bad_max_completion_tokens_is_malformed(
     gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, asked: object
