@@ -1,0 +1,85 @@
+"""The benchmarks still run: each one, at its smallest, prints every figure it promises.
+
+Nothing else runs ``bench/``: a change to the bot, the gateway or the fakes could break a
+benchmark unnoticed until the next time someone needs its figures. Each runs here as the README
+says to run it (its own process, its own gateway and fakes), with the fewest users, tokens and
+rounds; the figures themselves are never asserted (they are the benchmark's to print, not a
+test's), only that each is printed and every answer arrived whole. ``bench/groups.py`` waits
+for Telegram's flood pacing of a group (3 s a message), so it runs only with ``-m slow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+
+import pytest
+
+from tests.harness import REPO
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def bench(script: str, *args: str) -> str:
+    """Run ``bench/<script>`` with ``args``; what it printed (it must exit 0)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "bench" / script),
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    printed = out.decode(errors="replace")
+    assert process.returncode == 0, printed[-4000:]
+    return printed
+
+
+async def test_the_sealed_channel_benchmark_prints_both_paths_against_direct() -> None:
+    printed = await bench(
+        "sealed.py", "--tokens", "4", "--token-delay", "0", "--levels", "1", "--ticks", "0.1"
+    )
+    for suite in ("X25519", "MLKEM768_X25519"):
+        assert re.search(rf"{suite}: seal \d+ µs, open \d+ µs", printed), suite
+    for path in ("direct (fake vLLM)", "per-token", "tick 100 ms"):
+        assert re.search(rf"^\s+1 {re.escape(path)}\s+\d", printed, re.MULTILINE), path
+    assert re.search(r"^\s+1 tick 100 ms .*µs$", printed, re.MULTILINE)  # its CPU per token
+
+
+async def test_the_chat_benchmark_prints_every_figure_and_every_answer_arrives() -> None:
+    printed = await bench(
+        "chat.py",
+        *("--users", "1", "--words", "5", "--word-delay", "0.01"),
+        *("--clean-only", "--shapes", "tick"),  # (the per-token path: the sealed benchmark's)
+    )
+    assert "tick, clean Bot API: 1 user(s)" in printed
+    for figure in (
+        "bot CPU per answer",
+        "Bot API calls",
+        "first token → first draft median",
+        "last token → final message median",
+        "most draft updates in any 1 s to one chat",
+        "bot peak RSS",
+        "sealed per answer; CPU",
+    ):
+        assert printed.count(figure) == 1, figure
+    assert re.findall(r"answers complete\s+(\S+)", printed) == ["100%"]
+
+
+async def test_the_memory_benchmark_prints_each_holder_per_answer() -> None:
+    printed = await bench("memory.py", "--answers", "2", "--hold", "3")
+    assert "2 answers held at token 3; bytes per answer in progress:" in printed
+    for holder in ("aiogram handling", "aiogram objects", "aiohttp", "asyncio", "ours", "total"):
+        assert re.search(rf"^\s+{holder}\s+[\d.]+ KB$", printed, re.MULTILINE), holder
+    assert "aiogram objects alive:" in printed
+
+
+@pytest.mark.slow
+async def test_the_groups_benchmark_keeps_to_the_flood_limit_and_answers_everyone() -> None:
+    printed = await bench("groups.py", "--users", "2", "--words", "5", "--word-delay", "0.01")
+    pace = [int(n) for n in re.findall(r"to one group\s+(\d+) \(limit 20\)", printed)]
+    assert len(pace) == 2
+    assert all(n <= 20 for n in pace)
+    assert re.findall(r"answers complete\s+(\S+)", printed) == ["2/2", "2/2"]
