@@ -42,7 +42,7 @@ from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp
 from tests.test_gateway_restart import start_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from playwright.async_api import Browser, BrowserContext, Route
 
@@ -364,22 +364,36 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def cut_while_answering(
+    browser: Browser, stack: MiniStack, until: Callable[[Page], Awaitable[bool]]
+) -> Page:
+    """Ask in a new page, and once ``until`` holds, cut the page's connection to the bot.
+
+    The page, once it has told the cut (a stream that ended without its final record).
+    """
+    page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+    await ready(page)
+    await ask(page, QUESTION)
+    async with asyncio.timeout(15):
+        while not await until(page):  # noqa: ASYNC110 -- neither the DOM nor the bot has an event here
+            await asyncio.sleep(0.05)
+    await stack.to_bot.drop()
+    await page.wait_for_selector("#notice[data-error=StreamTruncated]", timeout=15000)
+    return page
+
+
 async def test_a_connection_lost_mid_answer_keeps_what_came_and_gives_the_question_back(
     browser: Browser, tmp_path: Path
 ) -> None:
     # The phone's network goes dark while the answer comes: the part shown is genuine (every
     # chunk checked) and billed, so it is kept as a stopped answer's is, and the question goes
     # back into the input to be sent again once the network is back.
-    keychain = Keychain()
     async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
-        await ask(page, QUESTION)
-        async with asyncio.timeout(15):
-            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
-                await asyncio.sleep(0.05)
-        await stack.to_bot.drop()
-        await page.wait_for_selector("#notice[data-error=StreamTruncated]", timeout=15000)
+
+        async def some_text_shown(page: Page) -> bool:
+            return len(await page.inner_text("#answer")) > 20
+
+        page = await cut_while_answering(browser, stack, some_text_shown)
         assert await page.input_value("#question") == QUESTION
         shown = await page.inner_text("#answer")
         assert SLOW_ANSWER.startswith(shown)
@@ -402,19 +416,13 @@ async def test_a_connection_lost_before_any_text_does_not_say_a_part_was_kept(
 ) -> None:
     # The answer had begun (the bot took the question, the model was thinking) but no text had
     # come when the network went dark: there is no part to keep, so the page must not say so.
-    keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER, token_delay=5.0) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
-        await ask(page, QUESTION)
-        async with asyncio.timeout(15):
-            while not await stack.store.read(  # noqa: ASYNC110 -- the hold is the sign it began
-                lambda db: db.execute("SELECT 1 FROM holds").fetchall()
-            ):
-                await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # the bot's reply has begun: its head is on its way to the page
-        await stack.to_bot.drop()
-        await page.wait_for_selector("#notice[data-error=StreamTruncated]", timeout=15000)
+
+        async def begun(page: Page) -> bool:  # the bot's reply has begun, its text not yet
+            answering = await page.evaluate("globalThis.veilApp.running?.answering === true")
+            return bool(answering)
+
+        page = await cut_while_answering(browser, stack, begun)
         notice = await page.inner_text("#notice")
         assert notice == (
             "The connection was lost before the answer began. "
