@@ -244,10 +244,7 @@ async def test_a_reasoning_models_thinking_is_shown_folded_apart_and_never_kept(
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
         stack.vllm.reasoning = thinking
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
-        await ask(page, QUESTION)
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        page = await answered_page(browser, stack, keychain)
         # The thinking sits folded just before the answer's bubble, never inside the answer.
         assert await page.inner_text("#answer") == ANSWER
         folded = page.locator("details.thinking")
@@ -362,6 +359,15 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
         assert state is not None
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+async def answered_page(browser: Browser, stack: MiniStack, keychain: Keychain) -> Page:
+    """A new page, opened and ready, that has asked QUESTION and been answered."""
+    page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+    await ready(page)
+    await ask(page, QUESTION)
+    await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+    return page
 
 
 async def cut_while_answering(
@@ -514,10 +520,7 @@ async def test_forget_leaves_the_screen_at_once_and_a_question_asked_meanwhile_w
     # keychain answered (its exchange saved under the destroyed key, so lost too).
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
-        await ask(page, QUESTION)
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        page = await answered_page(browser, stack, keychain)
         keychain.hold = asyncio.Event()
         await page.click("#about-title")
         await page.click("#forget")
