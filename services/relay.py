@@ -37,6 +37,7 @@ import structlog
 from sealed.auth import client_auth_headers
 from sealed.encoding import REQUEST_BUCKETS
 from sealed.errors import MalformedMessage, ReceiptInvalid, SealedError
+from sealed.receipt import ReceiptStatus
 from sealed.relay import (
     RELAY_KEY_HEADER,
     StreamFramer,
@@ -360,7 +361,12 @@ class RelayService:
     ) -> Charge:
         """Charge the receipt; without one, the hold if anything was handed on, else nothing."""
         ticket = answer.ticket
-        if receipt is not None:
+        if receipt is not None and _no_answer(receipt):
+            # The model finished without writing a token: as in the chat, no answer costs
+            # nothing (the page tells the user, who may ask again).
+            log.info("relay.empty_answer", request_id=ticket.request_id.hex())
+            charge = await self._credit.release(hold)
+        elif receipt is not None:
             proof = proof_for(receipt, answer.signed)  # ``_verified`` checked it under this one
             usage = receipt.receipt
             charge = await self._credit.settle(
@@ -473,3 +479,9 @@ def _seconds(value: str) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def _no_answer(receipt: SignedReceipt) -> bool:
+    """True when the model finished (not stopped, not failed) without a single token."""
+    usage = receipt.receipt
+    return usage.status is ReceiptStatus.COMPLETE and usage.completion_tokens == 0

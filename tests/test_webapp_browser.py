@@ -388,6 +388,29 @@ async def cut_while_answering(
     return page
 
 
+async def test_an_empty_answer_is_told_free_and_the_question_given_back(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model finished without a word: the page showed a receipt line over nothing, and the
+    # bot charged the prompt; as in the chat, it is told, costs nothing and can be sent again.
+    async with webapp_stack(tmp_path, answer="") as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=empty]", timeout=15000)
+        notice = await page.inner_text("#notice")
+        assert notice == "The model could not answer this time. Please try again."
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator(".bubble").count() == 0
+        await page.context.close()
+        ((request_id,),) = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(request_id))
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+
+
 async def test_a_connection_lost_mid_answer_keeps_what_came_and_gives_the_question_back(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -357,6 +357,29 @@ async def test_a_gateway_refusal_releases_the_hold_and_tells_the_page(
         assert again.text == ANSWER
 
 
+async def test_an_empty_answer_costs_nothing_as_in_the_chat(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The model finished without a token: in the chat that costs nothing (the user is told and
+    # may ask again); the page's answer was charged its prompt from the receipt all the same.
+    with capture_logs() as logs:
+        async with webapp_stack(tmp_path, answer="") as stack:
+            asked = await page(stack, http).ask(QUESTION)
+            assert asked.status == 200
+            assert asked.text == ""
+            assert asked.final is not None
+            assert asked.final.receipt is not None
+            usage = asked.final.receipt.receipt
+            assert (usage.status, usage.completion_tokens) == ("complete", 0)
+            state = await hold_of(stack.store, asked.request_id)
+            assert state is not None
+            assert state.charge is not None
+            assert (state.charge.outcome, state.charge.units) == ("released", 0)
+            report = await Auditor(stack.store, [stack.gateway.verify_key]).run()
+            assert report.ok, report.problems
+    assert "relay.empty_answer" in [entry["event"] for entry in logs]
+
+
 async def test_one_answer_at_a_time_per_user(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     async with webapp_stack(tmp_path, answer=ANSWER, token_delay=0.05) as stack:
         mini = page(stack, http)

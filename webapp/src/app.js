@@ -392,6 +392,12 @@ class App {
       if (result.error) {
         this.note(this.t(result.error.kind), "error");
         $("notice").dataset.error = result.error.kind;
+      } else if (receipt?.status === "complete" && receipt.completionTokens === 0) {
+        // The model finished without a word: as in the chat, that costs nothing (the bot does
+        // not charge it), and the question goes back to be sent again.
+        this.takeBack(asked, answer, question);
+        this.note(this.t("backend"), "error");
+        $("notice").dataset.status = "empty";
       } else if (receipt) {
         const counts = {
           prompt: receipt.promptTokens,

@@ -6712,6 +6712,10 @@
         if (result.error) {
           this.note(this.t(result.error.kind), "error");
           $("notice").dataset.error = result.error.kind;
+        } else if (receipt?.status === "complete" && receipt.completionTokens === 0) {
+          this.takeBack(asked, answer, question);
+          this.note(this.t("backend"), "error");
+          $("notice").dataset.status = "empty";
         } else if (receipt) {
           const counts = {
             prompt: receipt.promptTokens,
