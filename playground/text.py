@@ -7,8 +7,11 @@ detects by itself added.
 No parse mode is implemented: the bot sends entities, never HTML or MarkdownV2 (``bot.formatting``
 turns Markdown into entities), so a request with a ``parse_mode`` is refused the way Telegram
 refuses one it does not know (400 ``Bad Request: unsupported parse_mode``) and nothing is sent.
-Stricter than Telegram, on purpose: explicit ``entities`` that fall outside the text or have
-no length are refused (Telegram silently drops or clips them, hiding a bug in the bot). As
+As Telegram does (tdlib's ``fix_formatted_text``), an entity that starts or ends inside a
+surrogate pair is refused, and so is a message text of nothing but blanks and invisible
+characters (``shows_nothing``). Stricter than Telegram, on purpose: explicit ``entities`` that
+fall outside the text or have no length are refused (Telegram silently drops or clips them,
+hiding a bug in the bot). As
 Telegram does, only the first ``MAX_ENTITIES`` entities of a message are applied; the rest are
 ignored (the message is sent, its later formatting lost).
 Not modelled: automatic url/mention/hashtag entities in outgoing text.
@@ -27,6 +30,7 @@ __all__ = [
     "entity_text",
     "format_text",
     "mention_entities",
+    "shows_nothing",
     "user_entities",
     "utf16_len",
 ]
@@ -47,6 +51,7 @@ class Entity:
 
 
 _TRIM = " \t\r\n\v\f"
+_LOW_HALF = range(0xDC, 0xE0)  # the high byte of a low surrogate, in UTF-16-LE
 MAX_ENTITIES = 100  # applied of one message's entities, in order of their offsets
 # tdlib's get_type_priority, used to order entities that start and end together.
 _PRIORITY = {
@@ -87,6 +92,25 @@ _ARGUMENT_FIELD = {
 }
 _BOT_COMMAND = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/<>])")
 _MENTION = re.compile(r"(?<![\w@/])@[A-Za-z][A-Za-z0-9_]{4,31}(?![\w@])")
+
+
+# What tdlib's is_empty_string (td/telegram/misc.cpp) reads as nothing: blanks, the space
+# characters its strip_empty_characters turns into spaces, the invisible ones it skips, and
+# what its clean_input_string removes or blanks (control characters, U+2028 to U+202E).
+_NOTHING = re.compile(
+    "[\x00-\x20\u00a0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\u2800\u3000"
+    "\ufeff\ufffc\U000e0000-\U000e007f]*"
+)
+
+
+def shows_nothing(text: str) -> bool:
+    """Whether Telegram refuses ``text`` as a message's text: "message text is empty".
+
+    Telegram holds a text of nothing but blanks and invisible characters (a zero-width
+    space, a no-break space, the braille blank, a byte-order mark) empty, as tdlib's
+    ``fix_formatted_text`` does with ``is_empty_string``.
+    """
+    return _NOTHING.fullmatch(text) is not None
 
 
 def utf16_len(text: str) -> int:
@@ -151,7 +175,33 @@ def _check_entities(text: str, raw: object) -> list[Entity]:
     if not isinstance(raw, list):
         raise FormatError("can't parse entities JSON object")
     size = utf16_len(text)
-    return [_check_entity(item, size) for item in raw]
+    checked = [_check_entity(item, size) for item in raw]
+    if not text.isascii():
+        _check_whole_characters(text, checked)
+    return checked
+
+
+def _check_whole_characters(text: str, entities: list[Entity]) -> None:
+    """Refuse an entity that starts or ends between the two halves of a surrogate pair.
+
+    As tdlib's ``fix_formatted_text`` (td/telegram/MessageEntity.cpp) does: "Entity begins in
+    a middle of a UTF-16 symbol", or "ends in a middle".
+    """
+    units = text.encode("utf-16-le")
+    halves = {
+        at // 2 for at in range(0, len(units), 2) if units[at + 1] in _LOW_HALF
+    }  # the offsets of low surrogates: inside a pair
+    for entity in entities:
+        if entity.offset in halves:
+            raise FormatError(
+                "can't parse entities: Entity begins in a middle of a UTF-16 symbol at UTF-16 "
+                f"offset {entity.offset}"
+            )
+        if entity.offset + entity.length in halves:
+            raise FormatError(
+                f"can't parse entities: Entity beginning at UTF-16 offset {entity.offset} ends "
+                "in a middle of a UTF-16 symbol"
+            )
 
 
 def _api_entity(entity: Entity, users: dict[int, dict[str, Any]]) -> dict[str, Any]:
