@@ -18,6 +18,7 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
+from itertools import groupby
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
@@ -107,6 +108,14 @@ _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
 _INTRAWORD_STAR: Final = re.compile(r"[^\W_]\*+[^\W_]")
 _EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
+# What Telegram reads as nothing in a message's text (tdlib's ``is_empty_string`` after its
+# ``clean_input_string``, td/telegram/misc.cpp): blanks and control characters, the space
+# characters it turns into spaces, the invisible ones it skips (zero-width space and joiners,
+# direction marks, byte-order mark, no-break space, braille blank).
+_NOTHING: Final = re.compile(
+    "[\x00-\x20\u00a0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\u2800\u3000"
+    "\ufeff\ufffc\U000e0000-\U000e007f]*"
+)
 _LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -145,19 +154,32 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) >> 1
 
 
+def shows_nothing(text: str) -> bool:
+    """Whether Telegram holds ``text`` empty, and refuses it as a message ("text is empty").
+
+    Blanks, and invisible characters alone (a zero-width space, a direction mark, a byte-order
+    mark, a no-break space, the braille blank), as tdlib's ``is_empty_string`` reads them.
+    """
+    return _NOTHING.fullmatch(text) is not None
+
+
 def render(markdown: str) -> Rendered:
     """Convert model Markdown to text and entities; never raises, bad Markdown stays text.
 
     HTML the model writes is shown as written (the converter would drop it, text and all), and
     Markdown that renders to nothing visible (``#``, an empty code fence) is shown as its source.
+    A source of invisible characters alone (a zero-width space), which Telegram refuses as an
+    empty message, is shown by their code points (``U+200B``).
     """
     source = _scrub(markdown)
     try:
         text, raw = _convert(source)
     except Exception:  # noqa: BLE001 - third-party parser on model output: degrade to plain text
         text, raw = source, []
-    if not text.strip():
+    if shows_nothing(text):
         text, raw = source, []  # only markup: the asker still reads what the model wrote
+        if text.strip() and shows_nothing(text):
+            text = _code_points(text)
     entities = _tidy(raw)
     if text == text.strip():
         return Rendered(text, tuple(entities))
@@ -178,7 +200,7 @@ def split(
     _check(limit)
     text = rendered.text
     if (
-        text
+        not shows_nothing(text)
         and not text[0].isspace()
         and not text[-1].isspace()
         and utf16_len(text) <= limit
@@ -223,6 +245,16 @@ def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
         return rendered
     doc = _Doc(rendered.text, rendered.entities)
     return doc.cut([doc.tail(limit)])[0]
+
+
+def _code_points(text: str) -> str:
+    """The characters of ``text`` that are not blanks, named by their code points.
+
+    A run of one character is named once, with its count: ``U+200B \u00d79000``.
+    """
+    runs = groupby(char for char in text if not char.isspace())
+    named = ((f"U+{ord(char):04X}", sum(1 for _ in run)) for char, run in runs)
+    return " ".join(name if count == 1 else f"{name} \u00d7{count}" for name, count in named)
 
 
 def _check(limit: int) -> None:
@@ -581,7 +613,7 @@ class _Doc:
                 found = self._search(lo + 1, far, (half, far), short, rightmost=True)
                 cut = found if found is not None else self._hard_after(lo, far, short)
             first, last = self.trim(lo, cut)
-            if self.text[first:last].strip():
+            if not shows_nothing(self.text[first:last]):  # Telegram would refuse it as empty
                 ranges.append((first, last))
             lo = self.trim(cut, hi)[0]
         return ranges

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from bot.formatting import literal_stars, plain_parts, utf16_len
+from bot.formatting import literal_stars, plain_parts, shows_nothing, utf16_len
 
 MAX_CHARS: Final = 32_768  # UTF-16 units of one rich message's Markdown
 MAX_BLOCKS: Final = 500
@@ -108,7 +108,11 @@ def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOC
     """The answer as rich messages' Markdown: whole blocks packed up to the limits.
 
     Emphasis inside a word is sent escaped (``literal_stars``): ``2*3*4`` shows as written.
+    An answer of invisible characters alone (``shows_nothing``) gives no parts: the entity
+    rendering shows it.
     """
+    if shows_nothing(markdown):
+        return []
     parts: list[str] = []
     current: list[str] = []
     size = weight = 0
