@@ -228,6 +228,9 @@ def plain_parts(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
 def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
     """Render a partial answer for a live draft, keeping its last `limit` units.
 
+    The draft holds at most `MAX_ENTITIES` entities (Telegram ignores the rest, which would
+    leave the newest text, the one being written, unformatted): the tail starts later.
+
     An unclosed fence reads as an open code block, and a fence still being typed (one or two
     backticks on the last line) is left out. Long answers are rendered from a top-level block
     start near the tail, so the cost follows the draft's size rather than the answer's.
@@ -241,7 +244,7 @@ def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
         if begin == 0 or utf16_len(rendered.text) >= limit:
             break
         budget *= 4
-    if utf16_len(rendered.text) <= limit:
+    if utf16_len(rendered.text) <= limit and len(rendered.entities) <= MAX_ENTITIES:
         return rendered
     doc = _Doc(rendered.text, rendered.entities)
     return doc.cut([doc.tail(limit)])[0]
@@ -633,14 +636,21 @@ class _Doc:
             return hi
         return min(starts[first_later + room], hi)
 
-    def tail(self, limit: int) -> tuple[int, int]:
-        """Index range of the last `limit` units' worth, starting at a clean boundary."""
+    def tail(self, limit: int, max_entities: int = MAX_ENTITIES) -> tuple[int, int]:
+        """Index range of the last `limit` units' worth, starting at a clean boundary.
+
+        It holds at most `max_entities` entities: it starts no sooner than the end of the
+        last entity it leaves out.
+        """
         short = [(lo, hi) for lo, hi in self.pres if self.units(hi) - self.units(lo) <= limit]
         lo, hi = self.trim(0, len(self.text))
-        if self.units(hi) - self.units(lo) <= limit:
+        ends = sorted(span[1] for span in self.spans)
+        floor = lo if len(ends) <= max_entities else max(ends[-max_entities - 1], lo)
+        if self.units(hi) - self.units(lo) <= limit and floor == lo:
             return lo, hi
-        near = self.reach_back(lo, limit, hi)
-        keep = max(self.reach_back(lo, limit // 2, hi), near)
+        near = max(self.reach_back(lo, limit, hi), floor)
+        room = min(limit, self.units(hi) - self.units(near))
+        keep = max(self.reach_back(lo, room // 2, hi), near)  # at least half of what may show
         found = self._search(near, hi - 1, (near, keep), short, rightmost=False)
         start = found if found is not None else self._hard_before(near, hi, short)
         return self.trim(start, hi)

@@ -508,6 +508,19 @@ def test_preview_of_long_answer_shows_the_tail_from_a_clean_boundary() -> None:
     assert set(draft.text.split("\n\n")) <= set(paras)
 
 
+def test_a_preview_holds_no_more_entities_than_telegram_applies() -> None:
+    # Telegram applies a message's first 100 entities: a draft of 300 bold words showed the
+    # code block being written under them as plain text.
+    lines = [f"- **w{n}** and **v{n}**" for n in range(150)]
+    markdown = "\n".join(lines) + "\n\n```python\nprint(1)\n```"
+    draft = preview(markdown)
+    assert_sendable(draft)
+    assert len(draft.entities) == MAX_ENTITIES - 1  # whole lines: two entities each
+    assert draft.entities[-1] == Entity("pre", utf16_len(draft.text) - 8, 8, language="python")
+    assert draft.text.startswith("• w101 and v101\n")  # from a clean boundary: a whole line
+    assert preview(markdown, limit=20).text == "print(1)"
+
+
 def test_preview_of_long_answer_matches_the_tail_of_the_full_render() -> None:
     rng = dice(9)
     for _ in range(8):
