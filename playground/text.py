@@ -19,10 +19,10 @@ Not modelled: automatic url/mention/hashtag entities in outgoing text.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "FormatError",
@@ -123,16 +123,55 @@ def checked_link(url: str) -> str | None:
     url = url.strip()
     if not url or any(c.isspace() for c in url):
         return None
-    try:
-        parts = urlsplit(url if "://" in url or url.lower().startswith("tg:") else f"http://{url}")
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme in {"tg", "ton", "tonsite"}:
+    lowered = url.lower()
+    if lowered.startswith(("tg:", "ton:", "tonsite:")):
         return url
-    if scheme not in {"http", "https", "ftp"} or not parts.hostname:
-        return None
-    return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, parts.fragment))
+    return _web_link(url)
+
+
+# What tdlib's parse_url (td/utils/HttpUrl.cpp) lets through in a host: RFC 3986's unreserved
+# and sub-delims characters, percent escapes and any non-ASCII character.
+_HOST_PART = re.compile(r"(?:[A-Za-z0-9.\-_!$,~*'();&+=]|%[0-9A-Fa-f]{2}|[^\x00-\x7f])*")
+_USERINFO_PART = re.compile(r"(?:[A-Za-z0-9.\-_!$,~*'();&+=:]|%[0-9A-Fa-f]{2}|[^\x00-\x7f])*")
+
+
+def _web_link(url: str) -> str | None:
+    """A web address as tdlib's ``parse_url`` and ``LinkManager::check_link`` take it.
+
+    Only http and https (none: http); a port of 1 to 65535; a host of allowed characters, with
+    a dot in it unless it is an IPv6 address (``http://localhost`` is "Wrong HTTP URL").
+    """
+    scheme, rest = "http", url
+    head = re.match(r"[^:/?#@\[\]]*", url)
+    if head is not None and url[head.end() :].startswith("://"):
+        scheme, rest = head[0].lower(), url[head.end() + 3 :]
+        if scheme not in {"http", "https"}:
+            return None  # "Unsupported URL protocol"
+    authority = re.match(r"[^/?#]*", rest)
+    assert authority is not None  # noqa: S101 -- the pattern matches any text
+    query = rest[authority.end() :]
+    userinfo_host, port = authority[0], ""
+    colon = max(userinfo_host.rfind(mark) for mark in ":]@")
+    if colon > 0 and userinfo_host[colon] == ":":
+        userinfo_host, port = userinfo_host[:colon], userinfo_host[colon + 1 :]
+        if not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:  # noqa: PLR2004
+            return None  # "Wrong port number specified in the URL"
+    userinfo, _, host = userinfo_host.rpartition("@")
+    host = host.lower()
+    ipv6 = host.startswith("[") and host.endswith("]")
+    if ipv6:
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+    elif host in {"", "."} or "." not in host:
+        return None  # "URL host is empty", "Host is invalid", "Wrong HTTP URL"
+    elif not _HOST_PART.fullmatch(host) or not _USERINFO_PART.fullmatch(userinfo):
+        return None  # "Disallowed character in URL host"
+    login = f"{userinfo}@" if userinfo else ""
+    port = f":{int(port)}" if port else ""
+    path = query if query.startswith("/") else f"/{query}"
+    return f"{scheme}://{login}{host}{port}{path}"
 
 
 def _check_entity(item: object, size: int) -> Entity:

@@ -1051,3 +1051,23 @@ async def test_an_entity_may_not_split_a_surrogate_pair(fake: FakeTelegram, bot:
     )
     assert spans(whole.entities) == [("bold", 2, 2, None)]
     assert len(fake.sent_messages(USER)) == 1
+
+
+async def test_a_link_telegram_cannot_open_refuses_the_message(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    # tdlib's parse_url and LinkManager::check_link: http or https, a host with a dot.
+    for url in ("http://localhost:3000", "ftp://files.example.org/a", "http://a.example:99999"):
+        with pytest.raises(TelegramBadRequest, match="URL is invalid"):
+            await bot.send_message(
+                USER,
+                "open",
+                entities=[MessageEntity(type="text_link", offset=0, length=4, url=url)],
+            )
+    sent = await bot.send_message(
+        USER,
+        "open",
+        entities=[MessageEntity(type="text_link", offset=0, length=4, url="Example.org:8080")],
+    )
+    assert spans(sent.entities) == [("text_link", 0, 4, "http://example.org:8080/")]
+    assert len(fake.sent_messages(USER)) == 1
