@@ -18,6 +18,7 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
@@ -56,9 +57,13 @@ _KEPT_TYPES: Final = frozenset(
     }
 )
 _QUOTES: Final = frozenset({"blockquote", "expandable_blockquote"})
-# What Telegram accepts in a text_link (anything else fails the whole message).
-_WEB_SCHEMES: Final = frozenset({"http", "https", "ftp"})
+# What Telegram accepts in a text_link (anything else fails the whole message), as tdlib's
+# parse_url (td/utils/HttpUrl.cpp) and LinkManager::check_link read it: http or https (not
+# ftp), a host of RFC 3986's characters (any non-ASCII too) with a dot in it, unless it is an
+# IPv6 address (``http://localhost:3000`` is "Wrong HTTP URL"), a port of 1 to 65535.
+_WEB_SCHEMES: Final = frozenset({"http", "https"})
 _TELEGRAM_SCHEMES: Final = frozenset({"tg", "ton", "tonsite"})
+_HOST: Final = re.compile(r"(?:[a-z0-9.\-_!$,~*'();&+=]|%[0-9a-f]{2}|[^\x00-\x7f])+")
 
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -451,18 +456,31 @@ def _tidy(raw: Iterable[MessageEntity]) -> list[Entity]:
 
 
 def _linkable(url: str | None) -> bool:
-    """Whether Telegram takes `url` for a text_link: a web address with a host, or tg://."""
+    """Whether Telegram takes `url` for a text_link: a web address it can open, or tg://."""
     if not url or not url.isprintable() or any(char.isspace() for char in url):
         return False
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        port = parts.port  # raises for a port out of range
     except ValueError:
         return False
     scheme = parts.scheme.lower()
     if scheme in _TELEGRAM_SCHEMES:
         return len(url) > len(scheme) + 1
-    return scheme in _WEB_SCHEMES and bool(host)
+    if scheme not in _WEB_SCHEMES or not host or port == 0 or parts.netloc.endswith(":"):
+        return False
+    if ":" in host:  # an IPv6 address, its brackets taken off
+        return "%" not in host and _is_ipv6(host)
+    return "." in host and host != "." and _HOST.fullmatch(host) is not None
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _fenced_regions(source: str) -> list[tuple[int, int]]:

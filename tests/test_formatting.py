@@ -132,10 +132,26 @@ def test_render_keeps_link_text_but_drops_urls_telegram_rejects() -> None:
         "[ok](tg://resolve?domain=veil) [ftp](ftp://files.example.org/a)"
     )
     assert rendered.text == "jump run rel host ok ftp"
-    assert [e.url for e in rendered.entities] == [
-        "tg://resolve?domain=veil",
-        "ftp://files.example.org/a",
-    ]
+    assert [e.url for e in rendered.entities] == ["tg://resolve?domain=veil"]
+
+
+def test_render_drops_links_to_hosts_telegram_refuses() -> None:
+    # tdlib's check_link refuses a web host without a dot ("Wrong HTTP URL"), a port out of
+    # range and a character outside RFC 3986: the whole message was refused, and the answer
+    # went out plain from that part on, its code blocks unformatted.
+    refused = (
+        "http://localhost:3000",
+        "http://grafana:3000/d/x",
+        "https://example.org:99999/",
+        "https://example.org:0/",
+        "http://a{b}.example.org/",
+        "http://[::zz]/",
+    )
+    for url in refused:
+        assert render(f"[app]({url})") == Rendered("app", ()), url
+    taken = ("http://127.0.0.1:8080/", "https://пример.рф/", "http://[::1]:8080/", "HTTPS://A.b")
+    for url in taken:
+        assert [e.url for e in render(f"[app]({url})").entities] == [url], url
 
 
 def test_render_fenced_code_is_pre_with_language() -> None:
