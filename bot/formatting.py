@@ -18,6 +18,8 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
+from ipaddress import IPv6Address
+from itertools import groupby
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
@@ -55,9 +57,13 @@ _KEPT_TYPES: Final = frozenset(
     }
 )
 _QUOTES: Final = frozenset({"blockquote", "expandable_blockquote"})
-# What Telegram accepts in a text_link (anything else fails the whole message).
-_WEB_SCHEMES: Final = frozenset({"http", "https", "ftp"})
+# What Telegram accepts in a text_link (anything else fails the whole message), as tdlib's
+# parse_url (td/utils/HttpUrl.cpp) and LinkManager::check_link read it: http or https (not
+# ftp), a host of RFC 3986's characters (any non-ASCII too) with a dot in it, unless it is an
+# IPv6 address (``http://localhost:3000`` is "Wrong HTTP URL"), a port of 1 to 65535.
+_WEB_SCHEMES: Final = frozenset({"http", "https"})
 _TELEGRAM_SCHEMES: Final = frozenset({"tg", "ton", "tonsite"})
+_HOST: Final = re.compile(r"(?:[a-z0-9.\-_!$,~*'();&+=]|%[0-9a-f]{2}|[^\x00-\x7f])+")
 
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -107,6 +113,14 @@ _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
 _INTRAWORD_STAR: Final = re.compile(r"[^\W_]\*+[^\W_]")
 _EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
+# What Telegram reads as nothing in a message's text (tdlib's ``is_empty_string`` after its
+# ``clean_input_string``, td/telegram/misc.cpp): blanks and control characters, the space
+# characters it turns into spaces, the invisible ones it skips (zero-width space and joiners,
+# direction marks, byte-order mark, no-break space, braille blank).
+_NOTHING: Final = re.compile(
+    "[\x00-\x20\u00a0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\u2800\u3000"
+    "\ufeff\ufffc\U000e0000-\U000e007f]*"
+)
 _LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -145,19 +159,32 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) >> 1
 
 
+def shows_nothing(text: str) -> bool:
+    """Whether Telegram holds ``text`` empty, and refuses it as a message ("text is empty").
+
+    Blanks, and invisible characters alone (a zero-width space, a direction mark, a byte-order
+    mark, a no-break space, the braille blank), as tdlib's ``is_empty_string`` reads them.
+    """
+    return _NOTHING.fullmatch(text) is not None
+
+
 def render(markdown: str) -> Rendered:
     """Convert model Markdown to text and entities; never raises, bad Markdown stays text.
 
     HTML the model writes is shown as written (the converter would drop it, text and all), and
     Markdown that renders to nothing visible (``#``, an empty code fence) is shown as its source.
+    A source of invisible characters alone (a zero-width space), which Telegram refuses as an
+    empty message, is shown by their code points (``U+200B``).
     """
     source = _scrub(markdown)
     try:
         text, raw = _convert(source)
     except Exception:  # noqa: BLE001 - third-party parser on model output: degrade to plain text
         text, raw = source, []
-    if not text.strip():
+    if shows_nothing(text):
         text, raw = source, []  # only markup: the asker still reads what the model wrote
+        if text.strip() and shows_nothing(text):
+            text = _code_points(text)
     entities = _tidy(raw)
     if text == text.strip():
         return Rendered(text, tuple(entities))
@@ -178,7 +205,7 @@ def split(
     _check(limit)
     text = rendered.text
     if (
-        text
+        not shows_nothing(text)
         and not text[0].isspace()
         and not text[-1].isspace()
         and utf16_len(text) <= limit
@@ -206,6 +233,9 @@ def plain_parts(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
 def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
     """Render a partial answer for a live draft, keeping its last `limit` units.
 
+    The draft holds at most `MAX_ENTITIES` entities (Telegram ignores the rest, which would
+    leave the newest text, the one being written, unformatted): the tail starts later.
+
     An unclosed fence reads as an open code block, and a fence still being typed (one or two
     backticks on the last line) is left out. Long answers are rendered from a top-level block
     start near the tail, so the cost follows the draft's size rather than the answer's.
@@ -219,10 +249,20 @@ def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
         if begin == 0 or utf16_len(rendered.text) >= limit:
             break
         budget *= 4
-    if utf16_len(rendered.text) <= limit:
+    if utf16_len(rendered.text) <= limit and len(rendered.entities) <= MAX_ENTITIES:
         return rendered
     doc = _Doc(rendered.text, rendered.entities)
     return doc.cut([doc.tail(limit)])[0]
+
+
+def _code_points(text: str) -> str:
+    """The characters of ``text`` that are not blanks, named by their code points.
+
+    A run of one character is named once, with its count: ``U+200B \u00d79000``.
+    """
+    runs = groupby(char for char in text if not char.isspace())
+    named = ((f"U+{ord(char):04X}", sum(1 for _ in run)) for char, run in runs)
+    return " ".join(name if count == 1 else f"{name} \u00d7{count}" for name, count in named)
 
 
 def _check(limit: int) -> None:
@@ -416,18 +456,31 @@ def _tidy(raw: Iterable[MessageEntity]) -> list[Entity]:
 
 
 def _linkable(url: str | None) -> bool:
-    """Whether Telegram takes `url` for a text_link: a web address with a host, or tg://."""
+    """Whether Telegram takes `url` for a text_link: a web address it can open, or tg://."""
     if not url or not url.isprintable() or any(char.isspace() for char in url):
         return False
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        port = parts.port  # raises for a port out of range
     except ValueError:
         return False
     scheme = parts.scheme.lower()
     if scheme in _TELEGRAM_SCHEMES:
         return len(url) > len(scheme) + 1
-    return scheme in _WEB_SCHEMES and bool(host)
+    if scheme not in _WEB_SCHEMES or not host or port == 0 or parts.netloc.endswith(":"):
+        return False
+    if ":" in host:  # an IPv6 address, its brackets taken off
+        return "%" not in host and _is_ipv6(host)
+    return "." in host and host != "." and _HOST.fullmatch(host) is not None
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _fenced_regions(source: str) -> list[tuple[int, int]]:
@@ -581,7 +634,7 @@ class _Doc:
                 found = self._search(lo + 1, far, (half, far), short, rightmost=True)
                 cut = found if found is not None else self._hard_after(lo, far, short)
             first, last = self.trim(lo, cut)
-            if self.text[first:last].strip():
+            if not shows_nothing(self.text[first:last]):  # Telegram would refuse it as empty
                 ranges.append((first, last))
             lo = self.trim(cut, hi)[0]
         return ranges
@@ -601,14 +654,21 @@ class _Doc:
             return hi
         return min(starts[first_later + room], hi)
 
-    def tail(self, limit: int) -> tuple[int, int]:
-        """Index range of the last `limit` units' worth, starting at a clean boundary."""
+    def tail(self, limit: int, max_entities: int = MAX_ENTITIES) -> tuple[int, int]:
+        """Index range of the last `limit` units' worth, starting at a clean boundary.
+
+        It holds at most `max_entities` entities: it starts no sooner than the end of the
+        last entity it leaves out.
+        """
         short = [(lo, hi) for lo, hi in self.pres if self.units(hi) - self.units(lo) <= limit]
         lo, hi = self.trim(0, len(self.text))
-        if self.units(hi) - self.units(lo) <= limit:
+        ends = sorted(span[1] for span in self.spans)
+        floor = lo if len(ends) <= max_entities else max(ends[-max_entities - 1], lo)
+        if self.units(hi) - self.units(lo) <= limit and floor == lo:
             return lo, hi
-        near = self.reach_back(lo, limit, hi)
-        keep = max(self.reach_back(lo, limit // 2, hi), near)
+        near = max(self.reach_back(lo, limit, hi), floor)
+        room = min(limit, self.units(hi) - self.units(near))
+        keep = max(self.reach_back(lo, room // 2, hi), near)  # at least half of what may show
         found = self._search(near, hi - 1, (near, keep), short, rightmost=False)
         start = found if found is not None else self._hard_before(near, hi, short)
         return self.trim(start, hi)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from bot.formatting import literal_stars, plain_parts, utf16_len
+from bot.formatting import literal_stars, plain_parts, shows_nothing, utf16_len
 
 MAX_CHARS: Final = 32_768  # UTF-16 units of one rich message's Markdown
 MAX_BLOCKS: Final = 500
@@ -52,7 +52,7 @@ def split_blocks(markdown: str) -> list[str]:
         match = _FENCE.match(line)
         if fence:
             current.append(line)
-            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+            if _closes(line, fence):
                 fence = ""
             continue
         if match:
@@ -79,13 +79,23 @@ def _cut_block(block: str, limit: int) -> list[str]:
         return plain_parts(block, limit)
     lines = block.split("\n")
     opening = lines[0]
-    closed = len(lines) > 1 and _FENCE.match(lines[-1]) is not None
     closing = fence.group(1)
+    closed = len(lines) > 1 and _closes(lines[-1], closing)
     code = "\n".join(lines[1:-1] if closed else lines[1:])
     room = limit - utf16_len(opening) - utf16_len(closing) - 2
     if room < limit // 2:  # the fence's own line fills most of a message: cut it as text
         return plain_parts(block, limit)
     return [f"{opening}\n{piece}\n{closing}" for piece in plain_parts(code, room)]
+
+
+def _closes(line: str, fence: str) -> bool:
+    """Whether ``line`` closes a code block opened by ``fence``: the same mark, as long or more.
+
+    A fence of the other mark (``~~~`` in a block opened by backticks) or a shorter one is a
+    line of code.
+    """
+    found = _FENCE.match(line)
+    return found is not None and found.group(1)[0] == fence[0] and len(found.group(1)) >= len(fence)
 
 
 def block_weight(block: str) -> int:
@@ -108,7 +118,11 @@ def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOC
     """The answer as rich messages' Markdown: whole blocks packed up to the limits.
 
     Emphasis inside a word is sent escaped (``literal_stars``): ``2*3*4`` shows as written.
+    An answer of invisible characters alone (``shows_nothing``) gives no parts: the entity
+    rendering shows it.
     """
+    if shows_nothing(markdown):
+        return []
     parts: list[str] = []
     current: list[str] = []
     size = weight = 0
@@ -143,7 +157,7 @@ def draft_markdown(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_
     if fence is not None:
         lines = blocks[-1].split("\n")
         closing = "\n" + fence.group(1)
-        open_ = len(lines) == 1 or _FENCE.match(lines[-1]) is None
+        open_ = len(lines) == 1 or not _closes(lines[-1], fence.group(1))
         if open_ and utf16_len(last) + utf16_len(closing) <= limit:  # a fence of 40 backticks
             last += closing
     return last

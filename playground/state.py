@@ -43,7 +43,7 @@ from typing import Any
 
 from playground import rich, topics
 from playground.limits import GroupRateLimit
-from playground.text import FormatError, format_text, utf16_len
+from playground.text import FormatError, format_text, shows_nothing, utf16_len
 from playground.wire import ApiError, bad_request, check_reply_markup
 
 __all__ = ["GROUP_TYPES", "GuestQuery", "InlineQuery", "Method", "TelegramState", "one_level"]
@@ -435,7 +435,7 @@ class TelegramState:
             )
         except FormatError as error:
             raise bad_request(str(error)) from error
-        if not text and not allow_empty:
+        if shows_nothing(text) and not allow_empty:
             raise bad_request("message text is empty")
         if utf16_len(text) > limit:
             raise bad_request(

@@ -7,8 +7,11 @@ detects by itself added.
 No parse mode is implemented: the bot sends entities, never HTML or MarkdownV2 (``bot.formatting``
 turns Markdown into entities), so a request with a ``parse_mode`` is refused the way Telegram
 refuses one it does not know (400 ``Bad Request: unsupported parse_mode``) and nothing is sent.
-Stricter than Telegram, on purpose: explicit ``entities`` that fall outside the text or have
-no length are refused (Telegram silently drops or clips them, hiding a bug in the bot). As
+As Telegram does (tdlib's ``fix_formatted_text``), an entity that starts or ends inside a
+surrogate pair is refused, and so is a message text of nothing but blanks and invisible
+characters (``shows_nothing``). Stricter than Telegram, on purpose: explicit ``entities`` that
+fall outside the text or have no length are refused (Telegram silently drops or clips them,
+hiding a bug in the bot). As
 Telegram does, only the first ``MAX_ENTITIES`` entities of a message are applied; the rest are
 ignored (the message is sent, its later formatting lost).
 Not modelled: automatic url/mention/hashtag entities in outgoing text.
@@ -16,10 +19,10 @@ Not modelled: automatic url/mention/hashtag entities in outgoing text.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "FormatError",
@@ -27,6 +30,7 @@ __all__ = [
     "entity_text",
     "format_text",
     "mention_entities",
+    "shows_nothing",
     "user_entities",
     "utf16_len",
 ]
@@ -47,6 +51,7 @@ class Entity:
 
 
 _TRIM = " \t\r\n\v\f"
+_LOW_HALF = range(0xDC, 0xE0)  # the high byte of a low surrogate, in UTF-16-LE
 MAX_ENTITIES = 100  # applied of one message's entities, in order of their offsets
 # tdlib's get_type_priority, used to order entities that start and end together.
 _PRIORITY = {
@@ -89,6 +94,25 @@ _BOT_COMMAND = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32
 _MENTION = re.compile(r"(?<![\w@/])@[A-Za-z][A-Za-z0-9_]{4,31}(?![\w@])")
 
 
+# What tdlib's is_empty_string (td/telegram/misc.cpp) reads as nothing: blanks, the space
+# characters its strip_empty_characters turns into spaces, the invisible ones it skips, and
+# what its clean_input_string removes or blanks (control characters, U+2028 to U+202E).
+_NOTHING = re.compile(
+    "[\x00-\x20\u00a0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\u2800\u3000"
+    "\ufeff\ufffc\U000e0000-\U000e007f]*"
+)
+
+
+def shows_nothing(text: str) -> bool:
+    """Whether Telegram refuses ``text`` as a message's text: "message text is empty".
+
+    Telegram holds a text of nothing but blanks and invisible characters (a zero-width
+    space, a no-break space, the braille blank, a byte-order mark) empty, as tdlib's
+    ``fix_formatted_text`` does with ``is_empty_string``.
+    """
+    return _NOTHING.fullmatch(text) is not None
+
+
 def utf16_len(text: str) -> int:
     """Length of ``text`` in UTF-16 code units, the unit of Telegram's entity offsets."""
     return len(text.encode("utf-16-le")) // 2
@@ -99,16 +123,55 @@ def checked_link(url: str) -> str | None:
     url = url.strip()
     if not url or any(c.isspace() for c in url):
         return None
-    try:
-        parts = urlsplit(url if "://" in url or url.lower().startswith("tg:") else f"http://{url}")
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme in {"tg", "ton", "tonsite"}:
+    lowered = url.lower()
+    if lowered.startswith(("tg:", "ton:", "tonsite:")):
         return url
-    if scheme not in {"http", "https", "ftp"} or not parts.hostname:
-        return None
-    return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, parts.fragment))
+    return _web_link(url)
+
+
+# What tdlib's parse_url (td/utils/HttpUrl.cpp) lets through in a host: RFC 3986's unreserved
+# and sub-delims characters, percent escapes and any non-ASCII character.
+_HOST_PART = re.compile(r"(?:[A-Za-z0-9.\-_!$,~*'();&+=]|%[0-9A-Fa-f]{2}|[^\x00-\x7f])*")
+_USERINFO_PART = re.compile(r"(?:[A-Za-z0-9.\-_!$,~*'();&+=:]|%[0-9A-Fa-f]{2}|[^\x00-\x7f])*")
+
+
+def _web_link(url: str) -> str | None:
+    """A web address as tdlib's ``parse_url`` and ``LinkManager::check_link`` take it.
+
+    Only http and https (none: http); a port of 1 to 65535; a host of allowed characters, with
+    a dot in it unless it is an IPv6 address (``http://localhost`` is "Wrong HTTP URL").
+    """
+    scheme, rest = "http", url
+    head = re.match(r"[^:/?#@\[\]]*", url)
+    if head is not None and url[head.end() :].startswith("://"):
+        scheme, rest = head[0].lower(), url[head.end() + 3 :]
+        if scheme not in {"http", "https"}:
+            return None  # "Unsupported URL protocol"
+    authority = re.match(r"[^/?#]*", rest)
+    assert authority is not None  # noqa: S101 -- the pattern matches any text
+    query = rest[authority.end() :]
+    userinfo_host, port = authority[0], ""
+    colon = max(userinfo_host.rfind(mark) for mark in ":]@")
+    if colon > 0 and userinfo_host[colon] == ":":
+        userinfo_host, port = userinfo_host[:colon], userinfo_host[colon + 1 :]
+        if not port.isascii() or not port.isdigit() or not 0 < int(port) <= 65535:  # noqa: PLR2004
+            return None  # "Wrong port number specified in the URL"
+    userinfo, _, host = userinfo_host.rpartition("@")
+    host = host.lower()
+    ipv6 = host.startswith("[") and host.endswith("]")
+    if ipv6:
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+    elif host in {"", "."} or "." not in host:
+        return None  # "URL host is empty", "Host is invalid", "Wrong HTTP URL"
+    elif not _HOST_PART.fullmatch(host) or not _USERINFO_PART.fullmatch(userinfo):
+        return None  # "Disallowed character in URL host"
+    login = f"{userinfo}@" if userinfo else ""
+    port = f":{int(port)}" if port else ""
+    path = query if query.startswith("/") else f"/{query}"
+    return f"{scheme}://{login}{host}{port}{path}"
 
 
 def _check_entity(item: object, size: int) -> Entity:
@@ -151,7 +214,33 @@ def _check_entities(text: str, raw: object) -> list[Entity]:
     if not isinstance(raw, list):
         raise FormatError("can't parse entities JSON object")
     size = utf16_len(text)
-    return [_check_entity(item, size) for item in raw]
+    checked = [_check_entity(item, size) for item in raw]
+    if not text.isascii():
+        _check_whole_characters(text, checked)
+    return checked
+
+
+def _check_whole_characters(text: str, entities: list[Entity]) -> None:
+    """Refuse an entity that starts or ends between the two halves of a surrogate pair.
+
+    As tdlib's ``fix_formatted_text`` (td/telegram/MessageEntity.cpp) does: "Entity begins in
+    a middle of a UTF-16 symbol", or "ends in a middle".
+    """
+    units = text.encode("utf-16-le")
+    halves = {
+        at // 2 for at in range(0, len(units), 2) if units[at + 1] in _LOW_HALF
+    }  # the offsets of low surrogates: inside a pair
+    for entity in entities:
+        if entity.offset in halves:
+            raise FormatError(
+                "can't parse entities: Entity begins in a middle of a UTF-16 symbol at UTF-16 "
+                f"offset {entity.offset}"
+            )
+        if entity.offset + entity.length in halves:
+            raise FormatError(
+                f"can't parse entities: Entity beginning at UTF-16 offset {entity.offset} ends "
+                "in a middle of a UTF-16 symbol"
+            )
 
 
 def _api_entity(entity: Entity, users: dict[int, dict[str, Any]]) -> dict[str, Any]:

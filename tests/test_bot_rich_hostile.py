@@ -45,6 +45,37 @@ async def test_an_answer_of_markup_alone_is_shown_as_written(tmp_path: Path) -> 
     assert history[-1] == "```"
 
 
+async def test_an_answer_of_invisible_characters_is_shown_by_their_code_points(
+    tmp_path: Path,
+) -> None:
+    # Telegram holds a text of zero-width spaces empty and refuses it: the asker read
+    # "Something went wrong" for an answer they were charged for.
+    answer = "\u200b\u200b\ufeff"
+    async with running_stack(tmp_path, answer=answer) as stack:
+        stack.telegram.send_text(USER, "Say nothing")
+        (message,) = await stack.final_messages(USER)
+        history = await stack.stored_turns(USER, 2)
+        refused = [call for call in stack.telegram.calls if call.answered != "ok"]
+    assert message["text"] == "U+200B \u00d72 U+FEFF"
+    assert refused == []
+    assert history[-1] == answer
+
+
+async def test_a_link_to_localhost_leaves_the_rest_of_the_answer_formatted(
+    tmp_path: Path,
+) -> None:
+    # Telegram refuses a whole message with a link to a host without a dot ("Wrong HTTP
+    # URL"): the answer went out plain, its code block unformatted.
+    answer = "Run it, then open [the app](http://localhost:3000).\n\n```python\nprint(1)\n```"
+    async with running_stack(tmp_path, answer=answer) as stack:
+        stack.telegram.send_text(USER, "How do I start it?")
+        (message,) = await stack.final_messages(USER)
+        refused = [call for call in stack.telegram.calls if call.answered != "ok"]
+    assert refused == []
+    assert message["text"] == "Run it, then open the app.\n\nprint(1)"
+    assert message["entities"] == [{"type": "pre", "offset": 28, "length": 8, "language": "python"}]
+
+
 async def test_a_group_answer_of_markup_alone_is_shown(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer="#", **FAST) as stack:
         stack.telegram.send_text(ANN, "/ask Print a hash sign", chat_id=GROUP)

@@ -1027,3 +1027,47 @@ def test_image_size_reads_png_and_jpeg_headers() -> None:
     assert image_size(b"\xff\xd8" + app0 + sof0) == (640, 480)
     assert image_size(b"\xff\xd8\xff\xd9") is None
     assert image_size(b"plain text") is None
+
+
+async def test_a_text_of_invisible_characters_is_empty_to_telegram(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    for nothing in ("\u200b", "\u00a0\u2800", "\ufeff\u200d", "\u3000 \u200e"):
+        with pytest.raises(TelegramBadRequest, match="message text is empty"):
+            await bot.send_message(USER, nothing)
+    assert await bot.send_message_draft(chat_id=USER, draft_id=7, text="\u200b")  # a draft may
+    assert (await bot.send_message(USER, "\u200bhi")).text == "\u200bhi"
+    assert len(fake.sent_messages(USER)) == 1
+
+
+async def test_an_entity_may_not_split_a_surrogate_pair(fake: FakeTelegram, bot: Bot) -> None:
+    for offset, length in ((1, 2), (0, 1), (2, 1)):  # "🙂🙂": pairs at 0-1 and 2-3
+        with pytest.raises(TelegramBadRequest, match="in a middle of a UTF-16 symbol"):
+            await bot.send_message(
+                USER, "🙂🙂", entities=[MessageEntity(type="bold", offset=offset, length=length)]
+            )
+    whole = await bot.send_message(
+        USER, "🙂🙂", entities=[MessageEntity(type="bold", offset=2, length=2)]
+    )
+    assert spans(whole.entities) == [("bold", 2, 2, None)]
+    assert len(fake.sent_messages(USER)) == 1
+
+
+async def test_a_link_telegram_cannot_open_refuses_the_message(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    # tdlib's parse_url and LinkManager::check_link: http or https, a host with a dot.
+    for url in ("http://localhost:3000", "ftp://files.example.org/a", "http://a.example:99999"):
+        with pytest.raises(TelegramBadRequest, match="URL is invalid"):
+            await bot.send_message(
+                USER,
+                "open",
+                entities=[MessageEntity(type="text_link", offset=0, length=4, url=url)],
+            )
+    sent = await bot.send_message(
+        USER,
+        "open",
+        entities=[MessageEntity(type="text_link", offset=0, length=4, url="Example.org:8080")],
+    )
+    assert spans(sent.entities) == [("text_link", 0, 4, "http://example.org:8080/")]
+    assert len(fake.sent_messages(USER)) == 1

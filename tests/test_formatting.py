@@ -23,6 +23,8 @@ from bot.formatting import (
     split,
     utf16_len,
 )
+from bot.rich import rich_parts
+from playground.text import shows_nothing
 
 EMOJI = ["😀", "👍🏽", "👨‍👩‍👧", "🇺🇦", "❤️", "\U0001d518", "中", "é", "漢字"]
 
@@ -36,7 +38,7 @@ def entity_text(piece: Rendered, entity: Entity) -> str:
 
 def assert_sendable(piece: Rendered, limit: int = TELEGRAM_LIMIT) -> None:
     """What Telegram checks: size, non-blank text, entities inside it on whole characters."""
-    assert piece.text.strip()
+    assert not shows_nothing(piece.text)  # as the fake judges it, after tdlib
     assert piece.text == piece.text.strip()  # what Telegram keeps, so offsets hold
     assert utf16_len(piece.text) <= limit
     piece.text.encode("utf-8")  # no lone surrogate
@@ -48,14 +50,18 @@ def assert_sendable(piece: Rendered, limit: int = TELEGRAM_LIMIT) -> None:
 
 
 def assert_nothing_lost(original: str, pieces: list[str]) -> None:
-    """The pieces, in order, are the original with only whitespace dropped between them."""
+    """The pieces, in order, are the original with only whitespace dropped between them.
+
+    Or a piece of invisible characters alone (a zero-width joiner cut off at a tiny limit),
+    which Telegram would refuse as an empty message.
+    """
     position = 0
     for piece in pieces:
         found = original.find(piece, position)
         assert found >= 0
-        assert not original[position:found].strip()
+        assert shows_nothing(original[position:found])
         position = found + len(piece)
-    assert not original[position:].strip()
+    assert shows_nothing(original[position:])
 
 
 def dice(seed: int) -> random.Random:
@@ -126,10 +132,26 @@ def test_render_keeps_link_text_but_drops_urls_telegram_rejects() -> None:
         "[ok](tg://resolve?domain=veil) [ftp](ftp://files.example.org/a)"
     )
     assert rendered.text == "jump run rel host ok ftp"
-    assert [e.url for e in rendered.entities] == [
-        "tg://resolve?domain=veil",
-        "ftp://files.example.org/a",
-    ]
+    assert [e.url for e in rendered.entities] == ["tg://resolve?domain=veil"]
+
+
+def test_render_drops_links_to_hosts_telegram_refuses() -> None:
+    # tdlib's check_link refuses a web host without a dot ("Wrong HTTP URL"), a port out of
+    # range and a character outside RFC 3986: the whole message was refused, and the answer
+    # went out plain from that part on, its code blocks unformatted.
+    refused = (
+        "http://localhost:3000",
+        "http://grafana:3000/d/x",
+        "https://example.org:99999/",
+        "https://example.org:0/",
+        "http://a{b}.example.org/",
+        "http://[::zz]/",
+    )
+    for url in refused:
+        assert render(f"[app]({url})") == Rendered("app", ()), url
+    taken = ("http://127.0.0.1:8080/", "https://пример.рф/", "http://[::1]:8080/", "HTTPS://A.b")
+    for url in taken:
+        assert [e.url for e in render(f"[app]({url})").entities] == [url], url
 
 
 def test_render_fenced_code_is_pre_with_language() -> None:
@@ -255,6 +277,22 @@ def test_split_returns_short_text_as_is_and_blank_text_as_nothing() -> None:
     assert split(Rendered(" \n\n ", ())) == []
     # Markup that renders to nothing visible is shown as written, never as no message at all.
     assert render_parts("```\n```") == [Rendered("```\n```", ())]
+
+
+def test_invisible_characters_alone_are_shown_by_their_code_points() -> None:
+    # Telegram refuses a text of zero-width spaces as empty ("message text is empty").
+    assert render_parts("\u200b") == [Rendered("U+200B", ())]
+    assert render_parts("\u2800 \ufeff\ufeff") == [Rendered("U+2800 U+FEFF \u00d72", ())]
+    assert render_parts("\u200b" * 9000) == [Rendered("U+200B \u00d79000", ())]
+    assert render_parts("\u200bhi") == [Rendered("\u200bhi", ())]  # something shows
+    assert rich_parts("\u200b\n\n\u200d") == []  # left to the rendering above
+    assert preview("\u200b").text == "U+200B"
+
+
+def test_a_piece_telegram_would_hold_empty_is_left_out() -> None:
+    text = "x" * 4000 + "\n\n" + "\u200b" * 4000 + "\n\n" + "y" * 4000
+    assert [piece.text for piece in split(Rendered(text, ()))] == ["x" * 4000, "y" * 4000]
+    assert split(Rendered("\u200b\u200e", ())) == []
 
 
 def test_split_falls_back_to_line_then_sentence_then_space_then_hard() -> None:
@@ -484,6 +522,19 @@ def test_preview_of_long_answer_shows_the_tail_from_a_clean_boundary() -> None:
     assert utf16_len(draft.text) > TELEGRAM_LIMIT // 2
     assert draft.text.endswith(paras[-1])
     assert set(draft.text.split("\n\n")) <= set(paras)
+
+
+def test_a_preview_holds_no_more_entities_than_telegram_applies() -> None:
+    # Telegram applies a message's first 100 entities: a draft of 300 bold words showed the
+    # code block being written under them as plain text.
+    lines = [f"- **w{n}** and **v{n}**" for n in range(150)]
+    markdown = "\n".join(lines) + "\n\n```python\nprint(1)\n```"
+    draft = preview(markdown)
+    assert_sendable(draft)
+    assert len(draft.entities) == MAX_ENTITIES - 1  # whole lines: two entities each
+    assert draft.entities[-1] == Entity("pre", utf16_len(draft.text) - 8, 8, language="python")
+    assert draft.text.startswith("• w101 and v101\n")  # from a clean boundary: a whole line
+    assert preview(markdown, limit=20).text == "print(1)"
 
 
 def test_preview_of_long_answer_matches_the_tail_of_the_full_render() -> None:

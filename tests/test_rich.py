@@ -107,6 +107,19 @@ def test_a_code_block_longer_than_a_message_is_cut_and_refenced() -> None:
     assert joined == code
 
 
+def test_an_unclosed_code_block_cut_into_parts_keeps_its_last_line() -> None:
+    # A last line that looks like a fence but cannot close this one (the other mark, or a
+    # shorter run) is code: it was taken for the closing fence and left out.
+    code = "\n".join(f"print({i})" for i in range(200))
+    for fence, last in (("```", "~~~"), ("````", "```")):
+        parts = rich.rich_parts(f"{fence}\n{code}\n{last}", limit=1000)
+        assert len(parts) > 1
+        assert all(p.startswith(f"{fence}\n") and p.endswith(f"\n{fence}") for p in parts)
+        inner = [p.removeprefix(f"{fence}\n").removesuffix(f"\n{fence}") for p in parts]
+        assert "\n".join(inner) == f"{code}\n{last}"
+    assert rich.draft_markdown("```\nx = 1\n~~~") == "```\nx = 1\n~~~\n```"
+
+
 def test_the_draft_shows_the_last_part() -> None:
     text = "\n\n".join(["y" * 300] * 10)
     assert rich.draft_markdown(text, limit=700) == "y" * 300 + "\n\n" + "y" * 300
