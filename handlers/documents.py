@@ -19,12 +19,13 @@ import aiohttp
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
 from aiogram.methods import GetFile
 
+from services.documents import TextFile
+
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import Document
 
 DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at most)
-FENCE = "```"
 CHUNK = 8 * 1024  # bytes of a download read at a time
 DOWNLOAD_TIMEOUT = 30  # seconds a download may take in all (aiogram's own default)
 
@@ -93,19 +94,5 @@ async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
 
 
 def as_question(name: str, text: str, caption: str | None) -> str:
-    """The file as the model reads it: its name, its text fenced, then the caption, if any.
-
-    The fence is longer than any run of backticks in the text, so the text cannot close it.
-    """
-    fence = FENCE + "`" * max(0, _longest_backticks(text) + 1 - len(FENCE))
-    block = f"{name}:\n{fence}\n{text.rstrip()}\n{fence}"
-    return f"{block}\n\n{caption}" if caption and caption.strip() else block
-
-
-def _longest_backticks(text: str) -> int:
-    """The longest run of backticks in ``text``."""
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    return longest
+    """The file as the model reads it: its name, its text fenced, then the caption, if any."""
+    return TextFile(name, text, caption).question()
