@@ -601,14 +601,13 @@ class ChatService:
         user, conversation = opened.user, opened.conversation
         model = await self.model_for(user.model)
         window = self._window(model)
-        fitting = _Fitting(
-            *self._asking(
-                question,
-                [turn.for_model(model) for turn in opened.history],
-                window,
-                self._budget(window),
-            )
+        prompt, context = self._asking(
+            question,
+            [turn.for_model(model) for turn in opened.history],
+            window,
+            self._budget(window),
         )
+        fitting = _Fitting(prompt, self._with_room(context, window))
         parts = FoldedText()
         begun = False
         while True:
@@ -932,12 +931,26 @@ class ChatService:
         """The most answer tokens to ask for: what the context leaves of the window.
 
         At most ``max_answer_tokens``; at least the room the budget kept, since a context
-        within the budget leaves that much. A prompt too long on its own for the budget by
-        its ceiling (a long text file, a long paste) is asked with that room too: its ceiling
-        is several times its true count in most languages, and the model server, counting
-        exactly, refuses it if it is not, saying how long it is (``_refit``).
+        within the budget leaves that much. Only a prompt too long on its own for the budget
+        leaves less: it is then asked with the shortest answer worth having
+        (``min_answer_tokens``), and the model server, counting exactly, decides. (The Mini
+        App's page fits its requests by this same rule; the bot's own answers then ask for
+        more, ``_with_room``.)
         """
-        return max(self._room(window), min(self.max_answer_tokens, window - context_tokens))
+        fits = window - context_tokens
+        floor = min(self.min_answer_tokens, self.max_answer_tokens)
+        return max(floor, min(self.max_answer_tokens, fits))
+
+    def _with_room(self, context: _Context, window: int) -> _Context:
+        """``context`` asking for the answer's whole room, where its ceiling left it less.
+
+        A prompt too long on its own for the budget by its ceiling (a long text file, a long
+        paste) was asked with ``min_answer_tokens``, a stub of an answer: its ceiling is
+        several times its true count in most languages. It asks for the room now, and the
+        model server, counting exactly, refuses it if it is too long for that, saying how long
+        it is (``_refit``).
+        """
+        return dataclasses.replace(context, max_answer=max(context.max_answer, self._room(window)))
 
     def _refit(
         self, question: Question, context: _Context, refusal: str, window: int, kept: int | None
@@ -969,7 +982,7 @@ class ChatService:
         if cut is None:
             return None
         prompt = document.question(cut)
-        return prompt, self._context([], prompt, window, budget), cut
+        return prompt, self._with_room(self._context([], prompt, window, budget), window), cut
 
     def _capped(self, context: _Context, most: int) -> _Context:
         """``context`` asking for at most ``most`` answer tokens."""
