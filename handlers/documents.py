@@ -3,14 +3,16 @@
 A leaf shared by the chat's router (``handlers.chat.on_document``): the file's text goes to the
 model as a fenced block headed by its name, with the caption, if any, after it as the question;
 from there it is a question like any other (sealed to the worker, stored encrypted, never
-logged). Only plain UTF-8 text of at most ``DOCUMENT_MOST`` bytes is read: a larger file is
-refused by the size Telegram states, before it is fetched, or (its size not stated) once the
-download runs past it; one that is not UTF-8 text (a PDF, an image sent as a file, a NUL byte)
-after it is fetched (``Refused``).
+logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, UTF-8 or UTF-16 with its
+byte-order mark (Windows Notepad's "Unicode"): a larger file is refused by the size Telegram
+states, before it is fetched, or (its size not stated) once the download runs past it; one that
+is not such text (a PDF, an image sent as a file, a NUL byte, another encoding) after it is
+fetched, and so is one with no text in it (empty, or blanks only) (``Refused``).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,10 +43,12 @@ class Refused:
 TOO_BIG = Refused("document_too_big", "too_big")
 NOT_TEXT = Refused("document_not_text", "not_text")
 UNAVAILABLE = Refused("document_unavailable", "unavailable")
+EMPTY = Refused("document_empty", "empty")
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 async def read_text(bot: Bot, document: Document) -> str | Refused:
-    """The file's text, if it is UTF-8 text of at most ``DOCUMENT_MOST`` bytes; else why not.
+    """The file's text, if it is text of at most ``DOCUMENT_MOST`` bytes; else why not.
 
     A file Telegram states as larger is not fetched at all (nor one Telegram will not hand a
     bot: "file is too big", over 20 MB); one Telegram will not hand over for another reason
@@ -63,11 +67,22 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     data = await _fetched(bot, document.file_id, file.file_path)
     if data is None:
         return TOO_BIG
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    text = _decoded(data)
+    if text is None or "\x00" in text:
         return NOT_TEXT
-    return NOT_TEXT if "\x00" in text or not text.strip() else text
+    return text if text.strip() else EMPTY
+
+
+def _decoded(data: bytes) -> str | None:
+    """``data`` as text: UTF-16 where a byte-order mark says so, else UTF-8 (a BOM dropped).
+
+    None where it is neither.
+    """
+    codec = "utf-16" if data.startswith(_UTF16_BOMS) else "utf-8-sig"  # each drops its BOM
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        return None
 
 
 async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
