@@ -104,6 +104,41 @@ async def test_a_file_too_long_for_the_window_is_cut_and_the_user_told_how_much_
     assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
+async def test_a_15_kb_file_in_a_16k_window_gets_the_answers_whole_room(tmp_path: Path) -> None:
+    # 15,500 bytes (about 3,100 of the model's tokens): its bytes alone took the 15,360 tokens
+    # the context may have in a 16,384 window, so it was asked with 64 answer tokens.
+    window = 16_384
+    server = FakeVLLM(answer=ANSWER, max_model_len=window)
+    body = ("The coast, the tide. " * 739).encode()
+    async with running_stack(
+        tmp_path, model_server=server, context_tokens=window, max_answer_tokens=1024
+    ) as stack:
+        stack.telegram.send_document(USER, body, file_name="log.txt", caption="What happened?")
+        turns = await stack.stored_turns(USER, 2)
+    assert len(body) > window - 1024
+    assert fitted(server) == [(server.prompt_counts[0], 1024)]
+    assert turns[1] == ANSWER
+
+
+async def test_a_file_that_fits_with_half_the_room_is_read_whole_for_a_shorter_answer(
+    tmp_path: Path,
+) -> None:
+    # 780 words: the window holds it and an answer of at least half the usual room. Reading it
+    # whole beats a full-length answer about part of it.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    text = " ".join(f"w{n % 10}" for n in range(780))
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_document(USER, text.encode(), file_name="mid.txt", caption="Sum up")
+        turns = await stack.stored_turns(USER, 2)
+        sent = await stack.final_messages(USER)
+    (counted, first), (again, asked) = fitted(server)
+    assert first == ROOM
+    assert again == counted  # the same question, the file whole
+    assert ROOM // 2 <= asked == WINDOW - counted < ROOM
+    assert turns == [TextFile("mid.txt", text, "Sum up").question(), ANSWER]
+    assert [message["text"] for message in sent] == [ANSWER]  # no note: read whole
+
+
 async def test_a_long_paste_that_leaves_less_than_the_room_is_asked_for_what_the_window_leaves(
     tmp_path: Path,
 ) -> None:
