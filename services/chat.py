@@ -1222,6 +1222,9 @@ class ChatService:
     async def _name(self, naming: Naming, generation: _Generation) -> str | None:
         try:
             text = await self._ask_title(naming, generation)
+            if text is None:  # not even a short title request fits the model's window
+                log.info("chat.title_unfitted", user_id=naming.user_id)
+                return None
             if generation.stop.is_set():  # /forget or shutdown: no title from a cut reply
                 log.info("chat.title_stopped", user_id=naming.user_id)
                 return None
@@ -1236,15 +1239,15 @@ class ChatService:
             return None
         return title
 
-    async def _ask_title(self, naming: Naming, generation: _Generation) -> str:
+    async def _ask_title(self, naming: Naming, generation: _Generation) -> str | None:
         """One title request, fitted to the model's window: held, streamed without a sink, settled.
 
-        Its text; empty where the window cannot hold even a short title request.
+        Its text; None (not asked) where the window cannot hold even a short title request.
         """
         most = self._window(naming.model) - TITLE_TOKENS
         messages = title_messages(naming.prompt, naming.answer, most)
         if messages is None:
-            return ""
+            return None
         request_id = secrets.token_bytes(REQUEST_ID_SIZE)
         context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
         hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
