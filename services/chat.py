@@ -8,7 +8,11 @@ client into an ``AnswerSink`` (the bot's Telegram-facing side), settles, and sto
 exchange encrypted once it is finished or the user stopped it.
 The model's window is the one the gateways' signed bundles state for it, at most
 ``context_tokens`` (also the window of a model they state none for); the answer may have what
-the context leaves of it, at most ``max_answer_tokens``. A failed answer stores nothing (the
+the context leaves of it, at most ``max_answer_tokens``. A question too long on its own for that
+by its ceiling (a text file, a long paste) is asked with the answer's room all the same, and if
+the model server refuses it, fitted by the count its refusal states (``_refit``): asked again
+for what the window leaves, or a text file (``Question.document``) cut to its start, the user
+told how much of it was read (``Answer.file_read``). A failed answer stores nothing (the
 text that arrived intact before the failure is still delivered, since it is paid for), and the
 prompt is kept in memory only, so the user's Retry button can resend it.
 
