@@ -1,8 +1,9 @@
 """A small text file (a .txt, .md, .py...) sent in the private chat, read as a question.
 
 A leaf shared by the chat's router (``handlers.chat.on_document``): the file's text goes to the
-model as a fenced block headed by its name, with the caption, if any, after it as the question;
-from there it is a question like any other (sealed to the worker, stored encrypted, never
+model as a fenced block headed by its name, with the caption, if any, after it as the question
+(``services.documents.TextFile``, which also cuts a file too long for the model's window); from
+there it is a question like any other (sealed to the worker, stored encrypted, never
 logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, UTF-8 or UTF-16 with its
 byte-order mark (Windows Notepad's "Unicode"): a larger file is refused by the size Telegram
 states, before it is fetched, or (its size not stated) once the download runs past it; one that
@@ -20,8 +21,6 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
 from aiogram.methods import GetFile
-
-from services.documents import TextFile
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -106,8 +105,3 @@ async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
         failed = f"the file download failed: {type(exc).__name__}"
         raise TelegramNetworkError(GetFile(file_id=file_id), failed) from exc
     return bytes(data)
-
-
-def as_question(name: str, text: str, caption: str | None) -> str:
-    """The file as the model reads it: its name, its text fenced, then the caption, if any."""
-    return TextFile(name, text, caption).question()

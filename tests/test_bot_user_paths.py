@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from handlers.documents import DOCUMENT_MOST, as_question
+from handlers.documents import DOCUMENT_MOST
 from playground.botapi import DOWNLOAD
+from services.documents import TextFile
 from services.tokens import prompt_tokens
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
@@ -287,7 +288,7 @@ async def test_an_empty_or_blank_file_is_told_it_holds_no_text(tmp_path: Path) -
 
 def test_a_file_with_a_fence_in_it_cannot_close_its_own_block() -> None:
     text = "Setup:\n```sh\nmake\n```\nDone."
-    assert as_question("README.md", text, "Is it clear?") == (
+    assert TextFile("README.md", text, "Is it clear?").question() == (
         "README.md:\n````\nSetup:\n```sh\nmake\n```\nDone.\n````\n\nIs it clear?"
     )
 
