@@ -47,6 +47,7 @@ from handlers.replies import (
     went_out,
 )
 from services.chat import CONTINUE_PROMPT, CUT, Question, quoted
+from services.documents import TextFile
 from services.errors import AnswerInProgress, InferenceError
 
 if TYPE_CHECKING:
@@ -194,12 +195,14 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
     thread_id: int | None = None,
     replied: str | None = None,
     continues: bool = False,
+    document: TextFile | None = None,
 ) -> None:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
     In topic ``thread_id`` when given, from that topic's conversation; ``replied`` is the text
     of the message it replies to (``Question.replied``); ``continues``: it asks the model to go
-    on with its cut answer (``Question.continues``). The answer runs detached
+    on with its cut answer (``Question.continues``); ``document``: the text file ``prompt``
+    asks about (``Question.document``). The answer runs detached
     from the update (``ChatService.start``): this returns once the user is claimed, so the
     update's objects are not kept while it streams; ``AnswerInProgress`` (the user has an
     answer in progress) is raised here, to the errors router. What follows the answer, and
@@ -215,6 +218,7 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
         private=True,
         replied=replied,
         continues=continues,
+        document=document,
     )
     chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
 
@@ -237,6 +241,8 @@ class _Followup:
     async def answered(self, answer: Answer) -> None:
         """Say so when it was stopped before a word, and when the model cut it (Continue).
 
+        An answer about a file the model read only the start of says how much of it that was.
+
         The first answer of a conversation is then followed by naming it (``name_conversation``),
         and in a topic the topic is renamed.
         """
@@ -247,6 +253,8 @@ class _Followup:
             await sink.note(texts("error_backend"), retry_keyboard(texts))
         elif answer.finish_reason == CUT and answer.text and not answer.stopped:
             await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
+        if answer.file_read is not None and answer.text:
+            await sink.say(texts("document_part", percent=answer.file_read))
         if answer.naming is not None:
             title = await self.chat.name_conversation(answer.naming)
             if title is not None and self.thread_id is not None:
@@ -547,9 +555,20 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         log.info("chat.document_refused", reason=text.reason, size=document.file_size)
         await message.answer(texts(text.key, kb=documents.DOCUMENT_MOST // 1024))
         return
-    prompt = documents.as_question(document.file_name or "file", text, message.caption)
+    asked = TextFile(document.file_name or "file", text, message.caption)
     await opened_topic(message, chat, texts)
-    answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=topic_of(message))
+    thread_id = topic_of(message)
+    answer_prompt(
+        bot,
+        chat,
+        drafts,
+        texts,
+        failures,
+        user,
+        asked.question(),
+        thread_id=thread_id,
+        document=asked,
+    )
     if in_caption(message):  # not run (``handlers.commands``): say so, or it seems ignored
         command = _command_shown(message.caption)
         await message.answer(texts("document_caption_command", command=command))

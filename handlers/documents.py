@@ -1,16 +1,19 @@
 """A small text file (a .txt, .md, .py...) sent in the private chat, read as a question.
 
 A leaf shared by the chat's router (``handlers.chat.on_document``): the file's text goes to the
-model as a fenced block headed by its name, with the caption, if any, after it as the question;
-from there it is a question like any other (sealed to the worker, stored encrypted, never
-logged). Only plain UTF-8 text of at most ``DOCUMENT_MOST`` bytes is read: a larger file is
-refused by the size Telegram states, before it is fetched, or (its size not stated) once the
-download runs past it; one that is not UTF-8 text (a PDF, an image sent as a file, a NUL byte)
-after it is fetched (``Refused``).
+model as a fenced block headed by its name, with the caption, if any, after it as the question
+(``services.documents.TextFile``, which also cuts a file too long for the model's window); from
+there it is a question like any other (sealed to the worker, stored encrypted, never
+logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, UTF-8 or UTF-16 with its
+byte-order mark (Windows Notepad's "Unicode"): a larger file is refused by the size Telegram
+states, before it is fetched, or (its size not stated) once the download runs past it; one that
+is not such text (a PDF, an image sent as a file, a NUL byte, another encoding) after it is
+fetched, and so is one with no text in it (empty, or blanks only) (``Refused``).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,7 +27,6 @@ if TYPE_CHECKING:
     from aiogram.types import Document
 
 DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at most)
-FENCE = "```"
 CHUNK = 8 * 1024  # bytes of a download read at a time
 DOWNLOAD_TIMEOUT = 30  # seconds a download may take in all (aiogram's own default)
 
@@ -40,10 +42,12 @@ class Refused:
 TOO_BIG = Refused("document_too_big", "too_big")
 NOT_TEXT = Refused("document_not_text", "not_text")
 UNAVAILABLE = Refused("document_unavailable", "unavailable")
+EMPTY = Refused("document_empty", "empty")
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 async def read_text(bot: Bot, document: Document) -> str | Refused:
-    """The file's text, if it is UTF-8 text of at most ``DOCUMENT_MOST`` bytes; else why not.
+    """The file's text, if it is text of at most ``DOCUMENT_MOST`` bytes; else why not.
 
     A file Telegram states as larger is not fetched at all (nor one Telegram will not hand a
     bot: "file is too big", over 20 MB); one Telegram will not hand over for another reason
@@ -62,11 +66,22 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     data = await _fetched(bot, document.file_id, file.file_path)
     if data is None:
         return TOO_BIG
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    text = _decoded(data)
+    if text is None or "\x00" in text:
         return NOT_TEXT
-    return NOT_TEXT if "\x00" in text or not text.strip() else text
+    return text if text.strip() else EMPTY
+
+
+def _decoded(data: bytes) -> str | None:
+    """``data`` as text: UTF-16 where a byte-order mark says so, else UTF-8 (a BOM dropped).
+
+    None where it is neither.
+    """
+    codec = "utf-16" if data.startswith(_UTF16_BOMS) else "utf-8-sig"  # each drops its BOM
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        return None
 
 
 async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
@@ -90,22 +105,3 @@ async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
         failed = f"the file download failed: {type(exc).__name__}"
         raise TelegramNetworkError(GetFile(file_id=file_id), failed) from exc
     return bytes(data)
-
-
-def as_question(name: str, text: str, caption: str | None) -> str:
-    """The file as the model reads it: its name, its text fenced, then the caption, if any.
-
-    The fence is longer than any run of backticks in the text, so the text cannot close it.
-    """
-    fence = FENCE + "`" * max(0, _longest_backticks(text) + 1 - len(FENCE))
-    block = f"{name}:\n{fence}\n{text.rstrip()}\n{fence}"
-    return f"{block}\n\n{caption}" if caption and caption.strip() else block
-
-
-def _longest_backticks(text: str) -> int:
-    """The longest run of backticks in ``text``."""
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    return longest

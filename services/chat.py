@@ -8,7 +8,11 @@ client into an ``AnswerSink`` (the bot's Telegram-facing side), settles, and sto
 exchange encrypted once it is finished or the user stopped it.
 The model's window is the one the gateways' signed bundles state for it, at most
 ``context_tokens`` (also the window of a model they state none for); the answer may have what
-the context leaves of it, at most ``max_answer_tokens``. A failed answer stores nothing (the
+the context leaves of it, at most ``max_answer_tokens``. A question too long on its own for that
+by its ceiling (a text file, a long paste) is asked with the answer's room all the same, and if
+the model server refuses it, fitted by the count its refusal states (``_refit``): asked again
+for what the window leaves, or a text file (``Question.document``) cut to its start, the user
+told how much of it was read (``Answer.file_read``). A failed answer stores nothing (the
 text that arrived intact before the failure is still delivered, since it is paid for), and the
 prompt is kept in memory only, so the user's Retry button can resend it.
 
@@ -58,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -103,9 +108,13 @@ if TYPE_CHECKING:
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
     from services.credit import Credit, Hold
+    from services.documents import TextFile
 
 log = structlog.get_logger("veil.chat")
 
+_WINDOW_STATED = re.compile(r"maximum context length is (\d+) tokens")
+_PROMPT_STATED = re.compile(r"request has (\d+) input tokens|\((\d+) in the messages")
+REFITS = 3  # how often a question alone too long is fitted by the model server's count again
 _RETRY_MEMORY = 10_000  # users whose last failed prompt is kept for the Retry button
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
@@ -173,6 +182,7 @@ class Answer:
     outcome: Outcome | None = None
     request_id: str = ""
     naming: Naming | None = None
+    file_read: int | None = None  # the percent of the question's file the model read, if cut
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,8 @@ class Question:
     holds it already (an answer of an earlier conversation, after /new, it does not).
     ``continues``: the question asks the model to go on with the cut answer that ends the
     conversation (``CONTINUE_PROMPT``); its end goes quoted before it unless the context holds
-    it whole.
+    it whole. ``document``: the text file ``prompt`` asks about (``TextFile.question``): where
+    the model's window cannot hold it with room for an answer, the model reads its start.
     """
 
     user_id: int
@@ -220,6 +231,7 @@ class Question:
     private: bool = False  # asked in the user's private chat: told there if a restart cuts it off
     replied: str | None = field(default=None, repr=False)
     continues: bool = False
+    document: TextFile | None = field(default=None, repr=False)
 
     @property
     def chat(self) -> AnswerChat | None:
@@ -254,6 +266,7 @@ class _Asked:
     model: str
     naming: Naming | None = None  # set when the exchange would be the conversation's first
     thread_id: int | None = None  # the topic asked in (None: the chat itself)
+    file_read: int | None = None  # the percent of the question's file the model read, if cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +320,27 @@ class _Context:
     tokens: int  # the ceiling ``prompt_tokens(messages)`` gives, counted once while building
     max_answer: int  # the most answer tokens to ask for (``ChatService._answer_cap``)
     dropped: int = 0
+
+
+@dataclass(slots=True)
+class _Fitting:
+    """The prompt asked and its context, as fitted again after the model server's refusals."""
+
+    prompt: str
+    context: _Context
+    retried: bool = False  # the history trimmed once more
+    refits: int = 0  # the question alone fitted by the model server's count
+    kept: int | None = None  # the characters of the question's file read (None: all)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A refusal as too long: the error, the turns before, the window, whether text came."""
+
+    error: ContextTooLong
+    history: list[_Turn]
+    window: int
+    streamed: bool = False
 
 
 @dataclass
@@ -577,10 +611,12 @@ class ChatService:
             window,
             self._budget(window),
         )
+        fitting = _Fitting(prompt, self._with_room(context, window))
         parts = FoldedText()
-        begun = retried = False
+        begun = False
         while True:
             request_id = secrets.token_bytes(REQUEST_ID_SIZE)
+            context = fitting.context
             try:
                 hold = await self._hold(
                     user_id, request_id, model, context, generation, chat=question.chat
@@ -604,27 +640,15 @@ class ChatService:
             except ContextTooLong as exc:
                 await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
                 generation.holds.discard(hold.request_id)
-                if parts or retried or self._alone(context):
-                    self._remember_failed(user_id, question.thread_id, prompt)
-                    await sink.abort()
-                    if not parts and self._alone(context):  # /new would not help: shrink it
-                        raise _question_too_long(exc) from exc
-                    raise
-                # Trim once more and ask again: a new sealed request, so a new hold. The model
-                # server may have counted more than the stored counts said: every turn by its
-                # ceiling now (the opened turns are, until ``_Turn.for_model``), and the part
-                # quoted (a reply's, a continuation's) as much as fits that.
-                prompt, context = self._asking(
-                    question, opened.history, window, self._budget(window) // 2
-                )
-                retried = True
-                log.info("chat.context_trimmed", dropped=context.dropped)
+                # A new sealed request, so a new hold.
+                refused = _Refused(exc, opened.history, window, streamed=bool(parts))
+                await self._fit_again(question, fitting, refused, sink)  # or raises
                 continue
             except InferenceError as exc:
                 generation.stoppable = False
                 delivered = _shown("".join(parts))  # blanks reached nobody: not charged
                 await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
-                self._remember_failed(user_id, question.thread_id, prompt)
+                self._remember_failed(user_id, question.thread_id, fitting.prompt)
                 await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
@@ -632,6 +656,7 @@ class ChatService:
                 raise
             break
         generation.stoppable = False
+        prompt, kept, document = fitting.prompt, fitting.kept, question.document
         asked = _Asked(
             user_id,
             prompt,
@@ -639,9 +664,44 @@ class ChatService:
             model,
             self._naming(opened, prompt, model),
             question.thread_id,
+            None if kept is None or document is None else document.percent(kept),
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
+
+    async def _fit_again(
+        self, question: Question, fitting: _Fitting, refused: _Refused, sink: AnswerSink
+    ) -> None:
+        """Fit a question the model server refused as too long again (``fitting``), or raise.
+
+        The question alone, nothing streamed: by the model server's count (``_refit``), at
+        most ``REFITS`` times. With history: trimmed once more, every turn by its ceiling now
+        (the model server may have counted more than the stored counts said; the opened turns
+        are, until ``_Turn.for_model``), and the part quoted (a reply's, a continuation's) as
+        much as fits that. Else the refusal is the user's (``QuestionTooLong`` for a question
+        alone: /new would not help, it must shrink), its prompt kept for Retry.
+        """
+        exc, window = refused.error, refused.window
+        alone = self._alone(fitting.context)
+        refit = None
+        if not refused.streamed and alone and fitting.refits < REFITS:
+            refit = self._refit(question, fitting.context, exc.message, window, fitting.kept)
+        if refit is not None:
+            fitting.prompt, fitting.context, fitting.kept = refit
+            fitting.refits += 1
+            log.info("chat.question_refitted", cut=fitting.kept is not None)
+            return
+        if refused.streamed or fitting.retried or alone:
+            self._remember_failed(question.user_id, question.thread_id, fitting.prompt)
+            await sink.abort()
+            if not refused.streamed and alone:
+                raise _question_too_long(exc) from exc
+            raise exc
+        fitting.prompt, fitting.context = self._asking(
+            question, refused.history, window, self._budget(window) // 2
+        )
+        fitting.retried = True
+        log.info("chat.context_trimmed", dropped=fitting.context.dropped)
 
     def _naming(self, opened: _Opened, prompt: str, model: str) -> Naming | None:
         """What naming the conversation will need, if this exchange is its first (and untitled)."""
@@ -748,6 +808,7 @@ class ChatService:
             outcome=charge.outcome if charge else None,
             request_id=hold.request_id,
             naming=naming,
+            file_read=asked.file_read,
         )
 
     async def _hold(  # noqa: PLR0913 -- one request's figures and where it is answered
@@ -876,11 +937,94 @@ class ChatService:
         At most ``max_answer_tokens``; at least the room the budget kept, since a context
         within the budget leaves that much. Only a prompt too long on its own for the budget
         leaves less: it is then asked with the shortest answer worth having
-        (``min_answer_tokens``), and the model server, counting exactly, decides.
+        (``min_answer_tokens``), and the model server, counting exactly, decides. (The Mini
+        App's page fits its requests by this same rule; the bot's own answers then ask for
+        more, ``_with_room``.)
         """
         fits = window - context_tokens
         floor = min(self.min_answer_tokens, self.max_answer_tokens)
         return max(floor, min(self.max_answer_tokens, fits))
+
+    def _with_room(self, context: _Context, window: int) -> _Context:
+        """``context`` asking for the answer's whole room, where its ceiling left it less.
+
+        A prompt too long on its own for the budget by its ceiling (a long text file, a long
+        paste) was asked with ``min_answer_tokens``, a stub of an answer: its ceiling is
+        several times its true count in most languages. It asks for the room now, and the
+        model server, counting exactly, refuses it if it is too long for that, saying how long
+        it is (``_refit``).
+        """
+        return dataclasses.replace(context, max_answer=max(context.max_answer, self._room(window)))
+
+    def _refit(
+        self, question: Question, context: _Context, refusal: str, window: int, kept: int | None
+    ) -> tuple[str, _Context, int | None] | None:
+        """The question again, fitted to the window by the model server's ``refusal``; or None.
+
+        ``context`` (the question alone) was refused as too long; the refusal states the
+        prompt's tokens and the model's window (vLLM's wording, ``context_refusal``). With
+        them, a question that leaves an answer at least half its usual room (or any answer
+        worth having, where it is no file) is asked again whole, for what the window leaves;
+        a file that does not is cut (``kept``: the characters of it read so far, None: all) to
+        leave the answer its room, its start read. Without them a file is cut to the budget by
+        its ceiling, which always fits. Returns (prompt, context, characters of the file kept).
+        """
+        stated = context_refusal(refusal)
+        document = question.document
+        if stated is not None:
+            window = min(window, stated[0])
+            left = window - stated[1]
+            wanted = min(self.min_answer_tokens, self.max_answer_tokens)
+            if document is not None:
+                wanted = max(wanted, self._room(window) // 2)
+            if wanted <= left < context.max_answer:
+                return context.messages[-1]["content"], self._capped(context, left), kept
+        if document is None:
+            return None
+        budget = self._budget(window)
+        cut = self._cut_file(document, kept, budget, None if stated is None else stated[1])
+        if cut is None:
+            return None
+        prompt = document.question(cut)
+        return prompt, self._with_room(self._context([], prompt, window, budget), window), cut
+
+    def _capped(self, context: _Context, most: int) -> _Context:
+        """``context`` asking for at most ``most`` answer tokens."""
+        return dataclasses.replace(context, max_answer=min(most, context.max_answer))
+
+    def _cut_file(
+        self, document: TextFile, kept: int | None, budget: int, counted: int | None
+    ) -> int | None:
+        """How many characters of ``document`` to read so the question fits ``budget`` tokens.
+
+        ``counted``: the model server's count of the question with ``kept`` characters (None:
+        all of them) read, if it said. By that count, the file's share of the budget (the rest
+        of the question counted by its ceiling, the file by its count, which is higher), with
+        a twentieth to spare; else by the ceilings alone. None when not a character fits, or
+        the count gives no fewer characters than now.
+        """
+        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+
+        def tokens(characters: int) -> int:
+            return prompt_tokens(
+                [*head, {"role": "user", "content": document.question(characters)}]
+            )
+
+        now = len(document.text) if kept is None else kept
+        rest = tokens(0)
+        if budget <= rest or now <= 0:
+            return None
+        if counted is not None:
+            share = (budget - rest) * now * 19 // (max(counted, 1) * 20)
+            return share if 0 < share < now else None
+        low, high = 0, now  # tokens(low) fits; tokens(high) may not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if tokens(middle) <= budget:
+                low = middle
+            else:
+                high = middle
+        return low or None
 
     def _asking(
         self, question: Question, history: Sequence[_Turn], window: int, budget: int
@@ -1082,6 +1226,9 @@ class ChatService:
     async def _name(self, naming: Naming, generation: _Generation) -> str | None:
         try:
             text = await self._ask_title(naming, generation)
+            if text is None:  # not even a short title request fits the model's window
+                log.info("chat.title_unfitted", user_id=naming.user_id)
+                return None
             if generation.stop.is_set():  # /forget or shutdown: no title from a cut reply
                 log.info("chat.title_stopped", user_id=naming.user_id)
                 return None
@@ -1096,9 +1243,15 @@ class ChatService:
             return None
         return title
 
-    async def _ask_title(self, naming: Naming, generation: _Generation) -> str:
-        """One title request: held, streamed without a sink, settled; its text."""
-        messages = title_messages(naming.prompt, naming.answer)
+    async def _ask_title(self, naming: Naming, generation: _Generation) -> str | None:
+        """One title request, fitted to the model's window: held, streamed without a sink, settled.
+
+        Its text; None (not asked) where the window cannot hold even a short title request.
+        """
+        most = self._window(naming.model) - TITLE_TOKENS
+        messages = title_messages(naming.prompt, naming.answer, most)
+        if messages is None:
+            return None
         request_id = secrets.token_bytes(REQUEST_ID_SIZE)
         context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
         hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
@@ -1299,6 +1452,22 @@ def _letters(text: str) -> str:
 def _shown(text: str) -> str:
     """What of an answer's text there is to show and keep: nothing when it is blank."""
     return text if text.strip() else ""
+
+
+def context_refusal(message: str) -> tuple[int, int] | None:
+    """(the model's window, the prompt's tokens) a model server's "too long" refusal states.
+
+    vLLM says "This model's maximum context length is N tokens. However, your request has M
+    input tokens." (M + the answer asked for over N: "... is too large: A. This model's maximum
+    context length is N tokens and your request has M input tokens (A > N - M)."), older
+    versions and OpenAI-like servers "... However, you requested T tokens (M in the messages,
+    A in the completion)." None where the wording is none of these.
+    """
+    window = _WINDOW_STATED.search(message)
+    prompt = _PROMPT_STATED.search(message)
+    if window is None or prompt is None:
+        return None
+    return int(window.group(1)), int(prompt.group(1) or prompt.group(2))
 
 
 def _question_too_long(exc: ContextTooLong) -> QuestionTooLong:

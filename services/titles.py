@@ -4,13 +4,17 @@ The title is asked for in a request of its own after the first answer was delive
 than in the answer's request: the answer's text stays exactly what the model meant to say (no
 title line to strip from a stream the user already watched), a title that fails cannot harm
 the answer, and the extra request is tiny (``TITLE_TOKENS`` at most, the exchange cut to
-``EXCERPT_CHARS`` a side) and billed from its own signed receipt like any other.
+``EXCERPT_CHARS`` a side, less where the model's window cannot hold that with the title: the
+request is fitted by its ceiling, ``services.tokens``) and billed from its own signed receipt
+like any other.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+from services.tokens import prompt_tokens
 
 TITLE_TOKENS = 24  # the most answer tokens a title request asks for
 TITLE_CHARS = 40  # the longest title kept (a Telegram topic's name may have 128)
@@ -27,11 +31,34 @@ _JOINERS = frozenset("\u200c\u200d")  # zero-width (non-)joiners: emoji and some
 _TRIM = " \t\"'`«»“”„*#_.:;-\u2013\u2014"  # spaces, quotes, marks, hyphen, en and em dash
 
 
-def title_messages(question: str, answer: str) -> list[dict[str, str]]:
-    """The title request's messages: one user turn with the instruction and the exchange."""
-    asked, answered = question[:EXCERPT_CHARS], answer[:EXCERPT_CHARS]
-    excerpt = f"{TITLE_PROMPT}\n\nQuestion: {asked}\n\nAnswer: {answered}"
-    return [{"role": "user", "content": excerpt}]
+def title_messages(
+    question: str, answer: str, most: int | None = None
+) -> list[dict[str, str]] | None:
+    """The title request's messages: one user turn with the instruction and the exchange.
+
+    Each side cut to ``EXCERPT_CHARS``, and both to fewer where the request would take more
+    than ``most`` prompt tokens by its ceiling (a small window); None where not even the
+    instruction and a character of each side fit.
+    """
+
+    def messages(length: int) -> list[dict[str, str]]:
+        asked, answered = question[:length], answer[:length]
+        excerpt = f"{TITLE_PROMPT}\n\nQuestion: {asked}\n\nAnswer: {answered}"
+        return [{"role": "user", "content": excerpt}]
+
+    def fits(length: int) -> bool:
+        return most is None or prompt_tokens(messages(length)) <= most
+
+    if fits(EXCERPT_CHARS):
+        return messages(EXCERPT_CHARS)
+    low, high = 0, EXCERPT_CHARS  # messages(low) fits (or low is 0); messages(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return messages(low) if low else None
 
 
 def clean_title(reply: str) -> str | None:

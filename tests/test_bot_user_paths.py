@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from handlers.documents import DOCUMENT_MOST, as_question
+from handlers.documents import DOCUMENT_MOST
 from playground.botapi import DOWNLOAD
+from services.documents import TextFile
 from services.tokens import prompt_tokens
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
@@ -255,9 +257,38 @@ async def test_a_file_that_is_not_small_utf8_text_is_refused_clearly(tmp_path: P
     assert stack.vllm.requests == []
 
 
+async def test_a_utf16_file_with_its_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Windows Notepad's "Unicode" (UTF-16 with its byte-order mark) was refused as not text.
+    text = "Заметки: tide at 6\n"
+    little = codecs.BOM_UTF16_LE + text.encode("utf-16-le")
+    big = codecs.BOM_UTF16_BE + text.encode("utf-16-be")
+    async with running_stack(tmp_path, answer="Read.") as stack:
+        stack.telegram.send_document(USER, little, file_name="le.txt")
+        assert await stack.reply_text(USER) == "Read."
+        stack.telegram.send_document(USER, big, file_name="be.txt")
+        assert await stack.reply_text(USER, 1) == "Read."
+        turns = await stack.stored_turns(USER, 4)
+    assert turns[0] == f"le.txt:\n```\n{text.rstrip()}\n```"
+    assert turns[2] == f"be.txt:\n```\n{text.rstrip()}\n```"
+
+
+async def test_an_empty_or_blank_file_is_told_it_holds_no_text(tmp_path: Path) -> None:
+    # It was told it "is not a text file", and the user looked for what was wrong with it.
+    async with running_stack(tmp_path, answer="Read.") as stack:
+        stack.telegram.send_document(USER, b"", file_name="empty.txt")
+        stack.telegram.send_document(USER, b" \r\n\t\n", file_name="blank.txt")
+        told = [str(m["text"]) for m in await stack.final_messages(USER, 2)]
+    empty = (
+        "This file has no text in it: it is empty, or blank. Please send the file with its text,"
+        " or ask in a message."
+    )
+    assert told == [empty, empty]
+    assert stack.vllm.requests == []
+
+
 def test_a_file_with_a_fence_in_it_cannot_close_its_own_block() -> None:
     text = "Setup:\n```sh\nmake\n```\nDone."
-    assert as_question("README.md", text, "Is it clear?") == (
+    assert TextFile("README.md", text, "Is it clear?").question() == (
         "README.md:\n````\nSetup:\n```sh\nmake\n```\nDone.\n````\n\nIs it clear?"
     )
 

@@ -39,7 +39,7 @@ def test_a_long_reply_is_cut_at_a_word_with_an_ellipsis() -> None:
 
 
 def test_the_request_shows_the_exchange_cut_to_an_excerpt() -> None:
-    (message,) = title_messages("q" * 2000, "a" * 2000)
+    (message,) = title_messages("q" * 2000, "a" * 2000) or []
     assert message["role"] == "user"
     assert message["content"].startswith(TITLE_PROMPT)
     assert "q" * EXCERPT_CHARS in message["content"]

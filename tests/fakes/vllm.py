@@ -118,10 +118,10 @@ class FakeVLLM(Served):
     `len(fake.requests) == 0` proves the model was never asked), `request_headers` their
     headers with lower-cased names, `tokenize_requests` each `/tokenize` body (recorded in
     404 mode too), `prompt_counts` the prompt tokens it counted for each chat call that reached
-    the window check (the window is enforced as vLLM does: a 400 when the prompt's tokens and
-    the completion asked for exceed `max_model_len`). A stall counts in `stalled_streams` and
-    sets `stall_started`; a client hanging up on one counts in `stalled_closed` and sets
-    `stall_released`. `pauses` holds token
+    the window check (the window is enforced as vLLM does, in its words: a 400 when the prompt's
+    tokens reach `max_model_len`, or they and the completion asked for exceed it). A stall
+    counts in `stalled_streams` and sets `stall_started`; a client hanging up on one counts in
+    `stalled_closed` and sets `stall_released`. `pauses` holds token
     positions where every stream waits, before sending that token, until `resume()`; `paused`
     counts the streams waiting now. A planned SSE error stands in for the token at its position
     and its `[DONE]` for the next: a pause there holds the error, sent, before its end.
@@ -319,13 +319,22 @@ class FakeVLLM(Served):
             )
         prompt_tokens = self.prompt_tokens(messages)
         self.prompt_counts.append(prompt_tokens)
-        total = prompt_tokens + requested
-        if total > self.max_model_len:
+        window = self.max_model_len
+        # vLLM's two refusals (since 0.10.2): the prompt alone must leave a token, and the
+        # prompt with the answer asked for must fit the window.
+        if prompt_tokens >= window:
             raise _ApiError(
                 400,
-                f"This model's maximum context length is {self.max_model_len} tokens. However, "
-                f"you requested {total} tokens ({prompt_tokens} in the messages, {requested} in "
-                "the completion). Please reduce the length of the messages or completion.",
+                f"This model's maximum context length is {window} tokens. However, your "
+                f"request has {prompt_tokens} input tokens. Please reduce the length of the "
+                "input messages.",
+            )
+        if prompt_tokens + requested > window:
+            raise _ApiError(
+                400,
+                f"'max_tokens' or 'max_completion_tokens' is too large: {requested}. This model's "
+                f"maximum context length is {window} tokens and your request has {prompt_tokens} "
+                f"input tokens ({requested} > {window} - {prompt_tokens}).",
             )
         return model, prompt_tokens, requested
 
