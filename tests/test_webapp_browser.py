@@ -388,6 +388,33 @@ async def cut_while_answering(
     return page
 
 
+async def test_a_long_paste_gets_a_whole_answer_fitted_by_the_model_servers_count(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A paste over half the window by its bytes (its tokens' ceiling) was asked with the
+    # 64-token floor, so a model that could read it in a fraction of the window answered 64
+    # tokens, cut. It is asked with the answer's room; when the model server finds even that
+    # too long, its refusal's count fits the answer, and the page asks once more.
+    answer = " ".join(f"w{i}" for i in range(300))
+    async with webapp_stack(tmp_path, answer=answer, max_model_len=1024) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, "hi " * 300)  # 900 bytes, 300 tokens: fits beside a 512-token answer
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert [r["max_completion_tokens"] for r in stack.vllm.requests] == [512]
+        assert await page.inner_text("#answer") == answer  # whole, not cut at 64 tokens
+        await ask(page, "ok " * 700)  # 700 tokens: 512 more do not fit, what is left does
+        async with asyncio.timeout(15):
+            while len(stack.vllm.requests) < 3:  # noqa: ASYNC110 -- the fake has no event here
+                await asyncio.sleep(0.05)
+        asked = [r["max_completion_tokens"] for r in stack.vllm.requests[1:]]
+        assert asked == [512, 1024 - stack.vllm.prompt_counts[-1]]
+        await page.wait_for_selector("#send[data-state=send]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-status") == "complete"
+        assert await page.inner_text("#answer") == answer
+        await page.context.close()
+
+
 async def test_an_empty_answer_is_told_free_and_the_question_given_back(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ from sealed.encoding import b64d, b64e
 from sealed.errors import MalformedMessage
 from sealed.request import open_request
 from sealed.stream import ChunkOpener, Delta, Final, Reasoning
+from services.chat import context_refusal
 from tests.harness import CLIENT_KEY, REPO, SEALED_REQUEST_TYPE
 from tests.miniapp import node_ready
 
@@ -280,3 +281,29 @@ async def test_the_page_and_python_refuse_the_same_final_records_and_b64url(
     assert [page(kind) for kind in result["b64"]] == [python(b64d, text) for text in texts]
     # The table is not trivially one-sided.
     assert {page(kind) for kind in result["finals"]} == {"ok", "refused"}
+
+
+async def test_the_page_reads_a_too_long_refusals_counts_as_the_bot_does() -> None:
+    refusals = [
+        (
+            "This model's maximum context length is 1024 tokens. However, your request has 1500"
+            " input tokens. Please reduce the length of the input messages."
+        ),
+        (
+            "'max_tokens' or 'max_completion_tokens' is too large: 512. This model's maximum"
+            " context length is 1024 tokens and your request has 703 input tokens (512 > 1024"
+            " - 703)."
+        ),
+        (
+            "This model's maximum context length is 4096 tokens. However, you requested 5000"
+            " tokens (4000 in the messages, 1000 in the completion)."
+        ),
+        "the request exceeds the available context size",
+        "",
+    ]
+    result = await node({"job": "parse", "finals": [], "b64": [], "refusals": refusals})
+    expected = [context_refusal(message) for message in refusals]
+    assert [None if r is None else (r["window"], r["prompt"]) for r in result["refusals"]] == (
+        expected
+    )
+    assert expected[:3] == [(1024, 1500), (1024, 703), (4096, 4000)]

@@ -7,8 +7,9 @@
 //    "receipt_key": b64, "model": NAME}
 //   {"bundle": PATH, "job": "fit", "cases": [{"turns", "question", "stated", "bot_limit",
 //    "max_answer", "min_answer"}, ...]}: the history the page sends (webapp/src/context.js)
-//   {"bundle": PATH, "job": "parse", "finals": [{...}], "b64": [TEXT]}: "ok" or the error's
-//    kind for each final record's payload and each base64url text
+//   {"bundle": PATH, "job": "parse", "finals": [{...}], "b64": [TEXT], "refusals": [TEXT]}:
+//    "ok" or the error's kind for each final record's payload and each base64url text, and
+//    the {window, prompt} each model server's "too long" refusal states (or null)
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -191,6 +192,7 @@ async function parse() {
   return {
     finals: await Promise.all(job.finals.map((payload) => kindOf(() => P.parseFinal(payload)))),
     b64: await Promise.all(job.b64.map((text) => kindOf(() => P.b64d(text)))),
+    refusals: (job.refusals || []).map((message) => P.contextRefusal(message)),
   };
 }
 

@@ -33,7 +33,7 @@ import {
   postEvent,
 } from "./telegram.js";
 import { History } from "./history.js";
-import { DEFAULT_MIN_ANSWER, fitContext, modelWindow } from "./context.js";
+import { DEFAULT_MIN_ANSWER, contextRefusal, fitContext, modelWindow } from "./context.js";
 import { textsFor } from "./texts.js";
 
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
@@ -297,20 +297,42 @@ class App {
   // -- asking --------------------------------------------------------------------------------
 
   /** The chat to seal for ``question``: the history that fits ``stated`` (the bundle's window). */
+  //
+  // A question too long by its bytes for the answer's room (a long paste: bytes are only the
+  // tokens' ceiling) is still asked with the room, as the bot asks its own; if the model server
+  // finds it too long, its refusal states the prompt's true count, and the page asks once more
+  // with what the window leaves (``refitted``).
   chat(request, stated, answerTokens) {
     const account = this.account || {};
     const maxAnswer = account.max_answer_tokens || 1024;
+    const window = modelWindow(stated, account.context_tokens);
     const fit = fitContext(this.history.turns, request.question, {
-      window: modelWindow(stated, account.context_tokens),
+      window,
       maxAnswer,
       minAnswer: account.min_answer_tokens || DEFAULT_MIN_ANSWER,
     });
+    const room = Math.min(maxAnswer, Math.floor(window / 2));
     return {
       model: request.model,
       messages: fit.messages,
       cache_salt: this.history.cacheSalt,
-      max_completion_tokens: Math.min(answerTokens ?? maxAnswer, fit.maxAnswer),
+      max_completion_tokens: Math.min(answerTokens ?? maxAnswer, Math.max(fit.maxAnswer, room)),
     };
+  }
+
+  /**
+   * The chat to ask again after the model server refused ``chat`` as too long, with the answer
+   * fitted to the prompt's count its refusal states; null when there is nothing to ask again
+   * (another failure, text already shown, a count not stated, or no room worth an answer).
+   */
+  refitted(chat, result, shown) {
+    if (result.error?.kind !== "context_length" || shown) return null;
+    const stated = contextRefusal(result.error.message);
+    if (!stated) return null;
+    const tokens = stated.window - stated.prompt;
+    const floor = (this.account || {}).min_answer_tokens || DEFAULT_MIN_ANSWER;
+    if (tokens < floor || tokens >= chat.max_completion_tokens) return null;
+    return { ...chat, max_completion_tokens: tokens };
   }
 
   async ask() {
@@ -370,6 +392,7 @@ class App {
         this.shownKey = this.history.key;
       }
       const on = {
+        shown: () => text !== "" || thinking !== null,
         delta: (delta) => {
           text += delta;
           answer.textContent = text;
@@ -506,7 +529,9 @@ class App {
       const stated = verified.bundle.windows[request.model] ?? null;
       const chat = this.chat(request, stated, offer.max_completion_tokens);
       try {
-        return await this.relay(gateway, verified.bundle, chat, on);
+        const result = await this.relay(gateway, verified.bundle, chat, on);
+        const again = this.refitted(chat, result, on.shown());
+        return again ? await this.relay(gateway, verified.bundle, again, on) : result;
       } catch (error) {
         if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
         lastError = error;

@@ -16,6 +16,7 @@ globalThis.VeilProtocol = {
   openHistory: history.openHistory,
   fitContext: context.fitContext,
   modelWindow: context.modelWindow,
+  contextRefusal: context.contextRefusal,
   catalogs: CATALOGS,
 };
 

@@ -6080,6 +6080,14 @@
       dropped: turns.length - kept.length
     };
   }
+  var WINDOW_STATED = /maximum context length is (\d+) tokens/;
+  var PROMPT_STATED = /request has (\d+) input tokens|\((\d+) in the messages/;
+  function contextRefusal(message) {
+    const window2 = WINDOW_STATED.exec(message || "");
+    const prompt = PROMPT_STATED.exec(message || "");
+    if (!window2 || !prompt) return null;
+    return { window: Number(window2[1]), prompt: Number(prompt[1] ?? prompt[2]) };
+  }
 
   // src/telegram.js
   var listeners = /* @__PURE__ */ new Map();
@@ -6628,20 +6636,41 @@
     }
     // -- asking --------------------------------------------------------------------------------
     /** The chat to seal for ``question``: the history that fits ``stated`` (the bundle's window). */
+    //
+    // A question too long by its bytes for the answer's room (a long paste: bytes are only the
+    // tokens' ceiling) is still asked with the room, as the bot asks its own; if the model server
+    // finds it too long, its refusal states the prompt's true count, and the page asks once more
+    // with what the window leaves (``refitted``).
     chat(request2, stated, answerTokens) {
       const account = this.account || {};
       const maxAnswer = account.max_answer_tokens || 1024;
+      const window2 = modelWindow(stated, account.context_tokens);
       const fit = fitContext(this.history.turns, request2.question, {
-        window: modelWindow(stated, account.context_tokens),
+        window: window2,
         maxAnswer,
         minAnswer: account.min_answer_tokens || DEFAULT_MIN_ANSWER
       });
+      const room = Math.min(maxAnswer, Math.floor(window2 / 2));
       return {
         model: request2.model,
         messages: fit.messages,
         cache_salt: this.history.cacheSalt,
-        max_completion_tokens: Math.min(answerTokens ?? maxAnswer, fit.maxAnswer)
+        max_completion_tokens: Math.min(answerTokens ?? maxAnswer, Math.max(fit.maxAnswer, room))
       };
+    }
+    /**
+     * The chat to ask again after the model server refused ``chat`` as too long, with the answer
+     * fitted to the prompt's count its refusal states; null when there is nothing to ask again
+     * (another failure, text already shown, a count not stated, or no room worth an answer).
+     */
+    refitted(chat, result, shown) {
+      if (result.error?.kind !== "context_length" || shown) return null;
+      const stated = contextRefusal(result.error.message);
+      if (!stated) return null;
+      const tokens = stated.window - stated.prompt;
+      const floor = (this.account || {}).min_answer_tokens || DEFAULT_MIN_ANSWER;
+      if (tokens < floor || tokens >= chat.max_completion_tokens) return null;
+      return { ...chat, max_completion_tokens: tokens };
     }
     async ask() {
       const question = $("question").value.trim();
@@ -6692,6 +6721,7 @@
           this.shownKey = this.history.key;
         }
         const on = {
+          shown: () => text !== "" || thinking !== null,
           delta: (delta) => {
             text += delta;
             answer.textContent = text;
@@ -6809,7 +6839,9 @@
         const stated = verified.bundle.windows[request2.model] ?? null;
         const chat = this.chat(request2, stated, offer.max_completion_tokens);
         try {
-          return await this.relay(gateway, verified.bundle, chat, on);
+          const result = await this.relay(gateway, verified.bundle, chat, on);
+          const again = this.refitted(chat, result, on.shown());
+          return again ? await this.relay(gateway, verified.bundle, again, on) : result;
         } catch (error) {
           if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
           lastError = error;
@@ -6949,6 +6981,7 @@
     openHistory,
     fitContext,
     modelWindow,
+    contextRefusal,
     catalogs: CATALOGS
   };
   if (typeof document !== "undefined" && document.getElementById("veil-config")) {
