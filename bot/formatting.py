@@ -30,6 +30,8 @@ from telegramify_markdown.converter import _escape_at as escape_at
 from telegramify_markdown.converter import _parse as parse_markdown
 from telegramify_markdown.converter import _TextBuffer as TextBuffer
 
+from common.visible import shows_nothing
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
@@ -113,14 +115,6 @@ _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
 _INTRAWORD_STAR: Final = re.compile(r"[^\W_]\*+[^\W_]")
 _EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
-# What Telegram reads as nothing in a message's text (tdlib's ``is_empty_string`` after its
-# ``clean_input_string``, td/telegram/misc.cpp): blanks and control characters, the space
-# characters it turns into spaces, the invisible ones it skips (zero-width space and joiners,
-# direction marks, byte-order mark, no-break space, braille blank).
-_NOTHING: Final = re.compile(
-    "[\x00-\x20\u00a0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\u2800\u3000"
-    "\ufeff\ufffc\U000e0000-\U000e007f]*"
-)
 _LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -157,15 +151,6 @@ def utf16_len(text: str) -> int:
     if text.isascii():
         return len(text)
     return len(text.encode("utf-16-le", "surrogatepass")) >> 1
-
-
-def shows_nothing(text: str) -> bool:
-    """Whether Telegram holds ``text`` empty, and refuses it as a message ("text is empty").
-
-    Blanks, and invisible characters alone (a zero-width space, a direction mark, a byte-order
-    mark, a no-break space, the braille blank), as tdlib's ``is_empty_string`` reads them.
-    """
-    return _NOTHING.fullmatch(text) is not None
 
 
 def render(markdown: str) -> Rendered:

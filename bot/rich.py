@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from bot.formatting import literal_stars, plain_parts, shows_nothing, utf16_len
+from bot.formatting import literal_stars, plain_parts, utf16_len
+from common.visible import shows_nothing
 
 MAX_CHARS: Final = 32_768  # UTF-16 units of one rich message's Markdown
 MAX_BLOCKS: Final = 500

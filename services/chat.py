@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import structlog
 
 from common.folded import FoldedText
+from common.visible import shows_nothing
 from models import ConversationNotFound, TokenCount
 from models.holds import AnswerChat
 from sealed.request import REQUEST_ID_SIZE
@@ -1450,8 +1451,12 @@ def _letters(text: str) -> str:
 
 
 def _shown(text: str) -> str:
-    """What of an answer's text there is to show and keep: nothing when it is blank."""
-    return text if text.strip() else ""
+    """What of an answer's text there is to show and keep: nothing when it shows nothing.
+
+    Blanks, and invisible characters alone (a zero-width space): Telegram holds such a text
+    empty, and the asker would read nothing the model said.
+    """
+    return "" if shows_nothing(text) else text
 
 
 def context_refusal(message: str) -> tuple[int, int] | None:

@@ -15,6 +15,7 @@ from tests.fakes.hostile import HostileTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import ANN, GROUP, final_reply
 from tests.test_bot_inline import ask_inline, final_edit
+from tests.test_bot_outside_hostile import settled
 from tests.test_bot_rich import RICH, WORD
 from tests.test_bot_rich_edits import FAST, SHORT, assert_the_rich_answer, group_edits, shown
 
@@ -45,20 +46,25 @@ async def test_an_answer_of_markup_alone_is_shown_as_written(tmp_path: Path) -> 
     assert history[-1] == "```"
 
 
-async def test_an_answer_of_invisible_characters_is_shown_by_their_code_points(
+async def test_an_answer_of_invisible_characters_alone_is_no_answer_and_costs_nothing(
     tmp_path: Path,
 ) -> None:
     # Telegram holds a text of zero-width spaces empty and refuses it: the asker read
-    # "Something went wrong" for an answer they were charged for.
+    # "Something went wrong" for an answer they were charged for. Nothing the model said can be
+    # read in it: it is no answer, as a blank one is (told, with Retry, free, not stored).
     answer = "\u200b\u200b\ufeff"
     async with running_stack(tmp_path, answer=answer) as stack:
         stack.telegram.send_text(USER, "Say nothing")
         (message,) = await stack.final_messages(USER)
-        history = await stack.stored_turns(USER, 2)
         refused = [call for call in stack.telegram.calls if call.answered != "ok"]
-    assert message["text"] == "U+200B \u00d72 U+FEFF"
+        await settled(stack, USER)
+        entries = await stack.veil.credit.history(USER, limit=10)
+        conversation = await stack.veil.store.active_conversation(USER)
+        stored = await stack.veil.store.history(USER, conversation)
+    assert message["text"] == "The model could not answer this time. Please try again."
     assert refused == []
-    assert history[-1] == answer
+    assert [entry for entry in entries if entry.kind == "usage"] == []
+    assert stored == []
 
 
 async def test_a_link_to_localhost_leaves_the_rest_of_the_answer_formatted(
