@@ -54,11 +54,18 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
         raise MalformedMessage("not valid JSON") from exc
     if not isinstance(value, dict):
         raise MalformedMessage("JSON value is not an object")
-    # Not only from escapes: json.loads decodes bytes with "surrogatepass".
-    return {well_formed(key): well_formed(item) for key, item in value.items()}
+    if _SURROGATE_HINT.search(data) is None:
+        return value
+    try:
+        return {well_formed(key): well_formed(item) for key, item in value.items()}
+    except RecursionError as exc:
+        raise MalformedMessage("JSON nested too deep") from exc
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Where a lone surrogate can come from in JSON bytes: an escape of one, its UTF-8 form (which
+# json.loads decodes with "surrogatepass"), or UTF-16/32 (whose ASCII holds NUL bytes).
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
 
 
 def well_formed(value: Any) -> Any:  # noqa: ANN401 -- parsed JSON

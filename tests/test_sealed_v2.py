@@ -129,6 +129,15 @@ def test_a_lone_surrogate_is_read_as_a_replacement_character(body: bytes) -> Non
     value = parse_json_object(body)
     assert value == {"q": "\ufffd!", "\ufffd": ["\ufffd"]}
     assert json.dumps(value, ensure_ascii=False).encode()  # UTF-8 takes it now
+    utf16 = body.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")
+    assert parse_json_object(utf16) == value  # json.loads reads UTF-16 too
+
+
+def test_a_lone_surrogate_nested_deep_is_malformed_not_a_crash() -> None:
+    body = b'{"a":' + b"[" * 600 + b'"\\ud800"' + b"]" * 600 + b"}"
+    assert json.loads(body)  # within json.loads' depth, past the walk's
+    with pytest.raises(MalformedMessage):
+        parse_json_object(body)
 
 
 def inner(**change: object) -> bytes:
