@@ -6,9 +6,13 @@ question and the ``/cancel`` after it could be handled the other way round ("not
 cancel", then the question answered and charged), a payment after the question that needed it.
 ``UpdateOrder`` (the dispatcher's outer update middleware) lets an update in a user's private
 chat with the bot (a message, a button pressed there, its stop button) start only once the
-chat's updates before it have been handled, in ``update_id`` order. An answer runs detached
-from its update (``ChatService.start``), so the handler is done, and the next update in, once
-the answer is registered (stoppable); nothing waits for an answer to be written.
+chat's updates before it have been handled, in ``update_id`` order; a refusal raised in a
+handler is told within its turn, by the dispatcher's errors router (``_telling_errors``), not
+after it by aiogram's outermost middleware. An answer runs detached from its update
+(``ChatService.start``): its handler waits only until the answer has started (its credit held,
+the model asked) or been refused and the refusal told (``handlers.chat.answer_prompt``), so a
+refusal comes before the reply to the next update, and nothing waits for an answer to be
+written.
 
 Updates from groups, inline queries and the like are not held: a group keeps its own queue, in
 order, and its notices wait for the group's pace (``handlers.groups``), which must not hold a
@@ -25,7 +29,8 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Router
+from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.types import Update
 
@@ -140,9 +145,27 @@ class UpdateOrder(BaseMiddleware):
         try:
             await turn.come(self.patience)
             data[LET_NEXT_IN] = turn.done
-            return await handler(event, data)
+            return await _telling_errors(handler, event, data)
         finally:
             turn.done()
+
+
+async def _telling_errors(
+    handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+    event: TelegramObject,
+    data: dict[str, Any],
+) -> Any:  # noqa: ANN401 -- whatever the handler returns
+    """Run ``handler``; an error it raises is told by the dispatcher's errors router here.
+
+    aiogram's own ``ErrorsMiddleware`` is the dispatcher's outermost middleware, outside the
+    order: a refusal raised in a handler was told only after its turn had ended, so the reply
+    to the user's next update could come first. One that no errors handler takes goes on out,
+    as before (the outer one finds none either).
+    """
+    dispatcher = data.get("dispatcher")
+    if not isinstance(dispatcher, Router):
+        return await handler(event, data)
+    return await ErrorsMiddleware(dispatcher)(handler, event, data)
 
 
 def _later(waiting: Turn, turn: Turn) -> bool:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import re
 from contextvars import ContextVar
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -80,6 +79,7 @@ from aiohttp.payload import BytesPayload
 from pydantic import ValidationError
 
 from common.logs import describe, without_token
+from sealed.encoding import well_formed
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -435,29 +435,15 @@ class JsonBody(BytesPayload):
         super().__init__(text.encode(), content_type="application/json")
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def loads_repaired(text: str) -> Any:  # noqa: ANN401 -- parsed JSON
     r"""``json.loads``, with each lone surrogate in a string (or a key) replaced by U+FFFD.
 
-    ``json.loads`` joins an escaped pair into its one character, so a surrogate left in a
-    string is one without its other half; it can only come from an escape, so a text without
-    ``\ud`` is not walked.
+    A surrogate left in a string can only come from an escape, so a text without ``\ud`` is
+    not walked (``sealed.encoding.well_formed`` walks it).
     """
     value = json.loads(text)
     if "\\ud" in text or "\\uD" in text:
-        return _repaired(value)
-    return value
-
-
-def _repaired(value: Any) -> Any:  # noqa: ANN401 -- parsed JSON
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_repaired(item) for item in value]
-    if isinstance(value, dict):
-        return {_repaired(key): _repaired(item) for key, item in value.items()}
+        return well_formed(value)
     return value
 
 

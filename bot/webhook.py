@@ -5,12 +5,13 @@ HTTP 500 when the header holds non-ASCII characters (``secrets.compare_digest`` 
 ``VeilWebhook`` checks the header itself: a missing or malformed one (wrong characters, wrong
 length, non-ASCII) or a wrong one gets 401 and changes nothing. The body is read whole within
 ``VEIL_WEBHOOK_BODY_TIMEOUT``: one that stalls gets 408 and the connection is closed, one over
-``BODY_LIMIT`` gets 413, one that is not an update 400. A payment or refund update is written
-to the payment journal before the answer, and a journal that cannot be written gets 503, so
-Telegram delivers the update again later. Every update is then handled in the background, as
-aiogram does, so Telegram is answered at once; it takes its place among its user's updates
-(``bot.order``) as it arrives, so a payment journaled first is handled before the question
-that came after it.
+``BODY_LIMIT`` gets 413, one that is not an update 400, as does one sent compressed (with a
+``Content-Encoding``, which Telegram never sends): refused unread, never inflated. A payment
+or refund update is written to the payment journal before the answer, and a journal that
+cannot be written gets 503, so Telegram delivers the update again later. Every update is then
+handled in the background, as aiogram does, so Telegram is answered at once; it takes its place
+among its user's updates (``bot.order``) as it arrives, so a payment journaled first is handled
+before the question that came after it.
 
 Telegram delivers an update again whenever it did not see the answer to a delivery (the
 connection broke on the way back, the answer was late), with the same ``update_id``, which is
@@ -38,7 +39,14 @@ from pydantic import ValidationError
 from bot.order import TURN
 from bot.payments import entry_from_update
 from bot.telegram import unreadable_update
-from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_body, send_and_close
+from common.connections import (
+    BodyEncoded,
+    BodyRefused,
+    BodyTimedOut,
+    BodyTooLarge,
+    read_body,
+    send_and_close,
+)
 from services.errors import JournalUnavailable
 
 if TYPE_CHECKING:
@@ -205,7 +213,7 @@ def _leave(turn: Turn | None) -> None:
 
 async def _refuse_body(request: web.Request, refused: BodyRefused) -> web.Response:
     """The reply to a body not read whole: 408 (then closed), 413 or 400."""
-    reason = {BodyTimedOut: "body_timeout", BodyTooLarge: "too_large"}.get(
+    reason = {BodyTimedOut: "body_timeout", BodyTooLarge: "too_large", BodyEncoded: "encoded"}.get(
         type(refused), "malformed"
     )
     log.warning("webhook.refused", reason=reason)

@@ -20,8 +20,10 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
   aiohttp would log each as an error with its traceback (anyone on the internet could fill the
   operator's log with them) and echo the offending bytes back in its reply.
 
-``read_body`` reads a body whole (however it is segmented), bounded in size and time; what it
-refuses (``BodyRefused``) each listener answers in its own words. Nothing here knows a
+``read_body`` reads a body whole (however it is segmented), bounded in size and time, and
+refuses one sent with a ``Content-Encoding`` unread (aiohttp would inflate it: a kilobyte made
+into the largest body; none of the listeners' clients compresses); what it refuses
+(``BodyRefused``) each listener answers in its own words. Nothing here knows a
 protocol: the gateway counts into its metrics (``ConnectionCounts``) and maps refusals to its
 own table (``gateway.connections``).
 """
@@ -329,7 +331,12 @@ class GuardedSite(web.BaseSite):
             raise RuntimeError("call runner.setup() before starting a site")
         loop = asyncio.get_running_loop()
         factory = partial(
-            GuardedRequestHandler, server, guard=self._guard, loop=loop, access_log=None
+            GuardedRequestHandler,
+            server,
+            guard=self._guard,
+            loop=loop,
+            access_log=None,
+            auto_decompress=False,  # a compressed body is refused (read_body), never inflated
         )
         self._server = await loop.create_server(
             factory, self._host, self._port, backlog=self._backlog
@@ -374,11 +381,22 @@ class BodyMalformed(BodyRefused):
     status = 400
 
 
+class BodyEncoded(BodyRefused):
+    """The body was sent with a ``Content-Encoding`` (compressed): refused before any is read."""
+
+    status = 400
+
+
 async def read_body(request: web.Request, *, limit: int, within: float) -> bytes:
     """The whole body, however it arrives; ``BodyTooLarge`` past ``limit``, ``BodyTimedOut``.
 
-    ``within`` is the seconds the whole body may take, however steadily it trickles.
+    ``within`` is the seconds the whole body may take, however steadily it trickles. A body
+    with a ``Content-Encoding`` is ``BodyEncoded``, none of it read: aiohttp would inflate what
+    is read, however small the compressed bytes (``GuardedSite``'s connections do not, so what
+    aiohttp drains after the reply is not inflated either).
     """
+    if request.headers.get("Content-Encoding", "").strip().lower() not in {"", "identity"}:
+        raise BodyEncoded("the body is sent as is, without a Content-Encoding")
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge("request body is too large")
     body = bytearray()

@@ -46,7 +46,7 @@ from handlers.replies import (
     topic_of,
     went_out,
 )
-from services.chat import CONTINUE_PROMPT, CUT, Question, quoted
+from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink, quoted
 from services.documents import TextFile
 from services.errors import AnswerInProgress, InferenceError
 
@@ -67,6 +67,10 @@ PASTE_WAIT = 1.0  # seconds such a message waits for the next part
 PASTE_MOST = 25  # parts (~100,000 characters) joined at most: then it is asked as it is
 MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
 EDITS_REMEMBERED = 10_000  # edited messages already told of, newest kept
+# Seconds a question's update waits for its answer to start or be refused (its credit held;
+# the previous answer's final delivery first, a flood wait's minute at most): beyond that the
+# next update would go in anyway (``bot.order``'s patience).
+START_PATIENCE = 90.0
 
 log = structlog.get_logger("veil.chat")
 
@@ -183,12 +187,13 @@ class PasteParts(BaseMiddleware):
         return await handler(event, data)
 
 
-def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with what
+async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with what
     bot: Bot,
     chat: ChatService,
     drafts: Drafts,
     texts: Texts,
     failures: Failures,
+    answering: Answering,
     user: User,
     prompt: str,
     *,
@@ -203,12 +208,16 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
     of the message it replies to (``Question.replied``); ``continues``: it asks the model to go
     on with its cut answer (``Question.continues``); ``document``: the text file ``prompt``
     asks about (``Question.document``). The answer runs detached
-    from the update (``ChatService.start``): this returns once the user is claimed, so the
-    update's objects are not kept while it streams; ``AnswerInProgress`` (the user has an
+    from the update (``ChatService.start``): this returns once it has started (its credit
+    held, the model asked) or been refused and the refusal told, so the update's objects are
+    not kept while it streams, and the user's next update (which waits for this one,
+    ``bot.order``) is not answered before the refusal. One that waits for the user's previous
+    answer to finish (``Answering``) is not waited for. ``AnswerInProgress`` (the user has an
     answer in progress) is raised here, to the errors router. What follows the answer, and
     its failure, is ``_Followup``'s.
     """
     sink = drafts(user.id, thread_id=thread_id)
+    starting = _Starting(sink)
     question = Question(
         user.id,
         user.language_code,
@@ -220,7 +229,79 @@ def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and with 
         continues=continues,
         document=document,
     )
-    chat.start(question, sink, _Followup(bot, chat, texts, failures, sink, user.id, thread_id))
+    followup = _Followup(
+        bot, chat, texts, failures, sink, user.id, thread_id, starting.settled, answering
+    )
+    behind = answering.running(user.id)  # then it waits for that answer to be written first
+    chat.start(question, starting, followup)
+    answering.began(user.id)
+    if behind:
+        return
+    with contextlib.suppress(TimeoutError):  # a stuck start holds its update only so long
+        async with asyncio.timeout(START_PATIENCE):
+            await starting.settled.wait()
+
+
+class Answering:
+    """How many private-chat answers each user has running (``answer_prompt``'s, not ended).
+
+    A question asked while the user's previous answer is still finishing (its stream ended, its
+    charge and history being written, a flood wait on its final message) waits for that answer
+    inside ``ChatService``. Its update does not wait for it to start: a stop, a /forget pressed
+    meanwhile would otherwise wait until the model was asked, and charged, first.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[int, int] = {}
+
+    def running(self, user_id: int) -> bool:
+        """Whether ``user_id`` has an answer running."""
+        return user_id in self._running
+
+    def began(self, user_id: int) -> None:
+        """An answer of ``user_id``'s started."""
+        self._running[user_id] = self._running.get(user_id, 0) + 1
+
+    def ended(self, user_id: int) -> None:
+        """An answer of ``user_id``'s ended (its followup is done)."""
+        left = self._running.pop(user_id, 0) - 1
+        if left > 0:
+            self._running[user_id] = left
+
+
+@dataclass(eq=False, slots=True)
+class _Starting:
+    """The sink an answer streams into, seen from the update that asked: has it started?
+
+    ``settled`` is set when the model is asked (``begin``: the credit is held); a refusal, or
+    any failure before that, sets it once told (``_Followup.failed``). "Started" is no later
+    than that: an answer never holds its chat's next update while it streams.
+    """
+
+    sink: DraftTarget
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def begin(self) -> None:
+        """The model was asked: the update that asked is done."""
+        self.settled.set()
+        await self.sink.begin()
+
+    async def append(self, delta: str) -> None:
+        """The next piece of the answer."""
+        await self.sink.append(delta)
+
+    async def reason(self, delta: str) -> None:
+        """The next piece of the model's thinking, where the sink shows it."""
+        if isinstance(self.sink, ReasoningSink):
+            await self.sink.reason(delta)
+
+    async def complete(self, text: str) -> None:
+        """Deliver the final answer."""
+        await self.sink.complete(text)
+
+    async def abort(self) -> None:
+        """The answer failed or produced nothing."""
+        await self.sink.abort()
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -237,6 +318,8 @@ class _Followup:
     sink: DraftTarget
     user_id: int
     thread_id: int | None
+    started: asyncio.Event  # set once it is told: the update that asked may end
+    answering: Answering
 
     async def answered(self, answer: Answer) -> None:
         """Say so when it was stopped before a word, and when the model cut it (Continue).
@@ -246,6 +329,12 @@ class _Followup:
         The first answer of a conversation is then followed by naming it (``name_conversation``),
         and in a topic the topic is renamed.
         """
+        try:
+            await self._follow(answer)
+        finally:
+            self.answering.ended(self.user_id)
+
+    async def _follow(self, answer: Answer) -> None:
         texts, sink = self.texts, self.sink
         if answer.stopped and not answer.text:
             await sink.say(texts("cancelled"))
@@ -266,10 +355,14 @@ class _Followup:
         When the part that arrived before the failure went out as the answer (it is paid for
         and stays), the note under it says the answer broke off there instead.
         """
-        if isinstance(error, InferenceError) and self.sink.completed:
-            await self.failures.broke_off(error, self.texts, self.sink)
-            return
-        await self.failures.report(error, self.texts, self.user_id, self.thread_id)
+        try:
+            if isinstance(error, InferenceError) and self.sink.completed:
+                await self.failures.broke_off(error, self.texts, self.sink)
+                return
+            await self.failures.report(error, self.texts, self.user_id, self.thread_id)
+        finally:
+            self.started.set()
+            self.answering.ended(self.user_id)
 
 
 async def rename_topic(bot: Bot, chat_id: int, thread_id: int, title: str) -> None:
@@ -342,6 +435,7 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     chat: ChatService,
     drafts: Drafts,
     failures: Failures,
+    answering: Answering,
 ) -> None:
     """Resend the prompt whose answer failed (in the topic its button is in)."""
     user = query.from_user
@@ -356,7 +450,9 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
         return
     try:
-        answer_prompt(bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id)
+        await answer_prompt(
+            bot, chat, drafts, texts, failures, answering, user, prompt, thread_id=thread_id
+        )
     except AnswerInProgress:
         chat.keep_retry(user.id, thread_id, prompt)  # the button works once the answer is done
         raise
@@ -372,6 +468,7 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     chat: ChatService,
     drafts: Drafts,
     failures: Failures,
+    answering: Answering,
 ) -> None:
     """Ask the model to go on with a cut answer, if it is still the user's latest."""
     user = query.from_user
@@ -384,12 +481,13 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await bot.send_message(user.id, texts("continue_expired"), message_thread_id=thread_id)
         return
     try:
-        answer_prompt(
+        await answer_prompt(
             bot,
             chat,
             drafts,
             texts,
             failures,
+            answering,
             user,
             CONTINUE_PROMPT,
             thread_id=thread_id,
@@ -410,6 +508,7 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     chat: ChatService,
     drafts: Drafts,
     failures: Failures,
+    answering: Answering,
     pasted: str | None = None,
 ) -> None:
     """A question: start its answer, streamed (in its topic, from the topic's conversation).
@@ -429,8 +528,17 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     await opened_topic(message, chat, texts)
     replied = None if message.quote is not None else replied_text(message)
     prompt = with_quote(message, prompt)
-    answer_prompt(
-        bot, chat, drafts, texts, failures, user, prompt, thread_id=thread_id, replied=replied
+    await answer_prompt(
+        bot,
+        chat,
+        drafts,
+        texts,
+        failures,
+        answering,
+        user,
+        prompt,
+        thread_id=thread_id,
+        replied=replied,
     )
 
 
@@ -541,6 +649,7 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     chat: ChatService,
     drafts: Drafts,
     failures: Failures,
+    answering: Answering,
 ) -> None:
     """Ask a small text file (and its caption) as a question; refuse any other file politely.
 
@@ -557,16 +666,16 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     asked = TextFile(document.file_name or "file", text, message.caption)
     await opened_topic(message, chat, texts)
-    thread_id = topic_of(message)
-    answer_prompt(
+    await answer_prompt(
         bot,
         chat,
         drafts,
         texts,
         failures,
+        answering,
         user,
         asked.question(),
-        thread_id=thread_id,
+        thread_id=topic_of(message),
         document=asked,
     )
     if in_caption(message):  # not run (``handlers.commands``): say so, or it seems ignored

@@ -41,13 +41,45 @@ def canonical_json(value: Any) -> bytes:  # noqa: ANN401 -- any JSON-shaped valu
 
 
 def parse_json_object(data: bytes) -> dict[str, Any]:
-    """Parse bytes that must hold one JSON object."""
+    r"""Parse bytes that must hold one JSON object; a lone surrogate in it becomes U+FFFD.
+
+    JSON may escape one half of a surrogate pair on its own (``"\ud83d"``: an emoji a page
+    cut in two), which ``json.loads`` keeps as a lone surrogate: no UTF-8 encoder takes it, and
+    a model server's tokenizer refuses or mangles it. It is read as U+FFFD here, where every
+    sealed request is opened (``well_formed``).
+    """
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedMessage("not valid JSON") from exc
     if not isinstance(value, dict):
         raise MalformedMessage("JSON value is not an object")
+    if _SURROGATE_HINT.search(data) is None:
+        return value
+    try:
+        return {well_formed(key): well_formed(item) for key, item in value.items()}
+    except RecursionError as exc:
+        raise MalformedMessage("JSON nested too deep") from exc
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Where a lone surrogate can come from in JSON bytes: an escape of one, its UTF-8 form (which
+# json.loads decodes with "surrogatepass"), or UTF-16/32 (whose ASCII holds NUL bytes).
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
+
+
+def well_formed(value: Any) -> Any:  # noqa: ANN401 -- parsed JSON
+    """``value`` (parsed JSON) with each lone surrogate in a string or a key replaced by U+FFFD.
+
+    ``json.loads`` joins an escaped pair into its one character, so a surrogate left in a
+    string is one without its other half.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [well_formed(item) for item in value]
+    if isinstance(value, dict):
+        return {well_formed(key): well_formed(item) for key, item in value.items()}
     return value
 
 

@@ -92,3 +92,26 @@ async def test_forget_and_model_buttons_pressed_twice_are_no_bug(tmp_path: Path)
             "From now on I answer with veil-test.",
             "Nothing was erased.",
         ]
+
+
+async def test_erase_pressed_twice_says_what_the_erasure_erased(tmp_path: Path) -> None:
+    # The second tap (or a press held while the first's reply waited out Telegram's flood
+    # control) erased again, nothing left, and put "0 stored messages are gone" in place of
+    # what the first had erased: the user could not tell their history had been erased.
+    async with running_stack(tmp_path, answer="Noted.") as stack:
+        stack.telegram.send_text(ANN, "Remember the blue door.")
+        await stack.stored_turns(ANN, 2)
+        stack.telegram.send_text(ANN, "/forget")
+        confirm = (await stack.final_messages(ANN, 2))[1]
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        stack.telegram.fail_every(["editMessageText"], nth=2, retry_after=1)  # the second edit
+        press_twice(stack, erase, confirm)
+        await stack.answered_presses(2)
+        await stack.veil.chat.wait_idle(10)
+        await stack.telegram.wait_for("editMessageText", lambda c: c.answered == "ok")
+        await asyncio.sleep(1.5)  # a second erasure's reply, were there one, waits out a flood
+        user = await stack.veil.store.get_user(ANN)
+        said = bot_texts(stack, ANN)[1]
+    assert user is None
+    assert not apologies(stack)
+    assert said.startswith("Done: your key and 2 stored messages are gone.")

@@ -370,3 +370,15 @@ async def test_a_guest_summons_are_answered_with_the_replied_message_as_context(
             ("user", "The tangerine-hippogriff-93 is loose"),
             ("user", "is that true?"),
         ]
+
+
+async def test_half_an_emoji_in_a_group_question_is_read_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    # Telegram's JSON may escape half of a surrogate pair on its own; the mention's offsets
+    # (UTF-16 units) still cut it off right, and the model gets U+FFFD, never the half.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot what is \ud83d here?", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+    assert final["text"] == ANSWER
+    assert [m["content"] for m in stack.vllm.requests[0]["messages"]] == ["what is \ufffd here?"]

@@ -229,3 +229,13 @@ async def test_an_answer_cut_at_its_length_limit_says_so(tmp_path: Path) -> None
         text = stack.telegram.state.inline_messages[inline_id]["text"]
     assert text.startswith(f"❓ {QUESTION}\n\nobsidian-kettledrum-0")
     assert ANSWER not in text  # cut
+
+
+async def test_half_an_emoji_in_an_inline_question_is_read_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST_EDITS) as stack:
+        _, inline_id = await ask_inline(stack, USER, "what is \ud83d here?")
+        final = await final_edit(stack, inline_id)
+    assert final["text"] == f"❓ what is \ufffd here?\n\n{ANSWER}"
+    assert [m["content"] for m in stack.vllm.requests[0]["messages"]] == ["what is \ufffd here?"]

@@ -264,11 +264,13 @@ async def test_a_stop_while_the_hold_is_written_leaves_nothing_reserved(tmp_path
         free_before = (await stack.veil.credit.balance(USER)).free_tokens_left
         with ledger_locked(tmp_path / "veil.db"):
             stack.telegram.send_text(USER, PROMPT)
-            # The hold's write is waiting for the lock; the user presses stop meanwhile.
+            # The hold's write is waiting for the lock; the answer is stopped meanwhile. (Not
+            # by a /cancel: the user's next update waits until the answer has started, its
+            # hold written, bot.order; a shutdown's ChatService.close stops it so.)
             async with asyncio.timeout(10):
                 while not (g := stack.veil.chat._active.get(USER)) or not g.holds:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
-            stack.telegram.send_text(USER, "/cancel")
+            assert stack.veil.chat.cancel(USER)
             await asyncio.sleep(0.5)
         stopped = await stack.reply_text(USER, 1)
         await asyncio.sleep(0.2)

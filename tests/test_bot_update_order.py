@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from aiogram.types import Message
+    from aiogram.types import ErrorEvent, Message
 
 USER = 5301
 OTHER = 5302
@@ -87,6 +87,7 @@ class _Recorder:
         self.started: list[str] = []
         self.held: dict[str, asyncio.Event] = {}
         self.let_in: dict[str, Callable[[], None]] = {}
+        self.refused: set[str] = set()
 
     async def handle(self, message: Message, **data: Any) -> None:  # noqa: ANN401 -- aiogram's data
         text = message.text or ""
@@ -95,6 +96,12 @@ class _Recorder:
             self.let_in[text] = data[LET_NEXT_IN]
         if text in self.held:
             await self.held[text].wait()
+        if text in self.refused:
+            raise _Refused(text)
+
+
+class _Refused(Exception):
+    """A handler's refusal, for the errors handler to tell."""
 
 
 @contextlib.asynccontextmanager
@@ -177,6 +184,28 @@ async def test_updates_of_a_user_that_came_in_out_of_order_start_by_update_id() 
         recorder.held["first"].set()
         await asyncio.gather(first, *later)
     assert recorder.started == ["first", "second", "third"]
+    assert order.chats == 0
+
+
+async def test_a_refusal_raised_in_a_handler_is_told_before_the_next_update_starts() -> None:
+    # aiogram's errors middleware is the dispatcher's outermost: an error left the order (the
+    # next update let in) before the errors router told it, so the user saw the reply to their
+    # next message first ("/help", then "an answer is in progress" for the question before).
+    order = UpdateOrder()
+    async with _dispatcher(order) as (dispatcher, bot, recorder):
+        recorder.refused.add("refused")
+
+        async def tell(event: ErrorEvent) -> None:
+            for _ in range(5):  # telling takes a while: a Bot API call
+                await asyncio.sleep(0)
+            recorder.started.append(f"told: {event.exception}")
+
+        dispatcher.errors.register(tell)
+        await asyncio.gather(
+            dispatcher.feed_update(bot, _update(1, USER, "refused")),
+            dispatcher.feed_update(bot, _update(2, USER, "/help")),
+        )
+    assert recorder.started == ["refused", "told: refused", "/help"]
     assert order.chats == 0
 
 
@@ -264,3 +293,19 @@ async def test_a_press_held_past_its_query_s_life_is_still_carried_out(tmp_path:
         sent = [m.get("text") for m in telegram.sent_messages(USER)]
     assert str(told.params["text"]).startswith("Done: your key and 0 stored messages are gone.")
     assert not any(str(text).startswith("Something went wrong") for text in sent)
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_a_question_refused_for_credit_is_told_before_the_next_updates_reply(
+    tmp_path: Path, *, webhook: bool
+) -> None:
+    # Both in one batch, and no credit: the question's answer runs detached, and its update was
+    # done (the next let in) once the answer was registered, before the credit was checked:
+    # the help came first and "not enough credit" after it, an answer to the help, it seemed.
+    async with running_stack(tmp_path, webhook=webhook, free_tokens_per_day=0) as stack:
+        stack.telegram.send_text(USER, "What is a quine?")
+        stack.telegram.send_text(USER, "/help")
+        told = await stack.final_messages(USER, 2)
+    assert str(told[0]["text"]).startswith("Not enough credit for an answer")
+    assert str(told[1]["text"]).startswith("Write any question")
+    assert stack.vllm.requests == []

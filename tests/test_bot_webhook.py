@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import os
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -237,3 +240,36 @@ async def test_the_webhooks_replies_do_not_name_its_software(tmp_path: Path) -> 
             missing_server = missing.headers.get("Server")
     assert (refused.status, server) == (401, "Veil")
     assert (missing.status, missing_server) == (404, "Veil")
+
+
+def question(update_id: int, text: str) -> dict[str, Any]:
+    """A text message from ``USER`` in the private chat, as Telegram posts it."""
+    user = {"id": USER, "is_bot": False, "first_name": "Eve"}
+    chat = {"id": USER, "type": "private", "first_name": "Eve"}
+    message = {"message_id": update_id, "date": 1_750_000_000, "chat": chat, "from": user}
+    return {"update_id": update_id, "message": {**message, "text": text}}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_compressed_update_is_refused_unread(tmp_path: Path, encoding: str) -> None:
+    # Telegram never compresses an update. aiohttp inflated such a body before the webhook
+    # read it, so a stranger (the secret leaked, or a proxy's) had a kilobyte expanded into
+    # the largest body; it was then handled as any update. Now it is refused, 400, unread.
+    body = json.dumps(question(41, "Is it compressed?")).encode()
+    packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    headers = {HEADER: WEBHOOK_SECRET, "Content-Type": "application/json"}
+    async with (
+        running_stack(tmp_path, webhook=True, answer="Plain.") as stack,
+        aiohttp.ClientSession(auto_decompress=False) as http,
+    ):
+        coded = {**headers, "Content-Encoding": encoding}
+        async with http.post(stack.webhook_url, data=packed, headers=coded) as reply:
+            refused = (reply.status, await reply.text())
+        # The same update sent as is is taken: the refused one was not remembered as seen.
+        async with http.post(stack.webhook_url, data=body, headers=headers) as reply:
+            taken = reply.status
+        await stack.final_messages(USER, 1)
+        texts = [m["text"] for m in stack.telegram.sent_messages(USER)]
+    assert refused == (400, "Bad Request")
+    assert taken == 200
+    assert texts == ["Plain."]

@@ -116,6 +116,30 @@ def test_deep_nesting_is_malformed_not_a_crash() -> None:
         parse_json_object(b'{"a":' + deep + b"}")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        rb'{"q":"\ud83d!","\udc00":["\uD800"]}',  # escaped halves (JSON allows them)
+        b'{"q":"\xed\xa0\xbd!","\xed\xb0\x80":["\xed\xa0\x80"]}',  # encoded (json.loads takes them)
+    ],
+    ids=["escaped", "encoded"],
+)
+def test_a_lone_surrogate_is_read_as_a_replacement_character(body: bytes) -> None:
+    # Sent on as it was, it reached the model server, whose tokenizer cannot take it.
+    value = parse_json_object(body)
+    assert value == {"q": "\ufffd!", "\ufffd": ["\ufffd"]}
+    assert json.dumps(value, ensure_ascii=False).encode()  # UTF-8 takes it now
+    utf16 = body.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")
+    assert parse_json_object(utf16) == value  # json.loads reads UTF-16 too
+
+
+def test_a_lone_surrogate_nested_deep_is_malformed_not_a_crash() -> None:
+    body = b'{"a":' + b"[" * 600 + b'"\\ud800"' + b"]" * 600 + b"}"
+    assert json.loads(body)  # within json.loads' depth, past the walk's
+    with pytest.raises(MalformedMessage):
+        parse_json_object(body)
+
+
 def inner(**change: object) -> bytes:
     value = json.loads(
         encode_inner(

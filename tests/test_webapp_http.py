@@ -7,8 +7,10 @@ gateway and the fake vLLM), as a page would and as anyone on the internet may.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
+import zlib
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -305,3 +307,28 @@ async def test_no_reply_names_the_servers_software_or_its_version(
             if line.lower().startswith(b"server:")
         )
     assert servers == dict.fromkeys(servers, "Veil")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_compressed_body_is_refused_unread(
+    tmp_path: Path, http: aiohttp.ClientSession, encoding: str
+) -> None:
+    # The page never compresses what it sends. aiohttp inflated such a body before the route
+    # read it, so anyone with a page's initData had a kilobyte expanded into the largest body
+    # (the relay's: a megabyte); it was then served as if sent as is. Now: 400, unread.
+    body = json.dumps({"model": "veil-test", "size": REQUEST_BUCKETS[0]}).encode()
+    packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    async with webapp_stack(tmp_path) as stack:
+        mini = page(stack, http)
+        headers = {**mini.auth, "Content-Type": "application/json"}
+        coded = {**headers, "Content-Encoding": encoding}
+        async with http.post(mini.base + "api/prepare", data=packed, headers=coded) as reply:
+            refused = (reply.status, await reply.json(), reply.headers.get("Cache-Control"))
+        async with http.post(mini.base + "api/prepare", data=body, headers=headers) as reply:
+            served = reply.status
+    assert refused == (
+        400,
+        {"error": {"code": "bad_request", "message": "The request could not be read."}},
+        "no-store",
+    )
+    assert served == 200

@@ -557,3 +557,18 @@ def test_only_the_origins_the_operator_lists_may_frame_the_page_besides_telegram
     assert alone.endswith("frame-ancestors 'self' https://web.telegram.org https://*.telegram.org")
     assert "style-src 'sha256-" in alone
     assert "style-src 'none';" in page_headers(b"<p>no style</p>")["Content-Security-Policy"]
+
+
+async def test_half_an_emoji_in_a_sealed_question_reaches_the_model_as_a_replacement_character(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The page's canonical JSON escapes a lone half of a surrogate pair as "\ud83d" (a JS
+    # string may hold one: an emoji cut in two). The gateway read it into a Python string and
+    # sent it on as it was; a model server's tokenizer (Rust, UTF-8 only) cannot take it.
+    # Telegram's JSON is read so in the bot (U+FFFD, bot.telegram.loads_repaired); a sealed
+    # request is read so where it is opened, once, for every sender.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        asked = await page(stack, http).ask("What is \ud83d here?")
+        questions = [m["content"] for r in stack.vllm.requests for m in r["messages"]]
+    assert (asked.status, asked.text) == (200, ANSWER)
+    assert questions == ["What is \ufffd here?"]
