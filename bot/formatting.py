@@ -112,6 +112,15 @@ _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
 # Emphasis that opens and closes inside a word of letters and digits (``2*3*4``).
 _INTRAWORD_STAR: Final = re.compile(r"[^\W_]\*+[^\W_]")
 _EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
+# A web address written bare in text, which Telegram links by itself, as GFM's extended
+# autolinks find one: http(s):// or www. after a space, a bracket or an emphasis mark,
+# up to a space; its trailing punctuation (``?!.,:;*_~'"``) and a ``)`` or ``]`` it does not
+# open are the text's, not the address's.
+_BARE_URL: Final = re.compile(
+    r"(?<![^\W_])(?<![.:/@+\-])(?:https?://|www\.)[^\s<>]+", re.IGNORECASE
+)
+_URL_TAIL: Final = "?!.,:;*_~'\""
+_DELIMITED: Final = (*_EMPHASIS, {"Start": "Strikethrough"})
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
 # What Telegram reads as nothing in a message's text (tdlib's ``is_empty_string`` after its
 # ``clean_input_string``, td/telegram/misc.cpp): blanks and control characters, the space
@@ -304,6 +313,79 @@ def literal_stars(markdown: str, events: Sequence[Any] | None = None) -> str:
     return markdown
 
 
+def literal_urls(markdown: str, events: Sequence[Any] | None = None) -> str:
+    """``markdown`` with emphasis that opens or closes inside a bare web address escaped.
+
+    Telegram links an address written bare in text by itself, but the parser read the
+    underscores and stars in one as emphasis first: ``https://docs.python.org/3/reference/
+    datamodel.html#object.__init__`` showed as ``…#object.init`` with "init" in bold, and
+    Telegram linked the address without them. The marks of such emphasis, at both its ends,
+    are escaped, so the address reads (and links) as written; emphasis around a whole
+    address (``**https://example.com**``) stays. ``events``: ``markdown``'s, where the caller
+    parsed it already.
+    """
+    if _BARE_URL.search(markdown) is None:
+        return markdown
+    if events is None:
+        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
+    while offsets := _marks_in_urls(markdown, events):
+        markdown = escape_at(markdown, offsets)
+        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
+    return markdown
+
+
+def _marks_in_urls(text: str, events: Iterable[Any]) -> list[int]:
+    """UTF-8 byte offsets of the marks of every emphasis with an end inside a bare address."""
+    source = text.encode("utf-8")
+    starts: list[int] = []
+    ends: list[int] = []
+    done, at = 0, 0
+    for match in _BARE_URL.finditer(text):
+        at += len(text[done : match.start()].encode("utf-8"))
+        done = match.start()
+        starts.append(at)
+        ends.append(at + len(_address(match[0]).encode("utf-8")))
+
+    def inside(offset: int) -> bool:
+        index = bisect_right(starts, offset) - 1
+        return index >= 0 and offset < ends[index]
+
+    offsets: list[int] = []
+    for payload, where in events:
+        if payload not in _DELIMITED:
+            continue
+        start, end = where["start"], where["end"]
+        if inside(start) or inside(end - 1):
+            offsets += _mark_run(source, start, 1)
+            offsets += _mark_run(source, end - 1, -1)
+    return sorted(set(offsets))
+
+
+def _address(url: str) -> str:
+    """``url`` as found in text, less its trailing punctuation (GFM's extended autolinks)."""
+    opened = {")": url.count("("), "]": url.count("[")}
+    closed = {")": url.count(")"), "]": url.count("]")}
+    end = len(url)
+    while end:
+        char = url[end - 1]
+        if char in closed and closed[char] > opened[char]:
+            closed[char] -= 1  # a bracket the address did not open
+        elif char not in _URL_TAIL:
+            break
+        end -= 1
+    return url[:end]
+
+
+def _mark_run(source: bytes, at: int, step: int) -> list[int]:
+    """Offsets of the run of one emphasis mark (``*``, ``_`` or ``~``) from ``at`` on."""
+    mark = source[at : at + 1]
+    run = []
+    while 0 <= at < len(source) and source[at : at + 1] == mark:
+        run.append(at)
+        at += step
+    return run
+
+
 def _intraword_stars(text: str, events: Iterable[Any]) -> list[int]:
     """UTF-8 byte offsets of the stars of every emphasis ``literal_stars`` reads as text.
 
@@ -320,8 +402,8 @@ def _intraword_stars(text: str, events: Iterable[Any]) -> list[int]:
             and _in_word(source[max(0, start - 4) : start].decode("utf-8", "ignore")[-1:])
             and _in_word(source[end : end + 4].decode("utf-8", "ignore")[:1])
         ):
-            offsets += _star_run(source, start, 1)
-            offsets += _star_run(source, end - 1, -1)
+            offsets += _mark_run(source, start, 1)
+            offsets += _mark_run(source, end - 1, -1)
     return sorted(set(offsets))
 
 
@@ -334,15 +416,6 @@ def _in_word(char: str) -> bool:
     return char.isdecimal() or char.lower() != char.upper()
 
 
-def _star_run(source: bytes, at: int, step: int) -> list[int]:
-    """Offsets of the run of stars in ``source`` from ``at`` on, going ``step``."""
-    run = []
-    while 0 <= at < len(source) and source[at : at + 1] == b"*":
-        run.append(at)
-        at += step
-    return run
-
-
 def _convert(source: str) -> tuple[str, list[MessageEntity]]:
     r"""Telegramify's ``convert``, but the model's HTML kept as text (``_html_as_text``).
 
@@ -350,7 +423,8 @@ def _convert(source: str) -> tuple[str, list[MessageEntity]]:
     turned LaTeX (``\(…\)``) into math, so a product inside it stays the converter's.
     """
     text, events = parse_markdown(source, STANDARD_OPTIONS, latex_escape=True)
-    starred = literal_stars(text, events)
+    linked = literal_urls(text, events)
+    starred = literal_stars(linked, events if linked == text else None)
     if starred != text:
         text, events = parse_markdown(starred, STANDARD_OPTIONS, latex_escape=False)
     rendered, raw, _ = _Walker(_CONFIG, text).walk(tuple(_html_as_text(events)))

@@ -154,6 +154,31 @@ def test_render_drops_links_to_hosts_telegram_refuses() -> None:
         assert [e.url for e in render(f"[app]({url})").entities] == [url], url
 
 
+def test_a_bare_address_keeps_its_underscores_and_stars() -> None:
+    # Telegram links an address written bare by itself, but the parser read the marks in one
+    # as emphasis first: "…#object.__init__" showed as "…#object.init", "init" in bold, and
+    # the link Telegram made led elsewhere. Emphasis around a whole address stays.
+    for url in (
+        "https://docs.python.org/3/reference/datamodel.html#object.__init__",
+        "https://github.com/o/r/blob/main/src/__init__.py",
+        "www.example.com/_drafts_/x",
+        "https://example.com/*all*/files",
+        "https://пример.рф/__путь__",
+    ):
+        assert render(f"See {url} for more.") == Rendered(f"See {url} for more.", ()), url
+        assert preview(f"See {url}").text == f"See {url}", url
+    around = render("**https://example.com/a_b** and _www.example.com/x_y_, __bold__")
+    assert around.text == "https://example.com/a_b and www.example.com/x_y, bold"
+    assert [(e.type, entity_text(around, e)) for e in around.entities] == [
+        ("bold", "https://example.com/a_b"),
+        ("italic", "www.example.com/x_y"),
+        ("bold", "bold"),
+    ]
+    assert render("`https://example.com/__a__` and x__b__").text == (
+        "https://example.com/__a__ and x__b__"
+    )
+
+
 def test_render_fenced_code_is_pre_with_language() -> None:
     rendered = render("Try:\n\n```python\ndef f():\n    return 1\n```\n\nDone.")
     assert rendered.text == "Try:\n\ndef f():\n    return 1\n\nDone."
