@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import pyromark
 from telegramify_markdown.config import RenderConfig
@@ -60,10 +60,14 @@ _QUOTES: Final = frozenset({"blockquote", "expandable_blockquote"})
 # What Telegram accepts in a text_link (anything else fails the whole message), as tdlib's
 # parse_url (td/utils/HttpUrl.cpp) and LinkManager::check_link read it: http or https (not
 # ftp), a host of RFC 3986's characters (any non-ASCII too) with a dot in it, unless it is an
-# IPv6 address (``http://localhost:3000`` is "Wrong HTTP URL"), a port of 1 to 65535.
+# IPv6 address (``http://localhost:3000`` is "Wrong HTTP URL"), a port of 1 to 65535, a user
+# part of the host's characters and ``:``; or a tg:, ton: or tonsite: link to a plain host.
 _WEB_SCHEMES: Final = frozenset({"http", "https"})
 _TELEGRAM_SCHEMES: Final = frozenset({"tg", "ton", "tonsite"})
 _HOST: Final = re.compile(r"(?:[a-z0-9.\-_!$,~*'();&+=]|%[0-9a-f]{2}|[^\x00-\x7f])+")
+_USERINFO: Final = re.compile(r"(?:[A-Za-z0-9.\-_!$,~*'();&+=:]|%[0-9A-Fa-f]{2}|[^\x00-\x7f])*")
+_TG_HOST: Final = re.compile(r"[A-Za-z0-9_\-]+")
+_TONSITE_HOST: Final = re.compile(r"[A-Za-z0-9_.\-]+")
 
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -535,18 +539,38 @@ def _linkable(url: str | None) -> bool:
         return False
     try:
         parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port  # raises for a port out of range
+        parts.port  # noqa: B018 -- raises for a port out of range
     except ValueError:
         return False
     scheme = parts.scheme.lower()
     if scheme in _TELEGRAM_SCHEMES:
-        return len(url) > len(scheme) + 1
-    if scheme not in _WEB_SCHEMES or not host or port == 0 or parts.netloc.endswith(":"):
+        return _telegram_linkable(scheme, url[len(scheme) + 1 :])
+    return scheme in _WEB_SCHEMES and _web_linkable(parts)
+
+
+def _web_linkable(parts: SplitResult) -> bool:
+    """Whether tdlib opens an http(s) address: its host, port and user part as it reads them."""
+    host = parts.hostname
+    if not host or parts.port == 0 or parts.netloc.endswith(":"):
+        return False
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and _USERINFO.fullmatch(userinfo) is None:
         return False
     if ":" in host:  # an IPv6 address, its brackets taken off
         return "%" not in host and _is_ipv6(host)
     return "." in host and host != "." and _HOST.fullmatch(host) is not None
+
+
+def _telegram_linkable(scheme: str, rest: str) -> bool:
+    """Whether tdlib takes ``scheme:rest`` (tg:, ton:, tonsite:) for a link.
+
+    A host of ASCII letters, digits, ``-`` and ``_`` (dots too under tonsite:), with no user,
+    port or protocol of its own: ``tg:example.com``, ``tg://`` and ``tg:user@x`` refuse the
+    whole message.
+    """
+    host = re.match(r"[^/?#]*", rest.removeprefix("//"))
+    allowed = _TONSITE_HOST if scheme == "tonsite" else _TG_HOST
+    return host is not None and host[0] != "." and allowed.fullmatch(host[0]) is not None
 
 
 def _is_ipv6(host: str) -> bool:

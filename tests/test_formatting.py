@@ -154,6 +154,17 @@ def test_render_drops_links_to_hosts_telegram_refuses() -> None:
         assert [e.url for e in render(f"[app]({url})").entities] == [url], url
 
 
+def test_render_drops_tg_links_and_users_telegram_refuses() -> None:
+    # tdlib's check_link: a tg: host of letters, digits, "-" and "_" alone, and a user part
+    # of RFC 3986's characters; anything else refused the whole message.
+    refused = ("tg://t.me/veil", "tg:example.com", "tg://", "tg:user@host", "ton://x:80/")
+    for url in (*refused, "https://a@b@example.org/", 'https://us"er@example.org/'):
+        assert render(f"[app]({url})") == Rendered("app", ()), url
+    taken = ("tg:resolve?domain=veil", "TON://transfer/EQx?amount=1", "tonsite://site.ton")
+    for url in (*taken, "https://user:pa%20ss@example.org/"):
+        assert [e.url for e in render(f"[app]({url})").entities] == [url], url
+
+
 def test_a_bare_address_keeps_its_underscores_and_stars() -> None:
     # Telegram links an address written bare by itself, but the parser read the marks in one
     # as emphasis first: "…#object.__init__" showed as "…#object.init", "init" in bold, and
