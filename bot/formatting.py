@@ -249,6 +249,8 @@ def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
     The draft holds at most `MAX_ENTITIES` entities (Telegram ignores the rest, which would
     leave the newest text, the one being written, unformatted): the tail starts later.
 
+    A tail of invisible characters alone, which Telegram refuses, is given as no text.
+
     An unclosed fence reads as an open code block, and a fence still being typed (one or two
     backticks on the last line) is left out. Long answers are rendered from a top-level block
     start near the tail, so the cost follows the draft's size rather than the answer's.
@@ -265,7 +267,11 @@ def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
     if utf16_len(rendered.text) <= limit and len(rendered.entities) <= MAX_ENTITIES:
         return rendered
     doc = _Doc(rendered.text, rendered.entities)
-    return doc.cut([doc.tail(limit)])[0]
+    tail = doc.cut([doc.tail(limit)])[0]
+    # The last `limit` units are invisible characters alone (a model repeating a zero-width
+    # space): Telegram refuses such a progress edit as empty ("message text is empty"), and
+    # would show such a draft as "Thinking…"; there is none, the last one stays.
+    return Rendered("", ()) if shows_nothing(tail.text) else tail
 
 
 def _code_points(text: str) -> str:

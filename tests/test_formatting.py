@@ -671,6 +671,16 @@ def test_entities_open_across_a_cut_count_towards_the_next_piece() -> None:
         assert_sendable(part, 12)
 
 
+def test_a_draft_of_invisible_characters_alone_is_no_draft() -> None:
+    # A model repeating a zero-width space: the preview's last 4096 units were invisible
+    # alone, and Telegram refused each progress edit of an inline or group answer as empty.
+    for answer in ("Hello " + "\u200b" * 5000, "**Hello**\n\n" + "\u200b\n" * 5000):
+        assert preview(answer).text == "", answer[:12]
+        assert render_parts(answer)[0].text.startswith("Hello")  # the final message shows it
+    assert preview("Hello " + "\u200b" * 100).text == "Hello " + "\u200b" * 100
+    assert preview("\u200b" * 5000).text == "U+200B \u00d75000"
+
+
 def test_stars_inside_a_word_are_read_as_written() -> None:
     # CommonMark reads "2*3*4" as 2, an italic 3, 4: the product showed as "234 = 24".
     assert render("So 2*3*4 = 24, and 2**3**2 = 512.") == Rendered(
