@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import pyromark
 from telegramify_markdown.config import RenderConfig
@@ -62,10 +62,14 @@ _QUOTES: Final = frozenset({"blockquote", "expandable_blockquote"})
 # What Telegram accepts in a text_link (anything else fails the whole message), as tdlib's
 # parse_url (td/utils/HttpUrl.cpp) and LinkManager::check_link read it: http or https (not
 # ftp), a host of RFC 3986's characters (any non-ASCII too) with a dot in it, unless it is an
-# IPv6 address (``http://localhost:3000`` is "Wrong HTTP URL"), a port of 1 to 65535.
+# IPv6 address (``http://localhost:3000`` is "Wrong HTTP URL"), a port of 1 to 65535, a user
+# part of the host's characters and ``:``; or a tg:, ton: or tonsite: link to a plain host.
 _WEB_SCHEMES: Final = frozenset({"http", "https"})
 _TELEGRAM_SCHEMES: Final = frozenset({"tg", "ton", "tonsite"})
 _HOST: Final = re.compile(r"(?:[a-z0-9.\-_!$,~*'();&+=]|%[0-9a-f]{2}|[^\x00-\x7f])+")
+_USERINFO: Final = re.compile(r"(?:[A-Za-z0-9.\-_!$,~*'();&+=:]|%[0-9A-Fa-f]{2}|[^\x00-\x7f])*")
+_TG_HOST: Final = re.compile(r"[A-Za-z0-9_\-]+")
+_TONSITE_HOST: Final = re.compile(r"[A-Za-z0-9_.\-]+")
 
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -114,6 +118,15 @@ _PARTIAL_FENCE: Final = re.compile(r"(?:\A|\n)[ \t]*(?:`{1,2}|~{1,2})[ \t]*\Z")
 # Emphasis that opens and closes inside a word of letters and digits (``2*3*4``).
 _INTRAWORD_STAR: Final = re.compile(r"[^\W_]\*+[^\W_]")
 _EMPHASIS: Final = ({"Start": "Emphasis"}, {"Start": "Strong"})
+# A web address written bare in text, which Telegram links by itself, as GFM's extended
+# autolinks find one: http(s):// or www. after a space, a bracket or an emphasis mark,
+# up to a space; its trailing punctuation (``?!.,:;*_~'"``) and a ``)`` or ``]`` it does not
+# open are the text's, not the address's.
+_BARE_URL: Final = re.compile(
+    r"(?<![^\W_])(?<![.:/@+\-])(?:https?://|www\.)[^\s<>]+", re.IGNORECASE
+)
+_URL_TAIL: Final = "?!.,:;*_~'\""
+_DELIMITED: Final = (*_EMPHASIS, {"Start": "Strikethrough"})
 _SPOILER_TAG: Final = re.compile(r"</?tg-spoiler>", re.IGNORECASE)
 _LINE_BREAK_TAG: Final = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
@@ -221,6 +234,8 @@ def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
     The draft holds at most `MAX_ENTITIES` entities (Telegram ignores the rest, which would
     leave the newest text, the one being written, unformatted): the tail starts later.
 
+    A tail of invisible characters alone, which Telegram refuses, is given as no text.
+
     An unclosed fence reads as an open code block, and a fence still being typed (one or two
     backticks on the last line) is left out. Long answers are rendered from a top-level block
     start near the tail, so the cost follows the draft's size rather than the answer's.
@@ -237,7 +252,11 @@ def preview(markdown: str, limit: int = TELEGRAM_LIMIT) -> Rendered:
     if utf16_len(rendered.text) <= limit and len(rendered.entities) <= MAX_ENTITIES:
         return rendered
     doc = _Doc(rendered.text, rendered.entities)
-    return doc.cut([doc.tail(limit)])[0]
+    tail = doc.cut([doc.tail(limit)])[0]
+    # The last `limit` units are invisible characters alone (a model repeating a zero-width
+    # space): Telegram refuses such a progress edit as empty ("message text is empty"), and
+    # would show such a draft as "Thinking…"; there is none, the last one stays.
+    return Rendered("", ()) if shows_nothing(tail.text) else tail
 
 
 def _code_points(text: str) -> str:
@@ -289,6 +308,79 @@ def literal_stars(markdown: str, events: Sequence[Any] | None = None) -> str:
     return markdown
 
 
+def literal_urls(markdown: str, events: Sequence[Any] | None = None) -> str:
+    """``markdown`` with emphasis that opens or closes inside a bare web address escaped.
+
+    Telegram links an address written bare in text by itself, but the parser read the
+    underscores and stars in one as emphasis first: ``https://docs.python.org/3/reference/
+    datamodel.html#object.__init__`` showed as ``…#object.init`` with "init" in bold, and
+    Telegram linked the address without them. The marks of such emphasis, at both its ends,
+    are escaped, so the address reads (and links) as written; emphasis around a whole
+    address (``**https://example.com**``) stays. ``events``: ``markdown``'s, where the caller
+    parsed it already.
+    """
+    if _BARE_URL.search(markdown) is None:
+        return markdown
+    if events is None:
+        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
+    while offsets := _marks_in_urls(markdown, events):
+        markdown = escape_at(markdown, offsets)
+        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
+    return markdown
+
+
+def _marks_in_urls(text: str, events: Iterable[Any]) -> list[int]:
+    """UTF-8 byte offsets of the marks of every emphasis with an end inside a bare address."""
+    source = text.encode("utf-8")
+    starts: list[int] = []
+    ends: list[int] = []
+    done, at = 0, 0
+    for match in _BARE_URL.finditer(text):
+        at += len(text[done : match.start()].encode("utf-8"))
+        done = match.start()
+        starts.append(at)
+        ends.append(at + len(_address(match[0]).encode("utf-8")))
+
+    def inside(offset: int) -> bool:
+        index = bisect_right(starts, offset) - 1
+        return index >= 0 and offset < ends[index]
+
+    offsets: list[int] = []
+    for payload, where in events:
+        if payload not in _DELIMITED:
+            continue
+        start, end = where["start"], where["end"]
+        if inside(start) or inside(end - 1):
+            offsets += _mark_run(source, start, 1)
+            offsets += _mark_run(source, end - 1, -1)
+    return sorted(set(offsets))
+
+
+def _address(url: str) -> str:
+    """``url`` as found in text, less its trailing punctuation (GFM's extended autolinks)."""
+    opened = {")": url.count("("), "]": url.count("[")}
+    closed = {")": url.count(")"), "]": url.count("]")}
+    end = len(url)
+    while end:
+        char = url[end - 1]
+        if char in closed and closed[char] > opened[char]:
+            closed[char] -= 1  # a bracket the address did not open
+        elif char not in _URL_TAIL:
+            break
+        end -= 1
+    return url[:end]
+
+
+def _mark_run(source: bytes, at: int, step: int) -> list[int]:
+    """Offsets of the run of one emphasis mark (``*``, ``_`` or ``~``) from ``at`` on."""
+    mark = source[at : at + 1]
+    run = []
+    while 0 <= at < len(source) and source[at : at + 1] == mark:
+        run.append(at)
+        at += step
+    return run
+
+
 def _intraword_stars(text: str, events: Iterable[Any]) -> list[int]:
     """UTF-8 byte offsets of the stars of every emphasis ``literal_stars`` reads as text.
 
@@ -305,8 +397,8 @@ def _intraword_stars(text: str, events: Iterable[Any]) -> list[int]:
             and _in_word(source[max(0, start - 4) : start].decode("utf-8", "ignore")[-1:])
             and _in_word(source[end : end + 4].decode("utf-8", "ignore")[:1])
         ):
-            offsets += _star_run(source, start, 1)
-            offsets += _star_run(source, end - 1, -1)
+            offsets += _mark_run(source, start, 1)
+            offsets += _mark_run(source, end - 1, -1)
     return sorted(set(offsets))
 
 
@@ -319,15 +411,6 @@ def _in_word(char: str) -> bool:
     return char.isdecimal() or char.lower() != char.upper()
 
 
-def _star_run(source: bytes, at: int, step: int) -> list[int]:
-    """Offsets of the run of stars in ``source`` from ``at`` on, going ``step``."""
-    run = []
-    while 0 <= at < len(source) and source[at : at + 1] == b"*":
-        run.append(at)
-        at += step
-    return run
-
-
 def _convert(source: str) -> tuple[str, list[MessageEntity]]:
     r"""Telegramify's ``convert``, but the model's HTML kept as text (``_html_as_text``).
 
@@ -335,7 +418,8 @@ def _convert(source: str) -> tuple[str, list[MessageEntity]]:
     turned LaTeX (``\(…\)``) into math, so a product inside it stays the converter's.
     """
     text, events = parse_markdown(source, STANDARD_OPTIONS, latex_escape=True)
-    starred = literal_stars(text, events)
+    linked = literal_urls(text, events)
+    starred = literal_stars(linked, events if linked == text else None)
     if starred != text:
         text, events = parse_markdown(starred, STANDARD_OPTIONS, latex_escape=False)
     rendered, raw, _ = _Walker(_CONFIG, text).walk(tuple(_html_as_text(events)))
@@ -446,18 +530,38 @@ def _linkable(url: str | None) -> bool:
         return False
     try:
         parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port  # raises for a port out of range
+        parts.port  # noqa: B018 -- raises for a port out of range
     except ValueError:
         return False
     scheme = parts.scheme.lower()
     if scheme in _TELEGRAM_SCHEMES:
-        return len(url) > len(scheme) + 1
-    if scheme not in _WEB_SCHEMES or not host or port == 0 or parts.netloc.endswith(":"):
+        return _telegram_linkable(scheme, url[len(scheme) + 1 :])
+    return scheme in _WEB_SCHEMES and _web_linkable(parts)
+
+
+def _web_linkable(parts: SplitResult) -> bool:
+    """Whether tdlib opens an http(s) address: its host, port and user part as it reads them."""
+    host = parts.hostname
+    if not host or parts.port == 0 or parts.netloc.endswith(":"):
+        return False
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and _USERINFO.fullmatch(userinfo) is None:
         return False
     if ":" in host:  # an IPv6 address, its brackets taken off
         return "%" not in host and _is_ipv6(host)
     return "." in host and host != "." and _HOST.fullmatch(host) is not None
+
+
+def _telegram_linkable(scheme: str, rest: str) -> bool:
+    """Whether tdlib takes ``scheme:rest`` (tg:, ton:, tonsite:) for a link.
+
+    A host of ASCII letters, digits, ``-`` and ``_`` (dots too under tonsite:), with no user,
+    port or protocol of its own: ``tg:example.com``, ``tg://`` and ``tg:user@x`` refuse the
+    whole message.
+    """
+    host = re.match(r"[^/?#]*", rest.removeprefix("//"))
+    allowed = _TONSITE_HOST if scheme == "tonsite" else _TG_HOST
+    return host is not None and host[0] != "." and allowed.fullmatch(host[0]) is not None
 
 
 def _is_ipv6(host: str) -> bool:

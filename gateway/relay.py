@@ -177,7 +177,6 @@ class _Stream:
         try:
             async with scope:
                 control.bind(scope)
-                self.tally.asked = True
                 try:
                     await self.relay_model()
                 except BackendFailure as exc:
@@ -220,6 +219,8 @@ class _Stream:
     async def relay_model(self) -> None:
         """Ask the model server and relay its answer until it has finished."""
         chat = await self.fitted_chat()
+        # Asked from here on (not while the prompt is counted: a stop then costs nothing).
+        self.tally.asked = True
         async with self.gateway.vllm.open_chat(chat, sent=self.head) as upstream:
             if not self.shaping.shaped:
                 while not upstream.finished:

@@ -123,10 +123,30 @@ def checked_link(url: str) -> str | None:
     url = url.strip()
     if not url or any(c.isspace() for c in url):
         return None
-    lowered = url.lower()
-    if lowered.startswith(("tg:", "ton:", "tonsite:")):
-        return url
+    scheme = url.partition(":")[0].lower()
+    if scheme in {"tg", "ton", "tonsite"}:
+        return _telegram_link(scheme, url[len(scheme) + 1 :])
     return _web_link(url)
+
+
+def _telegram_link(scheme: str, rest: str) -> str | None:
+    """A tg:, ton: or tonsite: link as tdlib's ``LinkManager::check_link`` takes it.
+
+    A host of ASCII letters, digits, ``-`` and ``_`` (and dots, for tonsite:), with no
+    protocol, user, port or IPv6 address ("Wrong tg URL", "Unallowed characters in URL
+    host"): ``tg://resolve?domain=x`` is one, ``tg:example.com`` and ``tg://`` are not.
+    """
+    rest = rest.removeprefix("//")
+    authority = re.match(r"[^/?#]*", rest)
+    assert authority is not None  # noqa: S101 -- the pattern matches any text
+    host = authority[0].lower()
+    allowed = r"[a-z0-9_.\-]+" if scheme == "tonsite" else r"[a-z0-9_\-]+"
+    if host == "." or re.fullmatch(allowed, host) is None:
+        return None
+    query = rest[authority.end() :]
+    if query.startswith("/?"):
+        query = query[1:]
+    return f"{scheme}://{host}{query or '/'}"
 
 
 # What tdlib's parse_url (td/utils/HttpUrl.cpp) lets through in a host: RFC 3986's unreserved

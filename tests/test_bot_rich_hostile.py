@@ -82,6 +82,21 @@ async def test_a_link_to_localhost_leaves_the_rest_of_the_answer_formatted(
     assert message["entities"] == [{"type": "pre", "offset": 28, "length": 8, "language": "python"}]
 
 
+async def test_a_tg_link_telegram_cannot_open_leaves_the_rest_formatted(
+    tmp_path: Path,
+) -> None:
+    # tdlib takes a tg: link only with a host of letters, digits, "-" and "_": a model's
+    # tg://t.me/... link refused the whole message, and the answer went out plain.
+    answer = "Write to [the channel](tg://t.me/veil).\n\n```python\nprint(1)\n```"
+    async with running_stack(tmp_path, answer=answer) as stack:
+        stack.telegram.send_text(USER, "Where is the channel?")
+        (message,) = await stack.final_messages(USER)
+        refused = [call for call in stack.telegram.calls if call.answered != "ok"]
+    assert refused == []
+    assert message["text"] == "Write to the channel.\n\nprint(1)"
+    assert message["entities"] == [{"type": "pre", "offset": 23, "length": 8, "language": "python"}]
+
+
 async def test_a_group_answer_of_markup_alone_is_shown(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer="#", **FAST) as stack:
         stack.telegram.send_text(ANN, "/ask Print a hash sign", chat_id=GROUP)

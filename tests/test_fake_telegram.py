@@ -1071,3 +1071,28 @@ async def test_a_link_telegram_cannot_open_refuses_the_message(
     )
     assert spans(sent.entities) == [("text_link", 0, 4, "http://example.org:8080/")]
     assert len(fake.sent_messages(USER)) == 1
+
+
+async def test_a_tg_link_is_checked_as_tdlib_checks_it(fake: FakeTelegram, bot: Bot) -> None:
+    # LinkManager::check_link: a tg:, ton: or tonsite: host of letters, digits, "-" and "_"
+    # (dots too under tonsite:), no user, port or protocol of its own; the fake took any.
+    for url in ("tg://t.me/veil", "tg:example.com", "tg://", "tg:user@host", "ton://x:80/"):
+        with pytest.raises(TelegramBadRequest, match="URL is invalid"):
+            await bot.send_message(
+                USER,
+                "open",
+                entities=[MessageEntity(type="text_link", offset=0, length=4, url=url)],
+            )
+    taken = {
+        "tg:resolve?domain=veil": "tg://resolve?domain=veil",
+        "TON://transfer/EQx?amount=1": "ton://transfer/EQx?amount=1",
+        "tonsite://site.ton": "tonsite://site.ton/",
+    }
+    for url, shown in taken.items():
+        sent = await bot.send_message(
+            USER,
+            "open",
+            entities=[MessageEntity(type="text_link", offset=0, length=4, url=url)],
+        )
+        assert spans(sent.entities) == [("text_link", 0, 4, shown)]
+    assert len(fake.sent_messages(USER)) == len(taken)

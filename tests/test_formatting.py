@@ -154,6 +154,42 @@ def test_render_drops_links_to_hosts_telegram_refuses() -> None:
         assert [e.url for e in render(f"[app]({url})").entities] == [url], url
 
 
+def test_render_drops_tg_links_and_users_telegram_refuses() -> None:
+    # tdlib's check_link: a tg: host of letters, digits, "-" and "_" alone, and a user part
+    # of RFC 3986's characters; anything else refused the whole message.
+    refused = ("tg://t.me/veil", "tg:example.com", "tg://", "tg:user@host", "ton://x:80/")
+    for url in (*refused, "https://a@b@example.org/", 'https://us"er@example.org/'):
+        assert render(f"[app]({url})") == Rendered("app", ()), url
+    taken = ("tg:resolve?domain=veil", "TON://transfer/EQx?amount=1", "tonsite://site.ton")
+    for url in (*taken, "https://user:pa%20ss@example.org/"):
+        assert [e.url for e in render(f"[app]({url})").entities] == [url], url
+
+
+def test_a_bare_address_keeps_its_underscores_and_stars() -> None:
+    # Telegram links an address written bare by itself, but the parser read the marks in one
+    # as emphasis first: "…#object.__init__" showed as "…#object.init", "init" in bold, and
+    # the link Telegram made led elsewhere. Emphasis around a whole address stays.
+    for url in (
+        "https://docs.python.org/3/reference/datamodel.html#object.__init__",
+        "https://github.com/o/r/blob/main/src/__init__.py",
+        "www.example.com/_drafts_/x",
+        "https://example.com/*all*/files",
+        "https://пример.рф/__путь__",
+    ):
+        assert render(f"See {url} for more.") == Rendered(f"See {url} for more.", ()), url
+        assert preview(f"See {url}").text == f"See {url}", url
+    around = render("**https://example.com/a_b** and _www.example.com/x_y_, __bold__")
+    assert around.text == "https://example.com/a_b and www.example.com/x_y, bold"
+    assert [(e.type, entity_text(around, e)) for e in around.entities] == [
+        ("bold", "https://example.com/a_b"),
+        ("italic", "www.example.com/x_y"),
+        ("bold", "bold"),
+    ]
+    assert render("`https://example.com/__a__` and x__b__").text == (
+        "https://example.com/__a__ and x__b__"
+    )
+
+
 def test_render_fenced_code_is_pre_with_language() -> None:
     rendered = render("Try:\n\n```python\ndef f():\n    return 1\n```\n\nDone.")
     assert rendered.text == "Try:\n\ndef f():\n    return 1\n\nDone."
@@ -633,6 +669,16 @@ def test_entities_open_across_a_cut_count_towards_the_next_piece() -> None:
     assert " ".join(part.text for part in parts) == text
     for part in parts:
         assert_sendable(part, 12)
+
+
+def test_a_draft_of_invisible_characters_alone_is_no_draft() -> None:
+    # A model repeating a zero-width space: the preview's last 4096 units were invisible
+    # alone, and Telegram refused each progress edit of an inline or group answer as empty.
+    for answer in ("Hello " + "\u200b" * 5000, "**Hello**\n\n" + "\u200b\n" * 5000):
+        assert preview(answer).text == "", answer[:12]
+        assert render_parts(answer)[0].text.startswith("Hello")  # the final message shows it
+    assert preview("Hello " + "\u200b" * 100).text == "Hello " + "\u200b" * 100
+    assert preview("\u200b" * 5000).text == "U+200B \u00d75000"
 
 
 def test_stars_inside_a_word_are_read_as_written() -> None:

@@ -211,6 +211,40 @@ async def test_cancel_before_any_token_still_bills_the_prompt(
         )
 
 
+async def test_a_stop_while_the_prompt_is_counted_bills_nothing(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # A request without max_completion_tokens to a small-window model is fitted first: the
+    # gateway asks the model server's /tokenize, which may take its time. A stop meanwhile was
+    # billed the prompt (counted once more for the receipt) though the model server was never
+    # asked to answer.
+    hold = asyncio.Event()
+    async with (
+        FakeVLLM(answer=ANSWER, max_model_len=2048) as fake,
+        run_gateway(fake.url, clock=clock, models=("veil-test",)) as gw,
+    ):
+        await wait_until(lambda: bool(gw.gateway.ring.windows))
+        fake.tokenize_hold = hold
+        call = seal_call(gw)
+        asked = asyncio.ensure_future(post_sealed(http, gw.url, call))
+        try:
+            await wait_until(lambda: len(fake.tokenize_requests) == 1)
+            assert (await cancel(http, gw.url, call.cancel()))[0] == 202
+            reply = await asked
+        finally:
+            hold.set()
+            await asyncio.gather(asked, return_exceptions=True)
+        assert fake.requests == []
+        assert reply.final is not None
+        assert reply.final.receipt is not None
+        receipt = reply.final.receipt.receipt
+        assert (receipt.status, receipt.prompt_tokens, receipt.completion_tokens) == (
+            ReceiptStatus.STOPPED,
+            0,
+            0,
+        )
+
+
 async def test_receipt_fetch_answers_in_progress_then_the_final_record(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:

@@ -1138,6 +1138,48 @@ async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
 
 
+async def test_a_forget_the_keychain_refused_holds_on_other_pages_and_on_reopen(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Forget erased the ciphertext, but the keychain kept the key. Another page of the device,
+    # whose key was still the keychain's, sent the erased exchange as its next question's
+    # context and saved it again; a page opened later kept new answers under the key that was
+    # to be destroyed, though the page had said nothing more would be kept until then.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, first, second = await two_pages(browser, stack, keychain)
+        await ask(first, QUESTION)
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        kept_key = dict(keychain.values)
+        keychain.refuse_removal = True
+        await second.click("#about-title")
+        await second.click("#forget")
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await ask(first, "And the red one?")
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await first.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        assert await first.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        await second.reload()
+        await ready(second)
+        await ask(second, "And the green one?")
+        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await second.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        assert keychain.values == kept_key
+        # Once the keychain removes the key, the next page opened makes a new one and keeps.
+        keychain.refuse_removal = False
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble").count() == 0
+        assert keychain.values.keys() == kept_key.keys()
+        assert keychain.values != kept_key
+        await ask(second, "And the grey one?")
+        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        assert await second.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is not None
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+    assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
+
+
 async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_of_it(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -103,6 +103,8 @@ class FakeVLLM(Served):
       before its reply.
     - `send_usage`: False never sends usage, even when `stream_options.include_usage` asks.
     - `tokenize_available`: False makes `/tokenize` a 404, as on a server without the route.
+    - `tokenize_hold`: an event every `/tokenize` waits for before it answers (a busy server's
+      tokenizer, or one that stalls), recorded in `tokenize_requests` at once.
     - `models_reply` / `models_status`: the exact JSON and status `/v1/models` answers.
     - `token_delay`: seconds before each content delta.
     - `reasoning`: text a reasoning model thinks before its answer (None: no reasoning), streamed
@@ -154,6 +156,7 @@ class FakeVLLM(Served):
         self.reasoning_field = "reasoning_content"
         self.has_health = True
         self.tokenize_available = True
+        self.tokenize_hold: asyncio.Event | None = None
         self.models_reply: object | None = None
         self.models_status = 200
         self.requests: list[dict[str, Any]] = []
@@ -237,6 +240,8 @@ class FakeVLLM(Served):
     async def _tokenize(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         self.tokenize_requests.append(body if isinstance(body, dict) else {})
+        if self.tokenize_hold is not None:
+            await self.tokenize_hold.wait()
         if not self.tokenize_available:
             return _not_found()
         try:

@@ -170,7 +170,8 @@ class App {
     });
     const kept = await this.history.open();
     this.shownKey = this.history.key; // the history whose exchanges the screen shows
-    this.note(kept ? this.t("history_kept") : this.t("history_not_kept"), "history");
+    const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+    this.note(this.t(kept ? "history_kept" : told), "history");
     for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
       this.bubble("user", this.history.turns[i].content);
       this.bubble("assistant", this.history.turns[i + 1].content);

@@ -44,6 +44,7 @@ export class History {
   constructor(secureStorage, userId, local = globalThis.localStorage) {
     this.secure = secureStorage;
     this.slot = `veil:history:${userId}`;
+    this.forgetSlot = `${this.slot}:forget`; // set while a Forget the keychain refused is due
     this.local = local;
     this.key = null;
     this.persistent = false;
@@ -54,6 +55,10 @@ export class History {
   async open() {
     if (this.secure && this.secure.available) {
       try {
+        if (this.forgetPending) {
+          await this.secure.remove(KEY_NAME); // a Forget the keychain refused before: again
+          this.markForget(false);
+        }
         let text = await this.secure.get(KEY_NAME);
         if (!text) {
           text = b64e(randomBytes(32));
@@ -77,6 +82,24 @@ export class History {
     return this.persistent;
   }
 
+  /** Whether a Forget is due whose key the keychain would not remove (on any page of the device). */
+  get forgetPending() {
+    return Boolean(this.local && this.local.getItem(this.forgetSlot));
+  }
+
+  markForget(pending) {
+    if (!this.local) return;
+    if (!pending) {
+      this.local.removeItem(this.forgetSlot);
+      return;
+    }
+    try {
+      this.local.setItem(this.forgetSlot, "1");
+    } catch {
+      // the storage is full even with the history erased: this page alone keeps nothing
+    }
+  }
+
   get cacheSalt() {
     return sha256Hex(concat(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
   }
@@ -86,24 +109,28 @@ export class History {
    * (they share the storage and the keychain): saving this page's turns alone would overwrite
    * the other's exchanges. False when Forget on another page erased the history this page
    * held: its key is no longer the keychain's, so its turns are dropped (never sent or saved
-   * again) and it goes on with the keychain's key and what is stored under it.
+   * again) and it goes on with the keychain's key and what is stored under it. So too when
+   * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
+   * under it, on any page, until it is gone.
    */
   async reload() {
     if (!this.persistent || !this.local) return true;
-    const stored = this.local.getItem(this.slot);
-    if (stored) {
-      try {
-        this.turns = await openHistory(this.key, stored);
-        return true;
-      } catch {
-        // not under this page's key: the keychain tells whether it has changed
+    if (!this.forgetPending) {
+      const stored = this.local.getItem(this.slot);
+      if (stored) {
+        try {
+          this.turns = await openHistory(this.key, stored);
+          return true;
+        } catch {
+          // not under this page's key: the keychain tells whether it has changed
+        }
       }
-    }
-    try {
-      const text = await this.secure.get(KEY_NAME);
-      if (text && sameBytes(b64d(text), this.key)) return true; // nothing saved yet, or unreadable
-    } catch {
-      return true; // the keychain does not answer now: nothing to tell, its own turns stay
+      try {
+        const text = await this.secure.get(KEY_NAME);
+        if (text && sameBytes(b64d(text), this.key)) return true; // nothing saved yet, or unreadable
+      } catch {
+        return true; // the keychain does not answer now: nothing to tell, its own turns stay
+      }
     }
     this.turns = [];
     this.key = null;
@@ -145,14 +172,15 @@ export class History {
 
   /**
    * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
-   * would not remove the key: the ciphertext is gone all the same, and this page keeps nothing
-   * more (a key of its own life) rather than seal anything again under the key to be destroyed.
+   * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
+   * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
+   * every page of the device, and the next one opened, tries the removal again first.
    */
   async forget() {
     this.turns = [];
     if (this.local) this.local.removeItem(this.slot);
     let destroyed = true;
-    if (this.persistent) {
+    if (this.persistent || this.forgetPending) {
       try {
         await this.secure.remove(KEY_NAME);
       } catch {
@@ -161,6 +189,7 @@ export class History {
     }
     this.key = null;
     this.persistent = false;
+    this.markForget(!destroyed);
     if (!destroyed) {
       this.key = randomBytes(32);
       return false;

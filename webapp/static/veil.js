@@ -5919,6 +5919,7 @@
     constructor(secureStorage, userId, local = globalThis.localStorage) {
       this.secure = secureStorage;
       this.slot = `veil:history:${userId}`;
+      this.forgetSlot = `${this.slot}:forget`;
       this.local = local;
       this.key = null;
       this.persistent = false;
@@ -5928,6 +5929,10 @@
     async open() {
       if (this.secure && this.secure.available) {
         try {
+          if (this.forgetPending) {
+            await this.secure.remove(KEY_NAME);
+            this.markForget(false);
+          }
           let text = await this.secure.get(KEY_NAME);
           if (!text) {
             text = b64e(randomBytes3(32));
@@ -5950,6 +5955,21 @@
       }
       return this.persistent;
     }
+    /** Whether a Forget is due whose key the keychain would not remove (on any page of the device). */
+    get forgetPending() {
+      return Boolean(this.local && this.local.getItem(this.forgetSlot));
+    }
+    markForget(pending) {
+      if (!this.local) return;
+      if (!pending) {
+        this.local.removeItem(this.forgetSlot);
+        return;
+      }
+      try {
+        this.local.setItem(this.forgetSlot, "1");
+      } catch {
+      }
+    }
     get cacheSalt() {
       return sha256Hex(concat2(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
     }
@@ -5958,23 +5978,27 @@
      * (they share the storage and the keychain): saving this page's turns alone would overwrite
      * the other's exchanges. False when Forget on another page erased the history this page
      * held: its key is no longer the keychain's, so its turns are dropped (never sent or saved
-     * again) and it goes on with the keychain's key and what is stored under it.
+     * again) and it goes on with the keychain's key and what is stored under it. So too when
+     * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
+     * under it, on any page, until it is gone.
      */
     async reload() {
       if (!this.persistent || !this.local) return true;
-      const stored = this.local.getItem(this.slot);
-      if (stored) {
-        try {
-          this.turns = await openHistory(this.key, stored);
-          return true;
-        } catch {
+      if (!this.forgetPending) {
+        const stored = this.local.getItem(this.slot);
+        if (stored) {
+          try {
+            this.turns = await openHistory(this.key, stored);
+            return true;
+          } catch {
+          }
         }
-      }
-      try {
-        const text = await this.secure.get(KEY_NAME);
-        if (text && sameBytes(b64d(text), this.key)) return true;
-      } catch {
-        return true;
+        try {
+          const text = await this.secure.get(KEY_NAME);
+          if (text && sameBytes(b64d(text), this.key)) return true;
+        } catch {
+          return true;
+        }
       }
       this.turns = [];
       this.key = null;
@@ -6013,14 +6037,15 @@
     }
     /**
      * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
-     * would not remove the key: the ciphertext is gone all the same, and this page keeps nothing
-     * more (a key of its own life) rather than seal anything again under the key to be destroyed.
+     * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
+     * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
+     * every page of the device, and the next one opened, tries the removal again first.
      */
     async forget() {
       this.turns = [];
       if (this.local) this.local.removeItem(this.slot);
       let destroyed = true;
-      if (this.persistent) {
+      if (this.persistent || this.forgetPending) {
         try {
           await this.secure.remove(KEY_NAME);
         } catch {
@@ -6029,6 +6054,7 @@
       }
       this.key = null;
       this.persistent = false;
+      this.markForget(!destroyed);
       if (!destroyed) {
         this.key = randomBytes3(32);
         return false;
@@ -6525,7 +6551,8 @@
       });
       const kept = await this.history.open();
       this.shownKey = this.history.key;
-      this.note(kept ? this.t("history_kept") : this.t("history_not_kept"), "history");
+      const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+      this.note(this.t(kept ? "history_kept" : told), "history");
       for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
         this.bubble("user", this.history.turns[i].content);
         this.bubble("assistant", this.history.turns[i + 1].content);
