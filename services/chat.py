@@ -967,7 +967,10 @@ class ChatService:
         worth having, where it is no file) is asked again whole, for what the window leaves;
         a file that does not is cut (``kept``: the characters of it read so far, None: all) to
         leave the answer its room, its start read. Without them a file is cut to the budget by
-        its ceiling, which always fits. Returns (prompt, context, characters of the file kept).
+        its ceiling, which always fits, and anything else is asked once for what its ceiling
+        leaves (``_answer_cap``: ``min_answer_tokens`` at least), as it was before the room was
+        asked for (some model servers state no exact count: a later vLLM says "at least").
+        Returns (prompt, context, characters of the file kept).
         """
         stated = context_refusal(refusal)
         document = question.document
@@ -980,7 +983,10 @@ class ChatService:
             if wanted <= left < context.max_answer:
                 return context.messages[-1]["content"], self._capped(context, left), kept
         if document is None:
-            return None
+            shortest = self._answer_cap(window, context.tokens)
+            if stated is not None or shortest >= context.max_answer:
+                return None
+            return context.messages[-1]["content"], self._capped(context, shortest), kept
         budget = self._budget(window)
         cut = self._cut_file(document, kept, budget, None if stated is None else stated[1])
         if cut is None:

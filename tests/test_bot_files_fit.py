@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from services.audit import Auditor
 from services.chat import context_refusal
 from services.documents import TextFile
 from services.titles import TITLE_PROMPT, TITLE_TOKENS, title_messages
@@ -156,6 +157,30 @@ async def test_a_long_paste_that_leaves_less_than_the_room_is_asked_for_what_the
     assert turns == [paste, ANSWER]
 
 
+async def test_a_long_paste_refused_without_its_count_is_asked_for_the_shortest_answer(
+    tmp_path: Path,
+) -> None:
+    # Later vLLM states only "at least" the prompt's tokens (it stops counting one past what the
+    # answer leaves): no count to fit by. The paste, asked with the room, was then refused and the
+    # user told it is too long, though asked as before (``min_answer_tokens``) it fits.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    server.counts_at_least = True
+    paste = " ".join(["ab"] * 850)
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_text(USER, paste)
+        turns = await stack.stored_turns(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        holds = await used(stack)
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+    (_, first), (counted, asked) = fitted(server)
+    assert first == ROOM
+    assert asked == 64  # the shortest answer worth having, as it was asked before
+    assert turns[0] == paste
+    assert turns[1] == " ".join(["tide"] * 64)
+    assert holds == [("settled", 0, 0), ("settled", counted, 64)]  # the refusal cost nothing
+    assert report.problems == []
+
+
 class ByteTokens(FakeVLLM):
     """A model server whose tokenizer makes a token of each byte, as a byte-level BPE can."""
 
@@ -229,6 +254,14 @@ def test_a_title_request_shows_less_of_the_exchange_where_the_window_is_small() 
                 " of the messages or completion."
             ),
             (4096, 3976),
+        ),
+        (  # a lower bound (later vLLM stops counting past the window): no count to fit by
+            (
+                "This model's maximum context length is 4096 tokens. However, you requested 1024"
+                " output tokens and your prompt contains at least 3073 input tokens, for a total"
+                " of at least 4097 tokens."
+            ),
+            None,
         ),
         ("This model's maximum context length is 4096 tokens.", None),
         ("the request exceeds the available context size", None),
