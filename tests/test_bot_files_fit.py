@@ -105,6 +105,30 @@ async def test_a_file_too_long_for_the_window_is_cut_and_the_user_told_how_much_
     assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
+async def test_retry_of_a_file_whose_answer_failed_cuts_it_again(tmp_path: Path) -> None:
+    # The model server failed the file's first request; Retry resent its text alone, no longer a
+    # file: refused as too long, it could not be cut, and the user was told to shorten it.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    server.fail_before_stream = (500, "the model server broke")
+    text = " ".join(f"w{n % 10}" for n in range(1500))
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        telegram = stack.telegram
+        telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
+        (failed,) = await stack.final_messages(USER)
+        (button,) = failed["reply_markup"]["inline_keyboard"][0]
+        server.fail_before_stream = None
+        telegram.press_button(USER, button["callback_data"], message_id=failed["message_id"])
+        turns = await stack.stored_turns(USER, 2)
+        _, answer, note = await stack.final_messages(USER, 3)
+        await stack.veil.chat.wait_idle(10)
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+    kept = int(turns[0].split("only its first ", 1)[1].split(" ", 1)[0])
+    assert turns[0] == TextFile("long.txt", text, "Sum up").question(kept)
+    assert answer["text"] == turns[1] == ANSWER
+    assert f"it read the first {kept * 100 // len(text)}% of it" in note["text"]
+    assert report.problems == []
+
+
 async def test_a_15_kb_file_in_a_16k_window_gets_the_answers_whole_room(tmp_path: Path) -> None:
     # 15,500 bytes (about 3,100 of the model's tokens): its bytes alone took the 15,360 tokens
     # the context may have in a 16,384 window, so it was asked with 64 answer tokens.
