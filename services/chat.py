@@ -275,13 +275,18 @@ class _Asked:
 class Failed:
     """The question of a failed answer, kept in memory for the user's Retry button.
 
-    ``prompt``: what to ask again; ``document``: the text file it asks about, if any
-    (``Question.document``): asked whole again and fitted anew, as the first time, since a
-    prompt alone cannot be cut to the file's start.
+    ``said``: the prompt to ask again; ``document``: instead, the text file it asks about
+    (``Question.document``), asked whole again and fitted anew, as the first time, since a
+    prompt alone cannot be cut to the file's start (its text is not kept twice).
     """
 
-    prompt: str = field(repr=False)
+    said: str = field(default="", repr=False)
     document: TextFile | None = field(default=None, repr=False)
+
+    @property
+    def prompt(self) -> str:
+        """What to ask again: the prompt, or the file's whole question."""
+        return self.said if self.document is None else self.document.question()
 
 
 @dataclass(frozen=True, slots=True)
@@ -610,7 +615,7 @@ class ChatService:
         self, user_id: int, thread_id: int | None, prompt: str, document: TextFile | None = None
     ) -> None:
         """Keep the failed question for Retry: a file's whole (``prompt`` may be its start)."""
-        failed = Failed(prompt if document is None else document.question(), document)
+        failed = Failed(prompt) if document is None else Failed(document=document)
         self._retry[user_id] = (thread_id, failed)
         self._retry.move_to_end(user_id)
         while len(self._retry) > _RETRY_MEMORY:
