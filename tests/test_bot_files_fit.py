@@ -105,6 +105,27 @@ async def test_a_file_too_long_for_the_window_is_cut_and_the_user_told_how_much_
     assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
+async def test_a_file_refused_without_its_count_is_cut_by_its_bytes(tmp_path: Path) -> None:
+    # No count to fit by ("at least", a later vLLM's words): cut to the budget by its bytes,
+    # which always fits, the answer keeping its room and the user told how much was read.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    server.counts_at_least = True
+    text = " ".join(f"w{n % 10}" for n in range(1500))
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
+        turns = await stack.stored_turns(USER, 2)
+        answer, note = await stack.final_messages(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        holds = await used(stack)
+    (_, first), (read, asked) = fitted(server)
+    assert first == asked == ROOM
+    assert prompt_tokens([{"role": "user", "content": turns[0]}]) <= WINDOW - ROOM  # by bytes
+    kept = int(turns[0].split("only its first ", 1)[1].split(" ", 1)[0])
+    assert answer["text"] == turns[1] == ANSWER
+    assert f"it read the first {kept * 100 // len(text)}% of it" in note["text"]
+    assert holds == [("settled", 0, 0), ("settled", read, 100)]
+
+
 async def test_retry_of_a_file_whose_answer_failed_cuts_it_again(tmp_path: Path) -> None:
     # The model server failed the file's first request; Retry resent its text alone, no longer a
     # file: refused as too long, it could not be cut, and the user was told to shorten it.
