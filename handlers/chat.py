@@ -443,18 +443,27 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await query.answer()
         return
     thread_id = topic_of(query.message)
-    prompt = chat.take_retry(user.id, thread_id)
-    if prompt is None:
+    failed = chat.take_retry(user.id, thread_id)
+    if failed is None:
         await query.answer()
         await drop_button(bot, query)
         await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
         return
     try:
         await answer_prompt(
-            bot, chat, drafts, texts, failures, answering, user, prompt, thread_id=thread_id
+            bot,
+            chat,
+            drafts,
+            texts,
+            failures,
+            answering,
+            user,
+            failed.prompt,
+            thread_id=thread_id,
+            document=failed.document,  # a file is fitted anew, its start read if need be
         )
     except AnswerInProgress:
-        chat.keep_retry(user.id, thread_id, prompt)  # the button works once the answer is done
+        chat.keep_retry(user.id, thread_id, failed)  # the button works once the answer is done
         raise
     await query.answer()
     await drop_button(bot, query)

@@ -14,7 +14,8 @@ the model server refuses it, fitted by the count its refusal states (``_refit``)
 for what the window leaves, or a text file (``Question.document``) cut to its start, the user
 told how much of it was read (``Answer.file_read``). A failed answer stores nothing (the
 text that arrived intact before the failure is still delivered, since it is paid for), and the
-prompt is kept in memory only, so the user's Retry button can resend it.
+prompt is kept in memory only, so the user's Retry button can resend it (a text file's whole,
+fitted anew: ``Failed``).
 
 Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop button, for the
 draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
@@ -268,6 +269,25 @@ class _Asked:
     naming: Naming | None = None  # set when the exchange would be the conversation's first
     thread_id: int | None = None  # the topic asked in (None: the chat itself)
     file_read: int | None = None  # the percent of the question's file the model read, if cut
+    document: TextFile | None = field(default=None, repr=False)  # the file asked about, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The question of a failed answer, kept in memory for the user's Retry button.
+
+    ``said``: the prompt to ask again; ``document``: instead, the text file it asks about
+    (``Question.document``), asked whole again and fitted anew, as the first time, since a
+    prompt alone cannot be cut to the file's start (its text is not kept twice).
+    """
+
+    said: str = field(default="", repr=False)
+    document: TextFile | None = field(default=None, repr=False)
+
+    @property
+    def prompt(self) -> str:
+        """What to ask again: the prompt, or the file's whole question."""
+        return self.said if self.document is None else self.document.question()
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,9 +380,9 @@ class ChatService:
     system_prompt: str | None = None
     titles: bool = True
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
-    _retry: OrderedDict[int, tuple[int | None, str]] = field(
+    _retry: OrderedDict[int, tuple[int | None, Failed]] = field(
         default_factory=OrderedDict, init=False
-    )  # user -> (the topic it failed in, the prompt)
+    )  # user -> (the topic it failed in, its question)
     _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -545,8 +565,8 @@ class ChatService:
             log.warning("chat.holds_swept", count=released)
         return released
 
-    def take_retry(self, user_id: int, thread_id: int | None = None) -> str | None:
-        """The prompt of the user's last failed answer, once (memory only).
+    def take_retry(self, user_id: int, thread_id: int | None = None) -> Failed | None:
+        """The question of the user's last failed answer, once (memory only).
 
         Only where it failed (topic ``thread_id``, None: the chat itself): a Retry button left
         in another topic resends nothing, and never that topic's question into this one.
@@ -568,12 +588,12 @@ class ChatService:
         del self._cut[user_id]
         return True
 
-    def keep_retry(self, user_id: int, thread_id: int | None, prompt: str) -> None:
+    def keep_retry(self, user_id: int, thread_id: int | None, failed: Failed) -> None:
         """Give back what ``take_retry`` just gave, not asked (``AnswerInProgress``).
 
         The answer in progress replaces it if it fails too, as any newer failure does.
         """
-        self._remember_failed(user_id, thread_id, prompt)
+        self._remember_failed(user_id, thread_id, failed.prompt, failed.document)
 
     def keep_continuation(self, user_id: int, request_id: str) -> None:
         """Give back what ``take_continuation`` just gave, not asked (``AnswerInProgress``).
@@ -592,8 +612,12 @@ class ChatService:
         while len(self._cut) > _RETRY_MEMORY:
             self._cut.popitem(last=False)
 
-    def _remember_failed(self, user_id: int, thread_id: int | None, prompt: str) -> None:
-        self._retry[user_id] = (thread_id, prompt)
+    def _remember_failed(
+        self, user_id: int, thread_id: int | None, prompt: str, document: TextFile | None = None
+    ) -> None:
+        """Keep the failed question for Retry: a file's whole (``prompt`` may be its start)."""
+        failed = Failed(prompt) if document is None else Failed(document=document)
+        self._retry[user_id] = (thread_id, failed)
         self._retry.move_to_end(user_id)
         while len(self._retry) > _RETRY_MEMORY:
             self._retry.popitem(last=False)
@@ -649,7 +673,9 @@ class ChatService:
                 generation.stoppable = False
                 delivered = _shown("".join(parts))  # blanks reached nobody: not charged
                 await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
-                self._remember_failed(user_id, question.thread_id, fitting.prompt)
+                self._remember_failed(
+                    user_id, question.thread_id, fitting.prompt, question.document
+                )
                 await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
@@ -666,6 +692,7 @@ class ChatService:
             self._naming(opened, prompt, model),
             question.thread_id,
             None if kept is None or document is None else document.percent(kept),
+            document,
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
@@ -693,7 +720,9 @@ class ChatService:
             log.info("chat.question_refitted", cut=fitting.kept is not None)
             return
         if refused.streamed or fitting.retried or alone:
-            self._remember_failed(question.user_id, question.thread_id, fitting.prompt)
+            self._remember_failed(
+                question.user_id, question.thread_id, fitting.prompt, question.document
+            )
             await sink.abort()
             if not refused.streamed and alone:
                 raise _question_too_long(exc) from exc
@@ -774,7 +803,7 @@ class ChatService:
             self._delivered_open.add(hold.request_id)
         if not text:
             if not stopped:
-                self._remember_failed(user_id, asked.thread_id, prompt)
+                self._remember_failed(user_id, asked.thread_id, prompt, asked.document)
                 if completion is None:
                     raise InferenceUnavailable("the model returned an empty answer")
         elif conversation is not None:
@@ -968,7 +997,10 @@ class ChatService:
         worth having, where it is no file) is asked again whole, for what the window leaves;
         a file that does not is cut (``kept``: the characters of it read so far, None: all) to
         leave the answer its room, its start read. Without them a file is cut to the budget by
-        its ceiling, which always fits. Returns (prompt, context, characters of the file kept).
+        its ceiling, which always fits, and anything else is asked once for what its ceiling
+        leaves (``_answer_cap``: ``min_answer_tokens`` at least), as it was before the room was
+        asked for (some model servers state no exact count: a later vLLM says "at least").
+        Returns (prompt, context, characters of the file kept).
         """
         stated = context_refusal(refusal)
         document = question.document
@@ -981,7 +1013,10 @@ class ChatService:
             if wanted <= left < context.max_answer:
                 return context.messages[-1]["content"], self._capped(context, left), kept
         if document is None:
-            return None
+            shortest = self._answer_cap(window, context.tokens)
+            if stated is not None or shortest >= context.max_answer:
+                return None
+            return context.messages[-1]["content"], self._capped(context, shortest), kept
         budget = self._budget(window)
         cut = self._cut_file(document, kept, budget, None if stated is None else stated[1])
         if cut is None:

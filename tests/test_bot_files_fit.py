@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from services.audit import Auditor
 from services.chat import context_refusal
 from services.documents import TextFile
 from services.titles import TITLE_PROMPT, TITLE_TOKENS, title_messages
@@ -104,6 +105,51 @@ async def test_a_file_too_long_for_the_window_is_cut_and_the_user_told_how_much_
     assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
+async def test_a_file_refused_without_its_count_is_cut_by_its_bytes(tmp_path: Path) -> None:
+    # No count to fit by ("at least", a later vLLM's words): cut to the budget by its bytes,
+    # which always fits, the answer keeping its room and the user told how much was read.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    server.counts_at_least = True
+    text = " ".join(f"w{n % 10}" for n in range(1500))
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
+        turns = await stack.stored_turns(USER, 2)
+        answer, note = await stack.final_messages(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        holds = await used(stack)
+    (_, first), (read, asked) = fitted(server)
+    assert first == asked == ROOM
+    assert prompt_tokens([{"role": "user", "content": turns[0]}]) <= WINDOW - ROOM  # by bytes
+    kept = int(turns[0].split("only its first ", 1)[1].split(" ", 1)[0])
+    assert answer["text"] == turns[1] == ANSWER
+    assert f"it read the first {kept * 100 // len(text)}% of it" in note["text"]
+    assert holds == [("settled", 0, 0), ("settled", read, 100)]
+
+
+async def test_retry_of_a_file_whose_answer_failed_cuts_it_again(tmp_path: Path) -> None:
+    # The model server failed the file's first request; Retry resent its text alone, no longer a
+    # file: refused as too long, it could not be cut, and the user was told to shorten it.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    server.fail_before_stream = (500, "the model server broke")
+    text = " ".join(f"w{n % 10}" for n in range(1500))
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        telegram = stack.telegram
+        telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
+        (failed,) = await stack.final_messages(USER)
+        (button,) = failed["reply_markup"]["inline_keyboard"][0]
+        server.fail_before_stream = None
+        telegram.press_button(USER, button["callback_data"], message_id=failed["message_id"])
+        turns = await stack.stored_turns(USER, 2)
+        _, answer, note = await stack.final_messages(USER, 3)
+        await stack.veil.chat.wait_idle(10)
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+    kept = int(turns[0].split("only its first ", 1)[1].split(" ", 1)[0])
+    assert turns[0] == TextFile("long.txt", text, "Sum up").question(kept)
+    assert answer["text"] == turns[1] == ANSWER
+    assert f"it read the first {kept * 100 // len(text)}% of it" in note["text"]
+    assert report.problems == []
+
+
 async def test_a_15_kb_file_in_a_16k_window_gets_the_answers_whole_room(tmp_path: Path) -> None:
     # 15,500 bytes (about 3,100 of the model's tokens): its bytes alone took the 15,360 tokens
     # the context may have in a 16,384 window, so it was asked with 64 answer tokens.
@@ -154,6 +200,30 @@ async def test_a_long_paste_that_leaves_less_than_the_room_is_asked_for_what_the
     assert counted == again  # the same prompt, whole
     assert asked == WINDOW - counted > 64
     assert turns == [paste, ANSWER]
+
+
+async def test_a_long_paste_refused_without_its_count_is_asked_for_the_shortest_answer(
+    tmp_path: Path,
+) -> None:
+    # Later vLLM states only "at least" the prompt's tokens (it stops counting one past what the
+    # answer leaves): no count to fit by. The paste, asked with the room, was then refused and the
+    # user told it is too long, though asked as before (``min_answer_tokens``) it fits.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    server.counts_at_least = True
+    paste = " ".join(["ab"] * 850)
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_text(USER, paste)
+        turns = await stack.stored_turns(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        holds = await used(stack)
+        report = await Auditor(stack.veil.store, [stack.gateway.verify_key]).run()
+    (_, first), (counted, asked) = fitted(server)
+    assert first == ROOM
+    assert asked == 64  # the shortest answer worth having, as it was asked before
+    assert turns[0] == paste
+    assert turns[1] == " ".join(["tide"] * 64)
+    assert holds == [("settled", 0, 0), ("settled", counted, 64)]  # the refusal cost nothing
+    assert report.problems == []
 
 
 class ByteTokens(FakeVLLM):
@@ -229,6 +299,14 @@ def test_a_title_request_shows_less_of_the_exchange_where_the_window_is_small() 
                 " of the messages or completion."
             ),
             (4096, 3976),
+        ),
+        (  # a lower bound (later vLLM stops counting past the window): no count to fit by
+            (
+                "This model's maximum context length is 4096 tokens. However, you requested 1024"
+                " output tokens and your prompt contains at least 3073 input tokens, for a total"
+                " of at least 4097 tokens."
+            ),
+            None,
         ),
         ("This model's maximum context length is 4096 tokens.", None),
         ("the request exceeds the available context size", None),

@@ -121,7 +121,9 @@ class FakeVLLM(Served):
     headers with lower-cased names, `tokenize_requests` each `/tokenize` body (recorded in
     404 mode too), `prompt_counts` the prompt tokens it counted for each chat call that reached
     the window check (the window is enforced as vLLM does, in its words: a 400 when the prompt's
-    tokens reach `max_model_len`, or they and the completion asked for exceed it). A stall
+    tokens reach `max_model_len`, or they and the completion asked for exceed it; with
+    `counts_at_least` set, as later vLLM versions do: in one refusal stating only "at least" the
+    prompt's tokens, since they stop counting one past what the answer asked for leaves). A stall
     counts in `stalled_streams` and sets `stall_started`; a client hanging up on one counts in
     `stalled_closed` and sets `stall_released`. `pauses` holds token
     positions where every stream waits, before sending that token, until `resume()`; `paused`
@@ -154,6 +156,7 @@ class FakeVLLM(Served):
         self.send_usage = True
         self.reasoning: str | None = None
         self.reasoning_field = "reasoning_content"
+        self.counts_at_least = False
         self.has_health = True
         self.tokenize_available = True
         self.tokenize_hold: asyncio.Event | None = None
@@ -325,6 +328,17 @@ class FakeVLLM(Served):
         prompt_tokens = self.prompt_tokens(messages)
         self.prompt_counts.append(prompt_tokens)
         window = self.max_model_len
+        if self.counts_at_least and prompt_tokens + requested > window:
+            # Later vLLM: the prompt tokenized only up to one token past what the answer leaves.
+            counted = min(prompt_tokens, window - requested + 1)
+            raise _ApiError(
+                400,
+                f"This model's maximum context length is {window} tokens. However, you requested "
+                f"{requested} output tokens and your prompt contains at least {counted} input "
+                f"tokens, for a total of at least {counted + requested} tokens. Please reduce the "
+                "length of the input prompt or the number of requested output tokens.",
+                "input_tokens",
+            )
         # vLLM's two refusals (since 0.10.2): the prompt alone must leave a token, and the
         # prompt with the answer asked for must fit the window.
         if prompt_tokens >= window:
