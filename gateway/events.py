@@ -22,7 +22,15 @@ from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-CONTEXT_LENGTH_MARKER = "maximum context length"
+# What a model server's refusal of a prompt too long for the window says: vLLM's older and
+# current words ("This model's maximum context length is …"), its renderer's (0.16 on: "…
+# However, the model's context length is only …") and llama.cpp's "request (N tokens) exceeds
+# the available context size".
+CONTEXT_LENGTH_MARKERS = (
+    "maximum context length",
+    "context length is only",
+    "exceeds the available context size",
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ def error_message(body: Any) -> str:  # noqa: ANN401 -- parsed JSON of unknown s
 
 def failure_for(status: int, message: str) -> BackendFailure:
     """The failure a model server's error ``message`` states (``context_length`` or ``backend``)."""
-    kind = "context_length" if CONTEXT_LENGTH_MARKER in message else "backend"
+    kind = "context_length" if any(m in message for m in CONTEXT_LENGTH_MARKERS) else "backend"
     return BackendFailure(kind, status, message)
 
 

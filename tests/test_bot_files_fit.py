@@ -105,11 +105,17 @@ async def test_a_file_too_long_for_the_window_is_cut_and_the_user_told_how_much_
     assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
-async def test_a_file_refused_without_its_count_is_cut_by_its_bytes(tmp_path: Path) -> None:
-    # No count to fit by ("at least", a later vLLM's words): cut to the budget by its bytes,
-    # which always fits, the answer keeping its room and the user told how much was read.
+@pytest.mark.parametrize("wording", ["counts_at_least", "counts_passed"])
+async def test_a_file_refused_without_its_count_is_cut_by_its_bytes(
+    tmp_path: Path, wording: str
+) -> None:
+    # No count to fit by ("at least", a later vLLM's words; "You passed N input tokens …", its
+    # renderer's, whose N stops one past the room: before, the gateway took that refusal for a
+    # backend failure, and the user read "the model could not answer"): cut to the budget by
+    # its bytes, which always fits, the answer keeping its room and the user told how much was
+    # read.
     server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
-    server.counts_at_least = True
+    setattr(server, wording, True)
     text = " ".join(f"w{n % 10}" for n in range(1500))
     async with running_stack(tmp_path, model_server=server, **settings()) as stack:
         stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
@@ -202,14 +208,17 @@ async def test_a_long_paste_that_leaves_less_than_the_room_is_asked_for_what_the
     assert turns == [paste, ANSWER]
 
 
+@pytest.mark.parametrize("wording", ["counts_at_least", "counts_passed"])
 async def test_a_long_paste_refused_without_its_count_is_asked_for_the_shortest_answer(
-    tmp_path: Path,
+    tmp_path: Path, wording: str
 ) -> None:
     # Later vLLM states only "at least" the prompt's tokens (it stops counting one past what the
-    # answer leaves): no count to fit by. The paste, asked with the room, was then refused and the
-    # user told it is too long, though asked as before (``min_answer_tokens``) it fits.
+    # answer leaves), or "You passed N input tokens" with N as short: no count to fit by. The
+    # paste, asked with the room, was then refused and the user told it is too long (or, in the
+    # second wording, told the model had failed), though asked as before (``min_answer_tokens``)
+    # it fits.
     server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
-    server.counts_at_least = True
+    setattr(server, wording, True)
     paste = " ".join(["ab"] * 850)
     async with running_stack(tmp_path, model_server=server, **settings()) as stack:
         stack.telegram.send_text(USER, paste)

@@ -123,7 +123,10 @@ class FakeVLLM(Served):
     the window check (the window is enforced as vLLM does, in its words: a 400 when the prompt's
     tokens reach `max_model_len`, or they and the completion asked for exceed it; with
     `counts_at_least` set, as later vLLM versions do: in one refusal stating only "at least" the
-    prompt's tokens, since they stop counting one past what the answer asked for leaves). A stall
+    prompt's tokens, since they stop counting one past what the answer asked for leaves; with
+    `counts_passed`, in the words of vLLM's renderer (0.16 on): "You passed N input tokens and
+    requested A output tokens. However, the model's context length is only W tokens", N again
+    counted only one past the input's room, so no exact count). A stall
     counts in `stalled_streams` and sets `stall_started`; a client hanging up on one counts in
     `stalled_closed` and sets `stall_released`. `pauses` holds token
     positions where every stream waits, before sending that token, until `resume()`; `paused`
@@ -157,6 +160,7 @@ class FakeVLLM(Served):
         self.reasoning: str | None = None
         self.reasoning_field = "reasoning_content"
         self.counts_at_least = False
+        self.counts_passed = False
         self.has_health = True
         self.tokenize_available = True
         self.tokenize_hold: asyncio.Event | None = None
@@ -327,6 +331,11 @@ class FakeVLLM(Served):
             )
         prompt_tokens = self.prompt_tokens(messages)
         self.prompt_counts.append(prompt_tokens)
+        self._check_window(prompt_tokens, requested)
+        return model, prompt_tokens, requested
+
+    def _check_window(self, prompt_tokens: int, requested: int) -> None:
+        """Refuse a prompt and answer the window cannot hold, in the words of the vLLM played."""
         window = self.max_model_len
         if self.counts_at_least and prompt_tokens + requested > window:
             # Later vLLM: the prompt tokenized only up to one token past what the answer leaves.
@@ -337,6 +346,17 @@ class FakeVLLM(Served):
                 f"{requested} output tokens and your prompt contains at least {counted} input "
                 f"tokens, for a total of at least {counted + requested} tokens. Please reduce the "
                 "length of the input prompt or the number of requested output tokens.",
+                "input_tokens",
+            )
+        if self.counts_passed and prompt_tokens + requested > window:
+            # vLLM's renderer: the prompt tokenized up to one token past the input's room.
+            room = window - requested
+            raise _ApiError(
+                400,
+                f"You passed {min(prompt_tokens, room + 1)} input tokens and requested "
+                f"{requested} output tokens. However, the model's context length is only "
+                f"{window} tokens, resulting in a maximum input length of {room} tokens. "
+                "Please reduce the length of the input messages.",
                 "input_tokens",
             )
         # vLLM's two refusals (since 0.10.2): the prompt alone must leave a token, and the
@@ -355,7 +375,6 @@ class FakeVLLM(Served):
                 f"maximum context length is {window} tokens and your request has {prompt_tokens} "
                 f"input tokens ({requested} > {window} - {prompt_tokens}).",
             )
-        return model, prompt_tokens, requested
 
     def _model(self, body: dict[str, Any]) -> str:
         """The requested model (the first served one when none is named), or vLLM's 404."""
