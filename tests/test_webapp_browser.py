@@ -415,6 +415,28 @@ async def test_a_long_paste_gets_a_whole_answer_fitted_by_the_model_servers_coun
         await page.context.close()
 
 
+async def test_a_long_paste_refused_without_a_count_is_asked_as_its_bytes_allow(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A later vLLM states no exact count ("You passed N input tokens …", N counted only one past
+    # the room): the page asked again with nothing to fit by, and the user read that the
+    # conversation was too long; as before the room was asked for, the bytes' answer goes.
+    answer = " ".join(f"w{i}" for i in range(300))
+    async with webapp_stack(tmp_path, answer=answer, max_model_len=1024) as stack:
+        stack.vllm.counts_passed = True
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, "ok " * 700)
+        async with asyncio.timeout(15):
+            while len(stack.vllm.requests) < 2:  # noqa: ASYNC110 -- the fake has no event here
+                await asyncio.sleep(0.05)
+        await page.wait_for_selector("#send[data-state=send]", timeout=15000)
+        assert [r["max_completion_tokens"] for r in stack.vllm.requests] == [512, 64]
+        assert await page.get_attribute("#notice", "data-status") == "complete"
+        assert answer.startswith(await page.inner_text("#answer"))
+        await page.context.close()
+
+
 async def test_an_empty_answer_is_told_free_and_the_question_given_back(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -297,22 +297,15 @@ class App {
 
   // -- asking --------------------------------------------------------------------------------
 
-  /** The chat to seal for ``question``: the history that fits ``stated`` (the bundle's window). */
-  //
-  // A question too long by its bytes for the answer's room (a long paste: bytes are only the
-  // tokens' ceiling) is still asked with the room, as the bot asks its own; if the model server
-  // finds it too long, its refusal states the prompt's true count, and the page asks once more
-  // with what the window leaves (``refitted``).
+  /**
+   * The chat to seal for ``question``: the history that fits ``stated`` (the bundle's window).
+   *
+   * A question too long by its bytes for the answer's room (a long paste: bytes are only the
+   * tokens' ceiling) is still asked with the room, as the bot asks its own; if the model server
+   * finds it too long, the page asks once more (``refitted``).
+   */
   chat(request, stated, answerTokens) {
-    const account = this.account || {};
-    const maxAnswer = account.max_answer_tokens || 1024;
-    const window = modelWindow(stated, account.context_tokens);
-    const fit = fitContext(this.history.turns, request.question, {
-      window,
-      maxAnswer,
-      minAnswer: account.min_answer_tokens || DEFAULT_MIN_ANSWER,
-    });
-    const room = Math.min(maxAnswer, Math.floor(window / 2));
+    const { fit, room, maxAnswer } = this.fit(request, stated);
     return {
       model: request.model,
       messages: fit.messages,
@@ -321,16 +314,30 @@ class App {
     };
   }
 
+  /** What of the history fits ``stated`` for ``request`` (``fitContext``), and the room kept. */
+  fit(request, stated) {
+    const account = this.account || {};
+    const maxAnswer = account.max_answer_tokens || 1024;
+    const window = modelWindow(stated, account.context_tokens);
+    const fit = fitContext(this.history.turns, request.question, {
+      window,
+      maxAnswer,
+      minAnswer: account.min_answer_tokens || DEFAULT_MIN_ANSWER,
+    });
+    return { fit, room: Math.min(maxAnswer, Math.floor(window / 2)), maxAnswer };
+  }
+
   /**
-   * The chat to ask again after the model server refused ``chat`` as too long, with the answer
-   * fitted to the prompt's count its refusal states; null when there is nothing to ask again
-   * (another failure, text already shown, a count not stated, or no room worth an answer).
+   * The chat to ask again after the model server refused ``chat`` as too long: the answer
+   * fitted to the prompt's count its refusal states, or, where it states none exactly (a later
+   * vLLM counts only one token past the room), what the question's bytes leave, as before the
+   * room was asked for. Null when there is nothing to ask again (another failure, text already
+   * shown, no room worth an answer, or no less than was asked).
    */
-  refitted(chat, result, shown) {
+  refitted(request, stated, chat, result, shown) {
     if (result.error?.kind !== "context_length" || shown) return null;
-    const stated = contextRefusal(result.error.message);
-    if (!stated) return null;
-    const tokens = stated.window - stated.prompt;
+    const refusal = contextRefusal(result.error.message);
+    const tokens = refusal ? refusal.window - refusal.prompt : this.fit(request, stated).fit.maxAnswer;
     const floor = (this.account || {}).min_answer_tokens || DEFAULT_MIN_ANSWER;
     if (tokens < floor || tokens >= chat.max_completion_tokens) return null;
     return { ...chat, max_completion_tokens: tokens };
@@ -531,7 +538,7 @@ class App {
       const chat = this.chat(request, stated, offer.max_completion_tokens);
       try {
         const result = await this.relay(gateway, verified.bundle, chat, on);
-        const again = this.refitted(chat, result, on.shown());
+        const again = this.refitted(request, stated, chat, result, on.shown());
         return again ? await this.relay(gateway, verified.bundle, again, on) : result;
       } catch (error) {
         if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
