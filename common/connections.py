@@ -387,6 +387,16 @@ class BodyEncoded(BodyRefused):
     status = 400
 
 
+def encoded(request: web.Request) -> bool:
+    """Whether the body is sent with a coding other than ``identity`` (compressed).
+
+    Every ``Content-Encoding`` header counts, each a list (RFC 9110 §5.3: two headers are the
+    one list joined by commas): ``identity`` and then ``gzip`` is a gzip body.
+    """
+    codings = ",".join(request.headers.getall("Content-Encoding", ()))
+    return any(coding.strip().lower() not in {"", "identity"} for coding in codings.split(","))
+
+
 async def read_body(request: web.Request, *, limit: int, within: float) -> bytes:
     """The whole body, however it arrives; ``BodyTooLarge`` past ``limit``, ``BodyTimedOut``.
 
@@ -395,7 +405,7 @@ async def read_body(request: web.Request, *, limit: int, within: float) -> bytes
     is read, however small the compressed bytes (``GuardedSite``'s connections do not, so what
     aiohttp drains after the reply is not inflated either).
     """
-    if request.headers.get("Content-Encoding", "").strip().lower() not in {"", "identity"}:
+    if encoded(request):
         raise BodyEncoded("the body is sent as is, without a Content-Encoding")
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge("request body is too large")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common.connections import BodyMalformed, BodyTimedOut, BodyTooLarge
+from common.connections import BodyEncoded, BodyMalformed, BodyTimedOut, BodyTooLarge
 from common.connections import read_body as read_whole_body
 from gateway.refusals import Refusal, malformed
 
@@ -27,11 +27,10 @@ async def read_body(request: web.Request, *, limit: int, within: float) -> bytes
     exact bytes a client signed, and sealed bytes do not compress, so inflating one would only
     let an unauthenticated sender have a kilobyte expanded into the largest body and hashed.
     """
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in {"", "identity"}:
-        raise malformed("the body is sent as is, without a Content-Encoding")
     try:
         return await read_whole_body(request, limit=limit, within=within)
+    except BodyEncoded as exc:
+        raise malformed("the body is sent as is, without a Content-Encoding") from exc
     except BodyTooLarge as exc:
         raise Refusal(413, "too_large", "request body is too large") from exc
     except BodyTimedOut as exc:

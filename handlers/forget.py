@@ -91,12 +91,16 @@ class ForgetAnswers:
         (its final message delivered), longer than a callback query lives. The user's next
         update (held until this one is handled: ``bot.order``) goes in once the erasure has
         begun: a question is told the history is being erased, a /cancel stops the answer it
-        waits for, a second press of the confirmation waits to see whether this one is done.
+        waits for, a second press of the confirmation waits to see whether this one is done
+        (and lets the update after it in first: this one may wait long for the user's answer to
+        end, or for a database that does not answer).
         """
         key = None if query.message is None else (query.from_user.id, query.message.message_id)
         before, answer = self._begin(key)
         try:
             await query.answer()
+            if before is not None and let_next_in is not None:
+                let_next_in()  # the earlier press has begun (or ended): nothing to hold for it
             if before is not None and await _carried_out(before):
                 log.info("forget.pressed_again")
                 if answer is not None:

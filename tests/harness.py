@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from multidict import CIMultiDict
 
 from gateway.clients import ClientPolicy
 from gateway.keys import KeyRing
@@ -342,7 +343,7 @@ async def post_sealed(
     async with http.post(
         f"{url}/v1/sealed/chat/completions",
         data=io.BytesIO(call.body if body is None else body),
-        headers=dict(call.headers() if headers is None else headers),
+        headers=CIMultiDict(call.headers() if headers is None else headers),  # each one kept
     ) as response:
         if response.status != 200:
             payload = await response.json(content_type=None)

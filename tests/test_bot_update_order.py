@@ -309,3 +309,44 @@ async def test_a_question_refused_for_credit_is_told_before_the_next_updates_rep
     assert str(told[0]["text"]).startswith("Not enough credit for an answer")
     assert str(told[1]["text"]).startswith("Write any question")
     assert stack.vllm.requests == []
+
+
+async def test_a_second_press_waiting_for_the_first_erasure_holds_no_later_update(
+    tmp_path: Path,
+) -> None:
+    # A double tap of "Erase everything" while the erasure waited for the user's answer to end
+    # (its final message held by a slow Telegram, a hung database alike): the second press
+    # waited for the first's outcome without letting the user's next update in, so /help (a
+    # /cancel, a payment's thank-you) waited the order's 90 s behind it.
+    answer = " ".join(f"w{i}" for i in range(400))
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(
+        tmp_path, answer=answer, token_delay=0.05, telegram_server=telegram
+    ) as stack:
+        telegram.send_text(USER, "/forget")
+        (confirm,) = await stack.final_messages(USER)
+        erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        telegram.misbehave(
+            "sendMessage", "late", when=lambda p: str(p.get("text")).startswith("w0")
+        )
+        telegram.send_text(USER, "Go on")
+        await telegram.wait_for("sendMessageDraft", lambda c: c.params.get("chat_id") == USER)
+        for _ in range(2):  # the double tap: the erasure stops the answer, and waits for it
+            telegram.press_button(USER, erase, message_id=confirm["message_id"])
+        async with asyncio.timeout(10):
+            while not telegram.held:  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        telegram.send_text(USER, "/help")
+        helped = await telegram.wait_for(
+            "sendMessage", lambda c: str(c.params.get("text", "")).startswith("Write any question")
+        )
+        told_before = telegram.calls_of("editMessageText")
+        telegram.answer_late()
+        told = await telegram.wait_for(
+            "editMessageText", lambda c: c.params.get("message_id") == confirm["message_id"]
+        )
+        sent = [str(m.get("text")) for m in telegram.sent_messages(USER)]
+    assert helped.params["chat_id"] == USER
+    assert not told_before  # /help was answered while the erasure still waited for the answer
+    assert str(told.params["text"]).startswith("Done: your key and")
+    assert not any(text.startswith("Something went wrong") for text in sent)

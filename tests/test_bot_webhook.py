@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 from pydantic import ValidationError
 
 from bot.__main__ import main
@@ -273,3 +274,28 @@ async def test_a_compressed_update_is_refused_unread(tmp_path: Path, encoding: s
     assert refused == (400, "Bad Request")
     assert taken == 200
     assert texts == ["Plain."]
+
+
+@pytest.mark.parametrize(
+    "codings", [["identity", "gzip"], ["", "br"], ["identity", "identity, deflate"]]
+)
+async def test_an_update_naming_a_coding_in_a_second_header_is_refused(
+    tmp_path: Path, codings: list[str]
+) -> None:
+    # Only the first Content-Encoding header was read: "identity" then "gzip" (the one coding
+    # "identity, gzip" by RFC 9110 §5.3, which was refused) passed, and the body, declared
+    # compressed, was handled as if sent as is.
+    body = json.dumps(question(42, "Which coding?")).encode()
+    headers = CIMultiDict({HEADER: WEBHOOK_SECRET, "Content-Type": "application/json"})
+    for coding in codings:
+        headers.add("Content-Encoding", coding)
+    async with (
+        running_stack(tmp_path, webhook=True, answer="Plain.") as stack,
+        aiohttp.ClientSession(auto_decompress=False) as http,
+    ):
+        async with http.post(stack.webhook_url, data=body, headers=headers) as reply:
+            refused = (reply.status, await reply.text())
+        await asyncio.sleep(0.5)  # an update taken would be answered by now
+        sent = stack.telegram.sent_messages(USER)
+    assert refused == (400, "Bad Request")
+    assert sent == []

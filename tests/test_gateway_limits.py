@@ -12,6 +12,7 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from multidict import CIMultiDict
 
 from gateway.chat import MAX_MESSAGES, MAX_PARTS, estimate_prompt_tokens, upstream_chat
 from gateway.clients import parse_client_keys
@@ -442,6 +443,23 @@ async def test_a_compressed_body_is_refused_unread(
     assert vllm.requests == []
     # The same request sent as is is served: nothing of it was taken.
     assert (await post_sealed(http, gateway.url, call)).status == 200
+
+
+async def test_a_coding_named_in_a_second_header_is_refused(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    """Every ``Content-Encoding`` header counts: ``identity`` then ``gzip`` is a gzip body.
+
+    Only the first was read, so such a request (the one list "identity, gzip", refused) was
+    served; the shared reader now refuses it, and the gateway says so in its own words.
+    """
+    call = seal_call(gateway)
+    headers = CIMultiDict(call.headers())
+    headers.add("Content-Encoding", "identity")
+    headers.add("Content-Encoding", "gzip")
+    reply = await post_sealed(http, gateway.url, call, headers=headers)
+    assert (reply.status, reply.code) == (400, "malformed")
+    assert vllm.requests == []
 
 
 # -- the replay window -------------------------------------------------------------------------
