@@ -30,6 +30,9 @@ UNREACHABLE = "unreachable"
 _REFUSAL_CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _MAX_BACKOFF = 30.0
 _BUNDLE_TIMEOUT = 10.0
+# How long a gateway whose bundle could not be fetched is left before the next try (doubling
+# per failure from the first, up to the last), while another gateway can answer.
+_FETCH_BACKOFF = (5.0, 60.0)
 
 
 def refusal_code(reply: object) -> str:
@@ -70,6 +73,10 @@ class Gateway:
     problem: str | None = None
     failures: int = 0
     retry_at: float = 0.0
+    # A gateway out of reach when its bundle was last fetched: not fetched again before
+    # ``fetch_at`` while another has a verified bundle (``GatewayPool.refresh``).
+    fetch_failures: int = 0
+    fetch_at: float = 0.0
     in_flight: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -133,6 +140,7 @@ class GatewayPool:
                 )
                 gateway.fetched_at = self._clock()
                 gateway.problem = None
+                gateway.fetch_failures = 0
             except SealedError as exc:
                 gateway.bundle = None
                 gateway.problem = type(exc).__name__
@@ -152,6 +160,9 @@ class GatewayPool:
                     return  # keep the still-valid bundle; the gateway may come back
                 gateway.bundle = None
                 gateway.problem = UNREACHABLE
+                first, most = _FETCH_BACKOFF
+                gateway.fetch_at = self._clock() + min(most, first * 2**gateway.fetch_failures)
+                gateway.fetch_failures += 1
                 log.warning(
                     "inference.bundle_unavailable",
                     gateway=gateway.index,  # never its URL: it may hold a password
@@ -159,8 +170,20 @@ class GatewayPool:
                 )
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Fetch and verify the bundles of all gateways that need it (concurrently)."""
-        await asyncio.gather(*(self.refresh_one(g, force=force) for g in self.gateways))
+        """Fetch and verify the bundles of all gateways that need it (concurrently).
+
+        A gateway that was out of reach is left until its back-off has passed while another
+        has a verified bundle: a dead one would otherwise hold every question (and the user's
+        next update) for its connection's timeout, each time. ``force`` fetches every one.
+        """
+        now = self._clock()
+        others = self.any_verified()
+        due = [
+            g
+            for g in self.gateways
+            if force or not (others and g.bundle is None and now < g.fetch_at)
+        ]
+        await asyncio.gather(*(self.refresh_one(g, force=force) for g in due))
 
     def models(self) -> tuple[str, ...]:
         """The models served by gateways with a verified bundle, in first-seen order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
@@ -117,6 +118,38 @@ async def test_unreachable_model_server_is_reported_as_unavailable(tmp_path: Pat
         stack.telegram.send_text(USER, "Hello?")
         text = await stack.reply_text(USER)
     assert text == "The model is not reachable right now. Please try again in a moment."
+
+
+async def test_a_gateway_out_of_reach_is_not_asked_for_its_keys_before_every_question(
+    tmp_path: Path,
+) -> None:
+    # A second gateway that takes the connection and drops it (or, worse, holds it until the
+    # bundle timeout, 10 s) was asked for its key bundle again before every question: each
+    # answer, and since the update order the user's next update, waited for it. It is left for
+    # a back-off while the first can answer.
+    tried: list[None] = []
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tried.append(None)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with running_stack(tmp_path, extra_gateways=(f"http://127.0.0.1:{port}",)) as stack:
+            stack.telegram.send_text(USER, "Question 0?")
+            await stack.reply_text(USER)
+            before = len(tried)
+            assert before >= 1  # tried (at start, or with the first question), out of reach
+            for n in range(1, 4):
+                stack.telegram.send_text(USER, f"Question {n}?")
+                await stack.reply_text(USER, n)
+            (_, down) = stack.veil.chat.inference.trust()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(tried) == before
+    assert (down.verified, down.problem) == (False, "unreachable")
 
 
 async def test_untrusted_worker_gets_nothing(tmp_path: Path) -> None:
