@@ -33,7 +33,7 @@ from telegramify_markdown.converter import _TextBuffer as TextBuffer
 from common.visible import shows_nothing
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from telegramify_markdown import MessageEntity
 
@@ -300,12 +300,7 @@ def literal_stars(markdown: str, events: Sequence[Any] | None = None) -> str:
     """
     if _INTRAWORD_STAR.search(markdown) is None:
         return markdown
-    if events is None:
-        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
-    while offsets := _intraword_stars(markdown, events):
-        markdown = escape_at(markdown, offsets)
-        events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
-    return markdown
+    return _escaped(markdown, events, _intraword_stars)
 
 
 def literal_urls(markdown: str, events: Sequence[Any] | None = None) -> str:
@@ -321,9 +316,18 @@ def literal_urls(markdown: str, events: Sequence[Any] | None = None) -> str:
     """
     if _BARE_URL.search(markdown) is None:
         return markdown
+    return _escaped(markdown, events, _marks_in_urls)
+
+
+def _escaped(
+    markdown: str,
+    events: Sequence[Any] | None,
+    marks: Callable[[str, Iterable[Any]], list[int]],
+) -> str:
+    """``markdown`` with the marks ``marks`` finds escaped, parsed again until none is left."""
     if events is None:
         events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
-    while offsets := _marks_in_urls(markdown, events):
+    while offsets := marks(markdown, events):
         markdown = escape_at(markdown, offsets)
         events = tuple(pyromark.events_with_range(markdown, options=STANDARD_OPTIONS))
     return markdown
