@@ -1,8 +1,9 @@
 """How a stream ends for the books: its signed receipt, kept for fetches, and its metrics.
 
 Counts are the model server's usage when it sent one; otherwise the prompt is counted by its
-``/tokenize`` or, failing that, by ``estimate_prompt_tokens``, the completion is the deltas
-relayed, and the receipt is marked estimated. A failure before any delta bills nothing. Log
+``/tokenize`` or, failing that, by ``estimate_prompt_tokens`` (at most the model's window, where
+the bundle states it), the completion is the deltas relayed, and the receipt is marked
+estimated. A failure before any delta bills nothing. Log
 lines and metrics carry ids, counts and outcomes, never text.
 """
 
@@ -94,7 +95,10 @@ async def _usage(
     messages = admitted.chat["messages"]
     counted = await gateway.vllm.count_prompt_tokens(model, messages)
     prompt = counted if counted is not None else estimate_prompt_tokens(messages)
-    return prompt, tally.deltas, True
+    # No model reads more than its window at once: a prompt longer than that (stopped before
+    # the model server refused it) is billed the window at most.
+    window = gateway.ring.windows.get(model)
+    return (prompt if window is None else min(prompt, window)), tally.deltas, True
 
 
 def record_outcome(

@@ -245,6 +245,43 @@ async def test_a_stop_while_the_prompt_is_counted_bills_nothing(
         )
 
 
+async def test_a_stop_before_the_model_server_refuses_is_billed_no_more_than_its_window(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # A prompt longer than the window, stopped while the model server (busy, or tokenizing it)
+    # had not yet refused it: the stopped receipt's prompt, counted by /tokenize, was the whole
+    # prompt, more tokens than the model can ever read at once. A stopped prompt counts at most
+    # the window.
+    hold = asyncio.Event()
+    long_prompt = [{"role": "user", "content": " ".join(["tide"] * 3000)}]
+    async with (
+        FakeVLLM(answer=ANSWER, max_model_len=2048) as fake,
+        run_gateway(fake.url, clock=clock, models=("veil-test",)) as gw,
+    ):
+        await wait_until(lambda: bool(gw.gateway.ring.windows))
+        fake.chat_hold = hold
+        call = seal_call(
+            gw, {"model": "veil-test", "messages": long_prompt, "max_completion_tokens": 64}
+        )
+        asked = asyncio.ensure_future(post_sealed(http, gw.url, call))
+        try:
+            await wait_until(lambda: len(fake.requests) == 1)
+            assert (await cancel(http, gw.url, call.cancel()))[0] == 202
+            reply = await asked
+        finally:
+            hold.set()
+            await asyncio.gather(asked, return_exceptions=True)
+        assert reply.final is not None
+        assert reply.final.receipt is not None
+        receipt = reply.final.receipt.receipt
+        assert fake.prompt_tokens(long_prompt) > 2048
+        assert (receipt.status, receipt.prompt_tokens, receipt.completion_tokens) == (
+            ReceiptStatus.STOPPED,
+            2048,
+            0,
+        )
+
+
 async def test_receipt_fetch_answers_in_progress_then_the_final_record(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:

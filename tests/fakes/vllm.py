@@ -103,6 +103,8 @@ class FakeVLLM(Served):
       before its reply.
     - `send_usage`: False never sends usage, even when `stream_options.include_usage` asks.
     - `tokenize_available`: False makes `/tokenize` a 404, as on a server without the route.
+    - `chat_hold`: an event every chat call waits for, recorded in `requests` at once, before
+      it is checked or answered (a busy server's front, or one tokenizing a long prompt).
     - `tokenize_hold`: an event every `/tokenize` waits for before it answers (a busy server's
       tokenizer, or one that stalls), recorded in `tokenize_requests` at once.
     - `models_reply` / `models_status`: the exact JSON and status `/v1/models` answers.
@@ -164,6 +166,7 @@ class FakeVLLM(Served):
         self.has_health = True
         self.tokenize_available = True
         self.tokenize_hold: asyncio.Event | None = None
+        self.chat_hold: asyncio.Event | None = None
         self.models_reply: object | None = None
         self.models_status = 200
         self.requests: list[dict[str, Any]] = []
@@ -267,6 +270,8 @@ class FakeVLLM(Served):
         body = await _json_body(request)
         self.requests.append(body if isinstance(body, dict) else {})
         self.request_headers.append({k.lower(): v for k, v in request.headers.items()})
+        if self.chat_hold is not None:
+            await self.chat_hold.wait()
         try:
             body, model, prompt_tokens, max_tokens = self._admit(request, body)
             tokens = split_tokens(self._answer_text(body))
