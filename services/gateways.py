@@ -74,7 +74,7 @@ class Gateway:
     failures: int = 0
     retry_at: float = 0.0
     # A gateway out of reach when its bundle was last fetched: not fetched again before
-    # ``fetch_at`` while another has a verified bundle (``GatewayPool.refresh``).
+    # ``fetch_at`` while another can answer (``GatewayPool.refresh``).
     fetch_failures: int = 0
     fetch_at: float = 0.0
     in_flight: int = 0
@@ -173,11 +173,13 @@ class GatewayPool:
         """Fetch and verify the bundles of all gateways that need it (concurrently).
 
         A gateway that was out of reach is left until its back-off has passed while another
-        has a verified bundle: a dead one would otherwise hold every question (and the user's
-        next update) for its connection's timeout, each time. ``force`` fetches every one.
+        can answer (a verified bundle, not in back-off): a dead one would otherwise hold every
+        question (and the user's next update) for its connection's timeout, each time. One
+        whose answers fail keeps its still-valid bundle, so it does not count: the other is
+        asked again at once, not at the end of its back-off. ``force`` fetches every one.
         """
         now = self._clock()
-        others = self.any_verified()
+        others = any(g.bundle is not None and g.retry_at <= now for g in self.gateways)
         due = [
             g
             for g in self.gateways

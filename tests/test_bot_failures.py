@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sealed.encoding import b64e
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
+from tests.fakes.relay import RecordingProxy
+from tests.harness import free_port
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -150,6 +152,47 @@ async def test_a_gateway_out_of_reach_is_not_asked_for_its_keys_before_every_que
         await server.wait_closed()
     assert len(tried) == before
     assert (down.verified, down.problem) == (False, "unreachable")
+
+
+async def test_a_gateway_in_key_back_off_is_asked_again_once_the_other_fails(
+    tmp_path: Path,
+) -> None:
+    # The second gateway was out of reach, so its key bundle was left for a back-off (5 s, up
+    # to 60 s) while the first had a verified bundle. When the first went dark its bundle
+    # stayed (still valid), so it still counted as "another that can answer": the second,
+    # back by then, was not asked for its keys, and every question was told the model is out
+    # of reach until the back-off passed. Once the first has failed a question, the second is
+    # asked again at the next.
+    gateway_a = RecordingProxy("127.0.0.1", free_port())
+    gateway_b = RecordingProxy("127.0.0.1", free_port())
+    async with gateway_a, gateway_b:
+        second = (gateway_b.url,)
+        async with running_stack(
+            tmp_path, gateway_url=gateway_a.url, extra_gateways=second
+        ) as stack:
+            gateway_host, gateway_port = stack.gateway.url.removeprefix("http://").split(":")
+            up = (gateway_host, int(gateway_port))
+            gateway_a.target = up
+            stack.telegram.send_text(USER, "Question 0?")
+            assert await stack.reply_text(USER) == "Hello from the fake model."
+            (_, down) = stack.veil.chat.inference.trust()
+            assert (down.verified, down.problem) == (False, "unreachable")
+            # The first goes dark; the second comes back.
+            gateway_a.target = ("127.0.0.1", free_port())
+            await gateway_a.drop()
+            gateway_b.target = up
+            stack.telegram.send_text(USER, "Question 1?")
+            # Told the model is out of reach (the first failed; the second, in its back-off,
+            # was not asked), unless the back-off had passed already on a slow machine.
+            assert await stack.reply_text(USER, 1) in {
+                "The model is not reachable right now. Please try again in a moment.",
+                "Hello from the fake model.",
+            }
+            stack.telegram.send_text(USER, "Question 2?")
+            answer = await stack.reply_text(USER, 2)
+            (_, back) = stack.veil.chat.inference.trust()
+    assert answer == "Hello from the fake model."
+    assert back.verified
 
 
 async def test_untrusted_worker_gets_nothing(tmp_path: Path) -> None:

@@ -40,11 +40,12 @@ _HALF_REQUEST = b"POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: x\r\n"
 class _TcpRelay(Served):
     """Forwards each TCP connection it accepts to ``target``; subclasses shape the bytes.
 
-    ``connections`` counts the connections accepted so far.
+    ``connections`` counts the connections accepted so far; ``target`` (host, port) is where
+    the next one goes (a test may point it at a server that is down, then back).
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
+        self.target = (target_host, target_port)
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Future[None]] = set()  # one a connection, ended by close()
@@ -86,7 +87,7 @@ class _TcpRelay(Served):
         self._handlers.add(done)
         up_writer: asyncio.StreamWriter | None = None
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
             if self._closing:
                 return
             pipes = (
