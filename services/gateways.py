@@ -33,6 +33,9 @@ _BUNDLE_TIMEOUT = 10.0
 # How long a gateway whose bundle could not be fetched is left before the next try (doubling
 # per failure from the first, up to the last), while another gateway can answer.
 _FETCH_BACKOFF = (5.0, 60.0)
+# The most doublings a back-off takes from its failures in a row: past the ceilings long before,
+# and a float's range ends at 2 ** 1024 (a gateway taken down but left listed fails for days).
+_MAX_DOUBLINGS = 32
 
 
 def refusal_code(reply: object) -> str:
@@ -161,7 +164,8 @@ class GatewayPool:
                 gateway.bundle = None
                 gateway.problem = UNREACHABLE
                 first, most = _FETCH_BACKOFF
-                gateway.fetch_at = self._clock() + min(most, first * 2**gateway.fetch_failures)
+                doublings = min(gateway.fetch_failures, _MAX_DOUBLINGS)
+                gateway.fetch_at = self._clock() + min(most, first * 2.0**doublings)
                 gateway.fetch_failures += 1
                 log.warning(
                     "inference.bundle_unavailable",
@@ -252,7 +256,7 @@ class GatewayPool:
     def failed(self, gateway: Gateway, retry_after: float | None = None) -> None:
         """Put a gateway in back-off: doubling per failure, at least ``retry_after`` seconds."""
         gateway.failures += 1
-        backoff = min(_MAX_BACKOFF, 2.0**gateway.failures)
+        backoff = min(_MAX_BACKOFF, 2.0 ** min(gateway.failures, _MAX_DOUBLINGS))
         if retry_after is not None:
             backoff = max(backoff, min(_MAX_BACKOFF, retry_after))
         gateway.retry_at = self._clock() + backoff
