@@ -331,6 +331,10 @@ class _Followup:
         """
         try:
             await self._follow(answer)
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            # The answer went out; a note under it (or the topic's new name) did not. That is
+            # no failure of the answer's: no apology for an answer the user has.
+            log.warning("chat.note_unsent", user_id=self.user_id, error=type(exc).__name__)
         finally:
             self.answering.ended(self.user_id)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from services.chat import CONTINUE_PROMPT
-from tests.botstack import running_stack
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.vllm import FakeVLLM, split_tokens
 from tests.harness import wait_until
 from tests.test_bot_context_counts import ReadsMore
@@ -204,3 +205,31 @@ async def test_continue_refused_as_too_long_is_retried_with_the_cut_answers_end(
     assert quote.startswith("> …")
     assert cut.endswith(quote.removeprefix("> …"))
     assert model.prompt_counts[2] + retried["max_completion_tokens"] <= window
+
+
+async def test_a_note_telegram_refuses_after_a_delivered_answer_brings_no_apology(
+    tmp_path: Path,
+) -> None:
+    # The answer went out whole; Telegram then refused the note under it (the length limit's,
+    # with Continue). The refusal reached the answer's failure path: the user read an apology
+    # for an answer they had, and the answer counted as ended twice.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave(
+        "sendMessage", "undescribed", when=lambda params: "length limit" in params.get("text", "")
+    )
+    async with running_stack(
+        tmp_path,
+        answer=ESSAY,
+        max_answer_tokens=CUT_AT,
+        min_answer_tokens=8,
+        telegram_server=telegram,
+    ) as stack:
+        stack.telegram.send_text(USER, "Write an essay")
+        await wait_until(lambda: telegram.misbehaved != [])
+        assert await stack.veil.chat.wait_idle(10)
+        stack.telegram.send_text(USER, "Thanks")
+        told = await stack.final_messages(USER, 2)
+    first = "".join(split_tokens(ESSAY)[:CUT_AT])
+    # The answer, then the next one's (and its own note, which went out): no apology.
+    assert [m["text"] for m in told][:2] == [first, first]
+    assert not any(m["text"].startswith("Something went wrong") for m in told)
