@@ -57,9 +57,10 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     if _SURROGATE_HINT.search(data) is None:
         return value
     try:
-        return {well_formed(key): well_formed(item) for key, item in value.items()}
+        repaired: dict[str, Any] = well_formed(value)
     except RecursionError as exc:
         raise MalformedMessage("JSON nested too deep") from exc
+    return repaired
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
