@@ -163,9 +163,7 @@ class GatewayPool:
                     return  # keep the still-valid bundle; the gateway may come back
                 gateway.bundle = None
                 gateway.problem = UNREACHABLE
-                first, most = _FETCH_BACKOFF
-                doublings = min(gateway.fetch_failures, _MAX_DOUBLINGS)
-                gateway.fetch_at = self._clock() + min(most, first * 2.0**doublings)
+                gateway.fetch_at = self._clock() + _doubled(*_FETCH_BACKOFF, gateway.fetch_failures)
                 gateway.fetch_failures += 1
                 log.warning(
                     "inference.bundle_unavailable",
@@ -256,7 +254,7 @@ class GatewayPool:
     def failed(self, gateway: Gateway, retry_after: float | None = None) -> None:
         """Put a gateway in back-off: doubling per failure, at least ``retry_after`` seconds."""
         gateway.failures += 1
-        backoff = min(_MAX_BACKOFF, 2.0 ** min(gateway.failures, _MAX_DOUBLINGS))
+        backoff = _doubled(1.0, _MAX_BACKOFF, gateway.failures)
         if retry_after is not None:
             backoff = max(backoff, min(_MAX_BACKOFF, retry_after))
         gateway.retry_at = self._clock() + backoff
@@ -265,3 +263,8 @@ class GatewayPool:
         """The gateway answered: out of back-off."""
         gateway.failures = 0
         gateway.retry_at = 0.0
+
+
+def _doubled(first: float, most: float, failures: int) -> float:
+    """``first`` doubled once a failure in a row, at most ``most`` (a back-off's seconds)."""
+    return min(most, first * 2.0 ** min(failures, _MAX_DOUBLINGS))
