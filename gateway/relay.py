@@ -50,7 +50,7 @@ from common.connections import watch_connection
 from common.sockets import reset_connection
 from gateway.chat import estimate_prompt_tokens
 from gateway.events import BackendFailure, ContentDelta, Finish, ReasoningDelta
-from gateway.settlement import Tally, record_outcome, settle
+from gateway.settlement import Tally, counted_prompt, record_outcome, settle
 from gateway.shaping import RecordSize, held_until
 from sealed.encoding import MAX_RECORD_PAYLOAD
 from sealed.relay import seal_relay_receipt
@@ -209,8 +209,7 @@ class _Stream:
         estimate = estimate_prompt_tokens(chat["messages"])
         if estimate + chat["max_tokens"] <= window:
             return chat
-        counted = await self.gateway.vllm.count_prompt_tokens(chat["model"], chat["messages"])
-        prompt = estimate if counted is None else counted
+        prompt = await counted_prompt(self.gateway, chat["model"], chat["messages"], estimate)
         if prompt >= window:
             return chat  # no room at all: the model server's refusal says so
         tokens = min(chat["max_tokens"], window - prompt)

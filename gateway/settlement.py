@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -92,13 +92,25 @@ async def _usage(
     if not tally.asked or (failure is not None and tally.deltas == 0):
         return 0, 0, tally.asked
     model = str(admitted.chat["model"])
-    messages = admitted.chat["messages"]
-    counted = await gateway.vllm.count_prompt_tokens(model, messages)
-    prompt = counted if counted is not None else estimate_prompt_tokens(messages)
+    prompt = await counted_prompt(gateway, model, admitted.chat["messages"])
     # No model reads more than its window at once: a prompt longer than that (stopped before
     # the model server refused it) is billed the window at most.
     window = gateway.ring.windows.get(model)
     return (prompt if window is None else min(prompt, window)), tally.deltas, True
+
+
+async def counted_prompt(
+    gateway: Gateway, model: str, messages: list[dict[str, Any]], estimate: int | None = None
+) -> int:
+    """A prompt's tokens by the model server's ``/tokenize``, else ``estimate``.
+
+    Where ``/tokenize`` cannot say and no ``estimate`` is given: ``estimate_prompt_tokens``,
+    never below the count.
+    """
+    counted = await gateway.vllm.count_prompt_tokens(model, messages)
+    if counted is not None:
+        return counted
+    return estimate_prompt_tokens(messages) if estimate is None else estimate
 
 
 def record_outcome(
