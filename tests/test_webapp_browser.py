@@ -158,6 +158,12 @@ async def ask(page: Page, question: str) -> None:
     await page.click("#send")
 
 
+async def answered(page: Page, question: str) -> None:
+    """Ask ``question`` in ``page`` and wait until its answer is complete."""
+    await ask(page, question)
+    await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+
+
 def assert_unread(stack: MiniStack, logs: list[Any], *texts: str) -> None:
     dumped = json.dumps(logs, default=str)
     stored = stack.stored_bytes()
@@ -192,8 +198,7 @@ async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
             assert await page.input_value("#model") == "veil-test"
             assert await page.get_attribute("#notice", "data-kind") == "history"
 
-            await ask(page, QUESTION)
-            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            await answered(page, QUESTION)
             assert await page.inner_text("#answer") == ANSWER
             assert "verified" in await page.inner_text("#notice")
             artifacts = REPO / "test-artifacts"
@@ -283,8 +288,7 @@ async def test_the_page_sends_only_the_history_that_fits_the_window_the_bundle_s
         page = await open_page(browser, page_url(stack.base, init_data()))
         await ready(page)
         for question in ("Tell me about the sea.", "Short?", "And?"):
-            await ask(page, question)
-            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            await answered(page, question)
         await page.context.close()
     first, second, third = (
         [m["content"] for m in request["messages"]] for request in stack.vllm.requests
@@ -365,8 +369,7 @@ async def answered_page(browser: Browser, stack: MiniStack, keychain: Keychain) 
     """A new page, opened and ready, that has asked QUESTION and been answered."""
     page = await open_page(browser, page_url(stack.base, init_data()), keychain)
     await ready(page)
-    await ask(page, QUESTION)
-    await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+    await answered(page, QUESTION)
     return page
 
 
@@ -554,8 +557,7 @@ async def test_forget_when_the_keychain_cannot_remove_the_key_erases_and_says_so
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         await ready(page)
-        await ask(page, QUESTION)
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, QUESTION)
         kept_key = dict(keychain.values)
         keychain.refuse_removal = True
         await page.click("#about-title")
@@ -700,8 +702,7 @@ async def test_a_hostile_answer_is_shown_as_text_right_to_left_and_whole(
     async with webapp_stack(tmp_path, answer=hostile) as stack:
         page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
         await ready(page)
-        await ask(page, question)
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, question)
         for _ in range(2):  # as it streamed in, and again from the device history
             shown = await page.evaluate(
                 """() => [...document.querySelectorAll('.bubble')].map((b) => ({
@@ -737,8 +738,7 @@ async def test_a_busy_gateway_is_told_as_busy_with_its_wait(
         assert await page.input_value("#question") == QUESTION
         assert await page.locator(".bubble").count() == 0
         stack.gateway.gateway.max_streams = 64
-        await ask(page, QUESTION)
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, QUESTION)
         assert await page.inner_text("#answer") == ANSWER
         await page.context.close()
 
@@ -795,12 +795,10 @@ async def test_a_full_device_storage_drops_the_oldest_history_never_the_answer(
         await ready(page)
         questions = [f"Question number {i}?" for i in range(4)]
         for question in questions[:2]:
-            await ask(page, question)
-            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            await answered(page, question)
         assert await page.evaluate(FILL_STORAGE) > 0
         # One more exchange does not fit beside the junk: the oldest one makes room.
-        await ask(page, questions[2])
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, questions[2])
         assert "verified" in await page.inner_text("#notice")
         assert await page.get_attribute("#notice", "data-error") is None
         await page.reload()
@@ -810,8 +808,7 @@ async def test_a_full_device_storage_drops_the_oldest_history_never_the_answer(
         # history could not be saved (not that the connection failed).
         await page.evaluate(f"localStorage.setItem({HISTORY_SLOT!r}, '')")
         await page.evaluate(FILL_STORAGE)
-        await ask(page, questions[3])
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, questions[3])
         notice = await page.inner_text("#notice")
         assert "verified" in notice
         assert "storage is full" in notice
@@ -833,8 +830,7 @@ async def test_a_device_clock_ten_minutes_ahead_still_gets_answers(
         await page.add_init_script("Date.now = ((real) => () => real() + 600_000)(Date.now);")
         await page.goto(page_url(stack.base, init_data()))
         await ready(page)
-        await ask(page, QUESTION)
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, QUESTION)
         assert await page.inner_text("#answer") == ANSWER
         await context.close()
 
@@ -852,8 +848,7 @@ async def test_a_question_sealed_to_a_rotated_out_key_is_sealed_again_and_answer
         gateway.ring._keys = gateway.ring._keys[:1]  # the old key's window closes at once
         # The bot still offers the old bundle: the page seals to it, the gateway answers 410,
         # the bot fetches the new bundle, and the page prepares and seals once more.
-        await ask(page, "And the red one?")
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, "And the red one?")
         assert await page.inner_text("#answer") == ANSWER
         await page.context.close()
         holds = await stack.store.read(
@@ -946,8 +941,7 @@ async def test_the_bots_refusals_are_told_as_the_bots_not_the_model_servers(
         page = await open_page(browser, page_url(stack.base, init_data(language="ru")))
         await ready(page)
         await page.route("**/api/relay", first_id)
-        await ask(page, QUESTION)
-        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(page, QUESTION)
         await page.unroute("**/api/relay")
 
         async def replayed(route: Route) -> None:
@@ -1032,8 +1026,7 @@ async def test_a_page_opened_before_an_operator_key_rotation_says_to_reopen_it(
             await bot.wait_for_line("bot.started", within=60)
             page = await open_page(browser, page_url(base, init_data()))
             await ready(page)
-            await ask(page, QUESTION)
-            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            await answered(page, QUESTION)
         finally:
             await bot.stop(within=60)
         keys = f"{b64e(stack.gateway.verify_key)},{b64e(rotated.verify_key)}"
@@ -1052,8 +1045,7 @@ async def test_a_page_opened_before_an_operator_key_rotation_says_to_reopen_it(
             assert len(stack.vllm.requests) == 1
             await page.reload()  # reopened: the page pins what the bot pins now
             await ready(page)
-            await ask(page, "And the red one?")
-            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            await answered(page, "And the red one?")
             assert await page.inner_text("#answer") == ANSWER
             await page.context.close()
         finally:
@@ -1114,10 +1106,8 @@ async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
         context, first, second = await two_pages(browser, stack, keychain)
-        await ask(first, QUESTION)
-        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
-        await ask(second, "And the red one?")
-        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(first, QUESTION)
+        await answered(second, "And the red one?")
         await second.reload()
         await ready(second)
         assert await second.locator(".bubble.user").all_inner_texts() == [
@@ -1144,13 +1134,11 @@ async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
         context, first, second = await two_pages(browser, stack, keychain)
-        await ask(first, QUESTION)
-        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(first, QUESTION)
         await second.click("#about-title")
         await second.click("#forget")
         await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
-        await ask(first, "And the red one?")
-        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(first, "And the red one?")
         # The erased exchange is off the first page's screen too.
         assert await first.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
         await second.reload()
@@ -1170,21 +1158,18 @@ async def test_a_forget_the_keychain_refused_holds_on_other_pages_and_on_reopen(
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
         context, first, second = await two_pages(browser, stack, keychain)
-        await ask(first, QUESTION)
-        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(first, QUESTION)
         kept_key = dict(keychain.values)
         keychain.refuse_removal = True
         await second.click("#about-title")
         await second.click("#forget")
         await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
-        await ask(first, "And the red one?")
-        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(first, "And the red one?")
         assert await first.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
         assert await first.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
         await second.reload()
         await ready(second)
-        await ask(second, "And the green one?")
-        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(second, "And the green one?")
         assert await second.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
         assert keychain.values == kept_key
         # Once the keychain removes the key, the next page opened makes a new one and keeps.
@@ -1194,8 +1179,7 @@ async def test_a_forget_the_keychain_refused_holds_on_other_pages_and_on_reopen(
         assert await second.locator(".bubble").count() == 0
         assert keychain.values.keys() == kept_key.keys()
         assert keychain.values != kept_key
-        await ask(second, "And the grey one?")
-        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await answered(second, "And the grey one?")
         assert await second.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is not None
         await context.close()
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
@@ -1251,8 +1235,7 @@ async def test_a_page_open_across_a_gateway_restart_is_answered(
             await bot.wait_for_line("bot.started", within=60)
             page = await open_page(browser, page_url(base, init_data()))
             await ready(page)
-            await ask(page, QUESTION)
-            await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+            await answered(page, QUESTION)
             assert await gateway.stop() == 0
             gateway = await start_gateway(vllm.url, key_file, port)
             await ask(page, "And the red one?")
