@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.fakes.vllm import FakeVLLM
@@ -67,34 +69,39 @@ async def test_an_answer_of_invisible_characters_alone_is_no_answer_and_costs_no
     assert stored == []
 
 
-async def test_a_link_to_localhost_leaves_the_rest_of_the_answer_formatted(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("answer", "text", "offset"),
+    [
+        # Telegram refuses a whole message with a link to a host without a dot ("Wrong HTTP
+        # URL"): the answer went out plain, its code block unformatted.
+        pytest.param(
+            "Run it, then open [the app](http://localhost:3000).\n\n```python\nprint(1)\n```",
+            "Run it, then open the app.\n\nprint(1)",
+            28,
+            id="localhost",
+        ),
+        # tdlib takes a tg: link only with a host of letters, digits, "-" and "_": a model's
+        # tg://t.me/... link refused the whole message, and the answer went out plain.
+        pytest.param(
+            "Write to [the channel](tg://t.me/veil).\n\n```python\nprint(1)\n```",
+            "Write to the channel.\n\nprint(1)",
+            23,
+            id="tg-host",
+        ),
+    ],
+)
+async def test_a_link_telegram_cannot_open_leaves_the_rest_of_the_answer_formatted(
+    tmp_path: Path, answer: str, text: str, offset: int
 ) -> None:
-    # Telegram refuses a whole message with a link to a host without a dot ("Wrong HTTP
-    # URL"): the answer went out plain, its code block unformatted.
-    answer = "Run it, then open [the app](http://localhost:3000).\n\n```python\nprint(1)\n```"
     async with running_stack(tmp_path, answer=answer) as stack:
-        stack.telegram.send_text(USER, "How do I start it?")
+        stack.telegram.send_text(USER, "Where is it?")
         (message,) = await stack.final_messages(USER)
         refused = [call for call in stack.telegram.calls if call.answered != "ok"]
     assert refused == []
-    assert message["text"] == "Run it, then open the app.\n\nprint(1)"
-    assert message["entities"] == [{"type": "pre", "offset": 28, "length": 8, "language": "python"}]
-
-
-async def test_a_tg_link_telegram_cannot_open_leaves_the_rest_formatted(
-    tmp_path: Path,
-) -> None:
-    # tdlib takes a tg: link only with a host of letters, digits, "-" and "_": a model's
-    # tg://t.me/... link refused the whole message, and the answer went out plain.
-    answer = "Write to [the channel](tg://t.me/veil).\n\n```python\nprint(1)\n```"
-    async with running_stack(tmp_path, answer=answer) as stack:
-        stack.telegram.send_text(USER, "Where is the channel?")
-        (message,) = await stack.final_messages(USER)
-        refused = [call for call in stack.telegram.calls if call.answered != "ok"]
-    assert refused == []
-    assert message["text"] == "Write to the channel.\n\nprint(1)"
-    assert message["entities"] == [{"type": "pre", "offset": 23, "length": 8, "language": "python"}]
+    assert message["text"] == text
+    assert message["entities"] == [
+        {"type": "pre", "offset": offset, "length": 8, "language": "python"}
+    ]
 
 
 async def test_a_group_answer_of_markup_alone_is_shown(tmp_path: Path) -> None:
