@@ -54,7 +54,7 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
         raise MalformedMessage("not valid JSON") from exc
     if not isinstance(value, dict):
         raise MalformedMessage("JSON value is not an object")
-    if _SURROGATE_HINT.search(data) is None:
+    if not may_hold_lone_surrogate(data):
         return value
     try:
         repaired: dict[str, Any] = well_formed(value)
@@ -64,9 +64,25 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-# Where a lone surrogate can come from in JSON bytes: an escape of one, its UTF-8 form (which
-# json.loads decodes with "surrogatepass"), or UTF-16/32 (whose ASCII holds NUL bytes).
-_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
+# Where a lone surrogate can come from in JSON bytes: an escaped high half not followed by an
+# escaped low half, an escaped low half not after a high one (json.loads joins an escaped pair,
+# and only one), its UTF-8 form (which json.loads decodes with "surrogatepass"), or UTF-16/32
+# (whose ASCII holds NUL bytes). An escaped backslash just before a "u" (JSON's ``\\ud83d`` is a
+# backslash and the text "ud83d") would make its neighbours misread: it counts too.
+_SURROGATE_HINT = re.compile(
+    rb"\\(?:u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    rb"|[c-fC-F](?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]))|\\u)"
+    rb"|\xed[\xa0-\xbf]|\x00"
+)
+
+
+def may_hold_lone_surrogate(data: bytes) -> bool:
+    """Whether JSON bytes that ``json.loads`` took may hold a lone surrogate when decoded.
+
+    Never false for bytes that do; an emoji's escaped pair (every emoji in canonical JSON)
+    is not a reason to walk the whole parsed value.
+    """
+    return _SURROGATE_HINT.search(data) is not None
 
 
 def well_formed(value: Any) -> Any:  # noqa: ANN401 -- parsed JSON
