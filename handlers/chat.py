@@ -441,15 +441,17 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     failures: Failures,
     answering: Answering,
 ) -> None:
-    """Resend the prompt whose answer failed (in the topic its button is in)."""
+    """Resend the prompt whose answer failed (in the topic its button is in).
+
+    The press is answered at once: the new answer may wait (for a gateway's keys, a hold).
+    """
     user = query.from_user
+    await query.answer()
     if not pressed_in_private(query):
-        await query.answer()
         return
     thread_id = topic_of(query.message)
     failed = chat.take_retry(user.id, thread_id)
     if failed is None:
-        await query.answer()
         await drop_button(bot, query)
         await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
         return
@@ -469,7 +471,6 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     except AnswerInProgress:
         chat.keep_retry(user.id, thread_id, failed)  # the button works once the answer is done
         raise
-    await query.answer()
     await drop_button(bot, query)
 
 

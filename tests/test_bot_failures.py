@@ -114,6 +114,42 @@ async def test_backend_failure_is_polite_and_retry_works_once_it_is_back(tmp_pat
         )
 
 
+async def test_a_retry_press_is_answered_at_once_not_when_its_answer_has_started(
+    tmp_path: Path,
+) -> None:
+    # Retry answered its button press only once the new answer had started: while the bot
+    # waited for anything before that (here a gateway that takes the connection for its keys
+    # and says nothing, up to the 10 s timeout), the user's button spun.
+    asked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def say_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.set()
+        await release.wait()
+        writer.close()
+
+    silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    gateway = RecordingProxy("127.0.0.1", free_port())  # nothing there yet
+    try:
+        async with gateway, running_stack(tmp_path, gateway_url=gateway.url) as stack:
+            stack.telegram.send_text(USER, "Are you there?")
+            (failure,) = await stack.final_messages(USER)
+            assert failure["text"].startswith("The model is not reachable")
+            (button,) = failure["reply_markup"]["inline_keyboard"][0]
+            gateway.target = silent.sockets[0].getsockname()[:2]
+            stack.telegram.press_button(
+                USER, button["callback_data"], message_id=failure["message_id"]
+            )
+            await asyncio.wait_for(asked.wait(), 10)
+            await stack.answered_presses(1, within=5)  # while the keys are still awaited
+            release.set()
+            assert (await stack.reply_text(USER, 1)).startswith("The model is not reachable")
+    finally:
+        release.set()
+        silent.close()
+        await silent.wait_closed()
+
+
 async def test_unreachable_model_server_is_reported_as_unavailable(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
         await stack.vllm.close()
