@@ -855,16 +855,22 @@ class ChatService:
 
         ``chat``: the private chat the answer is written in (told if a restart cuts it off).
 
+        The prompt is held at most the window the gateways bill it by: a long file is sent
+        whole and counted by its bytes, often far over what the model can read (and would be
+        billed), which would refuse a user whose credit pays for what it can.
+
         The write runs to its end even if this task is cancelled meanwhile; the hold is then
         released at once, so no stop or shutdown leaves credit or free tokens reserved.
         """
         generation.holds.add(request_id.hex())
+        billable = self.inference.widest_window(model)
+        prompt = context.tokens if billable is None else min(context.tokens, billable)
         write = asyncio.ensure_future(
             self.credit.hold(
                 user_id,
                 request_id.hex(),
                 model,
-                context.tokens,
+                prompt,
                 context.max_answer,
                 min_completion_tokens=self.min_answer_tokens,
                 chat=chat,

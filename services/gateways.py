@@ -210,6 +210,22 @@ class GatewayPool:
         ]
         return min(sizes, default=None)
 
+    def widest_window(self, model: str) -> int | None:
+        """The most prompt tokens a request for ``model`` can be billed, by the bundles.
+
+        The largest window a verified bundle serving ``model`` states (a gateway bills a prompt
+        at most its window: a model reads no more, and refuses a longer one); None where one
+        serving it states none, or none serves it.
+        """
+        sizes = [
+            gateway.bundle.bundle.window(model)
+            for gateway in self.gateways
+            if gateway.bundle is not None and model in gateway.bundle.bundle.models
+        ]
+        if not sizes or None in sizes:
+            return None
+        return max(size for size in sizes if size is not None)
+
     def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, for the user to see."""
         result = []

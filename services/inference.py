@@ -282,6 +282,10 @@ class InferenceClient:
         """``model``'s context window as the verified bundles state it; None if they do not."""
         return self._pool.window(model)
 
+    def widest_window(self, model: str) -> int | None:
+        """The most prompt tokens a request for ``model`` can be billed; None if unknown."""
+        return self._pool.widest_window(model)
+
     def trust(self) -> list[GatewayTrust]:
         """The verification state of every gateway, for the user to see."""
         return self._pool.trust()

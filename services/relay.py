@@ -141,7 +141,8 @@ class RelayService:
         """The gateways to seal to for ``model`` and the answer tokens the user can pay for.
 
         ``size`` is the padded plaintext the page will seal (a request bucket): the prompt's
-        ceiling. Raises ``InsufficientCredit`` when not even ``min_answer_tokens`` fit, and
+        ceiling, at most the widest window the gateways bill a prompt by. Raises
+        ``InsufficientCredit`` when not even ``min_answer_tokens`` fit, and
         ``InferenceUnavailable``/``UntrustedGateway`` when no verified gateway serves the model.
         """
         if size not in REQUEST_BUCKETS:
@@ -150,10 +151,12 @@ class RelayService:
         balance = await self._credit.balance(user_id)
         price = self._credit.prices.for_model(model)
         free = balance.free_tokens_left
-        affordable = price.affordable(size, free, balance.units, self.max_answer_tokens)
+        window = self._pool.widest_window(model)
+        prompt = size if window is None else min(size, window)
+        affordable = price.affordable(prompt, free, balance.units, self.max_answer_tokens)
         shortest = min(self.min_answer_tokens, self.max_answer_tokens)
         if affordable < shortest:
-            raise InsufficientCredit(price.payable(size, shortest, free), balance.units, free)
+            raise InsufficientCredit(price.payable(prompt, shortest, free), balance.units, free)
         offers = [GatewayOffer(g.index, g.bundle.to_wire()) for g in gateways if g.bundle]
         return Offer(offers, affordable)
 
@@ -195,11 +198,15 @@ class RelayService:
             raise InferenceUnavailable("the bot is shutting down")
         if user_id in self._running:
             raise AnswerInProgress("an answer is already being relayed")
-        prompt = prompt_ceiling(body)
         gateway = self._gateway(ticket)
         signed = gateway.bundle
         if signed is None:
             raise InferenceUnavailable("the gateway has no verified bundle now")
+        # The gateway bills a prompt at most the window its bundle states (a long paste's
+        # bytes can be far more).
+        prompt = prompt_ceiling(body)
+        window = signed.bundle.window(ticket.model)
+        prompt = prompt if window is None else min(prompt, window)
         answer = RelayedAnswer(user_id, ticket, gateway, signed, body_hash(body), new_relay_key())
         self._running[user_id] = answer
         self._idle.clear()

@@ -105,6 +105,31 @@ async def test_a_file_too_long_for_the_window_is_cut_and_the_user_told_how_much_
     assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
+async def test_a_file_far_over_the_window_is_held_at_most_the_window(tmp_path: Path) -> None:
+    # 4,000 words, 23,890 bytes: held as a prompt of ~24,000 tokens (its bytes), far over the
+    # 1,024 the model can read and a gateway would bill. A user whose 3,000 free tokens a day
+    # pay for a whole window and an answer was told "not enough credit".
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    text = " ".join(f"w{n % 10}" for n in range(4000))
+    async with running_stack(
+        tmp_path, model_server=server, free_tokens_per_day=3000, **settings()
+    ) as stack:
+        stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
+        turns = await stack.stored_turns(USER, 2)
+        answer, note = await stack.final_messages(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        held = await stack.veil.store.read(
+            lambda db: db.execute(
+                "SELECT prompt_tokens FROM holds WHERE user_id = ? ORDER BY created_at, rowid",
+                [USER],
+            ).fetchall()
+        )
+    assert prompt_tokens([{"role": "user", "content": text}]) > 3000
+    assert held[0][0] == WINDOW  # the whole file sent, held as the window
+    assert answer["text"] == turns[1] == ANSWER
+    assert "it read the first" in note["text"]
+
+
 @pytest.mark.parametrize("wording", ["counts_at_least", "counts_passed"])
 async def test_a_file_refused_without_its_count_is_cut_by_its_bytes(
     tmp_path: Path, wording: str

@@ -294,6 +294,27 @@ async def test_credit_is_checked_before_sealing_and_nothing_is_held_when_short(
         assert balance < 40_000
 
 
+async def test_a_long_paste_is_held_at_most_the_window_the_gateway_bills(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A 12 KB paste seals into the 16 KiB bucket, and the whole bucket was held as its prompt
+    # (16,384 tokens): a user whose credit pays for the model's 4,096-token window and an answer
+    # was refused "not enough credit", for tokens no gateway would ever bill.
+    async with webapp_stack(tmp_path, max_model_len=4096, free_tokens_per_day=0) as stack:
+        await grant(stack.store, USER_ID, 150_000, "grant", "test-grant")
+        mini = page(stack, http)
+        status, offer = await mini.post("api/prepare", {"model": "veil-test", "size": 16_384})
+        # The window (4,096 x 20) held for the prompt leaves 68,080 for 1,134 answer tokens.
+        assert (status, offer["max_completion_tokens"]) == (200, 1024)
+        asked = await mini.ask("x" * 12_000)  # one word to the fake: within the window
+        assert asked.status == 200
+        state = await settled(stack, asked.request_id)
+    assert asked.text == "Hello from the fake model."
+    assert state.hold.prompt_tokens == 4096
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+
+
 async def test_bad_declarations_and_reused_request_ids_are_refused_before_the_gateway(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
