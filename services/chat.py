@@ -114,8 +114,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("veil.chat")
 
-_WINDOW_STATED = re.compile(r"maximum context length is (\d+) tokens")
-_PROMPT_STATED = re.compile(r"request has (\d+) input tokens|\((\d+) in the messages")
+_WINDOW_STATED = re.compile(
+    r"maximum context length is (\d+) tokens|available context size \((\d+) tokens\)"
+)
+_PROMPT_STATED = re.compile(
+    r"request has (\d+) input tokens|\((\d+) in the messages|request \((\d+) tokens\) exceeds"
+)
 REFITS = 3  # how often a question alone too long is fitted by the model server's count again
 _RETRY_MEMORY = 10_000  # users whose last failed prompt is kept for the Retry button
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
@@ -1507,13 +1511,14 @@ def context_refusal(message: str) -> tuple[int, int] | None:
     input tokens." (M + the answer asked for over N: "... is too large: A. This model's maximum
     context length is N tokens and your request has M input tokens (A > N - M)."), older
     versions and OpenAI-like servers "... However, you requested T tokens (M in the messages,
-    A in the completion)." None where the wording is none of these.
+    A in the completion).", llama.cpp's server "request (M tokens) exceeds the available context
+    size (N tokens), try increasing it". None where the wording is none of these.
     """
     window = _WINDOW_STATED.search(message)
     prompt = _PROMPT_STATED.search(message)
     if window is None or prompt is None:
         return None
-    return int(window.group(1)), int(prompt.group(1) or prompt.group(2))
+    return int(next(g for g in window.groups() if g)), int(next(g for g in prompt.groups() if g))
 
 
 def _question_too_long(exc: ContextTooLong) -> QuestionTooLong:

@@ -20,6 +20,7 @@ from services.documents import TextFile
 from services.titles import TITLE_PROMPT, TITLE_TOKENS, title_messages
 from services.tokens import prompt_tokens
 from tests.botstack import running_stack
+from tests.fakes.llama_server import FakeLlamaServer
 from tests.fakes.vllm import FakeVLLM
 
 if TYPE_CHECKING:
@@ -128,6 +129,29 @@ async def test_a_file_far_over_the_window_is_held_at_most_the_window(tmp_path: P
     assert held[0][0] == WINDOW  # the whole file sent, held as the window
     assert answer["text"] == turns[1] == ANSWER
     assert "it read the first" in note["text"]
+
+
+async def test_a_file_llama_server_refuses_is_cut_by_the_count_it_states(tmp_path: Path) -> None:
+    # The run command's local model is llama.cpp's server, whose refusal ("request (N tokens)
+    # exceeds the available context size (C tokens)") the bot did not read a count from: a file
+    # too long for it was cut by its bytes, about a quarter of what fits.
+    server = FakeLlamaServer(answer=ANSWER, models=("veil-test",), max_model_len=WINDOW)
+    text = " ".join(f"w{n % 10}" for n in range(1500))
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
+        turns = await stack.stored_turns(USER, 2)
+        answer, note = await stack.final_messages(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        holds = await used(stack)
+    (refused, first), (read, asked) = fitted(server)
+    assert refused >= WINDOW
+    assert first == asked == ROOM
+    assert WINDOW // 2 <= read < WINDOW - ROOM  # by the count it stated, not the bytes
+    kept = int(turns[0].split("only its first ", 1)[1].split(" ", 1)[0])
+    assert answer["text"] == turns[1] == ANSWER
+    assert 40 <= kept * 100 // len(text) < 100
+    assert f"it read the first {kept * 100 // len(text)}% of it" in note["text"]
+    assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
 @pytest.mark.parametrize("wording", ["counts_at_least", "counts_passed"])
@@ -344,6 +368,13 @@ def test_a_title_request_shows_less_of_the_exchange_where_the_window_is_small() 
         ),
         ("This model's maximum context length is 4096 tokens.", None),
         ("the request exceeds the available context size", None),
+        (  # llama.cpp's server (the local model of the run command): the prompt alone
+            (
+                "request (4476 tokens) exceeds the available context size (4096 tokens), try"
+                " increasing it"
+            ),
+            (4096, 4476),
+        ),
     ],
 )
 def test_a_refusal_as_too_long_states_the_window_and_the_prompts_tokens(

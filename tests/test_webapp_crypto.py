@@ -299,6 +299,7 @@ async def test_the_page_reads_a_too_long_refusals_counts_as_the_bot_does() -> No
             " tokens (4000 in the messages, 1000 in the completion)."
         ),
         "the request exceeds the available context size",
+        "request (4476 tokens) exceeds the available context size (4096 tokens), try increasing it",
         "",
     ]
     result = await node({"job": "parse", "finals": [], "b64": [], "refusals": refusals})
@@ -307,3 +308,4 @@ async def test_the_page_reads_a_too_long_refusals_counts_as_the_bot_does() -> No
         expected
     )
     assert expected[:3] == [(1024, 1500), (1024, 703), (4096, 4000)]
+    assert expected[4] == (4096, 4476)

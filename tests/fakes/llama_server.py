@@ -3,8 +3,13 @@
 ``python -m tests.fakes.llama_server --model F --alias NAME --port N --ctx-size C --n-predict P``
 takes the options the launcher passes to ``llama-server``, prints them (``args: …``), and serves
 the fake model server (``tests.fakes.vllm``: ``/health``, chat completions) with the alias as
-its one model and the context size as its window, so a prompt and answer that do not fit get
-the 400 a real server gives. Its ``/v1/models`` and ``/props`` are llama-server's
+its one model and the context size as its window, judged as llama-server judges it (the build
+``launcher.llama`` pins, ``tools/server/server-context.cpp``): a prompt of the window or more is
+refused with its 400 (``exceed_context_size_error``: "request (N tokens) exceeds the available
+context size (C tokens), try increasing it", with ``n_prompt_tokens`` and ``n_ctx``), while a
+prompt that leaves less than the answer asked for is answered, the answer stopping (``length``)
+where the window is full, as llama-server does without context shift (its default). An answer
+cap over the window is taken too. Its ``/v1/models`` and ``/props`` are llama-server's
 (``FakeLlamaServer``): the model list states no ``max_model_len``, only the trained window in
 ``meta.n_ctx_train``, and ``/props`` states the served window as
 ``default_generation_settings.n_ctx``. For each chat it prints the answer cap the
@@ -24,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.vllm import FakeVLLM
+from tests.fakes.vllm import FakeVLLM, _ApiError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,6 +60,27 @@ class FakeLlamaServer(FakeVLLM):
                 "data": [{**entry, "meta": meta} for entry in entries],
             }
         )
+
+    def _check_answer_cap(self, field: str, requested: int) -> None:
+        """Take any answer cap, as llama-server does: the window stops the answer."""
+
+    def _check_window(self, prompt_tokens: int, requested: int) -> int:
+        """Refuse a prompt that fills the window; else the answer stops where the window is full."""
+        window = self.max_model_len
+        if prompt_tokens >= window:
+            message = (
+                f"request ({prompt_tokens} tokens) exceeds the available context size ({window}"
+                " tokens), try increasing it"
+            )
+            error = {
+                "code": 400,
+                "message": message,
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": prompt_tokens,
+                "n_ctx": window,
+            }
+            raise _ApiError(400, message, body={"error": error})
+        return min(requested, window - 1 - prompt_tokens)  # one token kept free, as it does
 
     async def _props(self, _request: web.Request) -> web.Response:
         return web.json_response(

@@ -54,11 +54,19 @@ _dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 class _ApiError(Exception):
     """An error vLLM reports as a JSON reply before any stream starts."""
 
-    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        *,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(status)
         self.status = status
         self.message = message
         self.param = param
+        self.body = body  # the whole reply, where the server played does not speak vLLM's
 
 
 def split_tokens(text: str) -> list[str]:
@@ -330,17 +338,23 @@ class FakeVLLM(Served):
             requested = DEFAULT_MAX_COMPLETION_TOKENS
         if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
             raise _ApiError(400, f"{field} must be a positive integer.", field)
+        self._check_answer_cap(field, requested)
+        prompt_tokens = self.prompt_tokens(messages)
+        self.prompt_counts.append(prompt_tokens)
+        return model, prompt_tokens, self._check_window(prompt_tokens, requested)
+
+    def _check_answer_cap(self, field: str, requested: int) -> None:
+        """Refuse an answer cap over the window, as vLLM does before it reads the prompt."""
         if requested > self.max_model_len:
             raise _ApiError(
                 400, f"{field} must be at most {self.max_model_len}, got {requested}.", field
             )
-        prompt_tokens = self.prompt_tokens(messages)
-        self.prompt_counts.append(prompt_tokens)
-        self._check_window(prompt_tokens, requested)
-        return model, prompt_tokens, requested
 
-    def _check_window(self, prompt_tokens: int, requested: int) -> None:
-        """Refuse a prompt and answer the window cannot hold, in the words of the vLLM played."""
+    def _check_window(self, prompt_tokens: int, requested: int) -> int:
+        """Refuse a prompt and answer the window cannot hold, in the words of the vLLM played.
+
+        Returns the answer tokens the model may write: vLLM's, all that were asked for.
+        """
         window = self.max_model_len
         if self.counts_at_least and prompt_tokens + requested > window:
             # Later vLLM: the prompt tokenized only up to one token past what the answer leaves.
@@ -380,6 +394,7 @@ class FakeVLLM(Served):
                 f"maximum context length is {window} tokens and your request has {prompt_tokens} "
                 f"input tokens ({requested} > {window} - {prompt_tokens}).",
             )
+        return requested
 
     def _model(self, body: dict[str, Any]) -> str:
         """The requested model (the first served one when none is named), or vLLM's 404."""
@@ -439,9 +454,8 @@ class FakeVLLM(Served):
         return {"error": error}
 
     def _error_response(self, exc: _ApiError) -> web.Response:
-        return web.json_response(
-            self._error_body(exc.status, exc.message, exc.param), status=exc.status, dumps=_dumps
-        )
+        body = exc.body or self._error_body(exc.status, exc.message, exc.param)
+        return web.json_response(body, status=exc.status, dumps=_dumps)
 
     # -- replies ------------------------------------------------------------------------------
 

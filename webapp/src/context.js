@@ -68,16 +68,17 @@ export function fitContext(turns, question, { window, maxAnswer, minAnswer = DEF
   };
 }
 
-const WINDOW_STATED = /maximum context length is (\d+) tokens/;
-const PROMPT_STATED = /request has (\d+) input tokens|\((\d+) in the messages/;
+const WINDOW_STATED = /maximum context length is (\d+) tokens|available context size \((\d+) tokens\)/;
+const PROMPT_STATED = /request has (\d+) input tokens|\((\d+) in the messages|request \((\d+) tokens\) exceeds/;
 
 /**
- * ``{window, prompt}`` a model server's "too long" refusal states (vLLM's wordings, as
+ * ``{window, prompt}`` a model server's "too long" refusal states (vLLM's and llama.cpp's, as
  * services/chat.py's ``context_refusal`` reads them), or null where it states neither.
  */
 export function contextRefusal(message) {
   const window = WINDOW_STATED.exec(message || "");
   const prompt = PROMPT_STATED.exec(message || "");
   if (!window || !prompt) return null;
-  return { window: Number(window[1]), prompt: Number(prompt[1] ?? prompt[2]) };
+  const stated = (match) => Number(match.slice(1).find((group) => group !== undefined));
+  return { window: stated(window), prompt: stated(prompt) };
 }

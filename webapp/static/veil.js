@@ -6106,13 +6106,14 @@
       dropped: turns.length - kept.length
     };
   }
-  var WINDOW_STATED = /maximum context length is (\d+) tokens/;
-  var PROMPT_STATED = /request has (\d+) input tokens|\((\d+) in the messages/;
+  var WINDOW_STATED = /maximum context length is (\d+) tokens|available context size \((\d+) tokens\)/;
+  var PROMPT_STATED = /request has (\d+) input tokens|\((\d+) in the messages|request \((\d+) tokens\) exceeds/;
   function contextRefusal(message) {
     const window2 = WINDOW_STATED.exec(message || "");
     const prompt = PROMPT_STATED.exec(message || "");
     if (!window2 || !prompt) return null;
-    return { window: Number(window2[1]), prompt: Number(prompt[1] ?? prompt[2]) };
+    const stated = (match) => Number(match.slice(1).find((group) => group !== void 0));
+    return { window: stated(window2), prompt: stated(prompt) };
   }
 
   // src/telegram.js
