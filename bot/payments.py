@@ -361,7 +361,14 @@ class PaymentDesk:
         """The user's thank-you or refund notice; False when Telegram could not take it now."""
         entry = booking.entry
         texts = self._texts(entry)
-        if entry.kind == "payment":
+        if entry.kind == "payment" and booking.refunded:
+            # Its refund came first: the credit was taken back at once, and that is the news.
+            text = texts(
+                "refunded_notice",
+                credit=format_units(booking.units),
+                balance=format_units(booking.balance),
+            )
+        elif entry.kind == "payment":
             text = texts(
                 "paid_thanks_late" if late else "paid_thanks",
                 stars=entry.total_amount,
