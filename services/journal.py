@@ -173,6 +173,10 @@ class PaymentJournal:
                 units=payment.units if payment is not None else 0,
                 balance=(await self._credit.balance(entry.user_id)).units,
             )
+            if not booking.applies:  # booking its payment, if it ever comes, takes it back
+                log.warning(
+                    "journal.refund_unmatched", charge_id=entry.charge_id, user_id=entry.user_id
+                )
         with journal_failures():
             await self._journal.mark_booked(entry.key, int(self._clock()))
         if booking.new:

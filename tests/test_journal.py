@@ -8,6 +8,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from models import MasterKey, StorageError, Store
 from models.journal import Journal, JournalEntry
@@ -257,7 +258,11 @@ async def test_a_refund_reported_before_its_payment_takes_the_credit_back_once_b
     async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
         desk = stack.veil.desk
         # The refund's handler books it: no payment to take back, nothing to say, finished.
-        await desk.take(payment("stxREVERSED", kind="refund", payload="order-r"))
+        with capture_logs() as logs:
+            await desk.take(payment("stxREVERSED", kind="refund", payload="order-r"))
+        assert [e["charge_id"] for e in logs if e["event"] == "journal.refund_unmatched"] == [
+            "stxREVERSED"
+        ]
         refund = await desk.journal.get("refund:stxREVERSED")
         assert refund is not None
         assert refund.notified_at is not None
