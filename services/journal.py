@@ -196,6 +196,7 @@ class PaymentJournal:
         no payment to take back and is finished; booking the payment then takes the credit
         back (once: the refund's ledger row is keyed by the charge id), so it is not kept for
         good. A refund still open in the journal is left to its own booking, which follows.
+        A refund booked after its payment (its user told of it already) is not this case.
         """
         with journal_failures():
             refund = await self._journal.get(f"refund:{paid.charge_id}")
@@ -203,8 +204,10 @@ class PaymentJournal:
             return False
         if await self._shop.record_refund(paid.user_id, paid.charge_id):
             log.warning("journal.refund_before_payment", charge_id=paid.charge_id)
+            return True
+        # Booked again (a crash after the take-back): was the refund booked before its payment?
         payment = await self._shop.payment(paid.charge_id)
-        return payment is not None and payment.refunded
+        return payment is not None and payment.refunded and refund.booked_at <= payment.created_at
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""
