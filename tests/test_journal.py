@@ -284,6 +284,25 @@ async def test_a_refund_reported_before_its_payment_takes_the_credit_back_once_b
     )
 
 
+async def test_a_payment_booked_after_its_refund_and_booked_again_still_tells_the_refund(
+    tmp_path: Path,
+) -> None:
+    # The payment after its refund was credited and taken back, then the bot stopped before
+    # telling (the entry stays open): booked again, it tells the refund, never a thank-you.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        await desk.take(payment("stxAGAIN", kind="refund", payload="order-a"))
+        paid = payment("stxAGAIN", payload="order-a")
+        await desk.journal.record([paid])
+        first = await desk.journal.book(paid)  # booked, and nobody told: then the stop
+        assert first.refunded
+        assert await desk.process(paid.key)
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        texts = messages_to(stack, USER)
+    assert texts == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
+
+
 async def test_a_ledger_that_fails_at_once_is_retried_with_backoff_not_in_a_spin(
     tmp_path: Path,
 ) -> None:
