@@ -266,9 +266,10 @@ class PaymentDesk:
     async def _payment_booked(self, refund: JournalEntry) -> bool:
         """Whether the refund's payment is in the ledger, if the journal has it (booked first).
 
-        A refund booked before its payment would find nothing to take back and be finished,
-        and the payment would then be credited for good. So a refund whose payment is still
-        open in the journal books (and tells) that payment first, and waits if it cannot.
+        A refund booked before its payment finds nothing to take back (the payment's booking
+        takes it back later, and tells the refund in place of the thank-you). So a refund whose
+        payment is still open in the journal books (and tells) that payment first, and waits if
+        it cannot: the user is thanked, then told of the refund, in the order things happened.
         """
         paid = await self.journal.get(f"payment:{refund.charge_id}")
         if paid is None or paid.booked_at is not None:
@@ -361,7 +362,14 @@ class PaymentDesk:
         """The user's thank-you or refund notice; False when Telegram could not take it now."""
         entry = booking.entry
         texts = self._texts(entry)
-        if entry.kind == "payment":
+        if entry.kind == "payment" and booking.refunded:
+            # Its refund came first: the credit was taken back at once, and that is the news.
+            text = texts(
+                "refunded_notice",
+                credit=format_units(booking.units),
+                balance=format_units(booking.balance),
+            )
+        elif entry.kind == "payment":
             text = texts(
                 "paid_thanks_late" if late else "paid_thanks",
                 stars=entry.total_amount,

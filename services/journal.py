@@ -55,6 +55,8 @@ class Booking:
     ``applies`` is False for a refund of a payment the ledger does not know (nothing to take
     back, nothing to tell). ``units`` is what the payment credited or the refund took back;
     ``new`` whether the ledger changed just now; ``balance`` the user's balance afterwards.
+    ``refunded`` marks a payment whose refund was booked before it (nothing to take back then):
+    its credit was taken back as soon as it was booked.
     """
 
     entry: JournalEntry
@@ -64,6 +66,7 @@ class Booking:
     balance: int
     flagged: bool = False
     flag_reason: str | None = None
+    refunded: bool = False
 
 
 class PaymentJournal:
@@ -148,6 +151,7 @@ class PaymentJournal:
                     subscription_expires_at=entry.subscription_expires_at,
                 )
             )
+            refunded = await self._refund_booked_before(entry)
             booking = Booking(
                 entry,
                 applies=True,
@@ -156,6 +160,7 @@ class PaymentJournal:
                 balance=(await self._credit.balance(entry.user_id)).units,
                 flagged=result.flagged,
                 flag_reason=result.flag_reason,
+                refunded=refunded,
             )
         else:
             new = await self._shop.record_refund(entry.user_id, entry.charge_id)
@@ -168,6 +173,10 @@ class PaymentJournal:
                 units=payment.units if payment is not None else 0,
                 balance=(await self._credit.balance(entry.user_id)).units,
             )
+            if not booking.applies:  # booking its payment, if it ever comes, takes it back
+                log.warning(
+                    "journal.refund_unmatched", charge_id=entry.charge_id, user_id=entry.user_id
+                )
         with journal_failures():
             await self._journal.mark_booked(entry.key, int(self._clock()))
         if booking.new:
@@ -179,6 +188,26 @@ class PaymentJournal:
                 attempts=entry.attempts + 1,
             )
         return booking
+
+    async def _refund_booked_before(self, paid: JournalEntry) -> bool:
+        """Take the payment's credit back if its refund was booked before it; whether it was.
+
+        A refund Telegram reports before its payment (updates that overtook each other) finds
+        no payment to take back and is finished; booking the payment then takes the credit
+        back (once: the refund's ledger row is keyed by the charge id), so it is not kept for
+        good. A refund still open in the journal is left to its own booking, which follows.
+        A refund booked after its payment (its user told of it already) is not this case.
+        """
+        with journal_failures():
+            refund = await self._journal.get(f"refund:{paid.charge_id}")
+        if refund is None or refund.booked_at is None or refund.user_id != paid.user_id:
+            return False
+        if await self._shop.record_refund(paid.user_id, paid.charge_id):
+            log.warning("journal.refund_before_payment", charge_id=paid.charge_id)
+            return True
+        # Booked again (a crash after the take-back): was the refund booked before its payment?
+        payment = await self._shop.payment(paid.charge_id)
+        return payment is not None and payment.refunded and refund.booked_at <= payment.created_at
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""

@@ -8,6 +8,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from models import MasterKey, StorageError, Store
 from models.journal import Journal, JournalEntry
@@ -246,6 +247,60 @@ async def test_a_refund_that_overtakes_its_open_payment_still_takes_the_credit_b
     assert notice.params["text"] == (
         "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
     )
+
+
+async def test_a_refund_reported_before_its_payment_takes_the_credit_back_once_booked(
+    tmp_path: Path,
+) -> None:
+    # Telegram's updates overtook each other: the refund arrives first, finds no payment (in
+    # the ledger or the journal) and is finished; the payment that follows was credited for
+    # good, though Telegram had given the Stars back.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        # The refund's handler books it: no payment to take back, nothing to say, finished.
+        with capture_logs() as logs:
+            await desk.take(payment("stxREVERSED", kind="refund", payload="order-r"))
+        assert [e["charge_id"] for e in logs if e["event"] == "journal.refund_unmatched"] == [
+            "stxREVERSED"
+        ]
+        refund = await desk.journal.get("refund:stxREVERSED")
+        assert refund is not None
+        assert refund.notified_at is not None
+        stack.telegram.pay(USER, payload="order-r", total_amount=50, charge_id="stxREVERSED")
+        notice = await stack.telegram.wait_for(
+            "sendMessage", lambda c: c.params["chat_id"] == USER, timeout=20
+        )
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        booked = await stack.veil.shop.payment("stxREVERSED")
+        assert booked is not None
+        assert booked.refunded
+        texts = messages_to(stack, USER)
+    # One message, the news that counts: no thank-you for credit that is already gone.
+    assert texts == [notice.params["text"]]
+    assert notice.params["text"] == (
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
+    )
+
+
+async def test_a_payment_booked_after_its_refund_and_booked_again_still_tells_the_refund(
+    tmp_path: Path,
+) -> None:
+    # The payment after its refund was credited and taken back, then the bot stopped before
+    # telling (the entry stays open): booked again, it tells the refund, never a thank-you.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        await desk.take(payment("stxAGAIN", kind="refund", payload="order-a"))
+        paid = payment("stxAGAIN", payload="order-a")
+        await desk.journal.record([paid])
+        first = await desk.journal.book(paid)  # booked, and nobody told: then the stop
+        assert first.refunded
+        assert await desk.process(paid.key)
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        texts = messages_to(stack, USER)
+    assert texts == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
 
 
 async def test_a_ledger_that_fails_at_once_is_retried_with_backoff_not_in_a_spin(

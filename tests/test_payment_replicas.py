@@ -330,3 +330,43 @@ async def test_a_desk_whose_claim_was_taken_does_not_thank_again_when_it_takes_i
             await first.close()
             await second.close()
         assert await balance_units(stack, USER) == 50 * STAR
+
+
+async def test_a_refund_told_while_its_payments_thank_you_waits_leaves_the_thank_you(
+    tmp_path: Path,
+) -> None:
+    # The payment was credited, but Telegram could not take its thank-you (the entry stays
+    # open); its refund is then booked and told. The payment's next pass still owes the
+    # thank-you: not a second refund notice (the refund came after its payment, not before).
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        journal = await Journal.open(tmp_path / "desk-journal.db")
+        try:
+            desk = desk_on(journal, stack, CLAIM_LEASE_S)
+            paid = payment("stx-thanked-late", payload=invoice["payload"])
+            await desk.record([paid])
+            stack.telegram.fail_next(
+                "sendMessage", status=500, description="Internal Server Error", count=2
+            )
+            assert await desk.process(paid.key) is False  # credited; the thank-you waits
+            refund = JournalEntry(
+                kind="refund",
+                user_id=USER,
+                payload=invoice["payload"],
+                currency="XTR",
+                total_amount=50,
+                charge_id=paid.charge_id,
+                received_at=2,
+            )
+            await desk.record([refund])
+            assert await desk.process(refund.key) is True
+            assert await desk.process(paid.key) is True
+        finally:
+            await journal.close()
+        texts = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+        assert await balance_units(stack, USER) == 0
+    told = [t for t in texts if t.startswith(("Thank you", "Your payment was refunded"))]
+    assert told == [
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+        "Thank you! 50 ★ added. Balance: 0 ★.",
+    ]
