@@ -75,7 +75,7 @@ from common.logs import describe
 from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from aiogram import Bot
 
@@ -624,6 +624,38 @@ def _is_gone(exc: TelegramAPIError) -> bool:
     )
 
 
+async def _persist(
+    call: Callable[[], Awaitable[object]], pacer: Pacer, *, paced: bool
+) -> BaseException | None:
+    """Make ``call`` until Telegram takes or refuses it; None, else why it did not go through.
+
+    A flood wait holds the chat's pacer for as long as Telegram asked, and the call is tried
+    again in the pacer's next slot; a 5xx, the network or a reply that is not the Bot API's is
+    tried again too (an edit or a deletion made twice does no harm), ``FINAL_TRIES`` times in
+    all. ``paced``: the first try waits for the pacer's slot as well. "Not modified" is taken.
+    """
+    failure: BaseException | None = None
+    for attempt in range(FINAL_TRIES):
+        if paced or attempt:
+            await pacer.wait()
+        try:
+            await call()
+        except TelegramRetryAfter as exc:
+            pacer.back_off(exc.retry_after)
+            failure = exc
+        except (TelegramServerError, TelegramNetworkError, ClientDecodeError) as exc:
+            if isinstance(exc, UnreadableReply) and exc.taken:
+                return None  # Telegram's "ok": it went through
+            failure = exc
+        except TelegramBadRequest as exc:
+            return None if "not modified" in exc.message else exc
+        except TelegramAPIError as exc:
+            return exc
+        else:
+            return None
+    return failure
+
+
 def _notice_failed(exc: TelegramAPIError, pacer: Pacer) -> None:
     """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call."""
     if isinstance(exc, TelegramRetryAfter):
@@ -766,21 +798,36 @@ class Editors:
     async def replace_inline(
         self, inline_message_id: str, text: str, markup: InlineKeyboardMarkup | None
     ) -> None:
-        """Put a short notice in an inline message, paced (Telegram failing: logged)."""
-        await self.inline_pacers(inline_message_id).wait()
-        try:
-            await self.bot.edit_message_text(
+        """Put a short notice in an inline message, paced (Telegram refusing it: logged).
+
+        It takes the placeholder's place, and its stop button's: a flood wait or a failure of
+        Telegram's own is waited out and the edit tried again, as the final edit is
+        (``_persist``).
+        """
+
+        def edit() -> Awaitable[object]:
+            return self.bot.edit_message_text(
                 text=text, inline_message_id=inline_message_id, reply_markup=markup
             )
-        except TelegramAPIError as exc:
-            log.warning("editing.notice_failed", error=type(exc).__name__)
+
+        refused = await _persist(edit, self.inline_pacers(inline_message_id), paced=True)
+        if refused is not None:
+            log.warning("editing.notice_failed", error=type(refused).__name__)
 
     async def retract(self, chat_id: int, message_id: int) -> None:
-        """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
-        try:
-            await self.bot.delete_message(chat_id, message_id)
-        except TelegramAPIError as exc:
-            log.info("editing.retract_failed", error=type(exc).__name__)
+        """Delete the bot's placeholder ``message_id`` (gone already: fine).
+
+        At once, outside the group's pace (a deletion is no message); a flood wait or a failure
+        of Telegram's own is waited out and the deletion tried again (``_persist``), or the
+        placeholder stayed with its stop button.
+        """
+
+        def delete() -> Awaitable[object]:
+            return self.bot.delete_message(chat_id, message_id)
+
+        refused = await _persist(delete, self.group_pacers(chat_id), paced=False)
+        if refused is not None:
+            log.info("editing.retract_failed", error=type(refused).__name__)
 
     async def tell_chat(
         self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int
