@@ -115,13 +115,19 @@ async def on_chosen_result(
     chat: ChatService,
     editors: Editors,
 ) -> None:
-    """The user sent the article: stream the answer into it."""
+    """The user sent the article: stream the answer into it.
+
+    The message is known to show the answer before the asker's settings are read: a failure
+    to read them is told there by the errors router, never leaving the placeholder waiting.
+    """
     question = result.query.strip()
     if result.result_id == HELP_RESULT or result.inline_message_id is None or not question:
         return
     if not editors.answered.first(("inline", result.inline_message_id)):
         return  # delivered again: it is answered (or being answered) already
     user = result.from_user
+    shown = Shown(user.id, inline_message_id=result.inline_message_id)
+    editors.showing.remember(event_update.update_id, shown)
     asked = Question(
         user.id,
         user.language_code,

@@ -1,0 +1,51 @@
+"""Inline answers where something fails before the answer starts: told in the inline message.
+
+The message a chosen result posted is the placeholder with a stop button. Whatever fails
+before the answer starts (the asker's settings unreadable, Telegram refusing the query's
+answer) must be told in that message, never leave it waiting with a stop button that stops
+nothing; and nothing is asked of the model or charged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from tests.botstack import running_stack
+from tests.test_bot_inline import FAST_EDITS, QUESTION, USER, ask_inline, final_edit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from sqlite_utils import Database
+
+
+def users_table(name: str, new: str) -> Callable[[Database], None]:
+    """A write that renames the users table (a database that cannot read a user's settings)."""
+
+    def rename(db: Database) -> None:
+        db.execute(f"ALTER TABLE {name} RENAME TO {new}")
+
+    return rename
+
+
+async def test_settings_that_cannot_be_read_are_told_in_the_inline_message(
+    tmp_path: Path,
+) -> None:
+    # The asker's settings (whether inline answers join their history) were read before the
+    # answer's message was known to the errors router: the failure went to no one, and the
+    # message kept its placeholder and stop button for good.
+    async with running_stack(tmp_path, **FAST_EDITS) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        await stack.veil.store.write(users_table("users", "users_away"))
+        with structlog.testing.capture_logs() as logs:
+            _, inline_id = await ask_inline(stack, USER, QUESTION)
+            message = await final_edit(stack, inline_id)
+        await stack.veil.store.write(users_table("users_away", "users"))
+        assert message["text"] == texts("error_history")
+        assert stack.vllm.requests == []  # nothing asked of the model, nothing charged
+        assert (await stack.veil.credit.balance(USER)).held == 0
+    replied = [e for e in logs if e["event"] == "error_replied"]
+    assert [(e["error"], e["text"]) for e in replied] == [("HistoryUnavailable", "error_history")]
