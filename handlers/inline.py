@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import (
     InlineQueryResultArticle,
     InlineQueryResultsButton,
@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.inline")
 
 HELP_RESULT = "help"
+# An inline or guest query's answer Telegram refused as too old, or held back by a flood wait
+# longer than the query lives (``bot.telegram.RetryMiddleware`` waits no longer than that).
+QUERY_GONE = (TelegramBadRequest, TelegramRetryAfter)
 TITLE_CHARS = 60  # of the question, in the result's title
 # Of the question, above the answer: a guest's question may be near Telegram's 4096 characters
 # (an inline query has at most 256), and the message holds the question and the answer.
@@ -104,7 +107,7 @@ async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) ->
             is_personal=True,
             button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
         )
-    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+    except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.query_refused", error=describe(exc))
 
 
@@ -162,7 +165,7 @@ async def on_guest_message(
         sent = await bot.answer_guest_query(
             message.guest_query_id, result=article(texts, tag, question or "…")
         )
-    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+    except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.guest_query_refused", error=describe(exc))
         return
     asked = Question(
@@ -214,7 +217,7 @@ async def _notice(guest_query_id: str, text: str, bot: Bot) -> None:
     )
     try:
         await bot.answer_guest_query(guest_query_id, result=notice)
-    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+    except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.guest_query_refused", error=describe(exc))
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from tests.botstack import running_stack
+from tests.harness import wait_until
 from tests.test_bot_inline import FAST_EDITS, QUESTION, USER, ask_inline, final_edit
 
 if TYPE_CHECKING:
@@ -49,3 +50,32 @@ async def test_settings_that_cannot_be_read_are_told_in_the_inline_message(
         assert (await stack.veil.credit.balance(USER)).held == 0
     replied = [e for e in logs if e["event"] == "error_replied"]
     assert [(e["error"], e["text"]) for e in replied] == [("HistoryUnavailable", "error_history")]
+
+
+async def test_an_inline_query_s_answer_is_not_retried_past_the_query_s_life(
+    tmp_path: Path,
+) -> None:
+    # A flood wait on answerInlineQuery was waited out (up to the session's minute) and the
+    # answer sent again, to a query Telegram had let go of after ~10 s: refused as too old. A
+    # user typing letter by letter left one such retry a letter, all due at the same moment,
+    # into the flood that caused them. The next query is answered as ever.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.fail_next(
+            "answerInlineQuery",
+            status=429,
+            description="Too Many Requests: retry after 11",
+            retry_after=11,
+        )
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.inline_query(USER, "Tell me")
+            await wait_until(
+                lambda: any(e["event"] == "inline.query_refused" for e in logs), within=30
+            )
+        (refused,) = stack.telegram.calls_of("answerInlineQuery")
+        assert refused.answered != "ok"
+        stack.telegram.inline_query(USER, QUESTION)
+        answered = await stack.telegram.wait_for(
+            "answerInlineQuery", lambda call: call.answered == "ok"
+        )
+        assert QUESTION in answered.params["results"][0]["title"]
+        assert stack.vllm.requests == []
