@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import structlog
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
 
-from tests.botstack import running_stack
+from handlers.inline import article
+from tests.botstack import TOKEN, running_stack
 from tests.harness import wait_until
 from tests.test_bot_inline import FAST_EDITS, QUESTION, USER, ask_inline, final_edit
 
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sqlite_utils import Database
+
+    from tests.botstack import Stack
 
 
 def users_table(name: str, new: str) -> Callable[[Database], None]:
@@ -79,3 +85,30 @@ async def test_an_inline_query_s_answer_is_not_retried_past_the_query_s_life(
         )
         assert QUESTION in answered.params["results"][0]["title"]
         assert stack.vllm.requests == []
+
+
+async def test_telegram_failing_before_a_chosen_answer_starts_is_told_in_its_message(
+    tmp_path: Path,
+) -> None:
+    # A bot serving a webhook asks Telegram who it is (for the link under a long answer) only
+    # when an answer first needs it; a chosen result of a query answered before a restart was
+    # the first. Telegram failing that call was logged, and told to no one: the inline
+    # message kept its placeholder and stop button for good.
+    async with running_stack(tmp_path, webhook=True, **FAST_EDITS) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        query_id = stack.telegram.state.new_inline_query(USER, QUESTION)
+        await answered_before_a_restart(stack, query_id)
+        stack.telegram.fail_next("getMe", status=500, description="Internal Server Error", count=2)
+        stack.telegram.choose_inline_result(USER, "r1", QUESTION, inline_message_id="inline-r1")
+        message = await final_edit(stack, "inline-r1")
+        assert message["text"] == texts("error_telegram")
+        assert stack.vllm.requests == []
+        assert (await stack.veil.credit.balance(USER)).held == 0
+
+
+async def answered_before_a_restart(stack: Stack, query_id: str) -> None:
+    """Answer inline query ``query_id`` as the bot did before a restart: placeholder, stop."""
+    texts = stack.veil.catalogs.for_language("en")
+    api = TelegramAPIServer.from_base(stack.telegram.url)
+    async with Bot(TOKEN, session=AiohttpSession(api=api)) as before:
+        await before.answer_inline_query(query_id, [article(texts, "r1", QUESTION)], cache_time=0)
