@@ -143,6 +143,13 @@ class Pacer:
             if not self._waiting:
                 self._queue = None
 
+    def count(self) -> None:
+        """A call went out into this chat without waiting (it could not: a guest query's answer).
+
+        It took a slot all the same: the next free one is a gap later than it was.
+        """
+        self._next = max(self._next, self._clock()) + self.gap
+
     def back_off(self, seconds: float) -> None:
         """Telegram said ``retry_after``: nothing goes to this chat before it has passed."""
         self._next = max(self._next, self._clock() + seconds)
@@ -738,7 +745,7 @@ class Editors:
             return exc.message_id
         return sent.message_id
 
-    async def inline(
+    async def inline(  # noqa: PLR0913 -- the message, what goes around it, and where it is
         self,
         inline_message_id: str,
         *,
@@ -746,15 +753,24 @@ class Editors:
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
         gone: Callable[[], object] | None = None,
+        posted_in: int | None = None,
     ) -> EditSink:
         """A sink editing an inline (or guest) message, the question as its ``header``.
 
         ``gone`` is called if the message turns out to be gone (it stops the answer).
+        ``posted_in``: the chat the message was just posted in, where the bot knows it (a
+        guest answer's): Telegram counts its edits against that chat's limit, so they take
+        that chat's pace, shared with every other answer there, and the post took one of its
+        slots. An inline message's chat is unknown: it is paced on its own.
         """
         place = Place(inline_message_id=inline_message_id)
         more = await self._more(more_label)
         look = Look(header, stop_markup, more, gone)
-        return self._sink(place, self.inline_pacers(place.key), look)
+        if posted_in is None:
+            return self._sink(place, self.inline_pacers(place.key), look)
+        pacer = self.group_pacers(posted_in)
+        pacer.count()
+        return self._sink(place, pacer, look)
 
     async def in_chat(
         self,

@@ -176,7 +176,9 @@ async def on_guest_message(
         context=context,
         keep_history=False,
     )
-    await answer_inline(sent.inline_message_id, event_update, asked, texts, chat, editors)
+    await answer_inline(
+        sent.inline_message_id, event_update, asked, texts, chat, editors, posted_in=message.chat.id
+    )
 
 
 def _refused(message: Message, me_id: int) -> str | None:
@@ -228,8 +230,12 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     texts: Texts,
     chat: ChatService,
     editors: Editors,
+    *,
+    posted_in: int | None = None,
 ) -> None:
     """Start streaming the answer to ``asked`` into an inline message.
+
+    ``posted_in``: the chat a guest answer was posted in (its edits take that chat's pace).
 
     The answer runs detached from the update (``ChatService.start``) and tells its own failure
     in the inline message (``_Followup``); a message deleted meanwhile stops it (the sink's
@@ -245,6 +251,7 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
         stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
         more_label=texts("read_whole"),
         gone=partial(chat.cancel, asked.user_id, stop_tag=asked.stop_tag),
+        posted_in=posted_in,
     )
     chat.start(asked, sink, _Followup(sink, texts, editors, shown))
     editors.showing.pop(update.update_id)
