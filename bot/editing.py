@@ -2,14 +2,14 @@
 
 Telegram allows about 20 messages a minute in a group, edits included, and answers a bot that
 edits faster with ``retry_after`` of minutes. A ``Pacer`` spaces every call into one chat (or
-one inline message, whose chat the bot does not know) at least ``60 / per_minute`` seconds
-apart, first come first served. An ``EditSink`` edits its message only when its pacer has a
-slot free right now, the last edit is at least ``interval`` old and the text grew by at least
-``min_growth`` characters (so a slow stream edits less), never with unchanged text; it always
-ends with one final, complete edit, which waits for its slot, honours ``retry_after`` and is
-tried again after a server or network error. An answer longer than one message ends with
-what fits and a button that opens the whole answer in the private chat (kept in memory by
-``services.answers.LongAnswers``, never on disk).
+one inline message, whose chat the bot does not know; a guest answer's is its group's) at least
+``60 / per_minute`` seconds apart, first come first served. An ``EditSink`` edits its message
+only when its pacer has a slot free right now, the last edit is at least ``interval`` old and
+the text grew by at least ``min_growth`` characters (so a slow stream edits less), never with
+unchanged text; it always ends with one final, complete edit, which waits for its slot, honours
+``retry_after`` and is tried again after a server or network error. An answer longer than one
+message ends with what fits and a button that opens the whole answer in the private chat (kept
+in memory by ``services.answers.LongAnswers``, never on disk).
 
 With ``rich`` (``VEIL_RICH_MESSAGES``) the edits carry a rich message (Bot API 10.1:
 ``editMessageText`` takes ``rich_message``, for inline messages too): the model's Markdown as
