@@ -36,6 +36,7 @@ from handlers.callbacks import StopAnswer
 from handlers.commands import forwarded
 from handlers.failures import apologise_outside, tell_outside
 from handlers.replies import (
+    TELEGRAM_LATER,
     link_keyboard,
     new_tag,
     replied_context,
@@ -296,11 +297,16 @@ class _Followup:
 async def on_stop(
     query: CallbackQuery, callback_data: StopAnswer, texts: Texts, chat: ChatService
 ) -> None:
-    """The stop button: stops the answer for its asker; anyone else gets a short notice."""
-    if chat.cancel(query.from_user.id, stop_tag=callback_data.tag):
-        await query.answer(texts("stopping"))
-    else:
-        await query.answer(texts("stop_not_yours"))
+    """The stop button: stops the answer for its asker; anyone else gets a short notice.
+
+    The press is carried out first; Telegram failing its answer (the toast) is a log line,
+    not an apology in the presser's private chat for a press that did what it should.
+    """
+    stopped = chat.cancel(query.from_user.id, stop_tag=callback_data.tag)
+    try:
+        await query.answer(texts("stopping" if stopped else "stop_not_yours"))
+    except TELEGRAM_LATER as exc:
+        log.info("inline.stop_unanswered", error=type(exc).__name__, stopped=stopped)
 
 
 def build_router() -> Router:

@@ -18,6 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from handlers.inline import article
 from tests.botstack import TOKEN, running_stack
 from tests.harness import wait_until
+from tests.test_bot_inline import ANSWER as ANSWER_LONG
 from tests.test_bot_inline import FAST_EDITS, QUESTION, USER, ask_inline, final_edit
 
 if TYPE_CHECKING:
@@ -112,3 +113,32 @@ async def answered_before_a_restart(stack: Stack, query_id: str) -> None:
     api = TelegramAPIServer.from_base(stack.telegram.url)
     async with Bot(TOKEN, session=AiohttpSession(api=api)) as before:
         await before.answer_inline_query(query_id, [article(texts, "r1", QUESTION)], cache_time=0)
+
+
+async def test_a_stop_whose_press_telegram_fails_to_answer_is_no_apology_in_private(
+    tmp_path: Path,
+) -> None:
+    # The stop itself went through (the answer stopped) when Telegram failed the press's
+    # answer (a 5xx past the session's one retry): the errors router then sent the presser's
+    # private chat "Telegram did not take my reply, send that again", out of nowhere, for a
+    # press under a message in another chat that had done what it should.
+    async with running_stack(tmp_path, answer=ANSWER_LONG, token_delay=0.05, **FAST_EDITS) as stack:
+        result_id, inline_id = await ask_inline(stack, USER, QUESTION)
+        await stack.telegram.wait_for(
+            "editMessageText", lambda c: c.params.get("inline_message_id") == inline_id
+        )
+        stack.telegram.fail_next(
+            "answerCallbackQuery", status=502, description="Bad Gateway", count=2
+        )
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.press_inline_button(USER, f"stop:{result_id}", inline_id)
+            final = await final_edit(stack, inline_id)
+            await wait_until(
+                lambda: (
+                    any(e["event"] == "inline.stop_unanswered" for e in logs)
+                    or stack.telegram.sent_messages(USER) != []
+                ),
+                within=10,
+            )
+        assert final["text"] != f"❓ {QUESTION}\n\n{ANSWER_LONG}"  # stopped early
+        assert stack.telegram.sent_messages(USER) == []
