@@ -2,14 +2,14 @@
 
 Telegram allows about 20 messages a minute in a group, edits included, and answers a bot that
 edits faster with ``retry_after`` of minutes. A ``Pacer`` spaces every call into one chat (or
-one inline message, whose chat the bot does not know) at least ``60 / per_minute`` seconds
-apart, first come first served. An ``EditSink`` edits its message only when its pacer has a
-slot free right now, the last edit is at least ``interval`` old and the text grew by at least
-``min_growth`` characters (so a slow stream edits less), never with unchanged text; it always
-ends with one final, complete edit, which waits for its slot, honours ``retry_after`` and is
-tried again after a server or network error. An answer longer than one message ends with
-what fits and a button that opens the whole answer in the private chat (kept in memory by
-``services.answers.LongAnswers``, never on disk).
+one inline message, whose chat the bot does not know; a guest answer's is its group's) at least
+``60 / per_minute`` seconds apart, first come first served. An ``EditSink`` edits its message
+only when its pacer has a slot free right now, the last edit is at least ``interval`` old and
+the text grew by at least ``min_growth`` characters (so a slow stream edits less), never with
+unchanged text; it always ends with one final, complete edit, which waits for its slot, honours
+``retry_after`` and is tried again after a server or network error. An answer longer than one
+message ends with what fits and a button that opens the whole answer in the private chat (kept
+in memory by ``services.answers.LongAnswers``, never on disk).
 
 With ``rich`` (``VEIL_RICH_MESSAGES``) the edits carry a rich message (Bot API 10.1:
 ``editMessageText`` takes ``rich_message``, for inline messages too): the model's Markdown as
@@ -75,7 +75,7 @@ from common.logs import describe
 from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from aiogram import Bot
 
@@ -142,6 +142,13 @@ class Pacer:
             self._waiting -= 1
             if not self._waiting:
                 self._queue = None
+
+    def count(self) -> None:
+        """A call went out into this chat without waiting (it could not: a guest query's answer).
+
+        It took a slot all the same: the next free one is a gap later than it was.
+        """
+        self._next = max(self._next, self._clock()) + self.gap
 
     def back_off(self, seconds: float) -> None:
         """Telegram said ``retry_after``: nothing goes to this chat before it has passed."""
@@ -624,6 +631,38 @@ def _is_gone(exc: TelegramAPIError) -> bool:
     )
 
 
+async def _persist(
+    call: Callable[[], Awaitable[object]], pacer: Pacer, *, paced: bool
+) -> BaseException | None:
+    """Make ``call`` until Telegram takes or refuses it; None, else why it did not go through.
+
+    A flood wait holds the chat's pacer for as long as Telegram asked, and the call is tried
+    again in the pacer's next slot; a 5xx, the network or a reply that is not the Bot API's is
+    tried again too (an edit or a deletion made twice does no harm), ``FINAL_TRIES`` times in
+    all. ``paced``: the first try waits for the pacer's slot as well. "Not modified" is taken.
+    """
+    failure: BaseException | None = None
+    for attempt in range(FINAL_TRIES):
+        if paced or attempt:
+            await pacer.wait()
+        try:
+            await call()
+        except TelegramRetryAfter as exc:
+            pacer.back_off(exc.retry_after)
+            failure = exc
+        except (TelegramServerError, TelegramNetworkError, ClientDecodeError) as exc:
+            if isinstance(exc, UnreadableReply) and exc.taken:
+                return None  # Telegram's "ok": it went through
+            failure = exc
+        except TelegramBadRequest as exc:
+            return None if "not modified" in exc.message else exc
+        except TelegramAPIError as exc:
+            return exc
+        else:
+            return None
+    return failure
+
+
 def _notice_failed(exc: TelegramAPIError, pacer: Pacer) -> None:
     """A notice Telegram refused is dropped (logged); a flood wait holds the chat's next call."""
     if isinstance(exc, TelegramRetryAfter):
@@ -706,7 +745,7 @@ class Editors:
             return exc.message_id
         return sent.message_id
 
-    async def inline(
+    async def inline(  # noqa: PLR0913 -- the message, what goes around it, and where it is
         self,
         inline_message_id: str,
         *,
@@ -714,15 +753,24 @@ class Editors:
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
         gone: Callable[[], object] | None = None,
+        posted_in: int | None = None,
     ) -> EditSink:
         """A sink editing an inline (or guest) message, the question as its ``header``.
 
         ``gone`` is called if the message turns out to be gone (it stops the answer).
+        ``posted_in``: the chat the message was just posted in, where the bot knows it (a
+        guest answer's): Telegram counts its edits against that chat's limit, so they take
+        that chat's pace, shared with every other answer there, and the post took one of its
+        slots. An inline message's chat is unknown: it is paced on its own.
         """
         place = Place(inline_message_id=inline_message_id)
         more = await self._more(more_label)
         look = Look(header, stop_markup, more, gone)
-        return self._sink(place, self.inline_pacers(place.key), look)
+        if posted_in is None:
+            return self._sink(place, self.inline_pacers(place.key), look)
+        pacer = self.group_pacers(posted_in)
+        pacer.count()
+        return self._sink(place, pacer, look)
 
     async def in_chat(
         self,
@@ -766,21 +814,36 @@ class Editors:
     async def replace_inline(
         self, inline_message_id: str, text: str, markup: InlineKeyboardMarkup | None
     ) -> None:
-        """Put a short notice in an inline message, paced (Telegram failing: logged)."""
-        await self.inline_pacers(inline_message_id).wait()
-        try:
-            await self.bot.edit_message_text(
+        """Put a short notice in an inline message, paced (Telegram refusing it: logged).
+
+        It takes the placeholder's place, and its stop button's: a flood wait or a failure of
+        Telegram's own is waited out and the edit tried again, as the final edit is
+        (``_persist``).
+        """
+
+        def edit() -> Awaitable[object]:
+            return self.bot.edit_message_text(
                 text=text, inline_message_id=inline_message_id, reply_markup=markup
             )
-        except TelegramAPIError as exc:
-            log.warning("editing.notice_failed", error=type(exc).__name__)
+
+        refused = await _persist(edit, self.inline_pacers(inline_message_id), paced=True)
+        if refused is not None:
+            log.warning("editing.notice_failed", error=type(refused).__name__)
 
     async def retract(self, chat_id: int, message_id: int) -> None:
-        """Delete the bot's placeholder ``message_id`` (gone already: fine)."""
-        try:
-            await self.bot.delete_message(chat_id, message_id)
-        except TelegramAPIError as exc:
-            log.info("editing.retract_failed", error=type(exc).__name__)
+        """Delete the bot's placeholder ``message_id`` (gone already: fine).
+
+        At once, outside the group's pace (a deletion is no message); a flood wait or a failure
+        of Telegram's own is waited out and the deletion tried again (``_persist``), or the
+        placeholder stayed with its stop button.
+        """
+
+        def delete() -> Awaitable[object]:
+            return self.bot.delete_message(chat_id, message_id)
+
+        refused = await _persist(delete, self.group_pacers(chat_id), paced=False)
+        if refused is not None:
+            log.info("editing.retract_failed", error=type(refused).__name__)
 
     async def tell_chat(
         self, chat_id: int, sender_chat_id: int, text: str, *, reply_to: int

@@ -65,6 +65,8 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import (
     AnswerCallbackQuery,
+    AnswerGuestQuery,
+    AnswerInlineQuery,
     GetUpdates,
     Response,
     SendChatAction,
@@ -94,6 +96,10 @@ log = structlog.get_logger("veil.telegram")
 # Drafts (plain and rich) wait out a flood wait in their own loop and then send the text that
 # has arrived by then; a retry here would show the refused, older text first.
 _NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
+# Answers to a query Telegram lets go of within seconds: a flood wait longer than that is not
+# waited out (the answer would be refused as too old, and add to the flood).
+_SHORT_LIVED = (AnswerInlineQuery, AnswerGuestQuery)
+QUERY_LIFE = 10.0  # seconds an inline or guest query can be answered (~10 s reported)
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
 _BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)
@@ -142,7 +148,9 @@ class RetryMiddleware(BaseRequestMiddleware):
     first (Telegram's limits count every chat's calls), so a call may meet one again: it waits
     again, for as long as its waits add up to at most ``max_wait`` seconds (each counted as at
     least one). It used to give up after four tries, and under a busy minute the user got
-    "something went wrong" for a reply that only had to wait.
+    "something went wrong" for a reply that only had to wait. The answer to an inline or guest
+    query waits at most ``QUERY_LIFE``: the query is gone after that, and each letter a user
+    typed during a flood left a retry, all due at once when it ended, each refused as too old.
     """
 
     def __init__(self, max_wait: float = 60.0) -> None:
@@ -160,12 +168,15 @@ class RetryMiddleware(BaseRequestMiddleware):
             return await make_request(bot, method)
         waited = 0.0
         server_errors = 0
+        limit = (
+            min(self.max_wait, QUERY_LIFE) if isinstance(method, _SHORT_LIVED) else self.max_wait
+        )
         while True:
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 waited += max(exc.retry_after, 1)
-                if waited > self.max_wait:
+                if waited > limit:
                     raise
                 log.warning(
                     "telegram.retry_after",

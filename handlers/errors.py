@@ -4,7 +4,8 @@ Handlers do not catch to reply. They let ``services.errors`` propagate, and the 
 with the error's text and button (``handlers.failures``, shared with the answers, which run
 detached from their update and report their own failures the same way). Anything else is a
 bug: logged with its type and traceback (never message text) and answered with a short
-apology, so no failure ends in silence (in a group, to its sender alone, as a notice).
+apology, so no failure ends in silence (in a group, to its sender alone, as a notice; for an
+inline answer not yet started, in its message).
 ``JournalUnavailable`` is the one exception that passes through: the payment update must not be
 acknowledged, so Telegram delivers it again. A pre-checkout query that failed is refused at
 once with a polite reason (nothing is charged), rather than left for Telegram to time out after
@@ -107,11 +108,14 @@ async def on_unexpected(
 ) -> None:
     """A bug: log it with its traceback and apologise (in a group, to the sender alone).
 
-    A button's press is answered too, or its button spins until Telegram gives up on it.
+    Where the answer was being shown outside the private chat (an inline message), the apology
+    goes there, in place of its placeholder, as ``on_veil_error`` tells a failure. A button's
+    press is answered too, or its button spins until Telegram gives up on it.
     """
     update = event.update
-    if in_group(update):
-        await apologise_outside(event.exception, texts, editors, None, _asker(update))
+    shown = editors.showing.pop(update.update_id)
+    if shown is not None or in_group(update):
+        await apologise_outside(event.exception, texts, editors, shown, _asker(update))
         return
     if update.callback_query is not None:
         with contextlib.suppress(TelegramAPIError):  # the query may be too old, or answered

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import (
     InlineQueryResultArticle,
     InlineQueryResultsButton,
@@ -36,6 +36,7 @@ from handlers.callbacks import StopAnswer
 from handlers.commands import forwarded
 from handlers.failures import apologise_outside, tell_outside
 from handlers.replies import (
+    TELEGRAM_LATER,
     link_keyboard,
     new_tag,
     replied_context,
@@ -58,6 +59,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.inline")
 
 HELP_RESULT = "help"
+# An inline or guest query's answer Telegram refused as too old, or held back by a flood wait
+# longer than the query lives (``bot.telegram.RetryMiddleware`` waits no longer than that).
+QUERY_GONE = (TelegramBadRequest, TelegramRetryAfter)
 TITLE_CHARS = 60  # of the question, in the result's title
 # Of the question, above the answer: a guest's question may be near Telegram's 4096 characters
 # (an inline query has at most 256), and the message holds the question and the answer.
@@ -104,7 +108,7 @@ async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) ->
             is_personal=True,
             button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
         )
-    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+    except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.query_refused", error=describe(exc))
 
 
@@ -115,13 +119,19 @@ async def on_chosen_result(
     chat: ChatService,
     editors: Editors,
 ) -> None:
-    """The user sent the article: stream the answer into it."""
+    """The user sent the article: stream the answer into it.
+
+    The message is known to show the answer before the asker's settings are read: a failure
+    to read them is told there by the errors router, never leaving the placeholder waiting.
+    """
     question = result.query.strip()
     if result.result_id == HELP_RESULT or result.inline_message_id is None or not question:
         return
     if not editors.answered.first(("inline", result.inline_message_id)):
         return  # delivered again: it is answered (or being answered) already
     user = result.from_user
+    shown = Shown(user.id, inline_message_id=result.inline_message_id)
+    editors.showing.remember(event_update.update_id, shown)
     asked = Question(
         user.id,
         user.language_code,
@@ -156,7 +166,7 @@ async def on_guest_message(
         sent = await bot.answer_guest_query(
             message.guest_query_id, result=article(texts, tag, question or "…")
         )
-    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+    except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.guest_query_refused", error=describe(exc))
         return
     asked = Question(
@@ -167,7 +177,9 @@ async def on_guest_message(
         context=context,
         keep_history=False,
     )
-    await answer_inline(sent.inline_message_id, event_update, asked, texts, chat, editors)
+    await answer_inline(
+        sent.inline_message_id, event_update, asked, texts, chat, editors, posted_in=message.chat.id
+    )
 
 
 def _refused(message: Message, me_id: int) -> str | None:
@@ -208,7 +220,7 @@ async def _notice(guest_query_id: str, text: str, bot: Bot) -> None:
     )
     try:
         await bot.answer_guest_query(guest_query_id, result=notice)
-    except TelegramBadRequest as exc:  # answered too late (the query expired): nothing to do
+    except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.guest_query_refused", error=describe(exc))
 
 
@@ -219,8 +231,12 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     texts: Texts,
     chat: ChatService,
     editors: Editors,
+    *,
+    posted_in: int | None = None,
 ) -> None:
     """Start streaming the answer to ``asked`` into an inline message.
+
+    ``posted_in``: the chat a guest answer was posted in (its edits take that chat's pace).
 
     The answer runs detached from the update (``ChatService.start``) and tells its own failure
     in the inline message (``_Followup``); a message deleted meanwhile stops it (the sink's
@@ -236,6 +252,7 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
         stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
         more_label=texts("read_whole"),
         gone=partial(chat.cancel, asked.user_id, stop_tag=asked.stop_tag),
+        posted_in=posted_in,
     )
     chat.start(asked, sink, _Followup(sink, texts, editors, shown))
     editors.showing.pop(update.update_id)
@@ -280,11 +297,16 @@ class _Followup:
 async def on_stop(
     query: CallbackQuery, callback_data: StopAnswer, texts: Texts, chat: ChatService
 ) -> None:
-    """The stop button: stops the answer for its asker; anyone else gets a short notice."""
-    if chat.cancel(query.from_user.id, stop_tag=callback_data.tag):
-        await query.answer(texts("stopping"))
-    else:
-        await query.answer(texts("stop_not_yours"))
+    """The stop button: stops the answer for its asker; anyone else gets a short notice.
+
+    The press is carried out first; Telegram failing its answer (the toast) is a log line,
+    not an apology in the presser's private chat for a press that did what it should.
+    """
+    stopped = chat.cancel(query.from_user.id, stop_tag=callback_data.tag)
+    try:
+        await query.answer(texts("stopping" if stopped else "stop_not_yours"))
+    except TELEGRAM_LATER as exc:
+        log.info("inline.stop_unanswered", error=type(exc).__name__, stopped=stopped)
 
 
 def build_router() -> Router:

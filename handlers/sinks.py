@@ -87,7 +87,7 @@ class Editors(Protocol):
         """
         ...
 
-    async def inline(
+    async def inline(  # noqa: PLR0913 -- the message, what goes around it, and where it is
         self,
         inline_message_id: str,
         *,
@@ -95,11 +95,13 @@ class Editors(Protocol):
         stop_markup: InlineKeyboardMarkup | None,
         more_label: str,
         gone: Callable[[], object] | None = None,
+        posted_in: int | None = None,
     ) -> EditedAnswer:
         """A sink editing an inline (or guest) message, the question as its ``header``.
 
         ``gone`` is called once if the message turns out to be gone (deleted): it stops the
-        answer, which nobody could see any more.
+        answer, which nobody could see any more. ``posted_in``: the chat the message was just
+        posted in, where known (a guest answer's): its edits take that chat's pace.
         """
         ...
 
