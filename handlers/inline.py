@@ -138,6 +138,7 @@ async def on_chosen_result(
         question,
         stop_tag=result.result_id,
         keep_history=await chat.keeps_inline_history(user.id),
+        reads_history=False,  # posted where others read it: the private turns stay private
     )
     await answer_inline(result.inline_message_id, event_update, asked, texts, chat, editors)
 

@@ -225,6 +225,9 @@ class Question:
     conversation (``CONTINUE_PROMPT``); its end goes quoted before it unless the context holds
     it whole. ``document``: the text file ``prompt`` asks about (``TextFile.question``): where
     the model's window cannot hold it with room for an answer, the model reads its start.
+    ``reads_history``: False for a question kept in the conversation whose answer is posted
+    where others read it (an inline answer the user keeps): the model reads none of the
+    conversation's turns, which could otherwise be echoed into that chat.
     """
 
     user_id: int
@@ -238,6 +241,7 @@ class Question:
     replied: str | None = field(default=None, repr=False)
     continues: bool = False
     document: TextFile | None = field(default=None, repr=False)
+    reads_history: bool = True
 
     @property
     def chat(self) -> AnswerChat | None:
@@ -761,7 +765,8 @@ class ChatService:
             opened = await self.store.open_conversation(
                 question.user_id, question.language, question.thread_id
             )
-        history += [_Turn.said(turn.role, turn.text, turn.tokens) for turn in opened.turns]
+        if question.reads_history:
+            history += [_Turn.said(turn.role, turn.text, turn.tokens) for turn in opened.turns]
         unnamed = not opened.turns and not opened.titled
         return _Opened(opened.user, opened.conversation_id, history, unnamed=unnamed)
 

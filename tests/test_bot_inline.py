@@ -239,3 +239,23 @@ async def test_half_an_emoji_in_an_inline_question_is_read_as_a_replacement_char
         final = await final_edit(stack, inline_id)
     assert final["text"] == f"❓ what is \ufffd here?\n\n{ANSWER}"
     assert [m["content"] for m in stack.vllm.requests[0]["messages"]] == ["what is \ufffd here?"]
+
+
+async def test_an_inline_answer_kept_in_history_reads_none_of_it(tmp_path: Path) -> None:
+    # With "Keep inline answers in my history" on, an inline question was asked in the private
+    # conversation, its turns read before it: what the user told Veil in private reached the
+    # model for an answer posted in another chat, where the model could repeat it. It is stored
+    # there (the setting's promise) but reads none of it.
+    secret = "my private diagnosis: walrus-cobalt-17"
+    async with running_stack(tmp_path, **FAST_EDITS) as stack:
+        await stack.veil.chat.keep_inline_history(USER, "en", keep=True)
+        stack.telegram.send_text(USER, secret)
+        await stack.stored_turns(USER, 2)
+        _, inline_message_id = await ask_inline(stack, USER, "what did I tell you?")
+        await final_edit(stack, inline_message_id)
+        turns = await stack.stored_turns(USER, 4)
+        asked = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests]
+    assert secret in asked[0]
+    assert asked[1] == ["what did I tell you?"]
+    assert turns[0] == secret
+    assert turns[2] == "what did I tell you?"
