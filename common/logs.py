@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -261,13 +262,45 @@ def _log_crash(kind: type[BaseException], exc: BaseException, tb: TracebackType 
     )
 
 
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """``sys.unraisablehook``: an exception raised where nobody can catch it, logged.
+
+    One in a finalizer (an object's ``__del__``, a generator closed by the collector), say.
+    Python would print its message and the repr of the object it was raised in.
+    """
+    exc = unraisable.exc_value
+    kind = unraisable.exc_type
+    exc_info = (kind, exc, unraisable.exc_traceback) if exc is not None else None
+    structlog.get_logger("veil").error(
+        "process.unraisable", error=kind.__qualname__, exc_info=exc_info
+    )
+
+
+def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: an exception that ends a thread, logged as every other one."""
+    if issubclass(args.exc_type, SystemExit):
+        return  # a thread's quiet end, as Python's own hook treats it
+    exc = args.exc_value
+    exc_info = (args.exc_type, exc, args.exc_traceback) if exc is not None else None
+    structlog.get_logger("veil").error(
+        "thread.crashed",
+        error=args.exc_type.__qualname__,
+        thread=args.thread.name if args.thread is not None else None,
+        exc_info=exc_info,
+    )
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send structlog and stdlib logging to stderr as JSON lines at ``level``.
 
     An exception that ends the process is logged too (``process.crashed``), not printed by
-    Python, which would print its message and its causes' as they are.
+    Python, which would print its message and its causes' as they are; so is one that ends a
+    thread (``thread.crashed``) and one raised where nobody can catch it, in a finalizer
+    (``process.unraisable``).
     """
     sys.excepthook = _log_crash
+    sys.unraisablehook = _log_unraisable
+    threading.excepthook = _log_thread_crash
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter())
     handler.addFilter(SafeRecords())

@@ -1,11 +1,12 @@
 """Streams in flight and the final records of finished ones, for cancel and receipt fetches.
 
 Every stream ends with a final record holding a signed receipt, also when it was cancelled or
-its client vanished. The store keeps that record's exact payload bytes for ``receipt_ttl``
-seconds after the stream ended (at most ``max_kept`` of them, oldest dropped first), so the
-asker can fetch it with a proof derived from the response key. It holds the two proofs, never
-the response key itself. Every entry has the same lifetime, so insertion order is expiry order
-and expiry pops from the front: amortised O(1).
+its client vanished. The store keeps that record's payload bytes (an error's message left
+out: the fetch travels in clear, ``gateway.settlement``) for ``receipt_ttl`` seconds after the
+stream ended (at most ``max_kept`` of them, oldest dropped first), so the asker can fetch it with
+a proof derived from the response key. It holds the two proofs, never the response key itself.
+Every entry has the same lifetime, so insertion order is expiry order and expiry pops from the
+front: amortised O(1).
 """
 
 from __future__ import annotations

@@ -4,13 +4,15 @@ Counts are the model server's usage when it sent one; otherwise the prompt is co
 ``/tokenize`` or, failing that, by ``estimate_prompt_tokens`` (at most the model's window, where
 the bundle states it), the completion is the deltas relayed, and the receipt is marked
 estimated. A failure before any delta bills nothing. Log
-lines and metrics carry ids, counts and outcomes, never text.
+lines and metrics carry ids, counts and outcomes, never text. The final record kept for a late
+receipt fetch, which travels in clear, carries no error message: the model server's words may
+quote the prompt, and only the sealed stream may carry them.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -76,7 +78,8 @@ async def settle(
         reason = (tally.finish or "stop") if outcome == "ok" else _FINISH_REASONS.get(outcome)
         final = Final(signed, finish_reason=reason or "stopped")
     now = gateway.clock()
-    gateway.receipts.finish(admitted.opened.request_id, canonical_json(final.payload()), now)
+    kept = replace(final, error_message="") if final.is_error else final
+    gateway.receipts.finish(admitted.opened.request_id, canonical_json(kept.payload()), now)
     gateway.limiter.charge(admitted.client, now, prompt + completion)
     gateway.metrics.prompt_tokens.inc(prompt)
     gateway.metrics.completion_tokens.inc(completion)

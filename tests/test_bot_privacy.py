@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from services.chat import CONTINUE_PROMPT
+from services.titles import TITLE_PROMPT
 from tests.botstack import running_stack
 from tests.test_bot_stop import behind_proxy
 
@@ -124,6 +126,52 @@ async def test_files_quotes_edits_and_captions_stay_off_disk_logs_and_wire(
     rendered = (json.dumps(logs, default=str) + caplog.text).encode()
     for haystack in (proxy.captured, rendered, every_file(tmp_path)):
         assert_absent(haystack, MARKERS + LATER)
+
+
+# An answer cut at its length limit, so it has a Continue button; the fake model writes it
+# for every request, the title request too (whose title is then its first words).
+ESSAY = " ".join(f"obsidian-kettledrum-{n}" for n in range(40))
+
+
+async def test_titles_continue_and_rich_answers_stay_off_disk_logs_and_wire(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The paths that came after the tests above, as production runs them (rich messages,
+    # titles on): the title request and the title kept, a cut answer and its Continue.
+    async with (
+        running_stack(
+            tmp_path,
+            answer=ESSAY,
+            max_answer_tokens=16,
+            min_answer_tokens=8,
+            rich_messages=True,
+            conversation_titles=True,
+        ) as stack,
+        recording(stack) as proxy,
+    ):
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.send_text(USER, PROMPT)
+            _, note = await stack.final_messages(USER, 2)
+            await stack.stored_turns(USER, 2)
+            async with asyncio.timeout(10):
+                while not any(c.title for c in await stack.veil.store.conversations(USER)):  # noqa: ASYNC110 -- polls the store
+                    await asyncio.sleep(0.02)
+            (button,) = note["reply_markup"]["inline_keyboard"][0]
+            stack.telegram.press_button(
+                USER, button["callback_data"], message_id=note["message_id"]
+            )
+            await stack.final_messages(USER, 4)
+            await stack.stored_turns(USER, 4)
+        (conversation,) = await stack.veil.store.conversations(USER)
+    assert conversation.title is not None
+    assert conversation.title.startswith("obsidian-kettledrum")  # named from the answer
+    asked = [r["messages"][-1]["content"] for r in stack.vllm.requests]
+    assert len(asked) == 3  # the question, its title, the Continue
+    assert any(text.startswith(TITLE_PROMPT) and PROMPT in text for text in asked)
+    assert asked[-1] == CONTINUE_PROMPT
+    rendered = (json.dumps(logs, default=str) + caplog.text).encode()
+    for haystack in (proxy.captured, rendered, every_file(tmp_path)):
+        assert_absent(haystack)
 
 
 async def test_forget_erases_history_so_it_cannot_be_found_or_decrypted(tmp_path: Path) -> None:

@@ -312,6 +312,34 @@ async def test_receipt_fetch_answers_in_progress_then_the_final_record(
         assert not final.receipt.receipt.estimated
 
 
+async def test_a_late_receipt_of_an_error_carries_no_word_of_the_model_server(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # The late receipt travels in clear (past relays, proxies, and to the bot relaying a Mini
+    # App's request, which may not read it); it was the final record's payload as sealed, with
+    # the model server's message, which may quote the prompt (vLLM's validation errors do).
+    prompt = "secret prompt: periwinkle-otter"
+    async with (
+        FakeVLLM(answer="never sent") as fake,
+        run_gateway(fake.url, clock=clock) as gw,
+    ):
+        fake.fail_before_stream = (400, f"prompt {prompt!r} has an invalid token")
+        call = seal_call(
+            gw, {"model": "veil-test", "messages": [{"role": "user", "content": prompt}]}
+        )
+        reply = await post_sealed(http, gw.url, call)
+        status, body = await fetch_receipt(
+            http, gw.url, call.request_id.hex(), call.receipt_headers()
+        )
+    assert reply.final is not None
+    assert prompt in (reply.final.error_message or "")  # the asker reads it, sealed
+    assert status == 200
+    assert b"periwinkle" not in body
+    late = Final.from_payload(json.loads(body))
+    assert (late.error_kind, late.error_status, late.error_message) == ("backend", 400, "")
+    assert late.receipt == reply.final.receipt  # the same signed bytes: billing is unchanged
+
+
 @pytest.mark.parametrize(
     ("proof", "status", "code"),
     [

@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -61,6 +62,7 @@ from tests.harness import (
     ManagedProcess,
     RunningGateway,
     run_gateway,
+    run_python,
     seal_call,
 )
 from tests.miniapp import PythonPage, webapp_stack
@@ -81,7 +83,8 @@ def stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The process's stderr while ``configure_logging`` (as the bot and gateway run it) is on."""
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back afterwards
+    for hooks, name in ((sys, "excepthook"), (sys, "unraisablehook"), (threading, "excepthook")):
+        monkeypatch.setattr(hooks, name, getattr(hooks, name))  # put back afterwards
     configure_logging("INFO")
     yield stream
     structlog.reset_defaults()
@@ -273,6 +276,54 @@ async def test_asyncio_s_own_reports_are_logged_without_reprs(
     assert said in logged
     assert "ValueError (message withheld)" in logged
     assert "in _fail" in logged  # its traceback
+
+
+# An exception Python cannot raise to anyone: one in a finalizer (an object's ``__del__``, a
+# generator closed by the collector) and one that ends a thread. Python printed each itself,
+# its message and the repr of the object as they are, in plain text among the JSON lines.
+_UNRAISED = f"""
+import gc, threading
+from common.logs import configure_logging
+
+configure_logging("INFO")
+
+
+class Holder:
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return f"Holder({{self.text!r}})"
+
+    def __del__(self):
+        raise ValueError(self.text)
+
+
+def lookup():
+    return {{}}[{QUESTION!r}]
+
+
+Holder({ANSWER!r})
+gc.collect()
+thread = threading.Thread(target=lookup, name="lookup")
+thread.start()
+thread.join()
+"""
+
+
+def test_exceptions_python_cannot_raise_are_logged_as_json_without_their_text() -> None:
+    result = run_python("-c", _UNRAISED)
+    assert result.returncode == 0, result.stderr
+    assert_clean(result.stderr)
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(line["event"], line["error"]) for line in lines] == [
+        ("process.unraisable", "ValueError"),
+        ("thread.crashed", "KeyError"),
+    ]
+    assert "ValueError (message withheld)" in lines[0]["exception"]
+    assert "in __del__" in lines[0]["exception"]  # its traceback
+    assert "KeyError (message withheld)" in lines[1]["exception"]
+    assert lines[1]["thread"] == "lookup"
 
 
 @pytest.mark.parametrize("mode", MODES)
