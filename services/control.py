@@ -77,6 +77,7 @@ class ControlClient:
                 f"{gateway.url}/v1/sealed/cancel",
                 json=body,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                allow_redirects=False,  # the proof goes to the gateway we were given, only
             ) as response:
                 status = response.status
                 try:
@@ -126,6 +127,7 @@ class ControlClient:
                     url,
                     headers={PROOF_HEADER: proof},
                     timeout=aiohttp.ClientTimeout(total=self.timeout),
+                    allow_redirects=False,  # the proof goes to the gateway we were given, only
                 ) as response:
                     status = response.status
                     reply = await response.json(content_type=None) if status == _HTTP_OK else None

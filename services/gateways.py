@@ -131,7 +131,9 @@ class GatewayPool:
                 return
             try:
                 async with self._session.get(
-                    f"{gateway.url}/v1/keys", timeout=aiohttp.ClientTimeout(total=_BUNDLE_TIMEOUT)
+                    f"{gateway.url}/v1/keys",
+                    timeout=aiohttp.ClientTimeout(total=_BUNDLE_TIMEOUT),
+                    allow_redirects=False,  # a redirect's target is no gateway we were given
                 ) as response:
                     if response.status != 200:  # noqa: PLR2004 -- HTTP OK
                         raise _BundleUnavailable(f"key bundle HTTP {response.status}")

@@ -466,6 +466,7 @@ class InferenceClient:
                     **client_auth_headers(self._client_key, body),
                 },
                 timeout=self._timeout,
+                allow_redirects=False,  # a redirect's target is no gateway we were given
             )
         except aiohttp.ConnectionTimeoutError as exc:
             busy = self._pool_full(gateway)

@@ -272,6 +272,7 @@ class RelayService:
                 data=body,
                 headers=headers,
                 timeout=self._timeout,
+                allow_redirects=False,  # a redirect's target is no gateway we were given
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._pool.failed(gateway)

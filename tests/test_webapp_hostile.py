@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from sealed.receipt import ReceiptStatus
@@ -345,6 +346,44 @@ async def test_a_proxys_unreadable_refusal_reaches_the_page_as_a_refusal_and_not
         assert await inconsistent_users(stack.store) == []
     assert [e["code"] for e in logs if e["event"] == "relay.refused"] == ["unknown"]
     assert not [e for e in logs if e["log_level"] == "error"]
+
+
+async def test_a_redirect_on_the_way_to_the_gateway_is_not_followed(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The bot followed a redirect from whatever answered as the gateway (aiohttp's default):
+    # the sealed question, its client signature and the page's receipt proof went to any host
+    # a proxy named. A redirect is now a refusal like any other reply that is not the gateway's.
+    caught: list[str] = []
+
+    async def catch(request: web.Request) -> web.Response:
+        caught.append(request.path)
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", catch)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    elsewhere = f"http://127.0.0.1:{runner.addresses[0][1]}/elsewhere"
+    try:
+        async with webapp_stack(tmp_path, tamper=True) as stack:
+            stack.tampering.redirect = ("/v1/sealed/", 307, elsewhere)
+            async with page(stack, http).relay(CHAT) as (response, asked):
+                reply = await response.json()
+            state = await hold_of(stack.store, asked.request_id)
+            stack.telegram.send_text(USER_ID, "A question for the gateway")
+            await wait_until(lambda: bool(stack.telegram.sent_messages(USER_ID)))
+            told = stack.telegram.sent_messages(USER_ID)[0]["text"]
+    finally:
+        await runner.cleanup()
+    assert caught == []
+    assert (response.status, reply["error"]["code"]) == (502, "gateway_refused")
+    assert state is not None
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.units) == ("released", 0)
+    assert told.startswith("The model")
 
 
 @pytest.mark.parametrize(

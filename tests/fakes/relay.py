@@ -183,7 +183,9 @@ class TamperingRelay(Served):
     ``rewrite_request`` / ``rewrite_response`` take the whole body and return what to send on;
     ``None`` forwards unchanged (a reply as it comes). ``refusal`` (a path prefix, status,
     content type, body) answers every request under that prefix with it instead of forwarding:
-    a proxy's own error page. Other paths (``/v1/keys``, ``/health``) pass through untouched.
+    a proxy's own error page. ``redirect`` (a path prefix, status, location) answers every
+    request under that prefix with a redirect there instead. Other paths (``/v1/keys``,
+    ``/health``) pass through untouched.
     """
 
     def __init__(self, target: str) -> None:
@@ -191,6 +193,7 @@ class TamperingRelay(Served):
         self.rewrite_request: Callable[[bytes], bytes] | None = None
         self.rewrite_response: Callable[[bytes], bytes] | None = None
         self.refusal: tuple[str, int, str, bytes] | None = None
+        self.redirect: tuple[str, int, str] | None = None
         self.replay_last = False
         self.last_request: bytes | None = None
         self.last_headers: dict[str, str] = {}
@@ -228,6 +231,9 @@ class TamperingRelay(Served):
             if name.lower() == "content-type" or name.lower().startswith("veil-")
         }
         sealed = request.path.startswith("/v1/sealed/")
+        if self.redirect is not None and request.path.startswith(self.redirect[0]):
+            _, status, location = self.redirect
+            return web.Response(status=status, headers={"Location": location})
         if self.refusal is not None and request.path.startswith(self.refusal[0]):
             _, status, content_type, payload = self.refusal
             return web.Response(body=payload, status=status, headers={"Content-Type": content_type})
