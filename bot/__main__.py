@@ -14,6 +14,7 @@ import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
@@ -138,6 +139,7 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
     """
     from aiogram.exceptions import (  # noqa: PLC0415 -- see run_bot
         ClientDecodeError,
+        TelegramBadRequest,
         TelegramNetworkError,
         TelegramServerError,
         TelegramUnauthorizedError,
@@ -156,11 +158,12 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
     elif isinstance(exc, ValueError):
         line = f"veil: {exc}"
     elif isinstance(exc, TelegramUnauthorizedError):
-        method = getattr(exc.method, "__api_method__", "?")
         line = (
-            f"veil: Telegram refused the bot token ({method}: Unauthorized): set VEIL_BOT_TOKEN"
-            " to the token @BotFather gave this bot"
+            f"veil: Telegram refused the bot token ({_method(exc)}: Unauthorized): set"
+            " VEIL_BOT_TOKEN to the token @BotFather gave this bot"
         )
+    elif isinstance(exc, TelegramBadRequest) and _method(exc) == "setWebhook":
+        line = webhook_refused(settings, exc.message)
     elif isinstance(exc, TelegramNetworkError):  # start-up's calls: serving retries its own
         line = (
             f"veil: cannot reach Telegram at {telegram} (VEIL_TELEGRAM_API):"
@@ -179,6 +182,23 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
         return None
     away = TelegramNetworkError | TelegramServerError | ClientDecodeError
     return line, 1 if isinstance(exc, away) else 2
+
+
+def _method(exc: Exception) -> str:
+    """The Bot API method a Telegram error came from (``?`` when it names none)."""
+    return str(getattr(getattr(exc, "method", None), "__api_method__", "?"))
+
+
+def webhook_refused(settings: BotSettings, description: str) -> str:
+    """The line for a webhook URL Telegram will not post to, in Telegram's own words.
+
+    Telegram posts only to HTTPS on ports 80, 88, 443 or 8443 at a host it can resolve; its
+    reply says which rule the URL broke. The URL is shown without its path and query, which may
+    hold a secret of their own.
+    """
+    parts = urlsplit(str(settings.webhook_url))
+    where = without_credentials(f"{parts.scheme}://{parts.netloc}")
+    return f"veil: Telegram refused the webhook URL {where} (VEIL_WEBHOOK_URL): {description}"
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:

@@ -362,6 +362,33 @@ async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path
     assert "revoked-or-mistyped" not in bot.output
 
 
+async def test_a_webhook_url_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path) -> None:
+    # Telegram's own reply to setWebhook for a URL it will not post to (plain http, a port other
+    # than 80, 88, 443 or 8443, a host it cannot resolve): a 400 that ended start-up in a
+    # traceback (process.crashed), as if the bot had a bug, naming no setting.
+    data = tmp_path / "data"
+    install_client_key(data)
+    refused = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+    async with FakeTelegram(token=TOKEN) as telegram:
+        telegram.fail_next("setWebhook", status=400, description=refused)
+        env = {
+            **start_settings(data, telegram.url),
+            "VEIL_WEBHOOK_URL": "http://veil.example.com/hook",
+            "VEIL_WEBHOOK_SECRET": "s" * 40,
+            "VEIL_WEBHOOK_PORT": "0",
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        code = await exit_code(bot)
+    assert code == 2
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the webhook URL http://veil.example.com (VEIL_WEBHOOK_URL):"
+        f" {refused}"
+    )
+    assert "process.crashed" not in bot.output
+    assert "Traceback" not in bot.output
+    assert "s" * 40 not in bot.output
+
+
 @pytest.mark.parametrize(
     ("status", "body", "named"),
     [
