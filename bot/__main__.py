@@ -20,7 +20,7 @@ from bot.settings import BotSettings
 from common.connections import bind_failure
 from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
-from models import StorageError
+from models import MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
 from models.store import holds_data_keys
@@ -154,7 +154,7 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
             " share one)"
         )
     elif isinstance(exc, StorageError):
-        line = f"veil: cannot open the data store: {exc}"
+        line = storage_failure(exc)
     elif isinstance(exc, ValueError):
         line = f"veil: {exc}"
     elif isinstance(exc, TelegramUnauthorizedError):
@@ -182,6 +182,13 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
         return None
     away = TelegramNetworkError | TelegramServerError | ClientDecodeError
     return line, 1 if isinstance(exc, away) else 2
+
+
+def storage_failure(exc: StorageError) -> str:
+    """The line for a data store that cannot be opened; a master key file names its setting."""
+    if isinstance(exc, MasterKeyFileError):
+        return f"veil: setting VEIL_MASTER_KEY_FILE: {exc}"
+    return f"veil: cannot open the data store: {exc}"
 
 
 def _method(exc: Exception) -> str:
@@ -302,7 +309,7 @@ def run_audit(settings: BotSettings) -> int:
     try:
         report = asyncio.run(audit(settings))
     except StorageError as exc:
-        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
+        print(storage_failure(exc), file=sys.stderr)  # noqa: T201
         return 2
     for line in report_lines(report):
         print(line)  # noqa: T201 -- the command's report

@@ -199,6 +199,31 @@ async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
     assert (data / "master.key").read_bytes() == wrong
 
 
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+@pytest.mark.parametrize("kind", ["client key", "readable by others", "folder not made"])
+def test_a_master_key_file_that_cannot_be_used_names_the_setting(
+    tmp_path: Path, command: list[str], kind: str
+) -> None:
+    # A client key given as the master key, a key file others may read, or one in a folder
+    # that cannot be made (the first start makes the key): the first two were told as "cannot
+    # open the data store" naming no setting, the last crashed with a traceback.
+    data = tmp_path / "data"
+    key_file = install_client_key(data)  # any file other than a master key
+    if kind == "readable by others":
+        key_file = data / "shared-master.key"
+        MasterKey.load_or_create(key_file)
+        key_file.chmod(0o644)
+    elif kind == "folder not made":
+        key_file = Path("/proc/veil-no-such-folder/master.key")  # no folder can be made in /proc
+    result = bot_command(data, *command, settings={"VEIL_MASTER_KEY_FILE": str(key_file)})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_MASTER_KEY_FILE: master key file {key_file} ")
+    if kind == "readable by others":
+        assert line.endswith("run chmod 600 on it")
+    assert not (data / "master.key").exists()
+
+
 async def test_a_full_disk_is_named_for_the_operator_and_the_user_keeps_the_answer(
     tmp_path: Path,
 ) -> None:
