@@ -110,7 +110,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
     from aiogram.exceptions import ClientDecodeError, TelegramAPIError  # noqa: PLC0415
 
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
-    from bot.conflict import TokenInUse  # noqa: PLC0415
+    from bot.conflict import TokenInUse, TokenRefused  # noqa: PLC0415
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
@@ -118,7 +118,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
         # releases every hold left open when it starts, and Telegram serves one poller).
         with claim_database(settings.database_path, shared=serve is run_webhook):
             asyncio.run(serve(settings, client_key))
-    except TokenInUse as exc:
+    except (TokenInUse, TokenRefused) as exc:
         print(exc.line(), file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
     except (StorageError, ValueError, OSError, TelegramAPIError, ClientDecodeError) as exc:

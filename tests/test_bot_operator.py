@@ -829,3 +829,29 @@ async def test_a_second_poller_with_the_same_token_stops_the_bot_in_one_line(
     assert bot.output.count('"telegram.token_in_use"') == 1
     assert "bot.stopped" in bot.output
     assert TOKEN.split(":")[1] not in bot.output
+
+
+async def test_a_token_revoked_while_the_bot_serves_stops_it_in_one_line(tmp_path: Path) -> None:
+    # The token revoked in @BotFather (or replaced) while the bot long-polls: Telegram answers
+    # every poll 401. aiogram logged each and polled again for ever, so the bot served no one,
+    # said so nowhere an operator looks, and a supervisor never restarted it.
+    data = tmp_path / "data"
+    async with process_stack(data, answer=ANSWER) as stack:
+        telegram, env = stack.telegram, stack.env
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("getUpdates", status=401, description="Unauthorized", count=1000)
+            telegram.send_text(USER, "/start")  # ends the poll waiting now; the next is refused
+            code = await exit_code(bot)
+        finally:
+            await bot.kill()
+    assert code == 2  # the operator's to fix, as a token refused at start
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the bot token (getUpdates: Unauthorized) while the bot was"
+        " serving: set VEIL_BOT_TOKEN to the token @BotFather gave this bot (/revoke there"
+        " replaces it)"
+    )
+    assert bot.output.count('"telegram.token_refused"') == 1
+    assert "bot.stopped" in bot.output
+    assert TOKEN.split(":")[1] not in bot.output
