@@ -14,12 +14,13 @@ import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
 from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
-from models import StorageError
+from models import MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
 from models.store import holds_data_keys
@@ -109,7 +110,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
     from aiogram.exceptions import ClientDecodeError, TelegramAPIError  # noqa: PLC0415
 
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
-    from bot.conflict import TokenInUse  # noqa: PLC0415
+    from bot.conflict import TokenInUse, TokenRefused  # noqa: PLC0415
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
@@ -117,7 +118,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
         # releases every hold left open when it starts, and Telegram serves one poller).
         with claim_database(settings.database_path, shared=serve is run_webhook):
             asyncio.run(serve(settings, client_key))
-    except TokenInUse as exc:
+    except (TokenInUse, TokenRefused) as exc:
         print(exc.line(), file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
     except (StorageError, ValueError, OSError, TelegramAPIError, ClientDecodeError) as exc:
@@ -138,6 +139,7 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
     """
     from aiogram.exceptions import (  # noqa: PLC0415 -- see run_bot
         ClientDecodeError,
+        TelegramBadRequest,
         TelegramNetworkError,
         TelegramServerError,
         TelegramUnauthorizedError,
@@ -152,15 +154,16 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
             " share one)"
         )
     elif isinstance(exc, StorageError):
-        line = f"veil: cannot open the data store: {exc}"
+        line = storage_failure(exc)
     elif isinstance(exc, ValueError):
         line = f"veil: {exc}"
     elif isinstance(exc, TelegramUnauthorizedError):
-        method = getattr(exc.method, "__api_method__", "?")
         line = (
-            f"veil: Telegram refused the bot token ({method}: Unauthorized): set VEIL_BOT_TOKEN"
-            " to the token @BotFather gave this bot"
+            f"veil: Telegram refused the bot token ({_method(exc)}: Unauthorized): set"
+            " VEIL_BOT_TOKEN to the token @BotFather gave this bot"
         )
+    elif isinstance(exc, TelegramBadRequest) and _method(exc) == "setWebhook":
+        line = webhook_refused(settings, exc.message)
     elif isinstance(exc, TelegramNetworkError):  # start-up's calls: serving retries its own
         line = (
             f"veil: cannot reach Telegram at {telegram} (VEIL_TELEGRAM_API):"
@@ -179,6 +182,30 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
         return None
     away = TelegramNetworkError | TelegramServerError | ClientDecodeError
     return line, 1 if isinstance(exc, away) else 2
+
+
+def storage_failure(exc: StorageError) -> str:
+    """The line for a data store that cannot be opened; a master key file names its setting."""
+    if isinstance(exc, MasterKeyFileError):
+        return f"veil: setting VEIL_MASTER_KEY_FILE: {exc}"
+    return f"veil: cannot open the data store: {exc}"
+
+
+def _method(exc: Exception) -> str:
+    """The Bot API method a Telegram error came from (``?`` when it names none)."""
+    return str(getattr(getattr(exc, "method", None), "__api_method__", "?"))
+
+
+def webhook_refused(settings: BotSettings, description: str) -> str:
+    """The line for a webhook URL Telegram will not post to, in Telegram's own words.
+
+    Telegram posts only to HTTPS on ports 80, 88, 443 or 8443 at a host it can resolve; its
+    reply says which rule the URL broke. The URL is shown without its path and query, which may
+    hold a secret of their own.
+    """
+    parts = urlsplit(str(settings.webhook_url))
+    where = without_credentials(f"{parts.scheme}://{parts.netloc}")
+    return f"veil: Telegram refused the webhook URL {where} (VEIL_WEBHOOK_URL): {description}"
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
@@ -282,7 +309,7 @@ def run_audit(settings: BotSettings) -> int:
     try:
         report = asyncio.run(audit(settings))
     except StorageError as exc:
-        print(f"veil: cannot open the data store: {exc}", file=sys.stderr)  # noqa: T201
+        print(storage_failure(exc), file=sys.stderr)  # noqa: T201
         return 2
     for line in report_lines(report):
         print(line)  # noqa: T201 -- the command's report

@@ -12,6 +12,10 @@ out as aiogram does. When every poll has met a 409 for ``VEIL_POLL_CONFLICT_LIMI
 (and at least ``CONFLICT_POLLS`` in a row), ``PollingConflicts`` logs ``telegram.token_in_use``
 once and asks the bot to stop: it stops gracefully (answers in progress finish), and
 ``python -m bot`` ends with one line naming the cause (``TokenInUse``) and exit code 2.
+
+A poll refused with 401 means the token itself is no longer good (revoked or replaced in
+@BotFather while the bot ran): aiogram would poll again for ever, serving no one. The first one
+is logged (``telegram.token_refused``) and stops the bot the same way (``TokenRefused``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.exceptions import TelegramConflictError
+from aiogram.exceptions import TelegramConflictError, TelegramUnauthorizedError
 from aiogram.methods import GetUpdates
 
 if TYPE_CHECKING:
@@ -54,8 +58,20 @@ class TokenInUse(Exception):
         )
 
 
+class TokenRefused(Exception):
+    """Telegram refused a poll with 401 while the bot served: its token is no longer good."""
+
+    def line(self) -> str:
+        """The one line for the operator, as for a token refused at start."""
+        return (
+            "veil: Telegram refused the bot token (getUpdates: Unauthorized) while the bot was"
+            " serving: set VEIL_BOT_TOKEN to the token @BotFather gave this bot (/revoke there"
+            " replaces it)"
+        )
+
+
 class PollingConflicts(BaseRequestMiddleware):
-    """Watch ``getUpdates`` for 409s; once they persist, log it and call ``stop`` (once)."""
+    """Watch ``getUpdates`` for 409s and 401s; on one that stops the bot, log it, ``stop`` once."""
 
     def __init__(
         self,
@@ -68,7 +84,7 @@ class PollingConflicts(BaseRequestMiddleware):
         self._clock = clock
         self._since: float | None = None
         self._polls = 0
-        self.failure: TokenInUse | None = None
+        self.failure: TokenInUse | TokenRefused | None = None
 
     async def __call__(
         self,
@@ -84,6 +100,9 @@ class PollingConflicts(BaseRequestMiddleware):
             response = await make_request(bot, method)
         except TelegramConflictError as exc:
             self._conflict(exc.message)
+            raise
+        except TelegramUnauthorizedError:
+            self._refused()
             raise
         self._since, self._polls = None, 0
         return response
@@ -104,4 +123,11 @@ class PollingConflicts(BaseRequestMiddleware):
             description=description,
             setting="VEIL_BOT_TOKEN",
         )
+        self._stop()
+
+    def _refused(self) -> None:
+        if self.failure is not None:
+            return
+        self.failure = TokenRefused()
+        log.error("telegram.token_refused", method="getUpdates", setting="VEIL_BOT_TOKEN")
         self._stop()

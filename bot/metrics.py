@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from bot.listeners import METRICS_CONNECTIONS
 from common.connections import ConnectionGuard, GuardedSite, guard_app
 from models import StorageError
-from services.chat import Answer, AnswerSink, ChatService, Question, ReasoningSink
+from services.chat import Answer, AnswerSink, ChatService, Followup, Question, ReasoningSink
 from services.errors import LedgerUnavailable, VeilError
 
 if TYPE_CHECKING:
@@ -208,6 +208,17 @@ class MeteredChatService(ChatService):
     """The chat service, counting each answer's outcome and timing its stream."""
 
     metrics: BotMetrics = field(default_factory=BotMetrics)
+
+    def start(self, question: Question, sink: AnswerSink, followup: Followup) -> None:
+        """``ChatService.start``, counting a refusal to start (busy, erasing) as an outcome.
+
+        ``answer`` counts the rest; an answer ``start`` refuses never gets there.
+        """
+        try:
+            super().start(question, sink, followup)
+        except VeilError as exc:
+            self.metrics.answers.labels(outcome=error_label(exc)).inc()
+            raise
 
     async def answer(self, question: Question, sink: AnswerSink) -> Answer:
         """``ChatService.answer``, observed (a private chat's draft by its id)."""

@@ -23,6 +23,7 @@ from models.errors import (
     ConversationNotFound,
     DataKeyCorrupted,
     HistoryCorrupted,
+    MasterKeyFileError,
     StorageError,
     UserNotFound,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Database",
     "HistoryCorrupted",
     "MasterKey",
+    "MasterKeyFileError",
     "Role",
     "StorageError",
     "Store",

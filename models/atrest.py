@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from models.errors import DataKeyCorrupted, HistoryCorrupted, StorageError
+from models.errors import DataKeyCorrupted, HistoryCorrupted, MasterKeyFileError, StorageError
 from models.records import as_role
 
 if TYPE_CHECKING:
@@ -71,13 +71,24 @@ class MasterKey:
         """Load the master key from ``path``, or create the file (mode 0600) if it is absent.
 
         A file that group or others may access, that is not a regular file, or that does not
-        hold base64 of exactly 32 bytes is refused with ``StorageError``: guessing would either
-        leak the key or silently start a new one that cannot open the old history.
+        hold base64 of exactly 32 bytes is refused with ``MasterKeyFileError``: guessing would
+        either leak the key or silently start a new one that cannot open the old history. So is
+        a file that cannot be made (its folder cannot be, the disk is full).
         """
         try:
             return cls._load(path)
         except FileNotFoundError:
             pass
+        try:
+            return cls._create(path)
+        except OSError as exc:
+            raise MasterKeyFileError(
+                f"master key file {path} cannot be made: {exc.strerror}"
+            ) from exc
+
+    @classmethod
+    def _create(cls, path: Path) -> MasterKey:
+        """Write a new key to ``path`` (its folder made if need be), or load one made meanwhile."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = os.urandom(KEY_SIZE)
         # Written whole under a name of its own, then linked into place: a process starting at
@@ -103,13 +114,13 @@ class MasterKey:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise StorageError(f"cannot read master key file {path}: {exc.strerror}") from exc
+            raise MasterKeyFileError(f"cannot read master key file {path}: {exc.strerror}") from exc
         try:
             key = base64.b64decode(encoded.strip(), validate=True)
         except binascii.Error as exc:
-            raise StorageError(f"master key file {path} does not hold base64") from exc
+            raise MasterKeyFileError(f"master key file {path} does not hold base64") from exc
         if len(key) != KEY_SIZE:
-            raise StorageError(f"master key file {path} must hold base64 of {KEY_SIZE} bytes")
+            raise MasterKeyFileError(f"master key file {path} must hold base64 of {KEY_SIZE} bytes")
         return cls(key)
 
     def wrap(self, user_id: int, data_key: bytes) -> bytes:
@@ -182,9 +193,9 @@ def _read_key_file(path: Path) -> bytes:
     with path.open("rb") as file:
         mode = os.fstat(file.fileno()).st_mode
         if not stat.S_ISREG(mode):
-            raise StorageError(f"master key file {path} is not a regular file")
+            raise MasterKeyFileError(f"master key file {path} is not a regular file")
         if mode & 0o077:
-            raise StorageError(
+            raise MasterKeyFileError(
                 f"master key file {path} has mode {stat.S_IMODE(mode):04o}, so group or others "
                 "may read it; run chmod 600 on it"
             )

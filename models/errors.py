@@ -3,6 +3,7 @@
 Messages never hold message text or keys::
 
     StorageError                 the database or a key file cannot be used as it is
+    ├── MasterKeyFileError       the master key file cannot be read or made, or is not one
     ├── HistoryCorrupted         a sealed turn does not open under its user, conversation,
     │                            position and role: tampered, moved, or its key is gone
     ├── DataKeyCorrupted         a user's wrapped data key does not open under the master key:
@@ -28,6 +29,7 @@ __all__ = [
     "ConversationNotFound",
     "DataKeyCorrupted",
     "HistoryCorrupted",
+    "MasterKeyFileError",
     "StorageError",
     "UserNotFound",
     "storage_errors",
@@ -36,6 +38,10 @@ __all__ = [
 
 class StorageError(Exception):
     """Root of the storage layer's errors."""
+
+
+class MasterKeyFileError(StorageError):
+    """The master key file cannot be read or made, or does not hold a master key (its path only)."""
 
 
 class HistoryCorrupted(StorageError):

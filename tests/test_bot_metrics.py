@@ -160,6 +160,25 @@ async def test_stopped_and_failed_answers_are_counted_by_outcome(tmp_path: Path)
     assert value(samples, "veil_bot_charges_total", outcome="settled") == 1
 
 
+async def test_a_question_refused_while_an_answer_streams_is_counted(tmp_path: Path) -> None:
+    # operations.md lists answer_in_progress among the outcomes; a private chat's question
+    # refused as busy was told to the user but never counted: the refusal comes from starting
+    # the answer, before the metered stream.
+    async with (
+        running_stack(tmp_path, answer=ANSWER, token_delay=0.05) as stack,
+        scraping(stack) as scraper,
+    ):
+        stack.telegram.send_text(USER, PROMPT)
+        await stack.telegram.wait_for("sendMessageDraft")
+        stack.telegram.send_text(USER, "And this one too?")
+        await stack.final_messages(USER, 2)  # the refusal, then the answer
+        await stack.stored_turns(USER, 2)
+        await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
+        samples = await scraper.samples()
+    assert value(samples, "veil_bot_answers_total", outcome="answer_in_progress") == 1
+    assert value(samples, "veil_bot_answers_total", outcome="complete") == 1
+
+
 def test_error_labels_are_class_names_in_snake_case() -> None:
     assert error_label(ModelStalled("x")) == "model_stalled"
     assert error_label(InsufficientCredit(needed=1, balance=0, free_tokens_left=0)) == (

@@ -199,6 +199,31 @@ async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
     assert (data / "master.key").read_bytes() == wrong
 
 
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+@pytest.mark.parametrize("kind", ["client key", "readable by others", "folder not made"])
+def test_a_master_key_file_that_cannot_be_used_names_the_setting(
+    tmp_path: Path, command: list[str], kind: str
+) -> None:
+    # A client key given as the master key, a key file others may read, or one in a folder
+    # that cannot be made (the first start makes the key): the first two were told as "cannot
+    # open the data store" naming no setting, the last crashed with a traceback.
+    data = tmp_path / "data"
+    key_file = install_client_key(data)  # any file other than a master key
+    if kind == "readable by others":
+        key_file = data / "shared-master.key"
+        MasterKey.load_or_create(key_file)
+        key_file.chmod(0o644)
+    elif kind == "folder not made":
+        key_file = Path("/proc/veil-no-such-folder/master.key")  # no folder can be made in /proc
+    result = bot_command(data, *command, settings={"VEIL_MASTER_KEY_FILE": str(key_file)})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_MASTER_KEY_FILE: master key file {key_file} ")
+    if kind == "readable by others":
+        assert line.endswith("run chmod 600 on it")
+    assert not (data / "master.key").exists()
+
+
 async def test_a_full_disk_is_named_for_the_operator_and_the_user_keeps_the_answer(
     tmp_path: Path,
 ) -> None:
@@ -360,6 +385,33 @@ async def test_a_token_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path
     )
     assert "process.crashed" not in bot.output
     assert "revoked-or-mistyped" not in bot.output
+
+
+async def test_a_webhook_url_telegram_refuses_stops_the_bot_in_one_line(tmp_path: Path) -> None:
+    # Telegram's own reply to setWebhook for a URL it will not post to (plain http, a port other
+    # than 80, 88, 443 or 8443, a host it cannot resolve): a 400 that ended start-up in a
+    # traceback (process.crashed), as if the bot had a bug, naming no setting.
+    data = tmp_path / "data"
+    install_client_key(data)
+    refused = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+    async with FakeTelegram(token=TOKEN) as telegram:
+        telegram.fail_next("setWebhook", status=400, description=refused)
+        env = {
+            **start_settings(data, telegram.url),
+            "VEIL_WEBHOOK_URL": "http://veil.example.com/hook",
+            "VEIL_WEBHOOK_SECRET": "s" * 40,
+            "VEIL_WEBHOOK_PORT": "0",
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        code = await exit_code(bot)
+    assert code == 2
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the webhook URL http://veil.example.com (VEIL_WEBHOOK_URL):"
+        f" {refused}"
+    )
+    assert "process.crashed" not in bot.output
+    assert "Traceback" not in bot.output
+    assert "s" * 40 not in bot.output
 
 
 @pytest.mark.parametrize(
@@ -775,5 +827,31 @@ async def test_a_second_poller_with_the_same_token_stops_the_bot_in_one_line(
         " one long-polling bot), or give each bot its own token"
     )
     assert bot.output.count('"telegram.token_in_use"') == 1
+    assert "bot.stopped" in bot.output
+    assert TOKEN.split(":")[1] not in bot.output
+
+
+async def test_a_token_revoked_while_the_bot_serves_stops_it_in_one_line(tmp_path: Path) -> None:
+    # The token revoked in @BotFather (or replaced) while the bot long-polls: Telegram answers
+    # every poll 401. aiogram logged each and polled again for ever, so the bot served no one,
+    # said so nowhere an operator looks, and a supervisor never restarted it.
+    data = tmp_path / "data"
+    async with process_stack(data, answer=ANSWER) as stack:
+        telegram, env = stack.telegram, stack.env
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("getUpdates", status=401, description="Unauthorized", count=1000)
+            telegram.send_text(USER, "/start")  # ends the poll waiting now; the next is refused
+            code = await exit_code(bot)
+        finally:
+            await bot.kill()
+    assert code == 2  # the operator's to fix, as a token refused at start
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the bot token (getUpdates: Unauthorized) while the bot was"
+        " serving: set VEIL_BOT_TOKEN to the token @BotFather gave this bot (/revoke there"
+        " replaces it)"
+    )
+    assert bot.output.count('"telegram.token_refused"') == 1
     assert "bot.stopped" in bot.output
     assert TOKEN.split(":")[1] not in bot.output
