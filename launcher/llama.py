@@ -334,6 +334,7 @@ def server_arguments(  # noqa: PLR0913 -- the server's command line, one value e
         "--n-predict",
         str(max_answer_tokens),
         "--no-webui",
+        "--no-slots",  # its /slots (on by default) tells anyone on the host what each slot runs
     ]
     if threads is not None:
         arguments += ["--threads", str(threads)]

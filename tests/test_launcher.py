@@ -378,6 +378,7 @@ async def test_the_local_model_server_gets_its_window_and_the_bot_keeps_to_it(
     assert "--host 127.0.0.1" in args
     assert "--alias tiny-chat" in args
     assert "--ctx-size 1024 --n-predict 512" in args
+    assert "--no-webui --no-slots" in args  # nothing but the API: no page, no slot monitor
     caps = [int(line.split()[1]) for line in model_log if line.startswith("max_tokens: ")]
     assert len(caps) == len(questions)
     assert all(0 < cap <= 512 for cap in caps)

@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-predict", type=int, default=-1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-webui", action="store_true")
+    parser.add_argument("--no-slots", action="store_true")
     args = parser.parse_args(given)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args))
