@@ -95,7 +95,9 @@ class FakeLlamaServer(FakeVLLM):
                 "n_ctx": window,
             }
             raise _ApiError(400, message, body={"error": error})
-        return min(requested, window - 1 - prompt_tokens)  # one token kept free, as it does
+        # It sends each token, then stops once the prompt and the tokens before it reach the
+        # window less one (``process_token``): the last token fills the window.
+        return min(requested, window - prompt_tokens)
 
     async def _props(self, _request: web.Request) -> web.Response:
         return web.json_response(
