@@ -228,14 +228,17 @@ async def test_continue_refused_as_too_long_is_retried_with_the_cut_answers_end(
         (button,) = note["reply_markup"]["inline_keyboard"][0]
         stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
         await stack.stored_turns(USER, 4)
-    refused, retried = model.requests[1:]
-    assert [m["content"] for m in refused["messages"]] == ["Write an essay", cut, CONTINUE_PROMPT]
+    # The gateway counted the context by the model's /tokenize and refused it itself (the
+    # model was never asked it); the retry was asked.
+    (retried,) = model.requests[1:]
+    counted = [[m["content"] for m in body["messages"]] for body in model.tokenize_requests]
+    assert ["Write an essay", cut, CONTINUE_PROMPT] in counted
     (asked,) = retried["messages"]
     quote, question = asked["content"].split("\n\n")
     assert question == CONTINUE_PROMPT
     assert quote.startswith("> …")
     assert cut.endswith(quote.removeprefix("> …"))
-    assert model.prompt_counts[2] + retried["max_completion_tokens"] <= window
+    assert model.prompt_counts[1] + retried["max_completion_tokens"] <= window
 
 
 async def test_a_note_telegram_refuses_after_a_delivered_answer_brings_no_apology(
