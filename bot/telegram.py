@@ -34,7 +34,8 @@ shows it. Python keeps it as a lone surrogate, which no UTF-8 encoder takes: suc
 could not be counted, sealed or stored, and the user was told something went wrong.
 
 ``StalePresses`` lets a button's press whose callback query Telegram finds too old to answer
-go on: the press is carried out, its answer logged as refused.
+go on: the press is carried out, its answer logged as refused. A press already answered is not
+answered again (Telegram would refuse it in the same words).
 
 ``forget_handled_update`` frees each update once handled: aiogram caches ``Update.event_type``
 in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each with its
@@ -46,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from collections import OrderedDict
 from contextvars import ContextVar
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -106,6 +108,9 @@ _BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)
 
 
 _QUERY_TOO_OLD = "query is too old"  # Telegram's 400 for a press answered past its life
+# Presses whose answer is remembered (``StalePresses``): a second answer comes within the
+# handling of the same update, seconds later.
+PRESSES_REMEMBERED = 10_000
 # Told the seconds of each flood wait a call waits out (``RetryMiddleware``), where a caller
 # set it for its task: a final part's try that waits one was answered, not left unanswered by a
 # slow Telegram (``bot.streaming.delivered``).
@@ -122,7 +127,16 @@ class StalePresses(BaseRequestMiddleware):
     handler: "Yes, erase" erased nothing and the user was told something went wrong. The
     refusal is now logged (``telegram.press_too_old``) and the answer taken as given: the
     button's spinner has long stopped by then anyway.
+
+    A press is answered once. A handler that answers first (Retry, Continue) and then fails
+    (the user busy) had the errors router answer it again: Telegram refuses a second answer in
+    the same words, and the operator read a press too old that was none (and a Bot API error
+    counted). The second answer of a press answered (or let go) before is not sent.
     """
+
+    def __init__(self, remembered: int = PRESSES_REMEMBERED) -> None:
+        self._remembered = remembered
+        self._answered: OrderedDict[str, None] = OrderedDict()
 
     async def __call__(
         self,
@@ -131,14 +145,27 @@ class StalePresses(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         """Call the next handler; a press's answer refused as too old counts as answered."""
-        try:
+        press = method.callback_query_id if isinstance(method, AnswerCallbackQuery) else None
+        if press is None:
             return await make_request(bot, method)
+        if press in self._answered:
+            return _answered()  # answered before: Telegram would refuse this one
+        try:
+            response = await make_request(bot, method)
         except TelegramBadRequest as exc:
-            if not isinstance(method, AnswerCallbackQuery) or _QUERY_TOO_OLD not in exc.message:
+            if _QUERY_TOO_OLD not in exc.message:
                 raise
             log.warning("telegram.press_too_old")
-            # aiogram's chain hands back the method's result (answerCallbackQuery's: True).
-            return cast("Response[TelegramType]", True)  # noqa: FBT003 -- the result itself
+            response = _answered()
+        self._answered[press] = None
+        while len(self._answered) > self._remembered:
+            self._answered.popitem(last=False)
+        return response
+
+
+def _answered() -> Response[Any]:
+    """What aiogram's chain hands back for an answered press (answerCallbackQuery's: True)."""
+    return cast("Response[Any]", True)  # noqa: FBT003 -- the result itself
 
 
 class RetryMiddleware(BaseRequestMiddleware):

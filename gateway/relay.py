@@ -49,8 +49,8 @@ from aiohttp import web
 from common.connections import watch_connection
 from common.sockets import reset_connection
 from gateway.chat import estimate_prompt_tokens
-from gateway.events import BackendFailure, ContentDelta, Finish, ReasoningDelta
-from gateway.settlement import Tally, counted_prompt, record_outcome, settle
+from gateway.events import BackendFailure, ContentDelta, Finish, ReasoningDelta, failure_for
+from gateway.settlement import Tally, record_outcome, settle
 from gateway.shaping import RecordSize, held_until
 from sealed.encoding import MAX_RECORD_PAYLOAD
 from sealed.relay import seal_relay_receipt
@@ -201,15 +201,26 @@ class _Stream:
         (which the model server refuses); the room is the window less the prompt, counted by
         the model server's ``/tokenize`` (else the gateway's estimate, never below the count).
         A client's own number is sent as it is.
+
+        A prompt the count puts at the window or past it is refused here, in vLLM's words (a
+        ``context_length`` failure: the model never asked, nothing billed), whatever the model
+        server would take: the window the bundle states is the most a prompt is held and
+        billed by (a model server restarted with a larger window read a long paste whole, and
+        its usage was charged over the client's hold, until the next key rotation told it).
         """
         chat = self.admitted.chat
         window = self.gateway.ring.windows.get(chat["model"])
-        if window is None or "max_completion_tokens" in self.admitted.opened.chat:
+        if window is None:
             return chat
         estimate = estimate_prompt_tokens(chat["messages"])
         if estimate + chat["max_tokens"] <= window:
             return chat
-        prompt = await counted_prompt(self.gateway, chat["model"], chat["messages"], estimate)
+        counted = await self.gateway.vllm.count_prompt_tokens(chat["model"], chat["messages"])
+        if counted is not None and counted >= window:
+            raise failure_for(400, _too_long(window, counted))
+        if "max_completion_tokens" in self.admitted.opened.chat:
+            return chat
+        prompt = estimate if counted is None else counted
         if prompt >= window:
             return chat  # no room at all: the model server's refusal says so
         tokens = min(chat["max_tokens"], window - prompt)
@@ -525,3 +536,11 @@ async def _client_io(
         raise _ClientGone("client_stalled") from exc
     except ConnectionResetError as exc:
         raise _ClientGone("client_gone") from exc
+
+
+def _too_long(window: int, prompt: int) -> str:
+    """The refusal of a prompt the window cannot hold, in vLLM's words (clients read them)."""
+    return (
+        f"This model's maximum context length is {window} tokens. However, your request has "
+        f"{prompt} input tokens. Please reduce the length of the input messages."
+    )

@@ -217,12 +217,15 @@ class GatewayPool:
 
         The largest window a verified bundle serving ``model`` states (a gateway bills a prompt
         at most its window: a model reads no more, and refuses a longer one); None where one
-        serving it states none, or none serves it.
+        serving it states none, or none serves it. A bundle of no models yet (its gateway had
+        not heard from its model server) is asked like one serving every model (``candidates``)
+        and states no window.
         """
         sizes = [
             gateway.bundle.bundle.window(model)
             for gateway in self.gateways
-            if gateway.bundle is not None and model in gateway.bundle.bundle.models
+            if gateway.bundle is not None
+            and (not gateway.bundle.bundle.models or model in gateway.bundle.bundle.models)
         ]
         if not sizes or None in sizes:
             return None

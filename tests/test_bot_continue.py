@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from structlog.testing import capture_logs
+
 from services.chat import CONTINUE_PROMPT
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
@@ -125,6 +127,35 @@ async def test_retry_pressed_while_busy_keeps_its_question_and_button(tmp_path: 
     assert asked == ["the question that failed", "another question", "the question that failed"]
 
 
+async def test_a_busy_press_is_answered_once_and_not_logged_as_too_old(tmp_path: Path) -> None:
+    # Retry and Continue answer their press at once, then find the user busy: the errors
+    # router answered the press a second time, Telegram refused it ("query is too old"), and
+    # the operator read a press too old to answer (telegram.press_too_old) that was none.
+    model = FakeVLLM(answer="Fine now.")
+    model.fail_before_stream = (500, "the model server broke")
+    async with running_stack(tmp_path, model_server=model) as stack:
+        stack.telegram.send_text(USER, "the question that failed")
+        (failed,) = await stack.final_messages(USER)
+        (button,) = failed["reply_markup"]["inline_keyboard"][0]
+        model.fail_before_stream = None
+        model.pauses = {1}  # held after its first token
+        stack.telegram.send_text(USER, "another question")
+        await wait_until(lambda: model.paused >= 1, within=10)
+        with capture_logs() as logs:
+            stack.telegram.press_button(
+                USER, button["callback_data"], message_id=failed["message_id"]
+            )
+            busy = (await stack.final_messages(USER, 2))[1]
+            await stack.answered_presses(1)
+        model.pauses = set()
+        model.resume()
+        await stack.final_messages(USER, 3)
+    assert busy["text"] == stack.veil.catalogs.for_language("en")("busy")
+    answers = stack.telegram.calls_of("answerCallbackQuery")
+    assert [call.answered for call in answers] == ["ok"]
+    assert [entry for entry in logs if entry["event"] == "telegram.press_too_old"] == []
+
+
 async def test_continue_pressed_while_a_one_off_streams_still_goes_on_after_it(
     tmp_path: Path,
 ) -> None:
@@ -197,14 +228,17 @@ async def test_continue_refused_as_too_long_is_retried_with_the_cut_answers_end(
         (button,) = note["reply_markup"]["inline_keyboard"][0]
         stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
         await stack.stored_turns(USER, 4)
-    refused, retried = model.requests[1:]
-    assert [m["content"] for m in refused["messages"]] == ["Write an essay", cut, CONTINUE_PROMPT]
+    # The gateway counted the context by the model's /tokenize and refused it itself (the
+    # model was never asked it); the retry was asked.
+    (retried,) = model.requests[1:]
+    counted = [[m["content"] for m in body["messages"]] for body in model.tokenize_requests]
+    assert ["Write an essay", cut, CONTINUE_PROMPT] in counted
     (asked,) = retried["messages"]
     quote, question = asked["content"].split("\n\n")
     assert question == CONTINUE_PROMPT
     assert quote.startswith("> …")
     assert cut.endswith(quote.removeprefix("> …"))
-    assert model.prompt_counts[2] + retried["max_completion_tokens"] <= window
+    assert model.prompt_counts[1] + retried["max_completion_tokens"] <= window
 
 
 async def test_a_note_telegram_refuses_after_a_delivered_answer_brings_no_apology(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
+from tests.fakes.llama_server import FakeLlamaServer
 from tests.fakes.vllm import MESSAGE_TOKENS, FakeVLLM, estimate_prompt_tokens, split_tokens
 
 if TYPE_CHECKING:
@@ -696,3 +697,26 @@ async def test_max_tokens_above_window_is_400_naming_max_tokens(
     assert response.status == 400
     assert error["param"] == "max_tokens"
     assert error["message"] == "max_tokens must be at most 4096, got 5000."
+
+
+async def test_the_llama_fake_stops_its_answer_where_the_window_is_full(
+    session: aiohttp.ClientSession,
+) -> None:
+    # llama-server (server-context.cpp, process_token) sends each token, then stops once the
+    # prompt and the tokens before it reach the window less one: a prompt one token short of
+    # the window still gets one. The fake kept one more token free and answered nothing there.
+    window = 64
+    async with FakeLlamaServer(answer="a b c d e f g h", max_model_len=window) as server:
+        content = " ".join(["w"] * (window - 1 - MESSAGE_TOKENS))
+        messages = [{"role": "user", "content": content}]
+        while server.prompt_tokens(messages) > window - 1:
+            content = content[2:]
+            messages = [{"role": "user", "content": content}]
+        assert server.prompt_tokens(messages) == window - 1
+        for prompt_left, answered in ((content, 1), (" ".join(content.split()[3:]), 4)):
+            body = chat_body(
+                prompt_left, stream=True, max_tokens=100, stream_options={"include_usage": True}
+            )
+            _, events = await stream(session, server.url, body)
+            usage = events[-2]["usage"]
+            assert (usage["completion_tokens"], usage["total_tokens"]) == (answered, window)

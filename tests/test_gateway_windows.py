@@ -138,3 +138,30 @@ async def test_the_bot_takes_the_smallest_window_its_gateways_state(
         await client.refresh()
         assert len(client.bundles()) == 2
         assert client.window("veil-test") == 2048  # a request may go to either
+
+
+async def test_a_gateway_whose_bundle_lists_no_models_yet_leaves_the_prompt_uncapped(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # A gateway that had not yet heard from its model server signs a bundle of no models; the
+    # bot sends it any model's requests all the same (its model server may be up by then, with
+    # any window). The prompt was held at most the other gateway's window, which this one's
+    # model server need not keep to: its usage is charged whatever the hold.
+    async with FakeVLLM(max_model_len=2048) as stated, FakeVLLM(max_model_len=8192) as silent:
+        silent.models_status = 503
+        async with (
+            run_gateway(stated.url, clock=clock) as known,
+            run_gateway(silent.url, clock=clock) as unknown,
+        ):
+            assert unknown.gateway.ring.bundle().bundle.models == ()
+            client = InferenceClient(
+                [known.url, unknown.url],
+                [known.verify_key, unknown.verify_key],
+                http,
+                clock=clock,
+                client_key=CLIENT_KEY,
+            )
+            await client.refresh()
+            assert [trust.verified for trust in client.trust()] == [True, True]
+            assert client.window("veil-test") == 2048
+            assert client.widest_window("veil-test") is None

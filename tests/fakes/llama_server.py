@@ -12,7 +12,9 @@ where the window is full, as llama-server does without context shift (its defaul
 cap over the window is taken too. Its ``/v1/models`` and ``/props`` are llama-server's
 (``FakeLlamaServer``): the model list states no ``max_model_len``, only the trained window in
 ``meta.n_ctx_train``, and ``/props`` states the served window as
-``default_generation_settings.n_ctx``. For each chat it prints the answer cap the
+``default_generation_settings.n_ctx``; its ``/tokenize`` answers ``{"tokens": [...]}`` of a
+``content`` string and no tokens for a chat's ``messages`` (no ``count``: a gateway cannot
+count a chat's prompt on llama-server). For each chat it prints the answer cap the
 request carried (``max_tokens: N``), never the messages. A test installs it where the launcher
 looks for the built binary, as a two-line shell script that runs this module.
 """
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.fakes.vllm import FakeVLLM, _ApiError
+from tests.fakes.vllm import FakeVLLM, _ApiError, _json_body
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -61,6 +63,19 @@ class FakeLlamaServer(FakeVLLM):
             }
         )
 
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """llama-server's ``/tokenize``: ``{"tokens": [...]}`` of a body's ``content``, no count.
+
+        As ``post_tokenize`` (``tools/server/server-context.cpp``) answers: a body with no
+        ``content`` (a chat's ``messages``) gets no tokens, so a gateway cannot count a chat's
+        prompt by it (vLLM's ``count`` is not in the reply).
+        """
+        body = await _json_body(request)
+        self.tokenize_requests.append(body if isinstance(body, dict) else {})
+        content = body.get("content") if isinstance(body, dict) else None
+        tokens = [0] * self.text_tokens(content) if isinstance(content, str) else []
+        return web.json_response({"tokens": tokens})
+
     def _check_answer_cap(self, field: str, requested: int) -> None:
         """Take any answer cap, as llama-server does: the window stops the answer."""
 
@@ -80,7 +95,9 @@ class FakeLlamaServer(FakeVLLM):
                 "n_ctx": window,
             }
             raise _ApiError(400, message, body={"error": error})
-        return min(requested, window - 1 - prompt_tokens)  # one token kept free, as it does
+        # It sends each token, then stops once the prompt and the tokens before it reach the
+        # window less one (``process_token``): the last token fills the window.
+        return min(requested, window - prompt_tokens)
 
     async def _props(self, _request: web.Request) -> web.Response:
         return web.json_response(
