@@ -812,13 +812,19 @@ class Editors:
         return button
 
     async def replace_inline(
-        self, inline_message_id: str, text: str, markup: InlineKeyboardMarkup | None
+        self,
+        inline_message_id: str,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        *,
+        posted_in: int | None = None,
     ) -> None:
         """Put a short notice in an inline message, paced (Telegram refusing it: logged).
 
         It takes the placeholder's place, and its stop button's: a flood wait or a failure of
         Telegram's own is waited out and the edit tried again, as the final edit is
-        (``_persist``).
+        (``_persist``). ``posted_in``: the chat the message was posted in, where known (a guest
+        answer's): the notice takes that chat's pace, as the answer's edits do (``inline``).
         """
 
         def edit() -> Awaitable[object]:
@@ -826,7 +832,12 @@ class Editors:
                 text=text, inline_message_id=inline_message_id, reply_markup=markup
             )
 
-        refused = await _persist(edit, self.inline_pacers(inline_message_id), paced=True)
+        pacer = (
+            self.inline_pacers(inline_message_id)
+            if posted_in is None
+            else self.group_pacers(posted_in)
+        )
+        refused = await _persist(edit, pacer, paced=True)
         if refused is not None:
             log.warning("editing.notice_failed", error=type(refused).__name__)
 
