@@ -128,14 +128,18 @@ class Pacer:
         self._next = self._clock() + self.gap
 
     async def wait(self) -> None:
-        """Wait for the next slot, after everyone already waiting, and spend it."""
+        """Wait for the next slot, after everyone already waiting, and spend it.
+
+        The slot is looked at again after each sleep: a call ``count``-ed or a flood wait told
+        (``back_off``) meanwhile moves it, and the sleeper must not go out at the one it read.
+        """
         if self._queue is None:
             self._queue = asyncio.Lock()
         self._waiting += 1
         try:
             async with self._queue:
-                delay = self._next - self._clock()
-                if delay > 0:
+                # The slot may move while this sleeps (a post counted, a flood wait told).
+                while (delay := self._next - self._clock()) > 0:  # noqa: ASYNC110 -- a time, no flag
                     await asyncio.sleep(delay)
                 self._next = self._clock() + self.gap
         finally:
