@@ -128,14 +128,18 @@ class Pacer:
         self._next = self._clock() + self.gap
 
     async def wait(self) -> None:
-        """Wait for the next slot, after everyone already waiting, and spend it."""
+        """Wait for the next slot, after everyone already waiting, and spend it.
+
+        The slot is looked at again after each sleep: a call ``count``-ed or a flood wait told
+        (``back_off``) meanwhile moves it, and the sleeper must not go out at the one it read.
+        """
         if self._queue is None:
             self._queue = asyncio.Lock()
         self._waiting += 1
         try:
             async with self._queue:
-                delay = self._next - self._clock()
-                if delay > 0:
+                # The slot may move while this sleeps (a post counted, a flood wait told).
+                while (delay := self._next - self._clock()) > 0:  # noqa: ASYNC110 -- a time, no flag
                     await asyncio.sleep(delay)
                 self._next = self._clock() + self.gap
         finally:
@@ -812,13 +816,19 @@ class Editors:
         return button
 
     async def replace_inline(
-        self, inline_message_id: str, text: str, markup: InlineKeyboardMarkup | None
+        self,
+        inline_message_id: str,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        *,
+        posted_in: int | None = None,
     ) -> None:
         """Put a short notice in an inline message, paced (Telegram refusing it: logged).
 
         It takes the placeholder's place, and its stop button's: a flood wait or a failure of
         Telegram's own is waited out and the edit tried again, as the final edit is
-        (``_persist``).
+        (``_persist``). ``posted_in``: the chat the message was posted in, where known (a guest
+        answer's): the notice takes that chat's pace, as the answer's edits do (``inline``).
         """
 
         def edit() -> Awaitable[object]:
@@ -826,7 +836,12 @@ class Editors:
                 text=text, inline_message_id=inline_message_id, reply_markup=markup
             )
 
-        refused = await _persist(edit, self.inline_pacers(inline_message_id), paced=True)
+        pacer = (
+            self.inline_pacers(inline_message_id)
+            if posted_in is None
+            else self.group_pacers(posted_in)
+        )
+        refused = await _persist(edit, pacer, paced=True)
         if refused is not None:
             log.warning("editing.notice_failed", error=type(refused).__name__)
 

@@ -234,7 +234,7 @@ async def _tell_there(
 ) -> None:
     """``text`` in the inline message ``shown`` names, else to the ``asker`` alone."""
     if shown is not None and shown.inline_message_id is not None:
-        await editors.replace_inline(shown.inline_message_id, text, markup)
+        await editors.replace_inline(shown.inline_message_id, text, markup, posted_in=shown.chat_id)
         return
     if asker is None:
         return

@@ -245,7 +245,7 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     it there, so a failure before (the asker busy with another answer) is told in place by the
     errors router.
     """
-    shown = Shown(asked.user_id, inline_message_id=inline_message_id)
+    shown = Shown(asked.user_id, inline_message_id=inline_message_id, chat_id=posted_in)
     editors.showing.remember(update.update_id, shown)
     sink = await editors.inline(
         inline_message_id,

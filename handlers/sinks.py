@@ -126,9 +126,18 @@ class Editors(Protocol):
         ...
 
     async def replace_inline(
-        self, inline_message_id: str, text: str, markup: InlineKeyboardMarkup | None
+        self,
+        inline_message_id: str,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        *,
+        posted_in: int | None = None,
     ) -> None:
-        """Put a short notice in an inline message, paced (Telegram failing: logged)."""
+        """Put a short notice in an inline message, paced (Telegram failing: logged).
+
+        ``posted_in``: the chat the message was posted in, where known (a guest answer's): the
+        notice takes that chat's pace, as the answer's edits do.
+        """
         ...
 
     async def retract(self, chat_id: int, message_id: int) -> None:

@@ -5,9 +5,10 @@ an entry survives a crash or power cut the moment ``record`` returns, and so a l
 failing main database cannot stop a payment from being written down. Each entry keeps only
 what booking needs (user, payload, amount, charge id: no names, no message text) and how far
 it got: ``booked_at`` once the ledger has it, ``notified_at`` once everyone was told (the user,
-and the admins for a flagged payment). A flagged payment's entry also keeps ``thanked`` (the
-user was thanked) and ``admins_told`` (the admins who got its notice), so a notice Telegram
-could not take is sent again, to those who lack it only.
+and the admins for a flagged payment); a refund booked before its payment was in the ledger is
+``unmatched`` (its payment's booking takes the credit back, and tells it). A flagged payment's
+entry also keeps ``thanked`` (the user was thanked) and ``admins_told`` (the admins who got its
+notice), so a notice Telegram could not take is sent again, to those who lack it only.
 
 One connection on one worker thread, like the main store (``models.database``): every call runs
 there in order, in a transaction of its own.
@@ -37,7 +38,7 @@ EntryKind = Literal["payment", "refund"]
 _COLUMNS = (
     "key, kind, update_id, user_id, language, payload, currency, total_amount, charge_id,"
     " is_recurring, subscription_expires_at, received_at, booked_at, notified_at, attempts, told,"
-    " thanked, admins_told"
+    " thanked, admins_told, unmatched"
 )
 
 
@@ -83,10 +84,16 @@ def j0003_claims(db: Database) -> None:
     db.execute("ALTER TABLE payment_journal ADD COLUMN claimed_until REAL")
 
 
+def j0004_unmatched_refunds(db: Database) -> None:
+    """Whether a refund was booked while the ledger had no payment of its user to take back."""
+    db.execute("ALTER TABLE payment_journal ADD COLUMN unmatched INTEGER NOT NULL DEFAULT 0")
+
+
 JOURNAL_MIGRATIONS: list[migrations.Migration] = [
     j0001_payment_journal,
     j0002_admin_notices,
     j0003_claims,
+    j0004_unmatched_refunds,
 ]
 JOURNAL_MIGRATION_SET = "journal"
 
@@ -98,7 +105,9 @@ class JournalEntry:
     ``key`` is ``payment:<charge id>`` or ``refund:<charge id>``, so a redelivered update is the
     same entry. ``attempts`` counts failed bookings; ``told`` is whether the user was told the
     credit is delayed; ``thanked`` whether the user was thanked (kept while a flagged payment's
-    admin notices are still owed); ``admins_told`` the admins who got that notice.
+    admin notices are still owed); ``admins_told`` the admins who got that notice; ``unmatched``
+    whether a refund, when booked, found no payment of its user in the ledger (booked before
+    its payment: that payment's booking takes the credit back and tells the user).
     """
 
     kind: EntryKind
@@ -118,6 +127,7 @@ class JournalEntry:
     told: bool = False
     thanked: bool = False
     admins_told: frozenset[int] = frozenset()
+    unmatched: bool = False
 
     @property
     def key(self) -> str:
@@ -165,9 +175,19 @@ class Journal:
         """Entries whose user has not been told yet (booked or not), in arrival order."""
         return await self._connection.read(_pending)
 
-    async def mark_booked(self, key: str, at: int) -> None:
-        """The ledger has the entry's money event."""
-        await self._update(key, "booked_at = COALESCE(booked_at, ?)", at)
+    async def mark_booked(self, key: str, at: int, *, unmatched: bool = False) -> None:
+        """The ledger has the entry's money event (``unmatched``: a refund that found no payment).
+
+        The first booking's say counts: booked again, the entry keeps when and how it was booked.
+        """
+        await self._connection.write(
+            lambda db: db.execute(
+                "UPDATE payment_journal SET booked_at = COALESCE(booked_at, ?),"
+                " unmatched = CASE WHEN booked_at IS NULL THEN ? ELSE unmatched END"
+                " WHERE key = ?",
+                [at, int(unmatched), key],
+            )
+        )
 
     async def mark_failed(self, key: str) -> None:
         """Booking the entry failed once more."""
@@ -269,7 +289,7 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
     for entry in entries:
         cursor = db.execute(
             f"INSERT INTO payment_journal ({_COLUMNS})"  # noqa: S608 -- a constant column list
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (key) DO NOTHING",
             [
                 entry.key,
@@ -290,6 +310,7 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
                 int(entry.told),
                 int(entry.thanked),
                 ",".join(str(admin) for admin in sorted(entry.admins_told)),
+                int(entry.unmatched),
             ],
         )
         new += cursor.rowcount
@@ -349,4 +370,5 @@ def _entry(row: Any) -> JournalEntry:  # noqa: ANN401 -- a sqlite3 row is untype
         told=bool(row[15]),
         thanked=bool(row[16]),
         admins_told=frozenset(int(admin) for admin in str(row[17]).split(",") if admin),
+        unmatched=bool(row[18]),
     )

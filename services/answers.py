@@ -104,7 +104,11 @@ class ReplyChains:
 
 @dataclass(frozen=True)
 class Shown:
-    """Where an update's answer is shown: an inline message, or a placeholder in a group."""
+    """Where an update's answer is shown: an inline message, or a placeholder in a group.
+
+    ``chat_id`` is the placeholder's group, or the chat a guest answer's inline message was
+    posted in (where known: what is told there takes that chat's pace).
+    """
 
     user_id: int
     inline_message_id: str | None = None

@@ -168,17 +168,26 @@ class PaymentJournal:
             applies = payment is not None and payment.user_id == entry.user_id
             booking = Booking(
                 entry,
-                applies=applies and payment is not None and payment.refunded,
+                # Booked unmatched before (a stop since): its payment's booking tells it.
+                applies=applies
+                and payment is not None
+                and payment.refunded
+                and not (entry.booked_at is not None and entry.unmatched),
                 new=new,
                 units=payment.units if payment is not None else 0,
                 balance=(await self._credit.balance(entry.user_id)).units,
             )
-            if not booking.applies:  # booking its payment, if it ever comes, takes it back
+            if not booking.applies and entry.booked_at is None:
+                # Booking its payment, if it ever comes, takes it back (the journal says so).
                 log.warning(
                     "journal.refund_unmatched", charge_id=entry.charge_id, user_id=entry.user_id
                 )
         with journal_failures():
-            await self._journal.mark_booked(entry.key, int(self._clock()))
+            await self._journal.mark_booked(
+                entry.key,
+                int(self._clock()),
+                unmatched=entry.kind == "refund" and not booking.applies,
+            )
         if booking.new:
             log.info(
                 "journal.booked",
@@ -193,21 +202,29 @@ class PaymentJournal:
         """Take the payment's credit back if its refund was booked before it; whether it was.
 
         A refund Telegram reports before its payment (updates that overtook each other) finds
-        no payment to take back and is finished; booking the payment then takes the credit
-        back (once: the refund's ledger row is keyed by the charge id), so it is not kept for
-        good. A refund still open in the journal is left to its own booking, which follows.
-        A refund booked after its payment (its user told of it already) is not this case.
+        no payment to take back and is finished, marked ``unmatched`` in the journal; booking
+        the payment then takes the credit back (once: the refund's ledger row is keyed by the
+        charge id), so it is not kept for good, and tells the refund. A refund still open in
+        the journal is left to its own booking, which follows. A refund booked after its
+        payment (it took the credit back itself, and told its user) is not this case: the
+        journal's mark says which it was, not the two bookings' times, which may fall in one
+        second (or come from two replicas' clocks).
         """
         with journal_failures():
             refund = await self._journal.get(f"refund:{paid.charge_id}")
-        if refund is None or refund.booked_at is None or refund.user_id != paid.user_id:
+        if (
+            refund is None
+            or refund.booked_at is None
+            or not refund.unmatched
+            or refund.user_id != paid.user_id
+        ):
             return False
         if await self._shop.record_refund(paid.user_id, paid.charge_id):
             log.warning("journal.refund_before_payment", charge_id=paid.charge_id)
             return True
-        # Booked again (a crash after the take-back): was the refund booked before its payment?
+        # Booked again (a stop after the take-back, or its notice not taken): taken back then.
         payment = await self._shop.payment(paid.charge_id)
-        return payment is not None and payment.refunded and refund.booked_at <= payment.created_at
+        return payment is not None and payment.refunded
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 GROUP = -1_009_111_222  # a group the bot is not a member of: only guest queries reach it
 MEMBERS = range(9401, 9405)
 ANSWER = " ".join(f"word{n}" for n in range(120))
+NO_CREDIT = "Not enough credit for an answer. Top up in the private chat with Veil."
 
 
 async def test_guest_answers_summoned_at_once_in_one_group_keep_within_its_limit(
@@ -41,4 +42,28 @@ async def test_guest_answers_summoned_at_once_in_one_group_keep_within_its_limit
             return sum(1 for m in messages if str(m.get("text", "")).endswith(ANSWER))
 
         await wait_until(lambda: answered() == len(MEMBERS), within=60)
+        assert stack.telegram.floods == []
+
+
+async def test_guest_answers_refused_at_once_in_one_group_tell_it_within_its_limit(
+    tmp_path: Path,
+) -> None:
+    # Members without credit summon the bot at once: each guest answer is posted, then its
+    # placeholder replaced by the refusal. The refusals were paced by their own inline
+    # messages, not by the group, so they all went out at once on top of the posts, past the
+    # group's limit, into flood waits.
+    async with running_stack(
+        tmp_path,
+        free_tokens_per_day=0,
+        group_messages_per_minute=180,  # 3 a second
+    ) as stack:
+        stack.telegram.limit_groups(5, window=1.0)  # the group's limit: 5 a second
+        for member in MEMBERS:
+            stack.telegram.guest_message(member, f"@veil_test_bot question {member}", chat_id=GROUP)
+
+        def refused() -> int:
+            messages = stack.telegram.state.sent_messages(GROUP)
+            return sum(1 for m in messages if str(m.get("text", "")) == NO_CREDIT)
+
+        await wait_until(lambda: refused() == len(MEMBERS), within=60)
         assert stack.telegram.floods == []

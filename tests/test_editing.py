@@ -23,7 +23,7 @@ from aiogram.exceptions import TelegramRetryAfter
 from bot.editing import FINAL_TRIES, Editors, EditSink, Look, Pace, Pacer, Place
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import wait_until
+from tests.harness import Clock, wait_until
 from tests.test_bot_drafts import telegram_and_bot
 
 if TYPE_CHECKING:
@@ -191,3 +191,21 @@ async def test_a_notice_refused_with_retry_after_holds_the_group_s_next_call() -
         assert refused.answered != "ok"
         assert placeholder.answered == "ok"
         assert placeholder.at - refused.at >= 0.99
+
+
+async def test_a_call_counted_while_another_sleeps_for_its_slot_moves_that_slot() -> None:
+    # A guest answer was posted into the group (``count``) while another call into it slept
+    # until the slot it had read: it woke at that slot, which the post had taken, and went out
+    # a gap too early, past the group's pace. (A flood wait told meanwhile, ``back_off``, was
+    # slept through the same way.)
+    clock = Clock(0.0)
+    pacer = Pacer(6000, clock=clock)  # a slot every 0.01 s of the test's clock
+    await pacer.wait()  # a call took the slot at 0: the next is at 0.01
+    waiting = asyncio.create_task(pacer.wait())
+    await asyncio.sleep(0)  # it sleeps until 0.01, the slot it read
+    pacer.count()  # a post took that slot: the next is at 0.02
+    clock.advance(0.015)  # the slot it read has come; its own has not
+    await asyncio.sleep(0.2)  # its sleep (0.01 s) is long over
+    assert not waiting.done()
+    clock.advance(0.01)
+    await asyncio.wait_for(waiting, 5)

@@ -303,6 +303,26 @@ async def test_a_payment_booked_after_its_refund_and_booked_again_still_tells_th
     assert texts == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
 
 
+async def test_a_refund_booked_before_its_payment_and_booked_again_does_not_tell_it_twice(
+    tmp_path: Path,
+) -> None:
+    # The refund came first and was booked (nothing to take back), then the bot stopped before
+    # the entry was finished. Its payment came, was taken back and told as a refund; the
+    # refund's entry, booked again, then found the payment refunded and told it a second time.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        refund = payment("stxSTOPPED", kind="refund", payload="order-s")
+        await desk.journal.record([refund])
+        first = await desk.journal.book(refund)  # booked, not finished: then the stop
+        assert not first.applies
+        await desk.take(payment("stxSTOPPED", payload="order-s"))
+        assert await desk.process_pending()  # the refund's entry, booked again, is finished
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        texts = messages_to(stack, USER)
+    assert texts == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
+
+
 async def test_a_ledger_that_fails_at_once_is_retried_with_backoff_not_in_a_spin(
     tmp_path: Path,
 ) -> None:

@@ -234,7 +234,8 @@ async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entr
     assert set(after) == set(before)
     for table, rows in before.items():  # every row kept, later migrations' columns at the end
         assert [row[: len(old)] for row, old in zip(after[table], rows, strict=True)] == rows
-    assert {row[-2:] for row in after["payment_journal"]} == {(None, None)}  # j0003: no claims
+    assert {row[-3:-1] for row in after["payment_journal"]} == {(None, None)}  # j0003: no claims
+    assert {row[-1] for row in after["payment_journal"]} == {0}  # j0004: no refund unmatched
     with contextlib.closing(sqlite3.connect(path)) as db:
         record = db.execute(
             "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [JOURNAL_MIGRATION_SET]
@@ -243,6 +244,7 @@ async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entr
         ("j0001_payment_journal",),
         ("j0002_admin_notices",),
         ("j0003_claims",),
+        ("j0004_unmatched_refunds",),
     ]
 
 

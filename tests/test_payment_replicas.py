@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,9 +22,10 @@ from bot.payments import PaymentDesk
 from models.journal import Journal, JournalEntry
 from services.errors import JournalUnavailable
 from services.journal import CLAIM_LEASE_S, PaymentJournal
+from services.shop import Shop
 from tests.botstack import TOKEN
 from tests.fakes.gated import GatedTelegram
-from tests.harness import CLIENT_KEY
+from tests.harness import CLIENT_KEY, Clock
 from tests.test_bot_payments import STAR, USER, balance_units, buy_pack, paying_stack
 from tests.test_journal import ledger_locked
 
@@ -358,6 +360,42 @@ async def test_a_refund_told_while_its_payments_thank_you_waits_leaves_the_thank
                 charge_id=paid.charge_id,
                 received_at=2,
             )
+            await desk.record([refund])
+            assert await desk.process(refund.key) is True
+            assert await desk.process(paid.key) is True
+        finally:
+            await journal.close()
+        texts = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+        assert await balance_units(stack, USER) == 0
+    told = [t for t in texts if t.startswith(("Thank you", "Your payment was refunded"))]
+    assert told == [
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+        "Thank you! 50 ★ added. Balance: 0 ★.",
+    ]
+
+
+async def test_a_refund_booked_in_the_second_its_payment_was_credited_leaves_the_thank_you(
+    tmp_path: Path,
+) -> None:
+    # As above, but the refund was booked in the same second as its payment was credited (or
+    # by a replica whose clock is a second behind): the payment's next pass took the refund
+    # for one booked before it, told the refund a second time, and never thanked the user.
+    clock = Clock()  # the ledger's and the journal's clock, the same second throughout
+    async with paying_stack(tmp_path) as stack:
+        veil = stack.veil
+        invoice = await buy_pack(stack, USER)
+        shop = Shop(veil.store, veil.shop.packs, veil.shop.plan, clock=clock)
+        journal = await Journal.open(tmp_path / "same-second-journal.db")
+        try:
+            books = PaymentJournal(journal, shop, veil.credit, clock)
+            desk = PaymentDesk(books, veil.bot, veil.catalogs)
+            paid = payment("stx-same-second", payload=invoice["payload"])
+            await desk.record([paid])
+            stack.telegram.fail_next(
+                "sendMessage", status=500, description="Internal Server Error", count=2
+            )
+            assert await desk.process(paid.key) is False  # credited; the thank-you waits
+            refund = replace(paid, kind="refund", received_at=2)
             await desk.record([refund])
             assert await desk.process(refund.key) is True
             assert await desk.process(paid.key) is True
