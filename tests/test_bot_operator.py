@@ -840,7 +840,7 @@ async def test_a_token_revoked_while_the_bot_serves_stops_it_in_one_line(tmp_pat
         telegram, env = stack.telegram, stack.env
         bot = await ManagedProcess.start("-m", "bot", env=env)
         try:
-            await bot.wait_for_line("bot.started")
+            await bot.wait_for_line("Run polling for bot")  # aiogram's getMe done: it polls
             telegram.token = "123456:REVOKED"  # Telegram now refuses the old one, every method
             telegram.send_text(USER, "/start")  # ends the poll waiting now; the next is refused
             code = await exit_code(bot)
