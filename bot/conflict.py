@@ -13,9 +13,12 @@ out as aiogram does. When every poll has met a 409 for ``VEIL_POLL_CONFLICT_LIMI
 once and asks the bot to stop: it stops gracefully (answers in progress finish), and
 ``python -m bot`` ends with one line naming the cause (``TokenInUse``) and exit code 2.
 
-A poll refused with 401 means the token itself is no longer good (revoked or replaced in
-@BotFather while the bot ran): aiogram would poll again for ever, serving no one. The first one
-is logged (``telegram.token_refused``) and stops the bot the same way (``TokenRefused``).
+A poll refused with 401 may mean the token itself is no longer good (revoked or replaced in
+@BotFather while the bot ran): aiogram would poll again for ever, serving no one. The token is
+then asked about once (``getMe``): refused too, it is logged (``telegram.token_refused``) and
+stops the bot the same way (``TokenRefused``). Answered (or not answered at all), the 401 was
+not the token's (a proxy's refusal in the Bot API's shape, one of Telegram's passing ones):
+it is logged (``telegram.poll_refused``) and polled past, as aiogram does.
 """
 
 from __future__ import annotations
@@ -25,8 +28,15 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.exceptions import TelegramConflictError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramConflictError,
+    TelegramUnauthorizedError,
+)
 from aiogram.methods import GetUpdates
+
+from common.logs import describe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,7 +112,8 @@ class PollingConflicts(BaseRequestMiddleware):
             self._conflict(exc.message)
             raise
         except TelegramUnauthorizedError:
-            self._refused()
+            if self.failure is None and await self._token_refused(bot):
+                self._refused()
             raise
         self._since, self._polls = None, 0
         return response
@@ -124,6 +135,23 @@ class PollingConflicts(BaseRequestMiddleware):
             setting="VEIL_BOT_TOKEN",
         )
         self._stop()
+
+    @staticmethod
+    async def _token_refused(bot: Bot) -> bool:
+        """Whether Telegram refuses the token itself: ``getMe`` is refused 401 too.
+
+        A ``getMe`` that fails otherwise (Telegram away, a proxy's page) tells nothing: the
+        next poll's 401, if it comes, asks again.
+        """
+        try:
+            await bot.get_me()
+        except TelegramUnauthorizedError:
+            return True
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            log.warning("telegram.poll_refused", method="getUpdates", get_me=describe(exc))
+            return False
+        log.warning("telegram.poll_refused", method="getUpdates", get_me="ok")
+        return False
 
     def _refused(self) -> None:
         if self.failure is not None:

@@ -14,9 +14,9 @@ fetched, and so is one with no text in it (empty, or blanks only) (``Refused``).
 from __future__ import annotations
 
 import codecs
-import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from http import HTTPStatus
+from typing import TYPE_CHECKING, cast
 
 import aiohttp
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
@@ -24,6 +24,7 @@ from aiogram.methods import GetFile
 
 if TYPE_CHECKING:
     from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.types import Document
 
 DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at most)
@@ -91,13 +92,21 @@ async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
     up to Telegram's 20 MB, before the caller can look at its size.
     A download that fails (Telegram's file server away, slow or refusing) is
     ``TelegramNetworkError``, as a Bot API call that fails on the way: Telegram failing, no bug.
+    So is a redirect, which is not followed: the URL holds the bot's token, and whatever a
+    proxy sends it to (its login page, quoting the URL) would be read as the user's file.
     """
     url = bot.session.api.file_url(bot.token, file_path)
     data = bytearray()
-    stream = bot.session.stream_content(url=url, timeout=DOWNLOAD_TIMEOUT, chunk_size=CHUNK)
+    # The bot's session is aiogram's aiohttp one (``bot.telegram.TurnTakingSession``).
+    session = await cast("AiohttpSession", bot.session).create_session()
     try:
-        async with contextlib.aclosing(stream) as chunks:
-            async for chunk in chunks:
+        async with session.get(
+            url, timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT), allow_redirects=False
+        ) as reply:
+            if reply.status != HTTPStatus.OK:
+                failed = f"the file download failed: HTTP {reply.status}"
+                raise TelegramNetworkError(GetFile(file_id=file_id), failed)
+            async for chunk in reply.content.iter_chunked(CHUNK):
                 data += chunk
                 if len(data) > DOCUMENT_MOST:
                     return None

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
 
 from handlers.replies import (
     TELEGRAM_LATER,
@@ -135,10 +135,15 @@ def apology_key(error: BaseException) -> str:
     """Log a failure that is no ``VeilError``; the catalog key of what the user is told.
 
     Telegram that could not take a call now is no bug: ``telegram.unavailable``, without a
-    trace. Anything else is: ``handler_failed``.
+    trace. Nor is Telegram refusing the bot's token (401: revoked while the bot served; the
+    poller stops the bot on it, ``bot.conflict``): ``telegram.unauthorized``, without a trace.
+    Anything else is: ``handler_failed``.
     """
     if isinstance(error, TELEGRAM_LATER) and not went_out(error):
         log.warning("telegram.unavailable", error=type(error).__name__, method=_method_of(error))
+        return "error_telegram"
+    if isinstance(error, TelegramUnauthorizedError):
+        log.warning("telegram.unauthorized", method=_method_of(error), setting="VEIL_BOT_TOKEN")
         return "error_telegram"
     log_bug(error)
     return "error_internal"

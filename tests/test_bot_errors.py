@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Router
@@ -153,3 +154,25 @@ async def test_a_reply_telegram_took_with_a_result_that_does_not_validate_is_not
     assert [entry["event"] for entry in logs if entry["event"] == "telegram.unavailable"] == []
     (failed,) = [entry for entry in logs if entry["event"] == "handler_failed"]
     assert failed["error"] == "UnreadableReply"
+
+
+async def test_an_answer_whose_token_is_revoked_on_the_way_is_not_logged_as_a_bug(
+    tmp_path: Path,
+) -> None:
+    # The token revoked in @BotFather while an answer streams: Telegram refuses its drafts and
+    # its final message 401, and the bot stops (telegram.token_refused). Each answer in flight
+    # was also logged as a bug of ours (handler_failed, with a traceback) though nothing in
+    # the bot failed and nothing could be told to the user.
+    answer = " ".join(f"w{i}" for i in range(60))
+    async with running_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        with capture_logs() as logs:
+            stack.telegram.send_text(USER, "a question")
+            async with asyncio.timeout(30):
+                while not [c for c in stack.telegram.calls if c.method == "sendMessageDraft"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            stack.telegram.token = "123456:REVOKED"  # every method refused from here on
+            assert await stack.veil.chat.wait_idle(30)
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
+    refused = [entry for entry in logs if entry["event"] == "telegram.unauthorized"]
+    assert refused
+    assert refused[0]["method"] == "SendMessage"

@@ -12,7 +12,8 @@ from handlers.documents import DOCUMENT_MOST
 from playground.botapi import DOWNLOAD
 from services.documents import TextFile
 from services.tokens import prompt_tokens
-from tests.botstack import running_stack
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_stop import behind_proxy
@@ -338,6 +339,25 @@ async def test_a_file_download_telegram_fails_is_told_as_telegram_failing(
     logged = capsys.readouterr()
     assert token not in logged.out + logged.err
     assert "telegram.unavailable" in logged.out + logged.err
+    assert told == ("Telegram did not take my reply just now. Please send that again in a moment.")
+
+
+async def test_a_file_download_sent_elsewhere_is_not_followed(tmp_path: Path) -> None:
+    # The file download followed redirects (aiohttp's default), from a URL that holds the bot's
+    # token in its path: a proxy's 302 to its login page (which quotes the path it came from)
+    # was read as the user's file, so the bot's token went to the model in the question and
+    # was kept in the user's history. A redirect is now a download that failed.
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, answer="Noted.", telegram_server=telegram) as stack:
+        telegram.misbehave(DOWNLOAD, "login")
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        told = await stack.reply_text(USER)
+        asked = [str(request["messages"]) for request in stack.vllm.requests]
+        stack.telegram.send_document(USER, b"plain notes\n", file_name="notes.txt")
+        assert await stack.reply_text(USER, 1) == "Noted."
+    assert telegram.misbehaved == [(DOWNLOAD, "login")]
+    assert not [text for text in asked if TOKEN in text]
+    assert asked == []
     assert told == ("Telegram did not take my reply just now. Please send that again in a moment.")
 
 

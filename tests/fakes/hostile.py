@@ -30,7 +30,8 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
   gave up on it. ``held`` counts the replies held so far.
 
 ``misbehave(method, mode, when=...)`` arms one call of ``method`` (the next whose parameters
-``when`` accepts); the calls answered so are counted in ``misbehaved``.
+``when`` accepts); the calls answered so are counted in ``misbehaved``. ``method`` ``DOWNLOAD``
+arms the next file download (``/file/bot<token>/<file_path>``), in ``login`` mode only.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from playground.botapi import DOWNLOAD
 from tests.fakes.telegram import FakeTelegram
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ class HostileTelegram(FakeTelegram):
         self, method: str, mode: str, *, when: Callable[[dict[str, Any]], bool] = lambda _p: True
     ) -> None:
         """Answer the next call of ``method`` whose parameters ``when`` accepts in ``mode``."""
-        if mode not in MODES:
+        if mode not in MODES or (method == DOWNLOAD and mode != "login"):
             raise ValueError(f"unknown mode {mode}")
         self._armed.append(_Armed(method, mode, when))
 
@@ -138,6 +140,15 @@ class HostileTelegram(FakeTelegram):
                 body=page.encode(), headers={"Content-Type": "text/html; charset=hex"}
             )
         return await self._unfinished(armed.mode, request, params)
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """A file download; an armed one is sent to the login page, as a proxy's would be."""
+        armed = next((a for a in self._armed if a.method == DOWNLOAD), None)
+        if armed is None:
+            return await super()._file(request)
+        self._armed.remove(armed)
+        self.misbehaved.append((DOWNLOAD, armed.mode))
+        raise web.HTTPFound(f"/login?next={request.path}")
 
     async def _mangled(self, mode: str, request: web.Request) -> web.Response:
         """A reply in the Bot API's shape with a part missing: its result's, or its refusal's.
