@@ -265,6 +265,9 @@ class TurnTakingSession(AiohttpSession):
                 url,
                 data=self.body(bot, method),
                 timeout=ClientTimeout(total=self.timeout if timeout is None else timeout),
+                # The Bot API never redirects: a 3xx is a proxy's, which would have the call,
+                # its text and the token in its URL sent where it names.
+                allow_redirects=False,
             ) as reply:
                 # The Bot API speaks UTF-8 JSON: a charset the reply names is a proxy's (one
                 # may name a codec that is no text encoding, charset=hex: a LookupError).

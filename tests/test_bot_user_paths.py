@@ -7,6 +7,7 @@ import codecs
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aiohttp import web
 
 from handlers.documents import DOCUMENT_MOST
 from playground.botapi import DOWNLOAD
@@ -15,6 +16,7 @@ from services.tokens import prompt_tokens
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.fakes.vllm import FakeVLLM
+from tests.harness import wait_until
 from tests.test_bot_groups import GROUP, final_reply
 from tests.test_bot_stop import behind_proxy
 from tests.test_bot_topics import topic_telegram
@@ -359,6 +361,37 @@ async def test_a_file_download_sent_elsewhere_is_not_followed(tmp_path: Path) ->
     assert not [text for text in asked if TOKEN in text]
     assert asked == []
     assert told == ("Telegram did not take my reply just now. Please send that again in a moment.")
+
+
+async def test_a_bot_api_call_sent_elsewhere_is_not_followed(tmp_path: Path) -> None:
+    # Every Bot API call followed redirects (aiohttp's default): a proxy's 307 sent the call,
+    # its body (an answer's text) and its URL's path (the token) to any host it named. A
+    # redirect is now a reply that is not the Bot API's: the answer goes out when Telegram
+    # itself takes it.
+    caught: list[bytes] = []
+
+    async def catch(request: web.Request) -> web.Response:
+        caught.append(await request.read())
+        return web.json_response({"ok": True, "result": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", catch)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.elsewhere = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with running_stack(tmp_path, answer="Private words.", telegram_server=telegram):
+            telegram.misbehave("sendMessage", "away")
+            telegram.send_text(USER, "A question")
+            await wait_until(
+                lambda: [m.get("text") for m in telegram.sent_messages(USER)] == ["Private words."]
+            )
+    finally:
+        await runner.cleanup()
+    assert telegram.misbehaved == [("sendMessage", "away")]
+    assert caught == []
 
 
 async def test_a_file_telegram_will_not_hand_over_is_told_so(

@@ -18,6 +18,8 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
   proxy's error page does;
 - ``login``: a 302 to a login page (``/login?next=<the request's path>``) that quotes ``next``;
 - ``loop``: a 307 back to the same path (``?hop=n``), for ever;
+- ``away``: a 307 (which keeps the method and the body) to the same path on another host,
+  ``elsewhere`` (a base URL the test sets): a proxy sending the call somewhere else;
 - ``cut``: a 200 whose body stops short of its ``Content-Length`` (the connection closed);
 - ``latin1``: a 200 whose body is not UTF-8 (the text quoted in Latin-1 bytes);
 - ``charset``: a 200 page whose ``Content-Type`` names a codec that is no text encoding
@@ -60,6 +62,7 @@ MODES = (
     "page",
     "login",
     "loop",
+    "away",
     "cut",
     "latin1",
     "charset",
@@ -86,6 +89,7 @@ class HostileTelegram(FakeTelegram):
         self._closing = asyncio.Event()  # lets the silent calls go when the fake closes
         self._answering = asyncio.Event()  # lets the late replies go
         self.held = 0  # late replies held so far
+        self.elsewhere = ""  # where ``away`` sends a call
 
     async def close(self) -> None:
         """Let the silent calls go, then close as the emulator does."""
@@ -125,10 +129,8 @@ class HostileTelegram(FakeTelegram):
         if armed.mode == "page":
             page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
             return web.Response(text=page, content_type="text/html")
-        if armed.mode == "login":
-            raise web.HTTPFound(f"/login?next={request.path}")
-        if armed.mode == "loop":
-            raise web.HTTPTemporaryRedirect(f"{request.path}?hop=1")
+        if armed.mode in {"login", "loop", "away"}:
+            raise self._redirect(armed.mode, request)
         if armed.mode == "latin1":
             page = f'{{"ok":true,"result":"{params.get("text", "")}é"}}'
             return web.Response(
@@ -140,6 +142,14 @@ class HostileTelegram(FakeTelegram):
                 body=page.encode(), headers={"Content-Type": "text/html; charset=hex"}
             )
         return await self._unfinished(armed.mode, request, params)
+
+    def _redirect(self, mode: str, request: web.Request) -> web.HTTPException:
+        """The redirect a ``login``, ``loop`` or ``away`` call is answered with."""
+        if mode == "login":
+            return web.HTTPFound(f"/login?next={request.path}")
+        if mode == "loop":
+            return web.HTTPTemporaryRedirect(f"{request.path}?hop=1")
+        return web.HTTPTemporaryRedirect(self.elsewhere + request.path)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         """A file download; an armed one is sent to the login page, as a proxy's would be."""
