@@ -304,6 +304,37 @@ async def test_a_comment_typed_with_invisible_or_lookalike_characters_names_its_
     await sound(stack)
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param(lambda c: f"#{c}", id="hash"),
+        pytest.param(lambda c: f"{c}.", id="full stop"),
+        pytest.param(lambda c: f"«{c}»", id="quotes"),
+        pytest.param(lambda c: f"{c}!", id="exclamation"),
+        pytest.param(lambda c: f"order {c.lower()}", id="a word before"),
+        pytest.param(lambda c: f"Payment for order: {c}, thank you", id="in a sentence"),
+    ],
+)
+async def test_a_comment_that_names_its_order_among_punctuation_or_words_is_matched(
+    stack: TonStack, typed: Callable[[str], str]
+) -> None:
+    # "#ID", "ID.", "«ID»", "ID!", "order ID": each named no order, and the payment waited,
+    # unmatched, for an admin's /tonassign while the user heard nothing.
+    paid = await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed(paid.id))
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
+
+
+async def test_a_comment_naming_no_order_among_its_words_stays_unmatched(stack: TonStack) -> None:
+    await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="for the ABCDEFGH order, thanks")
+    await stack.watcher().poll()
+    assert await stack.balance(ALICE) == 0
+    await sound(stack)
+
+
 async def test_the_body_boc_wins_over_a_decoded_comment_that_disagrees(stack: TonStack) -> None:
     paid = await order(stack, ALICE)
     record = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="WRONG")

@@ -36,7 +36,7 @@ from services.ton.errors import (
     PaymentNotUnmatched,
     PaymentUnpriced,
 )
-from services.ton.shop import CURSOR_MARGIN_S, format_amount, normalise_comment
+from services.ton.shop import CURSOR_MARGIN_S, comment_order_ids, format_amount
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -182,10 +182,11 @@ class TonBooks:
         )
         if transfer.amount < self._dust.get(transfer.asset, 0):
             return replace(payment, status="dust", reason="dust")
-        comment = normalise_comment(transfer.comment or "")
-        if not comment:
+        named = comment_order_ids(transfer.comment or "")
+        if not named:
             return replace(payment, reason="no_comment")
-        order = storage.get_order(db, comment)
+        orders = (storage.get_order(db, order_id) for order_id in named)
+        order = next((found for found in orders if found is not None), None)
         if order is None:
             return replace(payment, reason="unknown_comment")
         payment = replace(payment, order_id=order.id, user_id=order.user_id)

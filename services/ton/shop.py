@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import secrets
 import time
 import unicodedata
@@ -71,6 +72,25 @@ def normalise_comment(text: str) -> str:
     """
     plain = unicodedata.normalize("NFKC", text).upper().translate(_LOOKALIKES)
     return "".join(ch for ch in plain if unicodedata.category(ch) not in _NOT_PART)
+
+
+def comment_order_ids(text: str) -> list[str]:
+    """The order ids a payer's comment may name, the likeliest first.
+
+    The whole comment as ``normalise_comment`` reads it; then the same with its punctuation
+    and symbols dropped too (``#A1B2…``, ``A1B2….``, ``«A1B2…»``); then each word of it that
+    could be an id (``order A1B2…, thanks``). Empty when the comment holds nothing.
+    """
+    whole = normalise_comment(text)
+    bare = "".join(ch for ch in whole if unicodedata.category(ch)[0] in "LN")
+    plain = unicodedata.normalize("NFKC", text).upper().translate(_LOOKALIKES)
+    words = re.split(r"[\W_]+", plain)
+    shaped = [
+        word
+        for word in words
+        if len(word) == COMMENT_LENGTH and all(ch in COMMENT_ALPHABET for ch in word)
+    ]
+    return list(dict.fromkeys(found for found in (whole, bare, *shaped) if found))
 
 
 @dataclass(frozen=True, slots=True)
