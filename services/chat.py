@@ -278,6 +278,7 @@ class _Asked:
     thread_id: int | None = None  # the topic asked in (None: the chat itself)
     file_read: int | None = None  # the percent of the question's file the model read, if cut
     document: TextFile | None = field(default=None, repr=False)  # the file asked about, if any
+    private: bool = False  # asked in the user's private chat (``Question.private``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,7 +602,7 @@ class ChatService:
 
         The answer in progress replaces it if it fails too, as any newer failure does.
         """
-        self._remember_failed(user_id, thread_id, failed.prompt, failed.document)
+        self._remember_failed(user_id, thread_id, failed.prompt, failed.document, private=True)
 
     def keep_continuation(self, user_id: int, request_id: str) -> None:
         """Give back what ``take_continuation`` just gave, not asked (``AnswerInProgress``).
@@ -621,9 +622,21 @@ class ChatService:
             self._cut.popitem(last=False)
 
     def _remember_failed(
-        self, user_id: int, thread_id: int | None, prompt: str, document: TextFile | None = None
+        self,
+        user_id: int,
+        thread_id: int | None,
+        prompt: str,
+        document: TextFile | None = None,
+        *,
+        private: bool,
     ) -> None:
-        """Keep the failed question for Retry: a file's whole (``prompt`` may be its start)."""
+        """Keep the failed question for Retry: a file's whole (``prompt`` may be its start).
+
+        Only a private chat's (``private``): Retry is a button there, and a group's or an
+        inline question's text must not be asked in the private chat by it.
+        """
+        if not private:
+            return
         failed = Failed(prompt) if document is None else Failed(document=document)
         self._retry[user_id] = (thread_id, failed)
         self._retry.move_to_end(user_id)
@@ -682,7 +695,11 @@ class ChatService:
                 delivered = _shown("".join(parts))  # blanks reached nobody: not charged
                 await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
                 self._remember_failed(
-                    user_id, question.thread_id, fitting.prompt, question.document
+                    user_id,
+                    question.thread_id,
+                    fitting.prompt,
+                    question.document,
+                    private=question.private,
                 )
                 await _show_failure(sink, delivered)
                 raise
@@ -701,6 +718,7 @@ class ChatService:
             question.thread_id,
             None if kept is None or document is None else document.percent(kept),
             document,
+            question.private,
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
@@ -729,7 +747,11 @@ class ChatService:
             return
         if refused.streamed or fitting.retried or alone:
             self._remember_failed(
-                question.user_id, question.thread_id, fitting.prompt, question.document
+                question.user_id,
+                question.thread_id,
+                fitting.prompt,
+                question.document,
+                private=question.private,
             )
             await sink.abort()
             if not refused.streamed and alone:
@@ -812,7 +834,9 @@ class ChatService:
             self._delivered_open.add(hold.request_id)
         if not text:
             if not stopped:
-                self._remember_failed(user_id, asked.thread_id, prompt, asked.document)
+                self._remember_failed(
+                    user_id, asked.thread_id, prompt, asked.document, private=asked.private
+                )
                 if completion is None:
                     raise InferenceUnavailable("the model returned an empty answer")
         elif conversation is not None:

@@ -15,6 +15,7 @@ import structlog
 from services.groups import Groups
 from tests.botstack import TOKEN, Stack, running_stack
 from tests.fakes.hostile import HostileTelegram
+from tests.harness import wait_until
 from tests.test_bot_privacy import assert_absent, disk_bytes
 
 if TYPE_CHECKING:
@@ -382,3 +383,27 @@ async def test_half_an_emoji_in_a_group_question_is_read_as_a_replacement_charac
         (final,) = await final_reply(stack)
     assert final["text"] == ANSWER
     assert [m["content"] for m in stack.vllm.requests[0]["messages"]] == ["what is \ufffd here?"]
+
+
+async def test_a_group_question_that_failed_is_never_asked_in_private_by_retry(
+    tmp_path: Path,
+) -> None:
+    # Every failed question was kept for the asker's Retry button, which is in their private
+    # chat: a group question (or an inline one) that failed after a private one replaced it,
+    # and the private Retry then asked the group's text in private and kept it in the private
+    # history. Group context never reaches a private conversation.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.vllm.fail_before_stream = (503, "engine is restarting")
+        stack.telegram.send_text(ANN, "my private question")
+        (failure,) = await stack.final_messages(ANN)
+        (button,) = failure["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await wait_until(lambda: len(stack.vllm.requests) == 2)
+        await stack.veil.chat.wait_idle(10)  # the group's answer failed, and is done
+        stack.vllm.fail_before_stream = None
+        stack.telegram.press_button(ANN, button["callback_data"], message_id=failure["message_id"])
+        assert await stack.reply_text(ANN, 1) == ANSWER
+        turns = await stack.stored_turns(ANN, 2)
+    asked = [request["messages"][-1]["content"] for request in stack.vllm.requests]
+    assert asked == ["my private question", QUESTION, "my private question"]
+    assert turns == ["my private question", ANSWER]
