@@ -208,23 +208,29 @@ class PaymentJournal:
         the journal is left to its own booking, which follows. A refund booked after its
         payment (it took the credit back itself, and told its user) is not this case: the
         journal's mark says which it was, not the two bookings' times, which may fall in one
-        second (or come from two replicas' clocks).
+        second (or come from two replicas' clocks). A refund booked by code that kept no mark
+        (``unmatched`` None, from before ``j0004``) is judged by those times, as that code did.
         """
         with journal_failures():
             refund = await self._journal.get(f"refund:{paid.charge_id}")
         if (
             refund is None
             or refund.booked_at is None
-            or not refund.unmatched
+            or refund.unmatched is False
             or refund.user_id != paid.user_id
         ):
             return False
+        # (A refund booked by older code has no mark, None: one that found its payment took
+        # the credit back then, and its ledger row stops this one.)
         if await self._shop.record_refund(paid.user_id, paid.charge_id):
             log.warning("journal.refund_before_payment", charge_id=paid.charge_id)
             return True
         # Booked again (a stop after the take-back, or its notice not taken): taken back then.
         payment = await self._shop.payment(paid.charge_id)
-        return payment is not None and payment.refunded
+        if payment is None or not payment.refunded:
+            return False
+        # Unmarked: booked before its payment by the ledger's times, as the older code judged.
+        return refund.unmatched or refund.booked_at <= payment.created_at
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""
