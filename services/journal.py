@@ -172,7 +172,7 @@ class PaymentJournal:
                 applies=applies
                 and payment is not None
                 and payment.refunded
-                and not (entry.booked_at is not None and entry.unmatched),
+                and not _booked_unmatched(entry, payment.created_at),
                 new=new,
                 units=payment.units if payment is not None else 0,
                 balance=(await self._credit.balance(entry.user_id)).units,
@@ -227,10 +227,11 @@ class PaymentJournal:
             return True
         # Booked again (a stop after the take-back, or its notice not taken): taken back then.
         payment = await self._shop.payment(paid.charge_id)
-        if payment is None or not payment.refunded:
-            return False
-        # Unmarked: booked before its payment by the ledger's times, as the older code judged.
-        return refund.unmatched or refund.booked_at <= payment.created_at
+        return (
+            payment is not None
+            and payment.refunded
+            and _booked_unmatched(refund, payment.created_at)
+        )
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""
@@ -265,3 +266,16 @@ class PaymentJournal:
         """Delete entries finished more than ``KEEP_FINISHED_S`` ago; how many went."""
         with journal_failures():
             return await self._journal.purge(int(self._clock()) - KEEP_FINISHED_S)
+
+
+def _booked_unmatched(refund: JournalEntry, paid_at: int) -> bool:
+    """Whether ``refund`` was booked already, before its payment (credited at ``paid_at``).
+
+    The journal's mark says so; a refund booked by code that kept no mark (``unmatched``
+    None, from before ``j0004``) is judged by the ledger's times, as that code did.
+    """
+    if refund.booked_at is None:
+        return False
+    if refund.unmatched is None:
+        return refund.booked_at <= paid_at
+    return refund.unmatched

@@ -282,10 +282,15 @@ async def test_a_refund_older_code_booked_before_its_payment_is_still_taken_back
         booked = await shop.payment("charge-bob-odd")
         balance = await credit.balance(BOB)
         assert await inconsistent_users(store) == []
+        # The refund's entry, still open (not told), booked again: its payment told it already.
+        refund = await journal.get("refund:charge-bob-odd")
+        assert refund is not None
+        again = await books.book(refund)
     finally:
         await journal.close()
         await store.close()
     assert booking.refunded
+    assert not again.applies
     assert booked is not None
     assert booked.refunded
     assert balance.units == 0
