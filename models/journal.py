@@ -85,8 +85,16 @@ def j0003_claims(db: Database) -> None:
 
 
 def j0004_unmatched_refunds(db: Database) -> None:
-    """Whether a refund was booked while the ledger had no payment of its user to take back."""
-    db.execute("ALTER TABLE payment_journal ADD COLUMN unmatched INTEGER NOT NULL DEFAULT 0")
+    """Whether a refund was booked while the ledger had no payment of its user to take back.
+
+    A refund booked already was booked by code that kept no such mark: NULL, not known (its
+    payment's booking decides by the ledger's times, as that code did).
+    """
+    db.execute("ALTER TABLE payment_journal ADD COLUMN unmatched INTEGER DEFAULT 0")
+    db.execute(
+        "UPDATE payment_journal SET unmatched = NULL"
+        " WHERE kind = 'refund' AND booked_at IS NOT NULL"
+    )
 
 
 JOURNAL_MIGRATIONS: list[migrations.Migration] = [
@@ -107,7 +115,8 @@ class JournalEntry:
     credit is delayed; ``thanked`` whether the user was thanked (kept while a flagged payment's
     admin notices are still owed); ``admins_told`` the admins who got that notice; ``unmatched``
     whether a refund, when booked, found no payment of its user in the ledger (booked before
-    its payment: that payment's booking takes the credit back and tells the user).
+    its payment: that payment's booking takes the credit back and tells the user); None for a
+    refund booked by code that kept no such mark (before ``j0004``).
     """
 
     kind: EntryKind
@@ -127,7 +136,7 @@ class JournalEntry:
     told: bool = False
     thanked: bool = False
     admins_told: frozenset[int] = frozenset()
-    unmatched: bool = False
+    unmatched: bool | None = False
 
     @property
     def key(self) -> str:
@@ -310,7 +319,7 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
                 int(entry.told),
                 int(entry.thanked),
                 ",".join(str(admin) for admin in sorted(entry.admins_told)),
-                int(entry.unmatched),
+                None if entry.unmatched is None else int(entry.unmatched),
             ],
         )
         new += cursor.rowcount
@@ -370,5 +379,5 @@ def _entry(row: Any) -> JournalEntry:  # noqa: ANN401 -- a sqlite3 row is untype
         told=bool(row[15]),
         thanked=bool(row[16]),
         admins_told=frozenset(int(admin) for admin in str(row[17]).split(",") if admin),
-        unmatched=bool(row[18]),
+        unmatched=None if row[18] is None else bool(row[18]),
     )

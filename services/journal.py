@@ -172,7 +172,7 @@ class PaymentJournal:
                 applies=applies
                 and payment is not None
                 and payment.refunded
-                and not (entry.booked_at is not None and entry.unmatched),
+                and not _booked_unmatched(entry, payment.created_at),
                 new=new,
                 units=payment.units if payment is not None else 0,
                 balance=(await self._credit.balance(entry.user_id)).units,
@@ -208,23 +208,30 @@ class PaymentJournal:
         the journal is left to its own booking, which follows. A refund booked after its
         payment (it took the credit back itself, and told its user) is not this case: the
         journal's mark says which it was, not the two bookings' times, which may fall in one
-        second (or come from two replicas' clocks).
+        second (or come from two replicas' clocks). A refund booked by code that kept no mark
+        (``unmatched`` None, from before ``j0004``) is judged by those times, as that code did.
         """
         with journal_failures():
             refund = await self._journal.get(f"refund:{paid.charge_id}")
         if (
             refund is None
             or refund.booked_at is None
-            or not refund.unmatched
+            or refund.unmatched is False
             or refund.user_id != paid.user_id
         ):
             return False
+        # (A refund booked by older code has no mark, None: one that found its payment took
+        # the credit back then, and its ledger row stops this one.)
         if await self._shop.record_refund(paid.user_id, paid.charge_id):
             log.warning("journal.refund_before_payment", charge_id=paid.charge_id)
             return True
         # Booked again (a stop after the take-back, or its notice not taken): taken back then.
         payment = await self._shop.payment(paid.charge_id)
-        return payment is not None and payment.refunded
+        return (
+            payment is not None
+            and payment.refunded
+            and _booked_unmatched(refund, payment.created_at)
+        )
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""
@@ -259,3 +266,16 @@ class PaymentJournal:
         """Delete entries finished more than ``KEEP_FINISHED_S`` ago; how many went."""
         with journal_failures():
             return await self._journal.purge(int(self._clock()) - KEEP_FINISHED_S)
+
+
+def _booked_unmatched(refund: JournalEntry, paid_at: int) -> bool:
+    """Whether ``refund`` was booked already, before its payment (credited at ``paid_at``).
+
+    The journal's mark says so; a refund booked by code that kept no mark (``unmatched``
+    None, from before ``j0004``) is judged by the ledger's times, as that code did.
+    """
+    if refund.booked_at is None:
+        return False
+    if refund.unmatched is None:
+        return refund.booked_at <= paid_at
+    return refund.unmatched

@@ -191,6 +191,23 @@ async def test_an_absent_max_completion_tokens_fits_the_models_window(
         assert small.requests[-1]["max_completion_tokens"] == 2000
 
 
+async def test_a_short_question_that_fits_the_window_is_asked_without_a_tokenize_call(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # The gateway's estimate (never below the count) with the answer's ceiling fits the window:
+    # nothing to fit and nothing to refuse, so no /tokenize round trip delays the question
+    # (the bench's every question), whether or not the client names its answer's number.
+    clients = {CLIENT_VERIFY_KEY: client_policy(max_tokens=100)}
+    async with run_gateway(vllm.url, clock=clock, clients=clients) as running:
+        await wait_until(lambda: bool(running.gateway.ring.windows))
+        for fields in ({}, {"max_completion_tokens": 50}):
+            reply = await post_sealed(http, running.url, seal_call(running, chat(**fields)))
+            assert reply.final is not None
+            assert reply.final.error_kind is None
+    assert len(vllm.requests) == 2
+    assert vllm.tokenize_requests == []
+
+
 @pytest.mark.parametrize("asked", [0, -1, True, 1.5, "10"])
 async def test_bad_max_completion_tokens_is_malformed(
     gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession, asked: object

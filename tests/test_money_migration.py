@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from models import MasterKey, StorageError, Store
 from models import migrations as schema
-from models.journal import JOURNAL_MIGRATION_SET, Journal
+from models.journal import JOURNAL_MIGRATION_SET, Journal, JournalEntry
 from services.audit import Auditor
 from services.credit import Credit
+from services.journal import PaymentJournal
 from services.prices import Prices
 from services.shop import Pack, Shop
 from tests.books import inconsistent_users
@@ -235,7 +236,12 @@ async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entr
     for table, rows in before.items():  # every row kept, later migrations' columns at the end
         assert [row[: len(old)] for row, old in zip(after[table], rows, strict=True)] == rows
     assert {row[-3:-1] for row in after["payment_journal"]} == {(None, None)}  # j0003: no claims
-    assert {row[-1] for row in after["payment_journal"]} == {0}  # j0004: no refund unmatched
+    # j0004: the refund booked already was booked by code that kept no mark (not known)
+    assert {row[1]: row[-1] for row in after["payment_journal"]} == {
+        "payment:charge-alice-1": 0,
+        "refund:charge-bob-odd": None,
+        "payment:charge-bob-late": 0,
+    }
     with contextlib.closing(sqlite3.connect(path)) as db:
         record = db.execute(
             "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [JOURNAL_MIGRATION_SET]
@@ -246,6 +252,48 @@ async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entr
         ("j0003_claims",),
         ("j0004_unmatched_refunds",),
     ]
+
+
+async def test_a_refund_older_code_booked_before_its_payment_is_still_taken_back(
+    tmp_path: Path,
+) -> None:
+    # Code from before j0004 booked this refund (its payment not in the ledger yet: nothing to
+    # take back) and marked nothing; its payment comes after the upgrade. The journal said no
+    # refund was unmatched, so the payment's booking took nothing back: the user kept the
+    # refunded credit.
+    path = _load(FIXTURES / "journal_j0001.sql", tmp_path / "journal.db")
+    store = await Store.open(tmp_path / "veil.db", FIXTURE_KEY)
+    journal = await Journal.open(path)
+    try:
+        shop = Shop(store, Pack.parse_list("50:50000000,250:275000000"))
+        credit = Credit(store, FIXTURE_PRICES, 500)
+        books = PaymentJournal(journal, shop, credit)
+        paid = JournalEntry(
+            kind="payment",
+            user_id=BOB,
+            payload="order-never-made",
+            currency="XTR",
+            total_amount=50,
+            charge_id="charge-bob-odd",
+            received_at=1795931100,
+        )
+        await journal.record([paid])
+        booking = await books.book(paid)
+        booked = await shop.payment("charge-bob-odd")
+        balance = await credit.balance(BOB)
+        assert await inconsistent_users(store) == []
+        # The refund's entry, still open (not told), booked again: its payment told it already.
+        refund = await journal.get("refund:charge-bob-odd")
+        assert refund is not None
+        again = await books.book(refund)
+    finally:
+        await journal.close()
+        await store.close()
+    assert booking.refunded
+    assert not again.applies
+    assert booked is not None
+    assert booked.refunded
+    assert balance.units == 0
 
 
 async def test_an_old_database_from_code_that_knew_more_migrations_is_refused_untouched(
