@@ -283,6 +283,12 @@ class TurnTakingSession(AiohttpSession):
             message = without_token(f"{type(exc).__name__}: {exc}")
             message = message.replace(bot.token, "<token>")
             raise TelegramNetworkError(method=method, message=message) from None
+        if HTTPStatus.MULTIPLE_CHOICES <= reply.status < HTTPStatus.BAD_REQUEST:
+            # Not followed, and no reply of the Bot API's (which never redirects) whatever its
+            # body says: one in the Bot API's shape was read as a refusal of a status aiogram
+            # knows nothing of (a bare ``TelegramAPIError``), a bug. The call did not go out.
+            message = f"{method.__api_method__}: a redirect (HTTP {reply.status}), not followed"
+            raise UnreadableReply(message, ValueError(f"HTTP {reply.status}"), None, method)
         if not HTTPStatus.OK <= reply.status <= HTTPStatus.IM_USED:
             raw = _described(raw, reply.status)
         try:

@@ -140,6 +140,20 @@ async def test_a_reply_a_proxy_answered_with_its_own_page_is_told_as_telegram_un
     assert unavailable["method"] == "SendMessage"
 
 
+async def test_a_reply_a_proxy_redirected_in_the_bot_apis_shape_is_told_as_telegram_unavailable(
+    tmp_path: Path,
+) -> None:
+    # A redirect is not followed; one whose body has the Bot API's shape (an API gateway's 301
+    # with {"ok": false, "error_code": 301, ...}) was read as the Bot API's own refusal, of a
+    # status aiogram knows nothing of (a bare TelegramAPIError): logged as handler_failed with
+    # a traceback and told as a bug of ours. It is no reply of the Bot API's, as any redirect.
+    (told,), logs, en = await balance_through_a_misbehaving_telegram(tmp_path, "moved", 1)
+    assert told["text"] == en("error_telegram")
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
+    (unavailable,) = [entry for entry in logs if entry["event"] == "telegram.unavailable"]
+    assert (unavailable["error"], unavailable["method"]) == ("UnreadableReply", "SendMessage")
+
+
 async def test_a_reply_telegram_took_with_a_result_that_does_not_validate_is_not_told_as_lost(
     tmp_path: Path,
 ) -> None:
