@@ -34,8 +34,9 @@ shows it. Python keeps it as a lone surrogate, which no UTF-8 encoder takes: suc
 could not be counted, sealed or stored, and the user was told something went wrong.
 
 ``StalePresses`` lets a button's press whose callback query Telegram finds too old to answer
-go on: the press is carried out, its answer logged as refused. A press already answered is not
-answered again (Telegram would refuse it in the same words).
+go on: the press is carried out, its answer logged as refused. So does a press whose answer
+meets flood waits past the query's life. A press already answered is not answered again
+(Telegram would refuse it in the same words).
 
 ``forget_handled_update`` frees each update once handled: aiogram caches ``Update.event_type``
 in an ``lru_cache`` keyed by the update, which kept the last 128 updates (each with its
@@ -99,8 +100,9 @@ log = structlog.get_logger("veil.telegram")
 # has arrived by then; a retry here would show the refused, older text first.
 _NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
 # Answers to a query Telegram lets go of within seconds: a flood wait longer than that is not
-# waited out (the answer would be refused as too old, and add to the flood).
-_SHORT_LIVED = (AnswerInlineQuery, AnswerGuestQuery)
+# waited out (the answer would be refused as too old, and add to the flood). A press's answer
+# that is not waited out is let go (``StalePresses``).
+_SHORT_LIVED = (AnswerInlineQuery, AnswerGuestQuery, AnswerCallbackQuery)
 QUERY_LIFE = 10.0  # seconds an inline or guest query can be answered (~10 s reported)
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
@@ -132,6 +134,10 @@ class StalePresses(BaseRequestMiddleware):
     (the user busy) had the errors router answer it again: Telegram refuses a second answer in
     the same words, and the operator read a press too old that was none (and a Bot API error
     counted). The second answer of a press answered (or let go) before is not sent.
+
+    A press's answer that meets flood waits past ``QUERY_LIFE`` (``RetryMiddleware``, inside
+    this one) is let go too (``telegram.press_flood``): the handler failed on it, so "Yes,
+    erase" erased nothing and the user was told Telegram did not take a reply.
     """
 
     def __init__(self, remembered: int = PRESSES_REMEMBERED) -> None:
@@ -156,6 +162,9 @@ class StalePresses(BaseRequestMiddleware):
             if _QUERY_TOO_OLD not in exc.message:
                 raise
             log.warning("telegram.press_too_old")
+            response = _answered()
+        except TelegramRetryAfter as exc:
+            log.warning("telegram.press_flood", seconds=exc.retry_after)
             response = _answered()
         self._answered[press] = None
         while len(self._answered) > self._remembered:
@@ -283,6 +292,12 @@ class TurnTakingSession(AiohttpSession):
             message = without_token(f"{type(exc).__name__}: {exc}")
             message = message.replace(bot.token, "<token>")
             raise TelegramNetworkError(method=method, message=message) from None
+        if HTTPStatus.MULTIPLE_CHOICES <= reply.status < HTTPStatus.BAD_REQUEST:
+            # Not followed, and no reply of the Bot API's (which never redirects) whatever its
+            # body says: one in the Bot API's shape was read as a refusal of a status aiogram
+            # knows nothing of (a bare ``TelegramAPIError``), a bug. The call did not go out.
+            message = f"{method.__api_method__}: a redirect (HTTP {reply.status}), not followed"
+            raise UnreadableReply(message, ValueError(f"HTTP {reply.status}"), None, method)
         if not HTTPStatus.OK <= reply.status <= HTTPStatus.IM_USED:
             raw = _described(raw, reply.status)
         try:
@@ -510,8 +525,8 @@ def build_bot(token: str, api_base: str) -> Bot:
     """A ``Bot`` that talks to ``api_base`` (Telegram, or a local emulator) with retries."""
     prepare_responses()
     session = TurnTakingSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+    session.middleware(StalePresses())  # outside the retries: it lets go of what they give up
     session.middleware(RetryMiddleware())
-    session.middleware(StalePresses())
     return Bot(token, session=session)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiogram import Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
 
 from handlers.failures import Asker, apologise_outside, tell_outside
@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.errors")
 
 GROUPS = frozenset({"group", "supergroup"})
+# What answering a press or refusing a checkout may meet on the way to telling the failure:
+# Telegram's refusal (the query too old), or a reply that is not the Bot API's (a proxy's page
+# or redirect: ``ClientDecodeError``, no ``TelegramAPIError``). Either escaping the errors
+# router was handled by it again as a failure of its own: the user was told "Telegram did not
+# take my reply" and the failure itself (a bug's traceback) was never logged.
+COURTESY_REFUSED = (TelegramAPIError, ClientDecodeError)
 
 
 def recipient(update: Update) -> int | None:
@@ -79,7 +85,7 @@ async def on_veil_error(
         await _tell_outside(update, shown, error, texts, editors)
         return
     if update.callback_query is not None:
-        with contextlib.suppress(TelegramAPIError):  # the query may be too old to answer
+        with contextlib.suppress(*COURTESY_REFUSED):  # the query may be too old to answer
             await update.callback_query.answer()
     await failures.tell(error, texts, recipient(update), recipient_topic(update))
 
@@ -118,7 +124,7 @@ async def on_unexpected(
         await apologise_outside(event.exception, texts, editors, shown, _asker(update))
         return
     if update.callback_query is not None:
-        with contextlib.suppress(TelegramAPIError):  # the query may be too old, or answered
+        with contextlib.suppress(*COURTESY_REFUSED):  # the query may be too old, or answered
             await update.callback_query.answer()
     await failures.apologise(event.exception, texts, recipient(update), recipient_topic(update))
     if update.pre_checkout_query is not None:
@@ -127,7 +133,7 @@ async def on_unexpected(
 
 async def refuse_checkout(query: PreCheckoutQuery, texts: Texts) -> None:
     """Refuse a checkout the shop could not judge; nothing is charged, the user may try again."""
-    with contextlib.suppress(TelegramAPIError):  # too late: Telegram has refused it itself
+    with contextlib.suppress(*COURTESY_REFUSED):  # too late: Telegram has refused it itself
         await query.answer(ok=False, error_message=texts("precheckout_unavailable"))
 
 

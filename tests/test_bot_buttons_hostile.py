@@ -115,3 +115,35 @@ async def test_erase_pressed_twice_says_what_the_erasure_erased(tmp_path: Path) 
     assert user is None
     assert not apologies(stack)
     assert said.startswith("Done: your key and 2 stored messages are gone.")
+
+
+async def test_a_press_whose_answer_meets_a_long_flood_wait_is_still_carried_out(
+    tmp_path: Path,
+) -> None:
+    # A press's answer (sent first, to stop the button's spinner) met a flood wait longer than
+    # the session waits out: the handler failed on it, so the choice was not saved, and the
+    # user was told "Telegram did not take my reply" for a press Telegram had delivered. A
+    # press's answer lives seconds; one that cannot go out in that time is let go, as one
+    # refused as too old, and the press is carried out.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(ANN, "/settings")
+        (shown,) = await stack.final_messages(ANN)
+        data = shown["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        stack.telegram.fail_next(
+            "answerCallbackQuery",
+            status=429,
+            description="Too Many Requests: retry after 3600",
+            retry_after=3600,
+        )
+        stack.telegram.press_button(ANN, data, message_id=shown["message_id"])
+        async with asyncio.timeout(10):
+            while not (  # noqa: ASYNC110 -- polls the fake's record
+                stack.telegram.calls_of("editMessageText") or len(bot_texts(stack, ANN)) > 1
+            ):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # anything the press would send after its redraw
+        assert await stack.veil.chat.keeps_inline_history(ANN)
+        assert len(bot_texts(stack, ANN)) == 1
+        (settings,) = stack.telegram.sent_messages(ANN)
+        redrawn = settings["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        assert redrawn != data  # the button now offers the other choice

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.filters import Command
 from structlog.testing import capture_logs
 
@@ -19,7 +19,7 @@ from tests.test_journal import ledger_locked
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aiogram.types import Message
+    from aiogram.types import CallbackQuery, Message
     from structlog.typing import EventDict
 
     from common.texts import Texts
@@ -140,6 +140,20 @@ async def test_a_reply_a_proxy_answered_with_its_own_page_is_told_as_telegram_un
     assert unavailable["method"] == "SendMessage"
 
 
+async def test_a_reply_a_proxy_redirected_in_the_bot_apis_shape_is_told_as_telegram_unavailable(
+    tmp_path: Path,
+) -> None:
+    # A redirect is not followed; one whose body has the Bot API's shape (an API gateway's 301
+    # with {"ok": false, "error_code": 301, ...}) was read as the Bot API's own refusal, of a
+    # status aiogram knows nothing of (a bare TelegramAPIError): logged as handler_failed with
+    # a traceback and told as a bug of ours. It is no reply of the Bot API's, as any redirect.
+    (told,), logs, en = await balance_through_a_misbehaving_telegram(tmp_path, "moved", 1)
+    assert told["text"] == en("error_telegram")
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == []
+    (unavailable,) = [entry for entry in logs if entry["event"] == "telegram.unavailable"]
+    assert (unavailable["error"], unavailable["method"]) == ("UnreadableReply", "SendMessage")
+
+
 async def test_a_reply_telegram_took_with_a_result_that_does_not_validate_is_not_told_as_lost(
     tmp_path: Path,
 ) -> None:
@@ -176,3 +190,39 @@ async def test_an_answer_whose_token_is_revoked_on_the_way_is_not_logged_as_a_bu
     refused = [entry for entry in logs if entry["event"] == "telegram.unauthorized"]
     assert refused
     assert refused[0]["method"] == "SendMessage"
+
+
+async def test_a_failed_press_whose_answer_a_proxy_redirects_is_still_told(
+    tmp_path: Path,
+) -> None:
+    # A button's handler failed before it answered the press, and the errors router's answer
+    # met a proxy's redirect (not followed: a reply that is not the Bot API's, UnreadableReply,
+    # which is no TelegramAPIError). It escaped the errors router, and aiogram handed it back
+    # as a failure of its own: the user read "Telegram did not take my reply" for the bug and
+    # for the ledger alike, and the bug was never logged (no handler_failed, no traceback).
+    async def explode(query: CallbackQuery) -> None:  # noqa: ARG001 -- aiogram passes it
+        raise RuntimeError("a bug")
+
+    async def busy(query: CallbackQuery) -> None:  # noqa: ARG001 -- aiogram passes it
+        raise veil_errors.LedgerUnavailable("locked")
+
+    buggy = Router(name="buggy")
+    buggy.callback_query.register(explode, F.data == "explode")
+    buggy.callback_query.register(busy, F.data == "busy")
+    telegram = HostileTelegram(token=TOKEN)
+    async with running_stack(tmp_path, telegram_server=telegram) as stack:
+        stack.veil.dispatcher.include_router(buggy)
+        routers = stack.veil.dispatcher.sub_routers  # before the router that answers any press
+        routers.insert(1, routers.pop())
+        with capture_logs() as logs:
+            for count, data in enumerate(("explode", "busy"), start=1):
+                telegram.misbehave("answerCallbackQuery", "login")
+                telegram.press_button(USER, data, message_id=1)
+                await stack.final_messages(USER, count)
+    assert telegram.misbehaved == [("answerCallbackQuery", "login")] * 2
+    en = stack.veil.catalogs.for_language("en")
+    told = [message["text"] for message in telegram.sent_messages(USER)]
+    assert told == [en("error_internal"), en("error_ledger")]
+    assert [entry["error"] for entry in logs if entry["event"] == "handler_failed"] == [
+        "RuntimeError"
+    ]

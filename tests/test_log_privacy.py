@@ -381,7 +381,10 @@ async def test_the_bot_under_a_hostile_network_logs_no_token_question_or_answer(
     assert_clean(logged)
     # A redirect is not followed (it would carry the call, and the token in its URL, where it
     # names): it is a reply that is not the Bot API's.
-    assert "Failed to fetch updates - UnreadableReply: UnreadableReply: getUpdates" in logged
+    assert (
+        "Failed to fetch updates - UnreadableReply: UnreadableReply: getUpdates:"
+        " a redirect (HTTP 307), not followed"
+    ) in logged
     assert "streaming.final_unreadable" in logged
     assert "UnreadableReply: sendMessage: Failed to deserialize object: ValidationError" in logged
 
@@ -524,8 +527,8 @@ async def test_the_bot_process_that_cannot_start_behind_a_hostile_network_logs_n
     assert bot.lines[-1].startswith(f"veil: Telegram at {telegram.url}")
     assert (
         "(VEIL_TELEGRAM_API) could not serve the bot now: UnreadableReply: getMe:"
-        in (bot.lines[-1])
-    )
+        " a redirect (HTTP 302), not followed"
+    ) in bot.lines[-1]
 
 
 async def test_a_refusal_quoting_the_question_reaches_neither_the_log_nor_the_mini_app(

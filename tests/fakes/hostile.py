@@ -20,6 +20,9 @@ the ways a misbehaving network or proxy answers them, not as Telegram would. The
 - ``loop``: a 307 back to the same path (``?hop=n``), for ever;
 - ``away``: a 307 (which keeps the method and the body) to the same path on another host,
   ``elsewhere`` (a base URL the test sets): a proxy sending the call somewhere else;
+- ``moved``: a 301 to the same path on another host (``elsewhere``) whose body has the Bot
+  API's shape (``{"ok": false, "error_code": 301, "description": "Moved Permanently"}``), as
+  an API gateway's redirect may; the call does not run;
 - ``cut``: a 200 whose body stops short of its ``Content-Length`` (the connection closed);
 - ``latin1``: a 200 whose body is not UTF-8 (the text quoted in Latin-1 bytes);
 - ``charset``: a 200 page whose ``Content-Type`` names a codec that is no text encoding
@@ -63,6 +66,7 @@ MODES = (
     "login",
     "loop",
     "away",
+    "moved",
     "cut",
     "latin1",
     "charset",
@@ -129,7 +133,7 @@ class HostileTelegram(FakeTelegram):
         if armed.mode == "page":
             page = f"<html><p>Blocked: {html.escape(request.path)}</p><p>{quoted}</p></html>"
             return web.Response(text=page, content_type="text/html")
-        if armed.mode in {"login", "loop", "away"}:
+        if armed.mode in {"login", "loop", "away", "moved"}:
             raise self._redirect(armed.mode, request)
         if armed.mode == "latin1":
             page = f'{{"ok":true,"result":"{params.get("text", "")}é"}}'
@@ -144,7 +148,14 @@ class HostileTelegram(FakeTelegram):
         return await self._unfinished(armed.mode, request, params)
 
     def _redirect(self, mode: str, request: web.Request) -> web.HTTPException:
-        """The redirect a ``login``, ``loop`` or ``away`` call is answered with."""
+        """The redirect a ``login``, ``loop``, ``away`` or ``moved`` call is answered with."""
+        if mode == "moved":
+            refusal = {"ok": False, "error_code": 301, "description": "Moved Permanently"}
+            return web.HTTPMovedPermanently(
+                self.elsewhere + request.path,
+                text=json.dumps(refusal),
+                content_type="application/json",
+            )
         if mode == "login":
             return web.HTTPFound(f"/login?next={request.path}")
         if mode == "loop":
