@@ -273,10 +273,12 @@ async def test_a_refund_older_code_booked_before_its_payment_is_still_taken_back
     # refunded credit. A journal the first j0004 upgraded (NOT NULL, the refund's mark 0) had
     # that still: the mended j0004 never ran on it.
     path = _load(FIXTURES / "journal_j0001.sql", tmp_path / "journal.db")
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # entries 4 to 9 purged since
+        db.execute("UPDATE sqlite_sequence SET seq = 9 WHERE name = 'payment_journal'")
     if upgraded == "by the first j0004":
-        db = schema.Database(path)
-        schema.apply(db, [*JOURNAL_MIGRATIONS[:3], _first_j0004], JOURNAL_MIGRATION_SET)
-        db.close()
+        first = schema.Database(path)
+        schema.apply(first, [*JOURNAL_MIGRATIONS[:3], _first_j0004], JOURNAL_MIGRATION_SET)
+        first.close()
     store = await Store.open(tmp_path / "veil.db", FIXTURE_KEY)
     journal = await Journal.open(path)
     try:
@@ -316,7 +318,7 @@ async def test_a_refund_older_code_booked_before_its_payment_is_still_taken_back
         ("payment_journal_open",),
         ("sqlite_autoindex_payment_journal_1",),
     ]
-    assert _query(path, "SELECT seq FROM sqlite_sequence") == [(4,)]
+    assert _query(path, "SELECT seq FROM sqlite_sequence") == [(10,)]
 
 
 async def test_an_old_database_from_code_that_knew_more_migrations_is_refused_untouched(
