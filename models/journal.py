@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from models import migrations
 from models.database import Connection
+from models.errors import StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -97,11 +98,56 @@ def j0004_unmatched_refunds(db: Database) -> None:
     )
 
 
+def j0005_unknown_marks(db: Database) -> None:
+    """A journal the first ``j0004`` upgraded: its refunds booked before it not known either.
+
+    That ``j0004`` made the mark NOT NULL and read every refund booked already as found by its
+    payment (0), and the mended one never runs again where it ran: the table is rebuilt with
+    the mark nullable, and those refunds' marks are NULL, as the mended ``j0004`` leaves them.
+    A journal the mended ``j0004`` upgraded is left as it is.
+    """
+    notnull = {row[1]: row[3] for row in db.execute("PRAGMA table_info(payment_journal)")}
+    if not notnull["unmatched"]:
+        return
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'payment_journal'"
+    ).fetchone()
+    mended = sql.replace("unmatched INTEGER NOT NULL DEFAULT 0", "unmatched INTEGER DEFAULT 0")
+    if mended == sql:
+        raise StorageError("the payment journal's unmatched mark is not j0004's; refusing")
+    indexes = [
+        row[0]
+        for row in db.execute(
+            "SELECT sql FROM sqlite_master"
+            " WHERE type = 'index' AND tbl_name = 'payment_journal' AND sql IS NOT NULL"
+        )
+    ]
+    sequence = db.execute(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'payment_journal'"
+    ).fetchone()
+    db.execute("ALTER TABLE payment_journal RENAME TO payment_journal_j0004")
+    db.execute(mended)
+    db.execute("INSERT INTO payment_journal SELECT * FROM payment_journal_j0004")
+    db.execute("DROP TABLE payment_journal_j0004")
+    for index in indexes:
+        db.execute(index)
+    if sequence is not None:  # AUTOINCREMENT: no purged entry's seq is given out again
+        db.execute("DELETE FROM sqlite_sequence WHERE name = 'payment_journal'")
+        db.execute("INSERT INTO sqlite_sequence VALUES ('payment_journal', ?)", [sequence[0]])
+    upgraded = migrations.applied_at(db, "j0004_unmatched_refunds", JOURNAL_MIGRATION_SET)
+    db.execute(
+        "UPDATE payment_journal SET unmatched = NULL"
+        " WHERE kind = 'refund' AND booked_at IS NOT NULL AND booked_at < ?",
+        [upgraded],
+    )
+
+
 JOURNAL_MIGRATIONS: list[migrations.Migration] = [
     j0001_payment_journal,
     j0002_admin_notices,
     j0003_claims,
     j0004_unmatched_refunds,
+    j0005_unknown_marks,
 ]
 JOURNAL_MIGRATION_SET = "journal"
 

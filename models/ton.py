@@ -79,7 +79,8 @@ class TonPayment:
     """An incoming transfer as recorded.
 
     ``reason`` says more: ``underpaid``/``overpaid`` for a credited one, ``no_comment``,
-    ``unknown_comment``, ``wrong_asset`` or ``already_paid`` for an unmatched one, ``dust``.
+    ``unknown_comment``, ``two_orders``, ``wrong_asset`` or ``already_paid`` for an unmatched
+    one, ``dust``.
     ``late`` marks a payment that arrived after its order expired (credited all the same).
     ``rate_amount``/``rate_units`` is the rate a credited payment was credited at.
     """

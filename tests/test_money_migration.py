@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from models import MasterKey, StorageError, Store
 from models import migrations as schema
-from models.journal import JOURNAL_MIGRATION_SET, Journal, JournalEntry
+from models.journal import JOURNAL_MIGRATION_SET, JOURNAL_MIGRATIONS, Journal, JournalEntry
 from services.audit import Auditor
 from services.credit import Credit
 from services.journal import PaymentJournal
@@ -251,17 +251,34 @@ async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entr
         ("j0002_admin_notices",),
         ("j0003_claims",),
         ("j0004_unmatched_refunds",),
+        ("j0005_unknown_marks",),
     ]
 
 
+def _first_j0004(db: schema.Database) -> None:
+    """j0004 as it first shipped: a NOT NULL mark, every refund booked before it "matched"."""
+    db.execute("ALTER TABLE payment_journal ADD COLUMN unmatched INTEGER NOT NULL DEFAULT 0")
+
+
+_first_j0004.__name__ = "j0004_unmatched_refunds"
+
+
+@pytest.mark.parametrize("upgraded", ["now", "by the first j0004"])
 async def test_a_refund_older_code_booked_before_its_payment_is_still_taken_back(
-    tmp_path: Path,
+    tmp_path: Path, upgraded: str
 ) -> None:
     # Code from before j0004 booked this refund (its payment not in the ledger yet: nothing to
     # take back) and marked nothing; its payment comes after the upgrade. The journal said no
     # refund was unmatched, so the payment's booking took nothing back: the user kept the
-    # refunded credit.
+    # refunded credit. A journal the first j0004 upgraded (NOT NULL, the refund's mark 0) had
+    # that still: the mended j0004 never ran on it.
     path = _load(FIXTURES / "journal_j0001.sql", tmp_path / "journal.db")
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # entries 4 to 9 purged since
+        db.execute("UPDATE sqlite_sequence SET seq = 9 WHERE name = 'payment_journal'")
+    if upgraded == "by the first j0004":
+        first = schema.Database(path)
+        schema.apply(first, [*JOURNAL_MIGRATIONS[:3], _first_j0004], JOURNAL_MIGRATION_SET)
+        first.close()
     store = await Store.open(tmp_path / "veil.db", FIXTURE_KEY)
     journal = await Journal.open(path)
     try:
@@ -294,6 +311,14 @@ async def test_a_refund_older_code_booked_before_its_payment_is_still_taken_back
     assert booked is not None
     assert booked.refunded
     assert balance.units == 0
+    # Rebuilt or not, the journal keeps its index of open entries and its sequence.
+    indexes = "SELECT name FROM sqlite_master WHERE tbl_name = 'payment_journal' ORDER BY name"
+    assert _query(path, indexes) == [
+        ("payment_journal",),
+        ("payment_journal_open",),
+        ("sqlite_autoindex_payment_journal_1",),
+    ]
+    assert _query(path, "SELECT seq FROM sqlite_sequence") == [(10,)]
 
 
 async def test_an_old_database_from_code_that_knew_more_migrations_is_refused_untouched(

@@ -327,6 +327,27 @@ async def test_a_comment_that_names_its_order_among_punctuation_or_words_is_matc
     await sound(stack)
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param(lambda mine, theirs: f"{theirs} was my friend's, this is {mine}", id="words"),
+        pytest.param(lambda mine, theirs: f"{mine}, {theirs}", id="a list"),
+    ],
+)
+async def test_a_comment_naming_two_orders_among_its_words_is_left_to_the_admins(
+    stack: TonStack, typed: Callable[[str, str], str]
+) -> None:
+    # The first order its words named was credited, here another user's: whichever it meant,
+    # one of the two was credited for a payment that may have been the other's.
+    mine, theirs = await order(stack, ALICE), await order(stack, BOB)
+    paid = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=typed(mine.id, theirs.id))
+    await stack.watcher().poll()
+    assert await recorded(stack) == {hex_hash(paid["hash"]): ("unmatched", "two_orders", 0)}
+    assert await stack.balance(ALICE) == await stack.balance(BOB) == 0
+    assert stack.told == []
+    await sound(stack)
+
+
 async def test_a_comment_naming_no_order_among_its_words_stays_unmatched(stack: TonStack) -> None:
     await order(stack, ALICE)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="for the ABCDEFGH order, thanks")

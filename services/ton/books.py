@@ -8,9 +8,9 @@ read again) changes nothing. What happens to a transfer:
 - its comment names an order of the same asset that is not paid in full yet: ``credited``
   with what actually arrived at the order's rate (``underpaid`` or ``overpaid`` when it is not
   the exact rest; ``late`` after the order expired — credited all the same);
-- no comment, a comment that names no order (or one for the other asset), or an order already
-  paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it to a user (at
-  the order's rate, else at the cheapest pack's).
+- no comment, a comment that names no order (or one for the other asset, or two orders), or
+  an order already paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it
+  to a user (at the order's rate, else at the cheapest pack's).
 
 Every credit is one ledger row written by ``_credit``; the balance after it is read in the same
 transaction, for the message to the user. Whether the user was told is kept with the payment,
@@ -182,13 +182,9 @@ class TonBooks:
         )
         if transfer.amount < self._dust.get(transfer.asset, 0):
             return replace(payment, status="dust", reason="dust")
-        named = comment_order_ids(transfer.comment or "")
-        if not named:
-            return replace(payment, reason="no_comment")
-        orders = (storage.get_order(db, order_id) for order_id in named)
-        order = next((found for found in orders if found is not None), None)
-        if order is None:
-            return replace(payment, reason="unknown_comment")
+        order = _named_order(db, transfer.comment)
+        if isinstance(order, str):
+            return replace(payment, reason=order)
         payment = replace(payment, order_id=order.id, user_id=order.user_id)
         if order.asset != transfer.asset:
             return replace(payment, reason="wrong_asset")
@@ -370,6 +366,25 @@ class TonBooks:
         """Book the chain's transfers that are not recorded yet (each once); the new bookings."""
         bookings = [await self.book(t) for t in transfers if t.skip is None]
         return [booking for booking in bookings if booking.new]
+
+
+def _named_order(db: Database, comment: str | None) -> TonOrder | str:
+    """The one order a payer's comment names, else why none (the unmatched payment's reason).
+
+    Words naming two orders or more name none: whichever the payer meant, another may be
+    another user's, and the admins decide (``two_orders``).
+    """
+    named = comment_order_ids(comment or "")
+    if not named:
+        return "no_comment"
+    orders = (storage.get_order(db, order_id) for order_id in named)
+    found = {order.id: order for order in orders if order is not None}
+    if not found:
+        return "unknown_comment"
+    if len(found) > 1:
+        return "two_orders"
+    (order,) = found.values()
+    return order
 
 
 def _credit(db: Database, payment: TonPayment, now: int) -> None:
