@@ -69,8 +69,9 @@ class Turn:
             if left <= 0:
                 log.warning("update.order_waited_out", update_id=self.update_id)
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._came.wait(), left)
+            with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
+                async with asyncio.timeout(left):
+                    await self._came.wait()
         self.started = True
 
     def done(self) -> None:

@@ -314,8 +314,11 @@ class PaymentDesk:
                 delay, wait = self._backoff.first, IDLE_CHECK_S
             else:
                 wait, delay = delay, min(delay * 2, self._backoff.most)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that comes in the turn
+            # the event is set (a payment handed over as the bot stops), and the loop ran on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def _tell(self, booking: Booking, *, late: bool, durable: bool = True) -> bool:
         """Tell the user (and the admins, for a flagged payment); False to try again later.

@@ -136,8 +136,9 @@ class Pastes:
             waiting()
         try:
             while (left := paste.due - loop.time()) > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(paste.came.wait(), left)
+                with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
+                    async with asyncio.timeout(left):
+                        await paste.came.wait()
                 paste.came.clear()
         finally:
             if self._open.get(key) is paste:

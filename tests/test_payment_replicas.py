@@ -408,3 +408,23 @@ async def test_a_refund_booked_in_the_second_its_payment_was_credited_leaves_the
         "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
         "Thank you! 50 ★ added. Balance: 0 ★.",
     ]
+
+
+async def test_a_desk_woken_as_it_is_stopped_stops(tmp_path: Path) -> None:
+    # The desk's loop waited for its wake-up with asyncio.wait_for, which on Python 3.11
+    # swallows a cancel that comes in the loop's turn the event is set (a payment handed to the
+    # loop as the bot shuts down): the loop went on booking, and the shutdown waiting for it
+    # never ended (seen in CI: a payment test's teardown hung past pytest's 120 s).
+    async with paying_stack(tmp_path) as stack:
+        journal = await Journal.open(tmp_path / "desk-journal.db")
+        try:
+            desk = desk_on(journal, stack, CLAIM_LEASE_S)
+            running = asyncio.create_task(desk.run())
+            await asyncio.sleep(0.2)  # it has looked at the journal and waits to be woken
+            desk._wake.set()  # what ``take`` does, in the turn of the stop
+            running.cancel()
+            done, _ = await asyncio.wait({running}, timeout=10)
+        finally:
+            await journal.close()
+    assert done == {running}
+    assert running.cancelled()
