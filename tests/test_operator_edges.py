@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
 from playground.delivery import Changes
 from playground.web import _next_or_ping
+from tests.botstack import TOKEN, process_stack
 from tests.fakes.telegram import FakeTelegram
+from tests.harness import ManagedProcess, free_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 9311
 
 # Waits in the playground (the tests' fake Telegram): a cancel that comes in the turn the
 # awaited event is set. ``asyncio.wait_for`` on Python 3.11 swallows it: the task cancelled
@@ -73,3 +80,81 @@ async def test_a_page_stream_cancelled_as_an_event_comes_is_cancelled_and_keeps_
     assert done == {waiting}
     assert waiting.cancelled()
     assert queue.get_nowait() == {"type": "draft"}
+
+
+async def exit_code(process: ManagedProcess, within: float = 30.0) -> int | None:
+    """The process's exit code once it ends by itself within ``within`` s; else kill it, None."""
+    try:
+        async with asyncio.timeout(within):
+            code = await process.process.wait()
+    except TimeoutError:
+        await process.kill()
+        return None
+    await process.kill()  # only collects its output: it has exited
+    return code
+
+
+async def test_a_token_revoked_while_a_webhook_bot_serves_stops_it_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # The token revoked in @BotFather while the bot serves a webhook: Telegram keeps posting
+    # the updates (the webhook is the bot's, not the token's) and refuses every reply 401. Each
+    # was logged as telegram.unauthorized and the bot served on, answering no one; a long-polling
+    # bot stops with exit 2 on it.
+    port = free_port()
+    async with process_stack(tmp_path / "data", answer="An answer.") as stack:
+        telegram, env = stack.telegram, stack.env
+        env |= {
+            "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
+            "VEIL_WEBHOOK_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.token = "123456:REVOKED"  # Telegram now refuses the old one, every method
+            telegram.send_text(USER, "/start")  # posted to the webhook; its reply is refused
+            code = await exit_code(bot)
+        finally:
+            await bot.kill()
+    assert code == 2  # the operator's to fix, as a token refused at start
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the bot token (sendMessage: Unauthorized) while the bot was"
+        " serving: set VEIL_BOT_TOKEN to the token @BotFather gave this bot (/revoke there"
+        " replaces it)"
+    )
+    assert bot.output.count('"telegram.token_refused"') == 1
+    assert "bot.stopped" in bot.output
+    assert TOKEN.split(":")[1] not in bot.output
+
+
+async def test_one_refused_reply_with_a_token_telegram_still_takes_does_not_stop_a_webhook_bot(
+    tmp_path: Path,
+) -> None:
+    # A reply refused 401 though getMe, asked then, answers (a proxy's refusal in the Bot
+    # API's shape, one of Telegram's passing 401s): the bot serves on.
+    port = free_port()
+    async with process_stack(tmp_path / "data", answer="An answer.") as stack:
+        telegram, env = stack.telegram, stack.env
+        env |= {
+            "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
+            "VEIL_WEBHOOK_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("sendMessage", status=401, description="Unauthorized")
+            telegram.send_text(USER, "/start")
+            refused = await telegram.wait_for("sendMessage", timeout=30)
+            assert refused.answered != "ok"
+            await telegram.wait_for("getMe", lambda c: c.at > refused.at, timeout=30)
+            telegram.send_text(USER, "/start")
+            await telegram.wait_for("sendMessage", lambda c: c.answered == "ok", timeout=30)
+            assert bot.process.returncode is None
+            code = await bot.stop()
+        finally:
+            await bot.kill()
+    assert code == 0
+    assert "telegram.token_refused" not in bot.output
+    assert bot.output.count('"telegram.call_refused"') == 1
