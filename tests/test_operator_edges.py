@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from playground.delivery import Changes
 from playground.web import _next_or_ping
+from sealed.encoding import b64e
 from tests.botstack import TOKEN, process_stack
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import ManagedProcess, free_port
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from tests.harness import ManagedProcess, free_port, install_client_key, run_python
 
 USER = 9311
 
@@ -158,3 +158,57 @@ async def test_one_refused_reply_with_a_token_telegram_still_takes_does_not_stop
     assert code == 0
     assert "telegram.token_refused" not in bot.output
     assert bot.output.count('"telegram.call_refused"') == 1
+
+
+def start_settings(data: Path, **more: str) -> dict[str, str]:
+    """What ``python -m bot`` on ``data`` needs to start (no Telegram answers on port 9)."""
+    return {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_TELEGRAM_API": "http://127.0.0.1:9",
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_BOT_METRICS_PORT": "0",
+    } | more
+
+
+# A data folder that cannot be made or opened (a file where the folder should be; /proc, where
+# no folder can be made): the line named a path inside it, "cannot open the data store", and
+# no setting, so the operator had to guess which one to change. Each command once.
+@pytest.mark.parametrize(
+    ("kind", "command"), [("a file", []), ("in /proc", ["audit"]), ("a file", ["reconcile"])]
+)
+def test_a_data_folder_that_cannot_be_used_names_the_setting_and_the_path(
+    tmp_path: Path, kind: str, command: list[str]
+) -> None:
+    if kind == "a file":
+        data = tmp_path / "data"
+        data.write_text("not a folder")
+    else:
+        data = Path("/proc/veil-no-such-folder/data")  # no folder can be made in /proc
+    key = install_client_key(tmp_path / "keys")
+    settings = start_settings(
+        data,
+        VEIL_CLIENT_KEY_FILE=str(key),
+        VEIL_MASTER_KEY_FILE=str(tmp_path / "keys" / "master.key"),
+    )
+    result = run_python("-m", "bot", *command, env=settings)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
+
+
+def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
+    tmp_path: Path,
+) -> None:
+    # VEIL_MASTER_KEY_FILE unset: the key is made in the data folder, and the line named
+    # VEIL_MASTER_KEY_FILE, a setting the operator never set.
+    data = tmp_path / "data"
+    data.write_text("not a folder")
+    key = install_client_key(tmp_path / "keys")
+    result = run_python(
+        "-m", "bot", "audit", env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: cannot read master key file {data}/")
+    assert "VEIL_MASTER_KEY_FILE names another" in line
