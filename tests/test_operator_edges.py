@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,26 @@ def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"veil: setting VEIL_DATA_DIR: cannot read master key file {data}/")
     assert "VEIL_MASTER_KEY_FILE names another" in line
+
+
+# A Python warning (a library's DeprecationWarning, an unclosed resource) was printed by Python
+# as plain text among the JSON lines, its message and its source line as they are: a log
+# pipeline could not read it, and a library's warning may quote what it was given.
+_WARNED = """
+import warnings
+from common.logs import configure_logging
+
+configure_logging("INFO")
+warnings.warn("PRIVATE-WORDS-7f3a of a user", UserWarning, stacklevel=1)
+"""
+
+
+def test_a_python_warning_is_one_json_log_line_without_its_text() -> None:
+    result = run_python("-c", _WARNED)
+    assert result.returncode == 0, result.stderr
+    assert "PRIVATE-WORDS-7f3a" not in result.stderr
+    (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["event"] == "python.warning"
+    assert line["level"] == "warning"
+    assert line["category"] == "UserWarning"
+    assert line["line"] == 6  # where it was raised in _WARNED
