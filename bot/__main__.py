@@ -20,7 +20,7 @@ from bot.settings import BotSettings
 from common.connections import bind_failure
 from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
-from models import MasterKeyFileError, StorageError
+from models import DataFolderError, MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
 from models.store import holds_data_keys
@@ -154,7 +154,7 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
             " share one)"
         )
     elif isinstance(exc, StorageError):
-        line = storage_failure(exc)
+        line = storage_failure(settings, exc)
     elif isinstance(exc, ValueError):
         line = f"veil: {exc}"
     elif isinstance(exc, TelegramUnauthorizedError):
@@ -184,10 +184,24 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
     return line, 1 if isinstance(exc, away) else 2
 
 
-def storage_failure(exc: StorageError) -> str:
-    """The line for a data store that cannot be opened; a master key file names its setting."""
+def storage_failure(settings: BotSettings, exc: StorageError) -> str:
+    """The line for a data store that cannot be opened; a file or folder names its setting.
+
+    A master key file at its default place (``VEIL_MASTER_KEY_FILE`` unset) is in the data
+    folder: the setting to look at is ``VEIL_DATA_DIR``.
+    """
+    if isinstance(exc, MasterKeyFileError) and settings.master_key_file is None:
+        return (
+            f"veil: setting VEIL_DATA_DIR: {exc} (the master key's default place in the data"
+            " folder; VEIL_MASTER_KEY_FILE names another)"
+        )
     if isinstance(exc, MasterKeyFileError):
         return f"veil: setting VEIL_MASTER_KEY_FILE: {exc}"
+    if isinstance(exc, DataFolderError):
+        return (
+            f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be"
+            f" used: {exc}"
+        )
     return f"veil: cannot open the data store: {exc}"
 
 
@@ -309,7 +323,7 @@ def run_audit(settings: BotSettings) -> int:
     try:
         report = asyncio.run(audit(settings))
     except StorageError as exc:
-        print(storage_failure(exc), file=sys.stderr)  # noqa: T201
+        print(storage_failure(settings, exc), file=sys.stderr)  # noqa: T201
         return 2
     for line in report_lines(report):
         print(line)  # noqa: T201 -- the command's report

@@ -30,7 +30,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllGroupChats
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
-from bot.conflict import PollingConflicts
+from bot.conflict import PollingConflicts, RefusedToken
 from bot.editing import Editors, Pace
 from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metrics_guard
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
@@ -594,6 +594,7 @@ async def _run_webhook(
 ) -> None:
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
+    refused = RefusedToken(stop.set)  # installed once started: start-up tells its own 401
     async with (
         running_veil(settings, client_key, recover_all=False) as veil,
         serving_operations(
@@ -606,8 +607,11 @@ async def _run_webhook(
         async with running_webhook(veil) as port:
             url, secret = str(settings.webhook_url), settings.webhook_secret.get_secret_value()
             if await until_stopped(stop, _start_webhook(veil, url, secret)):
+                veil.bot.session.middleware(refused)
                 log.info("bot.started", mode="webhook", port=port, frozen_objects=freeze_startup())
                 await stop.wait()
         # No longer listening: Telegram keeps new updates for later.
         await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
         log.info("bot.stopped")
+    if refused.failure is not None:
+        raise refused.failure

@@ -19,6 +19,11 @@ then asked about once (``getMe``): refused too, it is logged (``telegram.token_r
 stops the bot the same way (``TokenRefused``). Answered (or not answered at all), the 401 was
 not the token's (a proxy's refusal in the Bot API's shape, one of Telegram's passing ones):
 it is logged (``telegram.poll_refused``) and polled past, as aiogram does.
+
+A webhook bot makes no polls, and Telegram keeps posting it updates after its token is revoked:
+only its own calls are refused. ``RefusedToken`` asks about the token (``getMe``) on any call's
+401 and stops the bot the same way (``TokenRefused`` naming the call); a 401 ``getMe`` does not
+share is logged (``telegram.call_refused``) and served past.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from aiogram.exceptions import (
     TelegramConflictError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import GetUpdates
+from aiogram.methods import GetMe, GetUpdates
 
 from common.logs import describe
 
@@ -69,14 +74,18 @@ class TokenInUse(Exception):
 
 
 class TokenRefused(Exception):
-    """Telegram refused a poll with 401 while the bot served: its token is no longer good."""
+    """Telegram refused a call with 401 while the bot served: its token is no longer good."""
+
+    def __init__(self, method: str = "getUpdates") -> None:
+        super().__init__(method)
+        self.method = method  # the Bot API method refused first (getUpdates, sendMessage, …)
 
     def line(self) -> str:
         """The one line for the operator, as for a token refused at start."""
         return (
-            "veil: Telegram refused the bot token (getUpdates: Unauthorized) while the bot was"
-            " serving: set VEIL_BOT_TOKEN to the token @BotFather gave this bot (/revoke there"
-            " replaces it)"
+            f"veil: Telegram refused the bot token ({self.method}: Unauthorized) while the bot"
+            " was serving: set VEIL_BOT_TOKEN to the token @BotFather gave this bot (/revoke"
+            " there replaces it)"
         )
 
 
@@ -138,20 +147,8 @@ class PollingConflicts(BaseRequestMiddleware):
 
     @staticmethod
     async def _token_refused(bot: Bot) -> bool:
-        """Whether Telegram refuses the token itself: ``getMe`` is refused 401 too.
-
-        A ``getMe`` that fails otherwise (Telegram away, a proxy's page) tells nothing: the
-        next poll's 401, if it comes, asks again.
-        """
-        try:
-            await bot.get_me()
-        except TelegramUnauthorizedError:
-            return True
-        except (TelegramAPIError, ClientDecodeError) as exc:
-            log.warning("telegram.poll_refused", method="getUpdates", get_me=describe(exc))
-            return False
-        log.warning("telegram.poll_refused", method="getUpdates", get_me="ok")
-        return False
+        """Whether Telegram refuses the token itself (``token_refused``)."""
+        return await token_refused(bot, "getUpdates", "telegram.poll_refused")
 
     def _refused(self) -> None:
         if self.failure is not None:
@@ -159,3 +156,64 @@ class PollingConflicts(BaseRequestMiddleware):
         self.failure = TokenRefused()
         log.error("telegram.token_refused", method="getUpdates", setting="VEIL_BOT_TOKEN")
         self._stop()
+
+
+class RefusedToken(BaseRequestMiddleware):
+    """Watch every call of a webhook bot for a 401; on a refused token, log it, ``stop`` once.
+
+    A webhook bot makes no polls: Telegram keeps posting its updates after the token is revoked,
+    and only the bot's own calls (its replies) are refused. On a call's 401 the token is asked
+    about (``getMe``, one check at a time): refused too, the bot stops as a poller does.
+    """
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        self._checking = False
+        self.failure: TokenRefused | None = None
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Call the next handler; on a 401 (not getMe's own), ask whether the token is refused."""
+        try:
+            return await make_request(bot, method)
+        except TelegramUnauthorizedError:
+            name = method.__api_method__
+            if isinstance(method, GetMe) or self.failure is not None or self._checking:
+                raise
+            self._checking = True
+            try:
+                refused = await token_refused(bot, name, "telegram.call_refused")
+            finally:
+                self._checking = False
+            if refused:
+                self._refused(name)
+            raise
+
+    def _refused(self, method: str) -> None:
+        if self.failure is not None:
+            return
+        self.failure = TokenRefused(method)
+        log.error("telegram.token_refused", method=method, setting="VEIL_BOT_TOKEN")
+        self._stop()
+
+
+async def token_refused(bot: Bot, method: str, passed: str) -> bool:
+    """Whether Telegram refuses the token itself: ``getMe`` is refused 401 too.
+
+    A ``getMe`` that answers, or fails otherwise (Telegram away, a proxy's page), tells
+    nothing: the 401 of ``method`` is logged as ``passed`` (a warning), and the next 401, if
+    it comes, asks again.
+    """
+    try:
+        await bot.get_me()
+    except TelegramUnauthorizedError:
+        return True
+    except (TelegramAPIError, ClientDecodeError) as exc:
+        log.warning(passed, method=method, get_me=describe(exc))
+        return False
+    log.warning(passed, method=method, get_me="ok")
+    return False

@@ -22,6 +22,13 @@ A bot without a token: when ``VEIL_BOT_TOKEN`` is still unset and ``VEIL_PLAYGRO
 a playground, the bot waits for that playground and talks to it, as ``scripts/run`` does, and
 takes Gram payments on the playground's emulated toncenter (``playground_ton_settings``).
 
+A bot's stop period: compose gives the bot ``stop_grace_period`` (``VEIL_BOT_STOP_PERIOD``
+seconds, 90 unless set) after SIGTERM before it kills it, and hands the bot the same variable.
+Compose cannot add settings up, so the entry point checks the rule the launcher follows: the
+period must hold ``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``BOT_STOP_SLACK_S``. A bot
+given less (a raised grace, the period left as it was) refuses to start in one line naming
+both, rather than being killed while it settles answers at every stop.
+
 Standard library only: the health check runs this module every few seconds.
 """
 
@@ -52,6 +59,11 @@ PLAYGROUND_WAIT_SECONDS = 120.0
 PLAYGROUND_TON_ADDRESS = "0QBwuwPJeQqtP5Sr2if0jluS9BNopNkOvKUlWLMcxaaWfWDi"
 PLAYGROUND_TON_POLL_SECONDS = "1"
 _SETTING_NAME = re.compile(r"VEIL_[A-Z0-9_]+")
+# The bot's stop: its VEIL_SHUTDOWN_GRACE and VEIL_STOP_GRACE defaults, and the slack after the
+# stops for settling, storing and closing (as launcher.chain's BOT_STOP_SLACK_S).
+BOT_SHUTDOWN_GRACE_S = 30.0
+BOT_STOP_GRACE_S = 10.0
+BOT_STOP_SLACK_S = 45.0
 _HTTP_OK = 200
 
 
@@ -214,6 +226,36 @@ def run_keys(args: Sequence[str], env: Mapping[str, str]) -> int:
     return 0
 
 
+def check_stop_period(env: Mapping[str, str]) -> None:
+    """Refuse a bot whose ``VEIL_BOT_STOP_PERIOD`` (compose's stop period) its graces outlast.
+
+    Unset (no compose), nothing is checked; a grace that is no number is the bot's to refuse.
+    """
+    period_text = env.get("VEIL_BOT_STOP_PERIOD")
+    if not period_text:
+        return
+    try:
+        period = float(period_text)
+    except ValueError:
+        raise ContainerError(
+            f"setting VEIL_BOT_STOP_PERIOD is invalid: whole seconds (compose adds the s),"
+            f" not {period_text!r}"
+        ) from None
+    try:
+        grace = float(env.get("VEIL_SHUTDOWN_GRACE") or BOT_SHUTDOWN_GRACE_S)
+        stop_grace = float(env.get("VEIL_STOP_GRACE") or BOT_STOP_GRACE_S)
+    except ValueError:
+        return
+    needed = grace + stop_grace + BOT_STOP_SLACK_S
+    if period < needed:
+        raise ContainerError(
+            f"setting VEIL_BOT_STOP_PERIOD is {period:g} s, but VEIL_SHUTDOWN_GRACE ({grace:g})"
+            f" and VEIL_STOP_GRACE ({stop_grace:g}) need {needed:g} s or more with"
+            f" {BOT_STOP_SLACK_S:g} s to close: set VEIL_BOT_STOP_PERIOD={needed:.0f}, or compose"
+            " kills the bot while it settles answers"
+        )
+
+
 def check_installed(part: str) -> None:
     """Refuse a part this image does not hold (the playground outside its dev-only target)."""
     if importlib.util.find_spec(part) is not None:
@@ -251,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_keys(rest, env)
         check_installed(part)
         if part == "bot":
+            check_stop_period(env)
             env |= playground_settings(env, PLAYGROUND_WAIT_SECONDS)
     except ContainerError as exc:
         say(str(exc))

@@ -27,7 +27,8 @@ import re
 import sys
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from pydantic import ValidationError
@@ -290,17 +291,38 @@ def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
     )
 
 
+def _log_warning(  # noqa: PLR0913, PLR0917 -- warnings.showwarning's signature
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning``: a Python warning as one log line (``python.warning``).
+
+    Its kind and where it was raised, never its text or source line: a library's warning may
+    quote what it was given (a user's text, a URL with its token).
+    """
+    del message, file, line
+    structlog.get_logger("veil").warning(
+        "python.warning", category=category.__qualname__, file=filename, line=lineno
+    )
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send structlog and stdlib logging to stderr as JSON lines at ``level``.
 
     An exception that ends the process is logged too (``process.crashed``), not printed by
     Python, which would print its message and its causes' as they are; so is one that ends a
     thread (``thread.crashed``) and one raised where nobody can catch it, in a finalizer
-    (``process.unraisable``).
+    (``process.unraisable``). A Python warning is one line too (``python.warning``), as
+    ``logging.captureWarnings`` would route it, but without its text.
     """
     sys.excepthook = _log_crash
     sys.unraisablehook = _log_unraisable
     threading.excepthook = _log_thread_crash
+    warnings.showwarning = _log_warning
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter())
     handler.addFilter(SafeRecords())

@@ -24,6 +24,10 @@ from sealed.errors import MalformedMessage
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _LIMITS = ("streams", "tpm", "max_tokens")
+# The least each limit may be, and what it means there (tpm=0 is "no limit").
+_LEAST = {"streams": (1, ""), "tpm": (0, " (0: no limit)"), "max_tokens": (1, "")}
+_WHOLE = re.compile(r"-?[0-9]+")
+_MOST_DIGITS = 18  # no limit is that large; a longer one is a mistake (and int() refuses 4300)
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,7 @@ def parse_client_keys(
                 raise ValueError(
                     f"client {name}: unknown limit {limit!r} (use streams, tpm or max_tokens)"
                 )
-            if not (value.isascii() and value.isdigit()):
-                raise ValueError(f"client {name}: {limit} must be a whole number, not {value!r}")
-            limits[limit] = int(value)
-        if limits["streams"] < 1 or limits["max_tokens"] < 1:
-            raise ValueError(f"client {name}: streams and max_tokens must be at least 1")
+            limits[limit] = _limit(name, limit, value)
         if name in names or key in clients:
             raise ValueError(f"client {name}: listed twice")
         names.add(name)
@@ -78,3 +78,18 @@ def parse_client_keys(
     if not clients:
         raise ValueError("at least one client key is required (python -m bot keygen prints one)")
     return clients
+
+
+def _limit(name: str, limit: str, value: str) -> int:
+    """``value`` of ``limit`` as a number; ``ValueError`` saying which rule it breaks."""
+    if not _WHOLE.fullmatch(value):
+        raise ValueError(f"client {name}: {limit} must be a whole number, not {value!r}")
+    digits = len(value.lstrip("-"))
+    if digits > _MOST_DIGITS:
+        raise ValueError(
+            f"client {name}: {limit} must be under 10^{_MOST_DIGITS}, not a {digits}-digit number"
+        )
+    number, (least, meaning) = int(value), _LEAST[limit]
+    if number < least:
+        raise ValueError(f"client {name}: {limit} must be {least} or more{meaning}, not {number}")
+    return number

@@ -136,7 +136,7 @@ def apology_key(error: BaseException) -> str:
 
     Telegram that could not take a call now is no bug: ``telegram.unavailable``, without a
     trace. Nor is Telegram refusing the bot's token (401: revoked while the bot served; the
-    poller stops the bot on it, ``bot.conflict``): ``telegram.unauthorized``, without a trace.
+    bot stops on it, ``bot.conflict``): ``telegram.unauthorized``, without a trace.
     Anything else is: ``handler_failed``.
     """
     if isinstance(error, TELEGRAM_LATER) and not went_out(error):

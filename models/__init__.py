@@ -21,6 +21,7 @@ from models.atrest import MasterKey
 from models.database import Database
 from models.errors import (
     ConversationNotFound,
+    DataFolderError,
     DataKeyCorrupted,
     HistoryCorrupted,
     MasterKeyFileError,
@@ -33,6 +34,7 @@ from models.store import Store
 __all__ = [
     "Conversation",
     "ConversationNotFound",
+    "DataFolderError",
     "DataKeyCorrupted",
     "Database",
     "HistoryCorrupted",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 from sqlite_utils import Database
 
-from models.errors import StorageError, storage_errors
+from models.errors import DataFolderError, StorageError, storage_errors
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -204,7 +204,7 @@ def open_private_database(
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, DB_FILE_MODE))
         conn = sqlite3.connect(path, timeout=busy_timeout)
     except (OSError, sqlite3.Error) as exc:
-        raise StorageError(f"cannot open {name} {path}: {exc}") from exc
+        raise DataFolderError(f"cannot open {name} {path}: {exc}") from exc
     try:
         with _taking_turns(path.parent), storage_errors(f"cannot open {name} {path}"):
             db = Database(conn, execute_plugins=False)
@@ -226,7 +226,7 @@ def _taking_turns(folder: Path) -> Iterator[None]:
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise StorageError(f"cannot open {folder}: {exc.strerror}") from exc
+        raise DataFolderError(f"cannot open {folder}: {exc.strerror}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -256,7 +256,7 @@ def claim_database(path: Path, *, shared: bool = False) -> Iterator[Path]:
         lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, DB_FILE_MODE)
     except OSError as exc:
-        raise StorageError(f"cannot open {lock}: {exc.strerror}") from exc
+        raise DataFolderError(f"cannot open {lock}: {exc.strerror}") from exc
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConversationNotFound",
+    "DataFolderError",
     "DataKeyCorrupted",
     "HistoryCorrupted",
     "MasterKeyFileError",
@@ -42,6 +43,10 @@ class StorageError(Exception):
 
 class MasterKeyFileError(StorageError):
     """The master key file cannot be read or made, or does not hold a master key (its path only)."""
+
+
+class DataFolderError(StorageError):
+    """The folder a database is in, or a file there, cannot be made or opened (its path only)."""
 
 
 class HistoryCorrupted(StorageError):

@@ -269,8 +269,9 @@ class FakeTelegram(Served):
                 raise TimeoutError(
                     f"no matching {method} call within {timeout} s; last calls: {recent or 'none'}"
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+            with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     @property
     def floods(self) -> list[Flood]:

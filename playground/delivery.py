@@ -71,9 +71,14 @@ class Changes:
         self._event = asyncio.Event()
 
     async def wait(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a plain wait
-        """Until the next ``notify`` or ``timeout`` seconds, whichever comes first."""
+        """Until the next ``notify`` or ``timeout`` seconds, whichever comes first.
+
+        Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancel that comes in the turn the
+        event is set, and the task cancelled (a poll the server ends as it closes) runs on.
+        """
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
 
 
 @dataclass

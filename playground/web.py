@@ -765,10 +765,15 @@ def _draft_event(params: dict[str, Any]) -> dict[str, Any]:
 async def _next_or_ping(
     queue: asyncio.Queue[dict[str, Any] | None], response: web.StreamResponse
 ) -> dict[str, Any] | None:
-    """The next event (None: the stream ends), writing a comment line while none comes."""
+    """The next event (None: the stream ends), writing a comment line while none comes.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancel that comes in the turn an
+    event is queued, and the stream's handler, cancelled as the playground stops, runs on.
+    """
     while True:
         try:
-            return await asyncio.wait_for(queue.get(), _HEARTBEAT)
+            async with asyncio.timeout(_HEARTBEAT):
+                return await queue.get()
         except TimeoutError:
             await response.write(b": ping\n\n")
 

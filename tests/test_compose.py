@@ -28,14 +28,20 @@ import aiohttp
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type information
 
+from bot.settings import BotSettings
 from common.container import (
+    BOT_SHUTDOWN_GRACE_S,
+    BOT_STOP_GRACE_S,
+    BOT_STOP_SLACK_S,
     ContainerError,
+    check_stop_period,
     make_keys,
     settings_from_files,
 )
+from launcher import chain
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import REPO, ManagedProcess, child_environment, free_port
+from tests.harness import REPO, ManagedProcess, child_environment, free_port, run_python
 from tests.playpage import pay_gram_in_the_playground
 
 if TYPE_CHECKING:
@@ -528,6 +534,51 @@ async def test_the_health_check_fails_when_nothing_answers() -> None:
     await check.stop()
     assert code == 1
     assert f"unhealthy: http://127.0.0.1:{port}/health did not answer 200" in check.output
+
+
+def test_the_bots_stop_period_follows_a_setting_the_bot_checks_against_its_graces() -> None:
+    # stop_grace_period was a fixed 90s: an operator who raised VEIL_SHUTDOWN_GRACE (say to
+    # 120) had the bot killed by compose while it settled answers at every stop. Compose cannot
+    # add settings up, so the period is a setting of its own, handed to the bot too, which
+    # checks the launcher's rule: the graces and the slack to close.
+    raw = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["bot"]
+    assert raw["stop_grace_period"] == "${VEIL_BOT_STOP_PERIOD:-90}s"
+    assert raw["environment"]["VEIL_BOT_STOP_PERIOD"] == "${VEIL_BOT_STOP_PERIOD:-90}"
+    bot = compose_config()["services"]["bot"]
+    period = float(bot["stop_grace_period"].removesuffix("s"))
+    graces = float(bot["environment"]["VEIL_SHUTDOWN_GRACE"]) + BOT_STOP_GRACE_S
+    assert period >= graces + BOT_STOP_SLACK_S  # compose's defaults hold the bot's
+    check_stop_period(bot["environment"])  # and its entry point says so
+    fields = BotSettings.model_fields
+    defaults = (fields["shutdown_grace"].default, fields["stop_grace"].default)
+    assert defaults == (BOT_SHUTDOWN_GRACE_S, BOT_STOP_GRACE_S)
+    assert chain.BOT_STOP_SLACK_S == BOT_STOP_SLACK_S
+    raised = {"VEIL_SHUTDOWN_GRACE": "120", "VEIL_BOT_STOP_PERIOD": "175"}
+    check_stop_period(raised)  # 120 + 10 + 45: enough
+    with pytest.raises(ContainerError, match="VEIL_BOT_STOP_PERIOD=176"):
+        check_stop_period(raised | {"VEIL_STOP_GRACE": "11"})
+
+
+def test_a_bot_given_a_stop_period_its_graces_outlast_refuses_to_start(tmp_path: Path) -> None:
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path),
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_SHUTDOWN_GRACE": "120",
+        "VEIL_BOT_STOP_PERIOD": "90",
+    }
+    result = run_python("-m", "common.container", "bot", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "veil: setting VEIL_BOT_STOP_PERIOD is 90 s, but VEIL_SHUTDOWN_GRACE (120) and"
+        " VEIL_STOP_GRACE (10) need 175 s or more with 45 s to close: set"
+        " VEIL_BOT_STOP_PERIOD=175, or compose kills the bot while it settles answers"
+    )
+    result = run_python("-m", "common.container", "bot", env=env | {"VEIL_BOT_STOP_PERIOD": "2m"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "veil: setting VEIL_BOT_STOP_PERIOD is invalid: whole seconds (compose adds the s),"
+        " not '2m'"
+    )
 
 
 def test_the_product_image_holds_no_emulator_and_the_playground_image_adds_it() -> None:

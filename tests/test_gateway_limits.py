@@ -565,11 +565,18 @@ async def test_a_100_kb_model_server_error_arrives_cut_in_an_error_record(
 @pytest.mark.parametrize(
     ("options", "says"),
     [
-        ("streams=-1", "client test: streams must be a whole number, not '-1'"),
+        # streams=-1 then read "must be a whole number", which -1 is: it says what is wrong.
+        ("streams=-1", "client test: streams must be 1 or more, not -1"),
+        ("streams=0", "client test: streams must be 1 or more, not 0"),
+        ("max_tokens=0", "client test: max_tokens must be 1 or more, not 0"),
+        ("tpm=-5", "client test: tpm must be 0 or more (0: no limit), not -5"),
+        ("streams=1.5", "client test: streams must be a whole number, not '1.5'"),
+        ("tpm=1e3", "client test: tpm must be a whole number, not '1e3'"),
         ("tpm=\u00b2", "client test: tpm must be a whole number, not '\u00b2'"),
         ("max_tokens=", "client test: max_tokens must be a whole number, not ''"),
+        # 5000 digits: int() refused it with Python's own "Exceeds the limit (4300 digits)".
+        ("tpm=" + "9" * 5000, "client test: tpm must be under 10^18, not a 5000-digit number"),
         ("speed=3", "client test: unknown limit 'speed' (use streams, tpm or max_tokens)"),
-        ("streams=0", "client test: streams and max_tokens must be at least 1"),
     ],
 )
 def test_a_client_limit_mistyped_is_named_as_what_it_is(options: str, says: str) -> None:

@@ -33,6 +33,7 @@ import json
 import logging
 import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -83,7 +84,13 @@ def stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The process's stderr while ``configure_logging`` (as the bot and gateway run it) is on."""
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
-    for hooks, name in ((sys, "excepthook"), (sys, "unraisablehook"), (threading, "excepthook")):
+    hooks_set = (
+        (sys, "excepthook"),
+        (sys, "unraisablehook"),
+        (threading, "excepthook"),
+        (warnings, "showwarning"),
+    )
+    for hooks, name in hooks_set:
         monkeypatch.setattr(hooks, name, getattr(hooks, name))  # put back afterwards
     configure_logging("INFO")
     yield stream

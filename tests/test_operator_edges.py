@@ -1,0 +1,238 @@
+"""The small things an operator meets: stops that must stop, and lines that name the setting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from playground.delivery import Changes
+from playground.web import _next_or_ping
+from sealed.encoding import b64e
+from tests.botstack import TOKEN, process_stack
+from tests.fakes.telegram import FakeTelegram
+from tests.harness import ManagedProcess, free_port, install_client_key, run_python
+
+USER = 9311
+
+# Waits in the playground (the tests' fake Telegram): a cancel that comes in the turn the
+# awaited event is set. ``asyncio.wait_for`` on Python 3.11 swallows it: the task cancelled
+# runs on, and a shutdown awaiting it waits with it.
+
+
+class _CancelOnAnswer:
+    """An observer that cancels ``task`` in the turn the fake records a getMe."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+
+    def answered(self, method: str, params: dict[str, Any], result: object) -> None:
+        del params, result
+        if method == "getMe" and self.task is not None:
+            self.task.cancel()
+
+    def posted(self, message: dict[str, Any]) -> None:
+        del message
+
+
+async def test_a_fake_telegram_wait_cancelled_as_its_call_comes_is_cancelled() -> None:
+    observer = _CancelOnAnswer()
+    telegram = FakeTelegram(observer=observer)
+    await telegram.start()
+    try:
+        waiting = asyncio.create_task(telegram.wait_for("getMe"))
+        observer.task = waiting
+        await asyncio.sleep(0)  # it has looked at the calls and waits for the next
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{telegram.url}/bot{telegram.token}/getMe") as reply,
+        ):
+            assert reply.status == 200
+        done, _ = await asyncio.wait({waiting}, timeout=10)
+    finally:
+        await telegram.close()
+    assert done == {waiting}
+    assert waiting.cancelled()  # not the getMe it was waiting for: it was stopped
+
+
+async def test_a_poll_wait_cancelled_as_an_update_comes_is_cancelled() -> None:
+    changes = Changes()
+    waiting = asyncio.create_task(changes.wait(10))
+    await asyncio.sleep(0)
+    changes.notify()  # an update queued for the poll ...
+    waiting.cancel()  # ... in the turn the fake's server stops it
+    done, _ = await asyncio.wait({waiting}, timeout=10)
+    assert done == {waiting}
+    assert waiting.cancelled()
+
+
+async def test_a_page_stream_cancelled_as_an_event_comes_is_cancelled_and_keeps_it() -> None:
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    waiting = asyncio.create_task(_next_or_ping(queue, web.StreamResponse()))
+    await asyncio.sleep(0)
+    queue.put_nowait({"type": "draft"})  # the bot drafts ...
+    waiting.cancel()  # ... in the turn the playground stops
+    done, _ = await asyncio.wait({waiting}, timeout=10)
+    assert done == {waiting}
+    assert waiting.cancelled()
+    assert queue.get_nowait() == {"type": "draft"}
+
+
+async def exit_code(process: ManagedProcess, within: float = 30.0) -> int | None:
+    """The process's exit code once it ends by itself within ``within`` s; else kill it, None."""
+    try:
+        async with asyncio.timeout(within):
+            code = await process.process.wait()
+    except TimeoutError:
+        await process.kill()
+        return None
+    await process.kill()  # only collects its output: it has exited
+    return code
+
+
+async def test_a_token_revoked_while_a_webhook_bot_serves_stops_it_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # The token revoked in @BotFather while the bot serves a webhook: Telegram keeps posting
+    # the updates (the webhook is the bot's, not the token's) and refuses every reply 401. Each
+    # was logged as telegram.unauthorized and the bot served on, answering no one; a long-polling
+    # bot stops with exit 2 on it.
+    port = free_port()
+    async with process_stack(tmp_path / "data", answer="An answer.") as stack:
+        telegram, env = stack.telegram, stack.env
+        env |= {
+            "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
+            "VEIL_WEBHOOK_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.token = "123456:REVOKED"  # Telegram now refuses the old one, every method
+            telegram.send_text(USER, "/start")  # posted to the webhook; its reply is refused
+            code = await exit_code(bot)
+        finally:
+            await bot.kill()
+    assert code == 2  # the operator's to fix, as a token refused at start
+    assert bot.lines[-1] == (
+        "veil: Telegram refused the bot token (sendMessage: Unauthorized) while the bot was"
+        " serving: set VEIL_BOT_TOKEN to the token @BotFather gave this bot (/revoke there"
+        " replaces it)"
+    )
+    assert bot.output.count('"telegram.token_refused"') == 1
+    assert "bot.stopped" in bot.output
+    assert TOKEN.split(":")[1] not in bot.output
+
+
+async def test_one_refused_reply_with_a_token_telegram_still_takes_does_not_stop_a_webhook_bot(
+    tmp_path: Path,
+) -> None:
+    # A reply refused 401 though getMe, asked then, answers (a proxy's refusal in the Bot
+    # API's shape, one of Telegram's passing 401s): the bot serves on.
+    port = free_port()
+    async with process_stack(tmp_path / "data", answer="An answer.") as stack:
+        telegram, env = stack.telegram, stack.env
+        env |= {
+            "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
+            "VEIL_WEBHOOK_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("sendMessage", status=401, description="Unauthorized")
+            telegram.send_text(USER, "/start")
+            refused = await telegram.wait_for("sendMessage", timeout=30)
+            assert refused.answered != "ok"
+            await telegram.wait_for("getMe", lambda c: c.at > refused.at, timeout=30)
+            telegram.send_text(USER, "/start")
+            await telegram.wait_for("sendMessage", lambda c: c.answered == "ok", timeout=30)
+            assert bot.process.returncode is None
+            code = await bot.stop()
+        finally:
+            await bot.kill()
+    assert code == 0
+    assert "telegram.token_refused" not in bot.output
+    assert bot.output.count('"telegram.call_refused"') == 1
+
+
+def start_settings(data: Path, **more: str) -> dict[str, str]:
+    """What ``python -m bot`` on ``data`` needs to start (no Telegram answers on port 9)."""
+    return {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_TELEGRAM_API": "http://127.0.0.1:9",
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_BOT_METRICS_PORT": "0",
+    } | more
+
+
+# A data folder that cannot be made or opened (a file where the folder should be; /proc, where
+# no folder can be made): the line named a path inside it, "cannot open the data store", and
+# no setting, so the operator had to guess which one to change. Each command once.
+@pytest.mark.parametrize(
+    ("kind", "command"), [("a file", []), ("in /proc", ["audit"]), ("a file", ["reconcile"])]
+)
+def test_a_data_folder_that_cannot_be_used_names_the_setting_and_the_path(
+    tmp_path: Path, kind: str, command: list[str]
+) -> None:
+    if kind == "a file":
+        data = tmp_path / "data"
+        data.write_text("not a folder")
+    else:
+        data = Path("/proc/veil-no-such-folder/data")  # no folder can be made in /proc
+    key = install_client_key(tmp_path / "keys")
+    settings = start_settings(
+        data,
+        VEIL_CLIENT_KEY_FILE=str(key),
+        VEIL_MASTER_KEY_FILE=str(tmp_path / "keys" / "master.key"),
+    )
+    result = run_python("-m", "bot", *command, env=settings)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
+
+
+def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
+    tmp_path: Path,
+) -> None:
+    # VEIL_MASTER_KEY_FILE unset: the key is made in the data folder, and the line named
+    # VEIL_MASTER_KEY_FILE, a setting the operator never set.
+    data = tmp_path / "data"
+    data.write_text("not a folder")
+    key = install_client_key(tmp_path / "keys")
+    result = run_python(
+        "-m", "bot", "audit", env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: cannot read master key file {data}/")
+    assert "VEIL_MASTER_KEY_FILE names another" in line
+
+
+# A Python warning (a library's DeprecationWarning, an unclosed resource) was printed by Python
+# as plain text among the JSON lines, its message and its source line as they are: a log
+# pipeline could not read it, and a library's warning may quote what it was given.
+_WARNED = """
+import warnings
+from common.logs import configure_logging
+
+configure_logging("INFO")
+warnings.warn("PRIVATE-WORDS-7f3a of a user", UserWarning, stacklevel=1)
+"""
+
+
+def test_a_python_warning_is_one_json_log_line_without_its_text() -> None:
+    result = run_python("-c", _WARNED)
+    assert result.returncode == 0, result.stderr
+    assert "PRIVATE-WORDS-7f3a" not in result.stderr
+    (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["event"] == "python.warning"
+    assert line["level"] == "warning"
+    assert line["category"] == "UserWarning"
+    assert line["line"] == 6  # where it was raised in _WARNED
