@@ -437,6 +437,25 @@ def m0011_turn_tokens(db: Database) -> None:
     db.execute("ALTER TABLE turns ADD COLUMN tokens_model TEXT")
 
 
+def m0012_early_refunds(db: Database) -> None:
+    """Refunds booked while the ledger had no payment for their charge id (it came later).
+
+    A refund Telegram reports before its payment (updates that overtook each other, or two
+    replicas booking the two at the same moment) finds nothing to take back; it is kept here,
+    in the refund's own transaction, so the payment's booking, in its own, takes the credit
+    back at once. One SQLite write lock orders the two: whichever comes second sees the other.
+    """
+    db.execute(
+        """
+        CREATE TABLE early_refunds (
+            charge_id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -449,6 +468,7 @@ MIGRATIONS: list[Migration] = [
     m0009_order_approvals,
     m0010_ton_late_transfers,
     m0011_turn_tokens,
+    m0012_early_refunds,
 ]
 
 

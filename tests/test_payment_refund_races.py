@@ -1,0 +1,173 @@
+"""A refund and its payment booked at the same moment by two replicas on one database.
+
+Each replica books one of the two: the refund's desk asked the ledger "is there a payment to
+take back?" and wrote its answer to the journal in a second step; the payment's desk credited
+and then asked the journal "was a refund booked before?". A refund's desk that stalled between
+its two steps (a slow process, a journal write waiting for the lock) left the payment's desk
+reading no refund: the credit Telegram had given back was kept, and no one told the user. Now
+the refund's answer is written in its own ledger transaction and the payment's transaction
+reads it: SQLite's write lock orders the two, so whichever comes second takes the credit back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from models import MasterKey, Store
+from models.journal import Journal, JournalEntry
+from services.credit import Credit
+from services.journal import PaymentJournal
+from services.prices import Prices
+from services.shop import Pack, Shop
+from tests.books import inconsistent_users
+from tests.harness import Clock
+from tests.test_journal import ledger_locked
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+    from pathlib import Path
+
+    from services.journal import Booking
+
+USER = 9301
+STAR = 1_000_000
+PACKS = Pack.parse_list("50:50000000")
+
+
+class Replica:
+    """One bot replica's money side: its own connections to the shared database, a journal."""
+
+    def __init__(self, store: Store, journal: Journal, journal_path: Path, clock: Clock) -> None:
+        self.store = store
+        self.journal = journal
+        self.journal_path = journal_path
+        self.shop = Shop(store, PACKS, None, clock=clock)
+        self.credit = Credit(store, Prices.parse("*=20/60"), 0, clock=clock)
+        self.books = PaymentJournal(journal, self.shop, self.credit, clock)
+
+    @classmethod
+    async def open(cls, db: Path, key: MasterKey, journal: Path, clock: Clock) -> Replica:
+        """A replica on the database ``db`` (a connection of its own) and ``journal``."""
+        opened = await Journal.open(journal, busy_timeout=60)
+        return cls(await Store.open(db, key), opened, journal, clock)
+
+    async def close(self) -> None:
+        """Close its connections."""
+        await self.journal.close()
+        await self.store.close()
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path, master_key: MasterKey) -> AsyncIterator[tuple[Replica, Replica]]:
+    clock = Clock(1_750_000_000)
+    db = tmp_path / "veil.db"
+    first = await Replica.open(db, master_key, tmp_path / "first-journal.db", clock)
+    second = await Replica.open(db, master_key, tmp_path / "second-journal.db", clock)
+    try:
+        yield first, second
+    finally:
+        await second.close()
+        await first.close()
+    reopened = await Store.open(db, master_key)
+    try:
+        assert await inconsistent_users(reopened) == []
+    finally:
+        await reopened.close()
+
+
+def entry(kind: str, charge_id: str, payload: str) -> JournalEntry:
+    values: dict[str, Any] = {
+        "kind": kind,
+        "user_id": USER,
+        "payload": payload,
+        "currency": "XTR",
+        "total_amount": 50,
+        "charge_id": charge_id,
+        "received_at": 1_750_000_000,
+    }
+    return JournalEntry(**values)
+
+
+async def stalled_after_deciding(
+    replica: Replica,
+    booked: JournalEntry,
+    decided: Callable[[list[MutableMapping[str, Any]]], Awaitable[bool]],
+    meanwhile: Replica,
+    other: JournalEntry,
+) -> tuple[Booking, Booking]:
+    """``replica`` books ``booked``, ``meanwhile`` books ``other`` while the first stalls.
+
+    The first stalls before its journal write (its journal is locked) once ``decided`` (given
+    the log lines so far) says the ledger has answered it; ``meanwhile`` books ``other`` to
+    the end; then the stall ends. The two bookings, in that order.
+    """
+    await replica.books.record([booked])
+    await meanwhile.books.record([other])
+    with capture_logs() as logs, ledger_locked(replica.journal_path):
+        stalled = asyncio.create_task(replica.books.book(booked))
+        async with asyncio.timeout(30):
+            while not await decided(logs) and not stalled.done():  # noqa: ASYNC110 -- a row or a log line, no event
+                await asyncio.sleep(0.005)
+        assert not stalled.done()
+        second = await meanwhile.books.book(other)
+    return await stalled, second
+
+
+async def test_a_payment_booked_while_its_refunds_replica_stalls_is_taken_back_once(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    first, second = replicas
+    order = await second.shop.create_order(USER, "50")
+    refund = entry("refund", "stx-race-refund-first", order.id)
+    paid = entry("payment", "stx-race-refund-first", order.id)
+
+    async def refund_decided(logs: list[MutableMapping[str, Any]]) -> bool:
+        return any(e["event"] == "journal.refund_unmatched" for e in logs)
+
+    refund_booking, paid_booking = await stalled_after_deciding(
+        first, refund, refund_decided, second, paid
+    )
+    # The refund came first: the payment's booking took the credit back and tells the refund;
+    # the refund's booking tells nothing (one notice).
+    assert paid_booking.new
+    assert paid_booking.refunded
+    assert not refund_booking.applies
+    assert (await first.credit.balance(USER)).units == 0
+    booked = await second.shop.payment(paid.charge_id)
+    assert booked is not None
+    assert booked.refunded
+    # Booked again (a stop before either entry was finished): nothing moves, nobody is told twice.
+    again = await first.books.book(refund)
+    assert not again.applies
+    assert not again.new
+    paid_again = await second.books.book(paid)
+    assert paid_again.refunded
+    assert not paid_again.new
+    assert (await second.credit.balance(USER)).units == 0
+
+
+async def test_a_refund_booked_while_its_payments_replica_stalls_takes_the_credit_back_once(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    first, second = replicas
+    order = await first.shop.create_order(USER, "50")
+    paid = entry("payment", "stx-race-payment-first", order.id)
+    refund = entry("refund", "stx-race-payment-first", order.id)
+
+    async def credited(_logs: list[MutableMapping[str, Any]]) -> bool:
+        return await second.shop.payment(paid.charge_id) is not None
+
+    paid_booking, refund_booking = await stalled_after_deciding(
+        first, paid, credited, second, refund
+    )
+    # The payment came first: it thanks, and the refund took the credit back and tells it.
+    assert paid_booking.new
+    assert not paid_booking.refunded
+    assert refund_booking.applies
+    assert refund_booking.new
+    assert refund_booking.units == 50 * STAR
+    assert (await first.credit.balance(USER)).units == 0
