@@ -456,6 +456,15 @@ def m0012_early_refunds(db: Database) -> None:
     )
 
 
+def m0013_ton_named_orders(db: Database) -> None:
+    """The orders a TON payment's comment named (their ids, comma-separated), NULL for none.
+
+    The whole comment is matched, but only its first ``COMMENT_MAX`` characters are kept: an
+    id further on decided the payment where the admins could not see it.
+    """
+    db.execute("ALTER TABLE ton_payments ADD COLUMN named TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -469,6 +478,7 @@ MIGRATIONS: list[Migration] = [
     m0010_ton_late_transfers,
     m0011_turn_tokens,
     m0012_early_refunds,
+    m0013_ton_named_orders,
 ]
 
 
