@@ -501,8 +501,9 @@ class Shop:
         """Book what Telegram lists but the ledger lacks; one line per change made.
 
         A payment missing from the ledger is credited (by its charge id, so running this twice
-        credits it once; a payment that does not match a good order is flagged as usual); a
-        refund Telegram made but the ledger did not is taken back. Other differences are for
+        credits it once; a payment that does not match a good order is flagged as usual, and
+        one whose refund was booked before it is taken back as it is credited); a refund
+        Telegram made but the ledger did not is taken back. Other differences are for
         a person to look at (``reconcile``).
         """
         payments = {p.charge_id: p for p in await self._payments()}
@@ -527,6 +528,8 @@ class Shop:
                     f"credited payment {tx.id}: {tx.amount} Stars from user {tx.user_id},"
                     f" {result.units} µ★{flag}"
                 )
+            if result.new and result.refunded:  # its refund was booked first: taken back with it
+                lines.append(f"took back refund {tx.id}: {result.units} µ★ from user {tx.user_id}")
         for tx in refunds:
             payment = await self.payment(tx.id)
             if payment is None or payment.refunded:
