@@ -7,11 +7,15 @@ its two steps (a slow process, a journal write waiting for the lock) left the pa
 reading no refund: the credit Telegram had given back was kept, and no one told the user. Now
 the refund's answer is written in its own ledger transaction and the payment's transaction
 reads it: SQLite's write lock orders the two, so whichever comes second takes the credit back.
+A bot killed between the refund's two writes books the entry again after its restart, and the
+payment that follows is taken back and told once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,8 +28,9 @@ from services.journal import PaymentJournal
 from services.prices import Prices
 from services.shop import Pack, Shop
 from tests.books import inconsistent_users
-from tests.harness import Clock
-from tests.test_journal import ledger_locked
+from tests.botstack import process_stack
+from tests.harness import Clock, ManagedProcess, wait_until
+from tests.test_journal import ledger_locked, messages_to
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -171,3 +176,70 @@ async def test_a_refund_booked_while_its_payments_replica_stalls_takes_the_credi
     assert refund_booking.new
     assert refund_booking.units == 50 * STAR
     assert (await first.credit.balance(USER)).units == 0
+
+
+def journal_claimed(path: Path, key: str) -> bool:
+    """Whether a desk holds the entry's claim (it is about to book it)."""
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT claimed_by FROM payment_journal WHERE key = ?", [key]).fetchone()
+    return row is not None and row[0] is not None
+
+
+def journal_booked(path: Path, key: str) -> bool:
+    """Whether the journal marks the entry booked."""
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT booked_at FROM payment_journal WHERE key = ?", [key]).fetchone()
+    return row is not None and row[0] is not None
+
+
+def early_refund_kept(path: Path, charge_id: str) -> bool:
+    """Whether the ledger's database keeps the refund as come before its payment."""
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT 1 FROM early_refunds WHERE charge_id = ?", [charge_id]).fetchone()
+    return row is not None
+
+
+def entries_finished(path: Path) -> bool:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT notified_at FROM payment_journal").fetchall()
+    return len(rows) == 2 and all(row[0] is not None for row in rows)
+
+
+async def test_sigkill_between_a_refunds_ledger_write_and_its_journal_write(
+    tmp_path: Path, master_key: MasterKey
+) -> None:
+    # A refund that came before its payment is kept in the ledger's database, then its
+    # journal entry is marked booked: a bot killed between the two writes books the entry
+    # again after the restart; the payment that follows is taken back and told once.
+    data = tmp_path / "data"
+    charge = "stx-kill-refund"
+    async with process_stack(data) as stack:
+        telegram = stack.telegram
+        env = stack.env | {"VEIL_FREE_TOKENS_PER_DAY": "0", "VEIL_DB_BUSY_TIMEOUT": "60"}
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        await bot.wait_for_line("bot.started")
+        with contextlib.ExitStack() as journal_locked:
+            with ledger_locked(data / "veil.db"):
+                telegram.refunded(USER, payload="order-k", total_amount=50, charge_id=charge)
+                await wait_until(lambda: journal_claimed(data / "journal.db", f"refund:{charge}"))
+                journal_locked.enter_context(ledger_locked(data / "journal.db"))
+            # The ledger's write goes through; the journal's waits: then the kill.
+            await wait_until(lambda: early_refund_kept(data / "veil.db", charge))
+            await bot.kill()
+        assert not journal_booked(data / "journal.db", f"refund:{charge}")  # between the two
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.pay(USER, payload="order-k", total_amount=50, charge_id=charge)
+            await wait_until(lambda: entries_finished(data / "journal.db"))
+        finally:
+            assert await bot.stop() == 0
+        texts = messages_to(telegram, USER)
+    assert texts == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
+    store = await Store.open(data / "veil.db", master_key)
+    try:
+        credit = Credit(store, Prices.parse("*=20/60"), 0)
+        assert (await credit.balance(USER)).units == 0
+        assert await inconsistent_users(store) == []
+    finally:
+        await store.close()
