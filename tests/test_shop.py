@@ -532,3 +532,33 @@ async def test_fix_says_so_when_a_payment_it_credits_had_its_refund_booked_first
     assert await shop.fix(telegram) == []
     assert await shop.reconcile(telegram) == []
     assert await _units(credit, ALICE) == 0
+
+
+async def test_the_books_flag_a_payment_kept_whose_refund_came_first(
+    shop: Shop, credit: Credit, store: Store, db_path: Path
+) -> None:
+    # A replica still on older code books the payment as a credit alone (it reads no refund
+    # kept in the ledger's database): the invariant the audit checks names its user, and
+    # reconcile --fix takes it back.
+    order = await shop.create_order(ALICE, "250")
+    assert not await shop.record_refund(ALICE, "c-old-replica")
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "INSERT INTO payments (charge_id, user_id, order_id, stars, units, is_recurring,"
+            " flagged, refunded, created_at) VALUES (?, ?, ?, 250, ?, 0, 0, 0, 1750000000)",
+            ["c-old-replica", ALICE, order.id, 275 * STAR],
+        )
+        db.execute(
+            "INSERT INTO ledger (user_id, kind, amount, source, created_at)"
+            " VALUES (?, 'purchase', ?, 'c-old-replica', 1750000000)",
+            [ALICE, 275 * STAR],
+        )
+    assert await inconsistent_users(store) == [ALICE]
+    telegram = [
+        StarTransaction("c-old-replica", 250, is_refund=False, user_id=ALICE, payload=order.id),
+        StarTransaction("c-old-replica", 250, is_refund=True, user_id=ALICE),
+    ]
+    assert await shop.fix(telegram) == [
+        f"took back refund c-old-replica: 275000000 µ★ from user {ALICE}"
+    ]
+    assert await _units(credit, ALICE) == 0
