@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from bot.payments import PaymentDesk
 from models import MasterKey, Store
 from models.journal import Journal, JournalEntry
 from services.credit import Credit
@@ -30,6 +32,7 @@ from services.shop import Pack, Shop
 from tests.books import inconsistent_users
 from tests.botstack import process_stack
 from tests.harness import Clock, ManagedProcess, wait_until
+from tests.test_bot_payments import buy_pack, paying_stack
 from tests.test_journal import ledger_locked, messages_to
 
 if TYPE_CHECKING:
@@ -176,6 +179,55 @@ async def test_a_refund_booked_while_its_payments_replica_stalls_takes_the_credi
     assert refund_booking.new
     assert refund_booking.units == 50 * STAR
     assert (await first.credit.balance(USER)).units == 0
+
+
+async def test_two_replicas_desks_tell_a_refund_booked_as_its_payment_is_once(
+    tmp_path: Path,
+) -> None:
+    # As above, through the two replicas' payment desks: the user heard "Thank you" for
+    # credit Telegram had given back, and never heard of the refund.
+    async with paying_stack(tmp_path / "stack") as stack:
+        veil = stack.veil
+        invoice = await buy_pack(stack, USER)
+        store = await Store.open(
+            veil.settings.database_path, MasterKey.load_or_create(veil.settings.master_key_path)
+        )
+        journal_path = tmp_path / "first-journal.db"
+        journal = await Journal.open(journal_path, busy_timeout=60)
+        try:
+            shop = Shop(store, veil.shop.packs, veil.shop.plan)
+            credit = Credit(store, Prices.parse("*=1000/2000"), 0)
+            first = PaymentDesk(PaymentJournal(journal, shop, credit), veil.bot, veil.catalogs)
+            refund = JournalEntry(
+                kind="refund",
+                user_id=USER,
+                payload=invoice["payload"],
+                currency="XTR",
+                total_amount=50,
+                charge_id="stx-race-desks",
+                received_at=1_750_000_000,
+            )
+            paid = replace(refund, kind="payment")
+            await first.record([refund])
+            await veil.desk.record([paid])
+            with contextlib.ExitStack() as journal_locked, capture_logs() as logs:
+                with ledger_locked(veil.settings.database_path):
+                    stalled = asyncio.create_task(first.process(refund.key))
+                    await wait_until(lambda: journal_claimed(journal_path, refund.key))
+                    journal_locked.enter_context(ledger_locked(journal_path))
+                # The refund's ledger write goes through; its journal write waits.
+                await wait_until(
+                    lambda: any(e["event"] == "journal.refund_unmatched" for e in logs)
+                )
+                assert await veil.desk.process(paid.key)
+            assert await stalled
+            assert (await credit.balance(USER)).units == 0
+        finally:
+            await journal.close()
+            await store.close()
+        texts = messages_to(stack.telegram, USER)
+    told = [t for t in texts if t.startswith(("Thank you", "Your payment was refunded"))]
+    assert told == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
 
 
 def journal_claimed(path: Path, key: str) -> bool:
