@@ -220,13 +220,15 @@ async def cmd_refund(
         else:
             await message.answer(texts("refund_failed", reason=exc.message))
         return
-    newly = await shop.record_refund(payment.user_id, charge_id)
+    # Telegram also reports the refund (refunded_payment), and its booking may have taken the
+    # credit back before this answer came: taken back either way, once.
+    await shop.record_refund(payment.user_id, charge_id)
     await message.answer(
         texts(
             "refund_done",
             stars=payment.stars,
             user=payment.user_id,
-            credit=format_units(payment.units if newly else 0),
+            credit=format_units(payment.units),
         )
     )
 

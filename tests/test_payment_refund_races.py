@@ -30,9 +30,10 @@ from services.journal import PaymentJournal
 from services.prices import Prices
 from services.shop import Pack, Shop
 from tests.books import inconsistent_users
-from tests.botstack import process_stack
+from tests.botstack import TOKEN, process_stack
+from tests.fakes.telegram import FakeTelegram
 from tests.harness import Clock, ManagedProcess, wait_until
-from tests.test_bot_payments import buy_pack, paying_stack
+from tests.test_bot_payments import ADMIN, buy_pack, paying_stack
 from tests.test_journal import ledger_locked, messages_to
 
 if TYPE_CHECKING:
@@ -295,3 +296,49 @@ async def test_sigkill_between_a_refunds_ledger_write_and_its_journal_write(
         assert await inconsistent_users(store) == []
     finally:
         await store.close()
+
+
+class RefundReportingTelegram(FakeTelegram):
+    """A fake Telegram whose refundStarPayment reports the refund before it answers.
+
+    Telegram sends a refund's service message to the bot as well (``refunded_payment``;
+    ``messageActionPaymentRefunded``: "received by both users and bots"), and the bot may
+    book it before the answer to its own call arrives: this fake sends it, and answers once
+    ``reported`` is set (by the test, when the bot has booked it).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 -- FakeTelegram's keywords
+        super().__init__(**kwargs)
+        self.reported = asyncio.Event()
+        self.refund_of: dict[str, tuple[str, int]] = {}  # charge id: payload, Stars
+        self._refund = self._methods["refundStarPayment"]
+        self._methods["refundStarPayment"] = self._refund_reported_first
+
+    async def _refund_reported_first(self, p: dict[str, Any]) -> object:
+        result = self._refund(p)
+        charge = str(p["telegram_payment_charge_id"])
+        payload, stars = self.refund_of[charge]
+        self.refunded(int(p["user_id"]), payload=payload, total_amount=stars, charge_id=charge)
+        await self.reported.wait()
+        return result
+
+
+async def test_an_admins_refund_the_bot_booked_from_telegrams_report_first_says_what_went(
+    tmp_path: Path,
+) -> None:
+    # The refund's update was booked while /refund still waited for Telegram's answer: the
+    # admin's own take-back then found it done and the admin read "0 ★ of credit taken
+    # back", though the refund took back 50 ★.
+    telegram = RefundReportingTelegram(token=TOKEN)
+    async with paying_stack(tmp_path, telegram_server=telegram) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        telegram.refund_of[charge] = (invoice["payload"], 50)
+        await telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        telegram.send_text(ADMIN, f"/refund {charge}")
+        await telegram.wait_for("sendMessage", lambda c: "refunded" in c.params["text"])
+        telegram.reported.set()
+        done = await telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ADMIN)
+        texts = messages_to(telegram, USER)
+    assert done.params["text"] == f"Refunded 50 ⭐ to user {USER}; 50 ★ of credit taken back."
+    assert texts[-1] == "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
