@@ -401,8 +401,9 @@ class Shop:
     async def record_refund(self, user_id: int, charge_id: str) -> bool:
         """Take a refunded payment's credit back (the balance may go negative).
 
-        Returns False, changing nothing in the ledger, for an unknown charge, another user's,
-        or one already refunded (``book_refund`` says more).
+        Returns False, changing nothing in the ledger, for an unknown charge (its refund is
+        kept for its payment's booking: ``book_refund``), another user's, or one already
+        refunded.
         """
         return (await self.book_refund(user_id, charge_id)).new
 

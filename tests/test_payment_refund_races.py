@@ -8,7 +8,8 @@ reading no refund: the credit Telegram had given back was kept, and no one told 
 the refund's answer is written in its own ledger transaction and the payment's transaction
 reads it: SQLite's write lock orders the two, so whichever comes second takes the credit back.
 A bot killed between the refund's two writes books the entry again after its restart, and the
-payment that follows is taken back and told once.
+payment that follows is taken back and told once. An admin's /refund whose report from Telegram
+the bot booked first tells the admin the credit that went, not none.
 """
 
 from __future__ import annotations
