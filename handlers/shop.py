@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 # Controls, format characters (direction marks, zero-width ones), line and paragraph separators.
 _UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+ORDERS_SHOWN = 3  # order ids a payer's comment named shown in /stats, then "…"
 COMMENT_SHOWN = 64  # characters of a payer's comment shown in /stats (an escape's six counted)
 log = structlog.get_logger("veil.stars")
 
@@ -219,13 +220,15 @@ async def cmd_refund(
         else:
             await message.answer(texts("refund_failed", reason=exc.message))
         return
-    newly = await shop.record_refund(payment.user_id, charge_id)
+    # Telegram also reports the refund (refunded_payment), and its booking may have taken the
+    # credit back before this answer came: taken back either way, once.
+    await shop.record_refund(payment.user_id, charge_id)
     await message.answer(
         texts(
             "refund_done",
             stars=payment.stars,
             user=payment.user_id,
-            credit=format_units(payment.units if newly else 0),
+            credit=format_units(payment.units),
         )
     )
 
@@ -278,6 +281,7 @@ async def _ton_stats(books: TonBooks, texts: Texts) -> str:
             hash=payment.hash[:16],
             amount=format_amount(payment.asset, payment.amount),
             comment=_shown_comment(payment.comment),
+            orders=_shown_orders(payment.named),
             reason=payment.reason or "—",
             user=payment.user_id if payment.user_id is not None else "—",
         )
@@ -304,6 +308,19 @@ def _shown_comment(comment: str | None) -> str:
             return shown + "…"
         shown += piece
     return shown
+
+
+def _shown_orders(named: tuple[str, ...]) -> str:
+    """The orders a payer's comment named (at most ``ORDERS_SHOWN``, then "…"), or "—".
+
+    The comment itself is cut, and an id past the cut decided the payment: the admins see it
+    here. A comment can name many orders (a payer's own, made for it): a few are enough to
+    see that it named more than one, and /stats stays short enough to send.
+    """
+    if not named:
+        return "—"
+    shown = ", ".join(named[:ORDERS_SHOWN])
+    return shown + ", …" if len(named) > ORDERS_SHOWN else shown
 
 
 async def cmd_paysupport(message: Message, texts: Texts, paysupport_text: str | None) -> None:

@@ -437,6 +437,34 @@ def m0011_turn_tokens(db: Database) -> None:
     db.execute("ALTER TABLE turns ADD COLUMN tokens_model TEXT")
 
 
+def m0012_early_refunds(db: Database) -> None:
+    """Refunds booked while the ledger had no payment for their charge id (it came later).
+
+    A refund Telegram reports before its payment (updates that overtook each other, or two
+    replicas booking the two at the same moment) finds nothing to take back; it is kept here,
+    in the refund's own transaction, so the payment's booking, in its own, takes the credit
+    back at once. One SQLite write lock orders the two: whichever comes second sees the other.
+    """
+    db.execute(
+        """
+        CREATE TABLE early_refunds (
+            charge_id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
+def m0013_ton_named_orders(db: Database) -> None:
+    """The orders a TON payment's comment named (their ids, comma-separated), NULL for none.
+
+    The whole comment is matched, but only its first ``COMMENT_MAX`` characters are kept: an
+    id further on decided the payment where the admins could not see it.
+    """
+    db.execute("ALTER TABLE ton_payments ADD COLUMN named TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -449,6 +477,8 @@ MIGRATIONS: list[Migration] = [
     m0009_order_approvals,
     m0010_ton_late_transfers,
     m0011_turn_tokens,
+    m0012_early_refunds,
+    m0013_ton_named_orders,
 ]
 
 

@@ -3,7 +3,9 @@
 An order is an invoice's single-use payload, stored while it waits to be paid. A payment row is
 keyed by Telegram's charge id (UNIQUE), so a redelivered update cannot be booked twice; its
 ledger credit has the charge id as its source, and a refund's has ``refund:<charge id>``. Paid
-orders stay, since their payments name them; unpaid ones are purged after they expire.
+orders stay, since their payments name them; unpaid ones are purged after they expire. A refund
+that came before its payment is kept (``early_refunds``) so the payment's booking takes the
+credit back in its own transaction.
 
 The functions here take the ``Database`` of a store call and run inside its transaction.
 """
@@ -169,6 +171,23 @@ def all_payments(db: Database) -> list[Payment]:
 def mark_refunded(db: Database, charge_id: str) -> None:
     """Mark a payment refunded."""
     db.execute("UPDATE payments SET refunded = 1 WHERE charge_id = ?", [charge_id])
+
+
+def record_early_refund(db: Database, charge_id: str, user_id: int, at: int) -> None:
+    """A refund of ``user_id`` came for a charge id with no payment yet (the first is kept)."""
+    db.execute(
+        "INSERT INTO early_refunds (charge_id, user_id, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (charge_id) DO NOTHING",
+        [charge_id, user_id, at],
+    )
+
+
+def early_refund(db: Database, charge_id: str, user_id: int) -> bool:
+    """Whether a refund of ``user_id`` for ``charge_id`` came before its payment."""
+    row = db.execute(
+        "SELECT 1 FROM early_refunds WHERE charge_id = ? AND user_id = ?", [charge_id, user_id]
+    ).fetchone()
+    return row is not None
 
 
 def plan_until(db: Database, user_id: int) -> int | None:

@@ -87,6 +87,10 @@ _INVARIANT_QUERIES = (
        WHERE (p.refunded = 1) != (l.id IS NOT NULL)
           OR (l.id IS NOT NULL AND (l.kind != 'refund' OR l.user_id != p.user_id
                                     OR l.amount != -p.units))""",
+    # A refund booked before its payment took that payment's credit back once it came.
+    """SELECT e.user_id FROM early_refunds e
+       JOIN payments p ON p.charge_id = e.charge_id AND p.user_id = e.user_id
+       WHERE p.refunded != 1""",
 )
 
 

@@ -82,6 +82,8 @@ class TonPayment:
     ``unknown_comment``, ``two_orders``, ``wrong_asset`` or ``already_paid`` for an unmatched
     one, ``dust``.
     ``late`` marks a payment that arrived after its order expired (credited all the same).
+    ``named`` holds the ids of the orders its comment named, in the comment's order (the
+    comment itself is kept to ``COMMENT_MAX`` characters, and an id may come later).
     ``rate_amount``/``rate_units`` is the rate a credited payment was credited at.
     """
 
@@ -104,6 +106,7 @@ class TonPayment:
     credited_at: int | None = None
     assigned_by: int | None = None
     notified: bool = False
+    named: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +279,7 @@ def purge_skipped(db: Database, now: int, kept: int) -> int:
 
 _PAYMENT_COLUMNS = (
     "hash, asset, lt, utime, sender, amount, comment, order_id, status, reason, late, user_id,"
-    " units, rate_amount, rate_units, created_at, credited_at, assigned_by, notified"
+    " units, rate_amount, rate_units, created_at, credited_at, assigned_by, notified, named"
 )
 
 
@@ -284,7 +287,7 @@ def insert_payment(db: Database, payment: TonPayment) -> bool:
     """Record a payment; False (nothing written) if its hash is already recorded."""
     cursor = db.execute(
         f"INSERT INTO ton_payments ({_PAYMENT_COLUMNS})"  # noqa: S608 -- a constant column list
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (hash) DO NOTHING",
         [
             payment.hash,
@@ -306,6 +309,7 @@ def insert_payment(db: Database, payment: TonPayment) -> bool:
             payment.credited_at,
             payment.assigned_by,
             int(payment.notified),
+            ",".join(payment.named) or None,
         ],
     )
     return bool(cursor.rowcount)
@@ -417,6 +421,7 @@ def _payment(row: Any) -> TonPayment:  # noqa: ANN401 -- a sqlite3 row is untype
         credited_at=None if row[16] is None else int(row[16]),
         assigned_by=None if row[17] is None else int(row[17]),
         notified=bool(row[18]),
+        named=tuple(str(row[19]).split(",")) if row[19] else (),
     )
 
 

@@ -151,7 +151,10 @@ class PaymentJournal:
                     subscription_expires_at=entry.subscription_expires_at,
                 )
             )
-            refunded = await self._refund_booked_before(entry)
+            # Its refund booked first (kept in the ledger's database): taken back in the
+            # payment's own transaction. One booked by older code (the journal's mark alone):
+            # taken back now.
+            refunded = result.refunded or await self._refund_booked_before(entry)
             booking = Booking(
                 entry,
                 applies=True,
@@ -163,22 +166,19 @@ class PaymentJournal:
                 refunded=refunded,
             )
         else:
-            new = await self._shop.record_refund(entry.user_id, entry.charge_id)
-            payment = await self._shop.payment(entry.charge_id)
-            applies = payment is not None and payment.user_id == entry.user_id
+            refund = await self._shop.book_refund(entry.user_id, entry.charge_id)
             booking = Booking(
                 entry,
-                # Booked unmatched before (a stop since): its payment's booking tells it.
-                applies=applies
-                and payment is not None
-                and payment.refunded
-                and not _booked_unmatched(entry, payment.created_at),
-                new=new,
-                units=payment.units if payment is not None else 0,
+                # Booked unmatched before by older code (a stop since): its payment's booking
+                # tells it.
+                applies=refund.applies
+                and not (refund.paid_at is not None and _booked_unmatched(entry, refund.paid_at)),
+                new=refund.new,
+                units=refund.units,
                 balance=(await self._credit.balance(entry.user_id)).units,
             )
             if not booking.applies and entry.booked_at is None:
-                # Booking its payment, if it ever comes, takes it back (the journal says so).
+                # Booking its payment, if it ever comes, takes it back (the ledger says so).
                 log.warning(
                     "journal.refund_unmatched", charge_id=entry.charge_id, user_id=entry.user_id
                 )
@@ -199,14 +199,15 @@ class PaymentJournal:
         return booking
 
     async def _refund_booked_before(self, paid: JournalEntry) -> bool:
-        """Take the payment's credit back if its refund was booked before it; whether it was.
+        """Take the payment's credit back if older code booked its refund before it; whether so.
 
-        A refund Telegram reports before its payment (updates that overtook each other) finds
-        no payment to take back and is finished, marked ``unmatched`` in the journal; booking
-        the payment then takes the credit back (once: the refund's ledger row is keyed by the
-        charge id), so it is not kept for good, and tells the refund. A refund still open in
-        the journal is left to its own booking, which follows. A refund booked after its
-        payment (it took the credit back itself, and told its user) is not this case: the
+        Today a refund that finds no payment is kept in the ledger's database, and the
+        payment's own transaction takes the credit back (``Shop.record_payment``). A refund
+        booked by code from before that kept it only in the journal, marked ``unmatched``;
+        booking the payment then takes the credit back here (once: the refund's ledger row is
+        keyed by the charge id), so it is not kept for good, and tells the refund. A refund
+        still open in the journal is left to its own booking, which follows. A refund booked
+        after its payment (it took the credit back itself, and told its user) is not this case: the
         journal's mark says which it was, not the two bookings' times, which may fall in one
         second (or come from two replicas' clocks). A refund booked by code that kept no mark
         (``unmatched`` None, from before ``j0004``) is judged by those times, as that code did.

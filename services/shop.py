@@ -40,6 +40,7 @@ __all__ = [
     "Payment",
     "PaymentResult",
     "Plan",
+    "RefundResult",
     "Shop",
     "StarTransaction",
 ]
@@ -109,6 +110,8 @@ class PaymentResult:
 
     ``units`` is what the payment credited; ``flagged`` (with ``flag_reason``, a pre-checkout
     reason code) marks a payment the admin should look at; ``plan`` that it paid the plan.
+    ``refunded`` marks a payment whose refund was booked before it: its credit was taken back
+    in the transaction that credited it.
     """
 
     new: bool
@@ -116,6 +119,24 @@ class PaymentResult:
     flagged: bool
     flag_reason: str | None = None
     plan: bool = False
+    refunded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    """What booking a refund did.
+
+    ``new`` is whether the credit was taken back just now; ``applies`` whether this refund's
+    booking is the one to tell the user: False for a refund of a charge the ledger does not
+    have (kept, so the payment's booking takes it back and tells it), another user's, or one
+    booked before its payment. ``units`` is the payment's credit (0 without one) and
+    ``paid_at`` when the payment was booked (None without one).
+    """
+
+    new: bool
+    applies: bool
+    units: int = 0
+    paid_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +313,8 @@ class Shop:
                     flagged=existing.flagged,
                     flag_reason=existing.flag_reason,
                     plan=order is not None and order.kind == "plan",
+                    refunded=existing.refunded
+                    and orders.early_refund(db, paid.charge_id, paid.user_id),
                 )
             order = orders.get_order(db, paid.payload)
             reason, units = self._judge(order, paid, now)
@@ -317,12 +340,24 @@ class Shop:
             kind: Kind = "subscription" if plan else "purchase"
             if not ledger.record(db, LedgerEntry(paid.user_id, kind, units, paid.charge_id, now)):
                 raise BillingError("the charge id is already a ledger source")
+            # Its refund was booked first (in a transaction of its own, before this one took
+            # the write lock): the credit goes back in this same transaction.
+            refunded = orders.early_refund(db, paid.charge_id, paid.user_id)
+            if refunded:
+                _take_back(db, paid.user_id, paid.charge_id, units, now)
             return PaymentResult(
-                new=True, units=units, flagged=reason is not None, flag_reason=reason, plan=plan
+                new=True,
+                units=units,
+                flagged=reason is not None,
+                flag_reason=reason,
+                plan=plan,
+                refunded=refunded,
             )
 
         with ledger_failures():
             result = await self._store.write(write)
+        if result.new and result.refunded:
+            log.warning("journal.refund_before_payment", charge_id=paid.charge_id)
         if result.new and result.flagged:
             log.warning(
                 "stars.payment_flagged",
@@ -366,20 +401,40 @@ class Shop:
     async def record_refund(self, user_id: int, charge_id: str) -> bool:
         """Take a refunded payment's credit back (the balance may go negative).
 
-        Returns False, changing nothing, for an unknown charge, another user's, or one already
+        Returns False, changing nothing in the ledger, for an unknown charge (its refund is
+        kept for its payment's booking: ``book_refund``), another user's, or one already
         refunded.
+        """
+        return (await self.book_refund(user_id, charge_id)).new
+
+    async def book_refund(self, user_id: int, charge_id: str) -> RefundResult:
+        """Take a refunded payment's credit back, deciding in one write transaction.
+
+        A refund of a charge the ledger has no payment for is kept (``early_refunds``): the
+        payment's booking takes the credit back when it comes. The write lock orders this
+        transaction and the payment's, so whichever comes second sees the other, and the
+        credit is taken back exactly once, however the two replicas that book them interleave.
         """
         now = int(self._clock())
 
-        def write(db: Database) -> bool:
+        def write(db: Database) -> RefundResult:
             payment = orders.get_payment(db, charge_id)
-            if payment is None or payment.user_id != user_id or payment.refunded:
-                return False
-            refund = LedgerEntry(user_id, "refund", -payment.units, f"refund:{charge_id}", now)
-            if not ledger.record(db, refund):
-                raise BillingError("the refund is already a ledger source")
-            orders.mark_refunded(db, charge_id)
-            return True
+            if payment is None:
+                orders.record_early_refund(db, charge_id, user_id, now)
+                return RefundResult(new=False, applies=False)
+            if payment.user_id != user_id:
+                return RefundResult(new=False, applies=False, units=payment.units)
+            if payment.refunded:
+                # Taken back before: by this refund (it tells), or by its payment's booking
+                # because this refund came first (that booking tells).
+                first = orders.early_refund(db, charge_id, user_id)
+                return RefundResult(
+                    new=False, applies=not first, units=payment.units, paid_at=payment.created_at
+                )
+            _take_back(db, user_id, charge_id, payment.units, now)
+            return RefundResult(
+                new=True, applies=True, units=payment.units, paid_at=payment.created_at
+            )
 
         with ledger_failures():
             return await self._store.write(write)
@@ -447,8 +502,9 @@ class Shop:
         """Book what Telegram lists but the ledger lacks; one line per change made.
 
         A payment missing from the ledger is credited (by its charge id, so running this twice
-        credits it once; a payment that does not match a good order is flagged as usual); a
-        refund Telegram made but the ledger did not is taken back. Other differences are for
+        credits it once; a payment that does not match a good order is flagged as usual, and
+        one whose refund was booked before it is taken back as it is credited); a refund
+        Telegram made but the ledger did not is taken back. Other differences are for
         a person to look at (``reconcile``).
         """
         payments = {p.charge_id: p for p in await self._payments()}
@@ -473,6 +529,8 @@ class Shop:
                     f"credited payment {tx.id}: {tx.amount} Stars from user {tx.user_id},"
                     f" {result.units} µ★{flag}"
                 )
+            if result.new and result.refunded:  # its refund was booked first: taken back with it
+                lines.append(f"took back refund {tx.id}: {result.units} µ★ from user {tx.user_id}")
         for tx in refunds:
             payment = await self.payment(tx.id)
             if payment is None or payment.refunded:
@@ -486,3 +544,10 @@ class Shop:
     async def _payments(self) -> list[Payment]:
         with ledger_failures():
             return await self._store.read(orders.all_payments)
+
+
+def _take_back(db: Database, user_id: int, charge_id: str, units: int, now: int) -> None:
+    """The refund's ledger row and the payment marked refunded (inside the caller's write)."""
+    if not ledger.record(db, LedgerEntry(user_id, "refund", -units, f"refund:{charge_id}", now)):
+        raise BillingError("the refund is already a ledger source")
+    orders.mark_refunded(db, charge_id)

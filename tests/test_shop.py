@@ -509,3 +509,56 @@ async def test_fix_credits_what_telegram_lists_once_and_says_so(shop: Shop, cred
     assert await shop.reconcile(telegram) == []
     assert await _units(credit, ALICE) == 275 * STAR
     assert await _units(credit, BOB) == 75 * STAR
+
+
+async def test_fix_says_so_when_a_payment_it_credits_had_its_refund_booked_first(
+    shop: Shop, credit: Credit
+) -> None:
+    # The refund's update was booked before its payment's (which was lost): crediting the
+    # payment takes the credit back in the same transaction, and fix said only "credited".
+    order = await shop.create_order(ALICE, "250")
+    assert not await shop.record_refund(ALICE, "c-refunded-first")
+    telegram = [
+        StarTransaction("c-refunded-first", 250, is_refund=False, user_id=ALICE, payload=order.id),
+        StarTransaction("c-refunded-first", 250, is_refund=True, user_id=ALICE),
+    ]
+
+    lines = await shop.fix(telegram)
+
+    assert lines == [
+        f"credited payment c-refunded-first: 250 Stars from user {ALICE}, 275000000 µ★",
+        f"took back refund c-refunded-first: 275000000 µ★ from user {ALICE}",
+    ]
+    assert await shop.fix(telegram) == []
+    assert await shop.reconcile(telegram) == []
+    assert await _units(credit, ALICE) == 0
+
+
+async def test_the_books_flag_a_payment_kept_whose_refund_came_first(
+    shop: Shop, credit: Credit, store: Store, db_path: Path
+) -> None:
+    # A replica still on older code books the payment as a credit alone (it reads no refund
+    # kept in the ledger's database): the invariant the audit checks names its user, and
+    # reconcile --fix takes it back.
+    order = await shop.create_order(ALICE, "250")
+    assert not await shop.record_refund(ALICE, "c-old-replica")
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "INSERT INTO payments (charge_id, user_id, order_id, stars, units, is_recurring,"
+            " flagged, refunded, created_at) VALUES (?, ?, ?, 250, ?, 0, 0, 0, 1750000000)",
+            ["c-old-replica", ALICE, order.id, 275 * STAR],
+        )
+        db.execute(
+            "INSERT INTO ledger (user_id, kind, amount, source, created_at)"
+            " VALUES (?, 'purchase', ?, 'c-old-replica', 1750000000)",
+            [ALICE, 275 * STAR],
+        )
+    assert await inconsistent_users(store) == [ALICE]
+    telegram = [
+        StarTransaction("c-old-replica", 250, is_refund=False, user_id=ALICE, payload=order.id),
+        StarTransaction("c-old-replica", 250, is_refund=True, user_id=ALICE),
+    ]
+    assert await shop.fix(telegram) == [
+        f"took back refund c-old-replica: 275000000 µ★ from user {ALICE}"
+    ]
+    assert await _units(credit, ALICE) == 0

@@ -289,7 +289,10 @@ async def test_admins_see_unmatched_payments_in_stats_and_assign_them(tmp_path: 
         telegram.send_text(ADMIN, "/stats")
         stats = await told(stack, ADMIN, 1)
         assert "Unmatched: 1" in stats
-        assert f"{tx_hash[:16]} · 2 GRAM · comment for Carol, sorry · unknown_comment" in stats
+        assert (
+            f"{tx_hash[:16]} · 2 GRAM · comment for Carol, sorry · orders — · unknown_comment"
+            in stats
+        )
         telegram.send_text(CAROL, f"/tonassign {tx_hash[:12]} {CAROL}")  # not an admin
         assert (await told(stack, CAROL, 1)).startswith("I don't know /tonassign.")
         assert (await stack.veil.credit.balance(CAROL)).units == 0
@@ -531,7 +534,7 @@ async def test_a_payers_comment_cannot_forge_lines_of_the_admins_stats(tmp_path:
     entry = (
         f"{hex_hash(tx['hash'])[:16]} · 2 GRAM · comment"
         " x\\u000aab12cd34ef56ab78 · 500 GRAM · comment ok · credited\\u202e"
-        " · unknown_comment · user —"
+        " · orders — · unknown_comment · user —"
     )
     assert stats.split("\n")[-1] == entry
 
@@ -553,4 +556,48 @@ async def test_payers_comments_cannot_make_the_admins_stats_too_long(tmp_path: P
     assert "Unmatched: 5 " in stats
     for entry in entries:
         assert " · 2 GRAM · comment AB\\u000a\\u000a" in entry
-        assert entry.endswith("… · unknown_comment · user —")
+        assert entry.endswith("… · orders — · unknown_comment · user —")
+
+
+async def test_the_orders_a_long_comment_names_past_what_is_kept_are_shown_in_stats(
+    tmp_path: Path,
+) -> None:
+    # The whole comment is matched, but only its first 120 characters were kept (64 shown):
+    # two order ids at its end left the payment unmatched (two_orders) where the admins
+    # could not see which orders it named, so /tonassign was a guess.
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        mine = comment_of(await buy(stack, telegram, ALICE, "1 GRAM"))
+        theirs = comment_of(await buy(stack, telegram, BOB, "1 GRAM"))
+        comment = "payment " * 20 + f"for {mine}, not {theirs}"
+        tx = chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment=comment)
+        assert stack.veil.ton_books is not None
+        async with asyncio.timeout(10):
+            while not await stack.veil.ton_books.unmatched():  # noqa: ASYNC110 -- the watcher
+                await asyncio.sleep(0.02)
+        before = len(telegram.sent_messages(ADMIN))
+        telegram.send_text(ADMIN, "/stats")
+        stats = await told(stack, ADMIN, before + 1)
+        (payment,) = await stack.veil.ton_books.unmatched()
+    shown = ("payment " * 8)[:64]
+    assert stats.split("\n")[-1] == (
+        f"{hex_hash(tx['hash'])[:16]} · 2 GRAM · comment {shown}… · orders {mine}, {theirs}"
+        " · two_orders · user —"
+    )
+    assert payment.named == (mine, theirs)
+
+
+async def test_a_comment_naming_many_orders_shows_a_few_of_them_in_stats(tmp_path: Path) -> None:
+    async with FakeToncenter() as chain, ton_bot(tmp_path, chain) as (stack, telegram):
+        named = [comment_of(await buy(stack, telegram, ALICE, "1 GRAM")) for _ in range(4)]
+        tx = chain.add_transaction(WALLET_RAW, value=2 * GRAM, comment=" ".join(named))
+        assert stack.veil.ton_books is not None
+        async with asyncio.timeout(10):
+            while not await stack.veil.ton_books.unmatched():  # noqa: ASYNC110 -- the watcher
+                await asyncio.sleep(0.02)
+        before = len(telegram.sent_messages(ADMIN))
+        telegram.send_text(ADMIN, "/stats")
+        stats = await told(stack, ADMIN, before + 1)
+    assert stats.split("\n")[-1] == (
+        f"{hex_hash(tx['hash'])[:16]} · 2 GRAM · comment {' '.join(named)}"
+        f" · orders {', '.join(named[:3])}, … · two_orders · user —"
+    )

@@ -313,6 +313,10 @@ async def test_a_comment_typed_with_invisible_or_lookalike_characters_names_its_
         pytest.param(lambda c: f"{c}!", id="exclamation"),
         pytest.param(lambda c: f"order {c.lower()}", id="a word before"),
         pytest.param(lambda c: f"Payment for order: {c}, thank you", id="in a sentence"),
+        pytest.param(
+            lambda c: f"order {c.lower().translate(FULL_WIDTH)}, thanks", id="full width, a word"
+        ),
+        pytest.param(lambda c: f"заказ: {c.translate(CYRILLIC)}.", id="lookalikes, a word"),
     ],
 )
 async def test_a_comment_that_names_its_order_among_punctuation_or_words_is_matched(

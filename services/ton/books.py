@@ -182,7 +182,8 @@ class TonBooks:
         )
         if transfer.amount < self._dust.get(transfer.asset, 0):
             return replace(payment, status="dust", reason="dust")
-        order = _named_order(db, transfer.comment)
+        order, named = _named_order(db, transfer.comment)
+        payment = replace(payment, named=named)
         if isinstance(order, str):
             return replace(payment, reason=order)
         payment = replace(payment, order_id=order.id, user_id=order.user_id)
@@ -368,23 +369,25 @@ class TonBooks:
         return [booking for booking in bookings if booking.new]
 
 
-def _named_order(db: Database, comment: str | None) -> TonOrder | str:
-    """The one order a payer's comment names, else why none (the unmatched payment's reason).
+def _named_order(db: Database, comment: str | None) -> tuple[TonOrder | str, tuple[str, ...]]:
+    """The one order a payer's comment names, else why none; and the ids of all it names.
 
     Words naming two orders or more name none: whichever the payer meant, another may be
-    another user's, and the admins decide (``two_orders``).
+    another user's, and the admins decide (``two_orders``). The ids are kept with the payment
+    (its comment is cut, and they may come after the cut) and shown in ``/stats``.
     """
     named = comment_order_ids(comment or "")
     if not named:
-        return "no_comment"
+        return "no_comment", ()
     orders = (storage.get_order(db, order_id) for order_id in named)
     found = {order.id: order for order in orders if order is not None}
+    ids = tuple(found)
     if not found:
-        return "unknown_comment"
+        return "unknown_comment", ids
     if len(found) > 1:
-        return "two_orders"
+        return "two_orders", ids
     (order,) = found.values()
-    return order
+    return order, ids
 
 
 def _credit(db: Database, payment: TonPayment, now: int) -> None:

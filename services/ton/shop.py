@@ -70,8 +70,7 @@ def normalise_comment(text: str) -> str:
     Full-width letters and digits are the plain ones (NFKC), and Cyrillic or Greek letters
     that look like the alphabet's Latin ones are those.
     """
-    plain = unicodedata.normalize("NFKC", text).upper().translate(_LOOKALIKES)
-    return "".join(ch for ch in plain if unicodedata.category(ch) not in _NOT_PART)
+    return _part_of_id(_folded(text))
 
 
 def comment_order_ids(text: str) -> list[str]:
@@ -79,11 +78,12 @@ def comment_order_ids(text: str) -> list[str]:
 
     The whole comment as ``normalise_comment`` reads it; then the same with its punctuation
     and symbols dropped too (``#A1B2…``, ``A1B2….``, ``«A1B2…»``); then each word of it that
-    could be an id (``order A1B2…, thanks``). Empty when the comment holds nothing.
+    could be an id (``order A1B2…, thanks``). Empty when the comment holds nothing. The
+    comment is folded (NFKC, upper case, lookalikes) once, for all three.
     """
-    whole = normalise_comment(text)
+    plain = _folded(text)
+    whole = _part_of_id(plain)
     bare = "".join(ch for ch in whole if unicodedata.category(ch)[0] in "LN")
-    plain = unicodedata.normalize("NFKC", text).upper().translate(_LOOKALIKES)
     words = re.split(r"[\W_]+", plain)
     shaped = [
         word
@@ -91,6 +91,16 @@ def comment_order_ids(text: str) -> list[str]:
         if len(word) == COMMENT_LENGTH and all(ch in COMMENT_ALPHABET for ch in word)
     ]
     return list(dict.fromkeys(found for found in (whole, bare, *shaped) if found))
+
+
+def _folded(text: str) -> str:
+    """NFKC, upper case, and the Cyrillic and Greek lookalikes as the Latin letters."""
+    return unicodedata.normalize("NFKC", text).upper().translate(_LOOKALIKES)
+
+
+def _part_of_id(plain: str) -> str:
+    """A folded comment without what is not part of an id (spaces, dashes, invisibles)."""
+    return "".join(ch for ch in plain if unicodedata.category(ch) not in _NOT_PART)
 
 
 @dataclass(frozen=True, slots=True)
