@@ -683,14 +683,17 @@ class ChatService:
                     request_id=request_id,
                 )
                 completion = await self._stream(request, sink, parts, generation)
-            except ContextTooLong as exc:
-                await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
-                generation.holds.discard(hold.request_id)
-                # A new sealed request, so a new hold.
-                refused = _Refused(exc, opened.history, window, streamed=bool(parts))
-                await self._fit_again(question, fitting, refused, sink)  # or raises
-                continue
             except InferenceError as exc:
+                # A refusal as too long before any text (a refusal after some, sent as an error
+                # by a gateway or a model server whose window filled, is the answer failing
+                # there: what the user saw stays, billed by its receipt) is fitted again.
+                if isinstance(exc, ContextTooLong) and not _shown("".join(parts)):
+                    await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
+                    generation.holds.discard(hold.request_id)
+                    # A new sealed request, so a new hold.
+                    refused = _Refused(exc, opened.history, window, streamed=bool(parts))
+                    await self._fit_again(question, fitting, refused, sink)  # or raises
+                    continue
                 generation.stoppable = False
                 delivered = _shown("".join(parts))  # blanks reached nobody: not charged
                 await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
