@@ -400,6 +400,7 @@ class ChatService:
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
     _delivered_open: set[str] = field(default_factory=set, init=False)
+    _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -539,6 +540,7 @@ class ChatService:
         stop grace plus ``CLOSE_SLACK_S``; one still running then is left to the loop's
         teardown (its hold is released at the next start).
         """
+        self.stop_titles()
         generations = self._generations()
         titlings = [t for running in self._titling.values() for t in running]
         for generation in [*generations, *(t.generation for t in titlings)]:
@@ -558,6 +560,15 @@ class ChatService:
                 end.cancel()
             if running:
                 log.warning("chat.close_timed_out", answers=len(running))
+
+    def stop_titles(self) -> None:
+        """Shutdown has begun: no title request starts from now on (``name_conversation``).
+
+        Answers in progress still finish within the grace; a title asked after one would be
+        stopped by ``close`` and settled, billed for a title nobody sees, or end with the
+        process before it is stored.
+        """
+        self._shutting_down = True
 
     @property
     def hold_lifetime(self) -> float:
@@ -1283,9 +1294,13 @@ class ChatService:
         A second, small sealed request (``services.titles``), held and settled from its own
         receipt like any answer. Never raises for a failure (no credit, the model failing, the
         history unwritable): it is logged and the conversation stays unnamed (None). Nor is a
-        title asked once ``forget`` erases (or has erased) what it would be made of.
+        title asked once ``forget`` erases (or has erased) what it would be made of, nor once
+        shutdown has begun (``stop_titles``).
         """
         user_id = naming.user_id
+        if self._shutting_down:
+            log.info("chat.title_skipped", user_id=user_id)
+            return None
         if user_id in self._forgetting or self._erasures.get(user_id, 0) != naming.erasures:
             log.info("chat.title_stopped", user_id=user_id)
             return None
