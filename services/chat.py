@@ -1372,8 +1372,12 @@ class ChatService:
         await self._settle(hold, receipt, "".join(parts), verified_by=verified_by)
         return "".join(parts)
 
-    async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int:
+    async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int | None:
         """Erase everything stored about the user (their data key first); returns turns erased.
+
+        None when nothing was stored about them (no key): erased already, say by a press of
+        the same confirmation before a restart (Telegram may deliver it again, the user may
+        press it again), so "0 messages are gone" would not read as what happened.
 
         A streaming answer is stopped first and waited for (it is billed and would store its
         turn), and so are a question waiting for it and a title request (it would store a title
@@ -1395,6 +1399,9 @@ class ChatService:
             self._retry.pop(user_id, None)
             self._cut.pop(user_id, None)
             with history_failures("cannot erase the conversation"):
+                if await self.store.get_user(user_id) is None:
+                    log.info("chat.forget_nothing", user_id=user_id)
+                    return None
                 return await self.store.forget(user_id)
         finally:
             if running := self._forgetting.pop(user_id) - 1:
