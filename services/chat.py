@@ -48,6 +48,8 @@ it, so the model always sees where it stopped.
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
+So does thinking a model served without a reasoning parser writes into the text itself, a
+``<think>…</think>`` opening the answer (``services.think_tags``).
 
 Conversations: a question in the private chat itself continues the user's active conversation;
 one asked in a topic (``Question.thread_id``, where the bot has topics in private chats)
@@ -99,6 +101,7 @@ from services.inference import (
     StopSignal,
     TextDelta,
 )
+from services.think_tags import Piece, ThinkTags
 from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import MESSAGE_OVERHEAD, answer_tokens, prompt_tokens, text_tokens
 
@@ -976,18 +979,32 @@ class ChatService:
         parts: FoldedText | list[str],
         generation: _Generation,
     ) -> Completion | None:
-        """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``."""
+        """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``.
+
+        Thinking the model wrote into its text (``<think>…</think>`` opening it: a model
+        served without a reasoning parser, ``services.think_tags``) goes where the stream's
+        own reasoning goes, never into ``parts``.
+        """
         completion = None
         loop = asyncio.get_running_loop()
         time_limit = loop.call_later(self.max_answer_seconds, generation.stop.set)
         stream = self.inference.stream(request, stop=generation.stop)
         thinker = sink if isinstance(sink, ReasoningSink) else None
+        tags = ThinkTags()
+
+        async def show(pieces: list[Piece]) -> None:
+            for kind, text in pieces:
+                if kind == "text":
+                    parts.append(text)
+                    await sink.append(text)
+                elif thinker is not None:
+                    await thinker.reason(text)
+
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     if isinstance(item, TextDelta):
-                        parts.append(item.text)
-                        await sink.append(item.text)
+                        await show(tags.feed(item.text))
                     elif isinstance(item, ReasoningDelta):
                         if thinker is not None:
                             await thinker.reason(item.text)
@@ -995,6 +1012,7 @@ class ChatService:
                         completion = item
         finally:
             time_limit.cancel()
+        await show(tags.end())  # a tag's start held to the end was text (or thinking)
         return completion
 
     def _window(self, model: str) -> int:
