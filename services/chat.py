@@ -44,7 +44,9 @@ names is still the user's latest cut answer (kept in memory only, like the Retry
 ``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any
 (``Question.continues``): where the context cannot hold the cut answer whole (a window of
 2048 tokens leaves the context no more than the answer's own room), its end goes quoted before
-it, so the model always sees where it stopped.
+it, so the model always sees where it stopped; where it cannot hold the question the cut
+answer answers (a text file), that question goes cut in its middle before the answer
+(``_continuing``), so the model still sees what it was answering.
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
@@ -1148,6 +1150,10 @@ class ChatService:
         replied, ending = question.replied, False
         if question.continues and history and history[-1].role == "assistant":
             replied, ending = history[-1].text, True
+            if not _holds(context.messages, replied):
+                continuing = self._continuing(history, prompt, window, budget)
+                if continuing is not None:
+                    return prompt, continuing
         if replied is None or _holds(context.messages, replied):
             return prompt, context
         quote = self._fitting_quote(replied, prompt, budget, ending=ending)
@@ -1155,6 +1161,35 @@ class ChatService:
             return prompt, context
         prompt = quoted(quote, prompt)
         return prompt, self._context(history, prompt, window, budget)
+
+    def _continuing(
+        self, history: Sequence[_Turn], prompt: str, window: int, budget: int
+    ) -> _Context | None:
+        """A continuation's context where its cut answer's question did not fit: cut to fit.
+
+        The question was too long to go with the cut answer (a text file, a long paste), so
+        the context dropped both, and the model was asked to go on with an answer about a text
+        it no longer saw. Its start and end now go around "…" (a file's name and opening, the
+        caption that asked about it), as much as fits before the cut answer, whole. None where
+        not even that fits: the answer's end is then quoted before the request.
+        """
+        if len(history) < 2 or history[-2].role != "user":  # noqa: PLR2004 -- question, answer
+            return None
+        asked, answer = history[-2].text, history[-1]
+
+        def context(keep: int) -> _Context:
+            head, tail = asked[: keep - keep // 2], asked[len(asked) - keep // 2 :]
+            cut = _Turn.said("user", f"{head.rstrip()}\n…\n{tail.lstrip()}")
+            return self._context([cut, answer], prompt, window, budget)
+
+        low, high = 0, len(asked)  # context(low) holds both turns (or low is 0); asked does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if context(middle).dropped == 0:
+                low = middle
+            else:
+                high = middle
+        return context(low) if low and context(low).dropped == 0 else None
 
     def _fitting_quote(
         self, replied: str, prompt: str, budget: int, *, ending: bool = False
