@@ -29,8 +29,9 @@ async def test_continue_after_a_files_answer_sends_the_files_question_cut_to_fit
 ) -> None:
     server = FakeVLLM(answer=ESSAY, max_model_len=WINDOW)
     text = " ".join(f"w{n % 10}" for n in range(600))
-    settings = {"context_tokens": WINDOW, "max_answer_tokens": ROOM}
-    async with running_stack(tmp_path, model_server=server, **settings) as stack:
+    async with running_stack(
+        tmp_path, model_server=server, context_tokens=WINDOW, max_answer_tokens=ROOM
+    ) as stack:
         stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
         question, cut = await stack.stored_turns(USER, 2)
         await wait_until(lambda: stack.veil.chat.running == 0, within=10)
