@@ -315,8 +315,9 @@ class Failures:
         so, with /new rather than Retry: the same question there would fill it again.
         """
         if isinstance(error, ContextTooLong):
-            log.info("error_replied", error=type(error).__name__, text="answer_window_full")
-            await sink.say(texts("answer_window_full"))
+            key = "answer_window_full"
+            log.info("error_replied", error=type(error).__name__, text=key, noted=True)
+            await sink.say(texts(key))
             return
         key = broke_off_key(error)
         log.info("error_replied", error=type(error).__name__, text=key, noted=True)
