@@ -148,6 +148,7 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
     # Before any router: a part of a long text may begin with what reads as a command.
     dispatcher.message.outer_middleware(chat_handlers.PasteParts(chat_handlers.Pastes()))
     dispatcher["answering"] = chat_handlers.Answering()  # whose answer a question waits behind
+    dispatcher["presses"] = chat_handlers.Presses()  # Retry and Continue buttons pressed once
     dispatcher.update.outer_middleware(skip_bare_updates)  # what a poll could not read
     # Outer, so that the errors router (which runs outside inner middlewares) has ``texts`` too.
     dispatcher.update.outer_middleware(TextsMiddleware(catalogs))

@@ -91,6 +91,7 @@ async def drain(
     Answers run detached from their update (``ChatService.start``, ``detach``), so they are
     waited for beside the updates.
     """
+    chat.stop_titles()  # an answer finishing now is not followed by a title nobody would see
     if relay is not None:
         relay.stop_taking()
     relayed = relay.running if relay is not None else 0

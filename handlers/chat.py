@@ -46,7 +46,7 @@ from handlers.replies import (
     topic_of,
     went_out,
 )
-from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink, quoted
+from services.chat import CONTINUE_PROMPT, CUT, Failed, Question, ReasoningSink, quoted
 from services.documents import TextFile
 from services.errors import AnswerInProgress, InferenceError
 
@@ -433,7 +433,54 @@ async def drop_button(bot: Bot, query: CallbackQuery) -> None:
             )
 
 
-async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+class Presses:
+    """The Retry and Continue buttons pressed already (their messages), so each asks once.
+
+    A double tap sends two presses before the bot redraws the message without its button. The
+    second is handled once the first's answer has started; by then that answer may have
+    failed again and left a newer question for Retry, which the old button's second press
+    took: two answers to one press. A button's message is remembered at its first press (and
+    let go again when that press asked nothing: ``AnswerInProgress``), the newest ``size``.
+    """
+
+    def __init__(self, size: int = EDITS_REMEMBERED) -> None:
+        self._size = size
+        self._pressed: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    def first(self, query: CallbackQuery) -> bool:
+        """Whether this is the first press of the button's message (it is remembered now)."""
+        key = self._key(query)
+        if key is None:
+            return True  # a message too old for Telegram to send: the memories below decide
+        if key in self._pressed:
+            return False
+        self._pressed[key] = None
+        if len(self._pressed) > self._size:
+            self._pressed.popitem(last=False)
+        return True
+
+    def again(self, query: CallbackQuery) -> None:
+        """The press asked nothing: its button may be pressed again."""
+        key = self._key(query)
+        if key is not None:
+            self._pressed.pop(key, None)
+
+    @staticmethod
+    def _key(query: CallbackQuery) -> tuple[int, int] | None:
+        message = query.message
+        return None if message is None else (query.from_user.id, message.message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Asking:
+    """What a Retry or Continue press asks: the prompt, and how it goes to ``answer_prompt``."""
+
+    prompt: str
+    document: TextFile | None = None
+    continues: bool = False
+
+
+async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, and what it asks
     query: CallbackQuery,
     bot: Bot,
     texts: Texts,
@@ -441,20 +488,29 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     drafts: Drafts,
     failures: Failures,
     answering: Answering,
+    presses: Presses,
+    *,
+    take: Callable[[int | None], _Asking | None],
+    keep: Callable[[int | None, _Asking], None],
+    expired: str,
 ) -> None:
-    """Resend the prompt whose answer failed (in the topic its button is in).
+    """A Retry or Continue press: answered at once, private only, asked once, or "expired".
 
-    The press is answered at once: the new answer may wait (for a gateway's keys, a hold).
+    ``take`` gives what the press asks (in the topic its button is in), once, or None (said
+    ``expired``); ``keep`` gives it back when the user has an answer in progress
+    (``AnswerInProgress``, raised on to the errors router), and the button then works again.
+    The button is dropped once its answer has started. The press is answered at once: the new
+    answer may wait (for a gateway's keys, a hold).
     """
     user = query.from_user
     await query.answer()
     if not pressed_in_private(query):
         return
     thread_id = topic_of(query.message)
-    failed = chat.take_retry(user.id, thread_id)
-    if failed is None:
+    asking = take(thread_id) if presses.first(query) else None
+    if asking is None:
         await drop_button(bot, query)
-        await bot.send_message(user.id, texts("retry_expired"), message_thread_id=thread_id)
+        await bot.send_message(user.id, texts(expired), message_thread_id=thread_id)
         return
     try:
         await answer_prompt(
@@ -465,14 +521,59 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
             failures,
             answering,
             user,
-            failed.prompt,
+            asking.prompt,
             thread_id=thread_id,
-            document=failed.document,  # a file is fitted anew, its start read if need be
+            continues=asking.continues,
+            document=asking.document,
         )
     except AnswerInProgress:
-        chat.keep_retry(user.id, thread_id, failed)  # the button works once the answer is done
+        keep(thread_id, asking)
+        presses.again(query)
         raise
     await drop_button(bot, query)
+
+
+async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+    query: CallbackQuery,
+    bot: Bot,
+    texts: Texts,
+    chat: ChatService,
+    drafts: Drafts,
+    failures: Failures,
+    answering: Answering,
+    presses: Presses,
+) -> None:
+    """Resend the prompt whose answer failed (in the topic its button is in).
+
+    A text file's is its whole question, fitted anew (its start read if need be). Kept while
+    the user has an answer in progress: the button works once that answer is done.
+    """
+    user_id = query.from_user.id
+    failed: dict[int | None, Failed] = {}
+
+    def take(thread_id: int | None) -> _Asking | None:
+        taken = chat.take_retry(user_id, thread_id)
+        if taken is None:
+            return None
+        failed[thread_id] = taken
+        return _Asking(taken.prompt, document=taken.document)
+
+    def keep(thread_id: int | None, _asking: _Asking) -> None:
+        chat.keep_retry(user_id, thread_id, failed[thread_id])
+
+    await _on_press(
+        query,
+        bot,
+        texts,
+        chat,
+        drafts,
+        failures,
+        answering,
+        presses,
+        take=take,
+        keep=keep,
+        expired="retry_expired",
+    )
 
 
 async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
@@ -484,36 +585,35 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     drafts: Drafts,
     failures: Failures,
     answering: Answering,
+    presses: Presses,
 ) -> None:
-    """Ask the model to go on with a cut answer, if it is still the user's latest."""
-    user = query.from_user
-    await query.answer()
-    if not pressed_in_private(query):
-        return
-    thread_id = topic_of(query.message)
-    if not chat.take_continuation(user.id, callback_data.request):
-        await drop_button(bot, query)
-        await bot.send_message(user.id, texts("continue_expired"), message_thread_id=thread_id)
-        return
-    try:
-        await answer_prompt(
-            bot,
-            chat,
-            drafts,
-            texts,
-            failures,
-            answering,
-            user,
-            CONTINUE_PROMPT,
-            thread_id=thread_id,
-            continues=True,
-        )
-    except AnswerInProgress:
-        # Kept: it works once the answer in progress is done, unless that answer was in the
-        # same conversation (any newer answer there makes it stale).
-        chat.keep_continuation(user.id, callback_data.request)
-        raise
-    await drop_button(bot, query)
+    """Ask the model to go on with a cut answer, if it is still the user's latest.
+
+    Kept while the user has an answer in progress: it works once that answer is done, unless
+    that answer was in the same conversation (any newer answer there makes it stale).
+    """
+    user_id, request = query.from_user.id, callback_data.request
+
+    def take(_thread_id: int | None) -> _Asking | None:
+        taken = chat.take_continuation(user_id, request)
+        return _Asking(CONTINUE_PROMPT, continues=True) if taken else None
+
+    def keep(_thread_id: int | None, _asking: _Asking) -> None:
+        chat.keep_continuation(user_id, request)
+
+    await _on_press(
+        query,
+        bot,
+        texts,
+        chat,
+        drafts,
+        failures,
+        answering,
+        presses,
+        take=take,
+        keep=keep,
+        expired="continue_expired",
+    )
 
 
 async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name

@@ -123,6 +123,8 @@ def broke_off_key(error: VeilError) -> str:
         return "answer_lost_here"
     if isinstance(error, ModelStalled):
         return "answer_stalled_here"
+    if isinstance(error, ContextTooLong):  # the window filled as it wrote: asking again won't do
+        return "answer_window_full_here"
     return "answer_broke_off" if isinstance(error, InferenceError) else text_key(error)
 
 
@@ -307,7 +309,16 @@ class Failures:
             await self.bot.send_message(chat_id, texts(key), message_thread_id=thread_id)
 
     async def broke_off(self, error: InferenceError, texts: Texts, sink: DraftTarget) -> None:
-        """Under a private-chat answer's part that went out: it broke off there (and Retry)."""
+        """Under a private-chat answer's part that went out: it broke off there (and Retry).
+
+        One the model server refused as too long once it had begun (its window filled) says
+        so, with /new rather than Retry: the same question there would fill it again.
+        """
+        if isinstance(error, ContextTooLong):
+            key = "answer_window_full"
+            log.info("error_replied", error=type(error).__name__, text=key, noted=True)
+            await sink.say(texts(key))
+            return
         key = broke_off_key(error)
         log.info("error_replied", error=type(error).__name__, text=key, noted=True)
         await sink.note(texts(key), retry_keyboard(texts))

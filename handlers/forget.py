@@ -108,7 +108,7 @@ class ForgetAnswers:
                 return
             if callback_data.choice == "yes":
                 turns = await chat.forget(query.from_user.id, begun=let_next_in)
-                reply = texts("forget_done", turns=turns)
+                reply = texts("forget_nothing" if turns is None else "forget_done", turns=turns)
             else:
                 reply = texts("forget_kept")
         except BaseException as exc:

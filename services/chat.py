@@ -44,10 +44,14 @@ names is still the user's latest cut answer (kept in memory only, like the Retry
 ``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any
 (``Question.continues``): where the context cannot hold the cut answer whole (a window of
 2048 tokens leaves the context no more than the answer's own room), its end goes quoted before
-it, so the model always sees where it stopped.
+it, so the model always sees where it stopped; where it cannot hold the question the cut
+answer answers (a text file), that question goes cut in its middle before the answer
+(``_continuing``), so the model still sees what it was answering.
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
+So does thinking a model served without a reasoning parser writes into the text itself, a
+``<think>…</think>`` opening the answer (``services.think_tags``).
 
 Conversations: a question in the private chat itself continues the user's active conversation;
 one asked in a topic (``Question.thread_id``, where the bot has topics in private chats)
@@ -99,6 +103,7 @@ from services.inference import (
     StopSignal,
     TextDelta,
 )
+from services.think_tags import Piece, ThinkTags
 from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import MESSAGE_OVERHEAD, answer_tokens, prompt_tokens, text_tokens
 
@@ -400,6 +405,7 @@ class ChatService:
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
     _delivered_open: set[str] = field(default_factory=set, init=False)
+    _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -539,6 +545,7 @@ class ChatService:
         stop grace plus ``CLOSE_SLACK_S``; one still running then is left to the loop's
         teardown (its hold is released at the next start).
         """
+        self.stop_titles()
         generations = self._generations()
         titlings = [t for running in self._titling.values() for t in running]
         for generation in [*generations, *(t.generation for t in titlings)]:
@@ -558,6 +565,15 @@ class ChatService:
                 end.cancel()
             if running:
                 log.warning("chat.close_timed_out", answers=len(running))
+
+    def stop_titles(self) -> None:
+        """Shutdown has begun: no title request starts from now on (``name_conversation``).
+
+        Answers in progress still finish within the grace; a title asked after one would be
+        stopped by ``close`` and settled, billed for a title nobody sees, or end with the
+        process before it is stored.
+        """
+        self._shutting_down = True
 
     @property
     def hold_lifetime(self) -> float:
@@ -683,14 +699,17 @@ class ChatService:
                     request_id=request_id,
                 )
                 completion = await self._stream(request, sink, parts, generation)
-            except ContextTooLong as exc:
-                await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
-                generation.holds.discard(hold.request_id)
-                # A new sealed request, so a new hold.
-                refused = _Refused(exc, opened.history, window, streamed=bool(parts))
-                await self._fit_again(question, fitting, refused, sink)  # or raises
-                continue
             except InferenceError as exc:
+                # A refusal as too long before any text (a refusal after some, sent as an error
+                # by a gateway or a model server whose window filled, is the answer failing
+                # there: what the user saw stays, billed by its receipt) is fitted again.
+                if isinstance(exc, ContextTooLong) and not _shown("".join(parts)):
+                    await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
+                    generation.holds.discard(hold.request_id)
+                    # A new sealed request, so a new hold.
+                    refused = _Refused(exc, opened.history, window, streamed=bool(parts))
+                    await self._fit_again(question, fitting, refused, sink)  # or raises
+                    continue
                 generation.stoppable = False
                 delivered = _shown("".join(parts))  # blanks reached nobody: not charged
                 await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
@@ -962,18 +981,32 @@ class ChatService:
         parts: FoldedText | list[str],
         generation: _Generation,
     ) -> Completion | None:
-        """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``."""
+        """Stream one sealed request into ``sink``; stop it after ``max_answer_seconds``.
+
+        Thinking the model wrote into its text (``<think>…</think>`` opening it: a model
+        served without a reasoning parser, ``services.think_tags``) goes where the stream's
+        own reasoning goes, never into ``parts``.
+        """
         completion = None
         loop = asyncio.get_running_loop()
         time_limit = loop.call_later(self.max_answer_seconds, generation.stop.set)
         stream = self.inference.stream(request, stop=generation.stop)
         thinker = sink if isinstance(sink, ReasoningSink) else None
+        tags = ThinkTags()
+
+        async def show(pieces: list[Piece]) -> None:
+            for kind, text in pieces:
+                if kind == "text":
+                    parts.append(text)
+                    await sink.append(text)
+                elif thinker is not None:
+                    await thinker.reason(text)
+
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     if isinstance(item, TextDelta):
-                        parts.append(item.text)
-                        await sink.append(item.text)
+                        await show(tags.feed(item.text))
                     elif isinstance(item, ReasoningDelta):
                         if thinker is not None:
                             await thinker.reason(item.text)
@@ -981,6 +1014,7 @@ class ChatService:
                         completion = item
         finally:
             time_limit.cancel()
+        await show(tags.end())  # a tag's start held to the end was text (or thinking)
         return completion
 
     def _window(self, model: str) -> int:
@@ -1116,6 +1150,10 @@ class ChatService:
         replied, ending = question.replied, False
         if question.continues and history and history[-1].role == "assistant":
             replied, ending = history[-1].text, True
+            if not _holds(context.messages, replied):
+                continuing = self._continuing(history, prompt, window, budget)
+                if continuing is not None:
+                    return prompt, continuing
         if replied is None or _holds(context.messages, replied):
             return prompt, context
         quote = self._fitting_quote(replied, prompt, budget, ending=ending)
@@ -1123,6 +1161,35 @@ class ChatService:
             return prompt, context
         prompt = quoted(quote, prompt)
         return prompt, self._context(history, prompt, window, budget)
+
+    def _continuing(
+        self, history: Sequence[_Turn], prompt: str, window: int, budget: int
+    ) -> _Context | None:
+        """A continuation's context where its cut answer's question did not fit: cut to fit.
+
+        The question was too long to go with the cut answer (a text file, a long paste), so
+        the context dropped both, and the model was asked to go on with an answer about a text
+        it no longer saw. Its start and end now go around "…" (a file's name and opening, the
+        caption that asked about it), as much as fits before the cut answer, whole. None where
+        not even that fits: the answer's end is then quoted before the request.
+        """
+        if len(history) < 2 or history[-2].role != "user":  # noqa: PLR2004 -- question, answer
+            return None
+        asked, answer = history[-2].text, history[-1]
+
+        def context(keep: int) -> _Context:
+            head, tail = asked[: keep - keep // 2], asked[len(asked) - keep // 2 :]
+            cut = _Turn.said("user", f"{head.rstrip()}\n…\n{tail.lstrip()}")
+            return self._context([cut, answer], prompt, window, budget)
+
+        low, high = 0, len(asked)  # context(low) holds both turns (or low is 0); asked does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if context(middle).dropped == 0:
+                low = middle
+            else:
+                high = middle
+        return context(low) if low and context(low).dropped == 0 else None
 
     def _fitting_quote(
         self, replied: str, prompt: str, budget: int, *, ending: bool = False
@@ -1280,9 +1347,13 @@ class ChatService:
         A second, small sealed request (``services.titles``), held and settled from its own
         receipt like any answer. Never raises for a failure (no credit, the model failing, the
         history unwritable): it is logged and the conversation stays unnamed (None). Nor is a
-        title asked once ``forget`` erases (or has erased) what it would be made of.
+        title asked once ``forget`` erases (or has erased) what it would be made of, nor once
+        shutdown has begun (``stop_titles``).
         """
         user_id = naming.user_id
+        if self._shutting_down:
+            log.info("chat.title_skipped", user_id=user_id)
+            return None
         if user_id in self._forgetting or self._erasures.get(user_id, 0) != naming.erasures:
             log.info("chat.title_stopped", user_id=user_id)
             return None
@@ -1354,8 +1425,12 @@ class ChatService:
         await self._settle(hold, receipt, "".join(parts), verified_by=verified_by)
         return "".join(parts)
 
-    async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int:
+    async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int | None:
         """Erase everything stored about the user (their data key first); returns turns erased.
+
+        None when nothing was stored about them (no key): erased already, say by a press of
+        the same confirmation before a restart (Telegram may deliver it again, the user may
+        press it again), so "0 messages are gone" would not read as what happened.
 
         A streaming answer is stopped first and waited for (it is billed and would store its
         turn), and so are a question waiting for it and a title request (it would store a title
@@ -1377,6 +1452,9 @@ class ChatService:
             self._retry.pop(user_id, None)
             self._cut.pop(user_id, None)
             with history_failures("cannot erase the conversation"):
+                if await self.store.get_user(user_id) is None:
+                    log.info("chat.forget_nothing", user_id=user_id)
+                    return None
                 return await self.store.forget(user_id)
         finally:
             if running := self._forgetting.pop(user_id) - 1:

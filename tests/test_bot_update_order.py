@@ -291,7 +291,7 @@ async def test_a_press_held_past_its_query_s_life_is_still_carried_out(tmp_path:
             "editMessageText", lambda c: c.params.get("message_id") == confirm["message_id"]
         )
         sent = [m.get("text") for m in telegram.sent_messages(USER)]
-    assert str(told.params["text"]).startswith("Done: your key and 0 stored messages are gone.")
+    assert str(told.params["text"]).startswith("There was nothing to erase")  # (none stored)
     assert not any(str(text).startswith("Something went wrong") for text in sent)
 
 

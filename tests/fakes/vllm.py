@@ -108,7 +108,10 @@ class FakeVLLM(Served):
       an SSE `error` event then `[DONE]`; a cut connection; or silence with the connection
       held open until the client hangs up or the fake closes. The earliest one wins (on a
       tie: drop, stall, error). A non-streamed call with one of them set fails the same way
-      before its reply.
+      before its reply. `mid_stream_error` `(status, message)`: what that SSE `error` event
+      says (vLLM's streaming generator reports whatever failed once the stream started this
+      way, in the failure's own words: REFERENCE.md, "After the stream started"); an
+      internal error by default.
     - `send_usage`: False never sends usage, even when `stream_options.include_usage` asks.
     - `tokenize_available`: False makes `/tokenize` a 404, as on a server without the route.
     - `chat_hold`: an event every chat call waits for, recorded in `requests` at once, before
@@ -164,6 +167,7 @@ class FakeVLLM(Served):
         self.fail_before_stream: tuple[int, str] | None = None
         self.flat_error = False
         self.error_mid_stream_after: int | None = None
+        self.mid_stream_error: tuple[int, str] = (500, "Internal server error")
         self.drop_after: int | None = None
         self.stall_after: int | None = None
         self.send_usage = True
@@ -563,8 +567,9 @@ class FakeVLLM(Served):
             await self._stall(request)
         if kind in {"drop", "stall"}:
             return _drop(request, response)
-        error = {"message": "Internal server error", "type": "InternalServerError"}
-        await response.write(_sse({"error": {**error, "param": None, "code": 500}}))
+        status, message = self.mid_stream_error
+        error = {"message": message, "type": _ERROR_TYPES.get(status, "BadRequestError")}
+        await response.write(_sse({"error": {**error, "param": None, "code": status}}))
         await self._pause_at(position + 1)
         await response.write(b"data: [DONE]\n\n")
         return response

@@ -1,0 +1,82 @@
+"""A reasoning model's ``<think>…</think>`` in the answer's own text, taken out as its thinking.
+
+A model served without a reasoning parser (vLLM without ``--reasoning-parser``, llama-server
+without ``--reasoning-format``) writes its thinking into ``content``, between ``<think>`` and
+``</think>``, before the answer. Shown as it came, the user read the tags and the whole
+monologue as the answer, and it was stored and sent back to the model as if it were one. The
+bot reads it as a reasoning parser would: the thinking goes where ``reasoning_content`` goes
+(shown folded where the bot shows thinking, never stored), the answer is what follows.
+
+Only a ``<think>`` that opens the answer (after blanks) is one: a tag in the middle of an
+answer is text the model wrote about it (an answer explaining these tags, say) and is shown
+as written. A tag may arrive split across deltas (``<thi`` then ``nk>``): the few characters
+that may begin one are held until the next delta says. A ``<think>`` never closed is thinking
+to the end, as a reasoning parser streams it: the answer is then empty (the model ran out of
+room while thinking). A lone ``</think>`` with no ``<think>`` before it (a chat template that
+opens the block in the prompt) is not recognised: telling it from text needs the whole answer.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+OPEN: Final = "<think>"
+CLOSE: Final = "</think>"
+
+Piece = tuple[Literal["text", "thought"], str]
+
+
+class ThinkTags:
+    """Splits an answer's content deltas into its text and its thinking, as they stream."""
+
+    def __init__(self) -> None:
+        self._state: Literal["start", "thinking", "after", "text"] = "start"
+        self._held = ""  # what may still turn out to be (the start of) a tag
+
+    def feed(self, delta: str) -> list[Piece]:
+        """The pieces of text and thinking ``delta`` completes (empty ones left out)."""
+        if self._state == "text":
+            return [("text", delta)] if delta else []
+        pieces: list[Piece] = []
+        held = self._held + delta
+        self._held = ""
+        if self._state == "start":
+            opening = held.lstrip()
+            if not opening or (OPEN.startswith(opening) and opening != OPEN):
+                self._held = held  # blanks, or the start of a tag: the next delta says
+                return []
+            if not opening.startswith(OPEN):
+                self._state = "text"
+                return [("text", held)]
+            self._state, held = "thinking", opening[len(OPEN) :]
+        if self._state == "thinking":
+            end = held.find(CLOSE)
+            if end < 0:
+                keep = _partial_close(held)
+                self._held = held[len(held) - keep :] if keep else ""
+                thought = held[: len(held) - keep]
+                return [("thought", thought)] if thought else []
+            if end:
+                pieces.append(("thought", held[:end]))
+            self._state, held = "after", held[end + len(CLOSE) :]
+        if self._state == "after":
+            held = held.lstrip()
+            if held:
+                self._state = "text"
+                pieces.append(("text", held))
+        return pieces
+
+    def end(self) -> list[Piece]:
+        """What was held at the end of the answer: text it was, or thinking never closed."""
+        held, self._held = self._held, ""
+        if not held:
+            return []
+        return [("thought" if self._state == "thinking" else "text", held)]
+
+
+def _partial_close(text: str) -> int:
+    """How many characters at the end of ``text`` may begin ``</think>`` (0 when none)."""
+    for length in range(min(len(text), len(CLOSE) - 1), 0, -1):
+        if CLOSE.startswith(text[-length:]):
+            return length
+    return 0

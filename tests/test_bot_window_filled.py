@@ -1,0 +1,68 @@
+"""A model server that refuses an answer as too long after its text began: the text stays.
+
+vLLM ends an answer that fills the window with ``finish_reason`` ``length``; a gateway or a
+model server in front may instead end the stream with an SSE ``error`` in vLLM's "maximum
+context length" words once some text has gone out. The user keeps what they watched arrive,
+is told why it stopped, and pays what the gateway's signed receipt says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from tests.botstack import running_stack
+from tests.fakes.vllm import split_tokens
+from tests.test_bot_inline import ANSWER as INLINE_ANSWER
+from tests.test_bot_inline import QUESTION, ask_inline, final_edit
+from tests.test_bot_outside_hostile import ANN, FAST, HEADER, settled
+from tests.test_bot_stop import ANSWER, PRICE_IN, PRICE_OUT, PROMPT, USER, closed_holds, fund
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+WINDOW_FULL_SAYS = (
+    "This model's maximum context length is 4096 tokens. However, your request has 4100 "
+    "input tokens. Please reduce the length of the input messages."
+)
+WINDOW_FULL = (400, WINDOW_FULL_SAYS)
+
+
+async def test_a_window_refusal_after_text_keeps_the_text_says_why_and_bills_the_receipt(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, free_tokens_per_day=0) as stack:
+        await fund(stack)
+        stack.vllm.error_mid_stream_after = 3
+        stack.vllm.mid_stream_error = WINDOW_FULL
+        stack.telegram.send_text(USER, PROMPT)
+        partial, reply = await stack.final_messages(USER, 2, within=20)
+        (hold,) = await closed_holds(stack)
+        conversation = await stack.veil.store.active_conversation(USER)
+        assert await stack.veil.store.history(USER, conversation) == []
+        texts = stack.veil.catalogs.for_language("en")
+    assert partial["text"] == "".join(split_tokens(ANSWER)[:3])
+    assert reply["text"] == texts("answer_window_full")
+    assert not reply.get("reply_markup")  # Retry would fill the same window again
+    assert len(stack.vllm.requests) == 1  # not asked again with less history
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "error")
+    assert hold["completion"] == 3  # what the receipt counts
+    assert hold["charged"] == PRICE_IN * hold["prompt"] + PRICE_OUT * 3
+
+
+async def test_an_inline_answer_whose_window_filled_keeps_its_part_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer=INLINE_ANSWER, token_delay=0.01, **FAST) as stack:
+        stack.vllm.error_mid_stream_after = 12
+        stack.vllm.mid_stream_error = WINDOW_FULL
+        _, inline_id = await ask_inline(stack, ANN, QUESTION)
+        await final_edit(stack, inline_id)
+        note = stack.veil.catalogs.for_language("en")("answer_window_full_here")
+        async with asyncio.timeout(10):
+            while not stack.telegram.state.inline_messages[inline_id]["text"].endswith(note):  # noqa: ASYNC110 -- polls the fake
+                await asyncio.sleep(0.02)
+        await settled(stack, ANN)
+        shown = " ".join(INLINE_ANSWER.split()[:12])
+        inline = stack.telegram.state.inline_messages[inline_id]
+    assert inline["text"] == f"{HEADER}{shown}\n\n{note}"
