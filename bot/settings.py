@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import ListenHost
+from common.settings import MOST_TOKENS, MOST_UNITS, ListenHost
 from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
 from services.prices import Prices
@@ -49,7 +49,9 @@ def _operator_keys(value: str) -> str:
 class BotSettings(BaseSettings):
     """Everything ``python -m bot`` reads from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="VEIL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VEIL_", env_file=".env", extra="ignore", allow_inf_nan=False
+    )
 
     bot_token: SecretStr
     telegram_api: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
@@ -65,9 +67,9 @@ class BotSettings(BaseSettings):
     admins: str = ""
     default_model: str | None = None
     system_prompt: str | None = None
-    context_tokens: int = Field(default=4096, ge=256)
-    max_answer_tokens: int = Field(default=1024, ge=16)
-    min_answer_tokens: int = Field(default=64, ge=1)
+    context_tokens: int = Field(default=4096, ge=256, le=MOST_TOKENS)
+    max_answer_tokens: int = Field(default=1024, ge=16, le=MOST_TOKENS)
+    min_answer_tokens: int = Field(default=64, ge=1, le=MOST_TOKENS)
     max_answer_seconds: float = Field(default=600.0, gt=0, le=86_400)
     db_busy_timeout: float = Field(default=5.0, gt=0, le=600)
     draft_interval: float = Field(default=1.0, ge=0.2, le=60)
@@ -100,10 +102,10 @@ class BotSettings(BaseSettings):
     # this long stops (bot.conflict).
     poll_conflict_limit: float = Field(default=60.0, ge=0, le=86_400)
     prices: str = "*=20/60"
-    free_tokens_per_day: int = Field(default=2000, ge=0)
+    free_tokens_per_day: int = Field(default=2000, ge=0, le=MOST_TOKENS)
     star_packs: str = "50:50000000,250:275000000,1000:1200000000"
     plan_stars: int = Field(default=300, ge=0, le=10000)
-    plan_units: int = Field(default=400_000_000, ge=1)
+    plan_units: int = Field(default=400_000_000, ge=1, le=MOST_UNITS)
     paysupport_text: str | None = None
     terms_text: str | None = None
     # Gram and USDT on TON (off while VEIL_TON_ADDRESS is empty); testnet first: the address
@@ -116,8 +118,8 @@ class BotSettings(BaseSettings):
     toncenter_key: SecretStr | None = None
     ton_packs: str = "1000000000:250000000,5000000000:1300000000,20000000000:5500000000"
     ton_usdt_packs: str = "1000000:70000000,5000000:375000000,20000000:1600000000"
-    ton_dust: int = Field(default=10_000_000, ge=1)
-    ton_usdt_dust: int = Field(default=10_000, ge=1)
+    ton_dust: int = Field(default=10_000_000, ge=1, le=MOST_UNITS)
+    ton_usdt_dust: int = Field(default=10_000, ge=1, le=MOST_UNITS)
     ton_order_ttl: int = Field(default=3600, ge=60, le=30 * 86_400)
     ton_poll_interval: float = Field(default=10.0, gt=0, le=3600)
 

@@ -22,6 +22,12 @@ PREFIX = "VEIL_"
 # is this close to one of this part's (tests/test_settings_names.py checks), so the run command,
 # which hands every part the whole environment, never trips it.
 NEAR_MISS = 0.92
+# The most a token count (a window, an answer, a day's free tokens) or an amount of credit or
+# coin (µ★ units, nanograms, USDT's millionths) setting may be: far above any real model or
+# price, and far below SQLite's and JSON's exact integers, which a hold, a ledger row or a
+# sealed request built from it must fit (a 40-digit value was taken, and failed each question).
+MOST_TOKENS = 100_000_000
+MOST_UNITS = 10**15
 
 
 def _host_name(value: str) -> str:

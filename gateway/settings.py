@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import ListenHost
+from common.settings import MOST_TOKENS, ListenHost
 from gateway.limits import Limits
 from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
 
@@ -20,25 +20,27 @@ _YEAR = 366 * 86_400
 class GatewaySettings(BaseSettings):
     """Everything ``python -m gateway`` reads from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="VEIL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VEIL_", env_file=".env", extra="ignore", allow_inf_nan=False
+    )
 
     vllm_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
     vllm_api_key: SecretStr | None = None
     operator_key_file: Path
     client_keys: str
-    max_completion_tokens: int = Field(default=4096, ge=1)
+    max_completion_tokens: int = Field(default=4096, ge=1, le=MOST_TOKENS)
     gateway_host: ListenHost = "127.0.0.1"
     gateway_port: int = Field(default=8600, ge=0, le=65535)
     gateway_suite: Literal["x25519", "mlkem768-x25519"] = "x25519"
     gateway_models: str = ""
     key_rotation_seconds: int = Field(default=3600, ge=10, le=_YEAR)
     key_grace_seconds: int = Field(default=600, ge=0, le=_YEAR)
-    max_streams: int = Field(default=256, ge=1)
+    max_streams: int = Field(default=256, ge=1, le=100_000)
     max_clock_skew: int = Field(default=120, ge=1, le=86_400)
     multimodal_models: str = ""
     header_timeout: float = Field(default=10.0, gt=0, le=600)
     body_timeout: float = Field(default=30.0, gt=0, le=600)
-    max_connections: int = Field(default=1024, ge=1)
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000)
     client_idle_timeout: float = Field(default=30.0, gt=0, le=3600)
     max_stream_seconds: float = Field(default=600.0, gt=0, le=86_400)
     backend_idle_timeout: float = Field(default=60.0, gt=0, le=3600)

@@ -1,0 +1,78 @@
+"""A number setting outside what any deployment means stops its part in one line naming it.
+
+A token count or an amount of credit of forty digits, or ``nan`` for a number of seconds, was
+taken: the first is far past what a hold, a ledger row (SQLite's integers) or a sealed request
+(JSON's exact integers) can carry, the second compared false with every bound it was checked
+against ("less than or equal to 300", said of ``nan``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bot.settings import BotSettings
+from common.settings import MOST_TOKENS, MOST_UNITS, SettingsError, load_settings
+from gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pydantic_settings import BaseSettings
+
+FORTY_DIGITS = "9" * 40
+REQUIRED: dict[type[BaseSettings], dict[str, str]] = {
+    BotSettings: {"VEIL_BOT_TOKEN": "123:" + "A" * 35, "VEIL_OPERATOR_KEYS": "A" * 43},
+    GatewaySettings: {"VEIL_OPERATOR_KEY_FILE": "operator.key", "VEIL_CLIENT_KEYS": ""},
+}
+
+
+def _refusal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BaseSettings], name: str, value: str
+) -> str:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+    for required, given in REQUIRED[cls].items():
+        monkeypatch.setenv(required, given)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(cls)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "most"),
+    [
+        (BotSettings, "VEIL_CONTEXT_TOKENS", MOST_TOKENS),
+        (BotSettings, "VEIL_MAX_ANSWER_TOKENS", MOST_TOKENS),
+        (BotSettings, "VEIL_MIN_ANSWER_TOKENS", MOST_TOKENS),
+        (BotSettings, "VEIL_FREE_TOKENS_PER_DAY", MOST_TOKENS),
+        (BotSettings, "VEIL_PLAN_UNITS", MOST_UNITS),
+        (BotSettings, "VEIL_TON_DUST", MOST_UNITS),
+        (BotSettings, "VEIL_TON_USDT_DUST", MOST_UNITS),
+        (GatewaySettings, "VEIL_MAX_COMPLETION_TOKENS", MOST_TOKENS),
+        (GatewaySettings, "VEIL_MAX_STREAMS", 100_000),
+        (GatewaySettings, "VEIL_MAX_CONNECTIONS", 1_000_000),
+    ],
+)
+def test_a_number_past_any_deployment_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    cls: type[BaseSettings],
+    name: str,
+    most: int,
+) -> None:
+    line = _refusal(monkeypatch, tmp_path, cls, name, FORTY_DIGITS)
+    assert line == f"veil: setting {name} is invalid: Input should be less than or equal to {most}"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [(BotSettings, "VEIL_GATEWAY_WAIT"), (GatewaySettings, "VEIL_STREAM_TICK")],
+)
+def test_a_number_of_seconds_that_is_no_number_is_refused_as_such(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BaseSettings], name: str, value: str
+) -> None:
+    line = _refusal(monkeypatch, tmp_path, cls, name, value)
+    assert line == f"veil: setting {name} is invalid: Input should be a finite number"
