@@ -225,11 +225,17 @@ async def test_an_answer_without_usage_keeps_its_ceiling(tmp_path: Path) -> None
 
 
 def _as_before_counts(database: Path) -> None:
-    """Make ``database`` what the code before turn counts left: no column, no record of it."""
+    """Make ``database`` what the code before turn counts left: no column, no record of it.
+
+    The migrations after it are undone too (their table, their column, their records), so the
+    database is the one the code of m0010 left.
+    """
     with contextlib.closing(sqlite3.connect(database)) as db, db:
         db.execute("ALTER TABLE turns DROP COLUMN tokens")
         db.execute("ALTER TABLE turns DROP COLUMN tokens_model")
-        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm0011_turn_tokens'")
+        db.execute("DROP TABLE early_refunds")  # m0012
+        db.execute("ALTER TABLE ton_payments DROP COLUMN named")  # m0013
+        db.execute("DELETE FROM _sqlite_migrations WHERE name > 'm0010_ton_late_transfers'")
         db.execute("PRAGMA user_version = 10")
 
 
