@@ -265,6 +265,7 @@ class _Generation:
     holds: set[str] = field(default_factory=set)
     claimed: Question | None = None  # ``start`` claimed the user for this question
     after: _Generation | None = None  # the user's previous answer, finishing: waited for first
+    thought: bool = False  # the model began its answer by thinking (shown or not)
 
     def with_previous(self) -> list[_Generation]:
         """This answer, and the user's previous one while this one waits for it."""
@@ -370,7 +371,11 @@ class _Fitting:
 
 @dataclass(frozen=True, slots=True)
 class _Refused:
-    """A refusal as too long: the error, the turns before, the window, whether text came."""
+    """A refusal as too long: the error, the turns before, the window, whether the answer began.
+
+    ``streamed``: text (blanks even) or thinking came before it: the window filled as the
+    model wrote, so the question fit and is neither cut nor asked again.
+    """
 
     error: ContextTooLong
     history: list[_Turn]
@@ -707,7 +712,10 @@ class ChatService:
                     await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
                     generation.holds.discard(hold.request_id)
                     # A new sealed request, so a new hold.
-                    refused = _Refused(exc, opened.history, window, streamed=bool(parts))
+                    # Thinking streamed: the window filled as the model thought, the question
+                    # fit (neither cut nor asked again, billed twice).
+                    streamed = bool(parts) or generation.thought
+                    refused = _Refused(exc, opened.history, window, streamed=streamed)
                     await self._fit_again(question, fitting, refused, sink)  # or raises
                     continue
                 generation.stoppable = False
@@ -999,8 +1007,13 @@ class ChatService:
                 if kind == "text":
                     parts.append(text)
                     await sink.append(text)
-                elif thinker is not None:
-                    await thinker.reason(text)
+                else:
+                    await think(text)
+
+        async def think(text: str) -> None:
+            generation.thought = True
+            if thinker is not None:
+                await thinker.reason(text)
 
         try:
             async with contextlib.aclosing(stream):
@@ -1008,8 +1021,7 @@ class ChatService:
                     if isinstance(item, TextDelta):
                         await show(tags.feed(item.text))
                     elif isinstance(item, ReasoningDelta):
-                        if thinker is not None:
-                            await thinker.reason(item.text)
+                        await think(item.text)
                     else:
                         completion = item
         finally:
