@@ -96,3 +96,24 @@ async def test_a_window_refusal_after_thinking_only_is_the_answer_failing_not_th
     assert len(stack.vllm.requests) == 1  # not cut and asked again
     assert (hold["outcome"], hold["receipt_status"]) == ("settled", "error")
     assert hold["completion"] == (thought_tokens or len(split_tokens(THOUGHT)))
+
+
+async def test_a_window_refusal_after_thinking_is_not_asked_again_with_less_history(
+    tmp_path: Path,
+) -> None:
+    # With history to drop, the refusal was taken for one before the answer: trimmed and asked
+    # again, the second thinking appended to the first the user watched, both billed.
+    async with running_stack(tmp_path, answer=ANSWER, free_tokens_per_day=0) as stack:
+        await fund(stack)
+        stack.telegram.send_text(USER, "Hi")
+        await stack.stored_turns(USER, 2)
+        stack.vllm.reasoning, stack.vllm.error_mid_stream_after = THOUGHT, 0
+        stack.vllm.mid_stream_error = WINDOW_FULL
+        stack.telegram.send_text(USER, PROMPT)
+        _, reply = await stack.final_messages(USER, 2, within=20)
+        holds = await closed_holds(stack)
+        texts = stack.veil.catalogs.for_language("en")
+    assert reply["text"] == texts("error_context")
+    assert len(stack.vllm.requests) == 2  # the first question, and this one once
+    assert len(holds) == 2
+    assert holds[-1]["completion"] == len(split_tokens(THOUGHT))  # the thinking, billed once
