@@ -545,7 +545,8 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
 ) -> None:
     """Resend the prompt whose answer failed (in the topic its button is in).
 
-    A text file's is its whole question, fitted anew (its start read if need be). Kept while
+    A text file's is its whole question, fitted anew (its start read if need be); a
+    continuation's goes on with the cut answer, fitted as Continue fits it. Kept while
     the user has an answer in progress: the button works once that answer is done.
     """
     user_id = query.from_user.id
@@ -556,7 +557,7 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         if taken is None:
             return None
         failed[thread_id] = taken
-        return _Asking(taken.prompt, document=taken.document)
+        return _Asking(taken.prompt, document=taken.document, continues=taken.continues)
 
     def keep(thread_id: int | None, _asking: _Asking) -> None:
         chat.keep_retry(user_id, thread_id, failed[thread_id])

@@ -46,7 +46,8 @@ names is still the user's latest cut answer (kept in memory only, like the Retry
 2048 tokens leaves the context no more than the answer's own room), its end goes quoted before
 it, so the model always sees where it stopped; where it cannot hold the question the cut
 answer answers (a text file), that question goes cut in its middle before the answer
-(``_continuing``), so the model still sees what it was answering.
+(``_continuing``), so the model still sees what it was answering. A continuation that failed
+is asked again by Retry as a continuation (``Failed.continues``), fitted the same way.
 
 A reasoning model's thinking goes to a sink that takes it (``ReasoningSink.reason``) and
 nowhere else: it is never part of the answer's text, the stored history or the retry prompt.
@@ -265,10 +266,40 @@ class _Generation:
     holds: set[str] = field(default_factory=set)
     claimed: Question | None = None  # ``start`` claimed the user for this question
     after: _Generation | None = None  # the user's previous answer, finishing: waited for first
+    thought: bool = False  # the model began its answer by thinking (shown or not)
 
     def with_previous(self) -> list[_Generation]:
         """This answer, and the user's previous one while this one waits for it."""
         return [self] if self.after is None else [self, self.after]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The question of a failed answer, kept in memory for the user's Retry button.
+
+    ``said``: the prompt to ask again; ``document``: instead, the text file it asks about
+    (``Question.document``), asked whole again and fitted anew, as the first time, since a
+    prompt alone cannot be cut to the file's start (its text is not kept twice).
+    ``continues``: a continuation's (``Question.continues``), its request as asked, fitted
+    anew as Continue fits it (the cut answer's end quoted, or its question cut around it):
+    fitted once, it is not the question again.
+    """
+
+    said: str = field(default="", repr=False)
+    document: TextFile | None = field(default=None, repr=False)
+    continues: bool = False
+
+    @classmethod
+    def of(cls, question: Question, prompt: str) -> Failed:
+        """What Retry asks again for ``question``, sent as ``prompt``."""
+        if question.continues:
+            return cls(question.prompt, continues=True)
+        return cls(prompt) if question.document is None else cls(document=question.document)
+
+    @property
+    def prompt(self) -> str:
+        """What to ask again: the prompt, or the file's whole question."""
+        return self.said if self.document is None else self.document.question()
 
 
 @dataclass(frozen=True)
@@ -284,24 +315,7 @@ class _Asked:
     file_read: int | None = None  # the percent of the question's file the model read, if cut
     document: TextFile | None = field(default=None, repr=False)  # the file asked about, if any
     private: bool = False  # asked in the user's private chat (``Question.private``)
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """The question of a failed answer, kept in memory for the user's Retry button.
-
-    ``said``: the prompt to ask again; ``document``: instead, the text file it asks about
-    (``Question.document``), asked whole again and fitted anew, as the first time, since a
-    prompt alone cannot be cut to the file's start (its text is not kept twice).
-    """
-
-    said: str = field(default="", repr=False)
-    document: TextFile | None = field(default=None, repr=False)
-
-    @property
-    def prompt(self) -> str:
-        """What to ask again: the prompt, or the file's whole question."""
-        return self.said if self.document is None else self.document.question()
+    retry: Failed = field(default_factory=Failed, repr=False)  # asked again by Retry, if it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +384,11 @@ class _Fitting:
 
 @dataclass(frozen=True, slots=True)
 class _Refused:
-    """A refusal as too long: the error, the turns before, the window, whether text came."""
+    """A refusal as too long: the error, the turns before, the window, whether the answer began.
+
+    ``streamed``: text (blanks even) or thinking came before it: the window filled as the
+    model wrote, so the question fit and is neither cut nor asked again.
+    """
 
     error: ContextTooLong
     history: list[_Turn]
@@ -618,7 +636,7 @@ class ChatService:
 
         The answer in progress replaces it if it fails too, as any newer failure does.
         """
-        self._remember_failed(user_id, thread_id, failed.prompt, failed.document, private=True)
+        self._remember_failed(user_id, thread_id, failed, private=True)
 
     def keep_continuation(self, user_id: int, request_id: str) -> None:
         """Give back what ``take_continuation`` just gave, not asked (``AnswerInProgress``).
@@ -638,22 +656,15 @@ class ChatService:
             self._cut.popitem(last=False)
 
     def _remember_failed(
-        self,
-        user_id: int,
-        thread_id: int | None,
-        prompt: str,
-        document: TextFile | None = None,
-        *,
-        private: bool,
+        self, user_id: int, thread_id: int | None, failed: Failed, *, private: bool
     ) -> None:
-        """Keep the failed question for Retry: a file's whole (``prompt`` may be its start).
+        """Keep the failed question for Retry (``Failed.of``: a file's whole, say).
 
         Only a private chat's (``private``): Retry is a button there, and a group's or an
         inline question's text must not be asked in the private chat by it.
         """
         if not private:
             return
-        failed = Failed(prompt) if document is None else Failed(document=document)
         self._retry[user_id] = (thread_id, failed)
         self._retry.move_to_end(user_id)
         while len(self._retry) > _RETRY_MEMORY:
@@ -707,7 +718,10 @@ class ChatService:
                     await self._settle(hold, exc.signed_receipt, "", verified_by=exc.verified_by)
                     generation.holds.discard(hold.request_id)
                     # A new sealed request, so a new hold.
-                    refused = _Refused(exc, opened.history, window, streamed=bool(parts))
+                    # Thinking streamed: the window filled as the model thought, the question
+                    # fit (neither cut nor asked again, billed twice).
+                    streamed = bool(parts) or generation.thought
+                    refused = _Refused(exc, opened.history, window, streamed=streamed)
                     await self._fit_again(question, fitting, refused, sink)  # or raises
                     continue
                 generation.stoppable = False
@@ -716,8 +730,7 @@ class ChatService:
                 self._remember_failed(
                     user_id,
                     question.thread_id,
-                    fitting.prompt,
-                    question.document,
+                    Failed.of(question, fitting.prompt),
                     private=question.private,
                 )
                 await _show_failure(sink, delivered)
@@ -738,6 +751,7 @@ class ChatService:
             None if kept is None or document is None else document.percent(kept),
             document,
             question.private,
+            Failed.of(question, prompt),
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
@@ -768,8 +782,7 @@ class ChatService:
             self._remember_failed(
                 question.user_id,
                 question.thread_id,
-                fitting.prompt,
-                question.document,
+                Failed.of(question, fitting.prompt),
                 private=question.private,
             )
             await sink.abort()
@@ -853,9 +866,7 @@ class ChatService:
             self._delivered_open.add(hold.request_id)
         if not text:
             if not stopped:
-                self._remember_failed(
-                    user_id, asked.thread_id, prompt, asked.document, private=asked.private
-                )
+                self._remember_failed(user_id, asked.thread_id, asked.retry, private=asked.private)
                 if completion is None:
                     raise InferenceUnavailable("the model returned an empty answer")
         elif conversation is not None:
@@ -999,8 +1010,13 @@ class ChatService:
                 if kind == "text":
                     parts.append(text)
                     await sink.append(text)
-                elif thinker is not None:
-                    await thinker.reason(text)
+                else:
+                    await think(text)
+
+        async def think(text: str) -> None:
+            generation.thought = True
+            if thinker is not None:
+                await thinker.reason(text)
 
         try:
             async with contextlib.aclosing(stream):
@@ -1008,8 +1024,7 @@ class ChatService:
                     if isinstance(item, TextDelta):
                         await show(tags.feed(item.text))
                     elif isinstance(item, ReasoningDelta):
-                        if thinker is not None:
-                            await thinker.reason(item.text)
+                        await think(item.text)
                     else:
                         completion = item
         finally:

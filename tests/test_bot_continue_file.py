@@ -49,3 +49,35 @@ async def test_continue_after_a_files_answer_sends_the_files_question_cut_to_fit
     assert question.endswith(closing)
     assert closing.endswith("Sum up")  # the caption that asked
     assert server.prompt_counts[-1] + server.requests[-1]["max_completion_tokens"] <= WINDOW
+
+
+async def test_retry_after_a_failed_continue_sends_the_files_question_cut_to_fit_again(
+    tmp_path: Path,
+) -> None:
+    # Retry asks what the failed press asked: the continuation, fitted as Continue fits it,
+    # not "go on" alone after a context that dropped the file's question and the cut answer.
+    server = FakeVLLM(answer=ESSAY, max_model_len=WINDOW)
+    text = " ".join(f"w{n % 10}" for n in range(600))
+    async with running_stack(
+        tmp_path, model_server=server, context_tokens=WINDOW, max_answer_tokens=ROOM
+    ) as stack:
+        stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption="Sum up")
+        question, cut = await stack.stored_turns(USER, 2)
+        await wait_until(lambda: stack.veil.chat.running == 0, within=10)
+        note = next(m for m in stack.telegram.sent_messages(USER) if m.get("reply_markup"))
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        server.fail_before_stream = (500, "boom")
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        failed = (await stack.final_messages(USER, len(stack.telegram.sent_messages(USER)) + 1))[-1]
+        (retry,) = failed["reply_markup"]["inline_keyboard"][0]
+        server.fail_before_stream = None
+        stack.telegram.press_button(USER, retry["callback_data"], message_id=failed["message_id"])
+        await stack.stored_turns(USER, 4)
+    asked = [(m["role"], m["content"]) for m in server.requests[-1]["messages"]]
+    assert [role for role, _ in asked] == ["user", "assistant", "user"]
+    (_, shortened), (_, answer), (_, request) = asked
+    assert (answer, request) == (cut, CONTINUE_PROMPT)
+    opening, closing = shortened.split("\n…\n")
+    assert question.startswith(opening)
+    assert question.endswith(closing)
+    assert server.prompt_counts[-1] + server.requests[-1]["max_completion_tokens"] <= WINDOW
