@@ -32,22 +32,29 @@ class ThinkTags:
     def __init__(self) -> None:
         self._state: Literal["start", "thinking", "after", "text"] = "start"
         self._held = ""  # what may still turn out to be (the start of) a tag
+        # Blank deltas opening the answer, kept aside (not in ``_held``): each delta would
+        # otherwise scan every blank before it again (100,000 newlines: seconds of the loop).
+        self._blanks: list[str] = []
 
     def feed(self, delta: str) -> list[Piece]:
         """The pieces of text and thinking ``delta`` completes (empty ones left out)."""
         if self._state == "text":
             return [("text", delta)] if delta else []
         pieces: list[Piece] = []
+        if self._state == "start" and not self._held and not delta.strip():
+            self._blanks.append(delta)  # blanks: the next delta says
+            return []
         held = self._held + delta
         self._held = ""
         if self._state == "start":
             opening = held.lstrip()
-            if not opening or (OPEN.startswith(opening) and opening != OPEN):
-                self._held = held  # blanks, or the start of a tag: the next delta says
+            if OPEN.startswith(opening) and opening != OPEN:
+                self._held = held  # the start of a tag: the next delta says
                 return []
+            blanks, self._blanks = "".join(self._blanks), []
             if not opening.startswith(OPEN):
                 self._state = "text"
-                return [("text", held)]
+                return [("text", blanks + held)]
             self._state, held = "thinking", opening[len(OPEN) :]
         if self._state == "thinking":
             end = held.find(CLOSE)
@@ -68,7 +75,8 @@ class ThinkTags:
 
     def end(self) -> list[Piece]:
         """What was held at the end of the answer: text it was, or thinking never closed."""
-        held, self._held = self._held, ""
+        held, self._held = "".join(self._blanks) + self._held, ""
+        self._blanks = []
         if not held:
             return []
         return [("thought" if self._state == "thinking" else "text", held)]

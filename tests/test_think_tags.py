@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.think_tags import Piece, ThinkTags
+from services.think_tags import OPEN, Piece, ThinkTags
 
 
 def split(*deltas: str) -> tuple[str, str]:
@@ -57,3 +57,25 @@ def test_text_that_only_looks_like_a_tag_at_first_is_text() -> None:
 
 def test_a_less_than_inside_the_thinking_stays_thinking() -> None:
     assert split("<think>a < b and c </b", "old></think>ok") == ("ok", "a < b and c </bold>")
+
+
+@pytest.mark.parametrize("after", ["<think>Greet them.</think>Hello!", "Hello!", ""])
+def test_blank_deltas_opening_an_answer_are_not_scanned_again_by_each_next_one(after: str) -> None:
+    # Each blank delta was joined to all before it and scanned again: 100,000 newline deltas
+    # (a model stuck on blanks) kept the bot's event loop for seconds. What the next delta
+    # looks at stays a tag's length; the blanks are still the text's when text follows.
+    tags = ThinkTags()
+    blanks = ["\n"] * 10_000
+    pieces: list[Piece] = []
+    for delta in blanks:
+        pieces += tags.feed(delta)
+        assert len(tags._held) < len(OPEN)  # noqa: SLF001 -- what each delta scans again
+    for delta in after:
+        pieces += tags.feed(delta)
+    pieces += tags.end()
+    text = "".join(piece for kind, piece in pieces if kind == "text")
+    thought = "".join(piece for kind, piece in pieces if kind == "thought")
+    if after.startswith(OPEN):
+        assert (text, thought) == ("Hello!", "Greet them.")
+    else:
+        assert (text, thought) == ("".join(blanks) + after, "")
