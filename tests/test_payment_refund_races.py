@@ -380,3 +380,26 @@ async def test_a_refund_of_a_payment_whose_thank_you_is_owed_is_told_after_it(
         "Thank you! 50 ★ added. Balance: 0 ★.",
         "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
     ]
+
+
+async def test_a_refund_booked_again_after_its_payment_took_it_back_is_not_logged_unmatched(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    # The refund's ledger write went through and its bot died before the journal's; the payment
+    # came (another replica) and was credited and taken back. The refund's entry, booked again
+    # after the restart, was logged journal.refund_unmatched ("its payment, if it ever comes,
+    # takes it back"): a warning for the operator about a refund whose payment had come and
+    # was taken back already.
+    first, second = replicas
+    order = await second.shop.create_order(USER, "50")
+    refund = entry("refund", "stx-kept-then-paid", order.id)
+    paid = entry("payment", "stx-kept-then-paid", order.id)
+    await first.books.record([refund])
+    kept = await first.shop.book_refund(USER, refund.charge_id)  # the ledger's write, then death
+    assert (kept.new, kept.applies) == (False, False)
+    await second.books.record([paid])
+    assert (await second.books.book(paid)).refunded
+    with capture_logs() as logs:
+        again = await first.books.book(refund)
+    assert (again.new, again.applies) == (False, False)
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
