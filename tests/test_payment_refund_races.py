@@ -403,3 +403,51 @@ async def test_a_refund_booked_again_after_its_payment_took_it_back_is_not_logge
         again = await first.books.book(refund)
     assert (again.new, again.applies) == (False, False)
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+
+
+def credited_in(path: Path, charge_id: str) -> bool:
+    """Whether the ledger's database has the payment (credited, and maybe taken back)."""
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT 1 FROM payments WHERE charge_id = ?", [charge_id]).fetchone()
+    return row is not None
+
+
+async def test_sigkill_between_a_payments_take_back_and_its_journal_write(
+    tmp_path: Path, master_key: MasterKey
+) -> None:
+    # The refund came first and was kept; the payment's transaction credited it and took it
+    # back, and the bot was killed before the journal recorded the booking: after the restart
+    # the payment is booked again, nothing moves, and its user hears of the refund once.
+    data = tmp_path / "data"
+    charge = "stx-kill-payment"
+    async with process_stack(data) as stack:
+        telegram = stack.telegram
+        env = stack.env | {"VEIL_FREE_TOKENS_PER_DAY": "0", "VEIL_DB_BUSY_TIMEOUT": "60"}
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        await bot.wait_for_line("bot.started")
+        telegram.refunded(USER, payload="order-p", total_amount=50, charge_id=charge)
+        await wait_until(lambda: early_refund_kept(data / "veil.db", charge))
+        await wait_until(lambda: journal_booked(data / "journal.db", f"refund:{charge}"))
+        with contextlib.ExitStack() as journal_locked:
+            with ledger_locked(data / "veil.db"):
+                telegram.pay(USER, payload="order-p", total_amount=50, charge_id=charge)
+                await wait_until(lambda: journal_claimed(data / "journal.db", f"payment:{charge}"))
+                journal_locked.enter_context(ledger_locked(data / "journal.db"))
+            await wait_until(lambda: credited_in(data / "veil.db", charge))
+            await bot.kill()
+        assert not journal_booked(data / "journal.db", f"payment:{charge}")  # between the two
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            await wait_until(lambda: entries_finished(data / "journal.db"))
+        finally:
+            assert await bot.stop() == 0
+        texts = messages_to(telegram, USER)
+    assert texts == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
+    store = await Store.open(data / "veil.db", master_key)
+    try:
+        credit = Credit(store, Prices.parse("*=20/60"), 0)
+        assert (await credit.balance(USER)).units == 0
+        assert await inconsistent_users(store) == []
+    finally:
+        await store.close()
