@@ -253,7 +253,7 @@ class PaymentDesk:
                 await self.journal.told(entry)
             return False
         late = entry.attempts > 0
-        if not await self._tell(booking, late=late):
+        if not await self._in_turn(booking) or not await self._tell(booking, late=late):
             return False
         if not await self.journal.finished(entry):
             # Another desk holds it now and finishes it; if it lets go unfinished, this desk
@@ -277,6 +277,23 @@ class PaymentDesk:
         await self.process(paid.key)
         paid = await self.journal.get(paid.key)
         return paid is None or paid.booked_at is not None
+
+    async def _in_turn(self, booking: Booking) -> bool:
+        """Whether the booking may be told now: a refund once its payment's user is thanked.
+
+        A payment booked before its refund whose thank-you Telegram could not take yet is still
+        open in the journal: the refund took the credit back at once, but tells its user only
+        after that thank-you (this desk sends it first if it can), never before it. A flagged
+        payment's admins are not waited for.
+        """
+        if booking.entry.kind != "refund" or not booking.applies:
+            return True
+        paid = await self.journal.get(f"payment:{booking.entry.charge_id}")
+        if paid is None or paid.notified_at is not None or paid.thanked:
+            return True
+        await self.process(paid.key)
+        paid = await self.journal.get(paid.key)
+        return paid is None or paid.notified_at is not None or paid.thanked
 
     async def process_pending(self) -> bool:
         """Book every open entry in arrival order; True when none is left open.

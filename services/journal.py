@@ -177,8 +177,9 @@ class PaymentJournal:
                 units=refund.units,
                 balance=(await self._credit.balance(entry.user_id)).units,
             )
-            if not booking.applies and entry.booked_at is None:
-                # Booking its payment, if it ever comes, takes it back (the ledger says so).
+            if not booking.applies and entry.booked_at is None and refund.paid_at is None:
+                # Booking its payment, if it ever comes, takes it back (the ledger says so). A
+                # payment that came meanwhile took it back already, and logged so.
                 log.warning(
                     "journal.refund_unmatched", charge_id=entry.charge_id, user_id=entry.user_id
                 )

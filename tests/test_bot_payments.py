@@ -410,9 +410,7 @@ async def test_a_thank_you_telegram_cannot_take_now_is_sent_later(
             timeout=20,
         )
         assert thanks.params["text"] == "Thank you! 50 ★ added. Balance: 50 ★."
-        entry = await stack.veil.desk.journal.get(f"payment:{charge}")
-        assert entry is not None
-        assert entry.notified_at is not None
+        await finished(stack, charge, within=10)
         assert await balance_units(stack, USER) == 50 * STAR
 
 

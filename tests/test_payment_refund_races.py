@@ -9,7 +9,8 @@ the refund's answer is written in its own ledger transaction and the payment's t
 reads it: SQLite's write lock orders the two, so whichever comes second takes the credit back.
 A bot killed between the refund's two writes books the entry again after its restart, and the
 payment that follows is taken back and told once. An admin's /refund whose report from Telegram
-the bot booked first tells the admin the credit that went, not none.
+the bot booked first tells the admin the credit that went, not none. A refund of a payment
+booked but not yet told (its thank-you waits for Telegram) is told after the thank-you.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from services.prices import Prices
 from services.shop import Pack, Shop
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, process_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import Clock, ManagedProcess, wait_until
-from tests.test_bot_payments import ADMIN, buy_pack, paying_stack
+from tests.test_bot_payments import ADMIN, balance_units, buy_pack, paying_stack
 from tests.test_journal import ledger_locked, messages_to
 
 if TYPE_CHECKING:
@@ -343,3 +345,109 @@ async def test_an_admins_refund_the_bot_booked_from_telegrams_report_first_says_
         texts = messages_to(telegram, USER)
     assert done.params["text"] == f"Refunded 50 ⭐ to user {USER}; 50 ★ of credit taken back."
     assert texts[-1] == "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
+
+
+async def test_a_refund_of_a_payment_whose_thank_you_is_owed_is_told_after_it(
+    tmp_path: Path,
+) -> None:
+    # The payment was booked, but Telegram could not take its thank-you (the entry stayed open
+    # for the desk's next pass); its refund came meanwhile. The refund's desk went ahead as
+    # the payment was booked: the user read "refunded" first, then "Thank you! 50 ★ added"
+    # for the payment the refund had just taken back. The credit goes back at once as before;
+    # the refund is told after the thank-you, in the order things happened.
+    telegram = HostileTelegram(token=TOKEN)
+    refund_booked = False
+
+    def thanking(params: dict[str, Any]) -> bool:
+        return str(params.get("text", "")).startswith("Thank you") and not refund_booked
+
+    for _ in range(50):  # the thank-you fails (a proxy's page) until the refund is booked
+        telegram.misbehave("sendMessage", "page", when=thanking)
+    async with paying_stack(tmp_path, telegram_server=telegram) as stack:
+        journal = stack.veil.settings.journal_path
+        invoice = await buy_pack(stack, USER)
+        charge = telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await wait_until(lambda: bool(telegram.misbehaved))
+        assert journal_booked(journal, f"payment:{charge}")  # booked; its thank-you owed
+        telegram.refunded(USER, payload=invoice["payload"], total_amount=50, charge_id=charge)
+        await wait_until(lambda: journal_booked(journal, f"refund:{charge}"))
+        assert await balance_units(stack, USER) == 0  # taken back at once
+        refund_booked = True
+        await wait_until(lambda: entries_finished(journal))
+        texts = messages_to(telegram, USER)
+    told = [t for t in texts if t.startswith(("Thank you", "Your payment was refunded"))]
+    assert told == [
+        "Thank you! 50 ★ added. Balance: 0 ★.",
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+
+
+async def test_a_refund_booked_again_after_its_payment_took_it_back_is_not_logged_unmatched(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    # The refund's ledger write went through and its bot died before the journal's; the payment
+    # came (another replica) and was credited and taken back. The refund's entry, booked again
+    # after the restart, was logged journal.refund_unmatched ("its payment, if it ever comes,
+    # takes it back"): a warning for the operator about a refund whose payment had come and
+    # was taken back already.
+    first, second = replicas
+    order = await second.shop.create_order(USER, "50")
+    refund = entry("refund", "stx-kept-then-paid", order.id)
+    paid = entry("payment", "stx-kept-then-paid", order.id)
+    await first.books.record([refund])
+    kept = await first.shop.book_refund(USER, refund.charge_id)  # the ledger's write, then death
+    assert (kept.new, kept.applies) == (False, False)
+    await second.books.record([paid])
+    assert (await second.books.book(paid)).refunded
+    with capture_logs() as logs:
+        again = await first.books.book(refund)
+    assert (again.new, again.applies) == (False, False)
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+
+
+def credited_in(path: Path, charge_id: str) -> bool:
+    """Whether the ledger's database has the payment (credited, and maybe taken back)."""
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT 1 FROM payments WHERE charge_id = ?", [charge_id]).fetchone()
+    return row is not None
+
+
+async def test_sigkill_between_a_payments_take_back_and_its_journal_write(
+    tmp_path: Path, master_key: MasterKey
+) -> None:
+    # The refund came first and was kept; the payment's transaction credited it and took it
+    # back, and the bot was killed before the journal recorded the booking: after the restart
+    # the payment is booked again, nothing moves, and its user hears of the refund once.
+    data = tmp_path / "data"
+    charge = "stx-kill-payment"
+    async with process_stack(data) as stack:
+        telegram = stack.telegram
+        env = stack.env | {"VEIL_FREE_TOKENS_PER_DAY": "0", "VEIL_DB_BUSY_TIMEOUT": "60"}
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        await bot.wait_for_line("bot.started")
+        telegram.refunded(USER, payload="order-p", total_amount=50, charge_id=charge)
+        await wait_until(lambda: early_refund_kept(data / "veil.db", charge))
+        await wait_until(lambda: journal_booked(data / "journal.db", f"refund:{charge}"))
+        with contextlib.ExitStack() as journal_locked:
+            with ledger_locked(data / "veil.db"):
+                telegram.pay(USER, payload="order-p", total_amount=50, charge_id=charge)
+                await wait_until(lambda: journal_claimed(data / "journal.db", f"payment:{charge}"))
+                journal_locked.enter_context(ledger_locked(data / "journal.db"))
+            await wait_until(lambda: credited_in(data / "veil.db", charge))
+            await bot.kill()
+        assert not journal_booked(data / "journal.db", f"payment:{charge}")  # between the two
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            await wait_until(lambda: entries_finished(data / "journal.db"))
+        finally:
+            assert await bot.stop() == 0
+        texts = messages_to(telegram, USER)
+    assert texts == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
+    store = await Store.open(data / "veil.db", master_key)
+    try:
+        credit = Credit(store, Prices.parse("*=20/60"), 0)
+        assert (await credit.balance(USER)).units == 0
+        assert await inconsistent_users(store) == []
+    finally:
+        await store.close()

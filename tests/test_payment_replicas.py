@@ -368,9 +368,10 @@ async def test_a_refund_told_while_its_payments_thank_you_waits_leaves_the_thank
         texts = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
         assert await balance_units(stack, USER) == 0
     told = [t for t in texts if t.startswith(("Thank you", "Your payment was refunded"))]
+    # The refund's pass sends the thank-you it waits for first: told in the order they came.
     assert told == [
-        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
         "Thank you! 50 ★ added. Balance: 0 ★.",
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
     ]
 
 
@@ -404,9 +405,10 @@ async def test_a_refund_booked_in_the_second_its_payment_was_credited_leaves_the
         texts = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
         assert await balance_units(stack, USER) == 0
     told = [t for t in texts if t.startswith(("Thank you", "Your payment was refunded"))]
+    # The refund's pass sends the thank-you it waits for first: told in the order they came.
     assert told == [
-        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
         "Thank you! 50 ★ added. Balance: 0 ★.",
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
     ]
 
 
