@@ -40,22 +40,31 @@ class ThinkTags:
         """The pieces of text and thinking ``delta`` completes (empty ones left out)."""
         if self._state == "text":
             return [("text", delta)] if delta else []
-        pieces: list[Piece] = []
-        if self._state == "start" and not self._held and not delta.strip():
+        if self._state == "start":
+            return self._opening(delta)
+        held, self._held = self._held + delta, ""
+        return self._after_opening(held)
+
+    def _opening(self, delta: str) -> list[Piece]:
+        """Before the answer's first non-blank: is it a ``<think>``?"""
+        if not self._held and not delta.strip():
             self._blanks.append(delta)  # blanks: the next delta says
             return []
-        held = self._held + delta
-        self._held = ""
-        if self._state == "start":
-            opening = held.lstrip()
-            if OPEN.startswith(opening) and opening != OPEN:
-                self._held = held  # the start of a tag: the next delta says
-                return []
-            blanks, self._blanks = "".join(self._blanks), []
-            if not opening.startswith(OPEN):
-                self._state = "text"
-                return [("text", blanks + held)]
-            self._state, held = "thinking", opening[len(OPEN) :]
+        held, self._held = self._held + delta, ""
+        opening = held.lstrip()
+        if OPEN.startswith(opening) and opening != OPEN:
+            self._held = held  # the start of a tag: the next delta says
+            return []
+        blanks, self._blanks = "".join(self._blanks), []
+        if not opening.startswith(OPEN):
+            self._state = "text"
+            return [("text", blanks + held)]
+        self._state = "thinking"
+        return self._after_opening(opening[len(OPEN) :])
+
+    def _after_opening(self, held: str) -> list[Piece]:
+        """Inside the thinking, or after it before the text: what ``held`` completes."""
+        pieces: list[Piece] = []
         if self._state == "thinking":
             end = held.find(CLOSE)
             if end < 0:
@@ -66,11 +75,10 @@ class ThinkTags:
             if end:
                 pieces.append(("thought", held[:end]))
             self._state, held = "after", held[end + len(CLOSE) :]
-        if self._state == "after":
-            held = held.lstrip()
-            if held:
-                self._state = "text"
-                pieces.append(("text", held))
+        held = held.lstrip()  # after the thinking: blanks before the text are not its
+        if held:
+            self._state = "text"
+            pieces.append(("text", held))
         return pieces
 
     def end(self) -> list[Piece]:

@@ -69,7 +69,7 @@ def test_blank_deltas_opening_an_answer_are_not_scanned_again_by_each_next_one(a
     pieces: list[Piece] = []
     for delta in blanks:
         pieces += tags.feed(delta)
-        assert len(tags._held) < len(OPEN)  # noqa: SLF001 -- what each delta scans again
+        assert len(tags._held) < len(OPEN)  # what each delta scans again
     for delta in after:
         pieces += tags.feed(delta)
     pieces += tags.end()
