@@ -340,8 +340,14 @@ class ChunkOpener:
         raise MalformedMessage("record type and final flag disagree")
 
     def _opens_elsewhere(self, stream_id: bytes, ciphertext: bytes) -> bool:
+        """Whether the chunk was sealed for another position within the window, either side.
+
+        Not for its own position under the other flag: a flipped final flag is tampering.
+        """
         low = max(0, self._seq - _REORDER_WINDOW)
-        for seq in range(low, self._seq + _REORDER_WINDOW):
+        for seq in range(low, self._seq + _REORDER_WINDOW + 1):
+            if seq == self._seq:
+                continue
             for flags in (0, FLAG_FINAL):
                 head = _HEAD.pack(stream_id, seq, flags)
                 try:

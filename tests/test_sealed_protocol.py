@@ -354,6 +354,42 @@ def test_chunk_with_rewritten_position_is_reordering_not_tampering() -> None:
         open_all(key, bytes(moved))
 
 
+def test_flipped_final_flag_is_tampering_not_reordering() -> None:
+    # protocol.md §4, step 4: a chunk that opens under *another* seq is out of order. A delta
+    # whose final flag a middleman set (to cut the answer short) opens under its own seq with
+    # the other flag: that is tampering, and was reported as reordering.
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, ["one", "two"])
+    flagged = bytearray(chunks[0])
+    flagged[4 + 12] ^= 0x01
+    with pytest.raises(ChunkTampered):
+        open_all(key, bytes(flagged))
+    cleared = bytearray(chunks[2])  # the final chunk presented as not final
+    cleared[4 + 12] ^= 0x01
+    with pytest.raises(ChunkTampered):
+        open_all(key, chunks[0] + chunks[1] + bytes(cleared))
+
+
+def test_chunk_moved_by_sixteen_is_reordering() -> None:
+    # "within 16 of the expected one" (protocol.md §4, step 4) holds on both sides: a chunk
+    # sealed sixteen positions later, its header rewritten, was reported as tampering, while
+    # one sixteen positions earlier was reordering.
+    key = b"\x11" * 32
+    chunks = sealed_stream(key, [str(i) for i in range(17)])
+    moved = bytearray(chunks[16])
+    moved[4 + 8 : 4 + 12] = (0).to_bytes(4, "big")  # claim position 0
+    with pytest.raises(ChunkOutOfOrder):
+        open_all(key, bytes(moved))
+    back = bytearray(chunks[0])
+    back[4 + 8 : 4 + 12] = (16).to_bytes(4, "big")  # claim position 16
+    with pytest.raises(ChunkOutOfOrder):
+        open_all(key, b"".join(chunks[:16]) + bytes(back))
+    far = bytearray(chunks[17])  # the final chunk, seventeen positions on: tampering
+    far[4 + 8 : 4 + 12] = (0).to_bytes(4, "big")
+    with pytest.raises(ChunkTampered):
+        open_all(key, bytes(far))
+
+
 def test_duplicated_chunk_is_detected() -> None:
     key = b"\x11" * 32
     chunks = sealed_stream(key, ["one", "two"])

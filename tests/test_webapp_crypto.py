@@ -20,7 +20,7 @@ from sealed.auth import client_auth_headers
 from sealed.encoding import b64d, b64e
 from sealed.errors import MalformedMessage
 from sealed.request import open_request
-from sealed.stream import ChunkOpener, Delta, Final, Reasoning
+from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final, Reasoning
 from services.chat import context_refusal
 from tests.harness import CLIENT_KEY, REPO, SEALED_REQUEST_TYPE
 from tests.miniapp import node_ready
@@ -55,6 +55,15 @@ async def node(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def moved_chunk(response_key: bytes) -> bytes:
+    """A stream's delta chunk at seq 16, its header rewritten to claim seq 0."""
+    sealer = ChunkSealer(response_key)
+    chunks = [sealer.delta(str(seq)) for seq in range(17)]
+    moved = bytearray(chunks[16])
+    moved[4 + 8 : 4 + 12] = (0).to_bytes(4, "big")
+    return bytes(moved)
+
+
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, Any]:
     match = re.search(r"```json vectors\n(.*?)\n```", DOC.read_text(encoding="utf-8"), re.DOTALL)
@@ -72,6 +81,7 @@ async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any
             "vectors": vectors,
             "stream": vector_stream().hex(),
             "hybrid_public_key": hybrid_keypair().public_bytes.hex(),
+            "moved_16": moved_chunk(bytes.fromhex(vectors["inputs"]["response_key"])).hex(),
         }
     )
     for name in (
@@ -111,6 +121,10 @@ async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any
         "in_skew": "ok",
         "tampered": "ChunkTampered",
         "reordered": "ChunkOutOfOrder",
+        # protocol.md §4, step 4: another seq within 16 (either side) is reordering; the
+        # chunk's own seq under the other flag is tampering.
+        "flag_flipped": "ChunkTampered",
+        "moved_16": "ChunkOutOfOrder",
         "spliced": "StreamSpliced",
         "truncated": "StreamTruncated",
         "final_missing": "StreamTruncated",

@@ -1,7 +1,8 @@
 // Runs the Mini App's shipped bundle (webapp/static/veil.js) in Node for
 // tests/test_webapp_crypto.py: reads one JSON job on stdin, prints one JSON result.
 //
-//   {"bundle": PATH, "job": "vectors", "vectors": {...docs/protocol.md...}, "stream": HEX}
+//   {"bundle": PATH, "job": "vectors", "vectors": {...docs/protocol.md...}, "stream": HEX,
+//    "moved_16": HEX (a chunk sealed at seq 16, its header claiming seq 0)}
 //   {"bundle": PATH, "job": "seal", "wire": {...}, "pinned": [b64], "now": N, "chat": {...}}
 //   {"bundle": PATH, "job": "open", "response_key": HEX, "stream": HEX, "request_id": HEX,
 //    "receipt_key": b64, "model": NAME}
@@ -72,6 +73,8 @@ async function vectors() {
   const rest = stream.subarray(chunk0.length + chunk1.length);
   const flipped = stream.slice();
   flipped[chunk0.length + 40] ^= 0x01;
+  const flagged = chunk0.slice();
+  flagged[4 + 12] ^= 0x01; // a delta marked final on the way: tampering, not reordering
   const otherStream = await (async () => {
     const other = new P.ChunkOpener(new Uint8Array(32).fill(7));
     return other.feed(chunk0);
@@ -111,6 +114,8 @@ async function vectors() {
       in_skew: await kindOf(() => P.verifyBundle(wire, [operatorKey], inputs.not_after + 119)),
       tampered: await kindOf(() => openAll(responseKey, flipped)),
       reordered: await kindOf(() => openAll(responseKey, P.concat(chunk1, chunk0, rest))),
+      flag_flipped: await kindOf(() => openAll(responseKey, flagged)),
+      moved_16: await kindOf(() => openAll(responseKey, hex(job.moved_16))),
       spliced: await kindOf(otherStream),
       truncated: await kindOf(() => openAll(responseKey, stream.subarray(0, stream.length - 1))),
       final_missing: await kindOf(() => openAll(responseKey, P.concat(chunk0, chunk1))),

@@ -550,9 +550,12 @@ export class ChunkOpener {
     throw malformed("record type and final flag disagree");
   }
 
+  /** Whether the chunk was sealed for another seq within the window, either side (not for
+   *  its own seq under the other flag: a flipped final flag is tampering). */
   async opensElsewhere(ciphertext) {
     const low = Math.max(0, this.seq - REORDER_WINDOW);
-    for (let seq = low; seq < this.seq + REORDER_WINDOW; seq++) {
+    for (let seq = low; seq <= this.seq + REORDER_WINDOW; seq++) {
+      if (seq === this.seq) continue;
       for (const flags of [0, FLAG_FINAL]) {
         if ((await this.decrypt(seq, ciphertext, chunkHead(this.streamId, seq, flags))) !== null) {
           return true;
