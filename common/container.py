@@ -27,7 +27,8 @@ seconds, 90 unless set) after SIGTERM before it kills it, and hands the bot the 
 Compose cannot add settings up, so the entry point checks the rule the launcher follows: the
 period must hold ``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``BOT_STOP_SLACK_S``. A bot
 given less (a raised grace, the period left as it was) refuses to start in one line naming
-both, rather than being killed while it settles answers at every stop.
+both, rather than being killed while it settles answers at every stop. Only the serving bot is
+checked: a command (``bot audit``, ``bot backup FILE``) ends by itself and is never stopped.
 
 Standard library only: the health check runs this module every few seconds.
 """
@@ -293,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_keys(rest, env)
         check_installed(part)
         if part == "bot":
-            check_stop_period(env)
+            if not rest:  # serving: a command (audit, backup, keygen…) stops by itself
+                check_stop_period(env)
             env |= playground_settings(env, PLAYGROUND_WAIT_SECONDS)
     except ContainerError as exc:
         say(str(exc))

@@ -581,6 +581,25 @@ def test_a_bot_given_a_stop_period_its_graces_outlast_refuses_to_start(tmp_path:
     )
 
 
+def test_a_bot_command_run_once_is_not_held_to_the_serving_bots_stop_period(
+    tmp_path: Path,
+) -> None:
+    # The stop period is compose's wait for a serving bot to stop. A one-off command through
+    # the entry point (`docker compose run --rm bot audit`, the backup that operations.md runs
+    # with `exec`) stops by itself: it was refused with the stop period's line, so a backup
+    # could not be taken until the serving bot's settings were mended.
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path),
+        "VEIL_SHUTDOWN_GRACE": "120",
+        "VEIL_BOT_STOP_PERIOD": "90",
+    }
+    key = tmp_path / "client.key"
+    result = run_python("-m", "common.container", "bot", "keygen", "--out", str(key), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "VEIL_BOT_STOP_PERIOD" not in result.stderr
+    assert key.is_file()
+
+
 def test_the_product_image_holds_no_emulator_and_the_playground_image_adds_it() -> None:
     stages = dockerfile_stages()
     assert list(stages)[-1] == "runtime"  # a plain `docker build` makes the product image
