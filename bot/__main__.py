@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -187,6 +188,9 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 def storage_failure(settings: BotSettings, exc: StorageError) -> str:
     """The line for a data store that cannot be opened; a file or folder names its setting.
 
+    A database the data folder's file system would not write (read-only, full) is the
+    folder's too (``_refused_by_the_folder``).
+
     A master key file at its default place (``VEIL_MASTER_KEY_FILE`` unset) is in the data
     folder: the setting to look at is ``VEIL_DATA_DIR``.
     """
@@ -197,7 +201,7 @@ def storage_failure(settings: BotSettings, exc: StorageError) -> str:
         )
     if isinstance(exc, MasterKeyFileError):
         return f"veil: setting VEIL_MASTER_KEY_FILE: {exc}"
-    if isinstance(exc, DataFolderError):
+    if isinstance(exc, DataFolderError) or _refused_by_the_folder(exc):
         return (
             f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be"
             f" used: {exc}"
@@ -220,6 +224,33 @@ def webhook_refused(settings: BotSettings, description: str) -> str:
     parts = urlsplit(str(settings.webhook_url))
     where = without_credentials(f"{parts.scheme}://{parts.netloc}")
     return f"veil: Telegram refused the webhook URL {where} (VEIL_WEBHOOK_URL): {description}"
+
+
+# SQLite's primary result codes for a file the file system would not write: read-only (the
+# folder or the file), cannot open, I/O error (a write refused: a size limit), disk full.
+_FOLDER_REFUSALS = frozenset(
+    {
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+    }
+)
+_PRIMARY_CODE = 0xFF  # an extended result code's low byte is its primary code
+
+
+def _refused_by_the_folder(exc: StorageError) -> bool:
+    """Whether SQLite failed because the data folder's file system would not write the file.
+
+    Not a file that is no database, nor a migration's own refusal: those are the store's.
+    """
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    return (
+        isinstance(cause, sqlite3.Error)
+        and isinstance(code, int)
+        and (code & _PRIMARY_CODE in _FOLDER_REFUSALS)
+    )
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:

@@ -198,6 +198,32 @@ def test_a_data_folder_that_cannot_be_used_names_the_setting_and_the_path(
     assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
 
 
+# A data folder whose disk is full (here: a file size limit, which SQLite meets as a write that
+# fails; a full disk or a read-only folder or file fails the same way, in SQLite's write): the
+# line said "cannot open the data store: … disk I/O error" and named no setting.
+_FULL_DISK = """
+import resource, runpy, sys
+sys.dont_write_bytecode = True  # a .pyc cut at the limit would be left behind, corrupt
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))  # the database needs far more
+sys.argv = ["bot", *sys.argv[1:]]
+runpy.run_module("bot", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+def test_a_data_folder_on_a_full_disk_names_the_setting_and_the_path(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    key = install_client_key(tmp_path / "keys")
+    settings = start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
+    result = run_python("-c", _FULL_DISK, *command, env=settings)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
+    assert f"{data}/veil.db" in line
+
+
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
     tmp_path: Path,
 ) -> None:
