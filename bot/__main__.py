@@ -276,6 +276,12 @@ def run_backup(settings: BotSettings, target: Path) -> int:
     refused before anything is copied, and a copy that fails takes the ones made before it
     away, so a restore never pairs a database with a journal from another time.
     """
+    if not settings.database_path.is_file():  # the data folder is not where the setting says
+        print(  # noqa: T201 -- one clear line for the operator
+            f"veil: setting VEIL_DATA_DIR: no database at {settings.database_path}",
+            file=sys.stderr,
+        )
+        return 1
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
         copies.append((settings.journal_path, target.with_name(target.name + ".journal")))

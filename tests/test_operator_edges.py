@@ -224,6 +224,23 @@ def test_a_data_folder_on_a_full_disk_names_the_setting_and_the_path(
     assert f"{data}/veil.db" in line
 
 
+@pytest.mark.parametrize("kind", ["a file", "missing"])
+def test_a_backup_of_a_data_folder_without_a_database_names_the_setting(
+    tmp_path: Path, kind: str
+) -> None:
+    # backup FILE said "veil: no database at …/veil.db", the one command whose line named no
+    # setting for a data folder that is not there (or is a file).
+    data = tmp_path / "data"
+    if kind == "a file":
+        data.write_text("not a folder")
+    target = tmp_path / "backup.db"
+    result = run_python("-m", "bot", "backup", str(target), env=start_settings(data))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line == f"veil: setting VEIL_DATA_DIR: no database at {data}/veil.db"
+    assert not target.exists()
+
+
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
     tmp_path: Path,
 ) -> None:
