@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
     """Run the command ``args`` names (serving the bot when it names none)."""
+    if (line := unreachable_data(settings)) is not None:
+        print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        return 2
     if args[:1] == ["backup"]:
         return run_backup(settings, Path(args[1]))
     if lost_master_key(settings):
@@ -71,6 +74,29 @@ def run_command(settings: BotSettings, args: list[str]) -> int:
         return run_audit(settings)
     client_key = load_client_key(settings)
     return 2 if client_key is None else run_bot(settings, client_key)
+
+
+def unreachable_data(settings: BotSettings) -> str | None:
+    """The line for a data folder (or master key file) that cannot even be looked in, else None.
+
+    A folder the bot may not enter (another user's, mode 0700) fails every look inside it
+    (``PermissionError``); no command expected that, and each ended in a traceback. A folder or
+    file that is simply not there yet is no failure: the first start makes it.
+    """
+    try:
+        settings.database_path.exists()
+    except OSError as exc:
+        return (
+            f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
+            f" cannot look in it: {exc.strerror}"
+        )
+    path = settings.master_key_path
+    try:
+        path.exists()
+    except OSError as exc:
+        failure = MasterKeyFileError(f"cannot look for master key file {path}: {exc.strerror}")
+        return storage_failure(settings, failure)
+    return None
 
 
 def lost_master_key(settings: BotSettings) -> bool:

@@ -241,6 +241,24 @@ def test_a_backup_of_a_data_folder_without_a_database_names_the_setting(
     assert not target.exists()
 
 
+# A data folder that cannot even be looked in: a folder the bot may not enter (another user's,
+# mode 0700: PermissionError on every look inside, which as root no test can make) or, as here,
+# a name longer than the file system takes. Every command looked in it before anything caught
+# OSError: each ended in a traceback (process.crashed) and exit 1.
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"], ["backup", "copy.db"]])
+def test_a_data_folder_that_cannot_be_looked_in_names_the_setting(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / ("x" * 300)  # over the 255 bytes a name may have: stat fails
+    key = install_client_key(tmp_path / "keys")
+    args = [*command[:1], *(str(tmp_path / name) for name in command[1:])]
+    result = run_python("-m", "bot", *args, env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key)))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
+    assert "Traceback" not in line
+
+
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
     tmp_path: Path,
 ) -> None:
