@@ -161,6 +161,42 @@ async def test_one_refused_reply_with_a_token_telegram_still_takes_does_not_stop
     assert bot.output.count('"telegram.call_refused"') == 1
 
 
+async def test_a_refused_reply_whose_token_check_fails_itself_does_not_stop_a_webhook_bot(
+    tmp_path: Path,
+) -> None:
+    # The getMe asked about the token fails too (Telegram's 5xx, past the session's one retry):
+    # it tells nothing about the token, so the bot serves on.
+    port = free_port()
+    async with process_stack(tmp_path / "data", answer="An answer.") as stack:
+        telegram, env = stack.telegram, stack.env
+        env |= {
+            "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
+            "VEIL_WEBHOOK_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("sendMessage", status=401, description="Unauthorized")
+            telegram.fail_next("getMe", status=502, description="Bad Gateway", count=2)
+            telegram.send_text(USER, "/start")
+            refused = await telegram.wait_for("sendMessage", timeout=30)
+            await bot.wait_for_line('"telegram.call_refused"')
+            telegram.send_text(USER, "/start")
+            await telegram.wait_for(
+                "sendMessage", lambda c: c.at > refused.at and c.answered == "ok", timeout=30
+            )
+            assert bot.process.returncode is None
+            code = await bot.stop()
+        finally:
+            await bot.kill()
+    assert code == 0
+    assert "telegram.token_refused" not in bot.output
+    (line,) = [json.loads(x) for x in bot.lines if '"telegram.call_refused"' in x]
+    assert line["method"] == "sendMessage"
+    assert line["get_me"].startswith("TelegramServerError")
+
+
 def start_settings(data: Path, **more: str) -> dict[str, str]:
     """What ``python -m bot`` on ``data`` needs to start (no Telegram answers on port 9)."""
     return {
