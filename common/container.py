@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import re
 import secrets
@@ -230,7 +231,8 @@ def run_keys(args: Sequence[str], env: Mapping[str, str]) -> int:
 def check_stop_period(env: Mapping[str, str]) -> None:
     """Refuse a bot whose ``VEIL_BOT_STOP_PERIOD`` (compose's stop period) its graces outlast.
 
-    Unset (no compose), nothing is checked; a grace that is no number is the bot's to refuse.
+    Unset (no compose), nothing is checked; a grace that is no finite number is the bot's to
+    refuse.
     """
     period_text = env.get("VEIL_BOT_STOP_PERIOD")
     if not period_text:
@@ -238,15 +240,19 @@ def check_stop_period(env: Mapping[str, str]) -> None:
     try:
         period = float(period_text)
     except ValueError:
+        period = math.nan
+    if not math.isfinite(period):  # inf and nan are numbers to float(), not to compose
         raise ContainerError(
             f"setting VEIL_BOT_STOP_PERIOD is invalid: whole seconds (compose adds the s),"
             f" not {period_text!r}"
-        ) from None
+        )
     try:
         grace = float(env.get("VEIL_SHUTDOWN_GRACE") or BOT_SHUTDOWN_GRACE_S)
         stop_grace = float(env.get("VEIL_STOP_GRACE") or BOT_STOP_GRACE_S)
     except ValueError:
         return
+    if not (math.isfinite(grace) and math.isfinite(stop_grace)):
+        return  # the bot refuses it, naming it: no period would do
     needed = grace + stop_grace + BOT_STOP_SLACK_S
     if period < needed:
         raise ContainerError(
