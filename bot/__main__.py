@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
     """Run the command ``args`` names (serving the bot when it names none)."""
+    if (line := unreachable_data(settings)) is not None:
+        print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        return 2
     if args[:1] == ["backup"]:
         return run_backup(settings, Path(args[1]))
     if lost_master_key(settings):
@@ -70,6 +74,29 @@ def run_command(settings: BotSettings, args: list[str]) -> int:
         return run_audit(settings)
     client_key = load_client_key(settings)
     return 2 if client_key is None else run_bot(settings, client_key)
+
+
+def unreachable_data(settings: BotSettings) -> str | None:
+    """The line for a data folder (or master key file) that cannot even be looked in, else None.
+
+    A folder the bot may not enter (another user's, mode 0700) fails every look inside it
+    (``PermissionError``); no command expected that, and each ended in a traceback. A folder or
+    file that is simply not there yet is no failure: the first start makes it.
+    """
+    try:
+        settings.database_path.exists()
+    except OSError as exc:
+        return (
+            f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
+            f" cannot look in it: {exc.strerror}"
+        )
+    path = settings.master_key_path
+    try:
+        path.exists()
+    except OSError as exc:
+        failure = MasterKeyFileError(f"cannot look for master key file {path}: {exc.strerror}")
+        return storage_failure(settings, failure)
+    return None
 
 
 def lost_master_key(settings: BotSettings) -> bool:
@@ -187,6 +214,9 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 def storage_failure(settings: BotSettings, exc: StorageError) -> str:
     """The line for a data store that cannot be opened; a file or folder names its setting.
 
+    A database the data folder's file system would not write (read-only, full) is the
+    folder's too (``_refused_by_the_folder``).
+
     A master key file at its default place (``VEIL_MASTER_KEY_FILE`` unset) is in the data
     folder: the setting to look at is ``VEIL_DATA_DIR``.
     """
@@ -197,7 +227,7 @@ def storage_failure(settings: BotSettings, exc: StorageError) -> str:
         )
     if isinstance(exc, MasterKeyFileError):
         return f"veil: setting VEIL_MASTER_KEY_FILE: {exc}"
-    if isinstance(exc, DataFolderError):
+    if isinstance(exc, DataFolderError) or _refused_by_the_folder(exc):
         return (
             f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be"
             f" used: {exc}"
@@ -220,6 +250,33 @@ def webhook_refused(settings: BotSettings, description: str) -> str:
     parts = urlsplit(str(settings.webhook_url))
     where = without_credentials(f"{parts.scheme}://{parts.netloc}")
     return f"veil: Telegram refused the webhook URL {where} (VEIL_WEBHOOK_URL): {description}"
+
+
+# SQLite's primary result codes for a file the file system would not write: read-only (the
+# folder or the file), cannot open, I/O error (a write refused: a size limit), disk full.
+_FOLDER_REFUSALS = frozenset(
+    {
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+    }
+)
+_PRIMARY_CODE = 0xFF  # an extended result code's low byte is its primary code
+
+
+def _refused_by_the_folder(exc: StorageError) -> bool:
+    """Whether SQLite failed because the data folder's file system would not write the file.
+
+    Not a file that is no database, nor a migration's own refusal: those are the store's.
+    """
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    return (
+        isinstance(cause, sqlite3.Error)
+        and isinstance(code, int)
+        and (code & _PRIMARY_CODE in _FOLDER_REFUSALS)
+    )
 
 
 def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
@@ -245,6 +302,12 @@ def run_backup(settings: BotSettings, target: Path) -> int:
     refused before anything is copied, and a copy that fails takes the ones made before it
     away, so a restore never pairs a database with a journal from another time.
     """
+    if not settings.database_path.is_file():  # the data folder is not where the setting says
+        print(  # noqa: T201 -- one clear line for the operator
+            f"veil: setting VEIL_DATA_DIR: no database at {settings.database_path}",
+            file=sys.stderr,
+        )
+        return 1
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
         copies.append((settings.journal_path, target.with_name(target.name + ".journal")))

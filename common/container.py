@@ -27,7 +27,8 @@ seconds, 90 unless set) after SIGTERM before it kills it, and hands the bot the 
 Compose cannot add settings up, so the entry point checks the rule the launcher follows: the
 period must hold ``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``BOT_STOP_SLACK_S``. A bot
 given less (a raised grace, the period left as it was) refuses to start in one line naming
-both, rather than being killed while it settles answers at every stop.
+both, rather than being killed while it settles answers at every stop. Only the serving bot is
+checked: a command (``bot audit``, ``bot backup FILE``) ends by itself and is never stopped.
 
 Standard library only: the health check runs this module every few seconds.
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import re
 import secrets
@@ -229,7 +231,8 @@ def run_keys(args: Sequence[str], env: Mapping[str, str]) -> int:
 def check_stop_period(env: Mapping[str, str]) -> None:
     """Refuse a bot whose ``VEIL_BOT_STOP_PERIOD`` (compose's stop period) its graces outlast.
 
-    Unset (no compose), nothing is checked; a grace that is no number is the bot's to refuse.
+    Unset (no compose), nothing is checked; a grace that is no finite number is the bot's to
+    refuse.
     """
     period_text = env.get("VEIL_BOT_STOP_PERIOD")
     if not period_text:
@@ -237,15 +240,19 @@ def check_stop_period(env: Mapping[str, str]) -> None:
     try:
         period = float(period_text)
     except ValueError:
+        period = math.nan
+    if not math.isfinite(period):  # inf and nan are numbers to float(), not to compose
         raise ContainerError(
             f"setting VEIL_BOT_STOP_PERIOD is invalid: whole seconds (compose adds the s),"
             f" not {period_text!r}"
-        ) from None
+        )
     try:
         grace = float(env.get("VEIL_SHUTDOWN_GRACE") or BOT_SHUTDOWN_GRACE_S)
         stop_grace = float(env.get("VEIL_STOP_GRACE") or BOT_STOP_GRACE_S)
     except ValueError:
         return
+    if not (math.isfinite(grace) and math.isfinite(stop_grace)):
+        return  # the bot refuses it, naming it: no period would do
     needed = grace + stop_grace + BOT_STOP_SLACK_S
     if period < needed:
         raise ContainerError(
@@ -293,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_keys(rest, env)
         check_installed(part)
         if part == "bot":
-            check_stop_period(env)
+            if not rest:  # serving: a command (audit, backup, keygen…) stops by itself
+                check_stop_period(env)
             env |= playground_settings(env, PLAYGROUND_WAIT_SECONDS)
     except ContainerError as exc:
         say(str(exc))

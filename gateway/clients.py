@@ -84,12 +84,15 @@ def _limit(name: str, limit: str, value: str) -> int:
     """``value`` of ``limit`` as a number; ``ValueError`` saying which rule it breaks."""
     if not _WHOLE.fullmatch(value):
         raise ValueError(f"client {name}: {limit} must be a whole number, not {value!r}")
-    digits = len(value.lstrip("-"))
-    if digits > _MOST_DIGITS:
+    significant = value.lstrip("-").lstrip("0")  # 007 is 7: zeros in front are no digits
+    if len(significant) > _MOST_DIGITS:
         raise ValueError(
-            f"client {name}: {limit} must be under 10^{_MOST_DIGITS}, not a {digits}-digit number"
+            f"client {name}: {limit} must be under 10^{_MOST_DIGITS},"
+            f" not a {len(significant)}-digit number"
         )
-    number, (least, meaning) = int(value), _LEAST[limit]
+    number, (least, meaning) = int(significant or "0"), _LEAST[limit]
+    if value.startswith("-"):
+        number = -number
     if number < least:
         raise ValueError(f"client {name}: {limit} must be {least} or more{meaning}, not {number}")
     return number

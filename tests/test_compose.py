@@ -581,6 +581,40 @@ def test_a_bot_given_a_stop_period_its_graces_outlast_refuses_to_start(tmp_path:
     )
 
 
+@pytest.mark.parametrize("grace", ["inf", "1e400"])
+def test_a_grace_that_is_no_finite_number_is_left_to_the_bot_to_refuse(grace: str) -> None:
+    # VEIL_SHUTDOWN_GRACE=inf (which the bot refuses, naming it) was met by the entry point
+    # with "set VEIL_BOT_STOP_PERIOD=inf": advice that compose cannot even read ("infs").
+    check_stop_period({"VEIL_SHUTDOWN_GRACE": grace, "VEIL_BOT_STOP_PERIOD": "90"})
+    check_stop_period({"VEIL_STOP_GRACE": grace, "VEIL_BOT_STOP_PERIOD": "90"})
+
+
+@pytest.mark.parametrize("period", ["inf", "nan", "-inf"])
+def test_a_stop_period_that_is_no_finite_number_is_refused(period: str) -> None:
+    # VEIL_BOT_STOP_PERIOD=inf or nan passed the check (nan < anything is false).
+    with pytest.raises(ContainerError, match="VEIL_BOT_STOP_PERIOD is invalid: whole seconds"):
+        check_stop_period({"VEIL_BOT_STOP_PERIOD": period})
+
+
+def test_a_bot_command_run_once_is_not_held_to_the_serving_bots_stop_period(
+    tmp_path: Path,
+) -> None:
+    # The stop period is compose's wait for a serving bot to stop. A one-off command through
+    # the entry point (`docker compose run --rm bot audit`, the backup that operations.md runs
+    # with `exec`) stops by itself: it was refused with the stop period's line, so a backup
+    # could not be taken until the serving bot's settings were mended.
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path),
+        "VEIL_SHUTDOWN_GRACE": "120",
+        "VEIL_BOT_STOP_PERIOD": "90",
+    }
+    key = tmp_path / "client.key"
+    result = run_python("-m", "common.container", "bot", "keygen", "--out", str(key), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "VEIL_BOT_STOP_PERIOD" not in result.stderr
+    assert key.is_file()
+
+
 def test_the_product_image_holds_no_emulator_and_the_playground_image_adds_it() -> None:
     stages = dockerfile_stages()
     assert list(stages)[-1] == "runtime"  # a plain `docker build` makes the product image

@@ -586,3 +586,16 @@ def test_a_client_limit_mistyped_is_named_as_what_it_is(options: str, says: str)
             f"{client_keys_setting()}:{options}", default_streams=4, default_max_tokens=512
         )
     assert str(refused.value) == says
+
+
+def test_a_client_limit_written_with_leading_zeros_is_its_number() -> None:
+    # The ceiling counted the zeros in front: tpm=0000000000000000001 (1, as before the
+    # ceiling came) was refused as "must be under 10^18, not a 19-digit number"; 5000 zeros
+    # before a 2 met int()'s own limit of 4300 digits.
+    clients = parse_client_keys(
+        f"{client_keys_setting()}:tpm={'0' * 18}1:streams={'0' * 5000}2",
+        default_streams=4,
+        default_max_tokens=512,
+    )
+    ((client),) = clients.values()
+    assert (client.tokens_per_minute, client.max_streams) == (1, 2)

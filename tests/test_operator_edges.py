@@ -161,6 +161,42 @@ async def test_one_refused_reply_with_a_token_telegram_still_takes_does_not_stop
     assert bot.output.count('"telegram.call_refused"') == 1
 
 
+async def test_a_refused_reply_whose_token_check_fails_itself_does_not_stop_a_webhook_bot(
+    tmp_path: Path,
+) -> None:
+    # The getMe asked about the token fails too (Telegram's 5xx, past the session's one retry):
+    # it tells nothing about the token, so the bot serves on.
+    port = free_port()
+    async with process_stack(tmp_path / "data", answer="An answer.") as stack:
+        telegram, env = stack.telegram, stack.env
+        env |= {
+            "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+            "VEIL_WEBHOOK_SECRET": "s3cret-header-value-0123456789-abcdef",
+            "VEIL_WEBHOOK_PORT": str(port),
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started")
+            telegram.fail_next("sendMessage", status=401, description="Unauthorized")
+            telegram.fail_next("getMe", status=502, description="Bad Gateway", count=2)
+            telegram.send_text(USER, "/start")
+            refused = await telegram.wait_for("sendMessage", timeout=30)
+            await bot.wait_for_line('"telegram.call_refused"')
+            telegram.send_text(USER, "/start")
+            await telegram.wait_for(
+                "sendMessage", lambda c: c.at > refused.at and c.answered == "ok", timeout=30
+            )
+            assert bot.process.returncode is None
+            code = await bot.stop()
+        finally:
+            await bot.kill()
+    assert code == 0
+    assert "telegram.token_refused" not in bot.output
+    (line,) = [json.loads(x) for x in bot.lines if '"telegram.call_refused"' in x]
+    assert line["method"] == "sendMessage"
+    assert line["get_me"].startswith("TelegramServerError")
+
+
 def start_settings(data: Path, **more: str) -> dict[str, str]:
     """What ``python -m bot`` on ``data`` needs to start (no Telegram answers on port 9)."""
     return {
@@ -196,6 +232,67 @@ def test_a_data_folder_that_cannot_be_used_names_the_setting_and_the_path(
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
+
+
+# A data folder whose disk is full (here: a file size limit, which SQLite meets as a write that
+# fails; a full disk or a read-only folder or file fails the same way, in SQLite's write): the
+# line said "cannot open the data store: … disk I/O error" and named no setting.
+_FULL_DISK = """
+import resource, runpy, sys
+sys.dont_write_bytecode = True  # a .pyc cut at the limit would be left behind, corrupt
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))  # the database needs far more
+sys.argv = ["bot", *sys.argv[1:]]
+runpy.run_module("bot", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"]])
+def test_a_data_folder_on_a_full_disk_names_the_setting_and_the_path(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    key = install_client_key(tmp_path / "keys")
+    settings = start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
+    result = run_python("-c", _FULL_DISK, *command, env=settings)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
+    assert f"{data}/veil.db" in line
+
+
+@pytest.mark.parametrize("kind", ["a file", "missing"])
+def test_a_backup_of_a_data_folder_without_a_database_names_the_setting(
+    tmp_path: Path, kind: str
+) -> None:
+    # backup FILE said "veil: no database at …/veil.db", the one command whose line named no
+    # setting for a data folder that is not there (or is a file).
+    data = tmp_path / "data"
+    if kind == "a file":
+        data.write_text("not a folder")
+    target = tmp_path / "backup.db"
+    result = run_python("-m", "bot", "backup", str(target), env=start_settings(data))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line == f"veil: setting VEIL_DATA_DIR: no database at {data}/veil.db"
+    assert not target.exists()
+
+
+# A data folder that cannot even be looked in: a folder the bot may not enter (another user's,
+# mode 0700: PermissionError on every look inside, which as root no test can make) or, as here,
+# a name longer than the file system takes. Every command looked in it before anything caught
+# OSError: each ended in a traceback (process.crashed) and exit 1.
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"], ["backup", "copy.db"]])
+def test_a_data_folder_that_cannot_be_looked_in_names_the_setting(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = tmp_path / ("x" * 300)  # over the 255 bytes a name may have: stat fails
+    key = install_client_key(tmp_path / "keys")
+    args = [*command[:1], *(str(tmp_path / name) for name in command[1:])]
+    result = run_python("-m", "bot", *args, env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key)))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used: ")
+    assert "Traceback" not in line
 
 
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
