@@ -313,11 +313,6 @@ def run_backup(settings: BotSettings, target: Path) -> int:
         copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
     made: dict[Path, str] = {}
     try:
-        if not settings.database_path.is_file():  # the setting to look at, not just a path
-            raise BackupError(
-                f"setting VEIL_DATA_DIR: no database at {settings.database_path}"
-                " (name the bot's data folder)"
-            )
         for _, copy in copies:
             if copy.exists():
                 raise BackupError(f"{copy} already exists; not overwriting a backup")
