@@ -106,7 +106,20 @@ def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
 
 def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
     """Serve until SIGINT/SIGTERM; a start that fails ends in one line for the operator."""
-    # Imported after the settings check, so a bad setting fails fast, before aiogram loads.
+    # Webhook replicas may share the database; a long-polling bot must be its only one (it
+    # releases every hold left open when it starts, and Telegram serves one poller). Claimed
+    # before aiogram loads (seconds of start-up), so a second bot is refused at once.
+    try:
+        with claim_database(settings.database_path, shared=settings.webhook_url is not None):
+            return serve_claimed(settings, client_key)
+    except StorageError as exc:  # the claim's own: another bot serves, or no lock file
+        print(storage_line(settings, exc), file=sys.stderr)  # noqa: T201 -- one clear line
+        return 2
+
+
+def serve_claimed(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
+    """``run_bot`` once the database is claimed: load aiogram, serve, say what stopped it."""
+    # Imported after the settings check and the claim, so either fails fast, before aiogram.
     from aiogram.exceptions import ClientDecodeError, TelegramAPIError  # noqa: PLC0415
 
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
@@ -114,10 +127,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
-        # Webhook replicas may share the database; a long-polling bot must be its only one (it
-        # releases every hold left open when it starts, and Telegram serves one poller).
-        with claim_database(settings.database_path, shared=serve is run_webhook):
-            asyncio.run(serve(settings, client_key))
+        asyncio.run(serve(settings, client_key))
     except (TokenInUse, TokenRefused) as exc:
         print(exc.line(), file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
@@ -147,14 +157,8 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 
     line: str | None = None
     telegram = without_credentials(str(settings.telegram_api))  # a proxy's password: not shown
-    if isinstance(exc, DataInUse):
-        line = (
-            f"veil: another bot is serving from {settings.database_path}: stop it first (a"
-            " long-polling bot must be the only one on its database; webhook replicas may"
-            " share one)"
-        )
-    elif isinstance(exc, StorageError):
-        line = storage_failure(exc)
+    if isinstance(exc, StorageError):
+        line = storage_line(settings, exc)
     elif isinstance(exc, ValueError):
         line = f"veil: {exc}"
     elif isinstance(exc, TelegramUnauthorizedError):
@@ -182,6 +186,17 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
         return None
     away = TelegramNetworkError | TelegramServerError | ClientDecodeError
     return line, 1 if isinstance(exc, away) else 2
+
+
+def storage_line(settings: BotSettings, exc: StorageError) -> str:
+    """The line for a database another bot serves from, or one that cannot be opened."""
+    if isinstance(exc, DataInUse):
+        return (
+            f"veil: another bot is serving from {settings.database_path}: stop it first (a"
+            " long-polling bot must be the only one on its database; webhook replicas may"
+            " share one)"
+        )
+    return storage_failure(exc)
 
 
 def storage_failure(exc: StorageError) -> str:

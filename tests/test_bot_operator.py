@@ -96,6 +96,27 @@ async def test_a_second_bot_on_the_same_data_is_refused_and_the_first_keeps_its_
     assert outcomes == [("settled", 1)]  # the first bot's hold, settled by it, not "recovered"
 
 
+REFUSED_BEFORE_AIOGRAM = """
+import sys
+from bot.__main__ import main
+
+code = main([])
+print(code, "aiogram" in sys.modules)
+"""
+
+
+def test_a_second_bot_is_refused_before_it_loads_aiogram(tmp_path: Path) -> None:
+    # Loading aiogram takes seconds (its Telegram types are built at import): the operator who
+    # started a second bot by mistake waited for it before being told, as for a bad setting.
+    data = tmp_path / "data"
+    install_client_key(data)
+    with claim_database(data / "veil.db"):  # the bot that serves from it
+        result = run_python("-c", REFUSED_BEFORE_AIOGRAM, env=start_settings(data))
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: another bot is serving from {data / 'veil.db'}: stop it first")
+
+
 def test_webhook_replicas_share_the_database_and_a_poller_claims_it_alone(tmp_path: Path) -> None:
     database = tmp_path / "data" / "veil.db"
     with claim_database(database, shared=True) as lock, claim_database(database, shared=True):
