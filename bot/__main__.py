@@ -111,6 +111,10 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
     # before aiogram loads (seconds of start-up), so a second bot is refused at once.
     try:
         with claim_database(settings.database_path, shared=settings.webhook_url is not None):
+            unbound = listen_check(settings)
+            if unbound is not None:
+                print(unbound, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+                return 2
             return serve_claimed(settings, client_key)
     except StorageError as exc:  # the claim's own: another bot serves, or no lock file
         print(storage_line(settings, exc), file=sys.stderr)  # noqa: T201 -- one clear line
@@ -231,12 +235,44 @@ def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
     """
     if not isinstance(exc, socket.gaierror) and "attempting to bind on address" not in str(exc):
         return None
+    return bind_failure(bot_listeners(settings), exc)
+
+
+def bot_listeners(settings: BotSettings) -> list[tuple[str, str, int]]:
+    """The bot's listeners: (setting prefix, host, port) each, as ``bind_failure`` names them."""
     listeners = [("VEIL_BOT_METRICS", settings.bot_metrics_host, settings.bot_metrics_port)]
     if settings.webhook_url is not None:
         listeners.append(("VEIL_WEBHOOK", settings.webhook_host, settings.webhook_port))
     if settings.webapp_url is not None:
         listeners.append(("VEIL_WEBAPP", settings.webapp_host, settings.webapp_port))
-    return bind_failure(listeners, exc)
+    return listeners
+
+
+def listen_check(settings: BotSettings) -> str | None:
+    """The line for a listener whose address cannot be bound; None when each can be.
+
+    Each is bound as serving binds it (``loop.create_server``, all at once) and let go, before
+    aiogram loads: a port taken or a host that names no address is told at once, not after
+    seconds of start-up. Serving binds them again, and says the same should one be taken since.
+    """
+    try:
+        asyncio.run(_bind_each(bot_listeners(settings)))
+    except OSError as exc:
+        return listen_failure(settings, exc)
+    return None
+
+
+async def _bind_each(listeners: list[tuple[str, str, int]]) -> None:
+    """Bind every listener's address together, then close them all."""
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    try:
+        for _, host, port in listeners:
+            servers.append(await loop.create_server(asyncio.Protocol, host, port))
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
 
 
 def run_backup(settings: BotSettings, target: Path) -> int:

@@ -372,6 +372,24 @@ def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
     assert "s" * 40 not in result.stderr
 
 
+def test_a_taken_port_is_told_before_the_bot_loads_aiogram(tmp_path: Path) -> None:
+    # The listeners were bound seconds into start-up, once aiogram had loaded and the data
+    # store was open: an operator's port typo took as long to be told as a whole start.
+    data = tmp_path / "data"
+    install_client_key(data)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = start_settings(data) | {"VEIL_BOT_METRICS_PORT": str(port)}
+        result = run_python("-c", REFUSED_BEFORE_AIOGRAM, env=settings)
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    assert last_line(result) == (
+        f"veil: cannot listen on VEIL_BOT_METRICS_HOST:VEIL_BOT_METRICS_PORT (127.0.0.1:{port}):"
+        " address already in use"
+    )
+
+
 @pytest.mark.parametrize("name", ["VEIL_BOT_METRICS", "VEIL_WEBHOOK", "VEIL_WEBAPP"])
 def test_a_listen_host_that_names_no_address_stops_the_bot_with_one_line(
     tmp_path: Path, name: str
