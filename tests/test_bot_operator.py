@@ -49,8 +49,12 @@ USER = 9301
 ANSWER = " ".join(f"w{i}" for i in range(60))
 
 
-async def exit_code(process: ManagedProcess, within: float = 30.0) -> int | None:
-    """The process's exit code once it ends by itself within ``within`` s; else kill it, None."""
+async def exit_code(process: ManagedProcess, within: float = 60.0) -> int | None:
+    """The process's exit code once it ends by itself within ``within`` s; else kill it, None.
+
+    ``within`` only bounds a failure (a bot that never stops by itself), as ``wait_for_line``'s
+    does: on a loaded machine a start that fails took over 30 s to say so.
+    """
     try:
         async with asyncio.timeout(within):
             code = await process.process.wait()
