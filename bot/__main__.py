@@ -133,7 +133,24 @@ def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
 
 def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
     """Serve until SIGINT/SIGTERM; a start that fails ends in one line for the operator."""
-    # Imported after the settings check, so a bad setting fails fast, before aiogram loads.
+    # Webhook replicas may share the database; a long-polling bot must be its only one (it
+    # releases every hold left open when it starts, and Telegram serves one poller). Claimed
+    # before aiogram loads (seconds of start-up), so a second bot is refused at once.
+    try:
+        with claim_database(settings.database_path, shared=settings.webhook_url is not None):
+            unbound = listen_check(settings)
+            if unbound is not None:
+                print(unbound, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+                return 2
+            return serve_claimed(settings, client_key)
+    except StorageError as exc:  # the claim's own: another bot serves, or no lock file
+        print(storage_line(settings, exc), file=sys.stderr)  # noqa: T201 -- one clear line
+        return 2
+
+
+def serve_claimed(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int:
+    """``run_bot`` once the database is claimed: load aiogram, serve, say what stopped it."""
+    # Imported after the settings check and the claim, so either fails fast, before aiogram.
     from aiogram.exceptions import ClientDecodeError, TelegramAPIError  # noqa: PLC0415
 
     from bot.app import run_polling, run_webhook  # noqa: PLC0415
@@ -141,10 +158,7 @@ def run_bot(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> int
 
     serve = run_webhook if settings.webhook_url else run_polling
     try:
-        # Webhook replicas may share the database; a long-polling bot must be its only one (it
-        # releases every hold left open when it starts, and Telegram serves one poller).
-        with claim_database(settings.database_path, shared=serve is run_webhook):
-            asyncio.run(serve(settings, client_key))
+        asyncio.run(serve(settings, client_key))
     except (TokenInUse, TokenRefused) as exc:
         print(exc.line(), file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
@@ -174,14 +188,8 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 
     line: str | None = None
     telegram = without_credentials(str(settings.telegram_api))  # a proxy's password: not shown
-    if isinstance(exc, DataInUse):
-        line = (
-            f"veil: another bot is serving from {settings.database_path}: stop it first (a"
-            " long-polling bot must be the only one on its database; webhook replicas may"
-            " share one)"
-        )
-    elif isinstance(exc, StorageError):
-        line = storage_failure(settings, exc)
+    if isinstance(exc, StorageError):
+        line = storage_line(settings, exc)
     elif isinstance(exc, ValueError):
         line = f"veil: {exc}"
     elif isinstance(exc, TelegramUnauthorizedError):
@@ -209,6 +217,17 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
         return None
     away = TelegramNetworkError | TelegramServerError | ClientDecodeError
     return line, 1 if isinstance(exc, away) else 2
+
+
+def storage_line(settings: BotSettings, exc: StorageError) -> str:
+    """The line for a database another bot serves from, or one that cannot be opened."""
+    if isinstance(exc, DataInUse):
+        return (
+            f"veil: another bot is serving from {settings.database_path}: stop it first (a"
+            " long-polling bot must be the only one on its database; webhook replicas may"
+            " share one)"
+        )
+    return storage_failure(settings, exc)
 
 
 def storage_failure(settings: BotSettings, exc: StorageError) -> str:
@@ -287,12 +306,44 @@ def listen_failure(settings: BotSettings, exc: OSError) -> str | None:
     """
     if not isinstance(exc, socket.gaierror) and "attempting to bind on address" not in str(exc):
         return None
+    return bind_failure(bot_listeners(settings), exc)
+
+
+def bot_listeners(settings: BotSettings) -> list[tuple[str, str, int]]:
+    """The bot's listeners: (setting prefix, host, port) each, as ``bind_failure`` names them."""
     listeners = [("VEIL_BOT_METRICS", settings.bot_metrics_host, settings.bot_metrics_port)]
     if settings.webhook_url is not None:
         listeners.append(("VEIL_WEBHOOK", settings.webhook_host, settings.webhook_port))
     if settings.webapp_url is not None:
         listeners.append(("VEIL_WEBAPP", settings.webapp_host, settings.webapp_port))
-    return bind_failure(listeners, exc)
+    return listeners
+
+
+def listen_check(settings: BotSettings) -> str | None:
+    """The line for a listener whose address cannot be bound; None when each can be.
+
+    Each is bound as serving binds it (``loop.create_server``, all at once) and let go, before
+    aiogram loads: a port taken or a host that names no address is told at once, not after
+    seconds of start-up. Serving binds them again, and says the same should one be taken since.
+    """
+    try:
+        asyncio.run(_bind_each(bot_listeners(settings)))
+    except OSError as exc:
+        return listen_failure(settings, exc)
+    return None
+
+
+async def _bind_each(listeners: list[tuple[str, str, int]]) -> None:
+    """Bind every listener's address together, then close them all."""
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    try:
+        for _, host, port in listeners:
+            servers.append(await loop.create_server(asyncio.Protocol, host, port))
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
 
 
 def run_backup(settings: BotSettings, target: Path) -> int:

@@ -49,8 +49,12 @@ USER = 9301
 ANSWER = " ".join(f"w{i}" for i in range(60))
 
 
-async def exit_code(process: ManagedProcess, within: float = 30.0) -> int | None:
-    """The process's exit code once it ends by itself within ``within`` s; else kill it, None."""
+async def exit_code(process: ManagedProcess, within: float = 60.0) -> int | None:
+    """The process's exit code once it ends by itself within ``within`` s; else kill it, None.
+
+    ``within`` only bounds a failure (a bot that never stops by itself), as ``wait_for_line``'s
+    does: on a loaded machine a start that fails took over 30 s to say so.
+    """
     try:
         async with asyncio.timeout(within):
             code = await process.process.wait()
@@ -94,6 +98,27 @@ async def test_a_second_bot_on_the_same_data_is_refused_and_the_first_keeps_its_
     with sqlite3.connect(data / "veil.db") as db:
         outcomes = db.execute("SELECT outcome, COUNT(*) FROM holds GROUP BY outcome").fetchall()
     assert outcomes == [("settled", 1)]  # the first bot's hold, settled by it, not "recovered"
+
+
+REFUSED_BEFORE_AIOGRAM = """
+import sys
+from bot.__main__ import main
+
+code = main([])
+print(code, "aiogram" in sys.modules)
+"""
+
+
+def test_a_second_bot_is_refused_before_it_loads_aiogram(tmp_path: Path) -> None:
+    # Loading aiogram takes seconds (its Telegram types are built at import): the operator who
+    # started a second bot by mistake waited for it before being told, as for a bad setting.
+    data = tmp_path / "data"
+    install_client_key(data)
+    with claim_database(data / "veil.db"):  # the bot that serves from it
+        result = run_python("-c", REFUSED_BEFORE_AIOGRAM, env=start_settings(data))
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: another bot is serving from {data / 'veil.db'}: stop it first")
 
 
 def test_webhook_replicas_share_the_database_and_a_poller_claims_it_alone(tmp_path: Path) -> None:
@@ -349,6 +374,24 @@ def test_a_taken_port_stops_the_bot_with_one_line_naming_the_setting(
     assert last_line(result) == f"veil: cannot listen on {named}: address already in use"
     assert "process.crashed" not in result.stderr
     assert "s" * 40 not in result.stderr
+
+
+def test_a_taken_port_is_told_before_the_bot_loads_aiogram(tmp_path: Path) -> None:
+    # The listeners were bound seconds into start-up, once aiogram had loaded and the data
+    # store was open: an operator's port typo took as long to be told as a whole start.
+    data = tmp_path / "data"
+    install_client_key(data)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = start_settings(data) | {"VEIL_BOT_METRICS_PORT": str(port)}
+        result = run_python("-c", REFUSED_BEFORE_AIOGRAM, env=settings)
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    assert last_line(result) == (
+        f"veil: cannot listen on VEIL_BOT_METRICS_HOST:VEIL_BOT_METRICS_PORT (127.0.0.1:{port}):"
+        " address already in use"
+    )
 
 
 @pytest.mark.parametrize("name", ["VEIL_BOT_METRICS", "VEIL_WEBHOOK", "VEIL_WEBAPP"])
