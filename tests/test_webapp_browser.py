@@ -287,7 +287,7 @@ async def test_thinking_the_model_wrote_into_its_text_is_folded_apart_and_never_
         assert await page.locator("details.thinking").get_attribute("open") is None
         assert (
             await page.evaluate("document.querySelector('details.thinking > div').textContent")
-            == f"\n{thinking}\n"
+            == thinking  # without the blanks around it, as the chat shows it
         )
         # The next question's context holds the answer alone, as it was shown.
         await answered(page, "And the red shed?")
@@ -297,6 +297,18 @@ async def test_thinking_the_model_wrote_into_its_text_is_folded_apart_and_never_
         await page.reload()
         await ready(page)
         assert await page.locator(".bubble.assistant").all_inner_texts() == [ANSWER, ANSWER]
+        assert await page.locator("details.thinking").count() == 0
+        await page.context.close()
+
+
+async def test_an_empty_thinking_block_is_no_thinking_to_show(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Qwen3 told not to think still opens its answer with "<think>\n\n</think>\n\n": the page
+    # folded a "Thinking" over blanks. As in the chat, blanks alone are no thinking to show.
+    async with webapp_stack(tmp_path, answer=f"<think>\n\n</think>\n\n{ANSWER}") as stack:
+        page = await answered_page(browser, stack, Keychain())
+        assert await page.inner_text("#answer") == ANSWER
         assert await page.locator("details.thinking").count() == 0
         await page.context.close()
 
@@ -324,9 +336,9 @@ async def test_an_answer_that_is_only_thinking_is_told_with_its_charge_and_the_q
         assert state.charge.completion_tokens > 0
         notice = await page.inner_text("#notice")
         assert notice == (
-            "The model could not answer this time: it only thought (folded above) and wrote no"
-            f" answer. The signed receipt's {state.charge.prompt_tokens} +"
-            f" {state.charge.completion_tokens} tokens were billed, its thinking's included."
+            "The model could not answer this time: it only thought and wrote no answer. The signed"
+            f" receipt's {state.charge.prompt_tokens} + {state.charge.completion_tokens} tokens"
+            " were billed, its thinking's included."
             " Your question is back in the input to send again."
         )
         assert await page.input_value("#question") == QUESTION

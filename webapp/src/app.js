@@ -387,7 +387,8 @@ class App {
       answering: false,
     });
     let text = "";
-    let thinking = null;
+    let thought = ""; // the thinking so far
+    let thinking = null; // where it is shown, once it shows more than blanks
     const running = this.running;
     const forgotten = () => running.forgotten === true; // Forget pressed while it was written
     try {
@@ -408,9 +409,13 @@ class App {
           text += delta;
           answer.textContent = text;
         },
+        // Shown as the chat shows it: without its opening and closing blanks, and not at all
+        // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
         reasoning: (piece) => {
+          thought += piece;
+          if (!thought.trim()) return;
           thinking ??= this.thought(answer);
-          thinking.textContent += piece;
+          thinking.textContent = thought.trim();
         },
       };
       let result;
@@ -426,7 +431,7 @@ class App {
       // The model only thought (its thinking never closed: out of room) and wrote no answer.
       // The bot bills the receipt, thinking and all, as it bills any: the page says so, keeps
       // nothing, and gives the question back to be sent again; the thinking stays shown.
-      const thoughtOnly = receipt?.status === "complete" && thinking !== null && !text.trim();
+      const thoughtOnly = receipt?.status === "complete" && thought !== "" && !text.trim();
       if (result.error) {
         this.note(this.t(result.error.kind), "error");
         $("notice").dataset.error = result.error.kind;

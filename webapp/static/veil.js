@@ -6382,7 +6382,7 @@
     MalformedMessage: "The answer could not be read, so it was discarded.",
     ReceiptInvalid: "The answer's usage receipt did not verify.",
     backend: "The model could not answer this time. Please try again.",
-    thought_only: "The model could not answer this time: it only thought (folded above) and wrote no answer. The signed receipt's {prompt} + {completion} tokens were billed, its thinking's included. Your question is back in the input to send again.",
+    thought_only: "The model could not answer this time: it only thought and wrote no answer. The signed receipt's {prompt} + {completion} tokens were billed, its thinking's included. Your question is back in the input to send again.",
     context_length: "This conversation is too long for the model. Forget the history to start afresh.",
     stalled: "The model stopped responding. Please try again.",
     network: "The connection to the bot failed. Please try again.",
@@ -6439,7 +6439,7 @@
     MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
     ReceiptInvalid: "Чек об использовании не прошёл проверку.",
     backend: "Модель не смогла ответить. Попробуйте ещё раз.",
-    thought_only: "Модель не смогла ответить: она только размышляла (свёрнуто выше) и не написала ответа. По подписанному чеку списано {prompt} + {completion} токенов, включая размышления. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
+    thought_only: "Модель не смогла ответить: она только размышляла и не написала ответа. По подписанному чеку списано {prompt} + {completion} токенов, включая размышления. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     context_length: "Разговор слишком длинный для модели. Сотрите историю, чтобы начать заново.",
     stalled: "Модель перестала отвечать. Попробуйте ещё раз.",
     network: "Связь с ботом прервалась. Попробуйте ещё раз.",
@@ -6496,7 +6496,7 @@
     MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
     ReceiptInvalid: "Пайдалану түбіртегі тексеруден өтпеді.",
     backend: "Модель бұл жолы жауап бере алмады. Қайталап көріңіз.",
-    thought_only: "Модель бұл жолы жауап бере алмады: ол тек ойланды (жоғарыда жиналған) және жауап жазбады. Қолтаңбалы түбіртек бойынша {prompt} + {completion} токен есептен шығарылды, ой-толғауы да. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
+    thought_only: "Модель бұл жолы жауап бере алмады: ол тек ойланды және жауап жазбады. Қолтаңбалы түбіртек бойынша {prompt} + {completion} токен есептен шығарылды, ой-толғауы да. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     context_length: "Бұл әңгіме модель үшін тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
     stalled: "Модель жауап беруді тоқтатты. Қайталап көріңіз.",
     network: "Ботпен байланыс үзілді. Қайталап көріңіз.",
@@ -6829,6 +6829,7 @@
         answering: false
       });
       let text = "";
+      let thought = "";
       let thinking = null;
       const running = this.running;
       const forgotten = () => running.forgotten === true;
@@ -6846,9 +6847,13 @@
             text += delta;
             answer.textContent = text;
           },
+          // Shown as the chat shows it: without its opening and closing blanks, and not at all
+          // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
           reasoning: (piece) => {
+            thought += piece;
+            if (!thought.trim()) return;
             thinking ?? (thinking = this.thought(answer));
-            thinking.textContent += piece;
+            thinking.textContent = thought.trim();
           }
         };
         let result;
@@ -6859,7 +6864,7 @@
           result = await this.send(request2, on);
         }
         const receipt = result.receipt?.receipt;
-        const thoughtOnly = receipt?.status === "complete" && thinking !== null && !text.trim();
+        const thoughtOnly = receipt?.status === "complete" && thought !== "" && !text.trim();
         if (result.error) {
           this.note(this.t(result.error.kind), "error");
           $("notice").dataset.error = result.error.kind;
