@@ -428,9 +428,10 @@ class App {
         result = await this.send(request, on);
       }
       const receipt = result.receipt?.receipt;
-      // The model only thought (its thinking never closed: out of room) and wrote no answer.
-      // The bot bills the receipt, thinking and all, as it bills any: the page says so, keeps
-      // nothing, and gives the question back to be sent again; the thinking stays shown.
+      // The model only thought (a <think> never closed, or a parser's REASONING alone: it ran
+      // out of room) and wrote no answer. The bot bills the receipt, thinking and all, as it
+      // bills any: the page says so, keeps nothing, and gives the question back to be sent
+      // again; the thinking stays shown, the answer's bubble (blanks at most) goes.
       const thoughtOnly = receipt?.status === "complete" && thought !== "" && !text.trim();
       if (result.error) {
         this.note(this.t(result.error.kind), "error");
@@ -445,6 +446,7 @@ class App {
         const counts = { prompt: receipt.promptTokens, completion: receipt.completionTokens };
         this.note(this.t("thought_only", counts), "error");
         $("notice").dataset.status = "thought_only";
+        answer.textContent = "";
         if (!$("question").value) $("question").value = question;
       } else if (receipt) {
         const counts = {

@@ -6876,6 +6876,7 @@
           const counts = { prompt: receipt.promptTokens, completion: receipt.completionTokens };
           this.note(this.t("thought_only", counts), "error");
           $("notice").dataset.status = "thought_only";
+          answer.textContent = "";
           if (!$("question").value) $("question").value = question;
         } else if (receipt) {
           const counts = {
