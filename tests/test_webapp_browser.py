@@ -354,6 +354,23 @@ async def test_an_answer_that_is_only_thinking_is_told_with_its_charge_and_the_q
         await page.context.close()
 
 
+async def test_a_parsers_thinking_followed_by_blanks_alone_is_told_as_only_thinking(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A reasoning parser's thinking, then an answer of blanks: no answer, told as one that is
+    # only thinking, with no bubble of blanks left under the fold and nothing kept.
+    async with webapp_stack(tmp_path, answer="\n\n") as stack:
+        stack.vllm.reasoning = "The shed, the key, and"
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=thought_only]", timeout=15000)
+        assert await page.locator(".bubble.assistant").count() == 1  # the fold alone
+        assert await page.locator("details.thinking").count() == 1
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+
+
 async def test_the_page_sends_only_the_history_that_fits_the_window_the_bundle_states(
     browser: Browser, tmp_path: Path
 ) -> None:
