@@ -1,10 +1,23 @@
-"""``ThinkTags``: thinking written into an answer's text, split from it as deltas arrive."""
+"""``ThinkTags``: thinking written into an answer's text, split from it as deltas arrive.
+
+The cases are in ``tests/think_tags_cases.json``, which the page's splitter is tested on too.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.think_tags import OPEN, Piece, ThinkTags
+
+# The cases, each its deltas and the text and thinking they make: one table for the bot's
+# splitter and the page's (tests/test_webapp_think_tags.py), so the two read answers alike.
+CASES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "think_tags_cases.json").read_text(encoding="utf-8")
+)
 
 
 def split(*deltas: str) -> tuple[str, str]:
@@ -19,44 +32,11 @@ def split(*deltas: str) -> tuple[str, str]:
     return text, thought
 
 
-def test_a_thinking_block_opening_the_answer_is_thinking() -> None:
-    assert split("<think>Greet them.</think>\n\nHello!") == ("Hello!", "Greet them.")
-
-
-@pytest.mark.parametrize(
-    "deltas",
-    [
-        ("\n<", "thi", "nk>Greet", " them.</", "thi", "nk>", "\n", "\nHello!"),
-        ("<think", ">Greet them.<", "/think>Hello!"),
-        tuple("<think>Greet them.</think>Hello!"),  # a character a delta
-    ],
-)
-def test_tags_split_across_deltas_are_tags(deltas: tuple[str, ...]) -> None:
-    assert split(*deltas) == ("Hello!", "Greet them.")
-
-
-def test_a_thinking_block_never_closed_is_all_thinking() -> None:
-    assert split("<think>Let me see", " … still thinking", "</thi") == (
-        "",
-        "Let me see … still thinking</thi",
-    )
-
-
-def test_a_tag_in_the_middle_of_an_answer_is_text() -> None:
-    answer = ("Models wrap their reasoning in ", "<think>", " and ", "</think>", " tags.")
-    assert split(*answer) == ("".join(answer), "")
-    assert split("Use ", "<think>", " like this.") == ("Use <think> like this.", "")
-
-
-def test_text_that_only_looks_like_a_tag_at_first_is_text() -> None:
-    assert split("<thi", "s is fine>") == ("<this is fine>", "")
-    assert split("<", "b>bold</b>") == ("<b>bold</b>", "")
-    assert split("<thi") == ("<thi", "")  # the whole answer
-    assert split("  ", "Hi") == ("  Hi", "")
-
-
-def test_a_less_than_inside_the_thinking_stays_thinking() -> None:
-    assert split("<think>a < b and c </b", "old></think>ok") == ("ok", "a < b and c </bold>")
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_each_case_of_the_shared_table(case: dict[str, Any]) -> None:
+    # The Mini App's splitter (webapp/src/think.js) is held to the same table:
+    # tests/test_webapp_think_tags.py.
+    assert split(*case["deltas"]) == (case["text"], case["thought"])
 
 
 @pytest.mark.parametrize("after", ["<think>Greet them.</think>Hello!", "Hello!", ""])

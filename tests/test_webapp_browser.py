@@ -272,6 +272,105 @@ async def test_a_reasoning_models_thinking_is_shown_folded_apart_and_never_kept(
         await page.context.close()
 
 
+async def test_thinking_the_model_wrote_into_its_text_is_folded_apart_and_never_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A model served without a reasoning parser writes <think>…</think> into the answer's
+    # text: the page showed the tags and the monologue as the answer, kept them in the device
+    # history and sent them back to the model. It reads them as the chat does now.
+    thinking = "They ask about the shed key; the flowerpot is the answer."
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=f"<think>\n{thinking}\n</think>\n\n{ANSWER}") as stack:
+        page = await answered_page(browser, stack, keychain)
+        assert await page.inner_text("#answer") == ANSWER
+        assert await page.locator("details.thinking").count() == 1
+        assert await page.locator("details.thinking").get_attribute("open") is None
+        assert (
+            await page.evaluate("document.querySelector('details.thinking > div').textContent")
+            == thinking  # without the blanks around it, as the chat shows it
+        )
+        # The next question's context holds the answer alone, as it was shown.
+        await answered(page, "And the red shed?")
+        sent = [m["content"] for m in stack.vllm.requests[1]["messages"]]
+        assert sent == [QUESTION, ANSWER, "And the red shed?"]
+        # The device history keeps the answers only: after a reload no thinking, no tags.
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.assistant").all_inner_texts() == [ANSWER, ANSWER]
+        assert await page.locator("details.thinking").count() == 0
+        await page.context.close()
+
+
+async def test_an_empty_thinking_block_is_no_thinking_to_show(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Qwen3 told not to think still opens its answer with "<think>\n\n</think>\n\n": the page
+    # folded a "Thinking" over blanks. As in the chat, blanks alone are no thinking to show.
+    async with webapp_stack(tmp_path, answer=f"<think>\n\n</think>\n\n{ANSWER}") as stack:
+        page = await answered_page(browser, stack, Keychain())
+        assert await page.inner_text("#answer") == ANSWER
+        assert await page.locator("details.thinking").count() == 0
+        await page.context.close()
+
+
+async def test_an_answer_that_is_only_thinking_is_told_with_its_charge_and_the_question_given_back(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model ran out of room while thinking (its <think> never closed): no answer. The page
+    # showed the tags and the thinking as the answer, under a plain receipt line, and kept them.
+    # It says now, as the chat does, that the model could not answer, and what the receipt
+    # billed (the bot settles the page's receipt, thinking and all); nothing is kept.
+    thinking = "Let me think about the shed, the key, the flowerpots and"
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=f"<think>{thinking}") as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=thought_only]", timeout=15000)
+        ((request_id,),) = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(request_id))
+        assert state.charge is not None
+        assert state.charge.outcome == "settled"
+        assert state.charge.completion_tokens > 0
+        notice = await page.inner_text("#notice")
+        assert notice == (
+            "The model could not answer this time: it only thought and wrote no answer. The signed"
+            f" receipt's {state.charge.prompt_tokens} + {state.charge.completion_tokens} tokens"
+            " were billed, its thinking's included."
+            " Your question is back in the input to send again."
+        )
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator("#answer").count() == 0
+        assert (
+            await page.evaluate("document.querySelector('details.thinking > div').textContent")
+            == thinking
+        )
+        assert keychain.values  # the history was open, and kept nothing
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").count() == 0
+        await page.context.close()
+
+
+async def test_a_parsers_thinking_followed_by_blanks_alone_is_told_as_only_thinking(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A reasoning parser's thinking, then an answer of blanks: no answer, told as one that is
+    # only thinking, with no bubble of blanks left under the fold and nothing kept.
+    async with webapp_stack(tmp_path, answer="\n\n") as stack:
+        stack.vllm.reasoning = "The shed, the key, and"
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=thought_only]", timeout=15000)
+        assert await page.locator(".bubble.assistant").count() == 1  # the fold alone
+        assert await page.locator("details.thinking").count() == 1
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+
+
 async def test_the_page_sends_only_the_history_that_fits_the_window_the_bundle_states(
     browser: Browser, tmp_path: Path
 ) -> None:

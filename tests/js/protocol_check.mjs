@@ -11,6 +11,8 @@
 //   {"bundle": PATH, "job": "parse", "finals": [{...}], "b64": [TEXT], "refusals": [TEXT]}:
 //    "ok" or the error's kind for each final record's payload and each base64url text, and
 //    the {window, prompt} each model server's "too long" refusal states (or null)
+//   {"bundle": PATH, "job": "think", "answers": [[DELTA, ...], ...]}: each answer's
+//    {text, thought} as the page's splitter reads it (webapp/src/think.js), record by record
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -201,5 +203,14 @@ async function parse() {
   };
 }
 
-const jobs = { vectors, seal, open, history, texts, fit, parse };
+function think() {
+  return job.answers.map((deltas) => {
+    const tags = new P.ThinkTags();
+    const pieces = deltas.flatMap((delta) => tags.feed(delta)).concat(tags.end());
+    const joined = (kind) => pieces.filter(([k]) => k === kind).map(([, piece]) => piece).join("");
+    return { text: joined("text"), thought: joined("thought") };
+  });
+}
+
+const jobs = { vectors, seal, open, history, texts, fit, parse, think };
 process.stdout.write(JSON.stringify(await jobs[job.job]()));

@@ -6,7 +6,9 @@
 // the model's window as the bundle states it, at most the bot's limit: context.js), seal, send
 // the sealed bytes with what the bot needs to bill (api/relay), open the chunks as they stream
 // in, check the signed receipt, keep the exchange in the device history. A reasoning model's
-// thinking is shown apart, folded above the answer, and never kept. Stop sends the cancel
+// thinking is shown apart, folded above the answer, and never kept: its REASONING records, or
+// a <think>…</think> opening the answer's text (a model served without a reasoning parser,
+// think.js). Stop sends the cancel
 // proof, which only this page can make, for the bot to forward. Every text is set with
 // textContent: no answer is ever parsed as HTML.
 
@@ -35,6 +37,7 @@ import {
 import { History } from "./history.js";
 import { DEFAULT_MIN_ANSWER, contextRefusal, fitContext, modelWindow } from "./context.js";
 import { textsFor } from "./texts.js";
+import { ThinkTags } from "./think.js";
 
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 const DISCARD = new Set([
@@ -384,7 +387,8 @@ class App {
       answering: false,
     });
     let text = "";
-    let thinking = null;
+    let thought = ""; // the thinking so far
+    let thinking = null; // where it is shown, once it shows more than blanks
     const running = this.running;
     const forgotten = () => running.forgotten === true; // Forget pressed while it was written
     try {
@@ -405,9 +409,13 @@ class App {
           text += delta;
           answer.textContent = text;
         },
+        // Shown as the chat shows it: without its opening and closing blanks, and not at all
+        // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
         reasoning: (piece) => {
+          thought += piece;
+          if (!thought.trim()) return;
           thinking ??= this.thought(answer);
-          thinking.textContent += piece;
+          thinking.textContent = thought.trim();
         },
       };
       let result;
@@ -420,6 +428,11 @@ class App {
         result = await this.send(request, on);
       }
       const receipt = result.receipt?.receipt;
+      // The model only thought (a <think> never closed, or a parser's REASONING alone: it ran
+      // out of room) and wrote no answer. The bot bills the receipt, thinking and all, as it
+      // bills any: the page says so, keeps nothing, and gives the question back to be sent
+      // again; the thinking stays shown, the answer's bubble (blanks at most) goes.
+      const thoughtOnly = receipt?.status === "complete" && thought !== "" && !text.trim();
       if (result.error) {
         this.note(this.t(result.error.kind), "error");
         $("notice").dataset.error = result.error.kind;
@@ -429,6 +442,12 @@ class App {
         this.takeBack(asked, answer, question);
         this.note(this.t("backend"), "error");
         $("notice").dataset.status = "empty";
+      } else if (thoughtOnly) {
+        const counts = { prompt: receipt.promptTokens, completion: receipt.completionTokens };
+        this.note(this.t("thought_only", counts), "error");
+        $("notice").dataset.status = "thought_only";
+        answer.textContent = "";
+        if (!$("question").value) $("question").value = question;
       } else if (receipt) {
         const counts = {
           prompt: receipt.promptTokens,
@@ -439,7 +458,8 @@ class App {
         this.note(stopped + this.t("receipt", counts), "done");
         $("notice").dataset.status = receipt.status;
       }
-      if (!result.error && text && !forgotten() && !(await this.history.add(question, text))) {
+      const kept = !result.error && text && !thoughtOnly && !forgotten();
+      if (kept && !(await this.history.add(question, text))) {
         $("notice").textContent += ` ${this.t("history_full")}`;
       }
     } catch (error) {
@@ -583,7 +603,12 @@ class App {
     }
   }
 
-  /** Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. */
+  /**
+   * Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. A
+   * ``<think>`` opening the answer's text is thinking (``ThinkTags``), given to
+   * ``on.reasoning`` as a REASONING record's would be; what it held back at the end (a tag's
+   * possible start, or thinking never closed) is given out once the stream ends or breaks.
+   */
   async relay(gateway, bundle, chat, on) {
     const { requestId, responseKey } = newRequestSecrets();
     const body = await sealRequest(bundle, chat, {
@@ -610,20 +635,27 @@ class App {
     this.note(this.t("writing"), "progress");
     const opener = new ChunkOpener(responseKey);
     const reader = response.body.getReader();
+    const tags = new ThinkTags();
+    const show = (pieces) => {
+      for (const [kind, piece] of pieces) on[kind === "text" ? "delta" : "reasoning"](piece);
+    };
     let final = null;
     for (;;) {
       let chunk;
       try {
         chunk = await reader.read();
       } catch {
+        show(tags.end()); // what came is genuine: shown as the rest of it
         throw new SealedError("StreamTruncated", "the connection broke");
       }
       if (chunk.done) break;
       for (const record of await opener.feed(chunk.value)) {
         if (record.type === "final") final = record;
+        else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
         else if (record.text) on[record.type](record.text);
       }
     }
+    show(tags.end());
     opener.close();
     if (final.receipt === null) throw new SealedError("ReceiptInvalid", "no receipt");
     verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);

@@ -7,6 +7,7 @@
 import * as protocol from "./protocol.js";
 import * as history from "./history.js";
 import * as context from "./context.js";
+import { ThinkTags } from "./think.js";
 import { startApp } from "./app.js";
 import { CATALOGS } from "./texts.js";
 
@@ -17,6 +18,7 @@ globalThis.VeilProtocol = {
   fitContext: context.fitContext,
   modelWindow: context.modelWindow,
   contextRefusal: context.contextRefusal,
+  ThinkTags,
   catalogs: CATALOGS,
 };
 

@@ -6119,6 +6119,86 @@
     return { window: stated(window2), prompt: stated(prompt) };
   }
 
+  // src/think.js
+  var OPEN = "<think>";
+  var CLOSE = "</think>";
+  var BLANKS = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+  var LEADING = new RegExp(`^${BLANKS}+`);
+  var ONLY_BLANKS = new RegExp(`^${BLANKS}*$`);
+  var ThinkTags = class {
+    constructor() {
+      this.state = "start";
+      this.held = "";
+      this.blanks = [];
+    }
+    /** The pieces of text and thinking ``delta`` completes: [kind, text], empty ones left out. */
+    feed(delta) {
+      if (this.state === "text") return delta ? [["text", delta]] : [];
+      if (this.state === "start") return this.opening(delta);
+      const held = this.held + delta;
+      this.held = "";
+      return this.afterOpening(held);
+    }
+    /** Before the answer's first non-blank: is it a <think>? */
+    opening(delta) {
+      if (!this.held && ONLY_BLANKS.test(delta)) {
+        this.blanks.push(delta);
+        return [];
+      }
+      const held = this.held + delta;
+      this.held = "";
+      const opening = held.replace(LEADING, "");
+      if (OPEN.startsWith(opening) && opening !== OPEN) {
+        this.held = held;
+        return [];
+      }
+      const blanks = this.blanks.join("");
+      this.blanks = [];
+      if (!opening.startsWith(OPEN)) {
+        this.state = "text";
+        return [["text", blanks + held]];
+      }
+      this.state = "thinking";
+      return this.afterOpening(opening.slice(OPEN.length));
+    }
+    /** Inside the thinking, or after it before the text: what ``held`` completes. */
+    afterOpening(held) {
+      const pieces = [];
+      if (this.state === "thinking") {
+        const end = held.indexOf(CLOSE);
+        if (end < 0) {
+          const keep = partialClose(held);
+          this.held = held.slice(held.length - keep);
+          const thought = held.slice(0, held.length - keep);
+          return thought ? [["thought", thought]] : [];
+        }
+        if (end) pieces.push(["thought", held.slice(0, end)]);
+        this.state = "after";
+        held = held.slice(end + CLOSE.length);
+      }
+      held = held.replace(LEADING, "");
+      if (held) {
+        this.state = "text";
+        pieces.push(["text", held]);
+      }
+      return pieces;
+    }
+    /** What was held at the end of the answer: text it was, or thinking never closed. */
+    end() {
+      const held = this.blanks.join("") + this.held;
+      this.blanks = [];
+      this.held = "";
+      if (!held) return [];
+      return [[this.state === "thinking" ? "thought" : "text", held]];
+    }
+  };
+  function partialClose(text) {
+    for (let length = Math.min(text.length, CLOSE.length - 1); length > 0; length--) {
+      if (CLOSE.startsWith(text.slice(-length))) return length;
+    }
+    return 0;
+  }
+
   // src/telegram.js
   var listeners = /* @__PURE__ */ new Map();
   var requestCounter = 0;
@@ -6302,6 +6382,7 @@
     MalformedMessage: "The answer could not be read, so it was discarded.",
     ReceiptInvalid: "The answer's usage receipt did not verify.",
     backend: "The model could not answer this time. Please try again.",
+    thought_only: "The model could not answer this time: it only thought and wrote no answer. The signed receipt's {prompt} + {completion} tokens were billed, its thinking's included. Your question is back in the input to send again.",
     context_length: "This conversation is too long for the model. Forget the history to start afresh.",
     stalled: "The model stopped responding. Please try again.",
     network: "The connection to the bot failed. Please try again.",
@@ -6358,6 +6439,7 @@
     MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
     ReceiptInvalid: "Чек об использовании не прошёл проверку.",
     backend: "Модель не смогла ответить. Попробуйте ещё раз.",
+    thought_only: "Модель не смогла ответить: она только размышляла и не написала ответа. По подписанному чеку списано {prompt} + {completion} токенов, включая размышления. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     context_length: "Разговор слишком длинный для модели. Сотрите историю, чтобы начать заново.",
     stalled: "Модель перестала отвечать. Попробуйте ещё раз.",
     network: "Связь с ботом прервалась. Попробуйте ещё раз.",
@@ -6414,6 +6496,7 @@
     MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
     ReceiptInvalid: "Пайдалану түбіртегі тексеруден өтпеді.",
     backend: "Модель бұл жолы жауап бере алмады. Қайталап көріңіз.",
+    thought_only: "Модель бұл жолы жауап бере алмады: ол тек ойланды және жауап жазбады. Қолтаңбалы түбіртек бойынша {prompt} + {completion} токен есептен шығарылды, ой-толғауы да. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     context_length: "Бұл әңгіме модель үшін тым ұзын. Жаңадан бастау үшін тарихты өшіріңіз.",
     stalled: "Модель жауап беруді тоқтатты. Қайталап көріңіз.",
     network: "Ботпен байланыс үзілді. Қайталап көріңіз.",
@@ -6746,6 +6829,7 @@
         answering: false
       });
       let text = "";
+      let thought = "";
       let thinking = null;
       const running = this.running;
       const forgotten = () => running.forgotten === true;
@@ -6763,9 +6847,13 @@
             text += delta;
             answer.textContent = text;
           },
+          // Shown as the chat shows it: without its opening and closing blanks, and not at all
+          // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
           reasoning: (piece) => {
+            thought += piece;
+            if (!thought.trim()) return;
             thinking ?? (thinking = this.thought(answer));
-            thinking.textContent += piece;
+            thinking.textContent = thought.trim();
           }
         };
         let result;
@@ -6776,6 +6864,7 @@
           result = await this.send(request2, on);
         }
         const receipt = result.receipt?.receipt;
+        const thoughtOnly = receipt?.status === "complete" && thought !== "" && !text.trim();
         if (result.error) {
           this.note(this.t(result.error.kind), "error");
           $("notice").dataset.error = result.error.kind;
@@ -6783,6 +6872,12 @@
           this.takeBack(asked, answer, question);
           this.note(this.t("backend"), "error");
           $("notice").dataset.status = "empty";
+        } else if (thoughtOnly) {
+          const counts = { prompt: receipt.promptTokens, completion: receipt.completionTokens };
+          this.note(this.t("thought_only", counts), "error");
+          $("notice").dataset.status = "thought_only";
+          answer.textContent = "";
+          if (!$("question").value) $("question").value = question;
         } else if (receipt) {
           const counts = {
             prompt: receipt.promptTokens,
@@ -6793,7 +6888,8 @@
           this.note(stopped + this.t("receipt", counts), "done");
           $("notice").dataset.status = receipt.status;
         }
-        if (!result.error && text && !forgotten() && !await this.history.add(question, text)) {
+        const kept = !result.error && text && !thoughtOnly && !forgotten();
+        if (kept && !await this.history.add(question, text)) {
           $("notice").textContent += ` ${this.t("history_full")}`;
         }
       } catch (error) {
@@ -6916,7 +7012,12 @@
         return false;
       }
     }
-    /** Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. */
+    /**
+     * Relay the sealed chat; ``on.delta`` and ``on.reasoning`` get the texts as they open. A
+     * ``<think>`` opening the answer's text is thinking (``ThinkTags``), given to
+     * ``on.reasoning`` as a REASONING record's would be; what it held back at the end (a tag's
+     * possible start, or thinking never closed) is given out once the stream ends or breaks.
+     */
     async relay(gateway, bundle, chat, on) {
       const { requestId, responseKey } = newRequestSecrets();
       const body = await sealRequest(bundle, chat, {
@@ -6942,20 +7043,27 @@
       this.note(this.t("writing"), "progress");
       const opener = new ChunkOpener(responseKey);
       const reader = response.body.getReader();
+      const tags = new ThinkTags();
+      const show = (pieces) => {
+        for (const [kind, piece] of pieces) on[kind === "text" ? "delta" : "reasoning"](piece);
+      };
       let final = null;
       for (; ; ) {
         let chunk;
         try {
           chunk = await reader.read();
         } catch {
+          show(tags.end());
           throw new SealedError("StreamTruncated", "the connection broke");
         }
         if (chunk.done) break;
         for (const record of await opener.feed(chunk.value)) {
           if (record.type === "final") final = record;
+          else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
           else if (record.text) on[record.type](record.text);
         }
       }
+      show(tags.end());
       opener.close();
       if (final.receipt === null) throw new SealedError("ReceiptInvalid", "no receipt");
       verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);
@@ -7019,6 +7127,7 @@
     fitContext,
     modelWindow,
     contextRefusal,
+    ThinkTags,
     catalogs: CATALOGS
   };
   if (typeof document !== "undefined" && document.getElementById("veil-config")) {
