@@ -139,3 +139,28 @@ async def test_an_answer_in_another_topic_leaves_a_continue_button_working(
     assert turns[2] == CONTINUE_PROMPT  # went on, in the first topic's conversation
     assert asked(stack)[-1] == CONTINUE_PROMPT
     assert [thread_of(m) for m in said[8:]] == [first, first]  # the continuation and its note
+
+
+async def test_a_continue_refused_for_want_of_credit_works_once_topped_up(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8, free_tokens_per_day=0
+    ) as stack:
+        store = stack.veil.store
+        assert await grant(store, USER, STAR, "grant", "test:welcome")
+        stack.telegram.send_text(USER, "Write an essay")
+        note = (await stack.final_messages(USER, 2))[1]
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        await stack.stored_turns(USER, 2)
+        left = (await stack.veil.credit.balance(USER)).units
+        assert await grant(store, USER, -left, "grant", "test:spent")  # nothing left
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        refused = (await stack.final_messages(USER, 3))[2]
+        await stack.answered_presses(1)
+        kept = stack.telegram.calls_of("editMessageReplyMarkup") == []
+        assert await grant(store, USER, STAR, "grant", "test:topped-up")
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        turns = await stack.stored_turns(USER, 4)
+    assert refused["text"].startswith("Not enough credit for an answer")
+    assert kept  # the Continue button stayed under the note
+    assert turns[2] == CONTINUE_PROMPT
+    assert asked(stack) == ["Write an essay", CONTINUE_PROMPT]
