@@ -2,8 +2,10 @@
 
 A class packs to ``prefix:field:…`` and parses back; routers filter with ``Kind.filter()`` and
 receive the parsed object as ``callback_data``. The packed forms are those the bot has always
-sent (``retry``, ``buy:<pack>``, ``model:<digest>``), so buttons already in users' chats keep
-working. Telegram caps callback data at 64 bytes: fields are short ids, never names or text.
+sent (``buy:<pack>``, ``model:<digest>``), so buttons already in users' chats keep working; a
+Retry button names its question now (``retry:<key>``), and one from before (``retry``,
+``RetryBefore``) says it expired, as it did after any restart (Retry is kept in memory only).
+Telegram caps callback data at 64 bytes: fields are short ids, never names or text.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from aiogram.filters.callback_data import CallbackData
 
 
 class Retry(CallbackData, prefix="retry"):
-    """Ask the failed question again."""
+    """Ask the failed question kept under ``question`` (16 hex: ``ChatService``'s key) again."""
+
+    question: str
+
+
+class RetryBefore(CallbackData, prefix="retry"):
+    """A Retry button from before buttons named their question: nothing it could ask is kept."""
 
 
 class Continue(CallbackData, prefix="continue"):

@@ -35,8 +35,9 @@ from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadR
 from aiogram.types import Message
 
 from handlers import documents
-from handlers.callbacks import Continue, Retry
+from handlers.callbacks import Continue, Retry, RetryBefore
 from handlers.commands import TextCommand, forwarded, in_caption
+from handlers.failures import noted
 from handlers.replies import (
     TELEGRAM_LATER,
     continue_keyboard,
@@ -46,7 +47,7 @@ from handlers.replies import (
     topic_of,
     went_out,
 )
-from services.chat import CONTINUE_PROMPT, CUT, Failed, Question, ReasoningSink, quoted
+from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink, quoted
 from services.documents import TextFile
 from services.errors import AnswerInProgress, InferenceError
 
@@ -202,20 +203,23 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     replied: str | None = None,
     continues: bool = False,
     document: TextFile | None = None,
-) -> None:
+    retried: str | None = None,
+) -> bool:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
     In topic ``thread_id`` when given, from that topic's conversation; ``replied`` is the text
     of the message it replies to (``Question.replied``); ``continues``: it asks the model to go
     on with its cut answer (``Question.continues``); ``document``: the text file ``prompt``
-    asks about (``Question.document``). The answer runs detached
+    asks about (``Question.document``); ``retried``: the key of the failed question a Retry
+    button asks again (``Question.retried``). The answer runs detached
     from the update (``ChatService.start``): this returns once it has started (its credit
     held, the model asked) or been refused and the refusal told, so the update's objects are
     not kept while it streams, and the user's next update (which waits for this one,
     ``bot.order``) is not answered before the refusal. One that waits for the user's previous
     answer to finish (``Answering``) is not waited for. ``AnswerInProgress`` (the user has an
     answer in progress) is raised here, to the errors router. What follows the answer, and
-    its failure, is ``_Followup``'s.
+    its failure, is ``_Followup``'s. False when it was refused before the model was asked (no
+    credit, say: a Retry or Continue button then stays), True otherwise (also when not waited).
     """
     sink = drafts(user.id, thread_id=thread_id)
     starting = _Starting(sink)
@@ -229,6 +233,7 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
         replied=replied,
         continues=continues,
         document=document,
+        retried=retried,
     )
     followup = _Followup(
         bot, chat, texts, failures, sink, user.id, thread_id, starting.settled, answering
@@ -237,10 +242,11 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     chat.start(question, starting, followup)
     answering.began(user.id)
     if behind:
-        return
+        return True
     with contextlib.suppress(TimeoutError):  # a stuck start holds its update only so long
         async with asyncio.timeout(START_PATIENCE):
             await starting.settled.wait()
+    return starting.begun or not starting.settled.is_set()
 
 
 class Answering:
@@ -281,9 +287,11 @@ class _Starting:
 
     sink: DraftTarget
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    begun: bool = False  # the model was asked (else, once ``settled``: refused, and told)
 
     async def begin(self) -> None:
         """The model was asked: the update that asked is done."""
+        self.begun = True
         self.settled.set()
         await self.sink.begin()
 
@@ -344,7 +352,7 @@ class _Followup:
         if answer.stopped and not answer.text:
             await sink.say(texts("cancelled"))
         elif not answer.text:  # the model gave no answer (not charged): Retry may get one
-            await sink.note(texts("error_backend"), retry_keyboard(texts))
+            await noted(sink, texts("error_backend"), retry_keyboard(texts, answer.retry))
         elif answer.finish_reason == CUT and answer.text and not answer.stopped:
             await sink.note(texts("answer_cut"), continue_keyboard(texts, answer.request_id))
         if answer.file_read is not None and answer.text:
@@ -440,7 +448,8 @@ class Presses:
     second is handled once the first's answer has started; by then that answer may have
     failed again and left a newer question for Retry, which the old button's second press
     took: two answers to one press. A button's message is remembered at its first press (and
-    let go again when that press asked nothing: ``AnswerInProgress``), the newest ``size``.
+    let go again when that press asked nothing: ``AnswerInProgress``, or its answer refused
+    before the model was asked), the newest ``size``.
     """
 
     def __init__(self, size: int = EDITS_REMEMBERED) -> None:
@@ -478,6 +487,7 @@ class _Asking:
     prompt: str
     document: TextFile | None = None
     continues: bool = False
+    retried: str | None = None  # the Retry key it asks again (``Question.retried``)
 
 
 async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, and what it asks
@@ -498,7 +508,8 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
 
     ``take`` gives what the press asks (in the topic its button is in), once, or None (said
     ``expired``); ``keep`` gives it back when the user has an answer in progress
-    (``AnswerInProgress``, raised on to the errors router), and the button then works again.
+    (``AnswerInProgress``, raised on to the errors router) or the answer was refused before
+    the model was asked (no credit: told with the packs), and the button then works again.
     The button is dropped once its answer has started. The press is answered at once: the new
     answer may wait (for a gateway's keys, a hold).
     """
@@ -513,7 +524,7 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
         await bot.send_message(user.id, texts(expired), message_thread_id=thread_id)
         return
     try:
-        await answer_prompt(
+        started = await answer_prompt(
             bot,
             chat,
             drafts,
@@ -525,16 +536,22 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
             thread_id=thread_id,
             continues=asking.continues,
             document=asking.document,
+            retried=asking.retried,
         )
     except AnswerInProgress:
         keep(thread_id, asking)
         presses.again(query)
         raise
+    if not started:  # refused and told (no credit): the button asks it once that is mended
+        keep(thread_id, asking)
+        presses.again(query)
+        return
     await drop_button(bot, query)
 
 
 async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     query: CallbackQuery,
+    callback_data: Retry | RetryBefore,
     bot: Bot,
     texts: Texts,
     chat: ChatService,
@@ -543,24 +560,27 @@ async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     answering: Answering,
     presses: Presses,
 ) -> None:
-    """Resend the prompt whose answer failed (in the topic its button is in).
+    """Resend the failed question the button names (in the topic its button is in).
 
-    A text file's is its whole question, fitted anew (its start read if need be); a
-    continuation's goes on with the cut answer, fitted as Continue fits it. Kept while
-    the user has an answer in progress: the button works once that answer is done.
+    Each button asks its own failure's question, not the newest; one from before buttons
+    named it (``RetryBefore``) asks nothing. A text file's is its whole question, fitted anew
+    (its start read if need be); a continuation's goes on with the cut answer, fitted as
+    Continue fits it. Kept until an answer to it begins (``ChatService.retry_question``): the
+    button works again after a press refused as busy or for want of credit.
     """
     user_id = query.from_user.id
-    failed: dict[int | None, Failed] = {}
+    key = callback_data.question if isinstance(callback_data, Retry) else None
 
     def take(thread_id: int | None) -> _Asking | None:
-        taken = chat.take_retry(user_id, thread_id)
+        taken = None if key is None else chat.retry_question(user_id, key, thread_id)
         if taken is None:
             return None
-        failed[thread_id] = taken
-        return _Asking(taken.prompt, document=taken.document, continues=taken.continues)
+        return _Asking(
+            taken.prompt, document=taken.document, continues=taken.continues, retried=key
+        )
 
-    def keep(thread_id: int | None, _asking: _Asking) -> None:
-        chat.keep_retry(user_id, thread_id, failed[thread_id])
+    def keep(_thread_id: int | None, _asking: _Asking) -> None:
+        """Nothing to give back: the question stays kept until an answer to it begins."""
 
     await _on_press(
         query,
@@ -588,19 +608,21 @@ async def on_continue(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     answering: Answering,
     presses: Presses,
 ) -> None:
-    """Ask the model to go on with a cut answer, if it is still the user's latest.
+    """Ask the model to go on with a cut answer, if it is still its conversation's latest.
 
-    Kept while the user has an answer in progress: it works once that answer is done, unless
-    that answer was in the same conversation (any newer answer there makes it stale).
+    Its conversation is the topic the button is in (or the chat's own). Kept while the user
+    has an answer in progress, or after a press refused for want of credit: it works once
+    that is done, unless an answer in the same conversation came meanwhile (any newer answer
+    there makes it stale; one in another topic does not).
     """
     user_id, request = query.from_user.id, callback_data.request
 
-    def take(_thread_id: int | None) -> _Asking | None:
-        taken = chat.take_continuation(user_id, request)
+    def take(thread_id: int | None) -> _Asking | None:
+        taken = chat.take_continuation(user_id, request, thread_id)
         return _Asking(CONTINUE_PROMPT, continues=True) if taken else None
 
-    def keep(_thread_id: int | None, _asking: _Asking) -> None:
-        chat.keep_continuation(user_id, request)
+    def keep(thread_id: int | None, _asking: _Asking) -> None:
+        chat.keep_continuation(user_id, request, thread_id)
 
     await _on_press(
         query,
@@ -812,6 +834,7 @@ def build_router() -> Router:
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
+    router.callback_query.register(on_retry, RetryBefore.filter())
     router.callback_query.register(on_continue, Continue.filter())
     router.message.register(on_unknown_command, F.text, starts_with_command)
     router.message.register(on_text, F.text)

@@ -257,6 +257,14 @@ async def _tell_there(
     )
 
 
+async def noted(sink: DraftTarget, text: str, markup: InlineKeyboardMarkup | None) -> None:
+    """``text`` after a private-chat answer, with ``markup``'s buttons if there are any."""
+    if markup is None:
+        await sink.say(text)
+    else:
+        await sink.note(text, markup)
+
+
 def _short_key(error: VeilError) -> str:
     """The catalog key of a failure told outside the private chat.
 
@@ -321,7 +329,7 @@ class Failures:
             return
         key = broke_off_key(error)
         log.info("error_replied", error=type(error).__name__, text=key, noted=True)
-        await sink.note(texts(key), retry_keyboard(texts))
+        await noted(sink, texts(key), retry_keyboard(texts, error.retry))
 
     async def report(
         self, error: Exception, texts: Texts, chat_id: int, thread_id: int | None
@@ -345,8 +353,8 @@ class Failures:
     def _markup(self, error: VeilError, texts: Texts) -> InlineKeyboardMarkup | None:
         if isinstance(error, QuestionTooLong):  # the same question would not fit again
             return None
-        if isinstance(error, InferenceError):
-            return retry_keyboard(texts)
+        if isinstance(error, InferenceError):  # Retry where its question was kept for one
+            return retry_keyboard(texts, error.retry)
         if isinstance(error, InsufficientCredit):
             return buy_keyboard(self.shop, texts, self.ton)
         return None

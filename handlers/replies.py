@@ -96,10 +96,16 @@ def _ton_rows(ton: TonShop, texts: Texts) -> list[list[InlineKeyboardButton]]:
     return rows
 
 
-def retry_keyboard(texts: Texts) -> InlineKeyboardMarkup:
-    """The Retry button under a failed answer."""
+def retry_keyboard(texts: Texts, question: str | None) -> InlineKeyboardMarkup | None:
+    """The Retry button under a failed answer: it asks the question kept under ``question``.
+
+    None (no button) where no question was kept for it: there is nothing it could ask.
+    """
+    if question is None:
+        return None
+    data = Retry(question=question).pack()
     return InlineKeyboardMarkup(
-        inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=Retry().pack())]]
+        inline_keyboard=[[InlineKeyboardButton(text=texts("retry"), callback_data=data)]]
     )
 
 

@@ -15,7 +15,10 @@ for what the window leaves, or a text file (``Question.document``) cut to its st
 told how much of it was read (``Answer.file_read``). A failed answer stores nothing (the
 text that arrived intact before the failure is still delivered, since it is paid for), and the
 prompt is kept in memory only, so the user's Retry button can resend it (a text file's whole,
-fitted anew: ``Failed``).
+fitted anew: ``Failed``): under a key of its own that the failure carries (``InferenceError.retry``,
+``Answer.retry``) for its button, so each button asks its own question (``retry_question``). A
+refusal no Retry can help (the question alone too long; the window filled under text that
+went out) keeps nothing.
 
 Stopping touches only the stream. ``ChatService.cancel`` (the draft's stop button, for the
 draft it names; ``/cancel``) signals the inference stream, which cancels at the gateway and
@@ -40,7 +43,8 @@ bot's own ceiling of that text plus the prompt's; else nothing.
 
 An answer the model cut at its length limit (``finish_reason`` ``length``) in the user's
 conversation can be continued: ``take_continuation`` says whether the answer a Continue button
-names is still the user's latest cut answer (kept in memory only, like the Retry prompt), and
+names is still its conversation's latest, and cut (kept in memory only, like the Retry prompt:
+one a topic, or the chat's own; an answer in another topic leaves it as it is), and
 ``CONTINUE_PROMPT`` is the question that asks the model to go on, a new turn billed as any
 (``Question.continues``): where the context cannot hold the cut answer whole (a window of
 2048 tokens leaves the context no more than the answer's own room), its end goes quoted before
@@ -104,6 +108,7 @@ from services.inference import (
     StopSignal,
     TextDelta,
 )
+from services.kept import Kept
 from services.think_tags import Piece, ThinkTags
 from services.titles import TITLE_TOKENS, clean_title, title_messages
 from services.tokens import MESSAGE_OVERHEAD, answer_tokens, prompt_tokens, text_tokens
@@ -127,7 +132,8 @@ _PROMPT_STATED = re.compile(
     r"request has (\d+) input tokens|\((\d+) in the messages|request \((\d+) tokens\) exceeds"
 )
 REFITS = 3  # how often a question alone too long is fitted by the model server's count again
-_RETRY_MEMORY = 10_000  # users whose last failed prompt is kept for the Retry button
+_RETRY_MEMORY = 10_000  # failed questions kept for Retry buttons (cut answers for Continue), in all
+KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut answers)
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
@@ -195,6 +201,7 @@ class Answer:
     request_id: str = ""
     naming: Naming | None = None
     file_read: int | None = None  # the percent of the question's file the model read, if cut
+    retry: str | None = None  # no answer: the key its question is kept under for Retry
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,8 @@ class Question:
     ``reads_history``: False for a question kept in the conversation whose answer is posted
     where others read it (an inline answer the user keeps): the model reads none of the
     conversation's turns, which could otherwise be echoed into that chat.
+    ``retried``: the key of the failed question a Retry button asks again (``retry_question``):
+    let go of once the model is asked, kept under it again if this answer fails too.
     """
 
     user_id: int
@@ -248,6 +257,7 @@ class Question:
     continues: bool = False
     document: TextFile | None = field(default=None, repr=False)
     reads_history: bool = True
+    retried: str | None = None
 
     @property
     def chat(self) -> AnswerChat | None:
@@ -316,6 +326,7 @@ class _Asked:
     document: TextFile | None = field(default=None, repr=False)  # the file asked about, if any
     private: bool = False  # asked in the user's private chat (``Question.private``)
     retry: Failed = field(default_factory=Failed, repr=False)  # asked again by Retry, if it fails
+    retried: str | None = None  # the Retry key it was asked by (``Question.retried``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,10 +423,14 @@ class ChatService:
     system_prompt: str | None = None
     titles: bool = True
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
-    _retry: OrderedDict[int, tuple[int | None, Failed]] = field(
-        default_factory=OrderedDict, init=False
-    )  # user -> (the topic it failed in, its question)
-    _cut: OrderedDict[int, str] = field(default_factory=OrderedDict, init=False)
+    # user -> the key a Retry button carries -> (the topic it failed in, its question)
+    _retry: Kept[str, tuple[int | None, Failed]] = field(
+        default_factory=lambda: Kept(per_user=KEPT_PER_USER, most=_RETRY_MEMORY), init=False
+    )
+    # user -> the topic (None: the chat itself) -> its conversation's latest answer, if cut
+    _cut: Kept[int | None, str] = field(
+        default_factory=lambda: Kept(per_user=KEPT_PER_USER, most=_RETRY_MEMORY), init=False
+    )
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _forgetting: dict[int, int] = field(default_factory=dict, init=False)  # user -> erasures
@@ -434,7 +449,7 @@ class ChatService:
         with only ``question.context`` before it, nothing read or stored. Raises
         ``AnswerInProgress`` if the user already has one in progress, ``InsufficientCredit``
         when not even a short answer can be paid for, ``InferenceError`` subclasses when the
-        model cannot answer (the prompt is then kept for ``take_retry``), and
+        model cannot answer (the prompt is then kept for ``retry_question``), and
         ``HistoryUnavailable`` when the history cannot be read or written. Cancelling the
         caller stops the stream only: the answer is still settled, delivered and stored
         before the cancellation goes on.
@@ -608,67 +623,66 @@ class ChatService:
             log.warning("chat.holds_swept", count=released)
         return released
 
-    def take_retry(self, user_id: int, thread_id: int | None = None) -> Failed | None:
-        """The question of the user's last failed answer, once (memory only).
+    def retry_question(self, user_id: int, key: str, thread_id: int | None) -> Failed | None:
+        """The failed question a Retry button kept under ``key`` asks again, if still kept.
 
-        Only where it failed (topic ``thread_id``, None: the chat itself): a Retry button left
-        in another topic resends nothing, and never that topic's question into this one.
+        Each failure's button names its own question, so an older button asks its own, not
+        the newest. It stays kept until an answer to it begins (``Question.retried``): a press
+        refused before that (no credit, an answer in progress) leaves the button working. Only
+        where it failed (topic ``thread_id``, None: the chat itself). Memory only: a restart,
+        ``forget`` or the bound (``KEPT_PER_USER`` a user) lets go of it.
         """
-        failed = self._retry.get(user_id)
-        if failed is None or failed[0] != thread_id:
+        kept = self._retry.get(user_id, key)
+        if kept is None or kept[0] != thread_id:
             return None
-        del self._retry[user_id]
-        return failed[1]
+        return kept[1]
 
-    def take_continuation(self, user_id: int, request_id: str) -> bool:
-        """Whether ``request_id`` names the user's latest answer, stored and cut (once).
+    def take_continuation(self, user_id: int, request_id: str, thread_id: int | None) -> bool:
+        """Whether ``request_id`` is the latest answer of its conversation, stored and cut (once).
 
-        Any later answer of the user, a restart, or ``/new`` makes an older Continue button
-        stale: it then asks nothing.
+        The conversation is the topic's (``thread_id``), or the chat's own (None). A later
+        answer in the same conversation, ``/new`` or switching it there, or a restart, makes
+        an older Continue button stale: it then asks nothing. One in another topic does not.
         """
-        if self._cut.get(user_id) != request_id:
+        if self._cut.get(user_id, thread_id) != request_id:
             return False
-        del self._cut[user_id]
+        self._cut.pop(user_id, thread_id)
         return True
 
-    def keep_retry(self, user_id: int, thread_id: int | None, failed: Failed) -> None:
-        """Give back what ``take_retry`` just gave, not asked (``AnswerInProgress``).
+    def keep_continuation(self, user_id: int, request_id: str, thread_id: int | None) -> None:
+        """Give back what ``take_continuation`` just gave, not asked (refused, or busy).
 
-        The answer in progress replaces it if it fails too, as any newer failure does.
+        An answer in the same conversation makes it stale when it ends.
         """
-        self._remember_failed(user_id, thread_id, failed, private=True)
+        self._cut.put(user_id, thread_id, request_id)
 
-    def keep_continuation(self, user_id: int, request_id: str) -> None:
-        """Give back what ``take_continuation`` just gave, not asked (``AnswerInProgress``).
-
-        The answer in progress makes it stale when it ends, if it is in the conversation.
-        """
-        self._remember_cut(user_id, request_id)
-
-    def _remember_cut(self, user_id: int, request_id: str | None) -> None:
-        """Keep the user's latest answer's id if it was cut and stored; else forget it."""
+    def _remember_cut(self, user_id: int, thread_id: int | None, request_id: str | None) -> None:
+        """Keep the conversation's latest answer's id if it was cut and stored; else forget it."""
         if request_id is None:
-            self._cut.pop(user_id, None)
-            return
-        self._cut[user_id] = request_id
-        self._cut.move_to_end(user_id)
-        while len(self._cut) > _RETRY_MEMORY:
-            self._cut.popitem(last=False)
+            self._cut.pop(user_id, thread_id)
+        else:
+            self._cut.put(user_id, thread_id, request_id)
 
     def _remember_failed(
-        self, user_id: int, thread_id: int | None, failed: Failed, *, private: bool
-    ) -> None:
-        """Keep the failed question for Retry (``Failed.of``: a file's whole, say).
+        self,
+        user_id: int,
+        thread_id: int | None,
+        failed: Failed,
+        *,
+        private: bool,
+        retried: str | None = None,
+    ) -> str | None:
+        """Keep the failed question for a Retry button (``Failed.of``: a file's whole, say).
 
-        Only a private chat's (``private``): Retry is a button there, and a group's or an
-        inline question's text must not be asked in the private chat by it.
+        Returns the key the button carries: ``retried``, the key it was asked again by, or a
+        new one. Only a private chat's (``private``; None otherwise): Retry is a button there,
+        and a group's or an inline question's text must not be asked in the private chat by it.
         """
         if not private:
-            return
-        self._retry[user_id] = (thread_id, failed)
-        self._retry.move_to_end(user_id)
-        while len(self._retry) > _RETRY_MEMORY:
-            self._retry.popitem(last=False)
+            return None
+        key = retried or secrets.token_hex(8)
+        self._retry.put(user_id, key, (thread_id, failed))
+        return key
 
     async def _answer(
         self, question: Question, sink: AnswerSink, generation: _Generation
@@ -701,6 +715,8 @@ class ChatService:
             if not begun:
                 await sink.begin()
                 begun = True
+                if question.retried is not None:  # asked now: its button has done its work
+                    self._retry.pop(user_id, question.retried)
             try:
                 request = ChatRequest(
                     context.messages,
@@ -727,12 +743,15 @@ class ChatService:
                 generation.stoppable = False
                 delivered = _shown("".join(parts))  # blanks reached nobody: not charged
                 await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
-                self._remember_failed(
-                    user_id,
-                    question.thread_id,
-                    Failed.of(question, fitting.prompt),
-                    private=question.private,
-                )
+                # The window filled under what went out: asking again would fill it again.
+                if not (isinstance(exc, ContextTooLong) and delivered):
+                    exc.retry = self._remember_failed(
+                        user_id,
+                        question.thread_id,
+                        Failed.of(question, fitting.prompt),
+                        private=question.private,
+                        retried=question.retried,
+                    )
                 await _show_failure(sink, delivered)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
@@ -752,6 +771,7 @@ class ChatService:
             document,
             question.private,
             Failed.of(question, prompt),
+            question.retried,
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
@@ -779,15 +799,16 @@ class ChatService:
             log.info("chat.question_refitted", cut=fitting.kept is not None)
             return
         if refused.streamed or fitting.retried or alone:
-            self._remember_failed(
+            await sink.abort()
+            if not refused.streamed and alone:  # the same question would not fit: no Retry
+                raise _question_too_long(exc) from exc
+            exc.retry = self._remember_failed(
                 question.user_id,
                 question.thread_id,
                 Failed.of(question, fitting.prompt),
                 private=question.private,
+                retried=question.retried,
             )
-            await sink.abort()
-            if not refused.streamed and alone:
-                raise _question_too_long(exc) from exc
             raise exc
         fitting.prompt, fitting.context = self._asking(
             question, refused.history, window, self._budget(window) // 2
@@ -852,8 +873,8 @@ class ChatService:
         )
         finish_reason = completion.finish_reason if completion else None
         naming = None
-        if conversation is not None:
-            self._remember_cut(user_id, None)  # any newer answer makes Continue stale
+        if conversation is not None:  # a newer answer there makes its Continue stale
+            self._remember_cut(user_id, asked.thread_id, None)
         try:
             if not text:
                 await sink.abort()
@@ -864,11 +885,20 @@ class ChatService:
             charge = _charged(settling, hold, user_id)
         if charge is None and text:  # delivered, the hold left open: never "cut off"
             self._delivered_open.add(hold.request_id)
+        retry = None
         if not text:
             if not stopped:
-                self._remember_failed(user_id, asked.thread_id, asked.retry, private=asked.private)
+                retry = self._remember_failed(
+                    user_id,
+                    asked.thread_id,
+                    asked.retry,
+                    private=asked.private,
+                    retried=asked.retried,
+                )
                 if completion is None:
-                    raise InferenceUnavailable("the model returned an empty answer")
+                    empty = InferenceUnavailable("the model returned an empty answer")
+                    empty.retry = retry
+                    raise empty
         elif conversation is not None:
             with history_failures("cannot store the conversation"):
                 await self.store.add_turns(
@@ -878,7 +908,7 @@ class ChatService:
                     tokens=[_asked(completion, prompt), _counted(completion, text)],
                 )
             if finish_reason == CUT:
-                self._remember_cut(user_id, hold.request_id)
+                self._remember_cut(user_id, asked.thread_id, hold.request_id)
             if asked.naming is not None:
                 naming = dataclasses.replace(asked.naming, answer=text)
         log.info(
@@ -902,6 +932,7 @@ class ChatService:
             request_id=hold.request_id,
             naming=naming,
             file_read=asked.file_read,
+            retry=retry,
         )
 
     async def _hold(  # noqa: PLR0913 -- one request's figures and where it is answered
@@ -1326,7 +1357,7 @@ class ChatService:
 
         With ``thread_id`` it is the new topic's conversation; the active one stays as it was.
         """
-        self._cut.pop(user_id, None)
+        self._cut.pop(user_id, thread_id)
         with history_failures("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
             await self.store.new_conversation(user_id, thread_id)
@@ -1353,7 +1384,7 @@ class ChatService:
                 await self.store.switch_conversation(user_id, conversation_id)
             except ConversationNotFound:
                 return False
-        self._cut.pop(user_id, None)
+        self._cut.pop(user_id, None)  # the chat's conversation is another now
         return True
 
     async def name_conversation(self, naming: Naming) -> str | None:
@@ -1464,8 +1495,8 @@ class ChatService:
             for titling in list(self._titling.get(user_id, [])):
                 titling.generation.stop.set()
                 await titling.ended.wait()
-            self._retry.pop(user_id, None)
-            self._cut.pop(user_id, None)
+            self._retry.drop(user_id)
+            self._cut.drop(user_id)
             with history_failures("cannot erase the conversation"):
                 if await self.store.get_user(user_id) is None:
                     log.info("chat.forget_nothing", user_id=user_id)

@@ -7,7 +7,8 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
 ``journal_failures()``), as httpx maps httpcore's errors::
 
     VeilError
-    ├── InferenceError              asking a model failed (``receipt``: the signed usage, if any)
+    ├── InferenceError              asking a model failed (``receipt``: the signed usage, if any;
+    │   │                           ``retry``: the key its question is kept under for Retry)
     │   ├── InferenceUnavailable    no gateway could take the request
     │   │   ├── InferenceBusy       every gateway that serves the model is at capacity
     │   │   └── GatewayRefused      a gateway refused a relayed request (``status``, ``code``)
@@ -67,11 +68,13 @@ class InferenceError(VeilError):
 
     ``signed_receipt`` is the gateway's signed usage receipt when one was had and verified for
     this request (billing charges from it), ``verified_by`` the bundle whose key verified it;
-    ``receipt`` is its content.
+    ``receipt`` is its content. ``retry``: the key ``ChatService`` kept the question under for
+    a Retry button (private chats; None where Retry would not help or cannot be pressed).
     """
 
     signed_receipt: SignedReceipt | None = None
     verified_by: SignedBundle | None = None
+    retry: str | None = None  # the key its question is kept under for a Retry button, if it is
 
     def __init__(
         self,

@@ -340,23 +340,32 @@ async def test_retry_resends_only_in_the_topic_where_the_answer_failed(tmp_path:
         failed_second = await asked(stack, "question in B", second, 6)
         stack.vllm.fail_before_stream = None
         assert [thread_of(failed_first), thread_of(failed_second)] == [first, second]
-        (retry,) = failed_first["reply_markup"]["inline_keyboard"][0]
-        # A's Retry after B failed: B's question is not asked in A, with A's history.
+        (retry_a,) = failed_first["reply_markup"]["inline_keyboard"][0]
+        (retry_b,) = failed_second["reply_markup"]["inline_keyboard"][0]
+        # A's button data under a message in B (its greeting): A's question is not asked in B.
+        greeting = (await stack.final_messages(USER, 6))[2]
+        assert thread_of(greeting) == second
         stack.telegram.press_button(
-            USER, retry["callback_data"], message_id=failed_first["message_id"]
+            USER, retry_a["callback_data"], message_id=greeting["message_id"]
         )
         expired = (await stack.final_messages(USER, 7))[-1]
-        assert thread_of(expired) == first
+        assert thread_of(expired) == second
         assert expired["text"] == "I no longer have that message. Please send it again."
-        # B's own Retry still resends B's question, in B.
+        # A's Retry after B failed still resends A's own question, in A.
         stack.telegram.press_button(
-            USER, retry["callback_data"], message_id=failed_second["message_id"]
+            USER, retry_a["callback_data"], message_id=failed_first["message_id"]
         )
-        answer = (await stack.final_messages(USER, 8))[-1]
-    assert thread_of(answer) == second
-    assert answer["text"].startswith("re: question in B")
+        answer_a = (await stack.final_messages(USER, 8))[-1]
+        # B's own Retry resends B's question, in B.
+        stack.telegram.press_button(
+            USER, retry_b["callback_data"], message_id=failed_second["message_id"]
+        )
+        answer_b = (await stack.final_messages(USER, 9))[-1]
+    assert [thread_of(answer_a), thread_of(answer_b)] == [first, second]
+    assert answer_a["text"].startswith("re: question in A")
+    assert answer_b["text"].startswith("re: question in B")
     asked_again = [[m["content"] for m in r["messages"]] for r in stack.vllm.requests[2:]]
-    assert asked_again == [["question in B"]]
+    assert asked_again == [["question in A"], ["question in B"]]
 
 
 async def test_closing_stops_a_title_in_flight_and_settles_it(tmp_path: Path) -> None:

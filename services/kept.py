@@ -1,0 +1,64 @@
+"""What a user's buttons may still ask, kept in memory: bounded per user and in all.
+
+A Retry button names the failed question it asks again, a Continue button the cut answer it
+goes on with; both are kept here (``ChatService``), under a key the button carries or the topic
+it is in. Only in memory: a restart forgets them, and the buttons then say they expired. Each
+user keeps their newest ``per_user``; all users together at most ``most``, the users whose
+newest entry is oldest let go first, so no one can grow it without end.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Kept(Generic[K, V]):
+    """Values under keys, per user, newest kept: ``per_user`` a user, ``most`` in all."""
+
+    def __init__(self, *, per_user: int, most: int) -> None:
+        self._per_user = per_user
+        self._most = most
+        self._users: OrderedDict[int, OrderedDict[K, V]] = OrderedDict()
+        self._count = 0
+
+    def __len__(self) -> int:
+        """How many values are kept, all users together."""
+        return self._count
+
+    def put(self, user_id: int, key: K, value: V) -> None:
+        """Keep ``value`` under ``key`` (replacing what was there), the user's newest."""
+        own = self._users.setdefault(user_id, OrderedDict())
+        self._count += key not in own
+        own[key] = value
+        own.move_to_end(key)
+        self._users.move_to_end(user_id)
+        while len(own) > self._per_user:
+            own.popitem(last=False)
+            self._count -= 1
+        while self._count > self._most:
+            _user, oldest = self._users.popitem(last=False)
+            self._count -= len(oldest)
+
+    def get(self, user_id: int, key: K) -> V | None:
+        """The value kept under ``key`` for the user, if any (it stays kept)."""
+        own = self._users.get(user_id)
+        return None if own is None else own.get(key)
+
+    def pop(self, user_id: int, key: K) -> V | None:
+        """Let go of the value kept under ``key`` for the user; it, if there was one."""
+        own = self._users.get(user_id)
+        if own is None or key not in own:
+            return None
+        value = own.pop(key)
+        self._count -= 1
+        if not own:
+            del self._users[user_id]
+        return value
+
+    def drop(self, user_id: int) -> None:
+        """Let go of everything kept for the user (their data is being erased)."""
+        self._count -= len(self._users.pop(user_id, ()))

@@ -1,0 +1,166 @@
+"""Each Retry button asks its own question; each Continue button its own topic's answer.
+
+A Retry button names the failed question under it (kept in memory until an answer to it
+begins), so an older button asks the older question, a press refused for want of credit
+leaves it working, and a refusal shown without Retry (the window filled under text that went
+out) takes nothing from an older button. A Continue button is stale once its conversation has
+a newer answer, not after an answer in another topic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from services.chat import CONTINUE_PROMPT
+from tests.books import grant
+from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import wait_until
+from tests.test_bot_continue import CUT_AT, ESSAY
+from tests.test_bot_topics import USER as TOPIC_USER
+from tests.test_bot_topics import new_topic, thread_of, topic_telegram
+from tests.test_bot_window_filled import WINDOW_FULL
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.botstack import Stack
+
+USER = 7501
+BOOM = (500, "the model server broke")
+STAR = 1_000_000
+
+
+def asked(stack: Stack) -> list[str]:
+    """The question each request to the model asked (its last message), in order."""
+    return [request["messages"][-1]["content"] for request in stack.vllm.requests]
+
+
+def retry_of(note: dict[str, Any]) -> str:
+    """The callback data of the Retry button under ``note``."""
+    (button,) = note["reply_markup"]["inline_keyboard"][0]
+    return str(button["callback_data"])
+
+
+async def test_an_older_retry_asks_its_own_question_not_the_newest(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer="Fine now.") as stack:
+        stack.vllm.fail_before_stream = BOOM
+        stack.telegram.send_text(USER, "the first question")
+        (first,) = await stack.final_messages(USER, 1)
+        stack.telegram.send_text(USER, "the second question")
+        second = (await stack.final_messages(USER, 2))[1]
+        stack.vllm.fail_before_stream = None
+        stack.telegram.press_button(USER, retry_of(first), message_id=first["message_id"])
+        await stack.final_messages(USER, 3)
+        stack.telegram.press_button(USER, retry_of(second), message_id=second["message_id"])
+        answers = await stack.final_messages(USER, 4)
+        await stack.answered_presses(2)
+    assert asked(stack) == [
+        "the first question",
+        "the second question",
+        "the first question",  # the older button: its own question
+        "the second question",
+    ]
+    assert [m["text"] for m in answers[2:]] == ["Fine now.", "Fine now."]
+
+
+async def test_a_retry_refused_for_want_of_credit_works_once_topped_up(tmp_path: Path) -> None:
+    model = FakeVLLM(answer="Fine now.")
+    model.fail_before_stream = BOOM
+    async with running_stack(tmp_path, model_server=model, free_tokens_per_day=0) as stack:
+        store = stack.veil.store
+        assert await grant(store, USER, STAR, "grant", "test:welcome")
+        stack.telegram.send_text(USER, "the question that failed")
+        (failed,) = await stack.final_messages(USER, 1)
+        model.fail_before_stream = None
+        left = (await stack.veil.credit.balance(USER)).units
+        assert await grant(store, USER, -left, "grant", "test:spent")  # nothing left
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        refused = (await stack.final_messages(USER, 2))[1]
+        await stack.answered_presses(1)
+        kept = stack.telegram.calls_of("editMessageReplyMarkup") == []
+        assert await grant(store, USER, STAR, "grant", "test:topped-up")
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        answer = (await stack.final_messages(USER, 3))[2]
+    assert refused["text"].startswith("Not enough credit for an answer")
+    assert kept  # the Retry button stayed under the failed question
+    assert answer["text"] == "Fine now."
+    assert asked(stack) == ["the question that failed"] * 2
+
+
+async def test_a_window_full_refusal_leaves_an_older_retry_its_own_question(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer="one two three four five six") as stack:
+        model = stack.vllm
+        model.fail_before_stream = BOOM
+        stack.telegram.send_text(USER, "the first question")
+        (first,) = await stack.final_messages(USER, 1)
+        model.fail_before_stream = None
+        model.error_mid_stream_after = 3
+        model.mid_stream_error = WINDOW_FULL
+        stack.telegram.send_text(USER, "the question that filled the window")
+        full = (await stack.final_messages(USER, 3))[2]
+        model.error_mid_stream_after = None
+        stack.telegram.press_button(USER, retry_of(first), message_id=first["message_id"])
+        await stack.final_messages(USER, 4)
+    assert not full.get("reply_markup")  # no Retry under the window-full note
+    assert asked(stack) == [
+        "the first question",
+        "the question that filled the window",
+        "the first question",  # not the window-full one, which no button asks
+    ]
+
+
+async def test_an_answer_in_another_topic_leaves_a_continue_button_working(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(
+        tmp_path,
+        answer=ESSAY,
+        max_answer_tokens=CUT_AT,
+        min_answer_tokens=8,
+        telegram_server=topic_telegram(),
+    ) as stack:
+        first = await new_topic(stack, 2)
+        stack.telegram.send_text(TOPIC_USER, "Write an essay", thread_id=first)
+        note = (await stack.final_messages(TOPIC_USER, 4))[3]
+        second = await new_topic(stack, 6)
+        stack.telegram.send_text(TOPIC_USER, "Another essay", thread_id=second)
+        await stack.final_messages(TOPIC_USER, 8)  # answered (cut too) in the other topic
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        stack.telegram.press_button(
+            TOPIC_USER, button["callback_data"], message_id=note["message_id"]
+        )
+        turns = await stack.stored_turns_in(TOPIC_USER, first, 4)
+        await wait_until(lambda: stack.veil.chat.running == 0, within=10)
+        said = await stack.final_messages(TOPIC_USER, 10)
+    assert thread_of(note) == first
+    assert turns[2] == CONTINUE_PROMPT  # went on, in the first topic's conversation
+    assert asked(stack)[-1] == CONTINUE_PROMPT
+    assert [thread_of(m) for m in said[8:]] == [first, first]  # the continuation and its note
+
+
+async def test_a_continue_refused_for_want_of_credit_works_once_topped_up(tmp_path: Path) -> None:
+    async with running_stack(
+        tmp_path, answer=ESSAY, max_answer_tokens=CUT_AT, min_answer_tokens=8, free_tokens_per_day=0
+    ) as stack:
+        store = stack.veil.store
+        assert await grant(store, USER, STAR, "grant", "test:welcome")
+        stack.telegram.send_text(USER, "Write an essay")
+        note = (await stack.final_messages(USER, 2))[1]
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        await stack.stored_turns(USER, 2)
+        left = (await stack.veil.credit.balance(USER)).units
+        assert await grant(store, USER, -left, "grant", "test:spent")  # nothing left
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        refused = (await stack.final_messages(USER, 3))[2]
+        await stack.answered_presses(1)
+        kept = stack.telegram.calls_of("editMessageReplyMarkup") == []
+        assert await grant(store, USER, STAR, "grant", "test:topped-up")
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        turns = await stack.stored_turns(USER, 4)
+    assert refused["text"].startswith("Not enough credit for an answer")
+    assert kept  # the Continue button stayed under the note
+    assert turns[2] == CONTINUE_PROMPT
+    assert asked(stack) == ["Write an essay", CONTINUE_PROMPT]

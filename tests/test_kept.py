@@ -1,0 +1,34 @@
+"""What buttons may still ask is kept bounded: the newest a user, and so many in all."""
+
+from __future__ import annotations
+
+from services.kept import Kept
+
+
+def test_a_user_keeps_their_newest_and_the_oldest_user_goes_first() -> None:
+    kept: Kept[str, int] = Kept(per_user=2, most=3)
+    for key, value in (("a", 1), ("b", 2), ("c", 3)):
+        kept.put(1, key, value)
+    assert [kept.get(1, key) for key in "abc"] == [None, 2, 3]  # the user's oldest let go
+    kept.put(2, "x", 10)
+    kept.put(3, "y", 20)  # four in all: the user whose newest is oldest goes, whole
+    assert [kept.get(1, "b"), kept.get(1, "c"), kept.get(2, "x"), kept.get(3, "y")] == [
+        None,
+        None,
+        10,
+        20,
+    ]
+    assert len(kept) == 2
+
+
+def test_put_again_replaces_and_pop_and_drop_let_go() -> None:
+    kept: Kept[int | None, str] = Kept(per_user=3, most=10)
+    kept.put(1, None, "first")
+    kept.put(1, None, "second")  # one topic keeps one value
+    kept.put(1, 7, "topic")
+    kept.put(2, None, "other user")
+    assert len(kept) == 3
+    assert kept.pop(1, None) == "second"
+    assert kept.pop(1, None) is None
+    kept.drop(1)
+    assert (kept.get(1, 7), kept.get(2, None), len(kept)) == (None, "other user", 1)
