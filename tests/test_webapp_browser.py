@@ -272,6 +272,31 @@ async def test_a_reasoning_models_thinking_is_shown_folded_apart_and_never_kept(
         await page.context.close()
 
 
+async def test_thinking_is_shown_without_the_blanks_the_chat_takes_off_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page took the blanks off the thinking with JavaScript's trim(), which the chat's
+    # str.strip() does not match: U+001C..U+001F are blanks to the chat, not to trim().
+    # Thinking of such blanks alone was folded as thinking to show, and blanks around
+    # thinking were shown with it. The page takes off what the chat does now.
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        stack.vllm.reasoning = "\x1c\x85\x1f"
+        page = await answered_page(browser, stack, Keychain())
+        assert await page.inner_text("#answer") == ANSWER
+        assert await page.locator("details.thinking").count() == 0
+        await page.context.close()
+    thinking = "The shed, the key."
+    (tmp_path / "again").mkdir()
+    async with webapp_stack(tmp_path / "again", answer=ANSWER) as stack:
+        stack.vllm.reasoning = f"\x85\x1c{thinking}\x1d\x85"
+        page = await answered_page(browser, stack, Keychain())
+        assert (
+            await page.evaluate("document.querySelector('details.thinking > div').textContent")
+            == thinking
+        )
+        await page.context.close()
+
+
 async def test_thinking_the_model_wrote_into_its_text_is_folded_apart_and_never_kept(
     browser: Browser, tmp_path: Path
 ) -> None:

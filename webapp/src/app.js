@@ -37,7 +37,7 @@ import {
 import { History } from "./history.js";
 import { DEFAULT_MIN_ANSWER, contextRefusal, fitContext, modelWindow } from "./context.js";
 import { textsFor } from "./texts.js";
-import { ThinkTags } from "./think.js";
+import { ThinkTags, isBlank, strip } from "./think.js";
 
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 const DISCARD = new Set([
@@ -411,11 +411,13 @@ class App {
         },
         // Shown as the chat shows it: without its opening and closing blanks, and not at all
         // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
+        // Blanks as the chat's str.strip() counts them (think.js), not as trim() does. Until
+        // it shows, the thinking so far is blanks: only the new piece needs reading.
         reasoning: (piece) => {
           thought += piece;
-          if (!thought.trim()) return;
+          if (thinking === null && isBlank(piece)) return;
           thinking ??= this.thought(answer);
-          thinking.textContent = thought.trim();
+          thinking.textContent = strip(thought);
         },
       };
       let result;

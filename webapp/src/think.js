@@ -20,6 +20,21 @@ export const CLOSE = "</think>";
 const BLANKS = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 const LEADING = new RegExp(`^${BLANKS}+`);
 const ONLY_BLANKS = new RegExp(`^${BLANKS}*$`);
+const BLANK = new RegExp(`^${BLANKS}$`);
+
+/** Whether ``text`` is blanks alone (or nothing), as Python's ``not text.strip()`` says. */
+export function isBlank(text) {
+  return ONLY_BLANKS.test(text);
+}
+
+/** ``text`` without the blanks around it, as Python's str.strip() takes them (trim() differs). */
+export function strip(text) {
+  let start = 0;
+  let end = text.length;
+  while (start < end && BLANK.test(text[start])) start++;
+  while (end > start && BLANK.test(text[end - 1])) end--;
+  return text.slice(start, end);
+}
 
 /** Splits an answer's text records into its text and its thinking, as they stream. */
 export class ThinkTags {

@@ -6125,6 +6125,17 @@
   var BLANKS = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
   var LEADING = new RegExp(`^${BLANKS}+`);
   var ONLY_BLANKS = new RegExp(`^${BLANKS}*$`);
+  var BLANK = new RegExp(`^${BLANKS}$`);
+  function isBlank(text) {
+    return ONLY_BLANKS.test(text);
+  }
+  function strip(text) {
+    let start = 0;
+    let end = text.length;
+    while (start < end && BLANK.test(text[start])) start++;
+    while (end > start && BLANK.test(text[end - 1])) end--;
+    return text.slice(start, end);
+  }
   var ThinkTags = class {
     constructor() {
       this.state = "start";
@@ -6849,11 +6860,13 @@
           },
           // Shown as the chat shows it: without its opening and closing blanks, and not at all
           // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
+          // Blanks as the chat's str.strip() counts them (think.js), not as trim() does. Until
+          // it shows, the thinking so far is blanks: only the new piece needs reading.
           reasoning: (piece) => {
             thought += piece;
-            if (!thought.trim()) return;
+            if (thinking === null && isBlank(piece)) return;
             thinking ?? (thinking = this.thought(answer));
-            thinking.textContent = thought.trim();
+            thinking.textContent = strip(thought);
           }
         };
         let result;
