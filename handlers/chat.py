@@ -205,6 +205,7 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     document: TextFile | None = None,
     retried: str | None = None,
     refused: Callable[[], None] | None = None,
+    began: Callable[[], Awaitable[None]] | None = None,
 ) -> bool | None:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
@@ -222,7 +223,8 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     its failure, is ``_Followup``'s. False when it was refused before the model was asked (no
     credit, say: a Retry or Continue button then stays), True otherwise, None when not waited
     for. ``refused`` is called when it was refused before the model was asked, once told (a
-    press's: its button works again), also where that comes after this returned.
+    press's: its button works again), also where that comes after this returned; ``began``
+    once the answer, asked after this returned (None), has ended (a press's: its button off).
     """
     sink = drafts(user.id, thread_id=thread_id)
     starting = _Starting(sink)
@@ -238,10 +240,20 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
         document=document,
         retried=retried,
     )
-    followup = _Followup(
-        bot, chat, texts, failures, sink, user.id, thread_id, starting.settled, answering, refused
-    )
     behind = answering.running(user.id)  # then it waits for that answer to be written first
+    followup = _Followup(
+        bot,
+        chat,
+        texts,
+        failures,
+        sink,
+        user.id,
+        thread_id,
+        starting.settled,
+        answering,
+        refused,
+        began if behind else None,
+    )
     chat.start(question, starting, followup)
     answering.began(user.id)
     if behind:
@@ -333,6 +345,7 @@ class _Followup:
     started: asyncio.Event  # set once it is told: the update that asked may end
     answering: Answering
     refused: Callable[[], None] | None = None  # refused before the model was asked: told
+    began: Callable[[], Awaitable[None]] | None = None  # asked, not waited for: once it ended
 
     async def answered(self, answer: Answer) -> None:
         """Say so when it was stopped before a word, and when the model cut it (Continue).
@@ -349,6 +362,7 @@ class _Followup:
             # no failure of the answer's: no apology for an answer the user has.
             log.warning("chat.note_unsent", user_id=self.user_id, error=type(exc).__name__)
         finally:
+            await self._ended_press()
             self.answering.ended(self.user_id)
 
     async def _follow(self, answer: Answer) -> None:
@@ -366,6 +380,12 @@ class _Followup:
             if title is not None and self.thread_id is not None:
                 await rename_topic(self.bot, self.user_id, self.thread_id, title)
 
+    async def _ended_press(self) -> None:
+        """The press that asked it, not waited for (``began``): its button off, if it can be."""
+        if self.began is not None:
+            with contextlib.suppress(TelegramAPIError, ClientDecodeError):  # the answer is told
+                await self.began()
+
     async def failed(self, error: Exception) -> None:
         """As the errors router would: the error's text (and Retry) in the answer's topic.
 
@@ -381,6 +401,8 @@ class _Followup:
         finally:
             if not asked and self.refused is not None:
                 self.refused()
+            elif asked:
+                await self._ended_press()
             self.started.set()
             self.answering.ended(self.user_id)
 
@@ -527,9 +549,9 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
     (``AnswerInProgress``, raised on to the errors router) or the answer was refused before
     the model was asked (no credit: told with the packs), and the button then works again,
     also where that refusal comes once the user's previous answer is written (the press does
-    not wait for it: the button then stays, and says ``expired`` if pressed after its answer
-    began). The button is dropped once its answer has started. The press is answered at once:
-    the new answer may wait (for a gateway's keys, a hold).
+    not wait for it: the button then stays until its answer has ended, and says ``expired``
+    if pressed meanwhile). Else the button is dropped once its answer has started. The press
+    is answered at once: the new answer may wait (for a gateway's keys, a hold).
     """
     user = query.from_user
     await query.answer()
@@ -542,6 +564,15 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
         await bot.send_message(user.id, texts(expired), message_thread_id=thread_id)
         return
     let_go = presses.letting_go(query)
+    user_id, message_id = user.id, None if query.message is None else query.message.message_id
+
+    async def began() -> None:
+        """Its answer, asked once the previous one was written, has ended: the button off."""
+        if message_id is not None:
+            with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
+                await bot.edit_message_reply_markup(
+                    chat_id=user_id, message_id=message_id, reply_markup=None
+                )
 
     def refused() -> None:
         """Asked nothing: the button asks it again (no update objects kept meanwhile)."""
@@ -563,6 +594,7 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
             document=asking.document,
             retried=asking.retried,
             refused=refused,
+            began=began,
         )
     except AnswerInProgress:
         refused()

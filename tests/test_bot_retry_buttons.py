@@ -210,6 +210,36 @@ async def test_a_retry_waiting_behind_an_answer_then_refused_for_credit_works_on
     ]
 
 
+async def test_a_retry_waiting_behind_an_answer_loses_its_button_once_answered(
+    tmp_path: Path,
+) -> None:
+    # A press whose answer waits for the previous one keeps its button until that answer is
+    # asked (it may be refused, and the button work again); once it is done, it goes.
+    telegram = GatedTelegram(token=TOKEN)
+    async with running_stack(tmp_path, answer="Fine now.", telegram_server=telegram) as stack:
+        stack.vllm.fail_before_stream = BOOM
+        stack.telegram.send_text(USER, "the question that failed")
+        (failed,) = await stack.final_messages(USER, 1)
+        stack.vllm.fail_before_stream = None
+        telegram.hold_messages_to(USER)
+        stack.telegram.send_text(USER, "another question")
+        await asyncio.wait_for(telegram.holding.wait(), 10)  # its final message waits
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        await stack.answered_presses(1)
+        telegram.release_messages()
+        await stack.final_messages(USER, 3)
+        await wait_until(lambda: stack.veil.chat.running == 0, within=10)
+        dropped = [c.params for c in stack.telegram.calls_of("editMessageReplyMarkup")]
+    assert asked(stack) == [
+        "the question that failed",
+        "another question",
+        "the question that failed",
+    ]
+    assert [(d["message_id"], d.get("reply_markup")) for d in dropped] == [
+        (failed["message_id"], None)
+    ]
+
+
 async def wait_until_settled(stack: Stack) -> None:
     """Wait until no credit is held: every answer's charge is written."""
     async with asyncio.timeout(10):
