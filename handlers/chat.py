@@ -204,7 +204,9 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     continues: bool = False,
     document: TextFile | None = None,
     retried: str | None = None,
-) -> bool:
+    refused: Callable[[], None] | None = None,
+    began: Callable[[], Awaitable[None]] | None = None,
+) -> bool | None:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
     In topic ``thread_id`` when given, from that topic's conversation; ``replied`` is the text
@@ -219,7 +221,10 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     answer to finish (``Answering``) is not waited for. ``AnswerInProgress`` (the user has an
     answer in progress) is raised here, to the errors router. What follows the answer, and
     its failure, is ``_Followup``'s. False when it was refused before the model was asked (no
-    credit, say: a Retry or Continue button then stays), True otherwise (also when not waited).
+    credit, say: a Retry or Continue button then stays), True otherwise, None when not waited
+    for. ``refused`` is called when it was refused before the model was asked, once told (a
+    press's: its button works again), also where that comes after this returned; ``began``
+    once the answer, asked after this returned (None), has ended (a press's: its button off).
     """
     sink = drafts(user.id, thread_id=thread_id)
     starting = _Starting(sink)
@@ -235,14 +240,24 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
         document=document,
         retried=retried,
     )
-    followup = _Followup(
-        bot, chat, texts, failures, sink, user.id, thread_id, starting.settled, answering
-    )
     behind = answering.running(user.id)  # then it waits for that answer to be written first
+    followup = _Followup(
+        bot,
+        chat,
+        texts,
+        failures,
+        sink,
+        user.id,
+        thread_id,
+        starting.settled,
+        answering,
+        refused,
+        began if behind else None,
+    )
     chat.start(question, starting, followup)
     answering.began(user.id)
     if behind:
-        return True
+        return None
     with contextlib.suppress(TimeoutError):  # a stuck start holds its update only so long
         async with asyncio.timeout(START_PATIENCE):
             await starting.settled.wait()
@@ -329,6 +344,8 @@ class _Followup:
     thread_id: int | None
     started: asyncio.Event  # set once it is told: the update that asked may end
     answering: Answering
+    refused: Callable[[], None] | None = None  # refused before the model was asked: told
+    began: Callable[[], Awaitable[None]] | None = None  # asked, not waited for: once it ended
 
     async def answered(self, answer: Answer) -> None:
         """Say so when it was stopped before a word, and when the model cut it (Continue).
@@ -345,6 +362,7 @@ class _Followup:
             # no failure of the answer's: no apology for an answer the user has.
             log.warning("chat.note_unsent", user_id=self.user_id, error=type(exc).__name__)
         finally:
+            await self._ended_press()
             self.answering.ended(self.user_id)
 
     async def _follow(self, answer: Answer) -> None:
@@ -362,18 +380,29 @@ class _Followup:
             if title is not None and self.thread_id is not None:
                 await rename_topic(self.bot, self.user_id, self.thread_id, title)
 
+    async def _ended_press(self) -> None:
+        """The press that asked it, not waited for (``began``): its button off, if it can be."""
+        if self.began is not None:
+            with contextlib.suppress(TelegramAPIError, ClientDecodeError):  # the answer is told
+                await self.began()
+
     async def failed(self, error: Exception) -> None:
         """As the errors router would: the error's text (and Retry) in the answer's topic.
 
         When the part that arrived before the failure went out as the answer (it is paid for
         and stays), the note under it says the answer broke off there instead.
         """
+        asked = self.started.is_set()  # set at ``_Starting.begin``: the model was asked
         try:
             if isinstance(error, InferenceError) and self.sink.completed:
                 await self.failures.broke_off(error, self.texts, self.sink)
                 return
             await self.failures.report(error, self.texts, self.user_id, self.thread_id)
         finally:
+            if not asked and self.refused is not None:
+                self.refused()
+            elif asked:
+                await self._ended_press()
             self.started.set()
             self.answering.ended(self.user_id)
 
@@ -449,7 +478,8 @@ class Presses:
     failed again and left a newer question for Retry, which the old button's second press
     took: two answers to one press. A button's message is remembered at its first press (and
     let go again when that press asked nothing: ``AnswerInProgress``, or its answer refused
-    before the model was asked), the newest ``size``.
+    before the model was asked, also once the user's previous answer was written), the newest
+    ``size``.
     """
 
     def __init__(self, size: int = EDITS_REMEMBERED) -> None:
@@ -468,11 +498,19 @@ class Presses:
             self._pressed.popitem(last=False)
         return True
 
-    def again(self, query: CallbackQuery) -> None:
-        """The press asked nothing: its button may be pressed again."""
+    def letting_go(self, query: CallbackQuery) -> Callable[[], None]:
+        """What to call once the press asked nothing: its button may be pressed again.
+
+        It keeps the message's ids only, not the query: it may be called once the user's
+        previous answer is written, long after the update.
+        """
         key = self._key(query)
-        if key is not None:
-            self._pressed.pop(key, None)
+
+        def again() -> None:
+            if key is not None:
+                self._pressed.pop(key, None)
+
+        return again
 
     @staticmethod
     def _key(query: CallbackQuery) -> tuple[int, int] | None:
@@ -509,9 +547,11 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
     ``take`` gives what the press asks (in the topic its button is in), once, or None (said
     ``expired``); ``keep`` gives it back when the user has an answer in progress
     (``AnswerInProgress``, raised on to the errors router) or the answer was refused before
-    the model was asked (no credit: told with the packs), and the button then works again.
-    The button is dropped once its answer has started. The press is answered at once: the new
-    answer may wait (for a gateway's keys, a hold).
+    the model was asked (no credit: told with the packs), and the button then works again,
+    also where that refusal comes once the user's previous answer is written (the press does
+    not wait for it: the button then stays until its answer has ended, and says ``expired``
+    if pressed meanwhile). Else the button is dropped once its answer has started. The press
+    is answered at once: the new answer may wait (for a gateway's keys, a hold).
     """
     user = query.from_user
     await query.answer()
@@ -523,6 +563,22 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
         await drop_button(bot, query)
         await bot.send_message(user.id, texts(expired), message_thread_id=thread_id)
         return
+    let_go = presses.letting_go(query)
+    user_id, message_id = user.id, None if query.message is None else query.message.message_id
+
+    async def began() -> None:
+        """Its answer, asked once the previous one was written, has ended: the button off."""
+        if message_id is not None:
+            with contextlib.suppress(TelegramBadRequest):  # already without a button: fine
+                await bot.edit_message_reply_markup(
+                    chat_id=user_id, message_id=message_id, reply_markup=None
+                )
+
+    def refused() -> None:
+        """Asked nothing: the button asks it again (no update objects kept meanwhile)."""
+        keep(thread_id, asking)
+        let_go()
+
     try:
         started = await answer_prompt(
             bot,
@@ -537,16 +593,16 @@ async def _on_press(  # noqa: PLR0913, PLR0917 -- the press, where to answer, an
             continues=asking.continues,
             document=asking.document,
             retried=asking.retried,
+            refused=refused,
+            began=began,
         )
     except AnswerInProgress:
-        keep(thread_id, asking)
-        presses.again(query)
+        refused()
         raise
-    if not started:  # refused and told (no credit): the button asks it once that is mended
-        keep(thread_id, asking)
-        presses.again(query)
-        return
-    await drop_button(bot, query)
+    # None: it waits behind the previous answer (a refusal then calls ``refused``); False:
+    # refused and told (no credit), ``refused`` called: the button asks it once that is mended.
+    if started:
+        await drop_button(bot, query)
 
 
 async def on_retry(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name

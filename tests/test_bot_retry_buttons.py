@@ -9,11 +9,13 @@ a newer answer, not after an answer in another topic.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from services.chat import CONTINUE_PROMPT
 from tests.books import grant
-from tests.botstack import running_stack
+from tests.botstack import TOKEN, running_stack
+from tests.fakes.gated import GatedTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import wait_until
 from tests.test_bot_continue import CUT_AT, ESSAY
@@ -164,3 +166,82 @@ async def test_a_continue_refused_for_want_of_credit_works_once_topped_up(tmp_pa
     assert kept  # the Continue button stayed under the note
     assert turns[2] == CONTINUE_PROMPT
     assert asked(stack) == ["Write an essay", CONTINUE_PROMPT]
+
+
+async def test_a_retry_waiting_behind_an_answer_then_refused_for_credit_works_once_topped_up(
+    tmp_path: Path,
+) -> None:
+    # Pressed while the previous answer's final message was still going out, the press did not
+    # wait for its answer: the button was dropped at once and the press remembered, so once
+    # the answer was refused for want of credit, nothing could ask the kept question again.
+    telegram = GatedTelegram(token=TOKEN)
+    model = FakeVLLM(answer="Fine now.")
+    model.fail_before_stream = BOOM
+    async with running_stack(
+        tmp_path, model_server=model, free_tokens_per_day=0, telegram_server=telegram
+    ) as stack:
+        store = stack.veil.store
+        assert await grant(store, USER, STAR, "grant", "test:welcome")
+        stack.telegram.send_text(USER, "the question that failed")
+        (failed,) = await stack.final_messages(USER, 1)
+        model.fail_before_stream = None
+        telegram.hold_messages_to(USER)
+        stack.telegram.send_text(USER, "another question")
+        await asyncio.wait_for(telegram.holding.wait(), 10)  # its final message waits
+        await wait_until_settled(stack)
+        left = (await stack.veil.credit.balance(USER)).units
+        assert await grant(store, USER, -left, "grant", "test:spent")  # nothing left
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        await stack.answered_presses(1)
+        telegram.release_messages()
+        refused = (await stack.final_messages(USER, 3))[2]
+        await wait_until(lambda: stack.veil.chat.running == 0, within=10)
+        kept = stack.telegram.calls_of("editMessageReplyMarkup") == []
+        assert await grant(store, USER, STAR, "grant", "test:topped-up")
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        answer = (await stack.final_messages(USER, 4))[3]
+    assert refused["text"].startswith("Not enough credit for an answer")
+    assert kept  # the Retry button stayed under the failed question
+    assert answer["text"] == "Fine now."
+    assert asked(stack) == [
+        "the question that failed",
+        "another question",
+        "the question that failed",  # asked once, once topped up
+    ]
+
+
+async def test_a_retry_waiting_behind_an_answer_loses_its_button_once_answered(
+    tmp_path: Path,
+) -> None:
+    # A press whose answer waits for the previous one keeps its button until that answer is
+    # asked (it may be refused, and the button work again); once it is done, it goes.
+    telegram = GatedTelegram(token=TOKEN)
+    async with running_stack(tmp_path, answer="Fine now.", telegram_server=telegram) as stack:
+        stack.vllm.fail_before_stream = BOOM
+        stack.telegram.send_text(USER, "the question that failed")
+        (failed,) = await stack.final_messages(USER, 1)
+        stack.vllm.fail_before_stream = None
+        telegram.hold_messages_to(USER)
+        stack.telegram.send_text(USER, "another question")
+        await asyncio.wait_for(telegram.holding.wait(), 10)  # its final message waits
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        await stack.answered_presses(1)
+        telegram.release_messages()
+        await stack.final_messages(USER, 3)
+        await wait_until(lambda: stack.veil.chat.running == 0, within=10)
+        dropped = [c.params for c in stack.telegram.calls_of("editMessageReplyMarkup")]
+    assert asked(stack) == [
+        "the question that failed",
+        "another question",
+        "the question that failed",
+    ]
+    assert [(d["message_id"], d.get("reply_markup")) for d in dropped] == [
+        (failed["message_id"], None)
+    ]
+
+
+async def wait_until_settled(stack: Stack) -> None:
+    """Wait until no credit is held: every answer's charge is written."""
+    async with asyncio.timeout(10):
+        while await stack.veil.credit.open_holds():  # noqa: ASYNC110 -- a ledger row, no event
+            await asyncio.sleep(0.01)
