@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -82,12 +83,41 @@ def install_client_key(directory: Path) -> Path:
     return path
 
 
+FREE_PORTS_FROM = 20000  # free_port's ports: from here to the ephemeral range
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for a child told its port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a child told its port).
+
+    Picked below the kernel's ephemeral range: a port from that range (what binding port 0
+    gives) can be handed to any other socket of the machine (a server started on port 0, a
+    connection's own end) before the child binds it, and was, twice in a day under three test
+    workers ("address already in use").
+    """
+    lowest, _ = _ephemeral_range()
+    if lowest - FREE_PORTS_FROM < 1000:  # a range this machine does not leave
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            chosen: int = sock.getsockname()[1]
+            return chosen
+    for _ in range(100):
+        port = random.randrange(FREE_PORTS_FROM, lowest)  # noqa: S311 -- not a secret
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: try another
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux's default where it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 async def wait_until(condition: Callable[[], bool], within: float = 30.0) -> None:
