@@ -178,10 +178,16 @@ def received(db: Database, order_id: str) -> int:
 
 
 def purge_orders(db: Database, expired_before: int) -> int:
-    """Delete orders that expired before ``expired_before`` and no payment names; how many."""
+    """Delete orders that expired before ``expired_before`` and no payment names; how many.
+
+    An order an unmatched payment's comment named among others (``named``, ``two_orders``) is
+    kept too: an admin's assignment of that payment takes its rate from it.
+    """
     cursor = db.execute(
         "DELETE FROM ton_orders WHERE expires_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM ton_payments p WHERE p.order_id = ton_orders.id)",
+        " AND NOT EXISTS (SELECT 1 FROM ton_payments p WHERE p.order_id = ton_orders.id)"
+        " AND NOT EXISTS (SELECT 1 FROM ton_payments p WHERE p.status = 'unmatched'"
+        " AND instr(',' || p.named || ',', ',' || ton_orders.id || ',') > 0)",
         [expired_before],
     )
     return int(cursor.rowcount)

@@ -844,6 +844,51 @@ async def test_unmatched_payments_are_assigned_by_an_admin_once(stack: TonStack)
     await sound(stack)
 
 
+async def test_a_payment_naming_two_orders_is_assigned_at_the_rate_of_the_one_it_paid(
+    stack: TonStack,
+) -> None:
+    # The named orders are kept with the payment (m0013), yet /tonassign credited a payment
+    # that named two at the cheapest pack's rate: 5 Gram paid for Alice's 5-Gram pack (1300 ★)
+    # bought 1250 ★, and Alice's 1 Gram naming Bob's order and her 5-Gram one bought 250 ★.
+    small, big = await order(stack, ALICE), await order(stack, ALICE, pack=str(5 * GRAM))
+    bobs = await order(stack, BOB)
+    big_paid = stack.chain.add_transaction(
+        WALLET_RAW, value=5 * GRAM, comment=f"{small.id} {big.id}"
+    )
+    mixed = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=f"{bobs.id}, {big.id}")
+    await stack.watcher().poll()
+    assert {reason for _, reason, _ in (await recorded(stack)).values()} == {"two_orders"}
+    # The order whose price is what arrived: the 5-Gram pack's rate.
+    booking = await stack.books.assign(hex_hash(big_paid["hash"]), ALICE, admin=1)
+    assert booking.payment.units == 1_300_000_000
+    # Assigned to Alice: of the orders it named, hers (Bob's was nearer in price).
+    booking = await stack.books.assign(hex_hash(mixed["hash"]), ALICE, admin=1)
+    assert booking.payment.units == 1_300_000_000 // 5
+    assert await stack.balance(ALICE) == 1_300_000_000 + 260_000_000
+    assert await stack.balance(BOB) == 0
+    await sound(stack)
+
+
+async def test_the_orders_a_payment_named_two_of_are_kept_for_its_assignment(
+    stack: TonStack,
+) -> None:
+    # Unpaid orders are deleted a month after they expire, and those a two_orders payment
+    # named went too (no payment had their id as its order): its assignment then had no order
+    # to take the rate from, and credited 5 Gram at the cheapest pack's.
+    small, big = await order(stack, ALICE), await order(stack, ALICE, pack=str(5 * GRAM))
+    forgotten = await order(stack, BOB)
+    paid = stack.chain.add_transaction(WALLET_RAW, value=5 * GRAM, comment=f"{small.id} {big.id}")
+    await stack.watcher().poll()
+    assert await stack.books.purge_orders(grace=-2 * 3600) == 1  # all expired: Bob's went
+    stored = await stack.store.read(lambda db: ton_storage.get_order(db, forgotten.id))
+    assert stored is None
+    booking = await stack.books.assign(hex_hash(paid["hash"]), ALICE, admin=1)
+    assert booking.payment.units == 1_300_000_000
+    # Assigned, it no longer holds its orders back.
+    assert await stack.books.purge_orders(grace=-2 * 3600) == 2
+    await sound(stack)
+
+
 async def test_a_usdt_payment_is_not_assigned_at_a_gram_rate_once_usdt_is_no_longer_sold(
     stack: TonStack,
 ) -> None:

@@ -10,7 +10,8 @@ read again) changes nothing. What happens to a transfer:
   the exact rest; ``late`` after the order expired — credited all the same);
 - no comment, a comment that names no order (or one for the other asset, or two orders), or
   an order already paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it
-  to a user (at the order's rate, else at the cheapest pack's).
+  to a user (at the rate of the order it named, or of the one of two it most likely paid,
+  else at the cheapest pack's).
 
 Every credit is one ledger row written by ``_credit``; the balance after it is read in the same
 transaction, for the message to the user. Whether the user was told is kept with the payment,
@@ -231,8 +232,9 @@ class TonBooks:
         """Credit an unmatched payment to ``user_id`` (the admin looked into it).
 
         ``hash_prefix`` is at least 8 hex digits of the transaction hash. The rate is its
-        order's when the payment named one of the same asset, else the cheapest pack's of its
-        asset. Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous``,
+        order's when the payment named one of the same asset (of those a ``two_orders`` payment
+        named, the one ``_assigned_order`` picks), else the cheapest pack's of its asset.
+        Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous``,
         ``PaymentNotUnmatched``, or ``PaymentUnpriced`` (no pack of its asset is sold now).
         """
         prefix = hash_prefix.strip().lower()
@@ -249,9 +251,9 @@ class TonBooks:
             (payment,) = found
             if payment.status != "unmatched":
                 raise PaymentNotUnmatched
-            order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
+            order = _assigned_order(db, payment, user_id)
             rate: tuple[int, int] | None = self.shop.fallback_rate(payment.asset)
-            if order is not None and order.asset == payment.asset:
+            if order is not None:
                 rate = (order.amount, order.units)
             if rate is None:
                 raise PaymentUnpriced
@@ -388,6 +390,25 @@ def _named_order(db: Database, comment: str | None) -> tuple[TonOrder | str, tup
         return "two_orders", ids
     (order,) = found.values()
     return order, ids
+
+
+def _assigned_order(db: Database, payment: TonPayment, user_id: int) -> TonOrder | None:
+    """The order whose rate an admin's assignment of ``payment`` to ``user_id`` credits at.
+
+    A payment matched to one order: that order, when it is of the payment's asset. One whose
+    comment named two orders or more (``two_orders``): of the named orders still stored and of
+    its asset, ``user_id``'s own if any, the one whose price is nearest what arrived (the pack
+    the payer most likely paid for; the first named on a tie). None: no order sets the rate.
+    """
+    if payment.order_id is not None:
+        order = storage.get_order(db, payment.order_id)
+        return order if order is not None and order.asset == payment.asset else None
+    if payment.reason != "two_orders":
+        return None
+    orders = [storage.get_order(db, order_id) for order_id in payment.named]
+    named = [o for o in orders if o is not None and o.asset == payment.asset]
+    candidates = [o for o in named if o.user_id == user_id] or named
+    return min(candidates, key=lambda o: abs(o.amount - payment.amount), default=None)
 
 
 def _credit(db: Database, payment: TonPayment, now: int) -> None:
