@@ -20,7 +20,7 @@ from models import migrations as schema
 from models import ton as ton_storage
 from models.ton import TonCursor
 from services.ton import watcher as watcher_module
-from services.ton.books import SKIPPED_KEPT_S, TonBooks
+from services.ton.books import NOTICE_CLAIM_S, SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
 from services.ton.errors import (
     PaymentNotFound,
@@ -40,6 +40,7 @@ from tests.fakes.toncenter import (
     op_boc,
     raw,
 )
+from tests.harness import Clock
 from tests.tonstack import (
     ALICE,
     BOB,
@@ -752,6 +753,56 @@ async def test_a_crash_between_credit_and_cursor_credits_nothing_twice(tmp_path:
             assert await restarted.watcher().poll() == 0
             assert len(restarted.told) == 3
             await sound(restarted)
+
+
+async def test_two_replicas_watchers_tell_a_payment_once(tmp_path: Path) -> None:
+    # Webhook replicas each run the watcher on one database. The one that booked a payment
+    # was telling its user (Telegram slow to answer) when the other's pass found it among
+    # the payments not told yet and told it too: two "Received 1 GRAM" for one payment.
+    key = MasterKey.generate()
+    path = tmp_path / "veil.db"
+    async with ton_stack(path, master_key=key) as first:
+        other = ton_stack(path, chain=first.chain, master_key=key)
+        async with other as second:
+            paid = await order(first, ALICE)
+            first.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+            sending, answered = asyncio.Event(), asyncio.Event()
+
+            async def slowly(booking: TonBooking) -> bool:  # Telegram takes its time
+                first.told.append(booking)
+                sending.set()
+                await answered.wait()
+                return True
+
+            telling = asyncio.create_task(
+                TonWatcher(first.books, first.reader, slowly, interval=0.05).poll()
+            )
+            await sending.wait()
+            assert await second.watcher().poll() == 0
+            answered.set()
+            assert await telling == 1
+            assert await second.watcher().poll() == 0
+            assert [b.payment.user_id for b in first.told + second.told] == [ALICE]
+            await sound(second)
+
+
+async def test_a_claim_to_tell_left_by_a_replica_that_died_lapses(stack: TonStack) -> None:
+    clock = Clock()
+    books = TonBooks(stack.store, stack.shop, DUST, clock=clock)
+    paid = await order(stack, ALICE)
+    tx = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    page = await stack.reader.page("gram", await books.cursor("gram"), limit=100, offset=0)
+    (transfer,) = page.transfers
+    assert (await books.book(transfer)).new  # booked, then the replica died as it told
+    assert await books.claim_notice(hex_hash(tx["hash"])) is not None
+    watcher = TonWatcher(books, stack.reader, stack.notify, interval=0.05)
+    await watcher.poll()
+    assert stack.told == []  # another replica's watcher leaves it while the claim holds
+    clock.advance(NOTICE_CLAIM_S)
+    await watcher.poll()
+    assert [b.payment.user_id for b in stack.told] == [ALICE]
+    assert await books.claim_notice(hex_hash(tx["hash"])) is None  # told: nothing to claim
+    await sound(stack)
 
 
 async def test_429_backs_off_with_a_status_line_and_then_credits(stack: TonStack) -> None:

@@ -46,7 +46,13 @@ if TYPE_CHECKING:
     from services.ton.chain import Transfer
     from services.ton.shop import TonShop
 
-__all__ = ["ORDER_PURGE_AFTER_S", "SKIPPED_KEPT_S", "TonBooking", "TonBooks"]
+__all__ = [
+    "NOTICE_CLAIM_S",
+    "ORDER_PURGE_AFTER_S",
+    "SKIPPED_KEPT_S",
+    "TonBooking",
+    "TonBooks",
+]
 
 log = structlog.get_logger("veil.ton")
 
@@ -56,6 +62,9 @@ MIN_HASH_PREFIX = 8
 # transaction: far longer than the watcher reads behind its cursor
 # (``services.ton.watcher.REREAD_S`` of chain time).
 SKIPPED_KEPT_S = 86_400
+# A watcher's claim to tell a payment's user lapses after this long (seconds): far longer than
+# a message takes, flood waits included; then another replica's watcher tells.
+NOTICE_CLAIM_S = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,13 +309,42 @@ class TonBooks:
     # -- telling users -----------------------------------------------------------------------
 
     async def unnotified(self) -> list[TonBooking]:
-        """Credited payments whose user has not been told yet, with their balances now."""
+        """Credited payments whose user has not been told yet, with their balances now.
+
+        Those another watcher is telling (``claim_notice``) are left out.
+        """
+        now = int(self._clock())
 
         def read(db: Database) -> list[TonBooking]:
-            return [self._booking(db, p, new=True) for p in storage.unnotified(db)]
+            return [self._booking(db, p, new=True) for p in storage.unnotified(db, now)]
 
         with ledger_failures():
             return await self._store.read(read)
+
+    async def claim_notice(self, tx_hash: str) -> int | None:
+        """Take the right to tell this payment's user; None if told already or another has it.
+
+        Webhook replicas each run a watcher on one database: the one holding the claim tells,
+        the others leave the payment alone until it lapses (``NOTICE_CLAIM_S``, a replica that
+        died telling). The claim's end is returned, to let go of it (``release_notice``).
+        """
+        now = int(self._clock())
+        until = now + NOTICE_CLAIM_S
+        with ledger_failures():
+            claimed = await self._store.write(
+                lambda db: storage.claim_notice(db, tx_hash, now, until)
+            )
+        return until if claimed else None
+
+    async def release_notice(self, tx_hash: str, until: int) -> None:
+        """Let go of a claim to tell (Telegram could not take the message now)."""
+        with ledger_failures():
+            await self._store.write(lambda db: storage.release_notice(db, tx_hash, until))
+
+    async def release_notices(self) -> int:
+        """Let go of every claim to tell: a process alone on its data, starting after a crash."""
+        with ledger_failures():
+            return await self._store.write(storage.release_notices)
 
     async def notified(self, tx_hash: str) -> None:
         """The user was told about this payment."""

@@ -365,8 +365,20 @@ class TonWatcher:
         return 1
 
     async def _tell(self, booking: TonBooking) -> None:
-        if await self._notify(booking):
-            await self._books.notified(booking.payment.hash)
+        """Tell the user once: only while holding the claim (another replica may be telling)."""
+        tx_hash = booking.payment.hash
+        until = await self._books.claim_notice(tx_hash)
+        if until is None:
+            return
+        try:
+            told = await self._notify(booking)
+        except Exception:  # a bug: the claim goes, and the loop's edge logs it
+            await self._books.release_notice(tx_hash, until)
+            raise
+        if told:
+            await self._books.notified(tx_hash)
+        else:  # Telegram cannot take it now: the next pass (of any replica) tries again
+            await self._books.release_notice(tx_hash, until)
 
 
 async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
