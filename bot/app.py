@@ -238,6 +238,11 @@ async def running_veil(
                     # The payment desk's claims left by a process that died (none runs beside).
                     if claims := await veil.desk.journal.release_all():
                         log.warning("payments.claims_released", count=claims)
+                    # The TON watcher's claims to tell a payment, likewise.
+                    ton_books = veil.ton_books
+                    notices = 0 if ton_books is None else await ton_books.release_notices()
+                    if notices:
+                        log.warning("ton.notice_claims_released", count=notices)
                 async with _background(veil, sweep_every), _webapp(veil):
                     yield veil
         finally:

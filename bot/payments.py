@@ -360,7 +360,8 @@ class PaymentDesk:
             return True
         admin_texts = self._catalogs.for_language(None)
         notice = admin_texts(
-            "admin_flagged",
+            # Its refund came first: credited and taken back at once, and that is the news.
+            "admin_flagged_refunded" if booking.refunded else "admin_flagged",
             reason=booking.flag_reason,
             user=entry.user_id,
             charge=entry.charge_id,

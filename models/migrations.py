@@ -465,6 +465,15 @@ def m0013_ton_named_orders(db: Database) -> None:
     db.execute("ALTER TABLE ton_payments ADD COLUMN named TEXT")
 
 
+def m0014_ton_notice_claims(db: Database) -> None:
+    """Until when a watcher holds the right to tell a TON payment's user (NULL: nobody does).
+
+    Webhook replicas each run the watcher on one database: the one that claims the notice
+    tells it, so a user is told once, not once per replica.
+    """
+    db.execute("ALTER TABLE ton_payments ADD COLUMN notice_claimed_until INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -479,6 +488,7 @@ MIGRATIONS: list[Migration] = [
     m0011_turn_tokens,
     m0012_early_refunds,
     m0013_ton_named_orders,
+    m0014_ton_notice_claims,
 ]
 
 

@@ -112,9 +112,14 @@ def get_order(db: Database, order_id: str) -> Order | None:
 
 
 def purge_orders(db: Database, expired_before: int) -> int:
-    """Delete unpaid orders that expired before ``expired_before``; returns how many."""
+    """Delete unpaid orders that expired before ``expired_before``; returns how many.
+
+    An order whose pre-checkout was approved is kept: Telegram may have taken its Stars, and
+    its payment's booking, however late (the journal keeps it open until it books), needs it.
+    """
     cursor = db.execute(
-        "DELETE FROM orders WHERE status = 'pending' AND expires_at < ?", [expired_before]
+        "DELETE FROM orders WHERE status = 'pending' AND approved_at IS NULL AND expires_at < ?",
+        [expired_before],
     )
     return int(cursor.rowcount)
 

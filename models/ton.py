@@ -178,10 +178,16 @@ def received(db: Database, order_id: str) -> int:
 
 
 def purge_orders(db: Database, expired_before: int) -> int:
-    """Delete orders that expired before ``expired_before`` and no payment names; how many."""
+    """Delete orders that expired before ``expired_before`` and no payment names; how many.
+
+    An order an unmatched payment's comment named among others (``named``, ``two_orders``) is
+    kept too: an admin's assignment of that payment takes its rate from it.
+    """
     cursor = db.execute(
         "DELETE FROM ton_orders WHERE expires_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM ton_payments p WHERE p.order_id = ton_orders.id)",
+        " AND NOT EXISTS (SELECT 1 FROM ton_payments p WHERE p.order_id = ton_orders.id)"
+        " AND NOT EXISTS (SELECT 1 FROM ton_payments p WHERE p.status = 'unmatched'"
+        " AND instr(',' || p.named || ',', ',' || ton_orders.id || ',') > 0)",
         [expired_before],
     )
     return int(cursor.rowcount)
@@ -354,8 +360,42 @@ def assign_payment(  # noqa: PLR0913 -- the columns an assignment sets
 
 
 def mark_notified(db: Database, tx_hash: str) -> None:
-    """The payment's user was told it is credited."""
-    db.execute("UPDATE ton_payments SET notified = 1 WHERE hash = ?", [tx_hash])
+    """The payment's user was told it is credited (the claim to tell goes with it)."""
+    db.execute(
+        "UPDATE ton_payments SET notified = 1, notice_claimed_until = NULL WHERE hash = ?",
+        [tx_hash],
+    )
+
+
+def claim_notice(db: Database, tx_hash: str, now: int, until: int) -> bool:
+    """Take the right to tell the payment's user until ``until``; False if told or held.
+
+    A claim another watcher holds counts until its time is up (a replica that died with it).
+    """
+    cursor = db.execute(
+        "UPDATE ton_payments SET notice_claimed_until = ?"
+        " WHERE hash = ? AND status = 'credited' AND notified = 0"
+        " AND (notice_claimed_until IS NULL OR notice_claimed_until <= ?)",
+        [until, tx_hash, now],
+    )
+    return cursor.rowcount == 1
+
+
+def release_notice(db: Database, tx_hash: str, until: int) -> None:
+    """Let go of the claim taken until ``until`` (the user could not be told now)."""
+    db.execute(
+        "UPDATE ton_payments SET notice_claimed_until = NULL"
+        " WHERE hash = ? AND notice_claimed_until = ?",
+        [tx_hash, until],
+    )
+
+
+def release_notices(db: Database) -> int:
+    """Let go of every claim to tell (a process alone on its data, starting); how many."""
+    cursor = db.execute(
+        "UPDATE ton_payments SET notice_claimed_until = NULL WHERE notice_claimed_until IS NOT NULL"
+    )
+    return int(cursor.rowcount)
 
 
 def payments(
@@ -370,11 +410,14 @@ def payments(
     return [_payment(row) for row in rows]
 
 
-def unnotified(db: Database) -> list[TonPayment]:
-    """Credited payments whose user has not been told yet, oldest first."""
+def unnotified(db: Database, now: int) -> list[TonPayment]:
+    """Credited payments whose user has not been told yet and no watcher tells, oldest first."""
     rows = db.execute(
         f"SELECT {_PAYMENT_COLUMNS} FROM ton_payments"  # noqa: S608 -- a constant column list
-        " WHERE status = 'credited' AND notified = 0 ORDER BY credited_at, lt"
+        " WHERE status = 'credited' AND notified = 0"
+        " AND (notice_claimed_until IS NULL OR notice_claimed_until <= ?)"
+        " ORDER BY credited_at, lt",
+        [now],
     ).fetchall()
     return [_payment(row) for row in rows]
 

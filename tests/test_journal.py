@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from tests.fakes.telegram import FakeTelegram
 
-USER = 9201
+USER, ADMIN = 9201, 9299
 STAR = 1_000_000
 THANKS = "Thank you! 50 ★ added. Balance: 50 ★."
 LATE = "Your payment of 50 ⭐ is now credited: 50 ★ added. Balance: 50 ★. Sorry for the wait."
@@ -281,6 +281,28 @@ async def test_a_refund_reported_before_its_payment_takes_the_credit_back_once_b
     assert texts == [notice.params["text"]]
     assert notice.params["text"] == (
         "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."
+    )
+
+
+async def test_a_flagged_payment_whose_refund_came_first_tells_the_admins_it_was_taken_back(
+    tmp_path: Path,
+) -> None:
+    # The payment (for an order the bot never made: flagged) was credited and taken back in
+    # one transaction, and its user told of the refund; the admins were told it was
+    # "credited as 50 ★", credit that nobody had.
+    async with running_stack(tmp_path, free_tokens_per_day=0, admins=str(ADMIN)) as stack:
+        desk = stack.veil.desk
+        await desk.take(payment("stxFLAGGED", kind="refund", payload="order-never-made"))
+        await desk.take(payment("stxFLAGGED", payload="order-never-made"))
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        assert await inconsistent_users(stack.veil.store) == []
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert to_user == ["Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★."]
+    (notice,) = to_admin
+    assert notice == (
+        "Payment flagged (unknown_order): user 9201, charge stxFLAGGED, 50 ⭐. Its refund came"
+        " before it: the 50 ★ it credited were taken back at once."
     )
 
 

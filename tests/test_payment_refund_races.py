@@ -57,6 +57,7 @@ class Replica:
         self.store = store
         self.journal = journal
         self.journal_path = journal_path
+        self.clock = clock
         self.shop = Shop(store, PACKS, None, clock=clock)
         self.credit = Credit(store, Prices.parse("*=20/60"), 0, clock=clock)
         self.books = PaymentJournal(journal, self.shop, self.credit, clock)
@@ -403,6 +404,28 @@ async def test_a_refund_booked_again_after_its_payment_took_it_back_is_not_logge
         again = await first.books.book(refund)
     assert (again.new, again.applies) == (False, False)
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+
+
+async def test_a_refund_kept_before_its_payment_still_takes_it_back_months_later(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    # early_refunds is never purged (docs/money.md): a payment can be booked long after its
+    # refund, from a journal entry kept open (a ledger down for days, an entry kept for a
+    # person) or by reconcile --fix, and without the row it would be credited for good, for
+    # Stars Telegram gave back, where the audit's check (which joins the row) cannot see it.
+    first, _ = replicas
+    order = await first.shop.create_order(USER, "50")
+    refund = entry("refund", "stx-refund-months-before", order.id)
+    paid = entry("payment", "stx-refund-months-before", order.id)
+    await first.books.record([refund, paid])
+    assert not (await first.books.book(refund)).applies  # kept: its payment is not booked
+    await first.journal.mark_notified(refund.key, int(first.clock()))  # nothing to say: done
+    first.clock.advance(90 * 86_400)  # a quarter later, past every purge the bot runs
+    await first.shop.purge_expired_orders()  # its order, unpaid so far, goes
+    assert await first.books.purge() == 1  # the refund's entry (and its unmatched mark) too
+    booked = await first.books.book(paid)
+    assert (booked.new, booked.refunded, booked.flag_reason) == (True, True, "unknown_order")
+    assert (await first.credit.balance(USER)).units == 0
 
 
 def credited_in(path: Path, charge_id: str) -> bool:

@@ -488,6 +488,25 @@ async def test_expired_unpaid_orders_are_purged_and_paid_ones_kept(
     assert count == 2
 
 
+async def test_an_approved_order_whose_payment_is_booked_days_later_is_not_purged(
+    shop: Shop, credit: Credit, clock: Clock
+) -> None:
+    # Its pre-checkout was approved and Telegram took the Stars; the payment's booking waited
+    # in the journal (a ledger down for two days, an entry kept open for a person). The purge
+    # of unpaid orders a day past expiry deleted its order meanwhile: the payment was then
+    # flagged unknown_order and credited at the cheapest pack's rate, 250 ★ for 275 ★ bought.
+    order = await shop.create_order(ALICE, "250")
+    assert await shop.check_pre_checkout(ALICE, order.id, "XTR", 250) is None
+    clock.advance(2 * 86_400)
+    assert await shop.purge_expired_orders() == 0
+    paid = await shop.record_payment(IncomingPayment(ALICE, order.id, "XTR", 250, "c-late"))
+    assert (paid.flagged, paid.units) == (False, 275 * STAR)
+    assert await _units(credit, ALICE) == 275 * STAR
+    # Paid, it stays like any paid order; one approved and never paid is kept too (its
+    # payment may still come: Telegram took the Stars once it was approved).
+    assert await shop.purge_expired_orders() == 0
+
+
 async def test_fix_credits_what_telegram_lists_once_and_says_so(shop: Shop, credit: Credit) -> None:
     order = await shop.create_order(ALICE, "250")
     await shop.record_payment(IncomingPayment(BOB, "x", "XTR", 50, "c-booked"))

@@ -20,7 +20,7 @@ from models import migrations as schema
 from models import ton as ton_storage
 from models.ton import TonCursor
 from services.ton import watcher as watcher_module
-from services.ton.books import SKIPPED_KEPT_S, TonBooks
+from services.ton.books import NOTICE_CLAIM_S, SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
 from services.ton.errors import (
     PaymentNotFound,
@@ -40,6 +40,7 @@ from tests.fakes.toncenter import (
     op_boc,
     raw,
 )
+from tests.harness import Clock
 from tests.tonstack import (
     ALICE,
     BOB,
@@ -754,6 +755,56 @@ async def test_a_crash_between_credit_and_cursor_credits_nothing_twice(tmp_path:
             await sound(restarted)
 
 
+async def test_two_replicas_watchers_tell_a_payment_once(tmp_path: Path) -> None:
+    # Webhook replicas each run the watcher on one database. The one that booked a payment
+    # was telling its user (Telegram slow to answer) when the other's pass found it among
+    # the payments not told yet and told it too: two "Received 1 GRAM" for one payment.
+    key = MasterKey.generate()
+    path = tmp_path / "veil.db"
+    async with ton_stack(path, master_key=key) as first:
+        other = ton_stack(path, chain=first.chain, master_key=key)
+        async with other as second:
+            paid = await order(first, ALICE)
+            first.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+            sending, answered = asyncio.Event(), asyncio.Event()
+
+            async def slowly(booking: TonBooking) -> bool:  # Telegram takes its time
+                first.told.append(booking)
+                sending.set()
+                await answered.wait()
+                return True
+
+            telling = asyncio.create_task(
+                TonWatcher(first.books, first.reader, slowly, interval=0.05).poll()
+            )
+            await sending.wait()
+            assert await second.watcher().poll() == 0
+            answered.set()
+            assert await telling == 1
+            assert await second.watcher().poll() == 0
+            assert [b.payment.user_id for b in first.told + second.told] == [ALICE]
+            await sound(second)
+
+
+async def test_a_claim_to_tell_left_by_a_replica_that_died_lapses(stack: TonStack) -> None:
+    clock = Clock()
+    books = TonBooks(stack.store, stack.shop, DUST, clock=clock)
+    paid = await order(stack, ALICE)
+    tx = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    page = await stack.reader.page("gram", await books.cursor("gram"), limit=100, offset=0)
+    (transfer,) = page.transfers
+    assert (await books.book(transfer)).new  # booked, then the replica died as it told
+    assert await books.claim_notice(hex_hash(tx["hash"])) is not None
+    watcher = TonWatcher(books, stack.reader, stack.notify, interval=0.05)
+    await watcher.poll()
+    assert stack.told == []  # another replica's watcher leaves it while the claim holds
+    clock.advance(NOTICE_CLAIM_S)
+    await watcher.poll()
+    assert [b.payment.user_id for b in stack.told] == [ALICE]
+    assert await books.claim_notice(hex_hash(tx["hash"])) is None  # told: nothing to claim
+    await sound(stack)
+
+
 async def test_429_backs_off_with_a_status_line_and_then_credits(stack: TonStack) -> None:
     paid = await order(stack, ALICE)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
@@ -841,6 +892,51 @@ async def test_unmatched_payments_are_assigned_by_an_admin_once(stack: TonStack)
     # The watcher tells Bob on its next pass (the assignment left him untold).
     await stack.watcher().poll()
     assert [b.payment.user_id for b in stack.told] == [BOB]
+    await sound(stack)
+
+
+async def test_a_payment_naming_two_orders_is_assigned_at_the_rate_of_the_one_it_paid(
+    stack: TonStack,
+) -> None:
+    # The named orders are kept with the payment (m0013), yet /tonassign credited a payment
+    # that named two at the cheapest pack's rate: 5 Gram paid for Alice's 5-Gram pack (1300 ★)
+    # bought 1250 ★, and Alice's 1 Gram naming Bob's order and her 5-Gram one bought 250 ★.
+    small, big = await order(stack, ALICE), await order(stack, ALICE, pack=str(5 * GRAM))
+    bobs = await order(stack, BOB)
+    big_paid = stack.chain.add_transaction(
+        WALLET_RAW, value=5 * GRAM, comment=f"{small.id} {big.id}"
+    )
+    mixed = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=f"{bobs.id}, {big.id}")
+    await stack.watcher().poll()
+    assert {reason for _, reason, _ in (await recorded(stack)).values()} == {"two_orders"}
+    # The order whose price is what arrived: the 5-Gram pack's rate.
+    booking = await stack.books.assign(hex_hash(big_paid["hash"]), ALICE, admin=1)
+    assert booking.payment.units == 1_300_000_000
+    # Assigned to Alice: of the orders it named, hers (Bob's was nearer in price).
+    booking = await stack.books.assign(hex_hash(mixed["hash"]), ALICE, admin=1)
+    assert booking.payment.units == 1_300_000_000 // 5
+    assert await stack.balance(ALICE) == 1_300_000_000 + 260_000_000
+    assert await stack.balance(BOB) == 0
+    await sound(stack)
+
+
+async def test_the_orders_a_payment_named_two_of_are_kept_for_its_assignment(
+    stack: TonStack,
+) -> None:
+    # Unpaid orders are deleted a month after they expire, and those a two_orders payment
+    # named went too (no payment had their id as its order): its assignment then had no order
+    # to take the rate from, and credited 5 Gram at the cheapest pack's.
+    small, big = await order(stack, ALICE), await order(stack, ALICE, pack=str(5 * GRAM))
+    forgotten = await order(stack, BOB)
+    paid = stack.chain.add_transaction(WALLET_RAW, value=5 * GRAM, comment=f"{small.id} {big.id}")
+    await stack.watcher().poll()
+    assert await stack.books.purge_orders(grace=-2 * 3600) == 1  # all expired: Bob's went
+    stored = await stack.store.read(lambda db: ton_storage.get_order(db, forgotten.id))
+    assert stored is None
+    booking = await stack.books.assign(hex_hash(paid["hash"]), ALICE, admin=1)
+    assert booking.payment.units == 1_300_000_000
+    # Assigned, it no longer holds its orders back.
+    assert await stack.books.purge_orders(grace=-2 * 3600) == 2
     await sound(stack)
 
 

@@ -10,7 +10,8 @@ read again) changes nothing. What happens to a transfer:
   the exact rest; ``late`` after the order expired — credited all the same);
 - no comment, a comment that names no order (or one for the other asset, or two orders), or
   an order already paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it
-  to a user (at the order's rate, else at the cheapest pack's).
+  to a user (at the rate of the order it named, or of the one of two it most likely paid,
+  else at the cheapest pack's).
 
 Every credit is one ledger row written by ``_credit``; the balance after it is read in the same
 transaction, for the message to the user. Whether the user was told is kept with the payment,
@@ -45,7 +46,13 @@ if TYPE_CHECKING:
     from services.ton.chain import Transfer
     from services.ton.shop import TonShop
 
-__all__ = ["ORDER_PURGE_AFTER_S", "SKIPPED_KEPT_S", "TonBooking", "TonBooks"]
+__all__ = [
+    "NOTICE_CLAIM_S",
+    "ORDER_PURGE_AFTER_S",
+    "SKIPPED_KEPT_S",
+    "TonBooking",
+    "TonBooks",
+]
 
 log = structlog.get_logger("veil.ton")
 
@@ -55,6 +62,9 @@ MIN_HASH_PREFIX = 8
 # transaction: far longer than the watcher reads behind its cursor
 # (``services.ton.watcher.REREAD_S`` of chain time).
 SKIPPED_KEPT_S = 86_400
+# A watcher's claim to tell a payment's user lapses after this long (seconds): far longer than
+# a message takes, flood waits included; then another replica's watcher tells.
+NOTICE_CLAIM_S = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +241,9 @@ class TonBooks:
         """Credit an unmatched payment to ``user_id`` (the admin looked into it).
 
         ``hash_prefix`` is at least 8 hex digits of the transaction hash. The rate is its
-        order's when the payment named one of the same asset, else the cheapest pack's of its
-        asset. Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous``,
+        order's when the payment named one of the same asset (of those a ``two_orders`` payment
+        named, the one ``_assigned_order`` picks), else the cheapest pack's of its asset.
+        Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous``,
         ``PaymentNotUnmatched``, or ``PaymentUnpriced`` (no pack of its asset is sold now).
         """
         prefix = hash_prefix.strip().lower()
@@ -249,9 +260,9 @@ class TonBooks:
             (payment,) = found
             if payment.status != "unmatched":
                 raise PaymentNotUnmatched
-            order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
+            order = _assigned_order(db, payment, user_id)
             rate: tuple[int, int] | None = self.shop.fallback_rate(payment.asset)
-            if order is not None and order.asset == payment.asset:
+            if order is not None:
                 rate = (order.amount, order.units)
             if rate is None:
                 raise PaymentUnpriced
@@ -298,13 +309,42 @@ class TonBooks:
     # -- telling users -----------------------------------------------------------------------
 
     async def unnotified(self) -> list[TonBooking]:
-        """Credited payments whose user has not been told yet, with their balances now."""
+        """Credited payments whose user has not been told yet, with their balances now.
+
+        Those another watcher is telling (``claim_notice``) are left out.
+        """
+        now = int(self._clock())
 
         def read(db: Database) -> list[TonBooking]:
-            return [self._booking(db, p, new=True) for p in storage.unnotified(db)]
+            return [self._booking(db, p, new=True) for p in storage.unnotified(db, now)]
 
         with ledger_failures():
             return await self._store.read(read)
+
+    async def claim_notice(self, tx_hash: str) -> int | None:
+        """Take the right to tell this payment's user; None if told already or another has it.
+
+        Webhook replicas each run a watcher on one database: the one holding the claim tells,
+        the others leave the payment alone until it lapses (``NOTICE_CLAIM_S``, a replica that
+        died telling). The claim's end is returned, to let go of it (``release_notice``).
+        """
+        now = int(self._clock())
+        until = now + NOTICE_CLAIM_S
+        with ledger_failures():
+            claimed = await self._store.write(
+                lambda db: storage.claim_notice(db, tx_hash, now, until)
+            )
+        return until if claimed else None
+
+    async def release_notice(self, tx_hash: str, until: int) -> None:
+        """Let go of a claim to tell (Telegram could not take the message now)."""
+        with ledger_failures():
+            await self._store.write(lambda db: storage.release_notice(db, tx_hash, until))
+
+    async def release_notices(self) -> int:
+        """Let go of every claim to tell: a process alone on its data, starting after a crash."""
+        with ledger_failures():
+            return await self._store.write(storage.release_notices)
 
     async def notified(self, tx_hash: str) -> None:
         """The user was told about this payment."""
@@ -388,6 +428,25 @@ def _named_order(db: Database, comment: str | None) -> tuple[TonOrder | str, tup
         return "two_orders", ids
     (order,) = found.values()
     return order, ids
+
+
+def _assigned_order(db: Database, payment: TonPayment, user_id: int) -> TonOrder | None:
+    """The order whose rate an admin's assignment of ``payment`` to ``user_id`` credits at.
+
+    A payment matched to one order: that order, when it is of the payment's asset. One whose
+    comment named two orders or more (``two_orders``): of the named orders still stored and of
+    its asset, ``user_id``'s own if any, the one whose price is nearest what arrived (the pack
+    the payer most likely paid for; the first named on a tie). None: no order sets the rate.
+    """
+    if payment.order_id is not None:
+        order = storage.get_order(db, payment.order_id)
+        return order if order is not None and order.asset == payment.asset else None
+    if payment.reason != "two_orders":
+        return None
+    orders = [storage.get_order(db, order_id) for order_id in payment.named]
+    named = [o for o in orders if o is not None and o.asset == payment.asset]
+    candidates = [o for o in named if o.user_id == user_id] or named
+    return min(candidates, key=lambda o: abs(o.amount - payment.amount), default=None)
 
 
 def _credit(db: Database, payment: TonPayment, now: int) -> None:

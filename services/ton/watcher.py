@@ -6,7 +6,9 @@ pass reads every stream page by page from its cursor, books each transfer (``Ton
 once per transaction hash), tells the user, and saves the cursor after each page. A crash
 anywhere in a page leaves the cursor before it: the page is read again and every transfer
 already booked is a no-op (its hash is recorded), so nothing is missed and nothing is counted
-twice. Messages a crash or a Telegram outage swallowed are sent on the next pass.
+twice. Messages a crash or a Telegram outage swallowed are sent on the next pass. A user is
+told only by the watcher holding the payment's claim (``TonBooks.claim_notice``): webhook
+replicas each run one on the same database, and each payment is told once, not once a replica.
 
 A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
 (its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
@@ -365,8 +367,20 @@ class TonWatcher:
         return 1
 
     async def _tell(self, booking: TonBooking) -> None:
-        if await self._notify(booking):
-            await self._books.notified(booking.payment.hash)
+        """Tell the user once: only while holding the claim (another replica may be telling)."""
+        tx_hash = booking.payment.hash
+        until = await self._books.claim_notice(tx_hash)
+        if until is None:
+            return
+        try:
+            told = await self._notify(booking)
+        except Exception:  # a bug: the claim goes, and the loop's edge logs it
+            await self._books.release_notice(tx_hash, until)
+            raise
+        if told:
+            await self._books.notified(tx_hash)
+        else:  # Telegram cannot take it now: the next pass (of any replica) tries again
+            await self._books.release_notice(tx_hash, until)
 
 
 async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
