@@ -4,7 +4,8 @@ Prints seal/open time per request, per-chunk overhead, the client authentication
 bot's Ed25519 signature over the sealed bytes and the gateway's check), and then, with 1, 50
 and 200 concurrent streams against the fake vLLM on loopback, for each path in the same run
 (direct to the fake vLLM; a per-token gateway, ``VEIL_STREAM_SHAPE=off``; a shaped gateway per
-tick in ``--ticks``; with ``--uvloop`` each gateway again on uvloop; with ``--baseline DIR``
+tick in ``--ticks``; each on its default event loop, uvloop; with ``--asyncio`` each gateway
+again on asyncio's own loop, ``VEIL_GATEWAY_LOOP=asyncio``; with ``--baseline DIR``
 each gateway again from the source tree in DIR, say the main branch's, for a before/after in
 one run, the paths taking turns): median time to first
 text and total time (and their difference and ratio to direct), records and sealed bytes per
@@ -14,7 +15,7 @@ The fake vLLM and every gateway run as separate processes, as in production; the
 seals, signs and opens as the bot does.
 
     uv run python bench/sealed.py [--tokens 64] [--token-delay 0.01] [--ticks 0.1,0.15,0.25]
-        [--rounds 3] [--spread] [--uvloop] [--baseline DIR]
+        [--rounds 3] [--spread] [--asyncio] [--baseline DIR]
 
 ``--spread``: each level's streams come as a steady flow (one every answer's duration / level,
 twice the level, the second half timed) instead of all at the same instant.
@@ -252,12 +253,9 @@ async def start_gateway(
 ) -> Gateway:
     """A gateway process with ``env`` over the common settings; its verified bundle."""
     profile = os.environ.get("VEIL_BENCH_PROFILE")
-    loop = env.pop("BENCH_LOOP", "asyncio")
     baseline = env.pop("BENCH_TREE", None)
     if baseline is not None:
         command: tuple[str, ...] = ("-c", BASELINE_GATEWAY.format(tree=baseline))
-    elif loop == "uvloop":
-        command = ("-c", UVLOOP_GATEWAY)
     elif profile:
         command = ("-m", "cProfile", "-o", f"{profile}.{label}", "-m", "gateway")
     else:
@@ -272,8 +270,6 @@ async def start_gateway(
             "VEIL_METRICS_PORT": "0",
             # a steady flow (--spread) has more than its level in flight while answers overrun
             "VEIL_MAX_STREAMS": "1024",
-            # where uvloop was put for this run, if it was (it is not a dependency)
-            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
             **env,
         },
     )
@@ -289,10 +285,6 @@ async def start_gateway(
     return Gateway(label, process, url, bundle)
 
 
-# The gateway on uvloop's event loop, where uvloop is importable (it is not a dependency).
-UVLOOP_GATEWAY = (
-    "import runpy, uvloop; uvloop.install(); runpy.run_module('gateway', run_name='__main__')"
-)
 # The gateway of another source tree (its packages first on the path; the same environment).
 BASELINE_GATEWAY = (
     "import runpy, sys; sys.path.insert(0, {tree!r}); "  # noqa: ISC003 -- one command, two lines
@@ -306,7 +298,7 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
     levels: list[int],
     ticks: list[float],
     *,
-    uvloop: bool,
+    on_asyncio: bool,
     rounds: int,
     baseline: str | None = None,
     spread: bool = False,
@@ -325,9 +317,10 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
         variants += [
             (f"{label} (before)", {**env, "BENCH_TREE": baseline}) for label, env in list(variants)
         ]
-    if uvloop:
+    if on_asyncio:
         variants += [
-            (f"{label} uvloop", {**env, "BENCH_LOOP": "uvloop"}) for label, env in list(variants)
+            (f"{label} asyncio", {**env, "VEIL_GATEWAY_LOOP": "asyncio"})
+            for label, env in list(variants)
         ]
     with tempfile.TemporaryDirectory() as tmp:
         key_file, verify_key = await new_operator_key(Path(tmp))
@@ -442,9 +435,9 @@ def main() -> None:
         help="streams come as a steady flow keeping each level in flight, not all at once",
     )
     parser.add_argument(
-        "--uvloop",
+        "--asyncio",
         action="store_true",
-        help="also run every gateway on uvloop (must be importable: not a dependency)",
+        help="also run every gateway on asyncio's own event loop (VEIL_GATEWAY_LOOP=asyncio)",
     )
     parser.add_argument(
         "--baseline",
@@ -467,7 +460,7 @@ def main() -> None:
             args.token_delay,
             [int(x) for x in args.levels.split(",")],
             [float(x) for x in args.ticks.split(",")],
-            uvloop=args.uvloop,
+            on_asyncio=args.asyncio,
             baseline=str(Path(args.baseline).resolve()) if args.baseline else None,
             rounds=args.rounds,
             spread=args.spread,

@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
@@ -30,6 +31,9 @@ from gateway.server import UPSTREAM_SPARE, Gateway, rotate_forever
 from gateway.settings import GatewaySettings
 from gateway.vllm import VLLMClient
 from sealed.suites import Suite
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = structlog.get_logger("veil.gateway")
 
@@ -100,6 +104,7 @@ async def serve(settings: GatewaySettings) -> None:
             windows=dict(gateway.ring.windows),
             stream_shape=settings.stream_shape.value,
             stream_tick=settings.stream_tick,
+            loop=type(loop).__module__.partition(".")[0],  # the loop running: asyncio or uvloop
             frozen_objects=freeze_startup(),
         )
         try:
@@ -130,6 +135,25 @@ async def _listen(gateway: Gateway, settings: GatewaySettings) -> Listeners:
         raise SettingsError(bind_failure(listeners, exc)) from None
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``VEIL_GATEWAY_LOOP`` names (None: asyncio's own).
+
+    uvloop cut the wait of a burst of requests on a many-core machine (docs/benchmarks.md:
+    "On 16 cores"); it is a dependency wherever it builds (not on Windows), and asyncio's loop
+    remains the choice where it is not, or where an operator prefers it.
+    """
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415 -- only where it is chosen; absent on Windows
+    except ImportError:
+        raise SettingsError(
+            "veil: setting VEIL_GATEWAY_LOOP is uvloop, but uvloop is not installed here: "
+            "install it, or set VEIL_GATEWAY_LOOP=asyncio"
+        ) from None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
@@ -149,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(GatewaySettings)
         configure_logging(settings.log_level)
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=loop_factory(settings.gateway_loop)) as runner:
+            runner.run(serve(settings))
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2

@@ -484,6 +484,7 @@ class _Stream:
     async def head(self) -> None:
         """Send the response's head, once: as soon as the model server has the request."""
         if not self.response.prepared:
+            _buffer_marks(self.request)
             await _client_io(self.request, self.response.prepare(self.request), self.idle)
 
     async def send(self, data: bytes) -> None:
@@ -503,16 +504,32 @@ def _nothing() -> None:
     """What there is to undo before the stream follows any ticks."""
 
 
+# The client connection's write buffer marks, whatever the event loop: asyncio's defaults.
+# uvloop's own low mark is 16 bytes, which no record fits under: every write was weighed as
+# one that may wait (``_may_wait``), and no tick's record went out in the tick's own call.
+CLIENT_BUFFER_HIGH = 64 * 1024
+CLIENT_BUFFER_LOW = 16 * 1024
+
+
+def _buffer_marks(request: web.Request) -> None:
+    """Set the marks ``_may_wait`` weighs a write against on the request's connection."""
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        transport.set_write_buffer_limits(high=CLIENT_BUFFER_HIGH, low=CLIENT_BUFFER_LOW)
+
+
 def _may_wait(request: web.Request, size: int) -> bool:
     """False when a write of ``size`` bytes cannot wait for the client to read.
 
     aiohttp's write waits only while the connection's transport has paused it, which happens
     above the transport's high-water mark and lasts until the buffer is back to the low one: a
     buffer that stays at or below the low mark with the write in it was not paused and will not
-    be. The usual case for a shaped stream's records (the buffer is empty).
+    be. The usual case for a shaped stream's records (the buffer is empty). The pause itself is
+    read too: uvloop lets the buffer fall below the low mark before it resumes the writer (on
+    its write's callback), and a write in between waits however small the buffer is.
     """
     transport = request.transport
-    if transport is None or transport.is_closing():
+    if transport is None or transport.is_closing() or request.protocol.writing_paused:
         return True
     low, _ = transport.get_write_buffer_limits()
     return transport.get_write_buffer_size() + size + _FRAMING > low

@@ -50,6 +50,7 @@ class GatewaySettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     stream_shape: StreamShape = StreamShape.TICK
     stream_tick: float = Field(default=DEFAULT_TICK, ge=0.01, le=5.0)
+    gateway_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @property
     def served_models(self) -> tuple[str, ...]:

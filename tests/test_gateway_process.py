@@ -171,11 +171,15 @@ def test_a_taken_port_stops_with_one_line_naming_its_setting(
     assert line == f"veil: cannot listen on {named} (127.0.0.1:{port}): address already in use"
 
 
+@pytest.mark.parametrize(
+    ("loop_setting", "loop"), [(None, "uvloop"), ("asyncio", "asyncio"), ("uvloop", "uvloop")]
+)
 async def test_gateway_process_serves_sealed_answers_and_stops(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession, loop_setting: str | None, loop: str
 ) -> None:
     key_file = tmp_path / "operator.key"
     verify_key = run("keygen", "--out", str(key_file)).stdout.strip()
+    chosen = {} if loop_setting is None else {"VEIL_GATEWAY_LOOP": loop_setting}
     async with FakeVLLM(answer=ANSWER, api_key="k-123") as fake:
         gateway = await ManagedProcess.start(
             "-m",
@@ -188,11 +192,13 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
                 "VEIL_GATEWAY_PORT": "0",
                 "VEIL_METRICS_PORT": "0",
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",  # the ceiling must fit the model's context
+                **chosen,
             },
         )
         try:
             await gateway.wait_for_line("gateway.started")
             started = gateway.json_event("gateway.started")
+            assert started["loop"] == loop  # the loop that runs, not the setting read back
             assert started["models"] == ["veil-test"]
             assert isinstance(started["frozen_objects"], int)
             assert started["frozen_objects"] > 20_000  # start-up's objects, set aside
@@ -209,6 +215,37 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
     assert "gateway.stopped" in gateway.output
     for secret in ("periwinkle", "saffron", "k-123"):
         assert secret not in gateway.output
+
+
+# The gateway where uvloop cannot be imported (Windows, say, where it does not build).
+NO_UVLOOP_GATEWAY = (
+    "import runpy, sys; sys.modules['uvloop'] = None; "
+    "runpy.run_module('gateway', run_name='__main__')"
+)
+
+
+def test_an_event_loop_that_cannot_run_stops_with_one_line(tmp_path: Path) -> None:
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    env = {
+        "VEIL_OPERATOR_KEY_FILE": str(key_file),
+        "VEIL_CLIENT_KEYS": client_keys_setting(),
+        "VEIL_VLLM_URL": "http://127.0.0.1:9",
+        "VEIL_GATEWAY_PORT": "0",
+        "VEIL_METRICS_PORT": "0",
+    }
+    unknown = run(env={**env, "VEIL_GATEWAY_LOOP": "trio"})
+    assert unknown.returncode == 2
+    (line,) = unknown.stderr.strip().splitlines()
+    assert line.startswith("veil: setting VEIL_GATEWAY_LOOP is invalid: Input should be 'uvloop'")
+    absent = run_python("-c", NO_UVLOOP_GATEWAY, env=env, timeout=30)
+    assert absent.returncode == 2
+    assert absent.stderr.strip().splitlines() == [
+        (
+            "veil: setting VEIL_GATEWAY_LOOP is uvloop, but uvloop is not installed here: "
+            "install it, or set VEIL_GATEWAY_LOOP=asyncio"
+        )
+    ]
 
 
 async def ask(http: aiohttp.ClientSession, url: str, verify_key: str) -> str:
