@@ -48,13 +48,14 @@ from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import (
     forum_topic,
     new_tag,
+    one_off,
     replied_context,
     replies_to_unseen,
     stop_keyboard,
     went_out,
 )
 from services.answers import Shown
-from services.chat import Question
+from services.chat import Question, quoted
 from services.errors import VeilError
 
 if TYPE_CHECKING:
@@ -368,13 +369,15 @@ class _GroupAnswer:
                 more_label=texts("read_whole"),
                 gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
             )
+            context, replied = one_off(self.context)
             asked = Question(
                 self.asker.user_id,
                 self.language,
                 self.question,
                 stop_tag=tag,
-                context=self.context,
+                context=context,
                 keep_history=False,
+                replied=replied,
             )
             self.sink = sink
             answer = await self.kit.chat.answer(asked, sink)
@@ -385,7 +388,8 @@ class _GroupAnswer:
                 return
             if answer.finish_reason == "length" and not answer.stopped:
                 await sink.note(texts("answer_cut_here"))
-        said = (*self.context, ("user", self.question), ("assistant", answer.text))
+        question = self.question if replied is None else quoted(replied, self.question)
+        said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
 
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
