@@ -329,6 +329,7 @@ async def answer_in_group(
         user.language_code,
         question,
         thread_of(message, kit.editors, settings) if context is None else context,
+        threads_on(message, settings) if context is None else None,
     )
     kit.asking.add(asking)  # let go by ``answer.run`` however it ends: nothing may raise between
     kit.chat.detach(answer.run(), answer.failed)
@@ -374,6 +375,7 @@ class _GroupAnswer:
     language: str | None
     question: str
     context: tuple[Said, ...]
+    replied_to: int | None = None  # the answer it replies to, whose thread may be known later
     shown: Shown | None = None
     sink: EditedAnswer | None = None
 
@@ -403,7 +405,7 @@ class _GroupAnswer:
                 more_label=texts("read_whole"),
                 gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
             )
-            context, replied = one_off(self.context)
+            context, replied = one_off(self._thread())
             asked = Question(
                 self.asker.user_id,
                 self.language,
@@ -425,6 +427,18 @@ class _GroupAnswer:
         question = self.question if replied is None else quoted(replied, self.question)
         said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
+
+    def _thread(self) -> tuple[Said, ...]:
+        """The turns before the question, as known in its turn.
+
+        A reply to an answer still streaming when it came waits for that answer (one at a time
+        in a group): its thread is known once its turn comes, not when it was sent (then only
+        the placeholder, or a part of the answer, was there to read).
+        """
+        if self.replied_to is None:
+            return self.context
+        known = self.kit.editors.chains.get(self.asker.chat_id, self.replied_to)
+        return self.context if known is None else known
 
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
@@ -474,6 +488,14 @@ def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tu
     if known is not None:
         return known
     return replied_context(message, editors.bot.id)
+
+
+def threads_on(message: Message, settings: GroupSettings) -> int | None:
+    """The message whose thread ``message`` goes on, if the group lets replies carry one."""
+    replied = message.reply_to_message
+    if replied is None or not settings.reply_context:
+        return None
+    return replied.message_id
 
 
 def settings_keyboard(texts: Texts, settings: GroupSettings) -> InlineKeyboardMarkup:

@@ -173,3 +173,26 @@ async def test_a_reply_to_a_rich_answer_of_an_earlier_conversation_brings_that_a
         context = await asked(stack, 2)
     assert "rich_message" in first
     assert context == [("user", "> Use pathlib for paths.\n\nWhat did you mean?")]
+
+
+async def test_a_reply_to_an_answer_still_streaming_carries_its_thread_once_written(
+    tmp_path: Path,
+) -> None:
+    # A reply to an answer as it streams waits for that answer (one at a time in a group), but
+    # its thread was read when it came: the placeholder, before the answer was known.
+    long_answer = " ".join(f"word{n}" for n in range(40))
+    async with running_stack(
+        tmp_path, answer=long_answer, token_delay=0.02, rich_messages=True, **FAST
+    ) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot is it cold in Oslo?", chat_id=GROUP)
+        await stack.telegram.wait_for("sendMessage")  # the placeholder: the answer streams
+        (answering,) = stack.telegram.sent_messages(GROUP)
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot and in winter?", chat_id=GROUP, reply_to=answering["message_id"]
+        )
+        context = await asked(stack, 2)
+    assert context == [
+        ("user", "is it cold in Oslo?"),
+        ("assistant", long_answer),
+        ("user", "and in winter?"),
+    ]
