@@ -38,6 +38,7 @@ from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
 from handlers.commands import TextCommand, forwarded, in_caption
 from handlers.failures import noted
+from handlers.reading import words_of
 from handlers.replies import (
     TELEGRAM_LATER,
     continue_keyboard,
@@ -760,14 +761,14 @@ def with_quote(message: Message, text: str) -> str:
 
 
 def replied_text(message: Message) -> str | None:
-    """The text (or caption) of the message ``message`` replies to in this chat, if any.
+    """The text (caption, rich message) of the message ``message`` replies to here, if any.
 
     A message in a topic replies to the topic's first message without a text: none.
     """
     replied = message.reply_to_message
     if replied is None:
         return None
-    text = replied.text or replied.caption
+    text = words_of(replied)  # a rich answer of Veil's too
     return text if text and text.strip() else None
 
 

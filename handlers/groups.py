@@ -15,7 +15,8 @@ bug) go to that person only, at the group's pace and in their forum topic, as th
 tells them (``handlers.failures``); a failure after part of the answer was shown is noted under
 that part instead, which stays (it is paid for). A reply deleted mid-answer (or the bot
 removed) stops the answer; a mention delivered again is not answered twice
-(``editors.answered``). A question sent as a chat (an anonymous admin, a channel) names no
+(``editors.answered``); one edited is answered as sent, and its asker told so alone
+(``on_edited``). A question sent as a chat (an anonymous admin, a channel) names no
 person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
 with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
 admin). ``/terms`` and ``/paysupport`` in a group are told to the member alone, as notices
@@ -26,6 +27,7 @@ are. A group upgraded to a supergroup (a new chat id) takes its settings along
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramMigrateToChat,
 )
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import Command, CommandObject, or_f
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from common.logs import describe
@@ -48,13 +50,14 @@ from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import (
     forum_topic,
     new_tag,
+    one_off,
     replied_context,
     replies_to_unseen,
     stop_keyboard,
     went_out,
 )
 from services.answers import Shown
-from services.chat import Question
+from services.chat import Question, quoted
 from services.errors import VeilError
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ GROUPS = frozenset({"group", "supergroup"})
 REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
+EDITS_REMEMBERED = 10_000  # edited questions told of, newest kept (``GroupKit.first_edit``)
 
 
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -170,6 +174,25 @@ async def on_addressed(
     await answer_in_group(message, texts("guest_reply_question"), texts, kit, context=context)
 
 
+async def on_edited(message: Message, texts: Texts, kit: GroupKit) -> None:
+    """A member edited a question to Veil: it is answered as sent; they alone are told, once.
+
+    Without this the edit went unseen: a member who fixed a typo in their question, or added
+    the mention, waited for an answer to the new text that never came (the private chat says
+    the same, ``edited``). Told at the group's pace, once a message (a second edit, or one
+    Telegram sends for a change the member did not make, is not told again); one sent as a
+    chat, and in a group that turned answers off, nothing.
+    """
+    if message.edit_date is None or message.sender_chat is not None:
+        return
+    if not kit.first_edit(message.chat.id, message.message_id):
+        return
+    if not (await kit.groups.settings(message.chat.id)).answers:
+        return
+    log.info("groups.edit_not_read")
+    await tell_alone(message, texts("edited"), kit.editors)
+
+
 async def cmd_ask(message: Message, command: CommandObject, texts: Texts, kit: GroupKit) -> None:
     """``/ask question``: answer it (an empty /ask says how, unless answers are turned off)."""
     if await _media_refused(message, texts, kit):
@@ -247,6 +270,18 @@ class GroupKit:
         self.editors = editors
         self.groups = groups
         self.asking: set[tuple[int, int]] = set()
+        # (group, message) of the edited questions told of, newest ``EDITS_REMEMBERED`` kept
+        self.edits_told: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    def first_edit(self, chat_id: int, message_id: int) -> bool:
+        """Whether the edit of this message is the first one told of (it is remembered then)."""
+        key = (chat_id, message_id)
+        if key in self.edits_told:
+            return False
+        self.edits_told[key] = None
+        while len(self.edits_told) > EDITS_REMEMBERED:
+            self.edits_told.popitem(last=False)
+        return True
 
 
 async def answer_in_group(
@@ -294,6 +329,7 @@ async def answer_in_group(
         user.language_code,
         question,
         thread_of(message, kit.editors, settings) if context is None else context,
+        threads_on(message, settings) if context is None else None,
     )
     kit.asking.add(asking)  # let go by ``answer.run`` however it ends: nothing may raise between
     kit.chat.detach(answer.run(), answer.failed)
@@ -339,6 +375,7 @@ class _GroupAnswer:
     language: str | None
     question: str
     context: tuple[Said, ...]
+    replied_to: int | None = None  # the answer it replies to, whose thread may be known later
     shown: Shown | None = None
     sink: EditedAnswer | None = None
 
@@ -368,13 +405,15 @@ class _GroupAnswer:
                 more_label=texts("read_whole"),
                 gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
             )
+            context, replied = one_off(self._thread())
             asked = Question(
                 self.asker.user_id,
                 self.language,
                 self.question,
                 stop_tag=tag,
-                context=self.context,
+                context=context,
                 keep_history=False,
+                replied=replied,
             )
             self.sink = sink
             answer = await self.kit.chat.answer(asked, sink)
@@ -385,8 +424,21 @@ class _GroupAnswer:
                 return
             if answer.finish_reason == "length" and not answer.stopped:
                 await sink.note(texts("answer_cut_here"))
-        said = (*self.context, ("user", self.question), ("assistant", answer.text))
+        question = self.question if replied is None else quoted(replied, self.question)
+        said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
+
+    def _thread(self) -> tuple[Said, ...]:
+        """The turns before the question, as known in its turn.
+
+        A reply to an answer still streaming when it came waits for that answer (one at a time
+        in a group): its thread is known once its turn comes, not when it was sent (then only
+        the placeholder, or a part of the answer, was there to read).
+        """
+        if self.replied_to is None:
+            return self.context
+        known = self.kit.editors.chains.get(self.asker.chat_id, self.replied_to)
+        return self.context if known is None else known
 
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
@@ -436,6 +488,14 @@ def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tu
     if known is not None:
         return known
     return replied_context(message, editors.bot.id)
+
+
+def threads_on(message: Message, settings: GroupSettings) -> int | None:
+    """The message whose thread ``message`` goes on, if the group lets replies carry one."""
+    replied = message.reply_to_message
+    if replied is None or not settings.reply_context:
+        return None
+    return replied.message_id
 
 
 def settings_keyboard(texts: Texts, settings: GroupSettings) -> InlineKeyboardMarkup:
@@ -575,6 +635,8 @@ def build_router() -> Router:
     router.message.register(cmd_paysupport, Command("paysupport", ignore_case=True), own)
     router.message.register(on_upgraded, F.migrate_to_chat_id | F.migrate_from_chat_id)
     router.message.register(on_addressed, addressed)
+    asked = or_f(Command("ask", ignore_case=True), addressed)
+    router.edited_message.register(on_edited, F.chat.type.in_(GROUPS), ~F.forward_origin, asked)
     router.callback_query.register(on_group_set, GroupSet.filter())
     router.callback_query.register(on_group_toggle, GroupToggle.filter())
     return router

@@ -6,7 +6,8 @@ message is a placeholder with a stop button (the keyboard is what makes Telegram
 and charged: the answer streams into that inline message by editing it at a group-safe pace
 (into a rich message where Telegram takes one, ``bot.editing``).
 A guest message (the bot summoned where it is not a member) is answered the same way through
-``answerGuestQuery``; the message it replies to is the question's context. Both are one-off
+``answerGuestQuery``; the message it replies to is the question's context (one of Veil's own
+answers, whose question is not known, quoted before the question: ``one_off``). Both are one-off
 questions: nothing is read from or stored in the asker's history unless they opted in
 (/settings). The answer runs detached from its update (``ChatService.start``), so the update is
 not kept while it streams; a failure, a bug included, is told in the inline message, as the
@@ -39,6 +40,7 @@ from handlers.replies import (
     TELEGRAM_LATER,
     link_keyboard,
     new_tag,
+    one_off,
     replied_context,
     replies_to_unseen,
     stop_keyboard,
@@ -158,8 +160,8 @@ async def on_guest_message(
         await _notice(message.guest_query_id, texts(refused), bot)
         return
     question = without_mention(message.text or message.caption or "", me.username)
-    context = replied_context(message, me.id)
-    if not question and not context:
+    context, replied = one_off(replied_context(message, me.id))
+    if not question and not context and replied is None:
         question = texts("guest_empty_question")
     user = message.from_user
     tag = new_tag()
@@ -177,6 +179,7 @@ async def on_guest_message(
         stop_tag=tag,
         context=context,
         keep_history=False,
+        replied=replied,
     )
     await answer_inline(
         sent.inline_message_id, event_update, asked, texts, chat, editors, posted_in=message.chat.id

@@ -15,6 +15,7 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
+from handlers.reading import words_of
 from services.prices import format_units
 from services.ton.shop import format_amount
 
@@ -183,11 +184,24 @@ def replied_context(message: Message, bot_id: int) -> tuple[Said, ...]:
     replied = message.reply_to_message
     if replied is None:
         return ()
-    text = replied.text or replied.caption
+    text = words_of(replied)  # a rich message (Veil's own answer, say) read as text too
     if not text:
         return ()
     own = replied.from_user is not None and replied.from_user.id == bot_id
     return (("assistant" if own else "user", text),)
+
+
+def one_off(context: tuple[Said, ...]) -> tuple[tuple[Said, ...], str | None]:
+    """A one-off question's context, and what goes quoted before the question instead.
+
+    A context that is Veil's own answer alone (the message a guest summons or a group question
+    replies to, whose question the bot does not know) opens with an answer: the chat service
+    drops such an orphaned answer, so the model never read what it was asked about. It goes
+    quoted before the question instead (``Question.replied``), as the private chat quotes one.
+    """
+    if len(context) == 1 and context[0][0] == "assistant":
+        return (), context[0][1]
+    return context, None
 
 
 def topic_of(message: Message | InaccessibleMessage | None) -> int | None:

@@ -286,14 +286,16 @@ class UserActions:
         content["forward_origin"] = origin
         return self._user_message(user_id, {"chat_id": chat_id, "first_name": first_name}, content)
 
-    def edit_text(self, user_id: int, message_id: int, text: str) -> int:
+    def edit_text(
+        self, user_id: int, message_id: int, text: str, *, chat_id: int | None = None
+    ) -> int:
         """The user edits their text message ``message_id`` in their private chat with the bot.
 
         As Telegram does: the stored message takes the new text (its commands' entities) and an
         ``edit_date``, and the bot is sent it as an ``edited_message`` update, if it asked for
-        those (``allowed_updates``). Returns the update_id.
+        those (``allowed_updates``). Returns the update_id. ``chat_id``: in that group instead.
         """
-        _user, chat = self._sender(user_id)
+        _user, chat = self._sender(user_id, chat_id=chat_id)
         message = self._state.message(chat["id"], message_id)
         if message is None or message["from"]["id"] != user_id or "text" not in message:
             raise ValueError(f"no text message {message_id} of user {user_id} to edit")

@@ -629,8 +629,10 @@ class ChatService:
         Each failure's button names its own question, so an older button asks its own, not
         the newest. It stays kept until an answer to it begins (``Question.retried``): a press
         refused before that (no credit, an answer in progress) leaves the button working. Only
-        where it failed (topic ``thread_id``, None: the chat itself). Memory only: a restart,
-        ``forget`` or the bound (``KEPT_PER_USER`` a user) lets go of it.
+        where it failed (topic ``thread_id``, None: the chat itself), while its conversation is
+        still that one's. Memory only: a restart, ``forget``, a new conversation there
+        (``new_conversation``, ``switch_conversation``) or the bound (``KEPT_PER_USER`` a user)
+        lets go of it.
         """
         kept = self._retry.get(user_id, key)
         if kept is None or kept[0] != thread_id:
@@ -1356,8 +1358,11 @@ class ChatService:
         """Start a fresh conversation; the old one stays sealed in history.
 
         With ``thread_id`` it is the new topic's conversation; the active one stays as it was.
+        The conversation that ends lets go of its Retry and Continue buttons' questions: asked
+        now, they would land in the fresh one, without the turns they followed on from.
         """
         self._cut.pop(user_id, thread_id)
+        self._retry.discard(user_id, lambda kept: kept[0] == thread_id)
         with history_failures("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
             await self.store.new_conversation(user_id, thread_id)
@@ -1385,6 +1390,7 @@ class ChatService:
             except ConversationNotFound:
                 return False
         self._cut.pop(user_id, None)  # the chat's conversation is another now
+        self._retry.discard(user_id, lambda kept: kept[0] is None)
         return True
 
     async def name_conversation(self, naming: Naming) -> str | None:

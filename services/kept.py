@@ -10,7 +10,10 @@ newest entry is oldest let go first, so no one can grow it without end.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -58,6 +61,17 @@ class Kept(Generic[K, V]):
         if not own:
             del self._users[user_id]
         return value
+
+    def discard(self, user_id: int, stale: Callable[[V], bool]) -> None:
+        """Let go of the user's values that ``stale`` says are (the others stay as they were)."""
+        own = self._users.get(user_id)
+        if own is None:
+            return
+        for key in [key for key, value in own.items() if stale(value)]:
+            del own[key]
+            self._count -= 1
+        if not own:
+            del self._users[user_id]
 
     def drop(self, user_id: int) -> None:
         """Let go of everything kept for the user (their data is being erased)."""

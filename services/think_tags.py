@@ -7,21 +7,29 @@ monologue as the answer, and it was stored and sent back to the model as if it w
 bot reads it as a reasoning parser would: the thinking goes where ``reasoning_content`` goes
 (shown folded where the bot shows thinking, never stored), the answer is what follows.
 
-Only a ``<think>`` that opens the answer (after blanks) is one: a tag in the middle of an
+Only a ``<think>`` that opens the answer (after blanks, a byte order mark U+FEFF counted as one
+there: some servers and templates put one first) is one: a tag in the middle of an
 answer is text the model wrote about it (an answer explaining these tags, say) and is shown
 as written. A tag may arrive split across deltas (``<thi`` then ``nk>``): the few characters
 that may begin one are held until the next delta says. A ``<think>`` never closed is thinking
 to the end, as a reasoning parser streams it: the answer is then empty (the model ran out of
-room while thinking). A lone ``</think>`` with no ``<think>`` before it (a chat template that
-opens the block in the prompt) is not recognised: telling it from text needs the whole answer.
+room while thinking). After ``</think>`` only the blank lines before the text are dropped: its
+first line keeps its indentation (an answer that opens with an indented code block). A lone
+``</think>`` with no ``<think>`` before it (a chat template that opens the block in the
+prompt) is not recognised: telling it from text needs the whole answer.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 OPEN: Final = "<think>"
 CLOSE: Final = "</think>"
+
+# The blanks opening an answer: Python's whitespace (``str.isspace``, which ``re``'s ``\s``
+# matches for ``str``) and a byte order mark.
+_OPENING_BLANKS: Final = re.compile(r"[\s\ufeff]*")
 
 Piece = tuple[Literal["text", "thought"], str]
 
@@ -35,6 +43,9 @@ class ThinkTags:
         # Blank deltas opening the answer, kept aside (not in ``_held``): each delta would
         # otherwise scan every blank before it again (100,000 newlines: seconds of the loop).
         self._blanks: list[str] = []
+        # After the thinking, before the text: the blanks since the last line break (the text's
+        # first line's indentation, kept), once a line break came (blanks before one: dropped).
+        self._indent: list[str] | None = None
 
     def feed(self, delta: str) -> list[Piece]:
         """The pieces of text and thinking ``delta`` completes (empty ones left out)."""
@@ -47,11 +58,11 @@ class ThinkTags:
 
     def _opening(self, delta: str) -> list[Piece]:
         """Before the answer's first non-blank: is it a ``<think>``?"""
-        if not self._held and not delta.strip():
+        if not self._held and _blank_opening(delta) == len(delta):
             self._blanks.append(delta)  # blanks: the next delta says
             return []
         held, self._held = self._held + delta, ""
-        opening = held.lstrip()
+        opening = held[_blank_opening(held) :]
         if OPEN.startswith(opening) and opening != OPEN:
             self._held = held  # the start of a tag: the next delta says
             return []
@@ -75,19 +86,37 @@ class ThinkTags:
             if end:
                 pieces.append(("thought", held[:end]))
             self._state, held = "after", held[end + len(CLOSE) :]
-        held = held.lstrip()  # after the thinking: blanks before the text are not its
-        if held:
-            self._state = "text"
-            pieces.append(("text", held))
-        return pieces
+        return pieces + self._after_thinking(held)
+
+    def _after_thinking(self, held: str) -> list[Piece]:
+        """After the thinking: blank lines before the text dropped, its indentation kept."""
+        start = len(held) - len(held.lstrip())
+        blanks, text = held[:start], held[start:]
+        line_break = max(blanks.rfind("\n"), blanks.rfind("\r"))
+        if line_break >= 0:
+            self._indent = [blanks[line_break + 1 :]]
+        elif self._indent is not None:
+            self._indent.append(blanks)
+        # else: blanks on the line of ``</think>``, not the text's
+        if not text:
+            return []
+        indent, self._indent = "".join(self._indent or ()), None
+        self._state = "text"
+        return [("text", indent + text)]
 
     def end(self) -> list[Piece]:
         """What was held at the end of the answer: text it was, or thinking never closed."""
         held, self._held = "".join(self._blanks) + self._held, ""
-        self._blanks = []
+        self._blanks, self._indent = [], None  # blanks after the thinking alone: no text
         if not held:
             return []
         return [("thought" if self._state == "thinking" else "text", held)]
+
+
+def _blank_opening(text: str) -> int:
+    """How many characters at the start of ``text`` are blanks that may open an answer."""
+    blanks = _OPENING_BLANKS.match(text)
+    return 0 if blanks is None else blanks.end()
 
 
 def _partial_close(text: str) -> int:

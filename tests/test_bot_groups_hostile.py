@@ -546,3 +546,34 @@ async def test_a_question_replying_to_a_poll_or_location_is_told_alone_not_answe
     assert asked == [[QUESTION]]
     (notice,) = told
     assert notice.startswith("I can't see the photo, file or other media you replied to")
+
+
+async def test_a_question_edited_while_answered_is_told_alone_it_was_answered_as_sent(
+    tmp_path: Path,
+) -> None:
+    # Telegram sends a group's edits as ``edited_message``; the bot read them in the private
+    # chat only, so a member who fixed a typo in their question here, or added the mention,
+    # heard nothing and waited for an answer to the new text that never came.
+    long_answer = " ".join(f"word{n}" for n in range(60))
+    async with running_stack(tmp_path, answer=long_answer, token_delay=0.02, **FAST) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        stack.telegram.send_text(ANN, "@veil_test_bot the capitl of France?", chat_id=GROUP)
+        stack.telegram.send_text(BOB, "nice weather today", chat_id=GROUP)
+        asked, chat = (m["message_id"] for m in stack.telegram.state.chat_messages(GROUP)[:2])
+        await stack.telegram.wait_for("sendMessage")  # the answer's placeholder: it streams
+        stack.telegram.edit_text(ANN, asked, "@veil_test_bot the capital of France?", chat_id=GROUP)
+        stack.telegram.edit_text(ANN, asked, "@veil_test_bot capital of France?", chat_id=GROUP)
+        stack.telegram.edit_text(BOB, chat, "nice weather", chat_id=GROUP)  # not to Veil
+        stack.telegram.edit_text(BOB, chat, "@veil_test_bot nice weather?", chat_id=GROUP)
+        (final,) = await final_reply(stack)
+        async with asyncio.timeout(10):
+            while not told_texts(stack, BOB):  # noqa: ASYNC110 -- polls the fake's record
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        told_ann = stack.telegram.ephemeral_messages(GROUP, ANN)
+        told_bob = stack.telegram.ephemeral_messages(GROUP, BOB)
+    assert final["text"] == long_answer  # the question as sent, answered in full
+    assert [m["text"] for m in told_ann] == [texts("edited")]  # once, for two edits
+    assert [m["text"] for m in told_bob] == [texts("edited")]  # the mention added: not read
+    assert [m["content"] for m in stack.vllm.requests[0]["messages"]] == ["the capitl of France?"]
+    assert len(stack.vllm.requests) == 1

@@ -66,6 +66,57 @@ async def test_an_older_retry_asks_its_own_question_not_the_newest(tmp_path: Pat
     assert [m["text"] for m in answers[2:]] == ["Fine now.", "Fine now."]
 
 
+async def test_a_retry_from_before_new_says_it_expired_and_asks_nothing(tmp_path: Path) -> None:
+    # /new kept the failed questions: an old Retry asked its question in the fresh
+    # conversation, without the turns it followed on from, and stored it there. Chosen: as a
+    # Continue button, a Retry button is its conversation's; /new ends that one.
+    async with running_stack(tmp_path, answer="Fine now.") as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        stack.vllm.fail_before_stream = BOOM
+        stack.telegram.send_text(USER, "and what about its second act?")
+        (failed,) = await stack.final_messages(USER, 1)
+        stack.vllm.fail_before_stream = None
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 2)
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        said = await stack.final_messages(USER, 3)
+        await stack.answered_presses(1)
+        stack.telegram.send_text(USER, "a fresh question")
+        await stack.final_messages(USER, 4)
+        turns = await stack.stored_turns(USER, 2)
+    assert said[1]["text"] == texts("new_conversation")
+    assert said[2]["text"] == texts("retry_expired")
+    assert asked(stack) == ["and what about its second act?", "a fresh question"]
+    assert turns == ["a fresh question", "Fine now."]  # the fresh conversation holds it alone
+
+
+async def test_a_retry_from_a_conversation_switched_away_from_says_it_expired(
+    tmp_path: Path,
+) -> None:
+    # /history's switch makes another conversation the chat's: as after /new, a Retry of the
+    # one left would ask its question where the turns it followed on from are not.
+    async with running_stack(tmp_path, answer="Fine now.") as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        stack.telegram.send_text(USER, "the first conversation's question")
+        await stack.final_messages(USER, 1)
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 2)
+        stack.vllm.fail_before_stream = BOOM
+        stack.telegram.send_text(USER, "and what about its second act?")
+        failed = (await stack.final_messages(USER, 3))[2]
+        stack.vllm.fail_before_stream = None
+        stack.telegram.send_text(USER, "/history")
+        listing = (await stack.final_messages(USER, 4))[3]
+        first = listing["reply_markup"]["inline_keyboard"][1][0]["callback_data"]
+        stack.telegram.press_button(USER, first, message_id=listing["message_id"])
+        await stack.answered_presses(1)
+        stack.telegram.press_button(USER, retry_of(failed), message_id=failed["message_id"])
+        said = await stack.final_messages(USER, 5)
+        await stack.answered_presses(2)
+    assert said[4]["text"] == texts("retry_expired")
+    assert asked(stack) == ["the first conversation's question", "and what about its second act?"]
+
+
 async def test_a_retry_refused_for_want_of_credit_works_once_topped_up(tmp_path: Path) -> None:
     model = FakeVLLM(answer="Fine now.")
     model.fail_before_stream = BOOM

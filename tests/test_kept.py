@@ -32,3 +32,22 @@ def test_put_again_replaces_and_pop_and_drop_let_go() -> None:
     assert kept.pop(1, None) is None
     kept.drop(1)
     assert (kept.get(1, 7), kept.get(2, None), len(kept)) == (None, "other user", 1)
+
+
+def test_discard_lets_go_of_the_values_it_picks_and_only_the_users() -> None:
+    kept: Kept[str, tuple[int | None, str]] = Kept(per_user=4, most=10)
+    kept.put(1, "a", (None, "in the chat"))
+    kept.put(1, "b", (7, "in a topic"))
+    kept.put(2, "c", (None, "another user's"))
+    kept.discard(1, lambda value: value[0] is None)
+    assert [kept.get(1, "a"), kept.get(1, "b"), kept.get(2, "c"), len(kept)] == [
+        None,
+        (7, "in a topic"),
+        (None, "another user's"),
+        2,
+    ]
+    kept.discard(1, lambda _value: True)
+    kept.discard(3, lambda _value: True)  # a user with nothing kept: nothing to do
+    assert (kept.get(1, "b"), len(kept)) == (None, 1)
+    kept.put(1, "d", (None, "new"))  # the user starts afresh
+    assert len(kept) == 2

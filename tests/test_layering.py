@@ -68,6 +68,7 @@ HANDLER_LEAVES = {
     "handlers.commands",
     "handlers.documents",
     "handlers.failures",
+    "handlers.reading",
     "handlers.replies",
     "handlers.sinks",
 }

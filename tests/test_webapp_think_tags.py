@@ -30,6 +30,9 @@ ANSWERS = [
     "<th",
     "\u00a0\u3000<think>x</think>\u2003y",
     "</think>Only a close.",
+    "\ufeff<think>x</think>y",
+    "\n\ufeff<think>x</think>\n \n    def f():\n        pass\n",
+    "<think>x</think>  \r\n\t code\n",
     "\n\n\n",
     "",
 ]

@@ -7,11 +7,13 @@
 // them and sent them back to the model. The page reads it as a parser would: the thinking goes
 // where REASONING records go (folded, never kept), the answer is what follows.
 //
-// Only a <think> that opens the answer (after blanks) is one: a tag later in the answer is text
-// the model wrote about it. A tag may arrive split across records ("<thi" then "nk>"): the few
+// Only a <think> that opens the answer (after blanks, a byte order mark U+FEFF counted as one
+// there) is one: a tag later in the answer is text the model wrote about it. A tag may arrive split across records ("<thi" then "nk>"): the few
 // characters that may begin one are held until the next record says. A <think> never closed is
-// thinking to the end, as a parser streams it: the answer is then empty. A lone </think> with
-// no <think> before it is not recognised: telling it from text needs the whole answer.
+// thinking to the end, as a parser streams it: the answer is then empty. After </think> only
+// the blank lines before the text are dropped: its first line keeps its indentation. A lone
+// </think> with no <think> before it is not recognised: telling it from text needs the whole
+// answer.
 
 export const OPEN = "<think>";
 export const CLOSE = "</think>";
@@ -21,6 +23,10 @@ const BLANKS = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u202
 const LEADING = new RegExp(`^${BLANKS}+`);
 const ONLY_BLANKS = new RegExp(`^${BLANKS}*$`);
 const BLANK = new RegExp(`^${BLANKS}$`);
+/** Blanks that may open an answer: those and a byte order mark (U+FEFF). */
+const OPENING_BLANKS = `${BLANKS.slice(0, -1)}\\ufeff]`;
+const OPENING = new RegExp(`^${OPENING_BLANKS}+`);
+const ONLY_OPENING = new RegExp(`^${OPENING_BLANKS}*$`);
 
 /** Whether ``text`` is blanks alone (or nothing), as Python's ``not text.strip()`` says. */
 export function isBlank(text) {
@@ -42,6 +48,9 @@ export class ThinkTags {
     this.state = "start"; // "start", "thinking", "after" (the thinking closed) or "text"
     this.held = ""; // what may still turn out to be (the start of) a tag
     this.blanks = []; // blank records opening the answer, kept aside and joined once
+    // After the thinking, before the text: the blanks since the last line break (the text's
+    // first line's indentation, kept), once a line break came (blanks before one: dropped).
+    this.indent = null;
   }
 
   /** The pieces of text and thinking ``delta`` completes: [kind, text], empty ones left out. */
@@ -55,13 +64,13 @@ export class ThinkTags {
 
   /** Before the answer's first non-blank: is it a <think>? */
   opening(delta) {
-    if (!this.held && ONLY_BLANKS.test(delta)) {
+    if (!this.held && ONLY_OPENING.test(delta)) {
       this.blanks.push(delta); // blanks: the next record says
       return [];
     }
     const held = this.held + delta;
     this.held = "";
-    const opening = held.replace(LEADING, "");
+    const opening = held.replace(OPENING, "");
     if (OPEN.startsWith(opening) && opening !== OPEN) {
       this.held = held; // the start of a tag: the next record says
       return [];
@@ -91,18 +100,29 @@ export class ThinkTags {
       this.state = "after";
       held = held.slice(end + CLOSE.length);
     }
-    held = held.replace(LEADING, ""); // after the thinking: blanks before the text are not its
-    if (held) {
-      this.state = "text";
-      pieces.push(["text", held]);
-    }
-    return pieces;
+    return pieces.concat(this.afterThinking(held));
+  }
+
+  /** After the thinking: blank lines before the text dropped, its indentation kept. */
+  afterThinking(held) {
+    const text = held.replace(LEADING, "");
+    const blanks = held.slice(0, held.length - text.length);
+    const lineBreak = Math.max(blanks.lastIndexOf("\n"), blanks.lastIndexOf("\r"));
+    if (lineBreak >= 0) this.indent = [blanks.slice(lineBreak + 1)];
+    else if (this.indent !== null) this.indent.push(blanks);
+    // else: blanks on the line of </think>, not the text's
+    if (!text) return [];
+    const indent = (this.indent || []).join("");
+    this.indent = null;
+    this.state = "text";
+    return [["text", indent + text]];
   }
 
   /** What was held at the end of the answer: text it was, or thinking never closed. */
   end() {
     const held = this.blanks.join("") + this.held;
     this.blanks = [];
+    this.indent = null; // blanks after the thinking alone: no text
     this.held = "";
     if (!held) return [];
     return [[this.state === "thinking" ? "thought" : "text", held]];

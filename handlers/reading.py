@@ -1,0 +1,78 @@
+"""A message's words as the model reads them: its text, its caption, or its rich message.
+
+A rich message (Bot API 10.1; Veil's own answers where ``VEIL_RICH_MESSAGES`` is on) comes in
+an update as ``rich_message {blocks}`` with no ``text``: a reply to one read only ``text`` or
+``caption``, so a question replying to Veil's rich answer went to the model without it. Its
+blocks read as plain text here, in order, a blank line between blocks: a table a row a line,
+its cells parted by `` | ``; a list an item a line, after its label; a details block its
+summary, then its blocks; media their caption. A thinking block (drafts only) is no text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from aiogram.types import Message
+
+_CELLS = " | "
+# A piece of RichText keeps its words under one of these (a custom emoji: its alternative).
+_WORDS = ("text", "expression", "alternative_text")
+
+
+def words_of(message: Message) -> str | None:
+    """The text, caption or rich message of ``message`` as text; None when it has none."""
+    if message.text is not None:
+        return message.text
+    if message.caption is not None:
+        return message.caption
+    if message.rich_message is None:
+        return None
+    return _blocks(message.rich_message.blocks) or None
+
+
+def _blocks(blocks: Iterable[object]) -> str:
+    """Blocks as text, a blank line between two (those with no words left out)."""
+    return "\n\n".join(text for text in map(_block, blocks) if text)
+
+
+def _block(block: object) -> str:
+    """One block as text."""
+    kind = getattr(block, "type", None)
+    if kind == "thinking":
+        return ""
+    if kind == "table":
+        rows = getattr(block, "cells", None) or []
+        return "\n".join(
+            _CELLS.join(_rich(getattr(cell, "text", None)) for cell in row) for row in rows
+        )
+    if kind == "list":
+        items = getattr(block, "items", None) or []
+        return "\n".join(
+            f"{getattr(item, 'label', '')} {_blocks(getattr(item, 'blocks', None) or [])}".strip()
+            for item in items
+        )
+    parts = [_rich(getattr(block, "summary", None))]  # a details block's
+    parts += [_rich(getattr(block, name, None)) for name in _WORDS]
+    parts.append(_blocks(getattr(block, "blocks", None) or []))  # quotes, details, collages
+    caption = getattr(block, "caption", None)  # media
+    if caption is not None:
+        parts.append(_rich(getattr(caption, "text", None)))
+    return "\n\n".join(part for part in parts if part)
+
+
+def _rich(text: object) -> str:
+    """RichText as plain text: a string, a styled piece (its words), or a list of them."""
+    if text is None:
+        return ""
+    if isinstance(text, str):
+        return text
+    if isinstance(text, list):
+        return "".join(map(_rich, text))
+    for name in _WORDS:
+        words = getattr(text, name, None)
+        if words is not None:
+            return _rich(words)
+    return ""

@@ -1,0 +1,198 @@
+"""A reply to one of Veil's rich answers carries that answer to the model, as a text one does.
+
+A rich answer (``VEIL_RICH_MESSAGES``, on by default) reaches Telegram as a rich message, and
+comes back in ``reply_to_message`` as ``rich_message {blocks}``, with no ``text``: a summons
+replying to Veil's answer ("why?") went to the model without the answer it asks about. The
+real bot long-polls the fake Telegram, through a real gateway to the fake vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiogram.types import Message
+
+from handlers.replies import replied_context
+from tests.botstack import running_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.botstack import Stack
+
+ANN, BOB = 9601, 9602
+FRIENDS = -1_009_876_601
+BOT_ID = 123456
+ANSWER = "No: the *moon* is rock.\n\n```\nrock = True\n```"
+QUOTED_ANSWER = "> No: the moon is rock.\n>\n> rock = True"
+QUOTED = f"> ❓ is that true?\n>\n{QUOTED_ANSWER}"  # a guest answer: its question above it
+GROUP = -1_001_234_601
+FAST: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 900}
+
+
+async def asked(stack: Stack, count: int) -> list[tuple[str, str]]:
+    """Wait until the model was asked ``count`` times; the last request's (role, content)s."""
+    async with asyncio.timeout(10):
+        while len(stack.vllm.requests) < count:  # noqa: ASYNC110 -- polls the fake's record
+            await asyncio.sleep(0.02)
+    return [(m["role"], m["content"]) for m in stack.vllm.requests[-1]["messages"]]
+
+
+def veil_answer(stack: Stack) -> dict[str, Any]:
+    """Veil's guest answer in the chat, once its final edit is in (no stop button left)."""
+    (answer,) = [
+        m
+        for m in stack.telegram.state.chat_messages(FRIENDS)
+        if m["from"]["id"] == BOT_ID and not m.get("reply_markup")
+    ]
+    return answer
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
+async def test_a_summons_replying_to_veil_s_answer_carries_that_answer(
+    tmp_path: Path,
+    rich: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, rich_messages=rich, **FAST) as stack:
+        said = stack.telegram.user.post_text(BOB, "The moon is cheese", chat_id=FRIENDS)
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot is that true?", chat_id=FRIENDS, reply_to=said
+        )
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        answer = veil_answer(stack)
+        assert ("rich_message" in answer, "text" in answer) == (rich, not rich)
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=answer["message_id"]
+        )
+        context = await asked(stack, 2)
+    # Quoted before the question: an answer alone opening the context was dropped as orphaned.
+    assert context == [("user", f"{QUOTED}\n\nwhy?")]
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
+async def test_a_bare_mention_replying_to_veil_s_answer_in_a_group_carries_that_answer(
+    tmp_path: Path,
+    rich: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, rich_messages=rich, **FAST) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot is the moon cheese?", chat_id=GROUP)
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        (answer,) = stack.telegram.sent_messages(GROUP)
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot", chat_id=GROUP, reply_to=answer["message_id"]
+        )
+        context = await asked(stack, 2)
+    texts = stack.veil.catalogs.for_language("en")
+    assert context == [
+        (
+            "user",
+            f"{QUOTED_ANSWER}\n\n{texts('guest_reply_question')}",
+        )
+    ]
+
+
+def test_every_kind_of_block_of_a_replied_rich_message_is_read_as_text() -> None:
+    # As the Bot API sends a rich message (its blocks and RichText: a string, a styled piece,
+    # or a list of them); thinking is not the message's text.
+    cell = {"align": "left", "valign": "top"}
+    blocks: list[dict[str, Any]] = [
+        {"type": "heading", "text": "Title", "size": 1},
+        {"type": "paragraph", "text": ["Plain, ", {"type": "bold", "text": "bold"}, "."]},
+        {"type": "pre", "text": "x = 1", "language": "python"},
+        {
+            "type": "table",
+            "cells": [
+                [cell | {"text": "a", "is_header": True}, cell | {"text": "b", "is_header": True}],
+                [cell | {"text": {"type": "italic", "text": "1"}}, cell],
+            ],
+        },
+        {
+            "type": "list",
+            "items": [
+                {"label": "1.", "blocks": [{"type": "paragraph", "text": "one"}]},
+                {"label": "2.", "blocks": [{"type": "paragraph", "text": "two"}]},
+            ],
+        },
+        {"type": "blockquote", "blocks": [{"type": "paragraph", "text": "quoted"}]},
+        {
+            "type": "details",
+            "summary": "More",
+            "blocks": [{"type": "paragraph", "text": "hidden"}],
+        },
+        {"type": "mathematical_expression", "expression": "e^{i\\pi}+1=0"},
+        {"type": "divider"},
+        {"type": "thinking", "text": "not the text"},
+        {"type": "footer", "text": "the end"},
+    ]
+    message = Message.model_validate(
+        {
+            "message_id": 2,
+            "date": 0,
+            "chat": {"id": FRIENDS, "type": "supergroup"},
+            "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+            "text": "@veil_test_bot why?",
+            "reply_to_message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": FRIENDS, "type": "supergroup"},
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "Veil"},
+                "rich_message": {"blocks": blocks},
+            },
+        }
+    )
+    assert replied_context(message, BOT_ID) == (
+        (
+            "assistant",
+            (
+                "Title\n\nPlain, bold.\n\nx = 1\n\na | b\n1 | \n\n1. one\n2. two\n\nquoted\n\n"
+                "More\n\nhidden\n\ne^{i\\pi}+1=0\n\nthe end"
+            ),
+        ),
+    )
+
+
+async def test_a_reply_to_a_rich_answer_of_an_earlier_conversation_brings_that_answer(
+    tmp_path: Path,
+) -> None:
+    # The private chat quotes the answer a reply is to where the conversation no longer holds
+    # it (after /new); a rich answer, without ``text``, was not quoted: the bare question went.
+    user = 9603
+    answers = iter(["Use **pathlib** for paths.", "It means this."])
+    async with running_stack(
+        tmp_path, answer=lambda _request: next(answers), rich_messages=True
+    ) as stack:
+        stack.telegram.send_text(user, "How do I join paths?")
+        (first,) = await stack.final_messages(user, 1)
+        stack.telegram.send_text(user, "/new")
+        await stack.final_messages(user, 2)
+        stack.telegram.send_text(user, "What did you mean?", reply_to=first["message_id"])
+        context = await asked(stack, 2)
+    assert "rich_message" in first
+    assert context == [("user", "> Use pathlib for paths.\n\nWhat did you mean?")]
+
+
+async def test_a_reply_to_an_answer_still_streaming_carries_its_thread_once_written(
+    tmp_path: Path,
+) -> None:
+    # A reply to an answer as it streams waits for that answer (one at a time in a group), but
+    # its thread was read when it came: the placeholder, before the answer was known.
+    long_answer = " ".join(f"word{n}" for n in range(40))
+    async with running_stack(
+        tmp_path, answer=long_answer, token_delay=0.02, rich_messages=True, **FAST
+    ) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot is it cold in Oslo?", chat_id=GROUP)
+        await stack.telegram.wait_for("sendMessage")  # the placeholder: the answer streams
+        (answering,) = stack.telegram.sent_messages(GROUP)
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot and in winter?", chat_id=GROUP, reply_to=answering["message_id"]
+        )
+        context = await asked(stack, 2)
+    assert context == [
+        ("user", "is it cold in Oslo?"),
+        ("assistant", long_answer),
+        ("user", "and in winter?"),
+    ]
