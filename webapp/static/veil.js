@@ -6126,6 +6126,9 @@
   var LEADING = new RegExp(`^${BLANKS}+`);
   var ONLY_BLANKS = new RegExp(`^${BLANKS}*$`);
   var BLANK = new RegExp(`^${BLANKS}$`);
+  var OPENING_BLANKS = `${BLANKS.slice(0, -1)}\\ufeff]`;
+  var OPENING = new RegExp(`^${OPENING_BLANKS}+`);
+  var ONLY_OPENING = new RegExp(`^${OPENING_BLANKS}*$`);
   function isBlank(text) {
     return ONLY_BLANKS.test(text);
   }
@@ -6141,6 +6144,7 @@
       this.state = "start";
       this.held = "";
       this.blanks = [];
+      this.indent = null;
     }
     /** The pieces of text and thinking ``delta`` completes: [kind, text], empty ones left out. */
     feed(delta) {
@@ -6152,13 +6156,13 @@
     }
     /** Before the answer's first non-blank: is it a <think>? */
     opening(delta) {
-      if (!this.held && ONLY_BLANKS.test(delta)) {
+      if (!this.held && ONLY_OPENING.test(delta)) {
         this.blanks.push(delta);
         return [];
       }
       const held = this.held + delta;
       this.held = "";
-      const opening = held.replace(LEADING, "");
+      const opening = held.replace(OPENING, "");
       if (OPEN.startsWith(opening) && opening !== OPEN) {
         this.held = held;
         return [];
@@ -6187,17 +6191,26 @@
         this.state = "after";
         held = held.slice(end + CLOSE.length);
       }
-      held = held.replace(LEADING, "");
-      if (held) {
-        this.state = "text";
-        pieces.push(["text", held]);
-      }
-      return pieces;
+      return pieces.concat(this.afterThinking(held));
+    }
+    /** After the thinking: blank lines before the text dropped, its indentation kept. */
+    afterThinking(held) {
+      const text = held.replace(LEADING, "");
+      const blanks = held.slice(0, held.length - text.length);
+      const lineBreak = Math.max(blanks.lastIndexOf("\n"), blanks.lastIndexOf("\r"));
+      if (lineBreak >= 0) this.indent = [blanks.slice(lineBreak + 1)];
+      else if (this.indent !== null) this.indent.push(blanks);
+      if (!text) return [];
+      const indent = (this.indent || []).join("");
+      this.indent = null;
+      this.state = "text";
+      return [["text", indent + text]];
     }
     /** What was held at the end of the answer: text it was, or thinking never closed. */
     end() {
       const held = this.blanks.join("") + this.held;
       this.blanks = [];
+      this.indent = null;
       this.held = "";
       if (!held) return [];
       return [[this.state === "thinking" ? "thought" : "text", held]];
