@@ -62,8 +62,9 @@ MIN_HASH_PREFIX = 8
 # transaction: far longer than the watcher reads behind its cursor
 # (``services.ton.watcher.REREAD_S`` of chain time).
 SKIPPED_KEPT_S = 86_400
-# A watcher's claim to tell a payment's user lapses after this long (seconds): far longer than
-# a message takes, flood waits included; then another replica's watcher tells.
+# A watcher's claim to tell a payment's user lapses after this long (seconds) unless renewed
+# (the watcher telling renews it every third of that): a watcher that died telling holds it
+# no longer than this; then another replica's watcher tells.
 NOTICE_CLAIM_S = 300
 
 
