@@ -381,6 +381,16 @@ def claim_notice(db: Database, tx_hash: str, now: int, until: int) -> bool:
     return cursor.rowcount == 1
 
 
+def renew_notice(db: Database, tx_hash: str, held: int, until: int) -> bool:
+    """Move the claim taken until ``held`` on to ``until``; False if it is not held so now."""
+    cursor = db.execute(
+        "UPDATE ton_payments SET notice_claimed_until = ?"
+        " WHERE hash = ? AND notified = 0 AND notice_claimed_until = ?",
+        [until, tx_hash, held],
+    )
+    return cursor.rowcount == 1
+
+
 def release_notice(db: Database, tx_hash: str, until: int) -> None:
     """Let go of the claim taken until ``until`` (the user could not be told now)."""
     db.execute(

@@ -786,6 +786,56 @@ async def test_two_replicas_watchers_tell_a_payment_once(tmp_path: Path) -> None
             await sound(second)
 
 
+async def test_a_watcher_telling_longer_than_its_claim_keeps_it(tmp_path: Path) -> None:
+    # The replica that booked a payment was telling its user while Telegram kept the message
+    # waiting (flood waits, a slow answer) past the claim's five minutes. The claim was not
+    # renewed: it lapsed, the other replica's pass took it and told the user, and then the
+    # first one's message went out too.
+    claim = 3  # renewed every second: a beat more than a second late would lose it
+    key = MasterKey.generate()
+    path = tmp_path / "veil.db"
+    async with ton_stack(path, master_key=key) as first:
+        other_stack = ton_stack(path, chain=first.chain, master_key=key)
+        async with other_stack as second:
+            books = [TonBooks(s.store, s.shop, DUST, notice_claim=claim) for s in (first, second)]
+            paid = await order(first, ALICE)
+            tx = first.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+            tx_hash = hex_hash(tx["hash"])
+            sending, answered = asyncio.Event(), asyncio.Event()
+
+            async def slowly(booking: TonBooking) -> bool:  # Telegram keeps it waiting
+                first.told.append(booking)
+                sending.set()
+                await answered.wait()
+                return True
+
+            telling = asyncio.create_task(
+                TonWatcher(books[0], first.reader, slowly, interval=0.05).poll()
+            )
+            await sending.wait()
+            taken_until = await claimed_until(first, tx_hash)
+            assert taken_until is not None
+            await asyncio.sleep(taken_until - time.time() + 0.05)  # the claim first taken ended
+            other = TonWatcher(books[1], second.reader, second.notify, interval=0.05)
+            assert await other.poll() == 0  # the other replica's pass, meanwhile
+            answered.set()
+            assert await telling == 1
+            assert await claimed_until(first, tx_hash) is None  # told: the claim went with it
+            assert await other.poll() == 0
+            assert [b.payment.user_id for b in first.told + second.told] == [ALICE]
+            await sound(second)
+
+
+async def claimed_until(stack: TonStack, tx_hash: str) -> int | None:
+    """Until when a watcher holds the claim to tell the payment, as the database has it now."""
+    row = await stack.store.read(
+        lambda db: db.execute(
+            "SELECT notice_claimed_until FROM ton_payments WHERE hash = ?", [tx_hash]
+        ).fetchone()
+    )
+    return None if row[0] is None else int(row[0])
+
+
 async def test_a_claim_to_tell_left_by_a_replica_that_died_lapses(stack: TonStack) -> None:
     clock = Clock()
     books = TonBooks(stack.store, stack.shop, DUST, clock=clock)

@@ -62,8 +62,9 @@ MIN_HASH_PREFIX = 8
 # transaction: far longer than the watcher reads behind its cursor
 # (``services.ton.watcher.REREAD_S`` of chain time).
 SKIPPED_KEPT_S = 86_400
-# A watcher's claim to tell a payment's user lapses after this long (seconds): far longer than
-# a message takes, flood waits included; then another replica's watcher tells.
+# A watcher's claim to tell a payment's user lapses after this long (seconds) unless renewed
+# (the watcher telling renews it every third of that): a watcher that died telling holds it
+# no longer than this; then another replica's watcher tells.
 NOTICE_CLAIM_S = 300
 
 
@@ -92,11 +93,15 @@ class TonBooks:
         shop: TonShop,
         dust: Mapping[Asset, int],
         clock: Callable[[], float] = time.time,
+        *,
+        notice_claim: int = NOTICE_CLAIM_S,
     ) -> None:
         self._store = store
         self.shop = shop
         self._dust = dict(dust)
         self._clock = clock
+        # How long a claim to tell lasts unless renewed; the watcher renews it every third.
+        self.notice_claim = notice_claim
 
     def __repr__(self) -> str:
         return "TonBooks()"
@@ -326,15 +331,28 @@ class TonBooks:
 
         Webhook replicas each run a watcher on one database: the one holding the claim tells,
         the others leave the payment alone until it lapses (``NOTICE_CLAIM_S``, a replica that
-        died telling). The claim's end is returned, to let go of it (``release_notice``).
+        died telling). The claim's end is returned, to renew it (``renew_notice``) or let go of
+        it (``release_notice``).
         """
         now = int(self._clock())
-        until = now + NOTICE_CLAIM_S
+        until = now + self.notice_claim
         with ledger_failures():
             claimed = await self._store.write(
                 lambda db: storage.claim_notice(db, tx_hash, now, until)
             )
         return until if claimed else None
+
+    async def renew_notice(self, tx_hash: str, held: int) -> int | None:
+        """Hold the claim taken until ``held`` for ``notice_claim`` from now; its new end.
+
+        None when it is not this watcher's any more (it lapsed, and another watcher took it).
+        """
+        until = int(self._clock()) + self.notice_claim
+        with ledger_failures():
+            renewed = await self._store.write(
+                lambda db: storage.renew_notice(db, tx_hash, held, until)
+            )
+        return until if renewed else None
 
     async def release_notice(self, tx_hash: str, until: int) -> None:
         """Let go of a claim to tell (Telegram could not take the message now)."""

@@ -367,20 +367,45 @@ class TonWatcher:
         return 1
 
     async def _tell(self, booking: TonBooking) -> None:
-        """Tell the user once: only while holding the claim (another replica may be telling)."""
+        """Tell the user once: only while holding the claim (another replica may be telling).
+
+        The claim is renewed every third of its length while Telegram keeps the message
+        waiting (flood waits, a slow answer): it lapses only for a watcher that died telling.
+        """
         tx_hash = booking.payment.hash
-        until = await self._books.claim_notice(tx_hash)
-        if until is None:
+        held = await self._books.claim_notice(tx_hash)
+        if held is None:
             return
+        sending = asyncio.ensure_future(self._notify(booking))
         try:
-            told = await self._notify(booking)
+            while not (await asyncio.wait([sending], timeout=self._books.notice_claim / 3))[0]:
+                held = await self._renewed(tx_hash, held)
+            told = sending.result()
         except Exception:  # a bug: the claim goes, and the loop's edge logs it
-            await self._books.release_notice(tx_hash, until)
+            await self._books.release_notice(tx_hash, held)
             raise
+        finally:
+            sending.cancel()  # (done already, unless this pass was cancelled)
         if told:
             await self._books.notified(tx_hash)
         else:  # Telegram cannot take it now: the next pass (of any replica) tries again
-            await self._books.release_notice(tx_hash, until)
+            await self._books.release_notice(tx_hash, held)
+
+    async def _renewed(self, tx_hash: str, held: int) -> int:
+        """The claim held until ``held``, renewed: its new end (``held`` if it could not be).
+
+        A renewal the database cannot take now is tried at the next beat; a claim that lapsed
+        and another watcher took is left to it (this message goes out all the same).
+        """
+        try:
+            until = await self._books.renew_notice(tx_hash, held)
+        except LedgerUnavailable:
+            log.warning("ton.notice_claim_not_renewed", tx=tx_hash)
+            return held
+        if until is None:
+            log.warning("ton.notice_claim_lost", tx=tx_hash)
+            return held
+        return until
 
 
 async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
