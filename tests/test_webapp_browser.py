@@ -489,6 +489,39 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def test_a_stop_that_overtakes_its_question_on_the_way_still_stops_the_answer(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # On a slow network the sealed question can still be on its way to the bot when Stop is
+    # pressed, and the stop, on a connection of its own, gets there first: the bot has no such
+    # answer yet (404). The answer that then starts must still be stopped, not run and be
+    # charged in full.
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_bot.hold = b"POST /app/api/relay"
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            await stack.to_bot.holding.wait()
+        await page.click("#send")
+        async with asyncio.timeout(15):
+            while b"not_running" not in stack.to_bot.downstream:  # noqa: ASYNC110 -- the proxy has no event here
+                await asyncio.sleep(0.05)
+        stack.to_bot.release.set()
+        await page.wait_for_selector("#notice[data-status=stopped]", timeout=15000)
+        for shown in await page.locator(".bubble.assistant").all_inner_texts():
+            assert SLOW_ANSWER.startswith(shown)
+            assert len(shown) < len(SLOW_ANSWER)
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))
+        assert state.charge is not None
+        assert state.charge.receipt_status == "stopped"
+        assert state.charge.completion_tokens < 80
+        await page.context.close()
+
+
 async def answered_page(browser: Browser, stack: MiniStack, keychain: Keychain) -> Page:
     """A new page, opened and ready, that has asked QUESTION and been answered."""
     page = await open_page(browser, page_url(stack.base, init_data()), keychain)

@@ -1,7 +1,8 @@
 """Untrusted middlemen and rude clients between the bot and the gateway, on 127.0.0.1.
 
 - ``RecordingProxy``: a TCP proxy that forwards bytes both ways and keeps a copy, to prove what
-  the network sees; ``drop()`` closes the connections open at that moment.
+  the network sees; ``drop()`` closes the connections open at that moment; ``hold`` slows one
+  request on its way while the rest pass.
 - ``SegmentingRelay``: a TCP proxy that hands the client's bytes on in small delayed segments,
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
@@ -134,6 +135,13 @@ class RecordingProxy(_TcpRelay):
         self.downstream = bytearray()  # server → client
         self.open = asyncio.Event()  # cleared: client → server bytes wait (a stalled network)
         self.open.set()
+        # Set ``hold`` to how a request starts (b"POST /app/api/relay"), and a connection that
+        # sends one passes nothing more on until ``release`` is set (``holding`` is set once one
+        # waits): one request slow on its way while the others pass, as on a mobile network.
+        self.hold: bytes | None = None
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self._held: set[asyncio.StreamWriter] = set()
 
     @property
     def captured(self) -> bytes:
@@ -143,6 +151,10 @@ class RecordingProxy(_TcpRelay):
     async def _forward(self, data: bytes, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
         if upstream:
             await self.open.wait()
+            if writer in self._held or (self.hold is not None and data.startswith(self.hold)):
+                self._held.add(writer)
+                self.holding.set()
+                await self.release.wait()
         (self.upstream if upstream else self.downstream).extend(data)
         await super()._forward(data, writer, upstream=upstream)
 

@@ -109,7 +109,7 @@ class App {
     this.t = textsFor(this.launch.user?.language_code);
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
-    this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
+    this.running = null; // {requestId, responseKey, stopRequested, stopTaken, answering, forgotten}
     this.forgetting = null; // while Forget erases the history: its promise
     this.shownKey = null; // the key of the history the screen shows
     this.account = null;
@@ -384,6 +384,7 @@ class App {
       requestId: null,
       responseKey: null,
       stopRequested: false,
+      stopTaken: null, // the request id of the stop the bot took
       answering: false,
     });
     let text = "";
@@ -635,6 +636,9 @@ class App {
     });
     this.running.answering = true; // the bot took it: from here on it may be charged
     this.note(this.t("writing"), "progress");
+    // Stop was pressed while the sealed question was still on its way to the bot, and the stop
+    // got there first (the bot had no such answer yet): send it again now the answer runs.
+    if (this.running.stopRequested && this.running.stopTaken !== requestId) this.stop();
     const opener = new ChunkOpener(responseKey);
     const reader = response.body.getReader();
     const tags = new ThinkTags();
@@ -669,16 +673,20 @@ class App {
     if (!running) return;
     running.stopRequested = true; // before sending, relay() sees it and sends nothing
     if (!running.requestId) return;
+    const requestId = running.requestId;
     try {
       await this.api("api/stop", {
         method: "POST",
         body: JSON.stringify({
-          request_id: toHex(running.requestId),
-          proof: b64e(cancelProof(running.responseKey, running.requestId)),
+          request_id: toHex(requestId),
+          proof: b64e(cancelProof(running.responseKey, requestId)),
         }),
         headers: { "Content-Type": "application/json" },
       });
+      running.stopTaken = requestId; // the bot has it (or holds it until the gateway has it)
     } catch (error) {
+      // 404: no such answer runs (yet, if the question is still on its way: relay() sends
+      // the stop again once the bot has taken it; or no longer: it ended meanwhile).
       if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
     }
   }

@@ -6837,6 +6837,8 @@
         requestId: null,
         responseKey: null,
         stopRequested: false,
+        stopTaken: null,
+        // the request id of the stop the bot took
         answering: false
       });
       let text = "";
@@ -7054,6 +7056,7 @@
       });
       this.running.answering = true;
       this.note(this.t("writing"), "progress");
+      if (this.running.stopRequested && this.running.stopTaken !== requestId) this.stop();
       const opener = new ChunkOpener(responseKey);
       const reader = response.body.getReader();
       const tags = new ThinkTags();
@@ -7087,15 +7090,17 @@
       if (!running) return;
       running.stopRequested = true;
       if (!running.requestId) return;
+      const requestId = running.requestId;
       try {
         await this.api("api/stop", {
           method: "POST",
           body: JSON.stringify({
-            request_id: toHex(running.requestId),
-            proof: b64e(cancelProof(running.responseKey, running.requestId))
+            request_id: toHex(requestId),
+            proof: b64e(cancelProof(running.responseKey, requestId))
           }),
           headers: { "Content-Type": "application/json" }
         });
+        running.stopTaken = requestId;
       } catch (error) {
         if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
       }
