@@ -846,6 +846,29 @@ async def test_a_tampered_chunk_is_reported_in_the_page_and_its_text_discarded(
         await page.context.close()
 
 
+async def test_a_chunk_tampered_mid_answer_makes_the_page_hang_up_on_the_rest(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page shows nothing of an answer that fails authentication; the bot, which cannot open
+    # it, would go on relaying the rest. The page hangs up, so the bot stops the answer and it
+    # is charged what was generated, not all of it.
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08, tamper=True) as stack:
+        stack.tampering.flip_streamed_at = 4 + 13 + 5  # inside the first chunk's ciphertext
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=ChunkTampered]", timeout=15000)
+        assert await page.locator(".bubble.assistant").count() == 0
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))
+        assert state.charge is not None
+        assert state.charge.receipt_status == "stopped"
+        assert state.charge.completion_tokens < 80
+        await page.context.close()
+
+
 async def test_a_hostile_answer_is_shown_as_text_right_to_left_and_whole(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -6,7 +6,8 @@
 - ``SegmentingRelay``: a TCP proxy that hands the client's bytes on in small delayed segments,
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
-  the sealed body on the way (in either direction), to prove that every change is caught; or
+  the sealed body on the way (in either direction, or a byte of an answer as it streams), to
+  prove that every change is caught; or
   answers a sealed path itself with an error of its own, as a broken or hostile proxy does.
 - ``HalfOpenClients``: raw connections that send part of a request head and then nothing, to
   prove a server times them out and caps how many it holds.
@@ -207,6 +208,9 @@ class TamperingRelay(Served):
         self.refusal: tuple[str, int, str, bytes] | None = None
         self.redirect: tuple[str, int, str] | None = None
         self.replay_last = False
+        # Set, a sealed answer streamed on as it comes has its byte at this offset flipped:
+        # tampering on the way that the bot, which cannot open the stream, hands on unseen.
+        self.flip_streamed_at: int | None = None
         self.last_request: bytes | None = None
         self.last_headers: dict[str, str] = {}
         self.url = ""
@@ -259,7 +263,8 @@ class TamperingRelay(Served):
             request.method, self.target + request.path_qs, data=body or None, headers=headers
         ) as upstream:
             if upstream.status == 200 and self.rewrite_response is None:
-                return await self._stream(request, upstream)
+                flip = self.flip_streamed_at if sealed else None
+                return await self._stream(request, upstream, flip)
             payload = await upstream.read()
             if sealed and upstream.status == 200 and self.rewrite_response is not None:
                 payload = self.rewrite_response(payload)
@@ -270,12 +275,22 @@ class TamperingRelay(Served):
             )
 
     @staticmethod
-    async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-        """Hand a reply on as it comes, as a proxy does a streamed answer; hang up with it."""
+    async def _stream(
+        request: web.Request, upstream: aiohttp.ClientResponse, flip: int | None = None
+    ) -> web.StreamResponse:
+        """Hand a reply on as it comes, as a proxy does a streamed answer; hang up with it.
+
+        ``flip``: the offset of a byte of the reply to flip on the way.
+        """
         response = web.StreamResponse(headers={"Content-Type": upstream.content_type})
         await response.prepare(request)
+        offset = 0
         async for data in upstream.content.iter_any():
-            await response.write(data)
+            piece = bytearray(data)
+            if flip is not None and offset <= flip < offset + len(piece):
+                piece[flip - offset] ^= 0x40
+            offset += len(piece)
+            await response.write(bytes(piece))
         await response.write_eof()
         return response
 

@@ -646,20 +646,28 @@ class App {
       for (const [kind, piece] of pieces) on[kind === "text" ? "delta" : "reasoning"](piece);
     };
     let final = null;
-    for (;;) {
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch {
-        show(tags.end()); // what came is genuine: shown as the rest of it
-        throw new SealedError("StreamTruncated", "the connection broke");
+    try {
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch {
+          show(tags.end()); // what came is genuine: shown as the rest of it
+          throw new SealedError("StreamTruncated", "the connection broke");
+        }
+        if (chunk.done) break;
+        for (const record of await opener.feed(chunk.value)) {
+          if (record.type === "final") final = record;
+          else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
+          else if (record.text) on[record.type](record.text);
+        }
       }
-      if (chunk.done) break;
-      for (const record of await opener.feed(chunk.value)) {
-        if (record.type === "final") final = record;
-        else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
-        else if (record.text) on[record.type](record.text);
-      }
+    } catch (error) {
+      // A stream that failed its checks is not read on: the page hangs up, so the bot hangs up
+      // on the gateway, which stops the model (charged what it generated, not the whole answer
+      // relayed to a page that shows none of it), and the next question finds it ended.
+      reader.cancel().catch(() => {});
+      throw error;
     }
     show(tags.end());
     opener.close();

@@ -7064,20 +7064,26 @@
         for (const [kind, piece] of pieces) on[kind === "text" ? "delta" : "reasoning"](piece);
       };
       let final = null;
-      for (; ; ) {
-        let chunk;
-        try {
-          chunk = await reader.read();
-        } catch {
-          show(tags.end());
-          throw new SealedError("StreamTruncated", "the connection broke");
+      try {
+        for (; ; ) {
+          let chunk;
+          try {
+            chunk = await reader.read();
+          } catch {
+            show(tags.end());
+            throw new SealedError("StreamTruncated", "the connection broke");
+          }
+          if (chunk.done) break;
+          for (const record of await opener.feed(chunk.value)) {
+            if (record.type === "final") final = record;
+            else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
+            else if (record.text) on[record.type](record.text);
+          }
         }
-        if (chunk.done) break;
-        for (const record of await opener.feed(chunk.value)) {
-          if (record.type === "final") final = record;
-          else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
-          else if (record.text) on[record.type](record.text);
-        }
+      } catch (error) {
+        reader.cancel().catch(() => {
+        });
+        throw error;
       }
       show(tags.end());
       opener.close();
