@@ -22,7 +22,8 @@ the relay hangs up and fetches it. A page that goes away, an answer past ``max_a
 and shutdown hang up too (the gateway stops the model and keeps the receipt). On shutdown the
 relay first takes no new answers (``stop_taking``) and the bot waits for the running ones
 within its grace (``wait_idle``, ``bot.shutdown``) before ``close`` hangs up on the rest. One
-answer at a time per user. Nothing here sees or logs text: ids, counts and outcomes only.
+answer at a time per user (a question waits, briefly, for an answer its page left to be
+settled). Nothing here sees or logs text: ids, counts and outcomes only.
 """
 
 from __future__ import annotations
@@ -196,8 +197,7 @@ class RelayService:
         """
         if not self._taking:
             raise InferenceUnavailable("the bot is shutting down")
-        if user_id in self._running:
-            raise AnswerInProgress("an answer is already being relayed")
+        await self._left_settled(user_id)
         gateway = self._gateway(ticket)
         signed = gateway.bundle
         if signed is None:
@@ -244,6 +244,24 @@ class RelayService:
             max_completion_tokens=ticket.max_completion_tokens,
         )
         return answer
+
+    async def _left_settled(self, user_id: int) -> None:
+        """Wait until an answer of the user's that its page left is settled; ``AnswerInProgress``.
+
+        An answer whose page went away (reopened, closed) is written to no one: it is hung up
+        on and settled from its late receipt, which can take a moment. A question asked
+        meanwhile (from the page opened again) waits for that, ``stop_grace`` seconds at most;
+        an answer still being written to a page (another one of the user's) refuses it.
+        """
+        answer = self._running.get(user_id)
+        if answer is None:
+            return
+        task = answer._task  # noqa: SLF001 -- the service owns the answer's parts
+        if answer.reason and task is not None:
+            log.info("relay.waits_for_settling", user_id=user_id, cut=answer.reason)
+            await asyncio.wait({task}, timeout=self._stop_grace)
+        if user_id in self._running:
+            raise AnswerInProgress("an answer is already being relayed")
 
     def _gateway(self, ticket: Ticket) -> Gateway:
         """The gateway the page sealed to, after checking what the page declared."""

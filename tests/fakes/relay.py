@@ -7,7 +7,7 @@
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
   the sealed body on the way (in either direction, or a byte of an answer as it streams), to
-  prove that every change is caught; or
+  prove that every change is caught, or holds requests back (``stall``); or
   answers a sealed path itself with an error of its own, as a broken or hostile proxy does.
 - ``HalfOpenClients``: raw connections that send part of a request head and then nothing, to
   prove a server times them out and caps how many it holds.
@@ -208,6 +208,10 @@ class TamperingRelay(Served):
         self.refusal: tuple[str, int, str, bytes] | None = None
         self.redirect: tuple[str, int, str] | None = None
         self.replay_last = False
+        # Set to (a path prefix, an event), requests under it wait until the event is set
+        # before they go on (``stalled`` is set once one waits): a proxy that is slow to pass.
+        self.stall: tuple[str, asyncio.Event] | None = None
+        self.stalled = asyncio.Event()
         # Set, a sealed answer streamed on as it comes has its byte at this offset flipped:
         # tampering on the way that the bot, which cannot open the stream, hands on unseen.
         self.flip_streamed_at: int | None = None
@@ -247,6 +251,9 @@ class TamperingRelay(Served):
             if name.lower() == "content-type" or name.lower().startswith("veil-")
         }
         sealed = request.path.startswith("/v1/sealed/")
+        if self.stall is not None and request.path.startswith(self.stall[0]):
+            self.stalled.set()
+            await self.stall[1].wait()
         if self.redirect is not None and request.path.startswith(self.redirect[0]):
             _, status, location = self.redirect
             return web.Response(status=status, headers={"Location": location})
