@@ -57,6 +57,7 @@ from services.errors import (
     GatewayRefused,
     InferenceUnavailable,
     InsufficientCredit,
+    StoppedBeforeAnswer,
     UntrustedGateway,
 )
 from services.gateways import UNREACHABLE, refusal_code
@@ -192,8 +193,9 @@ class RelayService:
         """Hold, countersign and send ``body``; the answer to iterate once the gateway took it.
 
         Raises ``AnswerInProgress``, ``BadRelayRequest``, ``RequestIdTaken``,
-        ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released) or
-        ``InferenceUnavailable``; nothing is charged for any of them.
+        ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released),
+        ``StoppedBeforeAnswer`` (a stop gave up on a gateway that had not begun within the
+        stop's grace) or ``InferenceUnavailable``; nothing is charged for any of them.
         """
         if not self._taking:
             raise InferenceUnavailable("the bot is shutting down")
@@ -221,7 +223,7 @@ class RelayService:
                 fresh=True,
             )
             try:
-                response = await self._post(answer, body)
+                response = await self._posted(answer, body)
             except BaseException:
                 await self._credit.release(hold)
                 raise
@@ -275,6 +277,25 @@ class RelayService:
         if gateway.bundle is not None and ticket.model not in gateway.bundle.bundle.models:
             raise BadRelayRequest("the gateway does not serve this model")
         return gateway
+
+    async def _posted(self, answer: RelayedAnswer, body: bytes) -> aiohttp.ClientResponse:
+        """``_post``; ``StoppedBeforeAnswer`` once a stop gave up on a gateway yet to begin."""
+        posting = asyncio.ensure_future(self._post(answer, body))
+        answer._posting = posting  # noqa: SLF001 -- the service owns the answer's parts
+        try:
+            return await posting
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if posting.cancelled() and (task is None or not task.cancelling()):
+                ticket = answer.ticket
+                log.info(
+                    "relay.stopped_before_answer",
+                    user_id=answer.user_id,
+                    request_id=ticket.request_id.hex(),
+                    gateway=answer.gateway.index,
+                )
+                raise StoppedBeforeAnswer("the gateway had not begun the answer") from None
+            raise
 
     async def _post(self, answer: RelayedAnswer, body: bytes) -> aiohttp.ClientResponse:
         """Countersign and send; a refusal raises ``GatewayRefused`` (the gateway backs off)."""
@@ -437,6 +458,9 @@ class RelayService:
             return None
         if answer._response is None:  # noqa: SLF001 -- the gateway has no stream to stop yet
             answer._stop_proof = proof  # noqa: SLF001 -- sent once it has (``_pump``)
+            # A gateway that has not begun the answer within the stop's grace (stalled, or a
+            # proxy holding the question) is no longer waited for: nothing is charged.
+            asyncio.get_running_loop().call_later(self._stop_grace, answer._give_up)  # noqa: SLF001
             log.info("relay.stop_pending", user_id=user_id, request_id=request_id.hex())
             return STOPPING
         return await self._cancel(answer, proof)

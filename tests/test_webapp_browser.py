@@ -37,6 +37,7 @@ from tests.harness import (
     free_port,
     new_operator_key,
     run_gateway,
+    wait_until,
 )
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp_stack
 from tests.test_gateway_restart import start_gateway
@@ -944,6 +945,34 @@ async def test_stop_before_the_question_is_sent_sends_nothing_and_keeps_the_ques
         assert stack.vllm.requests == []
         rows = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
         assert rows == []
+        await page.context.close()
+
+
+async def test_stop_while_the_model_server_never_begins_the_answer_ends_it_uncharged(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The question reached the bot but never the model server (stalled, or held on the way):
+    # Stop is honoured within the stop's grace, told as stopped before the answer began, the
+    # question given back and nothing charged; not left waiting, then told as no server.
+    async with webapp_stack(tmp_path, answer=ANSWER, stop_grace=1.0) as stack:
+        relay = stack.veil.relay
+        assert relay is not None
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_gateway.open.clear()  # the question waits on its way to the model server
+        try:
+            await ask(page, QUESTION)
+            await wait_until(lambda: relay.running == 1)
+            await page.click("#send")
+            await page.wait_for_selector("#notice[data-status=unanswered]", timeout=15000)
+        finally:
+            stack.to_gateway.open.set()
+        assert "nothing was charged" in await page.inner_text("#notice")
+        assert await page.get_attribute("#send", "data-state") == "send"
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator(".bubble").count() == 0
+        rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
+        assert rows == [("released",)]
         await page.context.close()
 
 

@@ -59,6 +59,7 @@ const BOT_CODES = {
   unavailable: "unavailable",
   body_timeout: "network",
   request_id_taken: "request_id_taken",
+  stopped: "unanswered",
   bad_request: "mismatch",
   not_found: "mismatch",
   method_not_allowed: "mismatch",
@@ -471,6 +472,14 @@ class App {
         this.takeBack(asked, answer, question);
         this.note(this.t("unsent"), "info");
         $("notice").dataset.status = "unsent";
+        return;
+      }
+      if (error instanceof ApiError && error.code === "stopped") {
+        // Stopped while the model server had not begun the answer (stalled, or the question
+        // held on its way): the bot stopped waiting for it and charged nothing. As if unsent.
+        this.takeBack(asked, answer, question);
+        this.note(this.t("unanswered"), "info");
+        $("notice").dataset.status = "unanswered";
         return;
       }
       // Stopped, and the bot hung up for the stop (it never reached the model server): the

@@ -6364,6 +6364,7 @@
     writing: "Writing…",
     stopped: "Stopped.",
     unsent: "Stopped before your question was sent: nothing was charged.",
+    unanswered: "Stopped before the model server began the answer: nothing was charged.",
     receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
@@ -6421,6 +6422,7 @@
     writing: "Пишу…",
     stopped: "Остановлено.",
     unsent: "Остановлено до отправки вопроса: ничего не списано.",
+    unanswered: "Остановлено до того, как сервер модели начал ответ: ничего не списано.",
     receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
@@ -6478,6 +6480,7 @@
     writing: "Жазып жатырмын…",
     stopped: "Тоқтатылды.",
     unsent: "Сұрағыңыз жіберілмей тұрып тоқтатылды: ештеңе есептен шығарылмады.",
+    unanswered: "Модель сервері жауапты бастамай тұрып тоқтатылды: ештеңе есептен шығарылмады.",
     receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
@@ -6553,6 +6556,7 @@
     unavailable: "unavailable",
     body_timeout: "network",
     request_id_taken: "request_id_taken",
+    stopped: "unanswered",
     bad_request: "mismatch",
     not_found: "mismatch",
     method_not_allowed: "mismatch",
@@ -6912,6 +6916,12 @@
           this.takeBack(asked, answer, question);
           this.note(this.t("unsent"), "info");
           $("notice").dataset.status = "unsent";
+          return;
+        }
+        if (error instanceof ApiError && error.code === "stopped") {
+          this.takeBack(asked, answer, question);
+          this.note(this.t("unanswered"), "info");
+          $("notice").dataset.status = "unanswered";
           return;
         }
         const cut = error instanceof SealedError && error.kind === "StreamTruncated";
