@@ -248,7 +248,10 @@ async def test_a_question_from_a_reopened_page_waits_for_the_answer_it_left_to_b
     # way). The new question waits for that, rather than being refused as "an answer is still
     # being written" with nothing on the screen being written.
     answer = " ".join(f"word{i}" for i in range(80))
-    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, tamper=True) as stack:
+    # (a stop's grace long enough for the late receipt's fetch, however loaded the machine)
+    async with webapp_stack(
+        tmp_path, answer=answer, token_delay=0.05, tamper=True, stop_grace=30.0
+    ) as stack:
         release = asyncio.Event()
         stack.tampering.stall = ("/v1/sealed/receipts/", release)
         mini = page(stack, http)
