@@ -54,6 +54,7 @@ from services.errors import (
     InsufficientCredit,
     LedgerUnavailable,
     RequestIdTaken,
+    StoppedBeforeAnswer,
     UntrustedGateway,
     VeilError,
 )
@@ -106,6 +107,7 @@ _ERRORS: list[tuple[type[VeilError], int, str, str]] = [
     (BadRelayRequest, 400, "bad_request", "The request could not be read."),
     (AnswerInProgress, 409, "busy", "An answer is still being written."),
     (RequestIdTaken, 409, "request_id_taken", "This request was sent before."),
+    (StoppedBeforeAnswer, 409, "stopped", "The answer was stopped before it began."),
     (InsufficientCredit, 402, "insufficient_credit", "Not enough credit for an answer."),
     (GatewayRefused, 502, "gateway_refused", "The model server refused the request."),
     (UntrustedGateway, 503, "untrusted", "No model server could be verified."),

@@ -21,7 +21,8 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
     ├── ChatError                   the conversation service refused a request
     │   ├── AnswerInProgress        the user already has an answer streaming
     │   │   └── ErasureInProgress   /forget is erasing the user's data: ask again once it is done
-    │   └── BadRelayRequest         a Mini App's sealed request or its declarations are malformed
+    │   ├── BadRelayRequest         a Mini App's sealed request or its declarations are malformed
+    │   └── StoppedBeforeAnswer     a Mini App's answer stopped before its gateway began it
     ├── HistoryUnavailable          the encrypted history could not be read or written
     ├── SettingsUnavailable         the user's settings could not be saved (nothing changed)
     └── BillingError                the money layer refused or failed
@@ -214,6 +215,10 @@ class BadRelayRequest(ChatError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"bad relay request: {reason}")
         self.reason = reason
+
+
+class StoppedBeforeAnswer(ChatError):
+    """A Mini App's answer was stopped while its gateway had not begun it: nothing is charged."""
 
 
 class HistoryUnavailable(VeilError):

@@ -22,7 +22,8 @@ the relay hangs up and fetches it. A page that goes away, an answer past ``max_a
 and shutdown hang up too (the gateway stops the model and keeps the receipt). On shutdown the
 relay first takes no new answers (``stop_taking``) and the bot waits for the running ones
 within its grace (``wait_idle``, ``bot.shutdown``) before ``close`` hangs up on the rest. One
-answer at a time per user. Nothing here sees or logs text: ids, counts and outcomes only.
+answer at a time per user (a question waits, briefly, for an answer its page left to be
+settled). Nothing here sees or logs text: ids, counts and outcomes only.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from services.errors import (
     GatewayRefused,
     InferenceUnavailable,
     InsufficientCredit,
+    StoppedBeforeAnswer,
     UntrustedGateway,
 )
 from services.gateways import UNREACHABLE, refusal_code
@@ -191,13 +193,13 @@ class RelayService:
         """Hold, countersign and send ``body``; the answer to iterate once the gateway took it.
 
         Raises ``AnswerInProgress``, ``BadRelayRequest``, ``RequestIdTaken``,
-        ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released) or
-        ``InferenceUnavailable``; nothing is charged for any of them.
+        ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released),
+        ``StoppedBeforeAnswer`` (a stop gave up on a gateway that had not begun within the
+        stop's grace) or ``InferenceUnavailable``; nothing is charged for any of them.
         """
         if not self._taking:
             raise InferenceUnavailable("the bot is shutting down")
-        if user_id in self._running:
-            raise AnswerInProgress("an answer is already being relayed")
+        await self._left_settled(user_id)
         gateway = self._gateway(ticket)
         signed = gateway.bundle
         if signed is None:
@@ -221,7 +223,7 @@ class RelayService:
                 fresh=True,
             )
             try:
-                response = await self._post(answer, body)
+                response = await self._posted(answer, body)
             except BaseException:
                 await self._credit.release(hold)
                 raise
@@ -245,6 +247,24 @@ class RelayService:
         )
         return answer
 
+    async def _left_settled(self, user_id: int) -> None:
+        """Wait until an answer of the user's that its page left is settled; ``AnswerInProgress``.
+
+        An answer whose page went away (reopened, closed) is written to no one: it is hung up
+        on and settled from its late receipt, which can take a moment. A question asked
+        meanwhile (from the page opened again) waits for that, ``stop_grace`` seconds at most;
+        an answer still being written to a page (another one of the user's) refuses it.
+        """
+        answer = self._running.get(user_id)
+        if answer is None:
+            return
+        task = answer._task  # noqa: SLF001 -- the service owns the answer's parts
+        if answer.reason and task is not None:
+            log.info("relay.waits_for_settling", user_id=user_id, cut=answer.reason)
+            await asyncio.wait({task}, timeout=self._stop_grace)
+        if user_id in self._running:
+            raise AnswerInProgress("an answer is already being relayed")
+
     def _gateway(self, ticket: Ticket) -> Gateway:
         """The gateway the page sealed to, after checking what the page declared."""
         if len(ticket.request_id) != REQUEST_ID_SIZE:
@@ -257,6 +277,25 @@ class RelayService:
         if gateway.bundle is not None and ticket.model not in gateway.bundle.bundle.models:
             raise BadRelayRequest("the gateway does not serve this model")
         return gateway
+
+    async def _posted(self, answer: RelayedAnswer, body: bytes) -> aiohttp.ClientResponse:
+        """``_post``; ``StoppedBeforeAnswer`` once a stop gave up on a gateway yet to begin."""
+        posting = asyncio.ensure_future(self._post(answer, body))
+        answer._posting = posting  # noqa: SLF001 -- the service owns the answer's parts
+        try:
+            return await posting
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if posting.cancelled() and (task is None or not task.cancelling()):
+                ticket = answer.ticket
+                log.info(
+                    "relay.stopped_before_answer",
+                    user_id=answer.user_id,
+                    request_id=ticket.request_id.hex(),
+                    gateway=answer.gateway.index,
+                )
+                raise StoppedBeforeAnswer("the gateway had not begun the answer") from None
+            raise
 
     async def _post(self, answer: RelayedAnswer, body: bytes) -> aiohttp.ClientResponse:
         """Countersign and send; a refusal raises ``GatewayRefused`` (the gateway backs off)."""
@@ -419,6 +458,9 @@ class RelayService:
             return None
         if answer._response is None:  # noqa: SLF001 -- the gateway has no stream to stop yet
             answer._stop_proof = proof  # noqa: SLF001 -- sent once it has (``_pump``)
+            # A gateway that has not begun the answer within the stop's grace (stalled, or a
+            # proxy holding the question) is no longer waited for: nothing is charged.
+            asyncio.get_running_loop().call_later(self._stop_grace, answer._give_up)  # noqa: SLF001
             log.info("relay.stop_pending", user_id=user_id, request_id=request_id.hex())
             return STOPPING
         return await self._cancel(answer, proof)

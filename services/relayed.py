@@ -106,6 +106,7 @@ class RelayedAnswer:
     _scope: asyncio.Timeout | None = None
     _task: asyncio.Task[None] | None = None
     _stop_proof: str | None = None  # a stop that came before the gateway took the request
+    _posting: asyncio.Future[aiohttp.ClientResponse] | None = None  # the request to the gateway
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -120,6 +121,12 @@ class RelayedAnswer:
             self.reason = reason
         if self._response is not None:
             self._response.close()
+
+    def _give_up(self) -> None:
+        """Stop waiting for a gateway that has not begun the answer (a stop is pending)."""
+        if self._response is None and self._posting is not None and not self._posting.done():
+            self.reason = self.reason or "stopped_before_answer"
+            self._posting.cancel()
 
     def _hand_on(self, data: bytes, chunks: int) -> None:
         self.forwarded += chunks

@@ -37,6 +37,7 @@ from tests.harness import (
     free_port,
     new_operator_key,
     run_gateway,
+    wait_until,
 )
 from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp_stack
 from tests.test_gateway_restart import start_gateway
@@ -489,6 +490,39 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def test_a_stop_that_overtakes_its_question_on_the_way_still_stops_the_answer(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # On a slow network the sealed question can still be on its way to the bot when Stop is
+    # pressed, and the stop, on a connection of its own, gets there first: the bot has no such
+    # answer yet (404). The answer that then starts must still be stopped, not run and be
+    # charged in full.
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_bot.hold = b"POST /app/api/relay"
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            await stack.to_bot.holding.wait()
+        await page.click("#send")
+        async with asyncio.timeout(15):
+            while b"not_running" not in stack.to_bot.downstream:  # noqa: ASYNC110 -- the proxy has no event here
+                await asyncio.sleep(0.05)
+        stack.to_bot.release.set()
+        await page.wait_for_selector("#notice[data-status=stopped]", timeout=15000)
+        for shown in await page.locator(".bubble.assistant").all_inner_texts():
+            assert SLOW_ANSWER.startswith(shown)
+            assert len(shown) < len(SLOW_ANSWER)
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))
+        assert state.charge is not None
+        assert state.charge.receipt_status == "stopped"
+        assert state.charge.completion_tokens < 80
+        await page.context.close()
+
+
 async def answered_page(browser: Browser, stack: MiniStack, keychain: Keychain) -> Page:
     """A new page, opened and ready, that has asked QUESTION and been answered."""
     page = await open_page(browser, page_url(stack.base, init_data()), keychain)
@@ -813,6 +847,29 @@ async def test_a_tampered_chunk_is_reported_in_the_page_and_its_text_discarded(
         await page.context.close()
 
 
+async def test_a_chunk_tampered_mid_answer_makes_the_page_hang_up_on_the_rest(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page shows nothing of an answer that fails authentication; the bot, which cannot open
+    # it, would go on relaying the rest. The page hangs up, so the bot stops the answer and it
+    # is charged what was generated, not all of it.
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08, tamper=True) as stack:
+        stack.tampering.flip_streamed_at = 4 + 13 + 5  # inside the first chunk's ciphertext
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=ChunkTampered]", timeout=15000)
+        assert await page.locator(".bubble.assistant").count() == 0
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))
+        assert state.charge is not None
+        assert state.charge.receipt_status == "stopped"
+        assert state.charge.completion_tokens < 80
+        await page.context.close()
+
+
 async def test_a_hostile_answer_is_shown_as_text_right_to_left_and_whole(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -888,6 +945,34 @@ async def test_stop_before_the_question_is_sent_sends_nothing_and_keeps_the_ques
         assert stack.vllm.requests == []
         rows = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
         assert rows == []
+        await page.context.close()
+
+
+async def test_stop_while_the_model_server_never_begins_the_answer_ends_it_uncharged(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The question reached the bot but never the model server (stalled, or held on the way):
+    # Stop is honoured within the stop's grace, told as stopped before the answer began, the
+    # question given back and nothing charged; not left waiting, then told as no server.
+    async with webapp_stack(tmp_path, answer=ANSWER, stop_grace=1.0) as stack:
+        relay = stack.veil.relay
+        assert relay is not None
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_gateway.open.clear()  # the question waits on its way to the model server
+        try:
+            await ask(page, QUESTION)
+            await wait_until(lambda: relay.running == 1)
+            await page.click("#send")
+            await page.wait_for_selector("#notice[data-status=unanswered]", timeout=15000)
+        finally:
+            stack.to_gateway.open.set()
+        assert "nothing was charged" in await page.inner_text("#notice")
+        assert await page.get_attribute("#send", "data-state") == "send"
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator(".bubble").count() == 0
+        rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
+        assert rows == [("released",)]
         await page.context.close()
 
 

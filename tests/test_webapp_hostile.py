@@ -240,6 +240,44 @@ async def test_a_stop_sent_before_the_gateway_took_the_question_stops_it_once_it
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def test_a_stop_while_the_gateway_never_begins_the_answer_gives_up_on_it_uncharged(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A gateway that stalls before it begins the answer (or a proxy holding the question): the
+    # stop has nothing to cancel yet. Stop must not be inert until the bot's read timeout (two
+    # minutes): within the stop's grace the bot stops waiting, the page hears that the answer
+    # was stopped before it began, and nothing is charged.
+    async with webapp_stack(tmp_path, stop_grace=1.0) as stack:
+        mini = page(stack, http)
+        relay = stack.veil.relay
+        assert relay is not None
+        headers, body, asked = await mini.seal(CHAT)
+
+        async def ask() -> tuple[int, dict[str, Any]]:
+            async with http.post(mini.base + "api/relay", data=body, headers=headers) as reply:
+                return reply.status, await reply.json(content_type=None)
+
+        stack.to_gateway.open.clear()  # the question never reaches the gateway
+        try:
+            with capture_logs() as logs:
+                asking = asyncio.create_task(ask())
+                await wait_until(lambda: relay.running == 1)
+                assert await mini.stop(asked) == (200, {"state": "stopping"})
+                status, reply = await asking
+        finally:
+            stack.to_gateway.open.set()
+        assert (status, reply["error"]["code"]) == (409, "stopped")
+        assert [e["event"] for e in logs if e["event"].startswith("relay.stopped")] == [
+            "relay.stopped_before_answer"
+        ]
+        state = await hold_of(stack.store, asked.request_id)
+        assert state is not None
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        assert not relay.busy(USER_ID)
+        assert await inconsistent_users(stack.store) == []
+
+
 def signed(fields: dict[str, str]) -> str:
     """Launch data signed with the bot's own token, whatever it says (as only Telegram could)."""
     check = "\n".join(f"{k}={v}" for k, v in sorted(fields.items()))

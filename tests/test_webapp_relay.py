@@ -240,6 +240,42 @@ async def test_a_page_that_hangs_up_is_settled_from_the_late_receipt(
     assert any(e["event"] == "inference.receipt_fetched" for e in logs)
 
 
+async def test_a_question_from_a_reopened_page_waits_for_the_answer_it_left_to_be_settled(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The user reopened the page mid-answer and asked at once. The answer the closed page left is
+    # written to no one any more: it is hung up on and being settled (its late receipt on the
+    # way). The new question waits for that, rather than being refused as "an answer is still
+    # being written" with nothing on the screen being written.
+    answer = " ".join(f"word{i}" for i in range(80))
+    # (a stop's grace long enough for the late receipt's fetch, however loaded the machine)
+    async with webapp_stack(
+        tmp_path, answer=answer, token_delay=0.05, tamper=True, stop_grace=30.0
+    ) as stack:
+        release = asyncio.Event()
+        stack.tampering.stall = ("/v1/sealed/receipts/", release)
+        mini = page(stack, http)
+        with capture_logs() as logs:
+            async with mini.relay(CHAT) as (response, first):
+                assert response.status == 200
+                await response.content.read(100)
+                response.close()  # the page reopened: its connection closed mid-answer
+            async with asyncio.timeout(15):
+                await stack.tampering.stalled.wait()  # settling: its late receipt on the way
+            second = asyncio.create_task(mini.ask(QUESTION))
+            await wait_until(
+                lambda: second.done() or any(e["event"] == "relay.waits_for_settling" for e in logs)
+            )
+            release.set()
+            asked = await second
+        assert asked.error == {}
+        assert asked.status == 200
+        assert asked.text == answer
+        state = await settled(stack, first.request_id)
+        assert state.charge is not None
+        assert state.charge.receipt_status == "stopped"
+
+
 async def test_a_tampered_relay_receipt_falls_back_to_the_late_receipt(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

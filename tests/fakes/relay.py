@@ -1,11 +1,13 @@
 """Untrusted middlemen and rude clients between the bot and the gateway, on 127.0.0.1.
 
 - ``RecordingProxy``: a TCP proxy that forwards bytes both ways and keeps a copy, to prove what
-  the network sees; ``drop()`` closes the connections open at that moment.
+  the network sees; ``drop()`` closes the connections open at that moment; ``hold`` slows one
+  request on its way while the rest pass.
 - ``SegmentingRelay``: a TCP proxy that hands the client's bytes on in small delayed segments,
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
-  the sealed body on the way (in either direction), to prove that every change is caught; or
+  the sealed body on the way (in either direction, or a byte of an answer as it streams), to
+  prove that every change is caught, or holds requests back (``stall``); or
   answers a sealed path itself with an error of its own, as a broken or hostile proxy does.
 - ``HalfOpenClients``: raw connections that send part of a request head and then nothing, to
   prove a server times them out and caps how many it holds.
@@ -134,6 +136,13 @@ class RecordingProxy(_TcpRelay):
         self.downstream = bytearray()  # server → client
         self.open = asyncio.Event()  # cleared: client → server bytes wait (a stalled network)
         self.open.set()
+        # Set ``hold`` to how a request starts (b"POST /app/api/relay"), and a connection that
+        # sends one passes nothing more on until ``release`` is set (``holding`` is set once one
+        # waits): one request slow on its way while the others pass, as on a mobile network.
+        self.hold: bytes | None = None
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self._held: set[asyncio.StreamWriter] = set()
 
     @property
     def captured(self) -> bytes:
@@ -143,6 +152,10 @@ class RecordingProxy(_TcpRelay):
     async def _forward(self, data: bytes, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
         if upstream:
             await self.open.wait()
+            if writer in self._held or (self.hold is not None and data.startswith(self.hold)):
+                self._held.add(writer)
+                self.holding.set()
+                await self.release.wait()
         (self.upstream if upstream else self.downstream).extend(data)
         await super()._forward(data, writer, upstream=upstream)
 
@@ -195,6 +208,13 @@ class TamperingRelay(Served):
         self.refusal: tuple[str, int, str, bytes] | None = None
         self.redirect: tuple[str, int, str] | None = None
         self.replay_last = False
+        # Set to (a path prefix, an event), requests under it wait until the event is set
+        # before they go on (``stalled`` is set once one waits): a proxy that is slow to pass.
+        self.stall: tuple[str, asyncio.Event] | None = None
+        self.stalled = asyncio.Event()
+        # Set, a sealed answer streamed on as it comes has its byte at this offset flipped:
+        # tampering on the way that the bot, which cannot open the stream, hands on unseen.
+        self.flip_streamed_at: int | None = None
         self.last_request: bytes | None = None
         self.last_headers: dict[str, str] = {}
         self.url = ""
@@ -231,6 +251,9 @@ class TamperingRelay(Served):
             if name.lower() == "content-type" or name.lower().startswith("veil-")
         }
         sealed = request.path.startswith("/v1/sealed/")
+        if self.stall is not None and request.path.startswith(self.stall[0]):
+            self.stalled.set()
+            await self.stall[1].wait()
         if self.redirect is not None and request.path.startswith(self.redirect[0]):
             _, status, location = self.redirect
             return web.Response(status=status, headers={"Location": location})
@@ -247,7 +270,8 @@ class TamperingRelay(Served):
             request.method, self.target + request.path_qs, data=body or None, headers=headers
         ) as upstream:
             if upstream.status == 200 and self.rewrite_response is None:
-                return await self._stream(request, upstream)
+                flip = self.flip_streamed_at if sealed else None
+                return await self._stream(request, upstream, flip)
             payload = await upstream.read()
             if sealed and upstream.status == 200 and self.rewrite_response is not None:
                 payload = self.rewrite_response(payload)
@@ -258,12 +282,22 @@ class TamperingRelay(Served):
             )
 
     @staticmethod
-    async def _stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-        """Hand a reply on as it comes, as a proxy does a streamed answer; hang up with it."""
+    async def _stream(
+        request: web.Request, upstream: aiohttp.ClientResponse, flip: int | None = None
+    ) -> web.StreamResponse:
+        """Hand a reply on as it comes, as a proxy does a streamed answer; hang up with it.
+
+        ``flip``: the offset of a byte of the reply to flip on the way.
+        """
         response = web.StreamResponse(headers={"Content-Type": upstream.content_type})
         await response.prepare(request)
+        offset = 0
         async for data in upstream.content.iter_any():
-            await response.write(data)
+            piece = bytearray(data)
+            if flip is not None and offset <= flip < offset + len(piece):
+                piece[flip - offset] ^= 0x40
+            offset += len(piece)
+            await response.write(bytes(piece))
         await response.write_eof()
         return response
 

@@ -59,6 +59,7 @@ const BOT_CODES = {
   unavailable: "unavailable",
   body_timeout: "network",
   request_id_taken: "request_id_taken",
+  stopped: "unanswered",
   bad_request: "mismatch",
   not_found: "mismatch",
   method_not_allowed: "mismatch",
@@ -109,7 +110,7 @@ class App {
     this.t = textsFor(this.launch.user?.language_code);
     this.config = config();
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
-    this.running = null; // {requestId, responseKey, stopRequested, answering, forgotten}
+    this.running = null; // {requestId, responseKey, stopRequested, stopTaken, answering, forgotten}
     this.forgetting = null; // while Forget erases the history: its promise
     this.shownKey = null; // the key of the history the screen shows
     this.account = null;
@@ -384,6 +385,7 @@ class App {
       requestId: null,
       responseKey: null,
       stopRequested: false,
+      stopTaken: null, // the request id of the stop the bot took
       answering: false,
     });
     let text = "";
@@ -470,6 +472,14 @@ class App {
         this.takeBack(asked, answer, question);
         this.note(this.t("unsent"), "info");
         $("notice").dataset.status = "unsent";
+        return;
+      }
+      if (error instanceof ApiError && error.code === "stopped") {
+        // Stopped while the model server had not begun the answer (stalled, or the question
+        // held on its way): the bot stopped waiting for it and charged nothing. As if unsent.
+        this.takeBack(asked, answer, question);
+        this.note(this.t("unanswered"), "info");
+        $("notice").dataset.status = "unanswered";
         return;
       }
       // Stopped, and the bot hung up for the stop (it never reached the model server): the
@@ -635,6 +645,9 @@ class App {
     });
     this.running.answering = true; // the bot took it: from here on it may be charged
     this.note(this.t("writing"), "progress");
+    // Stop was pressed while the sealed question was still on its way to the bot, and the stop
+    // got there first (the bot had no such answer yet): send it again now the answer runs.
+    if (this.running.stopRequested && this.running.stopTaken !== requestId) this.stop();
     const opener = new ChunkOpener(responseKey);
     const reader = response.body.getReader();
     const tags = new ThinkTags();
@@ -642,20 +655,28 @@ class App {
       for (const [kind, piece] of pieces) on[kind === "text" ? "delta" : "reasoning"](piece);
     };
     let final = null;
-    for (;;) {
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch {
-        show(tags.end()); // what came is genuine: shown as the rest of it
-        throw new SealedError("StreamTruncated", "the connection broke");
+    try {
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch {
+          show(tags.end()); // what came is genuine: shown as the rest of it
+          throw new SealedError("StreamTruncated", "the connection broke");
+        }
+        if (chunk.done) break;
+        for (const record of await opener.feed(chunk.value)) {
+          if (record.type === "final") final = record;
+          else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
+          else if (record.text) on[record.type](record.text);
+        }
       }
-      if (chunk.done) break;
-      for (const record of await opener.feed(chunk.value)) {
-        if (record.type === "final") final = record;
-        else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
-        else if (record.text) on[record.type](record.text);
-      }
+    } catch (error) {
+      // A stream that failed its checks is not read on: the page hangs up, so the bot hangs up
+      // on the gateway, which stops the model (charged what it generated, not the whole answer
+      // relayed to a page that shows none of it), and the next question finds it ended.
+      reader.cancel().catch(() => {});
+      throw error;
     }
     show(tags.end());
     opener.close();
@@ -669,16 +690,20 @@ class App {
     if (!running) return;
     running.stopRequested = true; // before sending, relay() sees it and sends nothing
     if (!running.requestId) return;
+    const requestId = running.requestId;
     try {
       await this.api("api/stop", {
         method: "POST",
         body: JSON.stringify({
-          request_id: toHex(running.requestId),
-          proof: b64e(cancelProof(running.responseKey, running.requestId)),
+          request_id: toHex(requestId),
+          proof: b64e(cancelProof(running.responseKey, requestId)),
         }),
         headers: { "Content-Type": "application/json" },
       });
+      running.stopTaken = requestId; // the bot has it (or holds it until the gateway has it)
     } catch (error) {
+      // 404: no such answer runs (yet, if the question is still on its way: relay() sends
+      // the stop again once the bot has taken it; or no longer: it ended meanwhile).
       if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
     }
   }

@@ -6377,6 +6377,7 @@
     writing: "Writing…",
     stopped: "Stopped.",
     unsent: "Stopped before your question was sent: nothing was charged.",
+    unanswered: "Stopped before the model server began the answer: nothing was charged.",
     receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
@@ -6434,6 +6435,7 @@
     writing: "Пишу…",
     stopped: "Остановлено.",
     unsent: "Остановлено до отправки вопроса: ничего не списано.",
+    unanswered: "Остановлено до того, как сервер модели начал ответ: ничего не списано.",
     receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
@@ -6491,6 +6493,7 @@
     writing: "Жазып жатырмын…",
     stopped: "Тоқтатылды.",
     unsent: "Сұрағыңыз жіберілмей тұрып тоқтатылды: ештеңе есептен шығарылмады.",
+    unanswered: "Модель сервері жауапты бастамай тұрып тоқтатылды: ештеңе есептен шығарылмады.",
     receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
@@ -6566,6 +6569,7 @@
     unavailable: "unavailable",
     body_timeout: "network",
     request_id_taken: "request_id_taken",
+    stopped: "unanswered",
     bad_request: "mismatch",
     not_found: "mismatch",
     method_not_allowed: "mismatch",
@@ -6850,6 +6854,8 @@
         requestId: null,
         responseKey: null,
         stopRequested: false,
+        stopTaken: null,
+        // the request id of the stop the bot took
         answering: false
       });
       let text = "";
@@ -6923,6 +6929,12 @@
           this.takeBack(asked, answer, question);
           this.note(this.t("unsent"), "info");
           $("notice").dataset.status = "unsent";
+          return;
+        }
+        if (error instanceof ApiError && error.code === "stopped") {
+          this.takeBack(asked, answer, question);
+          this.note(this.t("unanswered"), "info");
+          $("notice").dataset.status = "unanswered";
           return;
         }
         const cut = error instanceof SealedError && error.kind === "StreamTruncated";
@@ -7067,6 +7079,7 @@
       });
       this.running.answering = true;
       this.note(this.t("writing"), "progress");
+      if (this.running.stopRequested && this.running.stopTaken !== requestId) this.stop();
       const opener = new ChunkOpener(responseKey);
       const reader = response.body.getReader();
       const tags = new ThinkTags();
@@ -7074,20 +7087,26 @@
         for (const [kind, piece] of pieces) on[kind === "text" ? "delta" : "reasoning"](piece);
       };
       let final = null;
-      for (; ; ) {
-        let chunk;
-        try {
-          chunk = await reader.read();
-        } catch {
-          show(tags.end());
-          throw new SealedError("StreamTruncated", "the connection broke");
+      try {
+        for (; ; ) {
+          let chunk;
+          try {
+            chunk = await reader.read();
+          } catch {
+            show(tags.end());
+            throw new SealedError("StreamTruncated", "the connection broke");
+          }
+          if (chunk.done) break;
+          for (const record of await opener.feed(chunk.value)) {
+            if (record.type === "final") final = record;
+            else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
+            else if (record.text) on[record.type](record.text);
+          }
         }
-        if (chunk.done) break;
-        for (const record of await opener.feed(chunk.value)) {
-          if (record.type === "final") final = record;
-          else if (record.type === "delta") show(record.text ? tags.feed(record.text) : []);
-          else if (record.text) on[record.type](record.text);
-        }
+      } catch (error) {
+        reader.cancel().catch(() => {
+        });
+        throw error;
       }
       show(tags.end());
       opener.close();
@@ -7100,15 +7119,17 @@
       if (!running) return;
       running.stopRequested = true;
       if (!running.requestId) return;
+      const requestId = running.requestId;
       try {
         await this.api("api/stop", {
           method: "POST",
           body: JSON.stringify({
-            request_id: toHex(running.requestId),
-            proof: b64e(cancelProof(running.responseKey, running.requestId))
+            request_id: toHex(requestId),
+            proof: b64e(cancelProof(running.responseKey, requestId))
           }),
           headers: { "Content-Type": "application/json" }
         });
+        running.stopTaken = requestId;
       } catch (error) {
         if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
       }
