@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
-from common.logs import configure_logging, describe, without_credentials
+from common.logs import capture_early, configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
@@ -42,6 +42,7 @@ COMMANDS: tuple[list[str], ...] = ([], ["reconcile"], ["reconcile", "--fix"], ["
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: serve the bot, ``reconcile``, ``audit`` or ``backup`` it, or ``keygen``."""
+    capture_early()  # a warning while the settings are read is a JSON line too
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
         return run_keygen(Path(args[2]))

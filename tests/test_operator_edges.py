@@ -357,3 +357,66 @@ def test_a_python_warning_is_one_json_log_line_without_its_text() -> None:
     assert line["level"] == "warning"
     assert line["category"] == "UserWarning"
     assert line["line"] == 6  # where it was raised in _WARNED
+
+
+# A warning (or a library's log line) raised while the settings were read, before logging was
+# configured, was printed by Python as plain text, its message and source line as they are.
+# Here the warning comes as the settings' ``.env`` file is opened.
+_WARNED_READING_SETTINGS = """
+import sys, warnings
+from bot.__main__ import main
+
+def warn_on_reading(event, args):
+    if event == "open" and str(args[0]).endswith(".env") and not warned:
+        warned.append(True)
+        warnings.warn("PRIVATE-WORDS-2b9c of a user", UserWarning, stacklevel=1)
+
+warned = []
+sys.addaudithook(warn_on_reading)
+sys.exit(main([]))
+"""
+
+
+@pytest.mark.parametrize("part", ["bot", "gateway"])
+def test_a_warning_while_the_settings_are_read_is_a_json_line(tmp_path: Path, part: str) -> None:
+    (tmp_path / ".env").write_text("VEIL_LOG_LEVEL=INFO\n")
+    script = _WARNED_READING_SETTINGS.replace("bot.__main__", f"{part}.__main__")
+    result = subprocess.run(  # noqa: S603 -- this interpreter, this project's own code
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # where the .env file is read from
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2  # a required setting is missing
+    assert "PRIVATE-WORDS-2b9c" not in result.stderr
+    *lines, last = result.stderr.strip().splitlines()
+    assert last.startswith("veil: setting VEIL_")
+    assert last.endswith(" is required but not set")
+    warned = [json.loads(line) for line in lines]
+    assert [line["event"] for line in warned] == ["python.warning"]
+    assert warned[0]["category"] == "UserWarning"
+
+
+# A line of the ``.env`` file that cannot be read: python-dotenv logs it, which Python printed
+# as plain text (twice: the file is read for the names, then for the values).
+def test_an_unreadable_env_file_line_is_a_json_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text('VEIL_LOG_LEVEL=INFO\nnot "a setting\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    *lines, last = result.stderr.strip().splitlines()
+    assert last == "veil: setting VEIL_BOT_TOKEN is required but not set"
+    logged = [json.loads(line) for line in lines]
+    assert logged
+    assert {(line["level"], line["logger"]) for line in logged} == {("warning", "dotenv.main")}
+    assert all("line 2" in line["event"] for line in logged)
