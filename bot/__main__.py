@@ -91,12 +91,32 @@ def unreachable_data(settings: BotSettings) -> str | None:
             f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
             f" cannot look in it: {exc.strerror}"
         )
+    if (file := _file_in_the_way(settings.data_dir)) is not None:
+        return (
+            f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
+            f" {file} is a file, not a folder"
+        )
     path = settings.master_key_path
     try:
         path.exists()
     except OSError as exc:
         failure = MasterKeyFileError(f"cannot look for master key file {path}: {exc.strerror}")
         return storage_failure(settings, failure)
+    return None
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file standing where ``folder``, or a folder above it, should be; else None.
+
+    The data folder is made at the first start; a file in its place failed deep inside, with
+    "…veil.db.lock: File exists" or "master.key: Not a directory" after the setting's name.
+    """
+    for path in (folder, *folder.parents):
+        try:
+            if path.exists():
+                return None if path.is_dir() else path
+        except OSError:  # one that cannot be looked at is the folder's own line's to tell
+            return None
     return None
 
 

@@ -284,15 +284,12 @@ def test_a_data_folder_on_a_full_disk_names_the_setting_and_the_path(
     assert f"{data}/veil.db" in line
 
 
-@pytest.mark.parametrize("kind", ["a file", "missing"])
 def test_a_backup_of_a_data_folder_without_a_database_names_the_setting(
-    tmp_path: Path, kind: str
+    tmp_path: Path,
 ) -> None:
     # backup FILE said "veil: no database at …/veil.db", the one command whose line named no
-    # setting for a data folder that is not there (or is a file).
+    # setting for a data folder that is not there (one that is a file is named as a file).
     data = tmp_path / "data"
-    if kind == "a file":
-        data.write_text("not a folder")
     target = tmp_path / "backup.db"
     result = run_python("-m", "bot", "backup", str(target), env=start_settings(data))
     assert result.returncode == 1
@@ -319,13 +316,38 @@ def test_a_data_folder_that_cannot_be_looked_in_names_the_setting(
     assert "Traceback" not in line
 
 
+# A file where the data folder (or a folder above it) should be: the line ended in
+# "…veil.db.lock: File exists", "[Errno 17] File exists" or "master.key: Not a directory".
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"], ["backup"]])
+@pytest.mark.parametrize("where", ["data", "data/sub/folder"])
+def test_a_file_where_the_data_folder_should_be_is_named_as_a_file(
+    tmp_path: Path, command: list[str], where: str
+) -> None:
+    file = tmp_path / "data"
+    file.write_text("not a folder")
+    data = tmp_path / where
+    if command == ["backup"]:
+        command = ["backup", str(tmp_path / "copy.db")]
+    key = install_client_key(tmp_path / "keys")
+    result = run_python(
+        "-m", "bot", *command, env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used:"
+        f" {file} is a file, not a folder"
+    )
+    assert file.read_text() == "not a folder"
+
+
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
     tmp_path: Path,
 ) -> None:
     # VEIL_MASTER_KEY_FILE unset: the key is made in the data folder, and the line named
     # VEIL_MASTER_KEY_FILE, a setting the operator never set.
     data = tmp_path / "data"
-    data.write_text("not a folder")
+    (data / "master.key").mkdir(parents=True)  # no file can be read there
     key = install_client_key(tmp_path / "keys")
     result = run_python(
         "-m", "bot", "audit", env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
