@@ -91,10 +91,10 @@ def unreachable_data(settings: BotSettings) -> str | None:
             f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
             f" cannot look in it: {exc.strerror}"
         )
-    if (file := _file_in_the_way(settings.data_dir)) is not None:
+    if (reason := _not_a_folder(settings.data_dir)) is not None:
         return (
             f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
-            f" {file} is a file, not a folder"
+            f" {reason}"
         )
     path = settings.master_key_path
     try:
@@ -105,16 +105,19 @@ def unreachable_data(settings: BotSettings) -> str | None:
     return None
 
 
-def _file_in_the_way(folder: Path) -> Path | None:
-    """The file standing where ``folder``, or a folder above it, should be; else None.
+def _not_a_folder(folder: Path) -> str | None:
+    """Why ``folder`` (or a folder above it) stands where no folder can be made; else None.
 
-    The data folder is made at the first start; a file in its place failed deep inside, with
-    "…veil.db.lock: File exists" or "master.key: Not a directory" after the setting's name.
+    The data folder is made at the first start; a file in its place, or a link to nothing (a
+    disk not mounted), failed deep inside, with "…veil.db.lock: File exists" or "master.key:
+    Not a directory" after the setting's name.
     """
     for path in (folder, *folder.parents):
         try:
             if path.exists():
-                return None if path.is_dir() else path
+                return None if path.is_dir() else f"{path} is a file, not a folder"
+            if path.is_symlink():
+                return f"{path} is a link to {path.readlink()}, which is not there"
         except OSError:  # one that cannot be looked at is the folder's own line's to tell
             return None
     return None

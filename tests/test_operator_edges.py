@@ -341,6 +341,27 @@ def test_a_file_where_the_data_folder_should_be_is_named_as_a_file(
     assert file.read_text() == "not a folder"
 
 
+@pytest.mark.parametrize("command", [[], ["audit"]])
+def test_a_data_folder_linked_to_nothing_names_the_link(tmp_path: Path, command: list[str]) -> None:
+    # A link to a folder that is not there (a disk not mounted): "…veil.db.lock: File exists".
+    data = tmp_path / "data"
+    data.symlink_to(tmp_path / "unmounted" / "veil")
+    key = install_client_key(tmp_path / "keys")
+    settings = start_settings(
+        data,
+        VEIL_CLIENT_KEY_FILE=str(key),
+        VEIL_MASTER_KEY_FILE=str(tmp_path / "keys" / "master.key"),
+    )
+    result = run_python("-m", "bot", *command, env=settings)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used:"
+        f" {data} is a link to {tmp_path / 'unmounted' / 'veil'}, which is not there"
+    )
+    assert not (tmp_path / "unmounted").exists()  # nothing was made behind the link
+
+
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
     tmp_path: Path,
 ) -> None:
