@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
-from common.logs import configure_logging, describe, without_credentials
+from common.logs import capture_early, configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
@@ -42,6 +42,7 @@ COMMANDS: tuple[list[str], ...] = ([], ["reconcile"], ["reconcile", "--fix"], ["
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: serve the bot, ``reconcile``, ``audit`` or ``backup`` it, or ``keygen``."""
+    capture_early()  # a warning while the settings are read is a JSON line too
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
         return run_keygen(Path(args[2]))
@@ -90,12 +91,35 @@ def unreachable_data(settings: BotSettings) -> str | None:
             f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
             f" cannot look in it: {exc.strerror}"
         )
+    if (reason := _not_a_folder(settings.data_dir)) is not None:
+        return (
+            f"veil: setting VEIL_DATA_DIR: the data folder {settings.data_dir} cannot be used:"
+            f" {reason}"
+        )
     path = settings.master_key_path
     try:
         path.exists()
     except OSError as exc:
         failure = MasterKeyFileError(f"cannot look for master key file {path}: {exc.strerror}")
         return storage_failure(settings, failure)
+    return None
+
+
+def _not_a_folder(folder: Path) -> str | None:
+    """Why ``folder`` (or a folder above it) stands where no folder can be made; else None.
+
+    The data folder is made at the first start; a file in its place, or a link to nothing (a
+    disk not mounted), failed deep inside, with "…veil.db.lock: File exists" or "master.key:
+    Not a directory" after the setting's name.
+    """
+    for path in (folder, *folder.parents):
+        try:
+            if path.exists():
+                return None if path.is_dir() else f"{path} is a file, not a folder"
+            if path.is_symlink():
+                return f"{path} is a link to {path.readlink()}, which is not there"
+        except OSError:  # one that cannot be looked at is the folder's own line's to tell
+            return None
     return None
 
 

@@ -171,6 +171,9 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
 
 
 KEEPALIVE_SECONDS = 5.0
+# At a stop, how long the webhook's listener waits for a request still being read or journaled
+# (aiohttp waits a minute unless told): one cut gets no answer, and Telegram delivers it again.
+WEBHOOK_STOP_WAIT_S = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -549,7 +552,9 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
     """Serve the webhook on ``VEIL_WEBHOOK_HOST:VEIL_WEBHOOK_PORT``; yields the bound port.
 
     Telegram keeps its connections open between updates; one idle for the header timeout is
-    closed (it opens another), as is one past the listener's cap (``bot.listeners``).
+    closed (it opens another), as is one past the listener's cap (``bot.listeners``). On the
+    way out a request still being read or journaled gets ``WEBHOOK_STOP_WAIT_S``, then is cut
+    (``webhook.cut_by_stop``): Telegram delivers an update it got no answer for again.
 
     The caller tells Telegram the public URL (``set_webhook``) once it listens.
     """
@@ -570,7 +575,9 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
     )
     hook.register(app, path)
     setup_application(app, veil.dispatcher, bot=veil.bot)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=WEBHOOK_STOP_WAIT_S
+    )
     await runner.setup()
     try:
         site = GuardedSite(runner, settings.webhook_host, settings.webhook_port, guard=guard)

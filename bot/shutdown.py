@@ -10,8 +10,12 @@ is stopped the metered way (``ChatService.close``: the gateway ends it with a si
 ``stopped`` receipt, the text so far is delivered, charged and stored; ``RelayService.close``:
 the relay hangs up, the gateway stops the model and keeps its ``stopped`` receipt, and the
 relay settles from it), and ``drain`` waits for those to end too. A second signal during the
-grace cuts it short; one after it changes nothing. Only then do the store, the journal and the
-sessions close, and the process exits 0.
+grace cuts it short; one after it changes nothing. Stopping the answers and waiting for the
+updates share one deadline, ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S`` after the grace, and the
+teardown's own ``close`` calls wait only for what is left of it: the whole stop keeps within
+``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S``, inside the rule the launcher
+and the image's entry point check (``BOT_STOP_SLACK_S`` beyond the two graces). Only then do
+the store, the journal and the sessions close, and the process exits 0.
 
 ``InFlight`` is the dispatcher's first outer update middleware that counts the updates in hand:
 being handled, or waiting for their turn behind the user's update before (``bot.order``).
@@ -133,9 +137,12 @@ async def drain(
         relayed=relayed,
         cut_short=cut_short.is_set(),
     )
-    closing = [chat.close()] + ([relay.close()] if relay is not None else [])
+    # One deadline for what follows the grace: stopping the answers, then the updates.
+    within = chat.stop_grace + CLOSE_SLACK_S
+    deadline = loop.time() + within
+    closing = [chat.close(within)] + ([relay.close(within)] if relay is not None else [])
     await asyncio.gather(*closing)
-    if not await in_flight.wait_idle(chat.stop_grace + CLOSE_SLACK_S):
+    if not await in_flight.wait_idle(max(0.0, deadline - loop.time())):
         log.warning("bot.drain_timed_out", updates=in_flight.count)
 
 
@@ -146,8 +153,9 @@ async def _wait_idle(
 
     Updates first: one being handled may still start an answer.
     """
-    deadline = time.monotonic() + within
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     await in_flight.wait_idle(within)
-    await chat.wait_idle(max(0.0, deadline - time.monotonic()))
+    await chat.wait_idle(max(0.0, deadline - loop.time()))
     if relay is not None:
-        await relay.wait_idle(max(0.0, deadline - time.monotonic()))
+        await relay.wait_idle(max(0.0, deadline - loop.time()))

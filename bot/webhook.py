@@ -11,7 +11,9 @@ or refund update is written to the payment journal before the answer, and a jour
 cannot be written gets 503, so Telegram delivers the update again later. Every update is then
 handled in the background, as aiogram does, so Telegram is answered at once; it takes its place
 among its user's updates (``bot.order``) as it arrives, so a payment journaled first is handled
-before the question that came after it.
+before the question that came after it. At a stop, a request still being read or journaled
+is cut after a few seconds (``webhook.cut_by_stop``) rather than holding the stop up: Telegram
+delivers an update it got no answer for again.
 
 Telegram delivers an update again whenever it did not see the answer to a delivery (the
 connection broke on the way back, the answer was late), with the same ``update_id``, which is
@@ -147,6 +149,10 @@ class VeilWebhook(SimpleRequestHandler):
             body = await read_body(request, limit=BODY_LIMIT, within=self._body_timeout)
         except BodyRefused as refused:
             return await _refuse_body(request, refused)
+        except asyncio.CancelledError:
+            # The listener stops (``bot.app.running_webhook``): Telegram sends it again.
+            log.info("webhook.cut_by_stop", stage="body")
+            raise
         update = self._update(body)
         if not isinstance(update, Update):
             return update
@@ -160,6 +166,9 @@ class VeilWebhook(SimpleRequestHandler):
                 except JournalUnavailable:
                     log.exception("webhook.journal_unavailable", update_id=update.update_id)
                     return web.Response(status=503, text="Service Unavailable")
+                except asyncio.CancelledError:  # the listener stops: Telegram sends it again
+                    log.info("webhook.cut_by_stop", stage="journal", update_id=update.update_id)
+                    raise
             if not self._taken.take(update.update_id):  # after the journal: a 503 is not taken
                 log.info("webhook.redelivered", update_id=update.update_id)
                 return web.json_response({})

@@ -302,12 +302,39 @@ def _log_warning(  # noqa: PLR0913, PLR0917 -- warnings.showwarning's signature
     """``warnings.showwarning``: a Python warning as one log line (``python.warning``).
 
     Its kind and where it was raised, never its text or source line: a library's warning may
-    quote what it was given (a user's text, a URL with its token).
+    quote what it was given (a user's text, a URL with its token). Before ``configure_logging``
+    (``capture_early``) the line is written here, as structlog would write it.
     """
     del message, file, line
-    structlog.get_logger("veil").warning(
-        "python.warning", category=category.__qualname__, file=filename, line=lineno
-    )
+    fields = {"category": category.__qualname__, "file": filename, "line": lineno}
+    if structlog.is_configured():
+        structlog.get_logger("veil").warning("python.warning", **fields)
+        return
+    when = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    early = fields | {"event": "python.warning", "level": "warning", "timestamp": when}
+    print(json.dumps(early), file=sys.stderr, flush=True)  # noqa: T201 -- structlog's stand-in
+
+
+def _json_handler() -> logging.Handler:
+    """A stdlib handler writing JSON lines (``SafeFormatter``) to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter())
+    handler.addFilter(SafeRecords())
+    return handler
+
+
+def capture_early() -> None:
+    """Before the settings (and so the level) are read: warnings and log lines as JSON lines.
+
+    A Python warning raised while the settings are read, or a library's log line then (a
+    ``.env`` line python-dotenv cannot read), was printed by Python as plain text, its message
+    and source line as they are. ``configure_logging`` takes over once the level is known. A
+    root logger with handlers already (a test's) keeps them.
+    """
+    warnings.showwarning = _log_warning
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_json_handler())
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -323,10 +350,7 @@ def configure_logging(level: str = "INFO") -> None:
     sys.unraisablehook = _log_unraisable
     threading.excepthook = _log_thread_crash
     warnings.showwarning = _log_warning
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter())
-    handler.addFilter(SafeRecords())
-    logging.basicConfig(handlers=[handler], level=level, force=True)
+    logging.basicConfig(handlers=[_json_handler()], level=level, force=True)
     for noisy in ("aiohttp.access", "aiogram.event"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(

@@ -15,7 +15,7 @@ import structlog
 
 from common.collector import freeze_startup
 from common.connections import bind_failure
-from common.logs import configure_logging
+from common.logs import capture_early, configure_logging
 from common.settings import SettingsError, load_settings
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
@@ -156,6 +156,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
+    capture_early()  # a warning while the settings are read is a JSON line too
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     keygen = commands.add_parser("keygen", help="write a new operator key file (mode 0600)")

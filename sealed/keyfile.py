@@ -50,8 +50,10 @@ def read_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"cannot read key file {path}") from exc
+    except OSError as exc:  # not there, a folder, not ours to read: say which
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise KeyFileError(f"cannot read key file {path}: it is not text") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"key file {path} must be mode 0600")
     found, _, encoded = text.strip().partition(" ")

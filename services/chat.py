@@ -439,6 +439,7 @@ class ChatService:
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
     _delivered_open: set[str] = field(default_factory=set, init=False)
     _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
+    _close_by: float | None = field(default=None, init=False)  # the loop time ``close`` ends by
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -570,14 +571,20 @@ class ChatService:
         generation.stop.set()
         return True
 
-    async def close(self) -> None:
+    async def close(self, within: float | None = None) -> None:
         """Stop every answer and title request in progress; wait until each is settled.
 
         Answers are settled, delivered and stored (those started with ``start`` also run their
-        followup); a stopped title request is settled and its title dropped. Waits at most the
-        stop grace plus ``CLOSE_SLACK_S``; one still running then is left to the loop's
-        teardown (its hold is released at the next start).
+        followup); a stopped title request is settled and its title dropped. Waits at most
+        ``within`` seconds (the stop grace plus ``CLOSE_SLACK_S`` unless given); one still
+        running then is left to the loop's teardown (its hold is released at the next start).
+        The first call sets the deadline: a later one (the bot's teardown after ``drain``)
+        waits only for what is left of it, so the stop keeps within the time it is given.
         """
+        loop = asyncio.get_running_loop()
+        if self._close_by is None:
+            budget = self.stop_grace + CLOSE_SLACK_S if within is None else within
+            self._close_by = loop.time() + budget
         self.stop_titles()
         generations = self._generations()
         titlings = [t for running in self._titling.values() for t in running]
@@ -589,7 +596,7 @@ class ChatService:
         tasks += [task for task in self._detached_tasks if not task.done()]  # their followups too
         ends = [asyncio.create_task(t.ended.wait()) for t in titlings if not t.ended.is_set()]
         if tasks or ends:
-            timeout = self.stop_grace + CLOSE_SLACK_S
+            timeout = max(0.0, self._close_by - loop.time())
             done, running = await asyncio.wait([*tasks, *ends], timeout=timeout)
             for task in done:
                 if task not in ends and not task.cancelled():

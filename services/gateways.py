@@ -87,6 +87,10 @@ class Gateway:
 class _BundleUnavailable(Exception):
     """The gateway did not serve a bundle (HTTP status other than 200)."""
 
+    def __init__(self, status: int) -> None:
+        super().__init__(f"key bundle HTTP {status}")
+        self.status = status
+
 
 def fingerprint(bundle: SignedBundle) -> str:
     """A short, human-comparable fingerprint of a bundle's HPKE public key."""
@@ -136,7 +140,7 @@ class GatewayPool:
                     allow_redirects=False,  # a redirect's target is no gateway we were given
                 ) as response:
                     if response.status != 200:  # noqa: PLR2004 -- HTTP OK
-                        raise _BundleUnavailable(f"key bundle HTTP {response.status}")
+                        raise _BundleUnavailable(response.status)
                     wire = await response.json()
                 if not isinstance(wire, dict):
                     raise MalformedMessage("bundle reply is not an object")
@@ -167,10 +171,14 @@ class GatewayPool:
                 gateway.problem = UNREACHABLE
                 gateway.fetch_at = self._clock() + _doubled(*_FETCH_BACKOFF, gateway.fetch_failures)
                 gateway.fetch_failures += 1
+                # An HTTP status says something answers there: no gateway, or not this path
+                # (an address naming the model server, a proxy's 404 or 502).
+                status = exc.status if isinstance(exc, _BundleUnavailable) else None
                 log.warning(
                     "inference.bundle_unavailable",
                     gateway=gateway.index,  # never its URL: it may hold a password
                     error=type(exc).__name__,
+                    **({} if status is None else {"status": status}),
                 )
 
     async def refresh(self, *, force: bool = False) -> None:

@@ -127,6 +127,7 @@ class RelayService:
         self._idle = asyncio.Event()  # set while no answer is being relayed
         self._idle.set()
         self._taking = True  # False once shutdown began: no new answers
+        self._close_by: float | None = None  # the loop time ``close`` ends by, once called
 
     # -- what the page asks before sealing ---------------------------------------------------
 
@@ -499,17 +500,22 @@ class RelayService:
                 await self._idle.wait()
         return not self._running
 
-    async def close(self) -> None:
+    async def close(self, within: float = CLOSE_SLACK_S) -> None:
         """Take no new answers; hang up on every one still relayed; wait until each is settled.
 
         The gateway stops each model and keeps a ``stopped`` receipt, which the relay fetches
-        with the page's receipt proof and settles from: a stop, metered.
+        with the page's receipt proof and settles from: a stop, metered. Waits at most
+        ``within`` seconds, then cancels what is left. The first call sets the deadline: a
+        later one (the Mini App's teardown after ``drain``) waits only for what is left of it.
         """
         self._taking = False
+        loop = asyncio.get_running_loop()
+        if self._close_by is None:
+            self._close_by = loop.time() + within
         for answer in list(self._running.values()):
             answer.abandon("shutdown")
         # Answers still being held or sent are waited for too: they hang up once started.
-        if await self.wait_idle(CLOSE_SLACK_S):
+        if await self.wait_idle(max(0.0, self._close_by - loop.time())):
             return
         left = list(self._running.values())
         log.warning("relay.close_timed_out", answers=len(left))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -163,3 +164,66 @@ async def test_a_journal_that_cannot_be_copied_leaves_no_backup_of_the_database(
     assert err.strip().splitlines()[0].startswith(f"veil: backup of {data / 'journal.db'} failed")
     assert "backed up" not in out
     assert not target.exists()  # a database without its journal is no backup to restore
+
+
+# A disk gone read-only (ext4 remounts so on errors): when a backup is wanted most, it failed
+# with "backup of …/veil.db failed: unable to open database file". SQLite opens a WAL database
+# only where it can make the ``-shm`` file beside it; with no ``-wal`` file there, nothing
+# waits to be checkpointed, and nothing can write the file, so it is read as it stands.
+_READ_ONLY_BACKUP = """
+mount -o bind,ro "$DATA" "$DATA" || exit 97
+exec "$PYTHON" -m bot backup "$TARGET"
+"""
+
+
+def backup_read_only(data: Path, target: Path) -> subprocess.CompletedProcess[str] | None:
+    """``bot backup target`` with ``data`` mounted read-only (its own mount namespace)."""
+    try:
+        return subprocess.run(  # noqa: S603 -- unshare, this interpreter, this project
+            ["unshare", "--mount", "sh", "-c", _READ_ONLY_BACKUP],  # noqa: S607 -- util-linux
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={
+                **child_environment(),
+                "DATA": str(data),
+                "TARGET": str(target),
+                "PYTHON": sys.executable,
+                "VEIL_BOT_TOKEN": TOKEN,
+                "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
+                "VEIL_DATA_DIR": str(data),
+            },
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        return None
+
+
+async def test_a_backup_of_a_data_folder_on_a_read_only_disk_is_made(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    master_key = MasterKey.load_or_create(data / "master.key")
+    store = await Store.open(data / "veil.db", master_key)
+    try:
+        await store.ensure_user(USER, "en")
+        conversation = await store.active_conversation(USER)
+        await store.add_turns(USER, conversation, [("user", "quince secret"), ("assistant", "ok")])
+    finally:
+        await store.close()
+    assert not (data / "veil.db-wal").exists()  # all of it in the database file
+    target = tmp_path / "copy" / "backup.db"
+    target.parent.mkdir()
+    result = await asyncio.to_thread(backup_read_only, data, target)
+    if result is None:
+        pytest.skip("needs unshare (util-linux)")
+    if result.returncode == 97 or "unshare:" in result.stderr:
+        pytest.skip("needs a mount namespace of its own (root, or CAP_SYS_ADMIN)")
+    assert result.returncode == 0, result.stderr
+    assert f"backed up {data / 'veil.db'} to {target}" in result.stdout
+    copy = await Store.open(target, master_key)
+    try:
+        turns = await copy.history(USER, conversation)
+    finally:
+        await copy.close()
+    assert [turn.text for turn in turns] == ["quince secret", "ok"]

@@ -167,3 +167,47 @@ async def test_a_second_signal_cuts_the_grace_short(tmp_path: Path) -> None:
     (hold,) = closed_holds(data)
     assert hold["receipt_status"] == "stopped"
     assert bot.json_event("bot.grace_over")["cut_short"] is True
+
+
+async def test_a_webhook_post_still_sending_its_body_is_cut_at_the_stop(tmp_path: Path) -> None:
+    # A connection that sent a webhook POST's headers and then stalled (a slow proxy, a client
+    # that is no Telegram): at SIGTERM the listener waited aiohttp's default minute for it,
+    # before the grace even began and saying nothing, so the stop outlasted what compose gives.
+    # Now it is cut (Telegram delivers an update it got no answer for again), and said so.
+    async with process_stack(tmp_path / "data") as stack:
+        port = free_port()
+        env = stack.env | {
+            "VEIL_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/hook",
+            "VEIL_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "VEIL_WEBHOOK_PORT": str(port),
+            "VEIL_WEBHOOK_BODY_TIMEOUT": "600",  # the stall is not the body timeout's to end
+        }
+        bot = await ManagedProcess.start("-m", "bot", env=env)
+        try:
+            await bot.wait_for_line("bot.started", within=60)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /telegram/hook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+                + f"X-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n\r\n".encode()
+                + b'{"update_id": '
+            )
+            await writer.drain()
+            # A request on a second connection, answered: the first's headers, sent before it,
+            # were read by then, and its handler waits for the rest of the body.
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"http://127.0.0.1:{port}/telegram/hook", json={}) as refused,
+            ):
+                assert refused.status == 401  # no secret
+            bot.process.send_signal(signal.SIGTERM)
+            await bot.wait_for_line("webhook.cut_by_stop", within=30)
+            answered = await reader.read()  # the connection is closed, with no 200
+            writer.close()
+            async with asyncio.timeout(60):
+                code = await bot.process.wait()
+        finally:
+            await bot.stop(within=60)
+    assert code == 0
+    assert not answered.startswith(b"HTTP/1.1 200")
+    assert bot.output.index("webhook.cut_by_stop") < bot.output.index("bot.stopped")

@@ -186,3 +186,25 @@ async def test_a_refusal_that_is_our_own_fault_is_not_failed_over(
             await answer_text(client, [{"role": "user", "content": [image]}])
         assert not isinstance(caught.value, InferenceUnavailable)
         assert one.requests == two.requests == []
+
+
+async def test_a_gateway_address_that_answers_as_no_gateway_logs_the_status(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # VEIL_GATEWAYS naming the model server itself (its port for the gateway's): every look
+    # logged only ``error=_BundleUnavailable``, as for a gateway that is down. The status the
+    # address answered tells the operator that something else listens there.
+    operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        FakeVLLM(answer="from the gateway") as model,
+        run_gateway(model.url, operator=operator, clock=clock) as gateway,
+    ):
+        urls = [model.url, gateway.url]
+        client = InferenceClient(
+            urls, [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        with capture_logs() as logs:
+            assert await answer_text(client) == "from the gateway"
+    (event,) = [entry for entry in logs if entry["event"] == "inference.bundle_unavailable"]
+    assert event["gateway"] == 1
+    assert event["status"] == 404

@@ -589,6 +589,16 @@ def test_a_grace_that_is_no_finite_number_is_left_to_the_bot_to_refuse(grace: st
     check_stop_period({"VEIL_STOP_GRACE": grace, "VEIL_BOT_STOP_PERIOD": "90"})
 
 
+@pytest.mark.parametrize(("grace", "advised"), [("30.4", "86"), ("30.6", "86"), ("30", "85")])
+def test_the_stop_period_advised_is_one_the_check_then_takes(grace: str, advised: str) -> None:
+    # A grace with a fraction: "set VEIL_BOT_STOP_PERIOD=85" for the 85.4 s needed, rounded
+    # down, so the period set as told was refused again.
+    env = {"VEIL_SHUTDOWN_GRACE": grace, "VEIL_BOT_STOP_PERIOD": "60"}
+    with pytest.raises(ContainerError, match=f"set VEIL_BOT_STOP_PERIOD={advised},"):
+        check_stop_period(env)
+    check_stop_period(env | {"VEIL_BOT_STOP_PERIOD": advised})
+
+
 @pytest.mark.parametrize("period", ["inf", "nan", "-inf"])
 def test_a_stop_period_that_is_no_finite_number_is_refused(period: str) -> None:
     # VEIL_BOT_STOP_PERIOD=inf or nan passed the check (nan < anything is false).

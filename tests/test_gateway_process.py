@@ -92,6 +92,34 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
     ]
 
 
+# An operator key file that cannot be read said only "cannot read key file …": not there, a
+# folder, a file of another kind of text? The line now says which.
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("absent", "No such file or directory"),
+        ("a folder", "Is a directory"),
+        ("binary", "it is not text"),
+    ],
+)
+def test_an_operator_key_file_that_cannot_be_read_says_why(
+    tmp_path: Path, kind: str, reason: str
+) -> None:
+    key_file = tmp_path / "operator.key"
+    if kind == "a folder":
+        key_file.mkdir()
+    elif kind == "binary":
+        key_file.write_bytes(b"\xff\xfe\x00 not ascii")
+        key_file.chmod(0o600)
+    result = run(
+        env={"VEIL_OPERATOR_KEY_FILE": str(key_file), "VEIL_CLIENT_KEYS": client_keys_setting()}
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"veil: setting VEIL_OPERATOR_KEY_FILE: cannot read key file {key_file}: {reason}"
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -284,15 +284,12 @@ def test_a_data_folder_on_a_full_disk_names_the_setting_and_the_path(
     assert f"{data}/veil.db" in line
 
 
-@pytest.mark.parametrize("kind", ["a file", "missing"])
 def test_a_backup_of_a_data_folder_without_a_database_names_the_setting(
-    tmp_path: Path, kind: str
+    tmp_path: Path,
 ) -> None:
     # backup FILE said "veil: no database at …/veil.db", the one command whose line named no
-    # setting for a data folder that is not there (or is a file).
+    # setting for a data folder that is not there (one that is a file is named as a file).
     data = tmp_path / "data"
-    if kind == "a file":
-        data.write_text("not a folder")
     target = tmp_path / "backup.db"
     result = run_python("-m", "bot", "backup", str(target), env=start_settings(data))
     assert result.returncode == 1
@@ -319,13 +316,59 @@ def test_a_data_folder_that_cannot_be_looked_in_names_the_setting(
     assert "Traceback" not in line
 
 
+# A file where the data folder (or a folder above it) should be: the line ended in
+# "…veil.db.lock: File exists", "[Errno 17] File exists" or "master.key: Not a directory".
+@pytest.mark.parametrize("command", [[], ["audit"], ["reconcile"], ["backup"]])
+@pytest.mark.parametrize("where", ["data", "data/sub/folder"])
+def test_a_file_where_the_data_folder_should_be_is_named_as_a_file(
+    tmp_path: Path, command: list[str], where: str
+) -> None:
+    file = tmp_path / "data"
+    file.write_text("not a folder")
+    data = tmp_path / where
+    if command == ["backup"]:
+        command = ["backup", str(tmp_path / "copy.db")]
+    key = install_client_key(tmp_path / "keys")
+    result = run_python(
+        "-m", "bot", *command, env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used:"
+        f" {file} is a file, not a folder"
+    )
+    assert file.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", [[], ["audit"]])
+def test_a_data_folder_linked_to_nothing_names_the_link(tmp_path: Path, command: list[str]) -> None:
+    # A link to a folder that is not there (a disk not mounted): "…veil.db.lock: File exists".
+    data = tmp_path / "data"
+    data.symlink_to(tmp_path / "unmounted" / "veil")
+    key = install_client_key(tmp_path / "keys")
+    settings = start_settings(
+        data,
+        VEIL_CLIENT_KEY_FILE=str(key),
+        VEIL_MASTER_KEY_FILE=str(tmp_path / "keys" / "master.key"),
+    )
+    result = run_python("-m", "bot", *command, env=settings)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used:"
+        f" {data} is a link to {tmp_path / 'unmounted' / 'veil'}, which is not there"
+    )
+    assert not (tmp_path / "unmounted").exists()  # nothing was made behind the link
+
+
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
     tmp_path: Path,
 ) -> None:
     # VEIL_MASTER_KEY_FILE unset: the key is made in the data folder, and the line named
     # VEIL_MASTER_KEY_FILE, a setting the operator never set.
     data = tmp_path / "data"
-    data.write_text("not a folder")
+    (data / "master.key").mkdir(parents=True)  # no file can be read there
     key = install_client_key(tmp_path / "keys")
     result = run_python(
         "-m", "bot", "audit", env=start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
@@ -357,3 +400,66 @@ def test_a_python_warning_is_one_json_log_line_without_its_text() -> None:
     assert line["level"] == "warning"
     assert line["category"] == "UserWarning"
     assert line["line"] == 6  # where it was raised in _WARNED
+
+
+# A warning (or a library's log line) raised while the settings were read, before logging was
+# configured, was printed by Python as plain text, its message and source line as they are.
+# Here the warning comes as the settings' ``.env`` file is opened.
+_WARNED_READING_SETTINGS = """
+import sys, warnings
+from bot.__main__ import main
+
+def warn_on_reading(event, args):
+    if event == "open" and str(args[0]).endswith(".env") and not warned:
+        warned.append(True)
+        warnings.warn("PRIVATE-WORDS-2b9c of a user", UserWarning, stacklevel=1)
+
+warned = []
+sys.addaudithook(warn_on_reading)
+sys.exit(main([]))
+"""
+
+
+@pytest.mark.parametrize("part", ["bot", "gateway"])
+def test_a_warning_while_the_settings_are_read_is_a_json_line(tmp_path: Path, part: str) -> None:
+    (tmp_path / ".env").write_text("VEIL_LOG_LEVEL=INFO\n")
+    script = _WARNED_READING_SETTINGS.replace("bot.__main__", f"{part}.__main__")
+    result = subprocess.run(  # noqa: S603 -- this interpreter, this project's own code
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # where the .env file is read from
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2  # a required setting is missing
+    assert "PRIVATE-WORDS-2b9c" not in result.stderr
+    *lines, last = result.stderr.strip().splitlines()
+    assert last.startswith("veil: setting VEIL_")
+    assert last.endswith(" is required but not set")
+    warned = [json.loads(line) for line in lines]
+    assert [line["event"] for line in warned] == ["python.warning"]
+    assert warned[0]["category"] == "UserWarning"
+
+
+# A line of the ``.env`` file that cannot be read: python-dotenv logs it, which Python printed
+# as plain text (twice: the file is read for the names, then for the values).
+def test_an_unreadable_env_file_line_is_a_json_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text('VEIL_LOG_LEVEL=INFO\nnot "a setting\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    *lines, last = result.stderr.strip().splitlines()
+    assert last == "veil: setting VEIL_BOT_TOKEN is required but not set"
+    logged = [json.loads(line) for line in lines]
+    assert logged
+    assert {(line["level"], line["logger"]) for line in logged} == {("warning", "dotenv.main")}
+    assert all("line 2" in line["event"] for line in logged)
