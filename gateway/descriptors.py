@@ -2,10 +2,13 @@
 
 Every client connection is a file descriptor, and so is each stream's connection to the model
 server. ``connection_cap`` (``common.connections``, shared with the bot's listeners) keeps the
-public listener's cap within RLIMIT_NOFILE, so ``accept()`` does not run out of descriptors;
-should it still (other descriptors, a lower limit set later), asyncio reports every failed
-``accept()`` (many a second), and ``AcceptErrorFilter`` turns that flood into one log line a
-while.
+public listener's cap within RLIMIT_NOFILE, so ``accept()`` does not run out of descriptors.
+Should it still (other descriptors, a lower limit set later), the event loops differ. On
+uvloop (the default) libuv frees a descriptor it holds in reserve, accepts every waiting
+connection with it and closes each at once, and reports nothing: clients see their connection
+closed, as past the cap, and no line is logged. On asyncio's loop (``VEIL_GATEWAY_LOOP=asyncio``)
+the connections wait in the listen backlog while asyncio reports every failed ``accept()``
+(many a second), and ``AcceptErrorFilter`` turns that flood into one log line a while.
 """
 
 from __future__ import annotations

@@ -643,3 +643,38 @@ async def test_an_https_model_server_is_read_the_same_and_its_certificate_checke
         _, failure = await collect(untrusted)
         assert failure is not None
         assert (failure.kind, failure.status) == ("unavailable", 503)
+
+
+async def test_a_gathered_https_reply_is_read_through_tls_never_from_the_socket(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A shaped stream reads its bytes straight from the socket at its ticks (``gather``): over
+    # TLS those are ciphertext, so the reply must be taken through the TLS transport. It is told
+    # by the transport's ``sslcontext``; uvloop's TLS transport hands out the TCP socket under
+    # it too, as asyncio's does.
+    cert_file, key_file = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert_file, key_file)
+    trusting = ssl.create_default_context(cafile=str(cert_file))
+    async with ScriptedServer(tls=tls) as server:
+        client = VLLMClient(server.url, None, http, idle_timeout=30, ssl_context=trusting)
+
+        async def head() -> Exchange:
+            answer = await server.next()
+            await answer.send(OK_CHUNKED)
+            return answer
+
+        answering = asyncio.create_task(head())
+        async with client.open_chat(CHAT) as chat:
+            answer = await answering
+            chat.gather()  # plain TCP: the bytes would wait in the kernel for collect()
+            woken = asyncio.Event()
+            unwatch = chat.watch(woken.set)
+            await answer.send(CHUNKED_REPLY.removeprefix(OK_CHUNKED))
+            answer.close()
+            async with asyncio.timeout(5):
+                await woken.wait()  # the connection's close wakes the reader
+            unwatch()
+            events = chat.collect()
+            assert chat.finished
+    assert events == [ContentDelta("Hel"), ContentDelta("lo"), Finish("stop"), Usage(3, 2)]

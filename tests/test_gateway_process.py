@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import socket
 import stat
 from typing import TYPE_CHECKING
@@ -354,3 +355,73 @@ async def test_half_open_flood_under_a_low_descriptor_limit_is_capped_and_quiet(
     # No flood: should the descriptors run out for a moment anyway, one warning a 10 s at most.
     assert gateway.output.count("accept") <= 1
     assert len(gateway.lines) < 20
+
+
+# The gateway with only a few descriptors left under its limit (the rest held by the process,
+# as by another library's files): a burst of connections runs it out of descriptors at accept.
+DESCRIPTORS_LEFT = 30
+SHORT_OF_DESCRIPTORS_GATEWAY = f"""
+import os, resource, runpy
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+held = []
+while True:
+    try:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+for fd in held[-{DESCRIPTORS_LEFT}:]:
+    os.close(fd)
+runpy.run_module("gateway", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_connections_past_the_last_descriptor_are_told_by_the_event_loop_s_way(
+    tmp_path: Path, http: aiohttp.ClientSession, loop: str
+) -> None:
+    # gateway/descriptors.py: on asyncio's loop the connections wait in the backlog and one
+    # line says accept() failed; uvloop (libuv) accepts them on a spare descriptor and closes
+    # them at once, and says nothing. Either way the gateway goes on serving.
+    key_file = tmp_path / "operator.key"
+    verify_key = run("keygen", "--out", str(key_file)).stdout.strip()
+    flood = 2 * DESCRIPTORS_LEFT
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            SHORT_OF_DESCRIPTORS_GATEWAY,
+            env={
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_HEADER_TIMEOUT": "1",
+                "VEIL_GATEWAY_LOOP": loop,
+            },
+        )
+        try:
+            await gateway.wait_for_line("gateway.started")
+            started = gateway.json_event("gateway.started")
+            assert started["max_connections"] == 48  # the cap is not what turns them away
+            host, port = str(started["url"]).removeprefix("http://").split(":")
+            async with HalfOpenClients(host, int(port), flood) as clients:
+                async with asyncio.timeout(30):
+                    await clients.wait_closed_by_server()
+            assert await ask(http, str(started["url"]), verify_key) == ANSWER
+            async with http.get(str(started["metrics_url"])) as response:
+                metrics = await response.text()
+        finally:
+            code = await gateway.stop()
+    assert code == 0
+    refused = metric_value(metrics, "veil_gateway_connections_refused_total")
+    timed_out = metric_value(metrics, "veil_gateway_header_timeouts_total")
+    assert refused == 0
+    failed = [line for line in gateway.lines if "gateway.accept_failed" in line]
+    if loop == "asyncio":
+        assert timed_out == flood  # every one accepted in the end, and timed out
+        assert len(failed) == 1
+        assert gateway.json_event("gateway.accept_failed")["errno"] == errno.EMFILE
+    else:
+        assert 0 < timed_out < flood  # the rest were closed unseen
+        assert failed == []

@@ -4,6 +4,8 @@
 the other tests run there already, and the modules here import the in-process tests of the
 parts that touch the loop's transports and sockets directly (reading the model server's bytes
 at a tick, ``SO_RCVLOWAT``, the write's flow control) so that they run on both loops.
+A star import leaves out a module's names that start with ``_``: a private autouse fixture
+(``_quick_tries``, say) must be imported by name as well, or its tests run without it here.
 """
 
 from __future__ import annotations
