@@ -364,6 +364,7 @@ class RelayService:
             except aiohttp.ClientError as exc:
                 answer.reason = answer.reason or type(exc).__name__
             finally:
+                answer._scope = None  # noqa: SLF001 -- the stream is over: no grace to set now
                 response.close()
                 gateway.in_flight -= 1
             receipt = await self._receipt(answer, framer)
