@@ -253,8 +253,9 @@ class RelayService:
 
         An answer whose page went away (reopened, closed) is written to no one: it is hung up
         on and settled from its late receipt, which can take a moment. A question asked
-        meanwhile (from the page opened again) waits for that, ``stop_grace`` seconds at most;
-        an answer still being written to a page (another one of the user's) refuses it.
+        meanwhile (from the page opened again) waits for that, ``stop_grace`` seconds at most
+        (``InferenceUnavailable`` if shutdown began meanwhile); an answer still being written
+        to a page (another one of the user's) refuses it.
         """
         answer = self._running.get(user_id)
         if answer is None:
@@ -263,6 +264,8 @@ class RelayService:
         if answer.reason and task is not None:
             log.info("relay.waits_for_settling", user_id=user_id, cut=answer.reason)
             await asyncio.wait({task}, timeout=self._stop_grace)
+            if not self._taking:  # shutdown began while it waited
+                raise InferenceUnavailable("the bot is shutting down")
         if user_id in self._running:
             raise AnswerInProgress("an answer is already being relayed")
 
@@ -365,6 +368,7 @@ class RelayService:
             except aiohttp.ClientError as exc:
                 answer.reason = answer.reason or type(exc).__name__
             finally:
+                answer._scope = None  # noqa: SLF001 -- the stream is over: no grace to set now
                 response.close()
                 gateway.in_flight -= 1
             receipt = await self._receipt(answer, framer)

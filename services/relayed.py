@@ -133,7 +133,7 @@ class RelayedAnswer:
         self._queue.put_nowait(data)
 
     def _limit(self, seconds: float) -> None:
-        """End the stream no later than ``seconds`` from now (a stop's grace)."""
+        """End the stream within ``seconds`` from now (a stop's grace); nothing once it ended."""
         if self._scope is not None:
             loop = asyncio.get_running_loop()
             deadline = self._scope.when()

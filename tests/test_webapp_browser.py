@@ -523,6 +523,40 @@ async def test_a_stop_that_overtakes_its_question_on_the_way_still_stops_the_ans
         await page.context.close()
 
 
+async def test_a_stop_that_overtakes_its_question_is_honoured_while_the_gateway_never_begins(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The stop overtook the sealed question on the way to the bot (404: no such answer yet),
+    # and then the model server never begins the answer (stalled, or the question held on its
+    # way there). The page hears back from the bot only once the gateway begins: the stop must
+    # still reach the bot while it waits, so the answer is given up on within the stop's
+    # grace, uncharged, and the question given back; not left waiting for the gateway.
+    async with webapp_stack(tmp_path, answer=ANSWER, stop_grace=1.0) as stack:
+        relay = stack.veil.relay
+        assert relay is not None
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_bot.hold = b"POST /app/api/relay"
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            await stack.to_bot.holding.wait()
+        await page.click("#send")
+        async with asyncio.timeout(15):
+            while b"not_running" not in stack.to_bot.downstream:  # noqa: ASYNC110 -- the proxy has no event here
+                await asyncio.sleep(0.05)
+        stack.to_gateway.open.clear()  # the question will wait on its way to the model server
+        try:
+            stack.to_bot.release.set()
+            await page.wait_for_selector("#notice[data-status=unanswered]", timeout=20000)
+        finally:
+            stack.to_gateway.open.set()
+        assert await page.get_attribute("#send", "data-state") == "send"
+        assert await page.input_value("#question") == QUESTION
+        rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
+        assert rows == [("released",)]
+        await page.context.close()
+
+
 async def answered_page(browser: Browser, stack: MiniStack, keychain: Keychain) -> Page:
     """A new page, opened and ready, that has asked QUESTION and been answered."""
     page = await open_page(browser, page_url(stack.base, init_data()), keychain)

@@ -276,6 +276,73 @@ async def test_a_question_from_a_reopened_page_waits_for_the_answer_it_left_to_b
         assert state.charge.receipt_status == "stopped"
 
 
+async def test_a_question_waiting_for_a_left_answer_is_not_started_once_shutdown_began(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A question from a reopened page waits for the answer its old page left to be settled.
+    # Shutdown begins meanwhile (the relay takes no new answers): once that answer is settled,
+    # the waiting question is told the bot is unavailable, not started (it would be held and
+    # sent to a gateway after shutdown stopped waiting for new answers).
+    answer = " ".join(f"word{i}" for i in range(80))
+    async with webapp_stack(
+        tmp_path, answer=answer, token_delay=0.05, tamper=True, stop_grace=30.0
+    ) as stack:
+        relay = stack.veil.relay
+        assert relay is not None
+        release = asyncio.Event()
+        stack.tampering.stall = ("/v1/sealed/receipts/", release)
+        mini = page(stack, http)
+        with capture_logs() as logs:
+            async with mini.relay(CHAT) as (response, _first):
+                assert response.status == 200
+                await response.content.read(100)
+                response.close()  # the page reopened: its connection closed mid-answer
+            async with asyncio.timeout(15):
+                await stack.tampering.stalled.wait()  # settling: its late receipt on the way
+            second = asyncio.create_task(mini.ask(QUESTION))
+            await wait_until(
+                lambda: second.done() or any(e["event"] == "relay.waits_for_settling" for e in logs)
+            )
+            relay.stop_taking()  # shutdown begins
+            release.set()
+            asked = await second
+        assert (asked.status, asked.error.get("code")) == (503, "unavailable")
+        assert await hold_of(stack.store, asked.request_id) is None  # nothing held or sent
+        assert not relay.busy(USER_ID)
+
+
+async def test_a_stop_that_comes_while_an_ended_answer_is_settled_is_answered_not_a_fault(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The answer's stream has ended (cut on the way; the late receipt still on its way to the
+    # bot) when the page's stop comes: a stop resent once the question was taken, or pressed
+    # as the answer ended. The gateway says the stream is finished, and so does the bot: no
+    # server error for the page to tell the user about, and the answer is settled once.
+    answer = " ".join(f"word{i}" for i in range(80))
+    async with webapp_stack(
+        tmp_path, answer=answer, token_delay=0.05, tamper=True, stop_grace=30.0
+    ) as stack:
+        release = asyncio.Event()
+        stack.tampering.stall = ("/v1/sealed/receipts/", release)
+        mini = page(stack, http)
+        async with mini.relay(CHAT) as (response, asked):
+            assert response.status == 200
+            first = await response.content.read(100)
+            cut_connections(stack.to_gateway)  # the network between bot and gateway fails
+            async with asyncio.timeout(15):
+                await stack.tampering.stalled.wait()  # settling: its late receipt on the way
+            try:
+                stopped = await mini.stop(asked)
+            finally:
+                release.set()
+            asked.raw = first + await response.read()
+        state = await settled(stack, asked.request_id)
+    assert stopped == (200, {"state": "finished"})
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 80
+
+
 async def test_a_tampered_relay_receipt_falls_back_to_the_late_receipt(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

@@ -40,6 +40,9 @@ import { textsFor } from "./texts.js";
 import { ThinkTags, isBlank, strip } from "./think.js";
 
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+// A stop that found no answer at the bot while the sealed question is still on its way there is
+// sent again after this long, until the bot has taken the question (see stop()).
+const STOP_AGAIN_MS = 1000;
 const DISCARD = new Set([
   "ChunkTampered",
   "ChunkOutOfOrder",
@@ -685,8 +688,7 @@ class App {
     return final;
   }
 
-  async stop() {
-    const running = this.running;
+  async stop(running = this.running) {
     if (!running) return;
     running.stopRequested = true; // before sending, relay() sees it and sends nothing
     if (!running.requestId) return;
@@ -704,7 +706,16 @@ class App {
     } catch (error) {
       // 404: no such answer runs (yet, if the question is still on its way: relay() sends
       // the stop again once the bot has taken it; or no longer: it ended meanwhile).
-      if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
+      if (!(error instanceof ApiError && error.status === 404)) {
+        this.fail(error);
+      } else if (this.running === running && running.requestId === requestId && !running.answering) {
+        // The bot answers the question only once the gateway has begun it: one that never
+        // does (stalled, or the question held on its way there) is given up on only for a
+        // stop the bot holds. Sent again until the bot has the question (or it is over).
+        setTimeout(() => {
+          if (this.running === running && !running.answering) this.stop(running);
+        }, STOP_AGAIN_MS);
+      }
     }
   }
 

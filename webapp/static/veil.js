@@ -6552,6 +6552,7 @@
 
   // src/app.js
   var RETRY_STATUSES = /* @__PURE__ */ new Set([408, 429, 500, 502, 503, 504]);
+  var STOP_AGAIN_MS = 1e3;
   var DISCARD = /* @__PURE__ */ new Set([
     "ChunkTampered",
     "ChunkOutOfOrder",
@@ -7114,8 +7115,7 @@
       verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);
       return final;
     }
-    async stop() {
-      const running = this.running;
+    async stop(running = this.running) {
       if (!running) return;
       running.stopRequested = true;
       if (!running.requestId) return;
@@ -7131,7 +7131,13 @@
         });
         running.stopTaken = requestId;
       } catch (error) {
-        if (!(error instanceof ApiError && error.status === 404)) this.fail(error);
+        if (!(error instanceof ApiError && error.status === 404)) {
+          this.fail(error);
+        } else if (this.running === running && running.requestId === requestId && !running.answering) {
+          setTimeout(() => {
+            if (this.running === running && !running.answering) this.stop(running);
+          }, STOP_AGAIN_MS);
+        }
       }
     }
     /**
