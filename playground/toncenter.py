@@ -19,7 +19,9 @@ with a ``forward_payload`` BoC. Addresses are given back in whatever form the te
 
 Tests add records with ``add_transaction`` / ``add_jetton_transfer`` (lt numbers grow by
 themselves, or are given; a ``late`` jetton transfer is indexed now with an lt below the newest
-one already listed, as toncenter can: see ``add_jetton_transfer``), or pay a
+one already listed, as toncenter can; with ``forward_ton`` the receiving jetton wallet's
+``transfer_notification`` carries that Gram to the owner's account: see ``add_jetton_transfer``),
+or pay a
 ``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its address,
 exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it answer 429
 (``rate_limit_next``), fail with another status (``fail_next``), answer a page that is no JSON
@@ -58,6 +60,7 @@ __all__ = [
     "hex_hash",
     "jetton_wallet",
     "new_hash",
+    "notification_boc",
     "op_boc",
     "raw",
     "transfer_of_link",
@@ -66,6 +69,7 @@ __all__ = [
 USDT_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 MAX_LIMIT = 1000
 RATE_LIMITED = {"ok": False, "result": "Ratelimit exceed", "code": 429}
+TRANSFER_NOTIFICATION = 0x7362D09C  # TEP-74: the receiver's jetton wallet tells its owner
 PLAY_PAYER = "0:" + "ab" * 32  # the wallet a simulated payment comes from
 _TRANSFER_PREFIXES = ("ton://transfer/", "https://app.tonkeeper.com/transfer/")
 
@@ -112,6 +116,29 @@ def op_boc(op: int, payload: bytes = b"") -> str:
     """A body with another op (not a text comment): an encrypted comment, a jetton notice..."""
     cell = Builder().store_uint(op, 32).store_bytes(payload).end_cell()
     return base64.b64encode(cell.to_boc()).decode()
+
+
+def notification_boc(amount: int, sender: str, comment: str | None, *, inline: bool = False) -> str:
+    """A ``transfer_notification`` body (TEP-74) as toncenter shows it: a base64 BoC.
+
+    Its ``forward_payload`` (``Either Cell ^Cell``) is the transfer's: the comment cell in a
+    reference (bit 1), or inline (bit 0) for an ``inline`` one; none at all for no comment.
+    """
+    builder = (
+        Builder()
+        .store_uint(TRANSFER_NOTIFICATION, 32)
+        .store_uint(0, 64)
+        .store_coins(amount)
+        .store_address(Address(sender))
+    )
+    if comment is None:
+        builder = builder.store_bit(0)
+    elif inline:
+        builder = builder.store_bit(0).store_uint(0, 32).store_snake_string(comment)
+    else:
+        text = Builder().store_uint(0, 32).store_snake_string(comment).end_cell()
+        builder = builder.store_bit(1).store_ref(text)
+    return base64.b64encode(builder.end_cell().to_boc()).decode()
 
 
 def raw(address: str) -> str:
@@ -280,6 +307,7 @@ class FakeToncenter(Served):
         forged: bool = False,
         inline: bool = False,
         late: bool = False,
+        forward_ton: int | None = None,
     ) -> dict[str, Any]:
         """A jetton transfer to ``owner`` (the receiving wallet's owner); returns the record.
 
@@ -298,6 +326,12 @@ class FakeToncenter(Served):
         not the transactions of independent senders' wallets. Of two payments a few seconds
         apart, the one with the lower lt can be committed to the masterchain, and so indexed,
         after the other is listed.
+
+        With ``forward_ton`` (nanotons, its ``forward_ton_amount``), the owner's jetton wallet
+        also sends the owner that much Gram in a ``transfer_notification`` (op ``0x7362d09c``
+        ``query_id amount sender forward_payload``, TEP-74: sent whenever the forward amount is
+        not zero): a transaction of ``owner``'s account, listed by ``/api/v3/transactions``
+        like any other, from the owner's wallet of ``master``, its body that message.
         """
         if late:
             newest = max(self.jetton_transfers, key=lambda t: int(t["transaction_lt"]))
@@ -319,12 +353,21 @@ class FakeToncenter(Served):
             "transaction_aborted": aborted,
             "response_destination": raw(source),
             "custom_payload": None,
-            "forward_ton_amount": "1",
+            "forward_ton_amount": "1" if forward_ton is None else str(forward_ton),
             "forward_payload": payload,
             "decoded_forward_payload": decoded,
             "trace_id": new_hash(),
         }
         self.jetton_transfers.append(record)
+        if forward_ton:
+            notice = self.add_transaction(
+                owner,
+                value=forward_ton,
+                source=jetton_wallet(master, owner),
+                body=notification_boc(amount, source, comment, inline=inline),
+            )
+            notice["in_msg"]["opcode"] = f"0x{TRANSFER_NOTIFICATION:08x}"
+            notice["trace_id"] = record["trace_id"]
         return record
 
     def pay_link(self, link: str, *, source: str = PLAY_PAYER) -> dict[str, Any] | None:

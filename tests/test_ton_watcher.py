@@ -392,6 +392,49 @@ async def test_a_real_usdt_transfer_is_credited_and_a_fake_jetton_refused(
     await sound(stack)
 
 
+@pytest.mark.parametrize("where", ["reference", "inline"])
+async def test_the_gram_a_usdt_transfer_forwards_is_not_a_gram_payment(
+    stack: TonStack, where: str
+) -> None:
+    # A USDT transfer with a forward amount (wallets attach 0.01-0.05 TON) reaches our wallet
+    # twice: as the jetton transfer, and as our jetton wallet's transfer_notification carrying
+    # that Gram. The Gram stream recorded the notification as an unmatched Gram payment
+    # (no_comment: its body is no text comment), a false "unmatched" for the admins.
+    paid = await usdt_order(stack, ALICE)
+    gram = await order(stack, BOB)
+    forward = 5 * DUST["gram"]  # 0.05 Gram, well above the Gram dust
+    real = stack.chain.add_jetton_transfer(
+        WALLET_RAW,
+        amount=1_000_000,
+        comment=paid.id,
+        forward_ton=forward,
+        inline=where == "inline",
+    )
+    # A fake jetton's notification with a Gram order's id: no Gram payment either.
+    stack.chain.add_jetton_transfer(
+        WALLET_RAW,
+        amount=1_000_000,
+        comment=gram.id,
+        master="0:" + "99" * 32,
+        forward_ton=forward,
+    )
+    (notice, _) = [t for t in stack.chain.transactions if t["in_msg"]["opcode"] is not None]
+    assert notice["in_msg"]["value"] == str(forward)
+    watcher = stack.watcher()
+    await watcher.poll()
+    expected = "unmatched" if where == "inline" else "credited"  # an inline one: no comment
+    assert {h: status for h, (status, _, _) in (await recorded(stack)).items()} == {
+        hex_hash(real["transaction_hash"]): expected
+    }
+    assert await stack.balance(BOB) == 0
+    # The Gram stream went past them: a Gram payment after them is booked.
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    assert await watcher.poll() == 1
+    assert await stack.balance(BOB) == PACK_UNITS
+    assert len(await recorded(stack)) == 2
+    await sound(stack)
+
+
 async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_credited(
     stack: TonStack,
 ) -> None:
