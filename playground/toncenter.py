@@ -21,12 +21,13 @@ Tests add records with ``add_transaction`` / ``add_jetton_transfer`` (lt numbers
 themselves, or are given; a ``late`` jetton transfer is indexed now with an lt below the newest
 one already listed, as toncenter can; with ``forward_ton`` the receiving jetton wallet's
 ``transfer_notification`` carries that Gram to the owner's account: see ``add_jetton_transfer``),
-or pay a
-``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its address,
-exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it answer 429
+or pay a ``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its
+address, exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it
+answer 429
 (``rate_limit_next``), fail with another status (``fail_next``), answer a page that is no JSON
 (``garbage_next``; each of them for every endpoint or one ``path``) or answer slowly
-(``delay``). ``requests`` records every request.
+(``delay``), and make the masters' ``get_wallet_address`` throw for one owner
+(``refuse_owner``). ``requests`` records every request.
 """
 
 from __future__ import annotations
@@ -197,6 +198,8 @@ class FakeToncenter(Served):
     ignore_offset: bool = False  # answer every page as if ``offset`` were 0 (a broken indexer)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     jetton_transfers: list[dict[str, Any]] = field(default_factory=list)
+    # owner (raw) -> the exit code every master's get_wallet_address throws for it
+    refused_owners: dict[str, int] = field(default_factory=dict)
     _faults: list[_Fault] = field(default_factory=list)
     _lts: itertools.count[int] = field(
         default_factory=lambda: itertools.count(47_000_000_000_001, 7)
@@ -393,6 +396,18 @@ class FakeToncenter(Served):
 
     # -- failures ----------------------------------------------------------------------------
 
+    def refuse_owner(self, owner: str, exit_code: int = 333) -> None:
+        """Make the masters' ``get_wallet_address`` throw for ``owner``, every time it is asked.
+
+        toncenter answers a get-method the contract threw in with 200 and its exit code
+        (``RunGetMethodResponse``: ``{"gas_used", "exit_code", "stack": []}``). The USDT master
+        (``stablecoin-contract``'s ``jetton-minter.fc``) computes a wallet for any address
+        today, but it is upgradable (``op::upgrade``), and a master that checks the owner's
+        workchain, as that contract's wallets already do on a transfer (``check_same_workchain``,
+        ``error::wrong_workchain`` = 333), throws for a masterchain owner.
+        """
+        self.refused_owners[raw(owner)] = exit_code
+
     def rate_limit_next(self, count: int = 1, *, path: str | None = None, after: int = 0) -> None:
         """Answer the next ``count`` requests (to ``path``) 429 with toncenter's body.
 
@@ -503,6 +518,8 @@ class FakeToncenter(Served):
                 owner = _address_in(item["value"])
         if owner is None:  # no such method, or a stack it cannot take: the TVM's exit code
             return web.json_response({"gas_used": 700, "exit_code": 11, "stack": []})
+        if (refused := self.refused_owners.get(raw(owner))) is not None:  # the contract threw
+            return web.json_response({"gas_used": 1_200, "exit_code": refused, "stack": []})
         wallet = Builder().store_address(Address(jetton_wallet(master, owner))).end_cell()
         answer = {"type": "slice", "value": base64.b64encode(wallet.to_boc()).decode()}
         return web.json_response({"gas_used": 4_260, "exit_code": 0, "stack": [answer]})

@@ -15,10 +15,12 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from bot.audit import report_lines
 from models import Database, MasterKey
 from models import migrations as schema
 from models import ton as ton_storage
 from models.ton import TonCursor
+from services.audit import Auditor
 from services.ton import watcher as watcher_module
 from services.ton.books import NOTICE_CLAIM_S, SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
@@ -541,6 +543,86 @@ async def test_a_sender_whose_wallet_check_fails_holds_back_no_payment_before_it
     assert len(await recorded(stack)) == 2  # the stranger's is not skipped: read again
     await watcher.poll()
     assert len(await recorded(stack)) == 3
+    await sound(stack)
+
+
+async def test_a_sender_the_master_fails_for_is_set_aside_and_holds_back_no_later_payment(
+    stack: TonStack,
+) -> None:
+    # A forged transfer whose sender the master's get_wallet_address throws for (toncenter:
+    # 200 and its exit code, the same every time): the wallet check failed the pass, the page
+    # was read again, and it failed again, every pass, for ever: every later USDT payment of
+    # every user waited behind it. It is set aside after a few passes, never credited.
+    stranger = "-1:" + "ef" * 32  # a masterchain sender
+    stack.chain.refuse_owner(stranger)
+    paid = await usdt_order(stack, ALICE)
+    hostile = stack.chain.add_jetton_transfer(
+        WALLET_RAW, amount=1_000_000, comment=paid.id, source=stranger, forged=True
+    )
+    later = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    watcher = stack.watcher()
+    for _ in range(2):  # a failure that may yet pass is tried again on the next pass
+        with pytest.raises(ToncenterUnavailable):
+            await watcher.poll()
+        await nothing_booked(stack)
+    with capture_logs() as logs:
+        assert await watcher.poll() == 1
+    assert await recorded(stack) == {
+        hex_hash(later["transaction_hash"]): ("credited", None, 70_000_000)
+    }
+    assert await stack.balance(ALICE) == 70_000_000
+    (aside,) = [e for e in logs if e["event"] == "ton.unproven_jetton"]
+    assert (aside["tx"], aside["log_level"]) == (hex_hash(hostile["transaction_hash"]), "warning")
+    assert paid.id not in str(logs)  # the comment is never logged
+    # Read again behind the cursor: passed over, nothing asked again.
+    asked = len(stack.chain.requests)
+    assert await watcher.poll() == 0
+    gets = [r for r in stack.chain.requests[asked:] if r.path.endswith("runGetMethod")]
+    assert gets == []
+    # The admins see it in the audit, kept past the day skipped transfers are kept.
+    later_on = time.time() + 2 * SKIPPED_KEPT_S
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, now=int(later_on))
+    await watcher.poll()
+    await TonBooks(stack.store, stack.shop, DUST, lambda: later_on).purge_skipped()
+    report = await Auditor(stack.store, []).run()
+    assert report.ton_unproven == [hex_hash(hostile["transaction_hash"])]
+    assert any(hex_hash(hostile["transaction_hash"]) in line for line in report_lines(report))
+    # reconcile (a fresh reader, as ``python -m bot reconcile`` has) sets it aside too, rather
+    # than fail on it every time; it finds nothing missing.
+    from bot.ton import TonParts, reconcile_ton  # noqa: PLC0415
+
+    async with aiohttp.ClientSession() as session:
+        master = WalletAddress.parse(USDT_MASTER)
+        fresh = ChainReader(ToncenterClient(stack.chain.url, session), WALLET, master)
+        count, differences, _ = await reconcile_ton(TonParts(stack.shop, stack.books, fresh))
+    assert (count, differences) == (2, [])
+    await sound(stack)
+
+
+@pytest.mark.parametrize("fault", ["everybody", "500"])
+async def test_a_wallet_check_failing_for_everybody_sets_nothing_aside(
+    stack: TonStack, fault: str
+) -> None:
+    # The master's get-method failing for our own address as well (another contract at the
+    # master's address, a toncenter that cannot run it), or toncenter failing: no sender's
+    # fault. However many passes, every payment waits: nothing is set aside.
+    paid = await usdt_order(stack, ALICE)
+    record = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    if fault == "everybody":
+        stack.chain.refuse_owner("0:" + "cd" * 32)
+        stack.chain.refuse_owner(WALLET_RAW)
+    else:
+        stack.chain.fail_next(100, path="/api/v3/runGetMethod")
+    watcher = stack.watcher()
+    for _ in range(watcher_module.UNPROVEN_TRIES + 2):
+        with pytest.raises(ToncenterUnavailable):
+            await watcher.poll()
+    assert await stack.books.known([hex_hash(record["transaction_hash"])]) == set()
+    assert (await Auditor(stack.store, []).run()).ton_unproven == []
+    stack.chain.refused_owners.clear()
+    stack.chain._faults.clear()
+    await watcher.poll()
+    assert await stack.balance(ALICE) == 70_000_000
     await sound(stack)
 
 
