@@ -7,12 +7,14 @@ nothing else does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+from pytoniq_core.boc.builder import Builder
 from structlog.testing import capture_logs
 
 from bot.audit import report_lines
@@ -1022,6 +1024,45 @@ async def test_a_page_toncenter_rate_limits_is_asked_again_within_the_pass(
     transfers = await stack.reader.everything("gram", TonCursor("gram", since, None, None), limit=2)
     assert len(transfers) == 3
     assert [r.status for r in stack.chain.requests if r.path == path].count(429) == 2
+    await sound(stack)
+
+
+async def test_no_transaction_a_payer_can_send_stops_the_gram_stream(stack: TonStack) -> None:
+    # What a payer controls in a transaction to our wallet: the body's bytes, the comment's
+    # text, the sending account (masterchain too) and the value. None of it makes the record
+    # unreadable (only toncenter's own fields can: the lt, the hash, the time), so no payer
+    # can hold the Gram stream at one transaction.
+    paid = await order(stack, ALICE)
+    not_a_boc = base64.b64encode(b"not a bag of cells").decode()
+    bad_utf8 = base64.b64encode(
+        Builder().store_uint(0, 32).store_bytes(b"\xff\xfe" + paid.id.encode()).end_cell().to_boc()
+    ).decode()
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, body=not_a_boc)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, body=bad_utf8)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment="x" * 5_000)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, source="-1:" + "ef" * 32)
+    stack.chain.add_transaction(WALLET_RAW, value=0, body=op_boc(0xFFFFFFFF, b"\x00" * 100))
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+    assert await stack.watcher().poll() == 6
+    assert await stack.balance(ALICE) == PACK_UNITS
+    await sound(stack)
+
+
+async def test_no_jetton_transfer_a_sender_can_make_stops_the_usdt_stream(
+    stack: TonStack,
+) -> None:
+    # A fake jetton or a forged wallet can claim any amount (up to a VarUInteger 16: 2**120)
+    # and any payload; a masterchain sender is asked about like any other.
+    paid = await usdt_order(stack, ALICE)
+    huge = 2**120 - 1
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=huge, master="0:" + "99" * 32)
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=huge, forged=True)
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1, source="-1:" + "ef" * 32, forged=True)
+    odd = stack.chain.add_jetton_transfer(WALLET_RAW, amount=1, forged=True)
+    odd["forward_payload"] = base64.b64encode(b"not a bag of cells").decode()
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    assert await stack.watcher().poll() == 1
+    assert await stack.balance(ALICE) == 70_000_000
     await sound(stack)
 
 
