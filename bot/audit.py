@@ -59,6 +59,11 @@ def report_lines(report: AuditReport) -> list[str]:
             f" {format_amount('usdt', ton.usdt)}, {format_units(ton.units)} ★),"
             f" {ton.unmatched} unmatched, {ton.dust} dust"
         )
+    if report.ton_unproven:
+        lines.append(
+            f"USDT transfers set aside, never credited (the master's get-method failed for their"
+            f" sender): {len(report.ton_unproven)}: {', '.join(report.ton_unproven)}"
+        )
     if report.ok:
         lines.append("every charge proves: its receipt verifies and its amount matches its price")
     else:

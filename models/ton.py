@@ -15,7 +15,9 @@ The tables (made by the migrations ``m0006_ton_payments`` and ``m0010_ton_late_t
   rate it was credited at (``rate_units`` µ★ for ``rate_amount``), for the audit.
 - ``ton_skipped``: the transfers the watcher read and skipped (no money of ours: another
   jetton, a forged wallet, aborted...), by hash, so that one read again is passed over
-  quietly; kept a day, and a day past the USDT cursor's transaction (``purge_skipped``).
+  quietly; kept a day, and a day past the USDT cursor's transaction (``purge_skipped``). Those
+  set aside ``unproven`` (a USDT transfer whose sender the master's get-method fails for) are
+  kept for good: the audit lists them (``unproven``).
 
 The functions here take the ``Database`` of a store call and run inside its transaction
 (``Store.write`` and ``Store.read`` own it; see ``models.database``), so a payment and its
@@ -264,18 +266,27 @@ def known(db: Database, hashes: Sequence[str]) -> set[str]:
     return found
 
 
+def unproven(db: Database) -> list[str]:
+    """The transfers set aside ``unproven`` (their hashes), oldest first: never forgotten."""
+    rows = db.execute(
+        "SELECT hash FROM ton_skipped WHERE reason = 'unproven' ORDER BY created_at, lt, hash"
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def purge_skipped(db: Database, now: int, kept: int) -> int:
     """Forget the skipped transfers remembered ``kept`` seconds before now; how many.
 
     And as long before the USDT cursor's transaction (its chain time): the watcher reads the
     stream again a little behind that transaction, and the cursor stays on it while no transfer
     comes, so one skipped near it is read again however old it is (forgotten, it would be
-    checked, and logged as indexed late, all over again).
+    checked, and logged as indexed late, all over again). Those set aside ``unproven`` stay.
     """
     return int(
         db.execute(
-            "DELETE FROM ton_skipped WHERE created_at < ? AND created_at < COALESCE("
-            "(SELECT utime FROM ton_cursors WHERE stream = 'usdt'), ?) - ?",
+            "DELETE FROM ton_skipped WHERE reason != 'unproven' AND created_at < ?"
+            " AND created_at < COALESCE((SELECT utime FROM ton_cursors WHERE stream = 'usdt'), ?)"
+            " - ?",
             [now - kept, now, kept],
         ).rowcount
     )

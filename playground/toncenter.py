@@ -19,12 +19,15 @@ with a ``forward_payload`` BoC. Addresses are given back in whatever form the te
 
 Tests add records with ``add_transaction`` / ``add_jetton_transfer`` (lt numbers grow by
 themselves, or are given; a ``late`` jetton transfer is indexed now with an lt below the newest
-one already listed, as toncenter can: see ``add_jetton_transfer``), or pay a
-``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its address,
-exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it answer 429
+one already listed, as toncenter can; with ``forward_ton`` the receiving jetton wallet's
+``transfer_notification`` carries that Gram to the owner's account: see ``add_jetton_transfer``),
+or pay a ``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its
+address, exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it
+answer 429
 (``rate_limit_next``), fail with another status (``fail_next``), answer a page that is no JSON
 (``garbage_next``; each of them for every endpoint or one ``path``) or answer slowly
-(``delay``). ``requests`` records every request.
+(``delay``), and make the masters' ``get_wallet_address`` throw for one owner
+(``refuse_owner``). ``requests`` records every request.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ __all__ = [
     "hex_hash",
     "jetton_wallet",
     "new_hash",
+    "notification_boc",
     "op_boc",
     "raw",
     "transfer_of_link",
@@ -66,6 +70,7 @@ __all__ = [
 USDT_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 MAX_LIMIT = 1000
 RATE_LIMITED = {"ok": False, "result": "Ratelimit exceed", "code": 429}
+TRANSFER_NOTIFICATION = 0x7362D09C  # TEP-74: the receiver's jetton wallet tells its owner
 PLAY_PAYER = "0:" + "ab" * 32  # the wallet a simulated payment comes from
 _TRANSFER_PREFIXES = ("ton://transfer/", "https://app.tonkeeper.com/transfer/")
 
@@ -112,6 +117,29 @@ def op_boc(op: int, payload: bytes = b"") -> str:
     """A body with another op (not a text comment): an encrypted comment, a jetton notice..."""
     cell = Builder().store_uint(op, 32).store_bytes(payload).end_cell()
     return base64.b64encode(cell.to_boc()).decode()
+
+
+def notification_boc(amount: int, sender: str, comment: str | None, *, inline: bool = False) -> str:
+    """A ``transfer_notification`` body (TEP-74) as toncenter shows it: a base64 BoC.
+
+    Its ``forward_payload`` (``Either Cell ^Cell``) is the transfer's: the comment cell in a
+    reference (bit 1), or inline (bit 0) for an ``inline`` one; none at all for no comment.
+    """
+    builder = (
+        Builder()
+        .store_uint(TRANSFER_NOTIFICATION, 32)
+        .store_uint(0, 64)
+        .store_coins(amount)
+        .store_address(Address(sender))
+    )
+    if comment is None:
+        builder = builder.store_bit(0)
+    elif inline:
+        builder = builder.store_bit(0).store_uint(0, 32).store_snake_string(comment)
+    else:
+        text = Builder().store_uint(0, 32).store_snake_string(comment).end_cell()
+        builder = builder.store_bit(1).store_ref(text)
+    return base64.b64encode(builder.end_cell().to_boc()).decode()
 
 
 def raw(address: str) -> str:
@@ -170,6 +198,8 @@ class FakeToncenter(Served):
     ignore_offset: bool = False  # answer every page as if ``offset`` were 0 (a broken indexer)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     jetton_transfers: list[dict[str, Any]] = field(default_factory=list)
+    # owner (raw) -> the exit code every master's get_wallet_address throws for it
+    refused_owners: dict[str, int] = field(default_factory=dict)
     _faults: list[_Fault] = field(default_factory=list)
     _lts: itertools.count[int] = field(
         default_factory=lambda: itertools.count(47_000_000_000_001, 7)
@@ -280,6 +310,7 @@ class FakeToncenter(Served):
         forged: bool = False,
         inline: bool = False,
         late: bool = False,
+        forward_ton: int | None = None,
     ) -> dict[str, Any]:
         """A jetton transfer to ``owner`` (the receiving wallet's owner); returns the record.
 
@@ -298,6 +329,12 @@ class FakeToncenter(Served):
         not the transactions of independent senders' wallets. Of two payments a few seconds
         apart, the one with the lower lt can be committed to the masterchain, and so indexed,
         after the other is listed.
+
+        With ``forward_ton`` (nanotons, its ``forward_ton_amount``), the owner's jetton wallet
+        also sends the owner that much Gram in a ``transfer_notification`` (op ``0x7362d09c``
+        ``query_id amount sender forward_payload``, TEP-74: sent whenever the forward amount is
+        not zero): a transaction of ``owner``'s account, listed by ``/api/v3/transactions``
+        like any other, from the owner's wallet of ``master``, its body that message.
         """
         if late:
             newest = max(self.jetton_transfers, key=lambda t: int(t["transaction_lt"]))
@@ -319,12 +356,21 @@ class FakeToncenter(Served):
             "transaction_aborted": aborted,
             "response_destination": raw(source),
             "custom_payload": None,
-            "forward_ton_amount": "1",
+            "forward_ton_amount": "1" if forward_ton is None else str(forward_ton),
             "forward_payload": payload,
             "decoded_forward_payload": decoded,
             "trace_id": new_hash(),
         }
         self.jetton_transfers.append(record)
+        if forward_ton:
+            notice = self.add_transaction(
+                owner,
+                value=forward_ton,
+                source=jetton_wallet(master, owner),
+                body=notification_boc(amount, source, comment, inline=inline),
+            )
+            notice["in_msg"]["opcode"] = f"0x{TRANSFER_NOTIFICATION:08x}"
+            notice["trace_id"] = record["trace_id"]
         return record
 
     def pay_link(self, link: str, *, source: str = PLAY_PAYER) -> dict[str, Any] | None:
@@ -349,6 +395,18 @@ class FakeToncenter(Served):
         )
 
     # -- failures ----------------------------------------------------------------------------
+
+    def refuse_owner(self, owner: str, exit_code: int = 333) -> None:
+        """Make the masters' ``get_wallet_address`` throw for ``owner``, every time it is asked.
+
+        toncenter answers a get-method the contract threw in with 200 and its exit code
+        (``RunGetMethodResponse``: ``{"gas_used", "exit_code", "stack": []}``). The USDT master
+        (``stablecoin-contract``'s ``jetton-minter.fc``) computes a wallet for any address
+        today, but it is upgradable (``op::upgrade``), and a master that checks the owner's
+        workchain, as that contract's wallets already do on a transfer (``check_same_workchain``,
+        ``error::wrong_workchain`` = 333), throws for a masterchain owner.
+        """
+        self.refused_owners[raw(owner)] = exit_code
 
     def rate_limit_next(self, count: int = 1, *, path: str | None = None, after: int = 0) -> None:
         """Answer the next ``count`` requests (to ``path``) 429 with toncenter's body.
@@ -460,6 +518,8 @@ class FakeToncenter(Served):
                 owner = _address_in(item["value"])
         if owner is None:  # no such method, or a stack it cannot take: the TVM's exit code
             return web.json_response({"gas_used": 700, "exit_code": 11, "stack": []})
+        if (refused := self.refused_owners.get(raw(owner))) is not None:  # the contract threw
+            return web.json_response({"gas_used": 1_200, "exit_code": refused, "stack": []})
         wallet = Builder().store_address(Address(jetton_wallet(master, owner))).end_cell()
         answer = {"type": "slice", "value": base64.b64encode(wallet.to_boc()).decode()}
         return web.json_response({"gas_used": 4_260, "exit_code": 0, "stack": [answer]})

@@ -81,6 +81,8 @@ class AuditReport:
     payments: int = 0
     stars_received: int = 0
     ton: TonTotals | None = None  # Gram and USDT payments
+    # USDT transfers set aside: their sender's wallet could not be proven the master's
+    ton_unproven: list[str] = field(default_factory=list)
     grants: int = 0  # ledger rows of kind grant: credit no payment proves
     granted: int = 0  # µ★ they add
     problems: list[str] = field(default_factory=list)
@@ -133,6 +135,7 @@ class Auditor:
                 for problem in payment_problems(payment, order)
             )
         report.ton = books.ton_totals
+        report.ton_unproven = books.ton_unproven
         report.grants, report.granted = books.grants
         return report
 
@@ -227,6 +230,7 @@ class _Books:
     payments: list[Payment]
     ton_payments: list[tuple[TonPayment, TonOrder | None]]
     ton_totals: TonTotals
+    ton_unproven: list[str]
     grants: tuple[int, int]
 
 
@@ -238,5 +242,6 @@ def _read(db: Database) -> _Books:
         payments=orders.all_payments(db),
         ton_payments=ton.credited_with_orders(db),
         ton_totals=ton.totals(db),
+        ton_unproven=ton.unproven(db),
         grants=ledger.grants(db),
     )

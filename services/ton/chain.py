@@ -8,11 +8,12 @@ snake string). Nothing here parses addresses or BoCs by hand.
 ``gram_transfer`` and ``jetton_transfer`` turn one toncenter v3 record (a transaction, or a
 jetton transfer) into a ``Transfer``: the facts the books need, or a ``skip`` reason for records
 that bring no money (aborted, bounced, outgoing, to another account, a jetton that is not the
-real USDT). A record whose shape is wrong raises ``MalformedTransfer``: the watcher stops there
-rather than step over a payment it could not read. A jetton transfer's ``jetton_master`` is only
-what the indexer believes; the watcher also checks that its sending wallet is the one the real
-master computes for the sender (``address_boc`` / ``address_from_boc`` carry the addresses of
-that get-method call).
+real USDT) or no Gram payment (a jetton wallet's ``transfer_notification``: the Gram a jetton
+transfer's sender forwarded with it; the jetton transfer is the payment). A record whose shape
+is wrong raises ``MalformedTransfer``: the watcher stops there rather than step over a payment
+it could not read. A jetton transfer's ``jetton_master`` is only what the indexer believes; the
+watcher also checks that its sending wallet is the one the real master computes for the sender
+(``address_boc`` / ``address_from_boc`` carry the addresses of that get-method call).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ __all__ = [
 USDT_MAINNET_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 _HASH_BYTES = 32
 _TEXT_COMMENT_OP = 0
+# TEP-74: a jetton wallet tells its owner of jettons received (with the forward amount's Gram).
+_TRANSFER_NOTIFICATION_OP = 0x7362D09C
 _WORKCHAINS = (0, -1)  # the basechain and the masterchain
 _MAX_DIGITS = 40  # an amount is under 2**120 (37 digits; VarUInteger 16), an lt under 2**64
 
@@ -141,6 +144,20 @@ def comment_from_boc(body: object) -> str | None:
     return text if isinstance(text, str) else None
 
 
+def _body_op(body: object) -> int | None:
+    """The op (first 32 bits) of a message body (a base64 BoC), or None when it has none."""
+    if not isinstance(body, str) or not body:
+        return None
+    try:
+        cell_slice = Cell.one_from_boc(base64.b64decode(body)).begin_parse()
+        if cell_slice.remaining_bits < 32:  # noqa: PLR2004 -- the op's width
+            return None
+        op = cell_slice.load_uint(32)
+    except Exception:  # noqa: BLE001 -- untrusted bytes from the chain: any failure means "none"
+        return None
+    return op if isinstance(op, int) else None
+
+
 def address_boc(address: str) -> str:
     """An address as a get-method's slice argument: a cell holding it, as a base64 BoC."""
     cell = Builder().store_address(Address(address)).end_cell()
@@ -198,7 +215,9 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
     amount = _integer(message.get("value"))
     content = message.get("message_content")
     comment = None
+    op = None
     if isinstance(content, dict):
+        op = _body_op(content.get("body"))
         comment = comment_from_boc(content.get("body"))
         decoded = content.get("decoded")
         if comment is None and isinstance(decoded, dict) and decoded.get("type") == "text_comment":
@@ -214,6 +233,11 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
         skip = "bounced"
     elif raw_address(message.get("destination")) != account:
         skip = "not_ours"
+    elif op == _TRANSFER_NOTIFICATION_OP:
+        # A jetton transfer's notice from our jetton wallet: the payment is the jettons (the
+        # USDT stream books them, and logs a fake); the Gram it carries is the forward amount
+        # the sender attached for the notice, not a Gram payment.
+        skip = "jetton_notification"
     return Transfer("gram", tx_hash, lt, utime, sender, amount, comment, skip)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.errors import BillingError
 
 __all__ = [
+    "GetMethodFailed",
     "MalformedTransfer",
     "PaymentAmbiguous",
     "PaymentNotAssignable",
@@ -27,6 +28,17 @@ class ToncenterUnavailable(TonError):
 
 class ToncenterRateLimited(ToncenterUnavailable):
     """toncenter answered 429: ask again later, more slowly."""
+
+
+class GetMethodFailed(ToncenterUnavailable):
+    """toncenter ran a get-method and the contract failed (a TVM exit code other than 0).
+
+    Not a failure of toncenter's: asked again, the same contract gives the same answer.
+    """
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"toncenter: the get-method failed (exit code {exit_code})")
+        self.exit_code = exit_code
 
 
 class MalformedTransfer(ToncenterUnavailable):

@@ -12,7 +12,8 @@ slice may come back typed ``cell``, as ton-http-api gives it). The API key (if a
 (``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``; any
 other failure (network, timeout, HTTP error, a body that is not the expected JSON)
 ``ToncenterUnavailable`` (a redirect too: it is not followed, so the key never goes to another
-host). The key never appears in a log line or an error.
+host); a get-method that ran and failed (an ``exit_code`` other than 0) ``GetMethodFailed``.
+The key never appears in a log line or an error.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from services.ton.chain import address_boc, address_from_boc
-from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
+from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
 
 if TYPE_CHECKING:
     from models.ton import TonCursor
@@ -104,7 +105,9 @@ class ToncenterClient:
     async def jetton_wallet(self, master: str, owner: str) -> str:
         """The jetton wallet (raw form) ``master`` computes for ``owner``: its get-method.
 
-        ``ToncenterUnavailable`` for an answer that is not one address (a failed run, garbage).
+        ``GetMethodFailed`` when the get-method ran and failed (toncenter answers 200 with its
+        ``exit_code``, and the same again however often asked); ``ToncenterUnavailable`` for
+        any other answer that is not one address (garbage, no result).
         """
         path = "/api/v3/runGetMethod"
         request = {
@@ -113,8 +116,10 @@ class ToncenterClient:
             "stack": [{"type": "slice", "value": address_boc(owner)}],
         }
         body = await self._send(path, json_body=request)
-        stack = body.get("stack")
-        if body.get("exit_code") != 0 or not isinstance(stack, list) or len(stack) != 1:
+        stack, exit_code = body.get("stack"), body.get("exit_code")
+        if isinstance(exit_code, int) and not isinstance(exit_code, bool) and exit_code != 0:
+            raise GetMethodFailed(exit_code)
+        if exit_code != 0 or not isinstance(stack, list) or len(stack) != 1:
             raise ToncenterUnavailable(f"toncenter: get_wallet_address did not run ({path})")
         item = stack[0]
         wallet = None

@@ -13,7 +13,10 @@ replicas each run one on the same database, and each payment is told once, not o
 A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
 (its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
 other as ``forged_jetton``; a get-method toncenter cannot answer fails the pass like any toncenter
-failure, so the page is read again (nothing credited on faith, nothing skipped). Each transfer is
+failure, so the page is read again (nothing credited on faith, nothing skipped). One the master's
+contract fails for (an exit code: the same answer each time) is set aside as ``unproven`` after
+``UNPROVEN_TRIES`` passes, if the master answers for our own address: it holds back no later
+payment for ever. Each transfer is
 checked just before it is booked: the payments read before one whose check fails are booked.
 A page that comes back the same for a later ``offset`` (an indexer that ignores it) stops the
 pass with ``ton.page_not_advancing``, the cursor kept.
@@ -42,6 +45,7 @@ first good pass after that logs ``ton.watcher_resumed``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -51,7 +55,7 @@ import structlog
 
 from services.errors import LedgerUnavailable
 from services.ton.chain import gram_transfer, jetton_transfer
-from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
+from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -77,6 +81,10 @@ WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go 
 # its free tier answers about one call a second), up to this many tries, within the pass.
 RATE_LIMIT_WAIT_S = 1.1
 RATE_LIMIT_TRIES = 3
+# A USDT transfer whose sender the master's get-method fails for (the contract itself: the
+# same answer each time) is set aside (``unproven``) on this many passes' failure, when the
+# master answers for our own address meanwhile: the later payments are not held back by it.
+UNPROVEN_TRIES = 3
 
 T = TypeVar("T")
 
@@ -102,6 +110,7 @@ class ChainReader:
         self._wallet = wallet
         self._usdt_master = usdt_master
         self._wallets: dict[str, str] = {}  # sender -> the real master's wallet of it
+        self._failed: dict[str, int] = {}  # transfer -> passes its sender's check failed on
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -156,14 +165,42 @@ class ChainReader:
         fails raises (``ToncenterUnavailable``): the page is read again on the next pass. Asked
         of each transfer just before it is booked, so the payments read before one whose check
         fails are booked meanwhile. A Gram transfer is returned as it is.
+
+        One the master's contract fails for (``GetMethodFailed``: an exit code, the same every
+        time) is ``unproven`` on its ``UNPROVEN_TRIES``-th such failure (one a pass), if the
+        master answers for our own address then: the failure is that sender's, and it would
+        hold back every later USDT payment for ever. While the master answers nobody, nothing
+        is set aside: the pass fails, as for a toncenter outage.
         """
         if transfer.asset != "usdt" or transfer.skip is not None or self._usdt_master is None:
             return transfer
         owner, master = transfer.sender, self._usdt_master.raw
-        expected = None if owner is None else await self._master_wallet(master, owner)
+        try:
+            expected = None if owner is None else await self._master_wallet(master, owner)
+        except GetMethodFailed:
+            tries = self._failed.pop(transfer.hash, 0) + 1
+            if tries < UNPROVEN_TRIES or not await self._master_answers(master):
+                if len(self._failed) >= WALLETS_KEPT:
+                    del self._failed[next(iter(self._failed))]
+                self._failed[transfer.hash] = tries
+                raise
+            return dataclasses.replace(transfer, skip="unproven")
+        self._failed.pop(transfer.hash, None)
         if expected is None or transfer.wallet != expected:
             return dataclasses.replace(transfer, skip="forged_jetton")
         return transfer
+
+    async def _master_answers(self, master: str) -> bool:
+        """Whether the master's ``get_wallet_address`` runs now, asked for our own address.
+
+        Asked afresh (never from memory): a master that fails for everybody (another contract
+        at its address, a toncenter that cannot run it) must not have its payments set aside.
+        """
+        try:
+            await _patiently(lambda: self._client.jetton_wallet(master, self._wallet.raw))
+        except GetMethodFailed:
+            return False
+        return True
 
     async def _master_wallet(self, master: str, owner: str) -> str:
         """The master's jetton wallet of ``owner`` (asked once: the answer never changes).
@@ -180,6 +217,13 @@ class ChainReader:
             self._wallets[owner] = wallet
         return wallet
 
+    async def _proven_at_last(self, transfer: Transfer) -> Transfer:
+        """``proven``, asked up to ``UNPROVEN_TRIES`` times: ``reconcile`` reads each once."""
+        for _ in range(UNPROVEN_TRIES - 1):
+            with contextlib.suppress(GetMethodFailed):
+                return await self.proven(transfer)
+        return await self.proven(transfer)
+
     async def everything(
         self, asset: Asset, cursor: TonCursor, *, limit: int = PAGE
     ) -> list[Transfer]:
@@ -195,7 +239,9 @@ class ChainReader:
                 log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
                 raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
             before = ends
-            found.extend([await self.proven(t) for t in page.transfers if t.hash not in seen])
+            found.extend(
+                [await self._proven_at_last(t) for t in page.transfers if t.hash not in seen]
+            )
             seen.update(t.hash for t in page.transfers)
             if page.size < limit:
                 return found
@@ -346,6 +392,14 @@ class TonWatcher:
         if transfer.skip is not None:
             if transfer.skip == "foreign_jetton":
                 log.warning("ton.foreign_jetton", tx=transfer.hash, amount=transfer.amount)
+            elif transfer.skip == "unproven":
+                log.warning(
+                    "ton.unproven_jetton",
+                    tx=transfer.hash,
+                    amount=transfer.amount,
+                    sender=transfer.sender,
+                    wallet=transfer.wallet,
+                )
             elif transfer.skip == "forged_jetton":
                 log.warning(
                     "ton.forged_jetton",
