@@ -10,6 +10,7 @@ gateways and prints its verify key.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import sqlite3
 import sys
@@ -117,10 +118,20 @@ def _not_a_folder(folder: Path) -> str | None:
             if path.exists():
                 return None if path.is_dir() else f"{path} is a file, not a folder"
             if path.is_symlink():
-                return f"{path} is a link to {path.readlink()}, which is not there"
+                return _broken_link(path)
         except OSError:  # one that cannot be looked at is the folder's own line's to tell
             return None
     return None
+
+
+def _broken_link(link: Path) -> str:
+    """Why the link ``link`` leads to no folder: nothing at its end, or no end (a loop)."""
+    try:
+        link.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # not missing: it leads back to itself
+            return f"{link} is a link that cannot be followed: {exc.strerror}"
+    return f"{link} is a link to {link.readlink()}, which is not there"
 
 
 def lost_master_key(settings: BotSettings) -> bool:

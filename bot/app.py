@@ -43,7 +43,7 @@ from bot.ton import ton_parts
 from bot.webapp import bundle_sha256, load_page, serving_webapp, set_menu_button, webapp_prefix
 from bot.webhook import VeilWebhook
 from common.collector import freeze_startup
-from common.connections import GuardedSite, guard_app
+from common.connections import GuardedSite, guard_app, stopping_runner
 from common.texts import FALLBACK, Catalogs
 from handlers import chat as chat_handlers
 from handlers import errors, forget, groups, history, inline, model, private, start
@@ -172,7 +172,8 @@ def build_dispatcher(catalogs: Catalogs, admins: frozenset[int] = frozenset()) -
 
 KEEPALIVE_SECONDS = 5.0
 # At a stop, how long the webhook's listener waits for a request still being read or journaled
-# (aiohttp waits a minute unless told): one cut gets no answer, and Telegram delivers it again.
+# (aiohttp waits a minute unless told, twice for one past its body: ``stopping_runner``): one
+# cut gets no answer, and Telegram delivers it again.
 WEBHOOK_STOP_WAIT_S = 5.0
 
 
@@ -553,7 +554,7 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
 
     Telegram keeps its connections open between updates; one idle for the header timeout is
     closed (it opens another), as is one past the listener's cap (``bot.listeners``). On the
-    way out a request still being read or journaled gets ``WEBHOOK_STOP_WAIT_S``, then is cut
+    way out a request still being read or journaled is cut within ``WEBHOOK_STOP_WAIT_S``
     (``webhook.cut_by_stop``): Telegram delivers an update it got no answer for again.
 
     The caller tells Telegram the public URL (``set_webhook``) once it listens.
@@ -575,9 +576,7 @@ async def running_webhook(veil: Veil) -> AsyncIterator[int]:
     )
     hook.register(app, path)
     setup_application(app, veil.dispatcher, bot=veil.bot)
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=WEBHOOK_STOP_WAIT_S
-    )
+    runner = stopping_runner(app, cut_within=WEBHOOK_STOP_WAIT_S)
     await runner.setup()
     try:
         site = GuardedSite(runner, settings.webhook_host, settings.webhook_port, guard=guard)

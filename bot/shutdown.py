@@ -13,9 +13,10 @@ relay settles from it), and ``drain`` waits for those to end too. A second signa
 grace cuts it short; one after it changes nothing. Stopping the answers and waiting for the
 updates share one deadline, ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S`` after the grace, and the
 teardown's own ``close`` calls wait only for what is left of it: the whole stop keeps within
-``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S``, inside the rule the launcher
-and the image's entry point check (``BOT_STOP_SLACK_S`` beyond the two graces). Only then do
-the store, the journal and the sessions close, and the process exits 0.
+``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S`` and the listeners' cuts
+(``WEBHOOK_STOP_WAIT_S`` before the grace, ``WEBAPP_STOP_WAIT_S`` after), inside the rule the
+launcher and the image's entry point check (``BOT_STOP_SLACK_S`` beyond the two graces). Only
+then do the store, the journal and the sessions close, and the process exits 0.
 
 ``InFlight`` is the dispatcher's first outer update middleware that counts the updates in hand:
 being handled, or waiting for their turn behind the user's update before (``bot.order``).

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING
 import structlog
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import MenuButtonWebApp, WebAppInfo
-from aiohttp import web
 
 from bot.listeners import listener_guard
-from common.connections import GuardedSite, guard_app
+from common.connections import GuardedSite, guard_app, stopping_runner
 from sealed.encoding import b64e
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from aiogram import Bot
+    from aiohttp import web
 
     from bot.settings import BotSettings
     from common.texts import Texts
@@ -43,6 +43,9 @@ TEMPLATE = "index.html"
 SCRIPT = "veil.js"
 CONFIG_MARK = "__VEIL_CONFIG__"
 INTEGRITY_MARK = "__VEIL_SCRIPT_INTEGRITY__"
+# At a stop, after the relayed answers are settled, how long the Mini App's listener waits for a
+# request still in hand before it cuts it (``stopping_runner``).
+WEBAPP_STOP_WAIT_S = 5.0
 
 
 def bundle_sha256(directory: Path = WEBAPP_DIR) -> str:
@@ -94,9 +97,7 @@ async def serving_webapp(
     """
     prefix = webapp_prefix(settings)
     guard = listener_guard(settings)
-    runner = web.AppRunner(
-        guard_app(app, guard), access_log=None, handle_signals=False, shutdown_timeout=5.0
-    )
+    runner = stopping_runner(guard_app(app, guard), cut_within=WEBAPP_STOP_WAIT_S)
     await runner.setup()
     try:
         site = GuardedSite(runner, settings.webapp_host, settings.webapp_port, guard=guard)

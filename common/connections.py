@@ -357,6 +357,19 @@ def guard_app(app: web.Application, guard: ConnectionGuard) -> web.Application:
     return app
 
 
+def stopping_runner(app: web.Application, *, cut_within: float) -> web.AppRunner:
+    """A runner for ``app`` whose ``cleanup`` cuts a request still in hand within ``cut_within``.
+
+    aiohttp waits its ``shutdown_timeout`` for a request's handler to end, then fails the
+    request's body and waits as long again before it cancels the handler: a handler still
+    reading its body ends after the first wait, one past it (writing a journal, waiting on a
+    database) only after the second. So each wait is half of ``cut_within``.
+    """
+    return web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=cut_within / 2
+    )
+
+
 class BodyRefused(Exception):
     """A request body not read whole: ``status`` is the HTTP status it deserves."""
 

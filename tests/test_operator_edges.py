@@ -362,6 +362,30 @@ def test_a_data_folder_linked_to_nothing_names_the_link(tmp_path: Path, command:
     assert not (tmp_path / "unmounted").exists()  # nothing was made behind the link
 
 
+@pytest.mark.parametrize("where", ["data", "data/sub"])
+def test_a_data_folder_behind_a_link_in_a_loop_is_not_called_missing(
+    tmp_path: Path, where: str
+) -> None:
+    # A link that leads back to itself (data -> loop -> data): the line said "data is a link to
+    # loop, which is not there", sending the operator to look for a folder that is there.
+    (tmp_path / "data").symlink_to("loop")
+    (tmp_path / "loop").symlink_to("data")
+    data = tmp_path / where
+    key = install_client_key(tmp_path / "keys")
+    settings = start_settings(
+        data,
+        VEIL_CLIENT_KEY_FILE=str(key),
+        VEIL_MASTER_KEY_FILE=str(tmp_path / "keys" / "master.key"),
+    )
+    result = run_python("-m", "bot", "audit", env=settings)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"veil: setting VEIL_DATA_DIR: the data folder {data} cannot be used:"
+        f" {tmp_path / 'data'} is a link that cannot be followed: Too many levels of symbolic links"
+    )
+
+
 def test_a_master_key_at_its_default_place_in_a_data_folder_that_cannot_be_used_names_it(
     tmp_path: Path,
 ) -> None:
