@@ -424,7 +424,9 @@ class _GroupAnswer:
                 return
             if answer.finish_reason == "length" and not answer.stopped:
                 await sink.note(texts("answer_cut_here"))
-        question = self.question if replied is None else quoted(replied, self.question)
+        question = self.question
+        if replied is not None and not context:  # an answer alone: it went quoted before it
+            question = quoted(replied, self.question)
         said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
 

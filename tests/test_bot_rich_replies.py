@@ -196,3 +196,30 @@ async def test_a_reply_to_an_answer_still_streaming_carries_its_thread_once_writ
         ("assistant", long_answer),
         ("user", "and in winter?"),
     ]
+
+
+async def test_a_reply_to_an_answer_that_followed_a_long_quote_still_carries_that_answer(
+    tmp_path: Path,
+) -> None:
+    # A bare mention replying to Veil's long answer has it quoted, cut to the window; the
+    # thread it goes on kept the whole quote, and a reply to the answer after it found that
+    # turn too long for the window: dropped, with the answer it asked for (an orphan), so the
+    # model read the question alone.
+    long_answer = " ".join(f"word{n}" for n in range(3000))
+    answers = iter([long_answer, "Rock, mostly.", "Because."])
+    async with running_stack(
+        tmp_path, answer=lambda _request: next(answers), rich_messages=True, **FAST
+    ) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot what is the moon?", chat_id=GROUP)
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        (first,) = stack.telegram.sent_messages(GROUP)
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, reply_to=first["message_id"])
+        await asked(stack, 2)
+        assert await stack.veil.chat.wait_idle(10)
+        second = stack.telegram.sent_messages(GROUP)[-1]
+        stack.telegram.send_text(
+            ANN, "@veil_test_bot why?", chat_id=GROUP, reply_to=second["message_id"]
+        )
+        context = await asked(stack, 3)
+    assert context == [("user", "> Rock, mostly.\n\nwhy?")]
