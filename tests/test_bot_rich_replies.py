@@ -223,3 +223,23 @@ async def test_a_reply_to_an_answer_that_followed_a_long_quote_still_carries_tha
         )
         context = await asked(stack, 3)
     assert context == [("user", "> Rock, mostly.\n\nwhy?")]
+
+
+async def test_a_bare_mention_replying_to_an_answer_still_streaming_reads_it_once_written(
+    tmp_path: Path,
+) -> None:
+    # A bare mention asks about the message it replies to; one replying to an answer as it
+    # streams waits for that answer, but read it when it came: the placeholder (or a part).
+    long_answer = " ".join(f"word{n}" for n in range(40))
+    async with running_stack(
+        tmp_path, answer=long_answer, token_delay=0.02, rich_messages=True, **FAST
+    ) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot is it cold in Oslo?", chat_id=GROUP)
+        await stack.telegram.wait_for("sendMessage")  # the placeholder: the answer streams
+        (answering,) = stack.telegram.sent_messages(GROUP)
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot", chat_id=GROUP, reply_to=answering["message_id"]
+        )
+        context = await asked(stack, 2)
+    texts = stack.veil.catalogs.for_language("en")
+    assert context == [("user", f"> {long_answer}\n\n{texts('guest_reply_question')}")]
