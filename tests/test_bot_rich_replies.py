@@ -9,13 +9,16 @@ real bot long-polls the fake Telegram, through a real gateway to the fake vLLM.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 from aiogram.types import Message
 
 from handlers.replies import replied_context
 from tests.botstack import running_stack
+from tests.test_bot_privacy import assert_absent, disk_bytes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -243,3 +246,43 @@ async def test_a_bare_mention_replying_to_an_answer_still_streaming_reads_it_onc
         context = await asked(stack, 2)
     texts = stack.veil.catalogs.for_language("en")
     assert context == [("user", f"> {long_answer}\n\n{texts('guest_reply_question')}")]
+
+
+async def test_replies_to_rich_answers_and_edits_leave_no_words_in_logs_or_on_disk(
+    tmp_path: Path,
+) -> None:
+    # The new paths read a rich answer's words, quote them, remember the thread, and tell an
+    # edit apart: none of it may reach a log line or the database (one-off questions).
+    private = "My private worry: tangerine-hippogriff-93"
+    answer = "A private reply about **obsidian-kettledrum-58** for you."
+    async with running_stack(tmp_path, answer=answer, rich_messages=True, **FAST) as stack:
+        with structlog.testing.capture_logs() as logs:
+            said = stack.telegram.user.post_text(BOB, private, chat_id=FRIENDS)
+            stack.telegram.guest_message(ANN, "@veil_test_bot", chat_id=FRIENDS, reply_to=said)
+            await asked(stack, 1)
+            assert await stack.veil.chat.wait_idle(10)
+            stack.telegram.guest_message(
+                ANN,
+                f"@veil_test_bot {private}?",
+                chat_id=FRIENDS,
+                reply_to=veil_answer(stack)["message_id"],
+            )
+            await asked(stack, 2)
+            assert await stack.veil.chat.wait_idle(10)
+            stack.telegram.send_text(ANN, f"@veil_test_bot {private}", chat_id=GROUP)
+            await asked(stack, 3)
+            assert await stack.veil.chat.wait_idle(10)
+            (first,) = stack.telegram.sent_messages(GROUP)
+            stack.telegram.send_text(
+                BOB, "@veil_test_bot", chat_id=GROUP, reply_to=first["message_id"]
+            )
+            asked_last = await asked(stack, 4)
+            assert await stack.veil.chat.wait_idle(10)
+            question = stack.telegram.state.chat_messages(GROUP)[0]["message_id"]
+            stack.telegram.edit_text(ANN, question, f"@veil_test_bot {private}!", chat_id=GROUP)
+            async with asyncio.timeout(10):
+                while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110 -- the fake
+                    await asyncio.sleep(0.02)
+    assert "obsidian" in asked_last[0][1]  # the rich answer was read and quoted
+    assert_absent(json.dumps(logs, default=str).encode())
+    assert_absent(disk_bytes(tmp_path))
