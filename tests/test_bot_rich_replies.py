@@ -286,3 +286,21 @@ async def test_replies_to_rich_answers_and_edits_leave_no_words_in_logs_or_on_di
     assert "obsidian" in asked_last[0][1]  # the rich answer was read and quoted
     assert_absent(json.dumps(logs, default=str).encode())
     assert_absent(disk_bytes(tmp_path))
+
+
+async def test_a_summons_replying_to_a_message_too_long_for_the_window_reads_its_start(
+    tmp_path: Path,
+) -> None:
+    # The message a summons replies to is its context; one too long for the window was dropped
+    # whole, and the model was asked about a message it never saw. It is quoted, cut, instead.
+    long_message = "".join(f"ü{n}ж" for n in range(1000))[:4096]
+    async with running_stack(tmp_path, answer="A summary.", **FAST) as stack:
+        said = stack.telegram.user.post_text(BOB, long_message, chat_id=FRIENDS)
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot sum it up", chat_id=FRIENDS, reply_to=said
+        )
+        context = await asked(stack, 1)
+    ((role, content),) = context
+    assert role == "user"
+    assert content.startswith("> ü0жü1жü2ж")  # the message's start, quoted
+    assert content.endswith("…\n\nsum it up")  # cut, before the question
