@@ -304,3 +304,45 @@ async def test_a_summons_replying_to_a_message_too_long_for_the_window_reads_its
     assert role == "user"
     assert content.startswith("> ü0жü1жü2ж")  # the message's start, quoted
     assert content.endswith("…\n\nsum it up")  # cut, before the question
+
+
+def test_a_replied_table_s_caption_and_quotes_credits_are_read() -> None:
+    # A table's caption is RichText (a media block's is a caption object), and quotes and
+    # captions carry a credit line: all three are words the reader sees, and were left out.
+    cell = {"align": "left", "valign": "top"}
+    photo = [{"file_id": "a", "file_unique_id": "b", "width": 1, "height": 1}]
+    blocks: list[dict[str, Any]] = [
+        {"type": "table", "cells": [[cell | {"text": "a"}]], "caption": "Table 1: sizes"},
+        {
+            "type": "blockquote",
+            "blocks": [{"type": "paragraph", "text": "To be."}],
+            "credit": "Hamlet",
+        },
+        {"type": "pullquote", "text": "Less is more.", "credit": "Mies"},
+        {"type": "photo", "photo": photo, "caption": {"text": "A cat", "credit": "Photo: Ann"}},
+    ]
+    message = Message.model_validate(
+        {
+            "message_id": 2,
+            "date": 0,
+            "chat": {"id": FRIENDS, "type": "supergroup"},
+            "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+            "text": "@veil_test_bot why?",
+            "reply_to_message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": FRIENDS, "type": "supergroup"},
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "Veil"},
+                "rich_message": {"blocks": blocks},
+            },
+        }
+    )
+    assert replied_context(message, BOT_ID) == (
+        (
+            "assistant",
+            (
+                "a\n\nTable 1: sizes\n\nTo be.\n\nHamlet\n\nLess is more.\n\nMies\n\n"
+                "A cat\n\nPhoto: Ann"
+            ),
+        ),
+    )
