@@ -294,7 +294,8 @@ async def answer_in_group(
 ) -> None:
     """Start the reply to ``message`` with the answer to ``question``, streamed by paced edits.
 
-    ``context``: the turns before the question, else the thread the message replies to.
+    ``context``: the turns before the question (a bare mention's: the message it asks about),
+    else the thread the message replies to.
 
     The answer runs detached from the update (``ChatService.detach``): it waits for the
     group's turn, then posts its placeholder and streams, while the update is already freed.
@@ -329,7 +330,8 @@ async def answer_in_group(
         user.language_code,
         question,
         thread_of(message, kit.editors, settings) if context is None else context,
-        threads_on(message, settings) if context is None else None,
+        threads_on(message, settings) if context is None else being_written(message, kit.editors),
+        asks_about=context is not None,
     )
     kit.asking.add(asking)  # let go by ``answer.run`` however it ends: nothing may raise between
     kit.chat.detach(answer.run(), answer.failed)
@@ -376,6 +378,7 @@ class _GroupAnswer:
     question: str
     context: tuple[Said, ...]
     replied_to: int | None = None  # the answer it replies to, whose thread may be known later
+    asks_about: bool = False  # a bare mention: about that answer alone, not the thread behind it
     shown: Shown | None = None
     sink: EditedAnswer | None = None
 
@@ -424,7 +427,9 @@ class _GroupAnswer:
                 return
             if answer.finish_reason == "length" and not answer.stopped:
                 await sink.note(texts("answer_cut_here"))
-        question = self.question if replied is None else quoted(replied, self.question)
+        question = self.question
+        if replied is not None and not context:  # an answer alone: it went quoted before it
+            question = quoted(replied, self.question)
         said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
 
@@ -433,12 +438,15 @@ class _GroupAnswer:
 
         A reply to an answer still streaming when it came waits for that answer (one at a time
         in a group): its thread is known once its turn comes, not when it was sent (then only
-        the placeholder, or a part of the answer, was there to read).
+        the placeholder, or a part of the answer, was there to read). A bare mention asking
+        about such an answer reads the answer alone, once written.
         """
         if self.replied_to is None:
             return self.context
         known = self.kit.editors.chains.get(self.asker.chat_id, self.replied_to)
-        return self.context if known is None else known
+        if known is None:
+            return self.context
+        return known[-1:] if self.asks_about else known
 
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
@@ -495,6 +503,21 @@ def threads_on(message: Message, settings: GroupSettings) -> int | None:
     replied = message.reply_to_message
     if replied is None or not settings.reply_context:
         return None
+    return replied.message_id
+
+
+def being_written(message: Message, editors: Editors) -> int | None:
+    """The answer of Veil's that ``message`` replies to, if it was not written yet when sent.
+
+    A bare mention asks about the message it replies to, read as Telegram shows it; an answer
+    still streaming showed its placeholder (or a part): it is read in the mention's turn, once
+    written (``_GroupAnswer._thread``). None for any other message, and an answer written.
+    """
+    replied = message.reply_to_message
+    if replied is None or replied.from_user is None or replied.from_user.id != editors.bot.id:
+        return None
+    if editors.chains.get(message.chat.id, replied.message_id) is not None:
+        return None  # written: read as shown
     return replied.message_id
 
 

@@ -4,8 +4,9 @@ A rich message (Bot API 10.1; Veil's own answers where ``VEIL_RICH_MESSAGES`` is
 an update as ``rich_message {blocks}`` with no ``text``: a reply to one read only ``text`` or
 ``caption``, so a question replying to Veil's rich answer went to the model without it. Its
 blocks read as plain text here, in order, a blank line between blocks: a table a row a line,
-its cells parted by `` | ``; a list an item a line, after its label; a details block its
-summary, then its blocks; media their caption. A thinking block (drafts only) is no text.
+its cells parted by `` | ``, then its caption; a list an item a line, after its label; a
+details block its summary, then its blocks; media their caption; a quote's or a caption's credit
+after it. A thinking block (drafts only) is no text.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ def _block(block: object) -> str:
         return ""
     if kind == "table":
         rows = getattr(block, "cells", None) or []
-        return "\n".join(
+        table = "\n".join(
             _CELLS.join(_rich(getattr(cell, "text", None)) for cell in row) for row in rows
         )
+        under = _rich(getattr(block, "caption", None))  # a table's caption: RichText itself
+        return "\n\n".join(part for part in (table, under) if part)
     if kind == "list":
         items = getattr(block, "items", None) or []
         return "\n".join(
@@ -57,9 +60,11 @@ def _block(block: object) -> str:
     parts = [_rich(getattr(block, "summary", None))]  # a details block's
     parts += [_rich(getattr(block, name, None)) for name in _WORDS]
     parts.append(_blocks(getattr(block, "blocks", None) or []))  # quotes, details, collages
+    parts.append(_rich(getattr(block, "credit", None)))  # quotes'
     caption = getattr(block, "caption", None)  # media
     if caption is not None:
         parts.append(_rich(getattr(caption, "text", None)))
+        parts.append(_rich(getattr(caption, "credit", None)))
     return "\n\n".join(part for part in parts if part)
 
 

@@ -192,16 +192,19 @@ def replied_context(message: Message, bot_id: int) -> tuple[Said, ...]:
 
 
 def one_off(context: tuple[Said, ...]) -> tuple[tuple[Said, ...], str | None]:
-    """A one-off question's context, and what goes quoted before the question instead.
+    """A one-off question's context, and the message it replies to (``Question.replied``).
 
-    A context that is Veil's own answer alone (the message a guest summons or a group question
-    replies to, whose question the bot does not know) opens with an answer: the chat service
-    drops such an orphaned answer, so the model never read what it was asked about. It goes
-    quoted before the question instead (``Question.replied``), as the private chat quotes one.
+    The message replied to is the context's last turn; the model reads it quoted before the
+    question where the context, cut to the window, lost it (``ChatService``, as in the private
+    chat): a thread whose older turns are too long for the window (a long answer quoted in it)
+    dropped them with the answer after them, orphaned, and the question went alone. A context
+    that is Veil's own answer alone (the message a guest summons or a group question replies
+    to, whose question the bot does not know) opens with an answer, always dropped so: it is no
+    context then, only quoted. None, and the context as it was, where it replies to nothing.
     """
     if len(context) == 1 and context[0][0] == "assistant":
         return (), context[0][1]
-    return context, None
+    return context, context[-1][1] if context else None
 
 
 def topic_of(message: Message | InaccessibleMessage | None) -> int | None:

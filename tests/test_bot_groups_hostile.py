@@ -577,3 +577,21 @@ async def test_a_question_edited_while_answered_is_told_alone_it_was_answered_as
     assert [m["text"] for m in told_bob] == [texts("edited")]  # the mention added: not read
     assert [m["content"] for m in stack.vllm.requests[0]["messages"]] == ["the capitl of France?"]
     assert len(stack.vllm.requests) == 1
+
+
+async def test_a_question_edited_in_a_forum_topic_is_told_in_that_topic(tmp_path: Path) -> None:
+    # The edit's notice is for one member, as the others are: in the topic they asked in, not
+    # the forum's General topic.
+    topic = 79
+    async with running_stack(tmp_path, answer="Paris.", **FAST) as stack:
+        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP, thread_id=topic)
+        asked = stack.telegram.state.chat_messages(GROUP)[0]["message_id"]
+        (final,) = await final_reply(stack)
+        stack.telegram.edit_text(ANN, asked, f"@veil_test_bot {QUESTION}!", chat_id=GROUP)
+        async with asyncio.timeout(10):
+            while not (notices := ephemeral_sends(stack)):  # noqa: ASYNC110 -- the fake's record
+                await asyncio.sleep(0.02)
+    (notice,) = notices
+    assert notice.params["text"] == stack.veil.catalogs.for_language("en")("edited")
+    assert int(notice.params["message_thread_id"]) == topic
+    assert final["text"] == "Paris."

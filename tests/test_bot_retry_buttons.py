@@ -296,3 +296,23 @@ async def wait_until_settled(stack: Stack) -> None:
     async with asyncio.timeout(10):
         while await stack.veil.credit.open_holds():  # noqa: ASYNC110 -- a ledger row, no event
             await asyncio.sleep(0.01)
+
+
+async def test_a_new_topic_leaves_a_retry_in_another_topic_working(tmp_path: Path) -> None:
+    # /new lets go of the failed questions of the conversation it ends; where it opens a new
+    # topic, it ends none: a Retry in another topic still asks its question, there.
+    async with running_stack(
+        tmp_path, answer="Fine now.", telegram_server=topic_telegram()
+    ) as stack:
+        first = await new_topic(stack, 2)
+        stack.vllm.fail_before_stream = BOOM
+        stack.telegram.send_text(TOPIC_USER, "and what about its second act?", thread_id=first)
+        failed = (await stack.final_messages(TOPIC_USER, 3))[2]
+        stack.vllm.fail_before_stream = None
+        await new_topic(stack, 5)
+        stack.telegram.press_button(TOPIC_USER, retry_of(failed), message_id=failed["message_id"])
+        said = await stack.final_messages(TOPIC_USER, 6)
+        turns = await stack.stored_turns_in(TOPIC_USER, first, 2)
+    assert thread_of(failed) == first
+    assert (said[5]["text"], thread_of(said[5])) == ("Fine now.", first)
+    assert turns == ["and what about its second act?", "Fine now."]

@@ -9,13 +9,16 @@ real bot long-polls the fake Telegram, through a real gateway to the fake vLLM.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 from aiogram.types import Message
 
 from handlers.replies import replied_context
 from tests.botstack import running_stack
+from tests.test_bot_privacy import assert_absent, disk_bytes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -196,3 +199,150 @@ async def test_a_reply_to_an_answer_still_streaming_carries_its_thread_once_writ
         ("assistant", long_answer),
         ("user", "and in winter?"),
     ]
+
+
+async def test_a_reply_to_an_answer_that_followed_a_long_quote_still_carries_that_answer(
+    tmp_path: Path,
+) -> None:
+    # A bare mention replying to Veil's long answer has it quoted, cut to the window; the
+    # thread it goes on kept the whole quote, and a reply to the answer after it found that
+    # turn too long for the window: dropped, with the answer it asked for (an orphan), so the
+    # model read the question alone.
+    long_answer = " ".join(f"word{n}" for n in range(3000))
+    answers = iter([long_answer, "Rock, mostly.", "Because."])
+    async with running_stack(
+        tmp_path, answer=lambda _request: next(answers), rich_messages=True, **FAST
+    ) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot what is the moon?", chat_id=GROUP)
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        (first,) = stack.telegram.sent_messages(GROUP)
+        stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, reply_to=first["message_id"])
+        await asked(stack, 2)
+        assert await stack.veil.chat.wait_idle(10)
+        second = stack.telegram.sent_messages(GROUP)[-1]
+        stack.telegram.send_text(
+            ANN, "@veil_test_bot why?", chat_id=GROUP, reply_to=second["message_id"]
+        )
+        context = await asked(stack, 3)
+    assert context == [("user", "> Rock, mostly.\n\nwhy?")]
+
+
+async def test_a_bare_mention_replying_to_an_answer_still_streaming_reads_it_once_written(
+    tmp_path: Path,
+) -> None:
+    # A bare mention asks about the message it replies to; one replying to an answer as it
+    # streams waits for that answer, but read it when it came: the placeholder (or a part).
+    long_answer = " ".join(f"word{n}" for n in range(40))
+    async with running_stack(
+        tmp_path, answer=long_answer, token_delay=0.02, rich_messages=True, **FAST
+    ) as stack:
+        stack.telegram.send_text(ANN, "@veil_test_bot is it cold in Oslo?", chat_id=GROUP)
+        await stack.telegram.wait_for("sendMessage")  # the placeholder: the answer streams
+        (answering,) = stack.telegram.sent_messages(GROUP)
+        stack.telegram.send_text(
+            BOB, "@veil_test_bot", chat_id=GROUP, reply_to=answering["message_id"]
+        )
+        context = await asked(stack, 2)
+    texts = stack.veil.catalogs.for_language("en")
+    assert context == [("user", f"> {long_answer}\n\n{texts('guest_reply_question')}")]
+
+
+async def test_replies_to_rich_answers_and_edits_leave_no_words_in_logs_or_on_disk(
+    tmp_path: Path,
+) -> None:
+    # The new paths read a rich answer's words, quote them, remember the thread, and tell an
+    # edit apart: none of it may reach a log line or the database (one-off questions).
+    private = "My private worry: tangerine-hippogriff-93"
+    answer = "A private reply about **obsidian-kettledrum-58** for you."
+    async with running_stack(tmp_path, answer=answer, rich_messages=True, **FAST) as stack:
+        with structlog.testing.capture_logs() as logs:
+            said = stack.telegram.user.post_text(BOB, private, chat_id=FRIENDS)
+            stack.telegram.guest_message(ANN, "@veil_test_bot", chat_id=FRIENDS, reply_to=said)
+            await asked(stack, 1)
+            assert await stack.veil.chat.wait_idle(10)
+            stack.telegram.guest_message(
+                ANN,
+                f"@veil_test_bot {private}?",
+                chat_id=FRIENDS,
+                reply_to=veil_answer(stack)["message_id"],
+            )
+            await asked(stack, 2)
+            assert await stack.veil.chat.wait_idle(10)
+            stack.telegram.send_text(ANN, f"@veil_test_bot {private}", chat_id=GROUP)
+            await asked(stack, 3)
+            assert await stack.veil.chat.wait_idle(10)
+            (first,) = stack.telegram.sent_messages(GROUP)
+            stack.telegram.send_text(
+                BOB, "@veil_test_bot", chat_id=GROUP, reply_to=first["message_id"]
+            )
+            asked_last = await asked(stack, 4)
+            assert await stack.veil.chat.wait_idle(10)
+            question = stack.telegram.state.chat_messages(GROUP)[0]["message_id"]
+            stack.telegram.edit_text(ANN, question, f"@veil_test_bot {private}!", chat_id=GROUP)
+            async with asyncio.timeout(10):
+                while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110 -- the fake
+                    await asyncio.sleep(0.02)
+    assert "obsidian" in asked_last[0][1]  # the rich answer was read and quoted
+    assert_absent(json.dumps(logs, default=str).encode())
+    assert_absent(disk_bytes(tmp_path))
+
+
+async def test_a_summons_replying_to_a_message_too_long_for_the_window_reads_its_start(
+    tmp_path: Path,
+) -> None:
+    # The message a summons replies to is its context; one too long for the window was dropped
+    # whole, and the model was asked about a message it never saw. It is quoted, cut, instead.
+    long_message = "".join(f"ü{n}ж" for n in range(1000))[:4096]
+    async with running_stack(tmp_path, answer="A summary.", **FAST) as stack:
+        said = stack.telegram.user.post_text(BOB, long_message, chat_id=FRIENDS)
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot sum it up", chat_id=FRIENDS, reply_to=said
+        )
+        context = await asked(stack, 1)
+    ((role, content),) = context
+    assert role == "user"
+    assert content.startswith("> ü0жü1жü2ж")  # the message's start, quoted
+    assert content.endswith("…\n\nsum it up")  # cut, before the question
+
+
+def test_a_replied_table_s_caption_and_quotes_credits_are_read() -> None:
+    # A table's caption is RichText (a media block's is a caption object), and quotes and
+    # captions carry a credit line: all three are words the reader sees, and were left out.
+    cell = {"align": "left", "valign": "top"}
+    photo = [{"file_id": "a", "file_unique_id": "b", "width": 1, "height": 1}]
+    blocks: list[dict[str, Any]] = [
+        {"type": "table", "cells": [[cell | {"text": "a"}]], "caption": "Table 1: sizes"},
+        {
+            "type": "blockquote",
+            "blocks": [{"type": "paragraph", "text": "To be."}],
+            "credit": "Hamlet",
+        },
+        {"type": "pullquote", "text": "Less is more.", "credit": "Mies"},
+        {"type": "photo", "photo": photo, "caption": {"text": "A cat", "credit": "Photo: Ann"}},
+    ]
+    message = Message.model_validate(
+        {
+            "message_id": 2,
+            "date": 0,
+            "chat": {"id": FRIENDS, "type": "supergroup"},
+            "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+            "text": "@veil_test_bot why?",
+            "reply_to_message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": FRIENDS, "type": "supergroup"},
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "Veil"},
+                "rich_message": {"blocks": blocks},
+            },
+        }
+    )
+    assert replied_context(message, BOT_ID) == (
+        (
+            "assistant",
+            (
+                "a\n\nTable 1: sizes\n\nTo be.\n\nHamlet\n\nLess is more.\n\nMies\n\n"
+                "A cat\n\nPhoto: Ann"
+            ),
+        ),
+    )
