@@ -33,6 +33,7 @@ from common.connections import (
     connection_cap,
     guard_app,
     send_and_close,
+    stopping_runner,
 )
 from gateway.connections import read_body
 from gateway.refusals import Refusal, refusal_for
@@ -51,6 +52,10 @@ log = structlog.get_logger("veil.gateway")
 GATEWAY = web.AppKey("gateway", Gateway)
 # The most bytes of a cancel body: two short fields.
 CONTROL_BODY_LIMIT = 1024
+# At a stop, a request still in hand once every stream has been told to stop (a body still
+# on its way, a client not reading its last records) is cut within this many seconds: inside
+# compose's default stop period of 10 s (aiohttp's own wait, a minute taken twice, was not).
+STOP_WAIT_S = 5.0
 _BODY_TIMEOUT = 408
 _TOO_LARGE = 413
 
@@ -232,18 +237,20 @@ async def listen(  # noqa: PLR0913 -- two listeners' addresses
     port: int,
     metrics_host: str,
     metrics_port: int,
-    shutdown_timeout: float = 60.0,
+    stop_wait: float = STOP_WAIT_S,
 ) -> Listeners:
-    """Serve ``gateway`` on the public and the metrics listener; port 0 picks a free one."""
+    """Serve ``gateway`` on the public and the metrics listener; port 0 picks a free one.
+
+    At ``close`` a request still in hand (a body still arriving, a client not reading its
+    stream's last records) is cut within ``stop_wait`` seconds.
+    """
     cap = connection_cap(
         gateway.limits.max_connections, upstream=gateway.max_streams + UPSTREAM_SPARE
     )
     guard = ConnectionGuard(
         max_connections=cap, header_timeout=gateway.limits.header_timeout, metrics=gateway.metrics
     )
-    public = web.AppRunner(
-        build_app(gateway, guard), access_log=None, shutdown_timeout=shutdown_timeout
-    )
+    public = stopping_runner(build_app(gateway, guard), cut_within=stop_wait)
     metrics = web.AppRunner(build_metrics_app(gateway), access_log=None)
     await public.setup()
     await metrics.setup()

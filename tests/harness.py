@@ -266,7 +266,6 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
             port=0,
             metrics_host="127.0.0.1",
             metrics_port=0,
-            shutdown_timeout=5,
         )
         try:
             yield RunningGateway(listeners.url, gateway, operator, listeners.metrics_url)

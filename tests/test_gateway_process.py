@@ -425,3 +425,55 @@ async def test_connections_past_the_last_descriptor_are_told_by_the_event_loop_s
     else:
         assert 0 < timed_out < flood  # the rest were closed unseen
         assert failed == []
+
+
+async def test_a_stop_cuts_an_upload_still_on_its_way_and_the_gateway_exits(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A request whose body stalls (a client gone quiet mid-upload) holds its handler; at a
+    # stop the gateway must cut it within its own stop wait, not aiohttp's default minute
+    # (waited twice: two minutes), past any orchestrator's stop period (compose: 10 s).
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-m",
+            "gateway",
+            env={
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_BODY_TIMEOUT": "600",  # only the stop can end this upload
+                "VEIL_HEADER_TIMEOUT": "600",
+            },
+        )
+        writer = None
+        try:
+            await gateway.wait_for_line("gateway.started")
+            started = gateway.json_event("gateway.started")
+            host, port = str(started["url"]).removeprefix("http://").split(":")
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                b"POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+                b"Content-Type: application/vnd.veil.sealed-request\r\n"
+                b"Content-Length: 4096\r\n\r\n" + b"\x00" * 100
+            )
+            await writer.drain()
+            async with asyncio.timeout(10):  # the connection is taken, its head read
+                while True:
+                    async with http.get(str(started["metrics_url"])) as response:
+                        metrics = await response.text()
+                    if metric_value(metrics, "veil_gateway_connections") >= 1:
+                        break
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # the handler is reading the body that never comes
+            code = await gateway.stop(within=30)
+        finally:
+            if writer is not None:
+                writer.close()
+            await gateway.stop()
+    assert code == 0  # stopped by itself, not killed at the 30 s
+    assert "gateway.stopped" in gateway.output
