@@ -179,11 +179,12 @@ class ChainReader:
             expected = None if owner is None else await self._master_wallet(master, owner)
         except GetMethodFailed:
             tries = self._failed.pop(transfer.hash, 0) + 1
+            if len(self._failed) >= WALLETS_KEPT:
+                del self._failed[next(iter(self._failed))]
+            self._failed[transfer.hash] = tries  # kept while our own address is asked (it may fail)
             if tries < UNPROVEN_TRIES or not await self._master_answers(master):
-                if len(self._failed) >= WALLETS_KEPT:
-                    del self._failed[next(iter(self._failed))]
-                self._failed[transfer.hash] = tries
                 raise
+            del self._failed[transfer.hash]
             return dataclasses.replace(transfer, skip="unproven")
         self._failed.pop(transfer.hash, None)
         if expected is None or transfer.wallet != expected:
