@@ -601,6 +601,48 @@ async def test_a_sender_the_master_fails_for_is_set_aside_and_holds_back_no_late
     await sound(stack)
 
 
+async def test_a_set_aside_payment_the_master_proves_later_is_booked_by_reconcile_fix(
+    stack: TonStack,
+) -> None:
+    # A genuine USDT payment set aside while the master threw for its sender (an upgrade
+    # gone wrong, since undone): once the master proves its wallet, ``reconcile`` shows it
+    # missing and ``reconcile --fix`` books it, credited. The audit went on listing it as
+    # "set aside, never credited": its ``ton_skipped`` row stayed.
+    from bot.ton import TonParts, reconcile_ton  # noqa: PLC0415
+
+    payer = "0:" + "cd" * 32
+    stack.chain.refuse_owner(payer)
+    paid = await usdt_order(stack, ALICE)
+    record = stack.chain.add_jetton_transfer(
+        WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
+    )
+    tx = hex_hash(record["transaction_hash"])
+    watcher = stack.watcher()
+    for _ in range(watcher_module.UNPROVEN_TRIES - 1):
+        with pytest.raises(ToncenterUnavailable):
+            await watcher.poll()
+    assert await watcher.poll() == 0
+    assert (await Auditor(stack.store, []).run()).ton_unproven == [tx]
+    stack.chain.refused_owners.clear()
+    async with aiohttp.ClientSession() as session:
+        master = WalletAddress.parse(USDT_MASTER)
+        fresh = ChainReader(ToncenterClient(stack.chain.url, session), WALLET, master)
+        parts = TonParts(stack.shop, stack.books, fresh)
+        _, differences, _ = await reconcile_ton(parts)
+        assert (
+            [line for line in differences if tx in line]
+            == [line for line in differences if "not recorded" in line]
+            != []
+        )
+        _, differences, fixed = await reconcile_ton(parts, fix=True)
+    assert (differences, len(fixed)) == ([], 1)
+    assert await stack.balance(ALICE) == 70_000_000
+    report = await Auditor(stack.store, []).run()
+    assert report.ton_unproven == []
+    assert not any("set aside" in line for line in report_lines(report))
+    await sound(stack)
+
+
 async def test_a_failed_check_of_our_own_address_keeps_the_count(stack: TonStack) -> None:
     # On the third failure for a sender the master throws for, our own address is asked; a
     # 500 there failed the pass (rightly) but dropped the transfer's count: it began again at
