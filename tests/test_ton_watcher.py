@@ -643,6 +643,32 @@ async def test_a_set_aside_payment_the_master_proves_later_is_booked_by_reconcil
     await sound(stack)
 
 
+async def test_a_transfer_set_aside_is_not_checked_again_when_its_page_is_read_again(
+    stack: TonStack,
+) -> None:
+    # Two senders the master throws for, in one page, and a real payment after them. The
+    # first is set aside on the third pass and the second fails that pass: the cursor stays
+    # before the page (it is saved when a page is done). Read again, the first was checked
+    # again from a count of one (its count went when it was set aside): three passes more
+    # each time, so the payment behind them waited nine passes instead of five.
+    strangers = ["-1:" + "ef" * 32, "-1:" + "ee" * 32]
+    paid = await usdt_order(stack, ALICE)
+    for stranger in strangers:
+        stack.chain.refuse_owner(stranger)
+        stack.chain.add_jetton_transfer(
+            WALLET_RAW, amount=1_000_000, comment=paid.id, source=stranger, forged=True
+        )
+    stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
+    watcher = stack.watcher()
+    for _ in range(2 * watcher_module.UNPROVEN_TRIES - 2):
+        with pytest.raises(ToncenterUnavailable):
+            await watcher.poll()
+    assert await watcher.poll() == 1
+    assert await stack.balance(ALICE) == 70_000_000
+    assert len((await Auditor(stack.store, []).run()).ton_unproven) == 2
+    await sound(stack)
+
+
 async def test_a_failed_check_of_our_own_address_keeps_the_count(stack: TonStack) -> None:
     # On the third failure for a sender the master throws for, our own address is asked; a
     # 500 there failed the pass (rightly) but dropped the transfer's count: it began again at
