@@ -6,9 +6,10 @@ pass reads every stream page by page from its cursor, books each transfer (``Ton
 once per transaction hash), tells the user, and saves the cursor after each page. A crash
 anywhere in a page leaves the cursor before it: the page is read again and every transfer
 already booked or skipped is passed over (its hash is recorded), so nothing is missed and
-nothing is counted twice. Messages a crash or a Telegram outage swallowed are sent on the next pass. A user is
-told only by the watcher holding the payment's claim (``TonBooks.claim_notice``): webhook
-replicas each run one on the same database, and each payment is told once, not once a replica.
+nothing is counted twice. Messages a crash or a Telegram outage swallowed are sent on the next
+pass. A user is told only by the watcher holding the payment's claim
+(``TonBooks.claim_notice``): webhook replicas each run one on the same database, and each
+payment is told once, not once a replica.
 
 A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
 (its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
