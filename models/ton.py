@@ -267,9 +267,13 @@ def known(db: Database, hashes: Sequence[str]) -> set[str]:
 
 
 def unproven(db: Database) -> list[str]:
-    """The transfers set aside ``unproven`` (their hashes), oldest first: never forgotten."""
+    """The transfers set aside ``unproven`` (their hashes), oldest first: never forgotten.
+
+    Less those booked since (``reconcile --fix``, once the master proved the sender's wallet).
+    """
     rows = db.execute(
-        "SELECT hash FROM ton_skipped WHERE reason = 'unproven' ORDER BY created_at, lt, hash"
+        "SELECT hash FROM ton_skipped WHERE reason = 'unproven'"
+        " AND hash NOT IN (SELECT hash FROM ton_payments) ORDER BY created_at, lt, hash"
     ).fetchall()
     return [str(row[0]) for row in rows]
 

@@ -422,9 +422,10 @@ class FakeToncenter(Served):
         status: int = HTTPStatus.INTERNAL_SERVER_ERROR,
         *,
         path: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``count`` requests (to ``path``) with ``status``."""
-        self._faults.append(_Fault(status, count, path))
+        """Answer the next ``count`` requests (to ``path``) with ``status``, ``after`` served."""
+        self._faults.append(_Fault(status, count, path, after=after))
 
     def garbage_next(self, count: int = 1, *, path: str | None = None) -> None:
         """Answer the next ``count`` requests (to ``path``) 200 with an HTML page."""

@@ -31,9 +31,10 @@ class ToncenterRateLimited(ToncenterUnavailable):
 
 
 class GetMethodFailed(ToncenterUnavailable):
-    """toncenter ran a get-method and the contract failed (a TVM exit code other than 0).
+    """toncenter ran a get-method and the contract threw (an exit code from 2 to 65535).
 
-    Not a failure of toncenter's: asked again, the same contract gives the same answer.
+    Not a failure of toncenter's: asked again, the same contract gives the same answer. A
+    negative exit code (the VM's or the liteserver's own) is ``ToncenterUnavailable``.
     """
 
     def __init__(self, exit_code: int) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import aiohttp
 
@@ -37,6 +37,9 @@ MAINNET_URL = "https://toncenter.com"
 TESTNET_URL = "https://testnet.toncenter.com"
 REQUEST_TIMEOUT_S = 20.0
 MAX_BODY = 8 * 1024 * 1024  # a page of 100 transactions is far smaller
+# The exit codes a contract can throw: 0 and 1 are successes, and a throw outside 0..65535 is
+# exit code 5 (TVM), so lower ones are the VM's or the liteserver's own.
+_LOWEST_THROWN, _HIGHEST_THROWN = 2, 65_535
 
 
 class ToncenterClient:
@@ -105,9 +108,10 @@ class ToncenterClient:
     async def jetton_wallet(self, master: str, owner: str) -> str:
         """The jetton wallet (raw form) ``master`` computes for ``owner``: its get-method.
 
-        ``GetMethodFailed`` when the get-method ran and failed (toncenter answers 200 with its
+        ``GetMethodFailed`` when the contract threw (toncenter answers 200 with its
         ``exit_code``, and the same again however often asked); ``ToncenterUnavailable`` for
-        any other answer that is not one address (garbage, no result).
+        any other answer that is not one address (garbage, no result, an exit code no contract
+        throws: see ``_thrown``).
         """
         path = "/api/v3/runGetMethod"
         request = {
@@ -117,7 +121,7 @@ class ToncenterClient:
         }
         body = await self._send(path, json_body=request)
         stack, exit_code = body.get("stack"), body.get("exit_code")
-        if isinstance(exit_code, int) and not isinstance(exit_code, bool) and exit_code != 0:
+        if _thrown(exit_code):
             raise GetMethodFailed(exit_code)
         if exit_code != 0 or not isinstance(stack, list) or len(stack) != 1:
             raise ToncenterUnavailable(f"toncenter: get_wallet_address did not run ({path})")
@@ -198,3 +202,18 @@ def _start(cursor: TonCursor) -> dict[str, str]:
     if cursor.lt is None:
         return {"start_utime": str(cursor.since)}
     return {"start_lt": str(cursor.lt)}
+
+
+def _thrown(exit_code: object) -> TypeGuard[int]:
+    """Whether a get-method's ``exit_code`` is one its contract threw (2 to 65535).
+
+    0 and 1 are the TVM's two successes. A contract cannot throw outside 0..65535 (such a throw
+    is exit code 5), so a negative code is the VM's or the liteserver's own (-14 out of gas,
+    tonlib's -13, -256 for an account the liteserver holds no active state of): the server's
+    trouble, which may pass, never the contract's answer.
+    """
+    return (
+        isinstance(exit_code, int)
+        and not isinstance(exit_code, bool)
+        and _LOWEST_THROWN <= exit_code <= _HIGHEST_THROWN
+    )

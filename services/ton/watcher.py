@@ -5,10 +5,11 @@ transactions) and, when USDT is sold, the USDT stream (jetton transfers to the a
 pass reads every stream page by page from its cursor, books each transfer (``TonBooks.book``:
 once per transaction hash), tells the user, and saves the cursor after each page. A crash
 anywhere in a page leaves the cursor before it: the page is read again and every transfer
-already booked is a no-op (its hash is recorded), so nothing is missed and nothing is counted
-twice. Messages a crash or a Telegram outage swallowed are sent on the next pass. A user is
-told only by the watcher holding the payment's claim (``TonBooks.claim_notice``): webhook
-replicas each run one on the same database, and each payment is told once, not once a replica.
+already booked or skipped is passed over (its hash is recorded), so nothing is missed and
+nothing is counted twice. Messages a crash or a Telegram outage swallowed are sent on the next
+pass. A user is told only by the watcher holding the payment's claim
+(``TonBooks.claim_notice``): webhook replicas each run one on the same database, and each
+payment is told once, not once a replica.
 
 A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
 (its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
@@ -179,11 +180,12 @@ class ChainReader:
             expected = None if owner is None else await self._master_wallet(master, owner)
         except GetMethodFailed:
             tries = self._failed.pop(transfer.hash, 0) + 1
+            if len(self._failed) >= WALLETS_KEPT:
+                del self._failed[next(iter(self._failed))]
+            self._failed[transfer.hash] = tries  # kept while our own address is asked (it may fail)
             if tries < UNPROVEN_TRIES or not await self._master_answers(master):
-                if len(self._failed) >= WALLETS_KEPT:
-                    del self._failed[next(iter(self._failed))]
-                self._failed[transfer.hash] = tries
                 raise
+            del self._failed[transfer.hash]
             return dataclasses.replace(transfer, skip="unproven")
         self._failed.pop(transfer.hash, None)
         if expected is None or transfer.wallet != expected:
@@ -342,8 +344,14 @@ class TonWatcher:
                 log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
                 return booked, False
             before = ends
+            # A page read again (a later record's check failed the pass before its end, or a
+            # crash) holds records dealt with already: passed over, not checked again (one set
+            # aside would be counted from one again, holding back the rest a few passes more).
+            known = await self._books.known([t.hash for t in page.transfers])
             for transfer in page.transfers:
-                if _after(transfer, cursor, check_hash=asset == "gram"):
+                if _after(transfer, cursor, check_hash=asset == "gram") and (
+                    transfer.hash not in known
+                ):
                     booked += await self._take(await self._reader.proven(transfer))
             if page.transfers:
                 last = page.transfers[-1]
