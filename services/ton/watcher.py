@@ -86,6 +86,8 @@ RATE_LIMIT_TRIES = 3
 # same answer each time) is set aside (``unproven``) on this many passes' failure, when the
 # master answers for our own address meanwhile: the later payments are not held back by it.
 UNPROVEN_TRIES = 3
+# The skips that name the sender and its jetton wallet in their warning line.
+_SENDER_SKIPS = {"unproven": "ton.unproven_jetton", "forged_jetton": "ton.forged_jetton"}
 
 T = TypeVar("T")
 
@@ -400,17 +402,9 @@ class TonWatcher:
         if transfer.skip is not None:
             if transfer.skip == "foreign_jetton":
                 log.warning("ton.foreign_jetton", tx=transfer.hash, amount=transfer.amount)
-            elif transfer.skip == "unproven":
+            elif transfer.skip in _SENDER_SKIPS:
                 log.warning(
-                    "ton.unproven_jetton",
-                    tx=transfer.hash,
-                    amount=transfer.amount,
-                    sender=transfer.sender,
-                    wallet=transfer.wallet,
-                )
-            elif transfer.skip == "forged_jetton":
-                log.warning(
-                    "ton.forged_jetton",
+                    _SENDER_SKIPS[transfer.skip],
                     tx=transfer.hash,
                     amount=transfer.amount,
                     sender=transfer.sender,
