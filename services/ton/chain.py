@@ -30,6 +30,8 @@ from pytoniq_core.boc.cell import Cell
 from services.ton.errors import MalformedTransfer
 
 if TYPE_CHECKING:
+    from pytoniq_core.boc.slice import Slice
+
     from models.ton import Asset
 
 __all__ = [
@@ -132,20 +134,11 @@ def comment_from_boc(body: object) -> str | None:
     None for no body, a body that is not a text comment (another op, an encrypted comment),
     or bytes the library cannot read: such a payment has no comment.
     """
-    if not isinstance(body, str) or not body:
-        return None
-    try:
-        cell_slice = Cell.one_from_boc(base64.b64decode(body)).begin_parse()
-        if cell_slice.remaining_bits < 32 or cell_slice.load_uint(32) != _TEXT_COMMENT_OP:  # noqa: PLR2004 -- the op's width
-            return None
-        text = cell_slice.load_snake_string()
-    except Exception:  # noqa: BLE001 -- untrusted bytes from the chain: any failure means "no comment"
-        return None
-    return text if isinstance(text, str) else None
+    return _comment_of(_opened(body))
 
 
-def _body_op(body: object) -> int | None:
-    """The op (first 32 bits) of a message body (a base64 BoC), or None when it has none."""
+def _opened(body: object) -> tuple[int, Slice] | None:
+    """A message body (a base64 BoC) as its op (first 32 bits) and the rest; None without one."""
     if not isinstance(body, str) or not body:
         return None
     try:
@@ -155,7 +148,18 @@ def _body_op(body: object) -> int | None:
         op = cell_slice.load_uint(32)
     except Exception:  # noqa: BLE001 -- untrusted bytes from the chain: any failure means "none"
         return None
-    return op if isinstance(op, int) else None
+    return (op, cell_slice) if isinstance(op, int) else None
+
+
+def _comment_of(opened: tuple[int, Slice] | None) -> str | None:
+    """The text comment of an opened body (op 0, then a snake string), or None."""
+    if opened is None or opened[0] != _TEXT_COMMENT_OP:
+        return None
+    try:
+        text = opened[1].load_snake_string()
+    except Exception:  # noqa: BLE001 -- untrusted bytes from the chain: any failure means "no comment"
+        return None
+    return text if isinstance(text, str) else None
 
 
 def address_boc(address: str) -> str:
@@ -217,8 +221,9 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
     comment = None
     op = None
     if isinstance(content, dict):
-        op = _body_op(content.get("body"))
-        comment = comment_from_boc(content.get("body"))
+        opened = _opened(content.get("body"))  # read once: its op and its comment
+        op = None if opened is None else opened[0]
+        comment = _comment_of(opened)
         decoded = content.get("decoded")
         if comment is None and isinstance(decoded, dict) and decoded.get("type") == "text_comment":
             text = decoded.get("comment")
