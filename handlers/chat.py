@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +50,7 @@ from handlers.replies import (
 from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink, quoted
 from services.documents import TextFile
 from services.errors import AnswerInProgress, InferenceError
+from services.kept import Firsts
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -484,20 +484,14 @@ class Presses:
     """
 
     def __init__(self, size: int = EDITS_REMEMBERED) -> None:
-        self._size = size
-        self._pressed: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._pressed: Firsts[tuple[int, int]] = Firsts(size)
 
     def first(self, query: CallbackQuery) -> bool:
         """Whether this is the first press of the button's message (it is remembered now)."""
         key = self._key(query)
         if key is None:
             return True  # a message too old for Telegram to send: the memories below decide
-        if key in self._pressed:
-            return False
-        self._pressed[key] = None
-        if len(self._pressed) > self._size:
-            self._pressed.popitem(last=False)
-        return True
+        return self._pressed.first(key)
 
     def letting_go(self, query: CallbackQuery) -> Callable[[], None]:
         """What to call once the press asked nothing: its button may be pressed again.
@@ -509,7 +503,7 @@ class Presses:
 
         def again() -> None:
             if key is not None:
-                self._pressed.pop(key, None)
+                self._pressed.forget(key)
 
         return again
 
@@ -823,17 +817,12 @@ class EditNotes:
     """
 
     def __init__(self, size: int = EDITS_REMEMBERED) -> None:
-        self._size = size
-        self._told: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._told: Firsts[tuple[int, int]] = Firsts(size)
 
     async def on_edited(self, message: Message, texts: Texts) -> None:
         """Tell the user, under their edited message, that the edit was not read."""
-        key = (message.chat.id, message.message_id)
-        if message.edit_date is None or key in self._told:
+        if message.edit_date is None or not self._told.first((message.chat.id, message.message_id)):
             return
-        self._told[key] = None
-        if len(self._told) > self._size:
-            self._told.popitem(last=False)
         await message.reply(texts("edited"))
 
 

@@ -27,7 +27,6 @@ are. A group upgraded to a supergroup (a new chat id) takes its settings along
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -59,6 +58,7 @@ from handlers.replies import (
 from services.answers import Shown
 from services.chat import Question, quoted
 from services.errors import VeilError
+from services.kept import Firsts
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -82,7 +82,7 @@ GROUPS = frozenset({"group", "supergroup"})
 REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
-EDITS_REMEMBERED = 10_000  # edited questions told of, newest kept (``GroupKit.first_edit``)
+EDITS_REMEMBERED = 10_000  # edited questions told of, newest kept (``GroupKit.edits_told``)
 
 
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -185,7 +185,7 @@ async def on_edited(message: Message, texts: Texts, kit: GroupKit) -> None:
     """
     if message.edit_date is None or message.sender_chat is not None:
         return
-    if not kit.first_edit(message.chat.id, message.message_id):
+    if not kit.edits_told.first((message.chat.id, message.message_id)):
         return
     if not (await kit.groups.settings(message.chat.id)).answers:
         return
@@ -271,17 +271,7 @@ class GroupKit:
         self.groups = groups
         self.asking: set[tuple[int, int]] = set()
         # (group, message) of the edited questions told of, newest ``EDITS_REMEMBERED`` kept
-        self.edits_told: OrderedDict[tuple[int, int], None] = OrderedDict()
-
-    def first_edit(self, chat_id: int, message_id: int) -> bool:
-        """Whether the edit of this message is the first one told of (it is remembered then)."""
-        key = (chat_id, message_id)
-        if key in self.edits_told:
-            return False
-        self.edits_told[key] = None
-        while len(self.edits_told) > EDITS_REMEMBERED:
-            self.edits_told.popitem(last=False)
-        return True
+        self.edits_told: Firsts[tuple[int, int]] = Firsts(EDITS_REMEMBERED)
 
 
 async def answer_in_group(

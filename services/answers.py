@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from services.kept import Firsts
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
@@ -144,15 +146,11 @@ class Answered:
     """
 
     def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self._seen: OrderedDict[Hashable, None] = OrderedDict()
+        self._seen: Firsts[Hashable] = Firsts(size)
 
     def first(self, place: Hashable) -> bool:
         """True the first time ``place`` is asked about (it is remembered then), else False."""
-        if place in self._seen:
-            log.info("answers.delivered_again")
-            return False
-        self._seen[place] = None
-        while len(self._seen) > self.size:
-            self._seen.popitem(last=False)
-        return True
+        if self._seen.first(place):
+            return True
+        log.info("answers.delivered_again")
+        return False

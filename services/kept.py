@@ -5,6 +5,9 @@ goes on with; both are kept here (``ChatService``), under a key the button carri
 it is in. Only in memory: a restart forgets them, and the buttons then say they expired. Each
 user keeps their newest ``per_user``; all users together at most ``most``, the users whose
 newest entry is oldest let go first, so no one can grow it without end.
+
+``Firsts`` remembers what was seen once already (a place answered, a button's message pressed,
+an edit told of), the newest ``size``, so that each is acted on once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,27 @@ if TYPE_CHECKING:
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class Firsts(Generic[K]):
+    """Keys seen, the newest ``size`` remembered (in memory): each is first once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._seen: OrderedDict[K, None] = OrderedDict()
+
+    def first(self, key: K) -> bool:
+        """True the first time ``key`` is asked about (it is remembered then), else False."""
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+    def forget(self, key: K) -> None:
+        """Let go of ``key``: it is first again."""
+        self._seen.pop(key, None)
 
 
 class Kept(Generic[K, V]):
