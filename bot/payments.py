@@ -360,8 +360,7 @@ class PaymentDesk:
             return True
         admin_texts = self._catalogs.for_language(None)
         notice = admin_texts(
-            # Its refund came first: credited and taken back at once, and that is the news.
-            "admin_flagged_refunded" if booking.refunded else "admin_flagged",
+            _admin_notice(booking),
             reason=booking.flag_reason,
             user=entry.user_id,
             charge=entry.charge_id,
@@ -434,6 +433,17 @@ class PaymentDesk:
 
     def _texts(self, entry: JournalEntry) -> Texts:
         return self._catalogs.for_language(entry.language)
+
+
+def _admin_notice(booking: Booking) -> str:
+    """The text key of a flagged payment's admin notice: what is true as it goes out.
+
+    Its refund came first: credited and taken back at once. A refund booked since the payment
+    was credited (while the notice waited for Telegram): credited, then taken back.
+    """
+    if booking.refunded:
+        return "admin_flagged_refunded"
+    return "admin_flagged_taken_back" if booking.taken_back else "admin_flagged"
 
 
 class JournalMiddleware(BaseRequestMiddleware):

@@ -111,7 +111,8 @@ class PaymentResult:
     ``units`` is what the payment credited; ``flagged`` (with ``flag_reason``, a pre-checkout
     reason code) marks a payment the admin should look at; ``plan`` that it paid the plan.
     ``refunded`` marks a payment whose refund was booked before it: its credit was taken back
-    in the transaction that credited it.
+    in the transaction that credited it. ``taken_back`` marks a payment refunded by now, either
+    way (a redelivered payment whose refund was booked since it was credited, say).
     """
 
     new: bool
@@ -120,6 +121,7 @@ class PaymentResult:
     flag_reason: str | None = None
     plan: bool = False
     refunded: bool = False
+    taken_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +317,7 @@ class Shop:
                     plan=order is not None and order.kind == "plan",
                     refunded=existing.refunded
                     and orders.early_refund(db, paid.charge_id, paid.user_id),
+                    taken_back=existing.refunded,
                 )
             order = orders.get_order(db, paid.payload)
             reason, units = self._judge(order, paid, now)
@@ -352,6 +355,7 @@ class Shop:
                 flag_reason=reason,
                 plan=plan,
                 refunded=refunded,
+                taken_back=refunded,
             )
 
         with ledger_failures():

@@ -15,7 +15,8 @@ from models.journal import Journal, JournalEntry
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
-from tests.botstack import Stack, process_stack, running_stack
+from tests.botstack import TOKEN, Stack, process_stack, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.harness import ManagedProcess, wait_until
 
 if TYPE_CHECKING:
@@ -304,6 +305,46 @@ async def test_a_flagged_payment_whose_refund_came_first_tells_the_admins_it_was
         "Payment flagged (unknown_order): user 9201, charge stxFLAGGED, 50 ⭐. Its refund came"
         " before it: the 50 ★ it credited were taken back at once."
     )
+
+
+async def test_a_flagged_notice_owed_when_a_later_refund_took_the_credit_tells_the_admins_so(
+    tmp_path: Path,
+) -> None:
+    # The flagged payment's user was thanked, its admin's notice not taken by Telegram; an
+    # ordinary refund then took the credit back. The notice that went out later still said
+    # "credited as 50 ★", credit that was gone by the time the admin read it.
+    telegram = HostileTelegram(token=TOKEN)
+    refunded = asyncio.Event()
+
+    def to_admin_before_refund(params: dict[str, Any]) -> bool:
+        return params.get("chat_id") == ADMIN and not refunded.is_set()
+
+    for _ in range(50):  # whatever the desk's loop tries before the refund is booked
+        telegram.misbehave("sendMessage", "page", when=to_admin_before_refund)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        await desk.take(payment("stxLATER", payload="order-never-made"))
+        await desk.take(payment("stxLATER", kind="refund", payload="order-never-made"))
+        refund = await desk.journal.get("refund:stxLATER")
+        assert refund is not None
+        assert refund.notified_at is not None  # booked and told while the notice was owed
+        refunded.set()
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert telegram.misbehaved  # the notice Telegram did not take the first time
+    assert to_user == [
+        THANKS,
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    assert to_admin == [
+        (
+            "Payment flagged (unknown_order): user 9201, charge stxLATER, 50 ⭐ credited as"
+            " 50 ★, then refunded: that credit was taken back."
+        )
+    ]
 
 
 async def test_a_payment_booked_after_its_refund_and_booked_again_still_tells_the_refund(
