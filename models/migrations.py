@@ -474,6 +474,16 @@ def m0014_ton_notice_claims(db: Database) -> None:
     db.execute("ALTER TABLE ton_payments ADD COLUMN notice_claimed_until INTEGER")
 
 
+def m0015_ton_skipped_facts(db: Database) -> None:
+    """What a skipped transfer brought and whose it was, so the audit can list it usefully.
+
+    ``amount`` in the asset's smallest unit, as text (a forged jetton's amount can be past an
+    SQLite integer); ``sender`` in raw form. NULL for those remembered before.
+    """
+    db.execute("ALTER TABLE ton_skipped ADD COLUMN amount TEXT")
+    db.execute("ALTER TABLE ton_skipped ADD COLUMN sender TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -489,6 +499,7 @@ MIGRATIONS: list[Migration] = [
     m0012_early_refunds,
     m0013_ton_named_orders,
     m0014_ton_notice_claims,
+    m0015_ton_skipped_facts,
 ]
 
 

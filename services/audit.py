@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from models import Database, Store
     from models.orders import Payment
-    from models.ton import TonOrder, TonPayment, TonTotals
+    from models.ton import SkippedTransfer, TonOrder, TonPayment, TonTotals
     from models.usage import UnprovenCharge, UsageRecord
     from sealed.bundle import SignedBundle
 
@@ -82,7 +82,9 @@ class AuditReport:
     stars_received: int = 0
     ton: TonTotals | None = None  # Gram and USDT payments
     # USDT transfers set aside: their sender's wallet could not be proven the master's
-    ton_unproven: list[str] = field(default_factory=list)
+    ton_unproven: list[SkippedTransfer] = field(default_factory=list)
+    # Gram that came with a jetton message (never a payment), kept for a person to look at
+    ton_jetton_gram: list[SkippedTransfer] = field(default_factory=list)
     grants: int = 0  # ledger rows of kind grant: credit no payment proves
     granted: int = 0  # µ★ they add
     problems: list[str] = field(default_factory=list)
@@ -136,6 +138,7 @@ class Auditor:
             )
         report.ton = books.ton_totals
         report.ton_unproven = books.ton_unproven
+        report.ton_jetton_gram = books.ton_jetton_gram
         report.grants, report.granted = books.grants
         return report
 
@@ -230,7 +233,8 @@ class _Books:
     payments: list[Payment]
     ton_payments: list[tuple[TonPayment, TonOrder | None]]
     ton_totals: TonTotals
-    ton_unproven: list[str]
+    ton_unproven: list[SkippedTransfer]
+    ton_jetton_gram: list[SkippedTransfer]
     grants: tuple[int, int]
 
 
@@ -243,5 +247,6 @@ def _read(db: Database) -> _Books:
         ton_payments=ton.credited_with_orders(db),
         ton_totals=ton.totals(db),
         ton_unproven=ton.unproven(db),
+        ton_jetton_gram=ton.jetton_gram(db),
         grants=ledger.grants(db),
     )

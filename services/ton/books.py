@@ -139,11 +139,30 @@ class TonBooks:
 
         def write(db: Database) -> None:
             storage.insert_skipped(
-                db, transfer.hash, transfer.asset, lt=transfer.lt, reason=skip, now=now
+                db,
+                transfer.hash,
+                transfer.asset,
+                lt=transfer.lt,
+                reason=skip,
+                now=now,
+                amount=transfer.amount,
+                sender=transfer.sender,
             )
 
         with ledger_failures():
             await self._store.write(write)
+
+    async def jetton_gram(self, transfer: Transfer) -> bool:
+        """Keep the Gram a jetton message brought when it is worth a look; whether it was.
+
+        A ``transfer_notification`` or ``excesses`` body is no payment for an order, but anyone
+        can send one with any amount: Gram at least the Gram dust minimum is kept for good
+        (``models.ton.jetton_gram``), where the audit lists it for the admins.
+        """
+        if transfer.amount < self._dust.get("gram", 0):
+            return False
+        await self.skipped(transfer)
+        return True
 
     # -- booking -----------------------------------------------------------------------------
 
