@@ -484,6 +484,11 @@ def m0015_ton_skipped_facts(db: Database) -> None:
     db.execute("ALTER TABLE ton_skipped ADD COLUMN sender TEXT")
 
 
+def m0016_orders_by_user(db: Database) -> None:
+    """An index on the Stars orders' user: a new order counts the user's open ones first."""
+    db.execute("CREATE INDEX orders_user_id ON orders(user_id)")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -500,6 +505,7 @@ MIGRATIONS: list[Migration] = [
     m0013_ton_named_orders,
     m0014_ton_notice_claims,
     m0015_ton_skipped_facts,
+    m0016_orders_by_user,
 ]
 
 

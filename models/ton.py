@@ -129,6 +129,14 @@ class TonTotals:
 _ORDER_COLUMNS = "id, user_id, language, asset, pack_id, amount, units, created_at, expires_at"
 
 
+def open_orders(db: Database, user_id: int, now: int) -> int:
+    """How many of the user's orders have not expired at ``now`` (paid or not)."""
+    row = db.execute(
+        "SELECT COUNT(*) FROM ton_orders WHERE user_id = ? AND expires_at >= ?", [user_id, now]
+    ).fetchone()
+    return int(row[0])
+
+
 def insert_order(db: Database, order: TonOrder) -> bool:
     """Store a new order; False (nothing written) if its id is taken."""
     cursor = db.execute(

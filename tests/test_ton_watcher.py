@@ -23,6 +23,8 @@ from models import migrations as schema
 from models import ton as ton_storage
 from models.ton import TonCursor
 from services.audit import Auditor
+from services.errors import OrderRejected
+from services.shop import MAX_OPEN_ORDERS
 from services.ton import watcher as watcher_module
 from services.ton.books import NOTICE_CLAIM_S, SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
@@ -113,6 +115,21 @@ async def sound(stack: TonStack) -> None:
 
 async def recorded(stack: TonStack) -> dict[str, tuple[str, str | None, int]]:
     return {p.hash: (p.status, p.reason, p.units) for p in await stack.books.recorded()}
+
+
+async def test_a_user_pressing_buy_again_and_again_gets_no_more_open_orders_than_the_cap(
+    stack: TonStack,
+) -> None:
+    # Each press stored one more order, kept a month past its hour: 10,000 presses, 10,000
+    # rows, and as many live comments a stray transfer's text could name.
+    for _ in range(MAX_OPEN_ORDERS):
+        await order(stack, ALICE)
+    with capture_logs() as logs, pytest.raises(OrderRejected) as refused:
+        await order(stack, ALICE, "usdt", "1000000")
+    assert refused.value.reason == "too_many_orders"
+    assert [e["user_id"] for e in logs if e["event"] == "ton.orders_capped"] == [ALICE]
+    assert (await order(stack, BOB)).user_id == BOB  # another user's own cap
+    await sound(stack)
 
 
 async def test_an_exact_payment_is_credited_once_and_the_user_told(stack: TonStack) -> None:
