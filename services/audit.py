@@ -19,7 +19,7 @@ counted apart as legacy.
 Credit no payment stands behind (``grant`` rows: no code path writes one, so each was written
 by hand) is totalled apart, so none passes unseen. Gram and USDT payments are checked too:
 each credited one is its amount at its stored rate (its order's, unless an admin assigned it)
-and has exactly its ledger row (``services.ton.books.payment_problems``;
+and has exactly its ledger row (``services.ton.rules.payment_problems``;
 ``models.ton.inconsistent_users``, part of ``models.stats.inconsistent_users``).
 """
 
@@ -39,7 +39,7 @@ from sealed.errors import MalformedMessage, ReceiptInvalid
 from sealed.receipt import SignedReceipt, UsageReceipt
 from services.errors import ledger_failures
 from services.prices import ModelPrice
-from services.ton.books import payment_problems
+from services.ton.rules import payment_problems
 
 if TYPE_CHECKING:
     from collections.abc import Collection
