@@ -238,6 +238,14 @@ class PaymentJournal:
             and _booked_unmatched(refund, payment.created_at)
         )
 
+    async def taken_back(self, entry: JournalEntry) -> bool:
+        """Whether the payment's credit has been taken back by now (its refund booked).
+
+        Raises ``LedgerUnavailable`` when the ledger cannot be read.
+        """
+        payment = await self._shop.payment(entry.charge_id)
+        return payment is not None and payment.refunded
+
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""
         with journal_failures():

@@ -64,6 +64,13 @@ def messages_to(stack_or_telegram: Stack | FakeTelegram, user: int) -> list[str]
     return [str(m.get("text", "")) for m in telegram.sent_messages(user)]
 
 
+def journal_booked(path: Path, key: str) -> bool:
+    """Whether the journal marks the entry booked."""
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT booked_at FROM payment_journal WHERE key = ?", [key]).fetchone()
+    return row is not None and row[0] is not None
+
+
 async def payments_in(path: Path) -> list[tuple[str, int]]:
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT charge_id, units FROM payments").fetchall()
@@ -342,6 +349,42 @@ async def test_a_flagged_notice_owed_when_a_later_refund_took_the_credit_tells_t
     assert to_admin == [
         (
             "Payment flagged (unknown_order): user 9201, charge stxLATER, 50 ⭐ credited as"
+            " 50 ★, then refunded: that credit was taken back."
+        )
+    ]
+
+
+async def test_a_flagged_notice_after_a_slow_thank_you_tells_the_refund_booked_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # The flagged payment's thank-you took its time (a slow Telegram: flood waits can hold it a
+    # minute); its refund was booked meanwhile and took the credit back. The admins' notice,
+    # written from the booking made before the thank-you, then said "credited as 50 ★".
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == USER)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk, credit = stack.veil.desk, stack.veil.credit
+        paying = asyncio.create_task(desk.take(payment("stxSLOW", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the thank-you is out, its reply held
+        refunding = asyncio.create_task(
+            desk.take(payment("stxSLOW", kind="refund", payload="order-never-made"))
+        )
+        # The refund is booked (the credit taken back); it waits to be told after the thank-you.
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxSLOW"))
+        assert (await credit.balance(USER)).units == 0
+        telegram.answer_late()
+        await asyncio.gather(paying, refunding)
+        assert await desk.process_pending()
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert to_user == [
+        "Thank you! 50 ★ added. Balance: 50 ★.",
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    assert to_admin == [
+        (
+            "Payment flagged (unknown_order): user 9201, charge stxSLOW, 50 ⭐ credited as"
             " 50 ★, then refunded: that credit was taken back."
         )
     ]
