@@ -725,6 +725,23 @@ async def test_a_set_aside_payment_the_master_proves_later_is_booked_by_reconcil
     await sound(stack)
 
 
+async def test_a_transfer_set_aside_before_amounts_were_kept_is_still_listed(
+    stack: TonStack,
+) -> None:
+    # One set aside by the code before m0015 has no amount or sender: listed all the same.
+    old = "ab" * 32
+
+    def write(db: Database) -> None:
+        ton_storage.insert_skipped(db, old, "usdt", lt=5, reason="unproven", now=1)
+
+    await stack.store.write(write)
+    report = await Auditor(stack.store, []).run()
+    assert [(t.hash, t.amount, t.sender) for t in report.ton_unproven] == [(old, None, None)]
+    assert any(
+        f"{old} (amount unknown from an unknown sender)" in line for line in report_lines(report)
+    )
+
+
 async def test_a_transfer_set_aside_is_not_checked_again_when_its_page_is_read_again(
     stack: TonStack,
 ) -> None:
