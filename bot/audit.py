@@ -16,6 +16,7 @@ from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from bot.settings import BotSettings
+    from models.ton import SkippedTransfer
 
 
 async def audit(settings: BotSettings) -> AuditReport:
@@ -62,10 +63,24 @@ def report_lines(report: AuditReport) -> list[str]:
     if report.ton_unproven:
         lines.append(
             f"USDT transfers set aside, never credited (the master's get-method failed for their"
-            f" sender): {len(report.ton_unproven)}: {', '.join(report.ton_unproven)}"
+            f" sender): {len(report.ton_unproven)}: {_skipped(report.ton_unproven)}"
+        )
+    if report.ton_jetton_gram:
+        lines.append(
+            f"Gram that came with a jetton message (transfer_notification or excesses), never"
+            f" credited: {len(report.ton_jetton_gram)}: {_skipped(report.ton_jetton_gram)}"
         )
     if report.ok:
         lines.append("every charge proves: its receipt verifies and its amount matches its price")
     else:
         lines.append(f"{len(report.problems)} problem(s) found")
     return lines
+
+
+def _skipped(transfers: list[SkippedTransfer]) -> str:
+    """Skipped transfers as the audit lists them: hash, what arrived, from whom."""
+    return "; ".join(
+        f"{t.hash} ({'amount unknown' if t.amount is None else format_amount(t.asset, t.amount)}"
+        f" from {t.sender or 'an unknown sender'})"
+        for t in transfers
+    )

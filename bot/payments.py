@@ -358,10 +358,14 @@ class PaymentDesk:
                 return False
         if entry.kind != "payment" or not owed:
             return True
+        try:  # a refund booked since the booking (the thank-you may have waited a minute)
+            taken_back = booking.taken_back or await self.journal.taken_back(entry)
+        except LedgerUnavailable:
+            log.warning("payments.notice_deferred", charge_id=entry.charge_id)
+            return False  # the loop tries again: the admins are told what is true, or nothing
         admin_texts = self._catalogs.for_language(None)
         notice = admin_texts(
-            # Its refund came first: credited and taken back at once, and that is the news.
-            "admin_flagged_refunded" if booking.refunded else "admin_flagged",
+            _admin_notice(refunded=booking.refunded, taken_back=taken_back),
             reason=booking.flag_reason,
             user=entry.user_id,
             charge=entry.charge_id,
@@ -434,6 +438,18 @@ class PaymentDesk:
 
     def _texts(self, entry: JournalEntry) -> Texts:
         return self._catalogs.for_language(entry.language)
+
+
+def _admin_notice(*, refunded: bool, taken_back: bool) -> str:
+    """The text key of a flagged payment's admin notice: what is true as it goes out.
+
+    Its refund came first (``refunded``): credited and taken back at once. A refund booked
+    since the payment was credited (``taken_back``: while the notice waited for Telegram, or
+    the user's thank-you did): credited, then taken back.
+    """
+    if refunded:
+        return "admin_flagged_refunded"
+    return "admin_flagged_taken_back" if taken_back else "admin_flagged"
 
 
 class JournalMiddleware(BaseRequestMiddleware):

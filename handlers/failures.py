@@ -54,6 +54,7 @@ from services.errors import (
     QuestionTooLong,
     SettingsUnavailable,
     StreamCorrupted,
+    TooManyOrders,
     UntrustedGateway,
     VeilError,
 )
@@ -95,6 +96,7 @@ TEXTS: list[tuple[type[VeilError], str]] = [
     (SettingsUnavailable, "error_settings"),
     (InsufficientCredit, "no_credit"),
     (NoPlan, "order_no_plan"),
+    (TooManyOrders, "order_too_many"),
     (OrderRejected, "order_rejected"),
     (LedgerUnavailable, "error_ledger"),
     (PaymentNotFound, "ton_assign_not_found"),

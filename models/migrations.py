@@ -474,6 +474,21 @@ def m0014_ton_notice_claims(db: Database) -> None:
     db.execute("ALTER TABLE ton_payments ADD COLUMN notice_claimed_until INTEGER")
 
 
+def m0015_ton_skipped_facts(db: Database) -> None:
+    """What a skipped transfer brought and whose it was, so the audit can list it usefully.
+
+    ``amount`` in the asset's smallest unit, as text (a forged jetton's amount can be past an
+    SQLite integer); ``sender`` in raw form. NULL for those remembered before.
+    """
+    db.execute("ALTER TABLE ton_skipped ADD COLUMN amount TEXT")
+    db.execute("ALTER TABLE ton_skipped ADD COLUMN sender TEXT")
+
+
+def m0016_orders_by_user(db: Database) -> None:
+    """An index on the Stars orders' user: a new order counts the user's open ones first."""
+    db.execute("CREATE INDEX orders_user_id ON orders(user_id)")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -489,6 +504,8 @@ MIGRATIONS: list[Migration] = [
     m0012_early_refunds,
     m0013_ton_named_orders,
     m0014_ton_notice_claims,
+    m0015_ton_skipped_facts,
+    m0016_orders_by_user,
 ]
 
 

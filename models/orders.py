@@ -89,6 +89,15 @@ def insert_order(db: Database, order: Order) -> None:
     )
 
 
+def open_orders(db: Database, user_id: int, now: int) -> int:
+    """How many of the user's orders are unpaid and not expired at ``now``."""
+    row = db.execute(
+        "SELECT COUNT(*) FROM orders WHERE user_id = ? AND status = 'pending' AND expires_at >= ?",
+        [user_id, now],
+    ).fetchone()
+    return int(row[0])
+
+
 def get_order(db: Database, order_id: str) -> Order | None:
     """The order with this payload, or None."""
     row = db.execute(

@@ -17,7 +17,8 @@ The tables (made by the migrations ``m0006_ton_payments`` and ``m0010_ton_late_t
   jetton, a forged wallet, aborted...), by hash, so that one read again is passed over
   quietly; kept a day, and a day past the USDT cursor's transaction (``purge_skipped``). Those
   set aside ``unproven`` (a USDT transfer whose sender the master's get-method fails for) are
-  kept for good: the audit lists them (``unproven``).
+  kept for good, and so is the Gram that came with a jetton message and was worth a look
+  (``jetton_gram``): the audit lists both, with their amount and sender.
 
 The functions here take the ``Database`` of a store call and run inside its transaction
 (``Store.write`` and ``Store.read`` own it; see ``models.database``), so a payment and its
@@ -126,6 +127,14 @@ class TonTotals:
 # -- orders ----------------------------------------------------------------------------------
 
 _ORDER_COLUMNS = "id, user_id, language, asset, pack_id, amount, units, created_at, expires_at"
+
+
+def open_orders(db: Database, user_id: int, now: int) -> int:
+    """How many of the user's orders have not expired at ``now`` (paid or not)."""
+    row = db.execute(
+        "SELECT COUNT(*) FROM ton_orders WHERE user_id = ? AND expires_at >= ?", [user_id, now]
+    ).fetchone()
+    return int(row[0])
 
 
 def insert_order(db: Database, order: TonOrder) -> bool:
@@ -240,14 +249,42 @@ def save_cursor(  # noqa: PLR0913 -- the transaction's three facts, and when
 # -- transfers read before -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedTransfer:
+    """A transfer the watcher skipped, as the audit lists it.
+
+    ``amount`` (in the asset's smallest unit) and ``sender`` (raw form) are None for one
+    remembered before they were kept (``m0015_ton_skipped_facts``) or that named no sender.
+    """
+
+    hash: str
+    asset: Asset
+    reason: str
+    amount: int | None
+    sender: str | None
+    created_at: int
+
+
 def insert_skipped(  # noqa: PLR0913 -- the transfer's facts, and when
-    db: Database, tx_hash: str, asset: Asset, *, lt: int, reason: str, now: int
+    db: Database,
+    tx_hash: str,
+    asset: Asset,
+    *,
+    lt: int,
+    reason: str,
+    now: int,
+    amount: int | None = None,
+    sender: str | None = None,
 ) -> None:
-    """Remember a transfer the watcher skipped (once per hash)."""
+    """Remember a transfer the watcher skipped (once per hash), with what it brought and whose.
+
+    The amount is kept as text: a forged jetton's can be any number up to 2**120, past what
+    an SQLite integer holds.
+    """
     db.execute(
-        "INSERT INTO ton_skipped (hash, asset, lt, reason, created_at) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (hash) DO NOTHING",
-        [tx_hash, asset, lt, reason, now],
+        "INSERT INTO ton_skipped (hash, asset, lt, reason, created_at, amount, sender)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+        [tx_hash, asset, lt, reason, now, None if amount is None else str(amount), sender],
     )
 
 
@@ -266,16 +303,40 @@ def known(db: Database, hashes: Sequence[str]) -> set[str]:
     return found
 
 
-def unproven(db: Database) -> list[str]:
-    """The transfers set aside ``unproven`` (their hashes), oldest first: never forgotten.
+def unproven(db: Database) -> list[SkippedTransfer]:
+    """The transfers set aside ``unproven``, oldest first: never forgotten.
 
     Less those booked since (``reconcile --fix``, once the master proved the sender's wallet).
     """
+    return _kept(db, "reason = 'unproven'")
+
+
+def jetton_gram(db: Database) -> list[SkippedTransfer]:
+    """The Gram that came with a jetton message (never a payment), oldest first: kept for good.
+
+    Only those the watcher found worth a look are here (``TonBooks.skipped``): a hand-built
+    ``transfer_notification`` or ``excesses`` body can carry any amount, from anyone.
+    """
+    return _kept(db, "asset = 'gram'")
+
+
+def _kept(db: Database, where: str) -> list[SkippedTransfer]:
     rows = db.execute(
-        "SELECT hash FROM ton_skipped WHERE reason = 'unproven'"
-        " AND hash NOT IN (SELECT hash FROM ton_payments) ORDER BY created_at, lt, hash"
+        "SELECT hash, asset, reason, amount, sender, created_at FROM ton_skipped"  # noqa: S608 -- a constant condition
+        f" WHERE {where} AND hash NOT IN (SELECT hash FROM ton_payments)"
+        " ORDER BY created_at, lt, hash"
     ).fetchall()
-    return [str(row[0]) for row in rows]
+    return [
+        SkippedTransfer(
+            hash=str(tx_hash),
+            asset=asset,
+            reason=str(reason),
+            amount=None if amount is None else int(amount),
+            sender=None if sender is None else str(sender),
+            created_at=int(created_at),
+        )
+        for tx_hash, asset, reason, amount, sender, created_at in rows
+    ]
 
 
 def purge_skipped(db: Database, now: int, kept: int) -> int:
@@ -284,11 +345,13 @@ def purge_skipped(db: Database, now: int, kept: int) -> int:
     And as long before the USDT cursor's transaction (its chain time): the watcher reads the
     stream again a little behind that transaction, and the cursor stays on it while no transfer
     comes, so one skipped near it is read again however old it is (forgotten, it would be
-    checked, and logged as indexed late, all over again). Those set aside ``unproven`` stay.
+    checked, and logged as indexed late, all over again). Those set aside ``unproven`` stay, and
+    the Gram kept from jetton messages (``jetton_gram``).
     """
     return int(
         db.execute(
-            "DELETE FROM ton_skipped WHERE reason != 'unproven' AND created_at < ?"
+            "DELETE FROM ton_skipped WHERE reason != 'unproven' AND asset != 'gram'"
+            " AND created_at < ?"
             " AND created_at < COALESCE((SELECT utime FROM ton_cursors WHERE stream = 'usdt'), ?)"
             " - ?",
             [now - kept, now, kept],

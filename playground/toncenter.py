@@ -72,6 +72,10 @@ MAX_LIMIT = 1000
 RATE_LIMITED = {"ok": False, "result": "Ratelimit exceed", "code": 429}
 TRANSFER_NOTIFICATION = 0x7362D09C  # TEP-74: the receiver's jetton wallet tells its owner
 PLAY_PAYER = "0:" + "ab" * 32  # the wallet a simulated payment comes from
+# The forward amount a wallet attaches to a jetton transfer so that the receiver's owner is
+# told (docs.ton.org, "Jetton processing": set ``forward_ton_amount`` to 1 nanoton at least,
+# else no ``transfer_notification`` is sent and services cannot see the transfer).
+WALLET_FORWARD_TON = 1
 _TRANSFER_PREFIXES = ("ton://transfer/", "https://app.tonkeeper.com/transfer/")
 
 
@@ -376,8 +380,10 @@ class FakeToncenter(Served):
     def pay_link(self, link: str, *, source: str = PLAY_PAYER) -> dict[str, Any] | None:
         """Pay a transfer link as a wallet would: its exact amount and comment, now.
 
-        A ``jetton`` link becomes a jetton transfer of that master; any other a transaction of
-        the address. Returns the record as served, or None when ``link`` is no transfer link.
+        A ``jetton`` link becomes a jetton transfer of that master, with the forward amount a
+        wallet attaches (``WALLET_FORWARD_TON``), so the owner's account also gets its jetton
+        wallet's ``transfer_notification``, as on the chain; any other a transaction of the
+        address. Returns the record as served, or None when ``link`` is no transfer link.
         """
         transfer = transfer_of_link(link)
         if transfer is None:
@@ -389,6 +395,7 @@ class FakeToncenter(Served):
                 comment=transfer.comment,
                 master=transfer.jetton,
                 source=source,
+                forward_ton=WALLET_FORWARD_TON,
             )
         return self.add_transaction(
             transfer.address, value=transfer.amount, comment=transfer.comment, source=source

@@ -19,7 +19,7 @@ counted apart as legacy.
 Credit no payment stands behind (``grant`` rows: no code path writes one, so each was written
 by hand) is totalled apart, so none passes unseen. Gram and USDT payments are checked too:
 each credited one is its amount at its stored rate (its order's, unless an admin assigned it)
-and has exactly its ledger row (``services.ton.books.payment_problems``;
+and has exactly its ledger row (``services.ton.rules.payment_problems``;
 ``models.ton.inconsistent_users``, part of ``models.stats.inconsistent_users``).
 """
 
@@ -39,14 +39,14 @@ from sealed.errors import MalformedMessage, ReceiptInvalid
 from sealed.receipt import SignedReceipt, UsageReceipt
 from services.errors import ledger_failures
 from services.prices import ModelPrice
-from services.ton.books import payment_problems
+from services.ton.rules import payment_problems
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from models import Database, Store
     from models.orders import Payment
-    from models.ton import TonOrder, TonPayment, TonTotals
+    from models.ton import SkippedTransfer, TonOrder, TonPayment, TonTotals
     from models.usage import UnprovenCharge, UsageRecord
     from sealed.bundle import SignedBundle
 
@@ -82,7 +82,9 @@ class AuditReport:
     stars_received: int = 0
     ton: TonTotals | None = None  # Gram and USDT payments
     # USDT transfers set aside: their sender's wallet could not be proven the master's
-    ton_unproven: list[str] = field(default_factory=list)
+    ton_unproven: list[SkippedTransfer] = field(default_factory=list)
+    # Gram that came with a jetton message (never a payment), kept for a person to look at
+    ton_jetton_gram: list[SkippedTransfer] = field(default_factory=list)
     grants: int = 0  # ledger rows of kind grant: credit no payment proves
     granted: int = 0  # µ★ they add
     problems: list[str] = field(default_factory=list)
@@ -136,6 +138,7 @@ class Auditor:
             )
         report.ton = books.ton_totals
         report.ton_unproven = books.ton_unproven
+        report.ton_jetton_gram = books.ton_jetton_gram
         report.grants, report.granted = books.grants
         return report
 
@@ -230,7 +233,8 @@ class _Books:
     payments: list[Payment]
     ton_payments: list[tuple[TonPayment, TonOrder | None]]
     ton_totals: TonTotals
-    ton_unproven: list[str]
+    ton_unproven: list[SkippedTransfer]
+    ton_jetton_gram: list[SkippedTransfer]
     grants: tuple[int, int]
 
 
@@ -243,5 +247,6 @@ def _read(db: Database) -> _Books:
         ton_payments=ton.credited_with_orders(db),
         ton_totals=ton.totals(db),
         ton_unproven=ton.unproven(db),
+        ton_jetton_gram=ton.jetton_gram(db),
         grants=ledger.grants(db),
     )

@@ -29,7 +29,8 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
         ├── InsufficientCredit      balance and free tokens cannot pay for even a short answer
         ├── OrderRejected           an order cannot be made (``reason`` names why)
         │   ├── UnknownPack         the pack is not (or no longer) sold
-        │   └── NoPlan              no monthly plan is offered
+        │   ├── NoPlan              no monthly plan is offered
+        │   └── TooManyOrders       the user has ``MAX_OPEN_ORDERS`` unpaid orders of the last hour
         ├── RequestIdTaken          a request id from outside (a Mini App's) was held before
         ├── LedgerUnavailable       the ledger could not be read or written
         ├── JournalUnavailable      the payment journal could not be written (do not ack)
@@ -270,6 +271,16 @@ class NoPlan(OrderRejected):
     """The monthly plan was asked for, but none is offered."""
 
     reason = "no_plan"
+
+
+class TooManyOrders(OrderRejected):
+    """The user has as many unpaid, unexpired orders as one may (``services.shop``).
+
+    Each press of a pack's button stores an order; without a bound, a user (or a script)
+    pressing it thousands of times fills the database with rows kept for days.
+    """
+
+    reason = "too_many_orders"
 
 
 class RequestIdTaken(BillingError):

@@ -56,7 +56,8 @@ class Booking:
     back, nothing to tell). ``units`` is what the payment credited or the refund took back;
     ``new`` whether the ledger changed just now; ``balance`` the user's balance afterwards.
     ``refunded`` marks a payment whose refund was booked before it (nothing to take back then):
-    its credit was taken back as soon as it was booked.
+    its credit was taken back as soon as it was booked; ``taken_back`` a payment refunded by
+    the time it was booked (this time), before or after it was credited.
     """
 
     entry: JournalEntry
@@ -67,6 +68,7 @@ class Booking:
     flagged: bool = False
     flag_reason: str | None = None
     refunded: bool = False
+    taken_back: bool = False
 
 
 class PaymentJournal:
@@ -164,6 +166,7 @@ class PaymentJournal:
                 flagged=result.flagged,
                 flag_reason=result.flag_reason,
                 refunded=refunded,
+                taken_back=refunded or result.taken_back,
             )
         else:
             refund = await self._shop.book_refund(entry.user_id, entry.charge_id)
@@ -234,6 +237,14 @@ class PaymentJournal:
             and payment.refunded
             and _booked_unmatched(refund, payment.created_at)
         )
+
+    async def taken_back(self, entry: JournalEntry) -> bool:
+        """Whether the payment's credit has been taken back by now (its refund booked).
+
+        Raises ``LedgerUnavailable`` when the ledger cannot be read.
+        """
+        payment = await self._shop.payment(entry.charge_id)
+        return payment is not None and payment.refunded
 
     async def failed(self, entry: JournalEntry) -> None:
         """Booking the entry failed once more (counted; the entry stays open)."""

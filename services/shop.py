@@ -22,7 +22,14 @@ import structlog
 from models import ledger, orders
 from models.ledger import LedgerEntry
 from models.orders import Order, Payment
-from services.errors import BillingError, LedgerUnavailable, NoPlan, UnknownPack, ledger_failures
+from services.errors import (
+    BillingError,
+    LedgerUnavailable,
+    NoPlan,
+    TooManyOrders,
+    UnknownPack,
+    ledger_failures,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CURRENCY",
+    "MAX_OPEN_ORDERS",
+    "ORDER_TTL_S",
     "SUBSCRIPTION_PERIOD",
     "IncomingPayment",
     "Order",
@@ -54,6 +63,10 @@ ORDER_TTL_S: Final = 3600
 # Unpaid orders are deleted this long after they expired (pre-checkout refuses them already).
 ORDER_PURGE_AFTER_S: Final = 86_400
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
+# A user's unpaid orders that have not expired (an hour's presses of "buy"); one more is
+# refused with a polite word. Nobody pays this many invoices in an hour; a script that presses
+# the button thousands of times would otherwise store a row for each, kept for days.
+MAX_OPEN_ORDERS: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +124,8 @@ class PaymentResult:
     ``units`` is what the payment credited; ``flagged`` (with ``flag_reason``, a pre-checkout
     reason code) marks a payment the admin should look at; ``plan`` that it paid the plan.
     ``refunded`` marks a payment whose refund was booked before it: its credit was taken back
-    in the transaction that credited it.
+    in the transaction that credited it. ``taken_back`` marks a payment refunded by now, either
+    way (a redelivered payment whose refund was booked since it was credited, say).
     """
 
     new: bool
@@ -120,6 +134,7 @@ class PaymentResult:
     flag_reason: str | None = None
     plan: bool = False
     refunded: bool = False
+    taken_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +255,18 @@ class Shop:
             created_at=now,
             expires_at=now + self._order_ttl,
         )
+
+        def write(db: Database) -> bool:
+            if orders.open_orders(db, user_id, now) >= MAX_OPEN_ORDERS:
+                return False
+            orders.insert_order(db, order)
+            return True
+
         with ledger_failures():
-            await self._store.write(lambda db: orders.insert_order(db, order))
+            stored = await self._store.write(write)
+        if not stored:
+            log.warning("stars.orders_capped", user_id=user_id, open=MAX_OPEN_ORDERS)
+            raise TooManyOrders
         return order
 
     async def purge_expired_orders(self, grace: int = ORDER_PURGE_AFTER_S) -> int:
@@ -315,6 +340,7 @@ class Shop:
                     plan=order is not None and order.kind == "plan",
                     refunded=existing.refunded
                     and orders.early_refund(db, paid.charge_id, paid.user_id),
+                    taken_back=existing.refunded,
                 )
             order = orders.get_order(db, paid.payload)
             reason, units = self._judge(order, paid, now)
@@ -352,6 +378,7 @@ class Shop:
                 flag_reason=reason,
                 plan=plan,
                 refunded=refunded,
+                taken_back=refunded,
             )
 
         with ledger_failures():

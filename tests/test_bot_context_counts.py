@@ -236,6 +236,9 @@ def _as_before_counts(database: Path) -> None:
         db.execute("DROP TABLE early_refunds")  # m0012
         db.execute("ALTER TABLE ton_payments DROP COLUMN named")  # m0013
         db.execute("ALTER TABLE ton_payments DROP COLUMN notice_claimed_until")  # m0014
+        db.execute("ALTER TABLE ton_skipped DROP COLUMN amount")  # m0015
+        db.execute("ALTER TABLE ton_skipped DROP COLUMN sender")
+        db.execute("DROP INDEX orders_user_id")  # m0016
         db.execute("DELETE FROM _sqlite_migrations WHERE name > 'm0010_ton_late_transfers'")
         db.execute("PRAGMA user_version = 10")
 

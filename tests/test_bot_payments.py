@@ -14,6 +14,7 @@ from bot.reconcile import star_transactions
 from bot.telegram import build_bot
 from handlers.callbacks import BuyPack, BuyPlan
 from handlers.shop import ALREADY_REFUNDED, NOT_FOUND, telegram_error
+from services.shop import MAX_OPEN_ORDERS
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, Stack, bot_env, running_stack
 from tests.fakes.hostile import HostileTelegram
@@ -253,6 +254,31 @@ async def test_paysupport_terms_and_admin_stats(tmp_path: Path) -> None:
         assert "Stars received: 50 ⭐" in stats
         assert "Users: 1" in stats
         assert stack.telegram.sent_messages(group) == []
+
+
+async def test_a_user_pressing_buy_past_the_open_order_cap_is_told_politely(
+    tmp_path: Path,
+) -> None:
+    # Every press of a pack's button stored one more order, without a bound.
+    async with paying_stack(tmp_path) as stack:
+        for _ in range(MAX_OPEN_ORDERS):
+            await stack.veil.shop.create_order(USER, "50")
+        invoices = len(stack.telegram.calls_of("sendInvoice"))
+        stack.telegram.send_text(USER, "/buy")
+        menu = await stack.telegram.wait_for(
+            "sendMessage", lambda c: c.params["chat_id"] == USER and "reply_markup" in c.params
+        )
+        button = menu.params["reply_markup"]["inline_keyboard"][0][0]
+        message = stack.telegram.sent_messages(USER)[-1]
+        stack.telegram.press_button(USER, button["callback_data"], message_id=message["message_id"])
+        refusal = await stack.telegram.wait_for(
+            "sendMessage", lambda c: c.params["chat_id"] == USER and "invoices" in c.params["text"]
+        )
+        assert len(stack.telegram.calls_of("sendInvoice")) == invoices  # no invoice, no order
+    assert refusal.params["text"] == (
+        "You have many unpaid invoices from the last hour already. Please pay one of them"
+        " (each still works), or try again in an hour."
+    )
 
 
 async def test_odd_payment_is_credited_and_flagged_for_the_admin(tmp_path: Path) -> None:

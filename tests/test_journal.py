@@ -15,7 +15,8 @@ from models.journal import Journal, JournalEntry
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
-from tests.botstack import Stack, process_stack, running_stack
+from tests.botstack import TOKEN, Stack, process_stack, running_stack
+from tests.fakes.hostile import HostileTelegram
 from tests.harness import ManagedProcess, wait_until
 
 if TYPE_CHECKING:
@@ -61,6 +62,13 @@ def messages_to(stack_or_telegram: Stack | FakeTelegram, user: int) -> list[str]
         stack_or_telegram.telegram if isinstance(stack_or_telegram, Stack) else stack_or_telegram
     )
     return [str(m.get("text", "")) for m in telegram.sent_messages(user)]
+
+
+def journal_booked(path: Path, key: str) -> bool:
+    """Whether the journal marks the entry booked."""
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT booked_at FROM payment_journal WHERE key = ?", [key]).fetchone()
+    return row is not None and row[0] is not None
 
 
 async def payments_in(path: Path) -> list[tuple[str, int]]:
@@ -304,6 +312,82 @@ async def test_a_flagged_payment_whose_refund_came_first_tells_the_admins_it_was
         "Payment flagged (unknown_order): user 9201, charge stxFLAGGED, 50 ⭐. Its refund came"
         " before it: the 50 ★ it credited were taken back at once."
     )
+
+
+async def test_a_flagged_notice_owed_when_a_later_refund_took_the_credit_tells_the_admins_so(
+    tmp_path: Path,
+) -> None:
+    # The flagged payment's user was thanked, its admin's notice not taken by Telegram; an
+    # ordinary refund then took the credit back. The notice that went out later still said
+    # "credited as 50 ★", credit that was gone by the time the admin read it.
+    telegram = HostileTelegram(token=TOKEN)
+    refunded = asyncio.Event()
+
+    def to_admin_before_refund(params: dict[str, Any]) -> bool:
+        return params.get("chat_id") == ADMIN and not refunded.is_set()
+
+    for _ in range(50):  # whatever the desk's loop tries before the refund is booked
+        telegram.misbehave("sendMessage", "page", when=to_admin_before_refund)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        await desk.take(payment("stxLATER", payload="order-never-made"))
+        await desk.take(payment("stxLATER", kind="refund", payload="order-never-made"))
+        refund = await desk.journal.get("refund:stxLATER")
+        assert refund is not None
+        assert refund.notified_at is not None  # booked and told while the notice was owed
+        refunded.set()
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert telegram.misbehaved  # the notice Telegram did not take the first time
+    assert to_user == [
+        THANKS,
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    assert to_admin == [
+        (
+            "Payment flagged (unknown_order): user 9201, charge stxLATER, 50 ⭐ credited as"
+            " 50 ★, then refunded: that credit was taken back."
+        )
+    ]
+
+
+async def test_a_flagged_notice_after_a_slow_thank_you_tells_the_refund_booked_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # The flagged payment's thank-you took its time (a slow Telegram: flood waits can hold it a
+    # minute); its refund was booked meanwhile and took the credit back. The admins' notice,
+    # written from the booking made before the thank-you, then said "credited as 50 ★".
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == USER)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk, credit = stack.veil.desk, stack.veil.credit
+        paying = asyncio.create_task(desk.take(payment("stxSLOW", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the thank-you is out, its reply held
+        refunding = asyncio.create_task(
+            desk.take(payment("stxSLOW", kind="refund", payload="order-never-made"))
+        )
+        # The refund is booked (the credit taken back); it waits to be told after the thank-you.
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxSLOW"))
+        assert (await credit.balance(USER)).units == 0
+        telegram.answer_late()
+        await asyncio.gather(paying, refunding)
+        assert await desk.process_pending()
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert to_user == [
+        "Thank you! 50 ★ added. Balance: 50 ★.",
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    assert to_admin == [
+        (
+            "Payment flagged (unknown_order): user 9201, charge stxSLOW, 50 ⭐ credited as"
+            " 50 ★, then refunded: that credit was taken back."
+        )
+    ]
 
 
 async def test_a_payment_booked_after_its_refund_and_booked_again_still_tells_the_refund(

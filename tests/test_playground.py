@@ -39,7 +39,7 @@ from playwright.async_api import Locator, Page, async_playwright
 
 from bot.settings import BotSettings
 from common.container import PLAYGROUND_TON_ADDRESS
-from playground.toncenter import PLAY_PAYER, USDT_MASTER, raw, transfer_of_link
+from playground.toncenter import PLAY_PAYER, USDT_MASTER, jetton_wallet, raw, transfer_of_link
 from playground.web import (
     GROUP_CHAT_ID,
     GUEST_CHAT_ID,
@@ -506,7 +506,15 @@ async def test_simulate_payment_puts_the_invoice_transfer_on_the_emulated_toncen
         (transfer,) = transfers["jetton_transfers"]
         assert (transfer["amount"], transfer["jetton_master"]) == ("1000000", raw(USDT_MASTER))
         assert transfer["forward_payload"] is not None
-        assert len(playground.toncenter.transactions) == 1  # the Gram one only
+        # As on the chain: the wallet's jetton wallet tells it, with the forward amount.
+        listed = await toncenter_get(
+            playground.url, "transactions", account=raw(WALLET), start_lt="0", sort="asc"
+        )
+        (_, notice) = listed["transactions"]
+        assert notice["in_msg"]["source"] == jetton_wallet(USDT_MASTER, raw(WALLET))
+        assert notice["in_msg"]["opcode"] == "0x7362d09c"
+        assert notice["in_msg"]["value"] == "1"
+        assert notice["trace_id"] == transfer["trace_id"]
 
 
 async def test_group_inline_query_results_and_a_live_inline_message(

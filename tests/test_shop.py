@@ -12,7 +12,15 @@ from models import MasterKey, Store
 from services.credit import Credit
 from services.errors import OrderRejected
 from services.prices import Prices
-from services.shop import IncomingPayment, Pack, Plan, Shop, StarTransaction
+from services.shop import (
+    MAX_OPEN_ORDERS,
+    ORDER_TTL_S,
+    IncomingPayment,
+    Pack,
+    Plan,
+    Shop,
+    StarTransaction,
+)
 from tests.books import inconsistent_users
 from tests.harness import Clock
 
@@ -190,6 +198,31 @@ async def test_orders_for_things_not_sold_are_rejected(store: Store, clock: Cloc
         await packs_only.create_plan_order(ALICE)
 
     assert (no_pack.value.reason, no_plan.value.reason) == ("unknown_pack", "no_plan")
+
+
+async def test_a_user_who_presses_buy_again_and_again_gets_no_more_open_orders_than_the_cap(
+    shop: Shop, clock: Clock
+) -> None:
+    # Each press of a pack's button stored one more order, with no bound: 10,000 presses were
+    # 10,000 rows kept a day past their hour. Unpaid orders of the last hour are capped per
+    # user; an order paid, or one that expired, no longer counts.
+    made = [await shop.create_order(ALICE, "50") for _ in range(MAX_OPEN_ORDERS - 1)]
+    made.append(await shop.create_plan_order(ALICE))
+    with capture_logs() as logs, pytest.raises(OrderRejected) as refused:
+        await shop.create_order(ALICE, "50")
+    assert refused.value.reason == "too_many_orders"
+    assert [e["user_id"] for e in logs if e["event"] == "stars.orders_capped"] == [ALICE]
+    with pytest.raises(OrderRejected):
+        await shop.create_plan_order(ALICE)
+    assert (await shop.create_order(BOB, "50")).user_id == BOB  # another user's own cap
+    # The orders made before are untouched: each can still be paid.
+    assert await shop.check_pre_checkout(ALICE, made[0].id, "XTR", 50) is None
+    await shop.record_payment(IncomingPayment(ALICE, made[0].id, "XTR", 50, "stx-capped"))
+    assert (await shop.create_order(ALICE, "50")).user_id == ALICE  # a paid one left the count
+    with pytest.raises(OrderRejected):
+        await shop.create_order(ALICE, "50")
+    clock.advance(ORDER_TTL_S + 1)  # the hour passed: they expired, and no longer count
+    assert (await shop.create_order(ALICE, "50")).user_id == ALICE
 
 
 # -- payments --------------------------------------------------------------------------------

@@ -2,47 +2,42 @@
 
 ``book`` records a transfer under its transaction hash (UNIQUE) and, in the same transaction,
 credits the ledger (``ton:<hash>``, also UNIQUE): a transfer seen twice (a restart, a page
-read again) changes nothing. What happens to a transfer:
+read again) changes nothing. What happens to a transfer is ``services.ton.rules``' to say
+(``dust``, ``credited`` at its order's rate, or ``unmatched`` for the admins to ``assign``);
+what the watcher remembers of the chain (cursors, skipped transfers) is ``ChainMemory``'s, which
+``TonBooks`` is.
 
-- below the asset's dust minimum: recorded ``dust``, never credited;
-- its comment names an order of the same asset that is not paid in full yet: ``credited``
-  with what actually arrived at the order's rate (``underpaid`` or ``overpaid`` when it is not
-  the exact rest; ``late`` after the order expired — credited all the same);
-- no comment, a comment that names no order (or one for the other asset, or two orders), or
-  an order already paid in full: recorded ``unmatched`` for the admins, who can ``assign`` it
-  to a user (at the rate of the order it named, or of the one of two it most likely paid,
-  else at the cheapest pack's).
-
-Every credit is one ledger row written by ``_credit``; the balance after it is read in the same
-transaction, for the message to the user. Whether the user was told is kept with the payment,
+Every credit is one ledger row written by ``rules.credit``; the balance after it is read in the
+same transaction, for the message to the user. Whether the user was told is kept with the payment,
 so a message lost to a crash or a Telegram outage is sent later (``unnotified``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 
 from models import ledger
 from models import ton as storage
-from models.ledger import LedgerEntry
-from models.ton import LEDGER_PREFIX, Asset, TonCursor, TonOrder, TonPayment, TonTotals
-from services.errors import BillingError, ledger_failures
+from services.errors import ledger_failures
 from services.ton.errors import (
     PaymentAmbiguous,
     PaymentNotFound,
     PaymentNotUnmatched,
     PaymentUnpriced,
 )
-from services.ton.shop import CURSOR_MARGIN_S, comment_order_ids, format_amount
+from services.ton.memory import SKIPPED_KEPT_S, ChainMemory
+from services.ton.rules import assigned_order, credit, judge
+from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from models import Database, Store
+    from models.ton import Asset, TonOrder, TonPayment, TonTotals
     from services.ton.chain import Transfer
     from services.ton.shop import TonShop
 
@@ -58,10 +53,6 @@ log = structlog.get_logger("veil.ton")
 
 ORDER_PURGE_AFTER_S = 30 * 86_400  # unpaid orders are kept a month past expiry, then deleted
 MIN_HASH_PREFIX = 8
-# A skipped transfer is remembered this long (seconds), and as long past the USDT cursor's
-# transaction: far longer than the watcher reads behind its cursor
-# (``services.ton.watcher.REREAD_S`` of chain time).
-SKIPPED_KEPT_S = 86_400
 # A watcher's claim to tell a payment's user lapses after this long (seconds) unless renewed
 # (the watcher telling renews it every third of that): a watcher that died telling holds it
 # no longer than this; then another replica's watcher tells.
@@ -84,7 +75,7 @@ class TonBooking:
     language: str | None = None
 
 
-class TonBooks:
+class TonBooks(ChainMemory):
     """Records TON transfers, credits them once, and keeps the rest for the admins."""
 
     def __init__(
@@ -96,54 +87,13 @@ class TonBooks:
         *,
         notice_claim: int = NOTICE_CLAIM_S,
     ) -> None:
-        self._store = store
+        super().__init__(store, dust, clock)
         self.shop = shop
-        self._dust = dict(dust)
-        self._clock = clock
         # How long a claim to tell lasts unless renewed; the watcher renews it every third.
         self.notice_claim = notice_claim
 
     def __repr__(self) -> str:
         return "TonBooks()"
-
-    # -- the watcher's cursors ---------------------------------------------------------------
-
-    async def cursor(self, asset: Asset) -> TonCursor:
-        """Where the watcher of ``asset`` is (an order or this call starts it, a little back)."""
-        since = int(self._clock()) - CURSOR_MARGIN_S
-        with ledger_failures():
-            return await self._store.write(lambda db: storage.get_cursor(db, asset, since))
-
-    async def save_cursor(self, asset: Asset, lt: int, tx_hash: str, utime: int) -> None:
-        """The watcher processed everything up to this transaction (of chain time ``utime``)."""
-        now = int(self._clock())
-
-        def write(db: Database) -> None:
-            storage.save_cursor(db, asset, lt, tx_hash, utime=utime, now=now)
-
-        with ledger_failures():
-            await self._store.write(write)
-
-    async def known(self, hashes: Sequence[str]) -> set[str]:
-        """Those of ``hashes`` dealt with already: recorded (``book``) or ``skipped``."""
-        if not hashes:
-            return set()
-        with ledger_failures():
-            return await self._store.read(lambda db: storage.known(db, hashes))
-
-    async def skipped(self, transfer: Transfer) -> None:
-        """Remember a transfer the watcher skipped, so that one read again is passed over."""
-        if transfer.skip is None:
-            raise ValueError("only a skipped transfer is remembered as skipped")
-        skip, now = transfer.skip, int(self._clock())
-
-        def write(db: Database) -> None:
-            storage.insert_skipped(
-                db, transfer.hash, transfer.asset, lt=transfer.lt, reason=skip, now=now
-            )
-
-        with ledger_failures():
-            await self._store.write(write)
 
     # -- booking -----------------------------------------------------------------------------
 
@@ -157,10 +107,10 @@ class TonBooks:
             known = storage.get_payment(db, transfer.hash)
             if known is not None:
                 return self._booking(db, known, new=False)
-            payment = self._judge(db, transfer, now)
+            payment = judge(db, transfer, self._dust, now)
             storage.insert_payment(db, payment)
             if payment.status == "credited" and payment.user_id is not None:
-                _credit(db, payment, now)
+                credit(db, payment, now)
             return self._booking(db, payment, new=True)
 
         with ledger_failures():
@@ -177,52 +127,6 @@ class TonBooks:
                 units=payment.units,
             )  # never the payer's user id: the hash is public, and names their wallet
         return booking
-
-    def _judge(self, db: Database, transfer: Transfer, now: int) -> TonPayment:
-        payment = TonPayment(
-            hash=transfer.hash,
-            asset=transfer.asset,
-            lt=transfer.lt,
-            utime=transfer.utime,
-            sender=transfer.sender,
-            amount=transfer.amount,
-            comment=transfer.comment,
-            order_id=None,
-            status="unmatched",
-            reason=None,
-            late=False,
-            user_id=None,
-            units=0,
-            created_at=now,
-        )
-        if transfer.amount < self._dust.get(transfer.asset, 0):
-            return replace(payment, status="dust", reason="dust")
-        order, named = _named_order(db, transfer.comment)
-        payment = replace(payment, named=named)
-        if isinstance(order, str):
-            return replace(payment, reason=order)
-        payment = replace(payment, order_id=order.id, user_id=order.user_id)
-        if order.asset != transfer.asset:
-            return replace(payment, reason="wrong_asset")
-        before = storage.received(db, order.id)
-        if before >= order.amount:
-            return replace(payment, reason="already_paid")
-        total = before + transfer.amount
-        reason = None
-        if total < order.amount:
-            reason = "underpaid"
-        elif total > order.amount:
-            reason = "overpaid"
-        return replace(
-            payment,
-            status="credited",
-            reason=reason,
-            late=transfer.utime > order.expires_at,
-            units=transfer.amount * order.units // order.amount,
-            rate_amount=order.amount,
-            rate_units=order.units,
-            credited_at=now,
-        )
 
     def _booking(self, db: Database, payment: TonPayment, *, new: bool) -> TonBooking:
         order = None if payment.order_id is None else storage.get_order(db, payment.order_id)
@@ -247,7 +151,7 @@ class TonBooks:
 
         ``hash_prefix`` is at least 8 hex digits of the transaction hash. The rate is its
         order's when the payment named one of the same asset (of those a ``two_orders`` payment
-        named, the one ``_assigned_order`` picks), else the cheapest pack's of its asset.
+        named, the one ``rules.assigned_order`` picks), else the cheapest pack's of its asset.
         Raises a ``PaymentNotAssignable``: ``PaymentNotFound``, ``PaymentAmbiguous``,
         ``PaymentNotUnmatched``, or ``PaymentUnpriced`` (no pack of its asset is sold now).
         """
@@ -265,7 +169,7 @@ class TonBooks:
             (payment,) = found
             if payment.status != "unmatched":
                 raise PaymentNotUnmatched
-            order = _assigned_order(db, payment, user_id)
+            order = assigned_order(db, payment, user_id)
             rate: tuple[int, int] | None = self.shop.fallback_rate(payment.asset)
             if order is not None:
                 rate = (order.amount, order.units)
@@ -283,7 +187,7 @@ class TonBooks:
             assigned = storage.get_payment(db, payment.hash)
             if assigned is None:  # pragma: no cover -- updated in this transaction
                 raise PaymentNotFound
-            _credit(db, assigned, now)
+            credit(db, assigned, now)
             return self._booking(db, assigned, new=True)
 
         with ledger_failures():
@@ -378,16 +282,6 @@ class TonBooks:
             log.info("ton.orders_purged", count=purged)
         return purged
 
-    async def purge_skipped(self, kept: int = SKIPPED_KEPT_S) -> int:
-        """Forget the skipped transfers remembered more than ``kept`` seconds ago; how many.
-
-        Only once they are as far behind the USDT cursor's transaction, too: until then the
-        watcher may read them again behind it (``models.ton.purge_skipped``).
-        """
-        now = int(self._clock())
-        with ledger_failures():
-            return await self._store.write(lambda db: storage.purge_skipped(db, now, kept))
-
     # -- reconciling with the chain ----------------------------------------------------------
 
     async def reconcile(self, transfers: Sequence[Transfer]) -> list[str]:
@@ -425,84 +319,3 @@ class TonBooks:
         """Book the chain's transfers that are not recorded yet (each once); the new bookings."""
         bookings = [await self.book(t) for t in transfers if t.skip is None]
         return [booking for booking in bookings if booking.new]
-
-
-def _named_order(db: Database, comment: str | None) -> tuple[TonOrder | str, tuple[str, ...]]:
-    """The one order a payer's comment names, else why none; and the ids of all it names.
-
-    Words naming two orders or more name none: whichever the payer meant, another may be
-    another user's, and the admins decide (``two_orders``). The ids are kept with the payment
-    (its comment is cut, and they may come after the cut) and shown in ``/stats``.
-    """
-    named = comment_order_ids(comment or "")
-    if not named:
-        return "no_comment", ()
-    orders = (storage.get_order(db, order_id) for order_id in named)
-    found = {order.id: order for order in orders if order is not None}
-    ids = tuple(found)
-    if not found:
-        return "unknown_comment", ids
-    if len(found) > 1:
-        return "two_orders", ids
-    (order,) = found.values()
-    return order, ids
-
-
-def _assigned_order(db: Database, payment: TonPayment, user_id: int) -> TonOrder | None:
-    """The order whose rate an admin's assignment of ``payment`` to ``user_id`` credits at.
-
-    A payment matched to one order: that order, when it is of the payment's asset. One whose
-    comment named two orders or more (``two_orders``): of the named orders still stored and of
-    its asset, ``user_id``'s own if any, the one whose price is nearest what arrived (the pack
-    the payer most likely paid for; the first named on a tie). None: no order sets the rate.
-    """
-    if payment.order_id is not None:
-        order = storage.get_order(db, payment.order_id)
-        return order if order is not None and order.asset == payment.asset else None
-    if payment.reason != "two_orders":
-        return None
-    orders = [storage.get_order(db, order_id) for order_id in payment.named]
-    named = [o for o in orders if o is not None and o.asset == payment.asset]
-    candidates = [o for o in named if o.user_id == user_id] or named
-    return min(candidates, key=lambda o: abs(o.amount - payment.amount), default=None)
-
-
-def _credit(db: Database, payment: TonPayment, now: int) -> None:
-    """The one place a TON payment reaches the ledger: a purchase row, ``ton:<hash>``."""
-    if payment.user_id is None:  # pragma: no cover -- callers credit only named users
-        raise BillingError("a credit needs a user")
-    entry = LedgerEntry(
-        payment.user_id,
-        "purchase",
-        payment.units,
-        LEDGER_PREFIX + payment.hash,
-        now,
-        note=format_amount(payment.asset, payment.amount),
-    )
-    if not ledger.record(db, entry):
-        raise BillingError("the transaction hash is already a ledger source")
-
-
-def payment_problems(payment: TonPayment, order: TonOrder | None) -> list[str]:
-    """What the audit finds wrong with one credited payment (empty when it adds up).
-
-    Its µ★ must be its amount at its stored rate, and a payment matched by its comment must
-    have been credited at its order's rate, to that order's user.
-    """
-    found: list[str] = []
-    if payment.rate_amount is None or payment.rate_units is None:
-        return ["credited without a stored rate"]
-    expected = payment.amount * payment.rate_units // payment.rate_amount
-    if payment.units != expected:
-        found.append(f"credited {payment.units} µ★, its amount at its rate is {expected}")
-    if payment.assigned_by is None:
-        if order is None:
-            found.append("credited by comment, but its order is missing")
-        elif (order.amount, order.units, order.user_id, order.asset) != (
-            payment.rate_amount,
-            payment.rate_units,
-            payment.user_id,
-            payment.asset,
-        ):
-            found.append("its rate, user or asset is not its order's")
-    return found

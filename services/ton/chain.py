@@ -9,7 +9,10 @@ snake string). Nothing here parses addresses or BoCs by hand.
 jetton transfer) into a ``Transfer``: the facts the books need, or a ``skip`` reason for records
 that bring no money (aborted, bounced, outgoing, to another account, a jetton that is not the
 real USDT) or no Gram payment (a jetton wallet's ``transfer_notification``: the Gram a jetton
-transfer's sender forwarded with it; the jetton transfer is the payment). A record whose shape
+transfer's sender forwarded with it, the jetton transfer being the payment; its ``excesses``:
+the Gram left over from a jetton transfer that named us its response address). Anyone can
+send such a body with any amount, so the watcher keeps those with Gram worth a look
+(``JETTON_SKIPS``) where the audit lists them. A record whose shape
 is wrong raises ``MalformedTransfer``: the watcher stops there rather than step over a payment
 it could not read. A jetton transfer's ``jetton_master`` is only what the indexer believes; the
 watcher also checks that its sending wallet is the one the real master computes for the sender
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from models.ton import Asset
 
 __all__ = [
+    "JETTON_SKIPS",
     "USDT_MAINNET_MASTER",
     "Transfer",
     "WalletAddress",
@@ -50,8 +54,11 @@ __all__ = [
 USDT_MAINNET_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 _HASH_BYTES = 32
 _TEXT_COMMENT_OP = 0
-# TEP-74: a jetton wallet tells its owner of jettons received (with the forward amount's Gram).
+# TEP-74: a jetton wallet tells its owner of jettons received (with the forward amount's Gram),
+# and returns what is left of a transfer's Gram to its ``response_destination`` (``excesses``).
 _TRANSFER_NOTIFICATION_OP = 0x7362D09C
+_EXCESSES_OP = 0xD53276DB
+JETTON_SKIPS = frozenset({"jetton_notification", "jetton_excesses"})
 _WORKCHAINS = (0, -1)  # the basechain and the masterchain
 _MAX_DIGITS = 40  # an amount is under 2**120 (37 digits; VarUInteger 16), an lt under 2**64
 
@@ -243,6 +250,10 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
         # USDT stream books them, and logs a fake); the Gram it carries is the forward amount
         # the sender attached for the notice, not a Gram payment.
         skip = "jetton_notification"
+    elif op == _EXCESSES_OP:
+        # The Gram left over from a jetton transfer that named us its response address (a
+        # payer's wallet may, or our own transfer out): change, not a payment for an order.
+        skip = "jetton_excesses"
     return Transfer("gram", tx_hash, lt, utime, sender, amount, comment, skip)
 
 

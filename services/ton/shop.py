@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 import segno
+import structlog
 
 from models import ton as storage
 from models.ton import Asset, TonOrder
-from services.errors import LedgerUnavailable, UnknownPack, ledger_failures
+from services.errors import LedgerUnavailable, TooManyOrders, UnknownPack, ledger_failures
+from services.shop import MAX_OPEN_ORDERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from services.ton.chain import WalletAddress
 
 __all__ = ["DECIMALS", "SYMBOLS", "Invoice", "TonPack", "TonShop", "format_amount"]
+
+log = structlog.get_logger("veil.ton")
 
 DECIMALS: Final[Mapping[Asset, int]] = {"gram": 9, "usdt": 6}
 SYMBOLS: Final[Mapping[Asset, str]] = {"gram": "GRAM", "usdt": "USDT"}
@@ -203,7 +207,8 @@ class TonShop:
     ) -> Invoice:
         """Store a pending order for a pack and return its invoice.
 
-        Raises ``UnknownPack`` for a pack not (or no longer) sold, ``LedgerUnavailable`` when
+        Raises ``UnknownPack`` for a pack not (or no longer) sold, ``TooManyOrders`` when the
+        user has ``MAX_OPEN_ORDERS`` orders that have not expired, ``LedgerUnavailable`` when
         the order cannot be stored.
         """
         pack = next((p for p in self._packs.get(asset, ()) if p.id == pack_id), None)
@@ -224,6 +229,9 @@ class TonShop:
             )
             with ledger_failures():
                 stored = await self._store.write(functools.partial(_insert_order, order=order))
+            if stored is None:
+                log.warning("ton.orders_capped", user_id=user_id, open=MAX_OPEN_ORDERS)
+                raise TooManyOrders
             if stored:
                 return self.invoice(order)
         raise LedgerUnavailable("no free order id")  # pragma: no cover -- 5 collisions in 5e11
@@ -246,7 +254,13 @@ class TonShop:
         )
 
 
-def _insert_order(db: Database, *, order: TonOrder) -> bool:
-    """Store the order; first make sure the watcher will read from before it."""
+def _insert_order(db: Database, *, order: TonOrder) -> bool | None:
+    """Store the order; first make sure the watcher will read from before it.
+
+    False when its id is taken; None, storing nothing, when the user has ``MAX_OPEN_ORDERS``
+    orders that have not expired (as for Stars: each press of "buy" is one).
+    """
+    if storage.open_orders(db, order.user_id, order.created_at) >= MAX_OPEN_ORDERS:
+        return None
     storage.get_cursor(db, order.asset, order.created_at - CURSOR_MARGIN_S)
     return storage.insert_order(db, order)

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 
 from services.errors import LedgerUnavailable
-from services.ton.chain import gram_transfer, jetton_transfer
+from services.ton.chain import JETTON_SKIPS, gram_transfer, jetton_transfer
 from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
 
 if TYPE_CHECKING:
@@ -400,20 +400,7 @@ class TonWatcher:
     async def _take(self, transfer: Transfer) -> int:
         """Book one new record (tell its user when it credits); 1 if it was booked just now."""
         if transfer.skip is not None:
-            if transfer.skip == "foreign_jetton":
-                log.warning("ton.foreign_jetton", tx=transfer.hash, amount=transfer.amount)
-            elif transfer.skip in _SENDER_SKIPS:
-                log.warning(
-                    _SENDER_SKIPS[transfer.skip],
-                    tx=transfer.hash,
-                    amount=transfer.amount,
-                    sender=transfer.sender,
-                    wallet=transfer.wallet,
-                )
-            else:
-                log.debug("ton.transfer_skipped", tx=transfer.hash, reason=transfer.skip)
-            if transfer.asset == "usdt":  # read again behind the cursor: passed over then
-                await self._books.skipped(transfer)
+            await self._skipped(transfer)
             return 0
         booking = await self._books.book(transfer)
         if not booking.new:
@@ -421,6 +408,39 @@ class TonWatcher:
         if booking.payment.status == "credited":
             await self._tell(booking)
         return 1
+
+    async def _skipped(self, transfer: Transfer) -> None:
+        """Log a skipped record as it deserves, and remember it where it must be.
+
+        The Gram of a jetton message worth a look is kept for the audit and warned of: the
+        money is on our wallet, and a hand-built body from anyone's wallet looks like one.
+        """
+        if transfer.skip in JETTON_SKIPS:
+            if await self._books.jetton_gram(transfer):
+                log.warning(
+                    "ton.jetton_message_gram",
+                    tx=transfer.hash,
+                    reason=transfer.skip,
+                    amount=transfer.amount,
+                    sender=transfer.sender,
+                )
+            else:
+                log.debug("ton.transfer_skipped", tx=transfer.hash, reason=transfer.skip)
+            return
+        if transfer.skip == "foreign_jetton":
+            log.warning("ton.foreign_jetton", tx=transfer.hash, amount=transfer.amount)
+        elif transfer.skip in _SENDER_SKIPS:
+            log.warning(
+                _SENDER_SKIPS[transfer.skip],
+                tx=transfer.hash,
+                amount=transfer.amount,
+                sender=transfer.sender,
+                wallet=transfer.wallet,
+            )
+        else:
+            log.debug("ton.transfer_skipped", tx=transfer.hash, reason=transfer.skip)
+        if transfer.asset == "usdt":  # read again behind the cursor: passed over then
+            await self._books.skipped(transfer)
 
     async def _tell(self, booking: TonBooking) -> None:
         """Tell the user once: only while holding the claim (another replica may be telling).
