@@ -5,7 +5,9 @@ bot's Ed25519 signature over the sealed bytes and the gateway's check), and then
 and 200 concurrent streams against the fake vLLM on loopback, for each path in the same run
 (direct to the fake vLLM; a per-token gateway, ``VEIL_STREAM_SHAPE=off``; a shaped gateway per
 tick in ``--ticks``; each on its default event loop, uvloop; with ``--asyncio`` each gateway
-again on asyncio's own loop, ``VEIL_GATEWAY_LOOP=asyncio``; with ``--baseline DIR``
+again on asyncio's own loop, ``VEIL_GATEWAY_LOOP=asyncio``; with ``--processes N`` each shaped
+path again as N gateway processes, each its own gateway with its own key, the requests going to
+them in turn as the bot sends them to the gateways it is given; with ``--baseline DIR``
 each gateway again from the source tree in DIR, say the main branch's, for a before/after in
 one run, the paths taking turns): median time to first
 text and total time (and their difference and ratio to direct), records and sealed bytes per
@@ -15,7 +17,7 @@ The fake vLLM and every gateway run as separate processes, as in production; the
 seals, signs and opens as the bot does.
 
     uv run python bench/sealed.py [--tokens 64] [--token-delay 0.01] [--ticks 0.1,0.15,0.25]
-        [--rounds 3] [--spread] [--asyncio] [--baseline DIR]
+        [--rounds 3] [--spread] [--asyncio] [--processes 4] [--baseline DIR]
 
 ``--spread``: each level's streams come as a steady flow (one every answer's duration / level,
 twice the level, the second half timed) instead of all at the same instant.
@@ -133,13 +135,35 @@ def client_auth(body: bytes, rounds: int) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class Gateway:
-    """One gateway process under test: how it shapes its streams, and where it listens."""
+class Member:
+    """One gateway process: where it listens, and its verified bundle."""
 
-    label: str
     process: ManagedProcess
     url: str
     bundle: KeyBundle
+
+
+@dataclass
+class Gateway:
+    """One path under test: its gateway processes, and how they shape their streams.
+
+    The client takes the processes in turn, as the bot takes the gateways of
+    ``VEIL_GATEWAYS`` (round robin); each has its own key, as separate gateways do.
+    """
+
+    label: str
+    members: list[Member]
+    turn: int = 0
+
+    def next(self) -> Member:
+        """The process the next request goes to."""
+        member = self.members[self.turn % len(self.members)]
+        self.turn += 1
+        return member
+
+    def cpu_seconds(self) -> float:
+        """CPU time all the path's processes have used so far."""
+        return sum(cpu_seconds(member.process.process.pid) for member in self.members)
 
 
 @dataclass(frozen=True)
@@ -181,17 +205,18 @@ async def direct_stream(session: aiohttp.ClientSession, url: str) -> Sample:
 async def sealed_stream(session: aiohttp.ClientSession, gateway: Gateway) -> Sample:
     """Seal, sign and send one request as the bot does; read and check the answer."""
     start = time.perf_counter()
+    member = gateway.next()
     request_id, key = new_request_secrets()
     chat = {"model": "veil-test", "messages": MESSAGES, "max_completion_tokens": 2000}
     body = seal_request(
-        gateway.bundle, chat, request_id=request_id, response_key=key, timestamp=int(time.time())
+        member.bundle, chat, request_id=request_id, response_key=key, timestamp=int(time.time())
     )
     headers = {"Content-Type": SEALED_REQUEST_TYPE, **client_auth_headers(CLIENT_KEY, body)}
     opener = ChunkOpener(key)
     first = 0.0
     records = size = 0
     async with session.post(
-        f"{gateway.url}/v1/sealed/chat/completions", data=body, headers=headers
+        f"{member.url}/v1/sealed/chat/completions", data=body, headers=headers
     ) as response:
         if response.status != 200:
             raise RuntimeError(f"{gateway.label} refused a stream: {await response.text()}")
@@ -250,7 +275,7 @@ def median(samples: list[Sample], field: str) -> float:
 
 async def start_gateway(
     label: str, env: dict[str, str], key_file: Path, verify_key: bytes, vllm_url: str
-) -> Gateway:
+) -> Member:
     """A gateway process with ``env`` over the common settings; its verified bundle."""
     profile = os.environ.get("VEIL_BENCH_PROFILE")
     baseline = env.pop("BENCH_TREE", None)
@@ -282,7 +307,7 @@ async def start_gateway(
     async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/keys") as response:
         wire = await response.json()
     bundle = verify_bundle(wire, [verify_key], now=int(time.time())).bundle
-    return Gateway(label, process, url, bundle)
+    return Member(process, url, bundle)
 
 
 # The gateway of another source tree (its packages first on the path; the same environment).
@@ -302,10 +327,13 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
     rounds: int,
     baseline: str | None = None,
     spread: bool = False,
+    processes: int = 1,
 ) -> None:
     """Run fake vLLM and gateways as processes; compare per-token and shaped streams.
 
     ``spread``: the streams of a level come as a steady flow (``measure``), not all at once.
+    ``processes``: above 1, every shaped path runs again as that many gateway processes, each
+    with its own key, the requests going to them in turn (``Gateway``).
     """
     answer = " ".join(f"w{i}" for i in range(tokens))
     variants: list[tuple[str, dict[str, str]]] = [("per-token", {"VEIL_STREAM_SHAPE": "off"})]
@@ -316,6 +344,12 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
     if baseline is not None:
         variants += [
             (f"{label} (before)", {**env, "BENCH_TREE": baseline}) for label, env in list(variants)
+        ]
+    if processes > 1:
+        variants += [
+            (f"{label} x{processes}", {**env, "BENCH_PROCESSES": str(processes)})
+            for label, env in list(variants)
+            if env["VEIL_STREAM_SHAPE"] != "off"
         ]
     if on_asyncio:
         variants += [
@@ -330,7 +364,13 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
         line = await vllm.wait_for_line("listening on")
         vllm_url = line.split()[-1]
         gateways = [
-            await start_gateway(label, dict(env), key_file, verify_key, vllm_url)
+            Gateway(
+                label,
+                [
+                    await start_gateway(label, dict(env), key_file, verify_key, vllm_url)
+                    for _ in range(int(env.pop("BENCH_PROCESSES", "1")))
+                ],
+            )
             for label, env in variants
         ]
         try:
@@ -339,7 +379,8 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=5)
             async with aiohttp.ClientSession(connector=connector) as session:
                 for gateway in gateways:  # warm up: connections, first requests
-                    await sealed_stream(session, gateway)
+                    for _ in gateway.members:
+                        await sealed_stream(session, gateway)
                 await direct_stream(session, vllm_url)
                 arrivals = "a steady flow at each level" if spread else "each level at once"
                 print(
@@ -362,8 +403,8 @@ async def end_to_end(  # noqa: PLR0913 -- the benchmark's knobs
                         spread=tokens * delay if spread else 0.0,
                     )
         finally:
-            for gateway in gateways:
-                await gateway.process.stop()
+            for member in (member for gateway in gateways for member in gateway.members):
+                await member.process.stop()
             await vllm.stop()
 
 
@@ -393,12 +434,11 @@ async def end_to_end_level(  # noqa: PLR0913 -- one row group's inputs
     for _ in range(rounds):
         direct += await measure(level, lambda: direct_stream(session, vllm_url), spread=spread)
         for gateway in gateways:
-            pid = gateway.process.process.pid
-            before = cpu_seconds(pid)
+            before = gateway.cpu_seconds()
             sealed[gateway.label] += await measure(
                 level, functools.partial(sealed_stream, session, gateway), spread=spread
             )
-            cpu[gateway.label].append((cpu_seconds(pid) - before) / (streams * tokens) * 1e6)
+            cpu[gateway.label].append((gateway.cpu_seconds() - before) / (streams * tokens) * 1e6)
     d_first, d_total = median(direct, "first"), median(direct, "total")
     print(
         f"{level:>7} {'direct (fake vLLM)':<24} {d_first * 1000:>7.1f}ms {'':>8} "
@@ -440,6 +480,14 @@ def main() -> None:
         help="also run every gateway on asyncio's own event loop (VEIL_GATEWAY_LOOP=asyncio)",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also run every shaped gateway as N processes, taken in turn (as the bot takes "
+        "the gateways it is given)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="DIR",
         help="also run every gateway from the source tree in DIR (a before/after in one run)",
@@ -464,6 +512,7 @@ def main() -> None:
             baseline=str(Path(args.baseline).resolve()) if args.baseline else None,
             rounds=args.rounds,
             spread=args.spread,
+            processes=args.processes,
         )
     )
 

@@ -47,6 +47,15 @@ def bad_content(message: str) -> Refusal:
     return Refusal(400, "bad_content", message)
 
 
+def servable_model(name: str) -> bool:
+    """Whether a model id can go in the key bundle.
+
+    1 to ``MAX_MODEL_NAME`` characters, as every client requires of a bundle's models, and
+    printable, as the names bots show their users.
+    """
+    return 0 < len(name) <= MAX_MODEL_NAME and name.isprintable()
+
+
 def upstream_chat(
     chat: dict[str, Any],
     *,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway.chat import upstream_chat
+from gateway.chat import servable_model, upstream_chat
 from gateway.limits import ClientLimiter, Limits, ReplayCache
 from gateway.metrics import GatewayMetrics
 from gateway.receipts import ReceiptStore, StreamControl
@@ -39,6 +39,7 @@ from sealed.errors import (
     StaleRequest,
     Unauthenticated,
 )
+from sealed.receipt import MAX_MODEL_NAME
 from sealed.relay import RELAY_KEY_HEADER, body_hash, open_relay_key
 from sealed.request import OpenedRequest, RequestHeader, max_request_size, open_request
 
@@ -73,6 +74,7 @@ class Gateway:
     limiter: ClientLimiter = field(init=False, default_factory=ClientLimiter)
     receipts: ReceiptStore = field(init=False)
     active: int = 0
+    _left_out: frozenset[str] = field(init=False, default=frozenset())  # ids last told left out
 
     def __post_init__(self) -> None:
         self.receipts = ReceiptStore(ttl=self.limits.receipt_ttl, max_kept=self.limits.max_receipts)
@@ -100,9 +102,28 @@ class Gateway:
                 return True
             log.warning("gateway.models_unavailable", kind=exc.kind, status=exc.status)
             return False
+        self._leave_out([model for model in served if not servable_model(model)])
+        served = {model: size for model, size in served.items() if servable_model(model)}
         windows = {model: size for model, size in served.items() if size is not None}
         self.ring.set_models(self.fixed_models or tuple(served), windows)
         return True
+
+    def _leave_out(self, models: list[str]) -> None:
+        """Say once which of the model server's ids cannot be served (until they change).
+
+        A bundle listing one would be malformed to every client, so its other models would be
+        lost too; the ids are shown cut short (one may be any length).
+        """
+        if frozenset(models) == self._left_out:
+            return
+        self._left_out = frozenset(models)
+        if models:
+            log.warning(
+                "gateway.models_left_out",
+                count=len(models),
+                reason=f"a model id must be 1 to {MAX_MODEL_NAME} printable characters",
+                ids=[ascii(model[:40]) for model in models[:3]],
+            )
 
     def authenticate(self, headers: Mapping[str, str], body: bytes) -> ClientPolicy:
         """The pinned client whose key signed ``body``; raise ``Unauthenticated`` otherwise."""

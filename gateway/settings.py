@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.settings import MOST_TOKENS, ListenHost
+from gateway.chat import servable_model
 from gateway.limits import Limits
 from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
+from sealed.receipt import MAX_MODEL_NAME
 
 # A key's rotation and grace are at most this: "never" is no setting, and a bundle's not_after
 # stays well within JSON's exact integers, which every client requires of it.
@@ -51,6 +53,16 @@ class GatewaySettings(BaseSettings):
     stream_shape: StreamShape = StreamShape.TICK
     stream_tick: float = Field(default=DEFAULT_TICK, ge=0.01, le=5.0)
     gateway_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+    @field_validator("gateway_models")
+    @classmethod
+    def _servable(cls, value: str) -> str:
+        """Each fixed model a name a key bundle can carry (else every client refuses the bundle)."""
+        for name in _names(value):
+            if not servable_model(name):
+                message = f"a model id must be 1 to {MAX_MODEL_NAME} printable characters"
+                raise ValueError(message)
+        return value
 
     @property
     def served_models(self) -> tuple[str, ...]:

@@ -39,11 +39,13 @@ async def bench(script: str, *args: str) -> str:
 
 async def test_the_sealed_channel_benchmark_prints_both_paths_against_direct() -> None:
     printed = await bench(
-        "sealed.py", "--tokens", "4", "--token-delay", "0", "--levels", "1", "--ticks", "0.1"
+        "sealed.py",
+        *("--tokens", "4", "--token-delay", "0", "--levels", "1", "--ticks", "0.1"),
+        *("--processes", "2"),
     )
     for suite in ("X25519", "MLKEM768_X25519"):
         assert re.search(rf"{suite}: seal \d+ µs, open \d+ µs", printed), suite
-    for path in ("direct (fake vLLM)", "per-token", "tick 100 ms"):
+    for path in ("direct (fake vLLM)", "per-token", "tick 100 ms", "tick 100 ms x2"):
         assert re.search(rf"^\s+1 {re.escape(path)}\s+\d", printed, re.MULTILINE), path
     assert re.search(r"^\s+1 tick 100 ms .*µs$", printed, re.MULTILINE)  # its CPU per token
 

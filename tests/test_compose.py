@@ -477,6 +477,26 @@ def test_only_the_bot_reaches_the_gateway_and_only_the_gateway_the_model_server(
         assert all(p.startswith("127.0.0.1:") for p in services["playground"]["ports"])
 
 
+def test_the_second_gateway_of_operations_md_is_the_gateway_again_and_the_bot_takes_both() -> None:
+    """docs/operations.md's override for a second gateway stays a copy of compose's gateway.
+
+    The same image, command, settings, keys, networks and wait for the keys (the health check
+    aside), so a change to the gateway service that the copy misses fails here.
+    """
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text.split("### Several gateways on one machine", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    override = interpolate(yaml.safe_load(block), {})["services"]
+    gateway = compose_config()["services"]["gateway"]
+    second = override["gateway-2"]
+    for key in ("image", "restart", "command", "environment", "volumes", "depends_on"):
+        assert second[key] == gateway[key], key
+    assert set(second["networks"]) == set(gateway["networks"])
+    assert set(second) == {*gateway} - {"build", "healthcheck"}
+    first = compose_config()["services"]["bot"]["environment"]["VEIL_GATEWAYS"]
+    assert override["bot"]["environment"]["VEIL_GATEWAYS"] == f"{first},http://gateway-2:8600"
+
+
 def test_the_image_health_check_is_the_one_compose_runs_for_the_gateway() -> None:
     gateway = compose_config()["services"]["gateway"]
     assert gateway["healthcheck"]["test"] == ["CMD", *image_healthcheck()]

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealed.auth import client_auth_headers
 from sealed.encoding import b64e
@@ -249,6 +250,30 @@ async def test_replayed_request_is_refused(
     reply = await post_sealed(http, gateway.url, call)
     assert (reply.status, reply.code) == (409, "replayed")
     assert len(vllm.requests) == 1
+
+
+async def test_a_request_for_one_gateway_is_refused_by_another_under_the_same_operator(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    """A request sealed for one gateway is refused by another under the same operator key.
+
+    Gateways sharing an operator key (several on one machine, docs/operations.md) each make
+    their own HPKE key at start, so a request sealed for one cannot be replayed at another,
+    whose replay window never saw it: it is an unknown key there, and vLLM is never called.
+    """
+    operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        run_gateway(vllm.url, operator=operator, clock=clock) as first,
+        run_gateway(vllm.url, operator=operator, clock=clock) as second,
+    ):
+        call = seal_call(first)
+        reply = await post_sealed(http, second.url, call)
+        assert (reply.status, reply.code) == (410, "unknown_key")
+        assert vllm.requests == []
+        assert (await post_sealed(http, first.url, call)).text == "Sealed hello, world."
+        reply = await post_sealed(http, second.url, call)  # and once the first has answered it
+        assert (reply.status, reply.code) == (410, "unknown_key")
+        assert len(vllm.requests) == 1
 
 
 async def test_stale_request_is_refused(

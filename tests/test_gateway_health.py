@@ -17,6 +17,8 @@ from aiohttp import web
 from gateway.server import rotate_forever
 from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
 from playground.served import Served
+from sealed.bundle import verify_bundle
+from sealed.receipt import MAX_MODEL_NAME
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import post_sealed, run_gateway, seal_call, serving, wait_until
@@ -260,3 +262,28 @@ async def test_a_user_and_password_in_the_url_reach_every_request_as_basic_auth(
         assert await client.healthy()
     basic = aiohttp.encode_basic_auth("veil", "s3cret")
     assert seen == [("/v1/models", basic), ("/health", basic)]
+
+
+async def test_a_model_id_no_bundle_may_carry_is_left_out_and_the_rest_are_served(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    """An id past ``MAX_MODEL_NAME``, empty, or with control characters is left out, once said.
+
+    A bundle listing such an id is malformed to every bot (``verify_bundle``), so one odd name
+    in the model server's list made all of its models unusable.
+    """
+    odd = ["x" * (MAX_MODEL_NAME + 1), "", "bad\nname"]
+    async with FakeVLLM(models=("veil-test", *odd)) as fake:
+        with structlog.testing.capture_logs() as logs:
+            async with run_gateway(fake.url, clock=clock) as running:
+                async with http.get(f"{running.url}/v1/keys") as response:
+                    wire = await response.json()
+                bundle = verify_bundle(wire, [running.verify_key], now=int(clock())).bundle
+                assert bundle.models == ("veil-test",)
+                assert (await post_sealed(http, running.url, seal_call(running))).text
+                await running.gateway.refresh_models()  # the next look: told no more
+    skipped = [line for line in logs if line["event"] == "gateway.models_left_out"]
+    assert len(skipped) == 1
+    assert skipped[0]["count"] == len(odd)
+    assert skipped[0]["log_level"] == "warning"
+    assert "x" * 100 not in str(skipped[0])

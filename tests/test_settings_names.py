@@ -135,3 +135,16 @@ def test_no_whole_seconds_setting_of_the_gateway_takes_never(
     with pytest.raises(ValidationError) as refused:
         GatewaySettings(_env_file=None)
     assert (field,) in [error["loc"] for error in refused.value.errors()]
+
+
+@pytest.mark.parametrize("name", ["m" * 257, "bad\tname"], ids=["too-long", "tab"])
+def test_a_fixed_model_no_bundle_may_carry_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # A bundle listing it is malformed to every client, so all the gateway's models would be
+    # unusable: VEIL_GATEWAY_MODELS is refused instead (the model server's own list is
+    # filtered, tests/test_gateway_health.py).
+    monkeypatch.setenv("VEIL_GATEWAY_MODELS", f"veil-test,{name}")
+    with pytest.raises(ValidationError) as refused:
+        GatewaySettings(_env_file=None)
+    assert ("gateway_models",) in [error["loc"] for error in refused.value.errors()]
