@@ -16,8 +16,10 @@ import pytest
 import structlog
 from aiogram.types import Message
 
+from handlers.reading import words_of
 from handlers.replies import replied_context
 from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_privacy import assert_absent, disk_bytes
 
 if TYPE_CHECKING:
@@ -346,3 +348,49 @@ def test_a_replied_table_s_caption_and_quotes_credits_are_read() -> None:
             ),
         ),
     )
+
+
+THOUGHT = "Cheese is a dairy food; the Apollo samples were basalt."
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
+async def test_a_reply_to_an_answer_with_its_thinking_folded_carries_the_answer_alone(
+    tmp_path: Path,
+    rich: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # The folded thinking (a details block; an expandable quote) was read as the answer's start.
+    model = FakeVLLM(answer=ANSWER)
+    model.reasoning = THOUGHT
+    async with running_stack(tmp_path, model_server=model, rich_messages=rich, **FAST) as stack:
+        said = stack.telegram.user.post_text(BOB, "The moon is cheese", chat_id=FRIENDS)
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot is that true?", chat_id=FRIENDS, reply_to=said
+        )
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        answer = veil_answer(stack)
+        assert "Apollo" in json.dumps(answer, ensure_ascii=False)  # the thinking was shown
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=answer["message_id"]
+        )
+        context = await asked(stack, 2)
+    assert context == [("user", f"{QUOTED}\n\nwhy?")]
+
+
+def test_only_veil_s_folded_thinking_is_left_out_of_a_replied_text() -> None:
+    # An expandable quote of the user's own, or one after an emoji (UTF-16 offsets), stays.
+    text = "👋 Hi\n💭 mulling it over\nThe answer.\n» a quote of theirs"
+    entities = [
+        {"type": "expandable_blockquote", "offset": 6, "length": 18},
+        {"type": "expandable_blockquote", "offset": 37, "length": 19},
+    ]
+    message = Message.model_validate(
+        {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": ANN, "type": "private"},
+            "text": text,
+            "entities": entities,
+        }
+    )
+    assert words_of(message) == "👋 Hi\nThe answer.\n» a quote of theirs"
