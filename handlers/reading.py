@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 _CELLS = " | "
 _NEWLINE = "\n".encode("utf-16-le")
+# Blocks that show media (a collage or slideshow holds such blocks, a map is a picture).
+_MEDIA = frozenset({"photo", "video", "animation", "audio", "document", "voice_note", "map"})
 # A piece of RichText keeps its words under one of these (a custom emoji: its alternative).
 _WORDS = ("text", "expression", "alternative_text")
 
@@ -40,6 +42,28 @@ def words_of(message: Message) -> str | None:
     if message.rich_message is None:
         return None
     return _blocks(message.rich_message.blocks) or None
+
+
+def rich_media_only(message: Message) -> bool:
+    """Whether ``message`` is a rich message of media with no words (no caption, no text).
+
+    A photo, a video, a collage of them: nothing in it the model could read.
+    """
+    rich = message.rich_message
+    return rich is not None and not _blocks(rich.blocks) and _holds_media(rich.blocks)
+
+
+def _holds_media(blocks: Iterable[object]) -> bool:
+    """Whether a media block is among ``blocks``, or inside one of them."""
+    for block in blocks:
+        if getattr(block, "type", None) in _MEDIA:
+            return True
+        inner = getattr(block, "blocks", None) or []
+        items = getattr(block, "items", None) or []
+        inner = [*inner, *(b for item in items for b in getattr(item, "blocks", None) or [])]
+        if _holds_media(inner):
+            return True
+    return False
 
 
 def _unfolded(text: str, entities: Iterable[MessageEntity]) -> str:

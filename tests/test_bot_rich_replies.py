@@ -394,3 +394,32 @@ def test_only_veil_s_folded_thinking_is_left_out_of_a_replied_text() -> None:
         }
     )
     assert words_of(message) == "👋 Hi\nThe answer.\n» a quote of theirs"
+
+
+async def test_a_question_replying_to_another_bot_s_rich_message_of_photos_alone_is_refused(
+    tmp_path: Path,
+) -> None:
+    # "What is this?" under a rich message of photos went to the model alone, answered blind.
+    photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    collage = {"type": "collage", "blocks": [{"type": "photo", "photo": photo}] * 2}
+    replied = {
+        "message_id": 40,
+        "date": 1_750_000_000,
+        "chat": {"id": ANN, "type": "private", "first_name": "Ann"},
+        "from": {"id": 4242, "is_bot": True, "first_name": "Other", "username": "other_bot"},
+        "rich_message": {"blocks": [collage, {"type": "divider"}]},
+    }
+    question = {
+        "message_id": 41,
+        "date": 1_750_000_001,
+        "chat": {"id": ANN, "type": "private", "first_name": "Ann"},
+        "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+        "text": "What is this?",
+        "reply_to_message": replied,
+    }
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.updates.push({"message": question})
+        told = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ANN)
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("replied_media")
+    assert stack.vllm.requests == []
