@@ -47,6 +47,7 @@ from handlers.callbacks import GroupSet, GroupToggle
 from handlers.commands import forwarded
 from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import (
+    EDITS_REMEMBERED,
     forum_topic,
     new_tag,
     one_off,
@@ -82,7 +83,6 @@ GROUPS = frozenset({"group", "supergroup"})
 REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
-EDITS_REMEMBERED = 10_000  # edited questions told of, newest kept (``GroupKit.edits_told``)
 
 
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:

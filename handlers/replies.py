@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 # Telegram did not take a call now: the network, a 5xx, a flood wait longer than the session
 # waits, a reply that is not the Bot API's (a proxy's page). The same call may go through later.
 TELEGRAM_LATER = (TelegramNetworkError, TelegramRetryAfter, TelegramServerError, ClientDecodeError)
+# Edited messages already told that an edit changes nothing, newest kept (``services.kept
+# .Firsts``): the private chat's and the groups' alike.
+EDITS_REMEMBERED = 10_000
 
 
 def went_out(error: BaseException) -> bool:
