@@ -383,6 +383,13 @@ class _GroupAnswer:
             self.kit.asking.discard((self.asker.chat_id, self.asker.user_id))
 
     async def _run(self) -> None:
+        """The answer in the group's turn; what it ends remembered (``ReplyChains``).
+
+        An answer that showed no text ends no thread: a reply to its placeholder, sent while
+        it stood, carried the placeholder as Veil's words, quoted above the question, and so
+        did every reply down that reply's thread. Remembered before the turn is let go, so such
+        a reply, next in the turn, knows it.
+        """
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
             tag = new_tag()
@@ -409,10 +416,16 @@ class _GroupAnswer:
                 replied=replied,
             )
             self.sink = sink
-            answer = await self.kit.chat.answer(asked, sink)
+            try:
+                answer = await self.kit.chat.answer(asked, sink)
+            except Exception:
+                if not await sink.finished():  # the placeholder is taken back (``failed``)
+                    editors.chains.remember(chat_id, placeholder, ())
+                raise
             await sink.finished()  # the final edit, if a flood wait outlasted the answer
             self.shown = None
             if not answer.text:  # never a placeholder left with its stop button
+                editors.chains.remember(chat_id, placeholder, ())
                 await sink.say(texts("cancelled" if answer.stopped else "error_backend"))
                 return
             if answer.finish_reason == "length" and not answer.stopped:
