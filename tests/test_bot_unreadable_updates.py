@@ -13,9 +13,15 @@ import json
 import warnings
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import structlog
+from aiogram import Bot
+from aiogram.types import Update
+from pydantic import ValidationError
 
-from tests.botstack import WEBHOOK_SECRET, running_stack
+from bot.telegram import unreadable_update
+from handlers.reading import words_of
+from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
 from tests.test_bot_webhook import HEADER, post
 
 if TYPE_CHECKING:
@@ -167,3 +173,25 @@ async def test_a_webhook_update_with_newer_rich_blocks_is_read_in_part(tmp_path:
     assert "The tide comes in twice a day." in asked_of_the_model(stack)
     (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
     assert (partly["update_id"], partly["via"]) == (8, "webhook")
+
+
+def test_sibling_blocks_of_newer_kinds_each_leave_and_the_rest_stay_in_order() -> None:
+    update = replying_to_a_rich_message_with_newer_blocks(update_id=9)
+    blocks = [
+        {"type": "hologram"},
+        {"type": "paragraph", "text": "first"},
+        {"type": "hologram"},
+        {"type": "list", "items": [{"label": "1.", "blocks": [{"type": "hologram"}]}]},
+        {"type": "paragraph", "text": ["second", {"type": "sparkle"}, " half"]},
+    ]
+    update["message"]["reply_to_message"]["rich_message"]["blocks"] = blocks
+    with pytest.raises(ValidationError) as failed:
+        Update.model_validate(update)
+    with structlog.testing.capture_logs() as logs:
+        read = unreadable_update(update, failed.value, Bot(TOKEN), "poll")
+    assert read is not None
+    assert read.message is not None
+    assert read.message.reply_to_message is not None
+    assert words_of(read.message.reply_to_message) == "first\n\n1.\n\nsecond half"
+    (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
+    assert partly["skipped"] == 4
