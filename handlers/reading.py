@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 _CELLS = " | "
 _NEWLINE = "\n".encode("utf-16-le")
+_MARK = MARK.encode("utf-16-le")
 # Blocks that show media (a collage or slideshow holds such blocks, a map is a picture).
 _MEDIA = frozenset({"photo", "video", "animation", "audio", "document", "voice_note", "map"})
 # A piece of RichText keeps its words under one of these (a custom emoji: its alternative).
@@ -76,7 +77,7 @@ def _unfolded(text: str, entities: Iterable[MessageEntity]) -> str:
         (2 * e.offset, 2 * (e.offset + e.length))
         for e in entities
         if e.type == "expandable_blockquote"
-        and units[2 * e.offset :].decode("utf-16-le", errors="replace").startswith(MARK)
+        and units[2 * e.offset : 2 * e.offset + len(_MARK)] == _MARK
     ]
     if not cuts:
         return text
