@@ -372,8 +372,9 @@ def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) 
     """What stands for an update that did not validate: it less what failed, its payment, its id.
 
     An update that failed only on rich content (a block of a newer Bot API's kind, in its
-    message or the one replied to) is read without that content (``bot.pruned``) and handled
-    as any, logged once (``telegram.update_read_in_part``: how many parts were left out).
+    message or the one replied to) or on a field of the message it replies to is read without
+    that part (``bot.pruned``) and handled as any, logged once
+    (``telegram.update_read_in_part``: how many parts were left out).
     A payment or refund message is read again with only what booking it needs (its ids, chat,
     sender and payment), so the Stars are journaled and credited as any; if even that does not
     validate, ``telegram.payment_unreadable`` asks the operator for ``reconcile --fix``. Any

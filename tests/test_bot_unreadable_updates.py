@@ -195,3 +195,24 @@ def test_sibling_blocks_of_newer_kinds_each_leave_and_the_rest_stay_in_order() -
     assert words_of(read.message.reply_to_message) == "first\n\n1.\n\nsecond half"
     (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
     assert partly["skipped"] == 4
+
+
+async def test_a_question_replying_to_a_message_with_a_newer_origin_is_answered(
+    tmp_path: Path,
+) -> None:
+    # A forward origin of a newer kind in the message replied to skipped the whole question.
+    replied = forwarded_from_a_newer_origin()["message"] | {"message_id": 40}
+    question = forwarded_from_a_newer_origin()["message"] | {"text": "Is that so?"}
+    del question["forward_origin"]
+    question["reply_to_message"] = replied
+    async with running_stack(tmp_path, answer="Yes.") as stack:
+        with structlog.testing.capture_logs() as logs:
+            sent = stack.telegram.updates.push({"message": question})
+            (answer,) = await stack.final_messages(ANN, 1, within=15)
+        asked = asked_of_the_model(stack)
+    assert answer["text"] == "Yes."
+    assert f"> {QUOTE}" in asked  # what could be read of the message replied to
+    assert "Is that so?" in asked
+    (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
+    assert (partly["update_id"], partly["skipped"]) == (sent["update_id"], 1)
+    assert QUOTE not in json.dumps(logs, default=str)
