@@ -69,9 +69,10 @@ from bot.formatting import (
 )
 from bot.streaming import entities_of
 from bot.telegram import UnreadableReply
-from bot.thinking import MARK, MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
+from bot.thinking import MAX_FOLDED, MIN_FOLDED, prepend, quote, tail
 from common.folded import FoldedText
 from common.logs import describe
+from common.thought import MARK
 from services.answers import Answered, LongAnswers, ReplyChains, Showing
 
 if TYPE_CHECKING:

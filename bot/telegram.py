@@ -83,6 +83,7 @@ from aiohttp import ClientError, ClientTimeout, FormData
 from aiohttp.payload import BytesPayload
 from pydantic import ValidationError
 
+from bot.pruned import without_unread
 from common.logs import describe, without_token
 from sealed.encoding import well_formed
 
@@ -107,6 +108,8 @@ QUERY_LIFE = 10.0  # seconds an inline or guest query can be answered (~10 s rep
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
 _BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)
+# Readings of an update cut each time (``_read_in_part``): a rich message nests 16 deep at most.
+_READINGS = 17
 
 
 _QUERY_TOO_OLD = "query is too old"  # Telegram's 400 for a press answered past its life
@@ -366,8 +369,12 @@ def readable_updates(raw: list[Any], bot: Bot) -> list[Update]:
 
 
 def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) -> Update | None:
-    """What stands for an update that did not validate: its payment alone, else its bare id.
+    """What stands for an update that did not validate: it less what failed, its payment, its id.
 
+    An update that failed only on rich content (a block of a newer Bot API's kind, in its
+    message or the one replied to) or on a field of the message it replies to is read without
+    that part (``bot.pruned``) and handled as any, logged once
+    (``telegram.update_read_in_part``: how many parts were left out).
     A payment or refund message is read again with only what booking it needs (its ids, chat,
     sender and payment), so the Stars are journaled and credited as any; if even that does not
     validate, ``telegram.payment_unreadable`` asks the operator for ``reconcile --fix``. Any
@@ -379,6 +386,18 @@ def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) 
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         log.warning("telegram.update_unreadable", update_id=None, via=via, error=describe(error))
         return None
+    assert isinstance(item, dict)  # noqa: S101 -- it has an update_id
+    read = _read_in_part(item, error, bot)
+    if read is not None:
+        update, skipped = read
+        log.warning(
+            "telegram.update_read_in_part",
+            update_id=update_id,
+            via=via,
+            skipped=skipped,
+            error=describe(error),
+        )
+        return update
     message = item.get("message") if isinstance(item, dict) else None
     if isinstance(message, dict) and any(field in message for field in _PAYMENT_FIELDS):
         reduced = {key: message[key] for key in _BOOKED_FIELDS if key in message}
@@ -398,6 +417,28 @@ def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) 
         return booked
     log.warning("telegram.update_unreadable", update_id=update_id, via=via, error=describe(error))
     return Update(update_id=update_id)
+
+
+def _read_in_part(
+    item: dict[str, Any], error: ValidationError, bot: Bot
+) -> tuple[Update, int] | None:
+    """The update less the rich content ``error`` failed on, and the parts left out; or None.
+
+    Read again after each cut (``bot.pruned.without_unread``), a few times at most: a block
+    that fails of itself is blamed only once what fails inside it is cut. None where it failed
+    elsewhere too, or still fails.
+    """
+    skipped = 0
+    for _ in range(_READINGS):
+        item, cut = without_unread(item, error)
+        if not cut:
+            return None
+        skipped += cut
+        try:
+            return Update.model_validate(item, context={"bot": bot}), skipped
+        except ValidationError as exc:
+            error = exc
+    return None
 
 
 def _validated(raw: dict[str, Any], bot: Bot) -> Update | None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Final
 
 from bot.formatting import MAX_ENTITIES, TELEGRAM_LIMIT, Entity, Rendered, utf16_len
+from common.thought import MARK  # opens the thinking quote, in every language
 
-MARK: Final = "💭 "  # opens the thinking quote, in every language
 ELLIPSIS: Final = "…"
 # The most of the thinking a final message keeps folded (UTF-16 units), so the answer itself
 # keeps most of the message; a longer thinking keeps its end.

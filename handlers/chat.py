@@ -39,6 +39,7 @@ from handlers.commands import TextCommand, forwarded, in_caption
 from handlers.failures import noted
 from handlers.reading import words_of
 from handlers.replies import (
+    EDITS_REMEMBERED,
     TELEGRAM_LATER,
     continue_keyboard,
     pressed_in_private,
@@ -68,7 +69,7 @@ PASTE_PART = 3500  # UTF-16 units: a message this long may be one part of a long
 PASTE_WAIT = 1.0  # seconds such a message waits for the next part
 PASTE_MOST = 25  # parts (~100,000 characters) joined at most: then it is asked as it is
 MAX_COMMAND_SHOWN = 97  # "/" + 64 characters + "@" + a 32-character bot name
-EDITS_REMEMBERED = 10_000  # edited messages already told of, newest kept
+PRESSES_REMEMBERED = 10_000  # messages whose Retry or Continue was pressed, newest kept
 # Seconds a question's update waits for its answer to start or be refused (its credit held;
 # the previous answer's final delivery first, a flood wait's minute at most): beyond that the
 # next update would go in anyway (``bot.order``'s patience).
@@ -483,7 +484,7 @@ class Presses:
     ``size``.
     """
 
-    def __init__(self, size: int = EDITS_REMEMBERED) -> None:
+    def __init__(self, size: int = PRESSES_REMEMBERED) -> None:
         self._pressed: Firsts[tuple[int, int]] = Firsts(size)
 
     def first(self, query: CallbackQuery) -> bool:

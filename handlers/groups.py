@@ -47,6 +47,7 @@ from handlers.callbacks import GroupSet, GroupToggle
 from handlers.commands import forwarded
 from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import (
+    EDITS_REMEMBERED,
     forum_topic,
     new_tag,
     one_off,
@@ -82,7 +83,6 @@ GROUPS = frozenset({"group", "supergroup"})
 REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
-EDITS_REMEMBERED = 10_000  # edited questions told of, newest kept (``GroupKit.edits_told``)
 
 
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -383,6 +383,13 @@ class _GroupAnswer:
             self.kit.asking.discard((self.asker.chat_id, self.asker.user_id))
 
     async def _run(self) -> None:
+        """The answer in the group's turn; what it ends remembered (``ReplyChains``).
+
+        An answer that showed no text ends no thread: a reply to its placeholder, sent while
+        it stood, carried the placeholder as Veil's words, quoted above the question, and so
+        did every reply down that reply's thread. Remembered before the turn is let go, so such
+        a reply, next in the turn, knows it.
+        """
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
             tag = new_tag()
@@ -409,10 +416,16 @@ class _GroupAnswer:
                 replied=replied,
             )
             self.sink = sink
-            answer = await self.kit.chat.answer(asked, sink)
+            try:
+                answer = await self.kit.chat.answer(asked, sink)
+            except Exception:
+                if not await sink.finished():  # the placeholder is taken back (``failed``)
+                    editors.chains.remember(chat_id, placeholder, ())
+                raise
             await sink.finished()  # the final edit, if a flood wait outlasted the answer
             self.shown = None
             if not answer.text:  # never a placeholder left with its stop button
+                editors.chains.remember(chat_id, placeholder, ())
                 await sink.say(texts("cancelled" if answer.stopped else "error_backend"))
                 return
             if answer.finish_reason == "length" and not answer.stopped:

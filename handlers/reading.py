@@ -7,18 +7,29 @@ blocks read as plain text here, in order, a blank line between blocks: a table a
 its cells parted by `` | ``, then its caption; a list an item a line, after its label; a
 details block its summary, then its blocks; media their caption; a quote's or a caption's credit
 after it. A thinking block (drafts only) is no text.
+
+Nor is the thinking Veil folds before an answer, behind ``common.thought.MARK``: an expandable
+quote of the text that opens with the mark, a details block whose summary does. A reply to
+that answer asks about the answer; the thinking is only shown, and it went to the model quoted
+as the answer's first words.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from common.thought import MARK
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from aiogram.types import Message
+    from aiogram.types import Message, MessageEntity
 
 _CELLS = " | "
+_NEWLINE = "\n".encode("utf-16-le")
+_MARK = MARK.encode("utf-16-le")
+# Blocks that show media (a collage or slideshow holds such blocks, a map is a picture).
+_MEDIA = frozenset({"photo", "video", "animation", "audio", "document", "voice_note", "map"})
 # A piece of RichText keeps its words under one of these (a custom emoji: its alternative).
 _WORDS = ("text", "expression", "alternative_text")
 
@@ -26,12 +37,56 @@ _WORDS = ("text", "expression", "alternative_text")
 def words_of(message: Message) -> str | None:
     """The text, caption or rich message of ``message`` as text; None when it has none."""
     if message.text is not None:
-        return message.text
+        return _unfolded(message.text, message.entities or ())
     if message.caption is not None:
         return message.caption
     if message.rich_message is None:
         return None
     return _blocks(message.rich_message.blocks) or None
+
+
+def rich_media_only(message: Message) -> bool:
+    """Whether ``message`` is a rich message of media with no words (no caption, no text).
+
+    A photo, a video, a collage of them: nothing in it the model could read.
+    """
+    rich = message.rich_message
+    return rich is not None and not _blocks(rich.blocks) and _holds_media(rich.blocks)
+
+
+def _holds_media(blocks: Iterable[object]) -> bool:
+    """Whether a media block is among ``blocks``, or inside one of them."""
+    for block in blocks:
+        if getattr(block, "type", None) in _MEDIA:
+            return True
+        inner = getattr(block, "blocks", None) or []
+        items = getattr(block, "items", None) or []
+        inner = [*inner, *(b for item in items for b in getattr(item, "blocks", None) or [])]
+        if _holds_media(inner):
+            return True
+    return False
+
+
+def _unfolded(text: str, entities: Iterable[MessageEntity]) -> str:
+    """``text`` without the thinking folded in it: each expandable quote opening with the mark.
+
+    The line break after such a quote goes with it. Offsets are UTF-16 units, as Telegram's.
+    """
+    units = text.encode("utf-16-le")
+    cuts = [
+        (2 * e.offset, 2 * (e.offset + e.length))
+        for e in entities
+        if e.type == "expandable_blockquote"
+        and units[2 * e.offset : 2 * e.offset + len(_MARK)] == _MARK
+    ]
+    if not cuts:
+        return text
+    kept, start = [], 0
+    for begin, end in sorted(cuts):
+        kept.append(units[start:begin])
+        start = max(start, end + 2 if units[end : end + 2] == _NEWLINE else end)
+    kept.append(units[start:])
+    return b"".join(kept).decode("utf-16-le", errors="replace")
 
 
 def _blocks(blocks: Iterable[object]) -> str:
@@ -44,6 +99,8 @@ def _block(block: object) -> str:
     kind = getattr(block, "type", None)
     if kind == "thinking":
         return ""
+    if kind == "details" and _rich(getattr(block, "summary", None)).startswith(MARK):
+        return ""  # Veil's folded thinking
     if kind == "table":
         rows = getattr(block, "cells", None) or []
         table = "\n".join(

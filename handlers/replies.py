@@ -15,7 +15,7 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
-from handlers.reading import words_of
+from handlers.reading import rich_media_only, words_of
 from services.prices import format_units
 from services.ton.shop import format_amount
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 # Telegram did not take a call now: the network, a 5xx, a flood wait longer than the session
 # waits, a reply that is not the Bot API's (a proxy's page). The same call may go through later.
 TELEGRAM_LATER = (TelegramNetworkError, TelegramRetryAfter, TelegramServerError, ClientDecodeError)
+# Edited messages already told that an edit changes nothing, newest kept (``services.kept
+# .Firsts``): the private chat's and the groups' alike.
+EDITS_REMEMBERED = 10_000
 
 
 def went_out(error: BaseException) -> bool:
@@ -158,8 +161,9 @@ _UNSEEN = (
 def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> bool:
     """Whether ``message`` replies to a photo, video, location, poll or the like with no caption.
 
-    There is nothing in it the model could read ("what is this?" under a photo): it would
-    answer blind, and the asker be charged for a guess. Where files are not read (groups, guest
+    There is nothing in it the model could read ("what is this?" under a photo, or under
+    another bot's rich message of photos alone): it would answer blind, and the asker be
+    charged for a guess. Where files are not read (groups, guest
     mode) a file without a caption counts too. A captioned one goes as its caption
     (``replied_context``), Veil's own messages as they are; a reply to another chat's media
     that quotes part of it is not refused (the private chat asks with the quote; a group or a
@@ -172,7 +176,7 @@ def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> boo
             return False
         if (replied.caption or "").strip():
             return False
-        return any(getattr(replied, kind) is not None for kind in kinds)
+        return rich_media_only(replied) or any(getattr(replied, kind) is not None for kind in kinds)
     external = message.external_reply
     if external is None or message.quote is not None:
         return False

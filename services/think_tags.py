@@ -14,7 +14,9 @@ as written. A tag may arrive split across deltas (``<thi`` then ``nk>``): the fe
 that may begin one are held until the next delta says. A ``<think>`` never closed is thinking
 to the end, as a reasoning parser streams it: the answer is then empty (the model ran out of
 room while thinking). After ``</think>`` only the blank lines before the text are dropped: its
-first line keeps its indentation (an answer that opens with an indented code block). A lone
+first line keeps its indentation (an answer that opens with an indented code block). Blanks
+there are those that may open an answer (a byte order mark too, never kept in the indentation),
+and a line ends where Python's ``str.splitlines`` ends one (U+2028 and U+0085 too). A lone
 ``</think>`` with no ``<think>`` before it (a chat template that opens the block in the
 prompt) is not recognised: telling it from text needs the whole answer.
 """
@@ -30,6 +32,9 @@ CLOSE: Final = "</think>"
 # The blanks opening an answer: Python's whitespace (``str.isspace``, which ``re``'s ``\s``
 # matches for ``str``) and a byte order mark.
 _OPENING_BLANKS: Final = re.compile(r"[\s\ufeff]*")
+_BOM: Final = "\ufeff"
+# What parts lines: Python's ``str.splitlines`` (``\r\n`` is a ``\r`` then a ``\n``).
+_LINE_BREAKS: Final = "\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029"
 
 Piece = tuple[Literal["text", "thought"], str]
 
@@ -90,13 +95,13 @@ class ThinkTags:
 
     def _after_thinking(self, held: str) -> list[Piece]:
         """After the thinking: blank lines before the text dropped, its indentation kept."""
-        start = len(held) - len(held.lstrip())
+        start = _blank_opening(held)
         blanks, text = held[:start], held[start:]
-        line_break = max(blanks.rfind("\n"), blanks.rfind("\r"))
+        line_break = max(map(blanks.rfind, _LINE_BREAKS))
         if line_break >= 0:
-            self._indent = [blanks[line_break + 1 :]]
+            self._indent = [blanks[line_break + 1 :].replace(_BOM, "")]
         elif self._indent is not None:
-            self._indent.append(blanks)
+            self._indent.append(blanks.replace(_BOM, ""))
         # else: blanks on the line of ``</think>``, not the text's
         if not text:
             return []

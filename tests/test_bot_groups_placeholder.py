@@ -9,16 +9,19 @@ one; it was left with its stop button, and the asker told something went wrong, 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import structlog
 
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
-from tests.test_bot_groups import ANN, ANSWER, FAST, GROUP, QUESTION, final_reply, replies
+from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.botstack import Stack
 
 PLACEHOLDER = "⏳ …"
 
@@ -67,3 +70,42 @@ async def test_a_placeholder_whose_reply_names_none_is_left_and_the_answer_comes
     events = [e["event"] for e in logs]
     assert "groups.placeholder_orphaned" in events
     assert "handler_failed" not in events
+
+
+async def asked_of_the_model(stack: Stack, count: int) -> list[tuple[str, str]]:
+    """Wait until the model was asked ``count`` times; that request's (role, content)s."""
+    async with asyncio.timeout(10):
+        while len(stack.vllm.requests) < count:  # noqa: ASYNC110 -- polls the fake's record
+            await asyncio.sleep(0.02)
+    return [(m["role"], m["content"]) for m in stack.vllm.requests[count - 1]["messages"]]
+
+
+async def test_a_placeholder_whose_answer_failed_is_no_turn_of_a_later_thread(
+    tmp_path: Path,
+) -> None:
+    # Bob replied to the placeholder while it stood; its answer then failed before any text.
+    # Bob's question went on with the placeholder quoted above it, and so did every later reply
+    # down Bob's thread: "> ⏳ …" was kept in the thread as something Veil had said.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as s:
+        first, second = asyncio.Event(), asyncio.Event()
+        s.vllm.chat_hold = first
+        s.vllm.error_mid_stream_after = 0  # the first answer fails before its first word
+        s.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await asked_of_the_model(s, 1)
+        (placeholder,) = replies(s)
+        assert placeholder["text"] == PLACEHOLDER
+        s.telegram.send_text(
+            BOB, "@veil_test_bot and the rest?", chat_id=GROUP, reply_to=placeholder["message_id"]
+        )
+        s.vllm.chat_hold = second  # Bob's question waits here, once Ann's has failed
+        first.set()
+        await asked_of_the_model(s, 2)
+        s.vllm.error_mid_stream_after = None
+        second.set()
+        (bobs,) = await final_reply(s)
+        assert bobs["text"] == ANSWER
+        s.telegram.send_text(
+            ANN, "@veil_test_bot why so?", chat_id=GROUP, reply_to=bobs["message_id"]
+        )
+        later = await asked_of_the_model(s, 3)
+    assert later == [("user", "and the rest?"), ("assistant", ANSWER), ("user", "why so?")]

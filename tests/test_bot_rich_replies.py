@@ -16,8 +16,10 @@ import pytest
 import structlog
 from aiogram.types import Message
 
+from handlers.reading import words_of
 from handlers.replies import replied_context
 from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_privacy import assert_absent, disk_bytes
 
 if TYPE_CHECKING:
@@ -346,3 +348,78 @@ def test_a_replied_table_s_caption_and_quotes_credits_are_read() -> None:
             ),
         ),
     )
+
+
+THOUGHT = "Cheese is a dairy food; the Apollo samples were basalt."
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
+async def test_a_reply_to_an_answer_with_its_thinking_folded_carries_the_answer_alone(
+    tmp_path: Path,
+    rich: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # The folded thinking (a details block; an expandable quote) was read as the answer's start.
+    model = FakeVLLM(answer=ANSWER)
+    model.reasoning = THOUGHT
+    async with running_stack(tmp_path, model_server=model, rich_messages=rich, **FAST) as stack:
+        said = stack.telegram.user.post_text(BOB, "The moon is cheese", chat_id=FRIENDS)
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot is that true?", chat_id=FRIENDS, reply_to=said
+        )
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        answer = veil_answer(stack)
+        assert "Apollo" in json.dumps(answer, ensure_ascii=False)  # the thinking was shown
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=answer["message_id"]
+        )
+        context = await asked(stack, 2)
+    assert context == [("user", f"{QUOTED}\n\nwhy?")]
+
+
+def test_only_veil_s_folded_thinking_is_left_out_of_a_replied_text() -> None:
+    # An expandable quote of the user's own, or one after an emoji (UTF-16 offsets), stays.
+    text = "👋 Hi\n💭 mulling it over\nThe answer.\n» a quote of theirs"
+    entities = [
+        {"type": "expandable_blockquote", "offset": 6, "length": 18},
+        {"type": "expandable_blockquote", "offset": 37, "length": 19},
+    ]
+    message = Message.model_validate(
+        {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": ANN, "type": "private"},
+            "text": text,
+            "entities": entities,
+        }
+    )
+    assert words_of(message) == "👋 Hi\nThe answer.\n» a quote of theirs"
+
+
+async def test_a_question_replying_to_another_bot_s_rich_message_of_photos_alone_is_refused(
+    tmp_path: Path,
+) -> None:
+    # "What is this?" under a rich message of photos went to the model alone, answered blind.
+    photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    collage = {"type": "collage", "blocks": [{"type": "photo", "photo": photo}] * 2}
+    replied = {
+        "message_id": 40,
+        "date": 1_750_000_000,
+        "chat": {"id": ANN, "type": "private", "first_name": "Ann"},
+        "from": {"id": 4242, "is_bot": True, "first_name": "Other", "username": "other_bot"},
+        "rich_message": {"blocks": [collage, {"type": "divider"}]},
+    }
+    question = {
+        "message_id": 41,
+        "date": 1_750_000_001,
+        "chat": {"id": ANN, "type": "private", "first_name": "Ann"},
+        "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+        "text": "What is this?",
+        "reply_to_message": replied,
+    }
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.updates.push({"message": question})
+        told = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ANN)
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("replied_media")
+    assert stack.vllm.requests == []

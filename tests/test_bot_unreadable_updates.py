@@ -13,13 +13,21 @@ import json
 import warnings
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import structlog
+from aiogram import Bot
+from aiogram.types import Update
+from pydantic import ValidationError
 
-from tests.botstack import WEBHOOK_SECRET, running_stack
+from bot.telegram import unreadable_update
+from handlers.reading import words_of
+from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
 from tests.test_bot_webhook import HEADER, post
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.botstack import Stack
 
 ANN = 9501
 QUOTE = "a forwarded line about the marmalade-periscope-71"
@@ -94,3 +102,117 @@ async def test_a_payment_in_an_update_it_cannot_read_is_still_booked_and_credite
     assert balance.units == 50 * 1_000_000
     (kept,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
     assert kept["kept"] == "payment"
+
+
+def replying_to_a_rich_message_with_newer_blocks(update_id: int | None = None) -> dict[str, Any]:
+    """A question replying to a rich message with blocks and text of kinds unknown here."""
+    rich = {
+        "blocks": [
+            {"type": "paragraph", "text": "The tide comes in twice a day."},
+            {"type": "hologram", "text": "a block of a newer Bot API"},
+            {
+                "type": "details",
+                "summary": "Why",
+                "blocks": [
+                    {"type": "paragraph", "text": ["The moon", {"type": "sparkle", "x": 1}]},
+                ],
+            },
+        ]
+    }
+    replied = {
+        "message_id": 40,
+        "date": 1_750_000_000,
+        "chat": {"id": ANN, "type": "private", "first_name": "Ann"},
+        "from": {"id": 4242, "is_bot": True, "first_name": "Other", "username": "other_bot"},
+        "rich_message": rich,
+    }
+    message = {
+        "message_id": 41,
+        "date": 1_750_000_001,
+        "chat": {"id": ANN, "type": "private", "first_name": "Ann"},
+        "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+        "text": "Is that so?",
+        "reply_to_message": replied,
+    }
+    update: dict[str, Any] = {"message": message}
+    return update if update_id is None else {"update_id": update_id} | update
+
+
+def asked_of_the_model(stack: Stack) -> str:
+    """What the model was last asked, every message's words joined."""
+    return "\n".join(str(m["content"]) for m in stack.vllm.requests[-1]["messages"])
+
+
+async def test_a_question_replying_to_a_rich_message_with_newer_blocks_is_answered(
+    tmp_path: Path,
+) -> None:
+    # The whole update was skipped: a block of a newer kind failed aiogram's reading of it.
+    async with running_stack(tmp_path, answer="Yes.") as stack:
+        with structlog.testing.capture_logs() as logs:
+            sent = stack.telegram.updates.push(replying_to_a_rich_message_with_newer_blocks())
+            (answer,) = await stack.final_messages(ANN, 1, within=15)
+        asked = asked_of_the_model(stack)
+    assert answer["text"] == "Yes."
+    assert "Is that so?" in asked
+    assert "The tide comes in twice a day." in asked  # what could be read of the reply
+    assert "The moon" in asked  # a paragraph less its piece of an unknown kind
+    assert "a block of a newer Bot API" not in asked
+    (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
+    assert (partly["update_id"], partly["via"], partly["skipped"]) == (sent["update_id"], "poll", 2)
+    assert not [e for e in logs if e["event"] == "telegram.update_unreadable"]
+    assert "tide" not in json.dumps(logs, default=str)
+
+
+async def test_a_webhook_update_with_newer_rich_blocks_is_read_in_part(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, webhook=True, answer="Yes.") as stack:
+        with structlog.testing.capture_logs() as logs:
+            sent = replying_to_a_rich_message_with_newer_blocks(update_id=8)
+            assert await post(stack, sent, {HEADER: WEBHOOK_SECRET}) == 200
+            (answer,) = await stack.final_messages(ANN, 1, within=15)
+    assert answer["text"] == "Yes."
+    assert "The tide comes in twice a day." in asked_of_the_model(stack)
+    (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
+    assert (partly["update_id"], partly["via"]) == (8, "webhook")
+
+
+def test_sibling_blocks_of_newer_kinds_each_leave_and_the_rest_stay_in_order() -> None:
+    update = replying_to_a_rich_message_with_newer_blocks(update_id=9)
+    blocks = [
+        {"type": "hologram"},
+        {"type": "paragraph", "text": "first"},
+        {"type": "hologram"},
+        {"type": "list", "items": [{"label": "1.", "blocks": [{"type": "hologram"}]}]},
+        {"type": "paragraph", "text": ["second", {"type": "sparkle"}, " half"]},
+    ]
+    update["message"]["reply_to_message"]["rich_message"]["blocks"] = blocks
+    with pytest.raises(ValidationError) as failed:
+        Update.model_validate(update)
+    with structlog.testing.capture_logs() as logs:
+        read = unreadable_update(update, failed.value, Bot(TOKEN), "poll")
+    assert read is not None
+    assert read.message is not None
+    assert read.message.reply_to_message is not None
+    assert words_of(read.message.reply_to_message) == "first\n\n1.\n\nsecond half"
+    (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
+    assert partly["skipped"] == 4
+
+
+async def test_a_question_replying_to_a_message_with_a_newer_origin_is_answered(
+    tmp_path: Path,
+) -> None:
+    # A forward origin of a newer kind in the message replied to skipped the whole question.
+    replied = forwarded_from_a_newer_origin()["message"] | {"message_id": 40}
+    question = forwarded_from_a_newer_origin()["message"] | {"text": "Is that so?"}
+    del question["forward_origin"]
+    question["reply_to_message"] = replied
+    async with running_stack(tmp_path, answer="Yes.") as stack:
+        with structlog.testing.capture_logs() as logs:
+            sent = stack.telegram.updates.push({"message": question})
+            (answer,) = await stack.final_messages(ANN, 1, within=15)
+        asked = asked_of_the_model(stack)
+    assert answer["text"] == "Yes."
+    assert f"> {QUOTE}" in asked  # what could be read of the message replied to
+    assert "Is that so?" in asked
+    (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
+    assert (partly["update_id"], partly["skipped"]) == (sent["update_id"], 1)
+    assert QUOTE not in json.dumps(logs, default=str)

@@ -33,6 +33,7 @@ ANSWERS = [
     "\ufeff<think>x</think>y",
     "\n\ufeff<think>x</think>\n \n    def f():\n        pass\n",
     "<think>x</think>  \r\n\t code\n",
+    "<think>x</think> \ufeff\u2028\x85\ufeff  \ufeff code\n",
     "\n\n\n",
     "",
 ]

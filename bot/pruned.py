@@ -1,0 +1,96 @@
+"""An update read in part: the rich content this aiogram cannot read, left out.
+
+A rich message (Bot API 10.1) is a tree of blocks and pieces of text, each of a ``type`` from
+lists Telegram grows; aiogram reads the kinds it knows and nothing else, so one block of a
+newer kind (in a message, or in the rich message it replies to) failed the whole update, which
+was then skipped: the user's question was never answered, nor told why. ``without_unread``
+takes out the smallest part of a rich message that holds each failure (a piece of text, else
+its block), so the rest of the update can be read and handled. So does a field of a newer
+kind in a message replied to (a kind of forward origin this aiogram does not know, say): that
+field is left out of it, the question replying to it is still answered.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+__all__ = ["without_unread"]
+
+_RICH = "rich_message"  # any message's rich content: its own, a replied one's, a pinned one's
+# A message replied to, in this chat or another: read without what fails in it, the reply
+# itself is still read (its question answered, without the part it could not read).
+_REPLIED = frozenset({"reply_to_message", "external_reply"})
+
+Spot = tuple[str | int, ...]  # keys and indexes from the update down to the part left out
+
+
+def without_unread(raw: dict[str, Any], error: ValidationError) -> tuple[dict[str, Any], int]:
+    """``raw`` without the parts ``error`` failed on, and how many parts were left out.
+
+    Each failure takes out the innermost list item under a ``rich_message`` that holds it: a
+    piece of text of a kind unknown here, or the block holding what is; else, in a message
+    replied to, the field of it that holds the failure (the message, where it lacks one). A
+    block whose piece of text is taken out stays: pydantic also blames the block for it (its
+    text is no ``str`` either), and a block that fails for a reason of its own fails again, to
+    be taken out when read again. ``raw`` is unchanged; (``raw``, 0) when some failure lies
+    elsewhere (in the message itself), where nothing is left out.
+    """
+    spots: set[Spot] = set()
+    for failure in error.errors(include_url=False, include_input=False, include_context=False):
+        spot = _spot(raw, failure["loc"])
+        if spot is None:
+            return raw, 0
+        spots.add(spot)
+    spots = {s for s in spots if not any(len(o) > len(s) and o[: len(s)] == s for o in spots)}
+    pruned = copy.deepcopy(raw)
+    # The deepest and last first: an item taken out moves none of those still to take out.
+    for spot in sorted(spots, key=_order, reverse=True):
+        node: Any = pruned
+        for step in spot[:-1]:
+            node = node[step]
+        del node[spot[-1]]
+    return pruned, len(spots)
+
+
+def _spot(raw: dict[str, Any], loc: tuple[str | int, ...]) -> Spot | None:
+    """Where in ``raw`` the part to leave out for a failure at ``loc`` is (``without_unread``).
+
+    pydantic's path names the member of a union it tried (``paragraph``, ``RichTextBold``,
+    ``str``) beside the keys and indexes of the input: those are no step in ``raw``. None when
+    the failure is neither in rich content nor in a message replied to.
+    """
+    node: Any = raw
+    path: list[str | int] = []
+    rich = False
+    item = replied = 0
+    for step in loc:
+        if not _steps_in(node, step):
+            continue  # a union member's name
+        node = node[step]
+        path.append(step)
+        rich = rich or step == _RICH
+        if rich and isinstance(step, int):
+            item = len(path)
+        if step in _REPLIED and not rich:
+            replied = len(path)
+    if item:
+        return tuple(path[:item])
+    if replied:  # the replied message's field that failed; the message itself, if none did
+        return tuple(path[: replied + 1])
+    return None
+
+
+def _steps_in(node: object, step: str | int) -> bool:
+    """Whether ``step`` is a key of ``node`` (an object) or an index of it (an array)."""
+    if isinstance(node, dict):
+        return isinstance(step, str) and step in node
+    return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+
+
+def _order(spot: Spot) -> tuple[tuple[int, str | int], ...]:
+    """A key sorting spots in one order whatever mix of keys and indexes they hold."""
+    return tuple((0, step) if isinstance(step, int) else (1, step) for step in spot)
