@@ -20,13 +20,15 @@ export const CLOSE = "</think>";
 
 /** Blanks as Python's str.strip() counts them (JavaScript's trim() also takes U+FEFF). */
 const BLANKS = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
-const LEADING = new RegExp(`^${BLANKS}+`);
 const ONLY_BLANKS = new RegExp(`^${BLANKS}*$`);
 const BLANK = new RegExp(`^${BLANKS}$`);
 /** Blanks that may open an answer: those and a byte order mark (U+FEFF). */
 const OPENING_BLANKS = `${BLANKS.slice(0, -1)}\\ufeff]`;
 const OPENING = new RegExp(`^${OPENING_BLANKS}+`);
 const ONLY_OPENING = new RegExp(`^${OPENING_BLANKS}*$`);
+/** What parts lines: Python's str.splitlines (\r\n is a \r then a \n). */
+const LINE_BREAKS = /[\n\v\f\r\x1c-\x1e\x85\u2028\u2029]/g;
+const BOMS = /\ufeff/g;
 
 /** Whether ``text`` is blanks alone (or nothing), as Python's ``not text.strip()`` says. */
 export function isBlank(text) {
@@ -105,11 +107,11 @@ export class ThinkTags {
 
   /** After the thinking: blank lines before the text dropped, its indentation kept. */
   afterThinking(held) {
-    const text = held.replace(LEADING, "");
+    const text = held.replace(OPENING, "");
     const blanks = held.slice(0, held.length - text.length);
-    const lineBreak = Math.max(blanks.lastIndexOf("\n"), blanks.lastIndexOf("\r"));
-    if (lineBreak >= 0) this.indent = [blanks.slice(lineBreak + 1)];
-    else if (this.indent !== null) this.indent.push(blanks);
+    const lineBreak = lastLineBreak(blanks);
+    if (lineBreak >= 0) this.indent = [blanks.slice(lineBreak + 1).replace(BOMS, "")];
+    else if (this.indent !== null) this.indent.push(blanks.replace(BOMS, ""));
     // else: blanks on the line of </think>, not the text's
     if (!text) return [];
     const indent = (this.indent || []).join("");
@@ -127,6 +129,13 @@ export class ThinkTags {
     if (!held) return [];
     return [[this.state === "thinking" ? "thought" : "text", held]];
   }
+}
+
+/** Where the last line break in ``text`` is (-1 when none), as Python's str.splitlines parts. */
+function lastLineBreak(text) {
+  let at = -1;
+  for (const found of text.matchAll(LINE_BREAKS)) at = found.index;
+  return at;
 }
 
 /** How many characters at the end of ``text`` may begin </think> (0 when none). */

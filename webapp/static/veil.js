@@ -6123,12 +6123,13 @@
   var OPEN = "<think>";
   var CLOSE = "</think>";
   var BLANKS = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
-  var LEADING = new RegExp(`^${BLANKS}+`);
   var ONLY_BLANKS = new RegExp(`^${BLANKS}*$`);
   var BLANK = new RegExp(`^${BLANKS}$`);
   var OPENING_BLANKS = `${BLANKS.slice(0, -1)}\\ufeff]`;
   var OPENING = new RegExp(`^${OPENING_BLANKS}+`);
   var ONLY_OPENING = new RegExp(`^${OPENING_BLANKS}*$`);
+  var LINE_BREAKS = /[\n\v\f\r\x1c-\x1e\x85\u2028\u2029]/g;
+  var BOMS = /\ufeff/g;
   function isBlank(text) {
     return ONLY_BLANKS.test(text);
   }
@@ -6195,11 +6196,11 @@
     }
     /** After the thinking: blank lines before the text dropped, its indentation kept. */
     afterThinking(held) {
-      const text = held.replace(LEADING, "");
+      const text = held.replace(OPENING, "");
       const blanks = held.slice(0, held.length - text.length);
-      const lineBreak = Math.max(blanks.lastIndexOf("\n"), blanks.lastIndexOf("\r"));
-      if (lineBreak >= 0) this.indent = [blanks.slice(lineBreak + 1)];
-      else if (this.indent !== null) this.indent.push(blanks);
+      const lineBreak = lastLineBreak(blanks);
+      if (lineBreak >= 0) this.indent = [blanks.slice(lineBreak + 1).replace(BOMS, "")];
+      else if (this.indent !== null) this.indent.push(blanks.replace(BOMS, ""));
       if (!text) return [];
       const indent = (this.indent || []).join("");
       this.indent = null;
@@ -6216,6 +6217,11 @@
       return [[this.state === "thinking" ? "thought" : "text", held]];
     }
   };
+  function lastLineBreak(text) {
+    let at = -1;
+    for (const found of text.matchAll(LINE_BREAKS)) at = found.index;
+    return at;
+  }
   function partialClose(text) {
     for (let length = Math.min(text.length, CLOSE.length - 1); length > 0; length--) {
       if (CLOSE.startsWith(text.slice(-length))) return length;
