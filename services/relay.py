@@ -18,12 +18,14 @@ bot holds ciphertext only. For one request the relay:
 
 Stopping is metered: only the page can make the cancel proof, so it sends it here and the relay
 forwards it; the stream then ends with a ``stopped`` receipt within ``stop_grace`` seconds, or
-the relay hangs up and fetches it. A page that goes away, an answer past ``max_answer_seconds``
-and shutdown hang up too (the gateway stops the model and keeps the receipt). On shutdown the
-relay first takes no new answers (``stop_taking``) and the bot waits for the running ones
-within its grace (``wait_idle``, ``bot.shutdown``) before ``close`` hangs up on the rest. One
-answer at a time per user (a question waits, briefly, for an answer its page left to be
-settled). Nothing here sees or logs text: ids, counts and outcomes only.
+the relay hangs up and fetches it. A gateway that has not replied within the grace of a stop
+is hung up on too, and settled from its late receipt if it had begun after all. A page that
+goes away, an answer past ``max_answer_seconds`` and shutdown hang up too (the gateway stops
+the model and keeps the receipt). On shutdown the relay first takes no new answers
+(``stop_taking``) and the bot waits for the running ones within its grace (``wait_idle``,
+``bot.shutdown``) before ``close`` hangs up on the rest. One answer at a time per user (a
+question waits, briefly, for an answer its page left to be settled). Nothing here sees or
+logs text: ids, counts and outcomes only.
 """
 
 from __future__ import annotations
@@ -239,13 +241,18 @@ class RelayService:
             try:
                 response = await self._posted(answer, body)
             except StoppedBeforeAnswer:
-                await self._settle_given_up(answer, hold)
+                settling = self._settle_given_up(answer, hold)
+                if answer._posting is None:  # noqa: SLF001 -- nothing was sent: released now
+                    await settling
+                else:  # the page hears at once; the gateway's receipt is looked for meanwhile
+                    answer._task = asyncio.create_task(settling, name="veil-relay")  # noqa: SLF001
                 raise
             except BaseException:
                 await self._credit.release(hold)
                 raise
         except BaseException:
-            self._ended(answer)
+            if answer._task is None:  # noqa: SLF001 -- (else that task ends it)
+                self._ended(answer)
             raise
         answer._response = response  # noqa: SLF001 -- the service owns the answer's parts
         if answer.reason:  # abandoned (shutdown) while the gateway was asked: hang up at once
@@ -371,7 +378,7 @@ class RelayService:
         holding it): a stop's cancel is sent once more, so that the gateway stops the model now
         (else it stops once it finds the bot hung up), and the ``stopped`` receipt it keeps is
         fetched and charged. A gateway that never had the question has no receipt: nothing is
-        charged.
+        charged. Ends the answer: until then a next question of the user's waits for it.
         """
         ticket = answer.ticket
         try:
@@ -384,6 +391,8 @@ class RelayService:
             answer.charge = await self._settle(answer, hold, receipt)
         except BillingError:
             log.exception("relay.settle_failed", request_id=ticket.request_id.hex())
+        finally:
+            self._ended(answer)
 
     async def _pump(
         self, answer: RelayedAnswer, response: aiohttp.ClientResponse, hold: Hold

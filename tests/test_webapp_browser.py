@@ -549,9 +549,12 @@ async def test_a_stop_that_overtakes_its_question_is_honoured_while_the_gateway_
             stack.to_bot.release.set()
             await page.wait_for_selector("#notice[data-status=unanswered]", timeout=20000)
         finally:
+            await stack.to_gateway.drop()  # what waited on the way never reaches the gateway
             stack.to_gateway.open.set()
         assert await page.get_attribute("#send", "data-state") == "send"
         assert await page.input_value("#question") == QUESTION
+        # (the bot asks the gateway for a receipt first, in case it had begun after all)
+        await wait_until(lambda: not relay.busy(USER_ID))
         rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
         assert rows == [("released",)]
         await page.context.close()
@@ -1000,11 +1003,14 @@ async def test_stop_while_the_model_server_never_begins_the_answer_ends_it_uncha
             await page.click("#send")
             await page.wait_for_selector("#notice[data-status=unanswered]", timeout=15000)
         finally:
+            await stack.to_gateway.drop()  # what waited on the way never reaches the gateway
             stack.to_gateway.open.set()
         assert "nothing was charged" in await page.inner_text("#notice")
         assert await page.get_attribute("#send", "data-state") == "send"
         assert await page.input_value("#question") == QUESTION
         assert await page.locator(".bubble").count() == 0
+        # (the bot asks the gateway for a receipt first, in case it had begun after all)
+        await wait_until(lambda: not relay.busy(USER_ID))
         rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
         assert rows == [("released",)]
         await page.context.close()
