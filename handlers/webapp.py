@@ -380,6 +380,7 @@ async def handle_account(_request: web.Request, relay: RelayService, user: WebUs
             "context_tokens": relay.context_tokens,
             "max_answer_tokens": relay.max_answer_tokens,
             "min_answer_tokens": relay.min_answer_tokens,
+            "max_answer_seconds": relay.max_answer_seconds,
             "busy": relay.busy(user.id),
         }
     )
