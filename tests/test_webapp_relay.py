@@ -493,6 +493,11 @@ async def test_bad_declarations_and_reused_request_ids_are_refused_before_the_ga
             ({"Veil-Gateway": "9"}, body, 400, "bad_request"),
             ({"Veil-Max-Tokens": "99999"}, body, 400, "bad_request"),
             ({"Veil-Model": "another-model"}, body, 400, "bad_request"),
+            # Percent-encoded as the page sends it: what decodes to no served model is refused.
+            ({"Veil-Model": "veil-test%0A"}, body, 400, "bad_request"),
+            ({"Veil-Model": "veil-test%FF"}, body, 400, "bad_request"),
+            ({"Veil-Model": "%"}, body, 400, "bad_request"),
+            ({"Veil-Model": "%00"}, body, 400, "bad_request"),
             ({"Veil-Proof": "short"}, body, 400, "bad_request"),
             ({"Veil-Request-Id": "zz"}, body, 400, "bad_request"),
             ({"Veil-Request-Id": "ab" * 16}, body[:-1], 400, "bad_request"),  # not a bucket
