@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import structlog
 from aiogram.utils.web_app import safe_parse_webapp_init_data
@@ -380,6 +380,7 @@ async def handle_account(_request: web.Request, relay: RelayService, user: WebUs
             "context_tokens": relay.context_tokens,
             "max_answer_tokens": relay.max_answer_tokens,
             "min_answer_tokens": relay.min_answer_tokens,
+            "max_answer_seconds": relay.max_answer_seconds,
             "busy": relay.busy(user.id),
         }
     )
@@ -412,7 +413,7 @@ def _ticket(request: web.Request) -> Ticket:
             raise MalformedMessage("a proof is 32 bytes")
     except (ValueError, MalformedMessage) as exc:
         raise BadRelayRequest("bad Veil-* headers") from exc
-    model = headers.get(MODEL_HEADER, "")
+    model = unquote(headers.get(MODEL_HEADER, ""))  # percent-encoded: a header is Latin-1 at most
     if not model or not 0 < gateway <= MAX_JSON_INT or not 0 < max_tokens <= MAX_JSON_INT:
         raise BadRelayRequest("bad Veil-* headers")
     return Ticket(gateway, request_id, model, max_tokens, proof)
@@ -429,7 +430,7 @@ async def handle_relay(
     """
     ticket = _ticket(request)
     body = await _read_body(request, max_request_size(Suite.MLKEM768_X25519))
-    answer = await relay.relay(user.id, ticket, body)
+    answer = await relay.relay(user.id, ticket, body, request.transport)
     response = web.StreamResponse(headers={"Content-Type": SEALED_STREAM_TYPE, **API_HEADERS})
     stall = request.app[STALL]
     try:

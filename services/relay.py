@@ -18,12 +18,14 @@ bot holds ciphertext only. For one request the relay:
 
 Stopping is metered: only the page can make the cancel proof, so it sends it here and the relay
 forwards it; the stream then ends with a ``stopped`` receipt within ``stop_grace`` seconds, or
-the relay hangs up and fetches it. A page that goes away, an answer past ``max_answer_seconds``
-and shutdown hang up too (the gateway stops the model and keeps the receipt). On shutdown the
-relay first takes no new answers (``stop_taking``) and the bot waits for the running ones
-within its grace (``wait_idle``, ``bot.shutdown``) before ``close`` hangs up on the rest. One
-answer at a time per user (a question waits, briefly, for an answer its page left to be
-settled). Nothing here sees or logs text: ids, counts and outcomes only.
+the relay hangs up and fetches it. A gateway that has not replied within the grace of a stop
+is hung up on too, and settled from its late receipt if it had begun after all. A page that
+goes away, an answer past ``max_answer_seconds`` and shutdown hang up too (the gateway stops
+the model and keeps the receipt). On shutdown the relay first takes no new answers
+(``stop_taking``) and the bot waits for the running ones within its grace (``wait_idle``,
+``bot.shutdown``) before ``close`` hangs up on the rest. One answer at a time per user (a
+question waits, briefly, for an answer its page left to be settled). Nothing here sees or
+logs text: ids, counts and outcomes only.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class RelayService:
         self.context_tokens = context_tokens  # the bot's window limit, for the page to fit
         self.max_answer_tokens = max_answer_tokens
         self.min_answer_tokens = min_answer_tokens
-        self._max_seconds = max_answer_seconds
+        self.max_answer_seconds = max_answer_seconds  # the page tells an answer cut at it
         self._stop_grace = stop_grace
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=pool_wait, sock_connect=connect_timeout, sock_read=read_timeout
@@ -185,18 +187,30 @@ class RelayService:
         """How many answers are being relayed now."""
         return len(self._running)
 
-    def _ended(self, user_id: int) -> None:
-        self._running.pop(user_id, None)
+    def _ended(self, answer: RelayedAnswer) -> None:
+        if self._running.get(answer.user_id) is answer:
+            del self._running[answer.user_id]
+        answer._settled.set()  # noqa: SLF001 -- the service owns the answer's parts
         if not self._running:
             self._idle.set()
 
-    async def relay(self, user_id: int, ticket: Ticket, body: bytes) -> RelayedAnswer:
+    async def relay(
+        self,
+        user_id: int,
+        ticket: Ticket,
+        body: bytes,
+        page: asyncio.BaseTransport | None = None,
+    ) -> RelayedAnswer:
         """Hold, countersign and send ``body``; the answer to iterate once the gateway took it.
+
+        ``page``: the connection the page asked on; one closed while the gateway is still being
+        asked tells a question the user sends next that no one waits for this answer.
 
         Raises ``AnswerInProgress``, ``BadRelayRequest``, ``RequestIdTaken``,
         ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released),
         ``StoppedBeforeAnswer`` (a stop gave up on a gateway that had not begun within the
-        stop's grace) or ``InferenceUnavailable``; nothing is charged for any of them.
+        stop's grace: charged only what the gateway's receipt says, if it had begun after all)
+        or ``InferenceUnavailable``; nothing is charged for the others.
         """
         if not self._taking:
             raise InferenceUnavailable("the bot is shutting down")
@@ -211,6 +225,7 @@ class RelayService:
         window = signed.bundle.window(ticket.model)
         prompt = prompt if window is None else min(prompt, window)
         answer = RelayedAnswer(user_id, ticket, gateway, signed, body_hash(body), new_relay_key())
+        answer._page = page  # noqa: SLF001 -- the service owns the answer's parts
         self._running[user_id] = answer
         self._idle.clear()
         try:
@@ -225,11 +240,19 @@ class RelayService:
             )
             try:
                 response = await self._posted(answer, body)
+            except StoppedBeforeAnswer:
+                settling = self._settle_given_up(answer, hold)
+                if answer._posting is None:  # noqa: SLF001 -- nothing was sent: released now
+                    await settling
+                else:  # the page hears at once; the gateway's receipt is looked for meanwhile
+                    answer._task = asyncio.create_task(settling, name="veil-relay")  # noqa: SLF001
+                raise
             except BaseException:
                 await self._credit.release(hold)
                 raise
         except BaseException:
-            self._ended(user_id)
+            if answer._task is None:  # noqa: SLF001 -- (else that task ends it)
+                self._ended(answer)
             raise
         answer._response = response  # noqa: SLF001 -- the service owns the answer's parts
         if answer.reason:  # abandoned (shutdown) while the gateway was asked: hang up at once
@@ -255,15 +278,21 @@ class RelayService:
         on and settled from its late receipt, which can take a moment. A question asked
         meanwhile (from the page opened again) waits for that, ``stop_grace`` seconds at most
         (``InferenceUnavailable`` if shutdown began meanwhile); an answer still being written
-        to a page (another one of the user's) refuses it.
+        to a page (another one of the user's) refuses it. An answer whose page went while the
+        gateway was still being asked is hung up on here (nothing else would notice before
+        the gateway replied): the gateway stops the model and keeps the receipt.
         """
         answer = self._running.get(user_id)
         if answer is None:
             return
-        task = answer._task  # noqa: SLF001 -- the service owns the answer's parts
-        if answer.reason and task is not None:
+        if not answer.reason and answer._task is None and answer._page_gone():  # noqa: SLF001
+            answer.abandon("page_gone")
+            answer._give_up()  # noqa: SLF001 -- the service owns the answer's parts
+        if answer.reason:
             log.info("relay.waits_for_settling", user_id=user_id, cut=answer.reason)
-            await asyncio.wait({task}, timeout=self._stop_grace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._stop_grace):
+                    await answer._settled.wait()  # noqa: SLF001
             if not self._taking:  # shutdown began while it waited
                 raise InferenceUnavailable("the bot is shutting down")
         if user_id in self._running:
@@ -283,7 +312,13 @@ class RelayService:
         return gateway
 
     async def _posted(self, answer: RelayedAnswer, body: bytes) -> aiohttp.ClientResponse:
-        """``_post``; ``StoppedBeforeAnswer`` once a stop gave up on a gateway yet to begin."""
+        """``_post``; ``StoppedBeforeAnswer`` once a stop gave up on a gateway yet to begin.
+
+        A stop whose grace ended while the hold was still being taken sends nothing at all.
+        """
+        if answer._given_up:  # noqa: SLF001 -- the service owns the answer's parts
+            _log_stopped_before(answer, sent=False)
+            raise StoppedBeforeAnswer("the answer was stopped before it was sent")
         posting = asyncio.ensure_future(self._post(answer, body))
         answer._posting = posting  # noqa: SLF001 -- the service owns the answer's parts
         try:
@@ -291,13 +326,7 @@ class RelayService:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if posting.cancelled() and (task is None or not task.cancelling()):
-                ticket = answer.ticket
-                log.info(
-                    "relay.stopped_before_answer",
-                    user_id=answer.user_id,
-                    request_id=ticket.request_id.hex(),
-                    gateway=answer.gateway.index,
-                )
+                _log_stopped_before(answer, sent=True)
                 raise StoppedBeforeAnswer("the gateway had not begun the answer") from None
             raise
 
@@ -341,6 +370,30 @@ class RelayService:
         log.warning("relay.refused", gateway=gateway.index, status=response.status, code=code)
         raise GatewayRefused(response.status, code, retry_after=retry_after)
 
+    async def _settle_given_up(self, answer: RelayedAnswer, hold: Hold) -> None:
+        """Settle an answer given up on before the gateway replied: from its receipt, if any.
+
+        Given up for a stop, or because the page went. The question may well have reached the
+        gateway, which began the answer while its reply was on its way (a slow network, a proxy
+        holding it): a stop's cancel is sent once more, so that the gateway stops the model now
+        (else it stops once it finds the bot hung up), and the ``stopped`` receipt it keeps is
+        fetched and charged. A gateway that never had the question has no receipt: nothing is
+        charged. Ends the answer: until then a next question of the user's waits for it.
+        """
+        ticket = answer.ticket
+        try:
+            receipt = None
+            if answer._posting is not None:  # noqa: SLF001 -- the question was sent
+                proof = answer._stop_proof  # noqa: SLF001 -- the service owns the answer's parts
+                if proof is not None:
+                    await self._control.cancel_proven(answer.gateway, ticket.request_id, proof)
+                receipt = await self._late_receipt(answer)
+            answer.charge = await self._settle(answer, hold, receipt)
+        except BillingError:
+            log.exception("relay.settle_failed", request_id=ticket.request_id.hex())
+        finally:
+            self._ended(answer)
+
     async def _pump(
         self, answer: RelayedAnswer, response: aiohttp.ClientResponse, hold: Hold
     ) -> None:
@@ -350,7 +403,7 @@ class RelayService:
         gateway.in_flight += 1
         try:
             try:
-                async with asyncio.timeout(self._max_seconds) as scope:
+                async with asyncio.timeout(self.max_answer_seconds) as scope:
                     answer._scope = scope  # noqa: SLF001
                     if answer._stop_proof is not None:  # noqa: SLF001 -- stopped before it began
                         await self._cancel(answer, answer._stop_proof)  # noqa: SLF001
@@ -369,6 +422,7 @@ class RelayService:
                 answer.reason = answer.reason or type(exc).__name__
             finally:
                 answer._scope = None  # noqa: SLF001 -- the stream is over: no grace to set now
+                answer._stream_over = True  # noqa: SLF001 -- nothing to cut (``abandon``)
                 response.close()
                 gateway.in_flight -= 1
             receipt = await self._receipt(answer, framer)
@@ -376,7 +430,7 @@ class RelayService:
         except BillingError:
             log.exception("relay.settle_failed", request_id=answer.ticket.request_id.hex())
         finally:
-            self._ended(answer.user_id)
+            self._ended(answer)
             answer._queue.put_nowait(None)  # noqa: SLF001
 
     async def _receipt(self, answer: RelayedAnswer, framer: StreamFramer) -> SignedReceipt | None:
@@ -388,6 +442,11 @@ class RelayService:
                 return self._verified(answer, receipt)
             except (ReceiptInvalid, MalformedMessage):
                 log.warning("relay.relay_receipt_invalid", request_id=ticket.request_id.hex())
+        return await self._late_receipt(answer)
+
+    async def _late_receipt(self, answer: RelayedAnswer) -> SignedReceipt | None:
+        """The receipt the gateway kept, fetched with the page's proof and verified; or None."""
+        ticket = answer.ticket
         final = await self._control.fetch_receipt_proven(
             answer.gateway, ticket.request_id, ticket.receipt_proof
         )
@@ -530,6 +589,18 @@ class RelayService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+def _log_stopped_before(answer: RelayedAnswer, *, sent: bool) -> None:
+    """One line for a stop that gave up on a gateway yet to begin; ``sent``: the question was."""
+    log.info(
+        "relay.stopped_before_answer",
+        user_id=answer.user_id,
+        request_id=answer.ticket.request_id.hex(),
+        gateway=answer.gateway.index,
+        sent=sent,
+        cut=answer.reason,
+    )
 
 
 def _seconds(value: str) -> float | None:

@@ -107,6 +107,10 @@ class RelayedAnswer:
     _task: asyncio.Task[None] | None = None
     _stop_proof: str | None = None  # a stop that came before the gateway took the request
     _posting: asyncio.Future[aiohttp.ClientResponse] | None = None  # the request to the gateway
+    _given_up: bool = False  # a stop's grace ended before the request was sent: send none
+    _stream_over: bool = False  # the gateway's stream has ended (whole or cut)
+    _page: asyncio.BaseTransport | None = None  # the connection the page asked on
+    _settled: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is settled
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -116,17 +120,31 @@ class RelayedAnswer:
             yield data
 
     def abandon(self, reason: str = "page_gone") -> None:
-        """Stop relaying: hang up on the gateway (it stops the model and keeps the receipt)."""
-        if not self.reason:
+        """Stop relaying: hang up on the gateway (it stops the model and keeps the receipt).
+
+        Once the stream has ended there is nothing to cut: ``reason`` then stays as it was.
+        """
+        if not self.reason and not self._stream_over:
             self.reason = reason
         if self._response is not None:
             self._response.close()
 
     def _give_up(self) -> None:
-        """Stop waiting for a gateway that has not begun the answer (a stop is pending)."""
-        if self._response is None and self._posting is not None and not self._posting.done():
-            self.reason = self.reason or "stopped_before_answer"
+        """Stop waiting for a gateway that has not begun the answer (a stop is pending).
+
+        A request not sent yet (its hold still being taken) is then not sent at all.
+        """
+        if self._response is not None or (self._posting is not None and self._posting.done()):
+            return
+        self.reason = self.reason or "stopped_before_answer"
+        if self._posting is None:
+            self._given_up = True
+        else:
             self._posting.cancel()
+
+    def _page_gone(self) -> bool:
+        """Whether the connection the page asked on has closed."""
+        return self._page is not None and self._page.is_closing()
 
     def _hand_on(self, data: bytes, chunks: int) -> None:
         self.forwarded += chunks

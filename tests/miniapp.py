@@ -36,7 +36,7 @@ from tests.fakes.vllm import FakeVLLM
 from tests.harness import run_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
 
     import aiohttp
@@ -178,7 +178,7 @@ class PythonPage:
             "Content-Type": "application/vnd.veil.sealed-request",
             "Veil-Gateway": str(first["gateway"]),
             "Veil-Request-Id": request_id.hex(),
-            "Veil-Model": chat["model"],
+            "Veil-Model": quote(chat["model"], safe=""),  # percent-encoded, as the page sends it
             "Veil-Max-Tokens": str(chat["max_completion_tokens"]),
             "Veil-Proof": b64e(receipt_proof or make_receipt_proof(response_key, request_id)),
         }
@@ -302,17 +302,21 @@ async def webapp_stack(  # noqa: PLR0913 -- every knob a test may turn
     tamper: bool = False,
     max_model_len: int = 4096,
     suite: Suite = Suite.X25519,
+    models: Sequence[str] = ("veil-test",),
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[MiniStack]:
     """Run the whole chain with the Mini App served.
 
     ``max_model_len`` is the model's window (the gateway's bundle states it); ``suite`` the
-    gateway's HPKE suite; ``tamper`` sends the bot's gateway traffic through
-    ``stack.tampering`` (then the recording proxy); ``settings`` override the bot's.
+    gateway's HPKE suite; ``models`` the models the model server serves; ``tamper`` sends the
+    bot's gateway traffic through ``stack.tampering`` (then the recording proxy); ``settings``
+    override the bot's.
     """
     async with (
         FakeTelegram(token=TOKEN) as telegram,
-        FakeVLLM(answer=answer, token_delay=token_delay, max_model_len=max_model_len) as vllm,
+        FakeVLLM(
+            answer=answer, token_delay=token_delay, max_model_len=max_model_len, models=models
+        ) as vllm,
         run_gateway(vllm.url, shaping=shaping, suite=suite) as gateway,
         RecordingProxy(*_host_port(gateway.url)) as to_gateway,
         TamperingRelay(to_gateway.url) as tampering,

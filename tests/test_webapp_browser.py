@@ -549,9 +549,12 @@ async def test_a_stop_that_overtakes_its_question_is_honoured_while_the_gateway_
             stack.to_bot.release.set()
             await page.wait_for_selector("#notice[data-status=unanswered]", timeout=20000)
         finally:
+            await stack.to_gateway.drop()  # what waited on the way never reaches the gateway
             stack.to_gateway.open.set()
         assert await page.get_attribute("#send", "data-state") == "send"
         assert await page.input_value("#question") == QUESTION
+        # (the bot asks the gateway for a receipt first, in case it had begun after all)
+        await wait_until(lambda: not relay.busy(USER_ID))
         rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
         assert rows == [("released",)]
         await page.context.close()
@@ -1000,11 +1003,14 @@ async def test_stop_while_the_model_server_never_begins_the_answer_ends_it_uncha
             await page.click("#send")
             await page.wait_for_selector("#notice[data-status=unanswered]", timeout=15000)
         finally:
+            await stack.to_gateway.drop()  # what waited on the way never reaches the gateway
             stack.to_gateway.open.set()
         assert "nothing was charged" in await page.inner_text("#notice")
         assert await page.get_attribute("#send", "data-state") == "send"
         assert await page.input_value("#question") == QUESTION
         assert await page.locator(".bubble").count() == 0
+        # (the bot asks the gateway for a receipt first, in case it had begun after all)
+        await wait_until(lambda: not relay.busy(USER_ID))
         rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
         assert rows == [("released",)]
         await page.context.close()
@@ -1500,3 +1506,101 @@ async def test_a_page_open_across_a_gateway_restart_is_answered(
     # two answers charged, nothing for the refusal.
     assert outcomes.count("settled") == 2
     assert set(outcomes) <= {"settled", "released"}
+
+
+async def test_an_answer_cut_at_the_time_limit_is_told_as_the_time_limit(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The bot ends an answer that runs past VEIL_MAX_ANSWER_SECONDS. The page told it as "cut
+    # off on the way", blaming the network for the bot's own limit.
+    async with webapp_stack(
+        tmp_path, answer=SLOW_ANSWER, token_delay=0.2, max_answer_seconds=1.0
+    ) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=TimeLimit]", timeout=15000)
+        assert await page.inner_text("#notice") == (
+            "The answer took longer than the bot allows one answer, and was cut off there. "
+            "What came is kept, and your question is back in the input to send again."
+        )
+        shown = await page.inner_text("#answer")
+        assert shown
+        assert SLOW_ANSWER.startswith(shown)
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+async def test_a_model_named_beyond_latin_1_is_asked_and_answered(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # An HTTP header holds Latin-1 at most: the page put the model's name in one as it was, and
+    # the browser refused to send the request at all, which the page told as a network failure.
+    model = "Модель-café-7B"
+    async with webapp_stack(tmp_path, answer=ANSWER, models=(model,)) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        assert await page.input_value("#model") == model
+        await answered(page, QUESTION)
+        assert await page.inner_text("#answer") == ANSWER
+        await page.context.close()
+    assert stack.vllm.requests[0]["model"] == model
+
+
+async def test_an_exchange_kept_by_another_page_is_shown_on_this_one_before_it_goes_as_context(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Two pages of one device share one history, and each sends it as its next question's
+    # context: the second page sent the first page's exchange to the model without ever showing
+    # it. Each page shows what the other kept, as soon as it is kept, in the order it was.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, first, second = await two_pages(browser, stack, keychain)
+        await answered(first, QUESTION)
+        await second.wait_for_selector(".bubble.user", timeout=15000)
+        assert await second.locator(".bubble").all_inner_texts() == [QUESTION, ANSWER]
+        await answered(second, "And the red one?")
+        expected = [QUESTION, ANSWER, "And the red one?", ANSWER]
+        assert await second.locator(".bubble").all_inner_texts() == expected
+        async with asyncio.timeout(15):  # (the first page's storage event)
+            while await first.locator(".bubble").count() < len(expected):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.05)
+        assert await first.locator(".bubble").all_inner_texts() == expected
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == expected[:3]
+
+
+async def test_a_long_answer_is_added_to_the_screen_piece_by_piece_never_set_again_whole(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Each record set the answer's whole text again: the page did work growing with the square
+    # of a long answer's length. Each piece is now added to what is shown.
+    answer = " ".join(f"piece{i}" for i in range(200))
+    async with webapp_stack(tmp_path, answer=answer) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await page.evaluate(
+            """() => {
+              window.textReplaced = 0;
+              window.textAdded = 0;
+              new MutationObserver((records) => {
+                for (const record of records) {
+                  if (!record.target.classList?.contains("assistant")) continue;
+                  window.textReplaced += record.removedNodes.length;
+                  window.textAdded += record.addedNodes.length;
+                }
+              }).observe(document.getElementById("messages"), { childList: true, subtree: true });
+            }"""
+        )
+        await answered(page, QUESTION)
+        assert await page.inner_text("#answer") == answer
+        assert await page.evaluate("window.textAdded") > 1  # (it came in pieces)
+        assert await page.evaluate("window.textReplaced") == 0
+        await page.context.close()
+    assert stack.vllm.requests

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -265,17 +266,140 @@ async def test_a_stop_while_the_gateway_never_begins_the_answer_gives_up_on_it_u
                 assert await mini.stop(asked) == (200, {"state": "stopping"})
                 status, reply = await asking
         finally:
+            await stack.to_gateway.drop()  # what waited on the way never reaches the gateway
             stack.to_gateway.open.set()
         assert (status, reply["error"]["code"]) == (409, "stopped")
         assert [e["event"] for e in logs if e["event"].startswith("relay.stopped")] == [
             "relay.stopped_before_answer"
         ]
+        # (the bot asks the gateway for a receipt first, in case it had begun after all)
+        state = await settled(stack, asked.request_id)
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.units) == ("released", 0)
+        await wait_until(lambda: not relay.busy(USER_ID))
+        assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_stop_that_gives_up_on_a_gateway_that_had_begun_charges_its_stopped_receipt(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The question reached the gateway, which began the answer, but its reply is held on the
+    # way back (a slow network, a proxy that buffers it). The stop's grace ends and the bot
+    # stops waiting; yet the model wrote tokens, and the gateway keeps a signed receipt of
+    # them: that receipt is fetched and charged, not dropped with the hold.
+    answer = " ".join(f"word{i}" for i in range(400))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, stop_grace=1.0) as stack:
+        mini = page(stack, http)
+        headers, body, asked = await mini.seal(CHAT)
+
+        async def ask() -> tuple[int, dict[str, Any]]:
+            async with http.post(mini.base + "api/relay", data=body, headers=headers) as reply:
+                return reply.status, await reply.json(content_type=None)
+
+        stack.to_gateway.hold_replies = b"POST /v1/sealed/chat"
+        with capture_logs() as logs:
+            try:
+                asking = asyncio.create_task(ask())
+                async with asyncio.timeout(15):  # the gateway began: its reply is on its way
+                    await stack.to_gateway.replies_held.wait()
+                assert await mini.stop(asked) == (200, {"state": "stopping"})
+                status, reply = await asking
+                assert (status, reply["error"]["code"]) == (409, "stopped")
+                state = await settled(stack, asked.request_id)  # (settled once the page heard)
+            finally:
+                stack.to_gateway.replies_released.set()
+        assert await inconsistent_users(stack.store) == []
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    assert 0 < state.charge.completion_tokens < 400
+    assert any(e["event"] == "inference.receipt_fetched" for e in logs)
+
+
+async def test_a_stop_that_comes_while_the_hold_is_taken_gives_up_and_sends_nothing(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Stop pressed while the bot is still writing the hold (the database busy with another
+    # writer). The stop's grace ends before the question could be sent: it is then not sent at
+    # all (no model started for an answer the user already stopped), and nothing is charged.
+    answer = " ".join(f"word{i}" for i in range(80))
+    grace = 0.5
+    async with webapp_stack(
+        tmp_path, answer=answer, token_delay=0.05, stop_grace=grace, db_busy_timeout=60.0
+    ) as stack:
+        mini = page(stack, http)
+        relay = stack.veil.relay
+        assert relay is not None
+        headers, body, asked = await mini.seal(CHAT)
+
+        async def ask() -> tuple[int, bytes]:
+            async with http.post(mini.base + "api/relay", data=body, headers=headers) as reply:
+                return reply.status, await reply.read()
+
+        writer = sqlite3.connect(stack.veil.settings.database_path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # another writer holds the database
+            asking = asyncio.create_task(ask())
+            await wait_until(lambda: relay.running == 1)
+            assert await mini.stop(asked) == (200, {"state": "stopping"})
+            # (the stop's grace, set as it came, has ended before this sleep does)
+            await asyncio.sleep(grace * 2)
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        status, reply = await asking
+        assert status == 409  # not an answer to a question stopped before it was sent
+        assert json.loads(reply)["error"]["code"] == "stopped"
+        assert b"POST /v1/sealed/chat" not in stack.to_gateway.upstream
         state = await hold_of(stack.store, asked.request_id)
         assert state is not None
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.units) == ("released", 0)
         assert not relay.busy(USER_ID)
         assert await inconsistent_users(stack.store) == []
+
+
+async def test_a_question_after_closing_a_page_that_waited_for_the_gateway_is_answered(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The page was closed while the bot still waited for the gateway to begin the answer (its
+    # reply slow on its way back), and the user asked again at once from the page opened anew.
+    # The question was refused as "an answer is still being written", with nothing on the screen
+    # being written: the bot waited on for a gateway reply that no page would read.
+    answer = " ".join(f"word{i}" for i in range(400))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, stop_grace=30.0) as stack:
+        mini = page(stack, http)
+        relay = stack.veil.relay
+        assert relay is not None
+        headers, body, first = await mini.seal(CHAT)
+        stack.to_gateway.hold_replies = b"POST /v1/sealed/chat"
+        try:
+            with capture_logs() as logs:
+                _, writer = await asyncio.open_connection(*bot_address(stack))
+                writer.write(raw_post("/app/api/relay", headers, body))
+                await writer.drain()
+                async with asyncio.timeout(15):  # the gateway began: its reply is on its way
+                    await stack.to_gateway.replies_held.wait()
+                stack.to_gateway.hold_replies = None  # (the next question's reply is not held)
+                writer.close()  # the page is closed
+                await writer.wait_closed()
+                second = asyncio.create_task(mini.ask(QUESTION))
+                await wait_until(
+                    lambda: (
+                        second.done() or any(e["event"] == "relay.waits_for_settling" for e in logs)
+                    )
+                )
+                stack.to_gateway.replies_released.set()
+                asked = await second
+        finally:
+            stack.to_gateway.replies_released.set()
+        assert (asked.status, asked.error) == (200, {})
+        assert asked.text == answer
+        state = await settled(stack, first.request_id)
+        assert state.charge is not None
+        assert not relay.busy(USER_ID)
+        assert await inconsistent_users(stack.store) == []
+    waited = next(e for e in logs if e["event"] == "relay.waits_for_settling")
+    assert waited["cut"] == "page_gone"
 
 
 def signed(fields: dict[str, str]) -> str:

@@ -366,6 +366,60 @@ async def test_a_tampered_relay_receipt_falls_back_to_the_late_receipt(
     assert "inference.receipt_fetched" in events
 
 
+async def test_a_stop_undelivered_after_the_stream_ended_does_not_call_the_answer_cut(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The answer's stream has ended whole; the bot is settling it (its relay receipt spoiled on
+    # the way, the late receipt being fetched) when the page's stop comes, and a proxy refuses
+    # the cancel. The answer was not cut: the operator's line must not say it was.
+    async with webapp_stack(tmp_path, answer=ANSWER, tamper=True, stop_grace=30.0) as stack:
+        release = asyncio.Event()
+        stack.tampering.stall = ("/v1/sealed/receipts/", release)
+        stack.tampering.refusal = ("/v1/sealed/cancel", 502, "text/html", b"<h1>Bad gateway</h1>")
+
+        def flip_last_byte(body: bytes) -> bytes:
+            if body.startswith(b"{"):  # a receipt fetch: left alone
+                return body
+            return body[:-1] + bytes([body[-1] ^ 1])  # the stream: the relay receipt's tag
+
+        stack.tampering.rewrite_response = flip_last_byte
+        mini = page(stack, http)
+        with capture_logs() as logs:
+            async with mini.relay(CHAT) as (response, asked):
+                assert response.status == 200
+                async with asyncio.timeout(15):
+                    await stack.tampering.stalled.wait()  # settling: its late receipt on the way
+                try:
+                    assert await mini.stop(asked) == (200, {"state": "stopping"})
+                finally:
+                    release.set()
+                asked.raw = await response.read()
+            state = await settled(stack, asked.request_id)
+    read_stream(asked)
+    assert asked.text == ANSWER
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+    assert any(e["event"] == "relay.stop_hung_up" for e in logs)
+    settled_event = next(e for e in logs if e["event"] == "relay.settled")
+    assert settled_event["cut"] is None
+
+
+async def test_a_model_named_beyond_latin_1_is_relayed_under_its_own_name(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # A header holds Latin-1 at most: the page sends the model's name percent-encoded, and the
+    # bot bills and checks the receipt under the name itself.
+    model = "Модель-café-7B"
+    async with webapp_stack(tmp_path, answer=ANSWER, models=(model,)) as stack:
+        asked = await page(stack, http).ask(QUESTION, model=model)
+        assert (asked.status, asked.error) == (200, {})
+        assert asked.text == ANSWER
+        state = await hold_of(stack.store, asked.request_id)
+    assert state is not None
+    assert state.charge is not None
+    assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "complete")
+
+
 async def test_credit_is_checked_before_sealing_and_nothing_is_held_when_short(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
@@ -439,6 +493,11 @@ async def test_bad_declarations_and_reused_request_ids_are_refused_before_the_ga
             ({"Veil-Gateway": "9"}, body, 400, "bad_request"),
             ({"Veil-Max-Tokens": "99999"}, body, 400, "bad_request"),
             ({"Veil-Model": "another-model"}, body, 400, "bad_request"),
+            # Percent-encoded as the page sends it: what decodes to no served model is refused.
+            ({"Veil-Model": "veil-test%0A"}, body, 400, "bad_request"),
+            ({"Veil-Model": "veil-test%FF"}, body, 400, "bad_request"),
+            ({"Veil-Model": "%"}, body, 400, "bad_request"),
+            ({"Veil-Model": "%00"}, body, 400, "bad_request"),
             ({"Veil-Proof": "short"}, body, 400, "bad_request"),
             ({"Veil-Request-Id": "zz"}, body, 400, "bad_request"),
             ({"Veil-Request-Id": "ab" * 16}, body[:-1], 400, "bad_request"),  # not a bucket

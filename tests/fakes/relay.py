@@ -2,7 +2,7 @@
 
 - ``RecordingProxy``: a TCP proxy that forwards bytes both ways and keeps a copy, to prove what
   the network sees; ``drop()`` closes the connections open at that moment; ``hold`` slows one
-  request on its way while the rest pass.
+  request on its way while the rest pass, ``hold_replies`` one reply on its way back.
 - ``SegmentingRelay``: a TCP proxy that hands the client's bytes on in small delayed segments,
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import socket
 from typing import TYPE_CHECKING, Self
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 _TCP_ESTABLISHED = 1  # tcpi_state, the first byte of Linux's struct tcp_info
 _TCP_INFO_SIZE = 104
 _HALF_REQUEST = b"POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: x\r\n"
+# What one relayed connection's two pipes share (each pipe task runs in a copy of the context
+# its connection's handler set this in).
+_CONNECTION: contextvars.ContextVar[dict[str, bool]] = contextvars.ContextVar("connection")
 
 
 class _TcpRelay(Served):
@@ -92,6 +96,7 @@ class _TcpRelay(Served):
             up_reader, up_writer = await asyncio.open_connection(*self.target)
             if self._closing:
                 return
+            _CONNECTION.set({})
             pipes = (
                 asyncio.create_task(self._pipe(reader, up_writer, upstream=True)),
                 asyncio.create_task(self._pipe(up_reader, writer, upstream=False)),
@@ -143,6 +148,12 @@ class RecordingProxy(_TcpRelay):
         self.holding = asyncio.Event()
         self.release = asyncio.Event()
         self._held: set[asyncio.StreamWriter] = set()
+        # Set ``hold_replies`` to how a request starts (b"POST /v1/sealed/chat"): the server's
+        # reply on a connection that sends one waits until ``replies_released`` is set (the
+        # request itself passes): a reply slow on its way back, or a proxy that buffers it.
+        self.hold_replies: bytes | None = None
+        self.replies_held = asyncio.Event()  # set once a reply waits
+        self.replies_released = asyncio.Event()
 
     @property
     def captured(self) -> bytes:
@@ -150,6 +161,12 @@ class RecordingProxy(_TcpRelay):
         return bytes(self.upstream) + bytes(self.downstream)
 
     async def _forward(self, data: bytes, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        connection = _CONNECTION.get()
+        if upstream and self.hold_replies is not None and data.startswith(self.hold_replies):
+            connection["replies_held"] = True
+        if not upstream and connection.get("replies_held"):
+            self.replies_held.set()
+            await self.replies_released.wait()
         if upstream:
             await self.open.wait()
             if writer in self._held or (self.hold is not None and data.startswith(self.hold)):

@@ -81,6 +81,14 @@ const GATEWAY_CODES = {
 
 const $ = (id) => document.getElementById(id);
 
+/** Whether the turns ``all`` begin with the turns ``part``. */
+function startsWith(all, part) {
+  return (
+    part.length <= all.length &&
+    part.every((turn, i) => turn.role === all[i].role && turn.content === all[i].content)
+  );
+}
+
 /** A gateway's refusal that another gateway, or the same one later, may not give. */
 function temporaryRefusal(error) {
   const refused = error.body?.error || {};
@@ -116,8 +124,10 @@ class App {
     this.running = null; // {requestId, responseKey, stopRequested, stopTaken, answering, forgotten}
     this.forgetting = null; // while Forget erases the history: its promise
     this.shownKey = null; // the key of the history the screen shows
+    this.shownTurns = []; // the history's turns the screen shows (what goes as context)
     this.account = null;
     this.loadingAccount = false; // while a question waits for the account the page started without
+    this.takingIn = false; // while another page's exchanges are read in (takeInOthers)
     this.clockOffset = 0; // seconds the bot's clock is ahead of this device's
   }
 
@@ -179,10 +189,11 @@ class App {
     this.shownKey = this.history.key; // the history whose exchanges the screen shows
     const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
     this.note(this.t(kept ? "history_kept" : told), "history");
-    for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
-      this.bubble("user", this.history.turns[i].content);
-      this.bubble("assistant", this.history.turns[i + 1].content);
-    }
+    this.showKept();
+    // Another page of the device kept an exchange: shown here too, as it is this page's context.
+    window.addEventListener("storage", (event) => {
+      if (event.key === this.history.slot) this.takeInOthers();
+    });
     await this.refreshAccount();
     document.body.dataset.ready = "true";
   }
@@ -394,6 +405,7 @@ class App {
     let text = "";
     let thought = ""; // the thinking so far
     let thinking = null; // where it is shown, once it shows more than blanks
+    let unshown = ""; // the thinking since what is shown: blanks that may yet end it
     const running = this.running;
     const forgotten = () => running.forgotten === true; // Forget pressed while it was written
     try {
@@ -407,22 +419,33 @@ class App {
       if (this.history.key !== this.shownKey) {
         $("messages").replaceChildren(asked, answer);
         this.shownKey = this.history.key;
+        this.shownTurns = [];
       }
+      this.showKept(asked);
       const on = {
         shown: () => text !== "" || thinking !== null,
+        // Each piece is added to what is shown, never the whole text set again: a long answer
+        // costs the page its length, not its length squared.
         delta: (delta) => {
           text += delta;
-          answer.textContent = text;
+          answer.append(delta);
         },
         // Shown as the chat shows it: without its opening and closing blanks, and not at all
         // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
         // Blanks as the chat's str.strip() counts them (think.js), not as trim() does. Until
         // it shows, the thinking so far is blanks: only the new piece needs reading.
+        // Added piece by piece too: the blanks at its end so far wait (``unshown``) until text
+        // follows them.
         reasoning: (piece) => {
           thought += piece;
           if (thinking === null && isBlank(piece)) return;
           thinking ??= this.thought(answer);
-          thinking.textContent = strip(thought);
+          unshown += piece;
+          const core = strip(unshown);
+          if (!core) return;
+          const end = unshown.indexOf(core) + core.length;
+          thinking.append(thinking.firstChild ? unshown.slice(0, end) : core);
+          unshown = unshown.slice(end);
         },
       };
       let result;
@@ -466,9 +489,7 @@ class App {
         $("notice").dataset.status = receipt.status;
       }
       const kept = !result.error && text && !thoughtOnly && !forgotten();
-      if (kept && !(await this.history.add(question, text))) {
-        $("notice").textContent += ` ${this.t("history_full")}`;
-      }
+      if (kept) await this.keep(question, text, asked);
     } catch (error) {
       if (error instanceof Unsent) {
         // Stopped before it was sent: as if never asked, the question back where it was typed.
@@ -487,13 +508,12 @@ class App {
       }
       // Stopped, and the bot hung up for the stop (it never reached the model server): the
       // stream ends without its receipt. What was shown is genuine, and kept as a stop's is.
-      const cut = error instanceof SealedError && error.kind === "StreamTruncated";
+      const cut =
+        error instanceof SealedError && (error.kind === "StreamTruncated" || error.kind === "TimeLimit");
       if (cut && this.running.stopRequested) {
         this.note(this.t("stopped"), "done");
         $("notice").dataset.status = "stopped";
-        if (text && !forgotten() && !(await this.history.add(question, text))) {
-          $("notice").textContent += ` ${this.t("history_full")}`;
-        }
+        if (text && !forgotten()) await this.keep(question, text, asked);
         return;
       }
       // The connection broke while the answer came (a phone's network going dark): what came
@@ -501,10 +521,9 @@ class App {
       // and the question goes back into the input to be sent again.
       if (cut) {
         this.fail(error);
-        if (!text) this.note(this.t("cut_before_text"), "error"); // nothing came, nothing kept
-        if (text && !forgotten() && !(await this.history.add(question, text))) {
-          $("notice").textContent += ` ${this.t("history_full")}`;
-        }
+        // Nothing came, nothing kept (the bot's time limit says so itself).
+        if (!text && error.kind === "StreamTruncated") this.note(this.t("cut_before_text"), "error");
+        if (text && !forgotten()) await this.keep(question, text, asked);
         if (!$("question").value) $("question").value = question;
         return;
       }
@@ -522,6 +541,56 @@ class App {
       if (!answer.textContent) answer.remove(); // no "…" left waiting for an answer that ended
       this.setRunning(null);
       await this.refreshAccount({ afterAnswer: true });
+    }
+  }
+
+  /** Keep an exchange in the device history; the screen shows what other pages kept meanwhile. */
+  async keep(question, text, asked) {
+    if (!(await this.history.add(question, text))) {
+      $("notice").textContent += ` ${this.t("history_full")}`;
+    }
+    const [last, answered] = this.history.turns.slice(-2);
+    this.showKept(asked, last?.content === question && answered?.content === text ? 2 : 0);
+  }
+
+  /**
+   * Show the history's exchanges this screen does not show yet (kept by another page of this
+   * user on the device since), before ``before`` (at the end when null); ``own``: the newest
+   * turns are this page's, shown already. Two pages share one history and each sends it as the
+   * context of its next question: the screen shows what the model is sent, as one page would.
+   */
+  showKept(before = null, own = 0) {
+    const turns = this.history.turns;
+    const known = this.shownTurns;
+    const others = turns.slice(0, turns.length - own);
+    // The oldest turns the history may have dropped since (its limit, a full storage).
+    let dropped = 0;
+    while (dropped < known.length && !startsWith(others, known.slice(dropped))) dropped += 2;
+    const fresh = others.slice(known.length - dropped);
+    for (let i = 0; i + 1 < fresh.length; i += 2) {
+      for (const turn of fresh.slice(i, i + 2)) {
+        const item = this.bubble(turn.role, turn.content);
+        if (before) before.before(item);
+      }
+    }
+    this.shownTurns = turns.slice();
+  }
+
+  /** Another page kept an exchange (its storage event): show it, unless a question is on. */
+  async takeInOthers() {
+    if (this.running || this.forgetting || this.takingIn) return;
+    this.takingIn = true;
+    try {
+      await this.history.reload();
+      if (this.running || this.forgetting) return; // a question took over: it shows them
+      if (this.history.key !== this.shownKey) {
+        $("messages").replaceChildren(); // forgotten on another page: nothing of it stays
+        this.shownKey = this.history.key;
+        this.shownTurns = [];
+      }
+      this.showKept();
+    } finally {
+      this.takingIn = false;
     }
   }
 
@@ -634,6 +703,7 @@ class App {
     // Stop pressed while the page was still preparing: the question does not leave it.
     if (this.running.stopRequested) throw new Unsent("stopped before sending");
     Object.assign(this.running, { requestId, responseKey });
+    const sentAt = performance.now();
     const response = await this.api("api/relay", {
       method: "POST",
       body,
@@ -641,7 +711,9 @@ class App {
         "Content-Type": "application/vnd.veil.sealed-request",
         "Veil-Gateway": String(gateway),
         "Veil-Request-Id": toHex(requestId),
-        "Veil-Model": chat.model,
+        // Percent-encoded (the bot decodes it): a header holds Latin-1 at most, and fetch refuses
+        // a model name beyond it before anything is sent.
+        "Veil-Model": encodeURIComponent(chat.model),
         "Veil-Max-Tokens": String(chat.max_completion_tokens),
         "Veil-Proof": b64e(receiptProof(responseKey, requestId)),
       },
@@ -682,10 +754,30 @@ class App {
       throw error;
     }
     show(tags.end());
-    opener.close();
+    try {
+      opener.close();
+    } catch (error) {
+      throw this.timedOut(error, sentAt) ? new SealedError("TimeLimit", "cut at the time limit") : error;
+    }
     if (final.receipt === null) throw new SealedError("ReceiptInvalid", "no receipt");
     verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);
     return final;
+  }
+
+  /**
+   * Whether ``error`` is the bot cutting the answer at its time limit for one answer: the bot
+   * ended the stream itself (whole, no connection broken) before the final record, and the
+   * limit has passed since the question was sent. Its clock starts later than this page's,
+   * once the model server has begun the answer, so an answer it cut for time is always told so.
+   */
+  timedOut(error, sentAt) {
+    const limit = this.account?.max_answer_seconds;
+    return (
+      error instanceof SealedError &&
+      error.kind === "StreamTruncated" &&
+      Number.isFinite(limit) &&
+      performance.now() - sentAt >= limit * 1000
+    );
   }
 
   async stop(running = this.running) {
@@ -726,6 +818,7 @@ class App {
    */
   forget() {
     $("messages").replaceChildren();
+    this.shownTurns = [];
     if (this.forgetting) return this.forgetting;
     const running = this.running;
     this.forgetting = (async () => {

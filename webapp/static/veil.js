@@ -6408,6 +6408,7 @@
     ChunkOutOfOrder: "Parts of the answer arrived out of order, so it was discarded.",
     StreamSpliced: "Part of another answer was mixed into this one, so it was discarded.",
     StreamTruncated: "The answer was cut off on the way. What came is kept, and your question is back in the input to send again.",
+    TimeLimit: "The answer took longer than the bot allows one answer, and was cut off there. What came is kept, and your question is back in the input to send again.",
     cut_before_text: "The connection was lost before the answer began. Your question is back in the input to send again.",
     TrailingData: "Unexpected bytes followed the answer, so it was discarded.",
     MalformedMessage: "The answer could not be read, so it was discarded.",
@@ -6466,6 +6467,7 @@
     ChunkOutOfOrder: "Части ответа пришли не по порядку, поэтому он отброшен.",
     StreamSpliced: "В ответ подмешана часть другого ответа, поэтому он отброшен.",
     StreamTruncated: "Ответ оборвался в пути. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
+    TimeLimit: "Ответ писался дольше, чем бот позволяет одному ответу, и был на этом оборван. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     cut_before_text: "Связь прервалась до начала ответа. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     TrailingData: "После ответа пришли лишние байты, поэтому он отброшен.",
     MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
@@ -6524,6 +6526,7 @@
     ChunkOutOfOrder: "Жауаптың бөліктері ретсіз келді, сондықтан ол алынып тасталды.",
     StreamSpliced: "Жауапқа басқа жауаптың бөлігі араласқан, сондықтан ол алынып тасталды.",
     StreamTruncated: "Жауап жолда үзіліп қалды. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
+    TimeLimit: "Жауап бот бір жауапқа беретін уақыттан ұзаққа созылды, сондықтан сол жерде үзілді. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     cut_before_text: "Жауап басталмай тұрып байланыс үзілді. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     TrailingData: "Жауаптан кейін артық байттар келді, сондықтан ол алынып тасталды.",
     MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
@@ -6591,6 +6594,9 @@
     too_large: "too_large"
   };
   var $ = (id) => document.getElementById(id);
+  function startsWith(all, part) {
+    return part.length <= all.length && part.every((turn, i) => turn.role === all[i].role && turn.content === all[i].content);
+  }
   function temporaryRefusal(error) {
     const refused = error.body?.error || {};
     return error.code === "gateway_refused" && (RETRY_STATUSES.has(refused.gateway_status) || refused.gateway_code === "unreachable");
@@ -6618,8 +6624,10 @@
       this.running = null;
       this.forgetting = null;
       this.shownKey = null;
+      this.shownTurns = [];
       this.account = null;
       this.loadingAccount = false;
+      this.takingIn = false;
       this.clockOffset = 0;
     }
     /**
@@ -6675,10 +6683,10 @@
       this.shownKey = this.history.key;
       const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
       this.note(this.t(kept ? "history_kept" : told), "history");
-      for (let i = 0; i + 1 < this.history.turns.length; i += 2) {
-        this.bubble("user", this.history.turns[i].content);
-        this.bubble("assistant", this.history.turns[i + 1].content);
-      }
+      this.showKept();
+      window.addEventListener("storage", (event) => {
+        if (event.key === this.history.slot) this.takeInOthers();
+      });
       await this.refreshAccount();
       document.body.dataset.ready = "true";
     }
@@ -6868,6 +6876,7 @@
       let text = "";
       let thought = "";
       let thinking = null;
+      let unshown = "";
       const running = this.running;
       const forgotten = () => running.forgotten === true;
       try {
@@ -6877,22 +6886,33 @@
         if (this.history.key !== this.shownKey) {
           $("messages").replaceChildren(asked, answer);
           this.shownKey = this.history.key;
+          this.shownTurns = [];
         }
+        this.showKept(asked);
         const on = {
           shown: () => text !== "" || thinking !== null,
+          // Each piece is added to what is shown, never the whole text set again: a long answer
+          // costs the page its length, not its length squared.
           delta: (delta) => {
             text += delta;
-            answer.textContent = text;
+            answer.append(delta);
           },
           // Shown as the chat shows it: without its opening and closing blanks, and not at all
           // when it is blanks alone (Qwen3's "<think>\n\n</think>" when it does not think).
           // Blanks as the chat's str.strip() counts them (think.js), not as trim() does. Until
           // it shows, the thinking so far is blanks: only the new piece needs reading.
+          // Added piece by piece too: the blanks at its end so far wait (``unshown``) until text
+          // follows them.
           reasoning: (piece) => {
             thought += piece;
             if (thinking === null && isBlank(piece)) return;
             thinking ?? (thinking = this.thought(answer));
-            thinking.textContent = strip(thought);
+            unshown += piece;
+            const core = strip(unshown);
+            if (!core) return;
+            const end = unshown.indexOf(core) + core.length;
+            thinking.append(thinking.firstChild ? unshown.slice(0, end) : core);
+            unshown = unshown.slice(end);
           }
         };
         let result;
@@ -6928,9 +6948,7 @@
           $("notice").dataset.status = receipt.status;
         }
         const kept = !result.error && text && !thoughtOnly && !forgotten();
-        if (kept && !await this.history.add(question, text)) {
-          $("notice").textContent += ` ${this.t("history_full")}`;
-        }
+        if (kept) await this.keep(question, text, asked);
       } catch (error) {
         if (error instanceof Unsent) {
           this.takeBack(asked, answer, question);
@@ -6944,21 +6962,17 @@
           $("notice").dataset.status = "unanswered";
           return;
         }
-        const cut = error instanceof SealedError && error.kind === "StreamTruncated";
+        const cut = error instanceof SealedError && (error.kind === "StreamTruncated" || error.kind === "TimeLimit");
         if (cut && this.running.stopRequested) {
           this.note(this.t("stopped"), "done");
           $("notice").dataset.status = "stopped";
-          if (text && !forgotten() && !await this.history.add(question, text)) {
-            $("notice").textContent += ` ${this.t("history_full")}`;
-          }
+          if (text && !forgotten()) await this.keep(question, text, asked);
           return;
         }
         if (cut) {
           this.fail(error);
-          if (!text) this.note(this.t("cut_before_text"), "error");
-          if (text && !forgotten() && !await this.history.add(question, text)) {
-            $("notice").textContent += ` ${this.t("history_full")}`;
-          }
+          if (!text && error.kind === "StreamTruncated") this.note(this.t("cut_before_text"), "error");
+          if (text && !forgotten()) await this.keep(question, text, asked);
           if (!$("question").value) $("question").value = question;
           return;
         }
@@ -6972,6 +6986,52 @@
         if (!answer.textContent) answer.remove();
         this.setRunning(null);
         await this.refreshAccount({ afterAnswer: true });
+      }
+    }
+    /** Keep an exchange in the device history; the screen shows what other pages kept meanwhile. */
+    async keep(question, text, asked) {
+      if (!await this.history.add(question, text)) {
+        $("notice").textContent += ` ${this.t("history_full")}`;
+      }
+      const [last, answered] = this.history.turns.slice(-2);
+      this.showKept(asked, last?.content === question && answered?.content === text ? 2 : 0);
+    }
+    /**
+     * Show the history's exchanges this screen does not show yet (kept by another page of this
+     * user on the device since), before ``before`` (at the end when null); ``own``: the newest
+     * turns are this page's, shown already. Two pages share one history and each sends it as the
+     * context of its next question: the screen shows what the model is sent, as one page would.
+     */
+    showKept(before = null, own = 0) {
+      const turns = this.history.turns;
+      const known = this.shownTurns;
+      const others = turns.slice(0, turns.length - own);
+      let dropped = 0;
+      while (dropped < known.length && !startsWith(others, known.slice(dropped))) dropped += 2;
+      const fresh = others.slice(known.length - dropped);
+      for (let i = 0; i + 1 < fresh.length; i += 2) {
+        for (const turn of fresh.slice(i, i + 2)) {
+          const item = this.bubble(turn.role, turn.content);
+          if (before) before.before(item);
+        }
+      }
+      this.shownTurns = turns.slice();
+    }
+    /** Another page kept an exchange (its storage event): show it, unless a question is on. */
+    async takeInOthers() {
+      if (this.running || this.forgetting || this.takingIn) return;
+      this.takingIn = true;
+      try {
+        await this.history.reload();
+        if (this.running || this.forgetting) return;
+        if (this.history.key !== this.shownKey) {
+          $("messages").replaceChildren();
+          this.shownKey = this.history.key;
+          this.shownTurns = [];
+        }
+        this.showKept();
+      } finally {
+        this.takingIn = false;
       }
     }
     /** As if never asked: its bubbles gone, the question back where it was typed. */
@@ -7072,6 +7132,7 @@
       });
       if (this.running.stopRequested) throw new Unsent("stopped before sending");
       Object.assign(this.running, { requestId, responseKey });
+      const sentAt = performance.now();
       const response = await this.api("api/relay", {
         method: "POST",
         body,
@@ -7079,7 +7140,9 @@
           "Content-Type": "application/vnd.veil.sealed-request",
           "Veil-Gateway": String(gateway),
           "Veil-Request-Id": toHex(requestId),
-          "Veil-Model": chat.model,
+          // Percent-encoded (the bot decodes it): a header holds Latin-1 at most, and fetch refuses
+          // a model name beyond it before anything is sent.
+          "Veil-Model": encodeURIComponent(chat.model),
           "Veil-Max-Tokens": String(chat.max_completion_tokens),
           "Veil-Proof": b64e(receiptProof(responseKey, requestId))
         }
@@ -7116,10 +7179,24 @@
         throw error;
       }
       show(tags.end());
-      opener.close();
+      try {
+        opener.close();
+      } catch (error) {
+        throw this.timedOut(error, sentAt) ? new SealedError("TimeLimit", "cut at the time limit") : error;
+      }
       if (final.receipt === null) throw new SealedError("ReceiptInvalid", "no receipt");
       verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);
       return final;
+    }
+    /**
+     * Whether ``error`` is the bot cutting the answer at its time limit for one answer: the bot
+     * ended the stream itself (whole, no connection broken) before the final record, and the
+     * limit has passed since the question was sent. Its clock starts later than this page's,
+     * once the model server has begun the answer, so an answer it cut for time is always told so.
+     */
+    timedOut(error, sentAt) {
+      const limit = this.account?.max_answer_seconds;
+      return error instanceof SealedError && error.kind === "StreamTruncated" && Number.isFinite(limit) && performance.now() - sentAt >= limit * 1e3;
     }
     async stop(running = this.running) {
       if (!running) return;
@@ -7153,6 +7230,7 @@
      */
     forget() {
       $("messages").replaceChildren();
+      this.shownTurns = [];
       if (this.forgetting) return this.forgetting;
       const running = this.running;
       this.forgetting = (async () => {
