@@ -247,7 +247,7 @@ class PaymentDesk:
             log.warning(
                 "payments.booking_deferred", charge_id=entry.charge_id, attempts=entry.attempts + 1
             )
-            if not entry.told and entry.kind == "payment" and "pending" not in self._sent[key]:
+            if _owes_pending(entry, self._sent[key]):
                 await self._send(entry.user_id, self._texts(entry)("payment_pending"))
                 self._sent[key].add("pending")
                 await self.journal.told(entry)
@@ -438,6 +438,17 @@ class PaymentDesk:
 
     def _texts(self, entry: JournalEntry) -> Texts:
         return self._catalogs.for_language(entry.language)
+
+
+def _owes_pending(entry: JournalEntry, sent: set[str]) -> bool:
+    """Whether a payment the ledger cannot book now owes its user the "taking longer" word.
+
+    Once only, and never to a user thanked already: a flagged payment booked and thanked
+    stays open while its admins' notice waits, and the ledger may go down meanwhile.
+    """
+    if entry.kind != "payment" or entry.told or entry.thanked:
+        return False
+    return not {"pending", "thanks"} & sent
 
 
 def _admin_notice(*, refunded: bool, taken_back: bool) -> str:

@@ -130,9 +130,15 @@ _ORDER_COLUMNS = "id, user_id, language, asset, pack_id, amount, units, created_
 
 
 def open_orders(db: Database, user_id: int, now: int) -> int:
-    """How many of the user's orders have not expired at ``now`` (paid or not)."""
+    """How many of the user's orders have not expired at ``now`` nor been paid in full.
+
+    Paid in full as the books judge it (``received``): one paid in part still counts.
+    """
     row = db.execute(
-        "SELECT COUNT(*) FROM ton_orders WHERE user_id = ? AND expires_at >= ?", [user_id, now]
+        "SELECT COUNT(*) FROM ton_orders o WHERE o.user_id = ? AND o.expires_at >= ?"
+        " AND o.amount > (SELECT COALESCE(SUM(p.amount), 0) FROM ton_payments p"
+        " WHERE p.order_id = o.id AND p.status = 'credited' AND p.assigned_by IS NULL)",
+        [user_id, now],
     ).fetchone()
     return int(row[0])
 

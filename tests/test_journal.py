@@ -354,6 +354,35 @@ async def test_a_flagged_notice_owed_when_a_later_refund_took_the_credit_tells_t
     ]
 
 
+async def test_a_user_thanked_is_not_told_the_credit_is_delayed_while_the_notice_waits(
+    tmp_path: Path,
+) -> None:
+    # The flagged payment was booked and its user thanked; the ledger went down before the
+    # admins' notice (which reads the payment again) could go out. The desk's next tries could
+    # not book the entry either, and told the user, already thanked for the credit, that
+    # "crediting it is taking longer than usual".
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == USER)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        paying = asyncio.create_task(desk.take(payment("stxDOWN", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the thank-you is out, its reply held
+        await stack.veil.store.close()  # the ledger is down from here on
+        telegram.answer_late()
+        await paying
+        key = "payment:stxDOWN"
+        async with asyncio.timeout(20):
+            while (entry := await desk.journal.get(key)) is None or entry.attempts < 2:  # noqa: ASYNC110 -- polls the journal
+                await asyncio.sleep(0.05)
+        assert entry.thanked
+        assert entry.notified_at is None  # the admins' notice is still owed
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert to_user == [THANKS]
+    assert to_admin == []
+
+
 async def test_a_flagged_notice_after_a_slow_thank_you_tells_the_refund_booked_meanwhile(
     tmp_path: Path,
 ) -> None:

@@ -132,6 +132,27 @@ async def test_a_user_pressing_buy_again_and_again_gets_no_more_open_orders_than
     await sound(stack)
 
 
+async def test_a_user_at_the_order_cap_who_pays_one_in_full_may_order_again(
+    stack: TonStack,
+) -> None:
+    # The refusal says "pay one of them", and the Stars cap counts unpaid orders only; the TON
+    # cap counted every order of the hour, paid or not, so one paid changed nothing: the user
+    # who did as told was refused again. One paid in part still counts (its rest is owed).
+    made = [await order(stack, ALICE) for _ in range(MAX_OPEN_ORDERS)]
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=made[0].id)
+    watcher = stack.watcher()
+    assert await watcher.poll() == 1
+    with pytest.raises(OrderRejected):
+        await order(stack, ALICE)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM // 2, comment=made[0].id)
+    assert await watcher.poll() == 1
+    assert await stack.balance(ALICE) == PACK_UNITS
+    assert (await order(stack, ALICE)).user_id == ALICE  # paid in full: it left the count
+    with pytest.raises(OrderRejected):
+        await order(stack, ALICE)
+    await sound(stack)
+
+
 async def test_an_exact_payment_is_credited_once_and_the_user_told(stack: TonStack) -> None:
     paid = await order(stack, ALICE)
     tx = stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)

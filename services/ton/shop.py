@@ -208,7 +208,7 @@ class TonShop:
         """Store a pending order for a pack and return its invoice.
 
         Raises ``UnknownPack`` for a pack not (or no longer) sold, ``TooManyOrders`` when the
-        user has ``MAX_OPEN_ORDERS`` orders that have not expired, ``LedgerUnavailable`` when
+        user has ``MAX_OPEN_ORDERS`` orders not expired nor paid in full, ``LedgerUnavailable`` when
         the order cannot be stored.
         """
         pack = next((p for p in self._packs.get(asset, ()) if p.id == pack_id), None)
@@ -258,7 +258,7 @@ def _insert_order(db: Database, *, order: TonOrder) -> bool | None:
     """Store the order; first make sure the watcher will read from before it.
 
     False when its id is taken; None, storing nothing, when the user has ``MAX_OPEN_ORDERS``
-    orders that have not expired (as for Stars: each press of "buy" is one).
+    orders not expired nor paid in full (as for Stars: each press of "buy" is one).
     """
     if storage.open_orders(db, order.user_id, order.created_at) >= MAX_OPEN_ORDERS:
         return None
