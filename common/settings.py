@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings
 
@@ -75,10 +75,20 @@ def given_names(cls: type[BaseSettings]) -> list[str]:
     names = {name.upper() for name in os.environ if name.upper().startswith(PREFIX)}
     env_file = cls.model_config.get("env_file")
     if isinstance(env_file, str | Path) and Path(env_file).is_file():
-        names |= {
-            name.upper() for name in dotenv_values(env_file) if name.upper().startswith(PREFIX)
-        }
+        read = (name.upper() for name in _env_file_names(Path(env_file), cls))
+        names |= {name for name in read if name.startswith(PREFIX)}
     return sorted(names)
+
+
+def _env_file_names(path: Path, cls: type[BaseSettings]) -> list[str]:
+    """The names the ``.env`` file at ``path`` sets, read with python-dotenv's own parser.
+
+    Not with ``dotenv_values``, which logs each line it cannot read: pydantic-settings reads
+    the file again for the values and logs them then, and each such line came twice.
+    """
+    encoding = cls.model_config.get("env_file_encoding")
+    with path.open(encoding=encoding) as stream:
+        return [binding.key for binding in parse_stream(stream) if binding.key is not None]
 
 
 def near_misses(cls: type[BaseSettings], given: Iterable[str]) -> list[tuple[str, str]]:
