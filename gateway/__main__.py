@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from common.logs import capture_early
+
+# Run as ``python -m gateway``: before the rest is imported, so that a warning raised while it
+# is (a library's, say) is a JSON line too; an operator's log shipper reads every line as JSON
+# from the first. Not when a test imports this module.
+if __name__ == "__main__":
+    capture_early()
+
 import argparse
 import asyncio
 import contextlib
@@ -15,7 +23,7 @@ import structlog
 
 from common.collector import freeze_startup
 from common.connections import bind_failure
-from common.logs import capture_early, configure_logging
+from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
