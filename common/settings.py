@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from dotenv.parser import parse_stream
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings
 
 if TYPE_CHECKING:
@@ -42,6 +42,21 @@ def _host_name(value: str) -> str:
 # A listener's address: a host name or IP address. Never empty, which would be every interface
 # (that is 0.0.0.0, written out).
 ListenHost = Annotated[str, Field(min_length=1), AfterValidator(_host_name)]
+
+
+def _named_path(value: object) -> object:
+    """Refuse an empty path: ``Path("")`` is the current folder, wherever the process runs.
+
+    ``VEIL_DATA_DIR=`` (a compose file's ``${VEIL_DATA_DIR}`` with the variable unset) made the
+    database and a new master key in the working folder, outside the data volume, silently.
+    """
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("it is empty; name a folder or file (empty would be the current folder)")
+    return value
+
+
+# A file or folder setting: never empty.
+NamedPath = Annotated[Path, BeforeValidator(_named_path)]
 
 
 class SettingsError(SystemExit):
