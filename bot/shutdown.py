@@ -101,13 +101,17 @@ class Stopping:
         self.hurry = asyncio.Event()
 
     def signalled(self, signum: signal.Signals) -> None:
-        """A signal's handler: stop, or, once stopping, cut the grace short."""
+        """A signal's handler: stop, or, once stopping, cut the grace short.
+
+        The event first, the line after: a line that cannot be written (stderr a pipe to a
+        launcher that was killed: ``BrokenPipeError``) must not keep the bot from stopping.
+        """
         if self.stop.is_set():
-            log.info("bot.stop_hurried", signal=signum.name)
             self.hurry.set()
+            log.info("bot.stop_hurried", signal=signum.name)
         else:
-            log.info("bot.stopping", signal=signum.name)
             self.stop.set()
+            log.info("bot.stopping", signal=signum.name)
 
 
 def _already_stopping(signum: signal.Signals) -> None:
