@@ -9,6 +9,14 @@ gateways and prints its verify key.
 
 from __future__ import annotations
 
+from common.logs import capture_early
+
+# Run as ``python -m bot``: before the rest is imported, so that a warning raised while it
+# is (a library's, say) is a JSON line too; an operator's log shipper reads every line as JSON
+# from the first. Not when a test imports this module.
+if __name__ == "__main__":
+    capture_early()
+
 import asyncio
 import errno
 import socket
@@ -20,7 +28,7 @@ from urllib.parse import urlsplit
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
-from common.logs import capture_early, configure_logging, describe, without_credentials
+from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database

@@ -36,7 +36,7 @@ from bot.listeners import CONTROL_CONNECTIONS_PER_GATEWAY, listener_guard, metri
 from bot.metrics import BotMetrics, MeteredChatService, Operations, serving_operations
 from bot.order import ORDER, UpdateOrder
 from bot.payments import JournalMiddleware, PaymentDesk
-from bot.shutdown import IN_FLIGHT, InFlight, drain
+from bot.shutdown import IN_FLIGHT, InFlight, Stopping, drain
 from bot.streaming import DraftSink
 from bot.telegram import build_bot, forget_handled_update, skip_bare_updates
 from bot.ton import ton_parts
@@ -439,18 +439,19 @@ async def register_commands(veil: Veil) -> None:
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[asyncio.Event]:
-    """From now on, SIGINT and SIGTERM set the event instead of ending the process.
+def stop_signals() -> Iterator[Stopping]:
+    """From now on, SIGINT and SIGTERM ask for a stop instead of ending the process.
 
     Taken first thing, so a signal during start-up (holds recovered, bundles fetched,
-    commands registered) still ends in a graceful shutdown once start-up is done.
+    commands registered) still ends in a graceful shutdown once start-up is done; a second
+    one cuts the grace short (``Stopping``).
     """
-    stop = asyncio.Event()
+    stopping = Stopping()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping.signalled, signum)
     try:
-        yield stop
+        yield stopping
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -484,13 +485,14 @@ async def poll_until(veil: Veil, stop: asyncio.Event) -> None:
 
 async def run_polling(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve with long polling until SIGINT/SIGTERM, then shut down gracefully."""
-    with stop_signals() as stop:
-        await _run_polling(settings, client_key, stop)
+    with stop_signals() as stopping:
+        await _run_polling(settings, client_key, stopping)
 
 
 async def _run_polling(
-    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey, stop: asyncio.Event
+    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey, stopping: Stopping
 ) -> None:
+    stop = stopping.stop
     async with (
         running_veil(settings, client_key) as veil,
         serving_operations(
@@ -512,7 +514,13 @@ async def _run_polling(
                 frozen_objects=freeze_startup(),
             )
             await poll_until(veil, stop)
-        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
+        await drain(
+            veil.operations.in_flight,
+            veil.chat,
+            settings.shutdown_grace,
+            veil.relay,
+            cut_short=stopping.hurry,
+        )
         log.info("bot.stopped")
     if conflicts.failure is not None:
         raise conflicts.failure
@@ -597,13 +605,14 @@ async def _start_webhook(veil: Veil, url: str, secret: str) -> bool:
 
 async def run_webhook(settings: BotSettings, client_key: ed25519.Ed25519PrivateKey) -> None:
     """Serve a webhook (secret header checked) until SIGINT/SIGTERM, then shut down gracefully."""
-    with stop_signals() as stop:
-        await _run_webhook(settings, client_key, stop)
+    with stop_signals() as stopping:
+        await _run_webhook(settings, client_key, stopping)
 
 
 async def _run_webhook(
-    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey, stop: asyncio.Event
+    settings: BotSettings, client_key: ed25519.Ed25519PrivateKey, stopping: Stopping
 ) -> None:
+    stop = stopping.stop
     if settings.webhook_url is None or settings.webhook_secret is None:
         raise ValueError("webhook mode needs VEIL_WEBHOOK_URL and VEIL_WEBHOOK_SECRET")
     refused = RefusedToken(stop.set)  # installed once started: start-up tells its own 401
@@ -623,7 +632,13 @@ async def _run_webhook(
                 log.info("bot.started", mode="webhook", port=port, frozen_objects=freeze_startup())
                 await stop.wait()
         # No longer listening: Telegram keeps new updates for later.
-        await drain(veil.operations.in_flight, veil.chat, settings.shutdown_grace, veil.relay)
+        await drain(
+            veil.operations.in_flight,
+            veil.chat,
+            settings.shutdown_grace,
+            veil.relay,
+            cut_short=stopping.hurry,
+        )
         log.info("bot.stopped")
     if refused.failure is not None:
         raise refused.failure

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from models import MasterKey, Store
+from models.database import on_read_only_disk
 from services.audit import Auditor, AuditReport
 from services.prices import format_units
 from services.ton.shop import format_amount
@@ -20,11 +21,18 @@ if TYPE_CHECKING:
 
 
 async def audit(settings: BotSettings) -> AuditReport:
-    """Audit the database the settings name."""
+    """Audit the database the settings name.
+
+    On a data folder whose disk is mounted read-only (ext4 remounts so on errors), when an
+    audit may be wanted most, the database is opened for reading only: it was refused with
+    "cannot open database …: Read-only file system", though an audit writes nothing.
+    """
+    path = settings.database_path
     store = await Store.open(
-        settings.database_path,
+        path,
         MasterKey.load_or_create(settings.master_key_path),
         busy_timeout=settings.db_busy_timeout,
+        read_only=on_read_only_disk(path.parent),
     )
     try:
         return await Auditor(store, settings.audit_keys).run()

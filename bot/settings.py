@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import MOST_TOKENS, MOST_UNITS, ListenHost
+from common.settings import MOST_TOKENS, MOST_UNITS, ListenHost, NamedPath
 from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
 from services.prices import Prices
@@ -58,9 +58,9 @@ class BotSettings(BaseSettings):
     gateways: str = "http://127.0.0.1:8600"
     operator_keys: str
     retired_operator_keys: str = ""
-    data_dir: Path = Path("data")
-    master_key_file: Path | None = None
-    client_key_file: Path | None = None
+    data_dir: NamedPath = Path("data")
+    master_key_file: NamedPath | None = None
+    client_key_file: NamedPath | None = None
     gateway_streams: int = Field(default=256, ge=1, le=100_000)
     gateway_wait: float = Field(default=10.0, gt=0, le=300)
     stop_grace: float = Field(default=10.0, gt=0, le=300)

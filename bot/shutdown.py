@@ -10,13 +10,14 @@ is stopped the metered way (``ChatService.close``: the gateway ends it with a si
 ``stopped`` receipt, the text so far is delivered, charged and stored; ``RelayService.close``:
 the relay hangs up, the gateway stops the model and keeps its ``stopped`` receipt, and the
 relay settles from it), and ``drain`` waits for those to end too. A second signal during the
-grace cuts it short; one after it changes nothing. Stopping the answers and waiting for the
-updates share one deadline, ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S`` after the grace, and the
-teardown's own ``close`` calls wait only for what is left of it: the whole stop keeps within
-``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S`` and the listeners' cuts
-(``WEBHOOK_STOP_WAIT_S`` before the grace, ``WEBAPP_STOP_WAIT_S`` after), inside the rule the
-launcher and the image's entry point check (``BOT_STOP_SLACK_S`` beyond the two graces). Only
-then do the store, the journal and the sessions close, and the process exits 0.
+grace cuts it short, and so does one that came before the grace (while the webhook's listener
+was still cutting its requests, ``Stopping``); one after it changes nothing. Stopping the
+answers and waiting for the updates share one deadline, ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S``
+after the grace, and the teardown's own ``close`` calls wait only for what is left of it: the
+whole stop keeps within ``VEIL_SHUTDOWN_GRACE`` + ``VEIL_STOP_GRACE`` + ``CLOSE_SLACK_S`` and the
+listeners' cuts (``WEBHOOK_STOP_WAIT_S`` before the grace, ``WEBAPP_STOP_WAIT_S`` after), inside
+the rule the launcher and the image's entry point check (``BOT_STOP_SLACK_S`` beyond the two
+graces). Only then do the store, the journal and the sessions close, and the process exits 0.
 
 ``InFlight`` is the dispatcher's first outer update middleware that counts the updates in hand:
 being handled, or waiting for their turn behind the user's update before (``bot.order``).
@@ -83,16 +84,52 @@ class InFlight(BaseMiddleware):
         return not self.count
 
 
+class Stopping:
+    """A stop asked for by a signal, and whether another signal asked to cut the grace short.
+
+    The first SIGTERM or SIGINT sets ``stop``. A second one before ``drain`` takes the signals
+    over (while the webhook's listener cuts its requests, up to ``WEBHOOK_STOP_WAIT_S``) was
+    lost: it set the stop set already. It sets ``hurry`` now, and ``drain`` begins with its
+    grace cut short, as a second signal during the grace cuts it. Not an exit on the spot (a
+    second Ctrl-C in many programs): the answers streaming are then stopped the metered way,
+    within ``VEIL_STOP_GRACE``, so each is delivered, charged and stored, where an exit would
+    leave them unsaid and their holds open until the next start; SIGKILL remains for that.
+    """
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.hurry = asyncio.Event()
+
+    def signalled(self, signum: signal.Signals) -> None:
+        """A signal's handler: stop, or, once stopping, cut the grace short.
+
+        The event first, the line after: a line that cannot be written (stderr a pipe to a
+        launcher that was killed: ``BrokenPipeError``) must not keep the bot from stopping.
+        """
+        if self.stop.is_set():
+            self.hurry.set()
+            log.info("bot.stop_hurried", signal=signum.name)
+        else:
+            self.stop.set()
+            log.info("bot.stopping", signal=signum.name)
+
+
 def _already_stopping(signum: signal.Signals) -> None:
     log.info("bot.already_stopping", signal=signum.name)
 
 
 async def drain(
-    in_flight: InFlight, chat: ChatService, grace: float, relay: RelayService | None = None
+    in_flight: InFlight,
+    chat: ChatService,
+    grace: float,
+    relay: RelayService | None = None,
+    *,
+    cut_short: asyncio.Event | None = None,
 ) -> None:
     """Let updates, answers and relayed answers in progress finish within ``grace``; then stop.
 
-    Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace.
+    Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace, as
+    ``cut_short`` set (before, or meanwhile) does: ``Stopping.hurry``.
     Answers run detached from their update (``ChatService.start``, ``detach``), so they are
     waited for beside the updates.
     """
@@ -109,7 +146,7 @@ async def drain(
             grace=grace,
         )
     started = time.monotonic()
-    cut_short = asyncio.Event()
+    cut_short = asyncio.Event() if cut_short is None else cut_short
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for signum in signals:

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
-from dotenv import dotenv_values
-from pydantic import AfterValidator, Field, ValidationError
+from dotenv.parser import parse_stream
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings
 
 if TYPE_CHECKING:
@@ -44,6 +44,21 @@ def _host_name(value: str) -> str:
 ListenHost = Annotated[str, Field(min_length=1), AfterValidator(_host_name)]
 
 
+def _named_path(value: object) -> object:
+    """Refuse an empty path: ``Path("")`` is the current folder, wherever the process runs.
+
+    ``VEIL_DATA_DIR=`` (a compose file's ``${VEIL_DATA_DIR}`` with the variable unset) made the
+    database and a new master key in the working folder, outside the data volume, silently.
+    """
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("it is empty; name a folder or file (empty would be the current folder)")
+    return value
+
+
+# A file or folder setting: never empty.
+NamedPath = Annotated[Path, BeforeValidator(_named_path)]
+
+
 class SettingsError(SystemExit):
     """A bad or missing setting; carries the one line that names the variable."""
 
@@ -75,10 +90,20 @@ def given_names(cls: type[BaseSettings]) -> list[str]:
     names = {name.upper() for name in os.environ if name.upper().startswith(PREFIX)}
     env_file = cls.model_config.get("env_file")
     if isinstance(env_file, str | Path) and Path(env_file).is_file():
-        names |= {
-            name.upper() for name in dotenv_values(env_file) if name.upper().startswith(PREFIX)
-        }
+        read = (name.upper() for name in _env_file_names(Path(env_file), cls))
+        names |= {name for name in read if name.startswith(PREFIX)}
     return sorted(names)
+
+
+def _env_file_names(path: Path, cls: type[BaseSettings]) -> list[str]:
+    """The names the ``.env`` file at ``path`` sets, read with python-dotenv's own parser.
+
+    Not with ``dotenv_values``, which logs each line it cannot read: pydantic-settings reads
+    the file again for the values and logs them then, and each such line came twice.
+    """
+    encoding = cls.model_config.get("env_file_encoding")
+    with path.open(encoding=encoding) as stream:
+        return [binding.key for binding in parse_stream(stream) if binding.key is not None]
 
 
 def near_misses(cls: type[BaseSettings], given: Iterable[str]) -> list[tuple[str, str]]:

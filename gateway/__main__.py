@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from common.logs import capture_early
+
+# Run as ``python -m gateway``: before the rest is imported, so that a warning raised while it
+# is (a library's, say) is a JSON line too; an operator's log shipper reads every line as JSON
+# from the first. Not when a test imports this module.
+if __name__ == "__main__":
+    capture_early()
+
 import argparse
 import asyncio
 import contextlib
@@ -15,7 +23,7 @@ import structlog
 
 from common.collector import freeze_startup
 from common.connections import bind_failure
-from common.logs import capture_early, configure_logging
+from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
@@ -37,9 +45,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("veil.gateway")
 
+# How often the public listener is looked at (``Listeners.listening``); a look is a few
+# system calls.
+LISTENER_CHECK_S = 5.0
 
-async def serve(settings: GatewaySettings) -> None:
-    """Run the gateway until SIGINT or SIGTERM."""
+
+async def serve(settings: GatewaySettings) -> int:
+    """Run the gateway until SIGINT or SIGTERM (0), or until its listener is gone (1)."""
     try:
         operator = read_operator_key(settings.operator_key_file)
     except OperatorKeyError as exc:
@@ -93,6 +105,7 @@ async def serve(settings: GatewaySettings) -> None:
         await gateway.refresh_models()
         listeners = await _listen(gateway, settings)
         rotation = asyncio.create_task(rotate_forever(gateway, settings.key_rotation_seconds))
+        watch = asyncio.create_task(_watch_listener(listeners, stop))
         log.info(
             "gateway.started",
             url=listeners.url,
@@ -110,11 +123,31 @@ async def serve(settings: GatewaySettings) -> None:
         try:
             await stop.wait()
         finally:
-            rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rotation
+            listener_gone = watch.done() and not watch.cancelled()
+            for task in (rotation, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await listeners.close()
             log.info("gateway.stopped")
+    return 1 if listener_gone else 0
+
+
+async def _watch_listener(listeners: Listeners, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the public listener takes no connections any more, said in one line.
+
+    On uvloop an ``accept()`` failure libuv leaves to Python (ENOBUFS, ENOMEM, EPERM) closes
+    the listener for good and says nothing (``GuardedSite.listening``): the gateway ran on,
+    reachable by no one, its ``/health`` refused, and nothing restarted it. It stops now, its
+    streams ended with stopped receipts, and exits 1, so that compose's restart policy (or
+    any supervisor) starts it again.
+    """
+    while True:
+        await asyncio.sleep(LISTENER_CHECK_S)
+        if not listeners.listening():
+            break
+    log.error("gateway.listener_closed", url=listeners.url)
+    stop.set()
 
 
 async def _listen(gateway: Gateway, settings: GatewaySettings) -> Listeners:
@@ -175,11 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(GatewaySettings)
         configure_logging(settings.log_level)
         with asyncio.Runner(loop_factory=loop_factory(settings.gateway_loop)) as runner:
-            runner.run(serve(settings))
+            return runner.run(serve(settings))
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
-    return 0
 
 
 if __name__ == "__main__":

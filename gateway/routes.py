@@ -218,6 +218,11 @@ class Listeners:
     metrics_url: str
     max_connections: int
 
+    def listening(self) -> bool:
+        """Whether the public listener still takes connections (``GuardedSite.listening``)."""
+        sites = [site for site in self.public.sites if isinstance(site, GuardedSite)]
+        return bool(sites) and all(site.listening() for site in sites)
+
     async def close(self) -> None:
         """Stop listening, end every stream with a stopped receipt, then close the rest."""
         try:

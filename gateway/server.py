@@ -218,20 +218,30 @@ async def rotate_forever(gateway: Gateway, interval: float, *, retry: float = 10
     """Rotate the HPKE key every ``interval`` seconds and keep the model list fresh.
 
     A refresh that fails, or an iteration that raises, is logged and tried again after
-    ``retry`` seconds; nothing ends the task but cancellation.
+    ``retry`` seconds; nothing ends the task but cancellation. The interval is counted on the
+    loop's monotonic clock, but a key's window is on the wall clock: one stepped (NTP at boot,
+    a restored VM) out of the current key's window left the gateway with no valid key (its
+    ``/health`` 503, its bundle refused) until the interval was up, an hour by default. It is
+    looked at every ``retry`` seconds, and such a key is replaced at once (``reason=clock``).
     """
     loop = asyncio.get_running_loop()
     rotate_at = loop.time() + interval
     failed = not gateway.ring.models
     while True:
-        wake = min(rotate_at, loop.time() + retry) if failed else rotate_at
-        await asyncio.sleep(max(0.0, wake - loop.time()))
+        await asyncio.sleep(max(0.0, min(rotate_at, loop.time() + retry) - loop.time()))
         try:
-            if loop.time() >= rotate_at:
+            due = loop.time() >= rotate_at
+            stepped = not gateway.ring.serving(gateway.now())
+            if due or stepped:
                 gateway.ring.rotate(gateway.now())
                 rotate_at = loop.time() + interval
-                log.info("gateway.key_rotated", key_id=gateway.ring.current.keypair.key_id.hex())
-            failed = not await gateway.refresh_models()
+                log.info(
+                    "gateway.key_rotated",
+                    key_id=gateway.ring.current.keypair.key_id.hex(),
+                    reason="interval" if due else "clock",
+                )
+            if due or stepped or failed:
+                failed = not await gateway.refresh_models()
         except Exception as exc:  # noqa: BLE001 -- the supervisor's edge: log, retry, live on
             log.warning("gateway.maintenance_failed", error=type(exc).__name__)
             failed = True

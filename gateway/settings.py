@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import MOST_TOKENS, ListenHost
+from common.settings import MOST_TOKENS, ListenHost, NamedPath
 from gateway.chat import servable_model
 from gateway.limits import Limits
 from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
@@ -28,7 +27,7 @@ class GatewaySettings(BaseSettings):
 
     vllm_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
     vllm_api_key: SecretStr | None = None
-    operator_key_file: Path
+    operator_key_file: NamedPath
     client_keys: str
     max_completion_tokens: int = Field(default=4096, ge=1, le=MOST_TOKENS)
     gateway_host: ListenHost = "127.0.0.1"

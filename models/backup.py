@@ -2,10 +2,10 @@
 
 The backup copies the database page by page while the bot keeps writing (WAL mode lets readers
 and the one writer go on); SQLite restarts the copy of any step a write overtakes, so the result
-is one consistent snapshot (on a disk gone read-only too: ``_open_source``). Nothing here reads
-or decrypts history: the copy is as sealed as the original, and it is useless without the
-master key, which is backed up separately. The copy is written under a name of its own and
-takes the backup's name only once whole.
+is one consistent snapshot (on a disk gone read-only too: ``models.database.open_for_reading``).
+Nothing here reads or decrypts history: the copy is as sealed as the original, and it is
+useless without the master key, which is backed up separately. The copy is written under a
+name of its own and takes the backup's name only once whole.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import os
 import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
-from models.database import DB_FILE_MODE
+from models.database import DB_FILE_MODE, open_for_reading
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -93,33 +92,11 @@ def _claim(partial: Path, target: Path) -> int:
     return fd
 
 
-def _open_source(source: Path) -> sqlite3.Connection:
-    """A connection to the database being copied, also on a read-only disk.
-
-    SQLite opens a WAL database only where it can make the ``-shm`` file beside it, so on a
-    disk gone read-only (ext4 remounts so on errors) every backup failed with "unable to open
-    database file". There, with no ``-wal`` file beside it, the database file holds every
-    write and nothing can change it: it is opened as immutable, read as it stands. A ``-wal``
-    file there holds writes not yet in the database file, and SQLite reads it as usual.
-    """
-    if _read_only(source.parent) and not source.with_name(source.name + "-wal").exists():
-        return sqlite3.connect(f"file:{quote(str(source))}?immutable=1", uri=True)
-    return sqlite3.connect(source)
-
-
-def _read_only(folder: Path) -> bool:
-    """Whether ``folder`` is on a file system mounted read-only."""
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
 def _copy(source: Path, copy_path: Path) -> int:
     """Copy ``source`` into the empty file ``copy_path``, check it and sync it; its page count."""
     try:
         with (
-            closing(_open_source(source)) as origin,
+            closing(open_for_reading(source)) as origin,
             closing(sqlite3.connect(copy_path)) as copy,
         ):
             origin.backup(copy, pages=PAGES_PER_STEP)

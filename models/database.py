@@ -28,6 +28,7 @@ import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote
 
 import structlog
 from sqlite_utils import Database
@@ -44,6 +45,8 @@ __all__ = [
     "DataInUse",
     "Database",
     "claim_database",
+    "on_read_only_disk",
+    "open_for_reading",
     "open_private_database",
 ]
 
@@ -60,11 +63,14 @@ class Connection:
     ``name`` says which file it is in errors ("the database is closed", "journal error: …").
     """
 
-    def __init__(self, name: str, executor: ThreadPoolExecutor, db: Database) -> None:
+    def __init__(
+        self, name: str, executor: ThreadPoolExecutor, db: Database, *, read_only: bool = False
+    ) -> None:
         self._name = name
         self._executor = executor
         self._db = db
         self._closed = False
+        self._read_only = read_only  # only ``read`` is taken
 
     def __repr__(self) -> str:
         return f"Connection({self._name!r})"
@@ -77,22 +83,24 @@ class Connection:
         *,
         busy_timeout: float,
         name: str,
+        read_only: bool = False,
     ) -> Connection:
         """Open (creating owner-only) the file at ``path`` on a new thread and run ``setup``.
 
+        ``read_only``: open the file that is there for reading only (``open_read_only``);
+        ``write`` and ``call`` then raise ``StorageError``.
         Raises ``StorageError`` if the file cannot be opened or ``setup`` fails in SQLite.
         """
         thread = "veil-" + name.replace(" ", "-")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread)
         loop = asyncio.get_running_loop()
+        opener = open_read_only if read_only else open_private_database
         try:
-            db = await loop.run_in_executor(
-                executor, open_private_database, path, busy_timeout, setup, name
-            )
+            db = await loop.run_in_executor(executor, opener, path, busy_timeout, setup, name)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(name, executor, db)
+        return cls(name, executor, db, read_only=read_only)
 
     async def read(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn`` in a read-only transaction (one snapshot) and return its result."""
@@ -127,6 +135,8 @@ class Connection:
     ) -> T:
         if self._closed:
             raise StorageError(f"the {self._name} is closed")
+        if self._read_only and how is not _reading:
+            raise StorageError(f"the {self._name} is open for reading only")
 
         def run() -> T:
             try:
@@ -213,6 +223,54 @@ def open_private_database(
         conn.close()
         raise
     return db
+
+
+def open_read_only(
+    path: Path, busy_timeout: float, setup: Callable[[Database], None], name: str
+) -> Database:
+    """Open the SQLite file at ``path`` for reading only (``open_for_reading``); run ``setup``.
+
+    Nothing is made: no folder, no file (a missing one is ``DataFolderError``), and every
+    statement that would write fails (``PRAGMA query_only``).
+    """
+    if not path.is_file():
+        raise DataFolderError(f"cannot open {name} {path}: no such file")
+    try:
+        conn = open_for_reading(path, busy_timeout)
+    except sqlite3.Error as exc:
+        raise DataFolderError(f"cannot open {name} {path}: {exc}") from exc
+    try:
+        with storage_errors(f"cannot open {name} {path}"):
+            db = Database(conn, execute_plugins=False)
+            db.execute("PRAGMA query_only = ON")
+            setup(db)
+    except BaseException:
+        conn.close()
+        raise
+    return db
+
+
+def open_for_reading(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """A connection that reads the database at ``path``, also on a disk mounted read-only.
+
+    SQLite opens a WAL database only where it can make the ``-shm`` file beside it, so on a
+    disk gone read-only (ext4 remounts so on errors) it failed with "unable to open database
+    file". There, with no ``-wal`` file beside it, the database file holds every write and
+    nothing can change it: it is opened as immutable, read as it stands. A ``-wal`` file there
+    holds writes not yet in the database file, and SQLite reads it as usual.
+    """
+    if on_read_only_disk(path.parent) and not path.with_name(path.name + "-wal").exists():
+        uri = f"file:{quote(str(path))}?immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=busy_timeout)
+    return sqlite3.connect(path, timeout=busy_timeout)
+
+
+def on_read_only_disk(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

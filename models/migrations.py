@@ -32,6 +32,7 @@ __all__ = [
     "applied",
     "applied_at",
     "apply",
+    "check_current",
     "schema_version",
 ]
 
@@ -556,6 +557,31 @@ def apply(
         _adopt(db, registered, legacy)
     registered.apply(db)
     return names[len(done) : len(applied(db, migration_set))]
+
+
+def check_current(
+    db: Database,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    migration_set: str = MIGRATION_SET,
+) -> None:
+    """Refuse (``StorageError``) a database that has not had exactly ``migrations`` applied.
+
+    For a database opened for reading only, which cannot be brought up to date: code that
+    reads it expects this list's schema.
+    """
+    done = [] if _legacy_record(db) is not None else applied(db, migration_set)
+    names = [migration.__name__ for migration in migrations]
+    if done == names:
+        return
+    if done == names[: len(done)]:
+        raise StorageError(
+            f"the database has {len(done)} of this code's {len(names)} migrations applied,"
+            " and it is opened for reading only: start the bot where it can write, once"
+        )
+    raise StorageError(
+        "the database's applied migrations do not match this code's list "
+        f"({len(done)} applied); refusing to guess"
+    )
 
 
 def _counted(migration: Migration, position: int) -> Migration:

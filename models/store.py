@@ -82,10 +82,13 @@ class OpenConversation:
 class Store:
     """Async access to the bot's database; create it with ``Store.open``, end with ``close``."""
 
-    def __init__(self, path: Path, connection: Connection, master_key: MasterKey) -> None:
+    def __init__(
+        self, path: Path, connection: Connection, master_key: MasterKey, *, read_only: bool = False
+    ) -> None:
         self._path = path
         self._connection = connection
         self._master_key = master_key
+        self._read_only = read_only
         # Unwrapped data keys by user id; read and written only on the connection's thread.
         self._data_keys: dict[int, bytes] = {}
 
@@ -99,14 +102,25 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: Path, master_key: MasterKey, *, busy_timeout: float = BUSY_TIMEOUT_S
+        cls,
+        path: Path,
+        master_key: MasterKey,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+        read_only: bool = False,
     ) -> Store:
         """Open (or create) the database at ``path`` and bring its schema up to date.
 
         ``busy_timeout`` is how long a call waits for another connection's lock before it
         fails. Raises ``StorageError`` if the file is not a usable database, its migrations do
         not match this code, or ``master_key`` does not open the data keys already stored in it.
+
+        ``read_only``: open the database that is there for reading only, also on a disk
+        mounted read-only (``models.database.open_for_reading``): nothing is made, migrated or
+        checkpointed, and one behind this code's migrations is refused.
         """
+        if read_only:
+            return await cls._open_read_only(path, master_key, busy_timeout)
 
         def setup(db: Database) -> None:
             _configure(db)
@@ -118,6 +132,19 @@ class Store:
 
         connection = await Connection.open(path, setup, busy_timeout=busy_timeout, name="database")
         return cls(path, connection, master_key)
+
+    @classmethod
+    async def _open_read_only(cls, path: Path, master_key: MasterKey, busy_timeout: float) -> Store:
+        """``open`` with ``read_only``: the schema checked, the master key too, nothing written."""
+
+        def setup(db: Database) -> None:
+            migrations.check_current(db)
+            _check_master_key(db, path, master_key)
+
+        connection = await Connection.open(
+            path, setup, busy_timeout=busy_timeout, name="database", read_only=True
+        )
+        return cls(path, connection, master_key, read_only=True)
 
     async def close(self) -> None:
         """Checkpoint and truncate the WAL, close the connection and stop the worker thread.
@@ -350,7 +377,7 @@ class Store:
 
     def _last(self, db: Database) -> None:
         self._data_keys.clear()
-        if not _checkpoint(db):
+        if not self._read_only and not _checkpoint(db):
             log.info("store.checkpoint_deferred", at="close")
 
     def _data_key(self, db: Database, user_id: int) -> bytes:

@@ -86,6 +86,7 @@ from models import ConversationNotFound, TokenCount
 from models.holds import AnswerChat
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
+from services.closing import CloseDeadline
 from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
@@ -439,7 +440,7 @@ class ChatService:
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
     _delivered_open: set[str] = field(default_factory=set, init=False)
     _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
-    _close_by: float | None = field(default=None, init=False)  # the loop time ``close`` ends by
+    _close_deadline: CloseDeadline = field(default_factory=CloseDeadline, init=False)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -579,12 +580,10 @@ class ChatService:
         ``within`` seconds (the stop grace plus ``CLOSE_SLACK_S`` unless given); one still
         running then is left to the loop's teardown (its hold is released at the next start).
         The first call sets the deadline: a later one (the bot's teardown after ``drain``)
-        waits only for what is left of it, so the stop keeps within the time it is given.
+        waits only for what is left of it, so the stop keeps within the time it is given, and
+        answers still running then are told once (``CloseDeadline``).
         """
-        loop = asyncio.get_running_loop()
-        if self._close_by is None:
-            budget = self.stop_grace + CLOSE_SLACK_S if within is None else within
-            self._close_by = loop.time() + budget
+        self._close_deadline.start(self.stop_grace + CLOSE_SLACK_S if within is None else within)
         self.stop_titles()
         generations = self._generations()
         titlings = [t for running in self._titling.values() for t in running]
@@ -596,14 +595,14 @@ class ChatService:
         tasks += [task for task in self._detached_tasks if not task.done()]  # their followups too
         ends = [asyncio.create_task(t.ended.wait()) for t in titlings if not t.ended.is_set()]
         if tasks or ends:
-            timeout = max(0.0, self._close_by - loop.time())
+            timeout = self._close_deadline.left()
             done, running = await asyncio.wait([*tasks, *ends], timeout=timeout)
             for task in done:
                 if task not in ends and not task.cancelled():
                     task.exception()  # retrieved: the answer's caller reports it
             for end in ends:
                 end.cancel()
-            if running:
+            if running and self._close_deadline.overrun():
                 log.warning("chat.close_timed_out", answers=len(running))
 
     def stop_titles(self) -> None:

@@ -51,6 +51,7 @@ from sealed.relay import (
 )
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
+from services.closing import CloseDeadline
 from services.control import STOPPING, UNDELIVERED
 from services.errors import (
     AnswerInProgress,
@@ -129,7 +130,7 @@ class RelayService:
         self._idle = asyncio.Event()  # set while no answer is being relayed
         self._idle.set()
         self._taking = True  # False once shutdown began: no new answers
-        self._close_by: float | None = None  # the loop time ``close`` ends by, once called
+        self._close_deadline = CloseDeadline()
 
     # -- what the page asks before sealing ---------------------------------------------------
 
@@ -572,16 +573,15 @@ class RelayService:
         later one (the Mini App's teardown after ``drain``) waits only for what is left of it.
         """
         self._taking = False
-        loop = asyncio.get_running_loop()
-        if self._close_by is None:
-            self._close_by = loop.time() + within
+        self._close_deadline.start(within)
         for answer in list(self._running.values()):
             answer.abandon("shutdown")
         # Answers still being held or sent are waited for too: they hang up once started.
-        if await self.wait_idle(max(0.0, self._close_by - loop.time())):
+        if await self.wait_idle(self._close_deadline.left()):
             return
         left = list(self._running.values())
-        log.warning("relay.close_timed_out", answers=len(left))
+        if self._close_deadline.overrun():
+            log.warning("relay.close_timed_out", answers=len(left))
         for answer in left:
             answer.abandon("shutdown")
             task = answer._task  # noqa: SLF001 -- the service owns the answer's parts

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,10 +22,9 @@ from services.audit import Auditor, proof_for
 from services.shop import IncomingPayment, Pack, Shop
 from tests.books import grant
 from tests.botstack import bot_env, running_stack
-from tests.harness import run_python
+from tests.harness import REPO, run_python
 
 if TYPE_CHECKING:
-    import subprocess
     from pathlib import Path
 
 USER = 9501
@@ -114,6 +115,50 @@ async def test_audit_passes_on_a_normal_run(audited: tuple[dict[str, str], str])
         "every charge proves: its receipt verifies and its amount matches its price"
     )
     assert "payments: 0, 0 Stars" in lines
+
+
+# A disk gone read-only (ext4 remounts so on errors): the audit, which writes nothing, was
+# refused with "cannot open database …/veil.db: [Errno 30] Read-only file system", as the
+# database was opened to be created, migrated and checkpointed.
+_READ_ONLY_AUDIT = """
+mount -o bind,ro "$DATA" "$DATA" || exit 97
+exec "$PYTHON" -m bot audit
+"""
+
+
+def audit_read_only(env: dict[str, str]) -> subprocess.CompletedProcess[str] | None:
+    """``bot audit`` with its data folder mounted read-only (a mount namespace of its own)."""
+    try:
+        return subprocess.run(  # noqa: S603 -- unshare, this interpreter, this project
+            ["unshare", "--mount", "sh", "-c", _READ_ONLY_AUDIT],  # noqa: S607 -- util-linux
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**env, "DATA": env["VEIL_DATA_DIR"], "PYTHON": sys.executable},
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        return None
+
+
+async def test_audit_runs_on_a_data_folder_on_a_read_only_disk(
+    audited: tuple[dict[str, str], str],
+) -> None:
+    env, _ = audited
+
+    result = await asyncio.to_thread(audit_read_only, env)
+
+    if result is None:
+        pytest.skip("needs unshare (util-linux)")
+    if result.returncode == 97 or "unshare:" in result.stderr:
+        pytest.skip("needs a mount namespace of its own (root, or CAP_SYS_ADMIN)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("charges: 3 (3 settled); tokens: ")
+    assert lines[-1] == (
+        "every charge proves: its receipt verifies and its amount matches its price"
+    )
 
 
 async def test_audit_still_proves_the_charges_made_before_an_operator_key_rotation(

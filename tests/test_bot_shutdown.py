@@ -36,10 +36,10 @@ ANSWER = " ".join(f"heron{i}" for i in range(60))  # 60 tokens, 50 ms apart: thr
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    tmp_path: Path, grace: str, mode: str = "polling"
+    tmp_path: Path, grace: str, mode: str = "polling", token_delay: float = 0.05
 ) -> AsyncIterator[tuple[ManagedProcess, FakeTelegram, RunningGateway]]:
     """The bot as a process with ``VEIL_SHUTDOWN_GRACE=grace``, polling or on a webhook."""
-    async with process_stack(tmp_path / "data", answer=ANSWER, token_delay=0.05) as stack:
+    async with process_stack(tmp_path / "data", answer=ANSWER, token_delay=token_delay) as stack:
         telegram, gateway, env = stack.telegram, stack.gateway, stack.env
         env |= {"VEIL_SHUTDOWN_GRACE": grace, "VEIL_FREE_TOKENS_PER_DAY": "0"}
         if mode == "webhook":
@@ -167,6 +167,46 @@ async def test_a_second_signal_cuts_the_grace_short(tmp_path: Path) -> None:
     (hold,) = closed_holds(data)
     assert hold["receipt_status"] == "stopped"
     assert bot.json_event("bot.grace_over")["cut_short"] is True
+
+
+async def test_a_second_signal_while_the_webhook_is_cut_cuts_the_grace_short(
+    tmp_path: Path,
+) -> None:
+    # The first SIGTERM stops the webhook's listener, which cuts the requests it still holds
+    # for up to WEBHOOK_STOP_WAIT_S (here one whose body stalls) before the grace begins. A
+    # second signal then set the stop again and was lost: the grace was waited out in full.
+    data = tmp_path / "data"
+    data.mkdir()
+    await grant_credit(data)
+    # Twelve seconds an answer: longer than the listener's cut, shorter than the grace.
+    slow = bot_process(tmp_path, grace="30", mode="webhook", token_delay=0.2)
+    async with slow as (bot, telegram, _):
+        port = int(str(bot.json_event("bot.started")["port"]))
+        telegram.send_text(USER, PROMPT)
+        await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /telegram/hook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+            + f"X-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n\r\n".encode()
+            + b'{"update_id": '
+        )
+        await writer.drain()
+        bot.process.send_signal(signal.SIGTERM)
+        await bot.wait_for_line("bot.stopping")
+        bot.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            code = await bot.process.wait()
+        await reader.read()
+        writer.close()
+    assert code == 0
+    output = bot.output
+    assert output.index("bot.stop_hurried") < output.index("webhook.cut_by_stop")
+    assert bot.json_event("bot.grace_over")["cut_short"] is True
+    (final,) = telegram.sent_messages(USER)
+    assert 0 < len(final["text"]) < len(ANSWER)
+    (hold,) = closed_holds(data)
+    assert hold["receipt_status"] == "stopped"
 
 
 async def test_a_webhook_post_still_sending_its_body_is_cut_at_the_stop(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ import asyncio
 import selectors
 from typing import TYPE_CHECKING, Any, cast
 
+from structlog.testing import capture_logs
+
 from bot.shutdown import InFlight, drain
 from common.container import BOT_STOP_SLACK_S
 from services.chat import CLOSE_SLACK_S, ChatService
@@ -97,3 +99,12 @@ def test_a_stop_with_everything_stuck_keeps_within_the_time_compose_gives() -> N
     assert spent <= GRACE + STOP_GRACE + CLOSE_SLACK_S + 0.01
     assert spent >= GRACE + STOP_GRACE + CLOSE_SLACK_S - 0.01  # it did wait for them
     assert CLOSE_SLACK_S < BOT_STOP_SLACK_S  # the rest is the store's and the sessions'
+
+
+def test_answers_left_after_the_stop_are_told_once() -> None:
+    # The teardown's close, after drain's, found the same answer still running and told the
+    # operator again: two chat.close_timed_out lines for one answer.
+    with capture_logs() as logs, asyncio.Runner(loop_factory=SkippingLoop) as runner:
+        runner.run(stop_with_an_answer_and_an_update_that_never_end())
+    told = [line for line in logs if line["event"] == "chat.close_timed_out"]
+    assert [line["answers"] for line in told] == [1]

@@ -57,6 +57,30 @@ async def test_health_is_503_once_no_valid_key_is_served(
         assert await health(http, gw) == (200, "ok")
 
 
+@pytest.mark.parametrize("step", [-7200, 7200], ids=["back", "forward"])
+async def test_a_wall_clock_step_out_of_the_keys_window_gets_a_new_key_at_once(
+    vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock, step: int
+) -> None:
+    # The rotation is timed on the loop's monotonic clock, the key's window on the wall clock:
+    # a step of the wall clock out of the window (NTP at boot, a VM restored) left no valid
+    # key, /health 503 and the bundle refused by every bot, until the hour's rotation came.
+    async with run_gateway(vllm.url, clock=clock, rotation_seconds=3600) as gw:
+        task = asyncio.create_task(rotate_forever(gw.gateway, 3600, retry=0.05))
+        try:
+            assert await health(http, gw) == (200, "ok")
+            first_key = gw.gateway.ring.current.keypair.key_id
+            with structlog.testing.capture_logs() as logs:
+                clock.advance(step)
+                await wait_until(lambda: gw.gateway.ring.serving(gw.gateway.now()))
+            assert await health(http, gw) == (200, "ok")
+            assert gw.gateway.ring.current.keypair.key_id != first_key
+            rotated = [e for e in logs if e["event"] == "gateway.key_rotated"]
+            assert [e["reason"] for e in rotated] == ["clock"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 @pytest.mark.parametrize(
     "reply",
     [

@@ -246,6 +246,72 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
         assert secret not in gateway.output
 
 
+# On uvloop (the default) an accept() failure libuv leaves to Python (ENOBUFS, ENOMEM, EPERM,
+# EINVAL) closes the listener for good and reports nothing: the gateway ran on, reachable by
+# no one, and exited only when stopped, 0. Here the listening socket is shut down from inside
+# the process (a thread of this wrapper, once the test writes the port to ``CUT``): the next
+# accept() fails with EINVAL, and it is no listener from then on.
+_LISTENER_CUT = """
+import os, pathlib, runpy, socket, sys, threading, time
+
+def cut_the_listener(signal_file):
+    while not signal_file.exists() or not signal_file.read_text():
+        time.sleep(0.05)
+    port = int(signal_file.read_text())
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                if listening and sock.getsockname()[1] == port:
+                    sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+cut = pathlib.Path(os.environ["CUT"])
+threading.Thread(target=cut_the_listener, args=(cut,), daemon=True).start()
+sys.argv = ["gateway"]
+runpy.run_module("gateway", run_name="__main__", alter_sys=True)
+"""
+
+
+async def test_a_listener_closed_under_the_gateway_stops_it_with_one_line(tmp_path: Path) -> None:
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    cut = tmp_path / "cut"
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            _LISTENER_CUT,
+            env={
+                "CUT": str(cut),
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+            },
+        )
+        try:
+            await gateway.wait_for_line("gateway.started")
+            started = gateway.json_event("gateway.started")
+            assert started["loop"] == "uvloop"
+            port = str(started["url"]).rsplit(":", 1)[1]
+            await asyncio.to_thread(cut.write_text, port)
+            async with asyncio.timeout(60):
+                code = await gateway.process.wait()
+        finally:
+            await gateway.stop()
+    assert code == 1
+    closed = gateway.json_event("gateway.listener_closed")
+    assert (closed["level"], closed["url"]) == ("error", started["url"])
+    assert gateway.output.index("gateway.listener_closed") < gateway.output.index("gateway.stopped")
+
+
 # The gateway where uvloop cannot be imported (Windows, say, where it does not build).
 NO_UVLOOP_GATEWAY = (
     "import runpy, sys; sys.modules['uvloop'] = None; "

@@ -467,8 +467,52 @@ def test_a_warning_while_the_settings_are_read_is_a_json_line(tmp_path: Path, pa
     assert warned[0]["category"] == "UserWarning"
 
 
+# A warning raised while ``python -m bot`` (or ``gateway``) was still importing its modules,
+# before ``main`` ran, was printed by Python as plain text: the process's first line, which a
+# log shipper expecting JSON lines could not read. Run as ``-m`` runs it (``runpy``), the
+# warning raised as one of its own modules is imported.
+_WARNED_IMPORTING = """
+import runpy, sys, warnings
+
+def warn_on_import(event, args):
+    if event == "import" and args[0] == "IMPORTED" and not warned:
+        warned.append(True)
+        warnings.warn("PRIVATE-WORDS-5e1d of a user", UserWarning, stacklevel=1)
+
+warned = []
+sys.addaudithook(warn_on_import)
+sys.argv = ["PART"]
+runpy.run_module("PART", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("part", "imported"), [("bot", "bot.settings"), ("gateway", "gateway.clients")]
+)
+def test_a_warning_while_the_entry_point_is_imported_is_a_json_line(
+    tmp_path: Path, part: str, imported: str
+) -> None:
+    script = _WARNED_IMPORTING.replace("IMPORTED", imported).replace("PART", part)
+    result = subprocess.run(  # noqa: S603 -- this interpreter, this project's own code
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # no .env file
+        env=child_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr  # a required setting is missing
+    assert "PRIVATE-WORDS-5e1d" not in result.stderr
+    first, *_, last = result.stderr.strip().splitlines()
+    assert last.endswith(" is required but not set")
+    warned = json.loads(first)
+    assert (warned["event"], warned["category"]) == ("python.warning", "UserWarning")
+
+
 # A line of the ``.env`` file that cannot be read: python-dotenv logs it, which Python printed
-# as plain text (twice: the file is read for the names, then for the values).
+# as plain text; and twice, the file being read for the names, then for the values (the names
+# are now read without python-dotenv's warnings: one line).
 def test_an_unreadable_env_file_line_is_a_json_line(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text('VEIL_LOG_LEVEL=INFO\nnot "a setting\n')
     result = subprocess.run(
@@ -485,5 +529,6 @@ def test_an_unreadable_env_file_line_is_a_json_line(tmp_path: Path) -> None:
     assert last == "veil: setting VEIL_BOT_TOKEN is required but not set"
     logged = [json.loads(line) for line in lines]
     assert logged
-    assert {(line["level"], line["logger"]) for line in logged} == {("warning", "dotenv.main")}
-    assert all("line 2" in line["event"] for line in logged)
+    (warned,) = logged
+    assert (warned["level"], warned["logger"]) == ("warning", "dotenv.main")
+    assert "line 2" in warned["event"]

@@ -8,6 +8,8 @@ against ("less than or equal to 300", said of ``nan``).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from bot.settings import BotSettings
 from common.settings import MOST_TOKENS, MOST_UNITS, SettingsError, load_settings
 from gateway.settings import GatewaySettings
+from tests.harness import child_environment
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,3 +79,39 @@ def test_a_number_of_seconds_that_is_no_number_is_refused_as_such(
 ) -> None:
     line = _refusal(monkeypatch, tmp_path, cls, name, value)
     assert line == f"veil: setting {name} is invalid: Input should be a finite number"
+
+
+# An empty file or folder setting (a compose file's ``VEIL_DATA_DIR: ${VEIL_DATA_DIR}`` with the
+# variable unset) was taken as the current folder: the bot made its database and a new master
+# key wherever it ran, outside the data volume, and said nothing.
+@pytest.mark.parametrize("value", ["", " "])
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [
+        (BotSettings, "VEIL_DATA_DIR"),
+        (BotSettings, "VEIL_MASTER_KEY_FILE"),
+        (BotSettings, "VEIL_CLIENT_KEY_FILE"),
+        (GatewaySettings, "VEIL_OPERATOR_KEY_FILE"),
+    ],
+)
+def test_an_empty_file_or_folder_setting_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BaseSettings], name: str, value: str
+) -> None:
+    line = _refusal(monkeypatch, tmp_path, cls, name, value)
+    assert line.startswith(f"veil: setting {name} is invalid: ")
+    assert line.endswith("it is empty; name a folder or file (empty would be the current folder)")
+
+
+def test_an_empty_data_folder_setting_makes_nothing_where_the_bot_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "audit"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**child_environment(), **REQUIRED[BotSettings], "VEIL_DATA_DIR": ""},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("veil: setting VEIL_DATA_DIR is invalid: ")
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

@@ -477,3 +477,39 @@ async def test_a_file_that_is_not_a_database_is_refused_untouched(
     with pytest.raises(StorageError, match="cannot open database"):
         await Store.open(db_path, master_key)
     assert _file_bytes(db_path) == garbage_file
+
+
+async def test_a_store_opened_for_reading_reads_and_writes_nothing(
+    db_path: Path, master_key: MasterKey
+) -> None:
+    store = await Store.open(db_path, master_key)
+    await store.ensure_user(ALICE, "en")
+    conversation = await store.active_conversation(ALICE)
+    await store.add_turns(ALICE, conversation, [("user", PROMPT), ("assistant", ANSWER)])
+    await store.close()
+    before = await asyncio.to_thread(db_path.read_bytes)
+
+    reader = await Store.open(db_path, master_key, read_only=True)
+    try:
+        turns = await reader.history(ALICE, conversation)
+        with pytest.raises(StorageError):
+            await reader.ensure_user(BOB, "en")
+    finally:
+        await reader.close()
+
+    assert [turn.text for turn in turns] == [PROMPT, ANSWER]
+    assert await asyncio.to_thread(db_path.read_bytes) == before
+
+
+async def test_a_store_behind_the_migrations_is_refused_when_opened_for_reading(
+    db_path: Path, master_key: MasterKey
+) -> None:
+    await (await Store.open(db_path, master_key)).close()
+    last = schema.MIGRATIONS[-1].__name__
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [last])
+    with pytest.raises(StorageError, match="opened for reading only"):
+        await Store.open(db_path, master_key, read_only=True)
+    with pytest.raises(StorageError, match="no such file"):
+        await Store.open(db_path.with_name("other.db"), master_key, read_only=True)
+    assert not db_path.with_name("other.db").exists()
