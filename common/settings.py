@@ -49,9 +49,16 @@ def _named_path(value: object) -> object:
 
     ``VEIL_DATA_DIR=`` (a compose file's ``${VEIL_DATA_DIR}`` with the variable unset) made the
     database and a new master key in the working folder, outside the data volume, silently.
+    So did ``VEIL_DATA_DIR=~/veil`` in a ``.env`` file or a compose file, which expand no
+    ``~`` (only a shell does): a folder named ``~`` in the working folder. Refused too.
     """
     if isinstance(value, str) and not value.strip():
         raise ValueError("it is empty; name a folder or file (empty would be the current folder)")
+    if isinstance(value, str) and value.strip().startswith("~"):
+        raise ValueError(
+            "it starts with ~, which only a shell expands (here it would be a folder named ~ in"
+            " the current folder); give the full path"
+        )
     return value
 
 

@@ -102,13 +102,40 @@ def test_an_empty_file_or_folder_setting_is_refused_naming_it(
     assert line.endswith("it is empty; name a folder or file (empty would be the current folder)")
 
 
-def test_an_empty_data_folder_setting_makes_nothing_where_the_bot_runs(tmp_path: Path) -> None:
+# A path that starts with ``~`` in a ``.env`` or compose file (no shell expands it there) was a
+# folder named ``~`` in the current folder: the same database and master key made outside the
+# data volume.
+@pytest.mark.parametrize("value", ["~", "~/veil-data", " ~root/veil"])
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [
+        (BotSettings, "VEIL_DATA_DIR"),
+        (BotSettings, "VEIL_MASTER_KEY_FILE"),
+        (BotSettings, "VEIL_CLIENT_KEY_FILE"),
+        (GatewaySettings, "VEIL_OPERATOR_KEY_FILE"),
+    ],
+)
+def test_a_file_or_folder_setting_under_an_unexpanded_tilde_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BaseSettings], name: str, value: str
+) -> None:
+    line = _refusal(monkeypatch, tmp_path, cls, name, value)
+    assert line.startswith(f"veil: setting {name} is invalid: ")
+    assert line.endswith(
+        "it starts with ~, which only a shell expands (here it would be a "
+        "folder named ~ in the current folder); give the full path"
+    )
+
+
+@pytest.mark.parametrize("value", ["", "~/veil-data"])
+def test_a_refused_data_folder_setting_makes_nothing_where_the_bot_runs(
+    tmp_path: Path, value: str
+) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot", "audit"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**child_environment(), **REQUIRED[BotSettings], "VEIL_DATA_DIR": ""},
+        env={**child_environment(), **REQUIRED[BotSettings], "VEIL_DATA_DIR": value},
         timeout=60,
         check=False,
     )
