@@ -91,6 +91,9 @@ class Gateway:
     async def refresh_models(self) -> bool:
         """Ask the model server which models it serves and their windows; False if it cannot say.
 
+        A list with no model that can be served (none, or only ids no bundle may carry) is as
+        good as no answer: the next look comes after the retry, not the next rotation.
+
         Fixed models are served whatever it says, with the windows it states for them (none
         while it cannot be asked).
         """
@@ -106,7 +109,7 @@ class Gateway:
         served = {model: size for model, size in served.items() if servable_model(model)}
         windows = {model: size for model, size in served.items() if size is not None}
         self.ring.set_models(self.fixed_models or tuple(served), windows)
-        return True
+        return bool(self.ring.models)
 
     def _leave_out(self, models: list[str]) -> None:
         """Say once which of the model server's ids cannot be served (until they change).

@@ -311,3 +311,24 @@ async def test_a_model_id_no_bundle_may_carry_is_left_out_and_the_rest_are_serve
     assert skipped[0]["count"] == len(odd)
     assert skipped[0]["log_level"] == "warning"
     assert "x" * 100 not in str(skipped[0])
+
+
+async def test_a_model_list_of_odd_ids_alone_is_looked_at_again_after_the_retry(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    """With nothing servable listed, the next look is the retry's, not the next rotation's."""
+    async with (
+        FakeVLLM(models=("x" * (MAX_MODEL_NAME + 1),)) as fake,
+        run_gateway(fake.url, clock=clock) as running,
+    ):
+        assert running.gateway.ring.models == ()
+        listed = fake.listings
+        task = asyncio.create_task(rotate_forever(running.gateway, 3600, retry=0.05))
+        try:
+            await wait_until(lambda: fake.listings > listed)  # the task has looked once
+            fake.models = ("veil-test",)  # then the model server's own list comes right
+            await wait_until(lambda: running.gateway.ring.models == ("veil-test",))
+            assert (await post_sealed(http, running.url, seal_call(running))).text
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -180,6 +180,7 @@ class FakeVLLM(Served):
         self.tokenize_hold: asyncio.Event | None = None
         self.chat_hold: asyncio.Event | None = None
         self.models_reply: object | None = None
+        self.listings = 0  # GET /v1/models requests served
         self.models_status = 200
         self.requests: list[dict[str, Any]] = []
         self.tokenize_requests: list[dict[str, Any]] = []
@@ -236,6 +237,7 @@ class FakeVLLM(Served):
         return web.Response(status=200 if self.healthy else 503)
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.listings += 1
         try:
             self._check_key(request)
         except _ApiError as exc:
