@@ -415,10 +415,20 @@ async def read_sealed(
     return reply
 
 
+CHILD_SITE = REPO / "tests" / "childsite"  # its sitecustomize.py: see there
+
+
 def child_environment() -> dict[str, str]:
-    """The little of our environment a child process needs (coverage's settings included)."""
+    """The little of our environment a child process needs (coverage's settings included).
+
+    A child that coverage measures also gets ``tests/childsite`` on its path, whose
+    ``sitecustomize`` spares it the tracer's cost while libraries are first imported.
+    """
     keep = {"PATH", "HOME", "LANG", "TMPDIR"}
-    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("COVERAGE_")}
+    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("COVERAGE_")}
+    if "COVERAGE_PROCESS_CONFIG" in env:
+        env["PYTHONPATH"] = str(CHILD_SITE)
+    return env
 
 
 def run_python(

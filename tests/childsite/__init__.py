@@ -1,0 +1,1 @@
+"""The ``sitecustomize`` of the processes the tests start (see its docstring)."""
