@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-__all__ = ["without_unread"]
+__all__ = ["MOST_FAILURES", "without_unread"]
 
 _RICH = "rich_message"  # any message's rich content: its own, a replied one's, a pinned one's
 # A message replied to, in this chat or another: read without what fails in it, the reply
@@ -26,6 +26,12 @@ _RICH = "rich_message"  # any message's rich content: its own, a replied one's, 
 _REPLIED = frozenset({"reply_to_message", "external_reply"})
 
 Spot = tuple[str | int, ...]  # keys and indexes from the update down to the part left out
+# Failures past which an update is not read in part: each costs a walk down the update, and
+# pydantic blames every member of a union for one piece of text of a newer kind (~100 each),
+# so a message of thousands of such pieces (within Telegram's 32,768 characters) held the
+# event loop, every chat's, for tens of seconds. Hundreds of newer blocks, or ~200 pieces of
+# text, are still read in part.
+MOST_FAILURES = 20_000
 
 
 def without_unread(raw: dict[str, Any], error: ValidationError) -> tuple[dict[str, Any], int]:
@@ -37,15 +43,20 @@ def without_unread(raw: dict[str, Any], error: ValidationError) -> tuple[dict[st
     block whose piece of text is taken out stays: pydantic also blames the block for it (its
     text is no ``str`` either), and a block that fails for a reason of its own fails again, to
     be taken out when read again. ``raw`` is unchanged; (``raw``, 0) when some failure lies
-    elsewhere (in the message itself), where nothing is left out.
+    elsewhere (in the message itself), where nothing is left out, and when there are more than
+    ``MOST_FAILURES``.
     """
+    if error.error_count() > MOST_FAILURES:
+        return raw, 0
     spots: set[Spot] = set()
     for failure in error.errors(include_url=False, include_input=False, include_context=False):
         spot = _spot(raw, failure["loc"])
         if spot is None:
             return raw, 0
         spots.add(spot)
-    spots = {s for s in spots if not any(len(o) > len(s) and o[: len(s)] == s for o in spots)}
+    # The innermost alone: a spot holding another goes (a block whose piece of text is cut).
+    holding = {spot[:end] for spot in spots for end in range(1, len(spot))}
+    spots -= holding
     pruned = copy.deepcopy(raw)
     # The deepest and last first: an item taken out moves none of those still to take out.
     for spot in sorted(spots, key=_order, reverse=True):
