@@ -7,7 +7,8 @@ was then skipped: the user's question was never answered, nor told why. ``withou
 takes out the smallest part of a rich message that holds each failure (a piece of text, else
 its block), so the rest of the update can be read and handled. So does a field of a newer
 kind in a message replied to (a kind of forward origin this aiogram does not know, say): that
-field is left out of it, the question replying to it is still answered.
+field is left out of it, the question replying to it is still answered; unless the message
+replied to cannot be read without it (an external reply's origin): then it is skipped as before.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def without_unread(raw: dict[str, Any], error: ValidationError) -> tuple[dict[st
 
     Each failure takes out the innermost list item under a ``rich_message`` that holds it: a
     piece of text of a kind unknown here, or the block holding what is; else, in a message
-    replied to, the field of it that holds the failure (the message, where it lacks one). A
+    replied to, the field of it that holds the failure (never the message: ``_spot``). A
     block whose piece of text is taken out stays: pydantic also blames the block for it (its
     text is no ``str`` either), and a block that fails for a reason of its own fails again, to
     be taken out when read again. ``raw`` is unchanged; (``raw``, 0) when some failure lies
@@ -72,7 +73,7 @@ def _spot(raw: dict[str, Any], loc: tuple[str | int, ...]) -> Spot | None:
 
     pydantic's path names the member of a union it tried (``paragraph``, ``RichTextBold``,
     ``str``) beside the keys and indexes of the input: those are no step in ``raw``. None when
-    the failure is neither in rich content nor in a message replied to.
+    the failure is neither in rich content nor in a field of a message replied to.
     """
     node: Any = raw
     path: list[str | int] = []
@@ -90,8 +91,11 @@ def _spot(raw: dict[str, Any], loc: tuple[str | int, ...]) -> Spot | None:
             replied = len(path)
     if item:
         return tuple(path[:item])
-    if replied:  # the replied message's field that failed; the message itself, if none did
+    if replied and len(path) > replied:  # the replied message's field that failed
         return tuple(path[: replied + 1])
+    # The message replied to lacks a field it must have (an external reply's origin, of a kind
+    # left out): without it, what it was (a photo in another chat) would go too, and the
+    # question ("what is this?") be answered blind, and charged, where it is refused.
     return None
 
 

@@ -252,3 +252,23 @@ def test_an_update_of_thousands_of_newer_pieces_of_text_is_skipped_without_holdi
     assert read.update_id == 10
     assert read.message is None  # skipped, as any update it cannot read
     assert [e["event"] for e in logs] == ["telegram.update_unreadable"]
+
+
+def test_a_reply_to_another_chat_s_photo_of_a_newer_origin_is_never_asked_blind() -> None:
+    # The external reply's origin, of a newer kind, was cut; an external reply must have one,
+    # so the whole of it went, the photo with it: "What is this?" was then a question replying
+    # to nothing, asked of the model blind (and charged) where a reply to a photo is refused.
+    photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    update = replying_to_a_rich_message_with_newer_blocks(update_id=11)
+    message = update["message"]
+    del message["reply_to_message"]
+    message["text"] = "What is this?"
+    message["external_reply"] = {"origin": {"type": "hologram", "date": 1}, "photo": photo}
+    with pytest.raises(ValidationError) as failed:
+        Update.model_validate(update)
+    with structlog.testing.capture_logs() as logs:
+        read = unreadable_update(update, failed.value, Bot(TOKEN), "poll")
+    assert read is not None
+    assert read.update_id == 11
+    assert read.message is None  # skipped, as before it was read in part
+    assert [e["event"] for e in logs] == ["telegram.update_unreadable"]
