@@ -158,8 +158,9 @@ async def on_addressed(
     """Veil was mentioned or replied to: answer, in the group's turn.
 
     A mention alone, in a reply to someone's message, asks about that message (as a guest
-    summons does); a mention alone and nothing to reply to gets the usage line, unless the
-    group turned answers off.
+    summons does); a mention alone and nothing to reply to (or a reply to an answer that
+    failed before any text: ``_failed_answer``) gets the usage line, unless the group turned
+    answers off.
     """
     if await _media_refused(message, texts, kit):
         return
@@ -167,7 +168,7 @@ async def on_addressed(
         await answer_in_group(message, question, texts, kit)
         return
     context = replied_context(message, kit.editors.bot.id)
-    if not context:
+    if not context or _failed_answer(message, kit.editors):
         if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
             await tell_alone(message, texts("ask_usage"), kit.editors)  # hears nothing from Veil
         return
@@ -488,6 +489,16 @@ class _GroupAnswer:
             await apologise_outside(
                 error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
             )
+
+
+def _failed_answer(message: Message, editors: Editors) -> bool:
+    """Whether ``message`` replies to the placeholder of an answer that failed before any text.
+
+    Such a placeholder ends an empty thread (``_GroupAnswer._run``): a bare mention about it
+    would ask the model about the placeholder, or the failure told in it, and be charged.
+    """
+    replied = message.reply_to_message
+    return replied is not None and editors.chains.get(message.chat.id, replied.message_id) == ()
 
 
 def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tuple[Said, ...]:
