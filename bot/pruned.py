@@ -8,7 +8,8 @@ takes out the smallest part of a rich message that holds each failure (a piece o
 its block), so the rest of the update can be read and handled. So does a field of a newer
 kind in a message replied to (a kind of forward origin this aiogram does not know, say): that
 field is left out of it, the question replying to it is still answered; unless the message
-replied to cannot be read without it (an external reply's origin): then it is skipped as before.
+replied to cannot be read without it (an external reply's origin) or it is what that message is
+(its photo, its paid media): then it is skipped as before.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ _RICH = "rich_message"  # any message's rich content: its own, a replied one's, 
 # A message replied to, in this chat or another: read without what fails in it, the reply
 # itself is still read (its question answered, without the part it could not read).
 _REPLIED = frozenset({"reply_to_message", "external_reply"})
+# What a message replied to is, never left out of it: without it, a reply to a photo (to paid
+# media of a newer kind, say) would read as a reply to nothing, and "what is this?" be answered
+# blind, and charged, where the bot refuses it (``handlers.replies.replies_to_unseen``, whose
+# kinds these are, a document's too).
+_CONTENT = frozenset(
+    {
+        *("photo", "video", "animation", "sticker", "voice", "video_note", "audio", "paid_media"),
+        *("location", "venue", "contact", "poll", "dice", "game", "invoice", "story"),
+        *("checklist", "giveaway", "giveaway_winners", "document"),
+    }
+)
 
 Spot = tuple[str | int, ...]  # keys and indexes from the update down to the part left out
 # Failures past which an update is not read in part: each costs a walk down the update, and
@@ -40,7 +52,8 @@ def without_unread(raw: dict[str, Any], error: ValidationError) -> tuple[dict[st
 
     Each failure takes out the innermost list item under a ``rich_message`` that holds it: a
     piece of text of a kind unknown here, or the block holding what is; else, in a message
-    replied to, the field of it that holds the failure (never the message: ``_spot``). A
+    replied to, the field of it that holds the failure (never the message, nor what it is:
+    ``_spot``). A
     block whose piece of text is taken out stays: pydantic also blames the block for it (its
     text is no ``str`` either), and a block that fails for a reason of its own fails again, to
     be taken out when read again. ``raw`` is unchanged; (``raw``, 0) when some failure lies
@@ -91,11 +104,11 @@ def _spot(raw: dict[str, Any], loc: tuple[str | int, ...]) -> Spot | None:
             replied = len(path)
     if item:
         return tuple(path[:item])
-    if replied and len(path) > replied:  # the replied message's field that failed
-        return tuple(path[: replied + 1])
-    # The message replied to lacks a field it must have (an external reply's origin, of a kind
-    # left out): without it, what it was (a photo in another chat) would go too, and the
-    # question ("what is this?") be answered blind, and charged, where it is refused.
+    if replied and len(path) > replied and path[replied] not in _CONTENT:
+        return tuple(path[: replied + 1])  # the replied message's field that failed
+    # What the message replied to is failed (``_CONTENT``), or it lacks a field it must have
+    # (an external reply's origin, of a kind left out): without it, what it was (a photo in
+    # another chat) would go too, and "what is this?" be answered blind, and charged.
     return None
 
 

@@ -272,3 +272,21 @@ def test_a_reply_to_another_chat_s_photo_of_a_newer_origin_is_never_asked_blind(
     assert read.update_id == 11
     assert read.message is None  # skipped, as before it was read in part
     assert [e["event"] for e in logs] == ["telegram.update_unreadable"]
+
+
+def test_a_reply_to_paid_media_of_a_newer_kind_is_never_asked_blind() -> None:
+    # The paid media of a kind this aiogram does not know was cut from the message replied to,
+    # which then read as a message of nothing: "What is this?" went to the model alone.
+    update = replying_to_a_rich_message_with_newer_blocks(update_id=12)
+    replied = update["message"]["reply_to_message"]
+    del replied["rich_message"]
+    replied["paid_media"] = {"star_count": 5, "paid_media": [{"type": "hologram"}]}
+    update["message"]["text"] = "What is this?"
+    with pytest.raises(ValidationError) as failed:
+        Update.model_validate(update)
+    with structlog.testing.capture_logs() as logs:
+        read = unreadable_update(update, failed.value, Bot(TOKEN), "poll")
+    assert read is not None
+    assert read.update_id == 12
+    assert read.message is None  # skipped, as before it was read in part
+    assert [e["event"] for e in logs] == ["telegram.update_unreadable"]
