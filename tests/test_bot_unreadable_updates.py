@@ -194,7 +194,7 @@ def test_sibling_blocks_of_newer_kinds_each_leave_and_the_rest_stay_in_order() -
     assert read is not None
     assert read.message is not None
     assert read.message.reply_to_message is not None
-    assert words_of(read.message.reply_to_message) == "first\n\n1.\n\nsecond half"
+    assert words_of(read.message.reply_to_message, 0) == "first\n\n1.\n\nsecond half"
     (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
     assert partly["skipped"] == 4
 
