@@ -389,10 +389,14 @@ class _GroupAnswer:
         An answer that showed no text ends no thread: a reply to its placeholder, sent while
         it stood, carried the placeholder as Veil's words, quoted above the question, and so
         did every reply down that reply's thread. Remembered before the turn is let go, so such
-        a reply, next in the turn, knows it.
+        a reply, next in the turn, knows it; a bare mention about it has nothing to ask.
         """
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
+            thread = self._thread()
+            if self.asks_about and not thread:  # about an answer that failed before any text
+                await self._nothing_to_ask()
+                return
             tag = new_tag()
             stop = stop_keyboard(texts, tag)
             placeholder = await self._placeholder(stop)
@@ -406,7 +410,7 @@ class _GroupAnswer:
                 more_label=texts("read_whole"),
                 gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
             )
-            context, replied = one_off(self._thread())
+            context, replied = one_off(thread)
             asked = Question(
                 self.asker.user_id,
                 self.language,
@@ -451,6 +455,21 @@ class _GroupAnswer:
         if known is None:
             return self.context
         return known[-1:] if self.asks_about else known
+
+    async def _nothing_to_ask(self) -> None:
+        """A bare mention about an answer that failed before any text: the usage line, alone.
+
+        Its thread is empty (``_run``): it would ask the model about nothing, and be charged.
+        """
+        asker = self.asker
+        await self.kit.editors.tell_one(
+            asker.chat_id,
+            asker.user_id,
+            self.texts("ask_usage"),
+            reply_to=asker.message_id,
+            markup=None,
+            thread_id=asker.thread_id,
+        )
 
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
