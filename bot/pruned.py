@@ -7,7 +7,9 @@ was then skipped: the user's question was never answered, nor told why. ``withou
 takes out the smallest part of a rich message that holds each failure (a piece of text, else
 its block), so the rest of the update can be read and handled. So does a field of a newer
 kind in a message replied to (a kind of forward origin this aiogram does not know, say): that
-field is left out of it, the question replying to it is still answered.
+field is left out of it, the question replying to it is still answered; unless the message
+replied to cannot be read without it (an external reply's origin) or it is what that message is
+(its photo, its paid media): then it is skipped as before.
 """
 
 from __future__ import annotations
@@ -18,14 +20,31 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-__all__ = ["without_unread"]
+__all__ = ["MOST_FAILURES", "without_unread"]
 
 _RICH = "rich_message"  # any message's rich content: its own, a replied one's, a pinned one's
 # A message replied to, in this chat or another: read without what fails in it, the reply
 # itself is still read (its question answered, without the part it could not read).
 _REPLIED = frozenset({"reply_to_message", "external_reply"})
+# What a message replied to is, never left out of it: without it, a reply to a photo (to paid
+# media of a newer kind, say) would read as a reply to nothing, and "what is this?" be answered
+# blind, and charged, where the bot refuses it (``handlers.replies.replies_to_unseen``, whose
+# kinds these are, a document's too).
+_CONTENT = frozenset(
+    {
+        *("photo", "video", "animation", "sticker", "voice", "video_note", "audio", "paid_media"),
+        *("location", "venue", "contact", "poll", "dice", "game", "invoice", "story"),
+        *("checklist", "giveaway", "giveaway_winners", "document"),
+    }
+)
 
 Spot = tuple[str | int, ...]  # keys and indexes from the update down to the part left out
+# Failures past which an update is not read in part: each costs a walk down the update, and
+# pydantic blames every member of a union for one piece of text of a newer kind (~100 each),
+# so a message of thousands of such pieces (within Telegram's 32,768 characters) held the
+# event loop, every chat's, for tens of seconds. Hundreds of newer blocks, or ~200 pieces of
+# text, are still read in part.
+MOST_FAILURES = 20_000
 
 
 def without_unread(raw: dict[str, Any], error: ValidationError) -> tuple[dict[str, Any], int]:
@@ -33,19 +52,25 @@ def without_unread(raw: dict[str, Any], error: ValidationError) -> tuple[dict[st
 
     Each failure takes out the innermost list item under a ``rich_message`` that holds it: a
     piece of text of a kind unknown here, or the block holding what is; else, in a message
-    replied to, the field of it that holds the failure (the message, where it lacks one). A
+    replied to, the field of it that holds the failure (never the message, nor what it is:
+    ``_spot``). A
     block whose piece of text is taken out stays: pydantic also blames the block for it (its
     text is no ``str`` either), and a block that fails for a reason of its own fails again, to
     be taken out when read again. ``raw`` is unchanged; (``raw``, 0) when some failure lies
-    elsewhere (in the message itself), where nothing is left out.
+    elsewhere (in the message itself), where nothing is left out, and when there are more than
+    ``MOST_FAILURES``.
     """
+    if error.error_count() > MOST_FAILURES:
+        return raw, 0
     spots: set[Spot] = set()
     for failure in error.errors(include_url=False, include_input=False, include_context=False):
         spot = _spot(raw, failure["loc"])
         if spot is None:
             return raw, 0
         spots.add(spot)
-    spots = {s for s in spots if not any(len(o) > len(s) and o[: len(s)] == s for o in spots)}
+    # The innermost alone: a spot holding another goes (a block whose piece of text is cut).
+    holding = {spot[:end] for spot in spots for end in range(1, len(spot))}
+    spots -= holding
     pruned = copy.deepcopy(raw)
     # The deepest and last first: an item taken out moves none of those still to take out.
     for spot in sorted(spots, key=_order, reverse=True):
@@ -61,7 +86,7 @@ def _spot(raw: dict[str, Any], loc: tuple[str | int, ...]) -> Spot | None:
 
     pydantic's path names the member of a union it tried (``paragraph``, ``RichTextBold``,
     ``str``) beside the keys and indexes of the input: those are no step in ``raw``. None when
-    the failure is neither in rich content nor in a message replied to.
+    the failure is neither in rich content nor in a field of a message replied to.
     """
     node: Any = raw
     path: list[str | int] = []
@@ -79,8 +104,11 @@ def _spot(raw: dict[str, Any], loc: tuple[str | int, ...]) -> Spot | None:
             replied = len(path)
     if item:
         return tuple(path[:item])
-    if replied:  # the replied message's field that failed; the message itself, if none did
-        return tuple(path[: replied + 1])
+    if replied and len(path) > replied and path[replied] not in _CONTENT:
+        return tuple(path[: replied + 1])  # the replied message's field that failed
+    # What the message replied to is failed (``_CONTENT``), or it lacks a field it must have
+    # (an external reply's origin, of a kind left out): without it, what it was (a photo in
+    # another chat) would go too, and "what is this?" be answered blind, and charged.
     return None
 
 

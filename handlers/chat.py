@@ -716,7 +716,7 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     thread_id = topic_of(message)
     prompt = message.text if pasted is None else pasted
     await opened_topic(message, chat, texts)
-    replied = None if message.quote is not None else replied_text(message)
+    replied = None if message.quote is not None else replied_text(message, bot.id)
     prompt = with_quote(message, prompt)
     await answer_prompt(
         bot,
@@ -755,7 +755,7 @@ def with_quote(message: Message, text: str) -> str:
     return quoted(quote.text, text)
 
 
-def replied_text(message: Message) -> str | None:
+def replied_text(message: Message, bot_id: int) -> str | None:
     """The text (caption, rich message) of the message ``message`` replies to here, if any.
 
     A message in a topic replies to the topic's first message without a text: none.
@@ -763,7 +763,7 @@ def replied_text(message: Message) -> str | None:
     replied = message.reply_to_message
     if replied is None:
         return None
-    text = words_of(replied)  # a rich answer of Veil's too
+    text = words_of(replied, bot_id)  # a rich answer of Veil's too
     return text if text and text.strip() else None
 
 

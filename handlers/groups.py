@@ -158,8 +158,9 @@ async def on_addressed(
     """Veil was mentioned or replied to: answer, in the group's turn.
 
     A mention alone, in a reply to someone's message, asks about that message (as a guest
-    summons does); a mention alone and nothing to reply to gets the usage line, unless the
-    group turned answers off.
+    summons does); a mention alone and nothing to reply to (or a reply to an answer that
+    failed before any text: ``_failed_answer``) gets the usage line, unless the group turned
+    answers off.
     """
     if await _media_refused(message, texts, kit):
         return
@@ -167,7 +168,7 @@ async def on_addressed(
         await answer_in_group(message, question, texts, kit)
         return
     context = replied_context(message, kit.editors.bot.id)
-    if not context:
+    if not context or _failed_answer(message, kit.editors):
         if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
             await tell_alone(message, texts("ask_usage"), kit.editors)  # hears nothing from Veil
         return
@@ -388,10 +389,14 @@ class _GroupAnswer:
         An answer that showed no text ends no thread: a reply to its placeholder, sent while
         it stood, carried the placeholder as Veil's words, quoted above the question, and so
         did every reply down that reply's thread. Remembered before the turn is let go, so such
-        a reply, next in the turn, knows it.
+        a reply, next in the turn, knows it; a bare mention about it has nothing to ask.
         """
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
+            thread = self._thread()
+            if self.asks_about and not thread:  # about an answer that failed before any text
+                await self._nothing_to_ask()
+                return
             tag = new_tag()
             stop = stop_keyboard(texts, tag)
             placeholder = await self._placeholder(stop)
@@ -405,7 +410,7 @@ class _GroupAnswer:
                 more_label=texts("read_whole"),
                 gone=partial(self.kit.chat.cancel, self.asker.user_id, stop_tag=tag),
             )
-            context, replied = one_off(self._thread())
+            context, replied = one_off(thread)
             asked = Question(
                 self.asker.user_id,
                 self.language,
@@ -451,6 +456,21 @@ class _GroupAnswer:
             return self.context
         return known[-1:] if self.asks_about else known
 
+    async def _nothing_to_ask(self) -> None:
+        """A bare mention about an answer that failed before any text: the usage line, alone.
+
+        Its thread is empty (``_run``): it would ask the model about nothing, and be charged.
+        """
+        asker = self.asker
+        await self.kit.editors.tell_one(
+            asker.chat_id,
+            asker.user_id,
+            self.texts("ask_usage"),
+            reply_to=asker.message_id,
+            markup=None,
+            thread_id=asker.thread_id,
+        )
+
     async def _placeholder(self, stop: InlineKeyboardMarkup) -> int | None:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
 
@@ -488,6 +508,16 @@ class _GroupAnswer:
             await apologise_outside(
                 error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
             )
+
+
+def _failed_answer(message: Message, editors: Editors) -> bool:
+    """Whether ``message`` replies to the placeholder of an answer that failed before any text.
+
+    Such a placeholder ends an empty thread (``_GroupAnswer._run``): a bare mention about it
+    would ask the model about the placeholder, or the failure told in it, and be charged.
+    """
+    replied = message.reply_to_message
+    return replied is not None and editors.chains.get(message.chat.id, replied.message_id) == ()
 
 
 def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tuple[Said, ...]:

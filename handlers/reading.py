@@ -9,7 +9,8 @@ details block its summary, then its blocks; media their caption; a quote's or a 
 after it. A thinking block (drafts only) is no text.
 
 Nor is the thinking Veil folds before an answer, behind ``common.thought.MARK``: an expandable
-quote of the text that opens with the mark, a details block whose summary does. A reply to
+quote of the text that opens with the mark, a details block whose summary does, in Veil's own
+answers (anyone else's such quote is their words). A reply to
 that answer asks about the answer; the thinking is only shown, and it went to the model quoted
 as the answer's first words.
 """
@@ -34,15 +35,37 @@ _MEDIA = frozenset({"photo", "video", "animation", "audio", "document", "voice_n
 _WORDS = ("text", "expression", "alternative_text")
 
 
-def words_of(message: Message) -> str | None:
-    """The text, caption or rich message of ``message`` as text; None when it has none."""
+def words_of(message: Message, bot_id: int) -> str | None:
+    """The text, caption or rich message of ``message`` as text; None when it has none.
+
+    The thinking is left out of Veil's own answers alone (sent by bot ``bot_id``, or through it:
+    a guest or inline answer): anyone may write an expandable quote that opens with the mark,
+    and what it folds away from readers (a link under "is this safe?") is theirs to be read.
+    """
+    own = _veils(message, bot_id)
     if message.text is not None:
-        return _unfolded(message.text, message.entities or ())
+        return _unfolded(message.text, message.entities or ()) if own else message.text
     if message.caption is not None:
         return message.caption
     if message.rich_message is None:
         return None
-    return _blocks(message.rich_message.blocks) or None
+    blocks = message.rich_message.blocks
+    if own:
+        blocks = [block for block in blocks if not _folded_thought(block)]
+    return _blocks(blocks) or None
+
+
+def _veils(message: Message, bot_id: int) -> bool:
+    """Whether ``message`` is Veil's: sent by the bot, or through it (``via_bot``)."""
+    return any(
+        user is not None and user.id == bot_id for user in (message.from_user, message.via_bot)
+    )
+
+
+def _folded_thought(block: object) -> bool:
+    """Whether ``block`` is the thinking Veil folds before an answer: a details block, marked."""
+    summary = getattr(block, "summary", None)
+    return getattr(block, "type", None) == "details" and _rich(summary).startswith(MARK)
 
 
 def rich_media_only(message: Message) -> bool:
@@ -99,8 +122,6 @@ def _block(block: object) -> str:
     kind = getattr(block, "type", None)
     if kind == "thinking":
         return ""
-    if kind == "details" and _rich(getattr(block, "summary", None)).startswith(MARK):
-        return ""  # Veil's folded thinking
     if kind == "table":
         rows = getattr(block, "cells", None) or []
         table = "\n".join(

@@ -188,7 +188,7 @@ def replied_context(message: Message, bot_id: int) -> tuple[Said, ...]:
     replied = message.reply_to_message
     if replied is None:
         return ()
-    text = words_of(replied)  # a rich message (Veil's own answer, say) read as text too
+    text = words_of(replied, bot_id)  # a rich message (Veil's own answer, say) read as text too
     if not text:
         return ()
     own = replied.from_user is not None and replied.from_user.id == bot_id

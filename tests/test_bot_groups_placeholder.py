@@ -109,3 +109,64 @@ async def test_a_placeholder_whose_answer_failed_is_no_turn_of_a_later_thread(
         )
         later = await asked_of_the_model(s, 3)
     assert later == [("user", "and the rest?"), ("assistant", ANSWER), ("user", "why so?")]
+
+
+def told_or_asked(stack: Stack, user: int) -> bool:
+    """Whether ``user`` was told something alone in the group, or the model asked again."""
+    return bool(stack.telegram.ephemeral_messages(GROUP, user)) or len(stack.vllm.requests) > 1
+
+
+async def test_a_bare_mention_about_an_answer_that_failed_asks_nothing(tmp_path: Path) -> None:
+    # Bob's bare mention, replying to the placeholder, asked about the answer behind it; that
+    # answer failed before any text, and Bob's mention, read in its turn after the failure, went
+    # to the model with the placeholder quoted as what to comment on: an answer charged to Bob.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as s:
+        first = asyncio.Event()
+        s.vllm.chat_hold = first
+        s.vllm.error_mid_stream_after = 0  # the first answer fails before its first word
+        s.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await asked_of_the_model(s, 1)
+        (placeholder,) = replies(s)
+        s.telegram.send_text(
+            BOB, "@veil_test_bot", chat_id=GROUP, reply_to=placeholder["message_id"]
+        )
+        first.set()  # answers fail from here on: Bob's, asked, would fail too, and be counted
+        async with asyncio.timeout(10):
+            while not told_or_asked(s, BOB):  # noqa: ASYNC110 -- polls the fakes' records
+                await asyncio.sleep(0.02)
+        asked = len(s.vllm.requests)
+        told = [m["text"] for m in s.telegram.ephemeral_messages(GROUP, BOB)]
+        texts = s.veil.catalogs.for_language("en")
+    assert asked == 1
+    assert told == [texts("ask_usage")]
+
+
+async def test_a_bare_mention_waiting_on_an_answer_that_then_failed_asks_nothing(
+    tmp_path: Path,
+) -> None:
+    # Bob's bare mention came while the placeholder stood, and waited for the answer behind it;
+    # that answer failed before any text: in its turn, Bob's mention read an empty thread and
+    # was asked of the model about nothing (no context at all), an answer charged to Bob.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as s:
+        kit = s.veil.dispatcher["kit"]
+        first = asyncio.Event()
+        s.vllm.chat_hold = first
+        s.vllm.error_mid_stream_after = 0  # the first answer fails before its first word
+        s.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+        await asked_of_the_model(s, 1)
+        (placeholder,) = replies(s)
+        s.telegram.send_text(
+            BOB, "@veil_test_bot", chat_id=GROUP, reply_to=placeholder["message_id"]
+        )
+        async with asyncio.timeout(10):
+            while (GROUP, BOB) not in kit.asking:  # noqa: ASYNC110 -- polls Bob's turn, waiting
+                await asyncio.sleep(0.02)
+        first.set()  # answers fail from here on: Bob's, asked, would fail too, and be counted
+        async with asyncio.timeout(10):
+            while not told_or_asked(s, BOB):  # noqa: ASYNC110 -- polls the fakes' records
+                await asyncio.sleep(0.02)
+        asked = len(s.vllm.requests)
+        told = [m["text"] for m in s.telegram.ephemeral_messages(GROUP, BOB)]
+        texts = s.veil.catalogs.for_language("en")
+    assert asked == 1
+    assert told == [texts("ask_usage")]

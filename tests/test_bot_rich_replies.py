@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import structlog
-from aiogram.types import Message
+from aiogram.types import Message, User
 
 from handlers.reading import words_of
 from handlers.replies import replied_context
@@ -377,23 +377,61 @@ async def test_a_reply_to_an_answer_with_its_thinking_folded_carries_the_answer_
     assert context == [("user", f"{QUOTED}\n\nwhy?")]
 
 
-def test_only_veil_s_folded_thinking_is_left_out_of_a_replied_text() -> None:
-    # An expandable quote of the user's own, or one after an emoji (UTF-16 offsets), stays.
+def folded(sender: dict[str, object], **more: object) -> Message:
+    """A message of ``sender``'s with a thinking folded in it (an expandable quote, marked)."""
     text = "👋 Hi\n💭 mulling it over\nThe answer.\n» a quote of theirs"
     entities = [
         {"type": "expandable_blockquote", "offset": 6, "length": 18},
         {"type": "expandable_blockquote", "offset": 37, "length": 19},
     ]
-    message = Message.model_validate(
+    return Message.model_validate(
         {
             "message_id": 1,
             "date": 0,
             "chat": {"id": ANN, "type": "private"},
+            "from": sender,
             "text": text,
             "entities": entities,
         }
+        | more
     )
-    assert words_of(message) == "👋 Hi\nThe answer.\n» a quote of theirs"
+
+
+VEIL = {"id": BOT_ID, "is_bot": True, "first_name": "Veil", "username": "veil_test_bot"}
+VEIL_USER = User.model_validate(VEIL)
+
+
+def test_only_veil_s_folded_thinking_is_left_out_of_a_replied_text() -> None:
+    # An expandable quote of the user's own, or one after an emoji (UTF-16 offsets), stays.
+    expected = "👋 Hi\nThe answer.\n» a quote of theirs"
+    assert words_of(folded(VEIL), BOT_ID) == expected
+    ann = {"id": ANN, "is_bot": False, "first_name": "Ann"}
+    assert words_of(folded(ann, via_bot=VEIL), BOT_ID) == expected  # a guest or inline answer
+
+
+def test_anyone_else_s_quote_opening_with_the_mark_is_read() -> None:
+    # Any expandable quote opening with 💭 was left out, whoever wrote it: Bob could fold a
+    # link under one, and "@veil is this safe?" under his message was asked without the link.
+    bob = {"id": BOB, "is_bot": False, "first_name": "Bob"}
+    message = folded(bob)
+    assert words_of(message, BOT_ID) == message.text
+    details = {
+        "type": "details",
+        "summary": "💭 Spoiler",
+        "blocks": [{"type": "paragraph", "text": "x"}],
+    }
+    other = {"id": 4242, "is_bot": True, "first_name": "Other"}
+    rich = Message.model_validate(
+        {
+            "message_id": 2,
+            "date": 0,
+            "chat": {"id": ANN, "type": "private"},
+            "from": other,
+            "rich_message": {"blocks": [details]},
+        }
+    )
+    assert words_of(rich, BOT_ID) == "💭 Spoiler\n\nx"
+    assert words_of(rich.model_copy(update={"from_user": VEIL_USER}), BOT_ID) is None
 
 
 async def test_a_question_replying_to_another_bot_s_rich_message_of_photos_alone_is_refused(

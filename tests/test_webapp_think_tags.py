@@ -79,3 +79,40 @@ async def test_the_page_reads_answers_cut_anywhere_as_the_bot_does() -> None:
     answers += [list(answer) for answer in ANSWERS]  # a character a record
     read = await page_reads(answers)
     assert read == [reference(deltas) for deltas in answers]
+
+
+# What answers are made of at random: the tags and parts of them, every blank and line break
+# either side reads (Python's ``str.isspace`` and ``splitlines``, JavaScript's ``\s``, a byte
+# order mark), and words.
+PARTS = [
+    *("<think>", "</think>", "<", "</", "<th", "ink>", "think", ">", "/"),
+    *(" ", "\t", "\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x1f", "\x85"),
+    *("\u00a0", "\u1680", "\u180e", "\u2000", "\u200a", "\u200b", "\u2028", "\u2029"),
+    *("\u202f", "\u205f", "\u3000", "\ufeff"),
+    *("x", "y z", "def f():", "🌊", "Привет"),
+]
+
+
+async def test_the_page_reads_answers_made_at_random_as_the_bot_does() -> None:
+    rng = random.Random(18)  # noqa: S311 -- the same cases every run, not a secret
+    blanks = [part for part in PARTS if part.isspace() or part == "\ufeff"]
+    made = ["".join(rng.choices(PARTS, k=rng.randint(1, 14))) for _ in range(500)]
+    made += [  # a thinking, then blanks and text: where the rules of the blanks tell
+        "".join(
+            [
+                *rng.choices(blanks, k=rng.randint(0, 2)),
+                "<think>",
+                *rng.choices(PARTS, k=rng.randint(0, 3)),
+                "</think>",
+                *rng.choices(blanks, k=rng.randint(0, 6)),
+                *rng.choices(PARTS, k=rng.randint(0, 4)),
+            ]
+        )
+        for _ in range(1500)
+    ]
+    answers = [records(answer, rng) for answer in made]
+    read = await page_reads(answers)
+    wrong = [
+        (deltas, got) for deltas, got in zip(answers, read, strict=True) if got != reference(deltas)
+    ]
+    assert wrong[:3] == []
