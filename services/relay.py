@@ -421,10 +421,10 @@ class RelayService:
                 self._pool.succeeded(gateway)
             except TimeoutError:
                 answer.reason = answer.reason or "time_limit"
-            except SealedError as exc:
-                answer.reason = answer.reason or type(exc).__name__
-            except aiohttp.ClientError as exc:
-                answer.reason = answer.reason or type(exc).__name__
+            except (SealedError, aiohttp.ClientError) as exc:
+                if not answer.reason:  # (not cut by the bot: the gateway's stream broke)
+                    answer.reason = type(exc).__name__
+                    answer.broken = True
             finally:
                 answer._scope = None  # noqa: SLF001 -- the stream is over: no grace to set now
                 answer._stream_over = True  # noqa: SLF001 -- nothing to cut (``abandon``)

@@ -1545,6 +1545,41 @@ async def test_a_page_open_across_a_gateway_restart_is_answered(
     assert set(outcomes) <= {"settled", "released"}
 
 
+async def test_a_gateway_that_breaks_after_the_pages_limit_is_not_told_as_the_time_limit(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model server took long to begin (its reply held on the way back), then its stream
+    # broke before the bot's limit for one answer (counted once it began). The page, whose clock
+    # had passed the limit since it sent the question, said the answer took longer than the bot
+    # allows: the bot ended the page's stream whole for that cut as for its own limit.
+    limit = 4.0
+    async with webapp_stack(
+        tmp_path, answer=SLOW_ANSWER, token_delay=0.2, max_answer_seconds=limit
+    ) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        stack.to_gateway.hold_replies = b"POST /v1/sealed/chat"
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            await stack.to_gateway.replies_held.wait()
+        await asyncio.sleep(
+            limit + 0.5
+        )  # the page's clock passes the limit; the bot's has not begun
+        with capture_logs() as logs:
+            stack.to_gateway.replies_released.set()
+            async with asyncio.timeout(15):
+                while not await page.inner_text("#answer"):  # noqa: ASYNC110 -- the DOM has no event here
+                    await asyncio.sleep(0.05)
+            await stack.to_gateway.drop()  # the model server's stream breaks
+            await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        cuts = [e["cut"] for e in logs if e["event"] == "relay.settled"]
+        assert cuts == ["ClientPayloadError"]  # (not the bot's limit: the premise holds)
+        assert await page.get_attribute("#notice", "data-error") == "StreamTruncated"
+        assert await page.inner_text("#answer")  # what came is kept
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+
+
 async def test_an_answer_cut_at_the_time_limit_is_told_as_the_time_limit(
     browser: Browser, tmp_path: Path
 ) -> None:
