@@ -232,13 +232,16 @@ def error_response(exc: VeilError) -> web.Response:
 
     A gateway's refusal names its status and code; a busy one's ``Retry-After`` is passed on
     (whole seconds, in the JSON as ``retry_after`` and as the reply's own header), for the
-    page to say when to try again.
+    page to say when to try again. A stop that gave up on a gateway which had begun the answer
+    after all says what its receipt charged (``_charged``).
     """
     for kind, status, code, message in _ERRORS:
         if isinstance(exc, kind):
             extra: dict[str, Any] = {}
             if isinstance(exc, InsufficientCredit):
                 extra = {"needed": format_units(exc.needed), "balance": format_units(exc.balance)}
+            elif isinstance(exc, StoppedBeforeAnswer):
+                extra = _charged(exc)
             elif isinstance(exc, GatewayRefused):
                 extra = {"gateway_status": exc.status, "gateway_code": exc.code}
                 if exc.retry_after is not None:
@@ -248,6 +251,26 @@ def error_response(exc: VeilError) -> web.Response:
                 reply.headers["Retry-After"] = str(extra["retry_after"])
             return reply
     return _error(500, "error", "Something went wrong.")
+
+
+def _charged(exc: StoppedBeforeAnswer) -> dict[str, Any]:
+    """What a stopped answer's receipt charged, for the page to tell; nothing without one.
+
+    ``settling``: the gateway has not told yet whether it had begun (nor what it used).
+    """
+    if exc.settling:
+        return {"settling": True}
+    charge = exc.charge
+    if charge is None or charge.outcome != "settled":
+        return {}
+    return {
+        "charged": {
+            "prompt_tokens": charge.prompt_tokens,
+            "completion_tokens": charge.completion_tokens,
+            "status": charge.receipt_status,
+            "units": format_units(charge.units),
+        }
+    }
 
 
 @web.middleware
@@ -439,6 +462,13 @@ async def handle_relay(
         async for data in answer:  # (the gateway's pace is the relay's to bound, not ours)
             async with asyncio.timeout(stall):
                 await response.write(data)
+        if answer.broken:
+            # The gateway's stream broke: the page's breaks too, once what came has gone. The
+            # page tells a stream the bot ended whole, after the bot's limit for one answer has
+            # passed by its clock, as cut at that limit: it would blame the limit for this.
+            if request.transport is not None:
+                request.transport.close()  # (a flush first; aiohttp's end then finds it closed)
+            return response
         async with asyncio.timeout(stall):
             await response.write_eof()
     except TimeoutError:

@@ -57,6 +57,7 @@ from models import StorageError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from models.holds import Charge
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
 
@@ -219,7 +220,16 @@ class BadRelayRequest(ChatError):
 
 
 class StoppedBeforeAnswer(ChatError):
-    """A Mini App's answer was stopped while its gateway had not begun it: nothing is charged."""
+    """A Mini App's answer was stopped while its gateway had not begun it.
+
+    ``charge``: how its hold was settled; ``settled`` from the gateway's ``stopped`` receipt
+    when the gateway had begun the answer after all (its reply slow on the way back), else
+    ``released`` (nothing charged). ``settling``: it was still being settled (the gateway slow
+    to tell) when the page was answered; ``charge`` is then None.
+    """
+
+    charge: Charge | None = None
+    settling: bool = False
 
 
 class HistoryUnavailable(VeilError):

@@ -210,8 +210,9 @@ class RelayService:
         Raises ``AnswerInProgress``, ``BadRelayRequest``, ``RequestIdTaken``,
         ``InsufficientCredit``, ``GatewayRefused`` (the hold is then released),
         ``StoppedBeforeAnswer`` (a stop gave up on a gateway that had not begun within the
-        stop's grace: charged only what the gateway's receipt says, if it had begun after all)
-        or ``InferenceUnavailable``; nothing is charged for the others.
+        stop's grace: charged only what the gateway's receipt says, if it had begun after all;
+        its ``charge`` says, or ``settling`` that it is still being settled) or
+        ``InferenceUnavailable``; nothing is charged for the others.
         """
         if not self._taking:
             raise InferenceUnavailable("the bot is shutting down")
@@ -241,12 +242,16 @@ class RelayService:
             )
             try:
                 response = await self._posted(answer, body)
-            except StoppedBeforeAnswer:
+            except StoppedBeforeAnswer as exc:
+                # The page is told what was charged (a gateway that had begun after all is
+                # charged from its receipt): waited for ``stop_grace`` at most, else told that
+                # it is still being settled, not that nothing was charged.
                 settling = self._settle_given_up(answer, hold)
-                if answer._posting is None:  # noqa: SLF001 -- nothing was sent: released now
-                    await settling
-                else:  # the page hears at once; the gateway's receipt is looked for meanwhile
-                    answer._task = asyncio.create_task(settling, name="veil-relay")  # noqa: SLF001
+                task = asyncio.create_task(settling, name="veil-relay")
+                answer._task = task  # noqa: SLF001 -- the service owns the answer's parts
+                await asyncio.wait({task}, timeout=self._stop_grace)
+                exc.settling = not task.done()
+                exc.charge = None if exc.settling else answer.charge
                 raise
             except BaseException:
                 await self._credit.release(hold)
@@ -417,10 +422,10 @@ class RelayService:
                 self._pool.succeeded(gateway)
             except TimeoutError:
                 answer.reason = answer.reason or "time_limit"
-            except SealedError as exc:
-                answer.reason = answer.reason or type(exc).__name__
-            except aiohttp.ClientError as exc:
-                answer.reason = answer.reason or type(exc).__name__
+            except (SealedError, aiohttp.ClientError) as exc:
+                if not answer.reason:  # (not cut by the bot: the gateway's stream broke)
+                    answer.reason = type(exc).__name__
+                    answer.broken = True
             finally:
                 answer._scope = None  # noqa: SLF001 -- the stream is over: no grace to set now
                 answer._stream_over = True  # noqa: SLF001 -- nothing to cut (``abandon``)

@@ -101,6 +101,7 @@ class RelayedAnswer:
     charge: Charge | None = None
     forwarded: int = 0  # chunks handed on
     reason: str = ""  # why the gateway's stream was cut short, if it was
+    broken: bool = False  # the gateway's stream broke (or failed its checks) of itself
     _queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     _response: aiohttp.ClientResponse | None = None
     _scope: asyncio.Timeout | None = None

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import aiohttp
+
 from bot.settings import BotSettings
 from sealed.auth import cancel_proof
 from sealed.auth import receipt_proof as make_receipt_proof
@@ -38,8 +40,6 @@ from tests.harness import run_gateway
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
-
-    import aiohttp
 
     from bot.app import Veil
     from gateway.shaping import Shaping
@@ -222,6 +222,15 @@ class PythonPage:
         return await self.post(
             "api/stop", {"request_id": asked.request_id.hex(), "proof": b64e(proof)}
         )
+
+
+async def read_to_break(response: aiohttp.ClientResponse) -> bytes:
+    """What comes of a stream the bot breaks (the gateway's broke), as a page reads it."""
+    data = bytearray()
+    with contextlib.suppress(aiohttp.ClientPayloadError):
+        async for piece in response.content.iter_any():
+            data += piece
+    return bytes(data)
 
 
 def read_stream(asked: Asked) -> None:

@@ -1005,14 +1005,51 @@ async def test_stop_while_the_model_server_never_begins_the_answer_ends_it_uncha
         finally:
             await stack.to_gateway.drop()  # what waited on the way never reaches the gateway
             stack.to_gateway.open.set()
-        assert "nothing was charged" in await page.inner_text("#notice")
+        # The bot is still asking the stalled gateway for a receipt, in case it had begun
+        # after all: not yet known to be "nothing", and not told so.
+        notice = await page.inner_text("#notice")
+        assert "nothing was charged" not in notice
+        assert "as far as the bot knows yet" in notice
         assert await page.get_attribute("#send", "data-state") == "send"
         assert await page.input_value("#question") == QUESTION
         assert await page.locator(".bubble").count() == 0
-        # (the bot asks the gateway for a receipt first, in case it had begun after all)
         await wait_until(lambda: not relay.busy(USER_ID))
         rows = await stack.store.read(lambda db: db.execute("SELECT outcome FROM holds").fetchall())
         assert rows == [("released",)]
+        await page.context.close()
+
+
+async def test_stop_that_gives_up_on_a_model_server_that_had_begun_tells_what_was_charged(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model server began the answer, but its reply was held on the way back; Stop's grace
+    # ended and the bot stopped waiting. The page said "nothing was charged" while the bot
+    # charged the server's stopped receipt afterwards: it is told what was charged instead.
+    answer = " ".join(f"word{i}" for i in range(400))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, stop_grace=1.0) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()))
+        await ready(page)
+        stack.to_gateway.hold_replies = b"POST /v1/sealed/chat"
+        try:
+            await ask(page, QUESTION)
+            async with asyncio.timeout(15):  # the server began: its reply is on its way
+                await stack.to_gateway.replies_held.wait()
+            await page.click("#send")
+            await page.wait_for_selector("#notice[data-status=unanswered]", timeout=20000)
+        finally:
+            stack.to_gateway.replies_released.set()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id, outcome FROM holds").fetchall()
+        )
+        assert [outcome for _, outcome in rows] == ["settled"]  # settled before the page heard
+        state = await hold_of(stack.store, bytes.fromhex(rows[0][0]))
+        assert state is not None
+        assert state.charge is not None
+        notice = await page.inner_text("#notice")
+        assert "nothing was charged" not in notice
+        counts = f"{state.charge.prompt_tokens} + {state.charge.completion_tokens} tokens"
+        assert f"{counts} were charged" in notice
+        assert await page.input_value("#question") == QUESTION
         await page.context.close()
 
 
@@ -1506,6 +1543,41 @@ async def test_a_page_open_across_a_gateway_restart_is_answered(
     # two answers charged, nothing for the refusal.
     assert outcomes.count("settled") == 2
     assert set(outcomes) <= {"settled", "released"}
+
+
+async def test_a_gateway_that_breaks_after_the_pages_limit_is_not_told_as_the_time_limit(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model server took long to begin (its reply held on the way back), then its stream
+    # broke before the bot's limit for one answer (counted once it began). The page, whose clock
+    # had passed the limit since it sent the question, said the answer took longer than the bot
+    # allows: the bot ended the page's stream whole for that cut as for its own limit.
+    limit = 4.0
+    async with webapp_stack(
+        tmp_path, answer=SLOW_ANSWER, token_delay=0.2, max_answer_seconds=limit
+    ) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        stack.to_gateway.hold_replies = b"POST /v1/sealed/chat"
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            await stack.to_gateway.replies_held.wait()
+        await asyncio.sleep(
+            limit + 0.5
+        )  # the page's clock passes the limit; the bot's has not begun
+        with capture_logs() as logs:
+            stack.to_gateway.replies_released.set()
+            async with asyncio.timeout(15):
+                while not await page.inner_text("#answer"):  # noqa: ASYNC110 -- the DOM has no event here
+                    await asyncio.sleep(0.05)
+            await stack.to_gateway.drop()  # the model server's stream breaks
+            await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        cuts = [e["cut"] for e in logs if e["event"] == "relay.settled"]
+        assert cuts == ["ClientPayloadError"]  # (not the bot's limit: the premise holds)
+        assert await page.get_attribute("#notice", "data-error") == "StreamTruncated"
+        assert await page.inner_text("#answer")  # what came is kept
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
 
 
 async def test_an_answer_cut_at_the_time_limit_is_told_as_the_time_limit(

@@ -21,6 +21,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from sealed.receipt import ReceiptStatus
+from services.prices import format_units
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN
 from tests.fakes.relay import SlowReader
@@ -269,6 +270,7 @@ async def test_a_stop_while_the_gateway_never_begins_the_answer_gives_up_on_it_u
             await stack.to_gateway.drop()  # what waited on the way never reaches the gateway
             stack.to_gateway.open.set()
         assert (status, reply["error"]["code"]) == (409, "stopped")
+        assert "charged" not in reply["error"]  # the gateway had no receipt: nothing charged
         assert [e["event"] for e in logs if e["event"].startswith("relay.stopped")] == [
             "relay.stopped_before_answer"
         ]
@@ -305,13 +307,21 @@ async def test_a_stop_that_gives_up_on_a_gateway_that_had_begun_charges_its_stop
                 assert await mini.stop(asked) == (200, {"state": "stopping"})
                 status, reply = await asking
                 assert (status, reply["error"]["code"]) == (409, "stopped")
-                state = await settled(stack, asked.request_id)  # (settled once the page heard)
+                # Settled before the page hears: it is told what the receipt charged.
+                state = await hold_of(stack.store, asked.request_id)
+                assert state is not None
             finally:
                 stack.to_gateway.replies_released.set()
         assert await inconsistent_users(stack.store) == []
     assert state.charge is not None
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     assert 0 < state.charge.completion_tokens < 400
+    assert reply["error"]["charged"] == {
+        "prompt_tokens": state.charge.prompt_tokens,
+        "completion_tokens": state.charge.completion_tokens,
+        "status": "stopped",
+        "units": format_units(state.charge.units),
+    }
     assert any(e["event"] == "inference.receipt_fetched" for e in logs)
 
 

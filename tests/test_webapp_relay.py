@@ -39,6 +39,7 @@ from tests.miniapp import (
     init_data,
     page,
     read_stream,
+    read_to_break,
     settled,
     webapp_stack,
 )
@@ -335,7 +336,7 @@ async def test_a_stop_that_comes_while_an_ended_answer_is_settled_is_answered_no
                 stopped = await mini.stop(asked)
             finally:
                 release.set()
-            asked.raw = first + await response.read()
+            asked.raw = first + await read_to_break(response)
         state = await settled(stack, asked.request_id)
     assert stopped == (200, {"state": "finished"})
     assert state.charge is not None
@@ -604,7 +605,7 @@ async def test_a_gateway_cut_mid_stream_is_settled_from_the_late_receipt(
             async with mini.relay(CHAT) as (response, asked):
                 first = await response.content.read(100)
                 cut_connections(stack.to_gateway)  # the network between bot and gateway fails
-                asked.raw = first + await response.read()
+                asked.raw = first + await read_to_break(response)
             state = await settled(stack, asked.request_id)
     with pytest.raises(StreamTruncated):  # the page sees the cut: no final record came
         read_stream(asked)
@@ -625,7 +626,7 @@ async def test_with_no_receipt_at_all_the_hold_is_charged_once_chunks_were_hande
             async with mini.relay(CHAT, receipt_proof=bytes(32)) as (response, asked):
                 await response.content.read(100)
                 cut_connections(stack.to_gateway)
-                await response.read()
+                await read_to_break(response)
             state = await settled(stack, asked.request_id)
     assert state.charge is not None
     assert state.charge.outcome == "unverified"  # the most it could have cost: the hold

@@ -500,9 +500,15 @@ class App {
       }
       if (error instanceof ApiError && error.code === "stopped") {
         // Stopped while the model server had not begun the answer (stalled, or the question
-        // held on its way): the bot stopped waiting for it and charged nothing. As if unsent.
+        // held on its way): the bot stopped waiting for it. As if unsent; but a server that
+        // had begun after all (its reply slow on the way back) is charged from its receipt,
+        // which the bot says (or that it is still finding out): the user is told what was
+        // charged, not "nothing".
         this.takeBack(asked, answer, question);
-        this.note(this.t("unanswered"), "info");
+        const charged = error.body.error?.charged;
+        const counts = { prompt: charged?.prompt_tokens, completion: charged?.completion_tokens };
+        const told = error.body.error?.settling ? "unanswered_settling" : "unanswered";
+        this.note(charged ? this.t("unanswered_charged", counts) : this.t(told), "info");
         $("notice").dataset.status = "unanswered";
         return;
       }

@@ -6384,6 +6384,8 @@
     stopped: "Stopped.",
     unsent: "Stopped before your question was sent: nothing was charged.",
     unanswered: "Stopped before the model server began the answer: nothing was charged.",
+    unanswered_charged: "Stopped before the answer reached you, but the model server had begun it: {prompt} + {completion} tokens were charged, as its signed receipt says. Your question is back in the input to send again.",
+    unanswered_settling: "Stopped before the model server began the answer, as far as the bot knows yet. Had it begun after all, what it wrote is charged as its signed receipt says, and your balance will show it; else nothing is. Your question is back in the input to send again.",
     receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
@@ -6443,6 +6445,8 @@
     stopped: "Остановлено.",
     unsent: "Остановлено до отправки вопроса: ничего не списано.",
     unanswered: "Остановлено до того, как сервер модели начал ответ: ничего не списано.",
+    unanswered_charged: "Остановлено до того, как ответ дошёл до вас, но сервер модели уже начал его: списано {prompt} + {completion} токенов, как указано в его подписанном чеке. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
+    unanswered_settling: "Остановлено до того, как сервер модели начал ответ, насколько бот знает сейчас. Если он всё же начал, написанное списывается по его подписанному чеку, и баланс это покажет; иначе ничего не списывается. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
@@ -6502,6 +6506,8 @@
     stopped: "Тоқтатылды.",
     unsent: "Сұрағыңыз жіберілмей тұрып тоқтатылды: ештеңе есептен шығарылмады.",
     unanswered: "Модель сервері жауапты бастамай тұрып тоқтатылды: ештеңе есептен шығарылмады.",
+    unanswered_charged: "Жауап сізге жетпей тұрып тоқтатылды, бірақ модель сервері оны бастап қойған еді: оның қол қойылған чегіне сай {prompt} + {completion} токен есептен шығарылды. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
+    unanswered_settling: "Бот әзірге білетіндей, модель сервері жауапты бастамай тұрып тоқтатылды. Егер ол бәрібір бастаған болса, жазғаны оның қол қойылған чегіне сай есептен шығарылады, мұны баланс көрсетеді; әйтпесе ештеңе шығарылмайды. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
@@ -6958,7 +6964,10 @@
         }
         if (error instanceof ApiError && error.code === "stopped") {
           this.takeBack(asked, answer, question);
-          this.note(this.t("unanswered"), "info");
+          const charged = error.body.error?.charged;
+          const counts = { prompt: charged?.prompt_tokens, completion: charged?.completion_tokens };
+          const told = error.body.error?.settling ? "unanswered_settling" : "unanswered";
+          this.note(charged ? this.t("unanswered_charged", counts) : this.t(told), "info");
           $("notice").dataset.status = "unanswered";
           return;
         }
