@@ -5,7 +5,8 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 - ``GET PREFIX``: the page (its script pinned by hash, the operator keys it pins inside it)
 - ``GET PREFIX veil.js``: the page's one script, the committed bundle (``webapp/``)
 - ``GET PREFIX api/account``: balance, free tokens, models, and the limits the page fits the
-  history to (the bot's window limit, the answer's most and fewest tokens)
+  history to (the bot's window limit, the answer's most and fewest tokens) and the longest an
+  answer may run (``max_answer_seconds``, so a cut at that limit is told as such)
 - ``POST PREFIX api/prepare`` ``{"model", "size"}``: the gateways' bundles (as served, for the
   page to verify against its own pinned keys) and the answer tokens the user can pay for
 - ``POST PREFIX api/relay``: the sealed bytes in, the sealed chunks out; the page declares the
