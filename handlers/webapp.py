@@ -463,10 +463,11 @@ async def handle_relay(
         async for data in answer:  # (the gateway's pace is the relay's to bound, not ours)
             async with asyncio.timeout(stall):
                 await response.write(data)
-        if answer.broken:
-            # The gateway's stream broke: the page's breaks too, once what came has gone. The
-            # page tells a stream the bot ended whole, after the bot's limit for one answer has
-            # passed by its clock, as cut at that limit: it would blame the limit for this.
+        if answer.broken or answer.reason == "shutdown":
+            # The gateway's stream broke, or the bot is shutting down: the page's breaks too,
+            # once what came has gone. The page tells a stream the bot ended whole, after the
+            # bot's limit for one answer has passed by its clock, as cut at that limit: it
+            # would blame the limit for this.
             if request.transport is not None:
                 request.transport.close()  # (a flush first; aiohttp's end then finds it closed)
             return response

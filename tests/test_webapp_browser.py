@@ -1609,6 +1609,76 @@ async def test_an_answer_cut_at_the_time_limit_is_told_as_the_time_limit(
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+async def test_an_answer_cut_at_the_time_limit_before_its_text_does_not_say_a_part_was_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model was still thinking when the bot's limit for one answer cut it: no text had
+    # come, so nothing was kept, yet the page said "What came is kept".
+    thinking = " ".join(f"step{i}" for i in range(100))
+    async with webapp_stack(
+        tmp_path,
+        answer=f"<think>\n{thinking}\n</think>\n\n{ANSWER}",
+        token_delay=0.2,
+        max_answer_seconds=1.0,
+    ) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error=TimeLimit]", timeout=15000)
+        assert await page.inner_text("#notice") == (
+            "The answer took longer than the bot allows one answer, and was cut off there "
+            "before any of its text came. Your question is back in the input to send again."
+        )
+        assert await page.input_value("#question") == QUESTION
+        assert await page.locator("#answer").count() == 0  # (its thinking stays shown)
+        assert await page.locator("details.thinking").count() == 1
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").count() == 0  # nothing was kept
+        await page.context.close()
+
+
+async def test_an_answer_cut_by_the_bots_shutdown_after_the_pages_limit_is_not_told_as_it(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model server took long to begin (its reply held on the way back), then the bot shut
+    # down while the answer came. The page, whose clock had passed the bot's limit for one
+    # answer since it sent the question, said the answer took longer than the bot allows: the
+    # bot ended the page's stream whole for its shutdown as for its own limit.
+    limit = 4.0
+    async with webapp_stack(
+        tmp_path, answer=SLOW_ANSWER, token_delay=0.2, max_answer_seconds=limit
+    ) as stack:
+        relay = stack.veil.relay
+        assert relay is not None
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        stack.to_gateway.hold_replies = b"POST /v1/sealed/chat"
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            await stack.to_gateway.replies_held.wait()
+        await asyncio.sleep(
+            limit + 0.5
+        )  # the page's clock passes the limit; the bot's has not begun
+        with capture_logs() as logs:
+            stack.to_gateway.replies_released.set()
+            async with asyncio.timeout(15):
+                while not await page.inner_text("#answer"):  # noqa: ASYNC110 -- the DOM has no event here
+                    await asyncio.sleep(0.05)
+            await relay.close()  # the bot shuts down
+            await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        cuts = [e["cut"] for e in logs if e["event"] == "relay.settled"]
+        assert cuts == ["shutdown"]  # (the bot's shutdown, not its limit: the premise holds)
+        assert await page.get_attribute("#notice", "data-error") == "StreamTruncated"
+        assert await page.inner_text("#notice") == (
+            "The answer was cut off on the way (the connection was lost, or the bot restarted). "
+            "What came is kept, and your question is back in the input to send again."
+        )
+        assert await page.inner_text("#answer")  # what came is kept
+        assert await page.input_value("#question") == QUESTION
+        await page.context.close()
+
+
 async def test_a_model_named_beyond_latin_1_is_asked_and_answered(
     browser: Browser, tmp_path: Path
 ) -> None:

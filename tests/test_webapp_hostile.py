@@ -375,8 +375,16 @@ async def test_a_question_after_closing_a_page_that_waited_for_the_gateway_is_an
     # reply slow on its way back), and the user asked again at once from the page opened anew.
     # The question was refused as "an answer is still being written", with nothing on the screen
     # being written: the bot waited on for a gateway reply that no page would read.
-    answer = " ".join(f"word{i}" for i in range(400))
-    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, stop_grace=30.0) as stack:
+    # The first answer is long, so that the model is still writing it when the bot hangs up;
+    # the next question's is short (it was 400 words more at the model's pace, ~20 s of this).
+    first_answer = " ".join(f"word{i}" for i in range(400))
+    answer = "The top drawer, under the maps."
+    again = "And the key to it?"
+
+    def answers(request: dict[str, Any]) -> str:
+        return answer if request["messages"][-1]["content"] == again else first_answer
+
+    async with webapp_stack(tmp_path, answer=answers, token_delay=0.05, stop_grace=30.0) as stack:
         mini = page(stack, http)
         relay = stack.veil.relay
         assert relay is not None
@@ -392,7 +400,7 @@ async def test_a_question_after_closing_a_page_that_waited_for_the_gateway_is_an
                 stack.to_gateway.hold_replies = None  # (the next question's reply is not held)
                 writer.close()  # the page is closed
                 await writer.wait_closed()
-                second = asyncio.create_task(mini.ask(QUESTION))
+                second = asyncio.create_task(mini.ask(again))
                 await wait_until(
                     lambda: (
                         second.done() or any(e["event"] == "relay.waits_for_settling" for e in logs)

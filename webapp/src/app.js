@@ -527,8 +527,11 @@ class App {
       // and the question goes back into the input to be sent again.
       if (cut) {
         this.fail(error);
-        // Nothing came, nothing kept (the bot's time limit says so itself).
-        if (!text && error.kind === "StreamTruncated") this.note(this.t("cut_before_text"), "error");
+        // No text came (thinking at most): nothing is kept, and the note does not say it is.
+        if (!text) {
+          const told = error.kind === "TimeLimit" ? "time_limit_before_text" : "cut_before_text";
+          this.note(this.t(told), "error");
+        }
         if (text && !forgotten()) await this.keep(question, text, asked);
         if (!$("question").value) $("question").value = question;
         return;

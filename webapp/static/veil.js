@@ -6409,9 +6409,10 @@
     ChunkTampered: "The answer was altered on the way (a chunk failed its check), so it was discarded.",
     ChunkOutOfOrder: "Parts of the answer arrived out of order, so it was discarded.",
     StreamSpliced: "Part of another answer was mixed into this one, so it was discarded.",
-    StreamTruncated: "The answer was cut off on the way. What came is kept, and your question is back in the input to send again.",
+    StreamTruncated: "The answer was cut off on the way (the connection was lost, or the bot restarted). What came is kept, and your question is back in the input to send again.",
     TimeLimit: "The answer took longer than the bot allows one answer, and was cut off there. What came is kept, and your question is back in the input to send again.",
     cut_before_text: "The connection was lost before the answer began. Your question is back in the input to send again.",
+    time_limit_before_text: "The answer took longer than the bot allows one answer, and was cut off there before any of its text came. Your question is back in the input to send again.",
     TrailingData: "Unexpected bytes followed the answer, so it was discarded.",
     MalformedMessage: "The answer could not be read, so it was discarded.",
     ReceiptInvalid: "The answer's usage receipt did not verify.",
@@ -6470,9 +6471,10 @@
     ChunkTampered: "Ответ был изменён в пути (часть не прошла проверку), поэтому он отброшен.",
     ChunkOutOfOrder: "Части ответа пришли не по порядку, поэтому он отброшен.",
     StreamSpliced: "В ответ подмешана часть другого ответа, поэтому он отброшен.",
-    StreamTruncated: "Ответ оборвался в пути. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
+    StreamTruncated: "Ответ оборвался в пути (пропала связь или бот перезапустился). Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     TimeLimit: "Ответ писался дольше, чем бот позволяет одному ответу, и был на этом оборван. Полученная часть сохранена, а вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     cut_before_text: "Связь прервалась до начала ответа. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
+    time_limit_before_text: "Ответ писался дольше, чем бот позволяет одному ответу, и был оборван до того, как пришёл его текст. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     TrailingData: "После ответа пришли лишние байты, поэтому он отброшен.",
     MalformedMessage: "Ответ не удалось прочитать, поэтому он отброшен.",
     ReceiptInvalid: "Чек об использовании не прошёл проверку.",
@@ -6531,9 +6533,10 @@
     ChunkTampered: "Жауап жолда өзгертілген (бір бөлігі тексеруден өтпеді), сондықтан ол алынып тасталды.",
     ChunkOutOfOrder: "Жауаптың бөліктері ретсіз келді, сондықтан ол алынып тасталды.",
     StreamSpliced: "Жауапқа басқа жауаптың бөлігі араласқан, сондықтан ол алынып тасталды.",
-    StreamTruncated: "Жауап жолда үзіліп қалды. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
+    StreamTruncated: "Жауап жолда үзіліп қалды (байланыс үзілді немесе бот қайта іске қосылды). Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     TimeLimit: "Жауап бот бір жауапқа беретін уақыттан ұзаққа созылды, сондықтан сол жерде үзілді. Келген бөлігі сақталды, ал сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     cut_before_text: "Жауап басталмай тұрып байланыс үзілді. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
+    time_limit_before_text: "Жауап бот бір жауапқа беретін уақыттан ұзаққа созылды, сондықтан оның мәтіні келмей тұрып үзілді. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     TrailingData: "Жауаптан кейін артық байттар келді, сондықтан ол алынып тасталды.",
     MalformedMessage: "Жауапты оқу мүмкін болмады, сондықтан ол алынып тасталды.",
     ReceiptInvalid: "Пайдалану түбіртегі тексеруден өтпеді.",
@@ -6980,7 +6983,10 @@
         }
         if (cut) {
           this.fail(error);
-          if (!text && error.kind === "StreamTruncated") this.note(this.t("cut_before_text"), "error");
+          if (!text) {
+            const told = error.kind === "TimeLimit" ? "time_limit_before_text" : "cut_before_text";
+            this.note(this.t(told), "error");
+          }
           if (text && !forgotten()) await this.keep(question, text, asked);
           if (!$("question").value) $("question").value = question;
           return;
