@@ -134,19 +134,27 @@ async def serve(settings: GatewaySettings) -> int:
 
 
 async def _watch_listener(listeners: Listeners, stop: asyncio.Event) -> None:
-    """Set ``stop`` once the public listener takes no connections any more, said in one line.
+    """Set ``stop`` once a listener takes no connections any more, said in one line.
 
     On uvloop an ``accept()`` failure libuv leaves to Python (ENOBUFS, ENOMEM, EPERM) closes
-    the listener for good and says nothing (``GuardedSite.listening``): the gateway ran on,
+    the listener for good and says nothing (``site_listening``): the gateway ran on,
     reachable by no one, its ``/health`` refused, and nothing restarted it. It stops now, its
     streams ended with stopped receipts, and exits 1, so that compose's restart policy (or
     any supervisor) starts it again.
+
+    The metrics listener too: one that died left the gateway serving but unseen (its
+    ``/metrics`` refused, every alert on it blind, or firing with no cause named) until someone
+    restarted it by hand, and nothing else could bring it back. A restart, which the restart
+    policy makes at once, is the one way back; its price is the streams running then, which end
+    with stopped receipts (charged for what was sent), as at any restart.
     """
     while True:
         await asyncio.sleep(LISTENER_CHECK_S)
-        if not listeners.listening():
+        closed = listeners.closed()
+        if closed is not None:
             break
-    log.error("gateway.listener_closed", url=listeners.url)
+    listener = "public" if closed == listeners.url else "metrics"
+    log.error("gateway.listener_closed", listener=listener, url=closed)
     stop.set()
 
 
