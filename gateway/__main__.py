@@ -13,6 +13,8 @@ if __name__ == "__main__":
 import argparse
 import asyncio
 import contextlib
+import errno
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -195,6 +197,45 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def run_loop(settings: GatewaySettings) -> int:
+    """Serve on the event loop ``VEIL_GATEWAY_LOOP`` names, or stop with one line.
+
+    uvloop needs descriptors to start (a socket pair for its signals): under a limit as low as
+    ``ulimit -n 12`` it failed with EMFILE, and closing it then raised "Cannot close a running
+    event loop" over that: a ``process.crashed`` traceback saying ``RuntimeError`` and nothing
+    of the limit. asyncio's loop starts there.
+    """
+    main = serve(settings)
+    runner = asyncio.Runner(loop_factory=loop_factory(settings.gateway_loop))
+    loop: asyncio.AbstractEventLoop | None = None
+    try:
+        with runner:
+            loop = runner.get_loop()
+            return runner.run(main)
+    except (OSError, RuntimeError) as exc:
+        if not _out_of_descriptors(exc):
+            raise
+        # Its task never ran: no "never awaited" warning, no "destroyed but it is pending!".
+        main.close()
+        if loop is not None:
+            loop.set_exception_handler(lambda _loop, _context: None)
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        raise SettingsError(
+            f"veil: the {settings.gateway_loop} event loop could not start: no file descriptor"
+            f" left under the process's limit ({limit}, ulimit -n); raise the limit"
+        ) from None
+
+
+def _out_of_descriptors(exc: BaseException) -> bool:
+    """Whether ``exc`` came of running out of file descriptors (EMFILE, ENFILE) on its way."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in {errno.EMFILE, errno.ENFILE}:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     capture_early()  # a warning while the settings are read is a JSON line too
@@ -215,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(GatewaySettings)
         configure_logging(settings.log_level)
-        with asyncio.Runner(loop_factory=loop_factory(settings.gateway_loop)) as runner:
-            return runner.run(serve(settings))
+        return run_loop(settings)
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
