@@ -205,8 +205,8 @@ def run_loop(settings: GatewaySettings) -> int:
     event loop" over that: a ``process.crashed`` traceback saying ``RuntimeError`` and nothing
     of the limit. asyncio's loop starts there.
     """
-    main = serve(settings)
     runner = asyncio.Runner(loop_factory=loop_factory(settings.gateway_loop))
+    main = serve(settings)
     loop: asyncio.AbstractEventLoop | None = None
     try:
         with runner:
