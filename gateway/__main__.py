@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import inspect
 import resource
 import signal
 import sys
@@ -213,7 +214,8 @@ def run_loop(settings: GatewaySettings) -> int:
             loop = runner.get_loop()
             return runner.run(main)
     except (OSError, RuntimeError) as exc:
-        if not _out_of_descriptors(exc):
+        started = inspect.getcoroutinestate(main) != inspect.CORO_CREATED
+        if started or not _out_of_descriptors(exc):
             raise
         # Its task never ran: no "never awaited" warning, no "destroyed but it is pending!".
         main.close()
