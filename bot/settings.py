@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import MOST_TOKENS, MOST_UNITS, ListenHost, NamedPath
+from common.settings import MOST_TOKENS, MOST_UNITS, ListenHost, LogLevel, NamedPath
 from sealed.encoding import b64d
 from sealed.errors import MalformedMessage
 from services.prices import Prices
@@ -94,7 +93,7 @@ class BotSettings(BaseSettings):
     # connection) gets this long; each listener holds this many connections at most.
     bot_header_timeout: float = Field(default=10.0, gt=0, le=600)
     bot_max_connections: int = Field(default=1024, ge=1, le=1_000_000)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
     bot_metrics_host: ListenHost = "127.0.0.1"
     bot_metrics_port: int = Field(default=9601, ge=0, le=65535)
     shutdown_grace: float = Field(default=30.0, ge=0, le=3600)

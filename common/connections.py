@@ -290,6 +290,31 @@ def watch_connection(request: web.Request, callback: Callable[[], None]) -> Call
     return lambda: None
 
 
+def site_listening(site: web.BaseSite) -> bool:
+    """Whether a TCP listener still takes connections: each of its sockets open, listening.
+
+    On uvloop an ``accept()`` failure that libuv leaves to Python (ENOBUFS, ENOMEM, EPERM,
+    EINVAL; not EAGAIN, ECONNABORTED, nor EMFILE/ENFILE, which libuv handles) closes the
+    listener for good and reports nothing (uvloop's ``UVStreamServer._fatal_error`` tells
+    the loop of errors other than ``OSError`` only): its socket is then missing from the
+    server's ``sockets`` (None) or has no descriptor left. A socket that no longer listens
+    (shut down) is no listener either.
+    """
+    server = site._server  # noqa: SLF001 -- aiohttp keeps the started server here only
+    sockets = [] if server is None else list(server.sockets)  # type: ignore[attr-defined]
+    if not sockets:
+        return False
+    for sock in sockets:
+        if sock is None or sock.fileno() < 0:
+            return False
+        try:
+            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 class GuardedSite(web.BaseSite):
     """A TCP listener for an ``AppRunner`` whose connections ``guard`` limits.
 
@@ -325,28 +350,8 @@ class GuardedSite(web.BaseSite):
         return str(URL.build(scheme="http", host=self._host, port=self.port))
 
     def listening(self) -> bool:
-        """Whether the listener still takes connections: each of its sockets open, listening.
-
-        On uvloop an ``accept()`` failure that libuv leaves to Python (ENOBUFS, ENOMEM, EPERM,
-        EINVAL; not EAGAIN, ECONNABORTED, nor EMFILE/ENFILE, which libuv handles) closes the
-        listener for good and reports nothing (uvloop's ``UVStreamServer._fatal_error`` tells
-        the loop of errors other than ``OSError`` only): its socket is then missing from the
-        server's ``sockets`` (None) or has no descriptor left. A socket that no longer listens
-        (shut down) is no listener either.
-        """
-        server = self._server
-        sockets = [] if server is None else list(server.sockets)  # type: ignore[attr-defined]
-        if not sockets:
-            return False
-        for sock in sockets:
-            if sock is None or sock.fileno() < 0:
-                return False
-            try:
-                if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                    return False
-            except OSError:
-                return False
-        return True
+        """Whether the listener still takes connections (``site_listening``)."""
+        return site_listening(self)
 
     async def start(self) -> None:
         """Listen; each accepted connection gets a ``GuardedRequestHandler``."""

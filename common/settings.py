@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 from dotenv.parser import parse_stream
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
@@ -44,6 +44,14 @@ def _host_name(value: str) -> str:
 ListenHost = Annotated[str, Field(min_length=1), AfterValidator(_host_name)]
 
 
+def check_named_path(value: str) -> None:
+    """Raise ``ValueError`` (its message says why) for an empty path or one starting with ``~``.
+
+    What ``NamedPath`` refuses, for a reader of the environment without pydantic (the launcher).
+    """
+    _named_path(value)
+
+
 def _named_path(value: object) -> object:
     """Refuse an empty path: ``Path("")`` is the current folder, wherever the process runs.
 
@@ -64,6 +72,15 @@ def _named_path(value: object) -> object:
 
 # A file or folder setting: never empty.
 NamedPath = Annotated[Path, BeforeValidator(_named_path)]
+
+
+def _upper(value: object) -> object:
+    """A level in any case: ``debug`` is ``DEBUG`` (it was refused, as no level at all)."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# ``VEIL_LOG_LEVEL``: one of these, in any case; anything else is refused in one line.
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
 
 
 class SettingsError(SystemExit):

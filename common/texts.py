@@ -13,6 +13,8 @@ from typing import Any
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 FALLBACK = "en"
+# The placeholders an answer streams into: they stand for an answer, not a notice (``says``).
+_STREAMED_INTO = frozenset({"group_placeholder"})
 
 
 class Catalogs:
@@ -26,6 +28,21 @@ class Catalogs:
             self._catalogs[path.stem] = {k: str(v) for k, v in data.items()}
         if FALLBACK not in self._catalogs:
             raise FileNotFoundError(f"{directory / (FALLBACK + '.toml')} is missing")
+        self._whole = frozenset(
+            value.strip()
+            for catalog in self._catalogs.values()
+            for key, value in catalog.items()
+            if key not in _STREAMED_INTO
+        )
+
+    def says(self, text: str) -> bool:
+        """Whether ``text`` is one of the catalogs' texts, whole, in any language.
+
+        A notice of Veil's (a failure told in place of an answer) is no answer: a reply to it
+        must not send it to the model as Veil's words. Not a placeholder an answer streams into
+        (``_STREAMED_INTO``): a reply to it is read once the answer is written.
+        """
+        return text.strip() in self._whole
 
     @property
     def languages(self) -> tuple[str, ...]:

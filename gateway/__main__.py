@@ -13,6 +13,9 @@ if __name__ == "__main__":
 import argparse
 import asyncio
 import contextlib
+import errno
+import inspect
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -134,19 +137,27 @@ async def serve(settings: GatewaySettings) -> int:
 
 
 async def _watch_listener(listeners: Listeners, stop: asyncio.Event) -> None:
-    """Set ``stop`` once the public listener takes no connections any more, said in one line.
+    """Set ``stop`` once a listener takes no connections any more, said in one line.
 
     On uvloop an ``accept()`` failure libuv leaves to Python (ENOBUFS, ENOMEM, EPERM) closes
-    the listener for good and says nothing (``GuardedSite.listening``): the gateway ran on,
+    the listener for good and says nothing (``site_listening``): the gateway ran on,
     reachable by no one, its ``/health`` refused, and nothing restarted it. It stops now, its
     streams ended with stopped receipts, and exits 1, so that compose's restart policy (or
     any supervisor) starts it again.
+
+    The metrics listener too: one that died left the gateway serving but unseen (its
+    ``/metrics`` refused, every alert on it blind, or firing with no cause named) until someone
+    restarted it by hand, and nothing else could bring it back. A restart, which the restart
+    policy makes at once, is the one way back; its price is the streams running then, which end
+    with stopped receipts (charged for what was sent), as at any restart.
     """
     while True:
         await asyncio.sleep(LISTENER_CHECK_S)
-        if not listeners.listening():
+        closed = listeners.closed()
+        if closed is not None:
             break
-    log.error("gateway.listener_closed", url=listeners.url)
+    listener = "public" if closed == listeners.url else "metrics"
+    log.error("gateway.listener_closed", listener=listener, url=closed)
     stop.set()
 
 
@@ -187,6 +198,46 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def run_loop(settings: GatewaySettings) -> int:
+    """Serve on the event loop ``VEIL_GATEWAY_LOOP`` names, or stop with one line.
+
+    uvloop needs descriptors to start (a socket pair for its signals): under a limit as low as
+    ``ulimit -n 12`` it failed with EMFILE, and closing it then raised "Cannot close a running
+    event loop" over that: a ``process.crashed`` traceback saying ``RuntimeError`` and nothing
+    of the limit. asyncio's loop starts there.
+    """
+    runner = asyncio.Runner(loop_factory=loop_factory(settings.gateway_loop))
+    main = serve(settings)
+    loop: asyncio.AbstractEventLoop | None = None
+    try:
+        with runner:
+            loop = runner.get_loop()
+            return runner.run(main)
+    except (OSError, RuntimeError) as exc:
+        started = inspect.getcoroutinestate(main) != inspect.CORO_CREATED
+        if started or not _out_of_descriptors(exc):
+            raise
+        # Its task never ran: no "never awaited" warning, no "destroyed but it is pending!".
+        main.close()
+        if loop is not None:
+            loop.set_exception_handler(lambda _loop, _context: None)
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        raise SettingsError(
+            f"veil: the {settings.gateway_loop} event loop could not start: no file descriptor"
+            f" left under the process's limit ({limit}, ulimit -n); raise the limit"
+        ) from None
+
+
+def _out_of_descriptors(exc: BaseException) -> bool:
+    """Whether ``exc`` came of running out of file descriptors (EMFILE, ENFILE) on its way."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in {errno.EMFILE, errno.ENFILE}:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     capture_early()  # a warning while the settings are read is a JSON line too
@@ -207,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(GatewaySettings)
         configure_logging(settings.log_level)
-        with asyncio.Runner(loop_factory=loop_factory(settings.gateway_loop)) as runner:
-            return runner.run(serve(settings))
+        return run_loop(settings)
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2

@@ -33,6 +33,7 @@ from common.connections import (
     connection_cap,
     guard_app,
     send_and_close,
+    site_listening,
     stopping_runner,
 )
 from gateway.connections import read_body
@@ -222,6 +223,19 @@ class Listeners:
         """Whether the public listener still takes connections (``GuardedSite.listening``)."""
         sites = [site for site in self.public.sites if isinstance(site, GuardedSite)]
         return bool(sites) and all(site.listening() for site in sites)
+
+    def metrics_listening(self) -> bool:
+        """Whether the metrics listener still takes connections (``site_listening``)."""
+        sites = list(self.metrics.sites)
+        return bool(sites) and all(site_listening(site) for site in sites)
+
+    def closed(self) -> str | None:
+        """The URL of a listener that takes no connections any more (the public one first)."""
+        if not self.listening():
+            return self.url
+        if not self.metrics_listening():
+            return self.metrics_url
+        return None
 
     async def close(self) -> None:
         """Stop listening, end every stream with a stopped receipt, then close the rest."""

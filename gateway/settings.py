@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import MOST_TOKENS, ListenHost, NamedPath
+from common.settings import MOST_TOKENS, ListenHost, LogLevel, NamedPath
 from gateway.chat import servable_model
 from gateway.limits import Limits
 from gateway.shaping import DEFAULT_TICK, LoopTicker, Shaping, StreamShape
@@ -48,7 +48,7 @@ class GatewaySettings(BaseSettings):
     receipt_ttl: float = Field(default=900.0, gt=0, le=86_400)
     metrics_host: ListenHost = "127.0.0.1"
     metrics_port: int = Field(default=9600, ge=0, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
     stream_shape: StreamShape = StreamShape.TICK
     stream_tick: float = Field(default=DEFAULT_TICK, ge=0.01, le=5.0)
     gateway_loop: Literal["uvloop", "asyncio"] = "uvloop"

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.types import CallbackQuery, Message, MessageEntity, User
 
-    from common.texts import Texts
+    from common.texts import Catalogs, Texts
     from handlers.sinks import EditedAnswer, Editors
     from services.answers import Said
     from services.chat import ChatService
@@ -167,7 +167,7 @@ async def on_addressed(
     if question:
         await answer_in_group(message, question, texts, kit)
         return
-    context = replied_context(message, kit.editors.bot.id)
+    context = replied_context(message, kit.editors.bot.id, texts.catalogs)
     if not context or _failed_answer(message, kit.editors):
         if (await kit.groups.settings(message.chat.id)).answers:  # a group that turned it off
             await tell_alone(message, texts("ask_usage"), kit.editors)  # hears nothing from Veil
@@ -320,7 +320,7 @@ async def answer_in_group(
         Asker(message.chat.id, user.id, message.message_id, forum_topic(message)),
         user.language_code,
         question,
-        thread_of(message, kit.editors, settings) if context is None else context,
+        thread_of(message, kit.editors, settings, texts.catalogs) if context is None else context,
         threads_on(message, settings) if context is None else being_written(message, kit.editors),
         asks_about=context is not None,
     )
@@ -520,7 +520,9 @@ def _failed_answer(message: Message, editors: Editors) -> bool:
     return replied is not None and editors.chains.get(message.chat.id, replied.message_id) == ()
 
 
-def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tuple[Said, ...]:
+def thread_of(
+    message: Message, editors: Editors, settings: GroupSettings, catalogs: Catalogs
+) -> tuple[Said, ...]:
     """The turns a reply carries: the thread behind the answer it replies to, if allowed."""
     replied = message.reply_to_message
     if replied is None or not settings.reply_context:
@@ -528,7 +530,7 @@ def thread_of(message: Message, editors: Editors, settings: GroupSettings) -> tu
     known = editors.chains.get(message.chat.id, replied.message_id)
     if known is not None:
         return known
-    return replied_context(message, editors.bot.id)
+    return replied_context(message, editors.bot.id, catalogs)
 
 
 def threads_on(message: Message, settings: GroupSettings) -> int | None:

@@ -160,7 +160,7 @@ async def on_guest_message(
         await _notice(message.guest_query_id, texts(refused), bot)
         return
     question = without_mention(message.text or message.caption or "", me.username)
-    context, replied = one_off(replied_context(message, me.id))
+    context, replied = one_off(replied_context(message, me.id, texts.catalogs))
     if not question and not context and replied is None:
         question = texts("guest_empty_question")
     user = message.from_user

@@ -42,7 +42,7 @@ def words_of(message: Message, bot_id: int) -> str | None:
     a guest or inline answer): anyone may write an expandable quote that opens with the mark,
     and what it folds away from readers (a link under "is this safe?") is theirs to be read.
     """
-    own = _veils(message, bot_id)
+    own = veils(message, bot_id)
     if message.text is not None:
         return _unfolded(message.text, message.entities or ()) if own else message.text
     if message.caption is not None:
@@ -55,7 +55,7 @@ def words_of(message: Message, bot_id: int) -> str | None:
     return _blocks(blocks) or None
 
 
-def _veils(message: Message, bot_id: int) -> bool:
+def veils(message: Message, bot_id: int) -> bool:
     """Whether ``message`` is Veil's: sent by the bot, or through it (``via_bot``)."""
     return any(
         user is not None and user.id == bot_id for user in (message.from_user, message.via_bot)

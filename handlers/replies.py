@@ -15,14 +15,14 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
-from handlers.reading import rich_media_only, words_of
+from handlers.reading import rich_media_only, veils, words_of
 from services.prices import format_units
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
     from aiogram.types import CallbackQuery, InaccessibleMessage
 
-    from common.texts import Texts
+    from common.texts import Catalogs, Texts
     from services.answers import Said
     from services.prices import Prices
     from services.shop import Shop
@@ -183,13 +183,19 @@ def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> boo
     return any(getattr(external, kind) is not None for kind in kinds)
 
 
-def replied_context(message: Message, bot_id: int) -> tuple[Said, ...]:
-    """The message ``message`` replies to, as one turn of context (the bot's own: assistant)."""
+def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[Said, ...]:
+    """The message ``message`` replies to, as one turn of context (the bot's own: assistant).
+
+    None of a guest or inline answer that failed: the notice told in its place (one of
+    ``catalogs``' texts, ``handlers.failures``) went to the model as Veil's answer.
+    """
     replied = message.reply_to_message
     if replied is None:
         return ()
     text = words_of(replied, bot_id)  # a rich message (Veil's own answer, say) read as text too
     if not text:
+        return ()
+    if veils(replied, bot_id) and catalogs.says(text):
         return ()
     own = replied.from_user is not None and replied.from_user.id == bot_id
     return (("assistant" if own else "user", text),)

@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from common.container import PLAYGROUND_TOKEN, playground_ton_settings
+from common.settings import check_named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
 from launcher.llama import ensure_llama_server, server_arguments
 
@@ -514,10 +515,24 @@ def claim_data_dir(data: Path) -> None:
     _CLAIMS.append(fd)  # kept open for the life of the process
 
 
+def data_folder(env: dict[str, str]) -> Path:
+    """``VEIL_DATA_DIR`` as the gateway and the bot would take it, or one line refusing it.
+
+    Checked before the folder is made: an empty value (the current folder) or one starting with
+    ``~`` (a folder named ``~``) is refused by both, but only after the launcher made it.
+    """
+    text = env.get("VEIL_DATA_DIR", "data")
+    try:
+        check_named_path(text)
+    except ValueError as exc:
+        raise LaunchError(f"VEIL_DATA_DIR is invalid: {exc}") from None
+    return Path(text)
+
+
 async def run(launch: Launch) -> None:
     """Start every part, print what runs where, and wait."""
     env = launch.env
-    data = Path(env.get("VEIL_DATA_DIR", "data"))
+    data = data_folder(env)
     make_folder(data, "VEIL_DATA_DIR")
     local_model = not env.get("VEIL_GATEWAYS") and not env.get("VEIL_VLLM_URL")
     if env.get("VEIL_VLLM_URL") and not env.get("VEIL_GATEWAYS"):

@@ -16,6 +16,7 @@ import pytest
 import structlog
 from aiogram.types import Message, User
 
+from common.texts import Catalogs
 from handlers.reading import words_of
 from handlers.replies import replied_context
 from tests.botstack import running_stack
@@ -75,6 +76,28 @@ async def test_a_summons_replying_to_veil_s_answer_carries_that_answer(
         context = await asked(stack, 2)
     # Quoted before the question: an answer alone opening the context was dropped as orphaned.
     assert context == [("user", f"{QUOTED}\n\nwhy?")]
+
+
+async def test_a_summons_replying_to_a_failed_guest_answer_does_not_carry_its_notice(
+    tmp_path: Path,
+) -> None:
+    # The answer failed before any text: the notice told in its place ("_tell_there") went to
+    # the model, quoted above the next summons' question, as the answer Veil had given.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.vllm.error_mid_stream_after = 0  # the first answer fails before its first word
+        stack.telegram.guest_message(ANN, "@veil_test_bot is the moon cheese?", chat_id=FRIENDS)
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        failed = veil_answer(stack)
+        notice = failed.get("text")
+        assert notice
+        assert stack.veil.catalogs.says(notice)  # the failure told in the message
+        stack.vllm.error_mid_stream_after = None
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=failed["message_id"]
+        )
+        context = await asked(stack, 2)
+    assert context == [("user", "why?")]
 
 
 @pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
@@ -149,7 +172,7 @@ def test_every_kind_of_block_of_a_replied_rich_message_is_read_as_text() -> None
             },
         }
     )
-    assert replied_context(message, BOT_ID) == (
+    assert replied_context(message, BOT_ID, Catalogs()) == (
         (
             "assistant",
             (
@@ -339,7 +362,7 @@ def test_a_replied_table_s_caption_and_quotes_credits_are_read() -> None:
             },
         }
     )
-    assert replied_context(message, BOT_ID) == (
+    assert replied_context(message, BOT_ID, Catalogs()) == (
         (
             "assistant",
             (

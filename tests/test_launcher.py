@@ -175,6 +175,32 @@ async def test_a_model_server_on_another_machine_is_refused_in_one_line(tmp_path
 
 
 @pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("", "it is empty"),  # the launcher made its logs in the current folder first
+        ("~/veil", "it starts with ~"),  # and made a folder named ~ here
+    ],
+)
+async def test_a_data_dir_the_parts_refuse_is_refused_first_making_nothing(
+    tmp_path: Path, value: str, why: str
+) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    work = tmp_path / "work"
+    work.mkdir()
+    launcher = await ManagedProcess.start(
+        "-m",
+        "launcher",
+        env={"VEIL_DATA_DIR": value, "VEIL_LOCAL_MODEL": str(model)},
+        cwd=str(work),
+    )
+    assert await wait_exit(launcher) == 1
+    [line] = launcher.lines
+    assert line.startswith(f"veil: VEIL_DATA_DIR is invalid: {why}")
+    assert names_in(work) == []
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("VEIL_LOCAL_MODEL_PORT", "x"),  # was a traceback (int() of it, after the keys were made)

@@ -142,3 +142,28 @@ def test_a_refused_data_folder_setting_makes_nothing_where_the_bot_runs(
     assert result.returncode == 2
     assert result.stderr.startswith("veil: setting VEIL_DATA_DIR is invalid: ")
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+# ``VEIL_LOG_LEVEL=debug`` was refused as no level at all: the level is taken in any case.
+@pytest.mark.parametrize("value", ["debug", "Warning", " error "])
+@pytest.mark.parametrize("cls", [BotSettings, GatewaySettings])
+def test_a_log_level_is_taken_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BaseSettings], value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+    for required, given in REQUIRED[cls].items():
+        monkeypatch.setenv(required, given)
+    monkeypatch.setenv("VEIL_LOG_LEVEL", value)
+    settings = load_settings(cls)
+    assert getattr(settings, "log_level") == value.strip().upper()  # noqa: B009 -- either class
+
+
+@pytest.mark.parametrize("cls", [BotSettings, GatewaySettings])
+def test_an_unknown_log_level_is_still_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BaseSettings]
+) -> None:
+    line = _refusal(monkeypatch, tmp_path, cls, "VEIL_LOG_LEVEL", "verbose")
+    assert line == (
+        "veil: setting VEIL_LOG_LEVEL is invalid:"
+        " Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"
+    )
