@@ -349,10 +349,6 @@ class GuardedSite(web.BaseSite):
         """The listener's URL."""
         return str(URL.build(scheme="http", host=self._host, port=self.port))
 
-    def listening(self) -> bool:
-        """Whether the listener still takes connections (``site_listening``)."""
-        return site_listening(self)
-
     async def start(self) -> None:
         """Listen; each accepted connection gets a ``GuardedRequestHandler``."""
         await super().start()

@@ -44,21 +44,15 @@ def _host_name(value: str) -> str:
 ListenHost = Annotated[str, Field(min_length=1), AfterValidator(_host_name)]
 
 
-def check_named_path(value: str) -> None:
-    """Raise ``ValueError`` (its message says why) for an empty path or one starting with ``~``.
-
-    What ``NamedPath`` refuses, for a reader of the environment without pydantic (the launcher).
-    """
-    _named_path(value)
-
-
-def _named_path(value: object) -> object:
+def named_path(value: object) -> object:
     """Refuse an empty path: ``Path("")`` is the current folder, wherever the process runs.
 
     ``VEIL_DATA_DIR=`` (a compose file's ``${VEIL_DATA_DIR}`` with the variable unset) made the
     database and a new master key in the working folder, outside the data volume, silently.
     So did ``VEIL_DATA_DIR=~/veil`` in a ``.env`` file or a compose file, which expand no
     ``~`` (only a shell does): a folder named ``~`` in the working folder. Refused too.
+    ``ValueError`` says why; ``NamedPath`` is this as a setting's type, and the launcher, which
+    reads the environment without pydantic, calls it itself.
     """
     if isinstance(value, str) and not value.strip():
         raise ValueError("it is empty; name a folder or file (empty would be the current folder)")
@@ -71,7 +65,7 @@ def _named_path(value: object) -> object:
 
 
 # A file or folder setting: never empty.
-NamedPath = Annotated[Path, BeforeValidator(_named_path)]
+NamedPath = Annotated[Path, BeforeValidator(named_path)]
 
 
 def _upper(value: object) -> object:

@@ -48,8 +48,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("veil.gateway")
 
-# How often the public listener is looked at (``Listeners.listening``); a look is a few
-# system calls.
+# How often the listeners are looked at (``Listeners.closed``); a look is a few system calls.
 LISTENER_CHECK_S = 5.0
 
 
@@ -151,13 +150,12 @@ async def _watch_listener(listeners: Listeners, stop: asyncio.Event) -> None:
     policy makes at once, is the one way back; its price is the streams running then, which end
     with stopped receipts (charged for what was sent), as at any restart.
     """
-    while True:
+    closed = None
+    while closed is None:
         await asyncio.sleep(LISTENER_CHECK_S)
         closed = listeners.closed()
-        if closed is not None:
-            break
-    listener = "public" if closed == listeners.url else "metrics"
-    log.error("gateway.listener_closed", listener=listener, url=closed)
+    listener, url = closed
+    log.error("gateway.listener_closed", listener=listener, url=url)
     stop.set()
 
 

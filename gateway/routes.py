@@ -219,22 +219,19 @@ class Listeners:
     metrics_url: str
     max_connections: int
 
-    def listening(self) -> bool:
-        """Whether the public listener still takes connections (``GuardedSite.listening``)."""
-        sites = [site for site in self.public.sites if isinstance(site, GuardedSite)]
-        return bool(sites) and all(site.listening() for site in sites)
+    def closed(self) -> tuple[str, str] | None:
+        """A listener that takes no connections any more (``site_listening``): which, its URL.
 
-    def metrics_listening(self) -> bool:
-        """Whether the metrics listener still takes connections (``site_listening``)."""
-        sites = list(self.metrics.sites)
-        return bool(sites) and all(site_listening(site) for site in sites)
-
-    def closed(self) -> str | None:
-        """The URL of a listener that takes no connections any more (the public one first)."""
-        if not self.listening():
-            return self.url
-        if not self.metrics_listening():
-            return self.metrics_url
+        ``("public", url)`` or ``("metrics", metrics_url)``, the public one first; None while
+        both listen.
+        """
+        for which, runner, url in (
+            ("public", self.public, self.url),
+            ("metrics", self.metrics, self.metrics_url),
+        ):
+            sites = list(runner.sites)
+            if not sites or not all(site_listening(site) for site in sites):
+                return which, url
         return None
 
     async def close(self) -> None:

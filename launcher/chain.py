@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from common.container import PLAYGROUND_TOKEN, playground_ton_settings
-from common.settings import check_named_path
+from common.settings import named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
 from launcher.llama import ensure_llama_server, server_arguments
 
@@ -523,7 +523,7 @@ def data_folder(env: dict[str, str]) -> Path:
     """
     text = env.get("VEIL_DATA_DIR", "data")
     try:
-        check_named_path(text)
+        named_path(text)
     except ValueError as exc:
         raise LaunchError(f"VEIL_DATA_DIR is invalid: {exc}") from None
     return Path(text)
