@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from common.content import FILE, UNSEEN
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
@@ -30,13 +32,7 @@ _REPLIED = frozenset({"reply_to_message", "external_reply"})
 # media of a newer kind, say) would read as a reply to nothing, and "what is this?" be answered
 # blind, and charged, where the bot refuses it (``handlers.replies.replies_to_unseen``, whose
 # kinds these are, a document's too).
-_CONTENT = frozenset(
-    {
-        *("photo", "video", "animation", "sticker", "voice", "video_note", "audio", "paid_media"),
-        *("location", "venue", "contact", "poll", "dice", "game", "invoice", "story"),
-        *("checklist", "giveaway", "giveaway_winners", "document"),
-    }
-)
+_CONTENT = frozenset((*UNSEEN, FILE))
 
 Spot = tuple[str | int, ...]  # keys and indexes from the update down to the part left out
 # Failures past which an update is not read in part: each costs a walk down the update, and

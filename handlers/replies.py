@@ -14,6 +14,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from common.content import FILE, UNSEEN
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
 from handlers.reading import rich_media_only, veils, words_of
 from services.prices import format_units
@@ -151,13 +152,6 @@ def without_mention(text: str, username: str | None) -> str:
 
 # What a message may carry that the model never sees (a file, only where files are not read):
 # media, and the contents no question goes with (a location, a poll, a dice, a story…).
-_UNSEEN = (
-    *("photo", "video", "animation", "sticker", "voice", "video_note", "audio", "paid_media"),
-    *("location", "venue", "contact", "poll", "dice", "game", "invoice", "story", "checklist"),
-    *("giveaway", "giveaway_winners"),
-)
-
-
 def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> bool:
     """Whether ``message`` replies to a photo, video, location, poll or the like with no caption.
 
@@ -169,7 +163,7 @@ def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> boo
     that quotes part of it is not refused (the private chat asks with the quote; a group or a
     summons, which read only ``reply_to_message``, with the question alone).
     """
-    kinds = _UNSEEN if files_read else (*_UNSEEN, "document")
+    kinds = UNSEEN if files_read else (*UNSEEN, FILE)
     replied = message.reply_to_message
     if replied is not None:
         if replied.from_user is not None and replied.from_user.id == bot_id:
