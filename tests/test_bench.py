@@ -11,12 +11,18 @@ for Telegram's flood pacing of a group (3 s a message), so it runs only with ``-
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.harness import REPO
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -85,3 +91,23 @@ async def test_the_groups_benchmark_keeps_to_the_flood_limit_and_answers_everyon
     assert len(pace) == 2
     assert all(n <= 20 for n in pace)
     assert re.findall(r"answers complete\s+(\S+)", printed) == ["2/2", "2/2"]
+
+
+def test_the_lent_machine_script_says_which_wheels_it_lacks(tmp_path: Path) -> None:
+    """``bench/lent.bash run`` on a machine without the carried wheels names what to fetch."""
+    ran = subprocess.run(  # noqa: S603 -- our own script
+        ["bash", str(REPO / "bench" / "lent.bash"), "run"],  # noqa: S607 -- bash from PATH
+        env={**os.environ, "VEIL_LENT_WHEELS": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    said = re.fullmatch(
+        rf"no wheels for Python (3\.\d+) in {re.escape(str(tmp_path))}/(3\.\d+): run "
+        r"'bash bench/lent\.bash wheels (3\.\d+)' where the registry is in reach, "
+        r"and carry bench/wheels\n",
+        ran.stderr,
+    )
+    assert said is not None, ran.stderr
+    assert said[1] == said[2] == said[3]  # the version the script runs under, each time
