@@ -125,6 +125,19 @@ async def test_backup_to_a_path_that_names_no_file_is_the_usage_line(
     assert result.stderr.strip().splitlines() == [USAGE]
 
 
+def test_help_prints_the_commands_and_exits_0_without_any_setting() -> None:
+    # It was the usage line on stderr and exit 2, as for a mistyped command: a newcomer asking
+    # for help was told they had it wrong, and not what each command does.
+    for flag in ("--help", "-h"):
+        result = run_python("-m", "bot", flag)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        lines = result.stdout.splitlines()
+        assert lines[0] == USAGE
+        for command in ("reconcile [--fix]", "audit", "backup FILE", "keygen --out FILE"):
+            assert any(line.startswith(f"  {command}  ") for line in lines), command
+
+
 async def test_a_journal_copy_left_from_an_older_backup_stops_the_backup_before_it_copies(
     tmp_path: Path,
 ) -> None:
