@@ -76,10 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(BotSettings)
     except SettingsError as exc:
-        print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        print(exc.code, *command_settings(args), file=sys.stderr)  # noqa: T201 -- one line
         return 2
     configure_logging(settings.log_level)
     return run_command(settings, args)
+
+
+def command_settings(args: list[str]) -> list[str]:
+    """For a bad setting of ``reconcile``, ``audit`` or ``backup``: why a command wants it.
+
+    An operator backing up next to ``scripts/run`` (which gives the bot its settings itself)
+    was told only that ``VEIL_BOT_TOKEN`` was missing, which a backup does not seem to need.
+    """
+    if not args:  # serving: the setting is plainly the bot's
+        return []
+    why = (
+        f"({args[0]} reads the bot's own settings: give it the ones the bot runs with;"
+        ' docs/operations.md, "Backups", has those of scripts/run)'
+    )
+    return [why]
 
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
