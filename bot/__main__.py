@@ -46,6 +46,16 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
 USAGE = "usage: python -m bot [reconcile [--fix] | audit | backup FILE | keygen --out FILE]"
+HELP = """\
+With no command, serve the bot: long polling, or a webhook when VEIL_WEBHOOK_URL is set.
+  reconcile [--fix]  compare the ledger with Telegram's Stars payments (and the TON chain's
+                     when VEIL_TON_ADDRESS is set); --fix books what the ledger lacks
+  audit              check every charge's signed receipt and price again, offline
+  backup FILE        copy the database, and the payment journal to FILE.journal, also while
+                     the bot runs
+  keygen --out FILE  make the bot's client key and print its verify key for the gateways
+Settings are VEIL_* environment variables (README.md); every command but keygen needs the
+bot's own: VEIL_BOT_TOKEN, VEIL_OPERATOR_KEYS and its VEIL_DATA_DIR."""
 COMMANDS: tuple[list[str], ...] = ([], ["reconcile"], ["reconcile", "--fix"], ["audit"])
 
 
@@ -53,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: serve the bot, ``reconcile``, ``audit`` or ``backup`` it, or ``keygen``."""
     capture_early()  # a warning while the settings are read is a JSON line too
     args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):  # asked for: the usage and what each command does, exit 0
+        print(f"{USAGE}\n\n{HELP}")  # noqa: T201
+        return 0
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
         return run_keygen(Path(args[2]))
     # backup FILE, FILE naming a file: "" or "/" name none, and no copy could be named after it.
@@ -63,10 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(BotSettings)
     except SettingsError as exc:
-        print(exc.code, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
+        print(exc.code, *command_settings(args), file=sys.stderr)  # noqa: T201 -- one line
         return 2
     configure_logging(settings.log_level)
     return run_command(settings, args)
+
+
+def command_settings(args: list[str]) -> list[str]:
+    """For a bad setting of ``reconcile``, ``audit`` or ``backup``: why a command wants it.
+
+    An operator backing up next to ``scripts/run`` (which gives the bot its settings itself)
+    was told only that ``VEIL_BOT_TOKEN`` was missing, which a backup does not seem to need.
+    """
+    if not args:  # serving: the setting is plainly the bot's
+        return []
+    why = (
+        f"({args[0]} reads the bot's own settings: give it the ones the bot runs with;"
+        ' docs/operations.md, "Backups", has those of scripts/run)'
+    )
+    return [why]
 
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
@@ -439,7 +467,7 @@ def run_keygen(path: Path) -> int:
 
 
 def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
-    """Print every difference between the ledger and Telegram; exit 1 if there is any.
+    """Print every difference between the ledger and Telegram (and the TON chain); exit 1 if any.
 
     With ``fix``, first book what Telegram lists but the ledger lacks, one line each.
     """
@@ -469,8 +497,15 @@ def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:
     if differences:
         print(f"{len(differences)} difference(s) in {count} transaction(s)")  # noqa: T201
         return 1
-    print(f"ledger and Telegram agree on {count} transaction(s)")  # noqa: T201
+    print(f"{reconciled_with(settings)} agree on {count} transaction(s)")  # noqa: T201
     return 0
+
+
+def reconciled_with(settings: BotSettings) -> str:
+    """What ``reconcile`` compared: the ledger with Telegram, and the TON chain when Gram is on."""
+    if settings.ton_wallet is None:
+        return "ledger and Telegram"
+    return "ledger, Telegram and the TON chain"
 
 
 def run_audit(settings: BotSettings) -> int:

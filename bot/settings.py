@@ -39,10 +39,20 @@ def _operator_keys(value: str) -> str:
         try:
             raw = b64d(key)
         except MalformedMessage as exc:
-            raise ValueError("not base64url") from exc
+            raise ValueError(f"not base64url; {_WHERE_VERIFY_KEYS}") from exc
         if len(raw) != _ED25519_KEY_BYTES:
-            raise ValueError("an operator verify key is 32 bytes in base64url")
+            raise ValueError(
+                f"an operator verify key is 32 bytes in base64url; {_WHERE_VERIFY_KEYS}"
+            )
     return value
+
+
+# Where a newcomer finds the key (a key file's path, or the key file's line, was told only
+# "not base64url").
+_WHERE_VERIFY_KEYS = (
+    "give the verify key python -m gateway keygen printed, not its key file"
+    " (beside scripts/run: the line in data/operator.pub)"
+)
 
 
 class BotSettings(BaseSettings):

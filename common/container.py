@@ -60,6 +60,10 @@ PLAYGROUND_WAIT_SECONDS = 120.0
 # 0:sha256("veil playground wallet")); payments to it exist only on the emulated toncenter.
 PLAYGROUND_TON_ADDRESS = "0QBwuwPJeQqtP5Sr2if0jluS9BNopNkOvKUlWLMcxaaWfWDi"
 PLAYGROUND_TON_POLL_SECONDS = "1"
+# The USDT master the playground's emulated chain knows (playground/toncenter.py's USDT_MASTER,
+# the real one), in raw form: a raw address carries no network flag, so the playground's testnet
+# bot takes it, where the mainnet EQ… default stopped it (VEIL_TON_USDT=1 scripts/run).
+PLAYGROUND_USDT_MASTER = "0:b113a994b5024a16719f69139328eb759596c38a25f59028b146fecdc3621dfe"
 _SETTING_NAME = re.compile(r"VEIL_[A-Z0-9_]+")
 # The bot's stop: its VEIL_SHUTDOWN_GRACE and VEIL_STOP_GRACE defaults, and the slack after the
 # stops for settling, storing and closing (as launcher.chain's BOT_STOP_SLACK_S).
@@ -134,7 +138,8 @@ def playground_ton_settings(env: Mapping[str, str], url: str) -> dict[str, str]:
 
     Nothing when ``VEIL_TON_ADDRESS`` is set, even empty: the person's own TON settings win (an
     empty address keeps Gram payments off). The watcher looks every second unless
-    ``VEIL_TON_POLL_INTERVAL`` says otherwise.
+    ``VEIL_TON_POLL_INTERVAL`` says otherwise; USDT (``VEIL_TON_USDT=1``) is the chain's master
+    unless ``VEIL_TON_USDT_MASTER`` says otherwise.
     """
     if "VEIL_TON_ADDRESS" in env:
         return {}
@@ -143,6 +148,7 @@ def playground_ton_settings(env: Mapping[str, str], url: str) -> dict[str, str]:
         "VEIL_TON_TESTNET": "1",
         "VEIL_TONCENTER_URL": url.rstrip("/") + "/toncenter",
         "VEIL_TON_POLL_INTERVAL": env.get("VEIL_TON_POLL_INTERVAL") or PLAYGROUND_TON_POLL_SECONDS,
+        "VEIL_TON_USDT_MASTER": env.get("VEIL_TON_USDT_MASTER") or PLAYGROUND_USDT_MASTER,
     }
 
 

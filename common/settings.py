@@ -95,7 +95,12 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
         name = f"{PREFIX}{field.upper()}"
         if error["type"] == "missing":
             raise SettingsError(f"veil: setting {name} is required but not set") from None
-        raise SettingsError(f"veil: setting {name} is invalid: {error['msg']}") from None
+        raise SettingsError(f"veil: setting {name} is invalid: {reason(error['msg'])}") from None
+
+
+def reason(message: str) -> str:
+    """A validation message without the ``Value error, `` pydantic puts before Veil's own."""
+    return message.removeprefix("Value error, ")
 
 
 def setting_names(cls: type[BaseSettings]) -> list[str]:

@@ -53,10 +53,15 @@ def parse_client_keys(
     clients: dict[bytes, ClientPolicy] = {}
     names: set[str] = set()
     for number, entry in enumerate((e.strip() for e in text.split(",") if e.strip()), 1):
-        name, _, rest = entry.partition(":")
+        name, named, rest = entry.partition(":")
         key_text, _, options = rest.partition(":")
+        if not named:  # a verify key pasted alone, as python -m bot keygen prints it
+            raise ValueError(
+                f"client {number}: no name before its key: write it as name:key"
+                " (bot:<the verify key python -m bot keygen printed>)"
+            )
         if not _NAME.fullmatch(name):
-            raise ValueError(f"client {number}: a name of letters, digits, '_', '.', '-'")
+            raise ValueError(f"client {number}: a name of 1 to 32 letters, digits, '_', '.', '-'")
         try:
             key = parse_verify_key(key_text)
         except MalformedMessage as exc:

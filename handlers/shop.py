@@ -49,6 +49,8 @@ log = structlog.get_logger("veil.stars")
 
 # Telegram's refusals of refundStarPayment, as its description names them.
 ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
+# The ledger's payment is not this bot's at Telegram (another bot's database, a playground
+# started afresh): told in Telegram's words, not as "no payment with that charge id".
 NOT_FOUND = "CHARGE_NOT_FOUND"
 UNMATCHED_SHOWN = 10  # the newest unmatched Gram and USDT payments /stats lists
 
@@ -215,9 +217,7 @@ async def cmd_refund(
         if refused == ALREADY_REFUNDED:
             await shop.record_refund(payment.user_id, charge_id)
             await message.answer(texts("refund_already"))
-        elif refused == NOT_FOUND:
-            await message.answer(texts("refund_not_found"))
-        else:
+        else:  # CHARGE_NOT_FOUND too: the ledger has the payment, Telegram knows no such charge
             await message.answer(texts("refund_failed", reason=exc.message))
         return
     # Telegram also reports the refund (refunded_payment), and its booking may have taken the

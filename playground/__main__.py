@@ -23,6 +23,9 @@ from playground.web import TONCENTER_PREFIX, Playground
 __all__ = ["main", "serve"]
 
 
+MOST_PORT = 65535
+
+
 class CannotListen(Exception):
     """The address ``--host``/``--port`` names could not be listened on (the one line to say)."""
 
@@ -39,12 +42,25 @@ def _at_least_zero(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """``--port``'s value: a TCP port, 0 for any free one (99999 was a traceback from bind)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MOST_PORT:
+        raise argparse.ArgumentTypeError(
+            f"a port from 0 to {MOST_PORT} expected, 0 for any: {text!r}"
+        )
+    return value
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m playground", description="A local Telegram for one bot, in a browser."
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="listen port (8080; 0: any)")
+    parser.add_argument("--port", type=_port, default=8080, help="listen port (8080; 0: any)")
     parser.add_argument(
         "--token", default="123456:PLAYGROUND", help="the bot token the emulator accepts"
     )

@@ -125,6 +125,35 @@ async def test_backup_to_a_path_that_names_no_file_is_the_usage_line(
     assert result.stderr.strip().splitlines() == [USAGE]
 
 
+def test_a_command_without_the_bots_settings_says_it_reads_them(tmp_path: Path) -> None:
+    # Next to scripts/run, which hands the bot its settings itself, `backup` said only
+    # "setting VEIL_BOT_TOKEN is required but not set": a backup seems to need no token.
+    for command in ("backup", "audit", "reconcile"):
+        args = [command, str(tmp_path / "copy.db")] if command == "backup" else [command]
+        result = run_python("-m", "bot", *args, env={"VEIL_DATA_DIR": str(tmp_path)})
+        assert result.returncode == 2
+        line = (
+            "veil: setting VEIL_BOT_TOKEN is required but not set"
+            f" ({command} reads the bot's own settings: give it the ones the bot runs with;"
+            ' docs/operations.md, "Backups", has those of scripts/run)'
+        )
+        assert result.stderr.strip().splitlines() == [line]
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_help_prints_the_commands_and_exits_0_without_any_setting() -> None:
+    # It was the usage line on stderr and exit 2, as for a mistyped command: a newcomer asking
+    # for help was told they had it wrong, and not what each command does.
+    for flag in ("--help", "-h"):
+        result = run_python("-m", "bot", flag)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        lines = result.stdout.splitlines()
+        assert lines[0] == USAGE
+        for command in ("reconcile [--fix]", "audit", "backup FILE", "keygen --out FILE"):
+            assert any(line.startswith(f"  {command}  ") for line in lines), command
+
+
 async def test_a_journal_copy_left_from_an_older_backup_stops_the_backup_before_it_copies(
     tmp_path: Path,
 ) -> None:

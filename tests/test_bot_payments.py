@@ -502,6 +502,23 @@ async def test_a_refund_telegram_cannot_take_now_tells_the_admin_to_try_again(
         assert await balance_units(stack, USER) == 0
 
 
+async def test_a_charge_telegram_does_not_know_is_told_in_telegrams_words(tmp_path: Path) -> None:
+    # The ledger has the payment, Telegram answers CHARGE_NOT_FOUND (a playground started
+    # afresh, another bot's database): the admin was told "No payment with that charge id.",
+    # as for a mistyped id, though the ledger named the payment a moment before.
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.fail_next(
+            "refundStarPayment", status=400, description="Bad Request: CHARGE_NOT_FOUND"
+        )
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        told = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ADMIN)
+        assert told.params["text"] == "Telegram refused the refund: Bad Request: CHARGE_NOT_FOUND"
+        assert await balance_units(stack, USER) == 50 * STAR
+
+
 async def test_a_payment_of_an_amount_no_database_holds_neither_jams_the_bot_nor_credits(
     tmp_path: Path,
 ) -> None:

@@ -42,6 +42,14 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
     assert bad_key.returncode == 2
     (line,) = bad_key.stderr.strip().splitlines()
     assert line.startswith("veil: setting VEIL_OPERATOR_KEYS is invalid")
+    # The key file's path given for the key: the line said "not base64url" and no more.
+    path = run_bot({"VEIL_BOT_TOKEN": TOKEN, "VEIL_OPERATOR_KEYS": "data/operator.key"})
+    said = (
+        "veil: setting VEIL_OPERATOR_KEYS is invalid: not base64url; give the verify key"
+        " python -m gateway keygen printed, not its key file (beside scripts/run: the line in"
+        " data/operator.pub)"
+    )
+    assert path.stderr.strip().splitlines() == [said]
     bad_token = run_bot({"VEIL_BOT_TOKEN": "nonsense", "VEIL_OPERATOR_KEYS": "A" * 43})
     (line,) = bad_token.stderr.strip().splitlines()
     assert "VEIL_BOT_TOKEN" in line
@@ -56,7 +64,7 @@ def test_missing_and_bad_settings_stop_with_one_line(tmp_path: Path) -> None:
         # App's) listened on all of them instead of the documented 127.0.0.1.
         ("", "String should have at least 1 character"),
         # Was a UnicodeError out of the host's lookup: a line without the setting's name.
-        ("veil..example.com", "Value error, not a host name or IP address"),
+        ("veil..example.com", "not a host name or IP address"),
     ],
 )
 def test_an_empty_or_malformed_listen_address_stops_the_bot_in_one_line(

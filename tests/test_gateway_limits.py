@@ -588,6 +588,18 @@ def test_a_client_limit_mistyped_is_named_as_what_it_is(options: str, says: str)
     assert str(refused.value) == says
 
 
+def test_a_client_key_pasted_without_its_name_is_told_so() -> None:
+    # The key alone (as `python -m bot keygen` prints it) read "client 1: a name of letters,
+    # digits, '_', '.', '-'", which its 43 such characters all are: the name's 32 were passed.
+    for setting, says in [
+        (b64e(CLIENT_VERIFY_KEY), "no name before its key: write it as name:key"),
+        ("n" * 33 + ":" + b64e(CLIENT_VERIFY_KEY), "a name of 1 to 32 letters, digits"),
+    ]:
+        with pytest.raises(ValueError, match=r"^client 1: ") as refused:
+            parse_client_keys(setting, default_streams=4, default_max_tokens=512)
+        assert str(refused.value).startswith(f"client 1: {says}")
+
+
 def test_a_client_limit_written_with_leading_zeros_is_its_number() -> None:
     # The ceiling counted the zeros in front: tpm=0000000000000000001 (1, as before the
     # ceiling came) was refused as "must be under 10^18, not a 19-digit number"; 5000 zeros

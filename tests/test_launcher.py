@@ -6,12 +6,17 @@ import asyncio
 import os
 import shutil
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
-from common.container import PLAYGROUND_TON_ADDRESS, playground_ton_settings
+from bot.settings import BotSettings
+from common.container import (
+    PLAYGROUND_TON_ADDRESS,
+    PLAYGROUND_USDT_MASTER,
+    playground_ton_settings,
+)
 from launcher.chain import ended, playground_webapp_settings, window_settings
 from launcher.console import LaunchError, LogFile
 from launcher.llama import SOURCE_VERSION
@@ -20,6 +25,7 @@ from services.ton.chain import WalletAddress
 from tests.botstack import TOKEN
 from tests.fakes.llama_server import ANSWER as LOCAL_ANSWER
 from tests.fakes.telegram import FakeTelegram
+from tests.fakes.toncenter import USDT_MASTER
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_VERIFY_KEY, ManagedProcess, free_port, run_gateway
 from tests.launching import (
@@ -42,6 +48,7 @@ def test_the_playground_gets_gram_payments_unless_the_ton_address_is_set() -> No
         "VEIL_TON_TESTNET": "1",
         "VEIL_TONCENTER_URL": url + "/toncenter",
         "VEIL_TON_POLL_INTERVAL": "1",
+        "VEIL_TON_USDT_MASTER": PLAYGROUND_USDT_MASTER,
     }
     wallet = WalletAddress.parse(PLAYGROUND_TON_ADDRESS, testnet=True)
     assert wallet.friendly == PLAYGROUND_TON_ADDRESS  # testnet, non-bounceable: a wallet's form
@@ -49,6 +56,21 @@ def test_the_playground_gets_gram_payments_unless_the_ton_address_is_set() -> No
     assert slower["VEIL_TON_POLL_INTERVAL"] == "5"
     assert playground_ton_settings({"VEIL_TON_ADDRESS": ""}, url) == {}  # Gram off
     assert playground_ton_settings({"VEIL_TON_ADDRESS": wallet.bounceable}, url) == {}
+
+
+def test_the_playground_sells_usdt_of_its_chains_master_when_asked() -> None:
+    # `VEIL_TON_USDT=1 scripts/run` stopped the bot at start: the playground's bot is on
+    # testnet, and the USDT master's default is mainnet's EQ… form ("is a mainnet address but
+    # VEIL_TON_TESTNET is on"), though docs/payments-ton.md offers USDT in the playground.
+    url = "http://127.0.0.1:8080"
+    env = playground_ton_settings({"VEIL_TON_USDT": "1"}, url) | {"VEIL_TON_USDT": "1"}
+    values: dict[str, Any] = {n.removeprefix("VEIL_").lower(): v for n, v in env.items()}
+    settings = BotSettings(bot_token=TOKEN, operator_keys=b64e(bytes(32)), **values)
+    assert settings.usdt_master is not None
+    assert settings.usdt_master.raw == WalletAddress.parse(USDT_MASTER).raw  # the chain's
+    own = WalletAddress.parse(USDT_MASTER, testnet=False).bounceable
+    mine = playground_ton_settings({"VEIL_TON_USDT_MASTER": own}, url)
+    assert mine["VEIL_TON_USDT_MASTER"] == own  # one's own master wins
 
 
 def test_the_playground_gets_the_mini_app_unless_its_url_is_set() -> None:

@@ -822,6 +822,7 @@ def test_python_m_playground_says_in_one_line_what_it_cannot_start_with() -> Non
         in_use = playground("--port", str(port))
     no_host = playground("--host", "no-such-host.invalid", "--port", "0")
     negative = playground("--group-limit", "-1")
+    too_high = playground("--port", "99999")  # was bind()'s OverflowError, as a traceback
     assert (in_use.returncode, in_use.stderr) == (
         2,
         f"playground: cannot listen on --host 127.0.0.1 --port {port}: address already in use\n",
@@ -836,7 +837,12 @@ def test_python_m_playground_says_in_one_line_what_it_cannot_start_with() -> Non
         "python -m playground: error: argument --group-limit: a whole number of sends a minute"
         " expected, 0 for no limit: '-1'"
     )
-    assert "Traceback" not in in_use.stderr + no_host.stderr + negative.stderr
+    assert too_high.returncode == 2
+    assert too_high.stderr.splitlines()[-1] == (
+        "python -m playground: error: argument --port: a port from 0 to 65535 expected,"
+        " 0 for any: '99999'"
+    )
+    assert "Traceback" not in in_use.stderr + no_host.stderr + negative.stderr + too_high.stderr
 
 
 # In a real browser, with the real bot.

@@ -86,7 +86,7 @@ def test_a_bad_address_stops_start_up_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         (
-            "veil: setting VEIL_TON_ADDRESS is invalid: Value error,"
+            "veil: setting VEIL_TON_ADDRESS is invalid:"
             " 'EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDt' is not a TON address"
             " (raw 0:<hex> or EQ…/UQ…)"
         )

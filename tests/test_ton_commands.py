@@ -54,7 +54,7 @@ async def test_reconcile_books_a_missed_payment_and_audit_checks_ton_rows(
             assert fixed.returncode == 0, fixed.stdout + fixed.stderr
             assert fixed.stdout.splitlines() == [
                 f"booked ton {hex_hash(missed['hash'])}: credited, 125000000 µ★ to user {ALICE}",
-                "ledger and Telegram agree on 2 transaction(s)",
+                "ledger, Telegram and the TON chain agree on 2 transaction(s)",
             ]
 
             audit = await asyncio.to_thread(run_bot, env, "audit")
