@@ -164,15 +164,17 @@ class PaymentDesk:
     async def take(self, entry: JournalEntry) -> None:
         """A payment or refund arrived (the handler): journal it if not yet, then book it now.
 
-        If even the journal cannot be written, the entry is booked straight away; if the
-        ledger cannot take it either, the error goes up (the update was not journaled, so it
-        was not acknowledged by the middleware or the webhook either).
+        If even the journal cannot be written, the entry is booked straight away and its user
+        told once (nothing of it is written to the journal: the credit must not wait for it);
+        if the ledger cannot take it either, the error goes up (the update was not journaled,
+        so it was not acknowledged by the middleware or the webhook either). What was sent is
+        remembered, so a pass over the entry, if the journal had it after all, sends it not again.
         """
         try:
             await self.journal.record([entry])
         except JournalUnavailable:
             log.exception("payments.journal_unavailable", charge_id=entry.charge_id)
-            booking = await self.journal.book(entry)
+            booking = await self.journal.book(entry, journaled=False)
             await self._tell(booking, late=False, durable=False)
             return
         if not await self.process(entry.key):
@@ -395,8 +397,11 @@ class PaymentDesk:
                 balance=format_units(booking.balance),
             )
         elif entry.kind == "payment":
+            # Refunded since it was credited (its thank-you waited): the refund's notice, which
+            # follows, gives the balance; "Balance: 0 ★" under "50 ★ added" would read oddly.
+            key = "paid_thanks_late" if late else "paid_thanks"
             text = texts(
-                "paid_thanks_late" if late else "paid_thanks",
+                f"{key}_then_refunded" if booking.taken_back else key,
                 stars=entry.total_amount,
                 credit=format_units(booking.units),
                 balance=format_units(booking.balance),
