@@ -571,3 +571,39 @@ async def test_a_thank_you_owed_when_a_later_refund_took_the_credit_leaves_the_b
         "Thank you! 50 ★ added.",
         "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
     ]
+
+
+async def test_a_refund_booked_while_the_flagged_notice_goes_out_is_told_to_the_admins(
+    tmp_path: Path,
+) -> None:
+    # The notice read the payment (not refunded), then waited on Telegram; the refund was booked
+    # meanwhile. The admin read "credited as 50 ★" of credit that was gone, and nobody told the
+    # admin otherwise (only /stats showed it).
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        paying = asyncio.create_task(desk.take(payment("stxRACED", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
+        refunding = asyncio.create_task(
+            desk.take(payment("stxRACED", kind="refund", payload="order-never-made"))
+        )
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxRACED"))
+        telegram.answer_late()
+        await asyncio.gather(paying, refunding)
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert to_user == [
+        THANKS,
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    assert to_admin == [
+        "Payment flagged (unknown_order): user 9201, charge stxRACED, 50 ⭐ credited as 50 ★.",
+        (
+            "Payment flagged (unknown_order): user 9201, charge stxRACED, 50 ⭐ credited as"
+            " 50 ★, then refunded: that credit was taken back."
+        ),
+    ]
