@@ -540,6 +540,56 @@ async def test_gram_sent_with_a_hand_built_jetton_body_is_kept_where_the_admins_
     await sound(stack)
 
 
+async def test_the_change_of_the_operators_own_jetton_transfer_is_no_strangers_gram(
+    stack: TonStack,
+) -> None:
+    # The operator sent USDT out of the bot's wallet with a wallet app, which named the wallet
+    # its response address: the receiver's jetton wallet sent the Gram left over back in an
+    # ``excesses``. The watcher warned of it as Gram from a stranger (ton.jetton_message_gram)
+    # and the audit listed it for good, among the Gram an admin might credit to somebody.
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=5_000_000, destination=recipient, change=3 * DUST["gram"], query_id=77
+    )
+    # A stranger's excesses of the same size, in a trace of its own, is still worth a look.
+    stranger = "0:" + "5e" * 32
+    forged = stack.chain.add_transaction(
+        WALLET_RAW, value=3 * DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+    )
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 0
+    own, strangers = hex_hash(change["hash"]), hex_hash(forged["hash"])
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [strangers]
+    (noted,) = [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert (noted["tx"], noted["amount"], noted["log_level"]) == (own, 3 * DUST["gram"], "info")
+    report = await Auditor(stack.store, []).run()
+    assert [t.hash for t in report.ton_jetton_gram] == [strangers]
+    assert await stack.books.recorded() == []
+    await sound(stack)
+
+
+async def test_the_change_check_that_toncenter_refuses_is_asked_again_next_pass(
+    stack: TonStack,
+) -> None:
+    # Whether an excesses is the operator's own change is toncenter's answer: one it cannot
+    # give now fails the pass (the page is read again), never warns of the operator's change.
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1, destination="0:" + "7a" * 32, change=2 * DUST["gram"]
+    )
+    stack.chain.fail_next(1, path="/api/v3/jetton/transfers")
+    watcher = stack.watcher()
+    with pytest.raises(ToncenterUnavailable):
+        await watcher.poll()
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"] == [
+        hex_hash(change["hash"])
+    ]
+    assert not [e for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert (await Auditor(stack.store, []).run()).ton_jetton_gram == []
+
+
 async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_credited(
     stack: TonStack,
 ) -> None:

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 
 from services.errors import LedgerUnavailable
-from services.ton.chain import JETTON_SKIPS, gram_transfer, jetton_transfer
+from services.ton.chain import JETTON_SKIPS, gram_transfer, jetton_transfer, trace_id
 from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
 
 if TYPE_CHECKING:
@@ -86,6 +86,9 @@ RATE_LIMIT_TRIES = 3
 # same answer each time) is set aside (``unproven``) on this many passes' failure, when the
 # master answers for our own address meanwhile: the later payments are not held back by it.
 UNPROVEN_TRIES = 3
+# An ``excesses`` is looked up among our own jetton transfers out of this long (seconds of chain
+# time) before it (and up to its lt): a trace's messages follow each other within seconds.
+OWN_CHANGE_S = 600
 # The skips that name the sender and its jetton wallet in their warning line.
 _SENDER_SKIPS = {"unproven": "ton.unproven_jetton", "forged_jetton": "ton.forged_jetton"}
 
@@ -193,6 +196,30 @@ class ChainReader:
         if expected is None or transfer.wallet != expected:
             return dataclasses.replace(transfer, skip="forged_jetton")
         return transfer
+
+    async def own_change(self, transfer: Transfer) -> bool:
+        """Whether Gram that came in an ``excesses`` is the change of our own jetton transfer.
+
+        TEP-74: a jetton transfer's receiving wallet sends what is left of the Gram attached
+        to it to the transfer's response address, and a wallet app names its own: the
+        operator's USDT sent out of our wallet brings its change back so. It is the same trace
+        as that transfer out (toncenter's ``trace_id``, which a message body cannot forge);
+        Gram a stranger sent with an ``excesses`` body, or left over from a transfer that was
+        not ours, is not. Raises ``ToncenterUnavailable`` when toncenter cannot say now (the
+        page is read again): the operator's change is never warned of as a stranger's.
+        """
+        if transfer.skip != "jetton_excesses" or transfer.trace is None:
+            return False
+        account, client = self._wallet.raw, self._client
+        records = await _patiently(
+            lambda: client.jetton_transfers_sent(
+                account, start_utime=transfer.utime - OWN_CHANGE_S, end_lt=transfer.lt, limit=PAGE
+            )
+        )
+        return any(
+            isinstance(record, dict) and trace_id(record.get("trace_id")) == transfer.trace
+            for record in records
+        )
 
     async def _master_answers(self, master: str) -> bool:
         """Whether the master's ``get_wallet_address`` runs now, asked for our own address.
@@ -416,6 +443,12 @@ class TonWatcher:
         money is on our wallet, and a hand-built body from anyone's wallet looks like one.
         """
         if transfer.skip in JETTON_SKIPS:
+            if self._books.worth_a_look(transfer) and await self._reader.own_change(transfer):
+                # The operator's own money back (see ``ChainReader.own_change``): no stranger's
+                # Gram to look into, nobody's payment. Not kept: the Gram stream never reads
+                # behind its cursor, so nothing needs to pass it over again.
+                log.info("ton.own_jetton_change", tx=transfer.hash, amount=transfer.amount)
+                return
             if await self._books.jetton_gram(transfer):
                 log.warning(
                     "ton.jetton_message_gram",
