@@ -25,6 +25,7 @@ from models.ton import TonCursor
 from services.audit import Auditor
 from services.errors import OrderRejected
 from services.shop import MAX_OPEN_ORDERS
+from services.ton import reader as reader_module
 from services.ton import watcher as watcher_module
 from services.ton.books import NOTICE_CLAIM_S, SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
@@ -34,9 +35,10 @@ from services.ton.errors import (
     PaymentUnpriced,
     ToncenterUnavailable,
 )
+from services.ton.reader import ChainReader
 from services.ton.shop import TonPack, TonShop
 from services.ton.toncenter import ToncenterClient
-from services.ton.watcher import ChainReader, TonWatcher
+from services.ton.watcher import TonWatcher
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import (
     USDT_MASTER,
@@ -629,7 +631,7 @@ async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_cred
 async def test_the_wallets_remembered_are_bounded(
     stack: TonStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watcher_module, "WALLETS_KEPT", 2)
+    monkeypatch.setattr(reader_module, "WALLETS_KEPT", 2)
     senders = ["0:" + digit * 64 for digit in "123"]
     for sender in [*senders, senders[0], senders[2]]:  # the first was forgotten, the last not
         stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=sender)
@@ -650,8 +652,8 @@ async def test_a_failing_wallet_check_credits_nothing_skips_nothing_and_is_tried
     if fault == "500":
         stack.chain.fail_next(path=path)
     elif fault == "429":  # every try of the pass (each after a short wait)
-        monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
-        stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path=path)
+        monkeypatch.setattr(reader_module, "RATE_LIMIT_WAIT_S", 0.01)
+        stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path=path)
     elif fault == "garbage":
         stack.chain.garbage_next(path=path)
     else:  # a JSON object, but no get-method result in it
@@ -771,7 +773,7 @@ async def test_a_set_aside_payment_the_master_proves_later_is_booked_by_reconcil
     )
     tx = hex_hash(record["transaction_hash"])
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES - 1):
+    for _ in range(reader_module.UNPROVEN_TRIES - 1):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await watcher.poll() == 0
@@ -830,7 +832,7 @@ async def test_a_transfer_set_aside_is_not_checked_again_when_its_page_is_read_a
         )
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
     watcher = stack.watcher()
-    for _ in range(2 * watcher_module.UNPROVEN_TRIES - 2):
+    for _ in range(2 * reader_module.UNPROVEN_TRIES - 2):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await watcher.poll() == 1
@@ -851,7 +853,7 @@ async def test_a_failed_check_of_our_own_address_keeps_the_count(stack: TonStack
     )
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES - 1):
+    for _ in range(reader_module.UNPROVEN_TRIES - 1):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     stack.chain.fail_next(path="/api/v3/runGetMethod", after=1)  # our own address's check
@@ -881,7 +883,7 @@ async def test_a_wallet_check_failing_for_everybody_sets_nothing_aside(
     else:
         stack.chain.fail_next(100, path="/api/v3/runGetMethod")
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES + 2):
+    for _ in range(reader_module.UNPROVEN_TRIES + 2):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await stack.books.known([hex_hash(record["transaction_hash"])]) == set()
@@ -911,7 +913,7 @@ async def test_an_exit_code_no_contract_throws_never_sets_a_payment_aside(
         WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
     )
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES + 2):
+    for _ in range(reader_module.UNPROVEN_TRIES + 2):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await stack.books.known([hex_hash(record["transaction_hash"])]) == set()
@@ -929,7 +931,7 @@ async def test_a_rate_limited_wallet_check_waits_and_asks_again_within_the_pass(
     # cents of forged transfers each) had a 429 after its first get-method, so each pass
     # learned one wallet, failed, and backed off (to 5 minutes): a hundred senders held every
     # USDT payment after them for hours. A 429 on the check now waits and asks again.
-    monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
+    monkeypatch.setattr(reader_module, "RATE_LIMIT_WAIT_S", 0.01)
     for digit in "123":
         stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + digit * 64)
     paid = await usdt_order(stack, ALICE)
@@ -940,7 +942,7 @@ async def test_a_rate_limited_wallet_check_waits_and_asks_again_within_the_pass(
     assert len(await recorded(stack)) == 4
     # One that stays rate-limited still fails the pass: nothing credited on faith.
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + "4" * 64)
-    stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path="/api/v3/runGetMethod")
+    stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path="/api/v3/runGetMethod")
     with pytest.raises(ToncenterUnavailable):
         await stack.watcher().poll()
     assert len(await recorded(stack)) == 4
@@ -1280,7 +1282,7 @@ async def test_429_backs_off_with_a_status_line_and_then_credits(stack: TonStack
     paid = await order(stack, ALICE)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
     # Two passes rate-limited at every try (each page is asked again within the pass).
-    refused = 2 * watcher_module.RATE_LIMIT_TRIES
+    refused = 2 * reader_module.RATE_LIMIT_TRIES
     stack.chain.rate_limit_next(refused)
     watcher = stack.watcher(interval=0.05)
     with capture_logs() as logs:
