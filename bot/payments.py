@@ -168,7 +168,8 @@ class PaymentDesk:
         told once (nothing of it is written to the journal: the credit must not wait for it);
         if the ledger cannot take it either, the error goes up (the update was not journaled,
         so it was not acknowledged by the middleware or the webhook either). What was sent is
-        remembered, so a pass over the entry, if the journal had it after all, sends it not again.
+        remembered, so a pass over the entry, if the journal had it after all, does not send it
+        again.
         """
         try:
             await self.journal.record([entry])
