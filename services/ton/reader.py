@@ -164,17 +164,28 @@ class ChainReader:
         operator's USDT sent out of our wallet brings its change back so. It is the same trace
         as that transfer out (toncenter's ``trace_id``, which a message body cannot forge);
         Gram a stranger sent with an ``excesses`` body, or left over from a transfer that was
-        not ours, is not. Raises ``ToncenterUnavailable`` when toncenter cannot say now (the
-        page is read again): the operator's change is never warned of as a stranger's.
+        not ours, is not.
+
+        False when toncenter cannot say (``ton.own_change_unknown``): the Gram is then kept and
+        warned of like a stranger's, for a person to look at. Failing the pass instead would
+        hold back every Gram payment behind it, for as long as toncenter's jetton index fails
+        (an indexer without one: for good), and anyone can send such a body for a few cents.
         """
         if transfer.skip != "jetton_excesses" or transfer.trace is None:
             return False
         account, client = self._wallet.raw, self._client
-        records = await _patiently(
-            lambda: client.jetton_transfers_sent(
-                account, start_utime=transfer.utime - OWN_CHANGE_S, end_lt=transfer.lt, limit=PAGE
+        try:
+            records = await _patiently(
+                lambda: client.jetton_transfers_sent(
+                    account,
+                    start_utime=transfer.utime - OWN_CHANGE_S,
+                    end_lt=transfer.lt,
+                    limit=PAGE,
+                )
             )
-        )
+        except ToncenterUnavailable as exc:
+            log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
+            return False
         return any(
             isinstance(record, dict) and trace_id(record.get("trace_id")) == transfer.trace
             for record in records
