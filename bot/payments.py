@@ -164,15 +164,18 @@ class PaymentDesk:
     async def take(self, entry: JournalEntry) -> None:
         """A payment or refund arrived (the handler): journal it if not yet, then book it now.
 
-        If even the journal cannot be written, the entry is booked straight away; if the
-        ledger cannot take it either, the error goes up (the update was not journaled, so it
-        was not acknowledged by the middleware or the webhook either).
+        If even the journal cannot be written, the entry is booked straight away and its user
+        told once (nothing of it is written to the journal: the credit must not wait for it);
+        if the ledger cannot take it either, the error goes up (the update was not journaled,
+        so it was not acknowledged by the middleware or the webhook either). What was sent is
+        remembered, so a pass over the entry, if the journal had it after all, does not send it
+        again.
         """
         try:
             await self.journal.record([entry])
         except JournalUnavailable:
             log.exception("payments.journal_unavailable", charge_id=entry.charge_id)
-            booking = await self.journal.book(entry)
+            booking = await self.journal.book(entry, journaled=False)
             await self._tell(booking, late=False, durable=False)
             return
         if not await self.process(entry.key):
@@ -356,32 +359,68 @@ class PaymentDesk:
             if owed and durable and not await self.journal.thanked(entry):
                 log.warning("payments.claim_lost", key=entry.key)  # the admins: another desk's
                 return False
-        if entry.kind != "payment" or not owed:
+        if entry.kind != "payment" or not (owed or _uncorrected(sent)):
             return True
         try:  # a refund booked since the booking (the thank-you may have waited a minute)
             taken_back = booking.taken_back or await self.journal.taken_back(entry)
         except LedgerUnavailable:
             log.warning("payments.notice_deferred", charge_id=entry.charge_id)
             return False  # the loop tries again: the admins are told what is true, or nothing
-        admin_texts = self._catalogs.for_language(None)
-        notice = admin_texts(
-            _admin_notice(refunded=booking.refunded, taken_back=taken_back),
+        everyone = True
+        key = _admin_notice(refunded=booking.refunded, taken_back=taken_back)
+        for admin in sorted(owed):
+            if not await self._send(admin, self._admin_text(booking, key)):  # refused: told
+                everyone = False
+                continue
+            sent.add(f"admin:{admin}")
+            if key == "admin_flagged":  # true as it went out: a refund may be booked meanwhile
+                sent.add(f"plain:{admin}")
+            if durable and not await self.journal.admin_told(entry, admin):
+                log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
+                return False
+        return await self._corrected(booking) and (everyone or not durable)
+
+    async def _corrected(self, booking: Booking) -> bool:
+        """Tell the admins sent "credited as N ★" of a refund booked while that notice went out.
+
+        The payment is read again after the notices: one refunded by then (between the read
+        before them and their sending, which may wait out a flood wait) was credited and taken
+        back, and each admin told otherwise gets the notice that says so. False while one is
+        owed that Telegram (or the ledger, to read it) cannot take now: the loop tries again.
+        What this desk sent is its memory alone: a restart in between forgets the correction.
+        """
+        entry = booking.entry
+        sent = self._sent[entry.key]
+        waiting = _uncorrected(sent)
+        if not waiting:
+            return True
+        try:
+            taken_back = await self.journal.taken_back(entry)
+        except LedgerUnavailable:
+            log.warning("payments.notice_deferred", charge_id=entry.charge_id)
+            return False
+        if not taken_back:
+            return True
+        log.info("payments.notice_corrected", charge_id=entry.charge_id, admins=len(waiting))
+        everyone = True
+        for admin in waiting:
+            if await self._send(admin, self._admin_text(booking, "admin_flagged_taken_back")):
+                sent.add(f"corrected:{admin}")
+            else:
+                everyone = False
+        return everyone
+
+    def _admin_text(self, booking: Booking, key: str) -> str:
+        """A flagged payment's notice to the admins (in the bot's default language)."""
+        entry = booking.entry
+        return self._catalogs.for_language(None)(
+            key,
             reason=booking.flag_reason,
             user=entry.user_id,
             charge=entry.charge_id,
             stars=entry.total_amount,
             credit=format_units(booking.units),
         )
-        everyone = True
-        for admin in sorted(owed):
-            if not await self._send(admin, notice):  # a refusal for good counts as told
-                everyone = False
-                continue
-            sent.add(f"admin:{admin}")
-            if durable and not await self.journal.admin_told(entry, admin):
-                log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
-                return False
-        return everyone or not durable
 
     async def _thank(self, booking: Booking, *, late: bool) -> bool:
         """The user's thank-you or refund notice; False when Telegram could not take it now."""
@@ -395,8 +434,11 @@ class PaymentDesk:
                 balance=format_units(booking.balance),
             )
         elif entry.kind == "payment":
+            # Refunded since it was credited (its thank-you waited): the refund's notice, which
+            # follows, gives the balance; "Balance: 0 ★" under "50 ★ added" would read oddly.
+            key = "paid_thanks_late" if late else "paid_thanks"
             text = texts(
-                "paid_thanks_late" if late else "paid_thanks",
+                f"{key}_then_refunded" if booking.taken_back else key,
                 stars=entry.total_amount,
                 credit=format_units(booking.units),
                 balance=format_units(booking.balance),
@@ -449,6 +491,12 @@ def _owes_pending(entry: JournalEntry, sent: set[str]) -> bool:
     if entry.kind != "payment" or entry.told or entry.thanked:
         return False
     return not {"pending", "thanks"} & sent
+
+
+def _uncorrected(sent: set[str]) -> list[int]:
+    """The admins this desk told "credited as N ★" and has not told of a refund since."""
+    plain = {int(mark.split(":")[1]) for mark in sent if mark.startswith("plain:")}
+    return sorted(a for a in plain if f"corrected:{a}" not in sent)
 
 
 def _admin_notice(*, refunded: bool, taken_back: bool) -> str:

@@ -15,9 +15,10 @@ import aiohttp
 
 from models.ton import TonCursor
 from services.ton.books import TonBooks
+from services.ton.reader import ChainReader
 from services.ton.shop import TonShop
 from services.ton.toncenter import ToncenterClient
-from services.ton.watcher import ChainReader, TonWatcher
+from services.ton.watcher import TonWatcher
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable

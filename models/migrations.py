@@ -584,6 +584,18 @@ def check_current(
     )
 
 
+def newer_than_code(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> int | None:
+    """How many migrations ``db`` has had applied, when more than this code knows; else None.
+
+    Read from ``PRAGMA user_version`` (which each migration sets to its position): cheap
+    enough for every write transaction, so a process of older code still running beside newer
+    code that has migrated the database (a rolling upgrade) stops writing by rules the schema
+    has outgrown.
+    """
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    return version if version > len(migrations) else None
+
+
 def _counted(migration: Migration, position: int) -> Migration:
     """``migration``, then ``user_version`` set to its position, in the same transaction."""
 

@@ -91,6 +91,7 @@ class Store:
         self._read_only = read_only
         # Unwrapped data keys by user id; read and written only on the connection's thread.
         self._data_keys: dict[int, bytes] = {}
+        self._outdated = False  # newer code migrated the database: said once (``write``)
 
     def __repr__(self) -> str:
         return f"Store({str(self._path)!r})"
@@ -167,9 +168,28 @@ class Store:
 
         The write lock is taken first, so the reads ``fn`` makes to decide cannot be overtaken
         by another writer. Whatever ``fn`` raises rolls everything back; a database failure is
-        ``StorageError``, anything else reaches the caller unchanged.
+        ``StorageError``, anything else reaches the caller unchanged. A database that newer
+        code has migrated since this process opened it is not written (``StorageError``, and
+        one ``storage.schema_newer`` line): this process's rules are out of date.
         """
-        return await self._connection.write(fn)
+
+        def guarded(db: Database) -> T:
+            version = migrations.newer_than_code(db)
+            if version is not None:
+                if not self._outdated:
+                    self._outdated = True
+                    log.error(
+                        "storage.schema_newer",
+                        applied=version,
+                        known=len(migrations.MIGRATIONS),
+                    )
+                raise StorageError(
+                    f"newer code has migrated the database ({version} migrations; this code"
+                    f" knows {len(migrations.MIGRATIONS)}): stop this process"
+                )
+            return fn(db)
+
+        return await self._connection.write(guarded)
 
     async def ensure_user(self, user_id: int, language: str | None) -> UserRecord:
         """Return the user's record, creating it (data key, cache salt) on first sight.

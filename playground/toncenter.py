@@ -17,7 +17,8 @@ with a ``forward_payload`` BoC. Addresses are given back in whatever form the te
 (``jetton_wallet``), and a jetton transfer comes from the sender's wallet of its master unless
 ``forged`` (a fake wallet contract that names the real master).
 
-Tests add records with ``add_transaction`` / ``add_jetton_transfer`` (lt numbers grow by
+Tests add records with ``add_transaction`` / ``add_jetton_transfer`` / ``send_jettons`` (the
+account's own jetton transfer out, and its ``excesses`` back; lt numbers grow by
 themselves, or are given; a ``late`` jetton transfer is indexed now with an lt below the newest
 one already listed, as toncenter can; with ``forward_ton`` the receiving jetton wallet's
 ``transfer_notification`` carries that Gram to the owner's account: see ``add_jetton_transfer``),
@@ -71,6 +72,7 @@ USDT_MASTER = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 MAX_LIMIT = 1000
 RATE_LIMITED = {"ok": False, "result": "Ratelimit exceed", "code": 429}
 TRANSFER_NOTIFICATION = 0x7362D09C  # TEP-74: the receiver's jetton wallet tells its owner
+EXCESSES = 0xD53276DB  # TEP-74: it returns a transfer's Gram left over to the response address
 PLAY_PAYER = "0:" + "ab" * 32  # the wallet a simulated payment comes from
 # The forward amount a wallet attaches to a jetton transfer so that the receiver's owner is
 # told (docs.ton.org, "Jetton processing": set ``forward_ton_amount`` to 1 nanoton at least,
@@ -376,6 +378,57 @@ class FakeToncenter(Served):
             notice["in_msg"]["opcode"] = f"0x{TRANSFER_NOTIFICATION:08x}"
             notice["trace_id"] = record["trace_id"]
         return record
+
+    def send_jettons(  # noqa: PLR0913 -- the fields of a transfer a test may set
+        self,
+        owner: str,
+        *,
+        amount: int,
+        destination: str,
+        change: int,
+        master: str = USDT_MASTER,
+        query_id: int = 0,
+    ) -> dict[str, Any]:
+        """``owner`` sends jettons out (its wallet app, naming itself the response address).
+
+        One trace, as on the chain (TEP-74): the owner's own transaction (an external message)
+        sends ``transfer`` to its jetton wallet, listed by ``/api/v3/jetton/transfers`` with
+        ``direction=out`` for ``owner``; the receiver's jetton wallet then returns what is
+        left of the attached Gram (``change``) to the response address in an ``excesses``
+        message (op ``0xd53276db query_id``), a transaction of ``owner``'s account from that
+        wallet. All three carry the trace's one ``trace_id``. Returns the excesses transaction.
+        """
+        outgoing = self.add_outgoing(owner)
+        trace = outgoing["trace_id"]
+        self.jetton_transfers.append(
+            {
+                "query_id": str(query_id),
+                "source": raw(owner),
+                "destination": raw(destination),
+                "amount": str(amount),
+                "source_wallet": jetton_wallet(master, owner),
+                "jetton_master": raw(master),
+                "transaction_hash": new_hash(),
+                "transaction_lt": str(next(self._lts)),
+                "transaction_now": outgoing["now"],
+                "transaction_aborted": False,
+                "response_destination": raw(owner),
+                "custom_payload": None,
+                "forward_ton_amount": "0",
+                "forward_payload": None,
+                "decoded_forward_payload": None,
+                "trace_id": trace,
+            }
+        )
+        excesses = self.add_transaction(
+            owner,
+            value=change,
+            source=jetton_wallet(master, destination),
+            body=op_boc(EXCESSES, query_id.to_bytes(8, "big")),
+        )
+        excesses["in_msg"]["opcode"] = f"0x{EXCESSES:08x}"
+        excesses["trace_id"] = trace
+        return excesses
 
     def pay_link(self, link: str, *, source: str = PLAY_PAYER) -> dict[str, Any] | None:
         """Pay a transfer link as a wallet would: its exact amount and comment, now.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from models.journal import JournalEntry
-from services.errors import journal_failures
+from services.errors import JournalUnavailable, journal_failures
 from services.shop import IncomingPayment
 
 if TYPE_CHECKING:
@@ -136,10 +136,12 @@ class PaymentJournal:
         with journal_failures():
             return await self._journal.release_all()
 
-    async def book(self, entry: JournalEntry) -> Booking:
+    async def book(self, entry: JournalEntry, *, journaled: bool = True) -> Booking:
         """Put the entry's money event in the ledger (once, however often this is called).
 
-        Raises ``LedgerUnavailable`` when the ledger cannot be written: try again later.
+        Raises ``LedgerUnavailable`` when the ledger cannot be written: try again later. An
+        entry the journal could not take (``journaled`` False) is booked without it: no mark
+        written, and a journal that cannot be read either does not undo the booking's news.
         """
         if entry.kind == "payment":
             result = await self._shop.record_payment(
@@ -156,7 +158,9 @@ class PaymentJournal:
             # Its refund booked first (kept in the ledger's database): taken back in the
             # payment's own transaction. One booked by older code (the journal's mark alone):
             # taken back now.
-            refunded = result.refunded or await self._refund_booked_before(entry)
+            refunded = result.refunded or await self._refund_booked_before(
+                entry, journaled=journaled
+            )
             booking = Booking(
                 entry,
                 applies=True,
@@ -186,12 +190,20 @@ class PaymentJournal:
                 log.warning(
                     "journal.refund_unmatched", charge_id=entry.charge_id, user_id=entry.user_id
                 )
+        if not journaled:
+            return self._logged(booking)
         with journal_failures():
             await self._journal.mark_booked(
                 entry.key,
                 int(self._clock()),
                 unmatched=entry.kind == "refund" and not booking.applies,
             )
+        return self._logged(booking)
+
+    @staticmethod
+    def _logged(booking: Booking) -> Booking:
+        """The booking, logged when it changed the ledger."""
+        entry = booking.entry
         if booking.new:
             log.info(
                 "journal.booked",
@@ -202,7 +214,7 @@ class PaymentJournal:
             )
         return booking
 
-    async def _refund_booked_before(self, paid: JournalEntry) -> bool:
+    async def _refund_booked_before(self, paid: JournalEntry, *, journaled: bool = True) -> bool:
         """Take the payment's credit back if older code booked its refund before it; whether so.
 
         Today a refund that finds no payment is kept in the ledger's database, and the
@@ -216,8 +228,16 @@ class PaymentJournal:
         second (or come from two replicas' clocks). A refund booked by code that kept no mark
         (``unmatched`` None, from before ``j0004``) is judged by those times, as that code did.
         """
-        with journal_failures():
-            refund = await self._journal.get(f"refund:{paid.charge_id}")
+        try:
+            with journal_failures():
+                refund = await self._journal.get(f"refund:{paid.charge_id}")
+        except JournalUnavailable:
+            if journaled:
+                raise
+            # Booked without the journal: a refund older code booked before it is taken back
+            # by the entry's own pass, if the journal has the entry (the middleware wrote it).
+            log.warning("journal.unread_for_early_refund", charge_id=paid.charge_id)
+            return False
         if (
             refund is None
             or refund.booked_at is None

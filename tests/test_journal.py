@@ -498,3 +498,112 @@ async def test_an_entry_that_cannot_be_booked_never_stops_the_others(tmp_path: P
         poison = await desk.journal.get("payment:")
         assert poison is not None
         assert poison.notified_at is None  # kept for a person to look at, never dropped
+
+
+async def test_a_payment_the_journal_cannot_take_is_credited_and_its_user_thanked_once(
+    tmp_path: Path,
+) -> None:
+    # The journal refused the handler's write (locked past its busy timeout), so the desk
+    # booked the payment straight away; its booking then failed to mark the journal, after
+    # the credit was written, and the desk gave up before the thank-you. The entry was never
+    # journaled, so no later pass told the payer either.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        with ledger_locked(tmp_path / "journal.db"):
+            await desk.take(payment("stxNOJOURNAL", payload="order-never-made"))
+            assert messages_to(stack, USER) == [THANKS]
+        assert await desk.process_pending()
+        assert await desk.journal.get("payment:stxNOJOURNAL") is None
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
+        assert await inconsistent_users(stack.veil.store) == []
+        texts = messages_to(stack, USER)
+    assert texts == [THANKS]
+
+
+async def test_a_payment_journaled_before_the_journal_failed_is_thanked_once(
+    tmp_path: Path,
+) -> None:
+    # The middleware journaled the update; the journal then refused the handler's write. The
+    # desk credits and thanks at once; its loop, once the journal is back, books the entry
+    # again (no second credit) and must not thank a second time.
+    async with running_stack(tmp_path, free_tokens_per_day=0) as stack:
+        desk = stack.veil.desk
+        paid = payment("stxJOURNALED", payload="order-never-made")
+        await desk.journal.record([paid])
+        with ledger_locked(tmp_path / "journal.db"):
+            await desk.take(paid)
+            assert messages_to(stack, USER) == [THANKS]
+        assert await desk.process_pending()
+        entry = await desk.journal.get(paid.key)
+        assert entry is not None
+        assert entry.notified_at is not None
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
+        texts = messages_to(stack, USER)
+    assert texts == [THANKS]
+
+
+async def test_a_thank_you_owed_when_a_later_refund_took_the_credit_leaves_the_balance_out(
+    tmp_path: Path,
+) -> None:
+    # The thank-you could not go out; the payment's refund was booked meanwhile (the credit
+    # taken back), and the refund's notice waited for the thank-you. The thank-you then read
+    # "50 ★ added. Balance: 0 ★." just before the refund's notice.
+    telegram = HostileTelegram(token=TOKEN)
+    refunded = asyncio.Event()
+
+    def to_user_before_refund(params: dict[str, Any]) -> bool:
+        return params.get("chat_id") == USER and not refunded.is_set()
+
+    for _ in range(50):  # whatever the desk tries before the refund is booked
+        telegram.misbehave("sendMessage", "page", when=to_user_before_refund)
+    async with running_stack(tmp_path, free_tokens_per_day=0, telegram_server=telegram) as stack:
+        desk = stack.veil.desk
+        await desk.take(payment("stxODD", payload="order-never-made"))
+        await desk.take(payment("stxODD", kind="refund", payload="order-never-made"))
+        assert journal_booked(tmp_path / "journal.db", "refund:stxODD")
+        assert messages_to(stack, USER) == []
+        refunded.set()
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        texts = messages_to(stack, USER)
+    assert telegram.misbehaved
+    assert texts == [
+        "Thank you! 50 ★ added.",
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+
+
+async def test_a_refund_booked_while_the_flagged_notice_goes_out_is_told_to_the_admins(
+    tmp_path: Path,
+) -> None:
+    # The notice read the payment (not refunded), then waited on Telegram; the refund was booked
+    # meanwhile. The admin read "credited as 50 ★" of credit that was gone, and nobody told the
+    # admin otherwise (only /stats showed it).
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        paying = asyncio.create_task(desk.take(payment("stxRACED", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
+        refunding = asyncio.create_task(
+            desk.take(payment("stxRACED", kind="refund", payload="order-never-made"))
+        )
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxRACED"))
+        telegram.answer_late()
+        await asyncio.gather(paying, refunding)
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        to_admin, to_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    assert to_user == [
+        THANKS,
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    assert to_admin == [
+        "Payment flagged (unknown_order): user 9201, charge stxRACED, 50 ⭐ credited as 50 ★.",
+        (
+            "Payment flagged (unknown_order): user 9201, charge stxRACED, 50 ⭐ credited as"
+            " 50 ★, then refunded: that credit was taken back."
+        ),
+    ]

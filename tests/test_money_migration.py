@@ -15,15 +15,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from structlog.testing import capture_logs
 
 from models import MasterKey, StorageError, Store
 from models import migrations as schema
 from models.journal import JOURNAL_MIGRATION_SET, JOURNAL_MIGRATIONS, Journal, JournalEntry
 from services.audit import Auditor
 from services.credit import Credit
+from services.errors import LedgerUnavailable
 from services.journal import PaymentJournal
 from services.prices import Prices
 from services.shop import Pack, Shop
+from services.ton.memory import ChainMemory
 from tests.books import inconsistent_users
 from tests.harness import REPO
 
@@ -347,3 +350,36 @@ def test_applied_at_reads_the_time_sqlite_utils_writes() -> None:
     assert schema.applied_at(db, "m0001_history") == int(when.timestamp())
     assert schema.applied_at(db, "m0002_money") is None
     db.close()
+
+
+async def test_a_running_bot_stops_writing_once_newer_code_migrated_its_database(
+    tmp_path: Path,
+) -> None:
+    # A rolling upgrade: a replica of the older code kept running while the new version
+    # migrated the database. It went on writing by its own rules (purging rows the new code
+    # keeps for good, booking what the new code skips): now it writes nothing, and says why.
+    path = tmp_path / "veil.db"
+    store = await Store.open(path, FIXTURE_KEY)
+    try:
+        memory = ChainMemory(store, {"gram": 1})
+        await memory.cursor("gram")  # the stream's first pass makes its cursor
+        await memory.save_cursor("gram", 41, "aa" * 32, 1_750_000_000)
+        # The new version's migration, applied by another process on the same file.
+        with contextlib.closing(sqlite3.connect(path)) as newer:
+            newer.execute("CREATE TABLE made_by_newer_code (id INTEGER)")
+            newer.execute(f"PRAGMA user_version = {len(schema.MIGRATIONS) + 1:d}")
+            newer.commit()
+        with capture_logs() as logs:
+            with pytest.raises(LedgerUnavailable):
+                await memory.save_cursor("gram", 48, "bb" * 32, 1_750_000_009)
+            with pytest.raises(LedgerUnavailable):
+                await memory.purge_skipped(kept=0)
+    finally:
+        await store.close()
+    assert _query(path, "SELECT lt FROM ton_cursors WHERE stream = 'gram'") == [(41,)]
+    (said,) = [e for e in logs if e["event"] == "storage.schema_newer"]
+    assert (said["applied"], said["known"], said["log_level"]) == (
+        len(schema.MIGRATIONS) + 1,
+        len(schema.MIGRATIONS),
+        "error",
+    )

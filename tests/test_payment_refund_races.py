@@ -378,7 +378,7 @@ async def test_a_refund_of_a_payment_whose_thank_you_is_owed_is_told_after_it(
         texts = messages_to(telegram, USER)
     told = [t for t in texts if t.startswith(("Thank you", "Your payment was refunded"))]
     assert told == [
-        "Thank you! 50 ★ added. Balance: 0 ★.",
+        "Thank you! 50 ★ added.",
         "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
     ]
 

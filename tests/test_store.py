@@ -11,6 +11,7 @@ import pytest
 
 from models import (
     ConversationNotFound,
+    Database,
     DataKeyCorrupted,
     HistoryCorrupted,
     MasterKey,
@@ -25,8 +26,6 @@ from models import migrations as schema
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
-
-    from models import Database
 
 ALICE, BOB = 1001, 2002
 PROMPT = "Мой диагноз — секрет: hypertension stage 2 🩺"
@@ -403,8 +402,14 @@ async def test_an_appended_migration_applies_once_and_a_failing_one_leaves_no_tr
     assert await store.write(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == [
         "m9999_widgets"
     ]
-    assert await store.write(lambda db: schema.apply(db, [*schema.MIGRATIONS, m9999_widgets])) == []
+    # Applied again (by code that knows it, on a connection of its own): nothing to do.
+    with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as newer:
+        assert schema.apply(Database(newer), [*schema.MIGRATIONS, m9999_widgets]) == []
     assert await store.read(schema.schema_version) == len(shipped) + 1
+    # This store's code does not know it: it writes no more (a rolling upgrade's old replica).
+    with pytest.raises(StorageError, match="newer code has migrated the database"):
+        await store.write(lambda db: db.execute("CREATE TABLE gadgets (id INTEGER)"))
+    assert "gadgets" not in await store.read(lambda db: db.table_names())
     await store.close()
     assert _query(db_path, "PRAGMA user_version") == [(len(shipped) + 1,)]
 

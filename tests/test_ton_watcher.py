@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -25,6 +26,7 @@ from models.ton import TonCursor
 from services.audit import Auditor
 from services.errors import OrderRejected
 from services.shop import MAX_OPEN_ORDERS
+from services.ton import reader as reader_module
 from services.ton import watcher as watcher_module
 from services.ton.books import NOTICE_CLAIM_S, SKIPPED_KEPT_S, TonBooks
 from services.ton.chain import WalletAddress
@@ -34,9 +36,10 @@ from services.ton.errors import (
     PaymentUnpriced,
     ToncenterUnavailable,
 )
+from services.ton.reader import ChainReader
 from services.ton.shop import TonPack, TonShop
 from services.ton.toncenter import ToncenterClient
-from services.ton.watcher import ChainReader, TonWatcher
+from services.ton.watcher import TonWatcher
 from tests.books import inconsistent_users
 from tests.fakes.toncenter import (
     USDT_MASTER,
@@ -540,6 +543,60 @@ async def test_gram_sent_with_a_hand_built_jetton_body_is_kept_where_the_admins_
     await sound(stack)
 
 
+async def test_the_change_of_the_operators_own_jetton_transfer_is_no_strangers_gram(
+    stack: TonStack,
+) -> None:
+    # The operator sent USDT out of the bot's wallet with a wallet app, which named the wallet
+    # its response address: the receiver's jetton wallet sent the Gram left over back in an
+    # ``excesses``. The watcher warned of it as Gram from a stranger (ton.jetton_message_gram)
+    # and the audit listed it for good, among the Gram an admin might credit to somebody.
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=5_000_000, destination=recipient, change=3 * DUST["gram"], query_id=77
+    )
+    # A stranger's excesses of the same size, in a trace of its own, is still worth a look.
+    stranger = "0:" + "5e" * 32
+    forged = stack.chain.add_transaction(
+        WALLET_RAW, value=3 * DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+    )
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 0
+    own, strangers = hex_hash(change["hash"]), hex_hash(forged["hash"])
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [strangers]
+    (noted,) = [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert (noted["tx"], noted["amount"], noted["log_level"]) == (own, 3 * DUST["gram"], "info")
+    report = await Auditor(stack.store, []).run()
+    assert [t.hash for t in report.ton_jetton_gram] == [strangers]
+    assert await stack.books.recorded() == []
+    await sound(stack)
+
+
+async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_payment(
+    stack: TonStack,
+) -> None:
+    # Whether an excesses is the operator's own change is toncenter's answer (its jetton
+    # index). Failing the pass when it cannot give it held back every Gram payment behind the
+    # excesses, for good on an indexer without a jetton index, and a stranger's hand-built
+    # excesses body costs a few cents. Now the Gram is kept and warned of, as before the
+    # lookup, and the payments behind it are booked.
+    gram = await order(stack, BOB)
+    stranger = "0:" + "5e" * 32
+    forged = stack.chain.add_transaction(
+        WALLET_RAW, value=3 * DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+    )
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    stack.chain.fail_next(1, HTTPStatus.NOT_FOUND, path="/api/v3/jetton/transfers")
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 1
+    assert await stack.balance(BOB) == PACK_UNITS
+    tx = hex_hash(forged["hash"])
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"] == [tx]
+    assert [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"] == [tx]
+    assert [t.hash for t in (await Auditor(stack.store, []).run()).ton_jetton_gram] == [tx]
+    await sound(stack)
+
+
 async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_credited(
     stack: TonStack,
 ) -> None:
@@ -579,7 +636,7 @@ async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_cred
 async def test_the_wallets_remembered_are_bounded(
     stack: TonStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watcher_module, "WALLETS_KEPT", 2)
+    monkeypatch.setattr(reader_module, "WALLETS_KEPT", 2)
     senders = ["0:" + digit * 64 for digit in "123"]
     for sender in [*senders, senders[0], senders[2]]:  # the first was forgotten, the last not
         stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source=sender)
@@ -600,8 +657,8 @@ async def test_a_failing_wallet_check_credits_nothing_skips_nothing_and_is_tried
     if fault == "500":
         stack.chain.fail_next(path=path)
     elif fault == "429":  # every try of the pass (each after a short wait)
-        monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
-        stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path=path)
+        monkeypatch.setattr(reader_module, "RATE_LIMIT_WAIT_S", 0.01)
+        stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path=path)
     elif fault == "garbage":
         stack.chain.garbage_next(path=path)
     else:  # a JSON object, but no get-method result in it
@@ -721,7 +778,7 @@ async def test_a_set_aside_payment_the_master_proves_later_is_booked_by_reconcil
     )
     tx = hex_hash(record["transaction_hash"])
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES - 1):
+    for _ in range(reader_module.UNPROVEN_TRIES - 1):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await watcher.poll() == 0
@@ -780,7 +837,7 @@ async def test_a_transfer_set_aside_is_not_checked_again_when_its_page_is_read_a
         )
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
     watcher = stack.watcher()
-    for _ in range(2 * watcher_module.UNPROVEN_TRIES - 2):
+    for _ in range(2 * reader_module.UNPROVEN_TRIES - 2):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await watcher.poll() == 1
@@ -801,7 +858,7 @@ async def test_a_failed_check_of_our_own_address_keeps_the_count(stack: TonStack
     )
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, comment=paid.id)
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES - 1):
+    for _ in range(reader_module.UNPROVEN_TRIES - 1):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     stack.chain.fail_next(path="/api/v3/runGetMethod", after=1)  # our own address's check
@@ -831,7 +888,7 @@ async def test_a_wallet_check_failing_for_everybody_sets_nothing_aside(
     else:
         stack.chain.fail_next(100, path="/api/v3/runGetMethod")
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES + 2):
+    for _ in range(reader_module.UNPROVEN_TRIES + 2):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await stack.books.known([hex_hash(record["transaction_hash"])]) == set()
@@ -861,7 +918,7 @@ async def test_an_exit_code_no_contract_throws_never_sets_a_payment_aside(
         WALLET_RAW, amount=1_000_000, comment=paid.id, source=payer
     )
     watcher = stack.watcher()
-    for _ in range(watcher_module.UNPROVEN_TRIES + 2):
+    for _ in range(reader_module.UNPROVEN_TRIES + 2):
         with pytest.raises(ToncenterUnavailable):
             await watcher.poll()
     assert await stack.books.known([hex_hash(record["transaction_hash"])]) == set()
@@ -879,7 +936,7 @@ async def test_a_rate_limited_wallet_check_waits_and_asks_again_within_the_pass(
     # cents of forged transfers each) had a 429 after its first get-method, so each pass
     # learned one wallet, failed, and backed off (to 5 minutes): a hundred senders held every
     # USDT payment after them for hours. A 429 on the check now waits and asks again.
-    monkeypatch.setattr(watcher_module, "RATE_LIMIT_WAIT_S", 0.01)
+    monkeypatch.setattr(reader_module, "RATE_LIMIT_WAIT_S", 0.01)
     for digit in "123":
         stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + digit * 64)
     paid = await usdt_order(stack, ALICE)
@@ -890,7 +947,7 @@ async def test_a_rate_limited_wallet_check_waits_and_asks_again_within_the_pass(
     assert len(await recorded(stack)) == 4
     # One that stays rate-limited still fails the pass: nothing credited on faith.
     stack.chain.add_jetton_transfer(WALLET_RAW, amount=1_000_000, source="0:" + "4" * 64)
-    stack.chain.rate_limit_next(watcher_module.RATE_LIMIT_TRIES, path="/api/v3/runGetMethod")
+    stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path="/api/v3/runGetMethod")
     with pytest.raises(ToncenterUnavailable):
         await stack.watcher().poll()
     assert len(await recorded(stack)) == 4
@@ -1230,7 +1287,7 @@ async def test_429_backs_off_with_a_status_line_and_then_credits(stack: TonStack
     paid = await order(stack, ALICE)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
     # Two passes rate-limited at every try (each page is asked again within the pass).
-    refused = 2 * watcher_module.RATE_LIMIT_TRIES
+    refused = 2 * reader_module.RATE_LIMIT_TRIES
     stack.chain.rate_limit_next(refused)
     watcher = stack.watcher(interval=0.05)
     with capture_logs() as logs:

@@ -13,9 +13,10 @@ from services.credit import Credit
 from services.prices import Prices
 from services.ton.books import TonBooking, TonBooks
 from services.ton.chain import WalletAddress
+from services.ton.reader import ChainReader
 from services.ton.shop import TonPack, TonShop
 from services.ton.toncenter import ToncenterClient
-from services.ton.watcher import ChainReader, TonWatcher
+from services.ton.watcher import TonWatcher
 from tests.fakes.toncenter import USDT_MASTER, FakeToncenter
 
 if TYPE_CHECKING:

@@ -48,6 +48,7 @@ __all__ = [
     "gram_transfer",
     "jetton_transfer",
     "normalise_hash",
+    "trace_id",
 ]
 
 # The USDT jetton's master contract on mainnet (6 decimals); fake jettons are common.
@@ -198,6 +199,8 @@ class Transfer:
 
     ``wallet`` is, for a jetton transfer, the jetton wallet that sent it (raw form, None if the
     record names none): the real master's wallet of ``sender`` for a real USDT transfer.
+    ``trace`` is the indexer's id (hex) of the trace the transaction belongs to: the chain of
+    messages from one external message, which a message body cannot name or forge.
     """
 
     asset: Asset
@@ -209,6 +212,7 @@ class Transfer:
     comment: str | None
     skip: str | None = None
     wallet: str | None = None
+    trace: str | None = None
 
 
 def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- parsed JSON
@@ -252,9 +256,19 @@ def gram_transfer(record: Any, account: str) -> Transfer:  # noqa: ANN401 -- par
         skip = "jetton_notification"
     elif op == _EXCESSES_OP:
         # The Gram left over from a jetton transfer that named us its response address (a
-        # payer's wallet may, or our own transfer out): change, not a payment for an order.
+        # payer's wallet may, or our own transfer out: ``ChainReader.own_change`` tells which):
+        # change, not a payment for an order.
         skip = "jetton_excesses"
-    return Transfer("gram", tx_hash, lt, utime, sender, amount, comment, skip)
+    trace = trace_id(record.get("trace_id"))
+    return Transfer("gram", tx_hash, lt, utime, sender, amount, comment, skip, trace=trace)
+
+
+def trace_id(value: object) -> str | None:
+    """A record's ``trace_id`` (a hash, in any form toncenter gives) in hex; None if none."""
+    try:
+        return None if value is None else normalise_hash(value)
+    except MalformedTransfer:
+        return None
 
 
 def jetton_transfer(record: Any, owner: str, master: str) -> Transfer:  # noqa: ANN401 -- parsed JSON

@@ -96,10 +96,14 @@ class ChainMemory:
         can send one with any amount: Gram at least the Gram dust minimum is kept for good
         (``models.ton.jetton_gram``), where the audit lists it for the admins.
         """
-        if transfer.amount < self._dust.get("gram", 0):
+        if not self.worth_a_look(transfer):
             return False
         await self.skipped(transfer)
         return True
+
+    def worth_a_look(self, transfer: Transfer) -> bool:
+        """Whether Gram that came with a jetton message is at least the Gram dust minimum."""
+        return transfer.amount >= self._dust.get("gram", 0)
 
     async def purge_skipped(self, kept: int = SKIPPED_KEPT_S) -> int:
         """Forget the skipped transfers remembered more than ``kept`` seconds ago; how many.

@@ -2,7 +2,8 @@
 
 ``GET /api/v3/transactions?account=…&start_lt=…&sort=asc&limit=…&offset=…`` and
 ``GET /api/v3/jetton/transfers?owner_address=…&direction=in&start_lt=…&sort=asc&limit=…`` (or,
-to read again behind the cursor, ``start_utime=…&end_lt=…``: both bounds inclusive), and
+to read again behind the cursor, ``start_utime=…&end_lt=…``: both bounds inclusive; with
+``direction=out&sort=desc``, the account's own transfers out, newest first), and
 one get-method: ``POST /api/v3/runGetMethod`` with ``{"address": <master>, "method":
 "get_wallet_address", "stack": [{"type": "slice", "value": <BoC of the owner's address>}]}``,
 answered ``{"gas_used": …, "exit_code": 0, "stack": [{"type": "slice", "value": <BoC>}]}`` (the
@@ -102,6 +103,23 @@ class ToncenterClient:
             "sort": "asc",
             "limit": str(limit),
             "offset": str(offset),
+        }
+        return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
+
+    async def jetton_transfers_sent(
+        self, owner: str, *, start_utime: int, end_lt: int, limit: int
+    ) -> list[Any]:
+        """Jetton transfers ``owner`` sent (any jetton), newest first, up to lt ``end_lt``.
+
+        Of chain time ``start_utime`` on; both bounds included.
+        """
+        params = {
+            "owner_address": owner,
+            "direction": "out",
+            "start_utime": str(start_utime),
+            "end_lt": str(end_lt),
+            "sort": "desc",
+            "limit": str(limit),
         }
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 

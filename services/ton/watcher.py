@@ -11,7 +11,8 @@ pass. A user is told only by the watcher holding the payment's claim
 (``TonBooks.claim_notice``): webhook replicas each run one on the same database, and each
 payment is told once, not once a replica.
 
-A USDT transfer counts only from the real master's own wallet: ``ChainReader`` asks the master
+A USDT transfer counts only from the real master's own wallet: ``ChainReader``
+(``services.ton.reader``) asks the master
 (its ``get_wallet_address`` get-method, once per sender) for the sender's wallet and skips any
 other as ``forged_jetton``; a get-method toncenter cannot answer fails the pass like any toncenter
 failure, so the page is read again (nothing credited on faith, nothing skipped). One the master's
@@ -36,7 +37,7 @@ skipped before is booked (``ton.indexed_late``); the rest are passed over with n
 and no log line (the skipped ones' hashes are kept: ``TonBooks.skipped``). The Gram stream is
 one account's transactions, whose lts are strictly ordered: nothing appears below its cursor.
 
-A 429 to a page or a wallet check is asked again within the pass (``_patiently``: toncenter
+A 429 to a page or a wallet check is asked again within the pass (by the reader: toncenter
 without a key answers about one call a second). Failures never reach the bot: a 429 still
 refused or any toncenter or ledger error logs one status line
 (``ton.watcher_backoff``) and the next pass waits twice as long, up to ``max_backoff``; the
@@ -46,210 +47,36 @@ first good pass after that logs ``ton.watcher_resumed``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
 
 from services.errors import LedgerUnavailable
-from services.ton.chain import JETTON_SKIPS, gram_transfer, jetton_transfer
-from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
+from services.ton.chain import JETTON_SKIPS
+from services.ton.errors import ToncenterRateLimited, ToncenterUnavailable
+from services.ton.reader import PAGE, page_ends
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from models.ton import Asset, TonCursor
     from services.ton.books import TonBooking, TonBooks
-    from services.ton.chain import Transfer, WalletAddress
-    from services.ton.toncenter import ToncenterClient
+    from services.ton.chain import Transfer
+    from services.ton.reader import ChainReader
 
-__all__ = ["ChainReader", "Page", "TonWatcher"]
+__all__ = ["TonWatcher"]
 
 log = structlog.get_logger("veil.ton")
 
-PAGE = 100
 POLL_EVERY_S = 10.0
 MAX_BACKOFF_S = 300.0
 PURGE_EVERY_S = 3600.0
 # Each pass reads the USDT stream again from this long (seconds of chain time) before its
 # cursor's transaction up to it, for a transfer toncenter indexed after the cursor passed its lt.
 REREAD_S = 60
-WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
-# A page or wallet check toncenter rate-limits (429) is asked again after this long (seconds;
-# its free tier answers about one call a second), up to this many tries, within the pass.
-RATE_LIMIT_WAIT_S = 1.1
-RATE_LIMIT_TRIES = 3
-# A USDT transfer whose sender the master's get-method fails for (the contract itself: the
-# same answer each time) is set aside (``unproven``) on this many passes' failure, when the
-# master answers for our own address meanwhile: the later payments are not held back by it.
-UNPROVEN_TRIES = 3
 # The skips that name the sender and its jetton wallet in their warning line.
 _SENDER_SKIPS = {"unproven": "ton.unproven_jetton", "forged_jetton": "ton.forged_jetton"}
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page read from toncenter: how many records it had, and them as transfers."""
-
-    size: int
-    transfers: list[Transfer]
-
-
-class ChainReader:
-    """Reads pages of incoming transfers for each asset, from a cursor, via toncenter."""
-
-    def __init__(
-        self,
-        client: ToncenterClient,
-        wallet: WalletAddress,
-        usdt_master: WalletAddress | None = None,
-    ) -> None:
-        self._client = client
-        self._wallet = wallet
-        self._usdt_master = usdt_master
-        self._wallets: dict[str, str] = {}  # sender -> the real master's wallet of it
-        self._failed: dict[str, int] = {}  # transfer -> passes its sender's check failed on
-
-    def __repr__(self) -> str:
-        return f"ChainReader({self._client!r})"
-
-    @property
-    def assets(self) -> tuple[Asset, ...]:
-        """The streams read: Gram, and USDT when its master is known."""
-        return ("gram", "usdt") if self._usdt_master is not None else ("gram",)
-
-    async def page(self, asset: Asset, cursor: TonCursor, *, limit: int, offset: int) -> Page:
-        """The records from the cursor on (from its own transaction), oldest first.
-
-        A USDT transfer here is as the indexer files it: ``proven`` checks its sending wallet.
-        """
-        account, client = self._wallet.raw, self._client
-        if asset == "gram":
-            records = await _patiently(
-                lambda: client.transactions(account, cursor, limit=limit, offset=offset)
-            )
-            return Page(len(records), [gram_transfer(record, account) for record in records])
-        if self._usdt_master is None:
-            raise ValueError("USDT is not watched")
-        master = self._usdt_master.raw
-        records = await _patiently(
-            lambda: client.jetton_transfers(account, cursor, limit=limit, offset=offset)
-        )
-        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
-
-    async def behind(self, cursor: TonCursor, *, since: int, limit: int, offset: int) -> Page:
-        """USDT records of chain time ``since`` on, up to the cursor's lt, oldest first.
-
-        The part of the USDT stream the cursor passed, read again: a transfer indexed late,
-        with an lt below the cursor's, shows up here (see ``TonWatcher``).
-        """
-        if self._usdt_master is None or cursor.lt is None:
-            raise ValueError("USDT is not watched, or its stream has no cursor yet")
-        account, master, client = self._wallet.raw, self._usdt_master.raw, self._client
-        end = cursor.lt
-        records = await _patiently(
-            lambda: client.jetton_transfers_behind(
-                account, start_utime=since, end_lt=end, limit=limit, offset=offset
-            )
-        )
-        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
-
-    async def proven(self, transfer: Transfer) -> Transfer:
-        """A USDT transfer whose sending wallet is the real master's, else ``forged_jetton``.
-
-        The indexer files a transfer under the master its sending wallet names, and a fake
-        wallet contract can name the real one. Only the master knows its wallets: its
-        ``get_wallet_address`` for the sender must give the wallet that sent. A get-method that
-        fails raises (``ToncenterUnavailable``): the page is read again on the next pass. Asked
-        of each transfer just before it is booked, so the payments read before one whose check
-        fails are booked meanwhile. A Gram transfer is returned as it is.
-
-        One the master's contract fails for (``GetMethodFailed``: an exit code, the same every
-        time) is ``unproven`` on its ``UNPROVEN_TRIES``-th such failure (one a pass), if the
-        master answers for our own address then: the failure is that sender's, and it would
-        hold back every later USDT payment for ever. While the master answers nobody, nothing
-        is set aside: the pass fails, as for a toncenter outage.
-        """
-        if transfer.asset != "usdt" or transfer.skip is not None or self._usdt_master is None:
-            return transfer
-        owner, master = transfer.sender, self._usdt_master.raw
-        try:
-            expected = None if owner is None else await self._master_wallet(master, owner)
-        except GetMethodFailed:
-            tries = self._failed.pop(transfer.hash, 0) + 1
-            if len(self._failed) >= WALLETS_KEPT:
-                del self._failed[next(iter(self._failed))]
-            self._failed[transfer.hash] = tries  # kept while our own address is asked (it may fail)
-            if tries < UNPROVEN_TRIES or not await self._master_answers(master):
-                raise
-            del self._failed[transfer.hash]
-            return dataclasses.replace(transfer, skip="unproven")
-        self._failed.pop(transfer.hash, None)
-        if expected is None or transfer.wallet != expected:
-            return dataclasses.replace(transfer, skip="forged_jetton")
-        return transfer
-
-    async def _master_answers(self, master: str) -> bool:
-        """Whether the master's ``get_wallet_address`` runs now, asked for our own address.
-
-        Asked afresh (never from memory): a master that fails for everybody (another contract
-        at its address, a toncenter that cannot run it) must not have its payments set aside.
-        """
-        try:
-            await _patiently(lambda: self._client.jetton_wallet(master, self._wallet.raw))
-        except GetMethodFailed:
-            return False
-        return True
-
-    async def _master_wallet(self, master: str, owner: str) -> str:
-        """The master's jetton wallet of ``owner`` (asked once: the answer never changes).
-
-        A 429 is asked again (``_patiently``): a page of new senders is checked at toncenter's
-        pace in one pass, rather than one sender a pass with the watcher's backoff between
-        (minutes each).
-        """
-        wallet = self._wallets.get(owner)
-        if wallet is None:
-            wallet = await _patiently(lambda: self._client.jetton_wallet(master, owner))
-            if len(self._wallets) >= WALLETS_KEPT:
-                del self._wallets[next(iter(self._wallets))]
-            self._wallets[owner] = wallet
-        return wallet
-
-    async def _proven_at_last(self, transfer: Transfer) -> Transfer:
-        """``proven``, asked up to ``UNPROVEN_TRIES`` times: ``reconcile`` reads each once."""
-        for _ in range(UNPROVEN_TRIES - 1):
-            with contextlib.suppress(GetMethodFailed):
-                return await self.proven(transfer)
-        return await self.proven(transfer)
-
-    async def everything(
-        self, asset: Asset, cursor: TonCursor, *, limit: int = PAGE
-    ) -> list[Transfer]:
-        """Every transfer from the cursor on, all pages (for ``reconcile``)."""
-        found: list[Transfer] = []
-        seen: set[str] = set()
-        offset = 0
-        before: tuple[int, str, int, str] | None = None
-        while True:
-            page = await self.page(asset, cursor, limit=limit, offset=offset)
-            ends = _ends(page)
-            if offset > 0 and ends == before:
-                log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
-                raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
-            before = ends
-            found.extend(
-                [await self._proven_at_last(t) for t in page.transfers if t.hash not in seen]
-            )
-            seen.update(t.hash for t in page.transfers)
-            if page.size < limit:
-                return found
-            offset += page.size
 
 
 class TonWatcher:
@@ -338,7 +165,7 @@ class TonWatcher:
         while True:
             asked = cursor.lt
             page = await self._reader.page(asset, cursor, limit=self._page_size, offset=offset)
-            ends = _ends(page)
+            ends = page_ends(page)
             if offset > 0 and ends == before:
                 # Asked to step over the records already read, an indexer that ignores
                 # ``offset`` gives the same page again, and would forever: stop this pass (the
@@ -383,7 +210,7 @@ class TonWatcher:
             page = await self._reader.behind(
                 cursor, since=since, limit=self._page_size, offset=offset
             )
-            ends = _ends(page)
+            ends = page_ends(page)
             if offset > 0 and ends == before:  # an indexer that ignores ``offset``: as above
                 log.warning("ton.page_not_advancing", asset="usdt", lt=cursor.lt, offset=offset)
                 return booked
@@ -416,6 +243,12 @@ class TonWatcher:
         money is on our wallet, and a hand-built body from anyone's wallet looks like one.
         """
         if transfer.skip in JETTON_SKIPS:
+            if self._books.worth_a_look(transfer) and await self._reader.own_change(transfer):
+                # The operator's own money back (see ``ChainReader.own_change``): no stranger's
+                # Gram to look into, nobody's payment. Not kept: the Gram stream never reads
+                # behind its cursor, so nothing needs to pass it over again.
+                log.info("ton.own_jetton_change", tx=transfer.hash, amount=transfer.amount)
+                return
             if await self._books.jetton_gram(transfer):
                 log.warning(
                     "ton.jetton_message_gram",
@@ -482,29 +315,6 @@ class TonWatcher:
             log.warning("ton.notice_claim_lost", tx=tx_hash)
             return held
         return until
-
-
-async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
-    """``ask`` toncenter; a 429 waits ``RATE_LIMIT_WAIT_S`` and asks again.
-
-    ``RATE_LIMIT_TRIES`` in all: reading page after page (or checking sender after sender)
-    keeps toncenter's pace within one pass rather than giving the pass up at the first refusal.
-    """
-    for tried in range(1, RATE_LIMIT_TRIES):
-        try:
-            return await ask()
-        except ToncenterRateLimited:
-            log.debug("ton.rate_limited", tried=tried)
-            await asyncio.sleep(RATE_LIMIT_WAIT_S)
-    return await ask()
-
-
-def _ends(page: Page) -> tuple[int, str, int, str] | None:
-    """The first and last record of a page (lt and hash): a page that repeats has the same."""
-    if not page.transfers:
-        return None
-    first, last = page.transfers[0], page.transfers[-1]
-    return (first.lt, first.hash, last.lt, last.hash)
 
 
 def _after(transfer: Transfer, cursor: TonCursor, *, check_hash: bool) -> bool:

@@ -1,0 +1,272 @@
+"""Reading the chain for the watcher: pages of incoming transfers, each proven before booking.
+
+``ChainReader`` reads each stream (the Gram account's transactions, the USDT jetton transfers
+to it) page by page from a cursor through toncenter, and reads the USDT stream again behind its
+cursor (``behind``). A USDT transfer counts only from the real master's own wallet: ``proven``
+asks the master (its ``get_wallet_address`` get-method, once per sender) for the sender's
+wallet and skips any other as ``forged_jetton``; one the master's contract fails for (an exit
+code: the same answer each time) is set aside as ``unproven`` after ``UNPROVEN_TRIES`` passes,
+if the master answers for our own address. ``own_change`` tells the Gram the wallet's own jetton
+transfers out bring back (their ``excesses``) from a stranger's. A 429 is asked again within the
+pass (``_patiently``: toncenter without a key answers about one call a second); any other
+toncenter failure goes up to the watcher (``services.ton.watcher``), which reads the page again
+on its next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+
+from services.ton.chain import gram_transfer, jetton_transfer, trace_id
+from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from models.ton import Asset, TonCursor
+    from services.ton.chain import Transfer, WalletAddress
+    from services.ton.toncenter import ToncenterClient
+
+__all__ = ["PAGE", "ChainReader", "Page", "page_ends"]
+
+log = structlog.get_logger("veil.ton")
+
+PAGE = 100
+WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
+# A page or wallet check toncenter rate-limits (429) is asked again after this long (seconds;
+# its free tier answers about one call a second), up to this many tries, within the pass.
+RATE_LIMIT_WAIT_S = 1.1
+RATE_LIMIT_TRIES = 3
+# A USDT transfer whose sender the master's get-method fails for (the contract itself: the
+# same answer each time) is set aside (``unproven``) on this many passes' failure, when the
+# master answers for our own address meanwhile: the later payments are not held back by it.
+UNPROVEN_TRIES = 3
+# An ``excesses`` is looked up among our own jetton transfers out of this long (seconds of chain
+# time) before it (and up to its lt): a trace's messages follow each other within seconds.
+OWN_CHANGE_S = 600
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page read from toncenter: how many records it had, and them as transfers."""
+
+    size: int
+    transfers: list[Transfer]
+
+
+class ChainReader:
+    """Reads pages of incoming transfers for each asset, from a cursor, via toncenter."""
+
+    def __init__(
+        self,
+        client: ToncenterClient,
+        wallet: WalletAddress,
+        usdt_master: WalletAddress | None = None,
+    ) -> None:
+        self._client = client
+        self._wallet = wallet
+        self._usdt_master = usdt_master
+        self._wallets: dict[str, str] = {}  # sender -> the real master's wallet of it
+        self._failed: dict[str, int] = {}  # transfer -> passes its sender's check failed on
+
+    def __repr__(self) -> str:
+        return f"ChainReader({self._client!r})"
+
+    @property
+    def assets(self) -> tuple[Asset, ...]:
+        """The streams read: Gram, and USDT when its master is known."""
+        return ("gram", "usdt") if self._usdt_master is not None else ("gram",)
+
+    async def page(self, asset: Asset, cursor: TonCursor, *, limit: int, offset: int) -> Page:
+        """The records from the cursor on (from its own transaction), oldest first.
+
+        A USDT transfer here is as the indexer files it: ``proven`` checks its sending wallet.
+        """
+        account, client = self._wallet.raw, self._client
+        if asset == "gram":
+            records = await _patiently(
+                lambda: client.transactions(account, cursor, limit=limit, offset=offset)
+            )
+            return Page(len(records), [gram_transfer(record, account) for record in records])
+        if self._usdt_master is None:
+            raise ValueError("USDT is not watched")
+        master = self._usdt_master.raw
+        records = await _patiently(
+            lambda: client.jetton_transfers(account, cursor, limit=limit, offset=offset)
+        )
+        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
+
+    async def behind(self, cursor: TonCursor, *, since: int, limit: int, offset: int) -> Page:
+        """USDT records of chain time ``since`` on, up to the cursor's lt, oldest first.
+
+        The part of the USDT stream the cursor passed, read again: a transfer indexed late,
+        with an lt below the cursor's, shows up here (see ``TonWatcher``).
+        """
+        if self._usdt_master is None or cursor.lt is None:
+            raise ValueError("USDT is not watched, or its stream has no cursor yet")
+        account, master, client = self._wallet.raw, self._usdt_master.raw, self._client
+        end = cursor.lt
+        records = await _patiently(
+            lambda: client.jetton_transfers_behind(
+                account, start_utime=since, end_lt=end, limit=limit, offset=offset
+            )
+        )
+        return Page(len(records), [jetton_transfer(r, account, master) for r in records])
+
+    async def proven(self, transfer: Transfer) -> Transfer:
+        """A USDT transfer whose sending wallet is the real master's, else ``forged_jetton``.
+
+        The indexer files a transfer under the master its sending wallet names, and a fake
+        wallet contract can name the real one. Only the master knows its wallets: its
+        ``get_wallet_address`` for the sender must give the wallet that sent. A get-method that
+        fails raises (``ToncenterUnavailable``): the page is read again on the next pass. Asked
+        of each transfer just before it is booked, so the payments read before one whose check
+        fails are booked meanwhile. A Gram transfer is returned as it is.
+
+        One the master's contract fails for (``GetMethodFailed``: an exit code, the same every
+        time) is ``unproven`` on its ``UNPROVEN_TRIES``-th such failure (one a pass), if the
+        master answers for our own address then: the failure is that sender's, and it would
+        hold back every later USDT payment for ever. While the master answers nobody, nothing
+        is set aside: the pass fails, as for a toncenter outage.
+        """
+        if transfer.asset != "usdt" or transfer.skip is not None or self._usdt_master is None:
+            return transfer
+        owner, master = transfer.sender, self._usdt_master.raw
+        try:
+            expected = None if owner is None else await self._master_wallet(master, owner)
+        except GetMethodFailed:
+            tries = self._failed.pop(transfer.hash, 0) + 1
+            if len(self._failed) >= WALLETS_KEPT:
+                del self._failed[next(iter(self._failed))]
+            self._failed[transfer.hash] = tries  # kept while our own address is asked (it may fail)
+            if tries < UNPROVEN_TRIES or not await self._master_answers(master):
+                raise
+            del self._failed[transfer.hash]
+            return dataclasses.replace(transfer, skip="unproven")
+        self._failed.pop(transfer.hash, None)
+        if expected is None or transfer.wallet != expected:
+            return dataclasses.replace(transfer, skip="forged_jetton")
+        return transfer
+
+    async def own_change(self, transfer: Transfer) -> bool:
+        """Whether Gram that came in an ``excesses`` is the change of our own jetton transfer.
+
+        TEP-74: a jetton transfer's receiving wallet sends what is left of the Gram attached
+        to it to the transfer's response address, and a wallet app names its own: the
+        operator's USDT sent out of our wallet brings its change back so. It is the same trace
+        as that transfer out (toncenter's ``trace_id``, which a message body cannot forge);
+        Gram a stranger sent with an ``excesses`` body, or left over from a transfer that was
+        not ours, is not.
+
+        False when toncenter cannot say (``ton.own_change_unknown``): the Gram is then kept and
+        warned of like a stranger's, for a person to look at. Failing the pass instead would
+        hold back every Gram payment behind it, for as long as toncenter's jetton index fails
+        (an indexer without one: for good), and anyone can send such a body for a few cents.
+        """
+        if transfer.skip != "jetton_excesses" or transfer.trace is None:
+            return False
+        account, client = self._wallet.raw, self._client
+        try:
+            records = await _patiently(
+                lambda: client.jetton_transfers_sent(
+                    account,
+                    start_utime=transfer.utime - OWN_CHANGE_S,
+                    end_lt=transfer.lt,
+                    limit=PAGE,
+                )
+            )
+        except ToncenterUnavailable as exc:
+            log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
+            return False
+        return any(
+            isinstance(record, dict) and trace_id(record.get("trace_id")) == transfer.trace
+            for record in records
+        )
+
+    async def _master_answers(self, master: str) -> bool:
+        """Whether the master's ``get_wallet_address`` runs now, asked for our own address.
+
+        Asked afresh (never from memory): a master that fails for everybody (another contract
+        at its address, a toncenter that cannot run it) must not have its payments set aside.
+        """
+        try:
+            await _patiently(lambda: self._client.jetton_wallet(master, self._wallet.raw))
+        except GetMethodFailed:
+            return False
+        return True
+
+    async def _master_wallet(self, master: str, owner: str) -> str:
+        """The master's jetton wallet of ``owner`` (asked once: the answer never changes).
+
+        A 429 is asked again (``_patiently``): a page of new senders is checked at toncenter's
+        pace in one pass, rather than one sender a pass with the watcher's backoff between
+        (minutes each).
+        """
+        wallet = self._wallets.get(owner)
+        if wallet is None:
+            wallet = await _patiently(lambda: self._client.jetton_wallet(master, owner))
+            if len(self._wallets) >= WALLETS_KEPT:
+                del self._wallets[next(iter(self._wallets))]
+            self._wallets[owner] = wallet
+        return wallet
+
+    async def _proven_at_last(self, transfer: Transfer) -> Transfer:
+        """``proven``, asked up to ``UNPROVEN_TRIES`` times: ``reconcile`` reads each once."""
+        for _ in range(UNPROVEN_TRIES - 1):
+            with contextlib.suppress(GetMethodFailed):
+                return await self.proven(transfer)
+        return await self.proven(transfer)
+
+    async def everything(
+        self, asset: Asset, cursor: TonCursor, *, limit: int = PAGE
+    ) -> list[Transfer]:
+        """Every transfer from the cursor on, all pages (for ``reconcile``)."""
+        found: list[Transfer] = []
+        seen: set[str] = set()
+        offset = 0
+        before: tuple[int, str, int, str] | None = None
+        while True:
+            page = await self.page(asset, cursor, limit=limit, offset=offset)
+            ends = page_ends(page)
+            if offset > 0 and ends == before:
+                log.warning("ton.page_not_advancing", asset=asset, lt=cursor.lt, offset=offset)
+                raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
+            before = ends
+            found.extend(
+                [await self._proven_at_last(t) for t in page.transfers if t.hash not in seen]
+            )
+            seen.update(t.hash for t in page.transfers)
+            if page.size < limit:
+                return found
+            offset += page.size
+
+
+async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
+    """``ask`` toncenter; a 429 waits ``RATE_LIMIT_WAIT_S`` and asks again.
+
+    ``RATE_LIMIT_TRIES`` in all: reading page after page (or checking sender after sender)
+    keeps toncenter's pace within one pass rather than giving the pass up at the first refusal.
+    """
+    for tried in range(1, RATE_LIMIT_TRIES):
+        try:
+            return await ask()
+        except ToncenterRateLimited:
+            log.debug("ton.rate_limited", tried=tried)
+            await asyncio.sleep(RATE_LIMIT_WAIT_S)
+    return await ask()
+
+
+def page_ends(page: Page) -> tuple[int, str, int, str] | None:
+    """The first and last record of a page (lt and hash): a page that repeats has the same."""
+    if not page.transfers:
+        return None
+    first, last = page.transfers[0], page.transfers[-1]
+    return (first.lt, first.hash, last.lt, last.hash)
