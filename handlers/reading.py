@@ -71,10 +71,11 @@ def _folded_thought(block: object) -> bool:
 def rich_media_only(message: Message) -> bool:
     """Whether ``message`` is a rich message of media with no words (no caption, no text).
 
-    A photo, a video, a collage of them: nothing in it the model could read.
+    A photo, a video, a collage of them: nothing in it the model could read. A caption of
+    blanks alone is none (as a message's own caption is, ``handlers.replies``).
     """
     rich = message.rich_message
-    return rich is not None and not _blocks(rich.blocks) and _holds_media(rich.blocks)
+    return rich is not None and not _blocks(rich.blocks).strip() and _holds_media(rich.blocks)
 
 
 def _holds_media(blocks: Iterable[object]) -> bool:

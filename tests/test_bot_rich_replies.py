@@ -457,12 +457,18 @@ def test_anyone_else_s_quote_opening_with_the_mark_is_read() -> None:
     assert words_of(rich.model_copy(update={"from_user": VEIL_USER}), BOT_ID) is None
 
 
+@pytest.mark.parametrize("caption", [None, " \n "], ids=["no caption", "blank caption"])
 async def test_a_question_replying_to_another_bot_s_rich_message_of_photos_alone_is_refused(
     tmp_path: Path,
+    caption: str | None,
 ) -> None:
-    # "What is this?" under a rich message of photos went to the model alone, answered blind.
+    # "What is this?" under a rich message of photos went to the model alone, answered blind;
+    # so did it under photos whose caption is blanks alone (read as words).
     photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
-    collage = {"type": "collage", "blocks": [{"type": "photo", "photo": photo}] * 2}
+    block: dict[str, Any] = {"type": "photo", "photo": photo}
+    if caption is not None:
+        block["caption"] = {"text": caption}
+    collage = {"type": "collage", "blocks": [block] * 2}
     replied = {
         "message_id": 40,
         "date": 1_750_000_000,
