@@ -37,7 +37,7 @@ from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
 from handlers.commands import TextCommand, forwarded, in_caption
 from handlers.failures import noted
-from handlers.reading import words_of
+from handlers.reading import veils, words_of
 from handlers.replies import (
     EDITS_REMEMBERED,
     TELEGRAM_LATER,
@@ -716,7 +716,7 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     thread_id = topic_of(message)
     prompt = message.text if pasted is None else pasted
     await opened_topic(message, chat, texts)
-    replied = None if message.quote is not None else replied_text(message, bot.id)
+    replied = None if message.quote is not None else replied_text(message, bot.id, texts.catalogs)
     prompt = with_quote(message, prompt)
     await answer_prompt(
         bot,
@@ -755,16 +755,21 @@ def with_quote(message: Message, text: str) -> str:
     return quoted(quote.text, text)
 
 
-def replied_text(message: Message, bot_id: int) -> str | None:
+def replied_text(message: Message, bot_id: int, catalogs: Catalogs) -> str | None:
     """The text (caption, rich message) of the message ``message`` replies to here, if any.
 
-    A message in a topic replies to the topic's first message without a text: none.
+    A message in a topic replies to the topic's first message without a text: none. None of
+    a notice of Veil's (one of ``catalogs``' texts, whole: an inline answer's failure told in
+    its place, sent through Veil in this chat): it is no answer of Veil's to quote, as
+    ``handlers.replies.replied_context`` reads it for groups and guest summons.
     """
     replied = message.reply_to_message
     if replied is None:
         return None
     text = words_of(replied, bot_id)  # a rich answer of Veil's too
-    return text if text and text.strip() else None
+    if not text or not text.strip():
+        return None
+    return None if veils(replied, bot_id) and catalogs.says(text) else text
 
 
 async def on_topic_created(message: Message, chat: ChatService) -> None:

@@ -100,6 +100,33 @@ async def test_a_summons_replying_to_a_failed_guest_answer_does_not_carry_its_no
     assert context == [("user", "why?")]
 
 
+@pytest.mark.parametrize("via_bot", [True, False], ids=["inline answer", "veil's own"])
+async def test_a_private_reply_to_a_failed_answer_s_notice_does_not_carry_the_notice(
+    tmp_path: Path,
+    via_bot: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # An inline answer Ann chose in her chat with Veil failed: the notice told in its place
+    # went to the model, quoted before her next question, as the answer Veil had given.
+    async with running_stack(tmp_path) as stack:
+        notice = stack.veil.catalogs.for_language("ru")("error_backend")
+        ann = {"id": ANN, "is_bot": False, "first_name": "Ann", "language_code": "en"}
+        chat = {"id": ANN, "type": "private", "first_name": "Ann"}
+        replied: dict[str, Any] = {"message_id": 50, "date": 1_750_000_000, "chat": chat}
+        replied |= {"from": ann, "via_bot": VEIL} if via_bot else {"from": VEIL}
+        question = {
+            "message_id": 51,
+            "date": 1_750_000_001,
+            "chat": chat,
+            "from": ann,
+            "text": "Why?",
+            "reply_to_message": replied | {"text": notice},
+        }
+        stack.telegram.updates.push({"message": question})
+        context = await asked(stack, 1)
+    assert context[-1] == ("user", "Why?")
+    assert notice not in json.dumps(stack.vllm.requests, ensure_ascii=False)
+
+
 @pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
 async def test_a_bare_mention_replying_to_veil_s_answer_in_a_group_carries_that_answer(
     tmp_path: Path,
