@@ -709,7 +709,7 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     user = message.from_user
     if user is None or message.text is None:
         return
-    if replies_to_unseen(message, bot.id, files_read=True):  # "what is this?" under a photo
+    if replies_to_unseen(message, files_read=True):  # "what is this?" under a photo
         log.info("chat.media_refused", replied=True)
         await message.answer(texts("replied_media"))
         return

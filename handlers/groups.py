@@ -214,7 +214,7 @@ async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
     asker be charged for it. The asker alone is told why, unless the group turned answers off.
     """
     if message.text is not None:
-        if not replies_to_unseen(message, kit.editors.bot.id, files_read=False):
+        if not replies_to_unseen(message, files_read=False):
             return False
         notice = "group_replied_media"
     else:

@@ -155,7 +155,7 @@ async def on_guest_message(
     if not editors.answered.first(("guest", message.guest_query_id)):
         return  # delivered again: it is answered (or being answered) already
     me = await bot.me()
-    refused = _refused(message, me.id)
+    refused = _refused(message)
     if refused is not None:
         await _notice(message.guest_query_id, texts(refused), bot)
         return
@@ -186,7 +186,7 @@ async def on_guest_message(
     )
 
 
-def _refused(message: Message, me_id: int) -> str | None:
+def _refused(message: Message) -> str | None:
     """The key of the notice a summons Veil does not answer gets (logged), or None.
 
     Refused: one sent as a chat, a forward, one in a caption, one replying to unseen media
@@ -201,7 +201,7 @@ def _refused(message: Message, me_id: int) -> str | None:
     if message.text is None:  # a caption: the model would answer blind to what it is under
         log.info("inline.guest_media_refused", replied=False)
         return "guest_media"
-    if replies_to_unseen(message, me_id, files_read=False):  # "what is this?" under a photo
+    if replies_to_unseen(message, files_read=False):  # "what is this?" under a photo
         log.info("inline.guest_media_refused", replied=True)
         return "guest_replied_media"
     return None

@@ -152,22 +152,22 @@ def without_mention(text: str, username: str | None) -> str:
 
 # What a message may carry that the model never sees (a file, only where files are not read):
 # media, and the contents no question goes with (a location, a poll, a dice, a story…).
-def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> bool:
+def replies_to_unseen(message: Message, *, files_read: bool) -> bool:
     """Whether ``message`` replies to a photo, video, location, poll or the like with no caption.
 
     There is nothing in it the model could read ("what is this?" under a photo, or under
     another bot's rich message of photos alone): it would answer blind, and the asker be
     charged for a guess. Where files are not read (groups, guest
     mode) a file without a caption counts too. A captioned one goes as its caption
-    (``replied_context``), Veil's own messages as they are; a reply to another chat's media
+    (``replied_context``); a reply to another chat's media
     that quotes part of it is not refused (the private chat asks with the quote; a group or a
-    summons, which read only ``reply_to_message``, with the question alone).
+    summons, which read only ``reply_to_message``, with the question alone). Whoever sent it:
+    Veil's own such messages (an invoice, its media) are as unseen to the model as anyone's,
+    and its answers (text) are never of these kinds.
     """
     kinds = UNSEEN if files_read else (*UNSEEN, FILE)
     replied = message.reply_to_message
     if replied is not None:
-        if replied.from_user is not None and replied.from_user.id == bot_id:
-            return False
         if (replied.caption or "").strip():
             return False
         return rich_media_only(replied) or any(getattr(replied, kind) is not None for kind in kinds)

@@ -517,3 +517,33 @@ async def test_a_question_replying_to_another_bot_s_rich_message_of_photos_alone
         texts = stack.veil.catalogs.for_language("en")
     assert told.params["text"] == texts("replied_media")
     assert stack.vllm.requests == []
+
+
+async def test_a_question_replying_to_veil_s_own_invoice_is_refused_as_unseen(
+    tmp_path: Path,
+) -> None:
+    # "What is this?" under Veil's own Stars invoice (no words in it) went to the model alone,
+    # answered blind and charged: Veil's own messages were let through whatever they held.
+    chat = {"id": ANN, "type": "private", "first_name": "Ann"}
+    invoice = {
+        "title": "100 Stars",
+        "description": "Credit",
+        "start_parameter": "buy",
+        "currency": "XTR",
+        "total_amount": 100,
+    }
+    replied = {"message_id": 60, "date": 1_750_000_000, "chat": chat, "from": VEIL}
+    question = {
+        "message_id": 61,
+        "date": 1_750_000_001,
+        "chat": chat,
+        "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+        "text": "What is this?",
+        "reply_to_message": replied | {"invoice": invoice},
+    }
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.updates.push({"message": question})
+        told = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ANN)
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("replied_media")
+    assert stack.vllm.requests == []
