@@ -46,6 +46,7 @@ from handlers.replies import (
     replies_to_unseen,
     retry_keyboard,
     topic_of,
+    unread,
     went_out,
 )
 from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink, quoted
@@ -873,6 +874,12 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await message.answer(texts("document_caption_command", command=command))
 
 
+async def on_unread(message: Message, texts: Texts) -> None:
+    """A message Veil could not read (``handlers.replies.unread``): say so, in its topic."""
+    log.info("unread.told", where="private")
+    await message.answer(texts("unread"))
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
     """Photos, voice, stickers, locations…: say what is supported (text, and text files)."""
     await message.answer(texts("unsupported"))
@@ -882,6 +889,7 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
+    router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
     router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)

@@ -14,7 +14,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from common.content import FILE, UNSEEN
+from common.content import FILE, UNREAD, UNSEEN
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
 from handlers.reading import rich_media_only, veils, words_of
 from services.prices import format_units
@@ -175,6 +175,18 @@ def replies_to_unseen(message: Message, *, files_read: bool) -> bool:
     if external is None or message.quote is not None:
         return False
     return any(getattr(external, kind) is not None for kind in kinds)
+
+
+def unread(message: Message) -> bool:
+    """A filter: ``message`` stands for one the bot could not read (a newer Bot API's).
+
+    Only its envelope was read (``bot.pruned.unread_envelope``): where it came from and, in a
+    group, what names Veil in it. Where it was meant for Veil, its sender is told Veil could
+    not read it (``unread`` in the catalogs): nothing is asked of the model (what was not read
+    may be what it asks about), nothing charged. Each router that may take such a message
+    (the private chat's, the groups', guest mode's) tells it first, before any other handler.
+    """
+    return bool((message.model_extra or {}).get(UNREAD))
 
 
 def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[Said, ...]:
