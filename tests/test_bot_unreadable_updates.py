@@ -373,6 +373,10 @@ async def test_a_group_question_to_veil_that_cannot_be_read_is_told_to_its_asker
         )
         question = stored(stack, GROUP, ANN, "@veil_test_bot what is this?")
         stack.telegram.updates.push({"message": question | {"reply_to_message": NEWER_PAID_MEDIA}})
+        for_another = stored(stack, GROUP, BOB, "/ask@other_bot what is this?")
+        stack.telegram.updates.push(
+            {"message": for_another | {"reply_to_message": NEWER_PAID_MEDIA}}
+        )
         asked = stored(stack, GROUP, BOB, "/ask what is this?")
         stack.telegram.updates.push({"message": asked | {"reply_to_message": NEWER_PAID_MEDIA}})
         async with asyncio.timeout(10):
@@ -381,7 +385,7 @@ async def test_a_group_question_to_veil_that_cannot_be_read_is_told_to_its_asker
         assert await stack.veil.chat.wait_idle(10)
         texts = stack.veil.catalogs.for_language("en")
         (told,) = stack.telegram.ephemeral_messages(GROUP, ANN)
-        (told_bob,) = stack.telegram.ephemeral_messages(GROUP, BOB)  # for /ask, not the other
+        (told_bob,) = stack.telegram.ephemeral_messages(GROUP, BOB)  # for his /ask alone
         assert stack.telegram.sent_messages(GROUP) == []
     assert told["text"] == told_bob["text"] == texts("unread")
     assert stack.vllm.requests == []
