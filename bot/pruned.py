@@ -10,6 +10,12 @@ kind in a message replied to (a kind of forward origin this aiogram does not kno
 field is left out of it, the question replying to it is still answered; unless the message
 replied to cannot be read without it (an external reply's origin) or it is what that message is
 (its photo, its paid media): then it is skipped as before.
+
+An update skipped so (or on a field of a newer kind in the message itself, or on too many
+failures) was not told to anyone: a question to Veil went unanswered, its asker never told
+why. ``unread_envelope`` gives what stands for its message instead: where it came from, and
+what in it names Veil (in a group), marked ``common.content.UNREAD``; ``handlers.replies.unread``
+tells the asker Veil could not read it, where it was addressed to Veil.
 """
 
 from __future__ import annotations
@@ -17,12 +23,12 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from common.content import FILE, UNSEEN
+from common.content import FILE, UNREAD, UNSEEN
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-__all__ = ["MOST_FAILURES", "without_unread"]
+__all__ = ["MOST_FAILURES", "unread_envelope", "without_unread"]
 
 _RICH = "rich_message"  # any message's rich content: its own, a replied one's, a pinned one's
 # A message replied to, in this chat or another: read without what fails in it, the reply
@@ -118,3 +124,45 @@ def _steps_in(node: object, step: str | int) -> bool:
 def _order(spot: Spot) -> tuple[tuple[int, str | int], ...]:
     """A key sorting spots in one order whatever mix of keys and indexes they hold."""
     return tuple((0, step) if isinstance(step, int) else (1, step) for step in spot)
+
+
+# Where a message came from and where an answer to it goes: a private chat's, a group's (its
+# topic), a guest summons' query. Telegram's own types, which this aiogram reads.
+_ENVELOPE = (
+    *("message_id", "date", "chat", "from", "sender_chat"),
+    *("message_thread_id", "is_topic_message", "guest_query_id"),
+)
+# What tells whether a group's message is addressed to Veil (``handlers.groups.addressed``):
+# its words and their mentions, the bot it came through, whose message it replies to.
+_ADDRESS = ("text", "entities", "caption", "caption_entities", "via_bot")
+_REPLIED_ENVELOPE = ("message_id", "date", "chat", "from")
+_GROUPS = frozenset({"group", "supergroup"})
+
+
+def unread_envelope(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """What may stand for an update that could not be read; None where nothing may.
+
+    Its message (``message`` or ``guest_message``; not an edit, which asks nothing new)
+    reduced to ``_ENVELOPE``, marked ``UNREAD``; a group's with what tells whether it was
+    addressed to Veil. A forward in a group is never addressed to Veil (its mention was
+    written elsewhere): none.
+    """
+    kind = next(
+        (key for key in ("message", "guest_message") if isinstance(raw.get(key), dict)), None
+    )
+    if kind is None:
+        return None
+    message: dict[str, Any] = raw[kind]
+    chat = message.get("chat")
+    group = isinstance(chat, dict) and chat.get("type") in _GROUPS
+    if group and "forward_origin" in message:
+        return None
+    envelope = {key: message[key] for key in _ENVELOPE if key in message} | {UNREAD: True}
+    if group:
+        envelope |= {key: message[key] for key in _ADDRESS if key in message}
+        replied = message.get("reply_to_message")
+        if isinstance(replied, dict):
+            envelope["reply_to_message"] = {
+                key: replied[key] for key in _REPLIED_ENVELOPE if key in replied
+            }
+    return {"update_id": raw["update_id"], kind: envelope}

@@ -83,7 +83,7 @@ from aiohttp import ClientError, ClientTimeout, FormData
 from aiohttp.payload import BytesPayload
 from pydantic import ValidationError
 
-from bot.pruned import without_unread
+from bot.pruned import unread_envelope, without_unread
 from common.logs import describe, without_token
 from sealed.encoding import well_formed
 
@@ -379,8 +379,11 @@ def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) 
     sender and payment), so the Stars are journaled and credited as any; if even that does not
     validate, ``telegram.payment_unreadable`` asks the operator for ``reconcile --fix``. Any
     other update is logged (``telegram.update_unreadable``: its id, what did not validate and
-    ``via`` "poll" or "webhook", none of its content) and kept as its bare id, which the next
-    poll goes past and ``skip_bare_updates`` stops before any handler. None: not even an id.
+    ``via`` "poll" or "webhook", none of its content) and kept as its message's envelope
+    (``bot.pruned.unread_envelope``: where it came from, marked unread, so that one who asked
+    Veil is told it could not be read, ``handlers.replies.unread``; ``kept="envelope"``), else
+    as its bare id, which the next poll goes past and ``skip_bare_updates`` stops before any
+    handler. None: not even an id.
     """
     update_id = item.get("update_id") if isinstance(item, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
@@ -415,8 +418,21 @@ def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) 
             kept="payment",
         )
         return booked
-    log.warning("telegram.update_unreadable", update_id=update_id, via=via, error=describe(error))
-    return Update(update_id=update_id)
+    envelope = unread_envelope(item)
+    stand_in = None if envelope is None else _validated(envelope, bot)
+    if stand_in is None:
+        log.warning(
+            "telegram.update_unreadable", update_id=update_id, via=via, error=describe(error)
+        )
+        return Update(update_id=update_id)
+    log.warning(
+        "telegram.update_unreadable",
+        update_id=update_id,
+        via=via,
+        error=describe(error),
+        kept="envelope",
+    )
+    return stand_in
 
 
 def _read_in_part(

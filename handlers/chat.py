@@ -37,7 +37,7 @@ from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
 from handlers.commands import TextCommand, forwarded, in_caption
 from handlers.failures import noted
-from handlers.reading import words_of
+from handlers.reading import veils, words_of
 from handlers.replies import (
     EDITS_REMEMBERED,
     TELEGRAM_LATER,
@@ -46,6 +46,7 @@ from handlers.replies import (
     replies_to_unseen,
     retry_keyboard,
     topic_of,
+    unread,
     went_out,
 )
 from services.chat import CONTINUE_PROMPT, CUT, Question, ReasoningSink, quoted
@@ -709,14 +710,14 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     user = message.from_user
     if user is None or message.text is None:
         return
-    if replies_to_unseen(message, bot.id, files_read=True):  # "what is this?" under a photo
+    if replies_to_unseen(message, files_read=True):  # "what is this?" under a photo
         log.info("chat.media_refused", replied=True)
         await message.answer(texts("replied_media"))
         return
     thread_id = topic_of(message)
     prompt = message.text if pasted is None else pasted
     await opened_topic(message, chat, texts)
-    replied = None if message.quote is not None else replied_text(message, bot.id)
+    replied = None if message.quote is not None else replied_text(message, bot.id, texts.catalogs)
     prompt = with_quote(message, prompt)
     await answer_prompt(
         bot,
@@ -755,16 +756,21 @@ def with_quote(message: Message, text: str) -> str:
     return quoted(quote.text, text)
 
 
-def replied_text(message: Message, bot_id: int) -> str | None:
+def replied_text(message: Message, bot_id: int, catalogs: Catalogs) -> str | None:
     """The text (caption, rich message) of the message ``message`` replies to here, if any.
 
-    A message in a topic replies to the topic's first message without a text: none.
+    A message in a topic replies to the topic's first message without a text: none. None of
+    a notice of Veil's (one of ``catalogs``' texts, whole: an inline answer's failure told in
+    its place, sent through Veil in this chat): it is no answer of Veil's to quote, as
+    ``handlers.replies.replied_context`` reads it for groups and guest summons.
     """
     replied = message.reply_to_message
     if replied is None:
         return None
     text = words_of(replied, bot_id)  # a rich answer of Veil's too
-    return text if text and text.strip() else None
+    if not text or not text.strip():
+        return None
+    return None if veils(replied, bot_id) and catalogs.says(text) else text
 
 
 async def on_topic_created(message: Message, chat: ChatService) -> None:
@@ -868,6 +874,12 @@ async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await message.answer(texts("document_caption_command", command=command))
 
 
+async def on_unread(message: Message, texts: Texts) -> None:
+    """A message Veil could not read (``handlers.replies.unread``): say so, in its topic."""
+    log.info("unread.told", where="private")
+    await message.answer(texts("unread"))
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
     """Photos, voice, stickers, locations…: say what is supported (text, and text files)."""
     await message.answer(texts("unsupported"))
@@ -877,6 +889,7 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
+    router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
     router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)

@@ -54,6 +54,7 @@ from handlers.replies import (
     replied_context,
     replies_to_unseen,
     stop_keyboard,
+    unread,
     went_out,
 )
 from services.answers import Shown
@@ -83,6 +84,7 @@ GROUPS = frozenset({"group", "supergroup"})
 REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
+_ASK = Command("ask", ignore_case=True)
 
 
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -175,6 +177,22 @@ async def on_addressed(
     await answer_in_group(message, texts("guest_reply_question"), texts, kit, context=context)
 
 
+async def on_unread(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> None:
+    """A message Veil could not read (``handlers.replies.unread``): told to its sender alone.
+
+    Only one meant for Veil: a mention of it, a reply to it (``addressed``), ``/ask``; once a
+    message (Telegram may deliver it again), and not in a group that turned answers off. What
+    was not read may be what the question is about: it is not asked.
+    """
+    if not (await addressed(message, bot) or await _ASK(message, bot)):
+        return
+    if not kit.editors.answered.first((message.chat.id, message.message_id)):
+        return
+    log.info("unread.told", where="group")
+    if (await kit.groups.settings(message.chat.id)).answers:
+        await tell_alone(message, texts("unread"), kit.editors)
+
+
 async def on_edited(message: Message, texts: Texts, kit: GroupKit) -> None:
     """A member edited a question to Veil: it is answered as sent; they alone are told, once.
 
@@ -214,7 +232,7 @@ async def _media_refused(message: Message, texts: Texts, kit: GroupKit) -> bool:
     asker be charged for it. The asker alone is told why, unless the group turned answers off.
     """
     if message.text is not None:
-        if not replies_to_unseen(message, kit.editors.bot.id, files_read=False):
+        if not replies_to_unseen(message, files_read=False):
             return False
         notice = "group_replied_media"
     else:
@@ -686,6 +704,7 @@ def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
     router.message.filter(F.chat.type.in_(GROUPS))
+    router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
     own = ~F.forward_origin  # a forwarded command is someone else's words: not run here
     router.message.register(cmd_ask, Command("ask", ignore_case=True), own)
     router.message.register(cmd_groupsettings, Command("groupsettings", ignore_case=True), own)

@@ -44,6 +44,7 @@ from handlers.replies import (
     replied_context,
     replies_to_unseen,
     stop_keyboard,
+    unread,
     without_mention,
 )
 from services.answers import Shown
@@ -155,9 +156,9 @@ async def on_guest_message(
     if not editors.answered.first(("guest", message.guest_query_id)):
         return  # delivered again: it is answered (or being answered) already
     me = await bot.me()
-    refused = _refused(message, me.id)
+    refused = _refused(message)
     if refused is not None:
-        await _notice(message.guest_query_id, texts(refused), bot)
+        await guest_notice(message.guest_query_id, texts(refused), bot)
         return
     question = without_mention(message.text or message.caption or "", me.username)
     context, replied = one_off(replied_context(message, me.id, texts.catalogs))
@@ -186,11 +187,11 @@ async def on_guest_message(
     )
 
 
-def _refused(message: Message, me_id: int) -> str | None:
+def _refused(message: Message) -> str | None:
     """The key of the notice a summons Veil does not answer gets (logged), or None.
 
     Refused: one sent as a chat, a forward, one in a caption, one replying to unseen media
-    (``_notice`` says why each).
+    (``guest_notice`` says why each).
     """
     if message.sender_chat is not None:
         log.info("inline.guest_asked_as_chat")
@@ -201,14 +202,22 @@ def _refused(message: Message, me_id: int) -> str | None:
     if message.text is None:  # a caption: the model would answer blind to what it is under
         log.info("inline.guest_media_refused", replied=False)
         return "guest_media"
-    if replies_to_unseen(message, me_id, files_read=False):  # "what is this?" under a photo
+    if replies_to_unseen(message, files_read=False):  # "what is this?" under a photo
         log.info("inline.guest_media_refused", replied=True)
         return "guest_replied_media"
     return None
 
 
-async def _notice(guest_query_id: str, text: str, bot: Bot) -> None:
-    """A notice for an answer: to a summons sent as a chat, or asking about unseen media.
+async def on_unread_summons(message: Message, bot: Bot, texts: Texts) -> None:
+    """A summons Veil could not read (``handlers.replies.unread``): its one answer says so."""
+    if message.guest_query_id is None:
+        return
+    log.info("unread.told", where="guest")
+    await guest_notice(message.guest_query_id, texts("unread"), bot)
+
+
+async def guest_notice(guest_query_id: str, text: str, bot: Bot) -> None:
+    """A notice for an answer: to a summons sent as a chat, asking about unseen media, unread.
 
     A summons sent as a chat (an anonymous admin, a channel) comes from a pseudo-user that
     stands for everyone who posts so (as in a group, ``handlers.groups.ask_as_yourself``):
@@ -318,6 +327,7 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.inline_query.register(on_inline_query)
     router.chosen_inline_result.register(on_chosen_result)
+    router.guest_message.register(on_unread_summons, unread, F.guest_query_id)  # first
     router.guest_message.register(on_guest_message, F.guest_query_id)
     router.callback_query.register(on_stop, StopAnswer.filter())
     return router

@@ -12,12 +12,13 @@ Nor is the thinking Veil folds before an answer, behind ``common.thought.MARK``:
 quote of the text that opens with the mark, a details block whose summary does, in Veil's own
 answers (anyone else's such quote is their words). A reply to
 that answer asks about the answer; the thinking is only shown, and it went to the model quoted
-as the answer's first words.
+as the answer's first words. A rich answer is the model's own Markdown, which may hold a
+details block marked alike: only the one Veil put there is its thinking (``_thought_at``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common.thought import MARK
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from aiogram.types import Message, MessageEntity
 
 _CELLS = " | "
+_CUT = "…"  # where the thinking folded was cut (its summary's end, its body's start)
 _NEWLINE = "\n".encode("utf-16-le")
 _MARK = MARK.encode("utf-16-le")
 # Blocks that show media (a collage or slideshow holds such blocks, a map is a picture).
@@ -49,9 +51,9 @@ def words_of(message: Message, bot_id: int) -> str | None:
         return message.caption
     if message.rich_message is None:
         return None
-    blocks = message.rich_message.blocks
-    if own:
-        blocks = [block for block in blocks if not _folded_thought(block)]
+    blocks = list(message.rich_message.blocks)
+    if own and (at := _thought_at(blocks)) is not None:
+        del blocks[at]
     return _blocks(blocks) or None
 
 
@@ -62,19 +64,45 @@ def veils(message: Message, bot_id: int) -> bool:
     )
 
 
+def _thought_at(blocks: list[Any]) -> int | None:
+    """Where in a rich answer of Veil's the thinking it folded is; None where it has none.
+
+    Veil puts it (``bot.rich.thought_details``) before the answer, after nothing but the
+    question's paragraphs (an inline or guest answer's header): the first block that is no
+    paragraph, if it is the thinking. The model's Markdown may open with a details block marked
+    alike, or hold one further on: those are its words, to be read.
+    """
+    for index, block in enumerate(blocks):
+        if getattr(block, "type", None) != "paragraph":
+            return index if _folded_thought(block) else None
+    return None
+
+
 def _folded_thought(block: object) -> bool:
-    """Whether ``block`` is the thinking Veil folds before an answer: a details block, marked."""
-    summary = getattr(block, "summary", None)
-    return getattr(block, "type", None) == "details" and _rich(summary).startswith(MARK)
+    """Whether ``block`` is the thinking Veil folds before an answer (``bot.rich``).
+
+    A details block whose summary is the mark and the thinking's first words, which its body
+    opens with (unless it keeps only the thinking's end, opening with ``…``): a details block
+    of the model's own, marked alike ("💭 Spoiler"), does not read so.
+    """
+    if getattr(block, "type", None) != "details":
+        return False
+    summary = " ".join(_rich(getattr(block, "summary", None)).split())
+    if not summary.startswith(MARK.strip()):
+        return False
+    start = summary.removeprefix(MARK.strip()).strip().removesuffix(_CUT)
+    body = " ".join(_blocks(getattr(block, "blocks", None) or []).split())
+    return body.startswith((_CUT, start)) if start else body.startswith(_CUT) or not body
 
 
 def rich_media_only(message: Message) -> bool:
     """Whether ``message`` is a rich message of media with no words (no caption, no text).
 
-    A photo, a video, a collage of them: nothing in it the model could read.
+    A photo, a video, a collage of them: nothing in it the model could read. A caption of
+    blanks alone is none (as a message's own caption is, ``handlers.replies``).
     """
     rich = message.rich_message
-    return rich is not None and not _blocks(rich.blocks) and _holds_media(rich.blocks)
+    return rich is not None and not _blocks(rich.blocks).strip() and _holds_media(rich.blocks)
 
 
 def _holds_media(blocks: Iterable[object]) -> bool:

@@ -14,7 +14,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from common.content import FILE, UNSEEN
+from common.content import FILE, UNREAD, UNSEEN
 from handlers.callbacks import BuyGram, BuyPack, BuyPlan, BuyUsdt, Continue, Retry, StopAnswer
 from handlers.reading import rich_media_only, veils, words_of
 from services.prices import format_units
@@ -152,22 +152,22 @@ def without_mention(text: str, username: str | None) -> str:
 
 # What a message may carry that the model never sees (a file, only where files are not read):
 # media, and the contents no question goes with (a location, a poll, a dice, a story…).
-def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> bool:
+def replies_to_unseen(message: Message, *, files_read: bool) -> bool:
     """Whether ``message`` replies to a photo, video, location, poll or the like with no caption.
 
     There is nothing in it the model could read ("what is this?" under a photo, or under
     another bot's rich message of photos alone): it would answer blind, and the asker be
     charged for a guess. Where files are not read (groups, guest
     mode) a file without a caption counts too. A captioned one goes as its caption
-    (``replied_context``), Veil's own messages as they are; a reply to another chat's media
+    (``replied_context``); a reply to another chat's media
     that quotes part of it is not refused (the private chat asks with the quote; a group or a
-    summons, which read only ``reply_to_message``, with the question alone).
+    summons, which read only ``reply_to_message``, with the question alone). Whoever sent it:
+    Veil's own such messages (an invoice, its media) are as unseen to the model as anyone's,
+    and its answers (text) are never of these kinds.
     """
     kinds = UNSEEN if files_read else (*UNSEEN, FILE)
     replied = message.reply_to_message
     if replied is not None:
-        if replied.from_user is not None and replied.from_user.id == bot_id:
-            return False
         if (replied.caption or "").strip():
             return False
         return rich_media_only(replied) or any(getattr(replied, kind) is not None for kind in kinds)
@@ -175,6 +175,18 @@ def replies_to_unseen(message: Message, bot_id: int, *, files_read: bool) -> boo
     if external is None or message.quote is not None:
         return False
     return any(getattr(external, kind) is not None for kind in kinds)
+
+
+def unread(message: Message) -> bool:
+    """A filter: ``message`` stands for one the bot could not read (a newer Bot API's).
+
+    Only its envelope was read (``bot.pruned.unread_envelope``): where it came from and, in a
+    group, what names Veil in it. Where it was meant for Veil, its sender is told Veil could
+    not read it (``unread`` in the catalogs): nothing is asked of the model (what was not read
+    may be what it asks about), nothing charged. Each router that may take such a message
+    (the private chat's, the groups', guest mode's) tells it first, before any other handler.
+    """
+    return bool((message.model_extra or {}).get(UNREAD))
 
 
 def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[Said, ...]:

@@ -16,9 +16,13 @@ import pytest
 import structlog
 from aiogram.types import Message, User
 
+from bot.rich import escape, thought_details
+from bot.thinking import MAX_FOLDED, tail
 from common.texts import Catalogs
+from common.thought import MARK
 from handlers.reading import words_of
 from handlers.replies import replied_context
+from playground.rich import parse_rich
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.test_bot_privacy import assert_absent, disk_bytes
@@ -98,6 +102,33 @@ async def test_a_summons_replying_to_a_failed_guest_answer_does_not_carry_its_no
         )
         context = await asked(stack, 2)
     assert context == [("user", "why?")]
+
+
+@pytest.mark.parametrize("via_bot", [True, False], ids=["inline answer", "veil's own"])
+async def test_a_private_reply_to_a_failed_answer_s_notice_does_not_carry_the_notice(
+    tmp_path: Path,
+    via_bot: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # An inline answer Ann chose in her chat with Veil failed: the notice told in its place
+    # went to the model, quoted before her next question, as the answer Veil had given.
+    async with running_stack(tmp_path) as stack:
+        notice = stack.veil.catalogs.for_language("ru")("error_backend")
+        ann = {"id": ANN, "is_bot": False, "first_name": "Ann", "language_code": "en"}
+        chat = {"id": ANN, "type": "private", "first_name": "Ann"}
+        replied: dict[str, Any] = {"message_id": 50, "date": 1_750_000_000, "chat": chat}
+        replied |= {"from": ann, "via_bot": VEIL} if via_bot else {"from": VEIL}
+        question = {
+            "message_id": 51,
+            "date": 1_750_000_001,
+            "chat": chat,
+            "from": ann,
+            "text": "Why?",
+            "reply_to_message": replied | {"text": notice},
+        }
+        stack.telegram.updates.push({"message": question})
+        context = await asked(stack, 1)
+    assert context[-1] == ("user", "Why?")
+    assert notice not in json.dumps(stack.vllm.requests, ensure_ascii=False)
 
 
 @pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
@@ -400,6 +431,57 @@ async def test_a_reply_to_an_answer_with_its_thinking_folded_carries_the_answer_
     assert context == [("user", f"{QUOTED}\n\nwhy?")]
 
 
+MODEL_S_DETAILS = "<details>\n<summary>💭 Spoiler</summary>\n\nThe moon is rock.\n\n</details>"
+
+
+@pytest.mark.parametrize("thinking", [True, False], ids=["with thinking", "without"])
+async def test_a_details_block_of_the_model_s_answer_marked_as_thinking_is_still_quoted(
+    tmp_path: Path,
+    thinking: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # The model's own details block opening with 💭 was left out of the answer quoted, as if it
+    # were the thinking Veil folds: the model's words, lost to the question about them.
+    model = FakeVLLM(answer=f"{MODEL_S_DETAILS}\n\nSee above.")
+    if thinking:
+        model.reasoning = THOUGHT
+    async with running_stack(tmp_path, model_server=model, rich_messages=True, **FAST) as stack:
+        stack.telegram.guest_message(ANN, "@veil_test_bot is the moon cheese?", chat_id=FRIENDS)
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        answer = veil_answer(stack)
+        assert "rich_message" in answer
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=answer["message_id"]
+        )
+        ((role, text),) = await asked(stack, 2)
+    assert role == "user"
+    assert "💭 Spoiler" in text
+    assert "The moon is rock." in text
+    assert "See above." in text
+    assert "Apollo" not in text  # Veil's own thinking is still left out
+
+
+@pytest.mark.parametrize(
+    "thought",
+    [THOUGHT, "Step *one*: 2 < 3.\n\n" * 200],
+    ids=["short", "long: its end kept"],
+)
+def test_veil_s_own_folded_thinking_of_any_length_is_left_out(thought: str) -> None:
+    # As Veil writes it (bot.rich) and the fake Telegram reads the Markdown back into blocks.
+    markdown = f"{escape('❓ why?')}\n\n{thought_details(tail(thought, MAX_FOLDED), MARK)}"
+    blocks = parse_rich({"markdown": f"{markdown}\n\n{MODEL_S_DETAILS}"}, draft=False)
+    message = Message.model_validate(
+        {
+            "message_id": 3,
+            "date": 0,
+            "chat": {"id": ANN, "type": "private"},
+            "from": VEIL,
+            "rich_message": {"blocks": blocks},
+        }
+    )
+    assert words_of(message, BOT_ID) == "❓ why?\n\n💭 Spoiler\n\nThe moon is rock."
+
+
 def folded(sender: dict[str, object], **more: object) -> Message:
     """A message of ``sender``'s with a thinking folded in it (an expandable quote, marked)."""
     text = "👋 Hi\n💭 mulling it over\nThe answer.\n» a quote of theirs"
@@ -454,15 +536,28 @@ def test_anyone_else_s_quote_opening_with_the_mark_is_read() -> None:
         }
     )
     assert words_of(rich, BOT_ID) == "💭 Spoiler\n\nx"
-    assert words_of(rich.model_copy(update={"from_user": VEIL_USER}), BOT_ID) is None
+    # In Veil's own answer too: a details block of the model's Markdown, marked alike, is the
+    # model's words; Veil's thinking reads as its first words under the mark.
+    veil_s = rich.model_copy(update={"from_user": VEIL_USER})
+    assert words_of(veil_s, BOT_ID) == "💭 Spoiler\n\nx"
+    thought = Message.model_validate(
+        veil_s.model_dump() | {"rich_message": {"blocks": [details | {"summary": "💭 x"}]}}
+    )
+    assert words_of(thought, BOT_ID) is None
 
 
+@pytest.mark.parametrize("caption", [None, " \n "], ids=["no caption", "blank caption"])
 async def test_a_question_replying_to_another_bot_s_rich_message_of_photos_alone_is_refused(
     tmp_path: Path,
+    caption: str | None,
 ) -> None:
-    # "What is this?" under a rich message of photos went to the model alone, answered blind.
+    # "What is this?" under a rich message of photos went to the model alone, answered blind;
+    # so did it under photos whose caption is blanks alone (read as words).
     photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
-    collage = {"type": "collage", "blocks": [{"type": "photo", "photo": photo}] * 2}
+    block: dict[str, Any] = {"type": "photo", "photo": photo}
+    if caption is not None:
+        block["caption"] = {"text": caption}
+    collage = {"type": "collage", "blocks": [block] * 2}
     replied = {
         "message_id": 40,
         "date": 1_750_000_000,
@@ -477,6 +572,36 @@ async def test_a_question_replying_to_another_bot_s_rich_message_of_photos_alone
         "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
         "text": "What is this?",
         "reply_to_message": replied,
+    }
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.updates.push({"message": question})
+        told = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ANN)
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("replied_media")
+    assert stack.vllm.requests == []
+
+
+async def test_a_question_replying_to_veil_s_own_invoice_is_refused_as_unseen(
+    tmp_path: Path,
+) -> None:
+    # "What is this?" under Veil's own Stars invoice (no words in it) went to the model alone,
+    # answered blind and charged: Veil's own messages were let through whatever they held.
+    chat = {"id": ANN, "type": "private", "first_name": "Ann"}
+    invoice = {
+        "title": "100 Stars",
+        "description": "Credit",
+        "start_parameter": "buy",
+        "currency": "XTR",
+        "total_amount": 100,
+    }
+    replied = {"message_id": 60, "date": 1_750_000_000, "chat": chat, "from": VEIL}
+    question = {
+        "message_id": 61,
+        "date": 1_750_000_001,
+        "chat": chat,
+        "from": {"id": ANN, "is_bot": False, "first_name": "Ann"},
+        "text": "What is this?",
+        "reply_to_message": replied | {"invoice": invoice},
     }
     async with running_stack(tmp_path) as stack:
         stack.telegram.updates.push({"message": question})

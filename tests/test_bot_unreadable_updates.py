@@ -9,6 +9,7 @@ as Telegram adds kinds of origin (and of reaction, of boost source) in newer Bot
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import warnings
@@ -22,12 +23,16 @@ from pydantic import ValidationError
 
 from bot.pruned import MOST_FAILURES
 from bot.telegram import unreadable_update
+from common.content import UNREAD
 from handlers.reading import words_of
+from playground.text import user_entities
 from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
 from tests.test_bot_webhook import HEADER, post
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from aiogram.types import Message
 
     from tests.botstack import Stack
 
@@ -58,8 +63,9 @@ async def test_a_poll_with_an_update_it_cannot_read_goes_on_past_it(tmp_path: Pa
             warnings.simplefilter("always")
             poisoned = stack.telegram.updates.push(forwarded_from_a_newer_origin())
             stack.telegram.send_text(ANN, "What is the capital of France?")
-            (answer,) = await stack.final_messages(ANN, 1, within=15)
-    assert answer["text"] == "Paris."
+            told, answer = await stack.final_messages(ANN, 2, within=15)
+        texts = stack.veil.catalogs.for_language("en")
+    assert (told["text"], answer["text"]) == (texts("unread"), "Paris.")
     (skipped,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
     assert (skipped["update_id"], skipped["via"]) == (poisoned["update_id"], "poll")
     assert "forward_origin" in skipped["error"]
@@ -72,10 +78,12 @@ async def test_a_webhook_update_it_cannot_read_is_taken_and_skipped(tmp_path: Pa
         with structlog.testing.capture_logs() as logs:
             sent = forwarded_from_a_newer_origin(update_id=7)
             assert await post(stack, sent, {HEADER: WEBHOOK_SECRET}) == 200
+        told = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ANN)
     (skipped,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
     assert (skipped["update_id"], skipped["via"]) == (7, "webhook")
     assert QUOTE not in json.dumps(logs, default=str)
-    assert stack.telegram.sent_messages(ANN) == []
+    assert told.params["text"] == stack.veil.catalogs.for_language("en")("unread")
+    assert stack.vllm.requests == []
 
 
 async def test_a_payment_in_an_update_it_cannot_read_is_still_booked_and_credited(
@@ -250,7 +258,7 @@ def test_an_update_of_thousands_of_newer_pieces_of_text_is_skipped_without_holdi
     assert calls < 20_000
     assert read is not None
     assert read.update_id == 10
-    assert read.message is None  # skipped, as any update it cannot read
+    assert envelope_alone(read.message)  # skipped, as any update it cannot read
     assert [e["event"] for e in logs] == ["telegram.update_unreadable"]
 
 
@@ -270,7 +278,7 @@ def test_a_reply_to_another_chat_s_photo_of_a_newer_origin_is_never_asked_blind(
         read = unreadable_update(update, failed.value, Bot(TOKEN), "poll")
     assert read is not None
     assert read.update_id == 11
-    assert read.message is None  # skipped, as before it was read in part
+    assert envelope_alone(read.message)  # skipped, as before it was read in part
     assert [e["event"] for e in logs] == ["telegram.update_unreadable"]
 
 
@@ -288,5 +296,115 @@ def test_a_reply_to_paid_media_of_a_newer_kind_is_never_asked_blind() -> None:
         read = unreadable_update(update, failed.value, Bot(TOKEN), "poll")
     assert read is not None
     assert read.update_id == 12
-    assert read.message is None  # skipped, as before it was read in part
+    assert envelope_alone(read.message)  # skipped, as before it was read in part
     assert [e["event"] for e in logs] == ["telegram.update_unreadable"]
+
+
+def envelope_alone(message: Message | None) -> bool:
+    """Whether ``message`` stands for one not read: marked so, with nothing in it to ask."""
+    return (
+        message is not None
+        and message.model_extra == {UNREAD: True}
+        and (message.text, message.caption, message.reply_to_message) == (None, None, None)
+    )
+
+
+GROUP = -1_001_234_501
+FRIENDS = -1_009_876_501
+BOB = 9502
+NEWER_PAID_MEDIA = {
+    "message_id": 1,
+    "date": 1_750_000_000,
+    "chat": {"id": GROUP, "type": "supergroup", "title": "Friends"},
+    "from": {"id": BOB, "is_bot": False, "first_name": "Bob"},
+    "paid_media": {"star_count": 5, "paid_media": [{"type": "hologram"}]},
+}
+
+
+def stored(stack: Stack, chat_id: int, user_id: int, text: str) -> dict[str, Any]:
+    """A message of ``user_id``'s that the fake Telegram keeps (so Veil may reply to it)."""
+    state = stack.telegram.state
+    user = state.register_user(user_id, "Ann" if user_id == ANN else "Bob", "en")
+    return state.store_message(state.chats[chat_id], user, text=text, entities=user_entities(text))
+
+
+async def test_a_question_in_the_private_chat_that_cannot_be_read_is_told_so(
+    tmp_path: Path,
+) -> None:
+    # It was skipped: Ann waited for an answer that never came, and was never told why.
+    async with running_stack(tmp_path) as stack:
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.updates.push(forwarded_from_a_newer_origin())
+            told = await stack.telegram.wait_for(
+                "sendMessage", lambda c: c.params["chat_id"] == ANN
+            )
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("unread")
+    assert stack.vllm.requests == []
+    (skipped,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
+    assert skipped["kept"] == "envelope"
+    assert QUOTE not in json.dumps(logs, default=str)
+
+
+async def test_a_question_of_too_many_newer_parts_is_told_so_too(tmp_path: Path) -> None:
+    update = replying_to_a_rich_message_with_newer_blocks()
+    newer = [{"type": "sparkle", "text": "x"} for _ in range(50)]
+    blocks = [{"type": "paragraph", "text": ["a", *newer]} for _ in range(40)]
+    update["message"]["reply_to_message"]["rich_message"]["blocks"] = blocks
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.updates.push(update)
+        told = await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ANN)
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("unread")
+    assert stack.vllm.requests == []
+
+
+async def test_a_group_question_to_veil_that_cannot_be_read_is_told_to_its_asker_alone(
+    tmp_path: Path,
+) -> None:
+    # A mention of Veil replying to paid media of a newer kind was skipped, nobody told; a
+    # message not meant for Veil is left alone as before.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(BOB, "hello all", chat_id=GROUP)  # the group, Veil in it
+        stack.telegram.send_text(ANN, "hi Bob", chat_id=GROUP)  # Ann a member of it
+        not_for_veil = stored(stack, GROUP, BOB, "what is this?")
+        stack.telegram.updates.push(
+            {"message": not_for_veil | {"reply_to_message": NEWER_PAID_MEDIA}}
+        )
+        question = stored(stack, GROUP, ANN, "@veil_test_bot what is this?")
+        stack.telegram.updates.push({"message": question | {"reply_to_message": NEWER_PAID_MEDIA}})
+        for_another = stored(stack, GROUP, BOB, "/ask@other_bot what is this?")
+        stack.telegram.updates.push(
+            {"message": for_another | {"reply_to_message": NEWER_PAID_MEDIA}}
+        )
+        asked = stored(stack, GROUP, BOB, "/ask what is this?")
+        stack.telegram.updates.push({"message": asked | {"reply_to_message": NEWER_PAID_MEDIA}})
+        async with asyncio.timeout(10):
+            while not all(stack.telegram.ephemeral_messages(GROUP, m) for m in (ANN, BOB)):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert await stack.veil.chat.wait_idle(10)
+        texts = stack.veil.catalogs.for_language("en")
+        (told,) = stack.telegram.ephemeral_messages(GROUP, ANN)
+        (told_bob,) = stack.telegram.ephemeral_messages(GROUP, BOB)  # for his /ask alone
+        assert stack.telegram.sent_messages(GROUP) == []
+    assert told["text"] == told_bob["text"] == texts("unread")
+    assert stack.vllm.requests == []
+
+
+async def test_a_guest_summons_that_cannot_be_read_is_answered_with_the_notice(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        said = stack.telegram.user.post_text(BOB, "look", chat_id=FRIENDS)  # a chat without Veil
+        summons = stored(stack, FRIENDS, ANN, "@veil_test_bot what is this?")
+        query = stack.telegram.state.new_guest_query(ANN, FRIENDS, summons["message_id"])
+        replied = NEWER_PAID_MEDIA | {"message_id": said, "chat": summons["chat"]}
+        stack.telegram.updates.push(
+            {"guest_message": summons | {"guest_query_id": query, "reply_to_message": replied}}
+        )
+        answered = await stack.telegram.wait_for("answerGuestQuery")
+        texts = stack.veil.catalogs.for_language("en")
+    assert answered.answered == "ok"
+    result = answered.params["result"]
+    assert result["input_message_content"]["message_text"] == texts("unread")
+    assert stack.vllm.requests == []
