@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 from pydantic import ValidationError
 
+from common.firstlines import write_warning
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -310,9 +312,7 @@ def _log_warning(  # noqa: PLR0913, PLR0917 -- warnings.showwarning's signature
     if structlog.is_configured():
         structlog.get_logger("veil").warning("python.warning", **fields)
         return
-    when = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    early = fields | {"event": "python.warning", "level": "warning", "timestamp": when}
-    print(json.dumps(early), file=sys.stderr, flush=True)  # noqa: T201 -- structlog's stand-in
+    write_warning(category, filename, lineno)
 
 
 def _json_handler() -> logging.Handler:

@@ -487,7 +487,14 @@ runpy.run_module("PART", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize(
-    ("part", "imported"), [("bot", "bot.settings"), ("gateway", "gateway.clients")]
+    ("part", "imported"),
+    [
+        ("bot", "bot.settings"),
+        ("gateway", "gateway.clients"),
+        # While ``common.logs`` itself loads, before its capture is there to call.
+        ("bot", "structlog"),
+        ("gateway", "pydantic"),
+    ],
 )
 def test_a_warning_while_the_entry_point_is_imported_is_a_json_line(
     tmp_path: Path, part: str, imported: str
