@@ -10,7 +10,9 @@ library only, so nothing it loads can warn before it is in place.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 import sys
 import warnings
 from typing import TextIO
@@ -27,7 +29,32 @@ def write_warning(category: type[Warning], filename: str, lineno: int) -> None:
         "level": "warning",
         "timestamp": when,
     }
-    print(json.dumps(line), file=sys.stderr, flush=True)  # noqa: T201 -- structlog's stand-in
+    try:
+        print(json.dumps(line), file=sys.stderr, flush=True)  # noqa: T201 -- structlog's stand-in
+    except OSError as exc:
+        lost_line(exc)
+
+
+def lost_line(exc: OSError) -> None:
+    """A log line stderr would not take: dropped, never raised into what was being logged.
+
+    Its reader gone (``EPIPE``: a launcher that read our stderr was killed), stderr is pointed
+    at ``/dev/null``, so that no later line, and not Python's own flush at exit, fails again:
+    a stop in progress still delivers, charges and stores its answers. Any other failure (a
+    full disk) loses this line only.
+    """
+    if exc.errno != errno.EPIPE:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, sys.stderr.fileno())
+    except (OSError, ValueError):
+        pass  # no descriptor of its own (replaced by a test's capture): nothing to point
+    finally:
+        os.close(devnull)
 
 
 def _show_warning(  # noqa: PLR0913, PLR0917 -- warnings.showwarning's signature

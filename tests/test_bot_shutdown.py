@@ -277,3 +277,25 @@ async def test_a_webhook_post_still_sending_its_body_is_cut_at_the_stop(tmp_path
     assert code == 0
     assert not answered.startswith(b"HTTP/1.1 200")
     assert bot.output.index("webhook.cut_by_stop") < bot.output.index("bot.stopped")
+
+
+async def test_the_stop_ends_well_when_nobody_reads_the_log_any_more(tmp_path: Path) -> None:
+    # The launcher reading the bot's stderr was killed (SIGKILL): the pipe is broken, and the
+    # stop's first line (bot.stopping, in the signal's handler) raised BrokenPipeError.
+    data = tmp_path / "data"
+    data.mkdir()
+    await grant_credit(data)
+    async with bot_process(tmp_path, grace="30") as (bot, telegram, _):
+        telegram.send_text(USER, PROMPT)
+        await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+        await bot.deafen()
+        bot.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            code = await bot.process.wait()
+    assert code == 0
+    (final,) = telegram.sent_messages(USER)
+    assert final["text"] == ANSWER
+    (hold,) = closed_holds(data)
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "complete")
+    assert hold["charged"] > 0
+    assert await stored_texts(data) == [PROMPT, ANSWER]
