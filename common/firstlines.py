@@ -20,15 +20,14 @@ from typing import TextIO
 
 def write_warning(category: type[Warning], filename: str, lineno: int) -> None:
     """One ``python.warning`` line on stderr, as structlog would write it: never the text."""
+    fields = {"category": category.__qualname__, "file": filename, "line": lineno}
+    write_event("python.warning", "warning", fields)
+
+
+def write_event(event: str, level: str, fields: dict[str, object]) -> None:
+    """One log line on stderr, as structlog would write it, before it is configured."""
     when = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    line = {
-        "category": category.__qualname__,
-        "file": filename,
-        "line": lineno,
-        "event": "python.warning",
-        "level": "warning",
-        "timestamp": when,
-    }
+    line = fields | {"event": event, "level": level, "timestamp": when}
     try:
         print(json.dumps(line), file=sys.stderr, flush=True)  # noqa: T201 -- structlog's stand-in
     except OSError as exc:

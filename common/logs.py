@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 from pydantic import ValidationError
 
-from common.firstlines import lost_line, write_warning
+from common.firstlines import lost_line, write_event, write_warning
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -346,6 +346,17 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
             lost_line(exc)
             return
         super().handleError(record)
+
+
+def log_info(logger: str, event: str, **fields: object) -> None:
+    """An info line through structlog once ``configure_logging`` ran; before, as it would write.
+
+    For what may happen either side of it (a signal while the settings are read, or after).
+    """
+    if structlog.is_configured():
+        structlog.get_logger(logger).info(event, **fields)
+        return
+    write_event(event, "info", fields)
 
 
 def _json_handler() -> logging.Handler:

@@ -544,6 +544,13 @@ class ManagedProcess:
                     return dict(value)
         raise AssertionError(f"no {event} event in:\n{self.output}")
 
+    async def wait(self, within: float = 60.0) -> int:
+        """The exit code once the process ends by itself, and its output is read to the end."""
+        async with asyncio.timeout(within):
+            code = await self.process.wait()
+            await self._reader
+        return code
+
     async def stop(self, within: float = 15.0) -> int:
         """SIGTERM, wait, and return the exit code (SIGKILL if it does not stop in time)."""
         if self.process.returncode is None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
+from bot.shutdown import Stopping
 from models import MasterKey, Store
 from tests.books import grant
 from tests.botstack import WEBHOOK_SECRET, process_stack
@@ -299,3 +302,54 @@ async def test_the_stop_ends_well_when_nobody_reads_the_log_any_more(tmp_path: P
     assert (hold["outcome"], hold["receipt_status"]) == ("settled", "complete")
     assert hold["charged"] > 0
     assert await stored_texts(data) == [PROMPT, ANSWER]
+
+
+async def test_a_third_signal_before_the_grace_is_told_as_already_stopping() -> None:
+    # While the webhook's listener cuts its requests, the first signal stops and the second
+    # cuts the grace short; a third logged bot.stop_hurried again, as if it had done something.
+    stopping = Stopping()
+    with capture_logs() as logs:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+            stopping.signalled(signum)
+    assert stopping.stop.is_set()
+    assert stopping.hurry.is_set()
+    assert [(line["event"], line["signal"]) for line in logs] == [
+        ("bot.stopping", "SIGTERM"),
+        ("bot.stop_hurried", "SIGINT"),
+        ("bot.already_stopping", "SIGTERM"),
+    ]
+
+
+# Python's own handlers until the bot took the signals (in its event loop): a SIGTERM while
+# it was still starting (aiogram loading, the database claimed) ended it with no line at all
+# (killed by the signal, exit -15), a SIGINT with KeyboardInterrupt's traceback in plain text.
+_SIGNALLED_WHILE_STARTING = """
+import os, runpy, signal, sys
+
+def signal_on_import(event, args):
+    if event == "import" and args[0] == "aiogram" and not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGNAME)
+
+sent = []
+sys.addaudithook(signal_on_import)
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+async def test_a_signal_while_the_bot_starts_stops_it_in_one_line(
+    tmp_path: Path, signame: str
+) -> None:
+    async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
+        script = _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame)
+        bot = await ManagedProcess.start("-c", script, env=stack.env)
+        try:
+            code = await bot.wait()  # the signal it sends itself stops it
+        finally:
+            await bot.stop()
+        assert code == 0, bot.output
+        (line,) = [json.loads(line) for line in bot.lines]
+        assert (line["event"], line["signal"]) == ("bot.stopped_before_start", signame)
+        assert stack.telegram.calls == []  # nothing was served
