@@ -237,7 +237,7 @@ def open_read_only(
         raise DataFolderError(f"cannot open {name} {path}: no such file")
     try:
         conn = open_for_reading(path, busy_timeout)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, DataFolderError) as exc:
         raise DataFolderError(f"cannot open {name} {path}: {exc}") from exc
     try:
         with storage_errors(f"cannot open {name} {path}"):
@@ -257,11 +257,23 @@ def open_for_reading(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connectio
     disk gone read-only (ext4 remounts so on errors) it failed with "unable to open database
     file". There, with no ``-wal`` file beside it, the database file holds every write and
     nothing can change it: it is opened as immutable, read as it stands. A ``-wal`` file there
-    holds writes not yet in the database file, and SQLite reads it as usual.
+    holds writes not yet in the database file, and SQLite reads it as usual, with its ``-shm``:
+    one without it cannot be read there (SQLite would make the ``-shm``), and is refused with
+    what to do (``DataFolderError``) rather than SQLite's "unable to open database file".
     """
-    if on_read_only_disk(path.parent) and not path.with_name(path.name + "-wal").exists():
+    if not on_read_only_disk(path.parent):
+        return sqlite3.connect(path, timeout=busy_timeout)
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists():
         uri = f"file:{quote(str(path))}?immutable=1"
         return sqlite3.connect(uri, uri=True, timeout=busy_timeout)
+    if not path.with_name(path.name + "-shm").exists():
+        message = (
+            f"{wal} is there without its -shm on a read-only disk, and SQLite cannot read it"
+            " so; copy the data folder to a writable disk and run there (its writes then join"
+            " the database), or make this disk writable again"
+        )
+        raise DataFolderError(message)
     return sqlite3.connect(path, timeout=busy_timeout)
 
 
