@@ -17,7 +17,7 @@ import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING
 
-from models.database import DB_FILE_MODE, open_for_reading
+from models.database import DB_FILE_MODE, open_for_reading, unchanged_while_read
 from models.errors import DataFolderError
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ def _copy(source: Path, copy_path: Path) -> int:
     """Copy ``source`` into the empty file ``copy_path``, check it and sync it; its page count."""
     try:
         with (
+            unchanged_while_read(source),
             closing(open_for_reading(source)) as origin,
             closing(sqlite3.connect(copy_path)) as copy,
         ):

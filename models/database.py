@@ -48,6 +48,7 @@ __all__ = [
     "on_read_only_disk",
     "open_for_reading",
     "open_private_database",
+    "unchanged_while_read",
 ]
 
 T = TypeVar("T")
@@ -275,6 +276,36 @@ def open_for_reading(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connectio
         )
         raise DataFolderError(message)
     return sqlite3.connect(path, timeout=busy_timeout)
+
+
+@contextlib.contextmanager
+def unchanged_while_read(path: Path) -> Iterator[None]:
+    """Around a read through ``open_for_reading``: ``DataFolderError`` if ``path`` changed.
+
+    Only where it is read as immutable (a read-only disk, no ``-wal``): SQLite then takes no
+    lock and trusts the file not to change, but a bot writing the same folder through another,
+    writable mount changes it all the same, and what was read may not be one consistent state.
+    Told after the read, with what to do; the caller drops its result.
+    """
+    wal = path.with_name(path.name + "-wal")
+    before = _stamp(path) if on_read_only_disk(path.parent) and not wal.exists() else None
+    yield
+    if before is not None and (_stamp(path) != before or wal.exists()):
+        message = (
+            f"{path} changed while it was read as it stands on a read-only disk: a bot writes"
+            " to it through another mount, so what was read may not be consistent; stop that"
+            " bot, or run this where it writes, and try again"
+        )
+        raise DataFolderError(message)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """The file's identity, size and time of its last write; (0, 0, 0) where it is gone."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def on_read_only_disk(folder: Path) -> bool:

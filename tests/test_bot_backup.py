@@ -298,3 +298,79 @@ async def test_a_wal_without_its_shm_on_a_read_only_disk_is_named_with_what_to_d
     assert "without its -shm" in line
     assert "writable disk" in line
     assert not target.exists()
+
+
+# The disk read-only here, but not for a bot writing the same folder through another mount:
+# the database was read as immutable, as it stood, and a write meanwhile could make the copy
+# inconsistent, said nothing. Here the write comes through a writable mount of the same folder
+# as the copy opens the database.
+_WRITTEN_BESIDE_BACKUP = """
+mount --bind "$DATA" "$RW" || exit 97
+mount -o bind,ro "$DATA" "$DATA" || exit 97
+exec "$PYTHON" -c "$WRAPPER"
+"""
+_WRITE_BESIDE = """
+import os, runpy, sqlite3, sys
+
+def write_beside(event, args):
+    if event == "sqlite3.connect" and "immutable=1" in str(args[0]) and not written:
+        written.append(True)
+        db = sqlite3.connect(os.path.join(os.environ["RW"], "veil.db"))
+        with db:
+            db.execute("CREATE TABLE written_beside (x)")
+        db.close()
+
+written = []
+sys.addaudithook(write_beside)
+sys.argv = ["bot", "backup", os.environ["TARGET"]]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+async def test_a_write_through_another_mount_during_a_read_only_backup_is_told(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+    rw = tmp_path / "rw"
+    rw.mkdir()
+    target = tmp_path / "copy" / "backup.db"
+    target.parent.mkdir()
+
+    def run() -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(  # noqa: S603 -- unshare, this interpreter, this project
+                ["unshare", "--mount", "sh", "-c", _WRITTEN_BESIDE_BACKUP],  # noqa: S607
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={
+                    **child_environment(),
+                    "DATA": str(data),
+                    "RW": str(rw),
+                    "TARGET": str(target),
+                    "PYTHON": sys.executable,
+                    "WRAPPER": _WRITE_BESIDE,
+                    "VEIL_BOT_TOKEN": TOKEN,
+                    "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
+                    "VEIL_DATA_DIR": str(data),
+                },
+                timeout=60,
+                check=False,
+            )
+        except FileNotFoundError:
+            return None
+
+    result = await asyncio.to_thread(run)
+    if result is None:
+        pytest.skip("needs unshare (util-linux)")
+    if result.returncode == 97 or "unshare:" in result.stderr:
+        pytest.skip("needs a mount namespace of its own (root, or CAP_SYS_ADMIN)")
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: backup of {data / 'veil.db'} failed: ")
+    assert "changed while it was read" in line
+    assert "another mount" in line
+    assert not target.exists()
