@@ -33,7 +33,13 @@ from urllib.parse import quote
 import structlog
 from sqlite_utils import Database
 
-from models.errors import DataFolderError, StorageError, storage_errors
+from models.errors import (
+    DataFolderError,
+    StorageError,
+    file_size_limit,
+    io_error,
+    storage_errors,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -168,7 +174,11 @@ def _log_failure(name: str, exc: StorageError) -> None:
     cause = exc.__cause__
     if isinstance(cause, sqlite3.Error):
         code = getattr(cause, "sqlite_errorname", None) or type(cause).__name__
-        log.error("storage.failed", database=name, code=code)
+        limit = file_size_limit() if io_error(cause) else None
+        if limit is not None:  # the likely cause an I/O error's code does not name
+            log.error("storage.failed", database=name, code=code, file_size_limit=limit)
+        else:
+            log.error("storage.failed", database=name, code=code)
 
 
 def _writing(db: Database, fn: Callable[[Database], T]) -> T:
