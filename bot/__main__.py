@@ -9,16 +9,23 @@ gateways and prints its verify key.
 
 from __future__ import annotations
 
-from common.logs import capture_early
+from common.firstlines import capture_warnings
 
 # Run as ``python -m bot``: before the rest is imported, so that a warning raised while it
-# is (a library's, say) is a JSON line too; an operator's log shipper reads every line as JSON
-# from the first. Not when a test imports this module.
+# is (a library's, say, or one while ``common.logs`` loads structlog) is a JSON line too; an
+# operator's log shipper reads every line as JSON from the first. Not when a test imports
+# this module.
+if __name__ == "__main__":
+    capture_warnings()
+
+from common.logs import capture_early
+
 if __name__ == "__main__":
     capture_early()
 
 import asyncio
 import errno
+import signal
 import socket
 import sqlite3
 import sys
@@ -28,7 +35,7 @@ from urllib.parse import urlsplit
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
-from common.logs import configure_logging, describe, without_credentials
+from common.logs import configure_logging, describe, log_info, without_credentials
 from common.settings import SettingsError, load_settings
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
@@ -43,6 +50,8 @@ from sealed.keyfile import (
 )
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
 USAGE = "usage: python -m bot [reconcile [--fix] | audit | backup FILE | keygen --out FILE]"
@@ -73,6 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     if args not in COMMANDS and not backup:
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
+    if args:
+        return _run(args)
+    # Serving: a stop asked for before the bot takes the signals is one line, and exit 0.
+    previous = {signum: signal.signal(signum, _stop_before_start) for signum in STOP_SIGNALS}
+    try:
+        return _run(args)
+    except StoppedBeforeStart as stopped:
+        log_info("veil.bot", "bot.stopped_before_start", signal=stopped.signal.name)
+        return 0
+    finally:
+        for signum, handler in previous.items():  # a caller's own (a test's process)
+            signal.signal(signum, handler)
+
+
+def _run(args: list[str]) -> int:
     try:
         settings = load_settings(BotSettings)
     except SettingsError as exc:
@@ -95,6 +119,34 @@ def command_settings(args: list[str]) -> list[str]:
         ' docs/operations.md, "Backups", has those of scripts/run)'
     )
     return [why]
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StoppedBeforeStart(BaseException):
+    """A SIGTERM or SIGINT while the bot started, before its event loop took the signals.
+
+    Python's own handling ended the process with no line (SIGTERM: killed, exit -15) or with
+    KeyboardInterrupt's traceback in plain text (SIGINT). Nothing is served then (no update
+    taken, no answer begun): the start is abandoned where it stands, its ``finally`` blocks
+    run (the database's claim let go), and the bot says so and exits 0, as a stop does.
+    Not an ``Exception``: no start-up failure's handler may take it for one.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signal = signal.Signals(signum)
+
+
+def _stop_before_start(signum: int, _frame: FrameType | None) -> None:
+    """The serving process's handler until ``bot.app.stop_signals`` takes over: stop now.
+
+    Later signals are ignored: there is nothing left to stop but the exit itself.
+    """
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise StoppedBeforeStart(signum)
 
 
 def run_command(settings: BotSettings, args: list[str]) -> int:

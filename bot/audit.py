@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from models import MasterKey, Store
-from models.database import on_read_only_disk
+from models.database import on_read_only_disk, unchanged_while_read
 from services.audit import Auditor, AuditReport
 from services.prices import format_units
 from services.ton.shop import format_amount
@@ -28,16 +28,17 @@ async def audit(settings: BotSettings) -> AuditReport:
     "cannot open database …: Read-only file system", though an audit writes nothing.
     """
     path = settings.database_path
-    store = await Store.open(
-        path,
-        MasterKey.load_or_create(settings.master_key_path),
-        busy_timeout=settings.db_busy_timeout,
-        read_only=on_read_only_disk(path.parent),
-    )
-    try:
-        return await Auditor(store, settings.audit_keys).run()
-    finally:
-        await store.close()
+    with unchanged_while_read(path):  # a bot writing it through another mount: told
+        store = await Store.open(
+            path,
+            MasterKey.load_or_create(settings.master_key_path),
+            busy_timeout=settings.db_busy_timeout,
+            read_only=on_read_only_disk(path.parent),
+        )
+        try:
+            return await Auditor(store, settings.audit_keys).run()
+        finally:
+            await store.close()
 
 
 def report_lines(report: AuditReport) -> list[str]:

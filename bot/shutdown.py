@@ -106,7 +106,9 @@ class Stopping:
         The event first, the line after: a line that cannot be written (stderr a pipe to a
         launcher that was killed: ``BrokenPipeError``) must not keep the bot from stopping.
         """
-        if self.stop.is_set():
+        if self.hurry.is_set():
+            _already_stopping(signum)  # a third: nothing is left to cut short
+        elif self.stop.is_set():
             self.hurry.set()
             log.info("bot.stop_hurried", signal=signum.name)
         else:

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 from pydantic import ValidationError
 
+from common.firstlines import lost_line, write_event, write_warning
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -310,14 +312,56 @@ def _log_warning(  # noqa: PLR0913, PLR0917 -- warnings.showwarning's signature
     if structlog.is_configured():
         structlog.get_logger("veil").warning("python.warning", **fields)
         return
-    when = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    early = fields | {"event": "python.warning", "level": "warning", "timestamp": when}
-    print(json.dumps(early), file=sys.stderr, flush=True)  # noqa: T201 -- structlog's stand-in
+    write_warning(category, filename, lineno)
+
+
+class _StderrLogger(structlog.PrintLogger):
+    """structlog's printer to stderr, whose lines stderr will not take are dropped (``lost_line``).
+
+    ``print`` raised ``BrokenPipeError`` into the caller once the launcher reading stderr was
+    gone: in a stop, the line before delivering the answers ended the bot instead.
+    """
+
+    def msg(self, message: str) -> None:
+        """Print ``message``; a write that fails loses the line, not the caller's work."""
+        try:
+            super().msg(message)
+        except OSError as exc:
+            lost_line(exc)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stdlib handler to stderr that, on a broken pipe, drops the line (``lost_line``).
+
+    logging's own ``handleError`` would print a report of the failure to the same stderr.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 -- logging's name
+        """Drop the line stderr would not take; other failures as logging reports them."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            lost_line(exc)
+            return
+        super().handleError(record)
+
+
+def log_info(logger: str, event: str, **fields: object) -> None:
+    """An info line through structlog once ``configure_logging`` ran; before, as it would write.
+
+    For what may happen either side of it (a signal while the settings are read, or after).
+    """
+    if structlog.is_configured():
+        structlog.get_logger(logger).info(event, **fields)
+        return
+    write_event(event, "info", fields)
 
 
 def _json_handler() -> logging.Handler:
     """A stdlib handler writing JSON lines (``SafeFormatter``) to stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     handler.setFormatter(SafeFormatter())
     handler.addFilter(SafeRecords())
     return handler
@@ -363,6 +407,6 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_, stderr=sys.stderr: _StderrLogger(stderr),
         cache_logger_on_first_use=False,
     )

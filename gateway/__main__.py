@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from common.logs import capture_early
+from common.firstlines import capture_warnings
 
 # Run as ``python -m gateway``: before the rest is imported, so that a warning raised while it
-# is (a library's, say) is a JSON line too; an operator's log shipper reads every line as JSON
-# from the first. Not when a test imports this module.
+# is (a library's, say, or one while ``common.logs`` loads structlog) is a JSON line too; an
+# operator's log shipper reads every line as JSON from the first. Not when a test imports
+# this module.
+if __name__ == "__main__":
+    capture_warnings()
+
+from common.logs import capture_early
+
 if __name__ == "__main__":
     capture_early()
 

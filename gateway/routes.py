@@ -10,7 +10,8 @@ Public listener (``VEIL_GATEWAY_HOST``/``VEIL_GATEWAY_PORT``, guarded by
 - ``GET /v1/sealed/receipts/{request_id}`` with ``Veil-Proof``: the final record's payload
   (``Final.payload()`` as canonical JSON, the exact bytes the stream carried), 409 while the
   stream runs
-- ``GET /health``: 200 when the current key is valid and the model server is up, else 503
+- ``GET /health``: 200 when the current key is valid, the model server is up and lists a model
+  the gateway can serve (``{"status": "no servable model"}`` if not), else 503
 
 Metrics listener (``VEIL_METRICS_HOST``/``VEIL_METRICS_PORT``): ``GET /metrics``.
 
@@ -86,12 +87,19 @@ async def handle_keys(request: web.Request) -> web.Response:
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    """503 unless the current key is valid and the model server answers."""
+    """503 unless the current key is valid, the model server answers and a model can be served.
+
+    A model server up but listing no model the bundle may carry (only odd ids) left the bundle
+    with no model, which bots read as "not heard from its model server yet", and every request
+    refused (``no_models``), while ``/health`` said ok; the list is looked at again here.
+    """
     gateway = request.app[GATEWAY]
     if not gateway.ring.serving(gateway.now()):
         return web.json_response({"status": "no valid key"}, status=503)
     if not await gateway.vllm.healthy():
         return web.json_response({"status": "model server unavailable"}, status=503)
+    if not gateway.ring.models and not await gateway.refresh_models():
+        return web.json_response({"status": "no servable model"}, status=503)
     return web.json_response({"status": "ok"})
 
 

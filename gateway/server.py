@@ -74,7 +74,8 @@ class Gateway:
     limiter: ClientLimiter = field(init=False, default_factory=ClientLimiter)
     receipts: ReceiptStore = field(init=False)
     active: int = 0
-    _left_out: frozenset[str] = field(init=False, default=frozenset())  # ids last told left out
+    # The ids last told left out, and whether any model was servable then.
+    _left_out: tuple[frozenset[str], bool] = field(init=False, default=(frozenset(), True))
 
     def __post_init__(self) -> None:
         self.receipts = ReceiptStore(ttl=self.limits.receipt_ttl, max_kept=self.limits.max_receipts)
@@ -105,25 +106,30 @@ class Gateway:
                 return True
             log.warning("gateway.models_unavailable", kind=exc.kind, status=exc.status)
             return False
-        self._leave_out([model for model in served if not servable_model(model)])
+        odd = [model for model in served if not servable_model(model)]
         served = {model: size for model, size in served.items() if servable_model(model)}
+        self._leave_out(odd, servable=len(self.fixed_models or served))
         windows = {model: size for model, size in served.items() if size is not None}
         self.ring.set_models(self.fixed_models or tuple(served), windows)
         return bool(self.ring.models)
 
-    def _leave_out(self, models: list[str]) -> None:
+    def _leave_out(self, models: list[str], *, servable: int) -> None:
         """Say once which of the model server's ids cannot be served (until they change).
 
         A bundle listing one would be malformed to every client, so its other models would be
-        lost too; the ids are shown cut short (one may be any length).
+        lost too; the ids are shown cut short (one may be any length). With ``servable`` 0
+        the gateway serves nothing (its bundle lists no model, ``/health`` is 503): an error.
         """
-        if frozenset(models) == self._left_out:
+        told = (frozenset(models), servable > 0)
+        if told == self._left_out:
             return
-        self._left_out = frozenset(models)
+        self._left_out = told
         if models:
-            log.warning(
+            tell = log.warning if servable else log.error
+            tell(
                 "gateway.models_left_out",
                 count=len(models),
+                servable=servable,
                 reason=f"a model id must be 1 to {MAX_MODEL_NAME} printable characters",
                 ids=[ascii(model[:40]) for model in models[:3]],
             )

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING
 
-from models.database import DB_FILE_MODE, open_for_reading
+from models.database import DB_FILE_MODE, open_for_reading, unchanged_while_read
+from models.errors import DataFolderError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -96,6 +98,7 @@ def _copy(source: Path, copy_path: Path) -> int:
     """Copy ``source`` into the empty file ``copy_path``, check it and sync it; its page count."""
     try:
         with (
+            unchanged_while_read(source),
             closing(open_for_reading(source)) as origin,
             closing(sqlite3.connect(copy_path)) as copy,
         ):
@@ -103,6 +106,8 @@ def _copy(source: Path, copy_path: Path) -> int:
             (pages,) = copy.execute("PRAGMA page_count").fetchone()
             (check,) = copy.execute("PRAGMA quick_check").fetchone()
     except sqlite3.Error as exc:
+        raise BackupError(f"backup of {source} failed: {_why(source, exc)}") from exc
+    except DataFolderError as exc:  # one it cannot be read from (open_for_reading says why)
         raise BackupError(f"backup of {source} failed: {exc}") from exc
     if check != "ok":
         raise BackupError(f"the copy of {source} does not pass SQLite's quick_check")
@@ -112,3 +117,35 @@ def _copy(source: Path, copy_path: Path) -> int:
     finally:
         os.close(fd)
     return int(pages)
+
+
+def _why(source: Path, exc: sqlite3.Error) -> str:
+    """What stopped the copy, and what to do, where SQLite says only "disk I/O error".
+
+    A write past the process's file size limit (``ulimit -f``; Python ignores SIGXFSZ, so the
+    write fails with EFBIG) is such an error to SQLite, and the copy is rolled back to nothing
+    before it can be looked at: a database larger than the limit tells it apart.
+    """
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit == resource.RLIM_INFINITY or not getattr(exc, "sqlite_errorname", "").startswith(
+        "SQLITE_IOERR"
+    ):
+        return str(exc)
+    try:
+        size = max(source.stat().st_size, _size(source.with_name(source.name + "-wal")))
+    except OSError:
+        return str(exc)
+    if size < limit:
+        return str(exc)
+    return (
+        f"the copy cannot grow past this process's file size limit ({limit} bytes,"
+        f" ulimit -f) and the database is {size} bytes; raise the limit and run the backup again"
+    )
+
+
+def _size(path: Path) -> int:
+    """The size of the file at ``path``; 0 where there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -33,7 +33,13 @@ from urllib.parse import quote
 import structlog
 from sqlite_utils import Database
 
-from models.errors import DataFolderError, StorageError, storage_errors
+from models.errors import (
+    DataFolderError,
+    StorageError,
+    file_size_limit,
+    io_error,
+    storage_errors,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -48,6 +54,7 @@ __all__ = [
     "on_read_only_disk",
     "open_for_reading",
     "open_private_database",
+    "unchanged_while_read",
 ]
 
 T = TypeVar("T")
@@ -167,7 +174,11 @@ def _log_failure(name: str, exc: StorageError) -> None:
     cause = exc.__cause__
     if isinstance(cause, sqlite3.Error):
         code = getattr(cause, "sqlite_errorname", None) or type(cause).__name__
-        log.error("storage.failed", database=name, code=code)
+        limit = file_size_limit() if io_error(cause) else None
+        if limit is not None:  # the likely cause an I/O error's code does not name
+            log.error("storage.failed", database=name, code=code, file_size_limit=limit)
+        else:
+            log.error("storage.failed", database=name, code=code)
 
 
 def _writing(db: Database, fn: Callable[[Database], T]) -> T:
@@ -237,7 +248,7 @@ def open_read_only(
         raise DataFolderError(f"cannot open {name} {path}: no such file")
     try:
         conn = open_for_reading(path, busy_timeout)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, DataFolderError) as exc:
         raise DataFolderError(f"cannot open {name} {path}: {exc}") from exc
     try:
         with storage_errors(f"cannot open {name} {path}"):
@@ -257,12 +268,54 @@ def open_for_reading(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connectio
     disk gone read-only (ext4 remounts so on errors) it failed with "unable to open database
     file". There, with no ``-wal`` file beside it, the database file holds every write and
     nothing can change it: it is opened as immutable, read as it stands. A ``-wal`` file there
-    holds writes not yet in the database file, and SQLite reads it as usual.
+    holds writes not yet in the database file, and SQLite reads it as usual, with its ``-shm``:
+    one without it cannot be read there (SQLite would make the ``-shm``), and is refused with
+    what to do (``DataFolderError``) rather than SQLite's "unable to open database file".
     """
-    if on_read_only_disk(path.parent) and not path.with_name(path.name + "-wal").exists():
+    if not on_read_only_disk(path.parent):
+        return sqlite3.connect(path, timeout=busy_timeout)
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists():
         uri = f"file:{quote(str(path))}?immutable=1"
         return sqlite3.connect(uri, uri=True, timeout=busy_timeout)
+    if not path.with_name(path.name + "-shm").exists():
+        message = (
+            f"{wal} is there without its -shm on a read-only disk, and SQLite cannot read it"
+            " so; copy the data folder to a writable disk and run there (its writes then join"
+            " the database), or make this disk writable again"
+        )
+        raise DataFolderError(message)
     return sqlite3.connect(path, timeout=busy_timeout)
+
+
+@contextlib.contextmanager
+def unchanged_while_read(path: Path) -> Iterator[None]:
+    """Around a read through ``open_for_reading``: ``DataFolderError`` if ``path`` changed.
+
+    Only where it is read as immutable (a read-only disk, no ``-wal``): SQLite then takes no
+    lock and trusts the file not to change, but a bot writing the same folder through another,
+    writable mount changes it all the same, and what was read may not be one consistent state.
+    Told after the read, with what to do; the caller drops its result.
+    """
+    wal = path.with_name(path.name + "-wal")
+    before = _stamp(path) if on_read_only_disk(path.parent) and not wal.exists() else None
+    yield
+    if before is not None and (_stamp(path) != before or wal.exists()):
+        message = (
+            f"{path} changed while it was read as it stands on a read-only disk: a bot writes"
+            " to it through another mount, so what was read may not be consistent; stop that"
+            " bot, or run this where it writes, and try again"
+        )
+        raise DataFolderError(message)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """The file's identity, size and time of its last write; (0, 0, 0) where it is gone."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def on_read_only_disk(folder: Path) -> bool:

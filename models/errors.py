@@ -19,6 +19,7 @@ above ever sees ``sqlite3``'s exceptions. The original stays attached as ``__cau
 from __future__ import annotations
 
 import contextlib
+import resource
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,26 @@ def storage_errors(what: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
+        limit = file_size_limit() if io_error(exc) else None
+        if limit is not None:  # SQLite's "disk I/O error" names no cause: the likely one
+            message = f"{what}: {exc} (this process's file size limit, ulimit -f, is {limit} bytes)"
+            raise StorageError(message) from exc
         raise StorageError(f"{what}: {exc}") from exc
     except OverflowError as exc:
         raise StorageError(f"{what}: a number too large for SQLite") from exc
+
+
+def io_error(exc: sqlite3.Error) -> bool:
+    """Whether SQLite's error is an I/O error (``SQLITE_IOERR`` or one of its extended codes)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_IOERR
+
+
+def file_size_limit() -> int | None:
+    """This process's file size limit in bytes (``ulimit -f``); None where it has none.
+
+    A write past it fails (EFBIG: Python ignores SIGXFSZ), which SQLite reports only as
+    "disk I/O error".
+    """
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if limit == resource.RLIM_INFINITY else limit

@@ -452,32 +452,62 @@ def run_python(
 class ManagedProcess:
     """A child process whose stderr is collected line by line while it runs."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        output: asyncio.StreamReader,
+        pipe: asyncio.ReadTransport,
+    ) -> None:
         self.process = process
         self.lines: list[str] = []
+        self._output = output
+        self._pipe = pipe
         self._new_line = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
     async def start(cls, *args: str, env: dict[str, str], cwd: str | None = None) -> ManagedProcess:
-        """Start ``python args…`` with ``env`` (merged over a minimal base environment)."""
+        """Start ``python args…`` with ``env`` (merged over a minimal base environment).
+
+        Its stdout and stderr go to one pipe of ours (not asyncio's), so that ``deafen`` can
+        close our end of it as a launcher that died would.
+        """
         base = child_environment()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *args,
-            env={**base, "PYTHONUNBUFFERED": "1", **env},
-            cwd=cwd or str(REPO),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+        read_end, write_end = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *args,
+                env={**base, "PYTHONUNBUFFERED": "1", **env},
+                cwd=cwd or str(REPO),
+                stdout=write_end,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)  # the child holds its own copy
+        output = asyncio.StreamReader()
+        pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(output), os.fdopen(read_end, "rb")
         )
-        return cls(process)
+        return cls(process, output, pipe)
 
     async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for raw in self.process.stdout:
+        async for raw in self._output:
             self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
             self._new_line.set()
+        self._pipe.close()
         self._new_line.set()
+
+    async def deafen(self) -> None:
+        """Stop reading the process's output and close the pipe: its next write breaks it.
+
+        As a launcher reading the process's stderr that was killed (SIGKILL) leaves it.
+        """
+        self._pipe.close()  # the reader then sees the end of the output
+        await self._reader
 
     @property
     def output(self) -> str:
@@ -513,6 +543,13 @@ class ManagedProcess:
                 if value.get("event") == event:
                     return dict(value)
         raise AssertionError(f"no {event} event in:\n{self.output}")
+
+    async def wait(self, within: float = 60.0) -> int:
+        """The exit code once the process ends by itself, and its output is read to the end."""
+        async with asyncio.timeout(within):
+            code = await self.process.wait()
+            await self._reader
+        return code
 
     async def stop(self, within: float = 15.0) -> int:
         """SIGTERM, wait, and return the exit code (SIGKILL if it does not stop in time)."""

@@ -161,6 +161,72 @@ async def test_audit_runs_on_a_data_folder_on_a_read_only_disk(
     )
 
 
+# The disk read-only here, but not for a bot writing the same folder through another mount:
+# the database was read as immutable, as it stood, and a write meanwhile could make what the
+# audit read inconsistent, said nothing. The write comes through a writable mount of the same
+# folder as the audit opens the database.
+_WRITTEN_BESIDE_AUDIT = """
+mount --bind "$DATA" "$RW" || exit 97
+mount -o bind,ro "$DATA" "$DATA" || exit 97
+exec "$PYTHON" -c "$WRAPPER"
+"""
+_WRITE_BESIDE = """
+import os, runpy, sqlite3, sys
+
+def write_beside(event, args):
+    if event == "sqlite3.connect" and "immutable=1" in str(args[0]) and not written:
+        written.append(True)
+        db = sqlite3.connect(os.path.join(os.environ["RW"], "veil.db"))
+        with db:
+            db.execute("CREATE TABLE written_beside (x)")
+        db.close()
+
+written = []
+sys.addaudithook(write_beside)
+sys.argv = ["bot", "audit"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+async def test_audit_on_a_read_only_disk_tells_a_write_through_another_mount(
+    audited: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, _ = audited
+    rw = tmp_path / "rw"
+    rw.mkdir()
+
+    def run() -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(  # noqa: S603 -- unshare, this interpreter, this project
+                ["unshare", "--mount", "sh", "-c", _WRITTEN_BESIDE_AUDIT],  # noqa: S607
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={
+                    **env,
+                    "DATA": env["VEIL_DATA_DIR"],
+                    "RW": str(rw),
+                    "PYTHON": sys.executable,
+                    "WRAPPER": _WRITE_BESIDE,
+                },
+                timeout=60,
+                check=False,
+            )
+        except FileNotFoundError:
+            return None
+
+    result = await asyncio.to_thread(run)
+    if result is None:
+        pytest.skip("needs unshare (util-linux)")
+    if result.returncode == 97 or "unshare:" in result.stderr:
+        pytest.skip("needs a mount namespace of its own (root, or CAP_SYS_ADMIN)")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "every charge proves" not in result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert "changed while it was read" in line
+    assert "another mount" in line
+
+
 async def test_audit_still_proves_the_charges_made_before_an_operator_key_rotation(
     audited: tuple[dict[str, str], str],
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -256,3 +257,149 @@ async def test_a_backup_of_a_data_folder_on_a_read_only_disk_is_made(tmp_path: P
     finally:
         await copy.close()
     assert [turn.text for turn in turns] == ["quince secret", "ok"]
+
+
+async def test_a_backup_stopped_by_the_file_size_limit_says_so(tmp_path: Path) -> None:
+    # SQLite's own words were all: "backup of …/veil.db failed: disk I/O error".
+    data = tmp_path / "data"
+    data.mkdir()
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+    with contextlib.closing(sqlite3.connect(data / "veil.db")) as raw, raw:
+        raw.execute("CREATE TABLE ballast (b BLOB)")  # a database past the limit
+        raw.execute("INSERT INTO ballast VALUES (zeroblob(1048576))")
+    target = tmp_path / "backup.db"
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        'ulimit -f 256 && exec "$0" -m bot backup "$1"',  # 256 KiB a file at most
+        sys.executable,
+        str(target),
+        env={
+            **child_environment(),
+            "VEIL_BOT_TOKEN": TOKEN,
+            "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
+            "VEIL_DATA_DIR": str(data),
+        },
+        cwd=REPO,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 1, err.decode()
+    (line,) = err.decode().strip().splitlines()
+    assert line.startswith(f"veil: backup of {data / 'veil.db'} failed: ")
+    assert "file size limit" in line
+    assert "262144 bytes" in line
+    assert "ulimit -f" in line
+    assert not target.exists()
+    assert not target.with_name(target.name + ".partial").exists()
+
+
+async def test_a_wal_without_its_shm_on_a_read_only_disk_is_named_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    # A bot that was writing when its disk went read-only, and whose -shm is gone (a copy of
+    # the folder that left it out): SQLite cannot read the -wal there, and said only "unable
+    # to open database file".
+    written = tmp_path / "written"
+    written.mkdir()
+    with contextlib.closing(sqlite3.connect(written / "veil.db")) as raw:
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute("PRAGMA wal_autocheckpoint = 0")
+        with raw:
+            raw.execute("CREATE TABLE t (x)")
+            raw.execute("INSERT INTO t VALUES (1)")
+        data = tmp_path / "data"
+        data.mkdir()
+        for name in ("veil.db", "veil.db-wal"):  # as the disk holds them: no -shm
+            (data / name).write_bytes((written / name).read_bytes())
+    target = tmp_path / "copy" / "backup.db"
+    target.parent.mkdir()
+    result = await asyncio.to_thread(backup_read_only, data, target)
+    if result is None:
+        pytest.skip("needs unshare (util-linux)")
+    if result.returncode == 97 or "unshare:" in result.stderr:
+        pytest.skip("needs a mount namespace of its own (root, or CAP_SYS_ADMIN)")
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: backup of {data / 'veil.db'} failed: ")
+    assert f"{data / 'veil.db-wal'}" in line
+    assert "without its -shm" in line
+    assert "writable disk" in line
+    assert not target.exists()
+
+
+# The disk read-only here, but not for a bot writing the same folder through another mount:
+# the database was read as immutable, as it stood, and a write meanwhile could make the copy
+# inconsistent, said nothing. Here the write comes through a writable mount of the same folder
+# as the copy opens the database.
+_WRITTEN_BESIDE_BACKUP = """
+mount --bind "$DATA" "$RW" || exit 97
+mount -o bind,ro "$DATA" "$DATA" || exit 97
+exec "$PYTHON" -c "$WRAPPER"
+"""
+_WRITE_BESIDE = """
+import os, runpy, sqlite3, sys
+
+def write_beside(event, args):
+    if event == "sqlite3.connect" and "immutable=1" in str(args[0]) and not written:
+        written.append(True)
+        db = sqlite3.connect(os.path.join(os.environ["RW"], "veil.db"))
+        with db:
+            db.execute("CREATE TABLE written_beside (x)")
+        db.close()
+
+written = []
+sys.addaudithook(write_beside)
+sys.argv = ["bot", "backup", os.environ["TARGET"]]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+async def test_a_write_through_another_mount_during_a_read_only_backup_is_told(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+    rw = tmp_path / "rw"
+    rw.mkdir()
+    target = tmp_path / "copy" / "backup.db"
+    target.parent.mkdir()
+
+    def run() -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(  # noqa: S603 -- unshare, this interpreter, this project
+                ["unshare", "--mount", "sh", "-c", _WRITTEN_BESIDE_BACKUP],  # noqa: S607
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={
+                    **child_environment(),
+                    "DATA": str(data),
+                    "RW": str(rw),
+                    "TARGET": str(target),
+                    "PYTHON": sys.executable,
+                    "WRAPPER": _WRITE_BESIDE,
+                    "VEIL_BOT_TOKEN": TOKEN,
+                    "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
+                    "VEIL_DATA_DIR": str(data),
+                },
+                timeout=60,
+                check=False,
+            )
+        except FileNotFoundError:
+            return None
+
+    result = await asyncio.to_thread(run)
+    if result is None:
+        pytest.skip("needs unshare (util-linux)")
+    if result.returncode == 97 or "unshare:" in result.stderr:
+        pytest.skip("needs a mount namespace of its own (root, or CAP_SYS_ADMIN)")
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"veil: backup of {data / 'veil.db'} failed: ")
+    assert "changed while it was read" in line
+    assert "another mount" in line
+    assert not target.exists()

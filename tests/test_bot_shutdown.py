@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
+from bot.shutdown import Stopping
 from models import MasterKey, Store
 from tests.books import grant
 from tests.botstack import WEBHOOK_SECRET, process_stack
@@ -277,3 +280,76 @@ async def test_a_webhook_post_still_sending_its_body_is_cut_at_the_stop(tmp_path
     assert code == 0
     assert not answered.startswith(b"HTTP/1.1 200")
     assert bot.output.index("webhook.cut_by_stop") < bot.output.index("bot.stopped")
+
+
+async def test_the_stop_ends_well_when_nobody_reads_the_log_any_more(tmp_path: Path) -> None:
+    # The launcher reading the bot's stderr was killed (SIGKILL): the pipe is broken, and the
+    # stop's first line (bot.stopping, in the signal's handler) raised BrokenPipeError.
+    data = tmp_path / "data"
+    data.mkdir()
+    await grant_credit(data)
+    async with bot_process(tmp_path, grace="30") as (bot, telegram, _):
+        telegram.send_text(USER, PROMPT)
+        await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
+        await bot.deafen()
+        bot.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            code = await bot.process.wait()
+    assert code == 0
+    (final,) = telegram.sent_messages(USER)
+    assert final["text"] == ANSWER
+    (hold,) = closed_holds(data)
+    assert (hold["outcome"], hold["receipt_status"]) == ("settled", "complete")
+    assert hold["charged"] > 0
+    assert await stored_texts(data) == [PROMPT, ANSWER]
+
+
+async def test_a_third_signal_before_the_grace_is_told_as_already_stopping() -> None:
+    # While the webhook's listener cuts its requests, the first signal stops and the second
+    # cuts the grace short; a third logged bot.stop_hurried again, as if it had done something.
+    stopping = Stopping()
+    with capture_logs() as logs:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+            stopping.signalled(signum)
+    assert stopping.stop.is_set()
+    assert stopping.hurry.is_set()
+    assert [(line["event"], line["signal"]) for line in logs] == [
+        ("bot.stopping", "SIGTERM"),
+        ("bot.stop_hurried", "SIGINT"),
+        ("bot.already_stopping", "SIGTERM"),
+    ]
+
+
+# Python's own handlers until the bot took the signals (in its event loop): a SIGTERM while
+# it was still starting (aiogram loading, the database claimed) ended it with no line at all
+# (killed by the signal, exit -15), a SIGINT with KeyboardInterrupt's traceback in plain text.
+_SIGNALLED_WHILE_STARTING = """
+import os, runpy, signal, sys
+
+def signal_on_import(event, args):
+    if event == "import" and args[0] == "aiogram" and not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGNAME)
+
+sent = []
+sys.addaudithook(signal_on_import)
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+async def test_a_signal_while_the_bot_starts_stops_it_in_one_line(
+    tmp_path: Path, signame: str
+) -> None:
+    async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
+        script = _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame)
+        bot = await ManagedProcess.start("-c", script, env=stack.env)
+        try:
+            code = await bot.wait()  # the signal it sends itself stops it
+        finally:
+            await bot.stop()
+        assert code == 0, bot.output
+        (line,) = [json.loads(line) for line in bot.lines]
+        assert (line["event"], line["signal"]) == ("bot.stopped_before_start", signame)
+        assert stack.telegram.calls == []  # nothing was served

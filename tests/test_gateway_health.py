@@ -332,3 +332,25 @@ async def test_a_model_list_of_odd_ids_alone_is_looked_at_again_after_the_retry(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_model_server_listing_only_odd_ids_is_told_by_health_and_the_log(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    """Nothing servable listed: /health 503 naming it, and an error line saying so.
+
+    The bundle then lists no model, which bots read as "not heard from its model server
+    yet", and every request gets 503 no_models; /health stayed 200 and the only line was a
+    warning about the odd ids, not that the gateway serves nothing.
+    """
+    with structlog.testing.capture_logs() as logs:
+        async with (
+            FakeVLLM(models=("x" * (MAX_MODEL_NAME + 1), "")) as fake,
+            run_gateway(fake.url, clock=clock) as running,
+        ):
+            assert await health(http, running) == (503, "no servable model")
+            fake.models = ("veil-test",)  # the model server's own list comes right
+            assert await health(http, running) == (200, "ok")
+    (told,) = [line for line in logs if line["event"] == "gateway.models_left_out"]
+    assert told["log_level"] == "error"
+    assert told["servable"] == 0

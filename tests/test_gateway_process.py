@@ -251,14 +251,28 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
 # EINVAL) closes the listener for good and reports nothing: the gateway ran on, reachable by
 # no one, and exited only when stopped, 0. Here the listening socket is shut down from inside
 # the process (a thread of this wrapper, once the test writes the port to ``CUT``): the next
-# accept() fails with EINVAL, and it is no listener from then on.
+# accept() fails with EINVAL, and it is no listener from then on. With ``CLOSE`` set, on
+# asyncio's loop, the server's own socket object is closed instead (its descriptor then -1),
+# as uvloop's silent close leaves its socket, which a test could not bring about.
 _LISTENER_CUT = """
-import os, pathlib, runpy, socket, sys, threading, time
+import gc, os, pathlib, runpy, socket, sys, threading, time
 
 def cut_the_listener(signal_file):
     while not signal_file.exists() or not signal_file.read_text():
         time.sleep(0.05)
     port = int(signal_file.read_text())
+    if os.environ.get("CLOSE"):
+        gc.unfreeze()  # start-up's objects, the server's socket among them, set aside
+        found = [o for o in gc.get_objects() if isinstance(o, socket.socket)]
+        gc.freeze()
+        for sock in found:
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                if listening and sock.getsockname()[1] == port:
+                    sock.close()
+            except OSError:
+                pass
+        return
     for name in os.listdir("/proc/self/fd"):
         try:
             sock = socket.socket(fileno=os.dup(int(name)))
@@ -320,6 +334,78 @@ async def test_a_listener_closed_under_the_gateway_stops_it_with_one_line(
         started[url],
     )
     assert gateway.output.index("gateway.listener_closed") < gateway.output.index("gateway.stopped")
+
+
+# On asyncio's loop the same cut listener stays in the selector, readable, and every accept()
+# fails (EINVAL): asyncio reported each failure, ~20,000 log lines in the 5 s before the check
+# stopped the gateway. One line a while now, with the count of those left out.
+async def test_a_cut_listener_on_asyncios_loop_is_told_in_a_few_lines(tmp_path: Path) -> None:
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    cut = tmp_path / "cut"
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            _LISTENER_CUT,
+            env={
+                "CUT": str(cut),
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_GATEWAY_LOOP": "asyncio",
+            },
+        )
+        try:
+            await gateway.wait_for_line("gateway.started")
+            started = gateway.json_event("gateway.started")
+            assert started["loop"] == "asyncio"
+            await asyncio.to_thread(cut.write_text, str(URL(str(started["url"])).port))
+            async with asyncio.timeout(60):
+                code = await gateway.process.wait()
+        finally:
+            await gateway.stop()
+    assert code == 1
+    assert gateway.json_event("gateway.listener_closed")["listener"] == "public"
+    accepts = [line for line in gateway.lines if "accept" in line]
+    assert 1 <= len(accepts) <= 3, f"{len(accepts)} lines: {accepts[:3]}"
+    told = gateway.json_event("gateway.accept_failed")
+    assert told["errno"] == errno.EINVAL
+
+
+async def test_a_listener_whose_socket_is_closed_stops_the_gateway(tmp_path: Path) -> None:
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    cut = tmp_path / "cut"
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            _LISTENER_CUT,
+            env={
+                "CUT": str(cut),
+                "CLOSE": "1",
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_GATEWAY_LOOP": "asyncio",
+            },
+        )
+        try:
+            await gateway.wait_for_line("gateway.started")
+            started = gateway.json_event("gateway.started")
+            await asyncio.to_thread(cut.write_text, str(URL(str(started["url"])).port))
+            async with asyncio.timeout(60):
+                code = await gateway.process.wait()
+        finally:
+            await gateway.stop()
+    assert code == 1
+    closed = gateway.json_event("gateway.listener_closed")
+    assert (closed["listener"], closed["url"]) == ("public", started["url"])
 
 
 # The gateway where uvloop cannot be imported (Windows, say, where it does not build).

@@ -487,7 +487,14 @@ runpy.run_module("PART", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize(
-    ("part", "imported"), [("bot", "bot.settings"), ("gateway", "gateway.clients")]
+    ("part", "imported"),
+    [
+        ("bot", "bot.settings"),
+        ("gateway", "gateway.clients"),
+        # While ``common.logs`` itself loads, before its capture is there to call.
+        ("bot", "structlog"),
+        ("gateway", "pydantic"),
+    ],
 )
 def test_a_warning_while_the_entry_point_is_imported_is_a_json_line(
     tmp_path: Path, part: str, imported: str
@@ -532,3 +539,36 @@ def test_an_unreadable_env_file_line_is_a_json_line(tmp_path: Path) -> None:
     (warned,) = logged
     assert (warned["level"], warned["logger"]) == ("warning", "dotenv.main")
     assert "line 2" in warned["event"]
+
+
+# A file size limit (``ulimit -f``) below the database's size: every write SQLite makes past it
+# fails with EFBIG, which SQLite reports as "disk I/O error" (SQLITE_IOERR_WRITE). The user was
+# told politely, but the operator's line, and the bot's last line at its stop, named no cause.
+_LIMITED = """
+import os, resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (49152, resource.RLIM_INFINITY))
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+async def test_a_database_past_the_file_size_limit_names_the_limit(tmp_path: Path) -> None:
+    async with process_stack(tmp_path / "data") as stack:
+        first = await ManagedProcess.start("-m", "bot", env=stack.env)
+        await first.wait_for_line("bot.started")  # the database made, past 48 KiB
+        assert await first.stop(within=60) == 0
+        bot = await ManagedProcess.start("-c", _LIMITED, env=stack.env)
+        try:
+            await bot.wait_for_line("bot.started")
+            stack.telegram.send_text(9001, "hello")
+            await bot.wait_for_line("storage.failed")
+        finally:
+            code = await bot.stop(within=60)
+    notice = str(stack.telegram.sent_messages(9001)[-1]["text"])
+    assert "could not be read" in notice  # the balance's notice, or the history's
+    failed = bot.json_event("storage.failed")
+    assert failed["code"] == "SQLITE_IOERR_WRITE"
+    assert failed["file_size_limit"] == 49152
+    assert code == 2  # the stop's checkpoint failed too, and its line names the limit
+    assert bot.lines[-1].startswith("veil: setting VEIL_DATA_DIR: ")
+    assert bot.lines[-1].endswith("(this process's file size limit, ulimit -f, is 49152 bytes)")
