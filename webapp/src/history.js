@@ -5,6 +5,9 @@
 // The bot never sees either. Where the Telegram app has no SecureStorage (older apps, desktop
 // and web clients), nothing is written anywhere: the history lasts as long as the page is open,
 // and the page says so. /forget (the page's Forget button) clears the key and the ciphertext.
+// Every page of the user on the device shares both: each read, change and write of them is
+// done under one Web Lock (``exclusive``), so that two pages never write over each other's
+// exchange, nor a page's write bring back a history another page is forgetting.
 // The same secret also makes the conversation's cache salt, so the model server's prefix cache
 // cannot be probed across users.
 
@@ -51,8 +54,25 @@ export class History {
     this.turns = [];
   }
 
+  /**
+   * Run ``work`` while no other page of this user on the device reads or writes the history.
+   * Each of open, reload, add and forget awaits the keychain and the cipher between its read
+   * and its write: without the lock, two pages keeping an exchange at once each wrote its own
+   * over the other's, and a page keeping one while another forgot wrote the erased history
+   * back under the key being destroyed. A browser without Web Locks (none that runs Telegram
+   * today) goes without: as before, the last write wins.
+   */
+  exclusive(work) {
+    const locks = globalThis.navigator?.locks;
+    return locks ? locks.request(this.slot, () => work()) : work();
+  }
+
   /** Load the key (made on first use) and the turns; false when nothing can be kept. */
-  async open() {
+  open() {
+    return this.exclusive(() => this.load());
+  }
+
+  async load() {
     if (this.secure && this.secure.available) {
       try {
         if (this.forgetPending) {
@@ -113,7 +133,11 @@ export class History {
    * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
    * under it, on any page, until it is gone.
    */
-  async reload() {
+  reload() {
+    return this.exclusive(() => this.takeIn());
+  }
+
+  async takeIn() {
     if (!this.persistent || !this.local) return true;
     if (!this.forgetPending) {
       const stored = this.local.getItem(this.slot);
@@ -135,7 +159,7 @@ export class History {
     this.turns = [];
     this.key = null;
     this.persistent = false;
-    await this.open();
+    await this.load();
     return false;
   }
 
@@ -143,11 +167,13 @@ export class History {
    * Keep an exchange; false when the device's storage has no room even for it alone. An
    * exchange asked before Forget on another page belongs to the erased history: not kept.
    */
-  async add(question, answer) {
-    if (!(await this.reload())) return true;
-    this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-    this.turns = this.turns.slice(-MAX_TURNS);
-    return this.save();
+  add(question, answer) {
+    return this.exclusive(async () => {
+      if (!(await this.takeIn())) return true;
+      this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
+      this.turns = this.turns.slice(-MAX_TURNS);
+      return this.save();
+    });
   }
 
   /**
@@ -176,7 +202,11 @@ export class History {
    * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
    * every page of the device, and the next one opened, tries the removal again first.
    */
-  async forget() {
+  forget() {
+    return this.exclusive(() => this.erase());
+  }
+
+  async erase() {
     this.turns = [];
     if (this.local) this.local.removeItem(this.slot);
     let destroyed = true;
@@ -194,7 +224,7 @@ export class History {
       this.key = randomBytes(32);
       return false;
     }
-    await this.open(); // a new key from now on
+    await this.load(); // a new key from now on
     return true;
   }
 }

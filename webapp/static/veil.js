@@ -5928,8 +5928,23 @@
       this.persistent = false;
       this.turns = [];
     }
+    /**
+     * Run ``work`` while no other page of this user on the device reads or writes the history.
+     * Each of open, reload, add and forget awaits the keychain and the cipher between its read
+     * and its write: without the lock, two pages keeping an exchange at once each wrote its own
+     * over the other's, and a page keeping one while another forgot wrote the erased history
+     * back under the key being destroyed. A browser without Web Locks (none that runs Telegram
+     * today) goes without: as before, the last write wins.
+     */
+    exclusive(work) {
+      const locks = globalThis.navigator?.locks;
+      return locks ? locks.request(this.slot, () => work()) : work();
+    }
     /** Load the key (made on first use) and the turns; false when nothing can be kept. */
-    async open() {
+    open() {
+      return this.exclusive(() => this.load());
+    }
+    async load() {
       if (this.secure && this.secure.available) {
         try {
           if (this.forgetPending) {
@@ -5985,7 +6000,10 @@
      * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
      * under it, on any page, until it is gone.
      */
-    async reload() {
+    reload() {
+      return this.exclusive(() => this.takeIn());
+    }
+    async takeIn() {
       if (!this.persistent || !this.local) return true;
       if (!this.forgetPending) {
         const stored = this.local.getItem(this.slot);
@@ -6006,18 +6024,20 @@
       this.turns = [];
       this.key = null;
       this.persistent = false;
-      await this.open();
+      await this.load();
       return false;
     }
     /**
      * Keep an exchange; false when the device's storage has no room even for it alone. An
      * exchange asked before Forget on another page belongs to the erased history: not kept.
      */
-    async add(question, answer) {
-      if (!await this.reload()) return true;
-      this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-      this.turns = this.turns.slice(-MAX_TURNS);
-      return this.save();
+    add(question, answer) {
+      return this.exclusive(async () => {
+        if (!await this.takeIn()) return true;
+        this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
+        this.turns = this.turns.slice(-MAX_TURNS);
+        return this.save();
+      });
     }
     /**
      * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
@@ -6044,7 +6064,10 @@
      * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
      * every page of the device, and the next one opened, tries the removal again first.
      */
-    async forget() {
+    forget() {
+      return this.exclusive(() => this.erase());
+    }
+    async erase() {
       this.turns = [];
       if (this.local) this.local.removeItem(this.slot);
       let destroyed = true;
@@ -6062,7 +6085,7 @@
         this.key = randomBytes3(32);
         return false;
       }
-      await this.open();
+      await this.load();
       return true;
     }
   };
