@@ -1714,6 +1714,33 @@ async def test_an_answer_cut_at_the_time_limit_is_told_as_the_time_limit(
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
 
 
+# The page's monotonic clock stands still (as a phone's may while the app sleeps in the
+# background): only what the bot says can tell the page why its answer ended.
+FROZEN_PAGE_CLOCK = "performance.now = () => 1000;"
+
+
+async def test_an_answer_cut_at_the_time_limit_is_told_so_whatever_the_pages_clock_says(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page told an answer cut at the bot's limit for one answer by its own clock: the time
+    # since it sent the question. A page whose clock had not run that long (a phone asleep in
+    # between) said the answer was cut off on the way, blaming the network for the bot's limit.
+    async with webapp_stack(
+        tmp_path, answer=SLOW_ANSWER, token_delay=0.2, max_answer_seconds=1.0
+    ) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", Keychain().answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + FROZEN_PAGE_CLOCK)
+        page = await context.new_page()
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "TimeLimit"
+        assert await page.input_value("#question") == QUESTION
+        await context.close()
+
+
 async def test_an_answer_cut_at_the_time_limit_before_its_text_does_not_say_a_part_was_kept(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -5799,13 +5799,22 @@
       this.seq = 0;
       this.buffer = new Uint8Array(0);
       this.finished = false;
+      this.timeLimit = false;
     }
     async feed(data) {
-      if (this.finished && data.length) throw new SealedError("TrailingData", "bytes after the final chunk");
+      if ((this.finished || this.timeLimit) && data.length) {
+        throw new SealedError("TrailingData", "bytes after the final chunk");
+      }
       this.buffer = concat2(this.buffer, data);
       const records = [];
       while (this.buffer.length >= 4) {
         const length = new DataView(this.buffer.buffer, this.buffer.byteOffset).getUint32(0);
+        if (length === 0 && !this.finished) {
+          this.timeLimit = true;
+          if (this.buffer.length > 4) throw new SealedError("TrailingData", "bytes after the mark");
+          this.buffer = new Uint8Array(0);
+          break;
+        }
         if (length < MIN_CHUNK || length > MAX_CHUNK) throw malformed("chunk length out of range");
         if (this.buffer.length < 4 + length) break;
         const body = this.buffer.slice(4, 4 + length);
@@ -5818,7 +5827,9 @@
       return records;
     }
     close() {
-      if (!this.finished) throw new SealedError("StreamTruncated", "stream ended before its final chunk");
+      if (this.finished) return;
+      if (this.timeLimit) throw new SealedError("TimeLimit", "cut at the bot's time limit");
+      throw new SealedError("StreamTruncated", "stream ended before its final chunk");
     }
     async decrypt(seq, ciphertext, head) {
       try {
@@ -7170,7 +7181,6 @@
       });
       if (this.running.stopRequested) throw new Unsent("stopped before sending");
       Object.assign(this.running, { requestId, responseKey });
-      const sentAt = performance.now();
       const response = await this.api("api/relay", {
         method: "POST",
         body,
@@ -7217,24 +7227,10 @@
         throw error;
       }
       show(tags.end());
-      try {
-        opener.close();
-      } catch (error) {
-        throw this.timedOut(error, sentAt) ? new SealedError("TimeLimit", "cut at the time limit") : error;
-      }
+      opener.close();
       if (final.receipt === null) throw new SealedError("ReceiptInvalid", "no receipt");
       verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);
       return final;
-    }
-    /**
-     * Whether ``error`` is the bot cutting the answer at its time limit for one answer: the bot
-     * ended the stream itself (whole, no connection broken) before the final record, and the
-     * limit has passed since the question was sent. Its clock starts later than this page's,
-     * once the model server has begun the answer, so an answer it cut for time is always told so.
-     */
-    timedOut(error, sentAt) {
-      const limit = this.account?.max_answer_seconds;
-      return error instanceof SealedError && error.kind === "StreamTruncated" && Number.isFinite(limit) && performance.now() - sentAt >= limit * 1e3;
     }
     async stop(running = this.running) {
       if (!running) return;
