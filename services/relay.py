@@ -418,7 +418,7 @@ class RelayService:
                     framer.close()
                 self._pool.succeeded(gateway)
             except TimeoutError:
-                answer.reason = answer.reason or "time_limit"
+                answer.reason = answer.reason or answer.timed_out
             except (SealedError, aiohttp.ClientError) as exc:
                 if not answer.reason:  # (not cut by the bot: the gateway's stream broke)
                     answer.reason = type(exc).__name__

@@ -111,6 +111,7 @@ class RelayedAnswer:
     _posting: asyncio.Future[aiohttp.ClientResponse] | None = None  # the request to the gateway
     _given_up: bool = False  # a stop's grace ended before the request was sent: send none
     _stream_over: bool = False  # the gateway's stream has ended (whole or cut)
+    _graced: bool = False  # a stop's grace, not the time limit, is when the stream ends
     _page: asyncio.BaseTransport | None = None  # the connection the page asked on
     _settled: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is settled
 
@@ -233,6 +234,17 @@ class RelayedAnswer:
     def limit(self, seconds: float) -> None:
         """End the stream within ``seconds`` from now (a stop's grace); nothing once it ended."""
         if self._scope is not None:
-            loop = asyncio.get_running_loop()
+            grace = asyncio.get_running_loop().time() + seconds
             deadline = self._scope.when()
-            self._scope.reschedule(min(deadline or float("inf"), loop.time() + seconds))
+            if deadline is None or grace < deadline:
+                self._scope.reschedule(grace)
+                self._graced = True
+
+    @property
+    def timed_out(self) -> str:
+        """Why the stream's time ran out: ``stop_grace`` (a stop's), else ``time_limit``.
+
+        The bot's limit for one answer is the page's to be told (``TIME_LIMIT_MARK``); a stop
+        whose stream did not end within its grace is a stop, not that limit.
+        """
+        return "stop_grace" if self._graced else "time_limit"
