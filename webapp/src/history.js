@@ -17,6 +17,8 @@ import { b64d, b64e, concat, fromUtf8, randomBytes, sha256Hex, utf8 } from "./pr
 const KEY_NAME = "veil_history_key";
 const AAD = utf8("veil/history/v1");
 const MAX_TURNS = 200;
+const CHANGED = "changed"; // save(): another page wrote the history since it was read
+const ADD_TRIES = 3; // reads and writes of one exchange while other pages keep writing
 
 function context(key) {
   return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
@@ -52,6 +54,7 @@ export class History {
     this.key = null;
     this.persistent = false;
     this.turns = [];
+    this.read = null; // the stored history last read (``save`` writes over nothing else)
   }
 
   /**
@@ -59,8 +62,8 @@ export class History {
    * Each of open, reload, add and forget awaits the keychain and the cipher between its read
    * and its write: without the lock, two pages keeping an exchange at once each wrote its own
    * over the other's, and a page keeping one while another forgot wrote the erased history
-   * back under the key being destroyed. A browser without Web Locks (none that runs Telegram
-   * today) goes without: as before, the last write wins.
+   * back under the key being destroyed. A webview without Web Locks (iOS before 15.4) goes
+   * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
    */
   exclusive(work) {
     const locks = globalThis.navigator?.locks;
@@ -141,6 +144,7 @@ export class History {
     if (!this.persistent || !this.local) return true;
     if (!this.forgetPending) {
       const stored = this.local.getItem(this.slot);
+      this.read = stored; // what ``save`` writes over: anything else is another page's since
       if (stored) {
         try {
           this.turns = await openHistory(this.key, stored);
@@ -169,22 +173,30 @@ export class History {
    */
   add(question, answer) {
     return this.exclusive(async () => {
-      if (!(await this.takeIn())) return true;
-      this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-      this.turns = this.turns.slice(-MAX_TURNS);
-      return this.save();
+      for (let tries = 1; ; tries += 1) {
+        if (!(await this.takeIn())) return true;
+        this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
+        this.turns = this.turns.slice(-MAX_TURNS);
+        // Without Web Locks another page may have written since this one read: read it in
+        // again rather than write over its exchange (with them, none has).
+        const saved = await this.save(tries < ADD_TRIES);
+        if (saved !== CHANGED) return saved;
+      }
     });
   }
 
   /**
    * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
    * never the newest: false (the stored history left as it was) if even that does not fit.
+   * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
+   * last read (another page's write since).
    */
-  async save() {
+  async save(careful = false) {
     if (!this.persistent || !this.local) return true;
     let turns = this.turns;
     for (;;) {
       const sealed = await sealHistory(this.key, turns);
+      if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
       try {
         this.local.setItem(this.slot, sealed);
         this.turns = turns;

@@ -5909,6 +5909,8 @@
   var KEY_NAME = "veil_history_key";
   var AAD = utf8("veil/history/v1");
   var MAX_TURNS = 200;
+  var CHANGED = "changed";
+  var ADD_TRIES = 3;
   function context(key) {
     return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
   }
@@ -5938,14 +5940,15 @@
       this.key = null;
       this.persistent = false;
       this.turns = [];
+      this.read = null;
     }
     /**
      * Run ``work`` while no other page of this user on the device reads or writes the history.
      * Each of open, reload, add and forget awaits the keychain and the cipher between its read
      * and its write: without the lock, two pages keeping an exchange at once each wrote its own
      * over the other's, and a page keeping one while another forgot wrote the erased history
-     * back under the key being destroyed. A browser without Web Locks (none that runs Telegram
-     * today) goes without: as before, the last write wins.
+     * back under the key being destroyed. A webview without Web Locks (iOS before 15.4) goes
+     * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
      */
     exclusive(work) {
       const locks = globalThis.navigator?.locks;
@@ -6018,6 +6021,7 @@
       if (!this.persistent || !this.local) return true;
       if (!this.forgetPending) {
         const stored = this.local.getItem(this.slot);
+        this.read = stored;
         if (stored) {
           try {
             this.turns = await openHistory(this.key, stored);
@@ -6044,21 +6048,27 @@
      */
     add(question, answer) {
       return this.exclusive(async () => {
-        if (!await this.takeIn()) return true;
-        this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-        this.turns = this.turns.slice(-MAX_TURNS);
-        return this.save();
+        for (let tries = 1; ; tries += 1) {
+          if (!await this.takeIn()) return true;
+          this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
+          this.turns = this.turns.slice(-MAX_TURNS);
+          const saved = await this.save(tries < ADD_TRIES);
+          if (saved !== CHANGED) return saved;
+        }
       });
     }
     /**
      * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
      * never the newest: false (the stored history left as it was) if even that does not fit.
+     * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
+     * last read (another page's write since).
      */
-    async save() {
+    async save(careful = false) {
       if (!this.persistent || !this.local) return true;
       let turns = this.turns;
       for (; ; ) {
         const sealed = await sealHistory(this.key, turns);
+        if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
         try {
           this.local.setItem(this.slot, sealed);
           this.turns = turns;
