@@ -6,11 +6,12 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 - ``GET PREFIX veil.js``: the page's one script, the committed bundle (``webapp/``)
 - ``GET PREFIX api/account``: balance, free tokens, models, and the limits the page fits the
   history to (the bot's window limit, the answer's most and fewest tokens) and the longest an
-  answer may run (``max_answer_seconds``, so a cut at that limit is told as such)
+  answer may run (``max_answer_seconds``; a cut at it is told by ``TIME_LIMIT_MARK``)
 - ``POST PREFIX api/prepare`` ``{"model", "size"}``: the gateways' bundles (as served, for the
   page to verify against its own pinned keys) and the answer tokens the user can pay for
 - ``POST PREFIX api/relay``: the sealed bytes in, the sealed chunks out; the page declares the
-  gateway, request id, model, answer tokens and its receipt proof in ``Veil-*`` headers
+  gateway, request id, model, answer tokens and its receipt proof in ``Veil-*`` headers. An
+  answer the bot cut at its time limit ends whole with ``TIME_LIMIT_MARK`` after its chunks
 - ``POST PREFIX api/stop`` ``{"request_id", "proof"}``: the page's cancel, forwarded
 
 Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SHA256 keyed with
@@ -69,6 +70,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.webapp")
 
 SEALED_STREAM_TYPE = "application/vnd.veil.sealed-stream"
+# Written after the chunks of an answer the bot cut at ``max_answer_seconds``, so that the page
+# tells that cut by what the bot says rather than by its own clock: a length prefix of zero,
+# which no chunk has (the page reads it, ``webapp/src/protocol.js``).
+TIME_LIMIT_MARK = bytes(4)
 GATEWAY_HEADER = "Veil-Gateway"
 REQUEST_ID_HEADER = "Veil-Request-Id"
 MODEL_HEADER = "Veil-Model"
@@ -465,13 +470,14 @@ async def handle_relay(
                 await response.write(data)
         if answer.broken or answer.reason == "shutdown":
             # The gateway's stream broke, or the bot is shutting down: the page's breaks too,
-            # once what came has gone. The page tells a stream the bot ended whole, after the
-            # bot's limit for one answer has passed by its clock, as cut at that limit: it
-            # would blame the limit for this.
+            # once what came has gone, told as cut on the way (never as the bot's time limit,
+            # which the bot says with ``TIME_LIMIT_MARK``).
             if request.transport is not None:
                 request.transport.close()  # (a flush first; aiohttp's end then finds it closed)
             return response
         async with asyncio.timeout(stall):
+            if answer.reason == "time_limit":
+                await response.write(TIME_LIMIT_MARK)
             await response.write_eof()
     except TimeoutError:
         log.info("webapp.page_stalled", user_id=user.id)

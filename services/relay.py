@@ -191,7 +191,7 @@ class RelayService:
     def _ended(self, answer: RelayedAnswer) -> None:
         if self._running.get(answer.user_id) is answer:
             del self._running[answer.user_id]
-        answer._settled.set()  # noqa: SLF001 -- the service owns the answer's parts
+        answer.mark_settled()
         if not self._running:
             self._idle.set()
 
@@ -227,7 +227,7 @@ class RelayService:
         window = signed.bundle.window(ticket.model)
         prompt = prompt if window is None else min(prompt, window)
         answer = RelayedAnswer(user_id, ticket, gateway, signed, body_hash(body), new_relay_key())
-        answer._page = page  # noqa: SLF001 -- the service owns the answer's parts
+        answer.asked_on(page)
         self._running[user_id] = answer
         self._idle.clear()
         try:
@@ -247,8 +247,7 @@ class RelayService:
                 # charged from its receipt): waited for ``stop_grace`` at most, else told that
                 # it is still being settled, not that nothing was charged.
                 settling = self._settle_given_up(answer, hold)
-                task = asyncio.create_task(settling, name="veil-relay")
-                answer._task = task  # noqa: SLF001 -- the service owns the answer's parts
+                task = answer.run(settling)
                 await asyncio.wait({task}, timeout=self._stop_grace)
                 exc.settling = not task.done()
                 exc.charge = None if exc.settling else answer.charge
@@ -257,15 +256,13 @@ class RelayService:
                 await self._credit.release(hold)
                 raise
         except BaseException:
-            if answer._task is None:  # noqa: SLF001 -- (else that task ends it)
+            if not answer.started:  # (else its task ends it)
                 self._ended(answer)
             raise
-        answer._response = response  # noqa: SLF001 -- the service owns the answer's parts
+        answer.replied(response)
         if answer.reason:  # abandoned (shutdown) while the gateway was asked: hang up at once
             response.close()
-        answer._task = asyncio.create_task(  # noqa: SLF001
-            self._pump(answer, response, hold), name="veil-relay"
-        )
+        answer.run(self._pump(answer, response, hold))
         log.info(
             "relay.started",
             user_id=user_id,
@@ -291,14 +288,14 @@ class RelayService:
         answer = self._running.get(user_id)
         if answer is None:
             return
-        if not answer.reason and answer._task is None and answer._page_gone():  # noqa: SLF001
+        if not answer.reason and not answer.started and answer.page_gone():
             answer.abandon("page_gone")
-            answer._give_up()  # noqa: SLF001 -- the service owns the answer's parts
+            answer.give_up()
         if answer.reason:
             log.info("relay.waits_for_settling", user_id=user_id, cut=answer.reason)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._stop_grace):
-                    await answer._settled.wait()  # noqa: SLF001
+                    await answer.wait_settled()
             if not self._taking:  # shutdown began while it waited
                 raise InferenceUnavailable("the bot is shutting down")
         if user_id in self._running:
@@ -322,11 +319,11 @@ class RelayService:
 
         A stop whose grace ended while the hold was still being taken sends nothing at all.
         """
-        if answer._given_up:  # noqa: SLF001 -- the service owns the answer's parts
+        if answer.given_up:
             _log_stopped_before(answer, sent=False)
             raise StoppedBeforeAnswer("the answer was stopped before it was sent")
         posting = asyncio.ensure_future(self._post(answer, body))
-        answer._posting = posting  # noqa: SLF001 -- the service owns the answer's parts
+        answer.posting(posting)
         try:
             return await posting
         except asyncio.CancelledError:
@@ -389,8 +386,8 @@ class RelayService:
         ticket = answer.ticket
         try:
             receipt = None
-            if answer._posting is not None:  # noqa: SLF001 -- the question was sent
-                proof = answer._stop_proof  # noqa: SLF001 -- the service owns the answer's parts
+            if answer.sent:
+                proof = answer.stop_proof
                 if proof is not None:
                     await self._control.cancel_proven(answer.gateway, ticket.request_id, proof)
                 receipt = await self._late_receipt(answer)
@@ -410,25 +407,24 @@ class RelayService:
         try:
             try:
                 async with asyncio.timeout(self.max_answer_seconds) as scope:
-                    answer._scope = scope  # noqa: SLF001
-                    if answer._stop_proof is not None:  # noqa: SLF001 -- stopped before it began
-                        await self._cancel(answer, answer._stop_proof)  # noqa: SLF001
+                    answer.bounded_by(scope)
+                    if answer.stop_proof is not None:  # stopped before it began
+                        await self._cancel(answer, answer.stop_proof)
                     async for data in response.content.iter_any():
                         before = framer.chunks
                         ready = framer.feed(data)
                         if ready:
-                            answer._hand_on(ready, framer.chunks - before)  # noqa: SLF001
+                            answer.hand_on(ready, framer.chunks - before)
                     framer.close()
                 self._pool.succeeded(gateway)
             except TimeoutError:
-                answer.reason = answer.reason or "time_limit"
+                answer.reason = answer.reason or answer.timed_out
             except (SealedError, aiohttp.ClientError) as exc:
                 if not answer.reason:  # (not cut by the bot: the gateway's stream broke)
                     answer.reason = type(exc).__name__
                     answer.broken = True
             finally:
-                answer._scope = None  # noqa: SLF001 -- the stream is over: no grace to set now
-                answer._stream_over = True  # noqa: SLF001 -- nothing to cut (``abandon``)
+                answer.stream_ended()
                 response.close()
                 gateway.in_flight -= 1
             receipt = await self._receipt(answer, framer)
@@ -437,7 +433,7 @@ class RelayService:
             log.exception("relay.settle_failed", request_id=answer.ticket.request_id.hex())
         finally:
             self._ended(answer)
-            answer._queue.put_nowait(None)  # noqa: SLF001
+            answer.end_chunks()
 
     async def _receipt(self, answer: RelayedAnswer, framer: StreamFramer) -> SignedReceipt | None:
         """The verified receipt: the relay receipt, else the late one; None if neither."""
@@ -526,11 +522,11 @@ class RelayService:
         answer = self._running.get(user_id)
         if answer is None or answer.ticket.request_id != request_id:
             return None
-        if answer._response is None:  # noqa: SLF001 -- the gateway has no stream to stop yet
-            answer._stop_proof = proof  # noqa: SLF001 -- sent once it has (``_pump``)
+        if not answer.has_reply:  # the gateway has no stream to stop yet
+            answer.keep_stop(proof)  # sent once it has (``_pump``)
             # A gateway that has not begun the answer within the stop's grace (stalled, or a
             # proxy holding the question) is no longer waited for: nothing is charged.
-            asyncio.get_running_loop().call_later(self._stop_grace, answer._give_up)  # noqa: SLF001
+            asyncio.get_running_loop().call_later(self._stop_grace, answer.give_up)
             log.info("relay.stop_pending", user_id=user_id, request_id=request_id.hex())
             return STOPPING
         return await self._cancel(answer, proof)
@@ -549,7 +545,7 @@ class RelayService:
             answer.abandon("stop_undelivered")
             return STOPPING
         if state is not None:
-            answer._limit(self._stop_grace)  # noqa: SLF001
+            answer.limit(self._stop_grace)
             log.info(
                 "relay.stop_sent",
                 user_id=answer.user_id,
@@ -589,11 +585,7 @@ class RelayService:
             log.warning("relay.close_timed_out", answers=len(left))
         for answer in left:
             answer.abandon("shutdown")
-            task = answer._task  # noqa: SLF001 -- the service owns the answer's parts
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await answer.cancel()
 
 
 def _log_stopped_before(answer: RelayedAnswer, *, sent: bool) -> None:

@@ -7,8 +7,9 @@ the one rule about the sealed bytes themselves (``prompt_ceiling``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sealed.encoding import REQUEST_BUCKETS
 from sealed.errors import MalformedMessage
@@ -16,7 +17,7 @@ from sealed.request import HEADER_SIZE, RequestHeader, max_request_size
 from services.errors import BadRelayRequest
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Coroutine
 
     import aiohttp
 
@@ -110,6 +111,7 @@ class RelayedAnswer:
     _posting: asyncio.Future[aiohttp.ClientResponse] | None = None  # the request to the gateway
     _given_up: bool = False  # a stop's grace ended before the request was sent: send none
     _stream_over: bool = False  # the gateway's stream has ended (whole or cut)
+    _graced: bool = False  # a stop's grace, not the time limit, is when the stream ends
     _page: asyncio.BaseTransport | None = None  # the connection the page asked on
     _settled: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is settled
 
@@ -130,7 +132,84 @@ class RelayedAnswer:
         if self._response is not None:
             self._response.close()
 
-    def _give_up(self) -> None:
+    # -- the relay's side (``services.relay`` alone calls these) ---------------------------
+
+    def asked_on(self, page: asyncio.BaseTransport | None) -> None:
+        """Remember the connection the page asked on (``page_gone`` watches it)."""
+        self._page = page
+
+    def run(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` (relaying, or settling an answer given up on) as the answer's task."""
+        self._task = asyncio.create_task(work, name="veil-relay")
+        return self._task
+
+    @property
+    def started(self) -> bool:
+        """Whether a task of the relay's runs the answer (and ends it)."""
+        return self._task is not None
+
+    async def cancel(self) -> None:
+        """Cancel the answer's task, if any, and wait for it to end."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def posting(self, posting: asyncio.Future[aiohttp.ClientResponse]) -> None:
+        """The request to the gateway is on its way (``give_up`` may cancel it)."""
+        self._posting = posting
+
+    @property
+    def sent(self) -> bool:
+        """Whether the question was sent to the gateway."""
+        return self._posting is not None
+
+    @property
+    def given_up(self) -> bool:
+        """Whether a stop's grace ended before the request was sent: none is to be sent."""
+        return self._given_up
+
+    def replied(self, response: aiohttp.ClientResponse) -> None:
+        """The gateway replied: its stream is the one to hang up on."""
+        self._response = response
+
+    @property
+    def has_reply(self) -> bool:
+        """Whether the gateway has replied (a stop can be sent to its stream)."""
+        return self._response is not None
+
+    def keep_stop(self, proof: str) -> None:
+        """Keep a stop that came before the gateway replied, to send once it has."""
+        self._stop_proof = proof
+
+    @property
+    def stop_proof(self) -> str | None:
+        """The proof of a stop that came before the gateway replied, if one did."""
+        return self._stop_proof
+
+    def bounded_by(self, scope: asyncio.Timeout) -> None:
+        """The time limit the stream runs under (``limit`` may bring it closer)."""
+        self._scope = scope
+
+    def stream_ended(self) -> None:
+        """The gateway's stream is over (whole or cut): no grace to set, nothing to cut."""
+        self._scope = None
+        self._stream_over = True
+
+    def end_chunks(self) -> None:
+        """End the iteration of the chunks (once the answer is settled)."""
+        self._queue.put_nowait(None)
+
+    def mark_settled(self) -> None:
+        """The answer is settled: a question waiting for it (``wait_settled``) goes on."""
+        self._settled.set()
+
+    async def wait_settled(self) -> None:
+        """Wait until the answer is settled."""
+        await self._settled.wait()
+
+    def give_up(self) -> None:
         """Stop waiting for a gateway that has not begun the answer (a stop is pending).
 
         A request not sent yet (its hold still being taken) is then not sent at all.
@@ -143,17 +222,29 @@ class RelayedAnswer:
         else:
             self._posting.cancel()
 
-    def _page_gone(self) -> bool:
+    def page_gone(self) -> bool:
         """Whether the connection the page asked on has closed."""
         return self._page is not None and self._page.is_closing()
 
-    def _hand_on(self, data: bytes, chunks: int) -> None:
+    def hand_on(self, data: bytes, chunks: int) -> None:
+        """Queue whole chunks for the page; ``chunks`` counts them."""
         self.forwarded += chunks
         self._queue.put_nowait(data)
 
-    def _limit(self, seconds: float) -> None:
+    def limit(self, seconds: float) -> None:
         """End the stream within ``seconds`` from now (a stop's grace); nothing once it ended."""
         if self._scope is not None:
-            loop = asyncio.get_running_loop()
+            grace = asyncio.get_running_loop().time() + seconds
             deadline = self._scope.when()
-            self._scope.reschedule(min(deadline or float("inf"), loop.time() + seconds))
+            if deadline is None or grace < deadline:
+                self._scope.reschedule(grace)
+                self._graced = True
+
+    @property
+    def timed_out(self) -> str:
+        """Why the stream's time ran out: ``stop_grace`` (a stop's), else ``time_limit``.
+
+        The bot's limit for one answer is the page's to be told (``TIME_LIMIT_MARK``); a stop
+        whose stream did not end within its grace is a stop, not that limit.
+        """
+        return "stop_grace" if self._graced else "time_limit"

@@ -94,6 +94,11 @@ class Keychain:
         self.removing = asyncio.Event()
         # Set ``refuse_removal``, and a removal fails as a keychain that cannot answer does.
         self.refuse_removal = False
+        # Set ``hold_reads`` and ``reads_to_hold``, and that many reads wait for it (as a
+        # keychain slow to answer does); ``reads_waiting`` counts them.
+        self.hold_reads: asyncio.Event | None = None
+        self.reads_to_hold = 0
+        self.reads_waiting = 0
 
     async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
         """Answer one SecureStorage request event."""
@@ -111,6 +116,10 @@ class Keychain:
                 self.values[payload["key"]] = payload["value"]
             return ["secure_storage_key_saved", {"req_id": req_id}]
         if method == "web_app_secure_storage_get_key":
+            if self.hold_reads and self.reads_to_hold > 0:
+                self.reads_to_hold -= 1
+                self.reads_waiting += 1
+                await self.hold_reads.wait()
             value = self.values.get(payload["key"])
             return ["secure_storage_key_received", {"req_id": req_id, "value": value}]
         return ["secure_storage_failed", {"req_id": req_id, "error": "UNSUPPORTED"}]
@@ -137,12 +146,15 @@ async def open_page(browser: Browser, url: str, keychain: Keychain | None = None
 
 
 async def two_pages(
-    browser: Browser, stack: MiniStack, keychain: Keychain
+    browser: Browser, stack: MiniStack, keychain: Keychain, script: str = ""
 ) -> tuple[BrowserContext, Page, Page]:
-    """Two pages of one user on one device (one storage, one keychain), both opened and ready."""
+    """Two pages of one user on one device (one storage, one keychain), both opened and ready.
+
+    ``script`` runs in each before the page's own (the device's browser as it may be).
+    """
     context = await browser.new_context(viewport={"width": 420, "height": 800})
     await context.expose_function("fakeKeychain", keychain.answer)
-    await context.add_init_script(FAKE_TELEGRAM_APP)
+    await context.add_init_script(FAKE_TELEGRAM_APP + script)
     first, second = await context.new_page(), await context.new_page()
     for page in (first, second):
         await page.goto(page_url(stack.base, init_data()))
@@ -1499,6 +1511,102 @@ async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_o
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
 
 
+async def pending_locks(page: Page) -> int:
+    """How many Web Lock requests of ``page`` wait for a lock another holds."""
+    script = "navigator.locks ? navigator.locks.query().then((s) => s.pending.length) : 0"
+    return int(await page.evaluate(script))
+
+
+async def kept_or_waiting(page: Page) -> bool:
+    """Whether ``page`` has answered and kept its exchange, or waits to read the history."""
+    status = await page.get_attribute("#notice", "data-status")
+    state = await page.get_attribute("#send", "data-state")
+    return (status, state) == ("complete", "send") or await pending_locks(page) > 0
+
+
+async def written_or_waiting(page: Page) -> bool:
+    """Whether ``page`` has written the history, or waits to read it."""
+    stored = await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})")
+    return stored is not None or await pending_locks(page) > 0
+
+
+# A webview without Web Locks (iOS before 15.4, say): the pages cannot take turns with them.
+NO_WEB_LOCKS = "delete Navigator.prototype.locks;"
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+async def test_two_pages_keeping_their_answers_at_once_keep_both(
+    browser: Browser, tmp_path: Path, script: str
+) -> None:
+    # One page kept its exchange while the keychain was slow to give the key (the first of a
+    # history), and another page of the device asked and kept one meanwhile: each had read the
+    # history before the other wrote, so the first page's write held only its own exchange,
+    # and the other page's was lost from the device.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, first, second = await two_pages(browser, stack, keychain, script)
+        stack.to_bot.hold_replies = b"POST /app/api/relay"  # the answer waits on its way
+        await ask(first, QUESTION)
+        await wait_until(lambda: len(stack.vllm.requests) == 1)
+        stack.to_bot.hold_replies = None
+        keychain.hold_reads, keychain.reads_to_hold = asyncio.Event(), 1
+        stack.to_bot.replies_released.set()
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        await wait_until(lambda: keychain.reads_waiting == 1)  # keeping it, the key slow to come
+        await ask(second, "And the red one?")
+        async with asyncio.timeout(15):  # answered and kept, or waiting for the first to keep
+            while not await kept_or_waiting(second):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+        keychain.hold_reads.set()
+        await second.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        for page in (first, second):
+            await page.wait_for_selector("#send[data-state=send]", timeout=15000)
+        await second.reload()
+        await ready(second)
+        kept = await second.locator(".bubble.user").all_inner_texts()
+        await context.close()
+    # Both kept (without Web Locks the first page, finding the second's exchange written
+    # since it read, keeps its own after it).
+    assert sorted(kept) == sorted([QUESTION, "And the red one?"])
+
+
+async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_history_back(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # One page's answer ended while another page of the device was forgetting (the keychain
+    # slow to remove the key). The first page found the ciphertext gone and the key still in
+    # the keychain, so it wrote the whole erased history back, with its new exchange, under
+    # the key being destroyed; its next question sent the erased history to the model again.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, first, second = await two_pages(browser, stack, keychain)
+        await answered(first, QUESTION)
+        stack.to_bot.hold_replies = b"POST /app/api/relay"  # the answer waits on its way
+        await ask(first, "And the red one?")
+        await wait_until(lambda: len(stack.vllm.requests) == 2)
+        keychain.hold = asyncio.Event()
+        await second.click("#about-title")
+        await second.click("#forget")
+        async with asyncio.timeout(15):
+            await keychain.removing.wait()
+        stack.to_bot.replies_released.set()  # the answer ends while the key is being removed
+        await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        async with asyncio.timeout(15):  # written, or waiting for the Forget to end
+            while not await written_or_waiting(first):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+        keychain.hold.set()
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert "key is destroyed" in await second.inner_text("#notice")
+        await first.wait_for_selector("#send[data-state=send]", timeout=15000)
+        await answered(first, "And the green one?")
+        assert await first.locator(".bubble.user").all_inner_texts() == ["And the green one?"]
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble").all_inner_texts() == ["And the green one?", ANSWER]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
+
+
 async def test_a_page_open_across_a_gateway_restart_is_answered(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -1607,6 +1715,33 @@ async def test_an_answer_cut_at_the_time_limit_is_told_as_the_time_limit(
         state = await settled(stack, bytes.fromhex(rows[0][0]))
         assert state.charge is not None
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+
+
+# The page's monotonic clock stands still (as a phone's may while the app sleeps in the
+# background): only what the bot says can tell the page why its answer ended.
+FROZEN_PAGE_CLOCK = "performance.now = () => 1000;"
+
+
+async def test_an_answer_cut_at_the_time_limit_is_told_so_whatever_the_pages_clock_says(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page told an answer cut at the bot's limit for one answer by its own clock: the time
+    # since it sent the question. A page whose clock had not run that long (a phone asleep in
+    # between) said the answer was cut off on the way, blaming the network for the bot's limit.
+    async with webapp_stack(
+        tmp_path, answer=SLOW_ANSWER, token_delay=0.2, max_answer_seconds=1.0
+    ) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", Keychain().answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + FROZEN_PAGE_CLOCK)
+        page = await context.new_page()
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-error]", timeout=15000)
+        assert await page.get_attribute("#notice", "data-error") == "TimeLimit"
+        assert await page.input_value("#question") == QUESTION
+        await context.close()
 
 
 async def test_an_answer_cut_at_the_time_limit_before_its_text_does_not_say_a_part_was_kept(

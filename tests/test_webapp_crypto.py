@@ -129,6 +129,11 @@ async def test_the_bundle_reproduces_the_protocol_vectors(vectors: dict[str, Any
         "truncated": "StreamTruncated",
         "final_missing": "StreamTruncated",
         "trailing": "TrailingData",
+        # The bot's mark that it cut the answer at its time limit (handlers.webapp), and bytes
+        # after it, or a mark after the final chunk.
+        "time_limit": "TimeLimit",
+        "after_time_limit": "TrailingData",
+        "time_limit_after_final": "TrailingData",
         "receipt_other_request": "ReceiptInvalid",
         "receipt_other_model": "ReceiptInvalid",
         "receipt_other_key": "ReceiptInvalid",

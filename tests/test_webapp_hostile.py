@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from handlers.webapp import TIME_LIMIT_MARK
 from sealed.receipt import ReceiptStatus
 from services.prices import format_units
 from tests.books import inconsistent_users
@@ -32,6 +33,7 @@ from tests.miniapp import (
     init_data,
     page,
     read_stream,
+    read_to_break,
     settled,
     webapp_stack,
 )
@@ -685,3 +687,31 @@ async def test_a_stop_after_the_launch_data_aged_past_its_limit_still_stops_the_
     assert state.charge is not None
     assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     assert state.charge.completion_tokens < 400
+
+
+async def test_a_stop_whose_stream_stalls_past_its_grace_is_not_told_as_the_time_limit(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The gateway took the stop, but the rest of its stream stalled on the way back. The bot
+    # hung up once the stop's grace ended, and took that for its own limit for one answer: it
+    # logged the cut as ``time_limit`` and ended the page's stream with the time-limit mark.
+    answer = " ".join(f"word{i}" for i in range(400))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05, stop_grace=1.0) as stack:
+        mini = page(stack, http)
+        stack.to_gateway.stall_replies = b"POST /v1/sealed/chat"
+        with capture_logs() as logs:
+            try:
+                async with mini.relay(CHAT) as (response, asked):
+                    assert response.status == 200
+                    async with asyncio.timeout(15):
+                        await stack.to_gateway.replies_held.wait()
+                    assert await mini.stop(asked) == (200, {"state": "stopping"})
+                    raw = await read_to_break(response)
+            finally:
+                stack.to_gateway.replies_released.set()
+            state = await settled(stack, asked.request_id)
+        assert not raw.endswith(TIME_LIMIT_MARK)
+        assert state.charge is not None
+        assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
+    cut = next(e["cut"] for e in logs if e["event"] == "relay.settled")
+    assert cut == "stop_grace"

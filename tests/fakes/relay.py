@@ -154,6 +154,10 @@ class RecordingProxy(_TcpRelay):
         self.hold_replies: bytes | None = None
         self.replies_held = asyncio.Event()  # set once a reply waits
         self.replies_released = asyncio.Event()
+        # Set ``stall_replies`` likewise, and such a reply's first piece passes (its head, so
+        # the stream has begun), the rest waits until ``replies_released``: a stream that
+        # stalls on its way back (``replies_held`` is set once it does).
+        self.stall_replies: bytes | None = None
 
     @property
     def captured(self) -> bytes:
@@ -164,9 +168,16 @@ class RecordingProxy(_TcpRelay):
         connection = _CONNECTION.get()
         if upstream and self.hold_replies is not None and data.startswith(self.hold_replies):
             connection["replies_held"] = True
+        if upstream and self.stall_replies is not None and data.startswith(self.stall_replies):
+            connection["stalls"] = True
         if not upstream and connection.get("replies_held"):
             self.replies_held.set()
             await self.replies_released.wait()
+        if not upstream and connection.get("stalls"):
+            if connection.get("begun"):
+                self.replies_held.set()
+                await self.replies_released.wait()
+            connection["begun"] = True
         if upstream:
             await self.open.wait()
             if writer in self._held or (self.hold is not None and data.startswith(self.hold)):

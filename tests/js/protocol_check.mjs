@@ -122,6 +122,12 @@ async function vectors() {
       truncated: await kindOf(() => openAll(responseKey, stream.subarray(0, stream.length - 1))),
       final_missing: await kindOf(() => openAll(responseKey, P.concat(chunk0, chunk1))),
       trailing: await kindOf(() => openAll(responseKey, P.concat(stream, new Uint8Array(1)))),
+      // The bot's mark of an answer it cut at its time limit: four zero bytes after whole chunks.
+      time_limit: await kindOf(() => openAll(responseKey, P.concat(chunk0, chunk1, new Uint8Array(4)), 7)),
+      after_time_limit: await kindOf(() =>
+        openAll(responseKey, P.concat(chunk0, new Uint8Array(4), chunk1)),
+      ),
+      time_limit_after_final: await kindOf(() => openAll(responseKey, P.concat(stream, new Uint8Array(4)))),
       receipt_other_request: await kindOf(() =>
         P.verifyReceipt(final.receipt, verified.bundle.receiptKey, wrongRequest, inputs.chat.model),
       ),

@@ -5,6 +5,9 @@
 // The bot never sees either. Where the Telegram app has no SecureStorage (older apps, desktop
 // and web clients), nothing is written anywhere: the history lasts as long as the page is open,
 // and the page says so. /forget (the page's Forget button) clears the key and the ciphertext.
+// Every page of the user on the device shares both: each read, change and write of them is
+// done under one Web Lock (``exclusive``), so that two pages never write over each other's
+// exchange, nor a page's write bring back a history another page is forgetting.
 // The same secret also makes the conversation's cache salt, so the model server's prefix cache
 // cannot be probed across users.
 
@@ -14,6 +17,8 @@ import { b64d, b64e, concat, fromUtf8, randomBytes, sha256Hex, utf8 } from "./pr
 const KEY_NAME = "veil_history_key";
 const AAD = utf8("veil/history/v1");
 const MAX_TURNS = 200;
+const CHANGED = "changed"; // save(): another page wrote the history since it was read
+const ADD_TRIES = 3; // reads and writes of one exchange while other pages keep writing
 
 function context(key) {
   return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
@@ -49,10 +54,28 @@ export class History {
     this.key = null;
     this.persistent = false;
     this.turns = [];
+    this.read = null; // the stored history last read (``save`` writes over nothing else)
+  }
+
+  /**
+   * Run ``work`` while no other page of this user on the device reads or writes the history.
+   * Each of open, reload, add and forget awaits the keychain and the cipher between its read
+   * and its write: without the lock, two pages keeping an exchange at once each wrote its own
+   * over the other's, and a page keeping one while another forgot wrote the erased history
+   * back under the key being destroyed. A webview without Web Locks (iOS before 15.4) goes
+   * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
+   */
+  exclusive(work) {
+    const locks = globalThis.navigator?.locks;
+    return locks ? locks.request(this.slot, () => work()) : work();
   }
 
   /** Load the key (made on first use) and the turns; false when nothing can be kept. */
-  async open() {
+  open() {
+    return this.exclusive(() => this.load());
+  }
+
+  async load() {
     if (this.secure && this.secure.available) {
       try {
         if (this.forgetPending) {
@@ -113,10 +136,15 @@ export class History {
    * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
    * under it, on any page, until it is gone.
    */
-  async reload() {
+  reload() {
+    return this.exclusive(() => this.takeIn());
+  }
+
+  async takeIn() {
     if (!this.persistent || !this.local) return true;
     if (!this.forgetPending) {
       const stored = this.local.getItem(this.slot);
+      this.read = stored; // what ``save`` writes over: anything else is another page's since
       if (stored) {
         try {
           this.turns = await openHistory(this.key, stored);
@@ -135,7 +163,7 @@ export class History {
     this.turns = [];
     this.key = null;
     this.persistent = false;
-    await this.open();
+    await this.load();
     return false;
   }
 
@@ -143,22 +171,32 @@ export class History {
    * Keep an exchange; false when the device's storage has no room even for it alone. An
    * exchange asked before Forget on another page belongs to the erased history: not kept.
    */
-  async add(question, answer) {
-    if (!(await this.reload())) return true;
-    this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-    this.turns = this.turns.slice(-MAX_TURNS);
-    return this.save();
+  add(question, answer) {
+    return this.exclusive(async () => {
+      for (let tries = 1; ; tries += 1) {
+        if (!(await this.takeIn())) return true;
+        this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
+        this.turns = this.turns.slice(-MAX_TURNS);
+        // Without Web Locks another page may have written since this one read: read it in
+        // again rather than write over its exchange (with them, none has).
+        const saved = await this.save(tries < ADD_TRIES);
+        if (saved !== CHANGED) return saved;
+      }
+    });
   }
 
   /**
    * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
    * never the newest: false (the stored history left as it was) if even that does not fit.
+   * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
+   * last read (another page's write since).
    */
-  async save() {
+  async save(careful = false) {
     if (!this.persistent || !this.local) return true;
     let turns = this.turns;
     for (;;) {
       const sealed = await sealHistory(this.key, turns);
+      if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
       try {
         this.local.setItem(this.slot, sealed);
         this.turns = turns;
@@ -176,7 +214,11 @@ export class History {
    * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
    * every page of the device, and the next one opened, tries the removal again first.
    */
-  async forget() {
+  forget() {
+    return this.exclusive(() => this.erase());
+  }
+
+  async erase() {
     this.turns = [];
     if (this.local) this.local.removeItem(this.slot);
     let destroyed = true;
@@ -194,7 +236,7 @@ export class History {
       this.key = randomBytes(32);
       return false;
     }
-    await this.open(); // a new key from now on
+    await this.load(); // a new key from now on
     return true;
   }
 }

@@ -481,14 +481,25 @@ export class ChunkOpener {
     this.seq = 0;
     this.buffer = new Uint8Array(0);
     this.finished = false;
+    this.timeLimit = false; // the bot said it cut the answer at its time limit
   }
 
   async feed(data) {
-    if (this.finished && data.length) throw new SealedError("TrailingData", "bytes after the final chunk");
+    if ((this.finished || this.timeLimit) && data.length) {
+      throw new SealedError("TrailingData", "bytes after the final chunk");
+    }
     this.buffer = concat(this.buffer, data);
     const records = [];
     while (this.buffer.length >= 4) {
       const length = new DataView(this.buffer.buffer, this.buffer.byteOffset).getUint32(0);
+      if (length === 0 && !this.finished) {
+        // The bot's mark (not the gateway's, so not sealed): it cut the answer at its time
+        // limit for one answer. Nothing may follow it.
+        this.timeLimit = true;
+        if (this.buffer.length > 4) throw new SealedError("TrailingData", "bytes after the mark");
+        this.buffer = new Uint8Array(0);
+        break;
+      }
       if (length < MIN_CHUNK || length > MAX_CHUNK) throw malformed("chunk length out of range");
       if (this.buffer.length < 4 + length) break;
       const body = this.buffer.slice(4, 4 + length);
@@ -502,7 +513,9 @@ export class ChunkOpener {
   }
 
   close() {
-    if (!this.finished) throw new SealedError("StreamTruncated", "stream ended before its final chunk");
+    if (this.finished) return;
+    if (this.timeLimit) throw new SealedError("TimeLimit", "cut at the bot's time limit");
+    throw new SealedError("StreamTruncated", "stream ended before its final chunk");
   }
 
   async decrypt(seq, ciphertext, head) {

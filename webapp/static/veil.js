@@ -5799,13 +5799,22 @@
       this.seq = 0;
       this.buffer = new Uint8Array(0);
       this.finished = false;
+      this.timeLimit = false;
     }
     async feed(data) {
-      if (this.finished && data.length) throw new SealedError("TrailingData", "bytes after the final chunk");
+      if ((this.finished || this.timeLimit) && data.length) {
+        throw new SealedError("TrailingData", "bytes after the final chunk");
+      }
       this.buffer = concat2(this.buffer, data);
       const records = [];
       while (this.buffer.length >= 4) {
         const length = new DataView(this.buffer.buffer, this.buffer.byteOffset).getUint32(0);
+        if (length === 0 && !this.finished) {
+          this.timeLimit = true;
+          if (this.buffer.length > 4) throw new SealedError("TrailingData", "bytes after the mark");
+          this.buffer = new Uint8Array(0);
+          break;
+        }
         if (length < MIN_CHUNK || length > MAX_CHUNK) throw malformed("chunk length out of range");
         if (this.buffer.length < 4 + length) break;
         const body = this.buffer.slice(4, 4 + length);
@@ -5818,7 +5827,9 @@
       return records;
     }
     close() {
-      if (!this.finished) throw new SealedError("StreamTruncated", "stream ended before its final chunk");
+      if (this.finished) return;
+      if (this.timeLimit) throw new SealedError("TimeLimit", "cut at the bot's time limit");
+      throw new SealedError("StreamTruncated", "stream ended before its final chunk");
     }
     async decrypt(seq, ciphertext, head) {
       try {
@@ -5898,6 +5909,8 @@
   var KEY_NAME = "veil_history_key";
   var AAD = utf8("veil/history/v1");
   var MAX_TURNS = 200;
+  var CHANGED = "changed";
+  var ADD_TRIES = 3;
   function context(key) {
     return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
   }
@@ -5927,9 +5940,25 @@
       this.key = null;
       this.persistent = false;
       this.turns = [];
+      this.read = null;
+    }
+    /**
+     * Run ``work`` while no other page of this user on the device reads or writes the history.
+     * Each of open, reload, add and forget awaits the keychain and the cipher between its read
+     * and its write: without the lock, two pages keeping an exchange at once each wrote its own
+     * over the other's, and a page keeping one while another forgot wrote the erased history
+     * back under the key being destroyed. A webview without Web Locks (iOS before 15.4) goes
+     * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
+     */
+    exclusive(work) {
+      const locks = globalThis.navigator?.locks;
+      return locks ? locks.request(this.slot, () => work()) : work();
     }
     /** Load the key (made on first use) and the turns; false when nothing can be kept. */
-    async open() {
+    open() {
+      return this.exclusive(() => this.load());
+    }
+    async load() {
       if (this.secure && this.secure.available) {
         try {
           if (this.forgetPending) {
@@ -5985,10 +6014,14 @@
      * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
      * under it, on any page, until it is gone.
      */
-    async reload() {
+    reload() {
+      return this.exclusive(() => this.takeIn());
+    }
+    async takeIn() {
       if (!this.persistent || !this.local) return true;
       if (!this.forgetPending) {
         const stored = this.local.getItem(this.slot);
+        this.read = stored;
         if (stored) {
           try {
             this.turns = await openHistory(this.key, stored);
@@ -6006,28 +6039,36 @@
       this.turns = [];
       this.key = null;
       this.persistent = false;
-      await this.open();
+      await this.load();
       return false;
     }
     /**
      * Keep an exchange; false when the device's storage has no room even for it alone. An
      * exchange asked before Forget on another page belongs to the erased history: not kept.
      */
-    async add(question, answer) {
-      if (!await this.reload()) return true;
-      this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-      this.turns = this.turns.slice(-MAX_TURNS);
-      return this.save();
+    add(question, answer) {
+      return this.exclusive(async () => {
+        for (let tries = 1; ; tries += 1) {
+          if (!await this.takeIn()) return true;
+          this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
+          this.turns = this.turns.slice(-MAX_TURNS);
+          const saved = await this.save(tries < ADD_TRIES);
+          if (saved !== CHANGED) return saved;
+        }
+      });
     }
     /**
      * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
      * never the newest: false (the stored history left as it was) if even that does not fit.
+     * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
+     * last read (another page's write since).
      */
-    async save() {
+    async save(careful = false) {
       if (!this.persistent || !this.local) return true;
       let turns = this.turns;
       for (; ; ) {
         const sealed = await sealHistory(this.key, turns);
+        if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
         try {
           this.local.setItem(this.slot, sealed);
           this.turns = turns;
@@ -6044,7 +6085,10 @@
      * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
      * every page of the device, and the next one opened, tries the removal again first.
      */
-    async forget() {
+    forget() {
+      return this.exclusive(() => this.erase());
+    }
+    async erase() {
       this.turns = [];
       if (this.local) this.local.removeItem(this.slot);
       let destroyed = true;
@@ -6062,7 +6106,7 @@
         this.key = randomBytes3(32);
         return false;
       }
-      await this.open();
+      await this.load();
       return true;
     }
   };
@@ -7147,7 +7191,6 @@
       });
       if (this.running.stopRequested) throw new Unsent("stopped before sending");
       Object.assign(this.running, { requestId, responseKey });
-      const sentAt = performance.now();
       const response = await this.api("api/relay", {
         method: "POST",
         body,
@@ -7194,24 +7237,10 @@
         throw error;
       }
       show(tags.end());
-      try {
-        opener.close();
-      } catch (error) {
-        throw this.timedOut(error, sentAt) ? new SealedError("TimeLimit", "cut at the time limit") : error;
-      }
+      opener.close();
       if (final.receipt === null) throw new SealedError("ReceiptInvalid", "no receipt");
       verifyReceipt(final.receipt, bundle.receiptKey, requestId, chat.model);
       return final;
-    }
-    /**
-     * Whether ``error`` is the bot cutting the answer at its time limit for one answer: the bot
-     * ended the stream itself (whole, no connection broken) before the final record, and the
-     * limit has passed since the question was sent. Its clock starts later than this page's,
-     * once the model server has begun the answer, so an answer it cut for time is always told so.
-     */
-    timedOut(error, sentAt) {
-      const limit = this.account?.max_answer_seconds;
-      return error instanceof SealedError && error.kind === "StreamTruncated" && Number.isFinite(limit) && performance.now() - sentAt >= limit * 1e3;
     }
     async stop(running = this.running) {
       if (!running) return;
