@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: serve the bot, ``reconcile``, ``audit`` or ``backup`` it, or ``keygen``."""
     capture_early()  # a warning while the settings are read is a JSON line too
     args = sys.argv[1:] if argv is None else argv
-    if args in (["-h"], ["--help"]):  # asked for: the usage and what each command does, exit 0
+    # Asked for, alone or after a command: the usage and what each command does, exit 0.
+    # (`backup --help` copied the database to a file named --help; `keygen --out -h` wrote
+    # the key to -h. A file of that name is still ./--help.)
+    if "-h" in args or "--help" in args:
         print(f"{USAGE}\n\n{HELP}")  # noqa: T201
         return 0
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE

@@ -55,7 +55,9 @@ def parse_client_keys(
     for number, entry in enumerate((e.strip() for e in text.split(",") if e.strip()), 1):
         name, named, rest = entry.partition(":")
         key_text, _, options = rest.partition(":")
-        if not named:  # a verify key pasted alone, as python -m bot keygen prints it
+        # A verify key pasted alone, as python -m bot keygen prints it (43 characters, too
+        # long for a name); a name alone is a name whose key is missing, told below.
+        if not named and not _NAME.fullmatch(name):
             raise ValueError(
                 f"client {number}: no name before its key: write it as name:key"
                 " (bot:<the verify key python -m bot keygen printed>)"

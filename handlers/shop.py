@@ -50,7 +50,8 @@ log = structlog.get_logger("veil.stars")
 # Telegram's refusals of refundStarPayment, as its description names them.
 ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
 # The ledger's payment is not this bot's at Telegram (another bot's database, a playground
-# started afresh): told in Telegram's words, not as "no payment with that charge id".
+# started afresh): told in Telegram's words, not as "no payment with that charge id"; one whose
+# refund the ledger booked already is told as refunded.
 NOT_FOUND = "CHARGE_NOT_FOUND"
 UNMATCHED_SHOWN = 10  # the newest unmatched Gram and USDT payments /stats lists
 
@@ -216,6 +217,8 @@ async def cmd_refund(
         refused = telegram_error(exc)
         if refused == ALREADY_REFUNDED:
             await shop.record_refund(payment.user_id, charge_id)
+            await message.answer(texts("refund_already"))
+        elif payment.refunded:  # booked once Telegram made it; now NOT_FOUND (a fresh playground)
             await message.answer(texts("refund_already"))
         else:  # CHARGE_NOT_FOUND too: the ledger has the payment, Telegram knows no such charge
             await message.answer(texts("refund_failed", reason=exc.message))

@@ -19,8 +19,9 @@ with a ``forward_payload`` BoC. Addresses are given back in whatever form the te
 
 Tests add records with ``add_transaction`` / ``add_jetton_transfer`` / ``send_jettons`` (the
 account's own jetton transfer out, and its ``excesses`` back; lt numbers grow by
-themselves, or are given; a ``late`` jetton transfer is indexed now with an lt below the newest
-one already listed, as toncenter can; with ``forward_ton`` the receiving jetton wallet's
+themselves, from the clock's microseconds at the start (so also across starts), or are given;
+a ``late`` jetton transfer is indexed now with an lt below the newest one already listed, as
+toncenter can; with ``forward_ton`` the receiving jetton wallet's
 ``transfer_notification`` carries that Gram to the owner's account: see ``add_jetton_transfer``),
 or pay a ``ton://transfer/…`` or Tonkeeper transfer link as a wallet would (``pay_link``: its
 address, exact amount and comment; a ``jetton`` link as a jetton transfer), and can make it
@@ -192,6 +193,17 @@ class _Fault:
     after: int = 0  # requests (to ``path``) served before the fault begins
 
 
+def _first_lt() -> int:
+    """Where a new chain's lts begin: the clock's microseconds, so lts go on across starts.
+
+    The chain's lts only ever grow; the emulated chain starts empty at every start of the
+    playground while the bot keeps its cursors. Lts that began at one fixed number each time
+    put the next run's first payments below the cursor an earlier run left: never read, never
+    credited.
+    """
+    return time.time_ns() // 1000
+
+
 @dataclass
 class FakeToncenter(Served):
     """The fake indexer; see the module docstring."""
@@ -207,9 +219,7 @@ class FakeToncenter(Served):
     # owner (raw) -> the exit code every master's get_wallet_address throws for it
     refused_owners: dict[str, int] = field(default_factory=dict)
     _faults: list[_Fault] = field(default_factory=list)
-    _lts: itertools.count[int] = field(
-        default_factory=lambda: itertools.count(47_000_000_000_001, 7)
-    )
+    _lts: itertools.count[int] = field(default_factory=lambda: itertools.count(_first_lt(), 7))
     _runner: web.AppRunner | None = None
 
     # -- what tests put on the chain ---------------------------------------------------------

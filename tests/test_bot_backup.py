@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -153,6 +154,45 @@ def test_help_prints_the_commands_and_exits_0_without_any_setting() -> None:
         assert lines[0] == USAGE
         for command in ("reconcile [--fix]", "audit", "backup FILE", "keygen --out FILE"):
             assert any(line.startswith(f"  {command}  ") for line in lines), command
+
+
+async def test_help_after_a_command_is_the_help_and_writes_nothing(tmp_path: Path) -> None:
+    # `backup --help` took --help for FILE: with the bot's settings given, the database was
+    # copied to a file named "--help" in the current folder; `keygen --out --help` wrote the
+    # client key there. Asking a command for help is asking for help.
+    data = tmp_path / "data"
+    data.mkdir()
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+    here = tmp_path / "here"
+    here.mkdir()
+    env = child_environment()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env |= {
+        "VEIL_BOT_TOKEN": TOKEN,
+        "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
+        "VEIL_DATA_DIR": str(data),
+    }
+    for args in (
+        ["backup", "--help"],
+        ["backup", "-h"],
+        ["keygen", "--out", "--help"],
+        ["reconcile", "--help"],
+        ["audit", "-h"],
+    ):
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", *args],
+            capture_output=True,
+            text=True,
+            cwd=here,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode, result.stderr) == (0, ""), args
+        assert result.stdout.splitlines()[0] == USAGE, args
+        assert list(here.iterdir()) == [], args
 
 
 async def test_a_journal_copy_left_from_an_older_backup_stops_the_backup_before_it_copies(

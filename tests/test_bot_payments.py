@@ -519,6 +519,28 @@ async def test_a_charge_telegram_does_not_know_is_told_in_telegrams_words(tmp_pa
         assert await balance_units(stack, USER) == 50 * STAR
 
 
+async def test_a_refund_booked_before_is_told_as_done_when_telegram_no_longer_knows_it(
+    tmp_path: Path,
+) -> None:
+    # The refund was made and its credit taken back; then Telegram answers CHARGE_NOT_FOUND
+    # (a playground started afresh): the admin was told "Telegram refused the refund", as if
+    # the payment had never been refunded, though the ledger had taken its credit back.
+    async with paying_stack(tmp_path) as stack:
+        invoice = await buy_pack(stack, USER)
+        charge = stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        await stack.telegram.wait_for("sendMessage", lambda c: c.params["chat_id"] == ADMIN)
+        stack.telegram.fail_next(
+            "refundStarPayment", status=400, description="Bad Request: CHARGE_NOT_FOUND"
+        )
+        stack.telegram.send_text(ADMIN, f"/refund {charge}")
+        again = await stack.final_messages(ADMIN, 2)
+        assert again[1]["text"] == "That payment was already refunded."
+        assert len(stack.telegram.calls_of("refundStarPayment")) == 2  # Telegram was asked
+        assert await balance_units(stack, USER) == 0
+
+
 async def test_a_payment_of_an_amount_no_database_holds_neither_jams_the_bot_nor_credits(
     tmp_path: Path,
 ) -> None:

@@ -600,6 +600,14 @@ def test_a_client_key_pasted_without_its_name_is_told_so() -> None:
         assert str(refused.value).startswith(f"client 1: {says}")
 
 
+def test_a_client_name_without_its_key_is_told_its_key_is_missing() -> None:
+    # The name alone ("bot", the key forgotten) was told "no name before its key", the
+    # opposite of what was wrong: only an entry that cannot be a name is a key without one.
+    with pytest.raises(ValueError, match=r"^client ") as refused:
+        parse_client_keys("bot", default_streams=4, default_max_tokens=512)
+    assert str(refused.value) == "client bot: not a base64url Ed25519 verify key"
+
+
 def test_a_client_limit_written_with_leading_zeros_is_its_number() -> None:
     # The ceiling counted the zeros in front: tpm=0000000000000000001 (1, as before the
     # ceiling came) was refused as "must be under 10^18, not a 19-digit number"; 5000 zeros

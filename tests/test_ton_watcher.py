@@ -176,6 +176,28 @@ async def test_an_exact_payment_is_credited_once_and_the_user_told(stack: TonSta
     await sound(stack)
 
 
+async def test_a_chain_started_afresh_as_the_playground_does_still_credits_payments(
+    tmp_path: Path,
+) -> None:
+    # The playground's emulated chain starts empty at each start while the bot keeps its
+    # cursors. Its lts began at the same number every start, so after a run with two Gram
+    # payments the next run's first payment had an lt below the kept cursor: never read,
+    # never credited (docs/payments-ton.md said the payments made since were credited).
+    key = MasterKey.generate()
+    async with ton_stack(tmp_path / "veil.db", master_key=key) as before:
+        for _ in range(2):
+            paid = await order(before, ALICE)
+            before.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        assert await before.watcher().poll() == 2
+    async with ton_stack(tmp_path / "veil.db", master_key=key) as again:
+        paid = await order(again, BOB)
+        again.chain.add_transaction(WALLET_RAW, value=GRAM, comment=paid.id)
+        assert await again.watcher().poll() == 1
+        assert await again.balance(BOB) == PACK_UNITS
+        assert await again.balance(ALICE) == 2 * PACK_UNITS
+        await sound(again)
+
+
 async def test_underpayment_credits_what_arrived_and_the_rest_completes_it(
     stack: TonStack,
 ) -> None:
