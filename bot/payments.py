@@ -169,14 +169,18 @@ class PaymentDesk:
         if the ledger cannot take it either, the error goes up (the update was not journaled,
         so it was not acknowledged by the middleware or the webhook either). What was sent is
         remembered, so a pass over the entry, if the journal had it after all, does not send it
-        again.
+        again. That booking takes the entry's turn, and tells only what it booked itself: one
+        booked before was booked by a pass over the journaled entry (the middleware or the
+        webhook wrote it before this handler ran), and that pass tells it.
         """
         try:
             await self.journal.record([entry])
         except JournalUnavailable:
             log.exception("payments.journal_unavailable", charge_id=entry.charge_id)
-            booking = await self.journal.book(entry, journaled=False)
-            await self._tell(booking, late=False, durable=False)
+            async with self._turn(entry.key):
+                booking = await self.journal.book(entry, journaled=False)
+                if booking.new:
+                    await self._tell(booking, late=False, durable=False)
             return
         if not await self.process(entry.key):
             # The loop takes it from here, with its backoff. Only this path wakes it: a wake

@@ -542,6 +542,37 @@ async def test_a_payment_journaled_before_the_journal_failed_is_thanked_once(
     assert texts == [THANKS]
 
 
+async def test_a_payment_the_journal_refuses_while_the_loop_thanks_it_is_thanked_once(
+    tmp_path: Path,
+) -> None:
+    # The loop's pass over the journaled entry was thanking its payer (Telegram slow to answer)
+    # when the journal refused the handler's own write. The handler booked the payment (no
+    # second credit) and thanked the payer a second time, beside the loop's pass: it took no
+    # turn on the entry, and told whatever its booking found.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == USER)
+    async with running_stack(tmp_path, free_tokens_per_day=0, telegram_server=telegram) as stack:
+        desk = stack.veil.desk
+        paid = payment("stxBESIDE", payload="order-never-made")
+        await desk.journal.record([paid])
+        passing = asyncio.create_task(desk.process(paid.key))
+        await wait_until(lambda: telegram.held == 1)  # the loop's thank-you out, its reply held
+        with capture_logs() as logs, ledger_locked(tmp_path / "journal.db"):
+            taking = asyncio.create_task(desk.take(paid))
+            await wait_until(
+                lambda: any(e["event"] == "payments.journal_unavailable" for e in logs)
+            )
+        with contextlib.suppress(TimeoutError):  # the handler's own thank-you, if it sends one
+            await wait_until(lambda: telegram.held > 1, within=3)
+        telegram.answer_late()
+        assert await passing
+        await taking
+        assert await desk.process_pending()
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
+        texts = messages_to(stack, USER)
+    assert texts == [THANKS]
+
+
 async def test_a_thank_you_owed_when_a_later_refund_took_the_credit_leaves_the_balance_out(
     tmp_path: Path,
 ) -> None:

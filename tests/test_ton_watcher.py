@@ -594,6 +594,47 @@ async def test_the_change_of_the_operators_own_jetton_transfer_is_no_strangers_g
     await sound(stack)
 
 
+async def test_the_excesses_of_one_trace_are_looked_up_once(stack: TonStack) -> None:
+    # One external message may send many internal ones (a wallet v5 up to 255), all one trace
+    # (docs.ton.org, "foundations/traces"): a stranger's flood of hand-built excesses of at
+    # least the dust minimum, or the change of the operator's batch payout. The watcher asked
+    # toncenter once per excesses, at its pace (about one call a second without a key), so
+    # each such message held back the Gram payments behind it by a call; the answer is the
+    # trace's, the same for each.
+    stranger = "0:" + "5e" * 32
+    flood = [
+        stack.chain.add_transaction(
+            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+        )
+        for _ in range(5)
+    ]
+    for record in flood[1:]:
+        record["trace_id"] = flood[0]["trace_id"]
+    recipient = "0:" + "7a" * 32
+    batch = [
+        stack.chain.send_jettons(
+            WALLET_RAW, amount=1_000_000, destination=recipient, change=DUST["gram"], query_id=n
+        )
+        for n in range(3)
+    ]
+    for record in batch[1:]:  # the batch's transfers out and their change: one trace
+        for transfer in stack.chain.jetton_transfers:
+            if transfer["trace_id"] == record["trace_id"]:
+                transfer["trace_id"] = batch[0]["trace_id"]
+        record["trace_id"] = batch[0]["trace_id"]
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 0
+    lookups = [
+        r for r in stack.chain.calls("/api/v3/jetton/transfers") if r.params["direction"] == "out"
+    ]
+    assert len(lookups) == 2  # one a trace
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [hex_hash(r["hash"]) for r in flood]
+    own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert own == [hex_hash(r["hash"]) for r in batch]
+    await sound(stack)
+
+
 async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_payment(
     stack: TonStack,
 ) -> None:

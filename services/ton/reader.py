@@ -38,7 +38,7 @@ __all__ = ["PAGE", "ChainReader", "Page", "page_ends"]
 log = structlog.get_logger("veil.ton")
 
 PAGE = 100
-WALLETS_KEPT = 10_000  # senders whose USDT wallet is remembered (the oldest go first)
+WALLETS_KEPT = 10_000  # senders' USDT wallets (and traces' answers) kept; the oldest go first
 # A page or wallet check toncenter rate-limits (429) is asked again after this long (seconds;
 # its free tier answers about one call a second), up to this many tries, within the pass.
 RATE_LIMIT_WAIT_S = 1.1
@@ -76,6 +76,7 @@ class ChainReader:
         self._usdt_master = usdt_master
         self._wallets: dict[str, str] = {}  # sender -> the real master's wallet of it
         self._failed: dict[str, int] = {}  # transfer -> passes its sender's check failed on
+        self._traces: dict[str, bool] = {}  # trace -> whether it holds our own transfer out
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -170,9 +171,16 @@ class ChainReader:
         warned of like a stranger's, for a person to look at. Failing the pass instead would
         hold back every Gram payment behind it, for as long as toncenter's jetton index fails
         (an indexer without one: for good), and anyone can send such a body for a few cents.
+
+        The answer is the trace's, so it is asked once a trace (the last ``WALLETS_KEPT`` kept):
+        one external message sends up to 255 messages (a batch payout's change, or a stranger's
+        flood of hand-built bodies), and each lookup takes a toncenter call from the pass.
         """
         if transfer.skip != "jetton_excesses" or transfer.trace is None:
             return False
+        known = self._traces.get(transfer.trace)
+        if known is not None:
+            return known
         account, client = self._wallet.raw, self._client
         try:
             records = await _patiently(
@@ -186,10 +194,14 @@ class ChainReader:
         except ToncenterUnavailable as exc:
             log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
             return False
-        return any(
+        ours = any(
             isinstance(record, dict) and trace_id(record.get("trace_id")) == transfer.trace
             for record in records
         )
+        if len(self._traces) >= WALLETS_KEPT:
+            del self._traces[next(iter(self._traces))]
+        self._traces[transfer.trace] = ours
+        return ours
 
     async def _master_answers(self, master: str) -> bool:
         """Whether the master's ``get_wallet_address`` runs now, asked for our own address.
