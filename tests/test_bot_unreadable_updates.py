@@ -408,3 +408,26 @@ async def test_a_guest_summons_that_cannot_be_read_is_answered_with_the_notice(
     result = answered.params["result"]
     assert result["input_message_content"]["message_text"] == texts("unread")
     assert stack.vllm.requests == []
+
+
+async def test_a_forwarded_guest_summons_that_cannot_be_read_is_answered_with_the_notice(
+    tmp_path: Path,
+) -> None:
+    # A forward in a group stood for nothing (never addressed to Veil there), and a summons in
+    # a group was taken for one: the summons of a newer origin went unanswered, its query left
+    # to expire, where a readable forwarded summons is answered with a notice.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.user.post_text(BOB, "look", chat_id=FRIENDS)  # a chat without Veil
+        summons = stored(stack, FRIENDS, ANN, "@veil_test_bot what is this?")
+        assert summons["chat"]["type"] in {"group", "supergroup"}
+        query = stack.telegram.state.new_guest_query(ANN, FRIENDS, summons["message_id"])
+        origin = {"type": "story_author", "date": 1_749_999_000}  # a kind this aiogram lacks
+        stack.telegram.updates.push(
+            {"guest_message": summons | {"guest_query_id": query, "forward_origin": origin}}
+        )
+        answered = await stack.telegram.wait_for("answerGuestQuery")
+        texts = stack.veil.catalogs.for_language("en")
+    assert answered.answered == "ok"
+    result = answered.params["result"]
+    assert result["input_message_content"]["message_text"] == texts("unread")
+    assert stack.vllm.requests == []
