@@ -26,6 +26,7 @@ from bot.telegram import unreadable_update
 from common.content import UNREAD
 from handlers.reading import words_of
 from playground.text import user_entities
+from services.groups import Groups
 from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
 from tests.test_bot_webhook import HEADER, post
 
@@ -431,3 +432,26 @@ async def test_a_forwarded_guest_summons_that_cannot_be_read_is_answered_with_th
     result = answered.params["result"]
     assert result["input_message_content"]["message_text"] == texts("unread")
     assert stack.vllm.requests == []
+
+
+@pytest.mark.parametrize("answers", [True, False], ids=["answers on", "answers off"])
+async def test_a_group_that_turned_answers_off_is_not_logged_as_told(
+    tmp_path: Path,
+    answers: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # ``unread.told`` was logged before the group's settings were read: in a group that turned
+    # answers off the operator read that the asker was told, and nobody was.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(ANN, "hi all", chat_id=GROUP)  # the group, Veil in it
+        await Groups(stack.veil.store).set(GROUP, "answers", on=answers)
+        question = stored(stack, GROUP, ANN, "@veil_test_bot what is this?")
+        raw = {"update_id": 5, "message": question | {"reply_to_message": NEWER_PAID_MEDIA}}
+        with pytest.raises(ValidationError) as failed:
+            Update.model_validate(raw, context={"bot": stack.veil.bot})
+        stand_in = unreadable_update(raw, failed.value, stack.veil.bot, "poll")
+        assert stand_in is not None
+        with structlog.testing.capture_logs() as logs:
+            await stack.veil.dispatcher.feed_update(stack.veil.bot, stand_in)  # handled when back
+        told = stack.telegram.ephemeral_messages(GROUP, ANN)
+    logged = [e["where"] for e in logs if e["event"] == "unread.told"]
+    assert (len(told), logged) == ((1, ["group"]) if answers else (0, []))
