@@ -455,3 +455,27 @@ async def test_a_group_that_turned_answers_off_is_not_logged_as_told(
         told = stack.telegram.ephemeral_messages(GROUP, ANN)
     logged = [e["where"] for e in logs if e["event"] == "unread.told"]
     assert (len(told), logged) == ((1, ["group"]) if answers else (0, []))
+
+
+async def test_an_unread_guest_summons_delivered_again_is_answered_once(tmp_path: Path) -> None:
+    # A readable summons delivered again (the same update) is answered once; one that could
+    # not be read was answered again each time, and ``unread.told`` logged again.
+    async with running_stack(tmp_path) as stack:
+        said = stack.telegram.user.post_text(BOB, "look", chat_id=FRIENDS)  # a chat without Veil
+        summons = stored(stack, FRIENDS, ANN, "@veil_test_bot what is this?")
+        query = stack.telegram.state.new_guest_query(ANN, FRIENDS, summons["message_id"])
+        replied = NEWER_PAID_MEDIA | {"message_id": said, "chat": summons["chat"]}
+        raw = {
+            "update_id": 6,
+            "guest_message": summons | {"guest_query_id": query, "reply_to_message": replied},
+        }
+        with pytest.raises(ValidationError) as failed:
+            Update.model_validate(raw, context={"bot": stack.veil.bot})
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(2):  # handled when ``feed_update`` is back
+                stand_in = unreadable_update(raw, failed.value, stack.veil.bot, "poll")
+                assert stand_in is not None
+                await stack.veil.dispatcher.feed_update(stack.veil.bot, stand_in)
+        answered = stack.telegram.calls_of("answerGuestQuery")
+    assert [call.answered for call in answered] == ["ok"]
+    assert [e["where"] for e in logs if e["event"] == "unread.told"] == ["guest"]
