@@ -145,7 +145,8 @@ def unread_envelope(raw: dict[str, Any]) -> dict[str, Any] | None:
     Its message (``message`` or ``guest_message``; not an edit, which asks nothing new)
     reduced to ``_ENVELOPE``, marked ``UNREAD``; a group's with what tells whether it was
     addressed to Veil. A forward in a group is never addressed to Veil (its mention was
-    written elsewhere): none.
+    written elsewhere): none. A guest summons is, forwarded too (Telegram asks Veil for its
+    one answer, which a readable forward gets as a notice): it stands.
     """
     kind = next(
         (key for key in ("message", "guest_message") if isinstance(raw.get(key), dict)), None
@@ -155,7 +156,7 @@ def unread_envelope(raw: dict[str, Any]) -> dict[str, Any] | None:
     message: dict[str, Any] = raw[kind]
     chat = message.get("chat")
     group = isinstance(chat, dict) and chat.get("type") in _GROUPS
-    if group and "forward_origin" in message:
+    if group and kind == "message" and "forward_origin" in message:
         return None
     envelope = {key: message[key] for key in _ENVELOPE if key in message} | {UNREAD: True}
     if group:

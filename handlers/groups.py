@@ -188,8 +188,8 @@ async def on_unread(message: Message, bot: Bot, texts: Texts, kit: GroupKit) -> 
         return
     if not kit.editors.answered.first((message.chat.id, message.message_id)):
         return
-    log.info("unread.told", where="group")
     if (await kit.groups.settings(message.chat.id)).answers:
+        log.info("unread.told", where="group")
         await tell_alone(message, texts("unread"), kit.editors)
 
 

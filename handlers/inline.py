@@ -208,10 +208,15 @@ def _refused(message: Message) -> str | None:
     return None
 
 
-async def on_unread_summons(message: Message, bot: Bot, texts: Texts) -> None:
-    """A summons Veil could not read (``handlers.replies.unread``): its one answer says so."""
+async def on_unread_summons(message: Message, bot: Bot, texts: Texts, editors: Editors) -> None:
+    """A summons Veil could not read (``handlers.replies.unread``): its one answer says so.
+
+    Once a summons, as ``on_guest_message`` answers one (Telegram may deliver it again).
+    """
     if message.guest_query_id is None:
         return
+    if not editors.answered.first(("guest", message.guest_query_id)):
+        return  # delivered again: told already
     log.info("unread.told", where="guest")
     await guest_notice(message.guest_query_id, texts("unread"), bot)
 

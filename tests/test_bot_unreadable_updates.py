@@ -26,6 +26,7 @@ from bot.telegram import unreadable_update
 from common.content import UNREAD
 from handlers.reading import words_of
 from playground.text import user_entities
+from services.groups import Groups
 from tests.botstack import TOKEN, WEBHOOK_SECRET, running_stack
 from tests.test_bot_webhook import HEADER, post
 
@@ -408,3 +409,73 @@ async def test_a_guest_summons_that_cannot_be_read_is_answered_with_the_notice(
     result = answered.params["result"]
     assert result["input_message_content"]["message_text"] == texts("unread")
     assert stack.vllm.requests == []
+
+
+async def test_a_forwarded_guest_summons_that_cannot_be_read_is_answered_with_the_notice(
+    tmp_path: Path,
+) -> None:
+    # A forward in a group stood for nothing (never addressed to Veil there), and a summons in
+    # a group was taken for one: the summons of a newer origin went unanswered, its query left
+    # to expire, where a readable forwarded summons is answered with a notice.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.user.post_text(BOB, "look", chat_id=FRIENDS)  # a chat without Veil
+        summons = stored(stack, FRIENDS, ANN, "@veil_test_bot what is this?")
+        assert summons["chat"]["type"] in {"group", "supergroup"}
+        query = stack.telegram.state.new_guest_query(ANN, FRIENDS, summons["message_id"])
+        origin = {"type": "story_author", "date": 1_749_999_000}  # a kind this aiogram lacks
+        stack.telegram.updates.push(
+            {"guest_message": summons | {"guest_query_id": query, "forward_origin": origin}}
+        )
+        answered = await stack.telegram.wait_for("answerGuestQuery")
+        texts = stack.veil.catalogs.for_language("en")
+    assert answered.answered == "ok"
+    result = answered.params["result"]
+    assert result["input_message_content"]["message_text"] == texts("unread")
+    assert stack.vllm.requests == []
+
+
+@pytest.mark.parametrize("answers", [True, False], ids=["answers on", "answers off"])
+async def test_a_group_that_turned_answers_off_is_not_logged_as_told(
+    tmp_path: Path,
+    answers: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # ``unread.told`` was logged before the group's settings were read: in a group that turned
+    # answers off the operator read that the asker was told, and nobody was.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(ANN, "hi all", chat_id=GROUP)  # the group, Veil in it
+        await Groups(stack.veil.store).set(GROUP, "answers", on=answers)
+        question = stored(stack, GROUP, ANN, "@veil_test_bot what is this?")
+        raw = {"update_id": 5, "message": question | {"reply_to_message": NEWER_PAID_MEDIA}}
+        with pytest.raises(ValidationError) as failed:
+            Update.model_validate(raw, context={"bot": stack.veil.bot})
+        stand_in = unreadable_update(raw, failed.value, stack.veil.bot, "poll")
+        assert stand_in is not None
+        with structlog.testing.capture_logs() as logs:
+            await stack.veil.dispatcher.feed_update(stack.veil.bot, stand_in)  # handled when back
+        told = stack.telegram.ephemeral_messages(GROUP, ANN)
+    logged = [e["where"] for e in logs if e["event"] == "unread.told"]
+    assert (len(told), logged) == ((1, ["group"]) if answers else (0, []))
+
+
+async def test_an_unread_guest_summons_delivered_again_is_answered_once(tmp_path: Path) -> None:
+    # A readable summons delivered again (the same update) is answered once; one that could
+    # not be read was answered again each time, and ``unread.told`` logged again.
+    async with running_stack(tmp_path) as stack:
+        said = stack.telegram.user.post_text(BOB, "look", chat_id=FRIENDS)  # a chat without Veil
+        summons = stored(stack, FRIENDS, ANN, "@veil_test_bot what is this?")
+        query = stack.telegram.state.new_guest_query(ANN, FRIENDS, summons["message_id"])
+        replied = NEWER_PAID_MEDIA | {"message_id": said, "chat": summons["chat"]}
+        raw = {
+            "update_id": 6,
+            "guest_message": summons | {"guest_query_id": query, "reply_to_message": replied},
+        }
+        with pytest.raises(ValidationError) as failed:
+            Update.model_validate(raw, context={"bot": stack.veil.bot})
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(2):  # handled when ``feed_update`` is back
+                stand_in = unreadable_update(raw, failed.value, stack.veil.bot, "poll")
+                assert stand_in is not None
+                await stack.veil.dispatcher.feed_update(stack.veil.bot, stand_in)
+        answered = stack.telegram.calls_of("answerGuestQuery")
+    assert [call.answered for call in answered] == ["ok"]
+    assert [e["where"] for e in logs if e["event"] == "unread.told"] == ["guest"]
