@@ -353,3 +353,48 @@ async def test_a_signal_while_the_bot_starts_stops_it_in_one_line(
         (line,) = [json.loads(line) for line in bot.lines]
         assert (line["event"], line["signal"]) == ("bot.stopped_before_start", signame)
         assert stack.telegram.calls == []  # nothing was served
+
+
+# The same signal, but arriving while an event loop of the start (the listeners' bind check
+# runs one) runs a plain callback: asyncio takes any exception a callback raises but
+# KeyboardInterrupt and SystemExit, logs it ("Exception in callback …") and runs on. The stop
+# was lost there: the signals were ignored from then on, and the bot started and served.
+_SIGNALLED_IN_A_CALLBACK = """
+import asyncio, os, runpy, signal, sys
+
+class SignalledOnce(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        loop = super().new_event_loop()
+        if not sent:
+            sent.append(True)
+            loop.call_soon(os.kill, os.getpid(), signal.SIGNAME)
+        return loop
+
+sent = []
+asyncio.set_event_loop_policy(SignalledOnce())
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+async def test_a_signal_in_an_event_loops_callback_while_the_bot_starts_stops_it(
+    tmp_path: Path, signame: str
+) -> None:
+    async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
+        script = _SIGNALLED_IN_A_CALLBACK.replace("SIGNAME", signame)
+        bot = await ManagedProcess.start("-c", script, env=stack.env)
+        try:
+            ended = asyncio.ensure_future(bot.wait())
+            started = asyncio.ensure_future(bot.wait_for_line("bot.started"))
+            await asyncio.wait({ended, started}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            (served,) = await asyncio.gather(started, return_exceptions=True)
+            assert not isinstance(served, str), f"the stop was lost:\n{bot.output}"
+            code = await ended  # it ended by itself (wait_for_line fails then)
+        finally:
+            await bot.stop()
+        assert code == 0, bot.output
+        (line,) = [json.loads(line) for line in bot.lines]
+        assert (line["event"], line["signal"]) == ("bot.stopped_before_start", signame)
+        assert stack.telegram.calls == []  # nothing was served
