@@ -398,3 +398,45 @@ async def test_a_signal_in_an_event_loops_callback_while_the_bot_starts_stops_it
         (line,) = [json.loads(line) for line in bot.lines]
         assert (line["event"], line["signal"]) == ("bot.stopped_before_start", signame)
         assert stack.telegram.calls == []  # nothing was served
+
+
+# A signal after the event loop let the signals go (asyncio puts Python's own handling back:
+# SIGTERM kills, SIGINT raises KeyboardInterrupt), while it closes and the claim is let go:
+# a stop that had delivered everything ended killed (exit -15, no line) or in a traceback.
+_SIGNALLED_AT_CLOSE = """
+import asyncio, os, runpy, signal, sys
+
+class SignalledAtClose(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        loop = super().new_event_loop()
+        made.append(loop)
+        if len(made) == 2:  # the serving loop (the listeners' bind check runs the first)
+            close = loop.close
+            def closing():
+                os.kill(os.getpid(), signal.SIGNAME)
+                close()
+            loop.close = closing
+        return loop
+
+made = []
+asyncio.set_event_loop_policy(SignalledAtClose())
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+async def test_a_signal_while_the_stopped_bot_closes_its_loop_is_ignored(
+    tmp_path: Path, signame: str
+) -> None:
+    async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
+        script = _SIGNALLED_AT_CLOSE.replace("SIGNAME", signame)
+        bot = await ManagedProcess.start("-c", script, env=stack.env)
+        try:
+            await bot.wait_for_line("bot.started")
+            bot.process.send_signal(signal.SIGTERM)
+            code = await bot.wait()
+        finally:
+            await bot.stop()
+    assert code == 0, bot.output
+    assert json.loads(bot.lines[-1])["event"] == "bot.stopped", bot.output
