@@ -178,6 +178,9 @@ async def test_a_second_signal_cuts_the_grace_short(tmp_path: Path) -> None:
     (hold,) = closed_holds(data)
     assert hold["receipt_status"] == "stopped"
     assert bot.json_event("bot.grace_over")["cut_short"] is True
+    # Told as the one before the grace is: it cut the grace short with no line of its own.
+    assert bot.json_event("bot.stop_hurried")["signal"] == "SIGTERM"
+    assert bot.output.index("bot.draining") < bot.output.index("bot.stop_hurried")
 
 
 async def test_a_second_signal_while_the_webhook_is_cut_cuts_the_grace_short(
