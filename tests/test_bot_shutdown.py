@@ -330,7 +330,7 @@ _SIGNALLED_WHILE_STARTING = """
 import os, runpy, signal, sys
 
 def signal_on_import(event, args):
-    if event == "import" and args[0] == "aiogram" and not sent:
+    if event == "EVENT" and (event != "import" or args[0] == "aiogram") and not sent:
         sent.append(True)
         os.kill(os.getpid(), signal.SIGNAME)
 
@@ -342,11 +342,12 @@ runpy.run_module("bot", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("event", ["import", "socket.bind"])
 async def test_a_signal_while_the_bot_starts_stops_it_in_one_line(
-    tmp_path: Path, signame: str
+    tmp_path: Path, signame: str, event: str
 ) -> None:
     async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
-        script = _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame)
+        script = _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame).replace("EVENT", event)
         bot = await ManagedProcess.start("-c", script, env=stack.env)
         try:
             code = await bot.wait()  # the signal it sends itself stops it
