@@ -127,18 +127,21 @@ def command_settings(args: list[str]) -> list[str]:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class StoppedBeforeStart(BaseException):
+class StoppedBeforeStart(SystemExit):
     """A SIGTERM or SIGINT while the bot started, before its event loop took the signals.
 
     Python's own handling ended the process with no line (SIGTERM: killed, exit -15) or with
     KeyboardInterrupt's traceback in plain text (SIGINT). Nothing is served then (no update
     taken, no answer begun): the start is abandoned where it stands, its ``finally`` blocks
     run (the database's claim let go), and the bot says so and exits 0, as a stop does.
-    Not an ``Exception``: no start-up failure's handler may take it for one.
+    Not an ``Exception``: no start-up failure's handler may take it for one. A ``SystemExit``:
+    an event loop (the listeners' bind check runs one) passes it on from the callback it
+    interrupts, as it does no other ``BaseException``, which it logged and ran on with, the
+    stop lost (the signals ignored from then on, the bot started and served).
     """
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signum)
+        super().__init__(0)  # should it ever reach Python's own handling: exit 0, quietly
         self.signal = signal.Signals(signum)
 
 

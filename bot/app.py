@@ -445,6 +445,11 @@ def stop_signals() -> Iterator[Stopping]:
     Taken first thing, so a signal during start-up (holds recovered, bundles fetched,
     commands registered) still ends in a graceful shutdown once start-up is done; a second
     one cuts the grace short (``Stopping``).
+
+    Once served, they are ignored: the loop letting them go puts Python's own handling back,
+    and a signal while it closes and the claim is let go killed the stopped bot (exit -15, no
+    line) or ended it in KeyboardInterrupt's traceback. ``bot.__main__.main`` puts its
+    caller's handlers back when it returns.
     """
     stopping = Stopping()
     loop = asyncio.get_running_loop()
@@ -455,6 +460,7 @@ def stop_signals() -> Iterator[Stopping]:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
 
 
 async def poll_until(veil: Veil, stop: asyncio.Event) -> None:

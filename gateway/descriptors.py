@@ -64,8 +64,16 @@ class AcceptErrorFilter:
 
 
 def _accept_failure(context: dict[str, Any]) -> bool:
-    """Whether the loop's report is of a failed ``accept()``: for lack of resources, or other."""
+    """Whether the loop's report is of a failed ``accept()``: for lack of resources, or other.
+
+    From the accept callback, an ``OSError`` only: anything else raised there is a bug, whose
+    traceback the default handler shows.
+    """
     message = str(context.get("message", ""))
     if message == ACCEPT_ERROR:
         return True
-    return message.startswith("Exception in callback") and _ACCEPT_CALLBACK in message
+    return (
+        message.startswith("Exception in callback")
+        and _ACCEPT_CALLBACK in message
+        and isinstance(context.get("exception"), OSError)
+    )

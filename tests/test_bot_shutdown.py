@@ -178,6 +178,9 @@ async def test_a_second_signal_cuts_the_grace_short(tmp_path: Path) -> None:
     (hold,) = closed_holds(data)
     assert hold["receipt_status"] == "stopped"
     assert bot.json_event("bot.grace_over")["cut_short"] is True
+    # Told as the one before the grace is: it cut the grace short with no line of its own.
+    assert bot.json_event("bot.stop_hurried")["signal"] == "SIGTERM"
+    assert bot.output.index("bot.draining") < bot.output.index("bot.stop_hurried")
 
 
 async def test_a_second_signal_while_the_webhook_is_cut_cuts_the_grace_short(
@@ -327,7 +330,7 @@ _SIGNALLED_WHILE_STARTING = """
 import os, runpy, signal, sys
 
 def signal_on_import(event, args):
-    if event == "import" and args[0] == "aiogram" and not sent:
+    if event == "EVENT" and (event != "import" or args[0] == "aiogram") and not sent:
         sent.append(True)
         os.kill(os.getpid(), signal.SIGNAME)
 
@@ -339,11 +342,12 @@ runpy.run_module("bot", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("event", ["import", "socket.bind"])
 async def test_a_signal_while_the_bot_starts_stops_it_in_one_line(
-    tmp_path: Path, signame: str
+    tmp_path: Path, signame: str, event: str
 ) -> None:
     async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
-        script = _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame)
+        script = _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame).replace("EVENT", event)
         bot = await ManagedProcess.start("-c", script, env=stack.env)
         try:
             code = await bot.wait()  # the signal it sends itself stops it
@@ -353,3 +357,90 @@ async def test_a_signal_while_the_bot_starts_stops_it_in_one_line(
         (line,) = [json.loads(line) for line in bot.lines]
         assert (line["event"], line["signal"]) == ("bot.stopped_before_start", signame)
         assert stack.telegram.calls == []  # nothing was served
+
+
+# The same signal, but arriving while an event loop of the start (the listeners' bind check
+# runs one) runs a plain callback: asyncio takes any exception a callback raises but
+# KeyboardInterrupt and SystemExit, logs it ("Exception in callback …") and runs on. The stop
+# was lost there: the signals were ignored from then on, and the bot started and served.
+_SIGNALLED_IN_A_CALLBACK = """
+import asyncio, os, runpy, signal, sys
+
+class SignalledOnce(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        loop = super().new_event_loop()
+        if not sent:
+            sent.append(True)
+            loop.call_soon(os.kill, os.getpid(), signal.SIGNAME)
+        return loop
+
+sent = []
+asyncio.set_event_loop_policy(SignalledOnce())
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+async def test_a_signal_in_an_event_loops_callback_while_the_bot_starts_stops_it(
+    tmp_path: Path, signame: str
+) -> None:
+    async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
+        script = _SIGNALLED_IN_A_CALLBACK.replace("SIGNAME", signame)
+        bot = await ManagedProcess.start("-c", script, env=stack.env)
+        try:
+            ended = asyncio.ensure_future(bot.wait())
+            started = asyncio.ensure_future(bot.wait_for_line("bot.started"))
+            await asyncio.wait({ended, started}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            (served,) = await asyncio.gather(started, return_exceptions=True)
+            assert not isinstance(served, str), f"the stop was lost:\n{bot.output}"
+            code = await ended  # it ended by itself (wait_for_line fails then)
+        finally:
+            await bot.stop()
+        assert code == 0, bot.output
+        (line,) = [json.loads(line) for line in bot.lines]
+        assert (line["event"], line["signal"]) == ("bot.stopped_before_start", signame)
+        assert stack.telegram.calls == []  # nothing was served
+
+
+# A signal after the event loop let the signals go (asyncio puts Python's own handling back:
+# SIGTERM kills, SIGINT raises KeyboardInterrupt), while it closes and the claim is let go:
+# a stop that had delivered everything ended killed (exit -15, no line) or in a traceback.
+_SIGNALLED_AT_CLOSE = """
+import asyncio, os, runpy, signal, sys
+
+class SignalledAtClose(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self):
+        loop = super().new_event_loop()
+        made.append(loop)
+        if len(made) == 2:  # the serving loop (the listeners' bind check runs the first)
+            close = loop.close
+            def closing():
+                os.kill(os.getpid(), signal.SIGNAME)
+                close()
+            loop.close = closing
+        return loop
+
+made = []
+asyncio.set_event_loop_policy(SignalledAtClose())
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+async def test_a_signal_while_the_stopped_bot_closes_its_loop_is_ignored(
+    tmp_path: Path, signame: str
+) -> None:
+    async with process_stack(tmp_path / "data", answer=ANSWER) as stack:
+        script = _SIGNALLED_AT_CLOSE.replace("SIGNAME", signame)
+        bot = await ManagedProcess.start("-c", script, env=stack.env)
+        try:
+            await bot.wait_for_line("bot.started")
+            bot.process.send_signal(signal.SIGTERM)
+            code = await bot.wait()
+        finally:
+            await bot.stop()
+    assert code == 0, bot.output
+    assert json.loads(bot.lines[-1])["event"] == "bot.stopped", bot.output

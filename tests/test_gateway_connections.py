@@ -155,6 +155,28 @@ def test_accept_errors_become_one_log_line_a_while() -> None:
     ]
 
 
+def test_a_bug_in_asyncios_accept_callback_is_not_told_as_an_accept_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Only an OSError there is accept() failing; anything else (a RuntimeError, a MemoryError)
+    # was told as gateway.accept_failed with its type name alone, its traceback dropped, and
+    # then left out for ten seconds at a time like the flood it is not.
+    loop = asyncio.new_event_loop()
+    message = "Exception in callback BaseSelectorEventLoop._accept_connection(<function …>)"
+    try:
+        handler = AcceptErrorFilter(interval=3600)
+        with structlog.testing.capture_logs() as logs, caplog.at_level("ERROR", "asyncio"):
+            handler(loop, {"message": message, "exception": RuntimeError("a bug")})
+            handler(loop, {"message": message, "exception": OSError(22, "Invalid argument")})
+    finally:
+        loop.close()
+    assert [(e["event"], e["errno"]) for e in logs] == [("gateway.accept_failed", 22)]
+    (reported,) = [r for r in caplog.records if r.name == "asyncio"]
+    assert reported.getMessage() == message
+    assert reported.exc_info is not None
+    assert isinstance(reported.exc_info[1], RuntimeError)
+
+
 async def test_a_body_that_stops_arriving_gets_408_and_a_closed_connection(
     vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
