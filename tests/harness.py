@@ -466,19 +466,29 @@ class ManagedProcess:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, *args: str, env: dict[str, str], cwd: str | None = None) -> ManagedProcess:
+    async def start(
+        cls, *args: str, env: dict[str, str], cwd: str | None = None, measured: bool = True
+    ) -> ManagedProcess:
         """Start ``python args…`` with ``env`` (merged over a minimal base environment).
 
         Its stdout and stderr go to one pipe of ours (not asyncio's), so that ``deafen`` can
-        close our end of it as a launcher that died would.
+        close our end of it as a launcher that died would. ``measured=False`` keeps coverage
+        out of it (a child under a file size limit: coverage's data file would meet it too).
         """
-        base = child_environment()
+        base = {
+            name: value
+            for name, value in {**child_environment(), **env}.items()
+            if measured
+            or not (
+                name.startswith("COVERAGE_") or (name, value) == ("PYTHONPATH", str(CHILD_SITE))
+            )
+        }
         read_end, write_end = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *args,
-                env={**base, "PYTHONUNBUFFERED": "1", **env},
+                env={**base, "PYTHONUNBUFFERED": "1"},
                 cwd=cwd or str(REPO),
                 stdout=write_end,
                 stderr=asyncio.subprocess.STDOUT,
