@@ -70,9 +70,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.webapp")
 
 SEALED_STREAM_TYPE = "application/vnd.veil.sealed-stream"
-# Written after the chunks of an answer the bot cut at ``max_answer_seconds``, so that the page
-# tells that cut by what the bot says rather than by its own clock: a length prefix of zero,
-# which no chunk has (the page reads it, ``webapp/src/protocol.js``).
+# Written after the chunks of an answer the bot cut at ``max_answer_seconds`` before its final
+# chunk (never after that: nothing may follow it), so that the page tells that cut by what the
+# bot says rather than by its own clock: a length prefix of zero, which no chunk has (the page
+# reads it, ``webapp/src/protocol.js``).
 TIME_LIMIT_MARK = bytes(4)
 GATEWAY_HEADER = "Veil-Gateway"
 REQUEST_ID_HEADER = "Veil-Request-Id"
@@ -476,7 +477,7 @@ async def handle_relay(
                 request.transport.close()  # (a flush first; aiohttp's end then finds it closed)
             return response
         async with asyncio.timeout(stall):
-            if answer.reason == "time_limit":
+            if answer.cut_at_time_limit:
                 await response.write(TIME_LIMIT_MARK)
             await response.write_eof()
     except TimeoutError:

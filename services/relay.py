@@ -414,7 +414,7 @@ class RelayService:
                         before = framer.chunks
                         ready = framer.feed(data)
                         if ready:
-                            answer.hand_on(ready, framer.chunks - before)
+                            answer.hand_on(ready, framer.chunks - before, final=framer.finished)
                     framer.close()
                 self._pool.succeeded(gateway)
             except TimeoutError:

@@ -715,3 +715,28 @@ async def test_a_stop_whose_stream_stalls_past_its_grace_is_not_told_as_the_time
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     cut = next(e["cut"] for e in logs if e["event"] == "relay.settled")
     assert cut == "stop_grace"
+
+
+async def test_an_answer_whose_end_is_slow_past_the_time_limit_reaches_the_page_whole(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The answer's final chunk came before the bot's limit for one answer, but what follows it
+    # on the wire (the relay receipt, the stream's end) was slow on the way. The bot cut the
+    # stream at the limit and wrote its time-limit mark after the final chunk: the page found
+    # bytes after the answer (TrailingData) and discarded the whole of it, charged for.
+    async with webapp_stack(tmp_path, tamper=True, max_answer_seconds=3.0) as stack:
+        stack.tampering.hold_after_final = asyncio.Event()
+        try:
+            with capture_logs() as logs:
+                asked = await page(stack, http).ask(QUESTION)  # opened as the page does
+        finally:
+            stack.tampering.hold_after_final.set()
+        assert stack.tampering.held_after_final.is_set()
+        assert not asked.raw.endswith(TIME_LIMIT_MARK)
+        assert asked.text == "Hello from the fake model."
+        assert asked.final is not None
+        state = await settled(stack, asked.request_id)
+        assert state.charge is not None
+        assert state.charge.outcome == "settled"
+    cut = next(e["cut"] for e in logs if e["event"] == "relay.settled")
+    assert cut == "time_limit"  # (the bot did cut the stream: what came after the final chunk)
