@@ -469,10 +469,11 @@ async def handle_relay(
         async for data in answer:  # (the gateway's pace is the relay's to bound, not ours)
             async with asyncio.timeout(stall):
                 await response.write(data)
-        if answer.broken or answer.reason == "shutdown":
-            # The gateway's stream broke, or the bot is shutting down: the page's breaks too,
-            # once what came has gone, told as cut on the way (never as the bot's time limit,
-            # which the bot says with ``TIME_LIMIT_MARK``).
+        if (answer.broken or answer.reason == "shutdown") and not answer.whole:
+            # The gateway's stream broke, or the bot is shutting down, before the final chunk:
+            # the page's breaks too, once what came has gone, told as cut on the way (never as
+            # the bot's time limit, which the bot says with ``TIME_LIMIT_MARK``). After it, the
+            # page has the whole answer and its receipt: its stream ends whole.
             if request.transport is not None:
                 request.transport.close()  # (a flush first; aiohttp's end then finds it closed)
             return response

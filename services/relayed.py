@@ -252,6 +252,11 @@ class RelayedAnswer:
         return "stop_grace" if self._graced else "time_limit"
 
     @property
+    def whole(self) -> bool:
+        """Whether the final chunk was handed on: the page has the whole answer, and its receipt."""
+        return self._whole
+
+    @property
     def cut_at_time_limit(self) -> bool:
         """Whether the page is to be told its answer was cut at the bot's time limit.
 

@@ -740,3 +740,23 @@ async def test_an_answer_whose_end_is_slow_past_the_time_limit_reaches_the_page_
         assert state.charge.outcome == "settled"
     cut = next(e["cut"] for e in logs if e["event"] == "relay.settled")
     assert cut == "time_limit"  # (the bot did cut the stream: what came after the final chunk)
+
+
+async def test_a_gateway_stream_that_breaks_after_its_final_chunk_reaches_the_page_whole(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The gateway's stream broke after the answer's final chunk had been handed on (what
+    # follows it, the relay receipt and the stream's end, lost on the way). The bot broke the
+    # page's stream too, as for a stream broken mid-answer: the page, holding the whole answer
+    # and its receipt, was told it was cut on the way, and its question given back.
+    async with webapp_stack(tmp_path, tamper=True) as stack:
+        stack.tampering.hold_after_final = asyncio.Event()
+        stack.tampering.break_after_final = True
+        stack.tampering.hold_after_final.set()  # (it breaks at once)
+        asked = await page(stack, http).ask(QUESTION)  # opened as the page does
+        assert stack.tampering.held_after_final.is_set()
+        assert asked.text == "Hello from the fake model."
+        assert asked.final is not None
+        state = await settled(stack, asked.request_id)
+        assert state.charge is not None
+        assert state.charge.outcome == "settled"

@@ -247,9 +247,11 @@ class TamperingRelay(Served):
         self.flip_streamed_at: int | None = None
         # Set, a sealed answer (``/v1/sealed/chat/``) streamed on passes up to the end of its
         # final chunk, and what follows (the relay receipt, the stream's end) waits until it is
-        # set (``held_after_final`` is set once it does): the last bytes slow on the way.
+        # set (``held_after_final`` is set once it does): the last bytes slow on the way. Set
+        # ``break_after_final`` too, and the relay then hangs up instead, those bytes unsent.
         self.hold_after_final: asyncio.Event | None = None
         self.held_after_final = asyncio.Event()
+        self.break_after_final = False
         self.last_request: bytes | None = None
         self.last_headers: dict[str, str] = {}
         self.url = ""
@@ -339,15 +341,18 @@ class TamperingRelay(Served):
             piece = bytearray(data)
             if flip is not None and offset <= flip < offset + len(piece):
                 piece[flip - offset] ^= 0x40
-            if held is not None and framer is not None and not held.is_set():
-                finished = framer.finished
+            if held is not None and framer is not None:
                 whole += len(framer.feed(bytes(piece)))
-                if framer.finished and not finished:
+                if framer.finished:
+                    framer = None  # (held once)
                     await response.write(bytes(piece[: whole - offset]))
                     self.held_after_final.set()
                     await held.wait()
                     if request.transport is None or request.transport.is_closing():
                         return response  # the client hung up meanwhile
+                    if self.break_after_final:
+                        request.transport.abort()  # the connection lost, the stream unfinished
+                        return response
                     del piece[: whole - offset]
                     offset = whole
             offset += len(piece)
