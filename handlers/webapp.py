@@ -70,9 +70,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.webapp")
 
 SEALED_STREAM_TYPE = "application/vnd.veil.sealed-stream"
-# Written after the chunks of an answer the bot cut at ``max_answer_seconds``, so that the page
-# tells that cut by what the bot says rather than by its own clock: a length prefix of zero,
-# which no chunk has (the page reads it, ``webapp/src/protocol.js``).
+# Written after the chunks of an answer the bot cut at ``max_answer_seconds`` before its final
+# chunk (never after that: nothing may follow it), so that the page tells that cut by what the
+# bot says rather than by its own clock: a length prefix of zero, which no chunk has (the page
+# reads it, ``webapp/src/protocol.js``).
 TIME_LIMIT_MARK = bytes(4)
 GATEWAY_HEADER = "Veil-Gateway"
 REQUEST_ID_HEADER = "Veil-Request-Id"
@@ -468,15 +469,16 @@ async def handle_relay(
         async for data in answer:  # (the gateway's pace is the relay's to bound, not ours)
             async with asyncio.timeout(stall):
                 await response.write(data)
-        if answer.broken or answer.reason == "shutdown":
-            # The gateway's stream broke, or the bot is shutting down: the page's breaks too,
-            # once what came has gone, told as cut on the way (never as the bot's time limit,
-            # which the bot says with ``TIME_LIMIT_MARK``).
+        if (answer.broken or answer.reason == "shutdown") and not answer.whole:
+            # The gateway's stream broke, or the bot is shutting down, before the final chunk:
+            # the page's breaks too, once what came has gone, told as cut on the way (never as
+            # the bot's time limit, which the bot says with ``TIME_LIMIT_MARK``). After it, the
+            # page has the whole answer and its receipt: its stream ends whole.
             if request.transport is not None:
                 request.transport.close()  # (a flush first; aiohttp's end then finds it closed)
             return response
         async with asyncio.timeout(stall):
-            if answer.reason == "time_limit":
+            if answer.cut_at_time_limit:
                 await response.write(TIME_LIMIT_MARK)
             await response.write_eof()
     except TimeoutError:

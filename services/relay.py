@@ -414,15 +414,17 @@ class RelayService:
                         before = framer.chunks
                         ready = framer.feed(data)
                         if ready:
-                            answer.hand_on(ready, framer.chunks - before)
+                            answer.hand_on(ready, framer.chunks - before, final=framer.finished)
                     framer.close()
                 self._pool.succeeded(gateway)
-            except TimeoutError:
-                answer.reason = answer.reason or answer.timed_out
             except (SealedError, aiohttp.ClientError) as exc:
+                # (First: no byte within the read timeout, aiohttp's ServerTimeoutError, is a
+                # TimeoutError too, but the gateway's stream stalled, not the bot's limit.)
                 if not answer.reason:  # (not cut by the bot: the gateway's stream broke)
                     answer.reason = type(exc).__name__
                     answer.broken = True
+            except TimeoutError:
+                answer.reason = answer.reason or answer.timed_out
             finally:
                 answer.stream_ended()
                 response.close()

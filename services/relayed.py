@@ -112,6 +112,7 @@ class RelayedAnswer:
     _given_up: bool = False  # a stop's grace ended before the request was sent: send none
     _stream_over: bool = False  # the gateway's stream has ended (whole or cut)
     _graced: bool = False  # a stop's grace, not the time limit, is when the stream ends
+    _whole: bool = False  # the final chunk has been handed on (the answer is whole)
     _page: asyncio.BaseTransport | None = None  # the connection the page asked on
     _settled: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is settled
 
@@ -226,9 +227,10 @@ class RelayedAnswer:
         """Whether the connection the page asked on has closed."""
         return self._page is not None and self._page.is_closing()
 
-    def hand_on(self, data: bytes, chunks: int) -> None:
-        """Queue whole chunks for the page; ``chunks`` counts them."""
+    def hand_on(self, data: bytes, chunks: int, *, final: bool) -> None:
+        """Queue ``chunks`` whole chunks for the page; ``final``: the final chunk is among them."""
         self.forwarded += chunks
+        self._whole = self._whole or final
         self._queue.put_nowait(data)
 
     def limit(self, seconds: float) -> None:
@@ -248,3 +250,17 @@ class RelayedAnswer:
         whose stream did not end within its grace is a stop, not that limit.
         """
         return "stop_grace" if self._graced else "time_limit"
+
+    @property
+    def whole(self) -> bool:
+        """Whether the final chunk was handed on: the page has the whole answer, and its receipt."""
+        return self._whole
+
+    @property
+    def cut_at_time_limit(self) -> bool:
+        """Whether the page is to be told its answer was cut at the bot's time limit.
+
+        Not when the final chunk was handed on before it: the page has the whole answer (the
+        limit cut only what follows it, the relay receipt), and nothing may follow it there.
+        """
+        return self.reason == "time_limit" and not self._whole

@@ -16,17 +16,21 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
 from handlers.webapp import TIME_LIMIT_MARK
 from sealed.receipt import ReceiptStatus
+from services.control import ControlClient
 from services.prices import format_units
+from services.relay import RelayService
+from services.relayed import Ticket
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN
 from tests.fakes.relay import SlowReader
-from tests.harness import CLIENT_VERIFY_KEY, client_policy, wait_until
+from tests.harness import CLIENT_KEY, CLIENT_VERIFY_KEY, client_policy, wait_until
 from tests.miniapp import (
     USER_ID,
     hold_of,
@@ -40,8 +44,6 @@ from tests.miniapp import (
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import aiohttp
 
     from tests.miniapp import MiniStack
 
@@ -715,3 +717,87 @@ async def test_a_stop_whose_stream_stalls_past_its_grace_is_not_told_as_the_time
         assert (state.charge.outcome, state.charge.receipt_status) == ("settled", "stopped")
     cut = next(e["cut"] for e in logs if e["event"] == "relay.settled")
     assert cut == "stop_grace"
+
+
+async def test_an_answer_whose_end_is_slow_past_the_time_limit_reaches_the_page_whole(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The answer's final chunk came before the bot's limit for one answer, but what follows it
+    # on the wire (the relay receipt, the stream's end) was slow on the way. The bot cut the
+    # stream at the limit and wrote its time-limit mark after the final chunk: the page found
+    # bytes after the answer (TrailingData) and discarded the whole of it, charged for.
+    async with webapp_stack(tmp_path, tamper=True, max_answer_seconds=3.0) as stack:
+        stack.tampering.hold_after_final = asyncio.Event()
+        try:
+            with capture_logs() as logs:
+                asked = await page(stack, http).ask(QUESTION)  # opened as the page does
+        finally:
+            stack.tampering.hold_after_final.set()
+        assert stack.tampering.held_after_final.is_set()
+        assert not asked.raw.endswith(TIME_LIMIT_MARK)
+        assert asked.text == "Hello from the fake model."
+        assert asked.final is not None
+        state = await settled(stack, asked.request_id)
+        assert state.charge is not None
+        assert state.charge.outcome == "settled"
+    cut = next(e["cut"] for e in logs if e["event"] == "relay.settled")
+    assert cut == "time_limit"  # (the bot did cut the stream: what came after the final chunk)
+
+
+async def test_a_gateway_stream_that_breaks_after_its_final_chunk_reaches_the_page_whole(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The gateway's stream broke after the answer's final chunk had been handed on (what
+    # follows it, the relay receipt and the stream's end, lost on the way). The bot broke the
+    # page's stream too, as for a stream broken mid-answer: the page, holding the whole answer
+    # and its receipt, was told it was cut on the way, and its question given back.
+    async with webapp_stack(tmp_path, tamper=True) as stack:
+        stack.tampering.hold_after_final = asyncio.Event()
+        stack.tampering.break_after_final = True
+        stack.tampering.hold_after_final.set()  # (it breaks at once)
+        asked = await page(stack, http).ask(QUESTION)  # opened as the page does
+        assert stack.tampering.held_after_final.is_set()
+        assert asked.text == "Hello from the fake model."
+        assert asked.final is not None
+        state = await settled(stack, asked.request_id)
+        assert state.charge is not None
+        assert state.charge.outcome == "settled"
+
+
+async def test_a_gateway_stream_stalled_past_the_read_timeout_is_not_told_as_the_time_limit(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The gateway's stream stalled on its way back for longer than the relay's read timeout
+    # (120 s), well within the bot's limit for one answer. aiohttp's read timeout is a
+    # TimeoutError too, and the relay took it for that limit: it ended the page's stream with
+    # the time-limit mark, and the page said the answer took longer than the bot allows.
+    async with webapp_stack(tmp_path) as stack:
+        veil = stack.veil
+        headers, body, asked = await page(stack, http).seal(CHAT)
+        ticket = Ticket(
+            int(headers["Veil-Gateway"]),
+            asked.request_id,
+            "veil-test",
+            int(headers["Veil-Max-Tokens"]),
+            headers["Veil-Proof"],
+        )
+        stack.to_gateway.stall_replies = b"POST /v1/sealed/chat"
+        async with aiohttp.ClientSession() as streams, aiohttp.ClientSession() as control:
+            relay = RelayService(
+                veil.chat.inference.pool,
+                veil.credit,
+                streams,
+                ControlClient(control),
+                client_key=CLIENT_KEY,
+                max_answer_seconds=600.0,
+                read_timeout=0.5,  # (the relay's own, as the bot's is 120 s)
+            )
+            try:
+                answer = await relay.relay(USER_ID, ticket, body)
+                async for _ in answer:  # to its end, settled
+                    pass
+            finally:
+                stack.to_gateway.replies_released.set()
+        assert answer.broken  # the page's stream breaks: told as cut on the way
+        assert not answer.cut_at_time_limit
+        assert answer.charge is not None

@@ -7,8 +7,9 @@
   the way a slow or fragmenting network delivers a large body.
 - ``TamperingRelay``: an HTTP reverse proxy that forwards requests to the gateway and rewrites
   the sealed body on the way (in either direction, or a byte of an answer as it streams), to
-  prove that every change is caught, or holds requests back (``stall``); or
-  answers a sealed path itself with an error of its own, as a broken or hostile proxy does.
+  prove that every change is caught, or holds requests back (``stall``), or an answer's last
+  bytes, those after its final chunk (``hold_after_final``); or answers a sealed path itself
+  with an error of its own, as a broken or hostile proxy does.
 - ``HalfOpenClients``: raw connections that send part of a request head and then nothing, to
   prove a server times them out and caps how many it holds.
 - ``SlowReader``: a raw connection that sends a whole request and then stops reading the
@@ -30,6 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from playground.served import Served
+from sealed.relay import StreamFramer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -243,6 +245,13 @@ class TamperingRelay(Served):
         # Set, a sealed answer streamed on as it comes has its byte at this offset flipped:
         # tampering on the way that the bot, which cannot open the stream, hands on unseen.
         self.flip_streamed_at: int | None = None
+        # Set, a sealed answer (``/v1/sealed/chat/``) streamed on passes up to the end of its
+        # final chunk, and what follows (the relay receipt, the stream's end) waits until it is
+        # set (``held_after_final`` is set once it does): the last bytes slow on the way. Set
+        # ``break_after_final`` too, and the relay then hangs up instead, those bytes unsent.
+        self.hold_after_final: asyncio.Event | None = None
+        self.held_after_final = asyncio.Event()
+        self.break_after_final = False
         self.last_request: bytes | None = None
         self.last_headers: dict[str, str] = {}
         self.url = ""
@@ -299,7 +308,9 @@ class TamperingRelay(Served):
         ) as upstream:
             if upstream.status == 200 and self.rewrite_response is None:
                 flip = self.flip_streamed_at if sealed else None
-                return await self._stream(request, upstream, flip)
+                answer = request.path.startswith("/v1/sealed/chat/")
+                held = self.hold_after_final if answer else None
+                return await self._stream(request, upstream, flip, held)
             payload = await upstream.read()
             if sealed and upstream.status == 200 and self.rewrite_response is not None:
                 payload = self.rewrite_response(payload)
@@ -309,21 +320,41 @@ class TamperingRelay(Served):
                 content_type=upstream.content_type,
             )
 
-    @staticmethod
     async def _stream(
-        request: web.Request, upstream: aiohttp.ClientResponse, flip: int | None = None
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        flip: int | None = None,
+        held: asyncio.Event | None = None,
     ) -> web.StreamResponse:
         """Hand a reply on as it comes, as a proxy does a streamed answer; hang up with it.
 
-        ``flip``: the offset of a byte of the reply to flip on the way.
+        ``flip``: the offset of a byte of the reply to flip on the way; ``held``: what follows
+        the final chunk waits for it (``hold_after_final``).
         """
         response = web.StreamResponse(headers={"Content-Type": upstream.content_type})
         await response.prepare(request)
+        framer = StreamFramer(expect_receipt=True) if held is not None else None
         offset = 0
+        whole = 0  # the stream's bytes up to the end of its last whole chunk
         async for data in upstream.content.iter_any():
             piece = bytearray(data)
             if flip is not None and offset <= flip < offset + len(piece):
                 piece[flip - offset] ^= 0x40
+            if held is not None and framer is not None:
+                whole += len(framer.feed(bytes(piece)))
+                if framer.finished:
+                    framer = None  # (held once)
+                    await response.write(bytes(piece[: whole - offset]))
+                    self.held_after_final.set()
+                    await held.wait()
+                    if request.transport is None or request.transport.is_closing():
+                        return response  # the client hung up meanwhile
+                    if self.break_after_final:
+                        request.transport.abort()  # the connection lost, the stream unfinished
+                        return response
+                    del piece[: whole - offset]
+                    offset = whole
             offset += len(piece)
             await response.write(bytes(piece))
         await response.write_eof()
