@@ -670,6 +670,34 @@ async def test_an_empty_answer_is_told_free_and_the_question_given_back(
         assert (state.charge.outcome, state.charge.units) == ("released", 0)
 
 
+async def test_an_answer_cut_at_its_length_limit_is_told_cut_not_whole(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The model ran out of the answer's room (finish_reason "length"): the page said only
+    # "Signed receipt verified: … (complete)", as for a whole answer; the chat says it was cut.
+    def answer(body: dict[str, Any]) -> str:
+        asked = body["messages"][-1]["content"]
+        return "word " * 1500 if asked == QUESTION else "Glad to help."  # past what is asked
+
+    async with webapp_stack(tmp_path, answer=answer) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), Keychain())
+        await ready(page)
+        await ask(page, QUESTION)
+        await page.wait_for_selector("#notice[data-status=complete]", timeout=15000)
+        notice = await page.inner_text("#notice")
+        assert await page.get_attribute("#notice", "data-cut") == "length"
+        assert notice.startswith("Signed receipt verified: ")
+        assert notice.endswith(
+            "(complete). ✂️ The answer hit the length limit: ask for the rest in your next question."
+        )
+        cap = stack.vllm.requests[0]["max_completion_tokens"]
+        assert f" + {cap} tokens (complete). ✂️" in notice
+        await ask(page, "Thanks")  # a whole answer after it is not told cut
+        await page.wait_for_selector("#notice[data-status=complete]:not([data-cut])", timeout=15000)
+        assert "✂️" not in await page.inner_text("#notice")
+        await page.context.close()
+
+
 async def test_a_connection_lost_mid_answer_keeps_what_came_and_gives_the_question_back(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -395,6 +395,7 @@ class App {
     this.note(this.t("sealing"), "progress");
     delete $("notice").dataset.error;
     delete $("notice").dataset.status;
+    delete $("notice").dataset.cut;
     this.setRunning({
       requestId: null,
       responseKey: null,
@@ -485,8 +486,12 @@ class App {
           status: receipt.status,
         };
         const stopped = receipt.status === "stopped" ? `${this.t("stopped")} ` : "";
-        this.note(stopped + this.t("receipt", counts), "done");
+        // The model ran out of the answer's room (vLLM's finish_reason "length"): as in the
+        // chat, the user hears that the answer was cut there, not that it is whole.
+        const cut = receipt.status === "complete" && result.finishReason === "length";
+        this.note(stopped + this.t("receipt", counts) + (cut ? ` ${this.t("answer_cut")}` : ""), "done");
         $("notice").dataset.status = receipt.status;
+        if (cut) $("notice").dataset.cut = "length";
       }
       const kept = !result.error && text && !thoughtOnly && !forgotten();
       if (kept) await this.keep(question, text, asked);

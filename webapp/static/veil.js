@@ -6431,6 +6431,7 @@
     unanswered_charged: "Stopped before the answer reached you, but the model server had begun it: {prompt} + {completion} tokens were charged, as its signed receipt says. Your question is back in the input to send again.",
     unanswered_settling: "Stopped before the model server began the answer, as far as the bot knows yet. Had it begun after all, what it wrote is charged as its signed receipt says, and your balance will show it; else nothing is. Your question is back in the input to send again.",
     receipt: "Signed receipt verified: {prompt} + {completion} tokens ({status}).",
+    answer_cut: "✂️ The answer hit the length limit: ask for the rest in your next question.",
     forget: "Forget this device's history",
     forgotten: "History erased: its key is destroyed.",
     forgotten_key_kept: "History erased from this device, but Telegram's secure storage could not remove its key just now: press Forget again later. Until then new answers are not kept.",
@@ -6493,6 +6494,7 @@
     unanswered_charged: "Остановлено до того, как ответ дошёл до вас, но сервер модели уже начал его: списано {prompt} + {completion} токенов, как указано в его подписанном чеке. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     unanswered_settling: "Остановлено до того, как сервер модели начал ответ, насколько бот знает сейчас. Если он всё же начал, написанное списывается по его подписанному чеку, и баланс это покажет; иначе ничего не списывается. Вопрос снова в поле ввода, чтобы отправить его ещё раз.",
     receipt: "Подписанный чек проверен: {prompt} + {completion} токенов ({status}).",
+    answer_cut: "✂️ Ответ упёрся в ограничение длины: попросите продолжение следующим вопросом.",
     forget: "Стереть историю на этом устройстве",
     forgotten: "История стёрта: её ключ уничтожен.",
     forgotten_key_kept: "История стёрта с устройства, но защищённое хранилище Telegram сейчас не смогло удалить её ключ: нажмите «Стереть историю» ещё раз позже. До тех пор новые ответы не сохраняются.",
@@ -6555,6 +6557,7 @@
     unanswered_charged: "Жауап сізге жетпей тұрып тоқтатылды, бірақ модель сервері оны бастап қойған еді: оның қол қойылған чегіне сай {prompt} + {completion} токен есептен шығарылды. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     unanswered_settling: "Бот әзірге білетіндей, модель сервері жауапты бастамай тұрып тоқтатылды. Егер ол бәрібір бастаған болса, жазғаны оның қол қойылған чегіне сай есептен шығарылады, мұны баланс көрсетеді; әйтпесе ештеңе шығарылмайды. Сұрағыңыз қайта жіберу үшін енгізу өрісінде тұр.",
     receipt: "Қолтаңбалы түбіртек тексерілді: {prompt} + {completion} токен ({status}).",
+    answer_cut: "✂️ Жауап ұзындық шегіне жетті; жалғасын келесі сұрағыңызда сұраңыз.",
     forget: "Осы құрылғыдағы тарихты өшіру",
     forgotten: "Тарих өшірілді: оның кілті жойылды.",
     forgotten_key_kept: "Тарих құрылғыдан өшірілді, бірақ Telegram-ның қорғалған қоймасы оның кілтін қазір жоя алмады: «Тарихты өшіру» батырмасын кейінірек қайта басыңыз. Оған дейін жаңа жауаптар сақталмайды.",
@@ -6918,6 +6921,7 @@
       this.note(this.t("sealing"), "progress");
       delete $("notice").dataset.error;
       delete $("notice").dataset.status;
+      delete $("notice").dataset.cut;
       this.setRunning({
         requestId: null,
         responseKey: null,
@@ -6997,8 +7001,10 @@
             status: receipt.status
           };
           const stopped = receipt.status === "stopped" ? `${this.t("stopped")} ` : "";
-          this.note(stopped + this.t("receipt", counts), "done");
+          const cut = receipt.status === "complete" && result.finishReason === "length";
+          this.note(stopped + this.t("receipt", counts) + (cut ? ` ${this.t("answer_cut")}` : ""), "done");
           $("notice").dataset.status = receipt.status;
+          if (cut) $("notice").dataset.cut = "length";
         }
         const kept = !result.error && text && !thoughtOnly && !forgotten();
         if (kept) await this.keep(question, text, asked);
