@@ -410,29 +410,24 @@ def unreadable_update(item: object, error: ValidationError, bot: Bot, via: str) 
                 "telegram.payment_unreadable", update_id=update_id, via=via, error=describe(error)
             )
             return Update(update_id=update_id)
-        log.warning(
-            "telegram.update_unreadable",
-            update_id=update_id,
-            via=via,
-            error=describe(error),
-            kept="payment",
-        )
-        return booked
+        return _unreadable(booked, via, error, kept="payment")
     envelope = unread_envelope(item)
     stand_in = None if envelope is None else _validated(envelope, bot)
     if stand_in is None:
-        log.warning(
-            "telegram.update_unreadable", update_id=update_id, via=via, error=describe(error)
-        )
-        return Update(update_id=update_id)
+        return _unreadable(Update(update_id=update_id), via, error)
+    return _unreadable(stand_in, via, error, kept="envelope")
+
+
+def _unreadable(update: Update, via: str, error: ValidationError, **kept: str) -> Update:
+    """``update``, logged as one that could not be read (``kept``: what of it is kept)."""
     log.warning(
         "telegram.update_unreadable",
-        update_id=update_id,
+        update_id=update.update_id,
         via=via,
         error=describe(error),
-        kept="envelope",
+        **kept,
     )
-    return stand_in
+    return update
 
 
 def _read_in_part(
