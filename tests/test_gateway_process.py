@@ -7,7 +7,7 @@ import base64
 import errno
 import socket
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from yarl import URL
@@ -293,12 +293,10 @@ runpy.run_module("gateway", run_name="__main__", alter_sys=True)
 """
 
 
-# The metrics listener was not watched: one that died left the gateway serving, unseen by its
-# monitoring, until someone restarted it by hand.
-@pytest.mark.parametrize(("listener", "url"), [("public", "url"), ("metrics", "metrics_url")])
-async def test_a_listener_closed_under_the_gateway_stops_it_with_one_line(
-    tmp_path: Path, listener: str, url: str
-) -> None:
+async def _cut_under(
+    tmp_path: Path, url: str = "url", **settings: str
+) -> tuple[ManagedProcess, dict[str, Any], int]:
+    """A gateway whose listener at ``url`` is cut under it (``_LISTENER_CUT``) and its exit."""
     key_file = tmp_path / "operator.key"
     assert run("keygen", "--out", str(key_file)).returncode == 0
     cut = tmp_path / "cut"
@@ -314,18 +312,28 @@ async def test_a_listener_closed_under_the_gateway_stops_it_with_one_line(
                 "VEIL_GATEWAY_PORT": "0",
                 "VEIL_METRICS_PORT": "0",
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                **settings,
             },
         )
         try:
             await gateway.wait_for_line("gateway.started")
             started = gateway.json_event("gateway.started")
-            assert started["loop"] == "uvloop"
-            port = URL(str(started[url])).port
-            await asyncio.to_thread(cut.write_text, str(port))
+            await asyncio.to_thread(cut.write_text, str(URL(str(started[url])).port))
             async with asyncio.timeout(60):
                 code = await gateway.process.wait()
         finally:
             await gateway.stop()
+    return gateway, started, code
+
+
+# The metrics listener was not watched: one that died left the gateway serving, unseen by its
+# monitoring, until someone restarted it by hand.
+@pytest.mark.parametrize(("listener", "url"), [("public", "url"), ("metrics", "metrics_url")])
+async def test_a_listener_closed_under_the_gateway_stops_it_with_one_line(
+    tmp_path: Path, listener: str, url: str
+) -> None:
+    gateway, started, code = await _cut_under(tmp_path, url)
+    assert started["loop"] == "uvloop"
     assert code == 1
     closed = gateway.json_event("gateway.listener_closed")
     assert (closed["level"], closed["listener"], closed["url"]) == (
@@ -340,33 +348,8 @@ async def test_a_listener_closed_under_the_gateway_stops_it_with_one_line(
 # fails (EINVAL): asyncio reported each failure, ~20,000 log lines in the 5 s before the check
 # stopped the gateway. One line a while now, with the count of those left out.
 async def test_a_cut_listener_on_asyncios_loop_is_told_in_a_few_lines(tmp_path: Path) -> None:
-    key_file = tmp_path / "operator.key"
-    assert run("keygen", "--out", str(key_file)).returncode == 0
-    cut = tmp_path / "cut"
-    async with FakeVLLM(answer=ANSWER) as fake:
-        gateway = await ManagedProcess.start(
-            "-c",
-            _LISTENER_CUT,
-            env={
-                "CUT": str(cut),
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
-                "VEIL_MAX_COMPLETION_TOKENS": "1024",
-                "VEIL_GATEWAY_LOOP": "asyncio",
-            },
-        )
-        try:
-            await gateway.wait_for_line("gateway.started")
-            started = gateway.json_event("gateway.started")
-            assert started["loop"] == "asyncio"
-            await asyncio.to_thread(cut.write_text, str(URL(str(started["url"])).port))
-            async with asyncio.timeout(60):
-                code = await gateway.process.wait()
-        finally:
-            await gateway.stop()
+    gateway, started, code = await _cut_under(tmp_path, VEIL_GATEWAY_LOOP="asyncio")
+    assert started["loop"] == "asyncio"
     assert code == 1
     assert gateway.json_event("gateway.listener_closed")["listener"] == "public"
     accepts = [line for line in gateway.lines if "accept" in line]
@@ -376,33 +359,7 @@ async def test_a_cut_listener_on_asyncios_loop_is_told_in_a_few_lines(tmp_path: 
 
 
 async def test_a_listener_whose_socket_is_closed_stops_the_gateway(tmp_path: Path) -> None:
-    key_file = tmp_path / "operator.key"
-    assert run("keygen", "--out", str(key_file)).returncode == 0
-    cut = tmp_path / "cut"
-    async with FakeVLLM(answer=ANSWER) as fake:
-        gateway = await ManagedProcess.start(
-            "-c",
-            _LISTENER_CUT,
-            env={
-                "CUT": str(cut),
-                "CLOSE": "1",
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
-                "VEIL_MAX_COMPLETION_TOKENS": "1024",
-                "VEIL_GATEWAY_LOOP": "asyncio",
-            },
-        )
-        try:
-            await gateway.wait_for_line("gateway.started")
-            started = gateway.json_event("gateway.started")
-            await asyncio.to_thread(cut.write_text, str(URL(str(started["url"])).port))
-            async with asyncio.timeout(60):
-                code = await gateway.process.wait()
-        finally:
-            await gateway.stop()
+    gateway, started, code = await _cut_under(tmp_path, CLOSE="1", VEIL_GATEWAY_LOOP="asyncio")
     assert code == 1
     closed = gateway.json_event("gateway.listener_closed")
     assert (closed["listener"], closed["url"]) == ("public", started["url"])
