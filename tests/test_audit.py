@@ -20,6 +20,7 @@ from sealed.receipt import ReceiptStatus, UsageReceipt, sign_receipt
 from sealed.suites import KeyPair, Suite
 from services.audit import Auditor, proof_for
 from services.shop import IncomingPayment, Pack, Shop
+from tests.beside import WRITTEN_BESIDE, write_beside
 from tests.books import grant
 from tests.botstack import bot_env, running_stack
 from tests.harness import REPO, run_python
@@ -165,29 +166,6 @@ async def test_audit_runs_on_a_data_folder_on_a_read_only_disk(
 # the database was read as immutable, as it stood, and a write meanwhile could make what the
 # audit read inconsistent, said nothing. The write comes through a writable mount of the same
 # folder as the audit opens the database.
-_WRITTEN_BESIDE_AUDIT = """
-mount --bind "$DATA" "$RW" || exit 97
-mount -o bind,ro "$DATA" "$DATA" || exit 97
-exec "$PYTHON" -c "$WRAPPER"
-"""
-_WRITE_BESIDE = """
-import os, runpy, sqlite3, sys
-
-def write_beside(event, args):
-    if event == "sqlite3.connect" and "immutable=1" in str(args[0]) and not written:
-        written.append(True)
-        db = sqlite3.connect(os.path.join(os.environ["RW"], "veil.db"))
-        with db:
-            db.execute("CREATE TABLE written_beside (x)")
-        db.close()
-
-written = []
-sys.addaudithook(write_beside)
-sys.argv = ["bot", "audit"]
-runpy.run_module("bot", run_name="__main__", alter_sys=True)
-"""
-
-
 async def test_audit_on_a_read_only_disk_tells_a_write_through_another_mount(
     audited: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:
@@ -198,7 +176,7 @@ async def test_audit_on_a_read_only_disk_tells_a_write_through_another_mount(
     def run() -> subprocess.CompletedProcess[str] | None:
         try:
             return subprocess.run(  # noqa: S603 -- unshare, this interpreter, this project
-                ["unshare", "--mount", "sh", "-c", _WRITTEN_BESIDE_AUDIT],  # noqa: S607
+                ["unshare", "--mount", "sh", "-c", WRITTEN_BESIDE],  # noqa: S607
                 capture_output=True,
                 text=True,
                 cwd=REPO,
@@ -207,7 +185,7 @@ async def test_audit_on_a_read_only_disk_tells_a_write_through_another_mount(
                     "DATA": env["VEIL_DATA_DIR"],
                     "RW": str(rw),
                     "PYTHON": sys.executable,
-                    "WRAPPER": _WRITE_BESIDE,
+                    "WRAPPER": write_beside("audit"),
                 },
                 timeout=60,
                 check=False,

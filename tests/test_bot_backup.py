@@ -16,6 +16,7 @@ from bot.__main__ import USAGE
 from models import MasterKey, Store
 from models.journal import Journal
 from sealed.encoding import b64e
+from tests.beside import WRITTEN_BESIDE, write_beside
 from tests.botstack import TOKEN
 from tests.harness import REPO, child_environment, run_python
 
@@ -373,29 +374,6 @@ async def test_a_wal_without_its_shm_on_a_read_only_disk_is_named_with_what_to_d
 # the database was read as immutable, as it stood, and a write meanwhile could make the copy
 # inconsistent, said nothing. Here the write comes through a writable mount of the same folder
 # as the copy opens the database.
-_WRITTEN_BESIDE_BACKUP = """
-mount --bind "$DATA" "$RW" || exit 97
-mount -o bind,ro "$DATA" "$DATA" || exit 97
-exec "$PYTHON" -c "$WRAPPER"
-"""
-_WRITE_BESIDE = """
-import os, runpy, sqlite3, sys
-
-def write_beside(event, args):
-    if event == "sqlite3.connect" and "immutable=1" in str(args[0]) and not written:
-        written.append(True)
-        db = sqlite3.connect(os.path.join(os.environ["RW"], "veil.db"))
-        with db:
-            db.execute("CREATE TABLE written_beside (x)")
-        db.close()
-
-written = []
-sys.addaudithook(write_beside)
-sys.argv = ["bot", "backup", os.environ["TARGET"]]
-runpy.run_module("bot", run_name="__main__", alter_sys=True)
-"""
-
-
 async def test_a_write_through_another_mount_during_a_read_only_backup_is_told(
     tmp_path: Path,
 ) -> None:
@@ -411,7 +389,7 @@ async def test_a_write_through_another_mount_during_a_read_only_backup_is_told(
     def run() -> subprocess.CompletedProcess[str] | None:
         try:
             return subprocess.run(  # noqa: S603 -- unshare, this interpreter, this project
-                ["unshare", "--mount", "sh", "-c", _WRITTEN_BESIDE_BACKUP],  # noqa: S607
+                ["unshare", "--mount", "sh", "-c", WRITTEN_BESIDE],  # noqa: S607
                 capture_output=True,
                 text=True,
                 cwd=REPO,
@@ -421,7 +399,7 @@ async def test_a_write_through_another_mount_during_a_read_only_backup_is_told(
                     "RW": str(rw),
                     "TARGET": str(target),
                     "PYTHON": sys.executable,
-                    "WRAPPER": _WRITE_BESIDE,
+                    "WRAPPER": write_beside("backup", str(target)),
                     "VEIL_BOT_TOKEN": TOKEN,
                     "VEIL_OPERATOR_KEYS": b64e(b"\x01" * 32),
                     "VEIL_DATA_DIR": str(data),
