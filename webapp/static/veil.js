@@ -6050,10 +6050,16 @@
       return this.exclusive(async () => {
         for (let tries = 1; ; tries += 1) {
           if (!await this.takeIn()) return true;
-          this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-          this.turns = this.turns.slice(-MAX_TURNS);
+          if (tries > 1 && this.read === null) {
+            this.turns = [];
+            return true;
+          }
+          const before = this.turns;
+          const exchange = [{ role: "user", content: question }, { role: "assistant", content: answer }];
+          this.turns = [...before, ...exchange].slice(-MAX_TURNS);
           const saved = await this.save(tries < ADD_TRIES);
           if (saved !== CHANGED) return saved;
+          this.turns = before;
         }
       });
     }
