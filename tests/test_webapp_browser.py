@@ -1635,6 +1635,54 @@ async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_hist
     assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
 
 
+async def forgetting_or_waiting(page: Page, keychain: Keychain) -> bool:
+    """Whether ``page``'s Forget is removing the key, or waits to read the history."""
+    return keychain.removing.is_set() or await pending_locks(page) > 0
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+async def test_an_answer_kept_as_another_page_forgets_is_not_kept_twice_nor_the_history_back(
+    browser: Browser, tmp_path: Path, script: str
+) -> None:
+    # Without Web Locks: one page kept an exchange while another page of the device forgot
+    # (the keychain slow to remove the key). Finding the history it had read gone, the first
+    # page tried again from the turns it held, its exchange already pushed: it pushed it
+    # again and wrote the erased history back with that exchange twice, under the key being
+    # destroyed, and its next question sent them to the model. The history the first page
+    # reads here is one under a key the keychain lost (reset), so that its keychain read,
+    # held, comes between its read and its write, as a slow keychain's does.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, first, second = await two_pages(browser, stack, keychain, script)
+        await answered(first, QUESTION)
+        keychain.values.clear()  # the keychain was reset: what is stored cannot be read now
+        for page in (first, second):
+            await page.reload()
+            await ready(page)
+        stack.to_bot.hold_replies = b"POST /app/api/relay"  # the answer waits on its way
+        await ask(first, "And the red one?")
+        await wait_until(lambda: len(stack.vllm.requests) == 2)
+        stack.to_bot.hold_replies = None
+        keychain.hold_reads, keychain.reads_to_hold = asyncio.Event(), 1
+        stack.to_bot.replies_released.set()
+        await wait_until(lambda: keychain.reads_waiting == 1)  # keeping it, the key slow to come
+        keychain.hold = asyncio.Event()
+        await second.click("#about-title")
+        await second.click("#forget")
+        async with asyncio.timeout(15):  # removing the key, or waiting for the first to keep
+            while not await forgetting_or_waiting(second, keychain):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+        keychain.hold_reads.set()
+        await first.wait_for_selector("#send[data-state=send]", timeout=15000)
+        keychain.hold.set()
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert await first.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        await answered(first, "And the green one?")
+        assert await first.locator(".bubble.user").all_inner_texts() == ["And the green one?"]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
+
+
 async def test_a_page_open_across_a_gateway_restart_is_answered(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -175,12 +175,21 @@ export class History {
     return this.exclusive(async () => {
       for (let tries = 1; ; tries += 1) {
         if (!(await this.takeIn())) return true;
-        this.turns.push({ role: "user", content: question }, { role: "assistant", content: answer });
-        this.turns = this.turns.slice(-MAX_TURNS);
+        // The history read on the try before is gone: Forget on another page erased it (and
+        // its key is still being removed), so neither it nor this exchange is kept or sent.
+        if (tries > 1 && this.read === null) {
+          this.turns = [];
+          return true;
+        }
+        const before = this.turns;
+        const exchange = [{ role: "user", content: question }, { role: "assistant", content: answer }];
+        this.turns = [...before, ...exchange].slice(-MAX_TURNS);
         // Without Web Locks another page may have written since this one read: read it in
-        // again rather than write over its exchange (with them, none has).
+        // again rather than write over its exchange (with them, none has), starting from what
+        // is stored and never with this exchange already in.
         const saved = await this.save(tries < ADD_TRIES);
         if (saved !== CHANGED) return saved;
+        this.turns = before;
       }
     });
   }
