@@ -15,8 +15,9 @@ LOCALES = Path(__file__).resolve().parent / "locales"
 FALLBACK = "en"
 # The notices that can stand in place of an answer (``says``): a failure told where the answer
 # was to be (``handlers.failures``: its ``TEXTS``, the short ones told outside the private chat,
-# the apologies), an answer stopped before its first word, one cut by a restart, and a summons
-# refused with a notice as its one answer or told to its asker alone. No everyday text
+# the apologies), an answer stopped before its first word, one cut by a restart, a summons
+# refused with a notice as its one answer or told to its asker alone, and the notes a private
+# chat's answer may get as a message of their own after it (cut, broke off). No everyday text
 # ("Hello!", "Saved.", a button's label): an answer of Veil's may say just that. Not the
 # placeholder an answer streams into: a reply to it is read once the answer is written.
 NOTICES = frozenset(
@@ -31,6 +32,8 @@ NOTICES = frozenset(
         *("cancelled", "interrupted", "unread", "edited", "ask_usage"),
         *("guest_media", "guest_replied_media", "guest_forwarded"),
         *("group_media", "group_replied_media", "group_ask_as_yourself", "group_wait_your_turn"),
+        *("answer_cut", "answer_cut_here", "answer_broke_off", "answer_lost_here"),
+        *("answer_stalled_here", "answer_window_full", "answer_window_full_here"),
     }
 )
 
