@@ -25,7 +25,6 @@ if __name__ == "__main__":
 
 import asyncio
 import errno
-import signal
 import socket
 import sqlite3
 import sys
@@ -35,8 +34,9 @@ from urllib.parse import urlsplit
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
-from common.logs import configure_logging, describe, log_info, without_credentials
+from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
+from common.stopping import stoppable
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
@@ -50,8 +50,6 @@ from sealed.keyfile import (
 )
 
 if TYPE_CHECKING:
-    from types import FrameType
-
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
 USAGE = "usage: python -m bot [reconcile [--fix] | audit | backup FILE | keygen --out FILE]"
@@ -88,15 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         return _run(args)
     # Serving: a stop asked for before the bot takes the signals is one line, and exit 0.
-    previous = {signum: signal.signal(signum, _stop_before_start) for signum in STOP_SIGNALS}
-    try:
-        return _run(args)
-    except StoppedBeforeStart as stopped:
-        log_info("veil.bot", "bot.stopped_before_start", signal=stopped.signal.name)
-        return 0
-    finally:
-        for signum, handler in previous.items():  # a caller's own (a test's process)
-            signal.signal(signum, handler)
+    return stoppable(lambda: _run(args), "veil.bot", "bot.stopped_before_start")
 
 
 def _run(args: list[str]) -> int:
@@ -122,37 +112,6 @@ def command_settings(args: list[str]) -> list[str]:
         ' docs/operations.md, "Backups", has those of scripts/run)'
     )
     return [why]
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class StoppedBeforeStart(SystemExit):
-    """A SIGTERM or SIGINT while the bot started, before its event loop took the signals.
-
-    Python's own handling ended the process with no line (SIGTERM: killed, exit -15) or with
-    KeyboardInterrupt's traceback in plain text (SIGINT). Nothing is served then (no update
-    taken, no answer begun): the start is abandoned where it stands, its ``finally`` blocks
-    run (the database's claim let go), and the bot says so and exits 0, as a stop does.
-    Not an ``Exception``: no start-up failure's handler may take it for one. A ``SystemExit``:
-    an event loop (the listeners' bind check runs one) passes it on from the callback it
-    interrupts, as it does no other ``BaseException``, which it logged and ran on with, the
-    stop lost (the signals ignored from then on, the bot started and served).
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(0)  # should it ever reach Python's own handling: exit 0, quietly
-        self.signal = signal.Signals(signum)
-
-
-def _stop_before_start(signum: int, _frame: FrameType | None) -> None:
-    """The serving process's handler until ``bot.app.stop_signals`` takes over: stop now.
-
-    Later signals are ignored: there is nothing left to stop but the exit itself.
-    """
-    for other in STOP_SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
-    raise StoppedBeforeStart(signum)
 
 
 def run_command(settings: BotSettings, args: list[str]) -> int:

@@ -13,8 +13,29 @@ from typing import Any
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 FALLBACK = "en"
-# The placeholders an answer streams into: they stand for an answer, not a notice (``says``).
-_STREAMED_INTO = frozenset({"group_placeholder"})
+# The notices that can stand in place of an answer (``says``): a failure told where the answer
+# was to be (``handlers.failures``: its ``TEXTS``, the short ones told outside the private chat,
+# the apologies), an answer stopped before its first word, one cut by a restart, a summons
+# refused with a notice as its one answer or told to its asker alone, and the notes a private
+# chat's answer may get as a message of their own after it (cut, broke off). No everyday text
+# ("Hello!", "Saved.", a button's label): an answer of Veil's may say just that. Not the
+# placeholder an answer streams into: a reply to it is read once the answer is written.
+NOTICES = frozenset(
+    {
+        *("error_unavailable", "error_busy", "error_stalled", "error_backend", "error_context"),
+        *("error_question_long", "error_corrupted", "error_untrusted", "error_history"),
+        *("error_settings", "error_ledger", "error_internal", "error_telegram"),
+        *("busy", "erasing", "no_credit", "short_no_credit", "short_busy"),
+        *("order_no_plan", "order_too_many", "order_rejected"),
+        *("ton_assign_not_found", "ton_assign_ambiguous", "ton_assign_not_unmatched"),
+        "ton_assign_unpriced",
+        *("cancelled", "interrupted", "unread", "edited", "ask_usage"),
+        *("guest_media", "guest_replied_media", "guest_forwarded"),
+        *("group_media", "group_replied_media", "group_ask_as_yourself", "group_wait_your_turn"),
+        *("answer_cut", "answer_cut_here", "answer_broke_off", "answer_lost_here"),
+        *("answer_stalled_here", "answer_window_full", "answer_window_full_here"),
+    }
+)
 
 
 class Catalogs:
@@ -32,15 +53,15 @@ class Catalogs:
             value.strip()
             for catalog in self._catalogs.values()
             for key, value in catalog.items()
-            if key not in _STREAMED_INTO
+            if key in NOTICES
         )
 
     def says(self, text: str) -> bool:
-        """Whether ``text`` is one of the catalogs' texts, whole, in any language.
+        """Whether ``text`` is one of the catalogs' ``NOTICES``, whole, in any language.
 
         A notice of Veil's (a failure told in place of an answer) is no answer: a reply to it
-        must not send it to the model as Veil's words. Not a placeholder an answer streams into
-        (``_STREAMED_INTO``): a reply to it is read once the answer is written.
+        must not send it to the model as Veil's words. An answer that happens to say what an
+        everyday text of the catalogs says ("Hello!") is an answer all the same.
         """
         return text.strip() in self._whole
 

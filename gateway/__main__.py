@@ -34,6 +34,7 @@ from common.collector import freeze_startup
 from common.connections import bind_failure
 from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
+from common.stopping import stoppable
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
 from gateway.keys import (
@@ -259,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(verify_key_text(key))  # noqa: T201 -- the verify key is public; it is the output
         return 0
+    # Serving: a stop asked for before the event loop takes the signals is one line, and exit 0.
+    return stoppable(_serve, "veil.gateway", "gateway.stopped_before_start")
+
+
+def _serve() -> int:
     try:
         settings = load_settings(GatewaySettings)
         configure_logging(settings.log_level)

@@ -81,8 +81,7 @@ async def _refuse(request: web.Request, gateway: Gateway, refusal: Refusal) -> w
 async def handle_keys(request: web.Request) -> web.Response:
     """Serve the current signed key bundle."""
     gateway = request.app[GATEWAY]
-    if not gateway.ring.models:
-        await gateway.refresh_models()
+    await gateway.models_on_demand()
     return web.json_response(gateway.ring.bundle().to_wire())
 
 
@@ -91,14 +90,15 @@ async def handle_health(request: web.Request) -> web.Response:
 
     A model server up but listing no model the bundle may carry (only odd ids) left the bundle
     with no model, which bots read as "not heard from its model server yet", and every request
-    refused (``no_models``), while ``/health`` said ok; the list is looked at again here.
+    refused (``no_models``), while ``/health`` said ok; the list is looked at again here, at
+    most once in a few seconds (``Gateway.models_on_demand``).
     """
     gateway = request.app[GATEWAY]
     if not gateway.ring.serving(gateway.now()):
         return web.json_response({"status": "no valid key"}, status=503)
     if not await gateway.vllm.healthy():
         return web.json_response({"status": "model server unavailable"}, status=503)
-    if not gateway.ring.models and not await gateway.refresh_models():
+    if not await gateway.models_on_demand():
         return web.json_response({"status": "no servable model"}, status=503)
     return web.json_response({"status": "ok"})
 

@@ -53,6 +53,10 @@ log = structlog.get_logger("veil.gateway")
 
 # Connections to the model server beyond one per stream: health checks, /tokenize, /v1/models.
 UPSTREAM_SPARE = 8
+# While no model can be served, /health and /v1/keys ask the model server for its list again
+# at most this often (together), and a failure to read it is told once a change or a minute.
+MODELS_REASK_S = 5.0
+MODELS_WARN_S = 60.0
 
 
 @dataclass
@@ -74,8 +78,14 @@ class Gateway:
     limiter: ClientLimiter = field(init=False, default_factory=ClientLimiter)
     receipts: ReceiptStore = field(init=False)
     active: int = 0
+    monotonic: Callable[[], float] = time.monotonic  # paces the model list's asks and warnings
     # The ids last told left out, and whether any model was servable then.
     _left_out: tuple[frozenset[str], bool] = field(init=False, default=(frozenset(), True))
+    _asked_at: float | None = field(init=False, default=None)  # the model list's last ask
+    # The model list's failure last told (kind, status), when, and how many since went untold.
+    _unavailable: tuple[str, int | None] | None = field(init=False, default=None)
+    _warned_at: float = field(init=False, default=0.0)
+    _suppressed: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.receipts = ReceiptStore(ttl=self.limits.receipt_ttl, max_kept=self.limits.max_receipts)
@@ -98,20 +108,54 @@ class Gateway:
         Fixed models are served whatever it says, with the windows it states for them (none
         while it cannot be asked).
         """
+        self._asked_at = self.monotonic()
         try:
             served = await self.vllm.served()
         except BackendFailure as exc:
             if self.fixed_models:
                 self.ring.set_models(self.fixed_models, self.ring.windows)
                 return True
-            log.warning("gateway.models_unavailable", kind=exc.kind, status=exc.status)
+            self._tell_unavailable(exc)
             return False
+        self._unavailable = None  # read: the next failure is a change, told at once
         odd = [model for model in served if not servable_model(model)]
         served = {model: size for model, size in served.items() if servable_model(model)}
         self._leave_out(odd, servable=len(self.fixed_models or served))
         windows = {model: size for model, size in served.items() if size is not None}
         self.ring.set_models(self.fixed_models or tuple(served), windows)
         return bool(self.ring.models)
+
+    async def models_on_demand(self) -> bool:
+        """Whether a model can be served, the model server asked again if none can and it may be.
+
+        For ``/health`` and ``/v1/keys``: while the list cannot be read, every probe (compose's
+        every few seconds, or a flood from anyone who can reach ``/health``) asked the model
+        server again and wrote a warning. The list is asked for at most once in
+        ``MODELS_REASK_S``, counted from any ask (the start's, the rotation task's).
+        """
+        if self.ring.models:
+            return True
+        asked, now = self._asked_at, self.monotonic()
+        if asked is not None and 0 <= now - asked < MODELS_REASK_S:
+            return False
+        return await self.refresh_models()
+
+    def _tell_unavailable(self, exc: BackendFailure) -> None:
+        """Warn that the model list cannot be read: once a change of why, else once a minute.
+
+        A line left out is counted in the next one's ``suppressed``.
+        """
+        state, now = (exc.kind, exc.status), self.monotonic()
+        if state == self._unavailable and 0 <= now - self._warned_at < MODELS_WARN_S:
+            self._suppressed += 1
+            return
+        log.warning(
+            "gateway.models_unavailable",
+            kind=exc.kind,
+            status=exc.status,
+            suppressed=self._suppressed,
+        )
+        self._unavailable, self._warned_at, self._suppressed = state, now, 0
 
     def _leave_out(self, models: list[str], *, servable: int) -> None:
         """Say once which of the model server's ids cannot be served (until they change).

@@ -760,7 +760,7 @@ def replied_text(message: Message, bot_id: int, catalogs: Catalogs) -> str | Non
     """The text (caption, rich message) of the message ``message`` replies to here, if any.
 
     A message in a topic replies to the topic's first message without a text: none. None of
-    a notice of Veil's (one of ``catalogs``' texts, whole: an inline answer's failure told in
+    a notice of Veil's (one of ``catalogs``' notices, whole: an inline answer's failure told in
     its place, sent through Veil in this chat): it is no answer of Veil's to quote, as
     ``handlers.replies.replied_context`` reads it for groups and guest summons.
     """

@@ -193,7 +193,7 @@ def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[
     """The message ``message`` replies to, as one turn of context (the bot's own: assistant).
 
     None of a guest or inline answer that failed: the notice told in its place (one of
-    ``catalogs``' texts, ``handlers.failures``) went to the model as Veil's answer.
+    ``catalogs``' notices, ``handlers.failures``) went to the model as Veil's answer.
     """
     replied = message.reply_to_message
     if replied is None:

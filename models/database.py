@@ -36,8 +36,8 @@ from sqlite_utils import Database
 from models.errors import (
     DataFolderError,
     StorageError,
-    file_size_limit,
     io_error,
+    limit_met,
     storage_errors,
 )
 
@@ -71,9 +71,16 @@ class Connection:
     """
 
     def __init__(
-        self, name: str, executor: ThreadPoolExecutor, db: Database, *, read_only: bool = False
+        self,
+        name: str,
+        executor: ThreadPoolExecutor,
+        db: Database,
+        *,
+        read_only: bool = False,
+        path: Path | None = None,
     ) -> None:
         self._name = name
+        self._path = path  # the file, for what an I/O error may say of it (``limit_met``)
         self._executor = executor
         self._db = db
         self._closed = False
@@ -107,7 +114,7 @@ class Connection:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(name, executor, db, read_only=read_only)
+        return cls(name, executor, db, read_only=read_only, path=path)
 
     async def read(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn`` in a read-only transaction (one snapshot) and return its result."""
@@ -147,10 +154,10 @@ class Connection:
 
         def run() -> T:
             try:
-                with storage_errors(f"{self._name} error"):
+                with storage_errors(f"{self._name} error", self._path):
                     return how(self._db, fn)
             except StorageError as exc:
-                _log_failure(self._name, exc)
+                _log_failure(self._name, exc, self._path)
                 raise
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
@@ -158,13 +165,13 @@ class Connection:
     def _close(self, last: Callable[[Database], None] | None) -> None:
         try:
             if last is not None:
-                with storage_errors(f"{self._name} error"):
+                with storage_errors(f"{self._name} error", self._path):
                     last(self._db)
         finally:
             self._db.close()
 
 
-def _log_failure(name: str, exc: StorageError) -> None:
+def _log_failure(name: str, exc: StorageError, path: Path | None) -> None:
     """One line for the operator when SQLite itself failed: which file, and SQLite's code.
 
     The code (``SQLITE_FULL``: the disk is full; ``SQLITE_READONLY``, ``SQLITE_CORRUPT``,
@@ -174,7 +181,7 @@ def _log_failure(name: str, exc: StorageError) -> None:
     cause = exc.__cause__
     if isinstance(cause, sqlite3.Error):
         code = getattr(cause, "sqlite_errorname", None) or type(cause).__name__
-        limit = file_size_limit() if io_error(cause) else None
+        limit = limit_met(path) if io_error(cause) else None
         if limit is not None:  # the likely cause an I/O error's code does not name
             log.error("storage.failed", database=name, code=code, file_size_limit=limit)
         else:
@@ -227,7 +234,7 @@ def open_private_database(
     except (OSError, sqlite3.Error) as exc:
         raise DataFolderError(f"cannot open {name} {path}: {exc}") from exc
     try:
-        with _taking_turns(path.parent), storage_errors(f"cannot open {name} {path}"):
+        with _taking_turns(path.parent), storage_errors(f"cannot open {name} {path}", path):
             db = Database(conn, execute_plugins=False)
             setup(db)
     except BaseException:
@@ -251,7 +258,7 @@ def open_read_only(
     except (sqlite3.Error, DataFolderError) as exc:
         raise DataFolderError(f"cannot open {name} {path}: {exc}") from exc
     try:
-        with storage_errors(f"cannot open {name} {path}"):
+        with storage_errors(f"cannot open {name} {path}", path):
             db = Database(conn, execute_plugins=False)
             db.execute("PRAGMA query_only = ON")
             setup(db)

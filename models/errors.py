@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 __all__ = [
     "ConversationNotFound",
@@ -67,17 +68,19 @@ class ConversationNotFound(StorageError):
 
 
 @contextlib.contextmanager
-def storage_errors(what: str) -> Iterator[None]:
+def storage_errors(what: str, path: Path | None = None) -> Iterator[None]:
     """Turn an ``sqlite3.Error`` raised inside the block into ``StorageError`` naming ``what``.
 
     SQLite's message is kept (``UNIQUE constraint failed: …``, a trigger's ``the ledger is
     append-only``); it names tables and columns, never the data. So is the ``OverflowError``
     of a number too large for an SQLite integer (2**63 and up), which no row can hold either.
+    An I/O error of the database at ``path`` names this process's file size limit where that
+    can be its cause (``limit_met``).
     """
     try:
         yield
     except sqlite3.Error as exc:
-        limit = file_size_limit() if io_error(exc) else None
+        limit = limit_met(path) if io_error(exc) else None
         if limit is not None:  # SQLite's "disk I/O error" names no cause: the likely one
             message = f"{what}: {exc} (this process's file size limit, ulimit -f, is {limit} bytes)"
             raise StorageError(message) from exc
@@ -100,3 +103,20 @@ def file_size_limit() -> int | None:
     """
     limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     return None if limit == resource.RLIM_INFINITY else limit
+
+
+def limit_met(path: Path | None) -> int | None:
+    """This process's file size limit where the database at ``path`` has met it, else None.
+
+    Met: the database, or its -wal or -journal file, is at or past the limit (a write stops
+    there), as the backup's own check compares (``models.backup``). A limit far above the
+    files is no cause of their I/O error, and is not named.
+    """
+    limit = file_size_limit()
+    if limit is None or path is None:
+        return None
+    sizes = [0]
+    for name in (path.name, path.name + "-wal", path.name + "-journal"):
+        with contextlib.suppress(OSError):  # none there, or not to be looked at: not met there
+            sizes.append(path.with_name(name).stat().st_size)
+    return limit if max(sizes) >= limit else None

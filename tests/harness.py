@@ -229,13 +229,15 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
     multimodal_models: Collection[str] = (),
     max_skew: int = 120,
     shaping: Shaping | None = None,
+    monotonic: Clock | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Run a real gateway (both listeners, as ``python -m gateway`` does) on free ports.
 
     ``models`` fixes the served models (else the model server is asked), ``limits`` the
     timeouts and caps (short ones make a timeout test fast). Streams are unshaped (a record a
     piece of text, as tests that count pieces expect) unless ``shaping`` says otherwise; the
-    product's default is shaped (``gateway.shaping``).
+    product's default is shaped (``gateway.shaping``). ``monotonic`` paces the model list's asks
+    and warnings (``Gateway.models_on_demand``; else the real monotonic clock).
     """
     operator = operator or ed25519.Ed25519PrivateKey.generate()
     clock = clock or Clock()
@@ -258,6 +260,7 @@ async def run_gateway(  # noqa: PLR0913 -- every knob a test may turn
             limits=limits,
             multimodal_models=frozenset(multimodal_models),
             shaping=shaping or Shaping.off(),
+            monotonic=monotonic or time.monotonic,
         )
         await gateway.refresh_models()
         listeners = await listen(

@@ -131,6 +131,40 @@ async def test_a_private_reply_to_a_failed_answer_s_notice_does_not_carry_the_no
     assert notice not in json.dumps(stack.vllm.requests, ensure_ascii=False)
 
 
+@pytest.mark.parametrize(
+    ("language", "key"),
+    [
+        ("en", "guest_empty_question"),
+        ("ru", "guest_empty_question"),
+        ("en", "continue"),
+        ("en", "settings_saved"),
+        ("ru", "settings_saved"),
+    ],
+)
+async def test_a_private_reply_to_an_answer_that_says_an_everyday_text_carries_it(
+    tmp_path: Path, language: str, key: str
+) -> None:
+    # An answer of Veil's that happened to say what a catalog's everyday text says ("Hello!",
+    # "Continue", "Saved.") was taken for a notice, and the message replied to was lost.
+    async with running_stack(tmp_path) as stack:
+        said = stack.veil.catalogs.for_language(language)(key)
+        assert not stack.veil.catalogs.says(said)
+        ann = {"id": ANN, "is_bot": False, "first_name": "Ann", "language_code": "en"}
+        chat = {"id": ANN, "type": "private", "first_name": "Ann"}
+        replied: dict[str, Any] = {"message_id": 50, "date": 1_750_000_000, "chat": chat}
+        question = {
+            "message_id": 51,
+            "date": 1_750_000_001,
+            "chat": chat,
+            "from": ann,
+            "text": "Why?",
+            "reply_to_message": replied | {"from": VEIL, "text": said},
+        }
+        stack.telegram.updates.push({"message": question})
+        context = await asked(stack, 1)
+    assert said in context[-1][1]
+
+
 @pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
 async def test_a_bare_mention_replying_to_veil_s_answer_in_a_group_carries_that_answer(
     tmp_path: Path,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import string
 
 from bot.app import COMMANDS, GROUP_COMMANDS
-from common.texts import FALLBACK, Catalogs
+from common.texts import FALLBACK, NOTICES, Catalogs
+from handlers.failures import TEXTS
 
 
 def placeholders(text: str) -> set[str]:
@@ -42,3 +43,16 @@ def test_help_names_every_command_of_the_menu_in_every_language() -> None:
         missing = {c for c in [*COMMANDS, *GROUP_COMMANDS] if f"/{c}" not in help_text}
         assert not missing, (language, missing)
         assert all(catalogs.lookup(language, f"cmd_{c}") for c in COMMANDS)
+
+
+def test_every_failure_told_in_place_of_an_answer_is_a_notice_and_no_everyday_text_is() -> None:
+    catalogs = Catalogs()
+    told = {key for _, key in TEXTS} | {"short_no_credit", "short_busy", "error_telegram"}
+    notes = {"answer_cut", "answer_broke_off", "answer_lost_here", "answer_window_full"}
+    assert told | notes | {"cancelled", "interrupted"} <= NOTICES <= catalogs.keys(FALLBACK)
+    for language in catalogs.languages:
+        texts = catalogs.for_language(language)
+        assert catalogs.says(texts("error_backend")), language
+        assert catalogs.says(f"\n{texts('cancelled')} "), language
+        for key in ("guest_empty_question", "continue", "settings_saved", "retry", "stop"):
+            assert not catalogs.says(texts(key)), (language, key)

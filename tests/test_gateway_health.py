@@ -14,17 +14,17 @@ import pytest
 import structlog
 from aiohttp import web
 
-from gateway.server import rotate_forever
+from gateway.server import MODELS_REASK_S, MODELS_WARN_S, rotate_forever
 from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
 from playground.served import Served
 from sealed.bundle import verify_bundle
 from sealed.receipt import MAX_MODEL_NAME
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import post_sealed, run_gateway, seal_call, serving, wait_until
+from tests.harness import Clock, post_sealed, run_gateway, seal_call, serving, wait_until
 
 if TYPE_CHECKING:
-    from tests.harness import Clock, RunningGateway
+    from tests.harness import RunningGateway
 
 
 async def health(http: aiohttp.ClientSession, running: RunningGateway) -> tuple[int, str]:
@@ -117,12 +117,11 @@ async def test_the_rotation_task_lives_through_garbage_and_picks_the_models_up_l
             refused = await post_sealed(http, gw.url, seal_call(gw))
             assert (refused.status, refused.code) == (503, "no_models")
             first_key = ring.current.keypair.key_id
+            listed = fake.listings
             with structlog.testing.capture_logs() as logs:
                 task = asyncio.create_task(rotate_forever(gw.gateway, 0.05, retry=0.05))
                 try:
-                    await wait_until(
-                        lambda: sum(e["event"] == "gateway.models_unavailable" for e in logs) >= 3
-                    )
+                    await wait_until(lambda: fake.listings >= listed + 3)  # asked, refused
                     assert not task.done()
                     assert ring.current.keypair.key_id != first_key  # rotation went on
                     fake.models_reply = None  # the model server recovers
@@ -343,14 +342,45 @@ async def test_a_model_server_listing_only_odd_ids_is_told_by_health_and_the_log
     yet", and every request gets 503 no_models; /health stayed 200 and the only line was a
     warning about the odd ids, not that the gateway serves nothing.
     """
+    ticks = Clock(0.0)  # the gateway's monotonic clock, moved by hand
     with structlog.testing.capture_logs() as logs:
         async with (
             FakeVLLM(models=("x" * (MAX_MODEL_NAME + 1), "")) as fake,
-            run_gateway(fake.url, clock=clock) as running,
+            run_gateway(fake.url, clock=clock, monotonic=ticks) as running,
         ):
             assert await health(http, running) == (503, "no servable model")
             fake.models = ("veil-test",)  # the model server's own list comes right
+            ticks.advance(MODELS_REASK_S)  # the next look, at the pace of a look a few seconds
             assert await health(http, running) == (200, "ok")
     (told,) = [line for line in logs if line["event"] == "gateway.models_left_out"]
     assert told["log_level"] == "error"
     assert told["servable"] == 0
+
+
+async def test_probes_while_the_model_list_cannot_be_read_ask_for_it_at_a_bounded_pace(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    """Every /health probe (and /v1/keys) asked the model server again, with a warning each."""
+    ticks = Clock(0.0)  # the gateway's monotonic clock, moved by hand
+    with structlog.testing.capture_logs() as logs:
+        async with FakeVLLM() as fake:
+            fake.models_reply = {"data": None}  # the list cannot be read
+            async with run_gateway(fake.url, clock=clock, monotonic=ticks) as running:
+                asked = fake.listings  # the start's ask
+                for _ in range(10):
+                    assert await health(http, running) == (503, "no servable model")
+                    async with http.get(f"{running.url}/v1/keys") as response:
+                        assert response.status == 200
+                assert fake.listings == asked
+                ticks.advance(MODELS_REASK_S)
+                assert await health(http, running) == (503, "no servable model")
+                assert await health(http, running) == (503, "no servable model")
+                assert fake.listings == asked + 1
+                ticks.advance(MODELS_WARN_S)
+                assert await health(http, running) == (503, "no servable model")
+                fake.models_reply = None  # the model server recovers
+                ticks.advance(MODELS_REASK_S)
+                assert await health(http, running) == (200, "ok")
+                assert fake.listings == asked + 3
+    warned = [line for line in logs if line["event"] == "gateway.models_unavailable"]
+    assert [line["suppressed"] for line in warned] == [0, 1]  # the minute's, one left out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import json
 import socket
 import stat
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,55 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
     assert "gateway.stopped" in gateway.output
     for secret in ("periwinkle", "saffron", "k-123"):
         assert secret not in gateway.output
+
+
+# Python's own handlers until the gateway's event loop took the signals: a SIGTERM while it
+# was still starting (its operator key being read, say) ended it with no line at all (killed
+# by the signal, exit -15), a SIGINT with KeyboardInterrupt's traceback in plain text.
+_SIGNALLED_WHILE_STARTING = """
+import os, runpy, signal, sys
+
+def signal_on_open(event, args):
+    if event == "open" and str(args[0]) == os.environ["VEIL_OPERATOR_KEY_FILE"] and not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGNAME)
+
+sent = []
+sys.addaudithook(signal_on_open)
+sys.argv = ["gateway"]
+runpy.run_module("gateway", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_a_signal_while_the_gateway_starts_stops_it_in_one_line(
+    tmp_path: Path, signame: str, loop: str
+) -> None:
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame),
+            env={
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_GATEWAY_LOOP": loop,
+            },
+        )
+        try:
+            code = await gateway.wait()  # the signal it sends itself stops it
+        finally:
+            await gateway.stop()
+        assert fake.listings == 0  # nothing was served, nor the models asked for
+    assert code == 0, gateway.output
+    (line,) = [json.loads(line) for line in gateway.lines]
+    assert (line["event"], line["signal"]) == ("gateway.stopped_before_start", signame)
 
 
 # On uvloop (the default) an accept() failure libuv leaves to Python (ENOBUFS, ENOMEM, EPERM,

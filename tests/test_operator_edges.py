@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -550,6 +551,45 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (49152, resource.RLIM_INFINITY))
 sys.argv = ["bot"]
 runpy.run_module("bot", run_name="__main__", alter_sys=True)
 """
+
+
+# Any file size limit at all was named under every I/O error, as if it were the cause: one far
+# above the database (a journal that cannot be read, say) sent the operator after the limit.
+_IO_ERROR = """
+import os, resource, sqlite3, sys
+from pathlib import Path
+from models.errors import StorageError, storage_errors
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+path = Path(sys.argv[1])
+conn = sqlite3.connect(path)
+try:
+    with storage_errors("database error", path):
+        conn.execute("INSERT INTO t VALUES (1)")
+except StorageError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("limit", "named"), [(1 << 30, False), (8192, True)], ids=["far above", "met"]
+)
+def test_an_io_error_names_the_file_size_limit_only_where_the_database_met_it(
+    tmp_path: Path,
+    limit: int,
+    named: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    path = tmp_path / "veil.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 20)  # past 8 KiB
+    conn.commit()
+    conn.close()
+    (tmp_path / "veil.db-journal").mkdir()  # a "hot journal" SQLite cannot read: an I/O error
+    done = run_python("-c", _IO_ERROR, str(path), str(limit))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("database error: disk I/O error")
+    said = f" (this process's file size limit, ulimit -f, is {limit} bytes)"
+    assert done.stdout.rstrip("\n").endswith(said) == named
 
 
 async def test_a_database_past_the_file_size_limit_names_the_limit(tmp_path: Path) -> None:
