@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import resource
 import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING
 
 from models.database import DB_FILE_MODE, open_for_reading, unchanged_while_read
-from models.errors import DataFolderError
+from models.errors import DataFolderError, database_size, io_error, limit_met
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -124,28 +123,13 @@ def _why(source: Path, exc: sqlite3.Error) -> str:
 
     A write past the process's file size limit (``ulimit -f``; Python ignores SIGXFSZ, so the
     write fails with EFBIG) is such an error to SQLite, and the copy is rolled back to nothing
-    before it can be looked at: a database larger than the limit tells it apart.
+    before it can be looked at: a database at or past the limit tells it apart (``limit_met``).
     """
-    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if limit == resource.RLIM_INFINITY or not getattr(exc, "sqlite_errorname", "").startswith(
-        "SQLITE_IOERR"
-    ):
-        return str(exc)
-    try:
-        size = max(source.stat().st_size, _size(source.with_name(source.name + "-wal")))
-    except OSError:
-        return str(exc)
-    if size < limit:
+    limit = limit_met(source) if io_error(exc) else None
+    if limit is None:
         return str(exc)
     return (
         f"the copy cannot grow past this process's file size limit ({limit} bytes,"
-        f" ulimit -f) and the database is {size} bytes; raise the limit and run the backup again"
+        f" ulimit -f) and the database is {database_size(source)} bytes; raise the limit and"
+        " run the backup again"
     )
-
-
-def _size(path: Path) -> int:
-    """The size of the file at ``path``; 0 where there is none."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

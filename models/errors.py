@@ -115,8 +115,16 @@ def limit_met(path: Path | None) -> int | None:
     limit = file_size_limit()
     if limit is None or path is None:
         return None
+    return limit if database_size(path) >= limit else None
+
+
+def database_size(path: Path) -> int:
+    """The largest of the database at ``path`` and its -wal and -journal files, in bytes.
+
+    A file that is not there, or cannot be looked at, counts as empty.
+    """
     sizes = [0]
     for name in (path.name, path.name + "-wal", path.name + "-journal"):
-        with contextlib.suppress(OSError):  # none there, or not to be looked at: not met there
+        with contextlib.suppress(OSError):
             sizes.append(path.with_name(name).stat().st_size)
-    return limit if max(sizes) >= limit else None
+    return max(sizes)
