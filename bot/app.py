@@ -525,7 +525,7 @@ async def _run_polling(
             veil.chat,
             settings.shutdown_grace,
             veil.relay,
-            cut_short=stopping.hurry,
+            stopping=stopping,
         )
         log.info("bot.stopped")
     if conflicts.failure is not None:
@@ -643,7 +643,7 @@ async def _run_webhook(
             veil.chat,
             settings.shutdown_grace,
             veil.relay,
-            cut_short=stopping.hurry,
+            stopping=stopping,
         )
         log.info("bot.stopped")
     if refused.failure is not None:

@@ -120,30 +120,19 @@ def _already_stopping(signum: signal.Signals) -> None:
     log.info("bot.already_stopping", signal=signum.name)
 
 
-def _hurry(cut_short: asyncio.Event, signum: signal.Signals) -> None:
-    """A signal in the grace: cut it short, told as ``Stopping.signalled`` tells it.
-
-    It cut the grace short with no line of its own, and a third said nothing either.
-    """
-    if cut_short.is_set():
-        _already_stopping(signum)
-        return
-    cut_short.set()  # the event first, the line after (``Stopping.signalled``)
-    log.info("bot.stop_hurried", signal=signum.name)
-
-
 async def drain(
     in_flight: InFlight,
     chat: ChatService,
     grace: float,
     relay: RelayService | None = None,
     *,
-    cut_short: asyncio.Event | None = None,
+    stopping: Stopping | None = None,
 ) -> None:
     """Let updates, answers and relayed answers in progress finish within ``grace``; then stop.
 
-    Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace, as
-    ``cut_short`` set (before, or meanwhile) does: ``Stopping.hurry``.
+    Call once no new update can arrive. A SIGTERM or SIGINT while waiting ends the grace
+    (``Stopping.signalled``: the stop is asked for by now), as ``stopping.hurry`` set before
+    does.
     Answers run detached from their update (``ChatService.start``, ``detach``), so they are
     waited for beside the updates.
     """
@@ -160,14 +149,15 @@ async def drain(
             grace=grace,
         )
     started = time.monotonic()
-    cut_short = asyncio.Event() if cut_short is None else cut_short
+    stopping = Stopping() if stopping is None else stopping
+    stopping.stop.set()  # draining is stopping: a signal now cuts the grace short
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for signum in signals:
-        loop.add_signal_handler(signum, _hurry, cut_short, signum)
+        loop.add_signal_handler(signum, stopping.signalled, signum)
     try:
         waiting = asyncio.create_task(_wait_idle(in_flight, chat, relay, grace))
-        cutting = asyncio.create_task(cut_short.wait())
+        cutting = asyncio.create_task(stopping.hurry.wait())
         await asyncio.wait([waiting, cutting], return_when=asyncio.FIRST_COMPLETED)
         cutting.cancel()
         waiting.cancel()
@@ -187,7 +177,7 @@ async def drain(
         updates=in_flight.count,
         answers=chat.running,
         relayed=relayed,
-        cut_short=cut_short.is_set(),
+        cut_short=stopping.hurry.is_set(),
     )
     # One deadline for what follows the grace: stopping the answers, then the updates.
     within = chat.stop_grace + CLOSE_SLACK_S
