@@ -52,6 +52,7 @@ UNPROVEN_TRIES = 3
 OWN_CHANGE_S = 600
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +146,8 @@ class ChainReader:
             expected = None if owner is None else await self._master_wallet(master, owner)
         except GetMethodFailed:
             tries = self._failed.pop(transfer.hash, 0) + 1
-            if len(self._failed) >= WALLETS_KEPT:
-                del self._failed[next(iter(self._failed))]
-            self._failed[transfer.hash] = tries  # kept while our own address is asked (it may fail)
+            # kept while our own address is asked (it may fail)
+            _remember(self._failed, transfer.hash, tries)
             if tries < UNPROVEN_TRIES or not await self._master_answers(master):
                 raise
             del self._failed[transfer.hash]
@@ -198,9 +198,7 @@ class ChainReader:
             isinstance(record, dict) and trace_id(record.get("trace_id")) == transfer.trace
             for record in records
         )
-        if len(self._traces) >= WALLETS_KEPT:
-            del self._traces[next(iter(self._traces))]
-        self._traces[transfer.trace] = ours
+        _remember(self._traces, transfer.trace, ours)
         return ours
 
     async def _master_answers(self, master: str) -> bool:
@@ -225,9 +223,7 @@ class ChainReader:
         wallet = self._wallets.get(owner)
         if wallet is None:
             wallet = await _patiently(lambda: self._client.jetton_wallet(master, owner))
-            if len(self._wallets) >= WALLETS_KEPT:
-                del self._wallets[next(iter(self._wallets))]
-            self._wallets[owner] = wallet
+            _remember(self._wallets, owner, wallet)
         return wallet
 
     async def _proven_at_last(self, transfer: Transfer) -> Transfer:
@@ -259,6 +255,13 @@ class ChainReader:
             if page.size < limit:
                 return found
             offset += page.size
+
+
+def _remember(memory: dict[str, V], key: str, value: V) -> None:
+    """Keep ``value`` under ``key`` in ``memory``, the oldest let go past ``WALLETS_KEPT``."""
+    if len(memory) >= WALLETS_KEPT:
+        del memory[next(iter(memory))]
+    memory[key] = value
 
 
 async def _patiently(ask: Callable[[], Awaitable[T]]) -> T:
