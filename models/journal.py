@@ -23,17 +23,22 @@ long-polling bot, the only process on its data, lets go of every claim when it s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import structlog
 
 from models import migrations
 from models.database import Connection
 from models.errors import StorageError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from sqlite_utils import Database
+
+T = TypeVar("T")
+log = structlog.get_logger("veil.journal")
 
 EntryKind = Literal["payment", "refund"]
 _COLUMNS = (
@@ -196,6 +201,7 @@ class Journal:
     def __init__(self, path: Path, connection: Connection) -> None:
         self._path = path
         self._connection = connection
+        self._outdated = False  # newer code migrated the journal: said once (``_write``)
 
     def __repr__(self) -> str:
         return f"Journal({str(self._path)!r})"
@@ -220,7 +226,7 @@ class Journal:
 
     async def record(self, entries: Sequence[JournalEntry]) -> int:
         """Write entries durably (known keys are left as they are); how many were new."""
-        return await self._connection.write(lambda db: _record(db, entries))
+        return await self._write(lambda db: _record(db, entries))
 
     async def get(self, key: str) -> JournalEntry | None:
         """The entry with this key, or None."""
@@ -235,7 +241,7 @@ class Journal:
 
         The first booking's say counts: booked again, the entry keeps when and how it was booked.
         """
-        await self._connection.write(
+        await self._write(
             lambda db: db.execute(
                 "UPDATE payment_journal SET booked_at = COALESCE(booked_at, ?),"
                 " unmatched = CASE WHEN booked_at IS NULL THEN ? ELSE unmatched END"
@@ -274,7 +280,7 @@ class Journal:
             )
             return bool(cursor.rowcount)
 
-        return await self._connection.write(mark)
+        return await self._write(mark)
 
     async def mark_notified(self, key: str, at: int, owner: str | None = None) -> bool:
         """The user was told the money event is done; the entry is finished.
@@ -290,11 +296,11 @@ class Journal:
         The owner's own claim is renewed; another's counts until its lease ends. An entry that
         is finished or unknown holds nothing to claim: True (the caller then finds it so).
         """
-        return await self._connection.write(lambda db: _claim(db, key, owner, now, now + lease))
+        return await self._write(lambda db: _claim(db, key, owner, now, now + lease))
 
     async def release(self, key: str, owner: str) -> None:
         """Let go of ``owner``'s claim on ``key`` (another owner's claim stays)."""
-        await self._connection.write(
+        await self._write(
             lambda db: db.execute(
                 "UPDATE payment_journal SET claimed_by = NULL, claimed_until = NULL"
                 " WHERE key = ? AND claimed_by = ?",
@@ -312,7 +318,7 @@ class Journal:
             )
             return int(cursor.rowcount)
 
-        return await self._connection.write(release_all)
+        return await self._write(release_all)
 
     async def purge(self, notified_before: int) -> int:
         """Delete finished entries told before ``notified_before``; how many went."""
@@ -324,7 +330,32 @@ class Journal:
             )
             return int(cursor.rowcount)
 
-        return await self._connection.write(purge)
+        return await self._write(purge)
+
+    async def _write(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` in one write transaction, unless newer code has migrated the journal.
+
+        As the main store's ``write``: a process of older code still running beside newer code
+        that has migrated the journal file since this one opened it (a rolling upgrade) writes
+        nothing by rules the schema has outgrown: ``StorageError``, and one
+        ``journal.schema_newer`` line.
+        """
+
+        def guarded(db: Database) -> T:
+            version = migrations.newer_than_code(db, JOURNAL_MIGRATIONS)
+            if version is not None:
+                if not self._outdated:
+                    self._outdated = True
+                    log.error(
+                        "journal.schema_newer", applied=version, known=len(JOURNAL_MIGRATIONS)
+                    )
+                raise StorageError(
+                    f"newer code has migrated the payment journal ({version} migrations; this"
+                    f" code knows {len(JOURNAL_MIGRATIONS)}): stop this process"
+                )
+            return fn(db)
+
+        return await self._connection.write(guarded)
 
     async def _update(
         self, key: str, assignment: str, value: int, owner: str | None = None
@@ -334,7 +365,7 @@ class Journal:
             f"UPDATE payment_journal SET {assignment}"  # noqa: S608 -- constants
             " WHERE key = ? AND (? IS NULL OR claimed_by = ?)"
         )
-        return await self._connection.write(
+        return await self._write(
             lambda db: bool(db.execute(sql, [value, key, owner, owner]).rowcount)
         )
 

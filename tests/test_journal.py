@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey, StorageError, Store
-from models.journal import Journal, JournalEntry
+from models.journal import JOURNAL_MIGRATIONS, Journal, JournalEntry
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
@@ -134,6 +134,41 @@ async def test_the_journal_remembers_who_was_told_of_a_flagged_payment(tmp_path:
         assert (copied.thanked, copied.admins_told) == (True, frozenset({7, 8}))
     finally:
         await reopened.close()
+
+
+async def test_a_journal_that_newer_code_migrated_is_not_written_by_older_code(
+    tmp_path: Path,
+) -> None:
+    # A rolling upgrade: a replica of the older code kept running while the new version
+    # migrated the journal file. It went on writing by its own rules (claims, marks, purges
+    # the new schema may read otherwise): now it writes nothing, and says why once.
+    path = tmp_path / "journal.db"
+    journal = await Journal.open(path)
+    try:
+        await journal.record([payment("stxOLD")])
+        with contextlib.closing(sqlite3.connect(path)) as newer:
+            newer.execute("CREATE TABLE made_by_newer_code (id INTEGER)")
+            newer.execute(f"PRAGMA user_version = {len(JOURNAL_MIGRATIONS) + 1:d}")
+            newer.commit()
+        with capture_logs() as logs:
+            with pytest.raises(StorageError, match="newer code"):
+                await journal.record([payment("stxNEW")])
+            with pytest.raises(StorageError, match="newer code"):
+                await journal.mark_notified("payment:stxOLD", 30)
+            with pytest.raises(StorageError, match="newer code"):
+                await journal.claim("payment:stxOLD", "older", now=1.0, lease=300.0)
+        assert [e.key for e in await journal.pending()] == ["payment:stxOLD"]  # reads still go
+    finally:
+        await journal.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT key, notified_at, claimed_by FROM payment_journal").fetchall()
+    assert rows == [("payment:stxOLD", None, None)]
+    (said,) = [e for e in logs if e["event"] == "journal.schema_newer"]
+    assert (said["applied"], said["known"], said["log_level"]) == (
+        len(JOURNAL_MIGRATIONS) + 1,
+        len(JOURNAL_MIGRATIONS),
+        "error",
+    )
 
 
 async def test_a_journal_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
