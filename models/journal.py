@@ -8,7 +8,10 @@ it got: ``booked_at`` once the ledger has it, ``notified_at`` once everyone was 
 and the admins for a flagged payment); a refund booked before its payment was in the ledger is
 ``unmatched`` (its payment's booking takes the credit back, and tells it). A flagged payment's
 entry also keeps ``thanked`` (the user was thanked) and ``admins_told`` (the admins who got its
-notice), so a notice Telegram could not take is sent again, to those who lack it only.
+notice), so a notice Telegram could not take is sent again, to those who lack it only; and
+``admins_credited`` (the admins told "credited as N ★") and ``admins_corrected`` (those of them
+told since that the payment was refunded meanwhile), so a restart owes each that correction
+still, once.
 
 One connection on one worker thread, like the main store (``models.database``): every call runs
 there in order, in a transaction of its own.
@@ -44,7 +47,7 @@ EntryKind = Literal["payment", "refund"]
 _COLUMNS = (
     "key, kind, update_id, user_id, language, payload, currency, total_amount, charge_id,"
     " is_recurring, subscription_expires_at, received_at, booked_at, notified_at, attempts, told,"
-    " thanked, admins_told, unmatched"
+    " thanked, admins_told, unmatched, admins_credited, admins_corrected"
 )
 
 
@@ -147,12 +150,23 @@ def j0005_unknown_marks(db: Database) -> None:
     )
 
 
+def j0006_admin_corrections(db: Database) -> None:
+    """Which admins were told a flagged payment was credited, and which were told otherwise since.
+
+    A refund booked while that notice went out is told to each such admin afterwards; kept in
+    the desk's memory alone, that correction was lost at a restart in between.
+    """
+    db.execute("ALTER TABLE payment_journal ADD COLUMN admins_credited TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE payment_journal ADD COLUMN admins_corrected TEXT NOT NULL DEFAULT ''")
+
+
 JOURNAL_MIGRATIONS: list[migrations.Migration] = [
     j0001_payment_journal,
     j0002_admin_notices,
     j0003_claims,
     j0004_unmatched_refunds,
     j0005_unknown_marks,
+    j0006_admin_corrections,
 ]
 JOURNAL_MIGRATION_SET = "journal"
 
@@ -167,7 +181,9 @@ class JournalEntry:
     admin notices are still owed); ``admins_told`` the admins who got that notice; ``unmatched``
     whether a refund, when booked, found no payment of its user in the ledger (booked before
     its payment: that payment's booking takes the credit back and tells the user); None for a
-    refund booked by code that kept no such mark (before ``j0004``).
+    refund booked by code that kept no such mark (before ``j0004``). ``admins_credited`` the
+    admins whose notice said "credited as N ★", ``admins_corrected`` those of them told since
+    that a refund booked meanwhile took that credit back.
     """
 
     kind: EntryKind
@@ -188,6 +204,8 @@ class JournalEntry:
     thanked: bool = False
     admins_told: frozenset[int] = frozenset()
     unmatched: bool | None = False
+    admins_credited: frozenset[int] = frozenset()
+    admins_corrected: frozenset[int] = frozenset()
 
     @property
     def key(self) -> str:
@@ -265,22 +283,26 @@ class Journal:
         """
         return await self._update(key, "thanked = ?", 1, owner)
 
-    async def mark_admin_told(self, key: str, admin: int, owner: str | None = None) -> bool:
+    async def mark_admin_told(
+        self, key: str, admin: int, owner: str | None = None, *, credited: bool = False
+    ) -> bool:
         """The admin got the flagged payment's notice (or refused it for good).
+
+        ``credited``: the notice said "credited as N ★" (kept in ``admins_credited`` too, in
+        the same write). False, and nothing written, if ``owner`` (when given) no longer holds
+        the entry's claim.
+        """
+        columns = ("admins_told", "admins_credited") if credited else ("admins_told",)
+        return await self._write(lambda db: _add_admin(db, key, columns, admin, owner))
+
+    async def mark_admin_corrected(self, key: str, admin: int, owner: str | None = None) -> bool:
+        """The admin told "credited as N ★" got the notice that its credit was taken back.
 
         False, and nothing written, if ``owner`` (when given) no longer holds the entry's claim.
         """
-
-        def mark(db: Database) -> bool:
-            cursor = db.execute(
-                "UPDATE payment_journal SET admins_told = CASE admins_told WHEN '' THEN ?"
-                " ELSE admins_told || ',' || ? END"
-                " WHERE key = ? AND (? IS NULL OR claimed_by = ?)",
-                [str(admin), str(admin), key, owner, owner],
-            )
-            return bool(cursor.rowcount)
-
-        return await self._write(mark)
+        return await self._write(
+            lambda db: _add_admin(db, key, ("admins_corrected",), admin, owner)
+        )
 
     async def mark_notified(self, key: str, at: int, owner: str | None = None) -> bool:
         """The user was told the money event is done; the entry is finished.
@@ -375,7 +397,7 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
     for entry in entries:
         cursor = db.execute(
             f"INSERT INTO payment_journal ({_COLUMNS})"  # noqa: S608 -- a constant column list
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (key) DO NOTHING",
             [
                 entry.key,
@@ -397,10 +419,33 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
                 int(entry.thanked),
                 ",".join(str(admin) for admin in sorted(entry.admins_told)),
                 None if entry.unmatched is None else int(entry.unmatched),
+                ",".join(str(admin) for admin in sorted(entry.admins_credited)),
+                ",".join(str(admin) for admin in sorted(entry.admins_corrected)),
             ],
         )
         new += cursor.rowcount
     return new
+
+
+def _add_admin(
+    db: Database, key: str, columns: Sequence[str], admin: int, owner: str | None
+) -> bool:
+    """Add ``admin`` to the entry's admin lists ``columns`` (constants), if ``owner`` may."""
+    assignments = ", ".join(
+        f"{column} = CASE {column} WHEN '' THEN :admin ELSE {column} || ',' || :admin END"
+        for column in columns
+    )
+    cursor = db.execute(
+        f"UPDATE payment_journal SET {assignments}"  # noqa: S608 -- constant column names
+        " WHERE key = :key AND (:owner IS NULL OR claimed_by = :owner)",
+        {"admin": str(admin), "key": key, "owner": owner},
+    )
+    return bool(cursor.rowcount)
+
+
+def _admins(value: object) -> frozenset[int]:
+    """An admin list as the journal keeps it (ids joined by commas)."""
+    return frozenset(int(admin) for admin in str(value).split(",") if admin)
 
 
 def _claim(db: Database, key: str, owner: str, now: float, until: float) -> bool:
@@ -455,6 +500,8 @@ def _entry(row: Any) -> JournalEntry:  # noqa: ANN401 -- a sqlite3 row is untype
         attempts=int(row[14]),
         told=bool(row[15]),
         thanked=bool(row[16]),
-        admins_told=frozenset(int(admin) for admin in str(row[17]).split(",") if admin),
+        admins_told=_admins(row[17]),
         unmatched=None if row[18] is None else bool(row[18]),
+        admins_credited=_admins(row[19]),
+        admins_corrected=_admins(row[20]),
     )

@@ -673,3 +673,41 @@ async def test_a_refund_booked_while_the_flagged_notice_goes_out_is_told_to_the_
             " 50 ★, then refunded: that credit was taken back."
         ),
     ]
+
+
+async def test_a_correction_owed_to_an_admin_is_sent_once_after_a_restart(tmp_path: Path) -> None:
+    # The admin was told "credited as 50 ★" of a flagged payment refunded while that notice
+    # went out; the correction Telegram could not take then, and the bot restarted. What the
+    # admin was told lived in the desk's memory: the restarted bot finished the entry, and the
+    # admin was left believing the payment credited.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        paying = asyncio.create_task(desk.take(payment("stxLOST", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
+        refunding = asyncio.create_task(
+            desk.take(payment("stxLOST", kind="refund", payload="order-never-made"))
+        )
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxLOST"))
+        for _ in range(50):  # the correction, and whatever the desk's loop tries before the stop
+            telegram.misbehave("sendMessage", "page", when=lambda p: p.get("chat_id") == ADMIN)
+        telegram.answer_late()
+        await asyncio.gather(paying, refunding)
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        first_admin, first_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    flagged = "Payment flagged (unknown_order): user 9201, charge stxLOST, 50 ⭐ credited as 50 ★"
+    assert first_admin == [f"{flagged}."]
+    assert first_user == [
+        THANKS,
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    async with running_stack(tmp_path, free_tokens_per_day=0, admins=str(ADMIN)) as restarted:
+        desk = restarted.veil.desk
+        assert await desk.process_pending()
+        assert await desk.process_pending()  # nothing owed twice
+        second_admin, second_user = messages_to(restarted, ADMIN), messages_to(restarted, USER)
+    assert second_admin == [f"{flagged}, then refunded: that credit was taken back."]
+    assert second_user == []
