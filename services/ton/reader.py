@@ -80,6 +80,7 @@ class ChainReader:
         self._traces: dict[str, bool] = {}  # trace -> whether it holds our own transfer out
         self._sent: _Sent | None = None  # our own jetton transfers out, of the last window asked
         self._gram_read = 0  # the lt of the last Gram record read (the end of the window asked)
+        self._unlisted = 0  # the end of the last window toncenter could not list (not asked again)
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -194,9 +195,7 @@ class ChainReader:
         sent = self._sent
         try:
             if sent is None or not sent.covers(transfer):
-                sent = self._sent = await self._sent_out(
-                    transfer, max(transfer.lt, self._gram_read)
-                )
+                sent = self._sent = await self._window(transfer)
             if not sent.whole and transfer.trace not in sent.traces:
                 sent = await self._sent_out(transfer, transfer.lt)
         except ToncenterUnavailable as exc:
@@ -205,6 +204,22 @@ class ChainReader:
         ours = transfer.trace in sent.traces
         _remember(self._traces, transfer.trace, ours)
         return ours
+
+    async def _window(self, transfer: Transfer) -> _Sent:
+        """Our own transfers out from ``OWN_CHANGE_S`` before ``transfer`` to the last Gram read.
+
+        A window toncenter could not list (even after its 429 retries) is not asked again for
+        the ``excesses`` it would have covered: ``ToncenterUnavailable`` at once, so a flood of
+        them while toncenter refuses costs one lookup a page, not one (and its waits) each.
+        """
+        if transfer.lt <= self._unlisted:
+            raise ToncenterUnavailable("toncenter could not list our transfers out just now")
+        end = max(transfer.lt, self._gram_read)
+        try:
+            return await self._sent_out(transfer, end)
+        except ToncenterUnavailable:
+            self._unlisted = end
+            raise
 
     async def _sent_out(self, transfer: Transfer, end_lt: int) -> _Sent:
         """Our own jetton transfers out from ``OWN_CHANGE_S`` before ``transfer`` to ``end_lt``."""
