@@ -363,7 +363,7 @@ class PaymentDesk:
             if owed and durable and not await self.journal.thanked(entry):
                 log.warning("payments.claim_lost", key=entry.key)  # the admins: another desk's
                 return False
-        if entry.kind != "payment" or not (owed or _uncorrected(sent)):
+        if entry.kind != "payment" or not (owed or _uncorrected(entry, sent)):
             return True
         try:  # a refund booked since the booking (the thank-you may have waited a minute)
             taken_back = booking.taken_back or await self.journal.taken_back(entry)
@@ -377,25 +377,27 @@ class PaymentDesk:
                 everyone = False
                 continue
             sent.add(f"admin:{admin}")
-            if key == "admin_flagged":  # true as it went out: a refund may be booked meanwhile
+            credited = key == "admin_flagged"  # true as it went out: a refund may come meanwhile
+            if credited:
                 sent.add(f"plain:{admin}")
-            if durable and not await self.journal.admin_told(entry, admin):
+            if durable and not await self.journal.admin_told(entry, admin, credited=credited):
                 log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
                 return False
-        return await self._corrected(booking) and (everyone or not durable)
+        return await self._corrected(booking, durable=durable) and (everyone or not durable)
 
-    async def _corrected(self, booking: Booking) -> bool:
+    async def _corrected(self, booking: Booking, *, durable: bool = True) -> bool:
         """Tell the admins sent "credited as N ★" of a refund booked while that notice went out.
 
         The payment is read again after the notices: one refunded by then (between the read
         before them and their sending, which may wait out a flood wait) was credited and taken
         back, and each admin told otherwise gets the notice that says so. False while one is
         owed that Telegram (or the ledger, to read it) cannot take now: the loop tries again.
-        What this desk sent is its memory alone: a restart in between forgets the correction.
+        Who was told what is journaled (``admins_credited``, ``admins_corrected``), so a restart
+        in between still owes each such admin the correction, once.
         """
         entry = booking.entry
         sent = self._sent[entry.key]
-        waiting = _uncorrected(sent)
+        waiting = _uncorrected(entry, sent)
         if not waiting:
             return True
         try:
@@ -408,10 +410,13 @@ class PaymentDesk:
         log.info("payments.notice_corrected", charge_id=entry.charge_id, admins=len(waiting))
         everyone = True
         for admin in waiting:
-            if await self._send(admin, self._admin_text(booking, "admin_flagged_taken_back")):
-                sent.add(f"corrected:{admin}")
-            else:
+            if not await self._send(admin, self._admin_text(booking, "admin_flagged_taken_back")):
                 everyone = False
+                continue
+            sent.add(f"corrected:{admin}")
+            if durable and not await self.journal.admin_corrected(entry, admin):
+                log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
+                return False
         return everyone
 
     def _admin_text(self, booking: Booking, key: str) -> str:
@@ -497,10 +502,18 @@ def _owes_pending(entry: JournalEntry, sent: set[str]) -> bool:
     return not {"pending", "thanks"} & sent
 
 
-def _uncorrected(sent: set[str]) -> list[int]:
-    """The admins this desk told "credited as N ★" and has not told of a refund since."""
-    plain = {int(mark.split(":")[1]) for mark in sent if mark.startswith("plain:")}
-    return sorted(a for a in plain if f"corrected:{a}" not in sent)
+def _uncorrected(entry: JournalEntry, sent: set[str]) -> list[int]:
+    """The admins told "credited as N ★" and not told of a refund since.
+
+    As the journal has it (``entry``, read before this pass), and as this desk sent since.
+    """
+    plain = entry.admins_credited | _marked(sent, "plain:")
+    return sorted(plain - entry.admins_corrected - _marked(sent, "corrected:"))
+
+
+def _marked(sent: set[str], prefix: str) -> frozenset[int]:
+    """The admins of this desk's marks that start with ``prefix`` (``plain:<id>``, ...)."""
+    return frozenset(int(mark.removeprefix(prefix)) for mark in sent if mark.startswith(prefix))
 
 
 def _admin_notice(*, refunded: bool, taken_back: bool) -> str:

@@ -8,7 +8,10 @@ it got: ``booked_at`` once the ledger has it, ``notified_at`` once everyone was 
 and the admins for a flagged payment); a refund booked before its payment was in the ledger is
 ``unmatched`` (its payment's booking takes the credit back, and tells it). A flagged payment's
 entry also keeps ``thanked`` (the user was thanked) and ``admins_told`` (the admins who got its
-notice), so a notice Telegram could not take is sent again, to those who lack it only.
+notice), so a notice Telegram could not take is sent again, to those who lack it only; and
+``admins_credited`` (the admins told "credited as N ★") and ``admins_corrected`` (those of them
+told since that the payment was refunded meanwhile), so a restart owes each that correction
+still, once.
 
 One connection on one worker thread, like the main store (``models.database``): every call runs
 there in order, in a transaction of its own.
@@ -23,23 +26,28 @@ long-polling bot, the only process on its data, lets go of every claim when it s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import structlog
 
 from models import migrations
 from models.database import Connection
 from models.errors import StorageError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from sqlite_utils import Database
+
+T = TypeVar("T")
+log = structlog.get_logger("veil.journal")
 
 EntryKind = Literal["payment", "refund"]
 _COLUMNS = (
     "key, kind, update_id, user_id, language, payload, currency, total_amount, charge_id,"
     " is_recurring, subscription_expires_at, received_at, booked_at, notified_at, attempts, told,"
-    " thanked, admins_told, unmatched"
+    " thanked, admins_told, unmatched, admins_credited, admins_corrected"
 )
 
 
@@ -142,12 +150,23 @@ def j0005_unknown_marks(db: Database) -> None:
     )
 
 
+def j0006_admin_corrections(db: Database) -> None:
+    """Which admins were told a flagged payment was credited, and which were told otherwise since.
+
+    A refund booked while that notice went out is told to each such admin afterwards; kept in
+    the desk's memory alone, that correction was lost at a restart in between.
+    """
+    db.execute("ALTER TABLE payment_journal ADD COLUMN admins_credited TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE payment_journal ADD COLUMN admins_corrected TEXT NOT NULL DEFAULT ''")
+
+
 JOURNAL_MIGRATIONS: list[migrations.Migration] = [
     j0001_payment_journal,
     j0002_admin_notices,
     j0003_claims,
     j0004_unmatched_refunds,
     j0005_unknown_marks,
+    j0006_admin_corrections,
 ]
 JOURNAL_MIGRATION_SET = "journal"
 
@@ -162,7 +181,9 @@ class JournalEntry:
     admin notices are still owed); ``admins_told`` the admins who got that notice; ``unmatched``
     whether a refund, when booked, found no payment of its user in the ledger (booked before
     its payment: that payment's booking takes the credit back and tells the user); None for a
-    refund booked by code that kept no such mark (before ``j0004``).
+    refund booked by code that kept no such mark (before ``j0004``). ``admins_credited`` the
+    admins whose notice said "credited as N ★", ``admins_corrected`` those of them told since
+    that a refund booked meanwhile took that credit back.
     """
 
     kind: EntryKind
@@ -183,6 +204,8 @@ class JournalEntry:
     thanked: bool = False
     admins_told: frozenset[int] = frozenset()
     unmatched: bool | None = False
+    admins_credited: frozenset[int] = frozenset()
+    admins_corrected: frozenset[int] = frozenset()
 
     @property
     def key(self) -> str:
@@ -196,6 +219,7 @@ class Journal:
     def __init__(self, path: Path, connection: Connection) -> None:
         self._path = path
         self._connection = connection
+        self._outdated = False  # newer code migrated the journal: said once (``_write``)
 
     def __repr__(self) -> str:
         return f"Journal({str(self._path)!r})"
@@ -220,7 +244,7 @@ class Journal:
 
     async def record(self, entries: Sequence[JournalEntry]) -> int:
         """Write entries durably (known keys are left as they are); how many were new."""
-        return await self._connection.write(lambda db: _record(db, entries))
+        return await self._write(lambda db: _record(db, entries))
 
     async def get(self, key: str) -> JournalEntry | None:
         """The entry with this key, or None."""
@@ -235,7 +259,7 @@ class Journal:
 
         The first booking's say counts: booked again, the entry keeps when and how it was booked.
         """
-        await self._connection.write(
+        await self._write(
             lambda db: db.execute(
                 "UPDATE payment_journal SET booked_at = COALESCE(booked_at, ?),"
                 " unmatched = CASE WHEN booked_at IS NULL THEN ? ELSE unmatched END"
@@ -259,22 +283,26 @@ class Journal:
         """
         return await self._update(key, "thanked = ?", 1, owner)
 
-    async def mark_admin_told(self, key: str, admin: int, owner: str | None = None) -> bool:
+    async def mark_admin_told(
+        self, key: str, admin: int, owner: str | None = None, *, credited: bool = False
+    ) -> bool:
         """The admin got the flagged payment's notice (or refused it for good).
+
+        ``credited``: the notice said "credited as N ★" (kept in ``admins_credited`` too, in
+        the same write). False, and nothing written, if ``owner`` (when given) no longer holds
+        the entry's claim.
+        """
+        columns = ("admins_told", "admins_credited") if credited else ("admins_told",)
+        return await self._write(lambda db: _add_admin(db, key, columns, admin, owner))
+
+    async def mark_admin_corrected(self, key: str, admin: int, owner: str | None = None) -> bool:
+        """The admin told "credited as N ★" got the notice that its credit was taken back.
 
         False, and nothing written, if ``owner`` (when given) no longer holds the entry's claim.
         """
-
-        def mark(db: Database) -> bool:
-            cursor = db.execute(
-                "UPDATE payment_journal SET admins_told = CASE admins_told WHEN '' THEN ?"
-                " ELSE admins_told || ',' || ? END"
-                " WHERE key = ? AND (? IS NULL OR claimed_by = ?)",
-                [str(admin), str(admin), key, owner, owner],
-            )
-            return bool(cursor.rowcount)
-
-        return await self._connection.write(mark)
+        return await self._write(
+            lambda db: _add_admin(db, key, ("admins_corrected",), admin, owner)
+        )
 
     async def mark_notified(self, key: str, at: int, owner: str | None = None) -> bool:
         """The user was told the money event is done; the entry is finished.
@@ -290,11 +318,11 @@ class Journal:
         The owner's own claim is renewed; another's counts until its lease ends. An entry that
         is finished or unknown holds nothing to claim: True (the caller then finds it so).
         """
-        return await self._connection.write(lambda db: _claim(db, key, owner, now, now + lease))
+        return await self._write(lambda db: _claim(db, key, owner, now, now + lease))
 
     async def release(self, key: str, owner: str) -> None:
         """Let go of ``owner``'s claim on ``key`` (another owner's claim stays)."""
-        await self._connection.write(
+        await self._write(
             lambda db: db.execute(
                 "UPDATE payment_journal SET claimed_by = NULL, claimed_until = NULL"
                 " WHERE key = ? AND claimed_by = ?",
@@ -312,7 +340,7 @@ class Journal:
             )
             return int(cursor.rowcount)
 
-        return await self._connection.write(release_all)
+        return await self._write(release_all)
 
     async def purge(self, notified_before: int) -> int:
         """Delete finished entries told before ``notified_before``; how many went."""
@@ -324,7 +352,32 @@ class Journal:
             )
             return int(cursor.rowcount)
 
-        return await self._connection.write(purge)
+        return await self._write(purge)
+
+    async def _write(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` in one write transaction, unless newer code has migrated the journal.
+
+        As the main store's ``write``: a process of older code still running beside newer code
+        that has migrated the journal file since this one opened it (a rolling upgrade) writes
+        nothing by rules the schema has outgrown: ``StorageError``, and one
+        ``journal.schema_newer`` line.
+        """
+
+        def guarded(db: Database) -> T:
+            version = migrations.newer_than_code(db, JOURNAL_MIGRATIONS)
+            if version is not None:
+                if not self._outdated:
+                    self._outdated = True
+                    log.error(
+                        "journal.schema_newer", applied=version, known=len(JOURNAL_MIGRATIONS)
+                    )
+                raise StorageError(
+                    f"newer code has migrated the payment journal ({version} migrations; this"
+                    f" code knows {len(JOURNAL_MIGRATIONS)}): stop this process"
+                )
+            return fn(db)
+
+        return await self._connection.write(guarded)
 
     async def _update(
         self, key: str, assignment: str, value: int, owner: str | None = None
@@ -334,7 +387,7 @@ class Journal:
             f"UPDATE payment_journal SET {assignment}"  # noqa: S608 -- constants
             " WHERE key = ? AND (? IS NULL OR claimed_by = ?)"
         )
-        return await self._connection.write(
+        return await self._write(
             lambda db: bool(db.execute(sql, [value, key, owner, owner]).rowcount)
         )
 
@@ -344,7 +397,7 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
     for entry in entries:
         cursor = db.execute(
             f"INSERT INTO payment_journal ({_COLUMNS})"  # noqa: S608 -- a constant column list
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (key) DO NOTHING",
             [
                 entry.key,
@@ -366,10 +419,33 @@ def _record(db: Database, entries: Sequence[JournalEntry]) -> int:
                 int(entry.thanked),
                 ",".join(str(admin) for admin in sorted(entry.admins_told)),
                 None if entry.unmatched is None else int(entry.unmatched),
+                ",".join(str(admin) for admin in sorted(entry.admins_credited)),
+                ",".join(str(admin) for admin in sorted(entry.admins_corrected)),
             ],
         )
         new += cursor.rowcount
     return new
+
+
+def _add_admin(
+    db: Database, key: str, columns: Sequence[str], admin: int, owner: str | None
+) -> bool:
+    """Add ``admin`` to the entry's admin lists ``columns`` (constants), if ``owner`` may."""
+    assignments = ", ".join(
+        f"{column} = CASE {column} WHEN '' THEN :admin ELSE {column} || ',' || :admin END"
+        for column in columns
+    )
+    cursor = db.execute(
+        f"UPDATE payment_journal SET {assignments}"  # noqa: S608 -- constant column names
+        " WHERE key = :key AND (:owner IS NULL OR claimed_by = :owner)",
+        {"admin": str(admin), "key": key, "owner": owner},
+    )
+    return bool(cursor.rowcount)
+
+
+def _admins(value: object) -> frozenset[int]:
+    """An admin list as the journal keeps it (ids joined by commas)."""
+    return frozenset(int(admin) for admin in str(value).split(",") if admin)
 
 
 def _claim(db: Database, key: str, owner: str, now: float, until: float) -> bool:
@@ -424,6 +500,8 @@ def _entry(row: Any) -> JournalEntry:  # noqa: ANN401 -- a sqlite3 row is untype
         attempts=int(row[14]),
         told=bool(row[15]),
         thanked=bool(row[16]),
-        admins_told=frozenset(int(admin) for admin in str(row[17]).split(",") if admin),
+        admins_told=_admins(row[17]),
         unmatched=None if row[18] is None else bool(row[18]),
+        admins_credited=_admins(row[19]),
+        admins_corrected=_admins(row[20]),
     )

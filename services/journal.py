@@ -281,10 +281,21 @@ class PaymentJournal:
         with journal_failures():
             return await self._journal.mark_thanked(entry.key, self.owner)
 
-    async def admin_told(self, entry: JournalEntry, admin: int) -> bool:
-        """The admin got the flagged payment's notice; False if this desk lost the claim."""
+    async def admin_told(self, entry: JournalEntry, admin: int, *, credited: bool = False) -> bool:
+        """The admin got the flagged payment's notice; False if this desk lost the claim.
+
+        ``credited``: it said "credited as N ★" (a refund booked meanwhile then owes that admin
+        the correction, even after a restart).
+        """
         with journal_failures():
-            return await self._journal.mark_admin_told(entry.key, admin, self.owner)
+            return await self._journal.mark_admin_told(
+                entry.key, admin, self.owner, credited=credited
+            )
+
+    async def admin_corrected(self, entry: JournalEntry, admin: int) -> bool:
+        """An admin told "credited as N ★" got the correction; False if this desk lost its claim."""
+        with journal_failures():
+            return await self._journal.mark_admin_corrected(entry.key, admin, self.owner)
 
     async def finished(self, entry: JournalEntry) -> bool:
         """The entry is finished (everyone told); False if this desk lost its claim meanwhile.

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import MasterKey, StorageError, Store
-from models.journal import Journal, JournalEntry
+from models.journal import JOURNAL_MIGRATIONS, Journal, JournalEntry
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
@@ -134,6 +134,41 @@ async def test_the_journal_remembers_who_was_told_of_a_flagged_payment(tmp_path:
         assert (copied.thanked, copied.admins_told) == (True, frozenset({7, 8}))
     finally:
         await reopened.close()
+
+
+async def test_a_journal_that_newer_code_migrated_is_not_written_by_older_code(
+    tmp_path: Path,
+) -> None:
+    # A rolling upgrade: a replica of the older code kept running while the new version
+    # migrated the journal file. It went on writing by its own rules (claims, marks, purges
+    # the new schema may read otherwise): now it writes nothing, and says why once.
+    path = tmp_path / "journal.db"
+    journal = await Journal.open(path)
+    try:
+        await journal.record([payment("stxOLD")])
+        with contextlib.closing(sqlite3.connect(path)) as newer:
+            newer.execute("CREATE TABLE made_by_newer_code (id INTEGER)")
+            newer.execute(f"PRAGMA user_version = {len(JOURNAL_MIGRATIONS) + 1:d}")
+            newer.commit()
+        with capture_logs() as logs:
+            with pytest.raises(StorageError, match="newer code"):
+                await journal.record([payment("stxNEW")])
+            with pytest.raises(StorageError, match="newer code"):
+                await journal.mark_notified("payment:stxOLD", 30)
+            with pytest.raises(StorageError, match="newer code"):
+                await journal.claim("payment:stxOLD", "older", now=1.0, lease=300.0)
+        assert [e.key for e in await journal.pending()] == ["payment:stxOLD"]  # reads still go
+    finally:
+        await journal.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT key, notified_at, claimed_by FROM payment_journal").fetchall()
+    assert rows == [("payment:stxOLD", None, None)]
+    (said,) = [e for e in logs if e["event"] == "journal.schema_newer"]
+    assert (said["applied"], said["known"], said["log_level"]) == (
+        len(JOURNAL_MIGRATIONS) + 1,
+        len(JOURNAL_MIGRATIONS),
+        "error",
+    )
 
 
 async def test_a_journal_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
@@ -638,3 +673,41 @@ async def test_a_refund_booked_while_the_flagged_notice_goes_out_is_told_to_the_
             " 50 ★, then refunded: that credit was taken back."
         ),
     ]
+
+
+async def test_a_correction_owed_to_an_admin_is_sent_once_after_a_restart(tmp_path: Path) -> None:
+    # The admin was told "credited as 50 ★" of a flagged payment refunded while that notice
+    # went out; the correction Telegram could not take then, and the bot restarted. What the
+    # admin was told lived in the desk's memory: the restarted bot finished the entry, and the
+    # admin was left believing the payment credited.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        paying = asyncio.create_task(desk.take(payment("stxLOST", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
+        refunding = asyncio.create_task(
+            desk.take(payment("stxLOST", kind="refund", payload="order-never-made"))
+        )
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxLOST"))
+        for _ in range(50):  # the correction, and whatever the desk's loop tries before the stop
+            telegram.misbehave("sendMessage", "page", when=lambda p: p.get("chat_id") == ADMIN)
+        telegram.answer_late()
+        await asyncio.gather(paying, refunding)
+        assert (await stack.veil.credit.balance(USER)).units == 0
+        first_admin, first_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+    flagged = "Payment flagged (unknown_order): user 9201, charge stxLOST, 50 ⭐ credited as 50 ★"
+    assert first_admin == [f"{flagged}."]
+    assert first_user == [
+        THANKS,
+        "Your payment was refunded and its 50 ★ of credit taken back. Balance: 0 ★.",
+    ]
+    async with running_stack(tmp_path, free_tokens_per_day=0, admins=str(ADMIN)) as restarted:
+        desk = restarted.veil.desk
+        assert await desk.process_pending()
+        assert await desk.process_pending()  # nothing owed twice
+        second_admin, second_user = messages_to(restarted, ADMIN), messages_to(restarted, USER)
+    assert second_admin == [f"{flagged}, then refunded: that credit was taken back."]
+    assert second_user == []

@@ -238,9 +238,11 @@ async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entr
     assert set(after) == set(before)
     for table, rows in before.items():  # every row kept, later migrations' columns at the end
         assert [row[: len(old)] for row, old in zip(after[table], rows, strict=True)] == rows
-    assert {row[-3:-1] for row in after["payment_journal"]} == {(None, None)}  # j0003: no claims
+    assert {row[-5:-3] for row in after["payment_journal"]} == {(None, None)}  # j0003: no claims
+    # j0006: no admin was told "credited" nor corrected
+    assert {row[-2:] for row in after["payment_journal"]} == {("", "")}
     # j0004: the refund booked already was booked by code that kept no mark (not known)
-    assert {row[1]: row[-1] for row in after["payment_journal"]} == {
+    assert {row[1]: row[-3] for row in after["payment_journal"]} == {
         "payment:charge-alice-1": 0,
         "refund:charge-bob-odd": None,
         "payment:charge-bob-late": 0,
@@ -255,6 +257,7 @@ async def test_a_payment_journal_made_before_the_money_split_keeps_its_open_entr
         ("j0003_claims",),
         ("j0004_unmatched_refunds",),
         ("j0005_unknown_marks",),
+        ("j0006_admin_corrections",),
     ]
 
 

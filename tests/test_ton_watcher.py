@@ -627,11 +627,78 @@ async def test_the_excesses_of_one_trace_are_looked_up_once(stack: TonStack) -> 
     lookups = [
         r for r in stack.chain.calls("/api/v3/jetton/transfers") if r.params["direction"] == "out"
     ]
-    assert len(lookups) == 2  # one a trace
+    assert len(lookups) == 1  # at most one a trace: here one for the whole page
     warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
     assert warned == [hex_hash(r["hash"]) for r in flood]
     own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
     assert own == [hex_hash(r["hash"]) for r in batch]
+    await sound(stack)
+
+
+async def test_a_flood_of_excesses_in_many_traces_costs_one_lookup_a_page(
+    stack: TonStack,
+) -> None:
+    # A stranger sends many hand-built excesses of at least the dust minimum, each from an
+    # external message of its own (a trace each). The watcher asked toncenter's jetton index
+    # once per trace, at its pace (about one call a second without a key): each held back the
+    # Gram payments behind it by a call. Our own transfers out are few: one lookup lists them.
+    gram = await order(stack, BOB)
+    stranger = "0:" + "5e" * 32
+    flood = [
+        stack.chain.add_transaction(
+            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+        )
+        for _ in range(12)
+    ]
+    assert len({record["trace_id"] for record in flood}) == len(flood)
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=recipient, change=DUST["gram"], query_id=5
+    )
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 1
+    assert await stack.balance(BOB) == PACK_UNITS  # the payment behind them, in the same pass
+    lookups = [
+        r for r in stack.chain.calls("/api/v3/jetton/transfers") if r.params["direction"] == "out"
+    ]
+    assert len(lookups) == 1
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [hex_hash(r["hash"]) for r in flood]
+    own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert own == [hex_hash(change["hash"])]
+    await sound(stack)
+
+
+async def test_a_flood_of_excesses_toncenter_rate_limits_costs_one_lookup_a_page(
+    stack: TonStack,
+) -> None:
+    # toncenter answers 429 to every jetton transfers call (its jetton index busy, or the
+    # limit of one call a second spent). Each excesses of a stranger's flood, a trace each,
+    # asked again, three tries a second apart: a dozen of them held back the Gram payment
+    # behind them by half a minute of waiting, and more toncenter calls refused.
+    gram = await order(stack, BOB)
+    stranger = "0:" + "5e" * 32
+    flood = [
+        stack.chain.add_transaction(
+            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+        )
+        for _ in range(12)
+    ]
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    stack.chain.rate_limit_next(1000, path="/api/v3/jetton/transfers")
+    async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
+        reader = ChainReader(ToncenterClient(stack.chain.url, session), WALLET)
+        watcher = TonWatcher(stack.books, reader, stack.notify, interval=0.05)
+        with capture_logs() as logs:
+            assert await watcher.poll() == 1
+    assert await stack.balance(BOB) == PACK_UNITS
+    asked = [r for r in stack.chain.requests if r.path == "/api/v3/jetton/transfers"]
+    assert len(asked) == reader_module.RATE_LIMIT_TRIES  # one lookup, its tries, for the page
+    unknown = [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [hex_hash(r["hash"]) for r in flood]
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [hex_hash(r["hash"]) for r in flood]
     await sound(stack)
 
 

@@ -78,6 +78,9 @@ class ChainReader:
         self._wallets: dict[str, str] = {}  # sender -> the real master's wallet of it
         self._failed: dict[str, int] = {}  # transfer -> passes its sender's check failed on
         self._traces: dict[str, bool] = {}  # trace -> whether it holds our own transfer out
+        self._sent: _Sent | None = None  # our own jetton transfers out, of the last window asked
+        self._gram_read = 0  # the lt of the last Gram record read (the end of the window asked)
+        self._unlisted = 0  # the end of the last window toncenter could not list (not asked again)
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -97,7 +100,10 @@ class ChainReader:
             records = await _patiently(
                 lambda: client.transactions(account, cursor, limit=limit, offset=offset)
             )
-            return Page(len(records), [gram_transfer(record, account) for record in records])
+            transfers = [gram_transfer(record, account) for record in records]
+            if transfers:
+                self._gram_read = max(self._gram_read, transfers[-1].lt)
+            return Page(len(records), transfers)
         if self._usdt_master is None:
             raise ValueError("USDT is not watched")
         master = self._usdt_master.raw
@@ -172,34 +178,64 @@ class ChainReader:
         hold back every Gram payment behind it, for as long as toncenter's jetton index fails
         (an indexer without one: for good), and anyone can send such a body for a few cents.
 
-        The answer is the trace's, so it is asked once a trace (the last ``WALLETS_KEPT`` kept):
-        one external message sends up to 255 messages (a batch payout's change, or a stranger's
-        flood of hand-built bodies), and each lookup takes a toncenter call from the pass.
+        The answer is the trace's, so it is asked once a trace (the last ``WALLETS_KEPT`` kept).
+        And our own transfers out are few: one lookup lists them all from ``OWN_CHANGE_S``
+        before this ``excesses`` up to the last Gram record read (``_Sent``), and answers every
+        ``excesses`` of the page after it, whatever its trace: one external message sends up to
+        255 messages (a batch payout's change, or a stranger's flood of hand-built bodies), many
+        such messages as many traces, and each lookup takes a toncenter call from the pass
+        (about one a second without a key), holding back the payments behind them. Only a
+        window with a page or more of our own transfers out is asked again a trace at a time.
         """
         if transfer.skip != "jetton_excesses" or transfer.trace is None:
             return False
         known = self._traces.get(transfer.trace)
         if known is not None:
             return known
-        account, client = self._wallet.raw, self._client
+        sent = self._sent
         try:
-            records = await _patiently(
-                lambda: client.jetton_transfers_sent(
-                    account,
-                    start_utime=transfer.utime - OWN_CHANGE_S,
-                    end_lt=transfer.lt,
-                    limit=PAGE,
-                )
-            )
+            if sent is None or not sent.covers(transfer):
+                sent = self._sent = await self._window(transfer)
+            if not sent.whole and transfer.trace not in sent.traces:
+                sent = await self._sent_out(transfer, transfer.lt)
         except ToncenterUnavailable as exc:
             log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
             return False
-        ours = any(
-            isinstance(record, dict) and trace_id(record.get("trace_id")) == transfer.trace
-            for record in records
-        )
+        ours = transfer.trace in sent.traces
         _remember(self._traces, transfer.trace, ours)
         return ours
+
+    async def _window(self, transfer: Transfer) -> _Sent:
+        """Our own transfers out from ``OWN_CHANGE_S`` before ``transfer`` to the last Gram read.
+
+        A window toncenter could not list (even after its 429 retries) is not asked again for
+        the ``excesses`` it would have covered: ``ToncenterUnavailable`` at once, so a flood of
+        them while toncenter refuses costs one lookup a page, not one (and its waits) each.
+        """
+        if transfer.lt <= self._unlisted:
+            raise ToncenterUnavailable("toncenter could not list our transfers out just now")
+        end = max(transfer.lt, self._gram_read)
+        try:
+            return await self._sent_out(transfer, end)
+        except ToncenterUnavailable:
+            self._unlisted = end
+            raise
+
+    async def _sent_out(self, transfer: Transfer, end_lt: int) -> _Sent:
+        """Our own jetton transfers out from ``OWN_CHANGE_S`` before ``transfer`` to ``end_lt``."""
+        account, client = self._wallet.raw, self._client
+        start = transfer.utime - OWN_CHANGE_S
+        records = await _patiently(
+            lambda: client.jetton_transfers_sent(
+                account, start_utime=start, end_lt=end_lt, limit=PAGE
+            )
+        )
+        traces = frozenset(
+            trace
+            for record in records
+            if isinstance(record, dict) and (trace := trace_id(record.get("trace_id"))) is not None
+        )
+        return _Sent(start, end_lt, traces, whole=len(records) < PAGE)
 
     async def _master_answers(self, master: str) -> bool:
         """Whether the master's ``get_wallet_address`` runs now, asked for our own address.
@@ -255,6 +291,24 @@ class ChainReader:
             if page.size < limit:
                 return found
             offset += page.size
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """The traces of our own jetton transfers out of chain time ``start_utime`` on, to ``end_lt``.
+
+    ``whole`` when toncenter listed every one (less than a page): a trace not among them then
+    holds none of ours, for any ``excesses`` whose own window lies within this one.
+    """
+
+    start_utime: int
+    end_lt: int
+    traces: frozenset[str]
+    whole: bool
+
+    def covers(self, transfer: Transfer) -> bool:
+        """Whether ``transfer``'s window (``OWN_CHANGE_S`` before it, up to it) is this one's."""
+        return self.start_utime <= transfer.utime - OWN_CHANGE_S and transfer.lt <= self.end_lt
 
 
 def _remember(memory: dict[str, V], key: str, value: V) -> None:
