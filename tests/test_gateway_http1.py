@@ -595,6 +595,42 @@ async def test_a_stream_cut_mid_chunk_ends_with_an_error_record_after_the_text(
     assert reply.final.error_message == "model server closed the stream"
 
 
+# A model server may send half of a surrogate pair on its own: escaped (JSON allows
+# ``"\\ud83d"``, an emoji cut in two) or as its UTF-8 form (which json.loads decodes with
+# "surrogatepass"). It became a lone surrogate in the delta, which no UTF-8 encoder takes: the
+# relay failed sealing it, the connection was cut mid-chunk, and the stream had no final record
+# and no receipt. It is now read as U+FFFD, as a lone surrogate in a sealed request is.
+LONE_HALVES = {
+    "escaped": rb"\ud83d",
+    "utf-8": b"\xed\xa0\xbd",
+    "low-escaped": rb"\ude00",
+}
+
+
+@pytest.mark.parametrize("half", LONE_HALVES.values(), ids=LONE_HALVES.keys())
+@pytest.mark.parametrize("after_form", [False, True], ids=["json", "after-a-form"])
+async def test_a_lone_surrogate_from_the_model_arrives_as_a_replacement_character(
+    server: ScriptedServer, http: aiohttp.ClientSession, half: bytes, *, after_form: bool
+) -> None:
+    lone = b'data: {"choices":[{"delta":{"content":"a' + half + b'b"},"finish_reason":null}]}\n\n'
+    before = event(HEL) + event(LO) if after_form else b""  # the second: in the learnt form
+    async with run_gateway(server.url, models=("veil-test",), limits=Limits()) as gw:
+        call = seal_call(gw)
+        posting = asyncio.create_task(post_sealed(http, gw.url, call))
+        answer = await server.next()
+        await answer.send(OK_CHUNKED + chunk(before + lone + event(STOP) + event(USAGE)))
+        await answer.send(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        answer.close()
+        reply = await posting
+    assert reply.text == ("Hello" if after_form else "") + "a\ufffdb"
+    assert reply.final is not None
+    assert reply.final.finish_reason == "stop"
+    assert reply.final.receipt is not None
+    key = gw.gateway.ring.receipt_key.public_key()
+    reply.final.receipt.verify(key, request_id=call.request_id, model="veil-test")
+    assert reply.final.receipt.receipt.status == "complete"
+
+
 def self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
