@@ -419,6 +419,16 @@ async def test_a_stop_from_the_spec_ends_with_a_signed_stopped_receipt(
     asked = seal(bundle, chat("veil-test"), int(time.time()))
     posting = asyncio.ensure_future(post(http, served, asked))
     await wait_until(lambda: served.fake.paused > 0)
+    # while it runs: only its asker learns that it runs (403 before 409); no one else stops it
+    other = seal(bundle, chat("veil-test"), int(time.time()))
+    receipts = f"{served.url}/v1/sealed/receipts/{asked.request_id.hex()}"
+    for proof, status in ((other, 403), (asked, 409)):
+        headers = {"Veil-Proof": proof.proof(b"veil/receipt-fetch/v2")}
+        async with http.get(receipts, headers=headers) as response:
+            assert response.status == status
+    foreign = {"request_id": asked.request_id.hex(), "proof": other.proof(b"veil/cancel/v2")}
+    async with http.post(f"{served.url}/v1/sealed/cancel", json=foreign) as response:
+        assert response.status == 403
     stop = {"request_id": asked.request_id.hex(), "proof": asked.proof(b"veil/cancel/v2")}
     async with http.post(f"{served.url}/v1/sealed/cancel", json=stop) as response:
         assert response.status == 202
