@@ -370,6 +370,8 @@ async def test_a_client_from_the_spec_alone_reads_a_shaped_answer_and_its_receip
     sizes = opened.record_sizes
     deltas = [size for kind, size in zip(opened.kinds, sizes, strict=True) if kind == 1]
     assert deltas == sorted(deltas)
+    assert sizes[0] == 64  # the first piece alone, at the smallest record size
+    assert opened.kinds[-2] == 1  # a closing DELTA, always, then the final
     assert opened.record_sizes[-1] >= 1024
     # §5: the late receipt is the final record's payload, the same signed bytes
     async with http.get(
