@@ -477,3 +477,48 @@ async def test_a_relay_from_the_spec_alone_reads_its_receipt_after_the_final_chu
         "signature": opened.final["signature"],
     }
     assert check_receipt(opened.relay_receipt, bundle, asked, "veil-test")["status"] == "complete"
+
+
+async def raw_exchange(url: str, data: bytes) -> bytes:
+    """Send ``data`` on a connection of its own; everything until the gateway closes it."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("served", ["x25519"], indirect=True)  # framing, whatever the suite
+@pytest.mark.parametrize(
+    ("extensions", "status"),
+    [
+        ((b';a="b;c\\"d"', b";x;y=z"), b"200"),  # quoted-string values, several extensions
+        ((b" ;a", b""), b"400"),  # RFC 9112 allows blanks there; the gateway does not
+        ((b"; a", b""), b"400"),
+    ],
+)
+async def test_a_chunked_body_with_extensions_is_read_as_the_spec_says(
+    http: aiohttp.ClientSession, served: Served, extensions: tuple[bytes, bytes], status: bytes
+) -> None:
+    bundle = await fetch_bundle(http, served)
+    asked = seal(bundle, chat("veil-test"), int(time.time()))
+    head = "".join(f"{name}: {value}\r\n" for name, value in asked.headers().items())
+    first, rest = asked.body[:10], asked.body[10:]
+    body = b"".join(
+        (
+            b"%x%s\r\n%s\r\n" % (len(first), extensions[0], first),
+            b"%X%s\r\n%s\r\n" % (len(rest), extensions[1], rest),
+            b"0\r\nX-Trailer: 1\r\n\r\n",
+        )
+    )
+    request = (
+        b"POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n"
+        + head.encode()
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + body
+    )
+    reply = await raw_exchange(served.url, request)
+    assert reply.split(b" ", 2)[1] == status
