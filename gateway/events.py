@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sealed.encoding import MAX_JSON_INT
+from sealed.encoding import MAX_JSON_INT, may_hold_lone_surrogate, well_formed
 from sealed.stream import MAX_ERROR_MESSAGE, MAX_FINISH_REASON
 
 if TYPE_CHECKING:
@@ -292,14 +292,16 @@ def _in_form(
             text = json.loads(b'"' + body + b'"')
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
-        return kind, text
+        return kind, well_formed(text) if may_hold_lone_surrogate(body) else text
     return None
 
 
 def _decode(payloads: list[bytes]) -> tuple[list[Any], BackendFailure | None]:
     """The JSON values of events' payloads, and the failure of the first malformed one.
 
-    Each payload must be one JSON value by itself (``json.loads``). Not one ``json.loads`` over
+    Each payload must be one JSON value by itself (``json.loads``); a lone surrogate in it (half
+    an emoji, escaped or in its UTF-8 form) is read as U+FFFD (``sealed.encoding.well_formed``),
+    since no UTF-8 encoder takes it and the text is sealed as UTF-8. Not one ``json.loads`` over
     the payloads joined with commas: a value begun in one payload and ended in a later one (an
     array, an object, a string running on across the comma) would pass as well-formed, and
     whether it did would turn on which payloads are in the batch.
@@ -307,7 +309,8 @@ def _decode(payloads: list[bytes]) -> tuple[list[Any], BackendFailure | None]:
     values: list[Any] = []
     for payload in payloads:
         try:
-            values.append(_loads(payload))
+            value = _loads(payload)
+            values.append(well_formed(value) if may_hold_lone_surrogate(payload) else value)
         except (ValueError, RecursionError, StopIteration):
             return values, BackendFailure("backend", 502, "model server sent a malformed event")
     return values, None

@@ -53,8 +53,28 @@ __all__ = [
 
 # The most of an error reply read: enough for any real message, which is then cut.
 MAX_ERROR_BODY = 1 << 20
+# The most of a ``/tokenize``, ``/v1/models`` or ``/props`` reply read: ``/tokenize`` lists the
+# prompt's token ids, a few bytes each for at most the largest sealed request's megabyte.
+MAX_REPLY_BODY = 16 << 20
 _HTTP_OK = 200
 _HTTP_NOT_FOUND = 404
+
+
+async def _json_reply(response: aiohttp.ClientResponse) -> Any:  # noqa: ANN401 -- any JSON
+    """The JSON of a side reply (``response.json()``'s), read to at most ``MAX_REPLY_BODY``.
+
+    ``ValueError`` past it: the connection is dropped with the rest unread. A blank body is
+    None; a charset no text codec has is ``LookupError``, as with ``response.json()``.
+    """
+    body = bytearray()
+    while data := await response.content.readany():
+        body += data
+        if len(body) > MAX_REPLY_BODY:
+            raise ValueError("the model server's reply is too long")
+    if not body.strip():
+        return None
+    charset = response.charset
+    return json.loads(body.decode(charset) if charset else bytes(body))
 
 
 async def _error_reply(reply: http1.Reply, idle_timeout: float) -> BackendFailure:
@@ -184,7 +204,7 @@ class VLLMClient:
             ) as response:
                 if response.status != _HTTP_OK:
                     raise BackendFailure("backend", response.status, "cannot list models")
-                body = await response.json(content_type=None)
+                body = await _json_reply(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendFailure("unavailable", 503, "model server unreachable") from exc
         except (ValueError, RecursionError, LookupError) as exc:  # LookupError: a bad charset
@@ -207,7 +227,7 @@ class VLLMClient:
             ) as response:
                 if response.status != _HTTP_OK:
                     return None
-                body = await response.json(content_type=None)
+                body = await _json_reply(response)
         except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError, LookupError):
             return None
         settings = body.get("default_generation_settings") if isinstance(body, dict) else None
@@ -224,7 +244,7 @@ class VLLMClient:
             ) as response:
                 if response.status != _HTTP_OK:
                     return None
-                body = await response.json(content_type=None)
+                body = await _json_reply(response)
         except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError, LookupError):
             return None
         count = body.get("count") if isinstance(body, dict) else None

@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from gateway.http1 import MAX_HEAD_BYTES, MAX_SIZE_LINE, MAX_TRAILER_BYTES, BodyDecoder
 from gateway.limits import Limits
 from gateway.upstream import MAX_EVENT_BYTES
-from gateway.vllm import BackendFailure, ContentDelta, Finish, Usage, VLLMClient
+from gateway.vllm import MAX_REPLY_BODY, BackendFailure, ContentDelta, Finish, Usage, VLLMClient
 from playground.served import Served
 from tests.harness import free_port, post_sealed, run_gateway, seal_call
 
@@ -593,6 +593,107 @@ async def test_a_stream_cut_mid_chunk_ends_with_an_error_record_after_the_text(
     assert reply.final is not None
     assert (reply.final.error_kind, reply.final.error_status) == ("backend", 502)
     assert reply.final.error_message == "model server closed the stream"
+
+
+# A model server may send half of a surrogate pair on its own: escaped (JSON allows
+# ``"\\ud83d"``, an emoji cut in two) or as its UTF-8 form (which json.loads decodes with
+# "surrogatepass"). It became a lone surrogate in the delta, which no UTF-8 encoder takes: the
+# relay failed sealing it, the connection was cut mid-chunk, and the stream had no final record
+# and no receipt. It is now read as U+FFFD, as a lone surrogate in a sealed request is.
+LONE_HALVES = {
+    "escaped": rb"\ud83d",
+    "utf-8": b"\xed\xa0\xbd",
+    "low-escaped": rb"\ude00",
+}
+
+
+@pytest.mark.parametrize("half", LONE_HALVES.values(), ids=LONE_HALVES.keys())
+@pytest.mark.parametrize("after_form", [False, True], ids=["json", "after-a-form"])
+async def test_a_lone_surrogate_from_the_model_arrives_as_a_replacement_character(
+    server: ScriptedServer, http: aiohttp.ClientSession, half: bytes, *, after_form: bool
+) -> None:
+    lone = b'data: {"choices":[{"delta":{"content":"a' + half + b'b"},"finish_reason":null}]}\n\n'
+    before = event(HEL) + event(LO) if after_form else b""  # the second: in the learnt form
+    async with run_gateway(server.url, models=("veil-test",), limits=Limits()) as gw:
+        call = seal_call(gw)
+        posting = asyncio.create_task(post_sealed(http, gw.url, call))
+        answer = await server.next()
+        await answer.send(OK_CHUNKED + chunk(before + lone + event(STOP) + event(USAGE)))
+        await answer.send(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        answer.close()
+        reply = await posting
+    assert reply.text == ("Hello" if after_form else "") + "a\ufffdb"
+    assert reply.final is not None
+    assert reply.final.finish_reason == "stop"
+    assert reply.final.receipt is not None
+    key = gw.gateway.ring.receipt_key.public_key()
+    reply.final.receipt.verify(key, request_id=call.request_id, model="veil-test")
+    assert reply.final.receipt.receipt.status == "complete"
+
+
+# The model server's side replies (``/tokenize``, ``/v1/models``, ``/props``) were read whole
+# into memory, however long (``response.json()``), for up to their 5 or 10 seconds: a hostile
+# or broken model server could send gigabytes into the gateway's memory on every request
+# (``/tokenize`` is asked for each one). They are now read up to ``MAX_REPLY_BODY``, then the
+# connection is dropped and the reply counts as none.
+@dataclass
+class EndlessReplies:
+    """A model server whose reply on ``endless`` is a 200 with a JSON body that never ends.
+
+    Any other path gets a listing of one model without a window (as llama.cpp's).
+    """
+
+    endless: str
+    written: int = 0
+    _server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        """Listen on a free port; the base URL."""
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def close(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        piece = b" " * (1 << 20)  # JSON's blanks: well-formed so far, whatever the cut
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.split(b" ")[1] != self.endless.encode():
+                listing = b'{"data": [{"id": "m"}]}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\n" + listing)
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{")
+            while self.written < 256 << 20:
+                writer.write(piece)
+                self.written += len(piece)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("endless", ["/tokenize", "/v1/models", "/props"])
+async def test_an_endless_side_reply_is_read_only_to_its_limit(
+    http: aiohttp.ClientSession, endless: str
+) -> None:
+    server = EndlessReplies(endless)
+    client = VLLMClient(await server.start(), None, http, idle_timeout=30)
+    try:
+        if endless == "/tokenize":
+            messages = [{"role": "user", "content": "hi"}]
+            assert await client.count_prompt_tokens("m", messages) is None
+        elif endless == "/v1/models":
+            with pytest.raises(BackendFailure):
+                await client.served()
+        else:  # llama.cpp's window unknown, the model still served
+            assert await client.served() == {"m": None}
+    finally:
+        server.close()
+    assert server.written < MAX_REPLY_BODY + (32 << 20)
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
