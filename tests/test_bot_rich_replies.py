@@ -495,6 +495,87 @@ async def test_a_details_block_of_the_model_s_answer_marked_as_thinking_is_still
     assert "Apollo" not in text  # Veil's own thinking is still left out
 
 
+# Long enough that the Markdown renders it as an expandable quote, as Veil folds its thinking.
+MODEL_S_QUOTE = "> 💭 " + "The Apollo crews brought back basalt and breccia. " * 20
+
+
+@pytest.mark.parametrize("thinking", [True, False], ids=["with thinking", "without"])
+async def test_an_expandable_quote_of_the_model_s_answer_marked_as_thinking_is_still_quoted(
+    tmp_path: Path,
+    thinking: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # Every expandable quote opening with 💭 was left out of Veil's entity answer quoted to
+    # the model, as if it were the thinking Veil folds: the model's own quote was lost.
+    model = FakeVLLM(answer=f"See below.\n\n{MODEL_S_QUOTE}\n\nThe end.")
+    if thinking:
+        model.reasoning = "Cheese is a dairy food."
+    async with running_stack(tmp_path, model_server=model, rich_messages=False, **FAST) as stack:
+        stack.telegram.guest_message(ANN, "@veil_test_bot is the moon cheese?", chat_id=FRIENDS)
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        answer = veil_answer(stack)
+        quotes = [e for e in answer["entities"] if e["type"] == "expandable_blockquote"]
+        assert len(quotes) == 1 + thinking  # the model's quote is folded as Veil's thinking is
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=answer["message_id"]
+        )
+        ((role, text),) = await asked(stack, 2)
+    assert role == "user"
+    assert "💭 The Apollo crews" in text
+    assert "See below." in text
+    assert "The end." in text
+    assert "dairy" not in text  # Veil's own thinking is still left out
+
+
+def units(text: str) -> int:
+    """The length of ``text`` in UTF-16 units, as Telegram counts offsets."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def entity_answer(text: str, entities: list[dict[str, object]]) -> Message:
+    """Veil's answer in a private chat, as text and entities."""
+    return Message.model_validate(
+        {
+            "message_id": 5,
+            "date": 0,
+            "chat": {"id": ANN, "type": "private"},
+            "from": VEIL,
+            "text": text,
+            "entities": entities,
+        }
+    )
+
+
+def test_only_the_fold_veil_put_first_is_its_thinking() -> None:
+    # Veil's fold: first, plain inside, the answer on the next line. The model's quotes marked
+    # alike (after formatting, with formatting inside, a blank line before what follows) stay.
+    fold = "💭 a thought"
+    quote = "💭 a quote"
+    answer = f"{fold}\nThe *answer*.\n{quote}\nmore"
+    entities = [
+        {"type": "expandable_blockquote", "offset": 0, "length": units(fold)},
+        {"type": "italic", "offset": units(f"{fold}\nThe "), "length": 8},
+        {
+            "type": "expandable_blockquote",
+            "offset": units(f"{fold}\nThe *answer*.\n"),
+            "length": units(quote),
+        },
+    ]
+    assert words_of(entity_answer(answer, entities), BOT_ID) == f"The *answer*.\n{quote}\nmore"
+    bold = [{"type": "bold", "offset": 3, "length": 1}]
+    assert words_of(entity_answer(f"{quote}\nmore", entities[:1] + bold), BOT_ID) == (
+        f"{quote}\nmore"
+    )
+    apart = f"{quote}\n\nmore"
+    assert words_of(entity_answer(apart, entities[:1]), BOT_ID) == apart
+    # A link Telegram found in the question's header is no formatting before the fold.
+    header = "❓ is t.me safe?\n\n"
+    found = [{"type": "url", "offset": 5, "length": 4}]
+    moved = [{"type": "expandable_blockquote", "offset": units(header), "length": units(fold)}]
+    text = f"{header}{fold}\nYes."
+    assert words_of(entity_answer(text, found + moved), BOT_ID) == f"{header}Yes."
+
+
 @pytest.mark.parametrize(
     "thought",
     [THOUGHT, "Step *one*: 2 < 3.\n\n" * 200],
