@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aiogram.types import MessageOriginUser
+
 from common.thought import MARK
 
 if TYPE_CHECKING:
@@ -43,9 +45,9 @@ _WORDS = ("text", "expression", "alternative_text")
 def words_of(message: Message, bot_id: int) -> str | None:
     """The text, caption or rich message of ``message`` as text; None when it has none.
 
-    The thinking is left out of Veil's own answers alone (sent by bot ``bot_id``, or through it:
-    a guest or inline answer): anyone may write an expandable quote that opens with the mark,
-    and what it folds away from readers (a link under "is this safe?") is theirs to be read.
+    The thinking is left out of Veil's own answers alone (``veils``: sent by bot ``bot_id``,
+    through it, or forwarded from it): anyone may write an expandable quote that opens with the
+    mark, and what it folds away from readers (a link under "is this safe?") is theirs to read.
     """
     own = veils(message, bot_id)
     if message.text is not None:
@@ -61,9 +63,16 @@ def words_of(message: Message, bot_id: int) -> str | None:
 
 
 def veils(message: Message, bot_id: int) -> bool:
-    """Whether ``message`` is Veil's: sent by the bot, or through it (``via_bot``)."""
+    """Whether ``message`` is Veil's: sent by it, through it, or forwarded from it.
+
+    Through it: ``via_bot``, an inline answer someone posted. Forwarded: its origin, which
+    Telegram sets, is Veil.
+    """
+    origin = message.forward_origin
+    author = origin.sender_user if isinstance(origin, MessageOriginUser) else None
     return any(
-        user is not None and user.id == bot_id for user in (message.from_user, message.via_bot)
+        user is not None and user.id == bot_id
+        for user in (message.from_user, message.via_bot, author)
     )
 
 

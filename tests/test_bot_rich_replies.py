@@ -438,6 +438,32 @@ def test_a_replied_table_s_caption_and_quotes_credits_are_read() -> None:
     )
 
 
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
+async def test_a_summons_replying_to_veil_s_inline_answer_carries_it_as_veil_s(
+    tmp_path: Path,
+    rich: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # An inline answer posted in a chat is Ann's message, sent via Veil: only a message Veil
+    # sent itself was read as its answer, so the model was told Ann had written Veil's words.
+    async with running_stack(tmp_path, answer=ANSWER, rich_messages=rich, **FAST) as stack:
+        stack.telegram.user.post_text(BOB, "The moon is cheese", chat_id=FRIENDS)
+        stack.telegram.inline_query(ANN, "is that true?")
+        offered = await stack.telegram.wait_for("answerInlineQuery")
+        (result,) = offered.params["results"]
+        stack.telegram.choose_inline_result(
+            ANN, result["id"], "is that true?", inline_message_id="inline-1", chat_id=FRIENDS
+        )
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        (posted,) = [m for m in stack.telegram.state.chat_messages(FRIENDS) if m.get("via_bot")]
+        assert posted["from"]["id"] == ANN
+        stack.telegram.guest_message(
+            BOB, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=posted["message_id"]
+        )
+        context = await asked(stack, 2)
+    assert context == [("user", f"{QUOTED}\n\nwhy?")]
+
+
 THOUGHT = "Cheese is a dairy food; the Apollo samples were basalt."
 
 
@@ -724,3 +750,36 @@ async def test_a_question_replying_to_veil_s_own_invoice_is_refused_as_unseen(
         texts = stack.veil.catalogs.for_language("en")
     assert told.params["text"] == texts("replied_media")
     assert stack.vllm.requests == []
+
+
+def test_a_reply_to_a_forward_of_veil_s_answer_carries_it_as_veil_s_alone() -> None:
+    # A forward of Veil's answer (its origin Veil, which Telegram sets) went to the model as
+    # the forwarder's words, its folded thinking with them; another bot's forward stays theirs.
+    fold = "💭 a thought"
+    answer = entity_answer(
+        f"{fold}\nThe moon is rock.",
+        [{"type": "expandable_blockquote", "offset": 0, "length": units(fold)}],
+    ).model_dump(exclude_none=True, by_alias=True)
+    ann = {"id": ANN, "is_bot": False, "first_name": "Ann"}
+    other = {"id": 4242, "is_bot": True, "first_name": "Other"}
+
+    def replying_to_a_forward_of(author: dict[str, object]) -> Message:
+        origin = {"type": "user", "sender_user": author, "date": 1}
+        forward = answer | {"from": ann, "forward_origin": origin}
+        return Message.model_validate(
+            {
+                "message_id": 7,
+                "date": 2,
+                "chat": {"id": FRIENDS, "type": "group", "title": "Friends"},
+                "from": {"id": BOB, "is_bot": False, "first_name": "Bob"},
+                "text": "@veil_test_bot why?",
+                "reply_to_message": forward | {"chat": {"id": FRIENDS, "type": "group"}},
+            }
+        )
+
+    assert replied_context(replying_to_a_forward_of(VEIL), BOT_ID, Catalogs()) == (
+        ("assistant", "The moon is rock."),
+    )
+    assert replied_context(replying_to_a_forward_of(other), BOT_ID, Catalogs()) == (
+        ("user", f"{fold}\nThe moon is rock."),
+    )
