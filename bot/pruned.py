@@ -15,7 +15,8 @@ An update skipped so (or on a field of a newer kind in the message itself, or on
 failures) was not told to anyone: a question to Veil went unanswered, its asker never told
 why. ``unread_envelope`` gives what stands for its message instead: where it came from, and
 what in it names Veil (in a group), marked ``common.content.UNREAD``; ``handlers.replies.unread``
-tells the asker Veil could not read it, where it was addressed to Veil.
+tells the asker Veil could not read it, where it was addressed to Veil. An edit Veil could not
+read stands so too: one addressed to Veil is told what any edit is (it was answered as sent).
 """
 
 from __future__ import annotations
@@ -129,9 +130,12 @@ def _order(spot: Spot) -> tuple[tuple[int, str | int], ...]:
 # Where a message came from and where an answer to it goes: a private chat's, a group's (its
 # topic), a guest summons' query. Telegram's own types, which this aiogram reads.
 _ENVELOPE = (
-    *("message_id", "date", "chat", "from", "sender_chat"),
+    *("message_id", "date", "chat", "from", "sender_chat", "edit_date"),
     *("message_thread_id", "is_topic_message", "guest_query_id"),
 )
+# The updates whose message may stand so: the edit one is told of too (``handlers.chat``'s and
+# ``handlers.groups``' ``on_edited``: answered as sent).
+_STANDING = ("message", "edited_message", "guest_message")
 # What tells whether a group's message is addressed to Veil (``handlers.groups.addressed``):
 # its words and their mentions, the bot it came through, whose message it replies to.
 _ADDRESS = ("text", "entities", "caption", "caption_entities", "via_bot")
@@ -142,21 +146,21 @@ _GROUPS = frozenset({"group", "supergroup"})
 def unread_envelope(raw: dict[str, Any]) -> dict[str, Any] | None:
     """What may stand for an update that could not be read; None where nothing may.
 
-    Its message (``message`` or ``guest_message``; not an edit, which asks nothing new)
-    reduced to ``_ENVELOPE``, marked ``UNREAD``; a group's with what tells whether it was
-    addressed to Veil. A forward in a group is never addressed to Veil (its mention was
-    written elsewhere): none. A guest summons is, forwarded too (Telegram asks Veil for its
-    one answer, which a readable forward gets as a notice): it stands.
+    Its message (``message``, ``edited_message`` or ``guest_message``) reduced to
+    ``_ENVELOPE``, marked ``UNREAD``; a group's with what tells whether it was addressed to
+    Veil. An edit asks nothing new, read or not: it stands to be told so, as any edit is (it
+    was unseen: an edit addressed to Veil got no word). A forward in a group is never addressed
+    to Veil (its mention was written elsewhere): none. A guest summons is, forwarded too
+    (Telegram asks Veil for its one answer, which a readable forward gets as a notice): it
+    stands.
     """
-    kind = next(
-        (key for key in ("message", "guest_message") if isinstance(raw.get(key), dict)), None
-    )
+    kind = next((key for key in _STANDING if isinstance(raw.get(key), dict)), None)
     if kind is None:
         return None
     message: dict[str, Any] = raw[kind]
     chat = message.get("chat")
     group = isinstance(chat, dict) and chat.get("type") in _GROUPS
-    if group and kind == "message" and "forward_origin" in message:
+    if group and kind != "guest_message" and "forward_origin" in message:
         return None
     envelope = {key: message[key] for key in _ENVELOPE if key in message} | {UNREAD: True}
     if group:

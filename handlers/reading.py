@@ -12,13 +12,16 @@ Nor is the thinking Veil folds before an answer, behind ``common.thought.MARK``:
 quote of the text that opens with the mark, a details block whose summary does, in Veil's own
 answers (anyone else's such quote is their words). A reply to
 that answer asks about the answer; the thinking is only shown, and it went to the model quoted
-as the answer's first words. A rich answer is the model's own Markdown, which may hold a
-details block marked alike: only the one Veil put there is its thinking (``_thought_at``).
+as the answer's first words. An answer is the model's own Markdown, which may hold a details
+block or an expandable quote marked alike: only the one Veil put there is its thinking
+(``_thought_at``, ``_fold``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from aiogram.types import MessageOriginUser
 
 from common.thought import MARK
 
@@ -33,6 +36,8 @@ _NEWLINE = "\n".encode("utf-16-le")
 _MARK = MARK.encode("utf-16-le")
 # Blocks that show media (a collage or slideshow holds such blocks, a map is a picture).
 _MEDIA = frozenset({"photo", "video", "animation", "audio", "document", "voice_note", "map"})
+# Entities Telegram finds in any text itself: not Veil's formatting.
+_FOUND = frozenset({"mention", "hashtag", "cashtag", "bot_command", "url", "email", "phone_number"})
 # A piece of RichText keeps its words under one of these (a custom emoji: its alternative).
 _WORDS = ("text", "expression", "alternative_text")
 
@@ -40,9 +45,9 @@ _WORDS = ("text", "expression", "alternative_text")
 def words_of(message: Message, bot_id: int) -> str | None:
     """The text, caption or rich message of ``message`` as text; None when it has none.
 
-    The thinking is left out of Veil's own answers alone (sent by bot ``bot_id``, or through it:
-    a guest or inline answer): anyone may write an expandable quote that opens with the mark,
-    and what it folds away from readers (a link under "is this safe?") is theirs to be read.
+    The thinking is left out of Veil's own answers alone (``veils``: sent by bot ``bot_id``,
+    through it, or forwarded from it): anyone may write an expandable quote that opens with the
+    mark, and what it folds away from readers (a link under "is this safe?") is theirs to read.
     """
     own = veils(message, bot_id)
     if message.text is not None:
@@ -58,9 +63,16 @@ def words_of(message: Message, bot_id: int) -> str | None:
 
 
 def veils(message: Message, bot_id: int) -> bool:
-    """Whether ``message`` is Veil's: sent by the bot, or through it (``via_bot``)."""
+    """Whether ``message`` is Veil's: sent by it, through it, or forwarded from it.
+
+    Through it: ``via_bot``, an inline answer someone posted. Forwarded: its origin, which
+    Telegram sets, is Veil.
+    """
+    origin = message.forward_origin
+    author = origin.sender_user if isinstance(origin, MessageOriginUser) else None
     return any(
-        user is not None and user.id == bot_id for user in (message.from_user, message.via_bot)
+        user is not None and user.id == bot_id
+        for user in (message.from_user, message.via_bot, author)
     )
 
 
@@ -119,25 +131,45 @@ def _holds_media(blocks: Iterable[object]) -> bool:
 
 
 def _unfolded(text: str, entities: Iterable[MessageEntity]) -> str:
-    """``text`` without the thinking folded in it: each expandable quote opening with the mark.
+    """``text`` without the thinking Veil folded in it (``_fold``), and the line break after it.
 
-    The line break after such a quote goes with it. Offsets are UTF-16 units, as Telegram's.
+    Offsets are UTF-16 units, as Telegram's.
     """
     units = text.encode("utf-16-le")
-    cuts = [
-        (2 * e.offset, 2 * (e.offset + e.length))
-        for e in entities
-        if e.type == "expandable_blockquote"
-        and units[2 * e.offset : 2 * e.offset + len(_MARK)] == _MARK
-    ]
-    if not cuts:
+    fold = _fold(units, list(entities))
+    if fold is None:
         return text
-    kept, start = [], 0
-    for begin, end in sorted(cuts):
-        kept.append(units[start:begin])
-        start = max(start, end + 2 if units[end : end + 2] == _NEWLINE else end)
-    kept.append(units[start:])
-    return b"".join(kept).decode("utf-16-le", errors="replace")
+    begin, end = fold
+    end += len(_NEWLINE) if units[end : end + len(_NEWLINE)] == _NEWLINE else 0
+    return (units[:begin] + units[end:]).decode("utf-16-le", errors="replace")
+
+
+def _fold(units: bytes, entities: list[MessageEntity]) -> tuple[int, int] | None:
+    """Where (in bytes of ``units``) the thinking Veil folded before its answer is; None if none.
+
+    Veil puts it (``bot.thinking.quote``) first, after nothing but the question's header (an
+    inline or guest answer's, plain text): the first entity Telegram did not find itself (a
+    link, a mention), an expandable quote opening with the mark, holding no formatting (the
+    thinking is plain text), and ending the text or the line before the answer. The model's
+    answer may hold an expandable quote marked alike (a long ``> 💭 …`` in its Markdown): after
+    other formatting, holding some, or a blank line apart from what follows, it is the model's
+    words, to be read.
+    """
+    styled = sorted(
+        (e for e in entities if e.type not in _FOUND), key=lambda e: (e.offset, -e.length)
+    )
+    if not styled:
+        return None
+    first, *rest = styled
+    begin, end = 2 * first.offset, 2 * (first.offset + first.length)
+    if first.type != "expandable_blockquote" or units[begin : begin + len(_MARK)] != _MARK:
+        return None
+    if any(e.offset < first.offset + first.length for e in rest):
+        return None  # formatting inside: the model's quote
+    after = units[end : end + 2 * len(_NEWLINE)]
+    if after and (after[: len(_NEWLINE)] != _NEWLINE or after == 2 * _NEWLINE):
+        return None  # a blank line after it (or none): the model's quote before its next block
+    return begin, end
 
 
 def _blocks(blocks: Iterable[object]) -> str:

@@ -190,8 +190,13 @@ def unread(message: Message) -> bool:
 
 
 def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[Said, ...]:
-    """The message ``message`` replies to, as one turn of context (the bot's own: assistant).
+    """The message ``message`` replies to, as one turn of context (Veil's: assistant).
 
+    Veil's words are the model's own answer wherever they stand (``veils``): a message Veil
+    sent, an inline answer someone posted through it, a forward of one. A reply to an inline
+    answer went to the model as the poster's words, and its question about them ("why?") as if
+    the model had to judge a stranger's claim rather than explain its own. Anyone else's
+    message, another bot's too, is the user's.
     None of a guest or inline answer that failed: the notice told in its place (one of
     ``catalogs``' notices, ``handlers.failures``) went to the model as Veil's answer.
     """
@@ -203,8 +208,7 @@ def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[
         return ()
     if veils(replied, bot_id) and catalogs.says(text):
         return ()
-    own = replied.from_user is not None and replied.from_user.id == bot_id
-    return (("assistant" if own else "user", text),)
+    return (("assistant" if veils(replied, bot_id) else "user", text),)
 
 
 def one_off(context: tuple[Said, ...]) -> tuple[tuple[Said, ...], str | None]:

@@ -438,6 +438,32 @@ def test_a_replied_table_s_caption_and_quotes_credits_are_read() -> None:
     )
 
 
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "entities"])
+async def test_a_summons_replying_to_veil_s_inline_answer_carries_it_as_veil_s(
+    tmp_path: Path,
+    rich: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # An inline answer posted in a chat is Ann's message, sent via Veil: only a message Veil
+    # sent itself was read as its answer, so the model was told Ann had written Veil's words.
+    async with running_stack(tmp_path, answer=ANSWER, rich_messages=rich, **FAST) as stack:
+        stack.telegram.user.post_text(BOB, "The moon is cheese", chat_id=FRIENDS)
+        stack.telegram.inline_query(ANN, "is that true?")
+        offered = await stack.telegram.wait_for("answerInlineQuery")
+        (result,) = offered.params["results"]
+        stack.telegram.choose_inline_result(
+            ANN, result["id"], "is that true?", inline_message_id="inline-1", chat_id=FRIENDS
+        )
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        (posted,) = [m for m in stack.telegram.state.chat_messages(FRIENDS) if m.get("via_bot")]
+        assert posted["from"]["id"] == ANN
+        stack.telegram.guest_message(
+            BOB, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=posted["message_id"]
+        )
+        context = await asked(stack, 2)
+    assert context == [("user", f"{QUOTED}\n\nwhy?")]
+
+
 THOUGHT = "Cheese is a dairy food; the Apollo samples were basalt."
 
 
@@ -493,6 +519,87 @@ async def test_a_details_block_of_the_model_s_answer_marked_as_thinking_is_still
     assert "The moon is rock." in text
     assert "See above." in text
     assert "Apollo" not in text  # Veil's own thinking is still left out
+
+
+# Long enough that the Markdown renders it as an expandable quote, as Veil folds its thinking.
+MODEL_S_QUOTE = "> 💭 " + "The Apollo crews brought back basalt and breccia. " * 20
+
+
+@pytest.mark.parametrize("thinking", [True, False], ids=["with thinking", "without"])
+async def test_an_expandable_quote_of_the_model_s_answer_marked_as_thinking_is_still_quoted(
+    tmp_path: Path,
+    thinking: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # Every expandable quote opening with 💭 was left out of Veil's entity answer quoted to
+    # the model, as if it were the thinking Veil folds: the model's own quote was lost.
+    model = FakeVLLM(answer=f"See below.\n\n{MODEL_S_QUOTE}\n\nThe end.")
+    if thinking:
+        model.reasoning = "Cheese is a dairy food."
+    async with running_stack(tmp_path, model_server=model, rich_messages=False, **FAST) as stack:
+        stack.telegram.guest_message(ANN, "@veil_test_bot is the moon cheese?", chat_id=FRIENDS)
+        await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        answer = veil_answer(stack)
+        quotes = [e for e in answer["entities"] if e["type"] == "expandable_blockquote"]
+        assert len(quotes) == 1 + thinking  # the model's quote is folded as Veil's thinking is
+        stack.telegram.guest_message(
+            ANN, "@veil_test_bot why?", chat_id=FRIENDS, reply_to=answer["message_id"]
+        )
+        ((role, text),) = await asked(stack, 2)
+    assert role == "user"
+    assert "💭 The Apollo crews" in text
+    assert "See below." in text
+    assert "The end." in text
+    assert "dairy" not in text  # Veil's own thinking is still left out
+
+
+def units(text: str) -> int:
+    """The length of ``text`` in UTF-16 units, as Telegram counts offsets."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def entity_answer(text: str, entities: list[dict[str, object]]) -> Message:
+    """Veil's answer in a private chat, as text and entities."""
+    return Message.model_validate(
+        {
+            "message_id": 5,
+            "date": 0,
+            "chat": {"id": ANN, "type": "private"},
+            "from": VEIL,
+            "text": text,
+            "entities": entities,
+        }
+    )
+
+
+def test_only_the_fold_veil_put_first_is_its_thinking() -> None:
+    # Veil's fold: first, plain inside, the answer on the next line. The model's quotes marked
+    # alike (after formatting, with formatting inside, a blank line before what follows) stay.
+    fold = "💭 a thought"
+    quote = "💭 a quote"
+    answer = f"{fold}\nThe *answer*.\n{quote}\nmore"
+    entities = [
+        {"type": "expandable_blockquote", "offset": 0, "length": units(fold)},
+        {"type": "italic", "offset": units(f"{fold}\nThe "), "length": 8},
+        {
+            "type": "expandable_blockquote",
+            "offset": units(f"{fold}\nThe *answer*.\n"),
+            "length": units(quote),
+        },
+    ]
+    assert words_of(entity_answer(answer, entities), BOT_ID) == f"The *answer*.\n{quote}\nmore"
+    bold = [{"type": "bold", "offset": 3, "length": 1}]
+    assert words_of(entity_answer(f"{quote}\nmore", entities[:1] + bold), BOT_ID) == (
+        f"{quote}\nmore"
+    )
+    apart = f"{quote}\n\nmore"
+    assert words_of(entity_answer(apart, entities[:1]), BOT_ID) == apart
+    # A link Telegram found in the question's header is no formatting before the fold.
+    header = "❓ is t.me safe?\n\n"
+    found = [{"type": "url", "offset": 5, "length": 4}]
+    moved = [{"type": "expandable_blockquote", "offset": units(header), "length": units(fold)}]
+    text = f"{header}{fold}\nYes."
+    assert words_of(entity_answer(text, found + moved), BOT_ID) == f"{header}Yes."
 
 
 @pytest.mark.parametrize(
@@ -643,3 +750,36 @@ async def test_a_question_replying_to_veil_s_own_invoice_is_refused_as_unseen(
         texts = stack.veil.catalogs.for_language("en")
     assert told.params["text"] == texts("replied_media")
     assert stack.vllm.requests == []
+
+
+def test_a_reply_to_a_forward_of_veil_s_answer_carries_it_as_veil_s_alone() -> None:
+    # A forward of Veil's answer (its origin Veil, which Telegram sets) went to the model as
+    # the forwarder's words, its folded thinking with them; another bot's forward stays theirs.
+    fold = "💭 a thought"
+    answer = entity_answer(
+        f"{fold}\nThe moon is rock.",
+        [{"type": "expandable_blockquote", "offset": 0, "length": units(fold)}],
+    ).model_dump(exclude_none=True, by_alias=True)
+    ann = {"id": ANN, "is_bot": False, "first_name": "Ann"}
+    other = {"id": 4242, "is_bot": True, "first_name": "Other"}
+
+    def replying_to_a_forward_of(author: dict[str, object]) -> Message:
+        origin = {"type": "user", "sender_user": author, "date": 1}
+        forward = answer | {"from": ann, "forward_origin": origin}
+        return Message.model_validate(
+            {
+                "message_id": 7,
+                "date": 2,
+                "chat": {"id": FRIENDS, "type": "group", "title": "Friends"},
+                "from": {"id": BOB, "is_bot": False, "first_name": "Bob"},
+                "text": "@veil_test_bot why?",
+                "reply_to_message": forward | {"chat": {"id": FRIENDS, "type": "group"}},
+            }
+        )
+
+    assert replied_context(replying_to_a_forward_of(VEIL), BOT_ID, Catalogs()) == (
+        ("assistant", "The moon is rock."),
+    )
+    assert replied_context(replying_to_a_forward_of(other), BOT_ID, Catalogs()) == (
+        ("user", f"{fold}\nThe moon is rock."),
+    )

@@ -479,3 +479,53 @@ async def test_an_unread_guest_summons_delivered_again_is_answered_once(tmp_path
         answered = stack.telegram.calls_of("answerGuestQuery")
     assert [call.answered for call in answered] == ["ok"]
     assert [e["where"] for e in logs if e["event"] == "unread.told"] == ["guest"]
+
+
+def edited(message: dict[str, Any]) -> dict[str, Any]:
+    """An ``edited_message`` update of ``message``, edited a minute after it was sent."""
+    return {"edited_message": message | {"edit_date": message["date"] + 60}}
+
+
+async def test_an_edit_in_the_private_chat_that_cannot_be_read_is_told_as_any_edit(
+    tmp_path: Path,
+) -> None:
+    # An edit that could not be read was skipped, where any other edit is told it was not read
+    # (Veil answers each message as sent): Ann waited for an answer to her edit, never told.
+    photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    newer = {"origin": {"type": "hologram", "date": 1}, "photo": photo}
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.state.register_chat(ANN, "private", "Ann")  # Ann's chat with Veil
+        question = stored(stack, ANN, ANN, "what is this?")
+        with structlog.testing.capture_logs() as logs:
+            stack.telegram.updates.push(edited(question | {"external_reply": newer}))
+            told = await stack.telegram.wait_for(
+                "sendMessage", lambda c: c.params["chat_id"] == ANN
+            )
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("edited")
+    assert stack.vllm.requests == []
+    (skipped,) = [e for e in logs if e["event"] == "telegram.update_unreadable"]
+    assert skipped["kept"] == "envelope"
+
+
+async def test_a_group_edit_to_veil_that_cannot_be_read_is_told_to_its_asker_alone(
+    tmp_path: Path,
+) -> None:
+    # Ann's edited mention of Veil, replying to paid media of a newer kind, got no word; Bob's
+    # edit not meant for Veil is left alone, as a readable one is.
+    async with running_stack(tmp_path) as stack:
+        stack.telegram.send_text(BOB, "hello all", chat_id=GROUP)  # the group, Veil in it
+        stack.telegram.send_text(ANN, "hi Bob", chat_id=GROUP)  # Ann a member of it
+        not_for_veil = stored(stack, GROUP, BOB, "what is this?")
+        stack.telegram.updates.push(edited(not_for_veil | {"reply_to_message": NEWER_PAID_MEDIA}))
+        question = stored(stack, GROUP, ANN, "@veil_test_bot what is this?")
+        stack.telegram.updates.push(edited(question | {"reply_to_message": NEWER_PAID_MEDIA}))
+        async with asyncio.timeout(10):
+            while not stack.telegram.ephemeral_messages(GROUP, ANN):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        texts = stack.veil.catalogs.for_language("en")
+        (told,) = stack.telegram.ephemeral_messages(GROUP, ANN)
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
+        assert stack.telegram.sent_messages(GROUP) == []
+    assert told["text"] == texts("edited")
+    assert stack.vllm.requests == []
