@@ -58,6 +58,9 @@ MAX_ERROR_BODY = 1 << 20
 MAX_REPLY_BODY = 16 << 20
 _HTTP_OK = 200
 _HTTP_NOT_FOUND = 404
+# A model server (or a proxy before it) that is overloaded or not ready says so before its
+# stream with one of these: the gateway's model cannot be had now, as when it is unreachable.
+_UNAVAILABLE = frozenset({429, 503})
 
 
 async def _json_reply(response: aiohttp.ClientResponse) -> Any:  # noqa: ANN401 -- any JSON
@@ -80,6 +83,9 @@ async def _json_reply(response: aiohttp.ClientResponse) -> Any:  # noqa: ANN401 
 async def _error_reply(reply: http1.Reply, idle_timeout: float) -> BackendFailure:
     """The failure a non-200 reply states, reading at most ``MAX_ERROR_BODY`` of it.
 
+    A 429 or 503 is ``unavailable`` (the client may fail over, as when the model server cannot
+    be reached) unless its words say the conversation does not fit.
+
     A body that breaks off (cut, malformed, silent for ``idle_timeout``) is read as far as it
     came: the status still says what failed.
     """
@@ -96,7 +102,10 @@ async def _error_reply(reply: http1.Reply, idle_timeout: float) -> BackendFailur
         payload = json.loads(body)
     except (ValueError, RecursionError):
         payload = None
-    return failure_for(reply.status, error_message(payload))
+    failure = failure_for(reply.status, error_message(payload))
+    if failure.kind == "backend" and reply.status in _UNAVAILABLE:
+        return BackendFailure("unavailable", reply.status, failure.message)
+    return failure
 
 
 def _target(base_url: str, context: ssl.SSLContext | None) -> http1.Target:

@@ -618,10 +618,13 @@ class InferenceClient:
     ) -> InferenceError | _Failover:
         """The error an error record reports (a failover if the model server was down).
 
-        ``receipt`` is the record's receipt verified under the attempt's bundle, or None.
+        ``receipt`` is the record's receipt verified under the attempt's bundle, or None. A
+        model server that was there but refused with 429 (its load) is a busy failover.
         """
         message = record.error_message or "unknown error"
         if record.error_kind == "unavailable" and not attempt.streamed:
+            if record.error_status == _HTTP_TOO_MANY:
+                return _Failover("model server busy", busy=True)
             return _Failover("model server unavailable")
         verified_by = attempt.signed if receipt is not None else None
         if record.error_kind == "stalled":

@@ -538,12 +538,15 @@ def error_reply(status: int, body: bytes, framing: str) -> bytes:
 @pytest.mark.parametrize(
     ("status", "message", "kind"),
     [
-        (429, "Too many requests", "backend"),
+        (429, "Too many requests", "unavailable"),
+        (503, "The engine is restarting", "unavailable"),
+        (503, "This model's maximum context length is 8 tokens", "context_length"),
         (500, "Internal server error", "backend"),
+        (502, "Bad gateway", "backend"),
         (400, "This model's maximum context length is 8 tokens", "context_length"),
     ],
 )
-async def test_error_statuses_map_as_before(  # noqa: PLR0913 -- two parameter grids
+async def test_error_statuses_map_to_their_kinds(  # noqa: PLR0913 -- two parameter grids
     *,
     server: ScriptedServer,
     client: VLLMClient,
@@ -568,7 +571,7 @@ async def test_an_error_body_cut_short_or_too_large_still_gives_its_status(
     cut = error_reply(503, body, "length")[:-5]
     _, failure = await exchange(server, client, [cut])
     assert failure is not None
-    assert (failure.kind, failure.status, failure.message) == ("backend", 503, "unknown error")
+    assert (failure.kind, failure.status, failure.message) == ("unavailable", 503, "unknown error")
     huge = error_reply(500, b'{"error": {"message": "' + b"e" * (3 << 20) + b'"}}', "chunked")
     _, failure = await exchange(server, client, [huge])
     assert failure is not None

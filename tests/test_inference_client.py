@@ -14,7 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from gateway.keys import KeyRing
 from sealed.auth import client_auth_headers
 from sealed.suites import Suite
-from services.errors import InferenceUnavailable, StreamCorrupted, UntrustedGateway
+from services.errors import (
+    InferenceBusy,
+    InferenceUnavailable,
+    StreamCorrupted,
+    UntrustedGateway,
+)
 from services.inference import ChatRequest, InferenceClient, TextDelta
 from tests.fakes.relay import RecordingProxy, TamperingRelay
 from tests.fakes.vllm import FakeVLLM
@@ -124,6 +129,34 @@ async def test_failover_when_vllm_behind_a_gateway_is_down(
         await one.close()  # the first gateway's vLLM goes away after bundles were fetched
         answers = {await answer_text(client) for _ in range(4)}
         assert answers == {"from the second"}
+
+
+@pytest.mark.parametrize(("status", "alone"), [(503, InferenceUnavailable), (429, InferenceBusy)])
+async def test_a_model_server_refusing_for_its_load_is_failed_over(
+    http: aiohttp.ClientSession, clock: Clock, status: int, alone: type[Exception]
+) -> None:
+    # A model server that was reached but said 503 (restarting, overloaded) or 429 before its
+    # stream was told as the model failing ("could not answer"), though another gateway's
+    # model could answer: it is failed over as a model server out of reach is.
+    operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        FakeVLLM(answer="from the first") as one,
+        FakeVLLM(answer="from the second") as two,
+        run_gateway(one.url, operator=operator, clock=clock) as first,
+        run_gateway(two.url, operator=operator, clock=clock) as second,
+    ):
+        one.fail_before_stream = (status, "the engine cannot take this now")
+        both = InferenceClient(
+            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        both._pool.turn = itertools.count(0, 2)  # always start with the first gateway
+        assert await answer_text(both) == "from the second"
+        assert len(one.requests) == 1
+        only = InferenceClient(
+            [first.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        with pytest.raises(alone):
+            await answer_text(only)
 
 
 async def test_spreads_requests_over_gateways(http: aiohttp.ClientSession, clock: Clock) -> None:
