@@ -93,14 +93,16 @@ _MAX_FORM_BYTES = 16 << 10
 class BackendFailure(Exception):
     """vLLM failed; ``kind`` is one of unavailable, context_length, stalled, backend.
 
-    ``message`` is cut to the sealed error record's limit.
+    ``message`` is cut to the sealed error record's limit, each lone surrogate in it read as
+    U+FFFD (``sealed.encoding.well_formed``): an error reply's JSON may escape half an emoji,
+    which the error record must not pass on (the record's text is well-formed, as a delta's).
     """
 
     def __init__(self, kind: str, status: int, message: str) -> None:
         super().__init__(f"{kind} ({status})")
         self.kind = kind
         self.status = status
-        self.message = message[:MAX_ERROR_MESSAGE]
+        self.message = well_formed(message[:MAX_ERROR_MESSAGE])
 
 
 def error_message(body: Any) -> str:  # noqa: ANN401 -- parsed JSON of unknown shape

@@ -32,7 +32,8 @@ from gateway.limits import Limits
 from gateway.upstream import MAX_EVENT_BYTES
 from gateway.vllm import MAX_REPLY_BODY, BackendFailure, ContentDelta, Finish, Usage, VLLMClient
 from playground.served import Served
-from tests.harness import free_port, post_sealed, run_gateway, seal_call
+from tests.harness import SealedCall, free_port, post_sealed, run_gateway, seal_call
+from tests.test_sealed_third_party import open_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -782,3 +783,34 @@ async def test_a_gathered_https_reply_is_read_through_tls_never_from_the_socket(
             events = chat.collect()
             assert chat.finished
     assert events == [ContentDelta("Hel"), ContentDelta("lo"), Finish("stop"), Usage(3, 2)]
+
+
+# An error reply (not 200) states its failure in JSON, whose message may hold half of a
+# surrogate pair too (a prompt's emoji cut in two, quoted back). It went into the error
+# record as a lone surrogate, escaped (``"\ud83d"``): JSON a strict reader (Rust's
+# serde_json, say) refuses whole, and the receipt with it. It is U+FFFD there too.
+@pytest.mark.parametrize("half", LONE_HALVES.values(), ids=LONE_HALVES.keys())
+async def test_a_lone_surrogate_in_an_error_reply_arrives_as_a_replacement_character(
+    server: ScriptedServer, http: aiohttp.ClientSession, half: bytes
+) -> None:
+    body = b'{"error":{"message":"bad a' + half + b'b","code":400}}'
+    head = f"HTTP/1.1 400 Bad Request\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    async with run_gateway(server.url, models=("veil-test",), limits=Limits()) as gw:
+        call = seal_call(gw)
+        posting = asyncio.create_task(post_raw(http, gw.url, call))
+        answer = await server.next()
+        await answer.send(head + body)
+        answer.close()
+        data = await posting
+    final = open_stream(data, call.response_key).final
+    assert final["error"]["message"] == "bad a\ufffdb"
+    assert set(final) == {"error", "receipt", "signature"}  # signed, and read
+
+
+async def post_raw(http: aiohttp.ClientSession, url: str, call: SealedCall) -> bytes:
+    """The sealed stream's bytes, as they came."""
+    async with http.post(
+        f"{url}/v1/sealed/chat/completions", data=call.body, headers=call.headers()
+    ) as response:
+        assert response.status == 200
+        return await response.read()
