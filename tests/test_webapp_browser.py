@@ -1518,6 +1518,40 @@ async def test_a_forget_the_keychain_refused_holds_on_other_pages_and_on_reopen(
     assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
 
 
+async def test_forget_on_a_page_the_keychain_did_not_answer_at_open_destroys_the_key(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A page whose keychain did not answer when it opened keeps nothing itself, but the
+    # device's key and history are there all the same. Its Forget erased the ciphertext and
+    # left the key in the keychain, yet said the key was destroyed; another page of the
+    # device, still holding the erased turns, sent them as its next question's context and
+    # wrote them back.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first = await context.new_page()
+        await first.goto(page_url(stack.base, init_data()))
+        await ready(first)
+        await answered(first, QUESTION)
+        kept_key = dict(keychain.values)
+        keychain.hold_reads, keychain.reads_to_hold = asyncio.Event(), 1
+        second = await context.new_page()
+        await second.goto(page_url(stack.base, init_data()))
+        await ready(second)  # once its keychain read gave up: nothing kept on this page
+        keychain.hold_reads.set()
+        await second.click("#about-title")
+        await second.click("#forget")
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert "key is destroyed" in await second.inner_text("#notice")
+        assert keychain.values != kept_key  # destroyed (and a new one made)
+        await answered(first, "And the red one?")
+        assert await first.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
 @pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
 async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_of_it(
     browser: Browser, tmp_path: Path, script: str

@@ -265,7 +265,8 @@ export class History {
       }
     }
     let destroyed = true;
-    if (this.persistent || this.forgetPending) {
+    // Also on a page whose keychain did not answer when it opened: the device's key is there.
+    if (this.persistent || this.forgetPending || this.secure?.available) {
       try {
         await this.secure.remove(KEY_NAME);
       } catch {

@@ -6125,7 +6125,7 @@
         }
       }
       let destroyed = true;
-      if (this.persistent || this.forgetPending) {
+      if (this.persistent || this.forgetPending || this.secure?.available) {
         try {
           await this.secure.remove(KEY_NAME);
         } catch {
