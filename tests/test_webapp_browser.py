@@ -1424,6 +1424,10 @@ async def test_a_page_opened_offline_answers_the_first_question_once_online(
     assert len(stack.vllm.requests) == 1
 
 
+# A webview without Web Locks (iOS before 15.4, say): the pages cannot take turns with them.
+NO_WEB_LOCKS = "delete Navigator.prototype.locks;"
+
+
 async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -1449,8 +1453,9 @@ async def test_a_second_page_on_the_device_keeps_the_first_pages_exchanges(
     ]
 
 
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
 async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
-    browser: Browser, tmp_path: Path
+    browser: Browser, tmp_path: Path, script: str
 ) -> None:
     # Forget on one page destroys the keychain's history key and makes a new one. Another page
     # of the device, still holding the old key, sent the erased conversation as its next
@@ -1459,7 +1464,7 @@ async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
     # new exchange was lost.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        context, first, second = await two_pages(browser, stack, keychain)
+        context, first, second = await two_pages(browser, stack, keychain, script)
         await answered(first, QUESTION)
         await second.click("#about-title")
         await second.click("#forget")
@@ -1474,8 +1479,9 @@ async def test_forget_on_one_page_is_not_undone_by_another_page_of_the_device(
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
 
 
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
 async def test_a_forget_the_keychain_refused_holds_on_other_pages_and_on_reopen(
-    browser: Browser, tmp_path: Path
+    browser: Browser, tmp_path: Path, script: str
 ) -> None:
     # Forget erased the ciphertext, but the keychain kept the key. Another page of the device,
     # whose key was still the keychain's, sent the erased exchange as its next question's
@@ -1483,7 +1489,7 @@ async def test_a_forget_the_keychain_refused_holds_on_other_pages_and_on_reopen(
     # to be destroyed, though the page had said nothing more would be kept until then.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        context, first, second = await two_pages(browser, stack, keychain)
+        context, first, second = await two_pages(browser, stack, keychain, script)
         await answered(first, QUESTION)
         kept_key = dict(keychain.values)
         keychain.refuse_removal = True
@@ -1512,15 +1518,50 @@ async def test_a_forget_the_keychain_refused_holds_on_other_pages_and_on_reopen(
     assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
 
 
-async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_of_it(
+async def test_forget_on_a_page_the_keychain_did_not_answer_at_open_destroys_the_key(
     browser: Browser, tmp_path: Path
+) -> None:
+    # A page whose keychain did not answer when it opened keeps nothing itself, but the
+    # device's key and history are there all the same. Its Forget erased the ciphertext and
+    # left the key in the keychain, yet said the key was destroyed; another page of the
+    # device, still holding the erased turns, sent them as its next question's context and
+    # wrote them back.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP)
+        first = await context.new_page()
+        await first.goto(page_url(stack.base, init_data()))
+        await ready(first)
+        await answered(first, QUESTION)
+        kept_key = dict(keychain.values)
+        keychain.hold_reads, keychain.reads_to_hold = asyncio.Event(), 1
+        second = await context.new_page()
+        await second.goto(page_url(stack.base, init_data()))
+        await ready(second)  # once its keychain read gave up: nothing kept on this page
+        keychain.hold_reads.set()
+        await second.click("#about-title")
+        await second.click("#forget")
+        await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert "key is destroyed" in await second.inner_text("#notice")
+        assert keychain.values != kept_key  # destroyed (and a new one made)
+        await answered(first, "And the red one?")
+        assert await first.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_of_it(
+    browser: Browser, tmp_path: Path, script: str
 ) -> None:
     # As Forget on the page itself does: the answer written while another page erased the
     # history belongs to the erased conversation, so it is not kept, and it leaves this page's
     # screen with the rest of that conversation when the next question is asked.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.05) as stack:
-        context, first, second = await two_pages(browser, stack, keychain)
+        context, first, second = await two_pages(browser, stack, keychain, script)
         await ask(first, QUESTION)
         async with asyncio.timeout(15):
             while len(await first.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
@@ -1558,8 +1599,9 @@ async def written_or_waiting(page: Page) -> bool:
     return stored is not None or await pending_locks(page) > 0
 
 
-# A webview without Web Locks (iOS before 15.4, say): the pages cannot take turns with them.
-NO_WEB_LOCKS = "delete Navigator.prototype.locks;"
+async def finished(page: Page) -> bool:
+    """Whether ``page`` is done with its question (the answer ended, kept or not)."""
+    return await page.get_attribute("#send", "data-state") == "send"
 
 
 @pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
@@ -1598,16 +1640,20 @@ async def test_two_pages_keeping_their_answers_at_once_keep_both(
     assert sorted(kept) == sorted([QUESTION, "And the red one?"])
 
 
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
 async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_history_back(
-    browser: Browser, tmp_path: Path
+    browser: Browser, tmp_path: Path, script: str
 ) -> None:
     # One page's answer ended while another page of the device was forgetting (the keychain
     # slow to remove the key). The first page found the ciphertext gone and the key still in
     # the keychain, so it wrote the whole erased history back, with its new exchange, under
     # the key being destroyed; its next question sent the erased history to the model again.
+    # Without Web Locks the first page does not wait for the Forget: it finds the Forget's
+    # mark beside the ciphertext, newer than the one it read, drops the erased history and
+    # its exchange, and says so.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        context, first, second = await two_pages(browser, stack, keychain)
+        context, first, second = await two_pages(browser, stack, keychain, script)
         await answered(first, QUESTION)
         stack.to_bot.hold_replies = b"POST /app/api/relay"  # the answer waits on its way
         await ask(first, "And the red one?")
@@ -1619,13 +1665,16 @@ async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_hist
             await keychain.removing.wait()
         stack.to_bot.replies_released.set()  # the answer ends while the key is being removed
         await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
-        async with asyncio.timeout(15):  # written, or waiting for the Forget to end
-            while not await written_or_waiting(first):  # noqa: ASYNC110 -- polled from outside the page
+        async with asyncio.timeout(15):  # written, or waiting for the Forget, or done
+            while not await written_or_waiting(first) and not await finished(first):  # noqa: ASYNC110 -- polled from outside the page
                 await asyncio.sleep(0.02)
+        assert await first.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
         keychain.hold.set()
         await second.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
         assert "key is destroyed" in await second.inner_text("#notice")
         await first.wait_for_selector("#send[data-state=send]", timeout=15000)
+        if script:  # it did not wait: it is told why its exchange was not kept
+            assert "forgotten on another page" in await first.inner_text("#notice")
         await answered(first, "And the green one?")
         assert await first.locator(".bubble.user").all_inner_texts() == ["And the green one?"]
         await second.reload()

@@ -471,6 +471,34 @@ async def test_launch_data_that_is_not_telegrams_is_refused_never_a_server_error
     assert len(refused) == len(cases)
 
 
+async def test_a_second_page_of_the_user_asking_while_an_answer_streams_is_told_busy(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # Two pages of one user (two devices, or two tabs): one answer at a time per user, as in
+    # the chat. The second page's question, sent while the first page's answer streams, is
+    # refused as busy, nothing held or asked for it; the first answer goes on whole, and the
+    # second page's question is answered once the first is settled.
+    answer = " ".join(f"piece{i}" for i in range(40))
+    async with webapp_stack(tmp_path, answer=answer, token_delay=0.05) as stack:
+        first, second = page(stack, http), page(stack, http)
+        async with first.relay(CHAT) as (response, asked):
+            assert response.status == 200
+            begun = await response.content.readany()  # the answer is streaming
+            refused = await second.ask("And the other drawer?")
+            asked.raw = begun + await response.read()
+        read_stream(asked)
+        assert (refused.status, refused.error["code"]) == (409, "busy")
+        assert await hold_of(stack.store, refused.request_id) is None
+        assert len(stack.vllm.requests) == 1
+        assert asked.text == answer
+        state = await settled(stack, asked.request_id)
+        assert state.charge is not None
+        assert state.charge.receipt_status == "complete"
+        again = await second.ask("And the other drawer?")
+        assert again.status == 200, again.error
+        assert await inconsistent_users(stack.store) == []
+
+
 async def test_a_replayed_sealed_body_is_refused_and_nothing_is_charged_for_it(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

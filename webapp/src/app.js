@@ -123,7 +123,7 @@ class App {
     this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
     this.running = null; // {requestId, responseKey, stopRequested, stopTaken, answering, forgotten}
     this.forgetting = null; // while Forget erases the history: its promise
-    this.shownKey = null; // the key of the history the screen shows
+    this.shown = null; // the history the screen shows: its key and Forget's mark read with it
     this.shownTurns = []; // the history's turns the screen shows (what goes as context)
     this.account = null;
     this.loadingAccount = false; // while a question waits for the account the page started without
@@ -186,7 +186,7 @@ class App {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) this.ask();
     });
     const kept = await this.history.open();
-    this.shownKey = this.history.key; // the history whose exchanges the screen shows
+    this.shown = this.showing(); // the history whose exchanges the screen shows
     const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
     this.note(this.t(kept ? "history_kept" : told), "history");
     this.showKept();
@@ -417,9 +417,9 @@ class App {
       // (found now, or when an answer was to be kept), nothing of the erased history stays on
       // this screen either.
       await this.history.reload();
-      if (this.history.key !== this.shownKey) {
+      if (this.history.key !== this.shown.key || this.history.epoch !== this.shown.epoch) {
         $("messages").replaceChildren(asked, answer);
-        this.shownKey = this.history.key;
+        this.shown = this.showing();
         this.shownTurns = [];
       }
       this.showKept(asked);
@@ -553,9 +553,17 @@ class App {
       if (!this.running.answering) this.takeBack(asked, answer, question);
     } finally {
       if (!answer.textContent) answer.remove(); // no "…" left waiting for an answer that ended
+      // Forget on another page erased what this one held (found before the question went, or
+      // as its exchange was to be kept): nothing of it, nor this exchange, was kept or sent.
+      if (this.history.takeForgotten()) $("notice").textContent += ` ${this.t("forgotten_elsewhere")}`;
       this.setRunning(null);
       await this.refreshAccount({ afterAnswer: true });
     }
+  }
+
+  /** The history now shown: its key and the mark of the Forget before it (``History.epoch``). */
+  showing() {
+    return { key: this.history.key, epoch: this.history.epoch };
   }
 
   /** Keep an exchange in the device history; the screen shows what other pages kept meanwhile. */
@@ -597,11 +605,12 @@ class App {
     try {
       await this.history.reload();
       if (this.running || this.forgetting) return; // a question took over: it shows them
-      if (this.history.key !== this.shownKey) {
+      if (this.history.key !== this.shown.key || this.history.epoch !== this.shown.epoch) {
         $("messages").replaceChildren(); // forgotten on another page: nothing of it stays
-        this.shownKey = this.history.key;
+        this.shown = this.showing();
         this.shownTurns = [];
       }
+      if (this.history.takeForgotten()) this.note(this.t("forgotten_elsewhere"), "history");
       this.showKept();
     } finally {
       this.takingIn = false;

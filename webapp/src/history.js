@@ -7,7 +7,10 @@
 // and the page says so. /forget (the page's Forget button) clears the key and the ciphertext.
 // Every page of the user on the device shares both: each read, change and write of them is
 // done under one Web Lock (``exclusive``), so that two pages never write over each other's
-// exchange, nor a page's write bring back a history another page is forgetting.
+// exchange, nor a page's write bring back a history another page is forgetting. A webview
+// without Web Locks (iOS before 15.4) cannot take turns so: there each Forget leaves a mark of
+// its own beside the ciphertext (with the erase), and a page writes only under the mark it
+// read with its turns and key; one that finds a newer mark drops what it holds instead.
 // The same secret also makes the conversation's cache salt, so the model server's prefix cache
 // cannot be probed across users.
 
@@ -55,6 +58,9 @@ export class History {
     this.persistent = false;
     this.turns = [];
     this.read = null; // the stored history last read (``save`` writes over nothing else)
+    this.markSlot = `${this.slot}:forgotten`; // the device's last Forget (``mark``)
+    this.epoch = null; // the mark read with the turns and key held: ``save`` writes under no other
+    this.forgottenElsewhere = false; // what this page held was dropped: another page forgot it
   }
 
   /**
@@ -76,6 +82,7 @@ export class History {
   }
 
   async load() {
+    this.epoch = this.mark; // read first: a Forget from now on is newer than what is read here
     if (this.secure && this.secure.available) {
       try {
         if (this.forgetPending) {
@@ -123,6 +130,18 @@ export class History {
     }
   }
 
+  /** The mark of the device's last Forget (a random name; null before the first). */
+  get mark() {
+    return this.local ? this.local.getItem(this.markSlot) : null;
+  }
+
+  /** Whether what this page held was dropped since last asked: another page forgot it. */
+  takeForgotten() {
+    const forgotten = this.forgottenElsewhere;
+    this.forgottenElsewhere = false;
+    return forgotten;
+  }
+
   get cacheSalt() {
     return sha256Hex(concat(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
   }
@@ -134,7 +153,9 @@ export class History {
    * held: its key is no longer the keychain's, so its turns are dropped (never sent or saved
    * again) and it goes on with the keychain's key and what is stored under it. So too when
    * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
-   * under it, on any page, until it is gone.
+   * under it, on any page, until it is gone. Without Web Locks another page's Forget may
+   * not have removed the key yet, nor even the ciphertext this page last read: its mark,
+   * newer than the one read with this page's turns, tells of it all the same.
    */
   reload() {
     return this.exclusive(() => this.takeIn());
@@ -142,7 +163,8 @@ export class History {
 
   async takeIn() {
     if (!this.persistent || !this.local) return true;
-    if (!this.forgetPending) {
+    const forgotten = this.mark !== this.epoch; // Forget on another page since this one read
+    if (!forgotten && !this.forgetPending) {
       const stored = this.local.getItem(this.slot);
       this.read = stored; // what ``save`` writes over: anything else is another page's since
       if (stored) {
@@ -160,6 +182,8 @@ export class History {
         return true; // the keychain does not answer now: nothing to tell, its own turns stay
       }
     }
+    // (a keychain that lost the key, or a page of an older bundle, leaves no mark: not told)
+    if (forgotten || this.forgetPending) this.forgottenElsewhere = true;
     this.turns = [];
     this.key = null;
     this.persistent = false;
@@ -198,13 +222,15 @@ export class History {
    * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
    * never the newest: false (the stored history left as it was) if even that does not fit.
    * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
-   * last read (another page's write since).
+   * last read (another page's write since). ``CHANGED`` too, careful or not, after Forget on
+   * another page since the turns were read (its mark): they are never written back.
    */
   async save(careful = false) {
     if (!this.persistent || !this.local) return true;
     let turns = this.turns;
     for (;;) {
       const sealed = await sealHistory(this.key, turns);
+      if (this.mark !== this.epoch) return CHANGED;
       if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
       try {
         this.local.setItem(this.slot, sealed);
@@ -222,6 +248,7 @@ export class History {
    * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
    * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
    * every page of the device, and the next one opened, tries the removal again first.
+   * The erase leaves a new mark: a page that read before it writes nothing it then held.
    */
   forget() {
     return this.exclusive(() => this.erase());
@@ -229,9 +256,17 @@ export class History {
 
   async erase() {
     this.turns = [];
-    if (this.local) this.local.removeItem(this.slot);
+    if (this.local) {
+      this.local.removeItem(this.slot);
+      try {
+        this.local.setItem(this.markSlot, b64e(randomBytes(12)));
+      } catch {
+        // (the storage is full even with the history erased: the other pages' keys tell)
+      }
+    }
     let destroyed = true;
-    if (this.persistent || this.forgetPending) {
+    // Also on a page whose keychain did not answer when it opened: the device's key is there.
+    if (this.persistent || this.forgetPending || this.secure?.available) {
       try {
         await this.secure.remove(KEY_NAME);
       } catch {

@@ -22,6 +22,7 @@ const en = {
   forgotten_key_kept: "History erased from this device, but Telegram's secure storage could not remove its key just now: press Forget again later. Until then new answers are not kept.",
   history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
   history_full: "This device's storage is full, so this exchange was not saved to the history.",
+  forgotten_elsewhere: "The history was forgotten on another page of this device: nothing of it is kept or sent again here.",
   history_not_kept:
     "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
   about: "What private mode protects",
@@ -89,6 +90,7 @@ const ru = {
   forgotten_key_kept: "История стёрта с устройства, но защищённое хранилище Telegram сейчас не смогло удалить её ключ: нажмите «Стереть историю» ещё раз позже. До тех пор новые ответы не сохраняются.",
   history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
   history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
+  forgotten_elsewhere: "История была стёрта на другой странице этого устройства: здесь ничего из неё больше не сохраняется и не отправляется.",
   history_not_kept:
     "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
   about: "Что защищает приватный режим",
@@ -156,6 +158,7 @@ const kk = {
   forgotten_key_kept: "Тарих құрылғыдан өшірілді, бірақ Telegram-ның қорғалған қоймасы оның кілтін қазір жоя алмады: «Тарихты өшіру» батырмасын кейінірек қайта басыңыз. Оған дейін жаңа жауаптар сақталмайды.",
   history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
   history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
+  forgotten_elsewhere: "Тарих осы құрылғының басқа бетінде өшірілді: мұнда одан ештеңе енді сақталмайды және жіберілмейді.",
   history_not_kept:
     "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
   about: "Жеке режим нені қорғайды",

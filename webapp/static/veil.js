@@ -5941,6 +5941,9 @@
       this.persistent = false;
       this.turns = [];
       this.read = null;
+      this.markSlot = `${this.slot}:forgotten`;
+      this.epoch = null;
+      this.forgottenElsewhere = false;
     }
     /**
      * Run ``work`` while no other page of this user on the device reads or writes the history.
@@ -5959,6 +5962,7 @@
       return this.exclusive(() => this.load());
     }
     async load() {
+      this.epoch = this.mark;
       if (this.secure && this.secure.available) {
         try {
           if (this.forgetPending) {
@@ -6002,6 +6006,16 @@
       } catch {
       }
     }
+    /** The mark of the device's last Forget (a random name; null before the first). */
+    get mark() {
+      return this.local ? this.local.getItem(this.markSlot) : null;
+    }
+    /** Whether what this page held was dropped since last asked: another page forgot it. */
+    takeForgotten() {
+      const forgotten = this.forgottenElsewhere;
+      this.forgottenElsewhere = false;
+      return forgotten;
+    }
     get cacheSalt() {
       return sha256Hex(concat2(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
     }
@@ -6012,14 +6026,17 @@
      * held: its key is no longer the keychain's, so its turns are dropped (never sent or saved
      * again) and it goes on with the keychain's key and what is stored under it. So too when
      * that Forget's key is still in the keychain (it refused the removal): nothing more is kept
-     * under it, on any page, until it is gone.
+     * under it, on any page, until it is gone. Without Web Locks another page's Forget may
+     * not have removed the key yet, nor even the ciphertext this page last read: its mark,
+     * newer than the one read with this page's turns, tells of it all the same.
      */
     reload() {
       return this.exclusive(() => this.takeIn());
     }
     async takeIn() {
       if (!this.persistent || !this.local) return true;
-      if (!this.forgetPending) {
+      const forgotten = this.mark !== this.epoch;
+      if (!forgotten && !this.forgetPending) {
         const stored = this.local.getItem(this.slot);
         this.read = stored;
         if (stored) {
@@ -6036,6 +6053,7 @@
           return true;
         }
       }
+      if (forgotten || this.forgetPending) this.forgottenElsewhere = true;
       this.turns = [];
       this.key = null;
       this.persistent = false;
@@ -6067,13 +6085,15 @@
      * Store the turns. When the storage is full the oldest exchanges give way, one at a time,
      * never the newest: false (the stored history left as it was) if even that does not fit.
      * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
-     * last read (another page's write since).
+     * last read (another page's write since). ``CHANGED`` too, careful or not, after Forget on
+     * another page since the turns were read (its mark): they are never written back.
      */
     async save(careful = false) {
       if (!this.persistent || !this.local) return true;
       let turns = this.turns;
       for (; ; ) {
         const sealed = await sealHistory(this.key, turns);
+        if (this.mark !== this.epoch) return CHANGED;
         if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
         try {
           this.local.setItem(this.slot, sealed);
@@ -6090,15 +6110,22 @@
      * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
      * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
      * every page of the device, and the next one opened, tries the removal again first.
+     * The erase leaves a new mark: a page that read before it writes nothing it then held.
      */
     forget() {
       return this.exclusive(() => this.erase());
     }
     async erase() {
       this.turns = [];
-      if (this.local) this.local.removeItem(this.slot);
+      if (this.local) {
+        this.local.removeItem(this.slot);
+        try {
+          this.local.setItem(this.markSlot, b64e(randomBytes3(12)));
+        } catch {
+        }
+      }
       let destroyed = true;
-      if (this.persistent || this.forgetPending) {
+      if (this.persistent || this.forgetPending || this.secure?.available) {
         try {
           await this.secure.remove(KEY_NAME);
         } catch {
@@ -6443,6 +6470,7 @@
     forgotten_key_kept: "History erased from this device, but Telegram's secure storage could not remove its key just now: press Forget again later. Until then new answers are not kept.",
     history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
     history_full: "This device's storage is full, so this exchange was not saved to the history.",
+    forgotten_elsewhere: "The history was forgotten on another page of this device: nothing of it is kept or sent again here.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
     about: "What private mode protects",
     protects: "Your question is sealed here, on your device, to the inference worker's key, after this page has checked that key against the operator key pinned in the page itself. Telegram and the bot only pass the sealed bytes on: neither can read your questions or the answers. The bot bills you from the worker's signed receipt, which this page checks too. Your history stays on this device, encrypted.",
@@ -6506,6 +6534,7 @@
     forgotten_key_kept: "История стёрта с устройства, но защищённое хранилище Telegram сейчас не смогло удалить её ключ: нажмите «Стереть историю» ещё раз позже. До тех пор новые ответы не сохраняются.",
     history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
     history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
+    forgotten_elsewhere: "История была стёрта на другой странице этого устройства: здесь ничего из неё больше не сохраняется и не отправляется.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     about: "Что защищает приватный режим",
     protects: "Ваш вопрос шифруется здесь, на вашем устройстве, ключом сервера модели — после того как эта страница сверила этот ключ с ключом оператора, зашитым в саму страницу. Telegram и бот лишь передают зашифрованные байты: ни тот, ни другой не может прочитать ни ваши вопросы, ни ответы. Бот списывает оплату по подписанному чеку сервера, который проверяет и эта страница. История хранится на этом устройстве в зашифрованном виде.",
@@ -6569,6 +6598,7 @@
     forgotten_key_kept: "Тарих құрылғыдан өшірілді, бірақ Telegram-ның қорғалған қоймасы оның кілтін қазір жоя алмады: «Тарихты өшіру» батырмасын кейінірек қайта басыңыз. Оған дейін жаңа жауаптар сақталмайды.",
     history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
     history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
+    forgotten_elsewhere: "Тарих осы құрылғының басқа бетінде өшірілді: мұнда одан ештеңе енді сақталмайды және жіберілмейді.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     about: "Жеке режим нені қорғайды",
     protects: "Сұрағыңыз осында, құрылғыңызда, модель серверінің кілтімен шифрланады — бұл бет ол кілтті беттің өзіне енгізілген оператор кілтімен салыстырып тексергеннен кейін. Telegram мен бот тек шифрланған байттарды жеткізеді: екеуі де сұрақтарыңызды да, жауаптарды да оқи алмайды. Бот төлемді сервердің қолтаңбалы түбіртегі бойынша алады, оны осы бет те тексереді. Тарихыңыз осы құрылғыда шифрланып сақталады.",
@@ -6685,7 +6715,7 @@
       this.history = new History(new ClientStorage("secure", this.launch.version), this.launch.user?.id ?? 0);
       this.running = null;
       this.forgetting = null;
-      this.shownKey = null;
+      this.shown = null;
       this.shownTurns = [];
       this.account = null;
       this.loadingAccount = false;
@@ -6742,7 +6772,7 @@
         if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) this.ask();
       });
       const kept = await this.history.open();
-      this.shownKey = this.history.key;
+      this.shown = this.showing();
       const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
       this.note(this.t(kept ? "history_kept" : told), "history");
       this.showKept();
@@ -6946,9 +6976,9 @@
         if (this.forgetting) await this.forgetting.catch(() => {
         });
         await this.history.reload();
-        if (this.history.key !== this.shownKey) {
+        if (this.history.key !== this.shown.key || this.history.epoch !== this.shown.epoch) {
           $("messages").replaceChildren(asked, answer);
-          this.shownKey = this.history.key;
+          this.shown = this.showing();
           this.shownTurns = [];
         }
         this.showKept(asked);
@@ -7055,9 +7085,14 @@
         if (!this.running.answering) this.takeBack(asked, answer, question);
       } finally {
         if (!answer.textContent) answer.remove();
+        if (this.history.takeForgotten()) $("notice").textContent += ` ${this.t("forgotten_elsewhere")}`;
         this.setRunning(null);
         await this.refreshAccount({ afterAnswer: true });
       }
+    }
+    /** The history now shown: its key and the mark of the Forget before it (``History.epoch``). */
+    showing() {
+      return { key: this.history.key, epoch: this.history.epoch };
     }
     /** Keep an exchange in the device history; the screen shows what other pages kept meanwhile. */
     async keep(question, text, asked) {
@@ -7095,11 +7130,12 @@
       try {
         await this.history.reload();
         if (this.running || this.forgetting) return;
-        if (this.history.key !== this.shownKey) {
+        if (this.history.key !== this.shown.key || this.history.epoch !== this.shown.epoch) {
           $("messages").replaceChildren();
-          this.shownKey = this.history.key;
+          this.shown = this.showing();
           this.shownTurns = [];
         }
+        if (this.history.takeForgotten()) this.note(this.t("forgotten_elsewhere"), "history");
         this.showKept();
       } finally {
         this.takingIn = false;
