@@ -702,6 +702,44 @@ async def test_a_flood_of_excesses_toncenter_rate_limits_costs_one_lookup_a_page
     await sound(stack)
 
 
+async def test_a_flood_of_excesses_toncenter_refuses_a_trace_at_a_time_costs_one_lookup(
+    stack: TonStack,
+) -> None:
+    # The operator paid out a page or more of USDT in the ten minutes before (a transfer each):
+    # the one lookup lists a full page of them, so the stranger's excesses, a trace each, are
+    # looked up a trace at a time. toncenter answers that one lookup, then 429 to every call.
+    # Each excesses of the flood asked again, three tries a second apart: a dozen held back
+    # the Gram payment behind them by half a minute, as the window's refusal did before.
+    gram = await order(stack, BOB)
+    payee = "0:" + "7a" * 32
+    for _ in range(reader_module.PAGE):
+        stack.chain.add_jetton_transfer(payee, amount=1_000_000, source=WALLET_RAW)
+    stranger = "0:" + "5e" * 32
+    flood = [
+        stack.chain.add_transaction(
+            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+        )
+        for _ in range(12)
+    ]
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    stack.chain.rate_limit_next(1000, path="/api/v3/jetton/transfers", after=1)
+    async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
+        reader = ChainReader(ToncenterClient(stack.chain.url, session), WALLET)
+        watcher = TonWatcher(stack.books, reader, stack.notify, interval=0.05)
+        with capture_logs() as logs:
+            assert await watcher.poll() == 1
+    assert await stack.balance(BOB) == PACK_UNITS
+    asked = [r for r in stack.chain.requests if r.path == "/api/v3/jetton/transfers"]
+    assert [r.status for r in asked] == [HTTPStatus.OK] + [
+        HTTPStatus.TOO_MANY_REQUESTS
+    ] * reader_module.RATE_LIMIT_TRIES  # the page's lookup, then one trace's, and its tries
+    unknown = [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [hex_hash(r["hash"]) for r in flood]
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [hex_hash(r["hash"]) for r in flood]
+    await sound(stack)
+
+
 async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_payment(
     stack: TonStack,
 ) -> None:

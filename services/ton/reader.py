@@ -80,7 +80,9 @@ class ChainReader:
         self._traces: dict[str, bool] = {}  # trace -> whether it holds our own transfer out
         self._sent: _Sent | None = None  # our own jetton transfers out, of the last window asked
         self._gram_read = 0  # the lt of the last Gram record read (the end of the window asked)
-        self._unlisted = 0  # the end of the last window toncenter could not list (not asked again)
+        # The end of the last window toncenter could not list (whole, or a trace at a time
+        # where it was full): not asked again for the excesses it covers.
+        self._unlisted = 0
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -197,7 +199,7 @@ class ChainReader:
             if sent is None or not sent.covers(transfer):
                 sent = self._sent = await self._window(transfer)
             if not sent.whole and transfer.trace not in sent.traces:
-                sent = await self._sent_out(transfer, transfer.lt)
+                sent = await self._trace_sent(transfer, sent)
         except ToncenterUnavailable as exc:
             log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
             return False
@@ -219,6 +221,21 @@ class ChainReader:
             return await self._sent_out(transfer, end)
         except ToncenterUnavailable:
             self._unlisted = end
+            raise
+
+    async def _trace_sent(self, transfer: Transfer, window: _Sent) -> _Sent:
+        """Our own transfers out up to ``transfer``, for a ``window`` too full to answer it.
+
+        Refused as ``_window`` is: one toncenter could not answer (even after its 429 retries)
+        is not asked again for the later ``excesses`` of that window that are not among its
+        traces, so a flood of them costs one lookup (and its waits) a window, not one each.
+        """
+        if transfer.lt <= self._unlisted:
+            raise ToncenterUnavailable("toncenter could not list our transfers out just now")
+        try:
+            return await self._sent_out(transfer, transfer.lt)
+        except ToncenterUnavailable:
+            self._unlisted = max(self._unlisted, window.end_lt)
             raise
 
     async def _sent_out(self, transfer: Transfer, end_lt: int) -> _Sent:
