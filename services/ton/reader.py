@@ -187,7 +187,8 @@ class ChainReader:
         255 messages (a batch payout's change, or a stranger's flood of hand-built bodies), many
         such messages as many traces, and each lookup takes a toncenter call from the pass
         (about one a second without a key), holding back the payments behind them. Only a
-        window with a page or more of our own transfers out is asked again a trace at a time.
+        window with a page or more of our own transfers out is asked again a trace at a time
+        (until toncenter cannot answer one: the rest of that window's are not asked then).
         """
         if transfer.skip != "jetton_excesses" or transfer.trace is None:
             return False
