@@ -740,6 +740,51 @@ async def test_a_flood_of_excesses_toncenter_refuses_a_trace_at_a_time_costs_one
     await sound(stack)
 
 
+async def test_a_page_read_again_asks_again_for_its_excesses(stack: TonStack) -> None:
+    # toncenter refused the page's one lookup (429 on every try); the pass then failed further
+    # on the page (here telling a payment's user raised), so the next pass read the page again.
+    # Its excesses not dealt with yet were still "not asked again" on that read, toncenter
+    # answering again or not: the operator's own change was kept and warned of as a stranger's.
+    gram = await order(stack, BOB)
+    stranger = "0:" + "5e" * 32
+    flooded = stack.chain.add_transaction(
+        WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+    )
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=recipient, change=DUST["gram"], query_id=5
+    )
+    stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path="/api/v3/jetton/transfers")
+    broken = [True]
+
+    async def notify(booking: TonBooking) -> bool:
+        if broken:
+            broken.clear()
+            raise RuntimeError("telling the user failed")  # a bug: the pass fails there
+        return await stack.notify(booking)
+
+    async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
+        reader = ChainReader(ToncenterClient(stack.chain.url, session), WALLET)
+        watcher = TonWatcher(stack.books, reader, notify, interval=0.05)
+        with pytest.raises(RuntimeError, match="telling the user failed"):
+            await watcher.poll()
+        with capture_logs() as logs:
+            await watcher.poll()
+    assert await stack.balance(BOB) == PACK_UNITS
+    assert len(stack.told) == 1  # told on the pass after
+    own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert own == [hex_hash(change["hash"])]
+    assert not [
+        e for e in logs if e["event"] in {"ton.own_change_unknown", "ton.jetton_message_gram"}
+    ]
+    kept = await stack.store.read(
+        lambda db: [row[0] for row in db.execute("SELECT hash FROM ton_skipped")]
+    )
+    assert kept == [hex_hash(flooded["hash"])]
+    await sound(stack)
+
+
 async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_payment(
     stack: TonStack,
 ) -> None:

@@ -81,7 +81,7 @@ class ChainReader:
         self._sent: _Sent | None = None  # our own jetton transfers out, of the last window asked
         self._gram_read = 0  # the lt of the last Gram record read (the end of the window asked)
         # The end of the last window toncenter could not list (whole, or a trace at a time
-        # where it was full): not asked again for the excesses it covers.
+        # where it was full): not asked again for the excesses it covers, on this page's read.
         self._unlisted = 0
 
     def __repr__(self) -> str:
@@ -105,6 +105,7 @@ class ChainReader:
             transfers = [gram_transfer(record, account) for record in records]
             if transfers:
                 self._gram_read = max(self._gram_read, transfers[-1].lt)
+            self._unlisted = 0  # a page read (again: a pass failed on it) asks toncenter anew
             return Page(len(records), transfers)
         if self._usdt_master is None:
             raise ValueError("USDT is not watched")
@@ -213,7 +214,8 @@ class ChainReader:
 
         A window toncenter could not list (even after its 429 retries) is not asked again for
         the ``excesses`` it would have covered: ``ToncenterUnavailable`` at once, so a flood of
-        them while toncenter refuses costs one lookup a page, not one (and its waits) each.
+        them while toncenter refuses costs one lookup a page, not one (and its waits) each. A
+        page read again (a pass that failed on it) asks anew for those not dealt with yet.
         """
         if transfer.lt <= self._unlisted:
             raise ToncenterUnavailable("toncenter could not list our transfers out just now")
