@@ -363,7 +363,7 @@ class PaymentDesk:
             if owed and durable and not await self.journal.thanked(entry):
                 log.warning("payments.claim_lost", key=entry.key)  # the admins: another desk's
                 return False
-        if entry.kind != "payment" or not (owed or _uncorrected(entry, sent)):
+        if entry.kind != "payment" or not (owed or self._uncorrected(entry, sent)):
             return True
         try:  # a refund booked since the booking (the thank-you may have waited a minute)
             taken_back = booking.taken_back or await self.journal.taken_back(entry)
@@ -397,7 +397,7 @@ class PaymentDesk:
         """
         entry = booking.entry
         sent = self._sent[entry.key]
-        waiting = _uncorrected(entry, sent)
+        waiting = self._uncorrected(entry, sent)
         if not waiting:
             return True
         try:
@@ -418,6 +418,17 @@ class PaymentDesk:
                 log.warning("payments.claim_lost", key=entry.key)  # the rest: another desk's
                 return False
         return everyone
+
+    def _uncorrected(self, entry: JournalEntry, sent: set[str]) -> list[int]:
+        """The admins told "credited as N ★" and not told of a refund since, admins still.
+
+        As the journal has it (``entry``, read before this pass), and as this desk sent since.
+        One the operator has taken off the admins meanwhile (the journal keeps every admin told,
+        and a restart may drop one) is sent nothing more of the payment, as no other notice is.
+        """
+        plain = entry.admins_credited | _marked(sent, "plain:")
+        corrected = entry.admins_corrected | _marked(sent, "corrected:")
+        return sorted((plain - corrected) & self._admins)
 
     def _admin_text(self, booking: Booking, key: str) -> str:
         """A flagged payment's notice to the admins (in the bot's default language)."""
@@ -500,15 +511,6 @@ def _owes_pending(entry: JournalEntry, sent: set[str]) -> bool:
     if entry.kind != "payment" or entry.told or entry.thanked:
         return False
     return not {"pending", "thanks"} & sent
-
-
-def _uncorrected(entry: JournalEntry, sent: set[str]) -> list[int]:
-    """The admins told "credited as N ★" and not told of a refund since.
-
-    As the journal has it (``entry``, read before this pass), and as this desk sent since.
-    """
-    plain = entry.admins_credited | _marked(sent, "plain:")
-    return sorted(plain - entry.admins_corrected - _marked(sent, "corrected:"))
 
 
 def _marked(sent: set[str], prefix: str) -> frozenset[int]:

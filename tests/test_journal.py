@@ -711,3 +711,35 @@ async def test_a_correction_owed_to_an_admin_is_sent_once_after_a_restart(tmp_pa
         second_admin, second_user = messages_to(restarted, ADMIN), messages_to(restarted, USER)
     assert second_admin == [f"{flagged}, then refunded: that credit was taken back."]
     assert second_user == []
+
+
+async def test_a_correction_is_not_sent_to_an_admin_removed_since(tmp_path: Path) -> None:
+    # As above, but the operator took the admin off VEIL_ADMINS before the restart (someone who
+    # left, or an account no longer trusted). The journal still names them among those told
+    # "credited as 50 ★": the restarted bot sent them the user's payment and charge all the
+    # same. Only the admins configured now are told, as every other notice is.
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
+    ) as stack:
+        desk = stack.veil.desk
+        paying = asyncio.create_task(desk.take(payment("stxGONE", payload="order-never-made")))
+        await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
+        refunding = asyncio.create_task(
+            desk.take(payment("stxGONE", kind="refund", payload="order-never-made"))
+        )
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxGONE"))
+        for _ in range(50):  # the correction, and whatever the desk's loop tries before the stop
+            telegram.misbehave("sendMessage", "page", when=lambda p: p.get("chat_id") == ADMIN)
+        telegram.answer_late()
+        await asyncio.gather(paying, refunding)
+    successor = ADMIN - 1
+    async with running_stack(tmp_path, free_tokens_per_day=0, admins=str(successor)) as restarted:
+        assert await restarted.veil.desk.process_pending()
+        assert await restarted.veil.desk.process_pending()  # nothing left owed
+        removed, now = messages_to(restarted, ADMIN), messages_to(restarted, successor)
+    assert removed == []
+    flagged = "Payment flagged (unknown_order): user 9201, charge stxGONE, 50 ⭐ credited as 50 ★"
+    # the admin configured now gets the notice, true as it goes out
+    assert now == [f"{flagged}, then refunded: that credit was taken back."]

@@ -702,6 +702,89 @@ async def test_a_flood_of_excesses_toncenter_rate_limits_costs_one_lookup_a_page
     await sound(stack)
 
 
+async def test_a_flood_of_excesses_toncenter_refuses_a_trace_at_a_time_costs_one_lookup(
+    stack: TonStack,
+) -> None:
+    # The operator paid out a page or more of USDT in the ten minutes before (a transfer each):
+    # the one lookup lists a full page of them, so the stranger's excesses, a trace each, are
+    # looked up a trace at a time. toncenter answers that one lookup, then 429 to every call.
+    # Each excesses of the flood asked again, three tries a second apart: a dozen held back
+    # the Gram payment behind them by half a minute, as the window's refusal did before.
+    gram = await order(stack, BOB)
+    payee = "0:" + "7a" * 32
+    for _ in range(reader_module.PAGE):
+        stack.chain.add_jetton_transfer(payee, amount=1_000_000, source=WALLET_RAW)
+    stranger = "0:" + "5e" * 32
+    flood = [
+        stack.chain.add_transaction(
+            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+        )
+        for _ in range(12)
+    ]
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    stack.chain.rate_limit_next(1000, path="/api/v3/jetton/transfers", after=1)
+    async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
+        reader = ChainReader(ToncenterClient(stack.chain.url, session), WALLET)
+        watcher = TonWatcher(stack.books, reader, stack.notify, interval=0.05)
+        with capture_logs() as logs:
+            assert await watcher.poll() == 1
+    assert await stack.balance(BOB) == PACK_UNITS
+    asked = [r for r in stack.chain.requests if r.path == "/api/v3/jetton/transfers"]
+    assert [r.status for r in asked] == [HTTPStatus.OK] + [
+        HTTPStatus.TOO_MANY_REQUESTS
+    ] * reader_module.RATE_LIMIT_TRIES  # the page's lookup, then one trace's, and its tries
+    unknown = [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [hex_hash(r["hash"]) for r in flood]
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [hex_hash(r["hash"]) for r in flood]
+    await sound(stack)
+
+
+async def test_a_page_read_again_asks_again_for_its_excesses(stack: TonStack) -> None:
+    # toncenter refused the page's one lookup (429 on every try); the pass then failed further
+    # on the page (here telling a payment's user raised), so the next pass read the page again.
+    # Its excesses not dealt with yet were still "not asked again" on that read, toncenter
+    # answering again or not: the operator's own change was kept and warned of as a stranger's.
+    gram = await order(stack, BOB)
+    stranger = "0:" + "5e" * 32
+    flooded = stack.chain.add_transaction(
+        WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+    )
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=recipient, change=DUST["gram"], query_id=5
+    )
+    stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path="/api/v3/jetton/transfers")
+    broken = [True]
+
+    async def notify(booking: TonBooking) -> bool:
+        if broken:
+            broken.clear()
+            raise RuntimeError("telling the user failed")  # a bug: the pass fails there
+        return await stack.notify(booking)
+
+    async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
+        reader = ChainReader(ToncenterClient(stack.chain.url, session), WALLET)
+        watcher = TonWatcher(stack.books, reader, notify, interval=0.05)
+        with pytest.raises(RuntimeError, match="telling the user failed"):
+            await watcher.poll()
+        with capture_logs() as logs:
+            await watcher.poll()
+    assert await stack.balance(BOB) == PACK_UNITS
+    assert len(stack.told) == 1  # told on the pass after
+    own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert own == [hex_hash(change["hash"])]
+    assert not [
+        e for e in logs if e["event"] in {"ton.own_change_unknown", "ton.jetton_message_gram"}
+    ]
+    kept = await stack.store.read(
+        lambda db: [row[0] for row in db.execute("SELECT hash FROM ton_skipped")]
+    )
+    assert kept == [hex_hash(flooded["hash"])]
+    await sound(stack)
+
+
 async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_payment(
     stack: TonStack,
 ) -> None:

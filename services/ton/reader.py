@@ -80,7 +80,9 @@ class ChainReader:
         self._traces: dict[str, bool] = {}  # trace -> whether it holds our own transfer out
         self._sent: _Sent | None = None  # our own jetton transfers out, of the last window asked
         self._gram_read = 0  # the lt of the last Gram record read (the end of the window asked)
-        self._unlisted = 0  # the end of the last window toncenter could not list (not asked again)
+        # The end of the last window toncenter could not list (whole, or a trace at a time
+        # where it was full): not asked again for the excesses it covers, on this page's read.
+        self._unlisted = 0
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -103,6 +105,7 @@ class ChainReader:
             transfers = [gram_transfer(record, account) for record in records]
             if transfers:
                 self._gram_read = max(self._gram_read, transfers[-1].lt)
+            self._unlisted = 0  # a page read (again: a pass failed on it) asks toncenter anew
             return Page(len(records), transfers)
         if self._usdt_master is None:
             raise ValueError("USDT is not watched")
@@ -185,7 +188,8 @@ class ChainReader:
         255 messages (a batch payout's change, or a stranger's flood of hand-built bodies), many
         such messages as many traces, and each lookup takes a toncenter call from the pass
         (about one a second without a key), holding back the payments behind them. Only a
-        window with a page or more of our own transfers out is asked again a trace at a time.
+        window with a page or more of our own transfers out is asked again a trace at a time
+        (until toncenter cannot answer one: the rest of that window's are not asked then).
         """
         if transfer.skip != "jetton_excesses" or transfer.trace is None:
             return False
@@ -197,7 +201,7 @@ class ChainReader:
             if sent is None or not sent.covers(transfer):
                 sent = self._sent = await self._window(transfer)
             if not sent.whole and transfer.trace not in sent.traces:
-                sent = await self._sent_out(transfer, transfer.lt)
+                sent = await self._trace_sent(transfer, sent)
         except ToncenterUnavailable as exc:
             log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
             return False
@@ -210,7 +214,8 @@ class ChainReader:
 
         A window toncenter could not list (even after its 429 retries) is not asked again for
         the ``excesses`` it would have covered: ``ToncenterUnavailable`` at once, so a flood of
-        them while toncenter refuses costs one lookup a page, not one (and its waits) each.
+        them while toncenter refuses costs one lookup a page, not one (and its waits) each. A
+        page read again (a pass that failed on it) asks anew for those not dealt with yet.
         """
         if transfer.lt <= self._unlisted:
             raise ToncenterUnavailable("toncenter could not list our transfers out just now")
@@ -219,6 +224,21 @@ class ChainReader:
             return await self._sent_out(transfer, end)
         except ToncenterUnavailable:
             self._unlisted = end
+            raise
+
+    async def _trace_sent(self, transfer: Transfer, window: _Sent) -> _Sent:
+        """Our own transfers out up to ``transfer``, for a ``window`` too full to answer it.
+
+        Refused as ``_window`` is: one toncenter could not answer (even after its 429 retries)
+        is not asked again for the later ``excesses`` of that window that are not among its
+        traces, so a flood of them costs one lookup (and its waits) a window, not one each.
+        """
+        if transfer.lt <= self._unlisted:
+            raise ToncenterUnavailable("toncenter could not list our transfers out just now")
+        try:
+            return await self._sent_out(transfer, transfer.lt)
+        except ToncenterUnavailable:
+            self._unlisted = max(self._unlisted, window.end_lt)
             raise
 
     async def _sent_out(self, transfer: Transfer, end_lt: int) -> _Sent:
