@@ -40,7 +40,7 @@ from bot.settings import BotSettings
 from common.connections import bind_failure
 from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
-from common.stopping import stoppable
+from common.stopping import process_main, stoppable
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
@@ -617,4 +617,4 @@ def run_audit(settings: BotSettings) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(process_main(main))

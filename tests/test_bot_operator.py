@@ -276,6 +276,27 @@ def test_a_key_draft_cut_short_goes_and_a_new_key_is_made(tmp_path: Path) -> Non
     MasterKey.load_or_create(data / "master.key")  # a whole key
 
 
+# A signal while the bot's process ends: atexit runs after main returned (its handlers put
+# back), before the process is gone, and this one sends the signal then.
+SIGNALLED_AT_EXIT = """
+import atexit, os, runpy, signal, sys
+atexit.register(os.kill, os.getpid(), signal.SIGNAME)
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_bot_exits_changes_nothing(tmp_path: Path, signame: str) -> None:
+    # It killed the bot as it ended (exit -15), or added KeyboardInterrupt's traceback to its
+    # one line. Here serving ends at once, refused for a setting.
+    settings = start_settings(tmp_path / "data")
+    del settings["VEIL_BOT_TOKEN"]
+    result = run_python("-c", SIGNALLED_AT_EXIT.replace("SIGNAME", signame), env=settings)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == ["veil: setting VEIL_BOT_TOKEN is required but not set"]
+
+
 # Each kind once, each command once: the three open the store alike (all nine pairs, a bot
 # process each at ~13 s in CI, added no coverage).
 @pytest.mark.parametrize(

@@ -696,3 +696,47 @@ async def test_a_stop_cuts_an_upload_still_on_its_way_and_the_gateway_exits(
             await gateway.stop()
     assert code == 0  # stopped by itself, not killed at the 30 s
     assert "gateway.stopped" in gateway.output
+
+
+# A signal while the stopped process ends: atexit runs after main returned (its handlers put
+# back), before the process is gone, and this one sends the signal then.
+_SIGNALLED_AT_EXIT = """
+import atexit, os, runpy, signal, sys
+
+atexit.register(os.kill, os.getpid(), signal.SIGNAME)
+sys.argv = ["gateway"]
+runpy.run_module("gateway", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_a_signal_while_the_stopped_gateway_exits_changes_nothing(
+    tmp_path: Path, signame: str, loop: str
+) -> None:
+    # It killed the stopped gateway (exit -15), or ended it in KeyboardInterrupt's traceback.
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            _SIGNALLED_AT_EXIT.replace("SIGNAME", signame),
+            env={
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_GATEWAY_LOOP": loop,
+            },
+        )
+        try:
+            await gateway.wait_for_line("gateway.started")
+        finally:
+            code = await gateway.stop()
+    assert code == 0, gateway.output
+    assert "Traceback" not in gateway.output
+    assert "KeyboardInterrupt" not in gateway.output
+    for line in gateway.lines:
+        json.loads(line)  # every line a log line
