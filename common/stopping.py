@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from common.firstlines import flush_or_drop
 from common.logs import log_info
 
 if TYPE_CHECKING:
@@ -87,4 +88,6 @@ def process_main(main: Callable[[], int]) -> int:
     they are ignored, so the exit is ``main``'s whatever signal comes while the process ends.
     """
     _process.only_exits_after = True
-    return main()
+    code = main()
+    flush_or_drop()  # a stderr nobody reads must not turn the exit into 120
+    return code

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import json
+import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,13 +26,14 @@ from tests.fakes.relay import HalfOpenClients
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     CLIENT_KEY,
+    REPO,
     ManagedProcess,
+    child_environment,
     client_keys_setting,
     run_python,
 )
 
 if TYPE_CHECKING:
-    import subprocess
     from pathlib import Path
 
     import aiohttp
@@ -740,3 +746,59 @@ async def test_a_signal_while_the_stopped_gateway_exits_changes_nothing(
     assert "KeyboardInterrupt" not in gateway.output
     for line in gateway.lines:
         json.loads(line)  # every line a log line
+
+
+def _read_until(fd: int, needle: bytes) -> bytes:
+    """What ``fd`` gives until a line holding ``needle`` has ended (or the writers are gone)."""
+    seen = b""
+    while not (needle in seen and seen.endswith(b"\n")):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def _fill(fd: int) -> None:
+    """Write to the non-blocking ``fd`` until its pipe takes no more (EAGAIN)."""
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(fd, b"x" * 4096)
+
+
+async def test_a_gateway_whose_stderr_nobody_reads_still_stops_with_exit_0(
+    tmp_path: Path,
+) -> None:
+    # stderr a non-blocking pipe, full: each line was dropped (lost_line), but the rest of one
+    # stayed buffered and Python's own flush at exit failed on it: exit 120 after a good stop.
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the pipe's, so the gateway's stderr too
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = subprocess.Popen(  # noqa: ASYNC220 -- a pipe of our own for its stderr
+            [sys.executable, "-m", "gateway"],
+            stderr=write_end,
+            cwd=REPO,
+            env=child_environment()
+            | {
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+            },
+        )
+        try:
+            started = await asyncio.to_thread(_read_until, read_end, b"gateway.started")
+            assert b"gateway.started" in started
+            _fill(write_end)  # nobody reads from here on
+            gateway.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(gateway.wait, 60)
+        finally:
+            if gateway.poll() is None:
+                gateway.kill()
+            os.close(write_end)
+            os.close(read_end)
+    assert code == 0
