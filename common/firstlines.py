@@ -52,8 +52,11 @@ def flush_or_drop() -> None:
 
     A non-blocking stderr whose pipe nobody read (``EAGAIN``) kept the rest of a dropped line
     buffered, and Python's own flush at exit failed on it: a process that had stopped well
-    exited 120. What stderr will not take now is written to ``/dev/null`` instead.
+    exited 120. What stderr will not take now is written to ``/dev/null`` instead. A process
+    started with no stderr at all (``2>&-``: ``sys.stderr`` is None) has nothing to flush.
     """
+    if sys.stderr is None:
+        return
     try:
         sys.stderr.flush()
     except OSError:

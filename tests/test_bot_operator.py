@@ -297,6 +297,24 @@ def test_a_signal_while_the_bot_exits_changes_nothing(tmp_path: Path, signame: s
     assert result.stderr.splitlines() == ["veil: setting VEIL_BOT_TOKEN is required but not set"]
 
 
+def test_a_bot_started_without_stderr_still_exits_with_its_code(tmp_path: Path) -> None:
+    # stderr closed (2>&-): Python has no sys.stderr, and the end's flush of it raised.
+    settings = start_settings(tmp_path / "data")
+    del settings["VEIL_BOT_TOKEN"]
+    command = f'exec "{sys.executable}" -m bot 2>&-'
+    result = subprocess.run(  # noqa: S603 -- a shell of our own to close stderr
+        ["/bin/sh", "-c", command],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=child_environment() | settings,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == "veil: setting VEIL_BOT_TOKEN is required but not set\n"
+
+
 # Each kind once, each command once: the three open the store alike (all nine pairs, a bot
 # process each at ~13 s in CI, added no coverage).
 @pytest.mark.parametrize(
