@@ -157,6 +157,8 @@ def bot_playground_settings(env: Mapping[str, str], args: Sequence[str]) -> dict
     if env.get("VEIL_BOT_TOKEN") or not env.get("VEIL_PLAYGROUND_URL"):
         return {}
     url = env["VEIL_PLAYGROUND_URL"].rstrip("/")
+    if not url.startswith(("http://", "https://")):  # the bot would name VEIL_TELEGRAM_API
+        raise ContainerError(f"setting VEIL_PLAYGROUND_URL is not an http(s) URL: {url}")
     given = {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": url}
     given |= playground_ton_settings(env, url)
     if args[:1] == ["keygen"]:  # makes a key file: no Telegram, no settings

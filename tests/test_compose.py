@@ -776,3 +776,19 @@ def test_a_bot_without_a_token_whose_settings_hold_waits_for_the_playground(
     assert result.returncode == 0, result.stderr
     assert asked == ["/"]
     assert f"no bot token: using the Telegram playground at {url}" in result.stderr
+
+
+def test_a_playground_url_that_is_no_http_url_is_named(tmp_path: Path) -> None:
+    # Checking the bot's settings before waiting must not blame a setting nobody set: the
+    # playground's URL given to the bot as VEIL_TELEGRAM_API was refused under that name.
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path),
+        "VEIL_PLAYGROUND_URL": "ftp://playground",
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(tmp_path / "data"),
+    }
+    result = run_python("-m", "common.container", "bot", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "veil: setting VEIL_PLAYGROUND_URL is not an http(s) URL: ftp://playground"
+    )
