@@ -20,7 +20,8 @@ file can never set ``PATH`` or ``LD_PRELOAD``; an empty file sets nothing.
 
 A bot without a token: when ``VEIL_BOT_TOKEN`` is still unset and ``VEIL_PLAYGROUND_URL`` names
 a playground, the bot waits for that playground and talks to it, as ``scripts/run`` does, and
-takes Gram payments on the playground's emulated toncenter (``playground_ton_settings``).
+takes Gram payments on the playground's emulated toncenter (``playground_ton_settings``). Not
+for ``--help``, ``keygen`` or settings the bot refuses anyway: those answer at once.
 
 A bot's stop period: compose gives the bot ``stop_grace_period`` (``VEIL_BOT_STOP_PERIOD``
 seconds, 90 unless set) after SIGTERM before it kills it, and hands the bot the same variable.
@@ -65,6 +66,11 @@ PLAYGROUND_TON_POLL_SECONDS = "1"
 # bot takes it, where the mainnet EQ… default stopped it (VEIL_TON_USDT=1 scripts/run).
 PLAYGROUND_USDT_MASTER = "0:b113a994b5024a16719f69139328eb759596c38a25f59028b146fecdc3621dfe"
 _SETTING_NAME = re.compile(r"VEIL_[A-Z0-9_]+")
+# The bot's own settings check, run in a child (``bot_takes_settings``): exit 0 when it takes them.
+_BOT_SETTINGS_CHECK = (
+    "from bot.settings import BotSettings; from common.settings import load_settings;"
+    " load_settings(BotSettings)"
+)
 # The bot's stop: its VEIL_SHUTDOWN_GRACE and VEIL_STOP_GRACE defaults, and the slack after the
 # stops for settling, storing and closing (as launcher.chain's BOT_STOP_SLACK_S).
 BOT_SHUTDOWN_GRACE_S = 30.0
@@ -131,6 +137,49 @@ def playground_settings(env: Mapping[str, str], within: float) -> dict[str, str]
     return {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": url} | (
         playground_ton_settings(env, url)
     )
+
+
+def asks_for_help(args: Sequence[str]) -> bool:
+    """Whether a part's ``args`` ask for its usage (``-h``/``--help``): answered at once."""
+    return "-h" in args or "--help" in args
+
+
+def bot_playground_settings(env: Mapping[str, str], args: Sequence[str]) -> dict[str, str]:
+    """``playground_settings`` for the bot, when they give it settings it takes.
+
+    ``keygen`` gets none: it needs no Telegram and waited for the playground all the same.
+
+    A bot whose settings are wrong anyway (a grace of "soon", a level the logs do not know)
+    is started at once, with the playground's settings but without waiting for it: it says
+    its own one line for the setting, where it used to say it after waiting for a playground
+    that was never started.
+    """
+    if env.get("VEIL_BOT_TOKEN") or not env.get("VEIL_PLAYGROUND_URL"):
+        return {}
+    url = env["VEIL_PLAYGROUND_URL"].rstrip("/")
+    if not url.startswith(("http://", "https://")):  # the bot would name VEIL_TELEGRAM_API
+        raise ContainerError(f"setting VEIL_PLAYGROUND_URL is not an http(s) URL: {url}")
+    given = {"VEIL_BOT_TOKEN": PLAYGROUND_TOKEN, "VEIL_TELEGRAM_API": url}
+    given |= playground_ton_settings(env, url)
+    if args[:1] == ["keygen"]:  # makes a key file: no Telegram, no settings
+        return {}
+    if not bot_takes_settings({**env, **given}):
+        return given
+    return playground_settings(env, PLAYGROUND_WAIT_SECONDS)
+
+
+def bot_takes_settings(env: Mapping[str, str]) -> bool:
+    """Whether the bot takes the settings in ``env`` (its own check, in a child of its own).
+
+    A child: ``common`` does not import the bot, and the health check keeps this module light.
+    """
+    checked = subprocess.run(  # noqa: S603 -- our own interpreter and modules
+        [sys.executable, "-c", _BOT_SETTINGS_CHECK],
+        capture_output=True,
+        env=dict(env),
+        check=False,
+    )
+    return checked.returncode == 0
 
 
 def playground_ton_settings(env: Mapping[str, str], url: str) -> dict[str, str]:
@@ -305,10 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if part == "keys":
             return run_keys(rest, env)
         check_installed(part)
-        if part == "bot":
+        if part == "bot" and not asks_for_help(rest):
             if not rest:  # serving: a command (audit, backup, keygen…) stops by itself
                 check_stop_period(env)
-            env |= playground_settings(env, PLAYGROUND_WAIT_SECONDS)
+            env |= bot_playground_settings(env, rest)
     except ContainerError as exc:
         say(str(exc))
         return 2

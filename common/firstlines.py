@@ -9,6 +9,7 @@ library only, so nothing it loads can warn before it is in place.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -42,8 +43,30 @@ def lost_line(exc: OSError) -> None:
     a stop in progress still delivers, charges and stores its answers. Any other failure (a
     full disk) loses this line only.
     """
-    if exc.errno != errno.EPIPE:
+    if exc.errno == errno.EPIPE:
+        _stderr_to_devnull()
+
+
+def flush_or_drop() -> None:
+    """At a process's end: flush stderr, dropping what it will not take (a full pipe).
+
+    A non-blocking stderr whose pipe nobody read (``EAGAIN``) kept the rest of a dropped line
+    buffered, and Python's own flush at exit failed on it: a process that had stopped well
+    exited 120. What stderr will not take now is written to ``/dev/null`` instead. A process
+    started with no stderr at all (``2>&-``: ``sys.stderr`` is None) has nothing to flush.
+    """
+    if sys.stderr is None:
         return
+    try:
+        sys.stderr.flush()
+    except OSError:
+        _stderr_to_devnull()
+        with contextlib.suppress(OSError):  # no descriptor of its own to point: nothing to do
+            sys.stderr.flush()
+
+
+def _stderr_to_devnull() -> None:
+    """Point stderr's descriptor at ``/dev/null``: no later line, nor the exit's flush, fails."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
     except OSError:

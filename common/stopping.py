@@ -6,6 +6,11 @@ under a handler of its own instead: the start is abandoned where it stands, its 
 blocks run, and the server says so in one line and exits 0, as a stop does. The bot and the
 gateway serve under it (``bot.__main__``, ``gateway.__main__``); once their event loop takes
 the signals, a signal asks for their graceful stop.
+
+Once served, the process only ends: a signal then (after the event loop let the signals go and
+``stoppable`` put the handlers back, before the process is gone) killed it (exit -15) or ended
+it in KeyboardInterrupt's traceback. Run as a process (``process_main``), the end of a serve
+ignores them, and the process exits with what serving returned.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from common.firstlines import flush_or_drop
 from common.logs import log_info
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "StoppedBeforeStart", "stoppable"]
+__all__ = ["STOP_SIGNALS", "StoppedBeforeStart", "process_main", "stoppable"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -52,7 +58,8 @@ def _stop_before_start(signum: int, _frame: FrameType | None) -> None:
 def stoppable(serve: Callable[[], int], logger: str, event: str) -> int:
     """``serve()``'s exit code; 0 and one line ``event`` where a stop came before its start.
 
-    The caller's own handlers (a test's process) are put back when it returns.
+    The caller's own handlers (a test's process) are put back when it returns; in a process
+    run by ``process_main`` the signals are ignored from then on: it only exits.
     """
     previous = {signum: signal.signal(signum, _stop_before_start) for signum in STOP_SIGNALS}
     try:
@@ -62,4 +69,25 @@ def stoppable(serve: Callable[[], int], logger: str, event: str) -> int:
         return 0
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if _process.only_exits_after else handler)
+
+
+class _Process:
+    """Whether this process is a server run as ``python -m PART`` (``process_main``)."""
+
+    only_exits_after = False  # once served, it only exits: no signal may change how
+
+
+_process = _Process()
+
+
+def process_main(main: Callable[[], int]) -> int:
+    """``main()``'s exit code, run as the process (``python -m bot``, ``python -m gateway``).
+
+    The stop signals keep Python's own handling until ``stoppable`` takes them; once it is done
+    they are ignored, so the exit is ``main``'s whatever signal comes while the process ends.
+    """
+    _process.only_exits_after = True
+    code = main()
+    flush_or_drop()  # a stderr nobody reads must not turn the exit into 120
+    return code

@@ -34,7 +34,7 @@ from common.collector import freeze_startup
 from common.connections import bind_failure
 from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
-from common.stopping import stoppable
+from common.stopping import process_main, stoppable
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
 from gateway.keys import (
@@ -275,4 +275,4 @@ def _serve() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(process_main(main))

@@ -40,8 +40,12 @@ def write_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
         raise KeyFileError(f"{path} already exists; not overwriting a key") from exc
     except OSError as exc:
         raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(f"{header} {b64e(key.private_bytes_raw())}\n")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(f"{header} {b64e(key.private_bytes_raw())}\n")
+    except OSError as exc:  # a full disk, a file size limit: no empty key file left behind
+        path.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from exc
     return key
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,10 +12,9 @@ import pytest
 from sealed.encoding import b64d, b64e
 from sealed.keyfile import CLIENT_KEY_HEADER, read_key_file, verify_key_text
 from tests.botstack import TOKEN
-from tests.harness import install_client_key, run_python
+from tests.harness import REPO, child_environment, install_client_key, run_python
 
 if TYPE_CHECKING:
-    import subprocess
     from pathlib import Path
 
 OPERATOR_KEYS = b64e(b"\x01" * 32)
@@ -82,3 +83,26 @@ def test_the_bot_refuses_a_client_key_others_may_read(tmp_path: Path) -> None:
     (line,) = refused.stderr.strip().splitlines()
     assert "VEIL_CLIENT_KEY_FILE" in line
     assert "0600" in line
+
+
+@pytest.mark.parametrize("part", ["bot", "gateway"])
+def test_keygen_on_a_full_disk_says_so_and_leaves_no_empty_key_file(
+    tmp_path: Path, part: str
+) -> None:
+    # A file size limit (as a full disk): the key file was made, nothing written into it, and
+    # the command ended in a traceback. The empty file stayed: the next keygen refused to
+    # overwrite it, and the bot or gateway called it malformed.
+    key_file = tmp_path / "operator.key"
+    command = f'ulimit -f 0; exec "{sys.executable}" -m {part} keygen --out "{key_file}"'
+    made = subprocess.run(  # noqa: S603 -- a shell of our own for the limit
+        ["/bin/sh", "-c", command],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+        timeout=30,
+        check=False,
+    )
+    assert made.returncode == 1
+    assert made.stderr.strip() == f"veil: cannot write key file {key_file}: File too large"
+    assert not key_file.exists()

@@ -224,6 +224,97 @@ async def test_a_wrong_master_key_is_refused_in_one_line_and_kept(
     assert (data / "master.key").read_bytes() == wrong
 
 
+# A start killed (SIGKILL) while it makes the master key: in the child, an audit hook kills it
+# at the event named, the real os.link or os.remove of models.atrest's draft.
+KILLED_MAKING_THE_KEY = """
+import os, signal, sys
+from pathlib import Path
+from models import MasterKey
+def kill(event, args):
+    if event == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(kill)
+MasterKey.load_or_create(Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("killed_at", ["os.link", "os.remove"])
+def test_a_key_draft_a_killed_start_left_is_settled_and_no_key_is_lost(
+    tmp_path: Path, killed_at: str
+) -> None:
+    # Killed before the draft was linked into place (no key file, the draft holds the only
+    # key), or after (the draft is the key's second name): the draft stayed in the data folder
+    # for good, a hidden copy of the key that a backup carries and destroying the key leaves.
+    data = tmp_path / "data"
+    key_file = data / "master.key"
+    killed = run_python("-c", KILLED_MAKING_THE_KEY, str(key_file), killed_at)
+    assert killed.returncode == -signal.SIGKILL
+    (draft,) = data.glob(".master.key.*")
+    key = draft.read_bytes()
+    assert key_file.exists() == (killed_at == "os.remove")
+    result = bot_command(data, "audit")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
+    assert (
+        key_file.read_bytes() == key
+    )  # the key the draft held: the one, or one that sealed nothing
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.stat().st_nlink == 1
+
+
+def test_a_key_draft_cut_short_goes_and_a_new_key_is_made(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    ended = subprocess.Popen([sys.executable, "-c", ""])  # a pid no process holds
+    ended.wait()
+    draft = data / f".master.key.{ended.pid}.0badcafe"
+    draft.write_bytes(b"")  # killed before the key was written into it
+    draft.chmod(0o600)
+    result = bot_command(data, "audit")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
+    MasterKey.load_or_create(data / "master.key")  # a whole key
+
+
+# A signal while the bot's process ends: atexit runs after main returned (its handlers put
+# back), before the process is gone, and this one sends the signal then.
+SIGNALLED_AT_EXIT = """
+import atexit, os, runpy, signal, sys
+atexit.register(os.kill, os.getpid(), signal.SIGNAME)
+sys.argv = ["bot"]
+runpy.run_module("bot", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_bot_exits_changes_nothing(tmp_path: Path, signame: str) -> None:
+    # It killed the bot as it ended (exit -15), or added KeyboardInterrupt's traceback to its
+    # one line. Here serving ends at once, refused for a setting.
+    settings = start_settings(tmp_path / "data")
+    del settings["VEIL_BOT_TOKEN"]
+    result = run_python("-c", SIGNALLED_AT_EXIT.replace("SIGNAME", signame), env=settings)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == ["veil: setting VEIL_BOT_TOKEN is required but not set"]
+
+
+def test_a_bot_started_without_stderr_still_exits_with_its_code(tmp_path: Path) -> None:
+    # stderr closed (2>&-): Python has no sys.stderr, and the end's flush of it raised.
+    settings = start_settings(tmp_path / "data")
+    del settings["VEIL_BOT_TOKEN"]
+    command = f'exec "{sys.executable}" -m bot 2>&-'
+    result = subprocess.run(  # noqa: S603 -- a shell of our own to close stderr
+        ["/bin/sh", "-c", command],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=child_environment() | settings,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == "veil: setting VEIL_BOT_TOKEN is required but not set\n"
+
+
 # Each kind once, each command once: the three open the store alike (all nine pairs, a bot
 # process each at ~13 s in CI, added no coverage).
 @pytest.mark.parametrize(

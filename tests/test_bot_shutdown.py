@@ -160,6 +160,30 @@ async def test_after_a_short_grace_the_answer_is_stopped_and_charged_as_a_stop(
     assert "bot.stopped" in bot.output
 
 
+async def stall_a_webhook_post(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A webhook POST to the bot on ``port`` that sent its headers and part of its body, stalled.
+
+    Then a request on a second connection, answered (401: no secret): the first's headers,
+    sent before it, were read by then, and its handler waits for the rest of the body. Without
+    it a bot that had not yet read them when a signal came (a loaded machine) closed the
+    connection as idle at once, and nothing was cut.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /telegram/hook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+        + f"X-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n\r\n".encode()
+        + b'{"update_id": '
+    )
+    await writer.drain()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}/telegram/hook", json={}) as refused,
+    ):
+        assert refused.status == 401  # no secret
+    return reader, writer
+
+
 async def test_a_second_signal_cuts_the_grace_short(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -205,23 +229,7 @@ async def test_a_second_signal_while_the_webhook_is_cut_cuts_the_grace_short(
         port = int(str(bot.json_event("bot.started")["port"]))
         telegram.send_text(USER, PROMPT)
         await telegram.wait_for("sendMessageDraft", lambda c: c.params["chat_id"] == USER)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            b"POST /telegram/hook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 100\r\n"
-            + f"X-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n\r\n".encode()
-            + b'{"update_id": '
-        )
-        await writer.drain()
-        # A request on a second connection, answered: the first's headers, sent before it,
-        # were read by then, and its handler waits for the rest of the body. Without it a
-        # bot that had not yet read them when the signal came (a loaded machine) closed the
-        # connection as idle at once: nothing was cut, and the second signal came in the grace.
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"http://127.0.0.1:{port}/telegram/hook", json={}) as refused,
-        ):
-            assert refused.status == 401  # no secret
+        reader, writer = await stall_a_webhook_post(port)
         # Two signals at once, not a second one once the first is told: that one came after
         # the listener's cut where the test was slower than it (WEBHOOK_STOP_WAIT_S / 2). Two
         # of one kind sent together may arrive as one; a SIGTERM and a SIGINT do not.
@@ -257,21 +265,7 @@ async def test_a_webhook_post_still_sending_its_body_is_cut_at_the_stop(tmp_path
         bot = await ManagedProcess.start("-m", "bot", env=env)
         try:
             await bot.wait_for_line("bot.started", within=60)
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(
-                b"POST /telegram/hook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 100\r\n"
-                + f"X-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n\r\n".encode()
-                + b'{"update_id": '
-            )
-            await writer.drain()
-            # A request on a second connection, answered: the first's headers, sent before it,
-            # were read by then, and its handler waits for the rest of the body.
-            async with (
-                aiohttp.ClientSession() as http,
-                http.post(f"http://127.0.0.1:{port}/telegram/hook", json={}) as refused,
-            ):
-                assert refused.status == 401  # no secret
+            reader, writer = await stall_a_webhook_post(port)
             bot.process.send_signal(signal.SIGTERM)
             await bot.wait_for_line("webhook.cut_by_stop", within=30)
             answered = await reader.read()  # the connection is closed, with no 200

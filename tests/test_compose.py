@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import json
 import re
 import shlex
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -39,13 +41,14 @@ from common.container import (
     settings_from_files,
 )
 from launcher import chain
+from sealed.encoding import b64e
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import REPO, ManagedProcess, child_environment, free_port, run_python
 from tests.playpage import pay_gram_in_the_playground
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Iterator, Mapping
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -687,4 +690,105 @@ def test_the_product_image_holds_no_emulator_and_the_playground_image_adds_it() 
     ]
     assert sorted(let_in) == sorted(
         ["pyproject.toml", "uv.lock", "README.md", *packages, "playground"]
+    )
+
+
+class _Playground(http.server.BaseHTTPRequestHandler):
+    """A playground that answers every GET 200 and keeps the paths it was asked."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 -- the base's name
+        """Quiet: the test reads ``asked``."""
+
+
+@pytest.fixture
+def playground() -> Iterator[tuple[str, list[str]]]:
+    """A playground's URL on 127.0.0.1 and the paths it has been asked so far."""
+    asked: list[str] = []
+
+    class Playground(_Playground):
+        """This test's own, with a list of its own."""
+
+    Playground.asked = asked
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Playground)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("args", "settings", "answer"),
+    [
+        (["--help"], {}, (0, "usage: python -m bot")),
+        (["audit", "--help"], {}, (0, "usage: python -m bot")),
+        ([], {"VEIL_SHUTDOWN_GRACE": "soon"}, (2, "VEIL_SHUTDOWN_GRACE")),
+        (["audit"], {"VEIL_LOG_LEVEL": "loud"}, (2, "VEIL_LOG_LEVEL")),
+    ],
+)
+def test_a_bot_without_a_token_answers_help_and_a_bad_setting_without_the_playground(
+    tmp_path: Path,
+    playground: tuple[str, list[str]],
+    args: list[str],
+    settings: dict[str, str],
+    answer: tuple[int, str],
+) -> None:
+    # compose's bot has no token and a playground URL: `docker compose run --rm bot --help`,
+    # or a bot with a bad setting, first waited up to 2 minutes for a playground nobody had
+    # started, only to print the usage or the setting's line. Here the playground answers:
+    # it must not even be asked.
+    url, asked = playground
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path / "secrets"),
+        "VEIL_PLAYGROUND_URL": url,
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(tmp_path / "data"),
+        **settings,
+    }
+    result = run_python("-m", "common.container", "bot", *args, env=env)
+    code, says = answer
+    assert result.returncode == code, result.stderr
+    assert says in result.stdout + result.stderr
+    assert asked == []
+
+
+def test_a_bot_without_a_token_whose_settings_hold_waits_for_the_playground(
+    tmp_path: Path, playground: tuple[str, list[str]]
+) -> None:
+    url, asked = playground
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path / "secrets"),
+        "VEIL_PLAYGROUND_URL": url,
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(tmp_path / "data"),
+    }
+    result = run_python("-m", "common.container", "bot", "audit", env=env)
+    assert result.returncode == 0, result.stderr
+    assert asked == ["/"]
+    assert f"no bot token: using the Telegram playground at {url}" in result.stderr
+
+
+def test_a_playground_url_that_is_no_http_url_is_named(tmp_path: Path) -> None:
+    # Checking the bot's settings before waiting must not blame a setting nobody set: the
+    # playground's URL given to the bot as VEIL_TELEGRAM_API was refused under that name.
+    env = {
+        "VEIL_ENV_DIRS": str(tmp_path),
+        "VEIL_PLAYGROUND_URL": "ftp://playground",
+        "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
+        "VEIL_DATA_DIR": str(tmp_path / "data"),
+    }
+    result = run_python("-m", "common.container", "bot", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "veil: setting VEIL_PLAYGROUND_URL is not an http(s) URL: ftp://playground"
     )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import json
+import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,13 +26,14 @@ from tests.fakes.relay import HalfOpenClients
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     CLIENT_KEY,
+    REPO,
     ManagedProcess,
+    child_environment,
     client_keys_setting,
     run_python,
 )
 
 if TYPE_CHECKING:
-    import subprocess
     from pathlib import Path
 
     import aiohttp
@@ -696,3 +702,103 @@ async def test_a_stop_cuts_an_upload_still_on_its_way_and_the_gateway_exits(
             await gateway.stop()
     assert code == 0  # stopped by itself, not killed at the 30 s
     assert "gateway.stopped" in gateway.output
+
+
+# A signal while the stopped process ends: atexit runs after main returned (its handlers put
+# back), before the process is gone, and this one sends the signal then.
+_SIGNALLED_AT_EXIT = """
+import atexit, os, runpy, signal, sys
+
+atexit.register(os.kill, os.getpid(), signal.SIGNAME)
+sys.argv = ["gateway"]
+runpy.run_module("gateway", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_a_signal_while_the_stopped_gateway_exits_changes_nothing(
+    tmp_path: Path, signame: str, loop: str
+) -> None:
+    # It killed the stopped gateway (exit -15), or ended it in KeyboardInterrupt's traceback.
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = await ManagedProcess.start(
+            "-c",
+            _SIGNALLED_AT_EXIT.replace("SIGNAME", signame),
+            env={
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+                "VEIL_GATEWAY_LOOP": loop,
+            },
+        )
+        try:
+            await gateway.wait_for_line("gateway.started")
+        finally:
+            code = await gateway.stop()
+    assert code == 0, gateway.output
+    assert "Traceback" not in gateway.output
+    assert "KeyboardInterrupt" not in gateway.output
+    for line in gateway.lines:
+        json.loads(line)  # every line a log line
+
+
+def _read_until(fd: int, needle: bytes) -> bytes:
+    """What ``fd`` gives until a line holding ``needle`` has ended (or the writers are gone)."""
+    seen = b""
+    while not (needle in seen and seen.endswith(b"\n")):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def _fill(fd: int) -> None:
+    """Write to the non-blocking ``fd`` until its pipe takes no more (EAGAIN)."""
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(fd, b"x" * 4096)
+
+
+async def test_a_gateway_whose_stderr_nobody_reads_still_stops_with_exit_0(
+    tmp_path: Path,
+) -> None:
+    # stderr a non-blocking pipe, full: each line was dropped (lost_line), but the rest of one
+    # stayed buffered and Python's own flush at exit failed on it: exit 120 after a good stop.
+    key_file = tmp_path / "operator.key"
+    assert run("keygen", "--out", str(key_file)).returncode == 0
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the pipe's, so the gateway's stderr too
+    async with FakeVLLM(answer=ANSWER) as fake:
+        gateway = subprocess.Popen(  # noqa: ASYNC220 -- a pipe of our own for its stderr
+            [sys.executable, "-m", "gateway"],
+            stderr=write_end,
+            cwd=REPO,
+            env=child_environment()
+            | {
+                "VEIL_OPERATOR_KEY_FILE": str(key_file),
+                "VEIL_CLIENT_KEYS": client_keys_setting(),
+                "VEIL_VLLM_URL": fake.url,
+                "VEIL_GATEWAY_PORT": "0",
+                "VEIL_METRICS_PORT": "0",
+                "VEIL_MAX_COMPLETION_TOKENS": "1024",
+            },
+        )
+        try:
+            started = await asyncio.to_thread(_read_until, read_end, b"gateway.started")
+            assert b"gateway.started" in started
+            _fill(write_end)  # nobody reads from here on
+            gateway.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(gateway.wait, 60)
+        finally:
+            if gateway.poll() is None:
+                gateway.kill()
+            os.close(write_end)
+            os.close(read_end)
+    assert code == 0

@@ -20,7 +20,7 @@ from tests.fakes.hostile import HostileTelegram
 from tests.harness import ManagedProcess, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
     from tests.fakes.telegram import FakeTelegram
@@ -349,6 +349,23 @@ async def test_a_flagged_payment_whose_refund_came_first_tells_the_admins_it_was
     )
 
 
+@contextlib.asynccontextmanager
+async def holding_messages_to(
+    chat_id: int, tmp_path: Path, *, admins: str = str(ADMIN)
+) -> AsyncIterator[tuple[Stack, HostileTelegram]]:
+    """A running bot whose Telegram holds each message to ``chat_id``.
+
+    No free tokens; ``admins`` its admins ("": none, the settings' default). The race's
+    setup: a message sent there waits (``answer_late``) while the test books what races it.
+    """
+    telegram = HostileTelegram(token=TOKEN)
+    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == chat_id)
+    async with running_stack(
+        tmp_path, free_tokens_per_day=0, admins=admins, telegram_server=telegram
+    ) as stack:
+        yield stack, telegram
+
+
 async def test_a_flagged_notice_owed_when_a_later_refund_took_the_credit_tells_the_admins_so(
     tmp_path: Path,
 ) -> None:
@@ -396,11 +413,7 @@ async def test_a_user_thanked_is_not_told_the_credit_is_delayed_while_the_notice
     # admins' notice (which reads the payment again) could go out. The desk's next tries could
     # not book the entry either, and told the user, already thanked for the credit, that
     # "crediting it is taking longer than usual".
-    telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == USER)
-    async with running_stack(
-        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
-    ) as stack:
+    async with holding_messages_to(USER, tmp_path) as (stack, telegram):
         desk = stack.veil.desk
         paying = asyncio.create_task(desk.take(payment("stxDOWN", payload="order-never-made")))
         await wait_until(lambda: telegram.held == 1)  # the thank-you is out, its reply held
@@ -424,11 +437,7 @@ async def test_a_flagged_notice_after_a_slow_thank_you_tells_the_refund_booked_m
     # The flagged payment's thank-you took its time (a slow Telegram: flood waits can hold it a
     # minute); its refund was booked meanwhile and took the credit back. The admins' notice,
     # written from the booking made before the thank-you, then said "credited as 50 ★".
-    telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == USER)
-    async with running_stack(
-        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
-    ) as stack:
+    async with holding_messages_to(USER, tmp_path) as (stack, telegram):
         desk, credit = stack.veil.desk, stack.veil.credit
         paying = asyncio.create_task(desk.take(payment("stxSLOW", payload="order-never-made")))
         await wait_until(lambda: telegram.held == 1)  # the thank-you is out, its reply held
@@ -584,9 +593,7 @@ async def test_a_payment_the_journal_refuses_while_the_loop_thanks_it_is_thanked
     # when the journal refused the handler's own write. The handler booked the payment (no
     # second credit) and thanked the payer a second time, beside the loop's pass: it took no
     # turn on the entry, and told whatever its booking found.
-    telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == USER)
-    async with running_stack(tmp_path, free_tokens_per_day=0, telegram_server=telegram) as stack:
+    async with holding_messages_to(USER, tmp_path, admins="") as (stack, telegram):
         desk = stack.veil.desk
         paid = payment("stxBESIDE", payload="order-never-made")
         await desk.journal.record([paid])
@@ -645,11 +652,7 @@ async def test_a_refund_booked_while_the_flagged_notice_goes_out_is_told_to_the_
     # The notice read the payment (not refunded), then waited on Telegram; the refund was booked
     # meanwhile. The admin read "credited as 50 ★" of credit that was gone, and nobody told the
     # admin otherwise (only /stats showed it).
-    telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
-    async with running_stack(
-        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
-    ) as stack:
+    async with holding_messages_to(ADMIN, tmp_path) as (stack, telegram):
         desk = stack.veil.desk
         paying = asyncio.create_task(desk.take(payment("stxRACED", payload="order-never-made")))
         await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
