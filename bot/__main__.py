@@ -24,11 +24,7 @@ if __name__ == "__main__":
     capture_early()
 
 import asyncio
-import base64
-import binascii
 import errno
-import os
-import re
 import socket
 import sqlite3
 import sys
@@ -42,6 +38,7 @@ from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
 from common.stopping import process_main, stoppable
 from models import DataFolderError, MasterKeyFileError, StorageError
+from models.atrest import settle_drafts
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
 from models.store import holds_data_keys
@@ -125,7 +122,8 @@ def run_command(settings: BotSettings, args: list[str]) -> int:
         return 2
     if args[:1] == ["backup"]:
         return run_backup(settings, Path(args[1]))
-    settle_key_drafts(settings.master_key_path)
+    for line in settle_drafts(settings.master_key_path):
+        print(line, file=sys.stderr)  # noqa: T201 -- one line for the operator
     if lost_master_key(settings):
         return 2
     if args[:1] == ["reconcile"]:
@@ -190,78 +188,6 @@ def _broken_link(link: Path) -> str:
         if exc.errno == errno.ELOOP:  # not missing: it leads back to itself
             return f"{link} is a link that cannot be followed: {exc.strerror}"
     return f"{link} is a link to {link.readlink()}, which is not there"
-
-
-# The master key's draft: ``.<name>.<pid>.<8 hex>`` beside it (``models.atrest``), written
-# whole, linked into place, then removed.
-_KEY_DRAFT = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}")
-_MASTER_KEY_BYTES = 32
-
-
-def settle_key_drafts(path: Path) -> None:
-    """Settle the master key drafts a start killed while making the key left beside ``path``.
-
-    A SIGKILL between writing the draft and removing it left it in the data folder: a second,
-    hidden copy of a key (backed up, kept after the key is destroyed), or the only copy of one.
-    With the key file there, the draft goes (it is the key's second name, or a key that never
-    took its place and sealed nothing). Without it, a draft that holds a whole key takes its
-    place (the key it names, or one that sealed nothing), so no key is lost. A draft cut short
-    goes. A draft of a process still running (a command starting beside) is its own to settle.
-    """
-    for draft in key_drafts(path):
-        try:
-            if not path.exists() and whole_key(draft):
-                os.link(draft, path)
-                print(  # noqa: T201 -- one line for the operator
-                    f"veil: the master key draft {draft} took the missing {path}'s place",
-                    file=sys.stderr,
-                )
-            draft.unlink()
-        except FileExistsError:  # another start made the key meanwhile: the draft goes
-            draft.unlink(missing_ok=True)
-        except OSError as exc:
-            print(  # noqa: T201 -- one line for the operator
-                f"veil: cannot remove the master key draft {draft}: {exc.strerror}",
-                file=sys.stderr,
-            )
-
-
-def key_drafts(path: Path) -> list[Path]:
-    """The master key drafts beside ``path`` that no running process is writing."""
-    try:
-        names = sorted(entry.name for entry in path.parent.iterdir())
-    except OSError:  # no folder yet, or none to look in: that is the key's own line to tell
-        return []
-    drafts = []
-    for name in names:
-        found = _KEY_DRAFT.fullmatch(name)
-        if found and found["name"] == path.name and not _running(int(found["pid"])):
-            drafts.append(path.with_name(name))
-    return drafts
-
-
-def _running(pid: int) -> bool:
-    """Whether another process ``pid`` runs (ours, as the pid of a killed start reused, is not)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's: running
-        return True
-    return True
-
-
-def whole_key(draft: Path) -> bool:
-    """Whether ``draft`` is a file that holds a whole master key (base64 of 32 bytes)."""
-    try:
-        if not draft.is_file() or draft.is_symlink():
-            return False
-        key = base64.b64decode(draft.read_bytes().strip(), validate=True)
-    except (OSError, binascii.Error):
-        return False
-    return len(key) == _MASTER_KEY_BYTES
 
 
 def lost_master_key(settings: BotSettings) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import secrets
 import stat
 from typing import TYPE_CHECKING
@@ -41,6 +42,9 @@ _HISTORY_AAD = b"veil/history/v1|"
 _TITLE_AAD = b"veil/title/v1|"
 # Python strings may hold lone surrogates; storing them must not fail, and they must come back.
 _TEXT_ERRORS = "surrogatepass"
+# A new key's draft beside its file: ``.<name>.<pid>.<8 hex>``, written whole, linked into
+# place, then removed (``MasterKey._create``).
+_DRAFT = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}")
 
 
 def new_data_key() -> bytes:
@@ -93,7 +97,7 @@ class MasterKey:
         key = os.urandom(KEY_SIZE)
         # Written whole under a name of its own, then linked into place: a process starting at
         # the same moment finds no key or the whole key, never an empty file.
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")  # _DRAFT
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as file:
@@ -115,13 +119,7 @@ class MasterKey:
             raise
         except OSError as exc:
             raise MasterKeyFileError(f"cannot read master key file {path}: {exc.strerror}") from exc
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except binascii.Error as exc:
-            raise MasterKeyFileError(f"master key file {path} does not hold base64") from exc
-        if len(key) != KEY_SIZE:
-            raise MasterKeyFileError(f"master key file {path} must hold base64 of {KEY_SIZE} bytes")
-        return cls(key)
+        return cls(_decoded(path, encoded))
 
     def wrap(self, user_id: int, data_key: bytes) -> bytes:
         """Encrypt ``data_key`` for storage in ``user_id``'s row."""
@@ -140,6 +138,79 @@ class MasterKey:
             raise DataKeyCorrupted(
                 "a wrapped data key does not open: wrong master key, or the row was altered"
             ) from exc
+
+
+def settle_drafts(path: Path) -> list[str]:
+    """Settle the drafts a start killed while making the key left beside ``path``: lines to tell.
+
+    A SIGKILL between writing the draft and removing it left it in the data folder: a second,
+    hidden copy of a key (backed up, kept after the key is destroyed), or the only copy of one.
+    With the key file there, the draft goes (it is the key's second name, or a key that never
+    took its place and sealed nothing). Without it, a draft that holds a whole key takes its
+    place (the key it names, or one that sealed nothing), so no key is lost. A draft cut short
+    goes. A draft of a process still running (a command starting beside) is its own to settle.
+    """
+    lines = []
+    for draft in _drafts(path):
+        try:
+            if not path.exists() and _whole(draft):
+                os.link(draft, path)
+                lines.append(f"veil: the master key draft {draft} took the missing {path}'s place")
+            draft.unlink()
+        except FileExistsError:  # another start made the key meanwhile: the draft goes
+            draft.unlink(missing_ok=True)
+        except OSError as exc:
+            lines.append(f"veil: cannot remove the master key draft {draft}: {exc.strerror}")
+    return lines
+
+
+def _drafts(path: Path) -> list[Path]:
+    """The key drafts beside ``path`` that no running process is writing."""
+    try:
+        names = sorted(entry.name for entry in path.parent.iterdir())
+    except OSError:  # no folder yet, or none to look in: that is the key's own line to tell
+        return []
+    drafts = []
+    for name in names:
+        found = _DRAFT.fullmatch(name)
+        if found and found["name"] == path.name and not _running(int(found["pid"])):
+            drafts.append(path.with_name(name))
+    return drafts
+
+
+def _running(pid: int) -> bool:
+    """Whether another process ``pid`` runs (ours, as the pid of a killed start reused, is not)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: running
+        return True
+    return True
+
+
+def _whole(draft: Path) -> bool:
+    """Whether ``draft`` is a file that holds a whole key (its mode is the key file's to tell)."""
+    try:
+        if not draft.is_file() or draft.is_symlink():
+            return False
+        _decoded(draft, draft.read_bytes())
+    except (OSError, MasterKeyFileError):
+        return False
+    return True
+
+
+def _decoded(path: Path, encoded: bytes) -> bytes:
+    """The key a key file's bytes hold: base64 of exactly ``KEY_SIZE`` bytes."""
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as exc:
+        raise MasterKeyFileError(f"master key file {path} does not hold base64") from exc
+    if len(key) != KEY_SIZE:
+        raise MasterKeyFileError(f"master key file {path} must hold base64 of {KEY_SIZE} bytes")
+    return key
 
 
 def seal_body(data_key: bytes, place: TurnPlace, text: str) -> bytes:
