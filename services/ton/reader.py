@@ -210,35 +210,29 @@ class ChainReader:
         return ours
 
     async def _window(self, transfer: Transfer) -> _Sent:
-        """Our own transfers out from ``OWN_CHANGE_S`` before ``transfer`` to the last Gram read.
-
-        A window toncenter could not list (even after its 429 retries) is not asked again for
-        the ``excesses`` it would have covered: ``ToncenterUnavailable`` at once, so a flood of
-        them while toncenter refuses costs one lookup a page, not one (and its waits) each. A
-        page read again (a pass that failed on it) asks anew for those not dealt with yet.
-        """
-        if transfer.lt <= self._unlisted:
-            raise ToncenterUnavailable("toncenter could not list our transfers out just now")
+        """Our own transfers out from ``OWN_CHANGE_S`` before ``transfer`` to the last Gram read."""
         end = max(transfer.lt, self._gram_read)
-        try:
-            return await self._sent_out(transfer, end)
-        except ToncenterUnavailable:
-            self._unlisted = end
-            raise
+        return await self._listed(transfer, end, unlisted=end)
 
     async def _trace_sent(self, transfer: Transfer, window: _Sent) -> _Sent:
-        """Our own transfers out up to ``transfer``, for a ``window`` too full to answer it.
+        """Our own transfers out up to ``transfer``, for a ``window`` too full to answer it."""
+        return await self._listed(transfer, transfer.lt, unlisted=window.end_lt)
 
-        Refused as ``_window`` is: one toncenter could not answer (even after its 429 retries)
-        is not asked again for the later ``excesses`` of that window that are not among its
-        traces, so a flood of them costs one lookup (and its waits) a window, not one each.
+    async def _listed(self, transfer: Transfer, end_lt: int, *, unlisted: int) -> _Sent:
+        """Our own transfers out from ``OWN_CHANGE_S`` before ``transfer`` to ``end_lt``.
+
+        What toncenter could not list (even after its 429 retries) is not asked again for the
+        ``excesses`` up to ``unlisted`` (the window's end) that are not among the traces known:
+        ``ToncenterUnavailable`` at once, so a flood of them while toncenter refuses costs one
+        lookup (and its waits) a window, not one each. A page read again (a pass that failed on
+        it) asks anew for those not dealt with yet.
         """
         if transfer.lt <= self._unlisted:
             raise ToncenterUnavailable("toncenter could not list our transfers out just now")
         try:
-            return await self._sent_out(transfer, transfer.lt)
+            return await self._sent_out(transfer, end_lt)
         except ToncenterUnavailable:
-            self._unlisted = max(self._unlisted, window.end_lt)
+            self._unlisted = max(self._unlisted, unlisted)
             raise
 
     async def _sent_out(self, transfer: Transfer, end_lt: int) -> _Sent:
