@@ -1684,6 +1684,49 @@ async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_hist
     assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
 
 
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+async def test_forget_while_the_page_keeps_its_answer_keeps_nothing_of_it(
+    browser: Browser, tmp_path: Path, script: str
+) -> None:
+    # Without Web Locks: Forget was pressed as the page kept its answer (the first of a
+    # history, the keychain slow to give the key). The Forget erased, destroyed the key and
+    # made a new one; the keeping then found the new key the keychain's and wrote the erased
+    # conversation's exchange under it, back on the screen and sent as the next question's
+    # context, though the page had said the history was forgotten.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + script)
+        page = await context.new_page()
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        await page.click("#about-title")
+        stack.to_bot.hold_replies = b"POST /app/api/relay"  # the answer waits on its way
+        await ask(page, QUESTION)
+        await wait_until(lambda: len(stack.vllm.requests) == 1)
+        stack.to_bot.hold_replies = None
+        keychain.hold_reads, keychain.reads_to_hold = asyncio.Event(), 1
+        stack.to_bot.replies_released.set()
+        await wait_until(lambda: keychain.reads_waiting == 1)  # keeping it, the key slow to come
+        await page.click("#forget")
+        async with asyncio.timeout(15):  # forgotten, or waiting for the answer to be kept
+            while not script and not await pending_locks(page):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+            while script and await page.get_attribute("#notice", "data-kind") != "forgotten":  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+        keychain.hold_reads.set()
+        await page.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await page.wait_for_selector("#send[data-state=send]", timeout=15000)
+        assert "another page" not in await page.inner_text("#notice")
+        assert await page.locator(".bubble").count() == 0
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        await answered(page, "And the red one?")
+        assert await page.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
 async def forgetting_or_waiting(page: Page, keychain: Keychain) -> bool:
     """Whether ``page``'s Forget is removing the key, or waits to read the history."""
     return keychain.removing.is_set() or await pending_locks(page) > 0

@@ -61,6 +61,7 @@ export class History {
     this.markSlot = `${this.slot}:forgotten`; // the device's last Forget (``mark``)
     this.epoch = null; // the mark read with the turns and key held: ``save`` writes under no other
     this.forgottenElsewhere = false; // what this page held was dropped: another page forgot it
+    this.erases = 0; // this page's Forgets: an exchange being kept across one is not kept
   }
 
   /**
@@ -194,11 +195,15 @@ export class History {
   /**
    * Keep an exchange; false when the device's storage has no room even for it alone. An
    * exchange asked before Forget on another page belongs to the erased history: not kept.
+   * Nor one this page's own Forget overtook (without Web Locks it does not wait for ``add``).
    */
   add(question, answer) {
     return this.exclusive(async () => {
+      const erases = this.erases;
       for (let tries = 1; ; tries += 1) {
+        if (this.erases !== erases) return true; // forgotten here meanwhile: neither is kept
         if (!(await this.takeIn())) return true;
+        if (this.erases !== erases) return true;
         // The history read on the try before is gone: Forget on another page erased it (and
         // its key is still being removed), so neither it nor this exchange is kept or sent.
         if (tries > 1 && this.read === null) {
@@ -211,8 +216,9 @@ export class History {
         // Without Web Locks another page may have written since this one read: read it in
         // again rather than write over its exchange (with them, none has), starting from what
         // is stored and never with this exchange already in.
-        const saved = await this.save(tries < ADD_TRIES);
+        const saved = await this.save(tries < ADD_TRIES, erases);
         if (saved !== CHANGED) return saved;
+        if (this.erases !== erases) return true; // (its turns are the new history's now)
         this.turns = before;
       }
     });
@@ -223,14 +229,15 @@ export class History {
    * never the newest: false (the stored history left as it was) if even that does not fit.
    * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
    * last read (another page's write since). ``CHANGED`` too, careful or not, after Forget on
-   * another page since the turns were read (its mark): they are never written back.
+   * another page since the turns were read (its mark): they are never written back, nor
+   * after this page's own Forget since ``erases`` (its count of them) was read.
    */
-  async save(careful = false) {
+  async save(careful = false, erases = this.erases) {
     if (!this.persistent || !this.local) return true;
     let turns = this.turns;
     for (;;) {
       const sealed = await sealHistory(this.key, turns);
-      if (this.mark !== this.epoch) return CHANGED;
+      if (this.mark !== this.epoch || this.erases !== erases) return CHANGED;
       if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
       try {
         this.local.setItem(this.slot, sealed);
@@ -255,6 +262,7 @@ export class History {
   }
 
   async erase() {
+    this.erases += 1;
     this.turns = [];
     if (this.local) {
       this.local.removeItem(this.slot);
