@@ -99,10 +99,15 @@ class Keychain:
         self.hold_reads: asyncio.Event | None = None
         self.reads_to_hold = 0
         self.reads_waiting = 0
+        # Set ``unsupported``, and every request fails as in an app without a keychain (Telegram
+        # Desktop, the web apps: Bot API 9.0+ all the same), ``UNSUPPORTED``.
+        self.unsupported = False
 
     async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
         """Answer one SecureStorage request event."""
         req_id = payload["req_id"]
+        if self.unsupported:
+            return ["secure_storage_failed", {"req_id": req_id, "error": "UNSUPPORTED"}]
         if method == "web_app_secure_storage_save_key" and payload["value"] is None and self.hold:
             self.removing.set()
             await self.hold.wait()
@@ -1550,6 +1555,32 @@ async def test_forget_on_a_page_the_keychain_did_not_answer_at_open_destroys_the
         assert await first.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
         await context.close()
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
+async def test_forget_in_an_app_without_a_keychain_is_not_told_as_a_key_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # An app of Bot API 9.0+ without SecureStorage (Telegram Desktop, the web apps) refuses
+    # each keychain request. Its Forget tried to remove the key all the same, was refused, and
+    # said the keychain had kept the key (press Forget again later); that Forget stayed due,
+    # so the page said so again at every opening, and no Forget could ever end it.
+    keychain = Keychain()
+    keychain.unsupported = True
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        assert "history is not saved" in await page.inner_text("#notice")
+        await answered(page, QUESTION)
+        await page.click("#about-title")
+        await page.click("#forget")
+        await page.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert await page.inner_text("#notice") == "History erased: its key is destroyed."
+        assert await page.locator(".bubble").count() == 0
+        await page.reload()
+        await ready(page)
+        assert "history is not saved" in await page.inner_text("#notice")
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT + ':forget'!r})") is None
+        await page.context.close()
 
 
 @pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])

@@ -22,6 +22,9 @@ const AAD = utf8("veil/history/v1");
 const MAX_TURNS = 200;
 const CHANGED = "changed"; // save(): another page wrote the history since it was read
 const ADD_TRIES = 3; // reads and writes of one exchange while other pages keep writing
+// A keychain request's failure in an app of Bot API 9.0+ that has no keychain (Telegram
+// Desktop, the web apps): there is no key to destroy there.
+const NO_KEYCHAIN = "UNSUPPORTED";
 
 function context(key) {
   return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
@@ -254,7 +257,8 @@ export class History {
    * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
    * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
    * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
-   * every page of the device, and the next one opened, tries the removal again first.
+   * every page of the device, and the next one opened, tries the removal again first. An app
+   * without a keychain (it answers ``UNSUPPORTED``) has no key in it: nothing is due there.
    * The erase leaves a new mark: a page that read before it writes nothing it then held.
    */
   forget() {
@@ -277,8 +281,8 @@ export class History {
     if (this.persistent || this.forgetPending || this.secure?.available) {
       try {
         await this.secure.remove(KEY_NAME);
-      } catch {
-        destroyed = false;
+      } catch (error) {
+        destroyed = error?.message === NO_KEYCHAIN; // (no keychain: no key in it either)
       }
     }
     this.key = null;

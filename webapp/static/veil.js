@@ -5911,6 +5911,7 @@
   var MAX_TURNS = 200;
   var CHANGED = "changed";
   var ADD_TRIES = 3;
+  var NO_KEYCHAIN = "UNSUPPORTED";
   function context(key) {
     return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
   }
@@ -6116,7 +6117,8 @@
      * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
      * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
      * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
-     * every page of the device, and the next one opened, tries the removal again first.
+     * every page of the device, and the next one opened, tries the removal again first. An app
+     * without a keychain (it answers ``UNSUPPORTED``) has no key in it: nothing is due there.
      * The erase leaves a new mark: a page that read before it writes nothing it then held.
      */
     forget() {
@@ -6136,8 +6138,8 @@
       if (this.persistent || this.forgetPending || this.secure?.available) {
         try {
           await this.secure.remove(KEY_NAME);
-        } catch {
-          destroyed = false;
+        } catch (error) {
+          destroyed = error?.message === NO_KEYCHAIN;
         }
       }
       this.key = null;
