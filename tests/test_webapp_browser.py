@@ -99,10 +99,15 @@ class Keychain:
         self.hold_reads: asyncio.Event | None = None
         self.reads_to_hold = 0
         self.reads_waiting = 0
+        # Set ``unsupported``, and every request fails as in an app without a keychain (Telegram
+        # Desktop, the web apps: Bot API 9.0+ all the same), ``UNSUPPORTED``.
+        self.unsupported = False
 
     async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
         """Answer one SecureStorage request event."""
         req_id = payload["req_id"]
+        if self.unsupported:
+            return ["secure_storage_failed", {"req_id": req_id, "error": "UNSUPPORTED"}]
         if method == "web_app_secure_storage_save_key" and payload["value"] is None and self.hold:
             self.removing.set()
             await self.hold.wait()
@@ -1552,6 +1557,32 @@ async def test_forget_on_a_page_the_keychain_did_not_answer_at_open_destroys_the
     assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
 
 
+async def test_forget_in_an_app_without_a_keychain_is_not_told_as_a_key_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # An app of Bot API 9.0+ without SecureStorage (Telegram Desktop, the web apps) refuses
+    # each keychain request. Its Forget tried to remove the key all the same, was refused, and
+    # said the keychain had kept the key (press Forget again later); that Forget stayed due,
+    # so the page said so again at every opening, and no Forget could ever end it.
+    keychain = Keychain()
+    keychain.unsupported = True
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        assert "history is not saved" in await page.inner_text("#notice")
+        await answered(page, QUESTION)
+        await page.click("#about-title")
+        await page.click("#forget")
+        await page.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert await page.inner_text("#notice") == "History erased: its key is destroyed."
+        assert await page.locator(".bubble").count() == 0
+        await page.reload()
+        await ready(page)
+        assert "history is not saved" in await page.inner_text("#notice")
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT + ':forget'!r})") is None
+        await page.context.close()
+
+
 @pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
 async def test_forget_on_another_page_while_an_answer_is_written_keeps_nothing_of_it(
     browser: Browser, tmp_path: Path, script: str
@@ -1682,6 +1713,49 @@ async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_hist
         assert await second.locator(".bubble").all_inner_texts() == ["And the green one?", ANSWER]
         await context.close()
     assert [m["content"] for m in stack.vllm.requests[2]["messages"]] == ["And the green one?"]
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+async def test_forget_while_the_page_keeps_its_answer_keeps_nothing_of_it(
+    browser: Browser, tmp_path: Path, script: str
+) -> None:
+    # Without Web Locks: Forget was pressed as the page kept its answer (the first of a
+    # history, the keychain slow to give the key). The Forget erased, destroyed the key and
+    # made a new one; the keeping then found the new key the keychain's and wrote the erased
+    # conversation's exchange under it, back on the screen and sent as the next question's
+    # context, though the page had said the history was forgotten.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + script)
+        page = await context.new_page()
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        await page.click("#about-title")
+        stack.to_bot.hold_replies = b"POST /app/api/relay"  # the answer waits on its way
+        await ask(page, QUESTION)
+        await wait_until(lambda: len(stack.vllm.requests) == 1)
+        stack.to_bot.hold_replies = None
+        keychain.hold_reads, keychain.reads_to_hold = asyncio.Event(), 1
+        stack.to_bot.replies_released.set()
+        await wait_until(lambda: keychain.reads_waiting == 1)  # keeping it, the key slow to come
+        await page.click("#forget")
+        async with asyncio.timeout(15):  # forgotten, or waiting for the answer to be kept
+            while not script and not await pending_locks(page):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+            while script and await page.get_attribute("#notice", "data-kind") != "forgotten":  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+        keychain.hold_reads.set()
+        await page.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await page.wait_for_selector("#send[data-state=send]", timeout=15000)
+        assert "another page" not in await page.inner_text("#notice")
+        assert await page.locator(".bubble").count() == 0
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
+        await answered(page, "And the red one?")
+        assert await page.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await context.close()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
 
 
 async def forgetting_or_waiting(page: Page, keychain: Keychain) -> bool:

@@ -22,6 +22,9 @@ const AAD = utf8("veil/history/v1");
 const MAX_TURNS = 200;
 const CHANGED = "changed"; // save(): another page wrote the history since it was read
 const ADD_TRIES = 3; // reads and writes of one exchange while other pages keep writing
+// A keychain request's failure in an app of Bot API 9.0+ that has no keychain (Telegram
+// Desktop, the web apps): there is no key to destroy there.
+const NO_KEYCHAIN = "UNSUPPORTED";
 
 function context(key) {
   return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
@@ -61,6 +64,7 @@ export class History {
     this.markSlot = `${this.slot}:forgotten`; // the device's last Forget (``mark``)
     this.epoch = null; // the mark read with the turns and key held: ``save`` writes under no other
     this.forgottenElsewhere = false; // what this page held was dropped: another page forgot it
+    this.erases = 0; // this page's Forgets: an exchange being kept across one is not kept
   }
 
   /**
@@ -194,11 +198,15 @@ export class History {
   /**
    * Keep an exchange; false when the device's storage has no room even for it alone. An
    * exchange asked before Forget on another page belongs to the erased history: not kept.
+   * Nor one this page's own Forget overtook (without Web Locks it does not wait for ``add``).
    */
   add(question, answer) {
     return this.exclusive(async () => {
+      const erases = this.erases;
       for (let tries = 1; ; tries += 1) {
+        if (this.erases !== erases) return true; // forgotten here meanwhile: neither is kept
         if (!(await this.takeIn())) return true;
+        if (this.erases !== erases) return true;
         // The history read on the try before is gone: Forget on another page erased it (and
         // its key is still being removed), so neither it nor this exchange is kept or sent.
         if (tries > 1 && this.read === null) {
@@ -211,8 +219,9 @@ export class History {
         // Without Web Locks another page may have written since this one read: read it in
         // again rather than write over its exchange (with them, none has), starting from what
         // is stored and never with this exchange already in.
-        const saved = await this.save(tries < ADD_TRIES);
+        const saved = await this.save(tries < ADD_TRIES, erases);
         if (saved !== CHANGED) return saved;
+        if (this.erases !== erases) return true; // (its turns are the new history's now)
         this.turns = before;
       }
     });
@@ -223,14 +232,15 @@ export class History {
    * never the newest: false (the stored history left as it was) if even that does not fit.
    * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
    * last read (another page's write since). ``CHANGED`` too, careful or not, after Forget on
-   * another page since the turns were read (its mark): they are never written back.
+   * another page since the turns were read (its mark): they are never written back, nor
+   * after this page's own Forget since ``erases`` (its count of them) was read.
    */
-  async save(careful = false) {
+  async save(careful = false, erases = this.erases) {
     if (!this.persistent || !this.local) return true;
     let turns = this.turns;
     for (;;) {
       const sealed = await sealHistory(this.key, turns);
-      if (this.mark !== this.epoch) return CHANGED;
+      if (this.mark !== this.epoch || this.erases !== erases) return CHANGED;
       if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
       try {
         this.local.setItem(this.slot, sealed);
@@ -247,7 +257,8 @@ export class History {
    * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
    * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
    * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
-   * every page of the device, and the next one opened, tries the removal again first.
+   * every page of the device, and the next one opened, tries the removal again first. An app
+   * without a keychain (it answers ``UNSUPPORTED``) has no key in it: nothing is due there.
    * The erase leaves a new mark: a page that read before it writes nothing it then held.
    */
   forget() {
@@ -255,6 +266,7 @@ export class History {
   }
 
   async erase() {
+    this.erases += 1;
     this.turns = [];
     if (this.local) {
       this.local.removeItem(this.slot);
@@ -269,8 +281,8 @@ export class History {
     if (this.persistent || this.forgetPending || this.secure?.available) {
       try {
         await this.secure.remove(KEY_NAME);
-      } catch {
-        destroyed = false;
+      } catch (error) {
+        destroyed = error?.message === NO_KEYCHAIN; // (no keychain: no key in it either)
       }
     }
     this.key = null;

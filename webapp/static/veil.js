@@ -5911,6 +5911,7 @@
   var MAX_TURNS = 200;
   var CHANGED = "changed";
   var ADD_TRIES = 3;
+  var NO_KEYCHAIN = "UNSUPPORTED";
   function context(key) {
     return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
   }
@@ -5944,6 +5945,7 @@
       this.markSlot = `${this.slot}:forgotten`;
       this.epoch = null;
       this.forgottenElsewhere = false;
+      this.erases = 0;
     }
     /**
      * Run ``work`` while no other page of this user on the device reads or writes the history.
@@ -6063,11 +6065,15 @@
     /**
      * Keep an exchange; false when the device's storage has no room even for it alone. An
      * exchange asked before Forget on another page belongs to the erased history: not kept.
+     * Nor one this page's own Forget overtook (without Web Locks it does not wait for ``add``).
      */
     add(question, answer) {
       return this.exclusive(async () => {
+        const erases = this.erases;
         for (let tries = 1; ; tries += 1) {
+          if (this.erases !== erases) return true;
           if (!await this.takeIn()) return true;
+          if (this.erases !== erases) return true;
           if (tries > 1 && this.read === null) {
             this.turns = [];
             return true;
@@ -6075,8 +6081,9 @@
           const before = this.turns;
           const exchange = [{ role: "user", content: question }, { role: "assistant", content: answer }];
           this.turns = [...before, ...exchange].slice(-MAX_TURNS);
-          const saved = await this.save(tries < ADD_TRIES);
+          const saved = await this.save(tries < ADD_TRIES, erases);
           if (saved !== CHANGED) return saved;
+          if (this.erases !== erases) return true;
           this.turns = before;
         }
       });
@@ -6086,14 +6093,15 @@
      * never the newest: false (the stored history left as it was) if even that does not fit.
      * ``careful``: ``CHANGED``, nothing written, when the stored history is no longer the one
      * last read (another page's write since). ``CHANGED`` too, careful or not, after Forget on
-     * another page since the turns were read (its mark): they are never written back.
+     * another page since the turns were read (its mark): they are never written back, nor
+     * after this page's own Forget since ``erases`` (its count of them) was read.
      */
-    async save(careful = false) {
+    async save(careful = false, erases = this.erases) {
       if (!this.persistent || !this.local) return true;
       let turns = this.turns;
       for (; ; ) {
         const sealed = await sealHistory(this.key, turns);
-        if (this.mark !== this.epoch) return CHANGED;
+        if (this.mark !== this.epoch || this.erases !== erases) return CHANGED;
         if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
         try {
           this.local.setItem(this.slot, sealed);
@@ -6109,13 +6117,15 @@
      * Destroy the key and the ciphertext: nothing kept can be read again. False when the keychain
      * would not remove the key: the ciphertext is gone all the same, and nothing more is kept
      * (this page: a key of its own life) rather than sealed again under the key to be destroyed;
-     * every page of the device, and the next one opened, tries the removal again first.
+     * every page of the device, and the next one opened, tries the removal again first. An app
+     * without a keychain (it answers ``UNSUPPORTED``) has no key in it: nothing is due there.
      * The erase leaves a new mark: a page that read before it writes nothing it then held.
      */
     forget() {
       return this.exclusive(() => this.erase());
     }
     async erase() {
+      this.erases += 1;
       this.turns = [];
       if (this.local) {
         this.local.removeItem(this.slot);
@@ -6128,8 +6138,8 @@
       if (this.persistent || this.forgetPending || this.secure?.available) {
         try {
           await this.secure.remove(KEY_NAME);
-        } catch {
-          destroyed = false;
+        } catch (error) {
+          destroyed = error?.message === NO_KEYCHAIN;
         }
       }
       this.key = null;
