@@ -109,7 +109,7 @@ class MasterKey:
             fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
             with os.fdopen(fd, "wb") as file:
                 try:
-                    if not _locked_draft(fd):
+                    if not _locked_draft(fd, draft):
                         continue
                     file.write(base64.b64encode(key) + b"\n")
                     file.flush()
@@ -194,7 +194,7 @@ def _drafts(path: Path) -> list[tuple[Path, int]]:
     return drafts
 
 
-def _locked_draft(fd: int) -> bool:
+def _locked_draft(fd: int, draft: Path) -> bool:
     """Lock the draft we made at ``fd`` until it is closed; False when another start removed it.
 
     Between making the draft and locking it, a start settling drafts may take it for one cut
@@ -204,7 +204,17 @@ def _locked_draft(fd: int) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError:  # a file system without flock: the pid in its name tells, as before
         return True
-    return os.fstat(fd).st_nlink > 0
+    return _still_named(fd, draft)
+
+
+def _still_named(fd: int, draft: Path) -> bool:
+    """Whether the file open at ``fd`` is still the one named ``draft`` (not settled away)."""
+    try:
+        named = draft.lstat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 @contextlib.contextmanager
@@ -233,7 +243,7 @@ def _abandoned(draft: Path, pid: int) -> Iterator[bool]:
         except OSError:
             yield not _running(pid)
             return
-        yield True
+        yield _still_named(fd, draft)  # else another start settled it before we locked it
     finally:
         os.close(fd)
 

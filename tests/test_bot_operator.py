@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import signal
 import socket
 import sqlite3
@@ -363,6 +364,60 @@ def test_a_key_draft_removed_before_its_writer_locked_it_is_made_again(tmp_path:
     assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
     key = MasterKey.load_or_create(key_file)  # the one both starts ended with
     assert key.unwrap(1, base64.b64decode(wrapped)) == bytes(32)
+
+
+# A start settling the key's drafts, held (an audit hook) before it locks the first one; it
+# says "held", goes on at a line on stdin, and prints the lines it has for the operator.
+HELD_SETTLING = """
+import json, sys
+from pathlib import Path
+from models.atrest import settle_drafts
+held = []
+def hold(event, args):
+    if event == "fcntl.flock" and not held:
+        held.append(event)
+        print("held", flush=True)
+        sys.stdin.readline()
+sys.addaudithook(hold)
+print(json.dumps(settle_drafts(Path(sys.argv[1]))), flush=True)
+"""
+
+
+def test_a_key_draft_another_start_settled_meanwhile_is_left_without_a_line(
+    tmp_path: Path,
+) -> None:
+    # Two starts beside each other over a killed start's draft: the second opened it, the first
+    # settled it (linked into place, removed), then the second took its lock and said it
+    # "cannot remove the master key draft …: No such file or directory".
+    data = tmp_path / "data"
+    key_file = data / "master.key"
+    killed = run_python("-c", KILLED_MAKING_THE_KEY, str(key_file), "os.link")
+    assert killed.returncode == -signal.SIGKILL
+    (draft,) = data.glob(".master.key.*")
+    key = draft.read_bytes()
+    second = subprocess.Popen(  # noqa: S603 -- this interpreter, this project's own code
+        [sys.executable, "-c", HELD_SETTLING, str(key_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+    )
+    try:
+        assert second.stdout is not None
+        assert second.stdout.readline() == "held\n"
+        first = bot_command(data, "audit")
+        assert first.returncode == 0, first.stderr
+        assert "took the missing" in first.stderr
+        told, errors = second.communicate("go\n", timeout=60)
+    finally:
+        second.kill()
+        second.wait()
+    assert second.returncode == 0, errors
+    assert json.loads(told) == []
+    assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
+    assert key_file.read_bytes() == key
 
 
 def held_making_the_key(key_file: Path, event: str) -> subprocess.Popen[str]:
