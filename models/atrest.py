@@ -159,7 +159,8 @@ def settle_drafts(path: Path) -> list[str]:
     With the key file there, the draft goes (it is the key's second name, or a key that never
     took its place and sealed nothing). Without it, a draft that holds a whole key takes its
     place (the key it names, or one that sealed nothing), so no key is lost. A draft cut short
-    goes. A draft of a process still running (a command starting beside) is its own to settle.
+    goes. A draft its writer still holds (its lock: a start beside, in this container or
+    another) is its own to settle.
     """
     lines = []
     for draft, pid in _drafts(path):
