@@ -7,6 +7,8 @@ leaves what was there as it was: the running bot's answers and holds, the histor
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import signal
 import socket
 import sqlite3
@@ -274,6 +276,161 @@ def test_a_key_draft_cut_short_goes_and_a_new_key_is_made(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
     MasterKey.load_or_create(data / "master.key")  # a whole key
+
+
+# A start making the master key, held (an audit hook) the first time at the event named; it
+# says "held", goes on at a line on stdin, and prints a data key it wrapped under the key it
+# ended with.
+HELD_MAKING_THE_KEY = """
+import base64, sys
+from pathlib import Path
+from models import MasterKey
+held = []
+def hold(event, args):
+    if event == sys.argv[2] and not held:
+        held.append(event)
+        print("held", flush=True)
+        sys.stdin.readline()
+sys.addaudithook(hold)
+key = MasterKey.load_or_create(Path(sys.argv[1]))
+print(base64.b64encode(key.wrap(1, bytes(32))).decode(), flush=True)
+"""
+# A process in a pid namespace of its own (another container's), where it is pid 1.
+IN_ANOTHER_CONTAINER = ["unshare", "--pid", "--fork", "--map-root-user"]
+
+
+def another_container() -> bool:
+    """Whether processes may be started here in a pid namespace of their own."""
+    try:
+        made = subprocess.run(  # noqa: S603 -- unshare, to run `true`
+            [*IN_ANOTHER_CONTAINER, "true"], capture_output=True, check=False
+        )
+    except OSError:
+        return False
+    return made.returncode == 0
+
+
+@pytest.mark.skipif(not another_container(), reason="no pid namespaces here (unshare)")
+def test_a_key_draft_another_container_is_writing_is_left_to_it(tmp_path: Path) -> None:
+    # Two containers on one data folder (a bot starting, `docker compose run --rm bot audit`
+    # beside it): a pid in the draft's name means nothing in the other, where it was taken
+    # for a killed start's. The draft still being written was linked into place and removed
+    # under its writer, whose own link then failed: that start stopped, the key unmade.
+    data = tmp_path / "data"
+    key_file = data / "master.key"
+    writer = held_making_the_key(key_file, "os.link")  # the draft whole, not linked yet
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "held\n"
+        audit = subprocess.run(  # noqa: S603 -- this interpreter, this project's own code
+            [*IN_ANOTHER_CONTAINER, sys.executable, "-m", "bot", "audit"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**child_environment(), **start_settings(data)},
+            timeout=60,
+            check=False,
+        )
+        assert audit.returncode == 0, audit.stderr
+        assert "master key draft" not in audit.stderr
+        wrapped, errors = writer.communicate("go\n", timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == 0, errors
+    assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
+    key = MasterKey.load_or_create(key_file)  # the one both starts ended with
+    assert key.unwrap(1, base64.b64decode(wrapped)) == bytes(32)
+
+
+def test_a_key_draft_removed_before_its_writer_locked_it_is_made_again(tmp_path: Path) -> None:
+    # Made, not locked yet: empty and unlocked, as one a start killed at once left, so a start
+    # beside settles it away; its writer, finding it gone once locked, makes another.
+    data = tmp_path / "data"
+    key_file = data / "master.key"
+    writer = held_making_the_key(key_file, "fcntl.flock")
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "held\n"
+        assert [path.read_bytes() for path in data.glob(".master.key.*")] == [b""]
+        audit = bot_command(data, "audit")
+        assert audit.returncode == 0, audit.stderr
+        assert not list(data.glob(".master.key.*"))
+        wrapped, errors = writer.communicate("go\n", timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == 0, errors
+    assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
+    key = MasterKey.load_or_create(key_file)  # the one both starts ended with
+    assert key.unwrap(1, base64.b64decode(wrapped)) == bytes(32)
+
+
+# A start settling the key's drafts, held (an audit hook) before it locks the first one; it
+# says "held", goes on at a line on stdin, and prints the lines it has for the operator.
+HELD_SETTLING = """
+import json, sys
+from pathlib import Path
+from models.atrest import settle_drafts
+held = []
+def hold(event, args):
+    if event == "fcntl.flock" and not held:
+        held.append(event)
+        print("held", flush=True)
+        sys.stdin.readline()
+sys.addaudithook(hold)
+print(json.dumps(settle_drafts(Path(sys.argv[1]))), flush=True)
+"""
+
+
+def test_a_key_draft_another_start_settled_meanwhile_is_left_without_a_line(
+    tmp_path: Path,
+) -> None:
+    # Two starts beside each other over a killed start's draft: the second opened it, the first
+    # settled it (linked into place, removed), then the second took its lock and said it
+    # "cannot remove the master key draft …: No such file or directory".
+    data = tmp_path / "data"
+    key_file = data / "master.key"
+    killed = run_python("-c", KILLED_MAKING_THE_KEY, str(key_file), "os.link")
+    assert killed.returncode == -signal.SIGKILL
+    (draft,) = data.glob(".master.key.*")
+    key = draft.read_bytes()
+    second = subprocess.Popen(  # noqa: S603 -- this interpreter, this project's own code
+        [sys.executable, "-c", HELD_SETTLING, str(key_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+    )
+    try:
+        assert second.stdout is not None
+        assert second.stdout.readline() == "held\n"
+        first = bot_command(data, "audit")
+        assert first.returncode == 0, first.stderr
+        assert "took the missing" in first.stderr
+        told, errors = second.communicate("go\n", timeout=60)
+    finally:
+        second.kill()
+        second.wait()
+    assert second.returncode == 0, errors
+    assert json.loads(told) == []
+    assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
+    assert key_file.read_bytes() == key
+
+
+def held_making_the_key(key_file: Path, event: str) -> subprocess.Popen[str]:
+    """A start making the master key at ``key_file``, held at ``event``: HELD_MAKING_THE_KEY."""
+    return subprocess.Popen(  # noqa: S603 -- this interpreter, this project's own code
+        [sys.executable, "-c", HELD_MAKING_THE_KEY, str(key_file), event],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=child_environment(),
+    )
 
 
 # A signal while the bot's process ends: atexit runs after main returned (its handlers put
