@@ -783,3 +783,22 @@ def test_a_reply_to_a_forward_of_veil_s_answer_carries_it_as_veil_s_alone() -> N
     assert replied_context(replying_to_a_forward_of(other), BOT_ID, Catalogs()) == (
         ("user", f"{fold}\nThe moon is rock."),
     )
+
+
+@pytest.mark.parametrize(("author", "kept"), [(BOT_ID, False), (BOB, True)], ids=["veil", "bob"])
+async def test_a_forward_of_veil_s_answer_asked_in_private_is_read_without_its_thinking(
+    tmp_path: Path,
+    author: int,
+    kept: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # A forward of Veil's answer sent to Veil as the question went to the model whole, its
+    # folded thinking with it: read as a reply to it is, Veil's fold left out. Anyone else's
+    # quote opening with the mark is theirs, and read.
+    fold = "💭 a thought"
+    text = f"{fold}\nThe moon is rock."
+    entities = [{"type": "expandable_blockquote", "offset": 0, "length": units(fold)}]
+    async with running_stack(tmp_path, **FAST) as stack:
+        stack.telegram.forward_text(ANN, text, author=author, entities=entities)
+        context = await asked(stack, 1)
+    question = context[-1]
+    assert question == ("user", text if kept else "The moon is rock.")
