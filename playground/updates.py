@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from playground.payments import SUBSCRIPTION_PERIOD
 from playground.state import GROUP_TYPES, one_level
 from playground.text import entity_text, user_entities, utf16_len
-from playground.topics import open_topic
+from playground.topics import open_topic, set_closed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -389,6 +389,22 @@ class UserActions:
             self._posted(message)
         self._tell_bot(user, chat, message)
         return topic.thread_id
+
+    def close_topic(
+        self, user_id: int, chat_id: int, thread_id: int, *, closed: bool = True
+    ) -> int:
+        """``user_id`` (an admin of the supergroup) closes forum topic ``thread_id``: an update_id.
+
+        Or reopens it (``closed`` False). Its service message (``forum_topic_closed``,
+        ``forum_topic_reopened``) is in the topic, and sent to the bot, as service messages are
+        even in privacy mode. Only admins write there while it is closed (``playground.topics``).
+        """
+        user, chat = self._sender(user_id, chat_id=chat_id)
+        self._state.set_member(chat_id, user_id, "administrator")
+        message = set_closed(self._state, chat, user, thread_id, closed=closed)
+        if self._posted is not None:
+            self._posted(message)
+        return self._push({"message": message})
 
     def guest_message(  # noqa: PLR0913 - the fake's API mirrors a message's fields
         self,
