@@ -856,3 +856,17 @@ def test_veil_s_own_fold_as_rendered_is_left_out(language: str, markdown: str) -
         for e in folded.entities
     ]
     assert words_of(entity_answer(header + folded.text, moved), BOT_ID) == header + answer.text
+
+
+async def test_a_forward_of_veil_s_notice_asked_in_private_is_not_asked(tmp_path: Path) -> None:
+    # A notice of Veil's (a failure told in place of an answer) forwarded to Veil went to the
+    # model as the question, and was charged: it is no answer of Veil's to ask about.
+    async with running_stack(tmp_path, **FAST) as stack:
+        busy = stack.veil.catalogs.for_language("ru")("error_busy")
+        stack.telegram.forward_text(ANN, busy, author=BOT_ID, entities=[])
+        told = await stack.telegram.wait_for("sendMessage")
+        stack.telegram.forward_text(ANN, busy, author=BOB, entities=[])  # anyone else's: theirs
+        context = await asked(stack, 1)
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("forwarded_notice")
+    assert context[-1] == ("user", busy)
