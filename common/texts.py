@@ -30,7 +30,7 @@ NOTICES = frozenset(
         *("ton_assign_not_found", "ton_assign_ambiguous", "ton_assign_not_unmatched"),
         "ton_assign_unpriced",
         *("cancelled", "interrupted", "unread", "edited", "ask_usage"),
-        *("guest_media", "guest_replied_media", "guest_forwarded"),
+        *("guest_media", "guest_replied_media", "guest_forwarded", "forwarded_notice"),
         *("group_media", "group_replied_media", "group_ask_as_yourself", "group_wait_your_turn"),
         *("answer_cut", "answer_cut_here", "answer_broke_off", "answer_lost_here"),
         *("answer_stalled_here", "answer_window_full", "answer_window_full_here"),

@@ -183,9 +183,8 @@ class PasteParts(BaseMiddleware):
             and event.from_user is not None
         ):
             key = (event.from_user.id, topic_of(event))
-            pasted = await self.pastes.whole(
-                key, event.message_id, event.text, data.get("let_next_in")
-            )
+            text = asked_text(event, data["bot"].id)
+            pasted = await self.pastes.whole(key, event.message_id, text, data.get("let_next_in"))
             if pasted is None:
                 return None
             data["pasted"] = pasted
@@ -715,7 +714,11 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await message.answer(texts("replied_media"))
         return
     thread_id = topic_of(message)
-    prompt = message.text if pasted is None else pasted
+    prompt = asked_text(message, bot.id) if pasted is None else pasted
+    if veils(message, bot.id) and texts.catalogs.says(prompt):  # a forward of Veil's notice
+        log.info("chat.forwarded_notice")
+        await message.answer(texts("forwarded_notice"))
+        return
     await opened_topic(message, chat, texts)
     replied = None if message.quote is not None else replied_text(message, bot.id, texts.catalogs)
     prompt = with_quote(message, prompt)
@@ -731,6 +734,20 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         thread_id=thread_id,
         replied=replied,
     )
+
+
+def asked_text(message: Message, bot_id: int) -> str:
+    """The text ``message`` asks: its own, or Veil's answer it forwards, read without the thinking.
+
+    A forward of Veil's answer (``veils``) is the user's question quoting Veil: the thinking
+    Veil folded before it went to the model as the question's first words. It is read as a
+    reply to Veil's answer is (``words_of``); anyone else's quote opening with the mark is
+    theirs, and read. A forward of Veil's notice, whole, is no answer: ``on_text`` asks nothing.
+    """
+    text = message.text or ""
+    if not veils(message, bot_id):
+        return text
+    return words_of(message, bot_id) or text
 
 
 async def opened_topic(message: Message, chat: ChatService, texts: Texts) -> None:

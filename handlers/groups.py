@@ -82,6 +82,7 @@ GROUPS = frozenset({"group", "supergroup"})
 # Telegram refusing a message in a group: the replied message deleted, the bot removed or muted,
 # the group upgraded to a supergroup (a new chat, where the question is not): nobody to tell.
 REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
+TOPIC_CLOSED = "TOPIC_CLOSED"  # Telegram's description of a send into a closed forum topic
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
 _ASK = Command("ask", ignore_case=True)
@@ -254,6 +255,23 @@ async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None
     try:
         await message.reply(text, reply_markup=markup)
     except REFUSED as exc:
+        not_answered(exc)
+
+
+def not_answered(exc: Exception) -> None:
+    """The one log line of a question Telegram refused Veil's reply to: nobody to tell.
+
+    A forum topic closed (400 ``TOPIC_CLOSED``: only its admins write there, and Veil is none)
+    says so, as ``groups.topic_closed``: the description of any other refusal is withheld
+    (``describe``), and the operator could not tell a closed topic, which an admin reopens, from
+    a question deleted. The asker is not told: Veil can write nothing in that topic, an
+    ephemeral message neither, and a notice elsewhere (the General topic, closed too at times;
+    a private chat they may never have opened) is not where they asked. Only an admin writes in
+    a closed topic, and can reopen it; anyone else saw it closed before their question's turn.
+    """
+    if isinstance(exc, TelegramBadRequest) and TOPIC_CLOSED in exc.message:
+        log.info("groups.topic_closed")
+    else:
         log.info("groups.not_answered", error=describe(exc))
 
 
@@ -369,7 +387,7 @@ async def tell_chat(message: Message, text: str, editors: Editors) -> None:
     try:
         await editors.tell_chat(message.chat.id, sender, text, reply_to=message.message_id)
     except REFUSED as exc:  # deleted, or the bot removed
-        log.info("groups.not_answered", error=describe(exc))
+        not_answered(exc)
 
 
 @dataclass(eq=False)
@@ -493,8 +511,9 @@ class _GroupAnswer:
         """Post the placeholder the answer streams into; its id, or None: nobody to answer.
 
         Telegram refusing it means the question was deleted before its turn came, the bot
-        removed from the group, or the group upgraded to a supergroup meanwhile (the question is
-        not in the supergroup): nothing is asked of the model or charged. One Telegram took
+        removed from the group, the group upgraded to a supergroup meanwhile (the question is
+        not in the supergroup), or its forum topic closed (``not_answered``): nothing is asked
+        of the model or charged. One Telegram took
         but answered without naming it (its "ok", with a result that does not validate or
         names no message) is in the group, and the bot cannot edit it or take its stop button
         back: it is logged (``groups.placeholder_orphaned``) and the answer streams into a fresh
@@ -508,7 +527,7 @@ class _GroupAnswer:
                     self.asker.chat_id, text, reply_to=self.asker.message_id, markup=stop
                 )
             except REFUSED as exc:
-                log.info("groups.not_answered", error=describe(exc))
+                not_answered(exc)
                 return None
             except ClientDecodeError as exc:
                 if not went_out(exc) or attempt == PLACEHOLDER_TRIES - 1:

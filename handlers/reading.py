@@ -19,10 +19,12 @@ block or an expandable quote marked alike: only the one Veil put there is its th
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aiogram.types import MessageOriginUser
 
+from common.texts import Catalogs
 from common.thought import MARK
 
 if TYPE_CHECKING:
@@ -148,12 +150,12 @@ def _fold(units: bytes, entities: list[MessageEntity]) -> tuple[int, int] | None
     """Where (in bytes of ``units``) the thinking Veil folded before its answer is; None if none.
 
     Veil puts it (``bot.thinking.quote``) first, after nothing but the question's header (an
-    inline or guest answer's, plain text): the first entity Telegram did not find itself (a
+    inline or guest answer's, ``_headed``): the first entity Telegram did not find itself (a
     link, a mention), an expandable quote opening with the mark, holding no formatting (the
     thinking is plain text), and ending the text or the line before the answer. The model's
     answer may hold an expandable quote marked alike (a long ``> 💭 …`` in its Markdown): after
-    other formatting, holding some, or a blank line apart from what follows, it is the model's
-    words, to be read.
+    words of the answer ("See below."), after other formatting, holding some, or a blank line
+    apart from what follows, it is the model's words, to be read.
     """
     styled = sorted(
         (e for e in entities if e.type not in _FOUND), key=lambda e: (e.offset, -e.length)
@@ -164,12 +166,41 @@ def _fold(units: bytes, entities: list[MessageEntity]) -> tuple[int, int] | None
     begin, end = 2 * first.offset, 2 * (first.offset + first.length)
     if first.type != "expandable_blockquote" or units[begin : begin + len(_MARK)] != _MARK:
         return None
+    if not _headed(units[:begin].decode("utf-16-le", errors="replace")):
+        return None  # the answer's words before it: the model's quote
     if any(e.offset < first.offset + first.length for e in rest):
         return None  # formatting inside: the model's quote
     after = units[end : end + 2 * len(_NEWLINE)]
     if after and (after[: len(_NEWLINE)] != _NEWLINE or after == 2 * _NEWLINE):
         return None  # a blank line after it (or none): the model's quote before its next block
     return begin, end
+
+
+def _headed(before: str) -> bool:
+    """Whether ``before``, the text before a fold, is nothing or Veil's question header alone.
+
+    The header as an inline or guest answer opens (``inline_header``, in any catalog's
+    language: Veil writes it in the asker's): its opening, the question, its end. The question
+    holds no blank line there: the model's answer under a header ("❓ why?", a blank line,
+    "See below.", a blank line, its quote) does.
+    """
+    for opening, end in _headers():
+        if before.startswith(opening) and before.endswith(end):
+            question = before[len(opening) : len(before) - len(end)]
+            if len(before) >= len(opening) + len(end) and "\n\n" not in question:
+                return True
+    return not before
+
+
+@cache
+def _headers() -> frozenset[tuple[str, str]]:
+    """Veil's question header in each catalog's language: what comes before the question, after."""
+    catalogs = Catalogs()
+    shapes = set()
+    for language in catalogs.languages:
+        opening, _, end = catalogs.lookup(language, "inline_header").partition("{question}")
+        shapes.add((opening, end))
+    return frozenset(shapes)
 
 
 def _blocks(blocks: Iterable[object]) -> str:

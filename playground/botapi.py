@@ -157,6 +157,7 @@ class FakeTelegram(Served):
         self.upgrade_group = self.user.upgrade_group
         self.edit_text = self.user.edit_text
         self.forward_text = self.user.forward_text
+        self.close_topic = self.user.close_topic
         self.guest_message = self.user.guest_message
         self.guest_message_as_chat = self.user.guest_message_as_chat
         self.send_message_of = self.user.send_message_of

@@ -26,6 +26,9 @@ posts the message for everyone, as a server that does not know the field would.
 Topics in private chats (Bot API 9.3+) are ``topics`` (``playground.topics``): off until a test
 or the playground turns ``topics.enabled`` on; sends, drafts and chat actions into a private
 chat check their ``message_thread_id`` there, and a message sent into a topic carries it.
+A supergroup's forum topics are any id a user writes in; the bot's reply to a message in one
+goes into it. One closed (``closed_topics``, ``playground.topics``) takes no message from a
+bot that is no admin there: 400 ``TOPIC_CLOSED``.
 
 An inline message (chosen inline result or guest answer) that was posted into a known chat is
 "placed" (``inline_places``): edits by ``inline_message_id`` change that chat's message too.
@@ -173,6 +176,7 @@ class TelegramState:
         self.rich_messages = True  # False: a server without rich messages (400)
         self.ephemeral_support = "yes"  # "yes", "refused" or "ignored"; see the module docstring
         self.topics = topics.PrivateTopics()
+        self.closed_topics: set[tuple[int, int]] = set()  # (supergroup, thread id) closed
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
         self._sent: dict[int, list[int]] = {}
@@ -350,7 +354,7 @@ class TelegramState:
         """
         receiver = self._ephemeral_receiver(chat, p)
         reply_to = None if receiver is not None else self._reply_target(chat, p)
-        thread_id = self.topics.thread(chat, p)
+        thread_id = self.topics.thread(chat, p) or topics.forum_thread(self, chat, p, reply_to)
         if thread_id is not None:
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         self.spend(chat, method)

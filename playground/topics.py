@@ -11,6 +11,16 @@ that created it (``forum_topic_created``), as in Telegram.
 ``thread`` checks the ``message_thread_id`` of a send, a draft or a chat action: in a private
 chat it must name a topic of that chat (a message then carries it, with ``is_topic_message``);
 in a group it is ignored, as before topics were emulated.
+
+A supergroup's forum topics are not listed: a user writes in any thread id. A send there goes
+into the topic it names, or into the topic of the message it replies to (``forum_thread``), as
+in Telegram. A topic can be closed and reopened, by a user (``UserActions.close_topic``) or by
+the bot (``closeForumTopic``, ``reopenForumTopic``: an admin's), each with its service message
+(``forum_topic_closed``, ``forum_topic_reopened``). Only admins write in a closed topic: a
+send of the bot's into one, when it is no admin there, is refused with 400
+``Bad Request: TOPIC_CLOSED``, as the real Bot API answers it (seen by others, e.g.
+github.com/rteixeirax/qbittorrent_telegram_notification/issues/12 and
+github.com/Matt0550/TagEveryoneTelegramBot/issues/26), an ephemeral message's too.
 """
 
 from __future__ import annotations
@@ -24,12 +34,22 @@ from playground.wire import bad_request
 if TYPE_CHECKING:
     from playground.state import Method, TelegramState
 
-__all__ = ["ICON_COLORS", "MAX_TOPIC_NAME", "PrivateTopics", "Topic", "methods"]
+__all__ = [
+    "ICON_COLORS",
+    "MAX_TOPIC_NAME",
+    "PrivateTopics",
+    "Topic",
+    "forum_thread",
+    "methods",
+    "set_closed",
+]
 
 MAX_TOPIC_NAME = 128
 ICON_COLORS = (0x6FB9F0, 0xFFD67E, 0xCB86DB, 0x8EEE98, 0xFF93B2, 0xFB6F5F)
 NOT_A_FORUM = "the chat is not a forum"
 THREAD_NOT_FOUND = "message thread not found"
+TOPIC_CLOSED = "TOPIC_CLOSED"
+ADMINS = frozenset({"creator", "administrator"})
 
 
 @dataclass
@@ -88,7 +108,7 @@ def _name(p: dict[str, Any], *, required: bool) -> str | None:
 
 
 def methods(state: TelegramState) -> dict[str, Method]:
-    """``createForumTopic`` and ``editForumTopic`` on ``state``, by their canonical names."""
+    """The topic methods on ``state``, by their canonical names."""
     topics = state.topics
 
     def private_forum(p: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +146,76 @@ def methods(state: TelegramState) -> dict[str, Method]:
         )
         return True
 
-    return {"createForumTopic": create_forum_topic, "editForumTopic": edit_forum_topic}
+    return {
+        "createForumTopic": create_forum_topic,
+        "editForumTopic": edit_forum_topic,
+    } | _closing_methods(state)
+
+
+def _closing_methods(state: TelegramState) -> dict[str, Method]:
+    """``closeForumTopic`` and ``reopenForumTopic`` in a supergroup: the bot must be an admin."""
+
+    def closing(*, closed: bool) -> Method:
+        def close_or_reopen(p: dict[str, Any]) -> bool:
+            chat = state.chat(p)
+            thread_id = p.get("message_thread_id")
+            if chat["type"] != "supergroup" or not isinstance(thread_id, int):
+                raise bad_request("TOPIC_ID_INVALID")
+            if state.member_status(chat["id"], state.bot_user["id"]) not in ADMINS:
+                raise bad_request("CHAT_ADMIN_REQUIRED")
+            set_closed(state, chat, state.bot_user, thread_id, closed=closed)
+            return True
+
+        return close_or_reopen
+
+    return {"closeForumTopic": closing(closed=True), "reopenForumTopic": closing(closed=False)}
+
+
+def set_closed(
+    state: TelegramState,
+    chat: dict[str, Any],
+    by: dict[str, Any],
+    thread_id: int,
+    *,
+    closed: bool,
+) -> dict[str, Any]:
+    """Close (or reopen) a supergroup's forum topic: its service message, which it returns.
+
+    400 ``TOPIC_NOT_MODIFIED`` when it is closed (or open) already.
+    """
+    key = (chat["id"], thread_id)
+    if (key in state.closed_topics) == closed:
+        raise bad_request("TOPIC_NOT_MODIFIED")
+    if closed:
+        state.closed_topics.add(key)
+    else:
+        state.closed_topics.discard(key)
+    kind = "forum_topic_closed" if closed else "forum_topic_reopened"
+    content: dict[str, Any] = {kind: {}, "message_thread_id": thread_id, "is_topic_message": True}
+    return state.store_message(chat, by, **content)
+
+
+def forum_thread(
+    state: TelegramState,
+    chat: dict[str, Any],
+    p: dict[str, Any],
+    reply_to: dict[str, Any] | None,
+) -> int | None:
+    """The forum topic a bot's send into a supergroup goes to; 400 when it is closed to it.
+
+    The one it names, else the one of the message it replies to; None: the General topic.
+    """
+    if chat["type"] != "supergroup":
+        return None
+    thread_id = p.get("message_thread_id")
+    if thread_id is None and reply_to is not None and reply_to.get("is_topic_message"):
+        thread_id = reply_to.get("message_thread_id")
+    if not isinstance(thread_id, int):
+        return None
+    closed = (chat["id"], thread_id) in state.closed_topics
+    if closed and state.member_status(chat["id"], state.bot_user["id"]) not in ADMINS:
+        raise bad_request(TOPIC_CLOSED)
+    return thread_id
 
 
 def open_topic(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from playground.payments import SUBSCRIPTION_PERIOD
 from playground.state import GROUP_TYPES, one_level
 from playground.text import entity_text, user_entities, utf16_len
-from playground.topics import open_topic
+from playground.topics import open_topic, set_closed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -258,7 +258,7 @@ class UserActions:
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)
 
-    def forward_text(
+    def forward_text(  # noqa: PLR0913 - the fake's API mirrors a message's fields
         self,
         user_id: int,
         text: str,
@@ -266,23 +266,29 @@ class UserActions:
         author: int | None = None,
         chat_id: int | None = None,
         first_name: str = "Ann",
+        entities: list[dict[str, Any]] | None = None,
     ) -> int:
         """``user_id`` forwards a text someone else wrote: an update_id, or 0 if none is sent.
 
         As the Bot API sends a forward: the text keeps the entities its author's client marked
-        (a ``bot_command``, a ``mention``) and ``forward_origin`` names who wrote it, a
-        ``MessageOriginUser`` of ``author`` (registered as "Bob" if new), or without
+        (a ``bot_command``, a ``mention``), or ``entities`` (a bot's formatting, its answer's
+        folded thinking), and ``forward_origin`` names who wrote it, a ``MessageOriginUser`` of
+        ``author`` (the bot itself, or a user registered as "Bob" if new), or without
         ``author`` a ``MessageOriginHiddenUser`` (one whose privacy settings hide them). Routed
         like ``send_text`` (``chat_id``); in a chat without the bot (``post_text`` makes one) a
         forward that mentions the bot summons it as a guest, as any message there that does.
         """
+        state = self._state
         if author is None:
             origin: dict[str, Any] = {"type": "hidden_user", "sender_user_name": "Bob"}
+        elif author == state.bot_user["id"]:
+            origin = {"type": "user", "sender_user": state.bot_user}
         else:
-            known = self._state.users.get(author) or self._state.register_user(author, "Bob", "en")
+            known = state.users.get(author) or state.register_user(author, "Bob", "en")
             origin = {"type": "user", "sender_user": known}
         origin["date"] = int(time.time()) - 3600
-        content: dict[str, object] = {"text": text, "entities": user_entities(text)}
+        found = user_entities(text) if entities is None else entities
+        content: dict[str, object] = {"text": text, "entities": found}
         content["forward_origin"] = origin
         return self._user_message(user_id, {"chat_id": chat_id, "first_name": first_name}, content)
 
@@ -383,6 +389,22 @@ class UserActions:
             self._posted(message)
         self._tell_bot(user, chat, message)
         return topic.thread_id
+
+    def close_topic(
+        self, user_id: int, chat_id: int, thread_id: int, *, closed: bool = True
+    ) -> int:
+        """``user_id`` (an admin of the supergroup) closes forum topic ``thread_id``: an update_id.
+
+        Or reopens it (``closed`` False). Its service message (``forum_topic_closed``,
+        ``forum_topic_reopened``) is in the topic, and sent to the bot, as service messages are
+        even in privacy mode. Only admins write there while it is closed (``playground.topics``).
+        """
+        user, chat = self._sender(user_id, chat_id=chat_id)
+        self._state.set_member(chat_id, user_id, "administrator")
+        message = set_closed(self._state, chat, user, thread_id, closed=closed)
+        if self._posted is not None:
+            self._posted(message)
+        return self._push({"message": message})
 
     def guest_message(  # noqa: PLR0913 - the fake's API mirrors a message's fields
         self,

@@ -407,3 +407,35 @@ async def test_a_group_question_that_failed_is_never_asked_in_private_by_retry(
     asked = [request["messages"][-1]["content"] for request in stack.vllm.requests]
     assert asked == ["my private question", QUESTION, "my private question"]
     assert turns == ["my private question", ANSWER]
+
+
+async def test_a_question_in_a_closed_forum_topic_is_logged_once_as_such_and_not_asked(
+    tmp_path: Path,
+) -> None:
+    # Telegram refuses a bot's message into a closed topic (400 TOPIC_CLOSED): the question was
+    # dropped as any refused reply is (groups.not_answered, the cause withheld), and the
+    # operator could not tell a closed topic from a deleted question. Nothing is asked or
+    # charged; once reopened, the topic gets its answers again, in it.
+    topic = 77
+    with structlog.testing.capture_logs() as logs:
+        async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+            stack.telegram.close_topic(BOB, GROUP, topic)
+            stack.telegram.state.set_member(GROUP, ANN, "administrator")  # may write there
+            stack.telegram.send_text(
+                ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP, thread_id=topic
+            )
+            await wait_until(lambda: any(e["event"].startswith("groups.") for e in logs))
+            asked = list(stack.vllm.requests)
+            told = replies(stack), stack.telegram.ephemeral_messages(GROUP, ANN)
+            stack.telegram.close_topic(BOB, GROUP, topic, closed=False)
+            stack.telegram.send_text(
+                ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP, thread_id=topic
+            )
+            (final,) = await final_reply(stack)
+    assert asked == []
+    assert told == ([], [])
+    events = [e["event"] for e in logs]
+    assert events.count("groups.topic_closed") == 1
+    assert "groups.not_answered" not in events
+    assert final["text"] == ANSWER
+    assert final["message_thread_id"] == topic

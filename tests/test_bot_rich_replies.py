@@ -16,8 +16,9 @@ import pytest
 import structlog
 from aiogram.types import Message, User
 
+from bot.formatting import render
 from bot.rich import escape, thought_details
-from bot.thinking import MAX_FOLDED, tail
+from bot.thinking import MAX_FOLDED, tail, with_thought
 from common.texts import Catalogs
 from common.thought import MARK
 from handlers.reading import words_of
@@ -624,8 +625,11 @@ def test_veil_s_own_folded_thinking_of_any_length_is_left_out(thought: str) -> N
 
 
 def folded(sender: dict[str, object], **more: object) -> Message:
-    """A message of ``sender``'s with a thinking folded in it (an expandable quote, marked)."""
-    text = "👋 Hi\n💭 mulling it over\nThe answer.\n» a quote of theirs"
+    """A message of ``sender``'s with a thinking folded in it (an expandable quote, marked).
+
+    After a question's header as Veil writes it (an inline answer's), an emoji in it.
+    """
+    text = "❓ 👋\n\n💭 mulling it over\nThe answer.\n» a quote of theirs"
     entities = [
         {"type": "expandable_blockquote", "offset": 6, "length": 18},
         {"type": "expandable_blockquote", "offset": 37, "length": 19},
@@ -649,7 +653,7 @@ VEIL_USER = User.model_validate(VEIL)
 
 def test_only_veil_s_folded_thinking_is_left_out_of_a_replied_text() -> None:
     # An expandable quote of the user's own, or one after an emoji (UTF-16 offsets), stays.
-    expected = "👋 Hi\nThe answer.\n» a quote of theirs"
+    expected = "❓ 👋\n\nThe answer.\n» a quote of theirs"
     assert words_of(folded(VEIL), BOT_ID) == expected
     ann = {"id": ANN, "is_bot": False, "first_name": "Ann"}
     assert words_of(folded(ann, via_bot=VEIL), BOT_ID) == expected  # a guest or inline answer
@@ -783,3 +787,86 @@ def test_a_reply_to_a_forward_of_veil_s_answer_carries_it_as_veil_s_alone() -> N
     assert replied_context(replying_to_a_forward_of(other), BOT_ID, Catalogs()) == (
         ("user", f"{fold}\nThe moon is rock."),
     )
+
+
+@pytest.mark.parametrize(("author", "kept"), [(BOT_ID, False), (BOB, True)], ids=["veil", "bob"])
+async def test_a_forward_of_veil_s_answer_asked_in_private_is_read_without_its_thinking(
+    tmp_path: Path,
+    author: int,
+    kept: bool,  # noqa: FBT001 -- pytest's parameter
+) -> None:
+    # A forward of Veil's answer sent to Veil as the question went to the model whole, its
+    # folded thinking with it: read as a reply to it is, Veil's fold left out. Anyone else's
+    # quote opening with the mark is theirs, and read.
+    fold = "💭 a thought"
+    text = f"{fold}\nThe moon is rock."
+    entities = [{"type": "expandable_blockquote", "offset": 0, "length": units(fold)}]
+    async with running_stack(tmp_path, **FAST) as stack:
+        stack.telegram.forward_text(ANN, text, author=author, entities=entities)
+        context = await asked(stack, 1)
+    question = context[-1]
+    assert question == ("user", text if kept else "The moon is rock.")
+
+
+MODEL_S_FALSE_FOLDS = [
+    f"See below.\n\n{MODEL_S_QUOTE}",  # plain text before it, ending the answer
+    f"Intro.\n\n{MODEL_S_QUOTE}\n- one\n- two",  # a list after it: one line break
+    f"Intro.\n\n{MODEL_S_QUOTE}\n```\nrock = True\n```",  # a code block after it
+]
+
+
+@pytest.mark.parametrize("language", ["", "en", "ru", "kk"], ids=["no header", "en", "ru", "kk"])
+@pytest.mark.parametrize("markdown", MODEL_S_FALSE_FOLDS, ids=["ending", "list", "code"])
+def test_a_model_s_marked_quote_away_from_where_veil_folds_is_read(
+    language: str, markdown: str
+) -> None:
+    # The model's expandable quote opening with 💭, after its own words (as the renderer
+    # writes it), was read as Veil's fold when nothing formatted came before it and it ended
+    # the answer or a list or code block followed on the next line: the model's words lost.
+    header = (
+        Catalogs().lookup(language, "inline_header").format(question="почему? 👋")
+        if language
+        else ""
+    )
+    answer = render(markdown)
+    moved = [
+        {"type": e.type, "offset": e.offset + units(header), "length": e.length}
+        for e in answer.entities
+    ]
+    text = header + answer.text
+    assert words_of(entity_answer(text, moved), BOT_ID) == text
+
+
+@pytest.mark.parametrize("language", ["", "en", "ru", "kk"], ids=["no header", "en", "ru", "kk"])
+@pytest.mark.parametrize(
+    "markdown", [ANSWER, "- one\n- two", MODEL_S_QUOTE], ids=["text", "list", "quote"]
+)
+def test_veil_s_own_fold_as_rendered_is_left_out(language: str, markdown: str) -> None:
+    # Veil's fold, as bot.thinking puts it before the rendered answer, after the question's
+    # header in an inline or guest answer (in any catalog's language), is still its thinking.
+    header = (
+        Catalogs().lookup(language, "inline_header").format(question="why?\nreally")
+        if language
+        else ""
+    )
+    (folded,) = with_thought(THOUGHT, [render(markdown)])
+    answer = render(markdown)
+    moved = [
+        {"type": e.type, "offset": e.offset + units(header), "length": e.length}
+        for e in folded.entities
+    ]
+    assert words_of(entity_answer(header + folded.text, moved), BOT_ID) == header + answer.text
+
+
+async def test_a_forward_of_veil_s_notice_asked_in_private_is_not_asked(tmp_path: Path) -> None:
+    # A notice of Veil's (a failure told in place of an answer) forwarded to Veil went to the
+    # model as the question, and was charged: it is no answer of Veil's to ask about.
+    async with running_stack(tmp_path, **FAST) as stack:
+        busy = stack.veil.catalogs.for_language("ru")("error_busy")
+        stack.telegram.forward_text(ANN, busy, author=BOT_ID, entities=[])
+        told = await stack.telegram.wait_for("sendMessage")
+        stack.telegram.forward_text(ANN, busy, author=BOB, entities=[])  # anyone else's: theirs
+        context = await asked(stack, 1)
+        texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("forwarded_notice")
+    assert context[-1] == ("user", busy)

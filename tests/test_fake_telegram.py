@@ -1096,3 +1096,35 @@ async def test_a_tg_link_is_checked_as_tdlib_checks_it(fake: FakeTelegram, bot: 
         )
         assert spans(sent.entities) == [("text_link", 0, 4, shown)]
     assert len(fake.sent_messages(USER)) == len(taken)
+
+
+async def test_a_closed_forum_topic_takes_nothing_from_a_bot_that_is_no_admin(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    group, topic = -1_001_555_000_111, 42
+    asked = fake.send_text(USER, "@veil_test_bot hi", chat_id=group, thread_id=topic)
+    question = fake.state.chat_messages(group)[-1]["message_id"]
+    assert asked
+    fake.close_topic(USER, group, topic)
+    closed = fake.state.chat_messages(group)[-1]
+    assert (closed["forum_topic_closed"], closed["message_thread_id"]) == ({}, topic)
+    with pytest.raises(TelegramBadRequest, match="TOPIC_CLOSED"):
+        await bot.send_message(group, "into it", message_thread_id=topic)
+    with pytest.raises(TelegramBadRequest, match="TOPIC_CLOSED"):
+        await bot.send_message(group, "a reply there", reply_to_message_id=question)
+    with pytest.raises(TelegramBadRequest, match="CHAT_ADMIN_REQUIRED"):
+        await bot.reopen_forum_topic(group, topic)
+    general = await bot.send_message(group, "in General")
+    assert general.message_thread_id is None
+    assert [m["text"] for m in fake.sent_messages(group)] == ["in General"]
+    fake.state.set_member(group, fake.state.bot_user["id"], "administrator")  # admins may
+    reply = await bot.send_message(group, "as an admin", reply_to_message_id=question)
+    assert reply.message_thread_id == topic
+    with pytest.raises(TelegramBadRequest, match="TOPIC_NOT_MODIFIED"):
+        await bot.close_forum_topic(group, topic)
+    assert await bot.reopen_forum_topic(group, topic)
+    assert fake.state.chat_messages(group)[-1]["forum_topic_reopened"] == {}
+    fake.state.set_member(group, fake.state.bot_user["id"], "member")
+    assert (
+        await bot.send_message(group, "open again", message_thread_id=topic)
+    ).message_thread_id == topic
