@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import StreamReader, web
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+from aiohttp.http import HttpRequestParser
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from yarl import URL
@@ -227,6 +229,7 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, **kwargs: Any) -> None:  # noqa: ANN401 -- aiohttp's handler options
         super().__init__(manager, **kwargs)
+        self._parse_one_at_a_time(kwargs)
         self._guard = guard
         self._admitted = False
         self._busy = 0
@@ -234,6 +237,30 @@ class GuardedRequestHandler(web.RequestHandler):
         self._on_lost: list[Callable[[], None]] = []
         self._unread: StreamReader | None = None  # the body left unread by the last request
         self._linger_left = 0
+
+    def _parse_one_at_a_time(self, options: dict[str, Any]) -> None:
+        """Parse the next request only once the one before it is taken from the queue.
+
+        aiohttp parses all it has read at once: a request followed in the same read by bytes
+        that are not HTTP (what a client sends past a ``Content-Length`` shorter than its body)
+        raises at those bytes, and the whole request before them is dropped (its client gets
+        only the bare 400). With a queue of one request the parser stops after each, and the
+        bytes after it are parsed (and refused) only once it is being handled, so it is answered
+        first. Pipelined requests are still served, one after another.
+        """
+        self._max_msg_queue_size = 1
+        self._msg_queue_resume_size = 0
+        self._parser = HttpRequestParser(
+            self,
+            self._loop,
+            options.get("read_bufsize", DEFAULT_CHUNK_SIZE),
+            max_line_size=options.get("max_line_size", 8190),
+            max_field_size=options.get("max_field_size", 8190),
+            max_headers=options.get("max_headers", 128),
+            payload_exception=RequestPayloadError,
+            auto_decompress=options.get("auto_decompress", True),
+            max_msg_queue_size=1,
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Take the connection, or close it at once when the cap is reached."""

@@ -25,6 +25,7 @@ from tests.test_bot_listeners import (
     closed_by_server,
     connection,
     read_reply,
+    start_update,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 LISTENERS = ["gateway", "webhook", "webapp"]
+# A body each listener answers in its own words: the gateway's 401 (not signed), the webhook's
+# 200 (an update), the Mini App's JSON 400 (not a relay request).
+ANSWERED = {
+    "gateway": (b"not a sealed request", 401),
+    "webhook": (start_update(1), 200),
+    "webapp": (b"not a sealed request", 400),
+}
 # The status each listener gives a body past its limit (the Mini App's page reads every
 # unreadable request as 400 ``bad_request``).
 TOO_LARGE = {"gateway": 413, "webhook": 413, "webapp": 400}
@@ -143,3 +151,47 @@ async def test_a_refused_body_sent_to_its_end_before_reading_still_gets_its_refu
         async with asyncio.timeout(10):
             status, _, _ = await read_reply(reader)
         assert status == TOO_LARGE[name]
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_request_followed_by_garbage_in_one_read_gets_its_answer_then_a_bare_400(
+    name: str, tmp_path: Path
+) -> None:
+    # A Content-Length shorter than what was sent: the bytes past it are a second request, not
+    # valid HTTP. aiohttp parsed both in one go and, at the error, dropped the whole request
+    # before it: the client got only the bare 400, whether the two arrived in one read or not.
+    body, status = ANSWERED[name]
+    async with (
+        listener(name, tmp_path) as (host, port, head),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(b"and then some bytes past the length\r\n\r\n")  # one write, one read
+        await writer.drain()
+        async with asyncio.timeout(10):
+            first = await read_reply(reader)
+        assert first[0] == status
+        assert first[2] != b"Bad Request"  # the listener's own answer, not the bare one
+        async with asyncio.timeout(10):
+            second = await read_reply(reader)
+        assert (second[0], second[2]) == (400, b"Bad Request")
+        await closed_by_server(reader)
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_many_small_pipelined_requests_in_one_read_are_each_answered_in_order(
+    name: str, tmp_path: Path
+) -> None:
+    # The parser takes one request at a time (see above): pipelining must still work.
+    count = 100
+    async with (
+        listener(name, tmp_path) as (host, port, _),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(
+            b"".join(f"GET /none/{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(count))
+        )
+        await writer.drain()
+        async with asyncio.timeout(30):
+            statuses = [(await read_reply(reader))[0] for _ in range(count)]
+        assert statuses == [404] * count
