@@ -354,9 +354,30 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def _header_timeout(self) -> None:
         self._timer = None
-        if self._busy == 0 and self.transport is not None:
+        transport = self.transport
+        if self._busy == 0 and transport is not None:
             self._guard.header_timed_out()
             self.force_close()
+            if isinstance(transport, asyncio.WriteTransport):
+                self._watch_close(transport, transport.get_write_buffer_size())
+
+    def _watch_close(self, transport: asyncio.WriteTransport, pending: int) -> None:
+        """Cut a closing connection whose replies have not moved for a header timeout.
+
+        A close waits for the replies still buffered to be sent: for ever, to a client that
+        pipelines requests and never reads them. One still reading (a page's script on a slow
+        link) is waited for as long as what is left keeps shrinking.
+        """
+        if pending == 0:
+            return
+        self._loop.call_later(self._guard.header_timeout, self._stalled, transport, pending)
+
+    def _stalled(self, transport: asyncio.WriteTransport, pending: int) -> None:
+        left = transport.get_write_buffer_size()
+        if left < pending:
+            self._watch_close(transport, left)
+        else:
+            transport.abort()
 
 
 async def send_and_close(request: web.Request, response: web.StreamResponse) -> None:

@@ -1,8 +1,9 @@
 """The HTTP edges every guarded listener shares (the gateway's, the webhook, the Mini App).
 
 Each test runs the same rude client against each listener, on real sockets (no proxy in
-between): a body in a transfer coding we do not read, and a client that keeps sending after its
-body was refused. Amounts are counted in bytes; no test measures wall time.
+between): a body in a transfer coding we do not read, a client that keeps sending after its
+body was refused, bytes past a request's Content-Length, pipelined requests (read, or never
+read). Amounts are counted in bytes; no test measures wall time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from common.connections import LINGER_BYTES
+from gateway.limits import Limits
 from tests.botstack import WEBHOOK_SECRET, running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import run_gateway
@@ -51,25 +53,30 @@ PIECE = b"x" * (1 << 16)
 
 
 @contextlib.asynccontextmanager
-async def listener(name: str, tmp_path: Path) -> AsyncIterator[tuple[str, int, str]]:
+async def listener(
+    name: str, tmp_path: Path, header_timeout: float = 10.0
+) -> AsyncIterator[tuple[str, int, str]]:
     """The listener ``name`` running: its host, its port, and a POST head without framing.
 
     The head goes to the path that reads a body, with what the listener asks for before it
     reads one (the webhook's secret, the Mini App's launch data).
     """
+    limits = Limits(header_timeout=header_timeout)
     if name == "gateway":
-        async with FakeVLLM() as vllm, run_gateway(vllm.url) as gateway:
+        async with FakeVLLM() as vllm, run_gateway(vllm.url, limits=limits) as gateway:
             head = "POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
             yield (*address(gateway.url), head)
     elif name == "webhook":
-        async with running_stack(tmp_path, webhook=True) as stack:
+        async with running_stack(
+            tmp_path, webhook=True, bot_header_timeout=header_timeout
+        ) as stack:
             head = (
                 "POST /telegram/hook HTTP/1.1\r\nHost: bot.example.com\r\n"
                 f"X-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n"
             )
             yield (*address(stack.webhook_url), head)
     else:
-        async with webapp_stack(tmp_path) as stack:
+        async with webapp_stack(tmp_path, bot_header_timeout=header_timeout) as stack:
             assert stack.veil.webapp is not None
             head = (
                 "POST /app/api/relay HTTP/1.1\r\nHost: veil.example\r\n"
@@ -195,3 +202,22 @@ async def test_many_small_pipelined_requests_in_one_read_are_each_answered_in_or
         async with asyncio.timeout(30):
             statuses = [(await read_reply(reader))[0] for _ in range(count)]
         assert statuses == [404] * count
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_client_that_pipelines_and_never_reads_is_cut(name: str, tmp_path: Path) -> None:
+    # The header timer closed such a connection, but a close waits for the buffered replies to
+    # be sent: to a client that never reads, for ever (the connection and its slot held).
+    requests = b"GET /none HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    async with (
+        listener(name, tmp_path, header_timeout=0.3) as (host, port, _),
+        connection(host, port) as (_reader, writer),
+    ):
+        sent = 0
+        with pytest.raises(ConnectionError):
+            async with asyncio.timeout(30):  # far past the header timeout, twice
+                while sent < CUT_WITHIN:
+                    writer.write(requests)
+                    await writer.drain()
+                    sent += len(requests)
+        assert sent < CUT_WITHIN
