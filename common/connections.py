@@ -23,7 +23,11 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
   chunked) gets a bare 501 the same way (``ConnectionGuard.middleware``);
 - a body a handler leaves unread (a refused one) is drained after the reply, so that a client
   still sending it can read the reply, but only up to ``LINGER_BYTES``: then the connection is
-  closed (aiohttp alone drains for 10 s however much arrives).
+  closed (aiohttp alone drains for 10 s however much arrives);
+- requests are parsed one at a time (``GuardedRequestHandler._parse_one_at_a_time``), so bytes
+  that are not HTTP after a request are refused after it is answered, not instead;
+- a connection the header timer closes with replies unsent to a client that does not read them
+  is cut once they have not moved for another header timeout (a close waits for them for ever).
 
 ``read_body`` reads a body whole (however it is segmented), bounded in size and time, and
 refuses one sent with a ``Content-Encoding`` unread (aiohttp would inflate it: a kilobyte made
@@ -358,10 +362,9 @@ class GuardedRequestHandler(web.RequestHandler):
         if self._busy == 0 and transport is not None:
             self._guard.header_timed_out()
             self.force_close()
-            if isinstance(transport, asyncio.WriteTransport):
-                self._watch_close(transport, transport.get_write_buffer_size())
+            self._watch_close(transport, transport.get_write_buffer_size())
 
-    def _watch_close(self, transport: asyncio.WriteTransport, pending: int) -> None:
+    def _watch_close(self, transport: asyncio.Transport, pending: int) -> None:
         """Cut a closing connection whose replies have not moved for a header timeout.
 
         A close waits for the replies still buffered to be sent: for ever, to a client that
@@ -372,7 +375,7 @@ class GuardedRequestHandler(web.RequestHandler):
             return
         self._loop.call_later(self._guard.header_timeout, self._stalled, transport, pending)
 
-    def _stalled(self, transport: asyncio.WriteTransport, pending: int) -> None:
+    def _stalled(self, transport: asyncio.Transport, pending: int) -> None:
         left = transport.get_write_buffer_size()
         if left < pending:
             self._watch_close(transport, left)
