@@ -18,7 +18,16 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
 - a request that is not valid HTTP (a broken head, a header line past aiohttp's limit, a bad
   chunk size) gets a bare 400 and one log line, ``http.malformed`` with the error's class:
   aiohttp would log each as an error with its traceback (anyone on the internet could fill the
-  operator's log with them) and echo the offending bytes back in its reply.
+  operator's log with them) and echo the offending bytes back in its reply. A body sent in a
+  transfer coding other than a lone ``chunked`` (``gzip, chunked``, which aiohttp reads as plain
+  chunked) gets a bare 501 the same way (``ConnectionGuard.middleware``);
+- a body a handler leaves unread (a refused one) is drained after the reply, so that a client
+  still sending it can read the reply, but only up to ``LINGER_BYTES``: then the connection is
+  closed (aiohttp alone drains for 10 s however much arrives);
+- requests are parsed one at a time (``GuardedRequestHandler._parse_one_at_a_time``), so bytes
+  that are not HTTP after a request are refused after it is answered, not instead;
+- a connection the header timer closes with replies unsent to a client that does not read them
+  is cut once they have not moved for another header timeout (a close waits for them for ever).
 
 ``read_body`` reads a body whole (however it is segmented), bounded in size and time, and
 refuses one sent with a ``Content-Encoding`` unread (aiohttp would inflate it: a kilobyte made
@@ -40,7 +49,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from aiohttp import web
+from aiohttp import StreamReader, web
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+from aiohttp.http import HttpRequestParser
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from yarl import URL
@@ -53,6 +64,12 @@ log = structlog.get_logger("veil.connections")
 # What a guarded app's replies (and a malformed request's) give as ``Server``: aiohttp's
 # default names its version and Python's, a guide to which published flaws to try.
 SERVER_NAME = "Veil"
+
+# The most bytes of a body left unread (a refused one) that a connection reads and drops after
+# the reply, so that a client still sending the rest of its body can then read the reply (a close
+# with unread bytes is a reset, which can lose it); past this the connection is closed. aiohttp
+# alone drains for 10 s however much arrives: gigabytes from one client on a fast link.
+LINGER_BYTES = 4 << 20
 
 # Descriptors kept free for everything but client connections: the listeners, the event
 # loop, logging, the files, a subprocess or two.
@@ -172,15 +189,43 @@ class ConnectionGuard:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        """Stop the header timer while a request is handled; re-arm it when it ends."""
+        """Stop the header timer while a request is handled; re-arm it when it ends.
+
+        A body in a transfer coding we do not read is refused here, before any handler.
+        """
         protocol = request.protocol
         if not isinstance(protocol, GuardedRequestHandler):
             return await handler(request)
+        if not transfer_coding_taken(request):
+            return _unsupported_transfer_coding()
         protocol.request_started()
         try:
             return await handler(request)
         finally:
-            protocol.request_finished()
+            protocol.request_finished(request)
+
+
+def transfer_coding_taken(request: web.BaseRequest) -> bool:
+    """Whether the body's ``Transfer-Encoding`` is one we read: none, or a lone ``chunked``.
+
+    aiohttp reads ``gzip, chunked`` as plain chunked (the gzip ignored, nothing inflated); RFC
+    9112 §6.1: a server that receives a transfer coding it does not understand should answer
+    501. Every ``Transfer-Encoding`` header counts, each a list (``chunked`` twice is chunked
+    applied twice, not one chunked body).
+    """
+    codings = ",".join(request.headers.getall("Transfer-Encoding", ()))
+    if not codings:
+        return True
+    return [coding.strip().lower() for coding in codings.split(",")] == ["chunked"]
+
+
+def _unsupported_transfer_coding() -> web.Response:
+    """The bare 501 (then the close) for a body sent in a transfer coding we do not read."""
+    status = HTTPStatus.NOT_IMPLEMENTED
+    log.info("http.malformed", status=status.value, error="UnsupportedTransferCoding")
+    response = web.Response(status=status, text=status.phrase, headers={"Server": SERVER_NAME})
+    response.force_close()
+    return response
 
 
 class GuardedRequestHandler(web.RequestHandler):
@@ -188,11 +233,38 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, **kwargs: Any) -> None:  # noqa: ANN401 -- aiohttp's handler options
         super().__init__(manager, **kwargs)
+        self._parse_one_at_a_time(kwargs)
         self._guard = guard
         self._admitted = False
         self._busy = 0
         self._timer: asyncio.TimerHandle | None = None
         self._on_lost: list[Callable[[], None]] = []
+        self._unread: StreamReader | None = None  # the body left unread by the last request
+        self._linger_left = 0
+
+    def _parse_one_at_a_time(self, options: dict[str, Any]) -> None:
+        """Parse the next request only once the one before it is taken from the queue.
+
+        aiohttp parses all it has read at once: a request followed in the same read by bytes
+        that are not HTTP (what a client sends past a ``Content-Length`` shorter than its body)
+        raises at those bytes, and the whole request before them is dropped (its client gets
+        only the bare 400). With a queue of one request the parser stops after each, and the
+        bytes after it are parsed (and refused) only once it is being handled, so it is answered
+        first. Pipelined requests are still served, one after another.
+        """
+        self._max_msg_queue_size = 1
+        self._msg_queue_resume_size = 0
+        self._parser = HttpRequestParser(
+            self,
+            self._loop,
+            options.get("read_bufsize", DEFAULT_CHUNK_SIZE),
+            max_line_size=options.get("max_line_size", 8190),
+            max_field_size=options.get("max_field_size", 8190),
+            max_headers=options.get("max_headers", 128),
+            payload_exception=RequestPayloadError,
+            auto_decompress=options.get("auto_decompress", True),
+            max_msg_queue_size=1,
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Take the connection, or close it at once when the cap is reached."""
@@ -228,13 +300,32 @@ class GuardedRequestHandler(web.RequestHandler):
     def request_started(self) -> None:
         """A request head is complete: its handler runs now."""
         self._busy += 1
+        self._unread = None
         self._disarm()
 
-    def request_finished(self) -> None:
-        """A handler has returned: the next head must come within the header timeout."""
+    def request_finished(self, request: web.BaseRequest) -> None:
+        """A handler has returned: the next head must come within the header timeout.
+
+        A body it left unread is drained after the reply (aiohttp's lingering close) only up
+        to ``LINGER_BYTES``.
+        """
         self._busy -= 1
+        if not request.content.is_eof():
+            self._unread = request.content
+            self._linger_left = LINGER_BYTES
         if self._busy == 0 and self._admitted:
             self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse ``data`` as aiohttp does; past ``LINGER_BYTES`` of an unread body, close."""
+        if self._unread is not None:
+            self._linger_left -= len(data)
+            if self._linger_left < 0:
+                unread, self._unread = self._unread, None
+                self.force_close()
+                unread.feed_eof()  # aiohttp's drain of it ends now, not after its 10 s
+                return
+        super().data_received(data)
 
     def handle_error(
         self,
@@ -267,9 +358,29 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def _header_timeout(self) -> None:
         self._timer = None
-        if self._busy == 0 and self.transport is not None:
+        transport = self.transport
+        if self._busy == 0 and transport is not None:
             self._guard.header_timed_out()
             self.force_close()
+            self._watch_close(transport, transport.get_write_buffer_size())
+
+    def _watch_close(self, transport: asyncio.Transport, pending: int) -> None:
+        """Cut a closing connection whose replies have not moved for a header timeout.
+
+        A close waits for the replies still buffered to be sent: for ever, to a client that
+        pipelines requests and never reads them. One still reading (a page's script on a slow
+        link) is waited for as long as what is left keeps shrinking.
+        """
+        if pending == 0:
+            return
+        self._loop.call_later(self._guard.header_timeout, self._stalled, transport, pending)
+
+    def _stalled(self, transport: asyncio.Transport, pending: int) -> None:
+        left = transport.get_write_buffer_size()
+        if left < pending:
+            self._watch_close(transport, left)
+        else:
+            transport.abort()
 
 
 async def send_and_close(request: web.Request, response: web.StreamResponse) -> None:

@@ -1,0 +1,223 @@
+"""The HTTP edges every guarded listener shares (the gateway's, the webhook, the Mini App).
+
+Each test runs the same rude client against each listener, on real sockets (no proxy in
+between): a body in a transfer coding we do not read, a client that keeps sending after its
+body was refused, bytes past a request's Content-Length, pipelined requests (read, or never
+read). Amounts are counted in bytes; no test measures wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
+from structlog.testing import capture_logs
+
+from common.connections import LINGER_BYTES
+from gateway.limits import Limits
+from tests.botstack import WEBHOOK_SECRET, running_stack
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import run_gateway
+from tests.miniapp import init_data, webapp_stack
+from tests.test_bot_listeners import (
+    address,
+    closed_by_server,
+    connection,
+    read_reply,
+    start_update,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+LISTENERS = ["gateway", "webhook", "webapp"]
+# A body each listener answers in its own words: the gateway's 401 (not signed), the webhook's
+# 200 (an update), the Mini App's JSON 400 (not a relay request).
+ANSWERED = {
+    "gateway": (b"not a sealed request", 401),
+    "webhook": (start_update(1), 200),
+    "webapp": (b"not a sealed request", 400),
+}
+# The status each listener gives a body past its limit (the Mini App's page reads every
+# unreadable request as 400 ``bad_request``).
+TOO_LARGE = {"gateway": 413, "webhook": 413, "webapp": 400}
+# A client that never stops sending is cut within this much: the drain's LINGER_BYTES, plus
+# what the kernel's buffers on both ends hold (a few MiB on loopback). aiohttp alone read
+# gigabytes in its 10 s.
+CUT_WITHIN = LINGER_BYTES + (32 << 20)
+PIECE = b"x" * (1 << 16)
+
+
+@contextlib.asynccontextmanager
+async def listener(
+    name: str, tmp_path: Path, header_timeout: float = 10.0
+) -> AsyncIterator[tuple[str, int, str]]:
+    """The listener ``name`` running: its host, its port, and a POST head without framing.
+
+    The head goes to the path that reads a body, with what the listener asks for before it
+    reads one (the webhook's secret, the Mini App's launch data).
+    """
+    limits = Limits(header_timeout=header_timeout)
+    if name == "gateway":
+        async with FakeVLLM() as vllm, run_gateway(vllm.url, limits=limits) as gateway:
+            head = "POST /v1/sealed/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+            yield (*address(gateway.url), head)
+    elif name == "webhook":
+        async with running_stack(
+            tmp_path, webhook=True, bot_header_timeout=header_timeout
+        ) as stack:
+            head = (
+                "POST /telegram/hook HTTP/1.1\r\nHost: bot.example.com\r\n"
+                f"X-Telegram-Bot-Api-Secret-Token: {WEBHOOK_SECRET}\r\n"
+            )
+            yield (*address(stack.webhook_url), head)
+    else:
+        async with webapp_stack(tmp_path, bot_header_timeout=header_timeout) as stack:
+            assert stack.veil.webapp is not None
+            head = (
+                "POST /app/api/relay HTTP/1.1\r\nHost: veil.example\r\n"
+                f"Authorization: tma {init_data()}\r\n"
+            )
+            yield (*address(stack.veil.webapp), head)
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_body_in_a_transfer_coding_we_do_not_read_gets_a_bare_501(
+    name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp read "gzip, chunked" as plain chunked (the gzip ignored): the gateway said 401,
+    # the others read the still-compressed bytes. RFC 9112 §6.1: a coding not understood is 501.
+    codings = ["gzip, chunked", "deflate, chunked"]
+    async with listener(name, tmp_path) as (host, port, head):
+        with capture_logs() as logs, caplog.at_level(logging.DEBUG, logger="aiohttp"):
+            for coding in codings:
+                async with connection(host, port) as (reader, writer):
+                    writer.write(f"{head}Transfer-Encoding: {coding}\r\n\r\n".encode())
+                    writer.write(b"5\r\nhello\r\n0\r\n\r\n")
+                    await writer.drain()
+                    async with asyncio.timeout(10):
+                        status, headers, body = await read_reply(reader)
+                    assert (status, body) == (501, b"Not Implemented"), coding
+                    assert headers["connection"] == "close"
+                    await closed_by_server(reader)
+    malformed = [e for e in logs if e["event"] == "http.malformed"]
+    assert [(e["status"], e["error"]) for e in malformed] == [
+        (501, "UnsupportedTransferCoding")
+    ] * len(codings)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def send_until_cut(writer: asyncio.StreamWriter, most: int) -> int:
+    """Send ``most`` bytes or until the server cuts the connection; how many were sent."""
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        async with asyncio.timeout(30):  # a server that stops reading but never closes
+            while sent < most:
+                writer.write(PIECE)
+                await writer.drain()
+                sent += len(PIECE)
+    return sent
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_client_that_keeps_sending_after_a_refusal_is_cut_within_bounded_bytes(
+    name: str, tmp_path: Path
+) -> None:
+    # aiohttp drained a refused body for 10 s however fast it came: 7.8 GB on loopback.
+    async with (
+        listener(name, tmp_path) as (host, port, head),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(f"{head}Content-Length: {1 << 40}\r\n\r\n".encode())
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status, _, _ = await read_reply(reader)  # the refusal arrives whole
+        assert status == TOO_LARGE[name]
+        sent = await send_until_cut(writer, 8 * CUT_WITHIN)
+        assert sent < CUT_WITHIN
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_refused_body_sent_to_its_end_before_reading_still_gets_its_refusal(
+    name: str, tmp_path: Path
+) -> None:
+    # A client that finishes sending before it reads (most do) must not be reset: the unread
+    # rest of its body, up to LINGER_BYTES, is drained after the reply.
+    size = LINGER_BYTES // 2  # past every listener's limit (about 1 MiB), within the drain
+    async with (
+        listener(name, tmp_path) as (host, port, head),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(f"{head}Content-Length: {size}\r\n\r\n".encode())
+        writer.write(b"x" * size)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status, _, _ = await read_reply(reader)
+        assert status == TOO_LARGE[name]
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_request_followed_by_garbage_in_one_read_gets_its_answer_then_a_bare_400(
+    name: str, tmp_path: Path
+) -> None:
+    # A Content-Length shorter than what was sent: the bytes past it are a second request, not
+    # valid HTTP. aiohttp parsed both in one go and, at the error, dropped the whole request
+    # before it: the client got only the bare 400, whether the two arrived in one read or not.
+    body, status = ANSWERED[name]
+    async with (
+        listener(name, tmp_path) as (host, port, head),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(b"and then some bytes past the length\r\n\r\n")  # one write, one read
+        await writer.drain()
+        async with asyncio.timeout(10):
+            first = await read_reply(reader)
+        assert first[0] == status
+        assert first[2] != b"Bad Request"  # the listener's own answer, not the bare one
+        async with asyncio.timeout(10):
+            second = await read_reply(reader)
+        assert (second[0], second[2]) == (400, b"Bad Request")
+        await closed_by_server(reader)
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_many_small_pipelined_requests_in_one_read_are_each_answered_in_order(
+    name: str, tmp_path: Path
+) -> None:
+    # The parser takes one request at a time (see above): pipelining must still work.
+    count = 100
+    async with (
+        listener(name, tmp_path) as (host, port, _),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(
+            b"".join(f"GET /none/{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(count))
+        )
+        await writer.drain()
+        async with asyncio.timeout(30):
+            statuses = [(await read_reply(reader))[0] for _ in range(count)]
+        assert statuses == [404] * count
+
+
+@pytest.mark.parametrize("name", LISTENERS)
+async def test_a_client_that_pipelines_and_never_reads_is_cut(name: str, tmp_path: Path) -> None:
+    # The header timer closed such a connection, but a close waits for the buffered replies to
+    # be sent: to a client that never reads, for ever (the connection and its slot held).
+    requests = b"GET /none HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    async with (
+        listener(name, tmp_path, header_timeout=0.3) as (host, port, _),
+        connection(host, port) as (_reader, writer),
+    ):
+        sent = 0
+        with pytest.raises(ConnectionError):
+            async with asyncio.timeout(30):  # far past the header timeout, twice
+                while sent < CUT_WITHIN:
+                    writer.write(requests)
+                    await writer.drain()
+                    sent += len(requests)
+        assert sent < CUT_WITHIN
