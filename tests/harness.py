@@ -421,14 +421,18 @@ async def read_sealed(
 CHILD_SITE = REPO / "tests" / "childsite"  # its sitecustomize.py: see there
 
 
-def child_environment() -> dict[str, str]:
+def child_environment(*, measured: bool = True) -> dict[str, str]:
     """The little of our environment a child process needs (coverage's settings included).
 
     A child that coverage measures also gets ``tests/childsite`` on its path, whose
     ``sitecustomize`` spares it the tracer's cost while libraries are first imported.
+    ``measured=False`` keeps coverage out of it (a child under a file size limit: coverage's
+    data file would meet the limit too, and say so on its stderr).
     """
     keep = {"PATH", "HOME", "LANG", "TMPDIR"}
-    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("COVERAGE_")}
+    env = {
+        k: v for k, v in os.environ.items() if k in keep or (measured and k.startswith("COVERAGE_"))
+    }
     if "COVERAGE_PROCESS_CONFIG" in env:
         env["PYTHONPATH"] = str(CHILD_SITE)
     return env
@@ -475,17 +479,9 @@ class ManagedProcess:
         """Start ``python args…`` with ``env`` (merged over a minimal base environment).
 
         Its stdout and stderr go to one pipe of ours (not asyncio's), so that ``deafen`` can
-        close our end of it as a launcher that died would. ``measured=False`` keeps coverage
-        out of it (a child under a file size limit: coverage's data file would meet it too).
+        close our end of it as a launcher that died would. ``measured``: ``child_environment``'s.
         """
-        base = {
-            name: value
-            for name, value in {**child_environment(), **env}.items()
-            if measured
-            or not (
-                name.startswith("COVERAGE_") or (name, value) == ("PYTHONPATH", str(CHILD_SITE))
-            )
-        }
+        base = {**child_environment(measured=measured), **env}
         read_end, write_end = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(

@@ -265,11 +265,7 @@ def test_a_data_folder_on_a_full_disk_names_the_setting_and_the_path(
     settings = start_settings(data, VEIL_CLIENT_KEY_FILE=str(key))
     # Not measured by coverage: its own data file meets the same limit at exit, and says so in
     # lines of its own (CI, 2026-11-30).
-    env = {
-        name: value
-        for name, value in {**child_environment(), **settings}.items()
-        if not name.startswith("COVERAGE_")
-    }
+    env = {**child_environment(measured=False), **settings}
     result = subprocess.run(  # noqa: S603 -- this interpreter, this project's own code
         [sys.executable, "-c", _FULL_DISK, *command],
         capture_output=True,
