@@ -721,6 +721,10 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     thread_id = topic_of(message)
     prompt = asked_text(message, bot.id) if pasted is None else pasted
+    if veils(message, bot.id) and not prompt.strip():  # a forward of Veil's thinking alone
+        log.info("chat.forwarded_thinking")
+        await message.answer(texts("forwarded_thinking"))
+        return
     if veils(message, bot.id) and texts.catalogs.says(prompt):  # a forward of Veil's notice
         log.info("chat.forwarded_notice")
         await message.answer(texts("forwarded_notice"))
@@ -748,12 +752,14 @@ def asked_text(message: Message, bot_id: int) -> str:
     A forward of Veil's answer (``veils``) is the user's question quoting Veil: the thinking
     Veil folded before it went to the model as the question's first words. It is read as a
     reply to Veil's answer is (``words_of``); anyone else's quote opening with the mark is
-    theirs, and read. A forward of Veil's notice, whole, is no answer: ``on_text`` asks nothing.
+    theirs, and read. A forward of Veil's notice, whole, is no answer, nor one of its thinking
+    alone (a message of its own before a long answer: nothing, read so): ``on_text`` asks
+    nothing.
     """
     text = message.text or ""
     if not veils(message, bot_id):
         return text
-    return words_of(message, bot_id) or text
+    return words_of(message, bot_id) or ""
 
 
 async def opened_topic(message: Message, chat: ChatService, texts: Texts) -> None:

@@ -894,3 +894,20 @@ async def test_a_forward_of_veil_s_answer_in_parts_is_asked_as_one_question(
         requests = len(stack.vllm.requests)
     assert context[-1] == ("user", f"{first}\n{second}")
     assert requests == 1
+
+
+async def test_a_forward_of_veil_s_thinking_alone_is_not_asked(tmp_path: Path) -> None:
+    # Veil's thinking, a message of its own before a long answer, forwarded: read without the
+    # thinking it is empty, and the thinking itself went to the model as the question, charged.
+    fold = "💭 mulling it over"
+    entities = [{"type": "expandable_blockquote", "offset": 0, "length": units(fold)}]
+    with structlog.testing.capture_logs() as logs:
+        async with running_stack(tmp_path, **FAST) as stack:
+            stack.telegram.forward_text(ANN, fold, author=BOT_ID, entities=entities)
+            told = await stack.telegram.wait_for("sendMessage")
+            stack.telegram.forward_text(ANN, "The moon is rock.", author=BOT_ID, entities=[])
+            context = await asked(stack, 1)  # the next question is asked: nothing held
+            texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("forwarded_thinking")
+    assert context[-1] == ("user", "The moon is rock.")
+    assert "chat.forwarded_thinking" in [e["event"] for e in logs]
