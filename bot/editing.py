@@ -93,6 +93,8 @@ _GONE = (
     "message can't be edited",
     "chat not found",
 )
+# What Telegram says to a send into a closed forum topic of a bot that is no admin there.
+_TOPIC_CLOSED = "TOPIC_CLOSED"
 _MORE = "…"
 _GAP = "\n\n"
 
@@ -901,7 +903,9 @@ class Editors:
 
         Ephemeral messages (Bot API 10.2) show to ``user_id`` only; a server without them
         refuses the field, and the notice is a reply to their message, deleted after
-        ``notice_seconds``. Either goes to the forum topic ``thread_id``, if given.
+        ``notice_seconds``. Either goes to the forum topic ``thread_id``, if given; one closed
+        (400 ``TOPIC_CLOSED``: Veil is no admin there) takes neither, and the notice is dropped
+        after its one try (``editing.topic_closed``).
 
         A notice the member is already waiting for is not queued again: the group's pace is
         first come first served, and a member's burst (bare mentions, mentions while their
@@ -934,7 +938,10 @@ class Editors:
                 reply_markup=markup,
                 ephemeral_message_parameters=EphemeralMessageParameters(receiver_user_id=user_id),
             )
-        except TelegramBadRequest:
+        except TelegramBadRequest as exc:
+            if _TOPIC_CLOSED in exc.message:  # no reply of Veil's goes there either
+                log.info("editing.topic_closed")
+                return
             log.info("editing.ephemeral_refused")
         except TelegramAPIError as exc:
             _notice_failed(exc, pacer)

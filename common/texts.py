@@ -31,6 +31,7 @@ NOTICES = frozenset(
         "ton_assign_unpriced",
         *("cancelled", "interrupted", "unread", "edited", "ask_usage"),
         *("guest_media", "guest_replied_media", "guest_forwarded", "forwarded_notice"),
+        "forwarded_thinking",
         *("group_media", "group_replied_media", "group_ask_as_yourself", "group_wait_your_turn"),
         *("answer_cut", "answer_cut_here", "answer_broke_off", "answer_lost_here"),
         *("answer_stalled_here", "answer_window_full", "answer_window_full_here"),

@@ -105,7 +105,7 @@ class Pastes:
         self._wait = wait
         self._open: dict[tuple[int, int | None], _Paste] = {}
 
-    def join(self, key: tuple[int, int | None], message_id: int, text: str) -> bool:
+    def join(self, key: tuple[int, int | None], message_id: int, text: str, sent: str) -> bool:
         """Add this message to the text waiting for its next part, if one is; whether it did."""
         paste = self._open.get(key)
         if paste is None:
@@ -113,7 +113,7 @@ class Pastes:
         now = asyncio.get_running_loop().time()
         paste.parts[message_id] = text
         full = len(paste.parts) == PASTE_MOST
-        paste.due = now + self._wait if _is_long(text) and not full else now
+        paste.due = now + self._wait if _is_long(sent) and not full else now
         paste.came.set()
         if full:
             del self._open[key]  # asked now: a next part starts a paste of its own
@@ -125,15 +125,21 @@ class Pastes:
         message_id: int,
         text: str,
         waiting: Callable[[], None] | None = None,
+        *,
+        sent: str | None = None,
     ) -> str | None:
         """The text to ask for this message; None when it joined a text another call asks.
 
         ``waiting`` is called when this message waits for its next part (which may then come).
+        ``sent``: the message's text as the app sent it, if ``text`` (what it asks) is less:
+        its length says whether it may be a part (a forward of Veil's answer, its thinking
+        left out, is as long as Veil sent it).
         """
         loop = asyncio.get_running_loop()
-        if self.join(key, message_id, text):
+        sent = text if sent is None else sent
+        if self.join(key, message_id, text, sent):
             return None
-        if not _is_long(text):
+        if not _is_long(sent):
             return text
         paste = self._open[key] = _Paste(loop.time() + self._wait, {message_id: text})
         if waiting is not None:
@@ -183,8 +189,8 @@ class PasteParts(BaseMiddleware):
             and event.from_user is not None
         ):
             key = (event.from_user.id, topic_of(event))
-            text = asked_text(event, data["bot"].id)
-            pasted = await self.pastes.whole(key, event.message_id, text, data.get("let_next_in"))
+            text, waiting = asked_text(event, data["bot"].id), data.get("let_next_in")
+            pasted = await self.pastes.whole(key, event.message_id, text, waiting, sent=event.text)
             if pasted is None:
                 return None
             data["pasted"] = pasted
@@ -715,6 +721,10 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     thread_id = topic_of(message)
     prompt = asked_text(message, bot.id) if pasted is None else pasted
+    if veils(message, bot.id) and not prompt.strip():  # a forward of Veil's thinking alone
+        log.info("chat.forwarded_thinking")
+        await message.answer(texts("forwarded_thinking"))
+        return
     if veils(message, bot.id) and texts.catalogs.says(prompt):  # a forward of Veil's notice
         log.info("chat.forwarded_notice")
         await message.answer(texts("forwarded_notice"))
@@ -742,12 +752,14 @@ def asked_text(message: Message, bot_id: int) -> str:
     A forward of Veil's answer (``veils``) is the user's question quoting Veil: the thinking
     Veil folded before it went to the model as the question's first words. It is read as a
     reply to Veil's answer is (``words_of``); anyone else's quote opening with the mark is
-    theirs, and read. A forward of Veil's notice, whole, is no answer: ``on_text`` asks nothing.
+    theirs, and read. A forward of Veil's notice, whole, is no answer, nor one of its thinking
+    alone (a message of its own before a long answer: nothing, read so): ``on_text`` asks
+    nothing.
     """
     text = message.text or ""
     if not veils(message, bot_id):
         return text
-    return words_of(message, bot_id) or text
+    return words_of(message, bot_id) or ""
 
 
 async def opened_topic(message: Message, chat: ChatService, texts: Texts) -> None:

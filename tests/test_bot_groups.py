@@ -439,3 +439,31 @@ async def test_a_question_in_a_closed_forum_topic_is_logged_once_as_such_and_not
     assert "groups.not_answered" not in events
     assert final["text"] == ANSWER
     assert final["message_thread_id"] == topic
+
+
+async def test_a_notice_into_a_closed_forum_topic_is_tried_once_and_logged_as_such(
+    tmp_path: Path,
+) -> None:
+    # A notice for one member (the usage line) in a closed topic, Veil no admin there: Telegram
+    # refused the ephemeral message (TOPIC_CLOSED), logged as a server without ephemeral
+    # messages (editing.ephemeral_refused), then a public reply it refused the same way
+    # (editing.notice_failed), a second request of the group's pace for nothing. One try, one
+    # line saying why.
+    topic = 78
+    with structlog.testing.capture_logs() as logs:
+        async with running_stack(tmp_path, **FAST) as stack:
+            stack.telegram.close_topic(BOB, GROUP, topic)
+            stack.telegram.state.set_member(GROUP, ANN, "administrator")  # may write there
+            stack.telegram.send_text(ANN, "/ask", chat_id=GROUP, thread_id=topic)
+            ended = {"editing.topic_closed", "editing.notice_failed"}  # now, before
+            await wait_until(lambda: any(e["event"] in ended for e in logs))
+            tried = [
+                call.params
+                for call in stack.telegram.calls_of("sendMessage")
+                if call.params.get("chat_id") == GROUP
+            ]
+    assert len(tried) == 1
+    assert tried[0]["message_thread_id"] == topic
+    assert [e["event"] for e in logs if e["event"].startswith("editing.")] == [
+        "editing.topic_closed"
+    ]

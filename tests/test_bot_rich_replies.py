@@ -21,6 +21,7 @@ from bot.rich import escape, thought_details
 from bot.thinking import MAX_FOLDED, tail, with_thought
 from common.texts import Catalogs
 from common.thought import MARK
+from handlers.chat import PASTE_PART
 from handlers.reading import words_of
 from handlers.replies import replied_context
 from playground.rich import parse_rich
@@ -870,3 +871,43 @@ async def test_a_forward_of_veil_s_notice_asked_in_private_is_not_asked(tmp_path
         texts = stack.veil.catalogs.for_language("en")
     assert told.params["text"] == texts("forwarded_notice")
     assert context[-1] == ("user", busy)
+
+
+async def test_a_forward_of_veil_s_answer_in_parts_is_asked_as_one_question(
+    tmp_path: Path,
+) -> None:
+    # Veil's long answer, its thinking folded in its first message (a code block that fits in
+    # one piece starts the next), forwarded whole: its first message is a part of a paste as
+    # the app sent it, at 3500 units or more. Read without the thinking it was shorter, so it
+    # was asked alone at once, its next part a question of its own (told to wait, or queued).
+    first = ("The moon is rock. " * 180).strip()  # under PASTE_PART, the thinking out
+    fold = "💭 " + "mulling it over " * 60
+    text = f"{fold}\n{first}"
+    assert units(first) < PASTE_PART <= units(text)
+    entities = [{"type": "expandable_blockquote", "offset": 0, "length": units(fold)}]
+    second = "rock = True"
+    async with running_stack(tmp_path, **FAST) as stack:
+        stack.telegram.forward_text(ANN, text, author=BOT_ID, entities=entities)
+        stack.telegram.forward_text(ANN, second, author=BOT_ID, entities=[])
+        context = await asked(stack, 1)
+        assert await stack.veil.chat.wait_idle(10)
+        requests = len(stack.vllm.requests)
+    assert context[-1] == ("user", f"{first}\n{second}")
+    assert requests == 1
+
+
+async def test_a_forward_of_veil_s_thinking_alone_is_not_asked(tmp_path: Path) -> None:
+    # Veil's thinking, a message of its own before a long answer, forwarded: read without the
+    # thinking it is empty, and the thinking itself went to the model as the question, charged.
+    fold = "💭 mulling it over"
+    entities = [{"type": "expandable_blockquote", "offset": 0, "length": units(fold)}]
+    with structlog.testing.capture_logs() as logs:
+        async with running_stack(tmp_path, **FAST) as stack:
+            stack.telegram.forward_text(ANN, fold, author=BOT_ID, entities=entities)
+            told = await stack.telegram.wait_for("sendMessage")
+            stack.telegram.forward_text(ANN, "The moon is rock.", author=BOT_ID, entities=[])
+            context = await asked(stack, 1)  # the next question is asked: nothing held
+            texts = stack.veil.catalogs.for_language("en")
+    assert told.params["text"] == texts("forwarded_thinking")
+    assert context[-1] == ("user", "The moon is rock.")
+    assert "chat.forwarded_thinking" in [e["event"] for e in logs]
