@@ -30,6 +30,7 @@ from tests.harness import (
     ManagedProcess,
     child_environment,
     client_keys_setting,
+    gateway_env,
     run_python,
 )
 
@@ -222,12 +223,8 @@ async def test_gateway_process_serves_sealed_answers_and_stops(
             "-m",
             "gateway",
             env={
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
+                **gateway_env(fake.url, key_file),
                 "VEIL_VLLM_API_KEY": "k-123",
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",  # the ceiling must fit the model's context
                 **chosen,
             },
@@ -284,11 +281,7 @@ async def test_a_signal_while_the_gateway_starts_stops_it_in_one_line(
             "-c",
             _SIGNALLED_WHILE_STARTING.replace("SIGNAME", signame),
             env={
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
+                **gateway_env(fake.url, key_file),
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
                 "VEIL_GATEWAY_LOOP": loop,
             },
@@ -362,11 +355,7 @@ async def _cut_under(
             _LISTENER_CUT,
             env={
                 "CUT": str(cut),
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
+                **gateway_env(fake.url, key_file),
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
                 **settings,
             },
@@ -493,11 +482,7 @@ async def test_half_open_flood_under_a_low_descriptor_limit_is_capped_and_quiet(
             "-c",
             LOW_FD_GATEWAY,
             env={
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
+                **gateway_env(fake.url, key_file),
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
                 "VEIL_HEADER_TIMEOUT": "1",
             },
@@ -565,11 +550,7 @@ async def test_connections_past_the_last_descriptor_are_told_by_the_event_loop_s
             "-c",
             SHORT_OF_DESCRIPTORS_GATEWAY,
             env={
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
+                **gateway_env(fake.url, key_file),
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
                 "VEIL_HEADER_TIMEOUT": "1",
                 "VEIL_GATEWAY_LOOP": loop,
@@ -665,11 +646,7 @@ async def test_a_stop_cuts_an_upload_still_on_its_way_and_the_gateway_exits(
             "-m",
             "gateway",
             env={
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
+                **gateway_env(fake.url, key_file),
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
                 "VEIL_BODY_TIMEOUT": "600",  # only the stop can end this upload
                 "VEIL_HEADER_TIMEOUT": "600",
@@ -728,11 +705,7 @@ async def test_a_signal_while_the_stopped_gateway_exits_changes_nothing(
             "-c",
             _SIGNALLED_AT_EXIT.replace("SIGNAME", signame),
             env={
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
+                **gateway_env(fake.url, key_file),
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
                 "VEIL_GATEWAY_LOOP": loop,
             },
@@ -782,11 +755,7 @@ async def test_a_gateway_whose_stderr_nobody_reads_still_stops_with_exit_0(
             cwd=REPO,
             env=child_environment()
             | {
-                "VEIL_OPERATOR_KEY_FILE": str(key_file),
-                "VEIL_CLIENT_KEYS": client_keys_setting(),
-                "VEIL_VLLM_URL": fake.url,
-                "VEIL_GATEWAY_PORT": "0",
-                "VEIL_METRICS_PORT": "0",
+                **gateway_env(fake.url, key_file),
                 "VEIL_MAX_COMPLETION_TOKENS": "1024",
             },
         )
