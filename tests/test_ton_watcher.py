@@ -11,7 +11,7 @@ import base64
 import contextlib
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -110,6 +110,17 @@ async def nothing_booked(stack: TonStack) -> None:
     """Alice was credited nothing, and no payment was recorded."""
     assert await stack.balance(ALICE) == 0
     assert await stack.books.recorded() == []
+
+
+def stranger_excesses(stack: TonStack, count: int) -> list[dict[str, Any]]:
+    """A stranger's ``count`` hand-built ``excesses`` of the dust minimum, a trace each."""
+    stranger = "0:" + "5e" * 32
+    return [
+        stack.chain.add_transaction(
+            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+        )
+        for _ in range(count)
+    ]
 
 
 async def sound(stack: TonStack) -> None:
@@ -601,13 +612,7 @@ async def test_the_excesses_of_one_trace_are_looked_up_once(stack: TonStack) -> 
     # toncenter once per excesses, at its pace (about one call a second without a key), so
     # each such message held back the Gram payments behind it by a call; the answer is the
     # trace's, the same for each.
-    stranger = "0:" + "5e" * 32
-    flood = [
-        stack.chain.add_transaction(
-            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
-        )
-        for _ in range(5)
-    ]
+    flood = stranger_excesses(stack, 5)
     for record in flood[1:]:
         record["trace_id"] = flood[0]["trace_id"]
     recipient = "0:" + "7a" * 32
@@ -643,13 +648,7 @@ async def test_a_flood_of_excesses_in_many_traces_costs_one_lookup_a_page(
     # once per trace, at its pace (about one call a second without a key): each held back the
     # Gram payments behind it by a call. Our own transfers out are few: one lookup lists them.
     gram = await order(stack, BOB)
-    stranger = "0:" + "5e" * 32
-    flood = [
-        stack.chain.add_transaction(
-            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
-        )
-        for _ in range(12)
-    ]
+    flood = stranger_excesses(stack, 12)
     assert len({record["trace_id"] for record in flood}) == len(flood)
     recipient = "0:" + "7a" * 32
     change = stack.chain.send_jettons(
@@ -678,13 +677,7 @@ async def test_a_flood_of_excesses_toncenter_rate_limits_costs_one_lookup_a_page
     # asked again, three tries a second apart: a dozen of them held back the Gram payment
     # behind them by half a minute of waiting, and more toncenter calls refused.
     gram = await order(stack, BOB)
-    stranger = "0:" + "5e" * 32
-    flood = [
-        stack.chain.add_transaction(
-            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
-        )
-        for _ in range(12)
-    ]
+    flood = stranger_excesses(stack, 12)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
     stack.chain.rate_limit_next(1000, path="/api/v3/jetton/transfers")
     async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
@@ -714,13 +707,7 @@ async def test_a_flood_of_excesses_toncenter_refuses_a_trace_at_a_time_costs_one
     payee = "0:" + "7a" * 32
     for _ in range(reader_module.PAGE):
         stack.chain.add_jetton_transfer(payee, amount=1_000_000, source=WALLET_RAW)
-    stranger = "0:" + "5e" * 32
-    flood = [
-        stack.chain.add_transaction(
-            WALLET_RAW, value=DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
-        )
-        for _ in range(12)
-    ]
+    flood = stranger_excesses(stack, 12)
     stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
     stack.chain.rate_limit_next(1000, path="/api/v3/jetton/transfers", after=1)
     async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
