@@ -678,29 +678,38 @@ async def test_a_refund_booked_while_the_flagged_notice_goes_out_is_told_to_the_
     ]
 
 
-async def test_a_correction_owed_to_an_admin_is_sent_once_after_a_restart(tmp_path: Path) -> None:
-    # The admin was told "credited as 50 ★" of a flagged payment refunded while that notice
-    # went out; the correction Telegram could not take then, and the bot restarted. What the
-    # admin was told lived in the desk's memory: the restarted bot finished the entry, and the
-    # admin was left believing the payment credited.
+async def correction_owed(tmp_path: Path, charge: str) -> tuple[list[str], list[str]]:
+    """What the admin and the user were told of a flagged payment refunded as it was noticed.
+
+    The refund of ``charge`` is booked while the admin's notice is out; the correction it owes
+    is refused until the stack stops.
+    """
     telegram = HostileTelegram(token=TOKEN)
     telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
     async with running_stack(
         tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
     ) as stack:
         desk = stack.veil.desk
-        paying = asyncio.create_task(desk.take(payment("stxLOST", payload="order-never-made")))
+        paying = asyncio.create_task(desk.take(payment(charge, payload="order-never-made")))
         await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
         refunding = asyncio.create_task(
-            desk.take(payment("stxLOST", kind="refund", payload="order-never-made"))
+            desk.take(payment(charge, kind="refund", payload="order-never-made"))
         )
-        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxLOST"))
+        await wait_until(lambda: journal_booked(tmp_path / "journal.db", f"refund:{charge}"))
         for _ in range(50):  # the correction, and whatever the desk's loop tries before the stop
             telegram.misbehave("sendMessage", "page", when=lambda p: p.get("chat_id") == ADMIN)
         telegram.answer_late()
         await asyncio.gather(paying, refunding)
         assert (await stack.veil.credit.balance(USER)).units == 0
-        first_admin, first_user = messages_to(stack, ADMIN), messages_to(stack, USER)
+        return messages_to(stack, ADMIN), messages_to(stack, USER)
+
+
+async def test_a_correction_owed_to_an_admin_is_sent_once_after_a_restart(tmp_path: Path) -> None:
+    # The admin was told "credited as 50 ★" of a flagged payment refunded while that notice
+    # went out; the correction Telegram could not take then, and the bot restarted. What the
+    # admin was told lived in the desk's memory: the restarted bot finished the entry, and the
+    # admin was left believing the payment credited.
+    first_admin, first_user = await correction_owed(tmp_path, "stxLOST")
     flagged = "Payment flagged (unknown_order): user 9201, charge stxLOST, 50 ⭐ credited as 50 ★"
     assert first_admin == [f"{flagged}."]
     assert first_user == [
@@ -721,22 +730,7 @@ async def test_a_correction_is_not_sent_to_an_admin_removed_since(tmp_path: Path
     # left, or an account no longer trusted). The journal still names them among those told
     # "credited as 50 ★": the restarted bot sent them the user's payment and charge all the
     # same. Only the admins configured now are told, as every other notice is.
-    telegram = HostileTelegram(token=TOKEN)
-    telegram.misbehave("sendMessage", "late", when=lambda params: params.get("chat_id") == ADMIN)
-    async with running_stack(
-        tmp_path, free_tokens_per_day=0, admins=str(ADMIN), telegram_server=telegram
-    ) as stack:
-        desk = stack.veil.desk
-        paying = asyncio.create_task(desk.take(payment("stxGONE", payload="order-never-made")))
-        await wait_until(lambda: telegram.held == 1)  # the admin's notice is out, its reply held
-        refunding = asyncio.create_task(
-            desk.take(payment("stxGONE", kind="refund", payload="order-never-made"))
-        )
-        await wait_until(lambda: journal_booked(tmp_path / "journal.db", "refund:stxGONE"))
-        for _ in range(50):  # the correction, and whatever the desk's loop tries before the stop
-            telegram.misbehave("sendMessage", "page", when=lambda p: p.get("chat_id") == ADMIN)
-        telegram.answer_late()
-        await asyncio.gather(paying, refunding)
+    await correction_owed(tmp_path, "stxGONE")
     successor = ADMIN - 1
     async with running_stack(tmp_path, free_tokens_per_day=0, admins=str(successor)) as restarted:
         assert await restarted.veil.desk.process_pending()
