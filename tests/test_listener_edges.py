@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tomllib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 from structlog.testing import capture_logs
 
 from common.connections import LINGER_BYTES
@@ -32,7 +36,6 @@ from tests.test_bot_listeners import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
 LISTENERS = ["gateway", "webhook", "webapp"]
 # A body each listener answers in its own words: the gateway's 401 (not signed), the webhook's
@@ -221,3 +224,21 @@ async def test_a_client_that_pipelines_and_never_reads_is_cut(name: str, tmp_pat
                     await writer.drain()
                     sent += len(requests)
         assert sent < CUT_WITHIN
+
+
+# aiohttp bounds its parser's queue of requests (``max_msg_queue_size``, which
+# ``GuardedRequestHandler._parse_one_at_a_time`` sets to one) from 3.14.1 on: with an older one
+# every connection to a guarded listener fails with a TypeError before its first request.
+PARSER_QUEUE_SINCE = Version("3.14.1")
+
+
+def test_the_declared_aiohttp_has_the_parser_queue_the_listeners_rely_on() -> None:
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    (declared,) = (
+        Requirement(line)
+        for line in project["project"]["dependencies"]
+        if Requirement(line).name == "aiohttp"
+    )
+    lowest = [Version(spec.version) for spec in declared.specifier if spec.operator == ">="]
+    assert lowest
+    assert min(lowest) >= PARSER_QUEUE_SINCE
