@@ -240,6 +240,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self._timer: asyncio.TimerHandle | None = None
         self._on_lost: list[Callable[[], None]] = []
         self._unread: StreamReader | None = None  # the body left unread by the last request
+        self._unread_length: int | None = None  # its Content-Length (None: chunked)
         self._linger_left = 0
 
     def _parse_one_at_a_time(self, options: dict[str, Any]) -> None:
@@ -312,20 +313,36 @@ class GuardedRequestHandler(web.RequestHandler):
         self._busy -= 1
         if not request.content.is_eof():
             self._unread = request.content
+            self._unread_length = request.content_length
             self._linger_left = LINGER_BYTES
         if self._busy == 0 and self._admitted:
             self._arm()
 
     def data_received(self, data: bytes) -> None:
-        """Parse ``data`` as aiohttp does; past ``LINGER_BYTES`` of an unread body, close."""
-        if self._unread is not None:
-            self._linger_left -= len(data)
-            if self._linger_left < 0:
-                unread, self._unread = self._unread, None
-                self.force_close()
-                unread.feed_eof()  # aiohttp's drain of it ends now, not after its 10 s
-                return
+        """Parse ``data`` as aiohttp does; past ``LINGER_BYTES`` of an unread body, close.
+
+        Only the body's own bytes count: once it has all arrived, or past its
+        ``Content-Length``, what follows is the next request (a chunked body's end is known
+        only once parsed, so all of a read before it counts).
+        """
+        unread = self._unread
+        if unread is not None:
+            if unread.is_eof():
+                self._unread = None
+            else:
+                self._linger_left -= self._of_unread(unread, len(data))
+                if self._linger_left < 0:
+                    self._unread = None
+                    self.force_close()
+                    unread.feed_eof()  # aiohttp's drain of it ends now, not after its 10 s
+                    return
         super().data_received(data)
+
+    def _of_unread(self, unread: StreamReader, size: int) -> int:
+        """How many of ``size`` bytes just read belong to the unread body (all, when chunked)."""
+        if self._unread_length is None:
+            return size
+        return min(size, self._unread_length - unread.total_bytes)
 
     def handle_error(
         self,

@@ -163,6 +163,32 @@ async def test_a_refused_body_sent_to_its_end_before_reading_still_gets_its_refu
         assert status == TOO_LARGE[name]
 
 
+async def test_the_next_request_after_a_refused_body_sent_whole_is_answered(
+    tmp_path: Path,
+) -> None:
+    # A client that reads the refusal, sends the rest of its body (under LINGER_BYTES), then its
+    # next request on the same connection. The drain's bound counted every byte after the reply,
+    # the next request's too: its head tipped the count past LINGER_BYTES and it was cut. (The
+    # Mini App's refusal keeps the connection; the gateway's and the webhook's 413 close it.)
+    name = "webapp"
+    size = LINGER_BYTES - 16  # past the limit, refused before any of it is read
+    async with (
+        listener(name, tmp_path) as (host, port, head),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(f"{head}Content-Length: {size}\r\n\r\n".encode())
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status, headers, _ = await read_reply(reader)
+        assert status == TOO_LARGE[name]
+        assert headers.get("connection") != "close"
+        writer.write(b"x" * size + b"GET /none HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status, _, _ = await read_reply(reader)
+        assert status == 404
+
+
 @pytest.mark.parametrize("name", LISTENERS)
 async def test_a_request_followed_by_garbage_in_one_read_gets_its_answer_then_a_bare_400(
     name: str, tmp_path: Path
