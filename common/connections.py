@@ -197,6 +197,7 @@ class ConnectionGuard:
         if not isinstance(protocol, GuardedRequestHandler):
             return await handler(request)
         if not transfer_coding_taken(request):
+            protocol.bound_drain(request)
             return _unsupported_transfer_coding()
         protocol.request_started()
         try:
@@ -311,12 +312,19 @@ class GuardedRequestHandler(web.RequestHandler):
         to ``LINGER_BYTES``.
         """
         self._busy -= 1
+        self.bound_drain(request)
+        if self._busy == 0 and self._admitted:
+            self._arm()
+
+    def bound_drain(self, request: web.BaseRequest) -> None:
+        """After the reply, drain the rest of ``request``'s body for at most ``LINGER_BYTES``.
+
+        Called for a body a handler left unread and for one refused before any handler (501).
+        """
         if not request.content.is_eof():
             self._unread = request.content
             self._unread_length = request.content_length
             self._linger_left = LINGER_BYTES
-        if self._busy == 0 and self._admitted:
-            self._arm()
 
     def data_received(self, data: bytes) -> None:
         """Parse ``data`` as aiohttp does; past ``LINGER_BYTES`` of an unread body, close.

@@ -145,6 +145,32 @@ async def test_a_client_that_keeps_sending_after_a_refusal_is_cut_within_bounded
 
 
 @pytest.mark.parametrize("name", LISTENERS)
+async def test_a_client_that_keeps_sending_after_a_501_is_cut_within_bounded_bytes(
+    name: str, tmp_path: Path
+) -> None:
+    # The 501 is given before any handler, so its body was not bounded as a refused one is:
+    # aiohttp drained it for 10 s however fast it came.
+    chunk = b"%x\r\n%s\r\n" % (len(PIECE), PIECE)
+    async with (
+        listener(name, tmp_path) as (host, port, head),
+        connection(host, port) as (reader, writer),
+    ):
+        writer.write(f"{head}Transfer-Encoding: gzip, chunked\r\n\r\n".encode())
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status, _, _ = await read_reply(reader)
+        assert status == 501
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(30):  # a server that stops reading but never closes
+                while sent < 8 * CUT_WITHIN:
+                    writer.write(chunk)
+                    await writer.drain()
+                    sent += len(chunk)
+        assert sent < CUT_WITHIN
+
+
+@pytest.mark.parametrize("name", LISTENERS)
 async def test_a_refused_body_sent_to_its_end_before_reading_still_gets_its_refusal(
     name: str, tmp_path: Path
 ) -> None:
