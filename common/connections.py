@@ -21,9 +21,10 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
   operator's log with them) and echo the offending bytes back in its reply. A body sent in a
   transfer coding other than a lone ``chunked`` (``gzip, chunked``, which aiohttp reads as plain
   chunked) gets a bare 501 the same way (``ConnectionGuard.middleware``);
-- a body a handler leaves unread (a refused one) is drained after the reply, so that a client
-  still sending it can read the reply, but only up to ``LINGER_BYTES``: then the connection is
-  closed (aiohttp alone drains for 10 s however much arrives);
+- a body a handler leaves unread (a refused one), or the 501's, is drained after the reply, so
+  that a client still sending it can read the reply, but only up to ``LINGER_BYTES`` of it (the
+  next request's bytes do not count): then the connection is closed (aiohttp alone drains for
+  10 s however much arrives);
 - requests are parsed one at a time (``GuardedRequestHandler._parse_one_at_a_time``), so bytes
   that are not HTTP after a request are refused after it is answered, not instead;
 - a connection the header timer closes with replies unsent to a client that does not read them
