@@ -21,9 +21,10 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
   operator's log with them) and echo the offending bytes back in its reply. A body sent in a
   transfer coding other than a lone ``chunked`` (``gzip, chunked``, which aiohttp reads as plain
   chunked) gets a bare 501 the same way (``ConnectionGuard.middleware``);
-- a body a handler leaves unread (a refused one) is drained after the reply, so that a client
-  still sending it can read the reply, but only up to ``LINGER_BYTES``: then the connection is
-  closed (aiohttp alone drains for 10 s however much arrives);
+- a body a handler leaves unread (a refused one), or the 501's, is drained after the reply, so
+  that a client still sending it can read the reply, but only up to ``LINGER_BYTES`` of it (the
+  next request's bytes do not count): then the connection is closed (aiohttp alone drains for
+  10 s however much arrives);
 - requests are parsed one at a time (``GuardedRequestHandler._parse_one_at_a_time``), so bytes
   that are not HTTP after a request are refused after it is answered, not instead;
 - a connection the header timer closes with replies unsent to a client that does not read them
@@ -197,6 +198,7 @@ class ConnectionGuard:
         if not isinstance(protocol, GuardedRequestHandler):
             return await handler(request)
         if not transfer_coding_taken(request):
+            protocol.bound_drain(request)
             return _unsupported_transfer_coding()
         protocol.request_started()
         try:
@@ -240,6 +242,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self._timer: asyncio.TimerHandle | None = None
         self._on_lost: list[Callable[[], None]] = []
         self._unread: StreamReader | None = None  # the body left unread by the last request
+        self._unread_length: int | None = None  # its Content-Length (None: chunked)
         self._linger_left = 0
 
     def _parse_one_at_a_time(self, options: dict[str, Any]) -> None:
@@ -310,22 +313,45 @@ class GuardedRequestHandler(web.RequestHandler):
         to ``LINGER_BYTES``.
         """
         self._busy -= 1
-        if not request.content.is_eof():
-            self._unread = request.content
-            self._linger_left = LINGER_BYTES
+        self.bound_drain(request)
         if self._busy == 0 and self._admitted:
             self._arm()
 
+    def bound_drain(self, request: web.BaseRequest) -> None:
+        """After the reply, drain the rest of ``request``'s body for at most ``LINGER_BYTES``.
+
+        Called for a body a handler left unread and for one refused before any handler (501).
+        """
+        if not request.content.is_eof():
+            self._unread = request.content
+            self._unread_length = request.content_length
+            self._linger_left = LINGER_BYTES
+
     def data_received(self, data: bytes) -> None:
-        """Parse ``data`` as aiohttp does; past ``LINGER_BYTES`` of an unread body, close."""
-        if self._unread is not None:
-            self._linger_left -= len(data)
-            if self._linger_left < 0:
-                unread, self._unread = self._unread, None
-                self.force_close()
-                unread.feed_eof()  # aiohttp's drain of it ends now, not after its 10 s
-                return
+        """Parse ``data`` as aiohttp does; past ``LINGER_BYTES`` of an unread body, close.
+
+        Only the body's own bytes count: once it has all arrived, or past its
+        ``Content-Length``, what follows is the next request (a chunked body's end is known
+        only once parsed, so all of a read before it counts).
+        """
+        unread = self._unread
+        if unread is not None:
+            if unread.is_eof():
+                self._unread = None
+            else:
+                self._linger_left -= self._of_unread(unread, len(data))
+                if self._linger_left < 0:
+                    self._unread = None
+                    self.force_close()
+                    unread.feed_eof()  # aiohttp's drain of it ends now, not after its 10 s
+                    return
         super().data_received(data)
+
+    def _of_unread(self, unread: StreamReader, size: int) -> int:
+        """How many of ``size`` bytes just read belong to the unread body (all, when chunked)."""
+        if self._unread_length is None:
+            return size
+        return min(size, self._unread_length - unread.total_bytes)
 
     def handle_error(
         self,
