@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -703,18 +703,26 @@ class Editors:
         self.showing = Showing()
         self.answered = Answered()
         self._turns: dict[int, asyncio.Lock] = {}
+        self._in_turn: Counter[int] = Counter()  # answers holding or waiting for a chat's turn
         self._username: str | None = None
 
     @contextlib.asynccontextmanager
     async def turn(self, chat_id: int) -> AsyncIterator[None]:
-        """Hold the chat's turn while one answer streams there."""
+        """Hold the chat's turn while one answer streams there.
+
+        The turn is forgotten once no answer holds it or waits for it. Not once it is unlocked:
+        it is, for a moment, as it is handed on (the next answer woken, not yet running), and an
+        answer asking then took a fresh turn and streamed alongside, out of the order asked.
+        """
         lock = self._turns.setdefault(chat_id, asyncio.Lock())
+        self._in_turn[chat_id] += 1
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._turns.get(chat_id) is lock:
-                del self._turns[chat_id]
+            self._in_turn[chat_id] -= 1
+            if not self._in_turn[chat_id]:
+                del self._in_turn[chat_id], self._turns[chat_id]
 
     async def post(
         self, chat_id: int, text: str, *, reply_to: int, markup: InlineKeyboardMarkup | None

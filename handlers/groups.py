@@ -584,11 +584,16 @@ def being_written(message: Message, editors: Editors) -> int | None:
     A bare mention asks about the message it replies to, read as Telegram shows it; an answer
     still streaming showed its placeholder (or a part): it is read in the mention's turn, once
     written (``_GroupAnswer._thread``). None for any other message, and an answer written.
+
+    An answer that failed before any text (its thread empty) is not written: the mention found
+    it still streaming (``_failed_answer`` said no), and it failed while the group's settings
+    were read. Read as shown, the placeholder went to the model as what to comment on, charged;
+    read in its turn, the empty thread has nothing to ask (``_GroupAnswer._nothing_to_ask``).
     """
     replied = message.reply_to_message
     if replied is None or replied.from_user is None or replied.from_user.id != editors.bot.id:
         return None
-    if editors.chains.get(message.chat.id, replied.message_id) is not None:
+    if editors.chains.get(message.chat.id, replied.message_id):
         return None  # written: read as shown
     return replied.message_id
 

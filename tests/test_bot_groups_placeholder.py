@@ -13,7 +13,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import structlog
+from aiogram import Bot
+from aiogram.types import Message
 
+from bot.editing import Editors, Pace
+from handlers.groups import being_written
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.hostile import HostileTelegram
 from tests.test_bot_groups import ANN, ANSWER, BOB, FAST, GROUP, QUESTION, final_reply, replies
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from tests.botstack import Stack
 
 PLACEHOLDER = "⏳ …"
+VEIL = {"id": 123456, "is_bot": True, "first_name": "Veil", "username": "veil_test_bot"}
 
 
 def is_placeholder(params: dict[str, object]) -> bool:
@@ -170,3 +175,40 @@ async def test_a_bare_mention_waiting_on_an_answer_that_then_failed_asks_nothing
         texts = s.veil.catalogs.for_language("en")
     assert asked == 1
     assert told == [texts("ask_usage")]
+
+
+def bare_mention_replying_to(placeholder: int) -> Message:
+    """Bob's bare mention in the group, a reply to Veil's message ``placeholder``."""
+    return Message.model_validate(
+        {
+            "message_id": placeholder + 1,
+            "date": 0,
+            "chat": {"id": GROUP, "type": "supergroup"},
+            "from": {"id": BOB, "is_bot": False, "first_name": "Bob"},
+            "text": "@veil_test_bot",
+            "reply_to_message": {
+                "message_id": placeholder,
+                "date": 0,
+                "chat": {"id": GROUP, "type": "supergroup"},
+                "from": VEIL,
+                "text": PLACEHOLDER,
+            },
+        }
+    )
+
+
+async def test_a_bare_mention_about_an_answer_that_failed_meanwhile_is_read_in_its_turn() -> None:
+    # The test above, in CI under load: Bob's mention found the answer still streaming (no
+    # thread yet), and it failed while the group's settings were read (the one await between).
+    # Its empty thread was then taken for an answer written, to be read as shown: the
+    # placeholder went to the model as what to comment on, charged to Bob. It is read in its
+    # turn, where the empty thread has nothing to ask.
+    async with Bot(TOKEN) as bot:
+        editors = Editors(bot, Pace())
+        assert bot.id == VEIL["id"]
+        streaming, failed, written = 10, 20, 30
+        editors.chains.remember(GROUP, failed, ())
+        editors.chains.remember(GROUP, written, (("user", QUESTION), ("assistant", ANSWER)))
+        assert being_written(bare_mention_replying_to(streaming), editors) == streaming
+        assert being_written(bare_mention_replying_to(failed), editors) == failed
+        assert being_written(bare_mention_replying_to(written), editors) is None

@@ -209,3 +209,34 @@ async def test_a_call_counted_while_another_sleeps_for_its_slot_moves_that_slot(
     assert not waiting.done()
     clock.advance(0.01)
     await asyncio.wait_for(waiting, 5)
+
+
+async def test_an_answer_asking_as_the_turn_is_handed_on_waits_for_it() -> None:
+    # Ann's answer ended while Bob's waited for the turn: Bob's was woken, not yet running, and
+    # the turn, unlocked for that moment, was forgotten. Carl's, asking then, found no turn and
+    # took a fresh one: two answers streamed in the group at once, out of the order asked.
+    async with Bot(TOKEN) as bot:
+        editors = Editors(bot, Pace())
+        streaming: list[str] = []
+        seen: list[list[str]] = []
+
+        async def answer(name: str, done: asyncio.Event) -> None:
+            async with editors.turn(GROUP):
+                streaming.append(name)
+                seen.append(list(streaming))
+                await done.wait()
+                streaming.remove(name)
+
+        anns, bobs, carls = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        ann = asyncio.create_task(answer("ann", anns))
+        await asyncio.sleep(0)  # Ann's takes the turn
+        bob = asyncio.create_task(answer("bob", bobs))
+        await asyncio.sleep(0)  # Bob's waits for it
+        anns.set()
+        await asyncio.sleep(0)  # Ann's ends and hands the turn on; Bob's is woken
+        carl = asyncio.create_task(answer("carl", carls))
+        carls.set()
+        await asyncio.sleep(0)  # Bob's takes the turn; Carl's asks for it
+        bobs.set()
+        await asyncio.gather(ann, bob, carl)
+    assert seen == [["ann"], ["bob"], ["carl"]]
