@@ -721,11 +721,12 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         return
     thread_id = topic_of(message)
     prompt = asked_text(message, bot.id) if pasted is None else pasted
-    if veils(message, bot.id) and not prompt.strip():  # a forward of Veil's thinking alone
+    forwarded = veils(message, bot.id)  # Veil's own words sent back to it (a forward of them)
+    if forwarded and not prompt.strip():  # its thinking alone
         log.info("chat.forwarded_thinking")
         await message.answer(texts("forwarded_thinking"))
         return
-    if veils(message, bot.id) and texts.catalogs.says(prompt):  # a forward of Veil's notice
+    if forwarded and texts.catalogs.says(prompt):  # its notice
         log.info("chat.forwarded_notice")
         await message.answer(texts("forwarded_notice"))
         return

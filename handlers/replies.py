@@ -197,6 +197,7 @@ def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[
     answer went to the model as the poster's words, and its question about them ("why?") as if
     the model had to judge a stranger's claim rather than explain its own. Anyone else's
     message, another bot's too, is the user's.
+
     None of a guest or inline answer that failed: the notice told in its place (one of
     ``catalogs``' notices, ``handlers.failures``) went to the model as Veil's answer.
     """
