@@ -83,7 +83,7 @@ async def test_a_mention_alone_asks_about_the_message_it_replies_to(tmp_path: Pa
         flipped = await Groups(stack.veil.store).flip(GROUP, "reply_context")
         assert not flipped.reply_context  # a reply's thread is not what the mention needs
         stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP)
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: stack.telegram.ephemeral_messages(GROUP, BOB) != [])
         assert replies(stack) == []  # the usage line is for the one who asked alone
         (usage,) = stack.telegram.ephemeral_messages(GROUP, BOB)
         assert usage["text"].startswith("Usage: /ask")
@@ -154,7 +154,7 @@ async def test_a_question_in_a_media_caption_is_told_alone_not_answered_blind(
 async def test_ask_and_a_reply_to_an_answer_carry_the_thread(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.send_text(ANN, "/ask", chat_id=GROUP)
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: stack.telegram.ephemeral_messages(GROUP, ANN) != [])
         assert replies(stack) == []  # the usage line is for the one who asked alone
         (usage,) = stack.telegram.ephemeral_messages(GROUP, ANN)
         assert usage["text"].startswith("Usage: /ask")
@@ -199,7 +199,7 @@ async def test_admins_alone_change_the_group_settings_and_they_hold(tmp_path: Pa
         stack.telegram.set_member(GROUP, ANN, "administrator")
         stack.telegram.set_member(GROUP, BOB, "member")
         stack.telegram.send_text(BOB, "/groupsettings", chat_id=GROUP)
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: stack.telegram.ephemeral_messages(GROUP, BOB) != [])
         assert replies(stack) == []  # the refusal is for the one who asked alone
         (refusal,) = stack.telegram.ephemeral_messages(GROUP, BOB)
         assert refusal["text"] == "Only the group's admins can change Veil's settings here."
