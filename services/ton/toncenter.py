@@ -107,7 +107,7 @@ class ToncenterClient:
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 
     async def jetton_transfers_sent(
-        self, owner: str, *, start_utime: int, end_lt: int, limit: int
+        self, owner: str, *, start_utime: int, end_lt: int, limit: int, offset: int = 0
     ) -> list[Any]:
         """Jetton transfers ``owner`` sent (any jetton), newest first, up to lt ``end_lt``.
 
@@ -120,6 +120,7 @@ class ToncenterClient:
             "end_lt": str(end_lt),
             "sort": "desc",
             "limit": str(limit),
+            "offset": str(offset),
         }
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 
