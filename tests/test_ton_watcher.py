@@ -877,6 +877,92 @@ async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_paymen
     await sound(stack)
 
 
+@pytest.mark.parametrize(
+    "fault", ["503", "garbage", "429"], ids=["server_error", "not_json", "rate_limited"]
+)
+async def test_the_operators_change_a_passing_failure_left_unknown_is_asked_again(
+    stack: TonStack, fault: str
+) -> None:
+    # toncenter failed the one lookup of the operator's own change for a reason that passes (a
+    # 5xx, a proxy's error page, 429 on every try). It was warned of as Gram from a stranger
+    # and listed by the audit for good: noise, the operator's own money. It is asked again on
+    # the next pass; once toncenter answers, it is the operator's change after all.
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=recipient, change=3 * DUST["gram"], query_id=5
+    )
+    path = "/api/v3/jetton/transfers"
+    if fault == "503":
+        stack.chain.fail_next(1, HTTPStatus.SERVICE_UNAVAILABLE, path=path)
+    elif fault == "garbage":
+        stack.chain.garbage_next(1, path=path)
+    else:
+        stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path=path)
+    tx = hex_hash(change["hash"])
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    (unknown,) = [e for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown["tx"] == tx
+    assert [t.hash for t in (await Auditor(stack.store, []).run()).ton_jetton_gram] == [tx]
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    (noted,) = [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert (noted["tx"], noted["amount"]) == (tx, 3 * DUST["gram"])
+    assert (await Auditor(stack.store, []).run()).ton_jetton_gram == []
+    with capture_logs() as logs:  # answered: not asked again
+        assert await watcher.poll() == 0
+    assert not [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert unknown.get("lasting") is False  # it said it might pass
+    await sound(stack)
+
+
+async def test_a_change_lookup_toncenter_refuses_is_not_asked_again_each_pass(
+    stack: TonStack,
+) -> None:
+    # An indexer without a jetton index answers the lookup 404, the same every time: the
+    # excesses stays kept and warned of (lasting), and no later pass asks again for it.
+    stranger = "0:" + "5e" * 32
+    forged = stack.chain.add_transaction(
+        WALLET_RAW, value=3 * DUST["gram"], source=stranger, body=op_boc(EXCESSES, bytes(8))
+    )
+    stack.chain.fail_next(1, HTTPStatus.NOT_FOUND, path="/api/v3/jetton/transfers")
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    (unknown,) = [e for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown["lasting"] is True
+    assert await watcher.poll() == 0
+    lookups = [r.status for r in stack.chain.requests if r.params.get("direction") == "out"]
+    assert lookups == [HTTPStatus.NOT_FOUND]
+    report = await Auditor(stack.store, []).run()
+    assert [t.hash for t in report.ton_jetton_gram] == [hex_hash(forged["hash"])]
+    await sound(stack)
+
+
+async def test_a_strangers_excesses_a_passing_failure_left_unknown_stays_kept(
+    stack: TonStack,
+) -> None:
+    # Asked again once toncenter answers, a stranger's excesses is a stranger's: still kept
+    # for the audit, warned of once (not again), and not asked again after.
+    stranger = "0:" + "5e" * 32
+    (flooded,) = stranger_excesses(stack, 1)
+    stack.chain.fail_next(1, HTTPStatus.BAD_GATEWAY, path="/api/v3/jetton/transfers")
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        await watcher.poll()
+        await watcher.poll()
+        await watcher.poll()
+    tx = hex_hash(flooded["hash"])
+    assert [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"] == [tx]
+    assert not [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    lookups = [r.status for r in stack.chain.requests if r.params.get("direction") == "out"]
+    assert lookups == [HTTPStatus.BAD_GATEWAY, HTTPStatus.OK]  # failed, then asked again
+    report = await Auditor(stack.store, []).run()
+    assert [(t.hash, t.sender) for t in report.ton_jetton_gram] == [(tx, stranger)]
+    await sound(stack)
+
+
 async def test_a_forged_usdt_transfer_listed_under_the_real_master_is_never_credited(
     stack: TonStack,
 ) -> None:

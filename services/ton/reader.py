@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from services.ton.chain import gram_transfer, jetton_transfer, raw_address, trace_id
-from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
+from services.ton.errors import (
+    GetMethodFailed,
+    ToncenterRateLimited,
+    ToncenterRefused,
+    ToncenterUnavailable,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -83,6 +88,7 @@ class ChainReader:
         self._failed: dict[str, int] = {}  # transfer -> passes its sender's check failed on
         self._traces: dict[str, bool] = {}  # "trace sender" -> whether it is our own change
         self._sent: _Sent | None = None  # our own jetton transfers out, of the last window asked
+        self._unchecked: dict[str, Transfer] = {}  # excesses toncenter could not answer for yet
         self._gram_read = 0  # the lt of the last Gram record read (the end of the window asked)
         # The end of the last window toncenter could not list (whole, or a trace at a time
         # where it was full): not asked again for the excesses it covers, on this page's read.
@@ -183,9 +189,11 @@ class ChainReader:
         contract we paid (its reply is in our trace too, but from its own address) is not.
 
         False when toncenter cannot say (``ton.own_change_unknown``): the Gram is then kept and
-        warned of like a stranger's, for a person to look at. Failing the pass instead would
-        hold back every Gram payment behind it, for as long as toncenter's jetton index fails
-        (an indexer without one: for good), and anyone can send such a body for a few cents.
+        warned of like a stranger's, for a person to look at, and asked again on the passes
+        after unless toncenter refused the lookup itself (``rechecked``). Failing the pass
+        instead would hold back every Gram payment behind it, for as long as toncenter's jetton
+        index fails (an indexer without one: for good), and anyone can send such a body for a
+        few cents.
 
         The answer is the trace's and the sender's, so it is asked once each (the last
         ``WALLETS_KEPT`` kept). And our own transfers out are few: one lookup lists them all
@@ -200,20 +208,51 @@ class ChainReader:
         """
         if transfer.skip != "jetton_excesses" or transfer.trace is None:
             return False
+        try:
+            return await self._own(transfer)
+        except ToncenterUnavailable as exc:
+            refused = isinstance(exc, ToncenterRefused)
+            log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc), lasting=refused)
+            if not refused:  # it may answer on a later pass: ``rechecked``
+                _remember(self._unchecked, transfer.hash, transfer)
+            return False
+
+    async def rechecked(self) -> list[Transfer]:
+        """The ``excesses`` ``own_change`` could not answer for, now known our own change.
+
+        A 429 still refused, a 5xx, a timeout, a cut connection or an answer that is no JSON
+        may pass: each such ``excesses`` (kept and warned of meanwhile) is asked again on the
+        passes after, oldest first, until toncenter answers (the last ``WALLETS_KEPT`` of them;
+        one forgotten, or a restart, leaves it kept: money shown, never hidden). A pass stops
+        at the first that still fails: one lookup a pass while toncenter cannot answer. A
+        refusal (``ToncenterRefused``: an HTTP 4xx, the same however often asked) is not asked
+        again. Those answered a stranger's are forgotten: kept and warned of already.
+        """
+        ours: list[Transfer] = []
+        for transfer in list(self._unchecked.values()):
+            try:
+                own = await self._own(transfer)
+            except ToncenterRefused:
+                own = False
+            except ToncenterUnavailable:
+                break
+            del self._unchecked[transfer.hash]
+            if own:
+                ours.append(transfer)
+        return ours
+
+    async def _own(self, transfer: Transfer) -> bool:
+        """``own_change``'s answer; ``ToncenterUnavailable`` when toncenter cannot give it."""
         key = f"{transfer.trace} {transfer.sender}"
         known = self._traces.get(key)
         if known is not None:
             return known
         sent = self._sent
-        try:
-            if sent is None or not sent.covers(transfer):
-                sent = self._sent = await self._window(transfer)
-            if not sent.whole and transfer.trace not in sent.traces:
-                sent = await self._trace_sent(transfer, sent)
-            ours = await self._from_receiver(transfer, sent.traces.get(transfer.trace, ()))
-        except ToncenterUnavailable as exc:
-            log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
-            return False
+        if sent is None or not sent.covers(transfer):
+            sent = self._sent = await self._window(transfer)
+        if not sent.whole and transfer.trace not in sent.traces:
+            sent = await self._trace_sent(transfer, sent)
+        ours = await self._from_receiver(transfer, sent.traces.get(transfer.trace or "", ()))
         _remember(self._traces, key, ours)
         return ours
 
