@@ -93,6 +93,7 @@ class ChainReader:
         # The end of the last window toncenter could not list (whole, or a trace at a time
         # where it was full): not asked again for the excesses it covers, on this page's read.
         self._unlisted = 0
+        self._refused = False  # and whether toncenter refused the request itself (a 4xx)
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -288,16 +289,18 @@ class ChainReader:
 
         What toncenter could not list (even after its 429 retries) is not asked again for the
         ``excesses`` up to ``unlisted`` (the window's end) that are not among the traces known:
-        ``ToncenterUnavailable`` at once, so a flood of them while toncenter refuses costs one
-        lookup (and its waits) a window, not one each. A page read again (a pass that failed on
-        it) asks anew for those not dealt with yet.
+        ``ToncenterUnavailable`` at once (``ToncenterRefused`` after a refusal), so a flood of
+        them while toncenter refuses costs one lookup (and its waits) a window, not one each. A
+        page read again (a pass that failed on it) asks anew for those not dealt with yet.
         """
         if transfer.lt <= self._unlisted:
-            raise ToncenterUnavailable("toncenter could not list our transfers out just now")
+            failure = ToncenterRefused if self._refused else ToncenterUnavailable
+            raise failure("toncenter could not list our transfers out just now")
         try:
             return await self._sent_out(transfer, end_lt, pages)
-        except ToncenterUnavailable:
+        except ToncenterUnavailable as exc:
             self._unlisted = max(self._unlisted, unlisted)
+            self._refused = isinstance(exc, ToncenterRefused)
             raise
 
     async def _sent_out(self, transfer: Transfer, end_lt: int, pages: int) -> _Sent:
