@@ -41,6 +41,7 @@ from models import DataFolderError, MasterKeyFileError, StorageError
 from models.atrest import settle_drafts
 from models.backup import BackupError, backup_database
 from models.database import DataInUse, claim_database
+from models.journal import JournalOutdated
 from models.store import holds_data_keys
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
@@ -311,7 +312,12 @@ def start_failure(settings: BotSettings, exc: Exception) -> tuple[str, int] | No
 
 
 def storage_line(settings: BotSettings, exc: StorageError) -> str:
-    """The line for a database another bot serves from, or one that cannot be opened."""
+    """The line for a database another bot serves from, or one that cannot be opened.
+
+    Or a payment journal newer code migrated while this process served (``JournalOutdated``).
+    """
+    if isinstance(exc, JournalOutdated):
+        return f"veil: {exc} (a newer version serves this data: run that one)"
     if isinstance(exc, DataInUse):
         return (
             f"veil: another bot is serving from {settings.database_path}: stop it first (a"

@@ -510,6 +510,7 @@ async def _run_polling(
     ):
         conflicts = PollingConflicts(settings.poll_conflict_limit, stop.set)
         veil.bot.session.middleware(conflicts)
+        veil.desk.stop_serving = stop.set  # a journal newer code migrated: see ``record``
         me = await until_stopped(stop, _start_polling(veil))
         if me is not None:
             log.info(
@@ -530,6 +531,8 @@ async def _run_polling(
         log.info("bot.stopped")
     if conflicts.failure is not None:
         raise conflicts.failure
+    if veil.desk.outdated is not None:
+        raise veil.desk.outdated
 
 
 async def _start_polling(veil: Veil) -> User:

@@ -7,7 +7,8 @@ How an update is journaled before it is acknowledged depends on how it arrives:
   handler tasks, before any handler ran. So ``JournalMiddleware`` sits on the Bot session and
   journals the payment updates of a ``getUpdates`` reply before the dispatcher even sees them.
   If the journal cannot be written it raises: aiogram then backs off and fetches the same
-  batch again (same offset), so nothing is acknowledged unwritten.
+  batch again (same offset), so nothing is acknowledged unwritten. A journal newer code has
+  migrated will never take it: the bot stops then (``PaymentDesk.record``).
 - The webhook answers Telegram only after the journal write (``bot.webhook``).
 
 Then the payment handler asks the desk to book the entry at once; if the ledger cannot take it
@@ -37,12 +38,13 @@ from aiogram.exceptions import (
 from aiogram.methods import GetUpdates
 
 from bot.telegram import UnreadableReply
+from models.journal import JournalOutdated
 from services.errors import JournalUnavailable, LedgerUnavailable
 from services.journal import JournalEntry
 from services.prices import format_units
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from aiogram import Bot
     from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
@@ -147,13 +149,37 @@ class PaymentDesk:
         # until the entry is finished: a message Telegram took whose journal record then failed
         # is not sent again by this process's next pass (see "Delivery" in docs/money.md).
         self._sent: defaultdict[str, set[str]] = defaultdict(set)
+        # Set once newer code has migrated the journal (``record``); ``stop_serving`` is called
+        # then (long polling sets it to stop the bot).
+        self.outdated: JournalOutdated | None = None
+        self.stop_serving: Callable[[], None] = _serve_on
 
     def __repr__(self) -> str:
         return "PaymentDesk()"
 
     async def record(self, entries: Sequence[JournalEntry]) -> None:
-        """Journal entries durably; raises ``JournalUnavailable`` (do not acknowledge then)."""
-        await self.journal.record(entries)
+        """Journal entries durably; raises ``JournalUnavailable`` (do not acknowledge then).
+
+        A journal newer code has migrated (``JournalOutdated``: a rolling upgrade, this process
+        the older) takes no entry again, ever: ``stop_serving`` is called, once. A long-polling
+        bot then stops: its update batch is not acknowledged (offsets acknowledge every update
+        before them, so the updates after a payment cannot be answered without giving that
+        payment up), and the newer process, which migrated the file, gets it whole. Going on
+        polling fetched the same batch again and again until it was stopped by hand, every
+        update in it unanswered.
+        """
+        try:
+            await self.journal.record(entries)
+        except JournalUnavailable as exc:
+            if isinstance(exc.__cause__, JournalOutdated) and self.outdated is None:
+                self._outdated(exc.__cause__, len(entries))
+            raise
+
+    def _outdated(self, error: JournalOutdated, entries: int) -> None:
+        """Newer code migrated the journal: say so, and stop serving (once)."""
+        self.outdated = error
+        log.error("payments.journal_outdated", entries=entries)
+        self.stop_serving()
 
     async def take_message(self, message: Message) -> None:
         """A payment or refund message reached its handler: ``take`` its entry (others: none)."""
@@ -528,6 +554,10 @@ def _admin_notice(*, refunded: bool, taken_back: bool) -> str:
     if refunded:
         return "admin_flagged_refunded"
     return "admin_flagged_taken_back" if taken_back else "admin_flagged"
+
+
+def _serve_on() -> None:
+    """``PaymentDesk.stop_serving`` where the bot is not to stop (a webhook answers 503)."""
 
 
 class JournalMiddleware(BaseRequestMiddleware):

@@ -213,6 +213,15 @@ class JournalEntry:
         return f"{self.kind}:{self.charge_id}"
 
 
+class JournalOutdated(StorageError):
+    """Newer code has migrated the journal this process opened: it can journal nothing more.
+
+    A process of the older code still running then (a rolling upgrade) must stop: what it would
+    write follows rules the schema has outgrown, and a payment it cannot journal must not be
+    acknowledged (see ``bot.payments.PaymentDesk.record``).
+    """
+
+
 class Journal:
     """Async access to the journal file; ``Journal.open`` it, ``close`` it at the end."""
 
@@ -359,7 +368,7 @@ class Journal:
 
         As the main store's ``write``: a process of older code still running beside newer code
         that has migrated the journal file since this one opened it (a rolling upgrade) writes
-        nothing by rules the schema has outgrown: ``StorageError``, and one
+        nothing by rules the schema has outgrown: ``JournalOutdated``, and one
         ``journal.schema_newer`` line.
         """
 
@@ -371,7 +380,7 @@ class Journal:
                     log.error(
                         "journal.schema_newer", applied=version, known=len(JOURNAL_MIGRATIONS)
                     )
-                raise StorageError(
+                raise JournalOutdated(
                     f"newer code has migrated the payment journal ({version} migrations; this"
                     f" code knows {len(JOURNAL_MIGRATIONS)}): stop this process"
                 )

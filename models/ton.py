@@ -294,6 +294,11 @@ def insert_skipped(  # noqa: PLR0913 -- the transfer's facts, and when
     )
 
 
+def forget_skipped(db: Database, tx_hash: str) -> None:
+    """Forget one transfer remembered skipped (Gram kept that proved to be our own change)."""
+    db.execute("DELETE FROM ton_skipped WHERE hash = ?", [tx_hash])
+
+
 def known(db: Database, hashes: Sequence[str]) -> set[str]:
     """Those of ``hashes`` the watcher dealt with already: recorded as payments or skipped."""
     found: set[str] = set()

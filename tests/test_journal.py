@@ -268,6 +268,37 @@ async def test_sigkill_between_the_journal_write_and_the_booking_credits_once_af
         await store.close()
 
 
+async def test_an_older_long_polling_bot_stops_when_newer_code_migrated_the_journal(
+    tmp_path: Path,
+) -> None:
+    # A rolling upgrade: the newer version migrated the journal while this older bot still
+    # long-polled. Every batch holding a payment was fetched again and again (the journal
+    # refusing it), every update in it, and all after, unanswered until someone stopped the
+    # bot by hand. It stops now, the payment not acknowledged: the newer bot gets the batch.
+    data = tmp_path / "data"
+    async with process_stack(data) as stack:
+        telegram = stack.telegram
+        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
+        try:
+            await bot.wait_for_line("bot.started")
+            with contextlib.closing(sqlite3.connect(data / "journal.db")) as newer:
+                newer.execute(f"PRAGMA user_version = {len(JOURNAL_MIGRATIONS) + 1:d}")
+                newer.commit()
+            charge = telegram.pay(USER, payload="order-old", total_amount=50)
+            telegram.send_text(USER, "hello")
+            code = await bot.wait(within=60)
+        finally:
+            await bot.stop()
+        pending = [u["message"] for u in telegram.updates.pending if "message" in u]
+    assert code == 2
+    assert "payments.journal_outdated" in bot.output
+    assert "newer code has migrated the payment journal" in bot.output
+    paid = [m["successful_payment"]["telegram_payment_charge_id"] for m in pending[:1]]
+    assert paid == [charge]  # not acknowledged: still Telegram's to deliver
+    assert [m.get("text") for m in pending[1:]] == ["hello"]
+    assert await payments_in(data / "veil.db") == []
+
+
 async def test_a_refund_that_overtakes_its_open_payment_still_takes_the_credit_back(
     tmp_path: Path,
 ) -> None:

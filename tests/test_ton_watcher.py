@@ -727,6 +727,86 @@ async def test_a_flood_of_excesses_toncenter_refuses_a_trace_at_a_time_costs_one
     await sound(stack)
 
 
+async def test_a_window_of_more_than_a_page_of_our_transfers_out_is_paged_not_asked_per_trace(
+    stack: TonStack,
+) -> None:
+    # The operator paid out more than a page of USDT in the ten minutes before. The one lookup
+    # listed a full page, so each excesses of a stranger's flood, a trace each, was asked
+    # again a trace at a time: a toncenter call each (about one a second without a key), the
+    # Gram payment behind them held back by a dozen calls. The listing is paged (``offset``).
+    gram = await order(stack, BOB)
+    payee = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=payee, change=DUST["gram"], query_id=5
+    )
+    for _ in range(reader_module.PAGE + 20):
+        stack.chain.add_jetton_transfer(payee, amount=1_000_000, source=WALLET_RAW)
+    flood = stranger_excesses(stack, 12)
+    stack.chain.add_transaction(WALLET_RAW, value=GRAM, comment=gram.id)
+    async with aiohttp.ClientSession() as session:  # the Gram stream alone: no USDT read
+        reader = ChainReader(ToncenterClient(stack.chain.url, session), WALLET)
+        watcher = TonWatcher(stack.books, reader, stack.notify, interval=0.05)
+        with capture_logs() as logs:
+            assert await watcher.poll() == 1
+    assert await stack.balance(BOB) == PACK_UNITS
+    lookups = [
+        r.params.get("offset", "0")
+        for r in stack.chain.calls("/api/v3/jetton/transfers")
+        if r.params["direction"] == "out"
+    ]
+    assert lookups == ["0", str(reader_module.PAGE)]  # the window's two pages, once
+    own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert own == [hex_hash(change["hash"])]  # its transfer out on the second page
+    warned = [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"]
+    assert warned == [hex_hash(r["hash"]) for r in flood]
+    await sound(stack)
+
+
+async def test_an_indexer_that_ignores_offset_leaves_a_full_window_unknown(
+    stack: TonStack,
+) -> None:
+    # Paging our transfers out by ``offset`` on an indexer that ignores it gives the first page
+    # again: read as more of ours, an excesses of a trace on no page would be answered from a
+    # window that was never whole. It is unknown instead: kept and warned of.
+    payee = "0:" + "7a" * 32
+    for _ in range(reader_module.PAGE + 1):
+        stack.chain.add_jetton_transfer(payee, amount=1_000_000, source=WALLET_RAW)
+    (flooded,) = stranger_excesses(stack, 1)
+    stack.chain.ignore_offset = True
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 0
+    tx = hex_hash(flooded["hash"])
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"] == [tx]
+    assert [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"] == [tx]
+    await sound(stack)
+
+
+async def test_the_gram_the_contract_we_paid_sends_back_as_excesses_is_no_change_of_ours(
+    stack: TonStack,
+) -> None:
+    # The operator sent USDT to a contract, which answered in the same trace with Gram and an
+    # ``excesses`` body from its own address. Only the trace was compared, so those 2 Gram
+    # were taken for the operator's change: an info line, never kept, never in the audit. The
+    # change of a jetton transfer comes from the receiver's jetton wallet (TEP-74); the
+    # master names that wallet.
+    contract = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=contract, change=DUST["gram"], query_id=9
+    )
+    reply = stack.chain.add_transaction(
+        WALLET_RAW, value=2 * GRAM, source=contract, body=op_boc(EXCESSES, bytes(8))
+    )
+    reply["trace_id"] = change["trace_id"]
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 0
+    own, replied = hex_hash(change["hash"]), hex_hash(reply["hash"])
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"] == [own]
+    assert [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"] == [replied]
+    report = await Auditor(stack.store, []).run()
+    assert [t.hash for t in report.ton_jetton_gram] == [replied]
+    await sound(stack)
+
+
 async def test_a_page_read_again_asks_again_for_its_excesses(stack: TonStack) -> None:
     # toncenter refused the page's one lookup (429 on every try); the pass then failed further
     # on the page (here telling a payment's user raised), so the next pass read the page again.
@@ -794,6 +874,90 @@ async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_paymen
     assert [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"] == [tx]
     assert [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"] == [tx]
     assert [t.hash for t in (await Auditor(stack.store, []).run()).ton_jetton_gram] == [tx]
+    await sound(stack)
+
+
+@pytest.mark.parametrize(
+    "fault", ["503", "garbage", "429"], ids=["server_error", "not_json", "rate_limited"]
+)
+async def test_the_operators_change_a_passing_failure_left_unknown_is_asked_again(
+    stack: TonStack, fault: str
+) -> None:
+    # toncenter failed the one lookup of the operator's own change for a reason that passes (a
+    # 5xx, a proxy's error page, 429 on every try). It was warned of as Gram from a stranger
+    # and listed by the audit for good: noise, the operator's own money. It is asked again on
+    # the next pass; once toncenter answers, it is the operator's change after all.
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=recipient, change=3 * DUST["gram"], query_id=5
+    )
+    path = "/api/v3/jetton/transfers"
+    if fault == "503":
+        stack.chain.fail_next(1, HTTPStatus.SERVICE_UNAVAILABLE, path=path)
+    elif fault == "garbage":
+        stack.chain.garbage_next(1, path=path)
+    else:
+        stack.chain.rate_limit_next(reader_module.RATE_LIMIT_TRIES, path=path)
+    tx = hex_hash(change["hash"])
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    (unknown,) = [e for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown["tx"] == tx
+    assert [t.hash for t in (await Auditor(stack.store, []).run()).ton_jetton_gram] == [tx]
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    (noted,) = [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert (noted["tx"], noted["amount"]) == (tx, 3 * DUST["gram"])
+    assert (await Auditor(stack.store, []).run()).ton_jetton_gram == []
+    with capture_logs() as logs:  # answered: not asked again
+        assert await watcher.poll() == 0
+    assert not [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert unknown.get("lasting") is False  # it said it might pass
+    await sound(stack)
+
+
+async def test_a_change_lookup_toncenter_refuses_is_not_asked_again_each_pass(
+    stack: TonStack,
+) -> None:
+    # An indexer without a jetton index answers the lookup 404, the same every time: the
+    # excesses stays kept and warned of (lasting), and no later pass asks again for it, nor
+    # for the one after it on the page (not asked: the window's lookup was refused).
+    forged = stranger_excesses(stack, 2)
+    stack.chain.fail_next(1, HTTPStatus.NOT_FOUND, path="/api/v3/jetton/transfers")
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    unknown = [(e["tx"], e["lasting"]) for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [(hex_hash(r["hash"]), True) for r in forged]
+    assert await watcher.poll() == 0
+    lookups = [r.status for r in stack.chain.requests if r.params.get("direction") == "out"]
+    assert lookups == [HTTPStatus.NOT_FOUND]
+    report = await Auditor(stack.store, []).run()
+    assert [t.hash for t in report.ton_jetton_gram] == [hex_hash(r["hash"]) for r in forged]
+    await sound(stack)
+
+
+async def test_a_strangers_excesses_a_passing_failure_left_unknown_stays_kept(
+    stack: TonStack,
+) -> None:
+    # Asked again once toncenter answers, a stranger's excesses is a stranger's: still kept
+    # for the audit, warned of once (not again), and not asked again after.
+    stranger = "0:" + "5e" * 32
+    (flooded,) = stranger_excesses(stack, 1)
+    stack.chain.fail_next(1, HTTPStatus.BAD_GATEWAY, path="/api/v3/jetton/transfers")
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        await watcher.poll()
+        await watcher.poll()
+        await watcher.poll()
+    tx = hex_hash(flooded["hash"])
+    assert [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"] == [tx]
+    assert not [e for e in logs if e["event"] == "ton.own_jetton_change"]
+    lookups = [r.status for r in stack.chain.requests if r.params.get("direction") == "out"]
+    assert lookups == [HTTPStatus.BAD_GATEWAY, HTTPStatus.OK]  # failed, then asked again
+    report = await Auditor(stack.store, []).run()
+    assert [(t.hash, t.sender) for t in report.ton_jetton_gram] == [(tx, stranger)]
     await sound(stack)
 
 

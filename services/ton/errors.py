@@ -14,6 +14,7 @@ __all__ = [
     "PaymentUnpriced",
     "TonError",
     "ToncenterRateLimited",
+    "ToncenterRefused",
     "ToncenterUnavailable",
 ]
 
@@ -28,6 +29,15 @@ class ToncenterUnavailable(TonError):
 
 class ToncenterRateLimited(ToncenterUnavailable):
     """toncenter answered 429: ask again later, more slowly."""
+
+
+class ToncenterRefused(ToncenterUnavailable):
+    """toncenter refused the request itself (an HTTP 4xx other than 429): the same if asked again.
+
+    A key it does not know (401, 403), an endpoint it does not serve (404: an indexer without
+    a jetton index), parameters it does not take (422). A 5xx, a timeout, a cut connection or
+    a body that is no JSON (a proxy's error page) may pass: ``ToncenterUnavailable``.
+    """
 
 
 class GetMethodFailed(ToncenterUnavailable):

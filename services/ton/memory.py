@@ -101,6 +101,11 @@ class ChainMemory:
         await self.skipped(transfer)
         return True
 
+    async def not_jetton_gram(self, transfer: Transfer) -> None:
+        """Let go of Gram kept from a jetton message that proved to be our own change."""
+        with ledger_failures():
+            await self._store.write(lambda db: storage.forget_skipped(db, transfer.hash))
+
     def worth_a_look(self, transfer: Transfer) -> bool:
         """Whether Gram that came with a jetton message is at least the Gram dust minimum."""
         return transfer.amount >= self._dust.get("gram", 0)

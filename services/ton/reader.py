@@ -7,7 +7,8 @@ asks the master (its ``get_wallet_address`` get-method, once per sender) for the
 wallet and skips any other as ``forged_jetton``; one the master's contract fails for (an exit
 code: the same answer each time) is set aside as ``unproven`` after ``UNPROVEN_TRIES`` passes,
 if the master answers for our own address. ``own_change`` tells the Gram the wallet's own jetton
-transfers out bring back (their ``excesses``) from a stranger's. A 429 is asked again within the
+transfers out bring back (their ``excesses``: same trace, from the receiver's jetton wallet)
+from a stranger's. A 429 is asked again within the
 pass (``_patiently``: toncenter without a key answers about one call a second); any other
 toncenter failure goes up to the watcher (``services.ton.watcher``), which reads the page again
 on its next pass.
@@ -18,16 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from services.ton.chain import gram_transfer, jetton_transfer, trace_id
-from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
+from services.ton.chain import gram_transfer, jetton_transfer, raw_address, trace_id
+from services.ton.errors import (
+    GetMethodFailed,
+    ToncenterRateLimited,
+    ToncenterRefused,
+    ToncenterUnavailable,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from models.ton import Asset, TonCursor
     from services.ton.chain import Transfer, WalletAddress
@@ -50,6 +57,8 @@ UNPROVEN_TRIES = 3
 # An ``excesses`` is looked up among our own jetton transfers out of this long (seconds of chain
 # time) before it (and up to its lt): a trace's messages follow each other within seconds.
 OWN_CHANGE_S = 600
+# Pages (of ``PAGE``) of our own jetton transfers out one lookup reads at most (``offset``).
+SENT_PAGES = 10
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -75,14 +84,16 @@ class ChainReader:
         self._client = client
         self._wallet = wallet
         self._usdt_master = usdt_master
-        self._wallets: dict[str, str] = {}  # sender -> the real master's wallet of it
+        self._wallets: dict[str, str] = {}  # "master owner" -> the master's wallet of owner
         self._failed: dict[str, int] = {}  # transfer -> passes its sender's check failed on
-        self._traces: dict[str, bool] = {}  # trace -> whether it holds our own transfer out
+        self._traces: dict[str, bool] = {}  # "trace sender" -> whether it is our own change
         self._sent: _Sent | None = None  # our own jetton transfers out, of the last window asked
+        self._unchecked: dict[str, Transfer] = {}  # excesses toncenter could not answer for yet
         self._gram_read = 0  # the lt of the last Gram record read (the end of the window asked)
         # The end of the last window toncenter could not list (whole, or a trace at a time
         # where it was full): not asked again for the excesses it covers, on this page's read.
         self._unlisted = 0
+        self._refused = False  # and whether toncenter refused the request itself (a 4xx)
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -172,84 +183,163 @@ class ChainReader:
         TEP-74: a jetton transfer's receiving wallet sends what is left of the Gram attached
         to it to the transfer's response address, and a wallet app names its own: the
         operator's USDT sent out of our wallet brings its change back so. It is the same trace
-        as that transfer out (toncenter's ``trace_id``, which a message body cannot forge);
-        Gram a stranger sent with an ``excesses`` body, or left over from a transfer that was
-        not ours, is not.
+        as that transfer out (toncenter's ``trace_id``, which a message body cannot forge), and
+        it comes from the receiver's jetton wallet (its master's ``get_wallet_address`` for the
+        transfer's ``destination``, asked once a pair). Gram a stranger sent with an
+        ``excesses`` body, left over from a transfer that was not ours, or sent with one by the
+        contract we paid (its reply is in our trace too, but from its own address) is not.
 
         False when toncenter cannot say (``ton.own_change_unknown``): the Gram is then kept and
-        warned of like a stranger's, for a person to look at. Failing the pass instead would
-        hold back every Gram payment behind it, for as long as toncenter's jetton index fails
-        (an indexer without one: for good), and anyone can send such a body for a few cents.
+        warned of like a stranger's, for a person to look at, and asked again on the passes
+        after unless toncenter refused the lookup itself (``rechecked``). Failing the pass
+        instead would hold back every Gram payment behind it, for as long as toncenter's jetton
+        index fails (an indexer without one: for good), and anyone can send such a body for a
+        few cents.
 
-        The answer is the trace's, so it is asked once a trace (the last ``WALLETS_KEPT`` kept).
-        And our own transfers out are few: one lookup lists them all from ``OWN_CHANGE_S``
-        before this ``excesses`` up to the last Gram record read (``_Sent``), and answers every
-        ``excesses`` of the page after it, whatever its trace: one external message sends up to
-        255 messages (a batch payout's change, or a stranger's flood of hand-built bodies), many
-        such messages as many traces, and each lookup takes a toncenter call from the pass
-        (about one a second without a key), holding back the payments behind them. Only a
-        window with a page or more of our own transfers out is asked again a trace at a time
-        (until toncenter cannot answer one: the rest of that window's are not asked then).
+        The answer is the trace's and the sender's, so it is asked once each (the last
+        ``WALLETS_KEPT`` kept). And our own transfers out are few: one lookup lists them all
+        from ``OWN_CHANGE_S`` before this ``excesses`` up to the last Gram record read
+        (``_Sent``, up to ``SENT_PAGES`` pages), and answers every ``excesses`` of the page
+        after it, whatever its trace: one external message sends up to 255 messages (a batch
+        payout's change, or a stranger's flood of hand-built bodies), many such messages as
+        many traces, and each lookup takes a toncenter call from the pass (about one a second
+        without a key), holding back the payments behind them. Only a window holding more than
+        ``SENT_PAGES`` pages of our own transfers out is asked again a trace at a time (a page
+        each, until toncenter cannot answer one: the rest of that window's are not asked then).
         """
         if transfer.skip != "jetton_excesses" or transfer.trace is None:
             return False
-        known = self._traces.get(transfer.trace)
+        try:
+            return await self._own(transfer)
+        except ToncenterUnavailable as exc:
+            refused = isinstance(exc, ToncenterRefused)
+            log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc), lasting=refused)
+            if not refused:  # it may answer on a later pass: ``rechecked``
+                _remember(self._unchecked, transfer.hash, transfer)
+            return False
+
+    async def rechecked(self) -> list[Transfer]:
+        """The ``excesses`` ``own_change`` could not answer for, now known our own change.
+
+        A 429 still refused, a 5xx, a timeout, a cut connection or an answer that is no JSON
+        may pass: each such ``excesses`` (kept and warned of meanwhile) is asked again on the
+        passes after, oldest first, until toncenter answers (the last ``WALLETS_KEPT`` of them;
+        one forgotten, or a restart, leaves it kept: money shown, never hidden). A pass stops
+        at the first that still fails: one lookup a pass while toncenter cannot answer. A
+        refusal (``ToncenterRefused``: an HTTP 4xx, the same however often asked) is not asked
+        again. Those answered a stranger's are forgotten: kept and warned of already.
+        """
+        ours: list[Transfer] = []
+        for transfer in list(self._unchecked.values()):
+            try:
+                own = await self._own(transfer)
+            except ToncenterRefused:
+                own = False
+            except ToncenterUnavailable:
+                break
+            del self._unchecked[transfer.hash]
+            if own:
+                ours.append(transfer)
+        return ours
+
+    async def _own(self, transfer: Transfer) -> bool:
+        """``own_change``'s answer; ``ToncenterUnavailable`` when toncenter cannot give it."""
+        key = f"{transfer.trace} {transfer.sender}"
+        known = self._traces.get(key)
         if known is not None:
             return known
         sent = self._sent
-        try:
-            if sent is None or not sent.covers(transfer):
-                sent = self._sent = await self._window(transfer)
-            if not sent.whole and transfer.trace not in sent.traces:
-                sent = await self._trace_sent(transfer, sent)
-        except ToncenterUnavailable as exc:
-            log.warning("ton.own_change_unknown", tx=transfer.hash, error=str(exc))
-            return False
-        ours = transfer.trace in sent.traces
-        _remember(self._traces, transfer.trace, ours)
+        if sent is None or not sent.covers(transfer):
+            sent = self._sent = await self._window(transfer)
+        if not sent.whole and transfer.trace not in sent.traces:
+            sent = await self._trace_sent(transfer, sent)
+        ours = await self._from_receiver(transfer, sent.traces.get(transfer.trace or "", ()))
+        _remember(self._traces, key, ours)
         return ours
+
+    async def _from_receiver(self, transfer: Transfer, sent: Iterable[tuple[str, str]]) -> bool:
+        """Whether ``transfer`` came from the receiving jetton wallet of one of ``sent``.
+
+        ``sent``: the (master, destination) of our transfers out of its trace. A master whose
+        get-method fails (``GetMethodFailed``) names no wallet: not the change of that one.
+        """
+        for master, destination in sent:
+            try:
+                wallet = await self._master_wallet(master, destination)
+            except GetMethodFailed:
+                continue
+            if wallet == transfer.sender:
+                return True
+        return False
 
     async def _window(self, transfer: Transfer) -> _Sent:
         """Our own transfers out from ``OWN_CHANGE_S`` before ``transfer`` to the last Gram read."""
         end = max(transfer.lt, self._gram_read)
-        return await self._listed(transfer, end, unlisted=end)
+        return await self._listed(transfer, end, unlisted=end, pages=SENT_PAGES)
 
     async def _trace_sent(self, transfer: Transfer, window: _Sent) -> _Sent:
-        """Our own transfers out up to ``transfer``, for a ``window`` too full to answer it."""
-        return await self._listed(transfer, transfer.lt, unlisted=window.end_lt)
+        """Our own transfers out up to ``transfer``, for a ``window`` too full to answer it.
 
-    async def _listed(self, transfer: Transfer, end_lt: int, *, unlisted: int) -> _Sent:
+        One page, newest first: its trace's transfer out is the last one before it.
+        """
+        return await self._listed(transfer, transfer.lt, unlisted=window.end_lt, pages=1)
+
+    async def _listed(self, transfer: Transfer, end_lt: int, *, unlisted: int, pages: int) -> _Sent:
         """Our own transfers out from ``OWN_CHANGE_S`` before ``transfer`` to ``end_lt``.
 
         What toncenter could not list (even after its 429 retries) is not asked again for the
         ``excesses`` up to ``unlisted`` (the window's end) that are not among the traces known:
-        ``ToncenterUnavailable`` at once, so a flood of them while toncenter refuses costs one
-        lookup (and its waits) a window, not one each. A page read again (a pass that failed on
-        it) asks anew for those not dealt with yet.
+        ``ToncenterUnavailable`` at once (``ToncenterRefused`` after a refusal), so a flood of
+        them while toncenter refuses costs one lookup (and its waits) a window, not one each. A
+        page read again (a pass that failed on it) asks anew for those not dealt with yet.
         """
         if transfer.lt <= self._unlisted:
-            raise ToncenterUnavailable("toncenter could not list our transfers out just now")
+            failure = ToncenterRefused if self._refused else ToncenterUnavailable
+            raise failure("toncenter could not list our transfers out just now")
         try:
-            return await self._sent_out(transfer, end_lt)
-        except ToncenterUnavailable:
+            return await self._sent_out(transfer, end_lt, pages)
+        except ToncenterUnavailable as exc:
             self._unlisted = max(self._unlisted, unlisted)
+            self._refused = isinstance(exc, ToncenterRefused)
             raise
 
-    async def _sent_out(self, transfer: Transfer, end_lt: int) -> _Sent:
-        """Our own jetton transfers out from ``OWN_CHANGE_S`` before ``transfer`` to ``end_lt``."""
+    async def _sent_out(self, transfer: Transfer, end_lt: int, pages: int) -> _Sent:
+        """Our own jetton transfers out from ``OWN_CHANGE_S`` before ``transfer`` to ``end_lt``.
+
+        Up to ``pages`` pages (``offset``): ``whole`` when the last one was not full. One the
+        same as the page before (an indexer that ignores ``offset``) lists nothing more:
+        ``ToncenterUnavailable``.
+        """
         account, client = self._wallet.raw, self._client
         start = transfer.utime - OWN_CHANGE_S
-        records = await _patiently(
-            lambda: client.jetton_transfers_sent(
-                account, start_utime=start, end_lt=end_lt, limit=PAGE
+        traces: dict[str, set[tuple[str, str]]] = {}
+        before: list[Any] | None = None
+        records: list[Any] = []
+        for page in range(pages):
+            records = await _patiently(
+                functools.partial(
+                    client.jetton_transfers_sent,
+                    account,
+                    start_utime=start,
+                    end_lt=end_lt,
+                    limit=PAGE,
+                    offset=page * PAGE,
+                )
             )
-        )
-        traces = frozenset(
-            trace
-            for record in records
-            if isinstance(record, dict) and (trace := trace_id(record.get("trace_id"))) is not None
-        )
-        return _Sent(start, end_lt, traces, whole=len(records) < PAGE)
+            if records and records == before:
+                raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
+            before = records
+            for record in records:
+                if (
+                    isinstance(record, dict)
+                    and (trace := trace_id(record.get("trace_id"))) is not None
+                ):
+                    traces.setdefault(trace, set()).update(_change_to(record, account))
+            if len(records) < PAGE:
+                break
+        whole = len(records) < PAGE
+        frozen = {trace: frozenset(pairs) for trace, pairs in traces.items()}
+        return _Sent(start, end_lt, frozen, whole=whole)
 
     async def _master_answers(self, master: str) -> bool:
         """Whether the master's ``get_wallet_address`` runs now, asked for our own address.
@@ -270,10 +360,11 @@ class ChainReader:
         pace in one pass, rather than one sender a pass with the watcher's backoff between
         (minutes each).
         """
-        wallet = self._wallets.get(owner)
+        key = f"{master} {owner}"
+        wallet = self._wallets.get(key)
         if wallet is None:
             wallet = await _patiently(lambda: self._client.jetton_wallet(master, owner))
-            _remember(self._wallets, owner, wallet)
+            _remember(self._wallets, key, wallet)
         return wallet
 
     async def _proven_at_last(self, transfer: Transfer) -> Transfer:
@@ -311,18 +402,36 @@ class ChainReader:
 class _Sent:
     """The traces of our own jetton transfers out of chain time ``start_utime`` on, to ``end_lt``.
 
-    ``whole`` when toncenter listed every one (less than a page): a trace not among them then
-    holds none of ours, for any ``excesses`` whose own window lies within this one.
+    Each with the (master, destination) of its transfers out that named us their response
+    address (an empty set if none did). ``whole`` when toncenter listed every one (its last
+    page not full): a trace not among them then holds none of ours, for any ``excesses`` whose
+    own window lies within this one.
     """
 
     start_utime: int
     end_lt: int
-    traces: frozenset[str]
+    traces: Mapping[str, frozenset[tuple[str, str]]]  # trace -> (master, destination) pairs
     whole: bool
 
     def covers(self, transfer: Transfer) -> bool:
         """Whether ``transfer``'s window (``OWN_CHANGE_S`` before it, up to it) is this one's."""
         return self.start_utime <= transfer.utime - OWN_CHANGE_S and transfer.lt <= self.end_lt
+
+
+def _change_to(record: dict[str, Any], account: str) -> set[tuple[str, str]]:
+    """Our transfer out's (master, destination), if its change comes back to ``account``.
+
+    Only one naming us its response address sends its change to us; none without a master.
+    """
+    master, destination = (
+        raw_address(record.get("jetton_master")),
+        raw_address(record.get("destination")),
+    )
+    if master is None or destination is None:
+        return set()
+    if raw_address(record.get("response_destination")) != account:
+        return set()
+    return {(master, destination)}
 
 
 def _remember(memory: dict[str, V], key: str, value: V) -> None:

@@ -13,7 +13,8 @@ slice may come back typed ``cell``, as ton-http-api gives it). The API key (if a
 (``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``; any
 other failure (network, timeout, HTTP error, a body that is not the expected JSON)
 ``ToncenterUnavailable`` (a redirect too: it is not followed, so the key never goes to another
-host); a get-method that ran and failed (an ``exit_code`` other than 0) ``GetMethodFailed``.
+host), and an HTTP 4xx its subclass ``ToncenterRefused`` (asked again, the same answer); a
+get-method that ran and failed (an ``exit_code`` other than 0) ``GetMethodFailed``.
 The key never appears in a log line or an error.
 """
 
@@ -27,7 +28,12 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import aiohttp
 
 from services.ton.chain import address_boc, address_from_boc
-from services.ton.errors import GetMethodFailed, ToncenterRateLimited, ToncenterUnavailable
+from services.ton.errors import (
+    GetMethodFailed,
+    ToncenterRateLimited,
+    ToncenterRefused,
+    ToncenterUnavailable,
+)
 
 if TYPE_CHECKING:
     from models.ton import TonCursor
@@ -107,7 +113,7 @@ class ToncenterClient:
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 
     async def jetton_transfers_sent(
-        self, owner: str, *, start_utime: int, end_lt: int, limit: int
+        self, owner: str, *, start_utime: int, end_lt: int, limit: int, offset: int = 0
     ) -> list[Any]:
         """Jetton transfers ``owner`` sent (any jetton), newest first, up to lt ``end_lt``.
 
@@ -120,6 +126,7 @@ class ToncenterClient:
             "end_lt": str(end_lt),
             "sort": "desc",
             "limit": str(limit),
+            "offset": str(offset),
         }
         return await self._list("/api/v3/jetton/transfers", params, "jetton_transfers")
 
@@ -181,6 +188,8 @@ class ToncenterClient:
             ) as response:
                 if response.status == HTTPStatus.TOO_MANY_REQUESTS:
                     raise ToncenterRateLimited("toncenter: rate limited (429)")
+                if HTTPStatus.BAD_REQUEST <= response.status < HTTPStatus.INTERNAL_SERVER_ERROR:
+                    raise ToncenterRefused(f"toncenter: HTTP {response.status} for {path}")
                 if response.status != HTTPStatus.OK:
                     raise ToncenterUnavailable(f"toncenter: HTTP {response.status} for {path}")
                 raw = await _body(response)

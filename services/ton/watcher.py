@@ -141,6 +141,10 @@ class TonWatcher:
         booked = 0
         for asset in self._reader.assets:
             booked += await self._poll_stream(asset)
+        for change in await self._reader.rechecked():
+            # Kept and warned of when toncenter could not say: the operator's own money back.
+            await self._books.not_jetton_gram(change)
+            log.info("ton.own_jetton_change", tx=change.hash, amount=change.amount, later=True)
         for booking in await self._books.unnotified():
             await self._tell(booking)
         if self._clock() >= self._next_purge:
