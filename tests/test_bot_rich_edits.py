@@ -17,9 +17,11 @@ import structlog
 
 from bot import rich
 from playground import rich as telegram_rich
-from tests.botstack import Stack, running_stack
+from tests.botstack import TOKEN, Stack, running_stack
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.test_bot_groups import ANN, GROUP, final_reply
+from tests.harness import wait_until
+from tests.test_bot_groups import ANN, BOB, GROUP, final_reply
 from tests.test_bot_inline import ask_inline, edits_of, final_edit
 from tests.test_bot_privacy import assert_absent, disk_bytes
 from tests.test_bot_rich import LONG, RICH
@@ -27,6 +29,7 @@ from tests.test_bot_rich import LONG, RICH
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from playground.state import Method
     from tests.fakes.telegram import Call
 
 USER = 9301
@@ -39,6 +42,31 @@ FAST: dict[str, Any] = {
 SHORT = "**Tangerine** is `orange`."  # under the 40 characters that make a progress edit
 THOUGHT = "Recall the obsidian table first, then the kettledrum maths."
 PARSE_ERROR = "Bad Request: can't parse entities: Unsupported start tag"
+
+
+class HeldFinal(FakeTelegram):
+    """``FakeTelegram`` that makes the first final edit in ``GROUP`` but holds its answer.
+
+    The answer is final in the group (no stop button: what a member, and ``final_reply``, see)
+    while the bot waits to hear so, until ``release``; ``holding`` is set once it waits. The
+    bot lets the asker ask in the group again only after that (``_GroupAnswer.run``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 -- FakeTelegram's keywords
+        super().__init__(**kwargs)
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self._edit: Method = self._methods["editMessageText"]
+        self._methods["editMessageText"] = self._held_edit
+
+    async def _held_edit(self, p: dict[str, Any]) -> object:
+        edited = self._edit(p)
+        edited = await edited if asyncio.iscoroutine(edited) else edited
+        final = "stop:" not in json.dumps(p.get("reply_markup") or {})
+        if p.get("chat_id") == GROUP and final and not self.holding.is_set():
+            self.holding.set()
+            await self.release.wait()
+        return edited
 
 
 def group_edits(stack: Stack) -> list[Call]:
@@ -153,13 +181,23 @@ async def test_refused_rich_and_entities_fall_back_to_plain_text(tmp_path: Path)
 async def test_the_thinking_is_collapsed_above_a_group_answer_and_never_stored(
     tmp_path: Path,
 ) -> None:
+    # The second question came as the first answer's final edit was made, before the bot had
+    # Telegram's answer to it: asked by the same member, it was told to wait its turn (one
+    # question a member at a time), and no second answer came (CI, under load). The held final
+    # edit makes that moment certain; another member asks, and waits for the turn.
     server = FakeVLLM(answer=RICH, token_delay=0.01)
     server.reasoning = THOUGHT
+    telegram = HeldFinal(token=TOKEN)
     with structlog.testing.capture_logs() as logs:
-        async with running_stack(tmp_path, model_server=server, **FAST) as stack:
+        async with running_stack(
+            tmp_path, model_server=server, telegram_server=telegram, **FAST
+        ) as stack:
             final = await ask_in_group(stack)
+            await asyncio.wait_for(telegram.holding.wait(), 10)
             stack.telegram.state.rich_messages = False
-            stack.telegram.send_text(ANN, "/ask again", chat_id=GROUP)
+            stack.telegram.send_text(BOB, "/ask again", chat_id=GROUP)
+            await wait_until(lambda: telegram.updates.pending == [])  # the bot has it
+            telegram.release.set()
             folded = (await final_reply(stack, 2))[-1]
             markdowns = [
                 c.params["rich_message"]["markdown"]
