@@ -30,6 +30,7 @@ from telegramify_markdown.converter import _escape_at as escape_at
 from telegramify_markdown.converter import _parse as parse_markdown
 from telegramify_markdown.converter import _TextBuffer as TextBuffer
 
+from common.thought import MARK, QUOTED
 from common.visible import shows_nothing
 
 if TYPE_CHECKING:
@@ -173,6 +174,10 @@ def render(markdown: str) -> Rendered:
     Markdown that renders to nothing visible (``#``, an empty code fence) is shown as its source.
     A source of invisible characters alone (a zero-width space), which Telegram refuses as an
     empty message, is shown by their code points (``U+200B``).
+
+    The thinking mark (``common.thought.MARK``) in a quote is written ``QUOTED`` (a no-break
+    space after the emoji, which looks the same): a quote of the model's never opens with the
+    mark, so it is never read back as the thinking Veil folds before an answer.
     """
     source = _scrub(markdown)
     try:
@@ -184,6 +189,7 @@ def render(markdown: str) -> Rendered:
         if text.strip() and shows_nothing(text):
             text = _code_points(text)
     entities = _tidy(raw)
+    text = _unmarked(text, entities)
     if text == text.strip():
         return Rendered(text, tuple(entities))
     doc = _Doc(text, entities)
@@ -503,6 +509,23 @@ def _scrub(text: str) -> str:
     if text.isascii() or _SURROGATE.search(text) is None:
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _unmarked(text: str, entities: Iterable[Entity]) -> str:
+    """``text`` with the thinking mark in its quotes written ``QUOTED`` (as long: entities hold).
+
+    Every mark in a quote, not its first only: a long answer is cut into messages (``split``),
+    and one of them may open inside a quote, at the mark.
+    """
+    if MARK not in text:
+        return text
+    units = text.encode("utf-16-le", "surrogatepass")
+    for entity in entities:
+        if entity.type in _QUOTES:
+            begin, end = 2 * entity.offset, 2 * (entity.offset + entity.length)
+            quote = units[begin:end].decode("utf-16-le", "surrogatepass").replace(MARK, QUOTED)
+            units = units[:begin] + quote.encode("utf-16-le", "surrogatepass") + units[end:]
+    return units.decode("utf-16-le", "surrogatepass")
 
 
 def _tidy(raw: Iterable[MessageEntity]) -> list[Entity]:

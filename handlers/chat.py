@@ -189,7 +189,8 @@ class PasteParts(BaseMiddleware):
             and event.from_user is not None
         ):
             key = (event.from_user.id, topic_of(event))
-            text, waiting = asked_text(event, data["bot"].id), data.get("let_next_in")
+            text = asked_text(event, data["bot"].id, data["texts"].catalogs)
+            waiting = data.get("let_next_in")
             pasted = await self.pastes.whole(key, event.message_id, text, waiting, sent=event.text)
             if pasted is None:
                 return None
@@ -720,7 +721,7 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         await message.answer(texts("replied_media"))
         return
     thread_id = topic_of(message)
-    prompt = asked_text(message, bot.id) if pasted is None else pasted
+    prompt = asked_text(message, bot.id, texts.catalogs) if pasted is None else pasted
     forwarded = veils(message, bot.id)  # Veil's own words sent back to it (a forward of them)
     if forwarded and not prompt.strip():  # its thinking alone
         log.info("chat.forwarded_thinking")
@@ -747,7 +748,7 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
     )
 
 
-def asked_text(message: Message, bot_id: int) -> str:
+def asked_text(message: Message, bot_id: int, catalogs: Catalogs) -> str:
     """The text ``message`` asks: its own, or Veil's answer it forwards, read without the thinking.
 
     A forward of Veil's answer (``veils``) is the user's question quoting Veil: the thinking
@@ -760,7 +761,7 @@ def asked_text(message: Message, bot_id: int) -> str:
     text = message.text or ""
     if not veils(message, bot_id):
         return text
-    return words_of(message, bot_id) or ""
+    return words_of(message, bot_id, catalogs) or ""
 
 
 async def opened_topic(message: Message, chat: ChatService, texts: Texts) -> None:
@@ -797,7 +798,7 @@ def replied_text(message: Message, bot_id: int, catalogs: Catalogs) -> str | Non
     replied = message.reply_to_message
     if replied is None:
         return None
-    text = words_of(replied, bot_id)  # a rich answer of Veil's too
+    text = words_of(replied, bot_id, catalogs)  # a rich answer of Veil's too
     if not text or not text.strip():
         return None
     return None if veils(replied, bot_id) and catalogs.says(text) else text

@@ -261,7 +261,8 @@ async def reply(message: Message, text: str, markup: InlineKeyboardMarkup | None
 def not_answered(exc: Exception) -> None:
     """The one log line of a question Telegram refused Veil's reply to: nobody to tell.
 
-    A forum topic closed (400 ``TOPIC_CLOSED``: only its admins write there, and Veil is none)
+    A forum topic closed (400 ``TOPIC_CLOSED``: only admins with ``can_manage_topics`` write
+    there, and Veil lacks it; with it, Veil answers there, where only such admins ask)
     says so, as ``groups.topic_closed``: the description of any other refusal is withheld
     (``describe``), and the operator could not tell a closed topic, which an admin reopens, from
     a question deleted. The asker is not told: Veil can write nothing in that topic, an

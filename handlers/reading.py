@@ -14,23 +14,26 @@ answers (anyone else's such quote is their words). A reply to
 that answer asks about the answer; the thinking is only shown, and it went to the model quoted
 as the answer's first words. An answer is the model's own Markdown, which may hold a details
 block or an expandable quote marked alike: only the one Veil put there is its thinking
-(``_thought_at``, ``_fold``).
+(``_thought_at``, ``_fold``). Opening the answer, one line break before the rest, the model's
+quote had the shape and place of Veil's fold: the renderer now writes the mark in the model's
+quotes as ``common.thought.QUOTED`` (a no-break space after the emoji), so no quote of the
+model's opens with ``MARK``; those of answers sent before still read by shape and place.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aiogram.types import MessageOriginUser
 
-from common.texts import Catalogs
-from common.thought import MARK
+from common.thought import MARK, QUOTED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from aiogram.types import Message, MessageEntity
+
+    from common.texts import Catalogs
 
 _CELLS = " | "
 _CUT = "…"  # where the thinking folded was cut (its summary's end, its body's start)
@@ -44,8 +47,10 @@ _FOUND = frozenset({"mention", "hashtag", "cashtag", "bot_command", "url", "emai
 _WORDS = ("text", "expression", "alternative_text")
 
 
-def words_of(message: Message, bot_id: int) -> str | None:
+def words_of(message: Message, bot_id: int, catalogs: Catalogs) -> str | None:
     """The text, caption or rich message of ``message`` as text; None when it has none.
+
+    ``catalogs``: the bot's, whose question header an inline or guest answer opens with.
 
     The thinking is left out of Veil's own answers alone (``veils``: sent by bot ``bot_id``,
     through it, or forwarded from it): anyone may write an expandable quote that opens with the
@@ -53,7 +58,9 @@ def words_of(message: Message, bot_id: int) -> str | None:
     """
     own = veils(message, bot_id)
     if message.text is not None:
-        return _unfolded(message.text, message.entities or ()) if own else message.text
+        if own:  # the model's own quotes opening with the mark read as it wrote them
+            return _unfolded(message.text, message.entities or (), catalogs).replace(QUOTED, MARK)
+        return message.text
     if message.caption is not None:
         return message.caption
     if message.rich_message is None:
@@ -132,13 +139,13 @@ def _holds_media(blocks: Iterable[object]) -> bool:
     return False
 
 
-def _unfolded(text: str, entities: Iterable[MessageEntity]) -> str:
+def _unfolded(text: str, entities: Iterable[MessageEntity], catalogs: Catalogs) -> str:
     """``text`` without the thinking Veil folded in it (``_fold``), and the line break after it.
 
     Offsets are UTF-16 units, as Telegram's.
     """
     units = text.encode("utf-16-le")
-    fold = _fold(units, list(entities))
+    fold = _fold(units, list(entities), catalogs)
     if fold is None:
         return text
     begin, end = fold
@@ -146,7 +153,9 @@ def _unfolded(text: str, entities: Iterable[MessageEntity]) -> str:
     return (units[:begin] + units[end:]).decode("utf-16-le", errors="replace")
 
 
-def _fold(units: bytes, entities: list[MessageEntity]) -> tuple[int, int] | None:
+def _fold(
+    units: bytes, entities: list[MessageEntity], catalogs: Catalogs
+) -> tuple[int, int] | None:
     """Where (in bytes of ``units``) the thinking Veil folded before its answer is; None if none.
 
     Veil puts it (``bot.thinking.quote``) first, after nothing but the question's header (an
@@ -166,7 +175,7 @@ def _fold(units: bytes, entities: list[MessageEntity]) -> tuple[int, int] | None
     begin, end = 2 * first.offset, 2 * (first.offset + first.length)
     if first.type != "expandable_blockquote" or units[begin : begin + len(_MARK)] != _MARK:
         return None
-    if not _headed(units[:begin].decode("utf-16-le", errors="replace")):
+    if not _headed(units[:begin].decode("utf-16-le", errors="replace"), catalogs):
         return None  # the answer's words before it: the model's quote
     if any(e.offset < first.offset + first.length for e in rest):
         return None  # formatting inside: the model's quote
@@ -176,7 +185,7 @@ def _fold(units: bytes, entities: list[MessageEntity]) -> tuple[int, int] | None
     return begin, end
 
 
-def _headed(before: str) -> bool:
+def _headed(before: str, catalogs: Catalogs) -> bool:
     """Whether ``before``, the text before a fold, is nothing or Veil's question header alone.
 
     The header as an inline or guest answer opens (``inline_header``, in any catalog's
@@ -184,7 +193,7 @@ def _headed(before: str) -> bool:
     holds no blank line there: the model's answer under a header ("❓ why?", a blank line,
     "See below.", a blank line, its quote) does.
     """
-    for opening, end in _headers():
+    for opening, end in _headers(catalogs):
         if before.startswith(opening) and before.endswith(end):
             question = before[len(opening) : len(before) - len(end)]
             if len(before) >= len(opening) + len(end) and "\n\n" not in question:
@@ -192,10 +201,8 @@ def _headed(before: str) -> bool:
     return not before
 
 
-@cache
-def _headers() -> frozenset[tuple[str, str]]:
-    """Veil's question header in each catalog's language: what comes before the question, after."""
-    catalogs = Catalogs()
+def _headers(catalogs: Catalogs) -> frozenset[tuple[str, str]]:
+    """Veil's question header in each of ``catalogs``' languages: before the question, after."""
     shapes = set()
     for language in catalogs.languages:
         opening, _, end = catalogs.lookup(language, "inline_header").partition("{question}")

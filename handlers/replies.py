@@ -204,7 +204,9 @@ def replied_context(message: Message, bot_id: int, catalogs: Catalogs) -> tuple[
     replied = message.reply_to_message
     if replied is None:
         return ()
-    text = words_of(replied, bot_id)  # a rich message (Veil's own answer, say) read as text too
+    text = words_of(
+        replied, bot_id, catalogs
+    )  # a rich message (Veil's own answer, say) read as text too
     if not text:
         return ()
     if veils(replied, bot_id) and catalogs.says(text):

@@ -28,7 +28,8 @@ or the playground turns ``topics.enabled`` on; sends, drafts and chat actions in
 chat check their ``message_thread_id`` there, and a message sent into a topic carries it.
 A supergroup's forum topics are any id a user writes in; the bot's reply to a message in one
 goes into it. One closed (``closed_topics``, ``playground.topics``) takes no message from a
-bot that is no admin there: 400 ``TOPIC_CLOSED``.
+bot without the ``can_manage_topics`` right there (``manages_topics``; an administrator has it
+unless ``set_member`` says otherwise, as Telegram's apps promote one): 400 ``TOPIC_CLOSED``.
 
 An inline message (chosen inline result or guest answer) that was posted into a known chat is
 "placed" (``inline_places``): edits by ``inline_message_id`` change that chat's message too.
@@ -122,8 +123,13 @@ def one_level(message: dict[str, Any] | None) -> dict[str, Any] | None:
     return shown
 
 
-def _chat_member(user: dict[str, Any], status: str) -> dict[str, Any]:
-    """A ChatMember object of ``status`` with the fields its type requires."""
+def _chat_member(
+    user: dict[str, Any], status: str, *, supergroup: bool = False, topics: bool = True
+) -> dict[str, Any]:
+    """A ChatMember object of ``status`` with the fields its type requires.
+
+    An administrator of a supergroup says whether it may manage its forum topics (``topics``).
+    """
     member: dict[str, Any] = {"status": status, "user": user}
     if status == "creator":
         member["is_anonymous"] = False
@@ -134,6 +140,8 @@ def _chat_member(user: dict[str, Any], status: str) -> dict[str, Any]:
         member |= {"can_change_info": True, "can_invite_users": True, "can_pin_messages": True}
         member |= {"can_post_stories": False, "can_edit_stories": False}
         member |= {"can_delete_stories": False, "can_send_welcome_messages": False}
+        if supergroup:
+            member["can_manage_topics"] = topics
     elif status == "kicked":
         member["until_date"] = 0
     return member
@@ -177,6 +185,7 @@ class TelegramState:
         self.ephemeral_support = "yes"  # "yes", "refused" or "ignored"; see the module docstring
         self.topics = topics.PrivateTopics()
         self.closed_topics: set[tuple[int, int]] = set()  # (supergroup, thread id) closed
+        self._no_topic_rights: set[tuple[int, int]] = set()  # (chat, admin) without the right
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
         self._sent: dict[int, list[int]] = {}
@@ -298,11 +307,20 @@ class TelegramState:
             self.members.setdefault(chat_id, {}).pop(self.bot_user["id"], None)
         return chat
 
-    def set_member(self, chat_id: int, user_id: int, status: str) -> None:
-        """Give ``user_id`` a status in a group: creator, administrator, member, left, kicked."""
+    def set_member(
+        self, chat_id: int, user_id: int, status: str, *, can_manage_topics: bool = True
+    ) -> None:
+        """Give ``user_id`` a status in a group: creator, administrator, member, left, kicked.
+
+        An administrator has the ``can_manage_topics`` right unless told otherwise.
+        """
         if status not in MEMBER_STATUSES:
             raise ValueError(f"unknown member status: {status}")
         self.members.setdefault(chat_id, {})[user_id] = status
+        if status == "administrator" and not can_manage_topics:
+            self._no_topic_rights.add((chat_id, user_id))
+        else:
+            self._no_topic_rights.discard((chat_id, user_id))
 
     def migrate(self, chat_id: int, supergroup_id: int) -> dict[str, Any]:
         """Upgrade basic group ``chat_id`` to a new supergroup ``supergroup_id``; return it.
@@ -315,12 +333,24 @@ class TelegramState:
             raise ValueError(f"chat {chat_id} is not a basic group")
         supergroup = self.register_chat(supergroup_id, "supergroup", "", title=group["title"])
         self.members[supergroup_id] = dict(self.members.get(chat_id, {}))
+        kept = {(supergroup_id, user) for chat, user in self._no_topic_rights if chat == chat_id}
+        self._no_topic_rights |= kept
         self.migrated[chat_id] = supergroup_id
         return supergroup
 
     def member_status(self, chat_id: int, user_id: int) -> str | None:
         """The status ``user_id`` has in ``chat_id``, or None if never recorded."""
         return self.members.get(chat_id, {}).get(user_id)
+
+    def manages_topics(self, chat_id: int, user_id: int) -> bool:
+        """Whether ``user_id`` may close, reopen and write in closed topics of ``chat_id``.
+
+        Its creator, or an administrator with the ``can_manage_topics`` right.
+        """
+        status = self.member_status(chat_id, user_id)
+        if status == "administrator":
+            return (chat_id, user_id) not in self._no_topic_rights
+        return status == "creator"
 
     def store_message(
         self, chat: dict[str, Any], sender: dict[str, Any], **content: object
@@ -608,7 +638,9 @@ class TelegramState:
             if user_id not in {chat["id"], self.bot_user["id"]}:
                 raise bad_request("user not found")
             return _chat_member(user, "member")
-        return _chat_member(user, self.member_status(chat["id"], user_id) or "left")
+        status = self.member_status(chat["id"], user_id) or "left"
+        topics = (chat["id"], user_id) not in self._no_topic_rights
+        return _chat_member(user, status, supergroup=chat["type"] == "supergroup", topics=topics)
 
     def _send_message(self, p: dict[str, Any]) -> dict[str, Any]:
         text, entities = self.formatted(p)

@@ -15,9 +15,12 @@ in a group it is ignored, as before topics were emulated.
 A supergroup's forum topics are not listed: a user writes in any thread id. A send there goes
 into the topic it names, or into the topic of the message it replies to (``forum_thread``), as
 in Telegram. A topic can be closed and reopened, by a user (``UserActions.close_topic``) or by
-the bot (``closeForumTopic``, ``reopenForumTopic``: an admin's), each with its service message
-(``forum_topic_closed``, ``forum_topic_reopened``). Only admins write in a closed topic: a
-send of the bot's into one, when it is no admin there, is refused with 400
+the bot (``closeForumTopic``, ``reopenForumTopic``), each with its service message
+(``forum_topic_closed``, ``forum_topic_reopened``). Both need an administrator with the
+``can_manage_topics`` right (``TelegramState.manages_topics``), as the Bot API's
+closeForumTopic says; the creator of the topic may too in Telegram, not here (its topics are
+not kept). Only those write in a closed topic: a send of the bot's into one, when it lacks the
+right there (no admin, or an admin without it), is refused with 400
 ``Bad Request: TOPIC_CLOSED``, as the real Bot API answers it (seen by others, e.g.
 github.com/rteixeirax/qbittorrent_telegram_notification/issues/12 and
 github.com/Matt0550/TagEveryoneTelegramBot/issues/26), an ephemeral message's too.
@@ -49,7 +52,6 @@ ICON_COLORS = (0x6FB9F0, 0xFFD67E, 0xCB86DB, 0x8EEE98, 0xFF93B2, 0xFB6F5F)
 NOT_A_FORUM = "the chat is not a forum"
 THREAD_NOT_FOUND = "message thread not found"
 TOPIC_CLOSED = "TOPIC_CLOSED"
-ADMINS = frozenset({"creator", "administrator"})
 
 
 @dataclass
@@ -153,7 +155,7 @@ def methods(state: TelegramState) -> dict[str, Method]:
 
 
 def _closing_methods(state: TelegramState) -> dict[str, Method]:
-    """``closeForumTopic`` and ``reopenForumTopic`` in a supergroup: the bot must be an admin."""
+    """``closeForumTopic`` and ``reopenForumTopic`` in a supergroup: the bot manages topics."""
 
     def closing(*, closed: bool) -> Method:
         def close_or_reopen(p: dict[str, Any]) -> bool:
@@ -161,7 +163,7 @@ def _closing_methods(state: TelegramState) -> dict[str, Method]:
             thread_id = p.get("message_thread_id")
             if chat["type"] != "supergroup" or not isinstance(thread_id, int):
                 raise bad_request("TOPIC_ID_INVALID")
-            if state.member_status(chat["id"], state.bot_user["id"]) not in ADMINS:
+            if not state.manages_topics(chat["id"], state.bot_user["id"]):
                 raise bad_request("CHAT_ADMIN_REQUIRED")
             set_closed(state, chat, state.bot_user, thread_id, closed=closed)
             return True
@@ -213,7 +215,7 @@ def forum_thread(
     if not isinstance(thread_id, int):
         return None
     closed = (chat["id"], thread_id) in state.closed_topics
-    if closed and state.member_status(chat["id"], state.bot_user["id"]) not in ADMINS:
+    if closed and not state.manages_topics(chat["id"], state.bot_user["id"]):
         raise bad_request(TOPIC_CLOSED)
     return thread_id
 

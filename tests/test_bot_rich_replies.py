@@ -21,6 +21,7 @@ from bot.rich import escape, thought_details
 from bot.thinking import MAX_FOLDED, tail, with_thought
 from common.texts import Catalogs
 from common.thought import MARK
+from common.thought import QUOTED as QUOTED_MARK
 from handlers.chat import PASTE_PART
 from handlers.reading import words_of
 from handlers.replies import replied_context
@@ -41,6 +42,7 @@ ANSWER = "No: the *moon* is rock.\n\n```\nrock = True\n```"
 QUOTED_ANSWER = "> No: the moon is rock.\n>\n> rock = True"
 QUOTED = f"> ❓ is that true?\n>\n{QUOTED_ANSWER}"  # a guest answer: its question above it
 GROUP = -1_001_234_601
+CATALOGS = Catalogs()
 FAST: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 900}
 
 
@@ -589,19 +591,22 @@ def test_only_the_fold_veil_put_first_is_its_thinking() -> None:
             "length": units(quote),
         },
     ]
-    assert words_of(entity_answer(answer, entities), BOT_ID) == f"The *answer*.\n{quote}\nmore"
+    assert (
+        words_of(entity_answer(answer, entities), BOT_ID, CATALOGS)
+        == f"The *answer*.\n{quote}\nmore"
+    )
     bold = [{"type": "bold", "offset": 3, "length": 1}]
-    assert words_of(entity_answer(f"{quote}\nmore", entities[:1] + bold), BOT_ID) == (
+    assert words_of(entity_answer(f"{quote}\nmore", entities[:1] + bold), BOT_ID, CATALOGS) == (
         f"{quote}\nmore"
     )
     apart = f"{quote}\n\nmore"
-    assert words_of(entity_answer(apart, entities[:1]), BOT_ID) == apart
+    assert words_of(entity_answer(apart, entities[:1]), BOT_ID, CATALOGS) == apart
     # A link Telegram found in the question's header is no formatting before the fold.
     header = "❓ is t.me safe?\n\n"
     found = [{"type": "url", "offset": 5, "length": 4}]
     moved = [{"type": "expandable_blockquote", "offset": units(header), "length": units(fold)}]
     text = f"{header}{fold}\nYes."
-    assert words_of(entity_answer(text, found + moved), BOT_ID) == f"{header}Yes."
+    assert words_of(entity_answer(text, found + moved), BOT_ID, CATALOGS) == f"{header}Yes."
 
 
 @pytest.mark.parametrize(
@@ -622,7 +627,7 @@ def test_veil_s_own_folded_thinking_of_any_length_is_left_out(thought: str) -> N
             "rich_message": {"blocks": blocks},
         }
     )
-    assert words_of(message, BOT_ID) == "❓ why?\n\n💭 Spoiler\n\nThe moon is rock."
+    assert words_of(message, BOT_ID, CATALOGS) == "❓ why?\n\n💭 Spoiler\n\nThe moon is rock."
 
 
 def folded(sender: dict[str, object], **more: object) -> Message:
@@ -655,9 +660,11 @@ VEIL_USER = User.model_validate(VEIL)
 def test_only_veil_s_folded_thinking_is_left_out_of_a_replied_text() -> None:
     # An expandable quote of the user's own, or one after an emoji (UTF-16 offsets), stays.
     expected = "❓ 👋\n\nThe answer.\n» a quote of theirs"
-    assert words_of(folded(VEIL), BOT_ID) == expected
+    assert words_of(folded(VEIL), BOT_ID, CATALOGS) == expected
     ann = {"id": ANN, "is_bot": False, "first_name": "Ann"}
-    assert words_of(folded(ann, via_bot=VEIL), BOT_ID) == expected  # a guest or inline answer
+    assert (
+        words_of(folded(ann, via_bot=VEIL), BOT_ID, CATALOGS) == expected
+    )  # a guest or inline answer
 
 
 def test_anyone_else_s_quote_opening_with_the_mark_is_read() -> None:
@@ -665,7 +672,7 @@ def test_anyone_else_s_quote_opening_with_the_mark_is_read() -> None:
     # link under one, and "@veil is this safe?" under his message was asked without the link.
     bob = {"id": BOB, "is_bot": False, "first_name": "Bob"}
     message = folded(bob)
-    assert words_of(message, BOT_ID) == message.text
+    assert words_of(message, BOT_ID, CATALOGS) == message.text
     details = {
         "type": "details",
         "summary": "💭 Spoiler",
@@ -681,15 +688,15 @@ def test_anyone_else_s_quote_opening_with_the_mark_is_read() -> None:
             "rich_message": {"blocks": [details]},
         }
     )
-    assert words_of(rich, BOT_ID) == "💭 Spoiler\n\nx"
+    assert words_of(rich, BOT_ID, CATALOGS) == "💭 Spoiler\n\nx"
     # In Veil's own answer too: a details block of the model's Markdown, marked alike, is the
     # model's words; Veil's thinking reads as its first words under the mark.
     veil_s = rich.model_copy(update={"from_user": VEIL_USER})
-    assert words_of(veil_s, BOT_ID) == "💭 Spoiler\n\nx"
+    assert words_of(veil_s, BOT_ID, CATALOGS) == "💭 Spoiler\n\nx"
     thought = Message.model_validate(
         veil_s.model_dump() | {"rich_message": {"blocks": [details | {"summary": "💭 x"}]}}
     )
-    assert words_of(thought, BOT_ID) is None
+    assert words_of(thought, BOT_ID, CATALOGS) is None
 
 
 @pytest.mark.parametrize("caption", [None, " \n "], ids=["no caption", "blank caption"])
@@ -835,7 +842,8 @@ def test_a_model_s_marked_quote_away_from_where_veil_folds_is_read(
         for e in answer.entities
     ]
     text = header + answer.text
-    assert words_of(entity_answer(text, moved), BOT_ID) == text
+    # The model's mark as it wrote it, not as the renderer shows it in a quote.
+    assert words_of(entity_answer(text, moved), BOT_ID, CATALOGS) == text.replace(QUOTED_MARK, MARK)
 
 
 @pytest.mark.parametrize("language", ["", "en", "ru", "kk"], ids=["no header", "en", "ru", "kk"])
@@ -856,7 +864,8 @@ def test_veil_s_own_fold_as_rendered_is_left_out(language: str, markdown: str) -
         {"type": e.type, "offset": e.offset + units(header), "length": e.length}
         for e in folded.entities
     ]
-    assert words_of(entity_answer(header + folded.text, moved), BOT_ID) == header + answer.text
+    expected = header + answer.text.replace(QUOTED_MARK, MARK)
+    assert words_of(entity_answer(header + folded.text, moved), BOT_ID, CATALOGS) == expected
 
 
 async def test_a_forward_of_veil_s_notice_asked_in_private_is_not_asked(tmp_path: Path) -> None:

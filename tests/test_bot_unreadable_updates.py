@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from bot.pruned import MOST_FAILURES
 from bot.telegram import unreadable_update
 from common.content import UNREAD
+from common.texts import Catalogs
 from handlers.reading import words_of
 from playground.text import user_entities
 from services.groups import Groups
@@ -203,7 +204,7 @@ def test_sibling_blocks_of_newer_kinds_each_leave_and_the_rest_stay_in_order() -
     assert read is not None
     assert read.message is not None
     assert read.message.reply_to_message is not None
-    assert words_of(read.message.reply_to_message, 0) == "first\n\n1.\n\nsecond half"
+    assert words_of(read.message.reply_to_message, 0, Catalogs()) == "first\n\n1.\n\nsecond half"
     (partly,) = [e for e in logs if e["event"] == "telegram.update_read_in_part"]
     assert partly["skipped"] == 4
 
