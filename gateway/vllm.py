@@ -65,6 +65,8 @@ _HTTP_NOT_FOUND = 404
 # A model server (or a proxy before it) that is overloaded or not ready says so before its
 # stream with one of these: the gateway's model cannot be had now, as when it is unreachable.
 _UNAVAILABLE = frozenset({429, 503})
+# What a streamed reply is (one without a Content-Type is read as one).
+_EVENT_STREAM = "text/event-stream"
 # The most digits of a Retry-After read as a number (more: the most, ``MAX_RETRY_AFTER``).
 _RETRY_DIGITS = 6
 
@@ -321,6 +323,11 @@ class VLLMClient:
         try:
             if reply.status != _HTTP_OK:
                 raise await _error_reply(reply, self._idle_timeout)
+            media = reply.fields.get("content-type", _EVENT_STREAM).partition(";")[0]
+            if media.strip(" \t").lower() != _EVENT_STREAM:
+                # (a login page, a JSON reply not streamed: not "closed the stream" at its end)
+                what = media.strip(" \t")[:64]
+                raise BackendFailure("backend", 502, f"model server sent no event stream ({what})")
             yield ChatStream(reply, idle_timeout=self._idle_timeout)
         finally:
             reply.close()
