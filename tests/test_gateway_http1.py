@@ -214,6 +214,16 @@ async def test_a_reply_split_at_every_byte_boundary_gives_the_same_events(
         assert result == (EXPECTED, None), cut
 
 
+@pytest.mark.parametrize("coding", [b"chunked,", b", chunked", b" ,Chunked, ,"])
+async def test_a_chunked_list_with_empty_elements_is_read_as_chunked(
+    server: ScriptedServer, client: VLLMClient, coding: bytes
+) -> None:
+    # RFC 9110 §5.6.1: a recipient MUST accept and ignore empty list elements; they were
+    # refused as a transfer coding not supported.
+    reply = CHUNKED_REPLY.replace(b"Transfer-Encoding: chunked", b"Transfer-Encoding: " + coding)
+    assert await exchange(server, client, [reply]) == (EXPECTED, None)
+
+
 async def test_a_reply_sent_a_byte_at_a_time_gives_the_same_events(
     server: ScriptedServer, client: VLLMClient
 ) -> None:
@@ -420,6 +430,8 @@ async def test_a_length_body_cut_short_is_a_failure_not_a_short_answer(
             "both Transfer-Encoding and Content-Length",
         ),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "transfer coding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n", "transfer coding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, ,chunked\r\n\r\n", "transfer coding"),
         (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n", "content coding"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "Content-Length"),
