@@ -20,7 +20,8 @@ clients (the gateway's public port, the bot's webhook and Mini App) is served by
   aiohttp would log each as an error with its traceback (anyone on the internet could fill the
   operator's log with them) and echo the offending bytes back in its reply. A body sent in a
   transfer coding other than a lone ``chunked`` (``gzip, chunked``, which aiohttp reads as plain
-  chunked) gets a bare 501 the same way (``ConnectionGuard.middleware``);
+  chunked; empty list elements such as ``, chunked``'s are ignored) gets a bare 501 the same
+  way (``ConnectionGuard.middleware``);
 - a body a handler leaves unread (a refused one), or the 501's, is drained after the reply, so
   that a client still sending it can read the reply, but only up to ``LINGER_BYTES`` of it (the
   next request's bytes do not count): then the connection is closed (aiohttp alone drains for
@@ -213,12 +214,19 @@ def transfer_coding_taken(request: web.BaseRequest) -> bool:
     aiohttp reads ``gzip, chunked`` as plain chunked (the gzip ignored, nothing inflated); RFC
     9112 §6.1: a server that receives a transfer coding it does not understand should answer
     501. Every ``Transfer-Encoding`` header counts, each a list (``chunked`` twice is chunked
-    applied twice, not one chunked body).
+    applied twice, not one chunked body) whose empty elements are ignored (RFC 9110 §5.6.1:
+    ``, chunked`` is ``chunked``). aiohttp's parser refuses an empty element after ``chunked``
+    itself, with the bare 400 (it takes it for the final coding, RFC 9112 §6.3).
     """
-    codings = ",".join(request.headers.getall("Transfer-Encoding", ()))
-    if not codings:
+    if "Transfer-Encoding" not in request.headers:
         return True
-    return [coding.strip().lower() for coding in codings.split(",")] == ["chunked"]
+    codings = ",".join(request.headers.getall("Transfer-Encoding"))
+    return transfer_codings(codings) == ["chunked"]
+
+
+def transfer_codings(field: str) -> list[str]:
+    """The codings a ``Transfer-Encoding`` list names, lower-case, its empty elements dropped."""
+    return [coding for coding in (c.strip(" \t").lower() for c in field.split(",")) if coding]
 
 
 def _unsupported_transfer_coding() -> web.Response:

@@ -98,11 +98,14 @@ class BackendFailure(Exception):
     which the error record must not pass on (the record's text is well-formed, as a delta's).
     """
 
-    def __init__(self, kind: str, status: int, message: str) -> None:
+    def __init__(
+        self, kind: str, status: int, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(f"{kind} ({status})")
         self.kind = kind
         self.status = status
         self.message = well_formed(message[:MAX_ERROR_MESSAGE])
+        self.retry_after = retry_after  # an ``unavailable`` reply's Retry-After, whole seconds
 
 
 def error_message(body: Any) -> str:  # noqa: ANN401 -- parsed JSON of unknown shape

@@ -9,10 +9,11 @@ and ``BodyDecoder`` undoes the body's framing with bytes operations, a few a chu
 It is as strict as a general HTTP client: a status line and header fields of the form RFC 9112
 gives (CRLF line ends, no folded lines), a head of at most ``MAX_HEAD_BYTES``; a body framed
 by ``Transfer-Encoding: chunked`` (hexadecimal sizes, extensions and trailers allowed and
-ignored, each line bounded), by ``Content-Length``, or by the connection's close. A reply
-with both framings, several different lengths, or another transfer or content coding is
-refused. A connection that closes before its body's end is a failure (``backend``, "closed
-the stream"), never a short body. Nothing here raises anything but ``BackendFailure``.
+ignored, each line bounded; empty elements of the ``Transfer-Encoding`` list, as in
+``chunked,``, ignored), by ``Content-Length``, or by the connection's close. A reply with both
+framings, several different lengths, or another transfer or content coding is refused. A
+connection that closes before its body's end is a failure (``backend``, "closed the stream"),
+never a short body. Nothing here raises anything but ``BackendFailure``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 import socket
 from typing import TYPE_CHECKING
 
+from common.connections import transfer_codings
 from gateway.events import BackendFailure, stalled
 
 if TYPE_CHECKING:
@@ -465,7 +467,7 @@ def _decoder_for(fields: dict[str, str]) -> BodyDecoder:
     if transfer is not None:
         if "content-length" in fields:
             raise malformed("both Transfer-Encoding and Content-Length")
-        if [c.strip() for c in transfer.lower().split(",")] != ["chunked"]:
+        if transfer_codings(transfer) != ["chunked"]:  # (empty list elements ignored)
             raise malformed("transfer coding")
         return BodyDecoder(chunked=True)
     length = fields.get("content-length")

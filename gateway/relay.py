@@ -27,6 +27,10 @@ in ``DELTA`` records, each in the order it came. Shaped, a tick's one record hol
 waiting, if any, else the answer's text (which waits a tick more); the closing records carry
 the thinking still waiting, if any, before the closing ``DELTA``.
 
+A model server's ``Retry-After`` on an ``unavailable`` failure goes in the error record as
+``retry_after`` only for a client that asked for it (``Veil-Accept: retry_after``,
+docs/protocol.md §4); the record kept for later fetches never has it.
+
 A relay that sent a ``Veil-Relay-Key`` (a bot relaying a Mini App's sealed bytes) gets the
 same signed receipt once more right after the final chunk, sealed to its key
 (``sealed.relay``), so it can bill without reading the answer.
@@ -41,7 +45,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -54,7 +58,14 @@ from gateway.settlement import Tally, record_outcome, settle
 from gateway.shaping import RecordSize, held_until
 from sealed.encoding import MAX_RECORD_PAYLOAD
 from sealed.relay import seal_relay_receipt
-from sealed.stream import CHUNK_OVERHEAD, ChunkSealer, RecordType, split_utf8
+from sealed.stream import (
+    ACCEPT_HEADER,
+    CHUNK_OVERHEAD,
+    ChunkSealer,
+    RecordType,
+    accepts_retry_after,
+    split_utf8,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -160,6 +171,9 @@ class _Stream:
         final = await settle(
             self.gateway, self.admitted, self.tally, "ok" if ended_well else outcome, self.failure
         )
+        wait = None if self.failure is None else self.failure.retry_after
+        if wait is not None and accepts_retry_after(self.request.headers.get(ACCEPT_HEADER)):
+            final = replace(final, error_retry_after=wait)
         if outcome not in _GONE:
             try:
                 await self.send(self.closing(final))

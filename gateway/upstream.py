@@ -9,7 +9,8 @@ from the socket, so a token does not wake the gateway). The bytes are the body o
 batch, the plain text chunks taken without parsing JSON (at a tick, a run of them all at
 once) and the rest decoded as JSON, each by itself
 (``gateway.events.TextChunks``); nothing is re-encoded. It keeps its own watch for silence
-(``stalled``), so bytes that came before a silence are still read.
+(``stalled``), so bytes that came before a silence are still read; lines without a ``data:``
+field (SSE comments) do not break a silence.
 ``gateway.vllm`` opens the requests.
 """
 
@@ -44,6 +45,17 @@ _DATA = re.compile(rb"^data:([^\n]*)", re.MULTILINE)
 _DONE = re.compile(rb"^data:[ \t]*\[DONE\][ \t]*$", re.MULTILINE)
 
 
+def _progress(text: bytes) -> bool:
+    """Whether whole SSE lines hold a ``data:`` field: the only lines that carry the answer.
+
+    A model server that sends only comments (``: ping``) or other lines is as stalled as a
+    silent one (a comment flood kept a stream open until the time limit, then billed it).
+    """
+    if text.startswith(b"data:"):
+        return True  # the usual case, at once
+    return b"data:" in text and any(line.startswith(b"data:") for line in text.splitlines())
+
+
 class ChatStream:
     """One streaming reply being read: ``data:`` lines parsed into events until ``[DONE]``.
 
@@ -61,7 +73,7 @@ class ChatStream:
         self._partial = bytearray()  # the start of a line whose end has not arrived
         self._chunks = TextChunks()  # the payloads' decoder, quick for plain text chunks
         self._failure: BackendFailure | None = None
-        self._last = self._loop.time()  # when bytes were last read
+        self._last = self._loop.time()  # when lines other than comments were last read
         self._silent = False  # nothing came for the idle timeout
         self._timer: asyncio.TimerHandle | None = None
         self.finished = False
@@ -167,8 +179,6 @@ class ChatStream:
             data = self._reply.take()
         except BackendFailure as exc:
             data, framing = b"", exc
-        if data:
-            self._last = self._loop.time()
         return self._parse(data, framing, runs=runs)
 
     def _parse(
@@ -184,6 +194,10 @@ class ChatStream:
         if self.finished:
             return []
         text = self._lines(data, at_eof=framing is not None or self._reply.at_eof)
+        if _progress(text):
+            self._last = self._loop.time()
+        elif data and self._loop.time() >= self._last + self._idle:
+            framing = framing or stalled()  # comments alone, for as long as silence is allowed
         events = None
         if runs and text and len(text) <= MAX_EVENT_BYTES and b"\r" not in text:
             events = self._chunks.run(text)  # (no [DONE] among them: it is no form's chunk)

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
+import math
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -37,6 +40,7 @@ from gateway.events import (
 from gateway.upstream import ChatStream
 from sealed.bundle import MAX_WINDOW
 from sealed.encoding import MAX_JSON_INT
+from sealed.stream import MAX_RETRY_AFTER
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -61,6 +65,10 @@ _HTTP_NOT_FOUND = 404
 # A model server (or a proxy before it) that is overloaded or not ready says so before its
 # stream with one of these: the gateway's model cannot be had now, as when it is unreachable.
 _UNAVAILABLE = frozenset({429, 503})
+# What a streamed reply is (one without a Content-Type is read as one).
+_EVENT_STREAM = "text/event-stream"
+# The most digits of a Retry-After read as a number (more: the most, ``MAX_RETRY_AFTER``).
+_RETRY_DIGITS = 6
 
 
 async def _json_reply(response: aiohttp.ClientResponse) -> Any:  # noqa: ANN401 -- any JSON
@@ -104,8 +112,32 @@ async def _error_reply(reply: http1.Reply, idle_timeout: float) -> BackendFailur
         payload = None
     failure = failure_for(reply.status, error_message(payload))
     if failure.kind == "backend" and reply.status in _UNAVAILABLE:
-        return BackendFailure("unavailable", reply.status, failure.message)
+        wait = retry_after(reply.fields.get("retry-after"), time.time())
+        return BackendFailure("unavailable", reply.status, failure.message, retry_after=wait)
     return failure
+
+
+def retry_after(value: str | None, now: float) -> int | None:
+    """The whole seconds a ``Retry-After`` asks to wait from ``now`` (a Unix time), if readable.
+
+    RFC 9110 §10.2.3: a number of seconds or an HTTP-date (a date past is 0). At most
+    ``MAX_RETRY_AFTER``: a model server cannot send its clients away for longer. None for a
+    value that is neither (two fields, a date without its zone): the client's own back-off.
+    """
+    if value is None:
+        return None
+    value = value.strip(" \t")
+    if value.isascii() and value.isdigit():
+        seconds = int(value) if len(value) <= _RETRY_DIGITS else MAX_RETRY_AFTER
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": a time of no known zone
+            return None
+        seconds = math.ceil(when.timestamp() - now)
+    return max(0, min(MAX_RETRY_AFTER, seconds))
 
 
 def _target(base_url: str, context: ssl.SSLContext | None) -> http1.Target:
@@ -291,6 +323,11 @@ class VLLMClient:
         try:
             if reply.status != _HTTP_OK:
                 raise await _error_reply(reply, self._idle_timeout)
+            media = reply.fields.get("content-type", _EVENT_STREAM).partition(";")[0]
+            if media.strip(" \t").lower() != _EVENT_STREAM:
+                # (a login page, a JSON reply not streamed: not "closed the stream" at its end)
+                what = media.strip(" \t")[:64]
+                raise BackendFailure("backend", 502, f"model server sent no event stream ({what})")
             yield ChatStream(reply, idle_timeout=self._idle_timeout)
         finally:
             reply.close()

@@ -65,6 +65,14 @@ MAX_ERROR_MESSAGE = 1024
 MAX_FINISH_REASON = 64
 ERROR_KINDS = frozenset({"unavailable", "context_length", "stalled", "backend"})
 _ERROR_FIELDS = frozenset({"kind", "status", "message"})
+# An ``unavailable`` error's ``retry_after``: the model server's Retry-After in whole seconds,
+# at most this (a longer one is cut to it by the gateway, refused as malformed by a client).
+MAX_RETRY_AFTER = 300
+# The request header by which a client says it reads ``retry_after`` in an error record
+# (``ACCEPT_RETRY_AFTER`` among its comma-separated values); a gateway sends the field only
+# then, so a client that reads the error's three fields strictly is never sent a fourth.
+ACCEPT_HEADER = "Veil-Accept"
+ACCEPT_RETRY_AFTER = "retry_after"
 _RECEIPT_FIELDS = frozenset({"receipt", "signature"})
 # How far from the expected position a failing chunk is tried, to tell reordering from tampering.
 _REORDER_WINDOW = 16
@@ -95,8 +103,9 @@ class Final:
 
     ``finish_reason`` is the model server's (``stop``, ``length``, …), ``stopped`` after a cancel
     or ``time_limit`` when the gateway's longest stream duration was reached. An error record
-    has ``error_kind`` (one of ``ERROR_KINDS``), the model server's HTTP status if any, and a
-    message of at most ``MAX_ERROR_MESSAGE`` characters.
+    has ``error_kind`` (one of ``ERROR_KINDS``), the model server's HTTP status if any, a
+    message of at most ``MAX_ERROR_MESSAGE`` characters and, for a client that asked for it
+    (``ACCEPT_HEADER``), the seconds the model server asked to wait (``error_retry_after``).
     """
 
     receipt: SignedReceipt | None
@@ -104,6 +113,7 @@ class Final:
     error_kind: str | None = None
     error_status: int | None = None
     error_message: str | None = None
+    error_retry_after: int | None = None
 
     @property
     def is_error(self) -> bool:
@@ -119,6 +129,8 @@ class Final:
                 "status": self.error_status,
                 "message": (self.error_message or "")[:MAX_ERROR_MESSAGE],
             }
+            if self.error_retry_after is not None:
+                body["error"]["retry_after"] = self.error_retry_after
         else:
             body["finish_reason"] = self.finish_reason or "stop"
         return body
@@ -128,8 +140,9 @@ class Final:
         """Parse a final record's (or a receipt reply's) JSON payload strictly.
 
         Its fields are exactly ``finish_reason`` or ``error`` (``kind``, ``status``,
-        ``message``), and ``receipt`` with ``signature``; a final without a receipt is read,
-        and its caller treats it as one whose receipt does not verify.
+        ``message``, and ``retry_after`` if the client asked for it), and ``receipt`` with
+        ``signature``; a final without a receipt is read, and its caller treats it as one whose
+        receipt does not verify.
         """
         done = "error" not in body
         fields = {"finish_reason"} if done else {"error"}
@@ -140,16 +153,26 @@ class Final:
             reason = json_str(body["finish_reason"], max_length=MAX_FINISH_REASON)
             return cls(receipt, finish_reason=reason)
         error = body["error"]
-        if not isinstance(error, dict) or set(error) != _ERROR_FIELDS:
+        if not isinstance(error, dict) or set(error) - {"retry_after"} != _ERROR_FIELDS:
             raise MalformedMessage("bad error record")
         kind = json_str(error["kind"], max_length=32)
         status = error["status"]
+        retry_after = error.get("retry_after")  # when sent, an int (null is malformed)
+        if "retry_after" in error:
+            retry_after = json_int(retry_after, high=MAX_RETRY_AFTER)
         return cls(
             receipt,
             error_kind=kind if kind in ERROR_KINDS else "backend",
             error_status=None if status is None else json_int(status, low=100, high=599),
             error_message=json_str(error["message"], max_length=MAX_ERROR_MESSAGE),
+            error_retry_after=retry_after,
         )
+
+
+def accepts_retry_after(header: str | None) -> bool:
+    """Whether a request's ``ACCEPT_HEADER`` value names ``ACCEPT_RETRY_AFTER``."""
+    values = (value.strip(" \t").lower() for value in (header or "").split(","))
+    return ACCEPT_RETRY_AFTER in values
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import structlog
 
 from sealed.bundle import SignedBundle, verify_bundle
 from sealed.errors import MalformedMessage, SealedError
+from sealed.stream import MAX_RETRY_AFTER
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
@@ -281,11 +282,16 @@ class GatewayPool:
         return any(g.bundle is not None for g in self.gateways)
 
     def failed(self, gateway: Gateway, retry_after: float | None = None) -> None:
-        """Put a gateway in back-off: doubling per failure, at least ``retry_after`` seconds."""
+        """Put a gateway in back-off: doubling per failure, at least ``retry_after`` seconds.
+
+        ``retry_after`` (the gateway's or its model server's) counts up to ``MAX_RETRY_AFTER``,
+        longer than the doubling's most: a server that says when it will take requests again
+        is not asked sooner. A gateway in back-off is still tried when no other is left.
+        """
         gateway.failures += 1
         backoff = _doubled(1.0, _MAX_BACKOFF, gateway.failures)
         if retry_after is not None:
-            backoff = max(backoff, min(_MAX_BACKOFF, retry_after))
+            backoff = max(backoff, min(MAX_RETRY_AFTER, retry_after))
         gateway.retry_at = self._clock() + backoff
 
     def succeeded(self, gateway: Gateway) -> None:

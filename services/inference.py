@@ -48,7 +48,7 @@ from sealed.errors import (
     TrailingData,
 )
 from sealed.request import REQUEST_ID_SIZE, new_request_secrets, seal_request
-from sealed.stream import ChunkOpener, Final, Reasoning
+from sealed.stream import ACCEPT_HEADER, ACCEPT_RETRY_AFTER, ChunkOpener, Final, Reasoning
 from services.control import FINISHED, STOPPING, ControlClient
 from services.errors import (
     BackendError,
@@ -463,6 +463,7 @@ class InferenceClient:
                 data=body,
                 headers={
                     "Content-Type": "application/vnd.veil.sealed-request",
+                    ACCEPT_HEADER: ACCEPT_RETRY_AFTER,  # an unavailable error's wait, below
                     **client_auth_headers(self._client_key, body),
                 },
                 timeout=self._timeout,
@@ -619,13 +620,16 @@ class InferenceClient:
         """The error an error record reports (a failover if the model server was down).
 
         ``receipt`` is the record's receipt verified under the attempt's bundle, or None. A
-        model server that was there but refused with 429 (its load) is a busy failover.
+        model server that was there but refused with 429 (its load) is a busy failover. The
+        model server's Retry-After, which the gateway passes on, keeps the gateway in back-off
+        at least that long.
         """
         message = record.error_message or "unknown error"
         if record.error_kind == "unavailable" and not attempt.streamed:
+            wait = record.error_retry_after
             if record.error_status == _HTTP_TOO_MANY:
-                return _Failover("model server busy", busy=True)
-            return _Failover("model server unavailable")
+                return _Failover("model server busy", busy=True, retry_after=wait)
+            return _Failover("model server unavailable", retry_after=wait)
         verified_by = attempt.signed if receipt is not None else None
         if record.error_kind == "stalled":
             log.warning("inference.model_stalled", gateway=attempt.gateway.index)

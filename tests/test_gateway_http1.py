@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -26,9 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from structlog.testing import capture_logs
 
 from gateway.http1 import MAX_HEAD_BYTES, MAX_SIZE_LINE, MAX_TRAILER_BYTES, BodyDecoder
 from gateway.limits import Limits
+from gateway.shaping import LoopTicker, Shaping, StreamShape
 from gateway.upstream import MAX_EVENT_BYTES
 from gateway.vllm import MAX_REPLY_BODY, BackendFailure, ContentDelta, Finish, Usage, VLLMClient
 from playground.served import Served
@@ -36,7 +39,7 @@ from tests.harness import SealedCall, free_port, post_sealed, run_gateway, seal_
 from tests.test_sealed_third_party import open_stream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
     from pathlib import Path
 
     import aiohttp
@@ -209,6 +212,16 @@ async def test_a_reply_split_at_every_byte_boundary_gives_the_same_events(
     for cut in range(1, len(reply)):
         result = await exchange(server, client, [reply[:cut], reply[cut:]], pause=0.0005)
         assert result == (EXPECTED, None), cut
+
+
+@pytest.mark.parametrize("coding", [b"chunked,", b", chunked", b" ,Chunked, ,"])
+async def test_a_chunked_list_with_empty_elements_is_read_as_chunked(
+    server: ScriptedServer, client: VLLMClient, coding: bytes
+) -> None:
+    # RFC 9110 §5.6.1: a recipient MUST accept and ignore empty list elements; they were
+    # refused as a transfer coding not supported.
+    reply = CHUNKED_REPLY.replace(b"Transfer-Encoding: chunked", b"Transfer-Encoding: " + coding)
+    assert await exchange(server, client, [reply]) == (EXPECTED, None)
 
 
 async def test_a_reply_sent_a_byte_at_a_time_gives_the_same_events(
@@ -417,6 +430,8 @@ async def test_a_length_body_cut_short_is_a_failure_not_a_short_answer(
             "both Transfer-Encoding and Content-Length",
         ),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "transfer coding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n", "transfer coding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, ,chunked\r\n\r\n", "transfer coding"),
         (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n", "content coding"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "Content-Length"),
@@ -580,6 +595,79 @@ async def test_an_error_body_cut_short_or_too_large_still_gives_its_status(
 
 
 # -- through the gateway, and over TLS -------------------------------------------------------------
+
+
+def leaks(logs: Sequence[Mapping[str, object]], *texts: str) -> list[Mapping[str, object]]:
+    """The log events that hold any of ``texts``."""
+    return [e for e in logs if any(text in str(value) for value in e.values() for text in texts)]
+
+
+@pytest.mark.parametrize("shaped", [True, False], ids=["shaped", "unshaped"])
+async def test_a_model_server_sending_only_comments_is_stalled_as_a_silent_one(
+    server: ScriptedServer, http: aiohttp.ClientSession, *, shaped: bool
+) -> None:
+    # Each SSE comment (": ping") counted as a sign of life: a model server that sent nothing
+    # else held the stream open until its time limit, which ended it as a stopped answer with
+    # the prompt billed. Only ``data:`` lines count now; comments alone are a silence.
+    limits = Limits(backend_idle_timeout=0.5, max_stream_seconds=60)
+    shaping = Shaping(StreamShape.TICK, LoopTicker(0.05)) if shaped else None
+    async with run_gateway(server.url, models=("veil-test",), limits=limits, shaping=shaping) as gw:
+        with capture_logs() as logs:
+            call = seal_call(gw)
+            posting = asyncio.create_task(post_sealed(http, gw.url, call))
+            answer = await server.next()
+            await answer.send(FIRST)
+            with contextlib.suppress(ConnectionError):
+                while not posting.done():  # until the gateway gives up on it
+                    await answer.send(chunk(b": ping\n\n: keep-alive\r\n\r\n"))
+                    await asyncio.sleep(0.005)
+            reply = await posting
+            answer.close()
+    assert reply.text == "Hel"
+    assert reply.final is not None
+    assert reply.final.receipt is not None
+    assert (reply.final.error_kind, reply.final.error_status) == ("stalled", 504)
+    assert reply.final.receipt.receipt.completion_tokens == 1
+    relayed = [e for e in logs if e["event"] == "gateway.relayed"]
+    assert [e["outcome"] for e in relayed] == ["stalled"]
+    assert leaks(logs, "Hel", "Say hello") == []
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n",
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: Application/JSON; charset=utf-8\r\n"
+            b"Content-Length: 48\r\n\r\n"
+        ),
+    ],
+    ids=["html-to-its-close", "json-with-a-length"],
+)
+async def test_a_200_that_is_no_event_stream_ends_as_a_clear_error_record(
+    server: ScriptedServer, http: aiohttp.ClientSession, head: bytes
+) -> None:
+    # A login page or a reply not streamed was read to its end and told as "model server
+    # closed the stream": it is refused by its Content-Type, before any of it is read.
+    body = b'<html><body>data: {"choices":[]}</body></html>\n'
+    async with run_gateway(server.url, models=("veil-test",), limits=Limits()) as gw:
+        with capture_logs() as logs:
+            call = seal_call(gw)
+            posting = asyncio.create_task(post_sealed(http, gw.url, call))
+            answer = await server.next()
+            with contextlib.suppress(ConnectionError):
+                await answer.send(head + body)
+            reply = await posting
+            answer.close()
+    assert reply.text == ""
+    assert reply.final is not None
+    assert reply.final.receipt is not None
+    assert (reply.final.error_kind, reply.final.error_status) == ("backend", 502)
+    media = head.split(b"Content-Type: ")[1].split(b";")[0].split(b"\r")[0].decode()
+    assert reply.final.error_message == f"model server sent no event stream ({media})"
+    assert reply.final.receipt.receipt.completion_tokens == 0
+    assert [e["outcome"] for e in logs if e["event"] == "gateway.relayed"] == ["backend"]
+    assert leaks(logs, "Say hello") == []
 
 
 async def test_a_stream_cut_mid_chunk_ends_with_an_error_record_after_the_text(

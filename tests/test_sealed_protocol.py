@@ -27,7 +27,15 @@ from sealed.errors import (
 )
 from sealed.receipt import ReceiptStatus, SignedReceipt, UsageReceipt, sign_receipt
 from sealed.request import HEADER_SIZE, open_request, seal_request
-from sealed.stream import ChunkOpener, ChunkSealer, Delta, Final, Record
+from sealed.stream import (
+    MAX_RETRY_AFTER,
+    ChunkOpener,
+    ChunkSealer,
+    Delta,
+    Final,
+    Record,
+    accepts_retry_after,
+)
 from sealed.suites import KeyPair, Suite, key_id_for
 
 NOW = 1_800_000_000
@@ -449,6 +457,12 @@ _ERROR = {"kind": "backend", "status": 500, "message": "model crashed"}
         {"error": {"kind": "backend", "message": "model crashed"}},
         {"error": {"kind": "backend", "status": 500}},
         {"finish_reason": "stop", "signature": "c2ln"},
+        {"error": {**_ERROR, "retry_after": None}},
+        {"error": {**_ERROR, "retry_after": -1}},
+        {"error": {**_ERROR, "retry_after": MAX_RETRY_AFTER + 1}},
+        {"error": {**_ERROR, "retry_after": "7"}},
+        {"error": {**_ERROR, "retry_after": True}},
+        {"error": {"kind": "backend", "status": 500, "retry_after": 7}},
     ],
     ids=[
         "done-unknown-field",
@@ -459,6 +473,12 @@ _ERROR = {"kind": "backend", "status": 500, "message": "model crashed"}
         "error-without-status",
         "error-without-message",
         "signature-without-receipt",
+        "retry-after-null",
+        "retry-after-negative",
+        "retry-after-past-the-most",
+        "retry-after-a-string",
+        "retry-after-a-boolean",
+        "retry-after-instead-of-message",
     ],
 )
 def test_final_payloads_out_of_spec_are_malformed(payload: dict[str, object]) -> None:
@@ -471,6 +491,19 @@ def test_final_payloads_in_spec_are_read() -> None:
     assert Final.from_payload({"finish_reason": "stop"}).finish_reason == "stop"
     final = Final.from_payload({"error": {**_ERROR, "status": None, "kind": "novel"}})
     assert (final.error_kind, final.error_status) == ("backend", None)
+    assert final.error_retry_after is None
+    for wait in (0, 7, MAX_RETRY_AFTER):
+        payload = {"error": {**_ERROR, "kind": "unavailable", "retry_after": wait}}
+        final = Final.from_payload(payload)
+        assert final.error_retry_after == wait
+        assert final.payload() == payload  # written back as read
+
+
+def test_only_a_client_that_asks_reads_retry_after() -> None:
+    assert accepts_retry_after("retry_after")
+    assert accepts_retry_after("something-else, Retry_After ,")
+    assert not accepts_retry_after(None)
+    assert not accepts_retry_after("retry_after_v2, retry-after")
 
 
 # -- receipts ----------------------------------------------------------------------------------

@@ -61,12 +61,14 @@ class _ApiError(Exception):
         param: str | None = None,
         *,
         body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status)
         self.status = status
         self.message = message
         self.param = param
         self.body = body  # the whole reply, where the server played does not speak vLLM's
+        self.headers = headers or {}  # more header fields of the reply
 
 
 def split_tokens(text: str) -> list[str]:
@@ -103,7 +105,8 @@ class FakeVLLM(Served):
     - `healthy`: False makes `/health` answer 503; `has_health` False makes it a 404, as on a
       server without the route.
     - `fail_before_stream` `(status, message)`: a JSON error instead of any reply;
-      `flat_error` uses the old flat error form.
+      `flat_error` uses the old flat error form; `retry_after`, if set, is that reply's
+      `Retry-After` field as given (vLLM sends none; a proxy before it, or llama.cpp's, may).
     - `error_mid_stream_after` / `drop_after` / `stall_after` (content deltas sent first):
       an SSE `error` event then `[DONE]`; a cut connection; or silence with the connection
       held open until the client hangs up or the fake closes. The earliest one wins (on a
@@ -182,6 +185,7 @@ class FakeVLLM(Served):
         self.models_reply: object | None = None
         self.listings = 0  # GET /v1/models requests served
         self.models_status = 200
+        self.retry_after: str | None = None
         self.requests: list[dict[str, Any]] = []
         self.tokenize_requests: list[dict[str, Any]] = []
         self.prompt_counts: list[int] = []
@@ -319,7 +323,8 @@ class FakeVLLM(Served):
         self._check_key(request)
         if self.fail_before_stream is not None:
             status, message = self.fail_before_stream
-            raise _ApiError(status, message)
+            wait = {} if self.retry_after is None else {"Retry-After": self.retry_after}
+            raise _ApiError(status, message, headers=wait)
         if not isinstance(body, dict):
             raise _ApiError(400, "The request body must be a JSON object.")
         return (body, *self._validate(body))
@@ -461,7 +466,7 @@ class FakeVLLM(Served):
 
     def _error_response(self, exc: _ApiError) -> web.Response:
         body = exc.body or self._error_body(exc.status, exc.message, exc.param)
-        return web.json_response(body, status=exc.status, dumps=_dumps)
+        return web.json_response(body, status=exc.status, headers=exc.headers, dumps=_dumps)
 
     # -- replies ------------------------------------------------------------------------------
 
