@@ -14,7 +14,9 @@ not kept while it streams; a failure, a bug included, is told in the inline mess
 errors router tells one (``handlers.failures``), under the part of the answer already shown if
 there is one (it is paid for, and stays), never leaving the placeholder or its stop button.
 A message deleted mid-answer stops the answer; a chosen result or guest summons Telegram
-delivers again is not answered twice (``editors.answered``).
+delivers again is not answered twice (``editors.answered``). A summons that fails before its
+answer (Telegram failing to say who the bot is) is told in that one answer: nothing else the
+bot sends reaches a chat it is not a member of.
 """
 
 from __future__ import annotations
@@ -155,7 +157,12 @@ async def on_guest_message(
         return
     if not editors.answered.first(("guest", message.guest_query_id)):
         return  # delivered again: it is answered (or being answered) already
-    me = await bot.me()
+    try:
+        me = await bot.me()  # asked of Telegram when first needed (a webhook bot)
+    except TELEGRAM_LATER as exc:  # its one answer is the only way to tell the asker
+        log.warning("inline.guest_unknown_bot", error=describe(exc))
+        await guest_notice(message.guest_query_id, texts("error_telegram"), bot)
+        return
     refused = _refused(message)
     if refused is not None:
         await guest_notice(message.guest_query_id, texts(refused), bot)

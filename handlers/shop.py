@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from aiogram import F, Router
-from aiogram.exceptions import (
-    TelegramBadRequest,
-)
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice
 
+from common.logs import describe
 from handlers.callbacks import BuyPack, BuyPlan
 from handlers.commands import TextCommand
 from handlers.replies import TELEGRAM_LATER, buy_keyboard, per_thousand
@@ -54,6 +53,10 @@ ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
 # refund the ledger booked already is told as refunded.
 NOT_FOUND = "CHARGE_NOT_FOUND"
 UNMATCHED_SHOWN = 10  # the newest unmatched Gram and USDT payments /stats lists
+# A pre-checkout answer Telegram refused: the query answered already (delivered again) or too
+# old, or held back by a flood wait longer than the session waits. Nothing is charged; a bug's
+# traceback and a second answer (a refusal, refused in turn) were all the errors router added.
+CHECKOUT_GONE = (TelegramBadRequest, TelegramRetryAfter)
 
 
 def _date(timestamp: int) -> str:
@@ -158,10 +161,13 @@ async def on_pre_checkout(query: PreCheckoutQuery, texts: Texts, shop: Shop) -> 
     reason = await shop.check_pre_checkout(
         query.from_user.id, query.invoice_payload, query.currency, query.total_amount
     )
-    if reason is None:
-        await query.answer(ok=True)
-    else:
-        await query.answer(ok=False, error_message=texts(f"precheckout_{reason}"))
+    try:
+        if reason is None:
+            await query.answer(ok=True)
+        else:
+            await query.answer(ok=False, error_message=texts(f"precheckout_{reason}"))
+    except CHECKOUT_GONE as exc:
+        log.info("stars.checkout_unanswered", error=describe(exc), approved=reason is None)
 
 
 # -- payments and refunds ------------------------------------------------------------------------

@@ -361,8 +361,11 @@ class Shop:
                     subscription_expires_at=paid.subscription_expires_at,
                 ),
             )
-            if order is not None and order.user_id == paid.user_id:
-                orders.mark_order_paid(db, order.id)
+            if reason is None or reason == "expired":  # Stars of its price, from its user
+                # Only such a payment pays the order: one in another currency or of another
+                # amount is credited for what it was, and leaves the order payable (its real
+                # payment was refused at pre-checkout as already paid).
+                orders.mark_order_paid(db, paid.payload)
             kind: Kind = "subscription" if plan else "purchase"
             if not ledger.record(db, LedgerEntry(paid.user_id, kind, units, paid.charge_id, now)):
                 raise BillingError("the charge id is already a ledger source")
