@@ -36,7 +36,7 @@ from bot.settings import BotSettings
 from common.connections import bind_failure
 from common.logs import configure_logging, describe, without_credentials
 from common.settings import SettingsError, load_settings
-from common.stopping import process_main, stoppable
+from common.stopping import CommandStopped, process_main, stoppable, stoppable_command
 from models import DataFolderError, MasterKeyFileError, StorageError
 from models.atrest import settle_drafts
 from models.backup import BackupError, backup_database
@@ -66,6 +66,12 @@ With no command, serve the bot: long polling, or a webhook when VEIL_WEBHOOK_URL
 Settings are VEIL_* environment variables (README.md); every command but keygen needs the
 bot's own: VEIL_BOT_TOKEN, VEIL_OPERATOR_KEYS and its VEIL_DATA_DIR."""
 COMMANDS: tuple[list[str], ...] = ([], ["reconcile"], ["reconcile", "--fix"], ["audit"])
+# What a command stopped by SIGTERM or Ctrl-C left, after "veil: NAME stopped by SIGTERM: ".
+AFTER_STOP = {
+    "backup": "no backup was kept; run it again",
+    "audit": "it wrote nothing; run it again",
+    "reconcile": "run it again; what --fix booked stays booked, each payment once",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     if args not in COMMANDS and not backup:
         print(USAGE, file=sys.stderr)  # noqa: T201
         return 2
-    if args:
-        return _run(args)
+    if args:  # a command: a stop is one line, and the shell's exit code for it
+        return stoppable_command(lambda: _run(args), args[0], AFTER_STOP[args[0]])
     # Serving: a stop asked for before the bot takes the signals is one line, and exit 0.
     return stoppable(lambda: _run(args), "veil.bot", "bot.stopped_before_start")
 
@@ -210,16 +216,26 @@ def lost_master_key(settings: BotSettings) -> bool:
 
 
 def load_client_key(settings: BotSettings) -> ed25519.Ed25519PrivateKey | None:
-    """The client key, or None after one line saying how to make and pin one."""
+    """The client key, or None after one line saying what is wrong with it.
+
+    A missing key is told how to make and pin one; a key that is there but refused (too
+    widely readable, of another kind) is not: keygen would refuse to overwrite it, and a new
+    key must be pinned in every gateway again.
+    """
+    path = settings.client_key_path
     try:
-        return read_key_file(settings.client_key_path, CLIENT_KEY_HEADER)
+        return read_key_file(path, CLIENT_KEY_HEADER)
     except KeyFileError as exc:
-        print(  # noqa: T201 -- one clear line for the operator
-            f"veil: setting VEIL_CLIENT_KEY_FILE: {exc}; make one with python -m bot keygen"
-            f" --out {settings.client_key_path} and pin the key it prints in each gateway's"
-            " VEIL_CLIENT_KEYS",
-            file=sys.stderr,
+        make = (
+            f"; make one with python -m bot keygen --out {path} and pin the key it prints in"
+            " each gateway's VEIL_CLIENT_KEYS"
         )
+        try:
+            there = path.exists() or path.is_symlink()
+        except OSError:  # a folder we may not look in: it is there to someone
+            there = True
+        line = f"veil: setting VEIL_CLIENT_KEY_FILE: {exc}{'' if there else make}"
+        print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return None
 
 
@@ -459,26 +475,45 @@ def run_backup(settings: BotSettings, target: Path) -> int:
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
         copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
-    made: dict[Path, str] = {}
     try:
-        for _, copy in copies:
-            if copy.exists():
-                raise BackupError(f"{copy} already exists; not overwriting a backup")
-        for source, copy in copies:
-            pages = backup_database(source, copy)
-            made[copy] = f"backed up {source} to {copy} ({pages} pages)"
+        made = copy_together(copies)
     except BackupError as exc:
-        for copy in made:
-            copy.unlink(missing_ok=True)
         print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
         return 1
-    for line in made.values():
+    for line in made:
         print(line)  # noqa: T201 -- the report
     print(  # noqa: T201 -- the report
         f"the history in it opens only with the master key {settings.master_key_path}:"
         " keep a copy of that key apart from the backup"
     )
     return 0
+
+
+def copy_together(copies: list[tuple[Path, Path]]) -> list[str]:
+    """Back up each (source, copy), all or none; a line for each copy made.
+
+    A copy that fails, or a stop (SIGTERM, Ctrl-C) at any point, takes the copies made before
+    it away, the one under way too should the stop come just after it took its name.
+    """
+    for _, copy in copies:
+        if copy.exists():
+            raise BackupError(f"{copy} already exists; not overwriting a backup")
+    made: dict[Path, str] = {}
+    try:
+        for source, copy in copies:
+            made[copy] = ""  # under way
+            pages = backup_database(source, copy)
+            made[copy] = f"backed up {source} to {copy} ({pages} pages)"
+    except BackupError:
+        for copy, line in made.items():
+            if line:  # not the one refused: its name may be another backup's
+                copy.unlink(missing_ok=True)
+        raise
+    except CommandStopped:
+        for copy in made:
+            copy.unlink(missing_ok=True)
+        raise
+    return list(made.values())
 
 
 def run_keygen(path: Path) -> int:

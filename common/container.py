@@ -21,7 +21,8 @@ file can never set ``PATH`` or ``LD_PRELOAD``; an empty file sets nothing.
 A bot without a token: when ``VEIL_BOT_TOKEN`` is still unset and ``VEIL_PLAYGROUND_URL`` names
 a playground, the bot waits for that playground and talks to it, as ``scripts/run`` does, and
 takes Gram payments on the playground's emulated toncenter (``playground_ton_settings``). Not
-for ``--help``, ``keygen`` or settings the bot refuses anyway: those answer at once.
+for ``--help``, ``keygen`` or settings the bot refuses anyway: those answer at once. Whether it
+refuses them is its own check, run in a child and bounded (``SETTINGS_CHECK_SECONDS``).
 
 A bot's stop period: compose gives the bot ``stop_grace_period`` (``VEIL_BOT_STOP_PERIOD``
 seconds, 90 unless set) after SIGTERM before it kills it, and hands the bot the same variable.
@@ -37,6 +38,7 @@ Standard library only: the health check runs this module every few seconds.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import math
 import os
@@ -57,6 +59,8 @@ PLAYGROUND_TOKEN = "123456:PLAYGROUND"  # noqa: S105 -- the local emulator's tok
 PARTS = ("gateway", "bot", "playground")
 USAGE = "usage: python -m common.container {gateway|bot|playground|keys|health} [ARGS…]"
 PLAYGROUND_WAIT_SECONDS = 120.0
+# The bot's settings check (``bot_takes_settings``) takes a second or two; a bound, not a wait.
+SETTINGS_CHECK_SECONDS = 60.0
 # The playground's receiving wallet: a testnet address nobody holds the key of (the raw form is
 # 0:sha256("veil playground wallet")); payments to it exist only on the emulated toncenter.
 PLAYGROUND_TON_ADDRESS = "0QBwuwPJeQqtP5Sr2if0jluS9BNopNkOvKUlWLMcxaaWfWDi"
@@ -168,17 +172,28 @@ def bot_playground_settings(env: Mapping[str, str], args: Sequence[str]) -> dict
     return playground_settings(env, PLAYGROUND_WAIT_SECONDS)
 
 
-def bot_takes_settings(env: Mapping[str, str]) -> bool:
+def bot_takes_settings(env: Mapping[str, str], within: float = SETTINGS_CHECK_SECONDS) -> bool:
     """Whether the bot takes the settings in ``env`` (its own check, in a child of its own).
 
     A child: ``common`` does not import the bot, and the health check keeps this module light.
+    One that has not ended within ``within`` seconds is killed and the start refused in one
+    line: a check hung (a stalled disk under the image's Python) hung the container for ever,
+    saying nothing.
     """
-    checked = subprocess.run(  # noqa: S603 -- our own interpreter and modules
-        [sys.executable, "-c", _BOT_SETTINGS_CHECK],
-        capture_output=True,
-        env=dict(env),
-        check=False,
-    )
+    try:
+        checked = subprocess.run(  # noqa: S603 -- our own interpreter and modules
+            [sys.executable, "-c", _BOT_SETTINGS_CHECK],
+            capture_output=True,
+            env=dict(env),
+            check=False,
+            timeout=within,
+        )
+    except subprocess.TimeoutExpired:
+        raise ContainerError(
+            f"the bot's settings check (python -c 'load_settings(BotSettings)') did not end"
+            f" within {within:g} s, so the bot was not started: is the disk under the image"
+            " stalled?"
+        ) from None
     return checked.returncode == 0
 
 
@@ -219,13 +234,28 @@ def health_url(env: Mapping[str, str]) -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically, readable by its owner only."""
+    """Replace ``path`` with ``text`` atomically and durably, readable by its owner only.
+
+    Synced before the rename and the folder after it: a power cut leaves the old file or the
+    new one, never an empty file under its name. A folder its file system cannot sync
+    (``EINVAL``) keeps the name as it keeps any other.
+    """
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.unlink(missing_ok=True)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+        handle.flush()
+        os.fsync(fd)
     temporary.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(folder)
 
 
 def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str, str]) -> str:

@@ -11,11 +11,16 @@ Once served, the process only ends: a signal then (after the event loop let the 
 ``stoppable`` put the handlers back, before the process is gone) killed it (exit -15) or ended
 it in KeyboardInterrupt's traceback. Run as a process (``process_main``), the end of a serve
 ignores them, and the process exits with what serving returned.
+
+A command that ends by itself (``bot backup``, ``audit``, ``reconcile``) runs under
+``stoppable_command`` instead: a signal stops it where it stands, its cleanup runs, one line
+says so, and it exits 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 from common.firstlines import flush_or_drop
@@ -25,7 +30,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "StoppedBeforeStart", "process_main", "stoppable"]
+__all__ = [
+    "STOP_SIGNALS",
+    "CommandStopped",
+    "StoppedBeforeStart",
+    "process_main",
+    "stoppable",
+    "stoppable_command",
+]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -67,6 +79,46 @@ def stoppable(serve: Callable[[], int], logger: str, event: str) -> int:
     except StoppedBeforeStart as stopped:
         log_info(logger, event, signal=stopped.signal.name)
         return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_IGN if _process.only_exits_after else handler)
+
+
+class CommandStopped(SystemExit):
+    """A SIGTERM or SIGINT while a command ran (``bot audit``, ``reconcile``, ``backup``).
+
+    Raised where the command stands, so its ``finally`` blocks run: a backup's copy is removed,
+    a store closed. A ``SystemExit``, as ``StoppedBeforeStart``: no ``except Exception`` takes it,
+    and an event loop passes it on from the callback it interrupts. Its code is the shell's for
+    a command a signal ended, 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM): a
+    cron job or script sees the command did not do its work.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signal = signal.Signals(signum)
+
+
+def _stop_command(signum: int, _frame: FrameType | None) -> None:
+    """A command's handler: stop where it stands; later signals wait for its cleanup."""
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise CommandStopped(signum)
+
+
+def stoppable_command(run: Callable[[], int], name: str, after: str) -> int:
+    """``run()``'s exit code; 128 + the signal's number where SIGTERM or SIGINT stopped it.
+
+    Python's own handling killed the command with no line (SIGTERM) or ended it in
+    KeyboardInterrupt's traceback (Ctrl-C). Now its cleanup runs and one line says so:
+    ``veil: NAME stopped by SIGTERM: AFTER``.
+    """
+    previous = {signum: signal.signal(signum, _stop_command) for signum in STOP_SIGNALS}
+    try:
+        return run()
+    except CommandStopped as stopped:
+        print(f"veil: {name} stopped by {stopped.signal.name}: {after}", file=sys.stderr)  # noqa: T201
+        return 128 + stopped.signal
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_IGN if _process.only_exits_after else handler)

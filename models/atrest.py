@@ -119,6 +119,7 @@ class MasterKey:
                     return cls._load(path)  # another process made it between our two looks
                 finally:
                     draft.unlink(missing_ok=True)
+                sync_folder(path.parent)  # the key's name on the disk before anything it seals
                 return cls(key)
         raise FileNotFoundError(errno.ENOENT, "its drafts were removed by another start")
 
@@ -170,6 +171,7 @@ def settle_drafts(path: Path) -> list[str]:
             try:
                 if not path.exists() and _whole(draft):
                     os.link(draft, path)
+                    sync_folder(path.parent)
                     lines.append(
                         f"veil: the master key draft {draft} took the missing {path}'s place"
                     )
@@ -179,6 +181,24 @@ def settle_drafts(path: Path) -> list[str]:
             except OSError as exc:
                 lines.append(f"veil: cannot remove the master key draft {draft}: {exc.strerror}")
     return lines
+
+
+def sync_folder(folder: Path) -> None:
+    """Put a name just linked or renamed in ``folder`` on the disk (fsync of the folder).
+
+    Without it a power cut may lose the name though the file's bytes were synced: a master key
+    gone while the history it sealed stays (``sealed.keyfile.sync_folder`` does the same for
+    the signing keys; ``models`` imports nothing of ours). A file system that cannot sync a
+    folder (``EINVAL``: some network and FUSE ones) keeps the name as it keeps any other.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
 
 
 def _drafts(path: Path) -> list[tuple[Path, int]]:

@@ -16,6 +16,7 @@ import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING
 
+from models.atrest import sync_folder
 from models.database import DB_FILE_MODE, open_for_reading, unchanged_while_read
 from models.errors import DataFolderError, database_size, io_error, limit_met
 
@@ -49,6 +50,7 @@ def backup_database(source: Path, target: Path) -> int:
     try:
         pages = _copy(source, partial)
         os.link(partial, target)  # fails, rather than overwrite, if a backup appeared meanwhile
+        sync_folder(target.parent)  # its name on the disk, as its pages are
     except FileExistsError as exc:
         raise BackupError(f"{target} already exists; not overwriting a backup") from exc
     except OSError as exc:
@@ -101,7 +103,7 @@ def _copy(source: Path, copy_path: Path) -> int:
             closing(open_for_reading(source)) as origin,
             closing(sqlite3.connect(copy_path)) as copy,
         ):
-            origin.backup(copy, pages=PAGES_PER_STEP)
+            origin.backup(copy, pages=PAGES_PER_STEP, progress=_between_steps)
             (pages,) = copy.execute("PRAGMA page_count").fetchone()
             (check,) = copy.execute("PRAGMA quick_check").fetchone()
     except sqlite3.Error as exc:
@@ -116,6 +118,14 @@ def _copy(source: Path, copy_path: Path) -> int:
     finally:
         os.close(fd)
     return int(pages)
+
+
+def _between_steps(_status: int, _remaining: int, _total: int) -> None:
+    """Python code between two steps of the copy, so a stop's handler runs there.
+
+    SQLite's copy loop never returns to Python until it is done: a SIGTERM or Ctrl-C waited
+    for the whole copy (``python -m bot backup`` stops at once now, its copy removed).
+    """
 
 
 def _why(source: Path, exc: sqlite3.Error) -> str:

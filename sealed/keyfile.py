@@ -7,7 +7,9 @@ the key is for, so an operator key is never loaded as a client key by mistake. T
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import stat
 from typing import TYPE_CHECKING
 
@@ -28,25 +30,55 @@ class KeyFileError(Exception):
 
 
 def write_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
-    """Create a new key file (mode 0600), refusing to overwrite one."""
+    """Create a new key file (mode 0600), refusing to overwrite one.
+
+    Written whole and synced under a name of its own, then linked into place, then the folder
+    synced: a power cut leaves no key file, or the whole one, never an empty or partial file
+    under the key's name (which every later start refused, or a new key replaced).
+    """
     key = ed25519.Ed25519PrivateKey.generate()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # not "already exists": that is the key's own refusal below
         raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from exc
+    if path.exists() or path.is_symlink():
+        raise KeyFileError(f"{path} already exists; not overwriting a key")
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise KeyFileError(f"{path} already exists; not overwriting a key") from exc
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from exc
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(f"{header} {b64e(key.private_bytes_raw())}\n")
-    except OSError as exc:  # a full disk, a file size limit: no empty key file left behind
-        path.unlink(missing_ok=True)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(f"{header} {b64e(key.private_bytes_raw())}\n")
+                handle.flush()
+                os.fsync(fd)
+            os.link(draft, path)  # fails, rather than overwrite, if a key appeared meanwhile
+        finally:
+            draft.unlink(missing_ok=True)
+        sync_folder(path.parent)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{path} already exists; not overwriting a key") from exc
+    except OSError as exc:  # a full disk, a file size limit: no key file left behind
         raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from exc
     return key
+
+
+def sync_folder(folder: Path) -> None:
+    """Put a name just linked or renamed in ``folder`` on the disk (fsync of the folder).
+
+    A file system that cannot sync a folder (``EINVAL``: some network and FUSE ones) keeps
+    the name as it keeps any other; nothing more can be done there.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
@@ -58,8 +90,11 @@ def read_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise KeyFileError(f"cannot read key file {path}: it is not text") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"key file {path} must be mode 0600")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):  # refused, not fixed: it may have been read
+        raise KeyFileError(
+            f"key file {path} has mode {stat.S_IMODE(mode):04o}, so group or others may read"
+            " it; it must be mode 0600: run chmod 600 on it"
+        )
     found, _, encoded = text.strip().partition(" ")
     if found != header:
         raise KeyFileError(f"{path} is not a {header} file")
