@@ -38,7 +38,6 @@ Standard library only: the health check runs this module every few seconds.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib.util
 import math
 import os
@@ -51,6 +50,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+
+from common.durable import sync_folder
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -248,14 +249,7 @@ def write_private(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(fd)
     temporary.replace(path)
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-    finally:
-        os.close(folder)
+    sync_folder(path.parent)
 
 
 def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str, str]) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from common.durable import sync_folder
 from models.errors import DataKeyCorrupted, HistoryCorrupted, MasterKeyFileError, StorageError
 from models.records import as_role
 
@@ -181,24 +182,6 @@ def settle_drafts(path: Path) -> list[str]:
             except OSError as exc:
                 lines.append(f"veil: cannot remove the master key draft {draft}: {exc.strerror}")
     return lines
-
-
-def sync_folder(folder: Path) -> None:
-    """Put a name just linked or renamed in ``folder`` on the disk (fsync of the folder).
-
-    Without it a power cut may lose the name though the file's bytes were synced: a master key
-    gone while the history it sealed stays (``sealed.keyfile.sync_folder`` does the same for
-    the signing keys; ``models`` imports nothing of ours). A file system that cannot sync a
-    folder (``EINVAL``: some network and FUSE ones) keeps the name as it keeps any other.
-    """
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-    finally:
-        os.close(fd)
 
 
 def _drafts(path: Path) -> list[tuple[Path, int]]:

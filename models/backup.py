@@ -16,7 +16,7 @@ import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING
 
-from models.atrest import sync_folder
+from common.durable import sync_folder
 from models.database import DB_FILE_MODE, open_for_reading, unchanged_while_read
 from models.errors import DataFolderError, database_size, io_error, limit_met
 

@@ -7,7 +7,6 @@ the key is for, so an operator key is never loaded as a client key by mistake. T
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import stat
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from common.durable import sync_folder
 from sealed.encoding import b64d, b64e
 from sealed.errors import MalformedMessage
 
@@ -63,22 +63,6 @@ def write_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
     except OSError as exc:  # a full disk, a file size limit: no key file left behind
         raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from exc
     return key
-
-
-def sync_folder(folder: Path) -> None:
-    """Put a name just linked or renamed in ``folder`` on the disk (fsync of the folder).
-
-    A file system that cannot sync a folder (``EINVAL``: some network and FUSE ones) keeps
-    the name as it keeps any other; nothing more can be done there.
-    """
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-    finally:
-        os.close(fd)
 
 
 def read_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:
