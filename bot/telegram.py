@@ -70,6 +70,7 @@ from aiogram.methods import (
     AnswerCallbackQuery,
     AnswerGuestQuery,
     AnswerInlineQuery,
+    AnswerPreCheckoutQuery,
     GetUpdates,
     Response,
     SendChatAction,
@@ -102,9 +103,10 @@ log = structlog.get_logger("veil.telegram")
 _NOT_RETRIED = (SendMessageDraft, SendRichMessageDraft, SendChatAction)
 # Answers to a query Telegram lets go of within seconds: a flood wait longer than that is not
 # waited out (the answer would be refused as too old, and add to the flood). A press's answer
-# that is not waited out is let go (``StalePresses``).
-_SHORT_LIVED = (AnswerInlineQuery, AnswerGuestQuery, AnswerCallbackQuery)
-QUERY_LIFE = 10.0  # seconds an inline or guest query can be answered (~10 s reported)
+# that is not waited out is let go (``StalePresses``); a checkout's is logged
+# (``stars.checkout_unanswered``), and Telegram fails that payment on the user's screen itself.
+_SHORT_LIVED = (AnswerInlineQuery, AnswerGuestQuery, AnswerCallbackQuery, AnswerPreCheckoutQuery)
+QUERY_LIFE = 10.0  # seconds a query can be answered (~10 s reported; 10 s for a checkout)
 # A payment message read again with only what booking it needs (``unreadable_update``).
 _PAYMENT_FIELDS = ("successful_payment", "refunded_payment")
 _BOOKED_FIELDS = ("message_id", "date", "chat", "from", *_PAYMENT_FIELDS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
 import structlog
 
 from tests.botstack import running_stack
@@ -38,14 +37,6 @@ if TYPE_CHECKING:
 UNANSWERED = {"stars.checkout_unanswered", "handler_failed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bot/telegram.py (outside hostile21's area): RetryMiddleware waits a flood out on "
-        "answerPreCheckoutQuery for up to a minute, as AnswerPreCheckoutQuery is not among "
-        "_SHORT_LIVED, so the approval goes out after the query's ~10 s life"
-    ),
-)
 async def test_a_pre_checkout_flood_wait_past_the_query_s_life_is_not_waited_out(
     tmp_path: Path,
 ) -> None:
