@@ -42,7 +42,7 @@ import structlog
 from aiogram.utils.web_app import safe_parse_webapp_init_data
 from aiohttp import web
 
-from common.connections import BodyRefused, BodyTimedOut, read_body, send_and_close
+from common.connections import BodyRefused, BodyTimedOut, BodyTooLarge, read_body, send_and_close
 from common.sockets import reset_connection
 from sealed.encoding import MAX_JSON_INT, b64d, hex_bytes
 from sealed.errors import MalformedMessage
@@ -347,6 +347,9 @@ def _authorized(
             reply = _error(408, "body_timeout", "The request did not arrive in time.")
             await send_and_close(request, reply)  # the rest of the body is not worth waiting for
             return reply
+        except BodyTooLarge:
+            log.info("webapp.too_large", user_id=user.id, path=request.path)
+            return _error(413, "too_large", "The request is too large.")
 
     return route
 
@@ -354,12 +357,13 @@ def _authorized(
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, however it is split on the way, within the client timeout.
 
-    ``BadRelayRequest`` when it is larger than ``limit`` or not valid HTTP; ``BodyTimedOut``
-    (408, the connection closed) when it does not arrive whole in time.
+    ``BodyTooLarge`` (413) when it is larger than ``limit``; ``BadRelayRequest`` when it is not
+    valid HTTP; ``BodyTimedOut`` (408, the connection closed) when it does not arrive whole in
+    time.
     """
     try:
         return await read_body(request, limit=limit, within=request.app[STALL])
-    except BodyTimedOut:
+    except (BodyTimedOut, BodyTooLarge):
         raise
     except BodyRefused as exc:
         raise BadRelayRequest(str(exc)) from exc
@@ -458,8 +462,8 @@ async def handle_relay(
     went dark, or it stopped reading) is taken as gone, like one that hung up: the relay hangs
     up on the gateway, which stops the model, and the answer is charged what was generated.
     """
+    body = await _read_body(request, max_request_size(Suite.MLKEM768_X25519))  # 413 first
     ticket = _ticket(request)
-    body = await _read_body(request, max_request_size(Suite.MLKEM768_X25519))
     answer = await relay.relay(user.id, ticket, body, request.transport)
     response = web.StreamResponse(headers={"Content-Type": SEALED_STREAM_TYPE, **API_HEADERS})
     stall = request.app[STALL]

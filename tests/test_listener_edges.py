@@ -45,9 +45,8 @@ ANSWERED = {
     "webhook": (start_update(1), 200),
     "webapp": (b"not a sealed request", 400),
 }
-# The status each listener gives a body past its limit (the Mini App's page reads every
-# unreadable request as 400 ``bad_request``).
-TOO_LARGE = {"gateway": 413, "webhook": 413, "webapp": 400}
+# The status each listener gives a body past its limit (the Mini App's in its JSON, ``too_large``).
+TOO_LARGE = {"gateway": 413, "webhook": 413, "webapp": 413}
 # A client that never stops sending is cut within this much: the drain's LINGER_BYTES, plus
 # what the kernel's buffers on both ends hold (a few MiB on loopback). aiohttp alone read
 # gigabytes in its 10 s.
