@@ -11,6 +11,7 @@ either side of the bot nor its logs or files ever hold the question or the answe
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import sqlite3
@@ -92,6 +93,7 @@ class Keychain:
         # that takes its time, as a phone's may.
         self.hold: asyncio.Event | None = None
         self.removing = asyncio.Event()
+        self.removals_held = 0  # how many removals have waited for ``hold``
         # Set ``refuse_removal``, and a removal fails as a keychain that cannot answer does.
         self.refuse_removal = False
         # Set ``hold_reads`` and ``reads_to_hold``, and that many reads wait for it (as a
@@ -110,6 +112,7 @@ class Keychain:
             return ["secure_storage_failed", {"req_id": req_id, "error": "UNSUPPORTED"}]
         if method == "web_app_secure_storage_save_key" and payload["value"] is None and self.hold:
             self.removing.set()
+            self.removals_held += 1
             await self.hold.wait()
         removal = method == "web_app_secure_storage_save_key" and payload["value"] is None
         if removal and self.refuse_removal:
@@ -1630,6 +1633,11 @@ async def written_or_waiting(page: Page) -> bool:
     return stored is not None or await pending_locks(page) > 0
 
 
+async def written_or_removing(page: Page, keychain: Keychain) -> bool:
+    """Whether ``page`` has written the history, or waits for a Forget's lock or removal."""
+    return keychain.removals_held > 1 or await written_or_waiting(page)
+
+
 async def finished(page: Page) -> bool:
     """Whether ``page`` is done with its question (the answer ended, kept or not)."""
     return await page.get_attribute("#send", "data-state") == "send"
@@ -1696,8 +1704,10 @@ async def test_an_answer_kept_while_another_page_forgets_does_not_bring_the_hist
             await keychain.removing.wait()
         stack.to_bot.replies_released.set()  # the answer ends while the key is being removed
         await first.wait_for_selector("#notice[data-status=complete]", timeout=15000)
-        async with asyncio.timeout(15):  # written, or waiting for the Forget, or done
-            while not await written_or_waiting(first) and not await finished(first):  # noqa: ASYNC110 -- polled from outside the page
+        # Written, or waiting for the Forget (its lock; without, removing the key with it, as
+        # the Forget's removal is due), or done.
+        async with asyncio.timeout(15):
+            while not await written_or_removing(first, keychain) and not await finished(first):  # noqa: ASYNC110 -- polled from outside the page
                 await asyncio.sleep(0.02)
         assert await first.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
         keychain.hold.set()
@@ -2080,3 +2090,207 @@ async def test_a_long_answer_is_added_to_the_screen_piece_by_piece_never_set_aga
         assert await page.evaluate("window.textReplaced") == 0
         await page.context.close()
     assert stack.vllm.requests
+
+
+# The device's storage stops taking writes once ``window.writesBeforeCrash`` more are done: as
+# after a crash, nothing the page meant to write after them is there.
+CRASH_AFTER_WRITES = """
+window.writesBeforeCrash = null;
+for (const name of ["setItem", "removeItem"]) {
+  const real = Storage.prototype[name];
+  Storage.prototype[name] = function (...args) {
+    if (window.writesBeforeCrash === 0) return;
+    real.apply(this, args);
+    if (window.writesBeforeCrash !== null) window.writesBeforeCrash -= 1;
+  };
+}
+"""
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+@pytest.mark.parametrize("writes", [1, 2])
+async def test_a_forget_cut_short_between_its_writes_does_not_bring_the_history_back(
+    browser: Browser, tmp_path: Path, script: str, writes: int
+) -> None:
+    # Forget removed the ciphertext, then wrote its mark. A page that crashed between the two
+    # (or another page reading between them) left "no history, old mark", and the key still
+    # in the keychain: the other page of the device, holding the erased exchange, took that
+    # for a history not yet written and wrote the erased exchange back with its next one,
+    # sending it to the model as context again.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, first, second = await two_pages(
+            browser, stack, keychain, script + CRASH_AFTER_WRITES
+        )
+        await answered(first, QUESTION)
+        await second.wait_for_selector(".bubble.user", timeout=15000)  # it holds the exchange
+        keychain.hold = crashed = asyncio.Event()  # the key is never removed: the page dies
+        await first.evaluate(f"window.writesBeforeCrash = {writes}")
+        await first.click("#about-title")
+        await first.click("#forget")
+        async with asyncio.timeout(15):
+            await keychain.removing.wait()
+        await first.close()
+        keychain.hold = None
+        await answered(second, "And the red one?")
+        assert await second.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await second.reload()
+        await ready(second)
+        assert await second.locator(".bubble.user").all_inner_texts() == ["And the red one?"]
+        await context.close()
+        crashed.set()
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == ["And the red one?"]
+
+
+async def opened_or_waiting(page: Page, keychain: Keychain) -> bool:
+    """Whether ``page`` is ready, or waits for a Forget on another page (the lock, the key)."""
+    if await page.get_attribute("body", "data-ready") == "true":
+        return True
+    return keychain.removals_held > 1 or await pending_locks(page) > 0
+
+
+async def shown_or_told(page: Page, question: str, told: str) -> bool:
+    """Whether ``page`` shows ``question`` asked on another page, or its notice says ``told``."""
+    if told in await page.inner_text("#notice"):
+        return True
+    return question in await page.locator(".bubble.user").all_inner_texts()
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+async def test_a_page_opened_while_another_forgets_keeps_its_exchanges_or_says_so(
+    browser: Browser, tmp_path: Path, script: str
+) -> None:
+    # Without Web Locks: a page opened while Forget on another page was removing the key (the
+    # keychain slow) read that key, still there, and kept its exchange under it. Once removed,
+    # the Forget's page made a new key and wrote over that ciphertext, unreadable to it; the
+    # exchange was gone from the device and from the screen, and nothing said so.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + script)
+        first = await context.new_page()
+        await first.goto(page_url(stack.base, init_data()))
+        await ready(first)
+        await answered(first, QUESTION)
+        keychain.hold = asyncio.Event()
+        await first.click("#about-title")
+        await first.click("#forget")
+        async with asyncio.timeout(15):
+            await keychain.removing.wait()
+        second = await context.new_page()
+        await second.goto(page_url(stack.base, init_data()))
+        async with asyncio.timeout(15):
+            while not await opened_or_waiting(second, keychain):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+        if await second.get_attribute("body", "data-ready") == "true":
+            await answered(second, "And the red one?")  # kept while the key is being removed
+            keychain.hold.set()
+        else:  # it waits for the removal
+            keychain.hold.set()
+            await ready(second)
+            await answered(second, "And the red one?")
+        await first.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        await answered(first, "And the green one?")
+        told = "key on this device was changed"
+        async with asyncio.timeout(15):  # the other page's exchange shown, or the loss told
+            while not await shown_or_told(second, "And the green one?", told):  # noqa: ASYNC110 -- polled from outside the page
+                await asyncio.sleep(0.02)
+        lost_and_told = told in await second.inner_text("#notice")
+        await second.reload()
+        await ready(second)
+        kept = await second.locator(".bubble.user").all_inner_texts()
+        await context.close()
+    assert lost_and_told or kept == ["And the red one?", "And the green one?"]
+
+
+# Older Safari with cookies blocked: the very get of ``localStorage`` throws.
+BLOCKED_STORAGE = """
+Object.defineProperty(window, "localStorage", {
+  configurable: true,
+  get() {
+    throw new DOMException("The operation is insecure.", "SecurityError");
+  },
+});
+"""
+
+
+async def test_a_browser_that_refuses_the_page_its_storage_answers_and_says_nothing_is_saved(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The page read localStorage as it began: the SecurityError stopped it before it was ready,
+    # and no question could be asked.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + BLOCKED_STORAGE)
+        page = await context.new_page()
+        await page.goto(page_url(stack.base, init_data()))
+        await ready(page)
+        assert "does not let the page store anything" in await page.inner_text("#notice")
+        await answered(page, QUESTION)
+        assert await page.locator(".bubble").all_inner_texts() == [QUESTION, ANSWER]
+        await answered(page, "And the red one?")
+        await page.reload()
+        await ready(page)
+        assert "does not let the page store anything" in await page.inner_text("#notice")
+        assert await page.locator(".bubble").count() == 0
+        await context.close()
+    assert keychain.values == {}  # no key made for a history that cannot be kept
+    assert [m["content"] for m in stack.vllm.requests[1]["messages"]] == [
+        QUESTION,
+        ANSWER,
+        "And the red one?",
+    ]
+
+
+async def test_a_keychain_value_that_is_not_a_32_byte_key_is_replaced_and_answers_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The keychain held a value under the history key's name that is no 32-byte key (another
+    # app version's, a damaged keychain). The page took it as the key: each answer, once
+    # shown, failed to be sealed for keeping and was told as a network failure, and nothing
+    # was ever kept.
+    keychain = Keychain()
+    keychain.values["veil_history_key"] = b64e(bytes(range(16)))
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await answered(page, QUESTION)
+        assert await page.get_attribute("#notice", "data-error") is None
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").all_inner_texts() == [QUESTION, ANSWER]
+        await page.context.close()
+    assert len(base64.urlsafe_b64decode(keychain.values["veil_history_key"] + "==")) == 32
+
+
+async def test_a_damaged_history_on_the_device_is_told_as_unreadable_not_kept(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The ciphertext in the device's storage was damaged (one character changed). The page
+    # opened with an empty history and said the history was kept, then wrote over it: the
+    # exchanges it had said it kept were gone without a word.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        await answered(page, QUESTION)
+        damage = f"""
+          const text = localStorage.getItem({HISTORY_SLOT!r});
+          const i = text.length - 5;
+          localStorage.setItem({HISTORY_SLOT!r},
+            text.slice(0, i) + (text[i] === "A" ? "B" : "A") + text.slice(i + 1));
+        """
+        await page.evaluate(damage)
+        await page.reload()
+        await ready(page)
+        assert "could not be read" in await page.inner_text("#notice")
+        assert await page.locator(".bubble").count() == 0
+        await answered(page, "And the red one?")
+        await page.reload()
+        await ready(page)
+        assert "could not be read" not in await page.inner_text("#notice")
+        assert await page.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await page.context.close()

@@ -187,8 +187,10 @@ class App {
     });
     const kept = await this.history.open();
     this.shown = this.showing(); // the history whose exchanges the screen shows
-    const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+    let told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+    if (!this.history.local) told = "history_storage_blocked"; // (the browser's own setting)
     this.note(this.t(kept ? "history_kept" : told), "history");
+    if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
     this.showKept();
     // Another page of the device kept an exchange: shown here too, as it is this page's context.
     window.addEventListener("storage", (event) => {
@@ -228,7 +230,7 @@ class App {
         free: account.free_tokens_left,
       });
       const select = $("model");
-      const chosen = select.value || localStorage.getItem("veil:model") || account.default_model;
+      const chosen = select.value || this.history.local?.getItem("veil:model") || account.default_model;
       select.replaceChildren(
         ...account.models.map((name) => {
           const option = document.createElement("option");
@@ -382,7 +384,7 @@ class App {
     }
     const model = $("model").value;
     try {
-      localStorage.setItem("veil:model", model);
+      this.history.local?.setItem("veil:model", model);
     } catch {
       // a full storage: the choice is not remembered, the question still goes
     }
@@ -555,7 +557,8 @@ class App {
       if (!answer.textContent) answer.remove(); // no "…" left waiting for an answer that ended
       // Forget on another page erased what this one held (found before the question went, or
       // as its exchange was to be kept): nothing of it, nor this exchange, was kept or sent.
-      if (this.history.takeForgotten()) $("notice").textContent += ` ${this.t("forgotten_elsewhere")}`;
+      const dropped = this.history.takeDropped();
+      if (dropped) $("notice").textContent += ` ${this.t(dropped)}`;
       this.setRunning(null);
       await this.refreshAccount({ afterAnswer: true });
     }
@@ -610,7 +613,8 @@ class App {
         this.shown = this.showing();
         this.shownTurns = [];
       }
-      if (this.history.takeForgotten()) this.note(this.t("forgotten_elsewhere"), "history");
+      const dropped = this.history.takeDropped();
+      if (dropped) this.note(this.t(dropped), "history");
       this.showKept();
     } finally {
       this.takingIn = false;

@@ -11,6 +11,12 @@
 // without Web Locks (iOS before 15.4) cannot take turns so: there each Forget leaves a mark of
 // its own beside the ciphertext (with the erase), and a page writes only under the mark it
 // read with its turns and key; one that finds a newer mark drops what it holds instead.
+// Each ciphertext carries the mark it was sealed under, so one sealed before the last Forget
+// is erased even where the Forget did not get to remove it (a crash, another page between two
+// writes). A Forget writes in this order: its removal due, its mark, then the erase; each page
+// between any two of them, or after a crash, finds the history forgotten.
+// A browser that refuses the page its storage (older Safari with cookies blocked throws on the
+// very ``localStorage`` property) keeps nothing: the page works and says so.
 // The same secret also makes the conversation's cache salt, so the model server's prefix cache
 // cannot be probed across users.
 
@@ -25,26 +31,53 @@ const ADD_TRIES = 3; // reads and writes of one exchange while other pages keep 
 // A keychain request's failure in an app of Bot API 9.0+ that has no keychain (Telegram
 // Desktop, the web apps): there is no key to destroy there.
 const NO_KEYCHAIN = "UNSUPPORTED";
+const FORGOTTEN = "forgotten history"; // openHistory(): sealed before the device's last Forget
 
 function context(key) {
   return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
 }
 
-export async function sealHistory(key, turns) {
+/** The browser's localStorage; null where it refuses the page (a SecurityError on the get). */
+export function deviceStorage() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Seal ``turns`` under ``key``, with the mark of the device's last Forget they follow. */
+export async function sealHistory(key, turns, mark = null) {
   const nonce = randomBytes(12);
-  const sealed = await context(key).seal(nonce, utf8(JSON.stringify({ v: 1, turns })), AAD);
+  const sealed = await context(key).seal(nonce, utf8(JSON.stringify({ v: 1, mark, turns })), AAD);
   return b64e(concat(nonce, new Uint8Array(sealed)));
+}
+
+/** The history key in a keychain value; null for none, or for one that is not 32 bytes. */
+function keyOf(text) {
+  try {
+    const key = text ? b64d(text) : null;
+    return key && key.length === 32 ? key : null;
+  } catch {
+    return null;
+  }
 }
 
 function sameBytes(a, b) {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
-export async function openHistory(key, text) {
+/**
+ * The turns sealed in ``text``; throws when it is not a history under ``key``, or one sealed
+ * under another Forget mark than ``mark`` (erased since; a history of a bundle before marks
+ * were sealed in has none, and is read).
+ */
+export async function openHistory(key, text, mark = null) {
   const raw = b64d(text);
   const plain = await context(key).open(raw.slice(0, 12), raw.slice(12), AAD);
   const value = JSON.parse(fromUtf8(new Uint8Array(plain)));
   if (!value || value.v !== 1 || !Array.isArray(value.turns)) throw new Error("bad history");
+  if ("mark" in value && value.mark !== mark) throw new Error(FORGOTTEN);
   return value.turns.filter(
     (t) => t && (t.role === "user" || t.role === "assistant") && typeof t.content === "string",
   );
@@ -52,10 +85,10 @@ export async function openHistory(key, text) {
 
 /** The device history of one Telegram user. */
 export class History {
-  constructor(secureStorage, userId, local = globalThis.localStorage) {
+  constructor(secureStorage, userId, local = deviceStorage()) {
     this.secure = secureStorage;
     this.slot = `veil:history:${userId}`;
-    this.forgetSlot = `${this.slot}:forget`; // set while a Forget the keychain refused is due
+    this.forgetSlot = `${this.slot}:forget`; // a Forget's key removal due (under way, refused, cut short)
     this.local = local;
     this.key = null;
     this.persistent = false;
@@ -63,7 +96,8 @@ export class History {
     this.read = null; // the stored history last read (``save`` writes over nothing else)
     this.markSlot = `${this.slot}:forgotten`; // the device's last Forget (``mark``)
     this.epoch = null; // the mark read with the turns and key held: ``save`` writes under no other
-    this.forgottenElsewhere = false; // what this page held was dropped: another page forgot it
+    this.unreadable = false; // the stored history could not be read when last loaded
+    this.dropped = null; // why what this page held was dropped since last asked (a text's name)
     this.erases = 0; // this page's Forgets: an exchange being kept across one is not kept
   }
 
@@ -87,30 +121,39 @@ export class History {
 
   async load() {
     this.epoch = this.mark; // read first: a Forget from now on is newer than what is read here
-    if (this.secure && this.secure.available) {
+    if (this.secure && this.secure.available && this.local) {
       try {
         if (this.forgetPending) {
-          await this.secure.remove(KEY_NAME); // a Forget the keychain refused before: again
+          // A Forget the keychain refused, one still removing the key on another page (its
+          // key must not be used: what is kept under it would be lost), or one cut short.
+          await this.secure.remove(KEY_NAME);
           this.markForget(false);
         }
-        let text = await this.secure.get(KEY_NAME);
-        if (!text) {
-          text = b64e(randomBytes(32));
-          await this.secure.set(KEY_NAME, text);
+        let key = keyOf(await this.secure.get(KEY_NAME));
+        // None yet, or a value no history can have been sealed under (not 32 bytes): a new one.
+        if (!key) {
+          await this.secure.set(KEY_NAME, b64e(randomBytes(32)));
+          // Another page may have made one at once: the keychain's is the one kept under.
+          key = keyOf(await this.secure.get(KEY_NAME));
+          if (!key) throw new Error("no key"); // (removed at once by a Forget: keep nothing)
         }
-        this.key = b64d(text);
+        this.key = key;
         this.persistent = true;
       } catch {
         this.persistent = false;
       }
     }
     if (!this.key) this.key = randomBytes(32); // this page's life only
-    const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
+    const stored = this.persistent ? this.local.getItem(this.slot) : null;
+    this.unreadable = false;
     if (stored) {
       try {
-        this.turns = await openHistory(this.key, stored);
-      } catch {
-        this.turns = []; // another key (the keychain was reset): unreadable, start afresh
+        this.turns = await openHistory(this.key, stored, this.epoch);
+      } catch (error) {
+        // Another key (the keychain was reset), damaged, or forgotten: start afresh, and say
+        // so unless forgotten (what the page said it keeps is lost).
+        this.turns = [];
+        this.unreadable = error?.message !== FORGOTTEN;
       }
     }
     return this.persistent;
@@ -139,11 +182,16 @@ export class History {
     return this.local ? this.local.getItem(this.markSlot) : null;
   }
 
-  /** Whether what this page held was dropped since last asked: another page forgot it. */
-  takeForgotten() {
-    const forgotten = this.forgottenElsewhere;
-    this.forgottenElsewhere = false;
-    return forgotten;
+  /**
+   * Why what this page held was dropped since last asked, as a text's name: another page
+   * forgot it (``forgotten_elsewhere``), or its key is no longer the keychain's with no Forget
+   * to tell of (``history_key_changed``: a page that made another at once, a keychain reset).
+   * Null when nothing was.
+   */
+  takeDropped() {
+    const dropped = this.dropped;
+    this.dropped = null;
+    return dropped;
   }
 
   get cacheSalt() {
@@ -173,7 +221,7 @@ export class History {
       this.read = stored; // what ``save`` writes over: anything else is another page's since
       if (stored) {
         try {
-          this.turns = await openHistory(this.key, stored);
+          this.turns = await openHistory(this.key, stored, this.epoch);
           return true;
         } catch {
           // not under this page's key: the keychain tells whether it has changed
@@ -181,13 +229,17 @@ export class History {
       }
       try {
         const text = await this.secure.get(KEY_NAME);
-        if (text && sameBytes(b64d(text), this.key)) return true; // nothing saved yet, or unreadable
+        const key = keyOf(text);
+        if (key && sameBytes(key, this.key)) return true; // nothing saved yet, or unreadable
       } catch {
         return true; // the keychain does not answer now: nothing to tell, its own turns stay
       }
     }
-    // (a keychain that lost the key, or a page of an older bundle, leaves no mark: not told)
-    if (forgotten || this.forgetPending) this.forgottenElsewhere = true;
+    // A keychain that lost the key, or a page that made another one at once, leaves no mark:
+    // exchanges this page held are lost all the same, and it says so (a page of an older
+    // bundle, forgetting, leaves none either: told so too, rather than nothing).
+    if (forgotten || this.forgetPending) this.dropped = "forgotten_elsewhere";
+    else if (this.turns.length > 0) this.dropped = "history_key_changed";
     this.turns = [];
     this.key = null;
     this.persistent = false;
@@ -239,7 +291,7 @@ export class History {
     if (!this.persistent || !this.local) return true;
     let turns = this.turns;
     for (;;) {
-      const sealed = await sealHistory(this.key, turns);
+      const sealed = await sealHistory(this.key, turns, this.epoch);
       if (this.mark !== this.epoch || this.erases !== erases) return CHANGED;
       if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
       try {
@@ -268,17 +320,20 @@ export class History {
   async erase() {
     this.erases += 1;
     this.turns = [];
+    // Also on a page whose keychain did not answer when it opened: the device's key is there.
+    const due = this.persistent || this.forgetPending || this.secure?.available;
     if (this.local) {
+      // The removal due and the new mark first, the erase after: a page between two of these
+      // writes (or after a crash) finds the history forgotten, never "no history, old mark",
+      // under which it wrote its erased turns back; one opened while the key is removed
+      // removes it too rather than keep under it. The ciphertext left meanwhile is sealed
+      // under the old mark: erased all the same.
+      const marked = this.writeMark(due);
       this.local.removeItem(this.slot);
-      try {
-        this.local.setItem(this.markSlot, b64e(randomBytes(12)));
-      } catch {
-        // (the storage is full even with the history erased: the other pages' keys tell)
-      }
+      if (!marked) this.writeMark(due); // the storage was full: the erase made room
     }
     let destroyed = true;
-    // Also on a page whose keychain did not answer when it opened: the device's key is there.
-    if (this.persistent || this.forgetPending || this.secure?.available) {
+    if (due) {
       try {
         await this.secure.remove(KEY_NAME);
       } catch (error) {
@@ -294,5 +349,16 @@ export class History {
     }
     await this.load(); // a new key from now on
     return true;
+  }
+
+  /** Write a Forget's removal due (``due``: a keychain to remove it from) and its new mark. */
+  writeMark(due) {
+    try {
+      if (due) this.local.setItem(this.forgetSlot, "1");
+      this.local.setItem(this.markSlot, b64e(randomBytes(12)));
+      return true;
+    } catch {
+      return false; // (a quota error is all setItem throws)
+    }
   }
 }

@@ -23,6 +23,10 @@ const en = {
   history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
   history_full: "This device's storage is full, so this exchange was not saved to the history.",
   forgotten_elsewhere: "The history was forgotten on another page of this device: nothing of it is kept or sent again here.",
+  history_key_changed: "The history key on this device was changed on another page, so the exchanges this page showed could not be kept.",
+  history_unreadable: "The history saved on this device could not be read (damaged, or its key is gone from the keychain), so it starts afresh.",
+  history_storage_blocked:
+    "This browser does not let the page store anything (its cookie or site-data setting), so this history is not saved: it is gone when you close the page.",
   history_not_kept:
     "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
   about: "What private mode protects",
@@ -91,6 +95,10 @@ const ru = {
   history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
   history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
   forgotten_elsewhere: "История была стёрта на другой странице этого устройства: здесь ничего из неё больше не сохраняется и не отправляется.",
+  history_key_changed: "Ключ истории на этом устройстве сменили на другой странице, поэтому обмены, показанные здесь, сохранить не удалось.",
+  history_unreadable: "Сохранённую на устройстве историю не удалось прочитать (она повреждена или её ключа больше нет в хранилище), поэтому она начинается заново.",
+  history_storage_blocked:
+    "Этот браузер не даёт странице ничего сохранять (настройка cookie или данных сайтов), поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
   history_not_kept:
     "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
   about: "Что защищает приватный режим",
@@ -159,6 +167,10 @@ const kk = {
   history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
   history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
   forgotten_elsewhere: "Тарих осы құрылғының басқа бетінде өшірілді: мұнда одан ештеңе енді сақталмайды және жіберілмейді.",
+  history_key_changed: "Осы құрылғыдағы тарих кілтін басқа бетте ауыстырды, сондықтан мұнда көрсетілген сұрақтар мен жауаптар сақталмады.",
+  history_unreadable: "Құрылғыда сақталған тарихты оқу мүмкін болмады (ол бүлінген немесе оның кілті қоймада жоқ), сондықтан ол басынан басталады.",
+  history_storage_blocked:
+    "Бұл браузер бетке ештеңе сақтауға рұқсат бермейді (cookie немесе сайт деректерінің баптауы), сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
   history_not_kept:
     "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
   about: "Жеке режим нені қорғайды",

@@ -5912,28 +5912,45 @@
   var CHANGED = "changed";
   var ADD_TRIES = 3;
   var NO_KEYCHAIN = "UNSUPPORTED";
+  var FORGOTTEN = "forgotten history";
   function context(key) {
     return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
   }
-  async function sealHistory(key, turns) {
+  function deviceStorage() {
+    try {
+      return globalThis.localStorage ?? null;
+    } catch {
+      return null;
+    }
+  }
+  async function sealHistory(key, turns, mark = null) {
     const nonce2 = randomBytes3(12);
-    const sealed = await context(key).seal(nonce2, utf8(JSON.stringify({ v: 1, turns })), AAD);
+    const sealed = await context(key).seal(nonce2, utf8(JSON.stringify({ v: 1, mark, turns })), AAD);
     return b64e(concat2(nonce2, new Uint8Array(sealed)));
+  }
+  function keyOf(text) {
+    try {
+      const key = text ? b64d(text) : null;
+      return key && key.length === 32 ? key : null;
+    } catch {
+      return null;
+    }
   }
   function sameBytes(a, b) {
     return a.length === b.length && a.every((byte, i) => byte === b[i]);
   }
-  async function openHistory(key, text) {
+  async function openHistory(key, text, mark = null) {
     const raw = b64d(text);
     const plain = await context(key).open(raw.slice(0, 12), raw.slice(12), AAD);
     const value = JSON.parse(fromUtf8(new Uint8Array(plain)));
     if (!value || value.v !== 1 || !Array.isArray(value.turns)) throw new Error("bad history");
+    if ("mark" in value && value.mark !== mark) throw new Error(FORGOTTEN);
     return value.turns.filter(
       (t) => t && (t.role === "user" || t.role === "assistant") && typeof t.content === "string"
     );
   }
   var History = class {
-    constructor(secureStorage, userId, local = globalThis.localStorage) {
+    constructor(secureStorage, userId, local = deviceStorage()) {
       this.secure = secureStorage;
       this.slot = `veil:history:${userId}`;
       this.forgetSlot = `${this.slot}:forget`;
@@ -5944,7 +5961,8 @@
       this.read = null;
       this.markSlot = `${this.slot}:forgotten`;
       this.epoch = null;
-      this.forgottenElsewhere = false;
+      this.unreadable = false;
+      this.dropped = null;
       this.erases = 0;
     }
     /**
@@ -5965,30 +5983,33 @@
     }
     async load() {
       this.epoch = this.mark;
-      if (this.secure && this.secure.available) {
+      if (this.secure && this.secure.available && this.local) {
         try {
           if (this.forgetPending) {
             await this.secure.remove(KEY_NAME);
             this.markForget(false);
           }
-          let text = await this.secure.get(KEY_NAME);
-          if (!text) {
-            text = b64e(randomBytes3(32));
-            await this.secure.set(KEY_NAME, text);
+          let key = keyOf(await this.secure.get(KEY_NAME));
+          if (!key) {
+            await this.secure.set(KEY_NAME, b64e(randomBytes3(32)));
+            key = keyOf(await this.secure.get(KEY_NAME));
+            if (!key) throw new Error("no key");
           }
-          this.key = b64d(text);
+          this.key = key;
           this.persistent = true;
         } catch {
           this.persistent = false;
         }
       }
       if (!this.key) this.key = randomBytes3(32);
-      const stored = this.persistent && this.local ? this.local.getItem(this.slot) : null;
+      const stored = this.persistent ? this.local.getItem(this.slot) : null;
+      this.unreadable = false;
       if (stored) {
         try {
-          this.turns = await openHistory(this.key, stored);
-        } catch {
+          this.turns = await openHistory(this.key, stored, this.epoch);
+        } catch (error) {
           this.turns = [];
+          this.unreadable = error?.message !== FORGOTTEN;
         }
       }
       return this.persistent;
@@ -6012,11 +6033,16 @@
     get mark() {
       return this.local ? this.local.getItem(this.markSlot) : null;
     }
-    /** Whether what this page held was dropped since last asked: another page forgot it. */
-    takeForgotten() {
-      const forgotten = this.forgottenElsewhere;
-      this.forgottenElsewhere = false;
-      return forgotten;
+    /**
+     * Why what this page held was dropped since last asked, as a text's name: another page
+     * forgot it (``forgotten_elsewhere``), or its key is no longer the keychain's with no Forget
+     * to tell of (``history_key_changed``: a page that made another at once, a keychain reset).
+     * Null when nothing was.
+     */
+    takeDropped() {
+      const dropped = this.dropped;
+      this.dropped = null;
+      return dropped;
     }
     get cacheSalt() {
       return sha256Hex(concat2(utf8("veil/cache-salt/v1"), this.key)).slice(0, 32);
@@ -6043,19 +6069,21 @@
         this.read = stored;
         if (stored) {
           try {
-            this.turns = await openHistory(this.key, stored);
+            this.turns = await openHistory(this.key, stored, this.epoch);
             return true;
           } catch {
           }
         }
         try {
           const text = await this.secure.get(KEY_NAME);
-          if (text && sameBytes(b64d(text), this.key)) return true;
+          const key = keyOf(text);
+          if (key && sameBytes(key, this.key)) return true;
         } catch {
           return true;
         }
       }
-      if (forgotten || this.forgetPending) this.forgottenElsewhere = true;
+      if (forgotten || this.forgetPending) this.dropped = "forgotten_elsewhere";
+      else if (this.turns.length > 0) this.dropped = "history_key_changed";
       this.turns = [];
       this.key = null;
       this.persistent = false;
@@ -6100,7 +6128,7 @@
       if (!this.persistent || !this.local) return true;
       let turns = this.turns;
       for (; ; ) {
-        const sealed = await sealHistory(this.key, turns);
+        const sealed = await sealHistory(this.key, turns, this.epoch);
         if (this.mark !== this.epoch || this.erases !== erases) return CHANGED;
         if (careful && this.local.getItem(this.slot) !== this.read) return CHANGED;
         try {
@@ -6127,15 +6155,14 @@
     async erase() {
       this.erases += 1;
       this.turns = [];
+      const due = this.persistent || this.forgetPending || this.secure?.available;
       if (this.local) {
+        const marked = this.writeMark(due);
         this.local.removeItem(this.slot);
-        try {
-          this.local.setItem(this.markSlot, b64e(randomBytes3(12)));
-        } catch {
-        }
+        if (!marked) this.writeMark(due);
       }
       let destroyed = true;
-      if (this.persistent || this.forgetPending || this.secure?.available) {
+      if (due) {
         try {
           await this.secure.remove(KEY_NAME);
         } catch (error) {
@@ -6151,6 +6178,16 @@
       }
       await this.load();
       return true;
+    }
+    /** Write a Forget's removal due (``due``: a keychain to remove it from) and its new mark. */
+    writeMark(due) {
+      try {
+        if (due) this.local.setItem(this.forgetSlot, "1");
+        this.local.setItem(this.markSlot, b64e(randomBytes3(12)));
+        return true;
+      } catch {
+        return false;
+      }
     }
   };
 
@@ -6481,6 +6518,9 @@
     history_kept: "History stays on this device, encrypted with a key kept in its keychain.",
     history_full: "This device's storage is full, so this exchange was not saved to the history.",
     forgotten_elsewhere: "The history was forgotten on another page of this device: nothing of it is kept or sent again here.",
+    history_key_changed: "The history key on this device was changed on another page, so the exchanges this page showed could not be kept.",
+    history_unreadable: "The history saved on this device could not be read (damaged, or its key is gone from the keychain), so it starts afresh.",
+    history_storage_blocked: "This browser does not let the page store anything (its cookie or site-data setting), so this history is not saved: it is gone when you close the page.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
     about: "What private mode protects",
     protects: "Your question is sealed here, on your device, to the inference worker's key, after this page has checked that key against the operator key pinned in the page itself. Telegram and the bot only pass the sealed bytes on: neither can read your questions or the answers. The bot bills you from the worker's signed receipt, which this page checks too. Your history stays on this device, encrypted.",
@@ -6545,6 +6585,9 @@
     history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
     history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
     forgotten_elsewhere: "История была стёрта на другой странице этого устройства: здесь ничего из неё больше не сохраняется и не отправляется.",
+    history_key_changed: "Ключ истории на этом устройстве сменили на другой странице, поэтому обмены, показанные здесь, сохранить не удалось.",
+    history_unreadable: "Сохранённую на устройстве историю не удалось прочитать (она повреждена или её ключа больше нет в хранилище), поэтому она начинается заново.",
+    history_storage_blocked: "Этот браузер не даёт странице ничего сохранять (настройка cookie или данных сайтов), поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     about: "Что защищает приватный режим",
     protects: "Ваш вопрос шифруется здесь, на вашем устройстве, ключом сервера модели — после того как эта страница сверила этот ключ с ключом оператора, зашитым в саму страницу. Telegram и бот лишь передают зашифрованные байты: ни тот, ни другой не может прочитать ни ваши вопросы, ни ответы. Бот списывает оплату по подписанному чеку сервера, который проверяет и эта страница. История хранится на этом устройстве в зашифрованном виде.",
@@ -6609,6 +6652,9 @@
     history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
     history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
     forgotten_elsewhere: "Тарих осы құрылғының басқа бетінде өшірілді: мұнда одан ештеңе енді сақталмайды және жіберілмейді.",
+    history_key_changed: "Осы құрылғыдағы тарих кілтін басқа бетте ауыстырды, сондықтан мұнда көрсетілген сұрақтар мен жауаптар сақталмады.",
+    history_unreadable: "Құрылғыда сақталған тарихты оқу мүмкін болмады (ол бүлінген немесе оның кілті қоймада жоқ), сондықтан ол басынан басталады.",
+    history_storage_blocked: "Бұл браузер бетке ештеңе сақтауға рұқсат бермейді (cookie немесе сайт деректерінің баптауы), сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     about: "Жеке режим нені қорғайды",
     protects: "Сұрағыңыз осында, құрылғыңызда, модель серверінің кілтімен шифрланады — бұл бет ол кілтті беттің өзіне енгізілген оператор кілтімен салыстырып тексергеннен кейін. Telegram мен бот тек шифрланған байттарды жеткізеді: екеуі де сұрақтарыңызды да, жауаптарды да оқи алмайды. Бот төлемді сервердің қолтаңбалы түбіртегі бойынша алады, оны осы бет те тексереді. Тарихыңыз осы құрылғыда шифрланып сақталады.",
@@ -6783,8 +6829,10 @@
       });
       const kept = await this.history.open();
       this.shown = this.showing();
-      const told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+      let told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+      if (!this.history.local) told = "history_storage_blocked";
       this.note(this.t(kept ? "history_kept" : told), "history");
+      if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
       this.showKept();
       window.addEventListener("storage", (event) => {
         if (event.key === this.history.slot) this.takeInOthers();
@@ -6821,7 +6869,7 @@
           free: account.free_tokens_left
         });
         const select = $("model");
-        const chosen = select.value || localStorage.getItem("veil:model") || account.default_model;
+        const chosen = select.value || this.history.local?.getItem("veil:model") || account.default_model;
         select.replaceChildren(
           ...account.models.map((name) => {
             const option = document.createElement("option");
@@ -6955,7 +7003,7 @@
       }
       const model = $("model").value;
       try {
-        localStorage.setItem("veil:model", model);
+        this.history.local?.setItem("veil:model", model);
       } catch {
       }
       const request2 = { model, question };
@@ -7095,7 +7143,8 @@
         if (!this.running.answering) this.takeBack(asked, answer, question);
       } finally {
         if (!answer.textContent) answer.remove();
-        if (this.history.takeForgotten()) $("notice").textContent += ` ${this.t("forgotten_elsewhere")}`;
+        const dropped = this.history.takeDropped();
+        if (dropped) $("notice").textContent += ` ${this.t(dropped)}`;
         this.setRunning(null);
         await this.refreshAccount({ afterAnswer: true });
       }
@@ -7145,7 +7194,8 @@
           this.shown = this.showing();
           this.shownTurns = [];
         }
-        if (this.history.takeForgotten()) this.note(this.t("forgotten_elsewhere"), "history");
+        const dropped = this.history.takeDropped();
+        if (dropped) this.note(this.t(dropped), "history");
         this.showKept();
       } finally {
         this.takingIn = false;
