@@ -1262,8 +1262,9 @@ async def test_a_balance_that_cannot_be_refreshed_keeps_the_receipt_line(
 async def test_the_bots_refusals_are_told_as_the_bots_not_the_model_servers(
     browser: Browser, tmp_path: Path
 ) -> None:
-    # A request id the bot already held (409 request_id_taken) and a declaration it cannot
-    # read (400 bad_request) are the bot's refusals: neither is "the model server refused".
+    # A request id the bot already held (409 request_id_taken), a declaration it cannot read
+    # (400 bad_request) and a body past the largest sealed request (413 too_large) are the
+    # bot's refusals: none is "the model server refused".
     # The relay's headers are changed on the way, as a faulty proxy would.
     sent: dict[str, str] = {}
 
@@ -1303,6 +1304,19 @@ async def test_the_bots_refusals_are_told_as_the_bots_not_the_model_servers(
         assert await page.inner_text("#notice") == (
             "Бот не смог принять запрос этой страницы (bad_request). "
             "Закройте страницу и откройте её снова из бота."
+        )
+        assert await page.input_value("#question") == "And the red one?"
+        await page.unroute("**/api/relay")
+
+        async def swollen(route: Route) -> None:  # past the largest sealed request
+            body = route.request.post_data_buffer or b""
+            await route.continue_(post_data=body + bytes(2 << 20))
+
+        await page.route("**/api/relay", swollen)
+        await page.click("#send")
+        await page.wait_for_selector("#notice[data-error=too_large]", timeout=15000)
+        assert await page.inner_text("#notice") == (
+            "Разговор слишком длинный для отправки. Сотрите историю, чтобы начать заново."
         )
         assert await page.input_value("#question") == "And the red one?"
         await page.context.close()

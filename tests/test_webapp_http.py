@@ -271,8 +271,8 @@ async def test_http_1_0_pipelining_and_oversized_bodies_get_proper_answers(
         held = await stack.store.read(lambda db: db.execute("SELECT * FROM holds").fetchall())
     assert [status for status, _ in pipelined] == [b"HTTP/1.1 200 OK"] * 3
     assert all(json.loads(body)["busy"] is False for _, body in pipelined)
-    assert oversized[0] == b"HTTP/1.1 400 Bad Request"
-    assert json.loads(oversized[1])["error"]["code"] == "bad_request"
+    assert oversized[0] == b"HTTP/1.1 413 Request Entity Too Large"
+    assert json.loads(oversized[1])["error"]["code"] == "too_large"
     assert old.startswith(b"HTTP/1.0 200 OK\r\n")  # and closed after it (exchange read to EOF)
     assert json.loads(old.partition(b"\r\n\r\n")[2])["models"] == ["veil-test"]
     assert held == []

@@ -61,6 +61,7 @@ const BOT_CODES = {
   reopen: "reopen",
   unavailable: "unavailable",
   body_timeout: "network",
+  too_large: "too_large",
   request_id_taken: "request_id_taken",
   stopped: "unanswered",
   bad_request: "mismatch",

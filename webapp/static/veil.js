@@ -6726,6 +6726,7 @@
     reopen: "reopen",
     unavailable: "unavailable",
     body_timeout: "network",
+    too_large: "too_large",
     request_id_taken: "request_id_taken",
     stopped: "unanswered",
     bad_request: "mismatch",
