@@ -172,7 +172,9 @@ class _Stream:
             self.gateway, self.admitted, self.tally, "ok" if ended_well else outcome, self.failure
         )
         wait = None if self.failure is None else self.failure.retry_after
-        if wait is not None and accepts_retry_after(self.request.headers.get(ACCEPT_HEADER)):
+        # Every field line of the list counts, as if joined by commas (RFC 9110 §5.3).
+        accept = ",".join(self.request.headers.getall(ACCEPT_HEADER, ()))
+        if wait is not None and accepts_retry_after(accept):
             final = replace(final, error_retry_after=wait)
         if outcome not in _GONE:
             try:

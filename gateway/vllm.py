@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import email.utils
 import json
 import math
+import re
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
@@ -69,6 +71,8 @@ _UNAVAILABLE = frozenset({429, 503})
 _EVENT_STREAM = "text/event-stream"
 # The most digits of a Retry-After read as a number (more: the most, ``MAX_RETRY_AFTER``).
 _RETRY_DIGITS = 6
+# An HTTP-date in asctime's form, which names no zone and is GMT (RFC 9110 §5.6.7).
+_ASCTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}")
 
 
 async def _json_reply(response: aiohttp.ClientResponse) -> Any:  # noqa: ANN401 -- any JSON
@@ -122,7 +126,8 @@ def retry_after(value: str | None, now: float) -> int | None:
 
     RFC 9110 §10.2.3: a number of seconds or an HTTP-date (a date past is 0). At most
     ``MAX_RETRY_AFTER``: a model server cannot send its clients away for longer. None for a
-    value that is neither (two fields, a date without its zone): the client's own back-off.
+    value that is neither (two fields, a date of no known zone): the client's own back-off.
+    All three forms of HTTP-date are read (§5.6.7), asctime's, which names no zone, as GMT.
     """
     if value is None:
         return None
@@ -134,8 +139,10 @@ def retry_after(value: str | None, now: float) -> int | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
-        if when.tzinfo is None:  # "-0000": a time of no known zone
-            return None
+        if when.tzinfo is None:  # "-0000" or an unknown name: a time of no known zone
+            if not _ASCTIME.fullmatch(value):
+                return None
+            when = when.replace(tzinfo=dt.UTC)
         seconds = math.ceil(when.timestamp() - now)
     return max(0, min(MAX_RETRY_AFTER, seconds))
 

@@ -77,6 +77,9 @@ class Gateway:
     problem: str | None = None
     failures: int = 0
     retry_at: float = 0.0
+    # A model server's wait for one model (its Retry-After): that model is asked elsewhere first
+    # until then, the gateway's other models are not (``GatewayPool.failed``).
+    model_retry_at: dict[str, float] = field(default_factory=dict)
     # A gateway out of reach when its bundle was last fetched: not fetched again before
     # ``fetch_at`` while another can answer (``GatewayPool.refresh``).
     fetch_failures: int = 0
@@ -271,7 +274,7 @@ class GatewayPool:
         start = next(self.turn) % len(serving)
         rotated = serving[start:] + serving[:start]
         # Healthy gateways first; those in back-off are still tried as a last resort.
-        return sorted(rotated, key=lambda g: g.retry_at > now)
+        return sorted(rotated, key=lambda g: max(g.retry_at, g.model_retry_at.get(model, 0)) > now)
 
     def problems(self) -> list[str]:
         """Why each gateway has no verified bundle (sorted, distinct)."""
@@ -281,23 +284,35 @@ class GatewayPool:
         """True if at least one gateway has a verified bundle."""
         return any(g.bundle is not None for g in self.gateways)
 
-    def failed(self, gateway: Gateway, retry_after: float | None = None) -> None:
+    def failed(
+        self, gateway: Gateway, retry_after: float | None = None, *, model: str | None = None
+    ) -> None:
         """Put a gateway in back-off: doubling per failure, at least ``retry_after`` seconds.
 
         ``retry_after`` (the gateway's or its model server's) counts up to ``MAX_RETRY_AFTER``,
         longer than the doubling's most: a server that says when it will take requests again
-        is not asked sooner. A gateway in back-off is still tried when no other is left.
+        is not asked sooner. A model server's wait for one ``model`` holds that model only:
+        the gateway may serve others through it (a router before several engines), and is
+        asked for them after the doubling. A gateway in back-off is still tried when no other
+        is left.
         """
         gateway.failures += 1
+        now = self._clock()
         backoff = _doubled(1.0, _MAX_BACKOFF, gateway.failures)
         if retry_after is not None:
-            backoff = max(backoff, min(MAX_RETRY_AFTER, retry_after))
-        gateway.retry_at = self._clock() + backoff
+            wait = max(backoff, min(MAX_RETRY_AFTER, retry_after))
+            if model is not None:
+                gateway.model_retry_at[model] = now + wait
+            else:
+                backoff = wait
+        gateway.retry_at = now + backoff
 
-    def succeeded(self, gateway: Gateway) -> None:
-        """The gateway answered: out of back-off."""
+    def succeeded(self, gateway: Gateway, model: str | None = None) -> None:
+        """The gateway answered (``model``): out of back-off (that model's wait too)."""
         gateway.failures = 0
         gateway.retry_at = 0.0
+        if model is not None:
+            gateway.model_retry_at.pop(model, None)
 
 
 def _doubled(first: float, most: float, failures: int) -> float:

@@ -205,12 +205,18 @@ class _Failover(Exception):
     """This gateway failed before the first byte: try the next one."""
 
     def __init__(
-        self, reason: str, *, busy: bool = False, retry_after: float | None = None
+        self,
+        reason: str,
+        *,
+        busy: bool = False,
+        retry_after: float | None = None,
+        model_wait: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.busy = busy
         self.retry_after = retry_after
+        self.model_wait = model_wait  # the model server's wait, for the asked model only
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,10 +341,11 @@ class InferenceClient:
                     yield item
             except _Failover as exc:
                 failures.append(exc)
-                self._pool.failed(gateway, exc.retry_after)
+                model = request.model if exc.model_wait else None
+                self._pool.failed(gateway, exc.retry_after, model=model)
                 log.warning("inference.failover", gateway=gateway.index, reason=exc.reason)
                 continue
-            self._pool.succeeded(gateway)
+            self._pool.succeeded(gateway, request.model)
             return
         if stop.is_set():
             return
@@ -622,14 +629,14 @@ class InferenceClient:
         ``receipt`` is the record's receipt verified under the attempt's bundle, or None. A
         model server that was there but refused with 429 (its load) is a busy failover. The
         model server's Retry-After, which the gateway passes on, keeps the gateway in back-off
-        at least that long.
+        for that model at least that long.
         """
         message = record.error_message or "unknown error"
         if record.error_kind == "unavailable" and not attempt.streamed:
             wait = record.error_retry_after
-            if record.error_status == _HTTP_TOO_MANY:
-                return _Failover("model server busy", busy=True, retry_after=wait)
-            return _Failover("model server unavailable", retry_after=wait)
+            busy = record.error_status == _HTTP_TOO_MANY
+            reason = "model server busy" if busy else "model server unavailable"
+            return _Failover(reason, busy=busy, retry_after=wait, model_wait=True)
         verified_by = attempt.signed if receipt is not None else None
         if record.error_kind == "stalled":
             log.warning("inference.model_stalled", gateway=attempt.gateway.index)

@@ -479,6 +479,45 @@ async def test_a_relay_from_the_spec_alone_reads_its_receipt_after_the_final_chu
     assert check_receipt(opened.relay_receipt, bundle, asked, "veil-test")["status"] == "complete"
 
 
+async def test_a_spec_client_reads_retry_after_only_when_it_asks_for_it(
+    http: aiohttp.ClientSession, served: Served
+) -> None:
+    # §4, `retry_after`: the model server's wait, an int in 0-300, inside an `unavailable`
+    # ERROR record for a client whose request names it in `Veil-Accept`; exactly the three
+    # error fields for any other; never in the receipt fetched later.
+    served.fake.fail_before_stream = (429, "Too many requests")
+    served.fake.retry_after = "7"
+    bundle = await fetch_bundle(http, served)
+    for accept, fields in (
+        (
+            {"Veil-Accept": "something-else, Retry_After"},
+            {"kind", "status", "message", "retry_after"},
+        ),
+        ({}, {"kind", "status", "message"}),
+    ):
+        asked = seal(bundle, chat("veil-test"), int(time.time()))
+        status, data = await post(http, served, asked, accept)
+        assert status == 200
+        opened = open_stream(data, asked.response_key)
+        assert opened.final_type == 3
+        error = opened.final["error"]
+        assert set(error) == fields
+        assert (error["kind"], error["status"], error.get("retry_after")) == (
+            "unavailable",
+            429,
+            7 if accept else None,
+        )
+        assert check_receipt(opened.final, bundle, asked, "veil-test")["status"] == "error"
+        async with http.get(
+            f"{served.url}/v1/sealed/receipts/{asked.request_id.hex()}",
+            headers={"Veil-Proof": asked.proof(b"veil/receipt-fetch/v2")},
+        ) as response:
+            assert response.status == 200
+            late = await response.json()
+        assert set(late["error"]) == {"kind", "status", "message"}
+        assert late["receipt"] == opened.final["receipt"]
+
+
 async def raw_exchange(url: str, data: bytes) -> bytes:
     """Send ``data`` on a connection of its own; everything until the gateway closes it."""
     host, port = url.removeprefix("http://").split(":")
