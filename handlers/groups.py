@@ -26,7 +26,6 @@ are. A group upgraded to a supergroup (a new chat id) takes its settings along
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,7 @@ from handlers.failures import Asker, apologise_outside, tell_outside
 from handlers.replies import (
     EDITS_REMEMBERED,
     forum_topic,
+    names_veil,
     new_tag,
     one_off,
     replied_context,
@@ -56,6 +56,7 @@ from handlers.replies import (
     stop_keyboard,
     unread,
     went_out,
+    without_mentions,
 )
 from services.answers import Shown
 from services.chat import Question, quoted
@@ -73,9 +74,6 @@ if TYPE_CHECKING:
     from services.groups import Groups, GroupSetting, GroupSettings
 
 log = structlog.get_logger("veil.groups")
-
-_AFTER_MENTION = ",.:;!?"  # "@veil, what…", "…and you, @veil?": taken out with the mention
-_SPACES = re.compile(r"[ \t]{2,}")  # left where a mention was taken out of a question
 
 ADMINS = frozenset({"creator", "administrator"})
 GROUPS = frozenset({"group", "supergroup"})
@@ -102,24 +100,13 @@ async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
     if message.via_bot is not None and message.via_bot.id == me.id:
         return False  # Veil's own inline answer posted here: answered as the inline one already
     entities = message.entities or message.caption_entities or []
-    ours = [entity for entity in entities if _names(entity, text, me)]
+    ours = [entity for entity in entities if names_veil(entity, text, me)]
     replied = message.reply_to_message
     to_us = replied is not None and replied.from_user is not None and replied.from_user.id == me.id
     if not ours and (not to_us or _for_another(entities, text, me)):
         return False
-    question = _without(text, ours)
+    question = without_mentions(text, ours)
     return {"question": question} if question or ours else False
-
-
-def _names(entity: MessageEntity, text: str, me: User) -> bool:
-    """Whether ``entity`` mentions Veil (its @username, or Veil itself as a text mention)."""
-    if entity.type == "text_mention":
-        return entity.user is not None and entity.user.id == me.id
-    return (
-        entity.type == "mention"
-        and me.username is not None
-        and entity.extract_from(text).lower() == f"@{me.username}".lower()
-    )
 
 
 def _for_another(entities: list[MessageEntity], text: str, me: User) -> bool:
@@ -130,26 +117,13 @@ def _for_another(entities: list[MessageEntity], text: str, me: User) -> bool:
     to Veil's answer that asks ``@otherbot`` something is for that bot, not Veil.
     """
     for entity in entities:
-        if entity.type not in {"mention", "text_mention"} or _names(entity, text, me):
+        if entity.type not in {"mention", "text_mention"} or names_veil(entity, text, me):
             continue
         if entity.offset == 0:
             return True
         if entity.type == "mention" and entity.extract_from(text).lower().endswith("bot"):
             return True
     return False
-
-
-def _without(text: str, ours: list[MessageEntity]) -> str:
-    """``text`` without Veil's mentions (the entities' spans, and punctuation right after one)."""
-    units = text.encode("utf-16-le")
-    kept: list[str] = []
-    start = 0
-    for entity in sorted(ours, key=lambda entity: entity.offset):
-        kept.append(units[2 * start : 2 * entity.offset].decode("utf-16-le", errors="replace"))
-        start = entity.offset + entity.length
-    kept.append(units[2 * start :].decode("utf-16-le", errors="replace"))
-    pieces = [kept[0]] + [piece.lstrip(_AFTER_MENTION) for piece in kept[1:]]
-    return _SPACES.sub(" ", "".join(pieces)).strip()
 
 
 async def on_addressed(

@@ -41,13 +41,14 @@ from handlers.failures import apologise_outside, tell_outside
 from handlers.replies import (
     TELEGRAM_LATER,
     link_keyboard,
+    names_veil,
     new_tag,
     one_off,
     replied_context,
     replies_to_unseen,
     stop_keyboard,
     unread,
-    without_mention,
+    without_mentions,
 )
 from services.answers import Shown
 from services.chat import Question
@@ -167,7 +168,10 @@ async def on_guest_message(
     if refused is not None:
         await guest_notice(message.guest_query_id, texts(refused), bot)
         return
-    question = without_mention(message.text or message.caption or "", me.username)
+    text = message.text or message.caption or ""
+    entities = message.entities or message.caption_entities or []
+    ours = [entity for entity in entities if names_veil(entity, text, me)]
+    question = without_mentions(text, ours)
     context, replied = one_off(replied_context(message, me.id, texts.catalogs))
     if not question and not context and replied is None:
         question = texts("guest_empty_question")

@@ -21,7 +21,7 @@ from services.prices import format_units
 from services.ton.shop import format_amount
 
 if TYPE_CHECKING:
-    from aiogram.types import CallbackQuery, InaccessibleMessage
+    from aiogram.types import CallbackQuery, InaccessibleMessage, MessageEntity, User
 
     from common.texts import Catalogs, Texts
     from services.answers import Said
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from services.shop import Shop
     from services.ton.shop import TonShop
 
-
+_AFTER_MENTION = ",.:;!?"  # "@veil, what…", "…and you, @veil?": taken out with the mention
 # Telegram did not take a call now: the network, a 5xx, a flood wait longer than the session
 # waits, a reply that is not the Bot API's (a proxy's page). The same call may go through later.
 TELEGRAM_LATER = (TelegramNetworkError, TelegramRetryAfter, TelegramServerError, ClientDecodeError)
@@ -141,13 +141,38 @@ def link_keyboard(text: str, url: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=text, url=url)]])
 
 
-def without_mention(text: str, username: str | None) -> str:
-    """``text`` without the bot's @mention (anywhere, any case), trimmed."""
-    if not username:
-        return text.strip()
-    mention = "@" + username.lower()
-    words = [word for word in text.split() if word.lower().rstrip(",.:;!?") != mention]
-    return " ".join(words).strip()
+def names_veil(entity: MessageEntity, text: str, me: User) -> bool:
+    """Whether ``entity`` mentions Veil (its @username, or Veil itself as a text mention)."""
+    if entity.type == "text_mention":
+        return entity.user is not None and entity.user.id == me.id
+    return (
+        entity.type == "mention"
+        and me.username is not None
+        and entity.extract_from(text).lower() == f"@{me.username}".lower()
+    )
+
+
+def without_mentions(text: str, ours: list[MessageEntity]) -> str:
+    """``text`` without Veil's mentions ``ours`` (their spans, and punctuation right after one).
+
+    Only where a mention was is the text tidied (the blanks around it made one, or none at a
+    line's edge): the question's line breaks and indentation (code, a list) reach the model as
+    written. Splitting on whitespace lost them in a guest summons; collapsing every run of
+    blanks lost a group question's indentation.
+    """
+    units = text.encode("utf-16-le")
+    kept: list[str] = []
+    start = 0
+    for entity in sorted(ours, key=lambda entity: entity.offset):
+        kept.append(units[2 * start : 2 * entity.offset].decode("utf-16-le", errors="replace"))
+        start = entity.offset + entity.length
+    kept.append(units[2 * start :].decode("utf-16-le", errors="replace"))
+    question = kept[0]
+    for piece in kept[1:]:
+        left, right = question.rstrip(" \t"), piece.lstrip(_AFTER_MENTION).lstrip(" \t")
+        joined = left and right and not left.endswith("\n") and not right.startswith("\n")
+        question = f"{left} {right}" if joined else left + right
+    return question.strip()
 
 
 # What a message may carry that the model never sees (a file, only where files are not read):
