@@ -280,6 +280,7 @@ class EditSink:
         "rich",
         "show_reasoning",
         "stop_markup",
+        "written",
     )
 
     def __init__(  # noqa: PLR0913 -- each a part of the sink
@@ -323,6 +324,7 @@ class EditSink:
         self._answer_shown = False  # the final edit with answer text went through
         self._finishing: asyncio.Task[bool] | None = None  # that final edit, still under way
         self._text = ""  # the whole answer, for the button under a cut one
+        self.written = False  # the whole answer was given: its final edit made or under way
         self._more_markup: InlineKeyboardMarkup | None = None
 
     async def begin(self) -> None:
@@ -375,6 +377,7 @@ class EditSink:
         thought = self._thinking.text().strip()
         self._thinking = FoldedText()
         self._text = text
+        self.written = True
         final = self._entity_final(text, thought)
         if self.rich:
             final = self._rich_final(final, text, thought)

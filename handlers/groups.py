@@ -9,7 +9,8 @@ asker, a one-off (nothing from or to their private history); a reply to one of V
 carries that thread as context when the group allows it. The answer runs detached from its
 update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
 of mentions does not keep their updates; a member has one question at a time there (another
-one meanwhile is told to wait), so one member's burst is not answered ahead of everyone else.
+one meanwhile is told to wait, until the answer is written whole), so one member's burst is not
+answered ahead of everyone else.
 Notices for one person (no credit, busy, the usage line, "admins only", the apology for a
 bug) go to that person only, at the group's pace and in their forum topic, as the errors router
 tells them (``handlers.failures``); a failure after part of the answer was shown is noted under
@@ -274,14 +275,15 @@ async def tell_alone(message: Message, text: str, editors: Editors) -> None:
 class GroupKit:
     """What a group answer needs from the bot: the chat service, the editors, the settings.
 
-    ``asking``: (group, member) of each question waiting for its group's turn or being answered.
+    ``asking``: (group, member) → the answer to their question waiting for its group's turn or
+    being written; let go once written (``_GroupAnswer.written``).
     """
 
     def __init__(self, chat: ChatService, editors: Editors, groups: Groups) -> None:
         self.chat = chat
         self.editors = editors
         self.groups = groups
-        self.asking: set[tuple[int, int]] = set()
+        self.asking: dict[tuple[int, int], _GroupAnswer] = {}
         # (group, message) of the edited questions told of, newest ``EDITS_REMEMBERED`` kept
         self.edits_told: Firsts[tuple[int, int]] = Firsts(EDITS_REMEMBERED)
 
@@ -312,9 +314,12 @@ async def answer_in_group(
         await ask_as_yourself(message, texts, kit.editors)
         return
     asking = (message.chat.id, user.id)
-    if asking in kit.asking:
+    previous = kit.asking.get(asking)
+    if previous is not None and not previous.written:
         # One question a member at a time in a group: a burst of mentions would otherwise be
-        # queued, and answered, ahead of everyone who asks after it.
+        # queued, and answered, ahead of everyone who asks after it. Once their answer is
+        # written they may ask again: the answer stands whole before Telegram says it took the
+        # last edit (a flood wait, a cut answer's note at the group's pace), and it is read.
         log.info("groups.asked_again")
         await kit.editors.tell_one(
             message.chat.id,
@@ -335,7 +340,7 @@ async def answer_in_group(
         threads_on(message, settings) if context is None else being_written(message, kit.editors),
         asks_about=context is not None,
     )
-    kit.asking.add(asking)  # let go by ``answer.run`` however it ends: nothing may raise between
+    kit.asking[asking] = answer  # let go by ``answer.run`` however it ends: nothing raises between
     kit.chat.detach(answer.run(), answer.failed)
 
 
@@ -392,7 +397,14 @@ class _GroupAnswer:
         try:
             await self._run()
         finally:
-            self.kit.asking.discard((self.asker.chat_id, self.asker.user_id))
+            asking = (self.asker.chat_id, self.asker.user_id)
+            if self.kit.asking.get(asking) is self:  # not their next question, asked since
+                del self.kit.asking[asking]
+
+    @property
+    def written(self) -> bool:
+        """Whether the model's answer is whole in the group (its last edit made or under way)."""
+        return self.sink is not None and self.sink.written
 
     async def _run(self) -> None:
         """The answer in the group's turn; what it ends remembered (``ReplyChains``).

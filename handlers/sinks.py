@@ -34,6 +34,8 @@ class NoticeSink(AnswerSink, Protocol):
 class EditedAnswer(NoticeSink, Protocol):
     """An answer streamed into one message by edits (inline, guest, group)."""
 
+    written: bool  # the whole answer was given (``complete`` with text): its final edit is out
+
     async def finished(self) -> bool:
         """Wait for the final edit if it is still under way (a flood wait outlasts the answer).
 
