@@ -781,6 +781,33 @@ async def test_an_indexer_that_ignores_offset_leaves_a_full_window_unknown(
     await sound(stack)
 
 
+async def test_an_indexer_that_ignores_offset_is_not_asked_again_each_pass(
+    stack: TonStack,
+) -> None:
+    # The indexer that gives the first page again gives it again however often asked (its
+    # window's excesses are answered from that window): its excesses was told lasting=false
+    # and asked again at the end of every pass for ever, two pages each time, never answered.
+    # It is a refusal: lasting, kept and warned of, not asked again.
+    payee = "0:" + "7a" * 32
+    for _ in range(reader_module.PAGE + 1):
+        stack.chain.add_jetton_transfer(payee, amount=1_000_000, source=WALLET_RAW)
+    (flooded,) = stranger_excesses(stack, 1)
+    stack.chain.ignore_offset = True
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert await watcher.poll() == 0
+    unknown = [(e["tx"], e["lasting"]) for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [(hex_hash(flooded["hash"]), True)]
+    lookups = [
+        r.params["offset"] for r in stack.chain.requests if r.params.get("direction") == "out"
+    ]
+    assert lookups == ["0", str(reader_module.PAGE)]  # the one lookup, its two pages
+    report = await Auditor(stack.store, []).run()
+    assert [t.hash for t in report.ton_jetton_gram] == [hex_hash(flooded["hash"])]
+    await sound(stack)
+
+
 async def test_the_gram_the_contract_we_paid_sends_back_as_excesses_is_no_change_of_ours(
     stack: TonStack,
 ) -> None:
@@ -935,6 +962,41 @@ async def test_a_change_lookup_toncenter_refuses_is_not_asked_again_each_pass(
     assert lookups == [HTTPStatus.NOT_FOUND]
     report = await Auditor(stack.store, []).run()
     assert [t.hash for t in report.ton_jetton_gram] == [hex_hash(r["hash"]) for r in forged]
+    await sound(stack)
+
+
+async def test_an_excesses_whose_lookup_always_fails_holds_back_no_recheck_after_it(
+    stack: TonStack,
+) -> None:
+    # The operator sent a jetton whose master's get_wallet_address runs out of gas (-14: the
+    # VM's code, not the contract's answer, so a failure that may pass): its change is asked
+    # again at the end of every pass, and fails every time. Each pass stopped at that first
+    # failure, so the operator's change a 503 left unknown behind it was never asked again:
+    # kept and listed by the audit for good. The one that failed goes to the back instead.
+    stuck = "0:" + "3c" * 32
+    stack.chain.refuse_owner(stuck, exit_code=-14)
+    first = stack.chain.send_jettons(
+        WALLET_RAW, amount=1, destination=stuck, change=DUST["gram"], master="0:" + "ab" * 32
+    )
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    unknown = [(e["tx"], e["lasting"]) for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [(hex_hash(first["hash"]), False)]
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination="0:" + "7a" * 32, change=3 * DUST["gram"]
+    )
+    stack.chain.fail_next(1, HTTPStatus.SERVICE_UNAVAILABLE, path="/api/v3/jetton/transfers")
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert await watcher.poll() == 0
+    tx = hex_hash(change["hash"])
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"] == [tx]
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"] == [tx]
+    kept = (await Auditor(stack.store, []).run()).ton_jetton_gram
+    assert [t.hash for t in kept] == [hex_hash(first["hash"])]  # still unknown: still shown
+    asked = [r for r in stack.chain.requests if r.params.get("address") == "0:" + "ab" * 32]
+    assert len(asked) == 2 + 3  # its pass's lookup and recheck, then one a pass
     await sound(stack)
 
 
