@@ -905,7 +905,9 @@ async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_paymen
 
 
 @pytest.mark.parametrize(
-    "fault", ["503", "garbage", "429"], ids=["server_error", "not_json", "rate_limited"]
+    "fault",
+    ["503", "garbage", "429", "408", "425"],
+    ids=["server_error", "not_json", "rate_limited", "request_timeout", "too_early"],
 )
 async def test_the_operators_change_a_passing_failure_left_unknown_is_asked_again(
     stack: TonStack, fault: str
@@ -919,8 +921,8 @@ async def test_the_operators_change_a_passing_failure_left_unknown_is_asked_agai
         WALLET_RAW, amount=1_000_000, destination=recipient, change=3 * DUST["gram"], query_id=5
     )
     path = "/api/v3/jetton/transfers"
-    if fault == "503":
-        stack.chain.fail_next(1, HTTPStatus.SERVICE_UNAVAILABLE, path=path)
+    if fault in {"503", "408", "425"}:  # a 408 or 425 is a 4xx that asks to be asked again
+        stack.chain.fail_next(1, int(fault), path=path)
     elif fault == "garbage":
         stack.chain.garbage_next(1, path=path)
     else:

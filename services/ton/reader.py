@@ -227,8 +227,9 @@ class ChainReader:
         one forgotten, or a restart, leaves it kept: money shown, never hidden). A pass stops
         at the first that still fails, which goes to the back: one lookup a pass while
         toncenter cannot answer, and one that never passes holds back none after it. A
-        refusal (``ToncenterRefused``: an HTTP 4xx, the same however often asked) is not asked
-        again. Those answered a stranger's are forgotten: kept and warned of already.
+        refusal (``ToncenterRefused``: an HTTP 4xx but 408, 421 and 425, the same however often
+        asked) is not asked again. Those answered a stranger's are forgotten: kept and warned
+        of already.
         """
         ours: list[Transfer] = []
         for transfer in list(self._unchecked.values()):
