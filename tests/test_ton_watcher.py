@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from pytoniq_core.boc.address import Address
 from pytoniq_core.boc.builder import Builder
 from structlog.testing import capture_logs
 
@@ -778,6 +779,31 @@ async def test_an_indexer_that_ignores_offset_leaves_a_full_window_unknown(
     tx = hex_hash(flooded["hash"])
     assert [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"] == [tx]
     assert [e["tx"] for e in logs if e["event"] == "ton.jetton_message_gram"] == [tx]
+    await sound(stack)
+
+
+async def test_the_operators_change_is_known_whatever_form_the_indexer_writes_addresses_in(
+    stack: TonStack,
+) -> None:
+    # An indexer (or a proxy's rewriting) that gives the transfer out's addresses in
+    # user-friendly form, bounceable or not, and the excesses' source in another: compared as
+    # written, the response address would never be ours, nor the sender the receiver's
+    # wallet, and the operator's change would be kept and warned of as a stranger's.
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=recipient, change=DUST["gram"], query_id=3
+    )
+    sent = stack.chain.jetton_transfers[-1]
+    sent["response_destination"] = WALLET.bounceable
+    sent["destination"] = Address(recipient).to_str(is_bounceable=False, is_url_safe=False)
+    sent["jetton_master"] = Address(sent["jetton_master"]).to_str(is_bounceable=True)
+    source = Address(change["in_msg"]["source"])
+    change["in_msg"]["source"] = source.to_str(is_bounceable=False, is_test_only=True)
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 0
+    own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert own == [hex_hash(change["hash"])]
+    assert (await Auditor(stack.store, []).run()).ton_jetton_gram == []
     await sound(stack)
 
 
