@@ -235,11 +235,18 @@ class Journal:
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float = 5.0) -> Journal:
-        """Open (or create) the journal at ``path``; raise ``StorageError`` if it is unusable."""
+        """Open (or create) the journal at ``path``; raise ``StorageError`` if it is unusable.
+
+        ``JournalOutdated`` for one newer code has migrated (an older version started during a
+        rolling upgrade), not the list mismatch ``migrations.apply`` reads as a damaged file.
+        """
 
         def setup(db: Database) -> None:
             db.enable_wal()
             db.execute("PRAGMA synchronous = FULL")  # an entry is on disk when record returns
+            version = migrations.newer_than_code(db, JOURNAL_MIGRATIONS)
+            if version is not None:
+                raise _outdated(version)
             migrations.apply(db, JOURNAL_MIGRATIONS, JOURNAL_MIGRATION_SET)
 
         connection = await Connection.open(
@@ -380,10 +387,7 @@ class Journal:
                     log.error(
                         "journal.schema_newer", applied=version, known=len(JOURNAL_MIGRATIONS)
                     )
-                raise JournalOutdated(
-                    f"newer code has migrated the payment journal ({version} migrations; this"
-                    f" code knows {len(JOURNAL_MIGRATIONS)}): stop this process"
-                )
+                raise _outdated(version)
             return fn(db)
 
         return await self._connection.write(guarded)
@@ -399,6 +403,14 @@ class Journal:
         return await self._write(
             lambda db: bool(db.execute(sql, [value, key, owner, owner]).rowcount)
         )
+
+
+def _outdated(version: int) -> JournalOutdated:
+    """The error for a journal newer code has migrated (``version``: its migrations applied)."""
+    return JournalOutdated(
+        f"newer code has migrated the payment journal ({version} migrations; this code knows"
+        f" {len(JOURNAL_MIGRATIONS)}): stop this process"
+    )
 
 
 def _record(db: Database, entries: Sequence[JournalEntry]) -> int:

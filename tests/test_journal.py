@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
-from models import MasterKey, StorageError, Store
-from models.journal import JOURNAL_MIGRATIONS, Journal, JournalEntry
+from models import Database, MasterKey, StorageError, Store, migrations
+from models.journal import JOURNAL_MIGRATION_SET, JOURNAL_MIGRATIONS, Journal, JournalEntry
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
@@ -771,3 +771,41 @@ async def test_a_correction_is_not_sent_to_an_admin_removed_since(tmp_path: Path
     flagged = "Payment flagged (unknown_order): user 9201, charge stxGONE, 50 ⭐ credited as 50 ★"
     # the admin configured now gets the notice, true as it goes out
     assert now == [f"{flagged}, then refunded: that credit was taken back."]
+
+
+def _migrate_as_newer_code(path: Path) -> None:
+    """Apply one migration more than this code knows, as newer code's ``Journal.open`` would."""
+
+    def j9999_newer_code(db: Database) -> None:
+        db.execute("CREATE TABLE made_by_newer_code (id INTEGER)")
+
+    db = Database(sqlite3.connect(path, isolation_level=None))
+    try:
+        migrations.apply(db, [*JOURNAL_MIGRATIONS, j9999_newer_code], JOURNAL_MIGRATION_SET)
+    finally:
+        db.conn.close()
+
+
+async def test_an_older_bot_started_on_a_journal_newer_code_migrated_says_so(
+    tmp_path: Path,
+) -> None:
+    # A rolling upgrade: the older version (re)started after the newer one migrated the
+    # journal. It was refused with "the database's applied migrations do not match this code's
+    # list ... refusing to guess", which reads as a damaged file, not as a newer version
+    # serving. It says what the older bot serving says when that happens under it.
+    data = tmp_path / "data"
+    async with process_stack(data) as stack:
+        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
+        try:
+            await bot.wait_for_line("bot.started")
+        finally:
+            await bot.stop()
+        _migrate_as_newer_code(data / "journal.db")
+        older = await ManagedProcess.start("-m", "bot", env=stack.env)
+        try:
+            code = await older.wait(within=60)
+        finally:
+            await older.stop()
+    assert code == 2
+    assert "newer code has migrated the payment journal" in older.output
+    assert "a newer version serves this data: run that one" in older.output

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from pytoniq_core.boc.address import Address
 from pytoniq_core.boc.builder import Builder
 from structlog.testing import capture_logs
 
@@ -781,6 +782,58 @@ async def test_an_indexer_that_ignores_offset_leaves_a_full_window_unknown(
     await sound(stack)
 
 
+async def test_the_operators_change_is_known_whatever_form_the_indexer_writes_addresses_in(
+    stack: TonStack,
+) -> None:
+    # An indexer (or a proxy's rewriting) that gives the transfer out's addresses in
+    # user-friendly form, bounceable or not, and the excesses' source in another: compared as
+    # written, the response address would never be ours, nor the sender the receiver's
+    # wallet, and the operator's change would be kept and warned of as a stranger's.
+    recipient = "0:" + "7a" * 32
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination=recipient, change=DUST["gram"], query_id=3
+    )
+    sent = stack.chain.jetton_transfers[-1]
+    sent["response_destination"] = WALLET.bounceable
+    sent["destination"] = Address(recipient).to_str(is_bounceable=False, is_url_safe=False)
+    sent["jetton_master"] = Address(sent["jetton_master"]).to_str(is_bounceable=True)
+    source = Address(change["in_msg"]["source"])
+    change["in_msg"]["source"] = source.to_str(is_bounceable=False, is_test_only=True)
+    with capture_logs() as logs:
+        assert await stack.watcher().poll() == 0
+    own = [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"]
+    assert own == [hex_hash(change["hash"])]
+    assert (await Auditor(stack.store, []).run()).ton_jetton_gram == []
+    await sound(stack)
+
+
+async def test_an_indexer_that_ignores_offset_is_not_asked_again_each_pass(
+    stack: TonStack,
+) -> None:
+    # The indexer that gives the first page again gives it again however often asked (its
+    # window's excesses are answered from that window): its excesses was told lasting=false
+    # and asked again at the end of every pass for ever, two pages each time, never answered.
+    # It is a refusal: lasting, kept and warned of, not asked again.
+    payee = "0:" + "7a" * 32
+    for _ in range(reader_module.PAGE + 1):
+        stack.chain.add_jetton_transfer(payee, amount=1_000_000, source=WALLET_RAW)
+    (flooded,) = stranger_excesses(stack, 1)
+    stack.chain.ignore_offset = True
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert await watcher.poll() == 0
+    unknown = [(e["tx"], e["lasting"]) for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [(hex_hash(flooded["hash"]), True)]
+    lookups = [
+        r.params["offset"] for r in stack.chain.requests if r.params.get("direction") == "out"
+    ]
+    assert lookups == ["0", str(reader_module.PAGE)]  # the one lookup, its two pages
+    report = await Auditor(stack.store, []).run()
+    assert [t.hash for t in report.ton_jetton_gram] == [hex_hash(flooded["hash"])]
+    await sound(stack)
+
+
 async def test_the_gram_the_contract_we_paid_sends_back_as_excesses_is_no_change_of_ours(
     stack: TonStack,
 ) -> None:
@@ -878,7 +931,9 @@ async def test_a_change_lookup_toncenter_cannot_answer_holds_back_no_gram_paymen
 
 
 @pytest.mark.parametrize(
-    "fault", ["503", "garbage", "429"], ids=["server_error", "not_json", "rate_limited"]
+    "fault",
+    ["503", "garbage", "429", "408", "425"],
+    ids=["server_error", "not_json", "rate_limited", "request_timeout", "too_early"],
 )
 async def test_the_operators_change_a_passing_failure_left_unknown_is_asked_again(
     stack: TonStack, fault: str
@@ -892,8 +947,8 @@ async def test_the_operators_change_a_passing_failure_left_unknown_is_asked_agai
         WALLET_RAW, amount=1_000_000, destination=recipient, change=3 * DUST["gram"], query_id=5
     )
     path = "/api/v3/jetton/transfers"
-    if fault == "503":
-        stack.chain.fail_next(1, HTTPStatus.SERVICE_UNAVAILABLE, path=path)
+    if fault in {"503", "408", "425"}:  # a 408 or 425 is a 4xx that asks to be asked again
+        stack.chain.fail_next(1, int(fault), path=path)
     elif fault == "garbage":
         stack.chain.garbage_next(1, path=path)
     else:
@@ -935,6 +990,41 @@ async def test_a_change_lookup_toncenter_refuses_is_not_asked_again_each_pass(
     assert lookups == [HTTPStatus.NOT_FOUND]
     report = await Auditor(stack.store, []).run()
     assert [t.hash for t in report.ton_jetton_gram] == [hex_hash(r["hash"]) for r in forged]
+    await sound(stack)
+
+
+async def test_an_excesses_whose_lookup_always_fails_holds_back_no_recheck_after_it(
+    stack: TonStack,
+) -> None:
+    # The operator sent a jetton whose master's get_wallet_address runs out of gas (-14: the
+    # VM's code, not the contract's answer, so a failure that may pass): its change is asked
+    # again at the end of every pass, and fails every time. Each pass stopped at that first
+    # failure, so the operator's change a 503 left unknown behind it was never asked again:
+    # kept and listed by the audit for good. The one that failed goes to the back instead.
+    stuck = "0:" + "3c" * 32
+    stack.chain.refuse_owner(stuck, exit_code=-14)
+    first = stack.chain.send_jettons(
+        WALLET_RAW, amount=1, destination=stuck, change=DUST["gram"], master="0:" + "ab" * 32
+    )
+    watcher = stack.watcher()
+    with capture_logs() as logs:
+        assert await watcher.poll() == 0
+    unknown = [(e["tx"], e["lasting"]) for e in logs if e["event"] == "ton.own_change_unknown"]
+    assert unknown == [(hex_hash(first["hash"]), False)]
+    change = stack.chain.send_jettons(
+        WALLET_RAW, amount=1_000_000, destination="0:" + "7a" * 32, change=3 * DUST["gram"]
+    )
+    stack.chain.fail_next(1, HTTPStatus.SERVICE_UNAVAILABLE, path="/api/v3/jetton/transfers")
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert await watcher.poll() == 0
+    tx = hex_hash(change["hash"])
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_change_unknown"] == [tx]
+    assert [e["tx"] for e in logs if e["event"] == "ton.own_jetton_change"] == [tx]
+    kept = (await Auditor(stack.store, []).run()).ton_jetton_gram
+    assert [t.hash for t in kept] == [hex_hash(first["hash"])]  # still unknown: still shown
+    asked = [r for r in stack.chain.requests if r.params.get("address") == "0:" + "ab" * 32]
+    assert len(asked) == 2 + 3  # its pass's lookup and recheck, then one a pass
     await sound(stack)
 
 

@@ -35,8 +35,9 @@ class ToncenterRefused(ToncenterUnavailable):
     """toncenter refused the request itself (an HTTP 4xx other than 429): the same if asked again.
 
     A key it does not know (401, 403), an endpoint it does not serve (404: an indexer without
-    a jetton index), parameters it does not take (422). A 5xx, a timeout, a cut connection or
-    a body that is no JSON (a proxy's error page) may pass: ``ToncenterUnavailable``.
+    a jetton index), parameters it does not take (422); an indexer that ignores ``offset``. A
+    5xx, a timeout, a cut connection, a body that is no JSON (a proxy's error page) or a 4xx
+    that asks to be sent again (408, 421, 425) may pass: ``ToncenterUnavailable``.
     """
 
 

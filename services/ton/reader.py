@@ -225,9 +225,11 @@ class ChainReader:
         may pass: each such ``excesses`` (kept and warned of meanwhile) is asked again on the
         passes after, oldest first, until toncenter answers (the last ``WALLETS_KEPT`` of them;
         one forgotten, or a restart, leaves it kept: money shown, never hidden). A pass stops
-        at the first that still fails: one lookup a pass while toncenter cannot answer. A
-        refusal (``ToncenterRefused``: an HTTP 4xx, the same however often asked) is not asked
-        again. Those answered a stranger's are forgotten: kept and warned of already.
+        at the first that still fails, which goes to the back: one lookup a pass while
+        toncenter cannot answer, and one that never passes holds back none after it. A
+        refusal (``ToncenterRefused``: an HTTP 4xx but 408, 421 and 425, the same however often
+        asked) is not asked again. Those answered a stranger's are forgotten: kept and warned
+        of already.
         """
         ours: list[Transfer] = []
         for transfer in list(self._unchecked.values()):
@@ -236,6 +238,9 @@ class ChainReader:
             except ToncenterRefused:
                 own = False
             except ToncenterUnavailable:
+                # To the back: one that never passes (a master whose get-method the VM always
+                # fails) must not hold back the rest for good.
+                self._unchecked[transfer.hash] = self._unchecked.pop(transfer.hash)
                 break
             del self._unchecked[transfer.hash]
             if own:
@@ -307,8 +312,8 @@ class ChainReader:
         """Our own jetton transfers out from ``OWN_CHANGE_S`` before ``transfer`` to ``end_lt``.
 
         Up to ``pages`` pages (``offset``): ``whole`` when the last one was not full. One the
-        same as the page before (an indexer that ignores ``offset``) lists nothing more:
-        ``ToncenterUnavailable``.
+        same as the page before (an indexer that ignores ``offset``) lists nothing more, and
+        will not when asked again: ``ToncenterRefused`` (lasting, as a 4xx).
         """
         account, client = self._wallet.raw, self._client
         start = transfer.utime - OWN_CHANGE_S
@@ -326,8 +331,8 @@ class ChainReader:
                     offset=page * PAGE,
                 )
             )
-            if records and records == before:
-                raise ToncenterUnavailable("toncenter gave the same page again (offset ignored)")
+            if records and records == before:  # and will again, however often asked
+                raise ToncenterRefused("toncenter gave the same page again (offset ignored)")
             before = records
             for record in records:
                 if (

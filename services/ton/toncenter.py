@@ -13,7 +13,8 @@ slice may come back typed ``cell``, as ton-http-api gives it). The API key (if a
 (``{"ok":false,"result":"Ratelimit exceed","code":429}``) raises ``ToncenterRateLimited``; any
 other failure (network, timeout, HTTP error, a body that is not the expected JSON)
 ``ToncenterUnavailable`` (a redirect too: it is not followed, so the key never goes to another
-host), and an HTTP 4xx its subclass ``ToncenterRefused`` (asked again, the same answer); a
+host), and an HTTP 4xx its subclass ``ToncenterRefused`` (asked again, the same answer; not
+408, 421 or 425, which ask to be asked again); a
 get-method that ran and failed (an ``exit_code`` other than 0) ``GetMethodFailed``.
 The key never appears in a log line or an error.
 """
@@ -44,6 +45,11 @@ MAINNET_URL = "https://toncenter.com"
 TESTNET_URL = "https://testnet.toncenter.com"
 REQUEST_TIMEOUT_S = 20.0
 MAX_BODY = 8 * 1024 * 1024  # a page of 100 transactions is far smaller
+# The 4xx that say the same request may pass when sent again (RFC 9110 §15.5.9: 408, the
+# request took too long, often a proxy's; §15.5.20: 421; RFC 8470: 425): not a refusal.
+_PASSING_4XX = frozenset(
+    {HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.MISDIRECTED_REQUEST, HTTPStatus.TOO_EARLY}
+)
 # The exit codes a contract can throw: 0 and 1 are successes, and a throw outside 0..65535 is
 # exit code 5 (TVM), so lower ones are the VM's or the liteserver's own.
 _LOWEST_THROWN, _HIGHEST_THROWN = 2, 65_535
@@ -188,7 +194,10 @@ class ToncenterClient:
             ) as response:
                 if response.status == HTTPStatus.TOO_MANY_REQUESTS:
                     raise ToncenterRateLimited("toncenter: rate limited (429)")
-                if HTTPStatus.BAD_REQUEST <= response.status < HTTPStatus.INTERNAL_SERVER_ERROR:
+                if (
+                    HTTPStatus.BAD_REQUEST <= response.status < HTTPStatus.INTERNAL_SERVER_ERROR
+                    and response.status not in _PASSING_4XX
+                ):
                     raise ToncenterRefused(f"toncenter: HTTP {response.status} for {path}")
                 if response.status != HTTPStatus.OK:
                     raise ToncenterUnavailable(f"toncenter: HTTP {response.status} for {path}")
