@@ -37,7 +37,7 @@ failure is translated in one place, ``storage_failures`` (used as ``ledger_failu
         └── TonError                paying in Gram/USDT on TON failed (``services.ton.errors``)
             ├── ToncenterUnavailable    toncenter unreachable, an HTTP error, an unusable answer
             │   ├── ToncenterRateLimited    toncenter answered 429
-            │   ├── ToncenterRefused        toncenter answered another 4xx (the same if asked again)
+            │   ├── ToncenterRefused        a 4xx but 408, 421, 425, 429 (the same if asked again)
             │   └── MalformedTransfer       a record in its answer has the wrong shape
             └── PaymentNotAssignable    an admin's assignment names no unmatched payment
                 ├── PaymentNotFound         no payment's hash starts so
