@@ -35,8 +35,12 @@ def replies(stack: Stack) -> list[dict[str, Any]]:
     return stack.telegram.sent_messages(GROUP)
 
 
-async def final_reply(stack: Stack, count: int = 1, within: float = 20) -> list[dict[str, Any]]:
-    """Wait until ``count`` replies have no stop button (final); return the bot's messages."""
+async def final_reply(stack: Stack, count: int = 1, within: float = 60) -> list[dict[str, Any]]:
+    """Wait until ``count`` replies have no stop button (final); return the bot's messages.
+
+    A bound for a bot that never answers, not a measure: a loaded CI took over 20 s for an
+    answer with a long thinking (test_bot_rich_hostile).
+    """
     async with asyncio.timeout(within):
         while True:
             done = [m for m in replies(stack) if not _has_stop(m)]
