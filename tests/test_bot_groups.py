@@ -77,6 +77,19 @@ async def told_last(stack: Stack) -> None:
     await wait_until(lambda: len(stack.telegram.ephemeral_messages(GROUP, CAROL)) > told, 20)
 
 
+async def answered_once_on(stack: Stack) -> dict[str, Any]:
+    """In a group that turned answers off: turn them on, and return CAROL's answer, once final.
+
+    No answer the updates sent so far started wrongly comes after it: ``told_last`` first (they
+    have read the group's settings, off, before it is turned on), then ``answered_last`` (an
+    answer started before hers takes the group's turn first). ``told_last`` alone orders no
+    such answer: the notice overtakes it.
+    """
+    await told_last(stack)
+    await Groups(stack.veil.store).set(GROUP, "answers", on=True)
+    return await answered_last(stack)
+
+
 def _has_stop(message: dict[str, Any]) -> bool:
     rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
     return any(str(b.get("callback_data", "")).startswith("stop:") for row in rows for b in row)
@@ -143,9 +156,10 @@ async def test_a_mention_alone_in_a_group_that_turned_answers_off_gets_nothing(
         stack.telegram.send_text(ANN, QUESTION, chat_id=GROUP)
         asked = message_id_of(stack, QUESTION)
         stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, reply_to=asked)
-        await asyncio.sleep(0.3)
-        assert replies(stack) == []
-        assert stack.vllm.requests == []
+        last = await answered_once_on(stack)
+        assert replies(stack) == [last]
+        assert len(stack.vllm.requests) == 1  # Carol's alone
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
 
 
 def photo_asking(stack: Stack, user: int) -> None:
@@ -270,10 +284,11 @@ async def test_admins_alone_change_the_group_settings_and_they_hold(tmp_path: Pa
         await stack.telegram.wait_for(
             "editMessageReplyMarkup", lambda c: "Answers: off" in json.dumps(c.params)
         )
-        asked = len(stack.vllm.requests)
+        asked, posted = len(stack.vllm.requests), len(replies(stack))
         stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await asyncio.sleep(0.5)
-        assert len(stack.vllm.requests) == asked
+        last = await answered_once_on(stack)
+        assert replies(stack)[posted:] == [last]  # no placeholder of Ann's either
+        assert len(stack.vllm.requests) == asked + 1  # Carol's alone
 
 
 async def test_no_credit_is_told_to_the_asker_alone(tmp_path: Path) -> None:
@@ -373,7 +388,7 @@ async def test_stop_in_a_group_is_the_askers_alone(tmp_path: Path) -> None:
         (final,) = await final_reply(stack)
         assert final["text"].startswith("word0")
         assert final["text"] != long_answer
-        await asyncio.sleep(0.2)
+        assert await stack.veil.chat.wait_idle(10)  # settled
         assert (await stack.veil.credit.balance(ANN)).held == 0
 
 
