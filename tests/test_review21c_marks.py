@@ -10,7 +10,7 @@ code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram.types import Message
 
@@ -19,6 +19,12 @@ from bot.thinking import with_thought
 from common.texts import Catalogs
 from common.thought import MARK, QUOTED
 from handlers.reading import words_of
+from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
+from tests.test_reading_folds import FAST, summoned_twice, veil_answer
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 BOT_ID = 123456
 VEIL = {"id": BOT_ID, "is_bot": True, "first_name": "Veil", "username": "veil_test_bot"}
@@ -76,3 +82,26 @@ def test_code_in_a_quote_is_read_back_as_it_was_shown_after_veil_s_fold() -> Non
     (first,) = with_thought("Thinking it over.", [render(markdown)])
     read = words_of(sent(first), BOT_ID, CATALOGS)
     assert read == f"Answer.\n\n{MARK}note\n{QUOTED}kept"
+
+
+CODE_IN_A_QUOTE = f"> Run this:\n> ```\n> {MARK}x = 1\n> ```\n\nDone."
+
+
+async def test_code_in_a_quote_reaches_the_chat_and_a_reply_as_the_model_wrote_it(
+    tmp_path: Path,
+) -> None:
+    # Through the real bot and the fake Telegram: the guest answer's code is the model's, and a
+    # reply to it asks about that very code.
+    model = FakeVLLM(answer=CODE_IN_A_QUOTE)
+    async with running_stack(tmp_path, model_server=model, rich_messages=False, **FAST) as stack:
+        text = await summoned_twice(stack, "how do I set x?")
+        answer = veil_answer(stack)
+    units = answer["text"].encode("utf-16-le")
+    (code,) = [
+        units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le")
+        for e in answer["entities"]
+        if e["type"] == "pre"
+    ]
+    assert code == f"{MARK}x = 1"
+    assert f"{MARK}x = 1" in text
+    assert QUOTED not in text
