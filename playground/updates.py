@@ -410,9 +410,15 @@ class UserActions:
         Or reopens it (``closed`` False). Its service message (``forum_topic_closed``,
         ``forum_topic_reopened``) is in the topic, and sent to the bot, as service messages are
         even in privacy mode. Only admins write there while it is closed (``playground.topics``).
+        A user who is no admin is made one (with the ``can_manage_topics`` right); the creator
+        stays the creator; an admin without the right cannot: ValueError, as the app refuses.
         """
         user, chat = self._sender(user_id, chat_id=chat_id)
-        self._state.set_member(chat_id, user_id, "administrator")
+        status = self._state.member_status(chat_id, user_id)
+        if status == "administrator" and not self._state.manages_topics(chat_id, user_id):
+            raise ValueError(f"user {user_id} may not manage the topics of chat {chat_id}")
+        if status != "creator":
+            self._state.set_member(chat_id, user_id, "administrator")
         message = set_closed(self._state, chat, user, thread_id, closed=closed)
         if self._posted is not None:
             self._posted(message)

@@ -106,3 +106,20 @@ async def test_a_member_s_question_waiting_when_its_topic_closes(
         assert asked == ["a long one"]
         assert balance.free_tokens_left == 1_000_000  # nothing asked, nothing charged
         assert [e["event"] for e in logs].count("groups.topic_closed") == 1
+
+
+async def test_closing_a_topic_keeps_the_closer_s_rights_as_they_were() -> None:
+    # Closing made its user an administrator with every right: the group's creator was
+    # demoted, and an admin refused the topics right was given it, as no app does.
+    async with FakeTelegram() as fake:
+        fake.state.set_member(GROUP, DAN, "creator")
+        fake.close_topic(DAN, GROUP, TOPIC)
+        assert fake.state.member_status(GROUP, DAN) == "creator"
+        fake.state.set_member(GROUP, CAROL, "administrator", can_manage_topics=False)
+        with pytest.raises(ValueError, match="may not manage"):
+            fake.close_topic(CAROL, GROUP, TOPIC, closed=False)
+        assert (GROUP, TOPIC) in fake.state.closed_topics
+        assert not fake.state.manages_topics(GROUP, CAROL)
+        fake.close_topic(BOB, GROUP, TOPIC, closed=False)  # a member: made an admin, as before
+        assert fake.state.manages_topics(GROUP, BOB)
+        assert (GROUP, TOPIC) not in fake.state.closed_topics
