@@ -30,7 +30,7 @@ from telegramify_markdown.converter import _escape_at as escape_at
 from telegramify_markdown.converter import _parse as parse_markdown
 from telegramify_markdown.converter import _TextBuffer as TextBuffer
 
-from common.thought import MARK, QUOTED
+from common.thought import MARK, QUOTED, swapped
 from common.visible import shows_nothing
 
 if TYPE_CHECKING:
@@ -515,17 +515,10 @@ def _unmarked(text: str, entities: Iterable[Entity]) -> str:
     """``text`` with the thinking mark in its quotes written ``QUOTED`` (as long: entities hold).
 
     Every mark in a quote, not its first only: a long answer is cut into messages (``split``),
-    and one of them may open inside a quote, at the mark.
+    and one of them may open inside a quote, at the mark. Not in code, which is copied byte for
+    byte (formatting inside a quote already tells it from Veil's fold).
     """
-    if MARK not in text:
-        return text
-    units = text.encode("utf-16-le", "surrogatepass")
-    for entity in entities:
-        if entity.type in _QUOTES:
-            begin, end = 2 * entity.offset, 2 * (entity.offset + entity.length)
-            quote = units[begin:end].decode("utf-16-le", "surrogatepass").replace(MARK, QUOTED)
-            units = units[:begin] + quote.encode("utf-16-le", "surrogatepass") + units[end:]
-    return units.decode("utf-16-le", "surrogatepass")
+    return swapped(text, entities, MARK, QUOTED)
 
 
 def _tidy(raw: Iterable[MessageEntity]) -> list[Entity]:

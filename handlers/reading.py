@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiogram.types import MessageOriginUser
 
-from common.thought import MARK, QUOTED
+from common.thought import MARK, QUOTED, swapped
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -58,9 +58,7 @@ def words_of(message: Message, bot_id: int, catalogs: Catalogs) -> str | None:
     """
     own = veils(message, bot_id)
     if message.text is not None:
-        if own:  # the model's own quotes opening with the mark read as it wrote them
-            return _unfolded(message.text, message.entities or (), catalogs).replace(QUOTED, MARK)
-        return message.text
+        return _unfolded(message.text, message.entities or (), catalogs) if own else message.text
     if message.caption is not None:
         return message.caption
     if message.rich_message is None:
@@ -142,12 +140,16 @@ def _holds_media(blocks: Iterable[object]) -> bool:
 def _unfolded(text: str, entities: Iterable[MessageEntity], catalogs: Catalogs) -> str:
     """``text`` without the thinking Veil folded in it (``_fold``), and the line break after it.
 
-    Offsets are UTF-16 units, as Telegram's.
+    The model's quotes read with the mark as it wrote them: ``QUOTED`` back to ``MARK`` over
+    the spans the renderer changed (``common.thought.swapped``), once the fold is found (after,
+    the model's quote opening an answer would look like it). Offsets are UTF-16 units.
     """
-    units = text.encode("utf-16-le")
-    fold = _fold(units, list(entities), catalogs)
+    entities = list(entities)
+    fold = _fold(text.encode("utf-16-le"), entities, catalogs)
+    text = swapped(text, entities, QUOTED, MARK)
     if fold is None:
         return text
+    units = text.encode("utf-16-le")
     begin, end = fold
     end += len(_NEWLINE) if units[end : end + len(_NEWLINE)] == _NEWLINE else 0
     return (units[:begin] + units[end:]).decode("utf-16-le", errors="replace")

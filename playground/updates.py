@@ -237,7 +237,8 @@ class UserActions:
         """A text message from ``user_id``: an update_id, or 0 if the bot is told nothing.
 
         In its private chat by default, in its topic ``thread_id`` if given (in a supergroup:
-        a topic of the forum, any id, not checked); ``chat_id``
+        a topic of the forum, any id, not checked; one closed takes it from a user who manages
+        topics alone, else ValueError, as a client cannot send there); ``chat_id``
         (negative: a supergroup unless ``chat_type`` says "group") puts it in a group,
         ``reply_to`` makes it a reply to that message of the chat, quoting ``quote`` from it if
         given (a part of its text, as Telegram's ``TextQuote``). Commands and @mentions get
@@ -255,8 +256,19 @@ class UserActions:
             forum = target < 0 and chat_type != "group"  # a supergroup's topic: any id
             if not forum and self._state.topics.get(target, thread_id) is None:
                 raise ValueError(f"no topic {thread_id} in chat {target}")
+            if forum and not self._writes_in(target, thread_id, user_id):
+                raise ValueError(f"topic {thread_id} of chat {target} is closed to {user_id}")
             content |= {"message_thread_id": thread_id, "is_topic_message": True}
         return self._user_message(user_id, routing, content, reply_to)
+
+    def _writes_in(self, chat_id: int, thread_id: int, user_id: int) -> bool:
+        """Whether a user may send into forum topic ``thread_id``: open, or theirs to manage.
+
+        A closed topic takes messages from those with ``can_manage_topics`` alone, users as bots
+        (``TelegramState.manages_topics``): a member's question there cannot be asked.
+        """
+        closed = (chat_id, thread_id) in self._state.closed_topics
+        return not closed or self._state.manages_topics(chat_id, user_id)
 
     def forward_text(  # noqa: PLR0913 - the fake's API mirrors a message's fields
         self,
@@ -398,9 +410,15 @@ class UserActions:
         Or reopens it (``closed`` False). Its service message (``forum_topic_closed``,
         ``forum_topic_reopened``) is in the topic, and sent to the bot, as service messages are
         even in privacy mode. Only admins write there while it is closed (``playground.topics``).
+        A user who is no admin is made one (with the ``can_manage_topics`` right); the creator
+        stays the creator; an admin without the right cannot: ValueError, as the app refuses.
         """
         user, chat = self._sender(user_id, chat_id=chat_id)
-        self._state.set_member(chat_id, user_id, "administrator")
+        status = self._state.member_status(chat_id, user_id)
+        if status == "administrator" and not self._state.manages_topics(chat_id, user_id):
+            raise ValueError(f"user {user_id} may not manage the topics of chat {chat_id}")
+        if status != "creator":
+            self._state.set_member(chat_id, user_id, "administrator")
         message = set_closed(self._state, chat, user, thread_id, closed=closed)
         if self._posted is not None:
             self._posted(message)

@@ -49,8 +49,8 @@ async def final_reply(stack: Stack, count: int = 1, within: float = 60) -> list[
             await asyncio.sleep(0.02)
 
 
-async def answered_last(stack: Stack) -> dict[str, Any]:
-    """CAROL asks after the updates sent so far; her answer, once final.
+async def answered_last(stack: Stack, chat: int = GROUP) -> dict[str, Any]:
+    """CAROL asks after the updates sent so far (in ``chat``); her answer, once final.
 
     Nothing the bot sends for those updates comes after it: a group's updates are handled side
     by side, but in step (each reads the group's settings on the store's one thread, then takes
@@ -58,27 +58,40 @@ async def answered_last(stack: Stack) -> dict[str, Any]:
     through. So an absence checked once it is here is checked, however loaded the machine; one
     checked after a fixed sleep passed, under load, while the bot was wrong.
     """
-    stack.telegram.send_text(CAROL, LAST, chat_id=GROUP)
+    stack.telegram.send_text(CAROL, LAST, chat_id=chat)
     async with asyncio.timeout(20):
         while True:
-            for message in replies(stack):
+            for message in stack.telegram.sent_messages(chat):
                 asked = (message.get("reply_to_message") or {}).get("text")
                 if asked == LAST and not _has_stop(message):
                     return message
             await asyncio.sleep(0.02)
 
 
-async def told_last(stack: Stack) -> None:
-    """CAROL sends ``/terms`` after the updates sent so far; wait until she is told them alone.
+async def told_last(stack: Stack, chat: int = GROUP) -> None:
+    """CAROL sends ``/terms`` after the updates sent so far (in ``chat``); wait until she is told.
 
     Where the group gets no answer (no credit): a notice takes the group's pace, first come
     first served, after the notices, apologies and panels the updates before it sent. Not
     after an answer one of them started wrongly: that waits for the group's turn first, and
     may come later (``answered_last`` orders those).
     """
-    told = len(stack.telegram.ephemeral_messages(GROUP, CAROL))
-    stack.telegram.send_text(CAROL, "/terms", chat_id=GROUP)
-    await wait_until(lambda: len(stack.telegram.ephemeral_messages(GROUP, CAROL)) > told, 20)
+    told = len(stack.telegram.ephemeral_messages(chat, CAROL))
+    stack.telegram.send_text(CAROL, "/terms", chat_id=chat)
+    await wait_until(lambda: len(stack.telegram.ephemeral_messages(chat, CAROL)) > told, 20)
+
+
+async def answered_once_on(stack: Stack, chat: int = GROUP) -> dict[str, Any]:
+    """In ``chat``, which turned answers off: turn them on; return CAROL's answer, once final.
+
+    No answer the updates sent so far started wrongly comes after it: ``told_last`` first (they
+    have read the group's settings, off, before it is turned on), then ``answered_last`` (an
+    answer started before hers takes the group's turn first). ``told_last`` alone orders no
+    such answer: the notice overtakes it.
+    """
+    await told_last(stack, chat)
+    await Groups(stack.veil.store).set(chat, "answers", on=True)
+    return await answered_last(stack, chat)
 
 
 def _has_stop(message: dict[str, Any]) -> bool:
@@ -147,9 +160,10 @@ async def test_a_mention_alone_in_a_group_that_turned_answers_off_gets_nothing(
         stack.telegram.send_text(ANN, QUESTION, chat_id=GROUP)
         asked = message_id_of(stack, QUESTION)
         stack.telegram.send_text(BOB, "@veil_test_bot", chat_id=GROUP, reply_to=asked)
-        await asyncio.sleep(0.3)
-        assert replies(stack) == []
-        assert stack.vllm.requests == []
+        last = await answered_once_on(stack)
+        assert replies(stack) == [last]
+        assert len(stack.vllm.requests) == 1  # Carol's alone
+        assert stack.telegram.ephemeral_messages(GROUP, BOB) == []
 
 
 def photo_asking(stack: Stack, user: int) -> None:
@@ -274,10 +288,11 @@ async def test_admins_alone_change_the_group_settings_and_they_hold(tmp_path: Pa
         await stack.telegram.wait_for(
             "editMessageReplyMarkup", lambda c: "Answers: off" in json.dumps(c.params)
         )
-        asked = len(stack.vllm.requests)
+        asked, posted = len(stack.vllm.requests), len(replies(stack))
         stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await asyncio.sleep(0.5)
-        assert len(stack.vllm.requests) == asked
+        last = await answered_once_on(stack)
+        assert replies(stack)[posted:] == [last]  # no placeholder of Ann's either
+        assert len(stack.vllm.requests) == asked + 1  # Carol's alone
 
 
 async def test_no_credit_is_told_to_the_asker_alone(tmp_path: Path) -> None:
@@ -377,7 +392,7 @@ async def test_stop_in_a_group_is_the_askers_alone(tmp_path: Path) -> None:
         (final,) = await final_reply(stack)
         assert final["text"].startswith("word0")
         assert final["text"] != long_answer
-        await asyncio.sleep(0.2)
+        assert await stack.veil.chat.wait_idle(10)  # settled
         assert (await stack.veil.credit.balance(ANN)).held == 0
 
 
