@@ -33,6 +33,7 @@ from aiogram import BaseMiddleware, F, Router
 from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadRequest
 from aiogram.types import Message
 
+from common.thought import MARK, QUOTED
 from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
 from handlers.commands import TextCommand, forwarded, in_caption
@@ -780,11 +781,13 @@ def with_quote(message: Message, text: str) -> str:
     have that message in its context, reads it as a Markdown block quote before the question.
     A reply that quotes nothing adds nothing here: the message it replies to goes with the
     question (``replied_text``), read by the model where its context does not hold it already.
+    The quote is of the text as shown: the model's own 💭 in its quotes goes back as it wrote
+    it (``QUOTED`` → ``MARK``; a quote carries no spans to tell quote from code by).
     """
     quote = message.quote
     if quote is None or not quote.text.strip():
         return text
-    return quoted(quote.text, text)
+    return quoted(quote.text.replace(QUOTED, MARK), text)
 
 
 def replied_text(message: Message, bot_id: int, catalogs: Catalogs) -> str | None:

@@ -105,3 +105,22 @@ async def test_code_in_a_quote_reaches_the_chat_and_a_reply_as_the_model_wrote_i
     assert code == f"{MARK}x = 1"
     assert f"{MARK}x = 1" in text
     assert QUOTED not in text
+
+
+async def test_a_reply_quoting_the_model_s_marked_quote_asks_with_the_plain_mark(
+    tmp_path: Path,
+) -> None:
+    # The user's client quotes what it shows: the model's 💭 with the renderer's no-break space,
+    # which reached the model (and the history) as written on screen, not as the model wrote it.
+    answer = "> 💭 The kettle sings\n\nTides follow the moon."
+    async with running_stack(tmp_path, answer=answer) as stack:
+        stack.telegram.send_text(9401, "Tell me about tides")
+        (first,) = await stack.final_messages(9401, 1)
+        assert QUOTED + "The kettle sings" in first["text"]
+        stack.telegram.send_text(
+            9401, "What is that?", reply_to=first["message_id"], quote=QUOTED + "The kettle"
+        )
+        await stack.final_messages(9401, 2)
+    assert stack.vllm.requests[-1]["messages"][-1]["content"] == (
+        f"> {MARK}The kettle\n\nWhat is that?"
+    )
