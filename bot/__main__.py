@@ -124,7 +124,10 @@ def command_settings(args: list[str]) -> list[str]:
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
     """Run the command ``args`` names (serving the bot when it names none)."""
-    if (line := unreachable_data(settings)) is not None:
+    line = unreachable_data(settings)
+    if line is None and args and not settings.database_path.is_file():
+        line = no_database(settings)  # backup, audit and reconcile read one; they make none
+    if line is not None:
         print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
     if args[:1] == ["backup"]:
@@ -139,6 +142,18 @@ def run_command(settings: BotSettings, args: list[str]) -> int:
         return run_audit(settings)
     client_key = load_client_key(settings)
     return 2 if client_key is None else run_bot(settings, client_key)
+
+
+def no_database(settings: BotSettings) -> str:
+    """The line for a command run on a data folder that holds no database: refused.
+
+    ``audit`` and ``reconcile`` on a mistyped ``VEIL_DATA_DIR`` made a new master key and an
+    empty database there; the audit then said every charge proves (of none) and ``reconcile
+    --fix`` booked Telegram's payments into that empty ledger, apart from the bot's. Only the
+    serving bot makes the data folder, on its first start. Exit 2, as for any setting that
+    cannot be used (``backup`` said 1, as for a backup that failed).
+    """
+    return f"veil: setting VEIL_DATA_DIR: no database at {settings.database_path}"
 
 
 def unreachable_data(settings: BotSettings) -> str | None:
@@ -466,12 +481,6 @@ def run_backup(settings: BotSettings, target: Path) -> int:
     refused before anything is copied, and a copy that fails takes the ones made before it
     away, so a restore never pairs a database with a journal from another time.
     """
-    if not settings.database_path.is_file():  # the data folder is not where the setting says
-        print(  # noqa: T201 -- one clear line for the operator
-            f"veil: setting VEIL_DATA_DIR: no database at {settings.database_path}",
-            file=sys.stderr,
-        )
-        return 1
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
         copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
