@@ -29,8 +29,9 @@ import socket
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
@@ -46,13 +47,12 @@ from models.store import holds_data_keys
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
     KeyFileError,
+    discard_key_file,
     read_key_file,
+    settle_key_drafts,
     verify_key_text,
     write_key_file,
 )
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ed25519
 
 USAGE = "usage: python -m bot [reconcile [--fix] | audit | backup FILE | keygen --out FILE]"
 HELP = """\
@@ -71,6 +71,7 @@ AFTER_STOP = {
     "backup": "no backup was kept; run it again",
     "audit": "it wrote nothing; run it again",
     "reconcile": "run it again; what --fix booked stays booked, each payment once",
+    "keygen": "no key was written; run it again",
 }
 
 
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{USAGE}\n\n{HELP}")  # noqa: T201
         return 0
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
-        return run_keygen(Path(args[2]))
+        keygen = Path(args[2])
+        return stoppable_command(lambda: run_keygen(keygen), "keygen", AFTER_STOP["keygen"])
     # backup FILE, FILE naming a file: "" or "/" name none, and no copy could be named after it.
     backup = args[:1] == ["backup"] and len(args) == 2 and Path(args[1]).name != ""  # noqa: PLR2004
     if args not in COMMANDS and not backup:
@@ -526,13 +528,23 @@ def copy_together(copies: list[tuple[Path, Path]]) -> list[str]:
 
 
 def run_keygen(path: Path) -> int:
-    """Write a new client key file and print its verify key (what gateways pin)."""
+    """Write a new client key file and print its verify key (what gateways pin).
+
+    Stopped (SIGTERM, Ctrl-C) before the verify key is printed, nothing is left: not its draft,
+    not the key (which nothing could pin), so keygen can simply be run again.
+    """
+    key = ed25519.Ed25519PrivateKey.generate()
     try:
-        key = write_key_file(path, CLIENT_KEY_HEADER)
+        for draft in settle_key_drafts(path):
+            print(f"veil: removed {draft}, a key draft a stopped keygen left", file=sys.stderr)  # noqa: T201
+        write_key_file(path, CLIENT_KEY_HEADER, key)
+        print(verify_key_text(key), flush=True)  # noqa: T201 -- the verify key is the output
     except KeyFileError as exc:
         print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
         return 1
-    print(verify_key_text(key))  # noqa: T201 -- the verify key is public; it is the output
+    except CommandStopped:
+        discard_key_file(path, CLIENT_KEY_HEADER, key)
+        raise
     return 0
 
 
