@@ -7,6 +7,7 @@ the key is for, so an operator key is never loaded as a client key by mistake. T
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -106,9 +107,11 @@ def discard_key_file(path: Path, header: str, key: ed25519.Ed25519PrivateKey) ->
     """Undo a keygen stopped before it printed ``key``'s verify key: its draft, and its file.
 
     The stop may come anywhere, after the key took its name too: the file goes only while it
-    holds this very key (nothing pins it), never a key another keygen made.
+    holds this very key (nothing pins it), never a key another keygen made. Called while the
+    stop is under way: what cannot be removed stays for the next keygen, without a word here.
     """
-    settle_key_drafts(path)
+    with contextlib.suppress(KeyFileError):
+        settle_key_drafts(path)
     try:
         found = read_key_file(path, header)
     except KeyFileError:  # none made, or not ours to judge
