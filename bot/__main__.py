@@ -29,8 +29,9 @@ import socket
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
@@ -46,13 +47,12 @@ from models.store import holds_data_keys
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
     KeyFileError,
+    discard_key_file,
     read_key_file,
+    settle_key_drafts,
     verify_key_text,
     write_key_file,
 )
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ed25519
 
 USAGE = "usage: python -m bot [reconcile [--fix] | audit | backup FILE | keygen --out FILE]"
 HELP = """\
@@ -71,6 +71,7 @@ AFTER_STOP = {
     "backup": "no backup was kept; run it again",
     "audit": "it wrote nothing; run it again",
     "reconcile": "run it again; what --fix booked stays booked, each payment once",
+    "keygen": "no key was written; run it again",
 }
 
 
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{USAGE}\n\n{HELP}")  # noqa: T201
         return 0
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
-        return run_keygen(Path(args[2]))
+        keygen = Path(args[2])
+        return stoppable_command(lambda: run_keygen(keygen), "keygen", AFTER_STOP["keygen"])
     # backup FILE, FILE naming a file: "" or "/" name none, and no copy could be named after it.
     backup = args[:1] == ["backup"] and len(args) == 2 and Path(args[1]).name != ""  # noqa: PLR2004
     if args not in COMMANDS and not backup:
@@ -124,7 +126,10 @@ def command_settings(args: list[str]) -> list[str]:
 
 def run_command(settings: BotSettings, args: list[str]) -> int:
     """Run the command ``args`` names (serving the bot when it names none)."""
-    if (line := unreachable_data(settings)) is not None:
+    line = unreachable_data(settings)
+    if line is None and args and not settings.database_path.is_file():
+        line = no_database(settings)  # backup, audit and reconcile read one; they make none
+    if line is not None:
         print(line, file=sys.stderr)  # noqa: T201 -- one clear line for the operator
         return 2
     if args[:1] == ["backup"]:
@@ -139,6 +144,18 @@ def run_command(settings: BotSettings, args: list[str]) -> int:
         return run_audit(settings)
     client_key = load_client_key(settings)
     return 2 if client_key is None else run_bot(settings, client_key)
+
+
+def no_database(settings: BotSettings) -> str:
+    """The line for a command run on a data folder that holds no database: refused.
+
+    ``audit`` and ``reconcile`` on a mistyped ``VEIL_DATA_DIR`` made a new master key and an
+    empty database there; the audit then said every charge proves (of none) and ``reconcile
+    --fix`` booked Telegram's payments into that empty ledger, apart from the bot's. Only the
+    serving bot makes the data folder, on its first start. Exit 2, as for any setting that
+    cannot be used (``backup`` said 1, as for a backup that failed).
+    """
+    return f"veil: setting VEIL_DATA_DIR: no database at {settings.database_path}"
 
 
 def unreachable_data(settings: BotSettings) -> str | None:
@@ -466,12 +483,6 @@ def run_backup(settings: BotSettings, target: Path) -> int:
     refused before anything is copied, and a copy that fails takes the ones made before it
     away, so a restore never pairs a database with a journal from another time.
     """
-    if not settings.database_path.is_file():  # the data folder is not where the setting says
-        print(  # noqa: T201 -- one clear line for the operator
-            f"veil: setting VEIL_DATA_DIR: no database at {settings.database_path}",
-            file=sys.stderr,
-        )
-        return 1
     copies = [(settings.database_path, target)]
     if settings.journal_path.is_file():
         copies.append((settings.journal_path, target.with_name(target.name + ".journal")))
@@ -517,13 +528,23 @@ def copy_together(copies: list[tuple[Path, Path]]) -> list[str]:
 
 
 def run_keygen(path: Path) -> int:
-    """Write a new client key file and print its verify key (what gateways pin)."""
+    """Write a new client key file and print its verify key (what gateways pin).
+
+    Stopped (SIGTERM, Ctrl-C) before the verify key is printed, nothing is left: not its draft,
+    not the key (which nothing could pin), so keygen can simply be run again.
+    """
+    key = ed25519.Ed25519PrivateKey.generate()
     try:
-        key = write_key_file(path, CLIENT_KEY_HEADER)
+        for draft in settle_key_drafts(path):
+            print(f"veil: removed {draft}, a key draft a stopped keygen left", file=sys.stderr)  # noqa: T201
+        write_key_file(path, CLIENT_KEY_HEADER, key)
+        print(verify_key_text(key), flush=True)  # noqa: T201 -- the verify key is the output
     except KeyFileError as exc:
         print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
         return 1
-    print(verify_key_text(key))  # noqa: T201 -- the verify key is public; it is the output
+    except CommandStopped:
+        discard_key_file(path, CLIENT_KEY_HEADER, key)
+        raise
     return 0
 
 

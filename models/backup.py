@@ -48,6 +48,11 @@ def backup_database(source: Path, target: Path) -> int:
     except OSError as exc:
         raise BackupError(f"cannot write {partial}: {exc.strerror}") from exc
     try:
+        # A backup to this name may have taken it between our look and our claim. No other
+        # links it while we hold the claim (flock), so from here a copy under it is ours alone
+        # (a stop removes it: ``bot.__main__.copy_together``), never another backup's.
+        if target.exists():
+            raise BackupError(f"{target} already exists; not overwriting a backup")
         pages = _copy(source, partial)
         os.link(partial, target)  # fails, rather than overwrite, if a backup appeared meanwhile
         sync_folder(target.parent)  # its name on the disk, as its pages are

@@ -96,7 +96,7 @@ async def test_backup_while_the_bot_writes_is_consistent_and_still_sealed(tmp_pa
 
 async def test_backup_without_a_database_says_so(tmp_path: Path) -> None:
     code, _, err = await backup(tmp_path, tmp_path / "copy.db")
-    assert code == 1
+    assert code == 2
     assert err.strip() == f"veil: setting VEIL_DATA_DIR: no database at {tmp_path / 'veil.db'}"
     assert not (tmp_path / "copy.db").exists()
 

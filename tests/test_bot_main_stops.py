@@ -121,9 +121,12 @@ async def test_a_stopped_backup_keeps_no_copy_and_says_so_in_one_line(
 async def test_a_stopped_audit_or_reconcile_ends_in_one_line_and_leaves_no_key_draft(
     tmp_path: Path, args: list[str], after: str, signum: signal.Signals
 ) -> None:
-    # A first run makes the master key: stopped while it is written, inside the command's
-    # event loop, neither the key nor its draft is left behind.
+    # A database with no users yet and no master key file: the command makes the key, and
+    # stopped while it is written, inside the command's event loop, neither the key nor its
+    # draft is left behind. (A folder with no database at all is refused before anything.)
     data = tmp_path / "data"
+    store = await Store.open(data / "veil.db", MasterKey.generate())
+    await store.close()
 
     code, err = await stopped_at("master.key", signum, data, *args)
 
@@ -147,6 +150,7 @@ async def test_a_reconcile_stopped_while_telegram_keeps_it_waiting_ends_in_one_l
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     data = tmp_path / "data"
+    await make_data(data)
     async with server:
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -162,6 +162,15 @@ def bot_command(
     return run_python("-m", "bot", *args, env={**start_settings(data), **(settings or {})})
 
 
+def a_database(data: Path) -> None:
+    """An empty database in ``data``, such as a first start makes: audit and reconcile need one.
+
+    They refuse a data folder without one (a mistyped ``VEIL_DATA_DIR``) and make nothing there.
+    """
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "veil.db").touch(mode=0o600)
+
+
 def last_line(result: subprocess.CompletedProcess[str]) -> str:
     """The last line a command wrote on stderr: what stopped it."""
     return result.stderr.strip().splitlines()[-1]
@@ -254,6 +263,7 @@ def test_a_key_draft_a_killed_start_left_is_settled_and_no_key_is_lost(
     (draft,) = data.glob(".master.key.*")
     key = draft.read_bytes()
     assert key_file.exists() == (killed_at == "os.remove")
+    a_database(data)
     result = bot_command(data, "audit")
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
@@ -272,6 +282,7 @@ def test_a_key_draft_cut_short_goes_and_a_new_key_is_made(tmp_path: Path) -> Non
     draft = data / f".master.key.{ended.pid}.0badcafe"
     draft.write_bytes(b"")  # killed before the key was written into it
     draft.chmod(0o600)
+    a_database(data)
     result = bot_command(data, "audit")
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in data.iterdir() if "master" in path.name) == ["master.key"]
@@ -322,6 +333,7 @@ def test_a_key_draft_another_container_is_writing_is_left_to_it(tmp_path: Path) 
     try:
         assert writer.stdout is not None
         assert writer.stdout.readline() == "held\n"
+        a_database(data)
         audit = subprocess.run(  # noqa: S603 -- this interpreter, this project's own code
             [*IN_ANOTHER_CONTAINER, sys.executable, "-m", "bot", "audit"],
             capture_output=True,
@@ -353,6 +365,7 @@ def test_a_key_draft_removed_before_its_writer_locked_it_is_made_again(tmp_path:
         assert writer.stdout is not None
         assert writer.stdout.readline() == "held\n"
         assert [path.read_bytes() for path in data.glob(".master.key.*")] == [b""]
+        a_database(data)
         audit = bot_command(data, "audit")
         assert audit.returncode == 0, audit.stderr
         assert not list(data.glob(".master.key.*"))
@@ -407,6 +420,7 @@ def test_a_key_draft_another_start_settled_meanwhile_is_left_without_a_line(
     try:
         assert second.stdout is not None
         assert second.stdout.readline() == "held\n"
+        a_database(data)
         first = bot_command(data, "audit")
         assert first.returncode == 0, first.stderr
         assert "took the missing" in first.stderr
@@ -492,6 +506,7 @@ def test_a_master_key_file_that_cannot_be_used_names_the_setting(
         key_file.chmod(0o644)
     elif kind == "folder not made":
         key_file = Path("/proc/veil-no-such-folder/master.key")  # no folder can be made in /proc
+    a_database(data)
     result = bot_command(data, *command, settings={"VEIL_MASTER_KEY_FILE": str(key_file)})
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
@@ -762,6 +777,7 @@ async def test_a_password_in_a_url_is_not_shown_when_its_server_is_out_of_reach(
     # URL (aiohttp sends it as Basic auth); the line naming the setting showed it as given.
     data = tmp_path / "data"
     install_client_key(data)
+    a_database(data)
     password = "hunter2-d4e5f6"
     ton = gram_settings(f"http://veil:{password}@127.0.0.1:9/toncenter")
     async with FakeTelegram(token=TOKEN) as telegram:
@@ -796,6 +812,7 @@ async def test_reconcile_with_telegram_or_toncenter_unusable_is_one_line_naming_
     folders = [tmp_path / name for name in ("away", "mistyped", "no_chain")]
     for data in folders:
         install_client_key(data)
+        a_database(data)
     ton = gram_settings("http://127.0.0.1:9/toncenter")
     async with FakeTelegram(token=TOKEN) as telegram:  # the three at once: each is a process
         away, mistyped, no_chain = await asyncio.gather(

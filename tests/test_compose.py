@@ -41,6 +41,7 @@ from common.container import (
     settings_from_files,
 )
 from launcher import chain
+from models import MasterKey, Store
 from sealed.encoding import b64e
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
@@ -762,15 +763,23 @@ def test_a_bot_without_a_token_answers_help_and_a_bad_setting_without_the_playgr
     assert asked == []
 
 
+async def empty_database(data: Path) -> None:
+    """A bot's database at ``data`` with nothing in it yet (its master key file made too)."""
+    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
+    await store.close()
+
+
 def test_a_bot_without_a_token_whose_settings_hold_waits_for_the_playground(
     tmp_path: Path, playground: tuple[str, list[str]]
 ) -> None:
     url, asked = playground
+    data = tmp_path / "data"
+    asyncio.run(empty_database(data))  # audit reads the bot's database; it makes none
     env = {
         "VEIL_ENV_DIRS": str(tmp_path / "secrets"),
         "VEIL_PLAYGROUND_URL": url,
         "VEIL_OPERATOR_KEYS": b64e(bytes(32)),
-        "VEIL_DATA_DIR": str(tmp_path / "data"),
+        "VEIL_DATA_DIR": str(data),
     }
     result = run_python("-m", "common.container", "bot", "audit", env=env)
     assert result.returncode == 0, result.stderr

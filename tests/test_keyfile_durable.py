@@ -61,7 +61,9 @@ def test_keygen_syncs_the_key_before_it_takes_its_name_and_the_folder_after(
 
 
 def test_the_master_key_is_synced_before_and_its_folder_after(tmp_path: Path) -> None:
-    data = tmp_path / "data"  # a first start: the audit makes the master key
+    data = tmp_path / "data"  # a database with no master key file yet: the audit makes it
+    data.mkdir()
+    (data / "veil.db").touch(mode=0o600)  # audit reads one; it makes none (a mistyped folder)
     events = watched(
         tmp_path / "log", "bot", "audit", env={**BOT_SETTINGS, "VEIL_DATA_DIR": str(data)}
     )
