@@ -29,9 +29,8 @@ import socket
 import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bot.settings import BotSettings
 from common.connections import bind_failure
@@ -47,12 +46,12 @@ from models.store import holds_data_keys
 from sealed.keyfile import (
     CLIENT_KEY_HEADER,
     KeyFileError,
-    discard_key_file,
     read_key_file,
-    settle_key_drafts,
-    verify_key_text,
-    write_key_file,
+    run_keygen,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
 
 USAGE = "usage: python -m bot [reconcile [--fix] | audit | backup FILE | keygen --out FILE]"
 HELP = """\
@@ -86,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{USAGE}\n\n{HELP}")  # noqa: T201
         return 0
     if len(args) == 3 and args[:2] == ["keygen", "--out"]:  # noqa: PLR2004 -- keygen --out FILE
-        keygen = Path(args[2])
-        return stoppable_command(lambda: run_keygen(keygen), "keygen", AFTER_STOP["keygen"])
+        out = Path(args[2])
+        return stoppable_command(
+            lambda: run_keygen(out, CLIENT_KEY_HEADER), "keygen", AFTER_STOP["keygen"]
+        )
     # backup FILE, FILE naming a file: "" or "/" name none, and no copy could be named after it.
     backup = args[:1] == ["backup"] and len(args) == 2 and Path(args[1]).name != ""  # noqa: PLR2004
     if args not in COMMANDS and not backup:
@@ -525,27 +526,6 @@ def copy_together(copies: list[tuple[Path, Path]]) -> list[str]:
             copy.unlink(missing_ok=True)
         raise
     return list(made.values())
-
-
-def run_keygen(path: Path) -> int:
-    """Write a new client key file and print its verify key (what gateways pin).
-
-    Stopped (SIGTERM, Ctrl-C) before the verify key is printed, nothing is left: not its draft,
-    not the key (which nothing could pin), so keygen can simply be run again.
-    """
-    key = ed25519.Ed25519PrivateKey.generate()
-    try:
-        for draft in settle_key_drafts(path):
-            print(f"veil: removed {draft}, a key draft a stopped keygen left", file=sys.stderr)  # noqa: T201
-        write_key_file(path, CLIENT_KEY_HEADER, key)
-        print(verify_key_text(key), flush=True)  # noqa: T201 -- the verify key is the output
-    except KeyFileError as exc:
-        print(f"veil: {exc}", file=sys.stderr)  # noqa: T201
-        return 1
-    except CommandStopped:
-        discard_key_file(path, CLIENT_KEY_HEADER, key)
-        raise
-    return 0
 
 
 def run_reconcile(settings: BotSettings, *, fix: bool = False) -> int:

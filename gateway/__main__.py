@@ -29,32 +29,24 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from common.collector import freeze_startup
 from common.connections import bind_failure
 from common.logs import configure_logging
 from common.settings import SettingsError, load_settings
-from common.stopping import CommandStopped, process_main, stoppable, stoppable_command
+from common.stopping import process_main, stoppable, stoppable_command
 from gateway.clients import parse_client_keys
 from gateway.descriptors import AcceptErrorFilter
 from gateway.keys import (
     KeyRing,
     OperatorKeyError,
     read_operator_key,
-    verify_key_text,
 )
 from gateway.routes import Listeners, listen
 from gateway.server import UPSTREAM_SPARE, Gateway, rotate_forever
 from gateway.settings import GatewaySettings
 from gateway.vllm import VLLMClient
-from sealed.keyfile import (
-    OPERATOR_KEY_HEADER,
-    KeyFileError,
-    discard_key_file,
-    settle_key_drafts,
-    write_key_file,
-)
+from sealed.keyfile import OPERATOR_KEY_HEADER, run_keygen
 from sealed.suites import Suite
 
 if TYPE_CHECKING:
@@ -261,29 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keygen":
         out = args.out
-        return stoppable_command(lambda: _keygen(out), "keygen", "no key was written; run it again")
+        return stoppable_command(
+            lambda: run_keygen(out, OPERATOR_KEY_HEADER),
+            "keygen",
+            "no key was written; run it again",
+        )
     # Serving: a stop asked for before the event loop takes the signals is one line, and exit 0.
     return stoppable(_serve, "veil.gateway", "gateway.stopped_before_start")
-
-
-def _keygen(path: Path) -> int:
-    """Write a new operator key file and print its verify key (what bots pin).
-
-    As the bot's keygen: stopped before the verify key is printed, nothing is left.
-    """
-    key = ed25519.Ed25519PrivateKey.generate()
-    try:
-        for draft in settle_key_drafts(path):
-            print(f"veil: removed {draft}, a key draft a stopped keygen left", file=sys.stderr)  # noqa: T201
-        write_key_file(path, OPERATOR_KEY_HEADER, key)
-        print(verify_key_text(key), flush=True)  # noqa: T201 -- the verify key is the output
-    except KeyFileError as exc:
-        print(f"veil: {exc}", file=sys.stderr)  # noqa: T201 -- a CLI's answer
-        return 1
-    except CommandStopped:
-        discard_key_file(path, OPERATOR_KEY_HEADER, key)
-        raise
-    return 0
 
 
 def _serve() -> int:

@@ -20,7 +20,6 @@ from sealed.keyfile import (
     KeyFileError,
     read_key_file,
     verify_key_text,
-    write_key_file,
 )
 from sealed.suites import KeyPair, Suite
 
@@ -30,7 +29,6 @@ __all__ = [
     "RingKey",
     "read_operator_key",
     "verify_key_text",
-    "write_operator_key",
 ]
 
 if TYPE_CHECKING:
@@ -40,14 +38,6 @@ if TYPE_CHECKING:
 
 class OperatorKeyError(KeyFileError):
     """The operator key file is missing, unreadable, malformed or too widely readable."""
-
-
-def write_operator_key(path: Path) -> ed25519.Ed25519PrivateKey:
-    """Create a new operator key file (mode 0600, refusing to overwrite one)."""
-    try:
-        return write_key_file(path, OPERATOR_KEY_HEADER)
-    except KeyFileError as exc:
-        raise OperatorKeyError(str(exc)) from exc
 
 
 def read_operator_key(path: Path) -> ed25519.Ed25519PrivateKey:

@@ -13,11 +13,13 @@ import os
 import re
 import secrets
 import stat
+import sys
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from common.durable import sync_folder
+from common.stopping import CommandStopped
 from sealed.encoding import b64d, b64e
 from sealed.errors import MalformedMessage
 
@@ -188,6 +190,29 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's
         return True
     return True
+
+
+def run_keygen(path: Path, header: str) -> int:
+    """``keygen --out FILE`` of the bot or the gateway: write a new key, print its verify key.
+
+    Drafts a stopped keygen left are removed first, each said. Stopped (SIGTERM, Ctrl-C; run
+    under ``common.stopping.stoppable_command``) before the verify key is printed, nothing is
+    left: not its draft, not the key (which nothing could pin), so keygen can simply be run
+    again. Exit 1 with one line when the file cannot be written.
+    """
+    key = ed25519.Ed25519PrivateKey.generate()
+    try:
+        for draft in settle_key_drafts(path):
+            print(f"veil: removed {draft}, a key draft a stopped keygen left", file=sys.stderr)  # noqa: T201
+        write_key_file(path, header, key)
+        print(verify_key_text(key), flush=True)  # noqa: T201 -- the verify key is the output
+    except KeyFileError as exc:
+        print(f"veil: {exc}", file=sys.stderr)  # noqa: T201 -- a CLI's answer
+        return 1
+    except CommandStopped:
+        discard_key_file(path, header, key)
+        raise
+    return 0
 
 
 def read_key_file(path: Path, header: str) -> ed25519.Ed25519PrivateKey:

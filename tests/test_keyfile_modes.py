@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.keys import write_operator_key
 from sealed.encoding import b64e
+from sealed.keyfile import OPERATOR_KEY_HEADER, write_key_file
 from tests.botstack import TOKEN
 from tests.harness import install_client_key, run_python
 
@@ -54,7 +54,7 @@ def test_a_missing_client_key_is_still_told_how_to_make_one(tmp_path: Path) -> N
 
 def test_the_gateway_tells_chmod_for_an_operator_key_others_may_read(tmp_path: Path) -> None:
     key_file = tmp_path / "operator.key"
-    write_operator_key(key_file)
+    write_key_file(key_file, OPERATOR_KEY_HEADER)
     key_file.chmod(0o640)
     env = {
         "VEIL_OPERATOR_KEY_FILE": str(key_file),
