@@ -79,6 +79,27 @@ class OpenConversation:
     fresh: bool = False
 
 
+class TurnsWriter:
+    """Turns to store in the transaction of another write, which calls it with its ``Database``.
+
+    What was stored is ``stored``; a failure of the turns alone (the conversation gone, a key
+    that does not open) is kept in ``error`` and rolled back to before them, never the write
+    they are part of: the charge of an answer stands when its history cannot be kept.
+    """
+
+    def __init__(self, write: Callable[[Database], list[Turn]]) -> None:
+        self._write = write
+        self.stored: list[Turn] | None = None
+        self.error: StorageError | None = None
+
+    def __call__(self, db: Database) -> None:
+        """Store the turns (in a savepoint of the caller's transaction)."""
+        try:
+            self.stored = self._write(db)
+        except StorageError as exc:
+            self.error = exc
+
+
 class Store:
     """Async access to the bot's database; create it with ``Store.open``, end with ``close``."""
 
@@ -362,15 +383,26 @@ class Store:
         A question and its answer go in together, so a crash never leaves half an exchange.
         ``tokens``: an upper count of each turn's tokens, None where none is known (``Turn``).
         """
-        counts = list(tokens) if tokens is not None else [None] * len(turns)
-        if len(counts) != len(turns):
-            raise ValueError("tokens must give each turn a count, or None")
-        checked = [
-            (as_role(role), text, count) for (role, text), count in zip(turns, counts, strict=True)
-        ]
+        checked = _checked_turns(turns, tokens)
         return await self._connection.call(
             lambda db: self._add_turns(db, user_id, conversation_id, checked)
         )
+
+    def turns_writer(
+        self,
+        user_id: int,
+        conversation_id: int,
+        turns: Sequence[tuple[str, str]],
+        *,
+        tokens: Sequence[TokenCount | None] | None = None,
+    ) -> TurnsWriter:
+        """The turns ``add_turns`` stores, to store inside another write (an answer's charge).
+
+        A SIGKILL between two transactions left an answer charged and delivered but missing
+        from its conversation; written in the charge's own, both are kept or neither.
+        """
+        checked = _checked_turns(turns, tokens)
+        return TurnsWriter(lambda db: self._add_turns(db, user_id, conversation_id, checked))
 
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None
@@ -540,6 +572,15 @@ class Store:
         if not _checkpoint(db):
             log.warning("store.checkpoint_deferred")
         return int(deleted)
+
+
+def _checked_turns(
+    turns: Sequence[tuple[str, str]], tokens: Sequence[TokenCount | None] | None
+) -> list[tuple[Role, str, TokenCount | None]]:
+    counts = list(tokens) if tokens is not None else [None] * len(turns)
+    if len(counts) != len(turns):
+        raise ValueError("tokens must give each turn a count, or None")
+    return [(as_role(role), text, count) for (role, text), count in zip(turns, counts, strict=True)]
 
 
 def _checkpoint(db: Database) -> bool:
