@@ -25,7 +25,7 @@ import sqlite3
 import time
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
@@ -79,25 +79,29 @@ class OpenConversation:
     fresh: bool = False
 
 
-class TurnsWriter:
-    """Turns to store in the transaction of another write, which calls it with its ``Database``.
+class Writer(Generic[T]):
+    """History to store in the transaction of another write, which calls it with its ``Database``.
 
-    What was stored is ``stored``; a failure of the turns alone (the conversation gone, a key
-    that does not open) is kept in ``error`` and rolled back to before them, never the write
-    they are part of: the charge of an answer stands when its history cannot be kept.
+    What was stored is ``stored``; a failure of the history alone (the conversation gone, a key
+    that does not open) is kept in ``error`` and rolled back to before it, never the write it
+    is part of: the charge of an answer (or a title) stands when its history cannot be kept.
     """
 
-    def __init__(self, write: Callable[[Database], list[Turn]]) -> None:
+    def __init__(self, write: Callable[[Database], T]) -> None:
         self._write = write
-        self.stored: list[Turn] | None = None
+        self.stored: T | None = None
         self.error: StorageError | None = None
 
     def __call__(self, db: Database) -> None:
-        """Store the turns (in a savepoint of the caller's transaction)."""
+        """Store it (in a savepoint of the caller's transaction)."""
         try:
-            self.stored = self._write(db)
+            with db.atomic():
+                self.stored = self._write(db)
         except StorageError as exc:
             self.error = exc
+
+
+TurnsWriter = Writer[list[Turn]]
 
 
 class Store:
@@ -361,14 +365,13 @@ class Store:
 
     async def set_title(self, user_id: int, conversation_id: int, title: str) -> None:
         """Name the user's conversation; the title is sealed like a turn."""
+        await self._connection.call(lambda db: self._set_title(db, user_id, conversation_id, title))
 
-        def save(db: Database) -> None:
-            data_key = self._data_key(db, user_id)
-            _check_owner(db, user_id, conversation_id)
-            sealed = seal_title(data_key, user_id, conversation_id, title)
-            db.execute("UPDATE conversations SET title = ? WHERE id = ?", [sealed, conversation_id])
-
-        await self._connection.call(save)
+    def _set_title(self, db: Database, user_id: int, conversation_id: int, title: str) -> None:
+        data_key = self._data_key(db, user_id)
+        _check_owner(db, user_id, conversation_id)
+        sealed = seal_title(data_key, user_id, conversation_id, title)
+        db.execute("UPDATE conversations SET title = ? WHERE id = ?", [sealed, conversation_id])
 
     async def add_turns(
         self,
@@ -402,7 +405,16 @@ class Store:
         from its conversation; written in the charge's own, both are kept or neither.
         """
         checked = _checked_turns(turns, tokens)
-        return TurnsWriter(lambda db: self._add_turns(db, user_id, conversation_id, checked))
+        return Writer(lambda db: self._add_turns(db, user_id, conversation_id, checked))
+
+    def title_writer(self, user_id: int, conversation_id: int, title: str) -> Writer[str]:
+        """The title ``set_title`` stores, to store inside another write (the title's charge)."""
+
+        def save(db: Database) -> str:
+            self._set_title(db, user_id, conversation_id, title)
+            return title
+
+        return Writer(save)
 
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None

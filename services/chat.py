@@ -92,6 +92,7 @@ from services.errors import (
     AnswerInProgress,
     ContextTooLong,
     ErasureInProgress,
+    HistoryUnavailable,
     InferenceError,
     InferenceUnavailable,
     LedgerUnavailable,
@@ -119,7 +120,7 @@ if TYPE_CHECKING:
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
-    from models.store import TurnsWriter
+    from models.store import TurnsWriter, Writer
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
     from services.credit import Credit, Hold
@@ -877,7 +878,7 @@ class ChatService:
                 billed.signed_receipt if billed else None,
                 text,
                 verified_by=billed.verified_by if billed else None,
-                turns=turns,
+                also=turns,
             )
         )
         finish_reason = completion.finish_reason if completion else None
@@ -991,14 +992,14 @@ class ChatService:
         delivered: str,
         *,
         verified_by: SignedBundle | None = None,
-        turns: TurnsWriter | None = None,
+        also: Writer[Any] | None = None,
     ) -> Charge:
         """Close the hold by the one rule every answer is billed by (shielded from cancel).
 
         From the receipt (the held amount if it did not verify: no ``verified_by``, the bundle
         whose key verified it), kept with its proof; without one, from the bot's ceiling of the
-        text the user received; with neither, nothing. ``turns`` (the exchange, for an answer
-        with text) are stored in the charge's transaction.
+        text the user received; with neither, nothing. ``also`` (the exchange of an answer with
+        text, a title) is stored in the charge's transaction.
         """
         if receipt is not None:
             usage = receipt.receipt
@@ -1009,10 +1010,10 @@ class ChatService:
                 receipt_valid=verified_by is not None,
                 status=usage.status,
                 proof=proof_for(receipt, verified_by),
-                also=turns,
+                also=also,
             )
         elif delivered:
-            settling = self.credit.estimate(hold, text_tokens(delivered), also=turns)
+            settling = self.credit.estimate(hold, text_tokens(delivered), also=also)
         else:
             settling = self.credit.release(hold)
         task = asyncio.ensure_future(settling)
@@ -1427,28 +1428,33 @@ class ChatService:
 
     async def _name(self, naming: Naming, generation: _Generation) -> str | None:
         try:
-            text = await self._ask_title(naming, generation)
-            if text is None:  # not even a short title request fits the model's window
+            asked = await self._ask_title(naming, generation)
+            if asked is None:  # not even a short title request fits the model's window
                 log.info("chat.title_unfitted", user_id=naming.user_id)
                 return None
+            _, written = asked
+            if written is not None and written.stored is not None:  # kept with its charge
+                return written.stored
             if generation.stop.is_set():  # /forget or shutdown: no title from a cut reply
                 log.info("chat.title_stopped", user_id=naming.user_id)
                 return None
-            title = clean_title(text)
-            if title is None:
+            if written is None:
                 log.info("chat.title_empty", user_id=naming.user_id)
                 return None
             with history_failures("cannot store the title"):
-                await self.store.set_title(naming.user_id, naming.conversation_id, title)
+                raise written.error or HistoryUnavailable("the title was not stored")
         except VeilError as exc:
             log.info("chat.title_failed", user_id=naming.user_id, error=type(exc).__name__)
             return None
-        return title
 
-    async def _ask_title(self, naming: Naming, generation: _Generation) -> str | None:
+    async def _ask_title(
+        self, naming: Naming, generation: _Generation
+    ) -> tuple[str, Writer[str] | None] | None:
         """One title request, fitted to the model's window: held, streamed without a sink, settled.
 
-        Its text; None (not asked) where the window cannot hold even a short title request.
+        Its text, and the title stored in its charge's transaction (None: none to store, the
+        reply empty or the request stopped), so a crash never charges a title it did not keep;
+        None (not asked) where the window cannot hold even a short title request.
         """
         most = self._window(naming.model) - TITLE_TOKENS
         messages = title_messages(naming.prompt, naming.answer, most)
@@ -1478,8 +1484,13 @@ class ChatService:
             raise
         receipt = completion.signed_receipt if completion else None
         verified_by = completion.verified_by if completion else None
-        await self._settle(hold, receipt, "".join(parts), verified_by=verified_by)
-        return "".join(parts)
+        text = "".join(parts)
+        title = None if generation.stop.is_set() else clean_title(text)
+        written = None
+        if title is not None:
+            written = self.store.title_writer(naming.user_id, naming.conversation_id, title)
+        await self._settle(hold, receipt, text, verified_by=verified_by, also=written)
+        return text, written
 
     async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int | None:
         """Erase everything stored about the user (their data key first); returns turns erased.
