@@ -25,7 +25,7 @@ import sqlite3
 import time
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
@@ -77,6 +77,31 @@ class OpenConversation:
     turns: list[Turn]
     titled: bool = False
     fresh: bool = False
+
+
+class Writer(Generic[T]):
+    """History to store in the transaction of another write, which calls it with its ``Database``.
+
+    What was stored is ``stored``; a failure of the history alone (the conversation gone, a key
+    that does not open) is kept in ``error`` and rolled back to before it, never the write it
+    is part of: the charge of an answer (or a title) stands when its history cannot be kept.
+    """
+
+    def __init__(self, write: Callable[[Database], T]) -> None:
+        self._write = write
+        self.stored: T | None = None
+        self.error: StorageError | None = None
+
+    def __call__(self, db: Database) -> None:
+        """Store it (in a savepoint of the caller's transaction)."""
+        try:
+            with db.atomic():
+                self.stored = self._write(db)
+        except StorageError as exc:
+            self.error = exc
+
+
+TurnsWriter = Writer[list[Turn]]
 
 
 class Store:
@@ -340,14 +365,13 @@ class Store:
 
     async def set_title(self, user_id: int, conversation_id: int, title: str) -> None:
         """Name the user's conversation; the title is sealed like a turn."""
+        await self._connection.call(lambda db: self._set_title(db, user_id, conversation_id, title))
 
-        def save(db: Database) -> None:
-            data_key = self._data_key(db, user_id)
-            _check_owner(db, user_id, conversation_id)
-            sealed = seal_title(data_key, user_id, conversation_id, title)
-            db.execute("UPDATE conversations SET title = ? WHERE id = ?", [sealed, conversation_id])
-
-        await self._connection.call(save)
+    def _set_title(self, db: Database, user_id: int, conversation_id: int, title: str) -> None:
+        data_key = self._data_key(db, user_id)
+        _check_owner(db, user_id, conversation_id)
+        sealed = seal_title(data_key, user_id, conversation_id, title)
+        db.execute("UPDATE conversations SET title = ? WHERE id = ?", [sealed, conversation_id])
 
     async def add_turns(
         self,
@@ -362,15 +386,35 @@ class Store:
         A question and its answer go in together, so a crash never leaves half an exchange.
         ``tokens``: an upper count of each turn's tokens, None where none is known (``Turn``).
         """
-        counts = list(tokens) if tokens is not None else [None] * len(turns)
-        if len(counts) != len(turns):
-            raise ValueError("tokens must give each turn a count, or None")
-        checked = [
-            (as_role(role), text, count) for (role, text), count in zip(turns, counts, strict=True)
-        ]
+        checked = _checked_turns(turns, tokens)
         return await self._connection.call(
             lambda db: self._add_turns(db, user_id, conversation_id, checked)
         )
+
+    def turns_writer(
+        self,
+        user_id: int,
+        conversation_id: int,
+        turns: Sequence[tuple[str, str]],
+        *,
+        tokens: Sequence[TokenCount | None] | None = None,
+    ) -> TurnsWriter:
+        """The turns ``add_turns`` stores, to store inside another write (an answer's charge).
+
+        A SIGKILL between two transactions left an answer charged and delivered but missing
+        from its conversation; written in the charge's own, both are kept or neither.
+        """
+        checked = _checked_turns(turns, tokens)
+        return Writer(lambda db: self._add_turns(db, user_id, conversation_id, checked))
+
+    def title_writer(self, user_id: int, conversation_id: int, title: str) -> Writer[str]:
+        """The title ``set_title`` stores, to store inside another write (the title's charge)."""
+
+        def save(db: Database) -> str:
+            self._set_title(db, user_id, conversation_id, title)
+            return title
+
+        return Writer(save)
 
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None
@@ -540,6 +584,15 @@ class Store:
         if not _checkpoint(db):
             log.warning("store.checkpoint_deferred")
         return int(deleted)
+
+
+def _checked_turns(
+    turns: Sequence[tuple[str, str]], tokens: Sequence[TokenCount | None] | None
+) -> list[tuple[Role, str, TokenCount | None]]:
+    counts = list(tokens) if tokens is not None else [None] * len(turns)
+    if len(counts) != len(turns):
+        raise ValueError("tokens must give each turn a count, or None")
+    return [(as_role(role), text, count) for (role, text), count in zip(turns, counts, strict=True)]
 
 
 def _checkpoint(db: Database) -> bool:

@@ -92,6 +92,7 @@ from services.errors import (
     AnswerInProgress,
     ContextTooLong,
     ErasureInProgress,
+    HistoryUnavailable,
     InferenceError,
     InferenceUnavailable,
     LedgerUnavailable,
@@ -119,6 +120,7 @@ if TYPE_CHECKING:
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
+    from models.store import TurnsWriter, Writer
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
     from services.credit import Credit, Hold
@@ -857,17 +859,16 @@ class ChatService:
         self, asked: _Asked, ended: _Ended, sink: AnswerSink, generation: _Generation
     ) -> Answer:
         """Settle, deliver and store a stream that ended (stopped or not)."""
-        user_id, prompt, conversation, model = (
-            asked.user_id,
-            asked.prompt,
-            asked.conversation,
-            asked.model,
-        )
+        user_id, conversation, model = asked.user_id, asked.conversation, asked.model
         hold, completion, text = ended.hold, ended.completion, ended.text
         stopped = generation.stop.is_set()
         # Not stopped and nothing to show: the model gave no answer, which costs nothing (the
         # user is told and may Retry).
         billed = completion if text or stopped else None
+        # The exchange is stored in the charge's transaction: a crash between two writes left
+        # an answer charged (and delivered) that its conversation then lacked.
+        exchange = _Exchange(asked, completion, text)
+        turns = exchange.writer(self.store) if text and conversation is not None else None
         # The user watched the text arrive in the drafts: the final message goes out while the
         # charge is written, not after it (when many answers end at once, the database's one
         # queue is the slowest part of their ends). Both are done before the answer is.
@@ -877,6 +878,7 @@ class ChatService:
                 billed.signed_receipt if billed else None,
                 text,
                 verified_by=billed.verified_by if billed else None,
+                also=turns,
             )
         )
         finish_reason = completion.finish_reason if completion else None
@@ -907,14 +909,8 @@ class ChatService:
                     empty = InferenceUnavailable("the model returned an empty answer")
                     empty.retry = retry
                     raise empty
-        elif conversation is not None:
-            with history_failures("cannot store the conversation"):
-                await self.store.add_turns(
-                    user_id,
-                    conversation,
-                    [("user", prompt), ("assistant", text)],
-                    tokens=[_asked(completion, prompt), _counted(completion, text)],
-                )
+        elif turns is not None:
+            await exchange.stored(self.store, turns)
             if finish_reason == CUT:
                 self._remember_cut(user_id, asked.thread_id, hold.request_id)
             if asked.naming is not None:
@@ -996,12 +992,14 @@ class ChatService:
         delivered: str,
         *,
         verified_by: SignedBundle | None = None,
+        also: Writer[Any] | None = None,
     ) -> Charge:
         """Close the hold by the one rule every answer is billed by (shielded from cancel).
 
         From the receipt (the held amount if it did not verify: no ``verified_by``, the bundle
         whose key verified it), kept with its proof; without one, from the bot's ceiling of the
-        text the user received; with neither, nothing.
+        text the user received; with neither, nothing. ``also`` (the exchange of an answer with
+        text, a title) is stored in the charge's transaction.
         """
         if receipt is not None:
             usage = receipt.receipt
@@ -1012,9 +1010,10 @@ class ChatService:
                 receipt_valid=verified_by is not None,
                 status=usage.status,
                 proof=proof_for(receipt, verified_by),
+                also=also,
             )
         elif delivered:
-            settling = self.credit.estimate(hold, text_tokens(delivered))
+            settling = self.credit.estimate(hold, text_tokens(delivered), also=also)
         else:
             settling = self.credit.release(hold)
         task = asyncio.ensure_future(settling)
@@ -1429,28 +1428,33 @@ class ChatService:
 
     async def _name(self, naming: Naming, generation: _Generation) -> str | None:
         try:
-            text = await self._ask_title(naming, generation)
-            if text is None:  # not even a short title request fits the model's window
+            asked = await self._ask_title(naming, generation)
+            if asked is None:  # not even a short title request fits the model's window
                 log.info("chat.title_unfitted", user_id=naming.user_id)
                 return None
+            _, written = asked
+            if written is not None and written.stored is not None:  # kept with its charge
+                return written.stored
             if generation.stop.is_set():  # /forget or shutdown: no title from a cut reply
                 log.info("chat.title_stopped", user_id=naming.user_id)
                 return None
-            title = clean_title(text)
-            if title is None:
+            if written is None:
                 log.info("chat.title_empty", user_id=naming.user_id)
                 return None
             with history_failures("cannot store the title"):
-                await self.store.set_title(naming.user_id, naming.conversation_id, title)
+                raise written.error or HistoryUnavailable("the title was not stored")
         except VeilError as exc:
             log.info("chat.title_failed", user_id=naming.user_id, error=type(exc).__name__)
             return None
-        return title
 
-    async def _ask_title(self, naming: Naming, generation: _Generation) -> str | None:
+    async def _ask_title(
+        self, naming: Naming, generation: _Generation
+    ) -> tuple[str, Writer[str] | None] | None:
         """One title request, fitted to the model's window: held, streamed without a sink, settled.
 
-        Its text; None (not asked) where the window cannot hold even a short title request.
+        Its text, and the title stored in its charge's transaction (None: none to store, the
+        reply empty or the request stopped), so a crash never charges a title it did not keep;
+        None (not asked) where the window cannot hold even a short title request.
         """
         most = self._window(naming.model) - TITLE_TOKENS
         messages = title_messages(naming.prompt, naming.answer, most)
@@ -1480,8 +1484,13 @@ class ChatService:
             raise
         receipt = completion.signed_receipt if completion else None
         verified_by = completion.verified_by if completion else None
-        await self._settle(hold, receipt, "".join(parts), verified_by=verified_by)
-        return "".join(parts)
+        text = "".join(parts)
+        title = None if generation.stop.is_set() else clean_title(text)
+        written = None
+        if title is not None:
+            written = self.store.title_writer(naming.user_id, naming.conversation_id, title)
+        await self._settle(hold, receipt, text, verified_by=verified_by, also=written)
+        return text, written
 
     async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int | None:
         """Erase everything stored about the user (their data key first); returns turns erased.
@@ -1559,6 +1568,46 @@ async def _previous_finished(generation: _Generation) -> None:
             await _finished(previous.task)
             raise
     generation.after = None
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    """A question and the answer it got, to store in its conversation."""
+
+    asked: _Asked
+    completion: Completion | None
+    text: str
+
+    def _turns(self) -> tuple[list[tuple[str, str]], list[TokenCount | None]]:
+        prompt, text, completion = self.asked.prompt, self.text, self.completion
+        return (
+            [("user", prompt), ("assistant", text)],
+            [_asked(completion, prompt), _counted(completion, text)],
+        )
+
+    def writer(self, store: Store) -> TurnsWriter:
+        """The turns to write in the charge's transaction (``Store.turns_writer``)."""
+        conversation = self.asked.conversation
+        if conversation is None:
+            raise ValueError("a one-off answer has no conversation to store into")
+        turns, tokens = self._turns()
+        return store.turns_writer(self.asked.user_id, conversation, turns, tokens=tokens)
+
+    async def stored(self, store: Store, written: TurnsWriter) -> None:
+        """Raise what kept the turns from being written; write them alone if the charge was not.
+
+        A charge that could not be written (the ledger locked past the busy timeout) took the
+        turns with it: they are tried on their own, as the user has the answer.
+        """
+        conversation = self.asked.conversation
+        if conversation is None:
+            raise ValueError("a one-off answer has no conversation to store into")
+        with history_failures("cannot store the conversation"):
+            if written.error is not None:
+                raise written.error
+            if written.stored is None:
+                turns, tokens = self._turns()
+                await store.add_turns(self.asked.user_id, conversation, turns, tokens=tokens)
 
 
 def _charged(settling: asyncio.Future[Charge], hold: Hold, user_id: int) -> Charge | None:

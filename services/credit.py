@@ -167,6 +167,7 @@ class Credit:
         receipt_valid: bool,
         status: ReceiptStatus | None = None,
         proof: ReceiptProof | None = None,
+        also: Callable[[Database], None] | None = None,
     ) -> Charge:
         """Charge the receipt's tokens in full and give the hold back, in one transaction.
 
@@ -176,7 +177,8 @@ class Credit:
         the hold is taken all the same (logged ``billing.over_hold``, and ``billing.overdraft``
         if it leaves the balance negative). An invalid receipt is charged the held amount (as
         if every held token was used) and logged. Settling (or releasing) a closed hold changes
-        nothing and returns how it ended.
+        nothing and returns how it ended. ``also`` is written in the same transaction, the hold
+        closed now or before (an answer's turns: a crash keeps the charge and them, or neither).
         """
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError("token counts must not be negative")
@@ -187,6 +189,7 @@ class Credit:
             (prompt_tokens, completion_tokens),
             status.value if status is not None and receipt_valid else None,
             proof,
+            also,
         )
         if not new:
             return charge
@@ -214,18 +217,24 @@ class Credit:
             )
         return charge
 
-    async def estimate(self, hold: Hold, completion_tokens: int) -> Charge:
+    async def estimate(
+        self,
+        hold: Hold,
+        completion_tokens: int,
+        *,
+        also: Callable[[Database], None] | None = None,
+    ) -> Charge:
         """Charge the bot's own count when text reached the user but no receipt could be had.
 
         The prompt is the hold's ceiling, the completion ``completion_tokens`` (the ceiling of
         the delivered text) but at most the answer tokens held, which the gateway enforces:
         outcome ``estimated``, never more than the hold. Settling (or releasing) a closed hold
-        changes nothing and returns how it ended.
+        changes nothing and returns how it ended. ``also``: as ``settle``'s.
         """
         if completion_tokens < 0:
             raise ValueError("token counts must not be negative")
         charge, new, _ = await self._charge(
-            hold, "estimated", (hold.prompt_tokens, completion_tokens), None, None
+            hold, "estimated", (hold.prompt_tokens, completion_tokens), None, None, also
         )
         if new:
             log.warning(
@@ -236,19 +245,22 @@ class Credit:
             )
         return charge
 
-    async def _charge(
+    async def _charge(  # noqa: PLR0913, PLR0917 -- one close's figures, as settle's
         self,
         hold: Hold,
         outcome: Outcome,
         tokens: tuple[int, int],
         receipt_status: ReceiptStatusValue | None,
         proof: ReceiptProof | None,
+        also: Callable[[Database], None] | None,
     ) -> tuple[Charge, bool, int]:
         """Close the hold with a charge; (the charge, whether it is new, the balance after)."""
         now = int(self._clock())
 
         def write(db: Database) -> tuple[Charge, bool, int]:
             state = _open_state(db, hold)
+            if also is not None:
+                also(db)
             if state.charge is not None:
                 return state.charge, False, ledger.balance(db, hold.user_id)
             held = state.hold
