@@ -2452,3 +2452,28 @@ async def test_a_forget_refused_after_another_page_removed_the_key_leaves_nothin
         assert "could not be read" not in await second.inner_text("#notice")
         assert await second.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
         await context.close()
+
+
+async def test_a_keychain_that_does_not_answer_at_open_is_not_told_as_none(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A keychain slow to answer (past the page's wait) or failing when the page opened left it
+    # keeping nothing, the history saved before not shown, and told as an app with no secure
+    # storage at all: the user, with a history on the device, had no hint that reopening
+    # brings it back.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await answered_page(browser, stack, keychain)
+        keychain.hold_reads = asyncio.Event()
+        keychain.reads_to_hold = 1
+        await page.reload()
+        await ready(page)
+        notice = await page.inner_text("#notice")
+        assert "did not answer" in notice
+        assert "has no secure storage" not in notice
+        assert await page.locator(".bubble").count() == 0
+        keychain.hold_reads.set()
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").all_inner_texts() == [QUESTION, ANSWER]
+        await page.context.close()

@@ -188,7 +188,8 @@ class App {
     });
     const kept = await this.history.open();
     this.shown = this.showing(); // the history whose exchanges the screen shows
-    let told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+    let told = this.history.silent ? "history_keychain_silent" : "history_not_kept";
+    if (this.history.forgetPending) told = "forgotten_key_kept";
     if (!this.history.local) told = "history_storage_blocked"; // (the browser's own setting)
     this.note(this.t(kept ? "history_kept" : told), "history");
     if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;

@@ -97,6 +97,7 @@ export class History {
     this.markSlot = `${this.slot}:forgotten`; // the device's last Forget (``mark``)
     this.epoch = null; // the mark read with the turns and key held: ``save`` writes under no other
     this.unreadable = false; // the stored history could not be read when last loaded
+    this.silent = false; // the keychain failed when last loaded (``load``)
     this.dropped = null; // why what this page held was dropped since last asked (a text's name)
     this.erases = 0; // this page's Forgets: an exchange being kept across one is not kept
     this.page = b64e(randomBytes(9)); // this page's name among the device's open pages
@@ -180,6 +181,7 @@ export class History {
 
   async load() {
     this.epoch = this.mark; // read first: a Forget from now on is newer than what is read here
+    this.silent = false;
     if (this.secure && this.secure.available && this.local) {
       try {
         if (this.forgetPending) {
@@ -198,8 +200,11 @@ export class History {
         }
         this.key = key;
         this.persistent = true;
-      } catch {
+      } catch (error) {
         this.persistent = false;
+        // The app has a keychain that failed or did not answer in time (not one without it):
+        // the page is not told it has none, as what is stored there is only out of reach.
+        this.silent = ![NO_KEYCHAIN, "key kept", "no key"].includes(error?.message);
       }
     }
     if (!this.key) this.key = randomBytes(32); // this page's life only

@@ -5962,6 +5962,7 @@
       this.markSlot = `${this.slot}:forgotten`;
       this.epoch = null;
       this.unreadable = false;
+      this.silent = false;
       this.dropped = null;
       this.erases = 0;
       this.page = b64e(randomBytes3(9));
@@ -6038,6 +6039,7 @@
     }
     async load() {
       this.epoch = this.mark;
+      this.silent = false;
       if (this.secure && this.secure.available && this.local) {
         try {
           if (this.forgetPending) {
@@ -6052,8 +6054,9 @@
           }
           this.key = key;
           this.persistent = true;
-        } catch {
+        } catch (error) {
           this.persistent = false;
+          this.silent = ![NO_KEYCHAIN, "key kept", "no key"].includes(error?.message);
         }
       }
       if (!this.key) this.key = randomBytes3(32);
@@ -6584,6 +6587,7 @@
     history_key_changed: "The history key on this device was changed on another page, so the exchanges this page showed could not be kept.",
     history_unreadable: "The history saved on this device could not be read (damaged, or its key is gone from the keychain), so it starts afresh.",
     answer_lost: "An answer was still coming when this page was last closed: it was not kept, and what the model had written of it by then was charged.",
+    history_keychain_silent: "Telegram's secure storage did not answer, so the history saved on this device is not shown and this page saves nothing: reopen it to try again.",
     history_storage_blocked: "This browser does not let the page store anything (its cookie or site-data setting), so this history is not saved: it is gone when you close the page.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
     about: "What private mode protects",
@@ -6652,6 +6656,7 @@
     history_key_changed: "Ключ истории на этом устройстве сменился на другой странице, поэтому показанные здесь вопросы и ответы сохранить не удалось.",
     history_unreadable: "Не удалось прочитать историю, сохранённую на этом устройстве (она повреждена или её ключа больше нет в хранилище ключей), поэтому история начата заново.",
     answer_lost: "В прошлый раз страницу закрыли, пока ответ ещё приходил: он не сохранён, а то, что модель успела написать, списано с баланса.",
+    history_keychain_silent: "Защищённое хранилище Telegram не ответило, поэтому сохранённая на устройстве история не показана, а эта страница ничего не сохраняет: откройте её заново, чтобы попробовать ещё раз.",
     history_storage_blocked: "Этот браузер не даёт странице ничего сохранять (из-за настроек файлов cookie или данных сайтов), поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     about: "Что защищает приватный режим",
@@ -6720,6 +6725,7 @@
     history_key_changed: "Осы құрылғыдағы тарих кілті басқа бетте ауыстырылды, сондықтан мұнда көрсетілген сұрақтар мен жауаптарды сақтау мүмкін болмады.",
     history_unreadable: "Құрылғыда сақталған тарихты оқу мүмкін болмады (ол бүлінген немесе оның кілті кілттер қоймасында жоқ), сондықтан тарих жаңадан басталады.",
     answer_lost: "Өткен жолы жауап әлі келіп жатқанда бет жабылды: ол сақталмады, ал модель оған дейін жазған бөлігі үшін ақы есептен шығарылды.",
+    history_keychain_silent: "Telegram-ның қорғалған қоймасы жауап бермеді, сондықтан құрылғыда сақталған тарих көрсетілмейді және бұл бет ештеңе сақтамайды: қайталап көру үшін оны қайта ашыңыз.",
     history_storage_blocked: "Бұл браузер бетке ештеңе сақтауға рұқсат бермейді (cookie немесе сайт деректері баптауларына байланысты), сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     about: "Жеке режим нені қорғайды",
@@ -6896,7 +6902,8 @@
       });
       const kept = await this.history.open();
       this.shown = this.showing();
-      let told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+      let told = this.history.silent ? "history_keychain_silent" : "history_not_kept";
+      if (this.history.forgetPending) told = "forgotten_key_kept";
       if (!this.history.local) told = "history_storage_blocked";
       this.note(this.t(kept ? "history_kept" : told), "history");
       if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
