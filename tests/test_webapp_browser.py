@@ -2436,12 +2436,18 @@ async def test_a_forget_refused_after_another_page_removed_the_key_leaves_nothin
     # answers kept under it were lost (told as unreadable), for a key already gone.
     keychain = SlowThenRefusingKeychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        context, first, second = await two_pages(browser, stack, keychain, NO_WEB_LOCKS)
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + NO_WEB_LOCKS)
+        first = await context.new_page()
+        await first.goto(page_url(stack.base, init_data()))
+        await ready(first)
         await answered(first, QUESTION)
         await first.click("#about-title")
         await first.click("#forget")
-        await asyncio.wait_for(keychain.removing.wait(), 15)
-        await second.reload()
+        await asyncio.wait_for(keychain.removing.wait(), 15)  # the first page's removal
+        second = await context.new_page()
+        await second.goto(page_url(stack.base, init_data()))
         await ready(second)
         await answered(second, "And the red one?")
         keychain.release.set()
