@@ -2308,3 +2308,178 @@ async def test_a_damaged_history_on_the_device_is_told_as_unreadable_not_kept(
         assert "could not be read" not in await page.inner_text("#notice")
         assert await page.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
         await page.context.close()
+
+
+async def test_a_forget_cut_short_in_an_app_without_a_keychain_is_not_due_for_ever(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A Forget writes its removal due before it asks the keychain to remove the key. In an app
+    # without a keychain (Telegram Desktop, the web apps) a page closed while that request was
+    # out left the removal due; every later opening tried it, was refused (UNSUPPORTED), left
+    # it due, and said the keychain had kept the key: for ever, and no Forget of its could end
+    # what the next opening brought back.
+    keychain = Keychain()
+    keychain.unsupported = True
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+        await ready(page)
+        # What the Forget left before the page went: its removal due and its mark.
+        await page.evaluate(
+            f"localStorage.setItem({HISTORY_SLOT + ':forget'!r}, '1');"
+            f"localStorage.setItem({HISTORY_SLOT + ':forgotten'!r}, 'bWFyaw')"
+        )
+        for _ in range(2):
+            await page.reload()
+            await ready(page)
+            assert "history is not saved" in await page.inner_text("#notice")
+            assert "kept" not in await page.inner_text("#notice")
+        assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT + ':forget'!r})") is None
+        await page.context.close()
+
+
+async def test_a_page_reloaded_mid_answer_says_so_when_it_opens_again(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A page closed while its answer came (a reload, the app swiped away) kept nothing of it,
+    # though the bot charged what the model wrote; the page opened next said nothing of it.
+    # Now the page notes that an answer is out (that alone: nothing of it) while it is, and
+    # the next page opened on the device tells it once; a page opened beside one whose answer
+    # is still coming does not.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        context, first, second = await two_pages(browser, stack, keychain)
+        await ask(first, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await first.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        stored = await first.evaluate(
+            "Object.keys(localStorage).map((k) => k + '=' + localStorage.getItem(k)).join(' ')"
+        )
+        assert f"{HISTORY_SLOT}:asking:" in stored
+        for piece in (QUESTION[:12], SLOW_ANSWER[:12], "piece"):
+            assert piece not in stored
+        await second.reload()  # opened while the first page's answer still comes
+        await ready(second)
+        assert "was last closed" not in await second.inner_text("#notice")
+        await first.reload()
+        await ready(first)
+        assert (
+            "An answer was still coming when this page was last closed"
+            in await first.inner_text("#notice")
+        )
+        assert await first.locator(".bubble").count() == 0
+        await first.reload()
+        await ready(first)
+        assert "was last closed" not in await first.inner_text("#notice")
+        assert ":asking:" not in await first.evaluate("Object.keys(localStorage).join(' ')")
+        await context.close()
+        rows = await stack.store.read(
+            lambda db: db.execute("SELECT request_id FROM holds").fetchall()
+        )
+        state = await settled(stack, bytes.fromhex(rows[0][0]))
+        assert state.charge is not None
+        assert state.charge.completion_tokens > 0  # charged, as the page says
+
+
+@pytest.mark.parametrize("script", ["", NO_WEB_LOCKS], ids=["web_locks", "no_web_locks"])
+async def test_forget_on_a_full_storage_still_writes_its_mark_and_destroys_the_key(
+    browser: Browser, tmp_path: Path, script: str
+) -> None:
+    # A Forget's first writes (its removal due, its new mark) come before its erase: on a
+    # storage filled to the byte they have no room until the erase makes some. The Forget
+    # still destroys the key and leaves its mark (what keeps the other page from writing the
+    # erased exchange back), and nothing of it stays due.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, first, _other = await two_pages(browser, stack, keychain, script)
+        await answered(first, QUESTION)
+        old_key = keychain.values["veil_history_key"]
+        mark_slot = HISTORY_SLOT + ":forgotten"
+        old_mark = await first.evaluate(f"localStorage.getItem({mark_slot!r})")
+        assert await first.evaluate(FILL_STORAGE) > 0
+        await first.click("#about-title")
+        await first.click("#forget")
+        await first.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert await first.inner_text("#notice") == "History erased: its key is destroyed."
+        assert await first.evaluate(f"localStorage.getItem({mark_slot!r})") not in (None, old_mark)
+        assert await first.evaluate(f"localStorage.getItem({HISTORY_SLOT + ':forget'!r})") is None
+        assert keychain.values["veil_history_key"] != old_key
+        await context.close()
+
+
+class SlowThenRefusingKeychain(Keychain):
+    """A keychain whose first removal answers only once ``release`` is set, and then fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.first_removal = True
+
+    async def answer(self, method: str, payload: dict[str, Any]) -> list[Any]:
+        """Answer one SecureStorage request event: the first removal slowly, with a failure."""
+        removal = method == "web_app_secure_storage_save_key" and payload["value"] is None
+        if removal and self.first_removal:
+            self.first_removal = False
+            self.removing.set()
+            await self.release.wait()
+            return ["secure_storage_failed", {"req_id": payload["req_id"], "error": "TIMEOUT"}]
+        return await super().answer(method, payload)
+
+
+async def test_a_forget_refused_after_another_page_removed_the_key_leaves_nothing_due(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Without Web Locks a page opened while another page's Forget waits on a slow keychain
+    # finds the removal due, removes the key itself, clears the due and makes a new key, under
+    # which it keeps its answers. When the keychain then failed the first page's removal, that
+    # page wrote the removal due again: the next page opened removed the new key, and the
+    # answers kept under it were lost (told as unreadable), for a key already gone.
+    keychain = SlowThenRefusingKeychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        await context.expose_function("fakeKeychain", keychain.answer)
+        await context.add_init_script(FAKE_TELEGRAM_APP + NO_WEB_LOCKS)
+        first = await context.new_page()
+        await first.goto(page_url(stack.base, init_data()))
+        await ready(first)
+        await answered(first, QUESTION)
+        await first.click("#about-title")
+        await first.click("#forget")
+        await asyncio.wait_for(keychain.removing.wait(), 15)  # the first page's removal
+        second = await context.new_page()
+        await second.goto(page_url(stack.base, init_data()))
+        await ready(second)
+        await answered(second, "And the red one?")
+        keychain.release.set()
+        await first.wait_for_selector("#notice[data-kind=forgotten]", timeout=15000)
+        assert await first.inner_text("#notice") == "History erased: its key is destroyed."
+        await second.reload()
+        await ready(second)
+        assert "could not be read" not in await second.inner_text("#notice")
+        assert await second.locator(".bubble").all_inner_texts() == ["And the red one?", ANSWER]
+        await context.close()
+
+
+async def test_a_keychain_that_does_not_answer_at_open_is_not_told_as_none(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A keychain slow to answer (past the page's wait) or failing when the page opened left it
+    # keeping nothing, the history saved before not shown, and told as an app with no secure
+    # storage at all: the user, with a history on the device, had no hint that reopening
+    # brings it back.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        page = await answered_page(browser, stack, keychain)
+        keychain.hold_reads = asyncio.Event()
+        keychain.reads_to_hold = 1
+        await page.reload()
+        await ready(page)
+        notice = await page.inner_text("#notice")
+        assert "did not answer" in notice
+        assert "has no secure storage" not in notice
+        assert await page.locator(".bubble").count() == 0
+        keychain.hold_reads.set()
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble").all_inner_texts() == [QUESTION, ANSWER]
+        await page.context.close()

@@ -188,10 +188,12 @@ class App {
     });
     const kept = await this.history.open();
     this.shown = this.showing(); // the history whose exchanges the screen shows
-    let told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+    let told = this.history.silent ? "history_keychain_silent" : "history_not_kept";
+    if (this.history.forgetPending) told = "forgotten_key_kept";
     if (!this.history.local) told = "history_storage_blocked"; // (the browser's own setting)
     this.note(this.t(kept ? "history_kept" : told), "history");
     if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
+    if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
     this.showKept();
     // Another page of the device kept an exchange: shown here too, as it is this page's context.
     window.addEventListener("storage", (event) => {
@@ -560,6 +562,7 @@ class App {
       // as its exchange was to be kept): nothing of it, nor this exchange, was kept or sent.
       const dropped = this.history.takeDropped();
       if (dropped) $("notice").textContent += ` ${this.t(dropped)}`;
+      this.history.answered();
       this.setRunning(null);
       await this.refreshAccount({ afterAnswer: true });
     }
@@ -731,6 +734,7 @@ class App {
     // Stop pressed while the page was still preparing: the question does not leave it.
     if (this.running.stopRequested) throw new Unsent("stopped before sending");
     Object.assign(this.running, { requestId, responseKey });
+    this.history.asking(); // until the answer ends here: a page closed meanwhile is told of
     const response = await this.api("api/relay", {
       method: "POST",
       body,

@@ -97,8 +97,11 @@ export class History {
     this.markSlot = `${this.slot}:forgotten`; // the device's last Forget (``mark``)
     this.epoch = null; // the mark read with the turns and key held: ``save`` writes under no other
     this.unreadable = false; // the stored history could not be read when last loaded
+    this.silent = false; // the keychain failed when last loaded (``load``)
     this.dropped = null; // why what this page held was dropped since last asked (a text's name)
     this.erases = 0; // this page's Forgets: an exchange being kept across one is not kept
+    this.page = b64e(randomBytes(9)); // this page's name among the device's open pages
+    this.askingSlot = `${this.slot}:asking:`; // + a page's name: its question is out (``asking``)
   }
 
   /**
@@ -115,18 +118,76 @@ export class History {
   }
 
   /** Load the key (made on first use) and the turns; false when nothing can be kept. */
-  open() {
+  async open() {
+    await this.live();
     return this.exclusive(() => this.load());
+  }
+
+  /**
+   * Hold a Web Lock named after this page for as long as it is open (the browser lets go of
+   * it when the page goes): another page of the device then tells this page's ``asking`` note
+   * from one a closed page left.
+   */
+  live() {
+    const locks = globalThis.navigator?.locks;
+    if (!locks) return null;
+    return new Promise((held) => {
+      locks.request(`${this.slot}:page:${this.page}`, () => {
+        held();
+        return new Promise(() => {}); // never let go: the page's life
+      });
+    });
+  }
+
+  /**
+   * Note that this page's question has left it, until its answer has ended here (``answered``).
+   * A page closed meanwhile (reloaded mid-answer) keeps no answer, though the bot charges what
+   * the model wrote: its note tells the next page opened so (``takeLost``). The note holds that
+   * an answer was on its way, nothing of it. Without Web Locks a page cannot tell a closed
+   * page's note from an open one's: none is written there.
+   */
+  asking() {
+    if (!this.local || !globalThis.navigator?.locks) return;
+    try {
+      this.local.setItem(this.askingSlot + this.page, "1");
+    } catch {
+      // a full storage: this one answer, if cut by a closing, goes untold
+    }
+  }
+
+  answered() {
+    this.local?.removeItem(this.askingSlot + this.page);
+  }
+
+  /** Whether a page of the device closed mid-answer since (its note, removed here: told once). */
+  takeLost() {
+    const locks = globalThis.navigator?.locks;
+    if (!this.local || !locks) return false;
+    return this.exclusive(async () => {
+      const open = new Set((await locks.query()).held.map((lock) => lock.name));
+      const notes = [];
+      for (let i = 0; i < this.local.length; i += 1) {
+        const name = this.local.key(i);
+        if (name?.startsWith(this.askingSlot)) notes.push(name);
+      }
+      const lost = notes.filter((name) => {
+        const page = name.slice(this.askingSlot.length);
+        return !open.has(`${this.slot}:page:${page}`);
+      });
+      for (const name of lost) this.local.removeItem(name);
+      return lost.length > 0;
+    });
   }
 
   async load() {
     this.epoch = this.mark; // read first: a Forget from now on is newer than what is read here
+    this.silent = false;
     if (this.secure && this.secure.available && this.local) {
       try {
         if (this.forgetPending) {
           // A Forget the keychain refused, one still removing the key on another page (its
           // key must not be used: what is kept under it would be lost), or one cut short.
-          await this.secure.remove(KEY_NAME);
+          if (!(await this.removeKey())) throw new Error("key kept");
           this.markForget(false);
         }
         let key = keyOf(await this.secure.get(KEY_NAME));
@@ -139,8 +200,11 @@ export class History {
         }
         this.key = key;
         this.persistent = true;
-      } catch {
+      } catch (error) {
         this.persistent = false;
+        // The app has a keychain that failed or did not answer in time (not one without it):
+        // the page is not told it has none, as what is stored there is only out of reach.
+        this.silent = ![NO_KEYCHAIN, "key kept", "no key"].includes(error?.message);
       }
     }
     if (!this.key) this.key = randomBytes(32); // this page's life only
@@ -332,14 +396,13 @@ export class History {
       this.local.removeItem(this.slot);
       if (!marked) this.writeMark(due); // the storage was full: the erase made room
     }
-    let destroyed = true;
-    if (due) {
-      try {
-        await this.secure.remove(KEY_NAME);
-      } catch (error) {
-        destroyed = error?.message === NO_KEYCHAIN; // (no keychain: no key in it either)
-      }
-    }
+    const written = this.forgetPending; // (its removal due, unless the storage had no room)
+    let destroyed = due ? await this.removeKey() : true;
+    // Without Web Locks a page opened while the keychain took its time found the removal due,
+    // removed the key itself and cleared the due: the key this Forget meant is gone, and the
+    // one there now is that page's, with what it kept under it. Due again, it was removed at
+    // the next opening, and all that with it.
+    if (!destroyed && written && !this.forgetPending) destroyed = true;
     this.key = null;
     this.persistent = false;
     this.markForget(!destroyed);
@@ -349,6 +412,20 @@ export class History {
     }
     await this.load(); // a new key from now on
     return true;
+  }
+
+  /**
+   * Remove the key from the keychain: false when the keychain would not. An app without one
+   * (it answers ``UNSUPPORTED``) has no key in it: gone already. A removal due found there
+   * (a Forget cut short as its request was out) was otherwise due at every opening, for ever.
+   */
+  async removeKey() {
+    try {
+      await this.secure.remove(KEY_NAME);
+      return true;
+    } catch (error) {
+      return error?.message === NO_KEYCHAIN;
+    }
   }
 
   /** Write a Forget's removal due (``due``: a keychain to remove it from) and its new mark. */

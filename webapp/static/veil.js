@@ -5962,8 +5962,11 @@
       this.markSlot = `${this.slot}:forgotten`;
       this.epoch = null;
       this.unreadable = false;
+      this.silent = false;
       this.dropped = null;
       this.erases = 0;
+      this.page = b64e(randomBytes3(9));
+      this.askingSlot = `${this.slot}:asking:`;
     }
     /**
      * Run ``work`` while no other page of this user on the device reads or writes the history.
@@ -5978,15 +5981,69 @@
       return locks ? locks.request(this.slot, () => work()) : work();
     }
     /** Load the key (made on first use) and the turns; false when nothing can be kept. */
-    open() {
+    async open() {
+      await this.live();
       return this.exclusive(() => this.load());
+    }
+    /**
+     * Hold a Web Lock named after this page for as long as it is open (the browser lets go of
+     * it when the page goes): another page of the device then tells this page's ``asking`` note
+     * from one a closed page left.
+     */
+    live() {
+      const locks = globalThis.navigator?.locks;
+      if (!locks) return null;
+      return new Promise((held) => {
+        locks.request(`${this.slot}:page:${this.page}`, () => {
+          held();
+          return new Promise(() => {
+          });
+        });
+      });
+    }
+    /**
+     * Note that this page's question has left it, until its answer has ended here (``answered``).
+     * A page closed meanwhile (reloaded mid-answer) keeps no answer, though the bot charges what
+     * the model wrote: its note tells the next page opened so (``takeLost``). The note holds that
+     * an answer was on its way, nothing of it. Without Web Locks a page cannot tell a closed
+     * page's note from an open one's: none is written there.
+     */
+    asking() {
+      if (!this.local || !globalThis.navigator?.locks) return;
+      try {
+        this.local.setItem(this.askingSlot + this.page, "1");
+      } catch {
+      }
+    }
+    answered() {
+      this.local?.removeItem(this.askingSlot + this.page);
+    }
+    /** Whether a page of the device closed mid-answer since (its note, removed here: told once). */
+    takeLost() {
+      const locks = globalThis.navigator?.locks;
+      if (!this.local || !locks) return false;
+      return this.exclusive(async () => {
+        const open = new Set((await locks.query()).held.map((lock) => lock.name));
+        const notes = [];
+        for (let i = 0; i < this.local.length; i += 1) {
+          const name = this.local.key(i);
+          if (name?.startsWith(this.askingSlot)) notes.push(name);
+        }
+        const lost = notes.filter((name) => {
+          const page = name.slice(this.askingSlot.length);
+          return !open.has(`${this.slot}:page:${page}`);
+        });
+        for (const name of lost) this.local.removeItem(name);
+        return lost.length > 0;
+      });
     }
     async load() {
       this.epoch = this.mark;
+      this.silent = false;
       if (this.secure && this.secure.available && this.local) {
         try {
           if (this.forgetPending) {
-            await this.secure.remove(KEY_NAME);
+            if (!await this.removeKey()) throw new Error("key kept");
             this.markForget(false);
           }
           let key = keyOf(await this.secure.get(KEY_NAME));
@@ -5997,8 +6054,9 @@
           }
           this.key = key;
           this.persistent = true;
-        } catch {
+        } catch (error) {
           this.persistent = false;
+          this.silent = ![NO_KEYCHAIN, "key kept", "no key"].includes(error?.message);
         }
       }
       if (!this.key) this.key = randomBytes3(32);
@@ -6161,14 +6219,9 @@
         this.local.removeItem(this.slot);
         if (!marked) this.writeMark(due);
       }
-      let destroyed = true;
-      if (due) {
-        try {
-          await this.secure.remove(KEY_NAME);
-        } catch (error) {
-          destroyed = error?.message === NO_KEYCHAIN;
-        }
-      }
+      const written = this.forgetPending;
+      let destroyed = due ? await this.removeKey() : true;
+      if (!destroyed && written && !this.forgetPending) destroyed = true;
       this.key = null;
       this.persistent = false;
       this.markForget(!destroyed);
@@ -6178,6 +6231,19 @@
       }
       await this.load();
       return true;
+    }
+    /**
+     * Remove the key from the keychain: false when the keychain would not. An app without one
+     * (it answers ``UNSUPPORTED``) has no key in it: gone already. A removal due found there
+     * (a Forget cut short as its request was out) was otherwise due at every opening, for ever.
+     */
+    async removeKey() {
+      try {
+        await this.secure.remove(KEY_NAME);
+        return true;
+      } catch (error) {
+        return error?.message === NO_KEYCHAIN;
+      }
     }
     /** Write a Forget's removal due (``due``: a keychain to remove it from) and its new mark. */
     writeMark(due) {
@@ -6520,6 +6586,8 @@
     forgotten_elsewhere: "The history was forgotten on another page of this device: nothing of it is kept or sent again here.",
     history_key_changed: "The history key on this device was changed on another page, so the exchanges this page showed could not be kept.",
     history_unreadable: "The history saved on this device could not be read (damaged, or its key is gone from the keychain), so it starts afresh.",
+    answer_lost: "An answer was still coming when this page was last closed: it was not kept, and what the model had written of it by then was charged.",
+    history_keychain_silent: "Telegram's secure storage did not answer, so the history saved on this device is not shown and this page saves nothing: reopen it to try again.",
     history_storage_blocked: "This browser does not let the page store anything (its cookie or site-data setting), so this history is not saved: it is gone when you close the page.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
     about: "What private mode protects",
@@ -6585,9 +6653,11 @@
     history_kept: "История хранится на этом устройстве, зашифрованная ключом из его хранилища ключей.",
     history_full: "Память устройства заполнена, поэтому этот обмен не сохранён в истории.",
     forgotten_elsewhere: "История была стёрта на другой странице этого устройства: здесь ничего из неё больше не сохраняется и не отправляется.",
-    history_key_changed: "Ключ истории на этом устройстве сменили на другой странице, поэтому обмены, показанные здесь, сохранить не удалось.",
-    history_unreadable: "Сохранённую на устройстве историю не удалось прочитать (она повреждена или её ключа больше нет в хранилище), поэтому она начинается заново.",
-    history_storage_blocked: "Этот браузер не даёт странице ничего сохранять (настройка cookie или данных сайтов), поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
+    history_key_changed: "Ключ истории на этом устройстве сменился на другой странице, поэтому показанные здесь вопросы и ответы сохранить не удалось.",
+    history_unreadable: "Не удалось прочитать историю, сохранённую на этом устройстве (она повреждена или её ключа больше нет в хранилище ключей), поэтому история начата заново.",
+    answer_lost: "В прошлый раз страницу закрыли, пока ответ ещё приходил: он не сохранён, а то, что модель успела написать, списано с баланса.",
+    history_keychain_silent: "Защищённое хранилище Telegram не ответило, поэтому сохранённая на устройстве история не показана, а эта страница ничего не сохраняет: откройте её заново, чтобы попробовать ещё раз.",
+    history_storage_blocked: "Этот браузер не даёт странице ничего сохранять (из-за настроек файлов cookie или данных сайтов), поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     about: "Что защищает приватный режим",
     protects: "Ваш вопрос шифруется здесь, на вашем устройстве, ключом сервера модели — после того как эта страница сверила этот ключ с ключом оператора, зашитым в саму страницу. Telegram и бот лишь передают зашифрованные байты: ни тот, ни другой не может прочитать ни ваши вопросы, ни ответы. Бот списывает оплату по подписанному чеку сервера, который проверяет и эта страница. История хранится на этом устройстве в зашифрованном виде.",
@@ -6652,9 +6722,11 @@
     history_kept: "Тарих осы құрылғыда, оның кілттер қоймасындағы кілтпен шифрланып сақталады.",
     history_full: "Құрылғы жады толы, сондықтан бұл сұрақ пен жауап тарихқа сақталмады.",
     forgotten_elsewhere: "Тарих осы құрылғының басқа бетінде өшірілді: мұнда одан ештеңе енді сақталмайды және жіберілмейді.",
-    history_key_changed: "Осы құрылғыдағы тарих кілтін басқа бетте ауыстырды, сондықтан мұнда көрсетілген сұрақтар мен жауаптар сақталмады.",
-    history_unreadable: "Құрылғыда сақталған тарихты оқу мүмкін болмады (ол бүлінген немесе оның кілті қоймада жоқ), сондықтан ол басынан басталады.",
-    history_storage_blocked: "Бұл браузер бетке ештеңе сақтауға рұқсат бермейді (cookie немесе сайт деректерінің баптауы), сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
+    history_key_changed: "Осы құрылғыдағы тарих кілті басқа бетте ауыстырылды, сондықтан мұнда көрсетілген сұрақтар мен жауаптарды сақтау мүмкін болмады.",
+    history_unreadable: "Құрылғыда сақталған тарихты оқу мүмкін болмады (ол бүлінген немесе оның кілті кілттер қоймасында жоқ), сондықтан тарих жаңадан басталады.",
+    answer_lost: "Өткен жолы жауап әлі келіп жатқанда бет жабылды: ол сақталмады, ал модель оған дейін жазған бөлігі үшін ақы есептен шығарылды.",
+    history_keychain_silent: "Telegram-ның қорғалған қоймасы жауап бермеді, сондықтан құрылғыда сақталған тарих көрсетілмейді және бұл бет ештеңе сақтамайды: қайталап көру үшін оны қайта ашыңыз.",
+    history_storage_blocked: "Бұл браузер бетке ештеңе сақтауға рұқсат бермейді (cookie немесе сайт деректері баптауларына байланысты), сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     about: "Жеке режим нені қорғайды",
     protects: "Сұрағыңыз осында, құрылғыңызда, модель серверінің кілтімен шифрланады — бұл бет ол кілтті беттің өзіне енгізілген оператор кілтімен салыстырып тексергеннен кейін. Telegram мен бот тек шифрланған байттарды жеткізеді: екеуі де сұрақтарыңызды да, жауаптарды да оқи алмайды. Бот төлемді сервердің қолтаңбалы түбіртегі бойынша алады, оны осы бет те тексереді. Тарихыңыз осы құрылғыда шифрланып сақталады.",
@@ -6830,10 +6902,12 @@
       });
       const kept = await this.history.open();
       this.shown = this.showing();
-      let told = this.history.forgetPending ? "forgotten_key_kept" : "history_not_kept";
+      let told = this.history.silent ? "history_keychain_silent" : "history_not_kept";
+      if (this.history.forgetPending) told = "forgotten_key_kept";
       if (!this.history.local) told = "history_storage_blocked";
       this.note(this.t(kept ? "history_kept" : told), "history");
       if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
+      if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
       this.showKept();
       window.addEventListener("storage", (event) => {
         if (event.key === this.history.slot) this.takeInOthers();
@@ -7146,6 +7220,7 @@
         if (!answer.textContent) answer.remove();
         const dropped = this.history.takeDropped();
         if (dropped) $("notice").textContent += ` ${this.t(dropped)}`;
+        this.history.answered();
         this.setRunning(null);
         await this.refreshAccount({ afterAnswer: true });
       }
@@ -7300,6 +7375,7 @@
       });
       if (this.running.stopRequested) throw new Unsent("stopped before sending");
       Object.assign(this.running, { requestId, responseKey });
+      this.history.asking();
       const response = await this.api("api/relay", {
         method: "POST",
         body,
