@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from tests.botstack import TOKEN
@@ -104,3 +106,22 @@ async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: 
     with socket.socket() as probe:  # nothing listens on the gateway's port: it stopped
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", int(env["VEIL_GATEWAY_PORT"])))
+
+
+def test_the_slow_command_of_the_readme_runs_the_real_model_test_alone() -> None:
+    """The README's `pytest -m slow …` runs what its sentence describes, and nothing slower."""
+    match = re.search(r"`uv\s+run (pytest -m slow[^`]*)`", README.read_text(encoding="utf-8"))
+    assert match is not None, "the README names no slow command"
+    command = match.group(1).split()
+    done = subprocess.run(  # noqa: S603 -- the README's own command line, no shell
+        [sys.executable, "-m", *command, "--collect-only", "-q", "-p", "no:randomly"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    collected = [line for line in done.stdout.splitlines() if "::" in line]
+    assert collected, done.stdout + done.stderr
+    files = {line.split("::")[0] for line in collected}
+    assert files == {"tests/test_local_model.py"}, files
