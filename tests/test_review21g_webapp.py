@@ -6,9 +6,11 @@ browser here is one started with a profile of its own: its cookie setting, a rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
+import pytest
 from playwright.async_api import async_playwright
 
 from tests.miniapp import init_data, page_url, webapp_stack
@@ -18,13 +20,29 @@ from tests.test_webapp_browser import (
     CHROMIUM_ARGS,
     FAKE_TELEGRAM_APP,
     QUESTION,
+    SLOW_ANSWER,
     Keychain,
     answered,
+    ask,
     ready,
+    two_pages,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from playwright.async_api import Browser
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as driver:
+        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
 
 
 async def test_a_browser_blocking_site_data_for_real_opens_the_page_and_answers(
@@ -67,3 +85,30 @@ async def test_a_browser_blocking_site_data_for_real_opens_the_page_and_answers(
         finally:
             await context.close()
     assert keychain.values == {}  # no key made for a history that cannot be kept
+
+
+async def test_an_answer_cut_by_a_reload_is_told_when_the_page_opens_offline(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # A page reloaded mid-answer (the stream seeming stuck, the network gone) opens again with
+    # the network still down. The note that its answer was out was taken (removed, to be told
+    # once) before the balance was fetched, and the failed fetch then wrote its own notice
+    # over the one that told it: the cut answer, charged, was never told. Now it is told with
+    # whatever the opening ends in, and taken only then.
+    keychain = Keychain()
+    async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
+        context, page, _ = await two_pages(browser, stack, keychain)
+        await ask(page, QUESTION)
+        async with asyncio.timeout(15):
+            while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
+                await asyncio.sleep(0.05)
+        await page.route("**/api/account", lambda route: route.abort("internetdisconnected"))
+        await page.reload()
+        await ready(page)
+        assert await page.get_attribute("#notice", "data-error") == "network"
+        assert "was last closed" in await page.inner_text("#notice")
+        await page.unroute("**/api/account")
+        await page.reload()
+        await ready(page)
+        assert "was last closed" not in await page.inner_text("#notice")  # told once
+        await context.close()

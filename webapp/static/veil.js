@@ -6911,12 +6911,12 @@
       if (!this.history.local) told = "history_storage_blocked";
       this.note(this.t(kept ? "history_kept" : told), "history");
       if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
-      if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
       this.showKept();
       window.addEventListener("storage", (event) => {
         if (event.key === this.history.slot) this.takeInOthers();
       });
       await this.refreshAccount();
+      if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
       document.body.dataset.ready = "true";
     }
     renderStatic() {
