@@ -193,13 +193,15 @@ class App {
     if (!this.history.local) told = "history_storage_blocked"; // (the browser's own setting)
     this.note(this.t(kept ? "history_kept" : told), "history");
     if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
-    if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
     this.showKept();
     // Another page of the device kept an exchange: shown here too, as it is this page's context.
     window.addEventListener("storage", (event) => {
       if (event.key === this.history.slot) this.takeInOthers();
     });
     await this.refreshAccount();
+    // Told with whatever the opening ends in (a balance that could not be fetched writes its
+    // own notice), and taken only then: it is told once, so it must not be written over.
+    if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
     document.body.dataset.ready = "true";
   }
 

@@ -90,6 +90,10 @@ export class History {
     this.slot = `veil:history:${userId}`;
     this.forgetSlot = `${this.slot}:forget`; // a Forget's key removal due (under way, refused, cut short)
     this.local = local;
+    // Web Locks, where the page may take them. A browser that refuses the page its storage
+    // (cookies blocked) refuses them too, ``navigator.locks`` there all the same: each request
+    // is rejected with a SecurityError. With no storage there is nothing shared to take turns on.
+    this.locks = local ? (globalThis.navigator?.locks ?? null) : null;
     this.key = null;
     this.persistent = false;
     this.turns = [];
@@ -113,8 +117,7 @@ export class History {
    * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
    */
   exclusive(work) {
-    const locks = globalThis.navigator?.locks;
-    return locks ? locks.request(this.slot, () => work()) : work();
+    return this.locks ? this.locks.request(this.slot, () => work()) : work();
   }
 
   /** Load the key (made on first use) and the turns; false when nothing can be kept. */
@@ -126,16 +129,22 @@ export class History {
   /**
    * Hold a Web Lock named after this page for as long as it is open (the browser lets go of
    * it when the page goes): another page of the device then tells this page's ``asking`` note
-   * from one a closed page left.
+   * from one a closed page left. A browser that refuses it the lock (a SecurityError) gives it
+   * none other either: the page goes without, as where there are no Web Locks (else it waited
+   * on the lock for ever, and never opened).
    */
   live() {
-    const locks = globalThis.navigator?.locks;
-    if (!locks) return null;
+    if (!this.locks) return null;
     return new Promise((held) => {
-      locks.request(`${this.slot}:page:${this.page}`, () => {
-        held();
-        return new Promise(() => {}); // never let go: the page's life
-      });
+      this.locks
+        .request(`${this.slot}:page:${this.page}`, () => {
+          held();
+          return new Promise(() => {}); // never let go: the page's life
+        })
+        .catch(() => {
+          this.locks = null;
+          held();
+        });
     });
   }
 
@@ -147,7 +156,7 @@ export class History {
    * page's note from an open one's: none is written there.
    */
   asking() {
-    if (!this.local || !globalThis.navigator?.locks) return;
+    if (!this.local || !this.locks) return;
     try {
       this.local.setItem(this.askingSlot + this.page, "1");
     } catch {
@@ -161,7 +170,7 @@ export class History {
 
   /** Whether a page of the device closed mid-answer since (its note, removed here: told once). */
   takeLost() {
-    const locks = globalThis.navigator?.locks;
+    const locks = this.locks;
     if (!this.local || !locks) return false;
     return this.exclusive(async () => {
       const open = new Set((await locks.query()).held.map((lock) => lock.name));

@@ -27,7 +27,7 @@ const en = {
   history_unreadable: "The history saved on this device could not be read (damaged, or its key is gone from the keychain), so it starts afresh.",
   answer_lost: "An answer was still coming when this page was last closed: it was not kept, and what the model had written of it by then was charged.",
   history_keychain_silent:
-    "Telegram's secure storage did not answer, so the history saved on this device is not shown and this page saves nothing: reopen it to try again.",
+    "Telegram's secure storage did not answer, so the history saved on this device is not shown and this page saves nothing: reopen the page to try again.",
   history_storage_blocked:
     "This browser does not let the page store anything (its cookie or site-data setting), so this history is not saved: it is gone when you close the page.",
   history_not_kept:
@@ -102,7 +102,7 @@ const ru = {
   history_unreadable: "Не удалось прочитать историю, сохранённую на этом устройстве (она повреждена или её ключа больше нет в хранилище ключей), поэтому история начата заново.",
   answer_lost: "В прошлый раз страницу закрыли, пока ответ ещё приходил: он не сохранён, а то, что модель успела написать, списано с баланса.",
   history_keychain_silent:
-    "Защищённое хранилище Telegram не ответило, поэтому сохранённая на устройстве история не показана, а эта страница ничего не сохраняет: откройте её заново, чтобы попробовать ещё раз.",
+    "Защищённое хранилище Telegram не ответило, поэтому сохранённая на устройстве история не показана, а эта страница ничего не сохраняет: откройте страницу заново, чтобы попробовать ещё раз.",
   history_storage_blocked:
     "Этот браузер не даёт странице ничего сохранять (из-за настроек файлов cookie или данных сайтов), поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
   history_not_kept:
@@ -177,7 +177,7 @@ const kk = {
   history_unreadable: "Құрылғыда сақталған тарихты оқу мүмкін болмады (ол бүлінген немесе оның кілті кілттер қоймасында жоқ), сондықтан тарих жаңадан басталады.",
   answer_lost: "Өткен жолы жауап әлі келіп жатқанда бет жабылды: ол сақталмады, ал модель оған дейін жазған бөлігі үшін ақы есептен шығарылды.",
   history_keychain_silent:
-    "Telegram-ның қорғалған қоймасы жауап бермеді, сондықтан құрылғыда сақталған тарих көрсетілмейді және бұл бет ештеңе сақтамайды: қайталап көру үшін оны қайта ашыңыз.",
+    "Telegram-ның қорғалған қоймасы жауап бермеді, сондықтан құрылғыда сақталған тарих көрсетілмейді және бұл бет ештеңе сақтамайды: қайталап көру үшін бетті қайта ашыңыз.",
   history_storage_blocked:
     "Бұл браузер бетке ештеңе сақтауға рұқсат бермейді (cookie немесе сайт деректері баптауларына байланысты), сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
   history_not_kept:

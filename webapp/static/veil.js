@@ -5955,6 +5955,7 @@
       this.slot = `veil:history:${userId}`;
       this.forgetSlot = `${this.slot}:forget`;
       this.local = local;
+      this.locks = local ? globalThis.navigator?.locks ?? null : null;
       this.key = null;
       this.persistent = false;
       this.turns = [];
@@ -5977,8 +5978,7 @@
      * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
      */
     exclusive(work) {
-      const locks = globalThis.navigator?.locks;
-      return locks ? locks.request(this.slot, () => work()) : work();
+      return this.locks ? this.locks.request(this.slot, () => work()) : work();
     }
     /** Load the key (made on first use) and the turns; false when nothing can be kept. */
     async open() {
@@ -5988,16 +5988,20 @@
     /**
      * Hold a Web Lock named after this page for as long as it is open (the browser lets go of
      * it when the page goes): another page of the device then tells this page's ``asking`` note
-     * from one a closed page left.
+     * from one a closed page left. A browser that refuses it the lock (a SecurityError) gives it
+     * none other either: the page goes without, as where there are no Web Locks (else it waited
+     * on the lock for ever, and never opened).
      */
     live() {
-      const locks = globalThis.navigator?.locks;
-      if (!locks) return null;
+      if (!this.locks) return null;
       return new Promise((held) => {
-        locks.request(`${this.slot}:page:${this.page}`, () => {
+        this.locks.request(`${this.slot}:page:${this.page}`, () => {
           held();
           return new Promise(() => {
           });
+        }).catch(() => {
+          this.locks = null;
+          held();
         });
       });
     }
@@ -6009,7 +6013,7 @@
      * page's note from an open one's: none is written there.
      */
     asking() {
-      if (!this.local || !globalThis.navigator?.locks) return;
+      if (!this.local || !this.locks) return;
       try {
         this.local.setItem(this.askingSlot + this.page, "1");
       } catch {
@@ -6020,7 +6024,7 @@
     }
     /** Whether a page of the device closed mid-answer since (its note, removed here: told once). */
     takeLost() {
-      const locks = globalThis.navigator?.locks;
+      const locks = this.locks;
       if (!this.local || !locks) return false;
       return this.exclusive(async () => {
         const open = new Set((await locks.query()).held.map((lock) => lock.name));
@@ -6587,7 +6591,7 @@
     history_key_changed: "The history key on this device was changed on another page, so the exchanges this page showed could not be kept.",
     history_unreadable: "The history saved on this device could not be read (damaged, or its key is gone from the keychain), so it starts afresh.",
     answer_lost: "An answer was still coming when this page was last closed: it was not kept, and what the model had written of it by then was charged.",
-    history_keychain_silent: "Telegram's secure storage did not answer, so the history saved on this device is not shown and this page saves nothing: reopen it to try again.",
+    history_keychain_silent: "Telegram's secure storage did not answer, so the history saved on this device is not shown and this page saves nothing: reopen the page to try again.",
     history_storage_blocked: "This browser does not let the page store anything (its cookie or site-data setting), so this history is not saved: it is gone when you close the page.",
     history_not_kept: "This Telegram app has no secure storage, so this history is not saved: it is gone when you close the page.",
     about: "What private mode protects",
@@ -6656,7 +6660,7 @@
     history_key_changed: "Ключ истории на этом устройстве сменился на другой странице, поэтому показанные здесь вопросы и ответы сохранить не удалось.",
     history_unreadable: "Не удалось прочитать историю, сохранённую на этом устройстве (она повреждена или её ключа больше нет в хранилище ключей), поэтому история начата заново.",
     answer_lost: "В прошлый раз страницу закрыли, пока ответ ещё приходил: он не сохранён, а то, что модель успела написать, списано с баланса.",
-    history_keychain_silent: "Защищённое хранилище Telegram не ответило, поэтому сохранённая на устройстве история не показана, а эта страница ничего не сохраняет: откройте её заново, чтобы попробовать ещё раз.",
+    history_keychain_silent: "Защищённое хранилище Telegram не ответило, поэтому сохранённая на устройстве история не показана, а эта страница ничего не сохраняет: откройте страницу заново, чтобы попробовать ещё раз.",
     history_storage_blocked: "Этот браузер не даёт странице ничего сохранять (из-за настроек файлов cookie или данных сайтов), поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     history_not_kept: "В этом приложении Telegram нет защищённого хранилища, поэтому история не сохраняется: она исчезнет, когда вы закроете страницу.",
     about: "Что защищает приватный режим",
@@ -6725,7 +6729,7 @@
     history_key_changed: "Осы құрылғыдағы тарих кілті басқа бетте ауыстырылды, сондықтан мұнда көрсетілген сұрақтар мен жауаптарды сақтау мүмкін болмады.",
     history_unreadable: "Құрылғыда сақталған тарихты оқу мүмкін болмады (ол бүлінген немесе оның кілті кілттер қоймасында жоқ), сондықтан тарих жаңадан басталады.",
     answer_lost: "Өткен жолы жауап әлі келіп жатқанда бет жабылды: ол сақталмады, ал модель оған дейін жазған бөлігі үшін ақы есептен шығарылды.",
-    history_keychain_silent: "Telegram-ның қорғалған қоймасы жауап бермеді, сондықтан құрылғыда сақталған тарих көрсетілмейді және бұл бет ештеңе сақтамайды: қайталап көру үшін оны қайта ашыңыз.",
+    history_keychain_silent: "Telegram-ның қорғалған қоймасы жауап бермеді, сондықтан құрылғыда сақталған тарих көрсетілмейді және бұл бет ештеңе сақтамайды: қайталап көру үшін бетті қайта ашыңыз.",
     history_storage_blocked: "Бұл браузер бетке ештеңе сақтауға рұқсат бермейді (cookie немесе сайт деректері баптауларына байланысты), сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     history_not_kept: "Бұл Telegram қолданбасында қорғалған қойма жоқ, сондықтан тарих сақталмайды: бетті жапқанда ол жойылады.",
     about: "Жеке режим нені қорғайды",
@@ -6907,12 +6911,12 @@
       if (!this.history.local) told = "history_storage_blocked";
       this.note(this.t(kept ? "history_kept" : told), "history");
       if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
-      if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
       this.showKept();
       window.addEventListener("storage", (event) => {
         if (event.key === this.history.slot) this.takeInOthers();
       });
       await this.refreshAccount();
+      if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;
       document.body.dataset.ready = "true";
     }
     renderStatic() {
