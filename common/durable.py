@@ -1,7 +1,10 @@
-"""Putting a file's name on the disk: the folder fsync after a link or a rename.
+"""Files written to survive: the folder fsync after a link or a rename, a draft's writer.
 
-Without it a power cut may lose a name whose file's bytes were synced: a key gone while what it
-sealed or signed stays. Standard library only: the container's entry point uses it too.
+Without the folder's fsync a power cut may lose a name whose file's bytes were synced: a key
+gone while what it sealed or signed stays. A key is written as a draft named with its writer's
+pid, then linked into place; a draft whose writer is gone is settled by the next start
+(``models.atrest``, ``sealed.keyfile``). Standard library only: the container's entry point uses
+it too.
 """
 
 from __future__ import annotations
@@ -28,3 +31,20 @@ def sync_folder(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def running(pid: int) -> bool:
+    """Whether another process ``pid`` runs (a draft's writer, where its lock cannot be asked).
+
+    Ours is none: the pid of a killed writer, reused by us, is not still writing. Another
+    user's process (``EPERM``) runs.
+    """
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

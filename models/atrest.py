@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from common.durable import sync_folder
+from common.durable import running, sync_folder
 from models.errors import DataKeyCorrupted, HistoryCorrupted, MasterKeyFileError, StorageError
 from models.records import as_role
 
@@ -236,7 +236,7 @@ def _abandoned(draft: Path, pid: int) -> Iterator[bool]:
         yield False
         return
     except OSError:  # a link, or one we may not open: no lock to ask
-        yield not _running(pid)
+        yield not running(pid)
         return
     try:
         try:
@@ -245,24 +245,11 @@ def _abandoned(draft: Path, pid: int) -> Iterator[bool]:
             yield False
             return
         except OSError:
-            yield not _running(pid)
+            yield not running(pid)
             return
         yield _still_named(fd, draft)  # else another start settled it before we locked it
     finally:
         os.close(fd)
-
-
-def _running(pid: int) -> bool:
-    """Whether another process ``pid`` runs (ours, as the pid of a killed start reused, is not)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's: running
-        return True
-    return True
 
 
 def _whole(draft: Path) -> bool:

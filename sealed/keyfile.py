@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from common.durable import sync_folder
+from common.durable import running, sync_folder
 from common.stopping import CommandStopped
 from sealed.encoding import b64d, b64e
 from sealed.errors import MalformedMessage
@@ -134,7 +134,7 @@ def _abandoned_draft_removed(draft: Path) -> bool:
         except BlockingIOError:
             return False  # its writer holds it
         except OSError:  # a file system without flock: only a draft of a process gone goes
-            if _running(_draft_pid(draft)):
+            if running(_draft_pid(draft)):
                 return False
         if not _same_file(fd, draft):
             return False  # another keygen settled it meanwhile
@@ -177,19 +177,6 @@ def _unlink_if_ours(path: Path, fd: int) -> None:
 def _draft_pid(draft: Path) -> int:
     """The pid a draft's name gives (``.<name>.<pid>.<hex>``)."""
     return int(draft.name.rsplit(".", 2)[1])
-
-
-def _running(pid: int) -> bool:
-    """Whether a process ``pid`` runs (ours counts as none: we have made no draft yet)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def run_keygen(path: Path, header: str) -> int:
