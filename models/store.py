@@ -83,13 +83,14 @@ class OpenConversation:
 class Writer(Generic[T]):
     """History to store in the transaction of another write, which calls it with its ``Database``.
 
-    What was stored is ``stored``; a failure of the history alone (the conversation gone, a key
-    that does not open, a row SQLite refuses: the file at its size limit) is kept in ``error``
-    and rolled back to before it, never the write it is part of: the charge of an answer (or a
-    title) stands when its history cannot be kept. SQLite's own errors are caught here, not
-    only at the connection: there they would have undone the charge. One that ended the whole
-    transaction (SQLite rolls it all back on a full disk or an I/O error) is kept and raised:
-    the caller's writes after it would each commit on their own; it writes them again alone
+    What was stored is ``stored`` (None again where the caller's transaction then failed: it was
+    rolled back with it, and ``ChatService`` stores the turns alone); a failure of the history alone
+    (the conversation gone, a key that does not open, a row SQLite refuses: the file at its size
+    limit) is kept in ``error`` and rolled back to before it, never the write it is part of: the
+    charge of an answer (or a title) stands when its history cannot be kept. SQLite's own errors are
+    caught here, not only at the connection: there they would have undone the charge. One that ended
+    the whole transaction (SQLite rolls it all back on a full disk or an I/O error) is kept and
+    raised: the caller's writes after it would each commit on their own; it writes them again alone
     (``Credit``: the charge stands, without the history).
     """
 

@@ -303,7 +303,10 @@ class Credit:
             try:
                 return await self._store.write(lambda db: write(db, also))
             except StorageError:
-                if also is None or also.error is None:
+                if also is None:
+                    raise
+                also.stored = None  # rolled back with the charge (its COMMIT failed, say)
+                if also.error is None:
                     raise
             # The history's failure ended the whole transaction (SQLite rolls it all back on a
             # full disk): the charge is written alone, the history left unstored (``also.error``).

@@ -8,12 +8,14 @@ the hold left open, and the books a charge short.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from models import MasterKey, StorageError, Store
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
+from tests.harness import run_python
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,3 +54,53 @@ async def test_turns_the_file_has_no_room_for_never_undo_their_charge(tmp_path: 
         assert await inconsistent_users(store) == []
     finally:
         await store.close()
+
+
+# The charge's transaction fails at its COMMIT (the WAL cannot grow: a file size limit, a full
+# disk), after its turns were written in it: they are rolled back with it.
+_COMMIT_FAILS = """
+import asyncio, json, resource, sys
+from pathlib import Path
+from models import MasterKey, Store
+from services.credit import Credit
+from services.errors import LedgerUnavailable
+from services.prices import Prices
+
+async def main() -> None:
+    store = await Store.open(Path(sys.argv[1]), MasterKey.generate())
+    credit = Credit(store, Prices.parse("*=20/60"), 1000)
+    await store.ensure_user(9612, "en")
+    kept = await store.active_conversation(9612)
+    hold = await credit.hold(9612, "commit-1", "veil-test", 10, 50)
+    wal = Path(sys.argv[1] + "-wal").stat().st_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (wal + 4200, hard))  # one more WAL frame fits
+    turns = store.turns_writer(9612, kept, [("user", "q"), ("assistant", "a")])
+    try:
+        await credit.settle(hold, 10, 5, receipt_valid=True, also=turns)
+    except LedgerUnavailable:
+        charged = False
+    else:
+        charged = True
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    history = await store.history(9612, kept)
+    print(json.dumps({
+        "charged": charged,
+        "said_stored": turns.stored is not None,
+        "history": [turn.text for turn in history],
+    }))
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_turns_rolled_back_with_a_charge_that_could_not_commit_are_not_taken_as_stored(
+    tmp_path: Path,
+) -> None:
+    # Taken as stored, they were never tried on their own, and the user was not told that
+    # the answer they had is missing from their conversation.
+    done = run_python("-c", _COMMIT_FAILS, str(tmp_path / "veil.db"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"charged": False, "said_stored": False, "history": []}
