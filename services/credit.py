@@ -303,13 +303,13 @@ class Credit:
             try:
                 return await self._store.write(lambda db: write(db, also))
             except StorageError:
-                if also is None:
-                    raise
-                also.stored = None  # rolled back with the charge (its COMMIT failed, say)
-                if also.error is None:
-                    raise
-            # The history's failure ended the whole transaction (SQLite rolls it all back on a
-            # full disk): the charge is written alone, the history left unstored (``also.error``).
+                if also is None or (also.stored is None and also.error is None):
+                    raise  # failed before the history was written (the lock not had, say)
+                also.stored = None  # rolled back with the charge
+            # The transaction failed with the history in it: its own failure ended it (SQLite
+            # rolls it all back on a full disk), or the COMMIT did (the WAL could not grow by
+            # it all). The charge is written again alone, smaller: it stands, and the history is
+            # stored on its own or the user told it was not (``ChatService``).
             return await self._store.write(lambda db: write(db, None))
 
     async def release(self, hold: Hold) -> Charge:

@@ -57,7 +57,7 @@ async def test_turns_the_file_has_no_room_for_never_undo_their_charge(tmp_path: 
 
 
 # The charge's transaction fails at its COMMIT (the WAL cannot grow: a file size limit, a full
-# disk), after its turns were written in it: they are rolled back with it.
+# disk), after its turns were written in it: they are rolled back with it, not the charge.
 _COMMIT_FAILS = """
 import asyncio, json, resource, sys
 from pathlib import Path
@@ -74,8 +74,9 @@ async def main() -> None:
     hold = await credit.hold(9612, "commit-1", "veil-test", 10, 50)
     wal = Path(sys.argv[1] + "-wal").stat().st_size
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (wal + 4200, hard))  # one more WAL frame fits
-    turns = store.turns_writer(9612, kept, [("user", "q"), ("assistant", "a")])
+    # The WAL may grow by the charge's few pages, not by the answer's many.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (wal + 12 * 4120, hard))
+    turns = store.turns_writer(9612, kept, [("user", "q"), ("assistant", "x" * 200_000)])
     try:
         await credit.settle(hold, 10, 5, receipt_valid=True, also=turns)
     except LedgerUnavailable:
@@ -88,6 +89,9 @@ async def main() -> None:
         "charged": charged,
         "said_stored": turns.stored is not None,
         "history": [turn.text for turn in history],
+        "usage": await store.read(
+            lambda db: db.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'usage'").fetchone()[0]
+        ),
     }))
     await store.close()
 
@@ -95,12 +99,11 @@ asyncio.run(main())
 """
 
 
-def test_turns_rolled_back_with_a_charge_that_could_not_commit_are_not_taken_as_stored(
-    tmp_path: Path,
-) -> None:
-    # Taken as stored, they were never tried on their own, and the user was not told that
-    # the answer they had is missing from their conversation.
+def test_a_charge_whose_commit_failed_with_its_turns_is_written_alone(tmp_path: Path) -> None:
+    # The charge was lost with them (the answer free, its hold released later), and the turns
+    # taken as stored: never tried on their own, and the user not told that the answer they
+    # had is missing from their conversation.
     done = run_python("-c", _COMMIT_FAILS, str(tmp_path / "veil.db"))
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"charged": False, "said_stored": False, "history": []}
+    assert result == {"charged": True, "said_stored": False, "history": [], "usage": 1}
