@@ -9,13 +9,15 @@ the hold left open, and the books a charge short.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models import MasterKey, StorageError, Store
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
-from tests.harness import run_python
+from tests.botstack import running_stack
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import run_python, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -107,3 +109,44 @@ def test_a_charge_whose_commit_failed_with_its_turns_is_written_alone(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"charged": True, "said_stored": False, "history": [], "usage": 1}
+
+
+PRIVATE = 9613
+HERONS = " ".join(
+    f"heron{i}" + "e" * 100 for i in range(1_000)
+)  # many more pages than the file may grow
+
+
+def _answer(request: dict[str, Any]) -> str:
+    return HERONS if request["messages"][-1]["content"] == "herons?" else "Hello."
+
+
+async def test_an_answer_its_conversation_had_no_room_for_is_charged_once_and_the_user_told(
+    tmp_path: Path,
+) -> None:
+    server = FakeVLLM(answer=_answer, token_delay=0.001)
+    async with running_stack(tmp_path, model_server=server) as stack:
+        stack.telegram.send_text(PRIVATE, "hello")
+        await stack.stored_turns(PRIVATE, 2)
+        store = stack.veil.store
+        stack.telegram.send_text(PRIVATE, "herons?")
+        await wait_until(lambda: len(server.requests) == 2)  # held: the file may grow no more
+        await store._connection.call(
+            lambda db: db.execute(
+                "PRAGMA max_page_count = " + str(db.execute("PRAGMA page_count").fetchone()[0] + 4)
+            )
+        )
+        await wait_until(
+            lambda: any(
+                m.get("text", "").startswith("Your history could not be read or saved")
+                for m in stack.telegram.sent_messages(PRIVATE)
+            )
+        )
+        conversation = await store.active_conversation(PRIVATE)
+        texts = [turn.text for turn in await store.history(PRIVATE, conversation)]
+        outcomes = await store.read(
+            lambda db: db.execute("SELECT outcome FROM holds ORDER BY created_at").fetchall()
+        )
+        assert await inconsistent_users(store) == []
+    assert texts == ["hello", "Hello."]  # the second exchange not stored
+    assert outcomes == [("settled",), ("settled",)]  # and charged all the same, once
