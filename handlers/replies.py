@@ -170,9 +170,23 @@ def without_mentions(text: str, ours: list[MessageEntity]) -> str:
     question = kept[0]
     for piece in kept[1:]:
         left, right = question.rstrip(" \t"), piece.lstrip(_AFTER_MENTION).lstrip(" \t")
-        joined = left and right and not left.endswith("\n") and not right.startswith("\n")
+        joined = left and right and not left.endswith(_BREAKS) and not right.startswith(_BREAKS)
         question = f"{left} {right}" if joined else left + right
-    return question.strip()
+    return _trimmed(question)
+
+
+_BREAKS = ("\n", "\r")  # a line's end, CRLF's too
+
+
+def _trimmed(question: str) -> str:
+    """``question`` without the blanks at its ends; its first line's indentation kept.
+
+    A mention on a line of its own, code under it: stripping the whole question took the
+    indentation of the code's first line alone.
+    """
+    body = question.rstrip()
+    head = body[: len(body) - len(body.lstrip())]
+    return body[head.rfind("\n") + 1 :] if "\n" in head else body.lstrip()
 
 
 # What a message may carry that the model never sees (a file, only where files are not read):

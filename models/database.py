@@ -51,6 +51,7 @@ __all__ = [
     "DataInUse",
     "Database",
     "claim_database",
+    "log_failure",
     "on_read_only_disk",
     "open_for_reading",
     "open_private_database",
@@ -157,7 +158,7 @@ class Connection:
                 with storage_errors(f"{self._name} error", self._path):
                     return how(self._db, fn)
             except StorageError as exc:
-                _log_failure(self._name, exc, self._path)
+                log_failure(self._name, exc, self._path)
                 raise
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
@@ -171,7 +172,7 @@ class Connection:
             self._db.close()
 
 
-def _log_failure(name: str, exc: StorageError, path: Path | None) -> None:
+def log_failure(name: str, exc: StorageError, path: Path | None) -> None:
     """One line for the operator when SQLite itself failed: which file, and SQLite's code.
 
     The code (``SQLITE_FULL``: the disk is full; ``SQLITE_READONLY``, ``SQLITE_CORRUPT``,

@@ -31,13 +31,14 @@ import structlog
 
 from models import migrations
 from models.atrest import MasterKey, new_data_key, open_body, open_title, seal_body, seal_title
-from models.database import Connection
+from models.database import Connection, log_failure
 from models.errors import (
     ConversationNotFound,
     DataKeyCorrupted,
     HistoryCorrupted,
     StorageError,
     UserNotFound,
+    storage_errors,
 )
 from models.records import (
     Conversation,
@@ -82,23 +83,33 @@ class OpenConversation:
 class Writer(Generic[T]):
     """History to store in the transaction of another write, which calls it with its ``Database``.
 
-    What was stored is ``stored``; a failure of the history alone (the conversation gone, a key
-    that does not open) is kept in ``error`` and rolled back to before it, never the write it
-    is part of: the charge of an answer (or a title) stands when its history cannot be kept.
+    What was stored is ``stored`` (None again where the caller's transaction then failed: it was
+    rolled back with it, and ``ChatService`` stores the turns alone); a failure of the history alone
+    (the conversation gone, a key that does not open, a row SQLite refuses: the file at its size
+    limit) is kept in ``error`` and rolled back to before it, never the write it is part of: the
+    charge of an answer (or a title) stands when its history cannot be kept. SQLite's own errors are
+    caught here, not only at the connection: there they would have undone the charge. One that ended
+    the whole transaction (SQLite rolls it all back on a full disk or an I/O error) is kept and
+    raised: the caller's writes after it would each commit on their own; it writes them again alone
+    (``Credit``: the charge stands, without the history).
     """
 
-    def __init__(self, write: Callable[[Database], T]) -> None:
+    def __init__(self, write: Callable[[Database], T], path: Path | None = None) -> None:
         self._write = write
+        self._path = path  # the database's file, for what an I/O error may say of it
         self.stored: T | None = None
         self.error: StorageError | None = None
 
     def __call__(self, db: Database) -> None:
         """Store it (in a savepoint of the caller's transaction)."""
         try:
-            with db.atomic():
+            with storage_errors("database error", self._path), db.atomic():
                 self.stored = self._write(db)
         except StorageError as exc:
             self.error = exc
+            if not db.conn.in_transaction:
+                raise
+            log_failure("database", exc, self._path)
 
 
 TurnsWriter = Writer[list[Turn]]
@@ -405,7 +416,7 @@ class Store:
         from its conversation; written in the charge's own, both are kept or neither.
         """
         checked = _checked_turns(turns, tokens)
-        return Writer(lambda db: self._add_turns(db, user_id, conversation_id, checked))
+        return Writer(lambda db: self._add_turns(db, user_id, conversation_id, checked), self._path)
 
     def title_writer(self, user_id: int, conversation_id: int, title: str) -> Writer[str]:
         """The title ``set_title`` stores, to store inside another write (the title's charge)."""
@@ -414,7 +425,7 @@ class Store:
             self._set_title(db, user_id, conversation_id, title)
             return title
 
-        return Writer(save)
+        return Writer(save, self._path)
 
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None

@@ -33,11 +33,12 @@ so concurrent holds never overdraw. A storage failure is ``LedgerUnavailable``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from models import holds, ledger, usage
+from models.errors import StorageError
 from models.holds import AnswerChat, Charge, Hold, Interrupted
 from models.ledger import Balance, LedgerEntry, utc_day
 from models.stats import Stats, figures
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from models import Database, Store
     from models.holds import Outcome, ReceiptStatusValue
     from models.ledger import Kind
+    from models.store import Writer
     from models.usage import ReceiptProof
     from sealed.receipt import ReceiptStatus
     from services.prices import Prices
@@ -167,7 +169,7 @@ class Credit:
         receipt_valid: bool,
         status: ReceiptStatus | None = None,
         proof: ReceiptProof | None = None,
-        also: Callable[[Database], None] | None = None,
+        also: Writer[Any] | None = None,
     ) -> Charge:
         """Charge the receipt's tokens in full and give the hold back, in one transaction.
 
@@ -222,7 +224,7 @@ class Credit:
         hold: Hold,
         completion_tokens: int,
         *,
-        also: Callable[[Database], None] | None = None,
+        also: Writer[Any] | None = None,
     ) -> Charge:
         """Charge the bot's own count when text reached the user but no receipt could be had.
 
@@ -252,15 +254,15 @@ class Credit:
         tokens: tuple[int, int],
         receipt_status: ReceiptStatusValue | None,
         proof: ReceiptProof | None,
-        also: Callable[[Database], None] | None,
+        also: Writer[Any] | None,
     ) -> tuple[Charge, bool, int]:
         """Close the hold with a charge; (the charge, whether it is new, the balance after)."""
         now = int(self._clock())
 
-        def write(db: Database) -> tuple[Charge, bool, int]:
+        def write(db: Database, history: Writer[Any] | None) -> tuple[Charge, bool, int]:
             state = _open_state(db, hold)
-            if also is not None:
-                also(db)
+            if history is not None:
+                history(db)
             if state.charge is not None:
                 return state.charge, False, ledger.balance(db, hold.user_id)
             held = state.hold
@@ -298,7 +300,17 @@ class Credit:
             return charge, True, ledger.balance(db, held.user_id)
 
         with ledger_failures():
-            return await self._store.write(write)
+            try:
+                return await self._store.write(lambda db: write(db, also))
+            except StorageError:
+                if also is None or (also.stored is None and also.error is None):
+                    raise  # failed before the history was written (the lock not had, say)
+                also.stored = None  # rolled back with the charge
+            # The transaction failed with the history in it: its own failure ended it (SQLite
+            # rolls it all back on a full disk), or the COMMIT did (the WAL could not grow by
+            # it all). The charge is written again alone, smaller: it stands, and the history is
+            # stored on its own or the user told it was not (``ChatService``).
+            return await self._store.write(lambda db: write(db, None))
 
     async def release(self, hold: Hold) -> Charge:
         """Give the whole hold back and charge nothing (no receipt, and nothing delivered).
