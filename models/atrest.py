@@ -15,24 +15,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import errno
-import fcntl
 import os
-import re
-import secrets
 import stat
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from common.durable import running, sync_folder
+from common.durable import abandoned, drafts, sync_folder, write_new
 from models.errors import DataKeyCorrupted, HistoryCorrupted, MasterKeyFileError, StorageError
 from models.records import as_role
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from models.records import TurnPlace
@@ -49,9 +43,7 @@ _TITLE_AAD = b"veil/title/v1|"
 _TEXT_ERRORS = "surrogatepass"
 # A new key's draft beside its file: ``.<name>.<pid>.<8 hex>``, locked (``flock``) by its
 # writer, written whole, linked into place, then removed (``MasterKey._create``).
-_DRAFT = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}")
 # Drafts a new key may take: one another start settled away before its writer locked it goes.
-_DRAFT_TRIES = 3
 
 
 def new_data_key() -> bytes:
@@ -102,27 +94,13 @@ class MasterKey:
         """Write a new key to ``path`` (its folder made if need be), or load one made meanwhile."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = os.urandom(KEY_SIZE)
-        # Written whole under a name of its own, then linked into place: a process starting at
-        # the same moment finds no key or the whole key, never an empty file. Locked while it
-        # is written, linked and removed, so no other start settles it (``settle_drafts``).
-        for _ in range(_DRAFT_TRIES):
-            draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")  # _DRAFT
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-            with os.fdopen(fd, "wb") as file:
-                try:
-                    if not _locked_draft(fd, draft):
-                        continue
-                    file.write(base64.b64encode(key) + b"\n")
-                    file.flush()
-                    os.fsync(fd)
-                    os.link(draft, path)
-                except FileExistsError:
-                    return cls._load(path)  # another process made it between our two looks
-                finally:
-                    draft.unlink(missing_ok=True)
-                sync_folder(path.parent)  # the key's name on the disk before anything it seals
-                return cls(key)
-        raise FileNotFoundError(errno.ENOENT, "its drafts were removed by another start")
+        # A process starting at the same moment finds no key or the whole key, never an empty
+        # file, and the key's name is on the disk before anything it seals (``write_new``).
+        try:
+            write_new(path, base64.b64encode(key) + b"\n", KEY_FILE_MODE)
+        except FileExistsError:
+            return cls._load(path)  # another process made it between our two looks
+        return cls(key)
 
     @classmethod
     def _load(cls, path: Path) -> MasterKey:
@@ -165,9 +143,9 @@ def settle_drafts(path: Path) -> list[str]:
     another) is its own to settle.
     """
     lines = []
-    for draft, pid in _drafts(path):
-        with _abandoned(draft, pid) as abandoned:
-            if not abandoned:
+    for draft, pid in drafts(path):
+        with abandoned(draft, pid) as gone:
+            if not gone:
                 continue
             try:
                 if not path.exists() and _whole(draft):
@@ -182,74 +160,6 @@ def settle_drafts(path: Path) -> list[str]:
             except OSError as exc:
                 lines.append(f"veil: cannot remove the master key draft {draft}: {exc.strerror}")
     return lines
-
-
-def _drafts(path: Path) -> list[tuple[Path, int]]:
-    """The key drafts beside ``path``, each with the pid its name gives."""
-    try:
-        names = sorted(entry.name for entry in path.parent.iterdir())
-    except OSError:  # no folder yet, or none to look in: that is the key's own line to tell
-        return []
-    drafts = []
-    for name in names:
-        found = _DRAFT.fullmatch(name)
-        if found and found["name"] == path.name:
-            drafts.append((path.with_name(name), int(found["pid"])))
-    return drafts
-
-
-def _locked_draft(fd: int, draft: Path) -> bool:
-    """Lock the draft we made at ``fd`` until it is closed; False when another start removed it.
-
-    Between making the draft and locking it, a start settling drafts may take it for one cut
-    short (empty, unlocked) and remove it: then another draft is made.
-    """
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:  # a file system without flock: the pid in its name tells, as before
-        return True
-    return _still_named(fd, draft)
-
-
-def _still_named(fd: int, draft: Path) -> bool:
-    """Whether the file open at ``fd`` is still the one named ``draft`` (not settled away)."""
-    try:
-        named = draft.lstat()
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
-
-
-@contextlib.contextmanager
-def _abandoned(draft: Path, pid: int) -> Iterator[bool]:
-    """Whether no process is writing ``draft`` (held so while the block settles it).
-
-    Its writer's lock tells, wherever that runs: the pid in its name means nothing to a start
-    in another container (pid 1 in both), where a draft still being written was taken for a
-    killed start's and removed or linked into place under its writer. A file system without
-    ``flock`` falls back on that pid.
-    """
-    try:
-        fd = os.open(draft, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:  # settled by another start meanwhile
-        yield False
-        return
-    except OSError:  # a link, or one we may not open: no lock to ask
-        yield not running(pid)
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # its writer holds it
-            yield False
-            return
-        except OSError:
-            yield not running(pid)
-            return
-        yield _still_named(fd, draft)  # else another start settled it before we locked it
-    finally:
-        os.close(fd)
 
 
 def _whole(draft: Path) -> bool:

@@ -8,17 +8,13 @@ the key is for, so an operator key is never loaded as a client key by mistake. T
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import re
-import secrets
 import stat
 import sys
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from common.durable import running, sync_folder
+from common.durable import abandoned, drafts, write_new
 from common.stopping import CommandStopped
 from sealed.encoding import b64d, b64e
 from sealed.errors import MalformedMessage
@@ -29,8 +25,6 @@ if TYPE_CHECKING:
 OPERATOR_KEY_HEADER = "veil-operator-key-v1"
 CLIENT_KEY_HEADER = "veil-client-key-v1"
 KEY_FOLDER_MODE = 0o700  # a folder keygen makes is its owner's alone, as the master key's is
-# Drafts a new key may take: one another keygen settled away before its writer locked it goes.
-_DRAFT_TRIES = 3
 
 
 class KeyFileError(Exception):
@@ -42,13 +36,13 @@ def write_key_file(
 ) -> ed25519.Ed25519PrivateKey:
     """Create a new key file (mode 0600, its folder 0700 if made), refusing to overwrite one.
 
-    Written whole and synced under a name of its own (a draft, locked while written), then
-    linked into place, then the folder synced: a power cut leaves no key file, or the whole
-    one, never an empty or partial file under the key's name (which every later start refused,
-    or a new key replaced). Stopped (a signal's handler raising) once linked, the key it made
-    goes too: its verify key was never printed, so nothing pins it, and a keygen run again
-    would find the name taken. ``key``: the key to write (a new one by default), so that a
-    stop just after this returns can still tell it apart (``discard_key_file``).
+    Written whole and synced as a draft, then linked into place (``common.durable.write_new``):
+    a power cut leaves no key file, or the whole one, never an empty or partial file under the
+    key's name (which every later start refused, or a new key replaced). Stopped (a signal's
+    handler raising) once linked, the key it made goes too: its verify key was never printed,
+    so nothing pins it, and a keygen run again would find the name taken. ``key``: the key to
+    write (a new one by default), so that a stop just after this returns can still tell it apart
+    (``discard_key_file``).
     """
     key = key or ed25519.Ed25519PrivateKey.generate()
     try:
@@ -58,29 +52,12 @@ def write_key_file(
     if path.exists() or path.is_symlink():
         raise KeyFileError(f"{path} already exists; not overwriting a key")
     try:
-        for _ in range(_DRAFT_TRIES):
-            draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                try:
-                    if not _locked_draft(fd, draft):
-                        continue  # settled away by another keygen before we locked it
-                    handle.write(f"{header} {b64e(key.private_bytes_raw())}\n")
-                    handle.flush()
-                    os.fsync(fd)
-                    os.link(draft, path)  # fails, rather than overwrite, if a key appeared
-                    sync_folder(path.parent)
-                except BaseException:  # a stop, a failed sync: no key whose verify key is unsaid
-                    _unlink_if_ours(path, fd)  # (not one another keygen linked: not ours)
-                    raise
-                finally:
-                    draft.unlink(missing_ok=True)
-            return key
+        write_new(path, f"{header} {b64e(key.private_bytes_raw())}\n".encode("ascii"), 0o600)
     except FileExistsError as exc:
         raise KeyFileError(f"{path} already exists; not overwriting a key") from exc
     except OSError as exc:  # a full disk, a file size limit: no key file left behind
         raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from exc
-    raise KeyFileError(f"cannot write key file {path}: another keygen kept removing its drafts")
+    return key
 
 
 def settle_key_drafts(path: Path) -> list[Path]:
@@ -92,15 +69,17 @@ def settle_key_drafts(path: Path) -> list[Path]:
     holds (its lock: a keygen running beside) is left to it. Returns the drafts removed (the
     new key's folder sync puts their going on the disk too).
     """
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9]+\.[0-9a-f]{{8}}")
-    try:
-        names = sorted(entry.name for entry in path.parent.iterdir())
-    except OSError:  # no folder yet, or none to look in: the key's own write says so
-        return []
     removed = []
-    for name in names:
-        draft = path.with_name(name)
-        if pattern.fullmatch(name) and _abandoned_draft_removed(draft):
+    for draft, pid in drafts(path):
+        with abandoned(draft, pid) as gone:
+            if not gone:
+                continue
+            try:
+                draft.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # a folder we may not write: the key could not be made there
+                raise KeyFileError(f"cannot remove the key draft {draft}: {exc.strerror}") from exc
             removed.append(draft)
     return removed
 
@@ -120,63 +99,6 @@ def discard_key_file(path: Path, header: str, key: ed25519.Ed25519PrivateKey) ->
         return
     if found.private_bytes_raw() == key.private_bytes_raw():
         path.unlink(missing_ok=True)
-
-
-def _abandoned_draft_removed(draft: Path) -> bool:
-    """Remove ``draft`` if no keygen holds it; whether it was removed here."""
-    try:
-        fd = os.open(draft, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:  # gone meanwhile, or no file of ours
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # its writer holds it
-        except OSError:  # a file system without flock: only a draft of a process gone goes
-            if running(_draft_pid(draft)):
-                return False
-        if not _same_file(fd, draft):
-            return False  # another keygen settled it meanwhile
-        try:
-            draft.unlink()
-        except OSError as exc:  # a folder we may not write: the key could not be made there
-            raise KeyFileError(f"cannot remove the key draft {draft}: {exc.strerror}") from exc
-        return True
-    finally:
-        os.close(fd)
-
-
-def _locked_draft(fd: int, draft: Path) -> bool:
-    """Lock our new draft at ``fd`` until it is closed; False when another keygen removed it.
-
-    Between making the draft and locking it, a keygen settling drafts may take it for one a
-    stopped keygen left (unlocked) and remove it: then another draft is made.
-    """
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:  # a file system without flock: the pid in its name tells
-        return True
-    return _same_file(fd, draft)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether the file open at ``fd`` is the one ``path`` names."""
-    try:
-        return os.path.samestat(os.fstat(fd), path.stat())
-    except FileNotFoundError:
-        return False
-
-
-def _unlink_if_ours(path: Path, fd: int) -> None:
-    """Remove ``path`` if it names the file open at ``fd`` (our draft, linked into place)."""
-    if _same_file(fd, path):
-        path.unlink(missing_ok=True)
-
-
-def _draft_pid(draft: Path) -> int:
-    """The pid a draft's name gives (``.<name>.<pid>.<hex>``)."""
-    return int(draft.name.rsplit(".", 2)[1])
 
 
 def run_keygen(path: Path, header: str) -> int:
