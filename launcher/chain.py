@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from common.container import PLAYGROUND_TOKEN, playground_ton_settings
+from common.logs import without_credentials
 from common.settings import named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
 from launcher.llama import ensure_llama_server, server_arguments
@@ -414,20 +415,30 @@ def ended(code: int | None) -> str:
     return f"exit {code}"
 
 
+def printable(urls: str) -> str:
+    """``urls`` (one URL or several, comma-separated) as printed: without users and passwords.
+
+    The gateway takes a model server's Basic credentials from ``VEIL_VLLM_URL``
+    (``http://user:password@127.0.0.1:8000``); the run command printed them in its progress
+    lines, its summary and its refusals, to the terminal and whatever records it.
+    """
+    return ",".join(without_credentials(url) for url in urls.split(","))
+
+
 def refuse_remote_model(url: str) -> None:
     """Stop before anything starts when the model server is on another machine (or no URL)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise LaunchError(
-            f"VEIL_VLLM_URL={url} is not an http(s) URL: write it with its scheme, as in"
+            f"VEIL_VLLM_URL={printable(url)} is not an http(s) URL: write it with its scheme, as in"
             " http://127.0.0.1:8000"
         )
     if not on_this_machine(url):
         raise LaunchError(
-            f"VEIL_VLLM_URL={url} is not on this machine, and prompts would cross the network"
-            " to it unsealed: run a gateway next to that model server (python -m gateway, see"
-            " docs/deployment.md) and set VEIL_GATEWAYS to its URL and VEIL_OPERATOR_KEYS to its"
-            " operator verify key instead"
+            f"VEIL_VLLM_URL={printable(url)} is not on this machine, and prompts would cross the"
+            " network to it unsealed: run a gateway next to that model server (python -m gateway,"
+            " see docs/deployment.md) and set VEIL_GATEWAYS to its URL and VEIL_OPERATOR_KEYS to"
+            " its operator verify key instead"
         )
 
 
@@ -466,7 +477,7 @@ async def start_local_gateway(
             "VEIL_MAX_ANSWER_TOKENS": str(local.max_answer_tokens),
         }
     gateway_port = str(port_setting(env, *GATEWAY_PORT))
-    say(f"starting the gateway on 127.0.0.1:{gateway_port} (model server: {model_url})")
+    say(f"starting the gateway on 127.0.0.1:{gateway_port} (model server: {printable(model_url)})")
     gateway = await launch.start(
         "gateway",
         "-m",
@@ -476,7 +487,7 @@ async def start_local_gateway(
     )
     await wait_for_line(gateway, "gateway.started", within=60)
     url = f"http://127.0.0.1:{gateway_port}"
-    summary = [f"model server  {model_url}", f"gateway       {url}"]
+    summary = [f"model server  {printable(model_url)}", f"gateway       {url}"]
     return Gateways(url, verify_key, summary, bot_env)
 
 
@@ -489,8 +500,8 @@ def remote_gateways(launch: Launch) -> Gateways:
             "VEIL_GATEWAYS is set: also set VEIL_OPERATOR_KEYS to the verify key of the operator"
             " key those gateways sign with (what python -m gateway keygen printed)"
         )
-    say(f"using the gateways at {urls}: no model server or gateway starts here")
-    return Gateways(urls, operator_keys, [f"gateways      {urls}"])
+    say(f"using the gateways at {printable(urls)}: no model server or gateway starts here")
+    return Gateways(urls, operator_keys, [f"gateways      {printable(urls)}"])
 
 
 def claim_data_dir(data: Path) -> None:
