@@ -35,11 +35,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import ipaddress
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -298,14 +300,39 @@ def port_setting(env: dict[str, str], name: str, default: int) -> int:
     return int(text)
 
 
-def check_ports(env: dict[str, str], *, local_model: bool) -> None:
+def check_ports(env: dict[str, str], *, local_model: bool) -> list[tuple[str, int]]:
     """The ports of the parts this run starts, checked before anything is made or started."""
+    ports = []
     if local_model:
-        port_setting(env, *LOCAL_MODEL_PORT)
+        ports.append((LOCAL_MODEL_PORT[0], port_setting(env, *LOCAL_MODEL_PORT)))
     if not env.get("VEIL_GATEWAYS"):  # the bot is sent to the gateway started here, on it
-        port_setting(env, *GATEWAY_PORT)
+        ports.append((GATEWAY_PORT[0], port_setting(env, *GATEWAY_PORT)))
     if not env.get("VEIL_BOT_TOKEN"):
-        port_setting(env, *PLAYGROUND_PORT)
+        ports.append((PLAYGROUND_PORT[0], port_setting(env, *PLAYGROUND_PORT)))
+    return ports
+
+
+def refuse_taken(ports: list[tuple[str, int]]) -> None:
+    """Stop before anything starts when another program listens on a port of this run's parts.
+
+    The launcher finds a part by its port: a model server already there (another run's, on
+    other data) answered its ``/health`` before the one it started had failed to bind, and the
+    gateway and the bot were started and sent to it. Bound here and let go at once (with
+    ``SO_REUSEADDR``, as the parts bind, so a port a closed connection lingers on passes); a
+    refusal other than "in use" (a privileged port) is left to the part to report.
+    """
+    for name, port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    continue
+                raise LaunchError(
+                    f"{name}: port {port} on 127.0.0.1 is in use (another run of Veil, or another"
+                    f" program): stop it, or set {name} to a free port"
+                ) from None
 
 
 async def prepare_local_model(launch: Launch) -> LocalModel:
@@ -550,8 +577,9 @@ async def run(launch: Launch) -> None:
         refuse_remote_model(env["VEIL_VLLM_URL"])
     if local_model:
         local_model_path()  # a missing model file is named before anything is made
-    check_ports(env, local_model=local_model)
+    ports = check_ports(env, local_model=local_model)
     claim_data_dir(data)
+    refuse_taken(ports)  # after the claim: a second run on the same data is told that first
     if env.get("VEIL_GATEWAYS"):
         gateways = remote_gateways(launch)  # refused before a key is made without operator keys
         client_key_file, client_verify = await ensure_client_key(launch, data)

@@ -18,7 +18,7 @@ from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import free_port
-from tests.launching import install_client_files, launch, serving_settings
+from tests.launching import install_client_files, launch, local_model, serving_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -142,3 +142,23 @@ async def test_a_stop_while_llama_cpp_compiles_leaves_no_build_process_running(
     finally:
         if worker is not None and _alive(worker):
             os.kill(worker, 9)
+
+
+async def test_a_local_model_port_another_server_holds_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    # Another model server (a run on other data, or anything else) holds the port the local
+    # model server was to take: it answered the launcher's /health, and the gateway and bot
+    # were sent to it.
+    async with FakeVLLM() as other, FakeTelegram(token=TOKEN) as telegram:
+        port = other.url.rsplit(":", 1)[1]
+        settings = {**local_model(tmp_path), "VEIL_LOCAL_MODEL_PORT": port}
+        launcher = await launch(env=serving_settings(tmp_path / "data", telegram.url, **settings))
+        assert await _ended(launcher) == 1
+    [line] = launcher.lines
+    assert line == (
+        f"veil: VEIL_LOCAL_MODEL_PORT: port {port} on 127.0.0.1 is in use (another run of"
+        " Veil, or another program): stop it, or set VEIL_LOCAL_MODEL_PORT to a free port"
+    )
+    assert other.requests == []
+    assert not (tmp_path / "data" / "operator.key").exists()
