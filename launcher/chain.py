@@ -35,11 +35,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import ipaddress
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from common.container import PLAYGROUND_TOKEN, playground_ton_settings
+from common.logs import without_credentials
 from common.settings import named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
 from launcher.llama import ensure_llama_server, server_arguments
@@ -297,14 +300,39 @@ def port_setting(env: dict[str, str], name: str, default: int) -> int:
     return int(text)
 
 
-def check_ports(env: dict[str, str], *, local_model: bool) -> None:
+def check_ports(env: dict[str, str], *, local_model: bool) -> list[tuple[str, int]]:
     """The ports of the parts this run starts, checked before anything is made or started."""
+    ports = []
     if local_model:
-        port_setting(env, *LOCAL_MODEL_PORT)
+        ports.append((LOCAL_MODEL_PORT[0], port_setting(env, *LOCAL_MODEL_PORT)))
     if not env.get("VEIL_GATEWAYS"):  # the bot is sent to the gateway started here, on it
-        port_setting(env, *GATEWAY_PORT)
+        ports.append((GATEWAY_PORT[0], port_setting(env, *GATEWAY_PORT)))
     if not env.get("VEIL_BOT_TOKEN"):
-        port_setting(env, *PLAYGROUND_PORT)
+        ports.append((PLAYGROUND_PORT[0], port_setting(env, *PLAYGROUND_PORT)))
+    return ports
+
+
+def refuse_taken(ports: list[tuple[str, int]]) -> None:
+    """Stop before anything starts when another program listens on a port of this run's parts.
+
+    The launcher finds a part by its port: a model server already there (another run's, on
+    other data) answered its ``/health`` before the one it started had failed to bind, and the
+    gateway and the bot were started and sent to it. Bound here and let go at once (with
+    ``SO_REUSEADDR``, as the parts bind, so a port a closed connection lingers on passes); a
+    refusal other than "in use" (a privileged port) is left to the part to report.
+    """
+    for name, port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    continue
+                raise LaunchError(
+                    f"{name}: port {port} on 127.0.0.1 is in use (another run of Veil, or another"
+                    f" program): stop it, or set {name} to a free port"
+                ) from None
 
 
 async def prepare_local_model(launch: Launch) -> LocalModel:
@@ -414,20 +442,30 @@ def ended(code: int | None) -> str:
     return f"exit {code}"
 
 
+def printable(urls: str) -> str:
+    """``urls`` (one URL or several, comma-separated) as printed: without users and passwords.
+
+    The gateway takes a model server's Basic credentials from ``VEIL_VLLM_URL``
+    (``http://user:password@127.0.0.1:8000``); the run command printed them in its progress
+    lines, its summary and its refusals, to the terminal and whatever records it.
+    """
+    return ",".join(without_credentials(url) for url in urls.split(","))
+
+
 def refuse_remote_model(url: str) -> None:
     """Stop before anything starts when the model server is on another machine (or no URL)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise LaunchError(
-            f"VEIL_VLLM_URL={url} is not an http(s) URL: write it with its scheme, as in"
+            f"VEIL_VLLM_URL={printable(url)} is not an http(s) URL: write it with its scheme, as in"
             " http://127.0.0.1:8000"
         )
     if not on_this_machine(url):
         raise LaunchError(
-            f"VEIL_VLLM_URL={url} is not on this machine, and prompts would cross the network"
-            " to it unsealed: run a gateway next to that model server (python -m gateway, see"
-            " docs/deployment.md) and set VEIL_GATEWAYS to its URL and VEIL_OPERATOR_KEYS to its"
-            " operator verify key instead"
+            f"VEIL_VLLM_URL={printable(url)} is not on this machine, and prompts would cross the"
+            " network to it unsealed: run a gateway next to that model server (python -m gateway,"
+            " see docs/deployment.md) and set VEIL_GATEWAYS to its URL and VEIL_OPERATOR_KEYS to"
+            " its operator verify key instead"
         )
 
 
@@ -466,7 +504,7 @@ async def start_local_gateway(
             "VEIL_MAX_ANSWER_TOKENS": str(local.max_answer_tokens),
         }
     gateway_port = str(port_setting(env, *GATEWAY_PORT))
-    say(f"starting the gateway on 127.0.0.1:{gateway_port} (model server: {model_url})")
+    say(f"starting the gateway on 127.0.0.1:{gateway_port} (model server: {printable(model_url)})")
     gateway = await launch.start(
         "gateway",
         "-m",
@@ -476,7 +514,7 @@ async def start_local_gateway(
     )
     await wait_for_line(gateway, "gateway.started", within=60)
     url = f"http://127.0.0.1:{gateway_port}"
-    summary = [f"model server  {model_url}", f"gateway       {url}"]
+    summary = [f"model server  {printable(model_url)}", f"gateway       {url}"]
     return Gateways(url, verify_key, summary, bot_env)
 
 
@@ -489,8 +527,8 @@ def remote_gateways(launch: Launch) -> Gateways:
             "VEIL_GATEWAYS is set: also set VEIL_OPERATOR_KEYS to the verify key of the operator"
             " key those gateways sign with (what python -m gateway keygen printed)"
         )
-    say(f"using the gateways at {urls}: no model server or gateway starts here")
-    return Gateways(urls, operator_keys, [f"gateways      {urls}"])
+    say(f"using the gateways at {printable(urls)}: no model server or gateway starts here")
+    return Gateways(urls, operator_keys, [f"gateways      {printable(urls)}"])
 
 
 def claim_data_dir(data: Path) -> None:
@@ -539,8 +577,9 @@ async def run(launch: Launch) -> None:
         refuse_remote_model(env["VEIL_VLLM_URL"])
     if local_model:
         local_model_path()  # a missing model file is named before anything is made
-    check_ports(env, local_model=local_model)
+    ports = check_ports(env, local_model=local_model)
     claim_data_dir(data)
+    refuse_taken(ports)  # after the claim: a second run on the same data is told that first
     if env.get("VEIL_GATEWAYS"):
         gateways = remote_gateways(launch)  # refused before a key is made without operator keys
         client_key_file, client_verify = await ensure_client_key(launch, data)

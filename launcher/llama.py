@@ -19,11 +19,13 @@ and the gateway's own ``/health`` asks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import platform
 import re
 import shutil
+import signal
 import tarfile
 import time
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ CMAKE_OPTIONS = (
 NO_AMX = ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16")
 _PERCENT = re.compile(r"^\[\s*(\d{1,3})%\]")
 PROGRESS_EVERY_S = 60.0
+BUILD_STOP_S = 10.0  # from SIGTERM to SIGKILL for a build stopped short
 
 
 @dataclass(frozen=True)
@@ -207,10 +210,16 @@ async def run_logged(command: Sequence[str], log: LogFile, *, progress: str | No
     """Run ``command`` with its output in ``log``; a failure shows its last lines.
 
     With ``progress``, the build's percentage is said every ``PROGRESS_EVERY_S`` seconds.
-    It runs in the launcher's process group, so a terminal's Ctrl-C stops it too.
+    It runs in a process group of its own, which a stop ends whole (``stop_group``): CMake
+    starts make or Ninja, which start the compilers, and killing CMake alone left them
+    compiling, and the launcher, waiting for the end of their output, stopped only once the
+    whole build had run (a terminal's Ctrl-C reached them; a SIGTERM did not).
     """
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        process_group=0,
     )
     assert process.stdout is not None  # noqa: S101 -- started with a pipe
     lines: list[str] = []
@@ -228,12 +237,28 @@ async def run_logged(command: Sequence[str], log: LogFile, *, progress: str | No
         code = await process.wait()
     finally:
         if process.returncode is None:
-            process.kill()
-            await process.wait()
+            await stop_group(process)
     if code != 0:
         tail = "\n".join(lines[-15:])
         message = f"building llama.cpp failed (exit {code}):\n{tail}"
         raise LaunchError(f"{message}\n(all of it: {log.path})")
+
+
+async def stop_group(process: asyncio.subprocess.Process) -> None:
+    """End ``process`` and every process of its group: SIGTERM, then SIGKILL after a while.
+
+    SIGTERM first: make deletes the object file it was writing, which a SIGKILL would leave
+    cut short for the next build (which resumes this one) to link. ``wait`` returns once the
+    group's last holder of the output pipe has gone.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), BUILD_STOP_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 async def build(  # noqa: PLR0913 -- the build's inputs, each named
