@@ -53,7 +53,8 @@ class Stack:
     async def stored_turns(self, user_id: int, count: int, within: float = 10) -> list[str]:
         """Wait until the user's active conversation holds ``count`` turns; return their texts.
 
-        The final message goes out before the exchange is stored, so tests wait for both.
+        The exchange is stored with the answer's charge, while the final message goes out (a
+        final message Telegram refuses at first is still being tried then): tests wait for both.
         """
         store = self.veil.store
         async with asyncio.timeout(within):

@@ -118,9 +118,9 @@ async def test_an_answer_whose_folded_thinking_telegram_does_not_take_goes_out_a
     async with running_stack(tmp_path, model_server=server) as stack:
         stack.telegram.fail_next("sendMessage", status=status, description=description, count=count)
         stack.telegram.send_text(USER, "Think, then tell me")
-        stored = await stack.stored_turns(USER, 2, within=20)
+        (message,) = await stack.final_messages(USER, within=20)
+        stored = await stack.stored_turns(USER, 2)
         sends = stack.telegram.calls_of("sendMessage")
-        (message,) = stack.telegram.sent_messages(USER)
     assert [call.params["text"].startswith("💭 ") for call in sends] == [True] * count + [False]
     assert message["text"] == ANSWER
     assert stored == ["Think, then tell me", ANSWER]
@@ -141,9 +141,9 @@ async def test_a_rich_answer_whose_thinking_telegram_does_not_take_goes_out_alon
             count=2 * streaming.FINAL_TRIES,
         )
         stack.telegram.send_text(USER, "Think, then tell me")
-        stored = await stack.stored_turns(USER, 2, within=20)
+        (message,) = await stack.final_messages(USER, within=20)
+        stored = await stack.stored_turns(USER, 2)
         folded = stack.telegram.calls_of("sendMessage")
-        (message,) = stack.telegram.sent_messages(USER)
     assert len(folded) == 2 * streaming.FINAL_TRIES
     assert all(call.params["text"].startswith("💭 ") for call in folded)
     assert message["rich_message"]["blocks"]
