@@ -189,6 +189,7 @@ class VLLMClient:
     ``idle_timeout`` is the longest wait for the next byte of a reply (``stalled`` after it).
     Chat completions go over ``gateway.http1``, a connection each; the rest over ``session``.
     ``ssl_context`` is for an ``https`` model server (default: the system's trusted roots).
+    A redirect is never followed: the prompt (``/tokenize``) goes to this server or nowhere.
     """
 
     def __init__(
@@ -212,6 +213,7 @@ class VLLMClient:
             async with self._session.get(
                 f"{self._base}/health",
                 headers=self._headers,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=5),
             ) as response:
                 status = response.status
@@ -248,6 +250,7 @@ class VLLMClient:
             async with self._session.get(
                 f"{self._base}/v1/models",
                 headers=self._headers,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=10),
             ) as response:
                 if response.status != _HTTP_OK:
@@ -271,6 +274,7 @@ class VLLMClient:
             async with self._session.get(
                 f"{self._base}/props",
                 headers=self._headers,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=5),
             ) as response:
                 if response.status != _HTTP_OK:
@@ -288,6 +292,7 @@ class VLLMClient:
                 f"{self._base}/tokenize",
                 json={"model": model, "messages": messages},
                 headers=self._headers,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=min(5.0, self._idle_timeout)),
             ) as response:
                 if response.status != _HTTP_OK:

@@ -384,3 +384,33 @@ async def test_probes_while_the_model_list_cannot_be_read_ask_for_it_at_a_bounde
                 assert fake.listings == asked + 3
     warned = [line for line in logs if line["event"] == "gateway.models_unavailable"]
     assert [line["suppressed"] for line in warned] == [0, 1]  # the minute's, one left out
+
+
+async def test_a_model_server_redirecting_elsewhere_is_not_followed_with_the_prompt() -> None:
+    # aiohttp follows redirects by default: a model server (or a proxy in front of it) that
+    # answered /tokenize with a 307 had the gateway post the plaintext prompt to whatever host
+    # it named (hostile21c). The Bot API and toncenter clients never followed; neither does this.
+    elsewhere: list[str] = []
+
+    async def caught(request: web.Request) -> web.Response:
+        elsewhere.append(f"{request.method} {request.path} {await request.text()}")
+        return web.json_response({"count": 3, "data": [{"id": "m"}]})
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", caught)
+    async with serving(other) as away:
+
+        async def moved(request: web.Request) -> web.Response:
+            await request.read()
+            raise web.HTTPTemporaryRedirect(f"{away}{request.path}")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", moved)
+        async with serving(app) as url, aiohttp.ClientSession() as session:
+            client = VLLMClient(url, None, session)
+            prompt = [{"role": "user", "content": "the-secret-question-71"}]
+            assert await client.count_prompt_tokens("m", prompt) is None
+            assert not await client.healthy()
+            with pytest.raises(BackendFailure):
+                await client.served()
+    assert elsewhere == []
