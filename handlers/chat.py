@@ -915,7 +915,7 @@ async def on_unread(message: Message, texts: Texts) -> None:
 
 
 async def on_unsupported(message: Message, texts: Texts) -> None:
-    """Photos, voice, stickers, locations…: say what is supported (text, and text files)."""
+    """Photos, voice, stickers, locations, GIFs…: say what is supported (text, and text files)."""
     await message.answer(texts("unsupported"))
 
 
@@ -936,7 +936,8 @@ def build_router() -> Router:
     router.message.register(
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
-    router.message.register(on_document, F.document)
+    # A GIF comes as a document too (the Bot API sets both for it): no file to read, unsupported.
+    router.message.register(on_document, F.document, ~F.animation)
     router.message.register(on_unsupported, ~F.text)
     router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left
