@@ -867,45 +867,92 @@ class EditNotes:
         await message.reply(texts("edited"))
 
 
-async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
-    message: Message,
-    bot: Bot,
-    texts: Texts,
-    chat: ChatService,
-    drafts: Drafts,
-    failures: Failures,
-    answering: Answering,
-) -> None:
-    """Ask a small text file (and its caption) as a question; refuse any other file politely.
+class Files:
+    """Files sent in the private chat: one alone, or those of an album, asked as one question."""
 
-    A caption that begins with a command is the question all the same (the command is not
-    run: ``handlers.commands``), and the user is told so under it.
+    def __init__(self, albums: documents.Albums | None = None) -> None:
+        self._albums = documents.Albums() if albums is None else albums
+
+    async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+        self,
+        message: Message,
+        bot: Bot,
+        texts: Texts,
+        chat: ChatService,
+        drafts: Drafts,
+        failures: Failures,
+        answering: Answering,
+        let_next_in: Callable[[], None] | None = None,
+    ) -> None:
+        """Ask small text files (and their caption) as a question; refuse any other politely.
+
+        Files sent at once (an album) are asked together (``documents.Albums``), or, where
+        one of them is not read, none of them: the question may be about that one. A caption
+        that begins with a command is the question all the same (the command is not run:
+        ``handlers.commands``), and the user is told so under it.
+        """
+        user, document = message.from_user, message.document
+        if user is None or document is None:
+            return
+        if message.media_group_id is None:
+            files = [documents.Read(message, await documents.read_text(bot, document))]
+        else:
+            joined = await self._albums.whole(bot, message, let_next_in)
+            if joined is None:
+                return
+            files = joined
+        if await _refused(files, texts):
+            return
+        first = files[0].message
+        captions = [read.message.caption for read in files]
+        caption = "\n\n".join(c for c in captions if c and c.strip()) or None
+        asked = TextFile.together(_named(files), caption)
+        await opened_topic(first, chat, texts)
+        await answer_prompt(
+            bot,
+            chat,
+            drafts,
+            texts,
+            failures,
+            answering,
+            user,
+            asked.question(),
+            thread_id=topic_of(first),
+            document=asked,
+        )
+        for read in files:
+            if in_caption(read.message):  # not run (``handlers.commands``): or it seems ignored
+                command = _command_shown(read.message.caption)
+                await message.answer(texts("document_caption_command", command=command))
+
+
+async def _refused(files: list[documents.Read], texts: Texts) -> bool:
+    """Whether any of ``files`` was not read: then each reason is told, once.
+
+    For an album, the user is told too that none of it was asked.
     """
-    user, document = message.from_user, message.document
-    if user is None or document is None:
-        return
-    text = await documents.read_text(bot, document)
-    if isinstance(text, documents.Refused):
-        log.info("chat.document_refused", reason=text.reason, size=document.file_size)
-        await message.answer(texts(text.key, kb=documents.DOCUMENT_MOST // 1024))
-        return
-    asked = TextFile(document.file_name or "file", text, message.caption)
-    await opened_topic(message, chat, texts)
-    await answer_prompt(
-        bot,
-        chat,
-        drafts,
-        texts,
-        failures,
-        answering,
-        user,
-        asked.question(),
-        thread_id=topic_of(message),
-        document=asked,
-    )
-    if in_caption(message):  # not run (``handlers.commands``): say so, or it seems ignored
-        command = _command_shown(message.caption)
-        await message.answer(texts("document_caption_command", command=command))
+    told: set[str] = set()
+    for read in files:
+        if not isinstance(read.text, documents.Refused):
+            continue
+        size = None if read.message.document is None else read.message.document.file_size
+        log.info("chat.document_refused", reason=read.text.reason, size=size)
+        if read.text.key not in told:
+            told.add(read.text.key)
+            await read.message.answer(texts(read.text.key, kb=documents.DOCUMENT_MOST // 1024))
+    if told and len(files) > 1:
+        await files[0].message.answer(texts("document_album_refused"))
+    return bool(told)
+
+
+def _named(files: list[documents.Read]) -> list[tuple[str, str]]:
+    """The files read, each its name and text."""
+    named = []
+    for read in files:
+        document = read.message.document
+        if isinstance(read.text, str):
+            named.append(((document and document.file_name) or "file", read.text))
+    return named
 
 
 async def on_unread(message: Message, texts: Texts) -> None:
@@ -937,7 +984,7 @@ def build_router() -> Router:
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
     # A GIF comes as a document too (the Bot API sets both for it): no file to read, unsupported.
-    router.message.register(on_document, F.document, ~F.animation)
+    router.message.register(Files().on_document, F.document, ~F.animation)
     router.message.register(on_unsupported, ~F.text)
     router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left
