@@ -33,6 +33,7 @@ from aiogram import BaseMiddleware, F, Router
 from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadRequest
 from aiogram.types import Message
 
+from common.content import UNSEEN
 from common.thought import MARK, QUOTED
 from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
@@ -961,6 +962,16 @@ async def on_unread(message: Message, texts: Texts) -> None:
     await message.answer(texts("unread"))
 
 
+def sent_unseen(message: Message) -> bool:
+    """Whether the user sent something Veil cannot read (a photo, a poll, a GIF…).
+
+    Not a service message: the user pinned a message, set the chat's auto-delete timer or
+    wallpaper, let Veil write to them. Those are what they did to the chat, nothing to answer;
+    told "describe it in words", they were asked to describe a pin.
+    """
+    return any(getattr(message, kind, None) is not None for kind in UNSEEN)
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
     """Photos, voice, stickers, locations, GIFs…: say what is supported (text, and text files)."""
     await message.answer(texts("unsupported"))
@@ -985,7 +996,7 @@ def build_router() -> Router:
     )
     # A GIF comes as a document too (the Bot API sets both for it): no file to read, unsupported.
     router.message.register(Files().on_document, F.document, ~F.animation)
-    router.message.register(on_unsupported, ~F.text)
+    router.message.register(on_unsupported, ~F.text, sent_unseen)  # a service message: silence
     router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left
     return router
