@@ -861,9 +861,14 @@ class EditNotes:
     def __init__(self, size: int = EDITS_REMEMBERED) -> None:
         self._told: Firsts[tuple[int, int]] = Firsts(size)
 
-    async def on_edited(self, message: Message, texts: Texts) -> None:
-        """Tell the user, under their edited message, that the edit was not read."""
-        if message.edit_date is None or not self._told.first((message.chat.id, message.message_id)):
+    async def on_edited(self, message: Message, bot: Bot, texts: Texts) -> None:
+        """Tell the user, under their edited message, that the edit was not read.
+
+        Not under Veil's own inline answer posted here (``through_veil``): Veil edited it.
+        """
+        if message.edit_date is None or await through_veil(message, bot):
+            return
+        if not self._told.first((message.chat.id, message.message_id)):
             return
         await message.reply(texts("edited"))
 
@@ -962,6 +967,23 @@ async def on_unread(message: Message, texts: Texts) -> None:
     await message.answer(texts("unread"))
 
 
+async def through_veil(message: Message, bot: Bot) -> bool:
+    """Whether ``message`` was posted through Veil's inline mode (``via_bot``): in its own chat.
+
+    The user asked there as anywhere with ``@veil question``: the message is the inline
+    answer's, already being answered into (``handlers.inline``); only Veil edits it.
+    """
+    return message.via_bot is not None and message.via_bot.id == bot.id
+
+
+async def on_own_inline(message: Message) -> None:
+    """Veil's inline answer posted in its own chat: no question of its own, nothing to say.
+
+    Asked, its placeholder ("❓ question ⏳ Veil is writing…") was a second question: told
+    "still writing the previous answer" while the inline one streamed, charged once more after.
+    """
+
+
 def sent_unseen(message: Message) -> bool:
     """Whether the user sent something Veil cannot read (a photo, a poll, a GIF…).
 
@@ -982,6 +1004,7 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
+    router.message.register(on_own_inline, through_veil)  # answered as the inline one it is
     router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
