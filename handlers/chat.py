@@ -33,6 +33,7 @@ from aiogram import BaseMiddleware, F, Router
 from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramBadRequest
 from aiogram.types import Message
 
+from common.content import UNSEEN
 from common.thought import MARK, QUOTED
 from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
@@ -860,52 +861,104 @@ class EditNotes:
     def __init__(self, size: int = EDITS_REMEMBERED) -> None:
         self._told: Firsts[tuple[int, int]] = Firsts(size)
 
-    async def on_edited(self, message: Message, texts: Texts) -> None:
-        """Tell the user, under their edited message, that the edit was not read."""
-        if message.edit_date is None or not self._told.first((message.chat.id, message.message_id)):
+    async def on_edited(self, message: Message, bot: Bot, texts: Texts) -> None:
+        """Tell the user, under their edited message, that the edit was not read.
+
+        Not under Veil's own inline answer posted here (``through_veil``): Veil edited it.
+        """
+        if message.edit_date is None or await through_veil(message, bot):
+            return
+        if not self._told.first((message.chat.id, message.message_id)):
             return
         await message.reply(texts("edited"))
 
 
-async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
-    message: Message,
-    bot: Bot,
-    texts: Texts,
-    chat: ChatService,
-    drafts: Drafts,
-    failures: Failures,
-    answering: Answering,
-) -> None:
-    """Ask a small text file (and its caption) as a question; refuse any other file politely.
+class Files:
+    """Files sent in the private chat: one alone, or those of an album, asked as one question."""
 
-    A caption that begins with a command is the question all the same (the command is not
-    run: ``handlers.commands``), and the user is told so under it.
+    def __init__(self, albums: documents.Albums | None = None) -> None:
+        self._albums = documents.Albums() if albums is None else albums
+
+    async def on_document(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+        self,
+        message: Message,
+        bot: Bot,
+        texts: Texts,
+        chat: ChatService,
+        drafts: Drafts,
+        failures: Failures,
+        answering: Answering,
+        let_next_in: Callable[[], None] | None = None,
+    ) -> None:
+        """Ask small text files (and their caption) as a question; refuse any other politely.
+
+        Files sent at once (an album) are asked together (``documents.Albums``), or, where
+        one of them is not read, none of them: the question may be about that one. A caption
+        that begins with a command is the question all the same (the command is not run:
+        ``handlers.commands``), and the user is told so under it.
+        """
+        user, document = message.from_user, message.document
+        if user is None or document is None:
+            return
+        if message.media_group_id is None:
+            files = [documents.Read(message, await documents.read_text(bot, document))]
+        else:
+            joined = await self._albums.whole(bot, message, let_next_in)
+            if joined is None:
+                return
+            files = joined
+        if await _refused(files, texts):
+            return
+        first = files[0].message
+        captions = [read.message.caption for read in files]
+        caption = "\n\n".join(c for c in captions if c and c.strip()) or None
+        asked = TextFile.together(_named(files), caption)
+        await opened_topic(first, chat, texts)
+        await answer_prompt(
+            bot,
+            chat,
+            drafts,
+            texts,
+            failures,
+            answering,
+            user,
+            asked.question(),
+            thread_id=topic_of(first),
+            document=asked,
+        )
+        for read in files:
+            if in_caption(read.message):  # not run (``handlers.commands``): or it seems ignored
+                command = _command_shown(read.message.caption)
+                await message.answer(texts("document_caption_command", command=command))
+
+
+async def _refused(files: list[documents.Read], texts: Texts) -> bool:
+    """Whether any of ``files`` was not read: then each reason is told, once.
+
+    For an album, the user is told too that none of it was asked.
     """
-    user, document = message.from_user, message.document
-    if user is None or document is None:
-        return
-    text = await documents.read_text(bot, document)
-    if isinstance(text, documents.Refused):
-        log.info("chat.document_refused", reason=text.reason, size=document.file_size)
-        await message.answer(texts(text.key, kb=documents.DOCUMENT_MOST // 1024))
-        return
-    asked = TextFile(document.file_name or "file", text, message.caption)
-    await opened_topic(message, chat, texts)
-    await answer_prompt(
-        bot,
-        chat,
-        drafts,
-        texts,
-        failures,
-        answering,
-        user,
-        asked.question(),
-        thread_id=topic_of(message),
-        document=asked,
-    )
-    if in_caption(message):  # not run (``handlers.commands``): say so, or it seems ignored
-        command = _command_shown(message.caption)
-        await message.answer(texts("document_caption_command", command=command))
+    told: set[str] = set()
+    for read in files:
+        if not isinstance(read.text, documents.Refused):
+            continue
+        size = None if read.message.document is None else read.message.document.file_size
+        log.info("chat.document_refused", reason=read.text.reason, size=size)
+        if read.text.key not in told:
+            told.add(read.text.key)
+            await read.message.answer(texts(read.text.key, kb=documents.DOCUMENT_MOST // 1024))
+    if told and len(files) > 1:
+        await files[0].message.answer(texts("document_album_refused"))
+    return bool(told)
+
+
+def _named(files: list[documents.Read]) -> list[tuple[str, str]]:
+    """The files read, each its name and text."""
+    named = []
+    for read in files:
+        document = read.message.document
+        if isinstance(read.text, str):
+            named.append(((document and document.file_name) or "file", read.text))
+    return named
 
 
 async def on_unread(message: Message, texts: Texts) -> None:
@@ -914,8 +967,35 @@ async def on_unread(message: Message, texts: Texts) -> None:
     await message.answer(texts("unread"))
 
 
+async def through_veil(message: Message, bot: Bot) -> bool:
+    """Whether ``message`` was posted through Veil's inline mode (``via_bot``): in its own chat.
+
+    The user asked there as anywhere with ``@veil question``: the message is the inline
+    answer's, already being answered into (``handlers.inline``); only Veil edits it.
+    """
+    return message.via_bot is not None and message.via_bot.id == bot.id
+
+
+async def on_own_inline(message: Message) -> None:
+    """Veil's inline answer posted in its own chat: no question of its own, nothing to say.
+
+    Asked, its placeholder ("❓ question ⏳ Veil is writing…") was a second question: told
+    "still writing the previous answer" while the inline one streamed, charged once more after.
+    """
+
+
+def sent_unseen(message: Message) -> bool:
+    """Whether the user sent something Veil cannot read (a photo, a poll, a GIF…).
+
+    Not a service message: the user pinned a message, set the chat's auto-delete timer or
+    wallpaper, let Veil write to them. Those are what they did to the chat, nothing to answer;
+    told "describe it in words", they were asked to describe a pin.
+    """
+    return any(getattr(message, kind, None) is not None for kind in UNSEEN)
+
+
 async def on_unsupported(message: Message, texts: Texts) -> None:
-    """Photos, voice, stickers, locations…: say what is supported (text, and text files)."""
+    """Photos, voice, stickers, locations, GIFs…: say what is supported (text, and text files)."""
     await message.answer(texts("unsupported"))
 
 
@@ -924,6 +1004,7 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
+    router.message.register(on_own_inline, through_veil)  # answered as the inline one it is
     router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
@@ -936,8 +1017,9 @@ def build_router() -> Router:
     router.message.register(
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
-    router.message.register(on_document, F.document)
-    router.message.register(on_unsupported, ~F.text)
+    # A GIF comes as a document too (the Bot API sets both for it): no file to read, unsupported.
+    router.message.register(Files().on_document, F.document, ~F.animation)
+    router.message.register(on_unsupported, ~F.text, sent_unseen)  # a service message: silence
     router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left
     return router

@@ -9,27 +9,38 @@ byte-order mark (Windows Notepad's "Unicode"): a larger file is refused by the s
 states, before it is fetched, or (its size not stated) once the download runs past it; one that
 is not such text (a PDF, an image sent as a file, a NUL byte, another encoding) after it is
 fetched, and so is one with no text in it (empty, or blanks only) (``Refused``).
+
+Files sent at once (an album: a message each, one ``media_group_id``) are one question
+(``Albums``): the first waits for the rest, each read by its own update.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
 import aiohttp
-from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError
+import structlog
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNetworkError
 from aiogram.methods import GetFile
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aiogram import Bot
     from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.types import Document
+    from aiogram.types import Document, Message
 
 DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at most)
 CHUNK = 8 * 1024  # bytes of a download read at a time
 DOWNLOAD_TIMEOUT = 30  # seconds a download may take in all (aiogram's own default)
+ALBUM_WAIT = 1.0  # seconds the first file of an album waits for the next, after each
+
+log = structlog.get_logger("veil.documents")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +125,77 @@ async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
         failed = f"the file download failed: {type(exc).__name__}"
         raise TelegramNetworkError(GetFile(file_id=file_id), failed) from exc
     return bytes(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One file sent: its message, and its text or why it was not read."""
+
+    message: Message
+    text: str | Refused = field(repr=False)
+
+
+@dataclass(slots=True)
+class _Album:
+    """The files of one album so far, by message id (None: still being read), and when due."""
+
+    due: float
+    parts: dict[int, Read | None]
+    came: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Albums:
+    """Files sent at once, read as one question.
+
+    The apps send an album of files as a message each, one right after another, the caption
+    (the question) on one of them; each was a question of its own, the question asked with
+    one file, the others asked with none. The first file of an album now waits until none
+    has come for ``wait`` seconds and every file that came is read, and asks them all.
+    """
+
+    def __init__(self, wait: float = ALBUM_WAIT) -> None:
+        self._wait = wait
+        self._open: dict[tuple[int, str], _Album] = {}
+
+    async def whole(
+        self, bot: Bot, message: Message, waiting: Callable[[], None] | None = None
+    ) -> list[Read] | None:
+        """The album's files read, in the order sent; None when this one joined another's.
+
+        ``waiting`` is called when this one, the album's first, waits for the rest (which may
+        then come). A later file Telegram did not hand over is ``UNAVAILABLE`` in the album
+        (its failure is logged): the first file's update tells the album's outcome.
+        """
+        document, group = message.document, message.media_group_id
+        if document is None or group is None:
+            raise ValueError("not a file of an album")
+        loop = asyncio.get_running_loop()
+        key = (message.chat.id, group)
+        album = self._open.get(key)
+        if album is not None:
+            album.parts[message.message_id] = None
+            album.due = loop.time() + self._wait
+            album.came.set()
+            text: str | Refused = UNAVAILABLE  # also where reading it failed on a bug
+            try:
+                text = await read_text(bot, document)
+            except TelegramAPIError as exc:
+                log.warning("documents.album_part_failed", error=type(exc).__name__)
+            finally:
+                album.parts[message.message_id] = Read(message, text)
+                album.came.set()
+            return None
+        album = self._open[key] = _Album(loop.time() + self._wait, {message.message_id: None})
+        try:
+            if waiting is not None:
+                waiting()
+            album.parts[message.message_id] = Read(message, await read_text(bot, document))
+            while (left := album.due - loop.time()) > 0 or None in album.parts.values():
+                with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
+                    async with asyncio.timeout(max(left, 0) or None):
+                        await album.came.wait()
+                album.came.clear()
+        finally:
+            if self._open.get(key) is album:
+                del self._open[key]
+        return [read for _, read in sorted(album.parts.items()) if read is not None]

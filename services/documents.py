@@ -11,37 +11,68 @@ and the user is told under the answer (``Answer.file_read``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 FENCE = "```"
 
 
 @dataclass(frozen=True, slots=True)
 class TextFile:
-    """A text file sent as a question: its name, its text and the caption (the question)."""
+    """A text file sent as a question: its name, its text and the caption (the question).
+
+    Files sent together (an album, ``together``) are one question too: ``text`` holds their
+    texts one after another, and ``more`` where each file after the first begins in it, with
+    its name, so a cut (``question``) reads as many of them, in order, as fit.
+    """
 
     name: str
     text: str = field(repr=False)
     caption: str | None = field(default=None, repr=False)
+    more: tuple[tuple[int, str], ...] = ()
+
+    @classmethod
+    def together(cls, files: Sequence[tuple[str, str]], caption: str | None) -> TextFile:
+        """The files (name, text), in the order sent, asked as one question with ``caption``."""
+        (name, text), *rest = files
+        more: list[tuple[int, str]] = []
+        for later, later_text in rest:
+            more.append((len(text), later))
+            text += later_text
+        return cls(name, text, caption, tuple(more))
 
     def question(self, kept: int | None = None) -> str:
-        """The file as the model reads it: its name, its text fenced, then the caption, if any.
+        """The files as the model reads them: each its name and its text fenced, then the caption.
 
-        ``kept``: only the text's first ``kept`` characters (the heading says so); None: all.
-        The fence is longer than any run of backticks in the text, so the text cannot close it.
+        ``kept``: only the first ``kept`` characters of the texts (a file's heading says how
+        much of it that is); None: all. Each fence is longer than any run of backticks in its
+        text, so the text cannot close it.
         """
-        text, name = self.text, self.name
-        if kept is not None and kept < len(self.text):
-            text = self.text[:kept]
-            whole = len(self.text)
-            name = f"{name} (only its first {kept} of {whole} characters: the rest did not fit)"
-        fence = FENCE + "`" * max(0, _longest_backticks(text) + 1 - len(FENCE))
-        block = f"{name}:\n{fence}\n{text.rstrip()}\n{fence}"
+        read = len(self.text) if kept is None else min(kept, len(self.text))
+        bounds = [(0, self.name), *self.more]
+        ends = [start for start, _ in bounds[1:]] + [len(self.text)]
+        blocks = [
+            _block(name, self.text[start:end], max(0, min(end, read) - start))
+            for (start, name), end in zip(bounds, ends, strict=True)
+        ]
+        block = "\n\n".join(blocks)
         caption = self.caption
         return f"{block}\n\n{caption}" if caption and caption.strip() else block
 
     def percent(self, kept: int) -> int:
         """How much of the text its first ``kept`` characters are, in whole percent (at least 1)."""
         return max(1, kept * 100 // max(1, len(self.text)))
+
+
+def _block(name: str, whole: str, kept: int) -> str:
+    """One file as the model reads it: its name, then its first ``kept`` characters fenced."""
+    text = whole[:kept]
+    if kept < len(whole):
+        name = f"{name} (only its first {kept} of {len(whole)} characters: the rest did not fit)"
+    fence = FENCE + "`" * max(0, _longest_backticks(text) + 1 - len(FENCE))
+    return f"{name}:\n{fence}\n{text.rstrip()}\n{fence}"
 
 
 def _longest_backticks(text: str) -> int:
