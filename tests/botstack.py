@@ -54,7 +54,8 @@ class Stack:
         """Wait until the user's active conversation holds ``count`` turns; return their texts.
 
         The exchange is stored with the answer's charge, while the final message goes out (a
-        final message Telegram refuses at first is still being tried then): tests wait for both.
+        final message Telegram refuses at first is still being tried then): a test that reads
+        what was sent waits for it too (``final_messages``, or ``veil.chat.wait_idle``).
         """
         store = self.veil.store
         async with asyncio.timeout(within):

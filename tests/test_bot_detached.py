@@ -173,6 +173,7 @@ async def test_a_question_is_refused_until_the_last_of_two_overlapping_erasures_
         chat, telegram = stack.veil.chat, stack.telegram
         telegram.send_text(USER, SECRET)
         await stack.stored_turns(USER, 2)
+        assert await chat.wait_idle(10)  # its final message out too: stored with its charge
         telegram.send_text(USER, "/forget")
         *_, confirm = await stack.final_messages(USER, 2)
         erase = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"]

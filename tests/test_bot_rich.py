@@ -201,6 +201,7 @@ async def test_a_part_refused_mid_answer_sends_the_rest_as_entities_once(tmp_pat
     ) as stack:
         stack.telegram.send_text(USER, "Write a lot")
         history = await stack.stored_turns(USER, 2)
+        assert await stack.veil.chat.wait_idle(10)  # stored with its charge, sent meanwhile
         messages = stack.telegram.sent_messages(USER)
         sends = stack.telegram.calls_of("sendRichMessage")
     assert history[-1] == answer

@@ -24,6 +24,7 @@ async def test_thinking_in_the_answer_s_text_is_folded_above_it_and_not_stored(
     async with running_stack(tmp_path, answer=f"<think>\n{THOUGHT}\n</think>\n\n{ANSWER}") as stack:
         stack.telegram.send_text(USER, "Hi")
         stored = await stack.stored_turns(USER, 2)
+        assert await stack.veil.chat.wait_idle(10)  # stored with its charge, sent meanwhile
         (message,) = stack.telegram.sent_messages(USER)
         stack.telegram.send_text(USER, "And again")
         await stack.stored_turns(USER, 4)
@@ -40,6 +41,7 @@ async def test_a_think_tag_the_answer_mentions_is_shown_and_kept(tmp_path: Path)
     async with running_stack(tmp_path, answer=answer) as stack:
         stack.telegram.send_text(USER, "How does Qwen3 mark its thinking?")
         stored = await stack.stored_turns(USER, 2)
+        assert await stack.veil.chat.wait_idle(10)
         (message,) = stack.telegram.sent_messages(USER)
     assert message["text"] == answer
     assert stored[1] == answer

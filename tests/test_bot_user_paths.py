@@ -118,6 +118,7 @@ async def test_an_edited_question_is_told_it_was_answered_as_sent(tmp_path: Path
         stack.telegram.edit_text(USER, asked, "What's the capital of France?")  # told once
         stack.telegram.send_text(USER, "And of Spain?")
         await stack.stored_turns(USER, 4)
+        assert await stack.veil.chat.wait_idle(10)  # stored with its charge, sent meanwhile
         later = [m["text"] for m in stack.telegram.sent_messages(USER)[2:]]
     assert notice["text"] == (
         "I answer each message as it was sent, so I did not read this edit. Please send the"
@@ -479,6 +480,7 @@ async def test_a_question_cancelled_while_it_waits_for_a_stopped_answer_is_not_a
         await stack.stored_turns(USER, 2, within=20)
         stack.telegram.send_text(USER, "Last one")
         turns = await stack.stored_turns(USER, 4, within=20)
+        assert await stack.veil.chat.wait_idle(20)  # stored with its charge, sent meanwhile
         await proxy.close()
         asked = asked_of(stack)
         said = [str(m["text"]) for m in stack.telegram.sent_messages(USER)]

@@ -184,6 +184,7 @@ async def test_an_update_telegram_delivers_again_is_answered_and_charged_once(
         # any second handling of it, which would have started before) is done too.
         stack.telegram.send_text(USER, "And three and three?")
         await stack.stored_turns(USER, 4)
+        assert await stack.veil.chat.wait_idle(10)  # stored with its charge, sent meanwhile
         texts = [m["text"] for m in stack.telegram.sent_messages(USER)]
         assert texts == ["Four.", "Four."]  # one answer to each question
         assert [r["messages"][-1]["content"] for r in stack.vllm.requests] == [
