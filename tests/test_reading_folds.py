@@ -10,7 +10,6 @@ left out of what it was asked about. The renderer now writes the model's mark ap
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,11 +17,11 @@ from aiogram.types import Message
 
 from bot.formatting import render, render_parts
 from bot.thinking import with_thought
-from common.texts import Catalogs
 from common.thought import MARK, QUOTED
 from handlers.reading import words_of
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
+from tests.test_bot_rich_replies import BOT_ID, CATALOGS, FAST, FRIENDS, asked, veil_answer
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,11 +29,7 @@ if TYPE_CHECKING:
     from tests.botstack import Stack
 
 ANN = 9701
-FRIENDS = -1_009_876_701
-BOT_ID = 123456
 VEIL = {"id": BOT_ID, "is_bot": True, "first_name": "Veil", "username": "veil_test_bot"}
-CATALOGS = Catalogs()
-FAST: dict[str, Any] = {"edit_interval": 0.2, "group_messages_per_minute": 900}
 THOUGHT = "Cheese is a dairy food; the Apollo samples were basalt."
 # Long enough that the renderer makes it an expandable quote, as Veil folds its thinking.
 MODEL_S_QUOTE = "> 💭 " + "The Apollo crews brought back basalt and breccia. " * 20
@@ -123,24 +118,6 @@ def test_the_mark_in_any_quote_of_the_model_s_is_written_apart() -> None:
     assert MARK not in rendered.text.split("\n\n")[0]
     assert rendered.text.split("\n\n")[1] == f"Text {MARK}outside, {MARK}code."
     assert rendered.entities[0].length == units(f"Intro.\n{QUOTED}more")
-
-
-async def asked(stack: Stack, count: int) -> list[tuple[str, str]]:
-    """Wait until the model was asked ``count`` times; the last request's (role, content)s."""
-    async with asyncio.timeout(10):
-        while len(stack.vllm.requests) < count:  # noqa: ASYNC110 -- polls the fake's record
-            await asyncio.sleep(0.02)
-    return [(m["role"], m["content"]) for m in stack.vllm.requests[-1]["messages"]]
-
-
-def veil_answer(stack: Stack) -> dict[str, Any]:
-    """Veil's guest answer in the chat, once its final edit is in (no stop button left)."""
-    (answer,) = [
-        m
-        for m in stack.telegram.state.chat_messages(FRIENDS)
-        if m["from"]["id"] == BOT_ID and not m.get("reply_markup")
-    ]
-    return answer
 
 
 async def summoned_twice(stack: Stack, question: str) -> str:

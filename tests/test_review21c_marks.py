@@ -21,7 +21,8 @@ from common.thought import MARK, QUOTED
 from handlers.reading import words_of
 from tests.botstack import running_stack
 from tests.fakes.vllm import FakeVLLM
-from tests.test_reading_folds import FAST, summoned_twice, veil_answer
+from tests.test_bot_rich_replies import FAST, veil_answer
+from tests.test_reading_folds import summoned_twice
 
 if TYPE_CHECKING:
     from pathlib import Path
