@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from services.shop import Shop
     from services.ton.shop import TonShop
 
+_BREAKS = ("\n", "\r")  # a line's end, CRLF's too
 _AFTER_MENTION = ",.:;!?"  # "@veil, what…", "…and you, @veil?": taken out with the mention
 # Telegram did not take a call now: the network, a 5xx, a flood wait longer than the session
 # waits, a reply that is not the Bot API's (a proxy's page). The same call may go through later.
@@ -173,9 +174,6 @@ def without_mentions(text: str, ours: list[MessageEntity]) -> str:
         joined = left and right and not left.endswith(_BREAKS) and not right.startswith(_BREAKS)
         question = f"{left} {right}" if joined else left + right
     return _trimmed(question)
-
-
-_BREAKS = ("\n", "\r")  # a line's end, CRLF's too
 
 
 def _trimmed(question: str) -> str:
