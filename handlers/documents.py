@@ -17,7 +17,8 @@ a control character, a NUL say) after it is fetched, and so is one with no text 
 or blanks only) (``Refused``).
 
 Files sent at once (an album: a message each, one ``media_group_id``) are one question
-(``Albums``): the first waits for the rest, each read by its own update.
+(``Albums``): the first waits for the rest, each read by its own update; a text the user sends
+meanwhile is its question too.
 """
 
 from __future__ import annotations
@@ -227,12 +228,25 @@ class Read:
     text: str | Refused = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """An album's files read, in the order sent, and the texts the user sent meanwhile."""
+
+    files: list[Read]
+    said: tuple[str, ...] = field(default=(), repr=False)
+
+
 @dataclass(slots=True)
 class _Album:
-    """The files of one album so far, by message id (None: still being read), and when due."""
+    """The files of one album so far, by message id (None: still being read), and when due.
+
+    ``topic``: the private chat's topic it was sent in; ``said``: the texts that joined it.
+    """
 
     due: float
     parts: dict[int, Read | None]
+    topic: int | None = None
+    said: list[str] = field(default_factory=list)
     came: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -243,15 +257,33 @@ class Albums:
     (the question) on one of them; each was a question of its own, the question asked with
     one file, the others asked with none. The first file of an album now waits until none
     has come for ``wait`` seconds and every file that came is read, and asks them all.
+
+    A text the user sends while their album still gathers (in the same chat and topic) is
+    its question too (``said``), after the caption: the user sent the files, then typed what
+    to do with them. It was asked on its own at once, before the files it was about, and
+    the album, asked once gathered, was refused as "still writing the previous answer".
     """
 
     def __init__(self, wait: float = ALBUM_WAIT) -> None:
         self._wait = wait
         self._open: dict[tuple[int, str], _Album] = {}
 
+    def said(self, chat_id: int, topic: int | None, text: str) -> bool:
+        """Join ``text`` to the album gathering in this chat and topic, if one is; whether it did.
+
+        The album then waits ``wait`` seconds more: the text may have come before its last file.
+        """
+        for (chat, _), album in reversed(self._open.items()):
+            if chat == chat_id and album.topic == topic:
+                album.said.append(text)
+                album.due = asyncio.get_running_loop().time() + self._wait
+                album.came.set()
+                return True
+        return False
+
     async def whole(
         self, bot: Bot, message: Message, waiting: Callable[[], None] | None = None
-    ) -> list[Read] | None:
+    ) -> Gathered | None:
         """The album's files read, in the order sent; None when this one joined another's.
 
         ``waiting`` is called when this one, the album's first, waits for the rest (which may
@@ -277,7 +309,9 @@ class Albums:
                 album.parts[message.message_id] = Read(message, text)
                 album.came.set()
             return None
-        album = self._open[key] = _Album(loop.time() + self._wait, {message.message_id: None})
+        topic = message.message_thread_id if message.is_topic_message else None
+        album = _Album(loop.time() + self._wait, {message.message_id: None}, topic)
+        self._open[key] = album
         try:
             if waiting is not None:
                 waiting()
@@ -290,4 +324,5 @@ class Albums:
         finally:
             if self._open.get(key) is album:
                 del self._open[key]
-        return [read for _, read in sorted(album.parts.items()) if read is not None]
+        files = [read for _, read in sorted(album.parts.items()) if read is not None]
+        return Gathered(files, tuple(album.said))
