@@ -71,10 +71,10 @@ UTF16_NULS = 20  # a UTF-16 text has a NUL at its second byte places for 1 pair 
 UTF16_STRAY = 1  # ...and at most 1 NUL elsewhere for each 20 there (a CJK 一 is U+4E00)
 ASCII_END = 0x80  # bytes from here on are a code page's own
 _WORDS = re.compile(rb"[A-Za-z\x80-\xff]+")  # runs of letters (and 8-bit bytes) in a code page
-_KAZAKH = frozenset(
-    b"\xbc\xa3\x9d\x8d\xbe\xbd"
-)  # KZ-1048's ә Ә қ Қ ң Ң (cp1251: Serbian, Macedonian)
-_SERBIAN = frozenset(b"\x80\x90\x81\x83\x8a\x9a\x8c\x9c\x8f\x9f")  # Ђ ђ Ѓ ѓ Љ љ Њ њ Џ џ in both
+# KZ-1048's ә Ә қ Қ ң Ң (cp1251's Serbian and Macedonian letters there), and the letters only
+# Serbian and Macedonian write, at the same places in both (Ђ ђ Ѓ ѓ Љ љ Њ њ Џ џ).
+_KAZAKH = frozenset(b"\xbc\xa3\x9d\x8d\xbe\xbd")
+_SERBIAN = frozenset(b"\x80\x90\x81\x83\x8a\x9a\x8c\x9c\x8f\x9f")
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")  # not \t \n \v \f \r, ESC
 
 
