@@ -1,7 +1,8 @@
 """Private chat: a text in, a streamed answer out; /cancel, /new, Retry, Continue, the stop button.
 
-A small text file (``handlers.documents``) is a question too: its text, then its caption. A
-message edited after it was sent gets a note, once, that it was answered as sent (``EditNotes``).
+A small text file (``handlers.documents``) is a question too: its text, then its caption (a
+text sent while an album of files gathers is its question: ``Files.on_text``). A message
+edited after it was sent gets a note, once, that it was answered as sent (``EditNotes``).
 
 An answer the model cut at its length limit is followed by a short note with a Continue button,
 which asks the model to go on in the same conversation (a new answer, billed as any).
@@ -900,17 +901,18 @@ class Files:
         user, document = message.from_user, message.document
         if user is None or document is None:
             return
+        said: tuple[str, ...] = ()
         if message.media_group_id is None:
             files = [documents.Read(message, await documents.read_text(bot, document))]
         else:
-            joined = await self._albums.whole(bot, message, let_next_in)
-            if joined is None:
+            gathered = await self._albums.whole(bot, message, let_next_in)
+            if gathered is None:
                 return
-            files = joined
+            files, said = gathered.files, gathered.said
         if await _refused(files, texts):
             return
         first = files[0].message
-        captions = [read.message.caption for read in files]
+        captions = [*(read.message.caption for read in files), *said]
         caption = "\n\n".join(c for c in captions if c and c.strip()) or None
         asked = TextFile.together(_named(files), caption)
         await opened_topic(first, chat, texts)
@@ -930,6 +932,34 @@ class Files:
             if in_caption(read.message):  # not run (``handlers.commands``): or it seems ignored
                 command = _command_shown(read.message.caption)
                 await message.answer(texts("document_caption_command", command=command))
+
+    async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
+        self,
+        message: Message,
+        bot: Bot,
+        texts: Texts,
+        chat: ChatService,
+        drafts: Drafts,
+        failures: Failures,
+        answering: Answering,
+        pasted: str | None = None,
+    ) -> None:
+        """A text: the question of the user's album still gathering, else asked (``on_text``).
+
+        Only the user's own words join an album (``documents.Albums.said``): a reply, a quote
+        or a forward of Veil's answer is asked as ever, with what it replies to.
+        """
+        replied = message.reply_to_message  # in a topic: its first message, or what it replies to
+        if (
+            message.text is not None
+            and (replied is None or replied.forum_topic_created is not None)
+            and not veils(message, bot.id)
+        ):
+            text = message.text if pasted is None else pasted
+            if text.strip() and self._albums.said(message.chat.id, topic_of(message), text):
+                log.info("chat.album_text_joined")
+                return
+        await on_text(message, bot, texts, chat, drafts, failures, answering, pasted)
 
 
 async def _refused(files: list[documents.Read], texts: Texts) -> bool:
@@ -1012,13 +1042,14 @@ def build_router() -> Router:
     router.callback_query.register(on_retry, RetryBefore.filter())
     router.callback_query.register(on_continue, Continue.filter())
     router.message.register(on_unknown_command, F.text, starts_with_command)
-    router.message.register(on_text, F.text)
+    files = Files()  # a text sent while the user's album gathers is its question
+    router.message.register(files.on_text, F.text)
     router.message.register(on_topic_created, F.forum_topic_created)
     router.message.register(
         on_topic_changed, F.forum_topic_edited | F.forum_topic_closed | F.forum_topic_reopened
     )
     # A GIF comes as a document too (the Bot API sets both for it): no file to read, unsupported.
-    router.message.register(Files().on_document, F.document, ~F.animation)
+    router.message.register(files.on_document, F.document, ~F.animation)
     router.message.register(on_unsupported, ~F.text, sent_unseen)  # a service message: silence
     router.edited_message.register(EditNotes().on_edited, F.chat.type == "private")
     router.callback_query.register(on_stale_button)  # last of the last router: what is left

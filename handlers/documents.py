@@ -1,17 +1,24 @@
-"""A small text file (a .txt, .md, .py...) sent in the private chat, read as a question.
+"""A small text file (a .txt, .md, .csv, .py...) sent in the private chat, read as a question.
 
 A leaf shared by the chat's router (``handlers.chat.on_document``): the file's text goes to the
 model as a fenced block headed by its name, with the caption, if any, after it as the question
 (``services.documents.TextFile``, which also cuts a file too long for the model's window); from
 there it is a question like any other (sealed to the worker, stored encrypted, never
-logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, UTF-8 or UTF-16 with its
-byte-order mark (Windows Notepad's "Unicode"): a larger file is refused by the size Telegram
-states, before it is fetched, or (its size not stated) once the download runs past it; one that
-is not such text (a PDF, an image sent as a file, a NUL byte, another encoding) after it is
-fetched, and so is one with no text in it (empty, or blanks only) (``Refused``).
+logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, in the encoding it is in
+(``_decoded``): UTF-8; UTF-16, with its byte-order mark (Windows Notepad's "Unicode") or
+without where its NULs show it; else the Windows code page Notepad's "ANSI" saves in, which
+many of Veil's Russian, Kazakh and Western users still get: cp1251 (Cyrillic), KZ-1048
+(Kazakh's own), cp1252 (Western European, Latin-1 read the same), told apart by the words its
+letters make, with no detector to depend on (charset-normalizer, in the lock through
+``requests``, named a short French text UTF-16 and a PDF Big5). A larger file is refused by
+the size Telegram states, before it is fetched, or (its size not stated) once the download
+runs past it; one that is not text (a PDF, an image sent as a file, an archive, a program:
+a control character, a NUL say) after it is fetched, and so is one with no text in it (empty,
+or blanks only) (``Refused``).
 
 Files sent at once (an album: a message each, one ``media_group_id``) are one question
-(``Albums``): the first waits for the rest, each read by its own update.
+(``Albums``): the first waits for the rest, each read by its own update; a text the user sends
+meanwhile is its question too.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
@@ -56,6 +64,18 @@ NOT_TEXT = Refused("document_not_text", "not_text")
 UNAVAILABLE = Refused("document_unavailable", "unavailable")
 EMPTY = Refused("document_empty", "empty")
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# A file starting so is no text, though its start reads as one: a PDF (its body may be bytes
+# any code page reads too). Images, archives and programs hold a NUL or a control byte.
+_SIGNATURES = (b"%PDF-",)
+UTF16_NULS = 20  # a UTF-16 text has a NUL at its second byte places for 1 pair in 20 at least
+UTF16_STRAY = 1  # ...and at most 1 NUL elsewhere for each 20 there (a CJK 一 is U+4E00)
+ASCII_END = 0x80  # bytes from here on are a code page's own
+_WORDS = re.compile(rb"[A-Za-z\x80-\xff]+")  # runs of letters (and 8-bit bytes) in a code page
+# KZ-1048's ә Ә қ Қ ң Ң (cp1251's Serbian and Macedonian letters there), and the letters only
+# Serbian and Macedonian write, at the same places in both (Ђ ђ Ѓ ѓ Љ љ Њ њ Џ џ).
+_KAZAKH = frozenset(b"\xbc\xa3\x9d\x8d\xbe\xbd")
+_SERBIAN = frozenset(b"\x80\x90\x81\x83\x8a\x9a\x8c\x9c\x8f\x9f")
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")  # not \t \n \v \f \r, ESC
 
 
 async def read_text(bot: Bot, document: Document) -> str | Refused:
@@ -79,21 +99,94 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     if data is None:
         return TOO_BIG
     text = _decoded(data)
-    if text is None or "\x00" in text:
+    if text is None:
         return NOT_TEXT
     return text if text.strip() else EMPTY
 
 
 def _decoded(data: bytes) -> str | None:
-    """``data`` as text: UTF-16 where a byte-order mark says so, else UTF-8 (a BOM dropped).
+    """``data`` as text, in the encoding it most likely is; None where it is no text.
 
-    None where it is neither.
+    A byte-order mark says which: UTF-8 or UTF-16 (dropped). Else UTF-8 where it decodes;
+    else UTF-16 where it clearly is (``_utf16``); else one of the Windows code pages files
+    are still saved in (Notepad's "ANSI"): cp1251 where the letters read as Cyrillic words
+    (``_cyrillic``), else cp1252 (Western European; Latin-1 read the same). A PDF's start
+    and a control character other than a blank or an escape (a NUL, say) are no text
+    (``_plain``): bytes no code page refuses, an image's or an archive's, hold them.
     """
-    codec = "utf-16" if data.startswith(_UTF16_BOMS) else "utf-8-sig"  # each drops its BOM
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
+    if data.startswith(_SIGNATURES):
         return None
+    if data.startswith(_UTF16_BOMS):
+        tried: tuple[str, ...] = ("utf-16",)  # drops its BOM
+    else:  # utf-8-sig drops a UTF-8 BOM
+        tried = ("utf-8-sig", *_utf16(data), _code_page(data))
+    for codec in tried:
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if _plain(text):
+            return text
+    return None
+
+
+def _utf16(data: bytes) -> tuple[str, ...]:
+    """The UTF-16 codec ``data`` clearly is without a byte-order mark, if any.
+
+    Text in UTF-16 holds a NUL as the other byte of each ASCII character (a blank, a digit,
+    a line break; Latin letters too): at one of the two places of each pair only. A Cyrillic
+    text has a few, between its words; a binary file has them at both places, a text in an
+    8-bit encoding none (its NUL refused).
+    """
+    if len(data) % 2:
+        return ()
+    pairs = len(data) // 2
+    even, odd = data[0::2].count(0), data[1::2].count(0)
+    for nuls, others, codec in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if nuls * UTF16_NULS >= pairs and others * UTF16_NULS <= nuls * UTF16_STRAY:
+            return (codec,)
+    return ()
+
+
+def _code_page(data: bytes) -> str:
+    """The Windows code page an 8-bit text is in: cp1251, its Kazakh kz1048, or cp1252.
+
+    Kazakh's own letters (ә ғ қ ң ө ұ, straight u, shha; its dotted i is cp1251's) are not in
+    cp1251: Windows saves a Kazakh text as UTF-8 or UTF-16, or in cp1251 with each of them a
+    "?" (or written as the Russian letter it looks like), both read as cp1251 here.
+    Kazakhstan's own code page, KZ-1048, puts them where cp1251 has Serbian, Macedonian,
+    Ukrainian and Belarusian letters: it is read where ә, қ or ң (cp1251's je, kje, dze) come
+    in a text holding none of the letters only Serbian and Macedonian write, at places the two
+    code pages share.
+    """
+    if not _cyrillic(data):
+        return "cp1252"
+    if any(byte in _KAZAKH for byte in data) and not any(byte in _SERBIAN for byte in data):
+        return "kz1048"
+    return "cp1251"
+
+
+def _cyrillic(data: bytes) -> bool:
+    """Whether the letters of ``data``, in an 8-bit code page, read as Cyrillic words (cp1251).
+
+    cp1251 and cp1252 both hold letters at bytes 0xC0 to 0xFF: Cyrillic, and accented Latin.
+    In a Russian (or Kazakh, Ukrainian...) text such bytes make whole words; in a French or
+    German one each stands among Latin letters ("réunion", "für"). So it is cp1251 where
+    words of 8-bit letters alone outnumber words that mix them with Latin ones.
+    """
+    alone = mixed = 0
+    for word in _WORDS.findall(data):
+        latin = sum(1 for byte in word if byte < ASCII_END)
+        if latin == 0 and len(word) > 1:
+            alone += 1
+        elif 0 < latin < len(word):
+            mixed += 1
+    return alone > mixed
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` holds no control character but blanks, line breaks and escapes."""
+    return not _CONTROLS.search(text)
 
 
 async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:
@@ -135,12 +228,25 @@ class Read:
     text: str | Refused = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """An album's files read, in the order sent, and the texts the user sent meanwhile."""
+
+    files: list[Read]
+    said: tuple[str, ...] = field(default=(), repr=False)
+
+
 @dataclass(slots=True)
 class _Album:
-    """The files of one album so far, by message id (None: still being read), and when due."""
+    """The files of one album so far, by message id (None: still being read), and when due.
+
+    ``topic``: the private chat's topic it was sent in; ``said``: the texts that joined it.
+    """
 
     due: float
     parts: dict[int, Read | None]
+    topic: int | None = None
+    said: list[str] = field(default_factory=list)
     came: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -151,15 +257,33 @@ class Albums:
     (the question) on one of them; each was a question of its own, the question asked with
     one file, the others asked with none. The first file of an album now waits until none
     has come for ``wait`` seconds and every file that came is read, and asks them all.
+
+    A text the user sends while their album still gathers (in the same chat and topic) is
+    its question too (``said``), after the caption: the user sent the files, then typed what
+    to do with them. It was asked on its own at once, before the files it was about, and
+    the album, asked once gathered, was refused as "still writing the previous answer".
     """
 
     def __init__(self, wait: float = ALBUM_WAIT) -> None:
         self._wait = wait
         self._open: dict[tuple[int, str], _Album] = {}
 
+    def said(self, chat_id: int, topic: int | None, text: str) -> bool:
+        """Join ``text`` to the album gathering in this chat and topic, if one is; whether it did.
+
+        The album then waits ``wait`` seconds more: the text may have come before its last file.
+        """
+        for (chat, _), album in reversed(self._open.items()):
+            if chat == chat_id and album.topic == topic:
+                album.said.append(text)
+                album.due = asyncio.get_running_loop().time() + self._wait
+                album.came.set()
+                return True
+        return False
+
     async def whole(
         self, bot: Bot, message: Message, waiting: Callable[[], None] | None = None
-    ) -> list[Read] | None:
+    ) -> Gathered | None:
         """The album's files read, in the order sent; None when this one joined another's.
 
         ``waiting`` is called when this one, the album's first, waits for the rest (which may
@@ -185,7 +309,9 @@ class Albums:
                 album.parts[message.message_id] = Read(message, text)
                 album.came.set()
             return None
-        album = self._open[key] = _Album(loop.time() + self._wait, {message.message_id: None})
+        topic = message.message_thread_id if message.is_topic_message else None
+        album = _Album(loop.time() + self._wait, {message.message_id: None}, topic)
+        self._open[key] = album
         try:
             if waiting is not None:
                 waiting()
@@ -198,4 +324,5 @@ class Albums:
         finally:
             if self._open.get(key) is album:
                 del self._open[key]
-        return [read for _, read in sorted(album.parts.items()) if read is not None]
+        files = [read for _, read in sorted(album.parts.items()) if read is not None]
+        return Gathered(files, tuple(album.said))

@@ -249,7 +249,7 @@ async def test_a_file_that_is_not_small_utf8_text_is_refused_clearly(tmp_path: P
         stack.telegram.send_document(USER, b"a\x00b", file_name="nul.txt")
         replies = sorted(str(m["text"]) for m in await stack.final_messages(USER, 3))
     not_text = (
-        "I can only read text files (plain UTF-8 text, such as .txt, .md or .py) as a question:"
+        "I can only read text files (plain text, such as .txt, .md, .csv or .py) as a question:"
         " this file is not one. Please paste the part you need into a message, or describe it"
         " in words."
     )

@@ -85,7 +85,7 @@ async def test_a_file_refused_in_an_album_asks_none_of_it(tmp_path: Path) -> Non
         first, second = await stack.final_messages(USER, 2)
         await stack.veil.chat.wait_idle(10)
         sent = stack.telegram.sent_messages(USER)
-    assert first["text"].startswith("I can only read text files (plain UTF-8 text")
+    assert first["text"].startswith("I can only read text files (plain text")
     assert second["text"] == (
         "So I did not read the files sent with it either: send again the ones I can read,"
         " without it."
