@@ -13,9 +13,10 @@ a skin tone, a keycap (1️⃣), a letter with combining marks (й as и and a b
 between them shows a broken glyph, or another one (half of 🇰🇿🇷🇺 read from its second code
 point is 🇿🇷). ``glyph_boundary`` tells where a cut keeps them whole, by Unicode's extended
 grapheme clusters (UAX #29) in the parts chat text needs: marks and joiners stay with what they
-follow, a pictograph after a joiner with what it joins, regional indicators in pairs from the
-start of their run. Left out (a cut may fall there, as it did before): Hangul jamo sequences,
-prepended marks, Indic conjuncts.
+follow, what follows a joiner with it (a pictograph, as UAX #29 has it, and a letter too: the
+joiner asks for a conjunct's half form), regional indicators in pairs from the start of their
+run. Left out (a cut may fall there, as it did before): Hangul jamo sequences, prepended marks,
+conjuncts of Indic letters joined by a virama alone.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ _EXTENDING: Final = (
 )
 _MARKS: Final = frozenset({"Mn", "Mc", "Me"})  # combining marks, variation selectors, keycap
 _FLAG_LETTERS: Final = range(0x1F1E6, 0x1F200)  # regional indicators: two make a flag
-_PICTOGRAPHS: Final = range(0x1F000, 0x1FFFE)  # emoji, assigned or not yet in this Python
 
 
 def shows_nothing(text: str) -> bool:
@@ -55,12 +55,11 @@ def shows_nothing(text: str) -> bool:
 def joined(before: str, after: str) -> bool:
     """Whether these two code points side by side belong to one glyph (no cut between them)."""
     code = ord(after)
-    kind = unicodedata.category(after)
     return (
-        (before == _ZWJ and (code in _PICTOGRAPHS or kind == "So"))  # 👩 and 💻 in 👩‍💻
+        (before == _ZWJ and not after.isspace())  # 👩 and 💻 in 👩‍💻, a conjunct's half form
         or (before == "\r" and after == "\n")
         or any(code in extending for extending in _EXTENDING)
-        or kind in _MARKS
+        or unicodedata.category(after) in _MARKS
     )
 
 

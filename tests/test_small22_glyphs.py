@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.formatting import utf16_len
+from bot.formatting import plain_parts, preview, render_parts, utf16_len
 from bot.rich import SUMMARY_CHARS, thought_details
 from bot.thinking import ELLIPSIS, tail
 from common.visible import glyph_boundary
@@ -79,3 +79,17 @@ def test_a_glyph_boundary_is_none_inside_an_emoji_sequence() -> None:
     cuts = [at for at in range(len(text) + 1) if glyph_boundary(text, at)]
     starts = [0, 1, 1 + 3, 1 + 3 + 2, 1 + 3 + 4, 1 + 3 + 4 + 7, len(text)]
     assert cuts == starts
+
+
+@pytest.mark.parametrize("glyph", [*GLYPHS, "क\u094d\u200dष"], ids=[*NAMES, "half-form"])
+def test_a_long_answer_of_glyphs_alone_is_cut_between_them(glyph: str) -> None:
+    # No space to cut at: the cut falls at the limit, moved to a glyph's edge. A subdivision
+    # flag's tag characters were cut from it, the flag shown black and its tags as boxes.
+    text = glyph * 400
+    for pieces in (plain_parts(text, 100), [p.text for p in render_parts(text, 100)]):
+        assert "".join(pieces) == text
+        ends = [sum(map(len, pieces[:count])) for count in range(1, len(pieces))]
+        assert all(glyph_boundary(text, end) for end in ends)
+    shown = preview(text, 100).text
+    assert text.endswith(shown)
+    assert glyph_boundary(text, len(text) - len(shown))
