@@ -14,7 +14,6 @@ edges, so a cut can never fall between the two halves of a surrogate pair.
 from __future__ import annotations
 
 import re
-import unicodedata
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from telegramify_markdown.converter import _parse as parse_markdown
 from telegramify_markdown.converter import _TextBuffer as TextBuffer
 
 from common.thought import MARK, QUOTED, swapped
-from common.visible import shows_nothing
+from common.visible import joined, shows_nothing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -74,11 +73,7 @@ _TONSITE_HOST: Final = re.compile(r"[A-Za-z0-9_.\-]+")
 
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
-_JOINERS: Final = frozenset("\u200d\ufe0e\ufe0f")  # zero-width joiner, variation selectors
-_SKIN_TONES: Final = range(0x1F3FB, 0x1F400)
-_LOW_SURROGATES: Final = range(0xDC00, 0xE000)
 _FLAG_LETTERS: Final = range(0x1F1E6, 0x1F200)  # regional indicators: two make a flag
-_MARKS: Final = frozenset({"Mn", "Mc", "Me"})
 _GRAPHEME_STEPS: Final = 16  # how far a hard cut may move to keep an emoji sequence whole
 
 # Cut candidates: (pattern, where the cut falls from the match start, characters the
@@ -633,18 +628,6 @@ def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _joins(before: str, after: str) -> bool:
-    """Whether a cut between these two characters would break what the reader sees as one."""
-    code = ord(after)
-    return (
-        after in _JOINERS
-        or before == "\u200d"
-        or code in _SKIN_TONES
-        or code in _LOW_SURROGATES  # the low half of a pair held as two code points
-        or unicodedata.category(after) in _MARKS
-    )
-
-
 def _is_flag_half(char: str) -> bool:
     return ord(char) in _FLAG_LETTERS
 
@@ -810,7 +793,7 @@ class _Doc:
                 return start if start > lo else cut
         text = self.text
         for _ in range(_GRAPHEME_STEPS):
-            if cut - 1 <= lo or not _joins(text[cut - 1], text[cut]):
+            if cut - 1 <= lo or not joined(text[cut - 1], text[cut]):
                 break
             cut -= 1
         if _is_flag_half(text[cut]):
@@ -829,7 +812,7 @@ class _Doc:
                 return end if end < hi else start
         text = self.text
         for _ in range(_GRAPHEME_STEPS):
-            if start <= 0 or start + 1 >= hi or not _joins(text[start - 1], text[start]):
+            if start <= 0 or start + 1 >= hi or not joined(text[start - 1], text[start]):
                 break
             start += 1
         if 0 < start < hi - 1 and _is_flag_half(text[start]):

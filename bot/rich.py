@@ -26,7 +26,7 @@ import re
 from typing import Final
 
 from bot.formatting import literal_stars, plain_parts, utf16_len
-from common.visible import shows_nothing
+from common.visible import glyphs_within, shows_nothing
 
 MAX_CHARS: Final = 32_768  # UTF-16 units of one rich message's Markdown
 MAX_BLOCKS: Final = 500
@@ -175,11 +175,13 @@ def escape(text: str) -> str:
 def thought_details(thought: str, mark: str) -> str:
     """The thinking as a collapsed details block: ``mark`` and its first words as the summary.
 
+    The first words are cut between glyphs (``common.visible``), never inside an emoji.
+
     Of a thinking longer than ``THOUGHT_LINES`` lines, the block keeps the last ones.
     """
     words = " ".join(thought.split())
     if len(words) > SUMMARY_CHARS:
-        words = words[: SUMMARY_CHARS - 1].rstrip() + "…"
+        words = glyphs_within(words, SUMMARY_CHARS - 1).rstrip() + "…"
     summary = escape(mark + words).replace("\n", " ")
     lines = escape(thought).split("\n")
     kept = [number for number, line in enumerate(lines) if line][-THOUGHT_LINES:]

@@ -14,6 +14,7 @@ from typing import Final
 
 from bot.formatting import MAX_ENTITIES, TELEGRAM_LIMIT, Entity, Rendered, utf16_len
 from common.thought import MARK  # opens the thinking quote, in every language
+from common.visible import next_glyph
 
 ELLIPSIS: Final = "…"
 # The most of the thinking a final message keeps folded (UTF-16 units), so the answer itself
@@ -25,7 +26,11 @@ DRAFT_THOUGHT: Final = 1024  # how much of the thinking's tail a draft shows
 
 
 def tail(text: str, limit: int) -> str:
-    """The end of ``text`` in at most ``limit`` UTF-16 units, ``…`` first when cut."""
+    """The end of ``text`` in at most ``limit`` UTF-16 units, ``…`` first when cut.
+
+    It starts at a whole glyph (``common.visible``): from inside one, a draft showed a skin
+    tone alone, or the wrong flag (🇰🇿🇷🇺 read from its second code point is 🇿🇷).
+    """
     text = text.strip()
     if utf16_len(text) <= limit:
         return text
@@ -38,7 +43,7 @@ def tail(text: str, limit: int) -> str:
             break
         used += units
         start -= 1
-    return ELLIPSIS + text[start:].lstrip()
+    return ELLIPSIS + text[next_glyph(text, start) :].lstrip()
 
 
 def quote(reasoning: str, limit: int, *, expandable: bool) -> Rendered:
