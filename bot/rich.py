@@ -26,6 +26,7 @@ import re
 from typing import Final
 
 from bot.formatting import literal_stars, plain_parts, utf16_len
+from common.thought import MARK, QUOTED
 from common.visible import glyphs_within, shows_nothing
 
 MAX_CHARS: Final = 32_768  # UTF-16 units of one rich message's Markdown
@@ -38,6 +39,10 @@ _GAP: Final = "\n\n"
 _PARTIAL_FENCE = re.compile(r"\n\s{0,3}`{1,2}$")
 _FENCE_ROOM: Final = 32  # a draft keeps room to close the fence of a code block being written
 _ESCAPED = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
+_QUOTE_MARKS = re.compile(r"^(?:\s{0,3}>)+ ?")  # a block quote's line opening, nested too
+_DETAILS_OPEN = re.compile(r"<details\b[^>]*>", re.IGNORECASE)
+_DETAILS_CLOSE = re.compile(r"</details\s*>", re.IGNORECASE)
+_TICKS = re.compile(r"`+")
 SUMMARY_CHARS: Final = 48  # of the thinking, in its details block's summary
 # The most lines of the thinking its details block keeps (its end), so that a thinking of many
 # short paragraphs leaves the answer most of a message's blocks.
@@ -127,7 +132,7 @@ def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOC
     parts: list[str] = []
     current: list[str] = []
     size = weight = 0
-    for whole in split_blocks(literal_stars(markdown.strip())):
+    for whole in split_blocks(marked(literal_stars(markdown.strip()))):
         pieces = [whole] if utf16_len(whole) <= limit else _cut_block(whole, limit)
         for block in pieces:
             units, blocks = utf16_len(block), block_weight(block)
@@ -141,6 +146,57 @@ def rich_parts(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOC
     if current:
         parts.append(_GAP.join(current))
     return parts
+
+
+def marked(markdown: str) -> str:
+    """``markdown`` with the thinking mark in its quotes and details blocks written ``QUOTED``.
+
+    As the entity renderer writes the mark in the model's quotes (``bot.formatting.render``):
+    a no-break space after the emoji, which looks the same and is as long, so no quote or
+    details block of the model's opens with ``MARK`` as the thinking Veil folds does
+    (``thought_details``). Not in code (fenced, or inline in backticks), which is sent and read
+    byte for byte.
+    """
+    if MARK not in markdown:
+        return markdown
+    lines = markdown.split("\n")
+    fence = ""  # the fence of the code block the line is in, if any
+    fenced_in_quote = False
+    details = 0  # details blocks open around the line
+    for number, line in enumerate(lines):
+        opening = _QUOTE_MARKS.match(line)
+        quoted = opening is not None
+        body = line[opening.end() :] if opening else line
+        if fence and fenced_in_quote and not quoted:
+            fence = ""  # a quote's end ends a code block opened inside it
+        if fence:
+            if _closes(body, fence):
+                fence = ""
+            continue
+        if found := _FENCE.match(body):
+            fence, fenced_in_quote = found.group(1), quoted
+            continue
+        if quoted or details or _DETAILS_OPEN.search(line):
+            lines[number] = _outside_code(line)
+        details = max(0, details + len(_DETAILS_OPEN.findall(line)))
+        details = max(0, details - len(_DETAILS_CLOSE.findall(line)))
+    return "\n".join(lines)
+
+
+def _outside_code(line: str) -> str:
+    """``line`` with ``MARK`` written ``QUOTED`` but inside its code spans (backtick runs)."""
+    pieces: list[str] = []
+    done = at = 0
+    while (run := _TICKS.search(line, at)) is not None:
+        closing = re.compile(rf"(?<!`){run.group()}(?!`)").search(line, run.end())
+        if closing is None:
+            at = run.end()  # backticks never closed: text
+            continue
+        pieces.append(line[done : run.start()].replace(MARK, QUOTED))
+        pieces.append(line[run.start() : closing.end()])
+        done = at = closing.end()
+    pieces.append(line[done:].replace(MARK, QUOTED))
+    return "".join(pieces)
 
 
 def draft_markdown(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOCKS) -> str:

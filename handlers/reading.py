@@ -17,12 +17,14 @@ block or an expandable quote marked alike: only the one Veil put there is its th
 (``_thought_at``, ``_fold``). Opening the answer, one line break before the rest, the model's
 quote had the shape and place of Veil's fold: the renderer now writes the mark in the model's
 quotes as ``common.thought.QUOTED`` (a no-break space after the emoji), so no quote of the
-model's opens with ``MARK``; those of answers sent before still read by shape and place.
+model's opens with ``MARK``, and a rich answer's quotes and details blocks alike
+(``bot.rich.marked``); those of answers sent before still read by shape and place. Read back,
+the model's quotes hold the mark as it wrote it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiogram.types import MessageOriginUser
 
@@ -41,6 +43,8 @@ _NEWLINE = "\n".encode("utf-16-le")
 _MARK = MARK.encode("utf-16-le")
 # Blocks that show media (a collage or slideshow holds such blocks, a map is a picture).
 _MEDIA = frozenset({"photo", "video", "animation", "audio", "document", "voice_note", "map"})
+# Blocks the renderer writes the model's mark in as ``QUOTED`` (``bot.rich.marked``).
+_QUOTES = frozenset({"blockquote", "expandable_blockquote", "pullquote", "details"})
 # Entities Telegram finds in any text itself: not Veil's formatting.
 _FOUND = frozenset({"mention", "hashtag", "cashtag", "bot_command", "url", "email", "phone_number"})
 # A piece of RichText keeps its words under one of these (a custom emoji: its alternative).
@@ -66,7 +70,7 @@ def words_of(message: Message, bot_id: int, catalogs: Catalogs) -> str | None:
     blocks = list(message.rich_message.blocks)
     if own and (at := _thought_at(blocks)) is not None:
         del blocks[at]
-    return _blocks(blocks) or None
+    return _blocks(blocks, own=own) or None
 
 
 def veils(message: Message, bot_id: int) -> bool:
@@ -106,9 +110,10 @@ def _folded_thought(block: object) -> bool:
     """
     if getattr(block, "type", None) != "details":
         return False
-    summary = " ".join(_rich(getattr(block, "summary", None)).split())
-    if not summary.startswith(MARK.strip()):
+    summary = _rich(getattr(block, "summary", None))
+    if not summary.startswith(MARK):  # the model's "💭\u00a0Spoiler" (``bot.rich.marked``)
         return False
+    summary = " ".join(summary.split())
     start = summary.removeprefix(MARK.strip()).strip().removesuffix(_CUT)
     body = " ".join(_blocks(getattr(block, "blocks", None) or []).split())
     return body.startswith((_CUT, start)) if start else body.startswith(_CUT) or not body
@@ -212,37 +217,52 @@ def _headers(catalogs: Catalogs) -> frozenset[tuple[str, str]]:
     return frozenset(shapes)
 
 
-def _blocks(blocks: Iterable[object]) -> str:
-    """Blocks as text, a blank line between two (those with no words left out)."""
-    return "\n\n".join(text for text in map(_block, blocks) if text)
+def _blocks(blocks: Iterable[object], *, own: bool = False, quoted: bool = False) -> str:
+    """Blocks as text, a blank line between two (those with no words left out).
+
+    ``own``: Veil's answer, whose quotes and details blocks hold the mark as ``QUOTED``
+    (``bot.rich.marked``), read back as the model wrote it (``MARK``); ``quoted``: these
+    blocks are inside one.
+    """
+    return "\n\n".join(text for block in blocks if (text := _block(block, own=own, quoted=quoted)))
 
 
-def _block(block: object) -> str:
-    """One block as text."""
+def _block(block: object, *, own: bool = False, quoted: bool = False) -> str:
+    """One block as text (``own``, ``quoted``: as ``_blocks``)."""
     kind = getattr(block, "type", None)
     if kind == "thinking":
         return ""
+    quoted = quoted or kind in _QUOTES
+    marked = own and quoted and kind != "pre"  # code is sent and read byte for byte
+
+    def words(text: object) -> str:
+        plain = _rich(text)
+        return plain.replace(QUOTED, MARK) if marked else plain
+
+    def within(blocks: object) -> str:
+        return _blocks(cast("list[object]", blocks or []), own=own, quoted=quoted)
+
     if kind == "table":
         rows = getattr(block, "cells", None) or []
         table = "\n".join(
-            _CELLS.join(_rich(getattr(cell, "text", None)) for cell in row) for row in rows
+            _CELLS.join(words(getattr(cell, "text", None)) for cell in row) for row in rows
         )
-        under = _rich(getattr(block, "caption", None))  # a table's caption: RichText itself
+        under = words(getattr(block, "caption", None))  # a table's caption: RichText itself
         return "\n\n".join(part for part in (table, under) if part)
     if kind == "list":
         items = getattr(block, "items", None) or []
         return "\n".join(
-            f"{getattr(item, 'label', '')} {_blocks(getattr(item, 'blocks', None) or [])}".strip()
+            f"{getattr(item, 'label', '')} {within(getattr(item, 'blocks', None))}".strip()
             for item in items
         )
-    parts = [_rich(getattr(block, "summary", None))]  # a details block's
-    parts += [_rich(getattr(block, name, None)) for name in _WORDS]
-    parts.append(_blocks(getattr(block, "blocks", None) or []))  # quotes, details, collages
-    parts.append(_rich(getattr(block, "credit", None)))  # quotes'
+    parts = [words(getattr(block, "summary", None))]  # a details block's
+    parts += [words(getattr(block, name, None)) for name in _WORDS]
+    parts.append(within(getattr(block, "blocks", None)))  # quotes, details, collages
+    parts.append(words(getattr(block, "credit", None)))  # quotes'
     caption = getattr(block, "caption", None)  # media
     if caption is not None:
-        parts.append(_rich(getattr(caption, "text", None)))
-        parts.append(_rich(getattr(caption, "credit", None)))
+        parts.append(words(getattr(caption, "text", None)))
+        parts.append(words(getattr(caption, "credit", None)))
     return "\n\n".join(part for part in parts if part)
 
 
