@@ -335,7 +335,7 @@ def _authorized(
         try:
             user = request.app[CHECK].user(request.headers.get("Authorization"), aged=aged)
         except Unauthorized as refused:
-            log.info("webapp.refused", reason=refused.code, path=request.path)
+            log.info("webapp.refused", reason=refused.code, path=_route(request))
             return _error(401, refused.code, _UNAUTHORIZED[refused.code])
         try:
             return await handler(request, request.app[RELAY], user)
@@ -343,12 +343,12 @@ def _authorized(
             log.info("webapp.error", error=type(exc).__name__, user_id=user.id)
             return error_response(exc)
         except BodyTimedOut:
-            log.info("webapp.body_timeout", user_id=user.id, path=request.path)
+            log.info("webapp.body_timeout", user_id=user.id, path=_route(request))
             reply = _error(408, "body_timeout", "The request did not arrive in time.")
             await send_and_close(request, reply)  # the rest of the body is not worth waiting for
             return reply
         except BodyTooLarge:
-            log.info("webapp.too_large", user_id=user.id, path=request.path)
+            log.info("webapp.too_large", user_id=user.id, path=_route(request))
             return _error(413, "too_large", "The request is too large.")
 
     return route
