@@ -10,8 +10,10 @@ Served under the path of ``VEIL_WEBAPP_URL`` (``PREFIX``, ``/app/`` say):
 - ``POST PREFIX api/prepare`` ``{"model", "size"}``: the gateways' bundles (as served, for the
   page to verify against its own pinned keys) and the answer tokens the user can pay for
 - ``POST PREFIX api/relay``: the sealed bytes in, the sealed chunks out; the page declares the
-  gateway, request id, model, answer tokens and its receipt proof in ``Veil-*`` headers. An
-  answer the bot cut at its time limit ends whole with ``TIME_LIMIT_MARK`` after its chunks
+  gateway, request id, model, answer tokens and its receipt proof in ``Veil-*`` headers, and
+  with ``Veil-Accept: retry_after`` that it reads a model server's wait in an error record
+  (the relay then asks the gateway for it). An answer the bot cut at its time limit ends
+  whole with ``TIME_LIMIT_MARK`` after its chunks
 - ``POST PREFIX api/stop`` ``{"request_id", "proof"}``: the page's cancel, forwarded
 
 Every API call carries ``Authorization: tma <initData>``; the signature (HMAC-SHA256 keyed with
@@ -47,6 +49,7 @@ from common.sockets import reset_connection
 from sealed.encoding import MAX_JSON_INT, b64d, hex_bytes
 from sealed.errors import MalformedMessage
 from sealed.request import REQUEST_ID_SIZE, max_request_size
+from sealed.stream import ACCEPT_HEADER, accepts_retry_after
 from sealed.suites import Suite
 from services.errors import (
     AnswerInProgress,
@@ -335,7 +338,7 @@ def _authorized(
         try:
             user = request.app[CHECK].user(request.headers.get("Authorization"), aged=aged)
         except Unauthorized as refused:
-            log.info("webapp.refused", reason=refused.code, path=request.path)
+            log.info("webapp.refused", reason=refused.code, path=_route(request))
             return _error(401, refused.code, _UNAUTHORIZED[refused.code])
         try:
             return await handler(request, request.app[RELAY], user)
@@ -343,12 +346,12 @@ def _authorized(
             log.info("webapp.error", error=type(exc).__name__, user_id=user.id)
             return error_response(exc)
         except BodyTimedOut:
-            log.info("webapp.body_timeout", user_id=user.id, path=request.path)
+            log.info("webapp.body_timeout", user_id=user.id, path=_route(request))
             reply = _error(408, "body_timeout", "The request did not arrive in time.")
             await send_and_close(request, reply)  # the rest of the body is not worth waiting for
             return reply
         except BodyTooLarge:
-            log.info("webapp.too_large", user_id=user.id, path=request.path)
+            log.info("webapp.too_large", user_id=user.id, path=_route(request))
             return _error(413, "too_large", "The request is too large.")
 
     return route
@@ -450,7 +453,9 @@ def _ticket(request: web.Request) -> Ticket:
     model = unquote(headers.get(MODEL_HEADER, ""))  # percent-encoded: a header is Latin-1 at most
     if not model or not 0 < gateway <= MAX_JSON_INT or not 0 < max_tokens <= MAX_JSON_INT:
         raise BadRelayRequest("bad Veil-* headers")
-    return Ticket(gateway, request_id, model, max_tokens, proof)
+    # Every field line of the list counts, as if joined by commas (RFC 9110 §5.3).
+    accept = accepts_retry_after(",".join(headers.getall(ACCEPT_HEADER, ())))
+    return Ticket(gateway, request_id, model, max_tokens, proof, retry_after=accept)
 
 
 async def handle_relay(

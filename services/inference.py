@@ -68,6 +68,7 @@ from services.gateways import (
     fingerprint,
     refusal_code,
 )
+from services.gateways import retry_after as read_retry_after
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Collection, Sequence
@@ -701,13 +702,8 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway)
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> float | None:
-    """The ``Retry-After`` seconds of a refusal, if given as a number."""
-    value = response.headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+    """The ``Retry-After`` seconds of a refusal, given as a number or as an HTTP-date."""
+    return read_retry_after(response.headers.get("Retry-After"), time.time())
 
 
 __all__ = [

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -50,6 +51,7 @@ from sealed.relay import (
     seal_relay_key,
 )
 from sealed.request import REQUEST_ID_SIZE
+from sealed.stream import ACCEPT_HEADER, ACCEPT_RETRY_AFTER
 from services.audit import proof_for
 from services.closing import CloseDeadline
 from services.control import STOPPING, UNDELIVERED
@@ -64,6 +66,7 @@ from services.errors import (
     UntrustedGateway,
 )
 from services.gateways import UNREACHABLE, refusal_code
+from services.gateways import retry_after as read_retry_after
 from services.relayed import (
     Account,
     GatewayOffer,
@@ -341,6 +344,8 @@ class RelayService:
             **client_auth_headers(self._client_key, body),
             RELAY_KEY_HEADER: seal_relay_key(answer.signed.bundle, body, answer.relay_key),
         }
+        if answer.ticket.retry_after:  # the page reads the model server's wait (``Ticket``)
+            headers[ACCEPT_HEADER] = ACCEPT_RETRY_AFTER
         try:
             response = await self._session.post(
                 f"{gateway.url}/v1/sealed/chat/completions",
@@ -365,7 +370,7 @@ class RelayService:
             except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
                 reply = None
         code = refusal_code(reply)
-        retry_after = _seconds(response.headers.get("Retry-After", ""))
+        retry_after = read_retry_after(response.headers.get("Retry-After"), time.time())
         if response.status in _FAILOVER_STATUSES:
             self._pool.failed(gateway, retry_after)
         elif response.status == 410:  # noqa: PLR2004 -- the page sealed to a key rotated out
@@ -600,15 +605,6 @@ def _log_stopped_before(answer: RelayedAnswer, *, sent: bool) -> None:
         sent=sent,
         cut=answer.reason,
     )
-
-
-def _seconds(value: str) -> float | None:
-    """A ``Retry-After`` given in seconds, if it is one."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def _no_answer(receipt: SignedReceipt) -> bool:

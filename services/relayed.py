@@ -34,7 +34,10 @@ class Ticket:
     """What the page declares about a request it sealed; the receipt must agree.
 
     ``gateway`` is the gateway's 1-based position (as ``prepare`` named it), ``receipt_proof``
-    the page's proof (base64url) for fetching the late receipt.
+    the page's proof (base64url) for fetching the late receipt. ``retry_after``: the page
+    reads a model server's wait in an error record (it sent ``Veil-Accept: retry_after``), so
+    the gateway is asked for it; a page that does not (one opened before an upgrade, which
+    reads the record's fields strictly) is never sent the field.
     """
 
     gateway: int
@@ -42,6 +45,7 @@ class Ticket:
     model: str
     max_completion_tokens: int
     receipt_proof: str
+    retry_after: bool = False
 
 
 @dataclass(frozen=True)

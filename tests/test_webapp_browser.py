@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -63,7 +64,13 @@ CHROMIUM_ARGS = [
 QUESTION = "Where did I hide the spare key to the blue shed?"
 ANSWER = "Under the third flowerpot, next to the lavender."
 SLOW_ANSWER = " ".join(f"piece{i}" for i in range(80))
-HISTORY_SLOT = f"veil:history:{USER_ID}"
+# The page names its storage by a slow hash of the user id (webapp/src/history.js, slotFor).
+HISTORY_SLOT = (
+    "veil:history:"
+    + hashlib.pbkdf2_hmac(
+        "sha256", str(USER_ID).encode(), b"veil/history-slot/v1", 100_000, 16
+    ).hex()
+)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 

@@ -472,7 +472,10 @@ class App {
       // again; the thinking stays shown, the answer's bubble (blanks at most) goes.
       const thoughtOnly = receipt?.status === "complete" && thought !== "" && !text.trim();
       if (result.error) {
-        this.note(this.t(result.error.kind), "error");
+        // A busy model server that said how long to wait: told when to try again.
+        const seconds = result.error.retryAfter;
+        const busy = result.error.kind === "unavailable" && seconds > 0;
+        this.note(busy ? this.t("busy_retry", { seconds }) : this.t(result.error.kind), "error");
         $("notice").dataset.error = result.error.kind;
       } else if (receipt?.status === "complete" && receipt.completionTokens === 0) {
         // The model finished without a word: as in the chat, that costs nothing (the bot does
@@ -749,6 +752,9 @@ class App {
         "Veil-Model": encodeURIComponent(chat.model),
         "Veil-Max-Tokens": String(chat.max_completion_tokens),
         "Veil-Proof": b64e(receiptProof(responseKey, requestId)),
+        // The page reads a busy model server's wait in its error record (docs/protocol.md):
+        // the bot asks the gateway for it, and the page tells when to try again.
+        "Veil-Accept": "retry_after",
       },
     });
     this.running.answering = true; // the bot took it: from here on it may be charged

@@ -19,9 +19,19 @@
 // very ``localStorage`` property) keeps nothing: the page works and says so.
 // The same secret also makes the conversation's cache salt, so the model server's prefix cache
 // cannot be probed across users.
+// The names it is stored under (and the Web Locks') do not hold the Telegram user id: they are
+// named by a slow hash of it with a fixed label (``slotFor``), not by one keyed with the history
+// key, as they must be known before the keychain answers (the lock, a Forget's mark and its
+// removal due are read first), in apps without a keychain, and across a Forget (which makes a
+// new key). Anyone with the browser profile then no longer reads who used Veil in its list of
+// names; one who already suspects a given id can still test it (one hash, a moment's work),
+// and searching every id takes a GPU a day or more. Names of an older bundle, with the id in
+// clear, are moved once when the page opens (``migrate``).
 
 import { Chacha20Poly1305 } from "@hpke/chacha20poly1305";
-import { b64d, b64e, concat, fromUtf8, randomBytes, sha256Hex, utf8 } from "./protocol.js";
+import { pbkdf2Async } from "@noble/hashes/pbkdf2.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { b64d, b64e, concat, fromUtf8, randomBytes, sha256Hex, toHex, utf8 } from "./protocol.js";
 
 const KEY_NAME = "veil_history_key";
 const AAD = utf8("veil/history/v1");
@@ -32,6 +42,30 @@ const ADD_TRIES = 3; // reads and writes of one exchange while other pages keep 
 // Desktop, the web apps): there is no key to destroy there.
 const NO_KEYCHAIN = "UNSUPPORTED";
 const FORGOTTEN = "forgotten history"; // openHistory(): sealed before the device's last Forget
+// The storage names' hash (``slotFor``): PBKDF2-HMAC-SHA256 of the decimal user id, this label
+// as its salt, this many rounds, 16 bytes. Changing any of them loses every device's history.
+const SLOT_LABEL = utf8("veil/history-slot/v1");
+const SLOT_ROUNDS = 100000;
+// What the names start with: + 32 hex digits (``slotFor``); an older bundle's, + the user id.
+const PREFIX = "veil:history:";
+
+/**
+ * The storage name of a Telegram user's history on the device; the names beside it start with
+ * it. WebCrypto's PBKDF2 where the page has it (a secure context), else the same in script.
+ */
+export async function slotFor(userId) {
+  const id = utf8(String(userId));
+  let bits;
+  try {
+    const subtle = globalThis.crypto.subtle;
+    const key = await subtle.importKey("raw", id, "PBKDF2", false, ["deriveBits"]);
+    const params = { name: "PBKDF2", hash: "SHA-256", salt: SLOT_LABEL, iterations: SLOT_ROUNDS };
+    bits = new Uint8Array(await subtle.deriveBits(params, key, 128));
+  } catch {
+    bits = await pbkdf2Async(sha256, id, SLOT_LABEL, { c: SLOT_ROUNDS, dkLen: 16 });
+  }
+  return PREFIX + toHex(bits);
+}
 
 function context(key) {
   return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
@@ -87,8 +121,13 @@ export async function openHistory(key, text, mark = null) {
 export class History {
   constructor(secureStorage, userId, local = deviceStorage()) {
     this.secure = secureStorage;
-    this.slot = `veil:history:${userId}`;
-    this.forgetSlot = `${this.slot}:forget`; // a Forget's key removal due (under way, refused, cut short)
+    this.userId = userId;
+    // Named by ``name`` before anything is read or written (``slotFor``), with the names beside.
+    this.slot = null;
+    this.forgetSlot = null; // a Forget's key removal due (under way, refused, cut short)
+    this.markSlot = null; // the device's last Forget (``mark``)
+    this.askingSlot = null; // + a page's name: its question is out (``asking``)
+    this.naming = null;
     this.local = local;
     // Web Locks, where the page may take them. A browser that refuses the page its storage
     // (cookies blocked) refuses them too, ``navigator.locks`` there all the same: each request
@@ -98,14 +137,23 @@ export class History {
     this.persistent = false;
     this.turns = [];
     this.read = null; // the stored history last read (``save`` writes over nothing else)
-    this.markSlot = `${this.slot}:forgotten`; // the device's last Forget (``mark``)
     this.epoch = null; // the mark read with the turns and key held: ``save`` writes under no other
     this.unreadable = false; // the stored history could not be read when last loaded
     this.silent = false; // the keychain failed when last loaded (``load``)
     this.dropped = null; // why what this page held was dropped since last asked (a text's name)
     this.erases = 0; // this page's Forgets: an exchange being kept across one is not kept
     this.page = b64e(randomBytes(9)); // this page's name among the device's open pages
-    this.askingSlot = `${this.slot}:asking:`; // + a page's name: its question is out (``asking``)
+  }
+
+  /** Name the storage and the locks (once; ``slotFor``): nothing is read or written before. */
+  name() {
+    this.naming ??= slotFor(this.userId).then((slot) => {
+      this.slot = slot;
+      this.forgetSlot = `${slot}:forget`;
+      this.markSlot = `${slot}:forgotten`;
+      this.askingSlot = `${slot}:asking:`;
+    });
+    return this.naming;
   }
 
   /**
@@ -117,13 +165,66 @@ export class History {
    * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
    */
   exclusive(work) {
+    // (Forget pressed while the page opens: named first.)
+    if (this.slot === null) return this.name().then(() => this.exclusive(work));
     return this.locks ? this.locks.request(this.slot, () => work()) : work();
   }
 
   /** Load the key (made on first use) and the turns; false when nothing can be kept. */
   async open() {
+    await this.name();
     await this.live();
-    return this.exclusive(() => this.load());
+    return this.exclusive(async () => {
+      await this.migrate();
+      return this.load();
+    });
+  }
+
+  /**
+   * Move what an older bundle stored under names with the user id in clear (``PREFIX``) to
+   * this user's hashed names, once: read the old, write the new, remove the old. Done under the
+   * old names' lock too, which an older bundle's page still open takes: the two never write at
+   * once. A name written anew since (a page of this bundle) is kept, the old one dropped. A
+   * question note of an older page still open is left to it (it removes it itself); one of a
+   * closed page is moved, and told as an answer lost (``takeLost``). A storage with no room for
+   * the history twice gets the old one removed first and written anew at once, never lost.
+   */
+  async migrate() {
+    const local = this.local;
+    const old = PREFIX + this.userId;
+    if (!local) return;
+    const names = [];
+    for (let i = 0; i < local.length; i += 1) {
+      const name = local.key(i);
+      if (name === old || name?.startsWith(`${old}:`)) names.push(name);
+    }
+    if (names.length === 0) return;
+    const move = async () => {
+      const held = this.locks ? (await this.locks.query()).held.map((lock) => lock.name) : [];
+      for (const name of names) {
+        const value = local.getItem(name);
+        if (value === null) continue;
+        const rest = name.slice(old.length);
+        const asker = rest.startsWith(":asking:") ? `${old}:page:${rest.slice(":asking:".length)}` : null;
+        if (held.includes(asker)) continue; // an older page still open: its own note
+        const renamed = this.slot + rest;
+        if (local.getItem(renamed) === null) {
+          try {
+            local.setItem(renamed, value);
+          } catch {
+            local.removeItem(name); // (a quota error is all setItem throws): room for it once
+            try {
+              local.setItem(renamed, value);
+            } catch {
+              local.setItem(name, value); // no room even so: left as it was, moved next time
+              continue;
+            }
+          }
+        }
+        local.removeItem(name);
+      }
+    };
+    await (this.locks ? this.locks.request(old, move) : move());
   }
 
   /**
@@ -134,7 +235,7 @@ export class History {
    * on the lock for ever, and never opened).
    */
   live() {
-    if (!this.locks) return null;
+    if (!this.locks) return null; // (named first: ``open``)
     return new Promise((held) => {
       this.locks
         .request(`${this.slot}:page:${this.page}`, () => {

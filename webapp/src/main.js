@@ -15,6 +15,7 @@ globalThis.VeilProtocol = {
   ...protocol,
   sealHistory: history.sealHistory,
   openHistory: history.openHistory,
+  slotFor: history.slotFor,
   fitContext: context.fitContext,
   modelWindow: context.modelWindow,
   contextRefusal: context.contextRefusal,

@@ -47,6 +47,8 @@ const MAX_MODEL_NAME = 256;
 const MAX_WINDOW = 2 ** 30; // the largest context window a bundle may state, in tokens
 const MAX_ERROR_MESSAGE = 1024;
 const MAX_FINISH_REASON = 64;
+// An error record's ``retry_after``: whole seconds, at most this (sealed/stream.py).
+const MAX_RETRY_AFTER = 300;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -425,8 +427,10 @@ function signedReceipt(value) {
 
 /**
  * A final record's payload (DONE or ERROR) parsed strictly: exactly ``finish_reason`` or
- * ``error`` (``kind``, ``status``, ``message``), with ``receipt`` and ``signature`` both or
- * neither, as sealed/stream.py's ``Final.from_payload`` reads it.
+ * ``error`` (``kind``, ``status``, ``message``, and the model server's wait ``retry_after``, an
+ * int of seconds up to ``MAX_RETRY_AFTER``, which the page asks for: ``Veil-Accept``), with
+ * ``receipt`` and ``signature`` both or neither, as sealed/stream.py's ``Final.from_payload``
+ * reads it. ``retryAfter`` is null when the record has none.
  */
 export function parseFinal(value) {
   const done = !("error" in value);
@@ -438,7 +442,7 @@ export function parseFinal(value) {
   }
   const error = value.error;
   if (error === null || typeof error !== "object" || Array.isArray(error)) throw malformed("bad error record");
-  exactFields(error, ["kind", "status", "message"]);
+  exactFields(error, ["kind", "status", "message"], ["retry_after"]);
   const kind = jsonStr(error.kind, 32);
   return {
     receipt,
@@ -447,6 +451,8 @@ export function parseFinal(value) {
       kind: ERROR_KINDS.includes(kind) ? kind : "backend",
       status: error.status === null ? null : jsonInt(error.status, 100, 599),
       message: jsonStr(error.message, MAX_ERROR_MESSAGE),
+      // When sent, an int (null is malformed).
+      retryAfter: "retry_after" in error ? jsonInt(error.retry_after, 0, MAX_RETRY_AFTER) : null,
     },
   };
 }

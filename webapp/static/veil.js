@@ -3311,6 +3311,46 @@
     }
     return array;
   }
+  function nextTick(onReject) {
+    const host = globalThis;
+    if (typeof host.scheduler?.yield === "function") {
+      const promise = host.scheduler.yield();
+      if (onReject)
+        promise.catch(onReject);
+      return promise;
+    }
+    return new Promise((resolve) => host.setTimeout(resolve, 0));
+  }
+  async function asyncLoop(iters, tick, cb, onReject) {
+    anumber2(iters, "iters");
+    anumber2(tick, "tick");
+    if (typeof cb !== "function")
+      throw new TypeError("callback must be a function");
+    let ts = Date.now();
+    for (let i = 0; i < iters; i++) {
+      cb(i);
+      const diff = Date.now() - ts;
+      if (diff >= 0 && diff < tick)
+        continue;
+      await nextTick(onReject);
+      ts = Date.now();
+    }
+  }
+  function utf8ToBytes(str) {
+    if (typeof str !== "string")
+      throw new TypeError("string expected");
+    const encoded = new TextEncoder().encode(str);
+    try {
+      return new Uint8Array(encoded);
+    } finally {
+      clean2(encoded);
+    }
+  }
+  function kdfInputToBytes(data, errorTitle = "") {
+    if (typeof data === "string")
+      return utf8ToBytes(data);
+    return abytes2(data, void 0, errorTitle);
+  }
   function concatBytes(...arrays) {
     let sum = 0;
     for (let i = 0; i < arrays.length; i++) {
@@ -5463,6 +5503,7 @@
   var MAX_WINDOW = 2 ** 30;
   var MAX_ERROR_MESSAGE = 1024;
   var MAX_FINISH_REASON = 64;
+  var MAX_RETRY_AFTER = 300;
   var encoder = new TextEncoder();
   var decoder = new TextDecoder("utf-8", { fatal: true });
   var utf8 = (text) => encoder.encode(text);
@@ -5769,7 +5810,7 @@
     }
     const error = value.error;
     if (error === null || typeof error !== "object" || Array.isArray(error)) throw malformed("bad error record");
-    exactFields(error, ["kind", "status", "message"]);
+    exactFields(error, ["kind", "status", "message"], ["retry_after"]);
     const kind = jsonStr(error.kind, 32);
     return {
       receipt,
@@ -5777,7 +5818,9 @@
       error: {
         kind: ERROR_KINDS.includes(kind) ? kind : "backend",
         status: error.status === null ? null : jsonInt(error.status, 100, 599),
-        message: jsonStr(error.message, MAX_ERROR_MESSAGE)
+        message: jsonStr(error.message, MAX_ERROR_MESSAGE),
+        // When sent, an int (null is malformed).
+        retryAfter: "retry_after" in error ? jsonInt(error.retry_after, 0, MAX_RETRY_AFTER) : null
       }
     };
   }
@@ -5905,6 +5948,87 @@
     return toHex(sha2562(bytes));
   }
 
+  // node_modules/@noble/hashes/pbkdf2.js
+  function pbkdf2Init(hash, _password, _salt, _opts) {
+    ahash2(hash);
+    const opts = checkOpts2({ dkLen: 32, asyncTick: 10 }, _opts);
+    const { c, dkLen, asyncTick } = opts;
+    anumber2(c, "c");
+    anumber2(dkLen, "dkLen");
+    anumber2(asyncTick, "asyncTick");
+    if (c < 1)
+      throw new Error('"c" (iterations) must be >= 1');
+    if (dkLen < 1)
+      throw new Error('"dkLen" must be >= 1');
+    if (dkLen > (2 ** 32 - 1) * hash.outputLen)
+      throw new Error("derived key too long");
+    const p = kdfInputToBytes(_password, "password");
+    try {
+      const s = kdfInputToBytes(_salt, "salt");
+      try {
+        const DK = new Uint8Array(dkLen);
+        const { iHash, oHash, outputLen } = hmac2.create(hash, p);
+        const u = new Uint8Array(outputLen);
+        const eng = pbkdf2Engine(iHash, oHash, s, u);
+        return { c, dkLen, asyncTick, DK, outputLen, eng };
+      } finally {
+        if (typeof _salt === "string")
+          clean2(s);
+      }
+    } finally {
+      if (typeof _password === "string")
+        clean2(p);
+    }
+  }
+  function pbkdf2Engine(iHash, oHash, salt, u) {
+    const counter = new Uint8Array(4);
+    const view = createView2(counter);
+    const salted = iHash._cloneInto().update(salt);
+    const work = oHash._cloneInto();
+    const iClone = iHash._cloneInto;
+    const oClone = oHash._cloneInto;
+    return {
+      u1: (ti, Ti) => {
+        view.setInt32(0, ti, false);
+        salted._cloneInto(work).update(counter).digestInto(u);
+        oHash._cloneInto(work).update(u).digestInto(u);
+        Ti.set(u.subarray(0, Ti.length));
+      },
+      // Whole `F` inner loop for the sync variant: one optimized function owns the hot loop.
+      rounds: (c, Ti) => {
+        for (let ui = 1; ui < c; ui++) {
+          iClone.call(iHash, work).update(u).digestInto(u);
+          oClone.call(oHash, work).update(u).digestInto(u);
+          for (let i = 0; i < Ti.length; i++)
+            Ti[i] ^= u[i];
+        }
+      },
+      output: (DK) => {
+        iHash.destroy();
+        oHash.destroy();
+        salted.destroy();
+        work.destroy();
+        clean2(u);
+        return DK;
+      }
+    };
+  }
+  async function pbkdf2Async(hash, password, salt, opts) {
+    const { c, dkLen, asyncTick, DK, outputLen, eng } = pbkdf2Init(hash, password, salt, opts);
+    const abort = () => {
+      eng.output(DK);
+      clean2(DK);
+    };
+    for (let ti = 1, pos = 0; pos < dkLen; ti++, pos += outputLen) {
+      const Ti = DK.subarray(pos, pos + outputLen);
+      eng.u1(ti, Ti);
+      await asyncLoop(c - 1, asyncTick, () => {
+        eng.rounds(2, Ti);
+      }, abort);
+    }
+    return eng.output(DK);
+  }
+
   // src/history.js
   var KEY_NAME = "veil_history_key";
   var AAD = utf8("veil/history/v1");
@@ -5913,6 +6037,22 @@
   var ADD_TRIES = 3;
   var NO_KEYCHAIN = "UNSUPPORTED";
   var FORGOTTEN = "forgotten history";
+  var SLOT_LABEL = utf8("veil/history-slot/v1");
+  var SLOT_ROUNDS = 1e5;
+  var PREFIX = "veil:history:";
+  async function slotFor(userId) {
+    const id = utf8(String(userId));
+    let bits;
+    try {
+      const subtle = globalThis.crypto.subtle;
+      const key = await subtle.importKey("raw", id, "PBKDF2", false, ["deriveBits"]);
+      const params = { name: "PBKDF2", hash: "SHA-256", salt: SLOT_LABEL, iterations: SLOT_ROUNDS };
+      bits = new Uint8Array(await subtle.deriveBits(params, key, 128));
+    } catch {
+      bits = await pbkdf2Async(sha2562, id, SLOT_LABEL, { c: SLOT_ROUNDS, dkLen: 16 });
+    }
+    return PREFIX + toHex(bits);
+  }
   function context(key) {
     return new Chacha20Poly1305().createEncryptionContext(key.slice().buffer);
   }
@@ -5952,22 +6092,34 @@
   var History = class {
     constructor(secureStorage, userId, local = deviceStorage()) {
       this.secure = secureStorage;
-      this.slot = `veil:history:${userId}`;
-      this.forgetSlot = `${this.slot}:forget`;
+      this.userId = userId;
+      this.slot = null;
+      this.forgetSlot = null;
+      this.markSlot = null;
+      this.askingSlot = null;
+      this.naming = null;
       this.local = local;
       this.locks = local ? globalThis.navigator?.locks ?? null : null;
       this.key = null;
       this.persistent = false;
       this.turns = [];
       this.read = null;
-      this.markSlot = `${this.slot}:forgotten`;
       this.epoch = null;
       this.unreadable = false;
       this.silent = false;
       this.dropped = null;
       this.erases = 0;
       this.page = b64e(randomBytes3(9));
-      this.askingSlot = `${this.slot}:asking:`;
+    }
+    /** Name the storage and the locks (once; ``slotFor``): nothing is read or written before. */
+    name() {
+      this.naming ?? (this.naming = slotFor(this.userId).then((slot) => {
+        this.slot = slot;
+        this.forgetSlot = `${slot}:forget`;
+        this.markSlot = `${slot}:forgotten`;
+        this.askingSlot = `${slot}:asking:`;
+      }));
+      return this.naming;
     }
     /**
      * Run ``work`` while no other page of this user on the device reads or writes the history.
@@ -5978,12 +6130,63 @@
      * without: ``add`` then writes only over the history it last read (``save``'s ``careful``).
      */
     exclusive(work) {
+      if (this.slot === null) return this.name().then(() => this.exclusive(work));
       return this.locks ? this.locks.request(this.slot, () => work()) : work();
     }
     /** Load the key (made on first use) and the turns; false when nothing can be kept. */
     async open() {
+      await this.name();
       await this.live();
-      return this.exclusive(() => this.load());
+      return this.exclusive(async () => {
+        await this.migrate();
+        return this.load();
+      });
+    }
+    /**
+     * Move what an older bundle stored under names with the user id in clear (``PREFIX``) to
+     * this user's hashed names, once: read the old, write the new, remove the old. Done under the
+     * old names' lock too, which an older bundle's page still open takes: the two never write at
+     * once. A name written anew since (a page of this bundle) is kept, the old one dropped. A
+     * question note of an older page still open is left to it (it removes it itself); one of a
+     * closed page is moved, and told as an answer lost (``takeLost``). A storage with no room for
+     * the history twice gets the old one removed first and written anew at once, never lost.
+     */
+    async migrate() {
+      const local = this.local;
+      const old = PREFIX + this.userId;
+      if (!local) return;
+      const names = [];
+      for (let i = 0; i < local.length; i += 1) {
+        const name = local.key(i);
+        if (name === old || name?.startsWith(`${old}:`)) names.push(name);
+      }
+      if (names.length === 0) return;
+      const move = async () => {
+        const held = this.locks ? (await this.locks.query()).held.map((lock) => lock.name) : [];
+        for (const name of names) {
+          const value = local.getItem(name);
+          if (value === null) continue;
+          const rest = name.slice(old.length);
+          const asker = rest.startsWith(":asking:") ? `${old}:page:${rest.slice(":asking:".length)}` : null;
+          if (held.includes(asker)) continue;
+          const renamed = this.slot + rest;
+          if (local.getItem(renamed) === null) {
+            try {
+              local.setItem(renamed, value);
+            } catch {
+              local.removeItem(name);
+              try {
+                local.setItem(renamed, value);
+              } catch {
+                local.setItem(name, value);
+                continue;
+              }
+            }
+          }
+          local.removeItem(name);
+        }
+      };
+      await (this.locks ? this.locks.request(old, move) : move());
     }
     /**
      * Hold a Web Lock named after this page for as long as it is open (the browser lets go of
@@ -7155,7 +7358,9 @@
         const receipt = result.receipt?.receipt;
         const thoughtOnly = receipt?.status === "complete" && thought !== "" && !text.trim();
         if (result.error) {
-          this.note(this.t(result.error.kind), "error");
+          const seconds = result.error.retryAfter;
+          const busy = result.error.kind === "unavailable" && seconds > 0;
+          this.note(busy ? this.t("busy_retry", { seconds }) : this.t(result.error.kind), "error");
           $("notice").dataset.error = result.error.kind;
         } else if (receipt?.status === "complete" && receipt.completionTokens === 0) {
           this.takeBack(asked, answer, question);
@@ -7391,7 +7596,10 @@
           // a model name beyond it before anything is sent.
           "Veil-Model": encodeURIComponent(chat.model),
           "Veil-Max-Tokens": String(chat.max_completion_tokens),
-          "Veil-Proof": b64e(receiptProof(responseKey, requestId))
+          "Veil-Proof": b64e(receiptProof(responseKey, requestId)),
+          // The page reads a busy model server's wait in its error record (docs/protocol.md):
+          // the bot asks the gateway for it, and the page tells when to try again.
+          "Veil-Accept": "retry_after"
         }
       });
       this.running.answering = true;
@@ -7494,6 +7702,7 @@
     ...protocol_exports,
     sealHistory,
     openHistory,
+    slotFor,
     fitContext,
     modelWindow,
     contextRefusal,
