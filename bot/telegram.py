@@ -2,7 +2,8 @@ r"""The bot's Telegram client: a real aiogram ``Bot`` pointed at any Bot API ser
 
 aiogram does not retry. ``RetryMiddleware`` sleeps for ``retry_after`` on flood control and
 retries, again after each one, up to a minute of waiting in all; it retries once on a Telegram
-5xx. A caller that must know when its call waits one out sets ``FLOOD_WAITS`` for its task.
+5xx, and the answer to a query (answered once) once on a broken connection. A caller that
+must know when its call waits one out sets ``FLOOD_WAITS`` for its task.
 Draft updates and chat actions are not retried here: a stale draft is worthless, so the answer
 sinks skip them and send the next one when Telegram allows.
 
@@ -192,6 +193,9 @@ class RetryMiddleware(BaseRequestMiddleware):
     "something went wrong" for a reply that only had to wait. The answer to an inline or guest
     query waits at most ``QUERY_LIFE``: the query is gone after that, and each letter a user
     typed during a flood left a retry, all due at once when it ended, each refused as too old.
+    Such an answer whose connection broke (the network, a proxy cutting it) is tried again once,
+    while the query lives: the query's one answer was lost with it (a guest summons left with
+    no answer at all), and Telegram refuses a second answer to a query the first one reached.
     """
 
     def __init__(self, max_wait: float = 60.0) -> None:
@@ -209,12 +213,20 @@ class RetryMiddleware(BaseRequestMiddleware):
             return await make_request(bot, method)
         waited = 0.0
         server_errors = 0
-        limit = (
-            min(self.max_wait, QUERY_LIFE) if isinstance(method, _SHORT_LIVED) else self.max_wait
-        )
+        short_lived = isinstance(method, _SHORT_LIVED)
+        limit = min(self.max_wait, QUERY_LIFE) if short_lived else self.max_wait
+        started = asyncio.get_running_loop().time()
+        cut = False
         while True:
             try:
                 return await make_request(bot, method)
+            except TelegramNetworkError:
+                # A query is answered once: a second answer to one the first reached is
+                # refused, never shown twice; one the first never reached is answered.
+                if not short_lived or cut or asyncio.get_running_loop().time() - started > limit:
+                    raise
+                cut = True
+                log.warning("telegram.answer_cut", method=type(method).__name__)
             except TelegramRetryAfter as exc:
                 waited += max(exc.retry_after, 1)
                 if waited > limit:

@@ -10,7 +10,8 @@ carries that thread as context when the group allows it. The answer runs detache
 update (``ChatService.detach``), waiting for the group's turn in a task of its own, so a queue
 of mentions does not keep their updates; a member has one question at a time there (another
 one meanwhile is told to wait, until the answer is written whole), so one member's burst is not
-answered ahead of everyone else.
+answered ahead of everyone else. A question whose asker left the group, or was banned, while it
+waited behind another answer is let go in its turn, unanswered and uncharged (``_asker_gone``).
 Notices for one person (no credit, busy, the usage line, "admins only", the apology for a
 bug) go to that person only, at the group's pace and in their forum topic, as the errors router
 tells them (``handlers.failures``); a failure after part of the answer was shown is noted under
@@ -27,6 +28,7 @@ are. A group upgraded to a supergroup (a new chat id) takes its settings along
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -35,12 +37,13 @@ import structlog
 from aiogram import F, Router
 from aiogram.exceptions import (
     ClientDecodeError,
+    TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramMigrateToChat,
 )
 from aiogram.filters import Command, CommandObject, or_f
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import ChatMemberRestricted, InlineKeyboardButton, InlineKeyboardMarkup
 
 from common.logs import describe
 from handlers.callbacks import GroupSet, GroupToggle
@@ -77,6 +80,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.groups")
 
 ADMINS = frozenset({"creator", "administrator"})
+GONE = frozenset({"left", "kicked"})  # a member's status once they left, or were banned
+MEMBER_WAIT = 3.0  # seconds a question that waited its turn waits to learn its asker stayed
 GROUPS = frozenset({"group", "supergroup"})
 # Telegram refusing a message in a group: the replied message deleted, the bot removed or muted,
 # the group upgraded to a supergroup (a new chat, where the question is not): nobody to tell.
@@ -330,6 +335,7 @@ async def answer_in_group(
             thread_id=forum_topic(message),
         )
         return
+    queued = any(chat_id == message.chat.id for chat_id, _ in kit.asking)
     answer = _GroupAnswer(
         kit,
         texts,
@@ -339,6 +345,7 @@ async def answer_in_group(
         thread_of(message, kit.editors, settings, texts.catalogs) if context is None else context,
         threads_on(message, settings) if context is None else being_written(message, kit.editors),
         asks_about=context is not None,
+        queued=queued,
     )
     kit.asking[asking] = answer  # let go by ``answer.run`` however it ends: nothing raises between
     kit.chat.detach(answer.run(), answer.failed)
@@ -386,6 +393,7 @@ class _GroupAnswer:
     context: tuple[Said, ...]
     replied_to: int | None = None  # the answer it replies to, whose thread may be known later
     asks_about: bool = False  # a bare mention: about that answer alone, not the thread behind it
+    queued: bool = False  # asked while another answer in the group waited or was written
     shown: Shown | None = None
     sink: EditedAnswer | None = None
 
@@ -416,6 +424,8 @@ class _GroupAnswer:
         """
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
+            if self.queued and await self._asker_gone():
+                return
             thread = self._thread()
             if self.asks_about and not thread:  # about an answer that failed before any text
                 await self._nothing_to_ask()
@@ -463,6 +473,30 @@ class _GroupAnswer:
             question = quoted(replied, self.question)
         said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
+
+    async def _asker_gone(self) -> bool:
+        """Whether the asker left the group, or was banned, while the question waited its turn.
+
+        Then it is let go: the answer would go to a group they no longer read (or whose admins
+        banned them), charged to them. Asked of Telegram only for a question that waited behind
+        another answer; Telegram failing to say, or not saying within ``MEMBER_WAIT`` seconds
+        (a flood wait, waited out with the group's turn held), is no reason to drop it: it is
+        answered.
+        """
+        asker = self.asker
+        bot = self.kit.editors.bot
+        try:
+            async with asyncio.timeout(MEMBER_WAIT):
+                member = await bot.get_chat_member(asker.chat_id, asker.user_id)
+        except (TelegramAPIError, ClientDecodeError, TimeoutError) as exc:
+            log.info("groups.asker_unknown", error=type(exc).__name__)
+            return False
+        gone = member.status in GONE or (
+            isinstance(member, ChatMemberRestricted) and not member.is_member
+        )
+        if gone:
+            log.info("groups.asker_gone", status=member.status)
+        return gone
 
     def _thread(self) -> tuple[Said, ...]:
         """The turns before the question, as known in its turn.

@@ -21,6 +21,7 @@ bot sends reaches a chat it is not a member of.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -55,6 +56,8 @@ from services.chat import Question
 from services.errors import VeilError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from aiogram import Bot
     from aiogram.types import CallbackQuery, ChosenInlineResult, InlineQuery, Message, Update
 
@@ -93,8 +96,62 @@ def article(texts: Texts, tag: str, question: str) -> InlineQueryResultArticle:
     )
 
 
-async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) -> None:
-    """Answer at once: one personal article (or, for an empty query, how to use it)."""
+class NewestQueries:
+    """Each user's newest inline query whose answer is on its way; older ones' are dropped.
+
+    Telegram sends a query a keystroke or so, and the user's app shows the newest one's results
+    only. An answer that met a flood wait waited it out (``bot.telegram.RetryMiddleware``): a
+    user who typed on during the wait left one answer a keystroke, all sent at once when it
+    ended, into the flood that held them, for queries nobody would see. A newer query of the
+    same user cancels the answer of an older one still on its way, and one handled after a
+    newer one (updates are handled side by side) is not answered.
+    """
+
+    def __init__(self) -> None:
+        self._sending: dict[int, tuple[int, asyncio.Task[bool]]] = {}
+
+    async def answer(self, user_id: int, update_id: int, send: Awaitable[bool]) -> bool:
+        """Send ``send`` (a query's answer, sent once awaited) unless a newer query came.
+
+        Whether it was sent (False: dropped for a newer query of the user's).
+        """
+        newest = self._sending.get(user_id)
+        if newest is not None:
+            if newest[0] > update_id:
+                return False
+            newest[1].cancel()
+        sending = asyncio.create_task(_awaited(send))
+        self._sending[user_id] = (update_id, sending)
+        try:
+            return await sending
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not sending.cancelled() or (current is not None and current.cancelling()):
+                raise
+            log.info("inline.query_superseded")
+            return False
+        finally:
+            if self._sending.get(user_id, (0, None))[1] is sending:
+                del self._sending[user_id]
+
+
+async def _awaited(call: Awaitable[bool]) -> bool:
+    """``call``'s result: a Bot API method object, awaited in a task of its own."""
+    return await call
+
+
+async def on_inline_query(
+    query: InlineQuery,
+    event_update: Update,
+    texts: Texts,
+    editors: Editors,
+    newest: NewestQueries,
+) -> None:
+    """Answer at once: one personal article (or, for an empty query, how to use it).
+
+    Unless the same user typed on meanwhile: only the newest query's answer goes
+    (``NewestQueries``).
+    """
     question = query.query.strip()
     link = await editors.deep_link("inline")
     if question:
@@ -107,13 +164,14 @@ async def on_inline_query(query: InlineQuery, texts: Texts, editors: Editors) ->
             input_message_content=InputTextMessageContent(message_text=texts("inline_help")),
             reply_markup=link_keyboard(texts("open_bot"), link),
         )
+    send = query.answer(  # built, not sent: ``newest`` sends it
+        [result],
+        cache_time=0,
+        is_personal=True,
+        button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
+    )
     try:
-        await query.answer(
-            [result],
-            cache_time=0,
-            is_personal=True,
-            button=InlineQueryResultsButton(text=texts("open_bot"), start_parameter="inline"),
-        )
+        await newest.answer(query.from_user.id, event_update.update_id, send)
     except QUERY_GONE as exc:  # answered too late (the query expired): nothing to do
         log.info("inline.query_refused", error=describe(exc))
 
@@ -341,7 +399,7 @@ async def on_stop(
 def build_router() -> Router:
     """A fresh router with this feature's handlers (a router can join one dispatcher)."""
     router = Router(name=__name__)
-    router.inline_query.register(on_inline_query)
+    router.inline_query.register(partial(on_inline_query, newest=NewestQueries()))
     router.chosen_inline_result.register(on_chosen_result)
     router.guest_message.register(on_unread_summons, unread, F.guest_query_id)  # first
     router.guest_message.register(on_guest_message, F.guest_query_id)
