@@ -27,7 +27,8 @@ Ctrl-C (or SIGTERM) stops everything in reverse order, and a part that dies on i
 reported with its last lines and stops the rest. A launcher that is killed (SIGKILL, the OOM
 killer) takes its parts with it: each is started through ``launcher.tether``, which has the
 kernel (Linux) or a watcher of a pipe from the launcher (elsewhere) send it SIGTERM when the
-launcher is gone.
+launcher is gone. Each part gets the basics of the launcher's environment and its own
+settings, never another part's (``launcher.environment``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -54,7 +56,11 @@ from common.container import PLAYGROUND_TOKEN, playground_ton_settings
 from common.logs import without_credentials
 from common.settings import named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
+from launcher.environment import MODEL_SERVER_PREFIXES, part_environment, settings_of_parts
 from launcher.llama import ensure_llama_server, server_arguments
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
@@ -115,21 +121,28 @@ class Launch:
     verbose: bool = False
     parts: list[Part] = field(default_factory=list)
     tether: int | None = None  # the read end of the pipe each part watches (``launcher.tether``)
+    settings: dict[str, frozenset[str]] = field(default_factory=dict)  # each part's VEIL_* names
 
     @property
     def logs(self) -> Path:
         """The folder of the parts' logs: ``VEIL_DATA_DIR/logs``."""
         return Path(self.env.get("VEIL_DATA_DIR", "data")) / "logs"
 
-    async def start(
+    async def start(  # noqa: PLR0913 -- what a part runs, logs and gets, each named
         self,
         name: str,
         *args: str,
         log: str,
         env: dict[str, str],
         program: str = sys.executable,
+        own: Collection[str] = (),
+        own_prefixes: tuple[str, ...] = (),
     ) -> Part:
-        """Start ``program args…`` (Python by default) as a part that logs to ``logs/<log>.log``."""
+        """Start ``program args…`` (Python by default) as a part that logs to ``logs/<log>.log``.
+
+        It gets ``env`` over the basics of the launcher's environment and the variables of it
+        that ``own`` names or ``own_prefixes`` begin (``launcher.environment``), no others.
+        """
         if not self.parts:
             where = f"{self.logs}/<part>.log"
             shown = "shown here too" if self.verbose else "--verbose shows them here too"
@@ -149,7 +162,7 @@ class Launch:
             "--",
             program,
             *args,
-            env={**self.env, **env},
+            env={**part_environment(self.env, own, own_prefixes), **env},
             pass_fds=(self.tether,),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -365,6 +378,7 @@ async def start_model(launch: Launch, local: LocalModel, port: int) -> str:
         log="model",
         env={},
         program=str(local.server),
+        own_prefixes=MODEL_SERVER_PREFIXES,
     )
     url = f"http://127.0.0.1:{port}"
     await wait_for_http(part, f"{url}/health", within=600)
@@ -388,7 +402,7 @@ async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) ->
             "--out",
             str(key_file),
             stdout=asyncio.subprocess.PIPE,
-            env=launch.env,
+            env=part_environment(launch.env, launch.settings.get(module, ())),
         )
         out, _ = await process.communicate()
         if process.returncode != 0:
@@ -511,6 +525,7 @@ async def start_local_gateway(
         "gateway",
         log="gateway",
         env={**gateway_env, "VEIL_VLLM_URL": model_url, "VEIL_GATEWAY_PORT": gateway_port},
+        own=launch.settings["gateway"],
     )
     await wait_for_line(gateway, "gateway.started", within=60)
     url = f"http://127.0.0.1:{gateway_port}"
@@ -580,6 +595,7 @@ async def run(launch: Launch) -> None:
     ports = check_ports(env, local_model=local_model)
     claim_data_dir(data)
     refuse_taken(ports)  # after the claim: a second run on the same data is told that first
+    launch.settings = await settings_of_parts(env)
     if env.get("VEIL_GATEWAYS"):
         gateways = remote_gateways(launch)  # refused before a key is made without operator keys
         client_key_file, client_verify = await ensure_client_key(launch, data)
@@ -621,7 +637,7 @@ async def run(launch: Launch) -> None:
         bot_env |= playground_ton_settings(env, playground_url)
         bot_env |= playground_webapp_settings(env, playground_url)
     say("starting the bot")
-    bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env)
+    bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env, own=launch.settings["bot"])
     bot.stop_within = bot_stop_within(env)
     await wait_for_line(bot, "bot.started", within=120)
     say("ready:")
