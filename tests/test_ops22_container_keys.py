@@ -119,3 +119,27 @@ def test_a_pub_whose_key_is_gone_is_refused_and_no_second_key_is_made(tmp_path: 
     assert not key.exists()
     assert pub.read_text() == public
     assert (made["bot"] / "VEIL_OPERATOR_KEYS").read_text() == pinned
+
+
+def test_a_key_without_its_pub_that_cannot_be_read_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # The .pub is derived only from a key the part itself would take: one others may read is
+    # refused as the part refuses it, and no .pub is written for it.
+    made = folders(tmp_path)
+    first = keys(made)
+    assert first.returncode == 0, first.stderr
+    key, pub = made["bot"] / "client.key", made["bot"] / "client.pub"
+    pub.unlink()
+    key.chmod(0o644)
+
+    again = keys(made)
+
+    assert again.returncode == 2
+    assert again.stderr.splitlines() == [
+        (
+            f"veil: {pub} is missing and cannot be made again from {key}: key file {key} has"
+            " mode 0644, so group or others may read it; it must be mode 0600: run chmod 600 on it"
+        )
+    ]
+    assert not pub.exists()
