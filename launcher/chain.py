@@ -52,7 +52,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from common.container import PLAYGROUND_TOKEN, playground_ton_settings
+from common.container import (
+    PLAYGROUND_TOKEN,
+    VERIFY_KEY_OF,
+    playground_ton_settings,
+    write_private,
+)
 from common.logs import without_credentials
 from common.settings import named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
@@ -389,10 +394,20 @@ async def start_model(launch: Launch, local: LocalModel, port: int) -> str:
 async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) -> str:
     """Create the ``kind`` key file unless it exists (``python -m gateway|bot keygen``).
 
-    The verify key is kept beside it in ``public`` (the key file holds only the private seed).
+    The verify key is kept beside it in ``public`` (the key file holds only the private seed),
+    written after the key, durably. A run killed between the two left the key without it, and
+    is derived from the key again; a ``public`` whose key is gone is refused, where a second
+    key was made silently, which nothing that pinned the first trusts.
     """
     module = "gateway" if kind == "operator" else "bot"
+    env = part_environment(launch.env, launch.settings.get(module, ()))
     if not key_file.exists():
+        if public.exists():
+            raise LaunchError(
+                f"{public} exists but {key_file} does not: the {kind} key it verifies is gone;"
+                f" put {key_file} back from its backup, or remove {public} to make a new {kind}"
+                " key (and pin its verify key again wherever the old one was pinned)"
+            )
         say(f"creating the {kind} key {key_file}")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -402,13 +417,32 @@ async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) ->
             "--out",
             str(key_file),
             stdout=asyncio.subprocess.PIPE,
-            env=part_environment(launch.env, launch.settings.get(module, ())),
+            env=env,
         )
         out, _ = await process.communicate()
         if process.returncode != 0:
             raise LaunchError(f"could not create the {kind} key {key_file}")
-        public.write_text(out.decode().strip() + "\n", encoding="ascii")
-    return public.read_text(encoding="ascii").strip() if public.exists() else ""
+        write_private(public, out.decode().strip() + "\n")
+    if not public.exists():
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            VERIFY_KEY_OF,
+            module,
+            str(key_file),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            raise LaunchError(
+                f"{public} is missing and cannot be made again from {key_file}:"
+                f" {err.decode('utf-8', 'replace').strip()}"
+            )
+        write_private(public, out.decode().strip() + "\n")
+        say(f"{public} was missing: made again from {key_file}")
+    return public.read_text(encoding="ascii").strip()
 
 
 async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
