@@ -16,7 +16,7 @@ import sqlite3
 from contextlib import closing
 from typing import TYPE_CHECKING
 
-from common.durable import same_file, sync_folder
+from common.durable import sync_folder
 from models.database import DB_FILE_MODE, open_for_reading, unchanged_while_read
 from models.errors import DataFolderError, database_size, io_error, limit_met
 
@@ -104,7 +104,7 @@ def _held(fd: int, partial: Path, target: Path) -> bool:
         raise BackupError(f"another backup is writing {target} now ({partial})") from None
     except OSError:  # a file system without flock: unclaimed, as before
         pass
-    return same_file(fd, partial)
+    return _names(partial, fd)
 
 
 def _let_go(fd: int, partial: Path) -> None:
@@ -120,10 +120,18 @@ def _let_go(fd: int, partial: Path) -> None:
             return  # another backup's claim, and its copy
         except OSError:  # a file system without flock: as before, the name is ours
             pass
-        if same_file(fd, partial):
+        if _names(partial, fd):
             partial.unlink(missing_ok=True)
     finally:
         os.close(fd)
+
+
+def _names(partial: Path, fd: int) -> bool:
+    """Whether ``partial`` names the file open at ``fd`` (not taken away, nor made anew)."""
+    try:
+        return os.path.samestat(os.fstat(fd), partial.stat())
+    except FileNotFoundError:
+        return False
 
 
 def _let_go_of(partial: Path) -> None:
