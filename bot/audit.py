@@ -31,7 +31,7 @@ async def audit(settings: BotSettings) -> AuditReport:
     with unchanged_while_read(path):  # a bot writing it through another mount: told
         store = await Store.open(
             path,
-            MasterKey.load_or_create(settings.master_key_path),
+            MasterKey.for_reading(settings.master_key_path),
             busy_timeout=settings.db_busy_timeout,
             read_only=on_read_only_disk(path.parent),
         )

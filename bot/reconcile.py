@@ -65,7 +65,7 @@ async def reconcile(
     """
     store = await Store.open(
         settings.database_path,
-        MasterKey.load_or_create(settings.master_key_path),
+        MasterKey.for_reading(settings.master_key_path),
         busy_timeout=settings.db_busy_timeout,
     )
     bot = build_bot(settings.bot_token.get_secret_value(), str(settings.telegram_api))

@@ -255,24 +255,64 @@ def write_private(path: Path, text: str) -> None:
 def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str, str]) -> str:
     """Make ``key_file`` with ``python -m MODULE keygen`` unless it exists; its verify key.
 
-    The verify key is kept beside it as ``<name>.pub`` (the key file holds only the seed).
+    The verify key is kept beside it as ``<name>.pub`` (the key file holds only the seed),
+    written after the key. Killed between the two (a power cut), the key stayed without it and
+    every later run refused it; the ``.pub`` is now derived from the key again. The reverse, a
+    ``.pub`` whose key is gone, made a second key silently, which no side that pinned the first
+    trusts: it is refused, and nothing is changed.
     """
     public = key_file.with_suffix(".pub")
     if not key_file.exists():
+        if public.exists():
+            raise ContainerError(
+                f"{public} exists but {key_file} does not: the {kind} key it verifies is gone;"
+                f" put {key_file} back from its backup, or remove {public} to make a new {kind}"
+                " key (and pin its verify key again wherever the old one was pinned)"
+            )
         say(f"creating the {kind} key {key_file}")
-        made = subprocess.run(  # noqa: S603 -- our own interpreter and module
-            [sys.executable, "-m", module, "keygen", "--out", str(key_file)],
-            capture_output=True,
-            text=True,
-            env=dict(env),
-            check=False,
+        made = _signing_key_child(
+            [sys.executable, "-m", module, "keygen", "--out", str(key_file)], env
         )
         if made.returncode != 0:
             raise ContainerError(f"could not create the {kind} key: {made.stderr.strip()}")
         write_private(public, made.stdout.strip() + "\n")
     if not public.is_file():
-        raise ContainerError(f"{key_file} exists but {public} does not: remove both or add it")
+        derived = _signing_key_child(
+            [sys.executable, "-c", VERIFY_KEY_OF, module, str(key_file)], env
+        )
+        if derived.returncode != 0:
+            raise ContainerError(
+                f"{public} is missing and cannot be made again from {key_file}:"
+                f" {derived.stderr.strip()}"
+            )
+        write_private(public, derived.stdout.strip() + "\n")
+        say(f"{public} was missing: made again from {key_file}")
     return public.read_text(encoding="ascii").strip()
+
+
+# The verify key of a key file, printed: ``python -c VERIFY_KEY_OF MODULE KEY_FILE`` (a child,
+# as this module imports nothing but the standard library). The file is read as the part reads
+# it: a key of another kind, or one others may read, is refused in one line.
+VERIFY_KEY_OF = """
+import sys
+from pathlib import Path
+from sealed import keyfile
+header = {"gateway": keyfile.OPERATOR_KEY_HEADER, "bot": keyfile.CLIENT_KEY_HEADER}
+try:
+    key = keyfile.read_key_file(Path(sys.argv[2]), header[sys.argv[1]])
+except keyfile.KeyFileError as exc:
+    sys.exit(str(exc))
+print(keyfile.verify_key_text(key))
+"""
+
+
+def _signing_key_child(
+    command: list[str], env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` (this interpreter, our own code) to its end; its output as text."""
+    return subprocess.run(  # noqa: S603 -- our own interpreter and module
+        command, capture_output=True, text=True, env=dict(env), check=False
+    )
 
 
 def make_keys(gateway: Path, bot: Path, model: Path, env: Mapping[str, str]) -> None:

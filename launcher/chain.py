@@ -27,7 +27,8 @@ Ctrl-C (or SIGTERM) stops everything in reverse order, and a part that dies on i
 reported with its last lines and stops the rest. A launcher that is killed (SIGKILL, the OOM
 killer) takes its parts with it: each is started through ``launcher.tether``, which has the
 kernel (Linux) or a watcher of a pipe from the launcher (elsewhere) send it SIGTERM when the
-launcher is gone.
+launcher is gone. Each part gets the basics of the launcher's environment and its own
+settings, never another part's (``launcher.environment``).
 """
 
 from __future__ import annotations
@@ -46,15 +47,25 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from common.container import PLAYGROUND_TOKEN, playground_ton_settings
+from common.container import (
+    PLAYGROUND_TOKEN,
+    VERIFY_KEY_OF,
+    playground_ton_settings,
+    write_private,
+)
 from common.logs import without_credentials
 from common.settings import named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
+from launcher.environment import MODEL_SERVER_PREFIXES, part_environment, settings_of_parts
 from launcher.llama import ensure_llama_server, server_arguments
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
@@ -115,21 +126,28 @@ class Launch:
     verbose: bool = False
     parts: list[Part] = field(default_factory=list)
     tether: int | None = None  # the read end of the pipe each part watches (``launcher.tether``)
+    settings: dict[str, frozenset[str]] = field(default_factory=dict)  # each part's VEIL_* names
 
     @property
     def logs(self) -> Path:
         """The folder of the parts' logs: ``VEIL_DATA_DIR/logs``."""
         return Path(self.env.get("VEIL_DATA_DIR", "data")) / "logs"
 
-    async def start(
+    async def start(  # noqa: PLR0913 -- what a part runs, logs and gets, each named
         self,
         name: str,
         *args: str,
         log: str,
         env: dict[str, str],
         program: str = sys.executable,
+        own: Collection[str] = (),
+        own_prefixes: tuple[str, ...] = (),
     ) -> Part:
-        """Start ``program args…`` (Python by default) as a part that logs to ``logs/<log>.log``."""
+        """Start ``program args…`` (Python by default) as a part that logs to ``logs/<log>.log``.
+
+        It gets ``env`` over the basics of the launcher's environment and the variables of it
+        that ``own`` names or ``own_prefixes`` begin (``launcher.environment``), no others.
+        """
         if not self.parts:
             where = f"{self.logs}/<part>.log"
             shown = "shown here too" if self.verbose else "--verbose shows them here too"
@@ -149,7 +167,7 @@ class Launch:
             "--",
             program,
             *args,
-            env={**self.env, **env},
+            env={**part_environment(self.env, own, own_prefixes), **env},
             pass_fds=(self.tether,),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -365,6 +383,7 @@ async def start_model(launch: Launch, local: LocalModel, port: int) -> str:
         log="model",
         env={},
         program=str(local.server),
+        own_prefixes=MODEL_SERVER_PREFIXES,
     )
     url = f"http://127.0.0.1:{port}"
     await wait_for_http(part, f"{url}/health", within=600)
@@ -375,10 +394,20 @@ async def start_model(launch: Launch, local: LocalModel, port: int) -> str:
 async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) -> str:
     """Create the ``kind`` key file unless it exists (``python -m gateway|bot keygen``).
 
-    The verify key is kept beside it in ``public`` (the key file holds only the private seed).
+    The verify key is kept beside it in ``public`` (the key file holds only the private seed),
+    written after the key, durably. A run killed between the two left the key without it, and
+    is derived from the key again; a ``public`` whose key is gone is refused, where a second
+    key was made silently, which nothing that pinned the first trusts.
     """
     module = "gateway" if kind == "operator" else "bot"
+    env = part_environment(launch.env, launch.settings.get(module, ()))
     if not key_file.exists():
+        if public.exists():
+            raise LaunchError(
+                f"{public} exists but {key_file} does not: the {kind} key it verifies is gone;"
+                f" put {key_file} back from its backup, or remove {public} to make a new {kind}"
+                " key (and pin its verify key again wherever the old one was pinned)"
+            )
         say(f"creating the {kind} key {key_file}")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -388,13 +417,32 @@ async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) ->
             "--out",
             str(key_file),
             stdout=asyncio.subprocess.PIPE,
-            env=launch.env,
+            env=env,
         )
         out, _ = await process.communicate()
         if process.returncode != 0:
             raise LaunchError(f"could not create the {kind} key {key_file}")
-        public.write_text(out.decode().strip() + "\n", encoding="ascii")
-    return public.read_text(encoding="ascii").strip() if public.exists() else ""
+        write_private(public, out.decode().strip() + "\n")
+    if not public.exists():
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            VERIFY_KEY_OF,
+            module,
+            str(key_file),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            raise LaunchError(
+                f"{public} is missing and cannot be made again from {key_file}:"
+                f" {err.decode('utf-8', 'replace').strip()}"
+            )
+        write_private(public, out.decode().strip() + "\n")
+        say(f"{public} was missing: made again from {key_file}")
+    return public.read_text(encoding="ascii").strip()
 
 
 async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
@@ -511,6 +559,7 @@ async def start_local_gateway(
         "gateway",
         log="gateway",
         env={**gateway_env, "VEIL_VLLM_URL": model_url, "VEIL_GATEWAY_PORT": gateway_port},
+        own=launch.settings["gateway"],
     )
     await wait_for_line(gateway, "gateway.started", within=60)
     url = f"http://127.0.0.1:{gateway_port}"
@@ -580,6 +629,7 @@ async def run(launch: Launch) -> None:
     ports = check_ports(env, local_model=local_model)
     claim_data_dir(data)
     refuse_taken(ports)  # after the claim: a second run on the same data is told that first
+    launch.settings = await settings_of_parts(env)
     if env.get("VEIL_GATEWAYS"):
         gateways = remote_gateways(launch)  # refused before a key is made without operator keys
         client_key_file, client_verify = await ensure_client_key(launch, data)
@@ -621,7 +671,7 @@ async def run(launch: Launch) -> None:
         bot_env |= playground_ton_settings(env, playground_url)
         bot_env |= playground_webapp_settings(env, playground_url)
     say("starting the bot")
-    bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env)
+    bot = await launch.start("bot", "-m", "bot", log="bot", env=bot_env, own=launch.settings["bot"])
     bot.stop_within = bot_stop_within(env)
     await wait_for_line(bot, "bot.started", within=120)
     say("ready:")

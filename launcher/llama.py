@@ -26,6 +26,7 @@ import platform
 import re
 import shutil
 import signal
+import sys
 import tarfile
 import time
 from dataclasses import dataclass
@@ -213,14 +214,31 @@ async def run_logged(command: Sequence[str], log: LogFile, *, progress: str | No
     It runs in a process group of its own, which a stop ends whole (``stop_group``): CMake
     starts make or Ninja, which start the compilers, and killing CMake alone left them
     compiling, and the launcher, waiting for the end of their output, stopped only once the
-    whole build had run (a terminal's Ctrl-C reached them; a SIGTERM did not).
+    whole build had run (a terminal's Ctrl-C reached them; a SIGTERM did not). A launcher that
+    cannot stop it (SIGKILL, a crash) left the group compiling: it starts through
+    ``launcher.tether --group``, which ends the group once this process's end of a pipe closes.
     """
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        process_group=0,
-    )
+    watched, held = os.pipe()  # ``held`` stays here, in no child: it closes as this process ends
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "launcher.tether",
+            "--group",
+            str(os.getpid()),
+            str(watched),
+            "--",
+            *command,
+            pass_fds=(watched,),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            process_group=0,
+        )
+    except BaseException:
+        os.close(held)
+        raise
+    finally:
+        os.close(watched)
     assert process.stdout is not None  # noqa: S101 -- started with a pipe
     lines: list[str] = []
     started = shown = time.monotonic()
@@ -238,6 +256,7 @@ async def run_logged(command: Sequence[str], log: LogFile, *, progress: str | No
     finally:
         if process.returncode is None:
             await stop_group(process)
+        os.close(held)  # the build has ended: its watcher finds the group gone
     if code != 0:
         tail = "\n".join(lines[-15:])
         message = f"building llama.cpp failed (exit {code}):\n{tail}"

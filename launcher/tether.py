@@ -1,4 +1,4 @@
-"""Tie a part's life to the launcher's: ``python -m launcher.tether [--pipe] PID FD -- PROGRAM …``.
+"""Tie a part's life to the launcher's: ``python -m launcher.tether [--pipe|--group] PID FD -- …``.
 
 The launcher starts every part through this wrapper, which then becomes the part (``exec``: same
 process id, same output, same signals). A launcher stopped the normal way stops its parts in
@@ -14,6 +14,12 @@ they would run on, ports and data folder taken, for the next run to trip on.
   forked before the ``exec``, waits for its end of file, then sends the part SIGTERM (SIGKILL
   after ``STOP_WITHIN_S``); it leaves on its own once the part has ended. A launcher already
   gone is seen the same way: the pipe is at its end from the start.
+
+- ``--group`` (the llama.cpp build, ``launcher.llama.run_logged``): as ``--pipe``, and the
+  watcher ends the part's whole process group, which the part leads: CMake starts make or
+  Ninja, which start the compilers, and the kernel's death signal reaches CMake alone. A launcher
+  killed while it compiled left the whole build running, on every core. The watcher leaves the
+  group first (a group of its own), so that it signals only the build.
 
 A part started by hand (``python -m bot``, compose, systemd) never passes through here: it
 behaves as before.
@@ -43,13 +49,37 @@ def ask_for_deathsig() -> bool:
     return int(libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)) == 0
 
 
-def watch(fd: int, part: int) -> None:
-    """In the watcher: stop ``part`` once the pipe ends; return once the part has ended."""
+def watch(fd: int, part: int, *, group: bool = False) -> None:
+    """In the watcher: stop ``part`` (its group) once the pipe ends; return once it has ended."""
     while os.getppid() == part:  # the part ended: the watcher was handed to another parent
         readable, _, _ = select.select([fd], [], [], POLL_S)
         if readable and not os.read(fd, 1):  # end of file: the launcher is gone
-            stop(part)
+            if group:
+                stop_group(part)
+            else:
+                stop(part)
             return
+
+
+def stop_group(group: int) -> None:
+    """SIGTERM the process group ``group``; SIGKILL what of it is left after ``STOP_WITHIN_S``.
+
+    SIGTERM first, as the launcher's own stop does: make removes the object file it was
+    writing, which the next build (resuming this one) would otherwise link cut short.
+    """
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_WITHIN_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)  # one of it is left (a zombie not reaped yet, too)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 def stop(part: int) -> None:
@@ -64,7 +94,7 @@ def stop(part: int) -> None:
             os.kill(part, signal.SIGKILL)
 
 
-def start_watcher(fd: int) -> None:
+def start_watcher(fd: int, *, group: bool = False) -> None:
     """Fork the watcher of this process (which then becomes the part)."""
     part = os.getpid()
     if os.fork() != 0:
@@ -74,28 +104,31 @@ def start_watcher(fd: int) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for stream in (0, 1, 2):
             os.dup2(null, stream)
-        watch(fd, part)
+        if group:
+            os.setpgid(0, 0)  # out of the part's group: the group it ends is the part's alone
+        watch(fd, part, group=group)
     finally:
         os._exit(0)
 
 
 def main(argv: list[str]) -> int:  # noqa: RET503 -- it ends in execvp
     """Tether, then become ``PROGRAM …``; 1 when the launcher is gone already."""
-    pipe_only = argv[:1] == ["--pipe"]
-    if pipe_only:
+    option = argv[0] if argv[:1] in (["--pipe"], ["--group"]) else None
+    if option is not None:
         argv = argv[1:]
     if len(argv) < 4 or argv[2] != "--":  # noqa: PLR2004 -- PID FD -- PROGRAM
         print(  # noqa: T201
-            "usage: python -m launcher.tether [--pipe] PID FD -- PROGRAM [ARGS…]", file=sys.stderr
+            "usage: python -m launcher.tether [--pipe | --group] PID FD -- PROGRAM [ARGS…]",
+            file=sys.stderr,
         )
         return 2
     parent, fd, program = int(argv[0]), int(argv[1]), argv[3]
-    if not pipe_only and ask_for_deathsig():
+    if option is None and ask_for_deathsig():
         os.close(fd)
         if os.getppid() != parent:  # the launcher died before the kernel was asked
             return 1
     else:
-        start_watcher(fd)
+        start_watcher(fd, group=option == "--group")
     os.execvp(program, [program, *argv[4:]])  # noqa: S606 -- becomes the part
 
 

@@ -90,6 +90,21 @@ class MasterKey:
             ) from exc
 
     @classmethod
+    def for_reading(cls, path: Path) -> MasterKey:
+        """The master key at ``path``; where none is there yet, one kept in memory only.
+
+        For the commands that check the data (``audit``, ``reconcile``): they unwrap no user's
+        data key, and made the key file as a side effect on a database with no users yet, a key
+        nobody asked for that the next start took for the data's. A database that holds users'
+        keys without its key file is refused before this (``bot.__main__.lost_master_key``);
+        a file that is there is checked as ``load_or_create`` checks it.
+        """
+        try:
+            return cls._load(path)
+        except FileNotFoundError:
+            return cls.generate()
+
+    @classmethod
     def _create(cls, path: Path) -> MasterKey:
         """Write a new key to ``path`` (its folder made if need be), or load one made meanwhile."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

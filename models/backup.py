@@ -61,8 +61,7 @@ def backup_database(source: Path, target: Path) -> int:
     except OSError as exc:
         raise BackupError(f"backup of {source} failed: {exc.strerror}") from exc
     finally:
-        partial.unlink(missing_ok=True)  # the name is this backup's while it holds the claim
-        os.close(claim)
+        _let_go(claim, partial)  # the name is this backup's while it holds the claim
     return pages
 
 
@@ -73,31 +72,75 @@ def _claim(partial: Path, target: Path) -> int:
     name (a cron job overlapping one run by hand) is refused, where it removed the first one's
     copy and made its own under the same name, which the first then took as the backup half
     made. A leftover of a copy cut short (its process gone, and the lock with it) is reused.
+    A stop (SIGTERM, Ctrl-C) anywhere in the claim takes the file away again: it left an empty
+    ``.partial`` beside the backups, though the command said no backup was kept.
     """
     while True:
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, DB_FILE_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise BackupError(f"another backup is writing {target} now ({partial})") from None
-        except OSError:  # a file system without flock: unclaimed, as before
-            pass
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, DB_FILE_MODE)
+        except BaseException:
+            _let_go_of(partial)  # a stop as the file was made: its descriptor never came back
+            raise
         try:
-            # A backup finishing between the open and the lock took the file away: not ours.
-            if os.path.samestat(os.fstat(fd), partial.stat()):
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+            if _held(fd, partial, target):
+                os.fchmod(fd, DB_FILE_MODE)
+                os.ftruncate(fd, 0)  # a copy cut short before: the copy starts from nothing
+                partial.with_name(partial.name + "-journal").unlink(missing_ok=True)
+                return fd
+        except BaseException:
+            _let_go(fd, partial)
+            raise
+        os.close(fd)  # a backup finishing between the open and the lock took the file away
+
+
+def _held(fd: int, partial: Path, target: Path) -> bool:
+    """Lock the file open at ``fd``; whether it is still the one ``partial`` names.
+
+    Refused (``BackupError``) where another backup holds it.
+    """
     try:
-        os.fchmod(fd, DB_FILE_MODE)
-        os.ftruncate(fd, 0)  # a copy cut short before: the copy starts from nothing
-        partial.with_name(partial.name + "-journal").unlink(missing_ok=True)
-    except BaseException:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise BackupError(f"another backup is writing {target} now ({partial})") from None
+    except OSError:  # a file system without flock: unclaimed, as before
+        pass
+    return _names(partial, fd)
+
+
+def _let_go(fd: int, partial: Path) -> None:
+    """Close ``fd``; the file ``partial`` names goes with it unless another backup holds it.
+
+    Ours (locked), or no one's (a stop between making it and locking it; a copy cut short),
+    it is no backup: a later backup or a restore must not find it there.
+    """
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already, or no one's
+        except BlockingIOError:
+            return  # another backup's claim, and its copy
+        except OSError:  # a file system without flock: as before, the name is ours
+            pass
+        if _names(partial, fd):
+            partial.unlink(missing_ok=True)
+    finally:
         os.close(fd)
-        raise
-    return fd
+
+
+def _names(partial: Path, fd: int) -> bool:
+    """Whether ``partial`` names the file open at ``fd`` (not taken away, nor made anew)."""
+    try:
+        return os.path.samestat(os.fstat(fd), partial.stat())
+    except FileNotFoundError:
+        return False
+
+
+def _let_go_of(partial: Path) -> None:
+    """``_let_go`` for a file made by a call whose descriptor was lost to a stop."""
+    try:
+        fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # not made, or not ours to open: nothing of ours there
+        return
+    _let_go(fd, partial)
 
 
 def _copy(source: Path, copy_path: Path) -> int:

@@ -110,31 +110,6 @@ async def test_a_stopped_backup_keeps_no_copy_and_says_so_in_one_line(
     assert sorted(p.name for p in target.parent.iterdir()) == ["backup.db", "backup.db.journal"]
 
 
-@pytest.mark.parametrize(
-    ("args", "after"),
-    [
-        (["audit"], "it wrote nothing; run it again"),
-        (["reconcile", "--fix"], RECONCILE_STOPPED),
-    ],
-)
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-async def test_a_stopped_audit_or_reconcile_ends_in_one_line_and_leaves_no_key_draft(
-    tmp_path: Path, args: list[str], after: str, signum: signal.Signals
-) -> None:
-    # A database with no users yet and no master key file: the command makes the key, and
-    # stopped while it is written, inside the command's event loop, neither the key nor its
-    # draft is left behind. (A folder with no database at all is refused before anything.)
-    data = tmp_path / "data"
-    store = await Store.open(data / "veil.db", MasterKey.generate())
-    await store.close()
-
-    code, err = await stopped_at("master.key", signum, data, *args)
-
-    assert err == [f"veil: {args[0]} stopped by {signum.name}: {after}"]
-    assert code == 128 + signum
-    assert [p.name for p in data.iterdir() if "master.key" in p.name] == []
-
-
 async def test_a_reconcile_stopped_while_telegram_keeps_it_waiting_ends_in_one_line(
     tmp_path: Path,
 ) -> None:

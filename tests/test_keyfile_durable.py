@@ -21,7 +21,7 @@ from models import MasterKey, Store
 from sealed.encoding import b64e
 from sealed.keyfile import CLIENT_KEY_HEADER, read_key_file
 from tests.botstack import TOKEN
-from tests.harness import run_python
+from tests.harness import install_client_key, run_python
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -61,12 +61,21 @@ def test_keygen_syncs_the_key_before_it_takes_its_name_and_the_folder_after(
 
 
 def test_the_master_key_is_synced_before_and_its_folder_after(tmp_path: Path) -> None:
-    data = tmp_path / "data"  # a database with no master key file yet: the audit makes it
-    data.mkdir()
-    (data / "veil.db").touch(mode=0o600)  # audit reads one; it makes none (a mistyped folder)
-    events = watched(
-        tmp_path / "log", "bot", "audit", env={**BOT_SETTINGS, "VEIL_DATA_DIR": str(data)}
-    )
+    # The bot's first start makes the key (audit and reconcile make none): it makes it, then
+    # asks a Telegram nobody answers (port 9) and ends there, exit 1.
+    data = tmp_path / "data"
+    install_client_key(data)
+    log = tmp_path / "log"
+    env = {
+        **BOT_SETTINGS,
+        "VEIL_DATA_DIR": str(data),
+        "VEIL_TELEGRAM_API": "http://127.0.0.1:9",
+        "VEIL_BOT_METRICS_PORT": "0",
+        "SYNCWATCH_LOG": str(log),
+    }
+    started = run_python("-m", "tests.syncwatch", "bot", env=env)
+    assert "cannot reach Telegram" in started.stderr, started.stderr
+    events = [line.split(" ") for line in log.read_text().splitlines()]
     assert_durable(events, data / "master.key")
 
 

@@ -36,6 +36,18 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def children_of(parent: int) -> list[int]:
+    """The ids of the processes whose parent is ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if entry.name.isdigit():
+                stat = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(stat[1]) == parent:
+                    found.append(int(entry.name))
+    return found
+
+
 def kill_all_with(marker: str) -> None:
     """SIGKILL the processes whose environment holds ``marker`` (a failed run's orphans)."""
     for pid in processes_with(marker):  # one by one
@@ -137,14 +149,20 @@ async def test_a_killed_launcher_takes_every_part_with_it(tmp_path: Path) -> Non
         VEIL_WEBAPP_PORT=str(free_port()),
     )
     launcher = await launch(env=env)
+    parts: list[int] = []
     try:
         await launcher.wait_for_line("press Ctrl-C to stop", within=120)
-        parts = [pid for pid in processes_with(marker) if pid != launcher.process.pid]
+        # Its children: only the bot has VEIL_DATA_DIR in its environment (each part gets its
+        # own settings alone), so the marker finds no other part.
+        parts = children_of(launcher.process.pid)
         names = {command_line(pid) for pid in parts}
         await launcher.kill()
         left = await gone(parts, within=60)
     finally:
         kill_all_with(marker)
+        for pid in parts:  # one by one
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     for part in (b"tests.fakes.llama_server", b"gateway", b"playground", b"bot"):
         assert any(part in name for name in names), (part, names)
     assert left == []
