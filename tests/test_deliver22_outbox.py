@@ -11,9 +11,12 @@ from models.store import Writer
 from services.chat import DELIVER_WITHIN_S
 from services.credit import Credit
 from services.prices import Prices
+from tests.miniapp import page, settled, webapp_stack
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import aiohttp
 
 USER = 9222
 NOW = 1_800_000_000
@@ -95,3 +98,19 @@ async def test_a_row_is_kept_when_the_turns_beside_it_cannot_be(tmp_path: Path) 
         assert not await store.delivered("gone-1")
     finally:
         await store.close()
+
+
+async def test_a_mini_app_answer_leaves_nothing_for_the_bot_to_deliver(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The page, not the bot, delivers a Mini App answer (sealed to it): charged, with no row.
+    async with webapp_stack(tmp_path, answer="sealed to the page") as stack:
+        asked = await page(stack, http).ask("a question the bot cannot read")
+        assert asked.status == 200
+        state = await settled(stack, asked.request_id)
+        assert state.charge is not None
+        assert state.charge.outcome == "settled"
+        left = await stack.store.read(
+            lambda db: db.execute("SELECT COUNT(*) FROM undelivered").fetchone()[0]
+        )
+        assert left == 0
