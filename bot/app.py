@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 import structlog
 from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeAllGroupChats
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
@@ -53,13 +54,14 @@ from handlers import ton as ton_handlers
 from handlers.failures import Failures
 from handlers.groups import GroupKit
 from handlers.middleware import TextsMiddleware
+from handlers.replies import TELEGRAM_LATER, went_out
 from handlers.webapp import InitDataCheck, Page, build_webapp
 from models import MasterKey, StorageError, Store
 from models.journal import Journal
 from services.chat import ChatService
 from services.control import ControlClient
 from services.credit import Credit
-from services.errors import BillingError
+from services.errors import BillingError, VeilError
 from services.groups import Groups
 from services.inference import InferenceClient
 from services.journal import PaymentJournal
@@ -73,7 +75,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from bot.settings import BotSettings
-    from services.chat import ChatService
+    from models.outbox import Undelivered
+    from services.chat import ChatService, Sent
     from services.ton.books import TonBooks
     from services.ton.watcher import TonWatcher
 
@@ -239,6 +242,9 @@ async def running_veil(
                     recovered = await veil.credit.recover(0)
                     if recovered:
                         log.warning("bot.holds_recovered", count=recovered)
+                    # Answers a process that died was delivering: this one delivers them now.
+                    if undelivered := await veil.chat.release_undelivered():
+                        log.warning("bot.undelivered_released", count=undelivered)
                     # The payment desk's claims left by a process that died (none runs beside).
                     if claims := await veil.desk.journal.release_all():
                         log.warning("payments.claims_released", count=claims)
@@ -407,10 +413,15 @@ async def _webapp(veil: Veil) -> AsyncIterator[None]:
 async def upkeep(veil: Veil, every: float) -> None:
     """Every ``every`` seconds: release stale holds, purge expired orders and old entries.
 
-    First, and after each sweep, the users whose answers a restart (or the sweep) cut off are
-    told so (``handlers.chat.tell_interrupted``).
+    First, and after each sweep, the answers charged whose final message never went out (a
+    crash, Telegram down) are delivered (``deliver_again``), and the users whose answers a
+    restart (or the sweep) cut off are told so (``handlers.chat.tell_interrupted``).
     """
     while True:
+        try:
+            await veil.chat.deliver_undelivered(functools.partial(deliver_again, veil))
+        except VeilError:
+            log.exception("bot.upkeep_failed")
         try:
             await chat_handlers.tell_interrupted(veil.bot, veil.catalogs, veil.credit)
         except BillingError:
@@ -422,6 +433,34 @@ async def upkeep(veil: Veil, every: float) -> None:
             await veil.desk.journal.purge()
         except (BillingError, StorageError):
             log.exception("bot.upkeep_failed")
+
+
+async def deliver_again(veil: Veil, answer: Undelivered) -> Sent:
+    """Deliver one answer a crash (or Telegram, down) kept from its user, as its surface allows.
+
+    A private chat's is sent anew (its draft, a 30-second preview, is gone: there is no message
+    to edit); a group's is edited into its placeholder and an inline or guest answer into its
+    inline message (the only way to reach them: the bot cannot post in that chat), which
+    shows it once however often it is made. A refusal for good (the bot blocked, the message
+    deleted) is not tried again; a flood wait or a 5xx past the tries leaves it to the next pass.
+    """
+    place = answer.place
+    try:
+        if place.edited:
+            more = veil.catalogs.for_language(answer.language)("read_whole")
+            editors: Editors = veil.dispatcher["editors"]
+            return await editors.edit_again(place, answer.text, more)
+        if place.chat_id is None:
+            return "refused"
+        await veil.dispatcher["drafts"](place.chat_id, thread_id=place.thread_id).complete(
+            answer.text
+        )
+    except TELEGRAM_LATER as exc:
+        return "sent" if went_out(exc) else "later"
+    except TelegramAPIError as exc:
+        log.warning("bot.redelivery_refused", error=type(exc).__name__)
+        return "refused"
+    return "sent"
 
 
 async def register_commands(veil: Veil) -> None:

@@ -80,6 +80,9 @@ if TYPE_CHECKING:
 
     from aiogram import Bot
 
+    from models.outbox import Outbound
+    from services.chat import Sent
+
 
 log = structlog.get_logger("veil.editing")
 
@@ -277,6 +280,7 @@ class EditSink:
         "pace",
         "pacer",
         "place",
+        "refused",
         "rich",
         "show_reasoning",
         "stop_markup",
@@ -325,6 +329,7 @@ class EditSink:
         self._finishing: asyncio.Task[bool] | None = None  # that final edit, still under way
         self._text = ""  # the whole answer, for the button under a cut one
         self.written = False  # the whole answer was given: its final edit made or under way
+        self.refused = False  # Telegram refused a final edit for good (not a flood, not a 5xx)
         self._more_markup: InlineKeyboardMarkup | None = None
 
     async def begin(self) -> None:
@@ -556,6 +561,7 @@ class EditSink:
                 continue
             except TelegramAPIError as exc:
                 log.warning("editing.final_failed", error=type(exc).__name__)
+                self.refused = True
                 if _is_gone(exc):
                     self._lose()
                 return False
@@ -806,6 +812,25 @@ class Editors:
         place = Place(chat_id=chat_id, message_id=message_id)
         look = Look("", stop_markup, await self._more(more_label), gone)
         return self._sink(place, self.group_pacers(place.key), look)
+
+    async def edit_again(self, place: Outbound, text: str, more_label: str) -> Sent:
+        """Edit an answer a restart found undelivered into its message (``models.outbox``).
+
+        The group's placeholder, or the inline (guest) message with its question line, gets
+        the final answer as its final edit would have, at the chat's (or message's) pace, and
+        loses its stop button. An edit shows the same text once however often it is made.
+        """
+        if place.inline_message_id is not None:
+            where = Place(inline_message_id=place.inline_message_id)
+            pacer = self.inline_pacers(where.key)
+        else:
+            where = Place(chat_id=place.chat_id, message_id=place.message_id)
+            pacer = self.group_pacers(where.key)
+        sink = self._sink(where, pacer, Look(place.header, None, await self._more(more_label)))
+        await sink.complete(text)
+        if await sink.finished():
+            return "sent"
+        return "refused" if sink.refused else "later"
 
     def _sink(self, place: Place, pacer: Pacer, look: Look) -> EditSink:
         return EditSink(

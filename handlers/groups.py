@@ -62,6 +62,7 @@ from handlers.replies import (
     went_out,
     without_mentions,
 )
+from models.outbox import Outbound
 from services.answers import Shown
 from services.chat import Question, quoted
 from services.errors import VeilError
@@ -452,6 +453,7 @@ class _GroupAnswer:
                 context=context,
                 keep_history=False,
                 replied=replied,
+                shown_in=Outbound.message(chat_id, placeholder),  # a restart edits it in there
             )
             self.sink = sink
             try:
@@ -460,7 +462,10 @@ class _GroupAnswer:
                 if not await sink.finished():  # the placeholder is taken back (``failed``)
                     editors.chains.remember(chat_id, placeholder, ())
                 raise
-            await sink.finished()  # the final edit, if a flood wait outlasted the answer
+            # The final edit, if a flood wait outlasted the answer; then the answer is delivered.
+            shown = await sink.finished()
+            if answer.text:
+                await self.kit.chat.delivered(answer.request_id, shown=shown)
             self.shown = None
             if not answer.text:  # never a placeholder left with its stop button
                 editors.chains.remember(chat_id, placeholder, ())

@@ -22,7 +22,7 @@ bot sends reaches a chat it is not a member of.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -51,6 +51,7 @@ from handlers.replies import (
     unread,
     without_mentions,
 )
+from models.outbox import Outbound
 from services.answers import Shown
 from services.chat import Question
 from services.errors import VeilError
@@ -333,15 +334,17 @@ async def answer_inline(  # noqa: PLR0913, PLR0917 -- where, what, and the handl
     """
     shown = Shown(asked.user_id, inline_message_id=inline_message_id, chat_id=posted_in)
     editors.showing.remember(update.update_id, shown)
+    header = texts("inline_header", question=shortened(asked.prompt, HEADER_CHARS))
+    asked = replace(asked, shown_in=Outbound.inline(inline_message_id, header))  # for a restart
     sink = await editors.inline(
         inline_message_id,
-        header=texts("inline_header", question=shortened(asked.prompt, HEADER_CHARS)),
+        header=header,
         stop_markup=stop_keyboard(texts, str(asked.stop_tag)),
         more_label=texts("read_whole"),
         gone=partial(chat.cancel, asked.user_id, stop_tag=asked.stop_tag),
         posted_in=posted_in,
     )
-    chat.start(asked, sink, _Followup(sink, texts, editors, shown))
+    chat.start(asked, sink, _Followup(sink, texts, editors, shown, chat))
     editors.showing.pop(update.update_id)
 
 
@@ -353,6 +356,7 @@ class _Followup:
     texts: Texts
     editors: Editors
     shown: Shown
+    chat: ChatService
 
     async def answered(self, answer: Answer) -> None:
         """Say so when it was stopped before a word, when the model said nothing, and when it cut.
@@ -360,7 +364,9 @@ class _Followup:
         Never a placeholder left with its stop button. The final edit is waited for first, if
         a flood wait outlasted the answer.
         """
-        await self.sink.finished()
+        shown = await self.sink.finished()
+        if answer.text:
+            await self.chat.delivered(answer.request_id, shown=shown)
         if not answer.text:
             await self.sink.say(self.texts("cancelled" if answer.stopped else "error_backend"))
         elif answer.finish_reason == "length" and not answer.stopped:

@@ -490,6 +490,32 @@ def m0016_orders_by_user(db: Database) -> None:
     db.execute("CREATE INDEX orders_user_id ON orders(user_id)")
 
 
+def m0017_undelivered(db: Database) -> None:
+    """Answers charged whose final message Telegram is not known to have taken (``models.outbox``).
+
+    Written in the charge's transaction, deleted once Telegram took the message: a restart
+    delivers what is left. The text is sealed with the user's data key (``body``); the rest
+    names where it goes: ``surface`` (a private chat, a chat's message to edit, an inline one).
+    """
+    db.execute(
+        """
+        CREATE TABLE undelivered (
+            request_id TEXT PRIMARY KEY REFERENCES holds(request_id),
+            user_id INTEGER NOT NULL,
+            surface TEXT NOT NULL CHECK (surface IN ('private', 'message', 'inline')),
+            chat_id INTEGER,
+            thread_id INTEGER,
+            message_id INTEGER,
+            inline_message_id TEXT,
+            body BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            claimed_until INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX undelivered_user_id ON undelivered(user_id)")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -507,6 +533,7 @@ MIGRATIONS: list[Migration] = [
     m0014_ton_notice_claims,
     m0015_ton_skipped_facts,
     m0016_orders_by_user,
+    m0017_undelivered,
 ]
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
-from models import migrations
+from models import migrations, outbox
 from models.atrest import MasterKey, new_data_key, open_body, open_title, seal_body, seal_title
 from models.database import Connection, log_failure
 from models.errors import (
@@ -40,6 +40,7 @@ from models.errors import (
     UserNotFound,
     storage_errors,
 )
+from models.outbox import Outbound, Undelivered, open_answer, seal_answer
 from models.records import (
     Conversation,
     Role,
@@ -110,6 +111,44 @@ class Writer(Generic[T]):
             if not db.conn.in_transaction:
                 raise
             log_failure("database", exc, self._path)
+
+    @staticmethod
+    def joined(*writers: Writer[Any] | None) -> Writer[Any] | None:
+        """The writers given (None skipped) as one, each in its own savepoint; None for none.
+
+        One alone is itself. Together, each keeps its own ``stored`` and ``error``, and a
+        transaction that failed after them (``stored`` set to None by the caller) resets
+        theirs too.
+        """
+        parts = [writer for writer in writers if writer is not None]
+        if len(parts) <= 1:
+            return parts[0] if parts else None
+        return _Joined(parts)
+
+
+class _Joined(Writer[bool]):
+    """Several writers written in one transaction (``Writer.joined``)."""
+
+    def __init__(self, parts: list[Writer[Any]]) -> None:
+        self._parts = parts
+        super().__init__(self._write_all)
+
+    def _write_all(self, db: Database) -> bool:
+        for part in self._parts:
+            part(db)
+        return True
+
+    @property
+    def stored(self) -> bool | None:
+        """True once every part was tried in the transaction (each says what it stored)."""
+        return self._stored
+
+    @stored.setter
+    def stored(self, value: bool | None) -> None:
+        self._stored = value
+        if value is None:  # rolled back with the caller's transaction: none of them stands
+            for part in self._parts:
+                part.stored = None
 
 
 TurnsWriter = Writer[list[Turn]]
@@ -427,6 +466,72 @@ class Store:
 
         return Writer(save, self._path)
 
+    def undelivered_writer(  # noqa: PLR0913 -- the answer, where it goes, its claim
+        self,
+        user_id: int,
+        request_id: str,
+        place: Outbound,
+        text: str,
+        *,
+        now: int,
+        claimed_until: int,
+    ) -> Writer[bool]:
+        """The answer's row in ``undelivered`` (``models.outbox``), to write in its charge's.
+
+        Its text sealed with the user's data key; claimed by the writer until
+        ``claimed_until``, so no other process delivers it while this one does.
+        """
+
+        def save(db: Database) -> bool:
+            body = seal_answer(self._data_key(db, user_id), user_id, request_id, place, text)
+            outbox.insert(
+                db, request_id, user_id, place, body, created_at=now, claimed_until=claimed_until
+            )
+            return True
+
+        return Writer(save, self._path)
+
+    async def claim_undelivered(
+        self, now: int, until: int, created_after: int
+    ) -> tuple[list[Undelivered], int]:
+        """Claim the answers left to deliver (until ``until``), opened; and how many were dropped.
+
+        Dropped, in the same transaction: rows written before ``created_after`` (too old to
+        send) and rows that do not open (their user's key gone or the row moved): logged by
+        count, never by content.
+        """
+
+        def take(db: Database) -> tuple[list[Undelivered], int]:
+            dropped = outbox.expire(db, created_after)
+            taken = []
+            for row in outbox.claim(db, now, until):
+                request_id, user_id = str(row[0]), int(row[1])
+                try:
+                    text, header = open_answer(
+                        self._data_key(db, user_id), user_id, request_id, bytes(row[8])
+                    )
+                except (UserNotFound, DataKeyCorrupted, HistoryCorrupted):
+                    outbox.delete(db, request_id)
+                    dropped += 1
+                    continue
+                place = dataclasses.replace(outbox.place_of(row), header=header)
+                taken.append(Undelivered(request_id, user_id, row[2], place, text, int(row[9])))
+            return taken, dropped
+
+        return await self.write(take)
+
+    async def delivered(self, request_id: str) -> bool:
+        """Mark the answer delivered (its row deleted); whether it was still to deliver."""
+        return await self.write(lambda db: outbox.delete(db, request_id))
+
+    async def not_delivered(self, request_id: str) -> None:
+        """Give the answer back to the next delivery pass (not delivered now)."""
+        await self.write(lambda db: outbox.unclaim(db, request_id))
+
+    async def release_undelivered(self) -> int:
+        """Let the next delivery pass take every answer left (no other bot process runs)."""
+        return await self.write(outbox.release_all)
+
     async def history(
         self, user_id: int, conversation_id: int, *, limit: int | None = None
     ) -> list[Turn]:
@@ -585,6 +690,7 @@ class Store:
             deleted = db.execute("DELETE FROM turns WHERE user_id = ?", [user_id]).rowcount
             db.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
             db.execute("DELETE FROM users WHERE user_id = ?", [user_id])
+            outbox.forget(db, user_id)  # answers left to deliver: sealed with the key now gone
             # Where a cut-off answer was (its topic): not kept, nor told there, once erased.
             db.execute(
                 "DELETE FROM hold_chats WHERE request_id IN"

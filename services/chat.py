@@ -37,6 +37,11 @@ the answer and returns, so the update and everything its handling keeps are free
 answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
 gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 
+An answer's charge also writes where its final message goes and its text, sealed
+(``models.outbox``), deleted once Telegram took the message (``delivered``): what a crash, or
+a Telegram down past the message's tries, kept from its user is delivered by the next start or
+upkeep (``deliver_undelivered``), within ``DELIVER_WITHIN_S``.
+
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
 bot's own ceiling of that text plus the prompt's; else nothing.
@@ -74,16 +79,19 @@ import contextlib
 import dataclasses
 import re
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import structlog
 
 from common.folded import FoldedText
 from common.visible import shows_nothing
-from models import ConversationNotFound, TokenCount
+from models import ConversationNotFound, StorageError, TokenCount
 from models.holds import AnswerChat
+from models.outbox import Outbound
+from models.store import Writer
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
 from services.closing import CloseDeadline
@@ -120,7 +128,8 @@ if TYPE_CHECKING:
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
-    from models.store import TurnsWriter, Writer
+    from models.outbox import Undelivered
+    from models.store import TurnsWriter
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
     from services.credit import Credit, Hold
@@ -139,6 +148,11 @@ _RETRY_MEMORY = 10_000  # failed questions kept for Retry buttons (cut answers f
 KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut answers)
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
+# An answer whose final message a crash (or Telegram, down for long) kept from its user is
+# delivered at the next start (or the next upkeep) within this long of its charge; an older one
+# is dropped: a day later the user has asked again or moved on, and a reply to a question of
+# yesterday, arriving out of the blue, would confuse more than it helps (``deliver_undelivered``).
+DELIVER_WITHIN_S = 24 * 3600.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
 CUT = "length"  # the finish reason of an answer cut at its length limit
 # The question a Continue button asks, in the model's own language of instructions; it is
@@ -226,6 +240,9 @@ Said = tuple[str, str]
 StopTag = int | str
 """What a stop button names: a draft id (private chats) or an answer message's key."""
 
+Sent = Literal["sent", "refused", "later"]
+"""What delivering an answer again came to: Telegram took it, refused it for good, or not now."""
+
 
 @dataclass(frozen=True, slots=True)
 class Question:
@@ -261,11 +278,19 @@ class Question:
     document: TextFile | None = field(default=None, repr=False)
     reads_history: bool = True
     retried: str | None = None
+    shown_in: Outbound | None = None  # the message an edited answer (group, inline) ends in
 
     @property
     def chat(self) -> AnswerChat | None:
         """The private chat the answer is written in (the user's id), None outside one."""
         return AnswerChat(self.user_id, self.thread_id) if self.private else None
+
+    @property
+    def outbound(self) -> Outbound | None:
+        """Where the final message goes, for a restart to deliver it (None: not the bot's)."""
+        if self.private:
+            return Outbound.private(self.user_id, self.thread_id)
+        return self.shown_in
 
 
 @dataclass(slots=True)
@@ -330,6 +355,7 @@ class _Asked:
     private: bool = False  # asked in the user's private chat (``Question.private``)
     retry: Failed = field(default_factory=Failed, repr=False)  # asked again by Retry, if it fails
     retried: str | None = None  # the Retry key it was asked by (``Question.retried``)
+    outbound: Outbound | None = None  # where its final message goes (``Question.outbound``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +451,8 @@ class ChatService:
     stop_grace: float = 10.0
     system_prompt: str | None = None
     titles: bool = True
+    deliver_within: float = DELIVER_WITHIN_S
+    clock: Callable[[], float] = time.time
     _active: dict[int, _Generation] = field(default_factory=dict, init=False)
     # user -> the key a Retry button carries -> (the topic it failed in, its question)
     _retry: Kept[str, tuple[int | None, Failed]] = field(
@@ -782,6 +810,7 @@ class ChatService:
             question.private,
             Failed.of(question, prompt),
             question.retried,
+            question.outbound,
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
@@ -869,6 +898,8 @@ class ChatService:
         # an answer charged (and delivered) that its conversation then lacked.
         exchange = _Exchange(asked, completion, text)
         turns = exchange.writer(self.store) if text and conversation is not None else None
+        # And the answer, to deliver at the next start if the final message does not go out.
+        outbound = self._outbound(asked, hold, text)
         # The user watched the text arrive in the drafts: the final message goes out while the
         # charge is written, not after it (when many answers end at once, the database's one
         # queue is the slowest part of their ends). Both are done before the answer is.
@@ -878,21 +909,24 @@ class ChatService:
                 billed.signed_receipt if billed else None,
                 text,
                 verified_by=billed.verified_by if billed else None,
-                also=turns,
+                also=Writer.joined(turns, outbound),
             )
         )
         finish_reason = completion.finish_reason if completion else None
         naming = None
         if conversation is not None:  # a newer answer there makes its Continue stale
             self._remember_cut(user_id, asked.thread_id, None)
+        sent = False
         try:
             if not text:
                 await sink.abort()
             else:
                 await sink.complete(text)
+                sent = True
         finally:
             await _finished(settling)
             charge = _charged(settling, hold, user_id)
+            await self._sent(asked, outbound, hold.request_id, sent=sent)
         if charge is None and text:  # delivered, the hold left open: never "cut off"
             self._delivered_open.add(hold.request_id)
         retry = None
@@ -938,6 +972,88 @@ class ChatService:
             file_read=asked.file_read,
             retry=retry,
         )
+
+    def _outbound(self, asked: _Asked, hold: Hold, text: str) -> Writer[bool] | None:
+        """The answer's row to deliver it again from (``models.outbox``); None: none to keep."""
+        if not text or asked.outbound is None:
+            return None
+        now = int(self.clock())
+        return self.store.undelivered_writer(
+            asked.user_id,
+            hold.request_id,
+            asked.outbound,
+            text,
+            now=now,
+            claimed_until=now + int(self.hold_lifetime),
+        )
+
+    async def _sent(
+        self, asked: _Asked, outbound: Writer[bool] | None, request_id: str, *, sent: bool
+    ) -> None:
+        """The final message went out (or not): its row (if written) marked, or left to retry.
+
+        An edited answer's final edit may still be under way (a flood wait): whoever waits for
+        it says whether it was shown (``delivered``).
+        """
+        if outbound is None or not outbound.stored:
+            return
+        if not sent:
+            await self.delivered(request_id, shown=False)
+        elif asked.outbound is not None and not asked.outbound.edited:
+            await self.delivered(request_id)
+
+    async def delivered(self, request_id: str, *, shown: bool = True) -> None:
+        """Mark an answer's final message delivered; ``shown`` False: not, try it again later.
+
+        Marked once Telegram took it. A crash between the two sends it again at the next start:
+        a private answer then shows twice, which is better than never (an edit shows once). A
+        mark that cannot be written is logged: the answer may be delivered again.
+        """
+        try:
+            if shown:
+                await self.store.delivered(request_id)
+            else:
+                await self.store.not_delivered(request_id)
+        except StorageError as exc:
+            log.warning("chat.delivery_unmarked", request_id=request_id, error=type(exc).__name__)
+
+    async def release_undelivered(self) -> int:
+        """Let this process deliver every answer left undelivered (no other one runs)."""
+        with history_failures("cannot release the answers to deliver"):
+            return await self.store.release_undelivered()
+
+    async def deliver_undelivered(self, send: Callable[[Undelivered], Awaitable[Sent]]) -> int:
+        """Deliver the answers charged whose final message never went out; how many were sent.
+
+        Each claimed (one process delivers it), given to ``send``, then marked delivered,
+        whether Telegram took it or refused it for good (the chat or message gone, the bot
+        blocked); at the first Telegram cannot take now, that one and the rest are left to the
+        next pass. Answers older than ``deliver_within`` are dropped unsent (``DELIVER_WITHIN_S``).
+        """
+        now = int(self.clock())
+        with history_failures("cannot read the answers to deliver"):
+            taken, dropped = await self.store.claim_undelivered(
+                now, now + int(self.hold_lifetime), now - int(self.deliver_within)
+            )
+        if dropped:
+            log.warning("chat.undelivered_dropped", count=dropped)
+        sent = 0
+        for index, answer in enumerate(taken):
+            outcome = await send(answer)
+            log.info(
+                "chat.redelivered",
+                user_id=answer.user_id,
+                request_id=answer.request_id,
+                surface=answer.place.surface,
+                outcome=outcome,
+            )
+            if outcome == "later":
+                for left in taken[index:]:
+                    await self.delivered(left.request_id, shown=False)
+                break
+            await self.delivered(answer.request_id)
+            sent += outcome == "sent"
+        return sent
 
     async def _hold(  # noqa: PLR0913 -- one request's figures and where it is answered
         self,

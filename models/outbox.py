@@ -1,0 +1,190 @@
+"""Answers charged whose final message Telegram is not known to have taken: what a restart sends.
+
+An answer's charge (with its exchange, where it has a conversation) and its row here are
+written in one transaction (``Credit.settle``'s ``also``: ``Store.undelivered_writer``), so a bot
+killed between that commit and the final message finds the answer here at its next start.
+The row is deleted once Telegram took the final message (``Store.delivered``): its absence is
+the durable "delivered" mark. Each row names where the answer goes (``Outbound``) and holds its
+text (and the line above it, an inline answer's question) sealed with the user's data key,
+bound to the user and the request, as a turn's is (``models.atrest``): nothing readable is
+stored, and forgetting the user (their data key) makes it unreadable, and deletes it.
+
+``claimed_until`` (Unix seconds) is how long a bot process holds the right to deliver it: the
+one answering claims it as it writes it; another replica (webhook mode) takes it only once
+that lease has ended, and a single bot's start takes every row (``release_all``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from models.errors import HistoryCorrupted
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+Surface = Literal["private", "message", "inline"]
+
+_AAD = b"veil/undelivered/v1|"
+_NONCE_SIZE = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """Where an answer's final message goes.
+
+    ``private``: sent as new messages in the user's private chat (``chat_id``, in topic
+    ``thread_id`` if any); ``message``: an edit of the bot's message ``message_id`` in group
+    ``chat_id`` (the placeholder the answer streamed into); ``inline``: an edit of the inline
+    (or guest) message ``inline_message_id``, ``header`` (its question line) above the answer.
+    """
+
+    surface: Surface
+    chat_id: int | None = None
+    thread_id: int | None = None
+    message_id: int | None = None
+    inline_message_id: str | None = None
+    header: str = field(default="", repr=False)
+
+    @classmethod
+    def private(cls, chat_id: int, thread_id: int | None = None) -> Outbound:
+        """New messages in a private chat (its topic ``thread_id``)."""
+        return cls("private", chat_id=chat_id, thread_id=thread_id)
+
+    @classmethod
+    def message(cls, chat_id: int, message_id: int) -> Outbound:
+        """An edit of the bot's message ``message_id`` in chat ``chat_id``."""
+        return cls("message", chat_id=chat_id, message_id=message_id)
+
+    @classmethod
+    def inline(cls, inline_message_id: str, header: str = "") -> Outbound:
+        """An edit of an inline (or guest) message, ``header`` above the answer."""
+        return cls("inline", inline_message_id=inline_message_id, header=header)
+
+    @property
+    def edited(self) -> bool:
+        """Delivered by editing a message already there (idempotent: never shown twice)."""
+        return self.surface != "private"
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """One answer to deliver again: whose, where, in which language, and its text."""
+
+    request_id: str
+    user_id: int
+    language: str | None
+    place: Outbound
+    text: str = field(repr=False)
+    created_at: int
+
+
+def seal_answer(
+    data_key: bytes, user_id: int, request_id: str, place: Outbound, text: str
+) -> bytes:
+    """The answer's text and its header, sealed under the user's data key for its row."""
+    plaintext = json.dumps({"text": text, "header": place.header}).encode("utf-8", "surrogatepass")
+    nonce = os.urandom(_NONCE_SIZE)
+    return nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, _aad(user_id, request_id))
+
+
+def open_answer(data_key: bytes, user_id: int, request_id: str, blob: bytes) -> tuple[str, str]:
+    """(text, header) of a sealed row; ``HistoryCorrupted`` if it does not open where it sits."""
+    try:
+        plaintext = ChaCha20Poly1305(data_key).decrypt(
+            blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], _aad(user_id, request_id)
+        )
+        opened = json.loads(plaintext.decode("utf-8", "surrogatepass"))
+        return str(opened["text"]), str(opened["header"])
+    except (InvalidTag, ValueError, KeyError, TypeError) as exc:
+        raise HistoryCorrupted("an undelivered answer fails to open where it is stored") from exc
+
+
+def _aad(user_id: int, request_id: str) -> bytes:
+    return _AAD + b"%d|%s" % (user_id, request_id.encode())
+
+
+def insert(  # noqa: PLR0913 -- a row's columns
+    db: Database,
+    request_id: str,
+    user_id: int,
+    place: Outbound,
+    body: bytes,
+    *,
+    created_at: int,
+    claimed_until: int,
+) -> None:
+    """Add the row of an answer being delivered now (claimed by its writer until then)."""
+    db.execute(
+        "INSERT INTO undelivered (request_id, user_id, surface, chat_id, thread_id, message_id,"
+        " inline_message_id, body, created_at, claimed_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            request_id,
+            user_id,
+            place.surface,
+            place.chat_id,
+            place.thread_id,
+            place.message_id,
+            place.inline_message_id,
+            body,
+            created_at,
+            claimed_until,
+        ],
+    )
+
+
+def expire(db: Database, created_before: int) -> int:
+    """Delete the rows written before ``created_before``: too old to send; how many."""
+    return int(
+        db.execute("DELETE FROM undelivered WHERE created_at < ?", [created_before]).rowcount
+    )
+
+
+def claim(db: Database, now: int, until: int) -> list[Any]:
+    """Claim every row nobody holds at ``now`` until ``until``; their rows, oldest first."""
+    rows = db.execute(
+        "SELECT u.request_id, u.user_id, users.language, u.surface, u.chat_id, u.thread_id,"
+        " u.message_id, u.inline_message_id, u.body, u.created_at"
+        " FROM undelivered u LEFT JOIN users ON users.user_id = u.user_id"
+        " WHERE u.claimed_until <= ? ORDER BY u.created_at, u.rowid",
+        [now],
+    ).fetchall()
+    db.execute("UPDATE undelivered SET claimed_until = ? WHERE claimed_until <= ?", [until, now])
+    return list(rows)
+
+
+def place_of(row: Any) -> Outbound:  # noqa: ANN401 -- a sqlite3 row is untyped
+    """The ``Outbound`` of a ``claim`` row (its header still sealed)."""
+    surface: Surface = row[3]
+    return Outbound(
+        surface, chat_id=row[4], thread_id=row[5], message_id=row[6], inline_message_id=row[7]
+    )
+
+
+def delete(db: Database, request_id: str) -> bool:
+    """Delete the row: delivered (or given up); whether there was one."""
+    return bool(db.execute("DELETE FROM undelivered WHERE request_id = ?", [request_id]).rowcount)
+
+
+def unclaim(db: Database, request_id: str) -> None:
+    """Let the next delivery pass take the row (this process could not deliver it now)."""
+    db.execute("UPDATE undelivered SET claimed_until = 0 WHERE request_id = ?", [request_id])
+
+
+def release_all(db: Database) -> int:
+    """Let every row be taken now (a start where no other bot process runs); how many."""
+    return int(
+        db.execute("UPDATE undelivered SET claimed_until = 0 WHERE claimed_until > 0").rowcount
+    )
+
+
+def forget(db: Database, user_id: int) -> None:
+    """Delete the user's rows (their erasure)."""
+    db.execute("DELETE FROM undelivered WHERE user_id = ?", [user_id])
