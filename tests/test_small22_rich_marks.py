@@ -30,6 +30,7 @@ from tests.test_bot_rich_replies import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 
@@ -92,7 +93,7 @@ async def test_a_guest_answer_s_details_of_the_model_s_is_told_from_veil_s_fold(
     assert summaries == [*folds, f"{QUOTED}Spoiler"]
 
 
-def veil_s_rich(blocks: list[dict[str, object]]) -> Message:
+def veil_s_rich(blocks: list[Mapping[str, object]]) -> Message:
     """Veil's rich answer in a private chat, as Telegram sends it back in a reply."""
     return Message.model_validate(
         {
