@@ -1544,11 +1544,12 @@ class ChatService:
 
     async def _name(self, naming: Naming, generation: _Generation) -> str | None:
         try:
-            asked = await self._ask_title(naming, generation)
-            if asked is None:  # not even a short title request fits the model's window
+            most = self._window(naming.model) - TITLE_TOKENS
+            messages = title_messages(naming.prompt, naming.answer, most)
+            if messages is None:  # not even a short title request fits the model's window
                 log.info("chat.title_unfitted", user_id=naming.user_id)
                 return None
-            _, written = asked
+            written = await self._ask_title(naming, messages, generation)
             if written is not None and written.stored is not None:  # kept with its charge
                 return written.stored
             if generation.stop.is_set():  # /forget or shutdown: no title from a cut reply
@@ -1564,18 +1565,13 @@ class ChatService:
             return None
 
     async def _ask_title(
-        self, naming: Naming, generation: _Generation
-    ) -> tuple[str, Writer[str] | None] | None:
-        """One title request, fitted to the model's window: held, streamed without a sink, settled.
+        self, naming: Naming, messages: list[dict[str, str]], generation: _Generation
+    ) -> Writer[str] | None:
+        """One title request (``messages``, fitted): held, streamed without a sink, settled.
 
-        Its text, and the title stored in its charge's transaction (None: none to store, the
-        reply empty or the request stopped), so a crash never charges a title it did not keep;
-        None (not asked) where the window cannot hold even a short title request.
+        The title stored in its charge's transaction (None: none to store, the reply empty or
+        the request stopped), so a crash never charges a title it did not keep.
         """
-        most = self._window(naming.model) - TITLE_TOKENS
-        messages = title_messages(naming.prompt, naming.answer, most)
-        if messages is None:
-            return None
         request_id = secrets.token_bytes(REQUEST_ID_SIZE)
         context = _Context(messages, prompt_tokens(messages), TITLE_TOKENS)
         hold = await self._hold(naming.user_id, request_id, naming.model, context, generation)
@@ -1606,7 +1602,7 @@ class ChatService:
         if title is not None:
             written = self.store.title_writer(naming.user_id, naming.conversation_id, title)
         await self._settle(hold, receipt, text, verified_by=verified_by, also=written)
-        return text, written
+        return written
 
     async def forget(self, user_id: int, begun: Callable[[], None] | None = None) -> int | None:
         """Erase everything stored about the user (their data key first); returns turns erased.

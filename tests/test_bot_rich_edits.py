@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from bot import rich
 from playground import rich as telegram_rich
+from playground.wire import ApiError
 from tests.botstack import TOKEN, Stack, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import FakeVLLM
@@ -50,20 +52,28 @@ class HeldFinal(FakeTelegram):
     The answer is final in the group (no stop button: what a member, and ``final_reply``, see)
     while the bot waits to hear so, until ``release``; ``holding`` is set once it waits. The
     bot lets the asker ask in the group again only after that (``_GroupAnswer.run``).
+    ``refusal``: that edit is not made but refused so once released (the message deleted
+    meanwhile, say).
     """
 
-    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 -- FakeTelegram's keywords
+    def __init__(self, refusal: str | None = None, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(**kwargs)
+        self.refusal = refusal
         self.holding = asyncio.Event()
         self.release = asyncio.Event()
         self._edit: Method = self._methods["editMessageText"]
         self._methods["editMessageText"] = self._held_edit
 
     async def _held_edit(self, p: dict[str, Any]) -> object:
+        final = "stop:" not in json.dumps(p.get("reply_markup") or {})
+        held = p.get("chat_id") == GROUP and final and not self.holding.is_set()
+        if held and self.refusal is not None:
+            self.holding.set()
+            await self.release.wait()
+            raise ApiError(HTTPStatus.BAD_REQUEST, self.refusal)
         edited = self._edit(p)
         edited = await edited if asyncio.iscoroutine(edited) else edited
-        final = "stop:" not in json.dumps(p.get("reply_markup") or {})
-        if p.get("chat_id") == GROUP and final and not self.holding.is_set():
+        if held:
             self.holding.set()
             await self.release.wait()
         return edited

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from playground.wire import ApiError
 from tests.botstack import TOKEN, running_stack
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import wait_until
@@ -19,23 +16,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-class RefusedFinal(HeldFinal):
-    """``HeldFinal`` whose held edit is then refused: the message was deleted meanwhile."""
-
-    async def _held_edit(self, p: dict[str, Any]) -> object:
-        final = "stop:" not in json.dumps(p.get("reply_markup") or {})
-        if p.get("chat_id") == GROUP and final and not self.holding.is_set():
-            self.holding.set()
-            await self.release.wait()
-            raise ApiError(HTTPStatus.BAD_REQUEST, "Bad Request: message to edit not found")
-        edited = self._edit(p)
-        return await edited if asyncio.iscoroutine(edited) else edited
-
-
 async def test_a_question_asked_again_survives_the_first_answers_refused_last_edit(
     tmp_path: Path,
 ) -> None:
-    telegram = RefusedFinal(token=TOKEN)
+    telegram = HeldFinal("Bad Request: message to edit not found", token=TOKEN)
     server = FakeVLLM(answer=SHORT, token_delay=0.01)
     async with running_stack(
         tmp_path, model_server=server, telegram_server=telegram, **FAST
