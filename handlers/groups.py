@@ -520,11 +520,16 @@ class _GroupAnswer:
         return gone
 
     async def _membership(self) -> ChatMember | None:
-        """The asker's membership of the group as Telegram tells it now; None if it fails to."""
+        """The asker's membership of the group as Telegram tells it now; None if it fails to.
+
+        Within ``MEMBER_WAIT`` seconds: a flood wait is not waited out (its retry would come
+        due with every other one when the flood ends, for a question perhaps answered by then).
+        """
         asker = self.asker
         try:
-            return await self.kit.editors.bot.get_chat_member(asker.chat_id, asker.user_id)
-        except (TelegramAPIError, ClientDecodeError):
+            async with asyncio.timeout(MEMBER_WAIT):
+                return await self.kit.editors.bot.get_chat_member(asker.chat_id, asker.user_id)
+        except (TelegramAPIError, ClientDecodeError, TimeoutError):
             return None
 
     def _thread(self) -> tuple[Said, ...]:
