@@ -43,7 +43,14 @@ from aiogram.exceptions import (
     TelegramMigrateToChat,
 )
 from aiogram.filters import Command, CommandObject, or_f
-from aiogram.types import ChatMemberRestricted, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import (
+    ChatMember,
+    ChatMemberBanned,
+    ChatMemberLeft,
+    ChatMemberRestricted,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+)
 
 from common.logs import describe
 from handlers.callbacks import GroupSet, GroupToggle
@@ -81,7 +88,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.groups")
 
 ADMINS = frozenset({"creator", "administrator"})
-GONE = frozenset({"left", "kicked"})  # a member's status once they left, or were banned
 MEMBER_WAIT = 3.0  # seconds a question that waited its turn waits to learn its asker stayed
 GROUPS = frozenset({"group", "supergroup"})
 # Telegram refusing a message in a group: the replied message deleted, the bot removed or muted,
@@ -257,6 +263,13 @@ def not_answered(exc: Exception) -> None:
         log.info("groups.not_answered", error=describe(exc))
 
 
+def _outside(member: ChatMember) -> bool:
+    """Whether ``member`` is not in the group: left (or never joined), or restricted outside it."""
+    return isinstance(member, ChatMemberLeft) or (
+        isinstance(member, ChatMemberRestricted) and not member.is_member
+    )
+
+
 async def tell_alone(message: Message, text: str, editors: Editors) -> None:
     """Tell the member who sent ``message``, alone and at the group's pace (usage, a refusal).
 
@@ -403,9 +416,13 @@ class _GroupAnswer:
 
         Then (or failing) the asker may ask in the group again.
         """
+        # What the asker was in the group as they asked, learnt while the question waits.
+        joined = asyncio.create_task(self._membership()) if self.queued else None
         try:
-            await self._run()
+            await self._run(joined)
         finally:
+            if joined is not None:
+                joined.cancel()
             asking = (self.asker.chat_id, self.asker.user_id)
             if self.kit.asking.get(asking) is self:  # not their next question, asked since
                 del self.kit.asking[asking]
@@ -415,7 +432,7 @@ class _GroupAnswer:
         """Whether the model's answer is whole in the group (its last edit made or under way)."""
         return self.sink is not None and self.sink.written
 
-    async def _run(self) -> None:
+    async def _run(self, joined: asyncio.Task[ChatMember | None] | None) -> None:
         """The answer in the group's turn; what it ends remembered (``ReplyChains``).
 
         An answer that showed no text ends no thread: a reply to its placeholder, sent while
@@ -425,7 +442,7 @@ class _GroupAnswer:
         """
         editors, texts, chat_id = self.kit.editors, self.texts, self.asker.chat_id
         async with editors.turn(chat_id):
-            if self.queued and await self._asker_gone():
+            if joined is not None and await self._asker_gone(joined):
                 return
             thread = self._thread()
             if self.asks_about and not thread:  # about an answer that failed before any text
@@ -479,29 +496,46 @@ class _GroupAnswer:
         said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
 
-    async def _asker_gone(self) -> bool:
+    async def _asker_gone(self, joined: asyncio.Task[ChatMember | None]) -> bool:
         """Whether the asker left the group, or was banned, while the question waited its turn.
 
         Then it is let go: the answer would go to a group they no longer read (or whose admins
         banned them), charged to them. Asked of Telegram only for a question that waited behind
-        another answer; Telegram failing to say, or not saying within ``MEMBER_WAIT`` seconds
-        (a flood wait, waited out with the group's turn held), is no reason to drop it: it is
-        answered.
+        another answer, twice: as it was asked (``joined``, learnt while it waited) and in its
+        turn. Out of the group in its turn is no reason by itself: a channel's discussion group
+        takes comments from anyone, and Telegram lists one who never joined as ``left``; only
+        one who was in it when they asked, or is banned now, is gone. Telegram failing to say,
+        or not saying within ``MEMBER_WAIT`` seconds (a flood wait, waited out with the group's
+        turn held), is no reason to drop it either: it is answered.
         """
         asker = self.asker
         bot = self.kit.editors.bot
         try:
             async with asyncio.timeout(MEMBER_WAIT):
-                member = await bot.get_chat_member(asker.chat_id, asker.user_id)
+                then = await joined
+                now = await bot.get_chat_member(asker.chat_id, asker.user_id)
         except (TelegramAPIError, ClientDecodeError, TimeoutError) as exc:
             log.info("groups.asker_unknown", error=type(exc).__name__)
             return False
-        gone = member.status in GONE or (
-            isinstance(member, ChatMemberRestricted) and not member.is_member
+        gone = isinstance(now, ChatMemberBanned) or (
+            _outside(now) and then is not None and not _outside(then)
         )
         if gone:
-            log.info("groups.asker_gone", status=member.status)
+            log.info("groups.asker_gone", status=now.status)
         return gone
+
+    async def _membership(self) -> ChatMember | None:
+        """The asker's membership of the group as Telegram tells it now; None if it fails to.
+
+        Within ``MEMBER_WAIT`` seconds: a flood wait is not waited out (its retry would come
+        due with every other one when the flood ends, for a question perhaps answered by then).
+        """
+        asker = self.asker
+        try:
+            async with asyncio.timeout(MEMBER_WAIT):
+                return await self.kit.editors.bot.get_chat_member(asker.chat_id, asker.user_id)
+        except (TelegramAPIError, ClientDecodeError, TimeoutError):
+            return None
 
     def _thread(self) -> tuple[Said, ...]:
         """The turns before the question, as known in its turn.

@@ -1,0 +1,93 @@
+"""A question from someone who never joined the group: answered in its turn, as any.
+
+A channel's discussion group lets anyone comment under the channel's posts without joining
+it (Telegram's "join to send messages" is off there by default), and Telegram lists such a
+commenter as ``left`` (getChatMember answers ChatMemberLeft for anyone not in the group). A
+question that waited its turn was let go when its asker's status read ``left``, as if they
+had left while it waited: a commenter who asked while another answer was written got nothing,
+not even a word why. Only one who was in the group when they asked and is out of it in their
+turn (left, or banned), or one banned meanwhile whatever they were, is let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from tests.botstack import running_stack
+from tests.harness import wait_until
+from tests.test_bot_groups import (
+    ANN,
+    ANSWER,
+    BOB,
+    FAST,
+    GROUP,
+    QUESTION,
+    answered_last,
+    final_reply,
+    replies,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.botstack import Stack
+
+BOBS = "@veil_test_bot and what about mine?"
+
+
+async def _bob_asks_while_ann_is_answered(stack: Stack) -> asyncio.Event:
+    """Ann's answer held while being written, Bob's question waiting for its turn."""
+    held = asyncio.Event()
+    stack.vllm.chat_hold = held
+    stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+    await wait_until(lambda: len(stack.vllm.requests) == 1)
+    kit = stack.veil.dispatcher["kit"]
+    stack.telegram.send_text(BOB, BOBS, chat_id=GROUP)
+    await wait_until(lambda: (GROUP, BOB) in kit.asking)  # waiting for its turn
+    return held
+
+
+def _to_bob(stack: Stack) -> list[str]:
+    return [
+        m["text"] for m in replies(stack) if (m.get("reply_to_message") or {}).get("text") == BOBS
+    ]
+
+
+async def test_a_commenter_who_never_joined_is_answered_after_waiting_their_turn(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.set_member(GROUP, BOB, "left")  # comments without joining
+        with structlog.testing.capture_logs() as logs:
+            held = await _bob_asks_while_ann_is_answered(stack)
+            stack.vllm.chat_hold = None
+            held.set()
+            await final_reply(stack)
+            await answered_last(stack)  # Carol asks after Bob: answered, so Bob's turn is over
+        to_bob = _to_bob(stack)
+        bobs_charges = [e for e in await stack.veil.credit.history(BOB) if e.kind == "usage"]
+    assert to_bob == [ANSWER]
+    assert len(bobs_charges) == 1
+    assert "groups.asker_gone" not in [e["event"] for e in logs]
+
+
+async def test_a_commenter_banned_while_waiting_gets_no_answer(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.set_member(GROUP, BOB, "left")  # comments without joining
+        with structlog.testing.capture_logs() as logs:
+            held = await _bob_asks_while_ann_is_answered(stack)
+            # Banned once the bot has learnt what he was when he asked.
+            await wait_until(lambda: len(stack.telegram.calls_of("getChatMember")) >= 1)
+            stack.telegram.state.set_member(GROUP, BOB, "kicked")
+            stack.vllm.chat_hold = None
+            held.set()
+            await final_reply(stack)
+            await answered_last(stack)  # Carol asks after Bob: answered, so Bob's turn is over
+        to_bob = _to_bob(stack)
+        bobs_charges = [e for e in await stack.veil.credit.history(BOB) if e.kind == "usage"]
+    assert to_bob == []
+    assert bobs_charges == []
+    assert "groups.asker_gone" in [e["event"] for e in logs]
