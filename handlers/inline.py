@@ -36,6 +36,7 @@ from aiogram.types import (
 )
 
 from common.logs import describe
+from common.visible import glyphs_within, shows_nothing
 from handlers.callbacks import StopAnswer
 from handlers.commands import forwarded
 from handlers.failures import apologise_outside, tell_outside
@@ -79,8 +80,20 @@ HEADER_CHARS = 500
 
 
 def shortened(text: str, chars: int) -> str:
-    """``text``, cut to ``chars`` characters with an ellipsis when it is longer."""
-    return text if len(text) <= chars else text[: chars - 1] + "…"
+    """``text``, cut to ``chars`` characters with an ellipsis when it is longer.
+
+    Cut between glyphs (``common.visible``): never inside an emoji or a letter and its marks.
+    """
+    return text if len(text) <= chars else glyphs_within(text, chars - 1) + "…"
+
+
+def asked_words(text: str) -> str:
+    """``text`` stripped; nothing where it shows nothing (zero-width spaces alone, say).
+
+    Such a query reads as empty in the user's app; sent, it would be a question no one can
+    see, answered and charged.
+    """
+    return "" if shows_nothing(text) else text.strip()
 
 
 def article(texts: Texts, tag: str, question: str) -> InlineQueryResultArticle:
@@ -153,7 +166,7 @@ async def on_inline_query(
     Unless the same user typed on meanwhile: only the newest query's answer goes
     (``NewestQueries``).
     """
-    question = query.query.strip()
+    question = asked_words(query.query)
     link = await editors.deep_link("inline")
     if question:
         result = article(texts, new_tag(), question)
@@ -189,7 +202,7 @@ async def on_chosen_result(
     The message is known to show the answer before the asker's settings are read: a failure
     to read them is told there by the errors router, never leaving the placeholder waiting.
     """
-    question = result.query.strip()
+    question = asked_words(result.query)
     if result.result_id == HELP_RESULT or result.inline_message_id is None or not question:
         return
     if not editors.answered.first(("inline", result.inline_message_id)):
@@ -231,6 +244,7 @@ async def on_guest_message(
     entities = message.entities or message.caption_entities or []
     ours = [entity for entity in entities if names_veil(entity, text, me)]
     question = without_mentions(text, ours)
+    question = "" if shows_nothing(question) else question  # trimmed, its indentation kept
     context, replied = one_off(replied_context(message, me.id, texts.catalogs))
     if not question and not context and replied is None:
         question = texts("guest_empty_question")
