@@ -76,6 +76,7 @@ _WORDS = re.compile(rb"[A-Za-z\x80-\xff]+")  # runs of letters (and 8-bit bytes)
 _KAZAKH = frozenset(b"\xbc\xa3\x9d\x8d\xbe\xbd")
 _SERBIAN = frozenset(b"\x80\x90\x81\x83\x8a\x9a\x8c\x9c\x8f\x9f")
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")  # not \t \n \v \f \r, ESC
+DOS_END = "\x1a"  # Ctrl-Z: DOS's end-of-file mark, after a text file's last line
 
 
 async def read_text(bot: Bot, document: Document) -> str | Refused:
@@ -108,26 +109,52 @@ def _decoded(data: bytes) -> str | None:
     """``data`` as text, in the encoding it most likely is; None where it is no text.
 
     A byte-order mark says which: UTF-8 or UTF-16 (dropped). Else UTF-8 where it decodes;
-    else UTF-16 where it clearly is (``_utf16``); else one of the Windows code pages files
-    are still saved in (Notepad's "ANSI"): cp1251 where the letters read as Cyrillic words
+    else UTF-16 where it clearly is (``_utf16``); else UTF-8 still where only a few of its
+    bytes are not (``_mostly_utf8``); else one of the Windows code pages files are still
+    saved in (Notepad's "ANSI"): cp1251 where the letters read as Cyrillic words
     (``_cyrillic``), else cp1252 (Western European; Latin-1 read the same). A PDF's start
     and a control character other than a blank or an escape (a NUL, say) are no text
-    (``_plain``): bytes no code page refuses, an image's or an archive's, hold them.
+    (``_plain``): bytes no code page refuses, an image's or an archive's, hold them; a DOS
+    end-of-file mark (Ctrl-Z) ending the text is dropped (``_read``).
     """
     if data.startswith(_SIGNATURES):
         return None
     if data.startswith(_UTF16_BOMS):
-        tried: tuple[str, ...] = ("utf-16",)  # drops its BOM
-    else:  # utf-8-sig drops a UTF-8 BOM
-        tried = ("utf-8-sig", *_utf16(data), _code_page(data))
-    for codec in tried:
-        try:
-            text = data.decode(codec)
-        except UnicodeDecodeError:
-            continue
-        if _plain(text):
+        return _read(data, "utf-16")  # drops its BOM
+    for codec in ("utf-8-sig", *_utf16(data)):  # utf-8-sig drops a UTF-8 BOM
+        text = _read(data, codec)
+        if text is not None:
             return text
-    return None
+    if _mostly_utf8(data):  # not a code page's: two garbled letters for each one
+        return _read(data, "utf-8-sig", "replace")
+    return _read(data, _code_page(data))
+
+
+def _read(data: bytes, codec: str, errors: str = "strict") -> str | None:
+    """``data`` in ``codec``, a DOS end-of-file mark (Ctrl-Z) after it dropped; None if no text.
+
+    DOS editors, ``copy /a`` and old Windows tools end a text file with a Ctrl-Z (0x1A): the
+    file was refused for it as a control character, though the text before it is plain.
+    """
+    try:
+        text = data.decode(codec, errors).rstrip(DOS_END)
+    except UnicodeDecodeError:
+        return None
+    return text if _plain(text) else None
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 but for a few stray bytes (read as U+FFFD, "�").
+
+    A UTF-8 file with one byte that is none (a stray byte of another encoding pasted in, a
+    character cut in two at the end) was read whole as cp1251 or cp1252: every letter beyond
+    ASCII garbled. It is UTF-8 where more characters beyond ASCII read right than bytes do not;
+    a text in a code page has almost none that read right (its letters are no UTF-8 sequences).
+    """
+    text = data.decode("utf-8", "replace")
+    stray = text.count("\ufffd")
+    right = sum(1 for char in text if char >= "\x80") - stray
+    return right > stray
 
 
 def _utf16(data: bytes) -> tuple[str, ...]:
