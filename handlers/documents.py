@@ -47,6 +47,7 @@ DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at 
 CHUNK = 8 * 1024  # bytes of a download read at a time
 DOWNLOAD_TIMEOUT = 30  # seconds a download may take in all (aiogram's own default)
 ALBUM_WAIT = 1.0  # seconds the first file of an album waits for the next, after each
+ALBUM_LONGEST = 10.0  # seconds an album gathers at most, from its first file (``Albums``)
 
 log = structlog.get_logger("veil.documents")
 
@@ -267,14 +268,21 @@ class Gathered:
 class _Album:
     """The files of one album so far, by message id (None: still being read), and when due.
 
-    ``topic``: the private chat's topic it was sent in; ``said``: the texts that joined it.
+    ``topic``: the private chat's topic it was sent in; ``said``: the texts that joined it;
+    ``last``: when it is due at the latest, however much more comes (``Albums``).
     """
 
     due: float
+    last: float
     parts: dict[int, Read | None]
     topic: int | None = None
     said: list[str] = field(default_factory=list)
     came: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def came_now(self, now: float, wait: float) -> None:
+        """Something came at ``now``: wait ``wait`` seconds more for what may follow, if due."""
+        self.due = min(now + wait, self.last)
+        self.came.set()
 
 
 class Albums:
@@ -289,22 +297,30 @@ class Albums:
     its question too (``said``), after the caption: the user sent the files, then typed what
     to do with them. It was asked on its own at once, before the files it was about, and
     the album, asked once gathered, was refused as "still writing the previous answer".
+
+    An album gathers ``longest`` seconds at most from its first file: each text waited a
+    second more, so texts sent a second apart (a user typing on, a script) kept it open, and
+    its answer unasked, for as long as they came. Then it is asked with what came so far; what
+    comes while its files are still being read joins it too, and what comes after is asked as
+    ever. A time, not a count of texts: it bounds what the user waits for the answer, and an
+    album's files come within a second or two (the apps send them at once, ten at most).
     """
 
-    def __init__(self, wait: float = ALBUM_WAIT) -> None:
+    def __init__(self, wait: float = ALBUM_WAIT, longest: float = ALBUM_LONGEST) -> None:
         self._wait = wait
+        self._longest = longest
         self._open: dict[tuple[int, str], _Album] = {}
 
     def said(self, chat_id: int, topic: int | None, text: str) -> bool:
         """Join ``text`` to the album gathering in this chat and topic, if one is; whether it did.
 
-        The album then waits ``wait`` seconds more: the text may have come before its last file.
+        The album then waits ``wait`` seconds more (within its ``longest``): the text may have
+        come before its last file.
         """
         for (chat, _), album in reversed(self._open.items()):
             if chat == chat_id and album.topic == topic:
                 album.said.append(text)
-                album.due = asyncio.get_running_loop().time() + self._wait
-                album.came.set()
+                album.came_now(asyncio.get_running_loop().time(), self._wait)
                 return True
         return False
 
@@ -325,8 +341,7 @@ class Albums:
         album = self._open.get(key)
         if album is not None:
             album.parts[message.message_id] = None
-            album.due = loop.time() + self._wait
-            album.came.set()
+            album.came_now(loop.time(), self._wait)
             text: str | Refused = UNAVAILABLE  # also where reading it failed on a bug
             try:
                 text = await read_text(bot, document)
@@ -337,7 +352,8 @@ class Albums:
                 album.came.set()
             return None
         topic = message.message_thread_id if message.is_topic_message else None
-        album = _Album(loop.time() + self._wait, {message.message_id: None}, topic)
+        now = loop.time()
+        album = _Album(now + self._wait, now + self._longest, {message.message_id: None}, topic)
         self._open[key] = album
         try:
             if waiting is not None:
