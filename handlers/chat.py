@@ -946,20 +946,32 @@ class Files:
     ) -> None:
         """A text: the question of the user's album still gathering, else asked (``on_text``).
 
-        Only the user's own words join an album (``documents.Albums.said``): a reply, a quote
-        or a forward of Veil's answer is asked as ever, with what it replies to.
+        Only the user's own words join an album (``documents.Albums.said``): a reply (but to
+        one of the album's files), a quote or a forward of Veil's answer is asked as ever,
+        with what it replies to.
         """
-        replied = message.reply_to_message  # in a topic: its first message, or what it replies to
-        if (
-            message.text is not None
-            and (replied is None or replied.forum_topic_created is not None)
-            and not veils(message, bot.id)
-        ):
+        if message.text is not None and not veils(message, bot.id):
             text = message.text if pasted is None else pasted
-            if text.strip() and self._albums.said(message.chat.id, topic_of(message), text):
+            if text.strip() and self._joined(message, text):
                 log.info("chat.album_text_joined")
                 return
         await on_text(message, bot, texts, chat, drafts, failures, answering, pasted)
+
+    def _joined(self, message: Message, text: str) -> bool:
+        """Whether ``text`` joined the user's album gathering in its chat and topic.
+
+        A reply to one of the album's own files ("and this one?") joins it too, after that
+        file's name quoted: asked on its own, it was answered blind to the files, before them,
+        and the album refused as "still writing the previous answer".
+        """
+        replied = message.reply_to_message  # in a topic: its first message, or what it replies to
+        chat, topic = message.chat.id, topic_of(message)
+        if replied is None or replied.forum_topic_created is not None:
+            return self._albums.said(chat, topic, text)
+        document, group = replied.document, replied.media_group_id
+        if document is None or group is None:
+            return False
+        return self._albums.said(chat, topic, quoted(document.file_name or "file", text), group)
 
 
 async def _refused(files: list[documents.Read], texts: Texts) -> bool:

@@ -311,14 +311,15 @@ class Albums:
         self._longest = longest
         self._open: dict[tuple[int, str], _Album] = {}
 
-    def said(self, chat_id: int, topic: int | None, text: str) -> bool:
+    def said(self, chat_id: int, topic: int | None, text: str, group: str | None = None) -> bool:
         """Join ``text`` to the album gathering in this chat and topic, if one is; whether it did.
 
-        The album then waits ``wait`` seconds more (within its ``longest``): the text may have
-        come before its last file.
+        ``group``: only to that album (the text replies to one of its files). The album then
+        waits ``wait`` seconds more (within its ``longest``): the text may have come before
+        its last file.
         """
-        for (chat, _), album in reversed(self._open.items()):
-            if chat == chat_id and album.topic == topic:
+        for (chat, named), album in reversed(self._open.items()):
+            if chat == chat_id and album.topic == topic and group in {None, named}:
                 album.said.append(text)
                 album.came_now(asyncio.get_running_loop().time(), self._wait)
                 return True

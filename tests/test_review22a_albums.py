@@ -91,3 +91,19 @@ async def test_files_too_long_for_the_window_are_cut_not_the_text_joined_to_them
     assert turns[0].endswith(f"\n```\n\n{question}")
     assert answer["text"] == "Short."
     assert "it read the first" in note["text"]
+
+
+async def test_a_reply_to_a_file_of_the_gathering_album_is_its_question(tmp_path: Path) -> None:
+    # "And this one?" replying to one of the files just sent was asked on its own at once,
+    # answered blind to the files, and the album, asked once gathered, was refused as "still
+    # writing the previous answer": the same two answers files22 fixed for a plain text.
+    async with running_stack(tmp_path) as stack:
+        send_album(stack)
+        second = stack.telegram.state.chat_messages(USER)[-1]["message_id"]
+        stack.telegram.send_text(USER, "What does this one hold?", reply_to=second)
+        turns = await stack.stored_turns(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        sent = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+    assert turns[0] == f"{FILES}\n\n> b.txt\n\nWhat does this one hold?"
+    assert sent == ["Hello from the fake model."]
+    assert len(stack.vllm.requests) == 1
