@@ -901,14 +901,10 @@ class Files:
         user, document = message.from_user, message.document
         if user is None or document is None:
             return
-        said: tuple[str, ...] = ()
-        if message.media_group_id is None:
-            files = [documents.Read(message, await documents.read_text(bot, document))]
-        else:
-            gathered = await self._albums.whole(bot, message, let_next_in)
-            if gathered is None:
-                return
-            files, said = gathered.files, gathered.said
+        gathered = await self._albums.whole(bot, message, let_next_in)
+        if gathered is None:  # it joined the album gathering, whose first file asks it
+            return
+        files, said = gathered.files, gathered.said
         if await _refused(files, texts):
             return
         first = files[0].message

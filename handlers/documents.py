@@ -298,6 +298,11 @@ class Albums:
     to do with them. It was asked on its own at once, before the files it was about, and
     the album, asked once gathered, was refused as "still writing the previous answer".
 
+    So is a next album, or a file sent alone, that comes while one gathers in the same chat
+    and topic: the apps send more than ten files as albums of ten and the rest (the last
+    file alone, no album), one right after another; the first was asked without the question
+    on a later one, and each later one refused as "still writing the previous answer".
+
     An album gathers ``longest`` seconds at most from its first file: each text waited a
     second more, so texts sent a second apart (a user typing on, a script) kept it open, and
     its answer unasked, for as long as they came. Then it is asked with what came so far; what
@@ -318,12 +323,19 @@ class Albums:
         waits ``wait`` seconds more (within its ``longest``): the text may have come before
         its last file.
         """
+        album = self._gathering(chat_id, topic, group)
+        if album is None:
+            return False
+        album.said.append(text)
+        album.came_now(asyncio.get_running_loop().time(), self._wait)
+        return True
+
+    def _gathering(self, chat_id: int, topic: int | None, group: str | None) -> _Album | None:
+        """The album gathering in this chat and topic (the latest; ``group``'s only, if given)."""
         for (chat, named), album in reversed(self._open.items()):
             if chat == chat_id and album.topic == topic and group in {None, named}:
-                album.said.append(text)
-                album.came_now(asyncio.get_running_loop().time(), self._wait)
-                return True
-        return False
+                return album
+        return None
 
     async def whole(
         self, bot: Bot, message: Message, waiting: Callable[[], None] | None = None
@@ -332,14 +344,19 @@ class Albums:
 
         ``waiting`` is called when this one, the album's first, waits for the rest (which may
         then come). A later file Telegram did not hand over is ``UNAVAILABLE`` in the album
-        (its failure is logged): the first file's update tells the album's outcome.
+        (its failure is logged): the first file's update tells the album's outcome. A file
+        sent alone (no ``media_group_id``) joins the album gathering in its chat and topic, if
+        one is, as does a next album's first file; else it is read at once, alone.
         """
         document, group = message.document, message.media_group_id
-        if document is None or group is None:
-            raise ValueError("not a file of an album")
+        if document is None:
+            raise ValueError("not a file")
         loop = asyncio.get_running_loop()
-        key = (message.chat.id, group)
-        album = self._open.get(key)
+        chat = message.chat.id
+        topic = message.message_thread_id if message.is_topic_message else None
+        album = None if group is None else self._open.get((chat, group))
+        if album is None and (album := self._gathering(chat, topic, None)) and group is not None:
+            self._open[chat, group] = album  # its next files find it by their album's id
         if album is not None:
             album.parts[message.message_id] = None
             album.came_now(loop.time(), self._wait)
@@ -352,10 +369,11 @@ class Albums:
                 album.parts[message.message_id] = Read(message, text)
                 album.came.set()
             return None
-        topic = message.message_thread_id if message.is_topic_message else None
+        if group is None:
+            return Gathered([Read(message, await read_text(bot, document))])
         now = loop.time()
         album = _Album(now + self._wait, now + self._longest, {message.message_id: None}, topic)
-        self._open[key] = album
+        self._open[chat, group] = album
         try:
             if waiting is not None:
                 waiting()
@@ -366,7 +384,7 @@ class Albums:
                         await album.came.wait()
                 album.came.clear()
         finally:
-            if self._open.get(key) is album:
+            for key in [key for key, gathering in self._open.items() if gathering is album]:
                 del self._open[key]
         files = [read for _, read in sorted(album.parts.items()) if read is not None]
         return Gathered(files, tuple(album.said))

@@ -107,3 +107,32 @@ async def test_a_reply_to_a_file_of_the_gathering_album_is_its_question(tmp_path
     assert turns[0] == f"{FILES}\n\n> b.txt\n\nWhat does this one hold?"
     assert sent == ["Hello from the fake model."]
     assert len(stack.vllm.requests) == 1
+
+
+def send_files(stack: Stack, group: str | None, names: tuple[str, ...], caption: str) -> None:
+    """Files sent as the apps send them: in album ``group`` (None: alone), the last captioned."""
+    for name in names:
+        data = f"{name[0]} text\n".encode()
+        document = stack.telegram.media.receive(data, file_name=name, mime_type="text/plain")
+        more = {} if group is None else {"media_group_id": group}
+        if name == names[-1] and caption:
+            more["caption"] = caption
+        stack.telegram.user.send_message_of(USER, "document", document=document, **more)
+
+
+async def test_albums_sent_back_to_back_are_one_question(tmp_path: Path) -> None:
+    # The apps send more than ten files as albums of ten and the rest, one right after the
+    # other, the caption (the question) on the last file: the first album was asked without
+    # it, and the second, with the question, refused as "still writing the previous answer".
+    # Eleven files: the eleventh is sent alone, no album of its own, and was refused so too.
+    async with running_stack(tmp_path) as stack:
+        send_files(stack, "first-ten", ("a.txt", "b.txt"), "")
+        send_files(stack, "the-rest", ("c.txt", "d.txt"), "")
+        send_files(stack, None, ("e.txt",), "Which is longest?")
+        turns = await stack.stored_turns(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        sent = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+    blocks = [f"{name}.txt:\n```\n{name} text\n```" for name in "abcde"]
+    assert turns[0] == "\n\n".join([*blocks, "Which is longest?"])
+    assert sent == ["Hello from the fake model."]
+    assert len(stack.vllm.requests) == 1
