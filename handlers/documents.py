@@ -355,8 +355,10 @@ class Albums:
         chat = message.chat.id
         topic = message.message_thread_id if message.is_topic_message else None
         album = None if group is None else self._open.get((chat, group))
-        if album is None and (album := self._gathering(chat, topic, None)) and group is not None:
-            self._open[chat, group] = album  # its next files find it by their album's id
+        if album is None:  # a next album, or a file alone, sent right after: the same question
+            album = self._gathering(chat, topic, None)
+            if album is not None and group is not None:
+                self._open[chat, group] = album  # its next files find it by their album's id
         if album is not None:
             album.parts[message.message_id] = None
             album.came_now(loop.time(), self._wait)
@@ -384,7 +386,7 @@ class Albums:
                         await album.came.wait()
                 album.came.clear()
         finally:
-            for key in [key for key, gathering in self._open.items() if gathering is album]:
-                del self._open[key]
+            for named in [named for named, gathering in self._open.items() if gathering is album]:
+                del self._open[named]
         files = [read for _, read in sorted(album.parts.items()) if read is not None]
         return Gathered(files, tuple(album.said))
