@@ -953,6 +953,21 @@ class Files:
                 return
         await on_text(message, bot, texts, chat, drafts, failures, answering, pasted)
 
+    async def on_cancel(self, message: Message, texts: Texts, chat: ChatService) -> None:
+        """/cancel: the answer being written stops (``cmd_cancel``), and the album gathering.
+
+        An album still gathering is not yet an answer being written: /cancel sent right after
+        the files was told "nothing is being written", and the files were asked (and charged)
+        a second later. Now they are not: "Stopped.".
+        """
+        if self._albums.cancel(message.chat.id, topic_of(message)):
+            log.info("chat.album_cancelled")
+            user_id = message.from_user.id if message.from_user else message.chat.id
+            chat.cancel(user_id)  # an answer being written too, if one is
+            await message.answer(texts("cancelled"))
+            return
+        await cmd_cancel(message, texts, chat)
+
     def _joined(self, message: Message, text: str) -> bool:
         """Whether ``text`` joined the user's album gathering in its chat and topic.
 
@@ -1043,14 +1058,14 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
     router.message.register(on_own_inline, through_veil)  # answered as the inline one it is
-    router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
+    files = Files()  # a text sent while the user's album gathers is its question; /cancel drops it
+    router.message.register(files.on_cancel, TextCommand("cancel", ignore_case=True))
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_retry, RetryBefore.filter())
     router.callback_query.register(on_continue, Continue.filter())
     router.message.register(on_unknown_command, F.text, starts_with_command)
-    files = Files()  # a text sent while the user's album gathers is its question
     router.message.register(files.on_text, F.text)
     router.message.register(on_topic_created, F.forum_topic_created)
     router.message.register(

@@ -269,7 +269,8 @@ class _Album:
     """The files of one album so far, by message id (None: still being read), and when due.
 
     ``topic``: the private chat's topic it was sent in; ``said``: the texts that joined it;
-    ``last``: when it is due at the latest, however much more comes (``Albums``).
+    ``last``: when it is due at the latest, however much more comes (``Albums``);
+    ``dropped``: the user sent /cancel while it gathered (``Albums.cancel``).
     """
 
     due: float
@@ -278,6 +279,7 @@ class _Album:
     topic: int | None = None
     said: list[str] = field(default_factory=list)
     came: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: bool = False
 
     def came_now(self, now: float, wait: float) -> None:
         """Something came at ``now``: wait ``wait`` seconds more for what may follow, if due."""
@@ -330,57 +332,101 @@ class Albums:
         album.came_now(asyncio.get_running_loop().time(), self._wait)
         return True
 
+    def cancel(self, chat_id: int, topic: int | None) -> bool:
+        """Drop the album gathering in this chat and topic, if one is; whether one was.
+
+        /cancel sent right after files: the user said "stop", was told "nothing is being
+        written", and a second later the files were asked, and charged, all the same. Now
+        none of it is asked, nor the album's files still to come.
+        """
+        album = self._gathering(chat_id, topic, None)
+        if album is None:
+            return False
+        album.dropped = True
+        album.came.set()
+        return True
+
     def _gathering(self, chat_id: int, topic: int | None, group: str | None) -> _Album | None:
-        """The album gathering in this chat and topic (the latest; ``group``'s only, if given)."""
+        """The album gathering in this chat and topic (the latest; ``group``'s only, if given).
+
+        Not one dropped (``cancel``): what comes after /cancel is no part of it.
+        """
         for (chat, named), album in reversed(self._open.items()):
-            if chat == chat_id and album.topic == topic and group in {None, named}:
+            if (
+                chat == chat_id
+                and album.topic == topic
+                and group in {None, named}
+                and not album.dropped
+            ):
                 return album
         return None
+
+    def _joining(self, message: Message) -> _Album | None:
+        """The album gathering that the file ``message`` is part of, if one is.
+
+        Its own album's, or (a next album, or a file alone, sent right after) the one
+        gathering in its chat and topic: the same question.
+        """
+        chat, group = message.chat.id, message.media_group_id
+        album = None if group is None else self._open.get((chat, group))
+        if album is None:
+            topic = message.message_thread_id if message.is_topic_message else None
+            album = self._gathering(chat, topic, None)
+            if album is not None and group is not None:
+                self._open[chat, group] = album  # its next files find it by their album's id
+        return album
+
+    async def _read_into(
+        self, bot: Bot, album: _Album, message: Message, document: Document
+    ) -> None:
+        """Read a later file of ``album`` into it, as it waits for it.
+
+        One Telegram did not hand over is ``UNAVAILABLE`` in the album (its failure logged).
+        """
+        album.parts[message.message_id] = None
+        album.came_now(asyncio.get_running_loop().time(), self._wait)
+        text: str | Refused = UNAVAILABLE  # also where reading it failed on a bug
+        try:
+            text = await read_text(bot, document)
+        except TelegramAPIError as exc:
+            log.warning("documents.album_part_failed", error=type(exc).__name__)
+        finally:
+            album.parts[message.message_id] = Read(message, text)
+            album.came.set()
 
     async def whole(
         self, bot: Bot, message: Message, waiting: Callable[[], None] | None = None
     ) -> Gathered | None:
-        """The album's files read, in the order sent; None when this one joined another's.
+        """The album's files read, in the order sent; None where another update asks them.
 
         ``waiting`` is called when this one, the album's first, waits for the rest (which may
         then come). A later file Telegram did not hand over is ``UNAVAILABLE`` in the album
-        (its failure is logged): the first file's update tells the album's outcome. A file
-        sent alone (no ``media_group_id``) joins the album gathering in its chat and topic, if
-        one is, as does a next album's first file; else it is read at once, alone.
+        (``_read_into``): the first file's update tells the album's outcome. A file sent alone
+        (no ``media_group_id``) joins the album gathering in its chat and topic, if one is, as
+        does a next album's first file (``_joining``); else it is read at once, alone. None
+        too for an album dropped (``cancel``): none of it is asked.
         """
         document, group = message.document, message.media_group_id
         if document is None:
             raise ValueError("not a file")
-        loop = asyncio.get_running_loop()
-        chat = message.chat.id
-        topic = message.message_thread_id if message.is_topic_message else None
-        album = None if group is None else self._open.get((chat, group))
-        if album is None:  # a next album, or a file alone, sent right after: the same question
-            album = self._gathering(chat, topic, None)
-            if album is not None and group is not None:
-                self._open[chat, group] = album  # its next files find it by their album's id
+        album = self._joining(message)
         if album is not None:
-            album.parts[message.message_id] = None
-            album.came_now(loop.time(), self._wait)
-            text: str | Refused = UNAVAILABLE  # also where reading it failed on a bug
-            try:
-                text = await read_text(bot, document)
-            except TelegramAPIError as exc:
-                log.warning("documents.album_part_failed", error=type(exc).__name__)
-            finally:
-                album.parts[message.message_id] = Read(message, text)
-                album.came.set()
+            await self._read_into(bot, album, message, document)
             return None
         if group is None:
             return Gathered([Read(message, await read_text(bot, document))])
+        loop = asyncio.get_running_loop()
+        topic = message.message_thread_id if message.is_topic_message else None
         now = loop.time()
         album = _Album(now + self._wait, now + self._longest, {message.message_id: None}, topic)
-        self._open[chat, group] = album
+        self._open[message.chat.id, group] = album
         try:
             if waiting is not None:
                 waiting()
             album.parts[message.message_id] = Read(message, await read_text(bot, document))
-            while (left := album.due - loop.time()) > 0 or None in album.parts.values():
+            while not album.dropped and (
+                (left := album.due - loop.time()) > 0 or None in album.parts.values()
+            ):
                 with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
                     async with asyncio.timeout(max(left, 0) or None):
                         await album.came.wait()
@@ -388,5 +434,7 @@ class Albums:
         finally:
             for named in [named for named, gathering in self._open.items() if gathering is album]:
                 del self._open[named]
+        if album.dropped:
+            return None
         files = [read for _, read in sorted(album.parts.items()) if read is not None]
         return Gathered(files, tuple(album.said))

@@ -1,4 +1,4 @@
-"""An album of files gathering while the user keeps writing: bounded, and commands stay commands.
+"""An album of files gathering while the user keeps sending: what joins it, what does not.
 
 Fake Telegram ← real bot → real gateway → fake vLLM, SQLite in ``tmp_path``.
 """
@@ -48,23 +48,23 @@ async def test_a_stream_of_texts_does_not_keep_an_album_unasked(tmp_path: Path) 
 
 
 async def test_commands_sent_while_an_album_gathers_are_run_not_asked(tmp_path: Path) -> None:
-    # A command is no question about the files: /cancel, /forget and /new sent while the
-    # album gathers are run as commands, and the album is asked without them.
+    # A command is no question about the files: /forget and /new sent while the album
+    # gathers are run as commands, and the album is asked without them (/cancel drops it:
+    # ``test_cancel_sent_while_an_album_gathers_drops_it``).
     async with running_stack(tmp_path) as stack:
         send_album(stack)
-        for command in ("/cancel", "/forget", "/new"):
+        for command in ("/forget", "/new"):
             stack.telegram.send_text(USER, command)
         turns = await stack.stored_turns(USER, 2)
         await stack.veil.chat.wait_idle(10)
         sent = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
     assert turns[0] == FILES
     assert len(stack.vllm.requests) == 1
-    assert sent[0] == "Nothing is being written right now."
-    assert sent[1].startswith("Erase your whole history and settings?")
+    assert sent[0].startswith("Erase your whole history and settings?")
     assert (
-        sent[2] == "Started a new conversation. The previous one will no longer be used as context."
+        sent[1] == "Started a new conversation. The previous one will no longer be used as context."
     )
-    assert sent[3:] == ["Hello from the fake model."]
+    assert sent[2:] == ["Hello from the fake model."]
 
 
 async def test_files_too_long_for_the_window_are_cut_not_the_text_joined_to_them(
@@ -135,4 +135,21 @@ async def test_albums_sent_back_to_back_are_one_question(tmp_path: Path) -> None
     blocks = [f"{name}.txt:\n```\n{name} text\n```" for name in "abcde"]
     assert turns[0] == "\n\n".join([*blocks, "Which is longest?"])
     assert sent == ["Hello from the fake model."]
+    assert len(stack.vllm.requests) == 1
+
+
+async def test_cancel_sent_while_an_album_gathers_drops_it(tmp_path: Path) -> None:
+    # /cancel sent right after the files: "Nothing is being written right now.", and a second
+    # later the files were asked, and charged, all the same (with the next text, which joined
+    # them). Now they are dropped; the next text is a question of its own.
+    async with running_stack(tmp_path) as stack:
+        send_album(stack)
+        stack.telegram.send_text(USER, "/cancel")
+        await stack.final_messages(USER, 1)
+        stack.telegram.send_text(USER, "Something else, then.")
+        turns = await stack.stored_turns(USER, 2)
+        await stack.veil.chat.wait_idle(10)
+        sent = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+    assert sent == ["Stopped.", "Hello from the fake model."]
+    assert turns == ["Something else, then.", "Hello from the fake model."]
     assert len(stack.vllm.requests) == 1
