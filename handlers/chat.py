@@ -901,14 +901,10 @@ class Files:
         user, document = message.from_user, message.document
         if user is None or document is None:
             return
-        said: tuple[str, ...] = ()
-        if message.media_group_id is None:
-            files = [documents.Read(message, await documents.read_text(bot, document))]
-        else:
-            gathered = await self._albums.whole(bot, message, let_next_in)
-            if gathered is None:
-                return
-            files, said = gathered.files, gathered.said
+        gathered = await self._albums.whole(bot, message, let_next_in)
+        if gathered is None:  # it joined the album gathering, whose first file asks it
+            return
+        files, said = gathered.files, gathered.said
         if await _refused(files, texts):
             return
         first = files[0].message
@@ -946,20 +942,47 @@ class Files:
     ) -> None:
         """A text: the question of the user's album still gathering, else asked (``on_text``).
 
-        Only the user's own words join an album (``documents.Albums.said``): a reply, a quote
-        or a forward of Veil's answer is asked as ever, with what it replies to.
+        Only the user's own words join an album (``documents.Albums.said``): a reply (but to
+        one of the album's files), a quote or a forward of Veil's answer is asked as ever,
+        with what it replies to.
         """
-        replied = message.reply_to_message  # in a topic: its first message, or what it replies to
-        if (
-            message.text is not None
-            and (replied is None or replied.forum_topic_created is not None)
-            and not veils(message, bot.id)
-        ):
+        if message.text is not None and not veils(message, bot.id):
             text = message.text if pasted is None else pasted
-            if text.strip() and self._albums.said(message.chat.id, topic_of(message), text):
+            if text.strip() and self._joined(message, text):
                 log.info("chat.album_text_joined")
                 return
         await on_text(message, bot, texts, chat, drafts, failures, answering, pasted)
+
+    async def on_cancel(self, message: Message, texts: Texts, chat: ChatService) -> None:
+        """/cancel: the answer being written stops (``cmd_cancel``), and the album gathering.
+
+        An album still gathering is not yet an answer being written: /cancel sent right after
+        the files was told "nothing is being written", and the files were asked (and charged)
+        a second later. Now they are not: "Stopped.".
+        """
+        if self._albums.cancel(message.chat.id, topic_of(message)):
+            log.info("chat.album_cancelled")
+            user_id = message.from_user.id if message.from_user else message.chat.id
+            chat.cancel(user_id)  # an answer being written too, if one is
+            await message.answer(texts("cancelled"))
+            return
+        await cmd_cancel(message, texts, chat)
+
+    def _joined(self, message: Message, text: str) -> bool:
+        """Whether ``text`` joined the user's album gathering in its chat and topic.
+
+        A reply to one of the album's own files ("and this one?") joins it too, after that
+        file's name quoted: asked on its own, it was answered blind to the files, before them,
+        and the album refused as "still writing the previous answer".
+        """
+        replied = message.reply_to_message  # in a topic: its first message, or what it replies to
+        chat, topic = message.chat.id, topic_of(message)
+        if replied is None or replied.forum_topic_created is not None:
+            return self._albums.said(chat, topic, text)
+        document, group = replied.document, replied.media_group_id
+        if document is None or group is None:
+            return False
+        return self._albums.said(chat, topic, quoted(document.file_name or "file", text), group)
 
 
 async def _refused(files: list[documents.Read], texts: Texts) -> bool:
@@ -1035,14 +1058,14 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
     router.message.register(on_own_inline, through_veil)  # answered as the inline one it is
-    router.message.register(cmd_cancel, TextCommand("cancel", ignore_case=True))
+    files = Files()  # a text sent while the user's album gathers is its question; /cancel drops it
+    router.message.register(files.on_cancel, TextCommand("cancel", ignore_case=True))
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())
     router.callback_query.register(on_retry, RetryBefore.filter())
     router.callback_query.register(on_continue, Continue.filter())
     router.message.register(on_unknown_command, F.text, starts_with_command)
-    files = Files()  # a text sent while the user's album gathers is its question
     router.message.register(files.on_text, F.text)
     router.message.register(on_topic_created, F.forum_topic_created)
     router.message.register(

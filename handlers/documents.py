@@ -47,6 +47,7 @@ DOCUMENT_MOST = 32 * 1024  # bytes of text read from one file (~8,000 tokens at 
 CHUNK = 8 * 1024  # bytes of a download read at a time
 DOWNLOAD_TIMEOUT = 30  # seconds a download may take in all (aiogram's own default)
 ALBUM_WAIT = 1.0  # seconds the first file of an album waits for the next, after each
+ALBUM_LONGEST = 10.0  # seconds an album gathers at most, from its first file (``Albums``)
 
 log = structlog.get_logger("veil.documents")
 
@@ -76,6 +77,7 @@ _WORDS = re.compile(rb"[A-Za-z\x80-\xff]+")  # runs of letters (and 8-bit bytes)
 _KAZAKH = frozenset(b"\xbc\xa3\x9d\x8d\xbe\xbd")
 _SERBIAN = frozenset(b"\x80\x90\x81\x83\x8a\x9a\x8c\x9c\x8f\x9f")
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")  # not \t \n \v \f \r, ESC
+DOS_END = "\x1a"  # Ctrl-Z: DOS's end-of-file mark, after a text file's last line
 
 
 async def read_text(bot: Bot, document: Document) -> str | Refused:
@@ -108,26 +110,52 @@ def _decoded(data: bytes) -> str | None:
     """``data`` as text, in the encoding it most likely is; None where it is no text.
 
     A byte-order mark says which: UTF-8 or UTF-16 (dropped). Else UTF-8 where it decodes;
-    else UTF-16 where it clearly is (``_utf16``); else one of the Windows code pages files
-    are still saved in (Notepad's "ANSI"): cp1251 where the letters read as Cyrillic words
+    else UTF-16 where it clearly is (``_utf16``); else UTF-8 still where only a few of its
+    bytes are not (``_mostly_utf8``); else one of the Windows code pages files are still
+    saved in (Notepad's "ANSI"): cp1251 where the letters read as Cyrillic words
     (``_cyrillic``), else cp1252 (Western European; Latin-1 read the same). A PDF's start
     and a control character other than a blank or an escape (a NUL, say) are no text
-    (``_plain``): bytes no code page refuses, an image's or an archive's, hold them.
+    (``_plain``): bytes no code page refuses, an image's or an archive's, hold them; a DOS
+    end-of-file mark (Ctrl-Z) ending the text is dropped (``_read``).
     """
     if data.startswith(_SIGNATURES):
         return None
     if data.startswith(_UTF16_BOMS):
-        tried: tuple[str, ...] = ("utf-16",)  # drops its BOM
-    else:  # utf-8-sig drops a UTF-8 BOM
-        tried = ("utf-8-sig", *_utf16(data), _code_page(data))
-    for codec in tried:
-        try:
-            text = data.decode(codec)
-        except UnicodeDecodeError:
-            continue
-        if _plain(text):
+        return _read(data, "utf-16")  # drops its BOM
+    for codec in ("utf-8-sig", *_utf16(data)):  # utf-8-sig drops a UTF-8 BOM
+        text = _read(data, codec)
+        if text is not None:
             return text
-    return None
+    if _mostly_utf8(data):  # not a code page's: two garbled letters for each one
+        return _read(data, "utf-8-sig", "replace")
+    return _read(data, _code_page(data))
+
+
+def _read(data: bytes, codec: str, errors: str = "strict") -> str | None:
+    """``data`` in ``codec``, a DOS end-of-file mark (Ctrl-Z) after it dropped; None if no text.
+
+    DOS editors, ``copy /a`` and old Windows tools end a text file with a Ctrl-Z (0x1A): the
+    file was refused for it as a control character, though the text before it is plain.
+    """
+    try:
+        text = data.decode(codec, errors).rstrip(DOS_END)
+    except UnicodeDecodeError:
+        return None
+    return text if _plain(text) else None
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 but for a few stray bytes (read as U+FFFD, "�").
+
+    A UTF-8 file with one byte that is none (a stray byte of another encoding pasted in, a
+    character cut in two at the end) was read whole as cp1251 or cp1252: every letter beyond
+    ASCII garbled. It is UTF-8 where more characters beyond ASCII read right than bytes do not;
+    a text in a code page has almost none that read right (its letters are no UTF-8 sequences).
+    """
+    text = data.decode("utf-8", "replace")
+    stray = text.count("\ufffd")
+    right = sum(1 for char in text if char >= "\x80") - stray
+    return right > stray
 
 
 def _utf16(data: bytes) -> tuple[str, ...]:
@@ -240,14 +268,23 @@ class Gathered:
 class _Album:
     """The files of one album so far, by message id (None: still being read), and when due.
 
-    ``topic``: the private chat's topic it was sent in; ``said``: the texts that joined it.
+    ``topic``: the private chat's topic it was sent in; ``said``: the texts that joined it;
+    ``last``: when it is due at the latest, however much more comes (``Albums``);
+    ``dropped``: the user sent /cancel while it gathered (``Albums.cancel``).
     """
 
     due: float
+    last: float
     parts: dict[int, Read | None]
     topic: int | None = None
     said: list[str] = field(default_factory=list)
     came: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: bool = False
+
+    def came_now(self, now: float, wait: float) -> None:
+        """Something came at ``now``: wait ``wait`` seconds more for what may follow, if due."""
+        self.due = min(now + wait, self.last)
+        self.came.set()
 
 
 class Albums:
@@ -262,67 +299,142 @@ class Albums:
     its question too (``said``), after the caption: the user sent the files, then typed what
     to do with them. It was asked on its own at once, before the files it was about, and
     the album, asked once gathered, was refused as "still writing the previous answer".
+
+    So is a next album, or a file sent alone, that comes while one gathers in the same chat
+    and topic: the apps send more than ten files as albums of ten and the rest (the last
+    file alone, no album), one right after another; the first was asked without the question
+    on a later one, and each later one refused as "still writing the previous answer".
+
+    An album gathers ``longest`` seconds at most from its first file: each text waited a
+    second more, so texts sent a second apart (a user typing on, a script) kept it open, and
+    its answer unasked, for as long as they came. Then it is asked with what came so far; what
+    comes while its files are still being read joins it too, and what comes after is asked as
+    ever. A time, not a count of texts: it bounds what the user waits for the answer, and an
+    album's files come within a second or two (the apps send them at once, ten at most).
     """
 
-    def __init__(self, wait: float = ALBUM_WAIT) -> None:
+    def __init__(self, wait: float = ALBUM_WAIT, longest: float = ALBUM_LONGEST) -> None:
         self._wait = wait
+        self._longest = longest
         self._open: dict[tuple[int, str], _Album] = {}
 
-    def said(self, chat_id: int, topic: int | None, text: str) -> bool:
+    def said(self, chat_id: int, topic: int | None, text: str, group: str | None = None) -> bool:
         """Join ``text`` to the album gathering in this chat and topic, if one is; whether it did.
 
-        The album then waits ``wait`` seconds more: the text may have come before its last file.
+        ``group``: only to that album (the text replies to one of its files). The album then
+        waits ``wait`` seconds more (within its ``longest``): the text may have come before
+        its last file.
         """
-        for (chat, _), album in reversed(self._open.items()):
-            if chat == chat_id and album.topic == topic:
-                album.said.append(text)
-                album.due = asyncio.get_running_loop().time() + self._wait
-                album.came.set()
-                return True
-        return False
+        album = self._gathering(chat_id, topic, group)
+        if album is None:
+            return False
+        album.said.append(text)
+        album.came_now(asyncio.get_running_loop().time(), self._wait)
+        return True
+
+    def cancel(self, chat_id: int, topic: int | None) -> bool:
+        """Drop the album gathering in this chat and topic, if one is; whether one was.
+
+        /cancel sent right after files: the user said "stop", was told "nothing is being
+        written", and a second later the files were asked, and charged, all the same. Now
+        none of it is asked, nor the album's files still to come.
+        """
+        album = self._gathering(chat_id, topic, None)
+        if album is None:
+            return False
+        album.dropped = True
+        album.came.set()
+        return True
+
+    def _gathering(self, chat_id: int, topic: int | None, group: str | None) -> _Album | None:
+        """The album gathering in this chat and topic (the latest; ``group``'s only, if given).
+
+        Not one dropped (``cancel``): what comes after /cancel is no part of it.
+        """
+        for (chat, named), album in reversed(self._open.items()):
+            if (
+                chat == chat_id
+                and album.topic == topic
+                and group in {None, named}
+                and not album.dropped
+            ):
+                return album
+        return None
+
+    def _joining(self, message: Message) -> _Album | None:
+        """The album gathering that the file ``message`` is part of, if one is.
+
+        Its own album's, or (a next album, or a file alone, sent right after) the one
+        gathering in its chat and topic: the same question.
+        """
+        chat, group = message.chat.id, message.media_group_id
+        album = None if group is None else self._open.get((chat, group))
+        if album is None:
+            topic = message.message_thread_id if message.is_topic_message else None
+            album = self._gathering(chat, topic, None)
+            if album is not None and group is not None:
+                self._open[chat, group] = album  # its next files find it by their album's id
+        return album
+
+    async def _read_into(
+        self, bot: Bot, album: _Album, message: Message, document: Document
+    ) -> None:
+        """Read a later file of ``album`` into it, as it waits for it.
+
+        One Telegram did not hand over is ``UNAVAILABLE`` in the album (its failure logged).
+        """
+        album.parts[message.message_id] = None
+        album.came_now(asyncio.get_running_loop().time(), self._wait)
+        text: str | Refused = UNAVAILABLE  # also where reading it failed on a bug
+        try:
+            text = await read_text(bot, document)
+        except TelegramAPIError as exc:
+            log.warning("documents.album_part_failed", error=type(exc).__name__)
+        finally:
+            album.parts[message.message_id] = Read(message, text)
+            album.came.set()
 
     async def whole(
         self, bot: Bot, message: Message, waiting: Callable[[], None] | None = None
     ) -> Gathered | None:
-        """The album's files read, in the order sent; None when this one joined another's.
+        """The album's files read, in the order sent; None where another update asks them.
 
         ``waiting`` is called when this one, the album's first, waits for the rest (which may
         then come). A later file Telegram did not hand over is ``UNAVAILABLE`` in the album
-        (its failure is logged): the first file's update tells the album's outcome.
+        (``_read_into``): the first file's update tells the album's outcome. A file sent alone
+        (no ``media_group_id``) joins the album gathering in its chat and topic, if one is, as
+        does a next album's first file (``_joining``); else it is read at once, alone. None
+        too for an album dropped (``cancel``): none of it is asked.
         """
         document, group = message.document, message.media_group_id
-        if document is None or group is None:
-            raise ValueError("not a file of an album")
-        loop = asyncio.get_running_loop()
-        key = (message.chat.id, group)
-        album = self._open.get(key)
+        if document is None:
+            raise ValueError("not a file")
+        album = self._joining(message)
         if album is not None:
-            album.parts[message.message_id] = None
-            album.due = loop.time() + self._wait
-            album.came.set()
-            text: str | Refused = UNAVAILABLE  # also where reading it failed on a bug
-            try:
-                text = await read_text(bot, document)
-            except TelegramAPIError as exc:
-                log.warning("documents.album_part_failed", error=type(exc).__name__)
-            finally:
-                album.parts[message.message_id] = Read(message, text)
-                album.came.set()
+            await self._read_into(bot, album, message, document)
             return None
+        if group is None:
+            return Gathered([Read(message, await read_text(bot, document))])
+        loop = asyncio.get_running_loop()
         topic = message.message_thread_id if message.is_topic_message else None
-        album = _Album(loop.time() + self._wait, {message.message_id: None}, topic)
-        self._open[key] = album
+        now = loop.time()
+        album = _Album(now + self._wait, now + self._longest, {message.message_id: None}, topic)
+        self._open[message.chat.id, group] = album
         try:
             if waiting is not None:
                 waiting()
             album.parts[message.message_id] = Read(message, await read_text(bot, document))
-            while (left := album.due - loop.time()) > 0 or None in album.parts.values():
+            while not album.dropped and (
+                (left := album.due - loop.time()) > 0 or None in album.parts.values()
+            ):
                 with contextlib.suppress(TimeoutError):  # (not wait_for: it can swallow a cancel)
                     async with asyncio.timeout(max(left, 0) or None):
                         await album.came.wait()
                 album.came.clear()
         finally:
-            if self._open.get(key) is album:
-                del self._open[key]
+            for named in [named for named, gathering in self._open.items() if gathering is album]:
+                del self._open[named]
+        if album.dropped:
+            return None
         files = [read for _, read in sorted(album.parts.items()) if read is not None]
         return Gathered(files, tuple(album.said))
