@@ -22,6 +22,7 @@ from playwright.async_api import async_playwright
 from tests.miniapp import USER_ID, webapp_stack
 from tests.test_webapp_browser import (  # the browser tests' own steps
     ANSWER,
+    FILL_STORAGE,
     CHROMIUM,
     CHROMIUM_ARGS,
     HISTORY_SLOT,
@@ -187,4 +188,41 @@ async def test_moving_the_names_leaves_an_older_page_open_its_mark(
         assert await older.evaluate("(old) => localStorage.getItem(old + ':forgotten')", OLD) == (
             mark
         )
+        await context.close()
+
+
+async def test_a_history_that_fills_the_storage_is_still_read_after_the_move(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The new name is longer than the old: a history that filled the storage (its oldest
+    # exchanges gave way to fit) had no room under it, was left under the old name and not
+    # read, and the next exchange found the storage full: the history was out of sight for
+    # good. It is read now, and kept under the new name, the oldest exchange giving way.
+    keychain = Keychain()
+    questions = [f"Question number {i}?" for i in range(3)]
+    async with webapp_stack(tmp_path, answer=ANSWER) as stack:
+        context, page, other = await two_pages(browser, stack, keychain)
+        await other.close()
+        for question in questions[:2]:
+            await answered(page, question)
+        await page.evaluate(
+            """([slot, old]) => {
+              for (const name of Object.keys(localStorage)) {
+                if (!name.startsWith(slot)) continue;
+                localStorage.setItem(old + name.slice(slot.length), localStorage.getItem(name));
+                localStorage.removeItem(name);
+              }
+            }""",
+            [HISTORY_SLOT, OLD],
+        )
+        assert await page.evaluate(FILL_STORAGE) > 0
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.user").all_inner_texts() == questions[1:2]
+        assert await page.evaluate("(old) => localStorage.getItem(old)", OLD) is None
+        await answered(page, questions[2])
+        assert "storage is full" not in await page.inner_text("#notice")
+        await page.reload()
+        await ready(page)
+        assert await page.locator(".bubble.user").all_inner_texts() == questions[2:3]
         await context.close()

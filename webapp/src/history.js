@@ -128,6 +128,7 @@ export class History {
     this.markSlot = null; // the device's last Forget (``mark``)
     this.askingSlot = null; // + a page's name: its question is out (``asking``)
     this.naming = null;
+    this.unmoved = null; // the old name of a history with no room to move (``migrate``)
     this.local = local;
     // Web Locks, where the page may take them. A browser that refuses the page its storage
     // (cookies blocked) refuses them too, ``navigator.locks`` there all the same: each request
@@ -212,7 +213,9 @@ export class History {
    * question note of an older page still open is left to it (it removes it itself); one of a
    * closed page is moved, and told as an answer lost (``takeLost``); so is the Forget mark such
    * a page read its history with (copied only: ``adoptForget``). A storage with no room for
-   * the history twice gets the old one removed first and written anew at once, never lost.
+   * the history twice gets the old one removed first and written anew at once, never lost;
+   * with no room even so (the new name is longer), ``load`` reads it there and moves it as
+   * ``save`` keeps a history, the oldest exchanges giving way.
    */
   async migrate() {
     const local = this.local;
@@ -245,7 +248,10 @@ export class History {
             try {
               local.setItem(renamed, value);
             } catch {
-              local.setItem(name, value); // no room even so: left as it was, moved next time
+              // No room even so (the new name is longer): left as it was, read there and
+              // written anew with the oldest exchange giving way once the key is known (``load``).
+              local.setItem(name, value);
+              if (rest === "") this.unmoved = name;
               continue;
             }
           }
@@ -347,7 +353,10 @@ export class History {
       }
     }
     if (!this.key) this.key = randomBytes(32); // this page's life only
-    const stored = this.persistent ? this.local.getItem(this.slot) : null;
+    const unmoved = this.persistent ? this.unmoved : null;
+    this.unmoved = null;
+    let stored = this.persistent ? this.local.getItem(this.slot) : null;
+    if (stored === null && unmoved) stored = this.local.getItem(unmoved);
     this.unreadable = false;
     if (stored) {
       try {
@@ -357,7 +366,14 @@ export class History {
         // so unless forgotten (what the page said it keeps is lost).
         this.turns = [];
         this.unreadable = error?.message !== FORGOTTEN;
+        return this.persistent;
       }
+    }
+    if (unmoved && stored !== null && this.local.getItem(this.slot) === null) {
+      // A history with no room under its new name (``migrate``): moved now, as ``save`` keeps
+      // one, the oldest exchanges giving way; left as it was if not even the newest fits.
+      this.local.removeItem(unmoved);
+      if (!(await this.save())) this.local.setItem(unmoved, stored);
     }
     return this.persistent;
   }

@@ -6098,6 +6098,7 @@
       this.markSlot = null;
       this.askingSlot = null;
       this.naming = null;
+      this.unmoved = null;
       this.local = local;
       this.locks = local ? globalThis.navigator?.locks ?? null : null;
       this.key = null;
@@ -6172,7 +6173,9 @@
      * question note of an older page still open is left to it (it removes it itself); one of a
      * closed page is moved, and told as an answer lost (``takeLost``); so is the Forget mark such
      * a page read its history with (copied only: ``adoptForget``). A storage with no room for
-     * the history twice gets the old one removed first and written anew at once, never lost.
+     * the history twice gets the old one removed first and written anew at once, never lost;
+     * with no room even so (the new name is longer), ``load`` reads it there and moves it as
+     * ``save`` keeps a history, the oldest exchanges giving way.
      */
     async migrate() {
       const local = this.local;
@@ -6204,6 +6207,7 @@
                 local.setItem(renamed, value);
               } catch {
                 local.setItem(name, value);
+                if (rest === "") this.unmoved = name;
                 continue;
               }
             }
@@ -6292,7 +6296,10 @@
         }
       }
       if (!this.key) this.key = randomBytes3(32);
-      const stored = this.persistent ? this.local.getItem(this.slot) : null;
+      const unmoved = this.persistent ? this.unmoved : null;
+      this.unmoved = null;
+      let stored = this.persistent ? this.local.getItem(this.slot) : null;
+      if (stored === null && unmoved) stored = this.local.getItem(unmoved);
       this.unreadable = false;
       if (stored) {
         try {
@@ -6300,7 +6307,12 @@
         } catch (error) {
           this.turns = [];
           this.unreadable = error?.message !== FORGOTTEN;
+          return this.persistent;
         }
+      }
+      if (unmoved && stored !== null && this.local.getItem(this.slot) === null) {
+        this.local.removeItem(unmoved);
+        if (!await this.save()) this.local.setItem(unmoved, stored);
       }
       return this.persistent;
     }
