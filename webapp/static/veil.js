@@ -6152,7 +6152,8 @@
      * the old names, and this bundle's Forget writes its own there, ``erase``) and the
      * ciphertext sealed before it is erased. The old mark stays for that page to read. Its
      * removal due is read under either name (``forgetPending``). Called under the lock before
-     * the mark is read (``open``, ``takeIn``, ``erase``).
+     * the mark is read (``open``, ``takeIn``); a Forget here writes its own mark over it
+     * (``markOlder``), as it erases all the same.
      */
     adoptForget() {
       const local = this.local;
