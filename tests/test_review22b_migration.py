@@ -22,9 +22,9 @@ from playwright.async_api import async_playwright
 from tests.miniapp import USER_ID, webapp_stack
 from tests.test_webapp_browser import (  # the browser tests' own steps
     ANSWER,
-    FILL_STORAGE,
     CHROMIUM,
     CHROMIUM_ARGS,
+    FILL_STORAGE,
     HISTORY_SLOT,
     QUESTION,
     Keychain,
