@@ -42,6 +42,9 @@ _FETCH_BACKOFF = (5.0, 60.0)
 _MAX_DOUBLINGS = 32
 # An HTTP-date in asctime's form, which names no zone (RFC 9110 §5.6.7: read as GMT).
 _ASCTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}")
+# A number of seconds: decimal digits (RFC 9110 §10.2.3), and a fraction as earlier code read.
+# Not ``float``'s syntax: it also reads ``inf``, ``1e9``, ``1_000`` and other scripts' digits.
+_SECONDS = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 
 def refusal_code(reply: object) -> str:
@@ -59,22 +62,19 @@ def refusal_code(reply: object) -> str:
 def retry_after(value: str | None, now: float) -> float | None:
     """The seconds a refusal's ``Retry-After`` asks to wait from ``now`` (a Unix time), if any.
 
-    RFC 9110 §10.2.3 allows a number of seconds or an HTTP-date (a date past is 0): a gateway,
-    or a proxy before it, may send either. All three HTTP-date forms are read (§5.6.7),
-    asctime's, which names no zone, as GMT; a date of no known zone (``-0000``), two fields
-    or anything else is None (the bot's own back-off). Not clamped here: each reader has its
+    RFC 9110 §10.2.3 allows a number of seconds (decimal digits; a fraction is read too) or an
+    HTTP-date (a date past is 0): a gateway, or a proxy before it, may send either. All three
+    HTTP-date forms are read (§5.6.7), asctime's, which names no zone, as GMT; a date of no
+    known zone (``-0000``), two fields, a field too large for a date, ``inf``, ``1e9`` or
+    anything else is None (the bot's own back-off). Not clamped here: each reader has its
     most (``GatewayPool.failed``, the Mini App's reply).
     """
     value = (value or "").strip(" \t")
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 else None  # (NaN too is None)
+    if _SECONDS.fullmatch(value):
+        return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # (a field of twenty digits)
         return None
     if when.tzinfo is None:  # "-0000" or an unknown zone's name: a time of no known zone
         if not _ASCTIME.fullmatch(value):

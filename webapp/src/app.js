@@ -194,9 +194,10 @@ class App {
     this.note(this.t(kept ? "history_kept" : told), "history");
     if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
     this.showKept();
-    // Another page of the device kept an exchange: shown here too, as it is this page's context.
+    // Another page of the device kept an exchange: shown here too, as it is this page's context;
+    // or a page of an older bundle forgot (``watches``): nothing of it stays.
     window.addEventListener("storage", (event) => {
-      if (event.key === this.history.slot) this.takeInOthers();
+      if (this.history.watches(event.key)) this.takeInOthers();
     });
     await this.refreshAccount();
     // Told with whatever the opening ends in (a balance that could not be fetched writes its

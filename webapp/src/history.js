@@ -128,6 +128,7 @@ export class History {
     this.markSlot = null; // the device's last Forget (``mark``)
     this.askingSlot = null; // + a page's name: its question is out (``asking``)
     this.naming = null;
+    this.unmoved = null; // the old name of a history with no room to move (``migrate``)
     this.local = local;
     // Web Locks, where the page may take them. A browser that refuses the page its storage
     // (cookies blocked) refuses them too, ``navigator.locks`` there all the same: each request
@@ -175,9 +176,34 @@ export class History {
     await this.name();
     await this.live();
     return this.exclusive(async () => {
+      this.adoptForget();
       await this.migrate();
       return this.load();
     });
+  }
+
+  /**
+   * Take in a Forget that a page of an older bundle, still open on the device, made since the
+   * names were moved (``migrate``): it writes its mark under the old name, which this page's
+   * own does not see, so it went on showing the erased history, sending it as context and
+   * keeping it. Its mark becomes the device's (a Forget newer than any here: the move removed
+   * the old names, and this bundle's Forget writes its own there, ``erase``) and the
+   * ciphertext sealed before it is erased. The old mark stays for that page to read. Its
+   * removal due is read under either name (``forgetPending``). Called under the lock before
+   * the mark is read (``open``, ``takeIn``); a Forget here writes its own mark over it
+   * (``markOlder``), as it erases all the same.
+   */
+  adoptForget() {
+    const local = this.local;
+    if (!local) return;
+    const mark = local.getItem(`${PREFIX}${this.userId}:forgotten`);
+    if (mark === null || mark === this.mark) return;
+    local.removeItem(this.slot);
+    try {
+      local.setItem(this.markSlot, mark);
+    } catch {
+      // (a quota error is all setItem throws, after the erase made room): taken next time
+    }
   }
 
   /**
@@ -186,8 +212,11 @@ export class History {
    * old names' lock too, which an older bundle's page still open takes: the two never write at
    * once. A name written anew since (a page of this bundle) is kept, the old one dropped. A
    * question note of an older page still open is left to it (it removes it itself); one of a
-   * closed page is moved, and told as an answer lost (``takeLost``). A storage with no room for
-   * the history twice gets the old one removed first and written anew at once, never lost.
+   * closed page is moved, and told as an answer lost (``takeLost``); so is the Forget mark such
+   * a page read its history with (copied only: ``adoptForget``). A storage with no room for
+   * the history twice gets the old one removed first and written anew at once, never lost;
+   * with no room even so (the new name is longer), ``load`` reads it there and moves it as
+   * ``save`` keeps a history, the oldest exchanges giving way.
    */
   async migrate() {
     const local = this.local;
@@ -201,6 +230,7 @@ export class History {
     if (names.length === 0) return;
     const move = async () => {
       const held = this.locks ? (await this.locks.query()).held.map((lock) => lock.name) : [];
+      const older = held.some((lock) => lock?.startsWith(`${old}:page:`)); // an older page open
       for (const name of names) {
         const value = local.getItem(name);
         if (value === null) continue;
@@ -208,6 +238,9 @@ export class History {
         const asker = rest.startsWith(":asking:") ? `${old}:page:${rest.slice(":asking:".length)}` : null;
         if (held.includes(asker)) continue; // an older page still open: its own note
         const renamed = this.slot + rest;
+        // The mark an older page still open read with its history: gone, it took that for a
+        // Forget on another page, and dropped it (copied: ``adoptForget``, ``markOlder``).
+        if (older && rest === ":forgotten") continue;
         if (local.getItem(renamed) === null) {
           try {
             local.setItem(renamed, value);
@@ -216,7 +249,10 @@ export class History {
             try {
               local.setItem(renamed, value);
             } catch {
-              local.setItem(name, value); // no room even so: left as it was, moved next time
+              // No room even so (the new name is longer): left as it was, read there and
+              // written anew with the oldest exchange giving way once the key is known (``load``).
+              local.setItem(name, value);
+              if (rest === "") this.unmoved = name;
               continue;
             }
           }
@@ -318,7 +354,10 @@ export class History {
       }
     }
     if (!this.key) this.key = randomBytes(32); // this page's life only
-    const stored = this.persistent ? this.local.getItem(this.slot) : null;
+    const unmoved = this.persistent ? this.unmoved : null;
+    this.unmoved = null;
+    let stored = this.persistent ? this.local.getItem(this.slot) : null;
+    if (stored === null && unmoved) stored = this.local.getItem(unmoved);
     this.unreadable = false;
     if (stored) {
       try {
@@ -328,20 +367,38 @@ export class History {
         // so unless forgotten (what the page said it keeps is lost).
         this.turns = [];
         this.unreadable = error?.message !== FORGOTTEN;
+        return this.persistent;
       }
+    }
+    if (unmoved && stored !== null && this.local.getItem(this.slot) === null) {
+      // A history with no room under its new name (``migrate``): moved now, as ``save`` keeps
+      // one, the oldest exchanges giving way; left as it was if not even the newest fits.
+      this.local.removeItem(unmoved);
+      if (!(await this.save())) this.local.setItem(unmoved, stored);
     }
     return this.persistent;
   }
 
-  /** Whether a Forget is due whose key the keychain would not remove (on any page of the device). */
+  /** Whether ``name`` is one another page writes when it keeps or forgets (its storage event). */
+  watches(name) {
+    const old = PREFIX + this.userId;
+    return name === this.slot || name === `${old}:forgotten` || name === `${old}:forget`;
+  }
+
+  /**
+   * Whether a Forget is due whose key the keychain would not remove (on any page of the
+   * device): under this bundle's name, or an older one's (a page of it still open forgetting).
+   */
   get forgetPending() {
-    return Boolean(this.local && this.local.getItem(this.forgetSlot));
+    const old = `${PREFIX}${this.userId}:forget`;
+    return Boolean(this.local && (this.local.getItem(this.forgetSlot) || this.local.getItem(old)));
   }
 
   markForget(pending) {
     if (!this.local) return;
     if (!pending) {
       this.local.removeItem(this.forgetSlot);
+      this.local.removeItem(`${PREFIX}${this.userId}:forget`); // (the key it meant is gone)
       return;
     }
     try {
@@ -389,6 +446,7 @@ export class History {
 
   async takeIn() {
     if (!this.persistent || !this.local) return true;
+    this.adoptForget(); // (an older page's Forget: its mark is then newer than the one read)
     const forgotten = this.mark !== this.epoch; // Forget on another page since this one read
     if (!forgotten && !this.forgetPending) {
       const stored = this.local.getItem(this.slot);
@@ -504,7 +562,9 @@ export class History {
       // under the old mark: erased all the same.
       const marked = this.writeMark(due);
       this.local.removeItem(this.slot);
+      this.local.removeItem(PREFIX + this.userId); // what an older page still open kept
       if (!marked) this.writeMark(due); // the storage was full: the erase made room
+      await this.markOlder();
     }
     const written = this.forgetPending; // (its removal due, unless the storage had no room)
     let destroyed = due ? await this.removeKey() : true;
@@ -535,6 +595,32 @@ export class History {
       return true;
     } catch (error) {
       return error?.message === NO_KEYCHAIN;
+    }
+  }
+
+  /**
+   * Tell a page of an older bundle still open on the device of this Forget: it reads its mark
+   * under the old name only (``adoptForget``), and else went on showing, sending and keeping the
+   * erased history. Written there (the same mark, moved away at the next opening) only while
+   * such a page holds its lock, or where the old name is still there (without Web Locks, or
+   * left by one): an older page's Forget that this one follows is not taken in again.
+   */
+  async markOlder() {
+    const old = `${PREFIX}${this.userId}`;
+    let open = false;
+    try {
+      const held = this.locks ? (await this.locks.query()).held : [];
+      open = held.some((lock) => lock.name?.startsWith(`${old}:page:`));
+    } catch {
+      // no lock list to read: only a mark already there is written over
+    }
+    if (!open && this.local.getItem(`${old}:forgotten`) === null) return;
+    const mark = this.mark;
+    try {
+      if (mark === null) throw new Error("no mark"); // (a storage too full for one)
+      this.local.setItem(`${old}:forgotten`, mark);
+    } catch {
+      this.local.removeItem(`${old}:forgotten`); // an older page sees a Forget all the same
     }
   }
 

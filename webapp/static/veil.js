@@ -6098,6 +6098,7 @@
       this.markSlot = null;
       this.askingSlot = null;
       this.naming = null;
+      this.unmoved = null;
       this.local = local;
       this.locks = local ? globalThis.navigator?.locks ?? null : null;
       this.key = null;
@@ -6138,9 +6139,32 @@
       await this.name();
       await this.live();
       return this.exclusive(async () => {
+        this.adoptForget();
         await this.migrate();
         return this.load();
       });
+    }
+    /**
+     * Take in a Forget that a page of an older bundle, still open on the device, made since the
+     * names were moved (``migrate``): it writes its mark under the old name, which this page's
+     * own does not see, so it went on showing the erased history, sending it as context and
+     * keeping it. Its mark becomes the device's (a Forget newer than any here: the move removed
+     * the old names, and this bundle's Forget writes its own there, ``erase``) and the
+     * ciphertext sealed before it is erased. The old mark stays for that page to read. Its
+     * removal due is read under either name (``forgetPending``). Called under the lock before
+     * the mark is read (``open``, ``takeIn``); a Forget here writes its own mark over it
+     * (``markOlder``), as it erases all the same.
+     */
+    adoptForget() {
+      const local = this.local;
+      if (!local) return;
+      const mark = local.getItem(`${PREFIX}${this.userId}:forgotten`);
+      if (mark === null || mark === this.mark) return;
+      local.removeItem(this.slot);
+      try {
+        local.setItem(this.markSlot, mark);
+      } catch {
+      }
     }
     /**
      * Move what an older bundle stored under names with the user id in clear (``PREFIX``) to
@@ -6148,8 +6172,11 @@
      * old names' lock too, which an older bundle's page still open takes: the two never write at
      * once. A name written anew since (a page of this bundle) is kept, the old one dropped. A
      * question note of an older page still open is left to it (it removes it itself); one of a
-     * closed page is moved, and told as an answer lost (``takeLost``). A storage with no room for
-     * the history twice gets the old one removed first and written anew at once, never lost.
+     * closed page is moved, and told as an answer lost (``takeLost``); so is the Forget mark such
+     * a page read its history with (copied only: ``adoptForget``). A storage with no room for
+     * the history twice gets the old one removed first and written anew at once, never lost;
+     * with no room even so (the new name is longer), ``load`` reads it there and moves it as
+     * ``save`` keeps a history, the oldest exchanges giving way.
      */
     async migrate() {
       const local = this.local;
@@ -6163,6 +6190,7 @@
       if (names.length === 0) return;
       const move = async () => {
         const held = this.locks ? (await this.locks.query()).held.map((lock) => lock.name) : [];
+        const older = held.some((lock) => lock?.startsWith(`${old}:page:`));
         for (const name of names) {
           const value = local.getItem(name);
           if (value === null) continue;
@@ -6170,6 +6198,7 @@
           const asker = rest.startsWith(":asking:") ? `${old}:page:${rest.slice(":asking:".length)}` : null;
           if (held.includes(asker)) continue;
           const renamed = this.slot + rest;
+          if (older && rest === ":forgotten") continue;
           if (local.getItem(renamed) === null) {
             try {
               local.setItem(renamed, value);
@@ -6179,6 +6208,7 @@
                 local.setItem(renamed, value);
               } catch {
                 local.setItem(name, value);
+                if (rest === "") this.unmoved = name;
                 continue;
               }
             }
@@ -6267,7 +6297,10 @@
         }
       }
       if (!this.key) this.key = randomBytes3(32);
-      const stored = this.persistent ? this.local.getItem(this.slot) : null;
+      const unmoved = this.persistent ? this.unmoved : null;
+      this.unmoved = null;
+      let stored = this.persistent ? this.local.getItem(this.slot) : null;
+      if (stored === null && unmoved) stored = this.local.getItem(unmoved);
       this.unreadable = false;
       if (stored) {
         try {
@@ -6275,18 +6308,33 @@
         } catch (error) {
           this.turns = [];
           this.unreadable = error?.message !== FORGOTTEN;
+          return this.persistent;
         }
+      }
+      if (unmoved && stored !== null && this.local.getItem(this.slot) === null) {
+        this.local.removeItem(unmoved);
+        if (!await this.save()) this.local.setItem(unmoved, stored);
       }
       return this.persistent;
     }
-    /** Whether a Forget is due whose key the keychain would not remove (on any page of the device). */
+    /** Whether ``name`` is one another page writes when it keeps or forgets (its storage event). */
+    watches(name) {
+      const old = PREFIX + this.userId;
+      return name === this.slot || name === `${old}:forgotten` || name === `${old}:forget`;
+    }
+    /**
+     * Whether a Forget is due whose key the keychain would not remove (on any page of the
+     * device): under this bundle's name, or an older one's (a page of it still open forgetting).
+     */
     get forgetPending() {
-      return Boolean(this.local && this.local.getItem(this.forgetSlot));
+      const old = `${PREFIX}${this.userId}:forget`;
+      return Boolean(this.local && (this.local.getItem(this.forgetSlot) || this.local.getItem(old)));
     }
     markForget(pending) {
       if (!this.local) return;
       if (!pending) {
         this.local.removeItem(this.forgetSlot);
+        this.local.removeItem(`${PREFIX}${this.userId}:forget`);
         return;
       }
       try {
@@ -6328,6 +6376,7 @@
     }
     async takeIn() {
       if (!this.persistent || !this.local) return true;
+      this.adoptForget();
       const forgotten = this.mark !== this.epoch;
       if (!forgotten && !this.forgetPending) {
         const stored = this.local.getItem(this.slot);
@@ -6424,7 +6473,9 @@
       if (this.local) {
         const marked = this.writeMark(due);
         this.local.removeItem(this.slot);
+        this.local.removeItem(PREFIX + this.userId);
         if (!marked) this.writeMark(due);
+        await this.markOlder();
       }
       const written = this.forgetPending;
       let destroyed = due ? await this.removeKey() : true;
@@ -6450,6 +6501,30 @@
         return true;
       } catch (error) {
         return error?.message === NO_KEYCHAIN;
+      }
+    }
+    /**
+     * Tell a page of an older bundle still open on the device of this Forget: it reads its mark
+     * under the old name only (``adoptForget``), and else went on showing, sending and keeping the
+     * erased history. Written there (the same mark, moved away at the next opening) only while
+     * such a page holds its lock, or where the old name is still there (without Web Locks, or
+     * left by one): an older page's Forget that this one follows is not taken in again.
+     */
+    async markOlder() {
+      const old = `${PREFIX}${this.userId}`;
+      let open = false;
+      try {
+        const held = this.locks ? (await this.locks.query()).held : [];
+        open = held.some((lock) => lock.name?.startsWith(`${old}:page:`));
+      } catch {
+      }
+      if (!open && this.local.getItem(`${old}:forgotten`) === null) return;
+      const mark = this.mark;
+      try {
+        if (mark === null) throw new Error("no mark");
+        this.local.setItem(`${old}:forgotten`, mark);
+      } catch {
+        this.local.removeItem(`${old}:forgotten`);
       }
     }
     /** Write a Forget's removal due (``due``: a keychain to remove it from) and its new mark. */
@@ -7116,7 +7191,7 @@
       if (this.history.unreadable) $("notice").textContent += ` ${this.t("history_unreadable")}`;
       this.showKept();
       window.addEventListener("storage", (event) => {
-        if (event.key === this.history.slot) this.takeInOthers();
+        if (this.history.watches(event.key)) this.takeInOthers();
       });
       await this.refreshAccount();
       if (await this.history.takeLost()) $("notice").textContent += ` ${this.t("answer_lost")}`;

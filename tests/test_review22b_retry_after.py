@@ -1,0 +1,88 @@
+"""A gateway's ``Retry-After`` that is no wait the RFC knows is no wait, and never an error.
+
+``services.gateways.retry_after`` read an HTTP-date's fields with ``email.utils``, which lets a
+year or an hour of twenty digits through to ``datetime``: it raised ``OverflowError``, which
+neither the chat's failover nor the relay's refusal reading catches, so one header from a
+gateway (or a proxy before it) ended the user's question rather than sending it to the next
+gateway. And a number of seconds was read with ``float``, which also takes ``inf``, ``1e9``,
+``1_000`` and digits of other scripts: RFC 9110 §10.2.3 allows decimal digits only (a
+fraction, which earlier code read, is still read).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from services.gateways import retry_after
+from services.inference import InferenceClient
+from tests.fakes.vllm import FakeVLLM
+from tests.harness import CLIENT_KEY, run_gateway
+from tests.miniapp import page, webapp_stack
+from tests.test_miniapp22_retry_after import CHAT, NOW, BusyFront, answer_text
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+
+    from tests.harness import Clock
+
+# An IMF-fixdate but for its year, of twenty digits: past what a C long holds.
+OVERFLOWING = "Tue, 14 Nov 99999999999999999999 22:15:20 GMT"
+
+
+def test_a_date_of_fields_too_large_is_no_wait() -> None:
+    for value in (
+        OVERFLOWING,
+        "Tue, 14 Nov 2023 99999999999999999999:15:20 GMT",
+        "Tue, 14 Nov 2023 22:15:20 +99999999999999999999",
+    ):
+        assert retry_after(value, NOW) is None, value
+
+
+def test_only_decimal_seconds_are_a_number_of_seconds() -> None:
+    for value in ("inf", "infinity", "1e9", "1_000", "+5", "0x10", "\u0661\u0662", "5."):
+        assert retry_after(value, NOW) is None, value
+    assert retry_after("1.5", NOW) == 1.5  # a fraction: read, as before (the page gets 2)
+    assert retry_after("0", NOW) == 0
+    assert retry_after("\t30 ", NOW) == 30
+
+
+async def test_a_gateway_with_an_overflowing_date_is_failed_over(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    # The question ended in OverflowError instead of going to the next gateway.
+    operator = ed25519.Ed25519PrivateKey.generate()
+    async with (
+        FakeVLLM(answer="from the first") as one,
+        FakeVLLM(answer="from the second") as two,
+        run_gateway(one.url, operator=operator, clock=clock) as first,
+        run_gateway(two.url, operator=operator, clock=clock) as second,
+        BusyFront(first.url, OVERFLOWING) as front,
+    ):
+        client = InferenceClient(
+            [front.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+        )
+        client._pool.turn = itertools.count(0, 2)  # always start with the busy one
+        assert await answer_text(client) == "from the second"
+        assert front.refused == 1
+
+
+async def test_a_gateway_with_an_overflowing_date_is_told_to_the_page_as_busy(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The relay's reading raised: the page got the bot's 500 "something went wrong", not
+    # the gateway's 503 refusal it fails over on.
+    async with webapp_stack(tmp_path) as stack, BusyFront(stack.gateway.url, OVERFLOWING) as front:
+        host, port = front.url.removeprefix("http://").split(":")
+        stack.to_gateway.target = (host, int(port))
+        await stack.to_gateway.drop()
+        async with page(stack, http).relay(CHAT) as (response, _):
+            reply = await response.json()
+    assert front.refused == 1
+    assert (response.status, reply["error"]["code"]) == (502, "gateway_refused")
+    assert (reply["error"]["gateway_status"], reply["error"]["gateway_code"]) == (503, "busy")
+    assert "retry_after" not in reply["error"]
