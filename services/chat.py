@@ -1277,9 +1277,11 @@ class ChatService:
 
         ``counted``: the model server's count of the question with ``kept`` characters (None:
         all of them) read, if it said. By that count, the file's share of the budget (the rest
-        of the question counted by its ceiling, the file by its count, which is higher), with
-        a twentieth to spare; else by the ceilings alone. None when not a character fits, or
-        the count gives no fewer characters than now.
+        of the question by its ceiling scaled as the count scales the whole question's: by its
+        ceiling alone a long question, a caption or the texts joined to an album, was over the
+        budget by itself, and the file refused where a start of it fitted; the file by the
+        whole count, which is higher), with a twentieth to spare; else by the ceilings alone.
+        None when not a character fits, or the count gives no fewer characters than now.
         """
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
 
@@ -1289,12 +1291,17 @@ class ChatService:
             )
 
         now = len(document.text) if kept is None else kept
-        rest = tokens(0)
-        if budget <= rest or now <= 0:
+        if now <= 0:
             return None
-        if counted is not None:
+        rest = tokens(0)
+        if counted is not None:  # the rest's ceiling as far over its count as the whole's
+            rest = min(rest, rest * counted // max(tokens(now), 1))
+            if budget <= rest:
+                return None
             share = (budget - rest) * now * 19 // (max(counted, 1) * 20)
             return share if 0 < share < now else None
+        if budget <= rest:
+            return None
         low, high = 0, now  # tokens(low) fits; tokens(high) may not
         while high - low > 1:
             middle = (low + high) // 2

@@ -107,6 +107,28 @@ async def test_a_file_too_long_for_the_window_is_cut_and_the_user_told_how_much_
     assert holds == [("settled", 0, 0), ("settled", read, 100)]
 
 
+async def test_a_file_with_a_long_question_is_cut_by_the_count_not_refused(
+    tmp_path: Path,
+) -> None:
+    # A question the model reads in 200 tokens but whose ceiling (its bytes) is past the budget
+    # by itself: the rest of the question was measured by that ceiling alone, so the file was
+    # not cut but refused as too long, though a start of it fitted beside the question.
+    server = FakeVLLM(answer=ANSWER, max_model_len=WINDOW)
+    text = " ".join(f"w{n % 10}" for n in range(1500))
+    question = " ".join(["Why?"] * 200)
+    async with running_stack(tmp_path, model_server=server, **settings()) as stack:
+        stack.telegram.send_document(USER, text.encode(), file_name="long.txt", caption=question)
+        turns = await stack.stored_turns(USER, 2)
+        await stack.final_messages(USER, 2)
+    assert prompt_tokens([{"role": "user", "content": question}]) > WINDOW - ROOM
+    ((read, asked),) = fitted(server)
+    assert read + asked <= WINDOW
+    kept = int(turns[0].split("only its first ", 1)[1].split(" ", 1)[0])
+    assert kept > 0
+    assert turns[0] == TextFile("long.txt", text, question).question(kept)
+    assert turns[1] == ANSWER
+
+
 async def test_a_file_far_over_the_window_is_held_at_most_the_window(tmp_path: Path) -> None:
     # 4,000 words, 23,890 bytes: held as a prompt of ~24,000 tokens (its bytes), far over the
     # 1,024 the model can read and a gateway would bill. A user whose 3,000 free tokens a day
