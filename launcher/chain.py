@@ -441,7 +441,9 @@ async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) ->
     derived, why = out.decode().strip(), err.decode("utf-8", "replace").strip()
     if not public.exists():
         if process.returncode != 0:
-            raise LaunchError(f"{public} is missing and cannot be made again from {key_file}: {why}")
+            raise LaunchError(
+                f"{public} is missing and cannot be made again from {key_file}: {why}"
+            )
         write_private(public, derived + "\n")
         say(f"{public} was missing: made again from {key_file}")
     elif process.returncode != 0:
