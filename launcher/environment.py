@@ -58,13 +58,18 @@ MODEL_SERVER_PREFIXES = ("LLAMA_", "GGML_", "OMP_")  # llama.cpp's own (LLAMA_AR
 def part_environment(
     env: Mapping[str, str], names: Collection[str] = (), prefixes: tuple[str, ...] = ()
 ) -> dict[str, str]:
-    """The basics of ``env``, and its variables that ``names`` or ``prefixes`` give the part."""
+    """The basics of ``env``, and its variables that ``names`` or ``prefixes`` give the part.
+
+    ``names`` in any case: the parts' settings classes read ``veil_admins`` as ``VEIL_ADMINS``
+    (pydantic-settings' names are not case-sensitive), and one written so reached the part
+    before each got only its own.
+    """
     return {
         name: value
         for name, value in env.items()
         if name in BASICS
         or name.startswith(BASIC_PREFIXES)
-        or name in names
+        or name.upper() in names
         or (prefixes and name.startswith(prefixes))
     }
 
