@@ -10,6 +10,7 @@ for the locale, Python's output and the certificates reach each Python part as t
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from tests.botstack import TOKEN
@@ -53,3 +54,20 @@ async def test_a_setting_in_lower_case_and_the_basics_reach_their_part(tmp_path:
     assert "veil_admins" not in gateway
     for part in (bot, gateway):
         assert {name: part.get(name) for name in BASICS} == BASICS
+
+
+async def test_a_misspelt_setting_still_stops_its_part_in_one_line(tmp_path: Path) -> None:
+    # VEIL_ADMIN for VEIL_ADMINS: no part's setting, so the filter dropped it and the bot ran
+    # without its admins, where the README promises the line below rather than the typo ignored.
+    data = tmp_path / "data"
+    install_client_files(data)
+    async with FakeTelegram(token=TOKEN) as telegram:
+        env = serving_settings(data, telegram.url, **local_model(tmp_path), VEIL_ADMIN="777")
+        launcher = await launch(env=env)
+        try:
+            async with asyncio.timeout(90):  # before, it served on, and this timed out
+                code = await launcher.process.wait()
+        finally:
+            await launcher.stop()
+    assert code == 1, launcher.output
+    assert "veil: setting VEIL_ADMIN is unknown: did you mean VEIL_ADMINS?" in launcher.output
