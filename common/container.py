@@ -259,7 +259,10 @@ def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str,
     written after the key. Killed between the two (a power cut), the key stayed without it and
     every later run refused it; the ``.pub`` is now derived from the key again. The reverse, a
     ``.pub`` whose key is gone, made a second key silently, which no side that pinned the first
-    trusts: it is refused, and nothing is changed.
+    trusts: it is refused, and nothing is changed. A ``.pub`` that is not the key's (one of the
+    two replaced by hand, or restored from different backups) was taken as it stood and pinned
+    on the other side, where every signature then failed, first at the first request: it is
+    refused in one line too, each run checking it against the key.
     """
     public = key_file.with_suffix(".pub")
     if not key_file.exists():
@@ -276,10 +279,9 @@ def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str,
         if made.returncode != 0:
             raise ContainerError(f"could not create the {kind} key: {made.stderr.strip()}")
         write_private(public, made.stdout.strip() + "\n")
+        return made.stdout.strip()
+    derived = _signing_key_child([sys.executable, "-c", VERIFY_KEY_OF, module, str(key_file)], env)
     if not public.is_file():
-        derived = _signing_key_child(
-            [sys.executable, "-c", VERIFY_KEY_OF, module, str(key_file)], env
-        )
         if derived.returncode != 0:
             raise ContainerError(
                 f"{public} is missing and cannot be made again from {key_file}:"
@@ -287,7 +289,20 @@ def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str,
             )
         write_private(public, derived.stdout.strip() + "\n")
         say(f"{public} was missing: made again from {key_file}")
-    return public.read_text(encoding="ascii").strip()
+    elif derived.returncode != 0:
+        raise ContainerError(f"{key_file} cannot be read: {derived.stderr.strip()}")
+    elif public.read_text(encoding="utf-8", errors="replace").strip() != derived.stdout.strip():
+        raise ContainerError(mismatch(kind, key_file, public))
+    return derived.stdout.strip()
+
+
+def mismatch(kind: str, key_file: Path, public: Path) -> str:
+    """The one line refusing a ``.pub`` that is not ``key_file``'s verify key."""
+    return (
+        f"{public} is not the verify key of {key_file}: one of the two was replaced; put back"
+        f" the {kind} key and its .pub from the same backup, or remove {public} to make it again"
+        " from the key (and pin that verify key wherever the old one was pinned)"
+    )
 
 
 # The verify key of a key file, printed: ``python -c VERIFY_KEY_OF MODULE KEY_FILE`` (a child,

@@ -55,6 +55,7 @@ import aiohttp
 from common.container import (
     PLAYGROUND_TOKEN,
     VERIFY_KEY_OF,
+    mismatch,
     playground_ton_settings,
     write_private,
 )
@@ -397,7 +398,9 @@ async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) ->
     The verify key is kept beside it in ``public`` (the key file holds only the private seed),
     written after the key, durably. A run killed between the two left the key without it, and
     is derived from the key again; a ``public`` whose key is gone is refused, where a second
-    key was made silently, which nothing that pinned the first trusts.
+    key was made silently, which nothing that pinned the first trusts. A ``public`` that is not
+    the key's (replaced by hand, restored from another backup) is refused too: it was handed to
+    the other part as the key to trust, and every request then failed its signature check.
     """
     module = "gateway" if kind == "operator" else "bot"
     env = part_environment(launch.env, launch.settings.get(module, ()))
@@ -423,26 +426,31 @@ async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) ->
         if process.returncode != 0:
             raise LaunchError(f"could not create the {kind} key {key_file}")
         write_private(public, out.decode().strip() + "\n")
+        return out.decode().strip()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        VERIFY_KEY_OF,
+        module,
+        str(key_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await process.communicate()
+    derived, why = out.decode().strip(), err.decode("utf-8", "replace").strip()
     if not public.exists():
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            VERIFY_KEY_OF,
-            module,
-            str(key_file),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        out, err = await process.communicate()
         if process.returncode != 0:
             raise LaunchError(
-                f"{public} is missing and cannot be made again from {key_file}:"
-                f" {err.decode('utf-8', 'replace').strip()}"
+                f"{public} is missing and cannot be made again from {key_file}: {why}"
             )
-        write_private(public, out.decode().strip() + "\n")
+        write_private(public, derived + "\n")
         say(f"{public} was missing: made again from {key_file}")
-    return public.read_text(encoding="ascii").strip()
+    elif process.returncode != 0:
+        raise LaunchError(f"{key_file} cannot be read: {why}")
+    elif public.read_text(encoding="utf-8", errors="replace").strip() != derived:
+        raise LaunchError(mismatch(kind, key_file, public))
+    return derived
 
 
 async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:

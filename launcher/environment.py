@@ -12,10 +12,12 @@ What the launcher gives a part itself (ports, keys, URLs) comes on top.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import sys
 from typing import TYPE_CHECKING
 
+from common.settings import NEAR_MISS, PREFIX
 from launcher.console import LaunchError
 
 if TYPE_CHECKING:
@@ -58,15 +60,31 @@ MODEL_SERVER_PREFIXES = ("LLAMA_", "GGML_", "OMP_")  # llama.cpp's own (LLAMA_AR
 def part_environment(
     env: Mapping[str, str], names: Collection[str] = (), prefixes: tuple[str, ...] = ()
 ) -> dict[str, str]:
-    """The basics of ``env``, and its variables that ``names`` or ``prefixes`` give the part."""
+    """The basics of ``env``, and its variables that ``names`` or ``prefixes`` give the part.
+
+    ``names`` in any case: the parts' settings classes read ``veil_admins`` as ``VEIL_ADMINS``
+    (pydantic-settings' names are not case-sensitive), and one written so reached the part
+    before each got only its own. A name a letter or two off one of ``names`` goes too, for the
+    part to refuse it in one line (``common.settings.load_settings``), as it did when it got
+    the whole environment: filtered out, a typo for ``VEIL_ADMINS`` was ignored with no word.
+    """
     return {
         name: value
         for name, value in env.items()
         if name in BASICS
         or name.startswith(BASIC_PREFIXES)
-        or name in names
+        or name.upper() in names
+        or misspelt(name, names)
         or (prefixes and name.startswith(prefixes))
     }
+
+
+def misspelt(name: str, names: Collection[str]) -> bool:
+    """Whether ``name`` is a ``VEIL_*`` name the part takes for one of ``names`` misspelt."""
+    upper = name.upper()
+    return upper.startswith(PREFIX) and bool(
+        difflib.get_close_matches(upper, list(names), n=1, cutoff=NEAR_MISS)
+    )
 
 
 # The ``VEIL_*`` names the bot's and the gateway's settings read, printed as JSON by a child: the

@@ -256,7 +256,7 @@ async def run_logged(command: Sequence[str], log: LogFile, *, progress: str | No
     finally:
         if process.returncode is None:
             await stop_group(process)
-        os.close(held)  # the build has ended: its watcher finds the group gone
+        os.close(held)  # the build has ended: its watcher leaves, signalling nothing
     if code != 0:
         tail = "\n".join(lines[-15:])
         message = f"building llama.cpp failed (exit {code}):\n{tail}"

@@ -19,7 +19,9 @@ they would run on, ports and data folder taken, for the next run to trip on.
   watcher ends the part's whole process group, which the part leads: CMake starts make or
   Ninja, which start the compilers, and the kernel's death signal reaches CMake alone. A launcher
   killed while it compiled left the whole build running, on every core. The watcher leaves the
-  group first (a group of its own), so that it signals only the build.
+  group first (a group of its own), so that it signals only the build. The launcher closes its
+  end itself once the build has ended: the watcher, its parent (the build's leader) gone, then
+  leaves without a signal, the group's id no longer the build's.
 
 A part started by hand (``python -m bot``, compose, systemd) never passes through here: it
 behaves as before.
@@ -54,6 +56,11 @@ def watch(fd: int, part: int, *, group: bool = False) -> None:
     while os.getppid() == part:  # the part ended: the watcher was handed to another parent
         readable, _, _ = select.select([fd], [], [], POLL_S)
         if readable and not os.read(fd, 1):  # end of file: the launcher is gone
+            # Or done with the part: the launcher closes its end once a build has ended, its
+            # leader reaped, and its process id (the group's id) free for another to take. The
+            # part is stopped only while it runs, which it does while it is this one's parent.
+            if os.getppid() != part:
+                return
             if group:
                 stop_group(part)
             else:
