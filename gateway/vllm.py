@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import email.utils
 import json
 import math
-import re
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
@@ -29,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
+from common.waits import retry_after as read_retry_after
 from gateway import http1
 from gateway.events import (
     BackendFailure,
@@ -69,10 +67,6 @@ _HTTP_NOT_FOUND = 404
 _UNAVAILABLE = frozenset({429, 503})
 # What a streamed reply is (one without a Content-Type is read as one).
 _EVENT_STREAM = "text/event-stream"
-# The most digits of a Retry-After read as a number (more: the most, ``MAX_RETRY_AFTER``).
-_RETRY_DIGITS = 6
-# An HTTP-date in asctime's form, which names no zone and is GMT (RFC 9110 §5.6.7).
-_ASCTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}")
 
 
 async def _json_reply(response: aiohttp.ClientResponse) -> Any:  # noqa: ANN401 -- any JSON
@@ -124,27 +118,13 @@ async def _error_reply(reply: http1.Reply, idle_timeout: float) -> BackendFailur
 def retry_after(value: str | None, now: float) -> int | None:
     """The whole seconds a ``Retry-After`` asks to wait from ``now`` (a Unix time), if readable.
 
-    RFC 9110 §10.2.3: a number of seconds or an HTTP-date (a date past is 0). At most
-    ``MAX_RETRY_AFTER``: a model server cannot send its clients away for longer. None for a
-    value that is neither (two fields, a date of no known zone): the client's own back-off.
-    All three forms of HTTP-date are read (§5.6.7), asctime's, which names no zone, as GMT.
+    As ``common.waits`` reads it, at most ``MAX_RETRY_AFTER``: a model server cannot send its
+    clients away for longer. None for a value that is no wait: the client's own back-off (a
+    date of fields too large for one was an ``OverflowError``, which cut the stream: the bot
+    read a truncated stream, not a busy model server, and did not fail over).
     """
-    if value is None:
-        return None
-    value = value.strip(" \t")
-    if value.isascii() and value.isdigit():
-        seconds = int(value) if len(value) <= _RETRY_DIGITS else MAX_RETRY_AFTER
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # "-0000" or an unknown name: a time of no known zone
-            if not _ASCTIME.fullmatch(value):
-                return None
-            when = when.replace(tzinfo=dt.UTC)
-        seconds = math.ceil(when.timestamp() - now)
-    return max(0, min(MAX_RETRY_AFTER, seconds))
+    seconds = read_retry_after(value, now)
+    return None if seconds is None else math.ceil(min(MAX_RETRY_AFTER, seconds))
 
 
 def _target(base_url: str, context: ssl.SSLContext | None) -> http1.Target:

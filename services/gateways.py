@@ -9,11 +9,8 @@ see (``GatewayTrust``): their URLs are the operator's business, never the user's
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import hashlib
 import itertools
-import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,11 +37,6 @@ _FETCH_BACKOFF = (5.0, 60.0)
 # The most doublings a back-off takes from its failures in a row: past the ceilings long before,
 # and a float's range ends at 2 ** 1024 (a gateway taken down but left listed fails for days).
 _MAX_DOUBLINGS = 32
-# An HTTP-date in asctime's form, which names no zone (RFC 9110 §5.6.7: read as GMT).
-_ASCTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}")
-# A number of seconds: decimal digits (RFC 9110 §10.2.3), and a fraction as earlier code read.
-# Not ``float``'s syntax: it also reads ``inf``, ``1e9``, ``1_000`` and other scripts' digits.
-_SECONDS = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 
 def refusal_code(reply: object) -> str:
@@ -57,30 +49,6 @@ def refusal_code(reply: object) -> str:
     error = reply.get("error") if isinstance(reply, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) and _REFUSAL_CODE.fullmatch(code) else "unknown"
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """The seconds a refusal's ``Retry-After`` asks to wait from ``now`` (a Unix time), if any.
-
-    RFC 9110 §10.2.3 allows a number of seconds (decimal digits; a fraction is read too) or an
-    HTTP-date (a date past is 0): a gateway, or a proxy before it, may send either. All three
-    HTTP-date forms are read (§5.6.7), asctime's, which names no zone, as GMT; a date of no
-    known zone (``-0000``), two fields, a field too large for a date, ``inf``, ``1e9`` or
-    anything else is None (the bot's own back-off). Not clamped here: each reader has its
-    most (``GatewayPool.failed``, the Mini App's reply).
-    """
-    value = (value or "").strip(" \t")
-    if _SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):  # (a field of twenty digits)
-        return None
-    if when.tzinfo is None:  # "-0000" or an unknown zone's name: a time of no known zone
-        if not _ASCTIME.fullmatch(value):
-            return None
-        when = when.replace(tzinfo=dt.UTC)
-    return float(max(0, math.ceil(when.timestamp() - now)))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import structlog
 
+from common.waits import retry_after as read_retry_after
 from sealed.auth import client_auth_headers
 from sealed.errors import (
     ChunkOutOfOrder,
@@ -68,7 +69,6 @@ from services.gateways import (
     fingerprint,
     refusal_code,
 )
-from services.gateways import retry_after as read_retry_after
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Collection, Sequence

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import structlog
 
+from common.waits import retry_after as read_retry_after
 from sealed.auth import client_auth_headers
 from sealed.encoding import REQUEST_BUCKETS
 from sealed.errors import MalformedMessage, ReceiptInvalid, SealedError
@@ -66,7 +67,6 @@ from services.errors import (
     UntrustedGateway,
 )
 from services.gateways import UNREACHABLE, refusal_code
-from services.gateways import retry_after as read_retry_after
 from services.relayed import (
     Account,
     GatewayOffer,

@@ -17,8 +17,8 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from common.waits import retry_after
 from sealed.stream import ACCEPT_HEADER
-from services.gateways import retry_after
 from services.inference import ChatRequest, InferenceClient, TextDelta
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, run_gateway

@@ -63,3 +63,13 @@ async def test_a_veil_accept_sent_as_several_field_lines_is_one_list(
     assert await asked_wait(gateway, http, ["gzip-later", " RETRY_AFTER "]) == 42
     assert await asked_wait(gateway, http, ["gzip-later", "retry-after"]) is None
     assert await asked_wait(gateway, http, []) is None
+
+
+async def test_a_model_server_s_date_of_fields_too_large_is_no_wait_not_a_cut_stream(
+    gateway: RunningGateway, vllm: FakeVLLM, http: aiohttp.ClientSession
+) -> None:
+    # email.utils lets a year of twenty digits through to datetime, which overflowed: the
+    # gateway cut the stream, and the bot read it truncated, not as a busy model server.
+    vllm.fail_before_stream = (503, "loading the model")
+    vllm.retry_after = "Tue, 14 Nov 99999999999999999999 22:15:20 GMT"
+    assert await asked_wait(gateway, http, ["retry_after"]) is None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from services.gateways import retry_after
+from common.waits import retry_after
 from services.inference import InferenceClient
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, run_gateway
@@ -46,7 +46,7 @@ def test_a_date_of_fields_too_large_is_no_wait() -> None:
 def test_only_decimal_seconds_are_a_number_of_seconds() -> None:
     for value in ("inf", "infinity", "1e9", "1_000", "+5", "0x10", "\u0661\u0662", "5."):
         assert retry_after(value, NOW) is None, value
-    assert retry_after("1.5", NOW) == 1.5  # a fraction: read, as before (the page gets 2)
+    assert retry_after("1.5", NOW) is None  # RFC 9110: digits alone (the gateway's reading)
     assert retry_after("0", NOW) == 0
     assert retry_after("\t30 ", NOW) == 30
 
