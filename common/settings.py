@@ -20,7 +20,8 @@ PREFIX = "VEIL_"
 # How alike a name must be to one of the part's settings to be taken for a misspelling of it
 # (difflib's ratio): a letter or two in a name this long. No name another part of Veil reads
 # is this close to one of this part's (tests/test_settings_names.py checks), so the run command,
-# which hands every part the whole environment, never trips it.
+# which hands each part its own settings and the names this close to them
+# (``launcher.environment``), never trips it.
 NEAR_MISS = 0.92
 # The most a token count (a window, an answer, a day's free tokens) or an amount of credit or
 # coin (µ★ units, nanograms, USDT's millionths) setting may be: far above any real model or
