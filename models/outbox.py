@@ -33,6 +33,7 @@ Surface = Literal["private", "message", "inline"]
 
 _AAD = b"veil/undelivered/v1|"
 _NONCE_SIZE = 12
+BATCH = 100  # rows a delivery pass claims (and opens) at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +148,46 @@ def expire(db: Database, created_before: int) -> int:
     )
 
 
-def claim(db: Database, now: int, until: int) -> list[Any]:
-    """Claim every row nobody holds at ``now`` until ``until``; their rows, oldest first."""
+def claim(db: Database, now: int, until: int, limit: int = BATCH) -> list[Any]:
+    """Claim the oldest ``limit`` rows nobody holds at ``now`` until ``until``; their rows.
+
+    A batch, not every row: a pass holds (opened, in memory) and leases only what it can send
+    before its lease ends, and a Telegram down for hours at scale leaves many.
+    """
     rows = db.execute(
         "SELECT u.request_id, u.user_id, users.language, u.surface, u.chat_id, u.thread_id,"
         " u.message_id, u.inline_message_id, u.body, u.created_at"
         " FROM undelivered u LEFT JOIN users ON users.user_id = u.user_id"
-        " WHERE u.claimed_until <= ? ORDER BY u.created_at, u.rowid",
-        [now],
+        " WHERE u.claimed_until <= ? ORDER BY u.created_at, u.rowid LIMIT ?",
+        [now, limit],
     ).fetchall()
-    db.execute("UPDATE undelivered SET claimed_until = ? WHERE claimed_until <= ?", [until, now])
+    db.conn.executemany(
+        "UPDATE undelivered SET claimed_until = ? WHERE request_id = ?",
+        [(until, row[0]) for row in rows],
+    )
     return list(rows)
+
+
+def confirm(db: Database, request_id: str, claimed: int, until: int) -> bool:
+    """Renew this pass's claim (made until ``claimed``) until ``until``; False if it is lost.
+
+    Lost: the row is gone (its user erased, or delivered by the answer itself) or another
+    process claimed it after this pass's lease ended (a later claim is always a later time).
+    """
+    return bool(
+        db.execute(
+            "UPDATE undelivered SET claimed_until = ? WHERE request_id = ? AND claimed_until = ?",
+            [until, request_id, claimed],
+        ).rowcount
+    )
+
+
+def give_back(db: Database, claims: list[tuple[str, int]]) -> None:
+    """Let the next pass take these rows, each (request id, claimed until) still this pass's."""
+    db.conn.executemany(
+        "UPDATE undelivered SET claimed_until = 0 WHERE request_id = ? AND claimed_until = ?",
+        claims,
+    )
 
 
 def place_of(row: Any) -> Outbound:  # noqa: ANN401 -- a sqlite3 row is untyped

@@ -1,0 +1,172 @@
+"""An upkeep pass delivers each answer left once, only to a user who still has it, in batches.
+
+Two bot processes over one database file (webhook replicas) and an erasure (``/forget``) that
+comes while a pass is delivering: the pass checks its claim on each answer just before sending
+it, so an answer erased meanwhile is not sent, and one a replica took after this pass's lease
+lapsed is sent by that replica alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any, cast
+
+from models import MasterKey, Store
+from models.outbox import Outbound
+from services.chat import ChatService, Sent
+from services.credit import Credit
+from services.prices import Prices
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from models.outbox import Undelivered
+
+USER = 9231
+OTHER = 9232
+NOW = 1_800_000_000
+TEXT = "the heron waits at the weir"
+
+
+class Clock:
+    """The passes' Unix time, moved on by the test (a send that takes long)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        """The time now."""
+        return self.now
+
+
+async def charged(store: Store, request_id: str, user_id: int = USER) -> None:
+    """An answer charged whose final message did not go out: its row, claimed by nobody."""
+    credit = Credit(store, Prices.parse("*=20/60"), 10**9)
+    hold = await credit.hold(user_id, request_id, "veil-test", 10, 50)
+    row = store.undelivered_writer(
+        user_id, request_id, Outbound.private(user_id), TEXT, now=NOW, claimed_until=0
+    )
+    await credit.settle(hold, 10, 5, receipt_valid=True, also=row)
+    assert row.stored
+
+
+def service(store: Store, clock: Clock) -> ChatService:
+    """A chat service for delivery passes only (no inference is asked, no credit moved)."""
+    return ChatService(store, cast("Any", None), cast("Any", None), clock=clock)
+
+
+async def test_an_answer_erased_while_a_pass_delivers_is_not_sent(tmp_path: Path) -> None:
+    # The pass opened both answers; the user's /forget lands while the first goes out: the
+    # second must not reach them after they erased everything.
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        await store.ensure_user(USER, "en")
+        await charged(store, "first")
+        await charged(store, "second")
+        sent: list[str] = []
+
+        async def send(answer: Undelivered) -> Sent:
+            sent.append(answer.request_id)
+            await store.forget(USER)  # /forget, handled while this send is under way
+            return "sent"
+
+        await service(store, Clock(NOW + 10)).deliver_undelivered(send)
+        assert sent == ["first"]
+        left = await store.read(
+            lambda db: db.execute("SELECT COUNT(*) FROM undelivered").fetchone()[0]
+        )
+        assert left == 0
+    finally:
+        await store.close()
+
+
+async def test_a_replica_past_a_lapsed_lease_and_this_pass_never_send_one_answer_twice(
+    tmp_path: Path,
+) -> None:
+    # Replica A's pass claims three answers for one lease; each send takes half of it (a group's
+    # pace, flood waits). When the lease has lapsed, replica B's pass takes what A has not sent:
+    # each answer must still go out once, by one of them.
+    key = MasterKey.generate()
+    first = await Store.open(tmp_path / "veil.db", key)
+    second = await Store.open(tmp_path / "veil.db", key)
+    try:
+        await first.ensure_user(USER, "en")
+        for request_id in ("a1", "a2", "a3"):
+            await charged(first, request_id)
+        clock = Clock(NOW + 10)
+        replica_a, replica_b = service(first, clock), service(second, clock)
+        lease = replica_a.hold_lifetime
+        sent: list[tuple[str, str]] = []
+
+        async def by_b(answer: Undelivered) -> Sent:
+            sent.append(("B", answer.request_id))
+            return "sent"
+
+        async def by_a(answer: Undelivered) -> Sent:
+            sent.append(("A", answer.request_id))
+            clock.now += lease / 2
+            if answer.request_id == "a2":  # A's lease on the batch has lapsed: B's pass runs
+                await replica_b.deliver_undelivered(by_b)
+            return "sent"
+
+        await replica_a.deliver_undelivered(by_a)
+        ids = sorted(request_id for _, request_id in sent)
+        assert ids == ["a1", "a2", "a3"], sent
+    finally:
+        await second.close()
+        await first.close()
+
+
+async def test_a_pass_holds_a_batch_at_a_time_and_gives_it_back_when_telegram_cannot_take_it(
+    tmp_path: Path,
+) -> None:
+    # Telegram down for an hour at scale: a pass must not open (and hold in memory) every answer
+    # left, nor claim them all for one lease; what it claimed goes back for the next pass.
+    path = tmp_path / "veil.db"
+    store = await Store.open(path, MasterKey.generate())
+    try:
+        await store.ensure_user(USER, "en")
+        await store.ensure_user(OTHER, "en")
+        for number in range(250):
+            await charged(store, f"r{number}", USER if number % 2 else OTHER)
+        claimed: list[int] = []
+
+        async def send(_answer: Undelivered) -> Sent:
+            with sqlite3.connect(path) as db:
+                (count,) = db.execute(
+                    "SELECT COUNT(*) FROM undelivered WHERE claimed_until > 0"
+                ).fetchone()
+            claimed.append(count)
+            return "later"
+
+        chat = service(store, Clock(NOW + 10))
+        assert await chat.deliver_undelivered(send) == 0
+        assert len(claimed) == 1
+        assert claimed[0] <= 100  # a batch, not the 250
+        with sqlite3.connect(path) as db:
+            (still,) = db.execute(
+                "SELECT COUNT(*) FROM undelivered WHERE claimed_until > 0"
+            ).fetchone()
+            (rows,) = db.execute("SELECT COUNT(*) FROM undelivered").fetchone()
+        assert (still, rows) == (0, 250)  # all given back to the next pass, none lost
+    finally:
+        await store.close()
+
+
+async def test_a_pass_delivers_every_batch_oldest_first_each_once(tmp_path: Path) -> None:
+    # Telegram back: more than one batch is left, and one pass sends them all, each once.
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        await store.ensure_user(USER, "en")
+        for number in range(230):
+            await charged(store, f"r{number:03d}")
+        sent: list[str] = []
+
+        async def send(answer: Undelivered) -> Sent:
+            sent.append(answer.request_id)
+            return "sent"
+
+        assert await service(store, Clock(NOW + 10)).deliver_undelivered(send) == 230
+        assert sent == [f"r{number:03d}" for number in range(230)]
+    finally:
+        await store.close()
