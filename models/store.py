@@ -506,15 +506,16 @@ class Store:
             taken = []
             for row in outbox.claim(db, now, until, limit):
                 request_id, user_id = str(row[0]), int(row[1])
+                place = outbox.place_of(row)
                 try:
                     text, header = open_answer(
-                        self._data_key(db, user_id), user_id, request_id, bytes(row[8])
+                        self._data_key(db, user_id), user_id, request_id, place, bytes(row[8])
                     )
                 except (UserNotFound, DataKeyCorrupted, HistoryCorrupted):
                     outbox.delete(db, request_id)
                     dropped += 1
                     continue
-                place = dataclasses.replace(outbox.place_of(row), header=header)
+                place = dataclasses.replace(place, header=header)
                 taken.append(Undelivered(request_id, user_id, row[2], place, text, int(row[9])))
             return taken, dropped
 

@@ -170,3 +170,36 @@ async def test_a_pass_delivers_every_batch_oldest_first_each_once(tmp_path: Path
         assert sent == [f"r{number:03d}" for number in range(230)]
     finally:
         await store.close()
+
+
+async def test_a_row_moved_to_another_chat_is_not_delivered_there(tmp_path: Path) -> None:
+    # Someone who can write the database file (not read its texts): pointing a private answer's
+    # row at their own chat, or a group answer's at another message, must not make the bot open
+    # it and send it there. The place is bound to the sealed text as the user and request are.
+    path = tmp_path / "veil.db"
+    store = await Store.open(path, MasterKey.generate())
+    try:
+        await store.ensure_user(USER, "en")
+        await charged(store, "private-1")
+        credit = Credit(store, Prices.parse("*=20/60"), 10**9)
+        hold = await credit.hold(USER, "group-1", "veil-test", 10, 50)
+        row = store.undelivered_writer(
+            USER, "group-1", Outbound.message(-100_777, 41), TEXT, now=NOW, claimed_until=0
+        )
+        await credit.settle(hold, 10, 5, receipt_valid=True, also=row)
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE undelivered SET chat_id = 666 WHERE request_id = 'private-1'")
+            db.execute("UPDATE undelivered SET message_id = 42 WHERE request_id = 'group-1'")
+        sent: list[Outbound] = []
+
+        async def send(answer: Undelivered) -> Sent:
+            sent.append(answer.place)
+            return "sent"
+
+        assert await service(store, Clock(NOW + 10)).deliver_undelivered(send) == 0
+        assert sent == []
+        with sqlite3.connect(path) as db:
+            (left,) = db.execute("SELECT COUNT(*) FROM undelivered").fetchone()
+        assert left == 0  # dropped, as a row that does not open is
+    finally:
+        await store.close()
