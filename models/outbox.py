@@ -167,16 +167,18 @@ def expire(db: Database, created_before: int) -> int:
 
 
 def claim(db: Database, now: int, until: int, limit: int = BATCH) -> list[Any]:
-    """Claim the oldest ``limit`` rows nobody holds at ``now`` until ``until``; their rows.
+    """Claim ``limit`` rows nobody holds at ``now`` until ``until``; their rows.
 
     A batch, not every row: a pass holds (opened, in memory) and leases only what it can send
-    before its lease ends, and a Telegram down for hours at scale leaves many.
+    before its lease ends, and a Telegram down for hours at scale leaves many. Oldest first,
+    but rows given back as not taken now (``give_back``: the time they were tried) after the
+    rest, longest waiting first: one chat's long flood wait holds up no one else's answers.
     """
     rows = db.execute(
         "SELECT u.request_id, u.user_id, users.language, u.surface, u.chat_id, u.thread_id,"
         " u.message_id, u.inline_message_id, u.body, u.created_at"
         " FROM undelivered u LEFT JOIN users ON users.user_id = u.user_id"
-        " WHERE u.claimed_until <= ? ORDER BY u.created_at, u.rowid LIMIT ?",
+        " WHERE u.claimed_until <= ? ORDER BY u.claimed_until, u.created_at, u.rowid LIMIT ?",
         [now, limit],
     ).fetchall()
     db.conn.executemany(
@@ -200,10 +202,14 @@ def confirm(db: Database, request_id: str, claimed: int, until: int) -> bool:
     )
 
 
-def give_back(db: Database, claims: list[tuple[str, int]]) -> None:
-    """Let the next pass take these rows, each (request id, claimed until) still this pass's."""
+def give_back(db: Database, claims: list[tuple[int, str, int]]) -> None:
+    """Let later passes take these rows: each (claimed until now, request id, this pass's claim).
+
+    ``0`` for rows not tried (taken first), the time it was tried for one Telegram did not take
+    now (taken after the untried ones); a row another process claimed since is left alone.
+    """
     db.conn.executemany(
-        "UPDATE undelivered SET claimed_until = 0 WHERE request_id = ? AND claimed_until = ?",
+        "UPDATE undelivered SET claimed_until = ? WHERE request_id = ? AND claimed_until = ?",
         claims,
     )
 

@@ -533,8 +533,8 @@ class Store:
         """
         return await self.write(lambda db: outbox.confirm(db, request_id, claimed, until))
 
-    async def give_back_undelivered(self, claims: list[tuple[str, int]]) -> None:
-        """Give answers this pass claimed (request id, claimed until) back to the next pass."""
+    async def give_back_undelivered(self, claims: list[tuple[int, str, int]]) -> None:
+        """Give answers this pass claimed back to later passes (``models.outbox.give_back``)."""
         await self.write(lambda db: outbox.give_back(db, claims))
 
     async def not_delivered(self, request_id: str) -> None:

@@ -1035,8 +1035,9 @@ class ChatService:
         user erased it meanwhile, or another process took it once this pass's lease had ended),
         then it is marked delivered, whether Telegram took it or refused it for good (the chat or
         message gone, the bot blocked); at the first Telegram cannot take now, that one and the
-        rest are given back to the next pass. Answers older than ``deliver_within`` are dropped
-        unsent (``DELIVER_WITHIN_S``).
+        rest are given back to the next pass, that one to be tried after the others (a flood
+        wait is often one chat's). Answers older than ``deliver_within`` are dropped unsent
+        (``DELIVER_WITHIN_S``).
         """
         sent = 0
         for _ in range(DELIVER_BATCHES):
@@ -1065,9 +1066,9 @@ class ChatService:
                     surface=answer.place.surface,
                     outcome=outcome,
                 )
-                if outcome == "later":
-                    back = [(answer.request_id, renewed)]
-                    back += [(left.request_id, claimed) for left in taken[index + 1 :]]
+                if outcome == "later":  # tried again after the others (``outbox.claim``)
+                    back = [(int(self.clock()), answer.request_id, renewed)]
+                    back += [(0, left.request_id, claimed) for left in taken[index + 1 :]]
                     with history_failures("cannot give the answers to deliver back"):
                         await self.store.give_back_undelivered(back)
                     return sent

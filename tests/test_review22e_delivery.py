@@ -145,7 +145,7 @@ async def test_a_pass_holds_a_batch_at_a_time_and_gives_it_back_when_telegram_ca
         assert claimed[0] <= 100  # a batch, not the 250
         with sqlite3.connect(path) as db:
             (still,) = db.execute(
-                "SELECT COUNT(*) FROM undelivered WHERE claimed_until > 0"
+                "SELECT COUNT(*) FROM undelivered WHERE claimed_until > ?", [NOW + 10]
             ).fetchone()
             (rows,) = db.execute("SELECT COUNT(*) FROM undelivered").fetchone()
         assert (still, rows) == (0, 250)  # all given back to the next pass, none lost
@@ -201,5 +201,38 @@ async def test_a_row_moved_to_another_chat_is_not_delivered_there(tmp_path: Path
         with sqlite3.connect(path) as db:
             (left,) = db.execute("SELECT COUNT(*) FROM undelivered").fetchone()
         assert left == 0  # dropped, as a row that does not open is
+    finally:
+        await store.close()
+
+
+async def test_one_chat_under_a_long_flood_wait_does_not_hold_up_everyone_elses_answers(
+    tmp_path: Path,
+) -> None:
+    # Telegram's flood waits are often one chat's: the oldest answer's chat cannot take it for
+    # long, the others can. Each pass stopped at that oldest answer and the next began with it
+    # again, so nobody else got theirs until that chat's flood ended (a day: all dropped).
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        await store.ensure_user(USER, "en")
+        await store.ensure_user(OTHER, "en")
+        await charged(store, "flooded", USER)
+        await charged(store, "other-1", OTHER)
+        await charged(store, "other-2", OTHER)
+        clock = Clock(NOW + 10)
+        chat = service(store, clock)
+        sent: list[str] = []
+
+        async def send(answer: Undelivered) -> Sent:
+            if answer.user_id == USER:  # this chat's flood wait outlasts every pass
+                return "later"
+            sent.append(answer.request_id)
+            return "sent"
+
+        for _ in range(3):  # three upkeep passes, a minute apart
+            await chat.deliver_undelivered(send)
+            clock.now += 60
+        assert sent == ["other-1", "other-2"]
+        (left,), _ = await store.claim_undelivered(int(clock.now), int(clock.now) + 60, NOW)
+        assert left.request_id == "flooded"  # still to deliver, once its chat takes it
     finally:
         await store.close()
