@@ -157,6 +157,9 @@ DELIVER_WITHIN_S = 24 * 3600.0
 # Telegram's pace, about half a minute's sending, so the pass's other work is not held up for
 # long; what is left goes to the next pass (a minute later).
 DELIVER_BATCHES = 10
+# And for at most this long (seconds; about a sweep's interval): answers that are slow to go
+# out (a group's pace, flood waits) hold the upkeep's other work up no longer than that.
+DELIVER_PASS_S = 60.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
 CUT = "length"  # the finish reason of an answer cut at its length limit
 # The question a Continue button asks, in the model's own language of instructions; it is
@@ -1030,7 +1033,8 @@ class ChatService:
         """Deliver the answers charged whose final message never went out; how many were sent.
 
         A batch at a time (``models.outbox.BATCH``), oldest first, at most ``DELIVER_BATCHES``
-        of them a pass (the upkeep's other work waits for it; the next pass goes on). Each
+        of them and ``DELIVER_PASS_S`` a pass (the upkeep's other work waits for it; the next
+        pass goes on). Each
         answer's claim is renewed just before it goes to ``send`` (not sent if it was lost: its
         user erased it meanwhile, or another process took it once this pass's lease had ended),
         then it is marked delivered, whether Telegram took it or refused it for good (the chat or
@@ -1040,6 +1044,7 @@ class ChatService:
         (``DELIVER_WITHIN_S``).
         """
         sent = 0
+        began = self.clock()
         for _ in range(DELIVER_BATCHES):
             now = int(self.clock())
             claimed = now + int(self.hold_lifetime)
@@ -1052,6 +1057,11 @@ class ChatService:
             if not taken and not dropped:
                 break
             for index, answer in enumerate(taken):
+                if self.clock() - began >= DELIVER_PASS_S:  # the rest to the next pass
+                    untried = [(0, left.request_id, claimed) for left in taken[index:]]
+                    with history_failures("cannot give the answers to deliver back"):
+                        await self.store.give_back_undelivered(untried)
+                    return sent
                 renewed = int(self.clock()) + int(self.hold_lifetime)
                 with history_failures("cannot read the answers to deliver"):
                     if not await self.store.confirm_undelivered(

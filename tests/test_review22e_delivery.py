@@ -83,9 +83,9 @@ async def test_an_answer_erased_while_a_pass_delivers_is_not_sent(tmp_path: Path
 async def test_a_replica_past_a_lapsed_lease_and_this_pass_never_send_one_answer_twice(
     tmp_path: Path,
 ) -> None:
-    # Replica A's pass claims three answers for one lease; each send takes half of it (a group's
-    # pace, flood waits). When the lease has lapsed, replica B's pass takes what A has not sent:
-    # each answer must still go out once, by one of them.
+    # Replica A's pass claims three answers for one lease; the second takes long to go out (a
+    # group's pace, flood waits), past that lease: replica B's pass then takes what A has not
+    # marked. Each answer must still go out once, by one of them.
     key = MasterKey.generate()
     first = await Store.open(tmp_path / "veil.db", key)
     second = await Store.open(tmp_path / "veil.db", key)
@@ -104,12 +104,14 @@ async def test_a_replica_past_a_lapsed_lease_and_this_pass_never_send_one_answer
 
         async def by_a(answer: Undelivered) -> Sent:
             sent.append(("A", answer.request_id))
-            clock.now += lease / 2
-            if answer.request_id == "a2":  # A's lease on the batch has lapsed: B's pass runs
+            clock.now += 20
+            if answer.request_id == "a2":  # A's lease on the batch lapses: B's pass runs
+                clock.now += lease - 30  # past the batch's lease, within its own
                 await replica_b.deliver_undelivered(by_b)
             return "sent"
 
         await replica_a.deliver_undelivered(by_a)
+        await replica_a.deliver_undelivered(by_a)  # its next pass: nothing of B's again
         ids = sorted(request_id for _, request_id in sent)
         assert ids == ["a1", "a2", "a3"], sent
     finally:
@@ -234,5 +236,32 @@ async def test_one_chat_under_a_long_flood_wait_does_not_hold_up_everyone_elses_
         assert sent == ["other-1", "other-2"]
         (left,), _ = await store.claim_undelivered(int(clock.now), int(clock.now) + 60, NOW)
         assert left.request_id == "flooded"  # still to deliver, once its chat takes it
+    finally:
+        await store.close()
+
+
+async def test_a_slow_pass_hands_the_rest_to_the_next_and_lets_the_upkeep_go_on(
+    tmp_path: Path,
+) -> None:
+    # Edits at a group's pace, flood waits: each answer takes long to go out. A pass that sent
+    # its whole thousand held the upkeep's other work (stale holds, cut-off notices) for that
+    # long; past about a sweep's interval it gives the rest back to the next pass.
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        await store.ensure_user(USER, "en")
+        for number in range(5):
+            await charged(store, f"slow-{number}")
+        clock = Clock(NOW + 10)
+        chat = service(store, clock)
+        sent: list[str] = []
+
+        async def send(answer: Undelivered) -> Sent:
+            sent.append(answer.request_id)
+            clock.now += 25
+            return "sent"
+
+        assert await chat.deliver_undelivered(send) == 3
+        assert await chat.deliver_undelivered(send) == 2  # the next pass goes on
+        assert sent == [f"slow-{number}" for number in range(5)]
     finally:
         await store.close()
