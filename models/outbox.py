@@ -6,7 +6,8 @@ killed between that commit and the final message finds the answer here at its ne
 The row is deleted once Telegram took the final message (``Store.delivered``): its absence is
 the durable "delivered" mark. Each row names where the answer goes (``Outbound``) and holds its
 text (and the line above it, an inline answer's question) sealed with the user's data key,
-bound to the user and the request, as a turn's is (``models.atrest``): nothing readable is
+bound to the user, the request and where it goes, as a turn's is to its place
+(``models.atrest``): a row pointed elsewhere in the file does not open; nothing readable is
 stored, and forgetting the user (their data key) makes it unreadable, and deletes it.
 
 ``claimed_until`` (Unix seconds) is how long a bot process holds the right to deliver it: the
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
 Surface = Literal["private", "message", "inline"]
 
-_AAD = b"veil/undelivered/v1|"
+_AAD = b"veil/undelivered/v2|"
 _NONCE_SIZE = 12
+BATCH = 100  # rows a delivery pass claims (and opens) at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +93,21 @@ def seal_answer(
     """The answer's text and its header, sealed under the user's data key for its row."""
     plaintext = json.dumps({"text": text, "header": place.header}).encode("utf-8", "surrogatepass")
     nonce = os.urandom(_NONCE_SIZE)
-    return nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, _aad(user_id, request_id))
+    aad = _aad(user_id, request_id, place)
+    return nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, aad)
 
 
-def open_answer(data_key: bytes, user_id: int, request_id: str, blob: bytes) -> tuple[str, str]:
-    """(text, header) of a sealed row; ``HistoryCorrupted`` if it does not open where it sits."""
+def open_answer(
+    data_key: bytes, user_id: int, request_id: str, place: Outbound, blob: bytes
+) -> tuple[str, str]:
+    """(text, header) of a sealed row; ``HistoryCorrupted`` if it does not open where it sits.
+
+    Where it sits: its user, its request and where it goes (``place``, its header aside), so a
+    row whose destination was changed in the file is never opened, let alone sent there.
+    """
     try:
         plaintext = ChaCha20Poly1305(data_key).decrypt(
-            blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], _aad(user_id, request_id)
+            blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], _aad(user_id, request_id, place)
         )
         opened = json.loads(plaintext.decode("utf-8", "surrogatepass"))
         return str(opened["text"]), str(opened["header"])
@@ -106,8 +115,18 @@ def open_answer(data_key: bytes, user_id: int, request_id: str, blob: bytes) -> 
         raise HistoryCorrupted("an undelivered answer fails to open where it is stored") from exc
 
 
-def _aad(user_id: int, request_id: str) -> bytes:
-    return _AAD + b"%d|%s" % (user_id, request_id.encode())
+def _aad(user_id: int, request_id: str, place: Outbound) -> bytes:
+    """The row's binding: its user, its request and every column that says where it goes."""
+    where = json.dumps(
+        [
+            place.surface,
+            place.chat_id,
+            place.thread_id,
+            place.message_id,
+            place.inline_message_id,
+        ]
+    )
+    return _AAD + b"%d|%s|%s" % (user_id, request_id.encode(), where.encode())
 
 
 def insert(  # noqa: PLR0913 -- a row's columns
@@ -147,17 +166,52 @@ def expire(db: Database, created_before: int) -> int:
     )
 
 
-def claim(db: Database, now: int, until: int) -> list[Any]:
-    """Claim every row nobody holds at ``now`` until ``until``; their rows, oldest first."""
+def claim(db: Database, now: int, until: int, limit: int = BATCH) -> list[Any]:
+    """Claim ``limit`` rows nobody holds at ``now`` until ``until``; their rows.
+
+    A batch, not every row: a pass holds (opened, in memory) and leases only what it can send
+    before its lease ends, and a Telegram down for hours at scale leaves many. Oldest first,
+    but rows given back as not taken now (``give_back``: the time they were tried) after the
+    rest, longest waiting first: one chat's long flood wait holds up no one else's answers.
+    """
     rows = db.execute(
         "SELECT u.request_id, u.user_id, users.language, u.surface, u.chat_id, u.thread_id,"
         " u.message_id, u.inline_message_id, u.body, u.created_at"
         " FROM undelivered u LEFT JOIN users ON users.user_id = u.user_id"
-        " WHERE u.claimed_until <= ? ORDER BY u.created_at, u.rowid",
-        [now],
+        " WHERE u.claimed_until <= ? ORDER BY u.claimed_until, u.created_at, u.rowid LIMIT ?",
+        [now, limit],
     ).fetchall()
-    db.execute("UPDATE undelivered SET claimed_until = ? WHERE claimed_until <= ?", [until, now])
+    db.conn.executemany(
+        "UPDATE undelivered SET claimed_until = ? WHERE request_id = ?",
+        [(until, row[0]) for row in rows],
+    )
     return list(rows)
+
+
+def confirm(db: Database, request_id: str, claimed: int, until: int) -> bool:
+    """Renew this pass's claim (made until ``claimed``) until ``until``; False if it is lost.
+
+    Lost: the row is gone (its user erased, or delivered by the answer itself) or another
+    process claimed it after this pass's lease ended (a later claim is always a later time).
+    """
+    return bool(
+        db.execute(
+            "UPDATE undelivered SET claimed_until = ? WHERE request_id = ? AND claimed_until = ?",
+            [until, request_id, claimed],
+        ).rowcount
+    )
+
+
+def give_back(db: Database, claims: list[tuple[int, str, int]]) -> None:
+    """Let later passes take these rows: each (claimed until now, request id, this pass's claim).
+
+    ``0`` for rows not tried (taken first), the time it was tried for one Telegram did not take
+    now (taken after the untried ones); a row another process claimed since is left alone.
+    """
+    db.conn.executemany(
+        "UPDATE undelivered SET claimed_until = ? WHERE request_id = ? AND claimed_until = ?",
+        claims,
+    )
 
 
 def place_of(row: Any) -> Outbound:  # noqa: ANN401 -- a sqlite3 row is untyped

@@ -492,9 +492,9 @@ class Store:
         return Writer(save, self._path)
 
     async def claim_undelivered(
-        self, now: int, until: int, created_after: int
+        self, now: int, until: int, created_after: int, limit: int = outbox.BATCH
     ) -> tuple[list[Undelivered], int]:
-        """Claim the answers left to deliver (until ``until``), opened; and how many were dropped.
+        """Claim the oldest ``limit`` answers left (until ``until``), opened; and how many dropped.
 
         Dropped, in the same transaction: rows written before ``created_after`` (too old to
         send) and rows that do not open (their user's key gone or the row moved): logged by
@@ -504,17 +504,18 @@ class Store:
         def take(db: Database) -> tuple[list[Undelivered], int]:
             dropped = outbox.expire(db, created_after)
             taken = []
-            for row in outbox.claim(db, now, until):
+            for row in outbox.claim(db, now, until, limit):
                 request_id, user_id = str(row[0]), int(row[1])
+                place = outbox.place_of(row)
                 try:
                     text, header = open_answer(
-                        self._data_key(db, user_id), user_id, request_id, bytes(row[8])
+                        self._data_key(db, user_id), user_id, request_id, place, bytes(row[8])
                     )
                 except (UserNotFound, DataKeyCorrupted, HistoryCorrupted):
                     outbox.delete(db, request_id)
                     dropped += 1
                     continue
-                place = dataclasses.replace(outbox.place_of(row), header=header)
+                place = dataclasses.replace(place, header=header)
                 taken.append(Undelivered(request_id, user_id, row[2], place, text, int(row[9])))
             return taken, dropped
 
@@ -523,6 +524,18 @@ class Store:
     async def delivered(self, request_id: str) -> bool:
         """Mark the answer delivered (its row deleted); whether it was still to deliver."""
         return await self.write(lambda db: outbox.delete(db, request_id))
+
+    async def confirm_undelivered(self, request_id: str, claimed: int, until: int) -> bool:
+        """Whether the answer claimed until ``claimed`` is still this pass's to send (renewed).
+
+        Checked just before it is sent: an answer its user erased since the pass opened it, or
+        that another process claimed once this pass's lease had ended, is not sent here.
+        """
+        return await self.write(lambda db: outbox.confirm(db, request_id, claimed, until))
+
+    async def give_back_undelivered(self, claims: list[tuple[int, str, int]]) -> None:
+        """Give answers this pass claimed back to later passes (``models.outbox.give_back``)."""
+        await self.write(lambda db: outbox.give_back(db, claims))
 
     async def not_delivered(self, request_id: str) -> None:
         """Give the answer back to the next delivery pass (not delivered now)."""

@@ -153,6 +153,13 @@ SWEEP_SLACK_S = 120.0
 # is dropped: a day later the user has asked again or moved on, and a reply to a question of
 # yesterday, arriving out of the blue, would confuse more than it helps (``deliver_undelivered``).
 DELIVER_WITHIN_S = 24 * 3600.0
+# Batches of answers left (``models.outbox.BATCH`` each) one upkeep pass delivers at most: at
+# Telegram's pace, about half a minute's sending, so the pass's other work is not held up for
+# long; what is left goes to the next pass (a minute later).
+DELIVER_BATCHES = 10
+# And for at most this long (seconds; about a sweep's interval): answers that are slow to go
+# out (a group's pace, flood waits) hold the upkeep's other work up no longer than that.
+DELIVER_PASS_S = 60.0
 CLOSE_SLACK_S = 30.0  # how long ``close`` waits beyond the stop grace for answers to finish
 CUT = "length"  # the finish reason of an answer cut at its length limit
 # The question a Continue button asks, in the model's own language of instructions; it is
@@ -1025,34 +1032,58 @@ class ChatService:
     async def deliver_undelivered(self, send: Callable[[Undelivered], Awaitable[Sent]]) -> int:
         """Deliver the answers charged whose final message never went out; how many were sent.
 
-        Each claimed (one process delivers it), given to ``send``, then marked delivered,
-        whether Telegram took it or refused it for good (the chat or message gone, the bot
-        blocked); at the first Telegram cannot take now, that one and the rest are left to the
-        next pass. Answers older than ``deliver_within`` are dropped unsent (``DELIVER_WITHIN_S``).
+        A batch at a time (``models.outbox.BATCH``), oldest first, at most ``DELIVER_BATCHES``
+        of them and ``DELIVER_PASS_S`` a pass (the upkeep's other work waits for it; the next
+        pass goes on). Each
+        answer's claim is renewed just before it goes to ``send`` (not sent if it was lost: its
+        user erased it meanwhile, or another process took it once this pass's lease had ended),
+        then it is marked delivered, whether Telegram took it or refused it for good (the chat or
+        message gone, the bot blocked); at the first Telegram cannot take now, that one and the
+        rest are given back to the next pass, that one to be tried after the others (a flood
+        wait is often one chat's). Answers older than ``deliver_within`` are dropped unsent
+        (``DELIVER_WITHIN_S``).
         """
-        now = int(self.clock())
-        with history_failures("cannot read the answers to deliver"):
-            taken, dropped = await self.store.claim_undelivered(
-                now, now + int(self.hold_lifetime), now - int(self.deliver_within)
-            )
-        if dropped:
-            log.warning("chat.undelivered_dropped", count=dropped)
         sent = 0
-        for index, answer in enumerate(taken):
-            outcome = await send(answer)
-            log.info(
-                "chat.redelivered",
-                user_id=answer.user_id,
-                request_id=answer.request_id,
-                surface=answer.place.surface,
-                outcome=outcome,
-            )
-            if outcome == "later":
-                for left in taken[index:]:
-                    await self.delivered(left.request_id, shown=False)
+        began = self.clock()
+        for _ in range(DELIVER_BATCHES):
+            now = int(self.clock())
+            claimed = now + int(self.hold_lifetime)
+            with history_failures("cannot read the answers to deliver"):
+                taken, dropped = await self.store.claim_undelivered(
+                    now, claimed, now - int(self.deliver_within)
+                )
+            if dropped:
+                log.warning("chat.undelivered_dropped", count=dropped)
+            if not taken and not dropped:
                 break
-            await self.delivered(answer.request_id)
-            sent += outcome == "sent"
+            for index, answer in enumerate(taken):
+                if self.clock() - began >= DELIVER_PASS_S:  # the rest to the next pass
+                    untried = [(0, left.request_id, claimed) for left in taken[index:]]
+                    with history_failures("cannot give the answers to deliver back"):
+                        await self.store.give_back_undelivered(untried)
+                    return sent
+                renewed = int(self.clock()) + int(self.hold_lifetime)
+                with history_failures("cannot read the answers to deliver"):
+                    if not await self.store.confirm_undelivered(
+                        answer.request_id, claimed, renewed
+                    ):
+                        continue  # erased since, or another process's now
+                outcome = await send(answer)
+                log.info(
+                    "chat.redelivered",
+                    user_id=answer.user_id,
+                    request_id=answer.request_id,
+                    surface=answer.place.surface,
+                    outcome=outcome,
+                )
+                if outcome == "later":  # tried again after the others (``outbox.claim``)
+                    back = [(int(self.clock()), answer.request_id, renewed)]
+                    back += [(0, left.request_id, claimed) for left in taken[index + 1 :]]
+                    with history_failures("cannot give the answers to deliver back"):
+                        await self.store.give_back_undelivered(back)
+                    return sent
+                await self.delivered(answer.request_id)
+                sent += outcome == "sent"
         return sent
 
     async def _hold(  # noqa: PLR0913 -- one request's figures and where it is answered
