@@ -979,10 +979,11 @@ class Files:
         chat, topic = message.chat.id, topic_of(message)
         if replied is None or replied.forum_topic_created is not None:
             return self._albums.said(chat, topic, text)
-        document, group = replied.document, replied.media_group_id
-        if document is None or group is None:
+        document = replied.document
+        if document is None:
             return False
-        return self._albums.said(chat, topic, quoted(document.file_name or "file", text), group)
+        named = quoted(document.file_name or "file", text)
+        return self._albums.said(chat, topic, named, replied.message_id)
 
 
 async def _refused(files: list[documents.Read], texts: Texts) -> bool:

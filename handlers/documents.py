@@ -318,14 +318,15 @@ class Albums:
         self._longest = longest
         self._open: dict[tuple[int, str], _Album] = {}
 
-    def said(self, chat_id: int, topic: int | None, text: str, group: str | None = None) -> bool:
+    def said(self, chat_id: int, topic: int | None, text: str, part: int | None = None) -> bool:
         """Join ``text`` to the album gathering in this chat and topic, if one is; whether it did.
 
-        ``group``: only to that album (the text replies to one of its files). The album then
+        ``part``: only to the album holding that message (the text replies to one of its
+        files: one of its own album's, or one sent alone after it, which joined it). The album then
         waits ``wait`` seconds more (within its ``longest``): the text may have come before
         its last file.
         """
-        album = self._gathering(chat_id, topic, group)
+        album = self._gathering(chat_id, topic, part)
         if album is None:
             return False
         album.said.append(text)
@@ -346,16 +347,17 @@ class Albums:
         album.came.set()
         return True
 
-    def _gathering(self, chat_id: int, topic: int | None, group: str | None) -> _Album | None:
-        """The album gathering in this chat and topic (the latest; ``group``'s only, if given).
+    def _gathering(self, chat_id: int, topic: int | None, part: int | None) -> _Album | None:
+        """The album gathering in this chat and topic (the latest; ``part``'s only, if given).
 
-        Not one dropped (``cancel``): what comes after /cancel is no part of it.
+        ``part``: a message the album holds. Not one dropped (``cancel``): what comes after
+        /cancel is no part of it.
         """
-        for (chat, named), album in reversed(self._open.items()):
+        for (chat, _), album in reversed(self._open.items()):
             if (
                 chat == chat_id
                 and album.topic == topic
-                and group in {None, named}
+                and (part is None or part in album.parts)
                 and not album.dropped
             ):
                 return album

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
-
 from tests.botstack import running_stack
 from tests.test_review22a_albums import USER, send_files
 
@@ -16,12 +14,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="handlers/chat.py _joined joins a reply only to a file with a media_group_id: the"
-    " file sent alone after an album joins the album but a reply to it does not (not"
-    " newcomer22's area to fix; strict: this fails once it is fixed, to drop the mark)",
-)
 async def test_a_reply_to_the_file_sent_alone_after_an_album_is_its_question(
     tmp_path: Path,
 ) -> None:
