@@ -75,6 +75,7 @@ DEFAULT_ANSWER_TOKENS = 1024  # the bot's VEIL_MAX_ANSWER_TOKENS default
 MIN_CONTEXT = 512
 MIN_ANSWER_CAP = 16  # the bot's smallest VEIL_MAX_ANSWER_TOKENS
 STOP_WITHIN_S = 15.0  # how long a part may take to stop after SIGTERM
+MODEL_PROBE_S = 3.0  # how long VEIL_VLLM_URL's model server has to answer the ready check
 BOT_SHUTDOWN_GRACE_S = 30.0  # the bot's VEIL_SHUTDOWN_GRACE default
 BOT_STOP_GRACE_S = 10.0  # the bot's VEIL_STOP_GRACE default
 BOT_STOP_SLACK_S = 45.0  # settling, storing and closing after the stops
@@ -571,8 +572,29 @@ async def start_local_gateway(
     )
     await wait_for_line(gateway, "gateway.started", within=60)
     url = f"http://127.0.0.1:{gateway_port}"
-    summary = [f"model server  {printable(model_url)}", f"gateway       {url}"]
-    return Gateways(url, verify_key, summary, bot_env)
+    served = f"model server  {printable(model_url)}"
+    if local is None and not await answers(model_url):
+        served += " (not answering: each question is told the model is not reachable until it is)"
+    return Gateways(url, verify_key, [served, f"gateway       {url}"], bot_env)
+
+
+async def answers(model_url: str) -> bool:
+    """Whether ``VEIL_VLLM_URL``'s model server answers HTTP at all (any status: a key it wants).
+
+    The run command starts no such server and does not wait for it (it may still be loading),
+    but "ready" above a server nothing listens at (a port mistyped, a server not started) sent
+    the operator to the playground to read "the model is not reachable" there.
+    """
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.get(
+                f"{model_url.rstrip('/')}/v1/models",
+                timeout=aiohttp.ClientTimeout(total=MODEL_PROBE_S),
+                allow_redirects=False,
+            ):
+                return True
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
 
 def remote_gateways(launch: Launch) -> Gateways:

@@ -210,3 +210,21 @@ async def test_a_tethered_part_ends_when_the_launcher_is_gone(mode: str) -> None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(part, signal.SIGKILL)
+
+
+async def test_a_model_server_that_does_not_answer_is_said_so_under_ready(tmp_path: Path) -> None:
+    # "ready:" listed VEIL_VLLM_URL's model server as serving where nothing listened (a port
+    # mistyped, a server not started): the operator learned it from the playground's first
+    # answer, "the model is not reachable".
+    install_client_files(tmp_path)
+    nothing = f"http://127.0.0.1:{free_port()}"
+    async with FakeVLLM() as vllm, FakeTelegram(token=TOKEN) as telegram:
+        for url, told in ((nothing, True), (vllm.url, False)):
+            env = serving_settings(tmp_path, telegram.url, VEIL_VLLM_URL=url)
+            launcher = await launch(env=env)
+            try:
+                await launcher.wait_for_line("press Ctrl-C to stop", within=90)
+            finally:
+                assert await launcher.stop(within=60) == 0
+            (served,) = [line for line in launcher.lines if "model server  " in line]
+            assert ("not answering" in served) is told, served
