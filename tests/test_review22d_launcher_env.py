@@ -34,9 +34,11 @@ async def test_a_setting_in_lower_case_and_the_basics_reach_their_part(tmp_path:
     async with FakeTelegram(token=TOKEN) as telegram:
         env = serving_settings(
             data,
-            telegram.url,
+            None,  # the token and Telegram below, in lower case: the launcher read neither
             **local_model(tmp_path),
             **BASICS,
+            veil_bot_token=TOKEN,  # it started the playground, which the bot was pointed at
+            veil_telegram_api=telegram.url,
             veil_admins="777",  # the bot's VEIL_ADMINS, as pydantic-settings reads it
             veil_vllm_api_key="model-server-key",  # the gateway's alone
         )
@@ -47,11 +49,14 @@ async def test_a_setting_in_lower_case_and_the_basics_reach_their_part(tmp_path:
         finally:
             code = await launcher.stop()
     assert code == 0, launcher.output
+    assert any("talking to Telegram" in line for line in launcher.lines), launcher.output
     bot, gateway = parts["bot"], parts["gateway"]
-    assert bot.get("veil_admins") == "777"
-    assert "veil_vllm_api_key" not in bot
-    assert gateway.get("veil_vllm_api_key") == "model-server-key"
-    assert "veil_admins" not in gateway
+    assert bot.get("VEIL_ADMINS") == "777"  # each under its upper-case name (settings_named)
+    assert bot.get("VEIL_BOT_TOKEN") == TOKEN
+    assert bot.get("VEIL_TELEGRAM_API") == telegram.url
+    assert not {"VEIL_VLLM_API_KEY", "veil_vllm_api_key"} & bot.keys()
+    assert gateway.get("VEIL_VLLM_API_KEY") == "model-server-key"
+    assert not {"VEIL_ADMINS", "veil_admins"} & gateway.keys()
     for part in (bot, gateway):
         assert {name: part.get(name) for name in BASICS} == BASICS
 
