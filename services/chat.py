@@ -479,6 +479,8 @@ class ChatService:
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
     _delivered_open: set[str] = field(default_factory=set, init=False)
+    # Answers whose own final messages are going out now: no delivery pass here sends them.
+    _delivering: set[str] = field(default_factory=set, init=False)
     _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
     _close_deadline: CloseDeadline = field(default_factory=CloseDeadline, init=False)
 
@@ -927,6 +929,7 @@ class ChatService:
         if conversation is not None:  # a newer answer there makes its Continue stale
             self._remember_cut(user_id, asked.thread_id, None)
         sent = False
+        self._delivering.add(hold.request_id)
         try:
             if not text:
                 await sink.abort()
@@ -935,9 +938,12 @@ class ChatService:
                 await sink.complete(text)
                 sent = True
         finally:
-            await _finished(settling)
-            charge = _charged(settling, hold, user_id)
-            await self._sent(asked, outbound, hold.request_id, sent=sent, taken=TAKEN.get())
+            try:
+                await _finished(settling)
+                charge = _charged(settling, hold, user_id)
+                await self._sent(asked, outbound, hold.request_id, sent=sent, taken=TAKEN.get())
+            finally:
+                self._delivering.discard(hold.request_id)
         if charge is None and text:  # delivered, the hold left open: never "cut off"
             self._delivered_open.add(hold.request_id)
         retry = None
@@ -1056,9 +1062,10 @@ class ChatService:
         then it is marked delivered, whether Telegram took it or refused it for good (the chat or
         message gone, the bot blocked); at the first Telegram cannot take now, that one and the
         rest are given back to the next pass, that one to be tried after the others (a flood
-        wait is often one chat's). Of a long private answer not taken whole, the messages
-        Telegram took are recorded with it (``send`` gives a ``Progress``): the next pass sends
-        the rest only. Answers older than ``deliver_within`` are dropped unsent
+        wait is often one chat's). One whose own messages are still going out here (past its
+        row's claim) is left to that, claimed anew. Of a long private answer not taken whole,
+        the messages Telegram took are recorded with it (``send`` gives a ``Progress``): the
+        next pass sends the rest only. Answers older than ``deliver_within`` are dropped unsent
         (``DELIVER_WITHIN_S``).
         """
         sent = 0
@@ -1086,6 +1093,10 @@ class ChatService:
                         answer.request_id, claimed, renewed
                     ):
                         continue  # erased since, or another process's now
+                if answer.request_id in self._delivering:
+                    # Still going out (a many-message answer's flood waits may outlast its
+                    # claim): kept, claimed anew, until its own end marks it.
+                    continue
                 outcome = await send(answer)
                 progress = outcome if isinstance(outcome, Progress) else None
                 log.info(
