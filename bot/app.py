@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from bot.settings import BotSettings
-    from models.outbox import Undelivered
+    from models.outbox import Progress, Undelivered
     from services.chat import ChatService, Sent
     from services.ton.books import TonBooks
     from services.ton.watcher import TonWatcher
@@ -435,16 +435,20 @@ async def upkeep(veil: Veil, every: float) -> None:
             log.exception("bot.upkeep_failed")
 
 
-async def deliver_again(veil: Veil, answer: Undelivered) -> Sent:
+async def deliver_again(veil: Veil, answer: Undelivered) -> Sent | Progress:
     """Deliver one answer a crash (or Telegram, down) kept from its user, as its surface allows.
 
     A private chat's is sent anew (its draft, a 30-second preview, is gone: there is no message
     to edit); a group's is edited into its placeholder and an inline or guest answer into its
     inline message (the only way to reach them: the bot cannot post in that chat), which
-    shows it once however often it is made. A refusal for good (the bot blocked, the message
-    deleted) is not tried again; a flood wait or a 5xx past the tries leaves it to the next pass.
+    shows it once however often it is made. A private answer's messages Telegram took before
+    (``answer.progress``) are not sent again; of one not taken whole now, those it took are
+    what comes back (the next pass goes on from there). A refusal for good (the bot blocked,
+    the message deleted) is not tried again; a flood wait or a 5xx past the tries leaves it to
+    the next pass.
     """
     place = answer.place
+    sink: DraftSink | None = None
     try:
         if place.edited:
             more = veil.catalogs.for_language(answer.language)("read_whole")
@@ -452,11 +456,12 @@ async def deliver_again(veil: Veil, answer: Undelivered) -> Sent:
             return await editors.edit_again(place, answer.text, more)
         if place.chat_id is None:
             return "refused"
-        await veil.dispatcher["drafts"](place.chat_id, thread_id=place.thread_id).complete(
-            answer.text
-        )
+        sink = veil.dispatcher["drafts"](place.chat_id, thread_id=place.thread_id)
+        await sink.complete(answer.text, answer.progress)
     except TELEGRAM_LATER as exc:
-        return "sent" if went_out(exc) else "later"
+        if went_out(exc):
+            return "sent"
+        return "later" if sink is None else sink.progress
     except TelegramAPIError as exc:
         log.warning("bot.redelivery_refused", error=type(exc).__name__)
         return "refused"

@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Literal
 
@@ -60,6 +61,7 @@ from bot.telegram import FLOOD_WAITS, UnreadableReply
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 from common.folded import FoldedText
 from common.logs import describe
+from models.outbox import TAKEN, Progress
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -214,6 +216,7 @@ class DraftSink:
         "draft_id",
         "final_markup",
         "interval",
+        "progress",
         "rich",
         "rich_drafts",
         "show_reasoning",
@@ -237,6 +240,7 @@ class DraftSink:
         self.interval = interval
         self.final_markup = final_markup
         self.completed = False  # the final answer (or the part that arrived) went out
+        self.progress = Progress()  # the final answer's messages Telegram took so far
         self.show_reasoning = show_reasoning
         self.rich_drafts = rich  # off for the rest of this answer once Telegram refuses one
         self.rich = rich
@@ -276,11 +280,22 @@ class DraftSink:
         if not self._received:
             self._changed()  # the thinking shows: no more "typing…"
 
-    async def complete(self, text: str) -> None:
-        """Stop the drafts and send the final answer as messages."""
+    async def complete(self, text: str, progress: Progress | None = None) -> None:
+        """Stop the drafts and send the final answer as messages.
+
+        ``progress``: the messages of it Telegram took before (a delivery pass's: only the rest
+        go out). ``self.progress`` counts them as they are taken: when one is not taken now
+        (the error raised), what a later delivery leaves out.
+        """
         await self._stop()
+        self._took(progress or Progress())
         await self._send_final(text)
         self.completed = True
+
+    def _took(self, progress: Progress) -> None:
+        """The final answer's messages taken so far: the sink's, and its task's (``TAKEN``)."""
+        self.progress = progress
+        TAKEN.set(progress)
 
     async def abort(self) -> None:
         """Stop showing progress."""
@@ -456,16 +471,19 @@ class DraftSink:
         self._shown = len(text)
 
     async def _send_final(self, text: str) -> None:
-        if self.rich:
+        """Send the final answer's messages not taken yet (``progress``), counting each taken."""
+        if self.rich or self.progress.rich:
             text = await self._send_rich(text)
             if not text:
                 return
         parts = render_parts(text)
+        start = self.progress.parts  # the same text splits the same way: go on from there
         thought = self._thinking.text()
-        if thought.strip():
-            parts = await self._send_thought_first(thought, parts)
+        if thought.strip() and not start:
+            start = await self._send_thought_first(thought, parts)
         plain = False
-        for index, part in enumerate(parts):
+        for index in range(start, len(parts)):
+            part = parts[index]
             markup = self.final_markup if index == len(parts) - 1 else None
             if not plain:
                 try:
@@ -475,16 +493,19 @@ class DraftSink:
                     log.warning("streaming.entities_rejected", part=index)
                     plain = True
                 else:
+                    self._took(replace(self.progress, parts=index + 1))
                     continue
             await self._deliver(part.text, markup=markup)
+            self._took(replace(self.progress, parts=index + 1))
 
-    async def _send_thought_first(self, thought: str, parts: list[Rendered]) -> list[Rendered]:
-        """Send the answer's first message with the thinking folded in; the parts left to send.
+    async def _send_thought_first(self, thought: str, parts: list[Rendered]) -> int:
+        """Send the answer's first message with the thinking folded in; how many parts it took.
 
         The thinking is only shown: if Telegram refuses that message, or does not take it in
         all its tries, the answer goes on without it (its first part again, alone), never lost
         to its thinking. A message that was not taken may have been shown after all: then the
-        answer's first part shows twice.
+        answer's first part shows twice. A thinking too long to join the first part is a
+        message of its own: no part of the answer taken (0).
         """
         folded = with_thought(thought, parts)
         first = folded[0]
@@ -493,8 +514,11 @@ class DraftSink:
             await self._deliver(first.text, entities_of(first), markup)
         except (TelegramBadRequest, *_NOT_TAKEN) as exc:
             log.warning("streaming.thought_dropped", error=type(exc).__name__)
-            return parts
-        return folded[1:]
+            return 0
+        if len(folded) > len(parts):  # the thinking alone
+            return 0
+        self._took(replace(self.progress, parts=1))
+        return 1
 
     async def _deliver(
         self,
@@ -529,21 +553,29 @@ class DraftSink:
         """Send the answer as rich messages; what Telegram refused, left for the fallback.
 
         The thinking, when shown, goes first as a folded quote of its own (then the fallback
-        does not repeat it). Parts go out in order; at the first one refused (400) the rest of
-        the answer, from that part on, is returned for the entity rendering.
+        does not repeat it). Parts go out in order, from the first not taken yet
+        (``progress.rich``); at the first one refused (400) the rest of the answer, from that
+        part on, is returned for the entity rendering (the whole text, at the first part), as
+        it is at once where an earlier delivery fell back already (``progress.parts``) or rich
+        messages are off now.
         """
         parts = rich_parts(text)
         if not parts:
             return text
+        taken = self.progress.rich
+        if not self.rich or self.progress.parts:
+            self._thinking = FoldedText()
+            return _rest(text, parts, taken)
         thought = self._thinking.text()
-        if thought.strip():
+        if thought.strip() and not taken:
             folded = quote(thought, MAX_FOLDED, expandable=True)
             try:
                 await self._deliver(folded.text, entities_of(folded))
             except (TelegramBadRequest, *_NOT_TAKEN) as exc:  # only shown: the answer goes on
                 log.warning("streaming.thought_dropped", error=type(exc).__name__)
         self._thinking = FoldedText()
-        for index, part in enumerate(parts):
+        for index in range(taken, len(parts)):
+            part = parts[index]
             markup = self.final_markup if index == len(parts) - 1 else None
             try:
                 await delivered(
@@ -559,5 +591,15 @@ class DraftSink:
                 )
             except TelegramBadRequest:
                 log.warning("streaming.rich_rejected", part=index, parts=len(parts))
-                return "\n\n".join(parts[index:])
+                return _rest(text, parts, index)
+            self._took(replace(self.progress, rich=index + 1))
         return ""
+
+
+def _rest(text: str, parts: list[str], taken: int) -> str:
+    """The answer after its first ``taken`` rich messages, for the entity rendering.
+
+    The whole text where none was taken (the model's own Markdown, as without rich messages),
+    so a count of entity parts means the same whichever way the answer began.
+    """
+    return "\n\n".join(parts[taken:]) if taken else text

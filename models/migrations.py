@@ -516,6 +516,16 @@ def m0017_undelivered(db: Database) -> None:
     db.execute("CREATE INDEX undelivered_user_id ON undelivered(user_id)")
 
 
+def m0018_undelivered_progress(db: Database) -> None:
+    """The messages of a long private answer Telegram took (``models.outbox.Progress``).
+
+    A long answer is several messages: when Telegram refuses one for now (a long flood wait),
+    those before it went out, and a delivery pass sends only the rest. Counts alone.
+    """
+    db.execute("ALTER TABLE undelivered ADD COLUMN rich_taken INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE undelivered ADD COLUMN parts_taken INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -534,6 +544,7 @@ MIGRATIONS: list[Migration] = [
     m0015_ton_skipped_facts,
     m0016_orders_by_user,
     m0017_undelivered,
+    m0018_undelivered_progress,
 ]
 
 

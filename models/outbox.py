@@ -13,12 +13,16 @@ stored, and forgetting the user (their data key) makes it unreadable, and delete
 ``claimed_until`` (Unix seconds) is how long a bot process holds the right to deliver it: the
 one answering claims it as it writes it; another replica (webhook mode) takes it only once
 that lease has ended, and a single bot's start takes every row (``release_all``).
+
+``rich_taken`` and ``parts_taken`` (``Progress``) count the messages of a long private answer
+Telegram took before it refused one for now: a delivery sends the rest only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,6 +80,31 @@ class Outbound:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """The messages of a private answer Telegram has taken: a delivery sends only the rest.
+
+    A long answer goes out as several messages; when one is not taken now (a long flood wait),
+    those before it were, and must not be shown again. ``rich``: rich messages taken
+    (``bot.rich.rich_parts``); ``parts``: messages of the entity (or plain) rendering taken, of
+    the whole answer where ``rich`` is 0, else of the rest once Telegram refused the next rich
+    message (``bot.streaming.DraftSink``). Both split the text the same way each time, so a
+    count says where to go on; a count reveals nothing of the text.
+    """
+
+    rich: int = 0
+    parts: int = 0
+
+
+TAKEN: ContextVar[Progress] = ContextVar("veil_taken", default=Progress())  # noqa: B039 -- frozen
+"""The messages of the answer this task delivers that Telegram took so far.
+
+Set by the sink as each is taken (``bot.streaming.DraftSink``), read by whoever awaited its
+``complete`` once that raised (``services.chat``), also through a sink wrapped in another (a
+handler's) that does not pass the count on.
+"""
+
+
+@dataclass(frozen=True, slots=True)
 class Undelivered:
     """One answer to deliver again: whose, where, in which language, and its text."""
 
@@ -85,6 +114,7 @@ class Undelivered:
     place: Outbound
     text: str = field(repr=False)
     created_at: int
+    progress: Progress = Progress()  # its messages Telegram took already (a private answer's)
 
 
 def seal_answer(
@@ -176,7 +206,7 @@ def claim(db: Database, now: int, until: int, limit: int = BATCH) -> list[Any]:
     """
     rows = db.execute(
         "SELECT u.request_id, u.user_id, users.language, u.surface, u.chat_id, u.thread_id,"
-        " u.message_id, u.inline_message_id, u.body, u.created_at"
+        " u.message_id, u.inline_message_id, u.body, u.created_at, u.rich_taken, u.parts_taken"
         " FROM undelivered u LEFT JOIN users ON users.user_id = u.user_id"
         " WHERE u.claimed_until <= ? ORDER BY u.claimed_until, u.created_at, u.rowid LIMIT ?",
         [now, limit],
@@ -214,6 +244,20 @@ def give_back(db: Database, claims: list[tuple[int, str, int]]) -> None:
     )
 
 
+def advance(db: Database, request_id: str, progress: Progress, claim: int) -> None:
+    """Record the messages of the row's answer Telegram took (this pass's claim ``claim``)."""
+    db.execute(
+        "UPDATE undelivered SET rich_taken = ?, parts_taken = ?"
+        " WHERE request_id = ? AND claimed_until = ?",
+        [progress.rich, progress.parts, request_id, claim],
+    )
+
+
+def progress_of(row: Any) -> Progress:  # noqa: ANN401 -- a sqlite3 row is untyped
+    """The ``Progress`` of a ``claim`` row."""
+    return Progress(rich=int(row[10]), parts=int(row[11]))
+
+
 def place_of(row: Any) -> Outbound:  # noqa: ANN401 -- a sqlite3 row is untyped
     """The ``Outbound`` of a ``claim`` row (its header still sealed)."""
     surface: Surface = row[3]
@@ -227,9 +271,19 @@ def delete(db: Database, request_id: str) -> bool:
     return bool(db.execute("DELETE FROM undelivered WHERE request_id = ?", [request_id]).rowcount)
 
 
-def unclaim(db: Database, request_id: str) -> None:
-    """Let the next delivery pass take the row (this process could not deliver it now)."""
-    db.execute("UPDATE undelivered SET claimed_until = 0 WHERE request_id = ?", [request_id])
+def unclaim(db: Database, request_id: str, progress: Progress | None = None) -> None:
+    """Let the next delivery pass take the row (this process could not deliver it now).
+
+    ``progress``: the messages of it Telegram took meanwhile (the rest is what a pass sends).
+    """
+    if progress is None:
+        db.execute("UPDATE undelivered SET claimed_until = 0 WHERE request_id = ?", [request_id])
+        return
+    db.execute(
+        "UPDATE undelivered SET claimed_until = 0, rich_taken = ?, parts_taken = ?"
+        " WHERE request_id = ?",
+        [progress.rich, progress.parts, request_id],
+    )
 
 
 def release_all(db: Database) -> int:

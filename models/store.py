@@ -40,7 +40,7 @@ from models.errors import (
     UserNotFound,
     storage_errors,
 )
-from models.outbox import Outbound, Undelivered, open_answer, seal_answer
+from models.outbox import Outbound, Progress, Undelivered, open_answer, seal_answer
 from models.records import (
     Conversation,
     Role,
@@ -516,7 +516,10 @@ class Store:
                     dropped += 1
                     continue
                 place = dataclasses.replace(place, header=header)
-                taken.append(Undelivered(request_id, user_id, row[2], place, text, int(row[9])))
+                progress = outbox.progress_of(row)
+                taken.append(
+                    Undelivered(request_id, user_id, row[2], place, text, int(row[9]), progress)
+                )
             return taken, dropped
 
         return await self.write(take)
@@ -533,13 +536,31 @@ class Store:
         """
         return await self.write(lambda db: outbox.confirm(db, request_id, claimed, until))
 
-    async def give_back_undelivered(self, claims: list[tuple[int, str, int]]) -> None:
-        """Give answers this pass claimed back to later passes (``models.outbox.give_back``)."""
-        await self.write(lambda db: outbox.give_back(db, claims))
+    async def give_back_undelivered(
+        self,
+        claims: list[tuple[int, str, int]],
+        taken: tuple[str, int, Progress] | None = None,
+    ) -> None:
+        """Give answers this pass claimed back to later passes (``models.outbox.give_back``).
 
-    async def not_delivered(self, request_id: str) -> None:
-        """Give the answer back to the next delivery pass (not delivered now)."""
-        await self.write(lambda db: outbox.unclaim(db, request_id))
+        ``taken``: (request id, this pass's claim, its messages Telegram took) of the one that
+        was not taken whole now, recorded first, in the same transaction.
+        """
+
+        def back(db: Database) -> None:
+            if taken is not None:
+                request_id, claim, progress = taken
+                outbox.advance(db, request_id, progress, claim)
+            outbox.give_back(db, claims)
+
+        await self.write(back)
+
+    async def not_delivered(self, request_id: str, progress: Progress | None = None) -> None:
+        """Give the answer back to the next delivery pass (not delivered now).
+
+        ``progress``: its messages Telegram took, which the pass does not send again.
+        """
+        await self.write(lambda db: outbox.unclaim(db, request_id, progress))
 
     async def release_undelivered(self) -> int:
         """Let the next delivery pass take every answer left (no other bot process runs)."""

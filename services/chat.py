@@ -90,7 +90,7 @@ from common.folded import FoldedText
 from common.visible import shows_nothing
 from models import ConversationNotFound, StorageError, TokenCount
 from models.holds import AnswerChat
-from models.outbox import Outbound
+from models.outbox import TAKEN, Outbound, Progress
 from models.store import Writer
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
@@ -248,7 +248,10 @@ StopTag = int | str
 """What a stop button names: a draft id (private chats) or an answer message's key."""
 
 Sent = Literal["sent", "refused", "later"]
-"""What delivering an answer again came to: Telegram took it, refused it for good, or not now."""
+"""What delivering an answer again came to: Telegram took it, refused it for good, or not now.
+
+A ``Progress`` instead: not taken whole now, these of its messages taken (the rest later).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,6 +479,8 @@ class ChatService:
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
     _delivered_open: set[str] = field(default_factory=set, init=False)
+    # Answers whose own final messages are going out now: no delivery pass here sends them.
+    _delivering: set[str] = field(default_factory=set, init=False)
     _shutting_down: bool = field(default=False, init=False)  # no title is asked from then on
     _close_deadline: CloseDeadline = field(default_factory=CloseDeadline, init=False)
 
@@ -924,16 +929,21 @@ class ChatService:
         if conversation is not None:  # a newer answer there makes its Continue stale
             self._remember_cut(user_id, asked.thread_id, None)
         sent = False
+        self._delivering.add(hold.request_id)
         try:
             if not text:
                 await sink.abort()
             else:
+                TAKEN.set(Progress())  # a sink of several messages counts those taken
                 await sink.complete(text)
                 sent = True
         finally:
-            await _finished(settling)
-            charge = _charged(settling, hold, user_id)
-            await self._sent(asked, outbound, hold.request_id, sent=sent)
+            try:
+                await _finished(settling)
+                charge = _charged(settling, hold, user_id)
+                await self._sent(asked, outbound, hold.request_id, sent=sent, taken=TAKEN.get())
+            finally:
+                self._delivering.discard(hold.request_id)
         if charge is None and text:  # delivered, the hold left open: never "cut off"
             self._delivered_open.add(hold.request_id)
         retry = None
@@ -995,32 +1005,42 @@ class ChatService:
         )
 
     async def _sent(
-        self, asked: _Asked, outbound: Writer[bool] | None, request_id: str, *, sent: bool
+        self,
+        asked: _Asked,
+        outbound: Writer[bool] | None,
+        request_id: str,
+        *,
+        sent: bool,
+        taken: Progress | None = None,
     ) -> None:
         """The final message went out (or not): its row (if written) marked, or left to retry.
 
         An edited answer's final edit may still be under way (a flood wait): whoever waits for
-        it says whether it was shown (``delivered``).
+        it says whether it was shown (``delivered``). ``taken``: the messages of an answer
+        not sent whole that Telegram took, which the retry leaves out.
         """
         if outbound is None or not outbound.stored:
             return
         if not sent:
-            await self.delivered(request_id, shown=False)
+            await self.delivered(request_id, shown=False, taken=taken)
         elif asked.outbound is not None and not asked.outbound.edited:
             await self.delivered(request_id)
 
-    async def delivered(self, request_id: str, *, shown: bool = True) -> None:
+    async def delivered(
+        self, request_id: str, *, shown: bool = True, taken: Progress | None = None
+    ) -> None:
         """Mark an answer's final message delivered; ``shown`` False: not, try it again later.
 
         Marked once Telegram took it. A crash between the two sends it again at the next start:
         a private answer then shows twice, which is better than never (an edit shows once). A
-        mark that cannot be written is logged: the answer may be delivered again.
+        mark that cannot be written is logged: the answer may be delivered again. Not shown,
+        ``taken`` says which of its messages Telegram took: only the rest are tried again.
         """
         try:
             if shown:
                 await self.store.delivered(request_id)
             else:
-                await self.store.not_delivered(request_id)
+                await self.store.not_delivered(request_id, taken)
         except StorageError as exc:
             log.warning("chat.delivery_unmarked", request_id=request_id, error=type(exc).__name__)
 
@@ -1029,7 +1049,9 @@ class ChatService:
         with history_failures("cannot release the answers to deliver"):
             return await self.store.release_undelivered()
 
-    async def deliver_undelivered(self, send: Callable[[Undelivered], Awaitable[Sent]]) -> int:
+    async def deliver_undelivered(
+        self, send: Callable[[Undelivered], Awaitable[Sent | Progress]]
+    ) -> int:
         """Deliver the answers charged whose final message never went out; how many were sent.
 
         A batch at a time (``models.outbox.BATCH``), oldest first, at most ``DELIVER_BATCHES``
@@ -1040,7 +1062,10 @@ class ChatService:
         then it is marked delivered, whether Telegram took it or refused it for good (the chat or
         message gone, the bot blocked); at the first Telegram cannot take now, that one and the
         rest are given back to the next pass, that one to be tried after the others (a flood
-        wait is often one chat's). Answers older than ``deliver_within`` are dropped unsent
+        wait is often one chat's). One whose own messages are still going out here (past its
+        row's claim) is left to that, claimed anew. Of a long private answer not taken whole,
+        the messages Telegram took are recorded with it (``send`` gives a ``Progress``): the
+        next pass sends the rest only. Answers older than ``deliver_within`` are dropped unsent
         (``DELIVER_WITHIN_S``).
         """
         sent = 0
@@ -1068,19 +1093,26 @@ class ChatService:
                         answer.request_id, claimed, renewed
                     ):
                         continue  # erased since, or another process's now
+                if answer.request_id in self._delivering:
+                    # Still going out (a many-message answer's flood waits may outlast its
+                    # claim): kept, claimed anew, until its own end marks it.
+                    continue
                 outcome = await send(answer)
+                progress = outcome if isinstance(outcome, Progress) else None
                 log.info(
                     "chat.redelivered",
                     user_id=answer.user_id,
                     request_id=answer.request_id,
                     surface=answer.place.surface,
-                    outcome=outcome,
+                    outcome="later" if progress is not None else outcome,
+                    parts=None if progress is None else progress.rich + progress.parts,
                 )
-                if outcome == "later":  # tried again after the others (``outbox.claim``)
+                if progress is not None or outcome == "later":  # after the others (``claim``)
                     back = [(int(self.clock()), answer.request_id, renewed)]
                     back += [(0, left.request_id, claimed) for left in taken[index + 1 :]]
+                    mark = None if progress is None else (answer.request_id, renewed, progress)
                     with history_failures("cannot give the answers to deliver back"):
-                        await self.store.give_back_undelivered(back)
+                        await self.store.give_back_undelivered(back, mark)
                     return sent
                 await self.delivered(answer.request_id)
                 sent += outcome == "sent"
