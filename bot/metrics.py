@@ -36,7 +36,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from bot.listeners import METRICS_CONNECTIONS
 from common.connections import ConnectionGuard, GuardedSite, guard_app
 from models import StorageError
-from services.chat import Answer, AnswerSink, ChatService, Followup, Question, ReasoningSink
+from models.outbox import Progress
+from services.chat import (
+    Answer,
+    AnswerSink,
+    ChatService,
+    CountingSink,
+    Followup,
+    Question,
+    ReasoningSink,
+)
 from services.errors import LedgerUnavailable, VeilError
 
 if TYPE_CHECKING:
@@ -196,6 +205,11 @@ class TimedSink:
     async def abort(self) -> None:
         """As the wrapped sink."""
         await self._sink.abort()
+
+    @property
+    def progress(self) -> Progress:
+        """As the wrapped sink, where it counts its messages taken (``CountingSink``)."""
+        return self._sink.progress if isinstance(self._sink, CountingSink) else Progress()
 
     async def reason(self, delta: str) -> None:
         """As the wrapped sink, when it shows a model's thinking (else the thinking is dropped)."""

@@ -61,7 +61,7 @@ from bot.telegram import FLOOD_WAITS, UnreadableReply
 from bot.thinking import DRAFT_THOUGHT, MAX_FOLDED, draft_thought, quote, tail, with_thought
 from common.folded import FoldedText
 from common.logs import describe
-from models.outbox import TAKEN, Progress
+from models.outbox import Progress
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -293,9 +293,8 @@ class DraftSink:
         self.completed = True
 
     def _took(self, progress: Progress) -> None:
-        """The final answer's messages taken so far: the sink's, and its task's (``TAKEN``)."""
+        """The final answer's messages taken so far."""
         self.progress = progress
-        TAKEN.set(progress)
 
     async def abort(self) -> None:
         """Stop showing progress."""

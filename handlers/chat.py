@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from common.texts import Catalogs, Texts
     from handlers.failures import Failures
     from handlers.sinks import Drafts, DraftTarget
+    from models.outbox import Progress
     from services.chat import Answer, ChatService
     from services.credit import Credit
 
@@ -338,6 +339,11 @@ class _Starting:
     async def abort(self) -> None:
         """The answer failed or produced nothing."""
         await self.sink.abort()
+
+    @property
+    def progress(self) -> Progress:
+        """The final answer's messages Telegram took so far (``services.chat.CountingSink``)."""
+        return self.sink.progress
 
 
 @dataclass(frozen=True, eq=False, slots=True)

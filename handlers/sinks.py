@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from services.chat import AnswerSink
+from services.chat import AnswerSink, CountingSink
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,7 +47,7 @@ class EditedAnswer(NoticeSink, Protocol):
         """Add a short line under the final answer (one more edit)."""
 
 
-class DraftTarget(NoticeSink, Protocol):
+class DraftTarget(NoticeSink, CountingSink, Protocol):
     """A sink that streams into a private chat's draft; its stop button names ``draft_id``."""
 
     draft_id: int

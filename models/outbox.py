@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -93,15 +92,6 @@ class Progress:
 
     rich: int = 0
     parts: int = 0
-
-
-TAKEN: ContextVar[Progress] = ContextVar("veil_taken", default=Progress())  # noqa: B039 -- frozen
-"""The messages of the answer this task delivers that Telegram took so far.
-
-Set by the sink as each is taken (``bot.streaming.DraftSink``), read by whoever awaited its
-``complete`` once that raised (``services.chat``), also through a sink wrapped in another (a
-handler's) that does not pass the count on.
-"""
 
 
 @dataclass(frozen=True, slots=True)

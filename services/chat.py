@@ -90,7 +90,7 @@ from common.folded import FoldedText
 from common.visible import shows_nothing
 from models import ConversationNotFound, StorageError, TokenCount
 from models.holds import AnswerChat
-from models.outbox import TAKEN, Outbound, Progress
+from models.outbox import Outbound, Progress
 from models.store import Writer
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
@@ -184,6 +184,19 @@ class AnswerSink(Protocol):
 
     async def abort(self) -> None:
         """The answer failed or produced nothing; stop showing progress."""
+
+
+@runtime_checkable
+class CountingSink(Protocol):
+    """A sink of several final messages that counts those Telegram took (the optional part).
+
+    A private chat's: an answer not taken whole is delivered again from the first message
+    not taken (``models.outbox``), never from its start.
+    """
+
+    @property
+    def progress(self) -> Progress:
+        """The final answer's messages Telegram took so far."""
 
 
 @runtime_checkable
@@ -934,14 +947,14 @@ class ChatService:
             if not text:
                 await sink.abort()
             else:
-                TAKEN.set(Progress())  # a sink of several messages counts those taken
                 await sink.complete(text)
                 sent = True
         finally:
             try:
                 await _finished(settling)
                 charge = _charged(settling, hold, user_id)
-                await self._sent(asked, outbound, hold.request_id, sent=sent, taken=TAKEN.get())
+                taken = sink.progress if isinstance(sink, CountingSink) else Progress()
+                await self._sent(asked, outbound, hold.request_id, sent=sent, taken=taken)
             finally:
                 self._delivering.discard(hold.request_id)
         if charge is None and text:  # delivered, the hold left open: never "cut off"
