@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tests.botstack import TOKEN
 from tests.fakes.telegram import FakeTelegram
 from tests.launching import install_client_files, launch, local_model, serving_settings
-from tests.test_ops22_launcher_env import parts_of
+from tests.test_ops22_launcher_env import parts_while_serving
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,24 +29,12 @@ BASICS = {
 
 
 async def test_a_setting_in_lower_case_and_the_basics_reach_their_part(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    install_client_files(data)
-    async with FakeTelegram(token=TOKEN) as telegram:
-        env = serving_settings(
-            data,
-            telegram.url,
-            **local_model(tmp_path),
-            **BASICS,
-            veil_admins="777",  # the bot's VEIL_ADMINS, as pydantic-settings reads it
-            veil_vllm_api_key="model-server-key",  # the gateway's alone
-        )
-        launcher = await launch(env=env)
-        try:
-            await launcher.wait_for_line("press Ctrl-C to stop", within=120)
-            parts = parts_of(launcher)
-        finally:
-            code = await launcher.stop()
-    assert code == 0, launcher.output
+    parts = await parts_while_serving(
+        tmp_path,
+        **BASICS,
+        veil_admins="777",  # the bot's VEIL_ADMINS, as pydantic-settings reads it
+        veil_vllm_api_key="model-server-key",  # the gateway's alone
+    )
     bot, gateway = parts["bot"], parts["gateway"]
     assert bot.get("veil_admins") == "777"
     assert "veil_vllm_api_key" not in bot
