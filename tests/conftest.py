@@ -6,15 +6,19 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+from playwright.async_api import async_playwright
 
 from models import MasterKey
 from services.inference import InferenceClient
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, Clock, RunningGateway, run_gateway
+from tests.miniapp import CHROMIUM, CHROMIUM_ARGS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from playwright.async_api import Browser
 
 
 @pytest.fixture
@@ -55,3 +59,14 @@ def client(gateway: RunningGateway, http: aiohttp.ClientSession, clock: Clock) -
     return InferenceClient(
         [gateway.url], [gateway.verify_key], http, clock=clock, client_key=CLIENT_KEY
     )
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, for the Mini App's page tests."""
+    async with async_playwright() as driver:
+        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -39,13 +40,24 @@ from tests.harness import run_gateway
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
-    from pathlib import Path
 
     from bot.app import Veil
     from gateway.shaping import Shaping
     from models import Store
     from models.holds import HoldState
     from tests.harness import RunningGateway
+
+# The browser the page tests drive (Debian's; a test that needs it skips without it).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 USER_ID = 777001
 # The bundle's libraries need Node.js 20 or later (@noble/curves' "engines").

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from structlog.testing import capture_logs
 
 from services.errors import InferenceBusy, InferenceError, InferenceUnavailable
-from services.inference import ChatRequest, InferenceClient, TextDelta
+from services.inference import InferenceClient
+from tests.failover import answer_text, first_first, two_gateways
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, CLIENT_VERIFY_KEY, client_policy, free_port, run_gateway
 
@@ -24,18 +25,6 @@ if TYPE_CHECKING:
     from tests.harness import Clock
 
 SLOW_ANSWER = " ".join(f"w{i}" for i in range(40))
-
-
-async def answer_text(client: InferenceClient, messages: list[Any] | None = None) -> str:
-    parts = []
-    async for item in client.stream(
-        ChatRequest(
-            messages or [{"role": "user", "content": "hi"}], model="veil-test", cache_salt="salt"
-        )
-    ):
-        if isinstance(item, TextDelta):
-            parts.append(item.text)
-    return "".join(parts)
 
 
 async def answer_or_busy(client: InferenceClient) -> str:
@@ -84,20 +73,11 @@ async def test_a_burst_past_the_pool_completes_or_is_busy_and_never_hangs(clock:
 async def test_a_gateway_that_has_not_pinned_the_bot_fails_over_and_tells_the_operator(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    operator = ed25519.Ed25519PrivateKey.generate()
-    async with (
-        FakeVLLM(answer="from the first") as one,
-        FakeVLLM(answer="from the second") as two,
-        run_gateway(one.url, operator=operator, clock=clock, clients={}) as first,
-        run_gateway(two.url, operator=operator, clock=clock) as second,
-    ):
-        client = InferenceClient(
-            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
-        )
-        client._pool.turn = itertools.count(0, 2)  # always start with the first gateway
+    async with two_gateways(clock, first_clients={}) as pair:
+        client = first_first([pair.first.url, pair.second.url], pair.first, http, clock)
         with capture_logs() as logs:
             assert await answer_text(client) == "from the second"
-        assert one.requests == []
+        assert pair.one.requests == []
     (event,) = [entry for entry in logs if entry["event"] == "inference.unauthenticated"]
     assert event["log_level"] == "error"
     assert event["gateway"] == 1
@@ -135,23 +115,14 @@ async def test_a_gateway_url_s_password_stays_out_of_the_log(
 async def test_a_client_limit_429_fails_over_and_backs_off(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    operator = ed25519.Ed25519PrivateKey.generate()
     full = {CLIENT_VERIFY_KEY: client_policy(streams=0)}
-    async with (
-        FakeVLLM(answer="from the first") as one,
-        FakeVLLM(answer="from the second") as two,
-        run_gateway(one.url, operator=operator, clock=clock, clients=full) as first,
-        run_gateway(two.url, operator=operator, clock=clock) as second,
-    ):
-        client = InferenceClient(
-            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
-        )
-        client._pool.turn = itertools.count(0, 2)
+    async with two_gateways(clock, first_clients=full) as pair:
+        client = first_first([pair.first.url, pair.second.url], pair.first, http, clock)
         with capture_logs() as logs:
             assert await answer_text(client) == "from the second"
             # In back-off, the first gateway is tried last: the next answer goes straight on.
             assert await answer_text(client) == "from the second"
-        assert one.requests == []
+        assert pair.one.requests == []
     failovers = [entry["reason"] for entry in logs if entry["event"] == "inference.failover"]
     assert failovers == ["HTTP 429 client_busy"]
 

@@ -27,18 +27,26 @@ def send_album(stack: Stack, files: list[tuple[str, bytes]], caption: str | None
         )
 
 
+async def album_then_text(
+    stack: Stack, files: list[tuple[str, bytes]], text: str, caption: str | None = None
+) -> tuple[str, list[str]]:
+    """Send the album and at once ``text``; the question stored, and what the user was sent."""
+    send_album(stack, files, caption)
+    stack.telegram.send_text(USER, text)
+    turns = await stack.stored_turns(USER, 2)
+    await stack.veil.chat.wait_idle(10)
+    return turns[0], [message["text"] for message in stack.telegram.sent_messages(USER)]
+
+
 async def test_a_text_sent_right_after_an_album_is_its_question(tmp_path: Path) -> None:
     # The text was asked on its own at once while the album waited for its other files, and
     # the album, asked after, was refused "still writing the previous answer"; or the other
     # way round: either way one of the two was refused, and the model never saw the
     # question with the files.
     async with running_stack(tmp_path) as stack:
-        send_album(stack, [("old.py", b"x = 1\n"), ("new.py", b"x = 2\n")])
-        stack.telegram.send_text(USER, "Which one is right?")
-        turns = await stack.stored_turns(USER, 2)
-        await stack.veil.chat.wait_idle(10)
-        sent = [message["text"] for message in stack.telegram.sent_messages(USER)]
-    assert turns[0] == (
+        files = [("old.py", b"x = 1\n"), ("new.py", b"x = 2\n")]
+        question, sent = await album_then_text(stack, files, "Which one is right?")
+    assert question == (
         "old.py:\n```\nx = 1\n```\n\nnew.py:\n```\nx = 2\n```\n\nWhich one is right?"
     )
     assert sent == ["Hello from the fake model."]
@@ -49,12 +57,9 @@ async def test_a_text_after_a_captioned_album_follows_its_caption(tmp_path: Path
     # A caption longer than a caption may be (1024 characters) or a thought added at once:
     # the text came as a question of its own, the album as another, one of them refused.
     async with running_stack(tmp_path) as stack:
-        send_album(stack, [("a.txt", b"alpha\n"), ("b.txt", b"beta\n")], caption="Compare")
-        stack.telegram.send_text(USER, "Mind the case.")
-        turns = await stack.stored_turns(USER, 2)
-        await stack.veil.chat.wait_idle(10)
-        sent = [message["text"] for message in stack.telegram.sent_messages(USER)]
-    assert turns[0] == (
+        files = [("a.txt", b"alpha\n"), ("b.txt", b"beta\n")]
+        question, sent = await album_then_text(stack, files, "Mind the case.", caption="Compare")
+    assert question == (
         "a.txt:\n```\nalpha\n```\n\nb.txt:\n```\nbeta\n```\n\nCompare\n\nMind the case."
     )
     assert sent == ["Hello from the fake model."]

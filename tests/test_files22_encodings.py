@@ -36,13 +36,13 @@ FRENCH = (
 GERMAN = "Besprechung: Das Budget für nächstes Jahr ist beschlossen; größere Änderungen folgen.\r\n"
 
 
-async def asked(stack: Stack, files: list[tuple[str, bytes]]) -> list[str]:
+async def asked(stack: Stack, files: list[tuple[str, bytes]], user: int = USER) -> list[str]:
     """Send each file in turn, once the answer before it is done; the questions stored."""
     for index, (name, data) in enumerate(files):
-        stack.telegram.send_document(USER, data, file_name=name)
-        await stack.stored_turns(USER, 2 * (index + 1))
+        stack.telegram.send_document(user, data, file_name=name)
+        await stack.stored_turns(user, 2 * (index + 1))
         await stack.veil.chat.wait_idle(10)
-    turns = await stack.stored_turns(USER, 2 * len(files))
+    turns = await stack.stored_turns(user, 2 * len(files))
     return turns[0::2]
 
 

@@ -10,20 +10,18 @@ not ask that gateway again sooner (``GatewayPool.failed``).
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealed.stream import ACCEPT_HEADER, MAX_RETRY_AFTER
-from services.inference import ChatRequest, InferenceClient, TextDelta
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import CLIENT_KEY, post_sealed, run_gateway, seal_call
+from tests.failover import answer_text, first_first, two_gateways
+from tests.harness import post_sealed, seal_call
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from tests.fakes.vllm import FakeVLLM
     from tests.harness import Clock, RunningGateway
 
 # A Retry-After as sent, and the seconds the error record says (None: no field).
@@ -67,35 +65,21 @@ async def test_a_model_servers_retry_after_reaches_only_a_client_that_asks_for_i
     assert reply.final.error_retry_after is None
 
 
-async def answer_text(client: InferenceClient) -> str:
-    request = ChatRequest([{"role": "user", "content": "hi"}], model="veil-test", cache_salt="s")
-    return "".join([i.text async for i in client.stream(request) if isinstance(i, TextDelta)])
-
-
 async def test_a_gateway_whose_model_server_asks_to_wait_is_not_asked_sooner(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     # The model server's Retry-After was dropped: the bot put the gateway in its own back-off
     # (2 s after one failure) and asked it again, and was refused again, for the whole wait.
-    operator = ed25519.Ed25519PrivateKey.generate()
-    async with (
-        FakeVLLM(answer="from the first") as one,
-        FakeVLLM(answer="from the second") as two,
-        run_gateway(one.url, operator=operator, clock=clock) as first,
-        run_gateway(two.url, operator=operator, clock=clock) as second,
-    ):
-        one.fail_before_stream = (429, "Too many requests")
-        one.retry_after = "120"
-        client = InferenceClient(
-            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
-        )
-        client._pool.turn = itertools.count(0, 2)  # always start with the first gateway
+    async with two_gateways(clock) as pair:
+        pair.one.fail_before_stream = (429, "Too many requests")
+        pair.one.retry_after = "120"
+        client = first_first([pair.first.url, pair.second.url], pair.first, http, clock)
         assert await answer_text(client) == "from the second"
-        assert len(one.requests) == 1
+        assert len(pair.one.requests) == 1
         clock.advance(60)
         for _ in range(3):
             assert await answer_text(client) == "from the second"
-        assert len(one.requests) == 1
-        one.fail_before_stream = None
+        assert len(pair.one.requests) == 1
+        pair.one.fail_before_stream = None
         clock.advance(61)
         assert await answer_text(client) == "from the first"

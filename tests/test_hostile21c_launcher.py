@@ -88,19 +88,21 @@ exit 0
 """
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie not reaped yet has ended all the same)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 -- one read
+            return stat.read().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+    except OSError:
         return False
-    # A zombie not reaped yet has ended all the same.
-    with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 -- one read
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def test_a_stop_while_llama_cpp_compiles_leaves_no_build_process_running(
-    tmp_path: Path,
-) -> None:
+async def start_compiling(tmp_path: Path) -> tuple[ManagedProcess, int]:
+    """Start the run command on a local model, its llama.cpp unpacked but not built.
+
+    Returns the launcher once it says it is compiling, and the build worker's process id
+    (``FAKE_CMAKE``'s). Kill the worker yourself if the test fails before it has ended.
+    """
     tools = tmp_path / "bin"
     tools.mkdir()
     pid_file = tmp_path / "worker.pid"
@@ -127,20 +129,25 @@ async def test_a_stop_while_llama_cpp_compiles_leaves_no_build_process_running(
             "VEIL_BOT_METRICS_PORT": "0",
         }
     )
-    worker = None
+    await launcher.wait_for_line("compiling llama.cpp", within=60)
+    async with asyncio.timeout(60):
+        while not pid_file.exists() or not pid_file.read_text():  # noqa: ASYNC110 -- a file
+            await asyncio.sleep(0.05)
+    return launcher, int(pid_file.read_text())
+
+
+async def test_a_stop_while_llama_cpp_compiles_leaves_no_build_process_running(
+    tmp_path: Path,
+) -> None:
+    launcher, worker = await start_compiling(tmp_path)
     try:
-        await launcher.wait_for_line("compiling llama.cpp", within=60)
-        async with asyncio.timeout(60):
-            while not pid_file.exists() or not pid_file.read_text():  # noqa: ASYNC110 -- a file
-                await asyncio.sleep(0.05)
-        worker = int(pid_file.read_text())
-        assert _alive(worker)
+        assert alive(worker)
         assert await launcher.stop(within=60) == 0  # SIGTERM, as systemd or kill sends it
         async with asyncio.timeout(30):  # given the time a stopping build tool takes
-            while _alive(worker):  # noqa: ASYNC110 -- another process's end
+            while alive(worker):  # noqa: ASYNC110 -- another process's end
                 await asyncio.sleep(0.05)
     finally:
-        if worker is not None and _alive(worker):
+        if alive(worker):
             os.kill(worker, 9)
 
 

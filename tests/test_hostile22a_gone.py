@@ -33,7 +33,39 @@ from tests.test_bot_groups import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.botstack import Stack
+
 BOBS = "@veil_test_bot and what about mine?"
+
+
+async def bob_asks_while_ann_is_answered(stack: Stack) -> asyncio.Event:
+    """Ann's answer held while being written, Bob's question waiting for its turn.
+
+    Set the returned event (with ``stack.vllm.chat_hold = None``) to let Ann's answer end.
+    """
+    held = asyncio.Event()
+    stack.vllm.chat_hold = held
+    stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
+    await wait_until(lambda: len(stack.vllm.requests) == 1)
+    kit = stack.veil.dispatcher["kit"]
+    stack.telegram.send_text(BOB, BOBS, chat_id=GROUP)
+    await wait_until(lambda: (GROUP, BOB) in kit.asking)  # waiting for its turn
+    return held
+
+
+async def let_ann_and_carol_be_answered(stack: Stack, held: asyncio.Event) -> None:
+    """Let Ann's answer end, then wait until Bob's turn is over (Carol, after him, answered)."""
+    stack.vllm.chat_hold = None
+    held.set()
+    await final_reply(stack)
+    await answered_last(stack)  # Carol asks after Bob: answered, so Bob's turn is over
+
+
+def to_bob(stack: Stack) -> list[str]:
+    """The texts the bot posted in reply to Bob's question."""
+    return [
+        m["text"] for m in replies(stack) if (m.get("reply_to_message") or {}).get("text") == BOBS
+    ]
 
 
 @pytest.mark.parametrize("status", ["kicked", "left"])
@@ -41,25 +73,14 @@ async def test_a_member_gone_before_their_turn_gets_no_answer_and_pays_nothing(
     tmp_path: Path, status: str
 ) -> None:
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
-        held = asyncio.Event()
-        stack.vllm.chat_hold = held  # Ann's answer is being written
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await wait_until(lambda: len(stack.vllm.requests) == 1)
-        kit = stack.veil.dispatcher["kit"]
         with structlog.testing.capture_logs() as logs:
-            stack.telegram.send_text(BOB, BOBS, chat_id=GROUP)
-            await wait_until(lambda: (GROUP, BOB) in kit.asking)  # waiting for its turn
+            held = await bob_asks_while_ann_is_answered(stack)
             stack.telegram.state.set_member(GROUP, BOB, status)  # banned, or gone
-            stack.vllm.chat_hold = None
-            held.set()
-            await final_reply(stack)
-            await answered_last(stack)  # Carol asks after Bob: answered, so Bob's turn is over
+            await let_ann_and_carol_be_answered(stack, held)
         asked = [m["content"] for r in stack.vllm.requests for m in r["messages"]]
-        to_bob = [
-            m for m in replies(stack) if (m.get("reply_to_message") or {}).get("text") == BOBS
-        ]
+        answers = to_bob(stack)
         bobs_charges = [e for e in await stack.veil.credit.history(BOB) if e.kind == "usage"]
-    assert to_bob == []
+    assert answers == []
     assert "and what about mine?" not in asked
     assert len(stack.vllm.requests) == 2  # Ann's and Carol's
     assert bobs_charges == []
@@ -74,20 +95,12 @@ async def test_a_flood_wait_on_asking_whether_the_asker_stayed_does_not_hold_the
     # answer queued behind it waiting too. Not known soon, the question is answered.
     flood = "Too Many Requests: retry after 50"
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
-        held = asyncio.Event()
-        stack.vllm.chat_hold = held  # Ann's answer is being written
-        stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-        await wait_until(lambda: len(stack.vllm.requests) == 1)
-        kit = stack.veil.dispatcher["kit"]
-        stack.telegram.send_text(BOB, BOBS, chat_id=GROUP)
-        await wait_until(lambda: (GROUP, BOB) in kit.asking)  # waiting for its turn
+        held = await bob_asks_while_ann_is_answered(stack)
         stack.telegram.fail_next("getChatMember", status=429, description=flood, retry_after=50)
         with structlog.testing.capture_logs() as logs:
             stack.vllm.chat_hold = None
             held.set()
             await final_reply(stack, 2, within=30)  # a bound, not a measure: the wait is 50 s
-        to_bob = [
-            m for m in replies(stack) if (m.get("reply_to_message") or {}).get("text") == BOBS
-        ]
-    assert [m["text"] for m in to_bob] == [ANSWER]
+        answers = to_bob(stack)
+    assert answers == [ANSWER]
     assert "groups.asker_unknown" in [e["event"] for e in logs]

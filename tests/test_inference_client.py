@@ -21,6 +21,7 @@ from services.errors import (
     UntrustedGateway,
 )
 from services.inference import ChatRequest, InferenceClient, TextDelta
+from tests.failover import answer_text, first_first, two_gateways
 from tests.fakes.relay import RecordingProxy, TamperingRelay
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import CLIENT_KEY, run_gateway
@@ -32,16 +33,6 @@ if TYPE_CHECKING:
 
 PROMPT = "My secret diagnosis is quixotic-walrus-42"
 ANSWER = "Your secret answer is zephyr-marmalade-17 and nothing else."
-
-
-async def answer_text(client: InferenceClient, *, content: str = "hi") -> str:
-    parts = []
-    async for item in client.stream(
-        ChatRequest([{"role": "user", "content": content}], model="veil-test", cache_salt="salt")
-    ):
-        if isinstance(item, TextDelta):
-            parts.append(item.text)
-    return "".join(parts)
 
 
 async def test_bundle_from_unpinned_operator_is_refused(
@@ -115,18 +106,16 @@ async def test_failover_when_first_gateway_is_down(
 async def test_failover_when_vllm_behind_a_gateway_is_down(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    operator = ed25519.Ed25519PrivateKey.generate()
-    async with (
-        FakeVLLM(answer="from the first") as one,
-        FakeVLLM(answer="from the second") as two,
-        run_gateway(one.url, operator=operator, clock=clock) as first,
-        run_gateway(two.url, operator=operator, clock=clock) as second,
-    ):
+    async with two_gateways(clock) as pair:
         client = InferenceClient(
-            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+            [pair.first.url, pair.second.url],
+            [pair.first.verify_key],
+            http,
+            clock=clock,
+            client_key=CLIENT_KEY,
         )
         await client.refresh()
-        await one.close()  # the first gateway's vLLM goes away after bundles were fetched
+        await pair.one.close()  # the first gateway's vLLM goes away after bundles were fetched
         answers = {await answer_text(client) for _ in range(4)}
         assert answers == {"from the second"}
 
@@ -138,22 +127,13 @@ async def test_a_model_server_refusing_for_its_load_is_failed_over(
     # A model server that was reached but said 503 (restarting, overloaded) or 429 before its
     # stream was told as the model failing ("could not answer"), though another gateway's
     # model could answer: it is failed over as a model server out of reach is.
-    operator = ed25519.Ed25519PrivateKey.generate()
-    async with (
-        FakeVLLM(answer="from the first") as one,
-        FakeVLLM(answer="from the second") as two,
-        run_gateway(one.url, operator=operator, clock=clock) as first,
-        run_gateway(two.url, operator=operator, clock=clock) as second,
-    ):
-        one.fail_before_stream = (status, "the engine cannot take this now")
-        both = InferenceClient(
-            [first.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
-        )
-        both._pool.turn = itertools.count(0, 2)  # always start with the first gateway
+    async with two_gateways(clock) as pair:
+        pair.one.fail_before_stream = (status, "the engine cannot take this now")
+        both = first_first([pair.first.url, pair.second.url], pair.first, http, clock)
         assert await answer_text(both) == "from the second"
-        assert len(one.requests) == 1
+        assert len(pair.one.requests) == 1
         only = InferenceClient(
-            [first.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
+            [pair.first.url], [pair.first.verify_key], http, clock=clock, client_key=CLIENT_KEY
         )
         with pytest.raises(alone):
             await answer_text(only)
@@ -239,7 +219,7 @@ async def test_network_sees_neither_prompt_nor_answer(
                 [proxy.url], [running.verify_key], http, clock=clock, client_key=CLIENT_KEY
             )
             with structlog.testing.capture_logs() as logs:
-                assert await answer_text(client, content=PROMPT) == ANSWER
+                assert await answer_text(client, [{"role": "user", "content": PROMPT}]) == ANSWER
         assert fake.requests[0]["messages"][0]["content"] == PROMPT  # it did reach the model
         wire = proxy.captured
         assert b"/v1/sealed/chat/completions" in wire  # the proxy saw the exchange

@@ -13,25 +13,23 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
-from playwright.async_api import async_playwright
 
 from tests.harness import REPO
-from tests.miniapp import USER_ID, init_data, node_ready, page_url, webapp_stack
+from tests.miniapp import CHROMIUM, USER_ID, init_data, node_ready, page_url, webapp_stack
 from tests.test_webapp_browser import (  # the browser tests' own steps
     ANSWER,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     HISTORY_SLOT,
     QUESTION,
     Keychain,
     answered,
     ask,
+    forget,
     open_page,
     ready,
+    ready_page,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from playwright.async_api import Browser, Page
@@ -41,16 +39,6 @@ OLD_SLOT = f"veil:history:{USER_ID}"  # an older bundle's name, the id in clear
 NAMES = "Object.keys(localStorage)"
 LOCKS = "navigator.locks.query().then((s) => [...s.held, ...s.pending].map((l) => l.name))"
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as driver:
-        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.mark.skipif(NODE is None, reason="needs Node.js 20 or later")
@@ -80,6 +68,20 @@ async def test_the_storage_name_is_the_same_with_or_without_webcrypto() -> None:
     assert json.loads(out) == [HISTORY_SLOT, HISTORY_SLOT]
 
 
+async def keep_as_older_bundle(page: Page) -> None:
+    """Move what the page keeps to the names an older bundle kept it under (the id in clear)."""
+    await page.evaluate(
+        """([slot, old]) => {
+          for (const name of Object.keys(localStorage)) {
+            if (!name.startsWith(slot)) continue;
+            localStorage.setItem(old + name.slice(slot.length), localStorage.getItem(name));
+            localStorage.removeItem(name);
+          }
+        }""",
+        [HISTORY_SLOT, OLD_SLOT],
+    )
+
+
 async def names_of(page: Page) -> list[str]:
     """Every name the page keeps on the device: its storage's and its Web Locks'."""
     return [*await page.evaluate(NAMES), *await page.evaluate(LOCKS)]
@@ -91,12 +93,9 @@ async def test_no_name_the_page_keeps_on_the_device_holds_the_user_id(
 ) -> None:
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         await answered(page, QUESTION)
-        await page.click("#about-title")
-        await page.click("#forget")  # a Forget's mark too
-        await page.wait_for_selector("#notice[data-kind=forgotten]")
+        await forget(page)  # a Forget's mark too
         await answered(page, QUESTION)
         names = await names_of(page)
         assert HISTORY_SLOT in names
@@ -114,23 +113,13 @@ async def test_a_history_kept_under_the_user_id_is_moved_once_and_read(
     # under the new ones, and gone from the old.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
-        await page.click("#about-title")
-        await page.click("#forget")
-        await page.wait_for_selector("#notice[data-kind=forgotten]")
+        page = await ready_page(browser, stack, keychain)
+        await forget(page)
         await answered(page, QUESTION)
         # As the older bundle left it: the same values, under the id in clear.
+        await keep_as_older_bundle(page)
         await page.evaluate(
-            """([slot, old]) => {
-              for (const name of Object.keys(localStorage)) {
-                if (!name.startsWith(slot)) continue;
-                localStorage.setItem(old + name.slice(slot.length), localStorage.getItem(name));
-                localStorage.removeItem(name);
-              }
-              localStorage.setItem(old + ":asking:closedpage", "1");
-            }""",
-            [HISTORY_SLOT, OLD_SLOT],
+            "(old) => localStorage.setItem(old + ':asking:closedpage', '1')", OLD_SLOT
         )
         assert set(await page.evaluate(NAMES)) >= {OLD_SLOT, f"{OLD_SLOT}:forgotten"}
         await page.reload()

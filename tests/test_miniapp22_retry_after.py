@@ -9,19 +9,15 @@ as well as seconds (RFC 9110 §10.2.3): the bot reads both, in the chat and in t
 from __future__ import annotations
 
 import io
-import itertools
 import json
 from typing import TYPE_CHECKING, Self
 
 import aiohttp
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from common.waits import retry_after
 from sealed.stream import ACCEPT_HEADER
-from services.inference import ChatRequest, InferenceClient, TextDelta
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import CLIENT_KEY, run_gateway
+from tests.failover import answer_text, first_first, two_gateways
 from tests.miniapp import Asked, page, read_stream, webapp_stack
 
 if TYPE_CHECKING:
@@ -29,7 +25,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from tests.harness import Clock
-    from tests.miniapp import PythonPage
+    from tests.miniapp import MiniStack, PythonPage
 
 CHAT = {"model": "veil-test", "messages": [{"role": "user", "content": "hello?"}]}
 NOW = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
@@ -104,9 +100,11 @@ class BusyFront:
             )
 
 
-async def answer_text(client: InferenceClient) -> str:
-    request = ChatRequest([{"role": "user", "content": "hi"}], model="veil-test", cache_salt="s")
-    return "".join([i.text async for i in client.stream(request) if isinstance(i, TextDelta)])
+async def through_front(stack: MiniStack, front: BusyFront) -> None:
+    """Put ``front`` between the bot and its gateway, the bot's open connections too."""
+    host, port = front.url.removeprefix("http://").split(":")
+    stack.to_gateway.target = (host, int(port))
+    await stack.to_gateway.drop()
 
 
 async def test_a_gateways_wait_given_as_a_date_keeps_the_chat_away_from_it(
@@ -114,18 +112,8 @@ async def test_a_gateways_wait_given_as_a_date_keeps_the_chat_away_from_it(
 ) -> None:
     # The date was not read: after the bot's own back-off of two seconds it asked the busy
     # gateway again with every question, though it had said when it would take them.
-    operator = ed25519.Ed25519PrivateKey.generate()
-    async with (
-        FakeVLLM(answer="from the first") as one,
-        FakeVLLM(answer="from the second") as two,
-        run_gateway(one.url, operator=operator, clock=clock) as first,
-        run_gateway(two.url, operator=operator, clock=clock) as second,
-        BusyFront(first.url, FAR) as front,
-    ):
-        client = InferenceClient(
-            [front.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
-        )
-        client._pool.turn = itertools.count(0, 2)  # always start with the first gateway
+    async with two_gateways(clock) as pair, BusyFront(pair.first.url, FAR) as front:
+        client = first_first([front.url, pair.second.url], pair.first, http, clock)
         assert await answer_text(client) == "from the second"
         clock.advance(60)  # past any back-off of the bot's own after one failure
         assert await answer_text(client) == "from the second"
@@ -141,9 +129,7 @@ async def test_a_gateways_wait_given_as_a_date_reaches_the_page(
     # The relay passed on a wait in seconds only: a date reached the page as no wait at all,
     # and the page said "try again in a moment" rather than when.
     async with webapp_stack(tmp_path) as stack, BusyFront(stack.gateway.url, FAR) as front:
-        host, port = front.url.removeprefix("http://").split(":")
-        stack.to_gateway.target = (host, int(port))
-        await stack.to_gateway.drop()  # the bot's open connections go through the front now
+        await through_front(stack, front)
         async with page(stack, http).relay(CHAT) as (response, _):
             reply = await response.json()
             header = response.headers.get("Retry-After")

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from models import MasterKey, Store
 from sealed.encoding import b64e
 from tests.botstack import TOKEN
 from tests.harness import run_python
+from tests.test_review21d_backup import a_database
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,11 +44,6 @@ sys.addaudithook(hook)
 sys.argv = ["bot", *sys.argv[3:]]
 runpy.run_module("bot", run_name="__main__")
 """
-
-
-async def a_database(data: Path) -> None:
-    store = await Store.open(data / "veil.db", MasterKey.load_or_create(data / "master.key"))
-    await store.close()
 
 
 @pytest.mark.parametrize(

@@ -56,11 +56,15 @@ def parts_of(launcher: ManagedProcess) -> dict[str, dict[str, str]]:
     return found
 
 
-async def test_each_part_gets_its_own_settings_and_no_other_parts(tmp_path: Path) -> None:
+async def parts_while_serving(tmp_path: Path, **settings: str) -> dict[str, dict[str, str]]:
+    """Run on a local model with ``settings`` added; each part's environment while it serves.
+
+    The run is then stopped, and must end cleanly.
+    """
     data = tmp_path / "data"
     install_client_files(data)
     async with FakeTelegram(token=TOKEN) as telegram:
-        env = serving_settings(data, telegram.url, **local_model(tmp_path), **SECRETS)
+        env = serving_settings(data, telegram.url, **local_model(tmp_path), **settings)
         launcher = await launch(env=env)
         try:
             await launcher.wait_for_line("press Ctrl-C to stop", within=120)
@@ -68,6 +72,11 @@ async def test_each_part_gets_its_own_settings_and_no_other_parts(tmp_path: Path
         finally:
             code = await launcher.stop()
     assert code == 0, launcher.output
+    return parts
+
+
+async def test_each_part_gets_its_own_settings_and_no_other_parts(tmp_path: Path) -> None:
+    parts = await parts_while_serving(tmp_path, **SECRETS)
     assert sorted(parts) == ["bot", "gateway", "model"]
     bot, gateway, model = parts["bot"], parts["gateway"], parts["model"]
     assert bot["VEIL_TONCENTER_KEY"] == SECRETS["VEIL_TONCENTER_KEY"]

@@ -53,6 +53,7 @@ from services.titles import TITLE_PROMPT
 from tests.botstack import polling_bot
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import REPO, ManagedProcess, run_gateway, run_python
+from tests.miniapp import CHROMIUM_ARGS
 from tests.pictures import make_png
 
 if TYPE_CHECKING:
@@ -66,15 +67,6 @@ TOKEN = "123456:PLAY-TEST"
 WALLET = PLAYGROUND_TON_ADDRESS
 TONKEEPER = "https://app.tonkeeper.com/transfer/"
 XSS = "<img src=x onerror=alert(1)>"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ANSWER = (
     "Here is **bold news** from the playground, with `inline code` and a list of words that "
     "keeps growing: one two three four five six seven eight nine ten eleven twelve thirteen."

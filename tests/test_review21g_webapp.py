@@ -10,14 +10,11 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-import pytest
 from playwright.async_api import async_playwright
 
-from tests.miniapp import init_data, page_url, webapp_stack
+from tests.miniapp import CHROMIUM, CHROMIUM_ARGS, init_data, page_url, webapp_stack
 from tests.test_webapp_browser import (
     ANSWER,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     FAKE_TELEGRAM_APP,
     QUESTION,
     SLOW_ANSWER,
@@ -29,20 +26,9 @@ from tests.test_webapp_browser import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from playwright.async_api import Browser
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as driver:
-        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def test_a_browser_blocking_site_data_for_real_opens_the_page_and_answers(

@@ -10,24 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
+from tests.test_files22_encodings import asked
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.botstack import Stack
 
 USER = 2231
 NOT_TEXT = "I can only read text files (plain text, such as .txt, .md, .csv or .py)"
 RUSSIAN = "Итоги встречи: бюджет согласован, отчёт в пятницу.\n"
-
-
-async def asked(stack: Stack, files: list[tuple[str, bytes]]) -> list[str]:
-    """Send each file in turn, once the answer before it is done; the questions stored."""
-    for index, (name, data) in enumerate(files):
-        stack.telegram.send_document(USER, data, file_name=name)
-        await stack.stored_turns(USER, 2 * (index + 1))
-        await stack.veil.chat.wait_idle(10)
-    return (await stack.stored_turns(USER, 2 * len(files)))[0::2]
 
 
 async def test_a_dos_file_ending_in_ctrl_z_is_read(tmp_path: Path) -> None:
@@ -35,7 +26,7 @@ async def test_a_dos_file_ending_in_ctrl_z_is_read(tmp_path: Path) -> None:
     # "not a text file" for that one control character after its last line.
     dos = b"REM nightly backup\r\nxcopy C:\\data D:\\backup /s\r\n\x1a"
     async with running_stack(tmp_path) as stack:
-        questions = await asked(stack, [("BACKUP.BAT", dos)])
+        questions = await asked(stack, [("BACKUP.BAT", dos)], USER)
     assert questions == [
         "BACKUP.BAT:\n```\nREM nightly backup\r\nxcopy C:\\data D:\\backup /s\n```"
     ]
@@ -50,7 +41,7 @@ async def test_a_utf8_file_with_a_stray_byte_is_read_as_utf8(tmp_path: Path) -> 
     stray = RUSSIAN.encode() + b"\x85" + "Ответственный: Ёлкин.\n".encode()
     cut = RUSSIAN.encode() + "Ёлкин".encode()[:-1]
     async with running_stack(tmp_path) as stack:
-        questions = await asked(stack, [("notes.txt", stray), ("cut.txt", cut)])
+        questions = await asked(stack, [("notes.txt", stray), ("cut.txt", cut)], USER)
     assert questions == [
         f"notes.txt:\n```\n{RUSSIAN}\ufffdОтветственный: Ёлкин.\n```",
         f"cut.txt:\n```\n{RUSSIAN}Ёлки\ufffd\n```",

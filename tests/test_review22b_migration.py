@@ -17,24 +17,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from playwright.async_api import async_playwright
 
-from tests.miniapp import USER_ID, webapp_stack
+from tests.miniapp import CHROMIUM, webapp_stack
+from tests.test_miniapp22_page import OLD_SLOT as OLD  # the older bundle's names, the id in clear
+from tests.test_miniapp22_page import keep_as_older_bundle
 from tests.test_webapp_browser import (  # the browser tests' own steps
     ANSWER,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     FILL_STORAGE,
     HISTORY_SLOT,
     QUESTION,
     Keychain,
     answered,
+    forget,
     ready,
     two_pages,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from playwright.async_api import Browser, Page
@@ -43,22 +42,11 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 
-OLD = f"veil:history:{USER_ID}"  # the older bundle's names, the id in clear
 KEY = "veil_history_key"
 # What an older page holds for its life (its ``live``): how a page of the new one tells it open.
 HOLD_PAGE_LOCK = """(name) => new Promise((held) => {
   navigator.locks.request(name, () => { held(); return new Promise(() => {}); });
 })"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as driver:
-        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 def sent_before(stack: MiniStack) -> list[str]:
@@ -137,9 +125,7 @@ async def test_a_new_pages_forget_is_told_to_an_older_page_open_beside_it(
             "([slot, old]) => localStorage.setItem(old, localStorage.getItem(slot))",
             [HISTORY_SLOT, OLD],
         )
-        await page.click("#about-title")
-        await page.click("#forget")
-        await page.wait_for_selector("#notice[data-kind=forgotten]")
+        await forget(page)
         names = await older.evaluate(
             "([slot, old]) => [localStorage.getItem(slot + ':forgotten'),"
             " localStorage.getItem(old + ':forgotten')]",
@@ -165,21 +151,10 @@ async def test_moving_the_names_leaves_an_older_page_open_its_mark(
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
         context, page, older = await two_pages(browser, stack, keychain)
         await older.evaluate(HOLD_PAGE_LOCK, f"{OLD}:page:olderpage")
-        await page.click("#about-title")
-        await page.click("#forget")
-        await page.wait_for_selector("#notice[data-kind=forgotten]")
+        await forget(page)
         await answered(page, QUESTION)
         # As the older bundle keeps it: the same values, under the id in clear.
-        await page.evaluate(
-            """([slot, old]) => {
-              for (const name of Object.keys(localStorage)) {
-                if (!name.startsWith(slot)) continue;
-                localStorage.setItem(old + name.slice(slot.length), localStorage.getItem(name));
-                localStorage.removeItem(name);
-              }
-            }""",
-            [HISTORY_SLOT, OLD],
-        )
+        await keep_as_older_bundle(page)
         mark = await older.evaluate("(old) => localStorage.getItem(old + ':forgotten')", OLD)
         assert mark is not None
         await page.reload()
@@ -205,16 +180,7 @@ async def test_a_history_that_fills_the_storage_is_still_read_after_the_move(
         await other.close()
         for question in questions[:2]:
             await answered(page, question)
-        await page.evaluate(
-            """([slot, old]) => {
-              for (const name of Object.keys(localStorage)) {
-                if (!name.startsWith(slot)) continue;
-                localStorage.setItem(old + name.slice(slot.length), localStorage.getItem(name));
-                localStorage.removeItem(name);
-              }
-            }""",
-            [HISTORY_SLOT, OLD],
-        )
+        await keep_as_older_bundle(page)
         assert await page.evaluate(FILL_STORAGE) > 0
         await page.reload()
         await ready(page)

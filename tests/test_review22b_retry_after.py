@@ -11,17 +11,12 @@ fraction, which earlier code read, is still read).
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from common.waits import retry_after
-from services.inference import InferenceClient
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import CLIENT_KEY, run_gateway
+from tests.failover import answer_text, first_first, two_gateways
 from tests.miniapp import page, webapp_stack
-from tests.test_miniapp22_retry_after import CHAT, NOW, BusyFront, answer_text
+from tests.test_miniapp22_retry_after import CHAT, NOW, BusyFront, through_front
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,18 +50,8 @@ async def test_a_gateway_with_an_overflowing_date_is_failed_over(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     # The question ended in OverflowError instead of going to the next gateway.
-    operator = ed25519.Ed25519PrivateKey.generate()
-    async with (
-        FakeVLLM(answer="from the first") as one,
-        FakeVLLM(answer="from the second") as two,
-        run_gateway(one.url, operator=operator, clock=clock) as first,
-        run_gateway(two.url, operator=operator, clock=clock) as second,
-        BusyFront(first.url, OVERFLOWING) as front,
-    ):
-        client = InferenceClient(
-            [front.url, second.url], [first.verify_key], http, clock=clock, client_key=CLIENT_KEY
-        )
-        client._pool.turn = itertools.count(0, 2)  # always start with the busy one
+    async with two_gateways(clock) as pair, BusyFront(pair.first.url, OVERFLOWING) as front:
+        client = first_first([front.url, pair.second.url], pair.first, http, clock)  # busy first
         assert await answer_text(client) == "from the second"
         assert front.refused == 1
 
@@ -77,9 +62,7 @@ async def test_a_gateway_with_an_overflowing_date_is_told_to_the_page_as_busy(
     # The relay's reading raised: the page got the bot's 500 "something went wrong", not
     # the gateway's 503 refusal it fails over on.
     async with webapp_stack(tmp_path) as stack, BusyFront(stack.gateway.url, OVERFLOWING) as front:
-        host, port = front.url.removeprefix("http://").split(":")
-        stack.to_gateway.target = (host, int(port))
-        await stack.to_gateway.drop()
+        await through_front(stack, front)
         async with page(stack, http).relay(CHAT) as (response, _):
             reply = await response.json()
     assert front.refused == 1

@@ -11,7 +11,6 @@ turn (left, or banned), or one banned meanwhile whatever they were, is let go.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,41 +18,19 @@ import structlog
 from tests.botstack import running_stack
 from tests.harness import wait_until
 from tests.test_bot_groups import (
-    ANN,
     ANSWER,
     BOB,
     FAST,
     GROUP,
-    QUESTION,
-    answered_last,
-    final_reply,
-    replies,
+)
+from tests.test_hostile22a_gone import (
+    bob_asks_while_ann_is_answered,
+    let_ann_and_carol_be_answered,
+    to_bob,
 )
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from tests.botstack import Stack
-
-BOBS = "@veil_test_bot and what about mine?"
-
-
-async def _bob_asks_while_ann_is_answered(stack: Stack) -> asyncio.Event:
-    """Ann's answer held while being written, Bob's question waiting for its turn."""
-    held = asyncio.Event()
-    stack.vllm.chat_hold = held
-    stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-    await wait_until(lambda: len(stack.vllm.requests) == 1)
-    kit = stack.veil.dispatcher["kit"]
-    stack.telegram.send_text(BOB, BOBS, chat_id=GROUP)
-    await wait_until(lambda: (GROUP, BOB) in kit.asking)  # waiting for its turn
-    return held
-
-
-def _to_bob(stack: Stack) -> list[str]:
-    return [
-        m["text"] for m in replies(stack) if (m.get("reply_to_message") or {}).get("text") == BOBS
-    ]
 
 
 async def test_a_commenter_who_never_joined_is_answered_after_waiting_their_turn(
@@ -62,14 +39,11 @@ async def test_a_commenter_who_never_joined_is_answered_after_waiting_their_turn
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.state.set_member(GROUP, BOB, "left")  # comments without joining
         with structlog.testing.capture_logs() as logs:
-            held = await _bob_asks_while_ann_is_answered(stack)
-            stack.vllm.chat_hold = None
-            held.set()
-            await final_reply(stack)
-            await answered_last(stack)  # Carol asks after Bob: answered, so Bob's turn is over
-        to_bob = _to_bob(stack)
+            held = await bob_asks_while_ann_is_answered(stack)
+            await let_ann_and_carol_be_answered(stack, held)
+        answers = to_bob(stack)
         bobs_charges = [e for e in await stack.veil.credit.history(BOB) if e.kind == "usage"]
-    assert to_bob == [ANSWER]
+    assert answers == [ANSWER]
     assert len(bobs_charges) == 1
     assert "groups.asker_gone" not in [e["event"] for e in logs]
 
@@ -78,16 +52,13 @@ async def test_a_commenter_banned_while_waiting_gets_no_answer(tmp_path: Path) -
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.state.set_member(GROUP, BOB, "left")  # comments without joining
         with structlog.testing.capture_logs() as logs:
-            held = await _bob_asks_while_ann_is_answered(stack)
+            held = await bob_asks_while_ann_is_answered(stack)
             # Banned once the bot has learnt what he was when he asked.
             await wait_until(lambda: len(stack.telegram.calls_of("getChatMember")) >= 1)
             stack.telegram.state.set_member(GROUP, BOB, "kicked")
-            stack.vllm.chat_hold = None
-            held.set()
-            await final_reply(stack)
-            await answered_last(stack)  # Carol asks after Bob: answered, so Bob's turn is over
-        to_bob = _to_bob(stack)
+            await let_ann_and_carol_be_answered(stack, held)
+        answers = to_bob(stack)
         bobs_charges = [e for e in await stack.veil.credit.history(BOB) if e.kind == "usage"]
-    assert to_bob == []
+    assert answers == []
     assert bobs_charges == []
     assert "groups.asker_gone" in [e["event"] for e in logs]

@@ -16,12 +16,10 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from playwright.async_api import Page, async_playwright
 from structlog.testing import capture_logs
 
 from sealed.encoding import b64e
@@ -41,26 +39,25 @@ from tests.harness import (
     run_gateway,
     wait_until,
 )
-from tests.miniapp import USER_ID, hold_of, init_data, page_url, settled, webapp_stack
+from tests.miniapp import (
+    CHROMIUM,
+    USER_ID,
+    hold_of,
+    init_data,
+    page_url,
+    settled,
+    webapp_stack,
+)
 from tests.test_gateway_restart import start_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
-    from playwright.async_api import Browser, BrowserContext, Route
+    from playwright.async_api import Browser, BrowserContext, Page, Route
 
     from tests.miniapp import MiniStack
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 QUESTION = "Where did I hide the spare key to the blue shed?"
 ANSWER = "Under the third flowerpot, next to the lavender."
 SLOW_ANSWER = " ".join(f"piece{i}" for i in range(80))
@@ -140,16 +137,6 @@ class Keychain:
         return ["secure_storage_failed", {"req_id": req_id, "error": "UNSUPPORTED"}]
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as driver:
-        launched = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
 async def open_page(browser: Browser, url: str, keychain: Keychain | None = None) -> Page:
     """A new tab in the fake Telegram app, opened at ``url``."""
     context = await browser.new_context(viewport={"width": 420, "height": 800})
@@ -179,6 +166,20 @@ async def two_pages(
 
 async def ready(page: Page) -> None:
     await page.wait_for_selector("body[data-ready=true]", timeout=15000)
+
+
+async def ready_page(browser: Browser, stack: MiniStack, keychain: Keychain) -> Page:
+    """A new page of the user in the fake Telegram app, opened and ready."""
+    page = await open_page(browser, page_url(stack.base, init_data()), keychain)
+    await ready(page)
+    return page
+
+
+async def forget(page: Page) -> None:
+    """Forget the history from the page's About panel; wait until the page says it is erased."""
+    await page.click("#about-title")
+    await page.click("#forget")
+    await page.wait_for_selector("#notice[data-kind=forgotten]")
 
 
 async def ask(page: Page, question: str) -> None:
@@ -211,8 +212,7 @@ async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
     keychain = Keychain()
     with capture_logs() as logs:
         async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-            page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-            await ready(page)
+            page = await ready_page(browser, stack, keychain)
             # Telegram's look and the bridge: theme colours, ready and expand, the balance.
             assert (
                 await page.evaluate(
@@ -259,9 +259,7 @@ async def test_a_question_typed_in_the_page_is_answered_sealed_end_to_end(
 
             # Forget destroys the key and the ciphertext.
             old_key = keychain.values["veil_history_key"]
-            await page.click("#about-title")
-            await page.click("#forget")
-            await page.wait_for_selector("#notice[data-kind=forgotten]")
+            await forget(page)
             assert await page.evaluate(f"localStorage.getItem({HISTORY_SLOT!r})") is None
             assert keychain.values.get("veil_history_key") != old_key
             assert await page.locator(".bubble").count() == 0
@@ -376,8 +374,7 @@ async def test_an_answer_that_is_only_thinking_is_told_with_its_charge_and_the_q
     thinking = "Let me think about the shed, the key, the flowerpots and"
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=f"<think>{thinking}") as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         await ask(page, QUESTION)
         await page.wait_for_selector("#notice[data-status=thought_only]", timeout=15000)
         ((request_id,),) = await stack.store.read(
@@ -491,8 +488,7 @@ async def test_a_stop_the_network_does_not_deliver_still_ends_the_answer_as_stop
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08, tamper=True) as stack:
         stack.tampering.refusal = ("/v1/sealed/cancel", 502, "text/html", b"<h1>Bad Gateway</h1>")
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         await ask(page, QUESTION)
         async with asyncio.timeout(15):
             while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
@@ -589,8 +585,7 @@ async def test_a_stop_that_overtakes_its_question_is_honoured_while_the_gateway_
 
 async def answered_page(browser: Browser, stack: MiniStack, keychain: Keychain) -> Page:
     """A new page, opened and ready, that has asked QUESTION and been answered."""
-    page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-    await ready(page)
+    page = await ready_page(browser, stack, keychain)
     await answered(page, QUESTION)
     return page
 
@@ -771,8 +766,7 @@ async def test_forget_while_an_answer_streams_stops_it_and_keeps_nothing_of_it(
     # and nothing of the erased conversation is written to the new history afterwards.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=SLOW_ANSWER, token_delay=0.08) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         await ask(page, QUESTION)
         async with asyncio.timeout(15):
             while len(await page.inner_text("#answer")) <= 20:  # noqa: ASYNC110 -- the DOM has no event here
@@ -1132,8 +1126,7 @@ async def test_a_full_device_storage_drops_the_oldest_history_never_the_answer(
 ) -> None:
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         questions = [f"Question number {i}?" for i in range(4)]
         for question in questions[:2]:
             await answered(page, question)
@@ -1591,8 +1584,7 @@ async def test_forget_in_an_app_without_a_keychain_is_not_told_as_a_key_kept(
     keychain = Keychain()
     keychain.unsupported = True
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         assert "history is not saved" in await page.inner_text("#notice")
         await answered(page, QUESTION)
         await page.click("#about-title")
@@ -2276,8 +2268,7 @@ async def test_a_keychain_value_that_is_not_a_32_byte_key_is_replaced_and_answer
     keychain = Keychain()
     keychain.values["veil_history_key"] = b64e(bytes(range(16)))
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         await answered(page, QUESTION)
         assert await page.get_attribute("#notice", "data-error") is None
         await page.reload()
@@ -2295,8 +2286,7 @@ async def test_a_damaged_history_on_the_device_is_told_as_unreadable_not_kept(
     # exchanges it had said it kept were gone without a word.
     keychain = Keychain()
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         await answered(page, QUESTION)
         damage = f"""
           const text = localStorage.getItem({HISTORY_SLOT!r});
@@ -2328,8 +2318,7 @@ async def test_a_forget_cut_short_in_an_app_without_a_keychain_is_not_due_for_ev
     keychain = Keychain()
     keychain.unsupported = True
     async with webapp_stack(tmp_path, answer=ANSWER) as stack:
-        page = await open_page(browser, page_url(stack.base, init_data()), keychain)
-        await ready(page)
+        page = await ready_page(browser, stack, keychain)
         # What the Forget left before the page went: its removal due and its mark.
         await page.evaluate(
             f"localStorage.setItem({HISTORY_SLOT + ':forget'!r}, '1');"
