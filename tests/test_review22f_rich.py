@@ -9,6 +9,8 @@ or a table cell's 💭 outside any block reached the model with a no-break space
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from bot.rich import marked, rich_parts
@@ -17,6 +19,9 @@ from handlers.reading import words_of
 from playground.rich import parse_rich
 from tests.test_bot_rich_replies import BOT_ID, CATALOGS
 from tests.test_small22_rich_marks import veil_s_rich
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 SHOWN_TAG = "Fold a part of an HTML page with `<details open>`"
 
@@ -40,7 +45,8 @@ def test_a_details_tag_in_code_opens_no_block(markdown: str, sent: str | None) -
 def test_the_mark_after_a_tag_shown_in_code_reads_back_as_the_model_wrote_it() -> None:
     markdown = f"{SHOWN_TAG}.\n\n{MARK}a thought of the model's, in no block."
     (part,) = rich_parts(markdown)
-    read = words_of(veil_s_rich(parse_rich({"markdown": part}, draft=False)), BOT_ID, CATALOGS)
+    blocks: list[Mapping[str, object]] = [*parse_rich({"markdown": part}, draft=False)]
+    read = words_of(veil_s_rich(blocks), BOT_ID, CATALOGS)
     assert read is not None
     assert QUOTED not in read
     assert f"{MARK}a thought" in read
