@@ -176,27 +176,35 @@ def marked(markdown: str) -> str:
         if found := _FENCE.match(body):
             fence, fenced_in_quote = found.group(1), quoted
             continue
-        if quoted or details or _DETAILS_OPEN.search(line):
-            lines[number] = _outside_code(line)
-        details = max(0, details + len(_DETAILS_OPEN.findall(line)))
-        details = max(0, details - len(_DETAILS_CLOSE.findall(line)))
+        spans = _code_spans(line)
+        prose = "".join(piece for piece, code in spans if not code)  # `<details>` is no tag
+        if quoted or details or _DETAILS_OPEN.search(prose):
+            lines[number] = "".join(
+                piece if code else piece.replace(MARK, QUOTED) for piece, code in spans
+            )
+        details = max(0, details + len(_DETAILS_OPEN.findall(prose)))
+        details = max(0, details - len(_DETAILS_CLOSE.findall(prose)))
     return "\n".join(lines)
 
 
-def _outside_code(line: str) -> str:
-    """``line`` with ``MARK`` written ``QUOTED`` but inside its code spans (backtick runs)."""
-    pieces: list[str] = []
+def _code_spans(line: str) -> list[tuple[str, bool]]:
+    """``line`` in pieces, each with whether it is a code span (a backtick run to its match).
+
+    A tag written in code (``<details>`` shown in backticks, as an answer on HTML does) opens
+    no block: counted, it marked every line after it as in a details block never closed.
+    """
+    pieces: list[tuple[str, bool]] = []
     done = at = 0
     while (run := _TICKS.search(line, at)) is not None:
         closing = re.compile(rf"(?<!`){run.group()}(?!`)").search(line, run.end())
         if closing is None:
             at = run.end()  # backticks never closed: text
             continue
-        pieces.append(line[done : run.start()].replace(MARK, QUOTED))
-        pieces.append(line[run.start() : closing.end()])
+        pieces.append((line[done : run.start()], False))
+        pieces.append((line[run.start() : closing.end()], True))
         done = at = closing.end()
-    pieces.append(line[done:].replace(MARK, QUOTED))
-    return "".join(pieces)
+    pieces.append((line[done:], False))
+    return pieces
 
 
 def draft_markdown(markdown: str, limit: int = MAX_CHARS, max_blocks: int = MAX_BLOCKS) -> str:

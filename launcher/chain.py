@@ -762,21 +762,37 @@ def settings_named(environ: Mapping[str, str]) -> dict[str, str]:
 
     The parts read their settings in any case (pydantic-settings), but the launcher asks for
     them by name: a ``veil_bot_token`` reached the bot while the launcher, which saw no
-    ``VEIL_BOT_TOKEN``, started the playground and pointed the bot at it. Where both cases
-    are set, the upper-case one stands, as it does for the parts.
+    ``VEIL_BOT_TOKEN``, started the playground and pointed the bot at it. A setting set twice
+    in different cases to different values is refused (``LaunchError``, the names alone): a
+    part started by hand takes the later in its environment, whichever case that is, and the
+    launcher could only guess. ASCII names only: Python upper-cases a dotless i (U+0131) to
+    ``I``, but a name spelt with one is no part's setting.
     """
-    named = dict(environ)
+    named: dict[str, str] = {}
+    spelt: dict[str, str] = {}  # each setting's first spelling, to name it in a refusal
     for name, value in environ.items():
         upper = name.upper()
-        if upper != name and upper.startswith(PREFIX):
-            del named[name]
-            named.setdefault(upper, value)
+        if not (name.isascii() and upper.startswith(PREFIX)):
+            named[name] = value
+            continue
+        if named.get(upper, value) != value:
+            raise LaunchError(
+                f"{spelt[upper]} and {name} are both set, to different values: the parts read"
+                f" either as {upper}; unset one"
+            )
+        named[upper] = value
+        spelt.setdefault(upper, name)
     return named
 
 
 async def main_async(verbose: bool) -> int:  # noqa: FBT001 -- the one flag
     """Run until stopped; 0 on Ctrl-C, 1 when a part failed."""
-    launch = Launch(settings_named(os.environ), verbose=verbose)
+    try:
+        env = settings_named(os.environ)
+    except LaunchError as exc:
+        say(str(exc))
+        return 1
+    launch = Launch(env, verbose=verbose)
     # A signal while the parts start ends the start where it stands, and the parts started so
     # far are stopped like the rest (they run in sessions of their own: nothing else would).
     starting = asyncio.create_task(run(launch))

@@ -1357,7 +1357,11 @@ class ChatService:
         ceiling alone a long question, a caption or the texts joined to an album, was over the
         budget by itself, and the file refused where a start of it fitted; the file by the
         whole count, which is higher), with a twentieth to spare; else by the ceilings alone.
-        None when not a character fits, or the count gives no fewer characters than now.
+        The scale is the file's: a Russian caption over a file of code (or digits) is scaled
+        down too little, over the budget by itself where it fits with a start of the file;
+        then the rest is taken at the least it can count (the file at most its ceiling), and
+        a cut too long is told by the next count. None when not a character fits even so, or
+        the count gives no fewer characters than now.
         """
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
 
@@ -1371,7 +1375,11 @@ class ChatService:
             return None
         rest = tokens(0)
         if counted is not None:  # the rest's ceiling as far over its count as the whole's
-            rest = min(rest, rest * counted // max(tokens(now), 1))
+            whole = max(tokens(now), 1)
+            scaled = min(rest, rest * counted // whole)
+            # The least the rest can count: the file counts at most its ceiling.
+            least = max(0, counted - (whole - rest))
+            rest = scaled if scaled < budget else least
             if budget <= rest:
                 return None
             share = (budget - rest) * now * 19 // (max(counted, 1) * 20)
