@@ -252,19 +252,22 @@ def write_private(path: Path, text: str) -> None:
     sync_folder(path.parent)
 
 
-def ensure_signing_key(module: str, kind: str, key_file: Path, env: Mapping[str, str]) -> str:
+def ensure_signing_key(
+    module: str, kind: str, key_file: Path, env: Mapping[str, str], public: Path | None = None
+) -> str:
     """Make ``key_file`` with ``python -m MODULE keygen`` unless it exists; its verify key.
 
-    The verify key is kept beside it as ``<name>.pub`` (the key file holds only the seed),
-    written after the key. Killed between the two (a power cut), the key stayed without it and
-    every later run refused it; the ``.pub`` is now derived from the key again. The reverse, a
-    ``.pub`` whose key is gone, made a second key silently, which no side that pinned the first
-    trusts: it is refused, and nothing is changed. A ``.pub`` that is not the key's (one of the
-    two replaced by hand, or restored from different backups) was taken as it stood and pinned
-    on the other side, where every signature then failed, first at the first request: it is
-    refused in one line too, each run checking it against the key.
+    The verify key is kept in ``public``, by default beside it as ``<name>.pub`` (the key file
+    holds only the seed), written after the key. The run command keeps its keys so too
+    (``launcher.chain.ensure_key``). Killed between the two (a power cut), the key stayed
+    without it and every later run refused it; the ``.pub`` is now derived from the key again.
+    The reverse, a ``.pub`` whose key is gone, made a second key silently, which no side that
+    pinned the first trusts: it is refused, and nothing is changed. A ``.pub`` that is not the
+    key's (one of the two replaced by hand, or restored from different backups) was taken as it
+    stood and pinned on the other side, where every signature then failed, first at the first
+    request: it is refused in one line too, each run checking it against the key.
     """
-    public = key_file.with_suffix(".pub")
+    public = key_file.with_suffix(".pub") if public is None else public
     if not key_file.exists():
         if public.exists():
             raise ContainerError(

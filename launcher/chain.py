@@ -54,10 +54,9 @@ import aiohttp
 
 from common.container import (
     PLAYGROUND_TOKEN,
-    VERIFY_KEY_OF,
-    mismatch,
+    ContainerError,
+    ensure_signing_key,
     playground_ton_settings,
-    write_private,
 )
 from common.logs import without_credentials
 from common.settings import PREFIX, named_path
@@ -394,64 +393,18 @@ async def start_model(launch: Launch, local: LocalModel, port: int) -> str:
 
 
 async def ensure_key(launch: Launch, kind: str, key_file: Path, public: Path) -> str:
-    """Create the ``kind`` key file unless it exists (``python -m gateway|bot keygen``).
+    """Create the ``kind`` key file unless it exists; its verify key, kept in ``public``.
 
-    The verify key is kept beside it in ``public`` (the key file holds only the private seed),
-    written after the key, durably. A run killed between the two left the key without it, and
-    is derived from the key again; a ``public`` whose key is gone is refused, where a second
-    key was made silently, which nothing that pinned the first trusts. A ``public`` that is not
-    the key's (replaced by hand, restored from another backup) is refused too: it was handed to
-    the other part as the key to trust, and every request then failed its signature check.
+    As the container's keys are kept (``common.container.ensure_signing_key``): a ``public``
+    missing beside its key is derived again, one whose key is gone or that is not the key's
+    is refused in one line. Its children (keygen, the verify key's) get the part's settings.
     """
     module = "gateway" if kind == "operator" else "bot"
     env = part_environment(launch.env, launch.settings.get(module, ()))
-    if not key_file.exists():
-        if public.exists():
-            raise LaunchError(
-                f"{public} exists but {key_file} does not: the {kind} key it verifies is gone;"
-                f" put {key_file} back from its backup, or remove {public} to make a new {kind}"
-                " key (and pin its verify key again wherever the old one was pinned)"
-            )
-        say(f"creating the {kind} key {key_file}")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            "keygen",
-            "--out",
-            str(key_file),
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        out, _ = await process.communicate()
-        if process.returncode != 0:
-            raise LaunchError(f"could not create the {kind} key {key_file}")
-        write_private(public, out.decode().strip() + "\n")
-        return out.decode().strip()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        VERIFY_KEY_OF,
-        module,
-        str(key_file),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await process.communicate()
-    derived, why = out.decode().strip(), err.decode("utf-8", "replace").strip()
-    if not public.exists():
-        if process.returncode != 0:
-            raise LaunchError(
-                f"{public} is missing and cannot be made again from {key_file}: {why}"
-            )
-        write_private(public, derived + "\n")
-        say(f"{public} was missing: made again from {key_file}")
-    elif process.returncode != 0:
-        raise LaunchError(f"{key_file} cannot be read: {why}")
-    elif public.read_text(encoding="utf-8", errors="replace").strip() != derived:
-        raise LaunchError(mismatch(kind, key_file, public))
-    return derived
+    try:
+        return await asyncio.to_thread(ensure_signing_key, module, kind, key_file, env, public)
+    except ContainerError as exc:
+        raise LaunchError(str(exc)) from None
 
 
 async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
@@ -461,8 +414,6 @@ async def ensure_operator_key(launch: Launch, data: Path) -> tuple[Path, str]:
     verify = launch.env.get("VEIL_OPERATOR_KEYS") or await ensure_key(
         launch, "operator", key_file, public
     )
-    if not verify:
-        raise LaunchError(f"{key_file} exists but {public} does not: set VEIL_OPERATOR_KEYS")
     return key_file, verify
 
 
@@ -470,10 +421,7 @@ async def ensure_client_key(launch: Launch, data: Path) -> tuple[Path, str]:
     """The bot's client key file and its verify key (created on the first run)."""
     key_file = Path(launch.env.get("VEIL_CLIENT_KEY_FILE") or data / "client.key")
     public = data / "client.pub"
-    verify = await ensure_key(launch, "client", key_file, public)
-    if not verify:
-        raise LaunchError(f"{key_file} exists but {public} does not: remove it or restore both")
-    return key_file, verify
+    return key_file, await ensure_key(launch, "client", key_file, public)
 
 
 def on_this_machine(url: str) -> bool:
