@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -133,11 +133,16 @@ def _env_file_names(path: Path, cls: type[BaseSettings]) -> list[str]:
 def near_misses(cls: type[BaseSettings], given: Iterable[str]) -> list[tuple[str, str]]:
     """(given, meant) for each given name that is not a setting of ``cls`` but nearly one."""
     known = setting_names(cls)
-    found: list[tuple[str, str]] = []
-    for name in given:
-        if name in known:
-            continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=NEAR_MISS)
-        if close:
-            found.append((name, close[0]))
-    return found
+    return [(name, meant) for name in given if (meant := near_miss(name, known)) is not None]
+
+
+def near_miss(name: str, known: Collection[str]) -> str | None:
+    """The one of ``known`` that ``name``, none of them, is nearly (``NEAR_MISS``); or None.
+
+    The part's own check (``near_misses``), and the run command's, which passes such a name
+    to the part it is nearly a setting of (``launcher.environment``), so it stops there.
+    """
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=NEAR_MISS)
+    return close[0] if close else None

@@ -12,12 +12,11 @@ What the launcher gives a part itself (ports, keys, URLs) comes on top.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import sys
 from typing import TYPE_CHECKING
 
-from common.settings import NEAR_MISS, PREFIX
+from common.settings import PREFIX, near_miss
 from launcher.console import LaunchError
 
 if TYPE_CHECKING:
@@ -82,9 +81,7 @@ def part_environment(
 def misspelt(name: str, names: Collection[str]) -> bool:
     """Whether ``name`` is a ``VEIL_*`` name the part takes for one of ``names`` misspelt."""
     upper = name.upper()
-    return upper.startswith(PREFIX) and bool(
-        difflib.get_close_matches(upper, list(names), n=1, cutoff=NEAR_MISS)
-    )
+    return upper.startswith(PREFIX) and near_miss(upper, names) is not None
 
 
 # The ``VEIL_*`` names the bot's and the gateway's settings read, printed as JSON by a child: the
