@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -635,3 +636,16 @@ async def gateway_process(
         yield GatewayProcess(str(started["url"]), str(started["metrics_url"]), process.process.pid)
     finally:
         await process.stop()
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """What ``sql`` reads from the SQLite file at ``path`` (a bot's, read beside it)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+def audited(env: dict[str, str]) -> str:
+    """What ``python -m bot audit`` prints of the bot with settings ``env``, once it passed."""
+    audit = run_python("-m", "bot", "audit", env=env)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    return audit.stdout

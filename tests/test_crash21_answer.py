@@ -9,7 +9,6 @@ with it), an uncharged one (recovered at the restart) is not.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import TYPE_CHECKING
 
 from models import ConversationNotFound, MasterKey, Store
@@ -19,18 +18,13 @@ from tests.books import inconsistent_users
 from tests.botstack import TOKEN, bot_env
 from tests.fakes.gated import GatedTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, run_gateway, run_python, wait_until
+from tests.harness import Clock, ManagedProcess, audited, rows, run_gateway, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 USER = 9601
 ANSWER = " ".join(f"wren{i}" for i in range(30))
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
 
 
 async def test_an_answer_charged_when_the_bot_is_killed_stays_in_its_conversation(
@@ -73,9 +67,7 @@ async def test_an_answer_charged_when_the_bot_is_killed_stays_in_its_conversatio
     outcomes = rows(db, "SELECT outcome FROM holds")
     assert outcomes == [("settled",), ("settled",)]
     assert len(rows(db, "SELECT 1 FROM turns")) == 4  # nothing recovered: nobody told "cut off"
-    audit = run_python("-m", "bot", "audit", env=env)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert "charges: 2 (2 settled)" in audit.stdout
+    assert "charges: 2 (2 settled)" in audited(env)
 
 
 async def test_turns_that_cannot_be_stored_never_undo_the_charge_they_are_written_with(

@@ -8,22 +8,16 @@ for a title the conversation never got, and never asked again (the conversation 
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from tests.botstack import process_stack
-from tests.harness import REPO, ManagedProcess, run_python, wait_until
+from tests.harness import REPO, ManagedProcess, audited, rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 USER = 9611
 KILL_SITE = REPO / "tests" / "killsite"
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
 
 
 async def test_a_title_charged_when_the_bot_is_killed_is_kept(tmp_path: Path) -> None:
@@ -54,5 +48,4 @@ async def test_a_title_charged_when_the_bot_is_killed_is_kept(tmp_path: Path) ->
             assert await bot.stop() == 0
     assert rows(db, "SELECT outcome FROM holds") == [("settled",), ("settled",)]
     assert rows(db, "SELECT title IS NOT NULL FROM conversations") == [(1,)]
-    audit = run_python("-m", "bot", "audit", env=env)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    audited(env)

@@ -12,13 +12,20 @@ once however often it is made).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import TYPE_CHECKING
 
 from tests.botstack import TOKEN, bot_env, process_stack, running_stack
 from tests.fakes.gated import GatedTelegram
 from tests.fakes.vllm import FakeVLLM
-from tests.harness import REPO, Clock, ManagedProcess, run_gateway, run_python, wait_until
+from tests.harness import (
+    REPO,
+    Clock,
+    ManagedProcess,
+    audited,
+    rows,
+    run_gateway,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,17 +34,6 @@ USER = 9221
 GROUP = -1_002_200_221
 ANSWER = " ".join(f"heron{i}" for i in range(30))
 KILL_SITE = REPO / "tests" / "killsite"
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
-
-
-def audited(env: dict[str, str]) -> str:
-    audit = run_python("-m", "bot", "audit", env=env)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    return audit.stdout
 
 
 async def test_an_answer_charged_when_the_bot_is_killed_before_its_message_is_sent_at_restart(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import Counter
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
-from tests.harness import Clock, wait_until
+from tests.harness import Clock, rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -16,11 +15,6 @@ if TYPE_CHECKING:
 USER = 9234
 WORDS = 700
 LONG = " ".join(f"egret{i:04d}" for i in range(WORDS))  # about 7,000 characters: two messages
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
 
 
 async def test_a_pass_sends_no_answer_whose_own_messages_are_still_going_out(

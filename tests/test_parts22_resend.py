@@ -7,12 +7,11 @@ never the answer again from its start (``models.outbox.Progress``).
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import Counter
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
-from tests.harness import wait_until
+from tests.harness import rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,11 +25,6 @@ LONG = " ".join(f"heron{i:04d}" for i in range(WORDS))  # about 7,000 characters
 BLOCKS = "\n\n".join(f"heron{i:04d}" for i in range(WORDS))
 # The same, each block long enough that the second rich message's 200 are two plain messages.
 WIDE = "\n\n".join(f"heron{i:04d}" + "x" * 36 for i in range(WORDS))
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
 
 
 def shown(telegram: FakeTelegram, *methods: str) -> Counter[str]:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
-from tests.harness import wait_until
+from tests.harness import rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 USER = 9234
 ANSWER = "the osprey folds its wings"
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
 
 
 async def test_an_answer_to_a_user_who_blocked_the_bot_is_dropped_not_retried_forever(
