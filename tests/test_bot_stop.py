@@ -93,6 +93,7 @@ async def test_stop_button_charges_what_was_delivered_from_a_stopped_receipt(
             stack.telegram.stop_generation(USER, int(draft.params["draft_id"]))
             (message,) = await stack.final_messages(USER)
             history = await stack.stored_turns(USER, 2)
+            assert await stack.veil.chat.wait_idle(10)  # its end logged (chat.answered)
         (hold,) = await closed_holds(stack)
         await assert_books_balance(stack, hold)
     delivered = message["text"]
@@ -126,6 +127,7 @@ async def test_cancel_command_charges_what_was_delivered_from_a_stopped_receipt(
             stack.telegram.send_text(USER, "/cancel")
             (message,) = await stack.final_messages(USER)
             history = await stack.stored_turns(USER, 2)
+            assert await stack.veil.chat.wait_idle(10)  # its end logged (chat.answered)
         (hold,) = await closed_holds(stack)
         await assert_books_balance(stack, hold)
     delivered = message["text"]
