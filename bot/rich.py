@@ -156,6 +156,13 @@ def marked(markdown: str) -> str:
     details block of the model's opens with ``MARK`` as the thinking Veil folds does
     (``thought_details``). Not in code (fenced, or inline in backticks), which is sent and read
     byte for byte.
+
+    Parsed here line by line, not from pyromark's events as ``bot.formatting`` parses: Telegram
+    (and the playground after it) opens a details block at a ``<details>`` line and reads
+    Markdown in it up to ``</details>``, where CommonMark, and so pyromark, reads an HTML block
+    that runs to the next blank line, its lines raw: a ``<details>`` line, a fence, "💭 code",
+    the fence and ``</details>``, no blank line between, are one HTML block to pyromark, with
+    no code in it, whose 💭 its events would mark (Telegram shows that 💭 in a code block).
     """
     if MARK not in markdown:
         return markdown

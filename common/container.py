@@ -89,7 +89,7 @@ class ContainerError(Exception):
 
 
 def say(message: str) -> None:
-    """One line for the container's log."""
+    """One progress line on stderr: the container's log, or the run command's terminal."""
     print(f"veil: {message}", file=sys.stderr, flush=True)  # noqa: T201 -- the entry point's voice
 
 

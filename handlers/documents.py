@@ -5,16 +5,15 @@ model as a fenced block headed by its name, with the caption, if any, after it a
 (``services.documents.TextFile``, which also cuts a file too long for the model's window); from
 there it is a question like any other (sealed to the worker, stored encrypted, never
 logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, in the encoding it is in
-(``_decoded``): UTF-8; UTF-16, with its byte-order mark (Windows Notepad's "Unicode") or
-without where its NULs show it; else the Windows code page Notepad's "ANSI" saves in, which
-many of Veil's Russian, Kazakh and Western users still get: cp1251 (Cyrillic), KZ-1048
-(Kazakh's own), cp1252 (Western European, Latin-1 read the same), told apart by the words its
-letters make, with no detector to depend on (charset-normalizer, in the lock through
-``requests``, named a short French text UTF-16 and a PDF Big5). A larger file is refused by
-the size Telegram states, before it is fetched, or (its size not stated) once the download
-runs past it; one that is not text (a PDF, an image sent as a file, an archive, a program:
-a control character, a NUL say) after it is fetched, and so is one with no text in it (empty,
-or blanks only) (``Refused``).
+(``services.documents.decoded``): UTF-8; UTF-16, with its byte-order mark (Windows Notepad's
+"Unicode") or without where its NULs show it; else the 8-bit code page its letters read best
+in: the Windows one Notepad's "ANSI" saves in, which many of Veil's Russian, Kazakh and Western
+users still get: cp1251 (Cyrillic), KZ-1048 (Kazakh's own), cp1252 (Western European, Latin-1
+read the same); or an older Cyrillic one: KOI8-R, DOS's cp866, Mac OS Cyrillic.
+A larger file is refused by the size Telegram states, before it is fetched, or (its size not
+stated) once the download runs past it; one that is not text (a PDF, an image sent as a file,
+an archive, a program: a control character, a NUL say) after it is fetched, and so is one with
+no text in it (empty, or blanks only) (``Refused``).
 
 Files sent at once (an album: a message each, one ``media_group_id``) are one question
 (``Albums``): the first waits for the rest, each read by its own update; a text the user sends
@@ -24,9 +23,7 @@ meanwhile is its question too.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
@@ -35,6 +32,8 @@ import aiohttp
 import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNetworkError
 from aiogram.methods import GetFile
+
+from services.documents import decoded
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,20 +63,6 @@ TOO_BIG = Refused("document_too_big", "too_big")
 NOT_TEXT = Refused("document_not_text", "not_text")
 UNAVAILABLE = Refused("document_unavailable", "unavailable")
 EMPTY = Refused("document_empty", "empty")
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-# A file starting so is no text, though its start reads as one: a PDF (its body may be bytes
-# any code page reads too). Images, archives and programs hold a NUL or a control byte.
-_SIGNATURES = (b"%PDF-",)
-UTF16_NULS = 20  # a UTF-16 text has a NUL at its second byte places for 1 pair in 20 at least
-UTF16_STRAY = 1  # ...and at most 1 NUL elsewhere for each 20 there (a CJK 一 is U+4E00)
-ASCII_END = 0x80  # bytes from here on are a code page's own
-_WORDS = re.compile(rb"[A-Za-z\x80-\xff]+")  # runs of letters (and 8-bit bytes) in a code page
-# KZ-1048's ә Ә қ Қ ң Ң (cp1251's Serbian and Macedonian letters there), and the letters only
-# Serbian and Macedonian write, at the same places in both (Ђ ђ Ѓ ѓ Љ љ Њ њ Џ џ).
-_KAZAKH = frozenset(b"\xbc\xa3\x9d\x8d\xbe\xbd")
-_SERBIAN = frozenset(b"\x80\x90\x81\x83\x8a\x9a\x8c\x9c\x8f\x9f")
-_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")  # not \t \n \v \f \r, ESC
-DOS_END = "\x1a"  # Ctrl-Z: DOS's end-of-file mark, after a text file's last line
 
 
 async def read_text(bot: Bot, document: Document) -> str | Refused:
@@ -100,121 +85,10 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
     data = await _fetched(bot, document.file_id, file.file_path)
     if data is None:
         return TOO_BIG
-    text = _decoded(data)
+    text = decoded(data)
     if text is None:
         return NOT_TEXT
     return text if text.strip() else EMPTY
-
-
-def _decoded(data: bytes) -> str | None:
-    """``data`` as text, in the encoding it most likely is; None where it is no text.
-
-    A byte-order mark says which: UTF-8 or UTF-16 (dropped). Else UTF-8 where it decodes;
-    else UTF-16 where it clearly is (``_utf16``); else UTF-8 still where only a few of its
-    bytes are not (``_mostly_utf8``); else one of the Windows code pages files are still
-    saved in (Notepad's "ANSI"): cp1251 where the letters read as Cyrillic words
-    (``_cyrillic``), else cp1252 (Western European; Latin-1 read the same). A PDF's start
-    and a control character other than a blank or an escape (a NUL, say) are no text
-    (``_plain``): bytes no code page refuses, an image's or an archive's, hold them; a DOS
-    end-of-file mark (Ctrl-Z) ending the text is dropped (``_read``).
-    """
-    if data.startswith(_SIGNATURES):
-        return None
-    if data.startswith(_UTF16_BOMS):
-        return _read(data, "utf-16")  # drops its BOM
-    for codec in ("utf-8-sig", *_utf16(data)):  # utf-8-sig drops a UTF-8 BOM
-        text = _read(data, codec)
-        if text is not None:
-            return text
-    if _mostly_utf8(data):  # not a code page's: two garbled letters for each one
-        return _read(data, "utf-8-sig", "replace")
-    return _read(data, _code_page(data))
-
-
-def _read(data: bytes, codec: str, errors: str = "strict") -> str | None:
-    """``data`` in ``codec``, a DOS end-of-file mark (Ctrl-Z) after it dropped; None if no text.
-
-    DOS editors, ``copy /a`` and old Windows tools end a text file with a Ctrl-Z (0x1A): the
-    file was refused for it as a control character, though the text before it is plain.
-    """
-    try:
-        text = data.decode(codec, errors).rstrip(DOS_END)
-    except UnicodeDecodeError:
-        return None
-    return text if _plain(text) else None
-
-
-def _mostly_utf8(data: bytes) -> bool:
-    """Whether ``data`` is UTF-8 but for a few stray bytes (read as U+FFFD, "�").
-
-    A UTF-8 file with one byte that is none (a stray byte of another encoding pasted in, a
-    character cut in two at the end) was read whole as cp1251 or cp1252: every letter beyond
-    ASCII garbled. It is UTF-8 where more characters beyond ASCII read right than bytes do not;
-    a text in a code page has almost none that read right (its letters are no UTF-8 sequences).
-    """
-    text = data.decode("utf-8", "replace")
-    stray = text.count("\ufffd")
-    right = sum(1 for char in text if char >= "\x80") - stray
-    return right > stray
-
-
-def _utf16(data: bytes) -> tuple[str, ...]:
-    """The UTF-16 codec ``data`` clearly is without a byte-order mark, if any.
-
-    Text in UTF-16 holds a NUL as the other byte of each ASCII character (a blank, a digit,
-    a line break; Latin letters too): at one of the two places of each pair only. A Cyrillic
-    text has a few, between its words; a binary file has them at both places, a text in an
-    8-bit encoding none (its NUL refused).
-    """
-    if len(data) % 2:
-        return ()
-    pairs = len(data) // 2
-    even, odd = data[0::2].count(0), data[1::2].count(0)
-    for nuls, others, codec in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
-        if nuls * UTF16_NULS >= pairs and others * UTF16_NULS <= nuls * UTF16_STRAY:
-            return (codec,)
-    return ()
-
-
-def _code_page(data: bytes) -> str:
-    """The Windows code page an 8-bit text is in: cp1251, its Kazakh kz1048, or cp1252.
-
-    Kazakh's own letters (ә ғ қ ң ө ұ, straight u, shha; its dotted i is cp1251's) are not in
-    cp1251: Windows saves a Kazakh text as UTF-8 or UTF-16, or in cp1251 with each of them a
-    "?" (or written as the Russian letter it looks like), both read as cp1251 here.
-    Kazakhstan's own code page, KZ-1048, puts them where cp1251 has Serbian, Macedonian,
-    Ukrainian and Belarusian letters: it is read where ә, қ or ң (cp1251's je, kje, dze) come
-    in a text holding none of the letters only Serbian and Macedonian write, at places the two
-    code pages share.
-    """
-    if not _cyrillic(data):
-        return "cp1252"
-    if any(byte in _KAZAKH for byte in data) and not any(byte in _SERBIAN for byte in data):
-        return "kz1048"
-    return "cp1251"
-
-
-def _cyrillic(data: bytes) -> bool:
-    """Whether the letters of ``data``, in an 8-bit code page, read as Cyrillic words (cp1251).
-
-    cp1251 and cp1252 both hold letters at bytes 0xC0 to 0xFF: Cyrillic, and accented Latin.
-    In a Russian (or Kazakh, Ukrainian...) text such bytes make whole words; in a French or
-    German one each stands among Latin letters ("réunion", "für"). So it is cp1251 where
-    words of 8-bit letters alone outnumber words that mix them with Latin ones.
-    """
-    alone = mixed = 0
-    for word in _WORDS.findall(data):
-        latin = sum(1 for byte in word if byte < ASCII_END)
-        if latin == 0 and len(word) > 1:
-            alone += 1
-        elif 0 < latin < len(word):
-            mixed += 1
-    return alone > mixed
-
-
-def _plain(text: str) -> bool:
-    """Whether ``text`` holds no control character but blanks, line breaks and escapes."""
-    return not _CONTROLS.search(text)
 
 
 async def _fetched(bot: Bot, file_id: str, file_path: str) -> bytes | None:

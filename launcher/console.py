@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from typing import IO, TYPE_CHECKING
+
+from common.container import say  # the containers' voice is the run command's too
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+__all__ = ["LaunchError", "LogFile", "make_folder", "rotate", "say"]
+
 KEEP_LOGS = 3  # earlier runs' logs kept beside the current one, as <part>.log.1 … .3
 MAX_LOG_BYTES = 10 * 1024 * 1024  # a log this long is rotated like a new run's
-
-
-def say(message: str) -> None:
-    """One progress line for the person at the terminal."""
-    print(f"veil: {message}", file=sys.stderr, flush=True)  # noqa: T201 -- the command's voice
 
 
 class LaunchError(Exception):
