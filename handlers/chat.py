@@ -912,6 +912,9 @@ class Files:
             return
         files, said = gathered.files, gathered.said
         if await _refused(files, texts):
+            if said:  # the question typed after the files, about them: not asked alone either
+                log.info("chat.album_text_unasked", texts=len(said))
+                await files[0].message.answer(texts("document_album_text_unasked"))
             return
         first = files[0].message
         captions = [*(read.message.caption for read in files), *said]
