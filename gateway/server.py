@@ -21,7 +21,7 @@ from gateway.chat import servable_model, upstream_chat
 from gateway.limits import ClientLimiter, Limits, ReplayCache
 from gateway.metrics import GatewayMetrics
 from gateway.receipts import ReceiptStore, StreamControl
-from gateway.refusals import Refusal, refusal_for
+from gateway.refusals import ClockSkew, Refusal, refusal_for
 from gateway.relay import Admitted, RelayBinding
 from gateway.shaping import Shaping
 from gateway.vllm import BackendFailure, VLLMClient
@@ -36,7 +36,6 @@ from sealed.errors import (
     MalformedMessage,
     RequestTooLarge,
     SealedError,
-    StaleRequest,
     Unauthenticated,
 )
 from sealed.receipt import MAX_MODEL_NAME
@@ -198,7 +197,7 @@ class Gateway:
         now = self.now()
         opened = open_request(body, self.ring.find(header.suite, header.key_id, now))
         if abs(opened.timestamp - now) > self.max_skew:
-            raise StaleRequest("request timestamp outside the allowed clock skew")
+            raise ClockSkew(opened.timestamp - now, self.max_skew)
         self.replays.check(opened.request_id, now)
         return opened
 
@@ -206,8 +205,13 @@ class Gateway:
         """Run every check on a sealed request and take its slots; raise ``Refusal``."""
         try:
             client = self.authenticate(headers, body)
+        except SealedError as exc:
+            raise refusal_for(exc) from exc
+        try:
             opened = self.open(body)
             relay = self.relay_binding(headers, body)
+        except ClockSkew as exc:
+            raise exc.refusal(client.name) from exc
         except SealedError as exc:
             raise refusal_for(exc) from exc
         if not self.ring.models:
