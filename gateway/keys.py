@@ -92,6 +92,11 @@ class KeyRing:
         self._bundle = None
         return key
 
+    def renew(self, now: int) -> RingKey:
+        """Replace every key by one new key: nothing sealed before can be opened any more."""
+        self._keys = []
+        return self.rotate(now)
+
     def set_models(self, models: tuple[str, ...], windows: Mapping[str, int] | None = None) -> None:
         """Record the served models and the windows known of them; re-sign if they changed.
 

@@ -133,6 +133,15 @@ class ReplayCache:
         if request_id in self._expiry:
             raise ReplayedRequest("request id already seen")
 
+    def behind(self, now: int) -> int:
+        """Seconds ``now`` lies before the last second swept: > 0 once the clock went back.
+
+        An id swept by then had a window that ended before that second; only a clock stepped
+        back can make such a request fresh again. The gateway keeps each id a second past its
+        window, so none can come back while this is at most 1.
+        """
+        return max(0, self._swept - now)
+
     def add(self, request_id: bytes, last_second: int, now: int) -> None:
         """Remember ``request_id`` until ``last_second`` has passed."""
         self._sweep(now)

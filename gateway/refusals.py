@@ -63,6 +63,8 @@ class Refusal(Exception):
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # A refusal only the operator can end is logged as a warning of its own, with figures.
+        self.warning: tuple[str, dict[str, str | int]] | None = None
 
     def body(self) -> dict[str, Any]:
         """The JSON body of the reply."""
@@ -71,6 +73,33 @@ class Refusal(Exception):
     def headers(self) -> dict[str, str]:
         """Extra headers of the reply (``Retry-After`` where a retry makes sense)."""
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+class ClockSkew(StaleRequest):
+    """A request stamped further from the gateway's clock than the allowed skew.
+
+    ``ahead`` is the request's timestamp less the gateway's clock (negative: behind). Its
+    message says by how much, so the asker's operator learns which clock to set, not just
+    "stale".
+    """
+
+    def __init__(self, ahead: int, allowed: int) -> None:
+        side = "ahead of" if ahead > 0 else "behind"
+        super().__init__(
+            f"the request's timestamp is {abs(ahead)} s {side} the gateway's clock;"
+            f" at most {allowed} s is allowed (set both clocks by NTP)"
+        )
+        self.ahead = ahead
+        self.allowed = allowed
+
+    def refusal(self, client: str) -> Refusal:
+        """400 ``stale_request``, logged as ``gateway.clock_skew`` naming the client and skew."""
+        refusal = refusal_for(self)
+        refusal.warning = (
+            "gateway.clock_skew",
+            {"client": client, "ahead_s": self.ahead, "allowed_s": self.allowed},
+        )
+        return refusal
 
 
 def refusal_for(exc: SealedError) -> Refusal:

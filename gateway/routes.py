@@ -74,7 +74,11 @@ async def _reply(request: web.Request, refusal: Refusal) -> web.Response:
 async def _refuse(request: web.Request, gateway: Gateway, refusal: Refusal) -> web.Response:
     gateway.metrics.requests.labels(refusal.code).inc()
     gateway.metrics.refusals.labels(refusal.code).inc()
-    log.info("gateway.refused", status=refusal.status, code=refusal.code)
+    if refusal.warning is None:
+        log.info("gateway.refused", status=refusal.status, code=refusal.code)
+    else:
+        event, figures = refusal.warning
+        log.warning(event, status=refusal.status, code=refusal.code, **figures)
     return await _reply(request, refusal)
 
 

@@ -21,7 +21,7 @@ from gateway.chat import servable_model, upstream_chat
 from gateway.limits import ClientLimiter, Limits, ReplayCache
 from gateway.metrics import GatewayMetrics
 from gateway.receipts import ReceiptStore, StreamControl
-from gateway.refusals import Refusal, refusal_for
+from gateway.refusals import ClockSkew, Refusal, refusal_for
 from gateway.relay import Admitted, RelayBinding
 from gateway.shaping import Shaping
 from gateway.vllm import BackendFailure, VLLMClient
@@ -36,7 +36,6 @@ from sealed.errors import (
     MalformedMessage,
     RequestTooLarge,
     SealedError,
-    StaleRequest,
     Unauthenticated,
 )
 from sealed.receipt import MAX_MODEL_NAME
@@ -196,18 +195,44 @@ class Gateway:
         if len(body) > max_request_size(header.suite):
             raise RequestTooLarge("request exceeds the largest bucket")
         now = self.now()
+        # Ids are kept a second past their window (``admit``), so a step back of less than a
+        # second (which moves ``now`` by at most 1) can make none fresh again: such steps pass.
+        if (back := self.replays.behind(now)) > 1:
+            self._stepped_back(now, back)
         opened = open_request(body, self.ring.find(header.suite, header.key_id, now))
         if abs(opened.timestamp - now) > self.max_skew:
-            raise StaleRequest("request timestamp outside the allowed clock skew")
+            raise ClockSkew(opened.timestamp - now, self.max_skew)
         self.replays.check(opened.request_id, now)
         return opened
+
+    def _stepped_back(self, now: int, seconds: int) -> None:
+        """The wall clock went back: replace the keys, so no request sealed before can return.
+
+        Replay ids (and the receipt store's copies, after ``receipt_ttl``) are forgotten once
+        their window has passed on the wall clock; a clock stepped back (NTP correcting a fast
+        clock, a restored VM) makes such a request fresh again while its id is gone, and one
+        captured on the wire could be run again on its client's account. Sealed to a key no
+        longer held, it is refused (410); clients fetch the new bundle on a 410 and go on.
+        """
+        self.ring.renew(now)
+        self.replays = ReplayCache()  # its ids are of the keys just dropped
+        log.warning(
+            "gateway.clock_stepped_back",
+            seconds=seconds,
+            key_id=self.ring.current.keypair.key_id.hex(),
+        )
 
     def admit(self, headers: Mapping[str, str], body: bytes, received: float) -> Admitted:
         """Run every check on a sealed request and take its slots; raise ``Refusal``."""
         try:
             client = self.authenticate(headers, body)
+        except SealedError as exc:
+            raise refusal_for(exc) from exc
+        try:
             opened = self.open(body)
             relay = self.relay_binding(headers, body)
+        except ClockSkew as exc:
+            raise exc.refusal(client.name) from exc
         except SealedError as exc:
             raise refusal_for(exc) from exc
         if not self.ring.models:
@@ -227,7 +252,7 @@ class Gateway:
             control = self.receipts.open(opened.request_id, opened.response_key)
         except SealedError as exc:
             raise refusal_for(exc) from exc
-        self.replays.add(opened.request_id, opened.timestamp + self.max_skew, self.now())
+        self.replays.add(opened.request_id, opened.timestamp + self.max_skew + 1, self.now())
         self.limiter.open(client)
         self.active += 1
         self.metrics.active_streams.set(self.active)
