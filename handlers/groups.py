@@ -11,13 +11,15 @@ update (``ChatService.detach``), waiting for the group's turn in a task of its o
 of mentions does not keep their updates; a member has one question at a time there (another
 one meanwhile is told to wait, until the answer is written whole), so one member's burst is not
 answered ahead of everyone else. A question whose asker left the group, or was banned, while it
-waited behind another answer is let go in its turn, unanswered and uncharged (``_asker_gone``).
-Notices for one person (no credit, busy, the usage line, "admins only", the apology for a
-bug) go to that person only, at the group's pace and in their forum topic, as the errors router
-tells them (``handlers.failures``); a failure after part of the answer was shown is noted under
-that part instead, which stays (it is paid for). A reply deleted mid-answer (or the bot
-removed) stops the answer; a mention delivered again is not answered twice
-(``editors.answered``); one edited is answered as sent, and its asker told so alone
+waited behind another answer is let go in its turn, unanswered and uncharged (``_asker_gone``:
+one look-up of Telegram's, never waited out; a second, as it waits, only in a channel's
+discussion group that takes anyone's comments). Notices for one person (no credit, busy, the
+usage line, "admins only", the apology for a bug) go to that person only, at the group's pace
+and in their forum topic, as the errors router tells them (``handlers.failures``); a failure
+after part of the answer was shown is noted under that part instead, which stays (it is paid
+for); one for an asker gone from the group is dropped (``_GroupAnswer.failed``). A reply
+deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
+answered twice (``editors.answered``); one edited is answered as sent, and its asker told so alone
 (``on_edited``). A question sent as a chat (an anonymous admin, a channel) names no
 person to charge: it gets a reply asking to write as oneself. Admins set the group's settings
 with ``/groupsettings`` (checked with getChatMember; one posting as the group itself is an
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 from aiogram import F, Router
@@ -43,6 +45,7 @@ from aiogram.exceptions import (
     TelegramMigrateToChat,
 )
 from aiogram.filters import Command, CommandObject, or_f
+from aiogram.methods import GetChat, GetChatMember
 from aiogram.types import (
     ChatMember,
     ChatMemberBanned,
@@ -55,7 +58,7 @@ from aiogram.types import (
 from common.logs import describe
 from handlers.callbacks import GroupSet, GroupToggle
 from handlers.commands import forwarded
-from handlers.failures import Asker, apologise_outside, tell_outside
+from handlers.failures import Asker, apologise_outside, apology_key, tell_outside
 from handlers.replies import (
     EDITS_REMEMBERED,
     forum_topic,
@@ -72,11 +75,14 @@ from handlers.replies import (
 from models.outbox import Outbound
 from services.answers import Shown
 from services.chat import Question, quoted
-from services.errors import VeilError
+from services.errors import AnswerInProgress, InsufficientCredit, VeilError
 from services.kept import Firsts
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from aiogram import Bot
+    from aiogram.methods import TelegramMethod
     from aiogram.types import CallbackQuery, Message, MessageEntity, User
 
     from common.texts import Catalogs, Texts
@@ -88,15 +94,24 @@ if TYPE_CHECKING:
 log = structlog.get_logger("veil.groups")
 
 ADMINS = frozenset({"creator", "administrator"})
-MEMBER_WAIT = 3.0  # seconds a question that waited its turn waits to learn its asker stayed
+MEMBER_WAIT = 3.0  # seconds a look-up of whether an asker stayed may take (``at_once``)
+# Telegram not saying what a member is (refused, a flood wait, unreadable, not within the wait).
+UNSAID = (TelegramAPIError, ClientDecodeError, TimeoutError)
+GROUPS_REMEMBERED = 10_000  # supergroups whose kind (``GroupKit.members_only``) is remembered
+# What an asker was in the group as they asked (``_GroupAnswer._joined``); None: not known.
+Joined = Literal["in", "out", "members_only"] | None
 GROUPS = frozenset({"group", "supergroup"})
 # Telegram refusing a message in a group: the replied message deleted, the bot removed or muted,
 # the group upgraded to a supergroup (a new chat, where the question is not): nobody to tell.
 REFUSED = (TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat)
 TOPIC_CLOSED = "TOPIC_CLOSED"  # Telegram's description of a send into a closed forum topic
+# Failures of an answer as it begins (the asker's credit, their answer elsewhere): its asker was
+# in the group a moment before, asking or looked up in their turn, and is not looked up again.
+BEGINNING = (InsufficientCredit, AnswerInProgress)
 # Placeholders posted for one answer at most: one Telegram took without naming it is left.
 PLACEHOLDER_TRIES = 2
 _ASK = Command("ask", ignore_case=True)
+T = TypeVar("T")
 
 
 async def addressed(message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -270,6 +285,20 @@ def _outside(member: ChatMember) -> bool:
     )
 
 
+async def at_once(bot: Bot, method: TelegramMethod[T]) -> T:
+    """``method`` asked of Telegram once, within ``MEMBER_WAIT``: a flood wait is not waited out.
+
+    For the look-ups that decide whether an asker is still in the group: a courtesy, never a
+    gate. Through the session's retries a flood wait was waited out with the group's turn held
+    (up to ``MEMBER_WAIT``, every answer queued behind it waiting too); asked once, Telegram's
+    429 is an answer like any other refusal, and the question is answered at once. The call
+    goes past the session's middlewares (its retries among them), so it is not counted in the
+    Bot API metrics.
+    """
+    async with asyncio.timeout(MEMBER_WAIT):
+        return await bot.session.make_request(bot, method)
+
+
 async def tell_alone(message: Message, text: str, editors: Editors) -> None:
     """Tell the member who sent ``message``, alone and at the group's pace (usage, a refusal).
 
@@ -305,6 +334,32 @@ class GroupKit:
         self.asking: dict[tuple[int, int], _GroupAnswer] = {}
         # (group, message) of the edited questions told of, newest ``EDITS_REMEMBERED`` kept
         self.edits_told: Firsts[tuple[int, int]] = Firsts(EDITS_REMEMBERED)
+        # supergroup → what ``members_only`` learnt, the newest ``GROUPS_REMEMBERED`` kept
+        self._members_only: dict[int, bool] = {}
+
+    async def members_only(self, chat_id: int, *, basic: bool, fresh: bool = False) -> bool | None:
+        """Whether only the group's members can write in it; None: Telegram did not say.
+
+        A basic group, always. A supergroup too, unless it is a channel's discussion group
+        (``linked_chat_id``) that lets anyone comment without joining (``join_to_send_messages``
+        off): there, one out of the group may have asked from outside it. Asked of Telegram
+        (getChat) once a supergroup, and again when ``fresh``: its admins may change it.
+        """
+        if basic:
+            return True
+        if not fresh and chat_id in self._members_only:
+            return self._members_only[chat_id]
+        try:
+            chat = await at_once(self.editors.bot, GetChat(chat_id=chat_id))
+        except UNSAID as exc:
+            log.info("groups.kind_unknown", error=type(exc).__name__)
+            return None
+        only = chat.linked_chat_id is None or bool(chat.join_to_send_messages)
+        self._members_only.pop(chat_id, None)
+        self._members_only[chat_id] = only
+        if len(self._members_only) > GROUPS_REMEMBERED:
+            del self._members_only[next(iter(self._members_only))]
+        return only
 
 
 async def answer_in_group(
@@ -360,6 +415,7 @@ async def answer_in_group(
         threads_on(message, settings) if context is None else being_written(message, kit.editors),
         asks_about=context is not None,
         queued=queued,
+        basic=message.chat.type == "group",
     )
     kit.asking[asking] = answer  # let go by ``answer.run`` however it ends: nothing raises between
     kit.chat.detach(answer.run(), answer.failed)
@@ -408,6 +464,8 @@ class _GroupAnswer:
     replied_to: int | None = None  # the answer it replies to, whose thread may be known later
     asks_about: bool = False  # a bare mention: about that answer alone, not the thread behind it
     queued: bool = False  # asked while another answer in the group waited or was written
+    basic: bool = False  # asked in a basic group (only members write there), not a supergroup
+    joined: Joined = None  # what the asker was in the group as they asked, once learnt
     shown: Shown | None = None
     sink: EditedAnswer | None = None
 
@@ -417,7 +475,7 @@ class _GroupAnswer:
         Then (or failing) the asker may ask in the group again.
         """
         # What the asker was in the group as they asked, learnt while the question waits.
-        joined = asyncio.create_task(self._membership()) if self.queued else None
+        joined = asyncio.create_task(self._joined()) if self.queued else None
         try:
             await self._run(joined)
         finally:
@@ -432,7 +490,7 @@ class _GroupAnswer:
         """Whether the model's answer is whole in the group (its last edit made or under way)."""
         return self.sink is not None and self.sink.written
 
-    async def _run(self, joined: asyncio.Task[ChatMember | None] | None) -> None:
+    async def _run(self, joined: asyncio.Task[Joined] | None) -> None:
         """The answer in the group's turn; what it ends remembered (``ReplyChains``).
 
         An answer that showed no text ends no thread: a reply to its placeholder, sent while
@@ -496,46 +554,64 @@ class _GroupAnswer:
         said = (*context, ("user", question), ("assistant", answer.text))
         editors.chains.remember(chat_id, placeholder, said)
 
-    async def _asker_gone(self, joined: asyncio.Task[ChatMember | None]) -> bool:
-        """Whether the asker left the group, or was banned, while the question waited its turn.
+    async def _asker_gone(self, joined: Awaitable[Joined] | None) -> bool:
+        """Whether the asker left the group, or was banned, since they asked.
 
-        Then it is let go: the answer would go to a group they no longer read (or whose admins
-        banned them), charged to them. Asked of Telegram only for a question that waited behind
-        another answer, twice: as it was asked (``joined``, learnt while it waited) and in its
-        turn. Out of the group in its turn is no reason by itself: a channel's discussion group
-        takes comments from anyone, and Telegram lists one who never joined as ``left``; only
-        one who was in it when they asked, or is banned now, is gone. Telegram failing to say,
-        or not saying within ``MEMBER_WAIT`` seconds (a flood wait, waited out with the group's
-        turn held), is no reason to drop it either: it is answered.
+        Then the question is let go in its turn (``joined``: what they were as they asked,
+        learnt while it waited): the answer would go to a group they no longer read (or whose
+        admins banned them), charged to them. A failure is not told them either (``failed``).
+        Asked of Telegram once, in the turn (``at_once``), and once more as the question waits
+        only where one out of the group could have asked it (``_joined``). Out of the group now
+        is no reason by itself: a channel's discussion group takes comments from anyone, and
+        Telegram lists one who never joined as ``left``; only one who was in it when they asked,
+        or is banned now, is gone. Telegram failing to say, or not saying within
+        ``MEMBER_WAIT`` seconds, is no reason to drop it either (``groups.asker_unknown``,
+        naming why): it is answered, or told.
         """
         asker = self.asker
-        bot = self.kit.editors.bot
         try:
             async with asyncio.timeout(MEMBER_WAIT):
-                then = await joined
-                now = await bot.get_chat_member(asker.chat_id, asker.user_id)
-        except (TelegramAPIError, ClientDecodeError, TimeoutError) as exc:
+                if joined is not None:
+                    self.joined = await joined
+                now = await at_once(
+                    self.kit.editors.bot,
+                    GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id),
+                )
+        except UNSAID as exc:
             log.info("groups.asker_unknown", error=type(exc).__name__)
             return False
-        gone = isinstance(now, ChatMemberBanned) or (
-            _outside(now) and then is not None and not _outside(then)
-        )
+        gone = isinstance(now, ChatMemberBanned) or (_outside(now) and await self._was_in())
         if gone:
             log.info("groups.asker_gone", status=now.status)
         return gone
 
-    async def _membership(self) -> ChatMember | None:
-        """The asker's membership of the group as Telegram tells it now; None if it fails to.
+    async def _joined(self) -> Joined:
+        """What the asker was in the group as they asked, learnt while the question waits.
 
-        Within ``MEMBER_WAIT`` seconds: a flood wait is not waited out (its retry would come
-        due with every other one when the flood ends, for a question perhaps answered by then).
+        Where only members write (``GroupKit.members_only``), they were in it: nothing to ask
+        of them. Elsewhere, or Telegram not saying which, as Telegram lists them now.
         """
         asker = self.asker
+        if await self.kit.members_only(asker.chat_id, basic=self.basic):
+            return "members_only"
+        method = GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id)
         try:
-            async with asyncio.timeout(MEMBER_WAIT):
-                return await self.kit.editors.bot.get_chat_member(asker.chat_id, asker.user_id)
-        except (TelegramAPIError, ClientDecodeError, TimeoutError):
+            member = await at_once(self.kit.editors.bot, method)
+        except UNSAID:
             return None
+        return "out" if _outside(member) else "in"
+
+    async def _was_in(self) -> bool:
+        """Whether the asker, out of the group now, was in it as they asked.
+
+        Learnt as they waited (``joined``). A group taken for members-only then is asked
+        again: its admins may have opened it to comments since, and one who never joined
+        asked. Not learnt (a question that did not wait): as the group takes messages.
+        """
+        if self.joined in {"in", "out"}:
+            return self.joined == "in"
+        fresh = self.joined == "members_only"
+        return bool(await self.kit.members_only(self.asker.chat_id, basic=self.basic, fresh=fresh))
 
     def _thread(self) -> tuple[Said, ...]:
         """The turns before the question, as known in its turn.
@@ -596,15 +672,50 @@ class _GroupAnswer:
         return None  # pragma: no cover -- the last try returns or raises
 
     async def failed(self, error: Exception) -> None:
-        """As the errors router would: a notice for the asker alone, a bug's apology too."""
+        """As the errors router would: a notice for the asker alone, a bug's apology too.
+
+        Not for an asker gone from the group since they asked (``_let_go``). A failure as the
+        answer begins (``BEGINNING``) is told without asking Telegram: the asker was there a
+        moment ago.
+        """
+        if not isinstance(error, BEGINNING) and await self._asker_gone(None):
+            await self._let_go(error)
+            return
+        editors, shown = self.kit.editors, self.shown
         if isinstance(error, VeilError):
-            await tell_outside(
-                error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
-            )
+            await tell_outside(error, self.texts, editors, shown, self.asker, answer=self.sink)
         else:
-            await apologise_outside(
-                error, self.texts, self.kit.editors, self.shown, self.asker, answer=self.sink
-            )
+            await apologise_outside(error, self.texts, editors, shown, self.asker, answer=self.sink)
+
+    async def _let_go(self, error: Exception) -> None:
+        """A failure of the answer of an asker gone from the group: nothing told to them.
+
+        A notice for them alone cannot reach one out of the group (Telegram shows none to a
+        non-member), and went up as a reply in it instead, naming one no longer there, to
+        everyone who stayed: it is dropped (``groups.notice_dropped``), the placeholder taken
+        back. A part of the answer shown stays, with the note a model's failure leaves under it
+        for anyone. The failure is logged as ever (a bug with its trace).
+        """
+        if await self._part_shown():
+            if isinstance(error, VeilError):
+                await tell_outside(
+                    error, self.texts, self.kit.editors, None, None, answer=self.sink
+                )
+                return
+        elif self.shown is not None and self.shown.message_id is not None:
+            await self.kit.editors.retract(self.asker.chat_id, self.shown.message_id)
+        if not isinstance(error, VeilError):
+            apology_key(error)  # its log line: a bug, or Telegram away
+        log.info("groups.notice_dropped", error=type(error).__name__)
+
+    async def _part_shown(self) -> bool:
+        """Whether part of the answer is in the group; not when its final edit failed so."""
+        if self.sink is None:
+            return False
+        try:
+            return await self.sink.finished()
+        except Exception:  # noqa: BLE001 -- the failure being told: told already
+            return False
 
 
 def _failed_answer(message: Message, editors: Editors) -> bool:
