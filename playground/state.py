@@ -185,6 +185,9 @@ class TelegramState:
         self.ephemeral_support = "yes"  # "yes", "refused" or "ignored"; see the module docstring
         self.topics = topics.PrivateTopics()
         self.closed_topics: set[tuple[int, int]] = set()  # (supergroup, thread id) closed
+        # A channel's discussion groups: group → (its channel, join_to_send_messages), as getChat
+        # says; any other group is linked to none (only its members can write in it).
+        self.linked: dict[int, tuple[int, bool]] = {}
         self._no_topic_rights: set[tuple[int, int]] = set()  # (chat, admin) without the right
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._last_message_id: dict[int, int] = {}
@@ -206,6 +209,7 @@ class TelegramState:
                 "getMe": self._get_me,
                 "setMyCommands": self._set_my_commands,
                 "getMyCommands": self._get_my_commands,
+                "getChat": self._get_chat,
                 "getChatMember": self._get_chat_member,
                 "sendMessage": self._send_message,
                 "editMessageText": self._edit_message_text,
@@ -625,6 +629,28 @@ class TelegramState:
         if scope == "default":
             return copy.deepcopy(self.commands.get(language, []))
         return copy.deepcopy(self.scoped_commands.get((scope, language), []))
+
+    def _get_chat(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A ChatFullInfo: the chat, the fields Telegram always sends, and a discussion's link."""
+        chat = self.chat(p, sending=False)
+        full: dict[str, Any] = {
+            **copy.deepcopy(chat),
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": True,
+                "limited_gifts": True,
+                "unique_gifts": True,
+                "premium_subscription": True,
+                "gifts_from_channels": True,
+            },
+        }
+        if chat["id"] in self.linked:
+            channel, join_to_send = self.linked[chat["id"]]
+            full["linked_chat_id"] = channel
+            if join_to_send:
+                full["join_to_send_messages"] = True
+        return full
 
     def _get_chat_member(self, p: dict[str, Any]) -> dict[str, Any]:
         chat = self.chat(p, sending=False)

@@ -11,17 +11,18 @@ behind it waiting too: a 429 is now an answer like any refusal, and the question
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 
-from tests.botstack import TOKEN, running_stack
-from tests.fakes.telegram import FakeTelegramWithChats
-from tests.harness import wait_until
-from tests.test_bot_groups import ANN, ANSWER, BOB, CAROL, FAST, GROUP, QUESTION, final_reply
-from tests.test_hostile22a_gone import BOBS, let_ann_and_carol_be_answered, to_bob
+from tests.botstack import running_stack
+from tests.test_bot_groups import ANSWER, BOB, FAST, GROUP, final_reply
+from tests.test_hostile22a_gone import (
+    bob_asks_while_ann_is_answered,
+    let_ann_and_carol_be_answered,
+    to_bob,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,24 +30,6 @@ if TYPE_CHECKING:
     from tests.botstack import Stack
 
 CHANNEL = -1_009_876_543
-
-
-async def bob_asks_while_ann_is_answered(stack: Stack, learnt_by: str) -> asyncio.Event:
-    """As ``test_hostile22a_gone``'s: Bob's question waits for its turn, Ann's being written.
-
-    Returns once the bot has learnt what Bob was as he asked: its last call for that,
-    ``learnt_by`` (getChat where the group's kind tells, else getChatMember about him), came.
-    """
-    held = asyncio.Event()
-    stack.vllm.chat_hold = held
-    stack.telegram.state.set_member(GROUP, CAROL, "member")  # asks last (``answered_last``)
-    stack.telegram.send_text(ANN, f"@veil_test_bot {QUESTION}", chat_id=GROUP)
-    await wait_until(lambda: len(stack.vllm.requests) == 1)
-    stack.telegram.send_text(BOB, BOBS, chat_id=GROUP)
-    await wait_until(lambda: (GROUP, BOB) in stack.veil.dispatcher["kit"].asking)
-    # (getChatMember too: the code before this fix, which never asked getChat, fails no wait)
-    await wait_until(lambda: bool(stack.telegram.calls_of(learnt_by)) or about_bob(stack) > 0)
-    return held
 
 
 def about_bob(stack: Stack) -> int:
@@ -61,11 +44,10 @@ def about_bob(stack: Stack) -> int:
 async def test_a_queued_question_in_a_members_only_group_looks_its_asker_up_once(
     tmp_path: Path, status: str, *, answered: bool
 ) -> None:
-    telegram = FakeTelegramWithChats(token=TOKEN)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.state.set_member(GROUP, BOB, "member")
         with structlog.testing.capture_logs() as logs:
-            held = await bob_asks_while_ann_is_answered(stack, "getChat")
+            held = await bob_asks_while_ann_is_answered(stack)
             stack.telegram.state.set_member(GROUP, BOB, status)  # stayed, or left meanwhile
             await let_ann_and_carol_be_answered(stack, held)
         answers = to_bob(stack)
@@ -81,11 +63,10 @@ async def test_a_discussion_group_open_to_comments_still_learns_what_the_asker_w
     tmp_path: Path, status: str, *, answered: bool
 ) -> None:
     # Bob comments without joining (Telegram lists him as left): answered, unless banned.
-    telegram = FakeTelegramWithChats(token=TOKEN)
-    telegram.linked[GROUP] = (CHANNEL, False)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.linked[GROUP] = (CHANNEL, False)
         stack.telegram.state.set_member(GROUP, BOB, "left")
-        held = await bob_asks_while_ann_is_answered(stack, "getChatMember")
+        held = await bob_asks_while_ann_is_answered(stack)
         stack.telegram.state.set_member(GROUP, BOB, status)
         await let_ann_and_carol_be_answered(stack, held)
         answers = to_bob(stack)
@@ -97,11 +78,10 @@ async def test_a_group_opened_to_comments_since_it_was_asked_about_is_asked_agai
     tmp_path: Path,
 ) -> None:
     # Taken for members-only, then linked to a channel: Bob, out of it, may never have joined.
-    telegram = FakeTelegramWithChats(token=TOKEN)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         stack.telegram.state.set_member(GROUP, BOB, "left")
-        held = await bob_asks_while_ann_is_answered(stack, "getChat")
-        telegram.linked[GROUP] = (CHANNEL, False)
+        held = await bob_asks_while_ann_is_answered(stack)
+        stack.telegram.state.linked[GROUP] = (CHANNEL, False)
         await let_ann_and_carol_be_answered(stack, held)
         answers = to_bob(stack)
         chats_asked = len(stack.telegram.calls_of("getChat"))
@@ -111,10 +91,9 @@ async def test_a_group_opened_to_comments_since_it_was_asked_about_is_asked_agai
 
 async def test_a_flood_wait_on_the_turns_look_up_is_not_waited_out(tmp_path: Path) -> None:
     flood = "Too Many Requests: retry after 50"
-    telegram = FakeTelegramWithChats(token=TOKEN)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
         with structlog.testing.capture_logs() as logs:
-            held = await bob_asks_while_ann_is_answered(stack, "getChat")
+            held = await bob_asks_while_ann_is_answered(stack)
             stack.telegram.fail_next(
                 "getChatMember", status=429, description=flood, retry_after=50
             )  # the turn's look-up: the only one, the group taking members' messages alone

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 import structlog
 
-from tests.botstack import TOKEN, running_stack
-from tests.fakes.telegram import FakeTelegramWithChats
+from tests.botstack import running_stack
 from tests.harness import wait_until
 from tests.test_bot_groups import ANSWER, BOB, FAST, GROUP, replies
 from tests.test_hostile22a_gone import BOBS
@@ -49,9 +48,12 @@ def public_notices(stack: Stack) -> list[str]:
 async def test_a_failure_is_not_told_in_the_group_to_an_asker_gone_from_it(
     tmp_path: Path, kind: str, status: str
 ) -> None:
-    # "unknown": a Telegram that does not say what the group is (no getChat): a ban still tells.
-    telegram = FakeTelegramWithChats(token=TOKEN) if kind == "members_only" else None
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as stack:
+    # "unknown": Telegram does not say what the group is (getChat fails): a ban still tells.
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        if kind == "unknown":
+            stack.telegram.fail_next(
+                "getChat", status=500, description="Internal Server Error", count=99
+            )
         stack.telegram.state.set_member(GROUP, BOB, "member")
         held = asyncio.Event()
         stack.vllm.chat_hold = held
@@ -81,9 +83,8 @@ async def test_a_failure_is_not_told_in_the_group_to_an_asker_gone_from_it(
 async def test_a_commenter_who_never_joined_is_still_told_their_answer_failed(
     tmp_path: Path,
 ) -> None:
-    telegram = FakeTelegramWithChats(token=TOKEN)
-    telegram.linked[GROUP] = (CHANNEL, False)  # anyone may comment without joining
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram, **FAST) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.linked[GROUP] = (CHANNEL, False)  # anyone may comment unjoined
         stack.telegram.state.set_member(GROUP, BOB, "left")  # never joined
         stack.vllm.fail_before_stream = (400, "The model refused the request.")
         with structlog.testing.capture_logs() as logs:

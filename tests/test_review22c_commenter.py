@@ -32,11 +32,14 @@ from tests.test_hostile22a_gone import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+CHANNEL = -1_009_876_543  # the channel whose discussion group GROUP is
+
 
 async def test_a_commenter_who_never_joined_is_answered_after_waiting_their_turn(
     tmp_path: Path,
 ) -> None:
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.linked[GROUP] = (CHANNEL, False)  # a channel's, open to comments
         stack.telegram.state.set_member(GROUP, BOB, "left")  # comments without joining
         with structlog.testing.capture_logs() as logs:
             held = await bob_asks_while_ann_is_answered(stack)
@@ -50,6 +53,7 @@ async def test_a_commenter_who_never_joined_is_answered_after_waiting_their_turn
 
 async def test_a_commenter_banned_while_waiting_gets_no_answer(tmp_path: Path) -> None:
     async with running_stack(tmp_path, answer=ANSWER, **FAST) as stack:
+        stack.telegram.state.linked[GROUP] = (CHANNEL, False)  # a channel's, open to comments
         stack.telegram.state.set_member(GROUP, BOB, "left")  # comments without joining
         with structlog.testing.capture_logs() as logs:
             held = await bob_asks_while_ann_is_answered(stack)
