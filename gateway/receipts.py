@@ -7,6 +7,10 @@ stream ended (at most ``max_kept`` of them, oldest dropped first), so the asker 
 a proof derived from the response key. It holds the two proofs, never the response key itself.
 Every entry has the same lifetime, so insertion order is expiry order and expiry pops from the
 front: amortised O(1).
+
+The lifetime is counted on the monotonic clock: it is one process's own time, and an NTP step of
+the wall clock (an hour forward) would otherwise drop every kept receipt at once, and a bot whose
+stream was cut could no longer fetch the one it is owed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sealed.auth import cancel_proof, receipt_proof
 from sealed.errors import ReplayedRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 
 class StreamControl:
@@ -59,10 +63,14 @@ class StreamControl:
 
 
 class ReceiptStore:
-    """Streams by request id: in flight, then finished and kept for ``ttl`` seconds."""
+    """Streams by request id: in flight, then finished and kept for ``ttl`` seconds.
 
-    def __init__(self, *, ttl: float, max_kept: int) -> None:
+    ``clock`` is a monotonic clock (the gateway's ``monotonic``).
+    """
+
+    def __init__(self, *, ttl: float, max_kept: int, clock: Callable[[], float]) -> None:
         self._ttl = ttl
+        self._clock = clock
         self._max_kept = max_kept
         self._live: dict[bytes, StreamControl] = {}
         self._kept: OrderedDict[bytes, StreamControl] = OrderedDict()
@@ -80,8 +88,9 @@ class ReceiptStore:
         self._live[request_id] = control
         return control
 
-    def finish(self, request_id: bytes, final: bytes, now: float) -> None:
+    def finish(self, request_id: bytes, final: bytes) -> None:
         """Keep the final record's payload bytes of a stream that has ended."""
+        now = self._clock()
         control = self._live.pop(request_id)
         control.final = final
         control.expires_at = now + self._ttl
@@ -94,9 +103,9 @@ class ReceiptStore:
         """Forget a stream that never produced a final record."""
         self._live.pop(request_id, None)
 
-    def get(self, request_id: bytes, now: float) -> StreamControl | None:
+    def get(self, request_id: bytes) -> StreamControl | None:
         """The stream, running or kept, or None if unknown or expired."""
-        self._expire(now)
+        self._expire(self._clock())
         return self._live.get(request_id) or self._kept.get(request_id)
 
     def running(self) -> Iterator[StreamControl]:

@@ -77,7 +77,8 @@ class Gateway:
     limiter: ClientLimiter = field(init=False, default_factory=ClientLimiter)
     receipts: ReceiptStore = field(init=False)
     active: int = 0
-    monotonic: Callable[[], float] = time.monotonic  # paces the model list's asks and warnings
+    # Paces the model list's asks and warnings, and counts kept receipts' time to live.
+    monotonic: Callable[[], float] = time.monotonic
     # The ids last told left out, and whether any model was servable then.
     _left_out: tuple[frozenset[str], bool] = field(init=False, default=(frozenset(), True))
     _asked_at: float | None = field(init=False, default=None)  # the model list's last ask
@@ -87,7 +88,9 @@ class Gateway:
     _suppressed: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.receipts = ReceiptStore(ttl=self.limits.receipt_ttl, max_kept=self.limits.max_receipts)
+        self.receipts = ReceiptStore(
+            ttl=self.limits.receipt_ttl, max_kept=self.limits.max_receipts, clock=self.monotonic
+        )
 
     def now(self) -> int:
         """Current time in whole seconds from the gateway's clock."""
@@ -281,7 +284,7 @@ class Gateway:
 
         ``receipt`` picks the receipt-fetch proof, else the cancel proof.
         """
-        control = self.receipts.get(request_id, self.clock())
+        control = self.receipts.get(request_id)
         if control is None:
             raise Refusal(404, "unknown_request", "no stream with this id is held")
         expected = control.receipt_proof if receipt else control.cancel_proof

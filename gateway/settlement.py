@@ -79,7 +79,7 @@ async def settle(
         final = Final(signed, finish_reason=reason or "stopped")
     now = gateway.clock()
     kept = replace(final, error_message="") if final.is_error else final
-    gateway.receipts.finish(admitted.opened.request_id, canonical_json(kept.payload()), now)
+    gateway.receipts.finish(admitted.opened.request_id, canonical_json(kept.payload()))
     gateway.limiter.charge(admitted.client, now, prompt + completion)
     gateway.metrics.prompt_tokens.inc(prompt)
     gateway.metrics.completion_tokens.inc(completion)

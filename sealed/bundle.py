@@ -32,6 +32,7 @@ from sealed.errors import (
     BundleBadSignature,
     BundleExpired,
     BundleKeyMismatch,
+    BundleNotYetValid,
     BundleUnpinned,
     BundleUnsigned,
     MalformedMessage,
@@ -167,7 +168,8 @@ def verify_bundle(
     """Check a served bundle and return it; raise a ``BundleError`` subclass if it is not trusted.
 
     Order of checks: signature present, operator key pinned, signature valid, body well formed,
-    key id matches the public key, validity window (with ``skew`` seconds of tolerance).
+    key id matches the public key, validity window (with ``skew`` seconds of tolerance). A
+    bundle from further in the future than that is ``BundleNotYetValid`` (a clock is off).
     """
     signature_text = wire.get("signature")
     if not isinstance(signature_text, str) or not signature_text:
@@ -190,7 +192,9 @@ def verify_bundle(
     bundle = KeyBundle.from_json(parse_json_object(body))
     if key_id_for(bundle.suite, bundle.public_key) != bundle.key_id:
         raise BundleKeyMismatch("bundle key id does not match its public key")
-    if now + skew < bundle.not_before or now - skew >= bundle.not_after:
+    if now + skew < bundle.not_before:
+        raise BundleNotYetValid(bundle.not_before - now, skew)
+    if now - skew >= bundle.not_after:
         raise BundleExpired("bundle is outside its validity window")
     bundle.encryption_key()  # parses, so a bad key fails here rather than at first use
     return SignedBundle(bundle, body, signature, operator_key)

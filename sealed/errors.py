@@ -10,6 +10,7 @@ these into ``VeilError`` subclasses at their boundary. Messages never hold plain
     │   ├── BundleBadSignature
     │   ├── BundleUnpinned      signed by an operator key that is not pinned
     │   ├── BundleExpired       outside its not-before / not-after window
+    │   │   └── BundleNotYetValid   before it: a clock (this one or the gateway's) is off
     │   └── BundleKeyMismatch   the key id does not belong to the bundle's public key
     ├── RequestError            a sealed request the gateway refuses
     │   ├── Unauthenticated     no valid client signature, or a cancel/receipt proof that fails
@@ -57,6 +58,23 @@ class BundleUnpinned(BundleError):
 
 class BundleExpired(BundleError):
     """The bundle is outside its validity window."""
+
+
+class BundleNotYetValid(BundleExpired):
+    """The bundle's window starts later than the allowed skew: a clock is off, not the bundle.
+
+    A gateway stamps ``not_before`` with its clock when it makes the key, so a fresh bundle
+    from the future says this machine's clock is behind the gateway's (or the gateway's
+    ahead) by at least ``behind`` seconds; ``allowed`` is the skew this client tolerates.
+    """
+
+    def __init__(self, behind: int, allowed: int) -> None:
+        super().__init__(
+            f"the bundle is valid from {behind} s past this clock's time; at most {allowed} s"
+            " is allowed (set both clocks by NTP)"
+        )
+        self.behind = behind
+        self.allowed = allowed
 
 
 class BundleKeyMismatch(BundleError):

@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 
 from sealed.bundle import SignedBundle, verify_bundle
-from sealed.errors import MalformedMessage, SealedError
+from sealed.errors import BundleNotYetValid, MalformedMessage, SealedError
 from sealed.stream import MAX_RETRY_AFTER
 
 if TYPE_CHECKING:
@@ -29,6 +29,11 @@ log = structlog.get_logger("veil.inference")
 
 UNREACHABLE = "unreachable"
 _REFUSAL_CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# How a gateway's ``stale_request`` names the skew (docs/protocol.md §3, check 9).
+_SKEW_SAID = re.compile(r"(\d{1,9}) s (ahead of|behind) the gateway's clock; at most (\d{1,9}) s")
+# Seconds a skew named again may differ by and still be the same skew (the request's time is
+# whole seconds, and it travels): more is a clock stepped again, told again.
+_SKEW_JITTER = 5
 _MAX_BACKOFF = 30.0
 _BUNDLE_TIMEOUT = 10.0
 # How long a gateway whose bundle could not be fetched is left before the next try (doubling
@@ -49,6 +54,21 @@ def refusal_code(reply: object) -> str:
     error = reply.get("error") if isinstance(reply, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) and _REFUSAL_CODE.fullmatch(code) else "unknown"
+
+
+def named_skew(reply: object) -> tuple[int, int] | None:
+    """The skew a ``stale_request`` refusal's message names: (ahead, allowed) seconds, or None.
+
+    ``ahead`` is the request's time less the gateway's clock (negative: behind). Like the
+    code, the message comes in clear from whatever answers: only its numbers are taken.
+    """
+    error = reply.get("error") if isinstance(reply, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    said = _SKEW_SAID.search(message[:300]) if isinstance(message, str) else None
+    if said is None:
+        return None
+    ahead = int(said[1])
+    return (ahead if said[2] == "ahead of" else -ahead), int(said[3])
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,10 @@ class Gateway:
     fetch_at: float = 0.0
     in_flight: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The gateway refused a request's time as too far from its clock (``GatewayPool.skewed``),
+    # and by how many seconds this bot's clock is ahead of its own, where it said.
+    skewed: bool = False
+    skew: int | None = None
 
 
 class _BundleUnavailable(Exception):
@@ -157,8 +181,19 @@ class GatewayPool:
             except SealedError as exc:
                 gateway.bundle = None
                 gateway.problem = type(exc).__name__
+                # A bundle from the future is a clock off by that much: the operator is told
+                # how far, signed as the gateway tells of a request's (``gateway.clock_skew``)
+                # and ``inference.clock_skew``: this clock less the gateway's.
+                skew = (
+                    {"ahead_s": -exc.behind, "allowed_s": exc.allowed}
+                    if isinstance(exc, BundleNotYetValid)
+                    else {}
+                )
                 log.warning(
-                    "inference.bundle_rejected", gateway=gateway.index, problem=gateway.problem
+                    "inference.bundle_rejected",
+                    gateway=gateway.index,
+                    problem=gateway.problem,
+                    **skew,
                 )
             # (a reply nested past the JSON parser's depth, or in ``charset=hex``, is no bundle)
             except (
@@ -308,11 +343,34 @@ class GatewayPool:
         gateway.retry_at = now + backoff
 
     def succeeded(self, gateway: Gateway, model: str | None = None) -> None:
-        """The gateway answered (``model``): out of back-off (that model's wait too)."""
+        """The gateway answered (``model``): out of back-off (that model's wait too).
+
+        One that had refused a request's time says its clock agrees again (once).
+        """
         gateway.failures = 0
         gateway.retry_at = 0.0
         if model is not None:
             gateway.model_retry_at.pop(model, None)
+        if gateway.skewed:
+            gateway.skewed, gateway.skew = False, None
+            log.info("inference.clock_skew_over", gateway=gateway.index)
+
+    def skewed(self, gateway: Gateway, skew: tuple[int, int] | None) -> None:
+        """The gateway refused a request's time (``stale_request``): warn its operator once.
+
+        Every request to it fails alike until a clock is set, each one a failover line
+        already; the skew itself (``ahead_s``: this bot's clock less the gateway's, and
+        ``allowed_s``, as the refusal names them) is told once, again only when it changes
+        (a clock stepped again), and its end once the gateway answers (``succeeded``).
+        """
+        ahead, allowed = skew if skew is not None else (None, None)
+        if gateway.skewed and (
+            ahead is None or gateway.skew is None or abs(ahead - gateway.skew) <= _SKEW_JITTER
+        ):
+            return
+        gateway.skewed, gateway.skew = True, ahead
+        figures = {} if skew is None else {"ahead_s": ahead, "allowed_s": allowed}
+        log.warning("inference.clock_skew", gateway=gateway.index, **figures)
 
 
 def _doubled(first: float, most: float, failures: int) -> float:

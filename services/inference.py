@@ -2,9 +2,9 @@
 
 It seals every request to a gateway's verified key (``services.gateways``), signs the sealed
 bytes with the bot's client key, spreads requests over the gateways that serve the model, fails
-over when a gateway fails or is busy before the first byte of the answer, and opens the sealed
-stream, checking every chunk and the signed usage receipt. It never retries once text has been
-yielded.
+over when a gateway fails, is busy or refuses the request's time (its clock disagrees) before the
+first byte of the answer, and opens the sealed stream, checking every chunk and the signed usage
+receipt. It never retries once text has been yielded.
 
 Stopping is billed, not free: when the caller sets the ``stop`` event, the client sends an
 authenticated cancel (``services.control``) and keeps reading, still yielding text, until the
@@ -67,6 +67,7 @@ from services.gateways import (
     GatewayPool,
     GatewayTrust,
     fingerprint,
+    named_skew,
     refusal_code,
 )
 
@@ -90,6 +91,7 @@ _STREAM_REASONS: dict[type[SealedError], str] = {
 _FAILOVER_STATUSES = frozenset({408, 410, 429, 500, 502, 503, 504})
 _BUSY_CODES = frozenset({"busy", "client_busy", "rate_limited"})
 _HTTP_OK = 200
+_HTTP_BAD_REQUEST = 400  # with ``stale_request``: the gateway's clock and ours disagree
 _HTTP_UNAUTHENTICATED = 401
 _HTTP_GONE = 410  # the key id was rotated out: refresh the bundle and try once more
 _HTTP_TOO_MANY = 429
@@ -205,19 +207,23 @@ class _Attempt:
 class _Failover(Exception):
     """This gateway failed before the first byte: try the next one."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- what one failover says, each optional
         self,
         reason: str,
         *,
         busy: bool = False,
         retry_after: float | None = None,
         model_wait: bool = False,
+        skewed: bool = False,
+        skew: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.busy = busy
         self.retry_after = retry_after
         self.model_wait = model_wait  # the model server's wait, for the asked model only
+        self.skewed = skewed  # the gateway refused the request's time (``skew``, if named)
+        self.skew = skew
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +350,8 @@ class InferenceClient:
                 failures.append(exc)
                 model = request.model if exc.model_wait else None
                 self._pool.failed(gateway, exc.retry_after, model=model)
+                if exc.skewed:
+                    self._pool.skewed(gateway, exc.skew)
                 log.warning("inference.failover", gateway=gateway.index, reason=exc.reason)
                 continue
             self._pool.succeeded(gateway, request.model)
@@ -366,6 +374,9 @@ class InferenceClient:
         """The failure when every candidate gateway failed before its first byte."""
         if any(failure.busy for failure in failures):
             return InferenceBusy("every gateway is busy")
+        if failures and all(failure.skewed for failure in failures):
+            # Not out of reach: each refused the request's time, a clock to set, not a wait.
+            return InferenceError(f"gateway refused the request: {failures[-1].reason}")
         if not self._pool.any_verified():
             # A gateway that said its key was rotated out (410) and then served a bundle that
             # does not verify (restarted under an operator key this bot does not pin) is told
@@ -698,6 +709,10 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway)
     if response.status in _FAILOVER_STATUSES:
         busy = response.status == _HTTP_TOO_MANY or code in _BUSY_CODES
         raise _Failover(problem, busy=busy, retry_after=_retry_after(response))
+    if response.status == _HTTP_BAD_REQUEST and code == "stale_request":
+        # The gateway's clock and ours disagree: it refused before taking the request (nothing
+        # ran, nothing is charged, its id is not kept), and another gateway's clock may agree.
+        raise _Failover(problem, skewed=True, skew=named_skew(body))
     raise InferenceError(f"gateway refused the request: {problem}")
 
 

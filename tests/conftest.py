@@ -44,7 +44,9 @@ async def vllm() -> AsyncIterator[FakeVLLM]:
 
 @pytest.fixture
 async def gateway(vllm: FakeVLLM, clock: Clock) -> AsyncIterator[RunningGateway]:
-    async with run_gateway(vllm.url, clock=clock) as running:
+    # One clock for both: a test's ``clock.advance`` is time passing (a step of the wall clock
+    # alone is a test of its own, with a gateway of two clocks).
+    async with run_gateway(vllm.url, clock=clock, monotonic=clock) as running:
         yield running
 
 

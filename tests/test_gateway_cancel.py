@@ -415,7 +415,7 @@ async def test_unknown_and_expired_requests_are_404(
     vllm: FakeVLLM, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     limits = Limits(receipt_ttl=900, max_receipts=2)
-    async with run_gateway(vllm.url, clock=clock, limits=limits) as gw:
+    async with run_gateway(vllm.url, clock=clock, limits=limits, monotonic=clock) as gw:
         stranger = seal_call(gw)  # never sent
         status, reply = await cancel(http, gw.url, stranger.cancel())
         assert (status, reply["error"]["code"]) == (404, "unknown_request")
@@ -737,7 +737,7 @@ async def test_a_model_server_that_cannot_be_reached_leaves_a_head_and_its_error
         assert reply.final is not None
         assert reply.final.error_kind == "unavailable"
         await wait_until(lambda: gw.gateway.active == 0)
-        kept = gw.gateway.receipts.get(call.request_id, clock())
+        kept = gw.gateway.receipts.get(call.request_id)
         assert kept is not None
         assert kept.final is not None
         metrics = await gw.metrics(http)
