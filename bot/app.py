@@ -443,21 +443,29 @@ async def deliver_again(veil: Veil, answer: Undelivered) -> Sent | Progress:
     inline message (the only way to reach them: the bot cannot post in that chat), which
     shows it once however often it is made. A private answer's messages Telegram took before
     (``answer.progress``) are not sent again; of one not taken whole now, those it took are
-    what comes back (the next pass goes on from there). A refusal for good (the bot blocked,
-    the message deleted) is not tried again; a flood wait or a 5xx past the tries leaves it to
-    the next pass.
+    what comes back (the next pass goes on from there), each recorded as it is taken
+    (``ChatService.took``). A refusal for good (the bot blocked, the message deleted) is not
+    tried again; a flood wait or a 5xx past the tries leaves it to the next pass.
+
+    A private answer looks like the live one: it replies to its question (if that is gone, it
+    goes out all the same) and is followed by the note and button the live one had
+    (``handlers.chat.note_ending``: Continue, or where it broke off and Retry).
     """
-    place = answer.place
+    place, finish = answer.place, answer.finish
+    texts = veil.catalogs.for_language(answer.language)
     sink: DraftSink | None = None
     try:
         if place.edited:
-            more = veil.catalogs.for_language(answer.language)("read_whole")
             editors: Editors = veil.dispatcher["editors"]
-            return await editors.edit_again(place, answer.text, more)
+            return await editors.edit_again(place, answer.text, texts("read_whole"))
         if place.chat_id is None:
             return "refused"
-        sink = veil.dispatcher["drafts"](place.chat_id, thread_id=place.thread_id)
+        sink = veil.dispatcher["drafts"](
+            place.chat_id, thread_id=place.thread_id, reply_to=finish.reply_to
+        )
+        sink.recording(functools.partial(veil.chat.took, answer.request_id))
         await sink.complete(answer.text, answer.progress)
+        await chat_handlers.note_ending(sink, texts, answer.request_id, finish)
     except TELEGRAM_LATER as exc:
         if went_out(exc):
             return "sent"

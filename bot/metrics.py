@@ -49,7 +49,7 @@ from services.chat import (
 from services.errors import LedgerUnavailable, VeilError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from aiogram import Bot, Dispatcher
     from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
@@ -210,6 +210,11 @@ class TimedSink:
     def progress(self) -> Progress:
         """As the wrapped sink, where it counts its messages taken (``CountingSink``)."""
         return self._sink.progress if isinstance(self._sink, CountingSink) else Progress()
+
+    def recording(self, record: Callable[[Progress], Awaitable[None]]) -> None:
+        """As the wrapped sink, where it counts its messages taken (``CountingSink``)."""
+        if isinstance(self._sink, CountingSink):
+            self._sink.recording(record)
 
     async def reason(self, delta: str) -> None:
         """As the wrapped sink, when it shows a model's thinking (else the thinking is dropped)."""

@@ -53,7 +53,13 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InputRichBlockThinking, InputRichMessage, Message, MessageEntity
+from aiogram.types import (
+    InputRichBlockThinking,
+    InputRichMessage,
+    Message,
+    MessageEntity,
+    ReplyParameters,
+)
 
 from bot.formatting import Rendered, plain_parts, preview, render_parts
 from bot.rich import draft_markdown, rich_parts
@@ -205,6 +211,7 @@ class DraftSink:
         "_next_allowed",
         "_parts",
         "_received",
+        "_record",
         "_shown",
         "_thinking",
         "_thought",
@@ -217,6 +224,7 @@ class DraftSink:
         "final_markup",
         "interval",
         "progress",
+        "reply_to",
         "rich",
         "rich_drafts",
         "show_reasoning",
@@ -233,14 +241,19 @@ class DraftSink:
         show_reasoning: bool = True,
         rich: bool = False,
         thread_id: int | None = None,
+        reply_to: int | None = None,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
         self.thread_id = thread_id  # the private chat's topic the answer is in (None: the chat)
+        # The message the first final message replies to, until one is taken (an answer sent
+        # again, maybe after others: linked to its question, which may be deleted since).
+        self.reply_to = reply_to
         self.interval = interval
         self.final_markup = final_markup
         self.completed = False  # the final answer (or the part that arrived) went out
         self.progress = Progress()  # the final answer's messages Telegram took so far
+        self._record: Callable[[Progress], Awaitable[None]] | None = None  # told each one taken
         self.show_reasoning = show_reasoning
         self.rich_drafts = rich  # off for the rest of this answer once Telegram refuses one
         self.rich = rich
@@ -284,17 +297,24 @@ class DraftSink:
         """Stop the drafts and send the final answer as messages.
 
         ``progress``: the messages of it Telegram took before (a delivery pass's: only the rest
-        go out). ``self.progress`` counts them as they are taken: when one is not taken now
-        (the error raised), what a later delivery leaves out.
+        go out). ``self.progress`` counts them as they are taken (and ``recording``'s callback
+        is told each): when one is not taken now (the error raised), what a later delivery
+        leaves out.
         """
         await self._stop()
-        self._took(progress or Progress())
+        self.progress = progress or Progress()
         await self._send_final(text)
         self.completed = True
 
-    def _took(self, progress: Progress) -> None:
-        """The final answer's messages taken so far."""
+    def recording(self, record: Callable[[Progress], Awaitable[None]]) -> None:
+        """Tell ``record`` (awaited before the next message goes out) each message taken."""
+        self._record = record
+
+    async def _took(self, progress: Progress) -> None:
+        """One more of the final answer's messages taken: counted, and recorded."""
         self.progress = progress
+        if self._record is not None:
+            await self._record(progress)
 
     async def abort(self) -> None:
         """Stop showing progress."""
@@ -492,10 +512,10 @@ class DraftSink:
                     log.warning("streaming.entities_rejected", part=index)
                     plain = True
                 else:
-                    self._took(replace(self.progress, parts=index + 1))
+                    await self._took(replace(self.progress, parts=index + 1))
                     continue
             await self._deliver(part.text, markup=markup)
-            self._took(replace(self.progress, parts=index + 1))
+            await self._took(replace(self.progress, parts=index + 1))
 
     async def _send_thought_first(self, thought: str, parts: list[Rendered]) -> int:
         """Send the answer's first message with the thinking folded in; how many parts it took.
@@ -516,7 +536,7 @@ class DraftSink:
             return 0
         if len(folded) > len(parts):  # the thinking alone
             return 0
-        self._took(replace(self.progress, parts=1))
+        await self._took(replace(self.progress, parts=1))
         return 1
 
     async def _deliver(
@@ -534,10 +554,18 @@ class DraftSink:
                 text=text,
                 entities=entities,
                 reply_markup=markup,
+                reply_parameters=self._replying(),
             ),
             self._withdraw,
             self._late,
         )
+        self.reply_to = None
+
+    def _replying(self) -> ReplyParameters | None:
+        """What the next message replies to: the question, for the first one (or none)."""
+        if self.reply_to is None:
+            return None
+        return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
     async def _withdraw(self, message_id: int) -> None:
         """Delete a final part's copy that a slow Telegram took after another try of it."""
@@ -584,14 +612,16 @@ class DraftSink:
                         message_thread_id=self.thread_id,
                         rich_message=InputRichMessage(markdown=part),
                         reply_markup=markup,
+                        reply_parameters=self._replying(),
                     ),
                     self._withdraw,
                     self._late,
                 )
+                self.reply_to = None
             except TelegramBadRequest:
                 log.warning("streaming.rich_rejected", part=index, parts=len(parts))
                 return _rest(text, parts, index)
-            self._took(replace(self.progress, rich=index + 1))
+            await self._took(replace(self.progress, rich=index + 1))
         return ""
 
 

@@ -39,7 +39,7 @@ from common.thought import MARK, QUOTED
 from handlers import documents
 from handlers.callbacks import Continue, Retry, RetryBefore
 from handlers.commands import TextCommand, forwarded, in_caption
-from handlers.failures import noted
+from handlers.failures import ENDING_NOTES, noted
 from handlers.reading import veils, words_of
 from handlers.replies import (
     EDITS_REMEMBERED,
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from common.texts import Catalogs, Texts
     from handlers.failures import Failures
     from handlers.sinks import Drafts, DraftTarget
-    from models.outbox import Progress
+    from models.outbox import Finish, Progress
     from services.chat import Answer, ChatService
     from services.credit import Credit
 
@@ -219,6 +219,7 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     retried: str | None = None,
     refused: Callable[[], None] | None = None,
     began: Callable[[], Awaitable[None]] | None = None,
+    reply_to: int | None = None,
 ) -> bool | None:
     """Start streaming the answer to ``prompt`` into the user's private chat (id: the user's).
 
@@ -226,7 +227,8 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
     of the message it replies to (``Question.replied``); ``continues``: it asks the model to go
     on with its cut answer (``Question.continues``); ``document``: the text file ``prompt``
     asks about (``Question.document``); ``retried``: the key of the failed question a Retry
-    button asks again (``Question.retried``). The answer runs detached
+    button asks again (``Question.retried``); ``reply_to``: the message that asked it, which
+    the answer replies to if it is sent again (``Question.reply_to``). The answer runs detached
     from the update (``ChatService.start``): this returns once it has started (its credit
     held, the model asked) or been refused and the refusal told, so the update's objects are
     not kept while it streams, and the user's next update (which waits for this one,
@@ -252,6 +254,7 @@ async def answer_prompt(  # noqa: PLR0913, PLR0917 -- where to answer, what, and
         continues=continues,
         document=document,
         retried=retried,
+        reply_to=reply_to,
     )
     behind = answering.running(user.id)  # then it waits for that answer to be written first
     followup = _Followup(
@@ -345,6 +348,10 @@ class _Starting:
         """The final answer's messages Telegram took so far (``services.chat.CountingSink``)."""
         return self.sink.progress
 
+    def recording(self, record: Callable[[Progress], Awaitable[None]]) -> None:
+        """Have ``record`` told each message of the final answer Telegram takes."""
+        self.sink.recording(record)
+
 
 @dataclass(frozen=True, eq=False, slots=True)
 class _Followup:
@@ -423,6 +430,19 @@ class _Followup:
                 await self._ended_press()
             self.started.set()
             self.answering.ended(self.user_id)
+
+
+async def note_ending(sink: DraftTarget, texts: Texts, request_id: str, finish: Finish) -> None:
+    """Under a private answer sent again, the note (and button) the live one had under it.
+
+    Cut at its length limit: Continue (``_Followup``); broken off: the note saying where and
+    why, with Retry where its question was kept (``Failures.broke_off``). A whole answer: none.
+    """
+    if finish.ending == "cut":
+        await sink.note(texts("answer_cut"), continue_keyboard(texts, request_id))
+    elif finish.ending is not None:
+        markup = None if finish.ending == "window_full" else retry_keyboard(texts, finish.retry)
+        await noted(sink, texts(ENDING_NOTES[finish.ending]), markup)
 
 
 async def rename_topic(bot: Bot, chat_id: int, thread_id: int, title: str) -> None:
@@ -754,6 +774,7 @@ async def on_text(  # noqa: PLR0913, PLR0917 -- aiogram injects each by name
         prompt,
         thread_id=thread_id,
         replied=replied,
+        reply_to=message.message_id,
     )
 
 
@@ -932,6 +953,7 @@ class Files:
             asked.question(),
             thread_id=topic_of(first),
             document=asked,
+            reply_to=first.message_id,
         )
         for read in files:
             if in_caption(read.message):  # not run (``handlers.commands``): or it seems ignored

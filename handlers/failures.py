@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 
     from common.texts import Texts
     from handlers.sinks import DraftTarget, EditedAnswer, Editors
+    from models.outbox import Ending
     from services.answers import Shown
     from services.shop import Shop
     from services.ton.shop import TonShop
@@ -128,6 +129,16 @@ def broke_off_key(error: VeilError) -> str:
     if isinstance(error, ContextTooLong):  # the window filled as it wrote: asking again won't do
         return "answer_window_full_here"
     return "answer_broke_off" if isinstance(error, InferenceError) else text_key(error)
+
+
+# The note under a private answer's part sent again, by how it ended (``models.outbox.Ending``):
+# the one ``Failures.broke_off`` put under it live.
+ENDING_NOTES: dict[Ending, str] = {
+    "broke_off": "answer_broke_off",
+    "lost": "answer_lost_here",
+    "stalled": "answer_stalled_here",
+    "window_full": "answer_window_full",
+}
 
 
 def log_bug(error: BaseException) -> None:

@@ -60,8 +60,13 @@ class DraftTarget(NoticeSink, CountingSink, Protocol):
 class Drafts(Protocol):
     """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""
 
-    def __call__(self, chat_id: int, *, thread_id: int | None = None) -> DraftTarget:
-        """A fresh sink streaming into ``chat_id`` (into its topic ``thread_id``, if given)."""
+    def __call__(
+        self, chat_id: int, *, thread_id: int | None = None, reply_to: int | None = None
+    ) -> DraftTarget:
+        """A fresh sink streaming into ``chat_id`` (into its topic ``thread_id``, if given).
+
+        ``reply_to``: the message its first final message replies to (an answer sent again).
+        """
         ...
 
 

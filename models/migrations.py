@@ -526,6 +526,19 @@ def m0018_undelivered_progress(db: Database) -> None:
     db.execute("ALTER TABLE undelivered ADD COLUMN parts_taken INTEGER NOT NULL DEFAULT 0")
 
 
+def m0019_undelivered_finish(db: Database) -> None:
+    """What a private answer sent again needs to look like the live one (``models.outbox.Finish``).
+
+    ``reply_to``: the question's message id, which the answer replies to; ``ending``: how it
+    ended (``models.outbox.Ending``: cut at its limit, broken off...), which says the note and
+    button under it; ``retry``: the key that button carries. Ids and a word: the text stays
+    sealed in ``body``.
+    """
+    db.execute("ALTER TABLE undelivered ADD COLUMN reply_to INTEGER")
+    db.execute("ALTER TABLE undelivered ADD COLUMN ending TEXT")
+    db.execute("ALTER TABLE undelivered ADD COLUMN retry TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -545,6 +558,7 @@ MIGRATIONS: list[Migration] = [
     m0016_orders_by_user,
     m0017_undelivered,
     m0018_undelivered_progress,
+    m0019_undelivered_finish,
 ]
 
 

@@ -15,7 +15,11 @@ one answering claims it as it writes it; another replica (webhook mode) takes it
 that lease has ended, and a single bot's start takes every row (``release_all``).
 
 ``rich_taken`` and ``parts_taken`` (``Progress``) count the messages of a long private answer
-Telegram took before it refused one for now: a delivery sends the rest only.
+Telegram took, each recorded as Telegram takes it (``took``): a delivery sends the rest only.
+
+``reply_to``, ``ending`` and ``retry`` (``Finish``) make a private answer sent again look like
+the live one: a reply to its question, and the note and button the live one has under it (cut
+at its length limit: Continue; broken off: the note saying so, Retry). Ids and a word, no text.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 Surface = Literal["private", "message", "inline"]
+Ending = Literal["cut", "broke_off", "lost", "stalled", "window_full"]
+"""How an answer with text ended, where not as a whole answer: cut at its length limit, or its
+stream failed after text (the model failed, the stream was lost or stalled, the window filled)."""
 
 _AAD = b"veil/undelivered/v2|"
 _NONCE_SIZE = 12
@@ -95,6 +102,20 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class Finish:
+    """What the live final message of a private answer has besides its text, for a resend.
+
+    ``reply_to``: the question's message (None: asked by a button); ``ending``: how it ended
+    (None: whole), which says the note under it; ``retry``: the key a broken-off answer's Retry
+    button carries (``services.chat.ChatService.retry_question``).
+    """
+
+    reply_to: int | None = None
+    ending: Ending | None = None
+    retry: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Undelivered:
     """One answer to deliver again: whose, where, in which language, and its text."""
 
@@ -105,6 +126,7 @@ class Undelivered:
     text: str = field(repr=False)
     created_at: int
     progress: Progress = Progress()  # its messages Telegram took already (a private answer's)
+    finish: Finish = Finish()  # its question and the note under it (``Finish``)
 
 
 def seal_answer(
@@ -158,12 +180,13 @@ def insert(  # noqa: PLR0913 -- a row's columns
     *,
     created_at: int,
     claimed_until: int,
+    finish: Finish = Finish(),
 ) -> None:
     """Add the row of an answer being delivered now (claimed by its writer until then)."""
     db.execute(
         "INSERT INTO undelivered (request_id, user_id, surface, chat_id, thread_id, message_id,"
-        " inline_message_id, body, created_at, claimed_until)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " inline_message_id, body, created_at, claimed_until, reply_to, ending, retry)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             request_id,
             user_id,
@@ -175,6 +198,9 @@ def insert(  # noqa: PLR0913 -- a row's columns
             body,
             created_at,
             claimed_until,
+            finish.reply_to,
+            finish.ending,
+            finish.retry,
         ],
     )
 
@@ -196,7 +222,8 @@ def claim(db: Database, now: int, until: int, limit: int = BATCH) -> list[Any]:
     """
     rows = db.execute(
         "SELECT u.request_id, u.user_id, users.language, u.surface, u.chat_id, u.thread_id,"
-        " u.message_id, u.inline_message_id, u.body, u.created_at, u.rich_taken, u.parts_taken"
+        " u.message_id, u.inline_message_id, u.body, u.created_at, u.rich_taken, u.parts_taken,"
+        " u.reply_to, u.ending, u.retry"
         " FROM undelivered u LEFT JOIN users ON users.user_id = u.user_id"
         " WHERE u.claimed_until <= ? ORDER BY u.claimed_until, u.created_at, u.rowid LIMIT ?",
         [now, limit],
@@ -241,6 +268,24 @@ def advance(db: Database, request_id: str, progress: Progress, claim: int) -> No
         " WHERE request_id = ? AND claimed_until = ?",
         [progress.rich, progress.parts, request_id, claim],
     )
+
+
+def took(db: Database, request_id: str, progress: Progress) -> None:
+    """Record the messages of the answer Telegram took so far, as its own delivery sends them.
+
+    Whoever holds the claim: the process sending the answer's messages now knows what
+    Telegram took (a pass that claimed the row anew meanwhile leaves an answer going out here).
+    """
+    db.execute(
+        "UPDATE undelivered SET rich_taken = ?, parts_taken = ? WHERE request_id = ?",
+        [progress.rich, progress.parts, request_id],
+    )
+
+
+def finish_of(row: Any) -> Finish:  # noqa: ANN401 -- a sqlite3 row is untyped
+    """The ``Finish`` of a ``claim`` row (an ending it does not know is none)."""
+    ending = row[13] if row[13] in get_args(Ending) else None
+    return Finish(reply_to=row[12], ending=ending, retry=row[14])
 
 
 def progress_of(row: Any) -> Progress:  # noqa: ANN401 -- a sqlite3 row is untyped

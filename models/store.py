@@ -40,7 +40,14 @@ from models.errors import (
     UserNotFound,
     storage_errors,
 )
-from models.outbox import Outbound, Progress, Undelivered, open_answer, seal_answer
+from models.outbox import (
+    Finish,
+    Outbound,
+    Progress,
+    Undelivered,
+    open_answer,
+    seal_answer,
+)
 from models.records import (
     Conversation,
     Role,
@@ -475,17 +482,26 @@ class Store:
         *,
         now: int,
         claimed_until: int,
+        finish: Finish | None = None,
     ) -> Writer[bool]:
         """The answer's row in ``undelivered`` (``models.outbox``), to write in its charge's.
 
         Its text sealed with the user's data key; claimed by the writer until
-        ``claimed_until``, so no other process delivers it while this one does.
+        ``claimed_until``, so no other process delivers it while this one does. ``finish``:
+        what a private answer's resend needs to look like the live message.
         """
 
         def save(db: Database) -> bool:
             body = seal_answer(self._data_key(db, user_id), user_id, request_id, place, text)
             outbox.insert(
-                db, request_id, user_id, place, body, created_at=now, claimed_until=claimed_until
+                db,
+                request_id,
+                user_id,
+                place,
+                body,
+                created_at=now,
+                claimed_until=claimed_until,
+                finish=finish or Finish(),
             )
             return True
 
@@ -516,9 +532,11 @@ class Store:
                     dropped += 1
                     continue
                 place = dataclasses.replace(place, header=header)
-                progress = outbox.progress_of(row)
+                progress, finish = outbox.progress_of(row), outbox.finish_of(row)
                 taken.append(
-                    Undelivered(request_id, user_id, row[2], place, text, int(row[9]), progress)
+                    Undelivered(
+                        request_id, user_id, row[2], place, text, int(row[9]), progress, finish
+                    )
                 )
             return taken, dropped
 

@@ -40,7 +40,9 @@ gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
 An answer's charge also writes where its final message goes and its text, sealed
 (``models.outbox``), deleted once Telegram took the message (``delivered``): what a crash, or
 a Telegram down past the message's tries, kept from its user is delivered by the next start or
-upkeep (``deliver_undelivered``), within ``DELIVER_WITHIN_S``.
+upkeep (``deliver_undelivered``), within ``DELIVER_WITHIN_S``. So is a private answer's part
+that streamed before a failure, with how it ended (``Finish``: the note under it); each of a
+private answer's messages is recorded as Telegram takes it (``took``), so none is sent twice.
 
 Every answer is settled by one rule: from its signed receipt if there is one (stopped and
 failed ones too), kept with its proof for the audit; else, if text reached the user, from the
@@ -77,6 +79,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import re
 import secrets
 import time
@@ -88,9 +91,9 @@ import structlog
 
 from common.folded import FoldedText
 from common.visible import shows_nothing
-from models import ConversationNotFound, StorageError, TokenCount
+from models import ConversationNotFound, StorageError, TokenCount, outbox
 from models.holds import AnswerChat
-from models.outbox import Outbound, Progress
+from models.outbox import Finish, Outbound, Progress
 from models.store import Writer
 from sealed.request import REQUEST_ID_SIZE
 from services.audit import proof_for
@@ -104,7 +107,9 @@ from services.errors import (
     InferenceError,
     InferenceUnavailable,
     LedgerUnavailable,
+    ModelStalled,
     QuestionTooLong,
+    StreamCorrupted,
     VeilError,
     history_failures,
     settings_failures,
@@ -128,7 +133,7 @@ if TYPE_CHECKING:
 
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
-    from models.outbox import Undelivered
+    from models.outbox import Ending, Undelivered
     from models.store import TurnsWriter
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
@@ -197,6 +202,14 @@ class CountingSink(Protocol):
     @property
     def progress(self) -> Progress:
         """The final answer's messages Telegram took so far."""
+
+    def recording(self, record: Callable[[Progress], Awaitable[None]]) -> None:
+        """Have ``record`` told (and awaited) each time Telegram takes one more message.
+
+        Its answer's row then says what a restart must not send again, part by part: a bot
+        killed between two messages resends from the first not taken, not from the last
+        count a failure recorded.
+        """
 
 
 @runtime_checkable
@@ -302,6 +315,7 @@ class Question:
     reads_history: bool = True
     retried: str | None = None
     shown_in: Outbound | None = None  # the message an edited answer (group, inline) ends in
+    reply_to: int | None = None  # the private chat's message that asked it (a resend replies)
 
     @property
     def chat(self) -> AnswerChat | None:
@@ -379,6 +393,7 @@ class _Asked:
     retry: Failed = field(default_factory=Failed, repr=False)  # asked again by Retry, if it fails
     retried: str | None = None  # the Retry key it was asked by (``Question.retried``)
     outbound: Outbound | None = None  # where its final message goes (``Question.outbound``)
+    reply_to: int | None = None  # the message that asked it (``Question.reply_to``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -804,10 +819,8 @@ class ChatService:
                     await self._fit_again(question, fitting, refused, sink)  # or raises
                     continue
                 generation.stoppable = False
-                delivered = _shown("".join(parts))  # blanks reached nobody: not charged
-                await self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by)
                 # The window filled under what went out: asking again would fill it again.
-                if not (isinstance(exc, ContextTooLong) and delivered):
+                if not (isinstance(exc, ContextTooLong) and _shown("".join(parts))):
                     exc.retry = self._remember_failed(
                         user_id,
                         question.thread_id,
@@ -815,7 +828,7 @@ class ChatService:
                         private=question.private,
                         retried=question.retried,
                     )
-                await _show_failure(sink, delivered)
+                await self._broken_off(question, hold, _shown("".join(parts)), exc, sink)
                 raise
             except asyncio.CancelledError:  # the loop is tearing down: settle, then go
                 await self._settle(hold, None, _shown("".join(parts)))
@@ -836,9 +849,40 @@ class ChatService:
             Failed.of(question, prompt),
             question.retried,
             question.outbound,
+            question.reply_to,
         )
         ended = _Ended(hold, completion, _shown("".join(parts)))
         return await self._finish(asked, ended, sink, generation)
+
+    async def _broken_off(
+        self,
+        question: Question,
+        hold: Hold,
+        delivered: str,
+        exc: InferenceError,
+        sink: AnswerSink,
+    ) -> None:
+        """Charge the text that went out before the stream failed, and deliver it as an answer.
+
+        It is paid for and stays (nothing is stored in the conversation): in a private chat
+        it goes through the outbox as a whole answer does, with the note the live one has
+        (``Finish.ending``, its Retry), so a crash or a Telegram down past its tries does not
+        lose it. An edited answer's partial goes out as before, without a row: its final
+        edit is waited for where its failure is told (``handlers``), which marks nothing.
+        A ledger that cannot be written leaves the hold to the sweep, as for a whole answer.
+        """
+        place = question.outbound if question.private else None
+        finish = Finish(question.reply_to, _ending(exc), exc.retry)
+        row = self._outbound(question.user_id, place, hold.request_id, delivered, finish)
+        settling = asyncio.ensure_future(
+            self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by, also=row)
+        )
+        await _finished(settling)  # charged before its text goes out, as before
+        await self._deliver(
+            sink, delivered, hold.request_id, place=place, row=row, settling=settling
+        )
+        if _charged(settling, hold, question.user_id) is None and delivered:
+            self._delivered_open.add(hold.request_id)
 
     async def _fit_again(
         self, question: Question, fitting: _Fitting, refused: _Refused, sink: AnswerSink
@@ -924,7 +968,10 @@ class ChatService:
         exchange = _Exchange(asked, completion, text)
         turns = exchange.writer(self.store) if text and conversation is not None else None
         # And the answer, to deliver at the next start if the final message does not go out.
-        outbound = self._outbound(asked, hold, text)
+        finish_reason = completion.finish_reason if completion else None
+        ending: Ending | None = "cut" if finish_reason == CUT and not stopped else None
+        finish = Finish(asked.reply_to, ending)
+        outbound = self._outbound(user_id, asked.outbound, hold.request_id, text, finish)
         # The user watched the text arrive in the drafts: the final message goes out while the
         # charge is written, not after it (when many answers end at once, the database's one
         # queue is the slowest part of their ends). Both are done before the answer is.
@@ -937,26 +984,21 @@ class ChatService:
                 also=Writer.joined(turns, outbound),
             )
         )
-        finish_reason = completion.finish_reason if completion else None
         naming = None
         if conversation is not None:  # a newer answer there makes its Continue stale
             self._remember_cut(user_id, asked.thread_id, None)
-        sent = False
-        self._delivering.add(hold.request_id)
-        try:
-            if not text:
-                await sink.abort()
-            else:
-                await sink.complete(text)
-                sent = True
-        finally:
-            try:
-                await _finished(settling)
-                charge = _charged(settling, hold, user_id)
-                taken = sink.progress if isinstance(sink, CountingSink) else Progress()
-                await self._sent(asked, outbound, hold.request_id, sent=sent, taken=taken)
-            finally:
-                self._delivering.discard(hold.request_id)
+        # Not delivered now, the outbox sends it with its Continue: that button then goes on.
+        cut = functools.partial(self._left_cut, asked, hold.request_id, turns)
+        await self._deliver(
+            sink,
+            text,
+            hold.request_id,
+            place=asked.outbound,
+            row=outbound,
+            settling=settling,
+            left=cut if ending == "cut" else None,
+        )
+        charge = _charged(settling, hold, user_id)
         if charge is None and text:  # delivered, the hold left open: never "cut off"
             self._delivered_open.add(hold.request_id)
         retry = None
@@ -1003,23 +1045,93 @@ class ChatService:
             retry=retry,
         )
 
-    def _outbound(self, asked: _Asked, hold: Hold, text: str) -> Writer[bool] | None:
+    def _outbound(
+        self,
+        user_id: int,
+        place: Outbound | None,
+        request_id: str,
+        text: str,
+        finish: Finish,
+    ) -> Writer[bool] | None:
         """The answer's row to deliver it again from (``models.outbox``); None: none to keep."""
-        if not text or asked.outbound is None:
+        if not text or place is None:
             return None
         now = int(self.clock())
         return self.store.undelivered_writer(
-            asked.user_id,
-            hold.request_id,
-            asked.outbound,
+            user_id,
+            request_id,
+            place,
             text,
             now=now,
             claimed_until=now + int(self.hold_lifetime),
+            finish=finish,
         )
+
+    async def _deliver(  # noqa: PLR0913 -- the message, its row and the charge written with it
+        self,
+        sink: AnswerSink,
+        text: str,
+        request_id: str,
+        *,
+        place: Outbound | None,
+        row: Writer[bool] | None,
+        settling: asyncio.Future[Charge],
+        left: Callable[[], None] | None = None,
+    ) -> None:
+        """Send the final message (``text``; none: stop showing progress) as its charge is written.
+
+        Each message Telegram takes is recorded in the answer's row (``_recording``); at the
+        end the row is marked (``_sent``). The charge is written (``settling`` done) by the
+        time this returns, whatever cancels the caller meanwhile. ``left`` is called where the
+        message did not go out now but its row was written with the charge: the outbox sends it.
+        """
+        sent = False
+        self._delivering.add(request_id)
+        if text and isinstance(sink, CountingSink):
+            sink.recording(self._recording(request_id, row, settling))
+        try:
+            if not text:
+                await sink.abort()
+            else:
+                await sink.complete(text)
+                sent = True
+        finally:
+            try:
+                await _finished(settling)
+                taken = sink.progress if isinstance(sink, CountingSink) else Progress()
+                await self._sent(place, row, request_id, sent=sent, taken=taken)
+                if not sent and left is not None and row is not None and row.stored:
+                    left()
+            finally:
+                self._delivering.discard(request_id)
+
+    def _left_cut(self, asked: _Asked, request_id: str, turns: TurnsWriter | None) -> None:
+        """A cut answer left to the outbox (``_deliver``'s ``left``): its Continue goes on.
+
+        As for one delivered, only once its exchange is stored in its conversation.
+        """
+        if turns is not None and turns.stored:
+            self._remember_cut(asked.user_id, asked.thread_id, request_id)
+
+    def _recording(
+        self, request_id: str, row: Writer[bool] | None, settling: asyncio.Future[Charge]
+    ) -> Callable[[Progress], Awaitable[None]]:
+        """What records each message of the answer Telegram took in its row (one UPDATE each).
+
+        The row is written with the charge, beside the first message: a count waits for it.
+        A count that cannot be written is logged: a restart may send that message twice.
+        """
+
+        async def record(progress: Progress) -> None:
+            await _finished(settling)
+            if row is not None and row.stored:
+                await self.took(request_id, progress)
+
+        return record
 
     async def _sent(
         self,
-        asked: _Asked,
+        place: Outbound | None,
         outbound: Writer[bool] | None,
         request_id: str,
         *,
@@ -1036,7 +1148,7 @@ class ChatService:
             return
         if not sent:
             await self.delivered(request_id, shown=False, taken=taken)
-        elif asked.outbound is not None and not asked.outbound.edited:
+        elif place is not None and not place.edited:
             await self.delivered(request_id)
 
     async def delivered(
@@ -1056,6 +1168,18 @@ class ChatService:
                 await self.store.not_delivered(request_id, taken)
         except StorageError as exc:
             log.warning("chat.delivery_unmarked", request_id=request_id, error=type(exc).__name__)
+
+    async def took(self, request_id: str, progress: Progress) -> None:
+        """Record the messages of an answer Telegram took so far (its row's ``Progress``).
+
+        Told each message as it is taken, live or sent again (``CountingSink.recording``): a
+        bot killed between two of them resends from the first not taken. A count that cannot
+        be written is logged: that message may be sent twice.
+        """
+        try:
+            await self.store.write(lambda db: outbox.took(db, request_id, progress))
+        except StorageError as exc:
+            log.warning("chat.progress_unrecorded", request_id=request_id, error=type(exc).__name__)
 
     async def release_undelivered(self) -> int:
         """Let this process deliver every answer left undelivered (no other one runs)."""
@@ -1945,9 +2069,12 @@ def _question_too_long(exc: ContextTooLong) -> QuestionTooLong:
     )
 
 
-async def _show_failure(sink: AnswerSink, delivered: str) -> None:
-    """After a failure, keep what arrived intact (it is paid for); else stop showing progress."""
-    if delivered:
-        await sink.complete(delivered)
-    else:
-        await sink.abort()
+def _ending(error: InferenceError) -> Ending:
+    """How an answer whose stream failed after text ended (the note under it says so)."""
+    if isinstance(error, StreamCorrupted):  # cut (or tampered with) on the way
+        return "lost"
+    if isinstance(error, ModelStalled):
+        return "stalled"
+    if isinstance(error, ContextTooLong):  # the window filled as it wrote
+        return "window_full"
+    return "broke_off"
