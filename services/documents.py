@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import math
 import re
+import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,8 +40,12 @@ _KAZAKH = frozenset(b"\xbc\xa3\x9d\x8d\xbe\xbd")
 _SERBIAN = frozenset(b"\x80\x90\x81\x83\x8a\x9a\x8c\x9c\x8f\x9f")
 # The 8-bit Cyrillic code pages a text may be in besides Windows' (``_cyrillic_page``).
 _OTHER_CYRILLIC = ("koi8_r", "cp866", "mac_cyrillic")
-WEIGHED = 4096  # bytes of a text's start its readings are weighed by (a page or two)
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+_ASCII_LETTERS = string.ascii_letters.encode()
+WEIGHED = 4096  # bytes of a text its readings are weighed by (a page or two), from its first
+WORD_HEAD = 64  # ...8-bit word, Latin letters before that byte to its start at most
 CLEARER = 3.0  # bits by which one must out-read Windows' page (8 times likelier) to be read
+EACH_CLEARER = 0.5  # ...and half a bit more for each character the two read differently
 # How often each letter comes in running text, in thousandths: Russian's (its national corpus;
 # ё where it is written), then those of Kazakh, Ukrainian, Belarusian, Serbian and Macedonian.
 _PER_MILLE = dict(zip(
@@ -54,11 +59,14 @@ RARE = 0.05  # thousandths of any other letter
 _BITS = {letter: math.log2(33 * each / 1000) for letter, each in _PER_MILLE.items()}
 RARE_BITS = math.log2(33 * RARE / 1000)
 MISCASED = -3.0  # bits each letter of a word cased as none is loses
-CAPITALS = -0.5  # ...and of a word in capitals
 SYMBOL = -3.0  # bits an 8-bit character that is no letter costs, standing apart
 STUCK = -6.0  # ...or stuck to a letter, unless it is one of these:
 _BESIDE_WORDS = frozenset("«»„“”‘’…")
+_APART = frozenset("—–№…•·")  # marks that stand between words
 _NO_START = frozenset("ъь")
+# Letters' case, u or l each, as words are written: "слово", "СЛОВО", "Слово", and words run
+# together as code names them ("ТаблицаЗначений", "СуммаНДС").
+_CASES = re.compile("u+|l+|(?:ul+)+(?:uu+)?")
 _READ_WORDS = re.compile(r"[^\x00-\x3e\x40\x5b-\x60\x7b-\x7f]+")  # letters, "?", 8-bit
 # Chinese, Japanese and Korean text: CJK punctuation, kana, bopomofo, Hangul's letters, the
 # ideographs (and extension A), Hangul syllables, full-width forms; ASCII text and blanks.
@@ -217,8 +225,12 @@ def _cjk(data: bytes, codec: str) -> bool:
     At least one ASCII character (a line break, a digit) is asked for: a NUL beside it. An
     8-bit text holds no NUL, and read as UTF-16 its pairs of letters (the capitals of a word
     in cp1251, "ПРИВЕТ") may all be Hangul syllables. Binary files read as other scripts,
-    controls or broken surrogates somewhere.
+    controls or broken surrogates somewhere. Nor is a file of ASCII bytes: half of all CJK
+    characters have a byte beyond it, and two Latin letters or digits read as one ideograph
+    ("he" is 桥 big-endian): a token saved with a C string's NUL after it read as Chinese.
     """
+    if data.isascii():
+        return False
     try:
         text = data.decode(codec)
     except UnicodeDecodeError:
@@ -232,20 +244,41 @@ def _cyrillic_page(data: bytes) -> str:
 
     KOI8-R (Unix's, old e-mail's), cp866 (DOS's) and Mac OS Cyrillic hold the same letters
     at other bytes: read in cp1251, such a text was garble, and the model was asked about it.
-    Each reading of its start (``WEIGHED`` bytes) is weighed by how its letters read
+    Each reading of its start (``_weighed``) is weighed by how its letters read
     (``_likelihood``); another than Windows' is taken only where it reads clearly better
-    (``CLEARER``): a short text may read about as well in two (a word in capitals reads
-    the same in cp866 and Mac's; "Нет" in Mac's is "Ќет" in cp1251), and then the commonest,
-    Windows', is the one. None of the three holds Kazakh's own letters: a Kazakh text in one
-    has a "?" for each, as in cp1251.
+    (``CLEARER``), by more the more characters it reads otherwise (``EACH_CLEARER``): a
+    short text may read about as well in two (a word in capitals reads the same in cp866
+    and Mac's; "Нет" in Mac's is "Ќет" in cp1251), and then the commonest, Windows', is the
+    one. Letter counts alone tell little where the two differ by letters only: a cp1251 text
+    in capitals is KOI8-R's lower case, its letters swapped for others about as common
+    ("ПОПРОБУЙТЕ" for "онопнасире"), and a whole sentence of them read likelier as KOI8-R
+    by a few bits. None of the three holds Kazakh's own letters: a Kazakh text in one has a
+    "?" for each, as in cp1251.
     """
     windows = _windows_page(data)
-    start = data[:WEIGHED]
-    best, most = windows, _likelihood(start.decode(windows, "replace")) + CLEARER
+    start = _weighed(data)
+    read = start.decode(windows, "replace")
+    best, most = windows, _likelihood(read)
     for codec in _OTHER_CYRILLIC:  # each reads all 256 bytes
-        if (likelihood := _likelihood(start.decode(codec))) > most:
+        other = start.decode(codec)
+        changed = sum(1 for mine, theirs in zip(read, other, strict=True) if mine != theirs)
+        if (likelihood := _likelihood(other) - CLEARER - EACH_CLEARER * changed) > most:
             best, most = codec, likelihood
     return best
+
+
+def _weighed(data: bytes) -> bytes:
+    """What of ``data`` its readings are weighed by: ``WEIGHED`` bytes from its first 8-bit word.
+
+    A text may open with a page or more of ASCII (English, code, a log's header) before its
+    Cyrillic: weighed from its very start, it read alike in every code page, or by a word cut
+    at the end, and Windows' page was kept for a KOI8-R or cp866 text.
+    """
+    first = _EIGHT_BIT.search(data)
+    at = first.start() if first else 0
+    head = data[max(0, at - WORD_HEAD) : at]
+    at -= len(head) - len(head.rstrip(_ASCII_LETTERS))  # the word's Latin start, if any
+    return data[at : at + WEIGHED]
 
 
 def _windows_page(data: bytes) -> str:
@@ -269,17 +302,16 @@ def _likelihood(text: str) -> float:
 
     Each letter beyond ASCII counts by how often it comes in running text (``_PER_MILLE``),
     against a letter drawn at random of 33; it counts less in a word whose case is odd
-    ("пРИВЕТ", or one that starts with ь or ъ, as no word does) or written in capitals (most
-    words are not), and as a third in a row ("ммм"). Any other 8-bit character counts
-    against it (``_cost``). A "?" (a letter the code page lacked: a Kazakh one) is part of
-    its word and weighs nothing.
+    ("пРИВЕТ", or one that starts with ь or ъ, as no word does; ``_cased``), and as a
+    third in a row ("ммм"). Capitals count as any letters: a text in them (a heading, a
+    notice, a 1C report) is in them throughout, no less likely word by word. Any other 8-bit
+    character counts against it (``_cost``). A "?" (a letter the code page lacked: a Kazakh
+    one) is part of its word and weighs nothing.
     """
     bits = 0.0
     for word in _READ_WORDS.findall(text):
         letters = "".join(char for char in word if char.isalpha())
         shape = 0.0 if _cased(letters) else MISCASED
-        if len(letters) > 1 and letters.isupper():
-            shape += CAPITALS
         for at, char in enumerate(word):
             if char < "\x80":
                 continue
@@ -295,14 +327,18 @@ def _likelihood(text: str) -> float:
 def _cost(word: str, at: int, *, stuck: bool) -> float:
     """What the 8-bit character at ``at`` of ``word``, no letter, costs a reading, in bits.
 
-    More where it sticks to a letter (``stuck``), as only a quote mark or an ellipsis does.
-    A box-drawing piece apart from letters costs nothing where it is a line's (beside one
-    like it) or stands alone (a column's): DOS's texts draw tables with them, and their
-    other readings are rows of one letter ("═════" in cp1251 is "ННННН").
+    More where it sticks to a letter (``stuck``), as only a quote mark or an ellipsis does;
+    nothing for a dash, a "№" or a bullet standing apart, as they do between words ("10:00 —
+    11:00", "№ 5"; cp866 and Mac's read cp1251's dash as "Ч"). A box-drawing piece apart
+    from letters costs nothing where it is a line's (beside one like it) or stands alone (a
+    column's): DOS's texts draw tables with them, and their other readings are rows of one
+    letter ("═════" in cp1251 is "ННННН").
     """
     char = word[at]
     if stuck:
         return SYMBOL if char in _BESIDE_WORDS else STUCK
+    if char in _APART:
+        return 0.0
     drawn = "\u2500" <= char <= "\u259f"
     if drawn and (len(word) == 1 or char in word[max(0, at - 1) : at] + word[at + 1 : at + 2]):
         return 0.0
@@ -310,12 +346,18 @@ def _cost(word: str, at: int, *, stuck: bool) -> float:
 
 
 def _cased(letters: str) -> bool:
-    """Whether ``letters`` (a word's) are cased as words are: "слово", "Слово" or "СЛОВО"."""
+    """Whether ``letters`` (a word's) are cased as words are: "слово", "Слово" or "СЛОВО".
+
+    Or as code names things, words run together each with its capital ("ТаблицаЗначений",
+    "СуммаНДС"): 1C's modules are written so, in cp1251, and Mac's reads their capitals as
+    quote marks, a word of lower case letters ("“аблица«начений").
+    """
     if not letters:
         return True
     if letters[0].lower() in _NO_START:
         return False
-    return letters.islower() or letters.isupper() or letters.istitle()
+    shape = "".join("u" if char.isupper() else "l" for char in letters)
+    return bool(_CASES.fullmatch(shape))
 
 
 def _cyrillic(data: bytes) -> bool:
