@@ -67,11 +67,12 @@ async def test_a_text_after_a_captioned_album_follows_its_caption(tmp_path: Path
 
 async def test_a_text_after_an_album_refused_is_not_asked_blind(tmp_path: Path) -> None:
     # The text about the files was asked on its own, answered without them (and charged),
-    # while the album was refused: the question is the album's, and goes unasked with it.
+    # while the album was refused: the question is the album's, and goes unasked with it,
+    # and the user is told so (it vanished without a word before).
     async with running_stack(tmp_path) as stack:
         send_album(stack, [("a.txt", b"alpha\n"), ("b.pdf", b"%PDF-1.7\n\xe2\xe3")])
         stack.telegram.send_text(USER, "Which is longer?")
-        told = [str(m["text"]) for m in await stack.final_messages(USER, 2)]
+        told = [str(m["text"]) for m in await stack.final_messages(USER, 3)]
         await stack.veil.chat.wait_idle(10)
         sent = stack.telegram.sent_messages(USER)
     assert told[0].startswith("I can only read text files (plain text")
@@ -79,7 +80,10 @@ async def test_a_text_after_an_album_refused_is_not_asked_blind(tmp_path: Path) 
         "So I did not read the files sent with it either: send again the ones I can read,"
         " without it."
     )
-    assert len(sent) == 2
+    assert told[2] == (
+        "Nor did I ask what you wrote with them: send it again with the files I can read."
+    )
+    assert len(sent) == 3
     assert stack.vllm.requests == []
 
 
