@@ -12,6 +12,9 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.methods import GetUpdates
+
 from bot.app import SWEEP_EVERY_S, Veil, register_commands, running_veil, running_webhook
 from bot.settings import BotSettings
 from models import UserNotFound
@@ -23,6 +26,11 @@ from tests.harness import CLIENT_KEY, Clock, RunningGateway, install_client_key,
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
+
+    from aiogram import Bot
+    from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
+    from aiogram.methods import Response, TelegramMethod
+    from aiogram.methods.base import TelegramType
 
     from gateway.limits import Limits
 
@@ -205,17 +213,42 @@ async def running_stack(  # noqa: PLR0913 -- every knob a test may turn
             async with webhook_bot(config, sweep_every) as (veil, url):
                 yield Stack(telegram, vllm, gateway, veil, data_dir, webhook_url=url)
         else:
-            async with polling_bot(config, telegram, sweep_every) as veil:
+            async with polling_bot(config, sweep_every) as veil:
                 yield Stack(telegram, vllm, gateway, veil, data_dir)
+
+
+class FirstPoll(BaseRequestMiddleware):
+    """Tells (``sent``) when the bot's first ``getUpdates`` goes out; every call passes as is."""
+
+    def __init__(self) -> None:
+        self.sent = asyncio.Event()
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Note a poll, then make the call."""
+        if isinstance(method, GetUpdates):
+            self.sent.set()
+        return await make_request(bot, method)
 
 
 @contextlib.asynccontextmanager
 async def polling_bot(
-    config: BotSettings, telegram: FakeTelegram, sweep_every: float = SWEEP_EVERY_S
+    config: BotSettings, sweep_every: float = SWEEP_EVERY_S
 ) -> AsyncIterator[Veil]:
-    """The real bot, in-process, long-polling ``telegram`` until the block ends."""
+    """The real bot, in-process, long-polling its Telegram until the block ends.
+
+    The block begins once the bot's first ``getUpdates`` is on its way (an update the test
+    queues from then on is the poll's), not once it is answered: the fake holds an empty poll
+    for its whole timeout, and waiting that out cost every test a second.
+    """
     async with running_veil(config, CLIENT_KEY, sweep_every=sweep_every) as veil:
         await register_commands(veil)
+        first_poll = FirstPoll()
+        veil.bot.session.middleware(first_poll)
         polling = asyncio.create_task(
             veil.dispatcher.start_polling(
                 veil.bot,
@@ -226,7 +259,9 @@ async def polling_bot(
             )
         )
         try:
-            await telegram.wait_for("getUpdates")
+            async with asyncio.timeout(10):
+                await first_poll.sent.wait()
+            veil.bot.session.middleware.unregister(first_poll)
             yield veil
         finally:
             with contextlib.suppress(RuntimeError):

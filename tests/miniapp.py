@@ -359,7 +359,7 @@ async def webapp_stack(  # noqa: PLR0913 -- every knob a test may turn
                 **settings,
             }
         )
-        async with polling_bot(config, telegram) as veil:
+        async with polling_bot(config) as veil:
             assert veil.webapp is not None
             async with RecordingProxy(*_host_port(veil.webapp)) as to_bot:
                 yield MiniStack(

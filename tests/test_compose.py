@@ -414,7 +414,9 @@ async def test_cpu_profile_answers_a_question_through_telegram(tmp_path: Path) -
             answer="The compose chain answers.",
         ) as chain,
     ):
-        await telegram.wait_for("getUpdates", timeout=60)
+        # Its last start-up call: the bot polls next (a long poll is recorded only once it
+        # returns, 10 s later when nothing is queued; the question is the poll's at once).
+        await telegram.wait_for("setMyCommands", timeout=60)
         telegram.send_text(4242, "Is the compose chain up?")
         reply = await telegram.wait_for(  # rich messages are on by default
             "sendRichMessage", lambda c: c.params["chat_id"] == 4242, timeout=30

@@ -861,7 +861,7 @@ async def veil_against(
             data_dir=data_dir,
             **(options | settings),
         )
-        async with polling_bot(config, playground.telegram):
+        async with polling_bot(config):
             yield
 
 

@@ -264,7 +264,7 @@ async def veil_with_mini_app(playground: Playground, data_dir: Path) -> AsyncIte
             webapp_port=port,
             webapp_frame_ancestors=playground.url,
         )
-        async with polling_bot(config, playground.telegram):
+        async with polling_bot(config):
             await playground.telegram.wait_for("setChatMenuButton", timeout=30)
             yield vllm
 

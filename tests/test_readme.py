@@ -84,7 +84,9 @@ async def test_first_command_runs_gateway_and_bot_and_stops_on_ctrl_c(tmp_path: 
 
         reader = asyncio.create_task(read())
         try:
-            await telegram.wait_for("getUpdates", timeout=90)
+            # Its last start-up call: the bot polls next (a long poll is recorded only once it
+            # returns, 10 s later when nothing is queued; the question is the poll's at once).
+            await telegram.wait_for("setMyCommands", timeout=90)
             telegram.send_text(4242, "Is it running?")
             reply = await telegram.wait_for(  # rich messages are on by default
                 "sendRichMessage", lambda c: c.params["chat_id"] == 4242, timeout=30
