@@ -626,14 +626,15 @@ class _GroupAnswer:
     async def _was_in(self) -> bool:
         """Whether the asker, out of the group now, was in it as they asked.
 
-        Learnt as they waited (``joined``). A group taken for members-only then is asked
-        again: its admins may have opened it to comments since, and one who never joined
-        asked. Not learnt (a question that did not wait): as the group takes messages.
+        Learnt as they waited (``joined``). Else as the group takes messages now, asked of
+        Telegram again (not as remembered): its admins may have opened it to comments since
+        it was taken for members-only, by this question as it waited or by an earlier one
+        (a failed answer's notice, ``failed``, is dropped for one taken as gone), and one who
+        never joined asked.
         """
         if self.joined in {"in", "out"}:
             return self.joined == "in"
-        fresh = self.joined == "members_only"
-        return bool(await self.kit.members_only(self.asker.chat_id, basic=self.basic, fresh=fresh))
+        return bool(await self.kit.members_only(self.asker.chat_id, basic=self.basic, fresh=True))
 
     def _thread(self) -> tuple[Said, ...]:
         """The turns before the question, as known in its turn.
