@@ -147,14 +147,13 @@ class KeyRing:
 
         A key is named by both: a held key id under another suite is an unknown key (410,
         docs/protocol.md §1), so the client re-fetches the bundle, not a request that fails
-        to open (400, the client's fault).
+        to open (400, the client's fault). Only the window's end is checked: a key of this
+        ring was made here at its ``not_before``, so nothing was sealed to it before then,
+        and a clock stepped back under it since (by no more than ``STEP_KEPT``, or the keys
+        are renewed) refused every request sealed to the new key, the bot's retry too.
         """
         for key in self._keys:
             pair = key.keypair
-            if (
-                pair.suite is suite
-                and pair.key_id == key_id
-                and key.not_before <= now < key.not_after
-            ):
+            if pair.suite is suite and pair.key_id == key_id and now < key.not_after:
                 return pair
         raise UnknownKey("request is sealed to a key this gateway does not hold")

@@ -111,6 +111,13 @@ class ClientLimiter:
             self._windows.setdefault(client.name, TokenWindow()).charge(now, tokens)
 
 
+# Seconds a replay id is kept past its request's window. A wall clock stepped back no further
+# than this makes no request whose id was let go fresh again, so such a step (a jittery NTP
+# source stepping a few seconds back and forth) needs no new keys (``Gateway.open``); memory
+# grows by this over the window (``max_skew`` + 1 s) an id was kept before.
+STEP_KEPT = 10
+
+
 class ReplayCache:
     """Request ids of accepted requests, each kept until its timestamp + the allowed skew.
 
@@ -137,8 +144,8 @@ class ReplayCache:
         """Seconds ``now`` lies before the last second swept: > 0 once the clock went back.
 
         An id swept by then had a window that ended before that second; only a clock stepped
-        back can make such a request fresh again. The gateway keeps each id a second past its
-        window, so none can come back while this is at most 1.
+        back can make such a request fresh again. The gateway keeps each id ``STEP_KEPT``
+        seconds past its window, so none can come back while this is at most that.
         """
         return max(0, self._swept - now)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gateway.chat import servable_model, upstream_chat
-from gateway.limits import ClientLimiter, Limits, ReplayCache
+from gateway.limits import STEP_KEPT, ClientLimiter, Limits, ReplayCache
 from gateway.metrics import GatewayMetrics
 from gateway.receipts import ReceiptStore, StreamControl
 from gateway.refusals import ClockSkew, Refusal, refusal_for
@@ -198,9 +198,9 @@ class Gateway:
         if len(body) > max_request_size(header.suite):
             raise RequestTooLarge("request exceeds the largest bucket")
         now = self.now()
-        # Ids are kept a second past their window (``admit``), so a step back of less than a
-        # second (which moves ``now`` by at most 1) can make none fresh again: such steps pass.
-        if (back := self.replays.behind(now)) > 1:
+        # Ids are kept ``STEP_KEPT`` seconds past their window (``admit``), so a step back no
+        # longer than that can make none fresh again: such steps pass, keys kept.
+        if (back := self.replays.behind(now)) > STEP_KEPT:
             self._stepped_back(now, back)
         opened = open_request(body, self.ring.find(header.suite, header.key_id, now))
         if abs(opened.timestamp - now) > self.max_skew:
@@ -255,7 +255,9 @@ class Gateway:
             control = self.receipts.open(opened.request_id, opened.response_key)
         except SealedError as exc:
             raise refusal_for(exc) from exc
-        self.replays.add(opened.request_id, opened.timestamp + self.max_skew + 1, self.now())
+        self.replays.add(
+            opened.request_id, opened.timestamp + self.max_skew + STEP_KEPT, self.now()
+        )
         self.limiter.open(client)
         self.active += 1
         self.metrics.active_streams.set(self.active)

@@ -31,6 +31,8 @@ are. A group upgraded to a supergroup (a new chat id) takes its settings along
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -43,6 +45,7 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramMigrateToChat,
+    TelegramRetryAfter,
 )
 from aiogram.filters import Command, CommandObject, or_f
 from aiogram.methods import GetChat, GetChatMember
@@ -336,6 +339,26 @@ class GroupKit:
         self.edits_told: Firsts[tuple[int, int]] = Firsts(EDITS_REMEMBERED)
         # supergroup → what ``members_only`` learnt, the newest ``GROUPS_REMEMBERED`` kept
         self._members_only: dict[int, bool] = {}
+        # When (``time.monotonic``) the flood wait Telegram last set on a look-up ends.
+        self._flood_ends = 0.0
+
+    async def look_up(self, method: TelegramMethod[T]) -> T:
+        """``method`` asked ``at_once``, unless a flood wait Telegram set on a look-up lasts.
+
+        ``at_once`` goes past the session's retries, which keep every other call out of a
+        flood wait: a look-up within one would make it longer (Telegram counts the calls
+        there too), and each queued question in its turn made one. Until it ends, a look-up
+        raises ``TelegramRetryAfter`` without asking: the question is answered as when
+        Telegram does not say.
+        """
+        left = self._flood_ends - time.monotonic()
+        if left > 0:
+            raise TelegramRetryAfter(method, "the flood wait is not over", math.ceil(left))
+        try:
+            return await at_once(self.editors.bot, method)
+        except TelegramRetryAfter as exc:
+            self._flood_ends = max(self._flood_ends, time.monotonic() + exc.retry_after)
+            raise
 
     async def members_only(self, chat_id: int, *, basic: bool, fresh: bool = False) -> bool | None:
         """Whether only the group's members can write in it; None: Telegram did not say.
@@ -350,7 +373,7 @@ class GroupKit:
         if not fresh and chat_id in self._members_only:
             return self._members_only[chat_id]
         try:
-            chat = await at_once(self.editors.bot, GetChat(chat_id=chat_id))
+            chat = await self.look_up(GetChat(chat_id=chat_id))
         except UNSAID as exc:
             log.info("groups.kind_unknown", error=type(exc).__name__)
             return None
@@ -573,9 +596,8 @@ class _GroupAnswer:
             async with asyncio.timeout(MEMBER_WAIT):
                 if joined is not None:
                     self.joined = await joined
-                now = await at_once(
-                    self.kit.editors.bot,
-                    GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id),
+                now = await self.kit.look_up(
+                    GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id)
                 )
         except UNSAID as exc:
             log.info("groups.asker_unknown", error=type(exc).__name__)
@@ -596,7 +618,7 @@ class _GroupAnswer:
             return "members_only"
         method = GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id)
         try:
-            member = await at_once(self.kit.editors.bot, method)
+            member = await self.kit.look_up(method)
         except UNSAID:
             return None
         return "out" if _outside(member) else "in"
@@ -604,14 +626,15 @@ class _GroupAnswer:
     async def _was_in(self) -> bool:
         """Whether the asker, out of the group now, was in it as they asked.
 
-        Learnt as they waited (``joined``). A group taken for members-only then is asked
-        again: its admins may have opened it to comments since, and one who never joined
-        asked. Not learnt (a question that did not wait): as the group takes messages.
+        Learnt as they waited (``joined``). Else as the group takes messages now, asked of
+        Telegram again (not as remembered): its admins may have opened it to comments since
+        it was taken for members-only, by this question as it waited or by an earlier one
+        (a failed answer's notice, ``failed``, is dropped for one taken as gone), and one who
+        never joined asked.
         """
         if self.joined in {"in", "out"}:
             return self.joined == "in"
-        fresh = self.joined == "members_only"
-        return bool(await self.kit.members_only(self.asker.chat_id, basic=self.basic, fresh=fresh))
+        return bool(await self.kit.members_only(self.asker.chat_id, basic=self.basic, fresh=True))
 
     def _thread(self) -> tuple[Said, ...]:
         """The turns before the question, as known in its turn.

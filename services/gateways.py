@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -34,6 +35,9 @@ _SKEW_SAID = re.compile(r"(\d{1,9}) s (ahead of|behind) the gateway's clock; at 
 # Seconds a skew named again may differ by and still be the same skew (the request's time is
 # whole seconds, and it travels): more is a clock stepped again, told again.
 _SKEW_JITTER = 5
+# Bytes of a gateway's refusal read at most: its JSON is a few hundred, and it comes in clear
+# from whatever answers (a proxy, the network), so one endlessly long is cut off unread.
+REFUSAL_MOST = 64 * 1024
 _MAX_BACKOFF = 30.0
 _BUNDLE_TIMEOUT = 10.0
 # How long a gateway whose bundle could not be fetched is left before the next try (doubling
@@ -69,6 +73,26 @@ def named_skew(reply: object) -> tuple[int, int] | None:
         return None
     ahead = int(said[1])
     return (ahead if said[2] == "ahead of" else -ahead), int(said[3])
+
+
+async def refusal_reply(response: aiohttp.ClientResponse) -> object:
+    """A refusal's JSON body (what ``refusal_code`` and ``named_skew`` read), or None.
+
+    Read up to ``REFUSAL_MOST`` bytes: a longer body is no gateway's refusal, and reading all
+    of one that never ends would fill the memory; its connection is dropped. None also for a
+    body that is no JSON, nested past the parser's depth, or in a charset that is no text
+    encoding (``charset=hex``): a refusal all the same.
+    """
+    body = bytearray()
+    try:
+        async for chunk in response.content.iter_any():
+            body += chunk
+            if len(body) > REFUSAL_MOST:
+                response.close()
+                return None
+        return json.loads(body.decode(response.charset or "utf-8")) if body.strip() else None
+    except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
+        return None
 
 
 @dataclass(frozen=True)

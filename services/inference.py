@@ -69,6 +69,7 @@ from services.gateways import (
     fingerprint,
     named_skew,
     refusal_code,
+    refusal_reply,
 )
 
 if TYPE_CHECKING:
@@ -694,12 +695,7 @@ async def _raise_for_refusal(response: aiohttp.ClientResponse, gateway: Gateway)
     """Turn a gateway's refusal into a failover (its fault or its load) or an error (ours)."""
     if response.status == _HTTP_OK:
         return
-    try:
-        body = await response.json(content_type=None)
-    # A proxy's body may be no JSON, nested past the parser's depth, or in a charset that is no
-    # text encoding (``charset=hex``): a refusal all the same.
-    except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
-        body = None
+    body = await refusal_reply(response)
     code = refusal_code(body)
     problem = f"HTTP {response.status} {code}"
     if response.status == _HTTP_UNAUTHENTICATED:

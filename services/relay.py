@@ -66,7 +66,7 @@ from services.errors import (
     StoppedBeforeAnswer,
     UntrustedGateway,
 )
-from services.gateways import UNREACHABLE, refusal_code
+from services.gateways import UNREACHABLE, refusal_code, refusal_reply
 from services.relayed import (
     Account,
     GatewayOffer,
@@ -363,12 +363,7 @@ class RelayService:
         if response.status == _HTTP_OK:
             return response
         async with response:
-            try:
-                reply = await response.json(content_type=None)
-            # A proxy's body may be no JSON, nested past the parser's depth, or in a charset
-            # that is no text encoding (``charset=hex``): a refusal all the same.
-            except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
-                reply = None
+            reply = await refusal_reply(response)
         code = refusal_code(reply)
         retry_after = read_retry_after(response.headers.get("Retry-After"), time.time())
         if response.status in _FAILOVER_STATUSES:
