@@ -3,9 +3,10 @@
 Replay ids are forgotten once their window has passed on the wall clock (and the receipt
 store's copy after its 900 s); stepped back further, that clock makes such a request fresh
 again while its id is gone, so a request captured on the wire could be sent again and run on
-the client's account. The gateway now notices the step
-(a second it has already swept comes again) and replaces its keys: a request sealed before can
-no longer be opened (410, which makes a client fetch the new bundle), so none comes back.
+the client's account. The gateway now notices the step (a second it swept replay ids at, more
+than ``STEP_KEPT`` seconds ago, comes again: ids are kept that long past their window) and
+replaces its keys: a request sealed before can no longer be opened (410, which makes a client
+fetch the new bundle), so none comes back. Shorter steps change no key.
 """
 
 from __future__ import annotations
