@@ -30,7 +30,7 @@ from sealed.auth import PROOF_HEADER, cancel_proof, receipt_proof
 from sealed.encoding import b64e
 from sealed.errors import MalformedMessage
 from sealed.stream import Final
-from services.gateways import refusal_code
+from services.gateways import REFUSAL_MOST, json_reply, refusal_code
 
 if TYPE_CHECKING:
     from services.gateways import Gateway
@@ -81,9 +81,9 @@ class ControlClient:
             ) as response:
                 status = response.status
                 try:
-                    reply = await response.json(content_type=None)
-                # Not the gateway's JSON: a proxy's page, nested past the parser's depth, or in
-                # a charset that is no text encoding (``charset=hex``).
+                    reply = await json_reply(response, REFUSAL_MOST)
+                # Not the gateway's JSON: a proxy's page, one too long, nested past the parser's
+                # depth, or in a charset that is no text encoding (``charset=hex``).
                 except (ValueError, RecursionError, LookupError):
                     reply = None
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -130,12 +130,12 @@ class ControlClient:
                     allow_redirects=False,  # the proof goes to the gateway we were given, only
                 ) as response:
                     status = response.status
-                    reply = await response.json(content_type=None) if status == _HTTP_OK else None
+                    reply = await json_reply(response, REFUSAL_MOST) if status == _HTTP_OK else None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = type(exc).__name__
                 continue
-            # Not the gateway's JSON: nested past the parser's depth, or in a charset that is no
-            # text encoding (``charset=hex``) too.
+            # Not the gateway's JSON: too long, nested past the parser's depth, or in a charset
+            # that is no text encoding (``charset=hex``) too.
             except (ValueError, RecursionError, LookupError):
                 problem = "malformed"
                 break

@@ -35,9 +35,11 @@ _SKEW_SAID = re.compile(r"(\d{1,9}) s (ahead of|behind) the gateway's clock; at 
 # Seconds a skew named again may differ by and still be the same skew (the request's time is
 # whole seconds, and it travels): more is a clock stepped again, told again.
 _SKEW_JITTER = 5
-# Bytes of a gateway's refusal read at most: its JSON is a few hundred, and it comes in clear
-# from whatever answers (a proxy, the network), so one endlessly long is cut off unread.
+# Bytes of a gateway's JSON reply read at most: it comes in clear from whatever answers (a
+# proxy, the network), so one endlessly long is cut off unread. A refusal, a cancel's state or
+# a receipt is a few hundred bytes; a key bundle a few KiB (its models and their windows).
 REFUSAL_MOST = 64 * 1024
+BUNDLE_MOST = 1024 * 1024
 _MAX_BACKOFF = 30.0
 _BUNDLE_TIMEOUT = 10.0
 # How long a gateway whose bundle could not be fetched is left before the next try (doubling
@@ -75,22 +77,31 @@ def named_skew(reply: object) -> tuple[int, int] | None:
     return (ahead if said[2] == "ahead of" else -ahead), int(said[3])
 
 
+async def json_reply(response: aiohttp.ClientResponse, most: int) -> object:
+    """A gateway's JSON reply, read up to ``most`` bytes; None for an empty body.
+
+    A longer body is no gateway's, and reading all of one that never ends would fill the
+    memory: its connection is dropped and ``ValueError`` raised, as for a body that is no JSON
+    (``RecursionError``: nested past the parser's depth; ``LookupError``: a charset that is no
+    text encoding, ``charset=hex``).
+    """
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > most:
+            response.close()
+            raise ValueError(f"reply longer than {most} bytes")
+    return json.loads(body.decode(response.charset or "utf-8")) if body.strip() else None
+
+
 async def refusal_reply(response: aiohttp.ClientResponse) -> object:
     """A refusal's JSON body (what ``refusal_code`` and ``named_skew`` read), or None.
 
-    Read up to ``REFUSAL_MOST`` bytes: a longer body is no gateway's refusal, and reading all
-    of one that never ends would fill the memory; its connection is dropped. None also for a
-    body that is no JSON, nested past the parser's depth, or in a charset that is no text
-    encoding (``charset=hex``): a refusal all the same.
+    Read up to ``REFUSAL_MOST`` bytes (``json_reply``). None also for a body too long, no
+    JSON, or cut off: a refusal all the same.
     """
-    body = bytearray()
     try:
-        async for chunk in response.content.iter_any():
-            body += chunk
-            if len(body) > REFUSAL_MOST:
-                response.close()
-                return None
-        return json.loads(body.decode(response.charset or "utf-8")) if body.strip() else None
+        return await json_reply(response, REFUSAL_MOST)
     except (ValueError, RecursionError, LookupError, aiohttp.ClientError):
         return None
 
@@ -193,7 +204,7 @@ class GatewayPool:
                 ) as response:
                     if response.status != 200:  # noqa: PLR2004 -- HTTP OK
                         raise _BundleUnavailable(response.status)
-                    wire = await response.json()
+                    wire = await json_reply(response, BUNDLE_MOST)
                 if not isinstance(wire, dict):
                     raise MalformedMessage("bundle reply is not an object")
                 gateway.bundle = verify_bundle(
