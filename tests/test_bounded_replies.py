@@ -38,13 +38,14 @@ TAKEN_AT_MOST = 24 * 1024 * 1024
 
 
 class Endless:
-    """A front answering every request with ``status`` and JSON that goes on for ``OFFERED``.
+    """A reply of ``status`` whose JSON, begun with ``head``, goes on for ``OFFERED`` bytes.
 
     ``sent``: the bytes the bot took before it hung up (set once ``done``).
     """
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, head: bytes = b'{"state": "finished", "pad": "') -> None:
         self.status = status
+        self.head = head
         self.sent = 0
         self.done = asyncio.Event()
 
@@ -54,7 +55,8 @@ class Endless:
         reply = web.StreamResponse(status=self.status, headers={"Content-Type": "application/json"})
         await reply.prepare(request)
         try:
-            await reply.write(b'{"state": "finished", "pad": "')
+            await reply.write(self.head)
+            self.sent = len(self.head)
             while self.sent < OFFERED:
                 await reply.write(b"x" * CHUNK)
                 self.sent += CHUNK

@@ -23,6 +23,7 @@ from services.gateways import REFUSAL_MOST
 from services.inference import ChatRequest, InferenceClient
 from tests.harness import CLIENT_KEY
 from tests.miniapp import PythonPage, webapp_stack
+from tests.test_bounded_replies import TAKEN_AT_MOST, Endless
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -30,23 +31,14 @@ if TYPE_CHECKING:
 
     from tests.harness import Clock, RunningGateway
 
-CHUNK = 64 * 1024
-OFFERED = 64 * 1024 * 1024  # what the hostile front would send in all
-# What the bot may have taken in once it stops reading: its bound plus the kernel's and
-# aiohttp's buffers on loopback (a few MiB), far short of all that is offered.
-TAKEN_AT_MOST = 24 * 1024 * 1024
 
-
-class Flood:
-    """A front serving a gateway's real key bundle, and a 400 of endless JSON for each request.
-
-    ``sent``: the bytes of the refusal the bot took before it hung up (set in ``done``).
-    """
+class Flood(Endless):
+    """A front serving a gateway's real key bundle, and a 400 of endless JSON for each request."""
 
     def __init__(self, gateway_url: str) -> None:
+        head = b'{"error": {"code": "stale_request", "message": "300 s ahead of the gateway'
+        super().__init__(400, head + b'\'s clock; at most 120 s is allowed"}, "pad": "')
         self.gateway_url = gateway_url
-        self.sent = 0
-        self.done = asyncio.Event()
 
     async def keys(self, _request: web.Request) -> web.Response:
         """The gateway's own bundle, so the bot trusts this front."""
@@ -56,26 +48,6 @@ class Flood:
         ):
             return web.Response(body=await reply.read(), content_type="application/json")
 
-    async def refuse(self, request: web.Request) -> web.StreamResponse:
-        """A ``stale_request`` whose JSON goes on for ``OFFERED`` bytes, as long as it is read."""
-        await request.read()
-        reply = web.StreamResponse(status=400, headers={"Content-Type": "application/json"})
-        await reply.prepare(request)
-        head = b'{"error": {"code": "stale_request", "message": "300 s ahead of the gateway'
-        head += b'\'s clock; at most 120 s is allowed"}, "pad": "'
-        try:
-            await reply.write(head)
-            self.sent = len(head)
-            while self.sent < OFFERED:
-                await reply.write(b"x" * CHUNK)
-                self.sent += CHUNK
-            await reply.write(b'"}')
-        except (ConnectionError, aiohttp.ClientConnectionResetError):
-            pass  # the bot hung up: what it took is counted
-        finally:
-            self.done.set()
-        return reply
-
 
 @contextlib.asynccontextmanager
 async def flooding_front(gateway_url: str) -> AsyncIterator[tuple[str, Flood]]:
@@ -83,7 +55,7 @@ async def flooding_front(gateway_url: str) -> AsyncIterator[tuple[str, Flood]]:
     flood = Flood(gateway_url)
     app = web.Application()
     app.router.add_get("/v1/keys", flood.keys)
-    app.router.add_post("/v1/sealed/chat/completions", flood.refuse)
+    app.router.add_post("/v1/sealed/chat/completions", flood.reply)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
