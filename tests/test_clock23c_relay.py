@@ -41,7 +41,10 @@ async def test_a_gateways_wrong_clock_is_told_to_the_page_and_named_to_the_opera
         assert (told[0]["gateway"], told[0]["allowed_s"]) == (1, 120)
         assert -602 <= told[0]["ahead_s"] <= -598  # the page's stamp, by the bot's clock
         assert not [e for e in logs if e["event"] == "relay.refused"]
-        # Nothing ran and nothing is charged.
+        # Backed off (the page's next question is offered any other gateway first); nothing
+        # ran and nothing is charged.
+        pool = stack.veil.chat.inference.pool
+        assert pool.gateways[0].failures == 1
         assert stack.vllm.requests == []
         state = await hold_of(stack.store, asked.request_id)
         assert state is not None
@@ -49,3 +52,4 @@ async def test_a_gateways_wrong_clock_is_told_to_the_page_and_named_to_the_opera
         assert (state.charge.outcome, state.charge.units) == ("released", 0)
         gateway.clock = time.time  # the clock is set: the next question is answered
         assert (await mini.ask(QUESTION)).status == 200
+        assert pool.gateways[0].failures == 0
