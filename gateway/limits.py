@@ -67,7 +67,11 @@ class TokenWindow:
 
 
 class ClientLimiter:
-    """Concurrent streams and tokens per rolling minute, for each pinned client."""
+    """Concurrent streams and tokens per rolling minute, for each pinned client.
+
+    Its ``now`` is the gateway's monotonic clock: on the wall clock a step back held a client
+    out for as long as the step, and a step forward gave it a fresh minute at once.
+    """
 
     def __init__(self) -> None:
         self._streams: dict[str, int] = {}

@@ -77,7 +77,8 @@ class Gateway:
     limiter: ClientLimiter = field(init=False, default_factory=ClientLimiter)
     receipts: ReceiptStore = field(init=False)
     active: int = 0
-    # Paces the model list's asks and warnings, and counts kept receipts' time to live.
+    # Paces the model list's asks and warnings, counts kept receipts' time to live and each
+    # client's minute of tokens: a step of the wall clock neither drops nor refills them.
     monotonic: Callable[[], float] = time.monotonic
     # The ids last told left out, and whether any model was servable then.
     _left_out: tuple[frozenset[str], bool] = field(init=False, default=(frozenset(), True))
@@ -248,7 +249,7 @@ class Gateway:
             multimodal=self.multimodal_models,
             ceiling=client.max_completion_tokens,
         )
-        self.limiter.check(client, self.clock())
+        self.limiter.check(client, self.monotonic())
         if self.active >= self.max_streams:
             raise Refusal(503, "busy", "too many streams; try another gateway", retry_after=1)
         try:

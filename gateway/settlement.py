@@ -77,10 +77,9 @@ async def settle(
     else:
         reason = (tally.finish or "stop") if outcome == "ok" else _FINISH_REASONS.get(outcome)
         final = Final(signed, finish_reason=reason or "stopped")
-    now = gateway.clock()
     kept = replace(final, error_message="") if final.is_error else final
     gateway.receipts.finish(admitted.opened.request_id, canonical_json(kept.payload()))
-    gateway.limiter.charge(admitted.client, now, prompt + completion)
+    gateway.limiter.charge(admitted.client, gateway.monotonic(), prompt + completion)
     gateway.metrics.prompt_tokens.inc(prompt)
     gateway.metrics.completion_tokens.inc(completion)
     return final

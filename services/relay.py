@@ -66,7 +66,7 @@ from services.errors import (
     StoppedBeforeAnswer,
     UntrustedGateway,
 )
-from services.gateways import UNREACHABLE, refusal_code, refusal_reply
+from services.gateways import UNREACHABLE, named_skew, refusal_code, refusal_reply
 from services.relayed import (
     Account,
     GatewayOffer,
@@ -89,6 +89,7 @@ log = structlog.get_logger("veil.relay")
 
 SEALED_REQUEST_TYPE = "application/vnd.veil.sealed-request"
 _HTTP_OK = 200
+_HTTP_BAD_REQUEST = 400  # with ``stale_request``: the gateway's clock and the bot's disagree
 _FAILOVER_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # After the page (or shutdown) gives up: how long the late receipt may take to be had.
 CLOSE_SLACK_S = 30.0
@@ -370,6 +371,16 @@ class RelayService:
             self._pool.failed(gateway, retry_after)
         elif response.status == 410:  # noqa: PLR2004 -- the page sealed to a key rotated out
             await self._pool.refresh_one(gateway, force=True)
+        elif response.status == _HTTP_BAD_REQUEST and code == "stale_request":
+            # The page stamped the request by the bot's clock (its replies' Date) and sealed it
+            # to this gateway's key alone: no other gateway can open it, so it is not failed
+            # over as the bot's own are. Backed off, the gateway is offered last to the page's
+            # next question; the page tells its user the clocks disagree.
+            self._pool.failed(gateway)
+            skew = named_skew(reply)
+            figures = {} if skew is None else {"ahead_s": skew[0], "allowed_s": skew[1]}
+            log.warning("relay.clock_skew", gateway=gateway.index, **figures)
+            raise GatewayRefused(response.status, code)
         log.warning("relay.refused", gateway=gateway.index, status=response.status, code=code)
         raise GatewayRefused(response.status, code, retry_after=retry_after)
 
