@@ -108,7 +108,7 @@ async def test_tokens_per_minute_at_the_limit_is_rate_limited_until_the_window_m
 ) -> None:
     # One request costs 6 prompt tokens ("Say hello": 2 words + 4) + 3 completion tokens.
     clients = {CLIENT_VERIFY_KEY: client_policy(tokens_per_minute=18)}
-    async with run_gateway(vllm.url, clock=clock, clients=clients) as running:
+    async with run_gateway(vllm.url, clock=clock, monotonic=clock, clients=clients) as running:
         first = await post_sealed(http, running.url, seal_call(running))
         assert first.final is not None
         assert first.final.receipt is not None
