@@ -101,6 +101,7 @@ from services.closing import CloseDeadline
 from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
+    ChatError,
     ContextTooLong,
     ErasureInProgress,
     HistoryUnavailable,
@@ -228,6 +229,16 @@ class Followup(Protocol):
 
     async def failed(self, error: Exception) -> None:
         """The answer (or ``answered``) failed with ``error``: tell the user, log it."""
+
+
+class AnswerWithdrawn(ChatError):
+    """An answer being sent again lost its row between two of its messages: the rest stays.
+
+    Its user erased everything (``forget``) meanwhile, or another process took the row once
+    this one's claim had ended and delivered it. Raised by ``ChatService.took`` as Telegram
+    takes a message, so neither the next message nor the note under the answer goes out;
+    ``deliver_undelivered`` takes it as the end of that answer's delivery. Never told a user.
+    """
 
 
 @dataclass(frozen=True)
@@ -1125,7 +1136,10 @@ class ChatService:
         async def record(progress: Progress) -> None:
             await _finished(settling)
             if row is not None and row.stored:
-                await self.took(request_id, progress)
+                # Its row gone (another process delivered it past its claim): the user, who
+                # watched it stream, still gets the rest of this one.
+                with contextlib.suppress(AnswerWithdrawn):
+                    await self.took(request_id, progress)
 
         return record
 
@@ -1174,12 +1188,17 @@ class ChatService:
 
         Told each message as it is taken, live or sent again (``CountingSink.recording``): a
         bot killed between two of them resends from the first not taken. A count that cannot
-        be written is logged: that message may be sent twice.
+        be written is logged: that message may be sent twice. A row gone meanwhile (erased by
+        ``forget``, or delivered by another process) raises ``AnswerWithdrawn``: an answer
+        sent again stops there, nothing of an erased answer goes out after the erasure.
         """
         try:
-            await self.store.write(lambda db: outbox.took(db, request_id, progress))
+            kept = await self.store.write(lambda db: outbox.took(db, request_id, progress))
         except StorageError as exc:
             log.warning("chat.progress_unrecorded", request_id=request_id, error=type(exc).__name__)
+            return
+        if not kept:
+            raise AnswerWithdrawn("the answer's row is gone")
 
     async def release_undelivered(self) -> int:
         """Let this process deliver every answer left undelivered (no other one runs)."""
@@ -1202,8 +1221,9 @@ class ChatService:
         wait is often one chat's). One whose own messages are still going out here (past its
         row's claim) is left to that, claimed anew. Of a long private answer not taken whole,
         the messages Telegram took are recorded with it (``send`` gives a ``Progress``): the
-        next pass sends the rest only. Answers older than ``deliver_within`` are dropped unsent
-        (``DELIVER_WITHIN_S``).
+        next pass sends the rest only; one whose row is gone as its messages go out (erased:
+        ``AnswerWithdrawn``) sends no more of them. Answers older than ``deliver_within`` are
+        dropped unsent (``DELIVER_WITHIN_S``).
         """
         sent = 0
         began = self.clock()
@@ -1234,7 +1254,15 @@ class ChatService:
                     # Still going out (a many-message answer's flood waits may outlast its
                     # claim): kept, claimed anew, until its own end marks it.
                     continue
-                outcome = await send(answer)
+                try:
+                    outcome = await send(answer)
+                except AnswerWithdrawn:  # erased (or delivered elsewhere) as it went out
+                    log.info(
+                        "chat.redelivery_withdrawn",
+                        user_id=answer.user_id,
+                        request_id=answer.request_id,
+                    )
+                    continue
                 progress = outcome if isinstance(outcome, Progress) else None
                 log.info(
                     "chat.redelivered",
