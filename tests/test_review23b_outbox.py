@@ -4,7 +4,9 @@
 just before it sends it; but a long private answer sent again is several messages, and the
 erasure could land between two of them. The rest then still went out (and the note under it)
 after the user had erased everything. Each message's count (``ChatService.took``) now finds
-the row gone and stops the resend there.
+the row gone and stops the resend there. And a bot killed between an answer it sent again and
+the note under it sends the note alone at its next start (measured, not changed: killed after
+Telegram took that note and before the row is deleted, it sends the note twice; docs/money.md).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from structlog.testing import capture_logs
 
 from bot.formatting import render_parts
-from tests.botstack import TOKEN, running_stack
+from tests.botstack import TOKEN, process_stack, running_stack
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import rows, wait_until
+from tests.fakes.vllm import split_tokens
+from tests.harness import REPO, ManagedProcess, rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,6 +30,10 @@ if TYPE_CHECKING:
 USER = 9331
 # About 9,000 characters: three messages of at most 4096.
 LONG = " ".join(f"sandpiper{i}" for i in range(700))
+ANSWER = " ".join(f"plover{i}" for i in range(30))
+BROKE_AT = 12  # the fake model fails after this many tokens
+PART = "".join(split_tokens(ANSWER)[:BROKE_AT])
+KILL_SITE = REPO / "tests" / "killsite"
 
 
 class HeldPart(FakeTelegram):
@@ -92,3 +99,36 @@ async def test_an_answer_sent_again_stops_between_its_messages_once_the_user_era
     assert third not in parts
     assert rows(tmp_path / "veil.db", "SELECT 1 FROM undelivered") == []
     assert "sandpiper" not in str(logs)  # no text in the log lines
+
+
+async def test_a_bot_killed_between_an_answer_sent_again_and_its_note_sends_only_the_note(
+    tmp_path: Path,
+) -> None:
+    # The first bot dies as the broken-off part would go out (its row written with the
+    # charge); the second as the note would follow the part it sent again (the part counted);
+    # the third sends the note alone: neither the part nor the note shows twice.
+    data = tmp_path / "data"
+    db = data / "veil.db"
+    async with process_stack(data, answer=ANSWER) as stack:
+        stack.vllm.error_mid_stream_after = BROKE_AT
+        for kill_at in ("bot.streaming:DraftSink.complete", "handlers.chat:note_ending"):
+            killed = stack.env | {"PYTHONPATH": str(KILL_SITE), "VEIL_TEST_KILL_AT": kill_at}
+            bot = await ManagedProcess.start("-m", "bot", env=killed)
+            if kill_at.startswith("bot.streaming"):  # the second resends before it has started
+                await bot.wait_for_line("bot.started")
+                stack.telegram.send_text(USER, "a question")
+            assert await bot.wait() != 0
+            assert rows(db, "SELECT ending FROM undelivered") == [("broke_off",)]
+        assert [m.get("text") for m in stack.telegram.sent_messages(USER)] == [PART]
+        assert rows(db, "SELECT parts_taken FROM undelivered") == [(1,)]
+        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
+        try:
+            await bot.wait_for_line("chat.redelivered")
+            await wait_until(lambda: rows(db, "SELECT 1 FROM undelivered") == [])
+        finally:
+            assert await bot.stop() == 0
+        assert PART not in bot.output
+        part, note = stack.telegram.sent_messages(USER)
+    assert part["text"] == PART
+    assert note["text"].startswith("⚠️ The answer broke off here")
+    assert rows(db, "SELECT outcome FROM holds") == [("settled",)]
