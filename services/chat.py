@@ -152,6 +152,9 @@ _PROMPT_STATED = re.compile(
 REFITS = 3  # how often a question alone too long is fitted by the model server's count again
 _RETRY_MEMORY = 10_000  # failed questions kept for Retry buttons (cut answers for Continue), in all
 KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut answers)
+# Before a conversation's answer id while it ends (``ChatService._cut_begins``): no Continue
+# button carries it (a request id is hex), so none is taken for it.
+_ENDING = "ending:"
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 # An answer whose final message a crash (or Telegram, down for long) kept from its user is
@@ -741,16 +744,35 @@ class ChatService:
     def keep_continuation(self, user_id: int, request_id: str, thread_id: int | None) -> None:
         """Give back what ``take_continuation`` just gave, not asked (refused, or busy).
 
-        An answer in the same conversation makes it stale when it ends.
+        An answer in the same conversation makes it stale when it ends; one ending there now
+        (``_cut_begins``) already has.
         """
+        if (self._cut.get(user_id, thread_id) or "").startswith(_ENDING):
+            return
         self._cut.put(user_id, thread_id, request_id)
 
-    def _remember_cut(self, user_id: int, thread_id: int | None, request_id: str | None) -> None:
-        """Keep the conversation's latest answer's id if it was cut and stored; else forget it."""
-        if request_id is None:
-            self._cut.pop(user_id, thread_id)
-        else:
+    def _cut_begins(self, user_id: int, thread_id: int | None, request_id: str) -> None:
+        """The conversation's answer ``request_id`` is ending: an older Continue there is stale.
+
+        Its slot holds a mark no button carries (``_ENDING``) until ``_cut_ends``: a ``/new``,
+        a switch or ``forget`` while its final message is still going out (Telegram slow or
+        down: then the outbox sends it) lets go of the mark, and its Continue is not kept.
+        """
+        self._cut.put(user_id, thread_id, _ENDING + request_id)
+
+    def _cut_ends(self, user_id: int, thread_id: int | None, request_id: str, *, cut: bool) -> None:
+        """Keep the answer's Continue if it was ``cut`` (and stored), still its slot's mark.
+
+        Nothing changes where the mark is gone: the user started or switched to another
+        conversation there (or erased everything) since, and Continue would go on in that one,
+        from an answer it does not hold.
+        """
+        if self._cut.get(user_id, thread_id) != _ENDING + request_id:
+            return
+        if cut:
             self._cut.put(user_id, thread_id, request_id)
+        else:
+            self._cut.pop(user_id, thread_id)
 
     def _remember_failed(
         self,
@@ -997,7 +1019,7 @@ class ChatService:
         )
         naming = None
         if conversation is not None:  # a newer answer there makes its Continue stale
-            self._remember_cut(user_id, asked.thread_id, None)
+            self._cut_begins(user_id, asked.thread_id, hold.request_id)
         # Not delivered now, the outbox sends it with its Continue: that button then goes on.
         cut = functools.partial(self._left_cut, asked, hold.request_id, turns)
         await self._deliver(
@@ -1014,6 +1036,8 @@ class ChatService:
             self._delivered_open.add(hold.request_id)
         retry = None
         if not text:
+            if conversation is not None:
+                self._cut_ends(user_id, asked.thread_id, hold.request_id, cut=False)
             if not stopped:
                 retry = self._remember_failed(
                     user_id,
@@ -1028,8 +1052,7 @@ class ChatService:
                     raise empty
         elif turns is not None:
             await exchange.stored(self.store, turns)
-            if finish_reason == CUT:
-                self._remember_cut(user_id, asked.thread_id, hold.request_id)
+            self._cut_ends(user_id, asked.thread_id, hold.request_id, cut=finish_reason == CUT)
             if asked.naming is not None:
                 naming = dataclasses.replace(asked.naming, answer=text)
         log.info(
@@ -1119,10 +1142,11 @@ class ChatService:
     def _left_cut(self, asked: _Asked, request_id: str, turns: TurnsWriter | None) -> None:
         """A cut answer left to the outbox (``_deliver``'s ``left``): its Continue goes on.
 
-        As for one delivered, only once its exchange is stored in its conversation.
+        As for one delivered, only once its exchange is stored in its conversation, and only
+        while that is still the conversation there (``_cut_ends``).
         """
-        if turns is not None and turns.stored:
-            self._remember_cut(asked.user_id, asked.thread_id, request_id)
+        stored = turns is not None and bool(turns.stored)
+        self._cut_ends(asked.user_id, asked.thread_id, request_id, cut=stored)
 
     def _recording(
         self, request_id: str, row: Writer[bool] | None, settling: asyncio.Future[Charge]
