@@ -7,6 +7,7 @@ after the user had erased everything. Each message's count (``ChatService.took``
 the row gone and stops the resend there. And a bot killed between an answer it sent again and
 the note under it sends the note alone at its next start (measured, not changed: killed after
 Telegram took that note and before the row is deleted, it sends the note twice; docs/money.md).
+A broken-off answer asked in a private topic is sent again in that topic, note and all.
 """
 
 from __future__ import annotations
@@ -132,3 +133,31 @@ async def test_a_bot_killed_between_an_answer_sent_again_and_its_note_sends_only
     assert part["text"] == PART
     assert note["text"].startswith("⚠️ The answer broke off here")
     assert rows(db, "SELECT outcome FROM holds") == [("settled",)]
+
+
+async def test_a_broken_off_answer_in_a_topic_is_sent_again_in_that_topic_with_its_note(
+    tmp_path: Path,
+) -> None:
+    telegram = FakeTelegram(token=TOKEN)
+    telegram.state.topics.enabled = True  # the bot has topics in private chats
+    async with running_stack(
+        tmp_path, answer=ANSWER, sweep_every=0.2, telegram_server=telegram
+    ) as stack:
+        stack.telegram.send_text(USER, "/new")
+        await stack.final_messages(USER, 2)  # in the new topic, and in the chat
+        (thread,) = {t.thread_id for t in telegram.state.topics.of(USER)}
+        stack.vllm.error_mid_stream_after = BROKE_AT
+        telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)
+        telegram.send_text(USER, "a question", thread_id=thread)
+        await wait_until(lambda: bool(rows(tmp_path / "veil.db", "SELECT 1 FROM undelivered")))
+        assert await stack.veil.chat.wait_idle(90)
+        assert rows(tmp_path / "veil.db", "SELECT thread_id, ending FROM undelivered") == [
+            (thread, "broke_off")
+        ]
+        telegram.clear_failures()
+        await wait_until(lambda: rows(tmp_path / "veil.db", "SELECT 1 FROM undelivered") == [])
+        *_, part, note = await stack.final_messages(USER, 4)
+    assert part["text"] == PART
+    assert part["reply_to_message"]["text"] == "a question"
+    assert note["text"].startswith("⚠️ The answer broke off here")
+    assert [m.get("message_thread_id") for m in (part, note)] == [thread, thread]
