@@ -356,6 +356,8 @@ class _Generation:
     claimed: Question | None = None  # ``start`` claimed the user for this question
     after: _Generation | None = None  # the user's previous answer, finishing: waited for first
     thought: bool = False  # the model began its answer by thinking (shown or not)
+    thread_id: int | None = None  # the topic it is asked in (None: the chat itself)
+    left: bool = False  # its conversation was left while it ran (``/new``): it keeps no Continue
 
     def with_previous(self) -> list[_Generation]:
         """This answer, and the user's previous one while this one waits for it."""
@@ -613,7 +615,9 @@ class ChatService:
         previous = self._active.get(question.user_id)
         if previous is not None and previous.stoppable and not previous.stop.is_set():
             raise AnswerInProgress("an answer is already in progress")  # streaming, or to begin
-        generation = _Generation(stop_tag=question.stop_tag, after=previous)
+        generation = _Generation(
+            stop_tag=question.stop_tag, after=previous, thread_id=question.thread_id
+        )
         self._active[question.user_id] = generation
         return generation
 
@@ -773,6 +777,17 @@ class ChatService:
             self._cut.put(user_id, thread_id, request_id)
         else:
             self._cut.pop(user_id, thread_id)
+
+    def _leave(self, user_id: int, thread_id: int | None) -> None:
+        """The conversation there is left (``/new``, a switch): its answer keeps no Continue.
+
+        Streaming, or its final message going out: its Continue would go on in the fresh
+        conversation from an answer that one does not hold (``_Generation.left``).
+        """
+        current = self._active.get(user_id)
+        for generation in [] if current is None else current.with_previous():
+            if generation.thread_id == thread_id:
+                generation.left = True
 
     def _remember_failed(
         self,
@@ -1018,7 +1033,9 @@ class ChatService:
             )
         )
         naming = None
-        if conversation is not None:  # a newer answer there makes its Continue stale
+        # A newer answer there makes its Continue stale; one whose conversation was left
+        # meanwhile keeps none (it would go on in the fresh one).
+        if conversation is not None and not generation.left:
             self._cut_begins(user_id, asked.thread_id, hold.request_id)
         # Not delivered now, the outbox sends it with its Continue: that button then goes on.
         cut = functools.partial(self._left_cut, asked, hold.request_id, turns)
@@ -1751,6 +1768,7 @@ class ChatService:
         """
         self._cut.pop(user_id, thread_id)
         self._retry.discard(user_id, lambda kept: kept[0] == thread_id)
+        self._leave(user_id, thread_id)
         with history_failures("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
             await self.store.new_conversation(user_id, thread_id)
@@ -1779,6 +1797,7 @@ class ChatService:
                 return False
         self._cut.pop(user_id, None)  # the chat's conversation is another now
         self._retry.discard(user_id, lambda kept: kept[0] is None)
+        self._leave(user_id, None)
         return True
 
     async def name_conversation(self, naming: Naming) -> str | None:

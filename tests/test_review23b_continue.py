@@ -1,11 +1,12 @@
-"""Hostile review of deliver23: a cut answer left to the outbox, and /new meanwhile.
+"""Hostile review of deliver23: a cut answer still going out (or streaming), and /new meanwhile.
 
 A private answer cut at its length limit whose final message Telegram does not take goes to
 the outbox, and its Continue is remembered for the conversation's slot (``_left_cut``) so the
 button under the resent answer works. The user may start a fresh conversation (``/new``) while
 that final message is still being tried: ``/new`` lets go of the slot's Continue, but the cut
 answer then put its own there after it, so its button went on in the new conversation, asking
-the model to go on from an answer that conversation does not hold (and charging for it).
+the model to go on from an answer that conversation does not hold (and charging for it). The
+same held for a ``/new`` while the answer still streamed (before deliver23 too).
 """
 
 from __future__ import annotations
@@ -95,5 +96,34 @@ async def test_new_while_a_cut_answer_fails_to_go_out_leaves_its_continue_stale(
         told = await stack.final_messages(USER, len(sent) + 1)  # the press's reply, or an answer
         assert await stack.veil.chat.wait_idle(30)
     assert answer["reply_to_message"]["text"] == "a question"
+    assert told[-1]["text"] == texts("continue_expired")
+    assert len(stack.vllm.requests) == asked  # the model was not asked to go on
+
+
+async def test_new_while_a_cut_answer_streams_leaves_its_continue_stale(tmp_path: Path) -> None:
+    # The same, the /new sent while the answer still streams (it is stored in the conversation
+    # it was asked in): its Continue must not go on in the fresh one.
+    async with running_stack(
+        tmp_path, answer=ANSWER, max_answer_tokens=CUT_AT, min_answer_tokens=8
+    ) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        stack.vllm.pauses = {CUT_AT // 2}
+        stack.telegram.send_text(USER, "a question")
+        await wait_until(lambda: stack.vllm.paused >= 1, within=10)
+        stack.telegram.send_text(USER, "/new")
+        said = await stack.final_messages(USER, 1)
+        assert said[-1]["text"] == texts("new_conversation")
+        stack.vllm.pauses = set()
+        stack.vllm.resume()
+        sent = await stack.final_messages(USER, 3)
+        assert await stack.veil.chat.wait_idle(30)
+        note = sent[-1]
+        assert note["text"] == texts("answer_cut")
+        (button,) = note["reply_markup"]["inline_keyboard"][0]
+        asked = len(stack.vllm.requests)
+        stack.telegram.press_button(USER, button["callback_data"], message_id=note["message_id"])
+        told = await stack.final_messages(USER, 4)
+        assert await stack.veil.chat.wait_idle(30)
+    assert sent[1]["text"] == CUT
     assert told[-1]["text"] == texts("continue_expired")
     assert len(stack.vllm.requests) == asked  # the model was not asked to go on
