@@ -357,7 +357,7 @@ class _Generation:
     after: _Generation | None = None  # the user's previous answer, finishing: waited for first
     thought: bool = False  # the model began its answer by thinking (shown or not)
     thread_id: int | None = None  # the topic it is asked in (None: the chat itself)
-    left: bool = False  # its conversation was left while it ran (``/new``): it keeps no Continue
+    left: bool = False  # its conversation was left while it ran (``/new``): no Continue, no Retry
 
     def with_previous(self) -> list[_Generation]:
         """This answer, and the user's previous one while this one waits for it."""
@@ -481,13 +481,15 @@ class _Refused:
     """A refusal as too long: the error, the turns before, the window, whether the answer began.
 
     ``streamed``: text (blanks even) or thinking came before it: the window filled as the
-    model wrote, so the question fit and is neither cut nor asked again.
+    model wrote, so the question fit and is neither cut nor asked again. ``left``: its
+    conversation was left meanwhile (``_Generation.left``): no Retry.
     """
 
     error: ContextTooLong
     history: list[_Turn]
     window: int
     streamed: bool = False
+    left: bool = False
 
 
 @dataclass
@@ -779,10 +781,11 @@ class ChatService:
             self._cut.pop(user_id, thread_id)
 
     def _leave(self, user_id: int, thread_id: int | None) -> None:
-        """The conversation there is left (``/new``, a switch): its answer keeps no Continue.
+        """The conversation there is left (``/new``, a switch): its answer keeps no button.
 
         Streaming, or its final message going out: its Continue would go on in the fresh
-        conversation from an answer that one does not hold (``_Generation.left``).
+        conversation from an answer that one does not hold, its Retry (if it fails) ask its
+        question there without the turns it followed on from (``_Generation.left``).
         """
         current = self._active.get(user_id)
         for generation in [] if current is None else current.with_previous():
@@ -863,7 +866,9 @@ class ChatService:
                     # Thinking streamed: the window filled as the model thought, the question
                     # fit (neither cut nor asked again, billed twice).
                     streamed = bool(parts) or generation.thought
-                    refused = _Refused(exc, opened.history, window, streamed=streamed)
+                    refused = _Refused(
+                        exc, opened.history, window, streamed=streamed, left=generation.left
+                    )
                     await self._fit_again(question, fitting, refused, sink)  # or raises
                     continue
                 generation.stoppable = False
@@ -873,7 +878,7 @@ class ChatService:
                         user_id,
                         question.thread_id,
                         Failed.of(question, fitting.prompt),
-                        private=question.private,
+                        private=question.private and not generation.left,
                         retried=question.retried,
                     )
                 await self._broken_off(question, hold, _shown("".join(parts)), exc, sink)
@@ -962,7 +967,7 @@ class ChatService:
                 question.user_id,
                 question.thread_id,
                 Failed.of(question, fitting.prompt),
-                private=question.private,
+                private=question.private and not refused.left,
                 retried=question.retried,
             )
             raise exc
@@ -1060,7 +1065,7 @@ class ChatService:
                     user_id,
                     asked.thread_id,
                     asked.retry,
-                    private=asked.private,
+                    private=asked.private and not generation.left,
                     retried=asked.retried,
                 )
                 if completion is None:

@@ -6,7 +6,8 @@ button under the resent answer works. The user may start a fresh conversation (`
 that final message is still being tried: ``/new`` lets go of the slot's Continue, but the cut
 answer then put its own there after it, so its button went on in the new conversation, asking
 the model to go on from an answer that conversation does not hold (and charging for it). The
-same held for a ``/new`` while the answer still streamed (before deliver23 too).
+same held for a ``/new`` while the answer still streamed (before deliver23 too), and for the
+Retry under an answer that broke off after it: it would ask the question in the fresh one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ USER = 9341
 ANSWER = " ".join(f"plover{i}" for i in range(30))
 CUT_AT = 16
 CUT = "".join(split_tokens(ANSWER)[:CUT_AT])
+BROKE_AT = 12  # the fake model fails after this many tokens
 
 
 class AnswerDown(FakeTelegram):
@@ -127,3 +129,26 @@ async def test_new_while_a_cut_answer_streams_leaves_its_continue_stale(tmp_path
     assert sent[1]["text"] == CUT
     assert told[-1]["text"] == texts("continue_expired")
     assert len(stack.vllm.requests) == asked  # the model was not asked to go on
+
+
+async def test_new_while_an_answer_streams_and_then_breaks_off_leaves_no_retry(
+    tmp_path: Path,
+) -> None:
+    # Its Retry would ask the question in the fresh conversation, without the turns it
+    # followed on from: the note says it broke off, with no button (as /new lets go of one).
+    async with running_stack(tmp_path, answer=ANSWER) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        stack.vllm.error_mid_stream_after = BROKE_AT
+        stack.vllm.pauses = {BROKE_AT // 2}
+        stack.telegram.send_text(USER, "a question")
+        await wait_until(lambda: stack.vllm.paused >= 1, within=10)
+        stack.telegram.send_text(USER, "/new")
+        said = await stack.final_messages(USER, 1)
+        assert said[-1]["text"] == texts("new_conversation")
+        stack.vllm.pauses = set()
+        stack.vllm.resume()
+        _new, part, note = await stack.final_messages(USER, 3)
+        assert await stack.veil.chat.wait_idle(30)
+    assert part["text"] == "".join(split_tokens(ANSWER)[:BROKE_AT])
+    assert note["text"].startswith("⚠️ The answer broke off here")
+    assert "reply_markup" not in note
