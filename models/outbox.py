@@ -270,15 +270,19 @@ def advance(db: Database, request_id: str, progress: Progress, claim: int) -> No
     )
 
 
-def took(db: Database, request_id: str, progress: Progress) -> None:
+def took(db: Database, request_id: str, progress: Progress) -> bool:
     """Record the messages of the answer Telegram took so far, as its own delivery sends them.
 
     Whoever holds the claim: the process sending the answer's messages now knows what
     Telegram took (a pass that claimed the row anew meanwhile leaves an answer going out here).
+    False: the row is gone (its user erased it, or another process delivered it).
     """
-    db.execute(
-        "UPDATE undelivered SET rich_taken = ?, parts_taken = ? WHERE request_id = ?",
-        [progress.rich, progress.parts, request_id],
+    return (
+        db.execute(
+            "UPDATE undelivered SET rich_taken = ?, parts_taken = ? WHERE request_id = ?",
+            [progress.rich, progress.parts, request_id],
+        ).rowcount
+        > 0
     )
 
 

@@ -101,6 +101,7 @@ from services.closing import CloseDeadline
 from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
+    ChatError,
     ContextTooLong,
     ErasureInProgress,
     HistoryUnavailable,
@@ -151,6 +152,9 @@ _PROMPT_STATED = re.compile(
 REFITS = 3  # how often a question alone too long is fitted by the model server's count again
 _RETRY_MEMORY = 10_000  # failed questions kept for Retry buttons (cut answers for Continue), in all
 KEPT_PER_USER = 8  # a user's newest failed questions kept (their topics' cut answers)
+# Before a conversation's answer id while it ends (``ChatService._cut_begins``): no Continue
+# button carries it (a request id is hex), so none is taken for it.
+_ENDING = "ending:"
 # Beyond the longest stream and the stop grace: a settlement waiting for a locked database.
 SWEEP_SLACK_S = 120.0
 # An answer whose final message a crash (or Telegram, down for long) kept from its user is
@@ -228,6 +232,16 @@ class Followup(Protocol):
 
     async def failed(self, error: Exception) -> None:
         """The answer (or ``answered``) failed with ``error``: tell the user, log it."""
+
+
+class AnswerWithdrawn(ChatError):
+    """An answer being sent again lost its row between two of its messages: the rest stays.
+
+    Its user erased everything (``forget``) meanwhile, or another process took the row once
+    this one's claim had ended and delivered it. Raised by ``ChatService.took`` as Telegram
+    takes a message, so neither the next message nor the note under the answer goes out;
+    ``deliver_undelivered`` takes it as the end of that answer's delivery. Never told a user.
+    """
 
 
 @dataclass(frozen=True)
@@ -342,6 +356,8 @@ class _Generation:
     claimed: Question | None = None  # ``start`` claimed the user for this question
     after: _Generation | None = None  # the user's previous answer, finishing: waited for first
     thought: bool = False  # the model began its answer by thinking (shown or not)
+    thread_id: int | None = None  # the topic it is asked in (None: the chat itself)
+    left: bool = False  # its conversation was left while it ran (``/new``): no Continue, no Retry
 
     def with_previous(self) -> list[_Generation]:
         """This answer, and the user's previous one while this one waits for it."""
@@ -465,13 +481,15 @@ class _Refused:
     """A refusal as too long: the error, the turns before, the window, whether the answer began.
 
     ``streamed``: text (blanks even) or thinking came before it: the window filled as the
-    model wrote, so the question fit and is neither cut nor asked again.
+    model wrote, so the question fit and is neither cut nor asked again. ``left``: its
+    conversation was left meanwhile (``_Generation.left``): no Retry.
     """
 
     error: ContextTooLong
     history: list[_Turn]
     window: int
     streamed: bool = False
+    left: bool = False
 
 
 @dataclass
@@ -599,7 +617,9 @@ class ChatService:
         previous = self._active.get(question.user_id)
         if previous is not None and previous.stoppable and not previous.stop.is_set():
             raise AnswerInProgress("an answer is already in progress")  # streaming, or to begin
-        generation = _Generation(stop_tag=question.stop_tag, after=previous)
+        generation = _Generation(
+            stop_tag=question.stop_tag, after=previous, thread_id=question.thread_id
+        )
         self._active[question.user_id] = generation
         return generation
 
@@ -730,16 +750,47 @@ class ChatService:
     def keep_continuation(self, user_id: int, request_id: str, thread_id: int | None) -> None:
         """Give back what ``take_continuation`` just gave, not asked (refused, or busy).
 
-        An answer in the same conversation makes it stale when it ends.
+        An answer in the same conversation makes it stale when it ends; one ending there now
+        (``_cut_begins``) already has.
         """
+        if (self._cut.get(user_id, thread_id) or "").startswith(_ENDING):
+            return
         self._cut.put(user_id, thread_id, request_id)
 
-    def _remember_cut(self, user_id: int, thread_id: int | None, request_id: str | None) -> None:
-        """Keep the conversation's latest answer's id if it was cut and stored; else forget it."""
-        if request_id is None:
-            self._cut.pop(user_id, thread_id)
-        else:
+    def _cut_begins(self, user_id: int, thread_id: int | None, request_id: str) -> None:
+        """The conversation's answer ``request_id`` is ending: an older Continue there is stale.
+
+        Its slot holds a mark no button carries (``_ENDING``) until ``_cut_ends``: a ``/new``,
+        a switch or ``forget`` while its final message is still going out (Telegram slow or
+        down: then the outbox sends it) lets go of the mark, and its Continue is not kept.
+        """
+        self._cut.put(user_id, thread_id, _ENDING + request_id)
+
+    def _cut_ends(self, user_id: int, thread_id: int | None, request_id: str, *, cut: bool) -> None:
+        """Keep the answer's Continue if it was ``cut`` (and stored), still its slot's mark.
+
+        Nothing changes where the mark is gone: the user started or switched to another
+        conversation there (or erased everything) since, and Continue would go on in that one,
+        from an answer it does not hold.
+        """
+        if self._cut.get(user_id, thread_id) != _ENDING + request_id:
+            return
+        if cut:
             self._cut.put(user_id, thread_id, request_id)
+        else:
+            self._cut.pop(user_id, thread_id)
+
+    def _leave(self, user_id: int, thread_id: int | None) -> None:
+        """The conversation there is left (``/new``, a switch): its answer keeps no button.
+
+        Streaming, or its final message going out: its Continue would go on in the fresh
+        conversation from an answer that one does not hold, its Retry (if it fails) ask its
+        question there without the turns it followed on from (``_Generation.left``).
+        """
+        current = self._active.get(user_id)
+        for generation in [] if current is None else current.with_previous():
+            if generation.thread_id == thread_id:
+                generation.left = True
 
     def _remember_failed(
         self,
@@ -815,7 +866,9 @@ class ChatService:
                     # Thinking streamed: the window filled as the model thought, the question
                     # fit (neither cut nor asked again, billed twice).
                     streamed = bool(parts) or generation.thought
-                    refused = _Refused(exc, opened.history, window, streamed=streamed)
+                    refused = _Refused(
+                        exc, opened.history, window, streamed=streamed, left=generation.left
+                    )
                     await self._fit_again(question, fitting, refused, sink)  # or raises
                     continue
                 generation.stoppable = False
@@ -825,7 +878,7 @@ class ChatService:
                         user_id,
                         question.thread_id,
                         Failed.of(question, fitting.prompt),
-                        private=question.private,
+                        private=question.private and not generation.left,
                         retried=question.retried,
                     )
                 await self._broken_off(question, hold, _shown("".join(parts)), exc, sink)
@@ -914,7 +967,7 @@ class ChatService:
                 question.user_id,
                 question.thread_id,
                 Failed.of(question, fitting.prompt),
-                private=question.private,
+                private=question.private and not refused.left,
                 retried=question.retried,
             )
             raise exc
@@ -985,8 +1038,10 @@ class ChatService:
             )
         )
         naming = None
-        if conversation is not None:  # a newer answer there makes its Continue stale
-            self._remember_cut(user_id, asked.thread_id, None)
+        # A newer answer there makes its Continue stale; one whose conversation was left
+        # meanwhile keeps none (it would go on in the fresh one).
+        if conversation is not None and not generation.left:
+            self._cut_begins(user_id, asked.thread_id, hold.request_id)
         # Not delivered now, the outbox sends it with its Continue: that button then goes on.
         cut = functools.partial(self._left_cut, asked, hold.request_id, turns)
         await self._deliver(
@@ -1003,12 +1058,14 @@ class ChatService:
             self._delivered_open.add(hold.request_id)
         retry = None
         if not text:
+            if conversation is not None:
+                self._cut_ends(user_id, asked.thread_id, hold.request_id, cut=False)
             if not stopped:
                 retry = self._remember_failed(
                     user_id,
                     asked.thread_id,
                     asked.retry,
-                    private=asked.private,
+                    private=asked.private and not generation.left,
                     retried=asked.retried,
                 )
                 if completion is None:
@@ -1017,8 +1074,7 @@ class ChatService:
                     raise empty
         elif turns is not None:
             await exchange.stored(self.store, turns)
-            if finish_reason == CUT:
-                self._remember_cut(user_id, asked.thread_id, hold.request_id)
+            self._cut_ends(user_id, asked.thread_id, hold.request_id, cut=finish_reason == CUT)
             if asked.naming is not None:
                 naming = dataclasses.replace(asked.naming, answer=text)
         log.info(
@@ -1108,10 +1164,11 @@ class ChatService:
     def _left_cut(self, asked: _Asked, request_id: str, turns: TurnsWriter | None) -> None:
         """A cut answer left to the outbox (``_deliver``'s ``left``): its Continue goes on.
 
-        As for one delivered, only once its exchange is stored in its conversation.
+        As for one delivered, only once its exchange is stored in its conversation, and only
+        while that is still the conversation there (``_cut_ends``).
         """
-        if turns is not None and turns.stored:
-            self._remember_cut(asked.user_id, asked.thread_id, request_id)
+        stored = turns is not None and bool(turns.stored)
+        self._cut_ends(asked.user_id, asked.thread_id, request_id, cut=stored)
 
     def _recording(
         self, request_id: str, row: Writer[bool] | None, settling: asyncio.Future[Charge]
@@ -1125,7 +1182,10 @@ class ChatService:
         async def record(progress: Progress) -> None:
             await _finished(settling)
             if row is not None and row.stored:
-                await self.took(request_id, progress)
+                # Its row gone (another process delivered it past its claim): the user, who
+                # watched it stream, still gets the rest of this one.
+                with contextlib.suppress(AnswerWithdrawn):
+                    await self.took(request_id, progress)
 
         return record
 
@@ -1174,12 +1234,17 @@ class ChatService:
 
         Told each message as it is taken, live or sent again (``CountingSink.recording``): a
         bot killed between two of them resends from the first not taken. A count that cannot
-        be written is logged: that message may be sent twice.
+        be written is logged: that message may be sent twice. A row gone meanwhile (erased by
+        ``forget``, or delivered by another process) raises ``AnswerWithdrawn``: an answer
+        sent again stops there, nothing of an erased answer goes out after the erasure.
         """
         try:
-            await self.store.write(lambda db: outbox.took(db, request_id, progress))
+            kept = await self.store.write(lambda db: outbox.took(db, request_id, progress))
         except StorageError as exc:
             log.warning("chat.progress_unrecorded", request_id=request_id, error=type(exc).__name__)
+            return
+        if not kept:
+            raise AnswerWithdrawn("the answer's row is gone")
 
     async def release_undelivered(self) -> int:
         """Let this process deliver every answer left undelivered (no other one runs)."""
@@ -1202,8 +1267,9 @@ class ChatService:
         wait is often one chat's). One whose own messages are still going out here (past its
         row's claim) is left to that, claimed anew. Of a long private answer not taken whole,
         the messages Telegram took are recorded with it (``send`` gives a ``Progress``): the
-        next pass sends the rest only. Answers older than ``deliver_within`` are dropped unsent
-        (``DELIVER_WITHIN_S``).
+        next pass sends the rest only; one whose row is gone as its messages go out (erased:
+        ``AnswerWithdrawn``) sends no more of them. Answers older than ``deliver_within`` are
+        dropped unsent (``DELIVER_WITHIN_S``).
         """
         sent = 0
         began = self.clock()
@@ -1234,7 +1300,15 @@ class ChatService:
                     # Still going out (a many-message answer's flood waits may outlast its
                     # claim): kept, claimed anew, until its own end marks it.
                     continue
-                outcome = await send(answer)
+                try:
+                    outcome = await send(answer)
+                except AnswerWithdrawn:  # erased (or delivered elsewhere) as it went out
+                    log.info(
+                        "chat.redelivery_withdrawn",
+                        user_id=answer.user_id,
+                        request_id=answer.request_id,
+                    )
+                    continue
                 progress = outcome if isinstance(outcome, Progress) else None
                 log.info(
                     "chat.redelivered",
@@ -1699,6 +1773,7 @@ class ChatService:
         """
         self._cut.pop(user_id, thread_id)
         self._retry.discard(user_id, lambda kept: kept[0] == thread_id)
+        self._leave(user_id, thread_id)
         with history_failures("cannot start a conversation"):
             await self.store.ensure_user(user_id, language)
             await self.store.new_conversation(user_id, thread_id)
@@ -1727,6 +1802,7 @@ class ChatService:
                 return False
         self._cut.pop(user_id, None)  # the chat's conversation is another now
         self._retry.discard(user_id, lambda kept: kept[0] is None)
+        self._leave(user_id, None)
         return True
 
     async def name_conversation(self, naming: Naming) -> str | None:
