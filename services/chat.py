@@ -101,7 +101,7 @@ from services.closing import CloseDeadline
 from services.credit import MIN_ANSWER_TOKENS
 from services.errors import (
     AnswerInProgress,
-    ChatError,
+    AnswerWithdrawn,
     ContextTooLong,
     ErasureInProgress,
     HistoryUnavailable,
@@ -232,16 +232,6 @@ class Followup(Protocol):
 
     async def failed(self, error: Exception) -> None:
         """The answer (or ``answered``) failed with ``error``: tell the user, log it."""
-
-
-class AnswerWithdrawn(ChatError):
-    """An answer being sent again lost its row between two of its messages: the rest stays.
-
-    Its user erased everything (``forget``) meanwhile, or another process took the row once
-    this one's claim had ended and delivered it. Raised by ``ChatService.took`` as Telegram
-    takes a message, so neither the next message nor the note under the answer goes out;
-    ``deliver_undelivered`` takes it as the end of that answer's delivery. Never told a user.
-    """
 
 
 @dataclass(frozen=True)

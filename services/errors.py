@@ -209,6 +209,16 @@ class ErasureInProgress(AnswerInProgress):
     """
 
 
+class AnswerWithdrawn(ChatError):
+    """An answer being sent again lost its row between two of its messages: the rest stays.
+
+    Its user erased everything (``forget``) meanwhile, or another process took the row once
+    this one's claim had ended and delivered it. Raised by ``ChatService.took`` as Telegram
+    takes a message, so neither the next message nor the note under the answer goes out;
+    ``deliver_undelivered`` takes it as the end of that answer's delivery. Never told a user.
+    """
+
+
 class BadRelayRequest(ChatError):
     """A Mini App's request cannot be relayed: its sealed bytes or what it declares are malformed.
 
