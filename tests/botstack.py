@@ -136,14 +136,19 @@ class ProcessStack:
 
 @contextlib.asynccontextmanager
 async def process_stack(
-    data_dir: Path, *, answer: str = "Hello from the fake model.", token_delay: float = 0.0
+    data_dir: Path,
+    *,
+    answer: str = "Hello from the fake model.",
+    token_delay: float = 0.0,
+    telegram_server: FakeTelegram | None = None,
 ) -> AsyncIterator[ProcessStack]:
     """Fake Telegram, fake vLLM and a gateway, for a bot the test starts as a process.
 
-    ``env`` (``bot_env``'s) starts ``python -m bot`` on ``data_dir`` against them.
+    ``env`` (``bot_env``'s) starts ``python -m bot`` on ``data_dir`` against them;
+    ``telegram_server`` is a fake Telegram of the test's own (not yet started).
     """
     async with (
-        FakeTelegram(token=TOKEN) as telegram,
+        telegram_server or FakeTelegram(token=TOKEN) as telegram,
         FakeVLLM(answer=answer, token_delay=token_delay) as vllm,
         run_gateway(vllm.url, clock=Clock()) as gateway,
     ):

@@ -15,10 +15,9 @@ from models import ConversationNotFound, MasterKey, Store
 from services.credit import Credit
 from services.prices import Prices
 from tests.books import inconsistent_users
-from tests.botstack import TOKEN, bot_env
+from tests.botstack import TOKEN, process_stack
 from tests.fakes.gated import GatedTelegram
-from tests.fakes.vllm import FakeVLLM
-from tests.harness import Clock, ManagedProcess, audited, rows, run_gateway, wait_until
+from tests.harness import ManagedProcess, audited, rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,12 +32,8 @@ async def test_an_answer_charged_when_the_bot_is_killed_stays_in_its_conversatio
     data = tmp_path / "data"
     db = data / "veil.db"
     telegram = GatedTelegram(token=TOKEN)
-    async with (
-        telegram,
-        FakeVLLM(answer=ANSWER) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+    async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
+        vllm, env = stack.vllm, stack.env
         bot = await ManagedProcess.start("-m", "bot", env=env)
         await bot.wait_for_line("bot.started")
         telegram.hold_messages_to(USER)  # the final message waits at Telegram, unanswered

@@ -13,16 +13,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from tests.botstack import TOKEN, bot_env, process_stack, running_stack
+from tests.botstack import TOKEN, process_stack, running_stack
 from tests.fakes.gated import GatedTelegram
-from tests.fakes.vllm import FakeVLLM
 from tests.harness import (
     REPO,
-    Clock,
     ManagedProcess,
     audited,
     rows,
-    run_gateway,
     wait_until,
 )
 
@@ -41,12 +38,8 @@ async def test_an_answer_charged_when_the_bot_is_killed_before_its_message_is_se
     data = tmp_path / "data"
     db = data / "veil.db"
     telegram = GatedTelegram(token=TOKEN)
-    async with (
-        telegram,
-        FakeVLLM(answer=ANSWER) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
+    async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
+        vllm, env = stack.vllm, stack.env
         bot = await ManagedProcess.start("-m", "bot", env=env)
         await bot.wait_for_line("bot.started")
         telegram.hold_messages_to(USER)  # the final message waits at Telegram, never taken

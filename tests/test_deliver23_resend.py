@@ -16,17 +16,15 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from tests.botstack import TOKEN, bot_env, process_stack, running_stack
+from tests.botstack import TOKEN, process_stack, running_stack
 from tests.fakes.gated import GatedTelegram
 from tests.fakes.telegram import user_deletes
-from tests.fakes.vllm import FakeVLLM, split_tokens
+from tests.fakes.vllm import split_tokens
 from tests.harness import (
     REPO,
-    Clock,
     ManagedProcess,
     audited,
     rows,
-    run_gateway,
     wait_until,
 )
 
@@ -106,13 +104,9 @@ async def test_a_broken_off_answer_charged_when_the_bot_is_killed_arrives_at_res
     data = tmp_path / "data"
     db = data / "veil.db"
     telegram = GatedTelegram(token=TOKEN)
-    async with (
-        telegram,
-        FakeVLLM(answer=ANSWER) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
+    async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
+        vllm, env = stack.vllm, stack.env
         vllm.error_mid_stream_after = BROKE_AT
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
         bot = await ManagedProcess.start("-m", "bot", env=env)
         await bot.wait_for_line("bot.started")
         telegram.hold_messages_to(USER)  # the part's message waits at Telegram, never taken
@@ -233,13 +227,8 @@ async def test_a_bot_killed_between_two_messages_of_an_answer_sends_only_the_res
     data = tmp_path / "data"
     db = data / "veil.db"
     telegram = SecondHeld(token=TOKEN)
-    async with (
-        telegram,
-        FakeVLLM(answer=LONG) as vllm,
-        run_gateway(vllm.url, clock=Clock()) as gateway,
-    ):
-        env = bot_env(telegram.url, gateway.url, gateway.verify_key, data)
-        env["VEIL_MAX_ANSWER_TOKENS"] = "2048"
+    async with process_stack(data, answer=LONG, telegram_server=telegram) as stack:
+        env = stack.env | {"VEIL_MAX_ANSWER_TOKENS": "2048"}
         bot = await ManagedProcess.start("-m", "bot", env=env)
         await bot.wait_for_line("bot.started")
         telegram.hold_messages_to(USER)
