@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bot.settings import BotSettings
 from sealed.auth import cancel_proof
@@ -290,6 +291,7 @@ class MiniStack:
     to_bot: RecordingProxy
     tampering: TamperingRelay
     base: str
+    second: RunningGateway | None = None  # ``webapp_stack(second_gateway=True)``'s, offered next
 
     @property
     def store(self) -> Store:
@@ -324,25 +326,35 @@ async def webapp_stack(  # noqa: PLR0913 -- every knob a test may turn
     max_model_len: int = 4096,
     suite: Suite = Suite.X25519,
     models: Sequence[str] = ("veil-test",),
+    second_gateway: bool = False,
     **settings: Any,  # noqa: ANN401 -- BotSettings overrides
 ) -> AsyncIterator[MiniStack]:
     """Run the whole chain with the Mini App served.
 
     ``max_model_len`` is the model's window (the gateway's bundle states it); ``suite`` the
     gateway's HPKE suite; ``models`` the models the model server serves; ``tamper`` sends the
-    bot's gateway traffic through ``stack.tampering`` (then the recording proxy); ``settings``
-    override the bot's.
+    bot's gateway traffic through ``stack.tampering`` (then the recording proxy);
+    ``second_gateway`` runs another gateway (``stack.second``, same operator key and model
+    server, its own clock), listed after the first; ``settings`` override the bot's.
     """
+    operator = ed25519.Ed25519PrivateKey.generate()
     async with (
         FakeTelegram(token=TOKEN) as telegram,
         FakeVLLM(
             answer=answer, token_delay=token_delay, max_model_len=max_model_len, models=models
         ) as vllm,
-        run_gateway(vllm.url, shaping=shaping, suite=suite) as gateway,
+        run_gateway(vllm.url, operator=operator, shaping=shaping, suite=suite) as gateway,
         RecordingProxy(*_host_port(gateway.url)) as to_gateway,
         TamperingRelay(to_gateway.url) as tampering,
+        contextlib.AsyncExitStack() as more,
     ):
         target = tampering.url if tamper else to_gateway.url
+        second = None
+        if second_gateway:
+            second = await more.enter_async_context(
+                run_gateway(vllm.url, operator=operator, shaping=shaping, suite=suite)
+            )
+            target = f"{target},{second.url}"
         env = bot_env(telegram.url, target, gateway.verify_key, data_dir)
         config = BotSettings(
             **{
@@ -372,4 +384,5 @@ async def webapp_stack(  # noqa: PLR0913 -- every knob a test may turn
                     to_bot,
                     tampering,
                     to_bot.url + "/app/",
+                    second,
                 )

@@ -99,6 +99,19 @@ function temporaryRefusal(error) {
   );
 }
 
+/**
+ * A refusal the next gateway offered may not give: a temporary one, or a gateway whose clock
+ * disagrees with the bot's (``stale_request``: it ran nothing; another's clock may agree, as
+ * the bot's own chat fails over on it). Told as itself when every gateway gives it.
+ */
+function anotherMayTake(error) {
+  return (
+    error instanceof ApiError &&
+    (temporaryRefusal(error) ||
+      (error.code === "gateway_refused" && error.body.error?.gateway_code === "stale_request"))
+  );
+}
+
 function config() {
   const value = JSON.parse($("veil-config").textContent);
   return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
@@ -682,7 +695,7 @@ class App {
         const again = this.refitted(request, stated, chat, result, on.shown());
         return again ? await this.relay(gateway, verified.bundle, again, on) : result;
       } catch (error) {
-        if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
+        if (!anotherMayTake(error)) throw error;
         lastError = error;
       }
     }

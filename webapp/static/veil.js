@@ -7104,6 +7104,9 @@
     const refused = error.body?.error || {};
     return error.code === "gateway_refused" && (RETRY_STATUSES.has(refused.gateway_status) || refused.gateway_code === "unreachable");
   }
+  function anotherMayTake(error) {
+    return error instanceof ApiError && (temporaryRefusal(error) || error.code === "gateway_refused" && error.body.error?.gateway_code === "stale_request");
+  }
   function config() {
     const value = JSON.parse($("veil-config").textContent);
     return { operatorKeys: value.operator_keys.map(b64d), scriptSha256: value.script_sha256 };
@@ -7608,7 +7611,7 @@
           const again = this.refitted(request2, stated, chat, result, on.shown());
           return again ? await this.relay(gateway, verified.bundle, again, on) : result;
         } catch (error) {
-          if (!(error instanceof ApiError && temporaryRefusal(error))) throw error;
+          if (!anotherMayTake(error)) throw error;
           lastError = error;
         }
       }
