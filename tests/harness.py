@@ -644,6 +644,22 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
         return db.execute(sql).fetchall()
 
 
+@contextlib.asynccontextmanager
+async def restarted(env: dict[str, str], db: Path) -> AsyncIterator[ManagedProcess]:
+    """Start ``python -m bot`` again on ``env``; yield it once it delivered what was left.
+
+    Delivered: it logged ``chat.redelivered`` and the ``undelivered`` table in ``db`` is empty.
+    Stopped afterwards, cleanly (exit 0).
+    """
+    bot = await ManagedProcess.start("-m", "bot", env=env)
+    try:
+        await bot.wait_for_line("chat.redelivered")
+        await wait_until(lambda: rows(db, "SELECT 1 FROM undelivered") == [])
+        yield bot
+    finally:
+        assert await bot.stop() == 0
+
+
 def audited(env: dict[str, str]) -> str:
     """What ``python -m bot audit`` prints of the bot with settings ``env``, once it passed."""
     audit = run_python("-m", "bot", "audit", env=env)

@@ -19,6 +19,7 @@ from tests.harness import (
     REPO,
     ManagedProcess,
     audited,
+    restarted,
     rows,
     wait_until,
 )
@@ -93,12 +94,8 @@ async def test_a_group_answer_charged_when_the_bot_is_killed_is_edited_into_its_
         telegram.clear_failures()
         (placeholder,) = telegram.sent_messages(GROUP)
         assert ANSWER not in str(placeholder.get("text"))
-        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
-        try:
-            await bot.wait_for_line("chat.redelivered")
-            await wait_until(lambda: rows(db, "SELECT 1 FROM undelivered") == [])
-        finally:
-            assert await bot.stop() == 0
+        async with restarted(stack.env, db):
+            pass
         (answered,) = telegram.sent_messages(GROUP)
         assert answered["message_id"] == placeholder["message_id"]
         assert answered["text"] == ANSWER
@@ -186,12 +183,8 @@ async def test_an_inline_answer_charged_when_the_bot_is_killed_is_edited_in_at_r
         await bot.kill()
         telegram.clear_failures()
         assert ANSWER not in str(telegram.state.inline_messages["inline-22"].get("text"))
-        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
-        try:
-            await bot.wait_for_line("chat.redelivered")
-            await wait_until(lambda: rows(db, "SELECT 1 FROM undelivered") == [])
-        finally:
-            assert await bot.stop() == 0
+        async with restarted(stack.env, db):
+            pass
         shown = telegram.state.inline_messages["inline-22"]
         assert shown["text"] == f"❓ an inline question\n\n{ANSWER}"
         assert not shown.get("reply_markup")  # its stop button gone

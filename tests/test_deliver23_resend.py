@@ -12,7 +12,6 @@ only the rest at its next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +23,12 @@ from tests.harness import (
     REPO,
     ManagedProcess,
     audited,
+    restarted,
     rows,
     wait_until,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from tests.fakes.telegram import FakeTelegram
@@ -84,18 +83,6 @@ def replying(telegram: FakeTelegram) -> list[Any]:
 def texts_sent(telegram: FakeTelegram) -> list[str]:
     """The texts of the messages the bot sent to the user."""
     return [str(m.get("text")) for m in telegram.sent_messages(USER)]
-
-
-@contextlib.asynccontextmanager
-async def restarted(env: dict[str, str], db: Path) -> AsyncIterator[ManagedProcess]:
-    """Start the bot again; yield it once it delivered what was left; stop it."""
-    bot = await ManagedProcess.start("-m", "bot", env=env)
-    try:
-        await bot.wait_for_line("chat.redelivered")
-        await wait_until(lambda: rows(db, "SELECT 1 FROM undelivered") == [])
-        yield bot
-    finally:
-        assert await bot.stop() == 0
 
 
 async def test_a_broken_off_answer_charged_when_the_bot_is_killed_arrives_at_restart(

@@ -21,7 +21,7 @@ from bot.formatting import render_parts
 from tests.botstack import TOKEN, process_stack, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import split_tokens
-from tests.harness import REPO, ManagedProcess, rows, wait_until
+from tests.harness import REPO, ManagedProcess, restarted, rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -122,12 +122,8 @@ async def test_a_bot_killed_between_an_answer_sent_again_and_its_note_sends_only
             assert rows(db, "SELECT ending FROM undelivered") == [("broke_off",)]
         assert [m.get("text") for m in stack.telegram.sent_messages(USER)] == [PART]
         assert rows(db, "SELECT parts_taken FROM undelivered") == [(1,)]
-        bot = await ManagedProcess.start("-m", "bot", env=stack.env)
-        try:
-            await bot.wait_for_line("chat.redelivered")
-            await wait_until(lambda: rows(db, "SELECT 1 FROM undelivered") == [])
-        finally:
-            assert await bot.stop() == 0
+        async with restarted(stack.env, db) as bot:
+            pass
         assert PART not in bot.output
         part, note = stack.telegram.sent_messages(USER)
     assert part["text"] == PART
