@@ -59,6 +59,8 @@ const BOT_CODES = {
   busy: "busy",
   untrusted: "untrusted",
   reopen: "reopen",
+  device_clock: "device_clock",
+  keys_out_of_time: "keys_out_of_time",
   unavailable: "unavailable",
   body_timeout: "network",
   too_large: "too_large",
@@ -320,7 +322,7 @@ class App {
         // bot's side could not take. Neither is the model server refusing.
         const own = error.status >= 500 || error.status === 429 ? "server" : "mismatch";
         key = (sent && BOT_CODES[sent]) || own;
-        values = { code: sent || `HTTP ${error.status}` };
+        values = { code: sent || `HTTP ${error.status}`, off: error.body?.error?.off };
       }
       // A gateway that is busy or down for now is not a refusal: say so, and when to try again
       // if it said (its Retry-After, passed on by the bot).
@@ -704,10 +706,45 @@ class App {
       // keys it was opened with (the ones it shows), so reopening it is what helps then. Only
       // a bundle that failed those keys tells so: one that verified but that the page cannot
       // use (suite 2, which it does not seal to) is the same in a reopened page.
-      const code = (await this.reopenWouldVerify(unverified)) ? "reopen" : "untrusted";
-      throw new ApiError(503, { error: { code } });
+      const reopen = await this.reopenWouldVerify(unverified);
+      throw new ApiError(503, { error: reopen ? { code: "reopen" } : this.outOfTime(unverified) });
     }
     throw lastError;
+  }
+
+  /**
+   * Why no bundle of ``gateways`` verified, when it is time and not the keys: ``device_clock``
+   * (with how far) where one verifies by the bot's clock, so this device's clock and the bot's
+   * disagree (most likely this device's, set by hand); ``keys_out_of_time`` where every bundle
+   * failed only on its validity window by both clocks (a gateway's clock is off); else
+   * ``untrusted``. The bot's clock only names the trouble: a bundle is still used only when this
+   * device's clock finds it valid, as the bot could make its Date header say anything.
+   */
+  outOfTime(gateways) {
+    const verifies = (bundle, now) => {
+      try {
+        verifyBundle(bundle, this.config.operatorKeys, now);
+        return null;
+      } catch (error) {
+        return error;
+      }
+    };
+    const here = Math.floor(Date.now() / 1000);
+    const expired = ({ bundle }) => verifies(bundle, here)?.kind === "BundleExpired";
+    if (!gateways.length || !gateways.every(expired)) return { code: "untrusted" };
+    if (gateways.some(({ bundle }) => verifies(bundle, this.serverNow()) === null)) {
+      return { code: "device_clock", off: this.timeOff(Math.abs(this.clockOffset)) };
+    }
+    return { code: "keys_out_of_time" };
+  }
+
+  /** ``seconds`` as the page says how far a clock is off: minutes, hours or days. */
+  timeOff(seconds) {
+    const minutes = Math.max(1, Math.round(seconds / 60));
+    const hours = Math.round(minutes / 60);
+    if (minutes < 120) return this.t("minutes_off", { n: minutes });
+    if (hours < 48) return this.t("hours_off", { n: hours });
+    return this.t("days_off", { n: Math.round(hours / 24) });
   }
 
   /**

@@ -6883,6 +6883,11 @@
     busy: "An answer is still being written.",
     unavailable: "No model server is available right now. Please try again in a moment.",
     busy_retry: "The model server is busy right now. Please try again in {seconds} s.",
+    minutes_off: "{n} min",
+    hours_off: "{n} h",
+    days_off: "{n} days",
+    device_clock: "This device's clock and the bot's differ by about {off}, so the model server's keys look out of date here and nothing was sent. Set this device's date and time to automatic, then send again.",
+    keys_out_of_time: "The model servers' keys are outside their validity time (a server's clock may be off), so nothing was sent. Please try again later.",
     untrusted: "No model server's keys could be verified against the pinned operator keys, so nothing was sent.",
     refused: "The model server refused the request ({code}).",
     ChunkTampered: "The answer was altered on the way (a chunk failed its check), so it was discarded.",
@@ -6952,6 +6957,11 @@
     busy: "Предыдущий ответ ещё пишется.",
     unavailable: "Сейчас нет доступного сервера модели. Попробуйте чуть позже.",
     busy_retry: "Сервер модели сейчас занят. Попробуйте снова через {seconds} с.",
+    minutes_off: "{n} мин",
+    hours_off: "{n} ч",
+    days_off: "{n} дн.",
+    device_clock: "Часы этого устройства и бота расходятся примерно на {off}, поэтому ключи сервера модели здесь выглядят просроченными, и ничего не отправлено. Включите на устройстве автоматические дату и время и отправьте снова.",
+    keys_out_of_time: "Ключи серверов модели вне срока действия (возможно, часы сервера неверны), поэтому ничего не отправлено. Попробуйте позже.",
     untrusted: "Ключи ни одного сервера модели не прошли проверку по ключам оператора, поэтому ничего не отправлено.",
     refused: "Сервер модели отклонил запрос ({code}).",
     ChunkTampered: "Ответ был изменён в пути (часть не прошла проверку), поэтому он отброшен.",
@@ -7021,6 +7031,11 @@
     busy: "Алдыңғы жауап әлі жазылып жатыр.",
     unavailable: "Қазір қолжетімді модель сервері жоқ. Сәлден соң қайталап көріңіз.",
     busy_retry: "Модель сервері қазір бос емес. {seconds} с кейін қайталап көріңіз.",
+    minutes_off: "{n} минут",
+    hours_off: "{n} сағат",
+    days_off: "{n} күн",
+    device_clock: "Бұл құрылғының сағаты мен боттың сағаты шамамен {off} алшақ, сондықтан модель серверінің кілттері мұнда мерзімі өткендей көрінеді, ештеңе жіберілмеді. Құрылғыда күн мен уақытты автоматты түрде орнатып, қайта жіберіңіз.",
+    keys_out_of_time: "Модель серверлерінің кілттері жарамдылық мерзімінен тыс (сервер сағаты қате болуы мүмкін), сондықтан ештеңе жіберілмеді. Кейінірек қайталап көріңіз.",
     untrusted: "Бірде-бір модель серверінің кілті оператор кілттерімен тексеруден өтпеді, сондықтан ештеңе жіберілмеді.",
     refused: "Модель сервері сұрауды қабылдамады ({code}).",
     ChunkTampered: "Жауап жолда өзгертілген (бір бөлігі тексеруден өтпеді), сондықтан ол алынып тасталды.",
@@ -7078,6 +7093,8 @@
     busy: "busy",
     untrusted: "untrusted",
     reopen: "reopen",
+    device_clock: "device_clock",
+    keys_out_of_time: "keys_out_of_time",
     unavailable: "unavailable",
     body_timeout: "network",
     too_large: "too_large",
@@ -7290,7 +7307,7 @@
         } else {
           const own = error.status >= 500 || error.status === 429 ? "server" : "mismatch";
           key = sent && BOT_CODES[sent] || own;
-          values = { code: sent || `HTTP ${error.status}` };
+          values = { code: sent || `HTTP ${error.status}`, off: error.body?.error?.off };
         }
         if (temporaryRefusal(error)) {
           const seconds = error.body.error.retry_after;
@@ -7616,10 +7633,43 @@
         }
       }
       if (!verifiedAny) {
-        const code = await this.reopenWouldVerify(unverified) ? "reopen" : "untrusted";
-        throw new ApiError(503, { error: { code } });
+        const reopen = await this.reopenWouldVerify(unverified);
+        throw new ApiError(503, { error: reopen ? { code: "reopen" } : this.outOfTime(unverified) });
       }
       throw lastError;
+    }
+    /**
+     * Why no bundle of ``gateways`` verified, when it is time and not the keys: ``device_clock``
+     * (with how far) where one verifies by the bot's clock, so this device's clock and the bot's
+     * disagree (most likely this device's, set by hand); ``keys_out_of_time`` where every bundle
+     * failed only on its validity window by both clocks (a gateway's clock is off); else
+     * ``untrusted``. The bot's clock only names the trouble: a bundle is still used only when this
+     * device's clock finds it valid, as the bot could make its Date header say anything.
+     */
+    outOfTime(gateways) {
+      const verifies = (bundle, now) => {
+        try {
+          verifyBundle(bundle, this.config.operatorKeys, now);
+          return null;
+        } catch (error) {
+          return error;
+        }
+      };
+      const here = Math.floor(Date.now() / 1e3);
+      const expired = ({ bundle }) => verifies(bundle, here)?.kind === "BundleExpired";
+      if (!gateways.length || !gateways.every(expired)) return { code: "untrusted" };
+      if (gateways.some(({ bundle }) => verifies(bundle, this.serverNow()) === null)) {
+        return { code: "device_clock", off: this.timeOff(Math.abs(this.clockOffset)) };
+      }
+      return { code: "keys_out_of_time" };
+    }
+    /** ``seconds`` as the page says how far a clock is off: minutes, hours or days. */
+    timeOff(seconds) {
+      const minutes = Math.max(1, Math.round(seconds / 60));
+      const hours = Math.round(minutes / 60);
+      if (minutes < 120) return this.t("minutes_off", { n: minutes });
+      if (hours < 48) return this.t("hours_off", { n: hours });
+      return this.t("days_off", { n: Math.round(hours / 24) });
     }
     /**
      * Whether the page the bot serves now pins an operator key that one of ``gateways``' bundles
