@@ -77,6 +77,11 @@ def named_skew(reply: object) -> tuple[int, int] | None:
     return (ahead if said[2] == "ahead of" else -ahead), int(said[3])
 
 
+def skew_figures(skew: tuple[int, int] | None) -> dict[str, int]:
+    """A named skew as the log lines that tell it give it: ``ahead_s`` and ``allowed_s``."""
+    return {} if skew is None else {"ahead_s": skew[0], "allowed_s": skew[1]}
+
+
 async def json_reply(response: aiohttp.ClientResponse, most: int) -> object:
     """A gateway's JSON reply, read up to ``most`` bytes; None for an empty body.
 
@@ -398,14 +403,13 @@ class GatewayPool:
         ``allowed_s``, as the refusal names them) is told once, again only when it changes
         (a clock stepped again), and its end once the gateway answers (``succeeded``).
         """
-        ahead, allowed = skew if skew is not None else (None, None)
+        ahead = None if skew is None else skew[0]
         if gateway.skewed and (
             ahead is None or gateway.skew is None or abs(ahead - gateway.skew) <= _SKEW_JITTER
         ):
             return
         gateway.skewed, gateway.skew = True, ahead
-        figures = {} if skew is None else {"ahead_s": ahead, "allowed_s": allowed}
-        log.warning("inference.clock_skew", gateway=gateway.index, **figures)
+        log.warning("inference.clock_skew", gateway=gateway.index, **skew_figures(skew))
 
 
 def _doubled(first: float, most: float, failures: int) -> float:

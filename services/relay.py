@@ -66,7 +66,13 @@ from services.errors import (
     StoppedBeforeAnswer,
     UntrustedGateway,
 )
-from services.gateways import UNREACHABLE, named_skew, refusal_code, refusal_reply
+from services.gateways import (
+    UNREACHABLE,
+    named_skew,
+    refusal_code,
+    refusal_reply,
+    skew_figures,
+)
 from services.relayed import (
     Account,
     GatewayOffer,
@@ -377,9 +383,9 @@ class RelayService:
             # over as the bot's own are. Backed off, the gateway is offered last to the page's
             # next question; the page tells its user the clocks disagree.
             self._pool.failed(gateway)
-            skew = named_skew(reply)
-            figures = {} if skew is None else {"ahead_s": skew[0], "allowed_s": skew[1]}
-            log.warning("relay.clock_skew", gateway=gateway.index, **figures)
+            log.warning(
+                "relay.clock_skew", gateway=gateway.index, **skew_figures(named_skew(reply))
+            )
             raise GatewayRefused(response.status, code)
         log.warning("relay.refused", gateway=gateway.index, status=response.status, code=code)
         raise GatewayRefused(response.status, code, retry_after=retry_after)
