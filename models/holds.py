@@ -10,7 +10,8 @@ A hold of an answer in a private chat also has a ``hold_chats`` row, its chat an
 the hold is open. When a restart (or the sweep) recovers the hold instead, the row stays until
 the user is told that answer was cut off (``interrupted``); it is deleted before the notice is
 sent (``forget_interrupted``, so two tellers never both send it) and restored only if Telegram
-could not take it for now. Any other close deletes it.
+could not take it for now. Any other close deletes it, and so does the charge of an answer
+that ran on after another replica's sweep recovered its hold (``close_hold``'s ``released``).
 
 The functions here take the ``Database`` of a store call and run inside its transaction.
 """
@@ -172,13 +173,18 @@ def held(db: Database, user_id: int) -> int:
     return int(total)
 
 
-def close_hold(db: Database, charge: Charge, held_units: int, closed_at: int) -> None:
+def close_hold(
+    db: Database, charge: Charge, held_units: int, closed_at: int, *, released: bool = False
+) -> None:
     """Close a hold: write its release row, the usage and free rows, and the outcome.
 
-    The caller has checked, in the same transaction, that the hold is still open.
+    The caller has checked, in the same transaction, that the hold is still open, or, with
+    ``released``, that it was ``recovered`` (its release row written then) while its answer ran
+    on: the answer is charged now, and its user is not told it was cut off.
     """
     request_id, user_id = charge.request_id, charge.user_id
-    append(db, LedgerEntry(user_id, "release", held_units, f"release:{request_id}", closed_at))
+    if not released:
+        append(db, LedgerEntry(user_id, "release", held_units, f"release:{request_id}", closed_at))
     if charge.outcome in CHARGED:
         note = (
             f"{charge.model}: {charge.prompt_tokens}+{charge.completion_tokens} tokens,"

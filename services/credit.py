@@ -91,6 +91,9 @@ class Credit:
         self.prices = prices
         self.free_tokens_per_day = free_tokens_per_day
         self._clock = clock
+        # Holds this process opened and has not closed: one another replica's sweep recovers
+        # meanwhile (its clock stepped past the hold's lifetime) is charged when it settles.
+        self._running: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Credit(free_tokens_per_day={self.free_tokens_per_day})"
@@ -158,7 +161,9 @@ class Credit:
             return hold
 
         with ledger_failures():
-            return await self._store.write(write)
+            held = await self._store.write(write)
+        self._running.add(held.request_id)
+        return held
 
     async def settle(  # noqa: PLR0913 -- a receipt's figures and its proof
         self,
@@ -179,8 +184,10 @@ class Credit:
         the hold is taken all the same (logged ``billing.over_hold``, and ``billing.overdraft``
         if it leaves the balance negative). An invalid receipt is charged the held amount (as
         if every held token was used) and logged. Settling (or releasing) a closed hold changes
-        nothing and returns how it ended. ``also`` is written in the same transaction, the hold
-        closed now or before (an answer's turns: a crash keeps the charge and them, or neither).
+        nothing and returns how it ended, but for one of this process's that another replica's
+        sweep recovered under its running answer: that is charged now (see ``_charge``).
+        ``also`` is written in the same transaction, the hold closed now or before (an answer's
+        turns: a crash keeps the charge and them, or neither).
         """
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError("token counts must not be negative")
@@ -256,14 +263,22 @@ class Credit:
         proof: ReceiptProof | None,
         also: Writer[Any] | None,
     ) -> tuple[Charge, bool, int]:
-        """Close the hold with a charge; (the charge, whether it is new, the balance after)."""
+        """Close the hold with a charge; (the charge, whether it is new, the balance after).
+
+        A hold of this process that another replica's sweep recovered while its answer ran
+        (that replica's clock stepped past the hold's lifetime, or runs that far ahead) was
+        given back then, and its user may be told the answer was cut off: the answer is
+        charged now all the same (``billing.charged_after_recovery``), once.
+        """
         now = int(self._clock())
+        ours = hold.request_id in self._running
 
         def write(db: Database, history: Writer[Any] | None) -> tuple[Charge, bool, int]:
             state = _open_state(db, hold)
             if history is not None:
                 history(db)
-            if state.charge is not None:
+            late = ours and state.charge is not None and state.charge.outcome == "recovered"
+            if state.charge is not None and not late:
                 return state.charge, False, ledger.balance(db, hold.user_id)
             held = state.hold
             price = ModelPrice(state.price_in, state.price_out)
@@ -273,9 +288,11 @@ class Credit:
                 prompt, completion = held.prompt_tokens, min(tokens[1], held.max_completion_tokens)
             else:
                 prompt, completion = tokens
-            # The hold's free tokens, and any of the day's allowance no other hold took.
+            # The hold's free tokens, and any of the day's allowance no other hold took (a
+            # recovered hold's were given back: it has only what no other hold took since).
             taken = holds.free_tokens_taken(db, held.user_id, utc_day(held.created_at))
-            usable = held.free_tokens + max(0, self.free_tokens_per_day - taken)
+            own = 0 if late else held.free_tokens
+            usable = own + max(0, self.free_tokens_per_day - taken)
             free = min(prompt + completion, usable)
             charge = Charge(
                 request_id=held.request_id,
@@ -289,7 +306,14 @@ class Credit:
                 units=price.payable(prompt, completion, free),
                 receipt_status=receipt_status,
             )
-            holds.close_hold(db, charge, held.units, now)
+            holds.close_hold(db, charge, held.units, now, released=late)
+            if late:
+                log.warning(
+                    "billing.charged_after_recovery",
+                    request_id=held.request_id,
+                    user_id=held.user_id,
+                    charged=charge.units,
+                )
             usage.insert_usage(
                 db,
                 charge,
@@ -301,16 +325,19 @@ class Credit:
 
         with ledger_failures():
             try:
-                return await self._store.write(lambda db: write(db, also))
+                closed = await self._store.write(lambda db: write(db, also))
             except StorageError:
                 if also is None or (also.stored is None and also.error is None):
                     raise  # failed before the history was written (the lock not had, say)
                 also.stored = None  # rolled back with the charge
-            # The transaction failed with the history in it: its own failure ended it (SQLite
-            # rolls it all back on a full disk), or the COMMIT did (the WAL could not grow by
-            # it all). The charge is written again alone, smaller: it stands, and the history is
-            # stored on its own or the user told it was not (``ChatService``).
-            return await self._store.write(lambda db: write(db, None))
+                # The transaction failed with the history in it: its own failure ended it
+                # (SQLite rolls it all back on a full disk), or the COMMIT did (the WAL could
+                # not grow by it all). The charge is written again alone, smaller: it stands,
+                # and the history is stored on its own or the user told it was not
+                # (``ChatService``).
+                closed = await self._store.write(lambda db: write(db, None))
+        self._running.discard(hold.request_id)
+        return closed
 
     async def release(self, hold: Hold) -> Charge:
         """Give the whole hold back and charge nothing (no receipt, and nothing delivered).
@@ -328,7 +355,9 @@ class Credit:
             return charge
 
         with ledger_failures():
-            return await self._store.write(write)
+            released = await self._store.write(write)
+        self._running.discard(hold.request_id)
+        return released
 
     async def recover(
         self,
@@ -348,16 +377,18 @@ class Credit:
         now = int(self._clock())
         cutoff = int(now - older_than_seconds)
 
-        def write(db: Database) -> int:
+        def write(db: Database) -> list[str]:
             stale = [h for h in holds.open_holds(db, cutoff) if h.request_id not in keep]
             for hold in stale:
                 holds.close_hold(db, _nothing_charged(hold, "recovered"), hold.units, now)
             for request_id in delivered:
                 holds.forget_interrupted(db, request_id)
-            return len(stale)
+            return [hold.request_id for hold in stale]
 
         with ledger_failures():
-            count = await self._store.write(write)
+            recovered = await self._store.write(write)
+        self._running.difference_update(recovered)  # given up here: not charged if settled
+        count = len(recovered)
         if count:
             log.warning("billing.holds_recovered", count=count)
         return count

@@ -12,6 +12,14 @@ from a stranger's. A 429 is asked again within the
 pass (``_patiently``: toncenter without a key answers about one call a second); any other
 toncenter failure goes up to the watcher (``services.ton.watcher``), which reads the page again
 on its next pass.
+
+A stream's first read (its cursor has no transaction yet) starts at the cursor's ``since``, a
+time of the bot's clock, less how far that clock is ahead of toncenter's (``ahead``, whole
+minutes; a lead under a minute is within the cursor's ten-minute margin): a bot fifteen minutes
+fast would otherwise ask from five minutes in the chain's future and pass over the payments of
+its first minutes. The lead is learnt from toncenter's answers (their ``Date``): a first page
+read before it was known, or while it grew, is read again from the earlier start before
+anything on it is booked (``ton.clock_ahead``, once a new lead).
 """
 
 from __future__ import annotations
@@ -59,6 +67,9 @@ UNPROVEN_TRIES = 3
 OWN_CHANGE_S = 600
 # Pages (of ``PAGE``) of our own jetton transfers out one lookup reads at most (``offset``).
 SENT_PAGES = 10
+# A first page is read at most this many times while the bot's lead on toncenter's clock grows.
+FIRST_READS = 3
+MINUTE = 60
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -94,6 +105,7 @@ class ChainReader:
         # where it was full): not asked again for the excesses it covers, on this page's read.
         self._unlisted = 0
         self._refused = False  # and whether toncenter refused the request itself (a 4xx)
+        self._ahead = 0  # the most our clock was seen ahead of toncenter's (whole minutes, s)
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -107,7 +119,29 @@ class ChainReader:
         """The records from the cursor on (from its own transaction), oldest first.
 
         A USDT transfer here is as the indexer files it: ``proven`` checks its sending wallet.
+        Before the cursor's first transaction, from its ``since`` as toncenter's clock has it
+        (see the module docstring).
         """
+        if cursor.lt is not None:
+            return await self._page(asset, cursor, limit=limit, offset=offset)
+        for _ in range(FIRST_READS):
+            used = self._ahead
+            start = dataclasses.replace(cursor, since=cursor.since - used)
+            page = await self._page(asset, start, limit=limit, offset=offset)
+            if self._lead() <= used:
+                return page
+            log.warning("ton.clock_ahead", asset=asset, ahead_s=self._ahead, since=start.since)
+        raise ToncenterUnavailable("toncenter's clock kept moving away from ours")
+
+    def _lead(self) -> int:
+        """The most our clock was seen ahead of toncenter's, in whole minutes (seconds)."""
+        ahead = self._client.ahead
+        if ahead is not None and ahead >= MINUTE:
+            self._ahead = max(self._ahead, int(ahead // MINUTE) * MINUTE)
+        return self._ahead
+
+    async def _page(self, asset: Asset, cursor: TonCursor, *, limit: int, offset: int) -> Page:
+        """``page``'s records from ``cursor`` as it is."""
         account, client = self._wallet.raw, self._client
         if asset == "gram":
             records = await _patiently(

@@ -45,7 +45,8 @@ COMMENT_ALPHABET: Final = "23456789ABCDEFGHJKMNPQRSTWXYZ"
 COMMENT_LENGTH: Final = 8  # 29^8 ≈ 5e11 comments
 _NEW_ID_TRIES = 5
 # A stream's cursor starts this long before the first order or watcher pass, whichever is first
-# (clocks differ; a payment is never older than its order).
+# (clocks differ; a payment is never older than its order). By the bot's clock: the first read
+# moves it back by the bot's lead on toncenter's clock (``services.ton.reader``).
 CURSOR_MARGIN_S: Final = 600
 TONKEEPER_TRANSFER: Final = "https://app.tonkeeper.com/transfer/"
 

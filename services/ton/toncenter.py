@@ -16,13 +16,18 @@ other failure (network, timeout, HTTP error, a body that is not the expected JSO
 host), and an HTTP 4xx its subclass ``ToncenterRefused`` (asked again, the same answer; not
 408, 421 or 425, which ask to be asked again); a
 get-method that ran and failed (an ``exit_code`` other than 0) ``GetMethodFailed``.
-The key never appears in a log line or an error.
+The key never appears in a log line or an error. Each good answer's ``Date`` header tells how
+far this machine's clock is ahead of toncenter's (``ahead``), for a stream's first read
+(``services.ton.reader``): a clock that is wrong must not make the watcher pass over a payment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -37,6 +42,8 @@ from services.ton.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from models.ton import TonCursor
 
 __all__ = ["MAINNET_URL", "TESTNET_URL", "ToncenterClient"]
@@ -65,11 +72,16 @@ class ToncenterClient:
         *,
         api_key: str | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._session = session
         self._headers = {"X-API-Key": api_key} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._clock = clock
+        # Seconds this machine's clock was ahead of toncenter's (its last good answer's
+        # ``Date``, whole seconds: up to a second more); None before one that had it.
+        self.ahead: float | None = None
 
     def __repr__(self) -> str:
         return f"ToncenterClient({self._base!r})"
@@ -202,6 +214,7 @@ class ToncenterClient:
                 if response.status != HTTPStatus.OK:
                     raise ToncenterUnavailable(f"toncenter: HTTP {response.status} for {path}")
                 raw = await _body(response)
+                self._note_date(response.headers.get("Date"))
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
             raise ToncenterUnavailable(f"toncenter: {type(exc).__name__} for {path}") from exc
         if len(raw) > MAX_BODY:
@@ -217,6 +230,18 @@ class ToncenterClient:
                 raise ToncenterRateLimited("toncenter: rate limited (429)")
             raise ToncenterUnavailable(f"toncenter: an error answer for {path}")
         return body
+
+    def _note_date(self, header: str | None) -> None:
+        """Keep how far our clock is ahead of the one that dated toncenter's answer."""
+        if header is None:
+            return
+        try:
+            dated = parsedate_to_datetime(header)
+        except (TypeError, ValueError):  # not an HTTP date: nothing learnt
+            return
+        if dated.tzinfo is None:  # "-0000": UTC, of no stated zone (RFC 5322)
+            dated = dated.replace(tzinfo=UTC)
+        self.ahead = self._clock() - dated.timestamp()
 
 
 async def _body(response: aiohttp.ClientResponse) -> bytes:

@@ -27,7 +27,8 @@ Reading from the cursor asks for ``start_lt`` = the cursor's own lt, so the firs
 returned is normally the cursor's own transaction (its hash is checked: a different one is
 logged as ``ton.cursor_mismatch`` and booked like any new one). Before its first transaction a
 stream reads from ``since``: ten minutes before the first order or the watcher's first pass,
-whichever came first (clocks differ; older history is not Veil's).
+whichever came first (clocks differ; older history is not Veil's), by the bot's clock, less
+its lead on toncenter's clock (``ChainReader.page``): a fast clock loses no payment.
 
 The USDT stream is then read again behind its cursor (``REREAD_S`` of chain time before the
 cursor's transaction, up to its lt): jetton transfers are listed by the lt of the senders'
