@@ -13,11 +13,12 @@ one meanwhile is told to wait, until the answer is written whole), so one member
 answered ahead of everyone else. A question whose asker left the group, or was banned, while it
 waited behind another answer is let go in its turn, unanswered and uncharged (``_asker_gone``:
 one look-up of Telegram's, never waited out; a second, as it waits, only in a channel's
-discussion group that takes anyone's comments). Notices for one person (no credit, busy, the
-usage line, "admins only", the apology for a bug) go to that person only, at the group's pace
-and in their forum topic, as the errors router tells them (``handlers.failures``); a failure
-after part of the answer was shown is noted under that part instead, which stays (it is paid
-for); one for an asker gone from the group is dropped (``_GroupAnswer.failed``). A reply
+discussion group that takes anyone's comments, serving the turn too when Telegram answers it
+once the turn came). Notices for one person (no credit, busy, the usage line, "admins only",
+the apology for a bug) go to that person only, at the group's pace and in their forum topic, as
+the errors router tells them (``handlers.failures``); a failure after part of the answer was
+shown is noted under that part instead, which stays (it is paid for); one for an asker gone
+from the group is dropped, a part shown still noted for anyone (``_GroupAnswer.failed``). A reply
 deleted mid-answer (or the bot removed) stops the answer; a mention delivered again is not
 answered twice (``editors.answered``); one edited is answered as sent, and its asker told so alone
 (``on_edited``). A question sent as a chat (an anonymous admin, a channel) names no
@@ -35,7 +36,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
 
 import structlog
 from aiogram import F, Router
@@ -45,7 +46,9 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramMigrateToChat,
+    TelegramNotFound,
     TelegramRetryAfter,
+    TelegramUnauthorizedError,
 )
 from aiogram.filters import Command, CommandObject, or_f
 from aiogram.methods import GetChat, GetChatMember
@@ -56,6 +59,7 @@ from aiogram.types import (
     ChatMemberRestricted,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    ResultChatMemberUnion,
 )
 
 from common.logs import describe
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from aiogram import Bot
+    from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
     from aiogram.methods import TelegramMethod
     from aiogram.types import CallbackQuery, Message, MessageEntity, User
 
@@ -101,6 +106,15 @@ MEMBER_WAIT = 3.0  # seconds a look-up of whether an asker stayed may take (``at
 # Telegram not saying what a member is (refused, a flood wait, unreadable, not within the wait).
 UNSAID = (TelegramAPIError, ClientDecodeError, TimeoutError)
 GROUPS_REMEMBERED = 10_000  # supergroups whose kind (``GroupKit.members_only``) is remembered
+# How long a getChat that failed (``GroupKit.members_only``) is not asked again, in seconds.
+# Telegram refusing (400 "chat not found", 403 the bot removed) is its considered answer about
+# the chat, which asking again within minutes does not change; a 5xx, a network failure, an
+# unreadable reply or one not within ``MEMBER_WAIT`` is Telegram (or the path to it) passing
+# trouble, usually over in seconds: asked again a minute on. Meanwhile a question there is
+# looked up as where Telegram does not say what the group is.
+KIND_REFUSED_FOR = 600.0
+KIND_UNSAID_FOR = 60.0
+KIND_REFUSALS = (TelegramBadRequest, TelegramForbiddenError, TelegramNotFound)
 # What an asker was in the group as they asked (``_GroupAnswer._joined``); None: not known.
 Joined = Literal["in", "out", "members_only"] | None
 GROUPS = frozenset({"group", "supergroup"})
@@ -296,10 +310,32 @@ async def at_once(bot: Bot, method: TelegramMethod[T]) -> T:
     (up to ``MEMBER_WAIT``, every answer queued behind it waiting too); asked once, Telegram's
     429 is an answer like any other refusal, and the question is answered at once. The call
     goes past the session's middlewares (its retries among them), so it is not counted in the
-    Bot API metrics.
+    Bot API metrics. A 401 is handed to them all the same (``told_refused``): a webhook bot
+    learns from it that its token was revoked (and the metrics count it).
     """
-    async with asyncio.timeout(MEMBER_WAIT):
-        return await bot.session.make_request(bot, method)
+    try:
+        async with asyncio.timeout(MEMBER_WAIT):
+            return await bot.session.make_request(bot, method)
+    except TelegramUnauthorizedError as exc:
+        return await told_refused(bot, method, exc)
+
+
+async def told_refused(bot: Bot, method: TelegramMethod[T], exc: TelegramUnauthorizedError) -> T:
+    """Raise ``exc``, ``method``'s 401, through the session's middlewares, as if made there.
+
+    A webhook bot gets its updates after its token is revoked: only its own calls are refused,
+    and the middleware that watches them for a 401 (``bot.conflict.RefusedToken``) asks
+    Telegram about the token and stops the bot. A look-up made past the middlewares (``at_once``)
+    left that to the next call that went through them, if any came. Nothing is asked again
+    here: the middlewares see the refusal Telegram gave.
+    """
+
+    async def refused(bot: Bot, method: TelegramMethod[T]) -> NoReturn:
+        del bot, method  # the chain's own: the refusal is Telegram's, ``exc``
+        raise exc
+
+    chain: NextRequestMiddlewareType[T] = bot.session.middleware.wrap_middlewares(refused)
+    return cast("T", await chain(bot, method))
 
 
 async def tell_alone(message: Message, text: str, editors: Editors) -> None:
@@ -339,6 +375,8 @@ class GroupKit:
         self.edits_told: Firsts[tuple[int, int]] = Firsts(EDITS_REMEMBERED)
         # supergroup → what ``members_only`` learnt, the newest ``GROUPS_REMEMBERED`` kept
         self._members_only: dict[int, bool] = {}
+        # supergroup → until when (``time.monotonic``) a getChat that failed is not asked again
+        self._kind_unsaid: dict[int, float] = {}
         # When (``time.monotonic``) the flood wait Telegram last set on a look-up ends.
         self._flood_ends = 0.0
 
@@ -366,23 +404,40 @@ class GroupKit:
         A basic group, always. A supergroup too, unless it is a channel's discussion group
         (``linked_chat_id``) that lets anyone comment without joining (``join_to_send_messages``
         off): there, one out of the group may have asked from outside it. Asked of Telegram
-        (getChat) once a supergroup, and again when ``fresh``: its admins may change it.
+        (getChat) once a supergroup. ``fresh``: a group remembered as members-only is asked
+        again (its admins may have opened it to comments since); one remembered as open is
+        not: were it closed since, one out of it is taken for a commenter, as where Telegram
+        does not say. A getChat that failed is not asked again for a while
+        (``KIND_REFUSED_FOR``, ``KIND_UNSAID_FOR``): each question waiting there made one,
+        each failing as the one before it.
         """
         if basic:
             return True
-        if not fresh and chat_id in self._members_only:
-            return self._members_only[chat_id]
+        remembered = self._members_only.get(chat_id)
+        if remembered is not None and not (fresh and remembered):
+            return remembered
+        if self._kind_unsaid.get(chat_id, 0.0) > time.monotonic():
+            return None
         try:
             chat = await self.look_up(GetChat(chat_id=chat_id))
         except UNSAID as exc:
             log.info("groups.kind_unknown", error=type(exc).__name__)
+            if not isinstance(exc, TelegramRetryAfter):  # kept by ``look_up`` already
+                wait = KIND_REFUSED_FOR if isinstance(exc, KIND_REFUSALS) else KIND_UNSAID_FOR
+                _remember(self._kind_unsaid, chat_id, time.monotonic() + wait)
             return None
         only = chat.linked_chat_id is None or bool(chat.join_to_send_messages)
-        self._members_only.pop(chat_id, None)
-        self._members_only[chat_id] = only
-        if len(self._members_only) > GROUPS_REMEMBERED:
-            del self._members_only[next(iter(self._members_only))]
+        self._kind_unsaid.pop(chat_id, None)
+        _remember(self._members_only, chat_id, only)
         return only
+
+
+def _remember(kept: dict[int, T], chat_id: int, value: T) -> None:
+    """Keep ``value`` for ``chat_id`` as the newest; the oldest beyond ``GROUPS_REMEMBERED`` go."""
+    kept.pop(chat_id, None)
+    kept[chat_id] = value
+    if len(kept) > GROUPS_REMEMBERED:
+        del kept[next(iter(kept))]
 
 
 async def answer_in_group(
@@ -489,6 +544,8 @@ class _GroupAnswer:
     queued: bool = False  # asked while another answer in the group waited or was written
     basic: bool = False  # asked in a basic group (only members write there), not a supergroup
     joined: Joined = None  # what the asker was in the group as they asked, once learnt
+    turn_came: bool = False  # the question's turn came: a reading made since serves it too
+    read_in_turn: ResultChatMemberUnion | None = None  # ``_joined``'s, once the turn came
     shown: Shown | None = None
     sink: EditedAnswer | None = None
 
@@ -584,7 +641,9 @@ class _GroupAnswer:
         learnt while it waited): the answer would go to a group they no longer read (or whose
         admins banned them), charged to them. A failure is not told them either (``failed``).
         Asked of Telegram once, in the turn (``at_once``), and once more as the question waits
-        only where one out of the group could have asked it (``_joined``). Out of the group now
+        only where one out of the group could have asked it (``_joined``); that reading serves
+        the turn too when Telegram gave it once the turn had come (a short wait, or a slow
+        look-up): a second one, a moment later, would say the same. Out of the group now
         is no reason by itself: a channel's discussion group takes comments from anyone, and
         Telegram lists one who never joined as ``left``; only one who was in it when they asked,
         or is banned now, is gone. Telegram failing to say, or not saying within
@@ -595,10 +654,14 @@ class _GroupAnswer:
         try:
             async with asyncio.timeout(MEMBER_WAIT):
                 if joined is not None:
+                    self.turn_came = True
                     self.joined = await joined
-                now = await self.kit.look_up(
-                    GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id)
-                )
+                now = self.read_in_turn
+                if now is None:
+                    now = await self.kit.look_up(
+                        GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id)
+                    )
+                self.read_in_turn = None  # the turn's: a failure later asks again
         except UNSAID as exc:
             log.info("groups.asker_unknown", error=type(exc).__name__)
             return False
@@ -621,16 +684,19 @@ class _GroupAnswer:
             member = await self.kit.look_up(method)
         except UNSAID:
             return None
+        if self.turn_came:  # Telegram said it once the turn came: what they are in it too
+            self.read_in_turn = member
         return "out" if _outside(member) else "in"
 
     async def _was_in(self) -> bool:
         """Whether the asker, out of the group now, was in it as they asked.
 
         Learnt as they waited (``joined``). Else as the group takes messages now, asked of
-        Telegram again (not as remembered): its admins may have opened it to comments since
-        it was taken for members-only, by this question as it waited or by an earlier one
-        (a failed answer's notice, ``failed``, is dropped for one taken as gone), and one who
-        never joined asked.
+        Telegram again where it is remembered as members-only: its admins may have opened it
+        to comments since it was taken for such, by this question as it waited or by an
+        earlier one (a failed answer's notice, ``failed``, is dropped for one taken as gone),
+        and one who never joined asked. One remembered as open is not asked again
+        (``GroupKit.members_only``).
         """
         if self.joined in {"in", "out"}:
             return self.joined == "in"
@@ -716,16 +782,22 @@ class _GroupAnswer:
         A notice for them alone cannot reach one out of the group (Telegram shows none to a
         non-member), and went up as a reply in it instead, naming one no longer there, to
         everyone who stayed: it is dropped (``groups.notice_dropped``), the placeholder taken
-        back. A part of the answer shown stays, with the note a model's failure leaves under it
-        for anyone. The failure is logged as ever (a bug with its trace).
+        back. A part of the answer shown stays, with a note for anyone under it: the one a
+        model's failure leaves, or for any other failure (a bug, Telegram away) that it broke
+        off there (``answer_failed_here``), not the asker's apology. Without it the group read
+        the part as if it were the whole answer. The failure is logged as ever (a bug with its
+        trace).
         """
-        if await self._part_shown():
+        sink = self.sink
+        if sink is not None and await self._part_shown():
             if isinstance(error, VeilError):
-                await tell_outside(
-                    error, self.texts, self.kit.editors, None, None, answer=self.sink
-                )
+                await tell_outside(error, self.texts, self.kit.editors, None, None, answer=sink)
                 return
-        elif self.shown is not None and self.shown.message_id is not None:
+            apology_key(error)  # its log line: a bug, or Telegram away
+            log.info("groups.notice_dropped", error=type(error).__name__, noted=True)
+            await sink.note(self.texts("answer_failed_here"))
+            return
+        if self.shown is not None and self.shown.message_id is not None:
             await self.kit.editors.retract(self.asker.chat_id, self.shown.message_id)
         if not isinstance(error, VeilError):
             apology_key(error)  # its log line: a bug, or Telegram away
