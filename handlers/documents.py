@@ -5,7 +5,7 @@ model as a fenced block headed by its name, with the caption, if any, after it a
 (``services.documents.TextFile``, which also cuts a file too long for the model's window); from
 there it is a question like any other (sealed to the worker, stored encrypted, never
 logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, in the encoding it is in
-(``services.documents.decoded``): UTF-8; UTF-16, with its byte-order mark (Windows Notepad's
+(``services.encodings.decoded``): UTF-8; UTF-16, with its byte-order mark (Windows Notepad's
 "Unicode") or without where its NULs show it; else the 8-bit code page its letters read best
 in: the Windows one Notepad's "ANSI" saves in, which many of Veil's Russian, Kazakh and Western
 users still get: cp1251 (Cyrillic), KZ-1048 (Kazakh's own), cp1252 (Western European, Latin-1
@@ -33,7 +33,7 @@ import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNetworkError
 from aiogram.methods import GetFile
 
-from services.documents import decoded
+from services.encodings import decoded
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from services.documents import decoded
+from services.encodings import decoded
 from tests.botstack import running_stack
 from tests.test_files22_encodings import NOT_TEXT, asked, block
 
