@@ -310,6 +310,7 @@ async def _running_bot(
         interval=settings.draft_interval,
         show_reasoning=settings.show_reasoning,
         rich=settings.rich_messages,
+        retry_wait=settings.final_retry_wait,
     )
     editors = Editors(
         bot,

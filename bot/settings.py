@@ -82,6 +82,9 @@ class BotSettings(BaseSettings):
     max_answer_seconds: float = Field(default=600.0, gt=0, le=86_400)
     db_busy_timeout: float = Field(default=5.0, gt=0, le=600)
     draft_interval: float = Field(default=1.0, ge=0.2, le=60)
+    # A private answer's final message Telegram did not take (a 5xx, the network) goes again
+    # after this many seconds, doubled each try: 1, 2, 4, 8 (bot.streaming.delivered).
+    final_retry_wait: float = Field(default=1.0, gt=0, le=60)
     show_reasoning: bool = True
     rich_messages: bool = True
     conversation_titles: bool = True

@@ -80,9 +80,8 @@ log = structlog.get_logger("veil.streaming")
 _TYPING_EVERY = 4.5  # seconds; Telegram shows "typing…" for about 5
 # A part of the final answer Telegram could not take (a 5xx past the session's one retry, the
 # network, a reply that is not the Bot API's: a proxy's page) is sent again this often, after
-# 1, 2, 4, 8 s (``FIRST_WAIT``, doubled each time).
+# 1, 2, 4, 8 s (a sink's ``retry_wait``, ``VEIL_FINAL_RETRY_WAIT``, doubled each time).
 FINAL_TRIES = 5
-FIRST_WAIT = 1.0
 # Each try of a final part waits this long for Telegram's reply before the next goes out
 # (seconds; the session's own timeout is aiogram's 60 s). Against a Telegram that takes the
 # connection and never answers, a part gives up after 5 * 10 + 1 + 2 + 4 + 8 = 65 s, where it
@@ -100,6 +99,8 @@ async def delivered(
     send: Callable[..., Awaitable[object]],
     withdraw: Callable[[int], Awaitable[None]],
     late: set[asyncio.Task[BaseException | None]],
+    *,
+    retry_wait: float,
 ) -> None:
     """Send one part of a final answer; a server or network error (or a proxy's page) is retried.
 
@@ -116,7 +117,8 @@ async def delivered(
     try waits ``FINAL_TIMEOUT`` at most, as each try did. A 5xx, a cut
     connection or a proxy's page may still hide a message Telegram took (no reply names it): a
     part may then show twice, never not at all. A refusal (4xx) is the caller's. A reply whose
-    "ok" says Telegram took the part, however unreadable its result, is not sent again.
+    "ok" says Telegram took the part, however unreadable its result, is not sent again. A try
+    not taken is followed by the next ``retry_wait`` seconds later, twice that after the next.
     """
     part = _Part(send, withdraw)
     loop = asyncio.get_running_loop()
@@ -139,7 +141,7 @@ async def delivered(
             raise failure
         error = "TimeoutError" if failure is None else type(failure).__name__
         log.warning("streaming.final_retried", error=error, tries=attempt + 1)
-        await part.settled(None, FIRST_WAIT * 2**attempt)  # a late reply may end it meanwhile
+        await part.settled(None, retry_wait * 2**attempt)  # a late reply may end it meanwhile
         if part.taken.is_set():
             return
 
@@ -225,6 +227,7 @@ class DraftSink:
         "interval",
         "progress",
         "reply_to",
+        "retry_wait",
         "rich",
         "rich_drafts",
         "show_reasoning",
@@ -242,6 +245,7 @@ class DraftSink:
         rich: bool = False,
         thread_id: int | None = None,
         reply_to: int | None = None,
+        retry_wait: float = 1.0,
     ) -> None:
         self.bot = bot
         self.chat_id = chat_id
@@ -250,6 +254,7 @@ class DraftSink:
         # again, maybe after others: linked to its question, which may be deleted since).
         self.reply_to = reply_to
         self.interval = interval
+        self.retry_wait = retry_wait  # before a final part not taken goes again (``delivered``)
         self.final_markup = final_markup
         self.completed = False  # the final answer (or the part that arrived) went out
         self.progress = Progress()  # the final answer's messages Telegram took so far
@@ -558,6 +563,7 @@ class DraftSink:
             ),
             self._withdraw,
             self._late,
+            retry_wait=self.retry_wait,
         )
         self.reply_to = None
 
@@ -616,6 +622,7 @@ class DraftSink:
                     ),
                     self._withdraw,
                     self._late,
+                    retry_wait=self.retry_wait,
                 )
                 self.reply_to = None
             except TelegramBadRequest:

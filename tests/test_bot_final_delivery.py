@@ -7,8 +7,8 @@ answer is only shown: a message with it that Telegram refuses, or fails to take 
 is followed by the answer alone, never lost to its thinking. A try left unanswered is not given
 up: a slow Telegram's late reply to it is kept, and a second copy deleted.
 
-The tests shrink the timeout and the waits between tries (``FINAL_TIMEOUT``, ``FIRST_WAIT``),
-so the tries they count take seconds, not minutes.
+The tests shrink the timeout and the waits between tries (``FINAL_TIMEOUT``, and the bot's
+``final_retry_wait`` setting), so the tries they count take seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ USER = 6101
 ANSWER = "Delivered at last."
 THOUGHT = "Recall the kettledrum table first, then answer."
 TIMEOUT = 1  # seconds a try of a final part waits here (10 in the bot)
-FIRST_WAIT = 0.05
+FIRST_WAIT = 0.05  # final_retry_wait here (VEIL_FINAL_RETRY_WAIT; 1 s in the bot)
 
 
 @pytest.fixture(autouse=True)
 def _quick_tries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streaming, "FINAL_TIMEOUT", TIMEOUT)
-    monkeypatch.setattr(streaming, "FIRST_WAIT", FIRST_WAIT)
 
 
 async def test_a_final_part_telegram_never_answers_holds_the_next_question_a_bounded_time(
@@ -51,7 +50,9 @@ async def test_a_final_part_telegram_never_answers_holds_the_next_question_a_bou
     telegram = HostileTelegram(token=TOKEN)
     for _ in range(streaming.FINAL_TRIES):
         telegram.misbehave("sendMessage", "silent", when=lambda p: p.get("text") == ANSWER)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram) as stack:
+    async with running_stack(
+        tmp_path, answer=ANSWER, telegram_server=telegram, final_retry_wait=FIRST_WAIT
+    ) as stack:
         stack.telegram.send_text(USER, "The first question")
         async with asyncio.timeout(10):
             while not telegram.unanswered:  # noqa: ASYNC110 -- polls the fake's record
@@ -84,7 +85,9 @@ async def test_a_final_part_a_slow_telegram_took_late_shows_once(tmp_path: Path)
     # is deleted.
     telegram = HostileTelegram(token=TOKEN)
     telegram.misbehave("sendMessage", "late", when=lambda p: p.get("text") == ANSWER)
-    async with running_stack(tmp_path, answer=ANSWER, telegram_server=telegram) as stack:
+    async with running_stack(
+        tmp_path, answer=ANSWER, telegram_server=telegram, final_retry_wait=FIRST_WAIT
+    ) as stack:
         stack.telegram.send_text(USER, "A question")
         async with asyncio.timeout(20):  # the late try taken, then the next one too
             while len(answers(stack)) < 2:  # noqa: ASYNC110 -- polls the fake's record
@@ -115,7 +118,7 @@ async def test_an_answer_whose_folded_thinking_telegram_does_not_take_goes_out_a
     # thinking unfolded above it.
     server = FakeVLLM(answer=ANSWER, token_delay=0.01)
     server.reasoning = THOUGHT
-    async with running_stack(tmp_path, model_server=server) as stack:
+    async with running_stack(tmp_path, model_server=server, final_retry_wait=FIRST_WAIT) as stack:
         stack.telegram.fail_next("sendMessage", status=status, description=description, count=count)
         stack.telegram.send_text(USER, "Think, then tell me")
         (message,) = await stack.final_messages(USER, within=20)
@@ -133,7 +136,9 @@ async def test_a_rich_answer_whose_thinking_telegram_does_not_take_goes_out_alon
     # and the rich answer after it was never sent.
     server = FakeVLLM(answer=ANSWER, token_delay=0.01)
     server.reasoning = THOUGHT
-    async with running_stack(tmp_path, model_server=server, rich_messages=True) as stack:
+    async with running_stack(
+        tmp_path, model_server=server, rich_messages=True, final_retry_wait=FIRST_WAIT
+    ) as stack:
         stack.telegram.fail_next(
             "sendMessage",
             status=502,
@@ -156,7 +161,7 @@ async def test_a_final_part_waiting_out_a_flood_wait_is_not_sent_twice(tmp_path:
     # try waited it out (the session's retries), was taken for a slow Telegram's, and a second
     # try went out meanwhile; both went through, one shown and then deleted, and under a real
     # flood every extra call meets (and lengthens) the wait.
-    async with running_stack(tmp_path, answer=ANSWER) as stack:
+    async with running_stack(tmp_path, answer=ANSWER, final_retry_wait=FIRST_WAIT) as stack:
         stack.telegram.fail_next(
             "sendMessage",
             status=429,

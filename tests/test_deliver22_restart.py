@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from tests.botstack import TOKEN, process_stack, running_stack
+from tests.botstack import QUICK_RETRY, TOKEN, process_stack, running_stack
 from tests.fakes.gated import GatedTelegram
 from tests.harness import (
     REPO,
@@ -112,7 +112,9 @@ async def test_telegram_down_for_long_then_back_gets_the_answer_delivered_once(
     # Telegram takes it again: then it is sent, once, and charged once.
     data = tmp_path / "data"
     db = data / "veil.db"
-    async with running_stack(data, answer=ANSWER, sweep_every=0.2) as stack:
+    async with running_stack(
+        data, answer=ANSWER, sweep_every=0.2, final_retry_wait=QUICK_RETRY
+    ) as stack:
         telegram = stack.telegram
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)
         telegram.send_text(USER, "a question")

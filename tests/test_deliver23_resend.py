@@ -15,7 +15,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from tests.botstack import TOKEN, process_stack, running_stack
+from tests.botstack import QUICK_RETRY, TOKEN, process_stack, running_stack
 from tests.fakes.gated import GatedTelegram
 from tests.fakes.telegram import user_deletes
 from tests.fakes.vllm import split_tokens
@@ -131,7 +131,9 @@ async def test_a_broken_off_answer_telegram_did_not_take_arrives_once_it_is_back
     # sends it, with its note and a Retry that still asks the question, once Telegram is back.
     data = tmp_path / "data"
     db = data / "veil.db"
-    async with running_stack(data, answer=ANSWER, sweep_every=0.2) as stack:
+    async with running_stack(
+        data, answer=ANSWER, sweep_every=0.2, final_retry_wait=QUICK_RETRY
+    ) as stack:
         telegram = stack.telegram
         stack.vllm.error_mid_stream_after = BROKE_AT
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)
@@ -164,7 +166,12 @@ async def test_a_cut_answer_sent_again_has_its_continue_note_and_the_button_goes
     data = tmp_path / "data"
     db = data / "veil.db"
     async with running_stack(
-        data, answer=ANSWER, sweep_every=0.2, max_answer_tokens=CUT_AT, min_answer_tokens=8
+        data,
+        answer=ANSWER,
+        sweep_every=0.2,
+        max_answer_tokens=CUT_AT,
+        min_answer_tokens=8,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         telegram = stack.telegram
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)
@@ -192,7 +199,9 @@ async def test_a_whole_answer_sent_again_replies_to_its_question_even_once_delet
 ) -> None:
     data = tmp_path / "data"
     db = data / "veil.db"
-    async with running_stack(data, answer=ANSWER, sweep_every=0.2) as stack:
+    async with running_stack(
+        data, answer=ANSWER, sweep_every=0.2, final_retry_wait=QUICK_RETRY
+    ) as stack:
         telegram = stack.telegram
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)
         telegram.send_text(USER, "a question")

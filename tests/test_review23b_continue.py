@@ -16,7 +16,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from playground.wire import ApiError
-from tests.botstack import TOKEN, running_stack
+from tests.botstack import QUICK_RETRY, TOKEN, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import split_tokens
 from tests.harness import rows, wait_until
@@ -74,6 +74,7 @@ async def test_new_while_a_cut_answer_fails_to_go_out_leaves_its_continue_stale(
         max_answer_tokens=CUT_AT,
         min_answer_tokens=8,
         telegram_server=telegram,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         texts = stack.veil.catalogs.for_language("en")
         telegram.send_text(USER, "a question")

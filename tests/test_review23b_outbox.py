@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from structlog.testing import capture_logs
 
 from bot.formatting import render_parts
-from tests.botstack import TOKEN, process_stack, running_stack
+from tests.botstack import QUICK_RETRY, TOKEN, process_stack, running_stack
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vllm import split_tokens
 from tests.harness import REPO, ManagedProcess, restarted, rows, wait_until
@@ -71,7 +71,12 @@ async def test_an_answer_sent_again_stops_between_its_messages_once_the_user_era
     first, second, third = (part.text for part in render_parts(LONG))
     telegram = HeldPart(second[:40], token=TOKEN)
     async with running_stack(
-        tmp_path, answer=LONG, sweep_every=0.2, max_answer_tokens=2048, telegram_server=telegram
+        tmp_path,
+        answer=LONG,
+        sweep_every=0.2,
+        max_answer_tokens=2048,
+        telegram_server=telegram,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         # Telegram down past the answer's own tries: its row waits for a delivery pass.
         telegram.fail_next("sendMessage", status=502, description="Bad Gateway", count=10_000)
@@ -137,7 +142,11 @@ async def test_a_broken_off_answer_in_a_topic_is_sent_again_in_that_topic_with_i
     telegram = FakeTelegram(token=TOKEN)
     telegram.state.topics.enabled = True  # the bot has topics in private chats
     async with running_stack(
-        tmp_path, answer=ANSWER, sweep_every=0.2, telegram_server=telegram
+        tmp_path,
+        answer=ANSWER,
+        sweep_every=0.2,
+        telegram_server=telegram,
+        final_retry_wait=QUICK_RETRY,
     ) as stack:
         stack.telegram.send_text(USER, "/new")
         await stack.final_messages(USER, 2)  # in the new topic, and in the chat

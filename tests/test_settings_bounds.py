@@ -72,13 +72,45 @@ def test_a_number_past_any_deployment_is_refused_naming_the_setting(
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 @pytest.mark.parametrize(
     ("cls", "name"),
-    [(BotSettings, "VEIL_GATEWAY_WAIT"), (GatewaySettings, "VEIL_STREAM_TICK")],
+    [
+        (BotSettings, "VEIL_GATEWAY_WAIT"),
+        (BotSettings, "VEIL_FINAL_RETRY_WAIT"),
+        (GatewaySettings, "VEIL_STREAM_TICK"),
+    ],
 )
 def test_a_number_of_seconds_that_is_no_number_is_refused_as_such(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cls: type[BaseSettings], name: str, value: str
 ) -> None:
     line = _refusal(monkeypatch, tmp_path, cls, name, value)
     assert line == f"veil: setting {name} is invalid: Input should be a finite number"
+
+
+# The wait before a final message Telegram did not take goes again (doubled each try): 0 would
+# send its five tries in one breath, and past a minute a message would wait a quarter of an hour.
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("0", "Input should be greater than 0"),
+        ("-1", "Input should be greater than 0"),
+        ("61", "Input should be less than or equal to 60"),
+    ],
+)
+def test_a_final_retry_wait_outside_its_bounds_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, why: str
+) -> None:
+    line = _refusal(monkeypatch, tmp_path, BotSettings, "VEIL_FINAL_RETRY_WAIT", value)
+    assert line == f"veil: setting VEIL_FINAL_RETRY_WAIT is invalid: {why}"
+
+
+def test_a_final_retry_wait_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+    for required, given in REQUIRED[BotSettings].items():
+        monkeypatch.setenv(required, given)
+    assert load_settings(BotSettings).final_retry_wait == 1.0  # 1, 2, 4, 8 s between tries
+    monkeypatch.setenv("VEIL_FINAL_RETRY_WAIT", "0.05")
+    assert load_settings(BotSettings).final_retry_wait == 0.05
 
 
 # An empty file or folder setting (a compose file's ``VEIL_DATA_DIR: ${VEIL_DATA_DIR}`` with the
