@@ -315,6 +315,14 @@ class DraftSink:
         """Tell ``record`` (awaited before the next message goes out) each message taken."""
         self._record = record
 
+    async def note_taken(self) -> None:
+        """Telegram took one more note under the final answer: counted, and recorded.
+
+        An answer sent again from its row (``handlers.chat.note_ending``): the count says which
+        of its notes a later delivery leaves out, as ``progress.parts`` does for its messages.
+        """
+        await self._took(replace(self.progress, notes=self.progress.notes + 1))
+
     async def _took(self, progress: Progress) -> None:
         """One more of the final answer's messages taken: counted, and recorded."""
         self.progress = progress

@@ -61,7 +61,13 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from aiogram import Bot
-    from aiogram.types import CallbackQuery, MessageGenerationStopped, TelegramObject, User
+    from aiogram.types import (
+        CallbackQuery,
+        InlineKeyboardMarkup,
+        MessageGenerationStopped,
+        TelegramObject,
+        User,
+    )
 
     from common.texts import Catalogs, Texts
     from handlers.failures import Failures
@@ -433,16 +439,26 @@ class _Followup:
 
 
 async def note_ending(sink: DraftTarget, texts: Texts, request_id: str, finish: Finish) -> None:
-    """Under a private answer sent again, the note (and button) the live one had under it.
+    """Under a private answer sent again, the notes (and button) the live one had under it.
 
     Cut at its length limit: Continue (``_Followup``); broken off: the note saying where and
-    why, with Retry where its question was kept (``Failures.broke_off``). A whole answer: none.
+    why, with Retry where its question was kept (``Failures.broke_off``); then, where the model
+    read only the start of the question's file, how much (``_Followup``). A whole answer: none.
+    Those Telegram took before (``sink.progress.notes``) are not sent again, and each one taken
+    is counted in the answer's row (``DraftTarget.note_taken``), as its messages are: a bot
+    killed before the row is deleted shows none of them twice.
     """
+    notes: list[tuple[str, InlineKeyboardMarkup | None]] = []
     if finish.ending == "cut":
-        await sink.note(texts("answer_cut"), continue_keyboard(texts, request_id))
+        notes.append((texts("answer_cut"), continue_keyboard(texts, request_id)))
     elif finish.ending is not None:
         markup = None if finish.ending == "window_full" else retry_keyboard(texts, finish.retry)
-        await noted(sink, texts(ENDING_NOTES[finish.ending]), markup)
+        notes.append((texts(ENDING_NOTES[finish.ending]), markup))
+    if finish.file_read is not None:
+        notes.append((texts("document_part", percent=finish.file_read), None))
+    for text, markup in notes[sink.progress.notes :]:
+        await noted(sink, text, markup)
+        await sink.note_taken()
 
 
 async def rename_topic(bot: Bot, chat_id: int, thread_id: int, title: str) -> None:

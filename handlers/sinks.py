@@ -56,6 +56,9 @@ class DraftTarget(NoticeSink, CountingSink, Protocol):
     async def note(self, text: str, markup: InlineKeyboardMarkup) -> None:
         """Send ``text`` (a plain notice after the answer) with buttons under it."""
 
+    async def note_taken(self) -> None:
+        """Telegram took one more note under the final answer: counted, and recorded."""
+
 
 class Drafts(Protocol):
     """Makes the sink for one answer in a private chat (the bot provides it as ``drafts``)."""

@@ -539,6 +539,15 @@ def m0019_undelivered_finish(db: Database) -> None:
     db.execute("ALTER TABLE undelivered ADD COLUMN retry TEXT")
 
 
+def m0020_undelivered_notes(db: Database) -> None:
+    """The notes under a private answer sent again that Telegram took (``models.outbox.Progress``).
+
+    Counted as its messages are: a bot killed after Telegram took the note and before the row
+    was deleted sent it again at its next start, under an answer shown once. A count alone.
+    """
+    db.execute("ALTER TABLE undelivered ADD COLUMN notes_taken INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     m0001_history,
     m0002_money,
@@ -559,6 +568,7 @@ MIGRATIONS: list[Migration] = [
     m0017_undelivered,
     m0018_undelivered_progress,
     m0019_undelivered_finish,
+    m0020_undelivered_notes,
 ]
 
 

@@ -14,21 +14,31 @@ stored, and forgetting the user (their data key) makes it unreadable, and delete
 one answering claims it as it writes it; another replica (webhook mode) takes it only once
 that lease has ended, and a single bot's start takes every row (``release_all``).
 
-``rich_taken`` and ``parts_taken`` (``Progress``) count the messages of a long private answer
-Telegram took, each recorded as Telegram takes it (``took``): a delivery sends the rest only.
+``rich_taken``, ``parts_taken`` and ``notes_taken`` (``Progress``) count the messages of a
+private answer Telegram took, its notes under it too, each recorded as Telegram takes it
+(``took``): a delivery sends the rest only, and a bot killed once the last note went out shows
+none of it twice.
 
-``reply_to``, ``ending`` and ``retry`` (``Finish``) make a private answer sent again look like
-the live one: a reply to its question, and the note and button the live one has under it (cut
-at its length limit: Continue; broken off: the note saying so, Retry). Ids and a word, no text.
+``Finish`` makes a private answer sent again look like the live one: a reply to its question,
+the note and button the live one has under it (cut at its length limit: Continue; broken off:
+the note saying so, Retry), and the note saying how much of a file the model read. It is sealed
+with the text (``seal_answer``), so whoever can write the file cannot change which message a
+resend replies to or what its button asks: a row whose columns ``reply_to``, ``ending``,
+``retry`` disagree with it is logged (``outbox.finish_refused``, no text) and sent as sealed.
+The columns are still written (ids and a word, what an operator reads of a row; a change to
+one is told), never trusted; a row the previous release wrote has no sealed ``Finish`` (its
+plaintext lacks the key, which the seal keeps anyone from taking out of a newer row) and is
+sent by its columns, as it was (such a row is at most ``services.chat.DELIVER_WITHIN_S`` old).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -45,6 +55,8 @@ stream failed after text (the model failed, the stream was lost or stalled, the 
 _AAD = b"veil/undelivered/v2|"
 _NONCE_SIZE = 12
 BATCH = 100  # rows a delivery pass claims (and opens) at a time
+
+log = structlog.get_logger("veil.outbox")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +106,13 @@ class Progress:
     (``bot.rich.rich_parts``); ``parts``: messages of the entity (or plain) rendering taken, of
     the whole answer where ``rich`` is 0, else of the rest once Telegram refused the next rich
     message (``bot.streaming.DraftSink``). Both split the text the same way each time, so a
-    count says where to go on; a count reveals nothing of the text.
+    count says where to go on; a count reveals nothing of the text. ``notes``: the notes
+    under it taken (``Finish``: the ending's, then the file's), sent after its last message.
     """
 
     rich: int = 0
     parts: int = 0
+    notes: int = 0  # of the notes under it (``Finish``), once every message of it was taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +121,14 @@ class Finish:
 
     ``reply_to``: the question's message (None: asked by a button); ``ending``: how it ended
     (None: whole), which says the note under it; ``retry``: the key a broken-off answer's Retry
-    button carries (``services.chat.ChatService.retry_question``).
+    button carries (``services.chat.ChatService.retry_question``); ``file_read``: the percent
+    of the question's file the model read, where it read only its start (its note follows).
     """
 
     reply_to: int | None = None
     ending: Ending | None = None
     retry: str | None = None
+    file_read: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,32 +145,69 @@ class Undelivered:
     finish: Finish = Finish()  # its question and the note under it (``Finish``)
 
 
-def seal_answer(
-    data_key: bytes, user_id: int, request_id: str, place: Outbound, text: str
+def seal_answer(  # noqa: PLR0913, PLR0917 -- the key, where the row sits, what it seals
+    data_key: bytes,
+    user_id: int,
+    request_id: str,
+    place: Outbound,
+    text: str,
+    finish: Finish,
 ) -> bytes:
-    """The answer's text and its header, sealed under the user's data key for its row."""
-    plaintext = json.dumps({"text": text, "header": place.header}).encode("utf-8", "surrogatepass")
+    """The answer's text, its header and its ``Finish``, sealed under the user's data key."""
+    sealed = {"text": text, "header": place.header, "finish": asdict(finish)}
+    plaintext = json.dumps(sealed).encode("utf-8", "surrogatepass")
     nonce = os.urandom(_NONCE_SIZE)
     aad = _aad(user_id, request_id, place)
     return nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, aad)
 
 
-def open_answer(
-    data_key: bytes, user_id: int, request_id: str, place: Outbound, blob: bytes
-) -> tuple[str, str]:
-    """(text, header) of a sealed row; ``HistoryCorrupted`` if it does not open where it sits.
+def open_answer(  # noqa: PLR0913, PLR0917 -- the key, where the row sits, what it holds
+    data_key: bytes,
+    user_id: int,
+    request_id: str,
+    place: Outbound,
+    blob: bytes,
+    columns: Finish,
+) -> tuple[str, str, Finish]:
+    """(text, header, finish) of a sealed row; ``HistoryCorrupted`` if it does not open there.
 
     Where it sits: its user, its request and where it goes (``place``, its header aside), so a
-    row whose destination was changed in the file is never opened, let alone sent there.
+    row whose destination was changed in the file is never opened, let alone sent there. Its
+    ``Finish`` is the sealed one; ``columns`` (the row's, ``finish_of``) is used only for a row
+    sealed without one (a previous release's), and one that disagrees is logged and set aside.
     """
     try:
         plaintext = ChaCha20Poly1305(data_key).decrypt(
             blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], _aad(user_id, request_id, place)
         )
         opened = json.loads(plaintext.decode("utf-8", "surrogatepass"))
-        return str(opened["text"]), str(opened["header"])
-    except (InvalidTag, ValueError, KeyError, TypeError) as exc:
+        text, header = str(opened["text"]), str(opened["header"])
+        sealed = opened.get("finish")
+        finish = columns if sealed is None else _finish(sealed)
+    except (InvalidTag, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise HistoryCorrupted("an undelivered answer fails to open where it is stored") from exc
+    altered = [
+        name
+        for name in ("reply_to", "ending", "retry")
+        if getattr(columns, name) != getattr(finish, name)
+    ]
+    if altered:
+        log.warning(
+            "outbox.finish_refused", request_id=request_id, user_id=user_id, altered=altered
+        )
+    return text, header, finish
+
+
+def _finish(sealed: dict[str, Any]) -> Finish:
+    """The ``Finish`` a row sealed (``seal_answer``); an ending this release does not know: none."""
+    ending = sealed["ending"] if sealed["ending"] in get_args(Ending) else None
+    reply_to, retry, file_read = sealed["reply_to"], sealed["retry"], sealed["file_read"]
+    return Finish(
+        reply_to=None if reply_to is None else int(reply_to),
+        ending=ending,
+        retry=None if retry is None else str(retry),
+        file_read=None if file_read is None else int(file_read),
+    )
 
 
 def _aad(user_id: int, request_id: str, place: Outbound) -> bytes:
@@ -223,7 +276,7 @@ def claim(db: Database, now: int, until: int, limit: int = BATCH) -> list[Any]:
     rows = db.execute(
         "SELECT u.request_id, u.user_id, users.language, u.surface, u.chat_id, u.thread_id,"
         " u.message_id, u.inline_message_id, u.body, u.created_at, u.rich_taken, u.parts_taken,"
-        " u.reply_to, u.ending, u.retry"
+        " u.reply_to, u.ending, u.retry, u.notes_taken"
         " FROM undelivered u LEFT JOIN users ON users.user_id = u.user_id"
         " WHERE u.claimed_until <= ? ORDER BY u.claimed_until, u.created_at, u.rowid LIMIT ?",
         [now, limit],
@@ -264,9 +317,9 @@ def give_back(db: Database, claims: list[tuple[int, str, int]]) -> None:
 def advance(db: Database, request_id: str, progress: Progress, claim: int) -> None:
     """Record the messages of the row's answer Telegram took (this pass's claim ``claim``)."""
     db.execute(
-        "UPDATE undelivered SET rich_taken = ?, parts_taken = ?"
+        "UPDATE undelivered SET rich_taken = ?, parts_taken = ?, notes_taken = ?"
         " WHERE request_id = ? AND claimed_until = ?",
-        [progress.rich, progress.parts, request_id, claim],
+        [progress.rich, progress.parts, progress.notes, request_id, claim],
     )
 
 
@@ -279,22 +332,26 @@ def took(db: Database, request_id: str, progress: Progress) -> bool:
     """
     return (
         db.execute(
-            "UPDATE undelivered SET rich_taken = ?, parts_taken = ? WHERE request_id = ?",
-            [progress.rich, progress.parts, request_id],
+            "UPDATE undelivered SET rich_taken = ?, parts_taken = ?, notes_taken = ?"
+            " WHERE request_id = ?",
+            [progress.rich, progress.parts, progress.notes, request_id],
         ).rowcount
         > 0
     )
 
 
 def finish_of(row: Any) -> Finish:  # noqa: ANN401 -- a sqlite3 row is untyped
-    """The ``Finish`` of a ``claim`` row (an ending it does not know is none)."""
+    """The ``Finish`` of a ``claim`` row's columns (an ending it does not know is none).
+
+    A row's own is sealed (``open_answer``): these are a previous release's rows' only one.
+    """
     ending = row[13] if row[13] in get_args(Ending) else None
     return Finish(reply_to=row[12], ending=ending, retry=row[14])
 
 
 def progress_of(row: Any) -> Progress:  # noqa: ANN401 -- a sqlite3 row is untyped
     """The ``Progress`` of a ``claim`` row."""
-    return Progress(rich=int(row[10]), parts=int(row[11]))
+    return Progress(rich=int(row[10]), parts=int(row[11]), notes=int(row[15]))
 
 
 def place_of(row: Any) -> Outbound:  # noqa: ANN401 -- a sqlite3 row is untyped
@@ -319,9 +376,9 @@ def unclaim(db: Database, request_id: str, progress: Progress | None = None) -> 
         db.execute("UPDATE undelivered SET claimed_until = 0 WHERE request_id = ?", [request_id])
         return
     db.execute(
-        "UPDATE undelivered SET claimed_until = 0, rich_taken = ?, parts_taken = ?"
-        " WHERE request_id = ?",
-        [progress.rich, progress.parts, request_id],
+        "UPDATE undelivered SET claimed_until = 0, rich_taken = ?, parts_taken = ?,"
+        " notes_taken = ? WHERE request_id = ?",
+        [progress.rich, progress.parts, progress.notes, request_id],
     )
 
 

@@ -492,7 +492,9 @@ class Store:
         """
 
         def save(db: Database) -> bool:
-            body = seal_answer(self._data_key(db, user_id), user_id, request_id, place, text)
+            finished = finish or Finish()
+            key = self._data_key(db, user_id)
+            body = seal_answer(key, user_id, request_id, place, text, finished)
             outbox.insert(
                 db,
                 request_id,
@@ -501,7 +503,7 @@ class Store:
                 body,
                 created_at=now,
                 claimed_until=claimed_until,
-                finish=finish or Finish(),
+                finish=finished,
             )
             return True
 
@@ -523,16 +525,18 @@ class Store:
             for row in outbox.claim(db, now, until, limit):
                 request_id, user_id = str(row[0]), int(row[1])
                 place = outbox.place_of(row)
+                columns = outbox.finish_of(row)
                 try:
-                    text, header = open_answer(
-                        self._data_key(db, user_id), user_id, request_id, place, bytes(row[8])
+                    key = self._data_key(db, user_id)
+                    text, header, finish = open_answer(
+                        key, user_id, request_id, place, bytes(row[8]), columns
                     )
                 except (UserNotFound, DataKeyCorrupted, HistoryCorrupted):
                     outbox.delete(db, request_id)
                     dropped += 1
                     continue
                 place = dataclasses.replace(place, header=header)
-                progress, finish = outbox.progress_of(row), outbox.finish_of(row)
+                progress = outbox.progress_of(row)
                 taken.append(
                     Undelivered(
                         request_id, user_id, row[2], place, text, int(row[9]), progress, finish

@@ -913,6 +913,9 @@ class ChatService:
         lose it. An edited answer's partial goes out as before, without a row: its final
         edit is waited for where its failure is told (``handlers``), which marks nothing.
         A ledger that cannot be written leaves the hold to the sweep, as for a whole answer.
+        Cancelled while its charge is written (the loop tearing down), it stays cancelled once
+        the charge is: nothing more goes out from a stopping process; its row, given back,
+        sends the part.
         """
         place = question.outbound if question.private else None
         finish = Finish(question.reply_to, _ending(exc), exc.retry)
@@ -920,7 +923,11 @@ class ChatService:
         settling = asyncio.ensure_future(
             self._settle(hold, exc.signed_receipt, delivered, verified_by=exc.verified_by, also=row)
         )
-        await _finished(settling)  # charged before its text goes out, as before
+        try:
+            await _written(settling)  # charged before its text goes out, as before
+        except asyncio.CancelledError:  # the loop is tearing down: its row sends it
+            await self._sent(place, row, hold.request_id, sent=False)
+            raise
         await self._deliver(
             sink, delivered, hold.request_id, place=place, row=row, settling=settling
         )
@@ -1013,7 +1020,7 @@ class ChatService:
         # And the answer, to deliver at the next start if the final message does not go out.
         finish_reason = completion.finish_reason if completion else None
         ending: Ending | None = "cut" if finish_reason == CUT and not stopped else None
-        finish = Finish(asked.reply_to, ending)
+        finish = Finish(asked.reply_to, ending, file_read=asked.file_read)
         outbound = self._outbound(user_id, asked.outbound, hold.request_id, text, finish)
         # The user watched the text arrive in the drafts: the final message goes out while the
         # charge is written, not after it (when many answers end at once, the database's one
@@ -1167,17 +1174,29 @@ class ChatService:
 
         The row is written with the charge, beside the first message: a count waits for it.
         A count that cannot be written is logged: a restart may send that message twice.
+        Cancelled meanwhile (the loop torn down at a stop past its deadline), the count of the
+        message Telegram took is still written, then the cancellation goes on: no more of the
+        answer goes out from a process that is stopping; its row sends the rest at the next
+        start.
         """
 
         async def record(progress: Progress) -> None:
-            await _finished(settling)
-            if row is not None and row.stored:
-                # Its row gone (another process delivered it past its claim): the user, who
-                # watched it stream, still gets the rest of this one.
-                with contextlib.suppress(AnswerWithdrawn):
-                    await self.took(request_id, progress)
+            try:
+                await _written(settling)
+            except asyncio.CancelledError:
+                await self._count(request_id, row, progress)
+                raise
+            await self._count(request_id, row, progress)
 
         return record
+
+    async def _count(self, request_id: str, row: Writer[bool] | None, progress: Progress) -> None:
+        """Record ``progress`` in the answer's row, where its charge wrote one."""
+        if row is not None and row.stored:
+            # Its row gone (another process delivered it past its claim): the user, who
+            # watched it stream, still gets the rest of this one.
+            with contextlib.suppress(AnswerWithdrawn):
+                await self.took(request_id, progress)
 
     async def _sent(
         self,
@@ -2015,6 +2034,19 @@ def _charged(settling: asyncio.Future[Charge], hold: Hold, user_id: int) -> Char
     except LedgerUnavailable:
         log.exception("chat.settle_failed", request_id=hold.request_id, user_id=user_id)
         return None
+
+
+async def _written(task: asyncio.Future[Any]) -> None:
+    """Wait until ``task`` (a write) is done; a cancellation meanwhile is raised once it is.
+
+    Unlike ``_finished``, the waiter stays cancelled: what it would do after the write (send
+    the rest of an answer) is not done by a task the loop is tearing down.
+    """
+    try:
+        await asyncio.wait([task])  # never cancels it
+    except asyncio.CancelledError:
+        await _finished(task)
+        raise
 
 
 async def _finished(task: asyncio.Future[Any]) -> None:
