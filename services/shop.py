@@ -287,6 +287,11 @@ class Shop:
     ) -> str | None:
         """None if the checkout may go ahead, else why not: a reason code (``unknown_order``…).
 
+        A plan order is refused while the user's plan runs (``plan_active``): a second plan
+        link (the plan button pressed on the phone and on the laptop) paid as well subscribed
+        them twice, two charges every 30 days for one plan. Renewals come without a
+        pre-checkout, and a plan cancelled in Telegram is renewed there, not by a new link.
+
         Fast (one indexed read, and one write for an approval), for answering within
         Telegram's 10 seconds. An approval is recorded on the order, so that its payment is
         not judged expired when it lands after the order's expiry; a ledger too busy to record
@@ -296,9 +301,11 @@ class Shop:
         if order is None:
             return "unknown_order"
         now = int(self._clock())
+        until = await self.plan_until(user_id) if order.kind == "plan" else None
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
+            ("plan_active", until is not None and until > now),
             ("expired", now > order.expires_at),
             ("wrong_currency", currency != CURRENCY),
             ("wrong_amount", total_amount != order.stars),
