@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.botstack import running_stack
 from tests.fakes.vllm import split_tokens
+from tests.harness import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,6 +53,41 @@ async def test_the_active_conversation_chosen_in_history_keeps_its_continue(
         asked, before = len(stack.vllm.requests), len(stack.telegram.sent_messages(USER))
         stack.telegram.press_button(USER, go_on["callback_data"], message_id=note["message_id"])
         await stack.final_messages(USER, before + 1)  # the answer going on, or "expired"
+        assert await stack.veil.chat.wait_idle(30)
+    said = [m.get("text") for m in stack.telegram.sent_messages(USER)]
+    assert texts("continue_expired") not in said
+    assert len(stack.vllm.requests) == asked + 1  # the model went on, once
+
+
+async def test_the_active_conversation_chosen_while_its_answer_streams_keeps_its_continue(
+    tmp_path: Path,
+) -> None:
+    # The phone's answer streams; the laptop presses the marked conversation in an old list.
+    async with running_stack(
+        tmp_path, answer=ANSWER, max_answer_tokens=CUT_AT, min_answer_tokens=8
+    ) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        stack.telegram.send_text(USER, "first words")
+        await stack.final_messages(USER, 2)
+        assert await stack.veil.chat.wait_idle(30)
+        stack.telegram.send_text(USER, "/history")
+        listing = (await stack.final_messages(USER, 3))[-1]
+        (active,) = buttons(listing)
+        stack.vllm.pauses = {CUT_AT // 2}
+        stack.telegram.send_text(USER, "a question")
+        await wait_until(lambda: stack.vllm.paused >= 1, within=10)
+        stack.telegram.press_button(USER, active["callback_data"], message_id=listing["message_id"])
+        await stack.answered_presses(1)
+        stack.vllm.pauses = set()
+        stack.vllm.resume()
+        sent = await stack.final_messages(USER, 5)
+        assert await stack.veil.chat.wait_idle(30)
+        note = sent[-1]
+        assert note["text"] == texts("answer_cut")
+        (go_on,) = buttons(note)
+        asked = len(stack.vllm.requests)
+        stack.telegram.press_button(USER, go_on["callback_data"], message_id=note["message_id"])
+        await stack.final_messages(USER, 6)  # the answer going on, or "expired"
         assert await stack.veil.chat.wait_idle(30)
     said = [m.get("text") for m in stack.telegram.sent_messages(USER)]
     assert texts("continue_expired") not in said
