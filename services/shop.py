@@ -42,6 +42,7 @@ __all__ = [
     "CURRENCY",
     "MAX_OPEN_ORDERS",
     "ORDER_TTL_S",
+    "PAYING_S",
     "SUBSCRIPTION_PERIOD",
     "IncomingPayment",
     "Order",
@@ -62,6 +63,11 @@ MAX_SUBSCRIPTION_STARS: Final = 10_000
 ORDER_TTL_S: Final = 3600
 # Unpaid orders are deleted this long after they expired (pre-checkout refuses them already).
 ORDER_PURGE_AFTER_S: Final = 86_400
+# Seconds after an order's pre-checkout was approved during which another is refused: its
+# payment is on its way (Telegram takes it within seconds of the approval), and the same invoice
+# paid on a second device meanwhile was a second charge for one order. After it (a payment that
+# never came) the order may be paid again.
+PAYING_S: Final = 60
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
 # A user's unpaid orders that have not expired (an hour's presses of "buy"); one more is
 # refused with a polite word. Nobody pays this many invoices in an hour; a script that presses
@@ -287,12 +293,14 @@ class Shop:
     ) -> str | None:
         """None if the checkout may go ahead, else why not: a reason code (``unknown_order``…).
 
-        A plan order is refused while the user's plan runs (``plan_active``): a second plan
-        link (the plan button pressed on the phone and on the laptop) paid as well subscribed
-        them twice, two charges every 30 days for one plan. Renewals come without a
-        pre-checkout, and a plan cancelled in Telegram is renewed there, not by a new link.
+        An order approved less than ``PAYING_S`` ago is refused (``being_paid``): the invoice
+        paid on the phone and on the laptop at once was charged twice (both credited, the
+        second flagged). A plan order is refused while the user's plan runs (``plan_active``):
+        a second plan link (the plan button pressed on the phone and on the laptop) paid as
+        well subscribed them twice, two charges every 30 days for one plan. Renewals come
+        without a pre-checkout, and a plan cancelled in Telegram is renewed there.
 
-        Fast (one indexed read, and one write for an approval), for answering within
+        Fast (an indexed read or two, and one write for an approval), for answering within
         Telegram's 10 seconds. An approval is recorded on the order, so that its payment is
         not judged expired when it lands after the order's expiry; a ledger too busy to record
         it does not refuse the checkout (the payment would at worst be flagged ``expired``).
@@ -305,6 +313,7 @@ class Shop:
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
+            ("being_paid", order.approved_at is not None and now - order.approved_at < PAYING_S),
             ("plan_active", until is not None and until > now),
             ("expired", now > order.expires_at),
             ("wrong_currency", currency != CURRENCY),

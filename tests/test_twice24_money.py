@@ -1,15 +1,26 @@
-"""One user, two hands, and money: a shop button pressed on the phone and on the laptop.
+"""One user, two hands, and money: a shop button or an invoice on the phone and on the laptop.
 
 The user who taps "Monthly plan" on both devices gets a subscription link on each. Paying one
 subscribes them; paying the other too subscribed them twice, two charges every 30 days for one
-plan, with nothing in the bot to tell them so.
+plan, with nothing in the bot to tell them so. One invoice, shown on both devices and paid on
+both at once, was approved twice and charged twice (credited twice, the second flagged).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.test_bot_payments import STAR, USER, balance_units, paying_stack, pre_checkout
+from models import MasterKey, Store
+from services.shop import PAYING_S, IncomingPayment, Pack, Shop
+from tests.harness import Clock
+from tests.test_bot_payments import (
+    STAR,
+    USER,
+    balance_units,
+    buy_pack,
+    paying_stack,
+    pre_checkout,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,3 +46,41 @@ async def test_a_second_plan_link_is_refused_while_the_plan_runs(tmp_path: Path)
         assert answer["ok"] is False  # nothing charged: the plan runs already
         assert answer["error_message"] == texts("precheckout_plan_active")
         assert await balance_units(stack, USER) == 400 * STAR
+
+
+async def test_one_invoice_paid_on_two_devices_at_once_is_charged_once(tmp_path: Path) -> None:
+    # The phone and the laptop both show the invoice; both press Pay within a second.
+    async with paying_stack(tmp_path) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        invoice = await buy_pack(stack, USER)
+        phone = await pre_checkout(stack, USER, invoice["payload"], 50)
+        laptop = await pre_checkout(stack, USER, invoice["payload"], 50)
+        assert phone["ok"] is True
+        assert laptop["ok"] is False  # the second device's payment never happens
+        assert laptop["error_message"] == texts("precheckout_being_paid")
+        stack.telegram.pay(USER, payload=invoice["payload"], total_amount=50)
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        assert await balance_units(stack, USER) == 50 * STAR
+        again = await pre_checkout(stack, USER, invoice["payload"], 50)
+        assert again["error_message"] == texts("precheckout_already_paid")
+
+
+async def test_an_approved_order_whose_payment_never_came_may_be_paid_later(
+    tmp_path: Path,
+) -> None:
+    # A first attempt approved but never paid (Telegram gave up on it): a minute on, the same
+    # invoice is approved again, and paid once.
+    clock = Clock(1_750_000_000)
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        shop = Shop(store, Pack.parse_list("50:50000000"), clock=clock)
+        order = await shop.create_order(USER, "50")
+        assert await shop.check_pre_checkout(USER, order.id, "XTR", 50) is None
+        clock.advance(PAYING_S - 1)
+        assert await shop.check_pre_checkout(USER, order.id, "XTR", 50) == "being_paid"
+        clock.advance(1)
+        assert await shop.check_pre_checkout(USER, order.id, "XTR", 50) is None
+        paid = await shop.record_payment(IncomingPayment(USER, order.id, "XTR", 50, "charge-1"))
+        assert (paid.new, paid.flagged, paid.units) == (True, False, 50 * STAR)
+    finally:
+        await store.close()
