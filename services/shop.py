@@ -309,12 +309,12 @@ class Shop:
         if order is None:
             return "unknown_order"
         now = int(self._clock())
-        until = await self.plan_until(user_id) if order.kind == "plan" else None
+        until = await self.plan_running(user_id) if order.kind == "plan" else None
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
             ("being_paid", order.approved_at is not None and now - order.approved_at < PAYING_S),
-            ("plan_active", until is not None and until > now),
+            ("plan_active", until is not None),
             ("expired", now > order.expires_at),
             ("wrong_currency", currency != CURRENCY),
             ("wrong_amount", total_amount != order.stars),
@@ -494,6 +494,11 @@ class Shop:
         """When the user's paid plan period ends (Unix time), or None if never subscribed."""
         with ledger_failures():
             return await self._store.read(lambda db: orders.plan_until(db, user_id))
+
+    async def plan_running(self, user_id: int) -> int | None:
+        """When the user's plan period ends (Unix time) if it has not yet; None otherwise."""
+        until = await self.plan_until(user_id)
+        return until if until is not None and until > int(self._clock()) else None
 
     async def reconcile(self, transactions: Sequence[StarTransaction]) -> list[str]:
         """Compare our payments and refunds with Telegram's; one line per difference.

@@ -8,6 +8,7 @@ both at once, was approved twice and charged twice (credited twice, the second f
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from models import MasterKey, Store
@@ -84,3 +85,32 @@ async def test_an_approved_order_whose_payment_never_came_may_be_paid_later(
         assert (paid.new, paid.flagged, paid.units) == (True, False, 50 * STAR)
     finally:
         await store.close()
+
+
+async def test_the_plan_pressed_again_while_it_runs_says_so_and_sends_no_link(
+    tmp_path: Path,
+) -> None:
+    # Paid on the phone; the laptop's /buy menu still offers the plan.
+    async with paying_stack(tmp_path, plan_stars=300, plan_units=400 * STAR) as stack:
+        texts = stack.veil.catalogs.for_language("en")
+        stack.telegram.send_text(USER, "/buy")
+        await stack.telegram.wait_for("sendMessage", lambda c: "reply_markup" in c.params)
+        menu = stack.telegram.sent_messages(USER)[0]
+        plan = menu["reply_markup"]["inline_keyboard"][-1][0]["callback_data"]
+        stack.telegram.press_button(USER, plan, message_id=menu["message_id"])
+        link = await stack.telegram.wait_for("createInvoiceLink")
+        assert (await pre_checkout(stack, USER, link.params["payload"], 300))["ok"] is True
+        stack.telegram.pay(
+            USER, payload=link.params["payload"], total_amount=300, is_recurring=True
+        )
+        await stack.telegram.wait_for("sendMessage", lambda c: "Thank you" in c.params["text"])
+        stack.telegram.press_button(USER, plan, message_id=menu["message_id"])
+        told = await stack.telegram.wait_for(
+            "sendMessage", lambda c: str(c.params["text"]).startswith("You already have")
+        )
+        assert await stack.veil.chat.wait_idle(10)
+        until = await stack.veil.shop.plan_running(USER)
+        assert until is not None
+        day = dt.datetime.fromtimestamp(until, tz=dt.UTC).strftime("%Y-%m-%d")
+        assert told.params["text"] == texts("plan_running", until=day)
+        assert len(stack.telegram.calls_of("createInvoiceLink")) == 1
