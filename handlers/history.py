@@ -77,15 +77,22 @@ async def on_switch(
     """Continue the chosen conversation; the list then marks it (gone: say so).
 
     Only from the /history list in the private chat: a button forged under any other message
-    (in a group, or an inline one) switches and edits nothing.
+    (in a group, or an inline one) switches and edits nothing. The conversation the user is in
+    already (a double tap's second press, the list on another device, the marked one) is not
+    switched to again: a switch leaves the conversation it switches from, so its cut answer's
+    Continue (or its answer streaming, once written) said "expired" though nothing was left.
     """
     user = query.from_user
     if not pressed_in_private(query):
         await query.answer()
         return
     await query.answer()  # first: the database may be slow to take the switch
-    switched = await chat.switch_conversation(user.id, callback_data.conversation)
     conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
+    wanted = callback_data.conversation
+    switched = any(c.active and c.conversation_id == wanted for c in conversations)
+    if not switched:
+        switched = await chat.switch_conversation(user.id, wanted)
+        conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
     chosen = next((c for c in conversations if c.active), None)
     if switched and chosen is not None:
         text = texts("history_switched", title=label(texts, chosen))

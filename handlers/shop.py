@@ -136,8 +136,16 @@ async def on_buy_pack(
 
 
 async def on_buy_plan(query: CallbackQuery, bot: Bot, texts: Texts, shop: Shop) -> None:
-    """Send a subscription link for the monthly plan."""
+    """Send a subscription link for the monthly plan; while the plan runs, say so instead.
+
+    The plan pressed again once subscribed (on the laptop, say, after paying on the phone)
+    sent a link that pre-checkout refuses (``plan_active``): a second subscription.
+    """
     await query.answer()  # first: the order is stored, which may take a while
+    until = await shop.plan_running(query.from_user.id)
+    if until is not None:
+        await bot.send_message(query.from_user.id, texts("plan_running", until=_date(until)))
+        return
     order = await shop.create_plan_order(query.from_user.id)
     credit = format_units(order.units)
     link = await bot.create_invoice_link(

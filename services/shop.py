@@ -42,6 +42,7 @@ __all__ = [
     "CURRENCY",
     "MAX_OPEN_ORDERS",
     "ORDER_TTL_S",
+    "PAYING_S",
     "SUBSCRIPTION_PERIOD",
     "IncomingPayment",
     "Order",
@@ -62,6 +63,11 @@ MAX_SUBSCRIPTION_STARS: Final = 10_000
 ORDER_TTL_S: Final = 3600
 # Unpaid orders are deleted this long after they expired (pre-checkout refuses them already).
 ORDER_PURGE_AFTER_S: Final = 86_400
+# Seconds after an order's pre-checkout was approved during which another is refused: its
+# payment is on its way (Telegram takes it within seconds of the approval), and the same invoice
+# paid on a second device meanwhile was a second charge for one order. After it (a payment that
+# never came) the order may be paid again.
+PAYING_S: Final = 60
 ORDER_ID_BYTES: Final = 24  # 32 url-safe characters, well inside the 64 allowed
 # A user's unpaid orders that have not expired (an hour's presses of "buy"); one more is
 # refused with a polite word. Nobody pays this many invoices in an hour; a script that presses
@@ -287,7 +293,14 @@ class Shop:
     ) -> str | None:
         """None if the checkout may go ahead, else why not: a reason code (``unknown_order``…).
 
-        Fast (one indexed read, and one write for an approval), for answering within
+        An order approved less than ``PAYING_S`` ago is refused (``being_paid``): the invoice
+        paid on the phone and on the laptop at once was charged twice (both credited, the
+        second flagged). A plan order is refused while the user's plan runs (``plan_active``):
+        a second plan link (the plan button pressed on the phone and on the laptop) paid as
+        well subscribed them twice, two charges every 30 days for one plan. Renewals come
+        without a pre-checkout, and a plan cancelled in Telegram is renewed there.
+
+        Fast (an indexed read or two, and one write for an approval), for answering within
         Telegram's 10 seconds. An approval is recorded on the order, so that its payment is
         not judged expired when it lands after the order's expiry; a ledger too busy to record
         it does not refuse the checkout (the payment would at worst be flagged ``expired``).
@@ -296,9 +309,12 @@ class Shop:
         if order is None:
             return "unknown_order"
         now = int(self._clock())
+        until = await self.plan_running(user_id) if order.kind == "plan" else None
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
+            ("being_paid", order.approved_at is not None and now - order.approved_at < PAYING_S),
+            ("plan_active", until is not None),
             ("expired", now > order.expires_at),
             ("wrong_currency", currency != CURRENCY),
             ("wrong_amount", total_amount != order.stars),
@@ -478,6 +494,11 @@ class Shop:
         """When the user's paid plan period ends (Unix time), or None if never subscribed."""
         with ledger_failures():
             return await self._store.read(lambda db: orders.plan_until(db, user_id))
+
+    async def plan_running(self, user_id: int) -> int | None:
+        """When the user's plan period ends (Unix time) if it has not yet; None otherwise."""
+        until = await self.plan_until(user_id)
+        return until if until is not None and until > int(self._clock()) else None
 
     async def reconcile(self, transactions: Sequence[StarTransaction]) -> list[str]:
         """Compare our payments and refunds with Telegram's; one line per difference.
