@@ -162,3 +162,32 @@ async def test_a_stop_of_a_swept_hold_changes_nothing(tmp_path: Path) -> None:
     assert released.outcome == "recovered"
     assert again[0].outcome == "recovered"  # a settle after the release charges nothing
     assert (balance.units, balance.held) == (STAR, 0)
+
+
+async def test_a_settle_racing_another_replicas_sweep_charges_once(tmp_path: Path) -> None:
+    # The two replicas each on their own connection, the sweep and the settle in one instant:
+    # whichever writes first, the answer is charged once and the books agree.
+    path = tmp_path / "veil.db"
+    key = MasterKey.generate()
+    store = await Store.open(path, key)
+    other = await Store.open(path, key)
+    try:
+        prices = Prices.parse("*=20/60")
+        here = Credit(store, prices, 0)
+        ahead = Credit(other, prices, 0, clock=lambda: time.time() + LIFETIME + 60)
+        assert await grant(store, USER, STAR, "grant", "test:welcome")
+        holds = [await here.hold(USER, f"d{i}", "m", 400, 600) for i in range(8)]
+        sweep = asyncio.ensure_future(ahead.recover(LIFETIME))
+        charges = await asyncio.gather(
+            *(here.settle(hold, 400, 300, receipt_valid=True) for hold in holds)
+        )
+        await sweep
+        usages = await _rows(store, "usage")
+        balance = await here.balance(USER)
+        assert await inconsistent_users(store) == []
+    finally:
+        await other.close()
+        await store.close()
+    assert {charge.outcome for charge in charges} == {"settled"}
+    assert len(usages) == len(holds)
+    assert (balance.units, balance.held) == (STAR + sum(usages), 0)
