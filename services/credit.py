@@ -348,13 +348,18 @@ class Credit:
     async def release(self, hold: Hold) -> Charge:
         """Give the whole hold back and charge nothing (no receipt, and nothing delivered).
 
-        Releasing (or settling) a closed hold changes nothing and returns how it ended.
+        Releasing (or settling) a closed hold changes nothing and returns how it ended; one of
+        this process's that another replica's sweep recovered under its answer is not told of
+        a cut either (its user has been told here how the answer ended).
         """
         now = int(self._clock())
+        ours = hold.request_id in self._running
 
         def write(db: Database) -> Charge:
             state = _open_state(db, hold)
             if state.charge is not None:
+                if ours and state.charge.outcome == "recovered":
+                    holds.forget_interrupted(db, hold.request_id)
                 return state.charge
             charge = _nothing_charged(state.hold, "released")
             holds.close_hold(db, charge, state.hold.units, now)

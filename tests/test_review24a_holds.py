@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from handlers.chat import tell_interrupted
 from models import MasterKey, Store
+from models.holds import AnswerChat
 from services.audit import Auditor
 from services.credit import Credit
 from services.prices import Prices
@@ -144,22 +145,27 @@ async def test_no_late_charge_counts_more_free_tokens_than_the_day_has(tmp_path:
 
 
 async def test_a_stop_of_a_swept_hold_changes_nothing(tmp_path: Path) -> None:
-    # Nothing delivered (stopped before the first token): released, not charged, once.
+    # Nothing delivered and no receipt (stopped before the gateway answered, or it failed):
+    # released, not charged, once; the user, told here how it ended ("Stopped.", an error),
+    # is not told later that a restart cut the answer off.
     store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
     try:
         prices = Prices.parse("*=20/60")
         here = Credit(store, prices, 0)
         ahead = Credit(store, prices, 0, clock=lambda: time.time() + LIFETIME + 60)
         assert await grant(store, USER, STAR, "grant", "test:welcome")
-        hold = await here.hold(USER, "c1", "m", 400, 600)
+        hold = await here.hold(USER, "c1", "m", 400, 600, chat=AnswerChat(USER))
         assert await ahead.recover(LIFETIME) == 1
+        assert [cut.request_id for cut in await ahead.interrupted()] == ["c1"]
         released = await here.release(hold)
+        told = await ahead.interrupted()
         again = await asyncio.gather(here.settle(hold, 400, 600, receipt_valid=True))
         balance = await here.balance(USER)
         assert await inconsistent_users(store) == []
     finally:
         await store.close()
     assert released.outcome == "recovered"
+    assert told == []
     assert again[0].outcome == "recovered"  # a settle after the release charges nothing
     assert (balance.units, balance.held) == (STAR, 0)
 
