@@ -10,8 +10,9 @@ A hold of an answer in a private chat also has a ``hold_chats`` row, its chat an
 the hold is open. When a restart (or the sweep) recovers the hold instead, the row stays until
 the user is told that answer was cut off (``interrupted``); it is deleted before the notice is
 sent (``forget_interrupted``, so two tellers never both send it) and restored only if Telegram
-could not take it for now. Any other close deletes it, and so does the charge of an answer
-that ran on after another replica's sweep recovered its hold (``close_hold``'s ``released``).
+could not take it for now. Any other close deletes it, and so does the end of an answer that
+ran on after another replica's sweep recovered its hold: its charge (``close_hold``'s
+``released``), or its release with nothing delivered (the user was told how it ended).
 
 The functions here take the ``Database`` of a store call and run inside its transaction.
 """

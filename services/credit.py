@@ -91,9 +91,10 @@ class Credit:
         self.prices = prices
         self.free_tokens_per_day = free_tokens_per_day
         self._clock = clock
-        # Holds this process opened and has not closed: one another replica's sweep recovers
-        # meanwhile (its clock stepped past the hold's lifetime) is charged when it settles.
-        self._running: set[str] = set()
+        # Holds this process opened and has not closed (whether each has a private chat to
+        # tell of a cut): one another replica's sweep recovers meanwhile (its clock stepped past
+        # the hold's lifetime) is charged when it settles, unless its user was told it was not.
+        self._running: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"Credit(free_tokens_per_day={self.free_tokens_per_day})"
@@ -162,7 +163,7 @@ class Credit:
 
         with ledger_failures():
             held = await self._store.write(write)
-        self._running.add(held.request_id)
+        self._running[held.request_id] = chat is not None
         return held
 
     async def settle(  # noqa: PLR0913 -- a receipt's figures and its proof
@@ -267,17 +268,25 @@ class Credit:
 
         A hold of this process that another replica's sweep recovered while its answer ran
         (that replica's clock stepped past the hold's lifetime, or runs that far ahead) was
-        given back then, and its user may be told the answer was cut off: the answer is
-        charged now all the same (``billing.charged_after_recovery``), once.
+        given back then: the answer is charged now all the same
+        (``billing.charged_after_recovery``), once. Not if its user was told already (or is
+        being told) that it was cut off and "not charged": that is kept to, and logged
+        (``billing.told_not_charged``).
         """
         now = int(self._clock())
         ours = hold.request_id in self._running
+        in_chat = self._running.get(hold.request_id, False)  # its user may be told of a cut
 
         def write(db: Database, history: Writer[Any] | None) -> tuple[Charge, bool, int]:
             state = _open_state(db, hold)
             if history is not None:
                 history(db)
             late = ours and state.charge is not None and state.charge.outcome == "recovered"
+            if late and in_chat and not holds.forget_interrupted(db, hold.request_id):
+                log.warning(
+                    "billing.told_not_charged", request_id=hold.request_id, user_id=hold.user_id
+                )
+                late = False
             if state.charge is not None and not late:
                 return state.charge, False, ledger.balance(db, hold.user_id)
             held = state.hold
@@ -288,12 +297,9 @@ class Credit:
                 prompt, completion = held.prompt_tokens, min(tokens[1], held.max_completion_tokens)
             else:
                 prompt, completion = tokens
-            # The hold's free tokens, and any of the day's allowance no other hold took (a
-            # recovered hold's were given back: it has only what no other hold took since).
             taken = holds.free_tokens_taken(db, held.user_id, utc_day(held.created_at))
-            own = 0 if late else held.free_tokens
-            usable = own + max(0, self.free_tokens_per_day - taken)
-            free = min(prompt + completion, usable)
+            left = max(0, self.free_tokens_per_day - taken)
+            free = min(prompt + completion, _free_usable(held, left, outcome, late=late))
             charge = Charge(
                 request_id=held.request_id,
                 user_id=held.user_id,
@@ -336,19 +342,24 @@ class Credit:
                 # and the history is stored on its own or the user told it was not
                 # (``ChatService``).
                 closed = await self._store.write(lambda db: write(db, None))
-        self._running.discard(hold.request_id)
+        self._running.pop(hold.request_id, None)
         return closed
 
     async def release(self, hold: Hold) -> Charge:
         """Give the whole hold back and charge nothing (no receipt, and nothing delivered).
 
-        Releasing (or settling) a closed hold changes nothing and returns how it ended.
+        Releasing (or settling) a closed hold changes nothing and returns how it ended; one of
+        this process's that another replica's sweep recovered under its answer is not told of
+        a cut either (its user has been told here how the answer ended).
         """
         now = int(self._clock())
+        ours = hold.request_id in self._running
 
         def write(db: Database) -> Charge:
             state = _open_state(db, hold)
             if state.charge is not None:
+                if ours and state.charge.outcome == "recovered":
+                    holds.forget_interrupted(db, hold.request_id)
                 return state.charge
             charge = _nothing_charged(state.hold, "released")
             holds.close_hold(db, charge, state.hold.units, now)
@@ -356,7 +367,7 @@ class Credit:
 
         with ledger_failures():
             released = await self._store.write(write)
-        self._running.discard(hold.request_id)
+        self._running.pop(hold.request_id, None)
         return released
 
     async def recover(
@@ -387,7 +398,8 @@ class Credit:
 
         with ledger_failures():
             recovered = await self._store.write(write)
-        self._running.difference_update(recovered)  # given up here: not charged if settled
+        for request_id in recovered:  # given up here: not charged if settled
+            self._running.pop(request_id, None)
         count = len(recovered)
         if count:
             log.warning("billing.holds_recovered", count=count)
@@ -459,6 +471,20 @@ def _open_state(db: Database, hold: Hold) -> holds.HoldState:
     if state is None or state.hold.user_id != hold.user_id:
         raise BillingError("no such hold")
     return state
+
+
+def _free_usable(hold: Hold, left: int, outcome: Outcome, *, late: bool) -> int:
+    """The free tokens a charge may use: the hold's, and ``left`` (what no other hold took).
+
+    A hold recovered under its running answer (``late``) gave its own back: it has only what
+    no other hold took since (the day's allowance is not counted twice), but a charge without
+    a valid receipt no fewer than it held, so that it is never more than the hold.
+    """
+    if not late:
+        return hold.free_tokens + left
+    if outcome == "settled":
+        return left
+    return max(hold.free_tokens, left)
 
 
 def _nothing_charged(hold: Hold, outcome: Outcome) -> Charge:

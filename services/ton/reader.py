@@ -19,7 +19,8 @@ minutes; a lead under a minute is within the cursor's ten-minute margin): a bot 
 fast would otherwise ask from five minutes in the chain's future and pass over the payments of
 its first minutes. The lead is learnt from toncenter's answers (their ``Date``): a first page
 read before it was known, or while it grew, is read again from the earlier start before
-anything on it is booked (``ton.clock_ahead``, once a new lead).
+anything on it is booked (``ton.clock_ahead``, once a new lead). A lead past ``MAX_AHEAD_S``
+(a day) is a ``Date`` that is wrong, not a clock: not used.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ SENT_PAGES = 10
 # A first page is read at most this many times while the bot's lead on toncenter's clock grows.
 FIRST_READS = 3
 MINUTE = 60
+# A lead past this is no clock (a clock set to local time is at most 14 hours off) but a
+# ``Date`` that is wrong (a caching proxy's, a broken clock's): not used, or a first read would
+# go back days and book the wallet's older history, strangers' payments, as Veil's.
+MAX_AHEAD_S = 86_400
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -106,6 +111,7 @@ class ChainReader:
         self._unlisted = 0
         self._refused = False  # and whether toncenter refused the request itself (a 4xx)
         self._ahead = 0  # the most our clock was seen ahead of toncenter's (whole minutes, s)
+        self._date_ignored = False  # whether a lead past MAX_AHEAD_S was logged
 
     def __repr__(self) -> str:
         return f"ChainReader({self._client!r})"
@@ -134,9 +140,17 @@ class ChainReader:
         raise ToncenterUnavailable("toncenter's clock kept moving away from ours")
 
     def _lead(self) -> int:
-        """The most our clock was seen ahead of toncenter's, in whole minutes (seconds)."""
+        """The most our clock was seen ahead of toncenter's, in whole minutes (seconds).
+
+        Up to ``MAX_AHEAD_S``: a ``Date`` further behind is not used (``ton.clock_date_ignored``,
+        once).
+        """
         ahead = self._client.ahead
-        if ahead is not None and ahead >= MINUTE:
+        if ahead is not None and ahead > MAX_AHEAD_S:
+            if not self._date_ignored:
+                self._date_ignored = True
+                log.warning("ton.clock_date_ignored", ahead_s=int(ahead), most_s=MAX_AHEAD_S)
+        elif ahead is not None and ahead >= MINUTE:
             self._ahead = max(self._ahead, int(ahead // MINUTE) * MINUTE)
         return self._ahead
 
