@@ -801,9 +801,10 @@ class _GroupAnswer:
         everyone who stayed: it is dropped (``groups.notice_dropped``), the placeholder taken
         back. A part of the answer shown stays, with a note for anyone under it: the one a
         model's failure leaves, or for any other failure (a bug, Telegram away) that it broke
-        off there (``answer_failed_here``), not the asker's apology. Without it the group read
-        the part as if it were the whole answer. The failure is logged as ever (a bug with its
-        trace).
+        off there (``answer_failed_here``), not the asker's apology: the note a present
+        asker's part gets beside their apology (``apologise_outside``). Without it the group
+        read the part as if it were the whole answer. The failure is logged as ever (a bug
+        with its trace).
         """
         sink = self.sink
         if sink is not None and await self._part_shown():
