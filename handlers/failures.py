@@ -11,7 +11,8 @@ logged as ``telegram.unavailable`` and the user asked to send it again in a mome
 Outside the private chat (an inline message, a group) a failure is told briefly where the answer
 was shown (``tell_outside``): in the inline message itself, or to the asker alone; a bug is
 told the same way (``apologise_outside``): in an inline answer's message, and in a group to its
-asker alone, never to the whole group.
+asker alone, never to the whole group (a part of the answer shown gets a note for anyone that it
+broke off there, not the apology).
 
 Two callers tell it: the errors router (``handlers.errors``), for a failure an update's handler
 let through, and an answer (private chat, inline, group), which runs detached from its update
@@ -219,17 +220,20 @@ async def apologise_outside(  # noqa: PLR0913 -- the failure, and every place it
     """A bug (or Telegram away) outside the private chat: logged, and told where it failed.
 
     Logged as ``Failures.apologise`` logs it (``handler_failed``, or ``telegram.unavailable``).
-    In a group the part of the answer already shown stays as it is (a note under it would be
-    the whole group's) and the ``asker`` alone is told, the placeholder taken back if nothing
-    was shown. An inline message (no ``asker``: it is the asker's own) is told as any failure
-    there: under the part of the answer shown, else in place of it, its stop button gone.
+    In a group the ``asker`` alone is told (the apology is theirs), the placeholder taken back
+    if nothing was shown; a part of the answer already shown stays, noted for the whole group
+    that it broke off there (``answer_failed_here``), as for an asker gone from the group:
+    unnoted, everyone else read it as the whole answer. An inline message (no ``asker``: it is
+    the asker's own) is told as any failure there: under the part of the answer shown, else in
+    place of it, its stop button gone.
     """
     key = apology_key(error)
     if answer is not None and await _part_shown(answer):
         if asker is None:
             await answer.note(texts(key))
             return
-        shown = None  # the part shown stays: only the asker is told
+        await answer.note(texts("answer_failed_here"))
+        shown = None  # the part shown stays: the apology goes to the asker alone
     await _tell_there(texts(key), None, editors, shown, asker)
 
 

@@ -311,13 +311,16 @@ async def at_once(bot: Bot, method: TelegramMethod[T]) -> T:
     429 is an answer like any other refusal, and the question is answered at once. The call
     goes past the session's middlewares (its retries among them), so it is not counted in the
     Bot API metrics. A 401 is handed to them all the same (``told_refused``): a webhook bot
-    learns from it that its token was revoked (and the metrics count it).
+    learns from it that its token was revoked (and the metrics count it). Within the same
+    wait: the token check it makes (``getMe``, through the retries) held the group's turn
+    for as long as it took; one not done by then is dropped, and the next call that goes
+    through the session (the placeholder) is checked instead.
     """
-    try:
-        async with asyncio.timeout(MEMBER_WAIT):
+    async with asyncio.timeout(MEMBER_WAIT):
+        try:
             return await bot.session.make_request(bot, method)
-    except TelegramUnauthorizedError as exc:
-        return await told_refused(bot, method, exc)
+        except TelegramUnauthorizedError as exc:
+            return await told_refused(bot, method, exc)
 
 
 async def told_refused(bot: Bot, method: TelegramMethod[T], exc: TelegramUnauthorizedError) -> T:
@@ -375,8 +378,9 @@ class GroupKit:
         self.edits_told: Firsts[tuple[int, int]] = Firsts(EDITS_REMEMBERED)
         # supergroup → what ``members_only`` learnt, the newest ``GROUPS_REMEMBERED`` kept
         self._members_only: dict[int, bool] = {}
-        # supergroup → until when (``time.monotonic``) a getChat that failed is not asked again
-        self._kind_unsaid: dict[int, float] = {}
+        # supergroup → until when (``time.monotonic``) a getChat that failed is not asked
+        # again, and whether Telegram refused it (``KIND_REFUSALS``)
+        self._kind_unsaid: dict[int, tuple[float, bool]] = {}
         # When (``time.monotonic``) the flood wait Telegram last set on a look-up ends.
         self._flood_ends = 0.0
 
@@ -416,20 +420,32 @@ class GroupKit:
         remembered = self._members_only.get(chat_id)
         if remembered is not None and not (fresh and remembered):
             return remembered
-        if self._kind_unsaid.get(chat_id, 0.0) > time.monotonic():
+        if self._kind_unsaid.get(chat_id, (0.0, False))[0] > time.monotonic():
             return None
         try:
             chat = await self.look_up(GetChat(chat_id=chat_id))
         except UNSAID as exc:
             log.info("groups.kind_unknown", error=type(exc).__name__)
             if not isinstance(exc, TelegramRetryAfter):  # kept by ``look_up`` already
-                wait = KIND_REFUSED_FOR if isinstance(exc, KIND_REFUSALS) else KIND_UNSAID_FOR
-                _remember(self._kind_unsaid, chat_id, time.monotonic() + wait)
+                refused = isinstance(exc, KIND_REFUSALS)
+                wait = KIND_REFUSED_FOR if refused else KIND_UNSAID_FOR
+                _remember(self._kind_unsaid, chat_id, (time.monotonic() + wait, refused))
             return None
         only = chat.linked_chat_id is None or bool(chat.join_to_send_messages)
         self._kind_unsaid.pop(chat_id, None)
         _remember(self._members_only, chat_id, only)
         return only
+
+    def posted(self, chat_id: int) -> None:
+        """Telegram took a post of the bot's in ``chat_id``: a getChat refusal there is stale.
+
+        Telegram refuses getChat (403, 400 "chat not found") about a group the bot was taken
+        out of; put back, it is in the group again, and its refusal, kept ``KIND_REFUSED_FOR``,
+        had each question looked up as where Telegram does not say (an asker who left taken
+        for a commenter). Passing trouble is kept its minute: a post says nothing of it.
+        """
+        if self._kind_unsaid.get(chat_id, (0.0, False))[1]:
+            del self._kind_unsaid[chat_id]
 
 
 def _remember(kept: dict[int, T], chat_id: int, value: T) -> None:
@@ -591,6 +607,7 @@ class _GroupAnswer:
             placeholder = await self._placeholder(stop)
             if placeholder is None:
                 return
+            self.kit.posted(chat_id)
             self.shown = Shown(self.asker.user_id, chat_id=chat_id, message_id=placeholder)
             sink = await editors.in_chat(
                 chat_id,
@@ -784,9 +801,10 @@ class _GroupAnswer:
         everyone who stayed: it is dropped (``groups.notice_dropped``), the placeholder taken
         back. A part of the answer shown stays, with a note for anyone under it: the one a
         model's failure leaves, or for any other failure (a bug, Telegram away) that it broke
-        off there (``answer_failed_here``), not the asker's apology. Without it the group read
-        the part as if it were the whole answer. The failure is logged as ever (a bug with its
-        trace).
+        off there (``answer_failed_here``), not the asker's apology: the note a present
+        asker's part gets beside their apology (``apologise_outside``). Without it the group
+        read the part as if it were the whole answer. The failure is logged as ever (a bug
+        with its trace).
         """
         sink = self.sink
         if sink is not None and await self._part_shown():
