@@ -77,6 +77,9 @@ CJK_FEWEST = 2  # letters beyond ASCII a reading is weighed by, at least
 CYRILLIC_BITS = -1.25  # a byte beyond ASCII, on average, in a Cyrillic reading of Cyrillic text
 _JIS_FIRST = range(0xB0, 0xD0)  # EUC-JP's first bytes of JIS X 0208's first-level kanji
 _KANA = re.compile("[\u3041-\u30ff]")
+# A letter beyond ASCII (no CJK punctuation or full-width form) beside a Latin one (``_latin``).
+_CJK_LETTER = "[^\x00-\x7f\u3000-\u303f\uff01-\uff5e]"
+_STUCK_TO_LATIN = re.compile(f"(?<=[A-Za-z]){_CJK_LETTER}|{_CJK_LETTER}(?=[A-Za-z])")
 # The commonest hanzi of Chinese text, as frequency counts of its corpora rank them, and the
 # traditional forms of the commonest that have one: two in three of a running text's hanzi
 # or more are among them, one in eight of GB2312's first level, fewer of Big5's.
@@ -375,8 +378,8 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
     where only a Japanese one is but it holds no kana (as Japanese text does, and Chinese
     read so does not), the file is such a text that cannot be told: refused, as read wrong
     it was mojibake the model was asked about. A reading of fewer than ``CJK_FEWEST``
-    letters is not weighed: too few tell; nor is a file that reads as Cyrillic as clearly
-    as Cyrillic text does (``_reads_cyrillic``).
+    letters is not weighed: too few tell; nor one of Latin words misread (``_latin``), nor
+    a file that reads as Cyrillic as clearly as Cyrillic text does (``_reads_cyrillic``).
     """
     read: list[str] = []
     kanji_only = False
@@ -390,6 +393,8 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
             continue
         if sum(1 for char in letters if _common(char, codec)) < share * len(letters):
             continue
+        if _latin(text, len(letters)):
+            continue
         if codec in {"shift_jis", "euc_jp"} and not _KANA.search(text):
             kanji_only = True
             continue
@@ -399,6 +404,23 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
     if len(read) == 1:
         return read[0], True
     return None, bool(read) or kanji_only
+
+
+def _latin(text: str, letters: int) -> bool:
+    """Whether ``text``, a CJK reading of ``letters`` letters, is Latin-script words misread.
+
+    In a Western code page an accented letter, or Word's curly apostrophe, and the Latin
+    letter after it are one character in GBK, Big5 or Shift_JIS ("ANNÉE" is "ANN万" in GBK;
+    "It’s", "don’t" common kanji in Shift_JIS, a kanji-only file refused), as Turkish's
+    "ÖĞ" is "中"; two accented letters in a row are Hangul in EUC-KR ("żó"). Each character
+    so read sticks to the Latin letters of its word, and a common one repeated (a CSV whose
+    every row holds "ANNÉE") read the whole file as Chinese. A CJK text's characters stand
+    among their own, a Latin letter beside one only where a Latin word is written in it
+    ("用Python写的程序"): it is Latin words where half its letters or more stick to one (a
+    line as short as "用Python写" is not read as Chinese so).
+    """
+    stuck = sum(1 for _ in _STUCK_TO_LATIN.finditer(text))
+    return stuck * 2 >= letters
 
 
 def _reads_cyrillic(data: bytes) -> bool:

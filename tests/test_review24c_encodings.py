@@ -1,0 +1,95 @@
+"""Latin-script files files24's CJK guess misread: read as written again, never as Chinese.
+
+In a Western code page an accented letter (or Word's curly apostrophe) and the Latin letter
+after it are one character in GBK, Big5 or Shift_JIS, two accented letters in a row one in
+EUC-KR: a short French file, a CSV whose rows repeat one accented word, or an English note
+written in Word ("It’s", "don’t") read as Chinese, Korean or kanji-only Japanese, garbled
+or refused. The corpus tests are ``decoded`` on bytes Python's own codecs write; the last
+runs the whole path: fake Telegram ← real bot → real gateway → fake vLLM, SQLite in
+``tmp_path``.
+"""
+
+# ruff: noqa: RUF001, RUF002, RUF003 -- curly apostrophes, accented letters, CJK: meant
+from __future__ import annotations
+
+import itertools
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+from services.encodings import decoded
+from tests.botstack import running_stack
+from tests.test_files22_encodings import asked, block
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USER = 2425
+CJK = re.compile("[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7a3\uff00-\uffef]")
+# Each read right in cp1252 before files24, and as Chinese or refused by it.
+WESTERN = (
+    "ANNÉE bientôt",  # "ANN万 bient矌"
+    "0;ANNÉE;398\n1;FRANÇOISE;161\n",  # "0;ANN万;398\n1;FRANシISE;161\n"
+    "ANNÉE;1\n" * 50,  # a CSV whose every row holds "ANNÉE": "ANN万;1" fifty times
+    "ANNÉE ANNÉE BIENTÔT Ça",
+    "It’s done, don’t worry.",  # kanji without kana in Shift_JIS: refused
+    (
+        "Hi team,\r\nIt’s done. We’re shipping on Monday, so don’t worry. I’ll send the notes;"
+        " they’re in the shared folder.\r\nThanks,\r\nAnn\r\n"
+    ),
+)
+# No code page read here writes them right (they read as cp1252, a letter or two off), but
+# none is Chinese or Korean: each read so since files24.
+OTHER_LATIN = (
+    ("Şahin ÖĞRETMEN", "cp1254"),  # "轪hin 中RETMEN"
+    ("ÖĞRETMEN\n" * 20, "cp1254"),
+    ("Kraków jaźń", "cp1250"),  # "Krak體 ja燅"
+    ("Zażółć ŁĄKA", "cp1250"),  # "Za웁녔 ％KA"
+    ("0;Kraków;272\n1;ŁĄKA;216\n2;Bożena;195\n", "cp1250"),
+    ("BÙI ngân", "cp1258"),  # "B買 ng鈔"
+    ("Biên ĐÔNG", "cp1258"),
+)
+# Words of French, German and Spanish, and English ones as Word writes them.
+WORDS = (
+    "ANNÉE", "FRANÇOISE", "BIENTÔT", "Ça", "Élève", "déjà", "Hélène", "THÉÂTRE", "Noël",
+    "MÜLLER", "Größe", "Übersicht", "SCHRÖDER", "Straße", "Señor", "AÑO", "Información",
+    "It’s", "don’t", "we’re", "I’ll", "they’re", "O’Brien", "can’t",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("text", WESTERN)
+def test_western_text_is_read_as_written_not_as_cjk(text: str) -> None:
+    assert decoded(text.encode("cp1252")) == text
+
+
+@pytest.mark.parametrize(("text", "codec"), OTHER_LATIN)
+def test_other_latin_script_text_is_not_read_as_chinese_or_korean(text: str, codec: str) -> None:
+    read = decoded(text.encode(codec))
+    assert read is not None
+    assert not CJK.search(read), read
+
+
+def test_pairs_and_triples_of_western_words_read_as_written() -> None:
+    # Short files (a word or three, a list of names) as users send them: every pair of the
+    # words, and a seventh of the triples; each with a blank and a line break between.
+    files = [
+        separator.join(words)
+        for words in [
+            *itertools.permutations(WORDS, 2),
+            *itertools.islice(itertools.permutations(WORDS, 3), 0, None, 7),
+        ]
+        for separator in (" ", "\n")
+    ]
+    misread = [(text, read) for text in files if (read := decoded(text.encode("cp1252"))) != text]
+    assert misread == []
+
+
+async def test_an_english_note_with_curly_apostrophes_reaches_the_model(tmp_path: Path) -> None:
+    # It was refused ("this file is not one"): read as Shift_JIS, each "’s", "’t", "’r"
+    # is a common kanji, and a Japanese text of kanji alone is refused as not told from
+    # Chinese.
+    note = WESTERN[-1]
+    async with running_stack(tmp_path, answer="Read.") as stack:
+        questions = await asked(stack, [("note.txt", note.encode("cp1252"))], USER)
+    assert questions == [block("note.txt", note)]
