@@ -72,11 +72,17 @@ _CJK_TEXT = re.compile(
 )
 # Chinese, Japanese and Korean text in its 8-bit encodings (``_east_asian``): each codec, and
 # the share of a reading's letters beyond ASCII that must be its language's common ones.
-_EAST_ASIAN = {"gb18030": 0.5, "big5": 0.5, "shift_jis": 0.9, "euc_jp": 0.9, "euc_kr": 0.9}
+_EAST_ASIAN = {"gb18030": 0.5, "cp950": 0.5, "cp932": 0.9, "euc_jp": 0.9, "cp949": 0.9}
 CJK_FEWEST = 2  # letters beyond ASCII a reading is weighed by, at least
 CYRILLIC_BITS = -1.25  # a byte beyond ASCII, on average, in a Cyrillic reading of Cyrillic text
 _JIS_FIRST = range(0xB0, 0xD0)  # EUC-JP's first bytes of JIS X 0208's first-level kanji
 _KANA = re.compile("[\u3041-\u30ff]")
+# KS X 1001's 2,350 Hangul syllables (EUC-KR's; cp949 adds the other 8,822, rarely written).
+_HANGUL = frozenset(
+    bytes((first, second)).decode("euc_kr")
+    for first in range(0xB0, 0xC9)
+    for second in range(0xA1, 0xFF)
+)
 # A letter beyond ASCII (no CJK punctuation or full-width form) beside a Latin one (``_latin``).
 _CJK_LETTER = "[^\x00-\x7f\u3000-\u303f\uff01-\uff5e]"
 _STUCK_TO_LATIN = re.compile(f"(?<=[A-Za-z]){_CJK_LETTER}|{_CJK_LETTER}(?=[A-Za-z])")
@@ -374,7 +380,11 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
     or a Cyrillic one, without a decoding error. A reading that decodes is weighed by the
     share of its letters (punctuation aside) that are its language's common ones
     (``_common``): it is the one where that share is as high as the language's text has
-    (``_EAST_ASIAN``) and no other reading's is. Where two readings are (a short text), or
+    (``_EAST_ASIAN``) and no other reading's is. Big5, Shift_JIS and EUC-KR are read as
+    Windows writes them, as Notepad's "ANSI" saves on a Taiwanese, Japanese or Korean
+    Windows: cp950, cp932 (NEC's ① ② ㈱ Ⅰ) and cp949 (the Hangul KS X 1001 lacks, 똠): a
+    file holding one was refused or read as cp1252 or cp866 garble. Where two readings are
+    (a short text), or
     where only a Japanese one is but it holds no kana (as Japanese text does, and Chinese
     read so does not), the file is such a text that cannot be told: refused, as read wrong
     it was mojibake the model was asked about. A reading of fewer than ``CJK_FEWEST``
@@ -395,7 +405,7 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
             continue
         if _latin(text, len(letters)):
             continue
-        if codec in {"shift_jis", "euc_jp"} and not _KANA.search(text):
+        if codec in {"cp932", "euc_jp"} and not _KANA.search(text):
             kanji_only = True
             continue
         read.append(codec)
@@ -448,13 +458,15 @@ def _common(char: str, codec: str) -> bool:
     """Whether ``char`` is one of the common letters of the language ``codec`` writes.
 
     For Chinese the commonest hanzi (``_HANZI``); for Japanese kana and JIS X 0208's first
-    level (2,965 kanji); for Korean Hangul. Another encoding's bytes read in one are mostly
-    rarer characters, symbols or another script's letters.
+    level (2,965 kanji); for Korean KS X 1001's Hangul (``_HANGUL``: cp949's others are
+    rare, and two accented letters of a Polish word in cp1250 read as one). Another
+    encoding's bytes read in one are mostly rarer characters, symbols or another script's
+    letters.
     """
-    if codec in {"gb18030", "big5"}:
+    if codec in {"gb18030", "cp950"}:
         return char in _HANZI
-    if codec == "euc_kr":
-        return "\uac00" <= char <= "\ud7a3"
+    if codec == "cp949":
+        return char in _HANGUL
     if "\u3041" <= char <= "\u30ff":
         return True
     return "\u4e00" <= char <= "\u9fff" and char.encode("euc_jp", "replace")[0] in _JIS_FIRST
