@@ -83,9 +83,13 @@ _HANGUL = frozenset(
     for first in range(0xB0, 0xC9)
     for second in range(0xA1, 0xFF)
 )
-# A letter beyond ASCII (no CJK punctuation or full-width form) beside a Latin one (``_latin``).
+# One or two letters beyond ASCII (no CJK punctuation or full-width form) with ASCII alone
+# on either side, a Latin letter on one: a Latin word's letters in a CJK reading (``_latin``).
 _CJK_LETTER = "[^\x00-\x7f\u3000-\u303f\uff01-\uff5e]"
-_STUCK_TO_LATIN = re.compile(f"(?<=[A-Za-z]){_CJK_LETTER}|{_CJK_LETTER}(?=[A-Za-z])")
+_IN_LATIN_WORD = re.compile(
+    f"(?<=[A-Za-z]){_CJK_LETTER}{{1,2}}(?![^\x00-\x7f])"
+    f"|(?<![^\x00-\x7f]){_CJK_LETTER}{{1,2}}(?=[A-Za-z])"
+)
 # The commonest hanzi of Chinese text, as frequency counts of its corpora rank them, and the
 # traditional forms of the commonest that have one: two in three of a running text's hanzi
 # or more are among them, one in eight of GB2312's first level, fewer of Big5's.
@@ -422,15 +426,16 @@ def _latin(text: str, letters: int) -> bool:
     In a Western code page an accented letter, or Word's curly apostrophe, and the Latin
     letter after it are one character in GBK, Big5 or Shift_JIS ("ANNÉE" is "ANN万" in GBK;
     "It’s", "don’t" common kanji in Shift_JIS, a kanji-only file refused), as Turkish's
-    "ÖĞ" is "中"; two accented letters in a row are Hangul in EUC-KR ("żó"). Each character
-    so read sticks to the Latin letters of its word, and a common one repeated (a CSV whose
-    every row holds "ANNÉE") read the whole file as Chinese. A CJK text's characters stand
-    among their own, a Latin letter beside one only where a Latin word is written in it
-    ("用Python写的程序"): it is Latin words where half its letters or more stick to one (a
+    "ÖĞ" is "中"; two accented letters in a row are Hangul in EUC-KR ("żó"). Such a reading's
+    letters come one or two at a time inside the Latin letters of a word, with nothing but
+    ASCII on either side ("ANN万;1", "Za웁녔 "), and a common one repeated (a CSV whose every
+    row holds "ANNÉE") read the whole file as Chinese. A CJK text's letters come in longer
+    runs, or beside its own punctuation; Latin words written in it ("用Excel打开CSV文件，
+    然后点Save保存") leave few so: it is Latin words where half its letters or more are (a
     line as short as "用Python写" is not read as Chinese so).
     """
-    stuck = sum(1 for _ in _STUCK_TO_LATIN.finditer(text))
-    return stuck * 2 >= letters
+    inside = sum(len(found) for found in _IN_LATIN_WORD.findall(text))
+    return inside * 2 >= letters
 
 
 def _reads_cyrillic(data: bytes) -> bool:

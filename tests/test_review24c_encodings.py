@@ -64,6 +64,15 @@ WINDOWS_CJK = (
     ("회의록: 예산이 승인되었습니다. 똠방각하 금요일에 보고서를 제출합니다.\r\n", "cp949"),
     ("수량: 3개, 가격: 128원. 똠얌꿍 주문 완료.\r\n", "cp949"),
 )
+# Chinese with Latin words in it, dense as a line of instructions is: most of its hanzi beside
+# a Latin letter, but in runs longer than a Latin word's misread letters, or beside its own
+# punctuation. Still Chinese.
+MIXED = (
+    "请在Terminal中运行pip install requests命令。",
+    "我们的API支持JSON和XML格式。",
+    "用Excel打开CSV文件，然后点Save保存。",
+    "下载App后登录你的Apple ID账号。",
+)
 # Words of French, German and Spanish, and English ones as Word writes them.
 WORDS = (
     "ANNÉE", "FRANÇOISE", "BIENTÔT", "Ça", "Élève", "déjà", "Hélène", "THÉÂTRE", "Noël",
@@ -86,6 +95,11 @@ def test_other_latin_script_text_is_not_read_as_chinese_or_korean(text: str, cod
 @pytest.mark.parametrize(("text", "codec"), WINDOWS_CJK)
 def test_cjk_as_windows_writes_it_is_read_as_written(text: str, codec: str) -> None:
     assert decoded(text.encode(codec)) == text
+
+
+@pytest.mark.parametrize("text", MIXED)
+def test_chinese_with_latin_words_in_it_is_read_as_written(text: str) -> None:
+    assert decoded(text.encode("gbk")) == text
 
 
 def test_pairs_and_triples_of_western_words_read_as_written() -> None:
