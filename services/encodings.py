@@ -72,11 +72,24 @@ _CJK_TEXT = re.compile(
 )
 # Chinese, Japanese and Korean text in its 8-bit encodings (``_east_asian``): each codec, and
 # the share of a reading's letters beyond ASCII that must be its language's common ones.
-_EAST_ASIAN = {"gb18030": 0.5, "big5": 0.5, "shift_jis": 0.9, "euc_jp": 0.9, "euc_kr": 0.9}
+_EAST_ASIAN = {"gb18030": 0.5, "cp950": 0.5, "cp932": 0.9, "euc_jp": 0.9, "cp949": 0.9}
 CJK_FEWEST = 2  # letters beyond ASCII a reading is weighed by, at least
 CYRILLIC_BITS = -1.25  # a byte beyond ASCII, on average, in a Cyrillic reading of Cyrillic text
 _JIS_FIRST = range(0xB0, 0xD0)  # EUC-JP's first bytes of JIS X 0208's first-level kanji
 _KANA = re.compile("[\u3041-\u30ff]")
+# KS X 1001's 2,350 Hangul syllables (EUC-KR's; cp949 adds the other 8,822, rarely written).
+_HANGUL = frozenset(
+    bytes((first, second)).decode("euc_kr")
+    for first in range(0xB0, 0xC9)
+    for second in range(0xA1, 0xFF)
+)
+# One or two letters beyond ASCII (no CJK punctuation or full-width form) with ASCII alone
+# on either side, a Latin letter on one: a Latin word's letters in a CJK reading (``_latin``).
+_CJK_LETTER = "[^\x00-\x7f\u3000-\u303f\uff01-\uff5e]"
+_IN_LATIN_WORD = re.compile(
+    f"(?<=[A-Za-z]){_CJK_LETTER}{{1,2}}(?![^\x00-\x7f])"
+    f"|(?<![^\x00-\x7f]){_CJK_LETTER}{{1,2}}(?=[A-Za-z])"
+)
 # The commonest hanzi of Chinese text, as frequency counts of its corpora rank them, and the
 # traditional forms of the commonest that have one: two in three of a running text's hanzi
 # or more are among them, one in eight of GB2312's first level, fewer of Big5's.
@@ -371,12 +384,16 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
     or a Cyrillic one, without a decoding error. A reading that decodes is weighed by the
     share of its letters (punctuation aside) that are its language's common ones
     (``_common``): it is the one where that share is as high as the language's text has
-    (``_EAST_ASIAN``) and no other reading's is. Where two readings are (a short text), or
+    (``_EAST_ASIAN``) and no other reading's is. Big5, Shift_JIS and EUC-KR are read as
+    Windows writes them, as Notepad's "ANSI" saves on a Taiwanese, Japanese or Korean
+    Windows: cp950, cp932 (NEC's ① ② ㈱ Ⅰ) and cp949 (the Hangul KS X 1001 lacks, 똠): a
+    file holding one was refused or read as cp1252 or cp866 garble. Where two readings are
+    (a short text), or
     where only a Japanese one is but it holds no kana (as Japanese text does, and Chinese
     read so does not), the file is such a text that cannot be told: refused, as read wrong
     it was mojibake the model was asked about. A reading of fewer than ``CJK_FEWEST``
-    letters is not weighed: too few tell; nor is a file that reads as Cyrillic as clearly
-    as Cyrillic text does (``_reads_cyrillic``).
+    letters is not weighed: too few tell; nor one of Latin words misread (``_latin``), nor
+    a file that reads as Cyrillic as clearly as Cyrillic text does (``_reads_cyrillic``).
     """
     read: list[str] = []
     kanji_only = False
@@ -390,7 +407,9 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
             continue
         if sum(1 for char in letters if _common(char, codec)) < share * len(letters):
             continue
-        if codec in {"shift_jis", "euc_jp"} and not _KANA.search(text):
+        if _latin(text, len(letters)):
+            continue
+        if codec in {"cp932", "euc_jp"} and not _KANA.search(text):
             kanji_only = True
             continue
         read.append(codec)
@@ -399,6 +418,24 @@ def _east_asian(data: bytes) -> tuple[str | None, bool]:
     if len(read) == 1:
         return read[0], True
     return None, bool(read) or kanji_only
+
+
+def _latin(text: str, letters: int) -> bool:
+    """Whether ``text``, a CJK reading of ``letters`` letters, is Latin-script words misread.
+
+    In a Western code page an accented letter, or Word's curly apostrophe, and the Latin
+    letter after it are one character in GBK, Big5 or Shift_JIS ("ANNÉE" is "ANN万" in GBK;
+    "It’s", "don’t" common kanji in Shift_JIS, a kanji-only file refused), as Turkish's
+    "ÖĞ" is "中"; two accented letters in a row are Hangul in EUC-KR ("żó"). Such a reading's
+    letters come one or two at a time inside the Latin letters of a word, with nothing but
+    ASCII on either side ("ANN万;1", "Za웁녔 "), and a common one repeated (a CSV whose every
+    row holds "ANNÉE") read the whole file as Chinese. A CJK text's letters come in longer
+    runs, or beside its own punctuation; Latin words written in it ("用Excel打开CSV文件，
+    然后点Save保存") leave few so: it is Latin words where half its letters or more are (a
+    line as short as "用Python写" is not read as Chinese so).
+    """
+    inside = sum(len(found) for found in _IN_LATIN_WORD.findall(text))
+    return inside * 2 >= letters
 
 
 def _reads_cyrillic(data: bytes) -> bool:
@@ -426,13 +463,15 @@ def _common(char: str, codec: str) -> bool:
     """Whether ``char`` is one of the common letters of the language ``codec`` writes.
 
     For Chinese the commonest hanzi (``_HANZI``); for Japanese kana and JIS X 0208's first
-    level (2,965 kanji); for Korean Hangul. Another encoding's bytes read in one are mostly
-    rarer characters, symbols or another script's letters.
+    level (2,965 kanji); for Korean KS X 1001's Hangul (``_HANGUL``: cp949's others are
+    rare, and two accented letters of a Polish word in cp1250 read as one). Another
+    encoding's bytes read in one are mostly rarer characters, symbols or another script's
+    letters.
     """
-    if codec in {"gb18030", "big5"}:
+    if codec in {"gb18030", "cp950"}:
         return char in _HANZI
-    if codec == "euc_kr":
-        return "\uac00" <= char <= "\ud7a3"
+    if codec == "cp949":
+        return char in _HANGUL
     if "\u3041" <= char <= "\u30ff":
         return True
     return "\u4e00" <= char <= "\u9fff" and char.encode("euc_jp", "replace")[0] in _JIS_FIRST
