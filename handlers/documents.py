@@ -9,11 +9,13 @@ logged). Only plain text of at most ``DOCUMENT_MOST`` bytes is read, in the enco
 "Unicode") or without where its NULs show it; else the 8-bit code page its letters read best
 in: the Windows one Notepad's "ANSI" saves in, which many of Veil's Russian, Kazakh and Western
 users still get: cp1251 (Cyrillic), KZ-1048 (Kazakh's own), cp1252 (Western European, Latin-1
-read the same); or an older Cyrillic one: KOI8-R, DOS's cp866, Mac OS Cyrillic.
+read the same); or an older Cyrillic one: KOI8-R, KOI8-U, DOS's cp866, Mac OS Cyrillic; or
+Chinese, Japanese or Korean in an 8-bit encoding (GBK, Big5, Shift_JIS, EUC-JP, EUC-KR).
 A larger file is refused by the size Telegram states, before it is fetched, or (its size not
 stated) once the download runs past it; one that is not text (a PDF, an image sent as a file,
 an archive, a program: a control character, a NUL say) after it is fetched, and so is one with
-no text in it (empty, or blanks only) (``Refused``).
+no text in it (empty, or blanks only), and one of Chinese, Japanese or Korean whose encoding
+cannot be told (``UNDECIDED``: the user is asked for UTF-8) (``Refused``).
 
 Files sent at once (an album: a message each, one ``media_group_id``) are one question
 (``Albums``): the first waits for the rest, each read by its own update; a text the user sends
@@ -33,7 +35,7 @@ import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNetworkError
 from aiogram.methods import GetFile
 
-from services.encodings import decoded
+from services.encodings import decoded, undecided
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,6 +63,7 @@ class Refused:
 
 TOO_BIG = Refused("document_too_big", "too_big")
 NOT_TEXT = Refused("document_not_text", "not_text")
+UNDECIDED = Refused("document_encoding_unknown", "encoding_unknown")
 UNAVAILABLE = Refused("document_unavailable", "unavailable")
 EMPTY = Refused("document_empty", "empty")
 
@@ -87,7 +90,7 @@ async def read_text(bot: Bot, document: Document) -> str | Refused:
         return TOO_BIG
     text = decoded(data)
     if text is None:
-        return NOT_TEXT
+        return UNDECIDED if undecided(data) else NOT_TEXT
     return text if text.strip() else EMPTY
 
 

@@ -138,6 +138,16 @@ def decoded(data: bytes) -> str | None:
     return _read(data, _cyrillic_page(data) if _cyrillic(data) else "cp1252")
 
 
+def undecided(data: bytes) -> bool:
+    """Whether ``data``, which ``decoded`` refuses, is text whose encoding cannot be told.
+
+    Chinese, Japanese or Korean in an 8-bit encoding that two readings read alike (a short
+    text), or Japanese kanji with no kana (Chinese read so is too): the user is told to save
+    it as UTF-8, not that it is no text. Weighed again only for a refused file.
+    """
+    return not data.startswith(_SIGNATURES) and _east_asian(data) == (None, True)
+
+
 def _read(data: bytes, codec: str, errors: str = "strict") -> str | None:
     """``data`` in ``codec``, a DOS end-of-file mark (Ctrl-Z) after it dropped; None if no text.
 

@@ -19,12 +19,17 @@ import pytest
 
 from services.encodings import decoded
 from tests.botstack import running_stack
-from tests.test_files22_encodings import NOT_TEXT, asked, block
+from tests.test_files22_encodings import asked, block
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 USER = 2424
+UNDECIDED = (
+    "This looks like Chinese, Japanese or Korean text, but I could not tell which encoding it is"
+    " in, so I did not read it (nothing was charged). Please save it as UTF-8 and send it again,"
+    " or paste the part you need into a message."
+)
 CHINESE = (
     "会议纪要：预算已批准，周五提交报告。\n负责人：王伟。\n",
     "我们明天上午十点在公司开会，请大家准时参加。",
@@ -144,7 +149,8 @@ def test_a_one_letter_file_and_a_mac_word_in_title_case_are_read() -> None:
 
 async def test_cjk_files_are_read_or_refused_never_garbled(tmp_path: Path) -> None:
     # A Japanese file of kanji alone (no kana: Chinese bytes read in a Japanese encoding are
-    # so too) cannot be told from Chinese: refused with the note, nothing asked or charged.
+    # so too) cannot be told from Chinese: refused, asking for UTF-8 (the note that it is no
+    # text file was untrue), nothing asked or charged.
     # Files in GBK, Shift_JIS and EUC-KR reach the model as written.
     prices = "価格：１２８円\n数量：３個\n".encode("shift_jis")
     files = [
@@ -154,7 +160,7 @@ async def test_cjk_files_are_read_or_refused_never_garbled(tmp_path: Path) -> No
     ]
     async with running_stack(tmp_path, answer="Read.") as stack:
         stack.telegram.send_document(USER, prices, file_name="prices.txt")
-        assert await stack.reply_text(USER) == NOT_TEXT
+        assert await stack.reply_text(USER) == UNDECIDED
         assert stack.vllm.requests == []
         questions = await asked(stack, files, USER)
     assert questions == [
