@@ -678,10 +678,13 @@ class _GroupAnswer:
                     now = await self.kit.look_up(
                         GetChatMember(chat_id=asker.chat_id, user_id=asker.user_id)
                     )
-                self.read_in_turn = None  # the turn's: a failure later asks again
         except UNSAID as exc:
             log.info("groups.asker_unknown", error=type(exc).__name__)
             return False
+        finally:
+            # The turn's alone, used or not (a wait that ran out as it came): a failure's
+            # look-up later asks again.
+            self.read_in_turn = None
         gone = isinstance(now, ChatMemberBanned) or (_outside(now) and await self._was_in())
         if gone:
             log.info("groups.asker_gone", status=now.status)
