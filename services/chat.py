@@ -511,6 +511,8 @@ class ChatService:
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _forgetting: dict[int, int] = field(default_factory=dict, init=False)  # user -> erasures
+    # user -> set once their last erasure running has ended (``_erasure_ended``)
+    _forgotten: dict[int, asyncio.Event] = field(default_factory=dict, init=False)
     _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
@@ -1748,9 +1750,13 @@ class ChatService:
         return await self.model_for(user.model if user else None)
 
     async def set_model(self, user_id: int, language: str | None, model: str) -> bool:
-        """Choose a model for the user; False if no gateway serves it."""
+        """Choose a model for the user; False if no gateway serves it.
+
+        Saved once the user's erasure in progress, if any, has ended (``_erasure_ended``).
+        """
         if model not in await self.models():
             return False
+        await self._erasure_ended(user_id)
         with history_failures("cannot save the user's model"):
             await self.store.ensure_user(user_id, language)
             await self.store.set_model(user_id, model)
@@ -1766,7 +1772,9 @@ class ChatService:
         """Opt in (or out again) to inline answers joining the user's conversation.
 
         Raises ``SettingsUnavailable`` when the database cannot take it (nothing changed).
+        Saved once the user's erasure in progress, if any, has ended (``_erasure_ended``).
         """
+        await self._erasure_ended(user_id)
         with settings_failures():
             await self.store.ensure_user(user_id, language)
             await self.store.set_inline_history(user_id, keep=keep)
@@ -1916,11 +1924,13 @@ class ChatService:
         made from what is erased, in a conversation that may reuse the id), so nothing is
         written after the erasure; a title its answer's followup would ask later is not asked.
         Until it is done, a new question is refused (``ErasureInProgress``): it would read the
-        history being erased. Erasures of one user may overlap (the confirm button pressed
-        twice): each counts, and the user is open again when the last one ends. ``begun`` is
-        called once new questions are refused (the user's next update may then be handled).
+        history being erased; a settings or model choice waits for it to end (``_erasure_ended``).
+        Erasures of one user may overlap (the confirm button pressed twice): each counts, and
+        the user is open again when the last one ends. ``begun`` is called once new questions
+        are refused (the user's next update may then be handled).
         """
         self._forgetting[user_id] = self._forgetting.get(user_id, 0) + 1
+        self._forgotten.setdefault(user_id, asyncio.Event())
         if begun is not None:
             begun()
         try:
@@ -1938,7 +1948,21 @@ class ChatService:
         finally:
             if running := self._forgetting.pop(user_id) - 1:
                 self._forgetting[user_id] = running
+            else:
+                self._forgotten.pop(user_id).set()
             self._erased(user_id)
+
+    async def _erasure_ended(self, user_id: int) -> None:
+        """Wait until no erasure of the user's runs (a choice saved before one ends is erased).
+
+        A /settings or /model choice pressed while ``forget`` waited for the user's answer to
+        end was saved and said "Saved.", then erased with the rest. It is pressed after the
+        erasure, so it is saved after it, on the fresh row: refusing it, as a question is, would
+        only have the user press again once the erasure is done (a question is refused because
+        it would read the history being erased; a choice reads nothing of it).
+        """
+        while (ended := self._forgotten.get(user_id)) is not None:
+            await ended.wait()
 
     def _erased(self, user_id: int) -> None:
         """Count an erasure of the user's: a naming made before it asks no title (memory only)."""
