@@ -1001,7 +1001,7 @@ class Files:
         await on_text(message, bot, texts, chat, drafts, failures, answering, pasted)
 
     async def on_cancel(self, message: Message, texts: Texts, chat: ChatService) -> None:
-        """/cancel: the answer being written stops (``cmd_cancel``), and the album gathering.
+        """/cancel (or /stop): the answer being written stops (``cmd_cancel``), and the album.
 
         An album still gathering is not yet an answer being written: /cancel sent right after
         the files was told "nothing is being written", and the files were asked (and charged)
@@ -1107,7 +1107,8 @@ def build_router() -> Router:
     router.message.register(on_unread, unread)  # first: nothing else may take what stands for it
     router.message.register(on_own_inline, through_veil)  # answered as the inline one it is
     files = Files()  # a text sent while the user's album gathers is its question; /cancel drops it
-    router.message.register(files.on_cancel, TextCommand("cancel", ignore_case=True))
+    # /stop too: what users type to stop an answer (it was "I don't know /stop" mid-answer).
+    router.message.register(files.on_cancel, TextCommand("cancel", "stop", ignore_case=True))
     router.message.register(cmd_new, TextCommand("new", ignore_case=True))
     router.stopped_message_generation.register(on_stopped_generation)
     router.callback_query.register(on_retry, Retry.filter())

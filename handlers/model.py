@@ -50,7 +50,8 @@ async def on_model_chosen(
     """Save the chosen model; the list's message then says which (or that it is gone).
 
     The press is answered first: the models are asked of the gateways and the choice saved in
-    the database, either of which may take longer than a callback query lives.
+    the database, either of which may take longer than a callback query lives (a choice pressed
+    while the user's erasure runs is saved once it is done: ``ChatService.set_model``).
     """
     await query.answer()
     models = await chat.models()

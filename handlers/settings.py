@@ -44,6 +44,8 @@ async def on_inline_history(
     longer than a callback query lives, and "Saved." before it is saved could be untrue. Once
     saved, the /settings message says "Saved." under its text, with the toggle redrawn; a save
     that fails changes nothing there, and the errors router tells the user it was not saved.
+    Pressed while the user's erasure (/forget) waits for their answer to end, it is saved once
+    the erasure is done (``ChatService.keep_inline_history``): saved before, it was erased.
 
     The button carries the choice, not a flip: pressed twice before it is redrawn, it saves the
     same choice twice, and the second redraw (Telegram: "not modified") changes nothing. Only

@@ -32,7 +32,8 @@ and waits for each to be settled, delivered and stored. An answer streams for at
 handler claims the user (``AnswerInProgress`` at once if they have an answer streaming;
 ``ErasureInProgress``, a kind of it, while ``forget`` erases their data; a question sent once
 the previous answer's stream has ended, or once the user stopped it, waits for its settlement,
-delivery and storage, so the user who saw the final message is answered, in order), starts
+delivery and storage, so the user who saw the final message is answered, in order, in the
+conversation it was sent in: ``/new`` or a switch waits for it to open it), starts
 the answer and returns, so the update and everything its handling keeps are freed while the
 answer streams. What follows the answer, or its failure, goes to a ``Followup`` the caller
 gives; shutdown waits for these tasks (``wait_idle``, then ``close``).
@@ -348,6 +349,8 @@ class _Generation:
     thought: bool = False  # the model began its answer by thinking (shown or not)
     thread_id: int | None = None  # the topic it is asked in (None: the chat itself)
     left: bool = False  # its conversation was left while it ran (``/new``): no Continue, no Retry
+    # Set once it has read which conversation it is asked in (or will read none): ``_opened``.
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
 
     def with_previous(self) -> list[_Generation]:
         """This answer, and the user's previous one while this one waits for it."""
@@ -511,6 +514,8 @@ class ChatService:
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _forgetting: dict[int, int] = field(default_factory=dict, init=False)  # user -> erasures
+    # user -> set once their last erasure running has ended (``_erasure_ended``)
+    _forgotten: dict[int, asyncio.Event] = field(default_factory=dict, init=False)
     _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
@@ -537,6 +542,9 @@ class ChatService:
         user_id = question.user_id
         generation = self._active.get(user_id)
         if generation is None or generation.claimed is not question:
+            for taken in self._generations():  # its claim, stopped and followed, opens nothing
+                if taken.claimed is question:
+                    taken.opened.set()
             generation = self._claim(question)
         generation.claimed = None
         try:
@@ -549,6 +557,7 @@ class ChatService:
                 await _finished(inner)
                 raise
         finally:
+            generation.opened.set()  # ended: it reads no conversation now
             if self._active.get(user_id) is generation:  # not a next question's, waiting
                 del self._active[user_id]
 
@@ -987,17 +996,21 @@ class ChatService:
     async def _open(self, question: Question, generation: _Generation) -> _Opened:
         """The asker's record, the conversation to store into (None: one-off), turns before.
 
-        Read once the user's previous answer, if this one waits for it, has stored its exchange.
+        Read once the user's previous answer, if this one waits for it, has stored its exchange;
+        a switch of the conversation there waits for this read (``_opened``).
         """
-        await _previous_finished(generation)
-        history = [_Turn.said(role, text) for role, text in question.context]
-        with history_failures("cannot read the conversation"):
-            if not question.keep_history:
-                user = await self.store.ensure_user(question.user_id, question.language)
-                return _Opened(user, None, history)
-            opened = await self.store.open_conversation(
-                question.user_id, question.language, question.thread_id
-            )
+        try:
+            await _previous_finished(generation)
+            history = [_Turn.said(role, text) for role, text in question.context]
+            with history_failures("cannot read the conversation"):
+                if not question.keep_history:
+                    user = await self.store.ensure_user(question.user_id, question.language)
+                    return _Opened(user, None, history)
+                opened = await self.store.open_conversation(
+                    question.user_id, question.language, question.thread_id
+                )
+        finally:
+            generation.opened.set()
         if question.reads_history:
             history += [_Turn.said(turn.role, turn.text, turn.tokens) for turn in opened.turns]
         unnamed = not opened.turns and not opened.titled
@@ -1748,9 +1761,13 @@ class ChatService:
         return await self.model_for(user.model if user else None)
 
     async def set_model(self, user_id: int, language: str | None, model: str) -> bool:
-        """Choose a model for the user; False if no gateway serves it."""
+        """Choose a model for the user; False if no gateway serves it.
+
+        Saved once the user's erasure in progress, if any, has ended (``_erasure_ended``).
+        """
         if model not in await self.models():
             return False
+        await self._erasure_ended(user_id)
         with history_failures("cannot save the user's model"):
             await self.store.ensure_user(user_id, language)
             await self.store.set_model(user_id, model)
@@ -1766,7 +1783,9 @@ class ChatService:
         """Opt in (or out again) to inline answers joining the user's conversation.
 
         Raises ``SettingsUnavailable`` when the database cannot take it (nothing changed).
+        Saved once the user's erasure in progress, if any, has ended (``_erasure_ended``).
         """
+        await self._erasure_ended(user_id)
         with settings_failures():
             await self.store.ensure_user(user_id, language)
             await self.store.set_inline_history(user_id, keep=keep)
@@ -1780,6 +1799,7 @@ class ChatService:
         The conversation that ends lets go of its Retry and Continue buttons' questions: asked
         now, they would land in the fresh one, without the turns they followed on from.
         """
+        await self._opened(user_id, thread_id)
         self._cut.pop(user_id, thread_id)
         self._retry.discard(user_id, lambda kept: kept[0] == thread_id)
         self._leave(user_id, thread_id)
@@ -1803,7 +1823,12 @@ class ChatService:
             return await self.store.conversations(user_id, limit=limit, chat_only=True)
 
     async def switch_conversation(self, user_id: int, conversation_id: int) -> bool:
-        """Continue an earlier conversation of the user's; False if it is not theirs (or gone)."""
+        """Continue an earlier conversation of the user's; False if it is not theirs (or gone).
+
+        A question sent before it, still waiting for the previous answer, is asked in the
+        conversation it was sent in (``_opened``).
+        """
+        await self._opened(user_id, None)
         with history_failures("cannot switch the conversation"):
             try:
                 await self.store.switch_conversation(user_id, conversation_id)
@@ -1813,6 +1838,27 @@ class ChatService:
         self._retry.discard(user_id, lambda kept: kept[0] is None)
         self._leave(user_id, None)
         return True
+
+    async def _opened(self, user_id: int, thread_id: int | None) -> None:
+        """Wait until the user's questions there have read which conversation they are in.
+
+        There: topic ``thread_id``, None the chat itself; ``/new`` or a switch then changes it.
+        A question sent once the previous answer's stream had ended waits for that answer to be
+        stored (its final message may still be going out) before it opens its conversation; a
+        /history switch (or /new) sent right after it moved it to the conversation switched to,
+        asked there without the answer it followed on from, and stored there. The switch now
+        waits for it to open the one it was sent in, which takes no longer than the previous
+        answer's end: the question is answered where it was asked, in the order it was sent.
+        """
+        while (current := self._active.get(user_id)) is not None:
+            waiting = [
+                g
+                for g in current.with_previous()
+                if g.thread_id == thread_id and not g.opened.is_set()
+            ]
+            if not waiting:
+                return
+            await waiting[0].opened.wait()
 
     async def name_conversation(self, naming: Naming) -> str | None:
         """Ask the model for the conversation's title, keep it sealed and return it.
@@ -1916,11 +1962,13 @@ class ChatService:
         made from what is erased, in a conversation that may reuse the id), so nothing is
         written after the erasure; a title its answer's followup would ask later is not asked.
         Until it is done, a new question is refused (``ErasureInProgress``): it would read the
-        history being erased. Erasures of one user may overlap (the confirm button pressed
-        twice): each counts, and the user is open again when the last one ends. ``begun`` is
-        called once new questions are refused (the user's next update may then be handled).
+        history being erased; a settings or model choice waits for it to end (``_erasure_ended``).
+        Erasures of one user may overlap (the confirm button pressed twice): each counts, and
+        the user is open again when the last one ends. ``begun`` is called once new questions
+        are refused (the user's next update may then be handled).
         """
         self._forgetting[user_id] = self._forgetting.get(user_id, 0) + 1
+        self._forgotten.setdefault(user_id, asyncio.Event())
         if begun is not None:
             begun()
         try:
@@ -1938,7 +1986,21 @@ class ChatService:
         finally:
             if running := self._forgetting.pop(user_id) - 1:
                 self._forgetting[user_id] = running
+            else:
+                self._forgotten.pop(user_id).set()
             self._erased(user_id)
+
+    async def _erasure_ended(self, user_id: int) -> None:
+        """Wait until no erasure of the user's runs (a choice saved before one ends is erased).
+
+        A /settings or /model choice pressed while ``forget`` waited for the user's answer to
+        end was saved and said "Saved.", then erased with the rest. It is pressed after the
+        erasure, so it is saved after it, on the fresh row: refusing it, as a question is, would
+        only have the user press again once the erasure is done (a question is refused because
+        it would read the history being erased; a choice reads nothing of it).
+        """
+        while (ended := self._forgotten.get(user_id)) is not None:
+            await ended.wait()
 
     def _erased(self, user_id: int) -> None:
         """Count an erasure of the user's: a naming made before it asks no title (memory only)."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
-
 from tests.botstack import running_stack
 from tests.harness import wait_until
 
@@ -63,12 +61,6 @@ async def test_erase_pressed_on_two_confirmations_at_once_erases_once(tmp_path: 
     assert said[laptop["message_id"]] == texts("forget_nothing")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/chat.py (not this helper's to edit): ChatService.keep_inline_history "
-    "saves while the user's erasure waits for their answer to end, and the erasure then "
-    "deletes the saved choice; it should wait for the erasure (or refuse, as a question is)",
-)
 async def test_a_setting_saved_while_an_erasure_waits_is_not_erased_after_saved_is_said(
     tmp_path: Path,
 ) -> None:
