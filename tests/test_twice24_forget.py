@@ -6,8 +6,8 @@ to end; both then found the user's key still there, the first erased what was st
 second erased nothing and said "Done: your key and 0 stored messages are gone", under the
 confirmation the user reads last, as if there had been nothing to erase.
 
-A /settings choice pressed while the erasure waits is saved and said "Saved.", then erased with
-the rest (xfail: the fix belongs in ``services/chat.py``).
+A /settings choice pressed while the erasure waits was saved and said "Saved.", then erased with
+the rest; it now waits for the erasure and is saved after it (chat24, ``services/chat.py``).
 """
 
 from __future__ import annotations
