@@ -140,6 +140,19 @@ def mark_order_approved(db: Database, order_id: str, at: int) -> None:
     )
 
 
+def withdraw_approval(db: Database, order_id: str, since: int) -> None:
+    """Forget an approval made at ``since`` or later that never reached Telegram (still unpaid).
+
+    Its answer refused (too late, or held by a flood wait), Telegram failed that payment: no
+    Stars are on their way, so nothing is to be kept for them, nor a retry refused for them.
+    """
+    db.execute(
+        "UPDATE orders SET approved_at = NULL"
+        " WHERE id = ? AND status = 'pending' AND approved_at >= ?",
+        [order_id, since],
+    )
+
+
 def mark_order_paid(db: Database, order_id: str) -> None:
     """Mark an order paid (a no-op for an unknown one)."""
     db.execute("UPDATE orders SET status = 'paid' WHERE id = ?", [order_id])

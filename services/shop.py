@@ -330,6 +330,22 @@ class Shop:
                 log.warning("stars.approval_unrecorded", user_id=user_id)
         return reason
 
+    async def approval_lost(self, payload: str) -> None:
+        """The approval just given for ``payload`` never reached Telegram: take it back.
+
+        Refused as too late (the bot slow) or held by a flood wait, it opened no payment, and
+        Telegram told the user theirs failed; kept, it refused their tap of Pay again for
+        ``PAYING_S`` as "being paid already". Only an approval inside that window is taken
+        back: an earlier one, whose payment may yet come, was answered already. Never raises
+        (a ledger too busy leaves the window to close by itself).
+        """
+        since = int(self._clock()) - PAYING_S
+        try:
+            with ledger_failures():
+                await self._store.write(lambda db: orders.withdraw_approval(db, payload, since))
+        except LedgerUnavailable:
+            log.warning("stars.approval_kept")
+
     # -- payments ----------------------------------------------------------------------------
 
     async def record_payment(self, paid: IncomingPayment) -> PaymentResult:
