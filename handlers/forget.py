@@ -82,10 +82,10 @@ class ForgetAnswers:
         held behind it, a question, a /cancel or a payment waited for the first erasure's end.
         """
         lock = self._erasing.setdefault(user_id, asyncio.Lock())
-        if lock.locked() and let_next_in is not None:
-            let_next_in()
         self._pressing[user_id] += 1
         try:
+            if lock.locked() and let_next_in is not None:
+                let_next_in()
             async with lock:
                 yield
         finally:
