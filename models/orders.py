@@ -153,6 +153,16 @@ def withdraw_approval(db: Database, order_id: str, since: int) -> None:
     )
 
 
+def plan_being_paid(db: Database, user_id: int, since: int, other_than: str) -> bool:
+    """Whether another of the user's plan orders was approved at ``since`` or later, unpaid."""
+    row = db.execute(
+        "SELECT 1 FROM orders WHERE user_id = ? AND kind = 'plan' AND status = 'pending'"
+        " AND approved_at >= ? AND id != ? LIMIT 1",
+        [user_id, since, other_than],
+    ).fetchone()
+    return row is not None
+
+
 def mark_order_paid(db: Database, order_id: str) -> None:
     """Mark an order paid (a no-op for an unknown one)."""
     db.execute("UPDATE orders SET status = 'paid' WHERE id = ?", [order_id])
