@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from tests.botstack import running_stack
 from tests.harness import wait_until
-from tests.test_bot_payments import buy_pack, pre_checkout
+from tests.test_bot_payments import STAR, buy_pack, pre_checkout
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,5 +88,7 @@ async def test_a_second_erasure_waiting_holds_none_of_the_users_updates(tmp_path
             within=30,
         )
         assert await stack.veil.chat.wait_idle(30)
+        # The payment booked while the erasure waited is money, kept through it.
+        assert (await stack.veil.credit.balance(USER)).units == 50 * STAR
     said_to = {m["message_id"]: m.get("text") for m in stack.telegram.sent_messages(USER)}
     assert said_to[laptop["message_id"]] == texts("forget_nothing")
