@@ -153,12 +153,12 @@ def withdraw_approval(db: Database, order_id: str, since: int) -> None:
     )
 
 
-def plan_being_paid(db: Database, user_id: int, since: int, other_than: str) -> bool:
-    """Whether another of the user's plan orders was approved at ``since`` or later, unpaid."""
+def plan_being_paid(db: Database, user_id: int, since: int, until: int, other_than: str) -> bool:
+    """Whether another plan order of the user's, unpaid, was approved in [since, until]."""
     row = db.execute(
         "SELECT 1 FROM orders WHERE user_id = ? AND kind = 'plan' AND status = 'pending'"
-        " AND approved_at >= ? AND id != ? LIMIT 1",
-        [user_id, since, other_than],
+        " AND approved_at BETWEEN ? AND ? AND id != ? LIMIT 1",
+        [user_id, since, until, other_than],
     ).fetchone()
     return row is not None
 

@@ -195,6 +195,15 @@ class StarTransaction:
     subscription: bool = False
 
 
+def _paying(now: int, approved_at: int) -> bool:
+    """Whether an approval at ``approved_at`` is within ``PAYING_S`` of ``now``, either side.
+
+    An approval stamped by a clock ahead (another replica's, or this one's before NTP set it
+    right) lies in the future: judged one way only, its window lasted the whole lead too.
+    """
+    return abs(now - approved_at) < PAYING_S
+
+
 class Shop:
     """Sells packs and the plan for Stars, and books payments and refunds in the ledger."""
 
@@ -317,7 +326,7 @@ class Shop:
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
-            ("being_paid", order.approved_at is not None and now - order.approved_at < PAYING_S),
+            ("being_paid", order.approved_at is not None and _paying(now, order.approved_at)),
             ("plan_active", until is not None),
             ("plan_being_paid", another),
             ("expired", now > order.expires_at),
@@ -337,10 +346,10 @@ class Shop:
 
     async def _plan_being_paid(self, user_id: int, order_id: str, now: int) -> bool:
         """Whether another plan order of the user's was approved within ``PAYING_S``, unpaid."""
-        since = now - PAYING_S + 1
+        since, until = now - PAYING_S + 1, now + PAYING_S - 1
         with ledger_failures():
             return await self._store.read(
-                lambda db: orders.plan_being_paid(db, user_id, since, order_id)
+                lambda db: orders.plan_being_paid(db, user_id, since, until, order_id)
             )
 
     async def approval_lost(self, payload: str) -> None:

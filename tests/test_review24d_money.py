@@ -58,3 +58,26 @@ async def test_the_window_outlives_a_restart(tmp_path: Path) -> None:
         assert await shop.check_pre_checkout(USER, order.id, "XTR", 50) is None
     finally:
         await store.close()
+
+
+async def test_an_approval_by_a_clock_ahead_holds_a_retry_no_longer_than_a_minute(
+    tmp_path: Path,
+) -> None:
+    # The approval was stamped by a clock ten minutes ahead (another replica's, or this one's
+    # before NTP stepped it back): the window was judged from a time still to come, and Pay
+    # tapped again after a failed payment was refused for eleven minutes, not one.
+    clock = Clock(1_750_000_000)
+    store = await Store.open(tmp_path / "veil.db", MasterKey.generate())
+    try:
+        shop = Shop(store, Pack.parse_list("50:50000000"), clock=clock)
+        phone = await shop.create_order(USER, "50")
+        laptop = await shop.create_order(USER, "50")
+        assert await shop.check_pre_checkout(USER, phone.id, "XTR", 50) is None
+        assert await shop.check_pre_checkout(USER, laptop.id, "XTR", 50) is None
+        clock.advance(-600)  # the clock set right
+        assert await shop.check_pre_checkout(USER, phone.id, "XTR", 50) is None
+        # A few seconds behind (replicas on NTP) is still the window: paid on two devices.
+        clock.advance(600 - 5)
+        assert await shop.check_pre_checkout(USER, laptop.id, "XTR", 50) == "being_paid"
+    finally:
+        await store.close()
