@@ -69,17 +69,23 @@ class ForgetAnswers:
         self._pressing: Counter[int] = Counter()
 
     @contextlib.asynccontextmanager
-    async def _one_erasure(self, user_id: int) -> AsyncIterator[None]:
+    async def _one_erasure(
+        self, user_id: int, let_next_in: Callable[[], None] | None
+    ) -> AsyncIterator[None]:
         """Erase only once the user's erasure in progress (another confirmation's) has ended.
 
         Two confirmations (/forget sent from the phone and from the laptop) pressed at once
         each waited for the user's answer in progress, then both found the key there: one
         erased, the other erased nothing and said "your key and 0 stored messages are gone".
-        Now the second begins once the first is done, finds nothing stored, and says so.
+        Now the second begins once the first is done, finds nothing stored, and says so. While
+        it waits, the user's next update goes in (the erasure in progress refuses a question):
+        held behind it, a question, a /cancel or a payment waited for the first erasure's end.
         """
         lock = self._erasing.setdefault(user_id, asyncio.Lock())
         self._pressing[user_id] += 1
         try:
+            if lock.locked() and let_next_in is not None:
+                let_next_in()
             async with lock:
                 yield
         finally:
@@ -130,7 +136,7 @@ class ForgetAnswers:
                     answer.set_result(None)
                 return
             if callback_data.choice == "yes":
-                async with self._one_erasure(query.from_user.id):
+                async with self._one_erasure(query.from_user.id, let_next_in):
                     turns = await chat.forget(query.from_user.id, begun=let_next_in)
                 reply = texts("forget_nothing" if turns is None else "forget_done", turns=turns)
             else:

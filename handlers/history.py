@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from services.chat import ChatService
 
 HISTORY_SIZE = 10  # conversations listed
+# Conversations looked through for the active one when it is not among those listed (switched
+# to from an old list, ten others continued since): it is listed too, last.
+LOOKED_THROUGH = 1000
 ACTIVE_MARK = "✅ "
 
 
@@ -56,6 +59,23 @@ def history_keyboard(texts: Texts, conversations: list[Conversation]) -> InlineK
     )
 
 
+async def listed(chat: ChatService, user_id: int) -> tuple[list[Conversation], Conversation | None]:
+    """The conversations to list and the active one, which is listed even when older.
+
+    One chosen in yesterday's list may have fallen off the ten most recently continued since:
+    unlisted, a press on it was told it was gone (while the next message went on in it), and
+    its second press (a double tap, the other device) switched to it anew.
+    """
+    conversations = await chat.conversations(user_id, limit=HISTORY_SIZE)
+    active = next((c for c in conversations if c.active), None)
+    if active is None and len(conversations) == HISTORY_SIZE:
+        further = await chat.conversations(user_id, limit=LOOKED_THROUGH)
+        active = next((c for c in further if c.active), None)
+        if active is not None:
+            conversations.append(active)
+    return conversations, active
+
+
 async def cmd_history(message: Message, bot: Bot, texts: Texts, chat: ChatService) -> None:
     """List the recent conversations with a button each (with topics: topics are the list)."""
     user = message.from_user
@@ -64,7 +84,7 @@ async def cmd_history(message: Message, bot: Bot, texts: Texts, chat: ChatServic
     if (await bot.me()).has_topics_enabled:
         await message.answer(texts("history_topics"))
         return
-    conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
+    conversations, _active = await listed(chat, user.id)
     if not conversations:
         await message.answer(texts("history_empty"))
         return
@@ -87,13 +107,12 @@ async def on_switch(
         await query.answer()
         return
     await query.answer()  # first: the database may be slow to take the switch
-    conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
+    conversations, chosen = await listed(chat, user.id)
     wanted = callback_data.conversation
-    switched = any(c.active and c.conversation_id == wanted for c in conversations)
+    switched = chosen is not None and chosen.conversation_id == wanted
     if not switched:
         switched = await chat.switch_conversation(user.id, wanted)
-        conversations = await chat.conversations(user.id, limit=HISTORY_SIZE)
-    chosen = next((c for c in conversations if c.active), None)
+        conversations, chosen = await listed(chat, user.id)
     if switched and chosen is not None:
         text = texts("history_switched", title=label(texts, chosen))
     else:

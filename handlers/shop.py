@@ -176,6 +176,8 @@ async def on_pre_checkout(query: PreCheckoutQuery, texts: Texts, shop: Shop) -> 
             await query.answer(ok=False, error_message=texts(f"precheckout_{reason}"))
     except CHECKOUT_GONE as exc:
         log.info("stars.checkout_unanswered", error=describe(exc), approved=reason is None)
+        if reason is None:  # no payment comes of it: Pay tapped again must not be refused
+            await shop.approval_lost(query.invoice_payload)
 
 
 # -- payments and refunds ------------------------------------------------------------------------

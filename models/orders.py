@@ -140,6 +140,29 @@ def mark_order_approved(db: Database, order_id: str, at: int) -> None:
     )
 
 
+def withdraw_approval(db: Database, order_id: str, since: int) -> None:
+    """Forget an approval made at ``since`` or later that never reached Telegram (still unpaid).
+
+    Its answer refused (too late, or held by a flood wait), Telegram failed that payment: no
+    Stars are on their way, so nothing is to be kept for them, nor a retry refused for them.
+    """
+    db.execute(
+        "UPDATE orders SET approved_at = NULL"
+        " WHERE id = ? AND status = 'pending' AND approved_at >= ?",
+        [order_id, since],
+    )
+
+
+def plan_being_paid(db: Database, user_id: int, since: int, until: int, other_than: str) -> bool:
+    """Whether another plan order of the user's, unpaid, was approved in [since, until]."""
+    row = db.execute(
+        "SELECT 1 FROM orders WHERE user_id = ? AND kind = 'plan' AND status = 'pending'"
+        " AND approved_at BETWEEN ? AND ? AND id != ? LIMIT 1",
+        [user_id, since, until, other_than],
+    ).fetchone()
+    return row is not None
+
+
 def mark_order_paid(db: Database, order_id: str) -> None:
     """Mark an order paid (a no-op for an unknown one)."""
     db.execute("UPDATE orders SET status = 'paid' WHERE id = ?", [order_id])

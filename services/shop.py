@@ -195,6 +195,15 @@ class StarTransaction:
     subscription: bool = False
 
 
+def _paying(now: int, approved_at: int) -> bool:
+    """Whether an approval at ``approved_at`` is within ``PAYING_S`` of ``now``, either side.
+
+    An approval stamped by a clock ahead (another replica's, or this one's before NTP set it
+    right) lies in the future: judged one way only, its window lasted the whole lead too.
+    """
+    return abs(now - approved_at) < PAYING_S
+
+
 class Shop:
     """Sells packs and the plan for Stars, and books payments and refunds in the ledger."""
 
@@ -298,7 +307,10 @@ class Shop:
         second flagged). A plan order is refused while the user's plan runs (``plan_active``):
         a second plan link (the plan button pressed on the phone and on the laptop) paid as
         well subscribed them twice, two charges every 30 days for one plan. Renewals come
-        without a pre-checkout, and a plan cancelled in Telegram is renewed there.
+        without a pre-checkout, and a plan cancelled in Telegram is renewed there. Nor may a
+        plan order be paid within ``PAYING_S`` of another's approval (``plan_being_paid``):
+        the two links paid in the same minute, before the first payment was booked, were two
+        subscriptions too.
 
         Fast (an indexed read or two, and one write for an approval), for answering within
         Telegram's 10 seconds. An approval is recorded on the order, so that its payment is
@@ -310,11 +322,13 @@ class Shop:
             return "unknown_order"
         now = int(self._clock())
         until = await self.plan_running(user_id) if order.kind == "plan" else None
+        another = order.kind == "plan" and await self._plan_being_paid(user_id, order.id, now)
         failed = (
             ("foreign_order", order.user_id != user_id),
             ("already_paid", order.status == "paid"),
-            ("being_paid", order.approved_at is not None and now - order.approved_at < PAYING_S),
+            ("being_paid", order.approved_at is not None and _paying(now, order.approved_at)),
             ("plan_active", until is not None),
+            ("plan_being_paid", another),
             ("expired", now > order.expires_at),
             ("wrong_currency", currency != CURRENCY),
             ("wrong_amount", total_amount != order.stars),
@@ -329,6 +343,30 @@ class Shop:
             except LedgerUnavailable:
                 log.warning("stars.approval_unrecorded", user_id=user_id)
         return reason
+
+    async def _plan_being_paid(self, user_id: int, order_id: str, now: int) -> bool:
+        """Whether another plan order of the user's was approved within ``PAYING_S``, unpaid."""
+        since, until = now - PAYING_S + 1, now + PAYING_S - 1
+        with ledger_failures():
+            return await self._store.read(
+                lambda db: orders.plan_being_paid(db, user_id, since, until, order_id)
+            )
+
+    async def approval_lost(self, payload: str) -> None:
+        """The approval just given for ``payload`` never reached Telegram: take it back.
+
+        Refused as too late (the bot slow) or held by a flood wait, it opened no payment, and
+        Telegram told the user theirs failed; kept, it refused their tap of Pay again for
+        ``PAYING_S`` as "being paid already". Only an approval inside that window is taken
+        back: an earlier one, whose payment may yet come, was answered already. Never raises
+        (a ledger too busy leaves the window to close by itself).
+        """
+        since = int(self._clock()) - PAYING_S
+        try:
+            with ledger_failures():
+                await self._store.write(lambda db: orders.withdraw_approval(db, payload, since))
+        except LedgerUnavailable:
+            log.warning("stars.approval_kept")
 
     # -- payments ----------------------------------------------------------------------------
 
