@@ -50,3 +50,21 @@ async def test_stop_from_another_member_in_a_group_stops_nothing(tmp_path: Path)
         group = [m.get("text") for m in stack.telegram.sent_messages(GROUP)]
     assert ANSWER in group  # answered whole: the other member's /stop stopped nothing
     assert "Nothing is being written right now." not in group
+
+
+async def test_stop_sent_while_an_album_gathers_drops_it(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        for name, data in (("a.txt", b"alpha\n"), ("b.txt", b"beta\n")):
+            document = stack.telegram.media.receive(data, file_name=name, mime_type="text/plain")
+            stack.telegram.user.send_message_of(
+                USER, "document", document=document, media_group_id="album-24f"
+            )
+        stack.telegram.send_text(USER, "/stop@veil_test_bot")
+        await stack.final_messages(USER, 1)
+        stack.telegram.send_text(USER, "Something else, then.")
+        turns = await stack.stored_turns(USER, 2)
+        assert await stack.veil.chat.wait_idle(10)
+        sent = [str(m.get("text", "")) for m in stack.telegram.sent_messages(USER)]
+    assert sent == ["Stopped.", "Hello from the fake model."]
+    assert turns == ["Something else, then.", "Hello from the fake model."]
+    assert len(stack.vllm.requests) == 1
