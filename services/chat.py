@@ -1818,7 +1818,12 @@ class ChatService:
         return fresh
 
     async def conversations(self, user_id: int, *, limit: int = 10) -> list[Conversation]:
-        """The user's recent conversations in the chat itself (not topics), newest first."""
+        """The user's recent conversations in the chat itself (not topics), newest first.
+
+        Read once the user's erasure in progress, if any, has ended (``_erasure_ended``): read
+        before, they were listed (a /history tap said "Continuing …") and then erased.
+        """
+        await self._erasure_ended(user_id)
         with history_failures("cannot list the conversations"):
             return await self.store.conversations(user_id, limit=limit, chat_only=True)
 
@@ -1826,8 +1831,10 @@ class ChatService:
         """Continue an earlier conversation of the user's; False if it is not theirs (or gone).
 
         A question sent before it, still waiting for the previous answer, is asked in the
-        conversation it was sent in (``_opened``).
+        conversation it was sent in (``_opened``). One pressed while the user's erasure runs
+        is made after it (``_erasure_ended``): the conversation is gone by then (False).
         """
+        await self._erasure_ended(user_id)
         await self._opened(user_id, None)
         with history_failures("cannot switch the conversation"):
             try:
@@ -1962,7 +1969,8 @@ class ChatService:
         made from what is erased, in a conversation that may reuse the id), so nothing is
         written after the erasure; a title its answer's followup would ask later is not asked.
         Until it is done, a new question is refused (``ErasureInProgress``): it would read the
-        history being erased; a settings or model choice waits for it to end (``_erasure_ended``).
+        history being erased; a settings or model choice, and /history, wait for it to end
+        (``_erasure_ended``).
         Erasures of one user may overlap (the confirm button pressed twice): each counts, and
         the user is open again when the last one ends. ``begun`` is called once new questions
         are refused (the user's next update may then be handled).
@@ -1997,7 +2005,8 @@ class ChatService:
         end was saved and said "Saved.", then erased with the rest. It is pressed after the
         erasure, so it is saved after it, on the fresh row: refusing it, as a question is, would
         only have the user press again once the erasure is done (a question is refused because
-        it would read the history being erased; a choice reads nothing of it).
+        it would read the history being erased; a choice reads nothing of it). So are /history's
+        list and its switch: a tap said "Continuing …" of a conversation then erased.
         """
         while (ended := self._forgotten.get(user_id)) is not None:
             await ended.wait()
