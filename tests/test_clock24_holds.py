@@ -10,6 +10,7 @@ when it settles (``billing.charged_after_recovery``), exactly once, and the book
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,10 @@ from tests.books import grant, inconsistent_users
 from tests.botstack import running_stack
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from bot.app import Veil
 
 USER = 2401
 STAR = 1_000_000
@@ -38,13 +42,30 @@ async def _holds(store: Store) -> list[tuple[str, int]]:
     return [(str(outcome), int(charged)) for outcome, charged in rows]
 
 
-async def _rows(store: Store, kind: str) -> list[int]:
+async def ledger_amounts(store: Store, user: int, kind: str) -> list[int]:
+    """The amounts of ``user``'s ledger rows of ``kind``."""
     rows = await store.read(
         lambda db: db.execute(
-            "SELECT amount FROM ledger WHERE user_id = ? AND kind = ?", [USER, kind]
+            "SELECT amount FROM ledger WHERE user_id = ? AND kind = ?", [user, kind]
         ).fetchall()
     )
     return [int(amount) for (amount,) in rows]
+
+
+@contextlib.asynccontextmanager
+async def replica_ahead(veil: Veil) -> AsyncIterator[tuple[Store, Credit]]:
+    """Another replica of ``veil``: its store and its credit, its clock stepped forward.
+
+    Its own connection to the same database; its clock past the longest an answer can take.
+    """
+    step = veil.chat.hold_lifetime + 60
+    other = await Store.open(
+        veil.settings.database_path, MasterKey.load_or_create(veil.settings.master_key_path)
+    )
+    try:
+        yield other, Credit(other, Prices.parse("*=20/60"), 0, clock=lambda: time.time() + step)
+    finally:
+        await other.close()
 
 
 async def test_an_answer_whose_hold_a_fast_replica_swept_is_charged_once(
@@ -55,14 +76,7 @@ async def test_an_answer_whose_hold_a_fast_replica_swept_is_charged_once(
     ) as stack:
         veil = stack.veil
         assert await grant(veil.store, USER, STAR, "grant", "test:welcome")
-        # The other replica: its own connection to the same database, its clock stepped
-        # forward past the longest an answer can take.
-        step = veil.chat.hold_lifetime + 60
-        other = await Store.open(
-            veil.settings.database_path, MasterKey.load_or_create(veil.settings.master_key_path)
-        )
-        try:
-            ahead = Credit(other, Prices.parse("*=20/60"), 0, clock=lambda: time.time() + step)
+        async with replica_ahead(veil) as (other, ahead):
             with capture_logs() as logs:
                 stack.telegram.send_text(USER, "Tell me about herons")
                 await stack.telegram.wait_for("sendMessageDraft")  # the answer is under way
@@ -70,17 +84,15 @@ async def test_an_answer_whose_hold_a_fast_replica_swept_is_charged_once(
                 assert (await ahead.balance(USER)).units == STAR  # the hold was given back
                 (message,) = await stack.final_messages(USER, within=30)
                 async with asyncio.timeout(10):
-                    while not await _rows(veil.store, "usage"):  # noqa: ASYNC110 -- the ledger
-                        await asyncio.sleep(0.02)
+                    while not await ledger_amounts(veil.store, USER, "usage"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)  # the ledger has no event to wait for
                 # The other replica sweeps again, and the answer's user is not told of a cut.
                 assert await ahead.recover(veil.chat.hold_lifetime) == 0
                 assert await veil.credit.interrupted() == []
             ((outcome, charged),) = await _holds(other)
-            usages = await _rows(other, "usage")
+            usages = await ledger_amounts(other, USER, "usage")
             balance = await ahead.balance(USER)
             assert await inconsistent_users(other) == []
-        finally:
-            await other.close()
     assert message["text"] == ANSWER
     assert outcome == "settled"
     assert charged > 0

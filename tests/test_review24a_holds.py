@@ -27,6 +27,7 @@ from services.credit import Credit
 from services.prices import Prices
 from tests.books import grant, inconsistent_users
 from tests.botstack import running_stack
+from tests.test_clock24_holds import ledger_amounts, replica_ahead
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,15 +39,6 @@ NOT_CHARGED = "It was not charged."
 LIFETIME = 600
 
 
-async def _rows(store: Store, kind: str) -> list[int]:
-    rows = await store.read(
-        lambda db: db.execute(
-            "SELECT amount FROM ledger WHERE user_id = ? AND kind = ?", [USER, kind]
-        ).fetchall()
-    )
-    return [int(amount) for (amount,) in rows]
-
-
 async def test_a_user_told_an_answer_was_not_charged_is_not_charged_for_it(
     tmp_path: Path,
 ) -> None:
@@ -55,12 +47,7 @@ async def test_a_user_told_an_answer_was_not_charged_is_not_charged_for_it(
     ) as stack:
         veil = stack.veil
         assert await grant(veil.store, USER, STAR, "grant", "test:welcome")
-        step = veil.chat.hold_lifetime + 60
-        other = await Store.open(
-            veil.settings.database_path, MasterKey.load_or_create(veil.settings.master_key_path)
-        )
-        try:
-            ahead = Credit(other, Prices.parse("*=20/60"), 0, clock=lambda: time.time() + step)
+        async with replica_ahead(veil) as (other, ahead):
             with capture_logs() as logs:
                 stack.telegram.send_text(USER, "Tell me about egrets")
                 await stack.telegram.wait_for("sendMessageDraft")  # the answer is under way
@@ -69,11 +56,9 @@ async def test_a_user_told_an_answer_was_not_charged_is_not_charged_for_it(
                 assert await tell_interrupted(veil.bot, veil.catalogs, ahead) == 1
                 sent = await stack.final_messages(USER, count=2, within=30)
                 assert await veil.chat.wait_idle(30)
-            usages = await _rows(other, "usage")
+            usages = await ledger_amounts(other, USER, "usage")
             balance = await ahead.balance(USER)
             assert await inconsistent_users(other) == []
-        finally:
-            await other.close()
     notice, answer = (m["text"] for m in sent)
     assert NOT_CHARGED in notice
     assert answer == ANSWER
@@ -188,7 +173,7 @@ async def test_a_settle_racing_another_replicas_sweep_charges_once(tmp_path: Pat
             *(here.settle(hold, 400, 300, receipt_valid=True) for hold in holds)
         )
         await sweep
-        usages = await _rows(store, "usage")
+        usages = await ledger_amounts(store, USER, "usage")
         balance = await here.balance(USER)
         assert await inconsistent_users(store) == []
     finally:
