@@ -114,3 +114,8 @@ async def test_the_plan_pressed_again_while_it_runs_says_so_and_sends_no_link(
         day = dt.datetime.fromtimestamp(until, tz=dt.UTC).strftime("%Y-%m-%d")
         assert told.params["text"] == texts("plan_running", until=day)
         assert len(stack.telegram.calls_of("createInvoiceLink")) == 1
+    # A plan cancelled in Telegram since (the bot is not told) is told how it goes on, not
+    # that it renews by itself (review24d).
+    assert "unless you cancelled it" in told.params["text"]
+    assert "can be renewed" in told.params["text"]
+    assert "You can cancel it" not in told.params["text"]
