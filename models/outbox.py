@@ -17,7 +17,7 @@ that lease has ended, and a single bot's start takes every row (``release_all``)
 ``rich_taken``, ``parts_taken`` and ``notes_taken`` (``Progress``) count the messages of a
 private answer Telegram took, its notes under it too, each recorded as Telegram takes it
 (``took``): a delivery sends the rest only, and a bot killed once the last note went out shows
-none of it twice.
+none of it twice. A count below zero (the bot writes none) is read as none taken.
 
 ``Finish`` makes a private answer sent again look like the live one: a reply to its question,
 the note and button the live one has under it (cut at its length limit: Continue; broken off:
@@ -350,8 +350,17 @@ def finish_of(row: Any) -> Finish:  # noqa: ANN401 -- a sqlite3 row is untyped
 
 
 def progress_of(row: Any) -> Progress:  # noqa: ANN401 -- a sqlite3 row is untyped
-    """The ``Progress`` of a ``claim`` row."""
-    return Progress(rich=int(row[10]), parts=int(row[11]), notes=int(row[15]))
+    """The ``Progress`` of a ``claim`` row; a count below zero: none taken (the answer whole).
+
+    The bot never writes one below zero: such a row was altered in the file, and a count used
+    as an index from the end sent its last message first, or only its last note. None of its
+    counts is trusted then: it goes out whole, as an answer never sent does (logged, no text).
+    """
+    progress = Progress(rich=int(row[10]), parts=int(row[11]), notes=int(row[15]))
+    if min(progress.rich, progress.parts, progress.notes) < 0:
+        log.warning("outbox.progress_refused", request_id=str(row[0]), user_id=int(row[1]))
+        return Progress()
+    return progress
 
 
 def place_of(row: Any) -> Outbound:  # noqa: ANN401 -- a sqlite3 row is untyped
