@@ -234,12 +234,17 @@ def insert(  # noqa: PLR0913 -- a row's columns
     created_at: int,
     claimed_until: int,
     finish: Finish = Finish(),
+    taken: Progress = Progress(),
 ) -> None:
-    """Add the row of an answer being delivered now (claimed by its writer until then)."""
+    """Add the row of an answer being delivered now (claimed by its writer until then).
+
+    ``taken``: its messages Telegram took already (the row written after them).
+    """
     db.execute(
         "INSERT INTO undelivered (request_id, user_id, surface, chat_id, thread_id, message_id,"
-        " inline_message_id, body, created_at, claimed_until, reply_to, ending, retry)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " inline_message_id, body, created_at, claimed_until, reply_to, ending, retry,"
+        " rich_taken, parts_taken, notes_taken)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             request_id,
             user_id,
@@ -254,6 +259,9 @@ def insert(  # noqa: PLR0913 -- a row's columns
             finish.reply_to,
             finish.ending,
             finish.retry,
+            taken.rich,
+            taken.parts,
+            taken.notes,
         ],
     )
 
