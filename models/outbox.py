@@ -17,7 +17,7 @@ that lease has ended, and a single bot's start takes every row (``release_all``)
 ``rich_taken``, ``parts_taken`` and ``notes_taken`` (``Progress``) count the messages of a
 private answer Telegram took, its notes under it too, each recorded as Telegram takes it
 (``took``): a delivery sends the rest only, and a bot killed once the last note went out shows
-none of it twice.
+none of it twice. A count below zero (the bot writes none) is read as none taken.
 
 ``Finish`` makes a private answer sent again look like the live one: a reply to its question,
 the note and button the live one has under it (cut at its length limit: Continue; broken off:
@@ -234,12 +234,17 @@ def insert(  # noqa: PLR0913 -- a row's columns
     created_at: int,
     claimed_until: int,
     finish: Finish = Finish(),
+    taken: Progress = Progress(),
 ) -> None:
-    """Add the row of an answer being delivered now (claimed by its writer until then)."""
+    """Add the row of an answer being delivered now (claimed by its writer until then).
+
+    ``taken``: its messages Telegram took already (the row written after them).
+    """
     db.execute(
         "INSERT INTO undelivered (request_id, user_id, surface, chat_id, thread_id, message_id,"
-        " inline_message_id, body, created_at, claimed_until, reply_to, ending, retry)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " inline_message_id, body, created_at, claimed_until, reply_to, ending, retry,"
+        " rich_taken, parts_taken, notes_taken)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             request_id,
             user_id,
@@ -254,6 +259,9 @@ def insert(  # noqa: PLR0913 -- a row's columns
             finish.reply_to,
             finish.ending,
             finish.retry,
+            taken.rich,
+            taken.parts,
+            taken.notes,
         ],
     )
 
@@ -350,8 +358,17 @@ def finish_of(row: Any) -> Finish:  # noqa: ANN401 -- a sqlite3 row is untyped
 
 
 def progress_of(row: Any) -> Progress:  # noqa: ANN401 -- a sqlite3 row is untyped
-    """The ``Progress`` of a ``claim`` row."""
-    return Progress(rich=int(row[10]), parts=int(row[11]), notes=int(row[15]))
+    """The ``Progress`` of a ``claim`` row; a count below zero: none taken (the answer whole).
+
+    The bot never writes one below zero: such a row was altered in the file, and a count used
+    as an index from the end sent its last message first, or only its last note. None of its
+    counts is trusted then: it goes out whole, as an answer never sent does (logged, no text).
+    """
+    progress = Progress(rich=int(row[10]), parts=int(row[11]), notes=int(row[15]))
+    if min(progress.rich, progress.parts, progress.notes) < 0:
+        log.warning("outbox.progress_refused", request_id=str(row[0]), user_id=int(row[1]))
+        return Progress()
+    return progress
 
 
 def place_of(row: Any) -> Outbound:  # noqa: ANN401 -- a sqlite3 row is untyped

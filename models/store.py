@@ -161,6 +161,20 @@ class _Joined(Writer[bool]):
 TurnsWriter = Writer[list[Turn]]
 
 
+class AnswerRow(Writer[bool]):
+    """An answer's row in ``undelivered`` (``Store.undelivered_writer``), written in its charge's.
+
+    ``taken``: the messages of it Telegram took before the row is written (``Progress``), set
+    as each is taken while the charge waits (the database locked): written with the row, so a
+    process that stops before it can write a count after it (its store closed behind the
+    charge, past a stop's deadline) does not send them again at its next start.
+    """
+
+    def __init__(self, write: Callable[[Database], bool], path: Path | None = None) -> None:
+        super().__init__(write, path)
+        self.taken = Progress()
+
+
 class Store:
     """Async access to the bot's database; create it with ``Store.open``, end with ``close``."""
 
@@ -483,12 +497,13 @@ class Store:
         now: int,
         claimed_until: int,
         finish: Finish | None = None,
-    ) -> Writer[bool]:
+    ) -> AnswerRow:
         """The answer's row in ``undelivered`` (``models.outbox``), to write in its charge's.
 
         Its text sealed with the user's data key; claimed by the writer until
         ``claimed_until``, so no other process delivers it while this one does. ``finish``:
-        what a private answer's resend needs to look like the live message.
+        what a private answer's resend needs to look like the live message. Its messages
+        Telegram took by the time it is written (``AnswerRow.taken``) are counted in it.
         """
 
         def save(db: Database) -> bool:
@@ -504,10 +519,12 @@ class Store:
                 created_at=now,
                 claimed_until=claimed_until,
                 finish=finished,
+                taken=row.taken,
             )
             return True
 
-        return Writer(save, self._path)
+        row = AnswerRow(save, self._path)
+        return row
 
     async def claim_undelivered(
         self, now: int, until: int, created_after: int, limit: int = outbox.BATCH

@@ -136,7 +136,7 @@ if TYPE_CHECKING:
     from models import Conversation, Store, UserRecord
     from models.holds import Charge, Outcome
     from models.outbox import Ending, Undelivered
-    from models.store import TurnsWriter
+    from models.store import AnswerRow, TurnsWriter
     from sealed.bundle import SignedBundle
     from sealed.receipt import SignedReceipt, UsageReceipt
     from services.credit import Credit, Hold
@@ -1118,7 +1118,7 @@ class ChatService:
         request_id: str,
         text: str,
         finish: Finish,
-    ) -> Writer[bool] | None:
+    ) -> AnswerRow | None:
         """The answer's row to deliver it again from (``models.outbox``); None: none to keep."""
         if not text or place is None:
             return None
@@ -1140,7 +1140,7 @@ class ChatService:
         request_id: str,
         *,
         place: Outbound | None,
-        row: Writer[bool] | None,
+        row: AnswerRow | None,
         settling: asyncio.Future[Charge],
         left: Callable[[], None] | None = None,
     ) -> None:
@@ -1181,7 +1181,7 @@ class ChatService:
         self._cut_ends(asked.user_id, asked.thread_id, request_id, cut=stored)
 
     def _recording(
-        self, request_id: str, row: Writer[bool] | None, settling: asyncio.Future[Charge]
+        self, request_id: str, row: AnswerRow | None, settling: asyncio.Future[Charge]
     ) -> Callable[[Progress], Awaitable[None]]:
         """What records each message of the answer Telegram took in its row (one UPDATE each).
 
@@ -1190,10 +1190,14 @@ class ChatService:
         Cancelled meanwhile (the loop torn down at a stop past its deadline), the count of the
         message Telegram took is still written, then the cancellation goes on: no more of the
         answer goes out from a process that is stopping; its row sends the rest at the next
-        start.
+        start. Taken before its row is written (the charge waiting for the database), the count
+        is written with the row (``AnswerRow.taken``): a stop whose store closes behind the
+        charge, before the count can follow it, does not send that message again.
         """
 
         async def record(progress: Progress) -> None:
+            if row is not None:
+                row.taken = progress  # in the row, if the charge has not written it yet
             try:
                 await _written(settling)
             except asyncio.CancelledError:

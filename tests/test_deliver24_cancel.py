@@ -51,6 +51,16 @@ def answer_task() -> asyncio.Task[object]:
     return task
 
 
+def awaiting(task: asyncio.Task[object], qualname: str) -> bool:
+    """Whether ``task`` is suspended in the coroutine function ``qualname`` (its await chain)."""
+    step: object = task.get_coro()
+    while step is not None:
+        if getattr(step, "__qualname__", "") == qualname:
+            return True
+        step = getattr(step, "cr_await", None)
+    return False
+
+
 async def test_an_answer_cancelled_while_its_count_waits_for_the_charge_sends_no_more(
     tmp_path: Path,
 ) -> None:
@@ -67,11 +77,15 @@ async def test_an_answer_cancelled_while_its_count_waits_for_the_charge_sends_no
         telegram = stack.telegram
         telegram.send_text(USER, "a long question")
         await telegram.wait_for("sendChatAction", timeout=30)  # held: the model is asked
-        locker = sqlite3.connect(db, isolation_level=None)
+        locker = sqlite3.connect(db, isolation_level=None, timeout=60)
         try:
             locker.execute("BEGIN IMMEDIATE")  # the charge waits for this lock
-            await stack.final_messages(USER, 1, within=60)  # the first message is taken
+            await stack.final_messages(USER, 1, within=60)  # the first message is sent
             task = answer_task()
+            # Telegram's answer to it read and its count waiting for the charge: the fake
+            # records a message before the bot reads the reply, and a cancellation before that
+            # reply (a loaded machine) leaves the message uncounted, which is not this test's.
+            await wait_until(lambda: awaiting(task, "ChatService._recording.<locals>.record"))
             task.cancel()
         finally:
             locker.close()  # the charge is written now
