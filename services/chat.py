@@ -936,6 +936,7 @@ class ChatService:
             await _written(settling)  # charged before its text goes out, as before
         except asyncio.CancelledError:  # the loop is tearing down: its row sends it
             await self._sent(place, row, hold.request_id, sent=False)
+            await sink.abort()  # no draft or "typing…" after it, the bot's session closed
             raise
         await self._deliver(
             sink, delivered, hold.request_id, place=place, row=row, settling=settling
