@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,7 +16,7 @@ from handlers.commands import TextCommand
 from handlers.replies import show_pressed
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
 
     from aiogram.types import CallbackQuery, Message
 
@@ -64,35 +64,6 @@ class ForgetAnswers:
     def __init__(self, size: int = CONFIRMS_REMEMBERED) -> None:
         self._size = size
         self._answers: OrderedDict[tuple[int, int], asyncio.Future[None]] = OrderedDict()
-        # One erasure of a user's at a time, a lock kept while any press holds or awaits it.
-        self._erasing: dict[int, asyncio.Lock] = {}
-        self._pressing: Counter[int] = Counter()
-
-    @contextlib.asynccontextmanager
-    async def _one_erasure(
-        self, user_id: int, let_next_in: Callable[[], None] | None
-    ) -> AsyncIterator[None]:
-        """Erase only once the user's erasure in progress (another confirmation's) has ended.
-
-        Two confirmations (/forget sent from the phone and from the laptop) pressed at once
-        each waited for the user's answer in progress, then both found the key there: one
-        erased, the other erased nothing and said "your key and 0 stored messages are gone".
-        Now the second begins once the first is done, finds nothing stored, and says so. While
-        it waits, the user's next update goes in (the erasure in progress refuses a question):
-        held behind it, a question, a /cancel or a payment waited for the first erasure's end.
-        """
-        lock = self._erasing.setdefault(user_id, asyncio.Lock())
-        self._pressing[user_id] += 1
-        try:
-            if lock.locked() and let_next_in is not None:
-                let_next_in()
-            async with lock:
-                yield
-        finally:
-            self._pressing[user_id] -= 1
-            if not self._pressing[user_id]:
-                del self._pressing[user_id]
-                del self._erasing[user_id]
 
     def _begin(self, key: tuple[int, int] | None) -> tuple[_Press | None, _Press | None]:
         """The press before on ``key``'s confirmation (if any) and this one's, remembered now."""
@@ -136,8 +107,7 @@ class ForgetAnswers:
                     answer.set_result(None)
                 return
             if callback_data.choice == "yes":
-                async with self._one_erasure(query.from_user.id, let_next_in):
-                    turns = await chat.forget(query.from_user.id, begun=let_next_in)
+                turns = await chat.forget(query.from_user.id, begun=let_next_in)
                 reply = texts("forget_nothing" if turns is None else "forget_done", turns=turns)
             else:
                 reply = texts("forget_kept")

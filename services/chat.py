@@ -513,9 +513,8 @@ class ChatService:
     )
     _titling: dict[int, list[_Titling]] = field(default_factory=dict, init=False)
     _detached_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
-    _forgetting: dict[int, int] = field(default_factory=dict, init=False)  # user -> erasures
-    # user -> set once their last erasure running has ended (``_erasure_ended``)
-    _forgotten: dict[int, asyncio.Event] = field(default_factory=dict, init=False)
+    # user -> their erasures running or waiting their turn (``forget``)
+    _forgetting: dict[int, _Erasing] = field(default_factory=dict, init=False)
     _erasures: OrderedDict[int, int] = field(default_factory=OrderedDict, init=False)
     # Holds of answers delivered whose charge could not be written (left open to the sweep):
     # their users have the answer, so the sweep does not leave them to be told it was cut off.
@@ -1976,31 +1975,36 @@ class ChatService:
         Until it is done, a new question is refused (``ErasureInProgress``): it would read the
         history being erased; a settings or model choice, and /history, wait for it to end
         (``_erasure_ended``).
-        Erasures of one user may overlap (the confirm button pressed twice): each counts, and
-        the user is open again when the last one ends. ``begun`` is called once new questions
-        are refused (the user's next update may then be handled).
+        Erasures of one user (the confirmation pressed on the phone and on the laptop) run one
+        after the other: both waited for the answer, then both found the key, and the second
+        said "your key and 0 stored messages are gone"; the second now finds nothing stored
+        (None). The user is open again when the last one ends. ``begun`` is called once new
+        questions are refused, before an erasure waits its turn (the user's next update may
+        then be handled: held behind the wait, a question, a /cancel or a payment waited for
+        the first erasure's end).
         """
-        self._forgetting[user_id] = self._forgetting.get(user_id, 0) + 1
-        self._forgotten.setdefault(user_id, asyncio.Event())
+        erasing = self._forgetting.setdefault(user_id, _Erasing())
+        erasing.count += 1
         if begun is not None:
             begun()
         try:
-            await self._answers_ended(user_id)
-            for titling in list(self._titling.get(user_id, [])):
-                titling.generation.stop.set()
-                await titling.ended.wait()
-            self._retry.drop(user_id)
-            self._cut.drop(user_id)
-            with history_failures("cannot erase the conversation"):
-                if await self.store.get_user(user_id) is None:
-                    log.info("chat.forget_nothing", user_id=user_id)
-                    return None
-                return await self.store.forget(user_id)
+            async with erasing.turn:
+                await self._answers_ended(user_id)
+                for titling in list(self._titling.get(user_id, [])):
+                    titling.generation.stop.set()
+                    await titling.ended.wait()
+                self._retry.drop(user_id)
+                self._cut.drop(user_id)
+                with history_failures("cannot erase the conversation"):
+                    if await self.store.get_user(user_id) is None:
+                        log.info("chat.forget_nothing", user_id=user_id)
+                        return None
+                    return await self.store.forget(user_id)
         finally:
-            if running := self._forgetting.pop(user_id) - 1:
-                self._forgetting[user_id] = running
-            else:
-                self._forgotten.pop(user_id).set()
+            erasing.count -= 1
+            if not erasing.count:
+                del self._forgetting[user_id]
+                erasing.ended.set()
             self._erased(user_id)
 
     async def _erasure_ended(self, user_id: int) -> None:
@@ -2013,8 +2017,8 @@ class ChatService:
         it would read the history being erased; a choice reads nothing of it). So are /history's
         list and its switch: a tap said "Continuing …" of a conversation then erased.
         """
-        while (ended := self._forgotten.get(user_id)) is not None:
-            await ended.wait()
+        while (erasing := self._forgetting.get(user_id)) is not None:
+            await erasing.ended.wait()
 
     def _erased(self, user_id: int) -> None:
         """Count an erasure of the user's: a naming made before it asks no title (memory only)."""
@@ -2130,6 +2134,15 @@ async def _finished(task: asyncio.Future[Any]) -> None:
     while not task.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([task])
+
+
+@dataclass(eq=False)
+class _Erasing:
+    """A user's erasures running or waiting: one at a time, and when the last has ended."""
+
+    count: int = 0
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(eq=False)
