@@ -89,6 +89,7 @@ async def test_an_answer_is_counted_timed_and_nothing_private_is_shown(tmp_path:
             took = time.monotonic() - asked
             await stack.stored_turns(USER, 2)
             await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
+            assert await stack.veil.chat.wait_idle(30)  # its outcome counted (it has returned)
             after = await scraper.samples()
             status, text = await scraper.health()
     assert status == 200
@@ -174,6 +175,8 @@ async def test_a_question_refused_while_an_answer_streams_is_counted(tmp_path: P
         await stack.final_messages(USER, 2)  # the refusal, then the answer
         await stack.stored_turns(USER, 2)
         await wait_until(lambda: stack.veil.operations.in_flight.count == 0)
+        # The turns are stored before the metered answer returns and counts its outcome.
+        assert await stack.veil.chat.wait_idle(30)
         samples = await scraper.samples()
     assert value(samples, "veil_bot_answers_total", outcome="answer_in_progress") == 1
     assert value(samples, "veil_bot_answers_total", outcome="complete") == 1
