@@ -277,15 +277,18 @@ class Credit:
         ours = hold.request_id in self._running
         in_chat = self._running.get(hold.request_id, False)  # its user may be told of a cut
 
+        # Which late case the committed transaction met, logged once it stands: the write
+        # runs a second time when the history made the first transaction fail.
+        met: list[str] = []
+
         def write(db: Database, history: Writer[Any] | None) -> tuple[Charge, bool, int]:
+            met.clear()
             state = _open_state(db, hold)
             if history is not None:
                 history(db)
             late = ours and state.charge is not None and state.charge.outcome == "recovered"
             if late and in_chat and not holds.forget_interrupted(db, hold.request_id):
-                log.warning(
-                    "billing.told_not_charged", request_id=hold.request_id, user_id=hold.user_id
-                )
+                met.append("billing.told_not_charged")
                 late = False
             if state.charge is not None and not late:
                 return state.charge, False, ledger.balance(db, hold.user_id)
@@ -314,12 +317,7 @@ class Credit:
             )
             holds.close_hold(db, charge, held.units, now, released=late)
             if late:
-                log.warning(
-                    "billing.charged_after_recovery",
-                    request_id=held.request_id,
-                    user_id=held.user_id,
-                    charged=charge.units,
-                )
+                met.append("billing.charged_after_recovery")
             usage.insert_usage(
                 db,
                 charge,
@@ -343,6 +341,7 @@ class Credit:
                 # (``ChatService``).
                 closed = await self._store.write(lambda db: write(db, None))
         self._running.pop(hold.request_id, None)
+        _log_late(met, hold, closed[0])
         return closed
 
     async def release(self, hold: Hold) -> Charge:
@@ -499,3 +498,14 @@ def _nothing_charged(hold: Hold, outcome: Outcome) -> Charge:
         cost=0,
         units=0,
     )
+
+
+def _log_late(events: list[str], hold: Hold, charge: Charge) -> None:
+    """Log what a close of a hold recovered under its answer met, once it is written."""
+    for event in events:
+        if event == "billing.charged_after_recovery":
+            log.warning(
+                event, request_id=hold.request_id, user_id=hold.user_id, charged=charge.units
+            )
+        else:
+            log.warning(event, request_id=hold.request_id, user_id=hold.user_id)
