@@ -274,3 +274,33 @@ async def test_a_bot_killed_once_telegram_took_the_answer_and_its_count_does_not
     assert once == [ANSWER]
     assert second == ([ANSWER] if counted[USER + 1] else [ANSWER, ANSWER])
     assert rows(db, "SELECT outcome FROM holds") == [("settled",), ("settled",)]
+
+
+async def test_a_bot_killed_as_it_counts_a_message_taken_after_the_row_sends_it_again(
+    tmp_path: Path,
+) -> None:
+    # The order the test above leaves to chance, forced: Telegram takes the answer only once its
+    # charge has written the row (uncounted), and the bot dies as it counts it. The restart
+    # sends it again: a duplicate, never a loss.
+    data = tmp_path / "data"
+    db = data / "veil.db"
+    telegram = GatedTelegram(token=TOKEN)
+    async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
+        killed = stack.env | {"PYTHONPATH": str(KILL_SITE), "VEIL_TEST_KILL_AT": TOOK}
+        bot = await ManagedProcess.start("-m", "bot", env=killed)
+        await bot.wait_for_line("bot.started")
+        telegram.hold_messages_to(USER)
+        telegram.send_text(USER, "a question")
+        async with asyncio.timeout(30):
+            await telegram.holding.wait()
+        await wait_until(
+            lambda: rows(db, "SELECT rich_taken + parts_taken FROM undelivered") == [(0,)]
+        )
+        telegram.release_messages()
+        assert await bot.wait() != 0
+        assert rows(db, "SELECT rich_taken + parts_taken FROM undelivered") == [(0,)]
+        async with restarted(stack.env, db):
+            pass
+        sent = [m.get("text") for m in telegram.sent_messages(USER)]
+    assert sent == [ANSWER, ANSWER]
+    assert rows(db, "SELECT outcome FROM holds") == [("settled",)]
