@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Mapping
     from typing import Any
 
+    from tests.fakes.gated import GatedTelegram
+
 REPO = Path(__file__).resolve().parent.parent
 
 # The client key the tests' bots sign with; ``run_gateway`` pins it unless told otherwise.
@@ -580,6 +582,23 @@ class ManagedProcess:
             self.process.kill()
         await self.process.wait()
         await self._reader
+
+
+async def asked_while_held(
+    env: dict[str, str], telegram: GatedTelegram, user: int, text: str
+) -> ManagedProcess:
+    """Start ``python -m bot`` with ``env`` and have ``user`` send ``text``, sendMessage held.
+
+    Returns once the bot's first sendMessage to ``user`` waits at ``telegram``, unanswered (the
+    gate's ``held_chats``, ``let_through`` and the like set before are kept).
+    """
+    bot = await ManagedProcess.start("-m", "bot", env=env)
+    await bot.wait_for_line("bot.started")
+    telegram.hold_messages_to(user)
+    telegram.send_text(user, text)
+    async with asyncio.timeout(30):
+        await telegram.holding.wait()
+    return bot
 
 
 async def new_operator_key(directory: Path) -> tuple[Path, bytes]:

@@ -8,7 +8,6 @@ with it), an uncharged one (recovered at the restart) is not.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from models import ConversationNotFound, MasterKey, Store
@@ -17,7 +16,7 @@ from services.prices import Prices
 from tests.books import inconsistent_users
 from tests.botstack import TOKEN, process_stack
 from tests.fakes.gated import GatedTelegram
-from tests.harness import ManagedProcess, audited, rows, wait_until
+from tests.harness import ManagedProcess, asked_while_held, audited, rows, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,12 +33,8 @@ async def test_an_answer_charged_when_the_bot_is_killed_stays_in_its_conversatio
     telegram = GatedTelegram(token=TOKEN)
     async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
         vllm, env = stack.vllm, stack.env
-        bot = await ManagedProcess.start("-m", "bot", env=env)
-        await bot.wait_for_line("bot.started")
-        telegram.hold_messages_to(USER)  # the final message waits at Telegram, unanswered
-        telegram.send_text(USER, "first question")
-        async with asyncio.timeout(30):
-            await telegram.holding.wait()
+        # The final message waits at Telegram, unanswered.
+        bot = await asked_while_held(env, telegram, USER, "first question")
         await wait_until(lambda: bool(rows(db, "SELECT 1 FROM ledger WHERE kind = 'usage'")))
         await bot.kill()  # charged; the bot still waits for Telegram's reply
         bot = await ManagedProcess.start("-m", "bot", env=env)

@@ -10,7 +10,6 @@ tests/test_deliver23_resend.py, each message being counted as Telegram takes it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from tests.botstack import QUICK_RETRY, TOKEN, process_stack, running_stack
@@ -18,6 +17,7 @@ from tests.fakes.gated import GatedTelegram
 from tests.harness import (
     REPO,
     ManagedProcess,
+    asked_while_held,
     audited,
     restarted,
     rows,
@@ -41,12 +41,8 @@ async def test_an_answer_charged_when_the_bot_is_killed_before_its_message_is_se
     telegram = GatedTelegram(token=TOKEN)
     async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
         vllm, env = stack.vllm, stack.env
-        bot = await ManagedProcess.start("-m", "bot", env=env)
-        await bot.wait_for_line("bot.started")
-        telegram.hold_messages_to(USER)  # the final message waits at Telegram, never taken
-        telegram.send_text(USER, "first question")
-        async with asyncio.timeout(30):
-            await telegram.holding.wait()
+        # The final message waits at Telegram, never taken.
+        bot = await asked_while_held(env, telegram, USER, "first question")
         await wait_until(lambda: bool(rows(db, "SELECT 1 FROM ledger WHERE kind = 'usage'")))
         assert rows(db, "SELECT surface, chat_id FROM undelivered") == [("private", USER)]
         await bot.kill()

@@ -22,6 +22,7 @@ from tests.fakes.vllm import split_tokens
 from tests.harness import (
     REPO,
     ManagedProcess,
+    asked_while_held,
     audited,
     restarted,
     rows,
@@ -94,12 +95,8 @@ async def test_a_broken_off_answer_charged_when_the_bot_is_killed_arrives_at_res
     async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
         vllm, env = stack.vllm, stack.env
         vllm.error_mid_stream_after = BROKE_AT
-        bot = await ManagedProcess.start("-m", "bot", env=env)
-        await bot.wait_for_line("bot.started")
-        telegram.hold_messages_to(USER)  # the part's message waits at Telegram, never taken
-        telegram.send_text(USER, "a question")
-        async with asyncio.timeout(30):
-            await telegram.holding.wait()
+        # The part's message waits at Telegram, never taken.
+        bot = await asked_while_held(env, telegram, USER, "a question")
         await wait_until(lambda: bool(rows(db, "SELECT 1 FROM ledger WHERE kind = 'usage'")))
         asked = question_id(telegram, "a question")
         assert rows(db, "SELECT surface, reply_to, ending FROM undelivered") == [
@@ -225,13 +222,8 @@ async def test_a_bot_killed_between_two_messages_of_an_answer_sends_only_the_res
     telegram = SecondHeld(token=TOKEN)
     async with process_stack(data, answer=LONG, telegram_server=telegram) as stack:
         env = stack.env | {"VEIL_MAX_ANSWER_TOKENS": "2048"}
-        bot = await ManagedProcess.start("-m", "bot", env=env)
-        await bot.wait_for_line("bot.started")
-        telegram.hold_messages_to(USER)
         telegram.let_through = 1  # the first message is taken; the second waits, never taken
-        telegram.send_text(USER, "a long question")
-        async with asyncio.timeout(30):
-            await telegram.holding.wait()
+        bot = await asked_while_held(env, telegram, USER, "a long question")
         (first,) = texts_sent(telegram)
         await wait_until(lambda: rows(db, "SELECT parts_taken FROM undelivered") == [(1,)])
         await bot.kill()
@@ -287,12 +279,7 @@ async def test_a_bot_killed_as_it_counts_a_message_taken_after_the_row_sends_it_
     telegram = GatedTelegram(token=TOKEN)
     async with process_stack(data, answer=ANSWER, telegram_server=telegram) as stack:
         killed = stack.env | {"PYTHONPATH": str(KILL_SITE), "VEIL_TEST_KILL_AT": TOOK}
-        bot = await ManagedProcess.start("-m", "bot", env=killed)
-        await bot.wait_for_line("bot.started")
-        telegram.hold_messages_to(USER)
-        telegram.send_text(USER, "a question")
-        async with asyncio.timeout(30):
-            await telegram.holding.wait()
+        bot = await asked_while_held(killed, telegram, USER, "a question")
         await wait_until(
             lambda: rows(db, "SELECT rich_taken + parts_taken FROM undelivered") == [(0,)]
         )
